@@ -1,0 +1,95 @@
+import { AgentdError, type ErrorCode } from '../errors.js';
+
+const CONTAINERS_CONF_FIX =
+  'Create a containers.conf with\n' +
+  '  [containers]\n  default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n' +
+  '  [engine]\n  runtime = "runc"\n' +
+  'and point CONTAINERS_CONF at it (or install it as /etc/containers/containers.conf); ' +
+  'use limits at or below `ulimit -Hn` and install runc. See "Troubleshooting" in the README.';
+
+export interface PodmanFailure {
+  operation: string;
+  /** The podman argv; callers guarantee it never carries a credential value. */
+  argv: string[];
+  exitCode?: number;
+  stderr: string;
+  spawnErrorCode?: string;
+  timedOut?: boolean;
+  timeoutMs?: number;
+  cause?: unknown;
+}
+
+/** A podman call that failed, with the command line, its exit code and stderr. */
+export class PodmanError extends AgentdError {
+  readonly argv: string[];
+  readonly exitCode: number | undefined;
+  readonly stderr: string;
+  constructor(code: ErrorCode, message: string, failure: PodmanFailure) {
+    super(code, message, { operation: failure.operation, cause: failure.cause });
+    this.name = 'PodmanError';
+    this.argv = failure.argv;
+    this.exitCode = failure.exitCode;
+    this.stderr = failure.stderr;
+  }
+}
+
+/** Turns a raw podman failure into an error an operator can act on. */
+export function classifyPodmanFailure(failure: PodmanFailure, image?: string): PodmanError {
+  const { operation, stderr } = failure;
+  const cmd = `podman ${failure.argv.join(' ')}`;
+  const detail = lastLines(stderr, 4);
+  if (failure.spawnErrorCode === 'ENOENT') {
+    return new PodmanError(
+      'PODMAN_NOT_INSTALLED',
+      `${operation}: podman is not installed or not on PATH; install Podman 4 or newer (Debian: apt-get install podman runc)`,
+      failure,
+    );
+  }
+  if (failure.timedOut) {
+    return new PodmanError(
+      'PODMAN_TIMEOUT',
+      `${operation}: podman did not answer within ${Math.round((failure.timeoutMs ?? 0) / 1000)}s (${truncate(cmd)}); check that Podman is healthy with \`podman info\``,
+      failure,
+    );
+  }
+  if (/setrlimit|error setting rlimit|RLIMIT_NOFILE|RLIMIT_NPROC/i.test(stderr)) {
+    return new PodmanError(
+      'PODMAN_RLIMIT',
+      `${operation}: the container runtime may not raise resource limits here (${detail}).\n${CONTAINERS_CONF_FIX}`,
+      failure,
+    );
+  }
+  if (/cgroups in hybrid mode not supported/i.test(stderr)) {
+    return new PodmanError(
+      'PODMAN_CGROUPS',
+      `${operation}: crun does not support this machine's hybrid cgroup setup (${detail}).\n${CONTAINERS_CONF_FIX}`,
+      failure,
+    );
+  }
+  if (
+    image !== undefined &&
+    /image not known|no such image|manifest unknown|initializing source|repository name must|unable to find image/i.test(stderr)
+  ) {
+    return imageNotFound(operation, image, failure);
+  }
+  return new PodmanError(
+    'PODMAN_FAILED',
+    `${operation} failed (exit ${failure.exitCode ?? 'unknown'}): ${detail || 'no error output'} [${truncate(cmd)}]`,
+    failure,
+  );
+}
+
+export function imageNotFound(operation: string, image: string, failure: PodmanFailure): PodmanError {
+  const how = image.startsWith('localhost/')
+    ? `it is a local image: build it (for the test image: \`bash scripts/build-image.sh\`) or \`podman import\`/\`podman build\` it under that name`
+    : `pull it with \`podman pull ${image}\` or check the name`;
+  return new PodmanError('IMAGE_NOT_FOUND', `${operation}: image ${image} is not available; ${how}`, failure);
+}
+
+function lastLines(text: string, n: number): string {
+  return text.trim().split('\n').filter(Boolean).slice(-n).join(' | ');
+}
+
+function truncate(text: string, max = 300): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}

@@ -1,0 +1,35 @@
+import { z } from 'zod';
+
+/** The subset of `podman ps -a --format json` agentd reads. */
+export const containerSummarySchema = z.object({
+  Id: z.string(),
+  Names: z.array(z.string()).default([]),
+  State: z.string(),
+  Labels: z.record(z.string(), z.string()).nullable().default({}),
+  ExitCode: z.number().optional(),
+  StartedAt: z.number().optional(),
+  Created: z.number().optional(),
+});
+export type ContainerSummary = z.infer<typeof containerSummarySchema>;
+export const containerListSchema = z.array(containerSummarySchema).nullable();
+
+/** The subset of `podman container inspect` agentd reads. */
+export const containerInspectSchema = z.object({
+  Id: z.string(),
+  Name: z.string(),
+  State: z.object({
+    Status: z.string(),
+    Running: z.boolean(),
+    ExitCode: z.number(),
+    StartedAt: z.string().optional(),
+    FinishedAt: z.string().optional(),
+  }),
+  Config: z
+    .object({
+      Labels: z.record(z.string(), z.string()).nullable().optional(),
+      Env: z.array(z.string()).nullable().optional(),
+      Timeout: z.number().optional(),
+    })
+    .passthrough(),
+});
+export type ContainerInspect = z.infer<typeof containerInspectSchema>;

@@ -1,0 +1,238 @@
+import { createInterface } from 'node:readline';
+import { execa } from 'execa';
+import { classifyPodmanFailure, imageNotFound, type PodmanError } from './podman-errors.js';
+import {
+  type ContainerInspect,
+  type ContainerSummary,
+  containerInspectSchema,
+  containerListSchema,
+} from './podman-schemas.js';
+
+export type { ContainerInspect, ContainerSummary };
+
+export interface PodmanClientOptions {
+  /** The podman binary; `podman` on PATH by default. */
+  bin?: string;
+  /** Deadline for every short podman call. */
+  timeoutMs?: number;
+  /** Observes every podman invocation (argv only; values never travel on argv). */
+  onCall?: (argv: readonly string[]) => void;
+}
+
+export interface CallOptions {
+  input?: string;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** Exit codes that are answers, not failures (e.g. 1 for `image exists`). */
+  okExitCodes?: number[];
+  image?: string;
+}
+
+export interface CreateContainerOptions {
+  name: string;
+  image: string;
+  labels: Record<string, string>;
+  env: Record<string, string>;
+  /** Mount-type secrets: podman secret name and target path, readable by root only. */
+  secrets: { name: string; target: string }[];
+  network: string;
+  /** Engine-enforced deadline in whole seconds. */
+  timeoutSeconds?: number;
+  entrypoint: string[];
+  args: string[];
+  signal?: AbortSignal;
+}
+
+export interface AttachedRun {
+  /** Resolves with the container's exit code as podman reports it. */
+  exitCode: Promise<number>;
+  /** Podman's own stderr lines (the container's output is merged into stdout). */
+  stderr: () => string;
+}
+
+/** A narrow client over the podman CLI: the only code in agentd that runs podman. */
+export class PodmanClient {
+  readonly bin: string;
+  private readonly timeoutMs: number;
+  private readonly onCall: ((argv: readonly string[]) => void) | undefined;
+
+  constructor(options: PodmanClientOptions = {}) {
+    this.bin = options.bin ?? 'podman';
+    this.timeoutMs = options.timeoutMs ?? 60_000;
+    this.onCall = options.onCall;
+  }
+
+  /** Runs one podman command with a deadline; throws a classified PodmanError on failure. */
+  async call(operation: string, argv: string[], options: CallOptions = {}): Promise<{ stdout: string; exitCode: number }> {
+    this.onCall?.(argv);
+    const timeoutMs = options.timeoutMs ?? this.timeoutMs;
+    // Podman reads `-` only from a real pipe, and Node gives children a socket: `cat` bridges the two
+    // so a value still never travels on a command line.
+    const [file, args] =
+      options.input === undefined ? [this.bin, argv] : ['/bin/sh', ['-c', 'cat | exec "$0" "$@"', this.bin, ...argv]];
+    const result = await execa(file, args, {
+      input: options.input ?? '',
+      timeout: timeoutMs,
+      cancelSignal: options.signal,
+      reject: false,
+      forceKillAfterDelay: 2000,
+      stripFinalNewline: true,
+    });
+    const exitCode = result.exitCode ?? -1;
+    if (!result.failed || (options.okExitCodes?.includes(exitCode) && !result.timedOut)) {
+      return { stdout: result.stdout, exitCode };
+    }
+    throw classifyPodmanFailure(
+      {
+        operation,
+        argv,
+        exitCode: result.exitCode,
+        stderr: result.stderr,
+        spawnErrorCode: (result as { code?: string }).code,
+        timedOut: result.timedOut,
+        timeoutMs,
+        cause: result.isCanceled ? options.signal?.reason : result,
+      },
+      options.image,
+    );
+  }
+
+  async version(signal?: AbortSignal): Promise<string> {
+    const { stdout } = await this.call('podman version', ['version', '--format', '{{.Client.Version}}'], { signal });
+    return stdout.trim();
+  }
+
+  async imageExists(image: string, signal?: AbortSignal): Promise<boolean> {
+    const { exitCode } = await this.call('check image', ['image', 'exists', image], { signal, okExitCodes: [1] });
+    return exitCode === 0;
+  }
+
+  /** Creates a secret; the value travels on stdin, never on the command line. */
+  async createSecret(name: string, value: string, labels: Record<string, string>, signal?: AbortSignal): Promise<void> {
+    const argv = ['secret', 'create', ...labelArgs(labels), name, '-'];
+    await this.call(`create secret ${name}`, argv, { input: value, signal });
+  }
+
+  async listSecretNames(signal?: AbortSignal): Promise<string[]> {
+    const { stdout } = await this.call('list secrets', ['secret', 'ls', '--format', '{{.Name}}'], { signal });
+    return stdout.split('\n').filter(Boolean);
+  }
+
+  /** Labels of many secrets in one call (podman 4.3 cannot filter secrets by label). */
+  async secretLabels(names: string[], signal?: AbortSignal): Promise<Map<string, Record<string, string>>> {
+    const labels = new Map<string, Record<string, string>>();
+    if (names.length === 0) return labels;
+    const { stdout } = await this.call('inspect secrets', ['secret', 'inspect', '--format', 'json', ...names], {
+      signal,
+    });
+    const parsed = JSON.parse(stdout) as { Spec?: { Name?: string; Labels?: Record<string, string> | null } }[];
+    for (const entry of parsed) {
+      if (entry.Spec?.Name) labels.set(entry.Spec.Name, entry.Spec.Labels ?? {});
+    }
+    return labels;
+  }
+
+  async removeSecrets(names: string[], signal?: AbortSignal): Promise<void> {
+    if (names.length === 0) return;
+    await this.call(`remove ${names.length} secret(s)`, ['secret', 'rm', ...names], { signal });
+  }
+
+  async createContainer(options: CreateContainerOptions): Promise<string> {
+    const argv = ['create', '--name', options.name, ...labelArgs(options.labels)];
+    // Pulling a missing localhost/ image retries against https://localhost for seconds; never pull those.
+    if (options.image.startsWith('localhost/')) argv.push('--pull', 'never');
+    argv.push('--init', '--user', '0:0', '--network', options.network);
+    if (options.timeoutSeconds !== undefined) argv.push('--timeout', String(options.timeoutSeconds));
+    for (const secret of options.secrets) {
+      argv.push('--secret', `${secret.name},type=mount,target=${secret.target},uid=0,gid=0,mode=0400`);
+    }
+    // Only non-secret values travel as --env; credentials are mount secrets.
+    for (const [key, value] of Object.entries(options.env)) argv.push('--env', `${key}=${value}`);
+    argv.push('--entrypoint', JSON.stringify(options.entrypoint), options.image, ...options.args);
+    try {
+      const { stdout } = await this.call(`create container ${options.name}`, argv, {
+        signal: options.signal,
+        image: options.image,
+      });
+      return stdout.trim();
+    } catch (error) {
+      const failure = error as PodmanError;
+      if (failure.code === 'PODMAN_FAILED' && /image not known|no such image/i.test(failure.stderr)) {
+        throw imageNotFound(`create container ${options.name}`, options.image, {
+          operation: `create container ${options.name}`,
+          argv,
+          stderr: failure.stderr,
+          exitCode: failure.exitCode,
+        });
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Starts a container attached: every line of its output goes to onLine as it arrives.
+   * No deadline: the caller bounds it with stop/timeouts; the signal detaches.
+   */
+  startAttached(name: string, onLine: (line: string) => void, signal?: AbortSignal): AttachedRun {
+    const argv = ['start', '--attach', name];
+    this.onCall?.(argv);
+    const child = execa(this.bin, argv, { buffer: false, reject: false, cancelSignal: signal, stdin: 'ignore' });
+    const errLines: string[] = [];
+    const out = createInterface({ input: child.stdout });
+    out.on('line', onLine);
+    const err = createInterface({ input: child.stderr });
+    err.on('line', (line) => {
+      errLines.push(line);
+      if (errLines.length > 50) errLines.shift();
+    });
+    const outClosed = new Promise<void>((resolve) => out.once('close', resolve));
+    const exitCode = child.then(async (result) => {
+      await outClosed;
+      if ((result as { code?: string }).code === 'ENOENT') {
+        throw classifyPodmanFailure({ operation: `start container ${name}`, argv, stderr: '', spawnErrorCode: 'ENOENT' });
+      }
+      return result.exitCode ?? -1;
+    });
+    return { exitCode, stderr: () => errLines.join('\n') };
+  }
+
+  async wait(name: string, signal?: AbortSignal): Promise<number> {
+    const { stdout } = await this.call(`wait for container ${name}`, ['wait', name], { signal, timeoutMs: 2 ** 31 - 1 });
+    return Number(stdout.trim().split('\n').pop());
+  }
+
+  async inspectContainer(name: string, signal?: AbortSignal): Promise<ContainerInspect | undefined> {
+    const { stdout, exitCode } = await this.call(`inspect container ${name}`, ['container', 'inspect', name], {
+      signal,
+      okExitCodes: [125],
+    });
+    if (exitCode !== 0) return undefined;
+    const parsed = containerInspectSchema.array().parse(JSON.parse(stdout));
+    return parsed[0];
+  }
+
+  /** SIGTERM, then SIGKILL after the grace period. */
+  async stopContainer(name: string, graceSeconds: number, signal?: AbortSignal): Promise<void> {
+    await this.call(`stop container ${name}`, ['stop', '--ignore', '--time', String(graceSeconds), name], {
+      signal,
+      timeoutMs: (graceSeconds + 30) * 1000,
+    });
+  }
+
+  async removeContainers(names: string[], signal?: AbortSignal): Promise<void> {
+    if (names.length === 0) return;
+    await this.call(`remove ${names.length} container(s)`, ['rm', '--force', '--ignore', '--time', '0', ...names], {
+      signal,
+    });
+  }
+
+  async listContainers(labelFilters: Record<string, string>, signal?: AbortSignal): Promise<ContainerSummary[]> {
+    const filters = Object.entries(labelFilters).flatMap(([k, v]) => ['--filter', `label=${k}=${v}`]);
+    const { stdout } = await this.call('list containers', ['ps', '--all', '--format', 'json', ...filters], { signal });
+    return containerListSchema.parse(JSON.parse(stdout || '[]')) ?? [];
+  }
+}
+
+function labelArgs(labels: Record<string, string>): string[] {
+  return Object.entries(labels).flatMap(([key, value]) => ['--label', `${key}=${value}`]);
+}

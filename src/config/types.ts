@@ -1,0 +1,42 @@
+/** Typed settings produced from a validated agentd.yaml. */
+export type Network = 'bridge' | 'none' | 'host';
+
+/** Where a credential's value comes from. `raw` is the string the operator wrote, for messages. */
+export type CredentialSource = { kind: 'env'; name: string; raw: string } | { kind: 'file'; path: string; raw: string };
+
+export interface CredentialConfig {
+  /** Variable name inside the session. */
+  name: string;
+  source: CredentialSource;
+}
+
+export interface AgentConfig {
+  name: string;
+  image: string;
+  command: string[];
+  repo?: string;
+  timeoutMs?: number;
+  network: Network;
+  env: Record<string, string>;
+  credentials: CredentialConfig[];
+  repoToken?: CredentialSource;
+}
+
+export interface DaemonSettings {
+  socket: string;
+  stateDir: string;
+  maxSessions: number;
+  /** Time a stopping container gets between SIGTERM and SIGKILL. */
+  stopGraceMs: number;
+  /** Bytes of output kept per session log file (the newest is kept). */
+  logMaxBytes: number;
+  /** Finished session records kept in the state dir. */
+  historyLimit: number;
+}
+
+export interface Settings {
+  /** Absolute path of the config file these settings came from. */
+  file: string;
+  daemon: DaemonSettings;
+  agents: AgentConfig[];
+}

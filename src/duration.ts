@@ -1,0 +1,20 @@
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** Parses durations like `90s`, `10m`, `2h`, `1h30m` or `500ms` into milliseconds; undefined when invalid. */
+export function parseDuration(text: string): number | undefined {
+  const trimmed = text.trim();
+  if (!/^(\d+(ms|s|m|h))+$/.test(trimmed)) return undefined;
+  let total = 0;
+  for (const match of trimmed.matchAll(/(\d+)(ms|s|m|h)/g)) {
+    total += Number(match[1]) * (UNITS[match[2] ?? ''] ?? 0);
+  }
+  return total > 0 ? total : undefined;
+}
+
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;
+  const minutes = Math.floor(ms / 60_000);
+  const seconds = Math.round((ms % 60_000) / 1000);
+  return `${minutes}m${seconds.toString().padStart(2, '0')}s`;
+}

@@ -1,0 +1,35 @@
+/**
+ * Every error agentd raises on purpose carries a stable code, the operation that failed and,
+ * where there is one, the underlying cause. Messages never include credential values.
+ */
+export type ErrorCode =
+  | 'CONFIG_NOT_FOUND'
+  | 'CONFIG_INVALID'
+  | 'PODMAN_NOT_INSTALLED'
+  | 'PODMAN_FAILED'
+  | 'PODMAN_TIMEOUT'
+  | 'PODMAN_RLIMIT'
+  | 'PODMAN_CGROUPS'
+  | 'IMAGE_NOT_FOUND'
+  | 'CREDENTIAL_UNRESOLVED'
+  | 'CREDENTIAL_TOO_LARGE'
+  | 'DAEMON_RUNNING'
+  | 'SOCKET_PATH_IN_USE'
+  | 'DAEMON_UNREACHABLE'
+  | 'PROTOCOL'
+  | 'INTERNAL';
+
+export class AgentdError extends Error {
+  readonly code: ErrorCode;
+  readonly operation: string | undefined;
+  constructor(code: ErrorCode, message: string, options: { operation?: string; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'AgentdError';
+    this.code = code;
+    this.operation = options.operation;
+  }
+}
+
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,27 @@
+import { LABEL_AGENT, LABEL_INSTANCE, LABEL_SESSION, NAME_PREFIX } from '../constants.js';
+
+/** Podman object names: every one can be traced back to its daemon instance and session. */
+export function containerName(instanceId: string, agent: string, sessionId: string): string {
+  return `${NAME_PREFIX}${instanceId.slice(0, 8)}-${agent}-${sessionId.slice(0, 16)}`;
+}
+
+export function secretName(instanceId: string, sessionId: string, index: number): string {
+  return `${NAME_PREFIX}${instanceId.slice(0, 8)}-${sessionId.slice(0, 16)}-${index}`;
+}
+
+/** Prefix shared by every secret of one instance. */
+export function instanceSecretPrefix(instanceId: string): string {
+  return `${NAME_PREFIX}${instanceId.slice(0, 8)}-`;
+}
+
+/** Session id embedded in a secret name made by secretName, if it is one. */
+export function sessionOfSecret(instanceId: string, name: string): string | undefined {
+  const prefix = instanceSecretPrefix(instanceId);
+  if (!name.startsWith(prefix)) return undefined;
+  const match = /^([0-9a-f]{16})-\d+$/.exec(name.slice(prefix.length));
+  return match?.[1];
+}
+
+export function ownershipLabels(instanceId: string, sessionId: string, agent: string): Record<string, string> {
+  return { [LABEL_INSTANCE]: instanceId, [LABEL_SESSION]: sessionId, [LABEL_AGENT]: agent };
+}

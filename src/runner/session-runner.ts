@@ -1,0 +1,297 @@
+import { randomBytes } from 'node:crypto';
+import { constants as osConstants } from 'node:os';
+import type { PodmanClient } from '../adapters/podman.js';
+import { classifyPodmanFailure, PodmanError } from '../adapters/podman-errors.js';
+import { MAX_SECRET_BYTES, SECRET_MOUNT_DIR } from '../constants.js';
+import { AgentdError, errorMessage } from '../errors.js';
+import { createMasker } from './mask.js';
+import { containerName, ownershipLabels, secretName } from './names.js';
+import { SessionLog } from './session-log.js';
+import { SETUP_ENTRYPOINT } from './setup-script.js';
+import type { Phase, RunOptions, RunResult, Runner, SessionInvocation, SessionSpec } from './types.js';
+
+export interface PodmanRunnerOptions {
+  podman: PodmanClient;
+  instanceId: string;
+  stopGraceMs: number;
+  logMaxBytes: number;
+  /** Receives teardown problems that do not change the outcome. */
+  warn?: (message: string, error: unknown) => void;
+}
+
+type StopReason = 'timeout' | 'cancel';
+
+/** Runs one session as one supervised container, and always tears it down. */
+export class PodmanRunner implements Runner {
+  constructor(private readonly options: PodmanRunnerOptions) {}
+
+  async run(spec: SessionSpec, invocation: SessionInvocation, options: RunOptions): Promise<RunResult> {
+    return new SessionRun(this.options, spec, invocation, options).execute();
+  }
+}
+
+class SessionRun {
+  private phase: Phase = 'creating';
+  private phaseStartedAt = performance.now();
+  private readonly timings: RunResult['timings'] = {};
+  private readonly secrets: string[] = [];
+  private secretsRemoval: Promise<void> | undefined;
+  private container: string | undefined;
+  private stopReason: StopReason | undefined;
+  private readonly stopRequested: Promise<StopReason>;
+  private requestStop: (reason: StopReason) => void = () => {};
+  private readonly log: SessionLog;
+  private readonly mask: (line: string) => string;
+  private readonly setupOutput: string[] = [];
+
+  constructor(
+    private readonly options: PodmanRunnerOptions,
+    private readonly spec: SessionSpec,
+    private readonly invocation: SessionInvocation,
+    private readonly run: RunOptions,
+  ) {
+    this.stopRequested = new Promise((resolve) => {
+      this.requestStop = (reason) => {
+        if (this.stopReason) return;
+        this.stopReason = reason;
+        resolve(reason);
+      };
+    });
+    this.log = new SessionLog(run.logFile, options.logMaxBytes);
+    const values = spec.credentials.map((c) => c.value);
+    if (invocation.repoToken) values.push(invocation.repoToken);
+    this.mask = createMasker(values);
+  }
+
+  async execute(): Promise<RunResult> {
+    const timer =
+      this.spec.timeoutMs === undefined ? undefined : setTimeout(() => this.requestStop('timeout'), this.spec.timeoutMs);
+    const onAbort = () => this.requestStop('cancel');
+    if (this.run.signal.aborted) onAbort();
+    this.run.signal.addEventListener('abort', onAbort);
+    // Podman calls made while creating are cut short by a stop request.
+    const creation = new AbortController();
+    void this.stopRequested.then(() => creation.abort());
+    let result: Omit<RunResult, 'timings'>;
+    try {
+      this.enter('creating');
+      result = await this.supervise(creation.signal);
+    } catch (error) {
+      result = this.fromError(error);
+    } finally {
+      clearTimeout(timer);
+      this.run.signal.removeEventListener('abort', onAbort);
+    }
+    const teardownProblem = await this.teardown();
+    if (teardownProblem && result.outcome === 'succeeded') {
+      result = { ...result, outcome: 'error', message: teardownProblem };
+    }
+    return { ...result, timings: this.timings };
+  }
+
+  private async supervise(signal: AbortSignal): Promise<Omit<RunResult, 'timings'>> {
+    const { podman, instanceId } = this.options;
+    const { spec, invocation } = this;
+    const labels = ownershipLabels(instanceId, invocation.sessionId, spec.agent);
+    const env: Record<string, string> = {
+      ...spec.env,
+      AGENTD_AGENT: spec.agent,
+      AGENTD_SESSION_ID: invocation.sessionId,
+      AGENTD_REPO_URL: invocation.repoUrl,
+      AGENTD_SETUP_MARKER: `@@agentd-${randomBytes(8).toString('hex')}@@`,
+    };
+    if (invocation.workUnit !== undefined) env.AGENTD_SETUP_WORK_UNIT = invocation.workUnit;
+    const mounts: { name: string; target: string }[] = [];
+    const secretBacked: string[] = [];
+    const withValues = spec.credentials.map((c) => ({ target: c.name, value: c.value }));
+    if (invocation.repoToken !== undefined) withValues.push({ target: '.repo_token', value: invocation.repoToken });
+    for (const { target, value } of withValues) {
+      if (Buffer.byteLength(value) > MAX_SECRET_BYTES) {
+        throw new AgentdError(
+          'CREDENTIAL_TOO_LARGE',
+          `credential ${target === '.repo_token' ? 'repo_token' : target} is ${Buffer.byteLength(value)} bytes; Podman secrets must be under 512000 bytes`,
+          { operation: 'create secrets' },
+        );
+      }
+    }
+    for (const { target, value } of withValues) {
+      // Podman refuses empty secrets; an empty value is not a secret, so it is set as an empty variable.
+      if (value === '') {
+        env[target] = '';
+        continue;
+      }
+      const name = secretName(instanceId, invocation.sessionId, this.secrets.length);
+      await podman.createSecret(name, value, labels, signal);
+      this.secrets.push(name);
+      mounts.push({ name, target: `${SECRET_MOUNT_DIR}/${target}` });
+      if (target !== '.repo_token') secretBacked.push(target);
+    }
+    if (secretBacked.length > 0) env.AGENTD_SETUP_CREDENTIALS = secretBacked.join(' ');
+
+    const name = containerName(instanceId, spec.agent, invocation.sessionId);
+    const graceSeconds = Math.ceil(this.options.stopGraceMs / 1000);
+    await podman.createContainer({
+      name,
+      image: spec.image,
+      labels,
+      env,
+      secrets: mounts,
+      network: spec.network,
+      // The engine's own deadline stops the container even if this daemon never comes back.
+      timeoutSeconds: spec.timeoutMs === undefined ? undefined : Math.ceil(spec.timeoutMs / 1000) + graceSeconds + 5,
+      entrypoint: SETUP_ENTRYPOINT.slice(0, 1),
+      args: [...SETUP_ENTRYPOINT.slice(1), ...spec.command],
+      signal,
+    });
+    this.container = name;
+    this.run.onEvent({ type: 'container', name });
+    if (this.stopReason) return this.stopped(undefined);
+
+    const marker = env.AGENTD_SETUP_MARKER ?? '';
+    let sawStart = false;
+    let commandStarted = false;
+    const attached = podman.startAttached(name, (raw) => {
+      if (!commandStarted && raw.startsWith(`${marker} `)) {
+        const what = raw.slice(marker.length + 1);
+        if (what === 'started') {
+          sawStart = true;
+          // The container holds its own copy of mounted secrets: the objects can go now.
+          this.secretsRemoval = this.removeSecrets();
+        } else if (what === 'phase cloning') {
+          this.enter('cloning');
+        } else if (what === 'phase running') {
+          commandStarted = true;
+          this.enter('running');
+        }
+        return;
+      }
+      const line = this.mask(raw);
+      if (!commandStarted) this.rememberSetupOutput(line);
+      this.log.append(line);
+      this.run.onEvent({ type: 'output', stream: 'stdout', line });
+    });
+    const finished = attached.exitCode.then((code) => ({ code }));
+    const first = await Promise.race([finished, this.stopRequested.then((reason) => ({ reason }))]);
+    if ('reason' in first) {
+      await podman.stopContainer(name, graceSeconds);
+      const { code } = await finished;
+      return this.stopped(code);
+    }
+    const exitCode = first.code;
+    if (!sawStart) {
+      // The container never ran our setup: podman or the runtime failed to start it.
+      throw new PodmanError('PODMAN_FAILED', '', {
+        operation: `start container ${name}`,
+        argv: ['start', '--attach', name],
+        exitCode,
+        stderr: attached.stderr(),
+      });
+    }
+    if (!commandStarted) {
+      const why = this.setupOutput.slice(-5).join(' | ') || `setup exited with code ${exitCode}`;
+      return {
+        outcome: 'failed',
+        exitCode,
+        phase: this.phase,
+        message: this.phase === 'cloning' ? `git clone of ${invocation.repoUrl} failed: ${why}` : `setup failed: ${why}`,
+      };
+    }
+    if (exitCode === 0) return { outcome: 'succeeded', exitCode, phase: 'running' };
+    const signalName = exitCode > 128 && exitCode < 160 ? signalOf(exitCode - 128) : undefined;
+    return {
+      outcome: 'failed',
+      exitCode,
+      ...(signalName ? { signal: signalName } : {}),
+      phase: 'running',
+      message: describeExit(exitCode, spec.command[0] ?? ''),
+    };
+  }
+
+  private stopped(exitCode: number | undefined): Omit<RunResult, 'timings'> {
+    const base = { phase: this.phase, ...(exitCode === undefined ? {} : { exitCode }) };
+    if (this.stopReason === 'timeout') {
+      return {
+        ...base,
+        outcome: 'timed_out',
+        message: `session exceeded its timeout of ${Math.round((this.spec.timeoutMs ?? 0) / 1000)}s while ${this.phase}`,
+      };
+    }
+    return { ...base, outcome: 'cancelled', message: `session cancelled while ${this.phase}` };
+  }
+
+  private fromError(error: unknown): Omit<RunResult, 'timings'> {
+    if (this.stopReason) return this.stopped(undefined);
+    if (error instanceof PodmanError && error.message === '') {
+      // Classify a failed start now that its stderr is known.
+      const stderr = error.stderr;
+      const classified = classifyStart(error, stderr);
+      return { outcome: 'error', phase: this.phase, message: classified };
+    }
+    return { outcome: 'error', phase: this.phase, message: errorMessage(error) };
+  }
+
+  private enter(phase: Phase): void {
+    const now = performance.now();
+    if (phase !== this.phase) {
+      this.timings[this.phase] = Math.round(now - this.phaseStartedAt);
+    }
+    this.phase = phase;
+    this.phaseStartedAt = now;
+    this.run.onEvent({ type: 'phase', phase });
+  }
+
+  private rememberSetupOutput(line: string): void {
+    this.setupOutput.push(line);
+    if (this.setupOutput.length > 20) this.setupOutput.shift();
+  }
+
+  private removeSecrets(): Promise<void> {
+    const names = this.secrets.splice(0);
+    return this.options.podman.removeSecrets(names).catch((error: unknown) => {
+      // Left for teardown to retry.
+      this.secrets.push(...names);
+      this.options.warn?.('secret removal after start failed; teardown retries', error);
+    });
+  }
+
+  /** Removes everything the session made; returns a problem description when something stays behind. */
+  private async teardown(): Promise<string | undefined> {
+    const started = performance.now();
+    const previous = this.phase;
+    this.enter('tearing_down');
+    this.phase = previous;
+    const problems: string[] = [];
+    await this.secretsRemoval;
+    const attempts: Promise<void>[] = [];
+    if (this.secrets.length > 0) attempts.push(this.options.podman.removeSecrets(this.secrets.splice(0)));
+    if (this.container) attempts.push(this.options.podman.removeContainers([this.container]));
+    for (const outcome of await Promise.allSettled(attempts)) {
+      if (outcome.status === 'rejected') {
+        problems.push(errorMessage(outcome.reason));
+        this.options.warn?.('teardown failed', outcome.reason);
+      }
+    }
+    this.timings.tearing_down = Math.round(performance.now() - started);
+    return problems.length > 0 ? `teardown failed: ${problems.join('; ')}` : undefined;
+  }
+}
+
+function classifyStart(error: PodmanError, stderr: string): string {
+  return classifyPodmanFailure({
+    operation: error.operation ?? 'start container',
+    argv: error.argv,
+    exitCode: error.exitCode,
+    stderr,
+  }).message;
+}
+
+function describeExit(code: number, command: string): string {
+  if (code === 127) return `command not found: ${command} (exit 127); check the agent's command and the image`;
+  if (code === 126) return `command cannot be executed: ${command} (exit 126); check its permissions`;
+  if (code > 128 && code < 160) return `command killed by ${signalOf(code - 128) ?? `signal ${code - 128}`} (exit ${code})`;
+  return `command exited with code ${code}`;
+}
+
+function signalOf(n: number): string | undefined {
+  return Object.entries(osConstants.signals).find(([, value]) => value === n)?.[0];
+}
