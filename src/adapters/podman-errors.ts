@@ -68,7 +68,9 @@ export function classifyPodmanFailure(failure: PodmanFailure, image?: string): P
   }
   if (
     image !== undefined &&
-    /image not known|no such image|manifest unknown|initializing source|repository name must|unable to find image/i.test(stderr)
+    /image not known|no such image|manifest unknown|initializing source|repository name must|unable to find image/i.test(
+      stderr,
+    )
   ) {
     return imageNotFound(operation, image, failure);
   }

@@ -63,13 +63,19 @@ export class PodmanClient {
   }
 
   /** Runs one podman command with a deadline; throws a classified PodmanError on failure. */
-  async call(operation: string, argv: string[], options: CallOptions = {}): Promise<{ stdout: string; exitCode: number }> {
+  async call(
+    operation: string,
+    argv: string[],
+    options: CallOptions = {},
+  ): Promise<{ stdout: string; exitCode: number }> {
     this.onCall?.(argv);
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
     // Podman reads `-` only from a real pipe, and Node gives children a socket: `cat` bridges the two
     // so a value still never travels on a command line.
     const [file, args] =
-      options.input === undefined ? [this.bin, argv] : ['/bin/sh', ['-c', 'cat | exec "$0" "$@"', this.bin, ...argv]];
+      options.input === undefined
+        ? [this.bin, argv]
+        : ['/bin/sh', ['-c', 'cat | exec "$0" "$@"', this.bin, ...argv]];
     const result = await execa(file, args, {
       input: options.input ?? '',
       timeout: timeoutMs,
@@ -98,17 +104,27 @@ export class PodmanClient {
   }
 
   async version(signal?: AbortSignal): Promise<string> {
-    const { stdout } = await this.call('podman version', ['version', '--format', '{{.Client.Version}}'], { signal });
+    const { stdout } = await this.call('podman version', ['version', '--format', '{{.Client.Version}}'], {
+      signal,
+    });
     return stdout.trim();
   }
 
   async imageExists(image: string, signal?: AbortSignal): Promise<boolean> {
-    const { exitCode } = await this.call('check image', ['image', 'exists', image], { signal, okExitCodes: [1] });
+    const { exitCode } = await this.call('check image', ['image', 'exists', image], {
+      signal,
+      okExitCodes: [1],
+    });
     return exitCode === 0;
   }
 
   /** Creates a secret; the value travels on stdin, never on the command line. */
-  async createSecret(name: string, value: string, labels: Record<string, string>, signal?: AbortSignal): Promise<void> {
+  async createSecret(
+    name: string,
+    value: string,
+    labels: Record<string, string>,
+    signal?: AbortSignal,
+  ): Promise<void> {
     const argv = ['secret', 'create', ...labelArgs(labels), name, '-'];
     await this.call(`create secret ${name}`, argv, { input: value, signal });
   }
@@ -122,10 +138,16 @@ export class PodmanClient {
   async secretLabels(names: string[], signal?: AbortSignal): Promise<Map<string, Record<string, string>>> {
     const labels = new Map<string, Record<string, string>>();
     if (names.length === 0) return labels;
-    const { stdout } = await this.call('inspect secrets', ['secret', 'inspect', '--format', 'json', ...names], {
-      signal,
-    });
-    const parsed = JSON.parse(stdout) as { Spec?: { Name?: string; Labels?: Record<string, string> | null } }[];
+    const { stdout } = await this.call(
+      'inspect secrets',
+      ['secret', 'inspect', '--format', 'json', ...names],
+      {
+        signal,
+      },
+    );
+    const parsed = JSON.parse(stdout) as {
+      Spec?: { Name?: string; Labels?: Record<string, string> | null };
+    }[];
     for (const entry of parsed) {
       if (entry.Spec?.Name) labels.set(entry.Spec.Name, entry.Spec.Labels ?? {});
     }
@@ -176,7 +198,12 @@ export class PodmanClient {
   startAttached(name: string, onLine: (line: string) => void, signal?: AbortSignal): AttachedRun {
     const argv = ['start', '--attach', name];
     this.onCall?.(argv);
-    const child = execa(this.bin, argv, { buffer: false, reject: false, cancelSignal: signal, stdin: 'ignore' });
+    const child = execa(this.bin, argv, {
+      buffer: false,
+      reject: false,
+      cancelSignal: signal,
+      stdin: 'ignore',
+    });
     const errLines: string[] = [];
     const out = createInterface({ input: child.stdout });
     out.on('line', onLine);
@@ -189,7 +216,12 @@ export class PodmanClient {
     const exitCode = child.then(async (result) => {
       await outClosed;
       if ((result as { code?: string }).code === 'ENOENT') {
-        throw classifyPodmanFailure({ operation: `start container ${name}`, argv, stderr: '', spawnErrorCode: 'ENOENT' });
+        throw classifyPodmanFailure({
+          operation: `start container ${name}`,
+          argv,
+          stderr: '',
+          spawnErrorCode: 'ENOENT',
+        });
       }
       return result.exitCode ?? -1;
     });
@@ -197,15 +229,22 @@ export class PodmanClient {
   }
 
   async wait(name: string, signal?: AbortSignal): Promise<number> {
-    const { stdout } = await this.call(`wait for container ${name}`, ['wait', name], { signal, timeoutMs: 2 ** 31 - 1 });
+    const { stdout } = await this.call(`wait for container ${name}`, ['wait', name], {
+      signal,
+      timeoutMs: 2 ** 31 - 1,
+    });
     return Number(stdout.trim().split('\n').pop());
   }
 
   async inspectContainer(name: string, signal?: AbortSignal): Promise<ContainerInspect | undefined> {
-    const { stdout, exitCode } = await this.call(`inspect container ${name}`, ['container', 'inspect', name], {
-      signal,
-      okExitCodes: [125],
-    });
+    const { stdout, exitCode } = await this.call(
+      `inspect container ${name}`,
+      ['container', 'inspect', name],
+      {
+        signal,
+        okExitCodes: [125],
+      },
+    );
     if (exitCode !== 0) return undefined;
     const parsed = containerInspectSchema.array().parse(JSON.parse(stdout));
     return parsed[0];
@@ -221,14 +260,23 @@ export class PodmanClient {
 
   async removeContainers(names: string[], signal?: AbortSignal): Promise<void> {
     if (names.length === 0) return;
-    await this.call(`remove ${names.length} container(s)`, ['rm', '--force', '--ignore', '--time', '0', ...names], {
-      signal,
-    });
+    await this.call(
+      `remove ${names.length} container(s)`,
+      ['rm', '--force', '--ignore', '--time', '0', ...names],
+      {
+        signal,
+      },
+    );
   }
 
-  async listContainers(labelFilters: Record<string, string>, signal?: AbortSignal): Promise<ContainerSummary[]> {
+  async listContainers(
+    labelFilters: Record<string, string>,
+    signal?: AbortSignal,
+  ): Promise<ContainerSummary[]> {
     const filters = Object.entries(labelFilters).flatMap(([k, v]) => ['--filter', `label=${k}=${v}`]);
-    const { stdout } = await this.call('list containers', ['ps', '--all', '--format', 'json', ...filters], { signal });
+    const { stdout } = await this.call('list containers', ['ps', '--all', '--format', 'json', ...filters], {
+      signal,
+    });
     return containerListSchema.parse(JSON.parse(stdout || '[]')) ?? [];
   }
 }

@@ -2,7 +2,9 @@
 export type Network = 'bridge' | 'none' | 'host';
 
 /** Where a credential's value comes from. `raw` is the string the operator wrote, for messages. */
-export type CredentialSource = { kind: 'env'; name: string; raw: string } | { kind: 'file'; path: string; raw: string };
+export type CredentialSource =
+  | { kind: 'env'; name: string; raw: string }
+  | { kind: 'file'; path: string; raw: string };
 
 export interface CredentialConfig {
   /** Variable name inside the session. */

@@ -22,6 +22,10 @@ export function sessionOfSecret(instanceId: string, name: string): string | unde
   return match?.[1];
 }
 
-export function ownershipLabels(instanceId: string, sessionId: string, agent: string): Record<string, string> {
+export function ownershipLabels(
+  instanceId: string,
+  sessionId: string,
+  agent: string,
+): Record<string, string> {
   return { [LABEL_INSTANCE]: instanceId, [LABEL_SESSION]: sessionId, [LABEL_AGENT]: agent };
 }

@@ -8,7 +8,7 @@ import { createMasker } from './mask.js';
 import { containerName, ownershipLabels, secretName } from './names.js';
 import { SessionLog } from './session-log.js';
 import { SETUP_ENTRYPOINT } from './setup-script.js';
-import type { Phase, RunOptions, RunResult, Runner, SessionInvocation, SessionSpec } from './types.js';
+import type { Phase, Runner, RunOptions, RunResult, SessionInvocation, SessionSpec } from './types.js';
 
 export interface PodmanRunnerOptions {
   podman: PodmanClient;
@@ -35,6 +35,8 @@ class SessionRun {
   private phaseStartedAt = performance.now();
   private readonly timings: RunResult['timings'] = {};
   private readonly secrets: string[] = [];
+  /** A secret whose create was cut short by a stop: podman may have made it anyway. */
+  private pendingSecret: string | undefined;
   private secretsRemoval: Promise<void> | undefined;
   private container: string | undefined;
   private stopReason: StopReason | undefined;
@@ -65,7 +67,9 @@ class SessionRun {
 
   async execute(): Promise<RunResult> {
     const timer =
-      this.spec.timeoutMs === undefined ? undefined : setTimeout(() => this.requestStop('timeout'), this.spec.timeoutMs);
+      this.spec.timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => this.requestStop('timeout'), this.spec.timeoutMs);
     const onAbort = () => this.requestStop('cancel');
     if (this.run.signal.aborted) onAbort();
     this.run.signal.addEventListener('abort', onAbort);
@@ -104,7 +108,8 @@ class SessionRun {
     const mounts: { name: string; target: string }[] = [];
     const secretBacked: string[] = [];
     const withValues = spec.credentials.map((c) => ({ target: c.name, value: c.value }));
-    if (invocation.repoToken !== undefined) withValues.push({ target: '.repo_token', value: invocation.repoToken });
+    if (invocation.repoToken !== undefined)
+      withValues.push({ target: '.repo_token', value: invocation.repoToken });
     for (const { target, value } of withValues) {
       if (Buffer.byteLength(value) > MAX_SECRET_BYTES) {
         throw new AgentdError(
@@ -121,7 +126,9 @@ class SessionRun {
         continue;
       }
       const name = secretName(instanceId, invocation.sessionId, this.secrets.length);
+      this.pendingSecret = name;
       await podman.createSecret(name, value, labels, signal);
+      this.pendingSecret = undefined;
       this.secrets.push(name);
       mounts.push({ name, target: `${SECRET_MOUNT_DIR}/${target}` });
       if (target !== '.repo_token') secretBacked.push(target);
@@ -130,6 +137,8 @@ class SessionRun {
 
     const name = containerName(instanceId, spec.agent, invocation.sessionId);
     const graceSeconds = Math.ceil(this.options.stopGraceMs / 1000);
+    // Set before creating: a create cut short by a stop may still leave the container (rm --ignore copes).
+    this.container = name;
     await podman.createContainer({
       name,
       image: spec.image,
@@ -138,12 +147,12 @@ class SessionRun {
       secrets: mounts,
       network: spec.network,
       // The engine's own deadline stops the container even if this daemon never comes back.
-      timeoutSeconds: spec.timeoutMs === undefined ? undefined : Math.ceil(spec.timeoutMs / 1000) + graceSeconds + 5,
+      timeoutSeconds:
+        spec.timeoutMs === undefined ? undefined : Math.ceil(spec.timeoutMs / 1000) + graceSeconds + 5,
       entrypoint: SETUP_ENTRYPOINT.slice(0, 1),
       args: [...SETUP_ENTRYPOINT.slice(1), ...spec.command],
       signal,
     });
-    this.container = name;
     this.run.onEvent({ type: 'container', name });
     if (this.stopReason) return this.stopped(undefined);
 
@@ -193,7 +202,10 @@ class SessionRun {
         outcome: 'failed',
         exitCode,
         phase: this.phase,
-        message: this.phase === 'cloning' ? `git clone of ${invocation.repoUrl} failed: ${why}` : `setup failed: ${why}`,
+        message:
+          this.phase === 'cloning'
+            ? `git clone of ${invocation.repoUrl} failed: ${why}`
+            : `setup failed: ${why}`,
       };
     }
     if (exitCode === 0) return { outcome: 'succeeded', exitCode, phase: 'running' };
@@ -262,6 +274,11 @@ class SessionRun {
     this.phase = previous;
     const problems: string[] = [];
     await this.secretsRemoval;
+    if (this.pendingSecret) {
+      const pending = this.pendingSecret;
+      const existing = await this.options.podman.listSecretNames().catch(() => [pending]);
+      if (existing.includes(pending)) this.secrets.push(pending);
+    }
     const attempts: Promise<void>[] = [];
     if (this.secrets.length > 0) attempts.push(this.options.podman.removeSecrets(this.secrets.splice(0)));
     if (this.container) attempts.push(this.options.podman.removeContainers([this.container]));
@@ -286,9 +303,11 @@ function classifyStart(error: PodmanError, stderr: string): string {
 }
 
 function describeExit(code: number, command: string): string {
-  if (code === 127) return `command not found: ${command} (exit 127); check the agent's command and the image`;
+  if (code === 127)
+    return `command not found: ${command} (exit 127); check the agent's command and the image`;
   if (code === 126) return `command cannot be executed: ${command} (exit 126); check its permissions`;
-  if (code > 128 && code < 160) return `command killed by ${signalOf(code - 128) ?? `signal ${code - 128}`} (exit ${code})`;
+  if (code > 128 && code < 160)
+    return `command killed by ${signalOf(code - 128) ?? `signal ${code - 128}`} (exit ${code})`;
   return `command exited with code ${code}`;
 }
 

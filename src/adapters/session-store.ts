@@ -1,0 +1,70 @@
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type SessionRecord, sessionRecordSchema } from '../sessions/records.js';
+
+/**
+ * Session records as one JSON file each under <state_dir>/sessions, written atomically (temp file
+ * + rename) so a crash never leaves half a record.
+ */
+export class SessionStore {
+  readonly dir: string;
+  constructor(stateDir: string) {
+    this.dir = join(stateDir, 'sessions');
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+  }
+
+  logPath(id: string): string {
+    return join(this.dir, `${id}.log`);
+  }
+
+  write(record: SessionRecord): void {
+    const file = join(this.dir, `${record.id}.json`);
+    const tmp = `${file}.${process.pid}.tmp`;
+    writeFileSync(tmp, `${JSON.stringify(record)}\n`, { mode: 0o600 });
+    renameSync(tmp, file);
+  }
+
+  read(id: string): SessionRecord | undefined {
+    if (!/^[0-9a-f]{16}$/.test(id)) return undefined;
+    try {
+      return sessionRecordSchema.parse(JSON.parse(readFileSync(join(this.dir, `${id}.json`), 'utf8')));
+    } catch {
+      return undefined;
+    }
+  }
+
+  update(id: string, change: (record: SessionRecord) => SessionRecord): SessionRecord | undefined {
+    const current = this.read(id);
+    if (!current) return undefined;
+    const next = change(current);
+    this.write(next);
+    return next;
+  }
+
+  /** Every readable record; unreadable files are reported to onInvalid and skipped. */
+  list(onInvalid?: (file: string, error: unknown) => void): SessionRecord[] {
+    const records: SessionRecord[] = [];
+    for (const name of readdirSync(this.dir)) {
+      if (!name.endsWith('.json')) continue;
+      try {
+        records.push(sessionRecordSchema.parse(JSON.parse(readFileSync(join(this.dir, name), 'utf8'))));
+      } catch (error) {
+        onInvalid?.(join(this.dir, name), error);
+      }
+    }
+    return records;
+  }
+
+  /** Keeps the newest `keep` finished records (and their logs). */
+  prune(keep: number): number {
+    const finished = this.list()
+      .filter((r) => r.outcome !== undefined)
+      .sort((a, b) => (b.finishedAt ?? '').localeCompare(a.finishedAt ?? ''));
+    const old = finished.slice(keep);
+    for (const record of old) {
+      rmSync(join(this.dir, `${record.id}.json`), { force: true });
+      rmSync(this.logPath(record.id), { force: true });
+    }
+    return old.length;
+  }
+}

@@ -1,0 +1,188 @@
+import { chmodSync, lstatSync, mkdirSync, rmSync } from 'node:fs';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { dirname } from 'node:path';
+import { AgentdError } from '../errors.js';
+
+export interface Connection {
+  readonly id: number;
+  /** Queues one JSON message; drops the connection when the client does not read. */
+  send(message: object): void;
+  close(): void;
+  onClose(listener: () => void): void;
+  readonly closed: boolean;
+}
+
+export interface SocketServerOptions {
+  path: string;
+  maxLineBytes: number;
+  maxConnections: number;
+  /** A client that leaves half a line unfinished for this long is disconnected. */
+  partialLineTimeoutMs: number;
+  /** Output a client has not read yet, beyond which it is disconnected. */
+  maxPendingWriteBytes: number;
+  onLine: (line: string, connection: Connection) => void;
+  onLineTooLong: (connection: Connection) => void;
+  onRejectedConnection?: () => void;
+}
+
+/** A Unix socket speaking newline-delimited JSON, bounded in connections and buffered bytes. */
+export class SocketServer {
+  private server: Server | undefined;
+  private readonly sockets = new Set<Socket>();
+  private nextId = 1;
+  constructor(private readonly options: SocketServerOptions) {}
+
+  async listen(): Promise<void> {
+    const { path } = this.options;
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    await clearStaleSocket(path);
+    const server = createServer((socket) => this.accept(socket));
+    this.server = server;
+    // The socket file must never exist with wider permissions than 0600, not even for a moment.
+    const previous = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(path, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+    } finally {
+      process.umask(previous);
+    }
+    chmodSync(path, 0o600);
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = undefined;
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    rmSync(this.options.path, { force: true });
+  }
+
+  private accept(socket: Socket): void {
+    const { options } = this;
+    if (this.sockets.size >= options.maxConnections) {
+      options.onRejectedConnection?.();
+      socket.end(
+        `${JSON.stringify({ v: 1, type: 'error', code: 'busy', message: 'too many connections; retry later' })}\n`,
+      );
+      socket.destroy();
+      return;
+    }
+    this.sockets.add(socket);
+    const closeListeners: (() => void)[] = [];
+    let closed = false;
+    const connection: Connection = {
+      id: this.nextId++,
+      send: (message) => {
+        if (closed) return;
+        if (socket.writableLength > options.maxPendingWriteBytes) {
+          socket.destroy();
+          return;
+        }
+        socket.write(`${JSON.stringify(message)}\n`);
+      },
+      close: () => socket.end(),
+      onClose: (listener) => {
+        if (closed) listener();
+        else closeListeners.push(listener);
+      },
+      get closed() {
+        return closed;
+      },
+    };
+    let chunks: Buffer[] = [];
+    let buffered = 0;
+    let discarding = false;
+    let stallTimer: NodeJS.Timeout | undefined;
+    const armStallTimer = () => {
+      clearTimeout(stallTimer);
+      stallTimer =
+        buffered > 0 || discarding
+          ? setTimeout(() => socket.destroy(), options.partialLineTimeoutMs)
+          : undefined;
+    };
+    socket.on('data', (data: Buffer) => {
+      let start = 0;
+      for (let nl = data.indexOf(10, start); nl !== -1; nl = data.indexOf(10, start)) {
+        const piece = data.subarray(start, nl);
+        start = nl + 1;
+        if (discarding) {
+          discarding = false;
+          continue;
+        }
+        if (buffered + piece.length > options.maxLineBytes) {
+          chunks = [];
+          buffered = 0;
+          options.onLineTooLong(connection);
+          continue;
+        }
+        const line = Buffer.concat([...chunks, piece]).toString('utf8');
+        chunks = [];
+        buffered = 0;
+        if (line.trim() !== '') options.onLine(line, connection);
+        if (closed) return;
+      }
+      const rest = data.subarray(start);
+      if (rest.length > 0 && !discarding) {
+        if (buffered + rest.length > options.maxLineBytes) {
+          chunks = [];
+          buffered = 0;
+          discarding = true;
+          options.onLineTooLong(connection);
+        } else {
+          chunks.push(rest);
+          buffered += rest.length;
+        }
+      }
+      armStallTimer();
+    });
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => {
+      closed = true;
+      clearTimeout(stallTimer);
+      this.sockets.delete(socket);
+      for (const listener of closeListeners.splice(0)) listener();
+    });
+  }
+}
+
+/**
+ * A path left by a daemon that died is replaced; anything else is never deleted: a file that is
+ * not a socket, or a socket a live daemon answers on.
+ */
+async function clearStaleSocket(path: string): Promise<void> {
+  let stat: ReturnType<typeof lstatSync>;
+  try {
+    stat = lstatSync(path);
+  } catch {
+    return;
+  }
+  if (!stat.isSocket()) {
+    throw new AgentdError(
+      'SOCKET_PATH_IN_USE',
+      `socket path ${path} exists and is not a socket; agentd will not delete it. Move it away or set daemon.socket to another path`,
+      { operation: 'bind socket' },
+    );
+  }
+  const answers = await new Promise<boolean>((resolve) => {
+    const probe = connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (answers) {
+    throw new AgentdError(
+      'DAEMON_RUNNING',
+      `a daemon already answers on ${path}; stop it first or set daemon.socket to another path`,
+      { operation: 'bind socket' },
+    );
+  }
+  rmSync(path, { force: true });
+}

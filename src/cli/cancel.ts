@@ -1,0 +1,37 @@
+import { Command, Option } from 'clipanion';
+import { ClientCommand } from './client-command.js';
+import { EXIT } from './exit-codes.js';
+
+export class CancelCommand extends ClientCommand {
+  static override paths = [['cancel']];
+  static override usage = Command.Usage({
+    description: 'Cancel a queued or running session',
+    details: 'A running session is stopped (SIGTERM, then SIGKILL after the grace period) and torn down.',
+    examples: [['Cancel a session', '$0 cancel 3f9c2a71b0d4e812']],
+  });
+
+  sessionId = Option.String({ name: 'session-id' });
+
+  async execute(): Promise<number> {
+    if (!/^[0-9a-f]{16}$/.test(this.sessionId)) {
+      return this.fail(
+        `"${this.sessionId}" is not a session id (16 hex characters, as printed by agentd trigger)`,
+        EXIT.usage,
+      );
+    }
+    const client = await this.connect();
+    if (typeof client === 'number') return client;
+    try {
+      const reply = await client.request({ type: 'cancel', sessionId: this.sessionId });
+      if (reply?.type === 'cancelling') {
+        this.context.stdout.write(
+          `session ${this.sessionId} ${reply.wasQueued ? 'removed from the queue' : 'is being cancelled'}\n`,
+        );
+        return EXIT.succeeded;
+      }
+      return this.fail(String(reply?.message ?? 'the daemon closed the connection'), EXIT.failed);
+    } finally {
+      client.close();
+    }
+  }
+}

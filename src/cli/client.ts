@@ -1,0 +1,101 @@
+import { connect, type Socket } from 'node:net';
+import { createInterface } from 'node:readline';
+
+/** A reply from the daemon: one JSON object per line. */
+export type Reply = { type: string; [key: string]: unknown };
+
+export class DaemonUnreachable extends Error {
+  constructor(
+    readonly socketPath: string,
+    reason: string,
+  ) {
+    super(
+      `no agentd daemon answers on ${socketPath} (${reason}).\n` +
+        'Start one with `agentd start --config PATH`, or point at a running one with --socket PATH or $AGENTD_SOCKET.',
+    );
+    this.name = 'DaemonUnreachable';
+  }
+}
+
+/** A connection to the daemon's Unix socket. */
+export class DaemonClient {
+  private readonly queue: Reply[] = [];
+  private waiting: ((reply: Reply | undefined) => void) | undefined;
+  private ended = false;
+
+  private constructor(private readonly socket: Socket) {
+    const lines = createInterface({ input: socket });
+    lines.on('line', (line) => {
+      let reply: Reply;
+      try {
+        reply = JSON.parse(line) as Reply;
+      } catch {
+        reply = {
+          type: 'error',
+          code: 'bad_reply',
+          message: `the daemon sent a line that is not JSON: ${line.slice(0, 200)}`,
+        };
+      }
+      this.push(reply);
+    });
+    lines.on('close', () => {
+      this.ended = true;
+      this.waiting?.(undefined);
+      this.waiting = undefined;
+    });
+    socket.on('error', () => socket.destroy());
+  }
+
+  static connect(socketPath: string, timeoutMs = 5000): Promise<DaemonClient> {
+    return new Promise((resolve, reject) => {
+      const socket = connect(socketPath);
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new DaemonUnreachable(socketPath, `no answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      socket.once('connect', () => {
+        clearTimeout(timer);
+        resolve(new DaemonClient(socket));
+      });
+      socket.once('error', (error: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        reject(new DaemonUnreachable(socketPath, error.code ?? error.message));
+      });
+    });
+  }
+
+  send(message: object): void {
+    this.socket.write(`${JSON.stringify({ v: 1, ...message })}\n`);
+  }
+
+  /** The next reply, or undefined when the daemon closed the connection. */
+  next(): Promise<Reply | undefined> {
+    const queued = this.queue.shift();
+    if (queued) return Promise.resolve(queued);
+    if (this.ended) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      this.waiting = resolve;
+    });
+  }
+
+  /** Sends one request and waits for its single reply. */
+  async request(message: object): Promise<Reply | undefined> {
+    this.send(message);
+    return this.next();
+  }
+
+  close(): void {
+    this.socket.end();
+    this.socket.destroy();
+  }
+
+  private push(reply: Reply): void {
+    if (this.waiting) {
+      const resolve = this.waiting;
+      this.waiting = undefined;
+      resolve(reply);
+    } else {
+      this.queue.push(reply);
+    }
+  }
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env node
+import { agentdVersion } from './version.js';
+
+/** The CLI entry: the only place besides the daemon's main that decides the exit code. */
+async function main(argv: string[]): Promise<number> {
+  // Answered before anything else loads: scripts call this often.
+  if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v')) {
+    process.stdout.write(`agentd ${agentdVersion()}\n`);
+    return 0;
+  }
+  const { buildCli } = await import('./cli.js');
+  const { Cli } = await import('clipanion');
+  const cli = await buildCli(argv[0]);
+  try {
+    cli.process(argv);
+  } catch (error) {
+    process.stderr.write(cli.error(error));
+    return 2;
+  }
+  return cli.run(argv, Cli.defaultContext);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    process.stderr.write(
+      `agentd: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
+    process.exitCode = 4;
+  },
+);

@@ -1,0 +1,86 @@
+import { readFileSync } from 'node:fs';
+import { Command, Option } from 'clipanion';
+import type { Reply } from './client.js';
+import { ClientCommand } from './client-command.js';
+import { EXIT } from './exit-codes.js';
+
+export class SendCommand extends ClientCommand {
+  static override paths = [['send']];
+  static override usage = Command.Usage({
+    description: 'Send events to the daemon machine (scripted event injection)',
+    details: `
+      Events are JSON objects of the daemon machine's event schema, one per line (NDJSON):
+      \`{"type":"trigger","agent":"demo"}\`, \`{"type":"cancel","sessionId":"..."}\`, \`{"type":"shutdown"}\`.
+      They come from the argument, from --file, or from standard input. Each is validated like a socket
+      request; an invalid one is rejected with the reason and changes nothing. Each reply is printed as one JSON line.
+      Exits 1 when any event was rejected.
+    `,
+    examples: [
+      ['Trigger a session', `$0 send '{"type":"trigger","agent":"demo"}'`],
+      ['Play a script', '$0 send --file examples/events/burst.ndjson'],
+      ['From standard input', 'cat events.ndjson | $0 send'],
+    ],
+  });
+
+  event = Option.String({ name: 'event-json', required: false });
+  file = Option.String('--file,-f', { description: 'NDJSON file of events' });
+
+  async execute(): Promise<number> {
+    if (this.event !== undefined && this.file !== undefined) {
+      return this.fail('give either an event argument or --file, not both', EXIT.usage);
+    }
+    let text: string;
+    try {
+      text =
+        this.event ??
+        (this.file !== undefined ? readFileSync(this.file, 'utf8') : await readStdin(this.context.stdin));
+    } catch (error) {
+      return this.fail(
+        `cannot read ${this.file}: ${(error as NodeJS.ErrnoException).code ?? error}`,
+        EXIT.usage,
+      );
+    }
+    const lines = text.split('\n').map((line, index) => ({ line: line.trim(), number: index + 1 }));
+    const events = lines.filter(({ line }) => line !== '' && !line.startsWith('#'));
+    if (events.length === 0) return this.fail('no events to send', EXIT.usage);
+    const client = await this.connect();
+    if (typeof client === 'number') return client;
+    let rejected = 0;
+    const where = this.file ?? (this.event !== undefined ? 'argument' : 'stdin');
+    try {
+      for (const { line, number } of events) {
+        let event: unknown;
+        try {
+          event = JSON.parse(line);
+        } catch {
+          rejected++;
+          this.context.stdout.write(
+            `${JSON.stringify({ type: 'error', line: number, message: `${where}:${number}: not valid JSON` })}\n`,
+          );
+          continue;
+        }
+        const reply = await client.request({ type: 'event', id: String(number), event });
+        if (reply === undefined) return this.fail('lost the connection to the daemon', EXIT.infrastructure);
+        const { v: _v, ...shown } = reply;
+        if (reply.type === 'error' || hasRejection(reply)) rejected++;
+        this.context.stdout.write(`${JSON.stringify({ line: number, ...shown })}\n`);
+      }
+    } finally {
+      client.close();
+    }
+    return rejected > 0 ? EXIT.failed : EXIT.succeeded;
+  }
+}
+
+function hasRejection(reply: Reply): boolean {
+  return (
+    Array.isArray(reply.answers) &&
+    reply.answers.some((a: { type?: string }) => a.type?.endsWith('.rejected'))
+  );
+}
+
+async function readStdin(stdin: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stdin) chunks.push(Buffer.from(chunk as Buffer));
+  return Buffer.concat(chunks).toString('utf8');
+}

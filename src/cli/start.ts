@@ -1,0 +1,65 @@
+import { Command, Option } from 'clipanion';
+import { createLogger, type LogFormat } from '../adapters/logger.js';
+import { loadConfig } from '../config/load.js';
+import { runDaemon } from '../daemon/main.js';
+import { AgentdError, errorMessage } from '../errors.js';
+import { EXIT } from './exit-codes.js';
+import { agentdVersion } from './version.js';
+
+export class StartCommand extends Command {
+  static override paths = [['start']];
+  static override usage = Command.Usage({
+    description: 'Run the daemon in the foreground',
+    details: `
+      Loads the configuration, removes what earlier runs of this instance left in Podman, binds the socket and
+      runs sessions until SIGTERM or SIGINT. The first signal lets running sessions finish (queued ones are dropped);
+      a second one cancels them. Logs are JSON lines on stderr. Suited to systemd as a simple service.
+    `,
+    examples: [
+      ['Start with the default configuration', '$0 start'],
+      ['Start with a given file and readable logs', '$0 start --config ./agentd.yaml --log-format pretty'],
+    ],
+  });
+
+  config = Option.String('--config,-c', {
+    description:
+      'Configuration file (default: $AGENTD_CONFIG, ~/.config/agentd/agentd.yaml, /etc/agentd/agentd.yaml)',
+  });
+  logFormat = Option.String('--log-format', 'json', { description: 'json (default) or pretty' });
+  logLevel = Option.String('--log-level', 'info', {
+    description: 'trace, debug, info (default), warn, error',
+  });
+
+  async execute(): Promise<number> {
+    if (this.logFormat !== 'json' && this.logFormat !== 'pretty') {
+      this.context.stderr.write(`agentd: --log-format must be json or pretty, not "${this.logFormat}"\n`);
+      return EXIT.usage;
+    }
+    if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(this.logLevel)) {
+      this.context.stderr.write(
+        `agentd: --log-level must be one of trace, debug, info, warn, error, not "${this.logLevel}"\n`,
+      );
+      return EXIT.usage;
+    }
+    let settings: Awaited<ReturnType<typeof loadConfig>>;
+    try {
+      settings = await loadConfig(this.config === undefined ? {} : { flag: this.config });
+    } catch (error) {
+      this.context.stderr.write(`${errorMessage(error)}\n`);
+      return EXIT.failed;
+    }
+    const log = await createLogger(this.logFormat as LogFormat, this.logLevel);
+    log.info(
+      { event: 'daemon.starting', config: settings.file, agents: settings.agents.length },
+      'agentd starting',
+    );
+    try {
+      return await runDaemon({ settings, log, version: agentdVersion() });
+    } catch (error) {
+      const code = error instanceof AgentdError ? error.code : 'INTERNAL';
+      log.error({ event: 'daemon.failed', code, err: error }, errorMessage(error));
+      this.context.stderr.write(`agentd: ${errorMessage(error)}\n`);
+      return EXIT.failed;
+    }
+  }
+}

@@ -1,0 +1,50 @@
+import { Command, Option } from 'clipanion';
+import { loadConfig } from '../config/load.js';
+import { formatDuration } from '../duration.js';
+import { errorMessage } from '../errors.js';
+import { EXIT } from './exit-codes.js';
+
+export class ValidateCommand extends Command {
+  static override paths = [['validate']];
+  static override usage = Command.Usage({
+    description: 'Check a configuration file without starting a daemon',
+    details:
+      'Prints the agents it defines, or every problem found (file, line, key and how to fix it). Exits 1 on problems.',
+    examples: [
+      ['Check the default configuration', '$0 validate'],
+      ['Check a given file', '$0 validate --config ./agentd.yaml'],
+    ],
+  });
+
+  config = Option.String('--config,-c', {
+    description:
+      'Configuration file (default: $AGENTD_CONFIG, ~/.config/agentd/agentd.yaml, /etc/agentd/agentd.yaml)',
+  });
+
+  async execute(): Promise<number> {
+    let settings: Awaited<ReturnType<typeof loadConfig>>;
+    try {
+      settings = await loadConfig(this.config === undefined ? {} : { flag: this.config });
+    } catch (error) {
+      this.context.stderr.write(`${errorMessage(error)}\n`);
+      return EXIT.failed;
+    }
+    const out = [`${settings.file}: valid, ${settings.agents.length} agent(s)`];
+    out.push(
+      `  socket ${settings.daemon.socket}`,
+      `  state dir ${settings.daemon.stateDir}`,
+      `  max sessions ${settings.daemon.maxSessions}`,
+    );
+    for (const agent of settings.agents) {
+      const timeout =
+        agent.timeoutMs === undefined ? 'no timeout' : `timeout ${formatDuration(agent.timeoutMs)}`;
+      out.push(
+        `- ${agent.name}: ${agent.image} ${JSON.stringify(agent.command)}`,
+        `    repo ${agent.repo ?? '(none: give one per trigger)'}, network ${agent.network}, ${timeout}`,
+        `    credentials ${agent.credentials.map((c) => `${c.name} <- ${c.source.raw}`).join(', ') || 'none'}${agent.repoToken ? `, repo_token <- ${agent.repoToken.raw}` : ''}`,
+      );
+    }
+    this.context.stdout.write(`${out.join('\n')}\n`);
+    return EXIT.succeeded;
+  }
+}

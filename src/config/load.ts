@@ -1,0 +1,383 @@
+import { readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type Document, isMap, isNode, isScalar, LineCounter, parseDocument, type YAMLError } from 'yaml';
+import type { z } from 'zod';
+import { parseDuration } from '../duration.js';
+import { AgentdError, errorMessage } from '../errors.js';
+import { configSearchPath, defaultSocketPath, defaultStateDir } from './paths.js';
+import {
+  allowedKeysAt,
+  configSchema,
+  describe,
+  fallbackError,
+  parseSourceSyntax,
+  type RawConfig,
+} from './schema.js';
+import type { AgentConfig, CredentialSource, Settings } from './types.js';
+
+export const DEFAULTS = {
+  maxSessions: 4,
+  stopGraceMs: 10_000,
+  logMaxBytes: 1_048_576,
+  historyLimit: 200,
+  network: 'bridge',
+} as const;
+
+/** Longest Unix socket path: sun_path is 108 bytes including the terminating NUL. */
+const MAX_SOCKET_BYTES = 107;
+
+/** The shipped example, resolved from this module so the path is right both in src/ and in dist/. */
+export const EXAMPLE_CONFIG = fileURLToPath(new URL('../../examples/agentd.yaml', import.meta.url));
+
+export interface ConfigProblem {
+  /** Key path like `agents[1].credentials[0].name`; empty for the file as a whole. */
+  path: string;
+  /** What is wrong, what is expected and how to fix it. */
+  message: string;
+  line?: number;
+  column?: number;
+}
+
+export class ConfigError extends AgentdError {
+  readonly file: string;
+  readonly problems: ConfigProblem[];
+  constructor(file: string, problems: ConfigProblem[]) {
+    super('CONFIG_INVALID', formatProblems(file, problems), { operation: 'load configuration' });
+    this.name = 'ConfigError';
+    this.file = file;
+    this.problems = problems;
+  }
+}
+
+export function formatProblems(file: string, problems: readonly ConfigProblem[]): string {
+  const count = `${problems.length} ${problems.length === 1 ? 'problem' : 'problems'}`;
+  return [`${file}: ${count} in the configuration`, ...problems.map((p) => `  ${formatProblem(p)}`)].join(
+    '\n',
+  );
+}
+
+function formatProblem(problem: ConfigProblem): string {
+  const where = problem.line === undefined ? undefined : `line ${problem.line}, col ${problem.column ?? 1}`;
+  if (problem.path === '') return where === undefined ? problem.message : `${where}: ${problem.message}`;
+  return where === undefined
+    ? `${problem.path}: ${problem.message}`
+    : `${problem.path} (${where}): ${problem.message}`;
+}
+
+/** Renders a zod path as `agents[1].env.LOG_LEVEL`; keys that are not identifiers are quoted. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else if (/^[A-Za-z_][A-Za-z0-9_-]*$/.test(String(part))) out += `${out === '' ? '' : '.'}${String(part)}`;
+    else out += `[${JSON.stringify(String(part))}]`;
+  }
+  return out;
+}
+
+/** A problem before it is placed in the file; `onKey` points at the key itself rather than its value. */
+interface Found {
+  path: readonly PropertyKey[];
+  message: string;
+  onKey?: boolean;
+}
+
+class Locator {
+  constructor(
+    private readonly doc: Document,
+    private readonly lines: LineCounter,
+  ) {}
+
+  problem(found: Found): ConfigProblem {
+    const pos = this.position(found.path, found.onKey === true);
+    const problem: ConfigProblem = { path: formatPath(found.path), message: found.message };
+    if (pos !== undefined) Object.assign(problem, { line: pos.line, column: pos.col });
+    return problem;
+  }
+
+  /** Where `path` is in the text; the nearest existing ancestor when the key is missing. */
+  private position(path: readonly PropertyKey[], onKey: boolean): { line: number; col: number } | undefined {
+    if (onKey && path.length > 0) {
+      const parent = this.node(path.slice(0, -1));
+      const key = String(path[path.length - 1]);
+      const pair = isMap(parent)
+        ? parent.items.find((p) => (isScalar(p.key) ? String(p.key.value) : String(p.key)) === key)
+        : undefined;
+      if (isNode(pair?.key) && pair.key.range) return this.lines.linePos(pair.key.range[0]);
+    }
+    for (let n = path.length; n >= 0; n--) {
+      const node = this.node(path.slice(0, n));
+      if (isNode(node) && node.range) return this.lines.linePos(node.range[0]);
+    }
+    return undefined;
+  }
+
+  node(path: readonly PropertyKey[]): unknown {
+    return path.length === 0 ? this.doc.contents : this.doc.getIn(path, true);
+  }
+}
+
+function unknownKeyMessage(key: string, allowed: readonly string[]): string {
+  const near = allowed.find((k) => editDistance(k, key.toLowerCase()) <= (key.length > 4 ? 2 : 1));
+  const hint = near === undefined ? '' : `; did you mean "${near}"?`;
+  return `unknown key ${JSON.stringify(key)}; allowed keys are ${allowed.join(', ')}${hint}`;
+}
+
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      next[j] = Math.min((row[j] ?? 0) + 1, (next[j - 1] ?? 0) + 1, (row[j - 1] ?? 0) + cost);
+    }
+    row = next;
+  }
+  return row[b.length] ?? 0;
+}
+
+function issueProblems(issue: z.core.$ZodIssue): Found[] {
+  if (issue.code === 'unrecognized_keys') {
+    const allowed = allowedKeysAt(issue.path);
+    return issue.keys.map((key) => ({
+      path: [...issue.path, key],
+      onKey: true,
+      message: unknownKeyMessage(key, allowed),
+    }));
+  }
+  if (issue.code === 'invalid_key') {
+    return [{ path: issue.path, onKey: true, message: issue.issues[0]?.message ?? issue.message }];
+  }
+  return [{ path: issue.path, message: issue.message }];
+}
+
+function yamlProblem(error: YAMLError, source: string): ConfigProblem {
+  // prettyErrors appends " at line L, column C:" and a source excerpt; line and column are kept separately.
+  const text = error.message.replace(/ at line \d+, column \d+:[\s\S]*$/, '');
+  const hint =
+    error.code === 'DUPLICATE_KEY'
+      ? `${duplicateKey(source, error.pos[0])}appears twice; remove or merge the repeated key`
+      : error.code === 'TAB_AS_INDENT'
+        ? 'indent with spaces, not tabs'
+        : 'fix the YAML syntax here (check indentation, colons and quotes)';
+  const problem: ConfigProblem = { path: '', message: `${text}; ${hint}` };
+  const pos = error.linePos?.[0];
+  if (pos !== undefined) Object.assign(problem, { line: pos.line, column: pos.col });
+  return problem;
+}
+
+/** The key at `offset`, quoted and followed by a space; 'the key ' when it cannot be read (e.g. a complex key). */
+function duplicateKey(source: string, offset: number): string {
+  const key = /^([^:\n]+?)\s*:/.exec(source.slice(offset))?.[1]?.replace(/^(["'])(.*)\1$/, '$2');
+  return key === undefined ? 'the key ' : `${JSON.stringify(key)} `;
+}
+
+function byPosition(a: ConfigProblem, b: ConfigProblem): number {
+  return (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0);
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function currentUid(): number {
+  return process.getuid?.() ?? 0;
+}
+
+/**
+ * Parses and validates agentd.yaml text. Pure apart from reading the defaults for env, uid and home.
+ * Throws ConfigError listing every problem found, each with its key path and position.
+ */
+export function parseConfig(
+  text: string,
+  file: string,
+  env: NodeJS.ProcessEnv = process.env,
+  uid: number = currentUid(),
+  home: string = env.HOME || homedir(),
+): Settings {
+  const absFile = resolve(file);
+  const lines = new LineCounter();
+  // merge: true so that `<<: *defaults` can share settings between agents.
+  const doc = parseDocument(text, { prettyErrors: true, lineCounter: lines, merge: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(absFile, doc.errors.map((e) => yamlProblem(e, text)).sort(byPosition));
+  }
+  const locator = new Locator(doc, lines);
+  const fail = (found: Found[]): never => {
+    throw new ConfigError(absFile, found.map((f) => locator.problem(f)).sort(byPosition));
+  };
+
+  let data: unknown;
+  try {
+    data = doc.toJS();
+  } catch (error) {
+    return fail([{ path: [], message: `${errorMessage(error)}; fix the YAML anchors and aliases` }]);
+  }
+  if (data === null || data === undefined) {
+    return fail([
+      {
+        path: [],
+        message: 'the file is empty; add at least one agent under agents: (see examples/agentd.yaml)',
+      },
+    ]);
+  }
+  if (!isRecord(data)) {
+    return fail([
+      {
+        path: [],
+        message: `the top level must be a mapping with an agents: key, not ${describe(data)}; see examples/agentd.yaml`,
+      },
+    ]);
+  }
+  const result = configSchema.safeParse(data, { error: fallbackError });
+  if (!result.success) return fail(result.error.issues.flatMap(issueProblems));
+
+  const problems: Found[] = [];
+  const settings = toSettings(result.data, absFile, { env, uid, home, locator, problems });
+  if (problems.length > 0) return fail(problems);
+  return settings;
+}
+
+interface ConvertContext {
+  env: NodeJS.ProcessEnv;
+  uid: number;
+  home: string;
+  locator: Locator;
+  problems: Found[];
+}
+
+function toSettings(raw: RawConfig, file: string, ctx: ConvertContext): Settings {
+  const dir = dirname(file);
+  const daemon = raw.daemon ?? {};
+  const socket =
+    daemon.socket !== undefined ? resolve(dir, daemon.socket) : defaultSocketPath(ctx.env, ctx.uid);
+  if (Buffer.byteLength(socket) > MAX_SOCKET_BYTES) {
+    ctx.problems.push({
+      path: ['daemon', 'socket'],
+      message: `the socket path ${describe(socket)} is longer than ${MAX_SOCKET_BYTES} bytes; set daemon.socket to a shorter path`,
+    });
+  }
+  return {
+    file,
+    daemon: {
+      socket,
+      stateDir:
+        daemon.state_dir !== undefined
+          ? resolve(dir, daemon.state_dir)
+          : defaultStateDir(ctx.env, ctx.uid, ctx.home),
+      maxSessions: daemon.max_sessions ?? DEFAULTS.maxSessions,
+      stopGraceMs: daemon.stop_grace !== undefined ? durationMs(daemon.stop_grace) : DEFAULTS.stopGraceMs,
+      logMaxBytes: daemon.log_max_bytes ?? DEFAULTS.logMaxBytes,
+      historyLimit: daemon.history ?? DEFAULTS.historyLimit,
+    },
+    agents: raw.agents.map((agent, i) => toAgent(agent, i, dir, ctx)),
+  };
+}
+
+function toAgent(
+  raw: RawConfig['agents'][number],
+  index: number,
+  dir: string,
+  ctx: ConvertContext,
+): AgentConfig {
+  const agent: AgentConfig = {
+    name: raw.name,
+    image: raw.image,
+    command: [...raw.command],
+    network: raw.network ?? DEFAULTS.network,
+    env: toEnv(raw.env ?? {}, ['agents', index, 'env'], ctx.locator),
+    credentials: (raw.credentials ?? []).map((c) => ({ name: c.name, source: toSource(c.source, dir) })),
+  };
+  if (raw.repo !== undefined) agent.repo = raw.repo;
+  if (raw.timeout !== undefined) agent.timeoutMs = durationMs(raw.timeout);
+  if (raw.repo_token !== undefined) agent.repoToken = toSource(raw.repo_token, dir);
+  return agent;
+}
+
+/** Numbers and booleans keep the text as written (`1.10` stays "1.10", not "1.1"). */
+function toEnv(
+  raw: Record<string, string | number | boolean>,
+  path: readonly PropertyKey[],
+  locator: Locator,
+): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(raw)) {
+    if (typeof value === 'string') env[key] = value;
+    else {
+      const node = locator.node([...path, key]);
+      env[key] = isScalar(node) && typeof node.source === 'string' ? node.source : String(value);
+    }
+  }
+  return env;
+}
+
+function toSource(raw: string, dir: string): CredentialSource {
+  const parsed = parseSourceSyntax(raw);
+  // The schema has already rejected anything unparseable.
+  if ('problem' in parsed) {
+    throw new AgentdError('INTERNAL', `unvalidated credential source: ${parsed.problem}`);
+  }
+  return parsed.kind === 'env' ? { ...parsed, raw } : { kind: 'file', path: resolve(dir, parsed.path), raw };
+}
+
+function durationMs(text: string): number {
+  const ms = parseDuration(text);
+  if (ms === undefined) throw new AgentdError('INTERNAL', `unvalidated duration ${describe(text)}`);
+  return ms;
+}
+
+export interface LoadOptions {
+  /** Value of --config. */
+  flag?: string;
+  env?: NodeJS.ProcessEnv;
+  home?: string;
+  uid?: number;
+}
+
+/** Reads the first config file that exists on the search path and parses it. */
+export async function loadConfig(opts: LoadOptions = {}): Promise<Settings> {
+  const env = opts.env ?? process.env;
+  const home = opts.home ?? homedir();
+  const uid = opts.uid ?? currentUid();
+  const candidates = configSearchPath({ flag: opts.flag, env, home }).map((p) => resolve(p));
+  for (const file of candidates) {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') continue;
+      throw readError(file, code, error);
+    }
+    return parseConfig(text, file, env, uid, home);
+  }
+  throw notFound(candidates, opts.flag, env);
+}
+
+function readError(file: string, code: string | undefined, cause: unknown): AgentdError {
+  const message =
+    code === 'EACCES' || code === 'EPERM'
+      ? `cannot read the configuration file ${file}: permission denied; make it readable by the user running agentd`
+      : code === 'EISDIR'
+        ? `the configuration path ${file} is a directory; point at the agentd.yaml file inside it`
+        : `cannot read the configuration file ${file}: ${errorMessage(cause)}`;
+  return new AgentdError('CONFIG_NOT_FOUND', message, { operation: 'read configuration', cause });
+}
+
+function notFound(candidates: string[], flag: string | undefined, env: NodeJS.ProcessEnv): AgentdError {
+  const explicit =
+    flag !== undefined && flag !== '' ? '--config' : env.AGENTD_CONFIG ? 'AGENTD_CONFIG' : undefined;
+  const fix =
+    explicit === undefined
+      ? 'Create one of these files, set AGENTD_CONFIG=/path/to/agentd.yaml, or pass --config /path/to/agentd.yaml.'
+      : `Check the path given by ${explicit} or create the file there; without ${explicit} the default locations are searched.`;
+  const message = [
+    'no configuration file found; looked at:',
+    ...candidates.map((c) => `  ${c}${explicit === undefined ? '' : ` (from ${explicit})`}`),
+    fix,
+    `A complete, commented example: ${EXAMPLE_CONFIG}`,
+  ].join('\n');
+  return new AgentdError('CONFIG_NOT_FOUND', message, { operation: 'find configuration' });
+}

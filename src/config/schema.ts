@@ -1,0 +1,370 @@
+import { z } from 'zod';
+import { parseDuration } from '../duration.js';
+
+/** Zod schema for the raw agentd.yaml. Messages name what is expected so the operator can fix the file. */
+
+export const NETWORKS = ['bridge', 'none', 'host'] as const;
+export const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+export const AGENT_NAME_RE = /^[a-z_][a-z0-9_-]*$/;
+export const AGENT_NAME_MAX = 32;
+/** setTimeout fires at once for delays above 2^31-1 ms, so longer durations would end sessions immediately. */
+export const MAX_DURATION_MS = 2_147_483_647;
+
+const RESERVED_USERS = new Set([
+  ...'root daemon bin sys sync games man lp mail news uucp proxy www-data backup list irc gnats'.split(' '),
+  ...'nobody _apt messagebus sshd'.split(' '),
+]);
+/** agentd sets these inside the session itself; letting config override them would break the setup script. */
+const RESERVED_ENV = new Set(['HOME', 'PATH', 'USER', 'LOGNAME', 'SHELL', 'PWD']);
+
+type Issue = z.core.$ZodRawIssue;
+
+export function isReservedUserName(name: string): boolean {
+  return RESERVED_USERS.has(name) || name.startsWith('systemd-');
+}
+
+export function isReservedEnvName(name: string): boolean {
+  return RESERVED_ENV.has(name) || name.startsWith('AGENTD_') || name.startsWith('GIT_CONFIG');
+}
+
+/** Short human rendering of a YAML value for messages. */
+export function describe(value: unknown): string {
+  if (value === undefined) return 'missing';
+  if (value === null) return 'empty';
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  return String(value);
+}
+
+/** Error map for a wrong type: `expected` reads like "a whole number, e.g. 4". Other issue codes fall through. */
+function typeError(expected: string, missing?: string) {
+  return (iss: Issue): string | undefined => {
+    if (iss.code !== 'invalid_type') return undefined;
+    if (iss.input === undefined) return `is required; ${missing ?? `set it to ${expected}`}`;
+    if (iss.input === null) return `is empty; set it to ${expected} or remove the key`;
+    return `must be ${expected}, not ${describe(iss.input)}`;
+  };
+}
+
+/** A string checked by `check`, which returns a problem message or undefined. */
+function checkedString(expected: string, check: (value: string) => string | undefined, missing?: string) {
+  return z.string({ error: typeError(expected, missing) }).superRefine((value, ctx) => {
+    const problem = check(value);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem, input: value });
+  });
+}
+
+function wholeNumber(min: number, example: number) {
+  const expected = `a whole number of at least ${min}, e.g. ${example}`;
+  return z
+    .int({
+      error: (iss) => {
+        if (typeof iss.input === 'string' && /^\s*\d+\s*$/.test(iss.input)) {
+          return `must be a number, not the text ${describe(iss.input)}; remove the quotes`;
+        }
+        return typeError(expected)(iss);
+      },
+    })
+    .min(min, { error: (iss) => `${describe(iss.input)} is too small; use ${min} or more` });
+}
+
+const notEmpty = (what: string) => (value: string) =>
+  value.trim() === '' ? `must not be empty; set it to ${what}` : undefined;
+
+export function durationProblem(value: string): string | undefined {
+  const ms = parseDuration(value);
+  if (ms === undefined) {
+    if (/^\s*(\d+(ms|s|m|h))+\s*$/.test(value)) return `${describe(value)} must be longer than zero`;
+    return `${describe(value)} is not a duration; write a number with a unit like 90s, 10m or 2h`;
+  }
+  if (ms > MAX_DURATION_MS) return `${describe(value)} is too long; the longest supported duration is 596h`;
+  return undefined;
+}
+
+function duration() {
+  return z
+    .string({
+      error: (iss) =>
+        typeof iss.input === 'number'
+          ? `${iss.input} is not a duration; write a number with a unit like 90s, 10m or 2h`
+          : typeError('a duration like 90s, 10m or 2h')(iss),
+    })
+    .superRefine((value, ctx) => {
+      const problem = durationProblem(value);
+      if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem, input: value });
+    });
+}
+
+export function envNameProblem(name: string): string | undefined {
+  if (!ENV_NAME_RE.test(name)) {
+    return `${describe(name)} is not a valid environment variable name; use letters, digits and _ and do not start with a digit`;
+  }
+  if (isReservedEnvName(name)) {
+    return (
+      `${describe(name)} is reserved: agentd sets HOME, PATH, USER, LOGNAME, SHELL, PWD and names starting ` +
+      'with AGENTD_ or GIT_CONFIG itself; pick another name'
+    );
+  }
+  return undefined;
+}
+
+function agentNameProblem(name: string): string | undefined {
+  if (!AGENT_NAME_RE.test(name)) {
+    return (
+      `${describe(name)} is not a valid agent name; use lowercase letters, digits, _ and -, ` +
+      'starting with a letter or _ (it becomes the user name inside the container)'
+    );
+  }
+  if (name.length > AGENT_NAME_MAX) {
+    return `${describe(name)} is ${name.length} characters long; agent names are at most ${AGENT_NAME_MAX} characters`;
+  }
+  if (isReservedUserName(name)) return `${describe(name)} is a reserved system user name; pick another name`;
+  return undefined;
+}
+
+function imageProblem(image: string): string | undefined {
+  // A leading '-' would be read by podman as an option, and whitespace is never part of a reference.
+  if (image.trim() === '' || image.startsWith('-') || /\s/.test(image)) {
+    return `${describe(image)} is not an image reference; write a name like localhost/agentd-base:bookworm`;
+  }
+  return undefined;
+}
+
+function repoProblem(repo: string): string | undefined {
+  // Checked before echoing the value so that a password in the URL never reaches a message or log.
+  if (/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(repo)) {
+    return 'must not contain a user or password; use repo_token for authentication';
+  }
+  if (!/^(https|http|git):\/\//i.test(repo)) {
+    return `${describe(repo)} must start with https://, http:// or git://`;
+  }
+  try {
+    new URL(repo);
+  } catch {
+    return `${describe(repo)} is not a valid URL; write it like https://example.com/org/repo.git`;
+  }
+  return undefined;
+}
+
+/** Credential source syntax before relative file paths are resolved. */
+export type SourceSyntax = { kind: 'env'; name: string } | { kind: 'file'; path: string };
+
+/** Parses `env:NAME`, `file:PATH` or a bare `NAME`; returns a problem message when the text is none of these. */
+export function parseSourceSyntax(raw: string): SourceSyntax | { problem: string } {
+  if (raw.startsWith('env:')) {
+    const name = raw.slice('env:'.length);
+    if (ENV_NAME_RE.test(name)) return { kind: 'env', name };
+    return {
+      problem: `${describe(raw)}: ${describe(name)} is not a valid environment variable name; use letters, digits and _ and do not start with a digit`,
+    };
+  }
+  if (raw.startsWith('file:')) {
+    const path = raw.slice('file:'.length);
+    if (path === '') return { problem: `${describe(raw)} has no path; write file:/absolute/path` };
+    if (path.startsWith('~')) {
+      return { problem: `${describe(raw)}: ~ is not expanded; write the absolute path` };
+    }
+    return { kind: 'file', path };
+  }
+  if (ENV_NAME_RE.test(raw)) return { kind: 'env', name: raw };
+  return {
+    problem: `${describe(raw)} is not a credential source; use env:NAME, file:/absolute/path or a bare NAME`,
+  };
+}
+
+function source(missing?: string) {
+  return checkedString(
+    'a credential source like env:NAME or file:/absolute/path',
+    (raw) => {
+      const parsed = parseSourceSyntax(raw);
+      return 'problem' in parsed ? parsed.problem : undefined;
+    },
+    missing,
+  );
+}
+
+/** strictObject whose wrong-type message says what mapping was expected. Unknown keys are reported by load.ts. */
+function strict<T extends z.core.$ZodLooseShape>(shape: T, expected: string) {
+  return z.strictObject(shape, { error: typeError(expected) });
+}
+
+const daemonShape = {
+  socket: checkedString(
+    'a path for the Unix socket',
+    notEmpty('a path like /run/agentd/agentd.sock'),
+  ).optional(),
+  state_dir: checkedString('a directory path', notEmpty('a directory like /var/lib/agentd')).optional(),
+  max_sessions: wholeNumber(1, 4).optional(),
+  stop_grace: duration().optional(),
+  log_max_bytes: wholeNumber(4096, 1_048_576).optional(),
+  history: wholeNumber(0, 200).optional(),
+};
+
+const credentialShape = {
+  name: checkedString(
+    'an environment variable name like GITHUB_TOKEN',
+    envNameProblem,
+    'set the variable name the session sees, e.g. name: GITHUB_TOKEN',
+  ),
+  source: source('say where the value comes from, e.g. source: env:AGENTD_GITHUB_TOKEN'),
+};
+
+const commandArg = z
+  .string({
+    error: (iss) =>
+      typeof iss.input === 'number' || typeof iss.input === 'boolean'
+        ? `${iss.input} is not text; quote it ("${iss.input}") so the argument is passed exactly as written`
+        : typeError('a string')(iss),
+  })
+  .min(1, { error: 'is an empty argument; remove it or write the intended value' });
+
+const command = z
+  .array(commandArg, {
+    error: (iss) =>
+      typeof iss.input === 'string'
+        ? 'must be a list of arguments like ["reviewer", "exec"], not a string; agentd runs it without a shell ' +
+          '(write ["sh", "-c", "..."] for shell syntax)'
+        : typeError(
+            'a list of arguments like ["reviewer", "exec"]',
+            'give the program and its arguments, e.g. command: ["reviewer", "exec"]',
+          )(iss),
+  })
+  .min(1, { error: 'is empty; give the program and its arguments, e.g. ["reviewer", "exec"]' });
+
+const envValue = z.union([z.string(), z.number(), z.boolean()], {
+  error: (iss) =>
+    iss.input === null
+      ? 'is empty; write "" for an empty value'
+      : `must be a string, not ${describe(iss.input)}; env values are plain text`,
+});
+
+const env = z.record(
+  z.string().superRefine((name, ctx) => {
+    const problem = envNameProblem(name);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem, input: name });
+  }),
+  envValue,
+  { error: typeError('a mapping of NAME: value pairs, e.g. { LOG_LEVEL: info }') },
+);
+
+const agentShape = {
+  name: checkedString('an agent name like reviewer', agentNameProblem, 'give the agent a name like reviewer'),
+  image: checkedString(
+    'a container image like localhost/agentd-base:bookworm',
+    imageProblem,
+    'set the container image to run, e.g. image: localhost/agentd-base:bookworm',
+  ),
+  command,
+  repo: checkedString('a repository URL like https://example.com/org/repo.git', repoProblem).optional(),
+  timeout: duration().optional(),
+  network: z
+    .enum(NETWORKS, {
+      error: (iss) =>
+        iss.code === 'invalid_value'
+          ? `${describe(iss.input)} is not allowed; must be one of ${NETWORKS.join(', ')}`
+          : undefined,
+    })
+    .optional(),
+  // null is accepted for collections so that commenting out every entry does not make the file invalid.
+  env: env.nullish(),
+  credentials: z
+    .array(strict(credentialShape, 'a mapping with name: and source:'), {
+      error: typeError('a list of { name, source } mappings'),
+    })
+    .nullish(),
+  repo_token: source().optional(),
+};
+
+const topShape = {
+  daemon: strict(daemonShape, 'a mapping of daemon settings').nullish(),
+  agents: z
+    .array(strict(agentShape, 'a mapping with name:, image: and command:'), {
+      error: (iss) =>
+        iss.code !== 'invalid_type'
+          ? undefined
+          : iss.input === undefined || iss.input === null
+            ? 'no agents are configured; add at least one agent under agents: (see examples/agentd.yaml)'
+            : `must be a list of agents, not ${describe(iss.input)}; add at least one agent under agents:`,
+    })
+    .min(1, { error: 'is empty; add at least one agent under agents:' }),
+};
+
+export const KEYS = {
+  top: Object.keys(topShape),
+  daemon: Object.keys(daemonShape),
+  agent: Object.keys(agentShape),
+  credential: Object.keys(credentialShape),
+} as const;
+
+/** Allowed keys of the mapping at `path`, for "unknown key" messages. */
+export function allowedKeysAt(path: readonly PropertyKey[]): readonly string[] {
+  const [first, , third] = path;
+  if (path.length === 0) return KEYS.top;
+  if (first === 'daemon') return KEYS.daemon;
+  if (first === 'agents' && path.length === 2) return KEYS.agent;
+  if (first === 'agents' && third === 'credentials') return KEYS.credential;
+  return [];
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Checks across entries. It runs even when other parts are invalid (so all problems appear together), hence
+ * it reads the input defensively instead of trusting the parsed type.
+ */
+function crossCheck(value: unknown, ctx: z.core.$RefinementCtx) {
+  if (!isRecord(value) || !Array.isArray(value.agents)) return;
+  const names = new Map<string, number>();
+  value.agents.forEach((agent: unknown, i) => {
+    if (!isRecord(agent)) return;
+    if (typeof agent.name === 'string') {
+      const first = names.get(agent.name);
+      if (first === undefined) names.set(agent.name, i);
+      else {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['agents', i, 'name'],
+          input: agent.name,
+          message: `${describe(agent.name)} is already used by agents[${first}]; agent names must be unique, rename one of them`,
+        });
+      }
+    }
+    if (!Array.isArray(agent.credentials)) return;
+    const envKeys = isRecord(agent.env) ? agent.env : {};
+    const seen = new Map<string, number>();
+    agent.credentials.forEach((cred: unknown, j) => {
+      if (!isRecord(cred) || typeof cred.name !== 'string') return;
+      const path = ['agents', i, 'credentials', j, 'name'];
+      const first = seen.get(cred.name);
+      if (first !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path,
+          input: cred.name,
+          message: `${describe(cred.name)} is already defined by agents[${i}].credentials[${first}]; remove the duplicate`,
+        });
+      } else seen.set(cred.name, j);
+      if (Object.hasOwn(envKeys, cred.name)) {
+        ctx.addIssue({
+          code: 'custom',
+          path,
+          input: cred.name,
+          message: `${describe(cred.name)} is also set under env; a variable comes from env or from a credential, remove one`,
+        });
+      }
+    });
+  });
+}
+
+export const configSchema = z.strictObject(topShape).superRefine(crossCheck, { when: () => true });
+
+export type RawConfig = z.infer<typeof configSchema>;
+
+/** Per-parse fallback for issues no schema above words itself. */
+export function fallbackError(iss: Issue): string | undefined {
+  if (iss.code === 'invalid_type') return `must be ${iss.expected}, not ${describe(iss.input)}`;
+  return undefined;
+}

@@ -1,0 +1,296 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { createActor, fromCallback, fromPromise, type InspectionEvent } from 'xstate';
+import { resolveCredentials } from '../adapters/credentials.js';
+import { claimPidFile } from '../adapters/pid-file.js';
+import { PodmanClient } from '../adapters/podman.js';
+import { SessionStore } from '../adapters/session-store.js';
+import { SocketServer } from '../adapters/socket-server.js';
+import type { Settings } from '../config/types.js';
+import { MAX_LINE_BYTES } from '../constants.js';
+import { errorMessage } from '../errors.js';
+import { daemonMachine } from '../machines/daemon.machine.js';
+import { sessionMachine } from '../machines/session.machine.js';
+import type { DaemonHandle } from '../protocol/context.js';
+import { stateName } from '../protocol/context.js';
+import { dispatch } from '../protocol/dispatch.js';
+import { PodmanRunner } from '../runner/session-runner.js';
+import { revealSession } from '../sessions/assemble.js';
+import type { SessionRecord } from '../sessions/records.js';
+import type { SessionOutcome, SessionRequest } from '../sessions/types.js';
+import { instanceIdOf } from './instance-id.js';
+import { reconcile } from './reconcile.js';
+import { SessionBus } from './session-bus.js';
+
+export interface DaemonOptions {
+  settings: Settings;
+  log: Logger;
+  version: string;
+  /** XState inspection observer (the live inspector). */
+  inspect?: (event: InspectionEvent) => void;
+  env?: NodeJS.ProcessEnv;
+  /** Called once the socket accepts connections. */
+  onReady?: (handle: DaemonHandle) => void;
+}
+
+/** Runs the daemon until it stops; resolves with the process exit code. */
+export async function runDaemon(options: DaemonOptions): Promise<number> {
+  const { settings, log } = options;
+  const { stateDir, socket } = settings.daemon;
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  const pidFile = claimPidFile(join(stateDir, 'agentd.pid'));
+  if (pidFile.stalePid !== undefined) {
+    log.warn(
+      { event: 'daemon.stale_pid', pid: pidFile.stalePid, file: pidFile.path },
+      'took over a stale pid file',
+    );
+  }
+  try {
+    return await supervise(options);
+  } finally {
+    pidFile.release();
+  }
+}
+
+async function supervise(options: DaemonOptions): Promise<number> {
+  const { settings, log, env = process.env } = options;
+  const { daemon: config } = settings;
+  const instanceId = instanceIdOf(config.socket, config.stateDir);
+  const podman = new PodmanClient();
+  const store = new SessionStore(config.stateDir);
+  const bus = new SessionBus();
+  const runner = new PodmanRunner({
+    podman,
+    instanceId,
+    stopGraceMs: config.stopGraceMs,
+    logMaxBytes: config.logMaxBytes,
+    warn: (message, error) => log.warn({ event: 'session.teardown_warning', err: error }, message),
+  });
+  const recent = store
+    .list((file, error) =>
+      log.warn({ event: 'daemon.bad_record', file, err: error }, 'skipped an unreadable record'),
+    )
+    .filter((r) => r.outcome !== undefined)
+    .sort((a, b) => (b.finishedAt ?? '').localeCompare(a.finishedAt ?? ''))
+    .slice(0, 50);
+  let finishedSincePrune = 0;
+
+  const finish = (request: SessionRequest, outcome: SessionOutcome): void => {
+    const finishedAt = new Date();
+    const record = store.update(request.sessionId, (r) => ({
+      ...r,
+      phase: 'finished',
+      phases: [...r.phases, { phase: 'finished', at: finishedAt.toISOString() }],
+      finishedAt: finishedAt.toISOString(),
+      durationMs: finishedAt.getTime() - Date.parse(r.startedAt ?? r.acceptedAt),
+      outcome: outcome.outcome,
+      ...(outcome.exitCode === undefined ? {} : { exitCode: outcome.exitCode }),
+      ...(outcome.signal === undefined ? {} : { signal: outcome.signal }),
+      ...(outcome.message === undefined ? {} : { message: outcome.message }),
+    }));
+    if (!record) return;
+    recent.unshift(record);
+    recent.length = Math.min(recent.length, 50);
+    log.info(
+      {
+        event: 'session.outcome',
+        session: record.id,
+        agent: record.agent,
+        outcome: record.outcome,
+        exitCode: record.exitCode,
+        phase: outcome.phase,
+        durationMs: record.durationMs,
+        timings: outcome.timings,
+        message: record.message,
+      },
+      `session ${record.outcome}`,
+    );
+    bus.publish({ type: 'outcome', sessionId: record.id, record });
+    if (++finishedSincePrune >= 20) {
+      finishedSincePrune = 0;
+      store.prune(config.historyLimit);
+    }
+  };
+
+  const session = sessionMachine.provide({
+    actors: {
+      resolveCredentials: fromPromise(({ input }) => resolveCredentials(input.agent, env)),
+      runSession: fromCallback(({ input, sendBack, receive }) => {
+        const controller = new AbortController();
+        receive((event) => {
+          if (event.type === 'cancel') controller.abort();
+        });
+        const { spec, invocation } = revealSession(input.session);
+        const id = input.request.sessionId;
+        runner
+          .run(spec, invocation, {
+            signal: controller.signal,
+            logFile: store.logPath(id),
+            onEvent: (event) => {
+              if (event.type === 'phase') sendBack({ type: 'run.phase', phase: event.phase });
+              else if (event.type === 'output')
+                bus.publish({ type: 'output', sessionId: id, line: event.line });
+              else store.update(id, (r) => ({ ...r, container: event.name }));
+            },
+          })
+          .then(
+            (result) => sendBack({ type: 'run.finished', result }),
+            (error: unknown) =>
+              sendBack({
+                type: 'run.finished',
+                result: { outcome: 'error', phase: 'creating', timings: {}, message: errorMessage(error) },
+              }),
+          );
+        return () => controller.abort();
+      }),
+      reportOutcome: fromPromise(async ({ input }) => finish(input.request, input.outcome)),
+    },
+    actions: {
+      announcePhase: ({ context }, { phase }) => {
+        const at = new Date().toISOString();
+        store.update(context.request.sessionId, (r) => ({
+          ...r,
+          phase,
+          phases: [...r.phases, { phase, at }],
+          startedAt: r.startedAt ?? at,
+        }));
+        log.info({ event: 'session.phase', session: context.request.sessionId, phase }, `session ${phase}`);
+        bus.publish({ type: 'phase', sessionId: context.request.sessionId, phase });
+      },
+    },
+  });
+
+  let handle: DaemonHandle | undefined;
+  const server = new SocketServer({
+    path: config.socket,
+    maxLineBytes: MAX_LINE_BYTES,
+    maxConnections: 256,
+    partialLineTimeoutMs: 30_000,
+    maxPendingWriteBytes: 8 * 1024 * 1024,
+    onLine: (line, connection) => {
+      if (handle) dispatch(line, connection, handle);
+    },
+    onLineTooLong: (connection) =>
+      connection.send({
+        v: 1,
+        type: 'error',
+        code: 'line_too_long',
+        message: `request line longer than ${MAX_LINE_BYTES} bytes; requests must be one JSON object per line`,
+      }),
+    onRejectedConnection: () => log.warn({ event: 'socket.busy' }, 'refused a connection: too many open'),
+  });
+
+  const machine = daemonMachine.provide({
+    actors: {
+      session,
+      reconcile: fromPromise(({ signal }) => reconcile(podman, instanceId, log, signal)),
+      openSocket: fromPromise(() => server.listen()),
+    },
+    actions: {
+      recordAccepted: (_, { request }) => {
+        const record: SessionRecord = {
+          version: 1,
+          id: request.sessionId,
+          agent: request.agent,
+          repo: request.repoUrl,
+          acceptedAt: request.acceptedAt,
+          phase: 'queued',
+          phases: [{ phase: 'queued', at: request.acceptedAt }],
+          ...(request.workUnit === undefined ? {} : { workUnit: request.workUnit }),
+          ...(request.timeoutMs === undefined ? {} : { timeoutMs: request.timeoutMs }),
+        };
+        store.write(record);
+        log.info(
+          {
+            event: 'session.accepted',
+            session: request.sessionId,
+            agent: request.agent,
+            repo: request.repoUrl,
+          },
+          'session accepted',
+        );
+      },
+      reportNeverRan: (_, { requests, outcome }) => {
+        for (const request of requests) finish(request, outcome);
+      },
+    },
+  });
+
+  const actor = createActor(machine, {
+    input: { agents: settings.agents, maxSessions: config.maxSessions },
+    ...(options.inspect ? { inspect: options.inspect } : {}),
+  });
+  handle = {
+    actor,
+    bus,
+    store,
+    settings,
+    instanceId,
+    startedAt: Date.now(),
+    version: options.version,
+    log,
+    recent,
+    newSessionId: () => randomBytes(8).toString('hex'),
+  };
+
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    log.info(
+      { event: 'daemon.signal', signal, count: signals },
+      signals === 1
+        ? 'shutting down: running sessions finish'
+        : 'shutting down now: cancelling running sessions',
+    );
+    actor.send({ type: 'shutdown' });
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+
+  let previous = '';
+  const done = new Promise<string>((resolve) => {
+    actor.subscribe({
+      next: (snapshot) => {
+        const state = stateName(snapshot.value);
+        if (state !== previous) {
+          previous = state;
+          if (state === 'ready') {
+            log.info(
+              { event: 'daemon.ready', socket: config.socket, instanceId, pid: process.pid },
+              'agentd is ready',
+            );
+            if (handle) options.onReady?.(handle);
+          } else if (state === 'shutdown.draining') {
+            log.info(
+              { event: 'daemon.shutdown', running: Object.keys(snapshot.context.sessions).length },
+              'draining running sessions',
+            );
+          }
+        }
+        // `stopped` is final inside `shutdown`; `failed` is final at the top.
+        if (snapshot.status === 'done' || snapshot.matches({ shutdown: 'stopped' })) resolve(state);
+      },
+      error: (error) => {
+        log.error({ event: 'daemon.crashed', err: error }, 'the daemon machine failed');
+        resolve('failed');
+      },
+    });
+  });
+  actor.start();
+  const final = await done;
+  actor.stop();
+  process.off('SIGTERM', onSignal);
+  process.off('SIGINT', onSignal);
+  await server.close();
+  if (final !== 'shutdown.stopped') {
+    log.error(
+      { event: 'daemon.failed', reason: actor.getSnapshot().context.failure },
+      `agentd could not start: ${actor.getSnapshot().context.failure ?? 'unknown reason'}`,
+    );
+    return 1;
+  }
+  log.info({ event: 'daemon.stopped' }, 'agentd stopped');
+  return 0;
+}

@@ -1,0 +1,55 @@
+import type { Logger } from 'pino';
+import type { PodmanClient } from '../adapters/podman.js';
+import { LABEL_INSTANCE, LABEL_SESSION } from '../constants.js';
+import type { ReconcileSummary } from '../machines/daemon.machine.js';
+import { instanceSecretPrefix, sessionOfSecret } from '../runner/names.js';
+
+/** States in which a container still has a process that someone may supervise. */
+const LIVE_STATES = new Set(['running', 'paused', 'stopping']);
+
+/**
+ * Removes what earlier runs of this instance left behind: its dead containers and the secrets of
+ * sessions whose container is gone. Objects of other instances, and objects that are not agentd's,
+ * are never touched. Batched: at most five podman calls whatever the number of objects.
+ */
+export async function reconcile(
+  podman: PodmanClient,
+  instanceId: string,
+  log: Logger,
+  signal?: AbortSignal,
+): Promise<ReconcileSummary> {
+  const containers = await podman.listContainers({ [LABEL_INSTANCE]: instanceId }, signal);
+  const live = containers.filter((c) => LIVE_STATES.has(c.State));
+  const dead = containers.filter((c) => !LIVE_STATES.has(c.State));
+  const liveSessions = new Set(live.map((c) => c.Labels?.[LABEL_SESSION]).filter(Boolean));
+
+  const prefix = instanceSecretPrefix(instanceId);
+  const candidates = (await podman.listSecretNames(signal)).filter((name) => {
+    const session = sessionOfSecret(instanceId, name);
+    return name.startsWith(prefix) && session !== undefined && !liveSessions.has(session);
+  });
+  // The name carries only 8 characters of the instance id: confirm ownership by label.
+  const labels = await podman.secretLabels(candidates, signal);
+  const orphans = candidates.filter((name) => labels.get(name)?.[LABEL_INSTANCE] === instanceId);
+
+  const deadNames = dead.map((c) => c.Names[0] ?? c.Id);
+  await podman.removeContainers(deadNames, signal);
+  await podman.removeSecrets(orphans, signal);
+
+  for (const c of live) {
+    log.warn(
+      { event: 'daemon.running_container', container: c.Names[0], session: c.Labels?.[LABEL_SESSION] },
+      'a container of this instance is still running from an earlier daemon',
+    );
+  }
+  const summary = {
+    removedContainers: deadNames.length,
+    removedSecrets: orphans.length,
+    runningContainers: live.length,
+  };
+  log.info(
+    { event: 'daemon.reconciled', ...summary, containers: deadNames, secrets: orphans },
+    'reconciled Podman state',
+  );
+  return summary;
+}

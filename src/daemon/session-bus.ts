@@ -1,0 +1,33 @@
+import type { SessionRecord } from '../sessions/records.js';
+import type { SessionPhase } from '../sessions/types.js';
+
+export type BusEvent =
+  | { type: 'phase'; sessionId: string; phase: SessionPhase }
+  | { type: 'output'; sessionId: string; line: string }
+  | { type: 'outcome'; sessionId: string; record: SessionRecord };
+
+type Listener = (event: BusEvent) => void;
+
+/** Fans a session's phases, output and outcome out to the clients that follow it. */
+export class SessionBus {
+  private readonly listeners = new Map<string, Set<Listener>>();
+
+  follow(sessionId: string, listener: Listener): () => void {
+    let set = this.listeners.get(sessionId);
+    if (!set) {
+      set = new Set();
+      this.listeners.set(sessionId, set);
+    }
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0 && this.listeners.get(sessionId) === set) this.listeners.delete(sessionId);
+    };
+  }
+
+  publish(event: BusEvent): void {
+    const set = this.listeners.get(event.sessionId);
+    if (!set) return;
+    for (const listener of [...set]) listener(event);
+  }
+}

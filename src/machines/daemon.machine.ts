@@ -1,0 +1,348 @@
+import { type ActorRefFrom, assign, emit, enqueueActions, fromPromise, setup } from 'xstate';
+import type { AgentConfig } from '../config/types.js';
+import { checkTrigger } from '../sessions/check-trigger.js';
+import type { SessionOutcome, SessionRequest } from '../sessions/types.js';
+import { type SessionFinishedEvent, type SessionInput, sessionMachine } from './session.machine.js';
+
+export interface DaemonInput {
+  agents: AgentConfig[];
+  maxSessions: number;
+}
+
+export interface ReconcileSummary {
+  removedContainers: number;
+  removedSecrets: number;
+  runningContainers: number;
+}
+
+/** A trigger as the machine receives it: from the socket, the CLI or a script. */
+export type TriggerEvent = {
+  type: 'trigger';
+  sessionId: string;
+  agent: string;
+  repo?: string;
+  workUnit?: string;
+  timeout?: string;
+  /** Lets the sender match the emitted answer to its request. */
+  requestId?: string;
+};
+
+export type DaemonEvent =
+  | TriggerEvent
+  | { type: 'cancel'; sessionId: string; requestId?: string }
+  | { type: 'shutdown'; requestId?: string }
+  | SessionFinishedEvent;
+
+/** Events a client may send; session.finished comes from session actors only. */
+export type ClientEvent = Exclude<DaemonEvent, SessionFinishedEvent>;
+
+/** Answers the machine emits to whoever sent the event. */
+export type DaemonEmitted =
+  | { type: 'trigger.accepted'; requestId?: string; sessionId: string; queued: boolean; position: number }
+  | { type: 'trigger.rejected'; requestId?: string; sessionId: string; code: string; reason: string }
+  | { type: 'cancel.accepted'; requestId?: string; sessionId: string; wasQueued: boolean }
+  | { type: 'cancel.rejected'; requestId?: string; sessionId: string; reason: string };
+
+type SessionRef = ActorRefFrom<typeof sessionMachine>;
+
+export interface DaemonContext {
+  agents: AgentConfig[];
+  maxSessions: number;
+  /** Sessions whose actor is alive, by session id. */
+  sessions: Record<string, SessionRef>;
+  /** Accepted sessions waiting for a free slot, oldest first. */
+  queue: SessionInput[];
+  reconciled?: ReconcileSummary;
+  failure?: string;
+}
+
+export const daemonMachine = setup({
+  types: {
+    context: {} as DaemonContext,
+    events: {} as DaemonEvent,
+    input: {} as DaemonInput,
+    emitted: {} as DaemonEmitted,
+  },
+  actors: {
+    session: sessionMachine,
+    reconcile: fromPromise<ReconcileSummary>(async () => {
+      throw new Error('daemon machine: actor reconcile must be provided');
+    }),
+    openSocket: fromPromise<void>(async () => {
+      throw new Error('daemon machine: actor openSocket must be provided');
+    }),
+  },
+  guards: {
+    triggerIsValid: ({ context }, trigger: TriggerEvent) => checkTrigger(context.agents, trigger).ok,
+    sessionIsQueued: ({ context }, sessionId: string) =>
+      context.queue.some((s) => s.request.sessionId === sessionId),
+    sessionIsRunning: ({ context }, sessionId: string) => sessionId in context.sessions,
+    noSessionsRunning: ({ context }) => Object.keys(context.sessions).length === 0,
+  },
+  actions: {
+    queueSession: assign({
+      queue: ({ context }, trigger: TriggerEvent) => {
+        const check = checkTrigger(context.agents, trigger);
+        if (!check.ok) return context.queue;
+        const request: SessionRequest = {
+          sessionId: trigger.sessionId,
+          agent: check.agent.name,
+          repoUrl: check.repoUrl,
+          acceptedAt: new Date().toISOString(),
+          ...(trigger.workUnit === undefined ? {} : { workUnit: trigger.workUnit }),
+          ...(check.timeoutMs === undefined ? {} : { timeoutMs: check.timeoutMs }),
+        };
+        return [...context.queue, { request, agent: check.agent }];
+      },
+    }),
+    answerAccepted: emit(({ context }, trigger: TriggerEvent) => {
+      const queued = Object.keys(context.sessions).length >= context.maxSessions;
+      return {
+        type: 'trigger.accepted' as const,
+        requestId: trigger.requestId,
+        sessionId: trigger.sessionId,
+        queued,
+        position: queued ? context.queue.length : 0,
+      };
+    }),
+    rejectTrigger: emit(({ context }, params: { trigger: TriggerEvent; reason?: string }) => {
+      const check = checkTrigger(context.agents, params.trigger);
+      return {
+        type: 'trigger.rejected' as const,
+        requestId: params.trigger.requestId,
+        sessionId: params.trigger.sessionId,
+        code: params.reason ? 'not_accepting' : check.ok ? 'invalid' : check.code,
+        reason: params.reason ?? (check.ok ? 'invalid trigger' : check.reason),
+      };
+    }),
+    /** Side effect (provided): the accepted session is written to the state dir. */
+    recordAccepted: (_, _params: { request: SessionRequest }) => {},
+    /** Side effect (provided): sessions that never ran get their outcome recorded and reported. */
+    reportNeverRan: (_, _params: { requests: SessionRequest[]; outcome: SessionOutcome }) => {},
+    startQueuedSessions: assign(({ context, spawn }) => {
+      const sessions = { ...context.sessions };
+      const queue = [...context.queue];
+      while (queue.length > 0 && Object.keys(sessions).length < context.maxSessions) {
+        const next = queue.shift() as SessionInput;
+        sessions[next.request.sessionId] = spawn('session', { id: next.request.sessionId, input: next });
+      }
+      return { sessions, queue };
+    }),
+    forgetSession: assign({
+      sessions: ({ context }, sessionId: string) => {
+        const { [sessionId]: _finished, ...rest } = context.sessions;
+        return rest;
+      },
+    }),
+    forwardCancel: enqueueActions(
+      ({ context, enqueue }, params: { sessionId: string; requestId?: string }) => {
+        const ref = context.sessions[params.sessionId];
+        if (ref) enqueue.sendTo(ref, { type: 'cancel' });
+      },
+    ),
+    removeFromQueue: assign({
+      queue: ({ context }, sessionId: string) =>
+        context.queue.filter((s) => s.request.sessionId !== sessionId),
+    }),
+    answerCancelled: emit((_, params: { sessionId: string; requestId?: string; wasQueued: boolean }) => ({
+      type: 'cancel.accepted' as const,
+      ...params,
+    })),
+    rejectCancel: emit((_, params: { sessionId: string; requestId?: string }) => ({
+      type: 'cancel.rejected' as const,
+      ...params,
+      reason: `no queued or running session ${params.sessionId}; see \`agentd status\``,
+    })),
+    clearQueue: assign({ queue: [] }),
+    cancelAllSessions: enqueueActions(({ context, enqueue }) => {
+      for (const ref of Object.values(context.sessions)) enqueue.sendTo(ref, { type: 'cancel' });
+    }),
+    storeReconcileSummary: assign({ reconciled: (_, summary: ReconcileSummary) => summary }),
+    storeFailure: assign({ failure: (_, message: string) => message }),
+  },
+}).createMachine({
+  id: 'daemon',
+  description:
+    'The agentd daemon: owns its Podman namespace, accepts triggers and runs one session actor per trigger.',
+  context: ({ input }) => ({ agents: input.agents, maxSessions: input.maxSessions, sessions: {}, queue: [] }),
+  initial: 'reconciling',
+  states: {
+    reconciling: {
+      description:
+        'Remove what earlier runs of this instance left in Podman (dead containers, orphaned secrets) before anything is accepted.',
+      invoke: {
+        src: 'reconcile',
+        onDone: {
+          target: 'opening',
+          actions: { type: 'storeReconcileSummary', params: ({ event }) => event.output },
+        },
+        onError: {
+          target: 'failed',
+          actions: { type: 'storeFailure', params: ({ event }) => messageOf(event.error) },
+        },
+      },
+      on: {
+        trigger: {
+          actions: {
+            type: 'rejectTrigger',
+            params: ({ event }) => ({ trigger: event, reason: 'daemon is starting' }),
+          },
+        },
+        shutdown: 'shutdown',
+      },
+    },
+    opening: {
+      description: 'Bind the Unix socket; only then can operators reach the daemon.',
+      invoke: {
+        src: 'openSocket',
+        onDone: 'ready',
+        onError: {
+          target: 'failed',
+          actions: { type: 'storeFailure', params: ({ event }) => messageOf(event.error) },
+        },
+      },
+      on: {
+        trigger: {
+          actions: {
+            type: 'rejectTrigger',
+            params: ({ event }) => ({ trigger: event, reason: 'daemon is starting' }),
+          },
+        },
+        shutdown: 'shutdown',
+      },
+    },
+    ready: {
+      description: 'Accepting triggers. Up to max_sessions run at once; the rest wait in a FIFO queue.',
+      on: {
+        trigger: [
+          {
+            guard: { type: 'triggerIsValid', params: ({ event }) => event },
+            actions: [
+              { type: 'queueSession', params: ({ event }) => event },
+              { type: 'recordAccepted', params: ({ context }) => ({ request: newestQueued(context) }) },
+              { type: 'answerAccepted', params: ({ event }) => event },
+              'startQueuedSessions',
+            ],
+          },
+          { actions: { type: 'rejectTrigger', params: ({ event }) => ({ trigger: event }) } },
+        ],
+        cancel: [
+          {
+            guard: { type: 'sessionIsQueued', params: ({ event }) => event.sessionId },
+            actions: [
+              {
+                type: 'reportNeverRan',
+                params: ({ context, event }) => ({
+                  requests: context.queue
+                    .filter((s) => s.request.sessionId === event.sessionId)
+                    .map((s) => s.request),
+                  outcome: {
+                    outcome: 'cancelled',
+                    phase: 'queued',
+                    message: 'session cancelled while queued',
+                  },
+                }),
+              },
+              { type: 'removeFromQueue', params: ({ event }) => event.sessionId },
+              {
+                type: 'answerCancelled',
+                params: ({ event }) => ({ ...cancelParams(event), wasQueued: true }),
+              },
+            ],
+          },
+          {
+            guard: { type: 'sessionIsRunning', params: ({ event }) => event.sessionId },
+            actions: [
+              { type: 'forwardCancel', params: ({ event }) => cancelParams(event) },
+              {
+                type: 'answerCancelled',
+                params: ({ event }) => ({ ...cancelParams(event), wasQueued: false }),
+              },
+            ],
+          },
+          { actions: { type: 'rejectCancel', params: ({ event }) => cancelParams(event) } },
+        ],
+        'session.finished': {
+          actions: [{ type: 'forgetSession', params: ({ event }) => event.sessionId }, 'startQueuedSessions'],
+        },
+        shutdown: 'shutdown',
+      },
+    },
+    shutdown: {
+      description: 'Stop accepting triggers, let running sessions finish, then stop.',
+      initial: 'draining',
+      states: {
+        draining: {
+          description:
+            'Queued sessions are dropped with a reported outcome; running ones finish. A second shutdown cancels them.',
+          entry: [
+            {
+              type: 'reportNeverRan',
+              params: ({ context }) => ({
+                requests: context.queue.map((s) => s.request),
+                outcome: {
+                  outcome: 'cancelled',
+                  phase: 'queued',
+                  message: 'daemon shut down before the session started',
+                },
+              }),
+            },
+            'clearQueue',
+          ],
+          always: { guard: 'noSessionsRunning', target: 'stopped' },
+          on: {
+            trigger: {
+              actions: {
+                type: 'rejectTrigger',
+                params: ({ event }) => ({ trigger: event, reason: 'daemon is shutting down' }),
+              },
+            },
+            cancel: [
+              {
+                guard: { type: 'sessionIsRunning', params: ({ event }) => event.sessionId },
+                actions: [
+                  { type: 'forwardCancel', params: ({ event }) => cancelParams(event) },
+                  {
+                    type: 'answerCancelled',
+                    params: ({ event }) => ({ ...cancelParams(event), wasQueued: false }),
+                  },
+                ],
+              },
+              { actions: { type: 'rejectCancel', params: ({ event }) => cancelParams(event) } },
+            ],
+            'session.finished': {
+              actions: { type: 'forgetSession', params: ({ event }) => event.sessionId },
+            },
+            shutdown: { actions: 'cancelAllSessions' },
+          },
+        },
+        stopped: {
+          description: 'Nothing runs any more; the socket and pid file are removed and the process exits 0.',
+          type: 'final',
+        },
+      },
+    },
+    failed: {
+      description:
+        'Start could not complete (reconciliation or the socket failed); the process exits non-zero.',
+      type: 'final',
+    },
+  },
+});
+
+function newestQueued(context: DaemonContext): SessionRequest {
+  return (context.queue[context.queue.length - 1] as SessionInput).request;
+}
+
+function cancelParams(event: { sessionId: string; requestId?: string }): {
+  sessionId: string;
+  requestId?: string;
+} {
+  return event.requestId === undefined
+    ? { sessionId: event.sessionId }
+    : { sessionId: event.sessionId, requestId: event.requestId };
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

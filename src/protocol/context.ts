@@ -1,0 +1,41 @@
+import type { Logger } from 'pino';
+import type { Actor, StateValue } from 'xstate';
+import type { SessionStore } from '../adapters/session-store.js';
+import type { Connection } from '../adapters/socket-server.js';
+import type { Settings } from '../config/types.js';
+import type { SessionBus } from '../daemon/session-bus.js';
+import type { daemonMachine } from '../machines/daemon.machine.js';
+import type { SessionRecord } from '../sessions/records.js';
+import type { Request, RequestOf } from './messages.js';
+
+/** What a socket message handler may use of the running daemon. */
+export interface DaemonHandle {
+  actor: Actor<typeof daemonMachine>;
+  bus: SessionBus;
+  store: SessionStore;
+  settings: Settings;
+  instanceId: string;
+  startedAt: number;
+  version: string;
+  log: Logger;
+  /** Newest finished sessions first, kept in memory for `status`. */
+  recent: SessionRecord[];
+  newSessionId(): string;
+}
+
+export type Handler<T extends Request['type']> = (
+  request: RequestOf<T>,
+  connection: Connection,
+  daemon: DaemonHandle,
+) => void;
+
+export function reply(connection: Connection, request: { id?: string | undefined }, message: object): void {
+  connection.send({ v: 1, ...(request.id === undefined ? {} : { id: request.id }), ...message });
+}
+
+export function stateName(value: StateValue): string {
+  if (typeof value === 'string') return value;
+  return Object.entries(value)
+    .map(([key, inner]) => (inner === undefined ? key : `${key}.${stateName(inner)}`))
+    .join(',');
+}

@@ -1,0 +1,22 @@
+import { type Handler, reply } from '../context.js';
+import { sendEvent } from '../send-event.js';
+
+export const cancel: Handler<'cancel'> = (request, connection, daemon) => {
+  const answer = sendEvent(daemon, { type: 'cancel', sessionId: request.sessionId })[0];
+  if (answer?.type === 'cancel.accepted') {
+    reply(connection, request, {
+      type: 'cancelling',
+      sessionId: request.sessionId,
+      wasQueued: answer.wasQueued,
+    });
+    return;
+  }
+  reply(connection, request, {
+    type: 'error',
+    code: 'unknown_session',
+    message:
+      answer?.type === 'cancel.rejected'
+        ? answer.reason
+        : `session ${request.sessionId} cannot be cancelled now`,
+  });
+};

@@ -1,0 +1,20 @@
+import type { Handler } from '../context.js';
+import type { Request } from '../messages.js';
+import { cancel } from './cancel.js';
+import { event } from './event.js';
+import { hello } from './hello.js';
+import { logs } from './logs.js';
+import { status } from './status.js';
+import { subscribe } from './subscribe.js';
+import { trigger } from './trigger.js';
+
+/** One handler per message type. */
+export const handlers: { [T in Request['type']]: Handler<T> } = {
+  hello,
+  trigger,
+  status,
+  cancel,
+  logs,
+  event,
+  subscribe,
+};

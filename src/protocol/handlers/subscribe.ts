@@ -1,0 +1,30 @@
+import { type Handler, reply, stateName } from '../context.js';
+
+/** Streams the daemon machine's state and its sessions' phases as they change. */
+export const subscribe: Handler<'subscribe'> = (request, connection, daemon) => {
+  let last = '';
+  const send = () => {
+    const snapshot = daemon.actor.getSnapshot();
+    const message = {
+      type: 'state',
+      state: stateName(snapshot.value),
+      running: Object.values(snapshot.context.sessions).map((ref) => ({
+        id: ref.id,
+        phase: ref.getSnapshot().context.phase,
+      })),
+      queued: snapshot.context.queue.map((entry) => entry.request.sessionId),
+    };
+    const text = JSON.stringify(message);
+    if (text === last) return;
+    last = text;
+    reply(connection, request, message);
+  };
+  send();
+  const subscription = daemon.actor.subscribe(send);
+  // Session phases change inside child actors; follow them through the bus-independent inspection of children.
+  const timer = setInterval(send, 250);
+  connection.onClose(() => {
+    subscription.unsubscribe();
+    clearInterval(timer);
+  });
+};

@@ -1,0 +1,29 @@
+import { inspect } from 'node:util';
+
+/**
+ * A resolved credential value. It lives in machine context between resolveCredentials and run, so
+ * it hides itself from JSON (snapshots, inspection, logs) and from util.inspect.
+ */
+export class SecretValue {
+  readonly #value: string;
+  constructor(value: string) {
+    this.#value = value;
+  }
+  reveal(): string {
+    return this.#value;
+  }
+  toJSON(): string {
+    return '[redacted]';
+  }
+  toString(): string {
+    return '[redacted]';
+  }
+  [inspect.custom](): string {
+    return '[redacted]';
+  }
+}
+
+export interface ResolvedCredentials {
+  credentials: { name: string; value: SecretValue }[];
+  repoToken?: SecretValue;
+}
