@@ -196,7 +196,26 @@ export class PodmanClient {
    * No deadline: the caller bounds it with stop/timeouts; the signal detaches.
    */
   startAttached(name: string, onLine: (line: string) => void, signal?: AbortSignal): AttachedRun {
-    const argv = ['start', '--attach', name];
+    return this.stream(`start container ${name}`, ['start', '--attach', name], onLine, signal);
+  }
+
+  /** Follows a running container's output from `since` (RFC 3339) until it exits: for adopted sessions. */
+  followLogs(
+    name: string,
+    since: string | undefined,
+    onLine: (line: string) => void,
+    signal?: AbortSignal,
+  ): AttachedRun {
+    const argv = ['logs', '--follow', ...(since === undefined ? [] : ['--since', since]), name];
+    return this.stream(`follow logs of ${name}`, argv, onLine, signal);
+  }
+
+  private stream(
+    operation: string,
+    argv: string[],
+    onLine: (line: string) => void,
+    signal?: AbortSignal,
+  ): AttachedRun {
     this.onCall?.(argv);
     const child = execa(this.bin, argv, {
       buffer: false,
@@ -216,12 +235,7 @@ export class PodmanClient {
     const exitCode = child.then(async (result) => {
       await outClosed;
       if ((result as { code?: string }).code === 'ENOENT') {
-        throw classifyPodmanFailure({
-          operation: `start container ${name}`,
-          argv,
-          stderr: '',
-          spawnErrorCode: 'ENOENT',
-        });
+        throw classifyPodmanFailure({ operation, argv, stderr: '', spawnErrorCode: 'ENOENT' });
       }
       return result.exitCode ?? -1;
     });

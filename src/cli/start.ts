@@ -3,6 +3,7 @@ import { createLogger, type LogFormat } from '../adapters/logger.js';
 import { loadConfig } from '../config/load.js';
 import { runDaemon } from '../daemon/main.js';
 import { AgentdError, errorMessage } from '../errors.js';
+import type { InspectorServer } from '../inspector/server.js';
 import { EXIT } from './exit-codes.js';
 import { agentdVersion } from './version.js';
 
@@ -18,6 +19,11 @@ export class StartCommand extends Command {
     examples: [
       ['Start with the default configuration', '$0 start'],
       ['Start with a given file and readable logs', '$0 start --config ./agentd.yaml --log-format pretty'],
+      [
+        'Watch the state machines live in a browser at http://127.0.0.1:7390/ (development)',
+        '$0 start --inspect',
+      ],
+      ['The same on a free port (the URL is logged as inspector.listening)', '$0 start --inspect=0'],
     ],
   });
 
@@ -29,6 +35,11 @@ export class StartCommand extends Command {
   logLevel = Option.String('--log-level', 'info', {
     description: 'trace, debug, info (default), warn, error',
   });
+  inspect = Option.String('--inspect', {
+    tolerateBoolean: true,
+    description:
+      'Serve a live view of the state machines on http://127.0.0.1:PORT (--inspect=PORT; default 7390, 0 any free port); the URL is logged as inspector.listening',
+  });
 
   async execute(): Promise<number> {
     if (this.logFormat !== 'json' && this.logFormat !== 'pretty') {
@@ -38,6 +49,15 @@ export class StartCommand extends Command {
     if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(this.logLevel)) {
       this.context.stderr.write(
         `agentd: --log-level must be one of trace, debug, info, warn, error, not "${this.logLevel}"\n`,
+      );
+      return EXIT.usage;
+    }
+    // Loaded only when asked for: the inspector is a development aid.
+    const inspector = this.inspect === undefined ? undefined : await import('../inspector/server.js');
+    const inspectPort = inspector?.inspectorPort(this.inspect);
+    if (inspectPort === null) {
+      this.context.stderr.write(
+        `agentd: --inspect takes a port from 0 to 65535 as --inspect=PORT, not "${String(this.inspect)}"\n`,
       );
       return EXIT.usage;
     }
@@ -53,13 +73,30 @@ export class StartCommand extends Command {
       { event: 'daemon.starting', config: settings.file, agents: settings.agents.length },
       'agentd starting',
     );
+    let server: InspectorServer | undefined;
+    if (inspector && inspectPort !== undefined) {
+      try {
+        server = await inspector.startInspector({ port: inspectPort });
+      } catch (error) {
+        this.context.stderr.write(`agentd: ${errorMessage(error)}\n`);
+        return EXIT.failed;
+      }
+      log.info({ event: 'inspector.listening', url: server.url }, `inspector on ${server.url}`);
+    }
     try {
-      return await runDaemon({ settings, log, version: agentdVersion() });
+      return await runDaemon({
+        settings,
+        log,
+        version: agentdVersion(),
+        ...(server ? { inspect: server.inspect } : {}),
+      });
     } catch (error) {
       const code = error instanceof AgentdError ? error.code : 'INTERNAL';
       log.error({ event: 'daemon.failed', code, err: error }, errorMessage(error));
       this.context.stderr.write(`agentd: ${errorMessage(error)}\n`);
       return EXIT.failed;
+    } finally {
+      await server?.close();
     }
   }
 }

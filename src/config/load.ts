@@ -20,6 +20,7 @@ import type { AgentConfig, CredentialSource, Settings } from './types.js';
 export const DEFAULTS = {
   maxSessions: 4,
   stopGraceMs: 10_000,
+  podmanTimeoutMs: 60_000,
   logMaxBytes: 1_048_576,
   historyLimit: 200,
   network: 'bridge',
@@ -269,6 +270,8 @@ function toSettings(raw: RawConfig, file: string, ctx: ConvertContext): Settings
           : defaultStateDir(ctx.env, ctx.uid, ctx.home),
       maxSessions: daemon.max_sessions ?? DEFAULTS.maxSessions,
       stopGraceMs: daemon.stop_grace !== undefined ? durationMs(daemon.stop_grace) : DEFAULTS.stopGraceMs,
+      podmanTimeoutMs:
+        daemon.podman_timeout !== undefined ? durationMs(daemon.podman_timeout) : DEFAULTS.podmanTimeoutMs,
       logMaxBytes: daemon.log_max_bytes ?? DEFAULTS.logMaxBytes,
       historyLimit: daemon.history ?? DEFAULTS.historyLimit,
     },

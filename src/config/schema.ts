@@ -197,6 +197,7 @@ const daemonShape = {
   state_dir: checkedString('a directory path', notEmpty('a directory like /var/lib/agentd')).optional(),
   max_sessions: wholeNumber(1, 4).optional(),
   stop_grace: duration().optional(),
+  podman_timeout: duration().optional(),
   log_max_bytes: wholeNumber(4096, 1_048_576).optional(),
   history: wholeNumber(0, 200).optional(),
 };

@@ -30,6 +30,8 @@ export interface DaemonSettings {
   maxSessions: number;
   /** Time a stopping container gets between SIGTERM and SIGKILL. */
   stopGraceMs: number;
+  /** Deadline of every short podman call (create, rm, secret ...). */
+  podmanTimeoutMs: number;
   /** Bytes of output kept per session log file (the newest is kept). */
   logMaxBytes: number;
   /** Finished session records kept in the state dir. */

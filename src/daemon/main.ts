@@ -17,11 +17,13 @@ import type { DaemonHandle } from '../protocol/context.js';
 import { stateName } from '../protocol/context.js';
 import { dispatch } from '../protocol/dispatch.js';
 import { PodmanRunner } from '../runner/session-runner.js';
-import { revealSession } from '../sessions/assemble.js';
+import type { RunEvent, SessionInvocation, SessionSpec } from '../runner/types.js';
+import { type AssembledSession, assembleSession, revealSession } from '../sessions/assemble.js';
 import type { SessionRecord } from '../sessions/records.js';
 import type { SessionOutcome, SessionRequest } from '../sessions/types.js';
 import { instanceIdOf } from './instance-id.js';
 import { reconcile } from './reconcile.js';
+import { planRecovery } from './recovery.js';
 import { SessionBus } from './session-bus.js';
 
 export interface DaemonOptions {
@@ -58,7 +60,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
   const { settings, log, env = process.env } = options;
   const { daemon: config } = settings;
   const instanceId = instanceIdOf(config.socket, config.stateDir);
-  const podman = new PodmanClient();
+  const podman = new PodmanClient({ timeoutMs: config.podmanTimeoutMs });
   const store = new SessionStore(config.stateDir);
   const bus = new SessionBus();
   const runner = new PodmanRunner({
@@ -122,27 +124,41 @@ async function supervise(options: DaemonOptions): Promise<number> {
         receive((event) => {
           if (event.type === 'cancel') controller.abort();
         });
-        const { spec, invocation } = revealSession(input.session);
         const id = input.request.sessionId;
-        runner
-          .run(spec, invocation, {
-            signal: controller.signal,
-            logFile: store.logPath(id),
-            onEvent: (event) => {
-              if (event.type === 'phase') sendBack({ type: 'run.phase', phase: event.phase });
-              else if (event.type === 'output')
-                bus.publish({ type: 'output', sessionId: id, line: event.line });
-              else store.update(id, (r) => ({ ...r, container: event.name }));
-            },
-          })
-          .then(
-            (result) => sendBack({ type: 'run.finished', result }),
-            (error: unknown) =>
-              sendBack({
-                type: 'run.finished',
-                result: { outcome: 'error', phase: 'creating', timings: {}, message: errorMessage(error) },
-              }),
-          );
+        const runOptions = {
+          signal: controller.signal,
+          logFile: store.logPath(id),
+          onEvent: (event: RunEvent) => {
+            if (event.type === 'phase') sendBack({ type: 'run.phase', phase: event.phase });
+            else if (event.type === 'output')
+              bus.publish({ type: 'output', sessionId: id, line: event.line });
+            else store.update(id, (r) => ({ ...r, container: event.name }));
+          },
+        };
+        const adopted = input.adopted;
+        const running = adopted
+          ? // Credentials are resolved again only to mask them in the adopted session's output.
+            resolveCredentials(input.agent, env)
+              .catch(() => ({ credentials: [] }))
+              .then((resolved) => {
+                const { spec, invocation } = revealSession(
+                  assembleSession(input.request, input.agent, resolved),
+                );
+                log.info(
+                  { event: 'session.adopted', session: id, container: adopted.container },
+                  'adopted a session',
+                );
+                return runner.adopt({ spec, invocation, ...adopted }, runOptions);
+              })
+          : runner.run(...revealed(input.session), runOptions);
+        running.then(
+          (result) => sendBack({ type: 'run.finished', result }),
+          (error: unknown) =>
+            sendBack({
+              type: 'run.finished',
+              result: { outcome: 'error', phase: 'creating', timings: {}, message: errorMessage(error) },
+            }),
+        );
         return () => controller.abort();
       }),
       reportOutcome: fromPromise(async ({ input }) => finish(input.request, input.outcome)),
@@ -185,7 +201,26 @@ async function supervise(options: DaemonOptions): Promise<number> {
   const machine = daemonMachine.provide({
     actors: {
       session,
-      reconcile: fromPromise(({ signal }) => reconcile(podman, instanceId, log, signal)),
+      reconcile: fromPromise(async ({ signal }) => {
+        const { summary, containers } = await reconcile(podman, instanceId, log, signal);
+        const unfinished = store.list().filter((r) => r.outcome === undefined);
+        const recovery = planRecovery(unfinished, containers, settings.agents);
+        if (unfinished.length > 0) {
+          log.info(
+            {
+              event: 'daemon.recovered',
+              requeued: recovery.queued.map((s) => s.request.sessionId),
+              adopted: recovery.adopted.map((s) => s.request.sessionId),
+              settled: recovery.finished.map((s) => ({
+                session: s.request.sessionId,
+                outcome: s.outcome.outcome,
+              })),
+            },
+            'recovered the sessions of an earlier daemon',
+          );
+        }
+        return { summary, recovery };
+      }),
       openSocket: fromPromise(() => server.listen()),
     },
     actions: {
@@ -212,8 +247,8 @@ async function supervise(options: DaemonOptions): Promise<number> {
           'session accepted',
         );
       },
-      reportNeverRan: (_, { requests, outcome }) => {
-        for (const request of requests) finish(request, outcome);
+      reportSettled: (_, { sessions }) => {
+        for (const { request, outcome } of sessions) finish(request, outcome);
       },
     },
   });
@@ -293,4 +328,10 @@ async function supervise(options: DaemonOptions): Promise<number> {
   }
   log.info({ event: 'daemon.stopped' }, 'agentd stopped');
   return 0;
+}
+
+function revealed(session: AssembledSession | undefined): [SessionSpec, SessionInvocation] {
+  if (!session) throw new Error('session was not assembled before run');
+  const { spec, invocation } = revealSession(session);
+  return [spec, invocation];
 }

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { PodmanClient } from '../adapters/podman.js';
+import type { ContainerSummary, PodmanClient } from '../adapters/podman.js';
 import { LABEL_INSTANCE, LABEL_SESSION } from '../constants.js';
 import type { ReconcileSummary } from '../machines/daemon.machine.js';
 import { instanceSecretPrefix, sessionOfSecret } from '../runner/names.js';
@@ -8,26 +8,25 @@ import { instanceSecretPrefix, sessionOfSecret } from '../runner/names.js';
 const LIVE_STATES = new Set(['running', 'paused', 'stopping']);
 
 /**
- * Removes what earlier runs of this instance left behind: its dead containers and the secrets of
- * sessions whose container is gone. Objects of other instances, and objects that are not agentd's,
- * are never touched. Batched: at most five podman calls whatever the number of objects.
+ * Removes what earlier runs of this instance left behind: its dead containers and its secrets (a
+ * running container holds its own copy of its secrets, so none is still needed). Objects of other
+ * instances, and objects that are not agentd's, are never touched. Batched: at most five podman calls
+ * whatever the number of objects. Returns the containers as they were, for crash recovery.
  */
 export async function reconcile(
   podman: PodmanClient,
   instanceId: string,
   log: Logger,
   signal?: AbortSignal,
-): Promise<ReconcileSummary> {
+): Promise<{ summary: ReconcileSummary; containers: ContainerSummary[] }> {
   const containers = await podman.listContainers({ [LABEL_INSTANCE]: instanceId }, signal);
   const live = containers.filter((c) => LIVE_STATES.has(c.State));
   const dead = containers.filter((c) => !LIVE_STATES.has(c.State));
-  const liveSessions = new Set(live.map((c) => c.Labels?.[LABEL_SESSION]).filter(Boolean));
 
   const prefix = instanceSecretPrefix(instanceId);
-  const candidates = (await podman.listSecretNames(signal)).filter((name) => {
-    const session = sessionOfSecret(instanceId, name);
-    return name.startsWith(prefix) && session !== undefined && !liveSessions.has(session);
-  });
+  const candidates = (await podman.listSecretNames(signal)).filter(
+    (name) => name.startsWith(prefix) && sessionOfSecret(instanceId, name) !== undefined,
+  );
   // The name carries only 8 characters of the instance id: confirm ownership by label.
   const labels = await podman.secretLabels(candidates, signal);
   const orphans = candidates.filter((name) => labels.get(name)?.[LABEL_INSTANCE] === instanceId);
@@ -51,5 +50,5 @@ export async function reconcile(
     { event: 'daemon.reconciled', ...summary, containers: deadNames, secrets: orphans },
     'reconciled Podman state',
   );
-  return summary;
+  return { summary, containers };
 }

@@ -2,7 +2,14 @@ import { type ActorRefFrom, assign, emit, enqueueActions, fromPromise, setup } f
 import type { AgentConfig } from '../config/types.js';
 import { checkTrigger } from '../sessions/check-trigger.js';
 import type { SessionOutcome, SessionRequest } from '../sessions/types.js';
-import { type SessionFinishedEvent, type SessionInput, sessionMachine } from './session.machine.js';
+import {
+  type AdoptedSession,
+  type SessionFinishedEvent,
+  type SessionInput,
+  sessionMachine,
+} from './session.machine.js';
+
+export type { AdoptedSession };
 
 export interface DaemonInput {
   agents: AgentConfig[];
@@ -13,6 +20,20 @@ export interface ReconcileSummary {
   removedContainers: number;
   removedSecrets: number;
   runningContainers: number;
+}
+
+/** What happens to the sessions an earlier daemon accepted but did not finish. */
+export interface RecoveryPlan {
+  /** Accepted but never started: they run again, in their original order. */
+  queued: SessionInput[];
+  adopted: (SessionInput & { adopted: AdoptedSession })[];
+  /** Settled at once: abandoned, or an outcome read from an exited container. */
+  finished: { request: SessionRequest; outcome: SessionOutcome }[];
+}
+
+export interface ReconcileResult {
+  summary: ReconcileSummary;
+  recovery: RecoveryPlan;
 }
 
 /** A trigger as the machine receives it: from the socket, the CLI or a script. */
@@ -65,7 +86,7 @@ export const daemonMachine = setup({
   },
   actors: {
     session: sessionMachine,
-    reconcile: fromPromise<ReconcileSummary>(async () => {
+    reconcile: fromPromise<ReconcileResult>(async () => {
       throw new Error('daemon machine: actor reconcile must be provided');
     }),
     openSocket: fromPromise<void>(async () => {
@@ -117,8 +138,18 @@ export const daemonMachine = setup({
     }),
     /** Side effect (provided): the accepted session is written to the state dir. */
     recordAccepted: (_, _params: { request: SessionRequest }) => {},
-    /** Side effect (provided): sessions that never ran get their outcome recorded and reported. */
-    reportNeverRan: (_, _params: { requests: SessionRequest[]; outcome: SessionOutcome }) => {},
+    /** Side effect (provided): sessions settled without a session actor get their outcome recorded and reported. */
+    reportSettled: (_, _params: { sessions: { request: SessionRequest; outcome: SessionOutcome }[] }) => {},
+    recoverSessions: assign(({ context, spawn }, recovery: RecoveryPlan) => {
+      const sessions = { ...context.sessions };
+      for (const session of recovery.adopted) {
+        sessions[session.request.sessionId] = spawn('session', {
+          id: session.request.sessionId,
+          input: session,
+        });
+      }
+      return { sessions, queue: [...recovery.queued, ...context.queue] };
+    }),
     startQueuedSessions: assign(({ context, spawn }) => {
       const sessions = { ...context.sessions };
       const queue = [...context.queue];
@@ -174,7 +205,11 @@ export const daemonMachine = setup({
         src: 'reconcile',
         onDone: {
           target: 'opening',
-          actions: { type: 'storeReconcileSummary', params: ({ event }) => event.output },
+          actions: [
+            { type: 'storeReconcileSummary', params: ({ event }) => event.output.summary },
+            { type: 'recoverSessions', params: ({ event }) => event.output.recovery },
+            { type: 'reportSettled', params: ({ event }) => ({ sessions: event.output.recovery.finished }) },
+          ],
         },
         onError: {
           target: 'failed',
@@ -213,6 +248,8 @@ export const daemonMachine = setup({
     },
     ready: {
       description: 'Accepting triggers. Up to max_sessions run at once; the rest wait in a FIFO queue.',
+      // Sessions recovered from an earlier daemon start as soon as there is room.
+      entry: 'startQueuedSessions',
       on: {
         trigger: [
           {
@@ -231,16 +268,12 @@ export const daemonMachine = setup({
             guard: { type: 'sessionIsQueued', params: ({ event }) => event.sessionId },
             actions: [
               {
-                type: 'reportNeverRan',
+                type: 'reportSettled',
                 params: ({ context, event }) => ({
-                  requests: context.queue
-                    .filter((s) => s.request.sessionId === event.sessionId)
-                    .map((s) => s.request),
-                  outcome: {
-                    outcome: 'cancelled',
-                    phase: 'queued',
-                    message: 'session cancelled while queued',
-                  },
+                  sessions: settle(
+                    context.queue.filter((s) => s.request.sessionId === event.sessionId),
+                    'session cancelled while queued',
+                  ),
                 }),
               },
               { type: 'removeFromQueue', params: ({ event }) => event.sessionId },
@@ -277,14 +310,9 @@ export const daemonMachine = setup({
             'Queued sessions are dropped with a reported outcome; running ones finish. A second shutdown cancels them.',
           entry: [
             {
-              type: 'reportNeverRan',
+              type: 'reportSettled',
               params: ({ context }) => ({
-                requests: context.queue.map((s) => s.request),
-                outcome: {
-                  outcome: 'cancelled',
-                  phase: 'queued',
-                  message: 'daemon shut down before the session started',
-                },
+                sessions: settle(context.queue, 'daemon shut down before the session started'),
               }),
             },
             'clearQueue',
@@ -329,6 +357,17 @@ export const daemonMachine = setup({
     },
   },
 });
+
+/** Outcomes for sessions that leave the queue without running. */
+function settle(
+  queued: SessionInput[],
+  message: string,
+): { request: SessionRequest; outcome: SessionOutcome }[] {
+  return queued.map((s) => ({
+    request: s.request,
+    outcome: { outcome: 'cancelled', phase: 'queued', message },
+  }));
+}
 
 function newestQueued(context: DaemonContext): SessionRequest {
   return (context.queue[context.queue.length - 1] as SessionInput).request;

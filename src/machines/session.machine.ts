@@ -8,11 +8,21 @@ import type { SessionOutcome, SessionPhase, SessionRequest } from '../sessions/t
 export interface SessionInput {
   request: SessionRequest;
   agent: AgentConfig;
+  /** Set when the session's container outlived an earlier daemon and this one takes it over. */
+  adopted?: AdoptedSession;
+}
+
+/** A running container of this instance that a new daemon supervises to the end. */
+export interface AdoptedSession {
+  container: string;
+  phase: 'cloning' | 'running';
+  remainingMs?: number;
 }
 
 export interface SessionContext {
   request: SessionRequest;
   agent: AgentConfig;
+  adopted?: AdoptedSession;
   /** Wrapped values: they serialise as "[redacted]". */
   resolved?: ResolvedCredentials;
   session?: AssembledSession;
@@ -28,7 +38,12 @@ export type SessionEvent =
   | { type: 'run.phase'; phase: Phase }
   | { type: 'run.finished'; result: RunResult };
 
-export type RunSessionInput = { request: SessionRequest; session: AssembledSession };
+export type RunSessionInput = {
+  request: SessionRequest;
+  agent: AgentConfig;
+  session?: AssembledSession;
+  adopted?: AdoptedSession;
+};
 export type ReportInput = { request: SessionRequest; outcome: SessionOutcome };
 
 /** Sent to the daemon machine when the session has reported its outcome. */
@@ -50,6 +65,9 @@ export const sessionMachine = setup({
     ),
     runSession: fromCallback<{ type: 'cancel' }, RunSessionInput>(() => notProvided('runSession')),
     reportOutcome: fromPromise<void, ReportInput>(async () => notProvided('reportOutcome')),
+  },
+  guards: {
+    isAdopted: ({ context }) => context.adopted !== undefined,
   },
   actions: {
     storeCredentials: assign({
@@ -111,11 +129,17 @@ export const sessionMachine = setup({
   context: ({ input }) => ({
     request: input.request,
     agent: input.agent,
-    phase: 'resolving',
+    ...(input.adopted === undefined ? {} : { adopted: input.adopted }),
+    phase: input.adopted?.phase ?? 'resolving',
     startedAt: new Date().toISOString(),
   }),
-  initial: 'resolveCredentials',
+  initial: 'intake',
   states: {
+    intake: {
+      description:
+        'A new session resolves its credentials first; a session adopted from an earlier daemon goes straight to run.',
+      always: [{ guard: 'isAdopted', target: 'run' }, { target: 'resolveCredentials' }],
+    },
     resolveCredentials: {
       description:
         "Turn each of the agent's credential sources (env:NAME, file:/path) into a value. Nothing exists in Podman yet.",
@@ -151,7 +175,12 @@ export const sessionMachine = setup({
       invoke: {
         id: 'runner',
         src: 'runSession',
-        input: ({ context }) => ({ request: context.request, session: context.session as AssembledSession }),
+        input: ({ context }) => ({
+          request: context.request,
+          agent: context.agent,
+          ...(context.session === undefined ? {} : { session: context.session }),
+          ...(context.adopted === undefined ? {} : { adopted: context.adopted }),
+        }),
         onError: {
           target: 'report',
           actions: { type: 'failRun', params: ({ event }) => messageOf(event.error) },

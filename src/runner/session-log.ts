@@ -14,6 +14,29 @@ export class SessionLog {
     this.size = safeSize(path);
   }
 
+  /** Lines written so far, or undefined once trimming dropped some: where an adopted session resumes. */
+  writtenLines(): number | undefined {
+    let content: Buffer;
+    try {
+      content = readFileSync(this.path);
+    } catch {
+      return 0;
+    }
+    if (content.subarray(0, DROPPED.length).toString() === DROPPED) return undefined;
+    let count = 0;
+    for (let i = content.indexOf(10); i !== -1; i = content.indexOf(10, i + 1)) count++;
+    return count;
+  }
+
+  /** When output was last written, if ever. */
+  lastWrite(): Date | undefined {
+    try {
+      return statSync(this.path).mtime;
+    } catch {
+      return undefined;
+    }
+  }
+
   append(line: string): void {
     const data = `${line}\n`;
     appendFileSync(this.path, data, { mode: 0o600 });

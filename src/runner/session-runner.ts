@@ -28,6 +28,21 @@ export class PodmanRunner implements Runner {
   async run(spec: SessionSpec, invocation: SessionInvocation, options: RunOptions): Promise<RunResult> {
     return new SessionRun(this.options, spec, invocation, options).execute();
   }
+
+  /** Supervises a container an earlier daemon started, to the end, and tears it down. */
+  async adopt(adoption: Adoption, options: RunOptions): Promise<RunResult> {
+    return new SessionRun(this.options, adoption.spec, adoption.invocation, options, adoption).execute();
+  }
+}
+
+export interface Adoption {
+  /** The session as configured; its credentials serve only to mask output. */
+  spec: SessionSpec;
+  invocation: SessionInvocation;
+  container: string;
+  phase: 'cloning' | 'running';
+  /** What is left of the session's timeout. */
+  remainingMs?: number;
 }
 
 class SessionRun {
@@ -45,12 +60,17 @@ class SessionRun {
   private readonly log: SessionLog;
   private readonly mask: (line: string) => string;
   private readonly setupOutput: string[] = [];
+  /** The setup step announced itself: the container runs. */
+  private sawStart = false;
+  /** The agent's command runs: no more marker lines are read. */
+  private commandStarted = false;
 
   constructor(
     private readonly options: PodmanRunnerOptions,
     private readonly spec: SessionSpec,
     private readonly invocation: SessionInvocation,
     private readonly run: RunOptions,
+    private readonly adoption?: Adoption,
   ) {
     this.stopRequested = new Promise((resolve) => {
       this.requestStop = (reason) => {
@@ -66,10 +86,9 @@ class SessionRun {
   }
 
   async execute(): Promise<RunResult> {
+    const deadline = this.adoption ? this.adoption.remainingMs : this.spec.timeoutMs;
     const timer =
-      this.spec.timeoutMs === undefined
-        ? undefined
-        : setTimeout(() => this.requestStop('timeout'), this.spec.timeoutMs);
+      deadline === undefined ? undefined : setTimeout(() => this.requestStop('timeout'), deadline);
     const onAbort = () => this.requestStop('cancel');
     if (this.run.signal.aborted) onAbort();
     this.run.signal.addEventListener('abort', onAbort);
@@ -78,8 +97,12 @@ class SessionRun {
     void this.stopRequested.then(() => creation.abort());
     let result: Omit<RunResult, 'timings'>;
     try {
-      this.enter('creating');
-      result = await this.supervise(creation.signal);
+      if (this.adoption) {
+        result = await this.superviseAdopted(this.adoption);
+      } else {
+        this.enter('creating');
+        result = await this.supervise(creation.signal);
+      }
     } catch (error) {
       result = this.fromError(error);
     } finally {
@@ -157,37 +180,10 @@ class SessionRun {
     if (this.stopReason) return this.stopped(undefined);
 
     const marker = env.AGENTD_SETUP_MARKER ?? '';
-    let sawStart = false;
-    let commandStarted = false;
-    const attached = podman.startAttached(name, (raw) => {
-      if (!commandStarted && raw.startsWith(`${marker} `)) {
-        const what = raw.slice(marker.length + 1);
-        if (what === 'started') {
-          sawStart = true;
-          // The container holds its own copy of mounted secrets: the objects can go now.
-          this.secretsRemoval = this.removeSecrets();
-        } else if (what === 'phase cloning') {
-          this.enter('cloning');
-        } else if (what === 'phase running') {
-          commandStarted = true;
-          this.enter('running');
-        }
-        return;
-      }
-      const line = this.mask(raw);
-      if (!commandStarted) this.rememberSetupOutput(line);
-      this.log.append(line);
-      this.run.onEvent({ type: 'output', stream: 'stdout', line });
-    });
-    const finished = attached.exitCode.then((code) => ({ code }));
-    const first = await Promise.race([finished, this.stopRequested.then((reason) => ({ reason }))]);
-    if ('reason' in first) {
-      await podman.stopContainer(name, graceSeconds);
-      const { code } = await finished;
-      return this.stopped(code);
-    }
-    const exitCode = first.code;
-    if (!sawStart) {
+    const attached = podman.startAttached(name, (raw) => this.handleLine(marker, raw));
+    const exitCode = await this.untilExit(name, attached.exitCode);
+    if (this.stopReason) return this.stopped(exitCode);
+    if (!this.sawStart) {
       // The container never ran our setup: podman or the runtime failed to start it.
       throw new PodmanError('PODMAN_FAILED', '', {
         operation: `start container ${name}`,
@@ -196,7 +192,84 @@ class SessionRun {
         stderr: attached.stderr(),
       });
     }
-    if (!commandStarted) {
+    return this.settle(exitCode);
+  }
+
+  private async superviseAdopted(adoption: Adoption): Promise<Omit<RunResult, 'timings'>> {
+    const { podman } = this.options;
+    const name = adoption.container;
+    this.container = name;
+    this.sawStart = true;
+    this.enter(adoption.phase);
+    const info = await podman.inspectContainer(name);
+    const marker =
+      (info?.Config.Env ?? []).find((e) => e.startsWith('AGENTD_SETUP_MARKER='))?.slice(20) ?? '';
+    // Output already in the log stays: replay the container's output and skip what was written; when
+    // the bounded log was trimmed, resume from its last write instead.
+    let skip = this.log.writtenLines();
+    const since = skip === undefined ? this.log.lastWrite()?.toISOString() : undefined;
+    // Without a replay from the start, the markers are not seen again.
+    this.commandStarted = skip === undefined && adoption.phase === 'running';
+    const followed = podman.followLogs(name, since, (raw) => {
+      if (!this.commandStarted && marker !== '' && raw.startsWith(`${marker} `)) {
+        // Replayed markers only move the phase forward; secrets are already gone.
+        const what = raw.slice(marker.length + 1);
+        if (what === 'phase running') {
+          this.commandStarted = true;
+          if (this.phase !== 'running') this.enter('running');
+        } else if (what === 'phase cloning' && this.phase !== 'cloning' && this.phase !== 'running') {
+          this.enter('cloning');
+        }
+        return;
+      }
+      if (skip !== undefined && skip > 0) {
+        skip--;
+        return;
+      }
+      this.handleLine(marker, raw);
+    });
+    const exitCode = await this.untilExit(name, podman.wait(name));
+    // The log stream ends with the container; do not wait for it forever.
+    await Promise.race([followed.exitCode.catch(() => -1), new Promise((r) => setTimeout(r, 5000).unref())]);
+    return this.stopReason ? this.stopped(exitCode) : this.settle(exitCode);
+  }
+
+  /** Waits for the container to exit; a stop request stops it (SIGTERM, grace, SIGKILL) first. */
+  private async untilExit(name: string, exit: Promise<number>): Promise<number> {
+    const first = await Promise.race([
+      exit.then((code) => ({ code })),
+      this.stopRequested.then((reason) => ({ reason })),
+    ]);
+    if ('code' in first) return first.code;
+    await this.options.podman.stopContainer(name, Math.ceil(this.options.stopGraceMs / 1000));
+    return exit;
+  }
+
+  /** Reads the setup step's marker lines (hidden) until the command starts; everything else is output. */
+  private handleLine(marker: string, raw: string): void {
+    if (!this.commandStarted && marker !== '' && raw.startsWith(`${marker} `)) {
+      const what = raw.slice(marker.length + 1);
+      if (what === 'started') {
+        this.sawStart = true;
+        // The container holds its own copy of mounted secrets: the objects can go now.
+        this.secretsRemoval = this.removeSecrets();
+      } else if (what === 'phase cloning') {
+        this.enter('cloning');
+      } else if (what === 'phase running') {
+        this.commandStarted = true;
+        this.enter('running');
+      }
+      return;
+    }
+    const line = this.mask(raw);
+    if (!this.commandStarted) this.rememberSetupOutput(line);
+    this.log.append(line);
+    this.run.onEvent({ type: 'output', stream: 'stdout', line });
+  }
+
+  private settle(exitCode: number): Omit<RunResult, 'timings'> {
+    const { spec, invocation } = this;
+    if (!this.commandStarted) {
       const why = this.setupOutput.slice(-5).join(' | ') || `setup exited with code ${exitCode}`;
       return {
         outcome: 'failed',

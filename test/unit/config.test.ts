@@ -57,6 +57,7 @@ describe('parseConfig: valid files', () => {
       stateDir: '/home/u/.local/state/agentd',
       maxSessions: 4,
       stopGraceMs: 10_000,
+      podmanTimeoutMs: 60_000,
       logMaxBytes: 1_048_576,
       historyLimit: 200,
     });
