@@ -138,13 +138,9 @@ export class PodmanClient {
   async secretLabels(names: string[], signal?: AbortSignal): Promise<Map<string, Record<string, string>>> {
     const labels = new Map<string, Record<string, string>>();
     if (names.length === 0) return labels;
-    const { stdout } = await this.call(
-      'inspect secrets',
-      ['secret', 'inspect', '--format', 'json', ...names],
-      {
-        signal,
-      },
-    );
+    // No --format: its default output is the JSON array. Podman 4.3 takes `--format json` as a Go
+    // template and prints the word "json" once per secret.
+    const { stdout } = await this.call('inspect secrets', ['secret', 'inspect', ...names], { signal });
     const parsed = JSON.parse(stdout) as {
       Spec?: { Name?: string; Labels?: Record<string, string> | null };
     }[];

@@ -40,7 +40,7 @@ export interface DaemonOptions {
 /** Runs the daemon until it stops; resolves with the process exit code. */
 export async function runDaemon(options: DaemonOptions): Promise<number> {
   const { settings, log } = options;
-  const { stateDir, socket } = settings.daemon;
+  const { stateDir } = settings.daemon;
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   const pidFile = claimPidFile(join(stateDir, 'agentd.pid'));
   if (pidFile.stalePid !== undefined) {

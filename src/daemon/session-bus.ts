@@ -11,6 +11,13 @@ type Listener = (event: BusEvent) => void;
 /** Fans a session's phases, output and outcome out to the clients that follow it. */
 export class SessionBus {
   private readonly listeners = new Map<string, Set<Listener>>();
+  private readonly everything = new Set<Listener>();
+
+  /** Every session's events (used by `subscribe`). */
+  followAll(listener: Listener): () => void {
+    this.everything.add(listener);
+    return () => this.everything.delete(listener);
+  }
 
   follow(sessionId: string, listener: Listener): () => void {
     let set = this.listeners.get(sessionId);
@@ -26,6 +33,7 @@ export class SessionBus {
   }
 
   publish(event: BusEvent): void {
+    for (const listener of [...this.everything]) listener(event);
     const set = this.listeners.get(event.sessionId);
     if (!set) return;
     for (const listener of [...set]) listener(event);

@@ -21,10 +21,12 @@ export const subscribe: Handler<'subscribe'> = (request, connection, daemon) => 
   };
   send();
   const subscription = daemon.actor.subscribe(send);
-  // Session phases change inside child actors; follow them through the bus-independent inspection of children.
-  const timer = setInterval(send, 250);
+  // Session phases change inside child actors, which the root's subscription does not see.
+  const unfollow = daemon.bus.followAll((event) => {
+    if (event.type === 'phase') send();
+  });
   connection.onClose(() => {
     subscription.unsubscribe();
-    clearInterval(timer);
+    unfollow();
   });
 };
