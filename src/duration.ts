@@ -1,3 +1,6 @@
+/** The longest timer Node can set (about 596 hours); longer ones would fire at once. */
+export const MAX_DURATION_MS = 2_147_483_647;
+
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
 /** Parses durations like `90s`, `10m`, `2h`, `1h30m` or `500ms` into milliseconds; undefined when invalid. */

@@ -34,7 +34,7 @@ export function claimPidFile(path: string): PidFileClaim {
       if (pid !== undefined && pid !== process.pid && isAlive(pid)) {
         throw new AgentdError(
           'DAEMON_RUNNING',
-          `another agentd (pid ${pid}) is already running for this socket and state dir (pid file ${path}); stop it first (kill ${pid}) or use another daemon.socket`,
+          `another agentd (pid ${pid}) is already running for this socket and state dir (pid file ${path}); stop it first (kill ${pid}) or give this one another daemon.state_dir`,
           { operation: 'claim pid file' },
         );
       }

@@ -8,6 +8,8 @@ export const containerSummarySchema = z.object({
   Labels: z.record(z.string(), z.string()).nullable().default({}),
   ExitCode: z.number().optional(),
   StartedAt: z.number().optional(),
+  /** Unix seconds; zero or negative while the container has not exited. */
+  ExitedAt: z.number().optional(),
   Created: z.number().optional(),
 });
 export type ContainerSummary = z.infer<typeof containerSummarySchema>;

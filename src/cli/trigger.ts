@@ -66,14 +66,18 @@ export class TriggerCommand extends ClientCommand {
     });
     const onInterrupt = () => {
       interrupts++;
-      if (interrupts === 1 && sessionId) {
-        this.context.stderr.write(
-          `agentd: cancelling session ${sessionId}; press Ctrl-C again to leave without waiting\n`,
-        );
-        client.send({ type: 'cancel', sessionId });
+      if (interrupts === 1) {
+        // Before "accepted" arrives there is no id yet: the cancel goes out as soon as it does.
+        if (sessionId) cancel(sessionId);
       } else {
         leave?.(EXIT.interrupted);
       }
+    };
+    const cancel = (id: string) => {
+      this.context.stderr.write(
+        `agentd: cancelling session ${id}; press Ctrl-C again to leave without waiting\n`,
+      );
+      client.send({ type: 'cancel', sessionId: id });
     };
     process.on('SIGINT', onInterrupt);
     try {
@@ -101,6 +105,7 @@ export class TriggerCommand extends ClientCommand {
             return reply.code as number;
           case 'accepted': {
             sessionId = String(reply.sessionId);
+            if (interrupts === 1) cancel(sessionId);
             if (this.detach) {
               stdout.write(`${sessionId}\n`);
               return EXIT.succeeded;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseDuration } from '../duration.js';
+import { MAX_DURATION_MS, parseDuration } from '../duration.js';
 
 /** Zod schema for the raw agentd.yaml. Messages name what is expected so the operator can fix the file. */
 
@@ -8,7 +8,7 @@ export const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export const AGENT_NAME_RE = /^[a-z_][a-z0-9_-]*$/;
 export const AGENT_NAME_MAX = 32;
 /** setTimeout fires at once for delays above 2^31-1 ms, so longer durations would end sessions immediately. */
-export const MAX_DURATION_MS = 2_147_483_647;
+export { MAX_DURATION_MS };
 
 const RESERVED_USERS = new Set([
   ...'root daemon bin sys sync games man lp mail news uucp proxy www-data backup list irc gnats'.split(' '),

@@ -290,6 +290,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
       next: (snapshot) => {
         const state = stateName(snapshot.value);
         if (state !== previous) {
+          const was = previous;
           previous = state;
           if (state === 'ready') {
             log.info(
@@ -297,10 +298,12 @@ async function supervise(options: DaemonOptions): Promise<number> {
               'agentd is ready',
             );
             if (handle) options.onReady?.(handle);
-          } else if (state === 'shutdown.draining') {
+          } else if (state.startsWith('shutdown') && !was.startsWith('shutdown')) {
+            // Logged once, whether there is anything to drain or the daemon stops at once.
+            const running = Object.keys(snapshot.context.sessions).length;
             log.info(
-              { event: 'daemon.shutdown', running: Object.keys(snapshot.context.sessions).length },
-              'draining running sessions',
+              { event: 'daemon.shutdown', running },
+              `shutting down: ${running} running session(s) to finish`,
             );
           }
         }

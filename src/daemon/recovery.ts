@@ -26,6 +26,10 @@ export function planRecovery(
     const request = requestOf(record);
     const agent = agents.find((a) => a.name === record.agent);
     const container = bySession.get(record.id);
+    // The session's timeout as assembleSession applies it: the trigger's, else the agent's.
+    const timeoutMs = record.timeoutMs ?? agent?.timeoutMs;
+    const deadline =
+      timeoutMs === undefined || !record.startedAt ? undefined : Date.parse(record.startedAt) + timeoutMs;
     if (container && LIVE_STATES.has(container.State)) {
       if (!agent) {
         plan.finished.push({
@@ -34,10 +38,6 @@ export function planRecovery(
         });
         continue;
       }
-      const deadline =
-        record.timeoutMs === undefined || !record.startedAt
-          ? undefined
-          : Date.parse(record.startedAt) + record.timeoutMs;
       const adopted: AdoptedSession = {
         container: container.Names[0] ?? container.Id,
         phase: record.phase === 'cloning' ? 'cloning' : 'running',
@@ -56,6 +56,25 @@ export function planRecovery(
       continue;
     }
     const exitCode = container?.ExitCode;
+    const exitedAt = (container?.ExitedAt ?? 0) > 0 ? (container?.ExitedAt ?? 0) * 1000 : undefined;
+    if (
+      deadline !== undefined &&
+      exitedAt !== undefined &&
+      exitedAt >= deadline &&
+      (record.phase === 'cloning' || record.phase === 'running')
+    ) {
+      // It ran past its deadline with no daemon to stop it: Podman's own --timeout did.
+      plan.finished.push({
+        request,
+        outcome: {
+          outcome: 'timed_out',
+          phase: record.phase,
+          ...(exitCode === undefined || exitCode < 0 ? {} : { exitCode }),
+          message: `session exceeded its timeout of ${Math.round((timeoutMs ?? 0) / 1000)}s while ${record.phase}; recovered after a daemon restart: its container was stopped at the deadline`,
+        },
+      });
+      continue;
+    }
     if (
       container &&
       exitCode !== undefined &&

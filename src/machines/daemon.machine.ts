@@ -95,6 +95,8 @@ export const daemonMachine = setup({
   },
   guards: {
     triggerIsValid: ({ context }, trigger: TriggerEvent) => checkTrigger(context.agents, trigger).ok,
+    sessionIdInUse: ({ context }, sessionId: string) =>
+      sessionId in context.sessions || context.queue.some((s) => s.request.sessionId === sessionId),
     sessionIsQueued: ({ context }, sessionId: string) =>
       context.queue.some((s) => s.request.sessionId === sessionId),
     sessionIsRunning: ({ context }, sessionId: string) => sessionId in context.sessions,
@@ -126,13 +128,13 @@ export const daemonMachine = setup({
         position: queued ? context.queue.length : 0,
       };
     }),
-    rejectTrigger: emit(({ context }, params: { trigger: TriggerEvent; reason?: string }) => {
+    rejectTrigger: emit(({ context }, params: { trigger: TriggerEvent; reason?: string; code?: string }) => {
       const check = checkTrigger(context.agents, params.trigger);
       return {
         type: 'trigger.rejected' as const,
         requestId: params.trigger.requestId,
         sessionId: params.trigger.sessionId,
-        code: params.reason ? 'not_accepting' : check.ok ? 'invalid' : check.code,
+        code: params.code ?? (params.reason ? 'not_accepting' : check.ok ? 'invalid' : check.code),
         reason: params.reason ?? (check.ok ? 'invalid trigger' : check.reason),
       };
     }),
@@ -252,6 +254,17 @@ export const daemonMachine = setup({
       entry: 'startQueuedSessions',
       on: {
         trigger: [
+          {
+            guard: { type: 'sessionIdInUse', params: ({ event }) => event.sessionId },
+            actions: {
+              type: 'rejectTrigger',
+              params: ({ event }) => ({
+                trigger: event,
+                code: 'duplicate_session',
+                reason: `session id ${event.sessionId} is already queued or running; leave sessionId out to get a fresh one`,
+              }),
+            },
+          },
           {
             guard: { type: 'triggerIsValid', params: ({ event }) => event },
             actions: [

@@ -1,5 +1,5 @@
 import type { AgentConfig } from '../config/types.js';
-import { parseDuration } from '../duration.js';
+import { MAX_DURATION_MS, parseDuration } from '../duration.js';
 
 export interface TriggerFields {
   agent: string;
@@ -40,11 +40,14 @@ export function checkTrigger(agents: readonly AgentConfig[], trigger: TriggerFie
     return { ok: false, code: 'bad_repo', reason: `repository ${JSON.stringify(repoUrl)} ${problem}` };
   if (trigger.timeout === undefined) return { ok: true, agent, repoUrl };
   const timeoutMs = parseDuration(trigger.timeout);
-  if (timeoutMs === undefined) {
+  if (timeoutMs === undefined || timeoutMs > MAX_DURATION_MS) {
     return {
       ok: false,
       code: 'bad_timeout',
-      reason: `timeout ${JSON.stringify(trigger.timeout)} is not a duration; write a number with a unit like 90s, 10m or 2h`,
+      reason:
+        timeoutMs === undefined
+          ? `timeout ${JSON.stringify(trigger.timeout)} is not a duration; write a number with a unit like 90s, 10m or 2h`
+          : `timeout ${JSON.stringify(trigger.timeout)} is too long; the longest supported timeout is 596h`,
     };
   }
   return { ok: true, agent, repoUrl, timeoutMs };
