@@ -76,14 +76,29 @@ export class PodmanClient {
       options.input === undefined
         ? [this.bin, argv]
         : ['/bin/sh', ['-c', 'cat | exec "$0" "$@"', this.bin, ...argv]];
-    const result = await execa(file, args, {
+    const subprocess = execa(file, args, {
       input: options.input ?? '',
       timeout: timeoutMs,
       cancelSignal: options.signal,
       reject: false,
       forceKillAfterDelay: 2000,
       stripFinalNewline: true,
+      // The bridging shell gets its own process group: see below.
+      detached: options.input !== undefined,
     });
+    if (options.input !== undefined) {
+      // A deadline or cancel kills the shell only; its children (cat, podman) would live on and hold its
+      // output pipes open, so the call would never return. Take the whole group down with it.
+      subprocess.once('exit', () => {
+        if (!subprocess.killed || subprocess.pid === undefined) return;
+        try {
+          process.kill(-subprocess.pid, 'SIGKILL');
+        } catch {
+          // The group is already gone.
+        }
+      });
+    }
+    const result = await subprocess;
     const exitCode = result.exitCode ?? -1;
     if (!result.failed || (options.okExitCodes?.includes(exitCode) && !result.timedOut)) {
       return { stdout: result.stdout, exitCode };

@@ -8,6 +8,10 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`agentd ${agentdVersion()}\n`);
     return 0;
   }
+  // Plain `status` and `trigger` skip clipanion (see quick.ts).
+  const { runQuick } = await import('./quick.js');
+  const quick = await runQuick(argv, process);
+  if (quick !== undefined) return quick;
   const { buildCli } = await import('./cli.js');
   const { Cli } = await import('clipanion');
   const cli = await buildCli(argv[0]);

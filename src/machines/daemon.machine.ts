@@ -73,6 +73,8 @@ export interface DaemonContext {
   sessions: Record<string, SessionRef>;
   /** Accepted sessions waiting for a free slot, oldest first. */
   queue: SessionInput[];
+  /** Running containers of an earlier daemon, taken over once this one is ready. */
+  adoptions: (SessionInput & { adopted: AdoptedSession })[];
   reconciled?: ReconcileSummary;
   failure?: string;
 }
@@ -142,15 +144,19 @@ export const daemonMachine = setup({
     recordAccepted: (_, _params: { request: SessionRequest }) => {},
     /** Side effect (provided): sessions settled without a session actor get their outcome recorded and reported. */
     reportSettled: (_, _params: { sessions: { request: SessionRequest; outcome: SessionOutcome }[] }) => {},
-    recoverSessions: assign(({ context, spawn }, recovery: RecoveryPlan) => {
+    recoverSessions: assign(({ context }, recovery: RecoveryPlan) => ({
+      queue: [...recovery.queued, ...context.queue],
+      adoptions: recovery.adopted,
+    })),
+    adoptSessions: assign(({ context, spawn }) => {
       const sessions = { ...context.sessions };
-      for (const session of recovery.adopted) {
+      for (const session of context.adoptions) {
         sessions[session.request.sessionId] = spawn('session', {
           id: session.request.sessionId,
           input: session,
         });
       }
-      return { sessions, queue: [...recovery.queued, ...context.queue] };
+      return { sessions, adoptions: [] };
     }),
     startQueuedSessions: assign(({ context, spawn }) => {
       const sessions = { ...context.sessions };
@@ -161,11 +167,12 @@ export const daemonMachine = setup({
       }
       return { sessions, queue };
     }),
-    forgetSession: assign({
-      sessions: ({ context }, sessionId: string) => {
-        const { [sessionId]: _finished, ...rest } = context.sessions;
-        return rest;
-      },
+    forgetSession: enqueueActions(({ context, enqueue }, sessionId: string) => {
+      const ref = context.sessions[sessionId];
+      // A finished session actor is stopped, so the daemon does not keep one child per session forever.
+      if (ref) enqueue.stopChild(ref);
+      const { [sessionId]: _finished, ...rest } = context.sessions;
+      enqueue.assign({ sessions: rest });
     }),
     forwardCancel: enqueueActions(
       ({ context, enqueue }, params: { sessionId: string; requestId?: string }) => {
@@ -197,8 +204,18 @@ export const daemonMachine = setup({
   id: 'daemon',
   description:
     'The agentd daemon: owns its Podman namespace, accepts triggers and runs one session actor per trigger.',
-  context: ({ input }) => ({ agents: input.agents, maxSessions: input.maxSessions, sessions: {}, queue: [] }),
+  context: ({ input }) => ({
+    agents: input.agents,
+    maxSessions: input.maxSessions,
+    sessions: {},
+    queue: [],
+    adoptions: [],
+  }),
   initial: 'reconciling',
+  on: {
+    // Adopted sessions may end in any state, even before the daemon is ready.
+    'session.finished': { actions: { type: 'forgetSession', params: ({ event }) => event.sessionId } },
+  },
   states: {
     reconciling: {
       description:
@@ -250,8 +267,9 @@ export const daemonMachine = setup({
     },
     ready: {
       description: 'Accepting triggers. Up to max_sessions run at once; the rest wait in a FIFO queue.',
-      // Sessions recovered from an earlier daemon start as soon as there is room.
-      entry: 'startQueuedSessions',
+      // Adopted sessions are supervised from here on (a start that fails leaves them to the next daemon);
+      // recovered queued ones start as soon as there is room.
+      entry: ['adoptSessions', 'startQueuedSessions'],
       on: {
         trigger: [
           {
@@ -351,9 +369,6 @@ export const daemonMachine = setup({
               },
               { actions: { type: 'rejectCancel', params: ({ event }) => cancelParams(event) } },
             ],
-            'session.finished': {
-              actions: { type: 'forgetSession', params: ({ event }) => event.sessionId },
-            },
             shutdown: { actions: 'cancelAllSessions' },
           },
         },

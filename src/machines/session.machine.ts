@@ -95,7 +95,8 @@ export const sessionMachine = setup({
     failRun: assign({
       outcome: ({ context }, message: string): SessionOutcome => ({
         outcome: 'error',
-        phase: context.phase,
+        // The runner failed before it announced its first phase: it was creating.
+        phase: context.phase === 'resolving' ? 'creating' : context.phase,
         message: `runner failed: ${message}`,
       }),
       session: undefined,

@@ -352,9 +352,20 @@ class SessionRun {
       const existing = await this.options.podman.listSecretNames().catch(() => [pending]);
       if (existing.includes(pending)) this.secrets.push(pending);
     }
+    const { podman } = this.options;
     const attempts: Promise<void>[] = [];
-    if (this.secrets.length > 0) attempts.push(this.options.podman.removeSecrets(this.secrets.splice(0)));
-    if (this.container) attempts.push(this.options.podman.removeContainers([this.container]));
+    const secrets = this.secrets.splice(0);
+    if (secrets.length > 0) {
+      // `secret rm` fails as a whole on a name a first attempt already removed: retry only what is left.
+      attempts.push(
+        this.twice(async (retry) => {
+          const left = retry ? new Set(await podman.listSecretNames()) : undefined;
+          await podman.removeSecrets(left ? secrets.filter((name) => left.has(name)) : secrets);
+        }),
+      );
+    }
+    const container = this.container;
+    if (container) attempts.push(this.twice(() => podman.removeContainers([container])));
     for (const outcome of await Promise.allSettled(attempts)) {
       if (outcome.status === 'rejected') {
         problems.push(errorMessage(outcome.reason));
@@ -363,6 +374,17 @@ class SessionRun {
     }
     this.timings.tearing_down = Math.round(performance.now() - started);
     return problems.length > 0 ? `teardown failed: ${problems.join('; ')}` : undefined;
+  }
+
+  /** A teardown step gets a second try: one transient podman failure must not leave objects behind. */
+  private async twice(step: (retry: boolean) => Promise<void>): Promise<void> {
+    try {
+      await step(false);
+    } catch (error) {
+      this.options.warn?.('teardown step failed; trying once more', error);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      await step(true);
+    }
   }
 }
 

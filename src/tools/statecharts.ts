@@ -115,8 +115,9 @@ function renderIndex(): string {
     '',
     'Each page has a Mermaid `stateDiagram-v2` (GitHub renders it; elsewhere paste it into',
     'https://mermaid.live), a table of states with their descriptions, invoked actors and entry actions, and',
-    'a table of events with their guards, targets and actions. To watch a running daemon, pass an XState',
-    '`inspect` observer to `runDaemon` (see `src/daemon/main.ts`).',
+    'a table of events with their guards, targets and actions. To watch the machines of a running daemon,',
+    'start it with `agentd start --inspect` (a live view on http://127.0.0.1:7390; `--inspect=PORT` for',
+    'another port).',
     '',
   ];
   return lines.join('\n');
@@ -214,6 +215,7 @@ function targetsOf(transition: AnyTransitionDefinition): AnyStateNode[] {
 
 // --- Mermaid -------------------------------------------------------------------------------------
 
+/** Words Mermaid's state grammar takes as keywords; a state with such a key gets a generated id. */
 const MERMAID_KEYWORDS = new Set([
   'state',
   'note',

@@ -1,0 +1,85 @@
+import type { ClientIo } from './client-io.js';
+
+/**
+ * The quick path: `status` and `trigger` given only the plain forms below run without clipanion, whose
+ * loading is about a third of these commands' start-up (scripts and hooks call them often). Anything
+ * else (help, an unknown, repeated or `--opt=value` option, a value or positional starting with `-`,
+ * missing arguments) returns undefined and clipanion parses it, errors included.
+ */
+interface QuickSpec {
+  /** Boolean flags: token → field. */
+  flags: Record<string, string>;
+  /** Options taking the next token as their value: token → field. */
+  options: Record<string, string>;
+  /** Positional fields, in order; the first `required` must be given. */
+  positionals: string[];
+  required: number;
+}
+
+const SPECS: Record<string, QuickSpec> = {
+  status: { flags: { '--json': 'json' }, options: { '--socket': 'socket' }, positionals: [], required: 0 },
+  trigger: {
+    flags: { '--quiet': 'quiet', '-q': 'quiet', '--json': 'json', '--detach': 'detach', '-d': 'detach' },
+    options: { '--socket': 'socket', '--work-unit': 'workUnit', '--timeout': 'timeout' },
+    positionals: ['agent', 'repo'],
+    required: 1,
+  },
+};
+
+/** record[key] for the record's own keys only (never a prototype's). */
+function own<T>(record: Record<string, T>, key: string | undefined): T | undefined {
+  return key !== undefined && Object.hasOwn(record, key) ? record[key] : undefined;
+}
+
+export type QuickCommand = { command: string; values: Record<string, string | boolean> };
+
+/** Parses argv when it is one of the plain forms; undefined otherwise. */
+export function parseQuick(argv: readonly string[]): QuickCommand | undefined {
+  const [command, ...rest] = argv;
+  const spec = own(SPECS, command);
+  if (command === undefined || !spec) return undefined;
+  const values: Record<string, string | boolean> = {};
+  let positional = 0;
+  for (let i = 0; i < rest.length; i++) {
+    const token = rest[i] ?? '';
+    const flag = own(spec.flags, token);
+    const option = own(spec.options, token);
+    const field = flag ?? option ?? (token.startsWith('-') ? undefined : spec.positionals[positional++]);
+    if (field === undefined || Object.hasOwn(values, field)) return undefined;
+    if (option !== undefined) {
+      const value = rest[++i];
+      if (value === undefined || value.startsWith('-')) return undefined;
+      values[field] = value;
+    } else {
+      values[field] = flag === undefined ? token : true;
+    }
+  }
+  return positional >= spec.required ? { command, values } : undefined;
+}
+
+/** Runs a plain-form `status` or `trigger`; undefined when clipanion must handle argv. */
+export async function runQuick(argv: readonly string[], io: ClientIo): Promise<number | undefined> {
+  const quick = parseQuick(argv);
+  if (!quick) return undefined;
+  const { values } = quick;
+  const text = (field: string) => values[field] as string | undefined;
+  const flag = (field: string) => values[field] === true;
+  if (quick.command === 'status') {
+    const { runStatus } = await import('./status-run.js');
+    return runStatus({ socket: text('socket'), json: flag('json') }, io);
+  }
+  const { runTrigger } = await import('./trigger-run.js');
+  return runTrigger(
+    {
+      agent: text('agent') ?? '',
+      repo: text('repo'),
+      workUnit: text('workUnit'),
+      timeout: text('timeout'),
+      socket: text('socket'),
+      quiet: flag('quiet'),
+      json: flag('json'),
+      detach: flag('detach'),
+    },
+    io,
+  );
+}

@@ -1,0 +1,77 @@
+import { formatDuration } from '../duration.js';
+import { type ClientIo, connectDaemon, fail } from './client-io.js';
+import { EXIT } from './exit-codes.js';
+
+interface StatusReply {
+  state: string;
+  pid: number;
+  version: string;
+  socket: string;
+  uptimeMs: number;
+  maxSessions: number;
+  running: { id: string; agent: string; repo: string; phase: string; elapsedMs: number }[];
+  queued: { id: string; agent: string; repo: string; position: number; waitingMs: number }[];
+  recent: {
+    id: string;
+    agent: string;
+    repo: string;
+    outcome?: string;
+    exitCode?: number;
+    finishedAt?: string;
+    durationMs?: number;
+    message?: string;
+  }[];
+}
+
+export interface StatusOptions {
+  socket?: string | undefined;
+  json: boolean;
+}
+
+/** `agentd status`, free of clipanion: StatusCommand and the quick path (quick.ts) both run it. */
+export async function runStatus(options: StatusOptions, io: ClientIo): Promise<number> {
+  const client = await connectDaemon(options.socket, io);
+  if (typeof client === 'number') return client;
+  try {
+    const reply = await client.request({ type: 'status' });
+    if (reply?.type !== 'status')
+      return fail(io, `unexpected reply: ${JSON.stringify(reply)}`, EXIT.infrastructure);
+    const { type: _type, v: _v, ...status } = reply;
+    if (options.json) {
+      io.stdout.write(`${JSON.stringify(status)}\n`);
+      return EXIT.succeeded;
+    }
+    io.stdout.write(render(status as unknown as StatusReply));
+    return EXIT.succeeded;
+  } finally {
+    client.close();
+  }
+}
+
+function render(s: StatusReply): string {
+  const lines = [
+    `agentd ${s.version}: ${s.state}, pid ${s.pid}, up ${formatDuration(s.uptimeMs)}, socket ${s.socket}`,
+    `running ${s.running.length}/${s.maxSessions}, queued ${s.queued.length}`,
+  ];
+  if (s.running.length > 0) {
+    lines.push('', 'RUNNING');
+    for (const r of s.running)
+      lines.push(`  ${r.id}  ${r.agent}  ${r.phase}  ${formatDuration(r.elapsedMs)}  ${r.repo}`);
+  }
+  if (s.queued.length > 0) {
+    lines.push('', 'QUEUED');
+    for (const q of s.queued)
+      lines.push(`  ${q.id}  ${q.agent}  #${q.position}  waiting ${formatDuration(q.waitingMs)}  ${q.repo}`);
+  }
+  if (s.recent.length > 0) {
+    lines.push('', 'RECENT');
+    for (const r of s.recent) {
+      const code = r.exitCode === undefined ? '' : ` (exit ${r.exitCode})`;
+      const took = r.durationMs === undefined ? '' : `  ${formatDuration(r.durationMs)}`;
+      lines.push(
+        `  ${r.id}  ${r.agent}  ${r.outcome ?? '?'}${code}${took}  ${r.finishedAt ?? ''}  ${r.repo}`,
+      );
+    }
+  }
+  return `${lines.join('\n')}\n`;
+}
