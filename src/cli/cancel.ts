@@ -13,12 +13,8 @@ export class CancelCommand extends ClientCommand {
   sessionId = Option.String({ name: 'session-id' });
 
   async execute(): Promise<number> {
-    if (!/^[0-9a-f]{16}$/.test(this.sessionId)) {
-      return this.fail(
-        `"${this.sessionId}" is not a session id (16 hex characters, as printed by agentd trigger)`,
-        EXIT.usage,
-      );
-    }
+    const invalid = this.rejectSessionId(this.sessionId);
+    if (invalid !== undefined) return invalid;
     const client = await this.connect();
     if (typeof client === 'number') return client;
     try {

@@ -17,12 +17,8 @@ export class LogsCommand extends ClientCommand {
   follow = Option.Boolean('--follow,-f', false, { description: 'Keep printing until the session ends' });
 
   async execute(): Promise<number> {
-    if (!/^[0-9a-f]{16}$/.test(this.sessionId)) {
-      return this.fail(
-        `"${this.sessionId}" is not a session id (16 hex characters, as printed by agentd trigger)`,
-        EXIT.usage,
-      );
-    }
+    const invalid = this.rejectSessionId(this.sessionId);
+    if (invalid !== undefined) return invalid;
     const client = await this.connect();
     if (typeof client === 'number') return client;
     try {

@@ -1,9 +1,9 @@
 import { Command, Option } from 'clipanion';
 import { createLogger, type LogFormat } from '../adapters/logger.js';
-import { loadConfig } from '../config/load.js';
 import { runDaemon } from '../daemon/main.js';
 import { AgentdError, errorMessage } from '../errors.js';
 import type { InspectorServer } from '../inspector/server.js';
+import { configOption, loadSettingsOrReport } from './config-option.js';
 import { EXIT } from './exit-codes.js';
 import { agentdVersion } from './version.js';
 
@@ -27,10 +27,7 @@ export class StartCommand extends Command {
     ],
   });
 
-  config = Option.String('--config,-c', {
-    description:
-      'Configuration file (default: $AGENTD_CONFIG, ~/.config/agentd/agentd.yaml, /etc/agentd/agentd.yaml)',
-  });
+  config = configOption();
   logFormat = Option.String('--log-format', 'json', { description: 'json (default) or pretty' });
   logLevel = Option.String('--log-level', 'info', {
     description: 'trace, debug, info (default), warn, error',
@@ -61,13 +58,8 @@ export class StartCommand extends Command {
       );
       return EXIT.usage;
     }
-    let settings: Awaited<ReturnType<typeof loadConfig>>;
-    try {
-      settings = await loadConfig(this.config === undefined ? {} : { flag: this.config });
-    } catch (error) {
-      this.context.stderr.write(`${errorMessage(error)}\n`);
-      return EXIT.failed;
-    }
+    const settings = await loadSettingsOrReport(this.config, this.context.stderr);
+    if (!settings) return EXIT.failed;
     const log = await createLogger(this.logFormat as LogFormat, this.logLevel);
     log.info(
       { event: 'daemon.starting', config: settings.file, agents: settings.agents.length },

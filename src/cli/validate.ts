@@ -1,7 +1,6 @@
 import { Command, Option } from 'clipanion';
-import { loadConfig } from '../config/load.js';
 import { formatDuration } from '../duration.js';
-import { errorMessage } from '../errors.js';
+import { configOption, loadSettingsOrReport } from './config-option.js';
 import { EXIT } from './exit-codes.js';
 
 export class ValidateCommand extends Command {
@@ -16,19 +15,11 @@ export class ValidateCommand extends Command {
     ],
   });
 
-  config = Option.String('--config,-c', {
-    description:
-      'Configuration file (default: $AGENTD_CONFIG, ~/.config/agentd/agentd.yaml, /etc/agentd/agentd.yaml)',
-  });
+  config = configOption();
 
   async execute(): Promise<number> {
-    let settings: Awaited<ReturnType<typeof loadConfig>>;
-    try {
-      settings = await loadConfig(this.config === undefined ? {} : { flag: this.config });
-    } catch (error) {
-      this.context.stderr.write(`${errorMessage(error)}\n`);
-      return EXIT.failed;
-    }
+    const settings = await loadSettingsOrReport(this.config, this.context.stderr);
+    if (!settings) return EXIT.failed;
     const out = [`${settings.file}: valid, ${settings.agents.length} agent(s)`];
     out.push(
       `  socket ${settings.daemon.socket}`,
