@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'SOCKET_PATH_IN_USE'
   | 'DAEMON_UNREACHABLE'
   | 'PROTOCOL'
+  | 'START_FAILED'
   | 'INTERNAL';
 
 export class AgentdError extends Error {

@@ -10,7 +10,7 @@ import { SessionStore } from '../adapters/session-store.js';
 import { SocketServer } from '../adapters/socket-server.js';
 import type { Settings } from '../config/types.js';
 import { MAX_LINE_BYTES } from '../constants.js';
-import { errorMessage } from '../errors.js';
+import { AgentdError, errorMessage } from '../errors.js';
 import { daemonMachine } from '../machines/daemon.machine.js';
 import { sessionMachine } from '../machines/session.machine.js';
 import type { DaemonHandle } from '../protocol/context.js';
@@ -323,11 +323,12 @@ async function supervise(options: DaemonOptions): Promise<number> {
   process.off('SIGINT', onSignal);
   await server.close();
   if (final !== 'shutdown.stopped') {
-    log.error(
-      { event: 'daemon.failed', reason: actor.getSnapshot().context.failure },
+    // Reported by the caller like any other start failure: a log line and a plain message.
+    throw new AgentdError(
+      'START_FAILED',
       `agentd could not start: ${actor.getSnapshot().context.failure ?? 'unknown reason'}`,
+      { operation: 'start daemon' },
     );
-    return 1;
   }
   log.info({ event: 'daemon.stopped' }, 'agentd stopped');
   return 0;

@@ -28,7 +28,14 @@ export async function reconcile(
     (name) => name.startsWith(prefix) && sessionOfSecret(instanceId, name) !== undefined,
   );
   // The name carries only 8 characters of the instance id: confirm ownership by label.
-  const labels = await podman.secretLabels(candidates, signal);
+  const labels = await podman.secretLabels(candidates, signal).catch(async () => {
+    // A secret removed between the list and the inspect fails the whole call: look again, once.
+    const still = new Set(await podman.listSecretNames(signal));
+    return podman.secretLabels(
+      candidates.filter((name) => still.has(name)),
+      signal,
+    );
+  });
   const orphans = candidates.filter((name) => labels.get(name)?.[LABEL_INSTANCE] === instanceId);
 
   const deadNames = dead.map((c) => c.Names[0] ?? c.Id);
