@@ -291,6 +291,21 @@ describe('PodmanRunner against real Podman', () => {
     expect(session.elapsedMs).toBeLessThan(10_000);
   });
 
+  it('leaves no secret or container behind when cancelled while creating them', async () => {
+    // Cancelling kills podman mid-call: it may have made the object anyway. Various moments hit
+    // `secret create` and `create` in flight; afterEach checks nothing is left.
+    for (const delayMs of [0, 20, 40, 60, 90, 120]) {
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(), delayMs);
+      const { result } = await runSession({
+        spec: { credentials: [{ name: 'A', value: 'value-a-1234' }] },
+        signal: controller.signal,
+      });
+      expect(result.outcome, `cancelled after ${delayMs} ms`).toBe('cancelled');
+    }
+    expect(warnings).toEqual([]);
+  });
+
   it('reports a clone of a wrong repository path as failed while cloning, with git saying why', async () => {
     const url = git.url('no-such-repo.git');
     const session = await runSession({ invocation: { repoUrl: url } });

@@ -1,0 +1,171 @@
+/**
+ * Crash recovery at the points where Podman is in the middle of something: a fake podman holds the
+ * daemon inside `create` (after the session's secret exists), inside `start` (container created, never
+ * started) and inside `rm` (teardown), then the daemon is SIGKILLed and a new one starts.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { secretName } from '../../src/runner/names.js';
+import { launchDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { type GitServer, startGitServer } from '../helpers/git-server.js';
+import { listSecrets } from '../helpers/podman.js';
+import {
+  afterEachTest,
+  agent,
+  crash,
+  FakePodman,
+  type FaultRule,
+  inspectContainer,
+  killOrphans,
+  recordFigures,
+  waitUntil,
+} from './harness.js';
+
+let git: GitServer;
+const daemons: TestDaemon[] = [];
+const figures = { faultsInjected: 0, sessionsRecovered: 0, sessions: 0, objectsLeftBehind: 0 };
+
+beforeAll(async () => {
+  git = await startGitServer();
+});
+
+afterAll(async () => {
+  await git?.stop();
+  await recordFigures('crash-podman', figures);
+});
+
+afterEach(() => afterEachTest(figures, daemons));
+
+const TOKEN_ENV = 'AGENTD_REL_CRASHP_TOKEN';
+const token = `crashp-token-${randomBytes(8).toString('hex')}`;
+
+/** A daemon whose podman is the fake; the agent has a credential, so every session makes a secret. */
+async function start(fake: FakePodman, command: string[]): Promise<TestDaemon> {
+  const config = {
+    agents: [
+      agent('victim', git.url(), command, {
+        credentials: [{ name: 'REL_TOKEN', source: `env:${TOKEN_ENV}` }],
+      }),
+    ],
+  };
+  const d = await startDaemon(config, { env: { PATH: fake.path, [TOKEN_ENV]: token } });
+  daemons.push(d);
+  return d;
+}
+
+/**
+ * Crashes the daemon while podman hangs on `rule`, kills the hanging podman (as a service manager
+ * would), and starts the next daemon of the instance with a podman that works again.
+ */
+async function crashInside(
+  d: TestDaemon,
+  fake: FakePodman,
+  rule: FaultRule,
+  id: string,
+): Promise<{ next: TestDaemon; before: ReturnType<TestDaemon['record']> }> {
+  await fake.waitForFault(rule.subcommand);
+  const before = d.record(id);
+  await crash(d);
+  killOrphans(d);
+  figures.faultsInjected++;
+  fake.setRules([]);
+  const next = launchDaemon(d.files, { env: { PATH: fake.path, [TOKEN_ENV]: token } });
+  daemons.push(next);
+  await next.ready();
+  return { next, before };
+}
+
+async function detach(d: TestDaemon): Promise<string> {
+  const result = await d.cli(['trigger', 'victim', '--detach']);
+  expect(result.code, result.stderr).toBe(0);
+  return result.stdout.trim();
+}
+
+/** The new daemon still works: a fresh session runs its command to its own outcome. */
+async function stillWorks(d: TestDaemon, outcome = 'succeeded', code = 0): Promise<void> {
+  const result = await d.cli(['trigger', 'victim', '--json']);
+  expect(result.code, result.stderr).toBe(code);
+  expect(JSON.parse(result.stdout)).toMatchObject({ outcome });
+  figures.sessions++;
+}
+
+describe('crash recovery around podman calls', () => {
+  it('abandons a session killed after its secret was made and before its container existed', async () => {
+    const fake = new FakePodman();
+    const rule: FaultRule = { subcommand: 'create', call: 1, action: 'hang' };
+    fake.setRules([rule]);
+    const d = await start(fake, ['true']);
+    const id = await detach(d);
+    await fake.waitForFault('create');
+    const secret = secretName(d.instanceId, id, 0);
+    expect(await listSecrets(d.prefix), 'the session secret exists during create').toEqual([secret]);
+
+    const { next, before } = await crashInside(d, fake, rule, id);
+    expect(before).toMatchObject({ phase: 'creating' });
+    expect(before?.container).toBeUndefined();
+    const reconciled = await next.waitForLog((l) => l.event === 'daemon.reconciled');
+    expect(reconciled).toMatchObject({ removedSecrets: 1, secrets: [secret] });
+    const record = next.record(id);
+    expect(record).toMatchObject({ outcome: 'abandoned', phase: 'finished' });
+    expect(record?.message).toMatch(/the daemon stopped while the session was creating/);
+    expect(await listSecrets(d.prefix)).toEqual([]);
+    const status = JSON.parse((await next.cli(['status', '--json'])).stdout) as {
+      state: string;
+      recent: { id: string; outcome: string }[];
+    };
+    expect(status.state).toBe('ready');
+    expect(status.recent.find((r) => r.id === id)?.outcome).toBe('abandoned');
+    figures.sessionsRecovered++;
+    figures.sessions++;
+    await stillWorks(next);
+    expect(await next.stop()).toBe(0);
+  });
+
+  it('abandons a session killed after its container was created and before it started', async () => {
+    const fake = new FakePodman();
+    const rule: FaultRule = { subcommand: 'start', call: 1, action: 'hang' };
+    fake.setRules([rule]);
+    const d = await start(fake, ['true']);
+    const id = await detach(d);
+    const { next, before } = await crashInside(d, fake, rule, id);
+    const container = before?.container ?? '';
+    expect(container).not.toBe('');
+    const reconciled = await next.waitForLog((l) => l.event === 'daemon.reconciled');
+    expect(reconciled).toMatchObject({ removedContainers: 1, removedSecrets: 1, containers: [container] });
+    const record = next.record(id);
+    expect(record).toMatchObject({ outcome: 'abandoned', phase: 'finished', container });
+    expect(record?.message).toMatch(/its container never ran the command/);
+    expect(await inspectContainer(container)).toBeUndefined();
+    figures.sessionsRecovered++;
+    figures.sessions++;
+    await stillWorks(next);
+    expect(await next.stop()).toBe(0);
+  });
+
+  it('settles a session killed during teardown with its container exit code', async () => {
+    const fake = new FakePodman();
+    const rule: FaultRule = { subcommand: 'rm', call: 1, action: 'hang' };
+    fake.setRules([rule]);
+    const d = await start(fake, ['sh', '-c', 'echo finished the work; exit 3']);
+    const id = await detach(d);
+    const { next, before } = await crashInside(d, fake, rule, id);
+    expect(before).toMatchObject({ phase: 'tearing_down' });
+    const record = await waitUntil(
+      () => next.record(id)?.outcome && next.record(id),
+      () => 'the settled record',
+    );
+    expect(record).toMatchObject({ outcome: 'failed', exitCode: 3, phase: 'finished' });
+    expect(record.message).toMatch(/recovered after a daemon restart: the container had exited with code 3/);
+    expect(await inspectContainer(before?.container ?? '')).toBeUndefined();
+    const logs = await next.cli(['logs', id]);
+    expect(logs.stdout).toBe('finished the work\n');
+    figures.sessionsRecovered++;
+    figures.sessions++;
+    // The fake now passes every call through; the hang really was the one injected.
+    expect(fake.calls().filter((c) => c.action === 'hang')).toEqual([
+      { subcommand: 'rm', n: 1, action: 'hang' },
+    ]);
+    await stillWorks(next, 'failed', 1);
+    expect(await next.stop()).toBe(0);
+  });
+});

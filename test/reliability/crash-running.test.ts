@@ -1,0 +1,285 @@
+/**
+ * Crash recovery with containers that outlive the daemon: SIGKILL during the clone, during the
+ * command and with sessions queued, then a new daemon on the same socket and state dir. Also the
+ * engine-enforced deadline: a session's container stops on time even if no daemon ever comes back.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { launchDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { type Gate, startGate } from '../helpers/gate.js';
+import { type GitServer, startGitServer } from '../helpers/git-server.js';
+import {
+  afterEachTest,
+  agent,
+  crash,
+  inspectContainer,
+  killOrphans,
+  recordFigures,
+  waitUntil,
+} from './harness.js';
+
+let git: GitServer;
+let stall: Gate;
+let gateA: Gate;
+let gateB: Gate;
+const daemons: TestDaemon[] = [];
+const figures = { faultsInjected: 0, sessionsRecovered: 0, sessions: 0, objectsLeftBehind: 0 };
+
+beforeAll(async () => {
+  [git, stall, gateA, gateB] = await Promise.all([startGitServer(), startGate(), startGate(), startGate()]);
+});
+
+afterAll(async () => {
+  await Promise.allSettled([git?.stop(), stall?.close(), gateA?.close(), gateB?.close()]);
+  await recordFigures('crash-running', figures);
+});
+
+afterEach(() => afterEachTest(figures, daemons));
+
+function track(d: TestDaemon): TestDaemon {
+  daemons.push(d);
+  return d;
+}
+
+const TOKEN_ENV = 'AGENTD_REL_CRASH_TOKEN';
+const token = `crash-token-${randomBytes(8).toString('hex')}`;
+const withToken = { credentials: [{ name: 'REL_TOKEN', source: `env:${TOKEN_ENV}` }] };
+
+/** Starts a session with `trigger --detach` and returns its id. */
+async function detach(d: TestDaemon, name: string, extra: string[] = []): Promise<string> {
+  const result = await d.cli(['trigger', name, '--detach', ...extra]);
+  expect(result.code, result.stderr).toBe(0);
+  return result.stdout.trim();
+}
+
+/** The next daemon of the same instance (same socket and state dir), ready. */
+async function restart(previous: TestDaemon): Promise<TestDaemon> {
+  const next = track(launchDaemon(previous.files, { env: { [TOKEN_ENV]: token } }));
+  await next.ready();
+  return next;
+}
+
+interface StatusJson {
+  state: string;
+  running: { id: string; phase: string }[];
+  queued: { id: string; position: number }[];
+  recent: { id: string; outcome?: string }[];
+}
+
+async function status(d: TestDaemon): Promise<StatusJson> {
+  const result = await d.cli(['status', '--json']);
+  expect(result.code, result.stderr).toBe(0);
+  return JSON.parse(result.stdout) as StatusJson;
+}
+
+describe('crash recovery with live containers', () => {
+  it('the engine stops a timed session on time even though the daemon never comes back', async () => {
+    const d = track(
+      await startDaemon(
+        { agents: [agent('sleeper', git.url(), ['sleep', '60'], { timeout: '3s', ...withToken })] },
+        { env: { [TOKEN_ENV]: token } },
+      ),
+    );
+    const id = await detach(d, 'sleeper');
+    await d.waitForPhase(id, 'running');
+    const name = d.record(id)?.container ?? '';
+    const running = await inspectContainer(name);
+    const config = running?.Config as { Timeout?: number; StopTimeout?: number };
+    // timeout 3s + stop_grace 2s + 5s of slack for the daemon's own stop.
+    expect(config.Timeout, 'Podman --timeout of the session container').toBe(10);
+    await crash(d);
+    figures.faultsInjected++;
+    killOrphans(d);
+    const state = running?.State as { StartedAt: string };
+    const startedAt = Date.parse(state.StartedAt);
+    // Nobody supervises the container now: only Podman's own deadline can stop it.
+    const exited = await waitUntil(
+      async () => {
+        const now = await inspectContainer(name);
+        const s = now?.State as { Status: string; FinishedAt: string } | undefined;
+        return s?.Status === 'exited' ? Date.parse(s.FinishedAt) : undefined;
+      },
+      () => `container ${name} to exit`,
+      30_000,
+      250,
+    );
+    expect(exited - startedAt, 'ran for its engine timeout, not its 60 s command').toBeLessThan(
+      (3 + 2 + 5 + 3) * 1000,
+    );
+    expect(exited - startedAt).toBeGreaterThanOrEqual(9_000);
+
+    // A later daemon settles the session from the exited container: it ran past its timeout.
+    const next = await restart(d);
+    const record = await waitUntil(
+      () => next.record(id)?.outcome && next.record(id),
+      () => 'the recovered outcome',
+    );
+    expect(record).toMatchObject({ outcome: 'timed_out', phase: 'finished' });
+    expect(record.message).toMatch(/timeout/);
+    figures.sessionsRecovered++;
+    figures.sessions++;
+    expect(await inspectContainer(name), 'exited container removed at start').toBeUndefined();
+    expect(await next.stop()).toBe(0);
+  });
+
+  it('adopts a session killed during its clone and enforces what is left of its timeout', async () => {
+    stall.hold();
+    const repo = `git://127.0.0.1:${stall.port}/stalled.git`;
+    const d = track(
+      await startDaemon(
+        { agents: [agent('cloner', repo, ['true'], { timeout: '12s', ...withToken })] },
+        { env: { [TOKEN_ENV]: token } },
+      ),
+    );
+    const id = await detach(d, 'cloner');
+    // The clone has connected to a server that never answers: the session is stuck cloning.
+    await stall.waitFor(1);
+    await d.waitForPhase(id, 'cloning');
+    const startedAt = Date.parse(d.record(id)?.startedAt ?? '');
+    await crash(d);
+    figures.faultsInjected++;
+    expect(d.record(id)).toMatchObject({ phase: 'cloning' });
+    expect(d.record(id)?.outcome).toBeUndefined();
+
+    const next = await restart(d);
+    await next.waitForLog((l) => l.event === 'session.adopted' && l.session === id);
+    const s = await status(next);
+    expect(s.state).toBe('ready');
+    expect(s.running).toMatchObject([{ id, phase: 'cloning' }]);
+
+    const outcome = await next.waitForOutcome(id, 40_000);
+    expect(outcome.outcome).toBe('timed_out');
+    const record = next.record(id);
+    expect(record).toMatchObject({ outcome: 'timed_out', phase: 'finished' });
+    expect(record?.message).toMatch(/timeout of 12s while cloning/);
+    const finishedAt = Date.parse(record?.finishedAt ?? '');
+    // Stopped at its original deadline (plus the stop grace), not 12 s after the adoption.
+    expect(finishedAt - startedAt).toBeGreaterThanOrEqual(12_000);
+    expect(finishedAt - startedAt).toBeLessThan(12_000 + 2_000 + 3_000);
+    figures.sessionsRecovered++;
+    figures.sessions++;
+    const after = await status(next);
+    expect(after.running).toEqual([]);
+    expect(after.recent.find((r) => r.id === id)?.outcome).toBe('timed_out');
+    expect(await next.stop()).toBe(0);
+  });
+
+  it('adopts a session killed during its command: output continues once, outcome recorded', async () => {
+    gateA.hold();
+    gateB.hold();
+    const block = (gate: Gate) => `git ls-remote git://127.0.0.1:${gate.port}/g.git >/dev/null 2>&1`;
+    const script = [
+      'for i in 1 2 3; do echo "before $i"; done',
+      block(gateA),
+      'for i in 1 2 3; do echo "middle $i"; done',
+      block(gateB),
+      'for i in 1 2 3; do echo "after $i"; done',
+    ].join('\n');
+    const d = track(
+      await startDaemon(
+        { agents: [agent('worker', git.url(), ['sh', '-c', script], { timeout: '120s', ...withToken })] },
+        { env: { [TOKEN_ENV]: token } },
+      ),
+    );
+    const id = await detach(d, 'worker');
+    await gateA.waitFor(1);
+    await waitUntil(
+      () => d.cli(['logs', id]).then((r) => r.stdout.includes('before 3')),
+      () => 'the first lines in the session log',
+    );
+    await crash(d);
+    figures.faultsInjected++;
+    // While no daemon runs, the command goes on and writes more output.
+    gateA.open();
+    await gateB.waitFor(1);
+
+    const next = await restart(d);
+    await next.waitForLog((l) => l.event === 'session.adopted' && l.session === id);
+    expect((await status(next)).running).toMatchObject([{ id, phase: 'running' }]);
+    // The lines written while no daemon ran are caught up before the command ends.
+    await waitUntil(
+      () => next.cli(['logs', id]).then((r) => r.stdout.includes('middle 3')),
+      () => 'the lines written while no daemon ran',
+    );
+    gateB.open();
+    const outcome = await next.waitForOutcome(id, 60_000);
+    expect(outcome).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+    const logs = await next.cli(['logs', id]);
+    expect(logs.code, logs.stderr).toBe(0);
+    const expected = ['before', 'middle', 'after'].flatMap((w) => [1, 2, 3].map((i) => `${w} ${i}`));
+    expect(logs.stdout.split('\n').filter(Boolean)).toEqual(expected);
+    expect(next.record(id)).toMatchObject({ outcome: 'succeeded', exitCode: 0, phase: 'finished' });
+    figures.sessionsRecovered++;
+    figures.sessions++;
+    expect(await next.stop()).toBe(0);
+  });
+
+  it('keeps accepted triggers on disk before answering, and runs the queued ones after a crash', async () => {
+    gateA.hold();
+    const d = track(
+      await startDaemon(
+        { daemon: { max_sessions: 1 }, agents: [agent('gated', git.url(), gateA.command, withToken)] },
+        { env: { [TOKEN_ENV]: token } },
+      ),
+    );
+    const first = await detach(d, 'gated');
+    await gateA.waitFor(1);
+    const sessionsDir = join(d.files.stateDir, 'sessions');
+    // One raw client: the record must exist when the `accepted` line arrives, not some time later.
+    const queued = await new Promise<string[]>((resolve, reject) => {
+      const socket = connect(d.socketPath);
+      const ids: string[] = [];
+      const lines = createInterface({ input: socket });
+      lines.on('line', (line) => {
+        const reply = JSON.parse(line) as { type: string; sessionId: string; queued: boolean };
+        if (reply.type !== 'accepted') return reject(new Error(line));
+        const file = join(sessionsDir, `${reply.sessionId}.json`);
+        if (!existsSync(file)) return reject(new Error(`no record of ${reply.sessionId} when accepted`));
+        const record = JSON.parse(readFileSync(file, 'utf8')) as { phase: string };
+        if (record.phase !== 'queued' || !reply.queued) return reject(new Error(line));
+        ids.push(reply.sessionId);
+        if (ids.length === 3) {
+          socket.destroy();
+          resolve(ids);
+        }
+      });
+      socket.on('error', reject);
+      for (let i = 0; i < 3; i++)
+        socket.write(`${JSON.stringify({ v: 1, type: 'trigger', agent: 'gated' })}\n`);
+    });
+    expect((await status(d)).queued.map((q) => q.id)).toEqual(queued);
+    await crash(d);
+    figures.faultsInjected++;
+
+    const next = await restart(d);
+    const recovered = await next.waitForLog((l) => l.event === 'daemon.recovered');
+    expect(recovered.adopted).toEqual([first]);
+    expect(recovered.requeued).toEqual(queued);
+    const s = await status(next);
+    expect(s.running.map((r) => r.id)).toEqual([first]);
+    expect(s.queued.map((q) => q.id)).toEqual(queued);
+
+    gateA.open();
+    for (const id of [first, ...queued]) {
+      expect((await next.waitForOutcome(id, 60_000)).outcome, id).toBe('succeeded');
+    }
+    // Still one at a time, in the order they were accepted.
+    const at = (id: string, phase: string) =>
+      Date.parse([...(next.record(id)?.phases ?? [])].reverse().find((p) => p.phase === phase)?.at ?? '');
+    const order = [first, ...queued];
+    for (let i = 1; i < order.length; i++) {
+      expect(at(order[i] as string, 'resolving')).toBeGreaterThanOrEqual(
+        at(order[i - 1] as string, 'finished'),
+      );
+    }
+    for (const id of order)
+      expect(next.record(id)).toMatchObject({ outcome: 'succeeded', phase: 'finished' });
+    figures.sessionsRecovered += order.length;
+    figures.sessions += order.length;
+    expect(await next.stop()).toBe(0);
+  });
+});

@@ -1,0 +1,310 @@
+/**
+ * Hostile clients on the daemon's socket: random bytes, over-long lines, deep nesting, wrong types,
+ * unknown messages, thousands of dropped connections, stalled half lines, a seeded fuzzer and a flood
+ * past the connection cap. Throughout, a well-behaved client asks for `status` and must be answered
+ * promptly; after it all the daemon answers `hello` and its memory stayed bounded.
+ */
+import { readFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { Fuzzer, isEffective } from './fuzz.js';
+import { afterEachTest, agent, recordFigures } from './harness.js';
+
+const SEED = 0x5eed_a6e7;
+const FUZZ_MS = 12_000;
+const MAX_LINE = 1024 * 1024;
+
+const daemons: TestDaemon[] = [];
+const figures: Record<string, number> & { objectsLeftBehind: number } = { objectsLeftBehind: 0 };
+
+afterAll(() => recordFigures('hostile-clients', { ...figures, fuzzSeed: SEED }));
+afterEach(() => afterEachTest(figures, daemons));
+
+function rssKb(pid: number): number {
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(match?.[1] ?? Number.NaN);
+}
+
+/** A connection that collects reply lines and can wait for one that matches. */
+class Client {
+  readonly socket: Socket;
+  closed = false;
+  private buffer = '';
+  private readonly replies: Record<string, unknown>[] = [];
+  private waiter: (() => void) | undefined;
+
+  private constructor(socket: Socket) {
+    this.socket = socket;
+    socket.on('data', (chunk: Buffer) => {
+      this.buffer += chunk.toString('utf8');
+      for (let nl = this.buffer.indexOf('\n'); nl !== -1; nl = this.buffer.indexOf('\n')) {
+        const line = this.buffer.slice(0, nl);
+        this.buffer = this.buffer.slice(nl + 1);
+        try {
+          this.replies.push(JSON.parse(line) as Record<string, unknown>);
+        } catch {
+          this.replies.push({ type: 'unparseable', line });
+        }
+        // Keep memory flat on long fuzz runs.
+        if (this.replies.length > 200) this.replies.splice(0, 100);
+      }
+      this.waiter?.();
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      this.closed = true;
+      this.waiter?.();
+    });
+  }
+
+  static open(path: string): Promise<Client> {
+    return new Promise((resolve, reject) => {
+      const socket = connect(path);
+      socket.once('connect', () => resolve(new Client(socket)));
+      socket.once('error', reject);
+    });
+  }
+
+  write(data: Buffer | string): void {
+    if (!this.closed) this.socket.write(data);
+  }
+
+  /** The first reply (already received or still to come) that matches; undefined on close or timeout. */
+  async waitFor(match: (reply: Record<string, unknown>) => boolean, timeoutMs = 5000) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const index = this.replies.findIndex(match);
+      if (index !== -1) return this.replies.splice(0, index + 1).at(-1);
+      if (this.closed || Date.now() > deadline) return undefined;
+      await new Promise<void>((resolve) => {
+        this.waiter = resolve;
+        setTimeout(resolve, Math.max(0, deadline - Date.now())).unref();
+      });
+      this.waiter = undefined;
+    }
+  }
+
+  /** Sends a request with an id and waits for the reply carrying it. */
+  async ask(message: Record<string, unknown>, timeoutMs = 5000) {
+    const id = `ask-${Math.random().toString(16).slice(2)}`;
+    this.write(`${JSON.stringify({ v: 1, id, ...message })}\n`);
+    return this.waitFor((r) => r.id === id, timeoutMs);
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+/** A well-behaved client asking `status` on a fresh connection every 250 ms; records how it fared. */
+function startProbe(path: string) {
+  const latencies: number[] = [];
+  const failures: string[] = [];
+  let paused = false;
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      if (!paused) {
+        const started = performance.now();
+        try {
+          const client = await Client.open(path);
+          const reply = await client.ask({ type: 'status' }, 5000);
+          client.close();
+          if (reply?.type === 'status') latencies.push(performance.now() - started);
+          else failures.push(`status got ${JSON.stringify(reply)}`);
+        } catch (error) {
+          failures.push(String(error));
+        }
+      }
+      await sleep(250);
+    }
+  })();
+  return {
+    latencies,
+    failures,
+    pause: (value: boolean) => {
+      paused = value;
+    },
+    stop: async () => {
+      running = false;
+      await loop;
+    },
+  };
+}
+
+describe('hostile clients', () => {
+  it('keep the daemon up, responsive and bounded in memory', { timeout: 120_000 }, async () => {
+    const d = await startDaemon({
+      agents: [agent('reliability-target', 'git://127.0.0.1:9/none.git', ['true'])],
+    });
+    daemons.push(d);
+    const path = d.socketPath;
+    const rssBefore = rssKb(d.pid);
+    const probe = startProbe(path);
+
+    // 50 clients send half a request and stall: the daemon drops them after its 30 s partial-line timeout.
+    const stallStarted = Date.now();
+    const stallers = await Promise.all(Array.from({ length: 50 }, () => Client.open(path)));
+    for (const s of stallers) s.write('{"v":1,"type":"hel');
+
+    // Named attacks, each answered with an error on a connection that keeps working.
+    const attacker = await Client.open(path);
+    const attacks: [string, Buffer | string, string][] = [
+      ['random bytes', Buffer.from([0x00, 0xff, 0x13, 0x37, 0x80, 0x7b]), 'bad_json'],
+      ['wrong types', '{"v":1,"type":"trigger","agent":42,"follow":"yes"}', 'bad_request'],
+      ['unknown type', '{"v":1,"type":"reboot"}', 'bad_request'],
+      ['wrong version', '{"v":2,"type":"hello"}', 'bad_request'],
+      ['not an object', '[1,2,3]', 'bad_request'],
+      ['deep arrays, unclosed', '['.repeat(100_000), 'bad_json'],
+      ['deep arrays, closed', `${'['.repeat(100_000)}${']'.repeat(100_000)}`, 'bad_request'],
+      [
+        'deep objects',
+        `{"v":1,"type":"hello","client":${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}}`,
+        'bad_request',
+      ],
+      ['line over the limit', 'x'.repeat(MAX_LINE + 10), 'line_too_long'],
+      [
+        'line over the limit in pieces',
+        `${'{"v":1,"type":"hello","client":"'}${'y'.repeat(2 * MAX_LINE)}"}`,
+        'line_too_long',
+      ],
+    ];
+    for (const [name, payload, code] of attacks) {
+      if (name.endsWith('in pieces')) {
+        const data = Buffer.from(payload);
+        for (let i = 0; i < data.length; i += 64 * 1024) attacker.write(data.subarray(i, i + 64 * 1024));
+        attacker.write('\n');
+      } else {
+        attacker.write(payload);
+        attacker.write('\n');
+      }
+      const reply = await attacker.waitFor((r) => r.type === 'error', 10_000);
+      expect(reply, name).toMatchObject({ type: 'error', code });
+      expect((await attacker.ask({ type: 'hello' }))?.type, `hello after ${name}`).toBe('hello');
+    }
+    attacker.close();
+    let inputs = attacks.length + stallers.length;
+
+    // Thousands of connections opened and dropped, some after writing part of a line. A connect
+    // completes once the kernel queued it, so each batch ends with a round trip: the flood must not
+    // outrun the listen backlog (connect would fail with EAGAIN for everyone, which is the kernel's
+    // doing, not the daemon's).
+    const churn = 3000;
+    for (let done = 0; done < churn; done += 50) {
+      if (done > 0) {
+        const sync = await Client.open(path);
+        expect((await sync.ask({ type: 'hello' }, 10_000))?.type).toBe('hello');
+        sync.close();
+      }
+      await Promise.all(
+        Array.from(
+          { length: 50 },
+          (_, i) =>
+            new Promise<void>((resolve) => {
+              const socket = connect(path);
+              socket.on('error', () => resolve());
+              socket.on('connect', () => {
+                if ((done + i) % 3 === 0) socket.write('{"v":1,"ty');
+                if ((done + i) % 3 === 1) socket.write('{"v":1,"type":"status"}\n');
+                socket.destroy();
+                resolve();
+              });
+            }),
+        ),
+      );
+    }
+    inputs += churn;
+
+    // The seeded fuzzer: 8 connections, each input followed by a hello that must be answered.
+    const fuzzer = new Fuzzer(SEED);
+    let tried = 0;
+    let skipped = 0;
+    let reconnects = 0;
+    const unanswered: string[] = [];
+    const fuzzUntil = Date.now() + FUZZ_MS;
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        let client = await Client.open(path);
+        while (Date.now() < fuzzUntil) {
+          const input = fuzzer.next();
+          if (isEffective(input)) {
+            skipped++;
+            continue;
+          }
+          client.write(input);
+          client.write('\n');
+          tried++;
+          const reply = await client.ask({ type: 'hello' }, 10_000);
+          if (reply?.type !== 'hello') {
+            if (!client.closed) unanswered.push(input.subarray(0, 200).toString('base64'));
+            client.close();
+            client = await Client.open(path);
+            reconnects++;
+          }
+        }
+        client.close();
+      }),
+    );
+    inputs += tried;
+    expect(unanswered, 'fuzz inputs after which a live connection stopped answering').toEqual([]);
+    expect(tried).toBeGreaterThan(1000);
+
+    // More connections than the cap: the extra ones are told `busy`, and service resumes after.
+    probe.pause(true);
+    await sleep(300);
+    const stillStalled = stallers.filter((s) => !s.closed).length;
+    const flood = await Promise.all(
+      Array.from({ length: 320 }, () => Client.open(path).catch(() => undefined)),
+    );
+    const busy = await Promise.all(
+      flood.map((c) => c?.waitFor((r) => r.code === 'busy', 2000).then((r) => r !== undefined) ?? false),
+    );
+    const refused = busy.filter(Boolean).length;
+    expect(refused, 'connections past the cap of 256 refused as busy').toBeGreaterThanOrEqual(
+      320 + stillStalled - 256 - 2,
+    );
+    for (const c of flood) c?.close();
+    inputs += flood.length;
+    await sleep(300);
+    probe.pause(false);
+
+    // The stalled half lines are dropped by the daemon, not kept forever.
+    const stalledFor = await Promise.all(
+      stallers.map(async (s) => {
+        const reply = await s.waitFor(() => false, Math.max(0, stallStarted + 45_000 - Date.now()));
+        expect(reply).toBeUndefined();
+        return s.closed ? Date.now() - stallStarted : Number.POSITIVE_INFINITY;
+      }),
+    );
+    expect(Math.max(...stalledFor), 'stalled clients disconnected after ~30 s').toBeLessThan(45_000);
+    expect(Math.min(...stalledFor)).toBeGreaterThanOrEqual(29_000);
+
+    await probe.stop();
+    const final = await Client.open(path);
+    const hello = await final.ask({ type: 'hello' });
+    final.close();
+    expect(hello).toMatchObject({ type: 'hello', state: 'ready', pid: d.pid });
+    expect(d.running).toBe(true);
+    const rssAfter = rssKb(d.pid);
+    const maxLatency = Math.max(...probe.latencies);
+    expect(probe.failures, 'the well-behaved client was always answered').toEqual([]);
+    expect(probe.latencies.length).toBeGreaterThan(20);
+    expect(maxLatency, 'status latency during the attack (ms)').toBeLessThan(2000);
+    expect(rssAfter - rssBefore, 'RSS growth in kB').toBeLessThan(100 * 1024);
+    Object.assign(figures, {
+      fuzzInputsTried: tried,
+      fuzzInputsSkippedAsEffective: skipped,
+      fuzzReconnects: reconnects,
+      hostileInputsTotal: inputs,
+      connectionsChurned: churn,
+      refusedBusy: refused,
+      statusProbes: probe.latencies.length,
+      statusMaxLatencyMs: Math.round(maxLatency),
+      rssBeforeKb: rssBefore,
+      rssAfterKb: rssAfter,
+    });
+    expect(await d.stop()).toBe(0);
+  });
+});

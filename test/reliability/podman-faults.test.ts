@@ -1,0 +1,147 @@
+/**
+ * Podman failures: a fake podman first on PATH fails (exit 125) or hangs on the 2nd call of one
+ * subcommand. The session that meets the fault ends as `error` naming the operation (or, where agentd
+ * retries, succeeds), nothing of it stays in Podman, the daemon stays ready and the next trigger runs.
+ * And without podman at all the daemon refuses to start, saying so.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { launchDaemon, prepareDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { type GitServer, startGitServer } from '../helpers/git-server.js';
+import { makeTempDir } from '../helpers/resources.js';
+import { afterEachTest, agent, FakePodman, type FaultRule, recordFigures } from './harness.js';
+
+let git: GitServer | undefined;
+const daemons: TestDaemon[] = [];
+const figures = { faultsInjected: 0, sessions: 0, objectsLeftBehind: 0 };
+
+afterAll(async () => {
+  await git?.stop();
+  await recordFigures('podman-faults', figures);
+});
+
+afterEach(() => afterEachTest(figures, daemons));
+
+const TOKEN_ENV = 'AGENTD_REL_FAULT_TOKEN';
+const token = `fault-token-${randomBytes(8).toString('hex')}`;
+
+interface FaultCase {
+  rule: FaultRule;
+  /** What the session that meets the fault ends with. */
+  outcome: 'error' | 'succeeded';
+  /** Its message names the operation that failed. */
+  message?: RegExp;
+  podmanTimeout?: string;
+  /** The failure was absorbed by a retry, with a warning in the daemon log. */
+  warned?: boolean;
+}
+
+const NAME = 'agentd-[0-9a-f]{8}-';
+const cases: FaultCase[] = [
+  {
+    rule: { subcommand: 'secret-create', call: 2, action: 'fail' },
+    outcome: 'error',
+    message: new RegExp(
+      `^create secret ${NAME}[0-9a-f]{16}-0 failed \\(exit 125\\): Error: injected failure`,
+    ),
+  },
+  {
+    rule: { subcommand: 'create', call: 2, action: 'fail' },
+    outcome: 'error',
+    message: new RegExp(
+      `^create container ${NAME}faulty-[0-9a-f]{16} failed \\(exit 125\\): Error: injected`,
+    ),
+  },
+  {
+    rule: { subcommand: 'start', call: 2, action: 'fail' },
+    outcome: 'error',
+    message: new RegExp(`^start container ${NAME}faulty-[0-9a-f]{16} failed \\(exit 125\\): Error: injected`),
+  },
+  // Removing the secrets right after start fails: teardown removes them again.
+  { rule: { subcommand: 'secret-rm', call: 2, action: 'fail' }, outcome: 'succeeded', warned: true },
+  // Removing the container fails once: teardown tries again rather than leaving it behind.
+  { rule: { subcommand: 'rm', call: 2, action: 'fail' }, outcome: 'succeeded', warned: true },
+  {
+    rule: { subcommand: 'secret-create', call: 2, action: 'hang' },
+    outcome: 'error',
+    podmanTimeout: '3s',
+    message: new RegExp(`^create secret ${NAME}[0-9a-f]{16}-0: podman did not answer within 3s`),
+  },
+  {
+    rule: { subcommand: 'create', call: 2, action: 'hang' },
+    outcome: 'error',
+    podmanTimeout: '3s',
+    message: new RegExp(`^create container ${NAME}faulty-[0-9a-f]{16}: podman did not answer within 3s`),
+  },
+];
+
+interface TriggerJson {
+  sessionId: string;
+  outcome: string;
+  message?: string;
+}
+
+async function trigger(d: TestDaemon): Promise<TriggerJson> {
+  const result = await d.cli(['trigger', 'faulty', '--json']);
+  const parsed = JSON.parse(result.stdout) as TriggerJson;
+  figures.sessions++;
+  return parsed;
+}
+
+describe('podman failures', () => {
+  it.each(cases)('podman $rule.subcommand: $rule.action on call $rule.call', async (c) => {
+    git ??= await startGitServer();
+    const fake = new FakePodman();
+    fake.setRules([c.rule]);
+    const d = await startDaemon(
+      {
+        daemon: { podman_timeout: c.podmanTimeout ?? '30s' },
+        agents: [
+          agent('faulty', git.url(), ['sh', '-c', 'echo ran'], {
+            credentials: [{ name: 'REL_TOKEN', source: `env:${TOKEN_ENV}` }],
+          }),
+        ],
+      },
+      { env: { PATH: fake.path, [TOKEN_ENV]: token } },
+    );
+    daemons.push(d);
+
+    expect(await trigger(d), 'the call before the fault').toMatchObject({ outcome: 'succeeded' });
+    const started = Date.now();
+    const faulty = await trigger(d);
+    expect(fake.faults(), 'the fault was hit').toBe(1);
+    figures.faultsInjected++;
+    expect(faulty.outcome, faulty.message).toBe(c.outcome);
+    if (c.message) expect(faulty.message).toMatch(c.message);
+    if (c.podmanTimeout) expect(Date.now() - started, 'cut short by podman_timeout').toBeLessThan(15_000);
+    expect(d.record(faulty.sessionId)).toMatchObject({ outcome: c.outcome, phase: 'finished' });
+    expect(await d.leftovers(), 'the faulty session cleaned up after itself').toEqual({
+      containers: [],
+      secrets: [],
+    });
+    const warnings = d.logs().filter((l) => l.event === 'session.teardown_warning');
+    expect(warnings.length > 0, 'a teardown warning was logged').toBe(c.warned === true);
+    const status = JSON.parse((await d.cli(['status', '--json'])).stdout) as { state: string };
+    expect(status.state).toBe('ready');
+
+    expect(await trigger(d), 'the next trigger').toMatchObject({ outcome: 'succeeded' });
+    for (const text of [d.stderr(), d.stateDirText(), faulty.message ?? ''])
+      expect(text).not.toContain(token);
+    expect(await d.stop()).toBe(0);
+  });
+
+  it('refuses to start without podman, saying it is not installed', async () => {
+    const files = prepareDaemon({ agents: [agent('faulty', 'git://127.0.0.1:9/none.git', ['true'])] });
+    const d = launchDaemon(files, { env: { PATH: makeTempDir('agentd-rel-nopath-') } });
+    daemons.push(d);
+    const { code } = await d.exited;
+    figures.faultsInjected++;
+    expect(code).not.toBe(0);
+    expect(code).not.toBeNull();
+    // A plain line for the operator, not only the JSON log line.
+    expect(d.stderr()).toMatch(
+      /^agentd: .*could not start: list containers: podman is not installed or not on PATH/m,
+    );
+    expect(d.logs().map((l) => l.event)).not.toContain('daemon.ready');
+  });
+});

@@ -1,0 +1,188 @@
+/**
+ * Secret hygiene: credential values never appear on any process's command line (scanned from
+ * /proc/*\/cmdline throughout), in `podman inspect` of the running container, in the daemon's logs, in
+ * session records or in error messages; and when the agent prints them (plain, base64, URL-encoded)
+ * the streamed output and the session log show them masked.
+ */
+import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { type GitServer, startGitServer } from '../helpers/git-server.js';
+import { makeTempDir } from '../helpers/resources.js';
+import { afterEachTest, agent, inspectContainer, recordFigures, sleep, waitUntil } from './harness.js';
+
+let git: GitServer | undefined;
+const daemons: TestDaemon[] = [];
+const figures: Record<string, number> & { objectsLeftBehind: number } = { objectsLeftBehind: 0 };
+
+afterAll(async () => {
+  await git?.stop();
+  await recordFigures('secrets', figures);
+});
+afterEach(() => afterEachTest(figures, daemons));
+
+/** Every form of a value that must never show: plain, base64 (padded or not) and URL-encoded. */
+function forms(value: string): string[] {
+  const base64 = Buffer.from(value).toString('base64');
+  return [value, base64, base64.replace(/=+$/, ''), encodeURIComponent(value)];
+}
+
+/** Reads every process's argv over and over until stopped; returns what it saw. */
+function scanCommandLines(needles: string[]) {
+  let running = true;
+  let scans = 0;
+  let processes = 0;
+  const hits: string[] = [];
+  const loop = (async () => {
+    while (running) {
+      for (const entry of readdirSync('/proc')) {
+        if (!/^\d+$/.test(entry)) continue;
+        let argv: string;
+        try {
+          argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+        } catch {
+          continue;
+        }
+        processes++;
+        for (const needle of needles) {
+          if (argv.includes(needle)) hits.push(`pid ${entry}: ${argv.replaceAll('\0', ' ').slice(0, 300)}`);
+        }
+      }
+      scans++;
+      await sleep(20);
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+      return { scans, processes, hits };
+    },
+  };
+}
+
+describe('secret hygiene', () => {
+  it('keeps credential values off argv, out of inspect, logs and records, and masks them in output', async () => {
+    git = await startGitServer();
+    const hex = randomBytes(8).toString('hex');
+    // Characters that base64 and URL encoding both change.
+    const values = {
+      env: `s3cr3t/v@lue+${hex}=z`,
+      file: `file cred?&${hex}`,
+      repo: `repo-token-${hex}`,
+    };
+    const dir = makeTempDir('agentd-rel-secrets-');
+    const credFile = join(dir, 'file-cred');
+    writeFileSync(credFile, `${values.file}\n`, { mode: 0o600 });
+    const hugeFile = join(dir, 'huge-cred');
+    const huge = `huge-${hex}-${'h'.repeat(600_000)}`;
+    writeFileSync(hugeFile, huge, { mode: 0o600 });
+    const urlEncode = "sed -e 's/%/%25/g' -e 's|/|%2F|g' -e 's/@/%40/g' -e 's/+/%2B/g' -e 's/=/%3D/g'";
+    const script = [
+      'echo "plain: $ENV_TOKEN and $FILE_TOKEN"',
+      'printf "base64: "; printf %s "$ENV_TOKEN" | base64 -w0; echo',
+      `printf "url: "; printf %s "$ENV_TOKEN" | ${urlEncode}; echo`,
+      'echo "file base64: $(printf %s "$FILE_TOKEN" | base64 -w0)"',
+      // The window in which the test inspects the running container.
+      'git ls-remote "$AGENTD_REPO_URL" >/dev/null; sleep 3',
+      'echo done',
+    ].join('\n');
+    const credentials = [
+      { name: 'ENV_TOKEN', source: 'env:AGENTD_REL_SECRET_ENV' },
+      { name: 'FILE_TOKEN', source: `file:${credFile}` },
+    ];
+    const d = await startDaemon(
+      {
+        agents: [
+          agent('leaky', git.url(), ['sh', '-c', script], {
+            credentials,
+            repo_token: 'env:AGENTD_REL_SECRET_REPO',
+          }),
+          agent('broken', git.url('missing.git'), ['true'], {
+            credentials,
+            repo_token: 'env:AGENTD_REL_SECRET_REPO',
+          }),
+          agent('huge', git.url(), ['true'], {
+            credentials: [...credentials, { name: 'HUGE_TOKEN', source: `file:${hugeFile}` }],
+          }),
+        ],
+      },
+      { env: { AGENTD_REL_SECRET_ENV: values.env, AGENTD_REL_SECRET_REPO: values.repo } },
+    );
+    daemons.push(d);
+    const needles = [...Object.values(values).flatMap(forms), `huge-${hex}`];
+    // A canary on a command line proves the scanner sees what it looks for.
+    const canary = `canary-${hex}`;
+    const scanner = scanCommandLines(Object.values(values).concat(`huge-${hex}`, canary));
+    await execa('/bin/sh', ['-c', 'sleep 0.3', canary]);
+
+    const run = d.spawnCli(['trigger', 'leaky']);
+    const [, id = ''] = await run.waitForStdout(/session ([0-9a-f]{16}) accepted/);
+    await run.waitForStdout(/^done$|base64: /m);
+    const name = await waitUntil(
+      () => d.record(id)?.container,
+      () => 'the container name',
+    );
+    const container = await inspectContainer(name);
+    expect(container?.State, 'inspected while it runs').toMatchObject({ Running: true });
+    const inspected = JSON.stringify(container);
+    const result = await run.result;
+    const scanned = await scanner.stop();
+    expect(scanned.hits.filter((hit) => hit.includes(canary)).length, 'canary seen').toBeGreaterThan(0);
+    const argv = { ...scanned, hits: scanned.hits.filter((hit) => !hit.includes(canary)) };
+    expect(result.code, result.stderr).toBe(0);
+
+    // The agent printed every form; each arrived masked.
+    const lines = result.stdout.split('\n');
+    expect(lines).toContain('plain: ******** and ********');
+    expect(lines).toContain('base64: ********');
+    expect(lines).toContain('url: ********');
+    expect(lines).toContain('file base64: ********');
+    const logs = await d.cli(['logs', id]);
+    expect(logs.stdout).toBe(
+      [
+        'plain: ******** and ********',
+        'base64: ********',
+        'url: ********',
+        'file base64: ********',
+        'done',
+        '',
+      ].join('\n'),
+    );
+
+    // Sessions that fail: the clone (with a repo token), and a credential too large for Podman.
+    const broken = await d.cli(['trigger', 'broken', '--json']);
+    expect(JSON.parse(broken.stdout)).toMatchObject({ outcome: 'failed' });
+    expect(JSON.parse(broken.stdout).message).toMatch(/git clone of .*missing\.git failed/);
+    const tooLarge = await d.cli(['trigger', 'huge', '--json']);
+    expect(JSON.parse(tooLarge.stdout)).toMatchObject({ outcome: 'error' });
+    expect(JSON.parse(tooLarge.stdout).message).toMatch(/credential HUGE_TOKEN is \d+ bytes/);
+
+    const status = await d.cli(['status', '--json']);
+    expect(await d.stop()).toBe(0);
+    const places: [string, string][] = [
+      ['argv of any process', argv.hits.join('\n')],
+      ['podman inspect of the running container', inspected],
+      ['agentd trigger output', result.stdout + result.stderr],
+      ['agentd logs', logs.stdout + logs.stderr],
+      ['error messages', broken.stdout + broken.stderr + tooLarge.stdout + tooLarge.stderr],
+      ['agentd status', status.stdout],
+      ['daemon log', d.stderr() + d.stdout()],
+      ['state dir (records, logs)', d.stateDirText()],
+    ];
+    for (const [place, text] of places) {
+      for (const needle of needles) expect(text.includes(needle), `${place} holds ${needle}`).toBe(false);
+    }
+    expect(argv.hits).toEqual([]);
+    expect(argv.scans).toBeGreaterThan(20);
+    Object.assign(figures, {
+      sessions: 3,
+      argvScans: argv.scans,
+      argvProcessesRead: argv.processes,
+      secretLeaks: argv.hits.length,
+    });
+  });
+});
