@@ -1,4 +1,14 @@
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { type SessionRecord, sessionRecordSchema } from '../sessions/records.js';
 
@@ -17,11 +27,19 @@ export class SessionStore {
     return join(this.dir, `${id}.log`);
   }
 
-  write(record: SessionRecord): void {
+  /** `durable` flushes the record to disk before returning: for what a client is about to be promised. */
+  write(record: SessionRecord, options: { durable?: boolean } = {}): void {
     const file = join(this.dir, `${record.id}.json`);
     const tmp = `${file}.${process.pid}.tmp`;
-    writeFileSync(tmp, `${JSON.stringify(record)}\n`, { mode: 0o600 });
+    const fd = openSync(tmp, 'w', 0o600);
+    try {
+      writeSync(fd, `${JSON.stringify(record)}\n`);
+      if (options.durable) fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
     renameSync(tmp, file);
+    if (options.durable) syncDirectory(this.dir);
   }
 
   read(id: string): SessionRecord | undefined {
@@ -66,5 +84,15 @@ export class SessionStore {
       rmSync(this.logPath(record.id), { force: true });
     }
     return old.length;
+  }
+}
+
+/** Makes a rename durable: the directory entry is flushed as well. */
+function syncDirectory(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }

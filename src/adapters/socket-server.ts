@@ -98,14 +98,17 @@ export class SocketServer {
     let chunks: Buffer[] = [];
     let buffered = 0;
     let discarding = false;
+    /** A client that connects and never completes a request must not hold a slot for ever. */
+    let sentLine = false;
     let stallTimer: NodeJS.Timeout | undefined;
     const armStallTimer = () => {
       clearTimeout(stallTimer);
       stallTimer =
-        buffered > 0 || discarding
+        buffered > 0 || discarding || !sentLine
           ? setTimeout(() => socket.destroy(), options.partialLineTimeoutMs)
           : undefined;
     };
+    armStallTimer();
     socket.on('data', (data: Buffer) => {
       let start = 0;
       for (let nl = data.indexOf(10, start); nl !== -1; nl = data.indexOf(10, start)) {
@@ -124,6 +127,7 @@ export class SocketServer {
         const line = Buffer.concat([...chunks, piece]).toString('utf8');
         chunks = [];
         buffered = 0;
+        sentLine = true;
         if (line.trim() !== '') options.onLine(line, connection);
         if (closed) return;
       }

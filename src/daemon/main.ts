@@ -236,7 +236,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
           ...(request.workUnit === undefined ? {} : { workUnit: request.workUnit }),
           ...(request.timeoutMs === undefined ? {} : { timeoutMs: request.timeoutMs }),
         };
-        store.write(record);
+        store.write(record, { durable: true });
         log.info(
           {
             event: 'session.accepted',
@@ -326,7 +326,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
     // Reported by the caller like any other start failure: a log line and a plain message.
     throw new AgentdError(
       'START_FAILED',
-      `agentd could not start: ${actor.getSnapshot().context.failure ?? 'unknown reason'}`,
+      `could not start: ${actor.getSnapshot().context.failure ?? 'unknown reason'}`,
       { operation: 'start daemon' },
     );
   }
