@@ -1,0 +1,125 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { PodmanClient } from '../../src/adapters/podman.js';
+import type { PodmanError } from '../../src/adapters/podman-errors.js';
+import { LABEL_INSTANCE, LABEL_SESSION } from '../../src/constants.js';
+import { containerName, instanceSecretPrefix, ownershipLabels, secretName } from '../../src/runner/names.js';
+import { randomSessionId, testInstanceId } from '../helpers/ids.js';
+import { listAgentdContainers, listSecrets, TEST_IMAGE } from '../helpers/podman.js';
+import { cleanupAll, track } from '../helpers/resources.js';
+
+const instanceId = testInstanceId();
+const prefix = instanceSecretPrefix(instanceId);
+const argvSeen: string[][] = [];
+const podman = new PodmanClient({ timeoutMs: 30_000, onCall: (argv) => argvSeen.push([...argv]) });
+
+afterEach(async () => {
+  const left = [...(await listAgentdContainers(prefix)).map((c) => c.name), ...(await listSecrets(prefix))];
+  await cleanupAll();
+  expect(left, 'objects left behind by the test').toEqual([]);
+});
+
+describe('PodmanClient against real Podman', () => {
+  it('creates, lists, labels and removes secrets in batches; values travel on stdin only', async () => {
+    const session = randomSessionId();
+    const names = [0, 1, 2].map((n) => secretName(instanceId, session, n));
+    for (const name of names) track.secret(name);
+    const value = `adapter-secret-${session}`;
+    for (const name of names)
+      await podman.createSecret(name, value, ownershipLabels(instanceId, session, 'a'));
+
+    expect((await podman.listSecretNames()).filter((n) => n.startsWith(prefix)).sort()).toEqual(
+      [...names].sort(),
+    );
+    const labels = await podman.secretLabels(names);
+    expect(labels.get(names[0] ?? '')?.[LABEL_INSTANCE]).toBe(instanceId);
+    expect(labels.get(names[2] ?? '')?.[LABEL_SESSION]).toBe(session);
+    expect(argvSeen.flat().join(' ')).not.toContain(value);
+
+    await podman.removeSecrets(names);
+    expect(await listSecrets(prefix)).toEqual([]);
+  });
+
+  it('creates, lists, starts attached, inspects and removes a container', async () => {
+    const session = randomSessionId();
+    const name = containerName(instanceId, 'a', session);
+    track.container(name);
+    await podman.createContainer({
+      name,
+      image: TEST_IMAGE,
+      labels: ownershipLabels(instanceId, session, 'a'),
+      env: { GREETING: 'hi' },
+      secrets: [],
+      network: 'none',
+      entrypoint: ['/bin/sh'],
+      args: ['-c', 'echo "$GREETING one"; echo two >&2; exit 3'],
+    });
+    const listed = await podman.listContainers({ [LABEL_INSTANCE]: instanceId });
+    expect(listed.map((c) => [c.Names[0], c.State])).toEqual([[name, 'created']]);
+
+    const lines: string[] = [];
+    const run = podman.startAttached(name, (line) => lines.push(line));
+    expect(await run.exitCode).toBe(3);
+    expect(lines).toContain('hi one');
+    expect(await podman.wait(name)).toBe(3);
+    const inspected = await podman.inspectContainer(name);
+    expect(inspected?.State.ExitCode).toBe(3);
+    expect(inspected?.Config.Labels?.[LABEL_SESSION]).toBe(session);
+
+    await podman.removeContainers([name]);
+    expect(await podman.inspectContainer(name)).toBeUndefined();
+  });
+
+  it('stops a running container with a grace period', async () => {
+    const session = randomSessionId();
+    const name = containerName(instanceId, 'a', session);
+    track.container(name);
+    await podman.createContainer({
+      name,
+      image: TEST_IMAGE,
+      labels: ownershipLabels(instanceId, session, 'a'),
+      env: {},
+      secrets: [],
+      network: 'none',
+      entrypoint: ['/bin/sh'],
+      args: ['-c', 'sleep 60'],
+    });
+    const run = podman.startAttached(name, () => {});
+    for (let i = 0; i < 50 && (await podman.inspectContainer(name))?.State.Running !== true; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const started = Date.now();
+    await podman.stopContainer(name, 1);
+    expect(await run.exitCode).not.toBe(0);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    await podman.removeContainers([name]);
+  });
+
+  it('knows which images exist and fails at once, with the fix, for a missing local image', async () => {
+    expect(await podman.imageExists(TEST_IMAGE)).toBe(true);
+    expect(await podman.imageExists('localhost/agentd-no-such-image:latest')).toBe(false);
+    const name = containerName(instanceId, 'a', randomSessionId());
+    track.container(name);
+    const started = Date.now();
+    const error = (await podman
+      .createContainer({
+        name,
+        image: 'localhost/agentd-no-such-image:latest',
+        labels: {},
+        env: {},
+        secrets: [],
+        network: 'none',
+        entrypoint: ['/bin/sh'],
+        args: ['-c', 'true'],
+      })
+      .catch((e: unknown) => e)) as PodmanError;
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(error.code).toBe('IMAGE_NOT_FOUND');
+    expect(error.message).toContain('localhost/agentd-no-such-image:latest is not available');
+  });
+
+  it('reports a podman binary that is not installed', async () => {
+    const missing = new PodmanClient({ bin: '/nonexistent/podman' });
+    const error = (await missing.version().catch((e: unknown) => e)) as PodmanError;
+    expect(error.code).toBe('PODMAN_NOT_INSTALLED');
+  });
+});

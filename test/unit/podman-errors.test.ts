@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import { classifyPodmanFailure } from '../../src/adapters/podman-errors.js';
+
+const base = { operation: 'create container agentd-x', argv: ['create', '--name', 'agentd-x'], stderr: '' };
+
+describe('classifyPodmanFailure: errors an operator can act on', () => {
+  it('says podman is not installed when the binary is missing', () => {
+    const error = classifyPodmanFailure({ ...base, spawnErrorCode: 'ENOENT' });
+    expect(error.code).toBe('PODMAN_NOT_INSTALLED');
+    expect(error.message).toMatch(/podman is not installed.*apt-get install podman runc/);
+  });
+
+  it('names the deadline when podman hangs', () => {
+    const error = classifyPodmanFailure({ ...base, timedOut: true, timeoutMs: 3000 });
+    expect(error.code).toBe('PODMAN_TIMEOUT');
+    expect(error.message).toContain('did not answer within 3s');
+    expect(error.message).toContain('create container agentd-x');
+  });
+
+  it('names the containers.conf fix for the setrlimit EPERM error', () => {
+    const stderr = 'Error: crun: setrlimit `RLIMIT_NOFILE`: Operation not permitted: OCI permission denied';
+    const error = classifyPodmanFailure({ ...base, exitCode: 126, stderr });
+    expect(error.code).toBe('PODMAN_RLIMIT');
+    expect(error.message).toContain('default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]');
+    expect(error.message).toContain('CONTAINERS_CONF');
+  });
+
+  it('names the runc fix for the hybrid cgroups error', () => {
+    const stderr = 'Error: crun: cgroups in hybrid mode not supported, drop all controllers from cgroupv2';
+    const error = classifyPodmanFailure({ ...base, exitCode: 126, stderr });
+    expect(error.code).toBe('PODMAN_CGROUPS');
+    expect(error.message).toContain('runtime = "runc"');
+  });
+
+  it('says how to build a missing local image and how to pull a registry one', () => {
+    const stderr = 'Error: localhost/nope:latest: image not known';
+    const local = classifyPodmanFailure({ ...base, exitCode: 125, stderr }, 'localhost/nope:latest');
+    expect(local.code).toBe('IMAGE_NOT_FOUND');
+    expect(local.message).toMatch(/localhost\/nope:latest is not available.*build it/);
+    const remote = classifyPodmanFailure(
+      { ...base, exitCode: 125, stderr: 'Error: initializing source docker://quay.io/x/y: manifest unknown' },
+      'quay.io/x/y',
+    );
+    expect(remote.message).toContain('podman pull quay.io/x/y');
+  });
+
+  it('keeps the command line, exit code and stderr of anything else', () => {
+    const error = classifyPodmanFailure({ ...base, exitCode: 125, stderr: 'Error: name already in use' });
+    expect(error.code).toBe('PODMAN_FAILED');
+    expect(error.exitCode).toBe(125);
+    expect(error.argv).toEqual(base.argv);
+    expect(error.message).toContain('exit 125');
+    expect(error.message).toContain('name already in use');
+    expect(error.message).toContain('podman create --name agentd-x');
+  });
+});
