@@ -1,0 +1,102 @@
+import { summarize } from './stats.mjs';
+
+/** Ratio and verdict of one row; rows compare agentd (a) with its baseline (b). */
+export function judge(row) {
+  const ratio = row.a.median / row.b.median;
+  // Median of the per-round ratios: each round ran A and B back to back, so this cancels slow drifts in load.
+  const { samples: a } = row.a;
+  const { samples: b } = row.b;
+  const pairedRatio = a.length === b.length ? summarize(a.map((v, i) => v / b[i])).median : undefined;
+  let met;
+  if (row.target?.max !== undefined) met = ratio <= row.target.max;
+  if (row.target?.absMax !== undefined) met = row.a.median < row.target.absMax;
+  return {
+    ...row,
+    ratio,
+    ...(pairedRatio === undefined ? {} : { pairedRatio }),
+    ...(met === undefined ? {} : { met }),
+  };
+}
+
+function fmt(value, unit) {
+  if (value === undefined || Number.isNaN(value)) return '–';
+  if (unit === 'MB') return `${value.toFixed(1)} MB`;
+  return value >= 10_000 ? `${(value / 1000).toFixed(2)} s` : `${Math.round(value)} ms`;
+}
+
+function cell(s, unit) {
+  return `${fmt(s.median, unit)} (${fmt(s.min, unit)}–${fmt(s.max, unit)})`;
+}
+
+/** The Markdown table for the README. */
+export function markdown(rows, meta) {
+  const lines = [
+    `Measured ${meta.date} on ${meta.host} (${meta.cpus} cores, load ${meta.load}), Node ${meta.node}, Podman ${meta.podman}; ` +
+      'medians (min–max) of interleaved runs after a warm-up; ratio = agentd median / baseline median; ' +
+      'paired = median of the per-round ratios.',
+    '',
+    '| Benchmark | Runs | agentd | Baseline | Baseline: median (min–max) | agentd: median (min–max) | Ratio | Paired | Target |',
+    '|---|---:|---|---|---:|---:|---:|---:|---|',
+  ];
+  for (const r of rows) {
+    const verdict = r.target ? `${r.target.text}: ${r.met ? 'met' : '**missed**'}` : '';
+    lines.push(
+      `| ${r.name} | ${r.a.n} | ${r.a.label} | ${r.b.label} | ${cell(r.b, r.unit)} | ${cell(r.a, r.unit)} | ${r.ratio.toFixed(2)} | ${r.pairedRatio?.toFixed(2) ?? '–'} | ${verdict} |`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** Podman calls per session, from the counting wrapper. */
+export function callsMarkdown(calls) {
+  if (!calls) return '';
+  const per = calls.agentd.map((c) => c.length);
+  const list = (c) => c.map((l) => `\`${l}\``).join(', ');
+  return [
+    '',
+    `Podman processes per session: agentd ${per.join(', ')} (sessions 1–${per.length}); bare script ${calls.baseline.length}.`,
+    `- agentd session: ${list(calls.agentd.at(-1) ?? [])}`,
+    `- bare script: ${list(calls.baseline)}`,
+    `- agentd start with nothing to reconcile: ${list(calls.startup)}`,
+    '',
+  ].join('\n');
+}
+
+export function growthMarkdown(growth) {
+  if (!growth?.length) return '';
+  const lines = [
+    '',
+    'Startup reconciliation by number of orphan secrets (+ 50 dead containers), medians:',
+    '',
+    '| Orphan secrets | agentd start → ready | Batched removal | Empty start | agentd − empty start |',
+    '|---:|---:|---:|---:|---:|',
+  ];
+  for (const g of growth) {
+    lines.push(
+      `| ${g.secrets} | ${fmt(g.agentdMs)} | ${fmt(g.removalMs)} | ${fmt(g.emptyStartMs)} | ${fmt(g.agentdMs - g.emptyStartMs)} |`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** Where the session overhead goes: the CLI process (whole trigger − socket trigger) vs bare Node start-up. */
+export function decompositionMarkdown(rows, nodeStart) {
+  const whole = rows.find((r) => r.id === 'session');
+  const daemon = rows.find((r) => r.id === 'session-daemon');
+  const noCa = rows.find((r) => r.id === 'session-no-ca');
+  if (!whole || !daemon || !nodeStart) return '';
+  return [
+    '',
+    `Session decomposition (medians of the same rounds): whole \`trigger\` ${fmt(whole.a.median)}, daemon side ` +
+      `(socket trigger) ${fmt(daemon.a.median)}, bare script ${fmt(whole.b.median)}; so the CLI process adds ` +
+      `${fmt(whole.a.median - daemon.a.median)}, and the daemon ${fmt(daemon.a.median - whole.b.median)} over the ` +
+      `bare script. A bare \`node -e 0\` took ${fmt(nodeStart.median)} (${fmt(nodeStart.min)}–${fmt(nodeStart.max)}).`,
+    ...(noCa
+      ? [
+          `Without NODE_EXTRA_CA_CERTS in the CLI's environment the whole \`trigger\` took ${fmt(noCa.a.median)} ` +
+            `(ratio ${noCa.ratio.toFixed(2)}): Node before 22 loads that file and its root store at every start.`,
+        ]
+      : []),
+    '',
+  ].join('\n');
+}

@@ -1,0 +1,198 @@
+// agentd benchmarks: `npm run build && npm run bench`. Builds nothing itself; measures dist/.
+// Env: BENCH_RUNS (default 7; client latency runs 3x as many), BENCH_HEAVY_RUNS (default 3: throughput, footprint),
+// BENCH_WARMUP (default 1), BENCH_ONLY (comma list of session,client,throughput,reconcile,footprint),
+// BENCH_RECONCILE_RUNS (default BENCH_HEAVY_RUNS: planting 200 secrets + 50 containers takes ~30 s here),
+// BENCH_RECONCILE_SIZES (default 200,50,800), BENCH_KEEP=1 keeps the temp dir, BENCH_IMAGE.
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, hostname, loadavg } from 'node:os';
+import { join } from 'node:path';
+import {
+  CLI,
+  cleanupPodman,
+  dist,
+  IMAGE,
+  ROOT,
+  removeDir,
+  serveRepo,
+  startDaemon,
+  workDir,
+  writeConfig,
+} from './lib/fixture.mjs';
+import { podman, run } from './lib/proc.mjs';
+import { callsMarkdown, decompositionMarkdown, growthMarkdown, judge, markdown } from './lib/report.mjs';
+import { clientSuite } from './suites/client.mjs';
+import { footprintSuite } from './suites/footprint.mjs';
+import { reconcileSuite } from './suites/reconcile.mjs';
+import { sessionSuite } from './suites/session.mjs';
+import { throughputSuite } from './suites/throughput.mjs';
+
+const int = (name, fallback) => {
+  const value = Number.parseInt(process.env[name] ?? '', 10);
+  return Number.isFinite(value) && value >= 0 ? value : fallback;
+};
+
+function withoutKey(env, key) {
+  const copy = { ...env };
+  delete copy[key];
+  return copy;
+}
+
+async function main() {
+  if (!existsSync(CLI)) {
+    process.stderr.write(
+      'bench: dist/ is missing; run `npm run build` first (the bench measures the build)\n',
+    );
+    return 1;
+  }
+  if (!process.env.CONTAINERS_CONF && existsSync('/tmp/cc.conf')) {
+    // The project's machines need it (see /work/shared/PODMAN.md); elsewhere the default config is used.
+    process.env.CONTAINERS_CONF = '/tmp/cc.conf';
+  }
+  if ((await run('podman', ['image', 'exists', IMAGE], { allowFail: true })).code !== 0) {
+    process.stderr.write(`bench: image ${IMAGE} is missing; build it (see /work/shared/PODMAN.md)\n`);
+    return 1;
+  }
+  const runs = Math.max(1, int('BENCH_RUNS', 7));
+  const heavyRuns = Math.max(1, int('BENCH_HEAVY_RUNS', 3));
+  const warmup = int('BENCH_WARMUP', 1);
+  const only = (process.env.BENCH_ONLY ?? 'session,client,throughput,footprint,reconcile').split(',');
+  const sizes = (process.env.BENCH_RECONCILE_SIZES ?? '200,50,800').split(',').map(Number);
+
+  const { instanceIdOf } = await dist('daemon/instance-id.js');
+  const { SETUP_SCRIPT } = await dist('runner/setup-script.js');
+  const dir = workDir();
+  const runId = dir
+    .slice(-6)
+    .toLowerCase()
+    .replace(/[^a-z0-9]/g, 'x');
+  const instanceIds = [];
+  const daemons = [];
+  const ctx = {
+    dir,
+    runId,
+    runs,
+    clientRuns: runs * 3,
+    heavyRuns,
+    heavyWarmup: Math.min(warmup, 1),
+    reconcileRuns: Math.max(1, int('BENCH_RECONCILE_RUNS', heavyRuns)),
+    reconcileSizes: sizes,
+    warmup,
+    baselineScript: join(ROOT, 'bench', 'baseline-session.sh'),
+    baselinePrefix: `bench-${runId}-`,
+    setupFile: join(dir, 'setup.sh'),
+    // Node < 22 parses NODE_EXTRA_CA_CERTS (and its root store) at every start-up: ~75 ms CPU here. When it is
+    // set, client processes are also timed without it, to show what a machine without it sees.
+    withoutCa: process.env.NODE_EXTRA_CA_CERTS ? withoutKey(process.env, 'NODE_EXTRA_CA_CERTS') : undefined,
+    secretValueFile: join(dir, 'secret-value'),
+    makeConfig(at, options) {
+      const config = writeConfig(at, options);
+      instanceIds.push(instanceIdOf(config.socket, config.stateDir));
+      return config;
+    },
+  };
+  writeFileSync(ctx.setupFile, SETUP_SCRIPT);
+  const daemon = async (name, maxSessions) => {
+    const at = join(dir, name);
+    const config = ctx.makeConfig(at, { maxSessions });
+    const handle = await startDaemon(at, config);
+    daemons.push(handle);
+    return { ...handle, config };
+  };
+
+  let cleaning;
+  /** Stops what the bench started and removes the Podman objects it made; idempotent. */
+  const cleanup = () => {
+    cleaning ??= (async () => {
+      for (const d of daemons) await d.stop();
+      ctx.repo?.stop();
+      const cleaned = await cleanupPodman({
+        instanceIds,
+        baselineLabel: runId,
+        secretPrefixes: [ctx.baselinePrefix, ...instanceIds.map((id) => `agentd-${id.slice(0, 8)}-`)],
+      });
+      if (cleaned.containers + cleaned.secrets > 0) {
+        process.stderr.write(
+          `bench: removed ${cleaned.containers} containers, ${cleaned.secrets} secrets left over\n`,
+        );
+      }
+      if (process.env.BENCH_KEEP === '1') process.stderr.write(`bench: kept ${dir}\n`);
+      else removeDir(dir);
+    })();
+    return cleaning;
+  };
+  const onSignal = () => {
+    process.stderr.write('bench: interrupted; cleaning up\n');
+    cleanup().finally(() => process.exit(130));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const rows = [];
+  const extra = {};
+  const started = Date.now();
+  ctx.repo = await serveRepo(dir);
+  try {
+    const suites = {
+      session: sessionSuite,
+      client: clientSuite,
+      throughput: throughputSuite,
+      footprint: footprintSuite,
+      reconcile: reconcileSuite,
+    };
+    for (const name of Object.keys(suites)) {
+      if (!only.includes(name)) continue;
+      if (!ctx.daemon4 && ['session', 'client', 'throughput'].includes(name))
+        ctx.daemon4 = await daemon('d4', 4);
+      if (!ctx.daemon20 && name === 'throughput') ctx.daemon20 = await daemon('d20', 20);
+      process.stderr.write(`bench: ${name}\n`);
+      const result = await suites[name](ctx);
+      rows.push(...result.rows.map(judge));
+      if (result.calls) extra.podmanCalls = result.calls;
+      if (result.nodeStart) extra.sessionNodeStart = result.nodeStart;
+      if (result.growth) extra.reconcileGrowth = result.growth;
+    }
+  } finally {
+    await cleanup();
+  }
+
+  const meta = {
+    date: new Date().toISOString(),
+    host: hostname(),
+    cpus: cpus().length,
+    load: loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' '),
+    node: process.versions.node,
+    podman: (await podman(['version', '--format', '{{.Client.Version}}'])).trim(),
+    commit: (
+      await run('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, allowFail: true })
+    ).stdout.trim(),
+    runs,
+    heavyRuns,
+    warmup,
+    seconds: Math.round((Date.now() - started) / 1000),
+  };
+  const md =
+    markdown(rows, meta) +
+    decompositionMarkdown(rows, extra.sessionNodeStart) +
+    callsMarkdown(extra.podmanCalls) +
+    growthMarkdown(extra.reconcileGrowth);
+  const out = join(ROOT, 'bench', 'results');
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, 'latest.json'), `${JSON.stringify({ meta, rows, ...extra }, null, 2)}\n`);
+  writeFileSync(join(out, 'latest.md'), md);
+  process.stdout.write(`\n${md}\nbench: wrote bench/results/latest.json and bench/results/latest.md\n`);
+  const missed = rows.filter((r) => r.met === false).map((r) => r.id);
+  if (missed.length > 0) process.stderr.write(`bench: targets missed: ${missed.join(', ')}\n`);
+  return 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error) => {
+    process.stderr.write(`bench: ${error.stack ?? error}\n`);
+    process.exitCode = 1;
+  },
+);

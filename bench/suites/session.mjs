@@ -1,0 +1,110 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CLI, IMAGE, podmanCounter, startDaemon, TOKEN, triggerOnSocket } from '../lib/fixture.mjs';
+import { run } from '../lib/proc.mjs';
+import { interleave } from '../lib/stats.mjs';
+
+/** One `agentd trigger ... --quiet` as a whole process; checks the session succeeded. */
+export async function triggerOnce(socket, repoUrl, { agent = 'demo', env } = {}) {
+  const result = await run(
+    process.execPath,
+    [CLI, 'trigger', agent, repoUrl, '--quiet', '--socket', socket],
+    {
+      env,
+    },
+  );
+  if (!/ succeeded/.test(result.stdout)) throw new Error(`trigger did not succeed: ${result.stdout}`);
+  return result.ms;
+}
+
+/** One bare session from the shell script (5 podman calls), as a whole process. */
+export async function baselineOnce(ctx, { env = {} } = {}) {
+  const result = await run('bash', [ctx.baselineScript, IMAGE, ctx.repo.url, ctx.setupFile], {
+    env: {
+      ...process.env,
+      BENCH_TOKEN: TOKEN,
+      BENCH_PREFIX: ctx.baselinePrefix,
+      BENCH_LABEL: ctx.runId,
+      ...env,
+    },
+  });
+  return result.ms;
+}
+
+/** Session overhead: trigger end to end against a running daemon vs the bare script; then podman calls. */
+export async function sessionSuite(ctx) {
+  const { socket } = ctx.daemon4.config;
+  const results = await interleave(
+    {
+      agentd: () => triggerOnce(socket, ctx.repo.url),
+      baseline: () => baselineOnce(ctx),
+      // Decomposition: the daemon's part alone (trigger on the socket, no CLI process) and bare Node start-up.
+      socket: async () => (await triggerOnSocket(socket, { agent: 'demo', repo: ctx.repo.url })).ms,
+      node: async () => (await run(process.execPath, ['-e', '0'])).ms,
+      ...(ctx.withoutCa
+        ? { agentdNoCa: () => triggerOnce(socket, ctx.repo.url, { env: ctx.withoutCa }) }
+        : {}),
+    },
+    { runs: ctx.runs, warmup: ctx.warmup, label: 'session' },
+  );
+  const calls = await countCalls(ctx);
+  return {
+    rows: [
+      {
+        id: 'session',
+        name: 'Session overhead: `trigger --quiet` vs bare script',
+        a: { label: 'agentd trigger', ...results.agentd },
+        b: { label: 'bare session script', ...results.baseline },
+        target: { text: 'ratio ≤ 1.2', max: 1.2 },
+      },
+      {
+        id: 'session-daemon',
+        name: 'Session, daemon side only: trigger on the socket (no CLI process) vs bare script',
+        a: { label: 'socket trigger, follow', ...results.socket },
+        b: { label: 'bare session script', ...results.baseline },
+      },
+      ...(ctx.withoutCa
+        ? [
+            {
+              id: 'session-no-ca',
+              name: 'Session overhead, CLI run without NODE_EXTRA_CA_CERTS',
+              a: { label: 'agentd trigger', ...results.agentdNoCa },
+              b: { label: 'bare session script', ...results.baseline },
+              target: { text: 'ratio ≤ 1.2', max: 1.2 },
+            },
+          ]
+        : []),
+    ],
+    nodeStart: results.node,
+    calls,
+  };
+}
+
+/** Podman processes per session: a counting `podman` first on PATH of a separate daemon and of the script. */
+async function countCalls(ctx) {
+  const dir = join(ctx.dir, 'count');
+  const logFile = join(ctx.dir, 'podman-calls.log');
+  const bin = await podmanCounter(ctx.dir, logFile);
+  const config = ctx.makeConfig(dir, { maxSessions: 4 });
+  const daemon = await startDaemon(dir, config, { pathPrefix: bin });
+  const startup = readLog(logFile);
+  const sessions = 3;
+  const perSession = [];
+  try {
+    for (let i = 0; i < sessions; i++) {
+      writeFileSync(logFile, '');
+      await triggerOnce(config.socket, ctx.repo.url);
+      perSession.push(readLog(logFile));
+    }
+  } finally {
+    await daemon.stop();
+  }
+  writeFileSync(logFile, '');
+  await baselineOnce(ctx, { env: { PATH: `${bin}:${process.env.PATH}` } });
+  const baseline = readLog(logFile);
+  return { startup, agentd: perSession, baseline };
+}
+
+function readLog(file) {
+  return readFileSync(file, 'utf8').split('\n').filter(Boolean);
+}
