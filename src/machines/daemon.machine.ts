@@ -79,6 +79,17 @@ export interface DaemonContext {
   failure?: string;
 }
 
+/** Before the daemon is ready, triggers are turned away and a shutdown stops it at once. */
+const whileStarting = {
+  trigger: {
+    actions: {
+      type: 'rejectTrigger',
+      params: ({ event }: { event: TriggerEvent }) => ({ trigger: event, reason: 'daemon is starting' }),
+    },
+  },
+  shutdown: 'shutdown',
+} as const;
+
 export const daemonMachine = setup({
   types: {
     context: {} as DaemonContext,
@@ -235,15 +246,7 @@ export const daemonMachine = setup({
           actions: { type: 'storeFailure', params: ({ event }) => messageOf(event.error) },
         },
       },
-      on: {
-        trigger: {
-          actions: {
-            type: 'rejectTrigger',
-            params: ({ event }) => ({ trigger: event, reason: 'daemon is starting' }),
-          },
-        },
-        shutdown: 'shutdown',
-      },
+      on: whileStarting,
     },
     opening: {
       description: 'Bind the Unix socket; only then can operators reach the daemon.',
@@ -255,15 +258,7 @@ export const daemonMachine = setup({
           actions: { type: 'storeFailure', params: ({ event }) => messageOf(event.error) },
         },
       },
-      on: {
-        trigger: {
-          actions: {
-            type: 'rejectTrigger',
-            params: ({ event }) => ({ trigger: event, reason: 'daemon is starting' }),
-          },
-        },
-        shutdown: 'shutdown',
-      },
+      on: whileStarting,
     },
     ready: {
       description: 'Accepting triggers. Up to max_sessions run at once; the rest wait in a FIFO queue.',
