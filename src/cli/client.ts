@@ -7,7 +7,7 @@ export type Reply = { type: string; [key: string]: unknown };
 export class DaemonUnreachable extends Error {
   constructor(
     readonly socketPath: string,
-    reason: string,
+    readonly reason: string,
   ) {
     super(
       `no agentd daemon answers on ${socketPath} (${reason}).\n` +
@@ -46,7 +46,21 @@ export class DaemonClient {
     socket.on('error', () => socket.destroy());
   }
 
-  static connect(socketPath: string, timeoutMs = 5000): Promise<DaemonClient> {
+  static async connect(socketPath: string, timeoutMs = 5000): Promise<DaemonClient> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        return await DaemonClient.connectOnce(socketPath, Math.max(1, deadline - Date.now()));
+      } catch (error) {
+        // A full listen queue (a burst of clients) is worth waiting out; anything else is an answer.
+        if (!(error instanceof DaemonUnreachable) || error.reason !== 'EAGAIN' || Date.now() >= deadline)
+          throw error;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+  }
+
+  private static connectOnce(socketPath: string, timeoutMs: number): Promise<DaemonClient> {
     return new Promise((resolve, reject) => {
       const socket = connect(socketPath);
       const timer = setTimeout(() => {
