@@ -1,4 +1,5 @@
 import type { AnyStateMachine, AnyStateNode, AnyTransitionDefinition } from 'xstate';
+import { actionName, eventLabel, guardName, invokeIndex, statePath } from '../machines/introspect.js';
 
 /** One state of a chart, as the inspector page draws it. */
 export interface StateJson {
@@ -35,21 +36,20 @@ export interface MachineJson {
 export function machineStructure(machine: AnyStateMachine): MachineJson {
   const transitions: TransitionJson[] = [];
   const walk = (node: AnyStateNode): StateJson => {
-    const invokeSources = new Map<string, string>();
-    for (const invoke of node.invoke) invokeSources.set(invoke.id, srcName(invoke.src));
-    for (const [eventType, list] of node.transitions) {
-      for (const t of list) transitions.push(transitionJson(t, eventLabel(eventType, invokeSources)));
+    const invokes = invokeIndex([node]);
+    for (const list of node.transitions.values()) {
+      for (const t of list) transitions.push(transitionJson(t, eventLabel(t, invokes)));
     }
     for (const t of node.always ?? []) transitions.push(transitionJson(t, 'always'));
     const children = Object.values(node.states).map(walk);
     const initial = node.type === 'compound' ? node.initial.target[0]?.key : undefined;
     return {
       key: node.key,
-      path: dotPath(node),
+      path: statePath(node),
       type: node.type,
       ...(initial === undefined ? {} : { initial }),
       ...(node.description === undefined ? {} : { description: node.description }),
-      invokes: [...invokeSources.values()],
+      invokes: [...invokes.values()],
       states: children,
     };
   };
@@ -57,51 +57,13 @@ export function machineStructure(machine: AnyStateMachine): MachineJson {
   return { id: machine.id, root, transitions };
 }
 
-function dotPath(node: AnyStateNode): string {
-  return node.path.join('.');
-}
-
 function transitionJson(t: AnyTransitionDefinition, event: string): TransitionJson {
-  const guard = nameOf(t.guard);
+  const guard = guardName(t.guard);
   return {
-    source: dotPath(t.source),
-    targets: (t.target ?? []).map(dotPath),
+    source: statePath(t.source),
+    targets: (t.target ?? []).map(statePath),
     event,
     ...(guard === undefined ? {} : { guard }),
-    actions: t.actions.map(nameOf).filter((name): name is string => name !== undefined),
+    actions: t.actions.map(actionName),
   };
-}
-
-/** Invocation events carry generated actor ids (`xstate.done.actor.0.daemon.reconciling`): name the source instead. */
-function eventLabel(eventType: string, invokeSources: Map<string, string>): string {
-  for (const [prefix, label] of [
-    ['xstate.done.actor.', 'done'],
-    ['xstate.error.actor.', 'error'],
-  ] as const) {
-    if (eventType.startsWith(prefix)) {
-      const id = eventType.slice(prefix.length);
-      return `${label}: ${invokeSources.get(id) ?? id}`;
-    }
-  }
-  const after = /^xstate\.after\.([^.]+)\./.exec(eventType);
-  if (after) return `after ${after[1]}`;
-  return eventType;
-}
-
-function srcName(src: unknown): string {
-  return typeof src === 'string' ? src : (nameOf(src) ?? 'inline');
-}
-
-/** Names of guards and actions: `'name'`, `{ type: 'name', params }` or a (built-in) function. */
-function nameOf(item: unknown): string | undefined {
-  if (item === undefined || item === null) return undefined;
-  if (typeof item === 'string') return item;
-  if (typeof item === 'object' && 'type' in item && typeof item.type === 'string') return item.type;
-  if (typeof item === 'function') {
-    // Built-in actions (assign, emit, sendParent...) carry their kind in `type`; user functions a name.
-    const typed = (item as { type?: unknown }).type;
-    if (typeof typed === 'string') return typed;
-    return item.name || 'inline';
-  }
-  return undefined;
 }

@@ -11,6 +11,14 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { AnyStateMachine, AnyStateNode, AnyTransitionDefinition, UnknownAction } from 'xstate';
 import { daemonMachine } from '../machines/daemon.machine.js';
+import {
+  actionName,
+  eventLabel,
+  guardName,
+  type InvokeIndex,
+  invokeIndex,
+  statePath,
+} from '../machines/introspect.js';
 import { sessionMachine } from '../machines/session.machine.js';
 
 export const REGENERATE = 'npm run build && npm run statecharts';
@@ -133,45 +141,10 @@ function descendants(node: AnyStateNode): AnyStateNode[] {
   ]);
 }
 
-/** `shutdown.draining` for daemon.shutdown.draining. */
-function statePath(node: AnyStateNode): string {
-  return node.path.join('.');
-}
-
 /** Transitions of a node, `always` last, in the order XState tries them. */
 function transitionsOf(node: AnyStateNode): AnyTransitionDefinition[] {
   const map = node.transitions as Map<string, AnyTransitionDefinition[]>;
   return [...[...map.values()].flat(), ...((node.always as AnyTransitionDefinition[] | undefined) ?? [])];
-}
-
-type InvokeIndex = Map<string, string>;
-
-/** Invoke id → the name shown for it: the actor source, which is what the daemon provides. */
-function invokeIndex(nodes: readonly AnyStateNode[]): InvokeIndex {
-  const index: InvokeIndex = new Map();
-  for (const node of nodes) {
-    for (const invoke of node.invoke)
-      index.set(invoke.id, typeof invoke.src === 'string' ? invoke.src : invoke.id);
-  }
-  return index;
-}
-
-/** `trigger`, `always`, `done: reconcile`, `error: runSession`, `after 5000`. */
-function eventLabel(transition: AnyTransitionDefinition, invokes: InvokeIndex): string {
-  const type = String(transition.eventType);
-  if (type === '') return 'always';
-  if ('delay' in transition) return `after ${String(transition.delay)}`;
-  for (const [prefix, word] of [
-    ['xstate.done.actor.', 'done'],
-    ['xstate.error.actor.', 'error'],
-  ] as const) {
-    if (type.startsWith(prefix)) {
-      const id = type.slice(prefix.length);
-      return `${word}: ${invokes.get(id) ?? id}`;
-    }
-  }
-  if (type.startsWith('xstate.done.state.')) return 'done';
-  return type;
 }
 
 function isAlways(node: AnyStateNode, transition: AnyTransitionDefinition): boolean {
@@ -180,33 +153,6 @@ function isAlways(node: AnyStateNode, transition: AnyTransitionDefinition): bool
 
 function labelOf(node: AnyStateNode, transition: AnyTransitionDefinition, invokes: InvokeIndex): string {
   return isAlways(node, transition) ? 'always' : eventLabel(transition, invokes);
-}
-
-/** The name of a guard: its type, or a readable form of `and`/`or`/`not` and inline functions. */
-function guardName(guard: unknown): string | undefined {
-  if (guard === undefined) return undefined;
-  if (typeof guard === 'string') return guard;
-  if (typeof guard === 'function') {
-    const composite = guard as { name?: string; guards?: unknown[] };
-    if (Array.isArray(composite.guards)) {
-      return `${composite.name || 'guard'}(${composite.guards.map(guardName).join(', ')})`;
-    }
-    return composite.name || 'inline';
-  }
-  if (typeof guard === 'object' && guard !== null && 'type' in guard) return String(guard.type);
-  return 'inline';
-}
-
-/** An action's name, with its parameters when they are static values (e.g. `setPhase("resolving")`). */
-function actionName(action: UnknownAction): string {
-  if (typeof action === 'string') return action;
-  if (typeof action === 'function') {
-    const fn = action as { type?: string; name?: string };
-    return fn.type ?? (fn.name || 'inline');
-  }
-  const { type, params } = action as { type: string; params?: unknown };
-  if (params === undefined || typeof params === 'function') return type;
-  return `${type}(${JSON.stringify(params)})`;
 }
 
 function targetsOf(transition: AnyTransitionDefinition): AnyStateNode[] {
