@@ -90,6 +90,24 @@ const whileStarting = {
   shutdown: 'shutdown',
 } as const;
 
+type CancelEvent = Extract<DaemonEvent, { type: 'cancel' }>;
+
+/** A cancel of a running session goes to its actor, which stops the container and reports `cancelled`. */
+const cancelRunningSession = {
+  guard: { type: 'sessionIsRunning', params: ({ event }: { event: CancelEvent }) => event.sessionId },
+  actions: [
+    { type: 'forwardCancel', params: ({ event }: { event: CancelEvent }) => cancelParams(event) },
+    {
+      type: 'answerCancelled',
+      params: ({ event }: { event: CancelEvent }) => ({ ...cancelParams(event), wasQueued: false }),
+    },
+  ],
+} as const;
+
+const rejectUnknownCancel = {
+  actions: { type: 'rejectCancel', params: ({ event }: { event: CancelEvent }) => cancelParams(event) },
+} as const;
+
 export const daemonMachine = setup({
   types: {
     context: {} as DaemonContext,
@@ -309,17 +327,8 @@ export const daemonMachine = setup({
               },
             ],
           },
-          {
-            guard: { type: 'sessionIsRunning', params: ({ event }) => event.sessionId },
-            actions: [
-              { type: 'forwardCancel', params: ({ event }) => cancelParams(event) },
-              {
-                type: 'answerCancelled',
-                params: ({ event }) => ({ ...cancelParams(event), wasQueued: false }),
-              },
-            ],
-          },
-          { actions: { type: 'rejectCancel', params: ({ event }) => cancelParams(event) } },
+          cancelRunningSession,
+          rejectUnknownCancel,
         ],
         'session.finished': {
           actions: [{ type: 'forgetSession', params: ({ event }) => event.sessionId }, 'startQueuedSessions'],
@@ -351,19 +360,7 @@ export const daemonMachine = setup({
                 params: ({ event }) => ({ trigger: event, reason: 'daemon is shutting down' }),
               },
             },
-            cancel: [
-              {
-                guard: { type: 'sessionIsRunning', params: ({ event }) => event.sessionId },
-                actions: [
-                  { type: 'forwardCancel', params: ({ event }) => cancelParams(event) },
-                  {
-                    type: 'answerCancelled',
-                    params: ({ event }) => ({ ...cancelParams(event), wasQueued: false }),
-                  },
-                ],
-              },
-              { actions: { type: 'rejectCancel', params: ({ event }) => cancelParams(event) } },
-            ],
+            cancel: [cancelRunningSession, rejectUnknownCancel],
             shutdown: { actions: 'cancelAllSessions' },
           },
         },
