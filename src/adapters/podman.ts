@@ -1,6 +1,6 @@
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
-import { classifyPodmanFailure, imageNotFound, type PodmanError } from './podman-errors.js';
+import { classifyPodmanFailure, imageNotFound, PodmanError } from './podman-errors.js';
 import {
   type ContainerInspect,
   type ContainerSummary,
@@ -165,9 +165,19 @@ export class PodmanClient {
     return labels;
   }
 
+  /**
+   * Removes secrets in one call. One that is already gone counts as removed: podman 4.3 has no
+   * `secret rm --ignore`, removes the others and fails only with "no such secret" for the missing ones.
+   */
   async removeSecrets(names: string[], signal?: AbortSignal): Promise<void> {
     if (names.length === 0) return;
-    await this.call(`remove ${names.length} secret(s)`, ['secret', 'rm', ...names], { signal });
+    try {
+      await this.call(`remove ${names.length} secret(s)`, ['secret', 'rm', ...names], { signal });
+    } catch (error) {
+      const lines =
+        error instanceof PodmanError ? error.stderr.split('\n').filter((l) => l.trim() !== '') : [];
+      if (lines.length === 0 || !lines.every((line) => /no such secret/i.test(line))) throw error;
+    }
   }
 
   async createContainer(options: CreateContainerOptions): Promise<string> {

@@ -347,23 +347,12 @@ class SessionRun {
     this.phase = previous;
     const problems: string[] = [];
     await this.secretsRemoval;
-    if (this.pendingSecret) {
-      const pending = this.pendingSecret;
-      const existing = await this.options.podman.listSecretNames().catch(() => [pending]);
-      if (existing.includes(pending)) this.secrets.push(pending);
-    }
+    // A secret whose create was cut short may exist or not; removal takes an absent one as removed.
+    if (this.pendingSecret) this.secrets.push(this.pendingSecret);
     const { podman } = this.options;
     const attempts: Promise<void>[] = [];
     const secrets = this.secrets.splice(0);
-    if (secrets.length > 0) {
-      // `secret rm` fails as a whole on a name a first attempt already removed: retry only what is left.
-      attempts.push(
-        this.twice(async (retry) => {
-          const left = retry ? new Set(await podman.listSecretNames()) : undefined;
-          await podman.removeSecrets(left ? secrets.filter((name) => left.has(name)) : secrets);
-        }),
-      );
-    }
+    if (secrets.length > 0) attempts.push(this.twice(() => podman.removeSecrets(secrets)));
     const container = this.container;
     if (container) attempts.push(this.twice(() => podman.removeContainers([container])));
     for (const outcome of await Promise.allSettled(attempts)) {
@@ -377,13 +366,13 @@ class SessionRun {
   }
 
   /** A teardown step gets a second try: one transient podman failure must not leave objects behind. */
-  private async twice(step: (retry: boolean) => Promise<void>): Promise<void> {
+  private async twice(step: () => Promise<void>): Promise<void> {
     try {
-      await step(false);
+      await step();
     } catch (error) {
       this.options.warn?.('teardown step failed; trying once more', error);
       await new Promise((resolve) => setTimeout(resolve, 500));
-      await step(true);
+      await step();
     }
   }
 }
