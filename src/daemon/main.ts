@@ -70,10 +70,12 @@ async function supervise(options: DaemonOptions): Promise<number> {
     logMaxBytes: config.logMaxBytes,
     warn: (message, error) => log.warn({ event: 'session.teardown_warning', err: error }, message),
   });
-  const recent = store
-    .list((file, error) =>
-      log.warn({ event: 'daemon.bad_record', file, err: error }, 'skipped an unreadable record'),
-    )
+  // Read once at start: finished records feed `status`, unfinished ones crash recovery.
+  const records = store.list((file, error) =>
+    log.warn({ event: 'daemon.bad_record', file, err: error }, 'skipped an unreadable record'),
+  );
+  const unfinished = records.filter((r) => r.outcome === undefined);
+  const recent = records
     .filter((r) => r.outcome !== undefined)
     .sort((a, b) => (b.finishedAt ?? '').localeCompare(a.finishedAt ?? ''))
     .slice(0, 50);
@@ -203,7 +205,6 @@ async function supervise(options: DaemonOptions): Promise<number> {
       session,
       reconcile: fromPromise(async ({ signal }) => {
         const { summary, containers } = await reconcile(podman, instanceId, log, signal);
-        const unfinished = store.list().filter((r) => r.outcome === undefined);
         const recovery = planRecovery(unfinished, containers, settings.agents);
         if (unfinished.length > 0) {
           log.info(
