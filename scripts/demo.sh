@@ -7,6 +7,8 @@
 # `agentd status`, stops the daemon with SIGTERM and removes everything it made.
 # Exits with the exit code of `agentd trigger` (0 when the session succeeded; see the README).
 set -euo pipefail
+# A command that fails under `set -e` must not end the demo without a word.
+trap 'printf "demo: failed at %s line %s: %s\n" "${BASH_SOURCE[0]}" "$LINENO" "$BASH_COMMAND" >&2' ERR
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo_root="$PWD"
@@ -39,6 +41,7 @@ wait_for_exit() {
 cleanup() {
   local status=$?
   set +e
+  trap - ERR
   if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then
     echo 'demo: stopping the daemon (SIGTERM)' >&2
     kill -TERM "$daemon_pid" 2>/dev/null
@@ -88,7 +91,11 @@ if [ ! -d node_modules ]; then
   note 'node_modules is missing: npm ci'
   npm ci --no-audit --no-fund
 fi
-newest_dist="$(find dist -name '*.js' -printf '%T@ %p\n' 2>/dev/null | sort -n | tail -n 1 | cut -d' ' -f2-)"
+# A fresh clone has no dist/: decide without running find on it (a failing find would end the script).
+newest_dist=''
+if [ -d dist ]; then
+  newest_dist="$(find dist -name '*.js' -printf '%T@ %p\n' | sort -n | tail -n 1 | cut -d' ' -f2-)"
+fi
 if [ ! -f dist/cli/index.js ] || [ -z "$newest_dist" ] || [ -n "$(find src -name '*.ts' -newer "$newest_dist" | head -n 1)" ]; then
   note 'dist is missing or older than src: npm run build'
   npm run build --silent
