@@ -8,7 +8,7 @@ suite="${AGENTD_IMAGE_SUITE:-bookworm}"
 
 for tool in podman mmdebstrap; do
   if ! command -v "$tool" >/dev/null 2>&1; then
-    echo "build-image: $tool is missing; install it (apt-get install -y $tool) or source scripts/podman-env.sh" >&2
+    echo "build-image: $tool is missing; install it (apt-get install -y $tool) or, from a checkout, source scripts/podman-env.sh" >&2
     exit 1
   fi
 done

@@ -1,4 +1,5 @@
 import { AgentdError, type ErrorCode } from '../errors.js';
+import { packageFile } from '../package-files.js';
 
 const CONTAINERS_CONF_FIX =
   'Create a containers.conf with\n' +
@@ -83,7 +84,7 @@ export function classifyPodmanFailure(failure: PodmanFailure, image?: string): P
 
 export function imageNotFound(operation: string, image: string, failure: PodmanFailure): PodmanError {
   const how = image.startsWith('localhost/')
-    ? `it is a local image: build it (for the test image: \`bash scripts/build-image.sh\`) or \`podman import\`/\`podman build\` it under that name`
+    ? `it is a local image (never pulled): build it under that name with \`podman build\` or \`podman import\`; agentd's Debian base image is built by \`bash ${packageFile('scripts/build-image.sh')} ${image}\``
     : `pull it with \`podman pull ${image}\` or check the name`;
   return new PodmanError('IMAGE_NOT_FOUND', `${operation}: image ${image} is not available; ${how}`, failure);
 }

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { classifyPodmanFailure } from '../../src/adapters/podman-errors.js';
 
@@ -37,6 +38,9 @@ describe('classifyPodmanFailure: errors an operator can act on', () => {
     const local = classifyPodmanFailure({ ...base, exitCode: 125, stderr }, 'localhost/nope:latest');
     expect(local.code).toBe('IMAGE_NOT_FOUND');
     expect(local.message).toMatch(/localhost\/nope:latest is not available.*build it/);
+    // The script it names exists where agentd runs from (a checkout or an installed package).
+    const script = /`bash (\S+\/scripts\/build-image\.sh) localhost\/nope:latest`/.exec(local.message)?.[1];
+    expect(script && existsSync(script), local.message).toBe(true);
     const remote = classifyPodmanFailure(
       { ...base, exitCode: 125, stderr: 'Error: initializing source docker://quay.io/x/y: manifest unknown' },
       'quay.io/x/y',
