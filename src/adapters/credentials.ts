@@ -1,7 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import type { AgentConfig, CredentialSource } from '../config/types.js';
 import { AgentdError } from '../errors.js';
-import { type ResolvedCredentials, SecretValue } from '../sessions/secret-value.js';
+import { SecretValue } from '../secret-value.js';
+
+/** An agent's credential values, wrapped so that they never serialise. */
+export interface ResolvedCredentials {
+  credentials: { name: string; value: SecretValue }[];
+  repoToken?: SecretValue;
+}
 
 /** Resolves an agent's credential sources from the daemon's environment and files. */
 export async function resolveCredentials(

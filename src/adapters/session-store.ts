@@ -10,15 +10,29 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { type SessionRecord, sessionRecordSchema } from '../sessions/records.js';
+
+/** What the store needs of a record; the record's schema is the sessions layer's (sessions/records.ts). */
+export interface StoredRecord {
+  id: string;
+  outcome?: string;
+  finishedAt?: string;
+}
+
+/** Validates what is read back: a zod schema, or anything with the same `parse`. */
+export interface RecordSchema<R> {
+  parse(data: unknown): R;
+}
 
 /**
  * Session records as one JSON file each under <state_dir>/sessions, written atomically (temp file
  * + rename) so a crash never leaves half a record.
  */
-export class SessionStore {
+export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
   readonly dir: string;
-  constructor(stateDir: string) {
+  constructor(
+    stateDir: string,
+    private readonly schema: RecordSchema<SessionRecord>,
+  ) {
     this.dir = join(stateDir, 'sessions');
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
   }
@@ -45,7 +59,7 @@ export class SessionStore {
   read(id: string): SessionRecord | undefined {
     if (!/^[0-9a-f]{16}$/.test(id)) return undefined;
     try {
-      return sessionRecordSchema.parse(JSON.parse(readFileSync(join(this.dir, `${id}.json`), 'utf8')));
+      return this.schema.parse(JSON.parse(readFileSync(join(this.dir, `${id}.json`), 'utf8')));
     } catch {
       return undefined;
     }
@@ -65,7 +79,7 @@ export class SessionStore {
     for (const name of readdirSync(this.dir)) {
       if (!name.endsWith('.json')) continue;
       try {
-        records.push(sessionRecordSchema.parse(JSON.parse(readFileSync(join(this.dir, name), 'utf8'))));
+        records.push(this.schema.parse(JSON.parse(readFileSync(join(this.dir, name), 'utf8'))));
       } catch (error) {
         onInvalid?.(join(this.dir, name), error);
       }

@@ -16,15 +16,15 @@ import { sessionMachine } from '../machines/session.machine.js';
 import type { DaemonHandle } from '../protocol/context.js';
 import { stateName } from '../protocol/context.js';
 import { dispatch } from '../protocol/dispatch.js';
+import type { RunEvent } from '../runner/session-runner.js';
 import { PodmanRunner } from '../runner/session-runner.js';
-import type { RunEvent, SessionInvocation, SessionSpec } from '../runner/types.js';
 import { type AssembledSession, assembleSession, revealSession } from '../sessions/assemble.js';
-import type { SessionRecord } from '../sessions/records.js';
-import type { SessionOutcome, SessionRequest } from '../sessions/types.js';
+import { type SessionRecord, sessionRecordSchema } from '../sessions/records.js';
+import { SessionBus } from '../sessions/session-bus.js';
+import type { SessionInvocation, SessionOutcome, SessionRequest, SessionSpec } from '../sessions/types.js';
 import { instanceIdOf } from './instance-id.js';
 import { reconcile } from './reconcile.js';
 import { planRecovery } from './recovery.js';
-import { SessionBus } from './session-bus.js';
 
 export interface DaemonOptions {
   settings: Settings;
@@ -61,7 +61,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
   const { daemon: config } = settings;
   const instanceId = instanceIdOf(config.socket, config.stateDir);
   const podman = new PodmanClient({ timeoutMs: config.podmanTimeoutMs });
-  const store = new SessionStore(config.stateDir);
+  const store = new SessionStore(config.stateDir, sessionRecordSchema);
   const bus = new SessionBus();
   const runner = new PodmanRunner({
     podman,

@@ -1,9 +1,8 @@
 import { assign, fromCallback, fromPromise, sendParent, sendTo, setup } from 'xstate';
+import type { ResolvedCredentials } from '../adapters/credentials.js';
 import type { AgentConfig } from '../config/types.js';
-import type { Phase, RunResult } from '../runner/types.js';
 import { type AssembledSession, assembleSession } from '../sessions/assemble.js';
-import type { ResolvedCredentials } from '../sessions/secret-value.js';
-import type { SessionOutcome, SessionPhase, SessionRequest } from '../sessions/types.js';
+import type { Phase, RunResult, SessionOutcome, SessionPhase, SessionRequest } from '../sessions/types.js';
 
 export interface SessionInput {
   request: SessionRequest;

@@ -3,16 +3,16 @@ import type { Actor, StateValue } from 'xstate';
 import type { SessionStore } from '../adapters/session-store.js';
 import type { Connection } from '../adapters/socket-server.js';
 import type { Settings } from '../config/types.js';
-import type { SessionBus } from '../daemon/session-bus.js';
 import type { daemonMachine } from '../machines/daemon.machine.js';
 import type { SessionRecord } from '../sessions/records.js';
+import type { SessionBus } from '../sessions/session-bus.js';
 import type { Request, RequestOf } from './messages.js';
 
 /** What a socket message handler may use of the running daemon. */
 export interface DaemonHandle {
   actor: Actor<typeof daemonMachine>;
   bus: SessionBus;
-  store: SessionStore;
+  store: SessionStore<SessionRecord>;
   settings: Settings;
   instanceId: string;
   startedAt: number;

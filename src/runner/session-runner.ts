@@ -4,11 +4,24 @@ import type { PodmanClient } from '../adapters/podman.js';
 import { classifyPodmanFailure, PodmanError } from '../adapters/podman-errors.js';
 import { MAX_SECRET_BYTES, SECRET_MOUNT_DIR } from '../constants.js';
 import { AgentdError, errorMessage } from '../errors.js';
+import type { Phase, RunResult, SessionInvocation, SessionSpec } from '../sessions/types.js';
 import { createMasker } from './mask.js';
 import { containerName, ownershipLabels, secretName } from './names.js';
 import { SessionLog } from './session-log.js';
 import { SETUP_ENTRYPOINT } from './setup-script.js';
-import type { Phase, Runner, RunOptions, RunResult, SessionInvocation, SessionSpec } from './types.js';
+
+export type RunEvent =
+  | { type: 'phase'; phase: Phase }
+  | { type: 'output'; stream: 'stdout' | 'stderr'; line: string }
+  /** Container exists: ids for records and crash recovery. */
+  | { type: 'container'; name: string };
+
+export interface RunOptions {
+  signal: AbortSignal;
+  onEvent: (event: RunEvent) => void;
+  /** Per-session log file (bounded); output is appended there as well. */
+  logFile: string;
+}
 
 export interface PodmanRunnerOptions {
   podman: PodmanClient;
@@ -22,7 +35,7 @@ export interface PodmanRunnerOptions {
 type StopReason = 'timeout' | 'cancel';
 
 /** Runs one session as one supervised container, and always tears it down. */
-export class PodmanRunner implements Runner {
+export class PodmanRunner {
   constructor(private readonly options: PodmanRunnerOptions) {}
 
   async run(spec: SessionSpec, invocation: SessionInvocation, options: RunOptions): Promise<RunResult> {

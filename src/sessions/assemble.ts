@@ -1,7 +1,7 @@
+import type { ResolvedCredentials } from '../adapters/credentials.js';
 import type { AgentConfig } from '../config/types.js';
-import type { SessionInvocation, SessionSpec } from '../runner/types.js';
-import type { ResolvedCredentials, SecretValue } from './secret-value.js';
-import type { SessionRequest } from './types.js';
+import type { SecretValue } from '../secret-value.js';
+import type { SessionInvocation, SessionRequest, SessionSpec } from './types.js';
 
 /** A session ready to run; credential values stay wrapped until the runner needs them. */
 export interface AssembledSession {

@@ -1,15 +1,8 @@
 import { z } from 'zod';
+import { OUTCOMES, SESSION_PHASES } from './types.js';
 
-export const outcomeSchema = z.enum(['succeeded', 'failed', 'timed_out', 'cancelled', 'error', 'abandoned']);
-export const phaseSchema = z.enum([
-  'queued',
-  'resolving',
-  'creating',
-  'cloning',
-  'running',
-  'tearing_down',
-  'finished',
-]);
+export const outcomeSchema = z.enum(OUTCOMES);
+export const phaseSchema = z.enum(SESSION_PHASES);
 
 /** A session as written to the state dir: enough to answer `status` and to recover after a crash. */
 export const sessionRecordSchema = z.object({

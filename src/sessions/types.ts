@@ -1,8 +1,20 @@
-import type { Phase } from '../runner/types.js';
+import type { Network } from '../config/types.js';
 
+/**
+ * The words every layer above shares: how a session ends, the phases it goes through, what it runs.
+ * Each list exists once here; the zod schemas (records.ts) and the types below are derived from it.
+ */
+export const OUTCOMES = ['succeeded', 'failed', 'timed_out', 'cancelled', 'error', 'abandoned'] as const;
 /** How a session ended, in the operator's words. */
-export type Outcome = 'succeeded' | 'failed' | 'timed_out' | 'cancelled' | 'error' | 'abandoned';
-export type SessionPhase = 'queued' | 'resolving' | Phase | 'finished';
+export type Outcome = (typeof OUTCOMES)[number];
+/** Outcomes a run can have; `abandoned` is decided by crash recovery only. */
+export type RunOutcome = Exclude<Outcome, 'abandoned'>;
+
+/** The phases of a run, as the runner machine's state tags name them. */
+export const RUN_PHASES = ['creating', 'cloning', 'running', 'tearing_down'] as const;
+export type Phase = (typeof RUN_PHASES)[number];
+export const SESSION_PHASES = ['queued', 'resolving', ...RUN_PHASES, 'finished'] as const;
+export type SessionPhase = (typeof SESSION_PHASES)[number];
 
 /** What the daemon accepted: the agent, repository and limits of one session. */
 export interface SessionRequest {
@@ -12,6 +24,38 @@ export interface SessionRequest {
   workUnit?: string;
   timeoutMs?: number;
   acceptedAt: string;
+}
+
+/** What the agent is: resolved values only, never credential source strings. */
+export interface SessionSpec {
+  agent: string;
+  image: string;
+  command: string[];
+  credentials: { name: string; value: string }[];
+  env: Record<string, string>;
+  network: Network;
+  timeoutMs?: number;
+}
+
+/** One run of an agent. */
+export interface SessionInvocation {
+  sessionId: string;
+  repoUrl: string;
+  workUnit?: string;
+  repoToken?: string;
+}
+
+/** What a run ended with. */
+export interface RunResult {
+  outcome: RunOutcome;
+  exitCode?: number;
+  signal?: string;
+  /** The phase the session was in when its fate was decided. */
+  phase: Phase;
+  /** Milliseconds spent per phase. */
+  timings: Partial<Record<Phase, number>>;
+  /** Set for every outcome but `succeeded`. */
+  message?: string;
 }
 
 /** What a session ended with. */

@@ -7,8 +7,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PodmanClient } from '../../src/adapters/podman.js';
 import { MASK } from '../../src/runner/mask.js';
 import { instanceSecretPrefix } from '../../src/runner/names.js';
-import { PodmanRunner } from '../../src/runner/session-runner.js';
-import type { Phase, RunEvent, RunResult, SessionInvocation, SessionSpec } from '../../src/runner/types.js';
+import { PodmanRunner, type RunEvent } from '../../src/runner/session-runner.js';
+import type { Phase, RunResult, SessionInvocation, SessionSpec } from '../../src/sessions/types.js';
 import {
   type GitServer,
   type HttpGitServer,

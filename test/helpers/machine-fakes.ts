@@ -3,6 +3,7 @@
  * src/daemon/main.ts is replaced by one the test drives, and every side effect is recorded.
  */
 import { type AnyActorRef, type EventObject, fromCallback, fromPromise } from 'xstate';
+import type { ResolvedCredentials } from '../../src/adapters/credentials.js';
 import type { AgentConfig } from '../../src/config/types.js';
 import { daemonMachine, type ReconcileResult, type RecoveryPlan } from '../../src/machines/daemon.machine.js';
 import {
@@ -10,9 +11,16 @@ import {
   type SessionInput,
   sessionMachine,
 } from '../../src/machines/session.machine.js';
-import type { Phase, RunOutcome, RunResult } from '../../src/runner/types.js';
-import { type ResolvedCredentials, SecretValue } from '../../src/sessions/secret-value.js';
-import type { SessionOutcome, SessionPhase, SessionRequest } from '../../src/sessions/types.js';
+import { SecretValue } from '../../src/secret-value.js';
+
+import type {
+  Phase,
+  RunOutcome,
+  RunResult,
+  SessionOutcome,
+  SessionPhase,
+  SessionRequest,
+} from '../../src/sessions/types.js';
 
 /** A credential value that must never show in a snapshot. */
 export const SECRET = 'sk-test-5f1e2d3c4b5a69788796a5b4';

@@ -25,7 +25,7 @@ import {
   type SessionInput,
   sessionMachine,
 } from '../../src/machines/session.machine.js';
-import type { Phase, RunOutcome } from '../../src/runner/types.js';
+import type { Phase, RunOutcome } from '../../src/sessions/types.js';
 import {
   AGENTS,
   Fakes,

@@ -1,4 +1,4 @@
-import type { BusEvent } from '../../daemon/session-bus.js';
+import type { BusEvent } from '../../sessions/session-bus.js';
 import { type Handler, reply } from '../context.js';
 import { sendEvent } from '../send-event.js';
 

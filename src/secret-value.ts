@@ -2,7 +2,8 @@ import { inspect } from 'node:util';
 
 /**
  * A resolved credential value. It lives in machine context between resolveCredentials and run, so
- * it hides itself from JSON (snapshots, inspection, logs) and from util.inspect.
+ * it hides itself from JSON (snapshots, inspection, logs) and from util.inspect. It sits at the base
+ * of the layers: the adapter that resolves values and every layer above handle it.
  */
 export class SecretValue {
   readonly #value: string;
@@ -21,9 +22,4 @@ export class SecretValue {
   [inspect.custom](): string {
     return '[redacted]';
   }
-}
-
-export interface ResolvedCredentials {
-  credentials: { name: string; value: SecretValue }[];
-  repoToken?: SecretValue;
 }

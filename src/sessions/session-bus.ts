@@ -1,5 +1,5 @@
-import type { SessionRecord } from '../sessions/records.js';
-import type { SessionPhase } from '../sessions/types.js';
+import type { SessionRecord } from './records.js';
+import type { SessionPhase } from './types.js';
 
 export type BusEvent =
   | { type: 'phase'; sessionId: string; phase: SessionPhase }
