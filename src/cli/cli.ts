@@ -10,6 +10,7 @@ const COMMANDS: Record<string, () => Promise<CommandClass>> = {
   cancel: async () => (await import('./cancel.js')).CancelCommand,
   send: async () => (await import('./send.js')).SendCommand,
   validate: async () => (await import('./validate.js')).ValidateCommand,
+  reload: async () => (await import('./reload.js')).ReloadCommand,
 };
 
 export async function buildCli(first: string | undefined): Promise<Cli> {

@@ -1,5 +1,6 @@
 import { Command, Option } from 'clipanion';
 import { createLogger, type LogFormat } from '../adapters/logger.js';
+import { systemdNotifier } from '../adapters/sd-notify.js';
 import { runDaemon } from '../daemon/main.js';
 import { AgentdError, errorMessage } from '../errors.js';
 import type { InspectorServer } from '../inspector/server.js';
@@ -14,7 +15,8 @@ export class StartCommand extends Command {
     details: `
       Loads the configuration, removes what earlier runs of this instance left in Podman, binds the socket and
       runs sessions until SIGTERM or SIGINT. The first signal lets running sessions finish (queued ones are dropped);
-      a second one cancels them. Logs are JSON lines on stderr. Suited to systemd as a simple service.
+      a second one cancels them. SIGHUP re-reads the configuration file (as \`agentd reload\` does). Logs are JSON lines
+      on stderr. Under systemd use Type=notify: READY=1 is sent once the socket accepts (examples/agentd.service).
     `,
     examples: [
       ['Start with the default configuration', '$0 start'],
@@ -75,10 +77,15 @@ export class StartCommand extends Command {
       }
       log.info({ event: 'inspector.listening', url: server.url }, `inspector on ${server.url}`);
     }
+    // Read (and removed from the environment) before any child process starts.
+    const notify = systemdNotifier({
+      warn: (message) => log.warn({ event: 'daemon.notify_failed' }, message),
+    });
     try {
       return await runDaemon({
         settings,
         log,
+        notify,
         version: agentdVersion(),
         ...(server ? { inspect: server.inspect } : {}),
       });

@@ -6,6 +6,7 @@ import { createActor, fromCallback, fromPromise, type InspectionEvent } from 'xs
 import { resolveCredentials } from '../adapters/credentials.js';
 import { claimPidFile } from '../adapters/pid-file.js';
 import { PodmanClient } from '../adapters/podman.js';
+import { type ServiceNotifier, silentNotifier } from '../adapters/sd-notify.js';
 import { SessionStore } from '../adapters/session-store.js';
 import { SocketServer } from '../adapters/socket-server.js';
 import type { Settings } from '../config/types.js';
@@ -25,6 +26,7 @@ import type { SessionInvocation, SessionOutcome, SessionRequest, SessionSpec } f
 import { instanceIdOf } from './instance-id.js';
 import { reconcile } from './reconcile.js';
 import { planRecovery } from './recovery.js';
+import { createReloader, readyStatus } from './reload.js';
 
 export interface DaemonOptions {
   settings: Settings;
@@ -35,6 +37,8 @@ export interface DaemonOptions {
   env?: NodeJS.ProcessEnv;
   /** Called once the socket accepts connections. */
   onReady?: (handle: DaemonHandle) => void;
+  /** The service manager (systemd's NOTIFY_SOCKET): ready, reloading, stopping. */
+  notify?: ServiceNotifier;
 }
 
 /** Runs the daemon until it stops; resolves with the process exit code. */
@@ -57,7 +61,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
 }
 
 async function supervise(options: DaemonOptions): Promise<number> {
-  const { settings, log, env = process.env } = options;
+  const { settings, log, env = process.env, notify = silentNotifier } = options;
   const { daemon: config } = settings;
   const instanceId = instanceIdOf(config.socket, config.stateDir);
   const podman = new PodmanClient({ timeoutMs: config.podmanTimeoutMs });
@@ -258,8 +262,10 @@ async function supervise(options: DaemonOptions): Promise<number> {
     input: { agents: settings.agents, maxSessions: config.maxSessions },
     ...(options.inspect ? { inspect: options.inspect } : {}),
   });
+  const reload = createReloader({ started: settings, actor, log, notify });
   handle = {
     actor,
+    reload,
     bus,
     store,
     settings,
@@ -284,6 +290,9 @@ async function supervise(options: DaemonOptions): Promise<number> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // SIGHUP re-reads the configuration (systemd's ExecReload); without a handler it would kill the daemon.
+  const onHangup = () => void reload('SIGHUP');
+  process.on('SIGHUP', onHangup);
 
   let previous = '';
   const done = new Promise<string>((resolve) => {
@@ -298,10 +307,12 @@ async function supervise(options: DaemonOptions): Promise<number> {
               { event: 'daemon.ready', socket: config.socket, instanceId, pid: process.pid },
               'agentd is ready',
             );
+            notify.ready(readyStatus(actor));
             if (handle) options.onReady?.(handle);
           } else if (state.startsWith('shutdown') && !was.startsWith('shutdown')) {
             // Logged once, whether there is anything to drain or the daemon stops at once.
             const running = Object.keys(snapshot.context.sessions).length;
+            notify.stopping(`stopping: ${running} running session(s) to finish`);
             log.info(
               { event: 'daemon.shutdown', running },
               `shutting down: ${running} running session(s) to finish`,
@@ -322,7 +333,9 @@ async function supervise(options: DaemonOptions): Promise<number> {
   actor.stop();
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
+  process.off('SIGHUP', onHangup);
   await server.close();
+  await notify.flush();
   if (final !== 'shutdown.stopped') {
     // Reported by the caller like any other start failure: a log line and a plain message.
     throw new AgentdError(

@@ -48,10 +48,17 @@ export type TriggerEvent = {
   requestId?: string;
 };
 
+/**
+ * A re-read configuration (SIGHUP, `agentd reload`): triggers accepted from now on use these agents;
+ * queued and running sessions keep the definition they were accepted with.
+ */
+export type ReloadEvent = { type: 'reload'; agents: AgentConfig[]; maxSessions: number; requestId?: string };
+
 export type DaemonEvent =
   | TriggerEvent
   | { type: 'cancel'; sessionId: string; requestId?: string }
   | { type: 'shutdown'; requestId?: string }
+  | ReloadEvent
   | SessionFinishedEvent;
 
 /** Events a client may send; session.finished comes from session actors only. */
@@ -62,7 +69,9 @@ export type DaemonEmitted =
   | { type: 'trigger.accepted'; requestId?: string; sessionId: string; queued: boolean; position: number }
   | { type: 'trigger.rejected'; requestId?: string; sessionId: string; code: string; reason: string }
   | { type: 'cancel.accepted'; requestId?: string; sessionId: string; wasQueued: boolean }
-  | { type: 'cancel.rejected'; requestId?: string; sessionId: string; reason: string };
+  | { type: 'cancel.rejected'; requestId?: string; sessionId: string; reason: string }
+  | { type: 'reload.applied'; requestId?: string; agents: string[]; maxSessions: number }
+  | { type: 'reload.rejected'; requestId?: string; reason: string };
 
 type SessionRef = ActorRefFrom<typeof sessionMachine>;
 
@@ -79,7 +88,18 @@ export interface DaemonContext {
   failure?: string;
 }
 
-/** Before the daemon is ready, triggers are turned away and a shutdown stops it at once. */
+/** A reload takes effect at once: the queue picks up a raised max_sessions when there is room. */
+const applyReload = {
+  actions: [
+    { type: 'applyConfiguration', params: ({ event }: { event: ReloadEvent }) => event },
+    { type: 'answerReloaded', params: ({ event }: { event: ReloadEvent }) => event },
+  ],
+} as const;
+
+/**
+ * Before the daemon is ready, triggers are turned away and a shutdown stops it at once; a reload
+ * replaces the configuration that `ready` will accept triggers with.
+ */
 const whileStarting = {
   trigger: {
     actions: {
@@ -88,6 +108,7 @@ const whileStarting = {
     },
   },
   shutdown: 'shutdown',
+  reload: applyReload,
 } as const;
 
 type CancelEvent = Extract<DaemonEvent, { type: 'cancel' }>;
@@ -226,6 +247,21 @@ export const daemonMachine = setup({
     cancelAllSessions: enqueueActions(({ context, enqueue }) => {
       for (const ref of Object.values(context.sessions)) enqueue.sendTo(ref, { type: 'cancel' });
     }),
+    applyConfiguration: assign((_, reload: ReloadEvent) => ({
+      agents: reload.agents,
+      maxSessions: reload.maxSessions,
+    })),
+    answerReloaded: emit((_, reload: ReloadEvent) => ({
+      type: 'reload.applied' as const,
+      requestId: reload.requestId,
+      agents: reload.agents.map((a) => a.name),
+      maxSessions: reload.maxSessions,
+    })),
+    rejectReload: emit((_, reload: ReloadEvent) => ({
+      type: 'reload.rejected' as const,
+      requestId: reload.requestId,
+      reason: 'the daemon is shutting down; the new configuration applies when it starts again',
+    })),
     storeReconcileSummary: assign({ reconciled: (_, summary: ReconcileSummary) => summary }),
     storeFailure: assign({ failure: (_, message: string) => message }),
   },
@@ -333,6 +369,7 @@ export const daemonMachine = setup({
         'session.finished': {
           actions: [{ type: 'forgetSession', params: ({ event }) => event.sessionId }, 'startQueuedSessions'],
         },
+        reload: { actions: [...applyReload.actions, 'startQueuedSessions'] },
         shutdown: 'shutdown',
       },
     },
@@ -361,6 +398,7 @@ export const daemonMachine = setup({
               },
             },
             cancel: [cancelRunningSession, rejectUnknownCancel],
+            reload: { actions: { type: 'rejectReload', params: ({ event }) => event } },
             shutdown: { actions: 'cancelAllSessions' },
           },
         },

@@ -6,7 +6,7 @@ import type { Settings } from '../config/types.js';
 import type { daemonMachine } from '../machines/daemon.machine.js';
 import type { SessionRecord } from '../sessions/records.js';
 import type { SessionBus } from '../sessions/session-bus.js';
-import type { Request, RequestOf } from './messages.js';
+import type { ReloadReply, Request, RequestOf } from './messages.js';
 
 /** What a socket message handler may use of the running daemon. */
 export interface DaemonHandle {
@@ -21,6 +21,8 @@ export interface DaemonHandle {
   /** Newest finished sessions first, kept in memory for `status`. */
   recent: SessionRecord[];
   newSessionId(): string;
+  /** Re-reads the configuration file (SIGHUP, the `reload` request); never rejects. */
+  reload(trigger: 'SIGHUP' | 'request'): Promise<ReloadReply>;
 }
 
 export type Handler<T extends Request['type']> = (

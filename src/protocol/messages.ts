@@ -30,10 +30,41 @@ export const requestSchema = z.discriminatedUnion('type', [
   z.strictObject({ ...base, type: z.literal('logs'), sessionId, follow: z.boolean().optional() }),
   z.strictObject({ ...base, type: z.literal('event'), event: daemonEventSchema }),
   z.strictObject({ ...base, type: z.literal('subscribe') }),
+  z.strictObject({ ...base, type: z.literal('reload') }),
 ]);
 export type Request = z.infer<typeof requestSchema>;
 export type RequestOf<T extends Request['type']> = Extract<Request, { type: T }>;
-export const REQUEST_TYPES = ['hello', 'trigger', 'status', 'cancel', 'logs', 'event', 'subscribe'] as const;
+export const REQUEST_TYPES = [
+  'hello',
+  'trigger',
+  'status',
+  'cancel',
+  'logs',
+  'event',
+  'subscribe',
+  'reload',
+] as const;
+
+/**
+ * The answer to `reload` (and what SIGHUP logs): `reloaded` when the new configuration is in force,
+ * `reload_failed` with every problem when the old one was kept. Shared by the daemon and the CLI.
+ */
+export const reloadReplySchema = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('reloaded'),
+    file: z.string(),
+    agents: z.array(z.string()),
+    added: z.array(z.string()),
+    changed: z.array(z.string()),
+    removed: z.array(z.string()),
+    maxSessions: z.number(),
+    /** Settings that differ in the file but apply only after a restart (socket, state dir, ...). */
+    restartNeeded: z.array(z.object({ key: z.string(), from: z.string(), to: z.string() })),
+    message: z.string(),
+  }),
+  z.object({ type: z.literal('reload_failed'), file: z.string(), message: z.string() }),
+]);
+export type ReloadReply = z.infer<typeof reloadReplySchema>;
 
 /** Turns zod issues into one line that names each field and what it expects. */
 export function describeIssues(error: z.ZodError): string {

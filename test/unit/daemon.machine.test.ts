@@ -524,3 +524,94 @@ describe('daemon machine: session bookkeeping', () => {
     expect(Object.keys(d.actor.getSnapshot().children)).toEqual([]);
   });
 });
+
+describe('daemon machine: reload', () => {
+  const DEMO = AGENTS[0] as (typeof AGENTS)[number];
+  const NOREPO = AGENTS[1] as (typeof AGENTS)[number];
+  const REVIEWER = { ...NOREPO, name: 'reviewer', image: 'localhost/reviewer:1' };
+
+  it('adds an agent: its triggers are accepted from then on', async () => {
+    const d = await startDaemon();
+    expect(d.trigger('s1', { agent: 'reviewer', repo: 'git://x/r.git' })[0]?.type).toBe('trigger.rejected');
+    const answers = d.send({ type: 'reload', agents: [...AGENTS, REVIEWER], maxSessions: 2, requestId: 'r' });
+    expect(answers).toEqual([
+      { type: 'reload.applied', requestId: 'r', agents: ['demo', 'norepo', 'reviewer'], maxSessions: 2 },
+    ]);
+    expect(d.value()).toBe('ready');
+    expect(d.trigger('s2', { agent: 'reviewer', repo: 'git://x/r.git' })[0]?.type).toBe('trigger.accepted');
+    await settle();
+    expect(d.fakes.run('s2').input.agent.image).toBe('localhost/reviewer:1');
+  });
+
+  it('changes an agent for new sessions; a running session keeps the definition it was accepted with', async () => {
+    const d = await startDaemon();
+    d.trigger('s1');
+    await settle();
+    const changed = { ...DEMO, image: 'localhost/demo:2', command: ['run', '--v2'] };
+    d.send({ type: 'reload', agents: [changed, NOREPO], maxSessions: 2 });
+    d.trigger('s2');
+    await settle();
+    expect(d.fakes.run('s1').input.agent.image).toBe(DEMO.image);
+    expect(d.fakes.run('s1').input.session?.spec.image).toBe(DEMO.image);
+    expect(d.fakes.run('s2').input.agent.image).toBe('localhost/demo:2');
+    expect(d.fakes.run('s1').cancelRequested).toBe(false);
+    d.fakes.run('s1').finish();
+    await settle();
+    expect(d.fakes.reportsOf('s1').map((r) => r.outcome.outcome)).toEqual(['succeeded']);
+  });
+
+  it('removes an agent: new triggers are rejected, its queued sessions still run as accepted', async () => {
+    const d = await startDaemon({ maxSessions: 1 });
+    d.trigger('s1');
+    d.trigger('s2');
+    expect(d.queued()).toEqual(['s2']);
+    d.send({ type: 'reload', agents: [NOREPO], maxSessions: 1 });
+    const rejected = d.trigger('s3');
+    expect(rejected[0]).toMatchObject({ type: 'trigger.rejected', code: 'unknown_agent' });
+    await settle();
+    d.fakes.run('s1').finish();
+    await settle();
+    expect(d.fakes.started).toEqual(['s1', 's2']);
+    expect(d.fakes.run('s2').input.agent).toEqual(DEMO);
+  });
+
+  it('raises max_sessions: queued sessions start at once; lowering it stops nothing that runs', async () => {
+    const d = await startDaemon({ maxSessions: 1 });
+    for (const id of ['s1', 's2', 's3', 's4']) d.trigger(id);
+    expect(d.running()).toEqual(['s1']);
+    d.send({ type: 'reload', agents: AGENTS, maxSessions: 3 });
+    expect(d.running()).toEqual(['s1', 's2', 's3']);
+    expect(d.queued()).toEqual(['s4']);
+    d.send({ type: 'reload', agents: AGENTS, maxSessions: 1 });
+    await settle();
+    expect(d.running()).toEqual(['s1', 's2', 's3']);
+    expect(d.fakes.runs.get('s2')?.cancelRequested).toBe(false);
+    d.fakes.run('s1').finish();
+    await settle();
+    // Still 2 running, above the new limit of 1: s4 waits.
+    expect(d.queued()).toEqual(['s4']);
+    expect(d.trigger('s5')[0]).toMatchObject({ type: 'trigger.accepted', queued: true, position: 2 });
+  });
+
+  it('applies a reload that arrives while starting to the triggers accepted once ready', async () => {
+    const d = await startDaemon({ reconcile: 'manual' });
+    expect(d.value()).toBe('reconciling');
+    expect(d.send({ type: 'reload', agents: [REVIEWER], maxSessions: 1 })[0]?.type).toBe('reload.applied');
+    d.fakes.reconcile.resolve(RECONCILED);
+    await settle();
+    expect(d.value()).toBe('ready');
+    expect(d.trigger('s1')[0]?.type).toBe('trigger.rejected');
+    expect(d.trigger('s2', { agent: 'reviewer', repo: 'git://x/r.git' })[0]?.type).toBe('trigger.accepted');
+  });
+
+  it('rejects a reload while draining and keeps the configuration', async () => {
+    const d = await startDaemon();
+    d.trigger('s1');
+    await settle();
+    d.send({ type: 'shutdown' });
+    const answers = d.send({ type: 'reload', agents: [REVIEWER], maxSessions: 9 });
+    expect(answers).toEqual([{ type: 'reload.rejected', reason: expect.stringContaining('shutting down') }]);
+    expect(d.actor.getSnapshot().context.maxSessions).toBe(2);
+    expect(d.actor.getSnapshot().context.agents).toEqual(AGENTS);
+  });
+});

@@ -4,6 +4,7 @@ import { cancel } from './cancel.js';
 import { event } from './event.js';
 import { hello } from './hello.js';
 import { logs } from './logs.js';
+import { reload } from './reload.js';
 import { status } from './status.js';
 import { subscribe } from './subscribe.js';
 import { trigger } from './trigger.js';
@@ -17,4 +18,5 @@ export const handlers: { [T in Request['type']]: Handler<T> } = {
   logs,
   event,
   subscribe,
+  reload,
 };

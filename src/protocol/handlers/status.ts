@@ -32,7 +32,7 @@ export const status: Handler<'status'> = (request, connection, daemon) => {
     instanceId: daemon.instanceId,
     socket: daemon.settings.daemon.socket,
     uptimeMs: now - daemon.startedAt,
-    maxSessions: daemon.settings.daemon.maxSessions,
+    maxSessions: snapshot.context.maxSessions,
     running,
     queued,
     recent: daemon.recent.slice(0, 10),

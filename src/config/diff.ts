@@ -1,0 +1,84 @@
+import { formatDuration } from '../duration.js';
+import type { AgentConfig, DaemonSettings } from './types.js';
+
+/** A daemon setting that differs in the file but only applies when agentd starts again. */
+export interface PendingSetting {
+  /** The key as written in agentd.yaml, e.g. `daemon.socket`. */
+  key: string;
+  from: string;
+  to: string;
+}
+
+/** What a re-read configuration changes compared with the one the daemon runs with. */
+export interface ConfigChanges {
+  added: string[];
+  changed: string[];
+  removed: string[];
+  maxSessions: { from: number; to: number } | undefined;
+  /** Settings that cannot change while the daemon runs (socket, state dir, ...). */
+  restartNeeded: PendingSetting[];
+}
+
+/** Daemon settings fixed for the life of the process, with their YAML key and how to show a value. */
+const FIXED: { field: keyof DaemonSettings; key: string; show: (v: number | string) => string }[] = [
+  { field: 'socket', key: 'daemon.socket', show: String },
+  { field: 'stateDir', key: 'daemon.state_dir', show: String },
+  { field: 'stopGraceMs', key: 'daemon.stop_grace', show: (v) => formatDuration(Number(v)) },
+  { field: 'podmanTimeoutMs', key: 'daemon.podman_timeout', show: (v) => formatDuration(Number(v)) },
+  { field: 'logMaxBytes', key: 'daemon.log_max_bytes', show: String },
+  { field: 'historyLimit', key: 'daemon.history', show: String },
+];
+
+export function diffConfiguration(
+  running: { agents: AgentConfig[]; maxSessions: number; daemon: DaemonSettings },
+  next: { agents: AgentConfig[]; daemon: DaemonSettings },
+): ConfigChanges {
+  const before = new Map(running.agents.map((a) => [a.name, a]));
+  const after = new Map(next.agents.map((a) => [a.name, a]));
+  const changes: ConfigChanges = {
+    added: [...after.keys()].filter((name) => !before.has(name)),
+    changed: [...after.keys()].filter((name) => {
+      const old = before.get(name);
+      return old !== undefined && canonical(old) !== canonical(after.get(name));
+    }),
+    removed: [...before.keys()].filter((name) => !after.has(name)),
+    maxSessions:
+      running.maxSessions === next.daemon.maxSessions
+        ? undefined
+        : { from: running.maxSessions, to: next.daemon.maxSessions },
+    restartNeeded: [],
+  };
+  for (const { field, key, show } of FIXED) {
+    if (running.daemon[field] !== next.daemon[field]) {
+      changes.restartNeeded.push({ key, from: show(running.daemon[field]), to: show(next.daemon[field]) });
+    }
+  }
+  return changes;
+}
+
+/** One line an operator reads: what the reload did. */
+export function describeChanges(changes: ConfigChanges): string {
+  const parts = [
+    changes.added.length > 0 ? `added ${changes.added.join(', ')}` : '',
+    changes.changed.length > 0 ? `changed ${changes.changed.join(', ')}` : '',
+    changes.removed.length > 0 ? `removed ${changes.removed.join(', ')}` : '',
+    changes.maxSessions ? `max_sessions ${changes.maxSessions.from} -> ${changes.maxSessions.to}` : '',
+  ].filter(Boolean);
+  return parts.length > 0 ? parts.join('; ') : 'no agent or max_sessions change';
+}
+
+/** Names each setting that waits for a restart, with both values. */
+export function describeRestartNeeded(pending: readonly PendingSetting[]): string {
+  return `${pending.map((p) => `${p.key} (${p.from} -> ${p.to})`).join(', ')} cannot change while agentd runs: the running daemon keeps the old value until it is restarted`;
+}
+
+/** JSON with sorted keys: two definitions are the same agent when this is equal. */
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_, v: unknown) =>
+    v !== null && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(
+          Object.entries(v as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)),
+        )
+      : v,
+  );
+}

@@ -1,0 +1,127 @@
+import type { Logger } from 'pino';
+import type { Actor } from 'xstate';
+import type { ServiceNotifier } from '../adapters/sd-notify.js';
+import { describeChanges, describeRestartNeeded, diffConfiguration } from '../config/diff.js';
+import { ConfigError, loadConfig } from '../config/load.js';
+import type { Settings } from '../config/types.js';
+import { errorMessage } from '../errors.js';
+import type { daemonMachine } from '../machines/daemon.machine.js';
+import type { ReloadReply } from '../protocol/messages.js';
+import { sendEvent } from '../protocol/send-event.js';
+
+export interface ReloaderOptions {
+  /** The settings the daemon started with: their file is re-read, their daemon section stays in force. */
+  started: Settings;
+  actor: Actor<typeof daemonMachine>;
+  log: Logger;
+  notify: ServiceNotifier;
+  /** Reads and validates the file (default: the same loader as `start`). */
+  load?: (file: string) => Promise<Settings>;
+}
+
+/**
+ * Re-reads the configuration file on SIGHUP or a `reload` request and hands the new agents and
+ * max_sessions to the daemon machine, which applies them to triggers accepted from then on. An invalid
+ * file changes nothing: every problem is logged and returned, and the daemon stays ready. Reloads run
+ * one at a time, in the order they were asked for.
+ */
+export function createReloader(
+  options: ReloaderOptions,
+): (trigger: 'SIGHUP' | 'request') => Promise<ReloadReply> {
+  const { started, actor, log, notify } = options;
+  const file = started.file;
+  const load = options.load ?? ((path: string) => loadConfig({ flag: path }));
+  let chain: Promise<unknown> = Promise.resolve();
+
+  const reloadOnce = async (trigger: 'SIGHUP' | 'request'): Promise<ReloadReply> => {
+    log.info({ event: 'daemon.reloading', trigger, config: file }, 'reloading the configuration');
+    notify.reloading(`reloading ${file}`);
+    try {
+      return await apply(trigger);
+    } finally {
+      notify.ready(readyStatus(actor));
+    }
+  };
+
+  const apply = async (trigger: string): Promise<ReloadReply> => {
+    let next: Settings;
+    try {
+      next = await load(file);
+    } catch (error) {
+      const message = `${errorMessage(error)}\nThe daemon keeps running with the configuration it had.`;
+      log.error(
+        {
+          event: 'daemon.reload_failed',
+          trigger,
+          config: file,
+          ...(error instanceof ConfigError ? { problems: error.problems } : {}),
+        },
+        message,
+      );
+      return { type: 'reload_failed', file, message };
+    }
+    const context = actor.getSnapshot().context;
+    const changes = diffConfiguration(
+      { agents: context.agents, maxSessions: context.maxSessions, daemon: started.daemon },
+      next,
+    );
+    const [answer] = sendEvent(
+      { actor },
+      { type: 'reload', agents: next.agents, maxSessions: next.daemon.maxSessions },
+    );
+    if (answer?.type !== 'reload.applied') {
+      const reason = answer?.type === 'reload.rejected' ? answer.reason : 'the daemon did not answer';
+      log.warn({ event: 'daemon.reload_failed', trigger, config: file }, `reload not applied: ${reason}`);
+      return { type: 'reload_failed', file, message: `reload not applied: ${reason}` };
+    }
+    const summary = describeChanges(changes);
+    log.info(
+      {
+        event: 'daemon.reloaded',
+        trigger,
+        config: file,
+        agents: answer.agents,
+        added: changes.added,
+        changed: changes.changed,
+        removed: changes.removed,
+        maxSessions: answer.maxSessions,
+      },
+      `configuration reloaded: ${summary}`,
+    );
+    let message = `${file}: reloaded; ${summary}. Sessions accepted from now on use it; queued and running sessions keep the definition they were accepted with.`;
+    if (changes.restartNeeded.length > 0) {
+      const pending = describeRestartNeeded(changes.restartNeeded);
+      log.warn(
+        { event: 'daemon.reload_restart_needed', config: file, settings: changes.restartNeeded },
+        pending,
+      );
+      message += `\n${pending}.`;
+    }
+    return {
+      type: 'reloaded',
+      file,
+      agents: answer.agents,
+      added: changes.added,
+      changed: changes.changed,
+      removed: changes.removed,
+      maxSessions: answer.maxSessions,
+      restartNeeded: changes.restartNeeded,
+      message,
+    };
+  };
+
+  return (trigger) => {
+    const result = chain.then(() => reloadOnce(trigger));
+    chain = result.catch(() => undefined);
+    return result.catch((error: unknown) => {
+      log.error({ event: 'daemon.reload_failed', trigger, err: error }, 'reload failed');
+      return { type: 'reload_failed' as const, file, message: `reload failed: ${errorMessage(error)}` };
+    });
+  };
+}
+
+/** The STATUS= text a service manager shows next to "active (running)". */
+export function readyStatus(actor: Actor<typeof daemonMachine>): string {
+  const { agents, maxSessions, sessions, queue } = actor.getSnapshot().context;
+  return `ready: ${agents.length} agent(s), ${Object.keys(sessions).length}/${maxSessions} running, ${queue.length} queued`;
+}

@@ -1,0 +1,165 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { leftoversOfDaemons, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { type Gate, startGate } from '../helpers/gate.js';
+import { type GitServer, startGitServer } from '../helpers/git-server.js';
+import { TEST_IMAGE } from '../helpers/podman.js';
+import { cleanupAll } from '../helpers/resources.js';
+
+let git: GitServer;
+let gate: Gate;
+
+beforeAll(async () => {
+  [git, gate] = await Promise.all([startGitServer(), startGate()]);
+});
+
+afterAll(async () => {
+  await Promise.allSettled([git?.stop(), gate?.close()]);
+});
+
+afterEach(async () => {
+  gate.hold();
+  const left = await leftoversOfDaemons();
+  await cleanupAll();
+  expect(left, 'podman objects the test daemons left behind').toEqual([]);
+});
+
+function agent(name: string, command: string[]) {
+  return { name, image: TEST_IMAGE, command, repo: git.url(), network: 'host' };
+}
+
+/** Rewrites the daemon's configuration file in place, keeping its socket and state dir. */
+function rewrite(d: TestDaemon, agents: Record<string, unknown>[], daemon: Record<string, unknown> = {}) {
+  const yaml = {
+    daemon: { socket: d.files.socketPath, state_dir: d.files.stateDir, stop_grace: '2s', ...daemon },
+    agents,
+  };
+  writeFileSync(d.files.configPath, stringify(yaml));
+}
+
+async function detach(d: TestDaemon, args: string[]): Promise<string> {
+  const result = await d.cli(['trigger', ...args, '--detach']);
+  expect(result.code, result.stderr).toBe(0);
+  return result.stdout.trim();
+}
+
+describe('reload (SIGHUP and agentd reload)', () => {
+  it('SIGHUP: adds, changes and removes agents for new sessions; running and queued sessions keep theirs', async () => {
+    const worker = agent('worker', ['sh', '-c', `echo v1; ${gate.command[2]}`]);
+    const old = agent('old', ['sh', '-c', 'echo old definition']);
+    const d = await startDaemon({ agents: [worker, old], daemon: { max_sessions: 1 } });
+
+    const running = await detach(d, ['worker']);
+    await gate.waitFor(1);
+    const queued = await detach(d, ['old']);
+    expect((await d.cli(['status', '--json'])).stdout).toContain('"queued":[{');
+
+    rewrite(d, [agent('worker', ['sh', '-c', 'echo v2']), agent('fresh', ['sh', '-c', 'echo fresh agent'])], {
+      max_sessions: 2,
+    });
+    d.signal('SIGHUP');
+    const reloaded = await d.waitForLog((l) => l.event === 'daemon.reloaded');
+    expect(reloaded).toMatchObject({
+      trigger: 'SIGHUP',
+      added: ['fresh'],
+      changed: ['worker'],
+      removed: ['old'],
+      maxSessions: 2,
+    });
+
+    // max_sessions 2 leaves room: the removed agent's queued session runs with the definition it was accepted with.
+    const queuedOutcome = await d.waitForOutcome(queued);
+    expect(queuedOutcome.outcome).toBe('succeeded');
+    expect((await d.cli(['logs', queued])).stdout).toContain('old definition');
+
+    // New sessions use the new file.
+    const fresh = await d.cli(['trigger', 'fresh', '--quiet']);
+    expect(fresh.code, fresh.stderr).toBe(0);
+    const v2 = await d.cli(['trigger', 'worker']);
+    expect(v2.code, v2.stderr).toBe(0);
+    expect(v2.stdout).toContain('v2');
+    const gone = await d.cli(['trigger', 'old']);
+    expect(gone.code).toBe(3);
+    expect(gone.stderr).toMatch(/old/);
+
+    // The session that ran through the reload was never touched: it still runs its v1 command.
+    const status = JSON.parse((await d.cli(['status', '--json'])).stdout) as {
+      state: string;
+      maxSessions: number;
+      running: { id: string }[];
+    };
+    expect(status.state).toBe('ready');
+    expect(status.maxSessions).toBe(2);
+    expect(status.running.map((r) => r.id)).toEqual([running]);
+    gate.open();
+    expect((await d.waitForOutcome(running)).outcome).toBe('succeeded');
+    const log = (await d.cli(['logs', running])).stdout;
+    expect(log).toContain('v1');
+    expect(log).toContain('released');
+    expect(await d.stop()).toBe(0);
+  });
+
+  it('an invalid file is rejected with every problem; the daemon keeps its configuration and stays ready', async () => {
+    const d = await startDaemon({ agents: [agent('demo', ['sh', '-c', 'echo still here'])] });
+    writeFileSync(
+      d.files.configPath,
+      stringify({
+        daemon: { socket: d.files.socketPath, state_dir: d.files.stateDir, max_sesions: 3 },
+        agents: [{ name: 'Demo', image: TEST_IMAGE, command: 'echo' }],
+      }),
+    );
+    const cli = await d.cli(['reload']);
+    expect(cli.code).toBe(1);
+    expect(cli.stderr).toContain(d.files.configPath);
+    expect(cli.stderr).toMatch(/daemon\.max_sesions .*did you mean "max_sessions"/);
+    expect(cli.stderr).toMatch(/agents\[0\]\.name .*"Demo" is not a valid agent name/);
+    expect(cli.stderr).toMatch(/agents\[0\]\.command .*must be a list/);
+    expect(cli.stderr).toContain('keeps running with the configuration it had');
+
+    d.signal('SIGHUP');
+    await d.waitForLog((l) => l.event === 'daemon.reload_failed' && l.trigger === 'SIGHUP');
+    const failed = d.logs().filter((l) => l.event === 'daemon.reload_failed');
+    expect(failed).toHaveLength(2);
+    expect(failed[1]?.problems).toHaveLength(3);
+
+    const status = JSON.parse((await d.cli(['status', '--json'])).stdout) as { state: string };
+    expect(status.state).toBe('ready');
+    const session = await d.cli(['trigger', 'demo']);
+    expect(session.code, session.stderr).toBe(0);
+    expect(session.stdout).toContain('still here');
+    expect(d.running).toBe(true);
+    expect(await d.stop()).toBe(0);
+  });
+
+  it('names the settings that need a restart and keeps using the old socket and state dir', async () => {
+    const d = await startDaemon({ agents: [agent('demo', ['true'])] });
+    writeFileSync(
+      d.files.configPath,
+      stringify({
+        daemon: {
+          socket: join(d.files.dir, 'other.sock'),
+          state_dir: join(d.files.dir, 'other-state'),
+          stop_grace: '2s',
+          max_sessions: 3,
+        },
+        agents: [agent('demo', ['true'])],
+      }),
+    );
+    const cli = await d.cli(['reload']);
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(cli.stdout).toMatch(/max_sessions 4 -> 3/);
+    expect(cli.stdout).toMatch(/daemon\.socket \(.*agentd\.sock -> .*other\.sock\)/);
+    expect(cli.stdout).toMatch(/daemon\.state_dir \(.*state -> .*other-state\)/);
+    expect(cli.stdout).toMatch(/cannot change while agentd runs/);
+    const warning = await d.waitForLog((l) => l.event === 'daemon.reload_restart_needed');
+    expect((warning.settings as { key: string }[]).map((s) => s.key)).toEqual([
+      'daemon.socket',
+      'daemon.state_dir',
+    ]);
+    const status = JSON.parse((await d.cli(['status', '--json'])).stdout) as { maxSessions: number };
+    expect(status.maxSessions).toBe(3);
+    expect(await d.stop()).toBe(0);
+  });
+});

@@ -1,0 +1,60 @@
+import { describe, expect, it } from 'vitest';
+import { describeChanges, describeRestartNeeded, diffConfiguration } from '../../src/config/diff.js';
+import type { DaemonSettings } from '../../src/config/types.js';
+import { AGENTS } from '../helpers/machine-fakes.js';
+
+const DAEMON: DaemonSettings = {
+  socket: '/run/agentd/agentd.sock',
+  stateDir: '/var/lib/agentd',
+  maxSessions: 4,
+  stopGraceMs: 10_000,
+  podmanTimeoutMs: 60_000,
+  logMaxBytes: 1_048_576,
+  historyLimit: 200,
+};
+const [DEMO, NOREPO] = AGENTS as [(typeof AGENTS)[number], (typeof AGENTS)[number]];
+
+describe('diffConfiguration', () => {
+  it('finds nothing in the same file, whatever the key order', () => {
+    const reordered = Object.fromEntries(Object.entries(DEMO).reverse()) as typeof DEMO;
+    const changes = diffConfiguration(
+      { agents: AGENTS, maxSessions: 4, daemon: DAEMON },
+      { agents: [NOREPO, reordered], daemon: DAEMON },
+    );
+    expect(changes).toEqual({
+      added: [],
+      changed: [],
+      removed: [],
+      maxSessions: undefined,
+      restartNeeded: [],
+    });
+    expect(describeChanges(changes)).toBe('no agent or max_sessions change');
+  });
+
+  it('names added, changed and removed agents, max_sessions and the settings that need a restart', () => {
+    const changes = diffConfiguration(
+      { agents: AGENTS, maxSessions: 4, daemon: DAEMON },
+      {
+        agents: [
+          { ...DEMO, env: { LEVEL: 'debug' } },
+          { ...NOREPO, name: 'fresh' },
+        ],
+        daemon: { ...DAEMON, maxSessions: 8, socket: '/tmp/a.sock', stopGraceMs: 2000 },
+      },
+    );
+    expect(changes).toEqual({
+      added: ['fresh'],
+      changed: ['demo'],
+      removed: ['norepo'],
+      maxSessions: { from: 4, to: 8 },
+      restartNeeded: [
+        { key: 'daemon.socket', from: '/run/agentd/agentd.sock', to: '/tmp/a.sock' },
+        { key: 'daemon.stop_grace', from: '10.0s', to: '2.0s' },
+      ],
+    });
+    expect(describeChanges(changes)).toBe('added fresh; changed demo; removed norepo; max_sessions 4 -> 8');
+    expect(describeRestartNeeded(changes.restartNeeded)).toMatch(
+      /^daemon\.socket \(\/run\/agentd\/agentd\.sock -> \/tmp\/a\.sock\), daemon\.stop_grace \(10\.0s -> 2\.0s\) cannot change while agentd runs/,
+    );
+  });
+});
