@@ -1,4 +1,5 @@
 import { Command } from 'clipanion';
+import type { Resources } from '../config/types.js';
 import { formatDuration } from '../duration.js';
 import { configOption, loadSettingsOrReport } from './config-option.js';
 import { EXIT } from './exit-codes.js';
@@ -34,8 +35,23 @@ export class ValidateCommand extends Command {
         `    repo ${agent.repo ?? '(none: give one per trigger)'}, network ${agent.network}, ${timeout}`,
         `    credentials ${agent.credentials.map((c) => `${c.name} <- ${c.source.raw}`).join(', ') || 'none'}${agent.repoToken ? `, repo_token <- ${agent.repoToken.raw}` : ''}`,
       );
+      if (agent.repoToken) {
+        out.push(
+          `    repo_token sent only to ${agent.repoTokenOrigins.join(', ')}${agent.repoTokenRequired ? '; triggers for other origins are rejected' : '; other origins clone without it'}`,
+        );
+      }
+      out.push(`    limits ${describeLimits(agent.resources)}`);
+      if (agent.capAdd.length > 0) {
+        out.push(`    cap_add ${agent.capAdd.join(', ')}: the command runs with these capabilities`);
+      }
     }
     this.context.stdout.write(`${out.join('\n')}\n`);
     return EXIT.succeeded;
   }
+}
+
+function describeLimits(r: Resources): string {
+  const swap = r.memorySwap.bytes === r.memory.bytes ? 'no swap' : `memory+swap ${r.memorySwap.text}`;
+  const cpus = r.cpus === undefined ? 'cpus unlimited' : `cpus ${r.cpus}`;
+  return `memory ${r.memory.text} (${swap}), ${cpus}, pids ${r.pids}, disk ${r.disk.text}`;
 }

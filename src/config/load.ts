@@ -6,7 +6,9 @@ import { type Document, isMap, isNode, isScalar, LineCounter, parseDocument, typ
 import type { z } from 'zod';
 import { parseDuration } from '../duration.js';
 import { AgentdError, errorMessage } from '../errors.js';
+import { parseOrigin, parseRepoUrl } from '../repo-url.js';
 import { configSearchPath, defaultSocketPath, defaultStateDir } from './paths.js';
+import { capabilityName, defaultResources, type RawResources, resolveResources } from './resources.js';
 import {
   allowedKeysAt,
   configSchema,
@@ -275,7 +277,7 @@ function toSettings(raw: RawConfig, file: string, ctx: ConvertContext): Settings
       logMaxBytes: daemon.log_max_bytes ?? DEFAULTS.logMaxBytes,
       historyLimit: daemon.history ?? DEFAULTS.historyLimit,
     },
-    agents: raw.agents.map((agent, i) => toAgent(agent, i, dir, ctx)),
+    agents: raw.agents.map((agent, i) => toAgent(agent, i, dir, daemon.resources ?? {}, ctx)),
   };
 }
 
@@ -283,20 +285,95 @@ function toAgent(
   raw: RawConfig['agents'][number],
   index: number,
   dir: string,
+  daemonResources: RawResources,
   ctx: ConvertContext,
 ): AgentConfig {
+  const path = ['agents', index] as const;
+  const limits = resolveResources(raw.resources ?? {}, daemonResources);
+  if ('problem' in limits) {
+    // A daemon-wide problem is reported once, at the daemon's key.
+    const at = limits.from === 'agent' ? [...path, 'resources'] : ['daemon', 'resources'];
+    const target = [...at, 'memory_swap'];
+    if (!ctx.problems.some((p) => formatPath(p.path) === formatPath(target))) {
+      ctx.problems.push({ path: target, message: limits.problem });
+    }
+  }
   const agent: AgentConfig = {
     name: raw.name,
     image: raw.image,
     command: [...raw.command],
     network: raw.network ?? DEFAULTS.network,
-    env: toEnv(raw.env ?? {}, ['agents', index, 'env'], ctx.locator),
+    env: toEnv(raw.env ?? {}, [...path, 'env'], ctx.locator),
     credentials: (raw.credentials ?? []).map((c) => ({ name: c.name, source: toSource(c.source, dir) })),
+    repoTokenOrigins: [],
+    repoTokenRequired: raw.repo_token_required ?? false,
+    allowInsecureHttp: raw.allow_insecure_http ?? false,
+    // The defaults stand in when the limits are inconsistent: the problem above stops the load.
+    resources: 'resources' in limits ? limits.resources : defaultResources(),
+    capAdd: [...new Set((raw.cap_add ?? []).map((c) => capabilityName(c) ?? c))],
   };
-  if (raw.repo !== undefined) agent.repo = raw.repo;
+  if (raw.repo !== undefined) {
+    const check = parseRepoUrl(raw.repo);
+    if (check.ok) agent.repo = check.repo.url;
+  }
   if (raw.timeout !== undefined) agent.timeoutMs = durationMs(raw.timeout);
   if (raw.repo_token !== undefined) agent.repoToken = toSource(raw.repo_token, dir);
+  agent.repoTokenOrigins = tokenOrigins(raw, path, agent, ctx);
   return agent;
+}
+
+/**
+ * Where the agent's repo_token may go: the origin of its own repo and the listed origins, each over
+ * https, or http when allow_insecure_http is set. Settings that cannot work are problems.
+ */
+function tokenOrigins(
+  raw: RawConfig['agents'][number],
+  path: readonly PropertyKey[],
+  agent: AgentConfig,
+  ctx: ConvertContext,
+): string[] {
+  const origins: string[] = [];
+  const hasToken = raw.repo_token !== undefined;
+  const insecure = (origin: string, where: readonly PropertyKey[]) => {
+    if (origin.startsWith('http://') && !agent.allowInsecureHttp && hasToken) {
+      ctx.problems.push({
+        path: where,
+        message: `${describe(origin)} would receive repo_token over plain http://; use https://, or set allow_insecure_http: true (meant for a loopback test server)`,
+      });
+    }
+  };
+  if (agent.repo !== undefined) {
+    const check = parseRepoUrl(agent.repo);
+    if (check.ok && check.repo.scheme !== 'git') {
+      insecure(check.repo.origin, [...path, 'repo']);
+      origins.push(check.repo.origin);
+    }
+  }
+  (raw.repo_token_hosts ?? []).forEach((entry, i) => {
+    const check = parseOrigin(entry);
+    if (!check.ok) return;
+    insecure(check.origin, [...path, 'repo_token_hosts', i]);
+    if (!origins.includes(check.origin)) origins.push(check.origin);
+  });
+  if (!hasToken) {
+    for (const key of ['repo_token_hosts', 'repo_token_required'] as const) {
+      if (raw[key] !== undefined && raw[key] !== null) {
+        ctx.problems.push({
+          path: [...path, key],
+          onKey: true,
+          message: `has no effect without repo_token; set repo_token or remove ${key}`,
+        });
+      }
+    }
+  } else if (origins.length === 0) {
+    ctx.problems.push({
+      path: [...path, 'repo_token'],
+      message:
+        "would never be sent: it goes only to the https:// origin of the agent's repo and to repo_token_hosts, " +
+        'and this agent has neither; set repo to an https:// URL or list origins under repo_token_hosts',
+    });
+  }
+  return origins;
 }
 
 /** Numbers and booleans keep the text as written (`1.10` stays "1.10", not "1.1"). */

@@ -1,5 +1,14 @@
 import { z } from 'zod';
 import { MAX_DURATION_MS, parseDuration } from '../duration.js';
+import { describeRepoProblem, parseOrigin, parseRepoUrl } from '../repo-url.js';
+import {
+  capabilityName,
+  MAX_CPUS,
+  MIN_DISK_BYTES,
+  MIN_MEMORY_BYTES,
+  MIN_PIDS,
+  sizeProblem,
+} from './resources.js';
 
 /** Zod schema for the raw agentd.yaml. Messages name what is expected so the operator can fix the file. */
 
@@ -132,17 +141,15 @@ function imageProblem(image: string): string | undefined {
 }
 
 function repoProblem(repo: string): string | undefined {
-  // Checked before echoing the value so that a password in the URL never reaches a message or log.
-  if (/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(repo)) {
-    return 'must not contain a user or password; use repo_token for authentication';
-  }
-  if (!/^(https|http|git):\/\//i.test(repo)) {
-    return `${describe(repo)} must start with https://, http:// or git://`;
-  }
-  try {
-    new URL(repo);
-  } catch {
-    return `${describe(repo)} is not a valid URL; write it like https://example.com/org/repo.git`;
+  const check = parseRepoUrl(repo);
+  return check.ok ? undefined : describeRepoProblem(repo, check);
+}
+
+function originProblem(origin: string): string | undefined {
+  const check = parseOrigin(origin);
+  if (!check.ok) return describeRepoProblem(origin, check);
+  if (check.origin.startsWith('git://')) {
+    return `${describe(origin)}: git:// never carries a token; list https:// origins (or http:// with allow_insecure_http: true)`;
   }
   return undefined;
 }
@@ -189,6 +196,64 @@ function strict<T extends z.core.$ZodLooseShape>(shape: T, expected: string) {
   return z.strictObject(shape, { error: typeError(expected) });
 }
 
+/** A size like 2g: a string with a unit, or a whole number of bytes. */
+function size(min: number, example: string) {
+  return z
+    .union([z.string(), z.number()], {
+      error: (iss) =>
+        iss.input === null
+          ? `is empty; set it to a size like ${example} or remove the key`
+          : `must be a size like ${example}, not ${describe(iss.input)}`,
+    })
+    .superRefine((value, ctx) => {
+      const problem = sizeProblem(value, min, describe(value));
+      if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem, input: value });
+    });
+}
+
+const resourcesShape = {
+  memory: size(MIN_MEMORY_BYTES, '2g').optional(),
+  memory_swap: size(MIN_MEMORY_BYTES, '4g').optional(),
+  cpus: z
+    .number({
+      error: (iss) =>
+        typeof iss.input === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(iss.input)
+          ? `must be a number, not the text ${describe(iss.input)}; remove the quotes`
+          : typeError('a number of CPUs like 1.5')(iss),
+    })
+    .min(0.01, { error: (iss) => `${describe(iss.input)} is too small; use 0.01 or more, e.g. 0.5` })
+    .max(MAX_CPUS, { error: (iss) => `${describe(iss.input)} is too large; use at most ${MAX_CPUS}` })
+    .optional(),
+  pids: wholeNumber(MIN_PIDS, 4096).optional(),
+  disk: size(MIN_DISK_BYTES, '1g').optional(),
+};
+
+function resources() {
+  return strict(
+    resourcesShape,
+    'a mapping of limits like { memory: 2g, cpus: 1.5, pids: 4096, disk: 1g }',
+  ).nullish();
+}
+
+function capability() {
+  return checkedString('a capability name like NET_RAW', (raw) =>
+    capabilityName(raw) === undefined
+      ? `${describe(raw)} is not a Linux capability; use a name like NET_RAW or SYS_PTRACE (the CAP_ prefix is optional)`
+      : undefined,
+  );
+}
+
+function flag(meaning: string) {
+  return z
+    .boolean({
+      error: (iss) =>
+        typeof iss.input === 'string' && /^(true|false)$/i.test(iss.input.trim())
+          ? `must be true or false, not the text ${describe(iss.input)}; remove the quotes`
+          : typeError(`true or false (${meaning})`)(iss),
+    })
+    .optional();
+}
+
 const daemonShape = {
   socket: checkedString(
     'a path for the Unix socket',
@@ -200,6 +265,7 @@ const daemonShape = {
   podman_timeout: duration().optional(),
   log_max_bytes: wholeNumber(4096, 1_048_576).optional(),
   history: wholeNumber(0, 200).optional(),
+  resources: resources(),
 };
 
 const credentialShape = {
@@ -275,6 +341,17 @@ const agentShape = {
     })
     .nullish(),
   repo_token: source().optional(),
+  repo_token_hosts: z
+    .array(checkedString('an origin like https://git.example.com', originProblem), {
+      error: typeError('a list of origins like ["https://git.example.com"]'),
+    })
+    .nullish(),
+  repo_token_required: flag('reject triggers whose repository may not receive repo_token'),
+  allow_insecure_http: flag('allow repo_token over plain http://, for a loopback test server'),
+  resources: resources(),
+  cap_add: z
+    .array(capability(), { error: typeError('a list of capability names like ["NET_RAW"]') })
+    .nullish(),
 };
 
 const topShape = {
@@ -296,14 +373,17 @@ export const KEYS = {
   daemon: Object.keys(daemonShape),
   agent: Object.keys(agentShape),
   credential: Object.keys(credentialShape),
+  resources: Object.keys(resourcesShape),
 } as const;
 
 /** Allowed keys of the mapping at `path`, for "unknown key" messages. */
 export function allowedKeysAt(path: readonly PropertyKey[]): readonly string[] {
   const [first, , third] = path;
   if (path.length === 0) return KEYS.top;
+  if (first === 'daemon' && path[1] === 'resources') return KEYS.resources;
   if (first === 'daemon') return KEYS.daemon;
   if (first === 'agents' && path.length === 2) return KEYS.agent;
+  if (first === 'agents' && third === 'resources') return KEYS.resources;
   if (first === 'agents' && third === 'credentials') return KEYS.credential;
   return [];
 }

@@ -4,6 +4,7 @@ import type { PodmanClient } from '../adapters/podman.js';
 import { classifyPodmanFailure, PodmanError } from '../adapters/podman-errors.js';
 import { MAX_SECRET_BYTES, SECRET_MOUNT_DIR } from '../constants.js';
 import { AgentdError, errorMessage } from '../errors.js';
+import { parseRepoUrl } from '../repo-url.js';
 import type { Phase, RunResult, SessionInvocation, SessionSpec } from '../sessions/types.js';
 import { createMasker } from './mask.js';
 import { containerName, ownershipLabels, secretName } from './names.js';
@@ -141,6 +142,7 @@ class SessionRun {
       AGENTD_SETUP_MARKER: `@@agentd-${randomBytes(8).toString('hex')}@@`,
     };
     if (invocation.workUnit !== undefined) env.AGENTD_SETUP_WORK_UNIT = invocation.workUnit;
+    for (const notice of invocation.notices ?? []) this.output(`agentd: ${notice}`);
     const mounts: { name: string; target: string }[] = [];
     const secretBacked: string[] = [];
     const withValues = spec.credentials.map((c) => ({ target: c.name, value: c.value }));
@@ -154,6 +156,10 @@ class SessionRun {
           { operation: 'create secrets' },
         );
       }
+    }
+    if (invocation.repoToken !== undefined) {
+      // git sends the token to this origin only (http.<origin>/.extraHeader).
+      env.AGENTD_SETUP_TOKEN_ORIGIN = repoOrigin(invocation.repoUrl);
     }
     for (const { target, value } of withValues) {
       // Podman refuses empty secrets; an empty value is not a secret, so it is set as an empty variable.
@@ -274,6 +280,11 @@ class SessionRun {
       }
       return;
     }
+    this.output(raw);
+  }
+
+  /** One line of the session's output: masked, kept for a setup failure's message, logged, streamed. */
+  private output(raw: string): void {
     const line = this.mask(raw);
     if (!this.commandStarted) this.rememberSetupOutput(line);
     this.log.append(line);
@@ -388,6 +399,13 @@ class SessionRun {
       await step();
     }
   }
+}
+
+/** The origin of a URL the trigger check has normalised. */
+function repoOrigin(url: string): string {
+  const check = parseRepoUrl(url);
+  if (!check.ok) throw new AgentdError('INTERNAL', 'a repository URL reached the runner unchecked');
+  return check.repo.origin;
 }
 
 function classifyStart(error: PodmanError, stderr: string): string {

@@ -34,9 +34,12 @@ rm -rf "$home/repo"
 if [ -f "$secrets/.repo_token" ]; then
   tok=$(cat "$secrets/.repo_token"; printf x)
   tok=\${tok%x}
-  # git reads its config from the environment: the token never appears on a command line.
+  # git reads its config from the environment: the token never appears on a command line. Scoped to
+  # the repository's origin, it is sent nowhere else, and a redirect is not followed with it.
+  o="$AGENTD_SETUP_TOKEN_ORIGIN/"
   (
-    export GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=http.extraHeader GIT_CONFIG_VALUE_0="Authorization: Bearer $tok"
+    export GIT_CONFIG_COUNT=2 GIT_CONFIG_KEY_0="http.$o.extraHeader" GIT_CONFIG_VALUE_0="Authorization: Bearer $tok"
+    export GIT_CONFIG_KEY_1="http.$o.followRedirects" GIT_CONFIG_VALUE_1=false
     as_user git clone --quiet -- "$AGENTD_REPO_URL" "$home/repo"
   )
   unset tok
@@ -49,7 +52,7 @@ for n in \${AGENTD_SETUP_CREDENTIALS:-}; do
 done
 unset v n AGENTD_WORK_UNIT
 if [ -n "\${AGENTD_SETUP_WORK_UNIT+x}" ]; then export AGENTD_WORK_UNIT="$AGENTD_SETUP_WORK_UNIT"; fi
-unset AGENTD_SETUP_CREDENTIALS AGENTD_SETUP_WORK_UNIT AGENTD_SETUP_MARKER
+unset AGENTD_SETUP_CREDENTIALS AGENTD_SETUP_WORK_UNIT AGENTD_SETUP_MARKER AGENTD_SETUP_TOKEN_ORIGIN
 cd "$home/repo"
 c="$1"
 resolved=""

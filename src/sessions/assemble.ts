@@ -1,6 +1,8 @@
 import type { ResolvedCredentials } from '../adapters/credentials.js';
 import type { AgentConfig } from '../config/types.js';
+import { parseRepoUrl } from '../repo-url.js';
 import type { SecretValue } from '../secret-value.js';
+import { repoTokenUse } from './repo-token.js';
 import type { SessionInvocation, SessionRequest, SessionSpec } from './types.js';
 
 /** A session ready to run; credential values stay wrapped until the runner needs them. */
@@ -15,6 +17,12 @@ export function assembleSession(
   resolved: ResolvedCredentials,
 ): AssembledSession {
   const timeoutMs = request.timeoutMs ?? agent.timeoutMs;
+  const repo = parseRepoUrl(request.repoUrl);
+  // The trigger check accepted only URLs that parse; one that does not (an old record) gets no token.
+  const token = repo.ok ? repoTokenUse(agent, repo.repo) : { kind: 'withheld' as const, reason: '' };
+  const repoToken = token.kind === 'send' ? resolved.repoToken : undefined;
+  const notices =
+    token.kind === 'withheld' && token.reason !== '' ? [`${token.reason}; cloning without it`] : [];
   return {
     spec: {
       agent: agent.name,
@@ -23,13 +31,16 @@ export function assembleSession(
       credentials: resolved.credentials,
       env: { ...agent.env },
       network: agent.network,
+      resources: agent.resources,
+      capAdd: [...agent.capAdd],
       ...(timeoutMs === undefined ? {} : { timeoutMs }),
     },
     invocation: {
       sessionId: request.sessionId,
       repoUrl: request.repoUrl,
       ...(request.workUnit === undefined ? {} : { workUnit: request.workUnit }),
-      ...(resolved.repoToken === undefined ? {} : { repoToken: resolved.repoToken }),
+      ...(repoToken === undefined ? {} : { repoToken }),
+      ...(notices.length === 0 ? {} : { notices }),
     },
   };
 }

@@ -1,5 +1,7 @@
 import type { AgentConfig } from '../config/types.js';
 import { MAX_DURATION_MS, parseDuration } from '../duration.js';
+import { describeRepoProblem, parseRepoUrl } from '../repo-url.js';
+import { repoTokenUse } from './repo-token.js';
 
 export interface TriggerFields {
   agent: string;
@@ -9,7 +11,7 @@ export interface TriggerFields {
 }
 
 export type TriggerRejection = {
-  code: 'unknown_agent' | 'no_repo' | 'bad_repo' | 'bad_timeout';
+  code: 'unknown_agent' | 'no_repo' | 'bad_repo' | 'repo_token_withheld' | 'bad_timeout';
   reason: string;
 };
 export type TriggerCheck =
@@ -27,17 +29,28 @@ export function checkTrigger(agents: readonly AgentConfig[], trigger: TriggerFie
       reason: `unknown agent "${trigger.agent}"; known agents: ${known}`,
     };
   }
-  const repoUrl = trigger.repo ?? agent.repo;
-  if (repoUrl === undefined) {
+  const rawUrl = trigger.repo ?? agent.repo;
+  if (rawUrl === undefined) {
     return {
       ok: false,
       code: 'no_repo',
       reason: `agent "${agent.name}" has no default repo; pass a repository URL or set agents[].repo in the config`,
     };
   }
-  const problem = repoUrlProblem(repoUrl);
-  if (problem)
-    return { ok: false, code: 'bad_repo', reason: `repository ${JSON.stringify(repoUrl)} ${problem}` };
+  const repo = parseRepoUrl(rawUrl);
+  if (!repo.ok) {
+    return { ok: false, code: 'bad_repo', reason: `repository ${describeRepoProblem(rawUrl, repo)}` };
+  }
+  // From here on only the normalised URL is used: it is what was checked.
+  const repoUrl = repo.repo.url;
+  const token = repoTokenUse(agent, repo.repo);
+  if (token.kind === 'withheld' && agent.repoTokenRequired) {
+    return {
+      ok: false,
+      code: 'repo_token_withheld',
+      reason: `${token.reason}; agent "${agent.name}" sets repo_token_required: true, so it does not run without it`,
+    };
+  }
   if (trigger.timeout === undefined) return { ok: true, agent, repoUrl };
   const timeoutMs = parseDuration(trigger.timeout);
   if (timeoutMs === undefined || timeoutMs > MAX_DURATION_MS) {
@@ -51,21 +64,4 @@ export function checkTrigger(agents: readonly AgentConfig[], trigger: TriggerFie
     };
   }
   return { ok: true, agent, repoUrl, timeoutMs };
-}
-
-/** Why a repository URL is not acceptable, or undefined when it is. */
-export function repoUrlProblem(url: string): string | undefined {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    return 'is not a URL; use https://host/path.git, http://host/path.git or git://host/path.git';
-  }
-  if (!['https:', 'http:', 'git:'].includes(parsed.protocol))
-    return 'must start with https://, http:// or git://';
-  if (parsed.username || parsed.password) {
-    return 'must not contain a user or password; use repo_token for authentication';
-  }
-  if (!parsed.hostname) return 'has no host';
-  return undefined;
 }

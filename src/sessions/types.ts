@@ -1,4 +1,4 @@
-import type { Network } from '../config/types.js';
+import type { Network, Resources } from '../config/types.js';
 
 /**
  * The words every layer above shares: how a session ends, the phases it goes through, what it runs.
@@ -34,6 +34,10 @@ export interface SessionSpec {
   credentials: { name: string; value: string }[];
   env: Record<string, string>;
   network: Network;
+  /** Limits of the container; the defaults (see src/config/resources.ts) when absent. */
+  resources?: Resources;
+  /** Capabilities the agent's command gets (`cap_add:`); none when absent. */
+  capAdd?: string[];
   timeoutMs?: number;
 }
 
@@ -42,7 +46,10 @@ export interface SessionInvocation {
   sessionId: string;
   repoUrl: string;
   workUnit?: string;
+  /** Sent only to the origin of repoUrl: the caller has decided that it may go there. */
   repoToken?: string;
+  /** Lines agentd adds to the session's output before the container starts (e.g. a withheld token). */
+  notices?: string[];
 }
 
 /** What a run ended with. */

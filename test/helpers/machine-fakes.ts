@@ -4,6 +4,7 @@
  */
 import { type AnyActorRef, type EventObject, fromCallback, fromPromise } from 'xstate';
 import type { ResolvedCredentials } from '../../src/adapters/credentials.js';
+import { defaultResources } from '../../src/config/resources.js';
 import type { AgentConfig } from '../../src/config/types.js';
 import { daemonMachine, type ReconcileResult, type RecoveryPlan } from '../../src/machines/daemon.machine.js';
 import {
@@ -26,6 +27,15 @@ import type {
 export const SECRET = 'sk-test-5f1e2d3c4b5a69788796a5b4';
 export const REPO_TOKEN = 'ghp-test-0a1b2c3d4e5f';
 
+/** What the config loader fills in for an agent that sets none of these keys. */
+export const AGENT_DEFAULTS = {
+  repoTokenOrigins: [],
+  repoTokenRequired: false,
+  allowInsecureHttp: false,
+  resources: defaultResources(),
+  capAdd: [],
+} satisfies Partial<AgentConfig>;
+
 export const AGENTS: AgentConfig[] = [
   {
     name: 'demo',
@@ -36,6 +46,8 @@ export const AGENTS: AgentConfig[] = [
     env: {},
     credentials: [{ name: 'API_KEY', source: { kind: 'env', name: 'API_KEY', raw: 'env:API_KEY' } }],
     repoToken: { kind: 'env', name: 'REPO_TOKEN', raw: 'env:REPO_TOKEN' },
+    ...AGENT_DEFAULTS,
+    repoTokenOrigins: ['https://git.example'],
   },
   {
     name: 'norepo',
@@ -44,6 +56,7 @@ export const AGENTS: AgentConfig[] = [
     network: 'none',
     env: {},
     credentials: [],
+    ...AGENT_DEFAULTS,
   },
 ];
 

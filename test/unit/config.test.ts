@@ -69,6 +69,16 @@ describe('parseConfig: valid files', () => {
         network: 'bridge',
         env: {},
         credentials: [],
+        repoTokenOrigins: [],
+        repoTokenRequired: false,
+        allowInsecureHttp: false,
+        resources: {
+          memory: { bytes: 2 * 1024 ** 3, text: '2g' },
+          memorySwap: { bytes: 2 * 1024 ** 3, text: '2g' },
+          pids: 4096,
+          disk: { bytes: 1024 ** 3, text: '1g' },
+        },
+        capAdd: [],
       },
     ]);
   });
@@ -128,7 +138,7 @@ ${agent(`    repo: https://example.com/org/repo.git
 
   it('resolves relative paths from the config file directory', () => {
     const text = `daemon:\n  socket: run/agentd.sock\n  state_dir: ../state\nagents:\n${agent(
-      '    credentials:\n      - { name: A, source: "file:secrets/a" }\n    repo_token: file:../token\n',
+      '    credentials:\n      - { name: A, source: "file:secrets/a" }\n    repo: https://example.com/r.git\n    repo_token: file:../token\n',
     )}`;
     const settings = parseConfig(text, '/srv/agentd/conf/agentd.yaml', ENV, 1000);
     expect(settings.daemon.socket).toBe('/srv/agentd/conf/run/agentd.sock');
@@ -267,12 +277,12 @@ describe('parseConfig: rejected files', () => {
     expectProblem(
       `agents:\n${agent('    repo: ftp://x\n')}`,
       'agents[0].repo',
-      '"ftp://x" must start with https://, http:// or git://',
+      '"ftp://x" uses ftp://; only https://, http:// or git:// repositories are supported',
     );
     expectProblem(
       `agents:\n${agent('    repo: git@github.com:o/r.git\n')}`,
       'agents[0].repo',
-      'must start with https://',
+      'is an scp-style ssh address (host:path) to git; only https://, http:// or git:// URLs are supported',
     );
     const { error } = expectProblem(
       `agents:\n${agent('    repo: https://me:hunter2@example.com/r.git\n')}`,

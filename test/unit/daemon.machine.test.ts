@@ -176,9 +176,9 @@ describe('daemon machine: triggers', () => {
     },
     {
       name: 'a repository that is not a URL',
-      fields: { repo: 'not a url' },
+      fields: { repo: 'not-a-url' },
       code: 'bad_repo',
-      reason: 'is not a URL',
+      reason: 'repository "not-a-url" must start with https://, http:// or git://',
     },
     {
       name: 'a repository with credentials in it',

@@ -1,0 +1,179 @@
+/**
+ * Resource limits and capabilities of a session container: the pure rules (sizes, defaults, merging
+ * the daemon's defaults with an agent's own) that the schema and the loader share.
+ */
+
+/** A byte size as the operator wrote it (normalised text for messages) and in bytes (for Podman). */
+export interface Size {
+  bytes: number;
+  text: string;
+}
+
+export interface Resources {
+  /** Memory limit of the container (`--memory`). */
+  memory: Size;
+  /** Memory plus swap (`--memory-swap`); equal to `memory` means no swap. */
+  memorySwap: Size;
+  /** CPUs the container may use (`--cpus`); unset means no CPU limit. */
+  cpus?: number;
+  /** Processes and threads the container may have at once (`--pids-limit`). */
+  pids: number;
+  /** Size of each tmpfs the agent's user can write to: its home (with the clone), /tmp, /var/tmp, /run/lock. */
+  disk: Size;
+}
+
+/** The limits as written under `resources:` (daemon or agent), after the schema checked each value. */
+export interface RawResources {
+  memory?: string | number;
+  memory_swap?: string | number;
+  cpus?: number;
+  pids?: number;
+  disk?: string | number;
+}
+
+const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+/** Podman refuses a memory limit below 6 MiB. */
+export const MIN_MEMORY_BYTES = 6 * 1024 ** 2;
+export const MIN_DISK_BYTES = 1024 ** 2;
+/** The setup step and a clone need a few processes and threads of their own. */
+export const MIN_PIDS = 32;
+export const MAX_CPUS = 1024;
+
+export const RESOURCE_DEFAULTS = {
+  memory: '2g',
+  pids: 4096,
+  disk: '1g',
+} as const;
+
+/** Parses `512m`, `2g`, `1.5g`, `64MiB` or a whole number of bytes; undefined when it is none of these. */
+export function parseSize(value: string | number): Size | undefined {
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value) || value <= 0) return undefined;
+    return { bytes: value, text: formatSize(value) };
+  }
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$/i.exec(value);
+  if (!match) return undefined;
+  const unit = (match[2] ?? '').toLowerCase();
+  const bytes = Math.round(Number(match[1]) * (UNITS[unit] ?? 1));
+  if (!Number.isSafeInteger(bytes) || bytes <= 0) return undefined;
+  return { bytes, text: `${match[1]}${unit === '' ? '' : unit}` };
+}
+
+/** `2147483648` → `2g`; sizes that are not whole units stay in the largest unit that divides them. */
+export function formatSize(bytes: number): string {
+  for (const unit of ['t', 'g', 'm', 'k'] as const) {
+    const size = UNITS[unit] ?? 1;
+    if (bytes >= size && bytes % size === 0) return `${bytes / size}${unit}`;
+  }
+  return String(bytes);
+}
+
+/** Why a size is not acceptable for `key`, or undefined. `describe` renders the value as written. */
+export function sizeProblem(value: string | number, min: number, describe: string): string | undefined {
+  const size = parseSize(value);
+  if (size === undefined) {
+    return `${describe} is not a size; write a number with a unit like 512m or 2g (k, m, g, t: powers of 1024)`;
+  }
+  if (size.bytes < min) {
+    const hint =
+      typeof value === 'number' || /^\s*\d+\s*$/.test(String(value)) ? `; did you mean ${value}m?` : '';
+    return `${describe} is too small; the least is ${formatSize(min)}${hint}`;
+  }
+  return undefined;
+}
+
+/** Linux capabilities by the names Podman takes (without the CAP_ prefix). */
+export const CAPABILITIES = [
+  'AUDIT_CONTROL',
+  'AUDIT_READ',
+  'AUDIT_WRITE',
+  'BLOCK_SUSPEND',
+  'BPF',
+  'CHECKPOINT_RESTORE',
+  'CHOWN',
+  'DAC_OVERRIDE',
+  'DAC_READ_SEARCH',
+  'FOWNER',
+  'FSETID',
+  'IPC_LOCK',
+  'IPC_OWNER',
+  'KILL',
+  'LEASE',
+  'LINUX_IMMUTABLE',
+  'MAC_ADMIN',
+  'MAC_OVERRIDE',
+  'MKNOD',
+  'NET_ADMIN',
+  'NET_BIND_SERVICE',
+  'NET_BROADCAST',
+  'NET_RAW',
+  'PERFMON',
+  'SETFCAP',
+  'SETGID',
+  'SETPCAP',
+  'SETUID',
+  'SYSLOG',
+  'SYS_ADMIN',
+  'SYS_BOOT',
+  'SYS_CHROOT',
+  'SYS_MODULE',
+  'SYS_NICE',
+  'SYS_PACCT',
+  'SYS_PTRACE',
+  'SYS_RAWIO',
+  'SYS_RESOURCE',
+  'SYS_TIME',
+  'SYS_TTY_CONFIG',
+  'WAKE_ALARM',
+] as const;
+
+/** `net_raw`, `CAP_NET_RAW` → `NET_RAW`; undefined for a name Linux does not have. */
+export function capabilityName(raw: string): string | undefined {
+  const name = raw.trim().toUpperCase().replace(/^CAP_/, '');
+  return (CAPABILITIES as readonly string[]).includes(name) ? name : undefined;
+}
+
+/**
+ * The limits in force for one agent: each key from the agent, else from the daemon's `resources:`,
+ * else the built-in default. `memory_swap` is taken only together with the `memory` it belongs to
+ * (an agent that sets its own memory gets no swap unless it sets memory_swap too).
+ * Returns the problem, and whose `memory_swap` it is, when the swap is below the memory.
+ */
+export function resolveResources(
+  agent: RawResources,
+  daemon: RawResources,
+): { resources: Resources } | { problem: string; from: 'agent' | 'daemon' } {
+  const size = (value: string | number): Size => {
+    const parsed = parseSize(value);
+    if (parsed === undefined) throw new Error(`unvalidated size ${String(value)}`);
+    return parsed;
+  };
+  const memory = size(agent.memory ?? daemon.memory ?? RESOURCE_DEFAULTS.memory);
+  const swapRaw = agent.memory_swap ?? (agent.memory === undefined ? daemon.memory_swap : undefined);
+  const swapFrom = agent.memory_swap !== undefined ? 'agent' : 'daemon';
+  const memorySwap = swapRaw === undefined ? memory : size(swapRaw);
+  if (memorySwap.bytes < memory.bytes) {
+    return {
+      problem: `${memorySwap.text} is less than memory (${memory.text}); memory_swap is memory plus swap: set it to ${memory.text} or more, or remove it for no swap`,
+      from: swapFrom,
+    };
+  }
+  const cpus = agent.cpus ?? daemon.cpus;
+  return {
+    resources: {
+      memory,
+      memorySwap,
+      ...(cpus === undefined ? {} : { cpus }),
+      pids: agent.pids ?? daemon.pids ?? RESOURCE_DEFAULTS.pids,
+      disk: size(agent.disk ?? daemon.disk ?? RESOURCE_DEFAULTS.disk),
+    },
+  };
+}
+
+/** The built-in limits alone. */
+export function defaultResources(): Resources {
+  const resolved = resolveResources({}, {});
+  if (!('resources' in resolved)) throw new Error('the built-in limits are inconsistent');
+  return resolved.resources;
+}
