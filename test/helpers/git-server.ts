@@ -17,8 +17,8 @@ export interface GitServer {
 }
 
 export interface HttpGitServer extends GitServer {
-  /** Every request received, in order, with whether it carried the right token. */
-  requests: { method: string; path: string; authorized: boolean }[];
+  /** Every request received, in order, with whether it carried the right token and its Authorization header. */
+  requests: { method: string; path: string; authorized: boolean; authorization?: string }[];
 }
 
 // Commits made by the helpers must not depend on the host's git configuration.
@@ -169,9 +169,9 @@ export async function startGitServer(): Promise<GitServer> {
 
 /**
  * Serves bare repositories over git's smart HTTP on 127.0.0.1 through `git http-backend`, answering
- * 401 to any request without `Authorization: Bearer <token>`.
+ * 401 to any request without `Authorization: Bearer <token>`; without a token it serves anyone.
  */
-export async function startHttpGitServer(options: { token: string }): Promise<HttpGitServer> {
+export async function startHttpGitServer(options: { token?: string } = {}): Promise<HttpGitServer> {
   const dir = mkdtempSync(join(tmpdir(), 'agentd-git-http-'));
   await createDefaultRepo(dir);
   const requests: HttpGitServer['requests'] = [];
@@ -179,9 +179,15 @@ export async function startHttpGitServer(options: { token: string }): Promise<Ht
 
   const server = createHttpServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-    const authorized = req.headers.authorization === `Bearer ${options.token}`;
-    requests.push({ method: req.method ?? 'GET', path: url.pathname, authorized });
-    if (!authorized) {
+    const authorization = req.headers.authorization;
+    const authorized = options.token !== undefined && authorization === `Bearer ${options.token}`;
+    requests.push({
+      method: req.method ?? 'GET',
+      path: url.pathname,
+      authorized,
+      ...(authorization === undefined ? {} : { authorization }),
+    });
+    if (!authorized && options.token !== undefined) {
       req.resume();
       res.writeHead(401, { 'Content-Type': 'text/plain', 'WWW-Authenticate': 'Basic realm="agentd-test"' });
       res.end('authentication required\n');
