@@ -1,6 +1,13 @@
+import { createRequire } from 'node:module';
 import { defineConfig } from 'vitest/config';
 
+const require = createRequire(import.meta.url);
+
 export default defineConfig({
+  resolve: {
+    // clipanion's `main` has no extension; Vite would pick its broken .mjs build, Node picks the .js one.
+    alias: { clipanion: require.resolve('clipanion') },
+  },
   test: {
     // Real Podman on a 2-core machine: e2e tests take seconds each and must not starve each other.
     testTimeout: 120_000,

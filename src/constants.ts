@@ -12,3 +12,5 @@ export const PROTOCOL_VERSION = 1;
 export const MAX_LINE_BYTES = 1024 * 1024;
 /** Podman refuses secrets of 512,000 bytes or more. */
 export const MAX_SECRET_BYTES = 511_999;
+/** A session id: 16 lowercase hex characters, chosen by the daemon (or a script's `send`). */
+export const SESSION_ID_PATTERN = /^[0-9a-f]{16}$/;

@@ -14,6 +14,20 @@ export function parseDuration(text: string): number | undefined {
   return total > 0 ? total : undefined;
 }
 
+/**
+ * Why a duration text is not acceptable, as the end of a sentence whose subject the caller names (a
+ * config key, a trigger field, an option), or undefined when it is. The one duration rule.
+ */
+export function durationProblem(text: string): string | undefined {
+  const ms = parseDuration(text);
+  if (ms === undefined) {
+    if (/^\s*(\d+(ms|s|m|h))+\s*$/.test(text)) return 'must be longer than zero';
+    return 'is not a duration; write a number with a unit like 90s, 10m or 2h';
+  }
+  if (ms > MAX_DURATION_MS) return 'is too long; the longest supported duration is 596h';
+  return undefined;
+}
+
 export function formatDuration(ms: number): string {
   if (ms < 1000) return `${Math.round(ms)}ms`;
   if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;

@@ -1,6 +1,7 @@
 import { Command, Option } from 'clipanion';
 import { ClientCommand } from './client-command.js';
 import { EXIT } from './exit-codes.js';
+import { isSessionId } from './validators.js';
 
 export class CancelCommand extends ClientCommand {
   static override paths = [['cancel']];
@@ -10,11 +11,9 @@ export class CancelCommand extends ClientCommand {
     examples: [['Cancel a session', '$0 cancel 3f9c2a71b0d4e812']],
   });
 
-  sessionId = Option.String({ name: 'session-id' });
+  sessionId = Option.String({ name: 'session-id', validator: isSessionId });
 
   async execute(): Promise<number> {
-    const invalid = this.rejectSessionId(this.sessionId);
-    if (invalid !== undefined) return invalid;
     const client = await this.connect();
     if (typeof client === 'number') return client;
     try {
@@ -25,7 +24,13 @@ export class CancelCommand extends ClientCommand {
         );
         return EXIT.succeeded;
       }
-      return this.fail(String(reply?.message ?? 'the daemon closed the connection'), EXIT.failed);
+      const why =
+        reply === undefined
+          ? 'the daemon closed the connection'
+          : reply.type === 'error'
+            ? reply.message
+            : `unexpected reply ${reply.type}`;
+      return this.fail(why, EXIT.failed);
     } finally {
       client.close();
     }

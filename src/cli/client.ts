@@ -1,8 +1,11 @@
 import { connect, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 
-/** A reply from the daemon: one JSON object per line. */
-export type Reply = { type: string; [key: string]: unknown };
+import type { RequestBody } from '../protocol/messages.js';
+import type { Reply as DaemonReply } from '../protocol/replies.js';
+
+/** A reply from the daemon (one JSON object per line), or what the client makes of a line that is not JSON. */
+export type Reply = DaemonReply | { type: 'error'; code: 'bad_reply'; message: string };
 
 export class DaemonUnreachable extends Error {
   constructor(
@@ -28,6 +31,8 @@ export class DaemonClient {
     lines.on('line', (line) => {
       let reply: Reply;
       try {
+        // The daemon builds its replies through the protocol's types; the client trusts its own daemon
+        // and does not load zod to check them again (it costs 40 ms a call).
         reply = JSON.parse(line) as Reply;
       } catch {
         reply = {
@@ -78,7 +83,7 @@ export class DaemonClient {
     });
   }
 
-  send(message: object): void {
+  send(message: RequestBody): void {
     this.socket.write(`${JSON.stringify({ v: 1, ...message })}\n`);
   }
 
@@ -93,7 +98,7 @@ export class DaemonClient {
   }
 
   /** Sends one request and waits for its single reply. */
-  async request(message: object): Promise<Reply | undefined> {
+  async request(message: RequestBody): Promise<Reply | undefined> {
     this.send(message);
     return this.next();
   }

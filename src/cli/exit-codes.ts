@@ -1,3 +1,5 @@
+import type { Outcome } from '../sessions/types.js';
+
 /** Exit codes of `agentd trigger` (and the other client commands where they apply). Documented in the README. */
 export const EXIT = {
   succeeded: 0,
@@ -11,7 +13,7 @@ export const EXIT = {
   timedOut: 124,
 } as const;
 
-export function exitCodeForOutcome(outcome: string): number {
+export function exitCodeForOutcome(outcome: Outcome): number {
   switch (outcome) {
     case 'succeeded':
       return EXIT.succeeded;

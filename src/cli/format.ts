@@ -1,18 +1,8 @@
 import { formatDuration } from '../duration.js';
-
-export interface OutcomeRecord {
-  id: string;
-  agent?: string;
-  outcome?: string;
-  exitCode?: number;
-  signal?: string;
-  message?: string;
-  durationMs?: number;
-  phase?: string;
-}
+import type { SessionRecord } from '../sessions/records.js';
 
 /** The last line of a followed session: outcome, exit code and duration. */
-export function outcomeLine(record: OutcomeRecord): string {
+export function outcomeLine(record: SessionRecord): string {
   const parts = [`session ${record.id} ${record.outcome ?? 'unknown'}`];
   if (record.exitCode !== undefined) parts.push(`exit code ${record.exitCode}`);
   if (record.durationMs !== undefined) parts.push(`in ${formatDuration(record.durationMs)}`);

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { EXIT } from './exit-codes.js';
 import { agentdVersion } from './version.js';
 
 /** The CLI entry: the only place besides the daemon's main that decides the exit code. */
@@ -15,13 +16,15 @@ async function main(argv: string[]): Promise<number> {
   const { buildCli } = await import('./cli.js');
   const { Cli } = await import('clipanion');
   const cli = await buildCli(argv[0]);
+  let command: Awaited<ReturnType<typeof cli.process>>;
   try {
-    cli.process(argv);
+    // Parsing runs the options' validators: every usage error is found here (or by AgentdCommand).
+    command = cli.process(argv, Cli.defaultContext);
   } catch (error) {
     process.stderr.write(cli.error(error));
-    return 2;
+    return EXIT.usage;
   }
-  return cli.run(argv, Cli.defaultContext);
+  return cli.run(command, Cli.defaultContext);
 }
 
 main(process.argv.slice(2)).then(

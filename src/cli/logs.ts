@@ -1,7 +1,8 @@
 import { Command, Option } from 'clipanion';
 import { ClientCommand } from './client-command.js';
 import { EXIT } from './exit-codes.js';
-import { type OutcomeRecord, outcomeLine } from './format.js';
+import { outcomeLine } from './format.js';
+import { isSessionId } from './validators.js';
 
 export class LogsCommand extends ClientCommand {
   static override paths = [['logs']];
@@ -13,12 +14,10 @@ export class LogsCommand extends ClientCommand {
     ],
   });
 
-  sessionId = Option.String({ name: 'session-id' });
+  sessionId = Option.String({ name: 'session-id', validator: isSessionId });
   follow = Option.Boolean('--follow,-f', false, { description: 'Keep printing until the session ends' });
 
   async execute(): Promise<number> {
-    const invalid = this.rejectSessionId(this.sessionId);
-    if (invalid !== undefined) return invalid;
     const client = await this.connect();
     if (typeof client === 'number') return client;
     try {
@@ -26,13 +25,13 @@ export class LogsCommand extends ClientCommand {
       for (;;) {
         const reply = await client.next();
         if (reply === undefined) return this.fail('lost the connection to the daemon', EXIT.infrastructure);
-        if (reply.type === 'output') this.context.stdout.write(`${String(reply.line)}\n`);
+        if (reply.type === 'output') this.context.stdout.write(`${reply.line}\n`);
         else if (reply.type === 'outcome') {
-          const record = reply.record as OutcomeRecord;
+          const { record } = reply;
           if (record.outcome) this.context.stderr.write(`${outcomeLine(record)}\n`);
-          else this.context.stderr.write(`session ${record.id} is still ${String(record.phase)}\n`);
+          else this.context.stderr.write(`session ${record.id} is still ${record.phase}\n`);
           return EXIT.succeeded;
-        } else if (reply.type === 'error') return this.fail(String(reply.message), EXIT.failed);
+        } else if (reply.type === 'error') return this.fail(reply.message, EXIT.failed);
       }
     } finally {
       client.close();

@@ -1,12 +1,16 @@
+import { durationProblem } from '../duration.js';
 import type { ClientIo } from './client-io.js';
 
 /**
  * The quick path: `status` and `trigger` given only the plain forms below run without clipanion, whose
  * loading is about a third of these commands' start-up (scripts and hooks call them often). Anything
  * else (help, an unknown, repeated or `--opt=value` option, a value or positional starting with `-`,
- * missing arguments) returns undefined and clipanion parses it, errors included.
+ * missing arguments, a value its option's validator refuses) returns undefined and clipanion parses
+ * it, errors included. The table mirrors StatusCommand and TriggerCommand field for field:
+ * test/unit/quick.test.ts derives it from their clipanion definitions and parses every documented
+ * command line both ways.
  */
-interface QuickSpec {
+export interface QuickSpec {
   /** Boolean flags: token → field. */
   flags: Record<string, string>;
   /** Options taking the next token as their value: token → field. */
@@ -16,7 +20,7 @@ interface QuickSpec {
   required: number;
 }
 
-const SPECS: Record<string, QuickSpec> = {
+export const QUICK_SPECS: Record<string, QuickSpec> = {
   status: { flags: { '--json': 'json' }, options: { '--socket': 'socket' }, positionals: [], required: 0 },
   trigger: {
     flags: { '--quiet': 'quiet', '-q': 'quiet', '--json': 'json', '--detach': 'detach', '-d': 'detach' },
@@ -36,7 +40,7 @@ export type QuickCommand = { command: string; values: Record<string, string | bo
 /** Parses argv when it is one of the plain forms; undefined otherwise. */
 export function parseQuick(argv: readonly string[]): QuickCommand | undefined {
   const [command, ...rest] = argv;
-  const spec = own(SPECS, command);
+  const spec = own(QUICK_SPECS, command);
   if (command === undefined || !spec) return undefined;
   const values: Record<string, string | boolean> = {};
   let positional = 0;
@@ -54,7 +58,11 @@ export function parseQuick(argv: readonly string[]): QuickCommand | undefined {
       values[field] = flag === undefined ? token : true;
     }
   }
-  return positional >= spec.required ? { command, values } : undefined;
+  if (positional < spec.required) return undefined;
+  // Refused by the commands' validators and rules: clipanion says why.
+  if (typeof values.timeout === 'string' && durationProblem(values.timeout) !== undefined) return undefined;
+  if (values.detach === true && values.json === true) return undefined;
+  return { command, values };
 }
 
 /** Runs a plain-form `status` or `trigger`; undefined when clipanion must handle argv. */

@@ -1,5 +1,4 @@
 import { Command } from 'clipanion';
-import { reloadReplySchema } from '../protocol/messages.js';
 import { ClientCommand } from './client-command.js';
 import { EXIT } from './exit-codes.js';
 
@@ -23,14 +22,18 @@ export class ReloadCommand extends ClientCommand {
     const client = await this.connect();
     if (typeof client === 'number') return client;
     try {
-      const raw = await client.request({ type: 'reload' });
-      const reply = reloadReplySchema.safeParse(raw);
-      if (!reply.success) {
-        return this.fail(String(raw?.message ?? 'the daemon closed the connection'), EXIT.failed);
+      const reply = await client.request({ type: 'reload' });
+      if (reply?.type === 'reloaded') {
+        this.context.stdout.write(`${reply.message}\n`);
+        return EXIT.succeeded;
       }
-      if (reply.data.type === 'reload_failed') return this.fail(reply.data.message, EXIT.failed);
-      this.context.stdout.write(`${reply.data.message}\n`);
-      return EXIT.succeeded;
+      const why =
+        reply === undefined
+          ? 'the daemon closed the connection'
+          : 'message' in reply
+            ? reply.message
+            : `unexpected reply ${reply.type}`;
+      return this.fail(why, EXIT.failed);
     } finally {
       client.close();
     }

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { Command, Option } from 'clipanion';
+import { Command, Option, UsageError } from 'clipanion';
+import type { InjectedEvent } from '../protocol/messages.js';
 import type { Reply } from './client.js';
 import { ClientCommand } from './client-command.js';
 import { EXIT } from './exit-codes.js';
@@ -27,7 +28,7 @@ export class SendCommand extends ClientCommand {
 
   async execute(): Promise<number> {
     if (this.event !== undefined && this.file !== undefined) {
-      return this.fail('give either an event argument or --file, not both', EXIT.usage);
+      throw new UsageError('give either an event argument or --file, not both');
     }
     let text: string;
     try {
@@ -59,9 +60,14 @@ export class SendCommand extends ClientCommand {
           );
           continue;
         }
-        const reply = await client.request({ type: 'event', id: String(number), event });
+        // Sent as written: the daemon validates it and says what is wrong, field by field.
+        const reply = await client.request({
+          type: 'event',
+          id: String(number),
+          event: event as InjectedEvent,
+        });
         if (reply === undefined) return this.fail('lost the connection to the daemon', EXIT.infrastructure);
-        const { v: _v, ...shown } = reply;
+        const { v: _v, ...shown } = { v: undefined, ...reply };
         if (reply.type === 'error' || hasRejection(reply)) rejected++;
         this.context.stdout.write(`${JSON.stringify({ line: number, ...shown })}\n`);
       }
@@ -73,10 +79,7 @@ export class SendCommand extends ClientCommand {
 }
 
 function hasRejection(reply: Reply): boolean {
-  return (
-    Array.isArray(reply.answers) &&
-    reply.answers.some((a: { type?: string }) => a.type?.endsWith('.rejected'))
-  );
+  return reply.type === 'event.result' && reply.answers.some((a) => a.type.endsWith('.rejected'));
 }
 
 async function readStdin(stdin: NodeJS.ReadableStream): Promise<string> {

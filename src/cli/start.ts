@@ -1,14 +1,16 @@
-import { Command, Option } from 'clipanion';
-import { createLogger, type LogFormat } from '../adapters/logger.js';
+import { Command, Option, UsageError } from 'clipanion';
+import { createLogger } from '../adapters/logger.js';
 import { systemdNotifier } from '../adapters/sd-notify.js';
 import { runDaemon } from '../daemon/main.js';
 import { AgentdError, errorMessage } from '../errors.js';
 import type { InspectorServer } from '../inspector/server.js';
+import { AgentdCommand } from './agentd-command.js';
 import { configOption, loadSettingsOrReport } from './config-option.js';
 import { EXIT } from './exit-codes.js';
+import { isOneOf } from './validators.js';
 import { agentdVersion } from './version.js';
 
-export class StartCommand extends Command {
+export class StartCommand extends AgentdCommand {
   static override paths = [['start']];
   static override usage = Command.Usage({
     description: 'Run the daemon in the foreground',
@@ -30,9 +32,13 @@ export class StartCommand extends Command {
   });
 
   config = configOption();
-  logFormat = Option.String('--log-format', 'json', { description: 'json (default) or pretty' });
+  logFormat = Option.String('--log-format', 'json', {
+    description: 'json (default) or pretty',
+    validator: isOneOf(['json', 'pretty'] as const),
+  });
   logLevel = Option.String('--log-level', 'info', {
     description: 'trace, debug, info (default), warn, error',
+    validator: isOneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const),
   });
   inspect = Option.String('--inspect', {
     tolerateBoolean: true,
@@ -41,28 +47,17 @@ export class StartCommand extends Command {
   });
 
   async execute(): Promise<number> {
-    if (this.logFormat !== 'json' && this.logFormat !== 'pretty') {
-      this.context.stderr.write(`agentd: --log-format must be json or pretty, not "${this.logFormat}"\n`);
-      return EXIT.usage;
-    }
-    if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(this.logLevel)) {
-      this.context.stderr.write(
-        `agentd: --log-level must be one of trace, debug, info, warn, error, not "${this.logLevel}"\n`,
-      );
-      return EXIT.usage;
-    }
     // Loaded only when asked for: the inspector is a development aid.
     const inspector = this.inspect === undefined ? undefined : await import('../inspector/server.js');
     const inspectPort = inspector?.inspectorPort(this.inspect);
     if (inspectPort === null) {
-      this.context.stderr.write(
-        `agentd: --inspect takes a port from 0 to 65535 as --inspect=PORT, not "${String(this.inspect)}"\n`,
+      throw new UsageError(
+        `--inspect takes a port from 0 to 65535 as --inspect=PORT, not "${String(this.inspect)}"`,
       );
-      return EXIT.usage;
     }
     const settings = await loadSettingsOrReport(this.config, this.context.stderr);
     if (!settings) return EXIT.failed;
-    const log = await createLogger(this.logFormat as LogFormat, this.logLevel);
+    const log = await createLogger(this.logFormat, this.logLevel);
     log.info(
       { event: 'daemon.starting', config: settings.file, agents: settings.agents.length },
       'agentd starting',

@@ -1,27 +1,7 @@
 import { formatDuration } from '../duration.js';
+import type { StatusReply } from '../protocol/replies.js';
 import { type ClientIo, connectDaemon, fail } from './client-io.js';
 import { EXIT } from './exit-codes.js';
-
-interface StatusReply {
-  state: string;
-  pid: number;
-  version: string;
-  socket: string;
-  uptimeMs: number;
-  maxSessions: number;
-  running: { id: string; agent: string; repo: string; phase: string; elapsedMs: number }[];
-  queued: { id: string; agent: string; repo: string; position: number; waitingMs: number }[];
-  recent: {
-    id: string;
-    agent: string;
-    repo: string;
-    outcome?: string;
-    exitCode?: number;
-    finishedAt?: string;
-    durationMs?: number;
-    message?: string;
-  }[];
-}
 
 export interface StatusOptions {
   socket?: string | undefined;
@@ -41,7 +21,7 @@ export async function runStatus(options: StatusOptions, io: ClientIo): Promise<n
       io.stdout.write(`${JSON.stringify(status)}\n`);
       return EXIT.succeeded;
     }
-    io.stdout.write(render(status as unknown as StatusReply));
+    io.stdout.write(render(reply));
     return EXIT.succeeded;
   } finally {
     client.close();

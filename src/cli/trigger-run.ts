@@ -1,30 +1,23 @@
-import { parseDuration } from '../duration.js';
+import type { TriggerFields } from '../sessions/check-trigger.js';
 import type { Reply } from './client.js';
 import { type ClientIo, connectDaemon, fail } from './client-io.js';
 import { EXIT, exitCodeForOutcome } from './exit-codes.js';
-import { type OutcomeRecord, outcomeLine } from './format.js';
+import { outcomeLine } from './format.js';
 
-export interface TriggerOptions {
+/** The trigger's fields as the protocol has them, and how the CLI shows the session. */
+export type TriggerOptions = { [K in keyof TriggerFields]: TriggerFields[K] | undefined } & {
   agent: string;
-  repo?: string | undefined;
-  workUnit?: string | undefined;
-  timeout?: string | undefined;
   socket?: string | undefined;
   quiet: boolean;
   json: boolean;
   detach: boolean;
-}
+};
 
-/** `agentd trigger`, free of clipanion: TriggerCommand and the quick path (quick.ts) both run it. */
+/**
+ * `agentd trigger`, free of clipanion: TriggerCommand and the quick path (quick.ts) both run it. The
+ * options are valid: clipanion's validators (or the quick path's fallback to clipanion) saw to it.
+ */
 export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise<number> {
-  if (options.timeout !== undefined && parseDuration(options.timeout) === undefined) {
-    return fail(
-      io,
-      `--timeout ${JSON.stringify(options.timeout)} is not a duration; use a number with a unit like 90s, 10m or 2h`,
-      EXIT.usage,
-    );
-  }
-  if (options.detach && options.json) return fail(io, '--detach and --json cannot be combined', EXIT.usage);
   const client = await connectDaemon(options.socket, io);
   if (typeof client === 'number') return client;
   const { stdout } = io;
@@ -60,9 +53,9 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
       ...(options.timeout === undefined ? {} : { timeout: options.timeout }),
     });
     for (;;) {
-      const reply = await Promise.race([
+      const reply: Reply | { type: 'left'; code: number } | undefined = await Promise.race([
         client.next(),
-        left.then((code) => ({ type: 'left', code }) as Reply),
+        left.then((code) => ({ type: 'left' as const, code })),
       ]);
       if (reply === undefined) {
         return fail(
@@ -73,9 +66,9 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
       }
       switch (reply.type) {
         case 'left':
-          return reply.code as number;
+          return reply.code;
         case 'accepted': {
-          sessionId = String(reply.sessionId);
+          sessionId = reply.sessionId;
           if (interrupts === 1) cancel(sessionId);
           if (options.detach) {
             stdout.write(`${sessionId}\n`);
@@ -93,17 +86,17 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
               `${JSON.stringify({ outcome: 'rejected', code: EXIT.rejected, reason: reply.reason })}\n`,
             );
           }
-          return fail(io, `trigger rejected: ${String(reply.reason)}`, EXIT.rejected);
+          return fail(io, `trigger rejected: ${reply.reason}`, EXIT.rejected);
         case 'phase':
-          if (verbose) stdout.write(`==> ${String(reply.phase)}\n`);
+          if (verbose) stdout.write(`==> ${reply.phase}\n`);
           break;
         case 'output':
-          if (verbose) stdout.write(`${String(reply.line)}\n`);
+          if (verbose) stdout.write(`${reply.line}\n`);
           break;
         case 'cancelling':
           break;
         case 'outcome': {
-          const record = reply.record as OutcomeRecord;
+          const { record } = reply;
           const code = exitCodeForOutcome(record.outcome ?? 'error');
           if (options.json) {
             stdout.write(
@@ -125,11 +118,7 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
           return code;
         }
         case 'error':
-          return fail(
-            io,
-            `${String(reply.message)}`,
-            reply.code === 'bad_request' ? EXIT.usage : EXIT.rejected,
-          );
+          return fail(io, reply.message, reply.code === 'bad_request' ? EXIT.usage : EXIT.rejected);
         default:
           break;
       }

@@ -1,6 +1,7 @@
-import { Command, Option } from 'clipanion';
+import { Command, Option, UsageError } from 'clipanion';
 import { ClientCommand } from './client-command.js';
 import { runTrigger } from './trigger-run.js';
+import { isDuration } from './validators.js';
 
 export class TriggerCommand extends ClientCommand {
   static override paths = [['trigger']];
@@ -33,6 +34,7 @@ export class TriggerCommand extends ClientCommand {
   });
   timeout = Option.String('--timeout', {
     description: "Session timeout (90s, 10m, 2h); overrides the agent's",
+    validator: isDuration,
   });
   quiet = Option.Boolean('--quiet,-q', false, {
     description: "Do not print the session's phases and output",
@@ -43,6 +45,7 @@ export class TriggerCommand extends ClientCommand {
   });
 
   async execute(): Promise<number> {
+    if (this.detach && this.json) throw new UsageError('--detach and --json cannot be combined');
     return runTrigger(
       {
         agent: this.agent,

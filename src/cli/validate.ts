@@ -1,10 +1,11 @@
 import { Command } from 'clipanion';
 import type { Resources } from '../config/types.js';
 import { formatDuration } from '../duration.js';
+import { AgentdCommand } from './agentd-command.js';
 import { configOption, loadSettingsOrReport } from './config-option.js';
 import { EXIT } from './exit-codes.js';
 
-export class ValidateCommand extends Command {
+export class ValidateCommand extends AgentdCommand {
   static override paths = [['validate']];
   static override usage = Command.Usage({
     description: 'Check a configuration file without starting a daemon',

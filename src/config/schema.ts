@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { MAX_DURATION_MS, parseDuration } from '../duration.js';
+import { durationProblem, MAX_DURATION_MS } from '../duration.js';
 import { describeRepoProblem, parseOrigin, parseRepoUrl } from '../repo-url.js';
 import {
   capabilityName,
@@ -81,16 +81,6 @@ function wholeNumber(min: number, example: number) {
 const notEmpty = (what: string) => (value: string) =>
   value.trim() === '' ? `must not be empty; set it to ${what}` : undefined;
 
-export function durationProblem(value: string): string | undefined {
-  const ms = parseDuration(value);
-  if (ms === undefined) {
-    if (/^\s*(\d+(ms|s|m|h))+\s*$/.test(value)) return `${describe(value)} must be longer than zero`;
-    return `${describe(value)} is not a duration; write a number with a unit like 90s, 10m or 2h`;
-  }
-  if (ms > MAX_DURATION_MS) return `${describe(value)} is too long; the longest supported duration is 596h`;
-  return undefined;
-}
-
 function duration() {
   return z
     .string({
@@ -101,7 +91,8 @@ function duration() {
     })
     .superRefine((value, ctx) => {
       const problem = durationProblem(value);
-      if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem, input: value });
+      if (problem !== undefined)
+        ctx.addIssue({ code: 'custom', message: `${describe(value)} ${problem}`, input: value });
     });
 }
 

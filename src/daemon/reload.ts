@@ -6,7 +6,7 @@ import { ConfigError, loadConfig } from '../config/load.js';
 import type { Settings } from '../config/types.js';
 import { errorMessage } from '../errors.js';
 import type { daemonMachine } from '../machines/daemon.machine.js';
-import type { ReloadReply } from '../protocol/messages.js';
+import type { ReloadReply } from '../protocol/replies.js';
 import { sendEvent } from '../protocol/send-event.js';
 
 export interface ReloaderOptions {

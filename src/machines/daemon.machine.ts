@@ -1,6 +1,6 @@
 import { type ActorRefFrom, assign, emit, enqueueActions, fromPromise, setup } from 'xstate';
 import type { AgentConfig } from '../config/types.js';
-import { checkTrigger } from '../sessions/check-trigger.js';
+import { checkTrigger, type RejectionCode, type TriggerFields } from '../sessions/check-trigger.js';
 import type { SessionOutcome, SessionRequest } from '../sessions/types.js';
 import {
   type AdoptedSession,
@@ -37,13 +37,9 @@ export interface ReconcileResult {
 }
 
 /** A trigger as the machine receives it: from the socket, the CLI or a script. */
-export type TriggerEvent = {
+export type TriggerEvent = TriggerFields & {
   type: 'trigger';
   sessionId: string;
-  agent: string;
-  repo?: string;
-  workUnit?: string;
-  timeout?: string;
   /** Lets the sender match the emitted answer to its request. */
   requestId?: string;
 };
@@ -67,7 +63,7 @@ export type ClientEvent = Exclude<DaemonEvent, SessionFinishedEvent>;
 /** Answers the machine emits to whoever sent the event. */
 export type DaemonEmitted =
   | { type: 'trigger.accepted'; requestId?: string; sessionId: string; queued: boolean; position: number }
-  | { type: 'trigger.rejected'; requestId?: string; sessionId: string; code: string; reason: string }
+  | { type: 'trigger.rejected'; requestId?: string; sessionId: string; code: RejectionCode; reason: string }
   | { type: 'cancel.accepted'; requestId?: string; sessionId: string; wasQueued: boolean }
   | { type: 'cancel.rejected'; requestId?: string; sessionId: string; reason: string }
   | { type: 'reload.applied'; requestId?: string; agents: string[]; maxSessions: number }
@@ -180,16 +176,18 @@ export const daemonMachine = setup({
         position: queued ? context.queue.length : 0,
       };
     }),
-    rejectTrigger: emit(({ context }, params: { trigger: TriggerEvent; reason?: string; code?: string }) => {
-      const check = checkTrigger(context.agents, params.trigger);
-      return {
-        type: 'trigger.rejected' as const,
-        requestId: params.trigger.requestId,
-        sessionId: params.trigger.sessionId,
-        code: params.code ?? (params.reason ? 'not_accepting' : check.ok ? 'invalid' : check.code),
-        reason: params.reason ?? (check.ok ? 'invalid trigger' : check.reason),
-      };
-    }),
+    rejectTrigger: emit(
+      ({ context }, params: { trigger: TriggerEvent; reason?: string; code?: RejectionCode }) => {
+        const check = checkTrigger(context.agents, params.trigger);
+        return {
+          type: 'trigger.rejected' as const,
+          requestId: params.trigger.requestId,
+          sessionId: params.trigger.sessionId,
+          code: params.code ?? (params.reason ? 'not_accepting' : check.ok ? 'invalid' : check.code),
+          reason: params.reason ?? (check.ok ? 'invalid trigger' : check.reason),
+        };
+      },
+    ),
     /** Side effect (provided): the accepted session is written to the state dir. */
     recordAccepted: (_, _params: { request: SessionRequest }) => {},
     /** Side effect (provided): sessions settled without a session actor get their outcome recorded and reported. */

@@ -3,10 +3,12 @@ import type { Actor, StateValue } from 'xstate';
 import type { SessionStore } from '../adapters/session-store.js';
 import type { Connection } from '../adapters/socket-server.js';
 import type { Settings } from '../config/types.js';
+import { PROTOCOL_VERSION } from '../constants.js';
 import type { daemonMachine } from '../machines/daemon.machine.js';
 import type { SessionRecord } from '../sessions/records.js';
 import type { SessionBus } from '../sessions/session-bus.js';
-import type { ReloadReply, Request, RequestOf } from './messages.js';
+import type { Request, RequestOf } from './messages.js';
+import type { ReloadReply, ReplyBody } from './replies.js';
 
 /** What a socket message handler may use of the running daemon. */
 export interface DaemonHandle {
@@ -31,8 +33,17 @@ export type Handler<T extends Request['type']> = (
   daemon: DaemonHandle,
 ) => void;
 
-export function reply(connection: Connection, request: { id?: string | undefined }, message: object): void {
-  connection.send({ v: 1, ...(request.id === undefined ? {} : { id: request.id }), ...message });
+/** Sends one reply to a request, with the protocol version and the request's id. */
+export function reply(
+  connection: Connection,
+  request: { id?: string | undefined },
+  message: ReplyBody,
+): void {
+  connection.send({
+    v: PROTOCOL_VERSION,
+    ...(request.id === undefined ? {} : { id: request.id }),
+    ...message,
+  });
 }
 
 export function stateName(value: StateValue): string {

@@ -1,17 +1,41 @@
+import { z } from 'zod';
 import type { AgentConfig } from '../config/types.js';
-import { MAX_DURATION_MS, parseDuration } from '../duration.js';
+import { durationProblem, parseDuration } from '../duration.js';
 import { describeRepoProblem, parseRepoUrl } from '../repo-url.js';
 import { repoTokenUse } from './repo-token.js';
 
-export interface TriggerFields {
-  agent: string;
-  repo?: string;
-  workUnit?: string;
-  timeout?: string;
-}
+const text = (max: number) => z.string().min(1).max(max);
+
+/**
+ * The fields of a trigger, wherever it comes from: the `trigger` request, an injected `trigger` event,
+ * `agentd trigger`. Shapes only; checkTrigger decides whether the values make a session.
+ */
+export const triggerFieldsSchema = {
+  agent: text(64),
+  repo: text(2048).optional(),
+  workUnit: text(256).optional(),
+  timeout: text(32).optional(),
+};
+export type TriggerFields = z.infer<z.ZodObject<typeof triggerFieldsSchema>>;
+
+/** Why a trigger is turned away: by checkTrigger (the first five) or by the daemon's state. */
+export const REJECTION_CODES = [
+  'unknown_agent',
+  'no_repo',
+  'bad_repo',
+  'repo_token_withheld',
+  'bad_timeout',
+  'duplicate_session',
+  'not_accepting',
+  'invalid',
+] as const;
+export type RejectionCode = (typeof REJECTION_CODES)[number];
 
 export type TriggerRejection = {
-  code: 'unknown_agent' | 'no_repo' | 'bad_repo' | 'repo_token_withheld' | 'bad_timeout';
+  code: Extract<
+    RejectionCode,
+    'unknown_agent' | 'no_repo' | 'bad_repo' | 'repo_token_withheld' | 'bad_timeout'
+  >;
   reason: string;
 };
 export type TriggerCheck =
@@ -52,16 +76,13 @@ export function checkTrigger(agents: readonly AgentConfig[], trigger: TriggerFie
     };
   }
   if (trigger.timeout === undefined) return { ok: true, agent, repoUrl };
-  const timeoutMs = parseDuration(trigger.timeout);
-  if (timeoutMs === undefined || timeoutMs > MAX_DURATION_MS) {
+  const timeoutProblem = durationProblem(trigger.timeout);
+  if (timeoutProblem !== undefined) {
     return {
       ok: false,
       code: 'bad_timeout',
-      reason:
-        timeoutMs === undefined
-          ? `timeout ${JSON.stringify(trigger.timeout)} is not a duration; write a number with a unit like 90s, 10m or 2h`
-          : `timeout ${JSON.stringify(trigger.timeout)} is too long; the longest supported timeout is 596h`,
+      reason: `timeout ${JSON.stringify(trigger.timeout)} ${timeoutProblem}`,
     };
   }
-  return { ok: true, agent, repoUrl, timeoutMs };
+  return { ok: true, agent, repoUrl, timeoutMs: parseDuration(trigger.timeout) as number };
 }

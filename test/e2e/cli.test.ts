@@ -184,11 +184,11 @@ describe('CLI', () => {
     });
 
     it('start refuses a bad option and a missing config file', async () => {
-      expect(await runCli(['start', '--log-format', 'xml'])).toEqual({
-        code: 2,
-        stdout: '',
-        stderr: 'agentd: --log-format must be json or pretty, not "xml"\n',
-      });
+      const format = await runCli(['start', '--log-format', 'xml']);
+      expect(format).toMatchObject({ code: 2, stdout: '' });
+      expect(format.stderr).toMatch(
+        /^Usage Error: Invalid value for --log-format: must be one of json, pretty, not "xml"\n\n\$ agentd start /,
+      );
       const missing = join(makeTempDir('agentd-e2e-config-'), 'none.yaml');
       const result = await runCli(['start', '--config', missing]);
       expect(result.code).toBe(1);
@@ -280,11 +280,11 @@ describe('CLI', () => {
     });
 
     it('logs refuses a malformed id and reports an unknown session', async () => {
-      expect(await d.cli(['logs', 'xyz'])).toEqual({
-        code: 2,
-        stdout: '',
-        stderr: 'agentd: "xyz" is not a session id (16 hex characters, as printed by agentd trigger)\n',
-      });
+      const malformed = await d.cli(['logs', 'xyz']);
+      expect(malformed).toMatchObject({ code: 2, stdout: '' });
+      expect(malformed.stderr).toMatch(
+        /^Usage Error: Invalid value for session-id: "xyz" is not a session id \(16 hex characters, as printed by agentd trigger\)\n/,
+      );
       expect(await d.cli(['logs', '0123456789abcdef'])).toEqual({
         code: 1,
         stdout: '',
@@ -469,12 +469,11 @@ describe('CLI', () => {
 
     it('2: a usage error reaches no daemon', async () => {
       const records = d.records().length;
-      expect(await d.cli(['trigger', 'ok', '--timeout', 'banana'])).toEqual({
-        code: 2,
-        stdout: '',
-        stderr:
-          'agentd: --timeout "banana" is not a duration; use a number with a unit like 90s, 10m or 2h\n',
-      });
+      const banana = await d.cli(['trigger', 'ok', '--timeout', 'banana']);
+      expect(banana).toMatchObject({ code: 2, stdout: '' });
+      expect(banana.stderr).toMatch(
+        /^Usage Error: Invalid value for --timeout: "banana" is not a duration; write a number with a unit like 90s, 10m or 2h\n/,
+      );
       const unknown = await d.cli(['trigger', 'ok', '--bogus']);
       expect(unknown.code).toBe(2);
       expect(unknown.stdout).toBe('');
@@ -482,7 +481,11 @@ describe('CLI', () => {
       const missing = await d.cli(['trigger']);
       expect(missing.code).toBe(2);
       expect(missing.stderr).toContain('Not enough positional arguments');
-      expect((await d.cli(['trigger', 'ok', '--detach', '--json'])).code).toBe(2);
+      const both = await d.cli(['trigger', 'ok', '--detach', '--json']);
+      expect(both).toMatchObject({ code: 2, stdout: '' });
+      expect(both.stderr).toMatch(
+        /^Usage Error: --detach and --json cannot be combined\n\n\$ agentd trigger /,
+      );
       expect(d.records()).toHaveLength(records);
     });
 

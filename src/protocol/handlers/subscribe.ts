@@ -1,11 +1,12 @@
 import { type Handler, reply, stateName } from '../context.js';
+import type { ReplyOf } from '../replies.js';
 
 /** Streams the daemon machine's state and its sessions' phases as they change. */
 export const subscribe: Handler<'subscribe'> = (request, connection, daemon) => {
   let last = '';
   const send = () => {
     const snapshot = daemon.actor.getSnapshot();
-    const message = {
+    const message: Omit<ReplyOf<'state'>, 'v'> = {
       type: 'state',
       state: stateName(snapshot.value),
       running: Object.values(snapshot.context.sessions).map((ref) => ({

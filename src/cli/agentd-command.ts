@@ -1,0 +1,19 @@
+import { Command, UsageError } from 'clipanion';
+import { EXIT } from './exit-codes.js';
+
+/**
+ * The base of every agentd command. A UsageError thrown while the command runs (a rule between two
+ * options, say) is printed as clipanion prints parse errors, on stderr, and exits 2 like them:
+ * clipanion itself would print it on stdout and exit 1.
+ */
+export abstract class AgentdCommand extends Command {
+  override async validateAndExecute(): Promise<number> {
+    try {
+      return await super.validateAndExecute();
+    } catch (error) {
+      if (!(error instanceof UsageError)) throw error;
+      this.context.stderr.write(this.cli.error(error, { command: this }));
+      return EXIT.usage;
+    }
+  }
+}

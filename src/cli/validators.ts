@@ -1,0 +1,40 @@
+import { UsageError } from 'clipanion';
+import { makeValidator, type StrictValidator } from 'typanion';
+import { SESSION_ID_PATTERN } from '../constants.js';
+import { durationProblem } from '../duration.js';
+
+/**
+ * typanion validators for option values: clipanion runs them while it parses, and a value that fails
+ * one is a usage error (exit 2) that names the option. Each wraps the one rule of its kind.
+ */
+function fromProblem(problem: (value: string) => string | undefined): StrictValidator<unknown, string> {
+  return makeValidator<unknown, string>({
+    test: (value, state): value is string => {
+      const why = typeof value === 'string' ? problem(value) : 'must be text';
+      if (why === undefined) return true;
+      // typanion's own pushError is not exported; this is its format ("<path>: <message>").
+      state?.errors?.push(`.: ${why}`);
+      return false;
+    },
+  });
+}
+
+export const isDuration = fromProblem((value) =>
+  durationProblem(value) === undefined ? undefined : `${JSON.stringify(value)} ${durationProblem(value)}`,
+);
+
+export const isSessionId = fromProblem((value) =>
+  SESSION_ID_PATTERN.test(value)
+    ? undefined
+    : `${JSON.stringify(value)} is not a session id (16 hex characters, as printed by agentd trigger)`,
+);
+
+export function isOneOf<T extends string>(values: readonly T[]): StrictValidator<unknown, T> {
+  return fromProblem((value) =>
+    (values as readonly string[]).includes(value)
+      ? undefined
+      : `must be one of ${values.join(', ')}, not ${JSON.stringify(value)}`,
+  ) as StrictValidator<unknown, T>;
+}
+
+export { UsageError };

@@ -1,0 +1,146 @@
+import { z } from 'zod';
+import { PROTOCOL_VERSION } from '../constants.js';
+import { REJECTION_CODES } from '../sessions/check-trigger.js';
+import { phaseSchema, sessionRecordSchema } from '../sessions/records.js';
+
+/**
+ * Every reply the daemon sends (docs/protocol.md). The daemon's handlers build them through these types
+ * and the CLI reads them through the same types, so the two cannot drift apart. Replies are open: a
+ * client ignores fields it does not know (adding one is a compatible change).
+ */
+const sessionId = z.string();
+const base = { v: z.literal(PROTOCOL_VERSION), id: z.string().optional() };
+
+export const ERROR_CODES = [
+  'bad_json',
+  'bad_request',
+  'line_too_long',
+  'busy',
+  'unknown_session',
+  'duplicate_session',
+  'internal',
+] as const;
+
+/** What the daemon machine answered to an event, without the request id it matched it with. */
+export const answerSchema = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('trigger.accepted'),
+    sessionId,
+    queued: z.boolean(),
+    position: z.number(),
+  }),
+  z.object({
+    type: z.literal('trigger.rejected'),
+    sessionId,
+    code: z.enum(REJECTION_CODES),
+    reason: z.string(),
+  }),
+  z.object({ type: z.literal('cancel.accepted'), sessionId, wasQueued: z.boolean() }),
+  z.object({ type: z.literal('cancel.rejected'), sessionId, reason: z.string() }),
+  z.object({ type: z.literal('reload.applied'), agents: z.array(z.string()), maxSessions: z.number() }),
+  z.object({ type: z.literal('reload.rejected'), reason: z.string() }),
+]);
+export type Answer = z.infer<typeof answerSchema>;
+
+const runningSession = z.object({
+  id: sessionId,
+  agent: z.string(),
+  repo: z.string(),
+  workUnit: z.string().optional(),
+  phase: phaseSchema,
+  startedAt: z.string(),
+  elapsedMs: z.number(),
+});
+
+const queuedSession = z.object({
+  id: sessionId,
+  agent: z.string(),
+  repo: z.string(),
+  workUnit: z.string().optional(),
+  position: z.number(),
+  acceptedAt: z.string(),
+  waitingMs: z.number(),
+});
+
+const reloaded = {
+  type: z.literal('reloaded'),
+  file: z.string(),
+  agents: z.array(z.string()),
+  added: z.array(z.string()),
+  changed: z.array(z.string()),
+  removed: z.array(z.string()),
+  maxSessions: z.number(),
+  /** Settings that differ in the file but apply only after a restart (socket, state dir, ...). */
+  restartNeeded: z.array(z.object({ key: z.string(), from: z.string(), to: z.string() })),
+  message: z.string(),
+};
+const reloadFailed = { type: z.literal('reload_failed'), file: z.string(), message: z.string() };
+
+/**
+ * The answer to `reload` (and what SIGHUP logs): `reloaded` when the new configuration is in force,
+ * `reload_failed` with every problem when the old one was kept.
+ */
+export const reloadReplySchema = z.discriminatedUnion('type', [z.object(reloaded), z.object(reloadFailed)]);
+export type ReloadReply = z.infer<typeof reloadReplySchema>;
+
+export const replySchema = z.discriminatedUnion('type', [
+  z.object({ ...base, type: z.literal('error'), code: z.enum(ERROR_CODES), message: z.string() }),
+  z.object({
+    ...base,
+    type: z.literal('hello'),
+    protocol: z.number(),
+    version: z.string(),
+    pid: z.number(),
+    instanceId: z.string(),
+    state: z.string(),
+  }),
+  z.object({ ...base, type: z.literal('accepted'), sessionId, queued: z.boolean(), position: z.number() }),
+  z.object({
+    ...base,
+    type: z.literal('rejected'),
+    sessionId,
+    code: z.enum(REJECTION_CODES),
+    reason: z.string(),
+  }),
+  z.object({ ...base, type: z.literal('phase'), sessionId, phase: phaseSchema }),
+  z.object({ ...base, type: z.literal('output'), sessionId, line: z.string() }),
+  z.object({ ...base, type: z.literal('outcome'), sessionId, record: sessionRecordSchema }),
+  z.object({ ...base, type: z.literal('cancelling'), sessionId, wasQueued: z.boolean() }),
+  z.object({
+    ...base,
+    type: z.literal('status'),
+    state: z.string(),
+    pid: z.number(),
+    version: z.string(),
+    instanceId: z.string(),
+    socket: z.string(),
+    uptimeMs: z.number(),
+    maxSessions: z.number(),
+    running: z.array(runningSession),
+    queued: z.array(queuedSession),
+    recent: z.array(sessionRecordSchema),
+  }),
+  z.object({
+    ...base,
+    type: z.literal('event.result'),
+    event: z.looseObject({ type: z.string() }),
+    answers: z.array(answerSchema),
+    state: z.string(),
+  }),
+  z.object({
+    ...base,
+    type: z.literal('state'),
+    state: z.string(),
+    running: z.array(z.object({ id: sessionId, phase: phaseSchema })),
+    queued: z.array(sessionId),
+  }),
+  z.object({ ...base, ...reloaded }),
+  z.object({ ...base, ...reloadFailed }),
+]);
+
+export type Reply = z.infer<typeof replySchema>;
+export type ReplyType = Reply['type'];
+export type ReplyOf<T extends ReplyType> = Extract<Reply, { type: T }>;
+/** A reply as a handler writes it: `v` and `id` are added by `reply()`. */
+export type ReplyBody = Reply extends infer R ? (R extends Reply ? Omit<R, 'v' | 'id'> : never) : never;
+export type StatusReply = ReplyOf<'status'>;

@@ -1,0 +1,48 @@
+/** The one duration rule, as the config, triggers and the CLI share it. */
+import { describe, expect, it } from 'vitest';
+import { durationProblem, formatDuration, MAX_DURATION_MS, parseDuration } from '../../src/duration.js';
+
+describe('durations', () => {
+  it.each([
+    ['500ms', 500],
+    ['90s', 90_000],
+    ['10m', 600_000],
+    ['2h', 7_200_000],
+    ['1h30m', 5_400_000],
+    [' 5s ', 5000],
+    ['596h', 596 * 3_600_000],
+  ])('parses %j as %d ms', (text, ms) => {
+    expect(parseDuration(text)).toBe(ms);
+    expect(durationProblem(text)).toBeUndefined();
+  });
+
+  it.each([
+    ['', 'is not a duration; write a number with a unit like 90s, 10m or 2h'],
+    ['10', 'is not a duration'],
+    ['10 minutes', 'is not a duration'],
+    ['-5s', 'is not a duration'],
+    ['1.5h', 'is not a duration'],
+    ['5d', 'is not a duration'],
+    ['0s', 'must be longer than zero'],
+    ['0h0m', 'must be longer than zero'],
+    ['597h', 'is too long; the longest supported duration is 596h'],
+    [`${MAX_DURATION_MS + 1}ms`, 'is too long'],
+  ])('refuses %j: %s', (text, problem) => {
+    expect(durationProblem(text)).toContain(problem);
+  });
+
+  it('accepts exactly what timers can wait for', () => {
+    expect(durationProblem(`${MAX_DURATION_MS}ms`)).toBeUndefined();
+    expect(parseDuration(`${MAX_DURATION_MS}ms`)).toBe(MAX_DURATION_MS);
+  });
+
+  it.each([
+    [999, '999ms'],
+    [1500, '1.5s'],
+    [59_999, '60.0s'],
+    [60_000, '1m00s'],
+    [754_000, '12m34s'],
+  ])('formats %d ms as %s', (ms, text) => {
+    expect(formatDuration(ms)).toBe(text);
+  });
+});
