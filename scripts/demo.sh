@@ -107,17 +107,20 @@ agentd=(node "$repo_root/dist/cli/index.js")
 step 'Writing a configuration from examples/agentd.yaml'
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/agentd-demo.XXXXXX")"
 export AGENTD_SOCKET="$tmp/agentd.sock"
-# The example's agents as they are; only the socket and the state dir move into the temporary directory.
+# The example's demo agent as it is; only the socket and the state dir move into the temporary directory.
+# The example's other agent needs credentials this machine does not have (the daemon would warn about them).
 node --input-type=module -e '
   import { readFileSync, writeFileSync } from "node:fs";
-  import { parseDocument } from "yaml";
+  import { isMap, parseDocument } from "yaml";
   const [example, out, socket, stateDir] = process.argv.slice(1);
   const doc = parseDocument(readFileSync(example, "utf8"));
   doc.setIn(["daemon", "socket"], socket);
   doc.setIn(["daemon", "state_dir"], stateDir);
+  const agents = doc.get("agents");
+  agents.items = agents.items.filter((agent) => isMap(agent) && agent.get("name") === "demo");
   writeFileSync(out, String(doc));
 ' examples/agentd.yaml "$tmp/agentd.yaml" "$AGENTD_SOCKET" "$tmp/state"
-note "$tmp/agentd.yaml (socket $AGENTD_SOCKET, state dir $tmp/state)"
+note "$tmp/agentd.yaml: the demo agent of examples/agentd.yaml (socket $AGENTD_SOCKET, state dir $tmp/state)"
 
 step 'Serving an example git repository on 127.0.0.1'
 export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null

@@ -20,8 +20,7 @@ export interface PodmanClientOptions {
 }
 
 export interface CallOptions {
-  /** Written to podman's stdin as is (bytes are never re-encoded). */
-  input?: string | Uint8Array;
+  input?: string;
   timeoutMs?: number;
   signal?: AbortSignal;
   /** Exit codes that are answers, not failures (e.g. 1 for `image exists`). */
@@ -134,10 +133,10 @@ export class PodmanClient {
     return exitCode === 0;
   }
 
-  /** Creates a secret; the value travels on stdin as its exact bytes, never on the command line. */
+  /** Creates a secret; the value travels on stdin, never on the command line. */
   async createSecret(
     name: string,
-    value: Uint8Array,
+    value: string,
     labels: Record<string, string>,
     signal?: AbortSignal,
   ): Promise<void> {
@@ -314,6 +313,19 @@ export class PodmanClient {
       signal,
     });
     return containerListSchema.parse(JSON.parse(stdout || '[]')) ?? [];
+  }
+
+  /**
+   * `podman run --rm IMAGE true` without a network: whether this machine's runtime can start a
+   * container at all (the setrlimit and cgroups quirks show here). Throws the classified failure.
+   */
+  async smokeRun(image: string, signal?: AbortSignal): Promise<void> {
+    await this.call('smoke run', ['run', '--rm', '--network', 'none', image, 'true'], { signal, image });
+  }
+
+  /** Reads the image's manifest from its registry without pulling it; throws why it cannot. */
+  async inspectRemoteImage(image: string, signal?: AbortSignal): Promise<void> {
+    await this.call('read the image from its registry', ['manifest', 'inspect', image], { signal, image });
   }
 }
 

@@ -1,8 +1,7 @@
-import { chmodSync, lstatSync, rmSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, rmSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { AgentdError } from '../errors.js';
-import { ensurePrivateDir } from './ownership.js';
 
 export interface Connection {
   readonly id: number;
@@ -35,8 +34,7 @@ export class SocketServer {
 
   async listen(): Promise<void> {
     const { path } = this.options;
-    // Only a directory nobody else controls: otherwise the socket could be swapped under the clients.
-    ensurePrivateDir(dirname(path), 'socket directory');
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     await clearStaleSocket(path);
     const server = createServer((socket) => this.accept(socket));
     this.server = server;

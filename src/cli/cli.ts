@@ -1,4 +1,6 @@
 import { Builtins, Cli, type CommandClass } from 'clipanion';
+import { HelpCommand, TOP_LEVEL_EXAMPLES } from './help.js';
+import { nameValues } from './value-names.js';
 import { agentdVersion } from './version.js';
 
 /** Loads only the command asked for, so a client command never pulls in the daemon. */
@@ -11,18 +13,35 @@ const COMMANDS: Record<string, () => Promise<CommandClass>> = {
   send: async () => (await import('./send.js')).SendCommand,
   validate: async () => (await import('./validate.js')).ValidateCommand,
   reload: async () => (await import('./reload.js')).ReloadCommand,
+  doctor: async () => (await import('./doctor.js')).DoctorCommand,
 };
 
+/** clipanion's Cli with option values named (`--socket PATH`) and examples under the command list. */
+class AgentdCli extends Cli {
+  override usage(...args: Parameters<Cli['usage']>): string {
+    const [command] = args;
+    const text = nameValues(super.usage(...args));
+    if (command !== null && command !== undefined) return text;
+    const examples = TOP_LEVEL_EXAMPLES.map(([label, line]) => `  ${label}\n    $ ${line}\n`).join('\n');
+    return `${text.trimEnd()}\n\nExamples\n\n${examples}\nMore: agentd help COMMAND, and the README.\n`;
+  }
+
+  override error(...args: Parameters<Cli['error']>): string {
+    return nameValues(super.error(...args));
+  }
+}
+
 export async function buildCli(first: string | undefined): Promise<Cli> {
-  const cli = new Cli({
+  const cli = new AgentdCli({
     binaryLabel: 'agentd',
     binaryName: 'agentd',
     binaryVersion: agentdVersion(),
     enableColors: process.stdout.isTTY === true,
   });
-  cli.register(Builtins.HelpCommand);
+  cli.register(HelpCommand);
   cli.register(Builtins.VersionCommand);
-  const only = first !== undefined ? COMMANDS[first] : undefined;
+  // `help COMMAND` needs COMMAND, and the command list needs them all.
+  const only = first !== undefined && first !== 'help' ? COMMANDS[first] : undefined;
   const wanted = only ? [only] : Object.values(COMMANDS);
   for (const load of wanted) cli.register(await load());
   return cli;

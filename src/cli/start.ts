@@ -1,12 +1,15 @@
 import { Command, Option, UsageError } from 'clipanion';
 import { createLogger } from '../adapters/logger.js';
 import { systemdNotifier } from '../adapters/sd-notify.js';
+import { loadConfig } from '../config/load.js';
+import type { Settings } from '../config/types.js';
 import { runDaemon } from '../daemon/main.js';
-import { AgentdError, errorMessage } from '../errors.js';
+import { logPreflight } from '../daemon/preflight.js';
 import type { InspectorServer } from '../inspector/server.js';
 import { AgentdCommand } from './agentd-command.js';
-import { configOption, loadSettingsOrReport } from './config-option.js';
+import { configOption } from './config-option.js';
 import { EXIT } from './exit-codes.js';
+import { reportStartFailure } from './start-failure.js';
 import { isOneOf } from './validators.js';
 import { agentdVersion } from './version.js';
 
@@ -55,9 +58,14 @@ export class StartCommand extends AgentdCommand {
         `--inspect takes a port from 0 to 65535 as --inspect=PORT, not "${String(this.inspect)}"`,
       );
     }
-    const settings = await loadSettingsOrReport(this.config, this.context.stderr);
-    if (!settings) return EXIT.failed;
     const log = await createLogger(this.logFormat, this.logLevel);
+    let settings: Settings;
+    try {
+      settings = await loadConfig(this.config === undefined ? {} : { flag: this.config });
+    } catch (error) {
+      reportStartFailure(log, this.context.stderr, error);
+      return EXIT.failed;
+    }
     log.info(
       { event: 'daemon.starting', config: settings.file, agents: settings.agents.length },
       'agentd starting',
@@ -67,7 +75,7 @@ export class StartCommand extends AgentdCommand {
       try {
         server = await inspector.startInspector({ port: inspectPort });
       } catch (error) {
-        this.context.stderr.write(`agentd: ${errorMessage(error)}\n`);
+        reportStartFailure(log, this.context.stderr, error);
         return EXIT.failed;
       }
       log.info({ event: 'inspector.listening', url: server.url }, `inspector on ${server.url}`);
@@ -76,6 +84,9 @@ export class StartCommand extends AgentdCommand {
     const notify = systemdNotifier({
       warn: (message) => log.warn({ event: 'daemon.notify_failed' }, message),
     });
+    // The cheap checks of `agentd doctor`, beside the start: a warning per problem, and it still starts.
+    const preflight = new AbortController();
+    const checked = logPreflight(settings, log, preflight.signal);
     try {
       return await runDaemon({
         settings,
@@ -85,11 +96,11 @@ export class StartCommand extends AgentdCommand {
         ...(server ? { inspect: server.inspect } : {}),
       });
     } catch (error) {
-      const code = error instanceof AgentdError ? error.code : 'INTERNAL';
-      log.error({ event: 'daemon.failed', code, err: error }, errorMessage(error));
-      this.context.stderr.write(`agentd: ${errorMessage(error)}\n`);
+      reportStartFailure(log, this.context.stderr, error);
       return EXIT.failed;
     } finally {
+      preflight.abort();
+      await checked;
       await server?.close();
     }
   }

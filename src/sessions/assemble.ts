@@ -54,8 +54,8 @@ export function revealSession(session: AssembledSession): {
   return {
     spec: {
       ...session.spec,
-      credentials: session.spec.credentials.map((c) => ({ name: c.name, value: c.value.bytes() })),
+      credentials: session.spec.credentials.map((c) => ({ name: c.name, value: c.value.reveal() })),
     },
-    invocation: { ...invocation, ...(repoToken === undefined ? {} : { repoToken: repoToken.bytes() }) },
+    invocation: { ...invocation, ...(repoToken === undefined ? {} : { repoToken: repoToken.reveal() }) },
   };
 }

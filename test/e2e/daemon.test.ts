@@ -199,7 +199,7 @@ describe('Daemon', () => {
     expect(code).toBe(1);
     expect(Date.now() - started, 'fails at once').toBeLessThan(15_000);
     expect(second.stderr()).toMatch(
-      new RegExp(`^agentd: another agentd \\(pid ${first.pid}\\) is already running`, 'm'),
+      new RegExp(`^agentd: could not start: another agentd \\(pid ${first.pid}\\) is already running`, 'm'),
     );
     // It stopped before touching Podman or the socket.
     expect(second.logs().map((l) => l.event)).not.toContain('daemon.reconciled');

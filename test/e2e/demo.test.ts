@@ -77,6 +77,9 @@ describe('scripts/demo.sh (the README main command) on a fresh clone', () => {
     // The daemon drained and stopped on SIGTERM.
     expect(stdout).toContain('daemon exited with 0');
     expect(stdout).toMatch(/\(daemon\.stopped\)/);
+    // The demo's configuration passes the start-time checks: no warning for a newcomer to puzzle over.
+    expect(stdout).toContain('(daemon.preflight_done)');
+    expect(stdout).not.toMatch(/WARN/);
 
     // Nothing of the demo's daemon instance is left in Podman (other tests may own other agentd-* objects).
     const prefix = /containers and secrets are named (agentd-[0-9a-f]{8}-)\*/.exec(stdout)?.[1];

@@ -95,9 +95,11 @@ describe('the npm package, installed into a clean prefix', () => {
     expect([...named].filter((file) => !existsSync(join(installed, file)))).toEqual([]);
   });
 
-  it('agentd --version and validate work', async () => {
+  it('agentd --version, help and validate work', async () => {
     const version = await execa(agentd, ['--version'], { env: cleanEnv() });
     expect(version.stdout).toBe(`agentd ${VERSION}`);
+    const help = await execa(agentd, ['help'], { env: cleanEnv() });
+    expect(help.stdout).toContain('agentd doctor [--config,-c PATH]');
     const validate = await execa(
       agentd,
       ['validate', '--config', join(installed, 'examples', 'agentd.yaml')],

@@ -1,4 +1,4 @@
-import { readNoFollow } from '../../adapters/state-files.js';
+import { readFileSync } from 'node:fs';
 import { type Handler, reply } from '../context.js';
 
 /** Sends a session's log; with `follow`, keeps streaming until its outcome. */
@@ -29,10 +29,9 @@ export const logs: Handler<'logs'> = (request, connection, daemon) => {
   }
   let text = '';
   try {
-    // Never through a link someone planted in place of the log.
-    text = readNoFollow(daemon.store.logPath(sessionId)).toString('utf8');
+    text = readFileSync(daemon.store.logPath(sessionId), 'utf8');
   } catch {
-    // No output yet (or no readable log).
+    // No output yet.
   }
   for (const line of text.split('\n').slice(0, -1))
     reply(connection, request, { type: 'output', sessionId, line });

@@ -1,0 +1,78 @@
+import { readFileSync } from 'node:fs';
+import { Command, Option } from 'clipanion';
+import { PodmanClient } from '../adapters/podman.js';
+import { type CheckResult, runPreflight } from '../daemon/preflight.js';
+import { errorMessage } from '../errors.js';
+import { AgentdCommand } from './agentd-command.js';
+import { configOption, loadSettingsOrReport } from './config-option.js';
+import { parseEnvFile } from './env-file.js';
+import { EXIT } from './exit-codes.js';
+
+export class DoctorCommand extends AgentdCommand {
+  static override paths = [['doctor']];
+  static override usage = Command.Usage({
+    description: 'Check that this machine can run the configured agents',
+    details: `
+      Checks, each reported as ok, warn or fail with a fix: the configuration; Podman and its version; a smoke
+      run of a container (the setrlimit and hybrid-cgroups quirks); every agent's image (present, or pullable);
+      every credential source (resolved and dropped: values are never shown); the ownership of the state and
+      socket directories; free space in the state dir. Run it as the user the daemon runs as, with the
+      daemon's environment (--env-file for systemd's EnvironmentFile). Exits 0 when nothing fails.
+    `,
+    examples: [
+      ['Check the default configuration', '$0 doctor'],
+      [
+        'Check a service setup',
+        '$0 doctor --config /etc/agentd/agentd.yaml --env-file /etc/agentd/agentd.env',
+      ],
+    ],
+  });
+
+  config = configOption();
+  envFile = Option.String('--env-file', {
+    description:
+      'NAME=value lines added to the environment credential sources are read from (systemd EnvironmentFile=)',
+  });
+
+  async execute(): Promise<number> {
+    const out = this.context.stdout;
+    const settings = await loadSettingsOrReport(this.config, this.context.stderr);
+    if (!settings) {
+      out.write(
+        'fail  configuration: see the problems above; fix them (agentd validate) and run doctor again\n',
+      );
+      return EXIT.failed;
+    }
+    let env: NodeJS.ProcessEnv = process.env;
+    if (this.envFile !== undefined) {
+      try {
+        env = { ...process.env, ...parseEnvFile(readFileSync(this.envFile, 'utf8')) };
+      } catch (error) {
+        this.context.stderr.write(`agentd: cannot read --env-file ${this.envFile}: ${errorMessage(error)}\n`);
+        return EXIT.usage;
+      }
+    }
+    out.write(`agentd doctor: ${settings.file}, ${settings.agents.length} agent(s)\n`);
+    const results = await runPreflight({
+      settings,
+      podman: new PodmanClient({ timeoutMs: settings.daemon.podmanTimeoutMs }),
+      env,
+      depth: 'full',
+    });
+    out.write(formatResults([{ check: 'configuration', status: 'ok', message: 'valid' }, ...results]));
+    const failed = results.filter((r) => r.status === 'fail').length;
+    const warned = results.filter((r) => r.status === 'warn').length;
+    out.write(
+      failed > 0
+        ? `${failed} check(s) failed, ${warned} warning(s): sessions will fail until the failures are fixed\n`
+        : `no check failed${warned > 0 ? `, ${warned} warning(s)` : ''}\n`,
+    );
+    return failed > 0 ? EXIT.failed : EXIT.succeeded;
+  }
+}
+
+export function formatResults(results: CheckResult[]): string {
+  return results
+    .map((r) => `${r.status.padEnd(5)} ${r.check}: ${r.message}\n${r.fix ? `      fix: ${r.fix}\n` : ''}`)
+    .join('');
+}

@@ -1,0 +1,316 @@
+import { existsSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Logger } from 'pino';
+import { resolveCredentials } from '../adapters/credentials.js';
+import { freeBytes, privateDirProblem } from '../adapters/fs-checks.js';
+import { PodmanClient } from '../adapters/podman.js';
+import { PodmanError } from '../adapters/podman-errors.js';
+import type { AgentConfig, CredentialSource, Settings } from '../config/types.js';
+import { AgentdError, errorMessage } from '../errors.js';
+import { packageFile } from '../package-files.js';
+
+/**
+ * The checks behind `agentd doctor`, and the cheap part of them that `agentd start` logs as warnings:
+ * what would otherwise only show when the first session fails. Each result says what was found and,
+ * for a problem, how to fix it. Credential values are resolved and dropped, never shown.
+ */
+
+export type CheckStatus = 'ok' | 'warn' | 'fail';
+
+export interface CheckResult {
+  /** What was checked, e.g. `podman`, `image localhost/x:1`, `credential demo/TOKEN`. */
+  check: string;
+  status: CheckStatus;
+  message: string;
+  fix?: string;
+}
+
+export interface PreflightOptions {
+  settings: Settings;
+  podman: Pick<PodmanClient, 'version' | 'imageExists' | 'smokeRun' | 'inspectRemoteImage'>;
+  /** The environment credential sources are read from. */
+  env: NodeJS.ProcessEnv;
+  /** `cheap`: what start can afford (no container, no registry); `full`: everything (doctor). */
+  depth: 'cheap' | 'full';
+  signal?: AbortSignal;
+}
+
+const MiB = 1024 * 1024;
+/** Below this the state dir cannot even hold a few session records and logs. */
+const FAIL_BELOW_BYTES = 32 * MiB;
+
+/**
+ * The cheap checks, as `agentd start` runs them beside reconciliation: one `daemon.preflight` warning
+ * per problem, then `daemon.preflight_done`. Never throws; an aborted run logs nothing more.
+ */
+export async function logPreflight(settings: Settings, log: Logger, signal: AbortSignal): Promise<void> {
+  try {
+    const results = await runPreflight({
+      settings,
+      podman: new PodmanClient({ timeoutMs: settings.daemon.podmanTimeoutMs }),
+      env: process.env,
+      depth: 'cheap',
+      signal,
+    });
+    if (signal.aborted) return;
+    const problems = results.filter((r) => r.status !== 'ok');
+    for (const p of problems) {
+      log.warn(
+        { event: 'daemon.preflight', check: p.check, status: p.status, ...(p.fix ? { fix: p.fix } : {}) },
+        `${p.check}: ${p.message}`,
+      );
+    }
+    log.info(
+      { event: 'daemon.preflight_done', checks: results.length, problems: problems.length },
+      problems.length === 0
+        ? `preflight: ${results.length} checks ok`
+        : `preflight: ${problems.length} problem(s); \`agentd doctor\` checks more`,
+    );
+  } catch (error) {
+    if (!signal.aborted) log.warn({ event: 'daemon.preflight', check: 'preflight' }, errorMessage(error));
+  }
+}
+
+export async function runPreflight(options: PreflightOptions): Promise<CheckResult[]> {
+  const { settings } = options;
+  const podman = await checkPodman(options);
+  const images = podman.status === 'fail' ? [] : await checkImages(options);
+  const runtime =
+    options.depth === 'full' && podman.status !== 'fail' ? [await checkRuntime(options, images)] : [];
+  return [
+    podman,
+    ...runtime,
+    ...images.map((i) => i.result),
+    ...(await checkCredentials(settings.agents, options.env)),
+    ...checkDirectories(settings),
+  ];
+}
+
+async function checkPodman({ podman, signal }: PreflightOptions): Promise<CheckResult> {
+  try {
+    const version = await podman.version(signal);
+    const major = Number(version.split('.')[0]);
+    if (Number.isFinite(major) && major < 4) {
+      return {
+        check: 'podman',
+        status: 'warn',
+        message: `podman ${version} is older than 4, which agentd is tested with`,
+        fix: 'Install Podman 4 or newer (Debian 12: apt-get install -y podman runc)',
+      };
+    }
+    return { check: 'podman', status: 'ok', message: `podman ${version}` };
+  } catch (error) {
+    const missing = error instanceof AgentdError && error.code === 'PODMAN_NOT_INSTALLED';
+    return {
+      check: 'podman',
+      status: 'fail',
+      message: missing ? 'podman is not installed or not on PATH' : errorMessage(error),
+      fix: missing
+        ? 'Install Podman 4+ and runc (Debian: apt-get install -y podman runc), or fix the PATH agentd runs with'
+        : 'Check that Podman works for this user: podman info',
+    };
+  }
+}
+
+interface ImageCheck {
+  image: string;
+  present: boolean;
+  result: CheckResult;
+}
+
+async function checkImages(options: PreflightOptions): Promise<ImageCheck[]> {
+  const { podman, signal, settings } = options;
+  const users = new Map<string, string[]>();
+  for (const agent of settings.agents)
+    users.set(agent.image, [...(users.get(agent.image) ?? []), agent.name]);
+  return Promise.all(
+    [...users].map(async ([image, agents]): Promise<ImageCheck> => {
+      const check = `image ${image}`;
+      const usedBy = `used by ${agents.join(', ')}`;
+      try {
+        if (await podman.imageExists(image, signal)) {
+          return { image, present: true, result: { check, status: 'ok', message: `present (${usedBy})` } };
+        }
+      } catch (error) {
+        return { image, present: false, result: { check, status: 'fail', message: errorMessage(error) } };
+      }
+      if (image.startsWith('localhost/')) {
+        return {
+          image,
+          present: false,
+          result: {
+            check,
+            status: 'fail',
+            message: `not present (${usedBy}); localhost/ images are never pulled, so every session of it fails`,
+            fix: imageFix(image),
+          },
+        };
+      }
+      if (options.depth === 'cheap') {
+        return {
+          image,
+          present: false,
+          result: {
+            check,
+            status: 'warn',
+            message: `not present (${usedBy}); Podman pulls it when the first session starts`,
+            fix: `Pull it now to be sure it can be: podman pull ${image}`,
+          },
+        };
+      }
+      try {
+        await podman.inspectRemoteImage(image, signal);
+        return {
+          image,
+          present: false,
+          result: {
+            check,
+            status: 'ok',
+            message: `not present, and pullable: Podman pulls it when the first session starts (${usedBy})`,
+          },
+        };
+      } catch (error) {
+        return {
+          image,
+          present: false,
+          result: {
+            check,
+            status: 'fail',
+            message: `not present and cannot be pulled (${usedBy}): ${podmanDetail(error)}`,
+            fix: `Check the name and the registry (podman pull ${image}), or build it under that name`,
+          },
+        };
+      }
+    }),
+  );
+}
+
+async function checkRuntime(options: PreflightOptions, images: ImageCheck[]): Promise<CheckResult> {
+  const image = images.find((i) => i.present)?.image;
+  if (image === undefined) {
+    return {
+      check: 'runtime',
+      status: 'warn',
+      message: 'not checked: no agent image is present to run',
+      fix: 'Fix the image checks, then run agentd doctor again',
+    };
+  }
+  const started = Date.now();
+  try {
+    await options.podman.smokeRun(image, options.signal);
+    return {
+      check: 'runtime',
+      status: 'ok',
+      message: `podman run --rm ${image} true works (${Date.now() - started} ms)`,
+    };
+  } catch (error) {
+    const code = error instanceof AgentdError ? error.code : undefined;
+    const quirk = code === 'PODMAN_RLIMIT' || code === 'PODMAN_CGROUPS';
+    const [first, ...rest] = errorMessage(error).split('\n');
+    return {
+      check: 'runtime',
+      status: 'fail',
+      message: `podman run --rm ${image} true fails: ${first}`,
+      fix: quirk
+        ? `${rest.join(' ')} Then restart the daemon.`
+        : 'Run it yourself to see the whole error, and check podman info',
+    };
+  }
+}
+
+async function checkCredentials(agents: AgentConfig[], env: NodeJS.ProcessEnv): Promise<CheckResult[]> {
+  const results: CheckResult[] = [];
+  for (const agent of agents) {
+    const sources: { name: string; source: CredentialSource }[] = [
+      ...agent.credentials,
+      ...(agent.repoToken ? [{ name: 'repo_token', source: agent.repoToken }] : []),
+    ];
+    for (const { name, source } of sources) {
+      const check = `credential ${agent.name}/${name}`;
+      // One source at a time through the daemon's own resolver, so every source is reported.
+      const single: AgentConfig =
+        name === 'repo_token'
+          ? { ...agent, credentials: [], repoToken: source }
+          : { ...agent, credentials: [{ name, source }], repoToken: undefined };
+      try {
+        await resolveCredentials(single, env);
+        results.push({ check, status: 'ok', message: `${source.raw} resolves (the value is not shown)` });
+      } catch (error) {
+        results.push({
+          check,
+          status: 'fail',
+          // The check already names the credential.
+          message: errorMessage(error).replace(/^credential [^:]+: /, ''),
+          fix:
+            source.kind === 'env'
+              ? `Set ${source.name} in the daemon's environment (systemd: EnvironmentFile=, e.g. /etc/agentd/agentd.env), or use a file: source`
+              : `Create ${source.path}, readable by the daemon's user (mode 0600)`,
+        });
+      }
+    }
+  }
+  return results;
+}
+
+function checkDirectories(settings: Settings): CheckResult[] {
+  const { stateDir, socket, logMaxBytes, historyLimit, maxSessions } = settings.daemon;
+  const results: CheckResult[] = [];
+  for (const [check, dir] of [
+    ['state dir', stateDir],
+    ['socket dir', dirname(socket)],
+  ] as const) {
+    const problem = privateDirProblem(dir);
+    results.push(
+      problem === undefined
+        ? {
+            check,
+            status: 'ok',
+            message: existsSync(dir)
+              ? `${dir}: owned by this user, not writable by others`
+              : `${dir} does not exist yet; agentd creates it (mode 0700)`,
+          }
+        : {
+            check,
+            status: 'fail',
+            message: `${dir} ${problem.split(' Fix: ')[0]}`,
+            fix: problem.split(' Fix: ')[1],
+          },
+    );
+  }
+  // Room for the kept history and the running sessions' logs, each up to log_max_bytes.
+  const wanted = logMaxBytes * (historyLimit + maxSessions) + 64 * MiB;
+  try {
+    const { checked, bytes } = freeBytes(stateDir);
+    const free = `${Math.floor(bytes / MiB)} MiB free on ${checked}`;
+    if (bytes < FAIL_BELOW_BYTES) {
+      results.push({
+        check: 'free space',
+        status: 'fail',
+        message: `${free}: sessions cannot write their records and logs`,
+        fix: `Free space there, or set daemon.state_dir on another file system`,
+      });
+    } else if (bytes < wanted) {
+      results.push({
+        check: 'free space',
+        status: 'warn',
+        message: `${free}; the kept history may need up to ${Math.ceil(wanted / MiB)} MiB`,
+        fix: 'Free space, or lower daemon.history or daemon.log_max_bytes',
+      });
+    } else {
+      results.push({ check: 'free space', status: 'ok', message: free });
+    }
+  } catch (error) {
+    results.push({ check: 'free space', status: 'warn', message: `cannot check: ${errorMessage(error)}` });
+  }
+  return results;
+}
+
+function imageFix(image: string): string {
+  return `Build or import it under that exact name (podman build -t ${image} ..., podman import); agentd's Debian base image: bash ${packageFile('scripts/build-image.sh')} ${image}`;
+}
+
+function podmanDetail(error: unknown): string {
+  return error instanceof PodmanError && error.stderr.trim() !== ''
+    ? (error.stderr.trim().split('\n').pop() ?? errorMessage(error))
+    : errorMessage(error);
+}
