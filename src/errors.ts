@@ -18,6 +18,9 @@ export type ErrorCode =
   | 'DAEMON_UNREACHABLE'
   | 'PROTOCOL'
   | 'START_FAILED'
+  | 'UNSAFE_PATH'
+  | 'STATE_DIR_FULL'
+  | 'STATE_DIR_UNWRITABLE'
   | 'INTERNAL';
 
 export class AgentdError extends Error {

@@ -42,8 +42,7 @@ async function resolveSource(
     return new SecretValue(value);
   }
   try {
-    const text = await readFile(source.path, 'utf8');
-    return new SecretValue(text.endsWith('\n') ? text.slice(0, -1) : text);
+    return new SecretValue(withoutFinalLineEnding(await readFile(source.path)));
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? 'unknown error';
     throw new AgentdError(
@@ -52,4 +51,17 @@ async function resolveSource(
       { operation: 'resolve credentials' },
     );
   }
+}
+
+/**
+ * A file's bytes as the credential: never decoded as text, so a Latin-1 or binary value arrives
+ * exactly. One final line ending (`\n` or `\r\n`), which editors add, is not part of the value.
+ */
+export function withoutFinalLineEnding(bytes: Buffer): Buffer {
+  let end = bytes.length;
+  if (bytes[end - 1] === 0x0a) {
+    end--;
+    if (bytes[end - 1] === 0x0d) end--;
+  }
+  return bytes.subarray(0, end);
 }

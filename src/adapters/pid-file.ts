@@ -1,10 +1,15 @@
-import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, openSync, rmSync, writeSync } from 'node:fs';
 import { AgentdError } from '../errors.js';
+import { readNoFollow } from './state-files.js';
+
+const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = constants;
 
 export interface PidFileClaim {
   path: string;
   /** Set when a pid file of a dead process was taken over. */
   stalePid?: number;
+  /** The pid could not be written (a full state dir): the file is empty. */
+  unwritten?: boolean;
   release(): void;
 }
 
@@ -13,14 +18,23 @@ export function claimPidFile(path: string): PidFileClaim {
   let stalePid: number | undefined;
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
-      const fd = openSync(path, 'wx', 0o600);
-      writeSync(fd, `${process.pid}\n`);
-      closeSync(fd);
+      const fd = openSync(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+      let written = true;
+      try {
+        writeSync(fd, `${process.pid}\n`);
+      } catch {
+        // A full state dir: the file exists, which claims it; the socket check still finds a live daemon.
+        written = false;
+      } finally {
+        closeSync(fd);
+      }
       return {
         path,
         ...(stalePid === undefined ? {} : { stalePid }),
+        ...(written ? {} : { unwritten: true }),
         release: () => {
-          if (readPid(path) === process.pid) rmSync(path, { force: true });
+          const pid = readPid(path);
+          if (pid === process.pid || (!written && pid === undefined)) rmSync(path, { force: true });
         },
       };
     } catch (error) {
@@ -47,7 +61,7 @@ export function claimPidFile(path: string): PidFileClaim {
 
 function readPid(path: string): number | undefined {
   try {
-    const pid = Number.parseInt(readFileSync(path, 'utf8').trim(), 10);
+    const pid = Number.parseInt(readNoFollow(path).toString('utf8').trim(), 10);
     return Number.isFinite(pid) && pid > 0 ? pid : undefined;
   } catch {
     return undefined;

@@ -20,7 +20,8 @@ export interface PodmanClientOptions {
 }
 
 export interface CallOptions {
-  input?: string;
+  /** Written to podman's stdin as is (bytes are never re-encoded). */
+  input?: string | Uint8Array;
   timeoutMs?: number;
   signal?: AbortSignal;
   /** Exit codes that are answers, not failures (e.g. 1 for `image exists`). */
@@ -133,10 +134,10 @@ export class PodmanClient {
     return exitCode === 0;
   }
 
-  /** Creates a secret; the value travels on stdin, never on the command line. */
+  /** Creates a secret; the value travels on stdin as its exact bytes, never on the command line. */
   async createSecret(
     name: string,
-    value: string,
+    value: Uint8Array,
     labels: Record<string, string>,
     signal?: AbortSignal,
   ): Promise<void> {

@@ -1,15 +1,14 @@
-import {
-  closeSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeSync,
-} from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
+import { ensurePrivateDir } from './ownership.js';
+import { readNoFollow, removeQuietly, StateDirError, writeFileAtomic } from './state-files.js';
+
+export { StateDirError };
+
+const SESSION_ID = /^[0-9a-f]{16}$/;
+/** Temp files of writeFileAtomic (and of older versions, `<file>.<pid>.tmp`). */
+const TEMP_FILE = /\.json\.\d+(\.[0-9a-f]+)?\.tmp$/;
 
 /** What the store needs of a record; the record's schema is the sessions layer's (sessions/records.ts). */
 export interface StoredRecord {
@@ -23,43 +22,71 @@ export interface RecordSchema<R> {
   parse(data: unknown): R;
 }
 
+export interface SessionStoreOptions {
+  /** A record write failed and is kept in memory until the state dir takes writes again. */
+  onWriteFailure?: (error: StateDirError) => void;
+}
+
+/** A record file that could not be read, moved aside at start. */
+export interface QuarantinedRecord {
+  file: string;
+  movedTo: string | undefined;
+  reason: string;
+}
+
 /**
  * Session records as one JSON file each under <state_dir>/sessions, written atomically (temp file
- * + rename) so a crash never leaves half a record.
+ * + rename) so a crash never leaves half a record. The directory must be the daemon's own (see
+ * ownership.ts); files are never opened through a symbolic link.
+ *
+ * Only the record of a newly accepted session must reach the disk before the daemon answers
+ * (`accept`, which throws when it cannot). Later changes (phases, outcome) are written when they
+ * happen; when the state dir is full they are kept in memory, served from there, and written by
+ * `flush` once there is room, so a full disk never stops a running session.
  */
 export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
   readonly dir: string;
+  readonly quarantineDir: string;
+  /** Records whose newest version is not on disk yet, by session id. */
+  private readonly pending = new Map<string, SessionRecord>();
+
   constructor(
     stateDir: string,
     private readonly schema: RecordSchema<SessionRecord>,
+    private readonly options: SessionStoreOptions = {},
   ) {
     this.dir = join(stateDir, 'sessions');
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    this.quarantineDir = join(this.dir, 'quarantine');
+    ensurePrivateDir(this.dir, 'sessions directory');
   }
 
   logPath(id: string): string {
     return join(this.dir, `${id}.log`);
   }
 
-  /** `durable` flushes the record to disk before returning: for what a client is about to be promised. */
-  write(record: SessionRecord, options: { durable?: boolean } = {}): void {
-    const file = join(this.dir, `${record.id}.json`);
-    const tmp = `${file}.${process.pid}.tmp`;
-    const fd = openSync(tmp, 'w', 0o600);
+  /** Writes the record of a newly accepted session durably; throws StateDirError when it cannot. */
+  accept(record: SessionRecord): void {
+    this.writeFile(record, true);
+    this.pending.delete(record.id);
+  }
+
+  /** Writes a record now if the state dir takes it, else keeps it for `flush`. */
+  put(record: SessionRecord): void {
     try {
-      writeSync(fd, `${JSON.stringify(record)}\n`);
-      if (options.durable) fsyncSync(fd);
-    } finally {
-      closeSync(fd);
+      this.writeFile(record, false);
+      this.pending.delete(record.id);
+    } catch (error) {
+      this.pending.set(record.id, record);
+      this.options.onWriteFailure?.(asStateDirError(error, record.id));
     }
-    renameSync(tmp, file);
-    if (options.durable) syncDirectory(this.dir);
   }
 
   read(id: string): SessionRecord | undefined {
-    if (!/^[0-9a-f]{16}$/.test(id)) return undefined;
+    if (!SESSION_ID.test(id)) return undefined;
+    const pending = this.pending.get(id);
+    if (pending) return pending;
     try {
-      return this.schema.parse(JSON.parse(readFileSync(join(this.dir, `${id}.json`), 'utf8')));
+      return this.parse(readNoFollow(this.recordPath(id)), id);
     } catch {
       return undefined;
     }
@@ -69,20 +96,63 @@ export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
     const current = this.read(id);
     if (!current) return undefined;
     const next = change(current);
-    this.write(next);
+    this.put(next);
     return next;
   }
 
-  /** Every readable record; unreadable files are reported to onInvalid and skipped. */
-  list(onInvalid?: (file: string, error: unknown) => void): SessionRecord[] {
+  /** Records still waiting for room in the state dir. */
+  get unwritten(): number {
+    return this.pending.size;
+  }
+
+  /**
+   * Writes what waits in memory, then checks that the state dir takes a durable write. Throws
+   * StateDirError when it does not: the daemon stays degraded.
+   */
+  flush(): void {
+    for (const record of [...this.pending.values()]) {
+      this.writeFile(record, false);
+      this.pending.delete(record.id);
+    }
+    const probe = join(this.dir, `.probe-${process.pid}-${randomBytes(4).toString('hex')}`);
+    try {
+      // A page's worth: on a full filesystem even one byte fails, but a real record needs room.
+      writeFileAtomic(probe, Buffer.alloc(4096, 0x20), {
+        durable: true,
+        operation: 'check that the state dir takes writes',
+      });
+    } finally {
+      removeQuietly(probe);
+    }
+  }
+
+  /**
+   * Every readable record. A file that cannot be read as a record is moved to sessions/quarantine
+   * and reported to onQuarantine; temp files left by a crash are removed.
+   */
+  list(onQuarantine?: (bad: QuarantinedRecord) => void): SessionRecord[] {
     const records: SessionRecord[] = [];
     for (const name of readdirSync(this.dir)) {
-      if (!name.endsWith('.json')) continue;
-      try {
-        records.push(this.schema.parse(JSON.parse(readFileSync(join(this.dir, name), 'utf8'))));
-      } catch (error) {
-        onInvalid?.(join(this.dir, name), error);
+      const path = join(this.dir, name);
+      if (TEMP_FILE.test(name)) {
+        removeQuietly(path);
+        continue;
       }
+      if (!name.endsWith('.json')) continue;
+      const id = name.slice(0, -'.json'.length);
+      const pending = this.pending.get(id);
+      if (pending) {
+        records.push(pending);
+        continue;
+      }
+      try {
+        records.push(this.parse(readNoFollow(path), id));
+      } catch (error) {
+        onQuarantine?.(this.quarantine(name, error));
+      }
+    }
+    for (const [id, record] of this.pending) {
+      if (!records.some((r) => r.id === id)) records.push(record);
     }
     return records;
   }
@@ -94,19 +164,56 @@ export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
       .sort((a, b) => (b.finishedAt ?? '').localeCompare(a.finishedAt ?? ''));
     const old = finished.slice(keep);
     for (const record of old) {
-      rmSync(join(this.dir, `${record.id}.json`), { force: true });
-      rmSync(this.logPath(record.id), { force: true });
+      this.pending.delete(record.id);
+      removeQuietly(this.recordPath(record.id));
+      removeQuietly(this.logPath(record.id));
     }
     return old.length;
   }
+
+  private recordPath(id: string): string {
+    return join(this.dir, `${id}.json`);
+  }
+
+  private writeFile(record: SessionRecord, durable: boolean): void {
+    writeFileAtomic(this.recordPath(record.id), `${JSON.stringify(record)}\n`, {
+      durable,
+      operation: `record session ${record.id}`,
+    });
+  }
+
+  /** Parses a record file; its id must match its file name. */
+  private parse(content: Buffer, id: string): SessionRecord {
+    const record = this.schema.parse(JSON.parse(content.toString('utf8')));
+    if (record.id !== id) throw new Error(`the record says session ${record.id}, its file name ${id}`);
+    return record;
+  }
+
+  private quarantine(name: string, error: unknown): QuarantinedRecord {
+    const file = join(this.dir, name);
+    const reason = describeBadRecord(error);
+    let movedTo: string | undefined = join(this.quarantineDir, `${name}.${Date.now()}`);
+    try {
+      ensurePrivateDir(this.quarantineDir, 'quarantine directory');
+      // rename moves a symbolic link itself, never its target.
+      renameSync(file, movedTo);
+    } catch {
+      // Could not move it aside (e.g. the directory cannot be made): leave it, skip it.
+      movedTo = undefined;
+    }
+    return { file, movedTo, reason };
+  }
 }
 
-/** Makes a rename durable: the directory entry is flushed as well. */
-function syncDirectory(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
+function describeBadRecord(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ELOOP') return 'it is a symbolic link';
+  if (code) return `it cannot be read (${code})`;
+  if (error instanceof SyntaxError) return `it is not JSON (${error.message})`;
+  if (error instanceof Error && error.name === 'ZodError') return 'it is not a session record';
+  return error instanceof Error ? error.message : String(error);
+}
+
+function asStateDirError(error: unknown, id: string): StateDirError {
+  return error instanceof StateDirError ? error : new StateDirError(`record session ${id}`, id, error);
 }

@@ -1,7 +1,8 @@
-import { chmodSync, lstatSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, lstatSync, rmSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { AgentdError } from '../errors.js';
+import { ensurePrivateDir } from './ownership.js';
 
 export interface Connection {
   readonly id: number;
@@ -34,7 +35,8 @@ export class SocketServer {
 
   async listen(): Promise<void> {
     const { path } = this.options;
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    // Only a directory nobody else controls: otherwise the socket could be swapped under the clients.
+    ensurePrivateDir(dirname(path), 'socket directory');
     await clearStaleSocket(path);
     const server = createServer((socket) => this.accept(socket));
     this.server = server;

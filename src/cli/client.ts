@@ -1,5 +1,6 @@
 import { connect, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
+import { untrustedSocketProblem } from '../adapters/ownership.js';
 
 import type { RequestBody } from '../protocol/messages.js';
 import type { Reply as DaemonReply } from '../protocol/replies.js';
@@ -11,10 +12,14 @@ export class DaemonUnreachable extends Error {
   constructor(
     readonly socketPath: string,
     readonly reason: string,
+    kind: 'absent' | 'untrusted' = 'absent',
   ) {
     super(
-      `no agentd daemon answers on ${socketPath} (${reason}).\n` +
-        'Start one with `agentd start --config PATH`, or point at a running one with --socket PATH or $AGENTD_SOCKET.',
+      kind === 'untrusted'
+        ? `not connecting to ${socketPath}: ${reason}.\n` +
+            'Check who made it (ls -la of the socket and its directory); remove it if it is not your daemon, or point at your daemon with --socket PATH or $AGENTD_SOCKET.'
+        : `no agentd daemon answers on ${socketPath} (${reason}).\n` +
+            'Start one with `agentd start --config PATH`, or point at a running one with --socket PATH or $AGENTD_SOCKET.',
     );
     this.name = 'DaemonUnreachable';
   }
@@ -66,6 +71,11 @@ export class DaemonClient {
   }
 
   private static connectOnce(socketPath: string, timeoutMs: number): Promise<DaemonClient> {
+    // Checked before connecting, so nothing (not even a hello) reaches a socket someone else planted.
+    const untrusted = untrustedSocketProblem(socketPath);
+    if (untrusted) {
+      return Promise.reject(new DaemonUnreachable(socketPath, untrusted, 'untrusted'));
+    }
     return new Promise((resolve, reject) => {
       const socket = connect(socketPath);
       const timer = setTimeout(() => {

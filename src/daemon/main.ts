@@ -1,18 +1,23 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
-import { createActor, fromCallback, fromPromise, type InspectionEvent } from 'xstate';
+import { createActor, fromCallback, fromPromise, type InspectionEvent, raise } from 'xstate';
 import { resolveCredentials } from '../adapters/credentials.js';
+import { ensurePrivateDir } from '../adapters/ownership.js';
 import { claimPidFile } from '../adapters/pid-file.js';
 import { PodmanClient } from '../adapters/podman.js';
 import { type ServiceNotifier, silentNotifier } from '../adapters/sd-notify.js';
-import { SessionStore } from '../adapters/session-store.js';
+import { SessionStore, StateDirError } from '../adapters/session-store.js';
 import { SocketServer } from '../adapters/socket-server.js';
 import type { Settings } from '../config/types.js';
 import { MAX_LINE_BYTES } from '../constants.js';
 import { AgentdError, errorMessage } from '../errors.js';
-import { daemonMachine } from '../machines/daemon.machine.js';
+import {
+  type DaemonEvent,
+  daemonMachine,
+  type OpenResult,
+  type StateDirProblem,
+} from '../machines/daemon.machine.js';
 import { sessionMachine } from '../machines/session.machine.js';
 import type { DaemonHandle } from '../protocol/context.js';
 import { stateName } from '../protocol/context.js';
@@ -25,7 +30,7 @@ import { SessionBus } from '../sessions/session-bus.js';
 import type { SessionInvocation, SessionOutcome, SessionRequest, SessionSpec } from '../sessions/types.js';
 import { instanceIdOf } from './instance-id.js';
 import { reconcile } from './reconcile.js';
-import { planRecovery } from './recovery.js';
+import { planRecovery, recordsFromLabels } from './recovery.js';
 import { createReloader, readyStatus } from './reload.js';
 
 export interface DaemonOptions {
@@ -44,9 +49,17 @@ export interface DaemonOptions {
 /** Runs the daemon until it stops; resolves with the process exit code. */
 export async function runDaemon(options: DaemonOptions): Promise<number> {
   const { settings, log } = options;
-  const { stateDir } = settings.daemon;
-  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  const { stateDir, socket } = settings.daemon;
+  // Before anything is written: the daemon's directories must be its own (see ownership.ts).
+  ensurePrivateDir(stateDir, 'state dir');
+  ensurePrivateDir(dirname(socket), 'socket directory');
   const pidFile = claimPidFile(join(stateDir, 'agentd.pid'));
+  if (pidFile.unwritten) {
+    log.warn(
+      { event: 'daemon.pid_unwritten', file: pidFile.path },
+      'the pid file is empty: the state dir has no room for it',
+    );
+  }
   if (pidFile.stalePid !== undefined) {
     log.warn(
       { event: 'daemon.stale_pid', pid: pidFile.stalePid, file: pidFile.path },
@@ -65,7 +78,11 @@ async function supervise(options: DaemonOptions): Promise<number> {
   const { daemon: config } = settings;
   const instanceId = instanceIdOf(config.socket, config.stateDir);
   const podman = new PodmanClient({ timeoutMs: config.podmanTimeoutMs });
-  const store = new SessionStore(config.stateDir, sessionRecordSchema);
+  // Set once the actor exists: a record write that fails makes the daemon degraded.
+  let send: (event: DaemonEvent) => void = () => {};
+  const store = new SessionStore(config.stateDir, sessionRecordSchema, {
+    onWriteFailure: (error) => send({ type: 'stateDir.unwritable', ...stateDirProblem(error) }),
+  });
   const bus = new SessionBus();
   const runner = new PodmanRunner({
     podman,
@@ -75,9 +92,15 @@ async function supervise(options: DaemonOptions): Promise<number> {
     warn: (message, error) => log.warn({ event: 'session.teardown_warning', err: error }, message),
   });
   // Read once at start: finished records feed `status`, unfinished ones crash recovery.
-  const records = store.list((file, error) =>
-    log.warn({ event: 'daemon.bad_record', file, err: error }, 'skipped an unreadable record'),
+  const records = store.list((bad) =>
+    log.warn(
+      { event: 'daemon.record_quarantined', file: bad.file, movedTo: bad.movedTo, reason: bad.reason },
+      bad.movedTo
+        ? `moved an unreadable session record to ${bad.movedTo}: ${bad.reason}; its session is recovered from its container, if it has one`
+        : `skipped an unreadable session record (${bad.reason}); it could not be moved aside`,
+    ),
   );
+  const knownIds = new Set(records.map((r) => r.id));
   const unfinished = records.filter((r) => r.outcome === undefined);
   const recent = records
     .filter((r) => r.outcome !== undefined)
@@ -209,8 +232,23 @@ async function supervise(options: DaemonOptions): Promise<number> {
       session,
       reconcile: fromPromise(async ({ signal }) => {
         const { summary, containers } = await reconcile(podman, instanceId, log, signal);
-        const recovery = planRecovery(unfinished, containers, settings.agents);
-        if (unfinished.length > 0) {
+        // A container without a readable record still belongs to a session: rebuild it from the labels.
+        const orphans = recordsFromLabels(containers, knownIds);
+        for (const record of orphans) {
+          store.put(record);
+          log.warn(
+            { event: 'daemon.record_rebuilt', session: record.id, container: record.container },
+            `session ${record.id} had no readable record; rebuilt it from the labels of container ${record.container}`,
+          );
+        }
+        const { remove, ...recovery } = planRecovery(
+          [...unfinished, ...orphans],
+          containers,
+          settings.agents,
+        );
+        // Running containers that nobody will supervise (their agent is gone) are stopped now.
+        await podman.removeContainers(remove, signal);
+        if (unfinished.length + orphans.length > 0) {
           log.info(
             {
               event: 'daemon.recovered',
@@ -226,10 +264,30 @@ async function supervise(options: DaemonOptions): Promise<number> {
         }
         return { summary, recovery };
       }),
-      openSocket: fromPromise(() => server.listen()),
+      openSocket: fromPromise(async (): Promise<OpenResult> => {
+        await server.listen();
+        try {
+          store.flush();
+          return {};
+        } catch (error) {
+          return { stateDir: stateDirProblem(error) };
+        }
+      }),
+      watchStateDir: fromCallback(({ sendBack }) => {
+        const timer = setInterval(() => {
+          try {
+            store.flush();
+            sendBack({ type: 'stateDir.writable' });
+          } catch {
+            // Still no room: look again later.
+          }
+        }, STATE_DIR_RETRY_MS);
+        return () => clearInterval(timer);
+      }),
     },
     actions: {
-      recordAccepted: (_, { request }) => {
+      recordAccepted: raise((_, { session, requestId }) => {
+        const { request } = session;
         const record: SessionRecord = {
           version: 1,
           id: request.sessionId,
@@ -241,7 +299,17 @@ async function supervise(options: DaemonOptions): Promise<number> {
           ...(request.workUnit === undefined ? {} : { workUnit: request.workUnit }),
           ...(request.timeoutMs === undefined ? {} : { timeoutMs: request.timeoutMs }),
         };
-        store.write(record, { durable: true });
+        const answer = requestId === undefined ? { session } : { session, requestId };
+        try {
+          store.accept(record);
+        } catch (error) {
+          const problem = stateDirProblem(error);
+          log.warn(
+            { event: 'session.unrecorded', session: request.sessionId, code: problem.code, err: error },
+            `trigger rejected: ${problem.reason}`,
+          );
+          return { type: 'trigger.unrecorded' as const, ...answer, ...problem };
+        }
         log.info(
           {
             event: 'session.accepted',
@@ -251,7 +319,8 @@ async function supervise(options: DaemonOptions): Promise<number> {
           },
           'session accepted',
         );
-      },
+        return { type: 'trigger.recorded' as const, ...answer };
+      }),
       reportSettled: (_, { sessions }) => {
         for (const { request, outcome } of sessions) finish(request, outcome);
       },
@@ -263,6 +332,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
     ...(options.inspect ? { inspect: options.inspect } : {}),
   });
   const reload = createReloader({ started: settings, actor, log, notify });
+  send = (event) => actor.send(event);
   handle = {
     actor,
     reload,
@@ -295,6 +365,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
   process.on('SIGHUP', onHangup);
 
   let previous = '';
+  let up = false;
   const done = new Promise<string>((resolve) => {
     actor.subscribe({
       next: (snapshot) => {
@@ -302,13 +373,35 @@ async function supervise(options: DaemonOptions): Promise<number> {
         if (state !== previous) {
           const was = previous;
           previous = state;
-          if (state === 'ready') {
+          const problem = snapshot.context.stateDir;
+          if ((state === 'ready' || state === 'degraded') && !up) {
+            up = true;
             log.info(
-              { event: 'daemon.ready', socket: config.socket, instanceId, pid: process.pid },
-              'agentd is ready',
+              {
+                event: 'daemon.ready',
+                socket: config.socket,
+                instanceId,
+                pid: process.pid,
+                ...(state === 'degraded' ? { degraded: problem?.reason } : {}),
+              },
+              state === 'degraded'
+                ? `agentd is up but degraded, rejecting triggers: ${problem?.reason}`
+                : 'agentd is ready',
             );
             notify.ready(readyStatus(actor));
             if (handle) options.onReady?.(handle);
+          } else if (state === 'degraded') {
+            log.warn(
+              { event: 'daemon.degraded', code: problem?.code, reason: problem?.reason },
+              `degraded, rejecting triggers: ${problem?.reason}`,
+            );
+            notify.ready(readyStatus(actor));
+          } else if (state === 'ready' && was === 'degraded') {
+            log.info(
+              { event: 'daemon.state_dir_writable', unwritten: store.unwritten },
+              'the state dir takes writes again: accepting triggers',
+            );
+            notify.ready(readyStatus(actor));
           } else if (state.startsWith('shutdown') && !was.startsWith('shutdown')) {
             // Logged once, whether there is anything to drain or the daemon stops at once.
             const running = Object.keys(snapshot.context.sessions).length;
@@ -346,6 +439,16 @@ async function supervise(options: DaemonOptions): Promise<number> {
   }
   log.info({ event: 'daemon.stopped' }, 'agentd stopped');
   return 0;
+}
+
+/** How often a degraded daemon looks whether its state dir takes writes again. */
+const STATE_DIR_RETRY_MS = 1000;
+
+function stateDirProblem(error: unknown): StateDirProblem {
+  if (error instanceof StateDirError) {
+    return { code: error.full ? 'state_dir_full' : 'state_dir_unwritable', reason: error.message };
+  }
+  return { code: 'state_dir_unwritable', reason: `state dir not writable: ${errorMessage(error)}` };
 }
 
 function revealed(session: AssembledSession | undefined): [SessionSpec, SessionInvocation] {

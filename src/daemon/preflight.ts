@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { resolveCredentials } from '../adapters/credentials.js';
-import { freeBytes, privateDirProblem } from '../adapters/fs-checks.js';
+import { freeBytes, ownDirProblem } from '../adapters/fs-checks.js';
 import { PodmanClient } from '../adapters/podman.js';
 import { PodmanError } from '../adapters/podman-errors.js';
 import type { AgentConfig, CredentialSource, Settings } from '../config/types.js';
@@ -259,7 +259,7 @@ function checkDirectories(settings: Settings): CheckResult[] {
     ['state dir', stateDir],
     ['socket dir', dirname(socket)],
   ] as const) {
-    const problem = privateDirProblem(dir);
+    const problem = ownDirProblem(dir);
     results.push(
       problem === undefined
         ? {

@@ -1,6 +1,6 @@
 import type { ContainerSummary } from '../adapters/podman.js';
 import type { AgentConfig } from '../config/types.js';
-import { LABEL_SESSION } from '../constants.js';
+import { LABEL_AGENT, LABEL_SESSION } from '../constants.js';
 import type { RecoveryPlan } from '../machines/daemon.machine.js';
 import type { AdoptedSession } from '../machines/session.machine.js';
 import type { SessionRecord } from '../sessions/records.js';
@@ -18,8 +18,8 @@ export function planRecovery(
   containers: readonly ContainerSummary[],
   agents: readonly AgentConfig[],
   now: number = Date.now(),
-): RecoveryPlan {
-  const plan: RecoveryPlan = { queued: [], adopted: [], finished: [] };
+): RecoveryPlan & { remove: string[] } {
+  const plan: RecoveryPlan & { remove: string[] } = { queued: [], adopted: [], finished: [], remove: [] };
   const bySession = new Map(containers.map((c) => [c.Labels?.[LABEL_SESSION] ?? '', c]));
   const ordered = [...unfinished].sort((a, b) => a.acceptedAt.localeCompare(b.acceptedAt));
   for (const record of ordered) {
@@ -30,11 +30,37 @@ export function planRecovery(
     const timeoutMs = record.timeoutMs ?? agent?.timeoutMs;
     const deadline =
       timeoutMs === undefined || !record.startedAt ? undefined : Date.parse(record.startedAt) + timeoutMs;
+    if (record.repo === LOST_REPO) {
+      // Rebuilt from a container's labels: too little is known to run or judge it, only to supervise it.
+      const name = container?.Names[0] ?? container?.Id ?? record.container ?? '?';
+      const live = container !== undefined && LIVE_STATES.has(container.State);
+      if (live && agent) {
+        plan.adopted.push({ request, agent, adopted: { container: name, phase: 'running' } });
+        continue;
+      }
+      if (live) plan.remove.push(name);
+      const what = live
+        ? `was still running, but agent ${record.agent} is no longer configured, so it was stopped`
+        : `had ${container?.State ?? 'gone'}${container?.ExitCode === undefined ? '' : ` with exit code ${container.ExitCode}`}, so its outcome is unknown`;
+      plan.finished.push({
+        request,
+        outcome: abandoned(
+          record,
+          `the session's record could not be read (moved to sessions/quarantine); its container ${name} ${what}`,
+        ),
+      });
+      continue;
+    }
     if (container && LIVE_STATES.has(container.State)) {
       if (!agent) {
+        // Nobody will supervise it: it is stopped and removed.
+        plan.remove.push(container.Names[0] ?? container.Id);
         plan.finished.push({
           request,
-          outcome: abandoned(record, `agent ${record.agent} is no longer configured`),
+          outcome: abandoned(
+            record,
+            `agent ${record.agent} is no longer configured; its container was stopped`,
+          ),
         });
         continue;
       }
@@ -102,6 +128,40 @@ export function planRecovery(
     });
   }
   return plan;
+}
+
+/** The repo of a record rebuilt from labels: the container's labels do not carry it. */
+export const LOST_REPO = 'unknown (record lost)';
+
+/**
+ * Records for this instance's containers that have no readable record (it was corrupt and quarantined,
+ * or deleted): rebuilt from the session and agent labels, so the session can be adopted or settled and
+ * answers `status`, `logs` and `cancel` again.
+ */
+export function recordsFromLabels(
+  containers: readonly ContainerSummary[],
+  known: ReadonlySet<string>,
+): SessionRecord[] {
+  const records: SessionRecord[] = [];
+  for (const container of containers) {
+    const id = container.Labels?.[LABEL_SESSION];
+    if (id === undefined || !/^[0-9a-f]{16}$/.test(id) || known.has(id)) continue;
+    if (records.some((r) => r.id === id)) continue;
+    const created = new Date((container.Created ?? 0) * 1000 || Date.now()).toISOString();
+    const live = LIVE_STATES.has(container.State);
+    records.push({
+      version: 1,
+      id,
+      agent: container.Labels?.[LABEL_AGENT] ?? 'unknown',
+      repo: LOST_REPO,
+      acceptedAt: created,
+      startedAt: created,
+      phase: live ? 'running' : 'creating',
+      phases: [{ phase: live ? 'running' : 'creating', at: created }],
+      container: container.Names[0] ?? container.Id,
+    });
+  }
+  return records;
 }
 
 function abandoned(record: SessionRecord, message: string) {

@@ -122,6 +122,10 @@ export function createReloader(
 
 /** The STATUS= text a service manager shows next to "active (running)". */
 export function readyStatus(actor: Actor<typeof daemonMachine>): string {
-  const { agents, maxSessions, sessions, queue } = actor.getSnapshot().context;
-  return `ready: ${agents.length} agent(s), ${Object.keys(sessions).length}/${maxSessions} running, ${queue.length} queued`;
+  const snapshot = actor.getSnapshot();
+  const { agents, maxSessions, sessions, queue, stateDir } = snapshot.context;
+  const state = snapshot.matches('degraded')
+    ? `degraded (${stateDir?.reason ?? 'state dir takes no writes'})`
+    : 'ready';
+  return `${state}: ${agents.length} agent(s), ${Object.keys(sessions).length}/${maxSessions} running, ${queue.length} queued`;
 }

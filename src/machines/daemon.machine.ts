@@ -1,4 +1,13 @@
-import { type ActorRefFrom, assign, emit, enqueueActions, fromPromise, setup } from 'xstate';
+import {
+  type ActorRefFrom,
+  assign,
+  emit,
+  enqueueActions,
+  fromCallback,
+  fromPromise,
+  raise,
+  setup,
+} from 'xstate';
 import type { AgentConfig } from '../config/types.js';
 import { checkTrigger, type RejectionCode, type TriggerFields } from '../sessions/check-trigger.js';
 import type { SessionOutcome, SessionRequest } from '../sessions/types.js';
@@ -36,6 +45,33 @@ export interface ReconcileResult {
   recovery: RecoveryPlan;
 }
 
+/** Why the state dir takes no writes: `state_dir_full` (no room) or `state_dir_unwritable`. */
+export interface StateDirProblem {
+  code: 'state_dir_full' | 'state_dir_unwritable';
+  reason: string;
+}
+
+/** The socket is open; `stateDir` is set when the state dir took no write (the daemon starts degraded). */
+export interface OpenResult {
+  stateDir?: StateDirProblem;
+}
+
+/** The record of an accepted session is on disk (or, for `unrecorded`, could not be written). */
+export type TriggerRecordedEvent = { type: 'trigger.recorded'; session: SessionInput; requestId?: string };
+export type TriggerUnrecordedEvent = {
+  type: 'trigger.unrecorded';
+  session: SessionInput;
+  requestId?: string;
+} & StateDirProblem;
+
+/** Events the daemon makes itself: from recording a trigger, and from watching the state dir. */
+export type InternalEvent =
+  | SessionFinishedEvent
+  | TriggerRecordedEvent
+  | TriggerUnrecordedEvent
+  | ({ type: 'stateDir.unwritable' } & StateDirProblem)
+  | { type: 'stateDir.writable' };
+
 /** A trigger as the machine receives it: from the socket, the CLI or a script. */
 export type TriggerEvent = TriggerFields & {
   type: 'trigger';
@@ -55,10 +91,10 @@ export type DaemonEvent =
   | { type: 'cancel'; sessionId: string; requestId?: string }
   | { type: 'shutdown'; requestId?: string }
   | ReloadEvent
-  | SessionFinishedEvent;
+  | InternalEvent;
 
-/** Events a client may send; session.finished comes from session actors only. */
-export type ClientEvent = Exclude<DaemonEvent, SessionFinishedEvent>;
+/** Events a client may send; the others come from the daemon itself and its session actors. */
+export type ClientEvent = Exclude<DaemonEvent, InternalEvent>;
 
 /** Answers the machine emits to whoever sent the event. */
 export type DaemonEmitted =
@@ -82,6 +118,8 @@ export interface DaemonContext {
   adoptions: (SessionInput & { adopted: AdoptedSession })[];
   reconciled?: ReconcileSummary;
   failure?: string;
+  /** While `degraded`: why the state dir takes no writes (what a rejected trigger is told). */
+  stateDir?: StateDirProblem;
 }
 
 /** A reload takes effect at once: the queue picks up a raised max_sessions when there is room. */
@@ -125,6 +163,43 @@ const rejectUnknownCancel = {
   actions: { type: 'rejectCancel', params: ({ event }: { event: CancelEvent }) => cancelParams(event) },
 } as const;
 
+/** What `ready` and `degraded` have in common: sessions run, finish and can be cancelled either way. */
+const whileUp = {
+  cancel: [
+    {
+      guard: { type: 'sessionIsQueued', params: ({ event }: { event: CancelEvent }) => event.sessionId },
+      actions: [
+        {
+          type: 'reportSettled',
+          params: ({ context, event }: { context: DaemonContext; event: CancelEvent }) => ({
+            sessions: settle(
+              context.queue.filter((s) => s.request.sessionId === event.sessionId),
+              'session cancelled while queued',
+            ),
+          }),
+        },
+        { type: 'removeFromQueue', params: ({ event }: { event: CancelEvent }) => event.sessionId },
+        {
+          type: 'answerCancelled',
+          params: ({ event }: { event: CancelEvent }) => ({ ...cancelParams(event), wasQueued: true }),
+        },
+      ],
+    },
+    cancelRunningSession,
+    rejectUnknownCancel,
+  ],
+  'session.finished': {
+    actions: [
+      { type: 'forgetSession', params: ({ event }: { event: SessionFinishedEvent }) => event.sessionId },
+      'startQueuedSessions',
+    ],
+  },
+  reload: { actions: [...applyReload.actions, 'startQueuedSessions'] },
+  shutdown: 'shutdown',
+} as const;
+
+type RecordParams = { session: SessionInput; requestId?: string };
+
 export const daemonMachine = setup({
   types: {
     context: {} as DaemonContext,
@@ -137,8 +212,12 @@ export const daemonMachine = setup({
     reconcile: fromPromise<ReconcileResult>(async () => {
       throw new Error('daemon machine: actor reconcile must be provided');
     }),
-    openSocket: fromPromise<void>(async () => {
+    openSocket: fromPromise<OpenResult>(async () => {
       throw new Error('daemon machine: actor openSocket must be provided');
+    }),
+    /** Sends stateDir.writable once the state dir takes writes again (provided: polls it). */
+    watchStateDir: fromCallback(() => {
+      throw new Error('daemon machine: actor watchStateDir must be provided');
     }),
   },
   guards: {
@@ -149,29 +228,18 @@ export const daemonMachine = setup({
       context.queue.some((s) => s.request.sessionId === sessionId),
     sessionIsRunning: ({ context }, sessionId: string) => sessionId in context.sessions,
     noSessionsRunning: ({ context }) => Object.keys(context.sessions).length === 0,
+    stateDirUnwritable: (_, opened: OpenResult | undefined) => opened?.stateDir !== undefined,
   },
   actions: {
     queueSession: assign({
-      queue: ({ context }, trigger: TriggerEvent) => {
-        const check = checkTrigger(context.agents, trigger);
-        if (!check.ok) return context.queue;
-        const request: SessionRequest = {
-          sessionId: trigger.sessionId,
-          agent: check.agent.name,
-          repoUrl: check.repoUrl,
-          acceptedAt: new Date().toISOString(),
-          ...(trigger.workUnit === undefined ? {} : { workUnit: trigger.workUnit }),
-          ...(check.timeoutMs === undefined ? {} : { timeoutMs: check.timeoutMs }),
-        };
-        return [...context.queue, { request, agent: check.agent }];
-      },
+      queue: ({ context }, session: SessionInput) => [...context.queue, session],
     }),
-    answerAccepted: emit(({ context }, trigger: TriggerEvent) => {
+    answerAccepted: emit(({ context }, recorded: RecordParams) => {
       const queued = Object.keys(context.sessions).length >= context.maxSessions;
       return {
         type: 'trigger.accepted' as const,
-        requestId: trigger.requestId,
-        sessionId: trigger.sessionId,
+        requestId: recorded.requestId,
+        sessionId: recorded.session.request.sessionId,
         queued,
         position: queued ? context.queue.length : 0,
       };
@@ -188,8 +256,12 @@ export const daemonMachine = setup({
         };
       },
     ),
-    /** Side effect (provided): the accepted session is written to the state dir. */
-    recordAccepted: (_, _params: { request: SessionRequest }) => {},
+    /**
+     * Side effect (provided): writes the accepted session's record durably, then raises
+     * trigger.recorded, or trigger.unrecorded when the state dir cannot take it. A trigger is answered
+     * only after that, so "accepted" always means "on disk". This default records nothing.
+     */
+    recordAccepted: raise((_, params: RecordParams) => ({ type: 'trigger.recorded' as const, ...params })),
     /** Side effect (provided): sessions settled without a session actor get their outcome recorded and reported. */
     reportSettled: (_, _params: { sessions: { request: SessionRequest; outcome: SessionOutcome }[] }) => {},
     recoverSessions: assign(({ context }, recovery: RecoveryPlan) => ({
@@ -262,6 +334,8 @@ export const daemonMachine = setup({
     })),
     storeReconcileSummary: assign({ reconciled: (_, summary: ReconcileSummary) => summary }),
     storeFailure: assign({ failure: (_, message: string) => message }),
+    storeStateDirProblem: assign({ stateDir: (_, problem: StateDirProblem) => problem }),
+    clearStateDirProblem: assign({ stateDir: undefined }),
   },
 }).createMachine({
   id: 'daemon',
@@ -301,10 +375,21 @@ export const daemonMachine = setup({
       on: whileStarting,
     },
     opening: {
-      description: 'Bind the Unix socket; only then can operators reach the daemon.',
+      description:
+        'Bind the Unix socket; only then can operators reach the daemon. Records that could not be written yet are written now; a state dir that takes no write starts the daemon degraded.',
       invoke: {
         src: 'openSocket',
-        onDone: 'ready',
+        onDone: [
+          {
+            guard: { type: 'stateDirUnwritable', params: ({ event }) => event.output },
+            target: 'degraded',
+            actions: {
+              type: 'storeStateDirProblem',
+              params: ({ event }) => event.output.stateDir as StateDirProblem,
+            },
+          },
+          { target: 'ready' },
+        ],
         onError: {
           target: 'failed',
           actions: { type: 'storeFailure', params: ({ event }) => messageOf(event.error) },
@@ -332,43 +417,65 @@ export const daemonMachine = setup({
           },
           {
             guard: { type: 'triggerIsValid', params: ({ event }) => event },
-            actions: [
-              { type: 'queueSession', params: ({ event }) => event },
-              { type: 'recordAccepted', params: ({ context }) => ({ request: newestQueued(context) }) },
-              { type: 'answerAccepted', params: ({ event }) => event },
-              'startQueuedSessions',
-            ],
+            actions: {
+              type: 'recordAccepted',
+              params: ({ context, event }) => ({
+                session: newSession(context.agents, event),
+                ...(event.requestId === undefined ? {} : { requestId: event.requestId }),
+              }),
+            },
           },
           { actions: { type: 'rejectTrigger', params: ({ event }) => ({ trigger: event }) } },
         ],
-        cancel: [
-          {
-            guard: { type: 'sessionIsQueued', params: ({ event }) => event.sessionId },
-            actions: [
-              {
-                type: 'reportSettled',
-                params: ({ context, event }) => ({
-                  sessions: settle(
-                    context.queue.filter((s) => s.request.sessionId === event.sessionId),
-                    'session cancelled while queued',
-                  ),
-                }),
-              },
-              { type: 'removeFromQueue', params: ({ event }) => event.sessionId },
-              {
-                type: 'answerCancelled',
-                params: ({ event }) => ({ ...cancelParams(event), wasQueued: true }),
-              },
-            ],
-          },
-          cancelRunningSession,
-          rejectUnknownCancel,
-        ],
-        'session.finished': {
-          actions: [{ type: 'forgetSession', params: ({ event }) => event.sessionId }, 'startQueuedSessions'],
+        'trigger.recorded': {
+          actions: [
+            { type: 'queueSession', params: ({ event }) => event.session },
+            { type: 'answerAccepted', params: ({ event }) => event },
+            'startQueuedSessions',
+          ],
         },
-        reload: { actions: [...applyReload.actions, 'startQueuedSessions'] },
-        shutdown: 'shutdown',
+        'trigger.unrecorded': {
+          target: 'degraded',
+          actions: [
+            { type: 'storeStateDirProblem', params: ({ event }) => problemOf(event) },
+            {
+              type: 'rejectTrigger',
+              params: ({ event }) => ({
+                trigger: triggerOf(event),
+                code: event.code,
+                reason: event.reason,
+              }),
+            },
+          ],
+        },
+        'stateDir.unwritable': {
+          target: 'degraded',
+          actions: { type: 'storeStateDirProblem', params: ({ event }) => problemOf(event) },
+        },
+        ...whileUp,
+      },
+    },
+    degraded: {
+      description:
+        'Up, but the state dir takes no writes (full, or not writable): a trigger could not be recorded, so it is rejected with state_dir_full. Running sessions go on, queued ones start, their records wait in memory. The state dir is checked every few seconds; the daemon is ready again as soon as it takes a write.',
+      entry: 'startQueuedSessions',
+      invoke: { src: 'watchStateDir' },
+      on: {
+        trigger: {
+          actions: {
+            type: 'rejectTrigger',
+            params: ({ context, event }) => ({
+              trigger: event,
+              code: context.stateDir?.code ?? 'state_dir_unwritable',
+              reason: `${context.stateDir?.reason ?? 'the state dir takes no writes'}; triggers are accepted again as soon as it does`,
+            }),
+          },
+        },
+        'stateDir.unwritable': {
+          actions: { type: 'storeStateDirProblem', params: ({ event }) => problemOf(event) },
+        },
+        'stateDir.writable': { target: 'ready', actions: 'clearStateDirProblem' },
+        ...whileUp,
       },
     },
     shutdown: {
@@ -425,8 +532,34 @@ function settle(
   }));
 }
 
-function newestQueued(context: DaemonContext): SessionRequest {
-  return (context.queue[context.queue.length - 1] as SessionInput).request;
+/** The session a valid trigger becomes. */
+function newSession(agents: readonly AgentConfig[], trigger: TriggerEvent): SessionInput {
+  const check = checkTrigger(agents, trigger);
+  if (!check.ok) throw new Error(`daemon machine: trigger ${trigger.sessionId} is not valid`);
+  const request: SessionRequest = {
+    sessionId: trigger.sessionId,
+    agent: check.agent.name,
+    repoUrl: check.repoUrl,
+    acceptedAt: new Date().toISOString(),
+    ...(trigger.workUnit === undefined ? {} : { workUnit: trigger.workUnit }),
+    ...(check.timeoutMs === undefined ? {} : { timeoutMs: check.timeoutMs }),
+  };
+  return { request, agent: check.agent };
+}
+
+/** The trigger a recorded session came from, for answering it. */
+function triggerOf(event: TriggerUnrecordedEvent): TriggerEvent {
+  const { request } = event.session;
+  return {
+    type: 'trigger',
+    sessionId: request.sessionId,
+    agent: request.agent,
+    ...(event.requestId === undefined ? {} : { requestId: event.requestId }),
+  };
+}
+
+function problemOf(event: StateDirProblem): StateDirProblem {
+  return { code: event.code, reason: event.reason };
 }
 
 function cancelParams(event: { sessionId: string; requestId?: string }): {

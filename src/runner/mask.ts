@@ -1,26 +1,83 @@
-/** Shortest credential value that is masked; shorter ones would mask ordinary text. */
+/** Shortest text that is masked; shorter ones would mask ordinary text. */
 const MIN_MASKED_LENGTH = 4;
 export const MASK = '********';
 
+/** A credential value as the agent received it: its bytes, or text (encoded as UTF-8). */
+export type MaskedValue = string | Uint8Array;
+
 /**
- * Builds a function that hides credential values in output lines: the plain value, its base64 and
- * its URL-encoded form, so an agent that prints a credential does not leak it into logs.
+ * Builds a function that hides credential values in output lines. Output reaches it one line at a
+ * time, decoded as UTF-8 (invalid bytes become U+FFFD, exactly as the output reader decodes them), so
+ * each value is looked for in every form an agent is likely to print:
+ *
+ * - the value itself, and without its trailing CR/LF (`echo "$TOKEN"` of a value read with `\r\n`);
+ * - each line of a multi-line value (a PEM key printed as it is), without its CR;
+ * - its bytes read as Latin-1 (a non-UTF-8 value the agent converted to UTF-8);
+ * - standard base64 of its bytes, with and without padding;
+ * - URL (percent) encoding of its bytes, upper and lower case hex;
+ * - JSON string escaping (a multi-line value printed inside JSON stays on one line).
+ *
+ * Not masked: hex, reversed or otherwise transformed values, a value split across lines in any other
+ * way, and any text shorter than 4 characters.
  */
-export function createMasker(values: string[]): (line: string) => string {
+export function createMasker(values: readonly MaskedValue[]): (line: string) => string {
   const needles = new Set<string>();
-  for (const value of values) {
-    if (value.length < MIN_MASKED_LENGTH) continue;
-    needles.add(value);
-    needles.add(Buffer.from(value).toString('base64'));
-    needles.add(Buffer.from(value).toString('base64').replace(/=+$/, ''));
-    needles.add(encodeURIComponent(value));
-  }
-  // Longest first so a value is masked whole before any of its substrings.
-  const ordered = [...needles].sort((a, b) => b.length - a.length);
+  for (const value of values) for (const needle of formsOf(value)) needles.add(needle);
+  // Longest first so a value is masked whole before any of its parts.
+  const ordered = [...needles]
+    .filter((n) => n.length >= MIN_MASKED_LENGTH)
+    .sort((a, b) => b.length - a.length);
   if (ordered.length === 0) return (line) => line;
   return (line) => {
     let out = line;
     for (const needle of ordered) if (out.includes(needle)) out = out.split(needle).join(MASK);
     return out;
   };
+}
+
+/** The texts that stand for one value in output. */
+export function formsOf(value: MaskedValue): string[] {
+  const bytes = typeof value === 'string' ? Buffer.from(value, 'utf8') : Buffer.from(value);
+  const forms: string[] = [];
+  const add = (text: string) => {
+    if (text.length >= MIN_MASKED_LENGTH) forms.push(text);
+  };
+  const texts = new Set([bytes.toString('utf8'), bytes.toString('latin1')]);
+  for (const text of texts) {
+    add(text);
+    add(text.replace(/[\r\n]+$/, ''));
+    const lines = text.split(/\r\n|\r|\n/);
+    if (lines.length > 1) for (const line of lines) add(line);
+    const json = JSON.stringify(text).slice(1, -1);
+    if (json !== text) {
+      add(json);
+      add(JSON.stringify(text.replace(/[\r\n]+$/, '')).slice(1, -1));
+    }
+  }
+  const trimmed = trimTrailingNewlines(bytes);
+  for (const form of trimmed.length === bytes.length ? [bytes] : [bytes, trimmed]) {
+    const base64 = form.toString('base64');
+    add(base64);
+    add(base64.replace(/=+$/, ''));
+    const percent = percentEncode(form);
+    add(percent);
+    add(percent.replace(/%[0-9A-F]{2}/g, (hex) => hex.toLowerCase()));
+  }
+  return forms;
+}
+
+function trimTrailingNewlines(bytes: Buffer): Buffer {
+  let end = bytes.length;
+  while (end > 0 && (bytes[end - 1] === 0x0a || bytes[end - 1] === 0x0d)) end--;
+  return bytes.subarray(0, end);
+}
+
+/** encodeURIComponent over bytes: unreserved ASCII stays, every other byte becomes %XX. */
+function percentEncode(bytes: Buffer): string {
+  let out = '';
+  for (const byte of bytes) {
+    const char = String.fromCharCode(byte);
+    out += /[A-Za-z0-9\-_.!~*'()]/.test(char) ? char : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
 }

@@ -124,6 +124,8 @@ class SessionRun {
       this.run.signal.removeEventListener('abort', onAbort);
     }
     const teardownProblem = await this.teardown();
+    // Output that could not be written (a full state dir) is noted in the log as soon as it can be.
+    this.log.close();
     if (teardownProblem && result.outcome === 'succeeded') {
       result = { ...result, outcome: 'error', message: teardownProblem };
     }
@@ -145,14 +147,17 @@ class SessionRun {
     for (const notice of invocation.notices ?? []) this.output(`agentd: ${notice}`);
     const mounts: { name: string; target: string }[] = [];
     const secretBacked: string[] = [];
-    const withValues = spec.credentials.map((c) => ({ target: c.name, value: c.value }));
+    const withValues: { target: string; value: Uint8Array }[] = spec.credentials.map((c) => ({
+      target: c.name,
+      value: c.value,
+    }));
     if (invocation.repoToken !== undefined)
       withValues.push({ target: '.repo_token', value: invocation.repoToken });
     for (const { target, value } of withValues) {
-      if (Buffer.byteLength(value) > MAX_SECRET_BYTES) {
+      if (value.length > MAX_SECRET_BYTES) {
         throw new AgentdError(
           'CREDENTIAL_TOO_LARGE',
-          `credential ${target === '.repo_token' ? 'repo_token' : target} is ${Buffer.byteLength(value)} bytes; Podman secrets must be under 512000 bytes`,
+          `credential ${target === '.repo_token' ? 'repo_token' : target} is ${value.length} bytes; Podman secrets must be under 512000 bytes`,
           { operation: 'create secrets' },
         );
       }
@@ -163,7 +168,7 @@ class SessionRun {
     }
     for (const { target, value } of withValues) {
       // Podman refuses empty secrets; an empty value is not a secret, so it is set as an empty variable.
-      if (value === '') {
+      if (value.length === 0) {
         env[target] = '';
         continue;
       }

@@ -54,8 +54,8 @@ export function revealSession(session: AssembledSession): {
   return {
     spec: {
       ...session.spec,
-      credentials: session.spec.credentials.map((c) => ({ name: c.name, value: c.value.reveal() })),
+      credentials: session.spec.credentials.map((c) => ({ name: c.name, value: c.value.bytes() })),
     },
-    invocation: { ...invocation, ...(repoToken === undefined ? {} : { repoToken: repoToken.reveal() }) },
+    invocation: { ...invocation, ...(repoToken === undefined ? {} : { repoToken: repoToken.bytes() }) },
   };
 }

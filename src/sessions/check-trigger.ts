@@ -27,6 +27,8 @@ export const REJECTION_CODES = [
   'bad_timeout',
   'duplicate_session',
   'not_accepting',
+  'state_dir_full',
+  'state_dir_unwritable',
   'invalid',
 ] as const;
 export type RejectionCode = (typeof REJECTION_CODES)[number];

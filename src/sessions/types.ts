@@ -31,7 +31,8 @@ export interface SessionSpec {
   agent: string;
   image: string;
   command: string[];
-  credentials: { name: string; value: string }[];
+  /** Values as bytes, exactly as resolved: never decoded as text on their way to the agent. */
+  credentials: { name: string; value: Uint8Array }[];
   env: Record<string, string>;
   network: Network;
   /** Limits of the container; the defaults (see src/config/resources.ts) when absent. */
@@ -47,7 +48,7 @@ export interface SessionInvocation {
   repoUrl: string;
   workUnit?: string;
   /** Sent only to the origin of repoUrl: the caller has decided that it may go there. */
-  repoToken?: string;
+  repoToken?: Uint8Array;
   /** Lines agentd adds to the session's output before the container starts (e.g. a withheld token). */
   notices?: string[];
 }

@@ -25,7 +25,7 @@ describe('PodmanClient against real Podman', () => {
     for (const name of names) track.secret(name);
     const value = `adapter-secret-${session}`;
     for (const name of names)
-      await podman.createSecret(name, value, ownershipLabels(instanceId, session, 'a'));
+      await podman.createSecret(name, Buffer.from(value), ownershipLabels(instanceId, session, 'a'));
 
     expect((await podman.listSecretNames()).filter((n) => n.startsWith(prefix)).sort()).toEqual(
       [...names].sort(),

@@ -298,7 +298,7 @@ describe('PodmanRunner against real Podman', () => {
       const controller = new AbortController();
       setTimeout(() => controller.abort(), delayMs);
       const { result } = await runSession({
-        spec: { credentials: [{ name: 'A', value: 'value-a-1234' }] },
+        spec: { credentials: [{ name: 'A', value: Buffer.from('value-a-1234') }] },
         signal: controller.signal,
       });
       expect(result.outcome, `cancelled after ${delayMs} ms`).toBe('cancelled');
@@ -352,7 +352,7 @@ describe('PodmanRunner against real Podman', () => {
       'sleep 2.7',
     ].join('\n');
     const session = await runSession({
-      spec: { command: ['sh', '-c', script], credentials: [{ name: 'API_KEY', value }] },
+      spec: { command: ['sh', '-c', script], credentials: [{ name: 'API_KEY', value: Buffer.from(value) }] },
       onEvent: (event) => {
         if (event.type === 'container') container = event.name;
         if (event.type === 'output' && event.line === 'ready') {
@@ -400,7 +400,7 @@ describe('PodmanRunner against real Podman', () => {
     const { result, lines } = await runSession({
       spec: {
         command: ['sh', '-c', 'if env | grep -qx EMPTY_CRED=; then echo set-empty; else echo bad; fi'],
-        credentials: [{ name: 'EMPTY_CRED', value: '' }],
+        credentials: [{ name: 'EMPTY_CRED', value: Buffer.alloc(0) }],
       },
     });
     expect(result.outcome).toBe('succeeded');
@@ -429,7 +429,7 @@ describe('PodmanRunner against real Podman', () => {
             'echo "files: $(ls | tr "\\n" " ")"; env | sort; echo "--- git config"; git config --list; echo "--- end"',
           ],
         },
-        invocation: { repoUrl: http.url(), repoToken: token },
+        invocation: { repoUrl: http.url(), repoToken: Buffer.from(token) },
       });
       expect(session.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
       expect(session.lines[0]).toBe('files: README.md hello.txt src ');

@@ -2,11 +2,17 @@
  * Fake adapters for the daemon and session machines: every actor the daemon provides in
  * src/daemon/main.ts is replaced by one the test drives, and every side effect is recorded.
  */
-import { type AnyActorRef, type EventObject, fromCallback, fromPromise } from 'xstate';
+import { type AnyActorRef, type EventObject, fromCallback, fromPromise, raise } from 'xstate';
 import type { ResolvedCredentials } from '../../src/adapters/credentials.js';
 import { defaultResources } from '../../src/config/resources.js';
 import type { AgentConfig } from '../../src/config/types.js';
-import { daemonMachine, type ReconcileResult, type RecoveryPlan } from '../../src/machines/daemon.machine.js';
+import {
+  daemonMachine,
+  type OpenResult,
+  type ReconcileResult,
+  type RecoveryPlan,
+  type StateDirProblem,
+} from '../../src/machines/daemon.machine.js';
 import {
   type RunSessionInput,
   type SessionInput,
@@ -182,13 +188,17 @@ export class Fakes {
     credentials: [],
   };
   reconcile = deferred<ReconcileResult>();
-  openSocket = deferred<void>();
+  openSocket = deferred<OpenResult>();
   onCancel: 'note' | 'finish';
+  /** Set: recording a trigger fails with this problem (a full state dir), as the real store would. */
+  recordFails: StateDirProblem | undefined;
+  /** Live state dir watchers (the daemon is degraded while one runs). */
+  watchers = 0;
 
   constructor(readonly options: FakeOptions = {}) {
     this.onCancel = options.onCancel ?? 'finish';
     if (options.reconcile !== 'manual') this.reconcile.resolve(options.reconcile ?? RECONCILED);
-    if (options.openSocket !== 'manual') this.openSocket.resolve();
+    if (options.openSocket !== 'manual') this.openSocket.resolve({});
   }
 
   /** The session machine as the daemon provides it, with fakes. */
@@ -263,9 +273,21 @@ export class Fakes {
           this.signals.openSocket.push(signal);
           return this.openSocket.promise;
         }),
+        watchStateDir: fromCallback(() => {
+          this.watchers++;
+          return () => {
+            this.watchers--;
+          };
+        }),
       },
       actions: {
-        recordAccepted: (_, { request }) => this.accepted.push(request),
+        recordAccepted: raise((_, { session, requestId }) => {
+          const answer = requestId === undefined ? { session } : { session, requestId };
+          if (this.recordFails)
+            return { type: 'trigger.unrecorded' as const, ...answer, ...this.recordFails };
+          this.accepted.push(session.request);
+          return { type: 'trigger.recorded' as const, ...answer };
+        }),
         reportSettled: (_, { sessions }) => {
           for (const s of sessions) {
             this.reports.push({ sessionId: s.request.sessionId, outcome: s.outcome, via: 'reportSettled' });

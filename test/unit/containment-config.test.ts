@@ -316,9 +316,11 @@ describe('repo_token at trigger time', () => {
   }
 
   it('sends it to the configured origin and a listed one', () => {
-    expect(session(tok)).toMatchObject({ repoToken: 'REPO-TOKEN-SECRET-42' });
+    expect(session(tok)).toMatchObject({ repoToken: Buffer.from('REPO-TOKEN-SECRET-42') });
     expect(session(tok).notices).toBeUndefined();
-    expect(session(tok, 'https://mirror.example/r.git')).toMatchObject({ repoToken: 'REPO-TOKEN-SECRET-42' });
+    expect(session(tok, 'https://mirror.example/r.git')).toMatchObject({
+      repoToken: Buffer.from('REPO-TOKEN-SECRET-42'),
+    });
   });
 
   it('withholds it from another origin, saying so, and the clone goes ahead without it', () => {
@@ -354,6 +356,8 @@ describe('repo_token at trigger time', () => {
   it('hands the runner only the normalised URL', () => {
     const check = checkTrigger([tok], { agent: 'demo', repo: 'HTTP://127.0.0.1:18080/a/../r.git' });
     expect(check).toMatchObject({ ok: true, repoUrl: 'http://127.0.0.1:18080/r.git' });
-    expect(session(tok, 'HTTP://127.0.0.1:18080/a/../r.git').repoToken).toBe('REPO-TOKEN-SECRET-42');
+    expect(session(tok, 'HTTP://127.0.0.1:18080/a/../r.git').repoToken).toEqual(
+      Buffer.from('REPO-TOKEN-SECRET-42'),
+    );
   });
 });

@@ -77,7 +77,7 @@ describe('daemon machine: start', () => {
     await settle();
     expect(d.value()).toBe('opening');
     expect(d.actor.getSnapshot().context.reconciled).toEqual(RECONCILED.summary);
-    d.fakes.openSocket.resolve();
+    d.fakes.openSocket.resolve({});
     await settle();
     expect(d.value()).toBe('ready');
   });
@@ -276,6 +276,77 @@ describe('daemon machine: triggers', () => {
   });
 });
 
+const FULL = { code: 'state_dir_full', reason: 'state dir full: cannot record session s2 (ENOSPC)' } as const;
+
+describe('daemon machine: a state dir that takes no writes', () => {
+  it('rejects a trigger it cannot record, with the code, and becomes degraded; running sessions go on', async () => {
+    const d = await startDaemon();
+    d.trigger('s1');
+    d.fakes.recordFails = FULL;
+    expect(d.trigger('s2', { requestId: 'r2' })).toEqual([
+      { type: 'trigger.rejected', requestId: 'r2', sessionId: 's2', ...FULL },
+    ]);
+    expect(d.value()).toBe('degraded');
+    expect(d.queued()).toEqual([]);
+    expect(d.running()).toEqual(['s1']);
+    expect(d.fakes.accepted.map((r) => r.sessionId)).toEqual(['s1']);
+    expect(d.fakes.watchers).toBe(1);
+    // Nothing is even tried while degraded: the trigger is told why.
+    d.fakes.recordFails = undefined;
+    expect(d.trigger('s3')).toEqual([
+      expect.objectContaining({ type: 'trigger.rejected', sessionId: 's3', code: 'state_dir_full' }),
+    ]);
+    expect(d.fakes.accepted.map((r) => r.sessionId)).toEqual(['s1']);
+    // The running session is still supervised to its outcome, and can be cancelled.
+    expect(d.send({ type: 'cancel', sessionId: 's1' })).toEqual([
+      { type: 'cancel.accepted', sessionId: 's1', wasQueued: false },
+    ]);
+    await settle();
+    expect(d.fakes.reportsOf('s1')).toHaveLength(1);
+    expect(d.running()).toEqual([]);
+  });
+
+  it('is ready again once the state dir takes writes, without a restart', async () => {
+    const d = await startDaemon();
+    d.actor.send({ type: 'stateDir.unwritable', ...FULL });
+    expect(d.value()).toBe('degraded');
+    expect(d.actor.getSnapshot().context.stateDir).toEqual(FULL);
+    d.actor.send({ type: 'stateDir.writable' });
+    expect(d.value()).toBe('ready');
+    expect(d.fakes.watchers).toBe(0);
+    expect(d.actor.getSnapshot().context.stateDir).toBeUndefined();
+    expect(d.trigger('s1')).toEqual([
+      { type: 'trigger.accepted', sessionId: 's1', queued: false, position: 0 },
+    ]);
+  });
+
+  it('starts degraded when the state dir took no write at start, and still drains on shutdown', async () => {
+    const d = await startDaemon({ openSocket: 'manual' });
+    d.fakes.openSocket.resolve({ stateDir: FULL });
+    await settle();
+    expect(d.value()).toBe('degraded');
+    expect(d.trigger('s1')).toEqual([
+      expect.objectContaining({ type: 'trigger.rejected', code: 'state_dir_full' }),
+    ]);
+    d.send({ type: 'shutdown' });
+    expect(d.value()).toEqual({ shutdown: 'stopped' });
+    expect(d.fakes.watchers).toBe(0);
+  });
+
+  it('starts queued sessions while degraded: they were accepted, so they run', async () => {
+    const d = await startDaemon({ maxSessions: 1 });
+    d.trigger('s1');
+    d.trigger('s2');
+    await settle();
+    expect(d.queued()).toEqual(['s2']);
+    d.actor.send({ type: 'stateDir.unwritable', ...FULL });
+    d.fakes.run('s1').finish();
+    await settle();
+    expect(d.value()).toBe('degraded');
+    expect(d.running()).toEqual(['s2']);
+  });
+});
+
 describe('daemon machine: cancel', () => {
   it('cancels a queued session: reported cancelled, never started', async () => {
     const d = await startDaemon({ maxSessions: 1 });
@@ -458,7 +529,7 @@ describe('daemon machine: recovery after a restart', () => {
     expect(d.fakes.started).toEqual([]);
     expect(d.queued()).toEqual(['q1', 'q2']);
 
-    d.fakes.openSocket.resolve();
+    d.fakes.openSocket.resolve({});
     await settle();
     expect(d.value()).toBe('ready');
     // The adopted session is supervised first, then queued ones fill the free slots.
@@ -507,7 +578,7 @@ describe('daemon machine: session bookkeeping', () => {
     };
     const d = await startDaemon({ reconcile: { ...RECONCILED, recovery }, openSocket: 'manual' });
     expect(d.fakes.started).toEqual([]);
-    d.fakes.openSocket.resolve();
+    d.fakes.openSocket.resolve({});
     await settle();
     expect(d.running()).toEqual(['a1']);
     d.fakes.run('a1').finish();

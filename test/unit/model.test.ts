@@ -17,7 +17,9 @@ import {
   type DaemonEmitted,
   type DaemonEvent,
   daemonMachine,
+  type OpenResult,
   type ReconcileResult,
+  type StateDirProblem,
 } from '../../src/machines/daemon.machine.js';
 import {
   type SessionEvent,
@@ -52,17 +54,18 @@ function invokeId(machine: typeof daemonMachine | typeof sessionMachine, state: 
 }
 
 /** The step's event as a short word, for vertex keys and failure messages. */
-function describeEvent(event: { type: string; [key: string]: unknown }): string {
-  const done = /^xstate\.(done|error)\.actor\.(.*)$/.exec(event.type);
+function describeEvent(event: { type: string }): string {
+  const e = event as { type: string; [key: string]: unknown };
+  const done = /^xstate\.(done|error)\.actor\.(.*)$/.exec(e.type);
   if (done) {
-    const recovered = (event.output as ReconcileResult | undefined)?.recovery?.adopted.length
-      ? '+recovery'
-      : '';
-    return `${done[1]}(${done[2]})${recovered}`;
+    const output = e.output as (Partial<ReconcileResult> & OpenResult) | undefined;
+    const recovered = output?.recovery?.adopted.length ? '+recovery' : '';
+    const degraded = output?.stateDir ? '+stateDirFull' : '';
+    return `${done[1]}(${done[2]})${recovered}${degraded}`;
   }
   const detail =
-    event.sessionId ?? (event as { phase?: string }).phase ?? (event.result as { outcome?: string })?.outcome;
-  return detail === undefined ? event.type : `${event.type}(${String(detail)})`;
+    e.sessionId ?? (e as { phase?: string }).phase ?? (e.result as { outcome?: string })?.outcome;
+  return detail === undefined ? e.type : `${e.type}(${String(detail)})`;
 }
 
 /**
@@ -88,6 +91,10 @@ const RECONCILE = invokeId(daemonMachine, 'reconciling');
 const OPEN = invokeId(daemonMachine, 'opening');
 /** Ids the model triggers with; a finished id may be triggered again, the replay keeps them apart. */
 const POOL = ['a', 'b', 'c'];
+const STATE_DIR_FULL: StateDirProblem = {
+  code: 'state_dir_full',
+  reason: 'state dir full: cannot record session (ENOSPC)',
+};
 const RECOVERED: ReconcileResult = {
   summary: RECONCILED.summary,
   recovery: {
@@ -121,7 +128,10 @@ function daemonEvents(s: DaemonSnapshot): ModelEvent[] {
     { type: `xstate.done.actor.${RECONCILE}`, output: RECONCILED },
     { type: `xstate.done.actor.${RECONCILE}`, output: RECOVERED },
     { type: `xstate.error.actor.${RECONCILE}`, error: new Error('podman: cannot connect') },
-    { type: `xstate.done.actor.${OPEN}` },
+    { type: `xstate.done.actor.${OPEN}`, output: {} },
+    { type: `xstate.done.actor.${OPEN}`, output: { stateDir: STATE_DIR_FULL } },
+    { type: 'stateDir.unwritable', ...STATE_DIR_FULL },
+    { type: 'stateDir.writable' },
     { type: `xstate.error.actor.${OPEN}`, error: new Error('EADDRINUSE') },
     { type: 'shutdown' },
     { type: 'trigger', sessionId: 'bad', agent: 'nope', role: 'invalid' },
@@ -231,7 +241,7 @@ async function replayDaemon(path: StatePath<DaemonSnapshot, ModelEvent>, maxSess
         fakes.reconcile.resolve(e.output as ReconcileResult);
       } else if (e.type === `xstate.error.actor.${RECONCILE}`)
         fakes.reconcile.reject(new Error('podman down'));
-      else if (e.type === `xstate.done.actor.${OPEN}`) fakes.openSocket.resolve();
+      else if (e.type === `xstate.done.actor.${OPEN}`) fakes.openSocket.resolve(e.output as OpenResult);
       else if (e.type === `xstate.error.actor.${OPEN}`) fakes.openSocket.reject(new Error('EADDRINUSE'));
       else if (e.type === 'session.finished') {
         const run = fakes.run(systemId(e.sessionId as string));
@@ -453,6 +463,7 @@ describe('model: daemon machine', () => {
     const covered = new Set(paths.map((p) => JSON.stringify(p.state.value)));
     expect([...covered].sort()).toEqual(
       [
+        '"degraded"',
         '"failed"',
         '"opening"',
         '"ready"',

@@ -64,8 +64,8 @@ describe('session machine', () => {
     const run = fakes.run('s1');
     // The runner gets the assembled session; its values unwrap only at the runner boundary.
     const revealed = revealSession(run.input.session ?? expect.fail('runner got no assembled session'));
-    expect(revealed.spec.credentials).toEqual([{ name: 'API_KEY', value: SECRET }]);
-    expect(revealed.invocation.repoToken).toBe(REPO_TOKEN);
+    expect(revealed.spec.credentials).toEqual([{ name: 'API_KEY', value: Buffer.from(SECRET) }]);
+    expect(revealed.invocation.repoToken).toEqual(Buffer.from(REPO_TOKEN));
     expect(revealed.invocation.repoUrl).toBe('https://git.example/demo.git');
     expect(session.getSnapshot().context.resolved).toBeUndefined();
 

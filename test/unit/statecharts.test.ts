@@ -56,8 +56,11 @@ describe('docs/statecharts', () => {
     expect(page).toContain('  opening --> failed: error#58; openSocket\n');
     expect(page).toContain('| `shutdown.draining` | atomic | Queued sessions are dropped');
     expect(page).toContain('| `reconciling` | atomic |');
-    expect(page).toMatch(/\| `trigger` \| `ready` \| — \| `triggerIsValid` \| `queueSession`, /);
-    expect(page).toMatch(/\| `shutdown` \| `reconciling`, `opening`, `ready` \| `shutdown` \| — \| — \|/);
+    expect(page).toMatch(/\| `trigger` \| `ready` \| — \| `triggerIsValid` \| `recordAccepted` \|/);
+    expect(page).toMatch(/\| `trigger.recorded` \| `ready` \| — \| — \| `queueSession`, `answerAccepted`/);
+    expect(page).toMatch(
+      /\| `shutdown` \| `reconciling`, `opening`, `ready`, `degraded` \| `shutdown` \| — \| — \|/,
+    );
   });
 
   it('names explicit invoke ids and static action parameters', () => {

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readNoFollow } from '../../adapters/state-files.js';
 import { type Handler, reply } from '../context.js';
 
 /** Sends a session's log; with `follow`, keeps streaming until its outcome. */
@@ -29,9 +29,10 @@ export const logs: Handler<'logs'> = (request, connection, daemon) => {
   }
   let text = '';
   try {
-    text = readFileSync(daemon.store.logPath(sessionId), 'utf8');
+    // Never through a link someone planted in place of the log.
+    text = readNoFollow(daemon.store.logPath(sessionId)).toString('utf8');
   } catch {
-    // No output yet.
+    // No output yet (or no readable log).
   }
   for (const line of text.split('\n').slice(0, -1))
     reply(connection, request, { type: 'output', sessionId, line });

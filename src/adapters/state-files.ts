@@ -1,0 +1,170 @@
+import { randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  fsyncSync,
+  ftruncateSync,
+  lstatSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { dirname } from 'node:path';
+import { AgentdError } from '../errors.js';
+
+/**
+ * The daemon's own files in its state dir. Every file is opened with O_NOFOLLOW, and new ones with
+ * O_EXCL, so a planted symbolic link is an error and never a write (or read) elsewhere. A write that
+ * fails leaves no temp file behind, and says whether the filesystem is full.
+ */
+
+const { O_WRONLY, O_RDONLY, O_CREAT, O_EXCL, O_APPEND, O_NOFOLLOW } = constants;
+
+/** Errno codes that mean "no room": the write may succeed later without anyone fixing anything. */
+const FULL = new Set(['ENOSPC', 'EDQUOT']);
+
+/** A write to the state dir that failed; `full` when the filesystem (or quota) has no room left. */
+export class StateDirError extends AgentdError {
+  readonly full: boolean;
+  readonly errno: string;
+  constructor(operation: string, path: string, cause: unknown) {
+    const errno = (cause as NodeJS.ErrnoException).code ?? 'EIO';
+    const full = FULL.has(errno);
+    super(
+      full ? 'STATE_DIR_FULL' : 'STATE_DIR_UNWRITABLE',
+      full
+        ? `state dir full: cannot ${operation} (${errno} on ${path}); free space on that filesystem`
+        : `state dir not writable: cannot ${operation} (${errno} on ${path}); ${fixFor(errno, path)}`,
+      { operation, cause },
+    );
+    this.full = full;
+    this.errno = errno;
+  }
+}
+
+function fixFor(errno: string, path: string): string {
+  if (errno === 'ELOOP' || errno === 'EEXIST') {
+    return `${path} is a symbolic link or an unexpected file that agentd did not make; remove it`;
+  }
+  if (errno === 'EROFS') return 'the filesystem is read-only; remount it read-write or move daemon.state_dir';
+  if (errno === 'EACCES' || errno === 'EPERM') return `check the owner and mode of ${dirname(path)}`;
+  return 'check the filesystem';
+}
+
+/**
+ * Replaces path with data atomically: a new temp file (O_EXCL, O_NOFOLLOW, random name) renamed over
+ * it. `durable` flushes file and directory before returning. Refuses when path is a symbolic link or
+ * anything but a regular file. Throws StateDirError; the temp file is gone either way.
+ */
+export function writeFileAtomic(
+  path: string,
+  data: string | Uint8Array,
+  options: { durable?: boolean; operation: string },
+): void {
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  let fd: number | undefined;
+  try {
+    fd = openSync(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+    writeAll(fd, data);
+    if (options.durable) fsyncSync(fd);
+    const open = fd;
+    fd = undefined;
+    closeSync(open);
+    refuseNonRegular(path);
+    renameSync(tmp, path);
+  } catch (error) {
+    if (fd !== undefined) closeQuietly(fd);
+    removeQuietly(tmp);
+    throw error instanceof StateDirError ? error : new StateDirError(options.operation, path, error);
+  }
+  if (options.durable) syncDirectory(dirname(path), options.operation);
+}
+
+/** Appends to path, creating it (0600) if missing; a symbolic link at path is an error (ELOOP). */
+export function appendNoFollow(path: string, data: string | Uint8Array, operation: string): void {
+  let fd: number;
+  try {
+    fd = openSync(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0o600);
+  } catch (error) {
+    throw new StateDirError(operation, path, error);
+  }
+  let before: number | undefined;
+  try {
+    before = fstatSync(fd).size;
+    writeAll(fd, data);
+  } catch (error) {
+    // A write cut short (no room for all of it) would leave half a line: take it back.
+    if (before !== undefined) {
+      try {
+        ftruncateSync(fd, before);
+      } catch {
+        // Nothing more can be done; the next write starts after the fragment.
+      }
+    }
+    throw new StateDirError(operation, path, error);
+  } finally {
+    closeQuietly(fd);
+  }
+}
+
+/** Reads a file without following a symbolic link at path (ELOOP instead). */
+export function readNoFollow(path: string): Buffer {
+  const fd = openSync(path, O_RDONLY | O_NOFOLLOW);
+  try {
+    return readFileSync(fd);
+  } finally {
+    closeQuietly(fd);
+  }
+}
+
+/** Removes a file; a missing one is fine. Never follows a link: unlink removes the link itself. */
+export function removeQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // Already gone, or not ours to remove: nothing more to do.
+  }
+}
+
+/** Makes a rename durable: the directory entry is flushed as well. */
+function syncDirectory(dir: string, operation: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(dir, O_RDONLY);
+    fsyncSync(fd);
+  } catch (error) {
+    throw new StateDirError(operation, dir, error);
+  } finally {
+    if (fd !== undefined) closeQuietly(fd);
+  }
+}
+
+function refuseNonRegular(path: string): void {
+  let isRegular = true;
+  try {
+    isRegular = lstatSync(path).isFile();
+  } catch {
+    return;
+  }
+  if (!isRegular) {
+    const error = Object.assign(new Error(`${path} is not a regular file`), { code: 'EEXIST' });
+    throw error;
+  }
+}
+
+function writeAll(fd: number, data: string | Uint8Array): void {
+  const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+  let offset = 0;
+  while (offset < bytes.length) offset += writeSync(fd, bytes, offset, bytes.length - offset);
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // A close that fails after a failed write changes nothing.
+  }
+}

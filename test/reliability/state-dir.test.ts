@@ -1,0 +1,477 @@
+/**
+ * The daemon's own files under attack and under pressure: a state dir on a small tmpfs the test fills
+ * (triggers rejected with a code, running sessions still reach their outcome, start on a full disk,
+ * recovery without a restart, no temp file left); directories owned by someone else or open to
+ * everyone; symbolic links planted where the daemon writes; a socket owned by another user; corrupt
+ * records after a crash.
+ */
+import { spawnSync } from 'node:child_process';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  CLI,
+  launchDaemon,
+  prepareDaemon,
+  runCli,
+  spawnCli,
+  startDaemon,
+  type TestDaemon,
+} from '../helpers/daemon.js';
+import { type Gate, startGate } from '../helpers/gate.js';
+import { type GitServer, startGitServer } from '../helpers/git-server.js';
+import { makeTempDir, track } from '../helpers/resources.js';
+import {
+  afterEachTest,
+  agent,
+  crash,
+  inspectContainer,
+  killOrphans,
+  recordFigures,
+  waitUntil,
+} from './harness.js';
+
+const NOBODY = 65534;
+let git: GitServer;
+let gateA: Gate;
+let gateB: Gate;
+const daemons: TestDaemon[] = [];
+const figures = { faultsInjected: 0, sessionsRecovered: 0, sessions: 0, objectsLeftBehind: 0 };
+
+beforeAll(async () => {
+  if (process.geteuid?.() !== 0)
+    throw new Error('these tests mount a tmpfs and chown files: run them as root');
+  [git, gateA, gateB] = await Promise.all([startGitServer(), startGate(), startGate()]);
+});
+afterAll(async () => {
+  await Promise.allSettled([git?.stop(), gateA?.close(), gateB?.close()]);
+  await recordFigures('state-dir', figures);
+});
+afterEach(async () => {
+  gateA.hold();
+  gateB.hold();
+  await afterEachTest(figures, daemons);
+});
+
+function tracked(d: TestDaemon): TestDaemon {
+  daemons.push(d);
+  return d;
+}
+
+/** Mounts a tmpfs of sizeKb at dir (mode 0700, as a state dir must be); unmounted in cleanup. */
+function mountTmpfs(dir: string, sizeKb: number): void {
+  mkdirSync(dir, { recursive: true });
+  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeKb}k,mode=0700`, 'tmpfs', dir]);
+  if (mounted.status !== 0) throw new Error(`mount tmpfs at ${dir}: ${mounted.stderr}`);
+  track.onCleanup(() => execa('umount', ['-l', dir], { reject: false }));
+}
+
+/** Fills the filesystem of dir to the last byte; returns the filler file. */
+function fill(dir: string): string {
+  const filler = join(dir, 'filler');
+  spawnSync('sh', ['-c', `dd if=/dev/zero of=${filler} bs=64k oflag=append conv=notrunc 2>/dev/null`]);
+  const probe = spawnSync('sh', ['-c', `head -c 8192 /dev/zero >> ${dir}/probe-space`]);
+  rmSync(join(dir, 'probe-space'), { force: true });
+  if (probe.status === 0) throw new Error(`${dir} is not full after filling it`);
+  return filler;
+}
+
+function tempFiles(d: TestDaemon): string[] {
+  const sessions = join(d.files.stateDir, 'sessions');
+  return existsSync(sessions)
+    ? readdirSync(sessions).filter((n) => n.endsWith('.tmp') || n.startsWith('.probe'))
+    : [];
+}
+
+async function state(d: TestDaemon): Promise<string> {
+  const result = await d.cli(['status', '--json']);
+  expect(result.code, result.stderr).toBe(0);
+  return (JSON.parse(result.stdout) as { state: string }).state;
+}
+
+/** A line longer than a page: appending it always needs a new page of the filesystem. */
+const BIG = (tag: string) => `printf '${tag}-%05000d\\n' 0`;
+
+describe('a full state dir', () => {
+  it('rejects triggers with state_dir_full, supervises running sessions to their outcome, recovers by itself', async () => {
+    const files = prepareDaemon({
+      agents: [
+        agent('talker', git.url(), [
+          'sh',
+          '-c',
+          [
+            'echo before',
+            `git ls-remote git://127.0.0.1:${gateA.port}/gate.git >/dev/null 2>&1`,
+            BIG('lost-1'),
+            BIG('lost-2'),
+            BIG('lost-3'),
+            `git ls-remote git://127.0.0.1:${gateB.port}/gate.git >/dev/null 2>&1`,
+            BIG('last'),
+          ].join('; '),
+        ]),
+        agent('quick', git.url(), ['echo', 'quick-done']),
+      ],
+    });
+    mountTmpfs(files.stateDir, 1024);
+    const d = tracked(launchDaemon(files));
+    await d.ready();
+
+    const first = (await d.cli(['trigger', 'talker', '--detach'])).stdout.trim();
+    const follower = d.spawnCli(['logs', first, '--follow']);
+    await follower.waitForStdout(/before/);
+    const filler = fill(files.stateDir);
+    figures.faultsInjected++;
+
+    // Not accepted-then-lost: rejected, with the code and the reason.
+    const rejected = await d.cli(['trigger', 'quick', '--json']);
+    expect(rejected.code, rejected.stdout + rejected.stderr).toBe(3);
+    expect(rejected.stdout + rejected.stderr).toMatch(
+      /state dir full: cannot record session [0-9a-f]{16} \(ENOSPC/,
+    );
+    expect(await state(d)).toBe('degraded');
+    const again = await d.request({ type: 'trigger', agent: 'quick' });
+    expect(again).toMatchObject({ type: 'rejected', code: 'state_dir_full' });
+    expect(String(again?.reason)).toMatch(/triggers are accepted again as soon as it does/);
+    expect(tempFiles(d)).toEqual([]);
+    // Only the first session has a record: nothing was accepted that could not be recorded.
+    expect(readdirSync(join(files.stateDir, 'sessions')).filter((n) => n.endsWith('.json'))).toEqual([
+      `${first}.json`,
+    ]);
+
+    // The running session prints while nothing can be written: followers still get it live, and
+    // it finishes while the disk is still full.
+    gateA.open();
+    await follower.waitForStdout(/lost-3-0+\n/);
+    gateB.open();
+    const outcome = await d.waitForOutcome(first);
+    expect(outcome.outcome).toBe('succeeded');
+    const followed = await follower.result;
+    expect(followed.code).toBe(0);
+    expect(followed.stdout).toMatch(/last-0+\n/);
+    expect(d.running, 'the daemon is still up').toBe(true);
+    expect(tempFiles(d)).toEqual([]);
+
+    // Space returns: the daemon notices by itself, writes what waited, and accepts triggers again.
+    rmSync(filler);
+    await d.waitForLog((l) => l.event === 'daemon.state_dir_writable', 20_000);
+    expect(await state(d)).toBe('ready');
+    const record = JSON.parse(readFileSync(join(files.stateDir, 'sessions', `${first}.json`), 'utf8'));
+    expect(record).toMatchObject({ id: first, outcome: 'succeeded', phase: 'finished' });
+    const logFile = join(files.stateDir, 'sessions', `${first}.log`);
+    const log = await waitUntil(
+      () => {
+        const text = readFileSync(logFile, 'utf8');
+        return text.includes('[agentd: ') && text;
+      },
+      () => 'the gap note in the log',
+      10_000,
+    );
+    expect(log).toMatch(/^before\n/);
+    // One note per stretch of lost output (the note is written as soon as it fits): 4 lines in all.
+    const notes = [
+      ...log.matchAll(
+        /\[agentd: (\d+) line\(s\), (\d+) bytes of output are missing here: the state dir was full \(ENOSPC\) from \S+ to \S+; followers received them live\]\n/g,
+      ),
+    ];
+    expect(notes.length).toBeGreaterThan(0);
+    expect(notes.reduce((sum, n) => sum + Number(n[1]), 0)).toBe(4);
+    expect(notes.reduce((sum, n) => sum + Number(n[2]), 0)).toBe(3 * 5008 + 5006);
+    expect(log).not.toMatch(/lost-|last-/);
+    const ok = await d.cli(['trigger', 'quick']);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/quick-done/);
+    expect(tempFiles(d)).toEqual([]);
+    figures.sessions += 2;
+    expect(await d.stop()).toBe(0);
+
+    // A daemon started on a full disk starts degraded, says why, and recovers without a restart.
+    const filler2 = fill(files.stateDir);
+    const next = tracked(launchDaemon(files));
+    const ready = await next.waitForLog((l) => l.event === 'daemon.ready');
+    expect(String(ready.degraded)).toMatch(/state dir full/);
+    expect(await state(next)).toBe('degraded');
+    const refused = await next.cli(['trigger', 'quick']);
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toMatch(/state dir full/);
+    rmSync(filler2);
+    await next.waitForLog((l) => l.event === 'daemon.state_dir_writable', 20_000);
+    const accepted = await next.cli(['trigger', 'quick']);
+    expect(accepted.code, accepted.stderr).toBe(0);
+    figures.sessions++;
+    expect(tempFiles(next)).toEqual([]);
+    expect(await next.stop()).toBe(0);
+  });
+});
+
+describe('directories the daemon does not own', () => {
+  const quick = () => agent('quick', git.url(), ['true']);
+
+  it.each([
+    ['state dir', 'mode 0777', (files: { stateDir: string }) => files.stateDir, 0o777, 0],
+    ['state dir', 'owned by nobody', (files: { stateDir: string }) => files.stateDir, 0o700, NOBODY],
+    [
+      'sessions directory',
+      'mode 0777',
+      (files: { stateDir: string }) => join(files.stateDir, 'sessions'),
+      0o777,
+      0,
+    ],
+    [
+      'socket directory',
+      'owned by nobody',
+      (files: { socketPath: string }) => join(files.socketPath, '..'),
+      0o700,
+      NOBODY,
+    ],
+    [
+      'socket directory',
+      'mode 0777',
+      (files: { socketPath: string }) => join(files.socketPath, '..'),
+      0o777,
+      0,
+    ],
+  ])(
+    'refuses to start when the %s is %s, naming path, owner, mode and fix',
+    async (what, _how, pathOf, mode, owner) => {
+      const files = prepareDaemon({ agents: [quick()] });
+      const dir = pathOf(files);
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      chmodSync(dir, mode);
+      chownSync(dir, owner, owner);
+      const d = tracked(launchDaemon(files));
+      expect(await d.waitForExit()).toBe(1);
+      const owned = owner === NOBODY ? 'uid 65534 \\(nobody\\)' : 'uid 0 \\(root\\)';
+      expect(d.stderr()).toMatch(
+        new RegExp(
+          `agentd: could not start: ${what} ${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is owned by ${owned} with mode 0${mode.toString(8)}`,
+        ),
+      );
+      expect(d.stderr()).toMatch(owner === NOBODY ? /Fix: chown 0 .* && chmod 700/ : /Fix: chmod 700/);
+      expect(d.stderr()).not.toMatch(/\n\s+at /);
+      expect(existsSync(files.socketPath)).toBe(false);
+    },
+  );
+
+  it('refuses the default socket directory of a non-root user when another user made it first', async () => {
+    const fake = `/tmp/agentd-${NOBODY}`;
+    if (existsSync(fake)) throw new Error(`${fake} exists already; remove it to run this test`);
+    mkdirSync(fake, { mode: 0o777 });
+    chmodSync(fake, 0o777);
+    track.onCleanup(() => rmSync(fake, { recursive: true, force: true }));
+    const home = makeTempDir('agentd-rel-nobody-');
+    chmodSync(home, 0o755);
+    const stateDir = join(home, 'state');
+    mkdirSync(stateDir, { mode: 0o700 });
+    chownSync(stateDir, NOBODY, NOBODY);
+    const config = join(home, 'agentd.yaml');
+    writeFileSync(
+      config,
+      `daemon:\n  state_dir: ${stateDir}\nagents:\n  - name: quick\n    image: x\n    command: ['true']\n`,
+    );
+    chmodSync(config, 0o644);
+    const env = { PATH: process.env.PATH ?? '', HOME: home };
+    const asNobody = (args: string[]) =>
+      execa(
+        'setpriv',
+        [
+          '--reuid',
+          String(NOBODY),
+          '--regid',
+          String(NOBODY),
+          '--clear-groups',
+          process.execPath,
+          CLI,
+          ...args,
+        ],
+        {
+          env,
+          extendEnv: false,
+          reject: false,
+          timeout: 30_000,
+        },
+      );
+    const started = await asNobody(['start', '--config', config]);
+    expect(started.exitCode).toBe(1);
+    expect(started.stderr).toMatch(
+      /agentd: could not start: socket directory \/tmp\/agentd-65534 is owned by uid 0 \(root\) with mode 0777, but agentd runs as uid 65534 \(nobody\)/,
+    );
+    // A socket planted there by root (in a directory anyone may write) is not trusted by nobody's CLI.
+    const server = await listenAt(join(fake, 'agentd.sock'));
+    const status = await asNobody(['status']);
+    expect(status.exitCode).toBe(69);
+    expect(status.stderr).toMatch(
+      /not connecting to \/tmp\/agentd-65534\/agentd.sock: the socket's directory \/tmp\/agentd-65534 is owned by uid 0 \(root\) with mode 0777/,
+    );
+    expect(server.connections).toBe(0);
+    await server.close();
+  });
+});
+
+/** A Unix socket server that counts connections and answers nothing. */
+async function listenAt(
+  path: string,
+): Promise<{ connections: number; server: Server; close(): Promise<void> }> {
+  const state = { connections: 0 };
+  const server = createServer((socket) => {
+    state.connections++;
+    socket.destroy();
+  });
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  return {
+    get connections() {
+      return state.connections;
+    },
+    server,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+describe('the CLI checks the socket before sending anything', () => {
+  it('refuses a socket owned by another non-root user, and says so', async () => {
+    const dir = join(makeTempDir('agentd-rel-sock-'), 'run');
+    mkdirSync(dir, { mode: 0o700 });
+    const path = join(dir, 'agentd.sock');
+    const server = await listenAt(path);
+    chownSync(path, NOBODY, NOBODY);
+    const result = await runCli(['status'], { env: { AGENTD_SOCKET: path } });
+    expect(result.code).toBe(69);
+    expect(result.stderr).toMatch(
+      new RegExp(
+        `not connecting to ${path}: socket ${path} is owned by uid 65534 \\(nobody\\), not by you \\(uid 0 \\(root\\)\\) or root`,
+      ),
+    );
+    const trigger = await runCli(['trigger', 'x', '--socket', path]);
+    expect(trigger.code).toBe(69);
+    expect(server.connections).toBe(0);
+    // The same socket owned by the caller is used.
+    chownSync(path, 0, 0);
+    const trusted = spawnCli(['status'], { env: { AGENTD_SOCKET: path } });
+    await trusted.result;
+    expect(server.connections).toBe(1);
+    await server.close();
+  });
+});
+
+describe('planted symbolic links', () => {
+  it('are never written through: the record, its temp file and the log', async () => {
+    const d = tracked(
+      await startDaemon({
+        agents: [agent('printer', git.url(), ['sh', '-c', 'echo agent-controlled-text'])],
+      }),
+    );
+    const sessions = join(d.files.stateDir, 'sessions');
+    const victim = join(makeTempDir('agentd-rel-victim-'), 'victim');
+    writeFileSync(victim, 'original\n');
+    const send = (sessionId: string) =>
+      d.cli(['send', JSON.stringify({ type: 'trigger', sessionId, agent: 'printer' })]);
+
+    // The record: the trigger is refused (it could not be recorded), the target is unchanged.
+    const recordId = 'aaaaaaaaaaaaaaa1';
+    symlinkSync(victim, join(sessions, `${recordId}.json`));
+    const refused = await send(recordId);
+    expect(refused.stdout).toMatch(/state_dir_unwritable/);
+    expect(refused.stdout).toMatch(/symbolic link or an unexpected file that agentd did not make/);
+    // A temp file name is unguessable, and the old predictable one is never opened.
+    const tempId = 'aaaaaaaaaaaaaaa2';
+    symlinkSync(victim, join(sessions, `${tempId}.json.${d.pid}.tmp`));
+    await waitUntil(
+      async () => (await state(d)) === 'ready',
+      () => 'the daemon to be ready again',
+    );
+    const viaTemp = await send(tempId);
+    expect(viaTemp.stdout, viaTemp.stderr).toMatch(/trigger\.accepted/);
+    await d.waitForOutcome(tempId);
+    // The log: the session runs to its outcome, its output reaches nobody's file.
+    const logId = 'aaaaaaaaaaaaaaa3';
+    symlinkSync(victim, join(sessions, `${logId}.log`));
+    const viaLog = await send(logId);
+    expect(viaLog.stdout, viaLog.stderr).toMatch(/trigger\.accepted/);
+    const outcome = await d.waitForOutcome(logId);
+    expect(outcome.outcome).toBe('succeeded');
+    const logs = await d.cli(['logs', logId]);
+    expect(logs.stdout).not.toMatch(/original/);
+
+    expect(readFileSync(victim, 'utf8')).toBe('original\n');
+    expect(d.running).toBe(true);
+    figures.sessions += 2;
+    expect(await d.stop()).toBe(0);
+  });
+});
+
+describe('corrupt records after a crash', () => {
+  it('are quarantined; their sessions are adopted when running, else settled abandoned and removed', async () => {
+    const d = tracked(
+      await startDaemon({
+        agents: [
+          agent('waiter', git.url(), [
+            'sh',
+            '-c',
+            `echo started; git ls-remote git://127.0.0.1:${gateA.port}/gate.git >/dev/null 2>&1; echo finished`,
+          ]),
+          agent('brief', git.url(), [
+            'sh',
+            '-c',
+            `echo started; git ls-remote git://127.0.0.1:${gateB.port}/gate.git >/dev/null 2>&1; exit 3`,
+          ]),
+        ],
+      }),
+    );
+    const running = (await d.cli(['trigger', 'waiter', '--detach'])).stdout.trim();
+    const exited = (await d.cli(['trigger', 'brief', '--detach'])).stdout.trim();
+    await gateA.waitFor(1);
+    await gateB.waitFor(1);
+    const exitedContainer = d.record(exited)?.container ?? '';
+    await crash(d);
+    killOrphans(d);
+    figures.faultsInjected++;
+    // One session's container finishes while no daemon watches.
+    gateB.open();
+    await waitUntil(
+      async () =>
+        ((await inspectContainer(exitedContainer))?.State as { Status?: string })?.Status === 'exited',
+      () => `${exitedContainer} to exit`,
+    );
+    const sessions = join(d.files.stateDir, 'sessions');
+    writeFileSync(join(sessions, `${running}.json`), '{"version":1,"id":"trunc');
+    writeFileSync(join(sessions, `${exited}.json`), '[]');
+    writeFileSync(join(sessions, 'cccccccccccccccc.json'), '\x00\x01garbage');
+
+    const next = tracked(launchDaemon(d.files));
+    await next.ready();
+    const quarantined = next.logs().filter((l) => l.event === 'daemon.record_quarantined');
+    expect(quarantined.map((l) => String(l.file).split('/').pop()).sort()).toEqual(
+      [`${running}.json`, `${exited}.json`, 'cccccccccccccccc.json'].sort(),
+    );
+    expect(readdirSync(join(sessions, 'quarantine'))).toHaveLength(3);
+
+    // The exited one: settled abandoned with the reason, its container removed.
+    const settled = await next.waitForOutcome(exited);
+    expect(settled.outcome).toBe('abandoned');
+    expect(String(settled.message)).toMatch(/record could not be read .* had exited with exit code 3/);
+    expect(await inspectContainer(exitedContainer)).toBeUndefined();
+    // The running one: adopted, known to status, logs and cancel again.
+    await next.waitForLog((l) => l.event === 'session.adopted' && l.session === running);
+    const status = JSON.parse((await next.cli(['status', '--json'])).stdout) as { running: { id: string }[] };
+    expect(status.running.map((r) => r.id)).toEqual([running]);
+    const logs = next.spawnCli(['logs', running, '--follow']);
+    gateA.open();
+    const outcome = await next.waitForOutcome(running);
+    expect(outcome.outcome).toBe('succeeded');
+    expect((await logs.result).code).toBe(0);
+    figures.sessionsRecovered += 2;
+    figures.sessions += 2;
+    expect(await next.stop()).toBe(0);
+  });
+});
