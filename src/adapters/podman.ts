@@ -1,6 +1,6 @@
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
-import { classifyPodmanFailure, imageNotFound, PodmanError } from './podman-errors.js';
+import { classifyPodmanFailure, imageNotFound, PodmanError, type PodmanFailure } from './podman-errors.js';
 import {
   type ContainerInspect,
   type ContainerSummary,
@@ -272,6 +272,41 @@ export class PodmanClient {
     return Number(stdout.trim().split('\n').pop());
   }
 
+  /**
+   * The files of a directory inside a running container, read as root through `podman exec`: for the
+   * copies of its secrets a container keeps (an adopted session masks with the values its container
+   * really received). The contents come back on stdout as bytes, never on a command line; each file
+   * as a header `SIZE NAME` and its bytes. A directory that does not exist has no files.
+   */
+  async readContainerFiles(name: string, dir: string, signal?: AbortSignal): Promise<Map<string, Buffer>> {
+    const script =
+      'cd "$1" 2>/dev/null || exit 0; for f in * .[!.]*; do [ -f "$f" ] || continue; printf "%s %s\\n" "$(wc -c < "$f")" "$f"; cat "$f" || exit 4; done';
+    const argv = ['exec', '--user', '0:0', name, '/bin/sh', '-c', script, 'agentd-read', dir];
+    const operation = `read the secrets of container ${name}`;
+    this.onCall?.(argv);
+    const result = await execa(this.bin, argv, {
+      encoding: 'buffer',
+      timeout: this.timeoutMs,
+      cancelSignal: signal,
+      reject: false,
+      stdin: 'ignore',
+      forceKillAfterDelay: 2000,
+    });
+    if (result.failed) {
+      throw classifyPodmanFailure({
+        operation,
+        argv,
+        exitCode: result.exitCode,
+        stderr: Buffer.from(result.stderr ?? []).toString('utf8'),
+        spawnErrorCode: (result as { code?: string }).code,
+        timedOut: result.timedOut,
+        timeoutMs: this.timeoutMs,
+        cause: result.isCanceled ? signal?.reason : result,
+      });
+    }
+    return parseFileStream(Buffer.from(result.stdout ?? []), { operation, argv, stderr: '' });
+  }
+
   async inspectContainer(name: string, signal?: AbortSignal): Promise<ContainerInspect | undefined> {
     const { stdout, exitCode } = await this.call(
       `inspect container ${name}`,
@@ -328,6 +363,29 @@ export class PodmanClient {
   async inspectRemoteImage(image: string, signal?: AbortSignal): Promise<void> {
     await this.call('read the image from its registry', ['manifest', 'inspect', image], { signal, image });
   }
+}
+
+/** `SIZE NAME\n` then SIZE bytes, repeated: what readContainerFiles prints. */
+function parseFileStream(out: Buffer, failure: PodmanFailure): Map<string, Buffer> {
+  const files = new Map<string, Buffer>();
+  let at = 0;
+  while (at < out.length) {
+    const newline = out.indexOf(10, at);
+    const header = /^\s*(\d+) (.+)$/.exec(
+      out.subarray(at, newline === -1 ? out.length : newline).toString('utf8'),
+    );
+    const size = Number(header?.[1]);
+    if (!header || newline === -1 || newline + 1 + size > out.length) {
+      throw new PodmanError(
+        'PODMAN_FAILED',
+        `${failure.operation}: unexpected output from the container`,
+        failure,
+      );
+    }
+    files.set(header[2] as string, out.subarray(newline + 1, newline + 1 + size));
+    at = newline + 1 + size;
+  }
+  return files;
 }
 
 function labelArgs(labels: Record<string, string>): string[] {

@@ -166,19 +166,17 @@ async function supervise(options: DaemonOptions): Promise<number> {
         };
         const adopted = input.adopted;
         const running = adopted
-          ? // Credentials are resolved again only to mask them in the adopted session's output.
-            resolveCredentials(input.agent, env)
-              .catch(() => ({ credentials: [] }))
-              .then((resolved) => {
-                const { spec, invocation } = revealSession(
-                  assembleSession(input.request, input.agent, resolved),
-                );
-                log.info(
-                  { event: 'session.adopted', session: id, container: adopted.container },
-                  'adopted a session',
-                );
-                return runner.adopt({ spec, invocation, ...adopted }, runOptions);
-              })
+          ? // No credential is resolved again: the runner masks with the values the container holds.
+            Promise.resolve().then(() => {
+              const { spec, invocation } = revealSession(
+                assembleSession(input.request, input.agent, { credentials: [] }),
+              );
+              log.info(
+                { event: 'session.adopted', session: id, container: adopted.container },
+                'adopted a session',
+              );
+              return runner.adopt({ spec, invocation, ...adopted }, runOptions);
+            })
           : runner.run(...revealed(input.session), runOptions);
         running.then(
           (result) => sendBack({ type: 'run.finished', result }),

@@ -50,7 +50,7 @@ export class PodmanRunner {
 }
 
 export interface Adoption {
-  /** The session as configured; its credentials serve only to mask output. */
+  /** The session as configured. Its output is masked with the values its container holds, not these. */
   spec: SessionSpec;
   invocation: SessionInvocation;
   container: string;
@@ -72,7 +72,9 @@ class SessionRun {
   private readonly stopRequested: Promise<StopReason>;
   private requestStop: (reason: StopReason) => void = () => {};
   private readonly log: SessionLog;
-  private readonly mask: (line: string) => string;
+  /** Undefined while output is withheld: an adopted session whose values could not be read back. */
+  private mask: ((line: string) => string) | undefined;
+  private withheldLines = 0;
   private readonly setupOutput: string[] = [];
   /** The setup step announced itself: the container runs. */
   private sawStart = false;
@@ -174,11 +176,15 @@ class SessionRun {
       }
       const name = secretName(instanceId, invocation.sessionId, this.secrets.length);
       this.pendingSecret = name;
-      await podman.createSecret(name, value, labels, signal);
+      // Never cut short by a stop: Podman 4.3 rewrites its secrets file in place, and a `secret create`
+      // killed mid-write leaves it empty, breaking secrets for every user of this host. It is quick;
+      // a stop waits for it (its deadline still ends a hung one).
+      await podman.createSecret(name, value, labels);
       this.pendingSecret = undefined;
       this.secrets.push(name);
       mounts.push({ name, target: `${SECRET_MOUNT_DIR}/${target}` });
       if (target !== '.repo_token') secretBacked.push(target);
+      if (this.stopReason || signal.aborted) return this.stopped(undefined);
     }
     if (secretBacked.length > 0) env.AGENTD_SETUP_CREDENTIALS = secretBacked.join(' ');
 
@@ -225,6 +231,7 @@ class SessionRun {
     this.container = name;
     this.sawStart = true;
     this.enter(adoption.phase);
+    await this.maskWithContainerValues(name);
     const info = await podman.inspectContainer(name);
     const marker =
       (info?.Config.Env ?? []).find((e) => e.startsWith('AGENTD_SETUP_MARKER='))?.slice(20) ?? '';
@@ -255,7 +262,31 @@ class SessionRun {
     const exitCode = await this.untilExit(name, podman.wait(name));
     // The log stream ends with the container; do not wait for it forever.
     await Promise.race([followed.exitCode.catch(() => -1), new Promise((r) => setTimeout(r, 5000).unref())]);
+    if (this.withheldLines > 0) this.notice(`[agentd: ${this.withheldLines} line(s) of output withheld]`);
     return this.stopReason ? this.stopped(exitCode) : this.settle(exitCode);
+  }
+
+  /**
+   * An adopted session masks with the values its container really received (a credential source may
+   * have changed since): the copies of its secrets the container keeps. When they cannot be read, the
+   * output is withheld (fail closed), and the log and followers are told why.
+   */
+  private async maskWithContainerValues(name: string): Promise<void> {
+    try {
+      const files = await this.options.podman.readContainerFiles(name, SECRET_MOUNT_DIR);
+      this.mask = createMasker([...files.values()]);
+    } catch (error) {
+      this.mask = undefined;
+      this.notice(
+        `[agentd: output withheld: this session was adopted after a daemon restart, and the credential values its container was given could not be read back from it to mask its output (${errorMessage(error)})]`,
+      );
+    }
+  }
+
+  /** A line agentd adds to the session's output. */
+  private notice(line: string): void {
+    this.log.append(line);
+    this.run.onEvent({ type: 'output', stream: 'stdout', line });
   }
 
   /** Waits for the container to exit; a stop request stops it (SIGTERM, grace, SIGKILL) first. */
@@ -290,6 +321,10 @@ class SessionRun {
 
   /** One line of the session's output: masked, kept for a setup failure's message, logged, streamed. */
   private output(raw: string): void {
+    if (!this.mask) {
+      this.withheldLines++;
+      return;
+    }
     const line = this.mask(raw);
     if (!this.commandStarted) this.rememberSetupOutput(line);
     this.log.append(line);
