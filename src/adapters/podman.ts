@@ -39,6 +39,14 @@ export interface CreateContainerOptions {
   network: string;
   /** Engine-enforced deadline in whole seconds. */
   timeoutSeconds?: number;
+  /** Resource limits (`--memory`, `--memory-swap`, `--cpus`, `--pids-limit`). */
+  limits?: { memoryBytes: number; memorySwapBytes: number; cpus?: number; pids: number };
+  /** With a list, every capability is dropped (`--cap-drop all`) and only these are added back. */
+  capAdd?: string[];
+  /** `--security-opt no-new-privileges`: no setuid binary or file capability raises a process's privileges. */
+  noNewPrivileges?: boolean;
+  /** Size-limited tmpfs mounts (rw, exec, nosuid, nodev). */
+  tmpfs?: { path: string; bytes: number; mode: string }[];
   entrypoint: string[];
   args: string[];
   signal?: AbortSignal;
@@ -187,6 +195,7 @@ export class PodmanClient {
     if (options.image.startsWith('localhost/')) argv.push('--pull', 'never');
     argv.push('--init', '--user', '0:0', '--network', options.network);
     if (options.timeoutSeconds !== undefined) argv.push('--timeout', String(options.timeoutSeconds));
+    argv.push(...hardeningArgs(options));
     for (const secret of options.secrets) {
       argv.push('--secret', `${secret.name},type=mount,target=${secret.target},uid=0,gid=0,mode=0400`);
     }
@@ -386,6 +395,28 @@ function parseFileStream(out: Buffer, failure: PodmanFailure): Map<string, Buffe
     at = newline + 1 + size;
   }
   return files;
+}
+
+/** Podman's own flags for limits, capabilities and mounts: what `podman inspect` then shows. */
+export function hardeningArgs(
+  options: Pick<CreateContainerOptions, 'limits' | 'capAdd' | 'noNewPrivileges' | 'tmpfs'>,
+): string[] {
+  const argv: string[] = [];
+  const { limits } = options;
+  if (limits !== undefined) {
+    argv.push('--memory', String(limits.memoryBytes), '--memory-swap', String(limits.memorySwapBytes));
+    if (limits.cpus !== undefined) argv.push('--cpus', String(limits.cpus));
+    argv.push('--pids-limit', String(limits.pids));
+  }
+  if (options.capAdd !== undefined) {
+    argv.push('--cap-drop', 'all');
+    if (options.capAdd.length > 0) argv.push('--cap-add', options.capAdd.join(','));
+  }
+  if (options.noNewPrivileges) argv.push('--security-opt', 'no-new-privileges');
+  for (const mount of options.tmpfs ?? []) {
+    argv.push('--tmpfs', `${mount.path}:rw,exec,nosuid,nodev,size=${mount.bytes},mode=${mount.mode}`);
+  }
+  return argv;
 }
 
 function labelArgs(labels: Record<string, string>): string[] {

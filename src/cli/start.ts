@@ -70,6 +70,13 @@ export class StartCommand extends AgentdCommand {
       { event: 'daemon.starting', config: settings.file, agents: settings.agents.length },
       'agentd starting',
     );
+    for (const agent of settings.agents.filter((a) => a.capAdd.length > 0)) {
+      // An opt-out of the hardening, said where an operator looks.
+      log.warn(
+        { event: 'agent.cap_add', agent: agent.name, capabilities: agent.capAdd },
+        `agent ${agent.name} runs its command with capabilities ${agent.capAdd.join(', ')} (cap_add)`,
+      );
+    }
     let server: InspectorServer | undefined;
     if (inspector && inspectPort !== undefined) {
       try {

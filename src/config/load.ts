@@ -8,7 +8,7 @@ import { parseDuration } from '../duration.js';
 import { AgentdError, errorMessage } from '../errors.js';
 import { parseOrigin, parseRepoUrl } from '../repo-url.js';
 import { configSearchPath, defaultSocketPath, defaultStateDir } from './paths.js';
-import { capabilityName, defaultResources, type RawResources, resolveResources } from './resources.js';
+import { capabilityName, type RawResources, resolveResources } from './resources.js';
 import {
   allowedKeysAt,
   configSchema,
@@ -289,15 +289,6 @@ function toAgent(
   ctx: ConvertContext,
 ): AgentConfig {
   const path = ['agents', index] as const;
-  const limits = resolveResources(raw.resources ?? {}, daemonResources);
-  if ('problem' in limits) {
-    // A daemon-wide problem is reported once, at the daemon's key.
-    const at = limits.from === 'agent' ? [...path, 'resources'] : ['daemon', 'resources'];
-    const target = [...at, 'memory_swap'];
-    if (!ctx.problems.some((p) => formatPath(p.path) === formatPath(target))) {
-      ctx.problems.push({ path: target, message: limits.problem });
-    }
-  }
   const agent: AgentConfig = {
     name: raw.name,
     image: raw.image,
@@ -308,8 +299,7 @@ function toAgent(
     repoTokenOrigins: [],
     repoTokenRequired: raw.repo_token_required ?? false,
     allowInsecureHttp: raw.allow_insecure_http ?? false,
-    // The defaults stand in when the limits are inconsistent: the problem above stops the load.
-    resources: 'resources' in limits ? limits.resources : defaultResources(),
+    resources: resolveResources(raw.resources ?? {}, daemonResources),
     capAdd: [...new Set((raw.cap_add ?? []).map((c) => capabilityName(c) ?? c))],
   };
   if (raw.repo !== undefined) {

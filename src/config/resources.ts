@@ -137,13 +137,10 @@ export function capabilityName(raw: string): string | undefined {
 /**
  * The limits in force for one agent: each key from the agent, else from the daemon's `resources:`,
  * else the built-in default. `memory_swap` is taken only together with the `memory` it belongs to
- * (an agent that sets its own memory gets no swap unless it sets memory_swap too).
- * Returns the problem, and whose `memory_swap` it is, when the swap is below the memory.
+ * (an agent that sets its own memory gets no swap unless it sets memory_swap too). The schema has
+ * checked every value, and that a memory_swap is not below its memory.
  */
-export function resolveResources(
-  agent: RawResources,
-  daemon: RawResources,
-): { resources: Resources } | { problem: string; from: 'agent' | 'daemon' } {
+export function resolveResources(agent: RawResources, daemon: RawResources): Resources {
   const size = (value: string | number): Size => {
     const parsed = parseSize(value);
     if (parsed === undefined) throw new Error(`unvalidated size ${String(value)}`);
@@ -151,29 +148,17 @@ export function resolveResources(
   };
   const memory = size(agent.memory ?? daemon.memory ?? RESOURCE_DEFAULTS.memory);
   const swapRaw = agent.memory_swap ?? (agent.memory === undefined ? daemon.memory_swap : undefined);
-  const swapFrom = agent.memory_swap !== undefined ? 'agent' : 'daemon';
-  const memorySwap = swapRaw === undefined ? memory : size(swapRaw);
-  if (memorySwap.bytes < memory.bytes) {
-    return {
-      problem: `${memorySwap.text} is less than memory (${memory.text}); memory_swap is memory plus swap: set it to ${memory.text} or more, or remove it for no swap`,
-      from: swapFrom,
-    };
-  }
   const cpus = agent.cpus ?? daemon.cpus;
   return {
-    resources: {
-      memory,
-      memorySwap,
-      ...(cpus === undefined ? {} : { cpus }),
-      pids: agent.pids ?? daemon.pids ?? RESOURCE_DEFAULTS.pids,
-      disk: size(agent.disk ?? daemon.disk ?? RESOURCE_DEFAULTS.disk),
-    },
+    memory,
+    memorySwap: swapRaw === undefined ? memory : size(swapRaw),
+    ...(cpus === undefined ? {} : { cpus }),
+    pids: agent.pids ?? daemon.pids ?? RESOURCE_DEFAULTS.pids,
+    disk: size(agent.disk ?? daemon.disk ?? RESOURCE_DEFAULTS.disk),
   };
 }
 
 /** The built-in limits alone. */
 export function defaultResources(): Resources {
-  const resolved = resolveResources({}, {});
-  if (!('resources' in resolved)) throw new Error('the built-in limits are inconsistent');
-  return resolved.resources;
+  return resolveResources({}, {});
 }

@@ -7,6 +7,8 @@ import {
   MIN_DISK_BYTES,
   MIN_MEMORY_BYTES,
   MIN_PIDS,
+  parseSize,
+  RESOURCE_DEFAULTS,
   sizeProblem,
 } from './resources.js';
 
@@ -389,9 +391,14 @@ function isRecord(value: unknown): value is Record<string, unknown> {
  */
 function crossCheck(value: unknown, ctx: z.core.$RefinementCtx) {
   if (!isRecord(value) || !Array.isArray(value.agents)) return;
+  const daemonResources =
+    isRecord(value.daemon) && isRecord(value.daemon.resources) ? value.daemon.resources : {};
+  swapCheck(daemonResources, {}, ['daemon', 'resources'], ctx);
   const names = new Map<string, number>();
   value.agents.forEach((agent: unknown, i) => {
     if (!isRecord(agent)) return;
+    if (isRecord(agent.resources))
+      swapCheck(agent.resources, daemonResources, ['agents', i, 'resources'], ctx);
     if (typeof agent.name === 'string') {
       const first = names.get(agent.name);
       if (first === undefined) names.set(agent.name, i);
@@ -428,6 +435,26 @@ function crossCheck(value: unknown, ctx: z.core.$RefinementCtx) {
         });
       }
     });
+  });
+}
+
+/** memory_swap is memory plus swap: it cannot be less than the memory in force beside it. */
+function swapCheck(
+  own: Record<string, unknown>,
+  daemon: Record<string, unknown>,
+  path: readonly (string | number)[],
+  ctx: z.core.$RefinementCtx,
+) {
+  const sizeOf = (v: unknown) => (typeof v === 'string' || typeof v === 'number' ? parseSize(v) : undefined);
+  if (own.memory_swap === undefined) return;
+  const swap = sizeOf(own.memory_swap);
+  const memory = sizeOf(own.memory ?? daemon.memory ?? RESOURCE_DEFAULTS.memory);
+  if (swap === undefined || memory === undefined || swap.bytes >= memory.bytes) return;
+  ctx.addIssue({
+    code: 'custom',
+    path: [...path, 'memory_swap'],
+    input: own.memory_swap,
+    message: `${swap.text} is less than memory (${memory.text}); memory_swap is memory plus swap: set it to ${memory.text} or more, or remove it for no swap`,
   });
 }
 

@@ -2,10 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { constants as osConstants } from 'node:os';
 import type { PodmanClient } from '../adapters/podman.js';
 import { classifyPodmanFailure, PodmanError } from '../adapters/podman-errors.js';
+import { defaultResources } from '../config/resources.js';
 import { MAX_SECRET_BYTES, SECRET_MOUNT_DIR } from '../constants.js';
 import { AgentdError, errorMessage } from '../errors.js';
 import { parseRepoUrl } from '../repo-url.js';
 import type { Phase, RunResult, SessionInvocation, SessionSpec } from '../sessions/types.js';
+import { type CommandEnd, findCommandEnd, outOfMemoryReason } from './command-end.js';
+import { ambientCapabilities, containerPolicy } from './container-policy.js';
 import { createMasker } from './mask.js';
 import { containerName, ownershipLabels, secretName } from './names.js';
 import { SessionLog } from './session-log.js';
@@ -78,8 +81,10 @@ class SessionRun {
   private readonly setupOutput: string[] = [];
   /** The setup step announced itself: the container runs. */
   private sawStart = false;
-  /** The agent's command runs: no more marker lines are read. */
+  /** The agent's command runs: no more marker lines are read, but for the setup step's last. */
   private commandStarted = false;
+  /** The setup step's report of how the command (or the clone) ended. */
+  private commandEnd: CommandEnd | undefined;
 
   constructor(
     private readonly options: PodmanRunnerOptions,
@@ -146,6 +151,8 @@ class SessionRun {
       AGENTD_SETUP_MARKER: `@@agentd-${randomBytes(8).toString('hex')}@@`,
     };
     if (invocation.workUnit !== undefined) env.AGENTD_SETUP_WORK_UNIT = invocation.workUnit;
+    const caps = ambientCapabilities(spec.capAdd);
+    if (caps !== undefined) env.AGENTD_SETUP_CAPS = caps;
     for (const notice of invocation.notices ?? []) this.output(`agentd: ${notice}`);
     const mounts: { name: string; target: string }[] = [];
     const secretBacked: string[] = [];
@@ -199,6 +206,7 @@ class SessionRun {
       env,
       secrets: mounts,
       network: spec.network,
+      ...containerPolicy(spec),
       // The engine's own deadline stops the container even if this daemon never comes back.
       timeoutSeconds:
         spec.timeoutMs === undefined ? undefined : Math.ceil(spec.timeoutMs / 1000) + graceSeconds + 5,
@@ -242,6 +250,16 @@ class SessionRun {
     // Without a replay from the start, the markers are not seen again.
     this.commandStarted = skip === undefined && adoption.phase === 'running';
     const followed = podman.followLogs(name, since, (raw) => {
+      const ended = findCommandEnd(marker, raw);
+      if (ended !== undefined) {
+        this.commandEnd = ended.end;
+        // The output before it on the line was logged already, unless the log was cut short there.
+        if (ended.before !== '') {
+          if (skip !== undefined && skip > 0) skip--;
+          else this.output(ended.before);
+        }
+        return;
+      }
       if (!this.commandStarted && marker !== '' && raw.startsWith(`${marker} `)) {
         // Replayed markers only move the phase forward; secrets are already gone.
         const what = raw.slice(marker.length + 1);
@@ -302,6 +320,12 @@ class SessionRun {
 
   /** Reads the setup step's marker lines (hidden) until the command starts; everything else is output. */
   private handleLine(marker: string, raw: string): void {
+    const ended = findCommandEnd(marker, raw);
+    if (ended !== undefined) {
+      this.commandEnd = ended.end;
+      if (ended.before !== '') this.output(ended.before);
+      return;
+    }
     if (!this.commandStarted && marker !== '' && raw.startsWith(`${marker} `)) {
       const what = raw.slice(marker.length + 1);
       if (what === 'started') {
@@ -333,8 +357,10 @@ class SessionRun {
 
   private settle(exitCode: number): Omit<RunResult, 'timings'> {
     const { spec, invocation } = this;
+    const oom = outOfMemoryReason(this.commandEnd, (spec.resources ?? defaultResources()).memory.text);
     if (!this.commandStarted) {
-      const why = this.setupOutput.slice(-5).join(' | ') || `setup exited with code ${exitCode}`;
+      const output = this.setupOutput.slice(-5).join(' | ') || `setup exited with code ${exitCode}`;
+      const why = oom === undefined ? output : `${oom}: ${output}`;
       return {
         outcome: 'failed',
         exitCode,
@@ -352,7 +378,10 @@ class SessionRun {
       exitCode,
       ...(signalName ? { signal: signalName } : {}),
       phase: 'running',
-      message: describeExit(exitCode, spec.command[0] ?? ''),
+      message:
+        oom === undefined
+          ? describeExit(exitCode, spec.command[0] ?? '')
+          : `${oom}: ${describeExit(exitCode, spec.command[0] ?? '')}`,
     };
   }
 

@@ -18,10 +18,10 @@ import {
   writeFileAt,
 } from '../helpers/daemon.js';
 import { type Gate, startGate } from '../helpers/gate.js';
-import { type GitServer, startGitServer } from '../helpers/git-server.js';
+import { type GitServer, startGitServer, startHttpGitServer } from '../helpers/git-server.js';
 import { randomSessionId, testInstanceId } from '../helpers/ids.js';
 import { TEST_IMAGE } from '../helpers/podman.js';
-import { cleanupAll, makeTempDir } from '../helpers/resources.js';
+import { cleanupAll, makeTempDir, track } from '../helpers/resources.js';
 
 let git: GitServer;
 let gate: Gate;
@@ -410,6 +410,9 @@ describe('Daemon', () => {
     const values = { env: `env-cred-${hex}`, file: `file-cred-${hex}`, token: `repo-token-${hex}` };
     const secretFile = join(makeTempDir('agentd-e2e-cred-'), 'file-token');
     writeFileSync(secretFile, `${values.file}\n`, { mode: 0o600 });
+    // The repo token goes only to an http(s) origin: the clone comes from git's smart HTTP here.
+    const http = await startHttpGitServer();
+    track.onCleanup(() => http.stop());
     const d = await startDaemon(
       {
         agents: [
@@ -418,7 +421,9 @@ describe('Daemon', () => {
               { name: 'ENV_TOKEN', source: 'env:AGENTD_E2E_ENV_TOKEN' },
               { name: 'FILE_TOKEN', source: `file:${secretFile}` },
             ],
+            repo: http.url(),
             repo_token: 'env:AGENTD_E2E_REPO_TOKEN',
+            allow_insecure_http: true,
           }),
         ],
       },
@@ -435,6 +440,8 @@ describe('Daemon', () => {
     expect(await d.stop()).toBe(0);
     const id = result.stdout.match(SESSION_ID)?.[1] ?? '';
     expect(d.record(id)).toMatchObject({ outcome: 'failed', exitCode: 3 });
+    // The token was sent with the clone.
+    expect(http.requests.map((r) => r.authorization)).toContain(`Bearer ${values.token}`);
     for (const value of Object.values(values)) {
       expect(d.stderr(), 'daemon log').not.toContain(value);
       expect(d.stateDirText(), 'state dir').not.toContain(value);

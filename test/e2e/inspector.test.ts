@@ -30,7 +30,7 @@ const CHROMIUM_ARGS = [
 const TOKEN = `inspector-secret-${randomBytes(8).toString('hex')}`;
 /** Session states a run settles in (transient ones such as `assemble` never show in a snapshot). */
 const SESSION_STATES = ['resolveCredentials', 'run', 'report', 'done'];
-const DAEMON_STATES = ['reconciling', 'opening', 'ready', 'degraded', 'shutdown', 'failed'];
+const DAEMON_STATES = ['reconciling', 'opening', 'ready', 'shutdown', 'failed'];
 
 let dir: string;
 let socket: string;

@@ -10,16 +10,23 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { type GitServer, startGitServer } from '../helpers/git-server.js';
+import {
+  type GitServer,
+  type HttpGitServer,
+  startGitServer,
+  startHttpGitServer,
+} from '../helpers/git-server.js';
 import { makeTempDir } from '../helpers/resources.js';
 import { afterEachTest, agent, inspectContainer, recordFigures, sleep, waitUntil } from './harness.js';
 
 let git: GitServer | undefined;
+let http: HttpGitServer | undefined;
 const daemons: TestDaemon[] = [];
 const figures: Record<string, number> & { objectsLeftBehind: number } = { objectsLeftBehind: 0 };
 
 afterAll(async () => {
   await git?.stop();
+  await http?.stop();
   await recordFigures('secrets', figures);
 });
 afterEach(() => afterEachTest(figures, daemons));
@@ -94,16 +101,20 @@ describe('secret hygiene', () => {
       { name: 'ENV_TOKEN', source: 'env:AGENTD_REL_SECRET_ENV' },
       { name: 'FILE_TOKEN', source: `file:${credFile}` },
     ];
+    // The repo token goes only to an http(s) origin: these two clone over git's smart HTTP.
+    http = await startHttpGitServer();
     const d = await startDaemon(
       {
         agents: [
-          agent('leaky', git.url(), ['sh', '-c', script], {
+          agent('leaky', http.url(), ['sh', '-c', script], {
             credentials,
             repo_token: 'env:AGENTD_REL_SECRET_REPO',
+            allow_insecure_http: true,
           }),
-          agent('broken', git.url('missing.git'), ['true'], {
+          agent('broken', http.url('missing.git'), ['true'], {
             credentials,
             repo_token: 'env:AGENTD_REL_SECRET_REPO',
+            allow_insecure_http: true,
           }),
           agent('huge', git.url(), ['true'], {
             credentials: [...credentials, { name: 'HUGE_TOKEN', source: `file:${hugeFile}` }],
@@ -161,6 +172,8 @@ describe('secret hygiene', () => {
     expect(JSON.parse(tooLarge.stdout)).toMatchObject({ outcome: 'error' });
     expect(JSON.parse(tooLarge.stdout).message).toMatch(/credential HUGE_TOKEN is \d+ bytes/);
 
+    // The token went with the clones, as a header only.
+    expect(http.requests.map((r) => r.authorization)).toContain(`Bearer ${values.repo}`);
     const status = await d.cli(['status', '--json']);
     expect(await d.stop()).toBe(0);
     const places: [string, string][] = [

@@ -1,0 +1,420 @@
+/**
+ * Containment of a hostile agent with real Podman: limits Podman enforces (and shows in `podman
+ * inspect`), the out-of-memory report, a fork bomb, the disk bound, dropped capabilities and
+ * no-new-privileges, and the setup step as the command's parent (signals, exit codes).
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { PodmanClient } from '../../src/adapters/podman.js';
+import { parseSize } from '../../src/config/resources.js';
+import type { Resources } from '../../src/config/types.js';
+import { instanceSecretPrefix } from '../../src/runner/names.js';
+import { type GitServer, startGitServer } from '../helpers/git-server.js';
+import { randomSessionId, testInstanceId } from '../helpers/ids.js';
+import { listAgentdContainers, listSecrets, podmanJson, TEST_IMAGE } from '../helpers/podman.js';
+import { cleanupAll, makeTempDir, track } from '../helpers/resources.js';
+import { type RunSessionOptions, runSession, testRunner } from '../helpers/run-session.js';
+
+const instanceId = testInstanceId();
+const prefix = instanceSecretPrefix(instanceId);
+const podman = new PodmanClient();
+const warnings: string[] = [];
+const runner = testRunner(podman, instanceId, warnings);
+let git: GitServer;
+
+function size(text: string) {
+  const parsed = parseSize(text);
+  if (!parsed) throw new Error(`bad size ${text}`);
+  return parsed;
+}
+
+function limits(values: {
+  memory?: string;
+  swap?: string;
+  cpus?: number;
+  pids?: number;
+  disk?: string;
+}): Resources {
+  const memory = size(values.memory ?? '512m');
+  return {
+    memory,
+    memorySwap: values.swap === undefined ? memory : size(values.swap),
+    pids: values.pids ?? 4096,
+    disk: size(values.disk ?? '256m'),
+    ...(values.cpus === undefined ? {} : { cpus: values.cpus }),
+  };
+}
+
+function run(
+  options: Omit<RunSessionOptions, 'runner' | 'invocation'> & Partial<Pick<RunSessionOptions, 'runner'>>,
+) {
+  return runSession({ runner, invocation: { repoUrl: git.url() }, ...options });
+}
+
+interface Inspected {
+  HostConfig: {
+    Memory: number;
+    MemorySwap: number;
+    NanoCpus: number;
+    PidsLimit: number;
+    SecurityOpt: string[];
+    Tmpfs: Record<string, string>;
+  };
+  State: { CgroupPath?: string };
+  EffectiveCaps: string[];
+  BoundingCaps: string[];
+  GraphDriver: { Data: { UpperDir: string } };
+}
+
+async function inspect(container: string): Promise<Inspected> {
+  const [info] = await podmanJson<Inspected[]>(['container', 'inspect', container]);
+  if (!info) throw new Error(`no container ${container}`);
+  return info;
+}
+
+beforeAll(async () => {
+  git = await startGitServer();
+});
+
+afterAll(async () => {
+  await git?.stop();
+});
+
+afterEach(async () => {
+  const containers = await listAgentdContainers(prefix);
+  const secrets = await listSecrets(prefix);
+  for (const c of containers) track.container(c.name);
+  for (const s of secrets) track.secret(s);
+  await cleanupAll();
+  expect(
+    containers.map((c) => `${c.name} (${c.state})`),
+    'containers left behind',
+  ).toEqual([]);
+  expect(secrets, 'secrets left behind').toEqual([]);
+  expect(warnings).toEqual([]);
+});
+
+describe('limits', () => {
+  it('reach podman as its own flags: podman inspect of a running session shows them', async () => {
+    let probe: Promise<Inspected> | undefined;
+    let container = '';
+    const session = await run({
+      spec: {
+        command: ['sh', '-c', 'echo ready; sleep 2'],
+        resources: limits({ memory: '256m', swap: '384m', cpus: 0.5, pids: 128, disk: '64m' }),
+      },
+      onEvent: (event) => {
+        if (event.type === 'container') container = event.name;
+        if (event.type === 'output' && event.line === 'ready') probe = inspect(container);
+      },
+    });
+    expect(session.result.outcome).toBe('succeeded');
+    const info = await (probe as Promise<Inspected>);
+    expect(info.HostConfig).toMatchObject({
+      Memory: 256 * 1024 ** 2,
+      MemorySwap: 384 * 1024 ** 2,
+      NanoCpus: 500_000_000,
+      PidsLimit: 128,
+      SecurityOpt: ['no-new-privileges'],
+    });
+    const mounts = info.HostConfig.Tmpfs;
+    expect(Object.keys(mounts).sort()).toEqual(['/home/e2e-agent', '/run/lock', '/tmp', '/var/tmp']);
+    for (const options of Object.values(mounts)) {
+      expect(options).toContain(`size=${64 * 1024 ** 2}`);
+      expect(options).toContain('nosuid');
+    }
+    // Everything dropped but what the root setup step needs.
+    expect(info.EffectiveCaps.sort()).toEqual(['CAP_CHOWN', 'CAP_KILL', 'CAP_SETGID', 'CAP_SETUID']);
+    expect(info.BoundingCaps.sort()).toEqual(['CAP_CHOWN', 'CAP_KILL', 'CAP_SETGID', 'CAP_SETUID']);
+  });
+
+  it('applies the defaults when the session names none: 2g without swap, 4096 pids, 1g tmpfs', async () => {
+    let probe: Promise<Inspected> | undefined;
+    let container = '';
+    const session = await run({
+      spec: { command: ['sh', '-c', 'echo ready; sleep 1'] },
+      onEvent: (event) => {
+        if (event.type === 'container') container = event.name;
+        if (event.type === 'output' && event.line === 'ready') probe = inspect(container);
+      },
+    });
+    expect(session.result.outcome).toBe('succeeded');
+    const info = await (probe as Promise<Inspected>);
+    expect(info.HostConfig).toMatchObject({
+      Memory: 2 * 1024 ** 3,
+      MemorySwap: 2 * 1024 ** 3,
+      NanoCpus: 0,
+      PidsLimit: 4096,
+    });
+    expect(info.HostConfig.Tmpfs['/home/e2e-agent']).toContain(`size=${1024 ** 3}`);
+  });
+});
+
+describe('out of memory', () => {
+  it('ends a memory hog failed with the reason and the limit, not a bare exit 137', async () => {
+    const session = await run({
+      spec: {
+        // tail keeps the whole "line" of /dev/zero in memory: it grows until the OOM killer ends it.
+        command: ['sh', '-c', 'printf "no newline before the hog"; exec tail /dev/zero'],
+        resources: limits({ memory: '64m' }),
+        timeoutMs: 60_000,
+      },
+    });
+    expect(session.result).toMatchObject({
+      outcome: 'failed',
+      exitCode: 137,
+      signal: 'SIGKILL',
+      phase: 'running',
+      message: 'out of memory (limit 64m): command killed by SIGKILL (exit 137)',
+    });
+    // The agent's last output without a newline is kept; the setup step's report is not output.
+    expect(session.lines).toEqual(['no newline before the hog']);
+    expect(session.log()).not.toContain('@@agentd-');
+  });
+
+  it('does not blame memory for a SIGKILL that is not the OOM killer', async () => {
+    const session = await run({
+      spec: { command: ['sh', '-c', 'kill -KILL $$'], resources: limits({ memory: '64m' }) },
+    });
+    expect(session.result).toMatchObject({
+      outcome: 'failed',
+      exitCode: 137,
+      signal: 'SIGKILL',
+      message: 'command killed by SIGKILL (exit 137)',
+    });
+  });
+});
+
+describe('processes', () => {
+  it('contains a fork bomb at the pids limit while another session runs to success', async () => {
+    let container: string | undefined;
+    let cgroup: string | undefined;
+    let pidsSeen = 0;
+    let pidsMax = '';
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        if (cgroup === undefined && container !== undefined) {
+          // Where the host keeps the running container's pids controller (cgroup v1, else v2).
+          const path = (await inspect(container)).State.CgroupPath;
+          if (path) {
+            const v1 = join('/sys/fs/cgroup/pids', path);
+            cgroup = existsSync(v1) ? v1 : join('/sys/fs/cgroup', path);
+          }
+        }
+        if (cgroup !== undefined) {
+          try {
+            pidsSeen = Math.max(pidsSeen, Number(readFileSync(join(cgroup, 'pids.current'), 'utf8')));
+            pidsMax = readFileSync(join(cgroup, 'pids.max'), 'utf8').trim();
+          } catch {
+            // Already gone.
+          }
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    const controller = new AbortController();
+    const bomb = run({
+      spec: {
+        // The classic bomb, in bash, which retries a fork that fails (dash gives up at once); `exec
+        // sleep` keeps the command alive without a fork it could not get.
+        command: ['bash', '-c', 'b() { b | b & }; b; exec sleep 60'],
+        resources: limits({ pids: 64, cpus: 0.5 }),
+      },
+      signal: controller.signal,
+      onEvent: (event) => {
+        if (event.type === 'container') container = event.name;
+      },
+    });
+    // Once the bomb has filled most of its budget, an ordinary session runs beside it.
+    const deadline = Date.now() + 30_000;
+    while (pidsSeen <= 32 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    const other = await run({ spec: { command: ['sh', '-c', 'echo "fine: $(git log --oneline | wc -l)"'] } });
+    controller.abort();
+    const bombed = await bomb;
+    sampling = false;
+    await sampler;
+
+    expect(other.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+    expect(other.lines).toEqual(['fine: 2']);
+    expect(bombed.result.outcome).toBe('cancelled');
+    // It filled its pids budget and never went past it.
+    expect(pidsMax).toBe('64');
+    expect(pidsSeen).toBeGreaterThan(32);
+    expect(pidsSeen).toBeLessThanOrEqual(64);
+    expect(bombed.lines.join('\n')).toMatch(/Cannot fork|Resource temporarily unavailable/);
+  });
+});
+
+describe('disk', () => {
+  it('stops writes past the bound inside the container; the host keeps its space', async () => {
+    let probe: Promise<number> | undefined;
+    let container = '';
+    const script = [
+      'for d in "$HOME" /tmp /var/tmp; do',
+      '  if dd if=/dev/zero of="$d/fill" bs=1M count=64 2>/dev/null; then echo "$d: wrote 64m"; else echo "$d: full"; fi',
+      'done',
+      'df -k "$HOME" | tail -1 | awk \'{ print "home size " $2 "k" }\'',
+      'if { echo x > /usr/local/x; } 2>/dev/null; then echo "image: writable"; else echo "image: denied"; fi',
+      'echo ready',
+      'sleep 1.5',
+    ].join('\n');
+    const session = await run({
+      spec: { command: ['sh', '-c', script], resources: limits({ memory: '256m', disk: '16m' }) },
+      onEvent: (event) => {
+        if (event.type === 'container') container = event.name;
+        if (event.type === 'output' && event.line === 'ready') {
+          probe = (async () => {
+            // What the container wrote to the host's disk: its overlay upper directory.
+            const upper = (await inspect(container)).GraphDriver.Data.UpperDir;
+            const du = await execa('du', ['-sk', upper]);
+            return Number(du.stdout.split('\t')[0]);
+          })();
+        }
+      },
+    });
+    expect(session.result.outcome).toBe('succeeded');
+    expect(session.lines).toEqual([
+      '/home/e2e-agent: full',
+      '/tmp: full',
+      '/var/tmp: full',
+      'home size 16384k',
+      'image: denied',
+      'ready',
+    ]);
+    expect(await probe).toBeLessThan(1024);
+  });
+});
+
+describe('privileges', () => {
+  it('gives the agent no capabilities and no way to gain any; the setup step has only its four', async () => {
+    const session = await run({
+      spec: {
+        command: [
+          'sh',
+          '-c',
+          'grep -E "^(CapInh|CapPrm|CapEff|CapAmb|NoNewPrivs):" /proc/self/status; echo "setup $(grep ^CapEff: /proc/$PPID/status)"; id -u',
+        ],
+      },
+    });
+    expect(session.result.outcome).toBe('succeeded');
+    expect(session.lines.slice(0, 5)).toEqual([
+      'CapInh:\t0000000000000000',
+      'CapPrm:\t0000000000000000',
+      'CapEff:\t0000000000000000',
+      'CapAmb:\t0000000000000000',
+      'NoNewPrivs:\t1',
+    ]);
+    // CHOWN (bit 0), KILL (5), SETGID (6), SETUID (7).
+    expect(session.lines[5]).toBe('setup CapEff:\t00000000000000e1');
+    expect(session.lines[6]).toMatch(/^[1-9]\d*$/);
+  });
+
+  it('lets an agent opt into a capability with cap_add, visibly', async () => {
+    let probe: Promise<Inspected> | undefined;
+    let container = '';
+    const session = await run({
+      spec: {
+        command: ['sh', '-c', 'grep -E "^(CapEff|CapAmb):" /proc/self/status; echo ready; sleep 1'],
+        capAdd: ['NET_RAW'],
+      },
+      onEvent: (event) => {
+        if (event.type === 'container') container = event.name;
+        if (event.type === 'output' && event.line === 'ready') probe = inspect(container);
+      },
+    });
+    expect(session.result.outcome).toBe('succeeded');
+    // NET_RAW is bit 13.
+    expect(session.lines.slice(0, 2)).toEqual(['CapEff:\t0000000000002000', 'CapAmb:\t0000000000002000']);
+    expect((await (probe as Promise<Inspected>)).EffectiveCaps).toContain('CAP_NET_RAW');
+  });
+
+  describe('with a setuid-root binary in the image', () => {
+    const image = `localhost/agentd-e2e-setuid:${randomSessionId()}`;
+
+    beforeAll(async () => {
+      const dir = makeTempDir('agentd-e2e-setuid-');
+      writeFileSync(
+        join(dir, 'Containerfile'),
+        [
+          `FROM ${TEST_IMAGE}`,
+          'RUN cp /usr/bin/id /usr/local/bin/suid-id && cp /bin/cat /usr/local/bin/suid-cat && ' +
+            'chmod 4755 /usr/local/bin/suid-id /usr/local/bin/suid-cat',
+        ].join('\n'),
+      );
+      await execa('podman', ['build', '--pull=never', '--quiet', '-t', image, dir], { timeout: 120_000 });
+    });
+
+    afterAll(async () => {
+      await execa('podman', ['rmi', '--force', image], { reject: false });
+    });
+
+    it('does not give the agent root', async () => {
+      const session = await run({
+        spec: {
+          image,
+          command: [
+            'sh',
+            '-c',
+            [
+              'stat -c "%A %U" /usr/local/bin/suid-id',
+              'echo "euid $(suid-id -u)"',
+              'suid-cat /etc/shadow >/dev/null 2>&1 && echo "shadow: read" || echo "shadow: denied"',
+              'suid-cat /run/secrets/agentd/KEY >/dev/null 2>&1 && echo "secret: read" || echo "secret: denied"',
+            ].join('\n'),
+          ],
+          credentials: [{ name: 'KEY', value: 'value-of-the-key-1234' }],
+        },
+      });
+      expect(session.result.outcome).toBe('succeeded');
+      expect(session.lines).toEqual(['-rwsr-xr-x root', 'euid 1000', 'shadow: denied', 'secret: denied']);
+    });
+  });
+});
+
+describe('the setup step as the command parent', () => {
+  it('forwards the stop signal to the command, which can finish cleanly within the grace time', async () => {
+    const graceful = testRunner(podman, instanceId, warnings, 8000);
+    const controller = new AbortController();
+    const session = await run({
+      runner: graceful,
+      spec: {
+        command: ['sh', '-c', 'trap "echo got TERM; exit 0" TERM; echo ready; while :; do sleep 0.1; done'],
+      },
+      signal: controller.signal,
+      onEvent: (event) => {
+        if (event.type === 'output' && event.line === 'ready') controller.abort();
+      },
+    });
+    expect(session.result).toMatchObject({ outcome: 'cancelled', phase: 'running' });
+    expect(session.lines).toEqual(['ready', 'got TERM']);
+    // Well inside the 8 s grace: the command heard SIGTERM, no SIGKILL was needed.
+    expect(session.elapsedMs).toBeLessThan(6000);
+  });
+
+  it.each([
+    ['TERM', 143, 'SIGTERM'],
+    ['INT', 130, 'SIGINT'],
+    ['QUIT', 131, 'SIGQUIT'],
+  ])('reports a command ended by SIG%s with its exit code and name', async (sig, exitCode, signal) => {
+    const session = await run({ spec: { command: ['sh', '-c', `kill -${sig} $$; sleep 5`] } });
+    expect(session.result).toMatchObject({
+      outcome: 'failed',
+      exitCode,
+      signal,
+      message: `command killed by ${signal} (exit ${exitCode})`,
+    });
+  });
+
+  it('keeps an exit code and output that ends without a newline', async () => {
+    const session = await run({ spec: { command: ['sh', '-c', 'echo one; printf two; exit 7'] } });
+    expect(session.result).toMatchObject({
+      outcome: 'failed',
+      exitCode: 7,
+      message: 'command exited with code 7',
+    });
+    expect(session.lines).toEqual(['one', 'two']);
+  });
+});
