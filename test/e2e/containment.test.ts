@@ -365,7 +365,7 @@ describe('privileges', () => {
               'suid-cat /run/secrets/agentd/KEY >/dev/null 2>&1 && echo "secret: read" || echo "secret: denied"',
             ].join('\n'),
           ],
-          credentials: [{ name: 'KEY', value: 'value-of-the-key-1234' }],
+          credentials: [{ name: 'KEY', value: Buffer.from('value-of-the-key-1234') }],
         },
       });
       expect(session.result.outcome).toBe('succeeded');
