@@ -59,6 +59,7 @@ beforeAll(async () => {
         agent('tok', origin.url()),
         agent('strict', origin.url(), { repo_token_required: true }),
         agent('redirected', redirector.url),
+        { name: 'capable', image: TEST_IMAGE, command: ['true'], cap_add: ['net_raw'] },
       ],
     },
     { env: { E2E_REPO_TOKEN: TOKEN } },
@@ -132,6 +133,18 @@ describe('repo_token', () => {
     expect(run.stdout + run.stderr).toMatch(/git clone of http:\/\/127\.0\.0\.1:\d+\/repo\.git failed/);
     expect(redirector.hits.length).toBeGreaterThan(0);
     expect(other.requests.filter((r) => r.authorization !== undefined)).toEqual([]);
+  });
+});
+
+describe('cap_add', () => {
+  it('is said in the daemon log at start', () => {
+    const line = d.logs().find((l) => l.event === 'agent.cap_add');
+    expect(line).toMatchObject({
+      level: 40,
+      agent: 'capable',
+      capabilities: ['NET_RAW'],
+      msg: 'agent capable runs its command with capabilities NET_RAW (cap_add)',
+    });
   });
 });
 
