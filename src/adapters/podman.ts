@@ -59,8 +59,49 @@ export interface AttachedRun {
   stderr: () => string;
 }
 
+/**
+ * The container engine as agentd uses it: every operation the daemon, reconciliation and the runner
+ * machine need, each with a deadline and an AbortSignal. PodmanClient implements it over the podman
+ * CLI; unit tests put a fake in its place (test/helpers/fake-podman.ts).
+ */
+export interface PodmanPort {
+  version(signal?: AbortSignal): Promise<string>;
+  imageExists(image: string, signal?: AbortSignal): Promise<boolean>;
+  /** Creates a secret; the value travels on stdin as its exact bytes, never on a command line. */
+  createSecret(
+    name: string,
+    value: Uint8Array,
+    labels: Record<string, string>,
+    signal?: AbortSignal,
+  ): Promise<void>;
+  listSecretNames(signal?: AbortSignal): Promise<string[]>;
+  secretLabels(names: string[], signal?: AbortSignal): Promise<Map<string, Record<string, string>>>;
+  /** Removes secrets; one that is already gone counts as removed. */
+  removeSecrets(names: string[], signal?: AbortSignal): Promise<void>;
+  createContainer(options: CreateContainerOptions): Promise<string>;
+  /** Starts a container attached: each output line goes to onLine as it arrives. */
+  startAttached(name: string, onLine: (line: string) => void, signal?: AbortSignal): AttachedRun;
+  /** Follows a running container's output from `since` (RFC 3339) until it exits. */
+  followLogs(
+    name: string,
+    since: string | undefined,
+    onLine: (line: string) => void,
+    signal?: AbortSignal,
+  ): AttachedRun;
+  wait(name: string, signal?: AbortSignal): Promise<number>;
+  /** Undefined when there is no such container. */
+  inspectContainer(name: string, signal?: AbortSignal): Promise<ContainerInspect | undefined>;
+  /** The files of a directory inside a running container, as bytes (an adopted session's secret copies). */
+  readContainerFiles(name: string, dir: string, signal?: AbortSignal): Promise<Map<string, Buffer>>;
+  /** SIGTERM, then SIGKILL after the grace period; a missing container counts as stopped. */
+  stopContainer(name: string, graceSeconds: number, signal?: AbortSignal): Promise<void>;
+  /** Removes containers, running or not; a missing one counts as removed. */
+  removeContainers(names: string[], signal?: AbortSignal): Promise<void>;
+  listContainers(labelFilters: Record<string, string>, signal?: AbortSignal): Promise<ContainerSummary[]>;
+}
+
 /** A narrow client over the podman CLI: the only code in agentd that runs podman. */
-export class PodmanClient {
+export class PodmanClient implements PodmanPort {
   readonly bin: string;
   private readonly timeoutMs: number;
   private readonly onCall: ((argv: readonly string[]) => void) | undefined;
@@ -72,7 +113,7 @@ export class PodmanClient {
   }
 
   /** Runs one podman command with a deadline; throws a classified PodmanError on failure. */
-  async call(
+  private async call(
     operation: string,
     argv: string[],
     options: CallOptions = {},

@@ -18,16 +18,15 @@ import {
   type OpenResult,
   type StateDirProblem,
 } from '../machines/daemon.machine.js';
+import { runnerMachineFor } from '../machines/runner.machine.js';
 import { sessionMachine } from '../machines/session.machine.js';
 import type { DaemonHandle } from '../protocol/context.js';
 import { stateName } from '../protocol/context.js';
 import { dispatch } from '../protocol/dispatch.js';
-import type { RunEvent } from '../runner/session-runner.js';
-import { PodmanRunner } from '../runner/session-runner.js';
-import { type AssembledSession, assembleSession, revealSession } from '../sessions/assemble.js';
+import { runnerActors } from '../runner/actors.js';
 import { type SessionRecord, sessionRecordSchema } from '../sessions/records.js';
 import { SessionBus } from '../sessions/session-bus.js';
-import type { SessionInvocation, SessionOutcome, SessionRequest, SessionSpec } from '../sessions/types.js';
+import type { SessionOutcome, SessionPhase, SessionRequest } from '../sessions/types.js';
 import { instanceIdOf } from './instance-id.js';
 import { reconcile } from './reconcile.js';
 import { planRecovery, recordsFromLabels } from './recovery.js';
@@ -84,13 +83,6 @@ async function supervise(options: DaemonOptions): Promise<number> {
     onWriteFailure: (error) => send({ type: 'stateDir.unwritable', ...stateDirProblem(error) }),
   });
   const bus = new SessionBus();
-  const runner = new PodmanRunner({
-    podman,
-    instanceId,
-    stopGraceMs: config.stopGraceMs,
-    logMaxBytes: config.logMaxBytes,
-    warn: (message, error) => log.warn({ event: 'session.teardown_warning', err: error }, message),
-  });
   // Read once at start: finished records feed `status`, unfinished ones crash recovery.
   const records = store.list((bad) =>
     log.warn(
@@ -145,63 +137,56 @@ async function supervise(options: DaemonOptions): Promise<number> {
     }
   };
 
+  const announcePhase = (sessionId: string, phase: SessionPhase): void => {
+    const at = new Date().toISOString();
+    store.update(sessionId, (r) => ({
+      ...r,
+      phase,
+      phases: [...r.phases, { phase, at }],
+      startedAt: r.startedAt ?? at,
+    }));
+    log.info({ event: 'session.phase', session: sessionId, phase }, `session ${phase}`);
+    bus.publish({ type: 'phase', sessionId, phase });
+  };
+
   const session = sessionMachine.provide({
     actors: {
       resolveCredentials: fromPromise(({ input }) => resolveCredentials(input.agent, env)),
-      runSession: fromCallback(({ input, sendBack, receive }) => {
-        const controller = new AbortController();
-        receive((event) => {
-          if (event.type === 'cancel') controller.abort();
-        });
-        const id = input.request.sessionId;
-        const runOptions = {
-          signal: controller.signal,
-          logFile: store.logPath(id),
-          onEvent: (event: RunEvent) => {
-            if (event.type === 'phase') sendBack({ type: 'run.phase', phase: event.phase });
-            else if (event.type === 'output')
-              bus.publish({ type: 'output', sessionId: id, line: event.line });
-            else store.update(id, (r) => ({ ...r, container: event.name }));
-          },
-        };
-        const adopted = input.adopted;
-        const running = adopted
-          ? // No credential is resolved again: the runner masks with the values the container holds.
-            Promise.resolve().then(() => {
-              const { spec, invocation } = revealSession(
-                assembleSession(input.request, input.agent, { credentials: [] }),
-              );
-              log.info(
-                { event: 'session.adopted', session: id, container: adopted.container },
-                'adopted a session',
-              );
-              return runner.adopt({ spec, invocation, ...adopted }, runOptions);
-            })
-          : runner.run(...revealed(input.session), runOptions);
-        running.then(
-          (result) => sendBack({ type: 'run.finished', result }),
-          (error: unknown) =>
-            sendBack({
-              type: 'run.finished',
-              result: { outcome: 'error', phase: 'creating', timings: {}, message: errorMessage(error) },
-            }),
-        );
-        return () => controller.abort();
+      runner: runnerMachineFor({ instanceId, stopGraceMs: config.stopGraceMs }).provide({
+        actors: runnerActors(podman, {
+          logFile: (id) => store.logPath(id),
+          logMaxBytes: config.logMaxBytes,
+          line: (sessionId, line) => bus.publish({ type: 'output', sessionId, line }),
+        }),
+        actions: {
+          announcePhase: ({ context }, { phase }) =>
+            announcePhase(context.session.invocation.sessionId, phase),
+          announceContainer: ({ context }, { container }) =>
+            store.update(context.session.invocation.sessionId, (r) => ({ ...r, container })),
+          warn: ({ context }, { message, error }) =>
+            log.warn(
+              {
+                event: 'session.teardown_warning',
+                session: context.session.invocation.sessionId,
+                err: error,
+              },
+              message,
+            ),
+        },
       }),
       reportOutcome: fromPromise(async ({ input }) => finish(input.request, input.outcome)),
     },
     actions: {
-      announcePhase: ({ context }, { phase }) => {
-        const at = new Date().toISOString();
-        store.update(context.request.sessionId, (r) => ({
-          ...r,
-          phase,
-          phases: [...r.phases, { phase, at }],
-          startedAt: r.startedAt ?? at,
-        }));
-        log.info({ event: 'session.phase', session: context.request.sessionId, phase }, `session ${phase}`);
-        bus.publish({ type: 'phase', sessionId: context.request.sessionId, phase });
-      },
+      announcePhase: ({ context }, { phase }) => announcePhase(context.request.sessionId, phase),
+      announceAdoption: ({ context }) =>
+        log.info(
+          {
+            event: 'session.adopted',
+            session: context.request.sessionId,
+            container: context.adopted?.container,
+          },
+          'adopted a session',
+        ),
     },
   });
 
@@ -447,10 +432,4 @@ function stateDirProblem(error: unknown): StateDirProblem {
     return { code: error.full ? 'state_dir_full' : 'state_dir_unwritable', reason: error.message };
   }
   return { code: 'state_dir_unwritable', reason: `state dir not writable: ${errorMessage(error)}` };
-}
-
-function revealed(session: AssembledSession | undefined): [SessionSpec, SessionInvocation] {
-  if (!session) throw new Error('session was not assembled before run');
-  const { spec, invocation } = revealSession(session);
-  return [spec, invocation];
 }

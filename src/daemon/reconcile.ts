@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { ContainerSummary, PodmanClient } from '../adapters/podman.js';
+import type { ContainerSummary, PodmanPort } from '../adapters/podman.js';
 import { LABEL_INSTANCE, LABEL_SESSION } from '../constants.js';
 import type { ReconcileSummary } from '../machines/daemon.machine.js';
 import { instanceSecretPrefix, sessionOfSecret } from '../runner/names.js';
@@ -14,7 +14,7 @@ const LIVE_STATES = new Set(['running', 'paused', 'stopping']);
  * whatever the number of objects. Returns the containers as they were, for crash recovery.
  */
 export async function reconcile(
-  podman: PodmanClient,
+  podman: PodmanPort,
   instanceId: string,
   log: Logger,
   signal?: AbortSignal,

@@ -1,6 +1,6 @@
 import type { ActorRefLike, AnyStateMachine, InspectionEvent, StateValue } from 'xstate';
 
-export type MachineKind = 'daemon' | 'session';
+export type MachineKind = 'daemon' | 'session' | 'runner';
 
 /**
  * What the page learns about an actor. Deliberately narrow: contexts and event payloads hold
@@ -11,7 +11,7 @@ export interface SnapshotMessage {
   /** XState's system-wide id of the actor (`x:3`). */
   actorId: string;
   machine: MachineKind;
-  /** The agentd session id (sessions only). */
+  /** The agentd session id (sessions and their runners). */
   sessionId?: string;
   value: StateValue;
   status: string;
@@ -148,10 +148,10 @@ export class InspectorHub {
     const kind = machineId === undefined ? undefined : this.kinds.get(machineId);
     let identity: Identity | null = null;
     if (kind === 'daemon') identity = { machine: 'daemon' };
-    else if (kind === 'session') {
-      // The daemon spawns each session with the session id as the actor id.
-      const id = actorIdOf(actorRef);
-      identity = id === undefined ? { machine: 'session' } : { machine: 'session', sessionId: id };
+    else if (kind === 'session' || kind === 'runner') {
+      // The daemon spawns each session with the session id as the actor id; a runner is its session's child.
+      const id = actorIdOf(kind === 'session' ? actorRef : parentOf(actorRef));
+      identity = id === undefined ? { machine: kind } : { machine: kind, sessionId: id };
     }
     this.identities.set(actorRef, identity);
     return identity;
@@ -160,21 +160,25 @@ export class InspectorHub {
   private sourceName(source: ActorRefLike): string {
     const identity = this.identify(source, source.getSnapshot());
     if (identity?.machine === 'daemon') return 'daemon';
+    if (identity?.machine === 'runner') return `runner ${identity.sessionId ?? ''}`.trim();
     if (identity?.sessionId !== undefined) return identity.sessionId;
     return actorIdOf(source) ?? source.sessionId;
   }
 
   private forgetOldFinished(): void {
-    const finished = [...this.actors.values()].filter(
-      (a) => a.machine === 'session' && a.status !== 'active',
-    );
+    const finished = [...this.actors.values()].filter((a) => a.machine !== 'daemon' && a.status !== 'active');
     for (const old of finished.slice(0, Math.max(0, finished.length - this.finishedKept))) {
       this.actors.delete(old.actorId);
     }
   }
 }
 
-function actorIdOf(actorRef: ActorRefLike): string | undefined {
+function parentOf(actorRef: ActorRefLike): ActorRefLike | undefined {
+  // XState keeps the parent on the actor; its public types do not show it.
+  return (actorRef as { _parent?: ActorRefLike })._parent;
+}
+
+function actorIdOf(actorRef: ActorRefLike | undefined): string | undefined {
   const id = (actorRef as { id?: unknown }).id;
   return typeof id === 'string' ? id : undefined;
 }

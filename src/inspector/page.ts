@@ -4,7 +4,8 @@ import { createHash } from 'node:crypto';
  * The inspector page: one HTML document with its CSS and JS inline, so it needs nothing but this
  * server. It fetches /machines.json, draws each chart as nested boxes, then follows /events.
  *
- * Test hooks: charts carry data-machine ("daemon" | "session"), sessions data-session-id and
+ * Test hooks: charts carry data-machine ("daemon" | "session" | "runner"; a session's runner chart
+ * is nested in its session's), sessions and runners data-session-id and
  * data-status; state boxes data-state (dot path), data-active="true" when active and
  * data-visited="true" once they have been; the event list is #events.
  */
@@ -27,6 +28,7 @@ h2 { font-size: 13px; margin: 0 0 8px; display: flex; gap: 8px; align-items: cen
 .chart[data-status='error'] .badge.status, .chart[data-status='stopped'] .badge.status { background: #ffebe9; color: #cf222e; }
 .chart .current { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; color: #57606a; font-weight: 400; }
 .chart.finished { opacity: 0.8; }
+.chart.nested { margin: 10px 0 0; background: #f6f8fa; }
 #sessions-list { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 0 16px; }
 .children { display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start; }
 .state { border: 1.5px solid #8c959f; border-radius: 8px; background: #fff; min-width: 96px; transition: background 0.2s, border-color 0.2s; }
@@ -135,22 +137,39 @@ const SCRIPT = String.raw`
   }
 
   function sessionChart(msg) {
-    let section = charts.get(msg.actorId);
+    const id = msg.sessionId || msg.actorId;
+    const key = 'session:' + id;
+    let section = charts.get(key);
     if (!section) {
-      const id = msg.sessionId || msg.actorId;
-      section = chart('session', 'session ' + id, { 'data-session-id': id });
-      charts.set(msg.actorId, section);
+      section = chart('session', 'session ' + id, { 'data-session-id': id, 'data-chart-key': key });
+      charts.set(key, section);
       sessionsEl.prepend(section);
       noSessionsEl.hidden = true;
     }
     return section;
   }
 
+  /** A session's runner is drawn inside the session's chart (which its first snapshot may precede). */
+  function runnerChart(msg) {
+    const id = msg.sessionId || msg.actorId;
+    const key = 'runner:' + id;
+    let section = charts.get(key);
+    if (!section) {
+      section = chart('runner', 'runner of session ' + id, { 'data-session-id': id, 'data-chart-key': key });
+      section.classList.add('nested');
+      charts.set(key, section);
+      sessionChart(msg).append(section);
+    }
+    return section;
+  }
+
   function applySnapshot(msg) {
-    const section = msg.machine === 'daemon' ? daemonChart : sessionChart(msg);
+    const section =
+      msg.machine === 'daemon' ? daemonChart : msg.machine === 'runner' ? runnerChart(msg) : sessionChart(msg);
     section.setAttribute('data-actor-id', msg.actorId);
     const active = activePaths(msg.value, '', new Set());
-    for (const box of section.querySelectorAll('[data-state]')) {
+    // A session's chart holds its runner's: only this chart's own boxes follow this snapshot.
+    for (const box of [...section.querySelectorAll('[data-state]')].filter((b) => b.closest('.chart') === section)) {
       const on = active.has(box.dataset.state);
       box.classList.toggle('active', on);
       if (on) {
@@ -164,13 +183,13 @@ const SCRIPT = String.raw`
     section.querySelector('.badge.status').textContent = msg.status;
     section.querySelector('.current').textContent = leafText(msg.value);
     section.classList.toggle('finished', msg.status !== 'active');
-    if (msg.machine === 'session' && msg.status !== 'active') pruneFinished();
+    if (msg.machine !== 'daemon' && msg.status !== 'active') pruneFinished();
   }
 
   function pruneFinished() {
-    const finished = [...sessionsEl.querySelectorAll('.chart.finished')];
+    const finished = [...sessionsEl.querySelectorAll(':scope > .chart.finished')];
     for (const old of finished.slice(MAX_FINISHED)) {
-      charts.delete(old.getAttribute('data-actor-id'));
+      for (const gone of [old, ...old.querySelectorAll('.chart')]) charts.delete(gone.getAttribute('data-chart-key'));
       old.remove();
     }
   }
@@ -185,7 +204,7 @@ const SCRIPT = String.raw`
     const target = msg.machine === 'daemon' ? 'daemon' : msg.sessionId || msg.actorId;
     const li = h('li', { 'data-event': msg.event, 'data-target': target },
       h('time', { text: clock(msg.at) }),
-      h('span', { class: 'target', text: msg.machine === 'daemon' ? 'daemon' : 'session ' + target }),
+      h('span', { class: 'target', text: msg.machine === 'daemon' ? 'daemon' : msg.machine + ' ' + target }),
       h('code', { text: msg.event }),
       h('span', { class: 'source', text: msg.source === null ? 'from outside (socket)' : 'from ' + msg.source }));
     eventsEl.prepend(li);

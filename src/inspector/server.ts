@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import type { AnyStateMachine, InspectionEvent } from 'xstate';
 import { daemonMachine } from '../machines/daemon.machine.js';
+import { runnerMachine } from '../machines/runner.machine.js';
 import { sessionMachine } from '../machines/session.machine.js';
 import { InspectorHub, type InspectorMessage, type MachineKind } from './hub.js';
 import { inspectorPage } from './page.js';
@@ -45,12 +46,17 @@ export function inspectorPort(option: string | boolean | undefined): number | un
 
 /** Serves the live inspector on 127.0.0.1: `/` the page, `/machines.json` the charts, `/events` SSE. */
 export async function startInspector(options: InspectorOptions): Promise<InspectorServer> {
-  const machines = options.machines ?? { daemon: daemonMachine, session: sessionMachine };
+  const machines = options.machines ?? {
+    daemon: daemonMachine,
+    session: sessionMachine,
+    runner: runnerMachine,
+  };
   const hub = new InspectorHub({ machines });
   const page = inspectorPage();
   const structure = JSON.stringify({
     daemon: machineStructure(machines.daemon),
     session: machineStructure(machines.session),
+    runner: machineStructure(machines.runner),
   });
   const clients = new Set<ServerResponse>();
 

@@ -22,7 +22,7 @@ export function invokeIndex(nodes: readonly AnyStateNode[]): InvokeIndex {
   return index;
 }
 
-/** `trigger`, `always`, `done: reconcile`, `error: runSession`, `after 5000`. */
+/** `trigger`, `always`, `done: reconcile`, `error: runner`, `after 5000`. */
 export function eventLabel(transition: AnyTransitionDefinition, invokes: InvokeIndex): string {
   const type = String(transition.eventType);
   if (type === '') return 'always';

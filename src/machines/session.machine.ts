@@ -1,21 +1,17 @@
-import { assign, fromCallback, fromPromise, sendParent, sendTo, setup } from 'xstate';
+import { assign, fromPromise, type SnapshotFrom, sendParent, sendTo, setup } from 'xstate';
 import type { ResolvedCredentials } from '../adapters/credentials.js';
 import type { AgentConfig } from '../config/types.js';
 import { type AssembledSession, assembleSession } from '../sessions/assemble.js';
-import type { Phase, RunResult, SessionOutcome, SessionPhase, SessionRequest } from '../sessions/types.js';
+import type { RunResult, SessionOutcome, SessionPhase, SessionRequest } from '../sessions/types.js';
+import { type AdoptedSession, type RunnerActor, runnerMachine, runPhaseOf } from './runner.machine.js';
+
+export type { AdoptedSession };
 
 export interface SessionInput {
   request: SessionRequest;
   agent: AgentConfig;
   /** Set when the session's container outlived an earlier daemon and this one takes it over. */
   adopted?: AdoptedSession;
-}
-
-/** A running container of this instance that a new daemon supervises to the end. */
-export interface AdoptedSession {
-  container: string;
-  phase: 'cloning' | 'running';
-  remainingMs?: number;
 }
 
 export interface SessionContext {
@@ -25,24 +21,13 @@ export interface SessionContext {
   /** Wrapped values: they serialise as "[redacted]". */
   resolved?: ResolvedCredentials;
   session?: AssembledSession;
-  /** The runner's current phase, for status and records. */
-  phase: SessionPhase;
   /** When this actor was spawned, i.e. left the queue. */
   startedAt: string;
   outcome?: SessionOutcome;
 }
 
-export type SessionEvent =
-  | { type: 'cancel' }
-  | { type: 'run.phase'; phase: Phase }
-  | { type: 'run.finished'; result: RunResult };
+export type SessionEvent = { type: 'cancel' };
 
-export type RunSessionInput = {
-  request: SessionRequest;
-  agent: AgentConfig;
-  session?: AssembledSession;
-  adopted?: AdoptedSession;
-};
 export type ReportInput = { request: SessionRequest; outcome: SessionOutcome };
 
 /** Sent to the daemon machine when the session has reported its outcome. */
@@ -62,7 +47,7 @@ export const sessionMachine = setup({
     resolveCredentials: fromPromise<ResolvedCredentials, { agent: AgentConfig }>(async () =>
       notProvided('resolveCredentials'),
     ),
-    runSession: fromCallback<{ type: 'cancel' }, RunSessionInput>(() => notProvided('runSession')),
+    runner: runnerMachine,
     reportOutcome: fromPromise<void, ReportInput>(async () => notProvided('reportOutcome')),
   },
   guards: {
@@ -78,9 +63,10 @@ export const sessionMachine = setup({
       // Values are inside the assembled session now; keep one copy only.
       resolved: undefined,
     }),
-    setPhase: assign({ phase: (_, phase: SessionPhase) => phase }),
     /** Side effect (provided): record and publish a phase change. */
     announcePhase: (_, _params: { phase: SessionPhase }) => {},
+    /** Side effect (provided): the log says this daemon supervises a container an earlier one started. */
+    announceAdoption: () => {},
     storeRunResult: assign({
       outcome: (_, result: RunResult) => {
         const { outcome, phase, exitCode, signal, message, timings } = result;
@@ -92,18 +78,17 @@ export const sessionMachine = setup({
       outcome: (_, message: string): SessionOutcome => ({ outcome: 'error', phase: 'resolving', message }),
     }),
     failRun: assign({
-      outcome: ({ context }, message: string): SessionOutcome => ({
+      outcome: (_, message: string): SessionOutcome => ({
         outcome: 'error',
-        // The runner failed before it announced its first phase: it was creating.
-        phase: context.phase === 'resolving' ? 'creating' : context.phase,
+        phase: 'creating',
         message: `runner failed: ${message}`,
       }),
       session: undefined,
     }),
     markCancelledBeforeRun: assign({
-      outcome: ({ context }): SessionOutcome => ({
+      outcome: (): SessionOutcome => ({
         outcome: 'cancelled',
-        phase: context.phase,
+        phase: 'resolving',
         message: 'session cancelled before its container was created',
       }),
       resolved: undefined,
@@ -116,7 +101,7 @@ export const sessionMachine = setup({
         sessionId: context.request.sessionId,
         outcome: context.outcome ?? {
           outcome: 'error',
-          phase: context.phase,
+          phase: 'finished',
           message: 'no outcome recorded',
         },
       }),
@@ -130,23 +115,23 @@ export const sessionMachine = setup({
     request: input.request,
     agent: input.agent,
     ...(input.adopted === undefined ? {} : { adopted: input.adopted }),
-    phase: input.adopted?.phase ?? 'resolving',
     startedAt: new Date().toISOString(),
   }),
   initial: 'intake',
   states: {
     intake: {
       description:
-        'A new session resolves its credentials first; a session adopted from an earlier daemon goes straight to run.',
-      always: [{ guard: 'isAdopted', target: 'run' }, { target: 'resolveCredentials' }],
+        'A new session resolves its credentials first. One adopted from an earlier daemon does not: its container has its values already, and the runner masks its output with those (runner.md, `adopting`).',
+      always: [
+        { guard: 'isAdopted', target: 'assemble', actions: 'announceAdoption' },
+        { target: 'resolveCredentials' },
+      ],
     },
     resolveCredentials: {
       description:
         "Turn each of the agent's credential sources (env:NAME, file:/path) into a value. Nothing exists in Podman yet.",
-      entry: [
-        { type: 'setPhase', params: 'resolving' },
-        { type: 'announcePhase', params: { phase: 'resolving' } },
-      ],
+      tags: ['resolving'],
+      entry: { type: 'announcePhase', params: { phase: 'resolving' } },
       invoke: {
         src: 'resolveCredentials',
         input: ({ context }) => ({ agent: context.agent }),
@@ -165,44 +150,46 @@ export const sessionMachine = setup({
     },
     assemble: {
       description:
-        'Build the session spec and invocation from the agent, the trigger and the resolved values.',
+        'Build the session spec and invocation from the agent, the trigger and the resolved values (none for an adopted session).',
       entry: 'assemble',
       always: 'run',
     },
     run: {
       description:
-        'The runner creates the container, clones the repository, runs the command and tears everything down. A cancel is passed to it and it reports `cancelled` after teardown.',
+        'The runner machine (runner.md) creates the container, follows it to its end and tears everything down; an adopted session resumes where it was. Its output is the run result.',
       invoke: {
         id: 'runner',
-        src: 'runSession',
-        input: ({ context }) => ({
-          request: context.request,
-          agent: context.agent,
-          ...(context.session === undefined ? {} : { session: context.session }),
-          ...(context.adopted === undefined ? {} : { adopted: context.adopted }),
-        }),
+        src: 'runner',
+        input: ({ context }) => {
+          if (!context.session) throw new Error('session machine: run before assemble');
+          return {
+            session: context.session,
+            ...(context.adopted === undefined ? {} : { adopted: context.adopted }),
+          };
+        },
+        onDone: {
+          target: 'report',
+          actions: { type: 'storeRunResult', params: ({ event }) => event.output },
+        },
         onError: {
           target: 'report',
           actions: { type: 'failRun', params: ({ event }) => messageOf(event.error) },
         },
       },
-      on: {
-        'run.phase': {
-          actions: [
-            { type: 'setPhase', params: ({ event }) => event.phase },
-            { type: 'announcePhase', params: ({ event }) => ({ phase: event.phase }) },
-          ],
+      initial: 'supervising',
+      on: { cancel: '.cancelling' },
+      states: {
+        supervising: { description: 'The runner runs.' },
+        cancelling: {
+          description:
+            'The runner was told to cancel: it stops the container and reports `cancelled` after teardown.',
+          entry: 'forwardCancelToRunner',
         },
-        'run.finished': {
-          target: 'report',
-          actions: { type: 'storeRunResult', params: ({ event }) => event.result },
-        },
-        cancel: { actions: 'forwardCancelToRunner' },
       },
     },
     report: {
       description: 'Write the session record, tell every follower the outcome and log it.',
-      entry: { type: 'setPhase', params: 'finished' },
+      tags: ['finished'],
       invoke: {
         src: 'reportOutcome',
         input: ({ context }) => ({
@@ -217,10 +204,27 @@ export const sessionMachine = setup({
     done: {
       description: 'The outcome is reported; the daemon forgets this actor.',
       type: 'final',
+      tags: ['finished'],
       entry: 'notifyDaemon',
     },
   },
 });
+
+export type SessionSnapshot = SnapshotFrom<typeof sessionMachine>;
+
+/**
+ * The phase of a session, from its states' tags and, while it runs, its runner's. An adopted session
+ * whose runner is still reading its container's values is in the phase its container was found in.
+ */
+export function sessionPhaseOf(snapshot: SessionSnapshot): SessionPhase {
+  // The child with id `runner` is the one the `run` state invokes from the runner machine.
+  const runner = snapshot.children.runner as RunnerActor | undefined;
+  const running = runner ? runPhaseOf(runner.getSnapshot()) : undefined;
+  if (running) return running;
+  if (snapshot.hasTag('resolving')) return 'resolving';
+  if (snapshot.hasTag('finished')) return 'finished';
+  return snapshot.context.adopted?.phase ?? 'creating';
+}
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

@@ -19,6 +19,7 @@ import {
   invokeIndex,
   statePath,
 } from '../machines/introspect.js';
+import { runnerMachine } from '../machines/runner.machine.js';
 import { sessionMachine } from '../machines/session.machine.js';
 
 export const REGENERATE = 'npm run build && npm run statecharts';
@@ -48,6 +49,12 @@ const MACHINES: readonly MachineDoc[] = [
     title: 'Session machine',
     source: 'src/machines/session.machine.ts',
     machine: sessionMachine,
+  },
+  {
+    file: 'runner.md',
+    title: 'Runner machine',
+    source: 'src/machines/runner.machine.ts',
+    machine: runnerMachine,
   },
 ];
 

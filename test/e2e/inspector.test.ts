@@ -280,11 +280,25 @@ describe('agentd start --inspect', () => {
 
     const session = chart(sessionId ?? '');
     await page.waitForSelector(`${session}[data-status="done"].finished`);
-    await page.waitForSelector(`${session} [data-state="done"][data-active="true"]`);
-    expect(await page.locator(`${session} [data-active="true"]`).count()).toBe(1);
+    // The session's own boxes; its runner's chart is drawn inside it.
+    const own = `${session} > .children`;
+    await page.waitForSelector(`${own} [data-state="done"][data-active="true"]`);
+    expect(await page.locator(`${own} [data-active="true"]`).count()).toBe(1);
     // The page kept the trail: every state of the session was active at some point.
     for (const state of SESSION_STATES) {
-      expect(await page.locator(`${session} [data-state="${state}"]`).getAttribute('data-visited')).toBe(
+      expect(await page.locator(`${own} [data-state="${state}"]`).getAttribute('data-visited')).toBe('true');
+    }
+    // The runner's chart, inside the session's: it went through the container's phases to its end.
+    const runner = `${session} [data-machine="runner"][data-session-id="${sessionId}"]`;
+    await page.waitForSelector(`${runner} [data-state="done"][data-active="true"]`);
+    for (const state of [
+      'live.creatingSecrets',
+      'live.creatingContainer',
+      'live.attached.progress.cloning',
+      'live.attached.progress.running',
+      'tearingDown',
+    ]) {
+      expect(await page.locator(`${runner} [data-state="${state}"]`).getAttribute('data-visited')).toBe(
         'true',
       );
     }
@@ -302,7 +316,9 @@ describe('agentd start --inspect', () => {
       events.findIndex((e) => e.event === event && e.target === target);
     expect(index('trigger', 'daemon')).toBeGreaterThanOrEqual(0);
     expect(index('xstate.init', sessionId ?? '')).toBeGreaterThanOrEqual(0);
-    expect(index('run.finished', sessionId ?? '')).toBeGreaterThanOrEqual(0);
+    expect(index('xstate.done.actor.runner', sessionId ?? '')).toBeGreaterThanOrEqual(0);
+    // The runner's events are listed too: the setup step's markers as they came.
+    expect(index('setup.running', sessionId ?? '')).toBeGreaterThanOrEqual(0);
     expect(index('session.finished', 'daemon')).toBeLessThan(index('trigger', 'daemon'));
     expect(await page.locator('#events li').first().textContent()).not.toBe('');
 
@@ -313,7 +329,18 @@ describe('agentd start --inspect', () => {
       .filter((line) => line.startsWith('data: '))
       .map((line) => JSON.parse(line.slice(6)) as Record<string, unknown>);
     expect(
-      messages.some((m) => m.kind === 'snapshot' && m.sessionId === sessionId && m.value === 'run'),
+      messages.some(
+        (m) =>
+          m.kind === 'snapshot' &&
+          m.machine === 'session' &&
+          m.sessionId === sessionId &&
+          typeof m.value === 'object' &&
+          m.value !== null &&
+          'run' in m.value,
+      ),
+    ).toBe(true);
+    expect(
+      messages.some((m) => m.kind === 'snapshot' && m.machine === 'runner' && m.sessionId === sessionId),
     ).toBe(true);
     const allowed = new Set([
       'kind',

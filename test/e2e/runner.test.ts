@@ -7,7 +7,6 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PodmanClient } from '../../src/adapters/podman.js';
 import { MASK } from '../../src/runner/mask.js';
 import { instanceSecretPrefix } from '../../src/runner/names.js';
-import { PodmanRunner, type RunEvent } from '../../src/runner/session-runner.js';
 import type { Phase, RunResult, SessionInvocation, SessionSpec } from '../../src/sessions/types.js';
 import {
   type GitServer,
@@ -18,6 +17,7 @@ import {
 import { randomSessionId, testInstanceId } from '../helpers/ids.js';
 import { listAgentdContainers, listSecrets, TEST_IMAGE } from '../helpers/podman.js';
 import { cleanupAll, makeTempDir, track } from '../helpers/resources.js';
+import { type RunEvent, TestRunner } from '../helpers/runner.js';
 
 const instanceId = testInstanceId();
 /** Every container and secret this file's runner makes starts with this. */
@@ -31,8 +31,8 @@ const calls: string[][] = [];
 const podman = new PodmanClient({ onCall: (argv) => calls.push([...argv]) });
 const warnings: string[] = [];
 
-function makeRunner(client: PodmanClient = podman): PodmanRunner {
-  return new PodmanRunner({
+function makeRunner(client: PodmanClient = podman): TestRunner {
+  return new TestRunner({
     podman: client,
     instanceId,
     stopGraceMs: 1000,
@@ -57,7 +57,7 @@ interface SessionOptions {
   spec?: Partial<SessionSpec>;
   invocation?: Partial<SessionInvocation>;
   signal?: AbortSignal;
-  runner?: PodmanRunner;
+  runner?: TestRunner;
   onEvent?: (event: RunEvent) => void;
 }
 
@@ -170,7 +170,7 @@ afterEach(async () => {
   expect(secrets, 'secrets left behind').toEqual([]);
 });
 
-describe('PodmanRunner against real Podman', () => {
+describe('the runner machine against real Podman', () => {
   it('runs a command to success, streaming its output in order through the phases', async () => {
     const session = await runSession({
       spec: {

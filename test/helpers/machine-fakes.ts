@@ -2,7 +2,7 @@
  * Fake adapters for the daemon and session machines: every actor the daemon provides in
  * src/daemon/main.ts is replaced by one the test drives, and every side effect is recorded.
  */
-import { type AnyActorRef, type EventObject, fromCallback, fromPromise, raise } from 'xstate';
+import { type AnyActorRef, assign, fromCallback, fromPromise, raise, setup } from 'xstate';
 import type { ResolvedCredentials } from '../../src/adapters/credentials.js';
 import { defaultResources } from '../../src/config/resources.js';
 import type { AgentConfig } from '../../src/config/types.js';
@@ -13,12 +13,14 @@ import {
   type RecoveryPlan,
   type StateDirProblem,
 } from '../../src/machines/daemon.machine.js';
+import type { AdoptedSession, RunnerInput, runnerMachine } from '../../src/machines/runner.machine.js';
 import {
-  type RunSessionInput,
   type SessionInput,
+  type SessionSnapshot,
   sessionMachine,
 } from '../../src/machines/session.machine.js';
 import { SecretValue } from '../../src/secret-value.js';
+import type { AssembledSession } from '../../src/sessions/assemble.js';
 
 import type {
   Phase,
@@ -126,10 +128,23 @@ export function fakeRunResult(outcome: RunOutcome): RunResult {
   };
 }
 
+type FakeRunnerEvent =
+  | { type: 'cancel' }
+  | { type: 'test.phase'; phase: Phase }
+  | { type: 'test.finish'; result: RunResult }
+  | { type: 'test.fail'; error: Error };
+
 /** One invocation of the fake runner, i.e. one session that reached `run`. */
 export interface FakeRun {
   sessionId: string;
-  input: RunSessionInput;
+  /** The runner's input, with the request and agent of its session. */
+  input: {
+    request: SessionRequest;
+    agent: AgentConfig;
+    session?: AssembledSession;
+    adopted?: AdoptedSession;
+  };
+  self: AnyActorRef;
   /** The runner made a Podman object (the fake announces `creating` at once). */
   created: boolean;
   tornDown: boolean;
@@ -215,27 +230,8 @@ export class Fakes {
           this.credentialCalls.set(String(self._parent?.id), call);
           return call.promise;
         }),
-        runSession: fromCallback<{ type: 'cancel' }, RunSessionInput>(
-          ({ input, sendBack, receive, self }) => {
-            if (this.options.runnerThrows) throw this.options.runnerThrows;
-            const run = this.newRun(input, sendBack, self);
-            receive((event: EventObject) => {
-              if (event.type === 'test.fail') throw (event as EventObject & { error: Error }).error;
-              if (event.type !== 'cancel') return;
-              run.cancelRequested = true;
-              if (this.onCancel === 'finish') queueMicrotask(() => run.finish('cancelled'));
-            });
-            // An adopted session's container exists already; a new one is created first.
-            if (input.adopted) run.created = true;
-            else if (this.options.announceCreating !== false) run.phase('creating');
-            return () => {
-              if (run.finished) return;
-              // The real runner aborts on stop and tears down what it created.
-              run.aborted = true;
-              if (run.created) run.tornDown = true;
-            };
-          },
-        ),
+        // A stand-in with the runner's input, output, tags and `cancel`, but not its type: cast.
+        runner: this.runner() as unknown as typeof runnerMachine,
         reportOutcome: fromPromise(async ({ input }) => {
           const id = input.request.sessionId;
           const run = this.runs.get(id);
@@ -258,6 +254,84 @@ export class Fakes {
           this.announced.push({ sessionId: context.request.sessionId, phase }),
       },
     });
+  }
+
+  /**
+   * A stand-in for the runner machine that the test drives: its states carry the phase tags the real
+   * one does, `run.phase()` moves it, `run.finish()` ends it with a result (its output), as the real
+   * runner ends after teardown.
+   */
+  runner() {
+    return setup({
+      types: {
+        context: {} as { result?: RunResult },
+        input: {} as RunnerInput,
+        output: {} as RunResult,
+        events: {} as FakeRunnerEvent,
+      },
+      actions: {
+        start: ({ self }) => this.startRun(self),
+        cancel: ({ self }) => this.cancelRun(self),
+        fail: (_, error: Error) => {
+          throw error;
+        },
+      },
+    }).createMachine({
+      id: 'runner',
+      context: {},
+      entry: 'start',
+      initial: 'idle',
+      on: {
+        cancel: { actions: 'cancel' },
+        'test.fail': { actions: { type: 'fail', params: ({ event }) => event.error } },
+        'test.finish': {
+          target: '.done',
+          actions: assign({ result: ({ event }) => event.result }),
+        },
+        'test.phase': [
+          { guard: ({ event }) => event.phase === 'creating', target: '.creating' },
+          { guard: ({ event }) => event.phase === 'cloning', target: '.cloning' },
+          { guard: ({ event }) => event.phase === 'running', target: '.running' },
+          { target: '.tearing_down' },
+        ],
+      },
+      states: {
+        idle: {},
+        creating: { tags: ['creating'] },
+        cloning: { tags: ['cloning'] },
+        running: { tags: ['running'] },
+        tearing_down: { tags: ['tearing_down'] },
+        done: { type: 'final' },
+      },
+      output: ({ context }) => context.result ?? fakeRunResult('error'),
+    });
+  }
+
+  private startRun(self: AnyActorRef): void {
+    if (this.options.runnerThrows) throw this.options.runnerThrows;
+    const session = self._parent?.getSnapshot() as SessionSnapshot | undefined;
+    if (!session) throw new Error('the fake runner runs under a session');
+    const { request, agent, adopted } = session.context;
+    const input = {
+      request,
+      agent,
+      ...(session.context.session === undefined ? {} : { session: session.context.session }),
+      ...(adopted === undefined ? {} : { adopted }),
+    };
+    const run = this.newRun(input, self);
+    // An adopted session's container exists already; a new one is created first.
+    if (adopted) {
+      run.created = true;
+      // Deferred: the actor is still starting.
+      queueMicrotask(() => run.phase(adopted.phase));
+    } else if (this.options.announceCreating !== false) queueMicrotask(() => run.phase('creating'));
+  }
+
+  private cancelRun(self: AnyActorRef): void {
+    const run = [...this.runs.values()].find((r) => r.self === self);
+    if (!run || run.finished) return;
+    run.cancelRequested = true;
+    if (this.onCancel === 'finish') queueMicrotask(() => run.finish('cancelled'));
   }
 
   /** The daemon machine as src/daemon/main.ts provides it, with fakes. */
@@ -308,16 +382,11 @@ export class Fakes {
     return this.reports.filter((r) => r.sessionId === sessionId);
   }
 
-  private newRun(
-    input: RunSessionInput,
-    sendBack: (
-      event: { type: 'run.phase'; phase: Phase } | { type: 'run.finished'; result: RunResult },
-    ) => void,
-    self: AnyActorRef,
-  ): FakeRun {
+  private newRun(input: FakeRun['input'], self: AnyActorRef): FakeRun {
     const run: FakeRun = {
       sessionId: input.request.sessionId,
       input,
+      self,
       created: false,
       tornDown: false,
       cancelRequested: false,
@@ -326,19 +395,31 @@ export class Fakes {
       phase: (phase) => {
         if (phase === 'creating') run.created = true;
         if (phase === 'tearing_down') run.tornDown = true;
-        sendBack({ type: 'run.phase', phase });
+        // What the runner's provided announcePhase does in the daemon.
+        this.announced.push({ sessionId: run.sessionId, phase });
+        self.send({ type: 'test.phase', phase });
       },
       finish: (outcome = 'succeeded', extra = {}) => {
         if (run.finished) throw new Error(`runner of ${run.sessionId} finished twice`);
         run.phase('tearing_down');
         run.finished = true;
-        sendBack({ type: 'run.finished', result: { ...fakeRunResult(outcome), ...extra } });
+        self.send({ type: 'test.finish', result: { ...fakeRunResult(outcome), ...extra } });
       },
-      // The runner's receive handler throws on this private event: an actor error, as in production.
+      // The fake runner's own action throws on this event: an actor error, as a bug in the real one would be.
       fail: (error) => self.send({ type: 'test.fail', error }),
     };
     this.runs.set(run.sessionId, run);
     this.started.push(run.sessionId);
+    // A runner stopped from outside before it finished: the real one's actors abort with it.
+    self.subscribe({
+      complete: () => {
+        if (run.finished) return;
+        run.aborted = true;
+        if (run.created) run.tornDown = true;
+      },
+      // The session's onError handles a failing runner; without this observer XState reports it again.
+      error: () => {},
+    });
     return run;
   }
 }

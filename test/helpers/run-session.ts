@@ -1,13 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { PodmanClient } from '../../src/adapters/podman.js';
-import { PodmanRunner, type RunEvent } from '../../src/runner/session-runner.js';
+import type { PodmanPort } from '../../src/adapters/podman.js';
 import type { Phase, RunResult, SessionInvocation, SessionSpec } from '../../src/sessions/types.js';
 import { randomSessionId } from './ids.js';
 import { TEST_IMAGE } from './podman.js';
 import { makeTempDir, track } from './resources.js';
+import { type RunEvent, TestRunner } from './runner.js';
 
-/** One session run by a PodmanRunner against real Podman, as a test sees it. */
+/** One session run by the runner machine against real Podman, as a test sees it. */
 export interface RunSession {
   result: RunResult;
   events: { at: number; event: RunEvent }[];
@@ -19,7 +19,7 @@ export interface RunSession {
 }
 
 export interface RunSessionOptions {
-  runner: PodmanRunner;
+  runner: TestRunner;
   spec?: Partial<SessionSpec>;
   invocation: Partial<SessionInvocation> & { repoUrl: string };
   signal?: AbortSignal;
@@ -28,12 +28,12 @@ export interface RunSessionOptions {
 
 /** A runner of a test instance; warnings are collected into `warnings`. */
 export function testRunner(
-  podman: PodmanClient,
+  podman: PodmanPort,
   instanceId: string,
   warnings: string[],
   stopGraceMs = 1000,
-): PodmanRunner {
-  return new PodmanRunner({
+): TestRunner {
+  return new TestRunner({
     podman,
     instanceId,
     stopGraceMs,

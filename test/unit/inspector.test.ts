@@ -6,13 +6,25 @@ import { daemonMachine } from '../../src/machines/daemon.machine.js';
 
 const SECRET = 'hunter2-secret-value';
 
-/** A session-like child whose context and events carry a secret, and a parent that spawns it. */
-const child = createMachine({
-  id: 'session',
+/** A runner-like grandchild, a session-like child that invokes it (both holding a secret), and a parent that spawns the child. */
+const grandchild = createMachine({
+  id: 'runner',
+  types: {} as { context: { token: string } },
+  context: { token: SECRET },
+  initial: 'running',
+  states: { running: {} },
+});
+const child = setup({
   types: {} as { context: { token: string }; events: { type: 'go'; token: string } },
+  actors: { grandchild },
+}).createMachine({
+  id: 'session',
   context: { token: SECRET },
   initial: 'waiting',
-  states: { waiting: { on: { go: 'finished' } }, finished: { type: 'final' } },
+  states: {
+    waiting: { invoke: { id: 'runner', src: 'grandchild' }, on: { go: 'finished' } },
+    finished: { type: 'final' },
+  },
 });
 const parent = setup({
   types: {} as { context: { token: string }; events: { type: 'spawn'; token: string } },
@@ -39,7 +51,7 @@ const parent = setup({
 });
 
 function run() {
-  const hub = new InspectorHub({ machines: { daemon: parent, session: child } });
+  const hub = new InspectorHub({ machines: { daemon: parent, session: child, runner: grandchild } });
   const seen: InspectorMessage[] = [];
   hub.subscribe((m) => seen.push(m));
   // A listener that throws must not reach the actors.
@@ -69,10 +81,13 @@ describe('inspector hub', () => {
         ['daemon', 'idle', 'active'],
         ['daemon', 'ready', 'active'],
         ['session', 'waiting', 'active'],
+        ['runner', 'running', 'active'],
         ['session', 'finished', 'done'],
       ]),
     );
     expect(snapshots.find((m) => m.machine === 'session')).toMatchObject({ sessionId: 'abc123' });
+    // A runner is shown as its session's.
+    expect(snapshots.find((m) => m.machine === 'runner')).toMatchObject({ sessionId: 'abc123' });
     const events = seen.filter((m) => m.kind === 'event');
     expect(events).toContainEqual(
       expect.objectContaining({ machine: 'daemon', event: 'spawn', source: null }),
@@ -86,7 +101,7 @@ describe('inspector hub', () => {
       }),
     );
     // The promise actor is not a chart: its own events and snapshots are left out.
-    expect(seen.every((m) => m.kind === 'reset' || m.machine === 'daemon' || m.machine === 'session')).toBe(
+    expect(seen.every((m) => m.kind === 'reset' || ['daemon', 'session', 'runner'].includes(m.machine))).toBe(
       true,
     );
     actor.stop();
@@ -102,6 +117,7 @@ describe('inspector hub', () => {
     const states = replay.filter((m) => m.kind === 'snapshot').map((m) => [m.machine, m.value, m.status]);
     expect(states).toEqual([
       ['daemon', 'ready', 'active'],
+      ['runner', 'running', 'stopped'],
       ['session', 'finished', 'done'],
     ]);
     actor.stop();

@@ -23,10 +23,7 @@ const LAYERS: readonly (readonly string[])[] = [
 ];
 
 /** Known exceptions, each with the reason it is allowed to stay for now. */
-const ALLOWED: Record<string, string> = {
-  'runner/session-runner.ts → sessions/types.ts':
-    'the runner machine (src/machines/runner.machine.ts) replaces session-runner.ts',
-};
+const ALLOWED: Record<string, string> = {};
 
 function rankOf(folder: string): number {
   const rank = LAYERS.findIndex((layer) => layer.includes(folder));

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { AnyStateMachine, AnyStateNode } from 'xstate';
 import { daemonMachine } from '../../src/machines/daemon.machine.js';
+import { runnerMachine } from '../../src/machines/runner.machine.js';
 import { sessionMachine } from '../../src/machines/session.machine.js';
 import { REGENERATE, renderStatechart, statechartPages } from '../../src/tools/statecharts.js';
 
@@ -38,6 +39,7 @@ describe('docs/statecharts', () => {
   it.each([
     ['daemon', daemonMachine],
     ['session', sessionMachine],
+    ['runner', runnerMachine],
   ] as [string, AnyStateMachine][])('every state of the %s machine has a description', (_, machine) => {
     const missing = [machine.root, ...allStates(machine.root)].filter((s) => !s.description).map((s) => s.id);
     expect(missing, 'states without a description (the generated docs show them as —)').toEqual([]);
@@ -65,14 +67,27 @@ describe('docs/statecharts', () => {
 
   it('names explicit invoke ids and static action parameters', () => {
     const page = renderStatechart(sessionMachine, 'Session machine');
-    expect(page).toContain('| `run` | atomic |');
-    expect(page).toContain('`runSession` (id `runner`)');
-    expect(page).toContain('`setPhase("resolving")`');
-    expect(page).toContain('  run --> report: error#58; runSession\n');
+    expect(page).toContain('| `run` | compound |');
+    expect(page).toContain('`runner` (id `runner`)');
+    expect(page).toContain('`announcePhase({"phase":"resolving"})`');
+    expect(page).toContain('  run --> report: error#58; runner\n');
+  });
+
+  it('shows the runner: every phase a state, the deadline a delayed transition, teardown with retries', () => {
+    const page = renderStatechart(runnerMachine, 'Runner machine');
+    expect(page).toContain('live --> live: after deadline [hasDeadline]');
+    expect(page).toContain('| `tearingDown` | parallel |');
+    expect(page).toContain('after teardownRetry');
+    expect(page).toContain('| `cancel` |');
   });
 
   it('is deterministic', () => {
     expect(renderStatechart(daemonMachine, 'x')).toBe(renderStatechart(daemonMachine, 'x'));
-    expect(statechartPages().map((p) => p.file)).toEqual(['daemon.md', 'session.md', 'README.md']);
+    expect(statechartPages().map((p) => p.file)).toEqual([
+      'daemon.md',
+      'session.md',
+      'runner.md',
+      'README.md',
+    ]);
   });
 });

@@ -1,3 +1,4 @@
+import { sessionPhaseOf } from '../../machines/session.machine.js';
 import { type Handler, reply, stateName } from '../context.js';
 
 export const status: Handler<'status'> = (request, connection, daemon) => {
@@ -10,7 +11,7 @@ export const status: Handler<'status'> = (request, connection, daemon) => {
       agent: session.request.agent,
       repo: session.request.repoUrl,
       workUnit: session.request.workUnit,
-      phase: session.phase,
+      phase: sessionPhaseOf(ref.getSnapshot()),
       startedAt: session.startedAt,
       elapsedMs: now - Date.parse(session.startedAt),
     };

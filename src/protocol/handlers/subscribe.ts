@@ -1,3 +1,4 @@
+import { sessionPhaseOf } from '../../machines/session.machine.js';
 import { type Handler, reply, stateName } from '../context.js';
 import type { ReplyOf } from '../replies.js';
 
@@ -11,7 +12,7 @@ export const subscribe: Handler<'subscribe'> = (request, connection, daemon) => 
       state: stateName(snapshot.value),
       running: Object.values(snapshot.context.sessions).map((ref) => ({
         id: ref.id,
-        phase: ref.getSnapshot().context.phase,
+        phase: sessionPhaseOf(ref.getSnapshot()),
       })),
       queued: snapshot.context.queue.map((entry) => entry.request.sessionId),
     };

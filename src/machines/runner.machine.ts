@@ -1,0 +1,765 @@
+import { type ActorRefFrom, assign, fromCallback, fromPromise, raise, sendTo, setup } from 'xstate';
+import { defaultResources } from '../config/resources.js';
+import type {
+  AbortEvent,
+  AttachEvent,
+  AttachInput,
+  ContainerInput,
+  CreateContainerInput,
+  CreateSecretInput,
+  OperationEvent,
+  RemoveSecretsInput,
+  StopInput,
+} from '../runner/actors.js';
+import { outOfMemoryReason } from '../runner/command-end.js';
+import type { SecretValue } from '../secret-value.js';
+import type { AssembledSession } from '../sessions/assemble.js';
+import {
+  commandExited,
+  failed,
+  type RunFate,
+  type StopReason,
+  setupFailed,
+  startFailed,
+  stopped,
+} from '../sessions/run-outcome.js';
+import { planRun, type RunnerSettings, type RunPlan } from '../sessions/run-plan.js';
+import type { Phase, RunResult } from '../sessions/types.js';
+
+export type { RunnerSettings };
+
+/** A running container of this instance that a new daemon supervises to the end. */
+export interface AdoptedSession {
+  container: string;
+  phase: 'cloning' | 'running';
+  remainingMs?: number;
+}
+
+export interface RunnerInput {
+  /** Values stay wrapped: the machine's context never holds one in the clear. */
+  session: AssembledSession;
+  /** Set when the container outlived an earlier daemon: the run resumes at the state it was in. */
+  adopted?: AdoptedSession;
+}
+
+export interface RunnerContext {
+  session: AssembledSession;
+  adopted?: AdoptedSession;
+  plan: RunPlan;
+  stopGraceMs: number;
+  /** The run's deadline, from its start (or, adopted, what is left of it). */
+  deadlineMs?: number;
+  /** How many of plan.secrets exist or may exist: a create cut short may still have made its secret. */
+  secretsClaimed: number;
+  /** Set once the secrets are known to be gone, so teardown does not remove them again. */
+  secretsRemoved: boolean;
+  /** The container's name once its create began: a create cut short may still have made it. */
+  container?: string;
+  /** The run's fate, decided once: the first decision stands. */
+  fate?: RunFate;
+  /** An exit code to add to a fate decided before the container exited. */
+  exitCode?: number;
+  /** An adopted container's own credential values, to mask its output with (wrapped). */
+  maskValues?: SecretValue[];
+  /** Why an adopted session's output is withheld: its values could not be read back. */
+  withheldBecause?: string;
+  /** Each phase entered, for the timings. */
+  phases: { phase: Phase; at: number }[];
+  teardownProblems: string[];
+}
+
+export type RunnerEvent =
+  | { type: 'cancel' }
+  | { type: 'stop'; reason: StopReason }
+  | OperationEvent
+  | AttachEvent;
+
+function notProvided(name: string): never {
+  throw new Error(`runner machine: actor ${name} must be provided (see src/runner/actors.ts)`);
+}
+
+/** Runner settings for the definition alone (docs, inspector); the daemon makes its own with runnerMachineFor. */
+const DEFINITION_SETTINGS: RunnerSettings = { instanceId: '0'.repeat(32), stopGraceMs: 10_000 };
+
+const ABORTING =
+  'Stopped while podman creates the container: the call is aborted. Podman may have made it anyway, so teardown starts only once the call has returned.';
+const RETRYING = 'One transient podman failure must not leave objects behind: wait, then try again.';
+
+const CREATING = { phase: 'creating' } as const;
+const CLONING = { phase: 'cloning' } as const;
+const RUNNING = { phase: 'running' } as const;
+
+/** The runner machine of a daemon: the names it gives Podman objects and its stop grace are its settings'. */
+export function runnerMachineFor(settings: RunnerSettings) {
+  return setup({
+    types: {
+      context: {} as RunnerContext,
+      events: {} as RunnerEvent,
+      input: {} as RunnerInput,
+      output: {} as RunResult,
+    },
+    actors: {
+      createSecret: fromCallback<AbortEvent, CreateSecretInput>(() => notProvided('createSecret')),
+      createContainer: fromCallback<AbortEvent, CreateContainerInput>(() => notProvided('createContainer')),
+      attach: fromCallback<AbortEvent, AttachInput>(() => notProvided('attach')),
+      readContainerValues: fromPromise<SecretValue[], ContainerInput>(async () =>
+        notProvided('readContainerValues'),
+      ),
+      stopContainer: fromPromise<void, StopInput>(async () => notProvided('stopContainer')),
+      removeSecrets: fromPromise<void, RemoveSecretsInput>(async () => notProvided('removeSecrets')),
+      removeContainer: fromPromise<void, ContainerInput>(async () => notProvided('removeContainer')),
+    },
+    delays: {
+      deadline: ({ context }) => context.deadlineMs ?? 0,
+      teardownRetry: 500,
+    },
+    guards: {
+      isAdopted: ({ context }) => context.adopted !== undefined,
+      adoptedWhileCloning: ({ context }) => context.adopted?.phase === 'cloning',
+      hasDeadline: ({ context }) => context.deadlineMs !== undefined,
+      cannotRun: ({ context }) => context.plan.problem !== undefined,
+      allSecretsCreated: ({ context }) => context.secretsClaimed >= context.plan.secrets.length,
+      noSecretsHeld: ({ context }) => context.secretsClaimed === 0 || context.secretsRemoved,
+      noContainer: ({ context }) => context.container === undefined,
+      fateDecided: ({ context }) => context.fate !== undefined,
+    },
+    actions: {
+      /** Side effect (provided): record and publish a phase change. */
+      announcePhase: (_, _params: { phase: Phase }) => {},
+      /** Side effect (provided): the container exists; its name goes into the session's record. */
+      announceContainer: (_, _params: { container: string }) => {},
+      /** Side effect (provided): a problem that does not change the outcome, for the log. */
+      warn: (_, _params: { message: string; error: unknown }) => {},
+      enterPhase: assign({
+        phases: ({ context }, { phase }: { phase: Phase }) => [
+          ...context.phases,
+          { phase, at: performance.now() },
+        ],
+      }),
+      claimSecret: assign({ secretsClaimed: ({ context }) => context.secretsClaimed + 1 }),
+      maskWith: assign({ maskValues: (_, values: SecretValue[]) => values }),
+      withholdOutput: assign({
+        withheldBecause: (_, { error }: { error: unknown }) =>
+          `[agentd: output withheld: this session was adopted after a daemon restart, and the credential values its container was given could not be read back from it to mask its output (${error instanceof Error ? error.message : String(error)})]`,
+      }),
+      claimContainer: assign({ container: ({ context }) => context.plan.container.name }),
+      forgetSecrets: assign({ secretsRemoved: true }),
+      raiseStop: raise((_, reason: StopReason) => ({ type: 'stop' as const, reason })),
+      /** The run's fate; a later decision (a timeout after a cancel, say) does not replace it. */
+      decide: assign({ fate: ({ context }, fate: RunFate) => context.fate ?? fate }),
+      noteExitCode: assign({ exitCode: (_, exitCode: number) => exitCode }),
+      noteTeardownProblem: assign({
+        teardownProblems: ({ context }, error: unknown) => [
+          ...context.teardownProblems,
+          error instanceof Error ? error.message : String(error),
+        ],
+      }),
+    },
+  }).createMachine({
+    id: 'runner',
+    description:
+      'One session as one supervised container: create its secrets and container, start it, follow the setup step through the clone to the command, stop it on a cancel or at its deadline, and always tear down what was made.',
+    context: ({ input }) => {
+      const { session, adopted } = input;
+      const deadlineMs = adopted ? adopted.remainingMs : session.spec.timeoutMs;
+      return {
+        session,
+        ...(adopted === undefined ? {} : { adopted, container: adopted.container }),
+        plan: planRun(session, settings),
+        stopGraceMs: settings.stopGraceMs,
+        ...(deadlineMs === undefined ? {} : { deadlineMs }),
+        secretsClaimed: 0,
+        secretsRemoved: false,
+        phases: [],
+        teardownProblems: [],
+      };
+    },
+    output: ({ context }) => resultOf(context),
+    initial: 'route',
+    states: {
+      route: {
+        description:
+          'A new session creates its objects first; an adopted one resumes at the phase it was in; one whose credentials Podman would refuse ends before anything is made.',
+        always: [
+          { guard: 'isAdopted', target: 'live.adopting' },
+          {
+            guard: 'cannotRun',
+            target: 'tearingDown',
+            actions: [
+              { type: 'enterPhase', params: CREATING },
+              { type: 'announcePhase', params: CREATING },
+              {
+                type: 'decide',
+                params: ({ context }) => failed('creating', context.plan.problem),
+              },
+            ],
+          },
+          { target: 'live' },
+        ],
+      },
+      live: {
+        description:
+          "The session's objects exist or are being made. A cancel, or its deadline (a delayed transition), stops it.",
+        initial: 'creatingSecrets',
+        after: {
+          deadline: { guard: 'hasDeadline', actions: { type: 'raiseStop', params: 'timeout' } },
+        },
+        on: {
+          cancel: { actions: { type: 'raiseStop', params: 'cancel' } },
+        },
+        states: {
+          adopting: {
+            description:
+              'The container outlived an earlier daemon. Its output is masked with exactly the credential values it was given, read back from its own root-only copies; when they cannot be read, its output is withheld (fail closed) and the log says why. Then it is followed from the phase it was in.',
+            invoke: {
+              src: 'readContainerValues',
+              input: ({ context }) => ({ container: context.container ?? '' }),
+              onDone: [
+                {
+                  guard: 'adoptedWhileCloning',
+                  target: 'attached.progress.cloning',
+                  actions: { type: 'maskWith', params: ({ event }) => event.output },
+                },
+                {
+                  target: 'attached.progress.running',
+                  actions: { type: 'maskWith', params: ({ event }) => event.output },
+                },
+              ],
+              onError: [
+                {
+                  guard: 'adoptedWhileCloning',
+                  target: 'attached.progress.cloning',
+                  actions: { type: 'withholdOutput', params: ({ event }) => ({ error: event.error }) },
+                },
+                {
+                  target: 'attached.progress.running',
+                  actions: { type: 'withholdOutput', params: ({ event }) => ({ error: event.error }) },
+                },
+              ],
+            },
+            on: {
+              // The container is stopped as soon as it is attached (the stop region sees the fate).
+              stop: {
+                actions: {
+                  type: 'decide',
+                  params: ({ context, event }) =>
+                    stopped(
+                      event.reason,
+                      context.adopted?.phase ?? 'running',
+                      context.session.spec.timeoutMs,
+                    ),
+                },
+              },
+            },
+          },
+          creatingSecrets: {
+            description: 'One Podman secret per non-empty credential value, created one at a time.',
+            tags: ['creating'],
+            entry: [
+              { type: 'enterPhase', params: CREATING },
+              { type: 'announcePhase', params: CREATING },
+            ],
+            initial: 'next',
+            states: {
+              next: {
+                description: 'Create the next secret, or go on to the container once all exist.',
+                always: [
+                  { guard: 'allSecretsCreated', target: '#runner.live.creatingContainer' },
+                  { target: 'creating' },
+                ],
+              },
+              creating: {
+                description:
+                  'The secret counts as made from here on: a create cut short may still have made it.',
+                entry: 'claimSecret',
+                invoke: {
+                  id: 'createSecret',
+                  src: 'createSecret',
+                  input: ({ context }) => {
+                    const secret = context.plan.secrets[context.secretsClaimed - 1];
+                    if (!secret) throw new Error('runner machine: no secret left to create');
+                    return { name: secret.name, value: secret.value, labels: context.plan.labels };
+                  },
+                },
+                initial: 'working',
+                states: {
+                  working: {
+                    description: 'The podman call runs.',
+                    on: {
+                      'podman.done': { target: '#runner.live.creatingSecrets.next', reenter: true },
+                      'podman.failed': {
+                        target: '#runner.tearingDown',
+                        actions: { type: 'decide', params: ({ event }) => failed('creating', event.error) },
+                      },
+                      stop: {
+                        target: 'finishing',
+                        actions: {
+                          type: 'decide',
+                          params: ({ context, event }) =>
+                            stopped(event.reason, 'creating', context.session.spec.timeoutMs),
+                        },
+                      },
+                    },
+                  },
+                  finishing: {
+                    description:
+                      'Stopped while podman creates the secret: the create is not cut short (Podman 4.3 rewrites its secrets file in place, and a create killed mid-write empties it for every user of the host); teardown starts once it has returned. Its deadline still ends a hung one.',
+                    on: {
+                      'podman.done': '#runner.tearingDown',
+                      'podman.failed': '#runner.tearingDown',
+                    },
+                  },
+                },
+              },
+            },
+          },
+          creatingContainer: {
+            description:
+              'Create the container (not started): the setup step as entrypoint, the secrets mounted root-only, the engine-enforced deadline.',
+            tags: ['creating'],
+            entry: 'claimContainer',
+            invoke: {
+              id: 'createContainer',
+              src: 'createContainer',
+              input: ({ context }) => context.plan.container,
+            },
+            initial: 'working',
+            states: {
+              working: {
+                description: 'The podman call runs.',
+                on: {
+                  'podman.done': {
+                    target: '#runner.live.attached',
+                    actions: {
+                      type: 'announceContainer',
+                      params: ({ context }) => ({ container: context.plan.container.name }),
+                    },
+                  },
+                  'podman.failed': {
+                    target: '#runner.tearingDown',
+                    actions: { type: 'decide', params: ({ event }) => failed('creating', event.error) },
+                  },
+                  stop: {
+                    target: 'aborting',
+                    actions: {
+                      type: 'decide',
+                      params: ({ context, event }) =>
+                        stopped(event.reason, 'creating', context.session.spec.timeoutMs),
+                    },
+                  },
+                },
+              },
+              aborting: {
+                description: ABORTING,
+                entry: sendTo('createContainer', { type: 'abort' }),
+                on: {
+                  'podman.done': {
+                    target: '#runner.tearingDown',
+                    actions: {
+                      type: 'announceContainer',
+                      params: ({ context }) => ({ container: context.plan.container.name }),
+                    },
+                  },
+                  'podman.failed': '#runner.tearingDown',
+                },
+              },
+            },
+          },
+          attached: {
+            description:
+              'The container runs and its output is read (`start --attach`, or for an adopted one `logs --follow` and `wait`). Its progress, the secrets and a stop are independent regions; the container exiting ends them all.',
+            type: 'parallel',
+            invoke: {
+              id: 'attach',
+              src: 'attach',
+              input: ({ context }) => attachInput(context),
+            },
+            on: {
+              'container.lost': {
+                target: '#runner.tearingDown',
+                actions: {
+                  type: 'decide',
+                  params: ({ context, event }) => failed(phaseOfRun(context), event.error),
+                },
+              },
+            },
+            states: {
+              progress: {
+                description:
+                  "What the setup step's marker lines said last. An exit decides the outcome by where the session got to.",
+                initial: 'starting',
+                states: {
+                  starting: {
+                    description: 'Started; the setup step has not announced itself yet.',
+                    tags: ['creating'],
+                    on: {
+                      'setup.started': 'settingUp',
+                      stop: stopHere(CREATING),
+                      'container.exited': exited(({ context, event }) =>
+                        startFailed(context.plan.container.name, event.exitCode, event.stderr),
+                      ),
+                    },
+                  },
+                  settingUp: {
+                    description: "The setup step runs as root: it creates the agent's user.",
+                    tags: ['creating'],
+                    on: {
+                      'setup.cloning': 'cloning',
+                      stop: stopHere(CREATING),
+                      'container.exited': exited(({ context, event }) =>
+                        setupFailed(
+                          'creating',
+                          event.exitCode,
+                          event.setupOutput,
+                          repoOf(context),
+                          oomOf(context, event),
+                        ),
+                      ),
+                    },
+                  },
+                  cloning: {
+                    description: 'The setup step clones the repository as the agent’s user.',
+                    tags: ['cloning'],
+                    entry: [
+                      { type: 'enterPhase', params: CLONING },
+                      { type: 'announcePhase', params: CLONING },
+                    ],
+                    on: {
+                      'setup.running': 'running',
+                      stop: stopHere(CLONING),
+                      'container.exited': exited(({ context, event }) =>
+                        setupFailed(
+                          'cloning',
+                          event.exitCode,
+                          event.setupOutput,
+                          repoOf(context),
+                          oomOf(context, event),
+                        ),
+                      ),
+                    },
+                  },
+                  running: {
+                    description: "The agent's command runs, unprivileged, in the clone.",
+                    tags: ['running'],
+                    entry: [
+                      { type: 'enterPhase', params: RUNNING },
+                      { type: 'announcePhase', params: RUNNING },
+                    ],
+                    on: {
+                      stop: stopHere(RUNNING),
+                      'container.exited': exited(({ context, event }) =>
+                        commandExited(
+                          event.exitCode,
+                          context.session.spec.command[0] ?? '',
+                          oomOf(context, event),
+                        ),
+                      ),
+                    },
+                  },
+                },
+              },
+              secrets: {
+                description:
+                  'The container holds its own copy of mounted secrets once started, so the secret objects go then.',
+                initial: 'held',
+                states: {
+                  held: {
+                    description: 'The secret objects exist (if any).',
+                    always: { guard: 'noSecretsHeld', target: 'removed' },
+                    on: { 'setup.started': 'removing' },
+                  },
+                  removing: {
+                    description: 'Removed while the container runs; teardown retries if this fails.',
+                    invoke: {
+                      src: 'removeSecrets',
+                      input: ({ context }) => ({ names: claimedSecrets(context) }),
+                      onDone: { target: 'removed', actions: 'forgetSecrets' },
+                      onError: {
+                        target: 'kept',
+                        actions: {
+                          type: 'warn',
+                          params: ({ event }) => ({
+                            message: 'secret removal after start failed; teardown retries',
+                            error: event.error,
+                          }),
+                        },
+                      },
+                    },
+                  },
+                  removed: { description: 'No secret object of the session is left.' },
+                  kept: { description: 'Left for teardown to remove.' },
+                },
+              },
+              stop: {
+                description:
+                  'A cancel or the deadline stops the container: SIGTERM, then SIGKILL after the grace period. The exit that follows ends the run.',
+                initial: 'idle',
+                states: {
+                  idle: {
+                    description:
+                      'Nobody asked the container to stop (a stop decided while adopting it stops it at once).',
+                    always: { guard: 'fateDecided', target: 'stopping' },
+                    on: { stop: 'stopping' },
+                  },
+                  stopping: {
+                    description:
+                      '`podman stop` with the grace period; the exit comes through the attachment.',
+                    invoke: {
+                      src: 'stopContainer',
+                      input: ({ context }) => ({
+                        container: context.container ?? context.plan.container.name,
+                        graceSeconds: Math.ceil(context.stopGraceMs / 1000),
+                      }),
+                      onDone: 'stopped',
+                      onError: {
+                        // Teardown removes it by force: nothing is left running.
+                        target: '#runner.tearingDown',
+                        actions: {
+                          type: 'warn',
+                          params: ({ event }) => ({
+                            message: 'stopping the container failed; teardown removes it',
+                            error: event.error,
+                          }),
+                        },
+                      },
+                    },
+                  },
+                  stopped: { description: 'Stopped; waiting for the attachment to report the exit.' },
+                },
+              },
+            },
+          },
+        },
+      },
+      tearingDown: {
+        description:
+          'Remove everything the session made, whatever happened: its secrets and its container, side by side, each tried twice. A problem changes a success into an error; nothing is left in Podman otherwise. The fate is decided: a cancel changes nothing.',
+        tags: ['tearing_down'],
+        entry: [
+          { type: 'enterPhase', params: { phase: 'tearing_down' } },
+          { type: 'announcePhase', params: { phase: 'tearing_down' } },
+        ],
+        type: 'parallel',
+        states: {
+          secrets: {
+            description: 'Remove the secrets.',
+            initial: 'check',
+            states: {
+              check: {
+                description: 'Nothing to do when the session made none.',
+                always: [{ guard: 'noSecretsHeld', target: 'removed' }, { target: 'removing' }],
+              },
+              removing: {
+                description: 'First try.',
+                invoke: {
+                  src: 'removeSecrets',
+                  input: ({ context }) => ({ names: claimedSecrets(context) }),
+                  onDone: 'removed',
+                  onError: {
+                    target: 'retrying',
+                    actions: {
+                      type: 'warn',
+                      params: ({ event }) => ({
+                        message: 'teardown step failed; trying once more',
+                        error: event.error,
+                      }),
+                    },
+                  },
+                },
+              },
+              retrying: {
+                description: RETRYING,
+                after: { teardownRetry: 'removingAgain' },
+              },
+              removingAgain: {
+                description: 'Second and last try.',
+                invoke: {
+                  src: 'removeSecrets',
+                  input: ({ context }) => ({ names: claimedSecrets(context) }),
+                  onDone: 'removed',
+                  onError: {
+                    target: 'failed',
+                    actions: [
+                      {
+                        type: 'warn',
+                        params: ({ event }) => ({ message: 'teardown failed', error: event.error }),
+                      },
+                      {
+                        type: 'noteTeardownProblem',
+                        params: ({ event }: { event: { error: unknown } }) => event.error,
+                      },
+                    ],
+                  },
+                },
+              },
+              removed: { description: 'Gone.', type: 'final' },
+              failed: { description: 'Still there: the run reports it.', type: 'final' },
+            },
+          },
+          container: {
+            description: 'Remove the container.',
+            initial: 'check',
+            states: {
+              check: {
+                description: 'Nothing to do when the session made none.',
+                always: [{ guard: 'noContainer', target: 'removed' }, { target: 'removing' }],
+              },
+              removing: {
+                description: 'First try.',
+                invoke: {
+                  src: 'removeContainer',
+                  input: ({ context }) => ({ container: context.container ?? '' }),
+                  onDone: 'removed',
+                  onError: {
+                    target: 'retrying',
+                    actions: {
+                      type: 'warn',
+                      params: ({ event }) => ({
+                        message: 'teardown step failed; trying once more',
+                        error: event.error,
+                      }),
+                    },
+                  },
+                },
+              },
+              retrying: {
+                description: RETRYING,
+                after: { teardownRetry: 'removingAgain' },
+              },
+              removingAgain: {
+                description: 'Second and last try.',
+                invoke: {
+                  src: 'removeContainer',
+                  input: ({ context }) => ({ container: context.container ?? '' }),
+                  onDone: 'removed',
+                  onError: {
+                    target: 'failed',
+                    actions: [
+                      {
+                        type: 'warn',
+                        params: ({ event }) => ({ message: 'teardown failed', error: event.error }),
+                      },
+                      {
+                        type: 'noteTeardownProblem',
+                        params: ({ event }: { event: { error: unknown } }) => event.error,
+                      },
+                    ],
+                  },
+                },
+              },
+              removed: { description: 'Gone.', type: 'final' },
+              failed: { description: 'Still there: the run reports it.', type: 'final' },
+            },
+          },
+        },
+        onDone: 'done',
+      },
+      done: {
+        description: 'Torn down; the output is the run result.',
+        type: 'final',
+      },
+    },
+  });
+}
+
+/** A stop while attached decides the fate by the phase the session is in (the stop region stops the container). */
+function stopHere(phase: { phase: Phase }) {
+  return {
+    actions: {
+      type: 'decide',
+      params: ({ context, event }: { context: RunnerContext; event: { reason: StopReason } }) =>
+        stopped(event.reason, phase.phase, context.session.spec.timeoutMs),
+    },
+  } as const;
+}
+
+type ExitedEvent = Extract<RunnerEvent, { type: 'container.exited' }>;
+
+/** The container exited: after a stop the stop's fate stands (with the exit code); otherwise `fate` decides. */
+function exited(fate: (args: { context: RunnerContext; event: ExitedEvent }) => RunFate) {
+  return [
+    {
+      guard: 'fateDecided',
+      target: '#runner.tearingDown',
+      actions: { type: 'noteExitCode', params: ({ event }: { event: ExitedEvent }) => event.exitCode },
+    },
+    { target: '#runner.tearingDown', actions: { type: 'decide', params: fate } },
+  ] as const;
+}
+
+function claimedSecrets(context: RunnerContext): string[] {
+  return context.plan.secrets.slice(0, context.secretsClaimed).map((s) => s.name);
+}
+
+/** "out of memory (limit 2g)" when the setup step saw the OOM killer strike in the container. */
+function oomOf(context: RunnerContext, event: ExitedEvent): string | undefined {
+  const memory = (context.session.spec.resources ?? defaultResources()).memory.text;
+  return outOfMemoryReason(event.commandEnd, memory);
+}
+
+function repoOf(context: RunnerContext): string {
+  return context.session.invocation.repoUrl;
+}
+
+function attachInput(context: RunnerContext): AttachInput {
+  const { session, adopted, plan } = context;
+  // A new session masks with the values it was given; an adopted one with those its container holds.
+  const given = session.spec.credentials.map((c) => c.value);
+  if (session.invocation.repoToken) given.push(session.invocation.repoToken);
+  const mask = adopted ? context.maskValues : given;
+  return {
+    sessionId: session.invocation.sessionId,
+    container: context.container ?? plan.container.name,
+    marker: adopted ? '' : plan.marker,
+    mask,
+    ...(context.withheldBecause === undefined ? {} : { withheldBecause: context.withheldBecause }),
+    notices: adopted ? [] : [...(session.invocation.notices ?? [])],
+    ...(adopted === undefined ? {} : { adopted: { phase: adopted.phase } }),
+  };
+}
+
+/** The phase the run was last announced in. */
+function phaseOfRun(context: RunnerContext): Phase {
+  return context.phases[context.phases.length - 1]?.phase ?? 'creating';
+}
+
+/** The run result: the decided fate, a teardown problem turning a success into an error, and the timings. */
+function resultOf(context: RunnerContext): RunResult {
+  let fate: RunFate = context.fate ?? {
+    outcome: 'error',
+    phase: phaseOfRun(context),
+    message: 'the run ended without an outcome',
+  };
+  if (fate.exitCode === undefined && context.exitCode !== undefined)
+    fate = { ...fate, exitCode: context.exitCode };
+  if (context.teardownProblems.length > 0 && fate.outcome === 'succeeded') {
+    fate = {
+      ...fate,
+      outcome: 'error',
+      message: `teardown failed: ${context.teardownProblems.join('; ')}`,
+    };
+  }
+  return { ...fate, timings: timingsOf(context.phases) };
+}
+
+function timingsOf(phases: RunnerContext['phases']): RunResult['timings'] {
+  const timings: RunResult['timings'] = {};
+  const now = performance.now();
+  phases.forEach((entry, i) => {
+    const end = phases[i + 1]?.at ?? now;
+    timings[entry.phase] = Math.round((timings[entry.phase] ?? 0) + end - entry.at);
+  });
+  return timings;
+}
+
+/** The definition, for the statechart docs, the inspector and placeholders; the daemon uses its own settings. */
+export const runnerMachine = runnerMachineFor(DEFINITION_SETTINGS);
+export type RunnerActor = ActorRefFrom<typeof runnerMachine>;
+
+/** The phase a runner snapshot is in, from its state's tags. */
+export function runPhaseOf(snapshot: { hasTag(tag: string): boolean }): Phase | undefined {
+  for (const phase of ['tearing_down', 'running', 'cloning', 'creating'] as const) {
+    if (snapshot.hasTag(phase)) return phase;
+  }
+  return undefined;
+}

@@ -1,0 +1,264 @@
+import { fromCallback, fromPromise } from 'xstate';
+import type { CreateContainerOptions, PodmanPort } from '../adapters/podman.js';
+import { SECRET_MOUNT_DIR } from '../constants.js';
+import { SecretValue } from '../secret-value.js';
+import { type CommandEnd, findCommandEnd } from './command-end.js';
+import { createMasker } from './mask.js';
+import { SessionLog } from './session-log.js';
+
+/**
+ * The runner machine's Podman operations as actors, each over one PodmanPort: the machine says when
+ * (src/machines/runner.machine.ts), these say how. `runnerActors(port, output)` is what the daemon
+ * provides with `runnerMachine.provide({ actors })`; unit tests provide the same over a fake port.
+ */
+
+/** A create the machine may cut short: `abort` aborts the podman call, and the actor still reports how it ended. */
+export type AbortEvent = { type: 'abort' };
+/** How an abortable podman call ended. */
+export type OperationEvent = { type: 'podman.done' } | { type: 'podman.failed'; error: unknown };
+
+export interface CreateSecretInput {
+  name: string;
+  value: SecretValue;
+  labels: Record<string, string>;
+}
+export type CreateContainerInput = Omit<CreateContainerOptions, 'signal'>;
+
+export interface AttachInput {
+  sessionId: string;
+  container: string;
+  /** The setup step's marker; an adopted container's is read back from it. */
+  marker: string;
+  /** Values to mask in the output; undefined withholds the output (fail closed) for the reason given. */
+  mask: SecretValue[] | undefined;
+  /** Why the output is withheld, when it is. */
+  withheldBecause?: string;
+  /** Lines agentd adds to the output before the container's own (new containers only). */
+  notices: string[];
+  /** Set for a container an earlier daemon started: follow it from where its log ends. */
+  adopted?: { phase: 'cloning' | 'running' };
+}
+
+/** What the setup step and the container tell the machine while it is attached. */
+export type AttachEvent =
+  | { type: 'setup.started' }
+  | { type: 'setup.cloning' }
+  | { type: 'setup.running' }
+  | {
+      type: 'container.exited';
+      exitCode: number;
+      /** Podman's own stderr, for a container that never started. */
+      stderr: string;
+      /** The last output lines before the command started (masked), for a setup failure's message. */
+      setupOutput: string[];
+      /** The setup step's own report of how the command (or the clone) ended, when it printed one. */
+      commandEnd?: CommandEnd;
+    }
+  | { type: 'container.lost'; error: unknown };
+
+export interface RemoveSecretsInput {
+  names: string[];
+}
+export interface ContainerInput {
+  container: string;
+}
+export interface StopInput extends ContainerInput {
+  graceSeconds: number;
+}
+
+/** Where a session's output goes besides its log file. */
+export interface OutputSink {
+  logFile(sessionId: string): string;
+  logMaxBytes: number;
+  /** One masked line of the session's output, as it arrives. */
+  line(sessionId: string, line: string): void;
+}
+
+/** How long an adopted session's log stream may trail the container's exit. */
+const FOLLOW_GRACE_MS = 5000;
+/** Lines of setup output kept for a setup failure's message. */
+const SETUP_LINES = 20;
+
+/**
+ * A podman call the machine may ask to cut short (`abort`); it still reports how the call ended, so
+ * the machine knows when podman has returned. With `abortable: false` the request is ignored: the
+ * call runs to its end (its own deadline still ends a hung one).
+ */
+function operation<I>(run: (input: I, signal: AbortSignal) => Promise<unknown>, abortable = true) {
+  return fromCallback<AbortEvent, I>(({ input, sendBack, receive }) => {
+    const controller = new AbortController();
+    let stopped = false;
+    receive(() => {
+      if (abortable) controller.abort();
+    });
+    run(input, controller.signal).then(
+      () => stopped || sendBack({ type: 'podman.done' } satisfies OperationEvent),
+      (error: unknown) => stopped || sendBack({ type: 'podman.failed', error } satisfies OperationEvent),
+    );
+    return () => {
+      stopped = true;
+      controller.abort();
+    };
+  });
+}
+
+export function runnerActors(port: PodmanPort, output: OutputSink) {
+  return {
+    // Never cut short, not even when the actor stops: Podman 4.3 rewrites its secrets file in place,
+    // and a `secret create` killed mid-write leaves it empty for every user of this host.
+    createSecret: operation<CreateSecretInput>(
+      (input) => port.createSecret(input.name, input.value.bytes(), input.labels),
+      false,
+    ),
+    createContainer: operation<CreateContainerInput>((input, signal) =>
+      port.createContainer({ ...input, signal }),
+    ),
+    /** An adopted container's own root-only copies of its secrets: the values it really received. */
+    readContainerValues: fromPromise<SecretValue[], ContainerInput>(async ({ input, signal }) => {
+      const files = await port.readContainerFiles(input.container, SECRET_MOUNT_DIR, signal);
+      return [...files.values()].map((bytes) => new SecretValue(bytes));
+    }),
+    attach: fromCallback<AbortEvent, AttachInput>(({ input, sendBack }) => {
+      const controller = new AbortController();
+      let live = true;
+      const send = (event: AttachEvent) => {
+        if (live) sendBack(event);
+      };
+      void attach(port, output, input, send, controller.signal).catch((error: unknown) =>
+        send({ type: 'container.lost', error }),
+      );
+      return () => {
+        live = false;
+        controller.abort();
+      };
+    }),
+    stopContainer: fromPromise<void, StopInput>(({ input, signal }) =>
+      port.stopContainer(input.container, input.graceSeconds, signal),
+    ),
+    removeSecrets: fromPromise<void, RemoveSecretsInput>(({ input, signal }) =>
+      port.removeSecrets(input.names, signal),
+    ),
+    removeContainer: fromPromise<void, ContainerInput>(({ input, signal }) =>
+      port.removeContainers([input.container], signal),
+    ),
+  };
+}
+
+/**
+ * Reads the container's output until it exits: the setup step's marker lines (hidden) become events
+ * until the command starts; every other line is masked, logged and handed to the sink.
+ */
+async function attach(
+  port: PodmanPort,
+  output: OutputSink,
+  input: AttachInput,
+  send: (event: AttachEvent) => void,
+  signal: AbortSignal,
+): Promise<void> {
+  const { sessionId, container, adopted } = input;
+  const log = new SessionLog(output.logFile(sessionId), output.logMaxBytes);
+  const mask = input.mask === undefined ? undefined : createMasker(input.mask.map((value) => value.bytes()));
+  const setupOutput: string[] = [];
+  let withheld = 0;
+  /** The agent's command runs: no more marker lines are read, but for the setup step's last. */
+  let commandStarted = false;
+  let commandEnd: CommandEnd | undefined;
+  /** A line agentd adds to the session's output. */
+  const notice = (line: string) => {
+    log.append(line);
+    output.line(sessionId, line);
+  };
+  const write = (raw: string) => {
+    if (!mask) {
+      withheld++;
+      return;
+    }
+    const line = mask(raw);
+    if (!commandStarted) {
+      setupOutput.push(line);
+      if (setupOutput.length > SETUP_LINES) setupOutput.shift();
+    }
+    log.append(line);
+    output.line(sessionId, line);
+  };
+  /** What a line is: the setup step's report (and output before it), a marker, or output. */
+  const read = (
+    marker: string,
+    raw: string,
+  ): { kind: 'end'; before: string } | { kind: 'marker' | 'line' } => {
+    const ended = findCommandEnd(marker, raw);
+    if (ended !== undefined) {
+      commandEnd = ended.end;
+      return { kind: 'end', before: ended.before };
+    }
+    if (commandStarted || marker === '' || !raw.startsWith(`${marker} `)) return { kind: 'line' };
+    const what = raw.slice(marker.length + 1);
+    if (what === 'started') send({ type: 'setup.started' });
+    else if (what === 'phase cloning') send({ type: 'setup.cloning' });
+    else if (what === 'phase running') {
+      commandStarted = true;
+      send({ type: 'setup.running' });
+    }
+    return { kind: 'marker' };
+  };
+  const exited = (exitCode: number, stderr: string) => {
+    if (withheld > 0) notice(`[agentd: ${withheld} line(s) of output withheld]`);
+    // Output that could not be written (a full state dir) is noted in the log as soon as it can be.
+    log.close();
+    send({
+      type: 'container.exited',
+      exitCode,
+      stderr,
+      setupOutput,
+      ...(commandEnd === undefined ? {} : { commandEnd }),
+    });
+  };
+
+  if (!adopted) {
+    for (const line of input.notices) write(`agentd: ${line}`);
+    const run = port.startAttached(
+      container,
+      (raw) => {
+        const what = read(input.marker, raw);
+        if (what.kind === 'line') write(raw);
+        else if (what.kind === 'end' && what.before !== '') write(what.before);
+      },
+      signal,
+    );
+    exited(await run.exitCode, run.stderr());
+    return;
+  }
+
+  if (input.withheldBecause !== undefined) notice(input.withheldBecause);
+  const info = await port.inspectContainer(container, signal);
+  const marker =
+    (info?.Config.Env ?? []).find((e) => e.startsWith('AGENTD_SETUP_MARKER='))?.slice(20) ?? input.marker;
+  // Output already in the log stays: replay the container's output and skip what was written; when
+  // the bounded log was trimmed (or holds agentd's notes), resume from its last write instead.
+  let skip = log.writtenLines();
+  const since = skip === undefined ? log.lastWrite()?.toISOString() : undefined;
+  // Without a replay from the start, the markers are not seen again.
+  commandStarted = skip === undefined && adopted.phase === 'running';
+  const replayed = (text: string) => {
+    if (skip !== undefined && skip > 0) skip--;
+    else write(text);
+  };
+  const { exitCode: followEnd } = port.followLogs(
+    container,
+    since,
+    (raw) => {
+      // Replayed markers only move the phase forward; the machine ignores those it is past.
+      const what = read(marker, raw);
+      if (what.kind === 'line') replayed(raw);
+      // The output before the report was logged already, unless the log was cut short there.
+      else if (what.kind === 'end' && what.before !== '') replayed(what.before);
+    },
+    signal,
+  );
+  // A broken log stream is not the end of the container: `wait` says when that is.
+  const streamEnded = followEnd.catch(() => -1);
+  const exitCode = await port.wait(container, signal);
+  // The log stream ends with the container; do not wait for it forever.
+  await Promise.race([streamEnded, new Promise((resolve) => setTimeout(resolve, FOLLOW_GRACE_MS).unref())]);
+  exited(exitCode, '');
+}

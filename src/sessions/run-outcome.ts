@@ -1,0 +1,88 @@
+import { constants as osConstants } from 'node:os';
+import { classifyPodmanFailure } from '../adapters/podman-errors.js';
+import { errorMessage } from '../errors.js';
+import type { Phase, RunResult } from './types.js';
+
+/**
+ * How a run ends, decided from what happened: pure functions the runner machine's actions call once
+ * per run (its first decision stands).
+ */
+export type RunFate = Omit<RunResult, 'timings'>;
+
+export type StopReason = 'cancel' | 'timeout';
+
+/**
+ * The container's command ran and exited. `oom` says it (or something in the container) was killed
+ * for memory: the setup step saw it (outOfMemoryReason), since Podman does not say so.
+ */
+export function commandExited(exitCode: number, command: string, oom?: string): RunFate {
+  if (exitCode === 0) return { outcome: 'succeeded', exitCode, phase: 'running' };
+  const signalName = exitCode > 128 && exitCode < 160 ? signalOf(exitCode - 128) : undefined;
+  const why = describeExit(exitCode, command);
+  return {
+    outcome: 'failed',
+    exitCode,
+    ...(signalName ? { signal: signalName } : {}),
+    phase: 'running',
+    message: oom === undefined ? why : `${oom}: ${why}`,
+  };
+}
+
+/** The setup step ended before the command started: the clone or the setup itself failed. */
+export function setupFailed(
+  phase: 'creating' | 'cloning',
+  exitCode: number,
+  setupOutput: readonly string[],
+  repoUrl: string,
+  oom?: string,
+): RunFate {
+  const output = setupOutput.slice(-5).join(' | ') || `setup exited with code ${exitCode}`;
+  const why = oom === undefined ? output : `${oom}: ${output}`;
+  return {
+    outcome: 'failed',
+    exitCode,
+    phase,
+    message: phase === 'cloning' ? `git clone of ${repoUrl} failed: ${why}` : `setup failed: ${why}`,
+  };
+}
+
+/** The container never ran the setup step: podman or the runtime failed to start it. */
+export function startFailed(container: string, exitCode: number, stderr: string): RunFate {
+  const failure = classifyPodmanFailure({
+    operation: `start container ${container}`,
+    argv: ['start', '--attach', container],
+    exitCode,
+    stderr,
+  });
+  return { outcome: 'error', phase: 'creating', message: failure.message };
+}
+
+/** A cancel or the session's timeout stopped the run. */
+export function stopped(reason: StopReason, phase: Phase, timeoutMs: number | undefined): RunFate {
+  if (reason === 'timeout') {
+    return {
+      outcome: 'timed_out',
+      phase,
+      message: `session exceeded its timeout of ${Math.round((timeoutMs ?? 0) / 1000)}s while ${phase}`,
+    };
+  }
+  return { outcome: 'cancelled', phase, message: `session cancelled while ${phase}` };
+}
+
+/** Something around the agent failed (a podman call, a credential Podman refuses). */
+export function failed(phase: Phase, error: unknown): RunFate {
+  return { outcome: 'error', phase, message: typeof error === 'string' ? error : errorMessage(error) };
+}
+
+function describeExit(code: number, command: string): string {
+  if (code === 127)
+    return `command not found: ${command} (exit 127); check the agent's command and the image`;
+  if (code === 126) return `command cannot be executed: ${command} (exit 126); check its permissions`;
+  if (code > 128 && code < 160)
+    return `command killed by ${signalOf(code - 128) ?? `signal ${code - 128}`} (exit ${code})`;
+  return `command exited with code ${code}`;
+}
+
+function signalOf(n: number): string | undefined {
+  return Object.entries(osConstants.signals).find(([, value]) => value === n)?.[0];
+}

@@ -1,0 +1,104 @@
+import { randomBytes } from 'node:crypto';
+import type { CreateContainerOptions } from '../adapters/podman.js';
+import { MAX_SECRET_BYTES, SECRET_MOUNT_DIR } from '../constants.js';
+import { parseRepoUrl } from '../repo-url.js';
+import { ambientCapabilities, containerPolicy } from '../runner/container-policy.js';
+import { containerName, ownershipLabels, secretName } from '../runner/names.js';
+import { SETUP_ENTRYPOINT } from '../runner/setup-script.js';
+import type { SecretValue } from '../secret-value.js';
+import type { AssembledSession } from './assemble.js';
+
+/** What the runner machine needs to know of the daemon it runs under. */
+export interface RunnerSettings {
+  instanceId: string;
+  stopGraceMs: number;
+}
+
+/** One secret to create: its Podman name, where it is mounted, and its (still wrapped) value. */
+export interface PlannedSecret {
+  name: string;
+  target: string;
+  value: SecretValue;
+}
+
+/**
+ * Everything a new session's container needs, decided before any Podman object exists: names, labels,
+ * the setup step's environment, the secrets and the container's limits and hardening. Pure apart from
+ * the random setup marker; holds no revealed value (the values stay wrapped in `secrets`).
+ */
+export interface RunPlan {
+  labels: Record<string, string>;
+  /** The marker the setup step prefixes its progress lines with (random, so an agent cannot forge it). */
+  marker: string;
+  secrets: PlannedSecret[];
+  container: Omit<CreateContainerOptions, 'signal'>;
+  /** Set when the session cannot run at all (a credential Podman would refuse): nothing is created. */
+  problem?: string;
+}
+
+export function planRun(session: AssembledSession, settings: RunnerSettings): RunPlan {
+  const { spec, invocation } = session;
+  const { instanceId } = settings;
+  const labels = ownershipLabels(instanceId, invocation.sessionId, spec.agent);
+  const marker = `@@agentd-${randomBytes(8).toString('hex')}@@`;
+  const env: Record<string, string> = {
+    ...spec.env,
+    AGENTD_AGENT: spec.agent,
+    AGENTD_SESSION_ID: invocation.sessionId,
+    AGENTD_REPO_URL: invocation.repoUrl,
+    AGENTD_SETUP_MARKER: marker,
+  };
+  if (invocation.workUnit !== undefined) env.AGENTD_SETUP_WORK_UNIT = invocation.workUnit;
+  const caps = ambientCapabilities(spec.capAdd);
+  if (caps !== undefined) env.AGENTD_SETUP_CAPS = caps;
+  const withValues = spec.credentials.map((c) => ({ target: c.name, value: c.value }));
+  if (invocation.repoToken !== undefined) {
+    withValues.push({ target: '.repo_token', value: invocation.repoToken });
+    // git sends the token to this origin only (http.<origin>/.extraHeader).
+    const repo = parseRepoUrl(invocation.repoUrl);
+    if (repo.ok) env.AGENTD_SETUP_TOKEN_ORIGIN = repo.repo.origin;
+  }
+  let problem: string | undefined;
+  for (const { target, value } of withValues) {
+    const bytes = value.byteLength;
+    if (bytes > MAX_SECRET_BYTES && problem === undefined) {
+      problem = `credential ${target === '.repo_token' ? 'repo_token' : target} is ${bytes} bytes; Podman secrets must be under 512000 bytes`;
+    }
+  }
+  if (invocation.repoToken !== undefined && env.AGENTD_SETUP_TOKEN_ORIGIN === undefined) {
+    problem ??= 'a repository URL reached the runner unchecked';
+  }
+  const secrets: PlannedSecret[] = [];
+  const secretBacked: string[] = [];
+  for (const { target, value } of withValues) {
+    // Podman refuses empty secrets; an empty value is not a secret, so it is set as an empty variable.
+    if (value.byteLength === 0) {
+      env[target] = '';
+      continue;
+    }
+    secrets.push({
+      name: secretName(instanceId, invocation.sessionId, secrets.length),
+      target: `${SECRET_MOUNT_DIR}/${target}`,
+      value,
+    });
+    if (target !== '.repo_token') secretBacked.push(target);
+  }
+  if (secretBacked.length > 0) env.AGENTD_SETUP_CREDENTIALS = secretBacked.join(' ');
+  const graceSeconds = Math.ceil(settings.stopGraceMs / 1000);
+  const container: RunPlan['container'] = {
+    name: containerName(instanceId, spec.agent, invocation.sessionId),
+    image: spec.image,
+    labels,
+    env,
+    secrets: secrets.map(({ name, target }) => ({ name, target })),
+    network: spec.network,
+    ...containerPolicy(spec),
+    // The engine's own deadline stops the container even if this daemon never comes back.
+    ...(spec.timeoutMs === undefined
+      ? {}
+      : { timeoutSeconds: Math.ceil(spec.timeoutMs / 1000) + graceSeconds + 5 }),
+    entrypoint: SETUP_ENTRYPOINT.slice(0, 1),
+    args: [...SETUP_ENTRYPOINT.slice(1), ...spec.command],
+  };
+  return { labels, marker, secrets, container, ...(problem === undefined ? {} : { problem }) };
+}

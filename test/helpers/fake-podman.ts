@@ -1,0 +1,265 @@
+/**
+ * A PodmanPort without Podman: every call waits until the test settles it (or, in `auto` mode, succeeds
+ * at once), and what a settled call made or removed is kept, so a test can ask what a user would check
+ * with `podman ps -a` and `podman secret ls`.
+ */
+import type { AttachedRun, CreateContainerOptions, PodmanPort } from '../../src/adapters/podman.js';
+import { PodmanError } from '../../src/adapters/podman-errors.js';
+import type { ContainerInspect, ContainerSummary } from '../../src/adapters/podman-schemas.js';
+
+export type Operation =
+  | 'readContainerFiles'
+  | 'createSecret'
+  | 'createContainer'
+  | 'stopContainer'
+  | 'removeSecrets'
+  | 'removeContainers'
+  | 'inspectContainer'
+  | 'wait';
+
+export interface Call {
+  op: Operation;
+  /** The Podman objects the call is about. */
+  names: string[];
+  signal: AbortSignal | undefined;
+  settled: boolean;
+  succeed(): void;
+  fail(message?: string): void;
+}
+
+/** A container's output stream, as `start --attach` or `logs --follow` gives it. */
+export interface Stream {
+  container: string;
+  signal: AbortSignal | undefined;
+  line(text: string): void;
+  exit(code: number): void;
+  lose(error: Error): void;
+  ended: boolean;
+}
+
+export class FakePodman implements PodmanPort {
+  readonly secrets = new Set<string>();
+  readonly containers = new Map<string, 'created' | 'running' | 'exited'>();
+  /** Every value given to createSecret, by secret name, to check that none shows anywhere else. */
+  readonly values = new Map<string, Buffer>();
+  /** What readContainerFiles finds in a container left running by an earlier daemon. */
+  readonly files = new Map<string, Map<string, Buffer>>();
+  readonly calls: Call[] = [];
+  readonly streams: Stream[] = [];
+  readonly created: CreateContainerOptions[] = [];
+  /** `auto`: every call succeeds at once (containers still wait for the test to exit them). */
+  constructor(private readonly mode: 'manual' | 'auto' = 'manual') {}
+
+  /** The oldest unsettled call of `op`. */
+  pending(op: Operation): Call | undefined {
+    return this.calls.find((c) => c.op === op && !c.settled);
+  }
+
+  unsettled(): Call[] {
+    return this.calls.filter((c) => !c.settled);
+  }
+
+  stream(): Stream | undefined {
+    return this.streams.find((s) => !s.ended);
+  }
+
+  /** The setup marker of a container this port created. */
+  markerOf(container: string): string {
+    return this.created.find((c) => c.name === container)?.env.AGENTD_SETUP_MARKER ?? '';
+  }
+
+  /** Puts a running container in place, as an earlier daemon left it, with its secret copies. */
+  leaveRunning(options: CreateContainerOptions, files = new Map<string, Buffer>()): void {
+    this.created.push(options);
+    this.files.set(options.name, files);
+    this.containers.set(options.name, 'running');
+  }
+
+  private call(
+    op: Operation,
+    names: string[],
+    signal: AbortSignal | undefined,
+    effect: () => void,
+  ): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const call: Call = {
+        op,
+        names,
+        signal,
+        settled: false,
+        succeed: () => {
+          if (call.settled) return;
+          call.settled = true;
+          effect();
+          resolve();
+        },
+        fail: (message = 'injected failure') => {
+          if (call.settled) return;
+          call.settled = true;
+          reject(
+            new PodmanError(
+              'PODMAN_FAILED',
+              `${op} ${names.join(' ')} failed (exit 125): Error: ${message}`,
+              {
+                operation: `${op} ${names.join(' ')}`,
+                argv: [op, ...names],
+                exitCode: 125,
+                stderr: `Error: ${message}`,
+              },
+            ),
+          );
+        },
+      };
+      this.calls.push(call);
+      // An aborted removal or stop is simply over. An aborted create is not: podman may have made the
+      // object anyway, so it stays for the test to settle either way.
+      if (op !== 'createSecret' && op !== 'createContainer')
+        signal?.addEventListener('abort', () => call.fail('aborted'));
+      if (this.mode === 'auto') queueMicrotask(() => call.succeed());
+    });
+  }
+
+  async version(): Promise<string> {
+    return '4.3.1';
+  }
+
+  async imageExists(): Promise<boolean> {
+    return true;
+  }
+
+  createSecret(
+    name: string,
+    value: Uint8Array,
+    _labels: Record<string, string>,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    this.values.set(name, Buffer.from(value));
+    // An aborted create may have made its secret all the same: only the test's settling says.
+    return this.call('createSecret', [name], signal, () => this.secrets.add(name));
+  }
+
+  async listSecretNames(): Promise<string[]> {
+    return [...this.secrets];
+  }
+
+  async secretLabels(): Promise<Map<string, Record<string, string>>> {
+    return new Map();
+  }
+
+  removeSecrets(names: string[], signal?: AbortSignal): Promise<void> {
+    return this.call('removeSecrets', names, signal, () => {
+      for (const name of names) this.secrets.delete(name);
+    });
+  }
+
+  async createContainer(options: CreateContainerOptions): Promise<string> {
+    await this.call('createContainer', [options.name], options.signal, () => {
+      this.created.push(options);
+      this.containers.set(options.name, 'created');
+    });
+    return options.name;
+  }
+
+  startAttached(name: string, onLine: (line: string) => void, signal?: AbortSignal): AttachedRun {
+    this.containers.set(name, 'running');
+    return this.open(name, onLine, signal);
+  }
+
+  followLogs(
+    name: string,
+    _since: string | undefined,
+    onLine: (line: string) => void,
+    signal?: AbortSignal,
+  ): AttachedRun {
+    return this.open(name, onLine, signal);
+  }
+
+  private open(name: string, onLine: (line: string) => void, signal?: AbortSignal): AttachedRun {
+    let settle!: (code: number) => void;
+    let lose!: (error: Error) => void;
+    const exitCode = new Promise<number>((resolve, reject) => {
+      settle = resolve;
+      lose = reject;
+    });
+    const stream: Stream = {
+      container: name,
+      signal,
+      ended: false,
+      line: (text) => {
+        if (!stream.ended) onLine(text);
+      },
+      exit: (code) => {
+        if (stream.ended) return;
+        stream.ended = true;
+        if (this.containers.has(name)) this.containers.set(name, 'exited');
+        this.waiting.get(name)?.(code);
+        settle(code);
+      },
+      lose: (error) => {
+        if (stream.ended) return;
+        stream.ended = true;
+        // The engine went away: `wait` on the container fails as well.
+        this.waiting.get(name)?.(error);
+        lose(error);
+      },
+    };
+    // Detaching ends the stream; the container runs on.
+    signal?.addEventListener('abort', () => {
+      if (!stream.ended) {
+        stream.ended = true;
+        settle(-1);
+      }
+    });
+    this.streams.push(stream);
+    return { exitCode, stderr: () => '' };
+  }
+
+  private readonly waiting = new Map<string, (result: number | Error) => void>();
+
+  wait(name: string): Promise<number> {
+    return new Promise((resolve, reject) =>
+      this.waiting.set(name, (result) => (result instanceof Error ? reject(result) : resolve(result))),
+    );
+  }
+
+  async inspectContainer(name: string): Promise<ContainerInspect | undefined> {
+    const options = this.created.find((c) => c.name === name);
+    if (!options || !this.containers.has(name)) return undefined;
+    const env = Object.entries(options.env).map(([k, v]) => `${k}=${v}`);
+    const state = this.containers.get(name) ?? 'exited';
+    return {
+      Id: name,
+      Name: name,
+      State: { Status: state, Running: state === 'running', ExitCode: 0 },
+      Config: { Env: env },
+    };
+  }
+
+  /** The container's copies of its secrets: those it was created with, or those given to leaveRunning. */
+  async readContainerFiles(name: string, _dir: string, signal?: AbortSignal): Promise<Map<string, Buffer>> {
+    await this.call('readContainerFiles', [name], signal, () => {});
+    const given = this.files.get(name);
+    if (given) return given;
+    const options = this.created.find((c) => c.name === name);
+    const files = new Map<string, Buffer>();
+    for (const secret of options?.secrets ?? []) {
+      const value = this.values.get(secret.name);
+      if (value) files.set(secret.target.split('/').pop() ?? secret.name, value);
+    }
+    return files;
+  }
+
+  stopContainer(name: string, _graceSeconds: number, signal?: AbortSignal): Promise<void> {
+    return this.call('stopContainer', [name], signal, () => {});
+  }
+
+  removeContainers(names: string[], signal?: AbortSignal): Promise<void> {
+    return this.call('removeContainers', names, signal, () => {
+      for (const name of names) this.containers.delete(name);
+    });
+  }
+
+  async listContainers(): Promise<ContainerSummary[]> {
+    return [];
+  }
+}

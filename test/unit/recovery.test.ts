@@ -1,0 +1,120 @@
+/** Crash recovery planning (src/daemon/recovery.ts): the fate of each session an earlier daemon left. */
+import { describe, expect, it } from 'vitest';
+import type { ContainerSummary } from '../../src/adapters/podman.js';
+import { LABEL_AGENT, LABEL_INSTANCE, LABEL_SESSION } from '../../src/constants.js';
+import { planRecovery } from '../../src/daemon/recovery.js';
+import type { SessionRecord } from '../../src/sessions/records.js';
+import { AGENTS } from '../helpers/machine-fakes.js';
+
+const NOW = Date.parse('2026-01-01T00:10:00.000Z');
+const STARTED = '2026-01-01T00:00:00.000Z';
+
+function record(
+  id: string,
+  phase: SessionRecord['phase'],
+  extra: Partial<SessionRecord> = {},
+): SessionRecord {
+  return {
+    version: 1,
+    id,
+    agent: 'demo',
+    repo: 'https://git.example/demo.git',
+    acceptedAt: STARTED,
+    phase,
+    phases: [{ phase: 'queued', at: STARTED }],
+    ...(phase === 'queued' ? {} : { startedAt: STARTED }),
+    ...extra,
+  };
+}
+
+function container(session: string, state: string, extra: Partial<ContainerSummary> = {}): ContainerSummary {
+  return {
+    Id: `id-${session}`,
+    Names: [`agentd-x-demo-${session}`],
+    State: state,
+    Labels: { [LABEL_INSTANCE]: 'x', [LABEL_SESSION]: session, [LABEL_AGENT]: 'demo' },
+    ...extra,
+  };
+}
+
+const id = (n: number) => n.toString(16).padStart(16, '0');
+
+describe('recovery planning', () => {
+  it('queues again what never started, oldest first', () => {
+    const later = record(id(1), 'queued', { acceptedAt: '2026-01-01T00:05:00.000Z' });
+    const earlier = record(id(2), 'queued');
+    const plan = planRecovery([later, earlier], [], AGENTS, NOW);
+    expect(plan.queued.map((q) => q.request.sessionId)).toEqual([id(2), id(1)]);
+    expect(plan.adopted).toEqual([]);
+    expect(plan.finished).toEqual([]);
+  });
+
+  it('adopts a session whose container still runs, with what is left of its timeout', () => {
+    const plan = planRecovery(
+      [record(id(1), 'cloning', { timeoutMs: 15 * 60_000 }), record(id(2), 'running')],
+      [container(id(1), 'running'), container(id(2), 'running')],
+      AGENTS,
+      NOW,
+    );
+    expect(plan.adopted.map((a) => a.adopted)).toEqual([
+      { container: `agentd-x-demo-${id(1)}`, phase: 'cloning', remainingMs: 5 * 60_000 },
+      { container: `agentd-x-demo-${id(2)}`, phase: 'running' },
+    ]);
+  });
+
+  it('settles a session whose container exited after its command ran with that exit code', () => {
+    const plan = planRecovery(
+      [record(id(1), 'running'), record(id(2), 'tearing_down')],
+      [container(id(1), 'exited', { ExitCode: 0 }), container(id(2), 'exited', { ExitCode: 3 })],
+      AGENTS,
+      NOW,
+    );
+    expect(plan.finished.map((f) => [f.outcome.outcome, f.outcome.exitCode])).toEqual([
+      ['succeeded', 0],
+      ['failed', 3],
+    ]);
+  });
+
+  it('calls a session timed out when its container was stopped at its deadline by Podman', () => {
+    const exitedAt = Date.parse(STARTED) / 1000 + 70;
+    const plan = planRecovery(
+      [record(id(1), 'running', { timeoutMs: 60_000 })],
+      [container(id(1), 'exited', { ExitCode: 137, ExitedAt: exitedAt })],
+      AGENTS,
+      NOW,
+    );
+    expect(plan.finished[0]?.outcome).toMatchObject({
+      outcome: 'timed_out',
+      phase: 'running',
+      exitCode: 137,
+    });
+    expect(plan.finished[0]?.outcome.message).toMatch(/timeout of 60s while running/);
+  });
+
+  it('abandons, with the reason, what cannot be run or judged', () => {
+    const plan = planRecovery(
+      [
+        record(id(1), 'creating'),
+        record(id(2), 'cloning'),
+        record(id(3), 'queued', { agent: 'retired' }),
+        record(id(4), 'running', { agent: 'retired' }),
+      ],
+      [container(id(2), 'created'), container(id(4), 'running')],
+      AGENTS,
+      NOW,
+    );
+    const fates = Object.fromEntries(plan.finished.map((f) => [f.request.sessionId, f.outcome]));
+    expect(fates[id(1)]).toMatchObject({
+      outcome: 'abandoned',
+      message: expect.stringMatching(/container is gone/),
+    });
+    expect(fates[id(2)]).toMatchObject({
+      outcome: 'abandoned',
+      message: expect.stringMatching(/never ran the command/),
+    });
+    expect(fates[id(3)]?.message).toMatch(/agent retired is no longer configured/);
+    expect(fates[id(4)]?.message).toMatch(/agent retired is no longer configured/);
+    expect(plan.queued).toEqual([]);
+    expect(plan.adopted).toEqual([]);
+  });
+});

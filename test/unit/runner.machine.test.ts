@@ -1,0 +1,142 @@
+/**
+ * The runner machine over a fake PodmanPort, scenario by scenario: what the model-based test
+ * (runner.model.test.ts) cannot see, since it emits no output: masking, withheld output, the setup
+ * step's out-of-memory report, and a secret create that a cancel must not cut short.
+ */
+import { describe, expect, it } from 'vitest';
+import { createActor, toPromise } from 'xstate';
+import type { AgentConfig } from '../../src/config/types.js';
+import { type AdoptedSession, runnerMachineFor } from '../../src/machines/runner.machine.js';
+import { runnerActors } from '../../src/runner/actors.js';
+import { MASK } from '../../src/runner/mask.js';
+import { assembleSession } from '../../src/sessions/assemble.js';
+import type { RunResult } from '../../src/sessions/types.js';
+import { FakePodman } from '../helpers/fake-podman.js';
+import { AGENTS, request, resolvedCredentials, SECRET, settle } from '../helpers/machine-fakes.js';
+import { makeTempDir } from '../helpers/resources.js';
+
+const SETTINGS = { instanceId: 'e'.repeat(32), stopGraceMs: 1000 };
+const CONTAINER = 'agentd-eeeeeeee-demo-0123456789abcdef';
+
+function start(podman: FakePodman, adopted?: AdoptedSession) {
+  const { repoToken: _none, ...agent } = AGENTS[0] as AgentConfig;
+  const session = assembleSession(request('0123456789abcdef'), agent, {
+    credentials: resolvedCredentials().credentials,
+  });
+  const dir = makeTempDir('agentd-unit-runner-');
+  const output: string[] = [];
+  const phases: string[] = [];
+  const machine = runnerMachineFor(SETTINGS).provide({
+    actors: runnerActors(podman, {
+      logFile: (id) => `${dir}/${id}.log`,
+      logMaxBytes: 100_000,
+      line: (_, line) => output.push(line),
+    }),
+    actions: { announcePhase: (_, { phase }) => phases.push(phase) },
+  });
+  const actor = createActor(machine, { input: { session, ...(adopted ? { adopted } : {}) } }).start();
+  return { actor, output, phases, result: toPromise(actor) as Promise<RunResult> };
+}
+
+/** Waits until `check` holds, letting the fake's promises and the actor run in between. */
+async function until(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 50 && !check(); i++) await settle();
+  if (!check()) throw new Error(`never happened: ${what}`);
+}
+
+describe('runner machine', () => {
+  it('runs a session, masks a credential the agent prints, and leaves nothing in Podman', async () => {
+    const podman = new FakePodman('auto');
+    const run = start(podman);
+    await until(() => podman.stream() !== undefined, 'attached');
+    const stream = podman.stream() ?? expect.fail('no stream');
+    const marker = podman.markerOf(CONTAINER);
+    stream.line(`${marker} started`);
+    stream.line(`${marker} phase cloning`);
+    stream.line(`${marker} phase running`);
+    stream.line(`key=${SECRET}`);
+    stream.line(`b64=${Buffer.from(SECRET).toString('base64')}`);
+    stream.line(`${marker} ended 0 0`);
+    stream.exit(0);
+    const result = await run.result;
+    expect(result).toMatchObject({ outcome: 'succeeded', exitCode: 0, phase: 'running' });
+    expect(run.output).toEqual([`key=${MASK}`, `b64=${MASK}`]);
+    expect(run.phases).toEqual(['creating', 'cloning', 'running', 'tearing_down']);
+    expect([...podman.secrets, ...podman.containers.keys()]).toEqual([]);
+    // The secret went to podman as its bytes, and was removed while the container ran.
+    expect([...podman.values.values()].map(String)).toEqual([SECRET]);
+    const removals = podman.calls.filter((c) => c.op === 'removeSecrets');
+    expect(removals.length).toBeGreaterThan(0);
+  });
+
+  it('reports an out-of-memory kill the setup step saw, which Podman does not', async () => {
+    const podman = new FakePodman('auto');
+    const run = start(podman);
+    await until(() => podman.stream() !== undefined, 'attached');
+    const stream = podman.stream() ?? expect.fail('no stream');
+    const marker = podman.markerOf(CONTAINER);
+    for (const line of ['started', 'phase cloning', 'phase running']) stream.line(`${marker} ${line}`);
+    stream.line(`partial output${marker} ended 137 1`);
+    stream.exit(137);
+    const result = await run.result;
+    expect(result).toMatchObject({ outcome: 'failed', exitCode: 137, signal: 'SIGKILL' });
+    expect(result.message).toMatch(/^out of memory \(limit \S+\): command killed by SIGKILL/);
+    expect(run.output).toEqual(['partial output']);
+  });
+
+  it('lets a secret create that a cancel interrupts finish, then removes the secret', async () => {
+    const podman = new FakePodman();
+    const run = start(podman);
+    await until(() => podman.pending('createSecret') !== undefined, 'secret create');
+    run.actor.send({ type: 'cancel' });
+    await settle();
+    const create = podman.pending('createSecret') ?? expect.fail('create was dropped');
+    expect(create.signal, 'never aborted').toBeUndefined();
+    expect(run.actor.getSnapshot().matches('tearingDown')).toBe(false);
+    create.succeed();
+    await until(() => podman.pending('removeSecrets') !== undefined, 'teardown');
+    podman.pending('removeSecrets')?.succeed();
+    const result = await run.result;
+    expect(result).toMatchObject({ outcome: 'cancelled', phase: 'creating' });
+    expect([...podman.secrets]).toEqual([]);
+    expect(podman.calls.some((c) => c.op === 'createContainer')).toBe(false);
+  });
+
+  it("masks an adopted session's output with the values its container holds", async () => {
+    const podman = new FakePodman('auto');
+    const options = { name: CONTAINER, image: 'x', labels: {}, secrets: [], network: 'none' };
+    const rotated = 'rotated-value-the-container-has';
+    podman.leaveRunning(
+      { ...options, env: { AGENTD_SETUP_MARKER: '@@m@@' }, entrypoint: [], args: [] },
+      new Map([['API_KEY', Buffer.from(rotated)]]),
+    );
+    const run = start(podman, { container: CONTAINER, phase: 'running' });
+    await until(() => podman.stream() !== undefined, 'following');
+    expect(run.actor.getSnapshot().matches({ live: { attached: { progress: 'running' } } })).toBe(true);
+    podman.stream()?.line(`value=${rotated}`);
+    podman.stream()?.exit(0);
+    expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+    expect(run.output).toEqual([`value=${MASK}`]);
+    expect(JSON.stringify(run.actor.getSnapshot())).not.toContain(rotated);
+  });
+
+  it("withholds an adopted session's output when its container's values cannot be read", async () => {
+    const podman = new FakePodman();
+    const options = { name: CONTAINER, image: 'x', labels: {}, secrets: [], network: 'none' };
+    podman.leaveRunning({ ...options, env: { AGENTD_SETUP_MARKER: '@@m@@' }, entrypoint: [], args: [] });
+    const run = start(podman, { container: CONTAINER, phase: 'running' });
+    await until(() => podman.pending('readContainerFiles') !== undefined, 'reading values');
+    podman.pending('readContainerFiles')?.fail('no such container');
+    await until(() => podman.stream() !== undefined, 'following');
+    podman.stream()?.line(`value=${SECRET}`);
+    podman.stream()?.line('more');
+    podman.stream()?.exit(0);
+    await until(() => podman.pending('removeContainers') !== undefined, 'teardown');
+    podman.pending('removeContainers')?.succeed();
+    expect(await run.result).toMatchObject({ outcome: 'succeeded' });
+    expect(run.output[0]).toMatch(
+      /^\[agentd: output withheld: this session was adopted after a daemon restart/,
+    );
+    expect(run.output.slice(1)).toEqual(['[agentd: 2 line(s) of output withheld]']);
+  });
+});

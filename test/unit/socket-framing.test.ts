@@ -1,0 +1,111 @@
+/**
+ * The socket's framing (src/adapters/socket-server.ts) on a real Unix socket in a temp dir: lines
+ * split and joined however they arrive, a line too long refused without losing the connection, a
+ * half line or a silent client dropped after the timeout, connections bounded.
+ */
+import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type Connection, SocketServer } from '../../src/adapters/socket-server.js';
+import { makeTempDir } from '../helpers/resources.js';
+
+const servers: SocketServer[] = [];
+afterEach(async () => {
+  for (const server of servers.splice(0)) await server.close();
+});
+
+async function serve(
+  limits: { maxLineBytes?: number; maxConnections?: number; partialLineTimeoutMs?: number } = {},
+) {
+  const path = join(makeTempDir('agentd-unit-sock-'), 's.sock');
+  const lines: string[] = [];
+  const tooLong: number[] = [];
+  const server = new SocketServer({
+    path,
+    maxLineBytes: limits.maxLineBytes ?? 64,
+    maxConnections: limits.maxConnections ?? 8,
+    partialLineTimeoutMs: limits.partialLineTimeoutMs ?? 5000,
+    maxPendingWriteBytes: 1 << 20,
+    onLine: (line: string, connection: Connection) => {
+      lines.push(line);
+      connection.send({ echo: line });
+    },
+    onLineTooLong: (connection) => {
+      tooLong.push(connection.id);
+      connection.send({ type: 'error', code: 'line_too_long' });
+    },
+  });
+  await server.listen();
+  servers.push(server);
+  return { path, lines, tooLong };
+}
+
+function client(path: string): Promise<{ socket: Socket; received: () => string; closed: Promise<void> }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(path);
+    let data = '';
+    socket.on('data', (chunk) => {
+      data += chunk.toString();
+    });
+    const closed = new Promise<void>((done) => socket.on('close', () => done()));
+    socket.once('connect', () => resolve({ socket, received: () => data, closed }));
+    socket.once('error', reject);
+  });
+}
+
+const tick = (ms = 30) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('socket framing', () => {
+  it('joins a line written in pieces, splits lines written together, skips blank ones', async () => {
+    const { path, lines } = await serve();
+    const c = await client(path);
+    c.socket.write('{"a":');
+    await tick();
+    c.socket.write('1}\n\n{"b":2}\n{"c"');
+    c.socket.write(':3}\n');
+    await tick();
+    expect(lines).toEqual(['{"a":1}', '{"b":2}', '{"c":3}']);
+    expect(
+      c
+        .received()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l).echo),
+    ).toEqual(lines);
+    c.socket.destroy();
+  });
+
+  it('refuses a line longer than the limit, drops it up to its newline, and keeps the connection', async () => {
+    const { path, lines, tooLong } = await serve({ maxLineBytes: 16 });
+    const c = await client(path);
+    c.socket.write(`${'x'.repeat(40)}`);
+    await tick();
+    c.socket.write(`${'y'.repeat(40)}\n{"ok":1}\n`);
+    await tick();
+    expect(tooLong).toHaveLength(1);
+    expect(lines).toEqual(['{"ok":1}']);
+    expect(c.received()).toContain('line_too_long');
+    c.socket.destroy();
+  });
+
+  it('drops a client that leaves half a line, or never sends one, for the timeout', async () => {
+    const { path } = await serve({ partialLineTimeoutMs: 100 });
+    const half = await client(path);
+    half.socket.write('{"never":');
+    const silent = await client(path);
+    await Promise.all([half.closed, silent.closed]);
+    expect(half.socket.destroyed && silent.socket.destroyed).toBe(true);
+  });
+
+  it('turns away connections beyond the limit with a busy error', async () => {
+    const { path } = await serve({ maxConnections: 1 });
+    const first = await client(path);
+    const second = await client(path);
+    await second.closed;
+    expect(JSON.parse(second.received())).toMatchObject({ type: 'error', code: 'busy' });
+    first.socket.write('{"still":"served"}\n');
+    await tick();
+    expect(first.received()).toContain('served');
+    first.socket.destroy();
+  });
+});
