@@ -35,3 +35,31 @@ export function formatDuration(ms: number): string {
   const seconds = Math.round((ms % 60_000) / 1000);
   return `${minutes}m${seconds.toString().padStart(2, '0')}s`;
 }
+
+/** Longest age a retention setting takes (100 years): it is compared with dates, never set as a timer. */
+export const MAX_AGE_MS = 36_500 * 86_400_000;
+
+/**
+ * Parses ages like `30d`, `12h` or `1d12h` (record retention): the duration units and `d` for days.
+ * Not a timer, so not bound by MAX_DURATION_MS; undefined when invalid.
+ */
+export function parseAge(text: string): number | undefined {
+  const trimmed = text.trim();
+  if (!/^(\d+(ms|s|m|h|d))+$/.test(trimmed)) return undefined;
+  let total = 0;
+  for (const match of trimmed.matchAll(/(\d+)(ms|s|m|h|d)/g)) {
+    total += Number(match[1]) * (match[2] === 'd' ? 86_400_000 : (UNITS[match[2] ?? ''] ?? 0));
+  }
+  return total > 0 ? total : undefined;
+}
+
+/** Why an age text is not acceptable, as the end of a sentence (see durationProblem), or undefined. */
+export function ageProblem(text: string): string | undefined {
+  const ms = parseAge(text);
+  if (ms === undefined) {
+    if (/^\s*(\d+(ms|s|m|h|d))+\s*$/.test(text)) return 'must be longer than zero';
+    return 'is not an age; write a number with a unit like 30d, 12h or 90m';
+  }
+  if (ms > MAX_AGE_MS) return 'is too long; use at most 36500d';
+  return undefined;
+}

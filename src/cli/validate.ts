@@ -54,5 +54,5 @@ export class ValidateCommand extends AgentdCommand {
 function describeLimits(r: Resources): string {
   const swap = r.memorySwap.bytes === r.memory.bytes ? 'no swap' : `memory+swap ${r.memorySwap.text}`;
   const cpus = r.cpus === undefined ? 'cpus unlimited' : `cpus ${r.cpus}`;
-  return `memory ${r.memory.text} (${swap}), ${cpus}, pids ${r.pids}, disk ${r.disk.text}`;
+  return `memory ${r.memory.text} (${swap}), ${cpus}, pids ${r.pids}, disk ${r.disk.text}, output ${r.output.text}`;
 }

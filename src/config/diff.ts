@@ -27,6 +27,9 @@ const FIXED: { field: keyof DaemonSettings; key: string; show: (v: number | stri
   { field: 'podmanTimeoutMs', key: 'daemon.podman_timeout', show: (v) => formatDuration(Number(v)) },
   { field: 'logMaxBytes', key: 'daemon.log_max_bytes', show: String },
   { field: 'historyLimit', key: 'daemon.history', show: String },
+  { field: 'recordsDir', key: 'daemon.records_dir', show: String },
+  { field: 'recordsMaxAgeMs', key: 'daemon.records_max_age', show: (v) => formatDuration(Number(v)) },
+  { field: 'recordsMaxBytes', key: 'daemon.records_max_size', show: String },
 ];
 
 export function diffConfiguration(

@@ -1,14 +1,25 @@
+import { realpathSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Document, isMap, isNode, isScalar, LineCounter, parseDocument, type YAMLError } from 'yaml';
+import {
+  type Document,
+  isMap,
+  isNode,
+  isScalar,
+  isSeq,
+  LineCounter,
+  parseDocument,
+  type YAMLError,
+} from 'yaml';
 import type { z } from 'zod';
-import { parseDuration } from '../duration.js';
+import { parseAge, parseDuration } from '../duration.js';
 import { AgentdError, errorMessage } from '../errors.js';
 import { parseOrigin, parseRepoUrl } from '../repo-url.js';
+import { isInside, overlaps } from './mounts.js';
 import { configSearchPath, defaultSocketPath, defaultStateDir } from './paths.js';
-import { capabilityName, type RawResources, resolveResources } from './resources.js';
+import { capabilityName, parseSize, type RawResources, resolveResources } from './resources.js';
 import {
   allowedKeysAt,
   configSchema,
@@ -17,7 +28,7 @@ import {
   parseSourceSyntax,
   type RawConfig,
 } from './schema.js';
-import type { AgentConfig, CredentialSource, Settings } from './types.js';
+import type { AgentConfig, CredentialSource, MountConfig, Settings } from './types.js';
 
 export const DEFAULTS = {
   maxSessions: 4,
@@ -26,6 +37,8 @@ export const DEFAULTS = {
   logMaxBytes: 1_048_576,
   historyLimit: 200,
   network: 'bridge',
+  recordsMaxAge: '30d',
+  recordsMaxBytes: 10 * 1024 ** 3,
 } as const;
 
 /** Longest Unix socket path: sun_path is 108 bytes including the terminating NUL. */
@@ -118,7 +131,17 @@ class Locator {
   }
 
   node(path: readonly PropertyKey[]): unknown {
-    return path.length === 0 ? this.doc.contents : this.doc.getIn(path, true);
+    let node: unknown = this.doc.contents;
+    for (const part of path) {
+      // By the key's text: `3:` under exit_codes is the number 3 in YAML and the string "3" in a path.
+      if (isMap(node)) {
+        node = node.items.find(
+          (p) => (isScalar(p.key) ? String(p.key.value) : String(p.key)) === String(part),
+        )?.value;
+      } else if (isSeq(node) && typeof part === 'number') node = node.items[part];
+      else return undefined;
+    }
+    return node;
   }
 }
 
@@ -262,22 +285,33 @@ function toSettings(raw: RawConfig, file: string, ctx: ConvertContext): Settings
       message: `the socket path ${describe(socket)} is longer than ${MAX_SOCKET_BYTES} bytes; set daemon.socket to a shorter path`,
     });
   }
+  const stateDir =
+    daemon.state_dir !== undefined
+      ? resolve(dir, daemon.state_dir)
+      : defaultStateDir(ctx.env, ctx.uid, ctx.home);
+  const recordsDir =
+    daemon.records_dir !== undefined ? resolve(dir, daemon.records_dir) : join(stateDir, 'records');
+  // What an agent may never be handed: the daemon's own files (other sessions' requests and records).
+  const own = [stateDir, recordsDir, dirname(socket)];
   return {
     file,
     daemon: {
       socket,
-      stateDir:
-        daemon.state_dir !== undefined
-          ? resolve(dir, daemon.state_dir)
-          : defaultStateDir(ctx.env, ctx.uid, ctx.home),
+      stateDir,
       maxSessions: daemon.max_sessions ?? DEFAULTS.maxSessions,
       stopGraceMs: daemon.stop_grace !== undefined ? durationMs(daemon.stop_grace) : DEFAULTS.stopGraceMs,
       podmanTimeoutMs:
         daemon.podman_timeout !== undefined ? durationMs(daemon.podman_timeout) : DEFAULTS.podmanTimeoutMs,
       logMaxBytes: daemon.log_max_bytes ?? DEFAULTS.logMaxBytes,
       historyLimit: daemon.history ?? DEFAULTS.historyLimit,
+      recordsDir,
+      recordsMaxAgeMs: parseAge(daemon.records_max_age ?? DEFAULTS.recordsMaxAge) ?? 0,
+      recordsMaxBytes:
+        daemon.records_max_size !== undefined
+          ? (parseSize(daemon.records_max_size)?.bytes ?? DEFAULTS.recordsMaxBytes)
+          : DEFAULTS.recordsMaxBytes,
     },
-    agents: raw.agents.map((agent, i) => toAgent(agent, i, dir, daemon.resources ?? {}, ctx)),
+    agents: raw.agents.map((agent, i) => toAgent(agent, i, dir, daemon.resources ?? {}, own, ctx)),
   };
 }
 
@@ -286,9 +320,15 @@ function toAgent(
   index: number,
   dir: string,
   daemonResources: RawResources,
+  own: readonly string[],
   ctx: ConvertContext,
 ): AgentConfig {
   const path = ['agents', index] as const;
+  const mounts: MountConfig[] = (raw.mounts ?? []).map((m, j) => {
+    hostPathCheck(m.source, [...path, 'mounts', j, 'source'], 'any', own, ctx);
+    return { source: m.source, target: m.target, readOnly: m.read_only ?? true };
+  });
+  if (raw.context !== undefined) hostPathCheck(raw.context, [...path, 'context'], 'dir', own, ctx);
   const agent: AgentConfig = {
     name: raw.name,
     image: raw.image,
@@ -301,7 +341,13 @@ function toAgent(
     allowInsecureHttp: raw.allow_insecure_http ?? false,
     resources: resolveResources(raw.resources ?? {}, daemonResources),
     capAdd: [...new Set((raw.cap_add ?? []).map((c) => capabilityName(c) ?? c))],
+    mounts,
+    caches: Object.entries(raw.caches ?? {}).map(([name, target]) => ({ name, target })),
+    exitCodes: Object.fromEntries(
+      Object.entries(raw.exit_codes ?? {}).map(([code, kind]) => [Number(code), kind]),
+    ),
   };
+  if (raw.context !== undefined) agent.context = raw.context;
   if (raw.repo !== undefined) {
     const check = parseRepoUrl(raw.repo);
     if (check.ok) agent.repo = check.repo.url;
@@ -364,6 +410,60 @@ function tokenOrigins(
     });
   }
   return origins;
+}
+
+/**
+ * A mount source or context must exist when the configuration is read (a typo is caught here, not at
+ * the first trigger), and must not be, contain or lie inside agentd's own directories.
+ */
+function hostPathCheck(
+  path: string,
+  at: readonly PropertyKey[],
+  want: 'dir' | 'any',
+  own: readonly string[],
+  ctx: ConvertContext,
+): void {
+  let kind: 'dir' | 'file' | 'other';
+  let real: string;
+  try {
+    const stat = statSync(path);
+    kind = stat.isDirectory() ? 'dir' : stat.isFile() ? 'file' : 'other';
+    real = realpathSync(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    ctx.problems.push({
+      path: at,
+      message:
+        code === 'ENOENT' || code === 'ENOTDIR'
+          ? `${describe(path)} does not exist on this host; create it or fix the path`
+          : `${describe(path)} cannot be read (${code ?? 'error'}); check its permissions`,
+    });
+    return;
+  }
+  if (want === 'dir' && kind !== 'dir') {
+    ctx.problems.push({ path: at, message: `${describe(path)} is not a directory; point at a directory` });
+    return;
+  }
+  if (kind === 'other') {
+    ctx.problems.push({
+      path: at,
+      message: `${describe(path)} is neither a directory nor a regular file; mount a directory or a file`,
+    });
+    return;
+  }
+  const clash = own.find((dir) => overlaps(real, dir) || overlaps(path, dir));
+  if (clash !== undefined) {
+    const how =
+      real === clash || path === clash
+        ? 'is'
+        : isInside(clash, real) || isInside(clash, path)
+          ? 'contains'
+          : 'lies inside';
+    ctx.problems.push({
+      path: at,
+      message: `${describe(path)} ${how} agentd's own ${clash}, which holds other sessions' requests and records; mount another path`,
+    });
+  }
 }
 
 /** Numbers and booleans keep the text as written (`1.10` stays "1.10", not "1.1"). */

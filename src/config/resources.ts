@@ -20,6 +20,8 @@ export interface Resources {
   pids: number;
   /** Size of each tmpfs the agent's user can write to: its home (with the clone), /tmp, /var/tmp, /run/lock. */
   disk: Size;
+  /** Size of the output directory /agentd/out (a tmpfs): what the agent can leave behind. */
+  output: Size;
 }
 
 /** The limits as written under `resources:` (daemon or agent), after the schema checked each value. */
@@ -29,6 +31,7 @@ export interface RawResources {
   cpus?: number;
   pids?: number;
   disk?: string | number;
+  output?: string | number;
 }
 
 const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
@@ -36,6 +39,7 @@ const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 **
 /** Podman refuses a memory limit below 6 MiB. */
 export const MIN_MEMORY_BYTES = 6 * 1024 ** 2;
 export const MIN_DISK_BYTES = 1024 ** 2;
+export const MIN_OUTPUT_BYTES = 1024 ** 2;
 /** The setup step and a clone need a few processes and threads of their own. */
 export const MIN_PIDS = 32;
 export const MAX_CPUS = 1024;
@@ -44,6 +48,7 @@ export const RESOURCE_DEFAULTS = {
   memory: '2g',
   pids: 4096,
   disk: '1g',
+  output: '64m',
 } as const;
 
 /** Parses `512m`, `2g`, `1.5g`, `64MiB` or a whole number of bytes; undefined when it is none of these. */
@@ -155,6 +160,7 @@ export function resolveResources(agent: RawResources, daemon: RawResources): Res
     ...(cpus === undefined ? {} : { cpus }),
     pids: agent.pids ?? daemon.pids ?? RESOURCE_DEFAULTS.pids,
     disk: size(agent.disk ?? daemon.disk ?? RESOURCE_DEFAULTS.disk),
+    output: size(agent.output ?? daemon.output ?? RESOURCE_DEFAULTS.output),
   };
 }
 

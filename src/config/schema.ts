@@ -1,11 +1,14 @@
 import { z } from 'zod';
-import { durationProblem, MAX_DURATION_MS } from '../duration.js';
+import { ageProblem, durationProblem, MAX_DURATION_MS } from '../duration.js';
+import { OUTCOME_KINDS } from '../outcome-kinds.js';
 import { describeRepoProblem, parseOrigin, parseRepoUrl } from '../repo-url.js';
+import { CONTEXT_TARGET, overlaps, sourceProblem, targetClash, targetProblem } from './mounts.js';
 import {
   capabilityName,
   MAX_CPUS,
   MIN_DISK_BYTES,
   MIN_MEMORY_BYTES,
+  MIN_OUTPUT_BYTES,
   MIN_PIDS,
   parseSize,
   RESOURCE_DEFAULTS,
@@ -219,14 +222,79 @@ const resourcesShape = {
     .optional(),
   pids: wholeNumber(MIN_PIDS, 4096).optional(),
   disk: size(MIN_DISK_BYTES, '1g').optional(),
+  output: size(MIN_OUTPUT_BYTES, '64m').optional(),
 };
 
 function resources() {
   return strict(
     resourcesShape,
-    'a mapping of limits like { memory: 2g, cpus: 1.5, pids: 4096, disk: 1g }',
+    'a mapping of limits like { memory: 2g, cpus: 1.5, pids: 4096, disk: 1g, output: 64m }',
   ).nullish();
 }
+
+function age() {
+  return z
+    .string({
+      error: (iss) =>
+        typeof iss.input === 'number'
+          ? `${iss.input} is not an age; write a number with a unit like 30d or 12h`
+          : typeError('an age like 30d or 12h')(iss),
+    })
+    .superRefine((value, ctx) => {
+      const problem = ageProblem(value);
+      if (problem !== undefined)
+        ctx.addIssue({ code: 'custom', message: `${describe(value)} ${problem}`, input: value });
+    });
+}
+
+const mountShape = {
+  source: checkedString(
+    'an absolute host path like /srv/data',
+    sourceProblem,
+    'say which host directory or file to mount, e.g. source: /srv/data',
+  ),
+  target: checkedString(
+    'an absolute path inside the container like /data',
+    targetProblem,
+    'say where the agent sees it, e.g. target: /data',
+  ),
+  read_only: flag('false lets the agent write to the host path; default true'),
+};
+
+export const CACHE_NAME_RE = /^[a-z0-9][a-z0-9_.-]*$/;
+export const CACHE_NAME_MAX = 32;
+
+function cacheNameProblem(name: string): string | undefined {
+  if (!CACHE_NAME_RE.test(name) || name.length > CACHE_NAME_MAX) {
+    return `${describe(name)} is not a cache name; use lowercase letters, digits, _, . and -, starting with a letter or digit, at most ${CACHE_NAME_MAX} characters`;
+  }
+  return undefined;
+}
+
+const caches = z.record(
+  z.string().superRefine((name, ctx) => {
+    const problem = cacheNameProblem(name);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem, input: name });
+  }),
+  checkedString('an absolute path inside the container like /home/AGENT/.npm', targetProblem),
+  { error: typeError('a mapping of NAME: /path/in/container, e.g. { npm: /home/reviewer/.npm }') },
+);
+
+const exitCodes = z.record(
+  z.string().superRefine((code, ctx) => {
+    if (!/^\d+$/.test(code) || Number(code) > 255) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `${describe(code)} is not an exit code; use a whole number from 0 to 255`,
+        input: code,
+      });
+    }
+  }),
+  z.enum(OUTCOME_KINDS, {
+    error: (iss) => `${describe(iss.input)} is not an outcome kind; use one of ${OUTCOME_KINDS.join(', ')}`,
+  }),
+  { error: typeError('a mapping of exit code: kind, e.g. { 3: blocked, 10: work_failed }') },
+);
 
 function capability() {
   return checkedString('a capability name like NET_RAW', (raw) =>
@@ -258,6 +326,12 @@ const daemonShape = {
   podman_timeout: duration().optional(),
   log_max_bytes: wholeNumber(4096, 1_048_576).optional(),
   history: wholeNumber(0, 200).optional(),
+  records_dir: checkedString(
+    'a directory path',
+    notEmpty('a directory like /var/lib/agentd/records'),
+  ).optional(),
+  records_max_age: age().optional(),
+  records_max_size: size(1024 ** 2, '10g').optional(),
   resources: resources(),
 };
 
@@ -345,6 +419,14 @@ const agentShape = {
   cap_add: z
     .array(capability(), { error: typeError('a list of capability names like ["NET_RAW"]') })
     .nullish(),
+  mounts: z
+    .array(strict(mountShape, 'a mapping with source:, target: and optionally read_only:'), {
+      error: typeError('a list of { source, target, read_only } mappings'),
+    })
+    .nullish(),
+  context: checkedString('an absolute host directory like /srv/methodology', sourceProblem).optional(),
+  caches: caches.nullish(),
+  exit_codes: exitCodes.nullish(),
 };
 
 const topShape = {
@@ -367,6 +449,7 @@ export const KEYS = {
   agent: Object.keys(agentShape),
   credential: Object.keys(credentialShape),
   resources: Object.keys(resourcesShape),
+  mount: Object.keys(mountShape),
 } as const;
 
 /** Allowed keys of the mapping at `path`, for "unknown key" messages. */
@@ -378,6 +461,7 @@ export function allowedKeysAt(path: readonly PropertyKey[]): readonly string[] {
   if (first === 'agents' && path.length === 2) return KEYS.agent;
   if (first === 'agents' && third === 'resources') return KEYS.resources;
   if (first === 'agents' && third === 'credentials') return KEYS.credential;
+  if (first === 'agents' && third === 'mounts') return KEYS.mount;
   return [];
 }
 
@@ -411,6 +495,7 @@ function crossCheck(value: unknown, ctx: z.core.$RefinementCtx) {
         });
       }
     }
+    if (typeof agent.name === 'string') targetCheck(agent, agent.name, i, ctx);
     if (!Array.isArray(agent.credentials)) return;
     const envKeys = isRecord(agent.env) ? agent.env : {};
     const seen = new Map<string, number>();
@@ -435,6 +520,52 @@ function crossCheck(value: unknown, ctx: z.core.$RefinementCtx) {
         });
       }
     });
+  });
+}
+
+/**
+ * Where an agent's mounts and caches land: not on each other, not on the clone, the home or the
+ * scratch directories. Targets that fail targetProblem were reported by the schema already.
+ */
+function targetCheck(agent: Record<string, unknown>, name: string, i: number, ctx: z.core.$RefinementCtx) {
+  const targets: { path: (string | number)[]; target: string; what: string }[] = [];
+  if (Array.isArray(agent.mounts)) {
+    agent.mounts.forEach((mount: unknown, j) => {
+      if (isRecord(mount) && typeof mount.target === 'string') {
+        targets.push({
+          path: ['agents', i, 'mounts', j, 'target'],
+          target: mount.target,
+          what: `mounts[${j}]`,
+        });
+      }
+    });
+  }
+  if (isRecord(agent.caches)) {
+    for (const [cache, target] of Object.entries(agent.caches)) {
+      if (typeof target === 'string') {
+        targets.push({ path: ['agents', i, 'caches', cache], target, what: `caches.${cache}` });
+      }
+    }
+  }
+  if (typeof agent.context === 'string') {
+    targets.push({ path: ['agents', i, 'context'], target: CONTEXT_TARGET, what: 'context' });
+  }
+  targets.forEach((entry, k) => {
+    if (entry.what === 'context' || targetProblem(entry.target) !== undefined) return;
+    const clash = targetClash(entry.target, name);
+    if (clash !== undefined) {
+      ctx.addIssue({ code: 'custom', path: entry.path, input: entry.target, message: clash });
+      return;
+    }
+    const other = targets.slice(0, k).find((t) => overlaps(t.target, entry.target));
+    if (other !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: entry.path,
+        input: entry.target,
+        message: `${describe(entry.target)} overlaps ${other.what} (${describe(other.target)}); each mount and cache needs a place of its own`,
+      });
+    }
   });
 }
 

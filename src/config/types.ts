@@ -1,3 +1,4 @@
+import type { OutcomeKind } from '../outcome-kinds.js';
 import type { Resources } from './resources.js';
 
 export type { Resources, Size } from './resources.js';
@@ -14,6 +15,23 @@ export interface CredentialConfig {
   /** Variable name inside the session. */
   name: string;
   source: CredentialSource;
+}
+
+/** A host path the agent's sessions see (`mounts:`). */
+export interface MountConfig {
+  /** Absolute host path; it existed when the configuration was read. */
+  source: string;
+  /** Absolute path inside the container. */
+  target: string;
+  /** The agent cannot write to it (the default). */
+  readOnly: boolean;
+}
+
+/** A named volume of the agent's that outlives its sessions (`caches:`). */
+export interface CacheConfig {
+  name: string;
+  /** Absolute path inside the container. */
+  target: string;
 }
 
 export interface AgentConfig {
@@ -37,6 +55,13 @@ export interface AgentConfig {
   resources: Resources;
   /** Capabilities the agent's command gets on top of none (`cap_add:`), by name without CAP_. */
   capAdd: string[];
+  /** Host paths mounted into every session. */
+  mounts: MountConfig[];
+  /** Host directory mounted read-only at /agentd/context. */
+  context?: string;
+  caches: CacheConfig[];
+  /** The agent's own exit-code meanings (`exit_codes:`), over the convention. */
+  exitCodes: Record<number, OutcomeKind>;
 }
 
 export interface DaemonSettings {
@@ -51,6 +76,12 @@ export interface DaemonSettings {
   logMaxBytes: number;
   /** Finished session records kept in the state dir. */
   historyLimit: number;
+  /** Where sealed session records are kept: <records_dir>/<agent>/<session>/. */
+  recordsDir: string;
+  /** Sealed records older than this are removed. */
+  recordsMaxAgeMs: number;
+  /** The oldest sealed records are removed while all of them take more bytes than this. */
+  recordsMaxBytes: number;
 }
 
 export interface Settings {

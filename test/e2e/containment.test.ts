@@ -43,6 +43,7 @@ function limits(values: {
     memorySwap: values.swap === undefined ? memory : size(values.swap),
     pids: values.pids ?? 4096,
     disk: size(values.disk ?? '256m'),
+    output: size('64m'),
     ...(values.cpus === undefined ? {} : { cpus: values.cpus }),
   };
 }

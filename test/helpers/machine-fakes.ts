@@ -42,6 +42,9 @@ export const AGENT_DEFAULTS = {
   allowInsecureHttp: false,
   resources: defaultResources(),
   capAdd: [],
+  mounts: [],
+  caches: [],
+  exitCodes: {},
 } satisfies Partial<AgentConfig>;
 
 export const AGENTS: AgentConfig[] = [

@@ -11,6 +11,9 @@ const DAEMON: DaemonSettings = {
   podmanTimeoutMs: 60_000,
   logMaxBytes: 1_048_576,
   historyLimit: 200,
+  recordsDir: '/var/lib/agentd/records',
+  recordsMaxAgeMs: 30 * 86_400_000,
+  recordsMaxBytes: 10 * 1024 ** 3,
 };
 const [DEMO, NOREPO] = AGENTS as [(typeof AGENTS)[number], (typeof AGENTS)[number]];
 

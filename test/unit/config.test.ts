@@ -60,6 +60,9 @@ describe('parseConfig: valid files', () => {
       podmanTimeoutMs: 60_000,
       logMaxBytes: 1_048_576,
       historyLimit: 200,
+      recordsDir: '/home/u/.local/state/agentd/records',
+      recordsMaxAgeMs: 30 * 86_400_000,
+      recordsMaxBytes: 10 * 1024 ** 3,
     });
     expect(settings.agents).toEqual([
       {
@@ -77,8 +80,12 @@ describe('parseConfig: valid files', () => {
           memorySwap: { bytes: 2 * 1024 ** 3, text: '2g' },
           pids: 4096,
           disk: { bytes: 1024 ** 3, text: '1g' },
+          output: { bytes: 64 * 1024 ** 2, text: '64m' },
         },
         capAdd: [],
+        mounts: [],
+        caches: [],
+        exitCodes: {},
       },
     ]);
   });

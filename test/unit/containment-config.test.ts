@@ -67,6 +67,7 @@ describe('resources', () => {
       memorySwap: { bytes: 2 * 1024 ** 3, text: '2g' },
       pids: 4096,
       disk: { bytes: 1024 ** 3, text: '1g' },
+      output: { bytes: 64 * 1024 ** 2, text: '64m' },
     });
   });
 
@@ -87,6 +88,7 @@ ${agent('    resources:\n      memory: 512m\n      cpus: 0.5\n', 'own')}`);
       cpus: 1.5,
       pids: 100,
       disk: { bytes: 256 * 1024 ** 2, text: '256m' },
+      output: { bytes: 64 * 1024 ** 2, text: '64m' },
     });
     // An agent that sets its own memory gets no swap unless it says so: the daemon's swap belonged
     // to the daemon's memory.
@@ -96,6 +98,7 @@ ${agent('    resources:\n      memory: 512m\n      cpus: 0.5\n', 'own')}`);
       cpus: 0.5,
       pids: 4096,
       disk: { bytes: 256 * 1024 ** 2, text: '256m' },
+      output: { bytes: 64 * 1024 ** 2, text: '64m' },
     });
   });
 
@@ -130,7 +133,7 @@ ${agent(`    resources:
     expect(at('agents[0].resources.disk')?.message).toContain('0 is not a size');
     expect(at('agents[0].resources.swap')).toMatchObject({
       line: 14,
-      message: 'unknown key "swap"; allowed keys are memory, memory_swap, cpus, pids, disk',
+      message: 'unknown key "swap"; allowed keys are memory, memory_swap, cpus, pids, disk, output',
     });
   });
 
@@ -168,7 +171,7 @@ ${agent(`    resources:
       `agents:\n${agent('    resources: 2g\n')}`,
       'agents[0].resources',
       5,
-      'must be a mapping of limits like { memory: 2g, cpus: 1.5, pids: 4096, disk: 1g }',
+      'must be a mapping of limits like { memory: 2g, cpus: 1.5, pids: 4096, disk: 1g, output: 64m }',
     );
   });
 });

@@ -1,0 +1,111 @@
+import { posix } from 'node:path';
+
+/**
+ * The path rules of what a session container gets from outside: agent `mounts:`, `context:` and
+ * `caches:`. Pure: the loader checks that sources exist, the schema words the problems.
+ *
+ * Podman reads `-v SOURCE:TARGET:OPTIONS`, so a `:` or `,` in a path would be read as the next field
+ * (an injected option); control characters and whitespace in a target would reach the setup step's
+ * shell word lists. Both are refused rather than escaped.
+ */
+
+/** agentd's own directory inside every session: request, inputs, context, output. */
+export const AGENTD_DIR = '/agentd';
+/** Where `context:` is mounted, read-only. */
+export const CONTEXT_TARGET = `${AGENTD_DIR}/context`;
+
+/** Paths a mount or cache may not be at or below: the image's system, and the kernel's views. */
+const SYSTEM_ROOTS = [
+  '/bin',
+  '/boot',
+  '/dev',
+  '/etc',
+  '/lib',
+  '/lib32',
+  '/lib64',
+  '/libx32',
+  '/proc',
+  '/run',
+  '/sbin',
+  '/sys',
+  '/usr',
+];
+
+/** Host sources never handed to an agent: the whole host, the kernel's views, the container engine's own. */
+const HOST_FORBIDDEN = ['/proc', '/sys', '/dev', '/run/podman', '/var/run/podman', '/var/lib/containers'];
+
+/** True when one path is the other or lies inside it. */
+export function overlaps(a: string, b: string): boolean {
+  return a === b || isInside(a, b) || isInside(b, a);
+}
+
+/** True when `path` lies strictly inside `dir`. */
+export function isInside(path: string, dir: string): boolean {
+  return dir === '/' ? path !== '/' : path.startsWith(`${dir}/`);
+}
+
+/** Why a path cannot be written into podman's syntax, or undefined. */
+function syntaxProblem(path: string, what: string): string | undefined {
+  if (path === '') return `must not be empty; write an absolute ${what}`;
+  if (!path.startsWith('/')) {
+    return `${JSON.stringify(path)} is a relative path; write an absolute ${what} (it starts with /)`;
+  }
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused.
+  if (/[\u0000-\u001f\u007f]/.test(path)) {
+    return `${JSON.stringify(path)} contains a control character; rename the path`;
+  }
+  if (/[:,]/.test(path)) {
+    return `${JSON.stringify(path)} contains "${/:/.test(path) ? ':' : ','}", which podman would read as a separator of its mount options; use a path without : and ,`;
+  }
+  const normal = posix.normalize(path).replace(/(.)\/$/, '$1');
+  if (normal !== path) {
+    return `${JSON.stringify(path)} is not in its plain form; write ${JSON.stringify(normal)}`;
+  }
+  return undefined;
+}
+
+/** Why a host path cannot be a mount source, or undefined (existence is the loader's check). */
+export function sourceProblem(path: string): string | undefined {
+  const syntax = syntaxProblem(path, 'host path');
+  if (syntax !== undefined) return syntax;
+  if (path === '/') return 'is the whole host; mount the directory the agent needs';
+  const forbidden = HOST_FORBIDDEN.find((root) => path === root || isInside(path, root));
+  if (forbidden !== undefined) {
+    return `${JSON.stringify(path)} is under ${forbidden}, which is never handed to an agent; mount another directory`;
+  }
+  return undefined;
+}
+
+/** Why a path cannot be a target inside the container whatever the agent, or undefined. */
+export function targetProblem(path: string): string | undefined {
+  const syntax = syntaxProblem(path, 'path inside the container');
+  if (syntax !== undefined) return syntax;
+  if (/\s/.test(path)) return `${JSON.stringify(path)} contains whitespace; use a path without spaces`;
+  if (path === '/') return 'is the root of the container; mount at a directory like /data';
+  const system = SYSTEM_ROOTS.find((root) => path === root || isInside(path, root));
+  if (system !== undefined) {
+    return `${JSON.stringify(path)} is a system path (under ${system}); mount somewhere else, e.g. /data or /opt/NAME`;
+  }
+  if (overlaps(path, AGENTD_DIR)) {
+    return `${JSON.stringify(path)} overlaps ${AGENTD_DIR}, which agentd fills itself (request, input, context, out); mount somewhere else`;
+  }
+  return undefined;
+}
+
+/**
+ * Why a target clashes with what the agent's session needs, or undefined: the clone, the home
+ * and the writable scratch directories must stay where they are.
+ */
+export function targetClash(path: string, agent: string): string | undefined {
+  const home = `/home/${agent}`;
+  const repo = `${home}/repo`;
+  for (const keep of [home, '/tmp', '/var/tmp']) {
+    if (path === keep || isInside(keep, path)) {
+      return `${JSON.stringify(path)} would hide ${keep}, which the session writes to; mount inside it or elsewhere`;
+    }
+  }
+  if (overlaps(path, repo)) {
+    return `${JSON.stringify(path)} overlaps ${repo}, where the repository is cloned; mount somewhere else`;
+  }
+  return undefined;
+}

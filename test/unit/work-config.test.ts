@@ -1,0 +1,249 @@
+/** The configuration of what goes into a session and what comes out: mounts, context, caches, exit codes, records. */
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ConfigError, type ConfigProblem, parseConfig } from '../../src/config/index.js';
+import { kindOfExitCode } from '../../src/outcome-kinds.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'agentd-work-config-'));
+const data = join(dir, 'data');
+const tools = join(dir, 'tools');
+const notes = join(dir, 'notes.txt');
+const state = join(dir, 'state');
+mkdirSync(data);
+mkdirSync(tools);
+mkdirSync(join(state, 'sessions'), { recursive: true });
+writeFileSync(notes, 'x');
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const FILE = join(dir, 'agentd.yaml');
+const ENV = { HOME: '/home/u', XDG_RUNTIME_DIR: '/run/user/1000' };
+
+function config(extra: string, daemon = ''): string {
+  return `daemon:\n  state_dir: ${state}\n${daemon}agents:\n  - name: demo\n    image: localhost/agentd-base:bookworm\n    command: ["run"]\n${extra}`;
+}
+
+function parse(text: string) {
+  return parseConfig(text, FILE, ENV, 1000);
+}
+
+function problems(text: string): ConfigProblem[] {
+  try {
+    parse(text);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  throw new Error('expected the configuration to be rejected');
+}
+
+/** The one problem at `path`, on `line`, with every fragment in its message. */
+function expectProblem(text: string, path: string, line: number, ...fragments: string[]) {
+  const found = problems(text);
+  const problem = found.find((p) => p.path === path);
+  expect(problem, `no problem at ${path}; got ${JSON.stringify(found)}`).toBeDefined();
+  expect(problem?.line).toBe(line);
+  for (const fragment of fragments) expect(problem?.message).toContain(fragment);
+}
+
+describe('mounts, context and caches', () => {
+  it('reads them, read_only by default', () => {
+    const settings = parse(
+      config(`    mounts:
+      - source: ${data}
+        target: /data
+      - source: ${tools}
+        target: /opt/tools
+        read_only: false
+      - source: ${notes}
+        target: /srv/notes.txt
+    context: ${dir}/tools
+    caches:
+      npm: /home/demo/.npm
+      pip: /home/demo/.cache/pip
+`),
+    );
+    const [demo] = settings.agents;
+    expect(demo?.mounts).toEqual([
+      { source: data, target: '/data', readOnly: true },
+      { source: tools, target: '/opt/tools', readOnly: false },
+      { source: notes, target: '/srv/notes.txt', readOnly: true },
+    ]);
+    expect(demo?.context).toBe(tools);
+    expect(demo?.caches).toEqual([
+      { name: 'npm', target: '/home/demo/.npm' },
+      { name: 'pip', target: '/home/demo/.cache/pip' },
+    ]);
+  });
+
+  it('rejects relative paths with their line', () => {
+    const text = config(`    mounts:
+      - source: data
+        target: /data
+      - source: ${data}
+        target: opt/tools
+    context: ./methodology
+`);
+    expectProblem(text, 'agents[0].mounts[0].source', 8, '"data" is a relative path', 'absolute host path');
+    expectProblem(text, 'agents[0].mounts[1].target', 11, '"opt/tools" is a relative path');
+    expectProblem(text, 'agents[0].context', 12, '"./methodology" is a relative path');
+  });
+
+  it('rejects overlapping mounts and caches, naming the other one', () => {
+    const text = config(`    mounts:
+      - source: ${data}
+        target: /data
+      - source: ${tools}
+        target: /data/tools
+    caches:
+      npm: /data
+`);
+    expectProblem(text, 'agents[0].mounts[1].target', 11, '"/data/tools" overlaps mounts[0] ("/data")');
+    expectProblem(text, 'agents[0].caches.npm', 13, '"/data" overlaps mounts[0]');
+  });
+
+  it('rejects targets on the clone, the home, agentd’s own directory and system paths', () => {
+    const text = config(`    mounts:
+      - source: ${data}
+        target: /home/demo/repo/data
+      - source: ${data}
+        target: /home/demo
+      - source: ${data}
+        target: /agentd/context
+      - source: ${data}
+        target: /etc/agent
+      - source: ${data}
+        target: /
+      - source: ${data}
+        target: /tmp
+    caches:
+      npm: /home
+`);
+    expectProblem(
+      text,
+      'agents[0].mounts[0].target',
+      9,
+      'overlaps /home/demo/repo, where the repository is cloned',
+    );
+    expectProblem(text, 'agents[0].mounts[1].target', 11, 'would hide /home/demo');
+    expectProblem(text, 'agents[0].mounts[2].target', 13, 'overlaps /agentd');
+    expectProblem(text, 'agents[0].mounts[3].target', 15, 'is a system path (under /etc)');
+    expectProblem(text, 'agents[0].mounts[4].target', 17, 'is the root of the container');
+    expectProblem(text, 'agents[0].mounts[5].target', 19, 'would hide /tmp');
+    expectProblem(text, 'agents[0].caches.npm', 21, 'would hide /home/demo');
+  });
+
+  it('refuses : and , that podman would read as option separators, and control characters', () => {
+    const text = config(`    mounts:
+      - source: ${data}
+        target: "/data:rw"
+      - source: "${data},z"
+        target: /x
+      - source: ${data}
+        target: "/a\\nb"
+      - source: ${data}
+        target: "/with space"
+`);
+    expectProblem(text, 'agents[0].mounts[0].target', 9, 'contains ":"', 'separator');
+    expectProblem(text, 'agents[0].mounts[1].source', 10, 'contains ","');
+    expectProblem(text, 'agents[0].mounts[2].target', 13, 'control character');
+    expectProblem(text, 'agents[0].mounts[3].target', 15, 'whitespace');
+  });
+
+  it('wants sources that exist, contexts that are directories, and nothing of agentd’s own', () => {
+    const link = join(dir, 'state-link');
+    symlinkSync(state, link);
+    const text = config(`    mounts:
+      - source: ${dir}/missing
+        target: /data
+      - source: ${state}/sessions
+        target: /s
+      - source: ${link}
+        target: /l
+      - source: ${dir}
+        target: /all
+    context: ${notes}
+`);
+    expectProblem(text, 'agents[0].mounts[0].source', 8, 'does not exist on this host');
+    expectProblem(text, 'agents[0].mounts[1].source', 10, `lies inside agentd's own ${state}`);
+    expectProblem(text, 'agents[0].mounts[2].source', 12, `is agentd's own ${state}`);
+    expectProblem(text, 'agents[0].mounts[3].source', 14, `contains agentd's own ${state}`);
+    expectProblem(text, 'agents[0].context', 16, 'is not a directory');
+    expectProblem(
+      config('    mounts:\n      - source: /proc/self\n        target: /p\n'),
+      'agents[0].mounts[0].source',
+      8,
+      '"/proc/self" is under /proc, which is never handed to an agent',
+    );
+  });
+
+  it('checks mount keys and cache names', () => {
+    const text = config(`    mounts:
+      - source: ${data}
+        target: /data
+        readonly: true
+    caches:
+      "Big Cache": /cache
+`);
+    expectProblem(
+      text,
+      'agents[0].mounts[0].readonly',
+      10,
+      'unknown key "readonly"',
+      'did you mean "read_only"',
+    );
+    expectProblem(text, 'agents[0].caches["Big Cache"]', 12, 'is not a cache name');
+  });
+});
+
+describe('exit codes', () => {
+  it('maps codes to kinds by the convention, overridden per agent', () => {
+    const [demo] = parse(config('    exit_codes:\n      10: work_failed\n      3: failure\n')).agents;
+    expect(demo?.exitCodes).toEqual({ 10: 'work_failed', 3: 'failure' });
+    const kinds = [0, 1, 2, 3, 4, 5, 6, 7, 126, 127, 128, 137].map((code) => kindOfExitCode(code));
+    expect(kinds).toEqual([
+      'success',
+      'failure',
+      'usage_error',
+      'blocked',
+      'nothing_ready',
+      'work_failed',
+      'infrastructure_failure',
+      'failure',
+      'not_executable',
+      'not_found',
+      'failure',
+      'killed',
+    ]);
+    expect(kindOfExitCode(10, demo?.exitCodes)).toBe('work_failed');
+    expect(kindOfExitCode(3, demo?.exitCodes)).toBe('failure');
+  });
+
+  it('rejects codes out of range and unknown kinds', () => {
+    const text = config('    exit_codes:\n      300: blocked\n      4: stuck\n');
+    expectProblem(text, 'agents[0].exit_codes["300"]', 8, 'not an exit code', '0 to 255');
+    expectProblem(text, 'agents[0].exit_codes["4"]', 9, '"stuck" is not an outcome kind', 'nothing_ready');
+  });
+});
+
+describe('records', () => {
+  it('defaults under the state dir, and takes a directory, an age and a size', () => {
+    expect(parse(config('')).daemon).toMatchObject({
+      recordsDir: join(state, 'records'),
+      recordsMaxAgeMs: 30 * 86_400_000,
+      recordsMaxBytes: 10 * 1024 ** 3,
+    });
+    const own = parse(config('', '  records_dir: audit\n  records_max_age: 400d\n  records_max_size: 2g\n'));
+    expect(own.daemon).toMatchObject({
+      recordsDir: join(dir, 'audit'),
+      recordsMaxAgeMs: 400 * 86_400_000,
+      recordsMaxBytes: 2 * 1024 ** 3,
+    });
+  });
+
+  it('rejects ages that are not ages', () => {
+    expectProblem(config('', '  records_max_age: forever\n'), 'daemon.records_max_age', 3, 'is not an age');
+    expectProblem(config('', '  records_max_age: 30\n'), 'daemon.records_max_age', 3, '30 is not an age');
+  });
+});
