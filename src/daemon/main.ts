@@ -1,11 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
-import { createActor, fromCallback, fromPromise, type InspectionEvent, raise } from 'xstate';
+import { createActor, fromCallback, fromPromise, type InspectionEvent, raise, waitFor } from 'xstate';
 import { resolveCredentials } from '../adapters/credentials.js';
 import { ensurePrivateDir } from '../adapters/ownership.js';
 import { claimPidFile } from '../adapters/pid-file.js';
-import { PodmanClient } from '../adapters/podman.js';
+import { PodmanClient, type PodmanPort } from '../adapters/podman.js';
 import { type ServiceNotifier, silentNotifier } from '../adapters/sd-notify.js';
 import { SessionStore, StateDirError } from '../adapters/session-store.js';
 import { SocketServer } from '../adapters/socket-server.js';
@@ -20,14 +19,13 @@ import {
 } from '../machines/daemon.machine.js';
 import { runnerMachineFor } from '../machines/runner.machine.js';
 import { sessionMachine } from '../machines/session.machine.js';
-import type { DaemonHandle } from '../protocol/context.js';
-import { stateName } from '../protocol/context.js';
+import type { DaemonPort } from '../protocol/context.js';
 import { dispatch } from '../protocol/dispatch.js';
 import { runnerActors } from '../runner/actors.js';
-import { type SessionRecord, sessionRecordSchema } from '../sessions/records.js';
-import { SessionBus } from '../sessions/session-bus.js';
-import type { SessionOutcome, SessionPhase, SessionRequest } from '../sessions/types.js';
+import { sessionRecordSchema } from '../sessions/records.js';
 import { instanceIdOf } from './instance-id.js';
+import { SessionJournal } from './journal.js';
+import { createDaemonPort, type DaemonActor, stateName } from './port.js';
 import { reconcile } from './reconcile.js';
 import { planRecovery, recordsFromLabels } from './recovery.js';
 import { createReloader, readyStatus } from './reload.js';
@@ -39,8 +37,6 @@ export interface DaemonOptions {
   /** XState inspection observer (the live inspector). */
   inspect?: (event: InspectionEvent) => void;
   env?: NodeJS.ProcessEnv;
-  /** Called once the socket accepts connections. */
-  onReady?: (handle: DaemonHandle) => void;
   /** The service manager (systemd's NOTIFY_SOCKET): ready, reloading, stopping. */
   notify?: ServiceNotifier;
 }
@@ -72,6 +68,11 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   }
 }
 
+/**
+ * The composition root: it makes the adapters, provides them to the machines as named actors and
+ * actions, opens the socket onto the daemon port, and waits for the daemon machine to stop. What the
+ * daemon does is in the machines (src/machines), what it keeps in the session journal (journal.ts).
+ */
 async function supervise(options: DaemonOptions): Promise<number> {
   const { settings, log, env = process.env, notify = silentNotifier } = options;
   const { daemon: config } = settings;
@@ -82,9 +83,8 @@ async function supervise(options: DaemonOptions): Promise<number> {
   const store = new SessionStore(config.stateDir, sessionRecordSchema, {
     onWriteFailure: (error) => send({ type: 'stateDir.unwritable', ...stateDirProblem(error) }),
   });
-  const bus = new SessionBus();
-  // Read once at start: finished records feed `status`, unfinished ones crash recovery.
-  const records = store.list((bad) =>
+  const journal = new SessionJournal(store, log, config.historyLimit);
+  const { unfinished } = journal.load((bad) =>
     log.warn(
       { event: 'daemon.record_quarantined', file: bad.file, movedTo: bad.movedTo, reason: bad.reason },
       bad.movedTo
@@ -92,133 +92,20 @@ async function supervise(options: DaemonOptions): Promise<number> {
         : `skipped an unreadable session record (${bad.reason}); it could not be moved aside`,
     ),
   );
-  const knownIds = new Set(records.map((r) => r.id));
-  const unfinished = records.filter((r) => r.outcome === undefined);
-  const recent = records
-    .filter((r) => r.outcome !== undefined)
-    .sort((a, b) => (b.finishedAt ?? '').localeCompare(a.finishedAt ?? ''))
-    .slice(0, 50);
-  let finishedSincePrune = 0;
 
-  const finish = (request: SessionRequest, outcome: SessionOutcome): void => {
-    const finishedAt = new Date();
-    const record = store.update(request.sessionId, (r) => ({
-      ...r,
-      phase: 'finished',
-      phases: [...r.phases, { phase: 'finished', at: finishedAt.toISOString() }],
-      finishedAt: finishedAt.toISOString(),
-      durationMs: finishedAt.getTime() - Date.parse(r.startedAt ?? r.acceptedAt),
-      outcome: outcome.outcome,
-      ...(outcome.exitCode === undefined ? {} : { exitCode: outcome.exitCode }),
-      ...(outcome.signal === undefined ? {} : { signal: outcome.signal }),
-      ...(outcome.message === undefined ? {} : { message: outcome.message }),
-    }));
-    if (!record) return;
-    recent.unshift(record);
-    recent.length = Math.min(recent.length, 50);
-    log.info(
-      {
-        event: 'session.outcome',
-        session: record.id,
-        agent: record.agent,
-        outcome: record.outcome,
-        exitCode: record.exitCode,
-        phase: outcome.phase,
-        durationMs: record.durationMs,
-        timings: outcome.timings,
-        message: record.message,
-      },
-      `session ${record.outcome}`,
-    );
-    bus.publish({ type: 'outcome', sessionId: record.id, record });
-    if (++finishedSincePrune >= 20) {
-      finishedSincePrune = 0;
-      store.prune(config.historyLimit);
-    }
-  };
-
-  const announcePhase = (sessionId: string, phase: SessionPhase): void => {
-    const at = new Date().toISOString();
-    store.update(sessionId, (r) => ({
-      ...r,
-      phase,
-      phases: [...r.phases, { phase, at }],
-      startedAt: r.startedAt ?? at,
-    }));
-    log.info({ event: 'session.phase', session: sessionId, phase }, `session ${phase}`);
-    bus.publish({ type: 'phase', sessionId, phase });
-  };
-
-  const session = sessionMachine.provide({
-    actors: {
-      resolveCredentials: fromPromise(({ input }) => resolveCredentials(input.agent, env)),
-      runner: runnerMachineFor({ instanceId, stopGraceMs: config.stopGraceMs }).provide({
-        actors: runnerActors(podman, {
-          logFile: (id) => store.logPath(id),
-          logMaxBytes: config.logMaxBytes,
-          line: (sessionId, line) => bus.publish({ type: 'output', sessionId, line }),
-        }),
-        actions: {
-          announcePhase: ({ context }, { phase }) =>
-            announcePhase(context.session.invocation.sessionId, phase),
-          announceContainer: ({ context }, { container }) =>
-            store.update(context.session.invocation.sessionId, (r) => ({ ...r, container })),
-          warn: ({ context }, { message, error }) =>
-            log.warn(
-              {
-                event: 'session.teardown_warning',
-                session: context.session.invocation.sessionId,
-                err: error,
-              },
-              message,
-            ),
-        },
-      }),
-      reportOutcome: fromPromise(async ({ input }) => finish(input.request, input.outcome)),
-    },
-    actions: {
-      announcePhase: ({ context }, { phase }) => announcePhase(context.request.sessionId, phase),
-      announceAdoption: ({ context }) =>
-        log.info(
-          {
-            event: 'session.adopted',
-            session: context.request.sessionId,
-            container: context.adopted?.container,
-          },
-          'adopted a session',
-        ),
-    },
+  let port: DaemonPort | undefined;
+  const server = socketServer(settings, log, (line, connection) => {
+    if (port) dispatch(line, connection, port);
   });
-
-  let handle: DaemonHandle | undefined;
-  const server = new SocketServer({
-    path: config.socket,
-    maxLineBytes: MAX_LINE_BYTES,
-    maxConnections: 256,
-    partialLineTimeoutMs: 30_000,
-    maxPendingWriteBytes: 8 * 1024 * 1024,
-    onLine: (line, connection) => {
-      if (handle) dispatch(line, connection, handle);
-    },
-    onLineTooLong: (connection) =>
-      connection.send({
-        v: 1,
-        type: 'error',
-        code: 'line_too_long',
-        message: `request line longer than ${MAX_LINE_BYTES} bytes; requests must be one JSON object per line`,
-      }),
-    onRejectedConnection: () => log.warn({ event: 'socket.busy' }, 'refused a connection: too many open'),
-  });
-
   const machine = daemonMachine.provide({
     actors: {
-      session,
+      session: sessionLogic(settings, instanceId, podman, journal, log, env),
       reconcile: fromPromise(async ({ signal }) => {
         const { summary, containers } = await reconcile(podman, instanceId, log, signal);
         // A container without a readable record still belongs to a session: rebuild it from the labels.
-        const orphans = recordsFromLabels(containers, knownIds);
+        const orphans = recordsFromLabels(containers, journal);
         for (const record of orphans) {
-          store.put(record);
+          journal.rebuilt(record);
           log.warn(
             { event: 'daemon.record_rebuilt', session: record.id, container: record.container },
             `session ${record.id} had no readable record; rebuilt it from the labels of container ${record.container}`,
@@ -250,7 +137,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
       openSocket: fromPromise(async (): Promise<OpenResult> => {
         await server.listen();
         try {
-          store.flush();
+          journal.flush();
           return {};
         } catch (error) {
           return { stateDir: stateDirProblem(error) };
@@ -259,7 +146,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
       watchStateDir: fromCallback(({ sendBack }) => {
         const timer = setInterval(() => {
           try {
-            store.flush();
+            journal.flush();
             sendBack({ type: 'stateDir.writable' });
           } catch {
             // Still no room: look again later.
@@ -268,23 +155,15 @@ async function supervise(options: DaemonOptions): Promise<number> {
         return () => clearInterval(timer);
       }),
     },
+    guards: {
+      sessionIdRecorded: (_, sessionId) => journal.has(sessionId),
+    },
     actions: {
       recordAccepted: raise((_, { session, requestId }) => {
         const { request } = session;
-        const record: SessionRecord = {
-          version: 1,
-          id: request.sessionId,
-          agent: request.agent,
-          repo: request.repoUrl,
-          acceptedAt: request.acceptedAt,
-          phase: 'queued',
-          phases: [{ phase: 'queued', at: request.acceptedAt }],
-          ...(request.workUnit === undefined ? {} : { workUnit: request.workUnit }),
-          ...(request.timeoutMs === undefined ? {} : { timeoutMs: request.timeoutMs }),
-        };
         const answer = requestId === undefined ? { session } : { session, requestId };
         try {
-          store.accept(record);
+          journal.accept(request);
         } catch (error) {
           const problem = stateDirProblem(error);
           log.warn(
@@ -305,123 +184,174 @@ async function supervise(options: DaemonOptions): Promise<number> {
         return { type: 'trigger.recorded' as const, ...answer };
       }),
       reportSettled: (_, { sessions }) => {
-        for (const { request, outcome } of sessions) finish(request, outcome);
+        for (const { request, outcome } of sessions) journal.finish(request, outcome);
       },
+      announceUp: ({ context }) => {
+        const problem = context.stateDir;
+        log.info(
+          {
+            event: 'daemon.ready',
+            socket: config.socket,
+            instanceId,
+            pid: process.pid,
+            ...(problem ? { degraded: problem.reason } : {}),
+          },
+          problem ? `agentd is up but degraded, rejecting triggers: ${problem.reason}` : 'agentd is ready',
+        );
+        queueMicrotask(() => notify.ready(readyStatus(actor)));
+      },
+      announceDegraded: ({ context }) => {
+        const problem = context.stateDir;
+        log.warn(
+          { event: 'daemon.degraded', code: problem?.code, reason: problem?.reason },
+          `degraded, rejecting triggers: ${problem?.reason}`,
+        );
+        queueMicrotask(() => notify.ready(readyStatus(actor)));
+      },
+      announceWritable: () => {
+        log.info(
+          { event: 'daemon.state_dir_writable', unwritten: journal.unwritten },
+          'the state dir takes writes again: accepting triggers',
+        );
+        queueMicrotask(() => notify.ready(readyStatus(actor)));
+      },
+      announceShutdown: (_, { running }) => {
+        notify.stopping(`stopping: ${running} running session(s) to finish`);
+        log.info(
+          { event: 'daemon.shutdown', running },
+          `shutting down: ${running} running session(s) to finish`,
+        );
+      },
+      announceCancelAll: (_, { running }) =>
+        log.info(
+          { event: 'daemon.cancelling', running },
+          `shutting down now: cancelling ${running} running session(s)`,
+        ),
     },
   });
 
-  const actor = createActor(machine, {
+  const actor: DaemonActor = createActor(machine, {
     input: { agents: settings.agents, maxSessions: config.maxSessions },
     ...(options.inspect ? { inspect: options.inspect } : {}),
   });
-  const reload = createReloader({ started: settings, actor, log, notify });
   send = (event) => actor.send(event);
-  handle = {
+  const reload = createReloader({ started: settings, actor, log, notify });
+  port = createDaemonPort({
     actor,
+    journal,
     reload,
-    bus,
-    store,
-    settings,
-    instanceId,
-    startedAt: Date.now(),
     version: options.version,
+    instanceId,
+    socket: config.socket,
     log,
-    recent,
-    newSessionId: () => randomBytes(8).toString('hex'),
-  };
+  });
 
-  let signals = 0;
+  // A second shutdown cancels the running sessions: the machine's rule, not counted here.
   const onSignal = (signal: NodeJS.Signals) => {
-    signals++;
-    log.info(
-      { event: 'daemon.signal', signal, count: signals },
-      signals === 1
-        ? 'shutting down: running sessions finish'
-        : 'shutting down now: cancelling running sessions',
-    );
+    log.info({ event: 'daemon.signal', signal }, `received ${signal}`);
     actor.send({ type: 'shutdown' });
   };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
   // SIGHUP re-reads the configuration (systemd's ExecReload); without a handler it would kill the daemon.
   const onHangup = () => void reload('SIGHUP');
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
   process.on('SIGHUP', onHangup);
-
-  let previous = '';
-  let up = false;
-  const done = new Promise<string>((resolve) => {
-    actor.subscribe({
-      next: (snapshot) => {
-        const state = stateName(snapshot.value);
-        if (state !== previous) {
-          const was = previous;
-          previous = state;
-          const problem = snapshot.context.stateDir;
-          if ((state === 'ready' || state === 'degraded') && !up) {
-            up = true;
-            log.info(
-              {
-                event: 'daemon.ready',
-                socket: config.socket,
-                instanceId,
-                pid: process.pid,
-                ...(state === 'degraded' ? { degraded: problem?.reason } : {}),
-              },
-              state === 'degraded'
-                ? `agentd is up but degraded, rejecting triggers: ${problem?.reason}`
-                : 'agentd is ready',
-            );
-            notify.ready(readyStatus(actor));
-            if (handle) options.onReady?.(handle);
-          } else if (state === 'degraded') {
-            log.warn(
-              { event: 'daemon.degraded', code: problem?.code, reason: problem?.reason },
-              `degraded, rejecting triggers: ${problem?.reason}`,
-            );
-            notify.ready(readyStatus(actor));
-          } else if (state === 'ready' && was === 'degraded') {
-            log.info(
-              { event: 'daemon.state_dir_writable', unwritten: store.unwritten },
-              'the state dir takes writes again: accepting triggers',
-            );
-            notify.ready(readyStatus(actor));
-          } else if (state.startsWith('shutdown') && !was.startsWith('shutdown')) {
-            // Logged once, whether there is anything to drain or the daemon stops at once.
-            const running = Object.keys(snapshot.context.sessions).length;
-            notify.stopping(`stopping: ${running} running session(s) to finish`);
-            log.info(
-              { event: 'daemon.shutdown', running },
-              `shutting down: ${running} running session(s) to finish`,
-            );
-          }
-        }
-        // `stopped` is final inside `shutdown`; `failed` is final at the top.
-        if (snapshot.status === 'done' || snapshot.matches({ shutdown: 'stopped' })) resolve(state);
-      },
-      error: (error) => {
-        log.error({ event: 'daemon.crashed', err: error }, 'the daemon machine failed');
-        resolve('failed');
-      },
-    });
-  });
   actor.start();
-  const final = await done;
+  // `stopped` is final inside `shutdown`; `failed` is final at the top.
+  const end = await waitFor(actor, (s) => s.status !== 'active' || s.matches({ shutdown: 'stopped' }), {
+    timeout: Number.POSITIVE_INFINITY,
+  }).catch((error: unknown) => {
+    log.error({ event: 'daemon.crashed', err: error }, 'the daemon machine failed');
+    return undefined;
+  });
   actor.stop();
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
   process.off('SIGHUP', onHangup);
   await server.close();
   await notify.flush();
-  if (final !== 'shutdown.stopped') {
+  if (!end?.matches({ shutdown: 'stopped' })) {
     // Reported by the caller like any other start failure: a log line and a plain message.
     throw new AgentdError(
       'START_FAILED',
-      `could not start: ${actor.getSnapshot().context.failure ?? 'unknown reason'}`,
+      `could not start: ${end?.context.failure ?? 'the daemon machine failed'}`,
       { operation: 'start daemon' },
     );
   }
-  log.info({ event: 'daemon.stopped' }, 'agentd stopped');
+  log.info({ event: 'daemon.stopped', state: stateName(end.value) }, 'agentd stopped');
   return 0;
+}
+
+/** The session machine with its actors: credentials from the environment and files, the runner over Podman. */
+function sessionLogic(
+  settings: Settings,
+  instanceId: string,
+  podman: PodmanPort,
+  journal: SessionJournal,
+  log: Logger,
+  env: NodeJS.ProcessEnv,
+) {
+  const { daemon: config } = settings;
+  const runner = runnerMachineFor({ instanceId, stopGraceMs: config.stopGraceMs }).provide({
+    actors: runnerActors(podman, {
+      logFile: (id) => journal.logPath(id),
+      logMaxBytes: config.logMaxBytes,
+      line: (sessionId, line) => journal.output(sessionId, line),
+    }),
+    actions: {
+      announcePhase: ({ context }, { phase }) => journal.phase(context.session.invocation.sessionId, phase),
+      announceContainer: ({ context }, { container }) =>
+        journal.container(context.session.invocation.sessionId, container),
+      warn: ({ context }, { message, error }) =>
+        log.warn(
+          { event: 'session.teardown_warning', session: context.session.invocation.sessionId, err: error },
+          message,
+        ),
+    },
+  });
+  return sessionMachine.provide({
+    actors: {
+      resolveCredentials: fromPromise(({ input }) => resolveCredentials(input.agent, env)),
+      runner,
+      reportOutcome: fromPromise(async ({ input }) => journal.finish(input.request, input.outcome)),
+    },
+    actions: {
+      announcePhase: ({ context }, { phase }) => journal.phase(context.request.sessionId, phase),
+      announceAdoption: ({ context }) =>
+        log.info(
+          {
+            event: 'session.adopted',
+            session: context.request.sessionId,
+            container: context.adopted?.container,
+          },
+          'adopted a session',
+        ),
+    },
+  });
+}
+
+/** The Unix socket with its limits; each complete line goes to `onLine`. */
+function socketServer(
+  settings: Settings,
+  log: Logger,
+  onLine: ConstructorParameters<typeof SocketServer>[0]['onLine'],
+): SocketServer {
+  return new SocketServer({
+    path: settings.daemon.socket,
+    maxLineBytes: MAX_LINE_BYTES,
+    maxConnections: 256,
+    partialLineTimeoutMs: 30_000,
+    maxPendingWriteBytes: 8 * 1024 * 1024,
+    onLine,
+    onLineTooLong: (connection) =>
+      connection.send({
+        v: 1,
+        type: 'error',
+        code: 'line_too_long',
+        message: `request line longer than ${MAX_LINE_BYTES} bytes; requests must be one JSON object per line`,
+      }),
+    onRejectedConnection: () => log.warn({ event: 'socket.busy' }, 'refused a connection: too many open'),
+  });
 }
 
 /** How often a degraded daemon looks whether its state dir takes writes again. */

@@ -140,7 +140,7 @@ export const LOST_REPO = 'unknown (record lost)';
  */
 export function recordsFromLabels(
   containers: readonly ContainerSummary[],
-  known: ReadonlySet<string>,
+  known: { has(sessionId: string): boolean },
 ): SessionRecord[] {
   const records: SessionRecord[] = [];
   for (const container of containers) {

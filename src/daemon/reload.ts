@@ -7,7 +7,7 @@ import type { Settings } from '../config/types.js';
 import { errorMessage } from '../errors.js';
 import type { daemonMachine } from '../machines/daemon.machine.js';
 import type { ReloadReply } from '../protocol/replies.js';
-import { sendEvent } from '../protocol/send-event.js';
+import { sendEvent } from './port.js';
 
 export interface ReloaderOptions {
   /** The settings the daemon started with: their file is re-read, their daemon section stays in force. */
@@ -65,10 +65,11 @@ export function createReloader(
       { agents: context.agents, maxSessions: context.maxSessions, daemon: started.daemon },
       next,
     );
-    const [answer] = sendEvent(
-      { actor },
-      { type: 'reload', agents: next.agents, maxSessions: next.daemon.maxSessions },
-    );
+    const [answer] = sendEvent(actor, {
+      type: 'reload',
+      agents: next.agents,
+      maxSessions: next.daemon.maxSessions,
+    });
     if (answer?.type !== 'reload.applied') {
       const reason = answer?.type === 'reload.rejected' ? answer.reason : 'the daemon did not answer';
       log.warn({ event: 'daemon.reload_failed', trigger, config: file }, `reload not applied: ${reason}`);

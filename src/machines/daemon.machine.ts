@@ -64,9 +64,15 @@ export type TriggerUnrecordedEvent = {
   requestId?: string;
 } & StateDirProblem;
 
-/** Events the daemon makes itself: from recording a trigger, and from watching the state dir. */
+/** A trigger after checkTrigger: the session it becomes, or why it does not. */
+export type TriggerCheckedEvent =
+  | { type: 'trigger.valid'; session: SessionInput; requestId?: string }
+  | { type: 'trigger.invalid'; trigger: TriggerEvent; code: RejectionCode; reason: string };
+
+/** Events the daemon makes itself: from checking and recording a trigger, and from watching the state dir. */
 export type InternalEvent =
   | SessionFinishedEvent
+  | TriggerCheckedEvent
   | TriggerRecordedEvent
   | TriggerUnrecordedEvent
   | ({ type: 'stateDir.unwritable' } & StateDirProblem)
@@ -138,7 +144,11 @@ const whileStarting = {
   trigger: {
     actions: {
       type: 'rejectTrigger',
-      params: ({ event }: { event: TriggerEvent }) => ({ trigger: event, reason: 'daemon is starting' }),
+      params: ({ event }: { event: TriggerEvent }) => ({
+        trigger: event,
+        code: 'not_accepting' as const,
+        reason: 'daemon is starting',
+      }),
     },
   },
   shutdown: 'shutdown',
@@ -221,7 +231,11 @@ export const daemonMachine = setup({
     }),
   },
   guards: {
-    triggerIsValid: ({ context }, trigger: TriggerEvent) => checkTrigger(context.agents, trigger).ok,
+    /**
+     * Provided: the id belongs to a session that has a record (a finished one, say): a session id is
+     * used once. This default knows of none.
+     */
+    sessionIdRecorded: (_, _sessionId: string) => false,
     sessionIdInUse: ({ context }, sessionId: string) =>
       sessionId in context.sessions || context.queue.some((s) => s.request.sessionId === sessionId),
     sessionIsQueued: ({ context }, sessionId: string) =>
@@ -244,18 +258,25 @@ export const daemonMachine = setup({
         position: queued ? context.queue.length : 0,
       };
     }),
-    rejectTrigger: emit(
-      ({ context }, params: { trigger: TriggerEvent; reason?: string; code?: RejectionCode }) => {
-        const check = checkTrigger(context.agents, params.trigger);
-        return {
-          type: 'trigger.rejected' as const,
-          requestId: params.trigger.requestId,
-          sessionId: params.trigger.sessionId,
-          code: params.code ?? (params.reason ? 'not_accepting' : check.ok ? 'invalid' : check.code),
-          reason: params.reason ?? (check.ok ? 'invalid trigger' : check.reason),
-        };
-      },
-    ),
+    rejectTrigger: emit((_, params: { trigger: TriggerEvent; code: RejectionCode; reason: string }) => ({
+      type: 'trigger.rejected' as const,
+      requestId: params.trigger.requestId,
+      sessionId: params.trigger.sessionId,
+      code: params.code,
+      reason: params.reason,
+    })),
+    /** The trigger rules, applied once per trigger: trigger.valid with the session, or trigger.invalid with why. */
+    checkTrigger: raise(({ context }, trigger: TriggerEvent) => checked(context.agents, trigger)),
+    /** Side effect (provided): the daemon takes requests; says so (log, service manager). */
+    announceUp: (_, _params: undefined) => {},
+    /** Side effect (provided): the state dir took no write; triggers are rejected until it does. */
+    announceDegraded: (_, _params: undefined) => {},
+    /** Side effect (provided): the state dir takes writes again. */
+    announceWritable: (_, _params: undefined) => {},
+    /** Side effect (provided): shutting down, with how many sessions are left to finish. */
+    announceShutdown: (_, _params: { running: number }) => {},
+    /** Side effect (provided): a second shutdown cancels the running sessions. */
+    announceCancelAll: (_, _params: { running: number }) => {},
     /**
      * Side effect (provided): writes the accepted session's record durably, then raises
      * trigger.recorded, or trigger.unrecorded when the state dir cannot take it. A trigger is answered
@@ -383,12 +404,15 @@ export const daemonMachine = setup({
           {
             guard: { type: 'stateDirUnwritable', params: ({ event }) => event.output },
             target: 'degraded',
-            actions: {
-              type: 'storeStateDirProblem',
-              params: ({ event }) => event.output.stateDir as StateDirProblem,
-            },
+            actions: [
+              {
+                type: 'storeStateDirProblem',
+                params: ({ event }) => event.output.stateDir as StateDirProblem,
+              },
+              'announceUp',
+            ],
           },
-          { target: 'ready' },
+          { target: 'ready', actions: 'announceUp' },
         ],
         onError: {
           target: 'failed',
@@ -416,17 +440,30 @@ export const daemonMachine = setup({
             },
           },
           {
-            guard: { type: 'triggerIsValid', params: ({ event }) => event },
+            guard: { type: 'sessionIdRecorded', params: ({ event }) => event.sessionId },
             actions: {
-              type: 'recordAccepted',
-              params: ({ context, event }) => ({
-                session: newSession(context.agents, event),
-                ...(event.requestId === undefined ? {} : { requestId: event.requestId }),
+              type: 'rejectTrigger',
+              params: ({ event }) => ({
+                trigger: event,
+                code: 'duplicate_session',
+                reason: `session id ${event.sessionId} was already used; leave sessionId out to get a fresh one`,
               }),
             },
           },
-          { actions: { type: 'rejectTrigger', params: ({ event }) => ({ trigger: event }) } },
+          { actions: { type: 'checkTrigger', params: ({ event }) => event } },
         ],
+        'trigger.valid': {
+          actions: {
+            type: 'recordAccepted',
+            params: ({ event }) => ({
+              session: event.session,
+              ...(event.requestId === undefined ? {} : { requestId: event.requestId }),
+            }),
+          },
+        },
+        'trigger.invalid': {
+          actions: { type: 'rejectTrigger', params: ({ event }) => event },
+        },
         'trigger.recorded': {
           actions: [
             { type: 'queueSession', params: ({ event }) => event.session },
@@ -438,6 +475,7 @@ export const daemonMachine = setup({
           target: 'degraded',
           actions: [
             { type: 'storeStateDirProblem', params: ({ event }) => problemOf(event) },
+            'announceDegraded',
             {
               type: 'rejectTrigger',
               params: ({ event }) => ({
@@ -450,7 +488,10 @@ export const daemonMachine = setup({
         },
         'stateDir.unwritable': {
           target: 'degraded',
-          actions: { type: 'storeStateDirProblem', params: ({ event }) => problemOf(event) },
+          actions: [
+            { type: 'storeStateDirProblem', params: ({ event }) => problemOf(event) },
+            'announceDegraded',
+          ],
         },
         ...whileUp,
       },
@@ -466,7 +507,7 @@ export const daemonMachine = setup({
             type: 'rejectTrigger',
             params: ({ context, event }) => ({
               trigger: event,
-              code: context.stateDir?.code ?? 'state_dir_unwritable',
+              code: context.stateDir?.code ?? ('state_dir_unwritable' as const),
               reason: `${context.stateDir?.reason ?? 'the state dir takes no writes'}; triggers are accepted again as soon as it does`,
             }),
           },
@@ -474,12 +515,13 @@ export const daemonMachine = setup({
         'stateDir.unwritable': {
           actions: { type: 'storeStateDirProblem', params: ({ event }) => problemOf(event) },
         },
-        'stateDir.writable': { target: 'ready', actions: 'clearStateDirProblem' },
+        'stateDir.writable': { target: 'ready', actions: ['clearStateDirProblem', 'announceWritable'] },
         ...whileUp,
       },
     },
     shutdown: {
       description: 'Stop accepting triggers, let running sessions finish, then stop.',
+      entry: { type: 'announceShutdown', params: ({ context }) => ({ running: runningCount(context) }) },
       initial: 'draining',
       states: {
         draining: {
@@ -499,12 +541,21 @@ export const daemonMachine = setup({
             trigger: {
               actions: {
                 type: 'rejectTrigger',
-                params: ({ event }) => ({ trigger: event, reason: 'daemon is shutting down' }),
+                params: ({ event }) => ({
+                  trigger: event,
+                  code: 'not_accepting' as const,
+                  reason: 'daemon is shutting down',
+                }),
               },
             },
             cancel: [cancelRunningSession, rejectUnknownCancel],
             reload: { actions: { type: 'rejectReload', params: ({ event }) => event } },
-            shutdown: { actions: 'cancelAllSessions' },
+            shutdown: {
+              actions: [
+                { type: 'announceCancelAll', params: ({ context }) => ({ running: runningCount(context) }) },
+                'cancelAllSessions',
+              ],
+            },
           },
         },
         stopped: {
@@ -532,10 +583,10 @@ function settle(
   }));
 }
 
-/** The session a valid trigger becomes. */
-function newSession(agents: readonly AgentConfig[], trigger: TriggerEvent): SessionInput {
+/** The trigger rules applied to a trigger: the session it becomes, or why it does not. */
+function checked(agents: readonly AgentConfig[], trigger: TriggerEvent): TriggerCheckedEvent {
   const check = checkTrigger(agents, trigger);
-  if (!check.ok) throw new Error(`daemon machine: trigger ${trigger.sessionId} is not valid`);
+  if (!check.ok) return { type: 'trigger.invalid', trigger, code: check.code, reason: check.reason };
   const request: SessionRequest = {
     sessionId: trigger.sessionId,
     agent: check.agent.name,
@@ -544,7 +595,15 @@ function newSession(agents: readonly AgentConfig[], trigger: TriggerEvent): Sess
     ...(trigger.workUnit === undefined ? {} : { workUnit: trigger.workUnit }),
     ...(check.timeoutMs === undefined ? {} : { timeoutMs: check.timeoutMs }),
   };
-  return { request, agent: check.agent };
+  return {
+    type: 'trigger.valid',
+    session: { request, agent: check.agent },
+    ...(trigger.requestId === undefined ? {} : { requestId: trigger.requestId }),
+  };
+}
+
+function runningCount(context: DaemonContext): number {
+  return Object.keys(context.sessions).length;
 }
 
 /** The trigger a recorded session came from, for answering it. */

@@ -1,36 +1,47 @@
 import type { Logger } from 'pino';
-import type { Actor, StateValue } from 'xstate';
-import type { SessionStore } from '../adapters/session-store.js';
 import type { Connection } from '../adapters/socket-server.js';
-import type { Settings } from '../config/types.js';
 import { PROTOCOL_VERSION } from '../constants.js';
-import type { daemonMachine } from '../machines/daemon.machine.js';
+import type { ClientEvent, DaemonEmitted } from '../machines/daemon.machine.js';
 import type { SessionRecord } from '../sessions/records.js';
-import type { SessionBus } from '../sessions/session-bus.js';
+import type { BusEvent } from '../sessions/session-bus.js';
 import type { Request, RequestOf } from './messages.js';
-import type { ReloadReply, ReplyBody } from './replies.js';
+import type { ReloadReply, ReplyBody, ReplyOf } from './replies.js';
 
-/** What a socket message handler may use of the running daemon. */
-export interface DaemonHandle {
-  actor: Actor<typeof daemonMachine>;
-  bus: SessionBus;
-  store: SessionStore<SessionRecord>;
-  settings: Settings;
-  instanceId: string;
-  startedAt: number;
-  version: string;
-  log: Logger;
-  /** Newest finished sessions first, kept in memory for `status`. */
-  recent: SessionRecord[];
-  newSessionId(): string;
+/** The daemon as a socket handler sees it: what `status` shows of it. */
+export type DaemonStatus = Omit<ReplyOf<'status'>, 'v' | 'id' | 'type'>;
+/** The daemon's state and its live sessions, as `subscribe` streams them. */
+export type DaemonState = Omit<ReplyOf<'state'>, 'v' | 'id' | 'type'>;
+
+/**
+ * What a socket message handler may use of the running daemon: a small port, not the machine. The
+ * daemon implements it (src/daemon/port.ts) over its machine and its session journal.
+ */
+export interface DaemonPort {
+  /** The daemon machine's state, e.g. `ready` or `shutdown.draining`. */
+  state(): string;
+  /** Sends one client event to the daemon machine and returns what it answered to it. */
+  send(event: ClientEvent): DaemonEmitted[];
+  /** Everything `status` reports. */
+  status(): DaemonStatus;
+  /** The state and the running and queued sessions; `watch` calls back whenever they may have changed. */
+  sessions(): DaemonState;
+  watch(listener: () => void): () => void;
+  /** A session's phases, output and outcome as they happen; returns a function that stops following. */
+  follow(sessionId: string, listener: (event: BusEvent) => void): () => void;
+  /** A session's record and the lines of its stored output; undefined for an unknown session. */
+  readLog(sessionId: string): { record: SessionRecord; lines: string[] } | undefined;
   /** Re-reads the configuration file (SIGHUP, the `reload` request); never rejects. */
   reload(trigger: 'SIGHUP' | 'request'): Promise<ReloadReply>;
+  newSessionId(): string;
+  readonly version: string;
+  readonly instanceId: string;
+  readonly log: Logger;
 }
 
 export type Handler<T extends Request['type']> = (
   request: RequestOf<T>,
   connection: Connection,
-  daemon: DaemonHandle,
+  daemon: DaemonPort,
 ) => void;
 
 /** Sends one reply to a request, with the protocol version and the request's id. */
@@ -44,11 +55,4 @@ export function reply(
     ...(request.id === undefined ? {} : { id: request.id }),
     ...message,
   });
-}
-
-export function stateName(value: StateValue): string {
-  if (typeof value === 'string') return value;
-  return Object.entries(value)
-    .map(([key, inner]) => (inner === undefined ? key : `${key}.${stateName(inner)}`))
-    .join(',');
 }

@@ -1,10 +1,10 @@
 import type { Connection } from '../adapters/socket-server.js';
-import type { DaemonHandle, Handler } from './context.js';
+import type { DaemonPort, Handler } from './context.js';
 import { handlers } from './handlers/index.js';
 import { describeIssues, type Request, requestSchema } from './messages.js';
 
 /** Validates one request line and hands it to its handler; anything malformed gets an error reply. */
-export function dispatch(line: string, connection: Connection, daemon: DaemonHandle): void {
+export function dispatch(line: string, connection: Connection, daemon: DaemonPort): void {
   let parsed: unknown;
   try {
     parsed = JSON.parse(line);

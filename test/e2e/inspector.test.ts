@@ -206,7 +206,7 @@ describe('agentd start --inspect', () => {
       expect.objectContaining({ source: 'ready', targets: ['shutdown'], event: 'shutdown' }),
     );
     expect(json.daemon.transitions).toContainEqual(
-      expect.objectContaining({ source: 'ready', event: 'trigger', guard: 'triggerIsValid' }),
+      expect.objectContaining({ source: 'ready', event: 'trigger', guard: 'sessionIdInUse' }),
     );
     expect(json.daemon.transitions).toContainEqual(
       expect.objectContaining({ source: 'reconciling', targets: ['opening'], event: 'done: reconcile' }),

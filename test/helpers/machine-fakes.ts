@@ -212,6 +212,8 @@ export class Fakes {
   recordFails: StateDirProblem | undefined;
   /** Live state dir watchers (the daemon is degraded while one runs). */
   watchers = 0;
+  /** Ids that have a record (finished sessions): the daemon's provided sessionIdRecorded guard. */
+  readonly recorded = new Set<string>();
 
   constructor(readonly options: FakeOptions = {}) {
     this.onCancel = options.onCancel ?? 'finish';
@@ -356,6 +358,9 @@ export class Fakes {
             this.watchers--;
           };
         }),
+      },
+      guards: {
+        sessionIdRecorded: (_, sessionId) => this.recorded.has(sessionId),
       },
       actions: {
         recordAccepted: raise((_, { session, requestId }) => {

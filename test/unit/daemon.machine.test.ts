@@ -233,6 +233,21 @@ describe('daemon machine: triggers', () => {
     expect(d.queued()).toEqual(['s2']);
   });
 
+  it('rejects a trigger whose session id has a record already: a session id is used once', async () => {
+    const d = await startDaemon();
+    d.fakes.recorded.add('s0');
+    expect(d.trigger('s0', { requestId: 'r' })).toEqual([
+      {
+        type: 'trigger.rejected',
+        requestId: 'r',
+        sessionId: 's0',
+        code: 'duplicate_session',
+        reason: expect.stringContaining('was already used'),
+      },
+    ]);
+    expect(d.fakes.accepted).toEqual([]);
+  });
+
   it('queues beyond max_sessions with a position and starts queued sessions in FIFO order', async () => {
     const d = await startDaemon({ maxSessions: 2 });
     const positions = ['s1', 's2', 's3', 's4', 's5'].map((id) => d.trigger(id)[0]);

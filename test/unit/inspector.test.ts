@@ -135,7 +135,7 @@ describe('machine structure', () => {
       expect.objectContaining({ source: 'reconciling', targets: ['opening'], event: 'done: reconcile' }),
     );
     expect(json.transitions).toContainEqual(
-      expect.objectContaining({ source: 'ready', event: 'trigger', guard: 'triggerIsValid', targets: [] }),
+      expect.objectContaining({ source: 'ready', event: 'trigger', guard: 'sessionIdRecorded', targets: [] }),
     );
     expect(json.transitions).toContainEqual(
       expect.objectContaining({

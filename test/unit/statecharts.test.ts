@@ -52,13 +52,14 @@ describe('docs/statecharts', () => {
     expect(page).toContain('    draining --> stopped: always [noSessionsRunning]\n');
     expect(page).toContain('    stopped --> [*]\n');
     expect(page).toContain('  failed --> [*]\n');
-    expect(page).toContain('  ready --> ready: trigger [triggerIsValid]\n');
+    expect(page).toContain('  ready --> ready: trigger [sessionIdRecorded]\n');
     // Mermaid ends a label at a colon, so the diagram spells it as an entity; the tables do not.
     expect(page).toContain('  reconciling --> opening: done#58; reconcile\n');
     expect(page).toContain('  opening --> failed: error#58; openSocket\n');
     expect(page).toContain('| `shutdown.draining` | atomic | Queued sessions are dropped');
     expect(page).toContain('| `reconciling` | atomic |');
-    expect(page).toMatch(/\| `trigger` \| `ready` \| — \| `triggerIsValid` \| `recordAccepted` \|/);
+    expect(page).toMatch(/\| `trigger` \| `ready` \| — \| — \| `checkTrigger` \|/);
+    expect(page).toMatch(/\| `trigger.valid` \| `ready` \| — \| — \| `recordAccepted` \|/);
     expect(page).toMatch(/\| `trigger.recorded` \| `ready` \| — \| — \| `queueSession`, `answerAccepted`/);
     expect(page).toMatch(
       /\| `shutdown` \| `reconciling`, `opening`, `ready`, `degraded` \| `shutdown` \| — \| — \|/,

@@ -1,8 +1,7 @@
 import { type Handler, reply } from '../context.js';
-import { sendEvent } from '../send-event.js';
 
 export const cancel: Handler<'cancel'> = (request, connection, daemon) => {
-  const answer = sendEvent(daemon, { type: 'cancel', sessionId: request.sessionId })[0];
+  const answer = daemon.send({ type: 'cancel', sessionId: request.sessionId })[0];
   if (answer?.type === 'cancel.accepted') {
     reply(connection, request, {
       type: 'cancelling',

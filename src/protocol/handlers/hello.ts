@@ -1,5 +1,5 @@
 import { PROTOCOL_VERSION } from '../../constants.js';
-import { type Handler, reply, stateName } from '../context.js';
+import { type Handler, reply } from '../context.js';
 
 export const hello: Handler<'hello'> = (request, connection, daemon) => {
   reply(connection, request, {
@@ -8,6 +8,6 @@ export const hello: Handler<'hello'> = (request, connection, daemon) => {
     version: daemon.version,
     pid: process.pid,
     instanceId: daemon.instanceId,
-    state: stateName(daemon.actor.getSnapshot().value),
+    state: daemon.state(),
   });
 };

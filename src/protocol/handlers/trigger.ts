@@ -1,6 +1,5 @@
 import type { BusEvent } from '../../sessions/session-bus.js';
 import { type Handler, reply } from '../context.js';
-import { sendEvent } from '../send-event.js';
 
 /** Accepts a trigger; with `follow`, streams the session's phases and output until its outcome. */
 export const trigger: Handler<'trigger'> = (request, connection, daemon) => {
@@ -10,7 +9,7 @@ export const trigger: Handler<'trigger'> = (request, connection, daemon) => {
   // Events published while the trigger is processed wait until the "accepted" reply is out.
   let early: BusEvent[] | undefined = [];
   if (request.follow) {
-    unfollow = daemon.bus.follow(sessionId, (event: BusEvent) => {
+    unfollow = daemon.follow(sessionId, (event: BusEvent) => {
       if (early) {
         early.push(event);
         return;
@@ -30,7 +29,7 @@ export const trigger: Handler<'trigger'> = (request, connection, daemon) => {
   }
 
   const { v: _v, id: _id, type: _type, follow: _follow, ...fields } = request;
-  const answers = sendEvent(daemon, { type: 'trigger', sessionId, ...fields });
+  const answers = daemon.send({ type: 'trigger', sessionId, ...fields });
   const answer = answers[0];
   if (answer?.type === 'trigger.accepted') {
     reply(connection, request, {

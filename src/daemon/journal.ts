@@ -1,0 +1,174 @@
+import type { Logger } from 'pino';
+import type { QuarantinedRecord, SessionStore } from '../adapters/session-store.js';
+import { readNoFollow } from '../adapters/state-files.js';
+import type { SessionRecord } from '../sessions/records.js';
+import { type BusEvent, SessionBus } from '../sessions/session-bus.js';
+import type { SessionOutcome, SessionPhase, SessionRequest } from '../sessions/types.js';
+
+/** Finished sessions kept in memory for `status`. */
+const RECENT_KEPT = 50;
+/** Outcomes between two prunings of the state dir. */
+const PRUNE_EVERY = 20;
+
+/**
+ * What the daemon keeps of its sessions, in one place: their records in the state dir, the newest
+ * outcomes for `status`, the log of each session's output, and the bus that streams phases, output
+ * and outcomes to the clients that follow them. The machines' provided actions and actors write
+ * through it; the socket handlers read through the daemon port (port.ts).
+ */
+export class SessionJournal {
+  private readonly bus = new SessionBus();
+  private readonly recentRecords: SessionRecord[] = [];
+  /** Ids with a record: a session id is used once. */
+  private readonly known = new Set<string>();
+  private finishedSincePrune = 0;
+
+  constructor(
+    private readonly store: SessionStore<SessionRecord>,
+    private readonly log: Logger,
+    private readonly historyLimit: number,
+  ) {}
+
+  /**
+   * Reads the state dir once, at start: finished records feed `status`, the unfinished ones are
+   * returned for crash recovery. Unreadable records are moved aside and reported.
+   */
+  load(onQuarantined: (bad: QuarantinedRecord) => void): { unfinished: SessionRecord[] } {
+    const records = this.store.list(onQuarantined);
+    for (const record of records) this.known.add(record.id);
+    this.recentRecords.push(
+      ...records
+        .filter((r) => r.outcome !== undefined)
+        .sort((a, b) => (b.finishedAt ?? '').localeCompare(a.finishedAt ?? ''))
+        .slice(0, RECENT_KEPT),
+    );
+    return { unfinished: records.filter((r) => r.outcome === undefined) };
+  }
+
+  has(sessionId: string): boolean {
+    return this.known.has(sessionId);
+  }
+
+  /** Writes an accepted session's record durably; throws (a StateDirError) when it cannot. */
+  accept(request: SessionRequest): void {
+    const record: SessionRecord = {
+      version: 1,
+      id: request.sessionId,
+      agent: request.agent,
+      repo: request.repoUrl,
+      acceptedAt: request.acceptedAt,
+      phase: 'queued',
+      phases: [{ phase: 'queued', at: request.acceptedAt }],
+      ...(request.workUnit === undefined ? {} : { workUnit: request.workUnit }),
+      ...(request.timeoutMs === undefined ? {} : { timeoutMs: request.timeoutMs }),
+    };
+    this.store.accept(record);
+    this.known.add(record.id);
+  }
+
+  /** A record rebuilt from a container's labels (its own was lost). */
+  rebuilt(record: SessionRecord): void {
+    this.store.put(record);
+    this.known.add(record.id);
+  }
+
+  phase(sessionId: string, phase: SessionPhase): void {
+    const at = new Date().toISOString();
+    this.store.update(sessionId, (r) => ({
+      ...r,
+      phase,
+      phases: [...r.phases, { phase, at }],
+      startedAt: r.startedAt ?? at,
+    }));
+    this.log.info({ event: 'session.phase', session: sessionId, phase }, `session ${phase}`);
+    this.bus.publish({ type: 'phase', sessionId, phase });
+  }
+
+  container(sessionId: string, container: string): void {
+    this.store.update(sessionId, (r) => ({ ...r, container }));
+  }
+
+  /** One line of a session's output (already masked and in its log file). */
+  output(sessionId: string, line: string): void {
+    this.bus.publish({ type: 'output', sessionId, line });
+  }
+
+  /** Records a session's outcome, logs it and tells its followers; prunes old records now and then. */
+  finish(request: SessionRequest, outcome: SessionOutcome): void {
+    const finishedAt = new Date();
+    const record = this.store.update(request.sessionId, (r) => ({
+      ...r,
+      phase: 'finished',
+      phases: [...r.phases, { phase: 'finished', at: finishedAt.toISOString() }],
+      finishedAt: finishedAt.toISOString(),
+      durationMs: finishedAt.getTime() - Date.parse(r.startedAt ?? r.acceptedAt),
+      outcome: outcome.outcome,
+      ...(outcome.exitCode === undefined ? {} : { exitCode: outcome.exitCode }),
+      ...(outcome.signal === undefined ? {} : { signal: outcome.signal }),
+      ...(outcome.message === undefined ? {} : { message: outcome.message }),
+    }));
+    if (!record) return;
+    this.recentRecords.unshift(record);
+    this.recentRecords.length = Math.min(this.recentRecords.length, RECENT_KEPT);
+    this.log.info(
+      {
+        event: 'session.outcome',
+        session: record.id,
+        agent: record.agent,
+        outcome: record.outcome,
+        exitCode: record.exitCode,
+        phase: outcome.phase,
+        durationMs: record.durationMs,
+        timings: outcome.timings,
+        message: record.message,
+      },
+      `session ${record.outcome}`,
+    );
+    this.bus.publish({ type: 'outcome', sessionId: record.id, record });
+    if (++this.finishedSincePrune >= PRUNE_EVERY) {
+      this.finishedSincePrune = 0;
+      this.store.prune(this.historyLimit);
+    }
+  }
+
+  logPath(sessionId: string): string {
+    return this.store.logPath(sessionId);
+  }
+
+  /** The newest finished sessions, newest first. */
+  recent(count: number): SessionRecord[] {
+    return this.recentRecords.slice(0, count);
+  }
+
+  /** A session's record and the lines of its stored output; undefined for an unknown session. */
+  readLog(sessionId: string): { record: SessionRecord; lines: string[] } | undefined {
+    const record = this.store.read(sessionId);
+    if (!record) return undefined;
+    let text = '';
+    try {
+      // Never through a link someone planted in place of the log.
+      text = readNoFollow(this.store.logPath(sessionId)).toString('utf8');
+    } catch {
+      // No output yet (or no readable log).
+    }
+    return { record, lines: text.split('\n').slice(0, -1) };
+  }
+
+  follow(sessionId: string, listener: (event: BusEvent) => void): () => void {
+    return this.bus.follow(sessionId, listener);
+  }
+
+  followAll(listener: (event: BusEvent) => void): () => void {
+    return this.bus.followAll(listener);
+  }
+
+  /** Writes records that waited in memory for room; throws while the state dir takes no write. */
+  flush(): void {
+    this.store.flush();
+  }
+
+  /** Records waiting in memory for the state dir to take writes. */
+  get unwritten(): number {
+    return this.store.unwritten;
+  }
+}

@@ -1,0 +1,136 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Actor, StateValue } from 'xstate';
+import type { ClientEvent, DaemonEmitted, daemonMachine } from '../machines/daemon.machine.js';
+import { sessionPhaseOf } from '../machines/session.machine.js';
+import type { DaemonPort, DaemonState, DaemonStatus } from '../protocol/context.js';
+import type { ReloadReply } from '../protocol/replies.js';
+import type { SessionJournal } from './journal.js';
+
+export type DaemonActor = Actor<typeof daemonMachine>;
+
+const ANSWERS = [
+  'trigger.accepted',
+  'trigger.rejected',
+  'cancel.accepted',
+  'cancel.rejected',
+  'reload.applied',
+  'reload.rejected',
+] as const;
+
+/** Finished sessions `status` shows. */
+const RECENT_SHOWN = 10;
+
+/**
+ * Sends one event to the daemon machine and returns what the machine answered. The machine
+ * processes events synchronously, so every answer has arrived when send() returns.
+ */
+export function sendEvent(actor: DaemonActor, event: ClientEvent): DaemonEmitted[] {
+  const requestId = randomUUID();
+  const answers: DaemonEmitted[] = [];
+  const subscriptions = ANSWERS.map((type) =>
+    actor.on(type, (answer: DaemonEmitted) => {
+      if (answer.requestId === requestId) answers.push(answer);
+    }),
+  );
+  try {
+    actor.send({ ...event, requestId });
+  } finally {
+    for (const subscription of subscriptions) subscription.unsubscribe();
+  }
+  return answers;
+}
+
+/** `shutdown.draining` for { shutdown: 'draining' }. */
+export function stateName(value: StateValue): string {
+  if (typeof value === 'string') return value;
+  return Object.entries(value)
+    .map(([key, inner]) => (inner === undefined ? key : `${key}.${stateName(inner)}`))
+    .join(',');
+}
+
+export interface PortOptions {
+  actor: DaemonActor;
+  journal: SessionJournal;
+  reload: (trigger: 'SIGHUP' | 'request') => Promise<ReloadReply>;
+  version: string;
+  instanceId: string;
+  socket: string;
+  log: Logger;
+}
+
+/** The socket handlers' view of the daemon (protocol/context.ts), over its machine and its journal. */
+export function createDaemonPort(options: PortOptions): DaemonPort {
+  const { actor, journal } = options;
+  const startedAt = Date.now();
+  const state = () => stateName(actor.getSnapshot().value);
+  return {
+    state,
+    send: (event) => sendEvent(actor, event),
+    status: (): DaemonStatus => {
+      const { context } = actor.getSnapshot();
+      const now = Date.now();
+      return {
+        state: state(),
+        pid: process.pid,
+        version: options.version,
+        instanceId: options.instanceId,
+        socket: options.socket,
+        uptimeMs: now - startedAt,
+        maxSessions: context.maxSessions,
+        running: Object.values(context.sessions).map((ref) => {
+          const snapshot = ref.getSnapshot();
+          const { request, startedAt: sessionStartedAt } = snapshot.context;
+          return {
+            id: request.sessionId,
+            agent: request.agent,
+            repo: request.repoUrl,
+            ...(request.workUnit === undefined ? {} : { workUnit: request.workUnit }),
+            phase: sessionPhaseOf(snapshot),
+            startedAt: sessionStartedAt,
+            elapsedMs: now - Date.parse(sessionStartedAt),
+          };
+        }),
+        queued: context.queue.map(({ request }, index) => ({
+          id: request.sessionId,
+          agent: request.agent,
+          repo: request.repoUrl,
+          ...(request.workUnit === undefined ? {} : { workUnit: request.workUnit }),
+          position: index + 1,
+          acceptedAt: request.acceptedAt,
+          waitingMs: now - Date.parse(request.acceptedAt),
+        })),
+        recent: journal.recent(RECENT_SHOWN),
+      };
+    },
+    sessions: (): DaemonState => {
+      const { context } = actor.getSnapshot();
+      return {
+        state: state(),
+        running: Object.values(context.sessions).map((ref) => ({
+          id: ref.id,
+          phase: sessionPhaseOf(ref.getSnapshot()),
+        })),
+        queued: context.queue.map((entry) => entry.request.sessionId),
+      };
+    },
+    watch: (listener) => {
+      const subscription = actor.subscribe(() => listener());
+      // Session phases change inside child actors, which the root's subscription does not see.
+      const unfollow = journal.followAll((event) => {
+        if (event.type === 'phase') listener();
+      });
+      return () => {
+        subscription.unsubscribe();
+        unfollow();
+      };
+    },
+    follow: (sessionId, listener) => journal.follow(sessionId, listener),
+    readLog: (sessionId) => journal.readLog(sessionId),
+    reload: options.reload,
+    newSessionId: () => randomBytes(8).toString('hex'),
+    version: options.version,
+    instanceId: options.instanceId,
+    log: options.log,
+  };
+}
