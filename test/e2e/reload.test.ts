@@ -154,9 +154,11 @@ describe('reload (SIGHUP and agentd reload)', () => {
     expect(cli.stdout).toMatch(/daemon\.state_dir \(.*state -> .*other-state\)/);
     expect(cli.stdout).toMatch(/cannot change while agentd runs/);
     const warning = await d.waitForLog((l) => l.event === 'daemon.reload_restart_needed');
+    // records_dir defaults to a folder of the state dir, so it moves with it.
     expect((warning.settings as { key: string }[]).map((s) => s.key)).toEqual([
       'daemon.socket',
       'daemon.state_dir',
+      'daemon.records_dir',
     ]);
     const status = JSON.parse((await d.cli(['status', '--json'])).stdout) as { maxSessions: number };
     expect(status.maxSessions).toBe(3);
