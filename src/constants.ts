@@ -2,14 +2,26 @@
 export const LABEL_INSTANCE = 'io.agentd.instance';
 export const LABEL_SESSION = 'io.agentd.session';
 export const LABEL_AGENT = 'io.agentd.agent';
+/** Marks a cache volume (`caches:`) with its name; reconciliation never removes these. */
+export const LABEL_CACHE = 'io.agentd.cache';
 /** Every container and secret agentd creates starts with this prefix. */
 export const NAME_PREFIX = 'agentd-';
 /** Where secret files are mounted inside the session container (root-only, mode 0400). */
 export const SECRET_MOUNT_DIR = '/run/secrets/agentd';
 /** Protocol version spoken on the Unix socket. */
 export const PROTOCOL_VERSION = 1;
-/** Longest request line the socket accepts. */
-export const MAX_LINE_BYTES = 1024 * 1024;
+/** Longest request line the socket accepts: room for a trigger's request and input files, base64-encoded. */
+export const MAX_LINE_BYTES = 16 * 1024 * 1024;
+/** Bytes of unfinished request lines the socket holds for all clients together. */
+export const MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
+/** Largest request text (`--request`, `--request-file`) a trigger may carry. */
+export const MAX_REQUEST_BYTES = 1024 * 1024;
+/** Largest total of the input files (`--input`) one trigger may carry. */
+export const MAX_INPUT_BYTES = 8 * 1024 * 1024;
+/** Most input files one trigger may carry. */
+export const MAX_INPUT_FILES = 64;
+/** An input's name: its file name under /agentd/input. */
+export const INPUT_NAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 /** Podman refuses secrets of 512,000 bytes or more. */
 export const MAX_SECRET_BYTES = 511_999;
 /** A session id: 16 lowercase hex characters, chosen by the daemon (or a script's `send`). */

@@ -19,6 +19,10 @@ export const containerListSchema = z.array(containerSummarySchema).nullable();
 export const containerInspectSchema = z.object({
   Id: z.string(),
   Name: z.string(),
+  /** The image's id, the reference it was created from and its digest. */
+  Image: z.string().optional(),
+  ImageName: z.string().optional(),
+  ImageDigest: z.string().optional(),
   State: z.object({
     Status: z.string(),
     Running: z.boolean(),

@@ -47,6 +47,10 @@ export interface CreateContainerOptions {
   noNewPrivileges?: boolean;
   /** Size-limited tmpfs mounts (rw, exec, nosuid, nodev). */
   tmpfs?: { path: string; bytes: number; mode: string }[];
+  /** Host paths bound into the container (nosuid, nodev); paths hold no `:` or `,` (config checks it). */
+  mounts?: { source: string; target: string; readOnly: boolean }[];
+  /** Named volumes (nosuid, nodev), read-write; `labels` are for creating one that is missing. */
+  volumes?: { name: string; target: string; labels?: Record<string, string> }[];
   entrypoint: string[];
   args: string[];
   signal?: AbortSignal;
@@ -98,6 +102,15 @@ export interface PodmanPort {
   /** Removes containers, running or not; a missing one counts as removed. */
   removeContainers(names: string[], signal?: AbortSignal): Promise<void>;
   listContainers(labelFilters: Record<string, string>, signal?: AbortSignal): Promise<ContainerSummary[]>;
+  /** Creates a named volume with labels; one that exists already is left as it is. */
+  ensureVolume(name: string, labels: Record<string, string>, signal?: AbortSignal): Promise<void>;
+  /** Volumes whose labels match every filter: name and labels. */
+  listVolumes(
+    labelFilters: Record<string, string>,
+    signal?: AbortSignal,
+  ): Promise<{ name: string; labels: Record<string, string> }[]>;
+  /** Removes volumes; one in use by a container is an error, a missing one counts as removed. */
+  removeVolumes(names: string[], signal?: AbortSignal): Promise<void>;
 }
 
 /** A narrow client over the podman CLI: the only code in agentd that runs podman. */
@@ -236,7 +249,7 @@ export class PodmanClient implements PodmanPort {
     if (options.image.startsWith('localhost/')) argv.push('--pull', 'never');
     argv.push('--init', '--user', '0:0', '--network', options.network);
     if (options.timeoutSeconds !== undefined) argv.push('--timeout', String(options.timeoutSeconds));
-    argv.push(...hardeningArgs(options));
+    argv.push(...hardeningArgs(options), ...mountArgs(options));
     for (const secret of options.secrets) {
       argv.push('--secret', `${secret.name},type=mount,target=${secret.target},uid=0,gid=0,mode=0400`);
     }
@@ -401,6 +414,39 @@ export class PodmanClient implements PodmanPort {
     return containerListSchema.parse(JSON.parse(stdout || '[]')) ?? [];
   }
 
+  async ensureVolume(name: string, labels: Record<string, string>, signal?: AbortSignal): Promise<void> {
+    try {
+      await this.call(`create volume ${name}`, ['volume', 'create', ...labelArgs(labels), name], { signal });
+    } catch (error) {
+      // Podman 4.3 has no `volume create --ignore`.
+      if (error instanceof PodmanError && /already exists/i.test(error.stderr)) return;
+      throw error;
+    }
+  }
+
+  async listVolumes(
+    labelFilters: Record<string, string>,
+    signal?: AbortSignal,
+  ): Promise<{ name: string; labels: Record<string, string> }[]> {
+    const filters = Object.entries(labelFilters).flatMap(([k, v]) => ['--filter', `label=${k}=${v}`]);
+    const { stdout } = await this.call('list volumes', ['volume', 'ls', '--format', 'json', ...filters], {
+      signal,
+    });
+    const parsed = JSON.parse(stdout || '[]') as { Name?: string; Labels?: Record<string, string> | null }[];
+    return (parsed ?? []).flatMap((v) => (v.Name ? [{ name: v.Name, labels: v.Labels ?? {} }] : []));
+  }
+
+  async removeVolumes(names: string[], signal?: AbortSignal): Promise<void> {
+    if (names.length === 0) return;
+    try {
+      await this.call(`remove ${names.length} volume(s)`, ['volume', 'rm', ...names], { signal });
+    } catch (error) {
+      const lines =
+        error instanceof PodmanError ? error.stderr.split('\n').filter((l) => l.trim() !== '') : [];
+      if (lines.length === 0 || !lines.every((line) => /no such volume/i.test(line))) throw error;
+    }
+  }
+
   /**
    * `podman run --rm IMAGE true` without a network: whether this machine's runtime can start a
    * container at all (the setrlimit and cgroups quirks show here). Throws the classified failure.
@@ -456,6 +502,18 @@ export function hardeningArgs(
   if (options.noNewPrivileges) argv.push('--security-opt', 'no-new-privileges');
   for (const mount of options.tmpfs ?? []) {
     argv.push('--tmpfs', `${mount.path}:rw,exec,nosuid,nodev,size=${mount.bytes},mode=${mount.mode}`);
+  }
+  return argv;
+}
+
+/** `--volume` flags of bind mounts and named volumes. */
+export function mountArgs(options: Pick<CreateContainerOptions, 'mounts' | 'volumes'>): string[] {
+  const argv: string[] = [];
+  for (const mount of options.mounts ?? []) {
+    argv.push('--volume', `${mount.source}:${mount.target}:${mount.readOnly ? 'ro' : 'rw'},nosuid,nodev`);
+  }
+  for (const volume of options.volumes ?? []) {
+    argv.push('--volume', `${volume.name}:${volume.target}:rw,nosuid,nodev`);
   }
   return argv;
 }

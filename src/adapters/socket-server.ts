@@ -16,6 +16,12 @@ export interface Connection {
 export interface SocketServerOptions {
   path: string;
   maxLineBytes: number;
+  /**
+   * Bytes of unfinished lines held for all connections together: lines may be long (a trigger carries
+   * its input files), so many slow clients must not add up to the daemon's memory. A connection whose
+   * line would go past it is closed with a `busy` error.
+   */
+  maxBufferedBytes?: number;
   maxConnections: number;
   /** A client that leaves half a line unfinished for this long is disconnected. */
   partialLineTimeoutMs: number;
@@ -31,6 +37,8 @@ export class SocketServer {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
   private nextId = 1;
+  /** Bytes of unfinished lines held for every connection together. */
+  private bufferedTotal = 0;
   constructor(private readonly options: SocketServerOptions) {}
 
   async listen(): Promise<void> {
@@ -98,6 +106,15 @@ export class SocketServer {
       },
     };
     let chunks: Buffer[] = [];
+    let held = 0;
+    const hold = (bytes: number) => {
+      held += bytes;
+      this.bufferedTotal += bytes;
+    };
+    const release = () => {
+      this.bufferedTotal -= held;
+      held = 0;
+    };
     let buffered = 0;
     let discarding = false;
     /** A client that connects and never completes a request must not hold a slot for ever. */
@@ -123,12 +140,14 @@ export class SocketServer {
         if (buffered + piece.length > options.maxLineBytes) {
           chunks = [];
           buffered = 0;
+          release();
           options.onLineTooLong(connection);
           continue;
         }
         const line = Buffer.concat([...chunks, piece]).toString('utf8');
         chunks = [];
         buffered = 0;
+        release();
         sentLine = true;
         if (line.trim() !== '') options.onLine(line, connection);
         if (closed) return;
@@ -138,11 +157,26 @@ export class SocketServer {
         if (buffered + rest.length > options.maxLineBytes) {
           chunks = [];
           buffered = 0;
+          release();
           discarding = true;
           options.onLineTooLong(connection);
+        } else if (
+          this.bufferedTotal + rest.length >
+          (options.maxBufferedBytes ?? Number.POSITIVE_INFINITY)
+        ) {
+          chunks = [];
+          buffered = 0;
+          release();
+          options.onRejectedConnection?.();
+          socket.end(
+            `${JSON.stringify({ v: 1, type: 'error', code: 'busy', message: 'the daemon holds too many unfinished requests; retry later' })}\n`,
+          );
+          socket.destroy();
+          return;
         } else {
           chunks.push(rest);
           buffered += rest.length;
+          hold(rest.length);
         }
       }
       armStallTimer();
@@ -150,6 +184,7 @@ export class SocketServer {
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
       closed = true;
+      release();
       clearTimeout(stallTimer);
       this.sockets.delete(socket);
       for (const listener of closeListeners.splice(0)) listener();

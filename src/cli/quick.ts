@@ -20,6 +20,14 @@ export interface QuickSpec {
   required: number;
 }
 
+/**
+ * Options the quick path leaves to clipanion: a command line with one is not a plain form. Their values
+ * are files to read (the request, input files), which costs more than loading clipanion.
+ */
+export const LEFT_TO_CLIPANION: Record<string, readonly string[]> = {
+  trigger: ['--request', '--request-file', '--input'],
+};
+
 export const QUICK_SPECS: Record<string, QuickSpec> = {
   status: { flags: { '--json': 'json' }, options: { '--socket': 'socket' }, positionals: [], required: 0 },
   trigger: {

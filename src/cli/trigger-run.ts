@@ -1,4 +1,5 @@
 import type { TriggerFields } from '../sessions/check-trigger.js';
+import type { WorkPayload } from '../sessions/work.js';
 import type { Reply } from './client.js';
 import { type ClientIo, connectDaemon, fail } from './client-io.js';
 import { EXIT, exitCodeForOutcome } from './exit-codes.js';
@@ -11,6 +12,8 @@ export type TriggerOptions = { [K in keyof TriggerFields]: TriggerFields[K] | un
   quiet: boolean;
   json: boolean;
   detach: boolean;
+  /** The request and input files, read already (their content goes to the daemon). */
+  work?: WorkPayload;
 };
 
 /**
@@ -51,6 +54,15 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
       ...(options.repo === undefined ? {} : { repo: options.repo }),
       ...(options.workUnit === undefined ? {} : { workUnit: options.workUnit }),
       ...(options.timeout === undefined ? {} : { timeout: options.timeout }),
+      ...(options.work?.request === undefined ? {} : { request: options.work.request.toString('base64') }),
+      ...(options.work === undefined || options.work.inputs.length === 0
+        ? {}
+        : {
+            inputs: options.work.inputs.map((input) => ({
+              name: input.name,
+              data: input.bytes.toString('base64'),
+            })),
+          }),
     });
     for (;;) {
       const reply: Reply | { type: 'left'; code: number } | undefined = await Promise.race([

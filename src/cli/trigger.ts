@@ -2,6 +2,7 @@ import { Command, Option, UsageError } from 'clipanion';
 import { ClientCommand } from './client-command.js';
 import { runTrigger } from './trigger-run.js';
 import { isDuration } from './validators.js';
+import { readWork } from './work-input.js';
 
 export class TriggerCommand extends ClientCommand {
   static override paths = [['trigger']];
@@ -23,6 +24,10 @@ export class TriggerCommand extends ClientCommand {
         '$0 trigger reviewer https://git.example.com/org/app.git --work-unit PR-42 --timeout 10m',
       ],
       ['Start a session and return at once', '$0 trigger reviewer --detach'],
+      [
+        'Hand the agent its task and a file (it reads $AGENTD_REQUEST_FILE and /agentd/input/spec)',
+        '$0 trigger reviewer --request-file task.md --input spec=./spec.md',
+      ],
       ['One JSON object with the outcome, for scripts', '$0 trigger reviewer --json'],
     ],
   });
@@ -36,6 +41,16 @@ export class TriggerCommand extends ClientCommand {
     description: "Session timeout (90s, 10m, 2h); overrides the agent's",
     validator: isDuration,
   });
+  request = Option.String('--request', {
+    description:
+      'The task, as text: a read-only file in the session, its path in $AGENTD_REQUEST_FILE (1 MiB at most)',
+  });
+  requestFile = Option.String('--request-file', {
+    description: 'The task, from a file (- for stdin), any bytes: as --request',
+  });
+  inputs = Option.Array('--input', {
+    description: 'NAME=PATH: a read-only file /agentd/input/NAME in the session (repeatable; 8 MiB in all)',
+  });
   quiet = Option.Boolean('--quiet,-q', false, {
     description: "Do not print the session's phases and output",
   });
@@ -46,6 +61,10 @@ export class TriggerCommand extends ClientCommand {
 
   async execute(): Promise<number> {
     if (this.detach && this.json) throw new UsageError('--detach and --json cannot be combined');
+    const work = await readWork(
+      { request: this.request, requestFile: this.requestFile, inputs: this.inputs },
+      this.context.stdin,
+    );
     return runTrigger(
       {
         agent: this.agent,
@@ -56,6 +75,7 @@ export class TriggerCommand extends ClientCommand {
         quiet: this.quiet,
         json: this.json,
         detach: this.detach,
+        work,
       },
       this.context,
     );

@@ -13,6 +13,14 @@ import { posix } from 'node:path';
 export const AGENTD_DIR = '/agentd';
 /** Where `context:` is mounted, read-only. */
 export const CONTEXT_TARGET = `${AGENTD_DIR}/context`;
+/** The trigger's request text, read-only ($AGENTD_REQUEST_FILE). */
+export const REQUEST_TARGET = `${AGENTD_DIR}/request`;
+/** The trigger's input files, read-only ($AGENTD_INPUT_DIR). */
+export const INPUT_TARGET = `${AGENTD_DIR}/input`;
+/** Where the agent leaves its results ($AGENTD_OUTPUT_DIR): a tmpfs of the agent's `output` size. */
+export const OUTPUT_TARGET = `${AGENTD_DIR}/out`;
+/** Where the setup step leaves the archive of the output for agentd: root-only, outside the agent's view. */
+export const OUTPUT_COPY_TARGET = '/run/agentd/out';
 
 /** Paths a mount or cache may not be at or below: the image's system, and the kernel's views. */
 const SYSTEM_ROOTS = [

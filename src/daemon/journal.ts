@@ -1,9 +1,11 @@
 import type { Logger } from 'pino';
+import type { SessionFiles } from '../adapters/session-files.js';
 import type { QuarantinedRecord, SessionStore } from '../adapters/session-store.js';
 import { readNoFollow } from '../adapters/state-files.js';
 import type { SessionRecord } from '../sessions/records.js';
 import { type BusEvent, SessionBus } from '../sessions/session-bus.js';
 import type { SessionOutcome, SessionPhase, SessionRequest } from '../sessions/types.js';
+import type { WorkPayload } from '../sessions/work.js';
 
 /** Finished sessions kept in memory for `status`. */
 const RECENT_KEPT = 50;
@@ -13,7 +15,8 @@ const PRUNE_EVERY = 20;
 /**
  * What the daemon keeps of its sessions, in one place: their records in the state dir, the newest
  * outcomes for `status`, the log of each session's output, and the bus that streams phases, output
- * and outcomes to the clients that follow them. The machines' provided actions and actors write
+ * and outcomes to the clients that follow them, and each running session's work directory (what its
+ * trigger handed over, where its output arrives). The machines' provided actions and actors write
  * through it; the socket handlers read through the daemon port (port.ts).
  */
 export class SessionJournal {
@@ -25,6 +28,7 @@ export class SessionJournal {
 
   constructor(
     private readonly store: SessionStore<SessionRecord>,
+    private readonly files: SessionFiles,
     private readonly log: Logger,
     private readonly historyLimit: number,
   ) {}
@@ -42,7 +46,25 @@ export class SessionJournal {
         .sort((a, b) => (b.finishedAt ?? '').localeCompare(a.finishedAt ?? ''))
         .slice(0, RECENT_KEPT),
     );
-    return { unfinished: records.filter((r) => r.outcome === undefined) };
+    const unfinished = records.filter((r) => r.outcome === undefined);
+    // Work dirs of sessions that are over (or were never recorded) are left-overs of a crash.
+    for (const id of this.files.sessions()) {
+      if (!unfinished.some((r) => r.id === id)) this.files.remove(id);
+    }
+    return { unfinished };
+  }
+
+  /**
+   * Writes a trigger's request and input files into its session's work dir, before the trigger is sent
+   * to the machine; throws a StateDirError when the state dir cannot take them.
+   */
+  stage(sessionId: string, payload: WorkPayload): void {
+    this.files.stage(sessionId, payload);
+  }
+
+  /** Removes what `stage` wrote for a trigger that was not accepted. */
+  unstage(sessionId: string): void {
+    if (!this.known.has(sessionId)) this.files.remove(sessionId);
   }
 
   has(sessionId: string): boolean {
@@ -61,8 +83,18 @@ export class SessionJournal {
       phases: [{ phase: 'queued', at: request.acceptedAt }],
       ...(request.workUnit === undefined ? {} : { workUnit: request.workUnit }),
       ...(request.timeoutMs === undefined ? {} : { timeoutMs: request.timeoutMs }),
+      ...(request.work?.request === undefined ? {} : { request: request.work.request }),
+      ...(request.work === undefined || request.work.inputs.length === 0
+        ? {}
+        : { inputs: request.work.inputs }),
     };
-    this.store.accept(record);
+    try {
+      this.files.prepare(record.id);
+      this.store.accept(record);
+    } catch (error) {
+      this.files.remove(record.id);
+      throw error;
+    }
     this.known.add(record.id);
   }
 
@@ -86,6 +118,21 @@ export class SessionJournal {
 
   container(sessionId: string, container: string): void {
     this.store.update(sessionId, (r) => ({ ...r, container }));
+  }
+
+  /** The commit the session's clone checked out. */
+  commit(sessionId: string, commit: string): void {
+    this.store.update(sessionId, (r) => ({ ...r, commit }));
+  }
+
+  /** The image the session's container runs: the reference, and its id and digest when known. */
+  image(sessionId: string, image: string, id?: string, digest?: string): void {
+    this.store.update(sessionId, (r) => ({
+      ...r,
+      image,
+      ...(id === undefined ? {} : { imageId: id }),
+      ...(digest === undefined ? {} : { imageDigest: digest }),
+    }));
   }
 
   /** One line of a session's output (already masked and in its log file). */
@@ -125,6 +172,7 @@ export class SessionJournal {
       `session ${record.outcome}`,
     );
     this.bus.publish({ type: 'outcome', sessionId: record.id, record });
+    this.files.remove(record.id);
     if (++this.finishedSincePrune >= PRUNE_EVERY) {
       this.finishedSincePrune = 0;
       this.store.prune(this.historyLimit);

@@ -6,10 +6,11 @@ import { ensurePrivateDir } from '../adapters/ownership.js';
 import { claimPidFile } from '../adapters/pid-file.js';
 import { PodmanClient, type PodmanPort } from '../adapters/podman.js';
 import { type ServiceNotifier, silentNotifier } from '../adapters/sd-notify.js';
+import { SessionFiles } from '../adapters/session-files.js';
 import { SessionStore, StateDirError } from '../adapters/session-store.js';
 import { SocketServer } from '../adapters/socket-server.js';
 import type { Settings } from '../config/types.js';
-import { MAX_LINE_BYTES } from '../constants.js';
+import { MAX_BUFFERED_BYTES, MAX_LINE_BYTES } from '../constants.js';
 import { AgentdError, errorMessage } from '../errors.js';
 import {
   type DaemonEvent,
@@ -83,7 +84,8 @@ async function supervise(options: DaemonOptions): Promise<number> {
   const store = new SessionStore(config.stateDir, sessionRecordSchema, {
     onWriteFailure: (error) => send({ type: 'stateDir.unwritable', ...stateDirProblem(error) }),
   });
-  const journal = new SessionJournal(store, log, config.historyLimit);
+  const files = new SessionFiles(config.stateDir);
+  const journal = new SessionJournal(store, files, log, config.historyLimit);
   const { unfinished } = journal.load((bad) =>
     log.warn(
       { event: 'daemon.record_quarantined', file: bad.file, movedTo: bad.movedTo, reason: bad.reason },
@@ -99,7 +101,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
   });
   const machine = daemonMachine.provide({
     actors: {
-      session: sessionLogic(settings, instanceId, podman, journal, log, env),
+      session: sessionLogic(settings, instanceId, podman, journal, files.dir, log, env),
       reconcile: fromPromise(async ({ signal }) => {
         const { summary, containers } = await reconcile(podman, instanceId, log, signal);
         // A container without a readable record still belongs to a session: rebuild it from the labels.
@@ -288,20 +290,31 @@ function sessionLogic(
   instanceId: string,
   podman: PodmanPort,
   journal: SessionJournal,
+  workDir: string,
   log: Logger,
   env: NodeJS.ProcessEnv,
 ) {
   const { daemon: config } = settings;
-  const runner = runnerMachineFor({ instanceId, stopGraceMs: config.stopGraceMs }).provide({
-    actors: runnerActors(podman, {
-      logFile: (id) => journal.logPath(id),
-      logMaxBytes: config.logMaxBytes,
-      line: (sessionId, line) => journal.output(sessionId, line),
-    }),
+  /** Cache volumes this daemon made sure of: each is created (and labelled) once. */
+  const cacheVolumes = new Set<string>();
+  const runner = runnerMachineFor({ instanceId, stopGraceMs: config.stopGraceMs, workDir }).provide({
+    actors: runnerActors(
+      podman,
+      {
+        logFile: (id) => journal.logPath(id),
+        logMaxBytes: config.logMaxBytes,
+        line: (sessionId, line) => journal.output(sessionId, line),
+      },
+      cacheVolumes,
+    ),
     actions: {
       announcePhase: ({ context }, { phase }) => journal.phase(context.session.invocation.sessionId, phase),
       announceContainer: ({ context }, { container }) =>
         journal.container(context.session.invocation.sessionId, container),
+      announceCommit: ({ context }, { commit }) =>
+        journal.commit(context.session.invocation.sessionId, commit),
+      announceImage: ({ context }, { id, digest }) =>
+        journal.image(context.session.invocation.sessionId, context.session.spec.image, id, digest),
       warn: ({ context }, { message, error }) =>
         log.warn(
           { event: 'session.teardown_warning', session: context.session.invocation.sessionId, err: error },
@@ -339,6 +352,7 @@ function socketServer(
   return new SocketServer({
     path: settings.daemon.socket,
     maxLineBytes: MAX_LINE_BYTES,
+    maxBufferedBytes: MAX_BUFFERED_BYTES,
     maxConnections: 256,
     partialLineTimeoutMs: 30_000,
     maxPendingWriteBytes: 8 * 1024 * 1024,

@@ -127,6 +127,8 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
     },
     follow: (sessionId, listener) => journal.follow(sessionId, listener),
     readLog: (sessionId) => journal.readLog(sessionId),
+    stage: (sessionId, payload) => journal.stage(sessionId, payload),
+    unstage: (sessionId) => journal.unstage(sessionId),
     reload: options.reload,
     newSessionId: () => randomBytes(8).toString('hex'),
     version: options.version,

@@ -176,5 +176,13 @@ function requestOf(record: SessionRecord): SessionRequest {
     acceptedAt: record.acceptedAt,
     ...(record.workUnit === undefined ? {} : { workUnit: record.workUnit }),
     ...(record.timeoutMs === undefined ? {} : { timeoutMs: record.timeoutMs }),
+    ...(record.request === undefined && record.inputs === undefined
+      ? {}
+      : {
+          work: {
+            ...(record.request === undefined ? {} : { request: record.request }),
+            inputs: record.inputs ?? [],
+          },
+        }),
   };
 }

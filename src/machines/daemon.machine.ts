@@ -11,6 +11,7 @@ import {
 import type { AgentConfig } from '../config/types.js';
 import { checkTrigger, type RejectionCode, type TriggerFields } from '../sessions/check-trigger.js';
 import type { SessionOutcome, SessionRequest } from '../sessions/types.js';
+import type { WorkManifest } from '../sessions/work.js';
 import {
   type AdoptedSession,
   type SessionFinishedEvent,
@@ -82,6 +83,8 @@ export type InternalEvent =
 export type TriggerEvent = TriggerFields & {
   type: 'trigger';
   sessionId: string;
+  /** The request and input files staged in the session's work dir, by digest (never their content). */
+  work?: WorkManifest;
   /** Lets the sender match the emitted answer to its request. */
   requestId?: string;
 };
@@ -594,6 +597,7 @@ function checked(agents: readonly AgentConfig[], trigger: TriggerEvent): Trigger
     acceptedAt: new Date().toISOString(),
     ...(trigger.workUnit === undefined ? {} : { workUnit: trigger.workUnit }),
     ...(check.timeoutMs === undefined ? {} : { timeoutMs: check.timeoutMs }),
+    ...(trigger.work === undefined ? {} : { work: trigger.work }),
   };
   return {
     type: 'trigger.valid',

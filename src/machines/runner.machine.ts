@@ -7,6 +7,7 @@ import type {
   ContainerInput,
   CreateContainerInput,
   CreateSecretInput,
+  ImageInfo,
   OperationEvent,
   RemoveSecretsInput,
   StopInput,
@@ -23,7 +24,7 @@ import {
   startFailed,
   stopped,
 } from '../sessions/run-outcome.js';
-import { planRun, type RunnerSettings, type RunPlan } from '../sessions/run-plan.js';
+import { OUTPUT_COPY_SECONDS, planRun, type RunnerSettings, type RunPlan } from '../sessions/run-plan.js';
 import type { Phase, RunResult } from '../sessions/types.js';
 
 export type { RunnerSettings };
@@ -79,7 +80,11 @@ function notProvided(name: string): never {
 }
 
 /** Runner settings for the definition alone (docs, inspector); the daemon makes its own with runnerMachineFor. */
-const DEFINITION_SETTINGS: RunnerSettings = { instanceId: '0'.repeat(32), stopGraceMs: 10_000 };
+const DEFINITION_SETTINGS: RunnerSettings = {
+  instanceId: '0'.repeat(32),
+  stopGraceMs: 10_000,
+  workDir: '/var/lib/agentd/work',
+};
 
 const ABORTING =
   'Stopped while podman creates the container: the call is aborted. Podman may have made it anyway, so teardown starts only once the call has returned.';
@@ -128,6 +133,10 @@ export function runnerMachineFor(settings: RunnerSettings) {
       announcePhase: (_, _params: { phase: Phase }) => {},
       /** Side effect (provided): the container exists; its name goes into the session's record. */
       announceContainer: (_, _params: { container: string }) => {},
+      /** Side effect (provided): the commit the clone checked out, for the session's record. */
+      announceCommit: (_, _params: { commit: string }) => {},
+      /** Side effect (provided): the image the container runs, for the session's record. */
+      announceImage: (_, _params: ImageInfo) => {},
       /** Side effect (provided): a problem that does not change the outcome, for the log. */
       warn: (_, _params: { message: string; error: unknown }) => {},
       enterPhase: assign({
@@ -382,6 +391,18 @@ export function runnerMachineFor(settings: RunnerSettings) {
                   params: ({ context, event }) => failed(phaseOfRun(context), event.error),
                 },
               },
+              'setup.commit': {
+                actions: { type: 'announceCommit', params: ({ event }) => ({ commit: event.commit }) },
+              },
+              'container.image': {
+                actions: {
+                  type: 'announceImage',
+                  params: ({ event }) => ({
+                    ...(event.id === undefined ? {} : { id: event.id }),
+                    ...(event.digest === undefined ? {} : { digest: event.digest }),
+                  }),
+                },
+              },
             },
             states: {
               progress: {
@@ -508,7 +529,9 @@ export function runnerMachineFor(settings: RunnerSettings) {
                       src: 'stopContainer',
                       input: ({ context }) => ({
                         container: context.container ?? context.plan.container.name,
-                        graceSeconds: Math.ceil(context.stopGraceMs / 1000),
+                        // The setup step kills the command at the end of the grace period and then
+                        // archives its output: Podman's SIGKILL waits for that.
+                        graceSeconds: Math.ceil(context.stopGraceMs / 1000) + OUTPUT_COPY_SECONDS,
                       }),
                       onDone: 'stopped',
                       onError: {

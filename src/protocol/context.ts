@@ -4,6 +4,7 @@ import { PROTOCOL_VERSION } from '../constants.js';
 import type { ClientEvent, DaemonEmitted } from '../machines/daemon.machine.js';
 import type { SessionRecord } from '../sessions/records.js';
 import type { BusEvent } from '../sessions/session-bus.js';
+import type { WorkPayload } from '../sessions/work.js';
 import type { Request, RequestOf } from './messages.js';
 import type { ReloadReply, ReplyBody, ReplyOf } from './replies.js';
 
@@ -30,6 +31,13 @@ export interface DaemonPort {
   follow(sessionId: string, listener: (event: BusEvent) => void): () => void;
   /** A session's record and the lines of its stored output; undefined for an unknown session. */
   readLog(sessionId: string): { record: SessionRecord; lines: string[] } | undefined;
+  /**
+   * Writes a trigger's request and input files where its session will find them, before the trigger is
+   * sent; throws a StateDirError when the state dir cannot take them. `unstage` removes them again for a
+   * trigger that was not accepted.
+   */
+  stage(sessionId: string, payload: WorkPayload): void;
+  unstage(sessionId: string): void;
   /** Re-reads the configuration file (SIGHUP, the `reload` request); never rejects. */
   reload(trigger: 'SIGHUP' | 'request'): Promise<ReloadReply>;
   newSessionId(): string;

@@ -1,6 +1,12 @@
 import { z } from 'zod';
-import { PROTOCOL_VERSION, SESSION_ID_PATTERN } from '../constants.js';
+import { MAX_INPUT_FILES, MAX_LINE_BYTES, PROTOCOL_VERSION, SESSION_ID_PATTERN } from '../constants.js';
 import { triggerFieldsSchema } from '../sessions/check-trigger.js';
+
+/** Byte content in a JSON line: standard base64, with padding. */
+const base64 = z
+  .string()
+  .regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64')
+  .max(MAX_LINE_BYTES);
 
 const sessionId = z.string().regex(SESSION_ID_PATTERN, 'a session id is 16 lowercase hex characters');
 
@@ -21,6 +27,13 @@ export const requestSchema = z.discriminatedUnion('type', [
     type: z.literal('trigger'),
     ...triggerFieldsSchema,
     follow: z.boolean().optional(),
+    /** The request text, base64 (any bytes); it reaches the agent as the file $AGENTD_REQUEST_FILE. */
+    request: base64.optional(),
+    /** Input files by content, base64; each reaches the agent as /agentd/input/NAME. */
+    inputs: z
+      .array(z.strictObject({ name: z.string().min(1).max(128), data: base64 }))
+      .max(MAX_INPUT_FILES)
+      .optional(),
   }),
   z.strictObject({ ...base, type: z.literal('status') }),
   z.strictObject({ ...base, type: z.literal('cancel'), sessionId }),

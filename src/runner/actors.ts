@@ -1,5 +1,5 @@
 import { fromCallback, fromPromise } from 'xstate';
-import type { CreateContainerOptions, PodmanPort } from '../adapters/podman.js';
+import type { ContainerInspect, CreateContainerOptions, PodmanPort } from '../adapters/podman.js';
 import { SECRET_MOUNT_DIR } from '../constants.js';
 import { SecretValue } from '../secret-value.js';
 import { type CommandEnd, findCommandEnd } from './command-end.js';
@@ -39,10 +39,22 @@ export interface AttachInput {
   adopted?: { phase: 'cloning' | 'running' };
 }
 
+/** The image a container runs, for the session's record. */
+export interface ImageInfo {
+  /** The image's id. */
+  id?: string;
+  /** The registry digest of the image, when it has one. */
+  digest?: string;
+}
+
 /** What the setup step and the container tell the machine while it is attached. */
 export type AttachEvent =
   | { type: 'setup.started' }
   | { type: 'setup.cloning' }
+  /** The commit the clone checked out. */
+  | { type: 'setup.commit'; commit: string }
+  /** Which image the container runs, for the record (read beside the run, never holding it up). */
+  | ({ type: 'container.image' } & ImageInfo)
   | { type: 'setup.running' }
   | {
       type: 'container.exited';
@@ -102,7 +114,11 @@ function operation<I>(run: (input: I, signal: AbortSignal) => Promise<unknown>, 
   });
 }
 
-export function runnerActors(port: PodmanPort, output: OutputSink) {
+/**
+ * `volumes`: cache volumes this daemon has made sure of; each is created (labelled) once, not every
+ * session. Whoever removes one forgets it here.
+ */
+export function runnerActors(port: PodmanPort, output: OutputSink, volumes: Set<string> = new Set()) {
   return {
     // Never cut short, not even when the actor stops: Podman 4.3 rewrites its secrets file in place,
     // and a `secret create` killed mid-write leaves it empty for every user of this host.
@@ -110,9 +126,14 @@ export function runnerActors(port: PodmanPort, output: OutputSink) {
       (input) => port.createSecret(input.name, input.value.bytes(), input.labels),
       false,
     ),
-    createContainer: operation<CreateContainerInput>((input, signal) =>
-      port.createContainer({ ...input, signal }),
-    ),
+    createContainer: operation<CreateContainerInput>(async (input, signal) => {
+      for (const volume of input.volumes ?? []) {
+        if (volumes.has(volume.name)) continue;
+        await port.ensureVolume(volume.name, volume.labels ?? {}, signal);
+        volumes.add(volume.name);
+      }
+      return port.createContainer({ ...input, signal });
+    }),
     /** An adopted container's own root-only copies of its secrets: the values it really received. */
     readContainerValues: fromPromise<SecretValue[], ContainerInput>(async ({ input, signal }) => {
       const files = await port.readContainerFiles(input.container, SECRET_MOUNT_DIR, signal);
@@ -195,7 +216,10 @@ async function attach(
     const what = raw.slice(marker.length + 1);
     if (what === 'started') send({ type: 'setup.started' });
     else if (what === 'phase cloning') send({ type: 'setup.cloning' });
-    else if (what === 'phase running') {
+    else if (what.startsWith('commit ')) {
+      const commit = what.slice('commit '.length);
+      if (/^[0-9a-f]{40,64}$/.test(commit)) send({ type: 'setup.commit', commit });
+    } else if (what === 'phase running') {
       commandStarted = true;
       send({ type: 'setup.running' });
     }
@@ -216,6 +240,11 @@ async function attach(
 
   if (!adopted) {
     for (const line of input.notices) write(`agentd: ${line}`);
+    // Beside the run: a failure to read it costs the record its image digest, nothing else.
+    port.inspectContainer(container, signal).then(
+      (info) => send(imageOf(info)),
+      () => {},
+    );
     const run = port.startAttached(
       container,
       (raw) => {
@@ -231,6 +260,7 @@ async function attach(
 
   if (input.withheldBecause !== undefined) notice(input.withheldBecause);
   const info = await port.inspectContainer(container, signal);
+  send(imageOf(info));
   const marker =
     (info?.Config.Env ?? []).find((e) => e.startsWith('AGENTD_SETUP_MARKER='))?.slice(20) ?? input.marker;
   // Output already in the log stays: replay the container's output and skip what was written; when
@@ -261,4 +291,12 @@ async function attach(
   // The log stream ends with the container; do not wait for it forever.
   await Promise.race([streamEnded, new Promise((resolve) => setTimeout(resolve, FOLLOW_GRACE_MS).unref())]);
   exited(exitCode, '');
+}
+
+function imageOf(info: ContainerInspect | undefined): AttachEvent {
+  return {
+    type: 'container.image',
+    ...(info?.Image === undefined || info.Image === '' ? {} : { id: info.Image }),
+    ...(info?.ImageDigest === undefined || info.ImageDigest === '' ? {} : { digest: info.ImageDigest }),
+  };
 }

@@ -1,4 +1,5 @@
 import type { CreateContainerOptions } from '../adapters/podman.js';
+import { OUTPUT_TARGET } from '../config/mounts.js';
 import { defaultResources } from '../config/resources.js';
 import type { Resources } from '../config/types.js';
 
@@ -41,12 +42,16 @@ export function containerPolicy(spec: {
     },
     capAdd,
     noNewPrivileges: true,
-    tmpfs: writablePaths(spec.agent).map((path, i) => ({
-      path,
-      bytes: resources.disk.bytes,
-      // The home is handed to the agent's user by the setup step; the others are shared, sticky.
-      mode: i === 0 ? '0755' : '1777',
-    })),
+    tmpfs: [
+      ...writablePaths(spec.agent).map((path, i) => ({
+        path,
+        bytes: resources.disk.bytes,
+        // The home is handed to the agent's user by the setup step; the others are shared, sticky.
+        mode: i === 0 ? '0755' : '1777',
+      })),
+      // The output directory: handed to the agent's user by the setup step, archived when it ends.
+      { path: OUTPUT_TARGET, bytes: resources.output.bytes, mode: '0700' },
+    ],
   };
 }
 

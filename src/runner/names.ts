@@ -1,4 +1,4 @@
-import { LABEL_AGENT, LABEL_INSTANCE, LABEL_SESSION, NAME_PREFIX } from '../constants.js';
+import { LABEL_AGENT, LABEL_CACHE, LABEL_INSTANCE, LABEL_SESSION, NAME_PREFIX } from '../constants.js';
 
 /** Podman object names: every one can be traced back to its daemon instance and session. */
 export function containerName(instanceId: string, agent: string, sessionId: string): string {
@@ -20,6 +20,15 @@ export function sessionOfSecret(instanceId: string, name: string): string | unde
   if (!name.startsWith(prefix)) return undefined;
   const match = /^([0-9a-f]{16})-\d+$/.exec(name.slice(prefix.length));
   return match?.[1];
+}
+
+/** The volume of an agent's cache: one per instance, agent and cache name, kept between sessions. */
+export function cacheVolumeName(instanceId: string, agent: string, cache: string): string {
+  return `${NAME_PREFIX}${instanceId.slice(0, 8)}-cache-${agent}-${cache}`;
+}
+
+export function cacheLabels(instanceId: string, agent: string, cache: string): Record<string, string> {
+  return { [LABEL_INSTANCE]: instanceId, [LABEL_AGENT]: agent, [LABEL_CACHE]: cache };
 }
 
 export function ownershipLabels(

@@ -1,3 +1,4 @@
+import { OUTPUT_TARGET } from '../config/mounts.js';
 import { SECRET_MOUNT_DIR } from '../constants.js';
 
 /**
@@ -15,8 +16,16 @@ import { SECRET_MOUNT_DIR } from '../constants.js';
  * container's OOM-kill count (Podman 4.3 on cgroup v1 reports none) and prints
  * `MARKER ended STATUS OOM_KILLS`. Stop signals the step receives are forwarded to the command; the
  * command starts with default dispositions (a background job of sh would ignore SIGINT and SIGQUIT).
- * Everything after the command has started is fork-free (shell builtins), so a command that uses up
- * the pids limit cannot keep the report from being written.
+ * Everything after the command has started is fork-free (shell builtins) until the report is written,
+ * so a command that uses up the pids limit cannot keep the report from being written.
+ *
+ * Work in and results out: the agent's user is given /agentd/out and its caches (and the directories
+ * between its home and a cache, which the runtime made as root); a cache already owned by the user is
+ * left alone, so a large one is not walked every session. After the clone it reports the commit it
+ * cloned. When the command has ended (also after a stop: on the first stop signal it gives the command
+ * AGENTD_SETUP_GRACE seconds, then kills it, which leaves time before Podman's own SIGKILL), it archives
+ * /agentd/out as the agent's user into the root-only copy directory, at most AGENTD_SETUP_COPY_MAX
+ * bytes (a larger archive arrives cut short, and agentd says so).
  *
  * Exit codes: 127 when the command does not exist, 126 when it cannot be executed; otherwise the
  * command's own exit code (128 + N when a signal N ended it).
@@ -36,14 +45,45 @@ oom_kills() {
   [ -r "$f" ] || return 0
   while read -r k v; do if [ "$k" = oom_kill ]; then oom=$v; fi; done < "$f"
 }
-ended() { oom_kills; say "ended $1 $oom"; exit "$1"; }
+copy_dir="\${AGENTD_SETUP_COPY:-}"
+copy_max="\${AGENTD_SETUP_COPY_MAX:-0}"
+grace="\${AGENTD_SETUP_GRACE:-10}"
+ran=""
+copy_out() {
+  [ -n "$ran" ] && [ -n "$copy_dir" ] && [ -d "$copy_dir" ] && [ -d ${OUTPUT_TARGET} ] || return 0
+  ran=""
+  as_user tar -cf - -C ${OUTPUT_TARGET} . 2>/dev/null | head -c "$copy_max" > "$copy_dir/out.tar.part" 2>/dev/null &&
+    mv -f "$copy_dir/out.tar.part" "$copy_dir/out.tar" 2>/dev/null || :
+}
+# The report comes first. Archiving forks, and a fork that fails (the command's left-over processes use
+# up the pids limit) makes sh exit: the EXIT trap keeps the command's status as the container's.
+ended() {
+  oom_kills
+  say "ended $1 $oom"
+  final=$1
+  trap 'exit "$final"' EXIT
+  copy_out
+  exit "$1"
+}
 mkdir -p "$home"
 if ! id -u "$user" >/dev/null 2>&1; then
   useradd --no-create-home --home-dir "$home" --shell /bin/sh --user-group "$user" >/dev/null
-  if [ -d /etc/skel ]; then cp -R /etc/skel/. "$home/" 2>/dev/null || :; fi
-  chown -R "$user:" "$home"
+  if [ -d /etc/skel ]; then
+    cp -R /etc/skel/. "$home/" 2>/dev/null || :
+    # Not chown -R of the home: that would walk into the caches mounted below it.
+    for f in /etc/skel/* /etc/skel/.[!.]* /etc/skel/..?*; do
+      [ -e "$f" ] && chown -R "$user:" "$home/\${f##*/}" 2>/dev/null || :
+    done
+  fi
 fi
 chown "$user:" "$home"
+if [ -d ${OUTPUT_TARGET} ]; then chown "$user:" ${OUTPUT_TARGET}; fi
+uid=$(id -u "$user")
+for c in \${AGENTD_SETUP_CACHES:-}; do
+  d="\${c%/*}"
+  while [ "\${d#"$home"/}" != "$d" ]; do chown "$user:" "$d"; d="\${d%/*}"; done
+  if [ "$(stat -c %u "$c")" != "$uid" ]; then chown -R -h "$user:" "$c"; fi
+done
 export HOME="$home" USER="$user" LOGNAME="$user"
 caps="\${AGENTD_SETUP_CAPS:-}"
 if [ -n "$caps" ]; then
@@ -73,6 +113,7 @@ if [ -f "$secrets/.repo_token" ]; then
 else
   as_user git clone --quiet -- "$AGENTD_REPO_URL" "$home/repo" || ended $?
 fi
+say "commit $(cd "$home/repo" && as_user git rev-parse HEAD 2>/dev/null || :)"
 for n in \${AGENTD_SETUP_CREDENTIALS:-}; do
   v=$(cat "$secrets/$n"; printf x)
   export "$n=\${v%x}"
@@ -80,6 +121,7 @@ done
 unset v n AGENTD_WORK_UNIT
 if [ -n "\${AGENTD_SETUP_WORK_UNIT+x}" ]; then export AGENTD_WORK_UNIT="$AGENTD_SETUP_WORK_UNIT"; fi
 unset AGENTD_SETUP_CREDENTIALS AGENTD_SETUP_WORK_UNIT AGENTD_SETUP_MARKER AGENTD_SETUP_TOKEN_ORIGIN AGENTD_SETUP_CAPS
+unset AGENTD_SETUP_CACHES AGENTD_SETUP_COPY AGENTD_SETUP_COPY_MAX AGENTD_SETUP_GRACE
 cd "$home/repo"
 c="$1"
 resolved=""
@@ -107,15 +149,34 @@ reset=""
 if env --default-signal=INT true >/dev/null 2>&1; then reset="env --default-signal=INT,QUIT"; fi
 pid=""
 pending=""
-forward() { if [ -n "$pid" ]; then kill -s "$1" "$pid" 2>/dev/null || :; else pending="$1"; fi; got=1; }
+watchdog=""
+forward() {
+  if [ -n "$pid" ]; then kill -s "$1" "$pid" 2>/dev/null || :; else pending="$1"; fi
+  got=1
+  if [ "$1" = TERM ] && [ -n "$watchdog" ]; then
+    kill -s USR1 "$watchdog" 2>/dev/null || :
+    watchdog=""
+  fi
+}
 for s in TERM INT HUP QUIT USR1 USR2 ALRM WINCH; do trap "forward $s" "$s"; done
 say "phase running"
 set +e
+ran=1
 $reset $drop "$@" &
 pid=$!
+# After a stop (SIGTERM) the command has the grace period, then this watchdog kills it: its output is
+# archived before Podman's SIGKILL (which comes a few seconds later) ends everything. Started before
+# the command can use up the pids limit: forwarding to it later needs no fork.
+if [ -n "$copy_dir" ]; then
+  (
+    trap 'sleep "$grace"; kill -s KILL "$pid"; exit 0' USR1
+    while :; do sleep 86400 & wait $!; done
+  ) >/dev/null 2>&1 &
+  watchdog=$!
+fi
 # From here on the step prints only its report: not sh's own notes on the job (e.g. "Killed").
 exec 2>/dev/null
-if [ -n "$pending" ]; then kill -s "$pending" "$pid" 2>/dev/null; fi
+if [ -n "$pending" ]; then forward "$pending"; fi
 while :; do
   got=""
   wait "$pid"

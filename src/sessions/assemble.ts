@@ -33,6 +33,10 @@ export function assembleSession(
       network: agent.network,
       resources: agent.resources,
       capAdd: [...agent.capAdd],
+      mounts: agent.mounts.map((m) => ({ ...m })),
+      caches: agent.caches.map((c) => ({ ...c })),
+      exitCodes: { ...agent.exitCodes },
+      ...(agent.context === undefined ? {} : { context: agent.context }),
       ...(timeoutMs === undefined ? {} : { timeoutMs }),
     },
     invocation: {
@@ -41,6 +45,7 @@ export function assembleSession(
       ...(request.workUnit === undefined ? {} : { workUnit: request.workUnit }),
       ...(repoToken === undefined ? {} : { repoToken }),
       ...(notices.length === 0 ? {} : { notices }),
+      ...(request.work === undefined ? {} : { work: request.work }),
     },
   };
 }

@@ -25,6 +25,7 @@ export const REJECTION_CODES = [
   'bad_repo',
   'repo_token_withheld',
   'bad_timeout',
+  'bad_input',
   'duplicate_session',
   'not_accepting',
   'state_dir_full',

@@ -1,9 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import type { CreateContainerOptions } from '../adapters/podman.js';
+import { workPaths } from '../adapters/session-files.js';
+import {
+  CONTEXT_TARGET,
+  INPUT_TARGET,
+  OUTPUT_COPY_TARGET,
+  OUTPUT_TARGET,
+  REQUEST_TARGET,
+} from '../config/mounts.js';
+import { defaultResources } from '../config/resources.js';
 import { MAX_SECRET_BYTES, SECRET_MOUNT_DIR } from '../constants.js';
 import { parseRepoUrl } from '../repo-url.js';
 import { ambientCapabilities, containerPolicy } from '../runner/container-policy.js';
-import { containerName, ownershipLabels, secretName } from '../runner/names.js';
+import { cacheLabels, cacheVolumeName, containerName, ownershipLabels, secretName } from '../runner/names.js';
 import { SETUP_ENTRYPOINT } from '../runner/setup-script.js';
 import type { SecretValue } from '../secret-value.js';
 import type { AssembledSession } from './assemble.js';
@@ -12,6 +21,19 @@ import type { AssembledSession } from './assemble.js';
 export interface RunnerSettings {
   instanceId: string;
   stopGraceMs: number;
+  /** <state_dir>/work: each session's request, inputs and output archive (see session-files.ts). */
+  workDir: string;
+}
+
+/**
+ * Seconds between the end of a stop's grace period and Podman's SIGKILL: the setup step kills the
+ * command at the end of the grace period and archives /agentd/out in this time.
+ */
+export const OUTPUT_COPY_SECONDS = 5;
+
+/** The most bytes the archive of /agentd/out may take: the output size and a quarter for tar's headers. */
+export function outputArchiveLimit(outputBytes: number): number {
+  return outputBytes + Math.max(1024 * 1024, Math.ceil(outputBytes / 4));
 }
 
 /** One secret to create: its Podman name, where it is mounted, and its (still wrapped) value. */
@@ -49,6 +71,7 @@ export function planRun(session: AssembledSession, settings: RunnerSettings): Ru
     AGENTD_SETUP_MARKER: marker,
   };
   if (invocation.workUnit !== undefined) env.AGENTD_SETUP_WORK_UNIT = invocation.workUnit;
+  const { mounts, volumes } = mountsOf(session, settings, env);
   const caps = ambientCapabilities(spec.capAdd);
   if (caps !== undefined) env.AGENTD_SETUP_CAPS = caps;
   const withValues = spec.credentials.map((c) => ({ target: c.name, value: c.value }));
@@ -85,6 +108,8 @@ export function planRun(session: AssembledSession, settings: RunnerSettings): Ru
   }
   if (secretBacked.length > 0) env.AGENTD_SETUP_CREDENTIALS = secretBacked.join(' ');
   const graceSeconds = Math.ceil(settings.stopGraceMs / 1000);
+  env.AGENTD_SETUP_GRACE = String(graceSeconds);
+  const policy = containerPolicy(spec);
   const container: RunPlan['container'] = {
     name: containerName(instanceId, spec.agent, invocation.sessionId),
     image: spec.image,
@@ -92,13 +117,58 @@ export function planRun(session: AssembledSession, settings: RunnerSettings): Ru
     env,
     secrets: secrets.map(({ name, target }) => ({ name, target })),
     network: spec.network,
-    ...containerPolicy(spec),
+    ...policy,
+    mounts,
+    volumes,
     // The engine's own deadline stops the container even if this daemon never comes back.
     ...(spec.timeoutMs === undefined
       ? {}
-      : { timeoutSeconds: Math.ceil(spec.timeoutMs / 1000) + graceSeconds + 5 }),
+      : { timeoutSeconds: Math.ceil(spec.timeoutMs / 1000) + graceSeconds + OUTPUT_COPY_SECONDS + 5 }),
     entrypoint: SETUP_ENTRYPOINT.slice(0, 1),
     args: [...SETUP_ENTRYPOINT.slice(1), ...spec.command],
   };
   return { labels, marker, secrets, container, ...(problem === undefined ? {} : { problem }) };
+}
+
+/**
+ * What the container gets from outside, and the variables that say where: the request and inputs
+ * (read-only), the context (read-only), the agent's mounts, the root-only place the output archive goes
+ * and the agent's cache volumes.
+ */
+function mountsOf(
+  session: AssembledSession,
+  settings: RunnerSettings,
+  env: Record<string, string>,
+): Pick<CreateContainerOptions, 'mounts' | 'volumes'> & {
+  mounts: NonNullable<CreateContainerOptions['mounts']>;
+  volumes: NonNullable<CreateContainerOptions['volumes']>;
+} {
+  const { spec, invocation } = session;
+  const paths = workPaths(settings.workDir, invocation.sessionId);
+  const mounts: NonNullable<CreateContainerOptions['mounts']> = [];
+  if (invocation.work?.request !== undefined) {
+    mounts.push({ source: paths.request, target: REQUEST_TARGET, readOnly: true });
+    env.AGENTD_REQUEST_FILE = REQUEST_TARGET;
+  }
+  if (invocation.work !== undefined && invocation.work.inputs.length > 0) {
+    mounts.push({ source: paths.input, target: INPUT_TARGET, readOnly: true });
+    env.AGENTD_INPUT_DIR = INPUT_TARGET;
+  }
+  if (spec.context !== undefined) {
+    mounts.push({ source: spec.context, target: CONTEXT_TARGET, readOnly: true });
+    env.AGENTD_CONTEXT_DIR = CONTEXT_TARGET;
+  }
+  mounts.push(...(spec.mounts ?? []).map((m) => ({ ...m })));
+  mounts.push({ source: paths.copy, target: OUTPUT_COPY_TARGET, readOnly: false });
+  env.AGENTD_OUTPUT_DIR = OUTPUT_TARGET;
+  env.AGENTD_SETUP_COPY = OUTPUT_COPY_TARGET;
+  const output = (spec.resources ?? defaultResources()).output.bytes;
+  env.AGENTD_SETUP_COPY_MAX = String(outputArchiveLimit(output) + 1);
+  const volumes = (spec.caches ?? []).map((cache) => ({
+    name: cacheVolumeName(settings.instanceId, spec.agent, cache.name),
+    target: cache.target,
+    labels: cacheLabels(settings.instanceId, spec.agent, cache.name),
+  }));
+  if (volumes.length > 0) env.AGENTD_SETUP_CACHES = volumes.map((v) => v.target).join(' ');
+  return { mounts, volumes };
 }

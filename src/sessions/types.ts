@@ -1,4 +1,6 @@
-import type { Network, Resources } from '../config/types.js';
+import type { CacheConfig, MountConfig, Network, Resources } from '../config/types.js';
+import type { OutcomeKind } from '../outcome-kinds.js';
+import type { WorkManifest } from './work.js';
 
 /**
  * The words every layer above shares: how a session ends, the phases it goes through, what it runs.
@@ -24,6 +26,8 @@ export interface SessionRequest {
   workUnit?: string;
   timeoutMs?: number;
   acceptedAt: string;
+  /** The request text and input files the trigger handed over, by digest (the content is in the work dir). */
+  work?: WorkManifest;
 }
 
 /** What the agent is: resolved values only, never credential source strings. */
@@ -40,6 +44,14 @@ export interface SessionSpec {
   /** Capabilities the agent's command gets (`cap_add:`); none when absent. */
   capAdd?: string[];
   timeoutMs?: number;
+  /** Host paths mounted into the container (`mounts:`). */
+  mounts?: MountConfig[];
+  /** Host directory mounted read-only at /agentd/context. */
+  context?: string;
+  /** Named volumes that outlive the session (`caches:`). */
+  caches?: CacheConfig[];
+  /** The agent's own exit-code meanings over the convention. */
+  exitCodes?: Record<number, OutcomeKind>;
 }
 
 /** One run of an agent. */
@@ -51,6 +63,8 @@ export interface SessionInvocation {
   repoToken?: Uint8Array;
   /** Lines agentd adds to the session's output before the container starts (e.g. a withheld token). */
   notices?: string[];
+  /** What the trigger handed over (request, inputs), in the session's work directory. */
+  work?: WorkManifest;
 }
 
 /** What a run ended with. */

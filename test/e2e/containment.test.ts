@@ -121,7 +121,13 @@ describe('limits', () => {
       SecurityOpt: ['no-new-privileges'],
     });
     const mounts = info.HostConfig.Tmpfs;
-    expect(Object.keys(mounts).sort()).toEqual(['/home/e2e-agent', '/run/lock', '/tmp', '/var/tmp']);
+    expect(Object.keys(mounts).sort()).toEqual([
+      '/agentd/out',
+      '/home/e2e-agent',
+      '/run/lock',
+      '/tmp',
+      '/var/tmp',
+    ]);
     for (const options of Object.values(mounts)) {
       expect(options).toContain(`size=${64 * 1024 ** 2}`);
       expect(options).toContain('nosuid');

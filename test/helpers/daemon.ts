@@ -9,7 +9,7 @@ import { stringify } from 'yaml';
 import { instanceIdOf } from '../../src/daemon/instance-id.js';
 import { instanceSecretPrefix } from '../../src/runner/names.js';
 import type { SessionRecord } from '../../src/sessions/records.js';
-import { listAgentdContainers, listSecrets, TEST_IMAGE } from './podman.js';
+import { listAgentdContainers, listSecrets, listVolumes, TEST_IMAGE } from './podman.js';
 import { makeTempDir, track } from './resources.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -504,6 +504,9 @@ export async function removeInstanceObjects(prefix: string): Promise<void> {
     });
   }
   if (secrets.length > 0) await execa('podman', ['secret', 'rm', ...secrets], { reject: false });
+  // Cache volumes outlive sessions and daemons by design: they are not leaks, but tests remove them.
+  const volumes = await listVolumes(prefix);
+  if (volumes.length > 0) await execa('podman', ['volume', 'rm', '--force', ...volumes], { reject: false });
 }
 
 /** Creates a secret the way agentd does (value on stdin, through a real pipe); tracked for cleanup. */

@@ -262,4 +262,22 @@ export class FakePodman implements PodmanPort {
   async listContainers(): Promise<ContainerSummary[]> {
     return [];
   }
+
+  readonly volumes = new Map<string, Record<string, string>>();
+
+  async ensureVolume(name: string, labels: Record<string, string>): Promise<void> {
+    if (!this.volumes.has(name)) this.volumes.set(name, labels);
+  }
+
+  async listVolumes(
+    filters: Record<string, string>,
+  ): Promise<{ name: string; labels: Record<string, string> }[]> {
+    return [...this.volumes]
+      .filter(([, labels]) => Object.entries(filters).every(([k, v]) => labels[k] === v))
+      .map(([name, labels]) => ({ name, labels }));
+  }
+
+  async removeVolumes(names: string[]): Promise<void> {
+    for (const name of names) this.volumes.delete(name);
+  }
 }

@@ -39,3 +39,12 @@ export async function listSecrets(prefix = NAME_PREFIX): Promise<string[]> {
     .map((line) => line.trim())
     .filter((name) => name !== '' && name.startsWith(prefix));
 }
+
+/** What `podman volume ls` shows a user: volume names that start with prefix. */
+export async function listVolumes(prefix = NAME_PREFIX): Promise<string[]> {
+  const result = await execa('podman', ['volume', 'ls', '--format', '{{.Name}}'], { timeout: 60_000 });
+  return result.stdout
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((name) => name !== '' && name.startsWith(prefix));
+}

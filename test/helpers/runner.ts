@@ -3,13 +3,16 @@
  * machine as the daemon does (src/daemon/main.ts), reporting phases, output and the container's name
  * as events, and turns an AbortSignal into the machine's `cancel`.
  */
+import { mkdirSync } from 'node:fs';
 import { createActor, toPromise } from 'xstate';
 import type { PodmanPort } from '../../src/adapters/podman.js';
+import { workPaths } from '../../src/adapters/session-files.js';
 import { runnerMachineFor } from '../../src/machines/runner.machine.js';
 import { runnerActors } from '../../src/runner/actors.js';
 import { SecretValue } from '../../src/secret-value.js';
 import type { AssembledSession } from '../../src/sessions/assemble.js';
 import type { Phase, RunResult, SessionInvocation, SessionSpec } from '../../src/sessions/types.js';
+import { makeTempDir } from './resources.js';
 
 export type RunEvent =
   | { type: 'phase'; phase: Phase }
@@ -28,6 +31,8 @@ export interface RunnerOptions {
   instanceId: string;
   stopGraceMs: number;
   logMaxBytes: number;
+  /** Where the sessions' work directories go (request, inputs, output archive); a temp dir by default. */
+  workDir?: string;
   warn?: (message: string, error: unknown) => void;
 }
 
@@ -48,7 +53,10 @@ export class TestRunner {
 
   async run(spec: SessionSpec, invocation: SessionInvocation, run: RunOptions): Promise<RunResult> {
     const { podman, instanceId, stopGraceMs, logMaxBytes, warn } = this.options;
-    const machine = runnerMachineFor({ instanceId, stopGraceMs }).provide({
+    // The daemon makes a session's work dir when it accepts the trigger; here the runner is alone.
+    const workDir = this.options.workDir ?? makeTempDir('agentd-e2e-work-');
+    mkdirSync(workPaths(workDir, invocation.sessionId).copy, { recursive: true, mode: 0o700 });
+    const machine = runnerMachineFor({ instanceId, stopGraceMs, workDir }).provide({
       actors: runnerActors(podman, {
         logFile: () => run.logFile,
         logMaxBytes,

@@ -34,6 +34,8 @@ describe('containerPolicy → podman flags', () => {
       `/var/tmp:rw,exec,nosuid,nodev,size=${1024 ** 3},mode=1777`,
       '--tmpfs',
       `/run/lock:rw,exec,nosuid,nodev,size=${1024 ** 3},mode=1777`,
+      '--tmpfs',
+      `/agentd/out:rw,exec,nosuid,nodev,size=${64 * 1024 ** 2},mode=0700`,
     ]);
   });
 

@@ -15,7 +15,7 @@ import { FakePodman } from '../helpers/fake-podman.js';
 import { AGENTS, request, resolvedCredentials, SECRET, settle } from '../helpers/machine-fakes.js';
 import { makeTempDir } from '../helpers/resources.js';
 
-const SETTINGS = { instanceId: 'e'.repeat(32), stopGraceMs: 1000 };
+const SETTINGS = { instanceId: 'e'.repeat(32), stopGraceMs: 1000, workDir: '/var/lib/agentd/work' };
 const CONTAINER = 'agentd-eeeeeeee-demo-0123456789abcdef';
 
 function start(podman: FakePodman, adopted?: AdoptedSession) {

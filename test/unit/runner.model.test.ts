@@ -36,7 +36,7 @@ import {
 } from '../helpers/machine-fakes.js';
 import { makeTempDir } from '../helpers/resources.js';
 
-const SETTINGS = { instanceId: 'f'.repeat(32), stopGraceMs: 2000 };
+const SETTINGS = { instanceId: 'f'.repeat(32), stopGraceMs: 2000, workDir: '/var/lib/agentd/work' };
 const machine = runnerMachineFor(SETTINGS);
 type Snapshot = SnapshotFrom<typeof machine>;
 type Step = StatePath<Snapshot, RunnerEvent>['steps'][number];

@@ -15,7 +15,12 @@ afterEach(async () => {
 });
 
 async function serve(
-  limits: { maxLineBytes?: number; maxConnections?: number; partialLineTimeoutMs?: number } = {},
+  limits: {
+    maxLineBytes?: number;
+    maxConnections?: number;
+    partialLineTimeoutMs?: number;
+    maxBufferedBytes?: number;
+  } = {},
 ) {
   const path = join(makeTempDir('agentd-unit-sock-'), 's.sock');
   const lines: string[] = [];
@@ -24,6 +29,7 @@ async function serve(
     path,
     maxLineBytes: limits.maxLineBytes ?? 64,
     maxConnections: limits.maxConnections ?? 8,
+    ...(limits.maxBufferedBytes === undefined ? {} : { maxBufferedBytes: limits.maxBufferedBytes }),
     partialLineTimeoutMs: limits.partialLineTimeoutMs ?? 5000,
     maxPendingWriteBytes: 1 << 20,
     onLine: (line: string, connection: Connection) => {
@@ -107,5 +113,28 @@ describe('socket framing', () => {
     await tick();
     expect(first.received()).toContain('served');
     first.socket.destroy();
+  });
+
+  it('bounds the unfinished lines of all clients together: the one past the budget is turned away', async () => {
+    const { path, lines } = await serve({ maxLineBytes: 100, maxBufferedBytes: 120 });
+    const first = await client(path);
+    const second = await client(path);
+    first.socket.write(`{"a":"${'x'.repeat(70)}`);
+    await tick();
+    second.socket.write(`{"b":"${'y'.repeat(70)}`);
+    await second.closed;
+    expect(JSON.parse(second.received())).toMatchObject({ type: 'error', code: 'busy' });
+    // The first client's line completes; its bytes are released, and a new client fits again.
+    first.socket.write('"}\n');
+    await tick();
+    expect(lines).toHaveLength(1);
+    const third = await client(path);
+    third.socket.write(`{"c":"${'z'.repeat(70)}`);
+    await tick();
+    third.socket.write('"}\n');
+    await tick();
+    expect(lines).toHaveLength(2);
+    first.socket.destroy();
+    third.socket.destroy();
   });
 });

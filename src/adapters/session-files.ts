@@ -1,0 +1,162 @@
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  fsyncSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  rmdirSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { ensurePrivateDir } from './ownership.js';
+import { StateDirError } from './state-files.js';
+
+const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_RDONLY } = constants;
+const SESSION_ID = /^[0-9a-f]{16}$/;
+
+/** Where one session's files are on the host while it runs, under <state_dir>/work/<session>/. */
+export interface WorkPaths {
+  dir: string;
+  /** The request text, mounted read-only at /agentd/request. */
+  request: string;
+  /** The input files, mounted read-only at /agentd/input. */
+  input: string;
+  /** Where the setup step leaves the archive of /agentd/out (mounted root-only, read-write). */
+  copy: string;
+  /** The archive itself. */
+  archive: string;
+}
+
+export function workPaths(workDir: string, sessionId: string): WorkPaths {
+  const dir = join(workDir, sessionId);
+  const copy = join(dir, 'out');
+  return {
+    dir,
+    request: join(dir, 'request'),
+    input: join(dir, 'input'),
+    copy,
+    archive: join(copy, 'out.tar'),
+  };
+}
+
+/**
+ * The work directories of running sessions: what a trigger handed the agent (request, input files),
+ * written durably before the trigger is answered, and the place the container leaves its output.
+ * Files are created exclusively and never through a symbolic link. Removed once the session's record
+ * is sealed; a crash leaves them for the next daemon, which finishes the session with them.
+ */
+export class SessionFiles {
+  readonly dir: string;
+
+  constructor(stateDir: string) {
+    this.dir = join(stateDir, 'work');
+    ensurePrivateDir(this.dir, 'work directory');
+  }
+
+  paths(sessionId: string): WorkPaths {
+    return workPaths(this.dir, sessionId);
+  }
+
+  /**
+   * Writes what a trigger carries (durably: it is part of what "accepted" promises). Throws
+   * StateDirError; whatever was written is removed then.
+   */
+  stage(sessionId: string, content: { request?: Buffer; inputs: { name: string; bytes: Buffer }[] }): void {
+    const paths = this.paths(sessionId);
+    const operation = `store the request and inputs of session ${sessionId}`;
+    try {
+      mkdirSync(paths.dir, { mode: 0o700 });
+      if (content.request !== undefined) writeReadOnly(paths.request, content.request);
+      if (content.inputs.length > 0) {
+        mkdirSync(paths.input, { mode: 0o700 });
+        for (const input of content.inputs) writeReadOnly(join(paths.input, input.name), input.bytes);
+        syncDir(paths.input);
+        // The agent's user (whatever its uid) reads them; nobody writes them.
+        chmodSync(paths.input, 0o555);
+      }
+      syncDir(paths.dir);
+      syncDir(this.dir);
+    } catch (error) {
+      this.remove(sessionId);
+      throw error instanceof StateDirError ? error : new StateDirError(operation, paths.dir, error);
+    }
+  }
+
+  /** Makes sure the session's directory and its output place exist (every session has one). */
+  prepare(sessionId: string): void {
+    const paths = this.paths(sessionId);
+    try {
+      mkdirSync(paths.copy, { recursive: true, mode: 0o700 });
+    } catch (error) {
+      throw new StateDirError(`prepare the work directory of session ${sessionId}`, paths.dir, error);
+    }
+  }
+
+  /** Removes a session's work directory and everything in it; never follows a link. */
+  remove(sessionId: string): void {
+    if (!SESSION_ID.test(sessionId)) return;
+    removeTree(this.paths(sessionId).dir);
+  }
+
+  /** Sessions that have a work directory. */
+  sessions(): string[] {
+    try {
+      return readdirSync(this.dir).filter((name) => SESSION_ID.test(name));
+    } catch {
+      return [];
+    }
+  }
+}
+
+function writeReadOnly(path: string, bytes: Uint8Array): void {
+  const fd = openSync(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o444);
+  try {
+    let offset = 0;
+    while (offset < bytes.byteLength) offset += writeSync(fd, bytes, offset, bytes.byteLength - offset);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function syncDir(path: string): void {
+  const fd = openSync(path, O_RDONLY);
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Removes a directory tree that may hold read-only directories (sealed records, input dirs): each
+ * directory is made writable by its owner first, so this works without root too. Links are removed,
+ * never followed. Quiet: what cannot be removed stays.
+ */
+export function removeTree(path: string): void {
+  let stat: ReturnType<typeof lstatSync>;
+  try {
+    stat = lstatSync(path);
+  } catch {
+    return;
+  }
+  if (!stat.isDirectory()) {
+    try {
+      unlinkSync(path);
+    } catch {
+      // Not ours to remove, or gone already.
+    }
+    return;
+  }
+  try {
+    chmodSync(path, 0o700);
+    for (const name of readdirSync(path)) removeTree(join(path, name));
+    rmdirSync(path);
+  } catch {
+    // Left as it is: the next attempt (or the operator) removes it.
+  }
+}

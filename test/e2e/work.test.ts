@@ -1,0 +1,262 @@
+/**
+ * Work in, results out, end to end: the real daemon, the real CLI, real Podman and a git server on
+ * 127.0.0.1. What a trigger hands the agent (request, inputs), what the agent's configuration mounts
+ * (mounts, context, caches), and what the session leaves behind.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { cacheVolumeName } from '../../src/runner/names.js';
+import { launchDaemon, leftoversOfDaemons, runCli, startDaemon } from '../helpers/daemon.js';
+import { type Gate, startGate } from '../helpers/gate.js';
+import { type GitServer, startGitServer } from '../helpers/git-server.js';
+import { listAgentdContainers, listVolumes, TEST_IMAGE } from '../helpers/podman.js';
+import { cleanupAll, makeTempDir } from '../helpers/resources.js';
+
+let git: GitServer;
+let gate: Gate;
+
+beforeAll(async () => {
+  [git, gate] = await Promise.all([startGitServer(), startGate()]);
+});
+
+afterAll(async () => {
+  await Promise.allSettled([git?.stop(), gate?.close()]);
+});
+
+afterEach(async () => {
+  const left = await leftoversOfDaemons();
+  await cleanupAll();
+  expect(left, 'podman objects the test daemons left behind').toEqual([]);
+});
+
+function agent(name: string, script: string, extra: Record<string, unknown> = {}) {
+  return {
+    name,
+    image: TEST_IMAGE,
+    command: ['sh', '-c', script],
+    repo: git.url(),
+    network: 'host',
+    ...extra,
+  };
+}
+
+/** Blocks the command until the test opens the gate. */
+function waitAtGate(): string {
+  return `git ls-remote git://127.0.0.1:${gate.port}/gate.git >/dev/null 2>&1`;
+}
+
+const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+
+/** Every process's argv on this host, as text (what `ps` and /proc show anyone). */
+function allCommandLines(): string {
+  const out: string[] = [];
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      out.push(readFileSync(`/proc/${pid}/cmdline`).toString('latin1'));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return out.join('\n');
+}
+
+describe('the request and input files', () => {
+  it('arrive byte-exact and read-only, and never show in an argv or podman inspect', async () => {
+    const token = `REQ-${randomBytes(8).toString('hex')}`;
+    // Newlines, quotes, shell syntax, bytes that are not UTF-8, and 100 KB of it.
+    const head = Buffer.from(`${token}\nline "two" 'three' $(rm -rf /) \`x\` \\ \r\n\u00e9`);
+    const binary = Buffer.from([0, 1, 2, 0xff, 0xfe, 0x80, 10]);
+    const filler = Buffer.from(`${'lorem ipsum '.repeat(8)}\n`.repeat(1100));
+    const request = Buffer.concat([head, binary, filler]);
+    expect(request.byteLength).toBeGreaterThan(100_000);
+    const dir = makeTempDir('agentd-e2e-work-');
+    const requestFile = join(dir, 'request.txt');
+    writeFileSync(requestFile, request);
+    const spec = Buffer.concat([Buffer.from('spec\n'), randomBytes(3000)]);
+    writeFileSync(join(dir, 'spec.bin'), spec);
+    writeFileSync(join(dir, 'notes.md'), '# notes\n');
+
+    const d = await startDaemon({
+      agents: [
+        agent(
+          'reader',
+          [
+            'echo "request $AGENTD_REQUEST_FILE $(sha256sum < "$AGENTD_REQUEST_FILE" | cut -c1-64) $(wc -c < "$AGENTD_REQUEST_FILE")"',
+            'echo "input $AGENTD_INPUT_DIR $(ls "$AGENTD_INPUT_DIR" | tr "\\n" " ")"',
+            'echo "spec $(sha256sum < "$AGENTD_INPUT_DIR/spec" | cut -c1-64)"',
+            'echo x >> "$AGENTD_REQUEST_FILE" 2>/dev/null || echo "request not writable"',
+            'echo x >> "$AGENTD_INPUT_DIR/spec" 2>/dev/null || echo "input not writable"',
+            'touch "$AGENTD_INPUT_DIR/new" 2>/dev/null || echo "input dir not writable"',
+            'env | grep -c "^AGENTD_REQUEST=" || :',
+            waitAtGate(),
+            'echo released',
+          ].join('\n'),
+        ),
+      ],
+    });
+    gate.hold();
+    const run = d.spawnCli([
+      'trigger',
+      'reader',
+      '--request-file',
+      requestFile,
+      '--input',
+      `spec=${join(dir, 'spec.bin')}`,
+      '--input',
+      `notes.md=${join(dir, 'notes.md')}`,
+    ]);
+    await gate.waitFor(1);
+    // While it runs: the request is in no process's argv on this host, and not in the container's config.
+    expect(allCommandLines()).not.toContain(token);
+    const [container] = await listAgentdContainers(d.prefix);
+    const inspect = await execa('podman', ['container', 'inspect', container?.name ?? '?']);
+    expect(inspect.stdout).toContain('/agentd/request');
+    expect(inspect.stdout).not.toContain(token);
+    gate.open();
+    const result = await run.result;
+    expect(result.code, result.stdout + result.stderr).toBe(0);
+    expect(result.stdout).toContain(`request /agentd/request ${sha256(request)} ${request.byteLength}`);
+    expect(result.stdout).toContain('input /agentd/input notes.md spec ');
+    expect(result.stdout).toContain(`spec ${sha256(spec)}`);
+    expect(result.stdout).toContain('request not writable');
+    expect(result.stdout).toContain('input not writable');
+    expect(result.stdout).toContain('input dir not writable');
+    expect(result.stdout).not.toContain(token);
+    // Nothing of the session is left in the state dir's work area.
+    expect(readdirSync(join(d.files.stateDir, 'work'))).toEqual([]);
+  });
+
+  it('refuses an oversized request or a bad input name as a usage error, before anything runs', async () => {
+    const d = await startDaemon({ agents: [agent('reader', 'true')] });
+    const dir = makeTempDir('agentd-e2e-work-');
+    writeFileSync(join(dir, 'big'), Buffer.alloc(1024 * 1024 + 1, 0x61));
+    const big = await d.cli(['trigger', 'reader', '--request-file', join(dir, 'big')]);
+    expect(big.code).toBe(2);
+    expect(big.stderr).toContain('--request-file');
+    expect(big.stderr).toContain('1 MiB');
+    const bad = await d.cli(['trigger', 'reader', '--input', `../x=${join(dir, 'big')}`]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('is not a file name');
+    // A client that skips the CLI's checks is refused by the daemon, with a reason.
+    const raw = await d.request({
+      type: 'trigger',
+      agent: 'reader',
+      inputs: [{ name: '..', data: Buffer.from('x').toString('base64') }],
+    });
+    expect(raw).toMatchObject({ type: 'rejected', code: 'bad_input' });
+    expect(readdirSync(join(d.files.stateDir, 'work'))).toEqual([]);
+  });
+});
+
+describe('mounts, context and caches', () => {
+  it('mounts read-only by default and read-write when asked, and the context read-only', async () => {
+    const dir = makeTempDir('agentd-e2e-mounts-');
+    const data = join(dir, 'data');
+    const scratch = join(dir, 'scratch');
+    const context = join(dir, 'context');
+    for (const d of [data, scratch, context]) mkdirSync(d);
+    writeFileSync(join(data, 'in.txt'), 'from the host\n');
+    writeFileSync(join(context, 'method.md'), 'the method\n');
+    // The agent's user writes as itself (uid 1000 in the test image): the host dir must let it.
+    chmodSync(scratch, 0o777);
+    const d = await startDaemon({
+      agents: [
+        agent(
+          'mounter',
+          [
+            'cat /data/in.txt',
+            'echo x > /data/new 2>/dev/null || echo "data not writable"',
+            'echo "written by $(id -un)" > /scratch/out.txt && echo "scratch writable"',
+            'echo "context $AGENTD_CONTEXT_DIR: $(cat "$AGENTD_CONTEXT_DIR/method.md")"',
+            'echo x > "$AGENTD_CONTEXT_DIR/new" 2>/dev/null || echo "context not writable"',
+          ].join('\n'),
+          {
+            mounts: [
+              { source: data, target: '/data' },
+              { source: scratch, target: '/scratch', read_only: false },
+            ],
+            context,
+          },
+        ),
+      ],
+    });
+    const result = await d.cli(['trigger', 'mounter']);
+    expect(result.code, result.stdout + result.stderr).toBe(0);
+    expect(result.stdout).toContain('from the host');
+    expect(result.stdout).toContain('data not writable');
+    expect(result.stdout).toContain('scratch writable');
+    expect(result.stdout).toContain('context /agentd/context: the method');
+    expect(result.stdout).toContain('context not writable');
+    expect(readFileSync(join(scratch, 'out.txt'), 'utf8')).toBe('written by mounter\n');
+    expect(readdirSync(data)).toEqual(['in.txt']);
+  });
+
+  it('keeps a cache between sessions, owned by the agent, through a restart and reconciliation', async () => {
+    const script = [
+      'c="$HOME/.cache/npm"',
+      'echo "cache owner $(stat -c %U "$c") parent $(stat -c %U "$HOME/.cache")"',
+      'echo "before: $(cat "$c/marker" 2>/dev/null || echo none)"',
+      'echo "$AGENTD_SESSION_ID" >> "$c/marker"',
+    ].join('\n');
+    const first = await startDaemon({
+      agents: [agent('cacher', script, { caches: { npm: '/home/cacher/.cache/npm' } })],
+    });
+    const one = await first.cli(['trigger', 'cacher']);
+    expect(one.code, one.stdout + one.stderr).toBe(0);
+    expect(one.stdout).toContain('cache owner cacher parent cacher');
+    expect(one.stdout).toContain('before: none');
+    const volume = cacheVolumeName(first.instanceId, 'cacher', 'npm');
+    expect(await listVolumes(first.prefix)).toEqual([volume]);
+    const labels = await execa('podman', ['volume', 'inspect', volume, '--format', '{{json .Labels}}']);
+    expect(JSON.parse(labels.stdout)).toMatchObject({
+      'io.agentd.instance': first.instanceId,
+      'io.agentd.agent': 'cacher',
+      'io.agentd.cache': 'npm',
+    });
+    await first.stop();
+
+    // A new daemon of the same instance reconciles (removes what the last one left) and keeps the cache.
+    const second = launchDaemon(first.files);
+    await second.ready();
+    expect(await listVolumes(first.prefix)).toEqual([volume]);
+    const two = await second.cli(['trigger', 'cacher']);
+    expect(two.code, two.stdout + two.stderr).toBe(0);
+    expect(two.stdout).toMatch(/before: [0-9a-f]{16}/);
+    expect(two.stdout).toContain('cache owner cacher parent cacher');
+  });
+
+  it('rejects overlapping mounts and relative paths in validate, with their lines', async () => {
+    const dir = makeTempDir('agentd-e2e-validate-');
+    mkdirSync(join(dir, 'data'));
+    const file = join(dir, 'agentd.yaml');
+    writeFileSync(
+      file,
+      `agents:
+  - name: m
+    image: ${TEST_IMAGE}
+    command: ["true"]
+    mounts:
+      - source: ${join(dir, 'data')}
+        target: /data
+      - source: ${join(dir, 'data')}
+        target: /data/sub
+      - source: data
+        target: /other
+    context: ./ctx
+`,
+    );
+    const result = await runCli(['validate', '--config', file]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(
+      'agents[0].mounts[1].target (line 9, col 17): "/data/sub" overlaps mounts[0] ("/data")',
+    );
+    expect(result.stderr).toContain(
+      'agents[0].mounts[2].source (line 10, col 17): "data" is a relative path',
+    );
+    expect(result.stderr).toContain('agents[0].context (line 12, col 14): "./ctx" is a relative path');
+  });
+});
