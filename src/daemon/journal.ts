@@ -171,8 +171,9 @@ export class SessionJournal {
       },
       `session ${record.outcome}`,
     );
-    this.bus.publish({ type: 'outcome', sessionId: record.id, record });
+    // Gone before anyone hears of the outcome.
     this.files.remove(record.id);
+    this.bus.publish({ type: 'outcome', sessionId: record.id, record });
     if (++this.finishedSincePrune >= PRUNE_EVERY) {
       this.finishedSincePrune = 0;
       this.store.prune(this.historyLimit);

@@ -127,7 +127,8 @@ describe('the request and input files', () => {
     expect(result.stdout).toContain('input dir not writable');
     expect(result.stdout).not.toContain(token);
     // Nothing of the session is left in the state dir's work area.
-    expect(readdirSync(join(d.files.stateDir, 'work'))).toEqual([]);
+    const work = join(d.files.stateDir, 'work');
+    expect(readdirSync(work).map((id) => [id, ...readdirSync(join(work, id))])).toEqual([]);
   });
 
   it('refuses an oversized request or a bad input name as a usage error, before anything runs', async () => {
