@@ -43,6 +43,13 @@ function render(s: StatusReply): string {
     for (const q of s.queued)
       lines.push(`  ${q.id}  ${q.agent}  #${q.position}  waiting ${formatDuration(q.waitingMs)}  ${q.repo}`);
   }
+  if (s.schedules !== undefined && s.schedules.length > 0) {
+    lines.push('', 'SCHEDULES');
+    for (const sc of s.schedules) {
+      const zone = sc.timezone === undefined ? '' : ` ${sc.timezone}`;
+      lines.push(`  ${sc.agent}  "${sc.cron}"${zone}  next ${sc.next ?? 'never'}  overlap ${sc.overlap}`);
+    }
+  }
   if (s.recent.length > 0) {
     lines.push('', 'RECENT');
     for (const r of s.recent) {

@@ -1,6 +1,7 @@
 import { Command } from 'clipanion';
-import type { Resources } from '../config/types.js';
+import type { Resources, ScheduleConfig } from '../config/types.js';
 import { formatDuration } from '../duration.js';
+import { nextFiring } from '../sessions/schedule.js';
 import { AgentdCommand } from './agentd-command.js';
 import { configOption, loadSettingsOrReport } from './config-option.js';
 import { EXIT } from './exit-codes.js';
@@ -45,10 +46,18 @@ export class ValidateCommand extends AgentdCommand {
       if (agent.capAdd.length > 0) {
         out.push(`    cap_add ${agent.capAdd.join(', ')}: the command runs with these capabilities`);
       }
+      if (agent.maxConcurrent !== undefined) out.push(`    max_concurrent ${agent.maxConcurrent}`);
+      if (agent.schedule) out.push(`    ${describeSchedule(agent.schedule)}`);
     }
     this.context.stdout.write(`${out.join('\n')}\n`);
     return EXIT.succeeded;
   }
+}
+
+function describeSchedule(schedule: ScheduleConfig): string {
+  const zone = schedule.timezone ?? 'the local time zone';
+  const next = nextFiring(schedule, new Date())?.toISOString() ?? 'never';
+  return `schedule "${schedule.cron}" in ${zone}, overlap ${schedule.overlap}, catch_up ${schedule.catchUp}; next firing ${next}`;
 }
 
 function describeLimits(r: Resources): string {

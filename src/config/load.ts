@@ -353,6 +353,25 @@ function toAgent(
     if (check.ok) agent.repo = check.repo.url;
   }
   if (raw.timeout !== undefined) agent.timeoutMs = durationMs(raw.timeout);
+  if (raw.max_concurrent !== undefined) agent.maxConcurrent = raw.max_concurrent;
+  if (raw.schedule !== undefined) {
+    const { cron, timezone, work_unit, overlap, catch_up } = raw.schedule;
+    agent.schedule = {
+      cron,
+      overlap: overlap ?? 'skip',
+      catchUp: catch_up ?? 'none',
+      ...(timezone === undefined ? {} : { timezone }),
+      ...(work_unit === undefined ? {} : { workUnit: work_unit }),
+    };
+    if (raw.repo === undefined) {
+      ctx.problems.push({
+        path: [...path, 'schedule'],
+        onKey: true,
+        message:
+          "a scheduled session clones the agent's repo, and this agent has none; set repo: or remove schedule:",
+      });
+    }
+  }
   if (raw.repo_token !== undefined) agent.repoToken = toSource(raw.repo_token, dir);
   agent.repoTokenOrigins = tokenOrigins(raw, path, agent, ctx);
   return agent;

@@ -14,6 +14,7 @@ import {
   RESOURCE_DEFAULTS,
   sizeProblem,
 } from './resources.js';
+import { cronProblem, timezoneProblem, workUnitTemplateProblem } from './schedule.js';
 
 /** Zod schema for the raw agentd.yaml. Messages name what is expected so the operator can fix the file. */
 
@@ -382,6 +383,40 @@ const env = z.record(
   { error: typeError('a mapping of NAME: value pairs, e.g. { LOG_LEVEL: info }') },
 );
 
+export const OVERLAPS = ['skip', 'queue'] as const;
+export const CATCH_UPS = ['none', 'latest'] as const;
+
+function choice<T extends readonly [string, ...string[]]>(values: T, meaning: string) {
+  return z
+    .enum(values, {
+      error: (iss) =>
+        iss.code === 'invalid_value'
+          ? `${describe(iss.input)} is not allowed; must be one of ${values.join(', ')} (${meaning})`
+          : typeError(`one of ${values.join(', ')}`)(iss),
+    })
+    .optional();
+}
+
+const cron = checkedString(
+  'a cron expression like "0 3 * * *"',
+  cronProblem,
+  'give the cron expression, e.g. cron: "0 3 * * *"',
+);
+
+const scheduleShape = {
+  cron,
+  timezone: checkedString('an IANA time zone like Europe/Berlin', timezoneProblem).optional(),
+  work_unit: checkedString('a work unit template like "nightly-{date}"', workUnitTemplateProblem).optional(),
+  overlap: choice(OVERLAPS, 'skip: no firing while a scheduled session of the agent is queued or running'),
+  catch_up: choice(CATCH_UPS, 'latest: after downtime, run the latest missed firing once'),
+};
+
+/** `schedule: "0 3 * * *"` is short for the mapping `schedule: { cron: "0 3 * * *" }`. */
+const schedule = z.preprocess(
+  (value) => (typeof value === 'string' ? { cron: value } : value),
+  strict(scheduleShape, 'a cron expression like "0 3 * * *" or a mapping with cron:'),
+);
+
 const agentShape = {
   name: checkedString('an agent name like reviewer', agentNameProblem, 'give the agent a name like reviewer'),
   image: checkedString(
@@ -427,6 +462,8 @@ const agentShape = {
   context: checkedString('an absolute host directory like /srv/methodology', sourceProblem).optional(),
   caches: caches.nullish(),
   exit_codes: exitCodes.nullish(),
+  schedule: schedule.optional(),
+  max_concurrent: wholeNumber(1, 1).optional(),
 };
 
 const topShape = {
@@ -450,6 +487,7 @@ export const KEYS = {
   credential: Object.keys(credentialShape),
   resources: Object.keys(resourcesShape),
   mount: Object.keys(mountShape),
+  schedule: Object.keys(scheduleShape),
 } as const;
 
 /** Allowed keys of the mapping at `path`, for "unknown key" messages. */
@@ -462,6 +500,7 @@ export function allowedKeysAt(path: readonly PropertyKey[]): readonly string[] {
   if (first === 'agents' && third === 'resources') return KEYS.resources;
   if (first === 'agents' && third === 'credentials') return KEYS.credential;
   if (first === 'agents' && third === 'mounts') return KEYS.mount;
+  if (first === 'agents' && third === 'schedule') return KEYS.schedule;
   return [];
 }
 

@@ -34,6 +34,23 @@ export interface CacheConfig {
   target: string;
 }
 
+/** When a session of an agent is running from its schedule and the next firing comes. */
+export type Overlap = 'skip' | 'queue';
+/** What a daemon that was down does about the firings it missed. */
+export type CatchUp = 'none' | 'latest';
+
+/** An agent's `schedule:`: when it runs by itself. */
+export interface ScheduleConfig {
+  /** Five fields, or six with leading seconds, as croner reads them (see config/schedule.ts). */
+  cron: string;
+  /** IANA time zone; the daemon's own when absent. */
+  timezone?: string;
+  /** The work unit of each scheduled session, with {agent}, {date}, {time}, {firing} replaced. */
+  workUnit?: string;
+  overlap: Overlap;
+  catchUp: CatchUp;
+}
+
 export interface AgentConfig {
   name: string;
   image: string;
@@ -62,6 +79,9 @@ export interface AgentConfig {
   caches: CacheConfig[];
   /** The agent's own exit-code meanings (`exit_codes:`), over the convention. */
   exitCodes: Record<number, OutcomeKind>;
+  schedule?: ScheduleConfig;
+  /** Sessions of this agent running at once (`max_concurrent:`); unlimited but for max_sessions when absent. */
+  maxConcurrent?: number;
 }
 
 export interface DaemonSettings {

@@ -87,6 +87,7 @@ export class SessionJournal {
       ...(request.work === undefined || request.work.inputs.length === 0
         ? {}
         : { inputs: request.work.inputs }),
+      ...(request.scheduledFor === undefined ? {} : { scheduledFor: request.scheduledFor }),
     };
     try {
       this.files.prepare(record.id);

@@ -19,6 +19,7 @@ import {
   type StateDirProblem,
 } from '../machines/daemon.machine.js';
 import { runnerMachineFor } from '../machines/runner.machine.js';
+import { scheduleMachine } from '../machines/schedule.machine.js';
 import { sessionMachine } from '../machines/session.machine.js';
 import type { DaemonPort } from '../protocol/context.js';
 import { dispatch } from '../protocol/dispatch.js';
@@ -30,6 +31,7 @@ import { createDaemonPort, type DaemonActor, stateName } from './port.js';
 import { reconcile } from './reconcile.js';
 import { planRecovery, recordsFromLabels } from './recovery.js';
 import { createReloader, readyStatus } from './reload.js';
+import { ScheduleLog } from './schedule-log.js';
 
 export interface DaemonOptions {
   settings: Settings;
@@ -95,6 +97,9 @@ async function supervise(options: DaemonOptions): Promise<number> {
     ),
   );
 
+  const scheduleLog = new ScheduleLog(config.stateDir, log);
+  const scheduleSince = scheduleLog.load(settings.agents);
+
   let port: DaemonPort | undefined;
   const server = socketServer(settings, log, (line, connection) => {
     if (port) dispatch(line, connection, port);
@@ -102,6 +107,11 @@ async function supervise(options: DaemonOptions): Promise<number> {
   const machine = daemonMachine.provide({
     actors: {
       session: sessionLogic(settings, instanceId, podman, journal, files.dir, log, env),
+      schedule: scheduleMachine.provide({
+        actions: {
+          recordProgress: (_, { agent, schedule, since }) => scheduleLog.record(agent, schedule, since),
+        },
+      }),
       reconcile: fromPromise(async ({ signal }) => {
         const { summary, containers } = await reconcile(podman, instanceId, log, signal);
         // A container without a readable record still belongs to a session: rebuild it from the labels.
@@ -224,6 +234,16 @@ async function supervise(options: DaemonOptions): Promise<number> {
           `shutting down: ${running} running session(s) to finish`,
         );
       },
+      announceFiringSkipped: (_, { agent, firing, reason }) =>
+        log.info(
+          { event: 'schedule.skipped', agent, firing, reason },
+          `schedule of ${agent} fired (${firing}) without a session: ${reason}`,
+        ),
+      announceFiringMissed: (_, { agent, firing, reason }) =>
+        log.warn(
+          { event: 'schedule.missed', agent, firing, reason },
+          `schedule of ${agent} fired (${firing}) but no session could be accepted: ${reason}`,
+        ),
       announceCancelAll: (_, { running }) =>
         log.info(
           { event: 'daemon.cancelling', running },
@@ -233,9 +253,10 @@ async function supervise(options: DaemonOptions): Promise<number> {
   });
 
   const actor: DaemonActor = createActor(machine, {
-    input: { agents: settings.agents, maxSessions: config.maxSessions },
+    input: { agents: settings.agents, maxSessions: config.maxSessions, scheduleSince },
     ...(options.inspect ? { inspect: options.inspect } : {}),
   });
+  logScheduledTriggers(actor, log);
   send = (event) => actor.send(event);
   const reload = createReloader({ started: settings, actor, log, notify });
   port = createDaemonPort({
@@ -282,6 +303,36 @@ async function supervise(options: DaemonOptions): Promise<number> {
   }
   log.info({ event: 'daemon.stopped', state: stateName(end.value) }, 'agentd stopped');
   return 0;
+}
+
+/** What became of the triggers that schedule firings made (request id `schedule:<agent>:<firing>`). */
+function logScheduledTriggers(actor: DaemonActor, log: Logger): void {
+  const firingOf = (requestId: string | undefined) => {
+    const match = /^schedule:([^:]+):(.+)$/.exec(requestId ?? '');
+    return match ? { agent: match[1] as string, firing: match[2] as string } : undefined;
+  };
+  actor.on('trigger.accepted', (answer) => {
+    const fired = firingOf(answer.requestId);
+    if (fired === undefined) return;
+    log.info(
+      { event: 'schedule.fired', ...fired, session: answer.sessionId, queued: answer.queued },
+      `schedule of ${fired.agent} fired (${fired.firing}): session ${answer.sessionId} ${answer.queued ? 'queued' : 'started'}`,
+    );
+  });
+  actor.on('trigger.rejected', (answer) => {
+    const fired = firingOf(answer.requestId);
+    if (fired === undefined) return;
+    log.warn(
+      {
+        event: 'schedule.rejected',
+        ...fired,
+        session: answer.sessionId,
+        code: answer.code,
+        reason: answer.reason,
+      },
+      `schedule of ${fired.agent} fired (${fired.firing}) but its session was rejected: ${answer.reason}`,
+    );
+  });
 }
 
 /** The session machine with its actors: credentials from the environment and files, the runner over Podman. */

@@ -1,10 +1,10 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Actor, StateValue } from 'xstate';
-import type { ClientEvent, DaemonEmitted, daemonMachine } from '../machines/daemon.machine.js';
+import type { ClientEvent, DaemonContext, DaemonEmitted, daemonMachine } from '../machines/daemon.machine.js';
 import { sessionPhaseOf } from '../machines/session.machine.js';
 import type { DaemonPort, DaemonState, DaemonStatus } from '../protocol/context.js';
-import type { ReloadReply } from '../protocol/replies.js';
+import type { ReloadReply, ScheduleView } from '../protocol/replies.js';
 import type { SessionJournal } from './journal.js';
 
 export type DaemonActor = Actor<typeof daemonMachine>;
@@ -39,6 +39,23 @@ export function sendEvent(actor: DaemonActor, event: ClientEvent): DaemonEmitted
     for (const subscription of subscriptions) subscription.unsubscribe();
   }
   return answers;
+}
+
+/** Each running schedule with its next firing, in agent order. */
+export function scheduleViews(schedules: DaemonContext['schedules']): ScheduleView[] {
+  return Object.values(schedules)
+    .map((ref) => {
+      const { agent, schedule, next } = ref.getSnapshot().context;
+      return {
+        agent,
+        cron: schedule.cron,
+        ...(schedule.timezone === undefined ? {} : { timezone: schedule.timezone }),
+        overlap: schedule.overlap,
+        catchUp: schedule.catchUp,
+        ...(next === undefined ? {} : { next }),
+      };
+    })
+    .sort((a, b) => a.agent.localeCompare(b.agent));
 }
 
 /** `shutdown.draining` for { shutdown: 'draining' }. */
@@ -101,6 +118,7 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
           waitingMs: now - Date.parse(request.acceptedAt),
         })),
         recent: journal.recent(RECENT_SHOWN),
+        schedules: scheduleViews(context.schedules),
       };
     },
     sessions: (): DaemonState => {

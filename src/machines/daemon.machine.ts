@@ -8,10 +8,12 @@ import {
   raise,
   setup,
 } from 'xstate';
-import type { AgentConfig } from '../config/types.js';
+import type { AgentConfig, ScheduleConfig } from '../config/types.js';
 import { checkTrigger, type RejectionCode, type TriggerFields } from '../sessions/check-trigger.js';
+import { scheduledSessionId, workUnitFor } from '../sessions/schedule.js';
 import type { SessionOutcome, SessionRequest } from '../sessions/types.js';
 import type { WorkManifest } from '../sessions/work.js';
+import { type ScheduleFiredEvent, type ScheduleRef, scheduleMachine } from './schedule.machine.js';
 import {
   type AdoptedSession,
   type SessionFinishedEvent,
@@ -24,6 +26,8 @@ export type { AdoptedSession };
 export interface DaemonInput {
   agents: AgentConfig[];
   maxSessions: number;
+  /** Per scheduled agent: since when its schedule was watched (the state dir's memory, for catch_up). */
+  scheduleSince?: Record<string, string>;
 }
 
 export interface ReconcileSummary {
@@ -73,6 +77,7 @@ export type TriggerCheckedEvent =
 /** Events the daemon makes itself: from checking and recording a trigger, and from watching the state dir. */
 export type InternalEvent =
   | SessionFinishedEvent
+  | ScheduleFiredEvent
   | TriggerCheckedEvent
   | TriggerRecordedEvent
   | TriggerUnrecordedEvent
@@ -87,6 +92,8 @@ export type TriggerEvent = TriggerFields & {
   work?: WorkManifest;
   /** Lets the sender match the emitted answer to its request. */
   requestId?: string;
+  /** Set on the trigger a schedule firing makes: the firing's time (ISO). */
+  scheduledFor?: string;
 };
 
 /**
@@ -129,6 +136,10 @@ export interface DaemonContext {
   failure?: string;
   /** While `degraded`: why the state dir takes no writes (what a rejected trigger is told). */
   stateDir?: StateDirProblem;
+  /** The schedule actor of each scheduled agent, by agent name. */
+  schedules: Record<string, ScheduleRef>;
+  /** From the input, for the schedules started when the daemon is first up; empty after that. */
+  scheduleSince: Record<string, string>;
 }
 
 /** A reload takes effect at once: the queue picks up a raised max_sessions when there is room. */
@@ -207,9 +218,14 @@ const whileUp = {
       'startQueuedSessions',
     ],
   },
-  reload: { actions: [...applyReload.actions, 'startQueuedSessions'] },
+  reload: {
+    actions: [...applyReload.actions, 'stopChangedSchedules', 'startSchedules', 'startQueuedSessions'],
+  },
   shutdown: 'shutdown',
 } as const;
+
+/** Params of the provided announceFiring* actions. */
+type FiringParams = { agent: string; firing: string; reason: string };
 
 type RecordParams = { session: SessionInput; requestId?: string };
 
@@ -222,6 +238,7 @@ export const daemonMachine = setup({
   },
   actors: {
     session: sessionMachine,
+    schedule: scheduleMachine,
     reconcile: fromPromise<ReconcileResult>(async () => {
       throw new Error('daemon machine: actor reconcile must be provided');
     }),
@@ -245,20 +262,26 @@ export const daemonMachine = setup({
       context.queue.some((s) => s.request.sessionId === sessionId),
     sessionIsRunning: ({ context }, sessionId: string) => sessionId in context.sessions,
     noSessionsRunning: ({ context }) => Object.keys(context.sessions).length === 0,
+    /** overlap: skip, and a session from this agent's schedule is queued or running. */
+    overlapSkips: ({ context }, fired: ScheduleFiredEvent) =>
+      overlapOf(context, fired.agent) === 'skip' && activeScheduled(context, fired.agent) !== undefined,
     stateDirUnwritable: (_, opened: OpenResult | undefined) => opened?.stateDir !== undefined,
   },
   actions: {
     queueSession: assign({
       queue: ({ context }, session: SessionInput) => [...context.queue, session],
     }),
+    /** After startQueuedSessions: the session either started or waits at its place in the queue. */
     answerAccepted: emit(({ context }, recorded: RecordParams) => {
-      const queued = Object.keys(context.sessions).length >= context.maxSessions;
+      const index = context.queue.findIndex(
+        (s) => s.request.sessionId === recorded.session.request.sessionId,
+      );
       return {
         type: 'trigger.accepted' as const,
         requestId: recorded.requestId,
         sessionId: recorded.session.request.sessionId,
-        queued,
-        position: queued ? context.queue.length : 0,
+        queued: index !== -1,
+        position: index + 1,
       };
     }),
     rejectTrigger: emit((_, params: { trigger: TriggerEvent; code: RejectionCode; reason: string }) => ({
@@ -302,15 +325,75 @@ export const daemonMachine = setup({
       }
       return { sessions, adoptions: [] };
     }),
+    /**
+     * Oldest first, every queued session that fits starts: within max_sessions overall and its agent's
+     * max_concurrent. One that does not fit keeps its place; later ones of other agents may start.
+     */
     startQueuedSessions: assign(({ context, spawn }) => {
       const sessions = { ...context.sessions };
-      const queue = [...context.queue];
-      while (queue.length > 0 && Object.keys(sessions).length < context.maxSessions) {
-        const next = queue.shift() as SessionInput;
+      const perAgent = new Map<string, number>();
+      for (const { agent } of runningRequests(context)) perAgent.set(agent, (perAgent.get(agent) ?? 0) + 1);
+      const queue: SessionInput[] = [];
+      for (const next of context.queue) {
+        const { agent } = next.request;
+        const limit = maxConcurrentOf(context.agents, next);
+        const full = Object.keys(sessions).length >= context.maxSessions;
+        if (full || (limit !== undefined && (perAgent.get(agent) ?? 0) >= limit)) {
+          queue.push(next);
+          continue;
+        }
         sessions[next.request.sessionId] = spawn('session', { id: next.request.sessionId, input: next });
+        perAgent.set(agent, (perAgent.get(agent) ?? 0) + 1);
       }
       return { sessions, queue };
     }),
+    /** A schedule actor for every scheduled agent that has none yet (when the daemon is first up). */
+    startSchedules: assign(({ context, spawn }) => {
+      const schedules = { ...context.schedules };
+      for (const agent of context.agents) {
+        if (agent.schedule === undefined || agent.name in schedules) continue;
+        const since = context.scheduleSince[agent.name];
+        schedules[agent.name] = spawn('schedule', {
+          id: scheduleActorId(agent.name),
+          input: { agent: agent.name, schedule: agent.schedule, ...(since === undefined ? {} : { since }) },
+        });
+      }
+      return { schedules, scheduleSince: {} };
+    }),
+    /**
+     * After a reload: a schedule that changed or went away stops (startSchedules then starts the new
+     * and changed ones from now, without catch-up); one that is the same keeps its actor and timing.
+     */
+    stopChangedSchedules: enqueueActions(({ context, enqueue }) => {
+      const kept: Record<string, ScheduleRef> = {};
+      for (const [name, ref] of Object.entries(context.schedules)) {
+        const now = context.agents.find((a) => a.name === name)?.schedule;
+        if (now !== undefined && sameSchedule(now, ref.getSnapshot().context.schedule)) kept[name] = ref;
+        else enqueue.stopChild(ref);
+      }
+      enqueue.assign({ schedules: kept });
+    }),
+    stopSchedules: enqueueActions(({ context, enqueue }) => {
+      for (const ref of Object.values(context.schedules)) enqueue.stopChild(ref);
+      enqueue.assign({ schedules: {} });
+    }),
+    /** A firing becomes a trigger like any other, with a session id of its own (see scheduledSessionId). */
+    triggerScheduled: raise(({ context }, fired: ScheduleFiredEvent): TriggerEvent => {
+      const schedule = context.agents.find((a) => a.name === fired.agent)?.schedule;
+      const workUnit = schedule && workUnitFor(schedule, fired.agent, new Date(fired.firing));
+      return {
+        type: 'trigger',
+        sessionId: scheduledSessionId(fired.agent, fired.firing),
+        agent: fired.agent,
+        requestId: `schedule:${fired.agent}:${fired.firing}`,
+        scheduledFor: fired.firing,
+        ...(workUnit === undefined ? {} : { workUnit }),
+      };
+    }),
+    /** Side effect (provided): a firing made no session because one from the schedule is still active. */
+    announceFiringSkipped: (_, _params: FiringParams) => {},
+    /** Side effect (provided): a firing made no session because the daemon takes no triggers now. */
+    announceFiringMissed: (_, _params: FiringParams) => {},
     forgetSession: enqueueActions(({ context, enqueue }, sessionId: string) => {
       const ref = context.sessions[sessionId];
       // A finished session actor is stopped, so the daemon does not keep one child per session forever.
@@ -371,6 +454,8 @@ export const daemonMachine = setup({
     sessions: {},
     queue: [],
     adoptions: [],
+    schedules: {},
+    scheduleSince: input.scheduleSince ?? {},
   }),
   initial: 'reconciling',
   on: {
@@ -425,10 +510,11 @@ export const daemonMachine = setup({
       on: whileStarting,
     },
     ready: {
-      description: 'Accepting triggers. Up to max_sessions run at once; the rest wait in a FIFO queue.',
+      description:
+        "Accepting triggers, from clients and from the agents' schedules. Up to max_sessions run at once, and up to its max_concurrent of one agent; the rest wait in a FIFO queue.",
       // Adopted sessions are supervised from here on (a start that fails leaves them to the next daemon);
       // recovered queued ones start as soon as there is room.
-      entry: ['adoptSessions', 'startQueuedSessions'],
+      entry: ['adoptSessions', 'startQueuedSessions', 'startSchedules'],
       on: {
         trigger: [
           {
@@ -470,10 +556,24 @@ export const daemonMachine = setup({
         'trigger.recorded': {
           actions: [
             { type: 'queueSession', params: ({ event }) => event.session },
-            { type: 'answerAccepted', params: ({ event }) => event },
             'startQueuedSessions',
+            { type: 'answerAccepted', params: ({ event }) => event },
           ],
         },
+        'schedule.fired': [
+          {
+            guard: { type: 'overlapSkips', params: ({ event }) => event },
+            actions: {
+              type: 'announceFiringSkipped',
+              params: ({ context, event }) => ({
+                agent: event.agent,
+                firing: event.firing,
+                reason: `session ${activeScheduled(context, event.agent)} from the schedule is still queued or running (overlap: skip)`,
+              }),
+            },
+          },
+          { actions: { type: 'triggerScheduled', params: ({ event }) => event } },
+        ],
         'trigger.unrecorded': {
           target: 'degraded',
           actions: [
@@ -502,7 +602,7 @@ export const daemonMachine = setup({
     degraded: {
       description:
         'Up, but the state dir takes no writes (full, or not writable): a trigger could not be recorded, so it is rejected with state_dir_full. Running sessions go on, queued ones start, their records wait in memory. The state dir is checked every few seconds; the daemon is ready again as soon as it takes a write.',
-      entry: 'startQueuedSessions',
+      entry: ['startQueuedSessions', 'startSchedules'],
       invoke: { src: 'watchStateDir' },
       on: {
         trigger: {
@@ -519,12 +619,25 @@ export const daemonMachine = setup({
           actions: { type: 'storeStateDirProblem', params: ({ event }) => problemOf(event) },
         },
         'stateDir.writable': { target: 'ready', actions: ['clearStateDirProblem', 'announceWritable'] },
+        'schedule.fired': {
+          actions: {
+            type: 'announceFiringMissed',
+            params: ({ context, event }) => ({
+              agent: event.agent,
+              firing: event.firing,
+              reason: context.stateDir?.reason ?? 'the state dir takes no writes',
+            }),
+          },
+        },
         ...whileUp,
       },
     },
     shutdown: {
       description: 'Stop accepting triggers, let running sessions finish, then stop.',
-      entry: { type: 'announceShutdown', params: ({ context }) => ({ running: runningCount(context) }) },
+      entry: [
+        { type: 'announceShutdown', params: ({ context }) => ({ running: runningCount(context) }) },
+        'stopSchedules',
+      ],
       initial: 'draining',
       states: {
         draining: {
@@ -598,6 +711,7 @@ function checked(agents: readonly AgentConfig[], trigger: TriggerEvent): Trigger
     ...(trigger.workUnit === undefined ? {} : { workUnit: trigger.workUnit }),
     ...(check.timeoutMs === undefined ? {} : { timeoutMs: check.timeoutMs }),
     ...(trigger.work === undefined ? {} : { work: trigger.work }),
+    ...(trigger.scheduledFor === undefined ? {} : { scheduledFor: trigger.scheduledFor }),
   };
   return {
     type: 'trigger.valid',
@@ -608,6 +722,39 @@ function checked(agents: readonly AgentConfig[], trigger: TriggerEvent): Trigger
 
 function runningCount(context: DaemonContext): number {
   return Object.keys(context.sessions).length;
+}
+
+/** The requests of the running sessions, read from their actors. */
+function runningRequests(context: DaemonContext): SessionRequest[] {
+  return Object.values(context.sessions).map((ref) => ref.getSnapshot().context.request);
+}
+
+/** The agent's max_concurrent as configured now; a removed agent's as it was accepted with. */
+function maxConcurrentOf(agents: readonly AgentConfig[], session: SessionInput): number | undefined {
+  const current = agents.find((a) => a.name === session.request.agent);
+  return (current ?? session.agent).maxConcurrent;
+}
+
+function overlapOf(context: DaemonContext, agent: string): 'skip' | 'queue' {
+  return context.agents.find((a) => a.name === agent)?.schedule?.overlap ?? 'skip';
+}
+
+/** The id of a queued or running session of agent that came from its schedule, if there is one. */
+function activeScheduled(context: DaemonContext, agent: string): string | undefined {
+  const scheduled = (r: SessionRequest) => r.agent === agent && r.scheduledFor !== undefined;
+  return (
+    runningRequests(context).find(scheduled)?.sessionId ??
+    context.queue.find((s) => scheduled(s.request))?.request.sessionId
+  );
+}
+
+/** Child ids of schedule actors; session actors are named by their 16-hex session id. */
+function scheduleActorId(agent: string): string {
+  return `schedule:${agent}`;
+}
+
+function sameSchedule(a: ScheduleConfig, b: ScheduleConfig): boolean {
+  return JSON.stringify(a, Object.keys(a).sort()) === JSON.stringify(b, Object.keys(b).sort());
 }
 
 /** The trigger a recorded session came from, for answering it. */

@@ -62,6 +62,18 @@ const queuedSession = z.object({
   waitingMs: z.number(),
 });
 
+/** An agent's schedule and its next firing, as the daemon's schedule actor has it. */
+export const scheduleViewSchema = z.object({
+  agent: z.string(),
+  cron: z.string(),
+  timezone: z.string().optional(),
+  overlap: z.enum(['skip', 'queue']),
+  catchUp: z.enum(['none', 'latest']),
+  /** ISO time; absent when the expression never fires again. */
+  next: z.string().optional(),
+});
+export type ScheduleView = z.infer<typeof scheduleViewSchema>;
+
 const reloaded = {
   type: z.literal('reloaded'),
   file: z.string(),
@@ -119,6 +131,7 @@ export const replySchema = z.discriminatedUnion('type', [
     running: z.array(runningSession),
     queued: z.array(queuedSession),
     recent: z.array(sessionRecordSchema),
+    schedules: z.array(scheduleViewSchema).optional(),
   }),
   z.object({
     ...base,

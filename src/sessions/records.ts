@@ -17,6 +17,8 @@ export const sessionRecordSchema = z.object({
   request: digestSchema.optional(),
   inputs: z.array(digestSchema.extend({ name: z.string() })).optional(),
   acceptedAt: z.string(),
+  /** The schedule firing that made the session (ISO time); unset for a triggered one. */
+  scheduledFor: z.string().optional(),
   startedAt: z.string().optional(),
   finishedAt: z.string().optional(),
   phase: phaseSchema,

@@ -28,6 +28,8 @@ export interface SessionRequest {
   acceptedAt: string;
   /** The request text and input files the trigger handed over, by digest (the content is in the work dir). */
   work?: WorkManifest;
+  /** Set for a session an agent's schedule made: the firing's time (ISO). */
+  scheduledFor?: string;
 }
 
 /** What the agent is: resolved values only, never credential source strings. */

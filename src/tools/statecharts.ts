@@ -20,6 +20,7 @@ import {
   statePath,
 } from '../machines/introspect.js';
 import { runnerMachine } from '../machines/runner.machine.js';
+import { scheduleMachine } from '../machines/schedule.machine.js';
 import { sessionMachine } from '../machines/session.machine.js';
 
 export const REGENERATE = 'npm run build && npm run statecharts';
@@ -55,6 +56,12 @@ const MACHINES: readonly MachineDoc[] = [
     title: 'Runner machine',
     source: 'src/machines/runner.machine.ts',
     machine: runnerMachine,
+  },
+  {
+    file: 'schedule.md',
+    title: 'Schedule machine',
+    source: 'src/machines/schedule.machine.ts',
+    machine: scheduleMachine,
   },
 ];
 

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import type { AnyStateMachine, AnyStateNode } from 'xstate';
 import { daemonMachine } from '../../src/machines/daemon.machine.js';
 import { runnerMachine } from '../../src/machines/runner.machine.js';
+import { scheduleMachine } from '../../src/machines/schedule.machine.js';
 import { sessionMachine } from '../../src/machines/session.machine.js';
 import { REGENERATE, renderStatechart, statechartPages } from '../../src/tools/statecharts.js';
 
@@ -40,6 +41,7 @@ describe('docs/statecharts', () => {
     ['daemon', daemonMachine],
     ['session', sessionMachine],
     ['runner', runnerMachine],
+    ['schedule', scheduleMachine],
   ] as [string, AnyStateMachine][])('every state of the %s machine has a description', (_, machine) => {
     const missing = [machine.root, ...allStates(machine.root)].filter((s) => !s.description).map((s) => s.id);
     expect(missing, 'states without a description (the generated docs show them as —)').toEqual([]);
@@ -60,7 +62,9 @@ describe('docs/statecharts', () => {
     expect(page).toContain('| `reconciling` | atomic |');
     expect(page).toMatch(/\| `trigger` \| `ready` \| — \| — \| `checkTrigger` \|/);
     expect(page).toMatch(/\| `trigger.valid` \| `ready` \| — \| — \| `recordAccepted` \|/);
-    expect(page).toMatch(/\| `trigger.recorded` \| `ready` \| — \| — \| `queueSession`, `answerAccepted`/);
+    expect(page).toMatch(
+      /\| `trigger.recorded` \| `ready` \| — \| — \| `queueSession`, `startQueuedSessions`, `answerAccepted`/,
+    );
     expect(page).toMatch(
       /\| `shutdown` \| `reconciling`, `opening`, `ready`, `degraded` \| `shutdown` \| — \| — \|/,
     );
@@ -88,6 +92,7 @@ describe('docs/statecharts', () => {
       'daemon.md',
       'session.md',
       'runner.md',
+      'schedule.md',
       'README.md',
     ]);
   });

@@ -1,0 +1,55 @@
+import { Cron } from 'croner';
+
+/**
+ * The `schedule:` rules: a cron expression as croner reads it (five fields, or six with a leading
+ * seconds field), an IANA time zone, and a work unit template. croner parses; this module only turns
+ * its verdict into a message an operator can act on.
+ */
+
+/** croner's mode: minute hour day-of-month month day-of-week, optionally preceded by seconds. */
+export const CRON_MODE = '5-or-6-parts' as const;
+
+/** Placeholders a `work_unit` template may use, each replaced per firing. */
+export const WORK_UNIT_PLACEHOLDERS = ['agent', 'date', 'time', 'firing'] as const;
+
+/** Longest work unit template; its expansion stays under the 256 characters a work unit may have. */
+export const WORK_UNIT_TEMPLATE_MAX = 160;
+
+export function cronProblem(expression: string): string | undefined {
+  try {
+    const cron = new Cron(expression, { mode: CRON_MODE, paused: true });
+    const next = cron.nextRun();
+    cron.stop();
+    if (next === null) return `${JSON.stringify(expression)} never fires; check the day and month fields`;
+    return undefined;
+  } catch (error) {
+    const reason = (error instanceof Error ? error.message : String(error)).replace(/^CronPattern: /, '');
+    return (
+      `${JSON.stringify(expression)} is not a cron expression (${reason}); write five fields ` +
+      '"minute hour day-of-month month day-of-week" like "0 3 * * *", or six with leading seconds like "*/10 * * * * *"'
+    );
+  }
+}
+
+export function timezoneProblem(zone: string): string | undefined {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: zone });
+    return undefined;
+  } catch {
+    return `${JSON.stringify(zone)} is not a time zone; use an IANA name like UTC, Europe/Berlin or America/New_York`;
+  }
+}
+
+export function workUnitTemplateProblem(template: string): string | undefined {
+  if (template.trim() === '') return 'is empty; write a template like "nightly-{date}" or remove the key';
+  if (template.length > WORK_UNIT_TEMPLATE_MAX) {
+    return `is ${template.length} characters long; a work unit template has at most ${WORK_UNIT_TEMPLATE_MAX}`;
+  }
+  const unknown = [...template.matchAll(/\{([^}]*)\}/g)]
+    .map((m) => m[1] as string)
+    .filter((name) => !(WORK_UNIT_PLACEHOLDERS as readonly string[]).includes(name));
+  if (unknown.length > 0) {
+    return `uses {${unknown[0]}}, which is not a placeholder; use ${WORK_UNIT_PLACEHOLDERS.map((p) => `{${p}}`).join(', ')}`;
+  }
+  return undefined;
+}

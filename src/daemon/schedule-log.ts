@@ -1,0 +1,82 @@
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { readNoFollow, writeFileAtomic } from '../adapters/state-files.js';
+import type { AgentConfig, ScheduleConfig } from '../config/types.js';
+import { errorMessage } from '../errors.js';
+
+const fileSchema = z.object({
+  version: z.literal(1),
+  agents: z.record(
+    z.string(),
+    z.object({ cron: z.string(), timezone: z.string().optional(), since: z.string() }),
+  ),
+});
+type ScheduleFile = z.infer<typeof fileSchema>;
+
+/**
+ * What a daemon remembers of its schedules across restarts (`schedules.json` in the state dir): per
+ * agent, since when its schedule has been watched without a firing going unseen. Only `catch_up:
+ * latest` reads it; a schedule whose expression or time zone changed starts afresh.
+ */
+export class ScheduleLog {
+  private readonly path: string;
+  private entries: ScheduleFile['agents'] = {};
+  private warned = false;
+
+  constructor(
+    stateDir: string,
+    private readonly log: Logger,
+  ) {
+    this.path = join(stateDir, 'schedules.json');
+  }
+
+  /** Reads the file once, at start; returns `since` for each agent whose schedule is unchanged. */
+  load(agents: readonly AgentConfig[]): Record<string, string> {
+    try {
+      this.entries = fileSchema.parse(JSON.parse(readNoFollow(this.path).toString('utf8'))).agents;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
+        this.log.warn(
+          { event: 'daemon.schedules_unreadable', file: this.path, err: error },
+          `ignored ${this.path} (${errorMessage(error)}): no missed firing is caught up this time`,
+        );
+      }
+      this.entries = {};
+    }
+    const since: Record<string, string> = {};
+    for (const agent of agents) {
+      const entry = this.entries[agent.name];
+      if (agent.schedule && entry && sameTiming(agent.schedule, entry)) since[agent.name] = entry.since;
+    }
+    return since;
+  }
+
+  /** Keeps a schedule's progress; a state dir that takes no write is said once and otherwise ignored. */
+  record(agent: string, schedule: ScheduleConfig, since: string): void {
+    this.entries[agent] = {
+      cron: schedule.cron,
+      ...(schedule.timezone === undefined ? {} : { timezone: schedule.timezone }),
+      since,
+    };
+    const file: ScheduleFile = { version: 1, agents: this.entries };
+    try {
+      writeFileAtomic(this.path, `${JSON.stringify(file)}\n`, { operation: 'record schedule progress' });
+      this.warned = false;
+    } catch (error) {
+      if (this.warned) return;
+      this.warned = true;
+      this.log.warn(
+        { event: 'daemon.schedules_unwritten', file: this.path, err: error },
+        `could not record schedule progress (${errorMessage(error)}); a catch-up after a restart may miss a firing`,
+      );
+    }
+  }
+}
+
+function sameTiming(
+  schedule: ScheduleConfig,
+  entry: { cron: string; timezone?: string | undefined },
+): boolean {
+  return schedule.cron === entry.cron && schedule.timezone === entry.timezone;
+}

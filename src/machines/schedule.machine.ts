@@ -1,0 +1,161 @@
+import { type ActorRefFrom, assign, not, sendParent, setup } from 'xstate';
+import type { ScheduleConfig } from '../config/types.js';
+import { missedFiring, nextFiring } from '../sessions/schedule.js';
+
+/**
+ * One agent's schedule: it waits for the next firing with a delayed transition and tells the daemon
+ * machine when it fires. What a firing does (a session, or nothing while one still runs) is the
+ * daemon's rule; this machine only keeps time.
+ */
+
+export interface ScheduleInput {
+  agent: string;
+  schedule: ScheduleConfig;
+  /**
+   * Since when this schedule, as configured now, has been watched without a firing going unseen (its
+   * last firing, or when a daemon first watched it). A catch-up runs the newest firing after it.
+   * Unset: nothing was missed that any daemon knows of.
+   */
+  since?: string;
+}
+
+export interface ScheduleContext {
+  agent: string;
+  schedule: ScheduleConfig;
+  since?: string;
+  /** The next firing (ISO time); unset when the expression never fires again. */
+  next?: string;
+}
+
+/** Sent to the daemon machine: the schedule of `agent` fired at `firing` (ISO time). */
+export type ScheduleFiredEvent = { type: 'schedule.fired'; agent: string; firing: string; catchUp: boolean };
+
+/**
+ * The longest single wait. A wait is re-planned from the clock when it ends, so a clock that jumps
+ * (NTP, a suspended host) delays a firing by at most this much; setTimeout cannot wait longer than
+ * 2^31-1 ms anyway.
+ */
+export const MAX_WAIT_MS = 60_000;
+
+export const scheduleMachine = setup({
+  types: {
+    context: {} as ScheduleContext,
+    input: {} as ScheduleInput,
+  },
+  guards: {
+    missedFiring: ({ context }) => missed(context) !== undefined,
+    firesAgain: ({ context }) => context.next !== undefined,
+    isDue: ({ context }) => context.next !== undefined && Date.parse(context.next) <= Date.now(),
+  },
+  delays: {
+    untilNext: ({ context }) =>
+      context.next === undefined
+        ? MAX_WAIT_MS
+        : Math.min(MAX_WAIT_MS, Math.max(0, Date.parse(context.next) - Date.now())),
+  },
+  actions: {
+    planNext: assign({
+      next: ({ context }) => nextFiring(context.schedule, new Date())?.toISOString(),
+    }),
+    /** Side effect (provided): keep `since` where the next daemon finds it (state dir), for catch_up. */
+    recordProgress: (_, _params: { agent: string; schedule: ScheduleConfig; since: string }) => {},
+    fireMissed: sendParent(
+      ({ context }): ScheduleFiredEvent => ({
+        type: 'schedule.fired',
+        agent: context.agent,
+        firing: (missed(context) as Date).toISOString(),
+        catchUp: true,
+      }),
+    ),
+    fire: sendParent(
+      ({ context }): ScheduleFiredEvent => ({
+        type: 'schedule.fired',
+        agent: context.agent,
+        firing: context.next as string,
+        catchUp: false,
+      }),
+    ),
+  },
+}).createMachine({
+  id: 'schedule',
+  description:
+    "One agent's schedule (`schedule:`): waits for each firing of its cron expression and tells the daemon, which decides whether it becomes a session.",
+  context: ({ input }) => ({
+    agent: input.agent,
+    schedule: input.schedule,
+    ...(input.since === undefined ? {} : { since: input.since }),
+  }),
+  initial: 'starting',
+  states: {
+    starting: {
+      description:
+        'With `catch_up: latest`, the newest firing missed while no daemon watched (after `since`) fires once, now. Otherwise missed firings are not replayed.',
+      always: [
+        {
+          guard: 'missedFiring',
+          target: 'waiting',
+          actions: [
+            'fireMissed',
+            {
+              type: 'recordProgress',
+              params: ({ context }) => ({
+                agent: context.agent,
+                schedule: context.schedule,
+                since: new Date().toISOString(),
+              }),
+            },
+          ],
+        },
+        {
+          target: 'waiting',
+          actions: {
+            type: 'recordProgress',
+            params: ({ context }) => ({
+              agent: context.agent,
+              schedule: context.schedule,
+              since: context.since ?? new Date().toISOString(),
+            }),
+          },
+        },
+      ],
+    },
+    waiting: {
+      description:
+        'Waits until the next firing (re-planned from the clock at least every minute). An expression that never fires again ends here.',
+      entry: 'planNext',
+      always: { guard: not('firesAgain'), target: 'exhausted' },
+      after: { untilNext: 'due' },
+    },
+    due: {
+      description: 'The wait ended: a firing that is due is sent to the daemon; an early wake waits again.',
+      always: [
+        {
+          guard: 'isDue',
+          target: 'waiting',
+          actions: [
+            'fire',
+            {
+              type: 'recordProgress',
+              params: ({ context }) => ({
+                agent: context.agent,
+                schedule: context.schedule,
+                since: context.next as string,
+              }),
+            },
+          ],
+        },
+        { target: 'waiting' },
+      ],
+    },
+    exhausted: {
+      description: 'The expression has no future firing (a date that never comes); nothing more happens.',
+    },
+  },
+});
+
+export type ScheduleRef = ActorRefFrom<typeof scheduleMachine>;
+
+function missed(context: ScheduleContext): Date | undefined {
+  if (context.schedule.catchUp !== 'latest' || context.since === undefined) return undefined;
+  return missedFiring(context.schedule, new Date(context.since), new Date());
+}

@@ -1,0 +1,210 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { createActor, setup } from 'xstate';
+import { ConfigError, parseConfig } from '../../src/config/index.js';
+import type { ScheduleConfig } from '../../src/config/types.js';
+import { type ScheduleFiredEvent, scheduleMachine } from '../../src/machines/schedule.machine.js';
+import {
+  latestFiring,
+  missedFiring,
+  nextFiring,
+  scheduledSessionId,
+  workUnitFor,
+} from '../../src/sessions/schedule.js';
+
+const FILE = '/etc/agentd/agentd.yaml';
+
+function parse(agentLines: string) {
+  const text = `agents:\n  - name: nightly\n    image: localhost/agentd-base:bookworm\n    command: ["run"]\n${agentLines}`;
+  return parseConfig(text, FILE, { HOME: '/home/u' }, 1000);
+}
+
+function problems(agentLines: string): { path: string; message: string; line?: number }[] {
+  try {
+    parse(agentLines);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  throw new Error('expected the configuration to be rejected');
+}
+
+const REPO = '    repo: https://git.example/x.git\n';
+
+describe('schedule: configuration', () => {
+  it('takes a bare cron expression with the defaults', () => {
+    const [agent] = parse(`${REPO}    schedule: "0 3 * * *"\n`).agents;
+    expect(agent?.schedule).toEqual({ cron: '0 3 * * *', overlap: 'skip', catchUp: 'none' });
+    expect(agent?.maxConcurrent).toBeUndefined();
+  });
+
+  it('takes the mapping with a time zone, a work unit template, overlap and catch_up; and max_concurrent', () => {
+    const [agent] = parse(
+      `${REPO}    max_concurrent: 2\n    schedule:\n      cron: "*/10 * * * * *"\n      timezone: Europe/Berlin\n      work_unit: "nightly-{date}"\n      overlap: queue\n      catch_up: latest\n`,
+    ).agents;
+    expect(agent?.schedule).toEqual({
+      cron: '*/10 * * * * *',
+      timezone: 'Europe/Berlin',
+      workUnit: 'nightly-{date}',
+      overlap: 'queue',
+      catchUp: 'latest',
+    });
+    expect(agent?.maxConcurrent).toBe(2);
+  });
+
+  it.each([
+    ['* * * *', 'exactly five, six, or seven'],
+    ['61 * * * *', 'Invalid value for minute: 61'],
+    ['0 0 1 1 * 2030', 'dayOfWeek'],
+    ['* * * * * * *', '5 or 6 parts'],
+  ])('rejects %j, saying what croner found and what to write', (cron, reason) => {
+    const [problem] = problems(`${REPO}    schedule: "${cron}"\n`);
+    expect(problem?.path).toBe('agents[0].schedule.cron');
+    expect(problem?.message).toContain(reason);
+    expect(problem?.message).toContain('write five fields');
+    expect(problem?.line).toBe(6);
+  });
+
+  it('rejects an unknown time zone, an unknown placeholder, an unknown overlap and unknown keys', () => {
+    const found = problems(
+      `${REPO}    schedule:\n      cron: "0 3 * * *"\n      timezone: Mars/Base\n      work_unit: "x-{hour}"\n      overlap: wait\n      catchup: latest\n`,
+    );
+    const byPath = Object.fromEntries(found.map((p) => [p.path, p.message]));
+    expect(byPath['agents[0].schedule.timezone']).toContain('not a time zone');
+    expect(byPath['agents[0].schedule.work_unit']).toContain('{hour}');
+    expect(byPath['agents[0].schedule.overlap']).toContain('one of skip, queue');
+    expect(byPath['agents[0].schedule.catchup']).toContain('did you mean "catch_up"');
+  });
+
+  it('wants a repo for a scheduled agent, and max_concurrent of at least 1', () => {
+    expect(problems('    schedule: "0 3 * * *"\n')[0]?.message).toContain('set repo: or remove schedule:');
+    expect(problems(`${REPO}    max_concurrent: 0\n`)[0]?.path).toBe('agents[0].max_concurrent');
+  });
+});
+
+const EVERY_5S: ScheduleConfig = { cron: '*/5 * * * * *', overlap: 'skip', catchUp: 'none' };
+const DAILY_3AM_BERLIN: ScheduleConfig = {
+  cron: '0 3 * * *',
+  timezone: 'Europe/Berlin',
+  workUnit: '{agent}-{date}-{time}',
+  overlap: 'skip',
+  catchUp: 'latest',
+};
+
+describe('schedule: firings', () => {
+  it('computes the next and the latest firing, in the schedule’s time zone', () => {
+    const at = new Date('2026-06-01T10:00:02.500Z');
+    expect(nextFiring(EVERY_5S, at)?.toISOString()).toBe('2026-06-01T10:00:05.000Z');
+    expect(latestFiring(EVERY_5S, at)?.toISOString()).toBe('2026-06-01T10:00:00.000Z');
+    expect(latestFiring(EVERY_5S, new Date('2026-06-01T10:00:05.000Z'))?.toISOString()).toBe(
+      '2026-06-01T10:00:05.000Z',
+    );
+    // 03:00 in Berlin is 01:00 UTC in summer.
+    expect(nextFiring(DAILY_3AM_BERLIN, at)?.toISOString()).toBe('2026-06-02T01:00:00.000Z');
+  });
+
+  it('finds the newest missed firing after `since`, and none when nothing was missed', () => {
+    const since = new Date('2026-06-01T00:30:00Z');
+    expect(missedFiring(DAILY_3AM_BERLIN, since, new Date('2026-06-03T12:00:00Z'))?.toISOString()).toBe(
+      '2026-06-03T01:00:00.000Z',
+    );
+    expect(missedFiring(DAILY_3AM_BERLIN, since, new Date('2026-06-01T00:59:00Z'))).toBeUndefined();
+  });
+
+  it('gives one firing one session id, and fills the work unit template', () => {
+    const id = scheduledSessionId('nightly', '2026-06-02T01:00:00.000Z');
+    expect(id).toMatch(/^[0-9a-f]{16}$/);
+    expect(scheduledSessionId('nightly', '2026-06-02T01:00:00.000Z')).toBe(id);
+    expect(scheduledSessionId('nightly', '2026-06-03T01:00:00.000Z')).not.toBe(id);
+    expect(scheduledSessionId('other', '2026-06-02T01:00:00.000Z')).not.toBe(id);
+    expect(workUnitFor(DAILY_3AM_BERLIN, 'nightly', new Date('2026-06-02T01:00:00Z'))).toBe(
+      'nightly-2026-06-02-03:00:00',
+    );
+    expect(workUnitFor({ ...EVERY_5S, workUnit: 'at {firing}' }, 'x', new Date('2026-06-02T01:00:05Z'))).toBe(
+      'at 2026-06-02T01:00:05.000Z',
+    );
+    expect(workUnitFor(EVERY_5S, 'x', new Date())).toBeUndefined();
+  });
+});
+
+/** The schedule machine under a parent that records what it is told. */
+function scheduleUnderParent(input: { schedule: ScheduleConfig; since?: string }) {
+  const fired: ScheduleFiredEvent[] = [];
+  const progress: string[] = [];
+  const child = scheduleMachine.provide({
+    actions: { recordProgress: (_, { since }) => progress.push(since) },
+  });
+  const parent = setup({ actors: { child } }).createMachine({
+    invoke: { id: 'schedule', src: 'child', input: { agent: 'nightly', ...input } },
+    on: { '*': { actions: ({ event }) => fired.push(event as ScheduleFiredEvent) } },
+  });
+  const actor = createActor(parent).start();
+  const schedule = () => actor.getSnapshot().children.schedule?.getSnapshot();
+  return { actor, fired, progress, schedule };
+}
+
+describe('schedule machine', () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    vi.setSystemTime(new Date('2026-06-01T10:00:02.000Z'));
+  });
+  afterEach(() => vi.useRealTimers());
+
+  it('fires at each firing time and says when the next one is', async () => {
+    const s = scheduleUnderParent({ schedule: EVERY_5S });
+    expect(s.schedule()?.value).toBe('waiting');
+    expect(s.schedule()?.context.next).toBe('2026-06-01T10:00:05.000Z');
+    expect(s.progress).toEqual(['2026-06-01T10:00:02.000Z']);
+    await vi.advanceTimersByTimeAsync(2_999);
+    expect(s.fired).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(s.fired).toEqual([
+      { type: 'schedule.fired', agent: 'nightly', firing: '2026-06-01T10:00:05.000Z', catchUp: false },
+    ]);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(s.fired.map((f) => f.firing)).toEqual([
+      '2026-06-01T10:00:05.000Z',
+      '2026-06-01T10:00:10.000Z',
+      '2026-06-01T10:00:15.000Z',
+    ]);
+    expect(s.schedule()?.context.next).toBe('2026-06-01T10:00:20.000Z');
+    expect(s.progress.at(-1)).toBe('2026-06-01T10:00:15.000Z');
+    s.actor.stop();
+  });
+
+  it('waits at most a minute at a time, so a far firing is re-planned from the clock', async () => {
+    const s = scheduleUnderParent({ schedule: DAILY_3AM_BERLIN });
+    await vi.advanceTimersByTimeAsync(60 * 60_000);
+    expect(s.fired).toEqual([]);
+    // The clock jumps (a suspended host wakes): the due firing comes within the next wait, once.
+    vi.setSystemTime(new Date('2026-06-02T05:00:00.000Z'));
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(s.fired.map((f) => f.firing)).toEqual(['2026-06-02T01:00:00.000Z']);
+    expect(s.schedule()?.context.next).toBe('2026-06-03T01:00:00.000Z');
+    s.actor.stop();
+  });
+
+  it('does not replay a missed firing unless catch_up is latest, and then only the newest one', async () => {
+    const since = '2026-05-29T12:00:00.000Z';
+    const none = scheduleUnderParent({ schedule: { ...DAILY_3AM_BERLIN, catchUp: 'none' }, since });
+    expect(none.fired).toEqual([]);
+    expect(none.progress).toEqual([since]);
+    none.actor.stop();
+    const latest = scheduleUnderParent({ schedule: DAILY_3AM_BERLIN, since });
+    expect(latest.fired).toEqual([
+      { type: 'schedule.fired', agent: 'nightly', firing: '2026-06-01T01:00:00.000Z', catchUp: true },
+    ]);
+    expect(latest.progress).toEqual(['2026-06-01T10:00:02.000Z']);
+    latest.actor.stop();
+    const unknown = scheduleUnderParent({ schedule: DAILY_3AM_BERLIN });
+    expect(unknown.fired).toEqual([]);
+    unknown.actor.stop();
+  });
+
+  it('ends in exhausted when the expression never fires again', () => {
+    // February 30th never comes.
+    const s = scheduleUnderParent({ schedule: { ...EVERY_5S, cron: '0 0 30 2 *' } });
+    expect(s.schedule()?.value).toBe('exhausted');
+    expect(s.schedule()?.context.next).toBeUndefined();
+    s.actor.stop();
+  });
+});
