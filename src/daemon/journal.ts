@@ -6,6 +6,7 @@ import type { SessionRecord } from '../sessions/records.js';
 import { type BusEvent, SessionBus } from '../sessions/session-bus.js';
 import type { SessionOutcome, SessionPhase, SessionRequest } from '../sessions/types.js';
 import type { WorkPayload } from '../sessions/work.js';
+import type { RecordKeeper } from './record-keeper.js';
 
 /** Finished sessions kept in memory for `status`. */
 const RECENT_KEPT = 50;
@@ -25,10 +26,13 @@ export class SessionJournal {
   /** Ids with a record: a session id is used once. */
   private readonly known = new Set<string>();
   private finishedSincePrune = 0;
+  /** What load read, until recover has used it. */
+  private loaded: SessionRecord[] = [];
 
   constructor(
     private readonly store: SessionStore<SessionRecord>,
     private readonly files: SessionFiles,
+    private readonly keeper: RecordKeeper,
     private readonly log: Logger,
     private readonly historyLimit: number,
   ) {}
@@ -39,6 +43,7 @@ export class SessionJournal {
    */
   load(onQuarantined: (bad: QuarantinedRecord) => void): { unfinished: SessionRecord[] } {
     const records = this.store.list(onQuarantined);
+    this.loaded = records;
     for (const record of records) this.known.add(record.id);
     this.recentRecords.push(
       ...records
@@ -46,12 +51,16 @@ export class SessionJournal {
         .sort((a, b) => (b.finishedAt ?? '').localeCompare(a.finishedAt ?? ''))
         .slice(0, RECENT_KEPT),
     );
-    const unfinished = records.filter((r) => r.outcome === undefined);
-    // Work dirs of sessions that are over (or were never recorded) are left-overs of a crash.
-    for (const id of this.files.sessions()) {
-      if (!unfinished.some((r) => r.id === id)) this.files.remove(id);
-    }
-    return { unfinished };
+    return { unfinished: records.filter((r) => r.outcome === undefined) };
+  }
+
+  /**
+   * After load, before sessions run: seals the records a crash left open, removes work dirs of
+   * sessions that are over, applies record retention.
+   */
+  async recover(): Promise<void> {
+    await this.keeper.recover(this.loaded, (id) => this.store.logPath(id));
+    this.loaded = [];
   }
 
   /**
@@ -71,8 +80,11 @@ export class SessionJournal {
     return this.known.has(sessionId);
   }
 
-  /** Writes an accepted session's record durably; throws (a StateDirError) when it cannot. */
-  accept(request: SessionRequest): void {
+  /**
+   * Writes an accepted session's record durably; throws (a StateDirError) when it cannot. `outputBytes`
+   * is the size of its /agentd/out, which bounds what is kept of its output.
+   */
+  accept(request: SessionRequest, outputBytes: number): void {
     const record: SessionRecord = {
       version: 1,
       id: request.sessionId,
@@ -88,6 +100,8 @@ export class SessionJournal {
         ? {}
         : { inputs: request.work.inputs }),
       ...(request.scheduledFor === undefined ? {} : { scheduledFor: request.scheduledFor }),
+      recordDir: this.keeper.dirOf(request.agent, request.sessionId),
+      outputLimit: outputBytes,
     };
     try {
       this.files.prepare(record.id);
@@ -97,6 +111,17 @@ export class SessionJournal {
       throw error;
     }
     this.known.add(record.id);
+    this.keeper.write(record);
+  }
+
+  /** Changes a session's record, in the state dir and in its record directory. */
+  private update(
+    sessionId: string,
+    change: (record: SessionRecord) => SessionRecord,
+  ): SessionRecord | undefined {
+    const record = this.store.update(sessionId, change);
+    if (record) this.keeper.write(record);
+    return record;
   }
 
   /** A record rebuilt from a container's labels (its own was lost). */
@@ -107,7 +132,7 @@ export class SessionJournal {
 
   phase(sessionId: string, phase: SessionPhase): void {
     const at = new Date().toISOString();
-    this.store.update(sessionId, (r) => ({
+    this.update(sessionId, (r) => ({
       ...r,
       phase,
       phases: [...r.phases, { phase, at }],
@@ -118,17 +143,17 @@ export class SessionJournal {
   }
 
   container(sessionId: string, container: string): void {
-    this.store.update(sessionId, (r) => ({ ...r, container }));
+    this.update(sessionId, (r) => ({ ...r, container }));
   }
 
   /** The commit the session's clone checked out. */
   commit(sessionId: string, commit: string): void {
-    this.store.update(sessionId, (r) => ({ ...r, commit }));
+    this.update(sessionId, (r) => ({ ...r, commit }));
   }
 
   /** The image the session's container runs: the reference, and its id and digest when known. */
   image(sessionId: string, image: string, id?: string, digest?: string): void {
-    this.store.update(sessionId, (r) => ({
+    this.update(sessionId, (r) => ({
       ...r,
       image,
       ...(id === undefined ? {} : { imageId: id }),
@@ -141,10 +166,13 @@ export class SessionJournal {
     this.bus.publish({ type: 'output', sessionId, line });
   }
 
-  /** Records a session's outcome, logs it and tells its followers; prunes old records now and then. */
-  finish(request: SessionRequest, outcome: SessionOutcome): void {
+  /**
+   * Records a session's outcome, seals its record (with its output and log), logs the outcome and
+   * tells its followers; prunes old state-dir records now and then.
+   */
+  async finish(request: SessionRequest, outcome: SessionOutcome): Promise<void> {
     const finishedAt = new Date();
-    const record = this.store.update(request.sessionId, (r) => ({
+    let record = this.store.update(request.sessionId, (r) => ({
       ...r,
       phase: 'finished',
       phases: [...r.phases, { phase: 'finished', at: finishedAt.toISOString() }],
@@ -154,8 +182,18 @@ export class SessionJournal {
       ...(outcome.exitCode === undefined ? {} : { exitCode: outcome.exitCode }),
       ...(outcome.signal === undefined ? {} : { signal: outcome.signal }),
       ...(outcome.message === undefined ? {} : { message: outcome.message }),
+      ...(outcome.timings === undefined ? {} : { timings: outcome.timings }),
     }));
-    if (!record) return;
+    if (!record) {
+      this.files.remove(request.sessionId);
+      return;
+    }
+    if (record.recordDir !== undefined) {
+      const output = await this.keeper.seal(record, this.store.logPath(record.id));
+      if (output) record = this.store.update(record.id, (r) => ({ ...r, output })) ?? record;
+    }
+    // Gone before anyone hears of the outcome.
+    this.files.remove(record.id);
     this.recentRecords.unshift(record);
     this.recentRecords.length = Math.min(this.recentRecords.length, RECENT_KEPT);
     this.log.info(
@@ -172,8 +210,6 @@ export class SessionJournal {
       },
       `session ${record.outcome}`,
     );
-    // Gone before anyone hears of the outcome.
-    this.files.remove(record.id);
     this.bus.publish({ type: 'outcome', sessionId: record.id, record });
     if (++this.finishedSincePrune >= PRUNE_EVERY) {
       this.finishedSincePrune = 0;

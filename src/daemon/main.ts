@@ -29,6 +29,7 @@ import { instanceIdOf } from './instance-id.js';
 import { SessionJournal } from './journal.js';
 import { createDaemonPort, type DaemonActor, stateName } from './port.js';
 import { reconcile } from './reconcile.js';
+import { RecordKeeper } from './record-keeper.js';
 import { planRecovery, recordsFromLabels } from './recovery.js';
 import { createReloader, readyStatus } from './reload.js';
 import { ScheduleLog } from './schedule-log.js';
@@ -87,7 +88,12 @@ async function supervise(options: DaemonOptions): Promise<number> {
     onWriteFailure: (error) => send({ type: 'stateDir.unwritable', ...stateDirProblem(error) }),
   });
   const files = new SessionFiles(config.stateDir);
-  const journal = new SessionJournal(store, files, log, config.historyLimit);
+  const keeper = new RecordKeeper(
+    { recordsDir: config.recordsDir, maxAgeMs: config.recordsMaxAgeMs, maxBytes: config.recordsMaxBytes },
+    files,
+    log,
+  );
+  const journal = new SessionJournal(store, files, keeper, log, config.historyLimit);
   const { unfinished } = journal.load((bad) =>
     log.warn(
       { event: 'daemon.record_quarantined', file: bad.file, movedTo: bad.movedTo, reason: bad.reason },
@@ -113,6 +119,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
         },
       }),
       reconcile: fromPromise(async ({ signal }) => {
+        await journal.recover();
         const { summary, containers } = await reconcile(podman, instanceId, log, signal);
         // A container without a readable record still belongs to a session: rebuild it from the labels.
         const orphans = recordsFromLabels(containers, journal);
@@ -175,7 +182,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
         const { request } = session;
         const answer = requestId === undefined ? { session } : { session, requestId };
         try {
-          journal.accept(request);
+          journal.accept(request, session.agent.resources.output.bytes);
         } catch (error) {
           const problem = stateDirProblem(error);
           log.warn(
@@ -196,7 +203,17 @@ async function supervise(options: DaemonOptions): Promise<number> {
         return { type: 'trigger.recorded' as const, ...answer };
       }),
       reportSettled: (_, { sessions }) => {
-        for (const { request, outcome } of sessions) journal.finish(request, outcome);
+        // Sealed in the background; a crash before the end is finished by the next start (recover).
+        for (const { request, outcome } of sessions) {
+          journal
+            .finish(request, outcome)
+            .catch((error: unknown) =>
+              log.error(
+                { event: 'session.report_failed', session: request.sessionId, err: error },
+                'could not report a settled session',
+              ),
+            );
+        }
       },
       announceUp: ({ context }) => {
         const problem = context.stateDir;

@@ -30,6 +30,22 @@ export const sessionRecordSchema = z.object({
   imageDigest: z.string().optional(),
   /** The commit the clone checked out. */
   commit: z.string().optional(),
+  /** The session's sealed record directory: <records_dir>/<agent>/<session>/. */
+  recordDir: z.string().optional(),
+  /** Size of the session's /agentd/out (bytes): what its output archive is bounded by. */
+  outputLimit: z.number().optional(),
+  /** What the session left in /agentd/out, as its sealed record keeps it. */
+  output: z
+    .object({
+      files: z.number(),
+      bytes: z.number(),
+      truncated: z.boolean(),
+      skipped: z.number(),
+      missing: z.string().optional(),
+    })
+    .optional(),
+  /** Milliseconds per phase of the run. */
+  timings: z.record(z.string(), z.number()).optional(),
   outcome: outcomeSchema.optional(),
   exitCode: z.number().optional(),
   signal: z.string().optional(),

@@ -4,7 +4,7 @@
  * (mounts, context, caches), and what the session leaves behind.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -259,5 +259,166 @@ describe('mounts, context and caches', () => {
       'agents[0].mounts[2].source (line 10, col 17): "data" is a relative path',
     );
     expect(result.stderr).toContain('agents[0].context (line 12, col 14): "./ctx" is a relative path');
+  });
+});
+
+/** Every path under dir with its type and mode, e.g. `out/a/b.txt file 444`. */
+function tree(dir: string, prefix = ''): string[] {
+  return readdirSync(dir)
+    .sort()
+    .flatMap((name) => {
+      const path = join(dir, name);
+      const stat = lstatSync(path);
+      const line = `${prefix}${name} ${stat.isDirectory() ? 'dir' : stat.isFile() ? 'file' : 'other'} ${(stat.mode & 0o777).toString(8)}`;
+      return stat.isDirectory() ? [line, ...tree(path, `${prefix}${name}/`)] : [line];
+    });
+}
+
+interface SessionJson {
+  id: string;
+  agent: string;
+  image?: string;
+  imageId?: string;
+  imageDigest?: string;
+  repo: string;
+  commit?: string;
+  workUnit?: string;
+  request?: { bytes: number; sha256: string };
+  inputs?: { name: string; bytes: number; sha256: string }[];
+  outcome?: string;
+  exitCode?: number;
+  timings?: Record<string, number>;
+  output?: { files: number; bytes: number; truncated: boolean; skipped: number; missing?: string };
+  startedAt?: string;
+  finishedAt?: string;
+  recordDir?: string;
+}
+
+const WRITE_OUTPUT = [
+  'mkdir -p "$AGENTD_OUTPUT_DIR/report/deep"',
+  'echo "summary of $AGENTD_SESSION_ID" > "$AGENTD_OUTPUT_DIR/summary.txt"',
+  'echo nested > "$AGENTD_OUTPUT_DIR/report/deep/result.json"',
+  'ln -s /etc/shadow "$AGENTD_OUTPUT_DIR/link"',
+].join('\n');
+
+describe('results out: the output directory and the sealed record', () => {
+  it.each([
+    ['succeeded', `${WRITE_OUTPUT}\nexit 0`, 'succeeded', {}],
+    ['failed', `${WRITE_OUTPUT}\nexit 5`, 'failed', {}],
+    // It ignores SIGTERM: the setup step kills it at the end of stop_grace and still archives its output.
+    ['timed out', `${WRITE_OUTPUT}\ntrap "" TERM\nwhile :; do sleep 1; done`, 'timed_out', { timeout: '3s' }],
+  ] as const)(
+    'keeps nested output files of a session that %s, sealed read-only',
+    async (_, script, outcome, extra) => {
+      const secret = `s3cr3t-${randomBytes(6).toString('hex')}`;
+      const d = await startDaemon(
+        {
+          agents: [
+            agent('writer', script, {
+              credentials: [{ name: 'API_KEY', source: 'env:WRITER_KEY' }],
+              ...extra,
+            }),
+          ],
+        },
+        { env: { WRITER_KEY: secret } },
+      );
+      const result = await d.cli([
+        'trigger',
+        'writer',
+        '--json',
+        '--request',
+        'do the thing',
+        '--work-unit',
+        'W-7',
+      ]);
+      const reply = JSON.parse(result.stdout) as { sessionId: string; outcome: string };
+      expect(reply.outcome, result.stdout + result.stderr).toBe(outcome);
+      const [record] = d.records().filter((r) => r.id === reply.sessionId) as unknown as SessionJson[];
+      const dir = record?.recordDir ?? '';
+      expect(dir).toBe(join(d.files.stateDir, 'records', 'writer', reply.sessionId));
+      expect(tree(dir)).toEqual([
+        'out dir 555',
+        'out/report dir 555',
+        'out/report/deep dir 555',
+        'out/report/deep/result.json file 444',
+        'out/summary.txt file 444',
+        'session.json file 444',
+        'session.log file 444',
+      ]);
+      expect((lstatSync(dir).mode & 0o777).toString(8)).toBe('555');
+      expect(readFileSync(join(dir, 'out/summary.txt'), 'utf8')).toBe(`summary of ${reply.sessionId}\n`);
+      const text = readFileSync(join(dir, 'session.json'), 'utf8');
+      expect(text).not.toContain(secret);
+      const json = JSON.parse(text) as SessionJson;
+      const { stdout: head } = await execa('git', ['-C', join(git.dir, 'repo.git'), 'rev-parse', 'HEAD']);
+      const { stdout: digest } = await execa('podman', [
+        'image',
+        'inspect',
+        TEST_IMAGE,
+        '--format',
+        '{{.Digest}}',
+      ]);
+      expect(json).toMatchObject({
+        id: reply.sessionId,
+        agent: 'writer',
+        image: TEST_IMAGE,
+        imageDigest: digest,
+        repo: git.url(),
+        commit: head,
+        workUnit: 'W-7',
+        request: { bytes: 12, sha256: sha256(Buffer.from('do the thing')) },
+        outcome,
+        output: { files: 2, truncated: false, skipped: 1 },
+      });
+      expect(json.startedAt).toBeDefined();
+      expect(json.finishedAt).toBeDefined();
+      expect(Object.keys(json.timings ?? {})).toEqual(
+        expect.arrayContaining(['creating', 'cloning', 'running']),
+      );
+      expect(readFileSync(join(dir, 'session.log'), 'utf8')).not.toContain(secret);
+    },
+  );
+
+  it('seals the record of a session whose daemon died, with the output its container left', async () => {
+    gate.hold();
+    const d = await startDaemon({ agents: [agent('orphan', `${WRITE_OUTPUT}\n${waitAtGate()}\nexit 0`)] });
+    const run = await d.cli(['trigger', 'orphan', '--detach']);
+    const id = run.stdout.trim();
+    await gate.waitFor(1);
+    await d.waitForPhase(id, 'running');
+    const dir = d.records().find((r) => r.id === id)?.recordDir as string;
+    // Written while it runs, not sealed.
+    expect(JSON.parse(readFileSync(join(dir, 'session.json'), 'utf8'))).toMatchObject({
+      id,
+      phase: 'running',
+    });
+    expect((lstatSync(dir).mode & 0o777).toString(8)).toBe('700');
+    d.signal('SIGKILL');
+    await d.exited;
+    try {
+      process.kill(-d.pid, 'SIGKILL');
+    } catch {
+      // Nothing left in its group.
+    }
+    // The command ends with nobody watching; its output is archived into the work dir.
+    gate.open();
+    const [container] = await listAgentdContainers(d.prefix);
+    await execa('podman', ['wait', container?.name ?? '?']);
+    const next = launchDaemon(d.files);
+    await next.ready();
+    // Logged once its record is sealed.
+    await next.waitForOutcome(id);
+    const record = next.records().find((r) => r.id === id) as unknown as SessionJson;
+    expect(record.outcome).toBe('succeeded');
+    expect(tree(dir)).toEqual([
+      'out dir 555',
+      'out/report dir 555',
+      'out/report/deep dir 555',
+      'out/report/deep/result.json file 444',
+      'out/summary.txt file 444',
+      'session.json file 444',
+      'session.log file 444',
+    ]);
+    expect(readdirSync(join(d.files.stateDir, 'work'))).toEqual([]);
   });
 });

@@ -89,8 +89,8 @@ describe('crash recovery with live containers', () => {
     const name = d.record(id)?.container ?? '';
     const running = await inspectContainer(name);
     const config = running?.Config as { Timeout?: number; StopTimeout?: number };
-    // timeout 3s + stop_grace 2s + 5s of slack for the daemon's own stop.
-    expect(config.Timeout, 'Podman --timeout of the session container').toBe(10);
+    // timeout 3s + stop_grace 2s + 5s for archiving the output + 5s of slack for the daemon's own stop.
+    expect(config.Timeout, 'Podman --timeout of the session container').toBe(15);
     await crash(d);
     figures.faultsInjected++;
     killOrphans(d);
@@ -108,9 +108,9 @@ describe('crash recovery with live containers', () => {
       250,
     );
     expect(exited - startedAt, 'ran for its engine timeout, not its 60 s command').toBeLessThan(
-      (3 + 2 + 5 + 3) * 1000,
+      (3 + 2 + 5 + 5 + 3) * 1000,
     );
-    expect(exited - startedAt).toBeGreaterThanOrEqual(9_000);
+    expect(exited - startedAt).toBeGreaterThanOrEqual(14_000);
 
     // A later daemon settles the session from the exited container: it ran past its timeout.
     const next = await restart(d);

@@ -1,0 +1,270 @@
+import { chmodSync, lstatSync, mkdirSync, readdirSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import type { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { create as createTar, extract as extractTar, type ReadEntry } from 'tar';
+import { ensurePrivateDir } from './ownership.js';
+import { removeTree } from './session-files.js';
+import { readNoFollow, StateDirError, writeFileAtomic } from './state-files.js';
+
+const SESSION_ID = /^[0-9a-f]{16}$/;
+const AGENT_NAME = /^[a-z_][a-z0-9_-]*$/;
+/** The session's record, its masked output and what it left in /agentd/out. */
+export const RECORD_FILES = { json: 'session.json', log: 'session.log', output: 'out' } as const;
+
+/** What came out of /agentd/out, as the record says. */
+export interface OutputSummary {
+  /** Regular files and directories kept. */
+  files: number;
+  bytes: number;
+  /** The archive was cut at its bound: the last file may be cut short, later ones are missing. */
+  truncated: boolean;
+  /** Entries that are neither regular files nor directories (links, fifos), left out. */
+  skipped: number;
+  /** Why there is no output at all (the session never ran its command, or the archive could not be made). */
+  missing?: string;
+}
+
+/** A record directory and what retention needs to know of it. */
+export interface RecordEntry {
+  agent: string;
+  sessionId: string;
+  dir: string;
+  sealed: boolean;
+  /** When it was sealed (the mtime of its session.json), ms. */
+  at: number;
+  bytes: number;
+}
+
+/**
+ * The sealed record of every session, one directory each: <records_dir>/<agent>/<session>/ with
+ * session.json, session.log and out/. Written while the session runs (session.json on every change),
+ * completed and sealed when it ends: every file 0444, every directory 0555, so an accidental write or
+ * a later session cannot change it. Removed only by retention (age, total size) or by hand.
+ */
+export class SealedRecords {
+  private readonly index = new Map<string, RecordEntry>();
+
+  constructor(readonly dir: string) {
+    ensurePrivateDir(dir, 'records directory');
+  }
+
+  dirOf(agent: string, sessionId: string): string {
+    return join(this.dir, agent, sessionId);
+  }
+
+  /** Writes session.json of a session that is not sealed yet (atomically). Throws StateDirError. */
+  write(agent: string, sessionId: string, json: object): void {
+    const dir = this.dirOf(agent, sessionId);
+    if (this.isSealed(dir)) return;
+    try {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+    } catch (error) {
+      throw new StateDirError(`create the record of session ${sessionId}`, dir, error);
+    }
+    writeFileAtomic(join(dir, RECORD_FILES.json), `${JSON.stringify(json, null, 2)}\n`, {
+      operation: `write the record of session ${sessionId}`,
+    });
+  }
+
+  isSealed(dir: string): boolean {
+    try {
+      return (lstatSync(dir).mode & 0o222) === 0;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Completes and seals a session's record: its output archive unpacked into out/ (regular files and
+   * directories only, at most `archiveLimit` bytes), its log copied, session.json written last (with
+   * the output summary `describe` adds), then every file made 0444 and every directory 0555.
+   */
+  async seal(options: {
+    agent: string;
+    sessionId: string;
+    log?: string;
+    archive?: string;
+    archiveLimit: number;
+    json: (output: OutputSummary) => object;
+  }): Promise<{ dir: string; output: OutputSummary }> {
+    const { agent, sessionId } = options;
+    const dir = this.dirOf(agent, sessionId);
+    if (this.isSealed(dir)) return { dir, output: readSummary(dir) };
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const out = join(dir, RECORD_FILES.output);
+    // A seal cut short by a crash starts again from nothing.
+    removeTree(out);
+    mkdirSync(out, { mode: 0o700 });
+    const output = await unpack(options.archive, out, options.archiveLimit);
+    if (options.log !== undefined) copyLog(options.log, join(dir, RECORD_FILES.log));
+    writeFileAtomic(join(dir, RECORD_FILES.json), `${JSON.stringify(options.json(output), null, 2)}\n`, {
+      durable: true,
+      operation: `write the record of session ${sessionId}`,
+    });
+    sealTree(dir);
+    this.index.set(dir, { agent, sessionId, dir, sealed: true, at: Date.now(), bytes: sizeOf(dir) });
+    return { dir, output };
+  }
+
+  /** Every record directory, read from disk (once at start; `prune` keeps it current). */
+  scan(): RecordEntry[] {
+    this.index.clear();
+    for (const agent of safeReaddir(this.dir)) {
+      if (!AGENT_NAME.test(agent)) continue;
+      for (const sessionId of safeReaddir(join(this.dir, agent))) {
+        if (!SESSION_ID.test(sessionId)) continue;
+        const dir = this.dirOf(agent, sessionId);
+        let at = 0;
+        try {
+          at = statSync(join(dir, RECORD_FILES.json)).mtimeMs;
+        } catch {
+          at = lstatSync(dir).mtimeMs;
+        }
+        this.index.set(dir, { agent, sessionId, dir, sealed: this.isSealed(dir), at, bytes: sizeOf(dir) });
+      }
+    }
+    return [...this.index.values()];
+  }
+
+  /**
+   * Retention: sealed records older than maxAgeMs go, then the oldest while all of them together take
+   * more than maxBytes. Records still being written are never removed. Returns what was removed.
+   */
+  prune(maxAgeMs: number, maxBytes: number, now: number = Date.now()): RecordEntry[] {
+    const sealed = [...this.index.values()].filter((e) => e.sealed).sort((a, b) => a.at - b.at);
+    let total = sealed.reduce((sum, e) => sum + e.bytes, 0);
+    const removed: RecordEntry[] = [];
+    for (const entry of sealed) {
+      if (now - entry.at <= maxAgeMs && total <= maxBytes) break;
+      removeTree(entry.dir);
+      this.index.delete(entry.dir);
+      total -= entry.bytes;
+      removed.push(entry);
+    }
+    for (const agent of new Set(removed.map((e) => e.agent))) {
+      try {
+        // An agent directory left empty goes too.
+        rmdirSync(join(this.dir, agent));
+      } catch {
+        // Not empty: other sessions' records are in it.
+      }
+    }
+    return removed;
+  }
+}
+
+/** A record directory as a gzipped tar holding `<session>/...`, to a stream. */
+export async function exportRecord(dir: string, to: Writable): Promise<void> {
+  await pipeline(createTar({ gzip: true, cwd: dirname(dir), portable: true }, [basename(dir)]), to);
+}
+
+/**
+ * Unpacks the archive the setup step made of /agentd/out. Its bytes came from the agent, so: regular
+ * files and directories only (no links, devices or fifos: a link could point anywhere on the host),
+ * no absolute paths or `..` (tar refuses them), owned by the daemon, at most `limit` bytes in all.
+ */
+async function unpack(archive: string | undefined, out: string, limit: number): Promise<OutputSummary> {
+  const summary: OutputSummary = { files: 0, bytes: 0, truncated: false, skipped: 0 };
+  if (archive === undefined) return { ...summary, missing: 'the session has no output archive' };
+  let size: number;
+  try {
+    const stat = lstatSync(archive);
+    if (!stat.isFile()) return { ...summary, missing: 'the output archive is not a regular file' };
+    size = stat.size;
+  } catch {
+    return { ...summary, missing: 'the command did not run to its end, or its output could not be archived' };
+  }
+  // The setup step stops at limit + 1 bytes: an archive that long was cut.
+  summary.truncated = size > limit;
+  let total = 0;
+  await extractTar({
+    file: archive,
+    cwd: out,
+    preserveOwner: false,
+    preservePaths: false,
+    strict: false,
+    noChmod: false,
+    processUmask: 0o022,
+    maxDepth: 64,
+    onwarn: () => {
+      // A cut archive ends mid-entry: what was read so far is kept, and the summary says it was cut.
+    },
+    filter: (_path: string, entry: ReadEntry | { size: number; type?: string }) => {
+      const type = (entry as ReadEntry).type;
+      if (type !== 'File' && type !== 'OldFile' && type !== 'Directory' && type !== 'ContiguousFile') {
+        summary.skipped++;
+        return false;
+      }
+      const bytes = type === 'Directory' ? 0 : (entry as ReadEntry).size;
+      if (total + bytes > limit) {
+        summary.truncated = true;
+        return false;
+      }
+      total += bytes;
+      if (type !== 'Directory') summary.files++;
+      return true;
+    },
+  });
+  summary.bytes = total;
+  return summary;
+}
+
+/** The session's masked log, or an empty one when it printed nothing (or the log cannot be read). */
+function copyLog(from: string, to: string): void {
+  let content: Buffer = Buffer.alloc(0);
+  try {
+    // Never through a link someone planted in place of the log; it is bounded (log_max_bytes).
+    content = readNoFollow(from);
+  } catch {
+    // No output at all.
+  }
+  removeTree(to);
+  writeFileSync(to, content, { flag: 'wx', mode: 0o600 });
+}
+
+/** Files 0444, directories 0555, bottom-up; links (there should be none) are removed, never followed. */
+function sealTree(dir: string): void {
+  for (const name of safeReaddir(dir)) {
+    const path = join(dir, name);
+    const stat = lstatSync(path);
+    if (stat.isDirectory()) sealTree(path);
+    else if (stat.isFile()) chmodSync(path, 0o444);
+    else removeTree(path);
+  }
+  chmodSync(dir, 0o555);
+}
+
+function sizeOf(dir: string): number {
+  let bytes = 0;
+  for (const name of safeReaddir(dir)) {
+    const path = join(dir, name);
+    try {
+      const stat = lstatSync(path);
+      bytes += stat.isDirectory() ? sizeOf(path) : stat.size;
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return bytes;
+}
+
+function readSummary(dir: string): OutputSummary {
+  try {
+    const json = JSON.parse(readNoFollow(join(dir, RECORD_FILES.json)).toString('utf8')) as {
+      output?: OutputSummary;
+    };
+    if (json.output) return json.output;
+  } catch {
+    // Fall through.
+  }
+  return { files: 0, bytes: 0, truncated: false, skipped: 0 };
+}
+
+function safeReaddir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}

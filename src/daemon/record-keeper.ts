@@ -1,0 +1,117 @@
+import type { Logger } from 'pino';
+import { type OutputSummary, SealedRecords } from '../adapters/sealed-records.js';
+import type { SessionFiles } from '../adapters/session-files.js';
+import { errorMessage } from '../errors.js';
+import type { SessionRecord } from '../sessions/records.js';
+import { outputArchiveLimit } from '../sessions/run-plan.js';
+
+/** The output size a record without one was run with (the built-in default). */
+const DEFAULT_OUTPUT_BYTES = 64 * 1024 * 1024;
+
+export interface RecordKeeperOptions {
+  recordsDir: string;
+  maxAgeMs: number;
+  maxBytes: number;
+}
+
+/**
+ * Each session's sealed record (see adapters/sealed-records.ts) as the journal keeps it: session.json
+ * rewritten whenever the session's record changes, completed and sealed when it ends (its output
+ * unpacked from the work dir, its log copied), retention applied after every seal. A record that
+ * cannot be written never stops a session: the problem is logged, once per session.
+ */
+export class RecordKeeper {
+  readonly records: SealedRecords;
+  private readonly failed = new Set<string>();
+
+  constructor(
+    private readonly options: RecordKeeperOptions,
+    private readonly files: SessionFiles,
+    private readonly log: Logger,
+  ) {
+    this.records = new SealedRecords(options.recordsDir);
+  }
+
+  dirOf(agent: string, sessionId: string): string {
+    return this.records.dirOf(agent, sessionId);
+  }
+
+  /** session.json of a session that is not over yet. */
+  write(record: SessionRecord): void {
+    try {
+      this.records.write(record.agent, record.id, sessionJson(record));
+    } catch (error) {
+      this.warn(record.id, error);
+    }
+  }
+
+  /**
+   * Completes and seals a finished session's record. Never throws: what cannot be done is logged, and
+   * undefined returned.
+   */
+  async seal(record: SessionRecord, logFile: string): Promise<OutputSummary | undefined> {
+    const paths = this.files.paths(record.id);
+    try {
+      const { output } = await this.records.seal({
+        agent: record.agent,
+        sessionId: record.id,
+        log: logFile,
+        archive: paths.archive,
+        archiveLimit: outputArchiveLimit(record.outputLimit ?? DEFAULT_OUTPUT_BYTES),
+        json: (output) => sessionJson({ ...record, output }),
+      });
+      this.failed.delete(record.id);
+      this.prune();
+      return output;
+    } catch (error) {
+      this.warn(record.id, error);
+      return undefined;
+    }
+  }
+
+  /**
+   * At start: records of finished sessions that a crash left unsealed are sealed now (with the output
+   * still in their work dir), work dirs of sessions that are over are removed, and retention runs.
+   */
+  async recover(records: readonly SessionRecord[], logFile: (id: string) => string): Promise<void> {
+    const finished = new Map(records.filter((r) => r.outcome !== undefined).map((r) => [r.id, r]));
+    const unfinished = new Set(records.filter((r) => r.outcome === undefined).map((r) => r.id));
+    this.records.scan();
+    for (const record of finished.values()) {
+      if (record.recordDir === undefined || this.records.isSealed(record.recordDir)) continue;
+      await this.seal(record, logFile(record.id));
+      this.log.info(
+        { event: 'session.record_sealed', session: record.id, dir: record.recordDir },
+        `sealed the record of session ${record.id}, left open by an earlier daemon`,
+      );
+    }
+    for (const id of this.files.sessions()) {
+      if (!unfinished.has(id)) this.files.remove(id);
+    }
+    this.prune();
+  }
+
+  private prune(): void {
+    const removed = this.records.prune(this.options.maxAgeMs, this.options.maxBytes);
+    if (removed.length > 0) {
+      this.log.info(
+        { event: 'records.pruned', removed: removed.map((r) => r.sessionId) },
+        `removed ${removed.length} sealed record(s) past records_max_age or records_max_size`,
+      );
+    }
+  }
+
+  private warn(sessionId: string, error: unknown): void {
+    if (this.failed.has(sessionId)) return;
+    this.failed.add(sessionId);
+    this.log.warn(
+      { event: 'session.record_unwritten', session: sessionId, err: error },
+      `the sealed record of session ${sessionId} could not be written: ${errorMessage(error)}`,
+    );
+  }
+}
+
+/** What session.json holds: the session's record, which never holds a credential value. */
+function sessionJson(record: SessionRecord): object {
+  return { ...record };
+}

@@ -1,0 +1,197 @@
+/**
+ * Sealed session records (src/adapters/sealed-records.ts) on a real filesystem: the output archive an
+ * agent made is unpacked as regular files and directories only, within its bound; a sealed record is
+ * read-only; retention removes by age and total size; an export holds the whole record.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, lstatSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { exportRecord, SealedRecords } from '../../src/adapters/sealed-records.js';
+import { makeTempDir } from '../helpers/resources.js';
+
+const ID = '0123456789abcdef';
+
+/** One ustar entry: a 512-byte header and the content padded to 512. */
+function entry(name: string, content: string | Buffer, type = '0', link = ''): Buffer {
+  const data = typeof content === 'string' ? Buffer.from(content) : content;
+  const header = Buffer.alloc(512);
+  header.write(name, 0, 100);
+  header.write('0000644\0', 100);
+  header.write('0001750\0', 108);
+  header.write('0001750\0', 116);
+  header.write(`${(type === '0' ? data.length : 0).toString(8).padStart(11, '0')}\0`, 124);
+  header.write('00000000000\0', 136);
+  header.write('        ', 148);
+  header.write(type, 156);
+  header.write(link, 157, 100);
+  header.write('ustar\0', 257);
+  header.write('00', 263);
+  let sum = 0;
+  for (const byte of header) sum += byte;
+  header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+  if (type !== '0') return header;
+  const padded = Buffer.alloc(Math.ceil(data.length / 512) * 512);
+  data.copy(padded);
+  return Buffer.concat([header, padded]);
+}
+
+function archive(dir: string, ...entries: Buffer[]): string {
+  const file = join(dir, 'out.tar');
+  writeFileSync(file, Buffer.concat([...entries, Buffer.alloc(1024)]));
+  return file;
+}
+
+async function seal(records: SealedRecords, file: string | undefined, limit = 1024 * 1024) {
+  const log = join(records.dir, '..', 'session.log');
+  writeFileSync(log, 'line one\nline two\n');
+  return records.seal({
+    agent: 'demo',
+    sessionId: ID,
+    log,
+    ...(file === undefined ? {} : { archive: file }),
+    archiveLimit: limit,
+    json: (output) => ({ id: ID, output }),
+  });
+}
+
+function tree(dir: string, prefix = ''): string[] {
+  return readdirSync(dir)
+    .sort()
+    .flatMap((name) => {
+      const path = join(dir, name);
+      const stat = lstatSync(path);
+      const mode = (stat.mode & 0o777).toString(8);
+      const line = `${prefix}${name} ${stat.isDirectory() ? 'dir' : stat.isFile() ? 'file' : 'other'} ${mode}`;
+      return stat.isDirectory() ? [line, ...tree(path, `${prefix}${name}/`)] : [line];
+    });
+}
+
+describe('sealed records', () => {
+  it('unpacks nested files, seals files 0444 and directories 0555, and keeps the log', async () => {
+    const dir = makeTempDir('agentd-unit-records-');
+    const records = new SealedRecords(join(dir, 'records'));
+    records.write('demo', ID, { id: ID, phase: 'running' });
+    const file = archive(
+      dir,
+      entry('./', '', '5'),
+      entry('./a/', '', '5'),
+      entry('./a/b/', '', '5'),
+      entry('./a/b/c.txt', 'nested\n'),
+      entry('./top.json', '{"ok":true}'),
+    );
+    const { dir: recordDir, output } = await seal(records, file);
+    expect(recordDir).toBe(join(dir, 'records', 'demo', ID));
+    expect(output).toEqual({ files: 2, bytes: 18, truncated: false, skipped: 0 });
+    expect(tree(recordDir)).toEqual([
+      'out dir 555',
+      'out/a dir 555',
+      'out/a/b dir 555',
+      'out/a/b/c.txt file 444',
+      'out/top.json file 444',
+      'session.json file 444',
+      'session.log file 444',
+    ]);
+    expect((lstatSync(recordDir).mode & 0o777).toString(8)).toBe('555');
+    expect(readFileSync(join(recordDir, 'out/a/b/c.txt'), 'utf8')).toBe('nested\n');
+    expect(readFileSync(join(recordDir, 'session.log'), 'utf8')).toBe('line one\nline two\n');
+    expect(JSON.parse(readFileSync(join(recordDir, 'session.json'), 'utf8'))).toEqual({ id: ID, output });
+    // Sealed: a later write changes nothing.
+    records.write('demo', ID, { id: ID, phase: 'changed' });
+    expect(JSON.parse(readFileSync(join(recordDir, 'session.json'), 'utf8')).output).toEqual(output);
+  });
+
+  it('leaves out links, fifos, paths outside out/ and devices that a hostile agent put in its archive', async () => {
+    const dir = makeTempDir('agentd-unit-records-');
+    const records = new SealedRecords(join(dir, 'records'));
+    const file = archive(
+      dir,
+      entry('./link', '', '2', '/etc/shadow'),
+      entry('./hard', '', '1', './ok.txt'),
+      entry('./fifo', '', '6'),
+      entry('./dev', '', '3'),
+      entry('../escape.txt', 'out'),
+      entry('/abs.txt', 'abs'),
+      entry('./ok.txt', 'fine'),
+    );
+    const { dir: recordDir, output } = await seal(records, file);
+    expect(output.skipped).toBe(4);
+    expect(tree(join(recordDir, 'out')).every((line) => !line.includes('other'))).toBe(true);
+    expect(existsSync(join(recordDir, 'out', 'link'))).toBe(false);
+    expect(existsSync(join(recordDir, 'escape.txt'))).toBe(false);
+    expect(existsSync(join(dir, 'records', 'demo', 'escape.txt'))).toBe(false);
+    // Absolute and `..` paths are made relative to out/ or refused, never written outside it.
+    for (const name of readdirSync(join(dir, 'records', 'demo'))) expect(name).toBe(ID);
+    expect(readFileSync(join(recordDir, 'out', 'ok.txt'), 'utf8')).toBe('fine');
+  });
+
+  it('keeps at most its bound and says the output was cut', async () => {
+    const dir = makeTempDir('agentd-unit-records-');
+    const records = new SealedRecords(join(dir, 'records'));
+    const file = archive(
+      dir,
+      entry('./first', Buffer.alloc(3000, 0x61)),
+      entry('./second', Buffer.alloc(3000, 0x62)),
+    );
+    const { dir: recordDir, output } = await seal(records, file, 4096);
+    expect(output.truncated).toBe(true);
+    expect(output.bytes).toBeLessThanOrEqual(4096);
+    expect(readdirSync(join(recordDir, 'out'))).toEqual(['first']);
+  });
+
+  it('says why there is no output when the command left no archive', async () => {
+    const dir = makeTempDir('agentd-unit-records-');
+    const records = new SealedRecords(join(dir, 'records'));
+    const { dir: recordDir, output } = await seal(records, join(dir, 'missing.tar'));
+    expect(output.missing).toContain('did not run to its end');
+    expect(readdirSync(join(recordDir, 'out'))).toEqual([]);
+  });
+
+  it('removes sealed records by age and by total size, oldest first, never an open one', async () => {
+    const dir = makeTempDir('agentd-unit-records-');
+    const records = new SealedRecords(join(dir, 'records'));
+    const ids = ['00000000000000a1', '00000000000000a2', '00000000000000a3'];
+    for (const [i, id] of ids.entries()) {
+      const file = archive(dir, entry('./data', Buffer.alloc(10_000, 0x61)));
+      await records.seal({
+        agent: 'demo',
+        sessionId: id,
+        archive: file,
+        archiveLimit: 1 << 20,
+        json: () => ({ id }),
+      });
+      const when = new Date(Date.now() - (3 - i) * 86_400_000);
+      utimesSync(join(records.dirOf('demo', id), 'session.json'), when, when);
+    }
+    records.write('demo', '00000000000000b1', { open: true });
+    const now = Date.now();
+    records.scan();
+    // By age: older than 2.5 days goes (the first).
+    expect(records.prune(2.5 * 86_400_000, 1 << 30, now).map((e) => e.sessionId)).toEqual([ids[0]]);
+    // By size: room for one more.
+    expect(records.prune(10 * 86_400_000, 15_000, now).map((e) => e.sessionId)).toEqual([ids[1]]);
+    expect(readdirSync(join(dir, 'records', 'demo')).sort()).toEqual([ids[2], '00000000000000b1']);
+  });
+
+  it('exports a record as a tar.gz with every file', async () => {
+    const dir = makeTempDir('agentd-unit-records-');
+    const records = new SealedRecords(join(dir, 'records'));
+    const { dir: recordDir } = await seal(records, archive(dir, entry('./x/y.txt', 'y')));
+    const chunks: Buffer[] = [];
+    const sink = new PassThrough();
+    sink.on('data', (chunk: Buffer) => chunks.push(chunk));
+    await exportRecord(recordDir, sink);
+    const file = join(dir, 'export.tar.gz');
+    writeFileSync(file, Buffer.concat(chunks));
+    const listing = execFileSync('tar', ['-tzf', file], { encoding: 'utf8' }).split('\n').filter(Boolean);
+    expect(listing.sort()).toEqual([
+      `${ID}/`,
+      `${ID}/out/`,
+      `${ID}/out/x/`,
+      `${ID}/out/x/y.txt`,
+      `${ID}/session.json`,
+      `${ID}/session.log`,
+    ]);
+  });
+});
