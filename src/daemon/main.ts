@@ -5,6 +5,7 @@ import { resolveCredentials } from '../adapters/credentials.js';
 import { ensurePrivateDir } from '../adapters/ownership.js';
 import { claimPidFile } from '../adapters/pid-file.js';
 import { PodmanClient, type PodmanPort } from '../adapters/podman.js';
+import { observePodman } from '../adapters/podman-observed.js';
 import { type ServiceNotifier, silentNotifier } from '../adapters/sd-notify.js';
 import { SessionFiles } from '../adapters/session-files.js';
 import { SessionStore, StateDirError } from '../adapters/session-store.js';
@@ -27,6 +28,8 @@ import { runnerActors } from '../runner/actors.js';
 import { sessionRecordSchema } from '../sessions/records.js';
 import { instanceIdOf } from './instance-id.js';
 import { SessionJournal } from './journal.js';
+import { DaemonMetrics } from './metrics.js';
+import { agentOf, gaugesOf, observeDaemon } from './observe.js';
 import { createDaemonPort, type DaemonActor, stateName } from './port.js';
 import { reconcile } from './reconcile.js';
 import { RecordKeeper } from './record-keeper.js';
@@ -81,7 +84,15 @@ async function supervise(options: DaemonOptions): Promise<number> {
   const { settings, log, env = process.env, notify = silentNotifier } = options;
   const { daemon: config } = settings;
   const instanceId = instanceIdOf(config.socket, config.stateDir);
-  const podman = new PodmanClient({ timeoutMs: config.podmanTimeoutMs });
+  // Set once the actor exists: the gauges read it at each scrape.
+  let current: DaemonActor | undefined;
+  const metrics = new DaemonMetrics({
+    gauges: () => gaugesOf(current),
+    agentOf: (sessionId) => agentOf(current, sessionId),
+  });
+  const podman = observePodman(new PodmanClient({ timeoutMs: config.podmanTimeoutMs }), (call) =>
+    metrics.podmanCall(call),
+  );
   // Set once the actor exists: a record write that fails makes the daemon degraded.
   let send: (event: DaemonEvent) => void = () => {};
   const store = new SessionStore(config.stateDir, sessionRecordSchema, {
@@ -112,7 +123,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
   });
   const machine = daemonMachine.provide({
     actors: {
-      session: sessionLogic(settings, instanceId, podman, journal, files.dir, log, env),
+      session: sessionLogic(settings, instanceId, podman, journal, files.dir, metrics, log, env),
       schedule: scheduleMachine.provide({
         actions: {
           recordProgress: (_, { agent, schedule, since }) => scheduleLog.record(agent, schedule, since),
@@ -151,6 +162,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
             'recovered the sessions of an earlier daemon',
           );
         }
+        metrics.reconciled({ summary, recovery });
         return { summary, recovery };
       }),
       openSocket: fromPromise(async (): Promise<OpenResult> => {
@@ -251,16 +263,20 @@ async function supervise(options: DaemonOptions): Promise<number> {
           `shutting down: ${running} running session(s) to finish`,
         );
       },
-      announceFiringSkipped: (_, { agent, firing, reason }) =>
+      announceFiringSkipped: (_, { agent, firing, reason }) => {
+        metrics.firing(agent, 'skipped');
         log.info(
           { event: 'schedule.skipped', agent, firing, reason },
           `schedule of ${agent} fired (${firing}) without a session: ${reason}`,
-        ),
-      announceFiringMissed: (_, { agent, firing, reason }) =>
+        );
+      },
+      announceFiringMissed: (_, { agent, firing, reason }) => {
+        metrics.firing(agent, 'missed');
         log.warn(
           { event: 'schedule.missed', agent, firing, reason },
           `schedule of ${agent} fired (${firing}) but no session could be accepted: ${reason}`,
-        ),
+        );
+      },
       announceCancelAll: (_, { running }) =>
         log.info(
           { event: 'daemon.cancelling', running },
@@ -273,7 +289,8 @@ async function supervise(options: DaemonOptions): Promise<number> {
     input: { agents: settings.agents, maxSessions: config.maxSessions, scheduleSince },
     ...(options.inspect ? { inspect: options.inspect } : {}),
   });
-  logScheduledTriggers(actor, log);
+  current = actor;
+  observeDaemon({ actor, journal, metrics, log });
   send = (event) => actor.send(event);
   const reload = createReloader({ started: settings, actor, log, notify });
   port = createDaemonPort({
@@ -322,36 +339,6 @@ async function supervise(options: DaemonOptions): Promise<number> {
   return 0;
 }
 
-/** What became of the triggers that schedule firings made (request id `schedule:<agent>:<firing>`). */
-function logScheduledTriggers(actor: DaemonActor, log: Logger): void {
-  const firingOf = (requestId: string | undefined) => {
-    const match = /^schedule:([^:]+):(.+)$/.exec(requestId ?? '');
-    return match ? { agent: match[1] as string, firing: match[2] as string } : undefined;
-  };
-  actor.on('trigger.accepted', (answer) => {
-    const fired = firingOf(answer.requestId);
-    if (fired === undefined) return;
-    log.info(
-      { event: 'schedule.fired', ...fired, session: answer.sessionId, queued: answer.queued },
-      `schedule of ${fired.agent} fired (${fired.firing}): session ${answer.sessionId} ${answer.queued ? 'queued' : 'started'}`,
-    );
-  });
-  actor.on('trigger.rejected', (answer) => {
-    const fired = firingOf(answer.requestId);
-    if (fired === undefined) return;
-    log.warn(
-      {
-        event: 'schedule.rejected',
-        ...fired,
-        session: answer.sessionId,
-        code: answer.code,
-        reason: answer.reason,
-      },
-      `schedule of ${fired.agent} fired (${fired.firing}) but its session was rejected: ${answer.reason}`,
-    );
-  });
-}
-
 /** The session machine with its actors: credentials from the environment and files, the runner over Podman. */
 function sessionLogic(
   settings: Settings,
@@ -359,6 +346,7 @@ function sessionLogic(
   podman: PodmanPort,
   journal: SessionJournal,
   workDir: string,
+  metrics: DaemonMetrics,
   log: Logger,
   env: NodeJS.ProcessEnv,
 ) {
@@ -372,6 +360,7 @@ function sessionLogic(
         logFile: (id) => journal.logPath(id),
         logMaxBytes: config.logMaxBytes,
         line: (sessionId, line) => journal.output(sessionId, line),
+        dropped: (sessionId, lines, reason) => metrics.droppedOutput(sessionId, lines, reason),
       },
       cacheVolumes,
     ),

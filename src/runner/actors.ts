@@ -84,6 +84,11 @@ export interface OutputSink {
   logMaxBytes: number;
   /** One masked line of the session's output, as it arrives. */
   line(sessionId: string, line: string): void;
+  /**
+   * Lines not kept: `withheld` (the output could not be masked, so it was not shown) or `log_full` (not
+   * written to the log; followers still got them).
+   */
+  dropped?(sessionId: string, lines: number, reason: 'withheld' | 'log_full'): void;
 }
 
 /** How long an adopted session's log stream may trail the container's exit. */
@@ -177,7 +182,9 @@ async function attach(
   signal: AbortSignal,
 ): Promise<void> {
   const { sessionId, container, adopted } = input;
-  const log = new SessionLog(output.logFile(sessionId), output.logMaxBytes);
+  const log = new SessionLog(output.logFile(sessionId), output.logMaxBytes, () =>
+    output.dropped?.(sessionId, 1, 'log_full'),
+  );
   const mask = input.mask === undefined ? undefined : createMasker(input.mask.map((value) => value.bytes()));
   const setupOutput: string[] = [];
   let withheld = 0;
@@ -192,6 +199,7 @@ async function attach(
   const write = (raw: string) => {
     if (!mask) {
       withheld++;
+      output.dropped?.(sessionId, 1, 'withheld');
       return;
     }
     const line = mask(raw);

@@ -31,6 +31,8 @@ export class SessionLog {
   constructor(
     readonly path: string,
     private readonly maxBytes: number,
+    /** Told of each line that could not be written (counted by the metrics). */
+    private readonly onMissed: () => void = () => {},
   ) {
     this.size = safeSize(path);
   }
@@ -93,6 +95,7 @@ export class SessionLog {
   }
 
   private missed(bytes: number, errno: string): void {
+    this.onMissed();
     const now = new Date();
     if (this.gap) {
       this.gap.lines++;
