@@ -3,9 +3,16 @@ import type { SessionRecord } from '../sessions/records.js';
 
 /** The last line of a followed session: outcome, exit code and duration. */
 export function outcomeLine(record: SessionRecord): string {
-  const parts = [`session ${record.id} ${record.outcome ?? 'unknown'}`];
+  const parts = [`session ${record.id} ${outcomeText(record)}`];
   if (record.exitCode !== undefined) parts.push(`exit code ${record.exitCode}`);
   if (record.durationMs !== undefined) parts.push(`in ${formatDuration(record.durationMs)}`);
   const line = parts.join(', ');
-  return record.message && record.outcome !== 'succeeded' ? `${line}: ${record.message}` : line;
+  const plain = record.outcome === 'succeeded' && (record.kind === undefined || record.kind === 'success');
+  return record.message && !plain ? `${line}: ${record.message}` : line;
+}
+
+/** `succeeded`, `succeeded (blocked)`, `failed (work_failed)`: the outcome and, when it says more, the kind. */
+export function outcomeText(record: Pick<SessionRecord, 'outcome' | 'kind'>): string {
+  const outcome = record.outcome ?? 'unknown';
+  return record.kind === undefined || record.kind === 'success' ? outcome : `${outcome} (${record.kind})`;
 }

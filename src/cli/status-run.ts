@@ -2,6 +2,7 @@ import { formatDuration } from '../duration.js';
 import type { StatusReply } from '../protocol/replies.js';
 import { type ClientIo, connectDaemon, fail } from './client-io.js';
 import { EXIT } from './exit-codes.js';
+import { outcomeText } from './format.js';
 
 export interface StatusOptions {
   socket?: string | undefined;
@@ -55,9 +56,7 @@ function render(s: StatusReply): string {
     for (const r of s.recent) {
       const code = r.exitCode === undefined ? '' : ` (exit ${r.exitCode})`;
       const took = r.durationMs === undefined ? '' : `  ${formatDuration(r.durationMs)}`;
-      lines.push(
-        `  ${r.id}  ${r.agent}  ${r.outcome ?? '?'}${code}${took}  ${r.finishedAt ?? ''}  ${r.repo}`,
-      );
+      lines.push(`  ${r.id}  ${r.agent}  ${outcomeText(r)}${code}${took}  ${r.finishedAt ?? ''}  ${r.repo}`);
     }
   }
   return `${lines.join('\n')}\n`;

@@ -179,6 +179,7 @@ export class SessionJournal {
       finishedAt: finishedAt.toISOString(),
       durationMs: finishedAt.getTime() - Date.parse(r.startedAt ?? r.acceptedAt),
       outcome: outcome.outcome,
+      ...(outcome.kind === undefined ? {} : { kind: outcome.kind }),
       ...(outcome.exitCode === undefined ? {} : { exitCode: outcome.exitCode }),
       ...(outcome.signal === undefined ? {} : { signal: outcome.signal }),
       ...(outcome.message === undefined ? {} : { message: outcome.message }),
@@ -202,13 +203,14 @@ export class SessionJournal {
         session: record.id,
         agent: record.agent,
         outcome: record.outcome,
+        kind: record.kind,
         exitCode: record.exitCode,
         phase: outcome.phase,
         durationMs: record.durationMs,
         timings: outcome.timings,
         message: record.message,
       },
-      `session ${record.outcome}`,
+      `session ${record.outcome}${record.kind === undefined || record.kind === 'success' ? '' : ` (${record.kind})`}`,
     );
     this.bus.publish({ type: 'outcome', sessionId: record.id, record });
     if (++this.finishedSincePrune >= PRUNE_EVERY) {

@@ -3,6 +3,7 @@ import type { AgentConfig } from '../config/types.js';
 import { LABEL_AGENT, LABEL_SESSION } from '../constants.js';
 import type { RecoveryPlan } from '../machines/daemon.machine.js';
 import type { AdoptedSession } from '../machines/session.machine.js';
+import { isNotFailedKind, kindOfExitCode } from '../outcome-kinds.js';
 import type { SessionRecord } from '../sessions/records.js';
 import type { SessionRequest } from '../sessions/types.js';
 
@@ -106,13 +107,15 @@ export function planRecovery(
       exitCode !== undefined &&
       (record.phase === 'running' || record.phase === 'tearing_down')
     ) {
+      const kind = kindOfExitCode(exitCode, agent?.exitCodes);
       plan.finished.push({
         request,
         outcome: {
-          outcome: exitCode === 0 ? 'succeeded' : 'failed',
+          outcome: isNotFailedKind(kind) ? 'succeeded' : 'failed',
+          kind,
           phase: 'running',
           exitCode,
-          message: `recovered after a daemon restart: the container had exited with code ${exitCode}`,
+          message: `recovered after a daemon restart: the container had exited with code ${exitCode} (${kind})`,
         },
       });
       continue;

@@ -473,6 +473,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
                           event.exitCode,
                           context.session.spec.command[0] ?? '',
                           oomOf(context, event),
+                          context.session.spec.exitCodes,
                         ),
                       ),
                     },

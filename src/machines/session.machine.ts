@@ -69,8 +69,8 @@ export const sessionMachine = setup({
     announceAdoption: () => {},
     storeRunResult: assign({
       outcome: (_, result: RunResult) => {
-        const { outcome, phase, exitCode, signal, message, timings } = result;
-        return { outcome, phase, timings, ...defined({ exitCode, signal, message }) };
+        const { outcome, kind, phase, exitCode, signal, message, timings } = result;
+        return { outcome, phase, timings, ...defined({ kind, exitCode, signal, message }) };
       },
       session: undefined,
     }),

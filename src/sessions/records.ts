@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { OUTCOME_KINDS } from '../outcome-kinds.js';
 import { OUTCOMES, SESSION_PHASES } from './types.js';
 
 export const outcomeSchema = z.enum(OUTCOMES);
@@ -47,6 +48,8 @@ export const sessionRecordSchema = z.object({
   /** Milliseconds per phase of the run. */
   timings: z.record(z.string(), z.number()).optional(),
   outcome: outcomeSchema.optional(),
+  /** What the command's exit code meant (outcome kinds: the convention or the agent's exit_codes). */
+  kind: z.enum(OUTCOME_KINDS).optional(),
   exitCode: z.number().optional(),
   signal: z.string().optional(),
   message: z.string().optional(),

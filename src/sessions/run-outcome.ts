@@ -1,6 +1,7 @@
 import { constants as osConstants } from 'node:os';
 import { classifyPodmanFailure } from '../adapters/podman-errors.js';
 import { errorMessage } from '../errors.js';
+import { isNotFailedKind, kindOfExitCode, type OutcomeKind } from '../outcome-kinds.js';
 import type { Phase, RunResult } from './types.js';
 
 /**
@@ -15,16 +16,24 @@ export type StopReason = 'cancel' | 'timeout';
  * The container's command ran and exited. `oom` says it (or something in the container) was killed
  * for memory: the setup step saw it (outOfMemoryReason), since Podman does not say so.
  */
-export function commandExited(exitCode: number, command: string, oom?: string): RunFate {
-  if (exitCode === 0) return { outcome: 'succeeded', exitCode, phase: 'running' };
+export function commandExited(
+  exitCode: number,
+  command: string,
+  oom?: string,
+  exitCodes: Readonly<Record<number, OutcomeKind>> = {},
+): RunFate {
+  const kind = kindOfExitCode(exitCode, exitCodes);
   const signalName = exitCode > 128 && exitCode < 160 ? signalOf(exitCode - 128) : undefined;
-  const why = describeExit(exitCode, command);
+  // The kind decides: `blocked` and `nothing_ready` are not failures (a scheduler tries again later).
+  const outcome = isNotFailedKind(kind) && oom === undefined ? 'succeeded' : 'failed';
+  const why = describeExit(exitCode, command, kind);
   return {
-    outcome: 'failed',
+    outcome,
+    kind,
     exitCode,
     ...(signalName ? { signal: signalName } : {}),
     phase: 'running',
-    message: oom === undefined ? why : `${oom}: ${why}`,
+    ...(why === undefined ? {} : { message: oom === undefined ? why : `${oom}: ${why}` }),
   };
 }
 
@@ -74,13 +83,26 @@ export function failed(phase: Phase, error: unknown): RunFate {
   return { outcome: 'error', phase, message: typeof error === 'string' ? error : errorMessage(error) };
 }
 
-function describeExit(code: number, command: string): string {
+/** Why a command's exit is what it is, in the operator's words; undefined for a plain success. */
+function describeExit(code: number, command: string, kind: OutcomeKind): string | undefined {
+  if (kind === 'success')
+    return code === 0 ? undefined : `command exited with code ${code}, success for this agent`;
+  if (kind === 'blocked') return `command reported it is blocked (exit ${code})`;
+  if (kind === 'nothing_ready') return `command reported nothing ready to work on (exit ${code})`;
   if (code === 127)
     return `command not found: ${command} (exit 127); check the agent's command and the image`;
   if (code === 126) return `command cannot be executed: ${command} (exit 126); check its permissions`;
   if (code > 128 && code < 160)
     return `command killed by ${signalOf(code - 128) ?? `signal ${code - 128}`} (exit ${code})`;
-  return `command exited with code ${code}`;
+  const words: Partial<Record<OutcomeKind, string>> = {
+    usage_error: 'a usage error',
+    work_failed: 'its work failed',
+    infrastructure_failure: 'an infrastructure failure',
+  };
+  const said = words[kind];
+  return said === undefined
+    ? `command exited with code ${code}`
+    : `command exited with code ${code}: ${said}`;
 }
 
 function signalOf(n: number): string | undefined {

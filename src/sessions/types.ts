@@ -72,6 +72,8 @@ export interface SessionInvocation {
 /** What a run ended with. */
 export interface RunResult {
   outcome: RunOutcome;
+  /** What the command's exit code means (the convention, or the agent's `exit_codes:`); set when the command ended by itself. */
+  kind?: OutcomeKind;
   exitCode?: number;
   signal?: string;
   /** The phase the session was in when its fate was decided. */
@@ -85,6 +87,7 @@ export interface RunResult {
 /** What a session ended with. */
 export interface SessionOutcome {
   outcome: Outcome;
+  kind?: OutcomeKind;
   phase: SessionPhase;
   exitCode?: number;
   signal?: string;

@@ -422,3 +422,48 @@ describe('results out: the output directory and the sealed record', () => {
     expect(readdirSync(join(d.files.stateDir, 'work'))).toEqual([]);
   });
 });
+
+describe('outcome kinds', () => {
+  it('turns exit codes 3 and 4 into blocked and nothing_ready, which are not failures', async () => {
+    const d = await startDaemon({
+      agents: [
+        agent('coder', 'exit "$(cat "$AGENTD_REQUEST_FILE")"', {
+          exit_codes: { 10: 'work_failed', 3: 'blocked' },
+        }),
+      ],
+    });
+    const run = (code: number) => d.cli(['trigger', 'coder', '--request', String(code)]);
+    const blocked = await run(3);
+    expect(blocked.code, blocked.stdout + blocked.stderr).toBe(0);
+    expect(blocked.stdout).toMatch(
+      /session [0-9a-f]{16} succeeded \(blocked\), exit code 3, in .*: command reported it is blocked \(exit 3\)/,
+    );
+    const nothing = await run(4);
+    expect(nothing.code).toBe(0);
+    expect(nothing.stdout).toContain('succeeded (nothing_ready), exit code 4');
+    const own = await run(10);
+    expect(own.code).toBe(1);
+    expect(own.stdout).toContain('failed (work_failed), exit code 10');
+    const json = await d.cli(['trigger', 'coder', '--request', '4', '--json']);
+    expect(JSON.parse(json.stdout)).toMatchObject({ outcome: 'succeeded', exitCode: 4 });
+    // The kind is in the record, its sealed session.json, status and the daemon's log.
+    const records = d.records();
+    expect(records.map((r) => (r as { kind?: string }).kind).sort()).toEqual([
+      'blocked',
+      'nothing_ready',
+      'nothing_ready',
+      'work_failed',
+    ]);
+    for (const record of records) {
+      const sealed = JSON.parse(readFileSync(join(record.recordDir ?? '', 'session.json'), 'utf8'));
+      expect(sealed.kind).toBe((record as { kind?: string }).kind);
+    }
+    const status = await d.cli(['status']);
+    expect(status.stdout).toContain('succeeded (blocked) (exit 3)');
+    const logged = d
+      .logs()
+      .filter((l) => l.event === 'session.outcome')
+      .map((l) => l.kind);
+    expect(logged.sort()).toEqual(['blocked', 'nothing_ready', 'nothing_ready', 'work_failed']);
+  });
+});

@@ -62,16 +62,21 @@ describe('recovery planning', () => {
     ]);
   });
 
-  it('settles a session whose container exited after its command ran with that exit code', () => {
+  it('settles a session whose container exited after its command ran with that exit code and its kind', () => {
     const plan = planRecovery(
-      [record(id(1), 'running'), record(id(2), 'tearing_down')],
-      [container(id(1), 'exited', { ExitCode: 0 }), container(id(2), 'exited', { ExitCode: 3 })],
+      [record(id(1), 'running'), record(id(2), 'tearing_down'), record(id(3), 'running')],
+      [
+        container(id(1), 'exited', { ExitCode: 0 }),
+        container(id(2), 'exited', { ExitCode: 5 }),
+        container(id(3), 'exited', { ExitCode: 3 }),
+      ],
       AGENTS,
       NOW,
     );
-    expect(plan.finished.map((f) => [f.outcome.outcome, f.outcome.exitCode])).toEqual([
-      ['succeeded', 0],
-      ['failed', 3],
+    expect(plan.finished.map((f) => [f.outcome.outcome, f.outcome.exitCode, f.outcome.kind])).toEqual([
+      ['succeeded', 0, 'success'],
+      ['failed', 5, 'work_failed'],
+      ['succeeded', 3, 'blocked'],
     ]);
   });
 

@@ -1,0 +1,42 @@
+/** Outcome kinds: what a command's exit code means, and which kinds count as failed. */
+import { describe, expect, it } from 'vitest';
+import { commandExited } from '../../src/sessions/run-outcome.js';
+
+describe('a command that exited', () => {
+  it.each([
+    [0, 'succeeded', 'success', undefined],
+    [1, 'failed', 'failure', 'command exited with code 1'],
+    [2, 'failed', 'usage_error', 'command exited with code 2: a usage error'],
+    [3, 'succeeded', 'blocked', 'command reported it is blocked (exit 3)'],
+    [4, 'succeeded', 'nothing_ready', 'command reported nothing ready to work on (exit 4)'],
+    [5, 'failed', 'work_failed', 'command exited with code 5: its work failed'],
+    [6, 'failed', 'infrastructure_failure', 'command exited with code 6: an infrastructure failure'],
+    [42, 'failed', 'failure', 'command exited with code 42'],
+    [126, 'failed', 'not_executable', 'command cannot be executed'],
+    [127, 'failed', 'not_found', 'command not found: reviewer'],
+    [143, 'failed', 'killed', 'command killed by SIGTERM (exit 143)'],
+  ] as const)('exit %d is %s, kind %s', (code, outcome, kind, message) => {
+    const fate = commandExited(code, 'reviewer');
+    expect(fate).toMatchObject({ outcome, kind, exitCode: code, phase: 'running' });
+    if (message === undefined) expect(fate.message).toBeUndefined();
+    else expect(fate.message).toContain(message);
+  });
+
+  it('takes the agent’s own meanings over the convention', () => {
+    const own = { 3: 'failure', 10: 'work_failed', 0: 'nothing_ready' } as const;
+    expect(commandExited(3, 'x', undefined, own)).toMatchObject({ outcome: 'failed', kind: 'failure' });
+    expect(commandExited(10, 'x', undefined, own)).toMatchObject({ outcome: 'failed', kind: 'work_failed' });
+    expect(commandExited(0, 'x', undefined, own)).toMatchObject({
+      outcome: 'succeeded',
+      kind: 'nothing_ready',
+    });
+  });
+
+  it('is a failure when the memory limit killed something, whatever the code', () => {
+    expect(commandExited(4, 'x', 'out of memory (limit 2g)')).toMatchObject({
+      outcome: 'failed',
+      kind: 'nothing_ready',
+      message: 'out of memory (limit 2g): command reported nothing ready to work on (exit 4)',
+    });
+  });
+});
