@@ -14,5 +14,6 @@ export function outcomeLine(record: SessionRecord): string {
 /** `succeeded`, `succeeded (blocked)`, `failed (work_failed)`: the outcome and, when it says more, the kind. */
 export function outcomeText(record: Pick<SessionRecord, 'outcome' | 'kind'>): string {
   const outcome = record.outcome ?? 'unknown';
-  return record.kind === undefined || record.kind === 'success' ? outcome : `${outcome} (${record.kind})`;
+  const plain = record.kind === undefined || record.kind === 'success' || record.kind === 'failure';
+  return plain ? outcome : `${outcome} (${record.kind})`;
 }

@@ -50,7 +50,7 @@ beforeAll(async () => {
     {
       agents: [
         agent('ok', ['sh', '-c', 'echo hello from $AGENTD_AGENT; cat hello.txt']),
-        agent('fail', ['sh', '-c', 'echo about to fail; exit 3']),
+        agent('fail', ['sh', '-c', 'echo about to fail; exit 7']),
         agent('gated', gate.command),
         agent('sleeper', ['sleep', '30']),
         // Ignores SIGTERM: a stop takes the whole grace period (2s) before SIGKILL.
@@ -463,7 +463,7 @@ describe('CLI', () => {
       expect(result.stdout).toContain('\nabout to fail\n');
       const id = sessionIdOf(result.stdout);
       expect(lastLine(result.stdout)).toMatch(
-        new RegExp(`^session ${id} failed, exit code 3, in ${DURATION}: command exited with code 3$`),
+        new RegExp(`^session ${id} failed, exit code 7, in ${DURATION}: command exited with code 7$`),
       );
     });
 

@@ -416,7 +416,7 @@ describe('Daemon', () => {
     const d = await startDaemon(
       {
         agents: [
-          agent('leaky', ['sh', '-c', 'echo "env=$ENV_TOKEN file=$FILE_TOKEN"; exit 3'], {
+          agent('leaky', ['sh', '-c', 'echo "env=$ENV_TOKEN file=$FILE_TOKEN"; exit 7'], {
             credentials: [
               { name: 'ENV_TOKEN', source: 'env:AGENTD_E2E_ENV_TOKEN' },
               { name: 'FILE_TOKEN', source: `file:${secretFile}` },
@@ -439,7 +439,7 @@ describe('Daemon', () => {
     const status = await d.cli(['status', '--json']);
     expect(await d.stop()).toBe(0);
     const id = result.stdout.match(SESSION_ID)?.[1] ?? '';
-    expect(d.record(id)).toMatchObject({ outcome: 'failed', exitCode: 3 });
+    expect(d.record(id)).toMatchObject({ outcome: 'failed', exitCode: 7 });
     // The token was sent with the clone.
     expect(http.requests.map((r) => r.authorization)).toContain(`Bearer ${values.token}`);
     for (const value of Object.values(values)) {

@@ -197,9 +197,9 @@ describe('the runner machine against real Podman', () => {
   });
 
   it('reports a non-zero exit as failed with its code', async () => {
-    const { result } = await runSession({ spec: { command: ['sh', '-c', 'echo bye; exit 3'] } });
-    expect(result).toMatchObject({ outcome: 'failed', exitCode: 3, phase: 'running' });
-    expect(result.message).toContain('code 3');
+    const { result } = await runSession({ spec: { command: ['sh', '-c', 'echo bye; exit 7'] } });
+    expect(result).toMatchObject({ outcome: 'failed', exitCode: 7, phase: 'running' });
+    expect(result.message).toContain('code 7');
   });
 
   it('reports a missing command as failed with 127', async () => {

@@ -146,7 +146,7 @@ describe('crash recovery around podman calls', () => {
     const fake = new FakePodman();
     const rule: FaultRule = { subcommand: 'rm', call: 1, action: 'hang' };
     fake.setRules([rule]);
-    const d = await start(fake, ['sh', '-c', 'echo finished the work; exit 3']);
+    const d = await start(fake, ['sh', '-c', 'echo finished the work; exit 7']);
     const id = await detach(d);
     const { next, before } = await crashInside(d, fake, rule, id);
     expect(before).toMatchObject({ phase: 'tearing_down' });
@@ -154,8 +154,8 @@ describe('crash recovery around podman calls', () => {
       () => next.record(id)?.outcome && next.record(id),
       () => 'the settled record',
     );
-    expect(record).toMatchObject({ outcome: 'failed', exitCode: 3, phase: 'finished' });
-    expect(record.message).toMatch(/recovered after a daemon restart: the container had exited with code 3/);
+    expect(record).toMatchObject({ outcome: 'failed', exitCode: 7, phase: 'finished' });
+    expect(record.message).toMatch(/recovered after a daemon restart: the container had exited with code 7/);
     expect(await inspectContainer(before?.container ?? '')).toBeUndefined();
     const logs = await next.cli(['logs', id]);
     expect(logs.stdout).toBe('finished the work\n');
