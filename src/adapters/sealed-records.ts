@@ -9,6 +9,8 @@ import { readNoFollow, StateDirError, writeFileAtomic } from './state-files.js';
 
 const SESSION_ID = /^[0-9a-f]{16}$/;
 const AGENT_NAME = /^[a-z_][a-z0-9_-]*$/;
+/** Files and directories kept of one session's output: more would only cost the daemon time and inodes. */
+export const MAX_OUTPUT_ENTRIES = 10_000;
 /** The session's record, its masked output and what it left in /agentd/out. */
 export const RECORD_FILES = { json: 'session.json', log: 'session.log', output: 'out' } as const;
 
@@ -178,6 +180,7 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
   // The setup step stops at limit + 1 bytes: an archive that long was cut.
   summary.truncated = size > limit;
   let total = 0;
+  let entries = 0;
   await extractTar({
     file: archive,
     cwd: out,
@@ -197,11 +200,12 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
         return false;
       }
       const bytes = type === 'Directory' ? 0 : (entry as ReadEntry).size;
-      if (total + bytes > limit) {
+      if (total + bytes > limit || entries >= MAX_OUTPUT_ENTRIES) {
         summary.truncated = true;
         return false;
       }
       total += bytes;
+      entries++;
       if (type !== 'Directory') summary.files++;
       return true;
     },

@@ -140,6 +140,15 @@ describe('sealed records', () => {
     expect(readdirSync(join(recordDir, 'out'))).toEqual(['first']);
   });
 
+  it('keeps at most 10,000 files and directories', async () => {
+    const dir = makeTempDir('agentd-unit-records-');
+    const records = new SealedRecords(join(dir, 'records'));
+    const many = Array.from({ length: 10_050 }, (_, i) => entry(`./f${i}`, ''));
+    const { dir: recordDir, output } = await seal(records, archive(dir, ...many), 64 * 1024 * 1024);
+    expect(output).toMatchObject({ files: 10_000, truncated: true });
+    expect(readdirSync(join(recordDir, 'out'))).toHaveLength(10_000);
+  });
+
   it('says why there is no output when the command left no archive', async () => {
     const dir = makeTempDir('agentd-unit-records-');
     const records = new SealedRecords(join(dir, 'records'));
