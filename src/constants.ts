@@ -4,6 +4,8 @@ export const LABEL_SESSION = 'io.agentd.session';
 export const LABEL_AGENT = 'io.agentd.agent';
 /** Marks a cache volume (`caches:`) with its name; reconciliation never removes these. */
 export const LABEL_CACHE = 'io.agentd.cache';
+/** The configured host (`hosts:`) the object was made on. */
+export const LABEL_HOST = 'io.agentd.host';
 /** Every container and secret agentd creates starts with this prefix. */
 export const NAME_PREFIX = 'agentd-';
 /** Where secret files are mounted inside the session container (root-only, mode 0400). */

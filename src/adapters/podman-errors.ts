@@ -34,6 +34,10 @@ export class PodmanError extends AgentdError {
   }
 }
 
+/** What the podman client says when it cannot reach the engine behind --url (remote hosts only). */
+const UNREACHABLE =
+  /unable to connect to Podman socket|Cannot connect to Podman|failed to connect: |ssh: handshake failed|connection refused|connection reset by peer|no route to host|broken pipe|unexpected EOF|i\/o timeout/i;
+
 /** Turns a raw podman failure into an error an operator can act on. */
 export function classifyPodmanFailure(failure: PodmanFailure, image?: string): PodmanError {
   const { operation, stderr } = failure;
@@ -50,6 +54,13 @@ export function classifyPodmanFailure(failure: PodmanFailure, image?: string): P
     return new PodmanError(
       'PODMAN_TIMEOUT',
       `${operation}: podman did not answer within ${Math.round((failure.timeoutMs ?? 0) / 1000)}s (${truncate(cmd)}); check that Podman is healthy with \`podman info\``,
+      failure,
+    );
+  }
+  if (UNREACHABLE.test(stderr)) {
+    return new PodmanError(
+      'PODMAN_UNREACHABLE',
+      `${operation}: cannot reach the Podman host (${detail}); check that its Podman API service runs (systemctl enable --now podman.socket) and that this machine can reach it`,
       failure,
     );
   }

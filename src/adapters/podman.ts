@@ -13,6 +13,10 @@ export type { ContainerInspect, ContainerSummary };
 export interface PodmanClientOptions {
   /** The podman binary; `podman` on PATH by default. */
   bin?: string;
+  /** The engine to drive (`podman --url`): unix://, ssh:// or tcp://; the podman command's own when absent. */
+  url?: string;
+  /** The private key for an ssh:// url (`podman --identity`). */
+  identity?: string;
   /** Deadline for every short podman call. */
   timeoutMs?: number;
   /** Observes every podman invocation (argv only; values never travel on argv). */
@@ -69,7 +73,14 @@ export interface AttachedRun {
  * CLI; unit tests put a fake in its place (test/helpers/fake-podman.ts).
  */
 export interface PodmanPort {
+  /**
+   * The engine is reached over a connection that can drop (a remote host): an attachment that ends
+   * says nothing about the container until the engine confirms it.
+   */
+  readonly remote?: boolean;
   version(signal?: AbortSignal): Promise<string>;
+  /** The engine's version within `timeoutMs`: whether the host answers at all. */
+  probe(timeoutMs: number, signal?: AbortSignal): Promise<string>;
   imageExists(image: string, signal?: AbortSignal): Promise<boolean>;
   /** Creates a secret; the value travels on stdin as its exact bytes, never on a command line. */
   createSecret(
@@ -116,13 +127,21 @@ export interface PodmanPort {
 /** A narrow client over the podman CLI: the only code in agentd that runs podman. */
 export class PodmanClient implements PodmanPort {
   readonly bin: string;
+  readonly remote: boolean;
   private readonly timeoutMs: number;
   private readonly onCall: ((argv: readonly string[]) => void) | undefined;
+  /** `--url URL [--identity FILE]` before every command, for a remote host. */
+  private readonly global: string[];
 
   constructor(options: PodmanClientOptions = {}) {
     this.bin = options.bin ?? 'podman';
     this.timeoutMs = options.timeoutMs ?? 60_000;
     this.onCall = options.onCall;
+    this.global =
+      options.url === undefined
+        ? []
+        : ['--url', options.url, ...(options.identity === undefined ? [] : ['--identity', options.identity])];
+    this.remote = options.url !== undefined;
   }
 
   /** Runs one podman command with a deadline; throws a classified PodmanError on failure. */
@@ -131,6 +150,7 @@ export class PodmanClient implements PodmanPort {
     argv: string[],
     options: CallOptions = {},
   ): Promise<{ stdout: string; exitCode: number }> {
+    argv = [...this.global, ...argv];
     this.onCall?.(argv);
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
     // Podman reads `-` only from a real pipe, and Node gives children a socket: `cat` bridges the two
@@ -186,6 +206,16 @@ export class PodmanClient implements PodmanPort {
       signal,
     });
     return stdout.trim();
+  }
+
+  async probe(timeoutMs: number, signal?: AbortSignal): Promise<string> {
+    // The server's version when there is one: a remote host answers for its engine, not this client.
+    const { stdout } = await this.call('probe the host', ['version', '--format', 'json'], {
+      signal,
+      timeoutMs,
+    });
+    const parsed = JSON.parse(stdout) as { Client?: { Version?: string }; Server?: { Version?: string } };
+    return parsed.Server?.Version ?? parsed.Client?.Version ?? 'unknown';
   }
 
   async imageExists(image: string, signal?: AbortSignal): Promise<boolean> {
@@ -301,6 +331,7 @@ export class PodmanClient implements PodmanPort {
     onLine: (line: string) => void,
     signal?: AbortSignal,
   ): AttachedRun {
+    argv = [...this.global, ...argv];
     this.onCall?.(argv);
     const child = execa(this.bin, argv, {
       buffer: false,
@@ -344,7 +375,7 @@ export class PodmanClient implements PodmanPort {
   async readContainerFiles(name: string, dir: string, signal?: AbortSignal): Promise<Map<string, Buffer>> {
     const script =
       'cd "$1" 2>/dev/null || exit 0; for f in * .[!.]*; do [ -f "$f" ] || continue; printf "%s %s\\n" "$(wc -c < "$f")" "$f"; cat "$f" || exit 4; done';
-    const argv = ['exec', '--user', '0:0', name, '/bin/sh', '-c', script, 'agentd-read', dir];
+    const argv = [...this.global, 'exec', '--user', '0:0', name, '/bin/sh', '-c', script, 'agentd-read', dir];
     const operation = `read the secrets of container ${name}`;
     this.onCall?.(argv);
     const result = await execa(this.bin, argv, {

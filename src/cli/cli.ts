@@ -4,7 +4,7 @@ import { nameValues } from './value-names.js';
 import { agentdVersion } from './version.js';
 
 /** Loads only the command asked for, so a client command never pulls in the daemon. */
-const COMMANDS: Record<string, () => Promise<CommandClass>> = {
+const COMMANDS: Record<string, () => Promise<CommandClass | CommandClass[]>> = {
   start: async () => (await import('./start.js')).StartCommand,
   trigger: async () => (await import('./trigger.js')).TriggerCommand,
   status: async () => (await import('./status.js')).StatusCommand,
@@ -14,6 +14,11 @@ const COMMANDS: Record<string, () => Promise<CommandClass>> = {
   validate: async () => (await import('./validate.js')).ValidateCommand,
   reload: async () => (await import('./reload.js')).ReloadCommand,
   doctor: async () => (await import('./doctor.js')).DoctorCommand,
+  hosts: async () => [
+    (await import('./hosts.js')).HostsCommand,
+    (await import('./hosts-drain.js')).HostsDrainCommand,
+    (await import('./hosts-undrain.js')).HostsUndrainCommand,
+  ],
 };
 
 /** clipanion's Cli with option values named (`--socket PATH`) and examples under the command list. */
@@ -43,6 +48,9 @@ export async function buildCli(first: string | undefined): Promise<Cli> {
   // `help COMMAND` needs COMMAND, and the command list needs them all.
   const only = first !== undefined && first !== 'help' ? COMMANDS[first] : undefined;
   const wanted = only ? [only] : Object.values(COMMANDS);
-  for (const load of wanted) cli.register(await load());
+  for (const load of wanted) {
+    const loaded = await load();
+    for (const command of Array.isArray(loaded) ? loaded : [loaded]) cli.register(command);
+  }
   return cli;
 }

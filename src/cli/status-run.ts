@@ -37,7 +37,9 @@ function render(s: StatusReply): string {
   if (s.running.length > 0) {
     lines.push('', 'RUNNING');
     for (const r of s.running)
-      lines.push(`  ${r.id}  ${r.agent}  ${r.phase}  ${formatDuration(r.elapsedMs)}  ${r.repo}`);
+      lines.push(
+        `  ${r.id}  ${r.agent}  ${r.phase}  ${formatDuration(r.elapsedMs)}  ${r.host ?? '-'}  ${r.repo}`,
+      );
   }
   if (s.queued.length > 0) {
     lines.push('', 'QUEUED');
@@ -56,7 +58,9 @@ function render(s: StatusReply): string {
     for (const r of s.recent) {
       const code = r.exitCode === undefined ? '' : ` (exit ${r.exitCode})`;
       const took = r.durationMs === undefined ? '' : `  ${formatDuration(r.durationMs)}`;
-      lines.push(`  ${r.id}  ${r.agent}  ${outcomeText(r)}${code}${took}  ${r.finishedAt ?? ''}  ${r.repo}`);
+      lines.push(
+        `  ${r.id}  ${r.agent}  ${outcomeText(r)}${code}${took}  ${r.finishedAt ?? ''}  ${r.host ?? '-'}  ${r.repo}`,
+      );
     }
   }
   return `${lines.join('\n')}\n`;

@@ -1,5 +1,5 @@
 import { formatDuration } from '../duration.js';
-import type { AgentConfig, DaemonSettings } from './types.js';
+import type { AgentConfig, DaemonSettings, HostConfig } from './types.js';
 
 /** A daemon setting that differs in the file but only applies when agentd starts again. */
 export interface PendingSetting {
@@ -30,7 +30,35 @@ const FIXED: { field: keyof DaemonSettings; key: string; show: (v: number | stri
   { field: 'recordsDir', key: 'daemon.records_dir', show: String },
   { field: 'recordsMaxAgeMs', key: 'daemon.records_max_age', show: (v) => formatDuration(Number(v)) },
   { field: 'recordsMaxBytes', key: 'daemon.records_max_size', show: String },
+  { field: 'hostProbeIntervalMs', key: 'daemon.host_probe_interval', show: (v) => formatDuration(Number(v)) },
+  { field: 'hostProbeTimeoutMs', key: 'daemon.host_probe_timeout', show: (v) => formatDuration(Number(v)) },
+  { field: 'hostDownGraceMs', key: 'daemon.host_down_grace', show: (v) => formatDuration(Number(v)) },
 ];
+
+/**
+ * The hosts a reload leaves in force: the running ones, each with its new max_sessions and labels. A
+ * host added, removed or reached differently (url, identity) waits for a restart.
+ */
+export function hostChanges(
+  running: readonly HostConfig[],
+  next: readonly HostConfig[],
+): { hosts: HostConfig[]; restartNeeded: PendingSetting[] } {
+  const reach = (h: HostConfig | undefined) =>
+    h === undefined ? 'none' : `${h.url ?? 'local podman'}${h.identity ? ` (identity ${h.identity})` : ''}`;
+  const restartNeeded: PendingSetting[] = [];
+  const hosts = running.map((host) => {
+    const update = next.find((h) => h.name === host.name);
+    if (update === undefined || reach(update) !== reach(host)) {
+      restartNeeded.push({ key: `hosts.${host.name}`, from: reach(host), to: reach(update) });
+      return host;
+    }
+    return { ...host, maxSessions: update.maxSessions, labels: update.labels };
+  });
+  for (const added of next.filter((h) => !running.some((r) => r.name === h.name))) {
+    restartNeeded.push({ key: `hosts.${added.name}`, from: 'none', to: reach(added) });
+  }
+  return { hosts, restartNeeded };
+}
 
 export function diffConfiguration(
   running: { agents: AgentConfig[]; maxSessions: number; daemon: DaemonSettings },

@@ -17,6 +17,7 @@ import type { z } from 'zod';
 import { parseAge, parseDuration } from '../duration.js';
 import { AgentdError, errorMessage } from '../errors.js';
 import { parseOrigin, parseRepoUrl } from '../repo-url.js';
+import { hostAllowed, transportOf } from './hosts.js';
 import { isInside, overlaps } from './mounts.js';
 import { configSearchPath, defaultSocketPath, defaultStateDir } from './paths.js';
 import { capabilityName, parseSize, type RawResources, resolveResources } from './resources.js';
@@ -28,7 +29,7 @@ import {
   parseSourceSyntax,
   type RawConfig,
 } from './schema.js';
-import type { AgentConfig, CredentialSource, MountConfig, Settings } from './types.js';
+import type { AgentConfig, CredentialSource, HostConfig, MountConfig, Settings } from './types.js';
 
 export const DEFAULTS = {
   maxSessions: 4,
@@ -39,6 +40,10 @@ export const DEFAULTS = {
   network: 'bridge',
   recordsMaxAge: '30d',
   recordsMaxBytes: 10 * 1024 ** 3,
+  hostMaxSessions: 4,
+  hostProbeIntervalMs: 10_000,
+  hostProbeTimeoutMs: 5_000,
+  hostDownGraceMs: 10 * 60_000,
 } as const;
 
 /** Longest Unix socket path: sun_path is 108 bytes including the terminating NUL. */
@@ -293,12 +298,20 @@ function toSettings(raw: RawConfig, file: string, ctx: ConvertContext): Settings
     daemon.records_dir !== undefined ? resolve(dir, daemon.records_dir) : join(stateDir, 'records');
   // What an agent may never be handed: the daemon's own files (other sessions' requests and records).
   const own = [stateDir, recordsDir, dirname(socket)];
+  const hosts = toHosts(raw.hosts ?? [], ctx);
+  const agents = raw.agents.map((agent, i) => toAgent(agent, i, dir, daemon.resources ?? {}, own, ctx));
+  placementCheck(raw, agents, hosts, ctx);
+  const optionalMs = (text: string | undefined, fallback: number) =>
+    text !== undefined ? durationMs(text) : fallback;
   return {
     file,
     daemon: {
       socket,
       stateDir,
-      maxSessions: daemon.max_sessions ?? DEFAULTS.maxSessions,
+      // With hosts, the daemon-wide limit is theirs together unless it is set.
+      maxSessions:
+        daemon.max_sessions ??
+        (hosts.length > 0 ? hosts.reduce((sum, h) => sum + h.maxSessions, 0) : DEFAULTS.maxSessions),
       stopGraceMs: daemon.stop_grace !== undefined ? durationMs(daemon.stop_grace) : DEFAULTS.stopGraceMs,
       podmanTimeoutMs:
         daemon.podman_timeout !== undefined ? durationMs(daemon.podman_timeout) : DEFAULTS.podmanTimeoutMs,
@@ -310,9 +323,139 @@ function toSettings(raw: RawConfig, file: string, ctx: ConvertContext): Settings
         daemon.records_max_size !== undefined
           ? (parseSize(daemon.records_max_size)?.bytes ?? DEFAULTS.recordsMaxBytes)
           : DEFAULTS.recordsMaxBytes,
+      hostProbeIntervalMs: optionalMs(daemon.host_probe_interval, DEFAULTS.hostProbeIntervalMs),
+      hostProbeTimeoutMs: optionalMs(daemon.host_probe_timeout, DEFAULTS.hostProbeTimeoutMs),
+      hostDownGraceMs: optionalMs(daemon.host_down_grace, DEFAULTS.hostDownGraceMs),
     },
-    agents: raw.agents.map((agent, i) => toAgent(agent, i, dir, daemon.resources ?? {}, own, ctx)),
+    agents,
+    hosts,
   };
+}
+
+/** `hosts:` as settings; names and urls must be unique, ssh wants its key, tcp:// an explicit `insecure`. */
+function toHosts(raw: NonNullable<RawConfig['hosts']>, ctx: ConvertContext): HostConfig[] {
+  const names = new Map<string, number>();
+  const urls = new Map<string, number>();
+  return raw.map((entry, i) => {
+    const path = ['hosts', i] as const;
+    const host: HostConfig = {
+      name: entry.name,
+      maxSessions: entry.max_sessions ?? DEFAULTS.hostMaxSessions,
+      labels: toEnv(entry.labels ?? {}, [...path, 'labels'], ctx.locator),
+    };
+    if (entry.url !== undefined) host.url = entry.url;
+    if (entry.identity !== undefined) host.identity = entry.identity;
+    const first = names.get(entry.name);
+    if (first === undefined) names.set(entry.name, i);
+    else {
+      ctx.problems.push({
+        path: [...path, 'name'],
+        message: `${describe(entry.name)} is already used by hosts[${first}]; host names must be unique, rename one of them`,
+      });
+    }
+    // Two entries for one engine would reconcile each other's sessions away.
+    const where = entry.url ?? 'the local podman';
+    const same = urls.get(where);
+    if (same === undefined) urls.set(where, i);
+    else {
+      ctx.problems.push({
+        path: entry.url === undefined ? [...path] : [...path, 'url'],
+        message:
+          entry.url === undefined
+            ? `hosts[${same}] has no url either: only one host may be the local podman; give this one a url`
+            : `hosts[${same}] has the same url; each host is one Podman engine, remove one of them`,
+      });
+    }
+    const transport = transportOf(host);
+    if (transport === 'tcp' && entry.insecure !== true) {
+      ctx.problems.push({
+        path: [...path, 'url'],
+        message:
+          'tcp:// has neither encryption nor authentication: credentials would cross the network in clear and anyone who reaches the port controls the host; use ssh://, or set insecure: true (for a loopback test setup)',
+      });
+    }
+    if (transport !== 'tcp' && entry.insecure !== undefined) {
+      ctx.problems.push({
+        path: [...path, 'insecure'],
+        onKey: true,
+        message: 'only applies to tcp:// urls; remove it',
+      });
+    }
+    if (entry.identity !== undefined && transport === 'ssh') {
+      try {
+        if (!statSync(entry.identity).isFile()) throw Object.assign(new Error(), { code: 'EISDIR' });
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        ctx.problems.push({
+          path: [...path, 'identity'],
+          message:
+            code === 'ENOENT' || code === 'ENOTDIR'
+              ? `${describe(entry.identity)} does not exist; create the key (ssh-keygen -t ed25519 -f ${entry.identity}) or fix the path`
+              : `${describe(entry.identity)} is not a readable file (${code ?? 'error'}); point at the private key`,
+        });
+      }
+    }
+    if (entry.identity !== undefined && transport !== 'ssh') {
+      ctx.problems.push({
+        path: [...path, 'identity'],
+        onKey: true,
+        message: 'is the private key for ssh:// urls only; remove it',
+      });
+    }
+    return host;
+  });
+}
+
+/** Every agent may run somewhere: its `hosts:` exist and some host has its `host_labels:`. */
+function placementCheck(
+  raw: RawConfig,
+  agents: readonly AgentConfig[],
+  hosts: readonly HostConfig[],
+  ctx: ConvertContext,
+): void {
+  raw.agents.forEach((entry, i) => {
+    const agent = agents[i];
+    if (agent === undefined) return;
+    const restricted = entry.hosts !== undefined && entry.hosts !== null;
+    const labelled = Object.keys(agent.hostLabels).length > 0;
+    if (hosts.length === 0) {
+      for (const key of ['hosts', 'host_labels'] as const) {
+        if ((key === 'hosts' ? restricted : labelled) === false) continue;
+        ctx.problems.push({
+          path: ['agents', i, key],
+          onKey: true,
+          message:
+            'no hosts: are configured, so sessions run on the local Podman; add a hosts: list or remove this key',
+        });
+      }
+      return;
+    }
+    (agent.hosts ?? []).forEach((name, j) => {
+      if (!hosts.some((h) => h.name === name)) {
+        ctx.problems.push({
+          path: ['agents', i, 'hosts', j],
+          message: `${describe(name)} is not a configured host; known hosts: ${hosts.map((h) => h.name).join(', ')}`,
+        });
+      }
+    });
+    if (agent.hosts?.length === 0) {
+      ctx.problems.push({
+        path: ['agents', i, 'hosts'],
+        message:
+          'is empty, so the agent could run nowhere; name at least one host, or remove the key for any host',
+      });
+      return;
+    }
+    if (
+      !hosts.some((h) => hostAllowed(agent, h)) &&
+      (agent.hosts ?? []).every((n) => hosts.some((h) => h.name === n))
+    ) {
+      ctx.problems.push({
+        path: ['agents', i, labelled ? 'host_labels' : 'hosts'],
+        message: `no configured host ${agent.hosts === undefined ? '' : `among ${agent.hosts.join(', ')} `}has the labels ${JSON.stringify(agent.hostLabels)}, so the agent could run nowhere; fix the labels or the hosts`,
+      });
+    }
+  });
 }
 
 function toAgent(
@@ -346,7 +489,9 @@ function toAgent(
     exitCodes: Object.fromEntries(
       Object.entries(raw.exit_codes ?? {}).map(([code, kind]) => [Number(code), kind]),
     ),
+    hostLabels: toEnv(raw.host_labels ?? {}, [...path, 'host_labels'], ctx.locator),
   };
+  if (raw.hosts !== undefined && raw.hosts !== null) agent.hosts = [...new Set(raw.hosts)];
   if (raw.context !== undefined) agent.context = raw.context;
   if (raw.repo !== undefined) {
     const check = parseRepoUrl(raw.repo);

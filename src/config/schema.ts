@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { ageProblem, durationProblem, MAX_DURATION_MS } from '../duration.js';
 import { OUTCOME_KINDS } from '../outcome-kinds.js';
 import { describeRepoProblem, parseOrigin, parseRepoUrl } from '../repo-url.js';
+import { HOST_NAME_MAX, HOST_NAME_RE, hostUrlProblem } from './hosts.js';
 import { CONTEXT_TARGET, overlaps, sourceProblem, targetClash, targetProblem } from './mounts.js';
 import {
   capabilityName,
@@ -327,6 +328,9 @@ const daemonShape = {
   podman_timeout: duration().optional(),
   log_max_bytes: wholeNumber(4096, 1_048_576).optional(),
   history: wholeNumber(0, 200).optional(),
+  host_probe_interval: duration().optional(),
+  host_probe_timeout: duration().optional(),
+  host_down_grace: duration().optional(),
   records_dir: checkedString(
     'a directory path',
     notEmpty('a directory like /var/lib/agentd/records'),
@@ -417,6 +421,52 @@ const schedule = z.preprocess(
   strict(scheduleShape, 'a cron expression like "0 3 * * *" or a mapping with cron:'),
 );
 
+function hostNameProblem(name: string): string | undefined {
+  if (!HOST_NAME_RE.test(name) || name.length > HOST_NAME_MAX) {
+    return `${describe(name)} is not a host name; use lowercase letters, digits, _ and -, starting with a letter or digit, at most ${HOST_NAME_MAX} characters`;
+  }
+  return undefined;
+}
+
+const LABEL_KEY_RE = /^[A-Za-z0-9][A-Za-z0-9_./-]*$/;
+
+/** `labels:` of a host and `host_labels:` of an agent: plain names and text values. */
+const hostLabels = z.record(
+  z.string().superRefine((key, ctx) => {
+    if (!LABEL_KEY_RE.test(key) || key.length > 63) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `${describe(key)} is not a label name; use letters, digits, _, ., / and -, at most 63 characters`,
+        input: key,
+      });
+    }
+  }),
+  z.union([z.string(), z.number(), z.boolean()], {
+    error: (iss) =>
+      iss.input === null
+        ? 'is empty; write "" for an empty value'
+        : `must be a text value, not ${describe(iss.input)}`,
+  }),
+  { error: typeError('a mapping of NAME: value pairs, e.g. { gpu: "yes", zone: eu }') },
+);
+
+const hostShape = {
+  name: checkedString('a host name like build1', hostNameProblem, 'give the host a name like build1'),
+  url: checkedString(
+    'a Podman url like unix:///run/podman/podman.sock',
+    hostUrlProblem,
+    "say how to reach the host's Podman, e.g. url: ssh://agentd@build1.example/run/podman/podman.sock",
+  ).optional(),
+  identity: checkedString('an absolute path to a private key like /etc/agentd/id_ed25519', (value) =>
+    value.startsWith('/')
+      ? undefined
+      : `${describe(value)} is not an absolute path; write the full path of the key`,
+  ).optional(),
+  insecure: flag('true allows tcp://, which has neither encryption nor authentication'),
+  max_sessions: wholeNumber(1, 4).optional(),
+  labels: hostLabels.nullish(),
+};
+
 const agentShape = {
   name: checkedString('an agent name like reviewer', agentNameProblem, 'give the agent a name like reviewer'),
   image: checkedString(
@@ -464,10 +514,21 @@ const agentShape = {
   exit_codes: exitCodes.nullish(),
   schedule: schedule.optional(),
   max_concurrent: wholeNumber(1, 1).optional(),
+  hosts: z
+    .array(checkedString('a host name', hostNameProblem), {
+      error: typeError('a list of host names like ["build1", "build2"]'),
+    })
+    .nullish(),
+  host_labels: hostLabels.nullish(),
 };
 
 const topShape = {
   daemon: strict(daemonShape, 'a mapping of daemon settings').nullish(),
+  hosts: z
+    .array(strict(hostShape, 'a mapping with name:, url: and optionally identity:, max_sessions:, labels:'), {
+      error: typeError('a list of hosts, each like { name: build1, url: unix:///run/podman/podman.sock }'),
+    })
+    .nullish(),
   agents: z
     .array(strict(agentShape, 'a mapping with name:, image: and command:'), {
       error: (iss) =>
@@ -488,6 +549,7 @@ export const KEYS = {
   resources: Object.keys(resourcesShape),
   mount: Object.keys(mountShape),
   schedule: Object.keys(scheduleShape),
+  host: Object.keys(hostShape),
 } as const;
 
 /** Allowed keys of the mapping at `path`, for "unknown key" messages. */
@@ -496,6 +558,7 @@ export function allowedKeysAt(path: readonly PropertyKey[]): readonly string[] {
   if (path.length === 0) return KEYS.top;
   if (first === 'daemon' && path[1] === 'resources') return KEYS.resources;
   if (first === 'daemon') return KEYS.daemon;
+  if (first === 'hosts' && path.length === 2) return KEYS.host;
   if (first === 'agents' && path.length === 2) return KEYS.agent;
   if (first === 'agents' && third === 'resources') return KEYS.resources;
   if (first === 'agents' && third === 'credentials') return KEYS.credential;

@@ -82,6 +82,25 @@ export interface AgentConfig {
   schedule?: ScheduleConfig;
   /** Sessions of this agent running at once (`max_concurrent:`); unlimited but for max_sessions when absent. */
   maxConcurrent?: number;
+  /** The only hosts its sessions may run on (`hosts:`); any host when absent. */
+  hosts?: string[];
+  /** Labels a host must have for its sessions (`host_labels:`); empty for any host. */
+  hostLabels: Record<string, string>;
+}
+
+/** A Podman host sessions run on (`hosts:`). */
+export interface HostConfig {
+  name: string;
+  /**
+   * The host's Podman API as `podman --url` takes it: unix:///path, ssh://user@host[:port]/path or
+   * tcp://host:port. Absent: the Podman of the machine agentd runs on, as the podman command reaches it.
+   */
+  url?: string;
+  /** The private key ssh:// connections use (`podman --identity`). */
+  identity?: string;
+  /** Sessions this host runs at once. */
+  maxSessions: number;
+  labels: Record<string, string>;
 }
 
 export interface DaemonSettings {
@@ -98,6 +117,12 @@ export interface DaemonSettings {
   historyLimit: number;
   /** Where sealed session records are kept: <records_dir>/<agent>/<session>/. */
   recordsDir: string;
+  /** How often every host is probed. */
+  hostProbeIntervalMs: number;
+  /** How long a probe may take before the host counts as down. */
+  hostProbeTimeoutMs: number;
+  /** How long a session whose host went down waits for it to come back before it is settled `abandoned`. */
+  hostDownGraceMs: number;
   /** Sealed records older than this are removed. */
   recordsMaxAgeMs: number;
   /** The oldest sealed records are removed while all of them take more bytes than this. */
@@ -109,4 +134,6 @@ export interface Settings {
   file: string;
   daemon: DaemonSettings;
   agents: AgentConfig[];
+  /** The hosts of `hosts:`; empty when there is none (sessions run on the local Podman: see hostsOf). */
+  hosts: HostConfig[];
 }

@@ -130,13 +130,15 @@ export class SessionJournal {
     this.known.add(record.id);
   }
 
-  phase(sessionId: string, phase: SessionPhase): void {
+  /** A session's new phase; `host` once it is placed (it goes into the record with its first phase). */
+  phase(sessionId: string, phase: SessionPhase, host?: string): void {
     const at = new Date().toISOString();
     this.update(sessionId, (r) => ({
       ...r,
       phase,
       phases: [...r.phases, { phase, at }],
       startedAt: r.startedAt ?? at,
+      ...(host === undefined ? {} : { host }),
     }));
     this.log.info({ event: 'session.phase', session: sessionId, phase }, `session ${phase}`);
     this.bus.publish({ type: 'phase', sessionId, phase });

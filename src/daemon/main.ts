@@ -10,7 +10,8 @@ import { type ServiceNotifier, silentNotifier } from '../adapters/sd-notify.js';
 import { SessionFiles } from '../adapters/session-files.js';
 import { SessionStore, StateDirError } from '../adapters/session-store.js';
 import { SocketServer } from '../adapters/socket-server.js';
-import type { Settings } from '../config/types.js';
+import { hostsOf } from '../config/hosts.js';
+import type { HostConfig, Settings } from '../config/types.js';
 import { MAX_BUFFERED_BYTES, MAX_LINE_BYTES } from '../constants.js';
 import { AgentdError, errorMessage } from '../errors.js';
 import {
@@ -19,13 +20,16 @@ import {
   type OpenResult,
   type StateDirProblem,
 } from '../machines/daemon.machine.js';
+import { type HostReconciled, hostMachine } from '../machines/host.machine.js';
 import { runnerMachineFor } from '../machines/runner.machine.js';
 import { scheduleMachine } from '../machines/schedule.machine.js';
 import { sessionMachine } from '../machines/session.machine.js';
 import type { DaemonPort } from '../protocol/context.js';
 import { dispatch } from '../protocol/dispatch.js';
+import type { HostPorts } from '../runner/actors.js';
 import { runnerActors } from '../runner/actors.js';
 import { sessionRecordSchema } from '../sessions/records.js';
+import { sortByHost, staleContainers } from './host-recovery.js';
 import { instanceIdOf } from './instance-id.js';
 import { SessionJournal } from './journal.js';
 import { DaemonMetrics } from './metrics.js';
@@ -84,14 +88,16 @@ async function supervise(options: DaemonOptions): Promise<number> {
   const { settings, log, env = process.env, notify = silentNotifier } = options;
   const { daemon: config } = settings;
   const instanceId = instanceIdOf(config.socket, config.stateDir);
-  // Set once the actor exists: the gauges read it at each scrape.
+  // Set once the actor exists: the gauges read it at each scrape, reconciling a host reads which
+  // sessions the daemon supervises.
   let current: DaemonActor | undefined;
   const metrics = new DaemonMetrics({
     gauges: () => gaugesOf(current),
     agentOf: (sessionId) => agentOf(current, sessionId),
   });
-  const podman = observePodman(new PodmanClient({ timeoutMs: config.podmanTimeoutMs }), (call) =>
-    metrics.podmanCall(call),
+  const hosts = hostsOf(settings);
+  const ports = hostPorts(hosts, config.podmanTimeoutMs, (port) =>
+    observePodman(port, (call) => metrics.podmanCall(call)),
   );
   // Set once the actor exists: a record write that fails makes the daemon degraded.
   let send: (event: DaemonEvent) => void = () => {};
@@ -117,13 +123,69 @@ async function supervise(options: DaemonOptions): Promise<number> {
   const scheduleLog = new ScheduleLog(config.stateDir, log);
   const scheduleSince = scheduleLog.load(settings.agents);
 
+  // Started sessions of an earlier daemon wait for their host's reconciliation (at start, or when it
+  // comes back); the queued ones for the daemon's queue.
+  const recovered = sortByHost(
+    unfinished,
+    hosts.map((h) => h.name),
+  );
+  const waiting = recovered.byHost;
+  /** Sessions with a live session actor on a host: reconciliation leaves their objects alone. */
+  const supervisedOn = (host: string) =>
+    new Set(
+      Object.values(current?.getSnapshot().context.sessions ?? {})
+        .filter((ref) => ref.getSnapshot().context.host === host)
+        .map((ref) => ref.getSnapshot().context.request.sessionId),
+    );
+
+  /** Reconciles one host and plans the recovery of its sessions that nobody supervises. */
+  const reconcileHost = async (host: string, signal: AbortSignal): Promise<HostReconciled> => {
+    const supervised = supervisedOn(host);
+    const { summary, containers } = await reconcile(ports(host), instanceId, log, signal, {
+      host,
+      supervised,
+    });
+    // A container without a readable record still belongs to a session: rebuild it from the labels.
+    const orphans = recordsFromLabels(containers, journal).map((record) => ({ ...record, host }));
+    for (const record of orphans) {
+      journal.rebuilt(record);
+      log.warn(
+        { event: 'daemon.record_rebuilt', session: record.id, container: record.container, host },
+        `session ${record.id} had no readable record; rebuilt it from the labels of container ${record.container}`,
+      );
+    }
+    const records = [...(waiting.get(host) ?? []), ...orphans];
+    const agents = current?.getSnapshot().context.agents ?? settings.agents;
+    const { remove, ...recovery } = planRecovery(records, containers, agents);
+    // Running containers that nobody will supervise (their agent is gone, their session is over) stop now.
+    const stale = staleContainers(containers, new Set(records.map((r) => r.id)), journal);
+    await ports(host).removeContainers([...remove, ...stale], signal);
+    waiting.delete(host);
+    return {
+      summary,
+      adopted: recovery.adopted.map((session) => ({ ...session, host })),
+      finished: recovery.finished,
+    };
+  };
+
   let port: DaemonPort | undefined;
   const server = socketServer(settings, log, (line, connection) => {
     if (port) dispatch(line, connection, port);
   });
   const machine = daemonMachine.provide({
     actors: {
-      session: sessionLogic(settings, instanceId, podman, journal, files.dir, metrics, log, env),
+      session: sessionLogic(settings, instanceId, ports, journal, files.dir, metrics, log, env),
+      host: hostMachine.provide({
+        actors: {
+          probe: fromPromise(async ({ input, signal }) => {
+            const started = performance.now();
+            const version = await ports(input.host).probe(config.hostProbeTimeoutMs, signal);
+            return { version, ms: Math.round(performance.now() - started) };
+          }),
+          reconcileHost: fromPromise(({ input, signal }) => reconcileHost(input.host, signal)),
+        },
+        delays: { probeInterval: config.hostProbeIntervalMs },
+      }),
       schedule: scheduleMachine.provide({
         actions: {
           recordProgress: (_, { agent, schedule, since }) => scheduleLog.record(agent, schedule, since),
@@ -131,24 +193,28 @@ async function supervise(options: DaemonOptions): Promise<number> {
       }),
       reconcile: fromPromise(async ({ signal }) => {
         await journal.recover();
-        const { summary, containers } = await reconcile(podman, instanceId, log, signal);
-        // A container without a readable record still belongs to a session: rebuild it from the labels.
-        const orphans = recordsFromLabels(containers, journal);
-        for (const record of orphans) {
-          journal.rebuilt(record);
-          log.warn(
-            { event: 'daemon.record_rebuilt', session: record.id, container: record.container },
-            `session ${record.id} had no readable record; rebuilt it from the labels of container ${record.container}`,
-          );
-        }
-        const { remove, ...recovery } = planRecovery(
-          [...unfinished, ...orphans],
-          containers,
-          settings.agents,
+        // Without hosts: the local Podman, as ever; the daemon cannot start without it. With hosts, one
+        // that does not answer its probe is down and retried, and does not hold back the others.
+        const required = settings.hosts.length === 0;
+        const results = await Promise.all(
+          hosts.map(async (host) => {
+            try {
+              if (!required) await ports(host.name).probe(config.hostProbeTimeoutMs, signal);
+              return { host: host.name, reconciled: await reconcileHost(host.name, signal) };
+            } catch (error) {
+              if (required) throw error;
+              return { host: host.name, down: errorMessage(error) };
+            }
+          }),
         );
-        // Running containers that nobody will supervise (their agent is gone) are stopped now.
-        await podman.removeContainers(remove, signal);
-        if (unfinished.length + orphans.length > 0) {
+        const requeued = planRecovery(recovered.queued, [], settings.agents);
+        const up = results.flatMap((r) => (r.reconciled === undefined ? [] : [r.reconciled]));
+        const recovery = {
+          queued: requeued.queued,
+          adopted: up.flatMap((r) => r.adopted),
+          finished: [...requeued.finished, ...recovered.lost, ...up.flatMap((r) => r.finished)],
+        };
+        if (recovery.queued.length + recovery.adopted.length + recovery.finished.length > 0) {
           log.info(
             {
               event: 'daemon.recovered',
@@ -162,8 +228,17 @@ async function supervise(options: DaemonOptions): Promise<number> {
             'recovered the sessions of an earlier daemon',
           );
         }
-        metrics.reconciled({ summary, recovery });
-        return { summary, recovery };
+        const result = {
+          summary: {
+            removedContainers: sum(up.map((r) => r.summary.removedContainers)),
+            removedSecrets: sum(up.map((r) => r.summary.removedSecrets)),
+            runningContainers: sum(up.map((r) => r.summary.runningContainers)),
+          },
+          recovery,
+          down: results.flatMap((r) => (r.down === undefined ? [] : [{ host: r.host, reason: r.down }])),
+        };
+        metrics.reconciled(result);
+        return result;
       }),
       openSocket: fromPromise(async (): Promise<OpenResult> => {
         await server.listen();
@@ -282,11 +357,39 @@ async function supervise(options: DaemonOptions): Promise<number> {
           { event: 'daemon.cancelling', running },
           `shutting down now: cancelling ${running} running session(s)`,
         ),
+      announceHostUp: (_, { host, adopted, finished }) =>
+        log.info(
+          {
+            event: 'host.up',
+            host,
+            adopted: adopted.map((s) => s.request.sessionId),
+            settled: finished.map((s) => s.request.sessionId),
+          },
+          `host ${host} is up again and reconciled: it takes sessions`,
+        ),
+      announceHostDown: (_, { host, reason }) =>
+        log.warn(
+          { event: 'host.down', host, reason },
+          `host ${host} is down: ${reason}; no new sessions go there, its running sessions wait for it`,
+        ),
+      announceHostsDown: (_, down) => {
+        for (const { host, reason } of down) {
+          log.warn(
+            { event: 'host.down', host, reason, atStart: true },
+            `host ${host} could not be reached at start: ${reason}; it is retried, the other hosts take sessions`,
+          );
+        }
+      },
     },
   });
 
   const actor: DaemonActor = createActor(machine, {
-    input: { agents: settings.agents, maxSessions: config.maxSessions, scheduleSince },
+    input: {
+      agents: settings.agents,
+      maxSessions: config.maxSessions,
+      scheduleSince,
+      ...(settings.hosts.length === 0 ? {} : { hosts: settings.hosts.map(hostInfo) }),
+    },
     ...(options.inspect ? { inspect: options.inspect } : {}),
   });
   current = actor;
@@ -301,6 +404,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
     instanceId,
     socket: config.socket,
     log,
+    hosts: settings.hosts,
   });
 
   // A second shutdown cancels the running sessions: the machine's rule, not counted here.
@@ -339,11 +443,52 @@ async function supervise(options: DaemonOptions): Promise<number> {
   return 0;
 }
 
+/**
+ * The Podman of each host, by name: the podman CLI with the host's --url (none for the local one),
+ * each wrapped by `wrap` (the metrics' observer).
+ */
+function hostPorts(
+  hosts: readonly HostConfig[],
+  timeoutMs: number,
+  wrap: (port: PodmanPort) => PodmanPort,
+): (host: string | undefined) => PodmanPort {
+  const ports = new Map(
+    hosts.map((h) => [
+      h.name,
+      wrap(
+        new PodmanClient({
+          timeoutMs,
+          ...(h.url === undefined ? {} : { url: h.url }),
+          ...(h.identity === undefined ? {} : { identity: h.identity }),
+        }),
+      ),
+    ]),
+  );
+  const only = hosts.length === 1 ? ports.get(hosts[0]?.name ?? '') : undefined;
+  return (host) => {
+    const port = host === undefined ? only : ports.get(host);
+    if (port === undefined) {
+      throw new AgentdError('INTERNAL', `no host ${host ?? '(none)'} is configured`, {
+        operation: 'find the host of a session',
+      });
+    }
+    return port;
+  };
+}
+
+function hostInfo(host: HostConfig): { name: string; maxSessions: number; labels: Record<string, string> } {
+  return { name: host.name, maxSessions: host.maxSessions, labels: host.labels };
+}
+
+function sum(values: number[]): number {
+  return values.reduce((a, b) => a + b, 0);
+}
+
 /** The session machine with its actors: credentials from the environment and files, the runner over Podman. */
 function sessionLogic(
   settings: Settings,
   instanceId: string,
-  podman: PodmanPort,
+  podman: HostPorts,
   journal: SessionJournal,
   workDir: string,
   metrics: DaemonMetrics,
@@ -386,7 +531,8 @@ function sessionLogic(
       reportOutcome: fromPromise(async ({ input }) => journal.finish(input.request, input.outcome)),
     },
     actions: {
-      announcePhase: ({ context }, { phase }) => journal.phase(context.request.sessionId, phase),
+      announcePhase: ({ context }, { phase }) =>
+        journal.phase(context.request.sessionId, phase, context.host),
       announceAdoption: ({ context }) =>
         log.info(
           {

@@ -1,10 +1,12 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Actor, StateValue } from 'xstate';
+import type { HostConfig } from '../config/types.js';
 import type { ClientEvent, DaemonContext, DaemonEmitted, daemonMachine } from '../machines/daemon.machine.js';
+import { hostStateOf } from '../machines/host.machine.js';
 import { sessionPhaseOf } from '../machines/session.machine.js';
 import type { DaemonPort, DaemonState, DaemonStatus } from '../protocol/context.js';
-import type { ReloadReply, ScheduleView } from '../protocol/replies.js';
+import type { HostStatus, ReloadReply, ScheduleView } from '../protocol/replies.js';
 import type { SessionJournal } from './journal.js';
 
 export type DaemonActor = Actor<typeof daemonMachine>;
@@ -74,6 +76,8 @@ export interface PortOptions {
   instanceId: string;
   socket: string;
   log: Logger;
+  /** The configured hosts, for their urls (none: the local Podman). */
+  hosts?: readonly HostConfig[];
 }
 
 /** The socket handlers' view of the daemon (protocol/context.ts), over its machine and its journal. */
@@ -98,10 +102,12 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
         running: Object.values(context.sessions).map((ref) => {
           const snapshot = ref.getSnapshot();
           const { request, startedAt: sessionStartedAt } = snapshot.context;
+          const { host } = snapshot.context;
           return {
             id: request.sessionId,
             agent: request.agent,
             repo: request.repoUrl,
+            ...(host === undefined ? {} : { host }),
             ...(request.workUnit === undefined ? {} : { workUnit: request.workUnit }),
             phase: sessionPhaseOf(snapshot),
             startedAt: sessionStartedAt,
@@ -142,6 +148,36 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
         subscription.unsubscribe();
         unfollow();
       };
+    },
+    hosts: (): HostStatus[] => {
+      const { context } = actor.getSnapshot();
+      const running = new Map<string, number>();
+      for (const ref of Object.values(context.sessions)) {
+        const { host } = ref.getSnapshot().context;
+        if (host !== undefined) running.set(host, (running.get(host) ?? 0) + 1);
+      }
+      // Before the start's reconciliation is done, the hosts have no actors yet.
+      const actors = new Map(context.hosts.map((ref) => [ref.getSnapshot().context.name, ref.getSnapshot()]));
+      return context.hostInfo.map((info): HostStatus => {
+        const snapshot = actors.get(info.name);
+        const url = options.hosts?.find((h) => h.name === info.name)?.url;
+        const host = snapshot?.context;
+        const maxSessions = host?.maxSessions ?? info.maxSessions;
+        return {
+          name: info.name,
+          ...(url === undefined ? {} : { url }),
+          state: snapshot === undefined ? 'reconciling' : hostStateOf(snapshot),
+          drained: snapshot?.hasTag('drained') ?? false,
+          running: running.get(info.name) ?? 0,
+          // Without hosts, the local Podman's only limit is the daemon's.
+          maxSessions: Number.isFinite(maxSessions) ? maxSessions : context.maxSessions,
+          labels: host?.labels ?? info.labels,
+          ...(host?.version === undefined ? {} : { version: host.version }),
+          ...(host?.lastProbe === undefined ? {} : { lastProbe: host.lastProbe }),
+          ...(host?.problem === undefined ? {} : { problem: host.problem }),
+          ...(host?.downSince === undefined ? {} : { downSince: host.downSince }),
+        };
+      });
     },
     follow: (sessionId, listener) => journal.follow(sessionId, listener),
     readLog: (sessionId) => journal.readLog(sessionId),

@@ -1,32 +1,49 @@
 import type { Logger } from 'pino';
 import type { ContainerSummary, PodmanPort } from '../adapters/podman.js';
-import { LABEL_INSTANCE, LABEL_SESSION } from '../constants.js';
+import { LABEL_HOST, LABEL_INSTANCE, LABEL_SESSION } from '../constants.js';
 import type { ReconcileSummary } from '../machines/daemon.machine.js';
 import { instanceSecretPrefix, sessionOfSecret } from '../runner/names.js';
 
 /** States in which a container still has a process that someone may supervise. */
 const LIVE_STATES = new Set(['running', 'paused', 'stopping']);
 
+/** Which objects of this instance on a host reconciliation may touch. */
+export interface ReconcileScope {
+  /** The host's name: objects labelled with another host (two hosts on one engine) are left alone. */
+  host?: string;
+  /** Sessions this daemon supervises right now: their containers and secrets are theirs to remove. */
+  supervised?: ReadonlySet<string>;
+}
+
 /**
- * Removes what earlier runs of this instance left behind: its dead containers and its secrets (a
- * running container holds its own copy of its secrets, so none is still needed). Objects of other
- * instances, and objects that are not agentd's, are never touched. Batched: at most five podman calls
- * whatever the number of objects. Returns the containers as they were, for crash recovery.
+ * Removes what earlier runs of this instance left behind on one host: its dead containers and its
+ * secrets (a running container holds its own copy of its secrets, so none is still needed). Objects of
+ * other instances, of another host, of a session this daemon supervises, and objects that are not
+ * agentd's, are never touched. Batched: at most five podman calls whatever the number of objects.
+ * Returns the containers as they were (without the supervised ones), for crash recovery.
  */
 export async function reconcile(
   podman: PodmanPort,
   instanceId: string,
   log: Logger,
   signal?: AbortSignal,
+  scope: ReconcileScope = {},
 ): Promise<{ summary: ReconcileSummary; containers: ContainerSummary[] }> {
-  const containers = await podman.listContainers({ [LABEL_INSTANCE]: instanceId }, signal);
+  const supervised = scope.supervised ?? new Set<string>();
+  const ours = (labels: Record<string, string> | undefined | null) =>
+    (scope.host === undefined || labels?.[LABEL_HOST] === undefined || labels[LABEL_HOST] === scope.host) &&
+    !supervised.has(labels?.[LABEL_SESSION] ?? '');
+  const containers = (await podman.listContainers({ [LABEL_INSTANCE]: instanceId }, signal)).filter((c) =>
+    ours(c.Labels),
+  );
   const live = containers.filter((c) => LIVE_STATES.has(c.State));
   const dead = containers.filter((c) => !LIVE_STATES.has(c.State));
 
   const prefix = instanceSecretPrefix(instanceId);
-  const candidates = (await podman.listSecretNames(signal)).filter(
-    (name) => name.startsWith(prefix) && sessionOfSecret(instanceId, name) !== undefined,
-  );
+  const candidates = (await podman.listSecretNames(signal)).filter((name) => {
+    const session = name.startsWith(prefix) ? sessionOfSecret(instanceId, name) : undefined;
+    return session !== undefined && !supervised.has(session);
+  });
   // The name carries only 8 characters of the instance id: confirm ownership by label.
   const labels = await podman.secretLabels(candidates, signal).catch(async () => {
     // A secret removed between the list and the inspect fails the whole call: look again, once.
@@ -36,7 +53,10 @@ export async function reconcile(
       signal,
     );
   });
-  const orphans = candidates.filter((name) => labels.get(name)?.[LABEL_INSTANCE] === instanceId);
+  const orphans = candidates.filter((name) => {
+    const own = labels.get(name);
+    return own?.[LABEL_INSTANCE] === instanceId && ours(own);
+  });
 
   const deadNames = dead.map((c) => c.Names[0] ?? c.Id);
   await podman.removeContainers(deadNames, signal);
@@ -54,8 +74,14 @@ export async function reconcile(
     runningContainers: live.length,
   };
   log.info(
-    { event: 'daemon.reconciled', ...summary, containers: deadNames, secrets: orphans },
-    'reconciled Podman state',
+    {
+      event: 'daemon.reconciled',
+      ...(scope.host === undefined ? {} : { host: scope.host }),
+      ...summary,
+      containers: deadNames,
+      secrets: orphans,
+    },
+    scope.host === undefined ? 'reconciled Podman state' : `reconciled Podman state on host ${scope.host}`,
   );
   return { summary, containers };
 }

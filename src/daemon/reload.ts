@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Actor } from 'xstate';
 import type { ServiceNotifier } from '../adapters/sd-notify.js';
-import { describeChanges, describeRestartNeeded, diffConfiguration } from '../config/diff.js';
+import { describeChanges, describeRestartNeeded, diffConfiguration, hostChanges } from '../config/diff.js';
 import { ConfigError, loadConfig } from '../config/load.js';
 import type { Settings } from '../config/types.js';
 import { errorMessage } from '../errors.js';
@@ -65,10 +65,18 @@ export function createReloader(
       { agents: context.agents, maxSessions: context.maxSessions, daemon: started.daemon },
       next,
     );
+    // Hosts keep running as they started; their max_sessions and labels follow the file.
+    const hosts = hostChanges(started.hosts, next.hosts);
+    changes.restartNeeded.push(...hosts.restartNeeded);
     const [answer] = sendEvent(actor, {
       type: 'reload',
       agents: next.agents,
       maxSessions: next.daemon.maxSessions,
+      ...(started.hosts.length === 0
+        ? {}
+        : {
+            hosts: hosts.hosts.map(({ name, maxSessions, labels }) => ({ name, maxSessions, labels })),
+          }),
     });
     if (answer?.type !== 'reload.applied') {
       const reason = answer?.type === 'reload.rejected' ? answer.reason : 'the daemon did not answer';

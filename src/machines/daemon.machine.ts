@@ -8,11 +8,25 @@ import {
   raise,
   setup,
 } from 'xstate';
+import { LOCAL_HOST } from '../config/hosts.js';
 import type { AgentConfig, ScheduleConfig } from '../config/types.js';
 import { checkTrigger, type RejectionCode, type TriggerFields } from '../sessions/check-trigger.js';
+import { type HostSlots, placeQueued } from '../sessions/placement.js';
 import { scheduledSessionId, workUnitFor } from '../sessions/schedule.js';
 import type { SessionOutcome, SessionRequest } from '../sessions/types.js';
 import type { WorkManifest } from '../sessions/work.js';
+import {
+  type AdoptedInput,
+  type HostDownEvent,
+  type HostInfo,
+  type HostNotice,
+  type HostRef,
+  type HostUpEvent,
+  hostAccepts,
+  hostMachine,
+  type ReconcileSummary,
+  type SettledSession,
+} from './host.machine.js';
 import { type ScheduleFiredEvent, type ScheduleRef, scheduleMachine } from './schedule.machine.js';
 import {
   type AdoptedSession,
@@ -21,33 +35,31 @@ import {
   sessionMachine,
 } from './session.machine.js';
 
-export type { AdoptedSession };
+export type { AdoptedSession, HostInfo, ReconcileSummary };
 
 export interface DaemonInput {
   agents: AgentConfig[];
   maxSessions: number;
   /** Per scheduled agent: since when its schedule was watched (the state dir's memory, for catch_up). */
   scheduleSince?: Record<string, string>;
-}
-
-export interface ReconcileSummary {
-  removedContainers: number;
-  removedSecrets: number;
-  runningContainers: number;
+  /** The hosts sessions run on, in the order of the configuration; without, the local Podman (`local`). */
+  hosts?: HostInfo[];
 }
 
 /** What happens to the sessions an earlier daemon accepted but did not finish. */
 export interface RecoveryPlan {
   /** Accepted but never started: they run again, in their original order. */
   queued: SessionInput[];
-  adopted: (SessionInput & { adopted: AdoptedSession })[];
+  adopted: AdoptedInput[];
   /** Settled at once: abandoned, or an outcome read from an exited container. */
-  finished: { request: SessionRequest; outcome: SessionOutcome }[];
+  finished: SettledSession[];
 }
 
 export interface ReconcileResult {
   summary: ReconcileSummary;
   recovery: RecoveryPlan;
+  /** Hosts the start could not reach, and why: they are down and retried; the others go on. */
+  down?: { host: string; reason: string }[];
 }
 
 /** Why the state dir takes no writes: `state_dir_full` (no room) or `state_dir_unwritable`. */
@@ -82,7 +94,8 @@ export type InternalEvent =
   | TriggerRecordedEvent
   | TriggerUnrecordedEvent
   | ({ type: 'stateDir.unwritable' } & StateDirProblem)
-  | { type: 'stateDir.writable' };
+  | { type: 'stateDir.writable' }
+  | HostNotice;
 
 /** A trigger as the machine receives it: from the socket, the CLI or a script. */
 export type TriggerEvent = TriggerFields & {
@@ -100,11 +113,22 @@ export type TriggerEvent = TriggerFields & {
  * A re-read configuration (SIGHUP, `agentd reload`): triggers accepted from now on use these agents;
  * queued and running sessions keep the definition they were accepted with.
  */
-export type ReloadEvent = { type: 'reload'; agents: AgentConfig[]; maxSessions: number; requestId?: string };
+export type ReloadEvent = {
+  type: 'reload';
+  agents: AgentConfig[];
+  maxSessions: number;
+  /** The hosts' new max_sessions and labels (hosts are added, removed or moved only by a restart). */
+  hosts?: HostInfo[];
+  requestId?: string;
+};
+
+/** `agentd hosts drain NAME` / `undrain NAME`: no new sessions there, or again. */
+export type DrainEvent = { type: 'drain' | 'undrain'; host: string; requestId?: string };
 
 export type DaemonEvent =
   | TriggerEvent
   | { type: 'cancel'; sessionId: string; requestId?: string }
+  | DrainEvent
   | { type: 'shutdown'; requestId?: string }
   | ReloadEvent
   | InternalEvent;
@@ -119,7 +143,9 @@ export type DaemonEmitted =
   | { type: 'cancel.accepted'; requestId?: string; sessionId: string; wasQueued: boolean }
   | { type: 'cancel.rejected'; requestId?: string; sessionId: string; reason: string }
   | { type: 'reload.applied'; requestId?: string; agents: string[]; maxSessions: number }
-  | { type: 'reload.rejected'; requestId?: string; reason: string };
+  | { type: 'reload.rejected'; requestId?: string; reason: string }
+  | { type: 'drain.applied'; requestId?: string; host: string; drained: boolean }
+  | { type: 'drain.rejected'; requestId?: string; host: string; reason: string };
 
 type SessionRef = ActorRefFrom<typeof sessionMachine>;
 
@@ -131,7 +157,11 @@ export interface DaemonContext {
   /** Accepted sessions waiting for a free slot, oldest first. */
   queue: SessionInput[];
   /** Running containers of an earlier daemon, taken over once this one is ready. */
-  adoptions: (SessionInput & { adopted: AdoptedSession })[];
+  adoptions: AdoptedInput[];
+  /** The hosts as configured, in order (ties in placement go to the first). */
+  hostInfo: HostInfo[];
+  /** One actor per host, in that order, from the end of the start's reconciliation on. */
+  hosts: HostRef[];
   reconciled?: ReconcileSummary;
   failure?: string;
   /** While `degraded`: why the state dir takes no writes (what a rejected trigger is told). */
@@ -187,6 +217,50 @@ const rejectUnknownCancel = {
   actions: { type: 'rejectCancel', params: ({ event }: { event: CancelEvent }) => cancelParams(event) },
 } as const;
 
+/**
+ * A host came back and was reconciled: its sessions nobody supervised are settled or adopted (not while
+ * shutting down: the next daemon adopts them), and the sessions waiting for it re-attach.
+ */
+function hostUp({ adopt }: { adopt: boolean }) {
+  return [
+    { type: 'reportSettled', params: ({ event }: { event: HostUpEvent }) => ({ sessions: event.finished }) },
+    ...(adopt
+      ? [{ type: 'spawnAdopted', params: ({ event }: { event: HostUpEvent }) => event.adopted } as const]
+      : []),
+    {
+      type: 'tellSessionsOn',
+      params: ({ event }: { event: HostUpEvent }) => ({
+        host: event.host,
+        event: { type: 'host.up' as const },
+      }),
+    },
+    { type: 'announceHostUp', params: ({ event }: { event: HostUpEvent }) => event },
+  ] as const;
+}
+
+/** `drain` and `undrain` go to the host's actor; an unknown host is refused. */
+function drainHandler(type: DrainEvent['type']) {
+  return [
+    {
+      guard: { type: 'hostKnown', params: ({ event }: { event: DrainEvent }) => event.host },
+      actions: [
+        {
+          type: 'forwardToHost',
+          params: ({ event }: { event: DrainEvent }) => ({ host: event.host, event: { type } }),
+        },
+        {
+          type: 'answerDrain',
+          params: ({ event }: { event: DrainEvent }) => ({
+            ...drainParams(event),
+            drained: type === 'drain',
+          }),
+        },
+      ],
+    },
+    { actions: { type: 'rejectDrain', params: ({ event }: { event: DrainEvent }) => drainParams(event) } },
+  ] as const;
+}
+
 /** What `ready` and `degraded` have in common: sessions run, finish and can be cancelled either way. */
 const whileUp = {
   cancel: [
@@ -221,6 +295,9 @@ const whileUp = {
   reload: {
     actions: [...applyReload.actions, 'stopChangedSchedules', 'startSchedules', 'startQueuedSessions'],
   },
+  'host.up': { actions: [...hostUp({ adopt: true }), 'startQueuedSessions'] },
+  // A host undrained may take the sessions waiting for it.
+  'host.admission': { actions: 'startQueuedSessions' },
   shutdown: 'shutdown',
 } as const;
 
@@ -239,6 +316,7 @@ export const daemonMachine = setup({
   actors: {
     session: sessionMachine,
     schedule: scheduleMachine,
+    host: hostMachine,
     reconcile: fromPromise<ReconcileResult>(async () => {
       throw new Error('daemon machine: actor reconcile must be provided');
     }),
@@ -265,6 +343,8 @@ export const daemonMachine = setup({
     /** overlap: skip, and a session from this agent's schedule is queued or running. */
     overlapSkips: ({ context }, fired: ScheduleFiredEvent) =>
       overlapOf(context, fired.agent) === 'skip' && activeScheduled(context, fired.agent) !== undefined,
+    hostKnown: ({ context }, host: string) =>
+      context.hosts.some((h) => h.getSnapshot().context.name === host),
     stateDirUnwritable: (_, opened: OpenResult | undefined) => opened?.stateDir !== undefined,
   },
   actions: {
@@ -309,6 +389,12 @@ export const daemonMachine = setup({
      * only after that, so "accepted" always means "on disk". This default records nothing.
      */
     recordAccepted: raise((_, params: RecordParams) => ({ type: 'trigger.recorded' as const, ...params })),
+    /** Side effect (provided): a host is back, reconciled; its sessions are recovered. */
+    announceHostUp: (_, _params: HostUpEvent) => {},
+    /** Side effect (provided): a host stopped answering: no new sessions go there. */
+    announceHostDown: (_, _params: HostDownEvent) => {},
+    /** Side effect (provided): hosts the start could not reach; they are retried. */
+    announceHostsDown: (_, _params: { host: string; reason: string }[]) => {},
     /** Side effect (provided): sessions settled without a session actor get their outcome recorded and reported. */
     reportSettled: (_, _params: { sessions: { request: SessionRequest; outcome: SessionOutcome }[] }) => {},
     recoverSessions: assign(({ context }, recovery: RecoveryPlan) => ({
@@ -325,28 +411,77 @@ export const daemonMachine = setup({
       }
       return { sessions, adoptions: [] };
     }),
+    /** Sessions of a host that came back, whose containers run on: supervised from where they are. */
+    spawnAdopted: assign(({ context, spawn }, adopted: AdoptedInput[]) => {
+      const sessions = { ...context.sessions };
+      for (const session of adopted) {
+        const id = session.request.sessionId;
+        if (!(id in sessions)) sessions[id] = spawn('session', { id, input: session });
+      }
+      return { sessions };
+    }),
     /**
-     * Oldest first, every queued session that fits starts: within max_sessions overall and its agent's
-     * max_concurrent. One that does not fit keeps its place; later ones of other agents may start.
+     * Oldest first, every queued session that fits starts, on the host placement picks: within
+     * max_sessions overall, its host's max_sessions and its agent's max_concurrent. One that does not
+     * fit keeps its place; later ones may start.
      */
     startQueuedSessions: assign(({ context, spawn }) => {
-      const sessions = { ...context.sessions };
+      const free = context.maxSessions - Object.keys(context.sessions).length;
+      if (free <= 0 || context.queue.length === 0) return {};
       const perAgent = new Map<string, number>();
       for (const { agent } of runningRequests(context)) perAgent.set(agent, (perAgent.get(agent) ?? 0) + 1);
-      const queue: SessionInput[] = [];
-      for (const next of context.queue) {
+      const placed = placeQueued(context.queue, hostSlots(context), free, (next) => {
         const { agent } = next.request;
         const limit = maxConcurrentOf(context.agents, next);
-        const full = Object.keys(sessions).length >= context.maxSessions;
-        if (full || (limit !== undefined && (perAgent.get(agent) ?? 0) >= limit)) {
-          queue.push(next);
-          continue;
-        }
-        sessions[next.request.sessionId] = spawn('session', { id: next.request.sessionId, input: next });
+        if (limit !== undefined && (perAgent.get(agent) ?? 0) >= limit) return false;
         perAgent.set(agent, (perAgent.get(agent) ?? 0) + 1);
+        return true;
+      });
+      if (placed.length === 0) return {};
+      const sessions = { ...context.sessions };
+      const started = new Set<SessionInput>();
+      for (const { session, host } of placed) {
+        const id = session.request.sessionId;
+        sessions[id] = spawn('session', { id, input: { ...session, host } });
+        started.add(session);
       }
-      return { sessions, queue };
+      return { sessions, queue: context.queue.filter((s) => !started.has(s)) };
     }),
+    /** The start's reconciliation is done: each host is up, or down with the reason, and retried. */
+    startHosts: assign({
+      hosts: ({ context, spawn }, down: { host: string; reason: string }[]) =>
+        context.hostInfo.map((host) => {
+          const reason = down.find((d) => d.host === host.name)?.reason;
+          return spawn('host', {
+            id: `host-${host.name}`,
+            input: reason === undefined ? { host } : { host, down: reason },
+          });
+        }),
+    }),
+    tellSessionsOn: enqueueActions(
+      ({ context, enqueue }, params: { host: string; event: { type: 'host.up' | 'host.down' } }) => {
+        for (const ref of Object.values(context.sessions)) {
+          if (ref.getSnapshot().context.host === params.host) enqueue.sendTo(ref, params.event);
+        }
+      },
+    ),
+    forwardToHost: enqueueActions(
+      ({ context, enqueue }, params: { host: string; event: { type: 'drain' | 'undrain' } }) => {
+        const ref = context.hosts.find((h) => h.getSnapshot().context.name === params.host);
+        if (ref) enqueue.sendTo(ref, params.event);
+      },
+    ),
+    answerDrain: emit((_, params: { host: string; requestId?: string; drained: boolean }) => ({
+      type: 'drain.applied' as const,
+      ...params,
+    })),
+    rejectDrain: emit(({ context }, params: { host: string; requestId?: string }) => ({
+      type: 'drain.rejected' as const,
+      ...params,
+      reason: context.hostInfo.some((h) => h.name === params.host)
+        ? 'the daemon is starting: hosts can be drained once it is ready'
+        : `no host ${JSON.stringify(params.host)}; known hosts: ${context.hostInfo.map((h) => h.name).join(', ')}`,
+    })),
     /** A schedule actor for every scheduled agent that has none yet (when the daemon is first up). */
     startSchedules: assign(({ context, spawn }) => {
       const schedules = { ...context.schedules };
@@ -424,10 +559,19 @@ export const daemonMachine = setup({
     cancelAllSessions: enqueueActions(({ context, enqueue }) => {
       for (const ref of Object.values(context.sessions)) enqueue.sendTo(ref, { type: 'cancel' });
     }),
-    applyConfiguration: assign((_, reload: ReloadEvent) => ({
-      agents: reload.agents,
-      maxSessions: reload.maxSessions,
-    })),
+    applyConfiguration: enqueueActions(({ context, enqueue }, reload: ReloadEvent) => {
+      enqueue.assign({ agents: reload.agents, maxSessions: reload.maxSessions });
+      for (const update of reload.hosts ?? []) {
+        const ref = context.hosts.find((h) => h.getSnapshot().context.name === update.name);
+        if (ref) {
+          enqueue.sendTo(ref, {
+            type: 'reconfigure',
+            maxSessions: update.maxSessions,
+            labels: update.labels,
+          });
+        }
+      }
+    }),
     answerReloaded: emit((_, reload: ReloadEvent) => ({
       type: 'reload.applied' as const,
       requestId: reload.requestId,
@@ -456,11 +600,25 @@ export const daemonMachine = setup({
     adoptions: [],
     schedules: {},
     scheduleSince: input.scheduleSince ?? {},
+    hostInfo: input.hosts ?? [LOCAL_ONLY],
+    hosts: [],
   }),
   initial: 'reconciling',
   on: {
     // Adopted sessions may end in any state, even before the daemon is ready.
     'session.finished': { actions: { type: 'forgetSession', params: ({ event }) => event.sessionId } },
+    'host.up': { actions: hostUp({ adopt: true }) },
+    'host.down': {
+      actions: [
+        {
+          type: 'tellSessionsOn',
+          params: ({ event }) => ({ host: event.host, event: { type: 'host.down' as const } }),
+        },
+        { type: 'announceHostDown', params: ({ event }) => event },
+      ],
+    },
+    drain: drainHandler('drain'),
+    undrain: drainHandler('undrain'),
   },
   states: {
     reconciling: {
@@ -472,6 +630,11 @@ export const daemonMachine = setup({
           target: 'opening',
           actions: [
             { type: 'storeReconcileSummary', params: ({ event }) => event.output.summary },
+            { type: 'startHosts', params: ({ event }) => event.output.down ?? [] },
+            {
+              type: 'announceHostsDown',
+              params: ({ event }) => event.output.down ?? [],
+            },
             { type: 'recoverSessions', params: ({ event }) => event.output.recovery },
             { type: 'reportSettled', params: ({ event }) => ({ sessions: event.output.recovery.finished }) },
           ],
@@ -666,6 +829,7 @@ export const daemonMachine = setup({
             },
             cancel: [cancelRunningSession, rejectUnknownCancel],
             reload: { actions: { type: 'rejectReload', params: ({ event }) => event } },
+            'host.up': { actions: hostUp({ adopt: false }) },
             shutdown: {
               actions: [
                 { type: 'announceCancelAll', params: ({ context }) => ({ running: runningCount(context) }) },
@@ -718,6 +882,29 @@ function checked(agents: readonly AgentConfig[], trigger: TriggerEvent): Trigger
     session: { request, agent: check.agent },
     ...(trigger.requestId === undefined ? {} : { requestId: trigger.requestId }),
   };
+}
+
+/** Without hosts, sessions run on the local Podman, limited only by the daemon's max_sessions. */
+const LOCAL_ONLY: HostInfo = { name: LOCAL_HOST, maxSessions: Number.POSITIVE_INFINITY, labels: {} };
+
+/** Each host as placement sees it: its limit, the sessions on it and whether it takes new ones. */
+function hostSlots(context: DaemonContext): HostSlots[] {
+  const running = new Map<string, number>();
+  for (const ref of Object.values(context.sessions)) {
+    const host = ref.getSnapshot().context.host;
+    if (host !== undefined) running.set(host, (running.get(host) ?? 0) + 1);
+  }
+  return context.hosts.map((ref) => {
+    const snapshot = ref.getSnapshot();
+    const { name, maxSessions, labels } = snapshot.context;
+    return { name, maxSessions, labels, running: running.get(name) ?? 0, accepting: hostAccepts(snapshot) };
+  });
+}
+
+function drainParams(event: DrainEvent): { host: string; requestId?: string } {
+  return event.requestId === undefined
+    ? { host: event.host }
+    : { host: event.host, requestId: event.requestId };
 }
 
 function runningCount(context: DaemonContext): number {

@@ -39,12 +39,15 @@ export interface AdoptedSession {
 export interface RunnerInput {
   /** Values stay wrapped: the machine's context never holds one in the clear. */
   session: AssembledSession;
+  /** The host it runs on; the local Podman when absent. */
+  host?: string;
   /** Set when the container outlived an earlier daemon: the run resumes at the state it was in. */
   adopted?: AdoptedSession;
 }
 
 export interface RunnerContext {
   session: AssembledSession;
+  host?: string;
   adopted?: AdoptedSession;
   plan: RunPlan;
   stopGraceMs: number;
@@ -169,12 +172,13 @@ export function runnerMachineFor(settings: RunnerSettings) {
     description:
       'One session as one supervised container: create its secrets and container, start it, follow the setup step through the clone to the command, stop it on a cancel or at its deadline, and always tear down what was made.',
     context: ({ input }) => {
-      const { session, adopted } = input;
+      const { session, adopted, host } = input;
       const deadlineMs = adopted ? adopted.remainingMs : session.spec.timeoutMs;
       return {
         session,
+        ...(host === undefined ? {} : { host }),
         ...(adopted === undefined ? {} : { adopted, container: adopted.container }),
-        plan: planRun(session, settings),
+        plan: planRun(session, settings, host),
         stopGraceMs: settings.stopGraceMs,
         ...(deadlineMs === undefined ? {} : { deadlineMs }),
         secretsClaimed: 0,
@@ -222,7 +226,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
               'The container outlived an earlier daemon. Its output is masked with exactly the credential values it was given, read back from its own root-only copies; when they cannot be read, its output is withheld (fail closed) and the log says why. Then it is followed from the phase it was in.',
             invoke: {
               src: 'readContainerValues',
-              input: ({ context }) => ({ container: context.container ?? '' }),
+              input: ({ context }) => ({ container: context.container ?? '', ...hostOf(context) }),
               onDone: [
                 {
                   guard: 'adoptedWhileCloning',
@@ -287,7 +291,12 @@ export function runnerMachineFor(settings: RunnerSettings) {
                   input: ({ context }) => {
                     const secret = context.plan.secrets[context.secretsClaimed - 1];
                     if (!secret) throw new Error('runner machine: no secret left to create');
-                    return { name: secret.name, value: secret.value, labels: context.plan.labels };
+                    return {
+                      name: secret.name,
+                      value: secret.value,
+                      labels: context.plan.labels,
+                      ...hostOf(context),
+                    };
                   },
                 },
                 initial: 'working',
@@ -330,7 +339,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
             invoke: {
               id: 'createContainer',
               src: 'createContainer',
-              input: ({ context }) => context.plan.container,
+              input: ({ context }) => ({ ...context.plan.container, ...hostOf(context) }),
             },
             initial: 'working',
             states: {
@@ -494,7 +503,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
                     description: 'Removed while the container runs; teardown retries if this fails.',
                     invoke: {
                       src: 'removeSecrets',
-                      input: ({ context }) => ({ names: claimedSecrets(context) }),
+                      input: ({ context }) => ({ names: claimedSecrets(context), ...hostOf(context) }),
                       onDone: { target: 'removed', actions: 'forgetSecrets' },
                       onError: {
                         target: 'kept',
@@ -533,6 +542,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
                         // The setup step kills the command at the end of the grace period and then
                         // archives its output: Podman's SIGKILL waits for that.
                         graceSeconds: Math.ceil(context.stopGraceMs / 1000) + OUTPUT_COPY_SECONDS,
+                        ...hostOf(context),
                       }),
                       onDone: 'stopped',
                       onError: {
@@ -577,7 +587,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
                 description: 'First try.',
                 invoke: {
                   src: 'removeSecrets',
-                  input: ({ context }) => ({ names: claimedSecrets(context) }),
+                  input: ({ context }) => ({ names: claimedSecrets(context), ...hostOf(context) }),
                   onDone: 'removed',
                   onError: {
                     target: 'retrying',
@@ -599,7 +609,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
                 description: 'Second and last try.',
                 invoke: {
                   src: 'removeSecrets',
-                  input: ({ context }) => ({ names: claimedSecrets(context) }),
+                  input: ({ context }) => ({ names: claimedSecrets(context), ...hostOf(context) }),
                   onDone: 'removed',
                   onError: {
                     target: 'failed',
@@ -632,7 +642,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
                 description: 'First try.',
                 invoke: {
                   src: 'removeContainer',
-                  input: ({ context }) => ({ container: context.container ?? '' }),
+                  input: ({ context }) => ({ container: context.container ?? '', ...hostOf(context) }),
                   onDone: 'removed',
                   onError: {
                     target: 'retrying',
@@ -654,7 +664,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
                 description: 'Second and last try.',
                 invoke: {
                   src: 'removeContainer',
-                  input: ({ context }) => ({ container: context.container ?? '' }),
+                  input: ({ context }) => ({ container: context.container ?? '', ...hostOf(context) }),
                   onDone: 'removed',
                   onError: {
                     target: 'failed',
@@ -711,6 +721,11 @@ function exited(fate: (args: { context: RunnerContext; event: ExitedEvent }) => 
   ] as const;
 }
 
+/** The host the session runs on, for each Podman operation (none: the local Podman). */
+function hostOf(context: RunnerContext): { host?: string } {
+  return context.host === undefined ? {} : { host: context.host };
+}
+
 function claimedSecrets(context: RunnerContext): string[] {
   return context.plan.secrets.slice(0, context.secretsClaimed).map((s) => s.name);
 }
@@ -736,6 +751,7 @@ function attachInput(context: RunnerContext): AttachInput {
     container: context.container ?? plan.container.name,
     marker: adopted ? '' : plan.marker,
     mask,
+    ...hostOf(context),
     ...(context.withheldBecause === undefined ? {} : { withheldBecause: context.withheldBecause }),
     notices: adopted ? [] : [...(session.invocation.notices ?? [])],
     ...(adopted === undefined ? {} : { adopted: { phase: adopted.phase } }),

@@ -10,6 +10,8 @@ export type { AdoptedSession };
 export interface SessionInput {
   request: SessionRequest;
   agent: AgentConfig;
+  /** The host it runs on, once placed (a queued session has none). */
+  host?: string;
   /** Set when the session's container outlived an earlier daemon and this one takes it over. */
   adopted?: AdoptedSession;
 }
@@ -17,6 +19,7 @@ export interface SessionInput {
 export interface SessionContext {
   request: SessionRequest;
   agent: AgentConfig;
+  host?: string;
   adopted?: AdoptedSession;
   /** Wrapped values: they serialise as "[redacted]". */
   resolved?: ResolvedCredentials;
@@ -26,7 +29,11 @@ export interface SessionContext {
   outcome?: SessionOutcome;
 }
 
-export type SessionEvent = { type: 'cancel' };
+export type SessionEvent =
+  | { type: 'cancel' }
+  /** Its host stopped answering, or answers again (the runner waits for it, then re-attaches). */
+  | { type: 'host.down' }
+  | { type: 'host.up' };
 
 export type ReportInput = { request: SessionRequest; outcome: SessionOutcome };
 
@@ -114,6 +121,7 @@ export const sessionMachine = setup({
   context: ({ input }) => ({
     request: input.request,
     agent: input.agent,
+    ...(input.host === undefined ? {} : { host: input.host }),
     ...(input.adopted === undefined ? {} : { adopted: input.adopted }),
     startedAt: new Date().toISOString(),
   }),
@@ -164,6 +172,7 @@ export const sessionMachine = setup({
           if (!context.session) throw new Error('session machine: run before assemble');
           return {
             session: context.session,
+            ...(context.host === undefined ? {} : { host: context.host }),
             ...(context.adopted === undefined ? {} : { adopted: context.adopted }),
           };
         },

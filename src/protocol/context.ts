@@ -6,7 +6,7 @@ import type { SessionRecord } from '../sessions/records.js';
 import type { BusEvent } from '../sessions/session-bus.js';
 import type { WorkPayload } from '../sessions/work.js';
 import type { Request, RequestOf } from './messages.js';
-import type { ReloadReply, ReplyBody, ReplyOf } from './replies.js';
+import type { HostStatus, ReloadReply, ReplyBody, ReplyOf } from './replies.js';
 
 /** The daemon as a socket handler sees it: what `status` shows of it. */
 export type DaemonStatus = Omit<ReplyOf<'status'>, 'v' | 'id' | 'type'>;
@@ -27,6 +27,8 @@ export interface DaemonPort {
   /** The state and the running and queued sessions; `watch` calls back whenever they may have changed. */
   sessions(): DaemonState;
   watch(listener: () => void): () => void;
+  /** Every host with its state, sessions and last probe (`agentd hosts`). */
+  hosts(): HostStatus[];
   /** A session's phases, output and outcome as they happen; returns a function that stops following. */
   follow(sessionId: string, listener: (event: BusEvent) => void): () => void;
   /** A session's record and the lines of its stored output; undefined for an unknown session. */

@@ -41,6 +41,9 @@ export const requestSchema = z.discriminatedUnion('type', [
   z.strictObject({ ...base, type: z.literal('event'), event: daemonEventSchema }),
   z.strictObject({ ...base, type: z.literal('subscribe') }),
   z.strictObject({ ...base, type: z.literal('reload') }),
+  z.strictObject({ ...base, type: z.literal('hosts') }),
+  z.strictObject({ ...base, type: z.literal('drain'), host: z.string().min(1).max(64) }),
+  z.strictObject({ ...base, type: z.literal('undrain'), host: z.string().min(1).max(64) }),
 ]);
 export type Request = z.infer<typeof requestSchema>;
 export type RequestOf<T extends Request['type']> = Extract<Request, { type: T }>;

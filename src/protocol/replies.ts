@@ -18,6 +18,7 @@ export const ERROR_CODES = [
   'busy',
   'unknown_session',
   'duplicate_session',
+  'unknown_host',
   'internal',
 ] as const;
 
@@ -39,6 +40,8 @@ export const answerSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('cancel.rejected'), sessionId, reason: z.string() }),
   z.object({ type: z.literal('reload.applied'), agents: z.array(z.string()), maxSessions: z.number() }),
   z.object({ type: z.literal('reload.rejected'), reason: z.string() }),
+  z.object({ type: z.literal('drain.applied'), host: z.string(), drained: z.boolean() }),
+  z.object({ type: z.literal('drain.rejected'), host: z.string(), reason: z.string() }),
 ]);
 export type Answer = z.infer<typeof answerSchema>;
 
@@ -46,6 +49,8 @@ const runningSession = z.object({
   id: sessionId,
   agent: z.string(),
   repo: z.string(),
+  /** The host it runs on. */
+  host: z.string().optional(),
   workUnit: z.string().optional(),
   phase: phaseSchema,
   startedAt: z.string(),
@@ -73,6 +78,25 @@ export const scheduleViewSchema = z.object({
   next: z.string().optional(),
 });
 export type ScheduleView = z.infer<typeof scheduleViewSchema>;
+/** One host as `agentd hosts` shows it. */
+export const hostStatusSchema = z.object({
+  name: z.string(),
+  /** How agentd reaches it; absent for the local Podman. */
+  url: z.string().optional(),
+  state: z.enum(['up', 'down', 'reconciling']),
+  drained: z.boolean(),
+  running: z.number(),
+  maxSessions: z.number(),
+  labels: z.record(z.string(), z.string()),
+  version: z.string().optional(),
+  lastProbe: z
+    .object({ at: z.string(), ok: z.boolean(), ms: z.number().optional(), error: z.string().optional() })
+    .optional(),
+  /** Why it is down, since when. */
+  problem: z.string().optional(),
+  downSince: z.string().optional(),
+});
+export type HostStatus = z.infer<typeof hostStatusSchema>;
 
 const reloaded = {
   type: z.literal('reloaded'),
@@ -149,6 +173,8 @@ export const replySchema = z.discriminatedUnion('type', [
   }),
   z.object({ ...base, ...reloaded }),
   z.object({ ...base, ...reloadFailed }),
+  z.object({ ...base, type: z.literal('hosts'), hosts: z.array(hostStatusSchema) }),
+  z.object({ ...base, type: z.literal('drained'), host: z.string(), drained: z.boolean() }),
 ]);
 
 export type Reply = z.infer<typeof replySchema>;

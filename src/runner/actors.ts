@@ -17,14 +17,19 @@ export type AbortEvent = { type: 'abort' };
 /** How an abortable podman call ended. */
 export type OperationEvent = { type: 'podman.done' } | { type: 'podman.failed'; error: unknown };
 
-export interface CreateSecretInput {
+/** Every operation names the host it goes to; the local Podman when absent. */
+export interface OnHost {
+  host?: string;
+}
+
+export interface CreateSecretInput extends OnHost {
   name: string;
   value: SecretValue;
   labels: Record<string, string>;
 }
-export type CreateContainerInput = Omit<CreateContainerOptions, 'signal'>;
+export type CreateContainerInput = Omit<CreateContainerOptions, 'signal'> & OnHost;
 
-export interface AttachInput {
+export interface AttachInput extends OnHost {
   sessionId: string;
   container: string;
   /** The setup step's marker; an adopted container's is read back from it. */
@@ -68,10 +73,10 @@ export type AttachEvent =
     }
   | { type: 'container.lost'; error: unknown };
 
-export interface RemoveSecretsInput {
+export interface RemoveSecretsInput extends OnHost {
   names: string[];
 }
-export interface ContainerInput {
+export interface ContainerInput extends OnHost {
   container: string;
 }
 export interface StopInput extends ContainerInput {
@@ -119,29 +124,35 @@ function operation<I>(run: (input: I, signal: AbortSignal) => Promise<unknown>, 
   });
 }
 
+/** The Podman of each host, by name (undefined: the local one); or one port for every host. */
+export type HostPorts = PodmanPort | ((host: string | undefined) => PodmanPort);
+
 /**
- * `volumes`: cache volumes this daemon has made sure of; each is created (labelled) once, not every
- * session. Whoever removes one forgets it here.
+ * `volumes`: cache volumes this daemon has made sure of, as `HOST/NAME` (each host has its own); each
+ * is created (labelled) once, not every session. Whoever removes one forgets it here.
  */
-export function runnerActors(port: PodmanPort, output: OutputSink, volumes: Set<string> = new Set()) {
+export function runnerActors(ports: HostPorts, output: OutputSink, volumes: Set<string> = new Set()) {
+  const on = (input: OnHost): PodmanPort => (typeof ports === 'function' ? ports(input.host) : ports);
   return {
     // Never cut short, not even when the actor stops: Podman 4.3 rewrites its secrets file in place,
     // and a `secret create` killed mid-write leaves it empty for every user of this host.
     createSecret: operation<CreateSecretInput>(
-      (input) => port.createSecret(input.name, input.value.bytes(), input.labels),
+      (input) => on(input).createSecret(input.name, input.value.bytes(), input.labels),
       false,
     ),
-    createContainer: operation<CreateContainerInput>(async (input, signal) => {
+    createContainer: operation<CreateContainerInput>(async ({ host, ...input }, signal) => {
+      const port = on({ host });
       for (const volume of input.volumes ?? []) {
-        if (volumes.has(volume.name)) continue;
+        const key = `${host ?? ''}/${volume.name}`;
+        if (volumes.has(key)) continue;
         await port.ensureVolume(volume.name, volume.labels ?? {}, signal);
-        volumes.add(volume.name);
+        volumes.add(key);
       }
       return port.createContainer({ ...input, signal });
     }),
     /** An adopted container's own root-only copies of its secrets: the values it really received. */
     readContainerValues: fromPromise<SecretValue[], ContainerInput>(async ({ input, signal }) => {
-      const files = await port.readContainerFiles(input.container, SECRET_MOUNT_DIR, signal);
+      const files = await on(input).readContainerFiles(input.container, SECRET_MOUNT_DIR, signal);
       return [...files.values()].map((bytes) => new SecretValue(bytes));
     }),
     attach: fromCallback<AbortEvent, AttachInput>(({ input, sendBack }) => {
@@ -150,7 +161,7 @@ export function runnerActors(port: PodmanPort, output: OutputSink, volumes: Set<
       const send = (event: AttachEvent) => {
         if (live) sendBack(event);
       };
-      void attach(port, output, input, send, controller.signal).catch((error: unknown) =>
+      void attach(on(input), output, input, send, controller.signal).catch((error: unknown) =>
         send({ type: 'container.lost', error }),
       );
       return () => {
@@ -159,13 +170,13 @@ export function runnerActors(port: PodmanPort, output: OutputSink, volumes: Set<
       };
     }),
     stopContainer: fromPromise<void, StopInput>(({ input, signal }) =>
-      port.stopContainer(input.container, input.graceSeconds, signal),
+      on(input).stopContainer(input.container, input.graceSeconds, signal),
     ),
     removeSecrets: fromPromise<void, RemoveSecretsInput>(({ input, signal }) =>
-      port.removeSecrets(input.names, signal),
+      on(input).removeSecrets(input.names, signal),
     ),
     removeContainer: fromPromise<void, ContainerInput>(({ input, signal }) =>
-      port.removeContainers([input.container], signal),
+      on(input).removeContainers([input.container], signal),
     ),
   };
 }

@@ -1,4 +1,11 @@
-import { LABEL_AGENT, LABEL_CACHE, LABEL_INSTANCE, LABEL_SESSION, NAME_PREFIX } from '../constants.js';
+import {
+  LABEL_AGENT,
+  LABEL_CACHE,
+  LABEL_HOST,
+  LABEL_INSTANCE,
+  LABEL_SESSION,
+  NAME_PREFIX,
+} from '../constants.js';
 
 /** Podman object names: every one can be traced back to its daemon instance and session. */
 export function containerName(instanceId: string, agent: string, sessionId: string): string {
@@ -31,10 +38,17 @@ export function cacheLabels(instanceId: string, agent: string, cache: string): R
   return { [LABEL_INSTANCE]: instanceId, [LABEL_AGENT]: agent, [LABEL_CACHE]: cache };
 }
 
+/** The labels of a session's objects: its instance, session, agent and, when placed on one, its host. */
 export function ownershipLabels(
   instanceId: string,
   sessionId: string,
   agent: string,
+  host?: string,
 ): Record<string, string> {
-  return { [LABEL_INSTANCE]: instanceId, [LABEL_SESSION]: sessionId, [LABEL_AGENT]: agent };
+  return {
+    [LABEL_INSTANCE]: instanceId,
+    [LABEL_SESSION]: sessionId,
+    [LABEL_AGENT]: agent,
+    ...(host === undefined ? {} : { [LABEL_HOST]: host }),
+  };
 }

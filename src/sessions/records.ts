@@ -47,6 +47,8 @@ export const sessionRecordSchema = z.object({
     .optional(),
   /** Milliseconds per phase of the run. */
   timings: z.record(z.string(), z.number()).optional(),
+  /** The host it ran on (`hosts:`; `local` without). */
+  host: z.string().optional(),
   outcome: outcomeSchema.optional(),
   /** What the command's exit code meant (outcome kinds: the convention or the agent's exit_codes). */
   kind: z.enum(OUTCOME_KINDS).optional(),

@@ -58,10 +58,10 @@ export interface RunPlan {
   problem?: string;
 }
 
-export function planRun(session: AssembledSession, settings: RunnerSettings): RunPlan {
+export function planRun(session: AssembledSession, settings: RunnerSettings, host?: string): RunPlan {
   const { spec, invocation } = session;
   const { instanceId } = settings;
-  const labels = ownershipLabels(instanceId, invocation.sessionId, spec.agent);
+  const labels = ownershipLabels(instanceId, invocation.sessionId, spec.agent, host);
   const marker = `@@agentd-${randomBytes(8).toString('hex')}@@`;
   const env: Record<string, string> = {
     ...spec.env,

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { AnyStateMachine, AnyStateNode, AnyTransitionDefinition, UnknownAction } from 'xstate';
 import { daemonMachine } from '../machines/daemon.machine.js';
+import { hostMachine } from '../machines/host.machine.js';
 import {
   actionName,
   eventLabel,
@@ -62,6 +63,12 @@ const MACHINES: readonly MachineDoc[] = [
     title: 'Schedule machine',
     source: 'src/machines/schedule.machine.ts',
     machine: scheduleMachine,
+  },
+  {
+    file: 'host.md',
+    title: 'Host machine',
+    source: 'src/machines/host.machine.ts',
+    machine: hostMachine,
   },
 ];
 

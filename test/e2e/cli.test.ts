@@ -306,7 +306,7 @@ describe('CLI', () => {
       );
       expect(counts).toBe('running 1/4, queued 0');
       expect(text.stdout).toMatch(
-        new RegExp(`\\nRUNNING\\n  ${id}  gated  running  ${DURATION}  ${git.url()}\\n`),
+        new RegExp(`\\nRUNNING\\n  ${id}  gated  running  ${DURATION}  local  ${git.url()}\\n`),
       );
 
       const json = await d.cli(['status', '--json']);

@@ -123,6 +123,10 @@ export class FakePodman implements PodmanPort {
     return '4.3.1';
   }
 
+  async probe(): Promise<string> {
+    return '4.3.1';
+  }
+
   async imageExists(): Promise<boolean> {
     return true;
   }

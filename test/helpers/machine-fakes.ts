@@ -13,6 +13,7 @@ import {
   type RecoveryPlan,
   type StateDirProblem,
 } from '../../src/machines/daemon.machine.js';
+import { type HostReconciled, hostMachine } from '../../src/machines/host.machine.js';
 import type { AdoptedSession, RunnerInput, runnerMachine } from '../../src/machines/runner.machine.js';
 import {
   type SessionInput,
@@ -45,6 +46,7 @@ export const AGENT_DEFAULTS = {
   mounts: [],
   caches: [],
   exitCodes: {},
+  hostLabels: {},
 } satisfies Partial<AgentConfig>;
 
 export const AGENTS: AgentConfig[] = [
@@ -187,6 +189,8 @@ export interface FakeOptions {
   runnerThrows?: Error;
   /** The runner announces `creating` as soon as it starts (default); false: the test announces it. */
   announceCreating?: boolean;
+  /** How often hosts are probed (default: an hour, i.e. not during a test). */
+  probeIntervalMs?: number;
 }
 
 /** All fakes of one test: the provided machines and what happened to them. */
@@ -214,6 +218,14 @@ export class Fakes {
   watchers = 0;
   /** Ids that have a record (finished sessions): the daemon's provided sessionIdRecorded guard. */
   readonly recorded = new Set<string>();
+  /** Hosts that do not answer, and what their probe fails with; the others answer. */
+  readonly unreachable = new Map<string, string>();
+  /** What reconciling a host that came back finds there, by host. */
+  readonly hostRecovery = new Map<string, HostReconciled>();
+  /** Hosts reconciled after the start, in order. */
+  readonly reconciledHosts: string[] = [];
+  /** Session ids told their host went down or came back, with which. */
+  readonly hostNotices: { sessionId: string; type: string }[] = [];
 
   constructor(readonly options: FakeOptions = {}) {
     this.onCancel = options.onCancel ?? 'finish';
@@ -339,11 +351,38 @@ export class Fakes {
     if (this.onCancel === 'finish') queueMicrotask(() => run.finish('cancelled'));
   }
 
+  /** The host machine as src/daemon/main.ts provides it: probes answer unless the test says otherwise. */
+  host() {
+    return hostMachine.provide({
+      actors: {
+        probe: fromPromise(async ({ input }) => {
+          const why = this.unreachable.get(input.host);
+          if (why !== undefined) throw new Error(why);
+          return { version: '4.3.1', ms: 1 };
+        }),
+        reconcileHost: fromPromise(async ({ input }) => {
+          const why = this.unreachable.get(input.host);
+          if (why !== undefined) throw new Error(why);
+          this.reconciledHosts.push(input.host);
+          return (
+            this.hostRecovery.get(input.host) ?? {
+              summary: { removedContainers: 0, removedSecrets: 0, runningContainers: 0 },
+              adopted: [],
+              finished: [],
+            }
+          );
+        }),
+      },
+      delays: { probeInterval: this.options.probeIntervalMs ?? 3_600_000 },
+    });
+  }
+
   /** The daemon machine as src/daemon/main.ts provides it, with fakes. */
   daemon() {
     return daemonMachine.provide({
       actors: {
         session: this.session(),
+        host: this.host(),
         reconcile: fromPromise(({ signal }) => {
           this.signals.reconcile.push(signal);
           return this.reconcile.promise;
@@ -432,10 +471,10 @@ export class Fakes {
   }
 }
 
-/** Ids of the session actors that still run under a daemon (or any) actor. */
+/** Ids of the session actors that still run under a daemon (or any) actor; host actors are not sessions. */
 export function liveChildren(actor: AnyActorRef): string[] {
   const children = actor.getSnapshot().children as Record<string, AnyActorRef | undefined>;
   return Object.entries(children)
-    .filter(([, child]) => child?.getSnapshot().status === 'active')
+    .filter(([id, child]) => !id.startsWith('host-') && child?.getSnapshot().status === 'active')
     .map(([id]) => id);
 }

@@ -63,7 +63,11 @@ describe('parseConfig: valid files', () => {
       recordsDir: '/home/u/.local/state/agentd/records',
       recordsMaxAgeMs: 30 * 86_400_000,
       recordsMaxBytes: 10 * 1024 ** 3,
+      hostProbeIntervalMs: 10_000,
+      hostProbeTimeoutMs: 5_000,
+      hostDownGraceMs: 600_000,
     });
+    expect(settings.hosts).toEqual([]);
     expect(settings.agents).toEqual([
       {
         name: 'demo',
@@ -86,6 +90,7 @@ describe('parseConfig: valid files', () => {
         mounts: [],
         caches: [],
         exitCodes: {},
+        hostLabels: {},
       },
     ]);
   });
@@ -233,7 +238,7 @@ describe('parseConfig: rejected files', () => {
       `agent:\n  - x\nagents:\n${agent()}`,
       'agent',
       'unknown key "agent"',
-      'allowed keys are daemon, agents',
+      'allowed keys are daemon, hosts, agents',
     );
     expectProblem(
       `daemon:\n  sockets: /x\nagents:\n${agent()}`,

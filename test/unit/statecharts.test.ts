@@ -93,6 +93,7 @@ describe('docs/statecharts', () => {
       'session.md',
       'runner.md',
       'schedule.md',
+      'host.md',
       'README.md',
     ]);
   });

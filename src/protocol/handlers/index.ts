@@ -3,6 +3,7 @@ import type { Request } from '../messages.js';
 import { cancel } from './cancel.js';
 import { event } from './event.js';
 import { hello } from './hello.js';
+import { drain, hosts, undrain } from './hosts.js';
 import { logs } from './logs.js';
 import { reload } from './reload.js';
 import { status } from './status.js';
@@ -19,4 +20,7 @@ export const handlers: { [T in Request['type']]: Handler<T> } = {
   event,
   subscribe,
   reload,
+  hosts,
+  drain,
+  undrain,
 };

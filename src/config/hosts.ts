@@ -1,0 +1,86 @@
+import type { AgentConfig, HostConfig, Settings } from './types.js';
+
+/**
+ * The hosts sessions run on. Without `hosts:` in the configuration there is one, `local`: the Podman
+ * the podman command reaches on this machine, with daemon.max_sessions slots (exactly as before hosts
+ * existed).
+ */
+export const LOCAL_HOST = 'local';
+
+export function hostsOf(settings: {
+  hosts: readonly HostConfig[];
+  daemon: Pick<Settings['daemon'], 'maxSessions'>;
+}): HostConfig[] {
+  if (settings.hosts.length > 0) return [...settings.hosts];
+  return [{ name: LOCAL_HOST, maxSessions: settings.daemon.maxSessions, labels: {} }];
+}
+
+/** Whether an agent's sessions may run on a host: its `hosts:` list and its `host_labels:`. */
+export function hostAllowed(
+  agent: Pick<AgentConfig, 'hosts' | 'hostLabels'>,
+  host: Pick<HostConfig, 'name' | 'labels'>,
+): boolean {
+  if (agent.hosts !== undefined && !agent.hosts.includes(host.name)) return false;
+  return Object.entries(agent.hostLabels).every(([key, value]) => host.labels[key] === value);
+}
+
+export const HOST_NAME_RE = /^[a-z0-9][a-z0-9_-]*$/;
+export const HOST_NAME_MAX = 32;
+
+/** How agentd reaches a host: the scheme of its url (none: the local podman command). */
+export type HostTransport = 'local' | 'unix' | 'ssh' | 'tcp';
+
+export function transportOf(host: Pick<HostConfig, 'url'>): HostTransport {
+  if (host.url === undefined) return 'local';
+  return host.url.slice(0, host.url.indexOf(':')) as HostTransport;
+}
+
+/** A host url as `podman --url` takes it; the problem with it, or undefined. */
+export function hostUrlProblem(url: string): string | undefined {
+  const example =
+    'write unix:///run/podman/podman.sock, ssh://user@host[:port]/run/podman/podman.sock or tcp://127.0.0.1:8080';
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return `${JSON.stringify(url)} is not a URL; ${example}`;
+  }
+  const scheme = parsed.protocol.slice(0, -1);
+  if (scheme === 'unix') {
+    if (parsed.host !== '' || !parsed.pathname.startsWith('/') || parsed.pathname === '/') {
+      return `${JSON.stringify(url)}: a unix:// url names the socket by its absolute path, e.g. unix:///run/podman/podman.sock`;
+    }
+    if (parsed.search !== '' || parsed.hash !== '') {
+      return `${JSON.stringify(url)}: a unix:// url takes no query or fragment`;
+    }
+    return undefined;
+  }
+  if (scheme === 'ssh') {
+    if (parsed.password !== '') {
+      return `${JSON.stringify(url)} carries a password; remove it and give the host's private key under identity:`;
+    }
+    if (parsed.username === '' || parsed.hostname === '') {
+      return `${JSON.stringify(url)}: an ssh:// url names the user and the host, e.g. ssh://agentd@build1.example:22/run/podman/podman.sock`;
+    }
+    if (parsed.pathname === '' || parsed.pathname === '/') {
+      return `${JSON.stringify(url)}: an ssh:// url ends with the path of the Podman socket on that host, e.g. /run/podman/podman.sock (rootless: /run/user/UID/podman/podman.sock)`;
+    }
+    if (parsed.hash !== '' || ![...parsed.searchParams.keys()].every((key) => key === 'secure')) {
+      return `${JSON.stringify(url)}: an ssh:// url takes no query but ?secure=true`;
+    }
+    return undefined;
+  }
+  if (scheme === 'tcp') {
+    if (parsed.hostname === '' || parsed.port === '') {
+      return `${JSON.stringify(url)}: a tcp:// url names the host and the port, e.g. tcp://127.0.0.1:8080`;
+    }
+    if (parsed.username !== '' || parsed.password !== '' || parsed.search !== '' || parsed.hash !== '') {
+      return `${JSON.stringify(url)}: a tcp:// url is tcp://host:port and nothing else`;
+    }
+    if (parsed.pathname !== '' && parsed.pathname !== '/') {
+      return `${JSON.stringify(url)}: a tcp:// url has no path; write tcp://host:port`;
+    }
+    return undefined;
+  }
+  return `${JSON.stringify(url)} uses ${scheme}://, which Podman cannot reach; ${example}`;
+}

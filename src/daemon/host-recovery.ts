@@ -1,0 +1,69 @@
+import type { ContainerSummary } from '../adapters/podman.js';
+import { LOCAL_HOST } from '../config/hosts.js';
+import { LABEL_SESSION } from '../constants.js';
+import type { SettledSession } from '../machines/host.machine.js';
+import type { SessionRecord } from '../sessions/records.js';
+
+const LIVE_STATES = new Set(['running', 'paused', 'stopping']);
+
+/** The unfinished sessions of an earlier daemon, sorted by where they are recovered. */
+export interface RecordsByHost {
+  /** Never started: they wait in the daemon's queue, wherever they would have run. */
+  queued: SessionRecord[];
+  /** Started on a configured host: recovered when that host is reconciled. */
+  byHost: Map<string, SessionRecord[]>;
+  /** Started on a host that is no longer configured: settled at once. */
+  lost: SettledSession[];
+}
+
+/**
+ * Sorts the unfinished records at start. A record without a host is from before hosts existed: it ran
+ * on the local Podman, which is the `local` host.
+ */
+export function sortByHost(unfinished: readonly SessionRecord[], hosts: readonly string[]): RecordsByHost {
+  const sorted: RecordsByHost = { queued: [], byHost: new Map(), lost: [] };
+  for (const record of unfinished) {
+    if (record.phase === 'queued') {
+      sorted.queued.push(record);
+      continue;
+    }
+    const host = record.host ?? LOCAL_HOST;
+    if (hosts.includes(host)) {
+      sorted.byHost.set(host, [...(sorted.byHost.get(host) ?? []), record]);
+      continue;
+    }
+    sorted.lost.push({
+      request: {
+        sessionId: record.id,
+        agent: record.agent,
+        repoUrl: record.repo,
+        acceptedAt: record.acceptedAt,
+        ...(record.workUnit === undefined ? {} : { workUnit: record.workUnit }),
+        ...(record.timeoutMs === undefined ? {} : { timeoutMs: record.timeoutMs }),
+      },
+      outcome: {
+        outcome: 'abandoned',
+        phase: record.phase,
+        message: `its host ${host} is no longer configured, so what became of it is unknown; its container, if it still exists, is left on that host`,
+      },
+    });
+  }
+  return sorted;
+}
+
+/**
+ * Running containers of sessions that are over (settled while their host was away, say): nobody will
+ * supervise them, so reconciliation stops them. `planned` are the sessions recovery decides about.
+ */
+export function staleContainers(
+  containers: readonly ContainerSummary[],
+  planned: ReadonlySet<string>,
+  known: { has(sessionId: string): boolean },
+): string[] {
+  return containers
+    .filter((c) => {
+      const session = c.Labels?.[LABEL_SESSION];
+      return LIVE_STATES.has(c.State) && session !== undefined && !planned.has(session) && known.has(session);
+    })
+    .map((c) => c.Names[0] ?? c.Id);
+}

@@ -1,0 +1,282 @@
+import { type ActorRefFrom, assign, fromPromise, type SnapshotFrom, sendParent, setup } from 'xstate';
+import type { HostConfig } from '../config/types.js';
+import type { SessionOutcome, SessionRequest } from '../sessions/types.js';
+import type { AdoptedSession, SessionInput } from './session.machine.js';
+
+/** What reconciling one host removed and found still running. */
+export interface ReconcileSummary {
+  removedContainers: number;
+  removedSecrets: number;
+  runningContainers: number;
+}
+
+/** A session settled without a session actor: its outcome is recorded and reported at once. */
+export interface SettledSession {
+  request: SessionRequest;
+  outcome: SessionOutcome;
+}
+
+/** A session whose container still runs: a session actor supervises it from where it is. */
+export type AdoptedInput = SessionInput & { adopted: AdoptedSession };
+
+/** A host reconciled (again): what was removed, and its sessions that nobody supervised. */
+export interface HostReconciled {
+  summary: ReconcileSummary;
+  adopted: AdoptedInput[];
+  finished: SettledSession[];
+}
+
+/** A host as placement needs it: its name, slots and labels. */
+export type HostInfo = Pick<HostConfig, 'name' | 'maxSessions' | 'labels'>;
+
+export interface HostInput {
+  host: HostInfo;
+  /** Set when the daemon's start could not reach the host (why): it starts down and is retried. */
+  down?: string;
+}
+
+export interface HostProbe {
+  at: string;
+  ok: boolean;
+  /** How long the probe took. */
+  ms?: number;
+  error?: string;
+}
+
+export interface HostContext {
+  name: string;
+  maxSessions: number;
+  labels: Record<string, string>;
+  /** The host's Podman version, from its last successful probe. */
+  version?: string;
+  lastProbe?: HostProbe;
+  /** Why the host is down (while it is). */
+  problem?: string;
+  /** When the host went down (while it is). */
+  downSince?: string;
+  reconciled?: ReconcileSummary;
+}
+
+export type HostEvent =
+  | { type: 'drain' }
+  | { type: 'undrain' }
+  /** A reload's new max_sessions and labels for this host. */
+  | { type: 'reconfigure'; maxSessions: number; labels: Record<string, string> };
+
+/** What a host tells the daemon. */
+export type HostUpEvent = { type: 'host.up'; host: string } & HostReconciled;
+export type HostDownEvent = { type: 'host.down'; host: string; reason: string };
+export type HostAdmissionEvent = { type: 'host.admission'; host: string; open: boolean };
+export type HostNotice = HostUpEvent | HostDownEvent | HostAdmissionEvent;
+
+export interface ProbeResult {
+  version: string;
+  ms: number;
+}
+
+function notProvided(name: string): never {
+  throw new Error(`host machine: actor ${name} must be provided by the daemon`);
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+export const hostMachine = setup({
+  types: {
+    context: {} as HostContext,
+    events: {} as HostEvent,
+    input: {} as HostInput,
+  },
+  actors: {
+    /** A cheap podman call to the host with a deadline: its version. */
+    probe: fromPromise<ProbeResult, { host: string }>(async () => notProvided('probe')),
+    /** Reconciles the host and plans the recovery of its sessions that nobody supervises. */
+    reconcileHost: fromPromise<HostReconciled, { host: string }>(async () => notProvided('reconcileHost')),
+  },
+  delays: {
+    /** Provided: daemon.host_probe_interval. */
+    probeInterval: 10_000,
+  },
+  guards: {
+    startsDown: ({ context }) => context.problem !== undefined,
+  },
+  actions: {
+    probed: assign((_, probe: ProbeResult) => ({
+      version: probe.version,
+      lastProbe: { at: new Date().toISOString(), ok: true, ms: probe.ms },
+    })),
+    probeFailed: assign((_, { error }: { error: unknown }) => ({
+      lastProbe: { at: new Date().toISOString(), ok: false, error: messageOf(error) },
+    })),
+    markDown: assign(({ context }, reason: string) => ({
+      problem: reason,
+      downSince: context.downSince ?? new Date().toISOString(),
+    })),
+    markUp: assign((_, summary: ReconcileSummary) => ({
+      problem: undefined,
+      downSince: undefined,
+      reconciled: summary,
+    })),
+    reconfigure: assign((_, update: { maxSessions: number; labels: Record<string, string> }) => update),
+    notifyUp: sendParent(({ context }, reconciled: HostReconciled) => ({
+      type: 'host.up' as const,
+      host: context.name,
+      ...reconciled,
+    })),
+    notifyDown: sendParent(({ context }) => ({
+      type: 'host.down' as const,
+      host: context.name,
+      reason: context.problem ?? 'unreachable',
+    })),
+    notifyAdmission: sendParent(({ context }, open: boolean) => ({
+      type: 'host.admission' as const,
+      host: context.name,
+      open,
+    })),
+  },
+}).createMachine({
+  id: 'host',
+  description:
+    "One Podman host sessions run on: reached, reconciled and its sessions recovered before it takes any, probed on an interval while up, retried while down; drained by the operator or not. The daemon's placement reads it.",
+  type: 'parallel',
+  context: ({ input }) => ({
+    name: input.host.name,
+    maxSessions: input.host.maxSessions,
+    labels: input.host.labels,
+    ...(input.down === undefined ? {} : { problem: input.down, downSince: new Date().toISOString() }),
+  }),
+  on: {
+    reconfigure: { actions: { type: 'reconfigure', params: ({ event }) => event } },
+  },
+  states: {
+    connection: {
+      description: 'Whether the host can be reached, and whether it is known to be in order.',
+      initial: 'starting',
+      states: {
+        starting: {
+          description:
+            "The daemon's start reconciled every host at once; one it could not reach is down (and did not hold back the others).",
+          always: [{ guard: 'startsDown', target: 'down' }, { target: 'up' }],
+        },
+        reconciling: {
+          description:
+            'Reachable again: remove what this instance left on it (dead containers, orphan secrets) and recover its sessions nobody supervises (adopt the running, settle the rest) before it takes new ones.',
+          tags: ['settling'],
+          invoke: {
+            src: 'reconcileHost',
+            input: ({ context }) => ({ host: context.name }),
+            onDone: {
+              target: 'up',
+              actions: [
+                { type: 'markUp', params: ({ event }) => event.output.summary },
+                { type: 'notifyUp', params: ({ event }) => event.output },
+              ],
+            },
+            onError: {
+              target: 'down',
+              actions: [
+                { type: 'probeFailed', params: ({ event }) => ({ error: event.error }) },
+                {
+                  type: 'markDown',
+                  params: ({ event }) => `reconciliation failed: ${messageOf(event.error)}`,
+                },
+                'notifyDown',
+              ],
+            },
+          },
+        },
+        up: {
+          description: 'Reachable and reconciled: it takes sessions (unless drained). Probed on an interval.',
+          tags: ['reachable'],
+          initial: 'waiting',
+          states: {
+            waiting: {
+              description: 'Until the next probe.',
+              after: { probeInterval: 'probing' },
+            },
+            probing: {
+              description:
+                'A cheap podman call with a deadline. A failure marks the host down: it gets no new sessions, and its sessions wait for it.',
+              invoke: {
+                src: 'probe',
+                input: ({ context }) => ({ host: context.name }),
+                onDone: {
+                  target: 'waiting',
+                  actions: { type: 'probed', params: ({ event }) => event.output },
+                },
+                onError: {
+                  target: '#host.connection.down',
+                  actions: [
+                    { type: 'probeFailed', params: ({ event }) => ({ error: event.error }) },
+                    { type: 'markDown', params: ({ event }) => messageOf(event.error) },
+                    'notifyDown',
+                  ],
+                },
+              },
+            },
+          },
+        },
+        down: {
+          description:
+            "Unreachable: no new sessions. Its running sessions' containers run on; they are re-attached when it comes back, or settled `abandoned` after daemon.host_down_grace.",
+          tags: ['down'],
+          initial: 'waiting',
+          states: {
+            waiting: {
+              description: 'Until the next try.',
+              after: { probeInterval: 'retrying' },
+            },
+            retrying: {
+              description: 'Probe it again; once it answers, it is reconciled before it takes sessions.',
+              invoke: {
+                src: 'probe',
+                input: ({ context }) => ({ host: context.name }),
+                onDone: {
+                  target: '#host.connection.reconciling',
+                  actions: { type: 'probed', params: ({ event }) => event.output },
+                },
+                onError: {
+                  target: 'waiting',
+                  actions: { type: 'probeFailed', params: ({ event }) => ({ error: event.error }) },
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+    admission: {
+      description: 'Whether the operator lets new sessions be placed here (`agentd hosts drain NAME`).',
+      initial: 'open',
+      states: {
+        open: {
+          description: 'New sessions may be placed here.',
+          on: { drain: { target: 'drained', actions: { type: 'notifyAdmission', params: false } } },
+        },
+        drained: {
+          description: 'No new sessions; running ones finish.',
+          tags: ['drained'],
+          on: { undrain: { target: 'open', actions: { type: 'notifyAdmission', params: true } } },
+        },
+      },
+    },
+  },
+});
+
+export type HostRef = ActorRefFrom<typeof hostMachine>;
+export type HostSnapshot = SnapshotFrom<typeof hostMachine>;
+
+/** How `agentd hosts` names the state of a host. */
+export type HostState = 'up' | 'down' | 'reconciling';
+
+export function hostStateOf(snapshot: HostSnapshot): HostState {
+  if (snapshot.hasTag('reachable')) return 'up';
+  if (snapshot.hasTag('settling')) return 'reconciling';
+  return 'down';
+}
+
+/** The host takes new sessions: reachable, reconciled and not drained. */
+export function hostAccepts(snapshot: HostSnapshot): boolean {
+  return snapshot.hasTag('reachable') && !snapshot.hasTag('drained');
+}

@@ -1,0 +1,262 @@
+import { describe, expect, it } from 'vitest';
+import { type Actor, createActor } from 'xstate';
+import type { AgentConfig } from '../../src/config/types.js';
+import type {
+  ClientEvent,
+  DaemonEmitted,
+  daemonMachine,
+  HostInfo,
+  ReconcileResult,
+} from '../../src/machines/daemon.machine.js';
+import { hostStateOf } from '../../src/machines/host.machine.js';
+import {
+  AGENTS,
+  type FakeOptions,
+  Fakes,
+  RECONCILED,
+  request,
+  sessionInput,
+  settle,
+} from '../helpers/machine-fakes.js';
+
+/**
+ * The daemon machine over several hosts: placement (most free slots, stable ties, per-host and global
+ * limits, FIFO), hosts that are down or drained, and hosts that come back.
+ */
+
+const DEMO = AGENTS[0] as AgentConfig;
+const PINNED: AgentConfig = { ...DEMO, name: 'pinned', hosts: ['c'] };
+const GPU: AgentConfig = { ...DEMO, name: 'gpu', hostLabels: { gpu: 'yes' } };
+
+const HOSTS: HostInfo[] = [
+  { name: 'a', maxSessions: 2, labels: {} },
+  { name: 'b', maxSessions: 3, labels: {} },
+  { name: 'c', maxSessions: 1, labels: { gpu: 'yes' } },
+];
+
+interface Daemon {
+  actor: Actor<typeof daemonMachine>;
+  fakes: Fakes;
+  send(event: ClientEvent): DaemonEmitted[];
+  trigger(sessionId: string, agent?: string): DaemonEmitted[];
+  /** Running session ids with their host, in spawn order. */
+  placed(): Record<string, string | undefined>;
+  queued(): string[];
+  hostState(name: string): string | undefined;
+}
+
+async function startDaemon(
+  options: FakeOptions & { maxSessions?: number; hosts?: HostInfo[]; reconciled?: ReconcileResult } = {},
+): Promise<Daemon> {
+  const fakes = new Fakes({ ...options, reconcile: options.reconciled ?? RECONCILED });
+  const actor = createActor(fakes.daemon(), {
+    input: {
+      agents: [...AGENTS, PINNED, GPU],
+      maxSessions: options.maxSessions ?? 10,
+      hosts: options.hosts ?? HOSTS,
+    },
+  });
+  let answers: DaemonEmitted[] = [];
+  actor.on('*', (event) => answers.push(event));
+  actor.start();
+  await settle();
+  const send = (event: ClientEvent) => {
+    answers = [];
+    actor.send(event);
+    return answers;
+  };
+  return {
+    actor,
+    fakes,
+    send,
+    trigger: (sessionId, agent = 'demo') => send({ type: 'trigger', sessionId, agent }),
+    placed: () =>
+      Object.fromEntries(
+        Object.entries(actor.getSnapshot().context.sessions).map(([id, ref]) => [
+          id,
+          ref.getSnapshot().context.host,
+        ]),
+      ),
+    queued: () => actor.getSnapshot().context.queue.map((s) => s.request.sessionId),
+    hostState: (name) => {
+      const ref = actor.getSnapshot().context.hosts.find((h) => h.getSnapshot().context.name === name);
+      return ref === undefined ? undefined : hostStateOf(ref.getSnapshot());
+    },
+  };
+}
+
+/** Waits until `check` holds (hosts probe on real, short timers). */
+async function until(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+describe('placement over hosts', () => {
+  it('spreads a burst to the host with the most free slots, ties to the first listed, within each limit', async () => {
+    const d = await startDaemon();
+    for (const id of ['s1', 's2', 's3', 's4', 's5', 's6', 's7']) d.trigger(id);
+    expect(d.placed()).toEqual({ s1: 'b', s2: 'a', s3: 'b', s4: 'a', s5: 'b', s6: 'c' });
+    // Every host is full: the seventh waits, and says so.
+    expect(d.queued()).toEqual(['s7']);
+    expect(d.trigger('s8')).toEqual([
+      expect.objectContaining({ type: 'trigger.accepted', sessionId: 's8', queued: true, position: 2 }),
+    ]);
+    // A slot frees on c: the oldest waiting session takes it.
+    await settle();
+    d.fakes.run('s6').finish();
+    await settle();
+    expect(d.placed().s7).toBe('c');
+    expect(d.queued()).toEqual(['s8']);
+  });
+
+  it('keeps the daemon-wide limit and the FIFO order over all hosts', async () => {
+    const d = await startDaemon({ maxSessions: 3 });
+    for (const id of ['s1', 's2', 's3', 's4', 's5']) d.trigger(id);
+    expect(Object.keys(d.placed())).toEqual(['s1', 's2', 's3']);
+    expect(d.queued()).toEqual(['s4', 's5']);
+    await settle();
+    d.fakes.run('s2').finish();
+    await settle();
+    expect(Object.keys(d.placed())).toEqual(['s1', 's3', 's4']);
+    expect(d.queued()).toEqual(['s5']);
+  });
+
+  it('runs a pinned agent only on its host; it waits there without holding back the others', async () => {
+    const d = await startDaemon();
+    d.trigger('p1', 'pinned');
+    d.trigger('p2', 'pinned');
+    d.trigger('s1');
+    expect(d.placed()).toEqual({ p1: 'c', s1: 'b' });
+    expect(d.queued()).toEqual(['p2']);
+    await settle();
+    d.fakes.run('s1').finish();
+    await settle();
+    // A slot on b does not help p2.
+    expect(d.queued()).toEqual(['p2']);
+    d.fakes.run('p1').finish();
+    await settle();
+    expect(d.placed()).toEqual({ p2: 'c' });
+  });
+
+  it('runs an agent with host_labels only on hosts that have them', async () => {
+    const d = await startDaemon();
+    d.trigger('g1', 'gpu');
+    d.trigger('g2', 'gpu');
+    expect(d.placed()).toEqual({ g1: 'c' });
+    expect(d.queued()).toEqual(['g2']);
+  });
+});
+
+describe('hosts that are down', () => {
+  it('starts without a host it cannot reach: the others take sessions', async () => {
+    const d = await startDaemon({
+      reconciled: { ...RECONCILED, down: [{ host: 'b', reason: 'connection refused' }] },
+    });
+    expect(d.actor.getSnapshot().value).toBe('ready');
+    expect(d.hostState('b')).toBe('down');
+    for (const id of ['s1', 's2', 's3', 's4']) d.trigger(id);
+    expect(d.placed()).toEqual({ s1: 'a', s2: 'a', s3: 'c' });
+    expect(d.queued()).toEqual(['s4']);
+  });
+
+  it('marks a host that fails its probe down: new sessions go elsewhere; it is reconciled when it answers again', async () => {
+    const d = await startDaemon({ probeIntervalMs: 10 });
+    d.trigger('s1');
+    expect(d.placed()).toEqual({ s1: 'b' });
+    d.fakes.unreachable.set('b', 'dial unix /run/podman.sock: connection refused');
+    await until(() => d.hostState('b') === 'down', 'b down');
+    d.trigger('s2');
+    d.trigger('s3');
+    expect(d.placed()).toEqual({ s1: 'b', s2: 'a', s3: 'a' });
+    // Its session stays: it is not lost because the host does not answer.
+    expect(d.fakes.run('s1').finished).toBe(false);
+    const snapshot = d.actor.getSnapshot().context.hosts[1]?.getSnapshot();
+    expect(snapshot?.context.problem).toMatch(/connection refused/);
+    d.fakes.unreachable.delete('b');
+    await until(() => d.hostState('b') === 'up', 'b up');
+    expect(d.fakes.reconciledHosts).toEqual(['b']);
+    d.trigger('s4');
+    expect(d.placed().s4).toBe('b');
+  });
+
+  it('adopts and settles the sessions a host that comes back reports, and starts queued sessions there', async () => {
+    const d = await startDaemon({
+      probeIntervalMs: 10,
+      hosts: [{ name: 'a', maxSessions: 1, labels: {} }],
+      reconciled: { ...RECONCILED, down: [{ host: 'a', reason: 'no route to host' }] },
+    });
+    d.fakes.unreachable.set('a', 'no route to host');
+    d.trigger('q1');
+    expect(d.queued()).toEqual(['q1']);
+    d.fakes.hostRecovery.set('a', {
+      summary: { removedContainers: 1, removedSecrets: 0, runningContainers: 1 },
+      adopted: [
+        { ...sessionInput('r1'), host: 'a', adopted: { container: 'agentd-x-demo-r1', phase: 'running' } },
+      ],
+      finished: [{ request: request('r2'), outcome: { outcome: 'failed', phase: 'running', exitCode: 3 } }],
+    });
+    d.fakes.unreachable.delete('a');
+    await until(() => d.hostState('a') === 'up', 'a up');
+    await settle();
+    expect(d.fakes.reportsOf('r2')).toEqual([
+      {
+        sessionId: 'r2',
+        outcome: { outcome: 'failed', phase: 'running', exitCode: 3 },
+        via: 'reportSettled',
+      },
+    ]);
+    // The adopted session holds a's only slot: q1 waits for it.
+    expect(d.placed()).toEqual({ r1: 'a' });
+    expect(d.fakes.run('r1').input.adopted).toEqual({ container: 'agentd-x-demo-r1', phase: 'running' });
+    d.fakes.run('r1').finish();
+    await settle();
+    expect(d.placed()).toEqual({ q1: 'a' });
+  });
+});
+
+describe('drain and undrain', () => {
+  it('places nothing new on a drained host; running sessions finish; undrain takes it back', async () => {
+    const d = await startDaemon();
+    d.trigger('s1');
+    expect(d.placed()).toEqual({ s1: 'b' });
+    expect(d.send({ type: 'drain', host: 'b', requestId: 'r' })).toEqual([
+      { type: 'drain.applied', requestId: 'r', host: 'b', drained: true },
+    ]);
+    await settle();
+    for (const id of ['s2', 's3', 's4', 's5']) d.trigger(id);
+    expect(d.placed()).toEqual({ s1: 'b', s2: 'a', s3: 'a', s4: 'c' });
+    expect(d.queued()).toEqual(['s5']);
+    expect(d.fakes.run('s1').cancelRequested).toBe(false);
+    d.send({ type: 'undrain', host: 'b' });
+    await settle();
+    expect(d.placed().s5).toBe('b');
+  });
+
+  it('refuses an unknown host, naming the known ones', async () => {
+    const d = await startDaemon();
+    expect(d.send({ type: 'drain', host: 'zz' })).toEqual([
+      { type: 'drain.rejected', host: 'zz', reason: 'no host "zz"; known hosts: a, b, c' },
+    ]);
+  });
+});
+
+describe('reload', () => {
+  it("applies a host's new max_sessions: queued sessions start in the new slots", async () => {
+    const d = await startDaemon({ hosts: [{ name: 'a', maxSessions: 1, labels: {} }] });
+    d.trigger('s1');
+    d.trigger('s2');
+    expect(d.queued()).toEqual(['s2']);
+    d.send({
+      type: 'reload',
+      agents: AGENTS,
+      maxSessions: 10,
+      hosts: [{ name: 'a', maxSessions: 2, labels: {} }],
+    });
+    await settle();
+    d.send({ type: 'reload', agents: AGENTS, maxSessions: 10 });
+    expect(d.placed()).toEqual({ s1: 'a', s2: 'a' });
+  });
+});
