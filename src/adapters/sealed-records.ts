@@ -109,6 +109,31 @@ export class SealedRecords {
     return { dir, output };
   }
 
+  /**
+   * The record of a session, wherever its agent's directory is (history may have forgotten the session
+   * long ago): its directory, whether it is sealed, and its session.json (undefined when unreadable).
+   */
+  find(sessionId: string): { dir: string; sealed: boolean; json: unknown } | undefined {
+    if (!SESSION_ID.test(sessionId)) return undefined;
+    for (const agent of safeReaddir(this.dir)) {
+      if (!AGENT_NAME.test(agent)) continue;
+      const dir = this.dirOf(agent, sessionId);
+      try {
+        if (!lstatSync(dir).isDirectory()) continue;
+      } catch {
+        continue;
+      }
+      let json: unknown;
+      try {
+        json = JSON.parse(readNoFollow(join(dir, RECORD_FILES.json)).toString('utf8'));
+      } catch {
+        json = undefined;
+      }
+      return { dir, sealed: this.isSealed(dir), json };
+    }
+    return undefined;
+  }
+
   /** Every record directory, read from disk (once at start; `prune` keeps it current). */
   scan(): RecordEntry[] {
     this.index.clear();

@@ -183,6 +183,24 @@ describe('sealed records', () => {
     expect(readdirSync(join(dir, 'records', 'demo')).sort()).toEqual([ids[2], '00000000000000b1']);
   });
 
+  it('finds a record by its session id alone', async () => {
+    const dir = makeTempDir('agentd-unit-records-');
+    const records = new SealedRecords(join(dir, 'records'));
+    records.write('other', '00000000000000c1', { id: '00000000000000c1' });
+    await seal(records, undefined);
+    expect(records.find(ID)).toEqual({
+      dir: records.dirOf('demo', ID),
+      sealed: true,
+      json: expect.objectContaining({ id: ID }),
+    });
+    expect(records.find('00000000000000c1')).toMatchObject({
+      sealed: false,
+      json: { id: '00000000000000c1' },
+    });
+    expect(records.find('ffffffffffffffff')).toBeUndefined();
+    expect(records.find('../../etc')).toBeUndefined();
+  });
+
   it('exports a record as a tar.gz with every file', async () => {
     const dir = makeTempDir('agentd-unit-records-');
     const records = new SealedRecords(join(dir, 'records'));
