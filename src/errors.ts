@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'UNSAFE_PATH'
   | 'STATE_DIR_FULL'
   | 'STATE_DIR_UNWRITABLE'
+  | 'WEBHOOK_FAILED'
   | 'INTERNAL';
 
 export class AgentdError extends Error {

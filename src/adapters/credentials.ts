@@ -25,7 +25,7 @@ export async function resolveCredentials(
   return repoToken === undefined ? { credentials } : { credentials, repoToken };
 }
 
-async function resolveSource(
+export async function resolveSource(
   name: string,
   source: CredentialSource,
   env: NodeJS.ProcessEnv,

@@ -1,5 +1,5 @@
 import { formatDuration } from '../duration.js';
-import type { AgentConfig, DaemonSettings, HostConfig } from './types.js';
+import type { AgentConfig, DaemonSettings, HostConfig, NotifyTarget } from './types.js';
 
 /** A daemon setting that differs in the file but only applies when agentd starts again. */
 export interface PendingSetting {
@@ -20,20 +20,25 @@ export interface ConfigChanges {
 }
 
 /** Daemon settings fixed for the life of the process, with their YAML key and how to show a value. */
-const FIXED: { field: keyof DaemonSettings; key: string; show: (v: number | string) => string }[] = [
-  { field: 'socket', key: 'daemon.socket', show: String },
-  { field: 'stateDir', key: 'daemon.state_dir', show: String },
-  { field: 'stopGraceMs', key: 'daemon.stop_grace', show: (v) => formatDuration(Number(v)) },
-  { field: 'podmanTimeoutMs', key: 'daemon.podman_timeout', show: (v) => formatDuration(Number(v)) },
-  { field: 'logMaxBytes', key: 'daemon.log_max_bytes', show: String },
-  { field: 'historyLimit', key: 'daemon.history', show: String },
-  { field: 'recordsDir', key: 'daemon.records_dir', show: String },
-  { field: 'recordsMaxAgeMs', key: 'daemon.records_max_age', show: (v) => formatDuration(Number(v)) },
-  { field: 'recordsMaxBytes', key: 'daemon.records_max_size', show: String },
-  { field: 'hostProbeIntervalMs', key: 'daemon.host_probe_interval', show: (v) => formatDuration(Number(v)) },
-  { field: 'hostProbeTimeoutMs', key: 'daemon.host_probe_timeout', show: (v) => formatDuration(Number(v)) },
-  { field: 'hostDownGraceMs', key: 'daemon.host_down_grace', show: (v) => formatDuration(Number(v)) },
+const FIXED: { field: keyof DaemonSettings; key: string; show: (v: never) => string }[] = [
+  { field: 'socket', key: 'daemon.socket', show: (v: string | number) => String(v) },
+  { field: 'stateDir', key: 'daemon.state_dir', show: (v: string | number) => String(v) },
+  { field: 'stopGraceMs', key: 'daemon.stop_grace', show: (v: number) => formatDuration(v) },
+  { field: 'podmanTimeoutMs', key: 'daemon.podman_timeout', show: (v: number) => formatDuration(v) },
+  { field: 'logMaxBytes', key: 'daemon.log_max_bytes', show: (v: string | number) => String(v) },
+  { field: 'historyLimit', key: 'daemon.history', show: (v: string | number) => String(v) },
+  { field: 'recordsDir', key: 'daemon.records_dir', show: (v: string | number) => String(v) },
+  { field: 'recordsMaxAgeMs', key: 'daemon.records_max_age', show: (v: number) => formatDuration(v) },
+  { field: 'recordsMaxBytes', key: 'daemon.records_max_size', show: (v: string | number) => String(v) },
+  { field: 'hostProbeIntervalMs', key: 'daemon.host_probe_interval', show: (v: number) => formatDuration(v) },
+  { field: 'hostProbeTimeoutMs', key: 'daemon.host_probe_timeout', show: (v: number) => formatDuration(v) },
+  { field: 'hostDownGraceMs', key: 'daemon.host_down_grace', show: (v: number) => formatDuration(v) },
+  { field: 'notify', key: 'daemon.notify', show: (v: NotifyTarget[]) => showList(v.map((t) => t.url)) },
 ];
+
+function showList(items: readonly string[]): string {
+  return items.length === 0 ? 'none' : items.join(' ');
+}
 
 /**
  * The hosts a reload leaves in force: the running ones, each with its new max_sessions and labels. A
@@ -80,8 +85,9 @@ export function diffConfiguration(
     restartNeeded: [],
   };
   for (const { field, key, show } of FIXED) {
-    if (running.daemon[field] !== next.daemon[field]) {
-      changes.restartNeeded.push({ key, from: show(running.daemon[field]), to: show(next.daemon[field]) });
+    const [from, to] = [running.daemon[field], next.daemon[field]];
+    if (canonical(from) !== canonical(to)) {
+      changes.restartNeeded.push({ key, from: show(from as never), to: show(to as never) });
     }
   }
   return changes;

@@ -29,7 +29,15 @@ import {
   parseSourceSyntax,
   type RawConfig,
 } from './schema.js';
-import type { AgentConfig, CredentialSource, HostConfig, MountConfig, Settings } from './types.js';
+
+import type {
+  AgentConfig,
+  CredentialSource,
+  HostConfig,
+  MountConfig,
+  NotifyTarget,
+  Settings,
+} from './types.js';
 
 export const DEFAULTS = {
   maxSessions: 4,
@@ -44,6 +52,8 @@ export const DEFAULTS = {
   hostProbeIntervalMs: 10_000,
   hostProbeTimeoutMs: 5_000,
   hostDownGraceMs: 10 * 60_000,
+  notifyAttempts: 5,
+  notifyBackoffMs: 2000,
 } as const;
 
 /** Longest Unix socket path: sun_path is 108 bytes including the terminating NUL. */
@@ -326,6 +336,7 @@ function toSettings(raw: RawConfig, file: string, ctx: ConvertContext): Settings
       hostProbeIntervalMs: optionalMs(daemon.host_probe_interval, DEFAULTS.hostProbeIntervalMs),
       hostProbeTimeoutMs: optionalMs(daemon.host_probe_timeout, DEFAULTS.hostProbeTimeoutMs),
       hostDownGraceMs: optionalMs(daemon.host_down_grace, DEFAULTS.hostDownGraceMs),
+      notify: toNotify(daemon.notify, dir),
     },
     agents,
     hosts,
@@ -486,6 +497,7 @@ function toAgent(
     capAdd: [...new Set((raw.cap_add ?? []).map((c) => capabilityName(c) ?? c))],
     mounts,
     caches: Object.entries(raw.caches ?? {}).map(([name, target]) => ({ name, target })),
+    notify: toNotify(raw.notify, dir),
     exitCodes: Object.fromEntries(
       Object.entries(raw.exit_codes ?? {}).map(([code, kind]) => [Number(code), kind]),
     ),
@@ -645,6 +657,15 @@ function toEnv(
     }
   }
   return env;
+}
+
+function toNotify(raw: RawConfig['agents'][number]['notify'], dir: string): NotifyTarget[] {
+  return (raw ?? []).map((n) => ({
+    url: new URL(n.url).href,
+    secret: toSource(n.secret, dir),
+    attempts: n.attempts ?? DEFAULTS.notifyAttempts,
+    backoffMs: n.backoff !== undefined ? durationMs(n.backoff) : DEFAULTS.notifyBackoffMs,
+  }));
 }
 
 function toSource(raw: string, dir: string): CredentialSource {

@@ -317,6 +317,48 @@ function flag(meaning: string) {
     .optional();
 }
 
+/** Where an outcome notification may be sent: http(s), with a host, without a user or password. */
+export function webhookUrlProblem(raw: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return `${describe(raw)} is not a URL; write one like https://hooks.example.com/agentd`;
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    return `${describe(raw)}: only https:// and http:// URLs receive notifications`;
+  }
+  if (url.username !== '' || url.password !== '') {
+    return `${describe(raw)} must not contain a user or password; the receiver checks the signature instead`;
+  }
+  return undefined;
+}
+
+export const NOTIFY_ATTEMPTS_MAX = 10;
+
+const notifyShape = {
+  url: checkedString(
+    'a URL like https://hooks.example.com/agentd',
+    webhookUrlProblem,
+    'say where to POST, e.g. url: https://hooks.example.com/agentd',
+  ),
+  secret: source('give the key of the signature, e.g. secret: env:AGENTD_HOOK_SECRET'),
+  attempts: wholeNumber(1, 5)
+    .max(NOTIFY_ATTEMPTS_MAX, {
+      error: (iss) => `${describe(iss.input)} is too many; use at most ${NOTIFY_ATTEMPTS_MAX}`,
+    })
+    .optional(),
+  backoff: duration().optional(),
+};
+
+function notify() {
+  return z
+    .array(strict(notifyShape, 'a mapping with url: and secret:'), {
+      error: typeError('a list of { url, secret } mappings'),
+    })
+    .nullish();
+}
+
 const daemonShape = {
   socket: checkedString(
     'a path for the Unix socket',
@@ -338,6 +380,7 @@ const daemonShape = {
   records_max_age: age().optional(),
   records_max_size: size(1024 ** 2, '10g').optional(),
   resources: resources(),
+  notify: notify(),
 };
 
 const credentialShape = {
@@ -520,6 +563,7 @@ const agentShape = {
     })
     .nullish(),
   host_labels: hostLabels.nullish(),
+  notify: notify(),
 };
 
 const topShape = {
@@ -550,6 +594,7 @@ export const KEYS = {
   mount: Object.keys(mountShape),
   schedule: Object.keys(scheduleShape),
   host: Object.keys(hostShape),
+  notify: Object.keys(notifyShape),
 } as const;
 
 /** Allowed keys of the mapping at `path`, for "unknown key" messages. */
@@ -557,6 +602,8 @@ export function allowedKeysAt(path: readonly PropertyKey[]): readonly string[] {
   const [first, , third] = path;
   if (path.length === 0) return KEYS.top;
   if (first === 'daemon' && path[1] === 'resources') return KEYS.resources;
+  if (first === 'daemon' && path[1] === 'notify') return KEYS.notify;
+  if (first === 'agents' && third === 'notify') return KEYS.notify;
   if (first === 'daemon') return KEYS.daemon;
   if (first === 'hosts' && path.length === 2) return KEYS.host;
   if (first === 'agents' && path.length === 2) return KEYS.agent;

@@ -51,6 +51,17 @@ export interface ScheduleConfig {
   catchUp: CatchUp;
 }
 
+/** A webhook told of every outcome (`notify:`): a POST of the session record, signed. */
+export interface NotifyTarget {
+  url: string;
+  /** Key of the HMAC-SHA256 signature. */
+  secret: CredentialSource;
+  /** POSTs at most, the first included. */
+  attempts: number;
+  /** Wait before the second attempt; it doubles after each failed one. */
+  backoffMs: number;
+}
+
 export interface AgentConfig {
   name: string;
   image: string;
@@ -80,6 +91,8 @@ export interface AgentConfig {
   /** The agent's own exit-code meanings (`exit_codes:`), over the convention. */
   exitCodes: Record<number, OutcomeKind>;
   schedule?: ScheduleConfig;
+  /** Webhooks told of this agent's outcomes, besides the daemon's. */
+  notify: NotifyTarget[];
   /** Sessions of this agent running at once (`max_concurrent:`); unlimited but for max_sessions when absent. */
   maxConcurrent?: number;
   /** The only hosts its sessions may run on (`hosts:`); any host when absent. */
@@ -127,6 +140,8 @@ export interface DaemonSettings {
   recordsMaxAgeMs: number;
   /** The oldest sealed records are removed while all of them take more bytes than this. */
   recordsMaxBytes: number;
+  /** Webhooks told of every agent's outcomes. */
+  notify: NotifyTarget[];
 }
 
 export interface Settings {

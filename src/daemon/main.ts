@@ -33,6 +33,7 @@ import { sortByHost, staleContainers } from './host-recovery.js';
 import { instanceIdOf } from './instance-id.js';
 import { SessionJournal } from './journal.js';
 import { DaemonMetrics } from './metrics.js';
+import { Notifier } from './notifier.js';
 import { agentOf, gaugesOf, observeDaemon } from './observe.js';
 import { createDaemonPort, type DaemonActor, stateName } from './port.js';
 import { reconcile } from './reconcile.js';
@@ -96,8 +97,8 @@ async function supervise(options: DaemonOptions): Promise<number> {
     agentOf: (sessionId) => agentOf(current, sessionId),
   });
   const hosts = hostsOf(settings);
-  const ports = hostPorts(hosts, config.podmanTimeoutMs, (port) =>
-    observePodman(port, (call) => metrics.podmanCall(call)),
+  const ports = hostPorts(hosts, config.podmanTimeoutMs, (port, host) =>
+    observePodman(port, (call) => metrics.podmanCall(call, host)),
   );
   // Set once the actor exists: a record write that fails makes the daemon degraded.
   let send: (event: DaemonEvent) => void = () => {};
@@ -393,7 +394,17 @@ async function supervise(options: DaemonOptions): Promise<number> {
     ...(options.inspect ? { inspect: options.inspect } : {}),
   });
   current = actor;
-  observeDaemon({ actor, journal, metrics, log });
+  const notifier = new Notifier({
+    targets: (record) => [
+      ...(actor.getSnapshot().context.agents.find((a) => a.name === record.agent)?.notify ?? []),
+      ...config.notify,
+    ],
+    env,
+    log,
+    metrics,
+    version: options.version,
+  });
+  observeDaemon({ actor, journal, metrics, notifier, log });
   send = (event) => actor.send(event);
   const reload = createReloader({ started: settings, actor, log, notify });
   port = createDaemonPort({
@@ -430,6 +441,8 @@ async function supervise(options: DaemonOptions): Promise<number> {
   process.off('SIGINT', onSignal);
   process.off('SIGHUP', onHangup);
   await server.close();
+  // Notifications of the last outcomes get a moment; a receiver that is down does not hold the stop up.
+  await notifier.close(NOTIFY_GRACE_MS);
   await notify.flush();
   if (!end?.matches({ shutdown: 'stopped' })) {
     // Reported by the caller like any other start failure: a log line and a plain message.
@@ -450,7 +463,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
 function hostPorts(
   hosts: readonly HostConfig[],
   timeoutMs: number,
-  wrap: (port: PodmanPort) => PodmanPort,
+  wrap: (port: PodmanPort, host: string) => PodmanPort,
 ): (host: string | undefined) => PodmanPort {
   const ports = new Map(
     hosts.map((h) => [
@@ -461,6 +474,7 @@ function hostPorts(
           ...(h.url === undefined ? {} : { url: h.url }),
           ...(h.identity === undefined ? {} : { identity: h.identity }),
         }),
+        h.name,
       ),
     ]),
   );
@@ -570,6 +584,9 @@ function socketServer(
     onRejectedConnection: () => log.warn({ event: 'socket.busy' }, 'refused a connection: too many open'),
   });
 }
+
+/** How long a stopping daemon waits for the notifications still under way. */
+const NOTIFY_GRACE_MS = 5000;
 
 /** How often a degraded daemon looks whether its state dir takes writes again. */
 const STATE_DIR_RETRY_MS = 1000;

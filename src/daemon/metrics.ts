@@ -84,18 +84,18 @@ export class DaemonMetrics {
   );
   private readonly podmanCalls = this.counter(
     'agentd_podman_calls_total',
-    'Podman operations, by PodmanPort method.',
-    ['operation'],
+    'Podman operations, by PodmanPort method and host.',
+    ['operation', 'host'],
   );
   private readonly podmanErrors = this.counter(
     'agentd_podman_call_errors_total',
-    'Podman operations that failed, by method and error code (ABORTED: cut short by agentd).',
-    ['operation', 'code'],
+    'Podman operations that failed, by method, host and error code (ABORTED: cut short by agentd).',
+    ['operation', 'host', 'code'],
   );
   private readonly podmanLatency = new Histogram({
     name: 'agentd_podman_call_duration_seconds',
     help: 'Duration of podman operations (not attached runs and log follows, which last as long as their container).',
-    labelNames: ['operation'],
+    labelNames: ['operation', 'host'],
     buckets: CALL_BUCKETS,
     registers: [this.registry],
   });
@@ -195,10 +195,12 @@ export class DaemonMetrics {
     this.droppedLines.inc({ agent: this.agentOf(sessionId), reason }, lines);
   }
 
-  podmanCall(call: PodmanCall): void {
-    this.podmanCalls.inc({ operation: call.operation });
-    if (call.error !== undefined) this.podmanErrors.inc({ operation: call.operation, code: call.error });
-    if (!call.streaming) this.podmanLatency.observe({ operation: call.operation }, call.durationMs / 1000);
+  /** One call to the Podman of `host` (a name under `hosts:`; `local` without them). */
+  podmanCall(call: PodmanCall, host: string): void {
+    const labels = { operation: call.operation, host };
+    this.podmanCalls.inc(labels);
+    if (call.error !== undefined) this.podmanErrors.inc({ ...labels, code: call.error });
+    if (!call.streaming) this.podmanLatency.observe(labels, call.durationMs / 1000);
   }
 
   reconciled({ summary, recovery }: ReconcileResult): void {

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { SessionJournal } from './journal.js';
 import type { DaemonGauges, DaemonMetrics } from './metrics.js';
+import type { Notifier } from './notifier.js';
 import { type DaemonActor, scheduleViews } from './port.js';
 
 /** A firing's trigger has the request id `schedule:<agent>:<firing>`. */
@@ -11,16 +12,21 @@ function firingOf(requestId: string | undefined): { agent: string; firing: strin
 
 /**
  * What the daemon tells about itself without being asked: the machine's answers (to the metrics, and
- * to the log for the triggers that schedule firings made) and the session bus (to the metrics).
+ * to the log for the triggers that schedule firings made) and the session bus (to the metrics, and
+ * outcomes to the notifier).
  */
 export function observeDaemon(options: {
   actor: DaemonActor;
   journal: SessionJournal;
   metrics: DaemonMetrics;
+  notifier: Notifier;
   log: Logger;
 }): void {
-  const { actor, journal, metrics, log } = options;
-  journal.followAll((event) => metrics.session(event));
+  const { actor, journal, metrics, notifier, log } = options;
+  journal.followAll((event) => {
+    metrics.session(event);
+    if (event.type === 'outcome') notifier.notify(event.record);
+  });
   actor.on('trigger.accepted', (answer) => {
     metrics.acceptedSession(answer.sessionId);
     const fired = firingOf(answer.requestId);

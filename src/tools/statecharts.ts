@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { AnyStateMachine, AnyStateNode, AnyTransitionDefinition, UnknownAction } from 'xstate';
 import { daemonMachine } from '../machines/daemon.machine.js';
+import { deliveryMachine } from '../machines/delivery.machine.js';
 import { hostMachine } from '../machines/host.machine.js';
 import {
   actionName,
@@ -69,6 +70,12 @@ const MACHINES: readonly MachineDoc[] = [
     title: 'Host machine',
     source: 'src/machines/host.machine.ts',
     machine: hostMachine,
+  },
+  {
+    file: 'delivery.md',
+    title: 'Delivery machine',
+    source: 'src/machines/delivery.machine.ts',
+    machine: deliveryMachine,
   },
 ];
 

@@ -47,6 +47,7 @@ export const AGENT_DEFAULTS = {
   caches: [],
   exitCodes: {},
   hostLabels: {},
+  notify: [],
 } satisfies Partial<AgentConfig>;
 
 export const AGENTS: AgentConfig[] = [

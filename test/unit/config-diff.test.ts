@@ -17,6 +17,7 @@ const DAEMON: DaemonSettings = {
   hostProbeIntervalMs: 10_000,
   hostProbeTimeoutMs: 5_000,
   hostDownGraceMs: 600_000,
+  notify: [],
 };
 const [DEMO, NOREPO] = AGENTS as [(typeof AGENTS)[number], (typeof AGENTS)[number]];
 

@@ -66,6 +66,7 @@ describe('parseConfig: valid files', () => {
       hostProbeIntervalMs: 10_000,
       hostProbeTimeoutMs: 5_000,
       hostDownGraceMs: 600_000,
+      notify: [],
     });
     expect(settings.hosts).toEqual([]);
     expect(settings.agents).toEqual([
@@ -89,6 +90,7 @@ describe('parseConfig: valid files', () => {
         capAdd: [],
         mounts: [],
         caches: [],
+        notify: [],
         exitCodes: {},
         hostLabels: {},
       },

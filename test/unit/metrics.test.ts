@@ -162,13 +162,18 @@ describe('observePodman', () => {
       { operation: 'stopContainer', durationMs: expect.any(Number), streaming: false, error: 'ABORTED' },
     ]);
     const m = metrics();
-    for (const call of calls) m.podmanCall(call);
+    for (const call of calls) m.podmanCall(call, 'local');
     const text = await m.text();
-    expect(sample(text, 'agentd_podman_calls_total{operation="removeContainers"}')).toBe(1);
+    expect(sample(text, 'agentd_podman_calls_total{operation="removeContainers",host="local"}')).toBe(1);
     expect(
-      sample(text, 'agentd_podman_call_errors_total{operation="removeContainers",code="PODMAN_FAILED"}'),
+      sample(
+        text,
+        'agentd_podman_call_errors_total{operation="removeContainers",host="local",code="PODMAN_FAILED"}',
+      ),
     ).toBe(1);
-    expect(sample(text, 'agentd_podman_call_duration_seconds_count{operation="stopContainer"}')).toBe(1);
+    expect(
+      sample(text, 'agentd_podman_call_duration_seconds_count{operation="stopContainer",host="local"}'),
+    ).toBe(1);
   });
 
   it('counts an attached run when its container exits, without timing it', async () => {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { AnyStateMachine, AnyStateNode } from 'xstate';
 import { daemonMachine } from '../../src/machines/daemon.machine.js';
+import { deliveryMachine } from '../../src/machines/delivery.machine.js';
 import { runnerMachine } from '../../src/machines/runner.machine.js';
 import { scheduleMachine } from '../../src/machines/schedule.machine.js';
 import { sessionMachine } from '../../src/machines/session.machine.js';
@@ -42,6 +43,7 @@ describe('docs/statecharts', () => {
     ['session', sessionMachine],
     ['runner', runnerMachine],
     ['schedule', scheduleMachine],
+    ['delivery', deliveryMachine],
   ] as [string, AnyStateMachine][])('every state of the %s machine has a description', (_, machine) => {
     const missing = [machine.root, ...allStates(machine.root)].filter((s) => !s.description).map((s) => s.id);
     expect(missing, 'states without a description (the generated docs show them as —)').toEqual([]);
@@ -94,6 +96,7 @@ describe('docs/statecharts', () => {
       'runner.md',
       'schedule.md',
       'host.md',
+      'delivery.md',
       'README.md',
     ]);
   });

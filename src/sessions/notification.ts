@@ -1,0 +1,23 @@
+import { createHmac } from 'node:crypto';
+import type { SessionRecord } from './records.js';
+
+/**
+ * An outcome notification (`notify:`): a POST of the session record, signed with HMAC-SHA256 like a
+ * forge's webhook, so the receiver can check it came from this daemon and was not changed.
+ */
+
+/** The signature of the body: `sha256=` and the hex HMAC-SHA256 of the exact body bytes. */
+export const SIGNATURE_HEADER = 'X-Agentd-Signature-256';
+/** The same for every attempt of one notification: a receiver can drop repeats. */
+export const DELIVERY_HEADER = 'X-Agentd-Delivery';
+export const EVENT_HEADER = 'X-Agentd-Event';
+export const NOTIFICATION_EVENT = 'session.finished';
+
+/** What is POSTed: the event, the delivery id and the session record (which never holds a secret). */
+export function notificationBody(record: SessionRecord, delivery: string): string {
+  return JSON.stringify({ event: NOTIFICATION_EVENT, delivery, session: record });
+}
+
+export function signature(key: Uint8Array, body: string): string {
+  return `sha256=${createHmac('sha256', key).update(body).digest('hex')}`;
+}

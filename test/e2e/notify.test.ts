@@ -1,0 +1,200 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { SessionRecord } from '../../src/sessions/records.js';
+import { leftoversOfDaemons, startDaemon } from '../helpers/daemon.js';
+import { type GitServer, startGitServer } from '../helpers/git-server.js';
+import { TEST_IMAGE } from '../helpers/podman.js';
+import { cleanupAll } from '../helpers/resources.js';
+
+let git: GitServer;
+
+beforeAll(async () => {
+  git = await startGitServer();
+});
+
+afterAll(async () => {
+  await git?.stop();
+});
+
+afterEach(async () => {
+  const left = await leftoversOfDaemons();
+  await cleanupAll();
+  expect(left, 'podman objects the test daemons left behind').toEqual([]);
+});
+
+const KEY = 'whsec-e2e-6b1d0c9a8f7e';
+const CREDENTIAL = 'sk-e2e-notify-3c4d5e6f7a8b';
+
+interface Received {
+  at: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+  status: number;
+}
+
+/**
+ * A webhook receiver on 127.0.0.1. `failFirst`: the first delivery it sees is answered with these
+ * statuses, one per attempt, before it is taken; every other POST gets 204.
+ */
+async function receiver(failFirst: number[] = []) {
+  const received: Received[] = [];
+  let flaky: string | undefined;
+  const waiters = new Set<() => void>();
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const delivery = String(req.headers['x-agentd-delivery']);
+      flaky ??= delivery;
+      const status = delivery === flaky ? (failFirst.shift() ?? 204) : 204;
+      received.push({ at: Date.now(), headers: req.headers, body: Buffer.concat(chunks), status });
+      res.writeHead(status).end();
+      for (const check of [...waiters]) check();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: (path: string) => `http://127.0.0.1:${port}${path}`,
+    received,
+    waitFor: (n: number, timeoutMs = 60_000) =>
+      new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${received.length} of ${n} POSTs`)), timeoutMs);
+        const check = () => {
+          if (received.length < n) return;
+          clearTimeout(timer);
+          waiters.delete(check);
+          resolve();
+        };
+        waiters.add(check);
+        check();
+      }),
+    close: () => {
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/** What a receiver does with the signature header: HMAC-SHA256 of the raw body, compared in constant time. */
+function signedWith(key: string, received: Received): boolean {
+  const header = String(received.headers['x-agentd-signature-256'] ?? '');
+  const expected = Buffer.from(`sha256=${createHmac('sha256', key).update(received.body).digest('hex')}`);
+  return header.length === expected.length && timingSafeEqual(Buffer.from(header), expected);
+}
+
+function agent(name: string, command: string[], extra: Record<string, unknown> = {}) {
+  return { name, image: TEST_IMAGE, command, repo: git.url(), network: 'host', ...extra };
+}
+
+describe('outcome notifications', () => {
+  it('a loopback webhook receiver gets the session record, correctly signed, without secrets', async () => {
+    const hook = await receiver();
+    try {
+      const d = await startDaemon(
+        {
+          agents: [
+            agent('demo', ['sh', '-c', 'echo "key is $API_KEY"; exit 3'], {
+              credentials: [{ name: 'API_KEY', source: 'env:AGENTD_E2E_API_KEY' }],
+              notify: [{ url: hook.url('/agentd?token=abc'), secret: 'env:AGENTD_E2E_HOOK_KEY' }],
+            }),
+          ],
+          daemon: { notify: [{ url: hook.url('/all'), secret: 'env:AGENTD_E2E_HOOK_KEY' }] },
+        },
+        { env: { AGENTD_E2E_HOOK_KEY: KEY, AGENTD_E2E_API_KEY: CREDENTIAL } },
+      );
+      const run = await d.cli(['trigger', 'demo']);
+      expect(run.code).toBe(1);
+      const id = /session ([0-9a-f]{16}) accepted/.exec(run.stdout)?.[1];
+      expect(id, run.stdout).toBeDefined();
+      await hook.waitFor(2);
+      for (const post of hook.received) {
+        expect(signedWith(KEY, post), 'signature').toBe(true);
+        expect(signedWith('another key', post)).toBe(false);
+        expect(post.headers['content-type']).toBe('application/json');
+        expect(post.headers['x-agentd-event']).toBe('session.finished');
+        const body = JSON.parse(post.body.toString()) as {
+          event: string;
+          delivery: string;
+          session: SessionRecord;
+        };
+        expect(body.delivery).toBe(post.headers['x-agentd-delivery']);
+        expect(body.session).toMatchObject({ id, agent: 'demo', outcome: 'failed', exitCode: 3 });
+        expect(post.body.toString()).not.toContain(CREDENTIAL);
+        expect(post.body.toString()).not.toContain(KEY);
+      }
+      expect(await d.stop()).toBe(0);
+      const delivered = d.logs().filter((l) => l.event === 'notify.delivered');
+      expect(delivered.map((l) => l.url).sort()).toEqual([hook.url('/agentd'), hook.url('/all')]);
+      // The key and the URL's query never reach the daemon's log.
+      expect(d.stderr()).not.toContain(KEY);
+      expect(d.stderr()).not.toContain('token=abc');
+    } finally {
+      await hook.close();
+    }
+  });
+
+  it('a failing receiver is retried with backoff, and does not delay the next session', async () => {
+    // The first outcome's notification fails twice (503, 500), then it is taken.
+    const hook = await receiver([503, 500]);
+    try {
+      const d = await startDaemon(
+        {
+          agents: [
+            agent('demo', ['true'], {
+              notify: [
+                { url: hook.url('/flaky'), secret: 'env:AGENTD_E2E_HOOK_KEY', attempts: 3, backoff: '2s' },
+              ],
+            }),
+          ],
+        },
+        { env: { AGENTD_E2E_HOOK_KEY: KEY } },
+      );
+      const first = await d.cli(['trigger', 'demo', '--quiet']);
+      expect(first.code, first.stderr).toBe(0);
+      // The next session runs while the first one's notification is still being retried.
+      const second = await d.cli(['trigger', 'demo', '--quiet']);
+      expect(second.code, second.stderr).toBe(0);
+      await hook.waitFor(4);
+      const delivered = await d.waitForLog((l) => l.event === 'notify.delivered' && l.attempts === 3);
+      const [a, b] = [
+        d.record(delivered.session as string),
+        d.records().find((r) => r.id !== delivered.session),
+      ];
+      if (!a || !b) throw new Error(`records: ${JSON.stringify(d.records())}`);
+      const span = (r: SessionRecord) => Date.parse(r.finishedAt as string) - Date.parse(r.acceptedAt);
+      // The second session finished while the first one's notification still failed, and took no
+      // longer than the first (which ran with no notification under way) allows.
+      expect(Date.parse(b.finishedAt as string)).toBeLessThan(
+        hook.received.filter((r) => r.status === 204)[0]?.at ?? 0,
+      );
+      expect(span(b)).toBeLessThan(2 * span(a) + 1000);
+      // Three POSTs of the first outcome, the same delivery and signature each time, 2 s then 4 s apart.
+      const firstSession = d.logs().find((l) => l.event === 'notify.attempt_failed')?.session;
+      expect(delivered.session).toBe(firstSession);
+      expect(firstSession).toBe(a.id);
+      const tries = hook.received.filter((r) => {
+        const body = JSON.parse(r.body.toString()) as { session: SessionRecord };
+        return body.session.id === firstSession;
+      });
+      expect(tries.map((t) => t.status)).toEqual([503, 500, 204]);
+      expect(new Set(tries.map((t) => t.headers['x-agentd-delivery'])).size).toBe(1);
+      expect(new Set(tries.map((t) => t.headers['x-agentd-signature-256'])).size).toBe(1);
+      const at = tries.map((t) => t.at);
+      const gaps = [(at[1] ?? 0) - (at[0] ?? 0), (at[2] ?? 0) - (at[1] ?? 0)];
+      expect(gaps[0]).toBeGreaterThanOrEqual(1900);
+      expect(gaps[1]).toBeGreaterThanOrEqual(3900);
+      expect(
+        d
+          .logs()
+          .filter((l) => l.event === 'notify.attempt_failed')
+          .map((l) => l.final),
+      ).toEqual([false, false]);
+      expect(await d.stop()).toBe(0);
+    } finally {
+      await hook.close();
+    }
+  });
+});

@@ -1,0 +1,244 @@
+import { createHmac } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import pino from 'pino';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { postWebhook, WebhookError, type WebhookRequest } from '../../src/adapters/webhook.js';
+import { type ConfigError, parseConfig } from '../../src/config/index.js';
+import type { NotifyTarget } from '../../src/config/types.js';
+import { Notifier } from '../../src/daemon/notifier.js';
+import type { SessionRecord } from '../../src/sessions/records.js';
+
+const RECORD: SessionRecord = {
+  version: 1,
+  id: '0123456789abcdef',
+  agent: 'demo',
+  repo: 'https://git.example/demo.git',
+  acceptedAt: '2026-06-01T10:00:00.000Z',
+  finishedAt: '2026-06-01T10:01:00.000Z',
+  phase: 'finished',
+  phases: [{ phase: 'queued', at: '2026-06-01T10:00:00.000Z' }],
+  outcome: 'failed',
+  exitCode: 1,
+};
+const KEY = 'whsec-test-1f2e3d4c';
+
+function target(extra: Partial<NotifyTarget> = {}): NotifyTarget {
+  return {
+    url: 'http://127.0.0.1:9/hook?token=hidden',
+    secret: { kind: 'env', name: 'HOOK_KEY', raw: 'env:HOOK_KEY' },
+    attempts: 3,
+    backoffMs: 1000,
+    ...extra,
+  };
+}
+
+interface Attempt {
+  request: WebhookRequest;
+  settle(error?: Error): void;
+}
+
+function setup(targets: NotifyTarget[], maxPending?: number) {
+  const attempts: Attempt[] = [];
+  const counted: string[] = [];
+  const lines: Record<string, unknown>[] = [];
+  const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+  const notifier = new Notifier({
+    targets: () => targets,
+    env: { HOOK_KEY: KEY },
+    log,
+    metrics: {
+      notification: (result) => counted.push(`notification:${result}`),
+      notificationAttempt: (result) => counted.push(`attempt:${result}`),
+    },
+    version: '9.9.9',
+    ...(maxPending === undefined ? {} : { maxPending }),
+    post: (request) =>
+      new Promise<void>((resolve, reject) => {
+        attempts.push({ request, settle: (error) => (error ? reject(error) : resolve()) });
+      }),
+  });
+  return { notifier, attempts, counted, lines };
+}
+
+describe('notifier', () => {
+  beforeEach(() => vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] }));
+  afterEach(() => vi.useRealTimers());
+
+  it('POSTs the record signed with HMAC-SHA256 of the exact body, and returns at once', async () => {
+    const n = setup([target()]);
+    n.notifier.notify(RECORD);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(n.attempts).toHaveLength(1);
+    const { request } = n.attempts[0] as Attempt;
+    const body = JSON.parse(request.body) as { event: string; delivery: string; session: SessionRecord };
+    expect(body).toEqual({ event: 'session.finished', delivery: expect.any(String), session: RECORD });
+    expect(request.headers['X-Agentd-Signature-256']).toBe(
+      `sha256=${createHmac('sha256', KEY).update(request.body).digest('hex')}`,
+    );
+    expect(request.headers['X-Agentd-Delivery']).toBe(body.delivery);
+    expect(request.headers['X-Agentd-Event']).toBe('session.finished');
+    expect(request.headers['user-agent']).toBe('agentd/9.9.9');
+    n.attempts[0]?.settle();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(n.counted).toEqual(['attempt:ok', 'notification:delivered']);
+    expect(n.notifier.underWay).toBe(0);
+    // The URL's query (a token, for some services) and the key never reach the log.
+    const text = JSON.stringify(n.lines);
+    expect(text).not.toContain('hidden');
+    expect(text).not.toContain(KEY);
+    expect(n.lines.find((l) => l.event === 'notify.delivered')).toMatchObject({
+      url: 'http://127.0.0.1:9/hook',
+    });
+  });
+
+  it('retries a failing receiver with a doubling wait, a bounded number of times, the same body each time', async () => {
+    const n = setup([target({ attempts: 3, backoffMs: 1000 })]);
+    n.notifier.notify(RECORD);
+    await vi.advanceTimersByTimeAsync(0);
+    n.attempts[0]?.settle(new WebhookError('http_5xx', 'answered 503'));
+    await vi.advanceTimersByTimeAsync(999);
+    expect(n.attempts).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(n.attempts).toHaveLength(2);
+    n.attempts[1]?.settle(new WebhookError('timeout', 'no answer'));
+    await vi.advanceTimersByTimeAsync(1999);
+    expect(n.attempts).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(n.attempts).toHaveLength(3);
+    n.attempts[2]?.settle(new WebhookError('network', 'ECONNREFUSED'));
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(n.attempts).toHaveLength(3);
+    expect(new Set(n.attempts.map((a) => a.request.body)).size).toBe(1);
+    expect(n.counted).toEqual([
+      'attempt:http_5xx',
+      'attempt:timeout',
+      'attempt:network',
+      'notification:failed',
+    ]);
+    expect(n.lines.filter((l) => l.event === 'notify.attempt_failed').map((l) => l.final)).toEqual([
+      false,
+      false,
+      true,
+    ]);
+    expect(n.lines.find((l) => l.event === 'notify.failed')).toMatchObject({
+      attempts: 3,
+      reason: 'ECONNREFUSED',
+    });
+  });
+
+  it('drops notifications beyond the bound instead of piling them up', async () => {
+    const n = setup([target()], 2);
+    for (let i = 0; i < 5; i++) n.notifier.notify({ ...RECORD, id: `000000000000000${i}` });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(n.attempts).toHaveLength(2);
+    expect(n.counted.filter((c) => c === 'notification:dropped')).toHaveLength(3);
+    expect(n.notifier.underWay).toBe(2);
+  });
+
+  it('counts a credential source that cannot be read as a failed attempt, naming the source, never a value', async () => {
+    const n = setup([target({ attempts: 1, secret: { kind: 'env', name: 'NOPE', raw: 'env:NOPE' } })]);
+    n.notifier.notify(RECORD);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(n.attempts).toEqual([]);
+    expect(n.counted).toEqual(['attempt:secret', 'notification:failed']);
+    expect(String(n.lines.find((l) => l.event === 'notify.failed')?.reason)).toContain('env:NOPE');
+  });
+
+  it('on close, waits a grace period for deliveries under way, then stops them', async () => {
+    const n = setup([target()]);
+    n.notifier.notify(RECORD);
+    await vi.advanceTimersByTimeAsync(0);
+    const closed = n.notifier.close(5000);
+    await vi.advanceTimersByTimeAsync(5000);
+    await closed;
+    expect(n.notifier.underWay).toBe(0);
+    expect(n.lines.some((l) => l.event === 'notify.abandoned')).toBe(true);
+  });
+});
+
+describe('postWebhook', () => {
+  it('takes a 2xx answer, and classifies every other ending without following a redirect', async () => {
+    const seen: string[] = [];
+    const server = createServer((req, res) => {
+      seen.push(`${req.method} ${req.url} ${req.headers['content-type']}`);
+      req.resume();
+      if (req.url === '/ok') res.writeHead(204).end();
+      else if (req.url === '/fail') res.writeHead(503).end('busy');
+      else if (req.url === '/gone') res.writeHead(410).end();
+      else if (req.url === '/moved') res.writeHead(302, { location: '/ok' }).end();
+      // /slow: never answers.
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const post = (path: string, timeoutMs = 2000) =>
+      postWebhook({ url: `http://127.0.0.1:${port}${path}`, body: '{}', headers: {} }, { timeoutMs });
+    const failure = (path: string, timeoutMs?: number) =>
+      post(path, timeoutMs).then(
+        () => 'ok',
+        (error: WebhookError) => error.failure,
+      );
+    try {
+      expect(await failure('/ok')).toBe('ok');
+      expect(await failure('/fail')).toBe('http_5xx');
+      expect(await failure('/gone')).toBe('http_4xx');
+      expect(await failure('/moved')).toBe('redirect');
+      expect(await failure('/slow', 200)).toBe('timeout');
+      expect(seen).toEqual([
+        'POST /ok application/json',
+        'POST /fail application/json',
+        'POST /gone application/json',
+        'POST /moved application/json',
+        'POST /slow application/json',
+      ]);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+    expect(await failure('/ok')).toBe('network');
+  });
+});
+
+describe('notify: configuration', () => {
+  const parse = (text: string) => parseConfig(text, '/etc/agentd/agentd.yaml', { HOME: '/home/u' }, 1000);
+  const agent = '  - name: demo\n    image: i\n    command: [run]\n';
+
+  it('reads webhooks of the daemon and of an agent, with defaults', () => {
+    const settings = parse(
+      `daemon:\n  notify:\n    - url: https://hooks.example.com/all\n      secret: file:keys/hook\nagents:\n${agent}    notify:\n      - url: http://127.0.0.1:8080/demo\n        secret: HOOK_KEY\n        attempts: 2\n        backoff: 500ms\n`,
+    );
+    expect(settings.daemon.notify).toEqual([
+      {
+        url: 'https://hooks.example.com/all',
+        secret: { kind: 'file', path: '/etc/agentd/keys/hook', raw: 'file:keys/hook' },
+        attempts: 5,
+        backoffMs: 2000,
+      },
+    ]);
+    expect(settings.agents[0]?.notify).toEqual([
+      {
+        url: 'http://127.0.0.1:8080/demo',
+        secret: { kind: 'env', name: 'HOOK_KEY', raw: 'HOOK_KEY' },
+        attempts: 2,
+        backoffMs: 500,
+      },
+    ]);
+  });
+
+  it('rejects URLs with a user, other schemes, too many attempts, a missing secret and unknown keys', () => {
+    let problems: { path: string; message: string }[] = [];
+    try {
+      parse(
+        `agents:\n${agent}    notify:\n      - url: https://u:p@hooks.example.com/x\n        secret: env:K\n      - url: ftp://hooks.example.com/x\n        secret: env:K\n        attempts: 11\n      - url: https://hooks.example.com/x\n        secrt: env:K\n`,
+      );
+    } catch (error) {
+      problems = (error as ConfigError).problems;
+    }
+    const byPath = Object.fromEntries(problems.map((p) => [p.path, p.message]));
+    expect(byPath['agents[0].notify[0].url']).toContain('must not contain a user or password');
+    expect(byPath['agents[0].notify[1].url']).toContain('only https:// and http://');
+    expect(byPath['agents[0].notify[1].attempts']).toContain('at most 10');
+    expect(byPath['agents[0].notify[2].secret']).toContain('is required');
+    expect(byPath['agents[0].notify[2].secrt']).toContain('did you mean "secret"');
+  });
+});
