@@ -96,7 +96,7 @@ describe('outcome notifications', () => {
       const d = await startDaemon(
         {
           agents: [
-            agent('demo', ['sh', '-c', 'echo "key is $API_KEY"; exit 3'], {
+            agent('demo', ['sh', '-c', 'echo "key is $API_KEY"; exit 1'], {
               credentials: [{ name: 'API_KEY', source: 'env:AGENTD_E2E_API_KEY' }],
               notify: [{ url: hook.url('/agentd?token=abc'), secret: 'env:AGENTD_E2E_HOOK_KEY' }],
             }),
@@ -121,7 +121,7 @@ describe('outcome notifications', () => {
           session: SessionRecord;
         };
         expect(body.delivery).toBe(post.headers['x-agentd-delivery']);
-        expect(body.session).toMatchObject({ id, agent: 'demo', outcome: 'failed', exitCode: 3 });
+        expect(body.session).toMatchObject({ id, agent: 'demo', outcome: 'failed', exitCode: 1 });
         expect(post.body.toString()).not.toContain(CREDENTIAL);
         expect(post.body.toString()).not.toContain(KEY);
       }
