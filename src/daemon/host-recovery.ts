@@ -32,23 +32,45 @@ export function sortByHost(unfinished: readonly SessionRecord[], hosts: readonly
       sorted.byHost.set(host, [...(sorted.byHost.get(host) ?? []), record]);
       continue;
     }
-    sorted.lost.push({
-      request: {
-        sessionId: record.id,
-        agent: record.agent,
-        repoUrl: record.repo,
-        acceptedAt: record.acceptedAt,
-        ...(record.workUnit === undefined ? {} : { workUnit: record.workUnit }),
-        ...(record.timeoutMs === undefined ? {} : { timeoutMs: record.timeoutMs }),
-      },
-      outcome: {
-        outcome: 'abandoned',
-        phase: record.phase,
-        message: `its host ${host} is no longer configured, so what became of it is unknown; its container, if it still exists, is left on that host`,
-      },
-    });
+    sorted.lost.push(
+      abandon(
+        record,
+        `its host ${host} is no longer configured, so what became of it is unknown; its container, if it still exists, is left on that host`,
+      ),
+    );
   }
   return sorted;
+}
+
+/**
+ * Sessions of an earlier daemon that wait for a host which was down at start and stayed down for the
+ * grace period: abandoned (if the host comes back, its reconciliation removes their containers).
+ */
+export function abandonedWaiting(
+  records: readonly SessionRecord[],
+  host: string,
+  graceMs: number,
+): SettledSession[] {
+  return records.map((record) =>
+    abandon(
+      record,
+      `the daemon restarted while it was ${record.phase}, and its host ${host} did not answer within ${Math.round(graceMs / 1000)}s (daemon.host_down_grace); its container, if it still runs, is removed when the host is reconciled`,
+    ),
+  );
+}
+
+function abandon(record: SessionRecord, message: string): SettledSession {
+  return {
+    request: {
+      sessionId: record.id,
+      agent: record.agent,
+      repoUrl: record.repo,
+      acceptedAt: record.acceptedAt,
+      ...(record.workUnit === undefined ? {} : { workUnit: record.workUnit }),
+      ...(record.timeoutMs === undefined ? {} : { timeoutMs: record.timeoutMs }),
+    },
+    outcome: { outcome: 'abandoned', phase: record.phase, message },
+  };
 }
 
 /**

@@ -20,7 +20,7 @@ import {
   type OpenResult,
   type StateDirProblem,
 } from '../machines/daemon.machine.js';
-import { type HostReconciled, hostMachine } from '../machines/host.machine.js';
+import { type HostReconciled, hostMachine, type SettledSession } from '../machines/host.machine.js';
 import { runnerMachineFor } from '../machines/runner.machine.js';
 import { scheduleMachine } from '../machines/schedule.machine.js';
 import { sessionMachine } from '../machines/session.machine.js';
@@ -29,7 +29,7 @@ import { dispatch } from '../protocol/dispatch.js';
 import type { HostPorts } from '../runner/actors.js';
 import { runnerActors } from '../runner/actors.js';
 import { sessionRecordSchema } from '../sessions/records.js';
-import { sortByHost, staleContainers } from './host-recovery.js';
+import { abandonedWaiting, sortByHost, staleContainers } from './host-recovery.js';
 import { instanceIdOf } from './instance-id.js';
 import { SessionJournal } from './journal.js';
 import { DaemonMetrics } from './metrics.js';
@@ -169,6 +169,21 @@ async function supervise(options: DaemonOptions): Promise<number> {
     };
   };
 
+  /** Records and reports sessions settled without a session actor. */
+  const settle = (sessions: readonly SettledSession[]) => {
+    // Sealed in the background; a crash before the end is finished by the next start (recover).
+    for (const { request, outcome } of sessions) {
+      journal
+        .finish(request, outcome)
+        .catch((error: unknown) =>
+          log.error(
+            { event: 'session.report_failed', session: request.sessionId, err: error },
+            'could not report a settled session',
+          ),
+        );
+    }
+  };
+
   let port: DaemonPort | undefined;
   const server = socketServer(settings, log, (line, connection) => {
     if (port) dispatch(line, connection, port);
@@ -185,7 +200,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
           }),
           reconcileHost: fromPromise(({ input, signal }) => reconcileHost(input.host, signal)),
         },
-        delays: { probeInterval: config.hostProbeIntervalMs },
+        delays: { probeInterval: config.hostProbeIntervalMs, downGrace: config.hostDownGraceMs },
       }),
       schedule: scheduleMachine.provide({
         actions: {
@@ -290,18 +305,11 @@ async function supervise(options: DaemonOptions): Promise<number> {
         );
         return { type: 'trigger.recorded' as const, ...answer };
       }),
-      reportSettled: (_, { sessions }) => {
-        // Sealed in the background; a crash before the end is finished by the next start (recover).
-        for (const { request, outcome } of sessions) {
-          journal
-            .finish(request, outcome)
-            .catch((error: unknown) =>
-              log.error(
-                { event: 'session.report_failed', session: request.sessionId, err: error },
-                'could not report a settled session',
-              ),
-            );
-        }
+      reportSettled: (_, { sessions }) => settle(sessions),
+      abandonWaiting: (_, { host }) => {
+        const records = waiting.get(host) ?? [];
+        waiting.delete(host);
+        settle(abandonedWaiting(records, host, config.hostDownGraceMs));
       },
       announceUp: ({ context }) => {
         const problem = context.stateDir;
@@ -512,7 +520,13 @@ function sessionLogic(
   const { daemon: config } = settings;
   /** Cache volumes this daemon made sure of: each is created (and labelled) once. */
   const cacheVolumes = new Set<string>();
-  const runner = runnerMachineFor({ instanceId, stopGraceMs: config.stopGraceMs, workDir }).provide({
+  const runner = runnerMachineFor({
+    instanceId,
+    stopGraceMs: config.stopGraceMs,
+    workDir,
+    hostDownGraceMs: config.hostDownGraceMs,
+    hostRetryMs: config.hostProbeIntervalMs,
+  }).provide({
     actors: runnerActors(
       podman,
       {

@@ -393,6 +393,11 @@ export const daemonMachine = setup({
     announceHostUp: (_, _params: HostUpEvent) => {},
     /** Side effect (provided): a host stopped answering: no new sessions go there. */
     announceHostDown: (_, _params: HostDownEvent) => {},
+    /**
+     * Side effect (provided): a host down for longer than the grace period; the sessions of an earlier
+     * daemon that waited for it since the start are settled `abandoned`.
+     */
+    abandonWaiting: (_, _params: { host: string }) => {},
     /** Side effect (provided): hosts the start could not reach; they are retried. */
     announceHostsDown: (_, _params: { host: string; reason: string }[]) => {},
     /** Side effect (provided): sessions settled without a session actor get their outcome recorded and reported. */
@@ -617,6 +622,7 @@ export const daemonMachine = setup({
         { type: 'announceHostDown', params: ({ event }) => event },
       ],
     },
+    'host.lost': { actions: { type: 'abandonWaiting', params: ({ event }) => ({ host: event.host }) } },
     drain: drainHandler('drain'),
     undrain: drainHandler('undrain'),
   },

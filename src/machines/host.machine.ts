@@ -67,7 +67,9 @@ export type HostEvent =
 export type HostUpEvent = { type: 'host.up'; host: string } & HostReconciled;
 export type HostDownEvent = { type: 'host.down'; host: string; reason: string };
 export type HostAdmissionEvent = { type: 'host.admission'; host: string; open: boolean };
-export type HostNotice = HostUpEvent | HostDownEvent | HostAdmissionEvent;
+/** Down for longer than the grace period: what waited for it since the start is abandoned. */
+export type HostLostEvent = { type: 'host.lost'; host: string };
+export type HostNotice = HostUpEvent | HostDownEvent | HostAdmissionEvent | HostLostEvent;
 
 export interface ProbeResult {
   version: string;
@@ -97,6 +99,8 @@ export const hostMachine = setup({
   delays: {
     /** Provided: daemon.host_probe_interval. */
     probeInterval: 10_000,
+    /** Provided: daemon.host_down_grace. */
+    downGrace: 600_000,
   },
   guards: {
     startsDown: ({ context }) => context.problem !== undefined,
@@ -129,6 +133,7 @@ export const hostMachine = setup({
       host: context.name,
       reason: context.problem ?? 'unreachable',
     })),
+    notifyLost: sendParent(({ context }) => ({ type: 'host.lost' as const, host: context.name })),
     notifyAdmission: sendParent(({ context }, open: boolean) => ({
       type: 'host.admission' as const,
       host: context.name,
@@ -221,6 +226,9 @@ export const hostMachine = setup({
           description:
             "Unreachable: no new sessions. Its running sessions' containers run on; they are re-attached when it comes back, or settled `abandoned` after daemon.host_down_grace.",
           tags: ['down'],
+          after: {
+            downGrace: { actions: 'notifyLost' },
+          },
           initial: 'waiting',
           states: {
             waiting: {

@@ -18,6 +18,7 @@ import type { AssembledSession } from '../sessions/assemble.js';
 import {
   commandExited,
   failed,
+  hostLost,
   type RunFate,
   type StopReason,
   setupFailed,
@@ -69,11 +70,16 @@ export interface RunnerContext {
   withheldBecause?: string;
   /** Each phase entered, for the timings. */
   phases: { phase: Phase; at: number }[];
+  /** How often the container's output was attached to: more than once, the run resumes (host came back). */
+  attachments: number;
   teardownProblems: string[];
 }
 
 export type RunnerEvent =
   | { type: 'cancel' }
+  /** The daemon says the session's host stopped answering, or answers again. */
+  | { type: 'host.down' }
+  | { type: 'host.up' }
   | { type: 'stop'; reason: StopReason }
   | OperationEvent
   | AttachEvent;
@@ -113,6 +119,8 @@ export function runnerMachineFor(settings: RunnerSettings) {
       readContainerValues: fromPromise<SecretValue[], ContainerInput>(async () =>
         notProvided('readContainerValues'),
       ),
+      /** Whether the container exists; fails while its host does not answer. */
+      checkContainer: fromPromise<boolean, ContainerInput>(async () => notProvided('checkContainer')),
       stopContainer: fromPromise<void, StopInput>(async () => notProvided('stopContainer')),
       removeSecrets: fromPromise<void, RemoveSecretsInput>(async () => notProvided('removeSecrets')),
       removeContainer: fromPromise<void, ContainerInput>(async () => notProvided('removeContainer')),
@@ -120,6 +128,8 @@ export function runnerMachineFor(settings: RunnerSettings) {
     delays: {
       deadline: ({ context }) => context.deadlineMs ?? 0,
       teardownRetry: 500,
+      hostDownGrace: settings.hostDownGraceMs ?? 600_000,
+      hostRetry: settings.hostRetryMs ?? 10_000,
     },
     guards: {
       isAdopted: ({ context }) => context.adopted !== undefined,
@@ -130,6 +140,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
       noSecretsHeld: ({ context }) => context.secretsClaimed === 0 || context.secretsRemoved,
       noContainer: ({ context }) => context.container === undefined,
       fateDecided: ({ context }) => context.fate !== undefined,
+      containerExists: (_, exists: boolean) => exists,
     },
     actions: {
       /** Side effect (provided): record and publish a phase change. */
@@ -149,6 +160,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
         ],
       }),
       claimSecret: assign({ secretsClaimed: ({ context }) => context.secretsClaimed + 1 }),
+      countAttachment: assign({ attachments: ({ context }) => context.attachments + 1 }),
       maskWith: assign({ maskValues: (_, values: SecretValue[]) => values }),
       withholdOutput: assign({
         withheldBecause: (_, { error }: { error: unknown }) =>
@@ -184,6 +196,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
         secretsClaimed: 0,
         secretsRemoved: false,
         phases: [],
+        attachments: 0,
         teardownProblems: [],
       };
     },
@@ -387,11 +400,6 @@ export function runnerMachineFor(settings: RunnerSettings) {
             description:
               'The container runs and its output is read (`start --attach`, or for an adopted one `logs --follow` and `wait`). Its progress, the secrets and a stop are independent regions; the container exiting ends them all.',
             type: 'parallel',
-            invoke: {
-              id: 'attach',
-              src: 'attach',
-              input: ({ context }) => attachInput(context),
-            },
             on: {
               'container.lost': {
                 target: '#runner.tearingDown',
@@ -559,6 +567,92 @@ export function runnerMachineFor(settings: RunnerSettings) {
                     },
                   },
                   stopped: { description: 'Stopped; waiting for the attachment to report the exit.' },
+                },
+              },
+              connection: {
+                description:
+                  "Following the container's output. A connection to its host that drops, or the host going down, does not end the session: the container runs on and is followed again once it answers (its output from where the log ends), or the session is settled `abandoned` after daemon.host_down_grace.",
+                initial: 'following',
+                states: {
+                  following: {
+                    description:
+                      '`start --attach` (or, adopted or resumed, `logs --follow` and `wait`). Over a remote connection the end of the stream is checked with the engine before it counts as an exit.',
+                    entry: 'countAttachment',
+                    invoke: {
+                      id: 'attach',
+                      src: 'attach',
+                      input: ({ context }) => attachInput(context),
+                    },
+                    on: {
+                      'container.unreachable': {
+                        target: 'lost',
+                        actions: {
+                          type: 'warn',
+                          params: ({ event }) => ({
+                            message: 'lost the connection to the host; the container runs on, waiting for it',
+                            error: event.error,
+                          }),
+                        },
+                      },
+                      'host.down': 'lost',
+                    },
+                  },
+                  lost: {
+                    description:
+                      'The host does not answer. Waiting for it (the daemon says when it is back; it is also asked every probe interval); after the grace period the session is `abandoned` and the host reconciles its container away when it returns.',
+                    after: {
+                      hostDownGrace: {
+                        target: '#runner.tearingDown',
+                        actions: {
+                          type: 'decide',
+                          params: ({ context }) =>
+                            hostLost(
+                              phaseOfRun(context),
+                              context.host,
+                              `it did not answer again within ${Math.round((settings.hostDownGraceMs ?? 600_000) / 1000)}s (daemon.host_down_grace); the container, if it still runs, is removed when the host is reconciled`,
+                            ),
+                        },
+                      },
+                    },
+                    initial: 'waiting',
+                    states: {
+                      waiting: {
+                        description: 'Until the host is back, or the next look.',
+                        after: { hostRetry: 'checking' },
+                        on: { 'host.up': 'checking' },
+                      },
+                      checking: {
+                        description:
+                          'Does the host answer, and is the container still there? Then it is followed again; gone, the session is `abandoned`.',
+                        invoke: {
+                          src: 'checkContainer',
+                          input: ({ context }) => ({
+                            container: context.container ?? context.plan.container.name,
+                            ...hostOf(context),
+                          }),
+                          onDone: [
+                            {
+                              guard: { type: 'containerExists', params: ({ event }) => event.output },
+                              target: '#runner.live.attached.connection.following',
+                            },
+                            {
+                              target: '#runner.tearingDown',
+                              actions: {
+                                type: 'decide',
+                                params: ({ context }) =>
+                                  hostLost(
+                                    phaseOfRun(context),
+                                    context.host,
+                                    'when it answered again, the container was gone',
+                                  ),
+                              },
+                            },
+                          ],
+                          onError: 'waiting',
+                        },
+                      },
+                    },
+                  },
                 },
               },
             },
@@ -746,6 +840,8 @@ function attachInput(context: RunnerContext): AttachInput {
   const given = session.spec.credentials.map((c) => c.value);
   if (session.invocation.repoToken) given.push(session.invocation.repoToken);
   const mask = adopted ? context.maskValues : given;
+  // Attached before (its host went away and came back): followed from where its log ends.
+  const resumed = adopted === undefined && context.attachments > 1;
   return {
     sessionId: session.invocation.sessionId,
     container: context.container ?? plan.container.name,
@@ -753,9 +849,16 @@ function attachInput(context: RunnerContext): AttachInput {
     mask,
     ...hostOf(context),
     ...(context.withheldBecause === undefined ? {} : { withheldBecause: context.withheldBecause }),
-    notices: adopted ? [] : [...(session.invocation.notices ?? [])],
+    notices: adopted || resumed ? [] : [...(session.invocation.notices ?? [])],
     ...(adopted === undefined ? {} : { adopted: { phase: adopted.phase } }),
+    ...(resumed ? { adopted: { phase: attachedPhase(context) } } : {}),
   };
+}
+
+/** The phase of a run that is attached (never tearing down: that comes after). */
+function attachedPhase(context: RunnerContext): 'creating' | 'cloning' | 'running' {
+  const phase = phaseOfRun(context);
+  return phase === 'tearing_down' ? 'running' : phase;
 }
 
 /** The phase the run was last announced in. */

@@ -102,6 +102,8 @@ export const sessionMachine = setup({
       session: undefined,
     }),
     forwardCancelToRunner: sendTo('runner', { type: 'cancel' }),
+    /** The daemon's word on the session's host goes to the runner, which follows the container. */
+    forwardHostToRunner: sendTo('runner', (_, event: { type: 'host.up' | 'host.down' }) => event),
     notifyDaemon: sendParent(
       ({ context }): SessionFinishedEvent => ({
         type: 'session.finished',
@@ -186,7 +188,11 @@ export const sessionMachine = setup({
         },
       },
       initial: 'supervising',
-      on: { cancel: '.cancelling' },
+      on: {
+        cancel: '.cancelling',
+        'host.up': { actions: { type: 'forwardHostToRunner', params: ({ event }) => event } },
+        'host.down': { actions: { type: 'forwardHostToRunner', params: ({ event }) => event } },
+      },
       states: {
         supervising: { description: 'The runner runs.' },
         cancelling: {

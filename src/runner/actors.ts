@@ -40,8 +40,11 @@ export interface AttachInput extends OnHost {
   withheldBecause?: string;
   /** Lines agentd adds to the output before the container's own (new containers only). */
   notices: string[];
-  /** Set for a container an earlier daemon started: follow it from where its log ends. */
-  adopted?: { phase: 'cloning' | 'running' };
+  /**
+   * Set for a container an earlier daemon started, or one followed again after its host came back:
+   * follow it from where its log ends, from the phase it was in.
+   */
+  adopted?: { phase: 'creating' | 'cloning' | 'running' };
 }
 
 /** The image a container runs, for the session's record. */
@@ -71,7 +74,9 @@ export type AttachEvent =
       /** The setup step's own report of how the command (or the clone) ended, when it printed one. */
       commandEnd?: CommandEnd;
     }
-  | { type: 'container.lost'; error: unknown };
+  | { type: 'container.lost'; error: unknown }
+  /** The host does not answer (a remote connection dropped): the container may run on. */
+  | { type: 'container.unreachable'; error: unknown };
 
 export interface RemoveSecretsInput extends OnHost {
   names: string[];
@@ -95,6 +100,9 @@ export interface OutputSink {
    */
   dropped?(sessionId: string, lines: number, reason: 'withheld' | 'log_full'): void;
 }
+
+/** States in which a container still has a process that someone may supervise. */
+const LIVE_STATES = new Set(['running', 'paused', 'stopping']);
 
 /** How long an adopted session's log stream may trail the container's exit. */
 const FOLLOW_GRACE_MS = 5000;
@@ -161,14 +169,19 @@ export function runnerActors(ports: HostPorts, output: OutputSink, volumes: Set<
       const send = (event: AttachEvent) => {
         if (live) sendBack(event);
       };
-      void attach(on(input), output, input, send, controller.signal).catch((error: unknown) =>
-        send({ type: 'container.lost', error }),
+      const port = on(input);
+      // Over a remote connection a failure says nothing about the container: it waits for the host.
+      void attach(port, output, input, send, controller.signal).catch((error: unknown) =>
+        send(port.remote ? { type: 'container.unreachable', error } : { type: 'container.lost', error }),
       );
       return () => {
         live = false;
         controller.abort();
       };
     }),
+    checkContainer: fromPromise<boolean, ContainerInput>(
+      async ({ input, signal }) => (await on(input).inspectContainer(input.container, signal)) !== undefined,
+    ),
     stopContainer: fromPromise<void, StopInput>(({ input, signal }) =>
       on(input).stopContainer(input.container, input.graceSeconds, signal),
     ),
@@ -273,13 +286,29 @@ async function attach(
       },
       signal,
     );
-    exited(await run.exitCode, run.stderr());
-    return;
+    const ended = await run.exitCode;
+    if (!port.remote) {
+      exited(ended, run.stderr());
+      return;
+    }
+    // Over a remote connection the stream also ends when the connection drops, and podman then says 0:
+    // the engine says whether the container exited. A host that does not answer throws (unreachable).
+    const info = await port.inspectContainer(container, signal);
+    if (info === undefined) {
+      send({ type: 'container.lost', error: new Error(`container ${container} is gone from its host`) });
+      return;
+    }
+    if (!LIVE_STATES.has(info.State.Status)) {
+      const exitedForReal = info.State.Status === 'exited' || info.State.Status === 'stopped';
+      exited(exitedForReal ? info.State.ExitCode : ended, run.stderr());
+      return;
+    }
+    // The attachment dropped, not the container: follow it from where the log ends.
   }
 
   if (input.withheldBecause !== undefined) notice(input.withheldBecause);
   const info = await port.inspectContainer(container, signal);
-  send(imageOf(info));
+  if (adopted) send(imageOf(info));
   const marker =
     (info?.Config.Env ?? []).find((e) => e.startsWith('AGENTD_SETUP_MARKER='))?.slice(20) ?? input.marker;
   // Output already in the log stays: replay the container's output and skip what was written; when
@@ -287,7 +316,7 @@ async function attach(
   let skip = log.writtenLines();
   const since = skip === undefined ? log.lastWrite()?.toISOString() : undefined;
   // Without a replay from the start, the markers are not seen again.
-  commandStarted = skip === undefined && adopted.phase === 'running';
+  commandStarted = skip === undefined && (adopted?.phase ?? (commandStarted ? 'running' : '')) === 'running';
   const replayed = (text: string) => {
     if (skip !== undefined && skip > 0) skip--;
     else write(text);
@@ -306,7 +335,15 @@ async function attach(
   );
   // A broken log stream is not the end of the container: `wait` says when that is.
   const streamEnded = followEnd.catch(() => -1);
-  const exitCode = await port.wait(container, signal);
+  let exitCode = await port.wait(container, signal);
+  if (port.remote) {
+    // As with the attachment: over a remote connection, the engine confirms the exit.
+    const after = await port.inspectContainer(container, signal);
+    if (after === undefined || LIVE_STATES.has(after.State.Status)) {
+      throw new Error(`the connection to the host of container ${container} dropped while waiting for it`);
+    }
+    exitCode = after.State.ExitCode;
+  }
   // The log stream ends with the container; do not wait for it forever.
   await Promise.race([streamEnded, new Promise((resolve) => setTimeout(resolve, FOLLOW_GRACE_MS).unref())]);
   exited(exitCode, '');

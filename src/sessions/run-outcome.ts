@@ -108,3 +108,15 @@ function describeExit(code: number, command: string, kind: OutcomeKind): string 
 function signalOf(n: number): string | undefined {
   return Object.entries(osConstants.signals).find(([, value]) => value === n)?.[0];
 }
+
+/**
+ * The connection to the session's host dropped and did not come back within the grace period (or its
+ * container was gone when it did): nobody knows how the command ended.
+ */
+export function hostLost(phase: Phase, host: string | undefined, why: string): RunFate {
+  return {
+    outcome: 'abandoned',
+    phase,
+    message: `lost the connection to host ${host ?? 'local'} while ${phase}: ${why}`,
+  };
+}

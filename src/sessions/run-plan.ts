@@ -23,6 +23,10 @@ export interface RunnerSettings {
   stopGraceMs: number;
   /** <state_dir>/work: each session's request, inputs and output archive (see session-files.ts). */
   workDir: string;
+  /** How long a session whose host stopped answering waits for it (daemon.host_down_grace). */
+  hostDownGraceMs?: number;
+  /** How often such a session looks whether its container answers again (daemon.host_probe_interval). */
+  hostRetryMs?: number;
 }
 
 /**

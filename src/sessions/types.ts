@@ -9,8 +9,8 @@ import type { WorkManifest } from './work.js';
 export const OUTCOMES = ['succeeded', 'failed', 'timed_out', 'cancelled', 'error', 'abandoned'] as const;
 /** How a session ended, in the operator's words. */
 export type Outcome = (typeof OUTCOMES)[number];
-/** Outcomes a run can have; `abandoned` is decided by crash recovery only. */
-export type RunOutcome = Exclude<Outcome, 'abandoned'>;
+/** Outcomes a run can have: all of them (`abandoned`: its host did not come back in time). */
+export type RunOutcome = Outcome;
 
 /** The phases of a run, as the runner machine's state tags name them. */
 export const RUN_PHASES = ['creating', 'cloning', 'running', 'tearing_down'] as const;

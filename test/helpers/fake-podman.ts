@@ -34,6 +34,8 @@ export interface Stream {
   line(text: string): void;
   exit(code: number): void;
   lose(error: Error): void;
+  /** The connection drops: the stream ends with 0, the container runs on. */
+  drop(): void;
   ended: boolean;
 }
 
@@ -47,8 +49,42 @@ export class FakePodman implements PodmanPort {
   readonly calls: Call[] = [];
   readonly streams: Stream[] = [];
   readonly created: CreateContainerOptions[] = [];
+  /** Exit codes of the containers that exited, by name. */
+  readonly exitCodes = new Map<string, number>();
+  /** A remote host: the runner checks the end of a stream with the engine. */
+  remote = false;
+  /** The host does not answer (see goDown): calls fail as podman fails when it cannot connect. */
+  private down = false;
   /** `auto`: every call succeeds at once (containers still wait for the test to exit them). */
   constructor(private readonly mode: 'manual' | 'auto' = 'manual') {}
+
+  /**
+   * The host stops answering: open streams end as podman's do when the connection drops (exit 0), the
+   * containers run on, and every call fails as unreachable until comeBack().
+   */
+  goDown(): void {
+    this.down = true;
+    for (const stream of this.streams) stream.drop();
+    for (const [name, waiter] of this.waiting) {
+      this.waiting.delete(name);
+      waiter(this.unreachable('wait'));
+    }
+  }
+
+  comeBack(): void {
+    this.down = false;
+  }
+
+  private unreachable(op: string): PodmanError {
+    const stderr =
+      'Error: unable to connect to Podman socket: Get "http://d/v4.3.1/libpod/_ping": dial unix /run/h.sock: connect: connection refused';
+    return new PodmanError('PODMAN_UNREACHABLE', `${op}: cannot reach the Podman host`, {
+      operation: op,
+      argv: [op],
+      exitCode: 125,
+      stderr,
+    });
+  }
 
   /** The oldest unsettled call of `op`. */
   pending(op: Operation): Call | undefined {
@@ -81,6 +117,7 @@ export class FakePodman implements PodmanPort {
     signal: AbortSignal | undefined,
     effect: () => void,
   ): Promise<void> {
+    if (this.down) return Promise.reject(this.unreachable(op));
     return new Promise<void>((resolve, reject) => {
       const call: Call = {
         op,
@@ -175,6 +212,7 @@ export class FakePodman implements PodmanPort {
     onLine: (line: string) => void,
     signal?: AbortSignal,
   ): AttachedRun {
+    if (this.down) return { exitCode: Promise.reject(this.unreachable('logs')), stderr: () => '' };
     return this.open(name, onLine, signal);
   }
 
@@ -196,8 +234,14 @@ export class FakePodman implements PodmanPort {
         if (stream.ended) return;
         stream.ended = true;
         if (this.containers.has(name)) this.containers.set(name, 'exited');
+        this.exitCodes.set(name, code);
         this.waiting.get(name)?.(code);
         settle(code);
+      },
+      drop: () => {
+        if (stream.ended) return;
+        stream.ended = true;
+        settle(0);
       },
       lose: (error) => {
         if (stream.ended) return;
@@ -221,12 +265,16 @@ export class FakePodman implements PodmanPort {
   private readonly waiting = new Map<string, (result: number | Error) => void>();
 
   wait(name: string): Promise<number> {
+    if (this.down) return Promise.reject(this.unreachable('wait'));
+    const code = this.exitCodes.get(name);
+    if (this.containers.get(name) === 'exited' && code !== undefined) return Promise.resolve(code);
     return new Promise((resolve, reject) =>
       this.waiting.set(name, (result) => (result instanceof Error ? reject(result) : resolve(result))),
     );
   }
 
   async inspectContainer(name: string): Promise<ContainerInspect | undefined> {
+    if (this.down) throw this.unreachable('inspect');
     const options = this.created.find((c) => c.name === name);
     if (!options || !this.containers.has(name)) return undefined;
     const env = Object.entries(options.env).map(([k, v]) => `${k}=${v}`);
@@ -234,9 +282,15 @@ export class FakePodman implements PodmanPort {
     return {
       Id: name,
       Name: name,
-      State: { Status: state, Running: state === 'running', ExitCode: 0 },
+      State: { Status: state, Running: state === 'running', ExitCode: this.exitCodes.get(name) ?? 0 },
       Config: { Env: env },
     };
+  }
+
+  /** The container exits while nobody follows it (its host was away, say). */
+  exitUnwatched(name: string, code: number): void {
+    this.containers.set(name, 'exited');
+    this.exitCodes.set(name, code);
   }
 
   /** The container's copies of its secrets: those it was created with, or those given to leaveRunning. */

@@ -136,6 +136,8 @@ export function fakeRunResult(outcome: RunOutcome): RunResult {
 
 type FakeRunnerEvent =
   | { type: 'cancel' }
+  | { type: 'host.up' }
+  | { type: 'host.down' }
   | { type: 'test.phase'; phase: Phase }
   | { type: 'test.finish'; result: RunResult }
   | { type: 'test.fail'; error: Error };
@@ -192,6 +194,8 @@ export interface FakeOptions {
   announceCreating?: boolean;
   /** How often hosts are probed (default: an hour, i.e. not during a test). */
   probeIntervalMs?: number;
+  /** How long a host may be down before what waits for it is abandoned (default: an hour). */
+  downGraceMs?: number;
 }
 
 /** All fakes of one test: the provided machines and what happened to them. */
@@ -225,6 +229,8 @@ export class Fakes {
   readonly hostRecovery = new Map<string, HostReconciled>();
   /** Hosts reconciled after the start, in order. */
   readonly reconciledHosts: string[] = [];
+  /** Hosts whose waiting sessions the daemon abandoned (down past the grace period). */
+  readonly abandonedHosts: string[] = [];
   /** Session ids told their host went down or came back, with which. */
   readonly hostNotices: { sessionId: string; type: string }[] = [];
 
@@ -290,6 +296,10 @@ export class Fakes {
       actions: {
         start: ({ self }) => this.startRun(self),
         cancel: ({ self }) => this.cancelRun(self),
+        hostNotice: ({ self, event }) => {
+          const run = [...this.runs.values()].find((r) => r.self === self);
+          if (run) this.hostNotices.push({ sessionId: run.sessionId, type: event.type });
+        },
         fail: (_, error: Error) => {
           throw error;
         },
@@ -301,6 +311,8 @@ export class Fakes {
       initial: 'idle',
       on: {
         cancel: { actions: 'cancel' },
+        'host.up': { actions: 'hostNotice' },
+        'host.down': { actions: 'hostNotice' },
         'test.fail': { actions: { type: 'fail', params: ({ event }) => event.error } },
         'test.finish': {
           target: '.done',
@@ -374,7 +386,10 @@ export class Fakes {
           );
         }),
       },
-      delays: { probeInterval: this.options.probeIntervalMs ?? 3_600_000 },
+      delays: {
+        probeInterval: this.options.probeIntervalMs ?? 3_600_000,
+        downGrace: this.options.downGraceMs ?? 3_600_000,
+      },
     });
   }
 
@@ -410,6 +425,9 @@ export class Fakes {
           this.accepted.push(session.request);
           return { type: 'trigger.recorded' as const, ...answer };
         }),
+        abandonWaiting: (_, { host }) => {
+          this.abandonedHosts.push(host);
+        },
         reportSettled: (_, { sessions }) => {
           for (const s of sessions) {
             this.reports.push({ sessionId: s.request.sessionId, outcome: s.outcome, via: 'reportSettled' });

@@ -171,13 +171,18 @@ describe('hosts that are down', () => {
     d.trigger('s2');
     d.trigger('s3');
     expect(d.placed()).toEqual({ s1: 'b', s2: 'a', s3: 'a' });
-    // Its session stays: it is not lost because the host does not answer.
+    // Its session stays: it is not lost because the host does not answer; its runner is told.
     expect(d.fakes.run('s1').finished).toBe(false);
+    expect(d.fakes.hostNotices).toEqual([{ sessionId: 's1', type: 'host.down' }]);
     const snapshot = d.actor.getSnapshot().context.hosts[1]?.getSnapshot();
     expect(snapshot?.context.problem).toMatch(/connection refused/);
     d.fakes.unreachable.delete('b');
     await until(() => d.hostState('b') === 'up', 'b up');
     expect(d.fakes.reconciledHosts).toEqual(['b']);
+    expect(d.fakes.hostNotices).toEqual([
+      { sessionId: 's1', type: 'host.down' },
+      { sessionId: 's1', type: 'host.up' },
+    ]);
     d.trigger('s4');
     expect(d.placed().s4).toBe('b');
   });
@@ -214,6 +219,18 @@ describe('hosts that are down', () => {
     d.fakes.run('r1').finish();
     await settle();
     expect(d.placed()).toEqual({ q1: 'a' });
+  });
+
+  it('abandons what waited since the start for a host that stays down past the grace period', async () => {
+    const d = await startDaemon({
+      probeIntervalMs: 5,
+      downGraceMs: 30,
+      reconciled: { ...RECONCILED, down: [{ host: 'c', reason: 'connection refused' }] },
+    });
+    d.fakes.unreachable.set('c', 'connection refused');
+    await until(() => d.fakes.abandonedHosts.length > 0, 'c abandoned');
+    expect(d.fakes.abandonedHosts).toEqual(['c']);
+    expect(d.hostState('c')).toBe('down');
   });
 });
 

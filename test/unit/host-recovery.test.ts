@@ -1,0 +1,71 @@
+import { describe, expect, it } from 'vitest';
+import { abandonedWaiting, sortByHost, staleContainers } from '../../src/daemon/host-recovery.js';
+import type { SessionRecord } from '../../src/sessions/records.js';
+
+function record(id: string, phase: SessionRecord['phase'], host?: string): SessionRecord {
+  return {
+    version: 1,
+    id,
+    agent: 'demo',
+    repo: 'git://127.0.0.1/x.git',
+    acceptedAt: '2026-01-01T00:00:00.000Z',
+    phase,
+    phases: [{ phase, at: '2026-01-01T00:00:00.000Z' }],
+    ...(host === undefined ? {} : { host }),
+  };
+}
+
+describe('recovering sessions host by host', () => {
+  it('queues the never started anywhere, waits for their host with the rest, and settles those of a host gone', () => {
+    const sorted = sortByHost(
+      [
+        record('q', 'queued'),
+        record('a1', 'running', 'a'),
+        record('old', 'running'),
+        record('b1', 'cloning', 'b'),
+        record('z1', 'running', 'z'),
+      ],
+      ['a', 'b', 'local'],
+    );
+    expect(sorted.queued.map((r) => r.id)).toEqual(['q']);
+    expect(Object.fromEntries([...sorted.byHost].map(([h, rs]) => [h, rs.map((r) => r.id)]))).toEqual({
+      a: ['a1'],
+      // From before hosts existed: it ran on the local Podman.
+      local: ['old'],
+      b: ['b1'],
+    });
+    expect(sorted.lost).toEqual([
+      {
+        request: expect.objectContaining({ sessionId: 'z1' }),
+        outcome: {
+          outcome: 'abandoned',
+          phase: 'running',
+          message: expect.stringMatching(/^its host z is no longer configured/),
+        },
+      },
+    ]);
+  });
+
+  it('abandons what waited for a host past the grace period, saying how long', () => {
+    const [settled] = abandonedWaiting([record('a1', 'running', 'a')], 'a', 600_000);
+    expect(settled?.outcome).toMatchObject({ outcome: 'abandoned', phase: 'running' });
+    expect(settled?.outcome.message).toMatch(/host a did not answer within 600s \(daemon.host_down_grace\)/);
+  });
+
+  it('stops running containers of sessions that are over, and nothing else', () => {
+    const c = (session: string, State: string) => ({
+      Id: session,
+      Names: [`agentd-x-demo-${session}`],
+      State,
+      Labels: { 'io.agentd.session': session },
+    });
+    const known = new Set(['done', 'planned', 'exited']);
+    expect(
+      staleContainers(
+        [c('done', 'running'), c('planned', 'running'), c('exited', 'exited'), c('stranger', 'running')],
+        new Set(['planned']),
+        known,
+      ),
+    ).toEqual(['agentd-x-demo-done']);
+  });
+});
