@@ -10,8 +10,11 @@ export const LABEL_HOST = 'io.agentd.host';
 export const NAME_PREFIX = 'agentd-';
 /** Where secret files are mounted inside the session container (root-only, mode 0400). */
 export const SECRET_MOUNT_DIR = '/run/secrets/agentd';
-/** Protocol version spoken on the Unix socket. */
-export const PROTOCOL_VERSION = 1;
+/** Protocol versions the daemon speaks on its socket (docs/protocol.md), oldest first. */
+export const PROTOCOL_VERSIONS = [1, 2] as const;
+export type ProtocolVersion = (typeof PROTOCOL_VERSIONS)[number];
+/** The newest version: what the CLI speaks, and what the daemon answers in when a request names none. */
+export const PROTOCOL_VERSION = 2 satisfies ProtocolVersion;
 /** Longest request line the socket accepts: room for a trigger's request and input files, base64-encoded. */
 export const MAX_LINE_BYTES = 16 * 1024 * 1024;
 /** Bytes of unfinished request lines the socket holds for all clients together. */
@@ -28,3 +31,6 @@ export const INPUT_NAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 export const MAX_SECRET_BYTES = 511_999;
 /** A session id: 16 lowercase hex characters, chosen by the daemon (or a script's `send`). */
 export const SESSION_ID_PATTERN = /^[0-9a-f]{16}$/;
+/** An idempotency key: what webhooks and queues send as delivery ids (UUIDs, `gh-123`, `a/b:c`). */
+export const IDEMPOTENCY_KEY_PATTERN = /^[!-~]{1,128}$/;
+export const IDEMPOTENCY_KEY_RULE = 'a key is 1 to 128 visible ASCII characters (no spaces)';

@@ -157,8 +157,8 @@ export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
     return records;
   }
 
-  /** Keeps the newest `keep` finished records (and their logs). */
-  prune(keep: number): number {
+  /** Keeps the newest `keep` finished records (and their logs); returns the ids of those removed. */
+  prune(keep: number): string[] {
     const finished = this.list()
       .filter((r) => r.outcome !== undefined)
       .sort((a, b) => (b.finishedAt ?? '').localeCompare(a.finishedAt ?? ''));
@@ -168,7 +168,7 @@ export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
       removeQuietly(this.recordPath(record.id));
       removeQuietly(this.logPath(record.id));
     }
-    return old.length;
+    return old.map((record) => record.id);
   }
 
   private recordPath(id: string): string {

@@ -30,12 +30,26 @@ export interface SocketServerOptions {
   onLine: (line: string, connection: Connection) => void;
   onLineTooLong: (connection: Connection) => void;
   onRejectedConnection?: () => void;
+  /**
+   * The line sent to a connection refused because maxConnections are open, made from its first
+   * request line when that arrives soon enough (so the refusal can carry the request's id), else
+   * from undefined.
+   */
+  busyLine: (firstLine: string | undefined, message?: string) => object;
 }
+
+/** Refused connections held at once to read their first request (beyond: refused at once). */
+const MAX_REFUSING = 64;
+/** How long a refused connection may take to send its first request, and how much of it is read. */
+const REFUSE_WAIT_MS = 1000;
+const REFUSE_READ_BYTES = 4096;
 
 /** A Unix socket speaking newline-delimited JSON, bounded in connections and buffered bytes. */
 export class SocketServer {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
+  /** Refused connections whose first request is being read. */
+  private readonly refusing = new Set<Socket>();
   private nextId = 1;
   /** Bytes of unfinished lines held for every connection together. */
   private bufferedTotal = 0;
@@ -68,7 +82,7 @@ export class SocketServer {
     const server = this.server;
     if (!server) return;
     this.server = undefined;
-    for (const socket of this.sockets) socket.destroy();
+    for (const socket of [...this.sockets, ...this.refusing]) socket.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));
     rmSync(this.options.path, { force: true });
   }
@@ -77,10 +91,7 @@ export class SocketServer {
     const { options } = this;
     if (this.sockets.size >= options.maxConnections) {
       options.onRejectedConnection?.();
-      socket.end(
-        `${JSON.stringify({ v: 1, type: 'error', code: 'busy', message: 'too many connections; retry later' })}\n`,
-      );
-      socket.destroy();
+      this.refuse(socket);
       return;
     }
     this.sockets.add(socket);
@@ -169,7 +180,7 @@ export class SocketServer {
           release();
           options.onRejectedConnection?.();
           socket.end(
-            `${JSON.stringify({ v: 1, type: 'error', code: 'busy', message: 'the daemon holds too many unfinished requests; retry later' })}\n`,
+            `${JSON.stringify(options.busyLine(undefined, 'the daemon holds too many unfinished requests; retry later'))}\n`,
           );
           socket.destroy();
           return;
@@ -188,6 +199,37 @@ export class SocketServer {
       clearTimeout(stallTimer);
       this.sockets.delete(socket);
       for (const listener of closeListeners.splice(0)) listener();
+    });
+  }
+
+  /**
+   * Answers a connection beyond the limit with one `busy` line and closes it. Its first request is
+   * read first, for a short time and a few KiB, so the answer can name the request; when many are
+   * refused at once, the rest get the answer at once.
+   */
+  private refuse(socket: Socket): void {
+    let timer: NodeJS.Timeout | undefined;
+    const answer = (line: string | undefined) => {
+      clearTimeout(timer);
+      this.refusing.delete(socket);
+      socket.removeAllListeners('data');
+      socket.end(`${JSON.stringify(this.options.busyLine(line))}\n`);
+      socket.destroySoon();
+    };
+    socket.on('error', () => socket.destroy());
+    if (this.refusing.size >= MAX_REFUSING) {
+      answer(undefined);
+      return;
+    }
+    this.refusing.add(socket);
+    socket.on('close', () => this.refusing.delete(socket));
+    let read = Buffer.alloc(0);
+    timer = setTimeout(() => answer(undefined), REFUSE_WAIT_MS);
+    socket.on('data', (data: Buffer) => {
+      read = Buffer.concat([read, data]).subarray(0, REFUSE_READ_BYTES + 1);
+      const nl = read.indexOf(10);
+      if (nl !== -1) answer(read.subarray(0, nl).toString('utf8'));
+      else if (read.length > REFUSE_READ_BYTES) answer(undefined);
     });
   }
 }

@@ -1,5 +1,6 @@
 import { Command, Option } from 'clipanion';
 import { ClientCommand } from './client-command.js';
+import { failOnReply, printJson } from './client-io.js';
 import { EXIT } from './exit-codes.js';
 import { isSessionId } from './validators.js';
 
@@ -7,30 +8,32 @@ export class CancelCommand extends ClientCommand {
   static override paths = [['cancel']];
   static override usage = Command.Usage({
     description: 'Cancel a queued or running session',
-    details: 'A running session is stopped (SIGTERM, then SIGKILL after the grace period) and torn down.',
-    examples: [['Cancel a session', '$0 cancel 3f9c2a71b0d4e812']],
+    details:
+      'A running session is stopped (SIGTERM, then SIGKILL after the grace period) and torn down. Exits 0 when the cancel was accepted, 6 when no such session is queued or running.',
+    examples: [
+      ['Cancel a session', '$0 cancel 3f9c2a71b0d4e812'],
+      ['Cancel, and say what happened as JSON', '$0 cancel 3f9c2a71b0d4e812 --json'],
+    ],
   });
 
   sessionId = Option.String({ name: 'session-id', validator: isSessionId });
+  json = Option.Boolean('--json', false, {
+    description: 'Print {"sessionId","wasQueued"} as one JSON object',
+  });
 
   async execute(): Promise<number> {
-    const client = await this.connect();
+    const client = await this.connect(this.json);
     if (typeof client === 'number') return client;
     try {
       const reply = await client.request({ type: 'cancel', sessionId: this.sessionId });
-      if (reply?.type === 'cancelling') {
+      if (reply?.type !== 'cancelling') return failOnReply(this.context, this.json, reply);
+      if (this.json) printJson(this.context, { sessionId: reply.sessionId, wasQueued: reply.wasQueued });
+      else {
         this.context.stdout.write(
           `session ${this.sessionId} ${reply.wasQueued ? 'removed from the queue' : 'is being cancelled'}\n`,
         );
-        return EXIT.succeeded;
       }
-      const why =
-        reply === undefined
-          ? 'the daemon closed the connection'
-          : reply.type === 'error'
-            ? reply.message
-            : `unexpected reply ${reply.type}`;
-      return this.fail(why, EXIT.failed);
+      return EXIT.succeeded;
     } finally {
       client.close();
     }

@@ -10,8 +10,8 @@ export abstract class ClientCommand extends AgentdCommand {
   });
 
   /** Connects, or prints why not and returns the exit code for "daemon not reachable". */
-  protected connect(): Promise<DaemonClient | number> {
-    return connectDaemon(this.socket, this.context);
+  protected connect(json = false): Promise<DaemonClient | number> {
+    return connectDaemon(this.socket, this.context, json);
   }
 
   protected fail(message: string, code: number): number {

@@ -1,6 +1,6 @@
 import type { Writable } from 'node:stream';
-import { DaemonClient, DaemonUnreachable } from './client.js';
-import { EXIT } from './exit-codes.js';
+import { DaemonClient, DaemonUnreachable, type Reply } from './client.js';
+import { EXIT, exitCodeForRefusal } from './exit-codes.js';
 import { resolveSocketPath } from './socket-path.js';
 
 /** Where a client command writes: clipanion's context, or the process's own streams on the quick path. */
@@ -13,14 +13,14 @@ export interface ClientIo {
 export async function connectDaemon(
   socket: string | undefined,
   io: ClientIo,
+  json = false,
 ): Promise<DaemonClient | number> {
   const path = resolveSocketPath(socket);
   try {
     return await DaemonClient.connect(path);
   } catch (error) {
     if (error instanceof DaemonUnreachable) {
-      io.stderr.write(`agentd: ${error.message}\n`);
-      return EXIT.unreachable;
+      return failWith(io, json, { error: 'unreachable', message: error.message }, EXIT.unreachable);
     }
     throw error;
   }
@@ -29,4 +29,58 @@ export async function connectDaemon(
 export function fail(io: ClientIo, message: string, code: number): number {
   io.stderr.write(`agentd: ${message}\n`);
   return code;
+}
+
+/** One JSON object on its own line: what `--json` prints. */
+export function printJson(io: ClientIo, value: unknown): void {
+  io.stdout.write(`${JSON.stringify(value)}\n`);
+}
+
+/**
+ * A failure: the message on stderr, and with `--json` also `{"error","message","code"}` on stdout
+ * (`error` names what went wrong, `code` is the exit code), so a script always gets one object.
+ */
+export function failWith(
+  io: ClientIo,
+  json: boolean,
+  failure: { error: string; message: string; [field: string]: unknown },
+  exitCode: number,
+): number {
+  if (json) printJson(io, { ...failure, code: exitCode });
+  return fail(io, failure.message, exitCode);
+}
+
+/** The exit code an `error` reply (or a closed connection) means for a client command. */
+export function exitCodeForReply(reply: Reply | undefined): number {
+  if (reply === undefined) return EXIT.infrastructure;
+  if (reply.type !== 'error') return EXIT.infrastructure;
+  switch (reply.code) {
+    case 'unknown_session':
+      return EXIT.unknownSession;
+    case 'bad_request':
+      return EXIT.usage;
+    default:
+      return 'retryable' in reply ? exitCodeForRefusal(reply.retryable) : EXIT.infrastructure;
+  }
+}
+
+/** A reply that is not the one expected, as a failure. */
+export function failOnReply(io: ClientIo, json: boolean, reply: Reply | undefined): number {
+  if (reply === undefined) {
+    return failWith(
+      io,
+      json,
+      { error: 'connection_lost', message: 'the daemon closed the connection' },
+      EXIT.infrastructure,
+    );
+  }
+  if (reply.type === 'error') {
+    return failWith(io, json, { error: reply.code, message: reply.message }, exitCodeForReply(reply));
+  }
+  return failWith(
+    io,
+    json,
+    { error: 'bad_reply', message: `unexpected reply ${reply.type}` },
+    EXIT.infrastructure,
+  );
 }

@@ -1,7 +1,7 @@
 import { connect, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { untrustedSocketProblem } from '../adapters/ownership.js';
-
+import { PROTOCOL_VERSION } from '../constants.js';
 import type { RequestBody } from '../protocol/messages.js';
 import type { Reply as DaemonReply } from '../protocol/replies.js';
 
@@ -94,7 +94,7 @@ export class DaemonClient {
   }
 
   send(message: RequestBody): void {
-    this.socket.write(`${JSON.stringify({ v: 1, ...message })}\n`);
+    this.socket.write(`${JSON.stringify({ v: PROTOCOL_VERSION, ...message })}\n`);
   }
 
   /** The next reply, or undefined when the daemon closed the connection. */
@@ -105,6 +105,21 @@ export class DaemonClient {
     return new Promise((resolve) => {
       this.waiting = resolve;
     });
+  }
+
+  /** The next reply, undefined when the daemon closed the connection, 'timeout' after timeoutMs. */
+  async nextWithin(timeoutMs: number): Promise<Reply | undefined | 'timeout'> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), timeoutMs);
+    });
+    try {
+      const reply = await Promise.race([this.next(), timeout]);
+      if (reply === 'timeout') this.waiting = undefined;
+      return reply;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Sends one request and waits for its single reply. */

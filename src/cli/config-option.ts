@@ -1,5 +1,5 @@
 import { Option } from 'clipanion';
-import { loadConfig } from '../config/load.js';
+import { ConfigError, type ConfigProblem, loadConfig } from '../config/load.js';
 import type { Settings } from '../config/types.js';
 import { errorMessage } from '../errors.js';
 
@@ -21,5 +21,28 @@ export async function loadSettingsOrReport(
   } catch (error) {
     stderr.write(`${errorMessage(error)}\n`);
     return undefined;
+  }
+}
+
+/** What `--json` prints of a configuration that could not be loaded: every problem, placed. */
+export interface ConfigFailure {
+  error: 'config_invalid';
+  file?: string;
+  message: string;
+  problems: ConfigProblem[];
+}
+
+/** Loads the configuration; on failure prints it to stderr and returns what `--json` prints of it. */
+export async function loadSettingsOrFailure(
+  flag: string | undefined,
+  stderr: NodeJS.WritableStream,
+): Promise<Settings | ConfigFailure> {
+  try {
+    return await loadConfig(flag === undefined ? {} : { flag });
+  } catch (error) {
+    stderr.write(`${errorMessage(error)}\n`);
+    return error instanceof ConfigError
+      ? { error: 'config_invalid', file: error.file, message: error.message, problems: error.problems }
+      : { error: 'config_invalid', message: errorMessage(error), problems: [] };
   }
 }

@@ -4,7 +4,8 @@ import { PodmanClient } from '../adapters/podman.js';
 import { type CheckResult, runPreflight } from '../daemon/preflight.js';
 import { errorMessage } from '../errors.js';
 import { AgentdCommand } from './agentd-command.js';
-import { configOption, loadSettingsOrReport } from './config-option.js';
+import { printJson } from './client-io.js';
+import { configOption, loadSettingsOrFailure } from './config-option.js';
 import { parseEnvFile } from './env-file.js';
 import { EXIT } from './exit-codes.js';
 
@@ -29,6 +30,10 @@ export class DoctorCommand extends AgentdCommand {
   });
 
   config = configOption();
+  json = Option.Boolean('--json', false, {
+    description:
+      'Print {"checks": [{check, status, message, fix?}], "failed", "warnings"} as one JSON object',
+  });
   envFile = Option.String('--env-file', {
     description:
       'NAME=value lines added to the environment credential sources are read from (systemd EnvironmentFile=)',
@@ -36,8 +41,17 @@ export class DoctorCommand extends AgentdCommand {
 
   async execute(): Promise<number> {
     const out = this.context.stdout;
-    const settings = await loadSettingsOrReport(this.config, this.context.stderr);
-    if (!settings) {
+    const settings = await loadSettingsOrFailure(this.config, this.context.stderr);
+    if ('error' in settings) {
+      if (this.json) {
+        printJson(this.context, {
+          checks: [{ check: 'configuration', status: 'fail', message: settings.message }],
+          failed: 1,
+          warnings: 0,
+          problems: settings.problems,
+        });
+        return EXIT.failed;
+      }
       out.write(
         'fail  configuration: see the problems above; fix them (agentd validate) and run doctor again\n',
       );
@@ -52,16 +66,21 @@ export class DoctorCommand extends AgentdCommand {
         return EXIT.usage;
       }
     }
-    out.write(`agentd doctor: ${settings.file}, ${settings.agents.length} agent(s)\n`);
+    if (!this.json) out.write(`agentd doctor: ${settings.file}, ${settings.agents.length} agent(s)\n`);
     const results = await runPreflight({
       settings,
       podman: new PodmanClient({ timeoutMs: settings.daemon.podmanTimeoutMs }),
       env,
       depth: 'full',
     });
-    out.write(formatResults([{ check: 'configuration', status: 'ok', message: 'valid' }, ...results]));
+    const checks: CheckResult[] = [{ check: 'configuration', status: 'ok', message: 'valid' }, ...results];
     const failed = results.filter((r) => r.status === 'fail').length;
     const warned = results.filter((r) => r.status === 'warn').length;
+    if (this.json) {
+      printJson(this.context, { file: settings.file, checks, failed, warnings: warned });
+      return failed > 0 ? EXIT.failed : EXIT.succeeded;
+    }
+    out.write(formatResults(checks));
     out.write(
       failed > 0
         ? `${failed} check(s) failed, ${warned} warning(s): sessions will fail until the failures are fixed\n`

@@ -1,17 +1,29 @@
+import type { SessionRecord } from '../sessions/records.js';
 import type { Outcome } from '../sessions/types.js';
 
-/** Exit codes of `agentd trigger` (and the other client commands where they apply). Documented in the README. */
+/** Exit codes of the client commands. Documented in the README (Outcomes and exit codes). */
 export const EXIT = {
   succeeded: 0,
   failed: 1,
   usage: 2,
+  /** The daemon refused, and will refuse again: unknown agent, bad repository, ... */
   rejected: 3,
   infrastructure: 4,
   cancelled: 5,
+  /** No such session (wait, show, logs, cancel). */
+  unknownSession: 6,
+  /** `wait --timeout` ran out before the session finished; it goes on. */
+  stillRunning: 7,
   unreachable: 69,
-  interrupted: 130,
+  /** Not now, try again: the daemon is busy, shutting down or its state dir is full (sysexits EX_TEMPFAIL). */
+  retry: 75,
   timedOut: 124,
+  interrupted: 130,
 } as const;
+
+/** What `--exit-code` makes of a `failed` session: the outcome's code (1), or the command's own. */
+export const EXIT_CODE_MODES = ['outcome', 'command'] as const;
+export type ExitCodeMode = (typeof EXIT_CODE_MODES)[number];
 
 export function exitCodeForOutcome(outcome: Outcome): number {
   switch (outcome) {
@@ -27,4 +39,20 @@ export function exitCodeForOutcome(outcome: Outcome): number {
       // error, abandoned: something around the agent failed, not the agent.
       return EXIT.infrastructure;
   }
+}
+
+/**
+ * The exit code of a finished session. With `command`, a `failed` session exits with its command's
+ * own code (1 to 255) as `podman run` does; every other outcome keeps its code.
+ */
+export function exitCodeForRecord(record: SessionRecord, mode: ExitCodeMode = 'outcome'): number {
+  const outcome = record.outcome ?? 'error';
+  const own = record.exitCode;
+  if (mode === 'command' && outcome === 'failed' && own !== undefined && own > 0 && own < 256) return own;
+  return exitCodeForOutcome(outcome);
+}
+
+/** A refusal of the daemon: 75 when it says "not now" (retryable), 3 when it says "never". */
+export function exitCodeForRefusal(retryable: boolean | undefined): number {
+  return retryable ? EXIT.retry : EXIT.rejected;
 }

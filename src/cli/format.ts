@@ -17,3 +17,25 @@ export function outcomeText(record: Pick<SessionRecord, 'outcome' | 'kind'>): st
   const plain = record.kind === undefined || record.kind === 'success' || record.kind === 'failure';
   return plain ? outcome : `${outcome} (${record.kind})`;
 }
+
+/** What `trigger --json` and `wait --json` print: the outcome on top, `code` the exit code. */
+export function outcomeJson(record: SessionRecord, code: number): Record<string, unknown> {
+  return {
+    sessionId: record.id,
+    agent: record.agent,
+    outcome: record.outcome,
+    exitCode: record.exitCode,
+    signal: record.signal,
+    message: record.message,
+    durationMs: record.durationMs,
+    code,
+  };
+}
+
+/** One line per record: id, agent, outcome (or phase), exit code, duration, when, repository. */
+export function recordLine(r: SessionRecord): string {
+  const state = r.outcome ?? r.phase;
+  const code = r.exitCode === undefined ? '' : ` (exit ${r.exitCode})`;
+  const took = r.durationMs === undefined ? '' : `  ${formatDuration(r.durationMs)}`;
+  return `  ${r.id}  ${r.agent}  ${state}${code}${took}  ${r.finishedAt ?? r.acceptedAt}  ${r.repo}`;
+}

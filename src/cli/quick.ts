@@ -1,5 +1,7 @@
+import { IDEMPOTENCY_KEY_PATTERN } from '../constants.js';
 import { durationProblem } from '../duration.js';
 import type { ClientIo } from './client-io.js';
+import { EXIT_CODE_MODES, type ExitCodeMode } from './exit-codes.js';
 
 /**
  * The quick path: `status` and `trigger` given only the plain forms below run without clipanion, whose
@@ -32,7 +34,13 @@ export const QUICK_SPECS: Record<string, QuickSpec> = {
   status: { flags: { '--json': 'json' }, options: { '--socket': 'socket' }, positionals: [], required: 0 },
   trigger: {
     flags: { '--quiet': 'quiet', '-q': 'quiet', '--json': 'json', '--detach': 'detach', '-d': 'detach' },
-    options: { '--socket': 'socket', '--work-unit': 'workUnit', '--timeout': 'timeout' },
+    options: {
+      '--socket': 'socket',
+      '--work-unit': 'workUnit',
+      '--timeout': 'timeout',
+      '--key': 'key',
+      '--exit-code': 'exitCode',
+    },
     positionals: ['agent', 'repo'],
     required: 1,
   },
@@ -69,7 +77,12 @@ export function parseQuick(argv: readonly string[]): QuickCommand | undefined {
   if (positional < spec.required) return undefined;
   // Refused by the commands' validators and rules: clipanion says why.
   if (typeof values.timeout === 'string' && durationProblem(values.timeout) !== undefined) return undefined;
-  if (values.detach === true && values.json === true) return undefined;
+  if (typeof values.key === 'string' && !IDEMPOTENCY_KEY_PATTERN.test(values.key)) return undefined;
+  if (
+    typeof values.exitCode === 'string' &&
+    !(EXIT_CODE_MODES as readonly string[]).includes(values.exitCode)
+  )
+    return undefined;
   return { command, values };
 }
 
@@ -95,6 +108,8 @@ export async function runQuick(argv: readonly string[], io: ClientIo): Promise<n
       quiet: flag('quiet'),
       json: flag('json'),
       detach: flag('detach'),
+      key: text('key'),
+      exitCode: (text('exitCode') as ExitCodeMode | undefined) ?? 'outcome',
     },
     io,
   );

@@ -1,5 +1,6 @@
-import { Command } from 'clipanion';
+import { Command, Option } from 'clipanion';
 import { ClientCommand } from './client-command.js';
+import { failOnReply, printJson } from './client-io.js';
 import { EXIT } from './exit-codes.js';
 
 export class ReloadCommand extends ClientCommand {
@@ -15,25 +16,30 @@ export class ReloadCommand extends ClientCommand {
     examples: [
       ['Reload after editing the configuration', '$0 reload'],
       ['Reload the daemon on another socket', '$0 reload --socket /run/agentd/agentd.sock'],
+      ['What changed, as JSON', '$0 reload --json'],
     ],
   });
 
+  json = Option.Boolean('--json', false, {
+    description: "Print the daemon's answer (reloaded or reload_failed) as one JSON object",
+  });
+
   async execute(): Promise<number> {
-    const client = await this.connect();
+    const client = await this.connect(this.json);
     if (typeof client === 'number') return client;
     try {
       const reply = await client.request({ type: 'reload' });
-      if (reply?.type === 'reloaded') {
-        this.context.stdout.write(`${reply.message}\n`);
-        return EXIT.succeeded;
+      if (reply?.type === 'reloaded' || reply?.type === 'reload_failed') {
+        const { v: _v, id: _id, ...answer } = reply;
+        const ok = reply.type === 'reloaded';
+        if (this.json) printJson(this.context, { ...answer, code: ok ? EXIT.succeeded : EXIT.failed });
+        if (ok) {
+          if (!this.json) this.context.stdout.write(`${reply.message}\n`);
+          return EXIT.succeeded;
+        }
+        return this.fail(reply.message, EXIT.failed);
       }
-      const why =
-        reply === undefined
-          ? 'the daemon closed the connection'
-          : 'message' in reply
-            ? reply.message
-            : `unexpected reply ${reply.type}`;
-      return this.fail(why, EXIT.failed);
+      return failOnReply(this.context, this.json, reply);
     } finally {
       client.close();
     }

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, Option, UsageError } from 'clipanion';
+import { PROTOCOL_VERSION } from '../constants.js';
 import type { InjectedEvent } from '../protocol/messages.js';
 import type { Reply } from './client.js';
 import { ClientCommand } from './client-command.js';
@@ -13,8 +14,9 @@ export class SendCommand extends ClientCommand {
       Events are JSON objects of the daemon machine's event schema, one per line (NDJSON):
       \`{"type":"trigger","agent":"demo"}\`, \`{"type":"cancel","sessionId":"..."}\`, \`{"type":"shutdown"}\`.
       They come from the argument, from --file, or from standard input. Each is validated like a socket
-      request; an invalid one is rejected with the reason and changes nothing. Each reply is printed as one JSON line.
-      Exits 1 when any event was rejected.
+      request; an invalid one is rejected with the reason and changes nothing. Each reply is printed as one JSON line,
+      as the daemon sent it, with a \`line\` field (the event's line number) added; a line that is not JSON gets an
+      error of the same shape (code bad_json). Exits 1 when any event was rejected.
     `,
     examples: [
       ['Trigger a session', `$0 send '{"type":"trigger","agent":"demo"}'`],
@@ -55,9 +57,17 @@ export class SendCommand extends ClientCommand {
           event = JSON.parse(line);
         } catch {
           rejected++;
-          this.context.stdout.write(
-            `${JSON.stringify({ type: 'error', line: number, message: `${where}:${number}: not valid JSON` })}\n`,
-          );
+          // The shape of the daemon's own bad_json error, so a script reads one kind of error.
+          const error = {
+            v: PROTOCOL_VERSION,
+            id: String(number),
+            type: 'error',
+            code: 'bad_json',
+            message: `${where}:${number}: not valid JSON`,
+            problems: [],
+            retryable: false,
+          };
+          this.context.stdout.write(`${JSON.stringify({ line: number, ...error })}\n`);
           continue;
         }
         // Sent as written: the daemon validates it and says what is wrong, field by field.
@@ -67,9 +77,8 @@ export class SendCommand extends ClientCommand {
           event: event as InjectedEvent,
         });
         if (reply === undefined) return this.fail('lost the connection to the daemon', EXIT.infrastructure);
-        const { v: _v, ...shown } = { v: undefined, ...reply };
         if (reply.type === 'error' || hasRejection(reply)) rejected++;
-        this.context.stdout.write(`${JSON.stringify({ line: number, ...shown })}\n`);
+        this.context.stdout.write(`${JSON.stringify({ line: number, ...reply })}\n`);
       }
     } finally {
       client.close();

@@ -1,9 +1,10 @@
 import type { TriggerFields } from '../sessions/check-trigger.js';
 import type { WorkPayload } from '../sessions/work.js';
 import type { Reply } from './client.js';
-import { type ClientIo, connectDaemon, fail } from './client-io.js';
-import { EXIT, exitCodeForOutcome } from './exit-codes.js';
-import { outcomeLine } from './format.js';
+import { type ClientIo, connectDaemon, exitCodeForReply, fail, failWith, printJson } from './client-io.js';
+import { EXIT, type ExitCodeMode, exitCodeForRecord, exitCodeForRefusal } from './exit-codes.js';
+import { outcomeJson, outcomeLine } from './format.js';
+import { waitForSession } from './session-wait.js';
 
 /** The trigger's fields as the protocol has them, and how the CLI shows the session. */
 export type TriggerOptions = { [K in keyof TriggerFields]: TriggerFields[K] | undefined } & {
@@ -14,6 +15,7 @@ export type TriggerOptions = { [K in keyof TriggerFields]: TriggerFields[K] | un
   detach: boolean;
   /** The request and input files, read already (their content goes to the daemon). */
   work?: WorkPayload;
+  exitCode: ExitCodeMode;
 };
 
 /**
@@ -21,7 +23,7 @@ export type TriggerOptions = { [K in keyof TriggerFields]: TriggerFields[K] | un
  * options are valid: clipanion's validators (or the quick path's fallback to clipanion) saw to it.
  */
 export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise<number> {
-  const client = await connectDaemon(options.socket, io);
+  const client = await connectDaemon(options.socket, io, options.json);
   if (typeof client === 'number') return client;
   const { stdout } = io;
   const started = Date.now();
@@ -45,7 +47,14 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
     io.stderr.write(`agentd: cancelling session ${id}; press Ctrl-C again to leave without waiting\n`);
     client.send({ type: 'cancel', sessionId: id });
   };
+  const finished = (record: Extract<Reply, { type: 'outcome' }>['record']): number => {
+    const code = exitCodeForRecord(record, options.exitCode);
+    if (options.json) printJson(io, { ...outcomeJson(record, code), elapsedMs: Date.now() - started });
+    else stdout.write(`${outcomeLine(record)}\n`);
+    return code;
+  };
   process.on('SIGINT', onInterrupt);
+  let closeClient = true;
   try {
     client.send({
       type: 'trigger',
@@ -63,6 +72,7 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
               data: input.bytes.toString('base64'),
             })),
           }),
+      ...(options.key === undefined ? {} : { key: options.key }),
     });
     for (;;) {
       const reply: Reply | { type: 'left'; code: number } | undefined = await Promise.race([
@@ -70,11 +80,11 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
         left.then((code) => ({ type: 'left' as const, code })),
       ]);
       if (reply === undefined) {
-        return fail(
-          io,
-          `lost the connection to the daemon${sessionId ? ` while following session ${sessionId}; see \`agentd status\`` : ''}`,
-          EXIT.infrastructure,
-        );
+        if (!sessionId) return fail(io, 'lost the connection to the daemon', EXIT.infrastructure);
+        // The session goes on without us: wait for the daemon to come back and for the outcome.
+        client.close();
+        closeClient = false;
+        return await resume(sessionId);
       }
       switch (reply.type) {
         case 'left':
@@ -83,22 +93,38 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
           sessionId = reply.sessionId;
           if (interrupts === 1) cancel(sessionId);
           if (options.detach) {
-            stdout.write(`${sessionId}\n`);
+            if (options.json) {
+              printJson(io, {
+                sessionId,
+                queued: reply.queued,
+                position: reply.position,
+                existing: reply.existing === true,
+              });
+            } else {
+              stdout.write(`${sessionId}\n`);
+            }
             return EXIT.succeeded;
           }
           if (verbose) {
             const queued = reply.queued ? ` (queued at position ${reply.position})` : '';
-            stdout.write(`session ${sessionId} accepted${queued}\n`);
+            const existing = reply.existing ? ` already for key ${options.key}` : '';
+            stdout.write(`session ${sessionId}${existing} accepted${queued}\n`);
           }
           break;
         }
-        case 'rejected':
+        case 'rejected': {
+          const code = exitCodeForRefusal(reply.retryable);
           if (options.json) {
-            stdout.write(
-              `${JSON.stringify({ outcome: 'rejected', code: EXIT.rejected, reason: reply.reason })}\n`,
-            );
+            printJson(io, {
+              outcome: 'rejected',
+              code,
+              rejection: reply.code,
+              retryable: reply.retryable === true,
+              reason: reply.reason,
+            });
           }
-          return fail(io, `trigger rejected: ${reply.reason}`, EXIT.rejected);
+          return fail(io, `trigger rejected: ${reply.reason}`, code);
+        }
         case 'phase':
           if (verbose) stdout.write(`==> ${reply.phase}\n`);
           break;
@@ -107,36 +133,58 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
           break;
         case 'cancelling':
           break;
-        case 'outcome': {
-          const { record } = reply;
-          const code = exitCodeForOutcome(record.outcome ?? 'error');
-          if (options.json) {
-            stdout.write(
-              `${JSON.stringify({
-                sessionId: record.id,
-                agent: record.agent,
-                outcome: record.outcome,
-                exitCode: record.exitCode,
-                signal: record.signal,
-                message: record.message,
-                durationMs: record.durationMs,
-                code,
-                elapsedMs: Date.now() - started,
-              })}\n`,
-            );
-          } else {
-            stdout.write(`${outcomeLine(record)}\n`);
-          }
-          return code;
-        }
+        case 'outcome':
+          return finished(reply.record);
         case 'error':
-          return fail(io, reply.message, reply.code === 'bad_request' ? EXIT.usage : EXIT.rejected);
+          return failWith(
+            io,
+            options.json,
+            { error: reply.code, message: reply.message },
+            exitCodeForReply(reply),
+          );
         default:
           break;
       }
     }
   } finally {
     process.off('SIGINT', onInterrupt);
-    client.close();
+    if (closeClient) client.close();
+  }
+
+  async function resume(id: string): Promise<number> {
+    io.stderr.write(
+      `agentd: lost the connection to the daemon; session ${id} goes on; waiting for the daemon to come back\n`,
+    );
+    const result = await Promise.race([
+      waitForSession({ socket: options.socket, sessionId: id }),
+      left.then((code) => ({ kind: 'left' as const, code })),
+    ]);
+    switch (result.kind) {
+      case 'left':
+        return result.code;
+      case 'outcome':
+        if (verbose)
+          io.stderr.write(`agentd: reconnected; the output of session ${id} is in \`agentd logs ${id}\`\n`);
+        return finished(result.record);
+      case 'error':
+        return failWith(
+          io,
+          options.json,
+          { error: result.reply.code, message: result.reply.message },
+          exitCodeForReply(result.reply),
+        );
+      case 'timeout':
+      case 'lost':
+        return failWith(
+          io,
+          options.json,
+          {
+            error: 'connection_lost',
+            sessionId: id,
+            message: `no daemon came back (${result.kind === 'lost' ? result.reason : 'timeout'}); session ${id} may still run: \`agentd wait ${id}\` once the daemon is up`,
+          },
+          EXIT.retry,
+        );
+    }
   }
 }

@@ -1,7 +1,8 @@
-import { Command, Option, UsageError } from 'clipanion';
+import { Command, Option } from 'clipanion';
 import { ClientCommand } from './client-command.js';
+import { EXIT_CODE_MODES } from './exit-codes.js';
 import { runTrigger } from './trigger-run.js';
-import { isDuration } from './validators.js';
+import { isDuration, isKey, isOneOf } from './validators.js';
 import { readWork } from './work-input.js';
 
 export class TriggerCommand extends ClientCommand {
@@ -12,8 +13,13 @@ export class TriggerCommand extends ClientCommand {
       Asks the daemon to run a session of \`agent\` on \`repo-url\` (or the agent's default repo). Prints the session id,
       then its phases and the container's output as they happen, then a last line with the outcome, exit code and duration.
 
-      Exit codes: 0 succeeded, 1 failed, 2 usage error, 3 rejected by the daemon, 4 infrastructure error,
-      5 cancelled, 69 daemon not reachable, 124 timed out, 130 left without waiting (second Ctrl-C).
+      Exit codes: 0 succeeded, 1 failed (with --exit-code command: the command's own code), 2 usage error,
+      3 rejected by the daemon, 4 infrastructure error, 5 cancelled, 69 daemon not reachable, 75 rejected for
+      now (busy, shutting down, state dir full: retry later), 124 timed out, 130 left without waiting.
+
+      With --key, a trigger repeating the key of a recent one (a retried webhook, say) gets that session
+      instead of a new one. If the daemon goes away while the session is followed, trigger waits for it to
+      come back (a restart adopts the session) and reports the outcome.
 
       Ctrl-C cancels the session and waits for its teardown; a second Ctrl-C leaves without waiting.
     `,
@@ -29,6 +35,11 @@ export class TriggerCommand extends ClientCommand {
         '$0 trigger reviewer --request-file task.md --input spec=./spec.md',
       ],
       ['One JSON object with the outcome, for scripts', '$0 trigger reviewer --json'],
+      [
+        'Start once per webhook delivery, print the session id as JSON',
+        '$0 trigger reviewer --key gh-8121 --detach --json',
+      ],
+      ["Exit with the agent's own exit code when it fails", '$0 trigger reviewer --exit-code command'],
     ],
   });
 
@@ -54,13 +65,22 @@ export class TriggerCommand extends ClientCommand {
   quiet = Option.Boolean('--quiet,-q', false, {
     description: "Do not print the session's phases and output",
   });
-  json = Option.Boolean('--json', false, { description: 'Print one JSON object with the outcome' });
+  json = Option.Boolean('--json', false, {
+    description: 'Print one JSON object: the outcome (with --detach: the session id)',
+  });
   detach = Option.Boolean('--detach,-d', false, {
     description: 'Return once the daemon accepted the trigger',
   });
+  key = Option.String('--key', {
+    description: 'Idempotency key: a repeated trigger with the same key gets the first session',
+    validator: isKey,
+  });
+  exitCode = Option.String('--exit-code', {
+    description: "outcome (default) or command: a failed session exits with its command's own code",
+    validator: isOneOf(EXIT_CODE_MODES),
+  });
 
   async execute(): Promise<number> {
-    if (this.detach && this.json) throw new UsageError('--detach and --json cannot be combined');
     const work = await readWork(
       { request: this.request, requestFile: this.requestFile, inputs: this.inputs },
       this.context.stdin,
@@ -76,6 +96,8 @@ export class TriggerCommand extends ClientCommand {
         json: this.json,
         detach: this.detach,
         work,
+        key: this.key,
+        exitCode: this.exitCode ?? 'outcome',
       },
       this.context,
     );

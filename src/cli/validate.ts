@@ -1,9 +1,11 @@
-import { Command } from 'clipanion';
+import { Command, Option } from 'clipanion';
 import type { Resources, ScheduleConfig } from '../config/types.js';
 import { formatDuration } from '../duration.js';
+import { describeAgent } from '../sessions/agent-view.js';
 import { nextFiring } from '../sessions/schedule.js';
 import { AgentdCommand } from './agentd-command.js';
-import { configOption, loadSettingsOrReport } from './config-option.js';
+import { printJson } from './client-io.js';
+import { configOption, loadSettingsOrFailure } from './config-option.js';
 import { EXIT } from './exit-codes.js';
 
 export class ValidateCommand extends AgentdCommand {
@@ -15,14 +17,32 @@ export class ValidateCommand extends AgentdCommand {
     examples: [
       ['Check the default configuration', '$0 validate'],
       ['Check a given file', '$0 validate --config ./agentd.yaml'],
+      ['The agents, or every problem, as JSON', '$0 validate --config ./agentd.yaml --json'],
     ],
   });
 
   config = configOption();
+  json = Option.Boolean('--json', false, {
+    description: 'Print {"valid": true, "agents": [...]} or {"valid": false, "problems": [...]}',
+  });
 
   async execute(): Promise<number> {
-    const settings = await loadSettingsOrReport(this.config, this.context.stderr);
-    if (!settings) return EXIT.failed;
+    const settings = await loadSettingsOrFailure(this.config, this.context.stderr);
+    if ('error' in settings) {
+      if (this.json) printJson(this.context, { valid: false, ...settings, code: EXIT.failed });
+      return EXIT.failed;
+    }
+    if (this.json) {
+      printJson(this.context, {
+        valid: true,
+        file: settings.file,
+        socket: settings.daemon.socket,
+        stateDir: settings.daemon.stateDir,
+        maxSessions: settings.daemon.maxSessions,
+        agents: settings.agents.map(describeAgent),
+      });
+      return EXIT.succeeded;
+    }
     const out = [`${settings.file}: valid, ${settings.agents.length} agent(s)`];
     out.push(
       `  socket ${settings.daemon.socket}`,

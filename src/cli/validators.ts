@@ -1,7 +1,8 @@
 import { UsageError } from 'clipanion';
 import { makeValidator, type StrictValidator } from 'typanion';
-import { SESSION_ID_PATTERN } from '../constants.js';
+import { IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE, SESSION_ID_PATTERN } from '../constants.js';
 import { durationProblem } from '../duration.js';
+import { parseSince, SINCE_RULE } from '../sessions/history.js';
 
 /**
  * typanion validators for option values: clipanion runs them while it parses, and a value that fails
@@ -28,6 +29,22 @@ export const isSessionId = fromProblem((value) =>
     ? undefined
     : `${JSON.stringify(value)} is not a session id (16 hex characters, as printed by agentd trigger)`,
 );
+
+export const isKey = fromProblem((value) =>
+  IDEMPOTENCY_KEY_PATTERN.test(value) ? undefined : `${JSON.stringify(value)}: ${IDEMPOTENCY_KEY_RULE}`,
+);
+
+export const isSince = fromProblem((value) =>
+  parseSince(value, 0) === undefined ? `${JSON.stringify(value)} ${SINCE_RULE}` : undefined,
+);
+
+export function isWholeNumber(min: number, max: number): StrictValidator<unknown, string> {
+  return fromProblem((value) =>
+    /^\d+$/.test(value) && Number(value) >= min && Number(value) <= max
+      ? undefined
+      : `${JSON.stringify(value)} is not a whole number from ${min} to ${max}`,
+  );
+}
 
 export function isOneOf<T extends string>(values: readonly T[]): StrictValidator<unknown, T> {
   return fromProblem((value) =>

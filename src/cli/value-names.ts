@@ -10,6 +10,12 @@ export const VALUE_NAMES: Record<string, string> = {
   '--work-unit': 'ID',
   '--log-format': 'FORMAT',
   '--log-level': 'LEVEL',
+  '--key': 'KEY',
+  '--exit-code': 'MODE',
+  '--agent': 'AGENT',
+  '--outcome': 'OUTCOME',
+  '--since': 'TIME',
+  '--limit': 'N',
 };
 
 /**

@@ -2,30 +2,30 @@ import type { Logger } from 'pino';
 import type { SessionFiles } from '../adapters/session-files.js';
 import type { QuarantinedRecord, SessionStore } from '../adapters/session-store.js';
 import { readNoFollow } from '../adapters/state-files.js';
+import { type HistoryFilter, type HistoryPage, SessionIndex } from '../sessions/history.js';
 import type { SessionRecord } from '../sessions/records.js';
 import { type BusEvent, SessionBus } from '../sessions/session-bus.js';
 import type { SessionOutcome, SessionPhase, SessionRequest } from '../sessions/types.js';
 import type { WorkPayload } from '../sessions/work.js';
 import type { RecordKeeper } from './record-keeper.js';
 
-/** Finished sessions kept in memory for `status`. */
-const RECENT_KEPT = 50;
 /** Outcomes between two prunings of the state dir. */
 const PRUNE_EVERY = 20;
 
 /**
- * What the daemon keeps of its sessions, in one place: their records in the state dir, the newest
- * outcomes for `status`, the log of each session's output, and the bus that streams phases, output
- * and outcomes to the clients that follow them, and each running session's work directory (what its
- * trigger handed over, where its output arrives). The machines' provided actions and actors write
+ * What the daemon keeps of its sessions, in one place: their records in the state dir (and every kept
+ * one in memory, for `status`, `show` and `history`), the log of each session's output, the bus that
+ * streams phases, output and outcomes to the clients that follow them, and each running session's work
+ * directory (what its trigger handed over, where its output arrives). The machines' provided actions and actors write
  * through it; the socket handlers read through the daemon port (port.ts).
  */
 export class SessionJournal {
   private readonly bus = new SessionBus();
-  private readonly recentRecords: SessionRecord[] = [];
-  /** Ids with a record: a session id is used once. */
-  private readonly known = new Set<string>();
+  /** Every kept record; a session id with a record is used once. */
+  private readonly index = new SessionIndex();
   private finishedSincePrune = 0;
+  /** Told the ids of records pruned from the state dir (the daemon machine forgets their keys). */
+  onPruned: (sessionIds: string[]) => void = () => {};
   /** What load read, until recover has used it. */
   private loaded: SessionRecord[] = [];
 
@@ -41,17 +41,14 @@ export class SessionJournal {
    * Reads the state dir once, at start: finished records feed `status`, the unfinished ones are
    * returned for crash recovery. Unreadable records are moved aside and reported.
    */
-  load(onQuarantined: (bad: QuarantinedRecord) => void): { unfinished: SessionRecord[] } {
+  load(onQuarantined: (bad: QuarantinedRecord) => void): {
+    records: SessionRecord[];
+    unfinished: SessionRecord[];
+  } {
     const records = this.store.list(onQuarantined);
     this.loaded = records;
-    for (const record of records) this.known.add(record.id);
-    this.recentRecords.push(
-      ...records
-        .filter((r) => r.outcome !== undefined)
-        .sort((a, b) => (b.finishedAt ?? '').localeCompare(a.finishedAt ?? ''))
-        .slice(0, RECENT_KEPT),
-    );
-    return { unfinished: records.filter((r) => r.outcome === undefined) };
+    for (const record of records) this.index.set(record);
+    return { records, unfinished: records.filter((r) => r.outcome === undefined) };
   }
 
   /**
@@ -73,11 +70,20 @@ export class SessionJournal {
 
   /** Removes what `stage` wrote for a trigger that was not accepted. */
   unstage(sessionId: string): void {
-    if (!this.known.has(sessionId)) this.files.remove(sessionId);
+    if (!this.has(sessionId)) this.files.remove(sessionId);
   }
 
   has(sessionId: string): boolean {
-    return this.known.has(sessionId);
+    return this.index.get(sessionId) !== undefined;
+  }
+
+  /** A session's record as last written (or waiting for room in the state dir). */
+  record(sessionId: string): SessionRecord | undefined {
+    return this.index.get(sessionId);
+  }
+
+  history(filter: HistoryFilter): HistoryPage {
+    return this.index.query(filter);
   }
 
   /**
@@ -100,6 +106,7 @@ export class SessionJournal {
         ? {}
         : { inputs: request.work.inputs }),
       ...(request.scheduledFor === undefined ? {} : { scheduledFor: request.scheduledFor }),
+      ...(request.key === undefined ? {} : { key: request.key }),
       recordDir: this.keeper.dirOf(request.agent, request.sessionId),
       outputLimit: outputBytes,
     };
@@ -110,30 +117,34 @@ export class SessionJournal {
       this.files.remove(record.id);
       throw error;
     }
-    this.known.add(record.id);
+    this.index.set(record);
     this.keeper.write(record);
+    this.bus.publish({ type: 'phase', sessionId: record.id, agent: record.agent, phase: 'queued' });
   }
 
-  /** Changes a session's record, in the state dir and in its record directory. */
+  /** Changes a session's record: in the state dir, in its record directory and in the index. */
   private update(
     sessionId: string,
     change: (record: SessionRecord) => SessionRecord,
   ): SessionRecord | undefined {
     const record = this.store.update(sessionId, change);
-    if (record) this.keeper.write(record);
+    if (record) {
+      this.index.set(record);
+      this.keeper.write(record);
+    }
     return record;
   }
 
   /** A record rebuilt from a container's labels (its own was lost). */
   rebuilt(record: SessionRecord): void {
     this.store.put(record);
-    this.known.add(record.id);
+    this.index.set(record);
   }
 
   /** A session's new phase; `host` once it is placed (it goes into the record with its first phase). */
   phase(sessionId: string, phase: SessionPhase, host?: string): void {
     const at = new Date().toISOString();
-    this.update(sessionId, (r) => ({
+    const record = this.update(sessionId, (r) => ({
       ...r,
       phase,
       phases: [...r.phases, { phase, at }],
@@ -141,7 +152,7 @@ export class SessionJournal {
       ...(host === undefined ? {} : { host }),
     }));
     this.log.info({ event: 'session.phase', session: sessionId, phase }, `session ${phase}`);
-    this.bus.publish({ type: 'phase', sessionId, phase });
+    this.bus.publish({ type: 'phase', sessionId, agent: record?.agent ?? '', phase });
   }
 
   container(sessionId: string, container: string): void {
@@ -195,10 +206,9 @@ export class SessionJournal {
       const output = await this.keeper.seal(record, this.store.logPath(record.id));
       if (output) record = this.store.update(record.id, (r) => ({ ...r, output })) ?? record;
     }
+    this.index.set(record);
     // Gone before anyone hears of the outcome.
     this.files.remove(record.id);
-    this.recentRecords.unshift(record);
-    this.recentRecords.length = Math.min(this.recentRecords.length, RECENT_KEPT);
     this.log.info(
       {
         event: 'session.outcome',
@@ -217,7 +227,9 @@ export class SessionJournal {
     this.bus.publish({ type: 'outcome', sessionId: record.id, record });
     if (++this.finishedSincePrune >= PRUNE_EVERY) {
       this.finishedSincePrune = 0;
-      this.store.prune(this.historyLimit);
+      const pruned = this.store.prune(this.historyLimit);
+      for (const id of pruned) this.index.delete(id);
+      if (pruned.length > 0) this.onPruned(pruned);
     }
   }
 
@@ -227,12 +239,12 @@ export class SessionJournal {
 
   /** The newest finished sessions, newest first. */
   recent(count: number): SessionRecord[] {
-    return this.recentRecords.slice(0, count);
+    return this.index.recent(count);
   }
 
   /** A session's record and the lines of its stored output; undefined for an unknown session. */
   readLog(sessionId: string): { record: SessionRecord; lines: string[] } | undefined {
-    const record = this.store.read(sessionId);
+    const record = this.index.get(sessionId);
     if (!record) return undefined;
     let text = '';
     try {

@@ -17,6 +17,7 @@ import { AgentdError, errorMessage } from '../errors.js';
 import {
   type DaemonEvent,
   daemonMachine,
+  type KeyEntry,
   type OpenResult,
   type StateDirProblem,
 } from '../machines/daemon.machine.js';
@@ -24,11 +25,11 @@ import { type HostReconciled, hostMachine, type SettledSession } from '../machin
 import { runnerMachineFor } from '../machines/runner.machine.js';
 import { scheduleMachine } from '../machines/schedule.machine.js';
 import { sessionMachine } from '../machines/session.machine.js';
-import type { DaemonPort } from '../protocol/context.js';
-import { dispatch } from '../protocol/dispatch.js';
+import { type DaemonPort, replyError } from '../protocol/context.js';
+import { busyReply, dispatch } from '../protocol/dispatch.js';
 import type { HostPorts } from '../runner/actors.js';
 import { runnerActors } from '../runner/actors.js';
-import { sessionRecordSchema } from '../sessions/records.js';
+import { type SessionRecord, sessionRecordSchema } from '../sessions/records.js';
 import { abandonedWaiting, sortByHost, staleContainers } from './host-recovery.js';
 import { instanceIdOf } from './instance-id.js';
 import { SessionJournal } from './journal.js';
@@ -112,7 +113,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
     log,
   );
   const journal = new SessionJournal(store, files, keeper, log, config.historyLimit);
-  const { unfinished } = journal.load((bad) =>
+  const { records, unfinished } = journal.load((bad) =>
     log.warn(
       { event: 'daemon.record_quarantined', file: bad.file, movedTo: bad.movedTo, reason: bad.reason },
       bad.movedTo
@@ -398,6 +399,8 @@ async function supervise(options: DaemonOptions): Promise<number> {
       maxSessions: config.maxSessions,
       scheduleSince,
       ...(settings.hosts.length === 0 ? {} : { hosts: settings.hosts.map(hostInfo) }),
+      keys: keysOf(records),
+      keyLimit: config.historyLimit,
     },
     ...(options.inspect ? { inspect: options.inspect } : {}),
   });
@@ -414,6 +417,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
   });
   observeDaemon({ actor, journal, metrics, notifier, log });
   send = (event) => actor.send(event);
+  journal.onPruned = (sessionIds) => actor.send({ type: 'records.pruned', sessionIds });
   const reload = createReloader({ started: settings, actor, log, notify });
   port = createDaemonPort({
     actor,
@@ -588,19 +592,37 @@ function socketServer(
     partialLineTimeoutMs: 30_000,
     maxPendingWriteBytes: 8 * 1024 * 1024,
     onLine,
+    // The line is gone: the reply has no id to repeat.
     onLineTooLong: (connection) =>
-      connection.send({
-        v: 1,
-        type: 'error',
-        code: 'line_too_long',
-        message: `request line longer than ${MAX_LINE_BYTES} bytes; requests must be one JSON object per line`,
-      }),
+      replyError(
+        connection,
+        {},
+        'line_too_long',
+        `request line longer than ${MAX_LINE_BYTES} bytes; requests must be one JSON object per line`,
+      ),
     onRejectedConnection: () => log.warn({ event: 'socket.busy' }, 'refused a connection: too many open'),
+    busyLine: busyReply,
   });
 }
 
 /** How long a stopping daemon waits for the notifications still under way. */
 const NOTIFY_GRACE_MS = 5000;
+
+/** The idempotency keys of recorded sessions, for the machine to remember across a restart. */
+function keysOf(records: readonly SessionRecord[]): KeyEntry[] {
+  return records.flatMap((r) =>
+    r.key === undefined
+      ? []
+      : [
+          {
+            key: r.key,
+            sessionId: r.id,
+            agent: r.agent,
+            ...(r.finishedAt === undefined ? {} : { finishedAt: Date.parse(r.finishedAt) }),
+          },
+        ],
+  );
+}
 
 /** How often a degraded daemon looks whether its state dir takes writes again. */
 const STATE_DIR_RETRY_MS = 1000;

@@ -6,7 +6,9 @@ import type { ClientEvent, DaemonContext, DaemonEmitted, daemonMachine } from '.
 import { hostStateOf } from '../machines/host.machine.js';
 import { sessionPhaseOf } from '../machines/session.machine.js';
 import type { DaemonPort, DaemonState, DaemonStatus } from '../protocol/context.js';
+import { publicState } from '../protocol/public-state.js';
 import type { HostStatus, ReloadReply, ScheduleView } from '../protocol/replies.js';
+import { describeAgent } from '../sessions/agent-view.js';
 import type { SessionJournal } from './journal.js';
 
 export type DaemonActor = Actor<typeof daemonMachine>;
@@ -84,7 +86,8 @@ export interface PortOptions {
 export function createDaemonPort(options: PortOptions): DaemonPort {
   const { actor, journal } = options;
   const startedAt = Date.now();
-  const state = () => stateName(actor.getSnapshot().value);
+  // Clients never see a state they cannot act on (shutdown.stopped).
+  const state = () => publicState(stateName(actor.getSnapshot().value));
   return {
     state,
     send: (event) => sendEvent(actor, event),
@@ -101,8 +104,9 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
         maxSessions: context.maxSessions,
         running: Object.values(context.sessions).map((ref) => {
           const snapshot = ref.getSnapshot();
-          const { request, startedAt: sessionStartedAt } = snapshot.context;
-          const { host } = snapshot.context;
+          const { request, host } = snapshot.context;
+          // The record's: when the session left the queue, also for one adopted from an earlier daemon.
+          const sessionStartedAt = journal.record(request.sessionId)?.startedAt ?? snapshot.context.startedAt;
           return {
             id: request.sessionId,
             agent: request.agent,
@@ -131,10 +135,10 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
       const { context } = actor.getSnapshot();
       return {
         state: state(),
-        running: Object.values(context.sessions).map((ref) => ({
-          id: ref.id,
-          phase: sessionPhaseOf(ref.getSnapshot()),
-        })),
+        running: Object.values(context.sessions).map((ref) => {
+          const snapshot = ref.getSnapshot();
+          return { id: ref.id, agent: snapshot.context.request.agent, phase: sessionPhaseOf(snapshot) };
+        }),
         queued: context.queue.map((entry) => entry.request.sessionId),
       };
     },
@@ -180,6 +184,10 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
       });
     },
     follow: (sessionId, listener) => journal.follow(sessionId, listener),
+    followAll: (listener) => journal.followAll(listener),
+    record: (sessionId) => journal.record(sessionId),
+    history: (filter) => journal.history(filter),
+    agents: () => actor.getSnapshot().context.agents.map(describeAgent),
     readLog: (sessionId) => journal.readLog(sessionId),
     stage: (sessionId, payload) => journal.stage(sessionId, payload),
     unstage: (sessionId) => journal.unstage(sessionId),

@@ -187,5 +187,6 @@ function requestOf(record: SessionRecord): SessionRequest {
             inputs: record.inputs ?? [],
           },
         }),
+    ...(record.key === undefined ? {} : { key: record.key }),
   };
 }

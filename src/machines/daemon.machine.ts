@@ -44,6 +44,24 @@ export interface DaemonInput {
   scheduleSince?: Record<string, string>;
   /** The hosts sessions run on, in the order of the configuration; without, the local Podman (`local`). */
   hosts?: HostInfo[];
+  /** Idempotency keys of the sessions an earlier daemon recorded (from their records). */
+  keys?: KeyEntry[];
+  /** How long after its session finished a key still returns it (default KEY_WINDOW_MS). */
+  keyWindowMs?: number;
+  /** Most keys of finished sessions remembered (default: the records the daemon keeps). */
+  keyLimit?: number;
+}
+
+/** A trigger repeating a key within this long after the key's session finished gets that session. */
+export const KEY_WINDOW_MS = 24 * 60 * 60 * 1000;
+
+/** What an idempotency key stands for: the session its first trigger made. */
+export interface KeyEntry {
+  key: string;
+  sessionId: string;
+  agent: string;
+  /** When the session finished (ms since the epoch); unset while it is queued or running. */
+  finishedAt?: number;
 }
 
 /** What happens to the sessions an earlier daemon accepted but did not finish. */
@@ -95,7 +113,9 @@ export type InternalEvent =
   | TriggerUnrecordedEvent
   | ({ type: 'stateDir.unwritable' } & StateDirProblem)
   | { type: 'stateDir.writable' }
-  | HostNotice;
+  | HostNotice
+  /** Finished records were removed from the state dir: their keys are forgotten. */
+  | { type: 'records.pruned'; sessionIds: string[] };
 
 /** A trigger as the machine receives it: from the socket, the CLI or a script. */
 export type TriggerEvent = TriggerFields & {
@@ -138,7 +158,15 @@ export type ClientEvent = Exclude<DaemonEvent, InternalEvent>;
 
 /** Answers the machine emits to whoever sent the event. */
 export type DaemonEmitted =
-  | { type: 'trigger.accepted'; requestId?: string; sessionId: string; queued: boolean; position: number }
+  | {
+      type: 'trigger.accepted';
+      requestId?: string;
+      sessionId: string;
+      queued: boolean;
+      position: number;
+      /** The trigger repeated a key: sessionId is the key's first session, nothing new was made. */
+      existing?: boolean;
+    }
   | { type: 'trigger.rejected'; requestId?: string; sessionId: string; code: RejectionCode; reason: string }
   | { type: 'cancel.accepted'; requestId?: string; sessionId: string; wasQueued: boolean }
   | { type: 'cancel.rejected'; requestId?: string; sessionId: string; reason: string }
@@ -170,6 +198,10 @@ export interface DaemonContext {
   schedules: Record<string, ScheduleRef>;
   /** From the input, for the schedules started when the daemon is first up; empty after that. */
   scheduleSince: Record<string, string>;
+  /** Idempotency keys, by key: the machine is the one place that decides whether a trigger is new. */
+  keys: Record<string, KeyEntry>;
+  keyWindowMs: number;
+  keyLimit: number;
 }
 
 /** A reload takes effect at once: the queue picks up a raised max_sessions when there is room. */
@@ -200,6 +232,30 @@ const whileStarting = {
 } as const;
 
 type CancelEvent = Extract<DaemonEvent, { type: 'cancel' }>;
+
+/**
+ * A trigger that repeats a remembered idempotency key: the same agent gets the key's session back
+ * (queued, running or finished), another agent is turned away. Checked before anything else, in every
+ * state that takes triggers, so a retried request never makes a second session nor fails because the
+ * daemon is busy or draining while the first one exists.
+ */
+const replayKey = [
+  {
+    guard: { type: 'keyOfOtherAgent', params: ({ event }: { event: TriggerEvent }) => event },
+    actions: {
+      type: 'rejectTrigger',
+      params: ({ context, event }: { context: DaemonContext; event: TriggerEvent }) => ({
+        trigger: event,
+        code: 'key_conflict' as const,
+        reason: `key ${JSON.stringify(event.key)} belongs to session ${context.keys[event.key ?? '']?.sessionId} of agent "${context.keys[event.key ?? '']?.agent}"; use another key for another agent`,
+      }),
+    },
+  },
+  {
+    guard: { type: 'keyRemembered', params: ({ event }: { event: TriggerEvent }) => event },
+    actions: { type: 'answerExisting', params: ({ event }: { event: TriggerEvent }) => event },
+  },
+] as const;
 
 /** A cancel of a running session goes to its actor, which stops the container and reports `cancelled`. */
 const cancelRunningSession = {
@@ -277,6 +333,7 @@ const whileUp = {
           }),
         },
         { type: 'removeFromQueue', params: ({ event }: { event: CancelEvent }) => event.sessionId },
+        { type: 'markKeysFinished', params: ({ event }: { event: CancelEvent }) => [event.sessionId] },
         {
           type: 'answerCancelled',
           params: ({ event }: { event: CancelEvent }) => ({ ...cancelParams(event), wasQueued: true }),
@@ -289,6 +346,10 @@ const whileUp = {
   'session.finished': {
     actions: [
       { type: 'forgetSession', params: ({ event }: { event: SessionFinishedEvent }) => event.sessionId },
+      {
+        type: 'markKeysFinished',
+        params: ({ event }: { event: SessionFinishedEvent }) => [event.sessionId],
+      },
       'startQueuedSessions',
     ],
   },
@@ -345,6 +406,11 @@ export const daemonMachine = setup({
       overlapOf(context, fired.agent) === 'skip' && activeScheduled(context, fired.agent) !== undefined,
     hostKnown: ({ context }, host: string) =>
       context.hosts.some((h) => h.getSnapshot().context.name === host),
+    keyRemembered: ({ context }, trigger: TriggerEvent) => liveKey(context, trigger.key) !== undefined,
+    keyOfOtherAgent: ({ context }, trigger: TriggerEvent) => {
+      const entry = liveKey(context, trigger.key);
+      return entry !== undefined && entry.agent !== trigger.agent;
+    },
     stateDirUnwritable: (_, opened: OpenResult | undefined) => opened?.stateDir !== undefined,
   },
   actions: {
@@ -363,6 +429,45 @@ export const daemonMachine = setup({
         queued: index !== -1,
         position: index + 1,
       };
+    }),
+    answerExisting: emit(({ context }, trigger: TriggerEvent) => {
+      const sessionId = (liveKey(context, trigger.key) as KeyEntry).sessionId;
+      const index = context.queue.findIndex((s) => s.request.sessionId === sessionId);
+      return {
+        type: 'trigger.accepted' as const,
+        requestId: trigger.requestId,
+        sessionId,
+        queued: index !== -1,
+        position: index + 1,
+        existing: true,
+      };
+    }),
+    rememberKey: assign({
+      keys: ({ context }, session: SessionInput) => {
+        const { key, sessionId, agent } = session.request;
+        if (key === undefined) return context.keys;
+        return boundKeys({ ...context.keys, [key]: { key, sessionId, agent } }, context);
+      },
+    }),
+    markKeysFinished: assign({
+      keys: ({ context }, sessionIds: string[]) => {
+        const finished = new Set(sessionIds);
+        if (!Object.values(context.keys).some((e) => finished.has(e.sessionId))) return context.keys;
+        const now = Date.now();
+        const keys = Object.fromEntries(
+          Object.entries(context.keys).map(([key, e]) => [
+            key,
+            finished.has(e.sessionId) && e.finishedAt === undefined ? { ...e, finishedAt: now } : e,
+          ]),
+        );
+        return boundKeys(keys, context);
+      },
+    }),
+    forgetKeys: assign({
+      keys: ({ context }, sessionIds: string[]) => {
+        const gone = new Set(sessionIds);
+        return Object.fromEntries(Object.entries(context.keys).filter(([, e]) => !gone.has(e.sessionId)));
+      },
     }),
     rejectTrigger: emit((_, params: { trigger: TriggerEvent; code: RejectionCode; reason: string }) => ({
       type: 'trigger.rejected' as const,
@@ -607,11 +712,20 @@ export const daemonMachine = setup({
     scheduleSince: input.scheduleSince ?? {},
     hostInfo: input.hosts ?? [LOCAL_ONLY],
     hosts: [],
+    keys: Object.fromEntries((input.keys ?? []).map((entry) => [entry.key, entry])),
+    keyWindowMs: input.keyWindowMs ?? KEY_WINDOW_MS,
+    keyLimit: input.keyLimit ?? 200,
   }),
   initial: 'reconciling',
   on: {
     // Adopted sessions may end in any state, even before the daemon is ready.
-    'session.finished': { actions: { type: 'forgetSession', params: ({ event }) => event.sessionId } },
+    'session.finished': {
+      actions: [
+        { type: 'forgetSession', params: ({ event }) => event.sessionId },
+        { type: 'markKeysFinished', params: ({ event }) => [event.sessionId] },
+      ],
+    },
+    'records.pruned': { actions: { type: 'forgetKeys', params: ({ event }) => event.sessionIds } },
     'host.up': { actions: hostUp({ adopt: true }) },
     'host.down': {
       actions: [
@@ -643,6 +757,10 @@ export const daemonMachine = setup({
             },
             { type: 'recoverSessions', params: ({ event }) => event.output.recovery },
             { type: 'reportSettled', params: ({ event }) => ({ sessions: event.output.recovery.finished }) },
+            {
+              type: 'markKeysFinished',
+              params: ({ event }) => event.output.recovery.finished.map((s) => s.request.sessionId),
+            },
           ],
         },
         onError: {
@@ -686,6 +804,7 @@ export const daemonMachine = setup({
       entry: ['adoptSessions', 'startQueuedSessions', 'startSchedules'],
       on: {
         trigger: [
+          ...replayKey,
           {
             guard: { type: 'sessionIdInUse', params: ({ event }) => event.sessionId },
             actions: {
@@ -725,6 +844,7 @@ export const daemonMachine = setup({
         'trigger.recorded': {
           actions: [
             { type: 'queueSession', params: ({ event }) => event.session },
+            { type: 'rememberKey', params: ({ event }) => event.session },
             'startQueuedSessions',
             { type: 'answerAccepted', params: ({ event }) => event },
           ],
@@ -774,16 +894,19 @@ export const daemonMachine = setup({
       entry: ['startQueuedSessions', 'startSchedules'],
       invoke: { src: 'watchStateDir' },
       on: {
-        trigger: {
-          actions: {
-            type: 'rejectTrigger',
-            params: ({ context, event }) => ({
-              trigger: event,
-              code: context.stateDir?.code ?? ('state_dir_unwritable' as const),
-              reason: `${context.stateDir?.reason ?? 'the state dir takes no writes'}; triggers are accepted again as soon as it does`,
-            }),
+        trigger: [
+          ...replayKey,
+          {
+            actions: {
+              type: 'rejectTrigger',
+              params: ({ context, event }) => ({
+                trigger: event,
+                code: context.stateDir?.code ?? ('state_dir_unwritable' as const),
+                reason: `${context.stateDir?.reason ?? 'the state dir takes no writes'}; triggers are accepted again as soon as it does`,
+              }),
+            },
           },
-        },
+        ],
         'stateDir.unwritable': {
           actions: { type: 'storeStateDirProblem', params: ({ event }) => problemOf(event) },
         },
@@ -819,20 +942,27 @@ export const daemonMachine = setup({
                 sessions: settle(context.queue, 'daemon shut down before the session started'),
               }),
             },
+            {
+              type: 'markKeysFinished',
+              params: ({ context }) => context.queue.map((s) => s.request.sessionId),
+            },
             'clearQueue',
           ],
           always: { guard: 'noSessionsRunning', target: 'stopped' },
           on: {
-            trigger: {
-              actions: {
-                type: 'rejectTrigger',
-                params: ({ event }) => ({
-                  trigger: event,
-                  code: 'not_accepting' as const,
-                  reason: 'daemon is shutting down',
-                }),
+            trigger: [
+              ...replayKey,
+              {
+                actions: {
+                  type: 'rejectTrigger',
+                  params: ({ event }) => ({
+                    trigger: event,
+                    code: 'not_accepting' as const,
+                    reason: 'daemon is shutting down',
+                  }),
+                },
               },
-            },
+            ],
             cancel: [cancelRunningSession, rejectUnknownCancel],
             reload: { actions: { type: 'rejectReload', params: ({ event }) => event } },
             'host.up': { actions: hostUp({ adopt: false }) },
@@ -858,6 +988,30 @@ export const daemonMachine = setup({
   },
 });
 
+/** The entry of a key that still stands for its session: queued, running, or finished within the window. */
+function liveKey(context: DaemonContext, key: string | undefined): KeyEntry | undefined {
+  if (key === undefined || !Object.hasOwn(context.keys, key)) return undefined;
+  const entry = context.keys[key];
+  if (entry?.finishedAt !== undefined && Date.now() - entry.finishedAt > context.keyWindowMs)
+    return undefined;
+  return entry;
+}
+
+/**
+ * Keys kept: every one of a queued or running session, and of finished ones those within the window,
+ * newest first, at most keyLimit (the daemon keeps no more records than that either).
+ */
+function boundKeys(keys: Record<string, KeyEntry>, context: DaemonContext): Record<string, KeyEntry> {
+  const now = Date.now();
+  const entries = Object.values(keys);
+  const finished = entries
+    .filter((e) => e.finishedAt !== undefined && now - e.finishedAt <= context.keyWindowMs)
+    .sort((a, b) => (b.finishedAt ?? 0) - (a.finishedAt ?? 0))
+    .slice(0, context.keyLimit);
+  const live = entries.filter((e) => e.finishedAt === undefined);
+  return Object.fromEntries([...live, ...finished].map((e) => [e.key, e]));
+}
+
 /** Outcomes for sessions that leave the queue without running. */
 function settle(
   queued: SessionInput[],
@@ -882,6 +1036,7 @@ function checked(agents: readonly AgentConfig[], trigger: TriggerEvent): Trigger
     ...(check.timeoutMs === undefined ? {} : { timeoutMs: check.timeoutMs }),
     ...(trigger.work === undefined ? {} : { work: trigger.work }),
     ...(trigger.scheduledFor === undefined ? {} : { scheduledFor: trigger.scheduledFor }),
+    ...(trigger.key === undefined ? {} : { key: trigger.key }),
   };
   return {
     type: 'trigger.valid',

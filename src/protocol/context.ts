@@ -1,12 +1,22 @@
 import type { Logger } from 'pino';
 import type { Connection } from '../adapters/socket-server.js';
-import { PROTOCOL_VERSION } from '../constants.js';
+import { PROTOCOL_VERSION, type ProtocolVersion } from '../constants.js';
 import type { ClientEvent, DaemonEmitted } from '../machines/daemon.machine.js';
+import type { AgentView } from '../sessions/agent-view.js';
+import type { HistoryFilter, HistoryPage } from '../sessions/history.js';
 import type { SessionRecord } from '../sessions/records.js';
 import type { BusEvent } from '../sessions/session-bus.js';
 import type { WorkPayload } from '../sessions/work.js';
 import type { Request, RequestOf } from './messages.js';
-import type { HostStatus, ReloadReply, ReplyBody, ReplyOf } from './replies.js';
+import { describeProblems, type Problem } from './problems.js';
+import {
+  type ErrorCode,
+  type HostStatus,
+  RETRYABLE_ERRORS,
+  type ReloadReply,
+  type ReplyBody,
+  type ReplyOf,
+} from './replies.js';
 
 /** The daemon as a socket handler sees it: what `status` shows of it. */
 export type DaemonStatus = Omit<ReplyOf<'status'>, 'v' | 'id' | 'type'>;
@@ -15,10 +25,11 @@ export type DaemonState = Omit<ReplyOf<'state'>, 'v' | 'id' | 'type'>;
 
 /**
  * What a socket message handler may use of the running daemon: a small port, not the machine. The
- * daemon implements it (src/daemon/port.ts) over its machine and its session journal.
+ * daemon implements it (src/daemon/port.ts) over its machine and its session journal. Everything a
+ * client can ask goes through here, so another front end (an HTTP API) can offer the same.
  */
 export interface DaemonPort {
-  /** The daemon machine's state, e.g. `ready` or `shutdown.draining`. */
+  /** The daemon machine's state as clients see it, e.g. `ready` or `shutdown.draining`. */
   state(): string;
   /** Sends one client event to the daemon machine and returns what it answered to it. */
   send(event: ClientEvent): DaemonEmitted[];
@@ -31,6 +42,14 @@ export interface DaemonPort {
   hosts(): HostStatus[];
   /** A session's phases, output and outcome as they happen; returns a function that stops following. */
   follow(sessionId: string, listener: (event: BusEvent) => void): () => void;
+  /** Every session's phases, output and outcome. */
+  followAll(listener: (event: BusEvent) => void): () => void;
+  /** A session's record, queued, running or finished; undefined when the daemon keeps none. */
+  record(sessionId: string): SessionRecord | undefined;
+  /** Kept records that match the filters, newest first. */
+  history(filter: HistoryFilter): HistoryPage;
+  /** The agents triggers are accepted for now, as clients may see them (no credential value). */
+  agents(): AgentView[];
   /** A session's record and the lines of its stored output; undefined for an unknown session. */
   readLog(sessionId: string): { record: SessionRecord; lines: string[] } | undefined;
   /**
@@ -54,15 +73,53 @@ export type Handler<T extends Request['type']> = (
   daemon: DaemonPort,
 ) => void;
 
-/** Sends one reply to a request, with the protocol version and the request's id. */
-export function reply(
-  connection: Connection,
-  request: { id?: string | undefined },
-  message: ReplyBody,
-): void {
+/** What a reply needs of its request: the version to answer in and the id to repeat. */
+export interface RequestHead {
+  v?: ProtocolVersion | undefined;
+  id?: string | undefined;
+}
+
+/** Sends one reply to a request, in the request's protocol version and with the request's id. */
+export function reply(connection: Connection, request: RequestHead, message: ReplyBody): void {
   connection.send({
-    v: PROTOCOL_VERSION,
+    v: request.v ?? PROTOCOL_VERSION,
     ...(request.id === undefined ? {} : { id: request.id }),
     ...message,
   });
+}
+
+/** Sends an `error` reply: a stable code, a message for people, and every problem for programs. */
+export function replyError(
+  connection: Connection,
+  request: RequestHead,
+  code: ErrorCode,
+  message: string,
+  problems: Problem[] = [],
+  extra: { supported?: number[] } = {},
+): void {
+  connection.send(errorReply(request, code, message, problems, extra));
+}
+
+/** An `error` reply as it goes on the wire. */
+export function errorReply(
+  request: RequestHead,
+  code: ErrorCode,
+  message: string,
+  problems: Problem[] = [],
+  extra: { supported?: number[] } = {},
+): object {
+  const body: ReplyBody = {
+    type: 'error',
+    code,
+    message:
+      problems.length > 0 ? `${message}: ${describeProblems(problems)}; see docs/protocol.md` : message,
+    problems,
+    retryable: RETRYABLE_ERRORS.includes(code),
+    ...extra,
+  };
+  return {
+    v: request.v ?? PROTOCOL_VERSION,
+    ...(request.id === undefined ? {} : { id: request.id }),
+    ...body,
+  };
 }

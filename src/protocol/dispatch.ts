@@ -1,31 +1,22 @@
 import type { Connection } from '../adapters/socket-server.js';
-import type { DaemonPort, Handler } from './context.js';
+import { PROTOCOL_VERSIONS, type ProtocolVersion } from '../constants.js';
+import { type DaemonPort, errorReply, type Handler, type RequestHead, replyError } from './context.js';
 import { handlers } from './handlers/index.js';
-import { describeIssues, type Request, requestSchema } from './messages.js';
+import { REQUEST_SINCE, REQUEST_TYPES, type Request, requestIdSchema, requestSchema } from './messages.js';
+import { capped, type Problem, problemsOf } from './problems.js';
 
-/** Validates one request line and hands it to its handler; anything malformed gets an error reply. */
+/**
+ * Validates one request line and hands it to its handler; anything malformed gets an `error` reply
+ * with every problem. A reply carries the request's id only when the id is valid (a client must be
+ * able to match it), and is in the request's version when the daemon speaks it.
+ */
 export function dispatch(line: string, connection: Connection, daemon: DaemonPort): void {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(line);
-  } catch {
-    connection.send({ v: 1, type: 'error', code: 'bad_json', message: 'the line is not valid JSON' });
+  const checked = check(line);
+  if (!checked.ok) {
+    replyError(connection, checked.head, checked.code, checked.message, checked.problems, checked.extra);
     return;
   }
-  const result = requestSchema.safeParse(parsed);
-  if (!result.success) {
-    const id =
-      typeof (parsed as { id?: unknown })?.id === 'string' ? (parsed as { id: string }).id : undefined;
-    connection.send({
-      v: 1,
-      ...(id === undefined ? {} : { id }),
-      type: 'error',
-      code: 'bad_request',
-      message: `invalid request: ${describeIssues(result.error)}; see docs/protocol.md`,
-    });
-    return;
-  }
-  const request = result.data;
+  const { request } = checked;
   try {
     (handlers[request.type] as Handler<Request['type']>)(request, connection, daemon);
   } catch (error) {
@@ -33,11 +24,94 @@ export function dispatch(line: string, connection: Connection, daemon: DaemonPor
       { event: 'socket.handler_failed', type: request.type, err: error },
       'request handler failed',
     );
-    connection.send({
-      v: 1,
-      type: 'error',
-      code: 'internal',
-      message: `the daemon could not handle ${request.type}`,
-    });
+    replyError(connection, request, 'internal', `the daemon could not handle ${request.type}`);
   }
+}
+
+type Checked =
+  | { ok: true; request: Request }
+  | {
+      ok: false;
+      head: RequestHead;
+      code: 'bad_json' | 'bad_request' | 'unsupported_version';
+      message: string;
+      problems: Problem[];
+      extra?: { supported: number[] };
+    };
+
+/** A request line, checked: the request, or the error it gets. Pure, so tests can table it. */
+export function check(line: string): Checked {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(line);
+  } catch {
+    return { ok: false, head: {}, code: 'bad_json', message: 'the line is not valid JSON', problems: [] };
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    return {
+      ok: false,
+      head: {},
+      code: 'bad_request',
+      message: 'invalid request',
+      problems: [{ path: '', message: 'a request is a JSON object' }],
+    };
+  }
+  const raw = parsed as Record<string, unknown>;
+  const head = headOf(raw);
+  const version = head.v;
+  if (raw.v !== undefined && version === undefined) {
+    return {
+      ok: false,
+      head,
+      code: 'unsupported_version',
+      message: `protocol version ${JSON.stringify(raw.v)} is not supported; this daemon speaks ${PROTOCOL_VERSIONS.join(' and ')} (send hello without v to ask)`,
+      problems: [{ path: 'v', message: `one of ${PROTOCOL_VERSIONS.join(', ')}` }],
+      extra: { supported: [...PROTOCOL_VERSIONS] },
+    };
+  }
+  const result = requestSchema.safeParse(parsed);
+  if (result.success) {
+    const tooNew = tooNewFor(result.data, version);
+    if (tooNew === undefined) return { ok: true, request: result.data };
+    return { ok: false, head, code: 'bad_request', message: 'invalid request', problems: [tooNew] };
+  }
+  // A version the daemon does not speak was answered above: a problem with v here is a missing one.
+  const problems = problemsOf(result.error, REQUEST_TYPES).map((p) =>
+    p.path === 'v' ? { path: 'v', message: `required: one of ${PROTOCOL_VERSIONS.join(', ')}` } : p,
+  );
+  return { ok: false, head, code: 'bad_request', message: 'invalid request', problems: capped(problems) };
+}
+
+/** A request type newer than the version the request names. */
+function tooNewFor(request: Request, version: ProtocolVersion | undefined): Problem | undefined {
+  const since = REQUEST_SINCE[request.type];
+  if (since === undefined || version === undefined || version >= since) return undefined;
+  return { path: 'type', message: `${request.type} needs protocol version ${since} or later` };
+}
+
+/** The id (when valid) and version (when spoken) of a request object: what a reply to it repeats. */
+function headOf(raw: Record<string, unknown>): RequestHead {
+  const id = typeof raw.id === 'string' && requestIdSchema.safeParse(raw.id).success ? raw.id : undefined;
+  const version = PROTOCOL_VERSIONS.find((v) => v === raw.v);
+  return { ...(id === undefined ? {} : { id }), ...(version ? { v: version } : {}) };
+}
+
+/**
+ * The `busy` answer to a connection refused because too many are open: in the version and with the
+ * id of its first request, when it sent one in time.
+ */
+export function busyReply(
+  firstLine: string | undefined,
+  message = 'too many connections; retry later',
+): object {
+  let head: RequestHead = {};
+  try {
+    const parsed: unknown = firstLine === undefined ? undefined : JSON.parse(firstLine);
+    if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
+      head = headOf(parsed as Record<string, unknown>);
+    }
+  } catch {
+    // Not JSON: answered without an id.
+  }
+  return errorReply(head, 'busy', message);
 }

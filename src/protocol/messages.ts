@@ -1,6 +1,14 @@
 import { z } from 'zod';
-import { MAX_INPUT_FILES, MAX_LINE_BYTES, PROTOCOL_VERSION, SESSION_ID_PATTERN } from '../constants.js';
+import {
+  MAX_INPUT_FILES,
+  MAX_LINE_BYTES,
+  PROTOCOL_VERSIONS,
+  type ProtocolVersion,
+  SESSION_ID_PATTERN,
+} from '../constants.js';
 import { triggerFieldsSchema } from '../sessions/check-trigger.js';
+import { HISTORY_MAX_LIMIT, parseSince, SINCE_RULE } from '../sessions/history.js';
+import { OUTCOMES } from '../sessions/types.js';
 
 /** Byte content in a JSON line: standard base64, with padding. */
 const base64 = z
@@ -10,6 +18,20 @@ const base64 = z
 
 const sessionId = z.string().regex(SESSION_ID_PATTERN, 'a session id is 16 lowercase hex characters');
 
+/** The filters of the `history` request (sessions/history.ts applies them). */
+const historyFilterFields = {
+  agent: z.string().min(1).max(64).optional(),
+  outcome: z.enum(OUTCOMES).optional(),
+  workUnit: z.string().min(1).max(256).optional(),
+  since: z
+    .string()
+    .min(1)
+    .max(64)
+    .refine((text) => parseSince(text, 0) !== undefined, { error: `since ${SINCE_RULE}` })
+    .optional(),
+  limit: z.number().int().min(1).max(HISTORY_MAX_LIMIT).optional(),
+};
+
 /** Events of the daemon machine that clients may send (`agentd send`, the `event` request). */
 export const daemonEventSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('trigger'), sessionId: sessionId.optional(), ...triggerFieldsSchema }),
@@ -18,10 +40,21 @@ export const daemonEventSchema = z.discriminatedUnion('type', [
 ]);
 export type InjectedEvent = z.infer<typeof daemonEventSchema>;
 
-const base = { v: z.literal(PROTOCOL_VERSION), id: z.string().max(128).optional() };
+/** A request id: echoed in every reply to the request, so it must be one a client can match. */
+export const REQUEST_ID_RULE = 'an id is a string of 1 to 128 characters';
+export const requestIdSchema = z.string().min(1, REQUEST_ID_RULE).max(128, REQUEST_ID_RULE);
+export const versionSchema = z.literal(PROTOCOL_VERSIONS);
+
+const base = { v: versionSchema, id: requestIdSchema.optional() };
 
 export const requestSchema = z.discriminatedUnion('type', [
-  z.strictObject({ ...base, type: z.literal('hello'), client: z.string().max(128).optional() }),
+  // hello needs no version: it is how a client learns which versions the daemon speaks.
+  z.strictObject({
+    ...base,
+    v: versionSchema.optional(),
+    type: z.literal('hello'),
+    client: z.string().max(128).optional(),
+  }),
   z.strictObject({
     ...base,
     type: z.literal('trigger'),
@@ -44,19 +77,26 @@ export const requestSchema = z.discriminatedUnion('type', [
   z.strictObject({ ...base, type: z.literal('hosts') }),
   z.strictObject({ ...base, type: z.literal('drain'), host: z.string().min(1).max(64) }),
   z.strictObject({ ...base, type: z.literal('undrain'), host: z.string().min(1).max(64) }),
+  z.strictObject({ ...base, type: z.literal('show'), sessionId }),
+  z.strictObject({ ...base, type: z.literal('wait'), sessionId }),
+  z.strictObject({ ...base, type: z.literal('history'), ...historyFilterFields }),
+  z.strictObject({ ...base, type: z.literal('agents') }),
 ]);
 export type Request = z.infer<typeof requestSchema>;
-export type RequestOf<T extends Request['type']> = Extract<Request, { type: T }>;
+export type RequestType = Request['type'];
+export type RequestOf<T extends RequestType> = Extract<Request, { type: T }>;
 /** A request as a client writes it: the client adds `v`. */
 export type RequestBody = Request extends infer R ? (R extends Request ? Omit<R, 'v'> : never) : never;
 
-/** Turns zod issues into one line that names each field and what it expects. */
-export function describeIssues(error: z.ZodError): string {
-  return error.issues
-    .slice(0, 5)
-    .map((issue) => {
-      const path = issue.path.length > 0 ? issue.path.join('.') : 'message';
-      return `${path}: ${issue.message}`;
-    })
-    .join('; ');
-}
+/** Request types that a version added; the others exist since version 1. */
+export const REQUEST_SINCE: Partial<Record<RequestType, ProtocolVersion>> = {
+  show: 2,
+  wait: 2,
+  history: 2,
+  agents: 2,
+  hosts: 2,
+  drain: 2,
+  undrain: 2,
+};
+
+export const REQUEST_TYPES = requestSchema.options.map((option) => option.shape.type.value);

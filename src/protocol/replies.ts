@@ -1,7 +1,8 @@
 import { z } from 'zod';
-import { PROTOCOL_VERSION } from '../constants.js';
+import { PROTOCOL_VERSIONS } from '../constants.js';
+import { agentViewSchema } from '../sessions/agent-view.js';
 import { REJECTION_CODES } from '../sessions/check-trigger.js';
-import { phaseSchema, sessionRecordSchema } from '../sessions/records.js';
+import { outcomeSchema, phaseSchema, sessionRecordSchema } from '../sessions/records.js';
 
 /**
  * Every reply the daemon sends (docs/protocol.md). The daemon's handlers build them through these types
@@ -9,18 +10,24 @@ import { phaseSchema, sessionRecordSchema } from '../sessions/records.js';
  * client ignores fields it does not know (adding one is a compatible change).
  */
 const sessionId = z.string();
-const base = { v: z.literal(PROTOCOL_VERSION), id: z.string().optional() };
+const base = { v: z.literal(PROTOCOL_VERSIONS), id: z.string().optional() };
 
+/** The `code` of an `error` reply; docs/protocol.md says when each is sent. */
 export const ERROR_CODES = [
   'bad_json',
   'bad_request',
+  'unsupported_version',
   'line_too_long',
   'busy',
   'unknown_session',
-  'duplicate_session',
   'unknown_host',
   'internal',
 ] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+/** Errors that say "not now": the same request may succeed later. */
+export const RETRYABLE_ERRORS: readonly ErrorCode[] = ['busy'];
+
+export const problemSchema = z.object({ path: z.string(), message: z.string() });
 
 /** What the daemon machine answered to an event, without the request id it matched it with. */
 export const answerSchema = z.discriminatedUnion('type', [
@@ -29,6 +36,8 @@ export const answerSchema = z.discriminatedUnion('type', [
     sessionId,
     queued: z.boolean(),
     position: z.number(),
+    /** The trigger repeated an idempotency key: sessionId is the session the key's first trigger made. */
+    existing: z.boolean().optional(),
   }),
   z.object({
     type: z.literal('trigger.rejected'),
@@ -120,27 +129,71 @@ export const reloadReplySchema = z.discriminatedUnion('type', [z.object(reloaded
 export type ReloadReply = z.infer<typeof reloadReplySchema>;
 
 export const replySchema = z.discriminatedUnion('type', [
-  z.object({ ...base, type: z.literal('error'), code: z.enum(ERROR_CODES), message: z.string() }),
+  z.object({
+    ...base,
+    type: z.literal('error'),
+    code: z.enum(ERROR_CODES),
+    message: z.string(),
+    /** Every problem of a `bad_request` (empty for the other codes). */
+    problems: z.array(problemSchema),
+    retryable: z.boolean(),
+    /** With `unsupported_version`: the versions this daemon speaks. */
+    supported: z.array(z.number()).optional(),
+  }),
   z.object({
     ...base,
     type: z.literal('hello'),
+    /** The version of this reply: the request's, or the newest when it named none. */
     protocol: z.number(),
+    /** Every version this daemon speaks, oldest first. */
+    protocols: z.array(z.number()),
     version: z.string(),
     pid: z.number(),
     instanceId: z.string(),
     state: z.string(),
   }),
-  z.object({ ...base, type: z.literal('accepted'), sessionId, queued: z.boolean(), position: z.number() }),
+  z.object({
+    ...base,
+    type: z.literal('accepted'),
+    sessionId,
+    queued: z.boolean(),
+    position: z.number(),
+    existing: z.boolean().optional(),
+  }),
   z.object({
     ...base,
     type: z.literal('rejected'),
-    sessionId,
+    /** Version 1 only: an id that was never used. */
+    sessionId: sessionId.optional(),
     code: z.enum(REJECTION_CODES),
     reason: z.string(),
+    retryable: z.boolean(),
   }),
-  z.object({ ...base, type: z.literal('phase'), sessionId, phase: phaseSchema }),
+  z.object({
+    ...base,
+    type: z.literal('phase'),
+    sessionId,
+    agent: z.string().optional(),
+    phase: phaseSchema,
+  }),
   z.object({ ...base, type: z.literal('output'), sessionId, line: z.string() }),
-  z.object({ ...base, type: z.literal('outcome'), sessionId, record: sessionRecordSchema }),
+  z.object({
+    ...base,
+    type: z.literal('outcome'),
+    sessionId,
+    agent: z.string().optional(),
+    outcome: outcomeSchema.optional(),
+    record: sessionRecordSchema,
+  }),
+  z.object({ ...base, type: z.literal('session'), sessionId, record: sessionRecordSchema }),
+  z.object({
+    ...base,
+    type: z.literal('history'),
+    sessions: z.array(sessionRecordSchema),
+    /** Records that matched beyond `limit`. */
+    more: z.number(),
+  }),
+  z.object({ ...base, type: z.literal('agents'), agents: z.array(agentViewSchema) }),
   z.object({ ...base, type: z.literal('cancelling'), sessionId, wasQueued: z.boolean() }),
   z.object({
     ...base,
@@ -168,7 +221,7 @@ export const replySchema = z.discriminatedUnion('type', [
     ...base,
     type: z.literal('state'),
     state: z.string(),
-    running: z.array(z.object({ id: sessionId, phase: phaseSchema })),
+    running: z.array(z.object({ id: sessionId, agent: z.string(), phase: phaseSchema })),
     queued: z.array(sessionId),
   }),
   z.object({ ...base, ...reloaded }),

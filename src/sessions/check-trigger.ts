@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { AgentConfig } from '../config/types.js';
+import { IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE } from '../constants.js';
 import { durationProblem, parseDuration } from '../duration.js';
 import { describeRepoProblem, parseRepoUrl } from '../repo-url.js';
 import { repoTokenUse } from './repo-token.js';
@@ -15,6 +16,8 @@ export const triggerFieldsSchema = {
   repo: text(2048).optional(),
   workUnit: text(256).optional(),
   timeout: text(32).optional(),
+  /** An idempotency key: a trigger repeating a recent one's key gets that session, not a new one. */
+  key: z.string().regex(IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE).optional(),
 };
 export type TriggerFields = z.infer<z.ZodObject<typeof triggerFieldsSchema>>;
 
@@ -30,9 +33,17 @@ export const REJECTION_CODES = [
   'not_accepting',
   'state_dir_full',
   'state_dir_unwritable',
+  'key_conflict',
   'invalid',
 ] as const;
 export type RejectionCode = (typeof REJECTION_CODES)[number];
+
+/** Rejections that say "not now" rather than "never": the same trigger may succeed later. */
+export const RETRYABLE_REJECTIONS: readonly RejectionCode[] = [
+  'not_accepting',
+  'state_dir_full',
+  'state_dir_unwritable',
+];
 
 export type TriggerRejection = {
   code: Extract<

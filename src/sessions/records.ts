@@ -17,6 +17,8 @@ export const sessionRecordSchema = z.object({
   /** Digests of what the trigger handed over; the content is in the work dir while the session runs. */
   request: digestSchema.optional(),
   inputs: z.array(digestSchema.extend({ name: z.string() })).optional(),
+  /** The trigger's idempotency key. */
+  key: z.string().optional(),
   acceptedAt: z.string(),
   /** The schedule firing that made the session (ISO time); unset for a triggered one. */
   scheduledFor: z.string().optional(),

@@ -2,13 +2,16 @@ import type { SessionRecord } from './records.js';
 import type { SessionPhase } from './types.js';
 
 export type BusEvent =
-  | { type: 'phase'; sessionId: string; phase: SessionPhase }
+  | { type: 'phase'; sessionId: string; agent: string; phase: SessionPhase }
   | { type: 'output'; sessionId: string; line: string }
   | { type: 'outcome'; sessionId: string; record: SessionRecord };
 
 type Listener = (event: BusEvent) => void;
 
-/** Fans a session's phases, output and outcome out to the clients that follow it. */
+/**
+ * Fans a session's phases, output and outcome out to the clients that follow it. Every phase a
+ * session enters is published once, `queued` (when it is accepted) included, and its outcome last.
+ */
 export class SessionBus {
   private readonly listeners = new Map<string, Set<Listener>>();
   private readonly everything = new Set<Listener>();

@@ -25,6 +25,8 @@ export interface SessionRequest {
   repoUrl: string;
   workUnit?: string;
   timeoutMs?: number;
+  /** The trigger's idempotency key. */
+  key?: string;
   acceptedAt: string;
   /** The request text and input files the trigger handed over, by digest (the content is in the work dir). */
   work?: WorkManifest;

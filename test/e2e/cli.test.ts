@@ -286,9 +286,9 @@ describe('CLI', () => {
         /^Usage Error: Invalid value for session-id: "xyz" is not a session id \(16 hex characters, as printed by agentd trigger\)\n/,
       );
       expect(await d.cli(['logs', '0123456789abcdef'])).toEqual({
-        code: 1,
+        code: 6,
         stdout: '',
-        stderr: 'agentd: no session 0123456789abcdef; see `agentd status` for known sessions\n',
+        stderr: 'agentd: no session 0123456789abcdef; see `agentd history` for known sessions\n',
       });
     });
 
@@ -355,7 +355,7 @@ describe('CLI', () => {
       expect(await d.leftovers()).toEqual({ containers: [], secrets: [] });
 
       expect(await d.cli(['cancel', id])).toEqual({
-        code: 1,
+        code: 6,
         stdout: '',
         stderr: `agentd: no queued or running session ${id}; see \`agentd status\`\n`,
       });
@@ -481,10 +481,10 @@ describe('CLI', () => {
       const missing = await d.cli(['trigger']);
       expect(missing.code).toBe(2);
       expect(missing.stderr).toContain('Not enough positional arguments');
-      const both = await d.cli(['trigger', 'ok', '--detach', '--json']);
-      expect(both).toMatchObject({ code: 2, stdout: '' });
-      expect(both.stderr).toMatch(
-        /^Usage Error: --detach and --json cannot be combined\n\n\$ agentd trigger /,
+      const mode = await d.cli(['trigger', 'ok', '--exit-code', 'sometimes']);
+      expect(mode).toMatchObject({ code: 2, stdout: '' });
+      expect(mode.stderr).toMatch(
+        /^Usage Error: Invalid value for --exit-code: must be one of outcome, command, not "sometimes"\n/,
       );
       expect(d.records()).toHaveLength(records);
     });
@@ -507,6 +507,8 @@ describe('CLI', () => {
       expect(JSON.parse(json.stdout)).toEqual({
         outcome: 'rejected',
         code: 3,
+        rejection: 'unknown_agent',
+        retryable: false,
         reason: `unknown agent "nope"; known agents: ${KNOWN}`,
       });
     });
@@ -575,7 +577,7 @@ describe('CLI', () => {
         const trigger = spawnCli(['trigger', 'ok', '--socket', path]);
         // The CLI listens for SIGINT before it sends the trigger.
         await nextRequest(1);
-        expect(requests[0]).toMatchObject({ v: 1, type: 'trigger', agent: 'ok', follow: true });
+        expect(requests[0]).toMatchObject({ v: 2, type: 'trigger', agent: 'ok', follow: true });
         trigger.signal('SIGINT');
         await new Promise((resolve) => setTimeout(resolve, 300));
         expect(trigger.child.exitCode, 'still waiting for the daemon').toBeNull();
@@ -583,7 +585,7 @@ describe('CLI', () => {
         const send = (message: object) => client?.write(`${JSON.stringify({ v: 1, ...message })}\n`);
         send({ type: 'accepted', sessionId: id, queued: false, position: 0 });
         await nextRequest(2);
-        expect(requests[1]).toMatchObject({ v: 1, type: 'cancel', sessionId: id });
+        expect(requests[1]).toMatchObject({ v: 2, type: 'cancel', sessionId: id });
         send({ type: 'cancelling', sessionId: id, wasQueued: false });
         send({
           type: 'outcome',

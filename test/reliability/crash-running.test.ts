@@ -63,9 +63,16 @@ async function restart(previous: TestDaemon): Promise<TestDaemon> {
   return next;
 }
 
+/** Unix sockets bound to path, as the kernel lists them: the listening one and each accepted one. */
+function connectionsTo(path: string): number {
+  return readFileSync('/proc/net/unix', 'utf8')
+    .split('\n')
+    .filter((line) => line.endsWith(` ${path}`)).length;
+}
+
 interface StatusJson {
   state: string;
-  running: { id: string; phase: string }[];
+  running: { id: string; phase: string; startedAt: string }[];
   queued: { id: string; position: number }[];
   recent: { id: string; outcome?: string }[];
 }
@@ -185,11 +192,21 @@ describe('crash recovery with live containers', () => {
         { env: { [TOKEN_ENV]: token } },
       ),
     );
-    const id = await detach(d, 'worker');
+    const id = await detach(d, 'worker', ['--key', 'crash-key']);
     await gateA.waitFor(1);
     await waitUntil(
       () => d.cli(['logs', id]).then((r) => r.stdout.includes('before 3')),
       () => 'the first lines in the session log',
+    );
+    const startedAt = d.record(id)?.startedAt;
+    // Clients that wait for the session across the crash: `wait`, and a retried keyed trigger.
+    const waiter = d.spawnCli(['wait', id, '--json']);
+    const retried = d.spawnCli(['trigger', 'worker', '--key', 'crash-key']);
+    await retried.waitForStdout(new RegExp(`^session ${id} already for key crash-key accepted$`, 'm'));
+    // Both are connected (the listening socket and two accepted ones carry the path) before the crash.
+    await waitUntil(
+      () => connectionsTo(d.socketPath) >= 3,
+      () => 'the waiting clients to connect',
     );
     await crash(d);
     figures.faultsInjected++;
@@ -199,7 +216,13 @@ describe('crash recovery with live containers', () => {
 
     const next = await restart(d);
     await next.waitForLog((l) => l.event === 'session.adopted' && l.session === id);
-    expect((await status(next)).running).toMatchObject([{ id, phase: 'running' }]);
+    // startedAt is when the session left the queue, not when this daemon adopted it.
+    expect((await status(next)).running).toEqual([
+      expect.objectContaining({ id, phase: 'running', startedAt }),
+    ]);
+    // The key outlives the daemon.
+    const again = await next.cli(['trigger', 'worker', '--key', 'crash-key', '--detach', '--json']);
+    expect(JSON.parse(again.stdout)).toMatchObject({ sessionId: id, existing: true });
     // The lines written while no daemon ran are caught up before the command ends.
     await waitUntil(
       () => next.cli(['logs', id]).then((r) => r.stdout.includes('middle 3')),
@@ -208,6 +231,13 @@ describe('crash recovery with live containers', () => {
     gateB.open();
     const outcome = await next.waitForOutcome(id, 60_000);
     expect(outcome).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+    const waited = await waiter.result;
+    expect(waited.code, waited.stderr).toBe(0);
+    expect(JSON.parse(waited.stdout)).toMatchObject({ sessionId: id, outcome: 'succeeded', code: 0 });
+    expect(waited.stderr).toContain(`session ${id} goes on; waiting for the daemon to come back`);
+    const followed = await retried.result;
+    expect(followed.code, followed.stderr).toBe(0);
+    expect(followed.stdout).toMatch(new RegExp(`\nsession ${id} succeeded, exit code 0`));
     const logs = await next.cli(['logs', id]);
     expect(logs.code, logs.stderr).toBe(0);
     const expected = ['before', 'middle', 'after'].flatMap((w) => [1, 2, 3].map((i) => `${w} ${i}`));

@@ -155,7 +155,7 @@ describe('hostile clients', () => {
       ['random bytes', Buffer.from([0x00, 0xff, 0x13, 0x37, 0x80, 0x7b]), 'bad_json'],
       ['wrong types', '{"v":1,"type":"trigger","agent":42,"follow":"yes"}', 'bad_request'],
       ['unknown type', '{"v":1,"type":"reboot"}', 'bad_request'],
-      ['wrong version', '{"v":2,"type":"hello"}', 'bad_request'],
+      ['wrong version', '{"v":3,"type":"hello"}', 'unsupported_version'],
       ['not an object', '[1,2,3]', 'bad_request'],
       ['deep arrays, unclosed', '['.repeat(100_000), 'bad_json'],
       ['deep arrays, closed', `${'['.repeat(100_000)}${']'.repeat(100_000)}`, 'bad_request'],

@@ -3,6 +3,7 @@ import { type Actor, createActor } from 'xstate';
 import type {
   ClientEvent,
   DaemonEmitted,
+  DaemonInput,
   daemonMachine,
   RecoveryPlan,
 } from '../../src/machines/daemon.machine.js';
@@ -33,10 +34,19 @@ interface Daemon {
   queued(): string[];
 }
 
-async function startDaemon(options: FakeOptions & { maxSessions?: number } = {}): Promise<Daemon> {
+async function startDaemon(
+  options: FakeOptions & { maxSessions?: number } & Partial<Omit<DaemonInput, 'agents' | 'maxSessions'>> = {},
+): Promise<Daemon> {
   const fakes = new Fakes(options);
+  const { keys, keyWindowMs, keyLimit } = options;
   const actor = createActor(fakes.daemon(), {
-    input: { agents: AGENTS, maxSessions: options.maxSessions ?? 2 },
+    input: {
+      agents: AGENTS,
+      maxSessions: options.maxSessions ?? 2,
+      ...(keys ? { keys } : {}),
+      ...(keyWindowMs ? { keyWindowMs } : {}),
+      ...(keyLimit ? { keyLimit } : {}),
+    },
   });
   let answers: DaemonEmitted[] = [];
   actor.on('*', (event) => answers.push(event));
@@ -700,5 +710,101 @@ describe('daemon machine: reload', () => {
     expect(answers).toEqual([{ type: 'reload.rejected', reason: expect.stringContaining('shutting down') }]);
     expect(d.actor.getSnapshot().context.maxSessions).toBe(2);
     expect(d.actor.getSnapshot().context.agents).toEqual(AGENTS);
+  });
+});
+
+describe('daemon machine: idempotency keys', () => {
+  const accepted = (sessionId: string, extra: Record<string, unknown> = {}) => ({
+    type: 'trigger.accepted',
+    sessionId,
+    queued: false,
+    position: 0,
+    ...extra,
+  });
+
+  it('a trigger repeating a key gets the first session, running or finished; nothing new is made', async () => {
+    const d = await startDaemon();
+    expect(d.trigger('s1', { key: 'k1' })).toEqual([accepted('s1')]);
+    expect(d.trigger('s2', { key: 'k1', requestId: 'r2' })).toEqual([
+      accepted('s1', { existing: true, requestId: 'r2' }),
+    ]);
+    expect(d.fakes.accepted.map((r) => r.sessionId)).toEqual(['s1']);
+    expect(d.fakes.accepted[0]?.key).toBe('k1');
+    await settle();
+    d.fakes.run('s1').finish();
+    await settle();
+    expect(d.running()).toEqual([]);
+    expect(d.trigger('s3', { key: 'k1' })).toEqual([accepted('s1', { existing: true })]);
+    // Another key, or none, is a new session.
+    expect(d.trigger('s4', { key: 'k2' })).toEqual([accepted('s4')]);
+    expect(d.trigger('s5')).toEqual([accepted('s5')]);
+  });
+
+  it('says where a queued first session waits', async () => {
+    const d = await startDaemon({ maxSessions: 1 });
+    d.trigger('s1');
+    d.trigger('s2', { key: 'k' });
+    expect(d.trigger('s3', { key: 'k' })).toEqual([
+      accepted('s2', { existing: true, queued: true, position: 1 }),
+    ]);
+  });
+
+  it('turns away a key used for another agent', async () => {
+    const d = await startDaemon();
+    d.trigger('s1', { key: 'k' });
+    expect(d.trigger('s2', { key: 'k', agent: 'norepo', repo: 'git://h/r.git' })).toEqual([
+      {
+        type: 'trigger.rejected',
+        sessionId: 's2',
+        code: 'key_conflict',
+        reason: 'key "k" belongs to session s1 of agent "demo"; use another key for another agent',
+      },
+    ]);
+  });
+
+  it('forgets a key once its session finished longer ago than the window', async () => {
+    const d = await startDaemon({ keyWindowMs: 30 });
+    d.trigger('s1', { key: 'k' });
+    await settle();
+    d.fakes.run('s1').finish();
+    await settle();
+    expect(d.trigger('s2', { key: 'k' })).toEqual([accepted('s1', { existing: true })]);
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(d.trigger('s3', { key: 'k' })).toEqual([accepted('s3')]);
+  });
+
+  it('remembers the keys of an earlier daemon, and forgets those whose records were pruned', async () => {
+    const d = await startDaemon({
+      keys: [
+        { key: 'old', sessionId: 'e1', agent: 'demo', finishedAt: Date.now() - 1000 },
+        { key: 'gone', sessionId: 'e2', agent: 'demo', finishedAt: Date.now() - 1000 },
+      ],
+    });
+    expect(d.trigger('s1', { key: 'old' })).toEqual([accepted('e1', { existing: true })]);
+    d.actor.send({ type: 'records.pruned', sessionIds: ['e2'] });
+    expect(d.trigger('s2', { key: 'gone' })).toEqual([accepted('s2')]);
+  });
+
+  it('keeps at most keyLimit keys of finished sessions, the newest', async () => {
+    const d = await startDaemon({ keyLimit: 2 });
+    for (const n of [1, 2, 3]) {
+      d.trigger(`s${n}`, { key: `k${n}` });
+      await settle();
+      d.fakes.run(`s${n}`).finish();
+      await settle();
+    }
+    expect(Object.keys(d.actor.getSnapshot().context.keys).sort()).toEqual(['k2', 'k3']);
+  });
+
+  it('answers a repeated key while degraded or draining, where new triggers are refused', async () => {
+    const d = await startDaemon();
+    d.trigger('s1', { key: 'k' });
+    d.actor.send({ type: 'stateDir.unwritable', code: 'state_dir_full', reason: 'state dir full' });
+    expect(d.trigger('s2', { key: 'k' })).toEqual([accepted('s1', { existing: true })]);
+    expect(d.trigger('s3', { key: 'other' })[0]).toMatchObject({ code: 'state_dir_full' });
+    d.send({ type: 'shutdown' });
+    expect(d.value()).toEqual({ shutdown: 'draining' });
+    expect(d.trigger('s4', { key: 'k' })).toEqual([accepted('s1', { existing: true })]);
+    expect(d.trigger('s5', { key: 'new' })[0]).toMatchObject({ code: 'not_accepting' });
   });
 });

@@ -49,7 +49,7 @@ describe('metrics', () => {
     m.acceptedSession('s1');
     m.acceptedSession('s2');
     m.rejectedTrigger('unknown_agent');
-    m.session({ type: 'phase', sessionId: 's1', phase: 'resolving' });
+    m.session({ type: 'phase', sessionId: 's1', agent: 'demo', phase: 'resolving' });
     m.session({ type: 'output', sessionId: 's1', line: 'héllo' });
     m.session({ type: 'output', sessionId: 's1', line: 'x'.repeat(100) });
     m.droppedOutput('s1', 2, 'withheld');

@@ -11,6 +11,8 @@ import { buildCli } from '../../src/cli/cli.js';
 import { LEFT_TO_CLIPANION, parseQuick, QUICK_SPECS, type QuickSpec } from '../../src/cli/quick.js';
 
 const COMMANDS = Object.keys(QUICK_SPECS);
+/** A value each option takes (its validator refuses others); `10m` for the rest. */
+const GOOD_VALUES: Record<string, string> = { '--exit-code': 'command' };
 const NOT_FIELDS = new Set(['context', 'cli', 'help', 'path']);
 
 function fields(command: Command): Record<string, unknown> {
@@ -48,7 +50,7 @@ function derivedSpec(cli: Cli, name: string): QuickSpec {
     if (tokens.some((t) => LEFT_TO_CLIPANION[name]?.includes(t))) continue;
     const takesValue = option.definition.includes('#0');
     for (const token of option.definition.split(' ')[0]?.split(',') ?? []) {
-      const probe = takesValue ? [token, '10m'] : [token];
+      const probe = takesValue ? [token, GOOD_VALUES[token] ?? '10m'] : [token];
       const parsed = parse(cli, [name, ...values.slice(0, required), ...probe]);
       if (!parsed) throw new Error(`clipanion refuses ${name} ${probe.join(' ')}`);
       const field = Object.keys(parsed).find((key) => parsed[key] !== baseline[key]) as string;
@@ -65,7 +67,13 @@ function commandLines(cli: Cli, name: string): string[][] {
   const spec = QUICK_SPECS[name] as QuickSpec;
   const tokens = [
     ...Object.keys(spec.flags),
-    ...Object.keys(spec.options).flatMap((o) => [`${o} 10m`, `${o} banana`, `${o}=10m`, o]),
+    ...Object.keys(spec.options).flatMap((o) => [
+      `${o} ${GOOD_VALUES[o] ?? '10m'}`,
+      `${o} banana`,
+      `${o}=10m`,
+      `${o} has space`,
+      o,
+    ]),
     'demo',
     'git://h/r.git',
     'third',
@@ -146,7 +154,8 @@ describe('parseQuick', () => {
       ['status', 'constructor'],
       ['status', '--socket', '--json'],
       ['trigger', 'demo', '--timeout', '0s'],
-      ['trigger', 'demo', '--json', '--detach'],
+      ['trigger', 'demo', '--exit-code', 'banana'],
+      ['trigger', 'demo', '--key', ''],
     ]) {
       expect(parseQuick(argv), argv.join(' ')).toBeUndefined();
     }

@@ -5,8 +5,10 @@
  */
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Connection, SocketServer } from '../../src/adapters/socket-server.js';
+import { busyReply } from '../../src/protocol/dispatch.js';
 import { makeTempDir } from '../helpers/resources.js';
 
 const servers: SocketServer[] = [];
@@ -40,6 +42,7 @@ async function serve(
       tooLong.push(connection.id);
       connection.send({ type: 'error', code: 'line_too_long' });
     },
+    busyLine: busyReply,
   });
   await server.listen();
   servers.push(server);
@@ -137,4 +140,44 @@ describe('socket framing', () => {
     first.socket.destroy();
     third.socket.destroy();
   });
+
+  it('names the refused request in its busy reply; a burst beyond 64 held at once is answered at once', async () => {
+    const { path } = await serve({ maxConnections: 1 });
+    const held = await client(path);
+    const busy = {
+      v: 2,
+      type: 'error',
+      code: 'busy',
+      message: 'too many connections; retry later',
+      problems: [],
+      retryable: true,
+    };
+    // Silent connections are held a moment for their request; beyond 64 of them at once, answered at once.
+    const silent = Array.from({ length: 66 }, () => exchange(path));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const hurried = await exchange(path, JSON.stringify({ v: 1, id: 'early', type: 'status' }));
+    expect(hurried).toEqual([busy]);
+    expect(await Promise.all(silent)).toEqual(Array.from({ length: 66 }, () => [busy]));
+    // With room to read it, the refusal names the request, in its version.
+    expect(await exchange(path, JSON.stringify({ v: 1, id: 'r1', type: 'status' }))).toEqual([
+      { ...busy, v: 1, id: 'r1' },
+    ]);
+    held.socket.destroy();
+  });
 });
+
+/** Connects, sends line (if any), resolves with every line received until the server closes. */
+function exchange(path: string, line?: string): Promise<Record<string, unknown>[]> {
+  return new Promise((resolve, reject) => {
+    const socket: Socket = connect(path);
+    const lines: Record<string, unknown>[] = [];
+    createInterface({ input: socket }).on('line', (l) =>
+      lines.push(JSON.parse(l) as Record<string, unknown>),
+    );
+    socket.once('connect', () => {
+      if (line !== undefined) socket.write(`${line}\n`);
+    });
+    socket.once('close', () => resolve(lines));
+    socket.once('error', reject);
+  });
+}

@@ -65,7 +65,7 @@ describe('docs/statecharts', () => {
     expect(page).toMatch(/\| `trigger` \| `ready` \| — \| — \| `checkTrigger` \|/);
     expect(page).toMatch(/\| `trigger.valid` \| `ready` \| — \| — \| `recordAccepted` \|/);
     expect(page).toMatch(
-      /\| `trigger.recorded` \| `ready` \| — \| — \| `queueSession`, `startQueuedSessions`, `answerAccepted`/,
+      /\| `trigger.recorded` \| `ready` \| — \| — \| `queueSession`, `rememberKey`, `startQueuedSessions`, `answerAccepted`/,
     );
     expect(page).toMatch(
       /\| `shutdown` \| `reconciling`, `opening`, `ready`, `degraded` \| `shutdown` \| — \| — \|/,

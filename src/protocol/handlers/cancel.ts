@@ -1,4 +1,4 @@
-import { type Handler, reply } from '../context.js';
+import { type Handler, reply, replyError } from '../context.js';
 
 export const cancel: Handler<'cancel'> = (request, connection, daemon) => {
   const answer = daemon.send({ type: 'cancel', sessionId: request.sessionId })[0];
@@ -10,12 +10,12 @@ export const cancel: Handler<'cancel'> = (request, connection, daemon) => {
     });
     return;
   }
-  reply(connection, request, {
-    type: 'error',
-    code: 'unknown_session',
-    message:
-      answer?.type === 'cancel.rejected'
-        ? answer.reason
-        : `session ${request.sessionId} cannot be cancelled now`,
-  });
+  replyError(
+    connection,
+    request,
+    'unknown_session',
+    answer?.type === 'cancel.rejected'
+      ? answer.reason
+      : `session ${request.sessionId} cannot be cancelled now`,
+  );
 };

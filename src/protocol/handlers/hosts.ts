@@ -1,5 +1,5 @@
 import type { Connection } from '../../adapters/socket-server.js';
-import { type DaemonPort, type Handler, reply } from '../context.js';
+import { type DaemonPort, type Handler, reply, replyError } from '../context.js';
 import type { RequestOf } from '../messages.js';
 
 export const hosts: Handler<'hosts'> = (request, connection, daemon) => {
@@ -17,11 +17,12 @@ function admission(
     reply(connection, request, { type: 'drained', host: answer.host, drained: answer.drained });
     return;
   }
-  reply(connection, request, {
-    type: 'error',
-    code: 'unknown_host',
-    message: answer?.type === 'drain.rejected' ? answer.reason : `host ${request.host} cannot be drained now`,
-  });
+  replyError(
+    connection,
+    request,
+    'unknown_host',
+    answer?.type === 'drain.rejected' ? answer.reason : `host ${request.host} cannot be drained now`,
+  );
 }
 
 export const drain: Handler<'drain'> = admission;

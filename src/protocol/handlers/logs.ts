@@ -1,4 +1,5 @@
-import { type Handler, reply } from '../context.js';
+import { type Handler, reply, replyError } from '../context.js';
+import { followReply, outcomeReply } from '../follow.js';
 
 /** Sends a session's log; with `follow`, keeps streaming until its outcome. */
 export const logs: Handler<'logs'> = (request, connection, daemon) => {
@@ -7,27 +8,26 @@ export const logs: Handler<'logs'> = (request, connection, daemon) => {
   let unfollow: (() => void) | undefined;
   if (request.follow) {
     unfollow = daemon.follow(sessionId, (event) => {
-      if (event.type === 'output')
-        reply(connection, request, { type: 'output', sessionId, line: event.line });
-      if (event.type === 'outcome') {
-        reply(connection, request, { type: 'outcome', sessionId, record: event.record });
-        unfollow?.();
-      }
+      if (event.type === 'phase') return;
+      const message = followReply(event);
+      if (message) reply(connection, request, message);
+      if (event.type === 'outcome') unfollow?.();
     });
     connection.onClose(() => unfollow?.());
   }
   const stored = daemon.readLog(sessionId);
   if (!stored) {
     unfollow?.();
-    reply(connection, request, {
-      type: 'error',
-      code: 'unknown_session',
-      message: `no session ${sessionId}; see \`agentd status\` for known sessions`,
-    });
+    replyError(
+      connection,
+      request,
+      'unknown_session',
+      `no session ${sessionId}; see \`agentd history\` for known sessions`,
+    );
     return;
   }
   const live = request.follow === true && stored.record.outcome === undefined;
   if (!live) unfollow?.();
   for (const line of stored.lines) reply(connection, request, { type: 'output', sessionId, line });
-  if (!live) reply(connection, request, { type: 'outcome', sessionId, record: stored.record });
+  if (!live) reply(connection, request, outcomeReply(stored.record));
 };

@@ -1,5 +1,5 @@
 import { StateDirError } from '../../adapters/state-files.js';
-import type { RejectionCode } from '../../sessions/check-trigger.js';
+import { RETRYABLE_REJECTIONS, type RejectionCode } from '../../sessions/check-trigger.js';
 import type { BusEvent } from '../../sessions/session-bus.js';
 import {
   decodeBase64,
@@ -9,6 +9,7 @@ import {
   type WorkPayload,
 } from '../../sessions/work.js';
 import { type DaemonPort, type Handler, reply } from '../context.js';
+import { followReply, followSession } from '../follow.js';
 import type { RequestOf } from '../messages.js';
 
 /** Accepts a trigger; with `follow`, streams the session's phases and output until its outcome. */
@@ -18,60 +19,67 @@ export const trigger: Handler<'trigger'> = (request, connection, daemon) => {
   let unfollow: (() => void) | undefined;
   // Events published while the trigger is processed wait until the "accepted" reply is out.
   let early: BusEvent[] | undefined = [];
+  const forward = (event: BusEvent) => {
+    const message = followReply(event);
+    if (message) reply(connection, request, message);
+    if (event.type === 'outcome') unfollow?.();
+  };
   if (request.follow) {
     unfollow = daemon.follow(sessionId, (event: BusEvent) => {
-      if (early) {
-        early.push(event);
-        return;
-      }
-      forward(event);
+      if (early) early.push(event);
+      else forward(event);
     });
     connection.onClose(() => unfollow?.());
   }
-  function forward(event: BusEvent): void {
-    if (event.type === 'phase') reply(connection, request, { type: 'phase', sessionId, phase: event.phase });
-    else if (event.type === 'output')
-      reply(connection, request, { type: 'output', sessionId, line: event.line });
-    else {
-      reply(connection, request, { type: 'outcome', sessionId, record: event.record });
-      unfollow?.();
-    }
-  }
 
   const { v: _v, id: _id, type: _type, follow: _follow, request: text, inputs, ...fields } = request;
+  const rejected = (code: RejectionCode, reason: string) => {
+    unfollow?.();
+    reply(connection, request, {
+      type: 'rejected',
+      // Version 1 sent the id the session would have had; it means nothing, so version 2 leaves it out.
+      ...(request.v === 1 ? { sessionId } : {}),
+      code,
+      reason,
+      retryable: RETRYABLE_REJECTIONS.includes(code),
+    });
+  };
   const staged = stage(daemon, sessionId, text, inputs);
   if ('code' in staged) {
-    unfollow?.();
-    reply(connection, request, { type: 'rejected', sessionId, ...staged });
+    rejected(staged.code, staged.reason);
     return;
   }
-  const answers = daemon.send({
+  const answer = daemon.send({
     type: 'trigger',
     sessionId,
     ...fields,
     ...(staged.work === undefined ? {} : { work: staged.work }),
-  });
-  const answer = answers[0];
-  if (answer?.type !== 'trigger.accepted' && staged.work !== undefined) daemon.unstage(sessionId);
+  })[0];
+  // Staged for a session that was not made (rejected, or the key's first session is answered).
+  if ((answer?.type !== 'trigger.accepted' || answer.existing) && staged.work !== undefined) {
+    daemon.unstage(sessionId);
+  }
   if (answer?.type === 'trigger.accepted') {
     reply(connection, request, {
       type: 'accepted',
-      sessionId,
+      sessionId: answer.sessionId,
       queued: answer.queued,
       position: answer.position,
+      ...(answer.existing ? { existing: true } : {}),
     });
     const pending = early;
     early = undefined;
+    if (answer.existing) {
+      // The key's first session: follow that one (in this tick, so nothing falls in between).
+      unfollow?.();
+      if (request.follow) followSession(connection, request, daemon, answer.sessionId, { stream: true });
+      return;
+    }
     for (const event of pending) forward(event);
     return;
   }
-  unfollow?.();
-  reply(connection, request, {
-    type: 'rejected',
-    sessionId,
-    code: answer?.type === 'trigger.rejected' ? answer.code : 'not_accepting',
-    reason: answer?.type === 'trigger.rejected' ? answer.reason : 'the daemon is not accepting triggers',
-  });
+  if (answer?.type === 'trigger.rejected') rejected(answer.code, answer.reason);
+  else rejected('not_accepting', 'the daemon is not accepting triggers');
 };
 
 /**

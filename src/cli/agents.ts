@@ -1,0 +1,48 @@
+import { Command, Option } from 'clipanion';
+import { formatDuration } from '../duration.js';
+import type { AgentView } from '../sessions/agent-view.js';
+import { ClientCommand } from './client-command.js';
+import { failOnReply, printJson } from './client-io.js';
+import { EXIT } from './exit-codes.js';
+
+export class AgentsCommand extends ClientCommand {
+  static override paths = [['agents']];
+  static override usage = Command.Usage({
+    description: 'List the agents the daemon runs now',
+    details:
+      'As the daemon has them (after any reload): image, command, repository, limits and where each credential comes from. Credential values are never shown.',
+    examples: [
+      ['The configured agents', '$0 agents'],
+      ['As JSON, for scripts', '$0 agents --json'],
+    ],
+  });
+
+  json = Option.Boolean('--json', false, { description: 'Print {"agents": [...]} as one JSON object' });
+
+  async execute(): Promise<number> {
+    const client = await this.connect(this.json);
+    if (typeof client === 'number') return client;
+    try {
+      const reply = await client.request({ type: 'agents' });
+      if (reply?.type !== 'agents') return failOnReply(this.context, this.json, reply);
+      if (this.json) printJson(this.context, { agents: reply.agents });
+      else this.context.stdout.write(reply.agents.map(render).join(''));
+      return EXIT.succeeded;
+    } finally {
+      client.close();
+    }
+  }
+}
+
+function render(a: AgentView): string {
+  const timeout = a.timeoutMs === undefined ? 'no timeout' : `timeout ${formatDuration(a.timeoutMs)}`;
+  const credentials = a.credentials.map((c) => `${c.name} <- ${c.source}`).join(', ') || 'none';
+  const lines = [
+    `${a.name}: ${a.image} ${JSON.stringify(a.command)}`,
+    `    repo ${a.repo ?? '(none: give one per trigger)'}, network ${a.network}, ${timeout}`,
+    `    credentials ${credentials}${a.repoToken ? `, repo_token <- ${a.repoToken.source} (for ${a.repoToken.origins.join(', ')})` : ''}`,
+    `    limits memory ${a.resources.memory}, ${a.resources.cpus === undefined ? 'cpus unlimited' : `cpus ${a.resources.cpus}`}, pids ${a.resources.pids}, disk ${a.resources.disk}`,
+  ];
+  if (a.capAdd.length > 0) lines.push(`    cap_add ${a.capAdd.join(', ')}`);
+  return `${lines.join('\n')}\n`;
+}

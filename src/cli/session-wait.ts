@@ -1,0 +1,89 @@
+import type { SessionRecord } from '../sessions/records.js';
+import { DaemonClient, DaemonUnreachable, type Reply } from './client.js';
+import { resolveSocketPath } from './socket-path.js';
+
+/** How long a client waits for a daemon that went away (a restart) before it gives up. */
+export const RECONNECT_MS = 60_000;
+const RETRY_EVERY_MS = 500;
+
+export type WaitResult =
+  | { kind: 'outcome'; record: SessionRecord }
+  /** The daemon answered with an error (unknown_session, ...). */
+  | { kind: 'error'; reply: Extract<Reply, { type: 'error' }> }
+  /** The caller's deadline passed first; the session goes on. */
+  | { kind: 'timeout' }
+  /** No daemon answered within RECONNECT_MS; the session may go on. */
+  | { kind: 'lost'; reason: string };
+
+export interface WaitOptions {
+  socket?: string | undefined;
+  sessionId: string;
+  /** When to stop waiting (ms since the epoch); none: until the outcome. */
+  deadline?: number | undefined;
+  /** A connection to use first (trigger's own, when it was lost the wait reconnects). */
+  client?: DaemonClient | undefined;
+  /** Called when the connection is lost and the wait looks for the daemon again. */
+  onLost?: () => void;
+  reconnectMs?: number;
+}
+
+/**
+ * Waits for a session's outcome with the `wait` request. A daemon that goes away (a restart, which
+ * adopts the session) is waited for, up to RECONNECT_MS at a time; a session's record outlives the
+ * daemon, so the wait resumes where it was.
+ */
+export async function waitForSession(options: WaitOptions): Promise<WaitResult> {
+  const path = resolveSocketPath(options.socket);
+  const reconnectMs = options.reconnectMs ?? RECONNECT_MS;
+  let client = options.client;
+  let lostSince: number | undefined;
+  let connectedAt = Date.now();
+  let reason = 'the daemon closed the connection';
+  try {
+    for (;;) {
+      if (options.deadline !== undefined && Date.now() >= options.deadline) return { kind: 'timeout' };
+      if (!client) {
+        try {
+          client = await DaemonClient.connect(path);
+          connectedAt = Date.now();
+        } catch (error) {
+          if (!(error instanceof DaemonUnreachable)) throw error;
+          reason = error.message.split('\n')[0] ?? error.message;
+          if (lostSince !== undefined && Date.now() - lostSince >= reconnectMs)
+            return { kind: 'lost', reason };
+          lostSince ??= Date.now();
+          await sleep(RETRY_EVERY_MS);
+          continue;
+        }
+      }
+      client.send({ type: 'wait', sessionId: options.sessionId });
+      const reply = await (options.deadline === undefined
+        ? client.next()
+        : client.nextWithin(Math.max(1, options.deadline - Date.now())));
+      if (reply === 'timeout') return { kind: 'timeout' };
+      if (reply?.type === 'outcome' && reply.record.outcome !== undefined) {
+        return { kind: 'outcome', record: reply.record };
+      }
+      const retry =
+        reply === undefined || (reply.type === 'error' && 'retryable' in reply && reply.retryable);
+      if (reply?.type === 'error' && !retry) return { kind: 'error', reply };
+      // Gone (or busy): look for the daemon again.
+      client.close();
+      client = undefined;
+      // A connection that held for a while was a daemon that came back: a new loss gets the full time.
+      if (lostSince === undefined || Date.now() - connectedAt > 5 * RETRY_EVERY_MS) {
+        lostSince = Date.now();
+        options.onLost?.();
+      } else if (Date.now() - lostSince >= reconnectMs) {
+        return { kind: 'lost', reason };
+      }
+      await sleep(RETRY_EVERY_MS);
+    }
+  } finally {
+    client?.close();
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,62 @@
+import { Command, Option } from 'clipanion';
+import { formatDuration } from '../duration.js';
+import type { SessionRecord } from '../sessions/records.js';
+import { ClientCommand } from './client-command.js';
+import { failOnReply, printJson } from './client-io.js';
+import { EXIT } from './exit-codes.js';
+import { isSessionId } from './validators.js';
+
+export class ShowCommand extends ClientCommand {
+  static override paths = [['show']];
+  static override usage = Command.Usage({
+    description: "Show one session's record, whole",
+    details:
+      'Queued, running or finished: what was triggered, every phase with its time, the outcome and why. Exits 0, or 6 when the daemon keeps no record of the session.',
+    examples: [
+      ['A session', '$0 show 3f9c2a71b0d4e812'],
+      ['Its record as JSON (the fields are in docs/protocol.md)', '$0 show 3f9c2a71b0d4e812 --json'],
+    ],
+  });
+
+  sessionId = Option.String({ name: 'session-id', validator: isSessionId });
+  json = Option.Boolean('--json', false, { description: 'Print the record as one JSON object' });
+
+  async execute(): Promise<number> {
+    const client = await this.connect(this.json);
+    if (typeof client === 'number') return client;
+    try {
+      const reply = await client.request({ type: 'show', sessionId: this.sessionId });
+      if (reply?.type !== 'session') return failOnReply(this.context, this.json, reply);
+      if (this.json) printJson(this.context, reply.record);
+      else this.context.stdout.write(render(reply.record));
+      return EXIT.succeeded;
+    } finally {
+      client.close();
+    }
+  }
+}
+
+function render(r: SessionRecord): string {
+  const rows: [string, string | undefined][] = [
+    ['agent', r.agent],
+    ['repo', r.repo],
+    ['work unit', r.workUnit],
+    ['key', r.key],
+    ['timeout', r.timeoutMs === undefined ? undefined : formatDuration(r.timeoutMs)],
+    ['outcome', r.outcome === undefined ? `none yet (${r.phase})` : r.outcome],
+    ['exit code', r.exitCode === undefined ? undefined : String(r.exitCode)],
+    ['signal', r.signal],
+    ['message', r.message],
+    ['accepted', r.acceptedAt],
+    ['started', r.startedAt],
+    ['finished', r.finishedAt],
+    ['duration', r.durationMs === undefined ? undefined : formatDuration(r.durationMs)],
+    ['container', r.container],
+  ];
+  const start = Date.parse(r.acceptedAt);
+  const phases = r.phases.map((p) => `${p.phase} +${formatDuration(Date.parse(p.at) - start)}`).join(', ');
+  const lines = [`session ${r.id}`];
+  for (const [name, value] of rows) if (value !== undefined) lines.push(`  ${name.padEnd(10)} ${value}`);
+  lines.push(`  ${'phases'.padEnd(10)} ${phases}`);
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,16 @@
+import { type Handler, replyError } from '../context.js';
+import { followSession } from '../follow.js';
+
+/** The session's `outcome`, at once when it has finished, else when it does. */
+export const wait: Handler<'wait'> = (request, connection, daemon) => {
+  if (!daemon.record(request.sessionId)) {
+    replyError(
+      connection,
+      request,
+      'unknown_session',
+      `no session ${request.sessionId}; see \`agentd history\` for known sessions`,
+    );
+    return;
+  }
+  followSession(connection, request, daemon, request.sessionId, { stream: false });
+};

@@ -1,0 +1,49 @@
+import type { z } from 'zod';
+
+/** One thing wrong with a request: where (`agent`, `event.sessionId`; `` for the whole line) and what. */
+export interface Problem {
+  path: string;
+  message: string;
+}
+
+/** At most this many problems are listed; a last one says how many more there were. */
+export const MAX_PROBLEMS = 100;
+
+/** Every problem zod found, one per field (an unknown field each), in the protocol's words; not capped. */
+export function problemsOf(error: z.ZodError, requestTypes: readonly string[]): Problem[] {
+  const problems: Problem[] = [];
+  for (const issue of error.issues) {
+    const path = issue.path.map(String).join('.');
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) {
+        problems.push({
+          path: path === '' ? key : `${path}.${key}`,
+          message: 'unknown field',
+        });
+      }
+    } else if (issue.code === 'invalid_union' && path.endsWith('type') && 'options' in issue) {
+      const options = (issue.options as unknown[]).map(String);
+      problems.push({
+        path,
+        message: `unknown type; one of ${(path === 'type' ? requestTypes : options).join(', ')}`,
+      });
+    } else if (issue.code === 'invalid_type' && issue.message.endsWith('received undefined')) {
+      problems.push({ path, message: `required: ${issue.expected}` });
+    } else {
+      problems.push({ path, message: issue.message.replace(/^Invalid input: /, '') });
+    }
+  }
+  return problems;
+}
+
+/** The list a reply carries: all problems, or the first MAX_PROBLEMS and one saying how many more. */
+export function capped(problems: Problem[]): Problem[] {
+  if (problems.length <= MAX_PROBLEMS) return problems;
+  const more = problems.length - MAX_PROBLEMS;
+  return [...problems.slice(0, MAX_PROBLEMS), { path: '', message: `and ${more} more problem(s)` }];
+}
+
+/** One line for a message: every problem, `path: message`, joined. */
+export function describeProblems(problems: readonly Problem[]): string {
+  return problems.map((p) => (p.path === '' ? p.message : `${p.path}: ${p.message}`)).join('; ');
+}

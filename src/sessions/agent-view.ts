@@ -1,0 +1,59 @@
+import { z } from 'zod';
+import type { AgentConfig } from '../config/types.js';
+
+/**
+ * A configured agent as clients see it (the `agents` request, `agentd agents`): what it runs and where
+ * its credentials come from, never a value. Environment variables are listed by name only: the file
+ * calls them non-secret, but an operator may not have kept to that.
+ */
+export const agentViewSchema = z.object({
+  name: z.string(),
+  image: z.string(),
+  command: z.array(z.string()),
+  repo: z.string().optional(),
+  timeoutMs: z.number().optional(),
+  network: z.string(),
+  env: z.array(z.string()),
+  credentials: z.array(z.object({ name: z.string(), source: z.string() })),
+  repoToken: z.object({ source: z.string(), origins: z.array(z.string()), required: z.boolean() }).optional(),
+  resources: z.object({
+    memory: z.string(),
+    memorySwap: z.string(),
+    cpus: z.number().optional(),
+    pids: z.number(),
+    disk: z.string(),
+  }),
+  capAdd: z.array(z.string()),
+});
+export type AgentView = z.infer<typeof agentViewSchema>;
+
+export function describeAgent(agent: AgentConfig): AgentView {
+  const { resources: r } = agent;
+  return {
+    name: agent.name,
+    image: agent.image,
+    command: agent.command,
+    ...(agent.repo === undefined ? {} : { repo: agent.repo }),
+    ...(agent.timeoutMs === undefined ? {} : { timeoutMs: agent.timeoutMs }),
+    network: agent.network,
+    env: Object.keys(agent.env),
+    credentials: agent.credentials.map((c) => ({ name: c.name, source: c.source.raw })),
+    ...(agent.repoToken === undefined
+      ? {}
+      : {
+          repoToken: {
+            source: agent.repoToken.raw,
+            origins: agent.repoTokenOrigins,
+            required: agent.repoTokenRequired,
+          },
+        }),
+    resources: {
+      memory: r.memory.text,
+      memorySwap: r.memorySwap.text,
+      ...(r.cpus === undefined ? {} : { cpus: r.cpus }),
+      pids: r.pids,
+      disk: r.disk.text,
+    },
+    capAdd: agent.capAdd,
+  };
+}

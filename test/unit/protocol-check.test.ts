@@ -1,0 +1,106 @@
+/** How the daemon reads a request line: every error path with its code, its problems and its id. */
+import { describe, expect, it } from 'vitest';
+import { check } from '../../src/protocol/dispatch.js';
+import { MAX_PROBLEMS } from '../../src/protocol/problems.js';
+
+function failure(line: string) {
+  const result = check(line);
+  if (result.ok) throw new Error(`${line} was accepted`);
+  return result;
+}
+
+describe('check: requests', () => {
+  it('accepts a request of either version, and hello without one', () => {
+    expect(check('{"v":1,"type":"status"}')).toEqual({ ok: true, request: { v: 1, type: 'status' } });
+    expect(check('{"v":2,"type":"status","id":"s"}')).toEqual({
+      ok: true,
+      request: { v: 2, type: 'status', id: 's' },
+    });
+    expect(check('{"type":"hello"}')).toEqual({ ok: true, request: { type: 'hello' } });
+    expect(check('{"v":2,"type":"trigger","agent":"a","key":"gh-1/x:y"}').ok).toBe(true);
+  });
+
+  it('bad_json for a line that is not JSON; bad_request for JSON that is not an object', () => {
+    expect(failure('not json')).toMatchObject({ code: 'bad_json', head: {}, problems: [] });
+    for (const line of ['[1,2]', '"x"', 'null', '3']) {
+      expect(failure(line)).toMatchObject({
+        code: 'bad_request',
+        head: {},
+        problems: [{ path: '', message: 'a request is a JSON object' }],
+      });
+    }
+  });
+
+  it('lists every problem, unknown fields one by one', () => {
+    const line = JSON.stringify({
+      v: 2,
+      id: 'r1',
+      type: 'trigger',
+      agent: 42,
+      follow: 'yes',
+      a: 1,
+      b: 2,
+      c: 3,
+      d: 4,
+      e: 5,
+    });
+    const result = failure(line);
+    expect(result.code).toBe('bad_request');
+    expect(result.head).toEqual({ v: 2, id: 'r1' });
+    expect(result.problems.map((p) => p.path)).toEqual(['agent', 'follow', 'a', 'b', 'c', 'd', 'e']);
+    expect(result.problems[2]?.message).toMatch(/^unknown field/);
+  });
+
+  it('caps a flood of problems and says how many more', () => {
+    const fields = Object.fromEntries(Array.from({ length: 250 }, (_, i) => [`f${i}`, i]));
+    const result = failure(JSON.stringify({ v: 2, type: 'status', ...fields }));
+    expect(result.problems).toHaveLength(MAX_PROBLEMS + 1);
+    expect(result.problems.at(-1)).toEqual({ path: '', message: 'and 150 more problem(s)' });
+  });
+
+  it('names the request types for an unknown type, and a missing v', () => {
+    expect(failure('{"v":2,"type":"reboot"}').problems).toEqual([
+      {
+        path: 'type',
+        message: expect.stringMatching(/^unknown type; one of hello, trigger, status, cancel/),
+      },
+    ]);
+    expect(failure('{"type":"status"}').problems).toEqual([{ path: 'v', message: 'required: one of 1, 2' }]);
+  });
+
+  it('unsupported_version for a version the daemon does not speak, with the ones it does', () => {
+    for (const v of [3, 0, '2', null]) {
+      const result = failure(JSON.stringify({ v, id: 'x', type: 'hello' }));
+      expect(result).toMatchObject({
+        code: 'unsupported_version',
+        head: { id: 'x' },
+        extra: { supported: [1, 2] },
+      });
+      expect(result.head.v).toBeUndefined();
+    }
+  });
+
+  it('echoes an id only when it is valid: non-empty, at most 128 characters, a string', () => {
+    for (const id of ['', 'x'.repeat(129), 42, { a: 1 }]) {
+      const result = failure(JSON.stringify({ v: 2, id, type: 'status' }));
+      expect(result.code).toBe('bad_request');
+      expect(result.head, JSON.stringify(id)).toEqual({ v: 2 });
+      expect(result.problems.map((p) => p.path)).toEqual(['id']);
+    }
+    expect(failure(JSON.stringify({ v: 2, id: 'x'.repeat(128), type: 'nope' })).head.id).toBe(
+      'x'.repeat(128),
+    );
+  });
+
+  it('a request type newer than the version named is a bad_request', () => {
+    expect(failure('{"v":1,"type":"history"}').problems).toEqual([
+      { path: 'type', message: 'history needs protocol version 2 or later' },
+    ]);
+    expect(check('{"v":2,"type":"history","agent":"a","outcome":"failed","since":"2h","limit":5}').ok).toBe(
+      true,
+    );
+    expect(
+      failure('{"v":2,"type":"history","since":"yesterday","limit":0}').problems.map((p) => p.path),
+    ).toEqual(['since', 'limit']);
+  });
+});
