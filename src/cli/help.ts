@@ -40,6 +40,8 @@ export const TOP_LEVEL_EXAMPLES: readonly [string, string][] = [
   ['Run the daemon in the foreground', 'agentd start --config ./agentd.yaml --log-format pretty'],
   ['Run a session of an agent and follow it', 'agentd trigger reviewer --work-unit PR-42 --timeout 10m'],
   ['See what runs, and what ran', 'agentd status'],
+  ['Start a session from a script, then wait for its outcome', 'agentd wait $(agentd trigger reviewer -d)'],
+  ['Failed sessions of the last two hours', 'agentd history --outcome failed --since 2h'],
   ["Read a session's output", 'agentd logs 3f9c2a71b0d4e812 --follow'],
   ['Apply an edited configuration file', 'agentd reload'],
 ];

@@ -111,8 +111,9 @@ export function errorReply(
   const body: ReplyBody = {
     type: 'error',
     code,
+    // A bad request's message names each problem; the other codes' messages say it all.
     message:
-      problems.length > 0 ? `${message}: ${describeProblems(problems)}; see docs/protocol.md` : message,
+      code === 'bad_request' ? `${message}: ${describeProblems(problems)}; see docs/protocol.md` : message,
     problems,
     retryable: RETRYABLE_ERRORS.includes(code),
     ...extra,
