@@ -27,7 +27,7 @@ const DOC_GIT_URL = 'git://127.0.0.1:9418/demo.git';
 const DOC_STALLED_URL = 'git://127.0.0.1:9419/stalled.git';
 const DOC_SOCKET = '/run/agentd/agentd.sock';
 const DOC_CONFIG = '/etc/agentd/agentd.yaml';
-const DOC_COMMIT = 'c0ffee1';
+const DOC_COMMIT = 'c0ffee1e5b1d8a4c2f3b7e9d6a0c1b2d3e4f5a6b';
 /** Keys whose value differs in each run: only its type is checked. */
 const VOLATILE = new Set([
   'pid',
@@ -42,6 +42,9 @@ const VOLATILE = new Set([
   'finishedAt',
   'at',
   'container',
+  // The test image as this machine built it.
+  'imageId',
+  'imageDigest',
 ]);
 const SESSION_ID = /\b[0-9a-f]{16}\b/g;
 
@@ -138,7 +141,7 @@ const ids = new Map<string, string>();
 beforeAll(async () => {
   [git, gate] = await Promise.all([startGitServer(), startGate()]);
   const liveUrl = await git.addRepo('demo.git', { 'README.md': '# demo\n' });
-  const { stdout: commit } = await execa('git', ['log', '--format=%h', '-1'], {
+  const { stdout: commit } = await execa('git', ['log', '--format=%H', '-1'], {
     cwd: join(git.dir, 'demo.git'),
   });
   // examples/agentd.yaml as it ships, with this test's socket and state dir.
@@ -161,7 +164,9 @@ beforeAll(async () => {
     [`git://127.0.0.1:${gate.port}/stalled.git`, DOC_STALLED_URL],
     [files.socketPath, DOC_SOCKET],
     [files.configPath, DOC_CONFIG],
+    // The full hash (records) before the short one (git log --oneline in the output).
     [commit.trim(), DOC_COMMIT],
+    [commit.trim().slice(0, 7), DOC_COMMIT.slice(0, 7)],
   ];
 });
 

@@ -6,6 +6,7 @@
 import { connect, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_LINE_BYTES } from '../../src/constants.js';
 import {
   leftoversOfDaemons,
   removeInstanceObjects,
@@ -197,7 +198,7 @@ describe('errors', () => {
       type: 'event.result',
       answers: [{ type: 'trigger.rejected', code: 'duplicate_session' }],
     });
-    expect(await c.ask('x'.repeat(1024 * 1024 + 1))).toMatchObject({
+    expect(await c.ask('x'.repeat(MAX_LINE_BYTES + 1))).toMatchObject({
       v: 2,
       type: 'error',
       code: 'line_too_long',
