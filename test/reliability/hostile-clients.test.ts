@@ -8,13 +8,13 @@ import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { MAX_LINE_BYTES } from '../../src/constants.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { Fuzzer, isEffective } from './fuzz.js';
 import { afterEachTest, agent, recordFigures } from './harness.js';
 
 const SEED = 0x5eed_a6e7;
 const FUZZ_MS = 12_000;
-const MAX_LINE = 1024 * 1024;
 
 const daemons: TestDaemon[] = [];
 const figures: Record<string, number> & { objectsLeftBehind: number } = { objectsLeftBehind: 0 };
@@ -164,10 +164,10 @@ describe('hostile clients', () => {
         `{"v":1,"type":"hello","client":${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}}`,
         'bad_request',
       ],
-      ['line over the limit', 'x'.repeat(MAX_LINE + 10), 'line_too_long'],
+      ['line over the limit', 'x'.repeat(MAX_LINE_BYTES + 10), 'line_too_long'],
       [
         'line over the limit in pieces',
-        `${'{"v":1,"type":"hello","client":"'}${'y'.repeat(2 * MAX_LINE)}"}`,
+        `${'{"v":1,"type":"hello","client":"'}${'y'.repeat(2 * MAX_LINE_BYTES)}"}`,
         'line_too_long',
       ],
     ];
