@@ -27,6 +27,7 @@ const DOC_GIT_URL = 'git://127.0.0.1:9418/demo.git';
 const DOC_STALLED_URL = 'git://127.0.0.1:9419/stalled.git';
 const DOC_SOCKET = '/run/agentd/agentd.sock';
 const DOC_CONFIG = '/etc/agentd/agentd.yaml';
+const DOC_STATE_DIR = '/var/lib/agentd';
 const DOC_COMMIT = 'c0ffee1e5b1d8a4c2f3b7e9d6a0c1b2d3e4f5a6b';
 /** Keys whose value differs in each run: only its type is checked. */
 const VOLATILE = new Set([
@@ -45,6 +46,7 @@ const VOLATILE = new Set([
   // The test image as this machine built it.
   'imageId',
   'imageDigest',
+  'timings',
 ]);
 const SESSION_ID = /\b[0-9a-f]{16}\b/g;
 
@@ -164,6 +166,7 @@ beforeAll(async () => {
     [`git://127.0.0.1:${gate.port}/stalled.git`, DOC_STALLED_URL],
     [files.socketPath, DOC_SOCKET],
     [files.configPath, DOC_CONFIG],
+    [files.stateDir, DOC_STATE_DIR],
     // The full hash (records) before the short one (git log --oneline in the output).
     [commit.trim(), DOC_COMMIT],
     [commit.trim().slice(0, 7), DOC_COMMIT.slice(0, 7)],
