@@ -24,6 +24,7 @@ export function outcomeJson(record: SessionRecord, code: number): Record<string,
     sessionId: record.id,
     agent: record.agent,
     outcome: record.outcome,
+    kind: record.kind,
     exitCode: record.exitCode,
     signal: record.signal,
     message: record.message,
@@ -34,7 +35,7 @@ export function outcomeJson(record: SessionRecord, code: number): Record<string,
 
 /** One line per record: id, agent, outcome (or phase), exit code, duration, when, repository. */
 export function recordLine(r: SessionRecord): string {
-  const state = r.outcome ?? r.phase;
+  const state = r.outcome === undefined ? r.phase : outcomeText(r);
   const code = r.exitCode === undefined ? '' : ` (exit ${r.exitCode})`;
   const took = r.durationMs === undefined ? '' : `  ${formatDuration(r.durationMs)}`;
   return `  ${r.id}  ${r.agent}  ${state}${code}${took}  ${r.finishedAt ?? r.acceptedAt}  ${r.repo}`;

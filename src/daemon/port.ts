@@ -20,6 +20,8 @@ const ANSWERS = [
   'cancel.rejected',
   'reload.applied',
   'reload.rejected',
+  'drain.applied',
+  'drain.rejected',
 ] as const;
 
 /** Finished sessions `status` shows. */

@@ -37,7 +37,7 @@ beforeAll(async () => {
     {
       agents: [
         agent('ok', ['sh', '-c', 'echo hello from $AGENTD_AGENT; echo second line']),
-        agent('fail', ['sh', '-c', 'echo about to fail; exit 3']),
+        agent('fail', ['sh', '-c', 'echo about to fail; exit 7']),
         agent('gated', gate.command),
         agent('sleeper', ['sleep', '30']),
         agent('secretive', ['true'], { credentials: [{ name: 'API_KEY', source: 'env:AGENTD_E2E_SECRET' }] }),
@@ -101,13 +101,13 @@ describe('agentd wait', () => {
       sessionId: fail,
       agent: 'fail',
       outcome: 'failed',
-      exitCode: 3,
+      exitCode: 7,
       code: 1,
-      message: 'command exited with code 3',
+      message: 'command exited with code 7',
     });
     // The agent's own code, as podman run gives it.
     const own = await d.cli(['wait', fail, '--exit-code', 'command']);
-    expect(own.code).toBe(3);
+    expect(own.code).toBe(7);
 
     const error = await d.cli(['wait', nocred]);
     expect(error.code).toBe(4);
@@ -163,8 +163,8 @@ describe('agentd trigger for scripts', () => {
     await d.waitForOutcome(json(result.stdout).sessionId as string);
 
     const own = await d.cli(['trigger', 'fail', '--exit-code', 'command', '--json']);
-    expect(own.code).toBe(3);
-    expect(json(own.stdout)).toMatchObject({ outcome: 'failed', exitCode: 3, code: 3 });
+    expect(own.code).toBe(7);
+    expect(json(own.stdout)).toMatchObject({ outcome: 'failed', exitCode: 7, code: 7 });
     const usage = await d.cli(['trigger', 'fail', '--exit-code', 'sometimes']);
     expect(usage.code).toBe(2);
   });
@@ -224,7 +224,7 @@ describe('agentd show, history, agents, logs --json', () => {
     const text = await d.cli(['history', '--work-unit', unit, '--limit', '2']);
     expect(text.stdout.split('\n')).toEqual([
       expect.stringMatching(new RegExp(`^ {2}${c} {2}ok {2}succeeded \\(exit 0\\)`)),
-      expect.stringMatching(new RegExp(`^ {2}${b} {2}fail {2}failed \\(exit 3\\)`)),
+      expect.stringMatching(new RegExp(`^ {2}${b} {2}fail {2}failed \\(exit 7\\)`)),
       '... and 1 more; raise --limit or narrow the filters',
       '',
     ]);
