@@ -10,6 +10,7 @@ const COMMANDS: Record<string, () => Promise<CommandClass | CommandClass[]>> = {
   status: async () => (await import('./status.js')).StatusCommand,
   wait: async () => (await import('./wait.js')).WaitCommand,
   show: async () => (await import('./show.js')).ShowCommand,
+  export: async () => (await import('./export.js')).ExportCommand,
   history: async () => (await import('./history.js')).HistoryCommand,
   agents: async () => (await import('./agents.js')).AgentsCommand,
   logs: async () => (await import('./logs.js')).LogsCommand,

@@ -43,10 +43,17 @@ export function exitCodeForOutcome(outcome: Outcome): number {
 
 /**
  * The exit code of a finished session. With `command`, a `failed` session exits with its command's
- * own code (1 to 255) as `podman run` does; every other outcome keeps its code.
+ * own code (1 to 255) as `podman run` does; every other outcome keeps its code. A `blocked` or
+ * `nothing_ready` session succeeded (0), unless `strict`: then it counts as failed.
  */
-export function exitCodeForRecord(record: SessionRecord, mode: ExitCodeMode = 'outcome'): number {
-  const outcome = record.outcome ?? 'error';
+export function exitCodeForRecord(
+  record: SessionRecord,
+  mode: ExitCodeMode = 'outcome',
+  strict = false,
+): number {
+  const notDone = record.kind !== undefined && record.kind !== 'success';
+  const outcome =
+    strict && record.outcome === 'succeeded' && notDone ? 'failed' : (record.outcome ?? 'error');
   const own = record.exitCode;
   if (mode === 'command' && outcome === 'failed' && own !== undefined && own > 0 && own < 256) return own;
   return exitCodeForOutcome(outcome);

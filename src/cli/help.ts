@@ -43,5 +43,10 @@ export const TOP_LEVEL_EXAMPLES: readonly [string, string][] = [
   ['Start a session from a script, then wait for its outcome', 'agentd wait $(agentd trigger reviewer -d)'],
   ['Failed sessions of the last two hours', 'agentd history --outcome failed --since 2h'],
   ["Read a session's output", 'agentd logs 3f9c2a71b0d4e812 --follow'],
+  [
+    'Hand a session its task and a file',
+    'agentd trigger reviewer --request-file task.md --input spec=spec.md',
+  ],
+  ["A session's sealed record (output included) as a tar.gz", 'agentd export 3f9c2a71b0d4e812 -o s.tar.gz'],
   ['Apply an edited configuration file', 'agentd reload'],
 ];

@@ -33,7 +33,14 @@ export const LEFT_TO_CLIPANION: Record<string, readonly string[]> = {
 export const QUICK_SPECS: Record<string, QuickSpec> = {
   status: { flags: { '--json': 'json' }, options: { '--socket': 'socket' }, positionals: [], required: 0 },
   trigger: {
-    flags: { '--quiet': 'quiet', '-q': 'quiet', '--json': 'json', '--detach': 'detach', '-d': 'detach' },
+    flags: {
+      '--quiet': 'quiet',
+      '-q': 'quiet',
+      '--json': 'json',
+      '--detach': 'detach',
+      '-d': 'detach',
+      '--strict': 'strict',
+    },
     options: {
       '--socket': 'socket',
       '--work-unit': 'workUnit',
@@ -110,6 +117,7 @@ export async function runQuick(argv: readonly string[], io: ClientIo): Promise<n
       detach: flag('detach'),
       key: text('key'),
       exitCode: (text('exitCode') as ExitCodeMode | undefined) ?? 'outcome',
+      strict: flag('strict'),
     },
     io,
   );

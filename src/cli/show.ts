@@ -4,6 +4,7 @@ import type { SessionRecord } from '../sessions/records.js';
 import { ClientCommand } from './client-command.js';
 import { failOnReply, printJson } from './client-io.js';
 import { EXIT } from './exit-codes.js';
+import { outcomeText } from './format.js';
 import { isSessionId } from './validators.js';
 
 export class ShowCommand extends ClientCommand {
@@ -11,7 +12,7 @@ export class ShowCommand extends ClientCommand {
   static override usage = Command.Usage({
     description: "Show one session's record, whole",
     details:
-      'Queued, running or finished: what was triggered, every phase with its time, the outcome and why. Exits 0, or 6 when the daemon keeps no record of the session.',
+      'Queued, running or finished: what was triggered, every phase with its time, the outcome (and its kind) and why, the image, commit, request and inputs, the output kept, and the sealed record directory (`agentd export` writes it as a tar.gz). Sessions that history no longer lists are shown from their sealed record. Exits 0, or 6 when the daemon keeps no record of the session.',
     examples: [
       ['A session', '$0 show 3f9c2a71b0d4e812'],
       ['Its record as JSON (the fields are in docs/protocol.md)', '$0 show 3f9c2a71b0d4e812 --json'],
@@ -43,7 +44,7 @@ function render(r: SessionRecord): string {
     ['work unit', r.workUnit],
     ['key', r.key],
     ['timeout', r.timeoutMs === undefined ? undefined : formatDuration(r.timeoutMs)],
-    ['outcome', r.outcome === undefined ? `none yet (${r.phase})` : r.outcome],
+    ['outcome', r.outcome === undefined ? `none yet (${r.phase})` : outcomeText(r)],
     ['exit code', r.exitCode === undefined ? undefined : String(r.exitCode)],
     ['signal', r.signal],
     ['message', r.message],
@@ -52,6 +53,12 @@ function render(r: SessionRecord): string {
     ['finished', r.finishedAt],
     ['duration', r.durationMs === undefined ? undefined : formatDuration(r.durationMs)],
     ['container', r.container],
+    ['image', r.image === undefined ? undefined : `${r.image}${r.imageDigest ? ` (${r.imageDigest})` : ''}`],
+    ['commit', r.commit],
+    ['request', r.request === undefined ? undefined : `${r.request.bytes} bytes, sha256 ${r.request.sha256}`],
+    ['inputs', r.inputs?.map((i) => `${i.name} (${i.bytes} bytes)`).join(', ')],
+    ['output', outputText(r)],
+    ['record', r.recordDir],
   ];
   const start = Date.parse(r.acceptedAt);
   const phases = r.phases.map((p) => `${p.phase} +${formatDuration(Date.parse(p.at) - start)}`).join(', ');
@@ -59,4 +66,18 @@ function render(r: SessionRecord): string {
   for (const [name, value] of rows) if (value !== undefined) lines.push(`  ${name.padEnd(10)} ${value}`);
   lines.push(`  ${'phases'.padEnd(10)} ${phases}`);
   return `${lines.join('\n')}\n`;
+}
+
+/** What the session left in /agentd/out, as its sealed record keeps it. */
+function outputText(r: SessionRecord): string | undefined {
+  const o = r.output;
+  if (o === undefined) return undefined;
+  if (o.missing !== undefined && o.files === 0) return `none: ${o.missing}`;
+  const notes = [
+    o.truncated ? 'cut at its bound' : '',
+    o.skipped > 0 ? `${o.skipped} link(s) or special file(s) left out` : '',
+  ]
+    .filter(Boolean)
+    .join(', ');
+  return `${o.files} file(s), ${o.bytes} bytes${notes === '' ? '' : ` (${notes})`}`;
 }

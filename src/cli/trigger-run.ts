@@ -16,6 +16,8 @@ export type TriggerOptions = { [K in keyof TriggerFields]: TriggerFields[K] | un
   /** The request and input files, read already (their content goes to the daemon). */
   work?: WorkPayload;
   exitCode: ExitCodeMode;
+  /** A `blocked` or `nothing_ready` session exits as failed. */
+  strict?: boolean;
 };
 
 /**
@@ -48,7 +50,7 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
     client.send({ type: 'cancel', sessionId: id });
   };
   const finished = (record: Extract<Reply, { type: 'outcome' }>['record']): number => {
-    const code = exitCodeForRecord(record, options.exitCode);
+    const code = exitCodeForRecord(record, options.exitCode, options.strict);
     if (options.json) printJson(io, { ...outcomeJson(record, code), elapsedMs: Date.now() - started });
     else stdout.write(`${outcomeLine(record)}\n`);
     return code;

@@ -13,7 +13,8 @@ export class TriggerCommand extends ClientCommand {
       Asks the daemon to run a session of \`agent\` on \`repo-url\` (or the agent's default repo). Prints the session id,
       then its phases and the container's output as they happen, then a last line with the outcome, exit code and duration.
 
-      Exit codes: 0 succeeded, 1 failed (with --exit-code command: the command's own code), 2 usage error,
+      Exit codes: 0 succeeded (also when the command reported blocked or nothing_ready, exit 3 or 4 by the
+      convention; with --strict those exit 1), 1 failed (with --exit-code command: the command's own code), 2 usage error,
       3 rejected by the daemon, 4 infrastructure error, 5 cancelled, 69 daemon not reachable, 75 rejected for
       now (busy, shutting down, state dir full: retry later), 124 timed out, 130 left without waiting.
 
@@ -79,6 +80,9 @@ export class TriggerCommand extends ClientCommand {
     description: "outcome (default) or command: a failed session exits with its command's own code",
     validator: isOneOf(EXIT_CODE_MODES),
   });
+  strict = Option.Boolean('--strict', false, {
+    description: 'A session whose command reported blocked or nothing_ready exits 1, not 0',
+  });
 
   async execute(): Promise<number> {
     const work = await readWork(
@@ -98,6 +102,7 @@ export class TriggerCommand extends ClientCommand {
         work,
         key: this.key,
         exitCode: this.exitCode ?? 'outcome',
+        strict: this.strict,
       },
       this.context,
     );

@@ -16,6 +16,7 @@ export const VALUE_NAMES: Record<string, string> = {
   '--outcome': 'OUTCOME',
   '--since': 'TIME',
   '--limit': 'N',
+  '--output': 'FILE',
 };
 
 /**

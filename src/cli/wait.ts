@@ -13,7 +13,7 @@ export class WaitCommand extends ClientCommand {
     description: "Wait for a session's outcome and exit with its code",
     details: `
       Prints the outcome line of the session (at once when it has finished) and exits with the outcome's
-      code, as \`agentd trigger\` does: 0 succeeded, 1 failed (with --exit-code command: the command's own
+      code, as \`agentd trigger\` does: 0 succeeded (also blocked or nothing_ready, unless --strict), 1 failed (with --exit-code command: the command's own
       code), 4 error or abandoned, 5 cancelled, 124 timed out; 6 no such session; 7 --timeout ran out
       first (the session goes on); 69 no daemon; 75 the daemon went away and did not come back within a
       minute. A daemon restart is waited out: the new daemon adopts the session.
@@ -34,6 +34,9 @@ export class WaitCommand extends ClientCommand {
     description: "outcome (default) or command: a failed session exits with its command's own code",
     validator: isOneOf(EXIT_CODE_MODES),
   });
+  strict = Option.Boolean('--strict', false, {
+    description: 'A session whose command reported blocked or nothing_ready exits 1, not 0',
+  });
 
   async execute(): Promise<number> {
     const io = this.context;
@@ -52,7 +55,7 @@ export class WaitCommand extends ClientCommand {
     });
     switch (result.kind) {
       case 'outcome': {
-        const code = exitCodeForRecord(result.record, this.exitCode ?? 'outcome');
+        const code = exitCodeForRecord(result.record, this.exitCode ?? 'outcome', this.strict);
         if (this.json) printJson(io, outcomeJson(result.record, code));
         else io.stdout.write(`${outcomeLine(result.record)}\n`);
         return code;

@@ -77,9 +77,12 @@ export class SessionJournal {
     return this.index.get(sessionId) !== undefined;
   }
 
-  /** A session's record as last written (or waiting for room in the state dir). */
+  /**
+   * A session's record as last written (or waiting for room in the state dir); for a session history
+   * has let go of, the one in its sealed record directory.
+   */
   record(sessionId: string): SessionRecord | undefined {
-    return this.index.get(sessionId);
+    return this.index.get(sessionId) ?? this.keeper.find(sessionId);
   }
 
   history(filter: HistoryFilter): HistoryPage {

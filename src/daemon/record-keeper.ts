@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { type OutputSummary, SealedRecords } from '../adapters/sealed-records.js';
 import type { SessionFiles } from '../adapters/session-files.js';
 import { errorMessage } from '../errors.js';
-import type { SessionRecord } from '../sessions/records.js';
+import { type SessionRecord, sessionRecordSchema } from '../sessions/records.js';
 import { outputArchiveLimit } from '../sessions/run-plan.js';
 
 /** The output size a record without one was run with (the built-in default). */
@@ -34,6 +34,14 @@ export class RecordKeeper {
 
   dirOf(agent: string, sessionId: string): string {
     return this.records.dirOf(agent, sessionId);
+  }
+
+  /** A session's record as its record directory keeps it (retention, not history, decides how long). */
+  find(sessionId: string): SessionRecord | undefined {
+    const found = this.records.find(sessionId);
+    const parsed = sessionRecordSchema.safeParse(found?.json);
+    if (!found || !parsed.success || parsed.data.id !== sessionId) return undefined;
+    return { ...parsed.data, recordDir: found.dir };
   }
 
   /** session.json of a session that is not over yet. */

@@ -4,12 +4,12 @@
  * (mounts, context, caches), and what the session leaves behind.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { cacheVolumeName } from '../../src/runner/names.js';
-import { launchDaemon, leftoversOfDaemons, runCli, startDaemon } from '../helpers/daemon.js';
+import { CLI, launchDaemon, leftoversOfDaemons, runCli, startDaemon } from '../helpers/daemon.js';
 import { type Gate, startGate } from '../helpers/gate.js';
 import { type GitServer, startGitServer } from '../helpers/git-server.js';
 import { listAgentdContainers, listVolumes, TEST_IMAGE } from '../helpers/podman.js';
@@ -445,7 +445,13 @@ describe('outcome kinds', () => {
     expect(own.code).toBe(1);
     expect(own.stdout).toContain('failed (work_failed), exit code 10');
     const json = await d.cli(['trigger', 'coder', '--request', '4', '--json']);
-    expect(JSON.parse(json.stdout)).toMatchObject({ outcome: 'succeeded', exitCode: 4 });
+    const reply = JSON.parse(json.stdout) as { sessionId: string };
+    expect(reply).toMatchObject({ outcome: 'succeeded', kind: 'nothing_ready', exitCode: 4, code: 0 });
+    // --strict: not done is not success.
+    const strict = await d.cli(['wait', reply.sessionId, '--strict']);
+    expect(strict.code).toBe(1);
+    expect(strict.stdout).toContain('succeeded (nothing_ready), exit code 4');
+    expect((await d.cli(['wait', reply.sessionId])).code).toBe(0);
     // The kind is in the record, its sealed session.json, status and the daemon's log.
     const records = d.records();
     expect(records.map((r) => (r as { kind?: string }).kind).sort()).toEqual([
@@ -454,6 +460,9 @@ describe('outcome kinds', () => {
       'nothing_ready',
       'work_failed',
     ]);
+    const strictTrigger = await d.cli(['trigger', 'coder', '--request', '3', '--strict', '--quiet']);
+    expect(strictTrigger.code).toBe(1);
+    expect(strictTrigger.stdout).toContain('succeeded (blocked), exit code 3');
     for (const record of records) {
       const sealed = JSON.parse(readFileSync(join(record.recordDir ?? '', 'session.json'), 'utf8'));
       expect(sealed.kind).toBe((record as { kind?: string }).kind);
@@ -464,6 +473,67 @@ describe('outcome kinds', () => {
       .logs()
       .filter((l) => l.event === 'session.outcome')
       .map((l) => l.kind);
-    expect(logged.sort()).toEqual(['blocked', 'nothing_ready', 'nothing_ready', 'work_failed']);
+    expect(logged.sort()).toEqual(['blocked', 'blocked', 'nothing_ready', 'nothing_ready', 'work_failed']);
+  });
+});
+
+describe('show and export', () => {
+  it('names the record directory, exports it whole, and still does once history has let the session go', async () => {
+    const d = await startDaemon({ agents: [agent('shower', `${WRITE_OUTPUT}\necho done`)] });
+    const run = await d.cli([
+      'trigger',
+      'shower',
+      '--json',
+      '--input',
+      `notes=${join(makeTempDir('agentd-e2e-in-'), 'n')}`,
+    ]);
+    expect(run.code).toBe(2);
+    const dir = makeTempDir('agentd-e2e-export-');
+    writeFileSync(join(dir, 'notes.txt'), 'notes\n');
+    const done = await d.cli(['trigger', 'shower', '--json', '--input', `notes=${join(dir, 'notes.txt')}`]);
+    const { sessionId } = JSON.parse(done.stdout) as { sessionId: string };
+    const recordDir = join(d.files.stateDir, 'records', 'shower', sessionId);
+    const show = await d.cli(['show', sessionId]);
+    expect(show.code, show.stderr).toBe(0);
+    expect(show.stdout).toContain(`record     ${recordDir}`);
+    expect(show.stdout).toContain('output     2 file(s)');
+    expect(show.stdout).toContain('inputs     notes (6 bytes)');
+    expect(show.stdout).toMatch(/commit {5}[0-9a-f]{40}/);
+    const file = join(dir, 'session.tar.gz');
+    const exported = await d.cli(['export', sessionId, '--output', file]);
+    expect(exported.code, exported.stderr).toBe(0);
+    const listing = (await execa('tar', ['-tzf', file])).stdout.split('\n').sort();
+    expect(listing).toEqual([
+      `${sessionId}/`,
+      `${sessionId}/out/`,
+      `${sessionId}/out/report/`,
+      `${sessionId}/out/report/deep/`,
+      `${sessionId}/out/report/deep/result.json`,
+      `${sessionId}/out/summary.txt`,
+      `${sessionId}/session.json`,
+      `${sessionId}/session.log`,
+    ]);
+    // Not over an existing file.
+    expect((await d.cli(['export', sessionId, '--output', file])).code).toBe(1);
+
+    // History forgets the session (its state-dir record goes); its sealed record stays and is found.
+    await d.stop();
+    for (const name of readdirSync(join(d.files.stateDir, 'sessions'))) {
+      if (name.startsWith(sessionId)) rmSync(join(d.files.stateDir, 'sessions', name));
+    }
+    const next = launchDaemon(d.files);
+    await next.ready();
+    const again = await next.cli(['show', sessionId, '--json']);
+    expect(again.code, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ id: sessionId, outcome: 'succeeded', recordDir });
+    const piped = await execa(
+      'sh',
+      ['-c', `node ${JSON.stringify(CLI)} export ${sessionId} | tar -tzf - | wc -l`],
+      {
+        env: { AGENTD_SOCKET: next.socketPath },
+      },
+    );
+    expect(piped.stdout.trim()).toBe('8');
+    expect((await next.cli(['export', 'ffffffffffffffff', '--output', join(dir, 'x.tgz')])).code).toBe(6);
   });
 });

@@ -1,0 +1,67 @@
+import { createWriteStream } from 'node:fs';
+import { Command, Option, UsageError } from 'clipanion';
+import { exportRecord } from '../adapters/sealed-records.js';
+import { errorMessage } from '../errors.js';
+import { ClientCommand } from './client-command.js';
+import { failOnReply } from './client-io.js';
+import { EXIT } from './exit-codes.js';
+import { isSessionId } from './validators.js';
+
+export class ExportCommand extends ClientCommand {
+  static override paths = [['export']];
+  static override usage = Command.Usage({
+    description: "Write a session's sealed record as a tar.gz",
+    details: `
+      The record directory that \`agentd show\` names (session.json, session.log and out/, the session's
+      output) as one gzipped tar holding \`<session>/...\`, to --output or stdout. Works for every session
+      whose record retention has kept, also those \`history\` no longer lists. The command reads the
+      directory itself, so it runs as the daemon's user (as every client does: the socket is theirs).
+      Exits 0, 6 when there is no such session, 1 when the file exists or cannot be written.
+    `,
+    examples: [
+      ['Into a file', '$0 export 3f9c2a71b0d4e812 --output session.tar.gz'],
+      ['To stdout, e.g. into tar', '$0 export 3f9c2a71b0d4e812 | tar -tzf -'],
+    ],
+  });
+
+  sessionId = Option.String({ name: 'session-id', validator: isSessionId });
+  output = Option.String('--output,-o', {
+    description: 'Write the tar.gz to this file (it must not exist yet); default: stdout',
+  });
+
+  async execute(): Promise<number> {
+    const { stdout, stderr } = this.context;
+    if (this.output === undefined && (stdout as { isTTY?: boolean }).isTTY) {
+      throw new UsageError('the export is binary: give --output FILE, or redirect stdout');
+    }
+    const client = await this.connect();
+    if (typeof client === 'number') return client;
+    let dir: string | undefined;
+    let sealed = true;
+    try {
+      const reply = await client.request({ type: 'show', sessionId: this.sessionId });
+      if (reply?.type !== 'session') return failOnReply(this.context, false, reply);
+      dir = reply.record.recordDir;
+      sealed = reply.record.outcome !== undefined;
+    } finally {
+      client.close();
+    }
+    if (dir === undefined) {
+      return this.fail(
+        `session ${this.sessionId} has no sealed record (it is older than sealed records)`,
+        EXIT.failed,
+      );
+    }
+    if (!sealed) stderr.write(`agentd: session ${this.sessionId} still runs: its record is not sealed yet\n`);
+    try {
+      await exportRecord(
+        dir,
+        this.output === undefined ? stdout : createWriteStream(this.output, { flags: 'wx', mode: 0o600 }),
+      );
+    } catch (error) {
+      return this.fail(`cannot export session ${this.sessionId}: ${errorMessage(error)}`, EXIT.failed);
+    }
+    if (this.output !== undefined) stderr.write(`agentd: wrote ${this.output} from ${dir}\n`);
+    return EXIT.succeeded;
+  }
+}
