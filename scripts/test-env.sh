@@ -15,3 +15,22 @@ if [ ! -x /usr/bin/chromium ]; then
     { echo 'test-env: could not install chromium' >&2; return 1 2>/dev/null || exit 1; }
   unset _agentd_sudo
 fi
+
+# The fleet test (test/e2e/hosts.test.ts) reaches one Podman host over ssh:// through an sshd it starts
+# on a loopback port. The package's own sshd service must not start (it would listen on every address):
+# a policy-rc.d refuses service starts while it installs.
+if [ ! -x /usr/sbin/sshd ]; then
+  echo 'test-env: installing openssh-server (for the ssh:// fleet test; its service is not started)' >&2
+  _agentd_sudo=''
+  if [ "$(id -u)" -ne 0 ]; then _agentd_sudo='sudo'; fi
+  _agentd_policy=''
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $_agentd_sudo tee /usr/sbin/policy-rc.d >/dev/null &&
+      $_agentd_sudo chmod 755 /usr/sbin/policy-rc.d && _agentd_policy=1
+  fi
+  $_agentd_sudo apt-get update -qq >/dev/null &&
+    DEBIAN_FRONTEND=noninteractive $_agentd_sudo apt-get install -y -qq --no-install-recommends openssh-server >/dev/null ||
+    echo 'test-env: could not install openssh-server; the fleet test reaches its third host over unix:// instead' >&2
+  if [ -n "$_agentd_policy" ]; then $_agentd_sudo rm -f /usr/sbin/policy-rc.d; fi
+  unset _agentd_sudo _agentd_policy
+fi

@@ -38,6 +38,11 @@ export class PodmanError extends AgentdError {
 const UNREACHABLE =
   /unable to connect to Podman socket|Cannot connect to Podman|failed to connect: |ssh: handshake failed|connection refused|connection reset by peer|no route to host|broken pipe|unexpected EOF|i\/o timeout/i;
 
+/** Podman's stderr says it could not reach the engine (whatever exit code it chose). */
+export function unreachableOutput(stderr: string): boolean {
+  return UNREACHABLE.test(stderr);
+}
+
 /** Turns a raw podman failure into an error an operator can act on. */
 export function classifyPodmanFailure(failure: PodmanFailure, image?: string): PodmanError {
   const { operation, stderr } = failure;

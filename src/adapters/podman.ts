@@ -1,6 +1,12 @@
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
-import { classifyPodmanFailure, imageNotFound, PodmanError, type PodmanFailure } from './podman-errors.js';
+import {
+  classifyPodmanFailure,
+  imageNotFound,
+  PodmanError,
+  type PodmanFailure,
+  unreachableOutput,
+} from './podman-errors.js';
 import {
   type ContainerInspect,
   type ContainerSummary,
@@ -183,7 +189,10 @@ export class PodmanClient implements PodmanPort {
     }
     const result = await subprocess;
     const exitCode = result.exitCode ?? -1;
-    if (!result.failed || (options.okExitCodes?.includes(exitCode) && !result.timedOut)) {
+    // An exit code that is an answer (125: no such container) is none when the engine was not reached.
+    const answered =
+      options.okExitCodes?.includes(exitCode) && !result.timedOut && !unreachableOutput(result.stderr);
+    if (!result.failed || answered) {
       return { stdout: result.stdout, exitCode };
     }
     throw classifyPodmanFailure(

@@ -215,9 +215,15 @@ async function supervise(options: DaemonOptions): Promise<number> {
         const required = settings.hosts.length === 0;
         const results = await Promise.all(
           hosts.map(async (host) => {
+            const probe = () => ports(host.name).probe(config.hostProbeTimeoutMs, signal);
             try {
-              if (!required) await ports(host.name).probe(config.hostProbeTimeoutMs, signal);
-              return { host: host.name, reconciled: await reconcileHost(host.name, signal) };
+              const version = required ? undefined : await probe();
+              const reconciled = await reconcileHost(host.name, signal);
+              return {
+                host: host.name,
+                reconciled,
+                version: version ?? (await probe().catch(() => undefined)),
+              };
             } catch (error) {
               if (required) throw error;
               return { host: host.name, down: errorMessage(error) };
@@ -253,6 +259,9 @@ async function supervise(options: DaemonOptions): Promise<number> {
           },
           recovery,
           down: results.flatMap((r) => (r.down === undefined ? [] : [{ host: r.host, reason: r.down }])),
+          versions: Object.fromEntries(
+            results.flatMap((r) => (r.version === undefined ? [] : [[r.host, r.version]])),
+          ),
         };
         metrics.reconciled(result);
         return result;

@@ -78,6 +78,8 @@ export interface ReconcileResult {
   recovery: RecoveryPlan;
   /** Hosts the start could not reach, and why: they are down and retried; the others go on. */
   down?: { host: string; reason: string }[];
+  /** The Podman version of each host the start reached. */
+  versions?: Record<string, string>;
 }
 
 /** Why the state dir takes no writes: `state_dir_full` (no room) or `state_dir_unwritable`. */
@@ -559,12 +561,20 @@ export const daemonMachine = setup({
     }),
     /** The start's reconciliation is done: each host is up, or down with the reason, and retried. */
     startHosts: assign({
-      hosts: ({ context, spawn }, down: { host: string; reason: string }[]) =>
+      hosts: (
+        { context, spawn },
+        started: { down: { host: string; reason: string }[]; versions: Record<string, string> },
+      ) =>
         context.hostInfo.map((host) => {
-          const reason = down.find((d) => d.host === host.name)?.reason;
+          const reason = started.down.find((d) => d.host === host.name)?.reason;
+          const version = started.versions[host.name];
           return spawn('host', {
             id: `host-${host.name}`,
-            input: reason === undefined ? { host } : { host, down: reason },
+            input: {
+              host,
+              ...(reason === undefined ? {} : { down: reason }),
+              ...(version === undefined ? {} : { version }),
+            },
           });
         }),
     }),
@@ -750,7 +760,13 @@ export const daemonMachine = setup({
           target: 'opening',
           actions: [
             { type: 'storeReconcileSummary', params: ({ event }) => event.output.summary },
-            { type: 'startHosts', params: ({ event }) => event.output.down ?? [] },
+            {
+              type: 'startHosts',
+              params: ({ event }) => ({
+                down: event.output.down ?? [],
+                versions: event.output.versions ?? {},
+              }),
+            },
             {
               type: 'announceHostsDown',
               params: ({ event }) => event.output.down ?? [],

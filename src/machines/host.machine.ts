@@ -33,6 +33,8 @@ export interface HostInput {
   host: HostInfo;
   /** Set when the daemon's start could not reach the host (why): it starts down and is retried. */
   down?: string;
+  /** The host's Podman version, when the start's probe read it. */
+  version?: string;
 }
 
 export interface HostProbe {
@@ -150,6 +152,7 @@ export const hostMachine = setup({
     maxSessions: input.host.maxSessions,
     labels: input.host.labels,
     ...(input.down === undefined ? {} : { problem: input.down, downSince: new Date().toISOString() }),
+    ...(input.version === undefined ? {} : { version: input.version }),
   }),
   on: {
     reconfigure: { actions: { type: 'reconfigure', params: ({ event }) => event } },

@@ -71,6 +71,8 @@ export interface DaemonConfig {
   agents: Record<string, unknown>[];
   /** Merged over { socket, state_dir, stop_grace: 2s }. */
   daemon?: Record<string, unknown>;
+  /** `hosts:` as written in the YAML file. */
+  hosts?: Record<string, unknown>[];
 }
 
 export interface LaunchOptions {
@@ -88,6 +90,7 @@ export function prepareDaemon(config: DaemonConfig): DaemonFiles {
   const configPath = join(dir, 'agentd.yaml');
   const yaml = {
     daemon: { socket: socketPath, state_dir: stateDir, stop_grace: '2s', ...config.daemon },
+    ...(config.hosts === undefined ? {} : { hosts: config.hosts }),
     agents: config.agents,
   };
   writeFileSync(configPath, stringify(yaml));
