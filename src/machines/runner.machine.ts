@@ -22,6 +22,7 @@ import {
   type RunFate,
   type StopReason,
   setupFailed,
+  signalOfExit,
   startFailed,
   stopped,
 } from '../sessions/run-outcome.js';
@@ -873,8 +874,11 @@ function resultOf(context: RunnerContext): RunResult {
     phase: phaseOfRun(context),
     message: 'the run ended without an outcome',
   };
-  if (fate.exitCode === undefined && context.exitCode !== undefined)
-    fate = { ...fate, exitCode: context.exitCode };
+  if (fate.exitCode === undefined && context.exitCode !== undefined) {
+    // A cancelled or timed-out command ends by the stop's signal: say which, not only 128 + N.
+    const signal = fate.signal ?? signalOfExit(context.exitCode);
+    fate = { ...fate, exitCode: context.exitCode, ...(signal === undefined ? {} : { signal }) };
+  }
   if (context.teardownProblems.length > 0 && fate.outcome === 'succeeded') {
     fate = {
       ...fate,

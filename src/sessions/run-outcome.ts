@@ -23,7 +23,7 @@ export function commandExited(
   exitCodes: Readonly<Record<number, OutcomeKind>> = {},
 ): RunFate {
   const kind = kindOfExitCode(exitCode, exitCodes);
-  const signalName = exitCode > 128 && exitCode < 160 ? signalOf(exitCode - 128) : undefined;
+  const signalName = signalOfExit(exitCode);
   // The kind decides: `blocked` and `nothing_ready` are not failures (a scheduler tries again later).
   const outcome = isNotFailedKind(kind) && oom === undefined ? 'succeeded' : 'failed';
   const why = describeExit(exitCode, command, kind);
@@ -103,6 +103,14 @@ function describeExit(code: number, command: string, kind: OutcomeKind): string 
   return said === undefined
     ? `command exited with code ${code}`
     : `command exited with code ${code}: ${said}`;
+}
+
+/**
+ * The signal that ended a command, from the status the setup step saw (128 + N for signal N, as a shell
+ * reports it); undefined for an ordinary exit.
+ */
+export function signalOfExit(exitCode: number): string | undefined {
+  return exitCode > 128 && exitCode < 160 ? signalOf(exitCode - 128) : undefined;
 }
 
 function signalOf(n: number): string | undefined {

@@ -115,7 +115,13 @@ describe('agentd wait', () => {
 
     const timedOut = await d.cli(['wait', timed, '--json']);
     expect(timedOut.code).toBe(124);
-    expect(json(timedOut.stdout)).toMatchObject({ outcome: 'timed_out', code: 124 });
+    // The stop's signal ended the command: named, not only 143.
+    expect(json(timedOut.stdout)).toMatchObject({
+      outcome: 'timed_out',
+      code: 124,
+      exitCode: 143,
+      signal: 'SIGTERM',
+    });
 
     // Finished: answered at once, again and again.
     const again = await d.cli(['wait', ok, '--json']);
@@ -140,6 +146,7 @@ describe('agentd wait', () => {
     expect(cancelled.stdout).toMatch(
       new RegExp(`^session ${id} cancelled, .*: session cancelled while running\\n$`),
     );
+    expect(d.record(id)).toMatchObject({ outcome: 'cancelled', signal: 'SIGTERM' });
 
     const unknown = await d.cli(['wait', '0123456789abcdef', '--json']);
     expect(unknown.code).toBe(6);

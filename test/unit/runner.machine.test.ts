@@ -84,6 +84,21 @@ describe('runner machine', () => {
     expect(run.output).toEqual(['partial output']);
   });
 
+  it('names the signal that ended a cancelled command, not only its exit code', async () => {
+    const podman = new FakePodman('auto');
+    const run = start(podman);
+    await until(() => podman.stream() !== undefined, 'attached');
+    const stream = podman.stream() ?? expect.fail('no stream');
+    const marker = podman.markerOf(CONTAINER);
+    for (const line of ['started', 'phase cloning', 'phase running']) stream.line(`${marker} ${line}`);
+    run.actor.send({ type: 'cancel' });
+    await until(() => podman.calls.some((c) => c.op === 'stopContainer'), 'the stop');
+    stream.line(`${marker} ended 143 0`);
+    stream.exit(143);
+    const result = await run.result;
+    expect(result).toMatchObject({ outcome: 'cancelled', exitCode: 143, signal: 'SIGTERM' });
+  });
+
   it('lets a secret create that a cancel interrupts finish, then removes the secret', async () => {
     const podman = new FakePodman();
     const run = start(podman);
