@@ -64,5 +64,8 @@ function lineJson(reply: { line: string; [field: string]: unknown }, counted: nu
     stream: typeof reply.stream === 'string' ? reply.stream : 'output',
     time: typeof reply.time === 'string' ? reply.time : null,
     text: reply.line,
+    // A line continued from the one before, and a marker for lines not sent, say so as the daemon did.
+    ...(reply.cont === true ? { cont: true } : {}),
+    ...(reply.skipped === undefined ? {} : { skipped: reply.skipped }),
   };
 }

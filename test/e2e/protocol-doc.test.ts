@@ -48,6 +48,8 @@ const VOLATILE = new Set([
   'imageDigest',
   'timings',
   'ms',
+  // When the daemon read a line of output.
+  'time',
 ]);
 const SESSION_ID = /\b[0-9a-f]{16}\b/g;
 
