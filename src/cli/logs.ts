@@ -55,12 +55,13 @@ export class LogsCommand extends ClientCommand {
 }
 
 /**
- * A line of output as `--json` prints it. Lines that carry no position, stream or time of their own
- * are numbered from 1 here, are `output` (stdout and stderr merged) and have no time.
+ * A line of output as `--json` prints it: the daemon's `seq`, `stream` and `time` when it sends them;
+ * otherwise numbered from 1 here, `output` (stdout and stderr merged), and no time.
  */
 function lineJson(reply: { line: string; [field: string]: unknown }, counted: number) {
   return {
-    seq: typeof reply.seq === 'number' ? reply.seq : counted,
+    // A marker for skipped lines has no position of its own.
+    seq: typeof reply.seq === 'number' ? reply.seq : reply.skipped === undefined ? counted : null,
     stream: typeof reply.stream === 'string' ? reply.stream : 'output',
     time: typeof reply.time === 'string' ? reply.time : null,
     text: reply.line,
