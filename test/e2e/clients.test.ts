@@ -297,6 +297,44 @@ describe('agentd show, history, agents, logs --json', () => {
   });
 });
 
+describe('agentd send', () => {
+  it("prints each reply as the daemon sent it, and its own parse errors in the daemon's shape", async () => {
+    const result = await d.cli(['send'], {
+      input: `${JSON.stringify({ type: 'cancel', sessionId: '0123456789abcdef' })}\nnot json\n`,
+    });
+    expect(result.code).toBe(1);
+    const [first, second] = result.stdout
+      .trimEnd()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(first).toEqual({
+      line: 1,
+      v: 2,
+      id: '1',
+      type: 'event.result',
+      event: { type: 'cancel', sessionId: '0123456789abcdef' },
+      answers: [
+        {
+          type: 'cancel.rejected',
+          sessionId: '0123456789abcdef',
+          reason: expect.stringContaining('no queued or running session'),
+        },
+      ],
+      state: 'ready',
+    });
+    expect(second).toEqual({
+      line: 2,
+      v: 2,
+      id: '2',
+      type: 'error',
+      code: 'bad_json',
+      message: 'stdin:2: not valid JSON',
+      problems: [],
+      retryable: false,
+    });
+  });
+});
+
 describe('idempotency keys', () => {
   it('concurrent triggers with one key make one session; a later one gets it back, finished', async () => {
     const key = `webhook-${Date.now()}`;
