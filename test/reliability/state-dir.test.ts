@@ -136,7 +136,9 @@ describe('a full state dir', () => {
 
     // Not accepted-then-lost: rejected, with the code and the reason.
     const rejected = await d.cli(['trigger', 'quick', '--json']);
-    expect(rejected.code, rejected.stdout + rejected.stderr).toBe(3);
+    // Retryable: exit 75, not the 3 of a trigger that will never be accepted.
+    expect(rejected.code, rejected.stdout + rejected.stderr).toBe(75);
+    expect(JSON.parse(rejected.stdout)).toMatchObject({ rejection: 'state_dir_full', retryable: true });
     expect(rejected.stdout + rejected.stderr).toMatch(
       /state dir full: cannot record session [0-9a-f]{16} \(ENOSPC/,
     );
@@ -203,7 +205,7 @@ describe('a full state dir', () => {
     expect(String(ready.degraded)).toMatch(/state dir full/);
     expect(await state(next)).toBe('degraded');
     const refused = await next.cli(['trigger', 'quick']);
-    expect(refused.code).toBe(3);
+    expect(refused.code).toBe(75);
     expect(refused.stderr).toMatch(/state dir full/);
     rmSync(filler2);
     await next.waitForLog((l) => l.event === 'daemon.state_dir_writable', 20_000);
