@@ -238,7 +238,7 @@ export class SocketServer {
  * A path left by a daemon that died is replaced; anything else is never deleted: a file that is
  * not a socket, or a socket a live daemon answers on.
  */
-async function clearStaleSocket(path: string): Promise<void> {
+export async function clearStaleSocket(path: string, setting = 'daemon.socket'): Promise<void> {
   let stat: ReturnType<typeof lstatSync>;
   try {
     stat = lstatSync(path);
@@ -248,7 +248,7 @@ async function clearStaleSocket(path: string): Promise<void> {
   if (!stat.isSocket()) {
     throw new AgentdError(
       'SOCKET_PATH_IN_USE',
-      `socket path ${path} exists and is not a socket; agentd will not delete it. Move it away or set daemon.socket to another path`,
+      `socket path ${path} exists and is not a socket; agentd will not delete it. Move it away or set ${setting} to another path`,
       { operation: 'bind socket' },
     );
   }
@@ -263,7 +263,7 @@ async function clearStaleSocket(path: string): Promise<void> {
   if (answers) {
     throw new AgentdError(
       'DAEMON_RUNNING',
-      `a daemon already answers on ${path}; stop it first or set daemon.socket to another path`,
+      `a daemon already answers on ${path}; stop it first or set ${setting} to another path`,
       { operation: 'bind socket' },
     );
   }

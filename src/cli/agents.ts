@@ -44,5 +44,12 @@ function render(a: AgentView): string {
     `    limits memory ${a.resources.memory}, ${a.resources.cpus === undefined ? 'cpus unlimited' : `cpus ${a.resources.cpus}`}, pids ${a.resources.pids}, disk ${a.resources.disk}`,
   ];
   if (a.capAdd.length > 0) lines.push(`    cap_add ${a.capAdd.join(', ')}`);
+  if (a.maxConcurrent !== undefined) lines.push(`    max_concurrent ${a.maxConcurrent}`);
+  if (a.schedule) {
+    const s = a.schedule;
+    lines.push(
+      `    schedule "${s.cron}"${s.timezone === undefined ? '' : ` ${s.timezone}`}, overlap ${s.overlap}, catch_up ${s.catchUp}; next ${s.next ?? 'never'}`,
+    );
+  }
   return `${lines.join('\n')}\n`;
 }

@@ -39,7 +39,7 @@ export class ValidateCommand extends AgentdCommand {
         socket: settings.daemon.socket,
         stateDir: settings.daemon.stateDir,
         maxSessions: settings.daemon.maxSessions,
-        agents: settings.agents.map(describeAgent),
+        agents: settings.agents.map((agent) => describeAgent(agent)),
       });
       return EXIT.succeeded;
     }

@@ -1,5 +1,6 @@
 import { formatDuration } from '../duration.js';
-import type { AgentConfig, DaemonSettings, HostConfig, NotifyTarget } from './types.js';
+import { describeListen } from './http.js';
+import type { AgentConfig, DaemonSettings, HostConfig, HttpSettings, NotifyTarget } from './types.js';
 
 /** A daemon setting that differs in the file but only applies when agentd starts again. */
 export interface PendingSetting {
@@ -34,6 +35,14 @@ const FIXED: { field: keyof DaemonSettings; key: string; show: (v: never) => str
   { field: 'hostProbeTimeoutMs', key: 'daemon.host_probe_timeout', show: (v: number) => formatDuration(v) },
   { field: 'hostDownGraceMs', key: 'daemon.host_down_grace', show: (v: number) => formatDuration(v) },
   { field: 'notify', key: 'daemon.notify', show: (v: NotifyTarget[]) => showList(v.map((t) => t.url)) },
+  {
+    field: 'http',
+    key: 'daemon.http',
+    show: (v: HttpSettings | undefined) =>
+      v === undefined
+        ? 'off'
+        : `${describeListen(v.listen)}, tokens ${showList(v.tokens.map((t) => t.name))}`,
+  },
 ];
 
 function showList(items: readonly string[]): string {

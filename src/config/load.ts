@@ -18,6 +18,7 @@ import { parseAge, parseDuration } from '../duration.js';
 import { AgentdError, errorMessage } from '../errors.js';
 import { parseOrigin, parseRepoUrl } from '../repo-url.js';
 import { hostAllowed, transportOf } from './hosts.js';
+import { type HttpListen, parseListen } from './http.js';
 import { isInside, overlaps } from './mounts.js';
 import { configSearchPath, defaultSocketPath, defaultStateDir } from './paths.js';
 import { capabilityName, parseSize, type RawResources, resolveResources } from './resources.js';
@@ -29,11 +30,11 @@ import {
   parseSourceSyntax,
   type RawConfig,
 } from './schema.js';
-
 import type {
   AgentConfig,
   CredentialSource,
   HostConfig,
+  HttpSettings,
   MountConfig,
   NotifyTarget,
   Settings,
@@ -53,6 +54,7 @@ export const DEFAULTS = {
   hostProbeTimeoutMs: 5_000,
   hostDownGraceMs: 10 * 60_000,
   notifyAttempts: 5,
+  httpBodyLimitBytes: 2 * 1024 ** 2,
   notifyBackoffMs: 2000,
 } as const;
 
@@ -337,6 +339,7 @@ function toSettings(raw: RawConfig, file: string, ctx: ConvertContext): Settings
       hostProbeTimeoutMs: optionalMs(daemon.host_probe_timeout, DEFAULTS.hostProbeTimeoutMs),
       hostDownGraceMs: optionalMs(daemon.host_down_grace, DEFAULTS.hostDownGraceMs),
       notify: toNotify(daemon.notify, dir),
+      ...(daemon.http === undefined ? {} : { http: toHttp(daemon.http, dir, ctx) }),
     },
     agents,
     hosts,
@@ -657,6 +660,39 @@ function toEnv(
     }
   }
   return env;
+}
+
+function toHttp(
+  raw: NonNullable<NonNullable<RawConfig['daemon']>['http']>,
+  dir: string,
+  ctx: ConvertContext,
+): HttpSettings {
+  const names = new Map<string, number>();
+  raw.tokens.forEach((token, i) => {
+    const first = names.get(token.name);
+    if (first === undefined) names.set(token.name, i);
+    else {
+      ctx.problems.push({
+        path: ['daemon', 'http', 'tokens', i, 'name'],
+        message: `${describe(token.name)} is already used by daemon.http.tokens[${first}]; token names must be unique (the log tells requests apart by them)`,
+      });
+    }
+  });
+  return {
+    listen: parseListen(raw.listen) as HttpListen,
+    tokens: raw.tokens.map((t) => ({
+      name: t.name,
+      source: toSource(t.source, dir),
+      scopes: [...new Set(t.scopes)],
+    })),
+    ...(raw.tls === undefined
+      ? {}
+      : { tls: { cert: resolve(dir, raw.tls.cert), key: resolve(dir, raw.tls.key) } }),
+    bodyLimitBytes:
+      raw.body_limit === undefined
+        ? DEFAULTS.httpBodyLimitBytes
+        : (parseSize(raw.body_limit)?.bytes ?? DEFAULTS.httpBodyLimitBytes),
+  };
 }
 
 function toNotify(raw: RawConfig['agents'][number]['notify'], dir: string): NotifyTarget[] {

@@ -3,6 +3,7 @@ import { ageProblem, durationProblem, MAX_DURATION_MS } from '../duration.js';
 import { OUTCOME_KINDS } from '../outcome-kinds.js';
 import { describeRepoProblem, parseOrigin, parseRepoUrl } from '../repo-url.js';
 import { HOST_NAME_MAX, HOST_NAME_RE, hostUrlProblem } from './hosts.js';
+import { HTTP_SCOPES, parseListen } from './http.js';
 import { CONTEXT_TARGET, overlaps, sourceProblem, targetClash, targetProblem } from './mounts.js';
 import {
   capabilityName,
@@ -359,6 +360,58 @@ function notify() {
     .nullish();
 }
 
+export const TOKEN_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+const tokenShape = {
+  name: checkedString(
+    'a token name like ci',
+    (name) =>
+      TOKEN_NAME_RE.test(name)
+        ? undefined
+        : `${describe(name)} is not a token name; use letters, digits, _, . and - (at most 64), starting with a letter or digit`,
+    'name the token (its name is logged with every request, never its value), e.g. name: ci',
+  ),
+  source: source('say where the token comes from, e.g. source: file:/etc/agentd/tokens/ci'),
+  scopes: z
+    .array(
+      z.enum(HTTP_SCOPES, {
+        error: (iss) =>
+          `${describe(iss.input)} is not a scope; use ${HTTP_SCOPES.join(', ')} (admin: all of them and reload)`,
+      }),
+      { error: typeError(`a list of scopes like [trigger, read] (${HTTP_SCOPES.join(', ')})`) },
+    )
+    .min(1, { error: `is empty; give at least one of ${HTTP_SCOPES.join(', ')}` }),
+};
+
+const tlsShape = {
+  cert: checkedString(
+    'the path of a PEM certificate (chain) file',
+    notEmpty('a file like /etc/agentd/tls/cert.pem'),
+  ),
+  key: checkedString('the path of a PEM private key file', notEmpty('a file like /etc/agentd/tls/key.pem')),
+};
+
+const httpShape = {
+  listen: checkedString(
+    'an address like 127.0.0.1:7391 or unix:/run/agentd/http.sock',
+    (text) => {
+      const parsed = parseListen(text);
+      return 'problem' in parsed ? parsed.problem : undefined;
+    },
+    'say where the API listens, e.g. listen: 127.0.0.1:7391',
+  ),
+  tokens: z
+    .array(strict(tokenShape, 'a mapping with name:, source: and scopes:'), {
+      error: typeError(
+        'a list of { name, source, scopes } mappings',
+        'give at least one token: every /v1 request needs one',
+      ),
+    })
+    .min(1, { error: 'is empty; give at least one token: every /v1 request needs one' }),
+  tls: strict(tlsShape, 'a mapping with cert: and key:').optional(),
+  body_limit: size(1024, '2m').optional(),
+};
+
 const daemonShape = {
   socket: checkedString(
     'a path for the Unix socket',
@@ -381,6 +434,7 @@ const daemonShape = {
   records_max_size: size(1024 ** 2, '10g').optional(),
   resources: resources(),
   notify: notify(),
+  http: strict(httpShape, 'a mapping with listen: and tokens:').optional(),
 };
 
 const credentialShape = {
@@ -595,6 +649,9 @@ export const KEYS = {
   schedule: Object.keys(scheduleShape),
   host: Object.keys(hostShape),
   notify: Object.keys(notifyShape),
+  http: Object.keys(httpShape),
+  token: Object.keys(tokenShape),
+  tls: Object.keys(tlsShape),
 } as const;
 
 /** Allowed keys of the mapping at `path`, for "unknown key" messages. */
@@ -603,6 +660,9 @@ export function allowedKeysAt(path: readonly PropertyKey[]): readonly string[] {
   if (path.length === 0) return KEYS.top;
   if (first === 'daemon' && path[1] === 'resources') return KEYS.resources;
   if (first === 'daemon' && path[1] === 'notify') return KEYS.notify;
+  if (first === 'daemon' && path[1] === 'http' && path[2] === 'tokens') return KEYS.token;
+  if (first === 'daemon' && path[1] === 'http' && path[2] === 'tls') return KEYS.tls;
+  if (first === 'daemon' && path[1] === 'http') return KEYS.http;
   if (first === 'agents' && third === 'notify') return KEYS.notify;
   if (first === 'daemon') return KEYS.daemon;
   if (first === 'hosts' && path.length === 2) return KEYS.host;

@@ -1,4 +1,5 @@
 import type { OutcomeKind } from '../outcome-kinds.js';
+import type { HttpListen, HttpScope } from './http.js';
 import type { Resources } from './resources.js';
 
 export type { Resources, Size } from './resources.js';
@@ -116,6 +117,23 @@ export interface HostConfig {
   labels: Record<string, string>;
 }
 
+/** A bearer token of the HTTP API: its value comes from a credential source, and only its name is logged. */
+export interface HttpToken {
+  name: string;
+  source: CredentialSource;
+  scopes: HttpScope[];
+}
+
+/** `daemon.http`: the HTTP API, off unless configured. */
+export interface HttpSettings {
+  listen: HttpListen;
+  tokens: HttpToken[];
+  /** PEM files (absolute paths); plain HTTP without them. */
+  tls?: { cert: string; key: string };
+  /** Largest request body taken. */
+  bodyLimitBytes: number;
+}
+
 export interface DaemonSettings {
   socket: string;
   stateDir: string;
@@ -142,6 +160,8 @@ export interface DaemonSettings {
   recordsMaxBytes: number;
   /** Webhooks told of every agent's outcomes. */
   notify: NotifyTarget[];
+  /** The HTTP API, when configured. */
+  http?: HttpSettings;
 }
 
 export interface Settings {

@@ -14,6 +14,7 @@ import { hostsOf } from '../config/hosts.js';
 import type { HostConfig, Settings } from '../config/types.js';
 import { MAX_BUFFERED_BYTES, MAX_LINE_BYTES } from '../constants.js';
 import { AgentdError, errorMessage } from '../errors.js';
+import type { HttpServer } from '../http/server.js';
 import {
   type DaemonEvent,
   daemonMachine,
@@ -31,6 +32,7 @@ import type { HostPorts } from '../runner/actors.js';
 import { runnerActors } from '../runner/actors.js';
 import { type SessionRecord, sessionRecordSchema } from '../sessions/records.js';
 import { abandonedWaiting, sortByHost, staleContainers } from './host-recovery.js';
+import { openHttpApi } from './http.js';
 import { instanceIdOf } from './instance-id.js';
 import { SessionJournal } from './journal.js';
 import { DaemonMetrics } from './metrics.js';
@@ -186,6 +188,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
   };
 
   let port: DaemonPort | undefined;
+  let http: HttpServer | undefined;
   const server = socketServer(settings, log, (line, connection) => {
     if (port) dispatch(line, connection, port);
   });
@@ -268,6 +271,9 @@ async function supervise(options: DaemonOptions): Promise<number> {
       }),
       openSocket: fromPromise(async (): Promise<OpenResult> => {
         await server.listen();
+        if (config.http && port) {
+          http = await openHttpApi({ settings: config.http, port, metrics, env, log });
+        }
         try {
           journal.flush();
           return {};
@@ -462,6 +468,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
   process.off('SIGINT', onSignal);
   process.off('SIGHUP', onHangup);
   await server.close();
+  await http?.close();
   // Notifications of the last outcomes get a moment; a receiver that is down does not hold the stop up.
   await notifier.close(NOTIFY_GRACE_MS);
   await notify.flush();

@@ -189,7 +189,11 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
     followAll: (listener) => journal.followAll(listener),
     record: (sessionId) => journal.record(sessionId),
     history: (filter) => journal.history(filter),
-    agents: () => actor.getSnapshot().context.agents.map(describeAgent),
+    agents: () => {
+      const { agents, schedules } = actor.getSnapshot().context;
+      const next = new Map(scheduleViews(schedules).map((s) => [s.agent, s.next]));
+      return agents.map((agent) => describeAgent(agent, next.get(agent.name)));
+    },
     readLog: (sessionId) => journal.readLog(sessionId),
     stage: (sessionId, payload) => journal.stage(sessionId, payload),
     unstage: (sessionId) => journal.unstage(sessionId),

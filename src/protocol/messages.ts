@@ -19,7 +19,7 @@ const base64 = z
 const sessionId = z.string().regex(SESSION_ID_PATTERN, 'a session id is 16 lowercase hex characters');
 
 /** The filters of the `history` request (sessions/history.ts applies them). */
-const historyFilterFields = {
+export const historyFilterFields = {
   agent: z.string().min(1).max(64).optional(),
   outcome: z.enum(OUTCOMES).optional(),
   workUnit: z.string().min(1).max(256).optional(),

@@ -24,10 +24,23 @@ export const agentViewSchema = z.object({
     disk: z.string(),
   }),
   capAdd: z.array(z.string()),
+  maxConcurrent: z.number().optional(),
+  schedule: z
+    .object({
+      cron: z.string(),
+      timezone: z.string().optional(),
+      workUnit: z.string().optional(),
+      overlap: z.enum(['skip', 'queue']),
+      catchUp: z.enum(['none', 'latest']),
+      /** The next firing (ISO 8601), from the daemon's schedule actor; absent when it never fires again. */
+      next: z.string().optional(),
+    })
+    .optional(),
 });
 export type AgentView = z.infer<typeof agentViewSchema>;
 
-export function describeAgent(agent: AgentConfig): AgentView {
+/** `next`: the schedule's next firing, as the daemon's schedule actor has it. */
+export function describeAgent(agent: AgentConfig, next?: string): AgentView {
   const { resources: r } = agent;
   return {
     name: agent.name,
@@ -55,5 +68,9 @@ export function describeAgent(agent: AgentConfig): AgentView {
       disk: r.disk.text,
     },
     capAdd: agent.capAdd,
+    ...(agent.maxConcurrent === undefined ? {} : { maxConcurrent: agent.maxConcurrent }),
+    ...(agent.schedule === undefined
+      ? {}
+      : { schedule: { ...agent.schedule, ...(next === undefined ? {} : { next }) } }),
   };
 }

@@ -12,7 +12,7 @@ const SRC = join(import.meta.dirname, '..', '..', 'src');
 /** Highest first; folders on one line are peers and may import each other (cycles still fail). */
 const LAYERS: readonly (readonly string[])[] = [
   ['cli', 'tools'],
-  ['daemon', 'inspector'],
+  ['daemon', 'inspector', 'http'],
   ['protocol', 'machines'],
   ['sessions'],
   ['runner'],

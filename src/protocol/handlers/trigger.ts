@@ -1,16 +1,10 @@
-import { StateDirError } from '../../adapters/state-files.js';
 import { RETRYABLE_REJECTIONS, type RejectionCode } from '../../sessions/check-trigger.js';
 import type { BusEvent } from '../../sessions/session-bus.js';
-import {
-  decodeBase64,
-  manifestOf,
-  payloadProblem,
-  type WorkManifest,
-  type WorkPayload,
-} from '../../sessions/work.js';
-import { type DaemonPort, type Handler, reply } from '../context.js';
+import { decodeBase64, type WorkPayload } from '../../sessions/work.js';
+import { type Handler, reply } from '../context.js';
 import { followReply, followSession } from '../follow.js';
 import type { RequestOf } from '../messages.js';
+import { submitTrigger } from '../submit.js';
 
 /** Accepts a trigger; with `follow`, streams the session's phases and output until its outcome. */
 export const trigger: Handler<'trigger'> = (request, connection, daemon) => {
@@ -44,55 +38,39 @@ export const trigger: Handler<'trigger'> = (request, connection, daemon) => {
       retryable: RETRYABLE_REJECTIONS.includes(code),
     });
   };
-  const staged = stage(daemon, sessionId, text, inputs);
-  if ('code' in staged) {
-    rejected(staged.code, staged.reason);
+  const payload = decoded(text, inputs);
+  if ('code' in payload) {
+    rejected(payload.code, payload.reason);
     return;
   }
-  const answer = daemon.send({
-    type: 'trigger',
-    sessionId,
-    ...fields,
-    ...(staged.work === undefined ? {} : { work: staged.work }),
-  })[0];
-  // Staged for a session that was not made (rejected, or the key's first session is answered).
-  if ((answer?.type !== 'trigger.accepted' || answer.existing) && staged.work !== undefined) {
-    daemon.unstage(sessionId);
-  }
-  if (answer?.type === 'trigger.accepted') {
-    reply(connection, request, {
-      type: 'accepted',
-      sessionId: answer.sessionId,
-      queued: answer.queued,
-      position: answer.position,
-      ...(answer.existing ? { existing: true } : {}),
-    });
-    const pending = early;
-    early = undefined;
-    if (answer.existing) {
-      // The key's first session: follow that one (in this tick, so nothing falls in between).
-      unfollow?.();
-      if (request.follow) followSession(connection, request, daemon, answer.sessionId, { stream: true });
-      return;
-    }
-    for (const event of pending) forward(event);
+  const submitted = submitTrigger(daemon, sessionId, fields, payload.payload);
+  if (!submitted.accepted) {
+    rejected(submitted.code, submitted.reason);
     return;
   }
-  if (answer?.type === 'trigger.rejected') rejected(answer.code, answer.reason);
-  else rejected('not_accepting', 'the daemon is not accepting triggers');
+  reply(connection, request, {
+    type: 'accepted',
+    sessionId: submitted.sessionId,
+    queued: submitted.queued,
+    position: submitted.position,
+    ...(submitted.existing ? { existing: true } : {}),
+  });
+  const pending = early;
+  early = undefined;
+  if (submitted.existing) {
+    // The key's first session: follow that one (in this tick, so nothing falls in between).
+    unfollow?.();
+    if (request.follow) followSession(connection, request, daemon, submitted.sessionId, { stream: true });
+    return;
+  }
+  for (const event of pending) forward(event);
 };
 
-/**
- * Writes the trigger's request and input files into the session's work dir before the machine sees the
- * trigger (which then carries their digests only). Too large, badly named or undecodable content is
- * refused with bad_input; a state dir that cannot take it, as it refuses a record.
- */
-function stage(
-  daemon: DaemonPort,
-  sessionId: string,
+/** The request and input files of a trigger request, decoded from base64. */
+function decoded(
   text: RequestOf<'trigger'>['request'],
   inputs: RequestOf<'trigger'>['inputs'],
-): { work?: WorkManifest } | { code: RejectionCode; reason: string } {
+): { payload?: WorkPayload } | { code: RejectionCode; reason: string } {
   if (text === undefined && (inputs === undefined || inputs.length === 0)) return {};
   const payload: WorkPayload = { inputs: [] };
   if (text !== undefined) {
@@ -107,16 +85,5 @@ function stage(
     }
     payload.inputs.push({ name: input.name, bytes });
   }
-  const problem = payloadProblem(payload);
-  if (problem !== undefined) return { code: 'bad_input', reason: problem };
-  try {
-    daemon.stage(sessionId, payload);
-  } catch (error) {
-    const full = error instanceof StateDirError && error.full;
-    return {
-      code: full ? 'state_dir_full' : 'state_dir_unwritable',
-      reason: error instanceof Error ? error.message : String(error),
-    };
-  }
-  return { work: manifestOf(payload) };
+  return { payload };
 }

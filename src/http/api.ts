@@ -1,0 +1,399 @@
+import { getConnInfo } from '@hono/node-server/conninfo';
+import { type Context, Hono, type MiddlewareHandler } from 'hono';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import { IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE } from '../constants.js';
+import type { DaemonPort } from '../protocol/context.js';
+import { submitTrigger } from '../protocol/submit.js';
+import { RETRYABLE_REJECTIONS, type RejectionCode } from '../sessions/check-trigger.js';
+import type { HistoryFilter } from '../sessions/history.js';
+import { decodeBase64, type WorkPayload } from '../sessions/work.js';
+import { allows, type Tokens } from './auth.js';
+import { logStream } from './log-stream.js';
+import { OPERATIONS, type Operation, routeOf } from './operations.js';
+import type { CreateSession, ErrorBody, logQuerySchema } from './schemas.js';
+
+export interface ApiMetrics {
+  text(): Promise<string>;
+  readonly contentType: string;
+  httpRequest(method: string, route: string, status: number): void;
+}
+
+export interface ApiOptions {
+  daemon: DaemonPort;
+  tokens: Tokens;
+  metrics: ApiMetrics;
+  /** Whether the daemon is ready and Podman answers; the reason when not. */
+  readiness(): Promise<{ ready: boolean; reason?: string }>;
+  log: Logger;
+  bodyLimitBytes: number;
+}
+
+/** What a handler gets: the checked path parameters, query and body. */
+export interface Input {
+  params: Record<string, string>;
+  query: Record<string, unknown>;
+  body: unknown;
+}
+
+type Env = { Variables: { route: string; token: string | undefined; auth: string | undefined } };
+type Handler = (c: Context<Env>, input: Input) => Response | Promise<Response>;
+
+/** Longest request path written to the log. */
+const LOGGED_PATH_MAX = 256;
+
+/**
+ * The HTTP API as a Hono app: the operations of src/http/operations.ts, each behind its token scope,
+ * its body limit and its request checks; every request logged with the token's name (never its value)
+ * and counted. It talks to the daemon through the same DaemonPort as the socket handlers.
+ */
+export function createApi(options: ApiOptions): Hono<Env> {
+  const app = new Hono<Env>();
+  app.use('*', observe(options));
+  const handlers = handlersOf(options);
+  for (const op of OPERATIONS) {
+    const handler = handlers[op.id];
+    if (!handler) throw new Error(`http: no handler for operation ${op.id}`);
+    app.on(op.method.toUpperCase(), [routeOf(op.path)], ...middlewaresOf(op, options), async (c) => {
+      const input = check(c, op, await bodyOf(c, op, options.bodyLimitBytes));
+      return 'problems' in input ? input.response : handler(c, input);
+    });
+  }
+  app.notFound((c) =>
+    errorResponse(
+      c,
+      404,
+      'not_found',
+      `no ${c.req.method} ${pathOf(c)}; the operations are in docs/openapi.json`,
+    ),
+  );
+  app.onError((error, c) => {
+    options.log.error({ event: 'http.failed', err: error, path: pathOf(c) }, 'an HTTP request failed');
+    return errorResponse(c, 500, 'internal', 'internal error; see the daemon log');
+  });
+  return app;
+}
+
+/** Counts and logs every request when its response is ready: method, path, route, status, token name. */
+function observe(options: ApiOptions): MiddlewareHandler<Env> {
+  return async (c, next) => {
+    const started = performance.now();
+    await next();
+    const route = c.get('route') ?? 'unmatched';
+    const status = c.res.status;
+    options.metrics.httpRequest(c.req.method, route, status);
+    const token = c.get('token');
+    const auth = c.get('auth');
+    options.log.info(
+      {
+        event: 'http.request',
+        method: c.req.method,
+        path: pathOf(c).slice(0, LOGGED_PATH_MAX),
+        route,
+        status,
+        // Not `token`: the logger redacts fields of that name, and this is only the token's name.
+        tokenName: token ?? null,
+        ...(auth === undefined ? {} : { auth }),
+        ms: Math.round(performance.now() - started),
+        remote: remoteOf(c),
+      },
+      `${c.req.method} ${route} ${status}${token === undefined ? '' : ` (token ${token})`}`,
+    );
+  };
+}
+
+function middlewaresOf(op: Operation, options: ApiOptions): MiddlewareHandler<Env>[] {
+  const route = routeOf(op.path);
+  const middlewares: MiddlewareHandler<Env>[] = [
+    async (c, next) => {
+      c.set('route', route);
+      await next();
+    },
+  ];
+  const scope = op.scope;
+  if (scope !== undefined) {
+    middlewares.push(async (c, next) => {
+      const auth = options.tokens.authenticate(c.req.header('authorization'));
+      if (!auth.ok) {
+        c.set('auth', auth.reason);
+        const response = errorResponse(
+          c,
+          401,
+          'unauthorized',
+          auth.reason === 'missing'
+            ? 'this needs a token: send Authorization: Bearer TOKEN'
+            : 'the token is not one of daemon.http.tokens',
+        );
+        response.headers.set(
+          'www-authenticate',
+          auth.reason === 'missing'
+            ? 'Bearer realm="agentd"'
+            : 'Bearer realm="agentd", error="invalid_token"',
+        );
+        return response;
+      }
+      c.set('token', auth.caller.token);
+      if (!allows(auth.caller, scope)) {
+        c.set('auth', 'scope');
+        return errorResponse(
+          c,
+          403,
+          'forbidden',
+          `token ${auth.caller.token} has no ${scope} scope (it has ${auth.caller.scopes.join(', ')}); give it the scope in daemon.http.tokens`,
+        );
+      }
+      await next();
+    });
+  }
+  if (op.body !== undefined) {
+    middlewares.push(async (c, next) => {
+      const type = c.req.header('content-type') ?? '';
+      if (!/^application\/json\s*(;|$)/i.test(type)) {
+        return errorResponse(
+          c,
+          415,
+          'unsupported_media_type',
+          `the body must be JSON: send Content-Type: application/json${type === '' ? '' : `, not ${type.slice(0, 64)}`}`,
+        );
+      }
+      await next();
+    });
+  }
+  return middlewares;
+}
+
+/** Beyond the limit, this much more of a body is read and thrown away, so the client hears the 413. */
+const DRAIN_MAX_BYTES = 4 * 1024 * 1024;
+
+/**
+ * The body, at most `limit` bytes of it. A larger one is not kept: the rest is read and discarded (up
+ * to DRAIN_MAX_BYTES, then the connection is dropped), so a client still writing it gets the answer
+ * instead of a broken pipe. Memory stays within the limit either way.
+ */
+async function readBody(
+  c: Context<Env>,
+  limit: number,
+): Promise<Buffer | { tooLarge: true; drained: boolean }> {
+  const declared = Number(c.req.header('content-length'));
+  if (Number.isFinite(declared) && declared > limit + DRAIN_MAX_BYTES)
+    return { tooLarge: true, drained: false };
+  const reader = c.req.raw.body?.getReader();
+  if (!reader) return Buffer.alloc(0);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit + DRAIN_MAX_BYTES) {
+      await reader.cancel().catch(() => {});
+      return { tooLarge: true, drained: false };
+    }
+    if (size <= limit) chunks.push(value);
+  }
+  return size > limit ? { tooLarge: true, drained: true } : Buffer.concat(chunks);
+}
+
+type Checked = Input | { problems: true; response: Response };
+
+/** The body as JSON, or the payload_too_large or bad_json response. */
+async function bodyOf(
+  c: Context<Env>,
+  op: Operation,
+  limit: number,
+): Promise<{ body: unknown } | { response: Response }> {
+  if (op.body === undefined) return { body: undefined };
+  const read = await readBody(c, limit);
+  if (!Buffer.isBuffer(read)) {
+    const response = errorResponse(
+      c,
+      413,
+      'payload_too_large',
+      `the body is larger than ${limit} bytes (daemon.http.body_limit)`,
+    );
+    if (!read.drained) response.headers.set('connection', 'close');
+    return { response };
+  }
+  try {
+    return { body: JSON.parse(read.toString('utf8')) };
+  } catch (error) {
+    return {
+      response: errorResponse(c, 400, 'bad_json', `the body is not JSON: ${(error as Error).message}`),
+    };
+  }
+}
+
+/** Path parameters, query and body checked against the operation's schemas; every problem at once. */
+function check(c: Context<Env>, op: Operation, parsed: { body: unknown } | { response: Response }): Checked {
+  if ('response' in parsed) return { problems: true, response: parsed.response };
+  const problems: { path: string; message: string }[] = [];
+  const take = (where: string, schema: z.ZodType | undefined, value: unknown): unknown => {
+    if (schema === undefined) return value;
+    const result = schema.safeParse(value);
+    if (result.success) return result.data;
+    for (const issue of result.error.issues) {
+      if (issue.code === 'unrecognized_keys') {
+        for (const key of issue.keys)
+          problems.push({ path: [where, ...issue.path, key].join('.'), message: 'unknown field' });
+      } else {
+        problems.push({ path: [where, ...issue.path].join('.'), message: issue.message });
+      }
+    }
+    return undefined;
+  };
+  const params = take('params', op.params, c.req.param()) as Record<string, string>;
+  const query = take('query', op.query, c.req.query()) as Record<string, unknown>;
+  const body = take('body', op.body, parsed.body);
+  if (problems.length > 0) {
+    const shown = problems.slice(0, 100);
+    const message = `invalid request: ${shown.map((p) => `${p.path}: ${p.message}`).join('; ')}; see docs/openapi.json`;
+    return { problems: true, response: errorResponse(c, 400, 'bad_request', message, shown) };
+  }
+  return { params: params ?? {}, query: query ?? {}, body };
+}
+
+function handlersOf(options: ApiOptions): Record<string, Handler> {
+  const { daemon } = options;
+  return {
+    health: (c) => c.json({ status: 'alive', pid: process.pid, version: daemon.version }),
+    ready: async (c) => {
+      const { ready, reason } = await options.readiness();
+      const state = daemon.state();
+      return c.json(
+        { status: ready ? 'ready' : 'not_ready', state, ...(reason === undefined ? {} : { reason }) },
+        ready ? 200 : 503,
+      );
+    },
+    metrics: async (c) =>
+      c.body(await options.metrics.text(), 200, { 'content-type': options.metrics.contentType }),
+    status: (c) => c.json(daemon.status()),
+    createSession: (c, { body }) => {
+      const { request, inputs, ...fields } = body as CreateSession;
+      const header = c.req.header('idempotency-key');
+      if (header !== undefined && fields.key !== undefined && header !== fields.key) {
+        return errorResponse(
+          c,
+          400,
+          'bad_request',
+          "the Idempotency-Key header and the body's key differ; send one",
+          [{ path: 'body.key', message: 'differs from the Idempotency-Key header' }],
+        );
+      }
+      const key = fields.key ?? header;
+      if (key !== undefined && !IDEMPOTENCY_KEY_PATTERN.test(key)) {
+        return errorResponse(c, 400, 'bad_request', `invalid request: key: ${IDEMPOTENCY_KEY_RULE}`, [
+          { path: 'header.idempotency-key', message: IDEMPOTENCY_KEY_RULE },
+        ]);
+      }
+      const payload = payloadOf(request, inputs);
+      if ('code' in payload) return rejection(c, payload.code, payload.reason);
+      const submitted = submitTrigger(
+        daemon,
+        daemon.newSessionId(),
+        { ...fields, ...(key === undefined ? {} : { key }) },
+        payload.payload,
+      );
+      if (!submitted.accepted) return rejection(c, submitted.code, submitted.reason);
+      const { accepted: _accepted, existing, ...created } = submitted;
+      c.header('location', `/v1/sessions/${created.sessionId}`);
+      return existing ? c.json({ ...created, existing: true }, 200) : c.json(created, 201);
+    },
+    listSessions: (c, { query }) => c.json(daemon.history(query as HistoryFilter)),
+    getSession: (c, { params }) => {
+      const record = daemon.record(params.id as string);
+      return record ? c.json(record) : unknownSession(c, params.id as string);
+    },
+    sessionLog: (c, { params, query }) => {
+      const sessionId = params.id as string;
+      const q = query as z.infer<typeof logQuerySchema>;
+      const format = q.format ?? (/text\/event-stream/.test(c.req.header('accept') ?? '') ? 'sse' : 'ndjson');
+      const lastEventId = Number(c.req.header('last-event-id'));
+      const after =
+        q.after ?? (format === 'sse' && Number.isInteger(lastEventId) && lastEventId > 0 ? lastEventId : 0);
+      const response = logStream(daemon, sessionId, { after, follow: q.follow !== 'false', format });
+      return response ?? unknownSession(c, sessionId);
+    },
+    agents: (c) => c.json({ agents: daemon.agents() }),
+    cancelSession: (c, { params }) => {
+      const sessionId = params.id as string;
+      const [answer] = daemon.send({ type: 'cancel', sessionId });
+      if (answer?.type === 'cancel.accepted') return c.json({ sessionId, wasQueued: answer.wasQueued }, 202);
+      return errorResponse(
+        c,
+        404,
+        'unknown_session',
+        answer?.type === 'cancel.rejected' ? answer.reason : `no queued or running session ${sessionId}`,
+      );
+    },
+    reload: async (c) => {
+      const { type, ...result } = await daemon.reload('request');
+      return c.json({ type, ...result }, type === 'reloaded' ? 200 : 422);
+    },
+  };
+}
+
+/** A rejected trigger: its rejection code, with the status that says whether to try again. */
+function rejection(c: Context<Env>, code: RejectionCode, reason: string): Response {
+  const status =
+    code === 'duplicate_session' || code === 'key_conflict'
+      ? 409
+      : RETRYABLE_REJECTIONS.includes(code)
+        ? 503
+        : 422;
+  return errorResponse(c, status, code, reason);
+}
+
+/** The request text (UTF-8) and input files (base64) of a POST /v1/sessions. */
+function payloadOf(
+  request: string | undefined,
+  inputs: CreateSession['inputs'],
+): { payload?: WorkPayload } | { code: RejectionCode; reason: string } {
+  if (request === undefined && (inputs === undefined || inputs.length === 0)) return {};
+  const payload: WorkPayload = { inputs: [] };
+  if (request !== undefined) payload.request = Buffer.from(request, 'utf8');
+  for (const input of inputs ?? []) {
+    const bytes = decodeBase64(input.data);
+    if (bytes === undefined)
+      return { code: 'bad_input', reason: `input ${JSON.stringify(input.name)} is not valid base64` };
+    payload.inputs.push({ name: input.name, bytes });
+  }
+  return { payload };
+}
+
+function unknownSession(c: Context<Env>, sessionId: string): Response {
+  return errorResponse(
+    c,
+    404,
+    'unknown_session',
+    `no session ${sessionId}; GET /v1/sessions lists the known ones`,
+  );
+}
+
+/** The one error shape, with the socket protocol's codes. */
+export function errorResponse(
+  c: Context,
+  status: 400 | 401 | 403 | 404 | 409 | 413 | 415 | 422 | 500 | 501 | 503,
+  code: string,
+  message: string,
+  problems: ErrorBody['problems'] = [],
+): Response {
+  const body: ErrorBody = { type: 'error', code, message, problems, retryable: status === 503 };
+  return c.json(body, status);
+}
+
+function pathOf(c: Context): string {
+  try {
+    return new URL(c.req.url).pathname;
+  } catch {
+    return c.req.path;
+  }
+}
+
+function remoteOf(c: Context): string | undefined {
+  try {
+    return getConnInfo(c).remote.address;
+  } catch {
+    // No Node server under the request (a test calling app.request).
+    return undefined;
+  }
+}

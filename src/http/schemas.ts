@@ -1,0 +1,114 @@
+import { z } from 'zod';
+import { MAX_INPUT_FILES, MAX_REQUEST_BYTES, SESSION_ID_PATTERN } from '../constants.js';
+import { historyFilterFields } from '../protocol/messages.js';
+import { reloadReplySchema, replySchema } from '../protocol/replies.js';
+import { triggerFieldsSchema } from '../sessions/check-trigger.js';
+import { HISTORY_MAX_LIMIT } from '../sessions/history.js';
+import { sessionRecordSchema } from '../sessions/records.js';
+
+/**
+ * The HTTP API's bodies, as zod schemas: requests are checked with them, and docs/openapi.json is
+ * generated from them (src/http/openapi.ts), so the document cannot drift from the server. Bodies are
+ * the socket protocol's replies without its `v` and `id`.
+ */
+
+/** A socket protocol reply's body, by its type, without `v`, `id` (and `type` unless kept). */
+function replyBody(type: string): z.ZodObject {
+  const option = replySchema.options.find((o) => o.shape.type.value === type);
+  if (!option) throw new Error(`no reply of type ${type}`);
+  // The union's members differ in shape, so TypeScript cannot call omit on the union: one member is meant.
+  return (option as unknown as z.ZodObject).omit({ v: true, id: true, type: true });
+}
+
+export const sessionIdParam = z.object({
+  id: z.string().regex(SESSION_ID_PATTERN, 'a session id is 16 lowercase hex characters'),
+});
+
+/** The one error shape of every failed request, with the socket protocol's codes. */
+export const errorSchema = z.object({
+  type: z.literal('error'),
+  /** A stable code: the socket protocol's (`bad_request`, `unknown_session`, a rejection code ...) or an HTTP one (`unauthorized`, `forbidden`, `not_found`, `payload_too_large`, `unsupported_media_type`). */
+  code: z.string(),
+  message: z.string(),
+  /** Every problem of a bad request: where (`body.agent`, `query.limit`) and what. */
+  problems: z.array(z.object({ path: z.string(), message: z.string() })),
+  /** The same request may succeed later (the daemon was busy, starting or degraded). */
+  retryable: z.boolean(),
+});
+export type ErrorBody = z.infer<typeof errorSchema>;
+
+export const healthSchema = z.object({ status: z.literal('alive'), pid: z.number(), version: z.string() });
+export const readySchema = z.object({
+  status: z.enum(['ready', 'not_ready']),
+  /** The daemon machine's state, e.g. `ready`, `degraded`, `reconciling`. */
+  state: z.string(),
+  /** Why it is not ready. */
+  reason: z.string().optional(),
+});
+
+export const statusSchema = replyBody('status');
+export const recordSchema = sessionRecordSchema;
+
+/** POST /v1/sessions: the socket `trigger`'s fields (`key`: an idempotency key), the request as text. */
+export const createSessionSchema = z.strictObject({
+  ...triggerFieldsSchema,
+  /** The request text (UTF-8); it reaches the agent as the file $AGENTD_REQUEST_FILE. */
+  request: z.string().max(MAX_REQUEST_BYTES).optional(),
+  /** Input files by content, base64; each reaches the agent as /agentd/input/NAME. */
+  inputs: z
+    .array(
+      z.strictObject({
+        name: z.string().min(1).max(128),
+        data: z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64'),
+      }),
+    )
+    .max(MAX_INPUT_FILES)
+    .optional(),
+});
+export type CreateSession = z.infer<typeof createSessionSchema>;
+
+export const createdSchema = z.object({
+  sessionId: z.string(),
+  /** Waiting for a slot, at `position` (1-based); 0 when it started at once. */
+  queued: z.boolean(),
+  position: z.number(),
+  /** The idempotency key was used before: this is the session its first trigger made (200, not 201). */
+  existing: z.boolean().optional(),
+});
+
+/** GET /v1/sessions: the `history` request's filters, as query parameters. */
+export const historyQuerySchema = z.strictObject({
+  ...historyFilterFields,
+  limit: z.coerce.number().int().min(1).max(HISTORY_MAX_LIMIT).optional(),
+});
+export const historySchema = replyBody('history');
+export const agentsSchema = replyBody('agents');
+
+/** GET /v1/sessions/{id}/log: where to resume, whether to follow, which format. */
+export const logQuerySchema = z.strictObject({
+  /** Send only lines after this sequence number (a resumed stream's last `seq`; SSE: Last-Event-ID). */
+  after: z.coerce.number().int().min(0).optional(),
+  /** `false`: what is stored, then the outcome if there is one, and the end; default: until the outcome. */
+  follow: z.enum(['true', 'false']).optional(),
+  /** `sse` (text/event-stream) or `ndjson` (application/x-ndjson); default: from Accept, else ndjson. */
+  format: z.enum(['sse', 'ndjson']).optional(),
+});
+
+/** One event of a log stream: an NDJSON line, or an SSE event's data (its `event:` is the type). */
+export const logEventSchema = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('output'),
+    /** 1, 2, 3 ... within the session's stored log: resume after it. */
+    seq: z.number(),
+    line: z.string(),
+  }),
+  z.object({ type: z.literal('phase'), phase: z.string() }),
+  z.object({ type: z.literal('outcome'), record: sessionRecordSchema }),
+  /** The client read too slowly: the stream ends here; resume with `after`. */
+  z.object({ type: z.literal('lagging'), after: z.number(), message: z.string() }),
+]);
+export type LogEvent = z.infer<typeof logEventSchema>;
+
+export const cancelledSchema = z.object({ sessionId: z.string(), wasQueued: z.boolean() });
+
+export const reloadSchema = reloadReplySchema;

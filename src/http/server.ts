@@ -1,0 +1,110 @@
+import { chmodSync, readFileSync, rmSync } from 'node:fs';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { dirname } from 'node:path';
+import { createAdaptorServer } from '@hono/node-server';
+import type { Hono } from 'hono';
+import { ensurePrivateDir } from '../adapters/ownership.js';
+import { clearStaleSocket } from '../adapters/socket-server.js';
+import { describeListen } from '../config/http.js';
+import type { HttpSettings } from '../config/types.js';
+import { AgentdError, errorMessage } from '../errors.js';
+
+/** Connections served at once; more are refused, so a flood of clients cannot take every descriptor. */
+const MAX_CONNECTIONS = 256;
+/** A client gets this long to send its headers, and the whole request (a log stream's response may last). */
+const HEADERS_TIMEOUT_MS = 10_000;
+const REQUEST_TIMEOUT_MS = 30_000;
+
+/**
+ * The HTTP API's listening socket: TCP (plain or TLS) or a Unix socket (0600, in a directory only the
+ * daemon controls), with limits on connections and on how long a client may take to send a request.
+ */
+export class HttpServer {
+  private constructor(
+    private readonly server: Server,
+    readonly address: string,
+    private readonly socketPath: string | undefined,
+  ) {}
+
+  static async listen(settings: HttpSettings, app: { fetch: Hono['fetch'] }): Promise<HttpServer> {
+    const { listen } = settings;
+    const where = describeListen(listen);
+    let server: Server;
+    try {
+      server = createAdaptorServer({
+        fetch: app.fetch,
+        ...(settings.tls
+          ? { createServer: createHttpsServer, serverOptions: tlsOptions(settings.tls) }
+          : { createServer: createHttpServer }),
+      }) as Server;
+      server.maxConnections = MAX_CONNECTIONS;
+      server.headersTimeout = HEADERS_TIMEOUT_MS;
+      server.requestTimeout = REQUEST_TIMEOUT_MS;
+      if (listen.kind === 'unix') {
+        ensurePrivateDir(dirname(listen.path), 'HTTP socket directory');
+        await clearStaleSocket(listen.path, 'daemon.http.listen');
+        const previous = process.umask(0o177);
+        try {
+          await bind(server, (done) => server.listen(listen.path, done));
+        } finally {
+          process.umask(previous);
+        }
+        chmodSync(listen.path, 0o600);
+      } else {
+        await bind(server, (done) => server.listen(listen.port, listen.host, done));
+      }
+    } catch (error) {
+      if (error instanceof AgentdError) throw error;
+      throw new AgentdError(
+        'START_FAILED',
+        `cannot listen on ${where} (daemon.http.listen): ${errorMessage(error)}`,
+        { operation: 'open the HTTP API', cause: error },
+      );
+    }
+    const address = server.address() as AddressInfo | string;
+    const bound =
+      typeof address === 'string' || listen.kind === 'unix'
+        ? where
+        : describeListen({ kind: 'tcp', host: listen.host, port: address.port });
+    return new HttpServer(
+      server,
+      `${settings.tls ? 'https' : 'http'}://${bound}`,
+      listen.kind === 'unix' ? listen.path : undefined,
+    );
+  }
+
+  /** Stops taking requests and ends every open connection (log streams too). */
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeAllConnections();
+    await closed;
+    if (this.socketPath !== undefined) rmSync(this.socketPath, { force: true });
+  }
+}
+
+function bind(server: Server, listen: (done: () => void) => void): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    listen(() => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function tlsOptions(tls: { cert: string; key: string }): { cert: Buffer; key: Buffer } {
+  const read = (path: string, key: string) => {
+    try {
+      return readFileSync(path);
+    } catch (error) {
+      throw new AgentdError(
+        'START_FAILED',
+        `cannot read ${path} (daemon.http.tls.${key}): ${(error as NodeJS.ErrnoException).code ?? errorMessage(error)}; check the path and that the daemon's user can read it`,
+        { operation: 'open the HTTP API', cause: error },
+      );
+    }
+  };
+  return { cert: read(tls.cert, 'cert'), key: read(tls.key, 'key') };
+}

@@ -1,0 +1,71 @@
+import { StateDirError } from '../adapters/state-files.js';
+import type { RejectionCode, TriggerFields } from '../sessions/check-trigger.js';
+import { manifestOf, payloadProblem, type WorkManifest, type WorkPayload } from '../sessions/work.js';
+import type { DaemonPort } from './context.js';
+
+/** What became of a trigger: the session it made (or, for a repeated key, the key's first one), or why not. */
+export type Submitted =
+  | { accepted: true; sessionId: string; queued: boolean; position: number; existing: boolean }
+  | { accepted: false; code: RejectionCode; reason: string };
+
+/**
+ * A trigger from any front end (the socket's `trigger`, the HTTP API's POST /v1/sessions): its request
+ * and input files are staged where the session will find them, the daemon machine decides, and what
+ * was staged for a session that was not made is removed again.
+ */
+export function submitTrigger(
+  daemon: Pick<DaemonPort, 'send' | 'stage' | 'unstage'>,
+  sessionId: string,
+  fields: TriggerFields,
+  payload?: WorkPayload,
+): Submitted {
+  const staged = stage(daemon, sessionId, payload);
+  if ('code' in staged) return { accepted: false, ...staged };
+  const answer = daemon.send({
+    type: 'trigger',
+    sessionId,
+    ...fields,
+    ...(staged.work === undefined ? {} : { work: staged.work }),
+  })[0];
+  // Staged for a session that was not made (rejected, or the key's first session is answered).
+  if ((answer?.type !== 'trigger.accepted' || answer.existing) && staged.work !== undefined) {
+    daemon.unstage(sessionId);
+  }
+  if (answer?.type === 'trigger.accepted') {
+    return {
+      accepted: true,
+      sessionId: answer.sessionId,
+      queued: answer.queued,
+      position: answer.position,
+      existing: answer.existing === true,
+    };
+  }
+  if (answer?.type === 'trigger.rejected')
+    return { accepted: false, code: answer.code, reason: answer.reason };
+  return { accepted: false, code: 'not_accepting', reason: 'the daemon is not accepting triggers' };
+}
+
+/**
+ * Writes the trigger's request and input files into the session's work dir before the machine sees the
+ * trigger (which then carries their digests only). Too large or badly named content is refused with
+ * bad_input; a state dir that cannot take it, as it refuses a record.
+ */
+function stage(
+  daemon: Pick<DaemonPort, 'stage'>,
+  sessionId: string,
+  payload: WorkPayload | undefined,
+): { work?: WorkManifest } | { code: RejectionCode; reason: string } {
+  if (payload === undefined || (payload.request === undefined && payload.inputs.length === 0)) return {};
+  const problem = payloadProblem(payload);
+  if (problem !== undefined) return { code: 'bad_input', reason: problem };
+  try {
+    daemon.stage(sessionId, payload);
+  } catch (error) {
+    const full = error instanceof StateDirError && error.full;
+    return {
+      code: full ? 'state_dir_full' : 'state_dir_unwritable',
+      reason: error instanceof Error ? error.message : String(error),
+    };
+  }
+  return { work: manifestOf(payload) };
+}

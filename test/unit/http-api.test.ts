@@ -1,0 +1,362 @@
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import type { HttpToken } from '../../src/config/types.js';
+import { createApi } from '../../src/http/api.js';
+import { Tokens } from '../../src/http/auth.js';
+import type { ClientEvent, DaemonEmitted } from '../../src/machines/daemon.machine.js';
+import type { DaemonPort } from '../../src/protocol/context.js';
+import type { SessionRecord } from '../../src/sessions/records.js';
+import type { BusEvent } from '../../src/sessions/session-bus.js';
+
+const TOKENS: HttpToken[] = [
+  { name: 'ci', source: { kind: 'env', name: 'T_CI', raw: 'env:T_CI' }, scopes: ['trigger', 'read'] },
+  { name: 'viewer', source: { kind: 'env', name: 'T_VIEW', raw: 'env:T_VIEW' }, scopes: ['read'] },
+  { name: 'root', source: { kind: 'env', name: 'T_ROOT', raw: 'env:T_ROOT' }, scopes: ['admin'] },
+];
+const ENV = { T_CI: 'ci-token-0123456789', T_VIEW: 'view-token-abcdef', T_ROOT: 'root-token-zyxwvu' };
+
+async function api(overrides: Partial<DaemonPort> = {}, bodyLimitBytes = 1024) {
+  const lines: Record<string, unknown>[] = [];
+  const sent: ClientEvent[] = [];
+  const counted: string[] = [];
+  const port = {
+    state: () => 'ready',
+    version: '1.2.3',
+    send: (event: ClientEvent): DaemonEmitted[] => {
+      sent.push(event);
+      return [{ type: 'cancel.rejected', sessionId: 'x', reason: 'no queued or running session x' }];
+    },
+    status: () => ({ state: 'ready' }),
+    hosts: () => [],
+    readLog: () => undefined,
+    record: () => undefined,
+    ...overrides,
+  } as unknown as DaemonPort;
+  const app = createApi({
+    daemon: port,
+    tokens: await Tokens.resolve(TOKENS, ENV),
+    metrics: {
+      text: async () => 'agentd_up 1\n',
+      contentType: 'text/plain; version=0.0.4; charset=utf-8',
+      httpRequest: (method, route, status) => counted.push(`${method} ${route} ${status}`),
+    },
+    readiness: async () => ({ ready: false, reason: 'the daemon is reconciling' }),
+    log: pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) }),
+    bodyLimitBytes,
+  });
+  const request = (path: string, init: RequestInit & { token?: string } = {}) => {
+    const headers = new Headers(init.headers);
+    if (init.token !== undefined) headers.set('authorization', `Bearer ${init.token}`);
+    return app.request(path, { ...init, headers });
+  };
+  return { request, lines, sent, counted };
+}
+
+describe('HTTP API: tokens and scopes', () => {
+  it('needs no token for /healthz and /readyz, and says why it is not ready', async () => {
+    const a = await api();
+    const health = await a.request('/healthz');
+    expect(health.status).toBe(200);
+    expect(await health.json()).toEqual({ status: 'alive', pid: process.pid, version: '1.2.3' });
+    const ready = await a.request('/readyz');
+    expect(ready.status).toBe(503);
+    expect(await ready.json()).toEqual({
+      status: 'not_ready',
+      state: 'ready',
+      reason: 'the daemon is reconciling',
+    });
+  });
+
+  it('answers 401 without a token or with a wrong one, 403 without the scope, with the error shape', async () => {
+    const a = await api();
+    const missing = await a.request('/v1/status');
+    expect(missing.status).toBe(401);
+    expect(missing.headers.get('www-authenticate')).toBe('Bearer realm="agentd"');
+    expect(await missing.json()).toEqual({
+      type: 'error',
+      code: 'unauthorized',
+      message: expect.stringContaining('Authorization: Bearer'),
+      problems: [],
+      retryable: false,
+    });
+    for (const token of ['wrong', `${ENV.T_CI}x`, ENV.T_CI.slice(0, -1), '']) {
+      const wrong = await a.request('/v1/status', { headers: { authorization: `Bearer ${token}` } });
+      expect(wrong.status).toBe(401);
+    }
+    expect((await a.request('/v1/status', { headers: { authorization: `Basic ${ENV.T_CI}` } })).status).toBe(
+      401,
+    );
+    const forbidden = await a.request('/v1/sessions/0123456789abcdef/cancel', {
+      method: 'POST',
+      token: ENV.T_VIEW,
+    });
+    expect(forbidden.status).toBe(403);
+    expect(await forbidden.json()).toMatchObject({
+      code: 'forbidden',
+      message: expect.stringContaining('no cancel scope'),
+    });
+    expect((await a.request('/v1/reload', { method: 'POST', token: ENV.T_CI })).status).toBe(403);
+    expect(a.sent).toEqual([]);
+    const ok = await a.request('/v1/status', { token: ENV.T_VIEW });
+    expect(ok.status).toBe(200);
+    // admin may do everything.
+    expect(
+      (await a.request('/v1/sessions/0123456789abcdef/cancel', { method: 'POST', token: ENV.T_ROOT })).status,
+    ).toBe(404);
+    expect(a.sent).toEqual([{ type: 'cancel', sessionId: '0123456789abcdef' }]);
+  });
+
+  it('logs every request with the token name, never its value, rejected ones too; and counts them by route', async () => {
+    const a = await api();
+    await a.request('/v1/status', { token: ENV.T_VIEW });
+    await a.request('/v1/status', { token: ENV.T_CI.replace('0', '1') });
+    await a.request('/v1/sessions/0123456789abcdef/cancel', { method: 'POST', token: ENV.T_VIEW });
+    await a.request('/nope?token=secret-in-query');
+    const requests = a.lines.filter((l) => l.event === 'http.request');
+    expect(requests.map((l) => [l.method, l.route, l.status, l.tokenName, l.auth])).toEqual([
+      ['GET', '/v1/status', 200, 'viewer', undefined],
+      ['GET', '/v1/status', 401, null, 'unknown'],
+      ['POST', '/v1/sessions/:id/cancel', 403, 'viewer', 'scope'],
+      ['GET', 'unmatched', 404, null, undefined],
+    ]);
+    expect(requests[3]?.path).toBe('/nope');
+    const text = JSON.stringify(a.lines);
+    for (const value of Object.values(ENV)) expect(text).not.toContain(value);
+    expect(text).not.toContain('secret-in-query');
+    expect(a.counted).toEqual([
+      'GET /v1/status 200',
+      'GET /v1/status 401',
+      'POST /v1/sessions/:id/cancel 403',
+      'GET unmatched 404',
+    ]);
+  });
+});
+
+describe('HTTP API: bad requests', () => {
+  it('answers malformed, oversized, mistyped and unknown-field bodies with the error shape', async () => {
+    const a = await api();
+    const post = (body: string, type = 'application/json') =>
+      a.request('/v1/sessions', { method: 'POST', token: ENV.T_CI, body, headers: { 'content-type': type } });
+    const codes = async (r: Response) => [r.status, ((await r.json()) as { code: string }).code];
+    expect(await codes(await post('{"agent":'))).toEqual([400, 'bad_json']);
+    expect(await codes(await post('{"agent":"x"}', 'text/plain'))).toEqual([415, 'unsupported_media_type']);
+    expect(await codes(await post(JSON.stringify({ agent: 'x', request: 'y'.repeat(2000) })))).toEqual([
+      413,
+      'payload_too_large',
+    ]);
+    const bad = await post(JSON.stringify({ agent: 7, extra: true, timeout: 'x'.repeat(100) }));
+    expect(bad.status).toBe(400);
+    const body = (await bad.json()) as { code: string; problems: { path: string; message: string }[] };
+    expect(body.code).toBe('bad_request');
+    expect(body.problems.map((p) => p.path).sort()).toEqual(['body.agent', 'body.extra', 'body.timeout']);
+    expect(await codes(await a.request('/v1/sessions/NOT-AN-ID', { token: ENV.T_CI }))).toEqual([
+      400,
+      'bad_request',
+    ]);
+    expect(await codes(await a.request('/v1/sessions/0123456789abcdef', { token: ENV.T_CI }))).toEqual([
+      404,
+      'unknown_session',
+    ]);
+    expect(await codes(await a.request('/v2/anything', { token: ENV.T_CI }))).toEqual([404, 'not_found']);
+  });
+
+  it('serves metrics in the Prometheus format to a read token', async () => {
+    const a = await api();
+    const metrics = await a.request('/metrics', { token: ENV.T_VIEW });
+    expect(metrics.status).toBe(200);
+    expect(metrics.headers.get('content-type')).toContain('text/plain; version=0.0.4');
+    expect(await metrics.text()).toBe('agentd_up 1\n');
+    expect((await a.request('/metrics')).status).toBe(401);
+  });
+});
+
+const RECORD = {
+  version: 1,
+  id: '00000000000000a1',
+  agent: 'demo',
+  repo: 'https://git.example/demo.git',
+  acceptedAt: '2026-06-01T10:00:00.000Z',
+  phase: 'running',
+  phases: [{ phase: 'queued', at: '2026-06-01T10:00:00.000Z' }],
+} as unknown as SessionRecord;
+
+describe('HTTP API: sessions', () => {
+  it('creates a session with the request text, answers 201, 200 for a repeated key, and the rejection code otherwise', async () => {
+    const staged: { id: string; request?: string }[] = [];
+    let next: DaemonEmitted = { type: 'trigger.accepted', sessionId: 'x', queued: true, position: 2 };
+    const a = await api({
+      newSessionId: () => '00000000000000b2',
+      stage: (id, payload) => staged.push({ id, request: payload.request?.toString('utf8') }),
+      unstage: () => {},
+      send: (event) => {
+        sent.push(event);
+        return [next];
+      },
+    } as Partial<DaemonPort>);
+    const sent: ClientEvent[] = [];
+    const post = (body: unknown, headers: Record<string, string> = {}) =>
+      a.request('/v1/sessions', {
+        method: 'POST',
+        token: ENV.T_CI,
+        body: JSON.stringify(body),
+        headers: { 'content-type': 'application/json', ...headers },
+      });
+    next = { type: 'trigger.accepted', sessionId: '00000000000000b2', queued: true, position: 2 };
+    const created = await post({ agent: 'demo', workUnit: 'issue-7', request: 'fix it ✓', key: 'k-1' });
+    expect(created.status).toBe(201);
+    expect(created.headers.get('location')).toBe('/v1/sessions/00000000000000b2');
+    expect(await created.json()).toEqual({ sessionId: '00000000000000b2', queued: true, position: 2 });
+    expect(staged).toEqual([{ id: '00000000000000b2', request: 'fix it ✓' }]);
+    expect(sent[0]).toMatchObject({ type: 'trigger', agent: 'demo', workUnit: 'issue-7', key: 'k-1' });
+    next = {
+      type: 'trigger.accepted',
+      sessionId: '00000000000000b2',
+      queued: false,
+      position: 0,
+      existing: true,
+    };
+    const again = await post({ agent: 'demo' }, { 'idempotency-key': 'k-1' });
+    expect(again.status).toBe(200);
+    expect(await again.json()).toEqual({
+      sessionId: '00000000000000b2',
+      queued: false,
+      position: 0,
+      existing: true,
+    });
+    expect(sent[1]).toMatchObject({ key: 'k-1' });
+    const statuses: [string, number][] = [
+      ['unknown_agent', 422],
+      ['key_conflict', 409],
+      ['state_dir_full', 503],
+      ['not_accepting', 503],
+    ];
+    for (const [code, status] of statuses) {
+      next = { type: 'trigger.rejected', sessionId: 'x', code: code as never, reason: `because ${code}` };
+      const rejected = await post({ agent: 'demo' });
+      expect(rejected.status).toBe(status);
+      expect(await rejected.json()).toEqual({
+        type: 'error',
+        code,
+        message: `because ${code}`,
+        problems: [],
+        retryable: status === 503,
+      });
+    }
+    const differ = await post({ agent: 'demo', key: 'a' }, { 'idempotency-key': 'b' });
+    expect(differ.status).toBe(400);
+  });
+
+  it('lists history with the filters from the query, checked', async () => {
+    const filters: unknown[] = [];
+    const a = await api({
+      history: (filter) => {
+        filters.push(filter);
+        return { sessions: [RECORD], more: 3 };
+      },
+    } as Partial<DaemonPort>);
+    const list = await a.request('/v1/sessions?agent=demo&outcome=failed&limit=5&since=2h', {
+      token: ENV.T_VIEW,
+    });
+    expect(list.status).toBe(200);
+    expect(await list.json()).toEqual({ sessions: [RECORD], more: 3 });
+    expect(filters).toEqual([{ agent: 'demo', outcome: 'failed', limit: 5, since: '2h' }]);
+    const bad = await a.request('/v1/sessions?limit=0&outcome=meh&colour=red', { token: ENV.T_VIEW });
+    expect(bad.status).toBe(400);
+    const problems = ((await bad.json()) as { problems: { path: string }[] }).problems
+      .map((p) => p.path)
+      .sort();
+    expect(problems).toEqual(['query.colour', 'query.limit', 'query.outcome']);
+  });
+});
+
+describe('HTTP API: log streams', () => {
+  function logPort(lines: string[], record = RECORD) {
+    let listener: ((event: BusEvent) => void) | undefined;
+    let following = 0;
+    return {
+      port: {
+        follow: (_id: string, l: (event: BusEvent) => void) => {
+          listener = l;
+          following++;
+          return () => {
+            following--;
+          };
+        },
+        readLog: (id: string) => (id === record.id ? { record, lines } : undefined),
+      } as Partial<DaemonPort>,
+      emit: (event: BusEvent) => listener?.(event),
+      following: () => following,
+    };
+  }
+  const read = async (response: Response) => {
+    const reader = response.body?.getReader();
+    let text = '';
+    for (;;) {
+      const chunk = await reader?.read();
+      if (!chunk || chunk.done) return text;
+      text += new TextDecoder().decode(chunk.value);
+    }
+  };
+
+  it('streams stored lines after `after`, then live phases and output, and the outcome last (NDJSON)', async () => {
+    const log = logPort(['one', 'two', 'three']);
+    const a = await api(log.port);
+    const response = await a.request(`/v1/sessions/${RECORD.id}/log?after=1`, { token: ENV.T_VIEW });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('application/x-ndjson');
+    const text = read(response);
+    log.emit({ type: 'output', sessionId: RECORD.id, line: 'four' });
+    log.emit({ type: 'phase', sessionId: RECORD.id, agent: 'demo', phase: 'tearing_down' });
+    log.emit({ type: 'outcome', sessionId: RECORD.id, record: { ...RECORD, outcome: 'succeeded' } });
+    expect(
+      (await text)
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l)),
+    ).toEqual([
+      { type: 'output', seq: 2, line: 'two' },
+      { type: 'output', seq: 3, line: 'three' },
+      { type: 'output', seq: 4, line: 'four' },
+      { type: 'phase', phase: 'tearing_down' },
+      { type: 'outcome', record: { ...RECORD, outcome: 'succeeded' } },
+    ]);
+    expect(log.following()).toBe(0);
+  });
+
+  it('speaks SSE with the seq as event id, resuming from Last-Event-ID; follow=false ends after what is stored', async () => {
+    const log = logPort(['a', 'b', 'c'], { ...RECORD, outcome: 'failed' } as SessionRecord);
+    const a = await api(log.port);
+    const sse = await a.request(`/v1/sessions/${RECORD.id}/log`, {
+      token: ENV.T_VIEW,
+      headers: { accept: 'text/event-stream', 'last-event-id': '2' },
+    });
+    expect(sse.headers.get('content-type')).toContain('text/event-stream');
+    const text = await read(sse);
+    expect(text).toBe(
+      `id: 3\nevent: output\ndata: {"type":"output","seq":3,"line":"c"}\n\nevent: outcome\ndata: ${JSON.stringify({ type: 'outcome', record: { ...RECORD, outcome: 'failed' } })}\n\n`,
+    );
+    const running = logPort(['x']);
+    const b = await api(running.port);
+    const once = await b.request(`/v1/sessions/${RECORD.id}/log?follow=false`, { token: ENV.T_VIEW });
+    expect(await read(once)).toBe('{"type":"output","seq":1,"line":"x"}\n');
+    expect(running.following()).toBe(0);
+    expect((await b.request('/v1/sessions/0000000000000000/log', { token: ENV.T_VIEW })).status).toBe(404);
+  });
+
+  it('ends the stream of a client that does not read, with `lagging` and where to resume, instead of buffering', async () => {
+    const log = logPort([]);
+    const a = await api(log.port);
+    const response = await a.request(`/v1/sessions/${RECORD.id}/log`, { token: ENV.T_VIEW });
+    const line = 'x'.repeat(64 * 1024);
+    for (let i = 0; i < 200; i++) log.emit({ type: 'output', sessionId: RECORD.id, line });
+    expect(log.following()).toBe(0);
+    const events = (await read(response))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; after?: number });
+    const last = events.at(-1);
+    expect(last?.type).toBe('lagging');
+    expect(events.length - 1).toBe(last?.after);
+    expect(events.length).toBeLessThan(100);
+  });
+});
