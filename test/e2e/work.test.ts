@@ -301,6 +301,17 @@ const WRITE_OUTPUT = [
   'ln -s /etc/shadow "$AGENTD_OUTPUT_DIR/link"',
 ].join('\n');
 
+/** The sealed record of a session that ran WRITE_OUTPUT: the link is left out, everything read-only. */
+const SEALED_OUTPUT = [
+  'out dir 555',
+  'out/report dir 555',
+  'out/report/deep dir 555',
+  'out/report/deep/result.json file 444',
+  'out/summary.txt file 444',
+  'session.json file 444',
+  'session.log file 444',
+];
+
 describe('results out: the output directory and the sealed record', () => {
   it.each([
     ['succeeded', `${WRITE_OUTPUT}\nexit 0`, 'succeeded', {}],
@@ -336,15 +347,7 @@ describe('results out: the output directory and the sealed record', () => {
       const [record] = d.records().filter((r) => r.id === reply.sessionId) as unknown as SessionJson[];
       const dir = record?.recordDir ?? '';
       expect(dir).toBe(join(d.files.stateDir, 'records', 'writer', reply.sessionId));
-      expect(tree(dir)).toEqual([
-        'out dir 555',
-        'out/report dir 555',
-        'out/report/deep dir 555',
-        'out/report/deep/result.json file 444',
-        'out/summary.txt file 444',
-        'session.json file 444',
-        'session.log file 444',
-      ]);
+      expect(tree(dir)).toEqual(SEALED_OUTPUT);
       expect((lstatSync(dir).mode & 0o777).toString(8)).toBe('555');
       expect(readFileSync(join(dir, 'out/summary.txt'), 'utf8')).toBe(`summary of ${reply.sessionId}\n`);
       const text = readFileSync(join(dir, 'session.json'), 'utf8');
@@ -410,15 +413,7 @@ describe('results out: the output directory and the sealed record', () => {
     await next.waitForOutcome(id);
     const record = next.records().find((r) => r.id === id) as unknown as SessionJson;
     expect(record.outcome).toBe('succeeded');
-    expect(tree(dir)).toEqual([
-      'out dir 555',
-      'out/report dir 555',
-      'out/report/deep dir 555',
-      'out/report/deep/result.json file 444',
-      'out/summary.txt file 444',
-      'session.json file 444',
-      'session.log file 444',
-    ]);
+    expect(tree(dir)).toEqual(SEALED_OUTPUT);
     expect(readdirSync(join(d.files.stateDir, 'work'))).toEqual([]);
   });
 });
