@@ -61,7 +61,7 @@ export class TriggerCommand extends ClientCommand {
     description: 'The task, from a file (- for stdin), any bytes: as --request',
   });
   inputs = Option.Array('--input', {
-    description: 'NAME=PATH: a read-only file /agentd/input/NAME in the session (repeatable; 8 MiB in all)',
+    description: 'A read-only file /agentd/input/NAME in the session (repeatable; 8 MiB in all)',
   });
   quiet = Option.Boolean('--quiet,-q', false, {
     description: "Do not print the session's phases and output",

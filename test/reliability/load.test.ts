@@ -79,7 +79,8 @@ describe('load', () => {
     const finished = await waitUntil(
       () => {
         const records = d.records().filter((r) => r.outcome !== undefined);
-        return records.length >= BURST && records;
+        // The outcome is recorded first, then the session's record is sealed, then the outcome logged.
+        return records.length >= BURST && outcomes(d).length >= BURST && records;
       },
       () => `${BURST} outcomes; have ${d.records().filter((r) => r.outcome !== undefined).length}`,
       540_000,
