@@ -114,6 +114,10 @@ export interface PodmanPort {
   inspectContainer(name: string, signal?: AbortSignal): Promise<ContainerInspect | undefined>;
   /** The files of a directory inside a running container, as bytes (an adopted session's secret copies). */
   readContainerFiles(name: string, dir: string, signal?: AbortSignal): Promise<Map<string, Buffer>>;
+  /** Unpacks a tar archive (bytes, on stdin) into a container at / (`podman cp - NAME:/`), created or running. */
+  copyIntoContainer(name: string, archive: Uint8Array, signal?: AbortSignal): Promise<void>;
+  /** Copies a file out of a container, running or exited, to a path on this machine. */
+  copyFromContainer(name: string, from: string, to: string, signal?: AbortSignal): Promise<void>;
   /** SIGTERM, then SIGKILL after the grace period; a missing container counts as stopped. */
   stopContainer(name: string, graceSeconds: number, signal?: AbortSignal): Promise<void>;
   /** Removes containers, running or not; a missing one counts as removed. */
@@ -422,6 +426,17 @@ export class PodmanClient implements PodmanPort {
     if (exitCode !== 0) return undefined;
     const parsed = containerInspectSchema.array().parse(JSON.parse(stdout));
     return parsed[0];
+  }
+
+  async copyIntoContainer(name: string, archive: Uint8Array, signal?: AbortSignal): Promise<void> {
+    await this.call(`copy files into container ${name}`, ['cp', '-', `${name}:/`], {
+      input: archive,
+      signal,
+    });
+  }
+
+  async copyFromContainer(name: string, from: string, to: string, signal?: AbortSignal): Promise<void> {
+    await this.call(`copy ${from} out of container ${name}`, ['cp', `${name}:${from}`, to], { signal });
   }
 
   /** SIGTERM, then SIGKILL after the grace period. */

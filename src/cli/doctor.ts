@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'clipanion';
-import { PodmanClient } from '../adapters/podman.js';
-import { type CheckResult, runPreflight } from '../daemon/preflight.js';
+import { type CheckResult, podmanOfHost, runPreflight } from '../daemon/preflight.js';
 import { errorMessage } from '../errors.js';
 import { AgentdCommand } from './agentd-command.js';
 import { printJson } from './client-io.js';
@@ -16,6 +15,8 @@ export class DoctorCommand extends AgentdCommand {
     details: `
       Checks, each reported as ok, warn or fail with a fix: the configuration; Podman and its version; a smoke
       run of a container (the setrlimit and hybrid-cgroups quirks); every agent's image (present, or pullable);
+      with hosts: in the configuration, each of these on every host (reachable, its Podman version, a smoke
+      run there, the images of the agents that may run there) and how it is reached (key, host key, tcp);
       every credential source (resolved and dropped: values are never shown); the ownership of the state and
       socket directories; free space in the state dir. Run it as the user the daemon runs as, with the
       daemon's environment (--env-file for systemd's EnvironmentFile). Exits 0 when nothing fails.
@@ -69,7 +70,7 @@ export class DoctorCommand extends AgentdCommand {
     if (!this.json) out.write(`agentd doctor: ${settings.file}, ${settings.agents.length} agent(s)\n`);
     const results = await runPreflight({
       settings,
-      podman: new PodmanClient({ timeoutMs: settings.daemon.podmanTimeoutMs }),
+      podman: podmanOfHost(settings.daemon.podmanTimeoutMs),
       env,
       depth: 'full',
     });

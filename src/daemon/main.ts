@@ -10,7 +10,7 @@ import { type ServiceNotifier, silentNotifier } from '../adapters/sd-notify.js';
 import { SessionFiles } from '../adapters/session-files.js';
 import { SessionStore, StateDirError } from '../adapters/session-store.js';
 import { SocketServer } from '../adapters/socket-server.js';
-import { hostsOf } from '../config/hosts.js';
+import { hostsOf, transportOf } from '../config/hosts.js';
 import type { HostConfig, Settings } from '../config/types.js';
 import { MAX_BUFFERED_BYTES, MAX_LINE_BYTES } from '../constants.js';
 import { AgentdError, errorMessage } from '../errors.js';
@@ -546,6 +546,8 @@ function sessionLogic(
     workDir,
     hostDownGraceMs: config.hostDownGraceMs,
     hostRetryMs: config.hostProbeIntervalMs,
+    // ssh:// and tcp:// hosts do not see this machine's files: work in and results out are copied.
+    copyHosts: settings.hosts.filter((h) => ['ssh', 'tcp'].includes(transportOf(h))).map((h) => h.name),
   }).provide({
     actors: runnerActors(
       podman,

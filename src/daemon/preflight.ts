@@ -1,11 +1,12 @@
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { resolveCredentials } from '../adapters/credentials.js';
 import { freeBytes, ownDirProblem } from '../adapters/fs-checks.js';
 import { PodmanClient } from '../adapters/podman.js';
 import { PodmanError } from '../adapters/podman-errors.js';
-import type { AgentConfig, CredentialSource, Settings } from '../config/types.js';
+import { hostAllowed, transportOf } from '../config/hosts.js';
+import type { AgentConfig, CredentialSource, HostConfig, Settings } from '../config/types.js';
 import { AgentdError, errorMessage } from '../errors.js';
 import { packageFile } from '../package-files.js';
 
@@ -25,9 +26,16 @@ export interface CheckResult {
   fix?: string;
 }
 
+/** What the checks ask of one engine. */
+export type PreflightPodman = Pick<
+  PodmanClient,
+  'version' | 'probe' | 'imageExists' | 'smokeRun' | 'inspectRemoteImage'
+>;
+
 export interface PreflightOptions {
   settings: Settings;
-  podman: Pick<PodmanClient, 'version' | 'imageExists' | 'smokeRun' | 'inspectRemoteImage'>;
+  /** The local Podman; with hosts configured, a function that gives each host's (podman --url). */
+  podman: PreflightPodman | ((host: HostConfig) => PreflightPodman);
   /** The environment credential sources are read from. */
   env: NodeJS.ProcessEnv;
   /** `cheap`: what start can afford (no container, no registry); `full`: everything (doctor). */
@@ -47,7 +55,7 @@ export async function logPreflight(settings: Settings, log: Logger, signal: Abor
   try {
     const results = await runPreflight({
       settings,
-      podman: new PodmanClient({ timeoutMs: settings.daemon.podmanTimeoutMs }),
+      podman: podmanOfHost(settings.daemon.podmanTimeoutMs),
       env: process.env,
       depth: 'cheap',
       signal,
@@ -71,45 +79,154 @@ export async function logPreflight(settings: Settings, log: Logger, signal: Abor
   }
 }
 
+/** The podman CLI for a host: with its --url and --identity (the local one without). */
+export function podmanOfHost(timeoutMs: number): (host: HostConfig) => PodmanClient {
+  return (host) =>
+    new PodmanClient({
+      timeoutMs,
+      ...(host.url === undefined ? {} : { url: host.url }),
+      ...(host.identity === undefined ? {} : { identity: host.identity }),
+    });
+}
+
+/** One engine the checks look at: its podman, the agents that may run there, how its checks are named. */
+interface Target {
+  podman: PreflightPodman;
+  agents: AgentConfig[];
+  /** `` for the local Podman without hosts, `host NAME: ` with them. */
+  prefix: string;
+  host?: HostConfig;
+}
+
 export async function runPreflight(options: PreflightOptions): Promise<CheckResult[]> {
   const { settings } = options;
-  const podman = await checkPodman(options);
-  const images = podman.status === 'fail' ? [] : await checkImages(options);
-  const runtime =
-    options.depth === 'full' && podman.status !== 'fail' ? [await checkRuntime(options, images)] : [];
+  const podmanOf = (host: HostConfig) =>
+    typeof options.podman === 'function' ? options.podman(host) : options.podman;
+  // Without hosts: the local Podman, checked as it always was. With hosts: every host, side by side.
+  const targets: Target[] =
+    settings.hosts.length === 0
+      ? [
+          {
+            podman: podmanOf({ name: 'local', maxSessions: 1, labels: {} }),
+            agents: settings.agents,
+            prefix: '',
+          },
+        ]
+      : settings.hosts.map((host) => ({
+          podman: podmanOf(host),
+          agents: settings.agents.filter((agent) => hostAllowed(agent, host)),
+          prefix: `host ${host.name}: `,
+          host,
+        }));
+  const engines = await Promise.all(targets.map((target) => checkEngine(options, target)));
   return [
-    podman,
-    ...runtime,
-    ...images.map((i) => i.result),
+    ...engines.flat(),
     ...(await checkCredentials(settings.agents, options.env)),
     ...checkDirectories(settings),
   ];
 }
 
-async function checkPodman({ podman, signal }: PreflightOptions): Promise<CheckResult> {
+/** Reachability and version, then (full depth) a smoke run, and every image its agents use. */
+async function checkEngine(options: PreflightOptions, target: Target): Promise<CheckResult[]> {
+  const podman = await checkPodman(options, target);
+  const transport = target.host === undefined ? [] : checkTransport(target.host);
+  const images = podman.status === 'fail' ? [] : await checkImages(options, target);
+  const runtime =
+    options.depth === 'full' && podman.status !== 'fail' ? [await checkRuntime(options, target, images)] : [];
+  return [podman, ...transport, ...runtime, ...images.map((i) => i.result)];
+}
+
+async function checkPodman({ signal, settings }: PreflightOptions, target: Target): Promise<CheckResult> {
+  const { host, podman } = target;
+  const check = host === undefined ? 'podman' : `host ${host.name}`;
+  const where = host?.url === undefined ? '' : ` at ${host.url}`;
   try {
-    const version = await podman.version(signal);
+    // A host answers for its own engine (the server's version); the local podman for itself.
+    const version =
+      host?.url === undefined
+        ? await podman.version(signal)
+        : await podman.probe(settings.daemon.hostProbeTimeoutMs, signal);
     const major = Number(version.split('.')[0]);
     if (Number.isFinite(major) && major < 4) {
       return {
-        check: 'podman',
+        check,
         status: 'warn',
-        message: `podman ${version} is older than 4, which agentd is tested with`,
+        message: `podman ${version}${where} is older than 4, which agentd is tested with`,
         fix: 'Install Podman 4 or newer (Debian 12: apt-get install -y podman runc)',
       };
     }
-    return { check: 'podman', status: 'ok', message: `podman ${version}` };
+    return { check, status: 'ok', message: `podman ${version}${where}` };
   } catch (error) {
     const missing = error instanceof AgentdError && error.code === 'PODMAN_NOT_INSTALLED';
+    const unreachable = error instanceof AgentdError && error.code === 'PODMAN_UNREACHABLE';
     return {
-      check: 'podman',
+      check,
       status: 'fail',
       message: missing ? 'podman is not installed or not on PATH' : errorMessage(error),
       fix: missing
         ? 'Install Podman 4+ and runc (Debian: apt-get install -y podman runc), or fix the PATH agentd runs with'
-        : 'Check that Podman works for this user: podman info',
+        : unreachable && host !== undefined
+          ? reachFix(host)
+          : 'Check that Podman works for this user: podman info',
     };
   }
+}
+
+function reachFix(host: HostConfig): string {
+  const transport = transportOf(host);
+  if (transport === 'ssh') {
+    return `On ${host.name}: systemctl enable --now podman.socket (rootless: systemctl --user enable --now podman.socket, and loginctl enable-linger USER); here: ssh -i ${host.identity ?? 'KEY'} to it works without a prompt, and the socket path in the url exists there`;
+  }
+  if (transport === 'unix')
+    return `Start the Podman API service on that socket: systemctl enable --now podman.socket`;
+  if (transport === 'tcp')
+    return 'Start podman system service tcp://... on that host and check that this machine can reach the port';
+  return 'Check that Podman works for this user: podman info';
+}
+
+/** How agentd talks to the host: a key that others can read, or a transport without security, is a problem. */
+function checkTransport(host: HostConfig): CheckResult[] {
+  const transport = transportOf(host);
+  const check = `host ${host.name}: transport`;
+  if (transport === 'tcp') {
+    return [
+      {
+        check,
+        status: 'warn',
+        message: `${host.url} has neither encryption nor authentication (insecure: true): credentials cross the network in clear, and anyone who reaches the port controls the host`,
+        fix: 'Use ssh:// (or unix:// on the same machine)',
+      },
+    ];
+  }
+  if (transport !== 'ssh') return [];
+  const results: CheckResult[] = [];
+  if (host.identity !== undefined) {
+    try {
+      const mode = statSync(host.identity).mode & 0o777;
+      results.push(
+        (mode & 0o077) === 0
+          ? { check, status: 'ok', message: `ssh with the key ${host.identity} (mode 0${mode.toString(8)})` }
+          : {
+              check,
+              status: 'fail',
+              message: `the key ${host.identity} is readable by others (mode 0${mode.toString(8)}); ssh refuses it and anyone on this machine could use it`,
+              fix: `chmod 600 ${host.identity}`,
+            },
+      );
+    } catch (error) {
+      results.push({ check, status: 'fail', message: `the key ${host.identity}: ${errorMessage(error)}` });
+    }
+  }
+  if (!(host.url ?? '').includes('secure=true')) {
+    results.push({
+      check: `host ${host.name}: host key`,
+      status: 'warn',
+      message:
+        "podman checks the host's ssh key only against ~/.ssh/known_hosts of the daemon's user, and accepts (and records) an unknown host there",
+      fix: `Put the host's key in that known_hosts first (ssh-keyscan -p PORT HOST >> ~/.ssh/known_hosts, then compare its fingerprint) and add ?secure=true to the url`,
+    });
+  }
+  return results;
 }
 
 interface ImageCheck {
@@ -118,14 +235,14 @@ interface ImageCheck {
   result: CheckResult;
 }
 
-async function checkImages(options: PreflightOptions): Promise<ImageCheck[]> {
-  const { podman, signal, settings } = options;
+async function checkImages(options: PreflightOptions, target: Target): Promise<ImageCheck[]> {
+  const { signal } = options;
+  const { podman } = target;
   const users = new Map<string, string[]>();
-  for (const agent of settings.agents)
-    users.set(agent.image, [...(users.get(agent.image) ?? []), agent.name]);
+  for (const agent of target.agents) users.set(agent.image, [...(users.get(agent.image) ?? []), agent.name]);
   return Promise.all(
     [...users].map(async ([image, agents]): Promise<ImageCheck> => {
-      const check = `image ${image}`;
+      const check = `${target.prefix}image ${image}`;
       const usedBy = `used by ${agents.join(', ')}`;
       try {
         if (await podman.imageExists(image, signal)) {
@@ -185,11 +302,16 @@ async function checkImages(options: PreflightOptions): Promise<ImageCheck[]> {
   );
 }
 
-async function checkRuntime(options: PreflightOptions, images: ImageCheck[]): Promise<CheckResult> {
+async function checkRuntime(
+  options: PreflightOptions,
+  target: Target,
+  images: ImageCheck[],
+): Promise<CheckResult> {
+  const check = `${target.prefix}runtime`;
   const image = images.find((i) => i.present)?.image;
   if (image === undefined) {
     return {
-      check: 'runtime',
+      check,
       status: 'warn',
       message: 'not checked: no agent image is present to run',
       fix: 'Fix the image checks, then run agentd doctor again',
@@ -197,9 +319,9 @@ async function checkRuntime(options: PreflightOptions, images: ImageCheck[]): Pr
   }
   const started = Date.now();
   try {
-    await options.podman.smokeRun(image, options.signal);
+    await target.podman.smokeRun(image, options.signal);
     return {
-      check: 'runtime',
+      check,
       status: 'ok',
       message: `podman run --rm ${image} true works (${Date.now() - started} ms)`,
     };
@@ -208,7 +330,7 @@ async function checkRuntime(options: PreflightOptions, images: ImageCheck[]): Pr
     const quirk = code === 'PODMAN_RLIMIT' || code === 'PODMAN_CGROUPS';
     const [first, ...rest] = errorMessage(error).split('\n');
     return {
-      check: 'runtime',
+      check,
       status: 'fail',
       message: `podman run --rm ${image} true fails: ${first}`,
       fix: quirk

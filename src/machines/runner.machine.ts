@@ -5,6 +5,8 @@ import type {
   AttachEvent,
   AttachInput,
   ContainerInput,
+  CopyInInput,
+  CopyOutInput,
   CreateContainerInput,
   CreateSecretInput,
   ImageInfo,
@@ -120,6 +122,8 @@ export function runnerMachineFor(settings: RunnerSettings) {
       readContainerValues: fromPromise<SecretValue[], ContainerInput>(async () =>
         notProvided('readContainerValues'),
       ),
+      copyIn: fromPromise<void, CopyInInput>(async () => notProvided('copyIn')),
+      copyOut: fromPromise<void, CopyOutInput>(async () => notProvided('copyOut')),
       /** Whether the container exists; fails while its host does not answer. */
       checkContainer: fromPromise<boolean, ContainerInput>(async () => notProvided('checkContainer')),
       stopContainer: fromPromise<void, StopInput>(async () => notProvided('stopContainer')),
@@ -142,6 +146,9 @@ export function runnerMachineFor(settings: RunnerSettings) {
       noContainer: ({ context }) => context.container === undefined,
       fateDecided: ({ context }) => context.fate !== undefined,
       containerExists: (_, exists: boolean) => exists,
+      copiesIn: ({ context }) => context.plan.copyIn !== undefined,
+      /** Only once the container was started: before, there is no archive to copy. */
+      copiesOut: ({ context }) => context.plan.copyOut !== undefined && context.attachments > 0,
     },
     actions: {
       /** Side effect (provided): record and publish a phase change. */
@@ -360,13 +367,23 @@ export function runnerMachineFor(settings: RunnerSettings) {
               working: {
                 description: 'The podman call runs.',
                 on: {
-                  'podman.done': {
-                    target: '#runner.live.attached',
-                    actions: {
-                      type: 'announceContainer',
-                      params: ({ context }) => ({ container: context.plan.container.name }),
+                  'podman.done': [
+                    {
+                      guard: 'copiesIn',
+                      target: '#runner.live.copyingIn',
+                      actions: {
+                        type: 'announceContainer',
+                        params: ({ context }) => ({ container: context.plan.container.name }),
+                      },
                     },
-                  },
+                    {
+                      target: '#runner.live.attached',
+                      actions: {
+                        type: 'announceContainer',
+                        params: ({ context }) => ({ container: context.plan.container.name }),
+                      },
+                    },
+                  ],
                   'podman.failed': {
                     target: '#runner.tearingDown',
                     actions: { type: 'decide', params: ({ event }) => failed('creating', event.error) },
@@ -393,6 +410,35 @@ export function runnerMachineFor(settings: RunnerSettings) {
                     },
                   },
                   'podman.failed': '#runner.tearingDown',
+                },
+              },
+            },
+          },
+          copyingIn: {
+            description:
+              "On a host that does not see this machine's files (ssh://, tcp://): the request and input files go into the created container under /agentd, root-owned and read-only, before it starts.",
+            tags: ['creating'],
+            invoke: {
+              src: 'copyIn',
+              input: ({ context }) => ({
+                container: context.plan.container.name,
+                dir: context.plan.copyIn?.dir ?? '',
+                entries: context.plan.copyIn?.entries ?? [],
+                ...hostOf(context),
+              }),
+              onDone: '#runner.live.attached',
+              onError: {
+                target: '#runner.tearingDown',
+                actions: { type: 'decide', params: ({ event }) => failed('creating', event.error) },
+              },
+            },
+            on: {
+              stop: {
+                target: '#runner.tearingDown',
+                actions: {
+                  type: 'decide',
+                  params: ({ context, event }) =>
+                    stopped(event.reason, 'creating', context.session.spec.timeoutMs),
                 },
               },
             },
@@ -730,8 +776,37 @@ export function runnerMachineFor(settings: RunnerSettings) {
             initial: 'check',
             states: {
               check: {
-                description: 'Nothing to do when the session made none.',
-                always: [{ guard: 'noContainer', target: 'removed' }, { target: 'removing' }],
+                description:
+                  'Nothing to do when the session made none; its output archive comes out first from a host that does not see this machine.',
+                always: [
+                  { guard: 'noContainer', target: 'removed' },
+                  { guard: 'copiesOut', target: 'collecting' },
+                  { target: 'removing' },
+                ],
+              },
+              collecting: {
+                description:
+                  "The setup step's archive of /agentd/out, copied out of the exited container (podman cp) to where the sealed record reads it. Without one, the record says the output is missing.",
+                invoke: {
+                  src: 'copyOut',
+                  input: ({ context }) => ({
+                    container: context.container ?? '',
+                    from: context.plan.copyOut?.from ?? '',
+                    to: context.plan.copyOut?.to ?? '',
+                    ...hostOf(context),
+                  }),
+                  onDone: 'removing',
+                  onError: {
+                    target: 'removing',
+                    actions: {
+                      type: 'warn',
+                      params: ({ event }) => ({
+                        message: 'could not copy the output archive out of the container',
+                        error: event.error,
+                      }),
+                    },
+                  },
+                },
               },
               removing: {
                 description: 'First try.',

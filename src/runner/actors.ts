@@ -1,3 +1,4 @@
+import { create as createTar } from 'tar';
 import { fromCallback, fromPromise } from 'xstate';
 import type { ContainerInspect, CreateContainerOptions, PodmanPort } from '../adapters/podman.js';
 import { SECRET_MOUNT_DIR } from '../constants.js';
@@ -83,6 +84,15 @@ export interface RemoveSecretsInput extends OnHost {
 }
 export interface ContainerInput extends OnHost {
   container: string;
+}
+/** The work dir entries (request, input) that go into the container under /agentd. */
+export interface CopyInInput extends ContainerInput {
+  dir: string;
+  entries: string[];
+}
+export interface CopyOutInput extends ContainerInput {
+  from: string;
+  to: string;
 }
 export interface StopInput extends ContainerInput {
   graceSeconds: number;
@@ -179,6 +189,16 @@ export function runnerActors(ports: HostPorts, output: OutputSink, volumes: Set<
         controller.abort();
       };
     }),
+    /** Request and input files, root-owned and read-only as they are, into /agentd of the container. */
+    copyIn: fromPromise<void, CopyInInput>(async ({ input, signal }) => {
+      const chunks: Buffer[] = [];
+      const stream = createTar({ cwd: input.dir, prefix: 'agentd', portable: true }, input.entries);
+      for await (const chunk of stream) chunks.push(Buffer.from(chunk as Uint8Array));
+      await on(input).copyIntoContainer(input.container, Buffer.concat(chunks), signal);
+    }),
+    copyOut: fromPromise<void, CopyOutInput>(({ input, signal }) =>
+      on(input).copyFromContainer(input.container, input.from, input.to, signal),
+    ),
     checkContainer: fromPromise<boolean, ContainerInput>(
       async ({ input, signal }) => (await on(input).inspectContainer(input.container, signal)) !== undefined,
     ),

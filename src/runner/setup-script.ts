@@ -66,6 +66,8 @@ ended() {
   exit "$1"
 }
 mkdir -p "$home"
+# On a host that does not see the daemon's files the archive stays in the container, root-only.
+if [ -n "$copy_dir" ] && [ ! -d "$copy_dir" ]; then mkdir -p -m 0700 "$copy_dir"; fi
 if ! id -u "$user" >/dev/null 2>&1; then
   useradd --no-create-home --home-dir "$home" --shell /bin/sh --user-group "$user" >/dev/null
   if [ -d /etc/skel ]; then

@@ -23,6 +23,12 @@ export interface RunnerSettings {
   stopGraceMs: number;
   /** <state_dir>/work: each session's request, inputs and output archive (see session-files.ts). */
   workDir: string;
+  /**
+   * Hosts whose engine does not see this machine's files (ssh://, tcp://): a session there gets its
+   * request and inputs copied in before it starts and its output archive copied out after it ends,
+   * instead of bind mounts of its work directory.
+   */
+  copyHosts?: readonly string[];
   /** How long a session whose host stopped answering waits for it (daemon.host_down_grace). */
   hostDownGraceMs?: number;
   /** How often such a session looks whether its container answers again (daemon.host_probe_interval). */
@@ -53,6 +59,10 @@ export interface PlannedSecret {
  * the random setup marker; holds no revealed value (the values stay wrapped in `secrets`).
  */
 export interface RunPlan {
+  /** On a host that does not see this machine's files: what goes into the container before it starts. */
+  copyIn?: { dir: string; entries: string[] };
+  /** ... and where its output archive comes back to after it ends. */
+  copyOut?: { from: string; to: string };
   labels: Record<string, string>;
   /** The marker the setup step prefixes its progress lines with (random, so an agent cannot forge it). */
   marker: string;
@@ -75,7 +85,8 @@ export function planRun(session: AssembledSession, settings: RunnerSettings, hos
     AGENTD_SETUP_MARKER: marker,
   };
   if (invocation.workUnit !== undefined) env.AGENTD_SETUP_WORK_UNIT = invocation.workUnit;
-  const { mounts, volumes } = mountsOf(session, settings, env);
+  const copy = host !== undefined && (settings.copyHosts ?? []).includes(host);
+  const { mounts, volumes, copyIn, copyOut } = mountsOf(session, settings, env, copy);
   const caps = ambientCapabilities(spec.capAdd);
   if (caps !== undefined) env.AGENTD_SETUP_CAPS = caps;
   const withValues = spec.credentials.map((c) => ({ target: c.name, value: c.value }));
@@ -131,7 +142,15 @@ export function planRun(session: AssembledSession, settings: RunnerSettings, hos
     entrypoint: SETUP_ENTRYPOINT.slice(0, 1),
     args: [...SETUP_ENTRYPOINT.slice(1), ...spec.command],
   };
-  return { labels, marker, secrets, container, ...(problem === undefined ? {} : { problem }) };
+  return {
+    labels,
+    marker,
+    secrets,
+    container,
+    ...(copyIn === undefined ? {} : { copyIn }),
+    ...(copyOut === undefined ? {} : { copyOut }),
+    ...(problem === undefined ? {} : { problem }),
+  };
 }
 
 /**
@@ -143,19 +162,26 @@ function mountsOf(
   session: AssembledSession,
   settings: RunnerSettings,
   env: Record<string, string>,
-): Pick<CreateContainerOptions, 'mounts' | 'volumes'> & {
-  mounts: NonNullable<CreateContainerOptions['mounts']>;
-  volumes: NonNullable<CreateContainerOptions['volumes']>;
-} {
+  copy: boolean,
+): Pick<CreateContainerOptions, 'mounts' | 'volumes'> &
+  Pick<RunPlan, 'copyIn' | 'copyOut'> & {
+    mounts: NonNullable<CreateContainerOptions['mounts']>;
+    volumes: NonNullable<CreateContainerOptions['volumes']>;
+  } {
   const { spec, invocation } = session;
   const paths = workPaths(settings.workDir, invocation.sessionId);
   const mounts: NonNullable<CreateContainerOptions['mounts']> = [];
+  // On a host that does not see this machine's files they are copied in (entries of the work dir,
+  // under /agentd), root-owned and read-only as the mounts would be.
+  const entries: string[] = [];
   if (invocation.work?.request !== undefined) {
-    mounts.push({ source: paths.request, target: REQUEST_TARGET, readOnly: true });
+    if (copy) entries.push('request');
+    else mounts.push({ source: paths.request, target: REQUEST_TARGET, readOnly: true });
     env.AGENTD_REQUEST_FILE = REQUEST_TARGET;
   }
   if (invocation.work !== undefined && invocation.work.inputs.length > 0) {
-    mounts.push({ source: paths.input, target: INPUT_TARGET, readOnly: true });
+    if (copy) entries.push('input');
+    else mounts.push({ source: paths.input, target: INPUT_TARGET, readOnly: true });
     env.AGENTD_INPUT_DIR = INPUT_TARGET;
   }
   if (spec.context !== undefined) {
@@ -163,7 +189,8 @@ function mountsOf(
     env.AGENTD_CONTEXT_DIR = CONTEXT_TARGET;
   }
   mounts.push(...(spec.mounts ?? []).map((m) => ({ ...m })));
-  mounts.push({ source: paths.copy, target: OUTPUT_COPY_TARGET, readOnly: false });
+  // The setup step leaves its archive in the container's own /run/agentd/out (it makes the directory).
+  if (!copy) mounts.push({ source: paths.copy, target: OUTPUT_COPY_TARGET, readOnly: false });
   env.AGENTD_OUTPUT_DIR = OUTPUT_TARGET;
   env.AGENTD_SETUP_COPY = OUTPUT_COPY_TARGET;
   const output = (spec.resources ?? defaultResources()).output.bytes;
@@ -174,5 +201,11 @@ function mountsOf(
     labels: cacheLabels(settings.instanceId, spec.agent, cache.name),
   }));
   if (volumes.length > 0) env.AGENTD_SETUP_CACHES = volumes.map((v) => v.target).join(' ');
-  return { mounts, volumes };
+  if (!copy) return { mounts, volumes };
+  return {
+    mounts,
+    volumes,
+    ...(entries.length === 0 ? {} : { copyIn: { dir: paths.dir, entries } }),
+    copyOut: { from: `${OUTPUT_COPY_TARGET}/out.tar`, to: paths.archive },
+  };
 }

@@ -5,6 +5,9 @@
  * place sessions, follow them when a host's service dies and comes back, drain hosts, and reconcile
  * each host; afterwards nothing of the daemons is left on any host.
  */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LABEL_HOST, LABEL_INSTANCE } from '../../src/constants.js';
 import { secretName } from '../../src/runner/names.js';
@@ -13,6 +16,7 @@ import {
   type LogLine,
   launchDaemon,
   prepareDaemon,
+  runCli,
   startDaemon,
   type TestDaemon,
 } from '../helpers/daemon.js';
@@ -90,6 +94,21 @@ function agents() {
     agent('quick', ['sh', '-c', 'echo quick on $AGENTD_AGENT']),
     agent('pinned', gate.command, { hosts: ['b'] }),
     agent('zoned', ['true'], { host_labels: { zone: 'b' } }),
+    // On c (ssh://): its work is copied in and its output out, not mounted from this machine.
+    agent(
+      'worker',
+      [
+        'sh',
+        '-c',
+        [
+          'cat "$AGENTD_REQUEST_FILE"; echo; cat "$AGENTD_INPUT_DIR/notes.md"',
+          '{ echo x >> "$AGENTD_REQUEST_FILE"; } 2>/dev/null || echo "request not writable"',
+          '{ echo x > "$AGENTD_INPUT_DIR/new"; } 2>/dev/null || echo "inputs not writable"',
+          'mkdir -p "$AGENTD_OUTPUT_DIR/deep" && echo "result of $AGENTD_SESSION_ID" > "$AGENTD_OUTPUT_DIR/deep/result.txt"',
+        ].join('\n'),
+      ],
+      { hosts: ['c'] },
+    ),
   ];
 }
 
@@ -251,6 +270,36 @@ describe('a pool of Podman hosts', () => {
     expect(outcomesOf(d, pinned)).toHaveLength(1);
   });
 
+  it('hands a session on a host that does not see this machine its request and inputs, and brings its output back', async () => {
+    const d = await fleet();
+    const dir = mkdtempSync(join(tmpdir(), 'agentd-hosts-work-'));
+    try {
+      writeFileSync(join(dir, 'notes.md'), 'the notes\n');
+      const result = await d.cli([
+        'trigger',
+        'worker',
+        '--json',
+        '--request',
+        'the request',
+        '--input',
+        `notes.md=${join(dir, 'notes.md')}`,
+      ]);
+      const reply = JSON.parse(result.stdout) as { sessionId: string; outcome: string };
+      expect(reply.outcome, result.stdout + result.stderr).toBe('succeeded');
+      const id = reply.sessionId;
+      expect(d.record(id)?.host).toBe('c');
+      const log = (await d.cli(['logs', id])).stdout;
+      expect(log).toContain('the request\nthe notes\nrequest not writable\ninputs not writable\n');
+      const record = d.record(id) as { recordDir?: string } | undefined;
+      expect(readFileSync(join(record?.recordDir ?? '', 'out', 'deep', 'result.txt'), 'utf8')).toBe(
+        `result of ${id}\n`,
+      );
+      expect(await leftovers(d.prefix)).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('drains a host: no new sessions go there until it is undrained', async () => {
     gate.open();
     const d = await fleet();
@@ -270,6 +319,32 @@ describe('a pool of Podman hosts', () => {
     const unknown = await d.cli(['hosts', 'drain', 'nope']);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toMatch(/no host "nope"; known hosts: a, b, c/);
+  });
+
+  it('doctor checks every host: reachable, its Podman, a smoke run and the images there; one that is not says how to fix it', async () => {
+    const files = prepareDaemon({
+      hosts: [
+        ...hostsConfig(),
+        { name: 'gone', url: `unix://${a.dir}/nobody-listens.sock`, max_sessions: 1 },
+      ],
+      agents: agents(),
+    });
+    const result = await runCli(['doctor', '--config', files.configPath], { env: env() });
+    expect(result.code, result.stdout).toBe(1);
+    const lines = result.stdout.split('\n');
+    const row = (check: string) => lines.find((l) => l.includes(` ${check}: `)) ?? `no ${check} row`;
+    for (const host of side.hosts) {
+      expect(row(`host ${host.name}`)).toMatch(new RegExp(`^ok +host ${host.name}: podman 4\\.3\\.1 at `));
+      expect(row(`host ${host.name}: runtime`)).toMatch(/^ok .*podman run --rm .* true works/);
+      expect(row(`host ${host.name}: image ${TEST_IMAGE}`)).toMatch(/^ok .*present/);
+    }
+    if (side.ssh !== undefined) {
+      expect(row('host c: transport')).toMatch(/^ok .*ssh with the key .* \(mode 0600\)/);
+      expect(row('host c: host key')).toMatch(/^warn .*known_hosts/);
+    }
+    expect(row('host gone')).toMatch(/^fail +host gone: probe the host: cannot reach the Podman host/);
+    expect(result.stdout).toMatch(/fix: Start the Podman API service on that socket/);
+    expect(result.stdout).not.toMatch(/host gone: runtime/);
   });
 
   it("reconciles every host at start, removing only its own instance's objects there", async () => {

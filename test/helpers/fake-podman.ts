@@ -307,6 +307,19 @@ export class FakePodman implements PodmanPort {
     return files;
   }
 
+  /** What was copied into containers (tar bytes) and out of them (paths), in order. */
+  readonly copies: { container: string; into?: number; from?: string; to?: string }[] = [];
+
+  async copyIntoContainer(name: string, archive: Uint8Array): Promise<void> {
+    if (this.down) throw this.unreachable('cp');
+    this.copies.push({ container: name, into: archive.byteLength });
+  }
+
+  async copyFromContainer(name: string, from: string, to: string): Promise<void> {
+    if (this.down) throw this.unreachable('cp');
+    this.copies.push({ container: name, from, to });
+  }
+
   stopContainer(name: string, _graceSeconds: number, signal?: AbortSignal): Promise<void> {
     return this.call('stopContainer', [name], signal, () => {});
   }

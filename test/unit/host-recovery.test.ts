@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
+import type { AgentConfig } from '../../src/config/types.js';
 import { abandonedWaiting, sortByHost, staleContainers } from '../../src/daemon/host-recovery.js';
+import { assembleSession } from '../../src/sessions/assemble.js';
 import type { SessionRecord } from '../../src/sessions/records.js';
+import { planRun } from '../../src/sessions/run-plan.js';
+import { AGENTS, request } from '../helpers/machine-fakes.js';
 
 function record(id: string, phase: SessionRecord['phase'], host?: string): SessionRecord {
   return {
@@ -67,5 +71,51 @@ describe('recovering sessions host by host', () => {
         known,
       ),
     ).toEqual(['agentd-x-demo-done']);
+  });
+});
+
+describe('a session on a host that does not see this machine', () => {
+  const agent = { ...(AGENTS[1] as AgentConfig) };
+  const session = assembleSession(
+    {
+      ...request('0123456789abcdef', 'norepo'),
+      work: {
+        request: { bytes: 3, sha256: 'a'.repeat(64) },
+        inputs: [{ name: 'notes.md', bytes: 1, sha256: 'b'.repeat(64) }],
+      },
+    },
+    agent,
+    { credentials: [] },
+  );
+  const settings = { instanceId: 'e'.repeat(32), stopGraceMs: 1000, workDir: '/var/lib/agentd/work' };
+
+  it('gets its work copied in and its output out instead of bind mounts of the work dir', () => {
+    const plan = planRun(session, { ...settings, copyHosts: ['far'] }, 'far');
+    expect(plan.container.mounts?.map((m) => m.source) ?? []).not.toContainEqual(
+      expect.stringContaining('/var/lib/agentd/work'),
+    );
+    expect(plan.copyIn).toEqual({
+      dir: '/var/lib/agentd/work/0123456789abcdef',
+      entries: ['request', 'input'],
+    });
+    expect(plan.copyOut).toEqual({
+      from: '/run/agentd/out/out.tar',
+      to: '/var/lib/agentd/work/0123456789abcdef/out/out.tar',
+    });
+    expect(plan.container.env).toMatchObject({
+      AGENTD_REQUEST_FILE: '/agentd/request',
+      AGENTD_INPUT_DIR: '/agentd/input',
+      AGENTD_SETUP_COPY: '/run/agentd/out',
+    });
+    expect(plan.labels['io.agentd.host']).toBe('far');
+  });
+
+  it('on a host that sees this machine, mounts them as before', () => {
+    const plan = planRun(session, { ...settings, copyHosts: ['far'] }, 'near');
+    expect(plan.copyIn).toBeUndefined();
+    expect(plan.copyOut).toBeUndefined();
+    expect(plan.container.mounts?.map((m) => m.target)).toEqual(
+      expect.arrayContaining(['/agentd/request', '/agentd/input', '/run/agentd/out']),
+    );
   });
 });
