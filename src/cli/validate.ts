@@ -1,4 +1,5 @@
 import { Command, Option } from 'clipanion';
+import { describeListen } from '../config/http.js';
 import type { Resources, ScheduleConfig } from '../config/types.js';
 import { formatDuration } from '../duration.js';
 import { describeAgent } from '../sessions/agent-view.js';
@@ -49,6 +50,13 @@ export class ValidateCommand extends AgentdCommand {
       `  state dir ${settings.daemon.stateDir}`,
       `  max sessions ${settings.daemon.maxSessions}`,
     );
+    const { http, notify } = settings.daemon;
+    if (http) {
+      out.push(
+        `  HTTP API on ${http.tls ? 'https' : 'http'}://${describeListen(http.listen)}, tokens ${http.tokens.map((t) => `${t.name} <- ${t.source.raw} (${t.scopes.join(', ')})`).join('; ')}`,
+      );
+    }
+    for (const target of notify) out.push(`  notify ${target.url} (signed with ${target.secret.raw})`);
     for (const agent of settings.agents) {
       const timeout =
         agent.timeoutMs === undefined ? 'no timeout' : `timeout ${formatDuration(agent.timeoutMs)}`;

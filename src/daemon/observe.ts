@@ -28,6 +28,8 @@ export function observeDaemon(options: {
     if (event.type === 'outcome') notifier.notify(event.record);
   });
   actor.on('trigger.accepted', (answer) => {
+    // A repeated idempotency key is answered with its first session: nothing new was accepted.
+    if (answer.existing) return;
     metrics.acceptedSession(answer.sessionId);
     const fired = firingOf(answer.requestId);
     if (fired === undefined) return;

@@ -64,4 +64,33 @@ describe('diffConfiguration', () => {
       /^daemon\.socket \(\/run\/agentd\/agentd\.sock -> \/tmp\/a\.sock\), daemon\.stop_grace \(10\.0s -> 2\.0s\) cannot change while agentd runs/,
     );
   });
+
+  it('names daemon.notify and daemon.http when they change: they need a restart', () => {
+    const source = { kind: 'env' as const, name: 'K', raw: 'env:K' };
+    const changes = diffConfiguration(
+      { agents: AGENTS, maxSessions: 4, daemon: DAEMON },
+      {
+        agents: AGENTS,
+        daemon: {
+          ...DAEMON,
+          notify: [{ url: 'https://hooks.example/x', secret: source, attempts: 5, backoffMs: 2000 }],
+          http: {
+            listen: { kind: 'tcp', host: '127.0.0.1', port: 7391 },
+            tokens: [{ name: 'ci', source, scopes: ['read'] }],
+            bodyLimitBytes: 1024,
+          },
+        },
+      },
+    );
+    expect(changes.restartNeeded).toEqual([
+      { key: 'daemon.notify', from: 'none', to: 'https://hooks.example/x' },
+      { key: 'daemon.http', from: 'off', to: '127.0.0.1:7391, tokens ci' },
+    ]);
+    // The same settings again change nothing.
+    const same = diffConfiguration(
+      { agents: AGENTS, maxSessions: 4, daemon: DAEMON },
+      { agents: AGENTS, daemon: DAEMON },
+    );
+    expect(same.restartNeeded).toEqual([]);
+  });
 });
