@@ -34,3 +34,13 @@ export const SESSION_ID_PATTERN = /^[0-9a-f]{16}$/;
 /** An idempotency key: what webhooks and queues send as delivery ids (UUIDs, `gh-123`, `a/b:c`). */
 export const IDEMPOTENCY_KEY_PATTERN = /^[!-~]{1,128}$/;
 export const IDEMPOTENCY_KEY_RULE = 'a key is 1 to 128 visible ASCII characters (no spaces)';
+/** Longest line of a session's output; a longer line goes on in further lines marked as continuations. */
+export const OUTPUT_LINE_MAX_BYTES = 64 * 1024;
+/** Podman's own log of a session container (`--log-opt max-size`): conmon empties it when it is full. */
+export const CONTAINER_LOG_MAX_BYTES = 4 * 1024 * 1024;
+/** A client with more unread than this lags: a follower skips output (and gets a marker) until it catches up. */
+export const CLIENT_LAG_BYTES = 64 * 1024;
+/** A client that lags this long without reading what was queued is closed, at a message boundary. */
+export const CLIENT_STALL_MS = 30_000;
+/** ... and its socket destroyed this long after that, if it still has not read what was left for it. */
+export const CLIENT_LINGER_MS = 60_000;

@@ -1,5 +1,6 @@
-import { createInterface } from 'node:readline';
 import { execa } from 'execa';
+import { CONTAINER_LOG_MAX_BYTES, OUTPUT_LINE_MAX_BYTES } from '../constants.js';
+import { OutputReader } from './output-reader.js';
 import {
   classifyPodmanFailure,
   imageNotFound,
@@ -67,10 +68,13 @@ export interface CreateContainerOptions {
 }
 
 export interface AttachedRun {
-  /** Resolves with the container's exit code as podman reports it. */
+  /** Resolves with the container's exit code as podman reports it, once all its output was handed on. */
   exitCode: Promise<number>;
-  /** Podman's own stderr lines (the container's output is merged into stdout). */
+  /** Podman's own stderr lines (the container's output is merged into stdout); the last 50, each cut at 1000 characters. */
   stderr: () => string;
+  /** Stops reading the container's output until resume(): the container blocks on its pipe. */
+  pause(): void;
+  resume(): void;
 }
 
 /**
@@ -100,13 +104,13 @@ export interface PodmanPort {
   /** Removes secrets; one that is already gone counts as removed. */
   removeSecrets(names: string[], signal?: AbortSignal): Promise<void>;
   createContainer(options: CreateContainerOptions): Promise<string>;
-  /** Starts a container attached: each output line goes to onLine as it arrives. */
-  startAttached(name: string, onLine: (line: string) => void, signal?: AbortSignal): AttachedRun;
+  /** Starts a container attached: its output goes to onLine as it arrives, in lines of at most OUTPUT_LINE_MAX_BYTES. */
+  startAttached(name: string, onLine: OutputHandler, signal?: AbortSignal): AttachedRun;
   /** Follows a running container's output from `since` (RFC 3339) until it exits. */
   followLogs(
     name: string,
     since: string | undefined,
-    onLine: (line: string) => void,
+    onLine: OutputHandler,
     signal?: AbortSignal,
   ): AttachedRun;
   wait(name: string, signal?: AbortSignal): Promise<number>;
@@ -133,6 +137,12 @@ export interface PodmanPort {
   /** Removes volumes; one in use by a container is an error, a missing one counts as removed. */
   removeVolumes(names: string[], signal?: AbortSignal): Promise<void>;
 }
+
+/**
+ * Receives the container's output: each line as it arrives, or a piece of a line longer than
+ * OUTPUT_LINE_MAX_BYTES (`end` is false for every piece but a line's last).
+ */
+export type OutputHandler = (text: string, end: boolean) => void;
 
 /** A narrow client over the podman CLI: the only code in agentd that runs podman. */
 export class PodmanClient implements PodmanPort {
@@ -291,6 +301,9 @@ export class PodmanClient implements PodmanPort {
     // Pulling a missing localhost/ image retries against https://localhost for seconds; never pull those.
     if (options.image.startsWith('localhost/')) argv.push('--pull', 'never');
     argv.push('--init', '--user', '0:0', '--network', options.network);
+    // Podman's own copy of the output (k8s-file, under its storage) is capped: conmon empties it when
+    // full. `podman logs` (crash adoption) then replays what it still holds.
+    argv.push('--log-driver', 'k8s-file', '--log-opt', `max-size=${CONTAINER_LOG_MAX_BYTES}`);
     if (options.timeoutSeconds !== undefined) argv.push('--timeout', String(options.timeoutSeconds));
     argv.push(...hardeningArgs(options), ...mountArgs(options));
     for (const secret of options.secrets) {
@@ -323,7 +336,7 @@ export class PodmanClient implements PodmanPort {
    * Starts a container attached: every line of its output goes to onLine as it arrives.
    * No deadline: the caller bounds it with stop/timeouts; the signal detaches.
    */
-  startAttached(name: string, onLine: (line: string) => void, signal?: AbortSignal): AttachedRun {
+  startAttached(name: string, onLine: OutputHandler, signal?: AbortSignal): AttachedRun {
     return this.stream(`start container ${name}`, ['start', '--attach', name], onLine, signal);
   }
 
@@ -331,7 +344,7 @@ export class PodmanClient implements PodmanPort {
   followLogs(
     name: string,
     since: string | undefined,
-    onLine: (line: string) => void,
+    onLine: OutputHandler,
     signal?: AbortSignal,
   ): AttachedRun {
     const argv = ['logs', '--follow', ...(since === undefined ? [] : ['--since', since]), name];
@@ -341,7 +354,7 @@ export class PodmanClient implements PodmanPort {
   private stream(
     operation: string,
     argv: string[],
-    onLine: (line: string) => void,
+    onLine: OutputHandler,
     signal?: AbortSignal,
   ): AttachedRun {
     argv = [...this.global, ...argv];
@@ -353,22 +366,30 @@ export class PodmanClient implements PodmanPort {
       stdin: 'ignore',
     });
     const errLines: string[] = [];
-    const out = createInterface({ input: child.stdout });
-    out.on('line', onLine);
-    const err = createInterface({ input: child.stderr });
-    err.on('line', (line) => {
-      errLines.push(line);
-      if (errLines.length > 50) errLines.shift();
-    });
-    const outClosed = new Promise<void>((resolve) => out.once('close', resolve));
+    const options = { maxLineBytes: OUTPUT_LINE_MAX_BYTES };
+    const out = new OutputReader(child.stdout, onLine, options);
+    // Podman's own messages: only the tail is kept, for the error of a container that did not start.
+    const err = new OutputReader(
+      child.stderr,
+      (text) => {
+        errLines.push(text.length > 1000 ? `${text.slice(0, 1000)}...` : text);
+        if (errLines.length > 50) errLines.shift();
+      },
+      options,
+    );
     const exitCode = child.then(async (result) => {
-      await outClosed;
+      await Promise.all([out.done, err.done]);
       if ((result as { code?: string }).code === 'ENOENT') {
         throw classifyPodmanFailure({ operation, argv, stderr: '', spawnErrorCode: 'ENOENT' });
       }
       return result.exitCode ?? -1;
     });
-    return { exitCode, stderr: () => errLines.join('\n') };
+    return {
+      exitCode,
+      stderr: () => errLines.join('\n'),
+      pause: () => out.pause(),
+      resume: () => out.resume(),
+    };
   }
 
   async wait(name: string, signal?: AbortSignal): Promise<number> {

@@ -85,7 +85,8 @@ export class SealedRecords {
   async seal(options: {
     agent: string;
     sessionId: string;
-    log?: string;
+    /** The session's log: a file copied as it is, or its content. */
+    log?: string | (() => Uint8Array);
     archive?: string;
     archiveLimit: number;
     json: (output: OutputSummary) => object;
@@ -240,11 +241,11 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
 }
 
 /** The session's masked log, or an empty one when it printed nothing (or the log cannot be read). */
-function copyLog(from: string, to: string): void {
-  let content: Buffer = Buffer.alloc(0);
+function copyLog(from: string | (() => Uint8Array), to: string): void {
+  let content: Uint8Array = Buffer.alloc(0);
   try {
     // Never through a link someone planted in place of the log; it is bounded (log_max_bytes).
-    content = readNoFollow(from);
+    content = typeof from === 'string' ? readNoFollow(from) : from();
   } catch {
     // No output at all.
   }

@@ -167,6 +167,8 @@ export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
       this.pending.delete(record.id);
       removeQuietly(this.recordPath(record.id));
       removeQuietly(this.logPath(record.id));
+      // The older half of a log that reached half its bound (runner/session-log.ts).
+      removeQuietly(`${this.logPath(record.id)}.1`);
     }
     return old.map((record) => record.id);
   }

@@ -6,8 +6,20 @@ import { ensurePrivateDir } from './ownership.js';
 
 export interface Connection {
   readonly id: number;
-  /** Queues one JSON message; drops the connection when the client does not read. */
+  /** Queues one JSON message. */
   send(message: object): void;
+  /**
+   * Queues whole messages already serialised, each ending in a newline (a batch). A Buffer is written
+   * as it is: one batch shared by many connections is held once, not copied per connection.
+   */
+  sendRaw(data: string | Uint8Array): void;
+  /**
+   * The client has more unread than lagBytes: output it can do without (a follower's lines) should
+   * be skipped until onDrain. Its requests are not read meanwhile.
+   */
+  readonly lagging: boolean;
+  /** Called each time everything queued has been handed over after the client lagged; returns an unsubscribe. */
+  onDrain(listener: () => void): () => void;
   close(): void;
   onClose(listener: () => void): void;
   readonly closed: boolean;
@@ -25,8 +37,16 @@ export interface SocketServerOptions {
   maxConnections: number;
   /** A client that leaves half a line unfinished for this long is disconnected. */
   partialLineTimeoutMs: number;
-  /** Output a client has not read yet, beyond which it is disconnected. */
+  /** Output a client has not read yet beyond which it lags: its requests wait, skippable output is skipped. */
+  lagBytes: number;
+  /** A client that lags this long without reading down to nothing is closed (at a message boundary). */
+  stallTimeoutMs: number;
+  /** A closed stalled client's last unread messages wait this long for it before the socket is destroyed. */
+  lingerMs: number;
+  /** Unread output beyond which a client is closed at once (at a message boundary): a safety net. */
   maxPendingWriteBytes: number;
+  /** A client was closed for not reading. */
+  onStalled?: (connection: Connection) => void;
   onLine: (line: string, connection: Connection) => void;
   onLineTooLong: (connection: Connection) => void;
   onRejectedConnection?: () => void;
@@ -96,24 +116,80 @@ export class SocketServer {
     }
     this.sockets.add(socket);
     const closeListeners: (() => void)[] = [];
+    const drainListeners = new Set<() => void>();
     let closed = false;
+    /** No more writes: the connection is closing at a message boundary. */
+    let ending = false;
+    let stallTimer: NodeJS.Timeout | undefined;
+    /** Requests are not read while the client does not read its replies. */
+    let readingPaused = false;
+    const lagging = () => socket.writableLength > options.lagBytes;
+    // Every write is a whole message (or whole messages): stopping writes and ending the socket never
+    // leaves half a message queued by us. The client reads what was queued, then the end.
+    const endGracefully = () => {
+      if (ending || closed) return;
+      ending = true;
+      clearTimeout(stallTimer);
+      socket.end();
+      setTimeout(() => socket.destroy(), options.lingerMs).unref();
+    };
+    const afterWrite = () => {
+      if (socket.writableLength > options.maxPendingWriteBytes) {
+        options.onStalled?.(connection);
+        endGracefully();
+        return;
+      }
+      if (!lagging()) return;
+      if (!readingPaused) {
+        readingPaused = true;
+        socket.pause();
+      }
+      stallTimer ??= setTimeout(() => {
+        options.onStalled?.(connection);
+        endGracefully();
+      }, options.stallTimeoutMs);
+    };
+    socket.on('drain', () => {
+      clearTimeout(stallTimer);
+      stallTimer = undefined;
+      if (readingPaused && !ending) {
+        readingPaused = false;
+        socket.resume();
+      }
+      for (const listener of [...drainListeners]) {
+        try {
+          listener();
+        } catch {
+          // One listener's failure is its own.
+        }
+      }
+    });
     const connection: Connection = {
       id: this.nextId++,
       send: (message) => {
-        if (closed) return;
-        if (socket.writableLength > options.maxPendingWriteBytes) {
-          socket.destroy();
-          return;
-        }
+        if (closed || ending) return;
         socket.write(`${JSON.stringify(message)}\n`);
+        afterWrite();
       },
-      close: () => socket.end(),
+      sendRaw: (data) => {
+        if (closed || ending || data.length === 0) return;
+        socket.write(data);
+        afterWrite();
+      },
+      get lagging() {
+        return lagging();
+      },
+      onDrain: (listener) => {
+        drainListeners.add(listener);
+        return () => drainListeners.delete(listener);
+      },
+      close: () => endGracefully(),
       onClose: (listener) => {
         if (closed) listener();
         else closeListeners.push(listener);
       },
       get closed() {
-        return closed;
+        return closed || ending;
       },
     };
     let chunks: Buffer[] = [];
@@ -130,10 +206,10 @@ export class SocketServer {
     let discarding = false;
     /** A client that connects and never completes a request must not hold a slot for ever. */
     let sentLine = false;
-    let stallTimer: NodeJS.Timeout | undefined;
+    let partialTimer: NodeJS.Timeout | undefined;
     const armStallTimer = () => {
-      clearTimeout(stallTimer);
-      stallTimer =
+      clearTimeout(partialTimer);
+      partialTimer =
         buffered > 0 || discarding || !sentLine
           ? setTimeout(() => socket.destroy(), options.partialLineTimeoutMs)
           : undefined;
@@ -160,8 +236,14 @@ export class SocketServer {
         buffered = 0;
         release();
         sentLine = true;
-        if (line.trim() !== '') options.onLine(line, connection);
-        if (closed) return;
+        if (line.trim() !== '') {
+          try {
+            options.onLine(line, connection);
+          } catch {
+            // The handler's own failure handling answers the client; nothing reaches the process.
+          }
+        }
+        if (closed || ending) return;
       }
       const rest = data.subarray(start);
       if (rest.length > 0 && !discarding) {
@@ -197,6 +279,8 @@ export class SocketServer {
       closed = true;
       release();
       clearTimeout(stallTimer);
+      clearTimeout(partialTimer);
+      drainListeners.clear();
       this.sockets.delete(socket);
       for (const listener of closeListeners.splice(0)) listener();
     });

@@ -1,5 +1,4 @@
 import { connect, type Socket } from 'node:net';
-import { createInterface } from 'node:readline';
 import { untrustedSocketProblem } from '../adapters/ownership.js';
 import { PROTOCOL_VERSION } from '../constants.js';
 import type { RequestBody } from '../protocol/messages.js';
@@ -32,23 +31,21 @@ export class DaemonClient {
   private ended = false;
 
   private constructor(private readonly socket: Socket) {
-    const lines = createInterface({ input: socket });
-    lines.on('line', (line) => {
-      let reply: Reply;
-      try {
-        // The daemon builds its replies through the protocol's types; the client trusts its own daemon
-        // and does not load zod to check them again (it costs 40 ms a call).
-        reply = JSON.parse(line) as Reply;
-      } catch {
-        reply = {
-          type: 'error',
-          code: 'bad_reply',
-          message: `the daemon sent a line that is not JSON: ${line.slice(0, 200)}`,
-        };
+    let partial: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => {
+      let at = 0;
+      for (let nl = chunk.indexOf(10); nl !== -1; nl = chunk.indexOf(10, at)) {
+        const piece = chunk.subarray(at, nl);
+        at = nl + 1;
+        const line =
+          partial.length === 0 ? piece.toString('utf8') : Buffer.concat([...partial, piece]).toString('utf8');
+        partial = [];
+        if (line.trim() !== '') this.push(parseReply(line));
       }
-      this.push(reply);
+      if (at < chunk.length) partial.push(chunk.subarray(at));
     });
-    lines.on('close', () => {
+    // A last line without its newline is a message cut short by a lost connection: not a reply.
+    socket.on('close', () => {
       this.ended = true;
       this.waiting?.(undefined);
       this.waiting = undefined;
@@ -141,5 +138,19 @@ export class DaemonClient {
     } else {
       this.queue.push(reply);
     }
+  }
+}
+
+function parseReply(line: string): Reply {
+  try {
+    // The daemon builds its replies through the protocol's types; the client trusts its own daemon
+    // and does not load zod to check them again (it costs 40 ms a call).
+    return JSON.parse(line) as Reply;
+  } catch {
+    return {
+      type: 'error',
+      code: 'bad_reply',
+      message: `the daemon sent a line that is not JSON: ${line.slice(0, 200)}`,
+    };
   }
 }

@@ -14,6 +14,11 @@ export const EXIT = {
   unknownSession: 6,
   /** `wait --timeout` ran out before the session finished; it goes on. */
   stillRunning: 7,
+  /**
+   * The daemon closed the connection of a follower (`trigger`, `logs --follow`) that stopped reading; the
+   * session goes on. Not a retry: the session was accepted.
+   */
+  connectionLost: 8,
   unreachable: 69,
   /** Not now, try again: the daemon is busy, shutting down or its state dir is full (sysexits EX_TEMPFAIL). */
   retry: 75,

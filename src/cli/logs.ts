@@ -3,6 +3,7 @@ import { ClientCommand } from './client-command.js';
 import { failOnReply, printJson } from './client-io.js';
 import { EXIT } from './exit-codes.js';
 import { outcomeLine } from './format.js';
+import { outputFilter, quietOnBrokenPipe } from './terminal.js';
 import { isSessionId } from './validators.js';
 
 export class LogsCommand extends ClientCommand {
@@ -11,13 +12,20 @@ export class LogsCommand extends ClientCommand {
     description: "Print a session's output, after the fact or live",
     details: `
       The output goes to stdout, the outcome line (or "still running") to stderr. Exits 0 whatever the
-      session's outcome (\`agentd wait\` exits with it), 6 for a session the daemon keeps no record of.
-      With --json each line of output is one object {"seq","stream","time","text"}.
+      session's outcome (\`agentd wait\` exits with it), 6 for a session the daemon keeps no record of, 8
+      when the daemon closed the connection because this follower stopped reading (the session goes on).
+      With --json each line of output is one object {"seq","stream","time","text"} (a marker for lines this
+      client did not get has "seq": null and "skipped": {"fromSeq","toSeq","count","reason"}).
+
+      On a terminal, control characters in the output (escape sequences included) are shown the way
+      \`cat -v\` shows them; \`--raw\` writes them as they are. When stdout is not a terminal, output passes
+      unchanged.
     `,
     examples: [
       ['Output of a finished session', '$0 logs 3f9c2a71b0d4e812'],
       ['Follow a running session until its outcome', '$0 logs 3f9c2a71b0d4e812 --follow'],
       ['One JSON object per line of output', '$0 logs 3f9c2a71b0d4e812 --json'],
+      ['The first lines only', '$0 logs 3f9c2a71b0d4e812 | head'],
     ],
   });
 
@@ -26,24 +34,44 @@ export class LogsCommand extends ClientCommand {
   json = Option.Boolean('--json', false, {
     description: 'One JSON object per line of output: seq, stream, time, text',
   });
+  raw = Option.Boolean('--raw', false, {
+    description: 'Write control characters to a terminal as they are',
+  });
 
   async execute(): Promise<number> {
     const client = await this.connect(this.json);
     if (typeof client === 'number') return client;
+    const { stdout, stderr } = this.context;
+    const show = outputFilter(stdout, this.raw);
+    let leave: (() => void) | undefined;
+    const gone = new Promise<'gone'>((resolve) => {
+      leave = () => resolve('gone');
+    });
+    // `agentd logs ID | head`: once the reader is gone, there is nothing more to do.
+    quietOnBrokenPipe(stdout, () => leave?.());
     try {
       client.send({ type: 'logs', sessionId: this.sessionId, follow: this.follow });
       let seq = 0;
+      let closedForStalling = false;
       for (;;) {
-        const reply = await client.next();
+        const reply = await Promise.race([client.next(), gone]);
+        if (reply === 'gone') return EXIT.succeeded;
         if (reply?.type === 'output') {
           seq++;
           if (this.json) printJson(this.context, lineJson(reply, seq));
-          else this.context.stdout.write(`${reply.line}\n`);
+          else stdout.write(`${show(reply.line)}\n`);
         } else if (reply?.type === 'outcome') {
           const { record } = reply;
-          if (record.outcome) this.context.stderr.write(`${outcomeLine(record)}\n`);
-          else this.context.stderr.write(`session ${record.id} is still ${record.phase}\n`);
+          if (record.outcome) stderr.write(`${outputFilter(stderr, this.raw)(outcomeLine(record))}\n`);
+          else stderr.write(`session ${record.id} is still ${record.phase}\n`);
           return EXIT.succeeded;
+        } else if (reply?.type === 'closing') {
+          closedForStalling = true;
+        } else if (reply === undefined && (closedForStalling || this.follow)) {
+          return this.fail(
+            `connection lost; the session goes on (follow it again with \`agentd logs ${this.sessionId} --follow\`)`,
+            closedForStalling ? EXIT.connectionLost : EXIT.retry,
+          );
         } else {
           return failOnReply(this.context, this.json, reply);
         }

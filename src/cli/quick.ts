@@ -40,6 +40,7 @@ export const QUICK_SPECS: Record<string, QuickSpec> = {
       '--detach': 'detach',
       '-d': 'detach',
       '--strict': 'strict',
+      '--raw': 'raw',
     },
     options: {
       '--socket': 'socket',
@@ -118,6 +119,7 @@ export async function runQuick(argv: readonly string[], io: ClientIo): Promise<n
       key: text('key'),
       exitCode: (text('exitCode') as ExitCodeMode | undefined) ?? 'outcome',
       strict: flag('strict'),
+      raw: flag('raw'),
     },
     io,
   );

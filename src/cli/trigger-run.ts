@@ -5,6 +5,7 @@ import { type ClientIo, connectDaemon, exitCodeForReply, fail, failWith, printJs
 import { EXIT, type ExitCodeMode, exitCodeForRecord, exitCodeForRefusal } from './exit-codes.js';
 import { outcomeJson, outcomeLine } from './format.js';
 import { waitForSession } from './session-wait.js';
+import { outputFilter, quietOnBrokenPipe } from './terminal.js';
 
 /** The trigger's fields as the protocol has them, and how the CLI shows the session. */
 export type TriggerOptions = { [K in keyof TriggerFields]: TriggerFields[K] | undefined } & {
@@ -18,6 +19,8 @@ export type TriggerOptions = { [K in keyof TriggerFields]: TriggerFields[K] | un
   exitCode: ExitCodeMode;
   /** A `blocked` or `nothing_ready` session exits as failed. */
   strict?: boolean;
+  /** Write control characters to a terminal as they are. */
+  raw: boolean;
 };
 
 /**
@@ -29,7 +32,16 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
   if (typeof client === 'number') return client;
   const { stdout } = io;
   const started = Date.now();
+  const show = outputFilter(stdout, options.raw);
+  // A reader that went away (`agentd trigger x | head`) stops the printing, not the following: the
+  // exit code still says how the session ended.
+  const readerGone = quietOnBrokenPipe(stdout, () => {});
+  const print = (text: string) => {
+    if (!readerGone()) stdout.write(text);
+  };
   const verbose = !options.quiet && !options.json;
+  /** The daemon said it closes this connection: the client stopped reading for too long. */
+  let closedForStalling = false;
   let sessionId: string | undefined;
   let interrupts = 0;
   let leave: ((code: number) => void) | undefined;
@@ -52,7 +64,7 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
   const finished = (record: Extract<Reply, { type: 'outcome' }>['record']): number => {
     const code = exitCodeForRecord(record, options.exitCode, options.strict);
     if (options.json) printJson(io, { ...outcomeJson(record, code), elapsedMs: Date.now() - started });
-    else stdout.write(`${outcomeLine(record)}\n`);
+    else print(`${show(outcomeLine(record))}\n`);
     return code;
   };
   process.on('SIGINT', onInterrupt);
@@ -83,6 +95,18 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
       ]);
       if (reply === undefined) {
         if (!sessionId) return fail(io, 'lost the connection to the daemon', EXIT.infrastructure);
+        if (closedForStalling) {
+          return failWith(
+            io,
+            options.json,
+            {
+              error: 'connection_lost',
+              sessionId,
+              message: `connection lost; the session goes on (this client stopped reading; follow session ${sessionId} with \`agentd logs ${sessionId} --follow\`)`,
+            },
+            EXIT.connectionLost,
+          );
+        }
         // The session goes on without us: wait for the daemon to come back and for the outcome.
         client.close();
         closeClient = false;
@@ -103,14 +127,14 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
                 existing: reply.existing === true,
               });
             } else {
-              stdout.write(`${sessionId}\n`);
+              print(`${sessionId}\n`);
             }
             return EXIT.succeeded;
           }
           if (verbose) {
             const queued = reply.queued ? ` (queued at position ${reply.position})` : '';
             const existing = reply.existing ? ` already for key ${options.key}` : '';
-            stdout.write(`session ${sessionId}${existing} accepted${queued}\n`);
+            print(`session ${sessionId}${existing} accepted${queued}\n`);
           }
           break;
         }
@@ -128,10 +152,13 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
           return fail(io, `trigger rejected: ${reply.reason}`, code);
         }
         case 'phase':
-          if (verbose) stdout.write(`==> ${reply.phase}\n`);
+          if (verbose) print(`==> ${reply.phase}\n`);
           break;
         case 'output':
-          if (verbose) stdout.write(`${reply.line}\n`);
+          if (verbose) print(`${show(reply.line)}\n`);
+          break;
+        case 'closing':
+          closedForStalling = true;
           break;
         case 'cancelling':
           break;

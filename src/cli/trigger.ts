@@ -15,12 +15,16 @@ export class TriggerCommand extends ClientCommand {
 
       Exit codes: 0 succeeded (also when the command reported blocked or nothing_ready, exit 3 or 4 by the
       convention; with --strict those exit 1), 1 failed (with --exit-code command: the command's own code), 2 usage error,
-      3 rejected by the daemon, 4 infrastructure error, 5 cancelled, 69 daemon not reachable, 75 rejected for
+      3 rejected by the daemon, 4 infrastructure error, 5 cancelled, 8 the daemon closed the
+      connection because this client stopped reading (the session goes on), 69 daemon not reachable, 75 rejected for
       now (busy, shutting down, state dir full: retry later), 124 timed out, 130 left without waiting.
 
       With --key, a trigger repeating the key of a recent one (a retried webhook, say) gets that session
       instead of a new one. If the daemon goes away while the session is followed, trigger waits for it to
       come back (a restart adopts the session) and reports the outcome.
+
+      On a terminal, control characters in the session's output are shown the way \`cat -v\` shows them;
+      \`--raw\` writes them as they are. When stdout is not a terminal, output passes unchanged.
 
       Ctrl-C cancels the session and waits for its teardown; a second Ctrl-C leaves without waiting.
     `,
@@ -83,6 +87,9 @@ export class TriggerCommand extends ClientCommand {
   strict = Option.Boolean('--strict', false, {
     description: 'A session whose command reported blocked or nothing_ready exits 1, not 0',
   });
+  raw = Option.Boolean('--raw', false, {
+    description: 'Write control characters in the output to a terminal as they are',
+  });
 
   async execute(): Promise<number> {
     const work = await readWork(
@@ -103,6 +110,7 @@ export class TriggerCommand extends ClientCommand {
         key: this.key,
         exitCode: this.exitCode ?? 'outcome',
         strict: this.strict,
+        raw: this.raw,
       },
       this.context,
     );

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { SessionFiles } from '../adapters/session-files.js';
 import type { QuarantinedRecord, SessionStore } from '../adapters/session-store.js';
-import { readNoFollow } from '../adapters/state-files.js';
+import { closeSessionLog, LogReader, type OutputLine } from '../runner/session-log.js';
 import { type HistoryFilter, type HistoryPage, SessionIndex } from '../sessions/history.js';
 import type { SessionRecord } from '../sessions/records.js';
 import { type BusEvent, SessionBus } from '../sessions/session-bus.js';
@@ -177,9 +177,9 @@ export class SessionJournal {
     }));
   }
 
-  /** One line of a session's output (already masked and in its log file). */
-  output(sessionId: string, line: string): void {
-    this.bus.publish({ type: 'output', sessionId, line });
+  /** One line of a session's output (already masked, numbered and on its way to its log file). */
+  output(sessionId: string, line: OutputLine): void {
+    this.bus.publishLine(sessionId, line);
   }
 
   /**
@@ -187,6 +187,8 @@ export class SessionJournal {
    * tells its followers; prunes old state-dir records now and then.
    */
   async finish(request: SessionRequest, outcome: SessionOutcome): Promise<void> {
+    // All its output in the log file (a run that ended in an error may have left some unwritten).
+    await closeSessionLog(this.store.logPath(request.sessionId));
     const finishedAt = new Date();
     let record = this.store.update(request.sessionId, (r) => ({
       ...r,
@@ -245,18 +247,14 @@ export class SessionJournal {
     return this.index.recent(count);
   }
 
-  /** A session's record and the lines of its stored output; undefined for an unknown session. */
-  readLog(sessionId: string): { record: SessionRecord; lines: string[] } | undefined {
+  /** A session's record, and a reader of its stored output; undefined for an unknown session. */
+  readLog(
+    sessionId: string,
+  ): { record: SessionRecord; reader: (afterSeq?: number) => LogReader } | undefined {
     const record = this.index.get(sessionId);
     if (!record) return undefined;
-    let text = '';
-    try {
-      // Never through a link someone planted in place of the log.
-      text = readNoFollow(this.store.logPath(sessionId)).toString('utf8');
-    } catch {
-      // No output yet (or no readable log).
-    }
-    return { record, lines: text.split('\n').slice(0, -1) };
+    const path = this.store.logPath(sessionId);
+    return { record, reader: (afterSeq = 0) => new LogReader(path, afterSeq) };
   }
 
   follow(sessionId: string, listener: (event: BusEvent) => void): () => void {

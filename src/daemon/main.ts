@@ -1,4 +1,5 @@
 import { dirname, join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
 import type { Logger } from 'pino';
 import { createActor, fromCallback, fromPromise, type InspectionEvent, raise, waitFor } from 'xstate';
 import { resolveCredentials } from '../adapters/credentials.js';
@@ -12,7 +13,14 @@ import { SessionStore, StateDirError } from '../adapters/session-store.js';
 import { SocketServer } from '../adapters/socket-server.js';
 import { hostsOf, transportOf } from '../config/hosts.js';
 import type { HostConfig, Settings } from '../config/types.js';
-import { MAX_BUFFERED_BYTES, MAX_LINE_BYTES } from '../constants.js';
+import {
+  CLIENT_LAG_BYTES,
+  CLIENT_LINGER_MS,
+  CLIENT_STALL_MS,
+  MAX_BUFFERED_BYTES,
+  MAX_LINE_BYTES,
+  PROTOCOL_VERSION,
+} from '../constants.js';
 import { AgentdError, errorMessage } from '../errors.js';
 import type { HttpServer } from '../http/server.js';
 import {
@@ -60,6 +68,11 @@ export interface DaemonOptions {
 export async function runDaemon(options: DaemonOptions): Promise<number> {
   const { settings, log } = options;
   const { stateDir, socket } = settings.daemon;
+  // An agent flooding its output makes the daemon allocate fast, and V8 then lets its old generation
+  // grow to several times what is live before collecting it. Growing it by at most half keeps the
+  // daemon's memory bounded (README, Reliability: 200 MB). A collector heuristic, read at every
+  // collection: safe to set once the VM runs.
+  setFlagsFromString('--heap-growing-percent=50');
   // Before anything is written: the daemon's directories must be its own (see ownership.ts).
   ensurePrivateDir(stateDir, 'state dir');
   ensurePrivateDir(dirname(socket), 'socket directory');
@@ -608,7 +621,20 @@ function socketServer(
     maxBufferedBytes: MAX_BUFFERED_BYTES,
     maxConnections: 256,
     partialLineTimeoutMs: 30_000,
-    maxPendingWriteBytes: 8 * 1024 * 1024,
+    lagBytes: CLIENT_LAG_BYTES,
+    stallTimeoutMs: CLIENT_STALL_MS,
+    lingerMs: CLIENT_LINGER_MS,
+    maxPendingWriteBytes: 4 * 1024 * 1024,
+    onStalled: (connection) => {
+      log.warn({ event: 'socket.stalled' }, 'closed a client that stopped reading');
+      // The last message, after everything queued: a client that reads again learns why it ends.
+      connection.send({
+        v: PROTOCOL_VERSION,
+        type: 'closing',
+        reason: 'stalled',
+        message: `this client read nothing for ${CLIENT_STALL_MS / 1000}s; the daemon closes the connection (sessions go on)`,
+      });
+    },
     onLine,
     // The line is gone: the reply has no id to repeat.
     onLineTooLong: (connection) =>

@@ -176,7 +176,9 @@ export class DaemonMetrics {
     if (event.type === 'phase') {
       if (event.phase === 'resolving') this.started.inc({ agent: this.agentOf(event.sessionId) });
     } else if (event.type === 'output') {
-      this.outputBytes.inc({ agent: this.agentOf(event.sessionId) }, Buffer.byteLength(event.line));
+      let bytes = 0;
+      for (const line of event.lines) bytes += Buffer.byteLength(line.text);
+      this.outputBytes.inc({ agent: this.agentOf(event.sessionId) }, bytes);
     } else {
       this.agents.delete(event.sessionId);
       this.outcome(event.record);

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { type OutputSummary, SealedRecords } from '../adapters/sealed-records.js';
 import type { SessionFiles } from '../adapters/session-files.js';
 import { errorMessage } from '../errors.js';
+import { renderSessionLog } from '../runner/session-log.js';
 import { type SessionRecord, sessionRecordSchema } from '../sessions/records.js';
 import { outputArchiveLimit } from '../sessions/run-plan.js';
 
@@ -63,7 +64,8 @@ export class RecordKeeper {
       const { output } = await this.records.seal({
         agent: record.agent,
         sessionId: record.id,
-        log: logFile,
+        // As `agentd logs` shows it: the text of each line, and where lines are missing.
+        log: () => Buffer.from(renderSessionLog(logFile)),
         archive: paths.archive,
         archiveLimit: outputArchiveLimit(record.outputLimit ?? DEFAULT_OUTPUT_BYTES),
         json: (output) => sessionJson({ ...record, output }),

@@ -1,4 +1,5 @@
 import type { DaemonPort } from '../protocol/context.js';
+import type { OutputLine } from '../runner/session-log.js';
 import type { BusEvent } from '../sessions/session-bus.js';
 import type { LogEvent } from './schemas.js';
 
@@ -40,7 +41,8 @@ export function logStream(
     unfollow?.();
     return undefined;
   }
-  let seq = 0;
+  /** The newest line sent. */
+  let seq = options.after;
   let keepalive: NodeJS.Timeout | undefined;
   const stop = () => {
     unfollow?.();
@@ -75,12 +77,21 @@ export function logStream(
             end();
           }
         };
-        const output = (line: string) => {
-          seq++;
-          if (seq > options.after) send({ type: 'output', seq, line });
+        const output = (line: OutputLine) => {
+          // Read from the log and then live: a line may come twice, it is sent once.
+          if (line.seq <= seq) return;
+          seq = line.seq;
+          send({
+            type: 'output',
+            seq: line.seq,
+            line: line.text,
+            stream: line.stream,
+            time: line.time,
+            ...(line.cont ? { cont: true } : {}),
+          });
         };
         const forward = (event: BusEvent) => {
-          if (event.type === 'output') output(event.line);
+          if (event.type === 'output') for (const line of event.lines) output(line);
           else if (event.type === 'phase') {
             if (event.phase !== 'queued') send({ type: 'phase', phase: event.phase });
           } else {
@@ -88,7 +99,17 @@ export function logStream(
             end();
           }
         };
-        for (const line of stored.lines) output(line);
+        const reader = stored.reader(options.after);
+        for (let entries = reader.next(); open && entries !== undefined; entries = reader.next()) {
+          for (const entry of entries) {
+            if (!('count' in entry)) output(entry);
+            else {
+              seq = Math.max(seq, entry.toSeq);
+              send({ type: 'skipped', ...entry });
+            }
+          }
+        }
+        reader.close();
         if (stored.record.outcome !== undefined || !options.follow) {
           if (stored.record.outcome !== undefined) send({ type: 'outcome', record: stored.record });
           end();

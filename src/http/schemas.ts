@@ -101,6 +101,20 @@ export const logEventSchema = z.discriminatedUnion('type', [
     /** 1, 2, 3 ... within the session's stored log: resume after it. */
     seq: z.number(),
     line: z.string(),
+    /** stdout, stderr, or agentd (a line agentd adds). */
+    stream: z.enum(['stdout', 'stderr', 'agentd']).optional(),
+    /** When the daemon read the line (ISO 8601). */
+    time: z.string().optional(),
+    /** Continues the line before it: no line is longer than 64 KiB. */
+    cont: z.boolean().optional(),
+  }),
+  /** Lines the stream does not have (the bounded log was trimmed, or never had them): one event per gap. */
+  z.object({
+    type: z.literal('skipped'),
+    fromSeq: z.number(),
+    toSeq: z.number(),
+    count: z.number(),
+    reason: z.string(),
   }),
   z.object({ type: z.literal('phase'), phase: z.string() }),
   z.object({ type: z.literal('outcome'), record: sessionRecordSchema }),

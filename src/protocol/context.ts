@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Connection } from '../adapters/socket-server.js';
 import { PROTOCOL_VERSION, type ProtocolVersion } from '../constants.js';
 import type { ClientEvent, DaemonEmitted } from '../machines/daemon.machine.js';
+import type { LogSource } from '../runner/session-log.js';
 import type { AgentView } from '../sessions/agent-view.js';
 import type { HistoryFilter, HistoryPage } from '../sessions/history.js';
 import type { SessionRecord } from '../sessions/records.js';
@@ -50,8 +51,11 @@ export interface DaemonPort {
   history(filter: HistoryFilter): HistoryPage;
   /** The agents triggers are accepted for now, as clients may see them (no credential value). */
   agents(): AgentView[];
-  /** A session's record and the lines of its stored output; undefined for an unknown session. */
-  readLog(sessionId: string): { record: SessionRecord; lines: string[] } | undefined;
+  /**
+   * A session's record, and a reader of its stored output after a sequence number (0: from the start);
+   * undefined for an unknown session.
+   */
+  readLog(sessionId: string): { record: SessionRecord; reader: (afterSeq?: number) => LogSource } | undefined;
   /**
    * Writes a trigger's request and input files where its session will find them, before the trigger is
    * sent; throws a StateDirError when the state dir cannot take them. `unstage` removes them again for a

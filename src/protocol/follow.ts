@@ -2,6 +2,7 @@ import type { Connection } from '../adapters/socket-server.js';
 import type { SessionRecord } from '../sessions/records.js';
 import type { BusEvent } from '../sessions/session-bus.js';
 import { type DaemonPort, type RequestHead, reply } from './context.js';
+import { Follower } from './follower.js';
 import type { ReplyBody } from './replies.js';
 
 /** The `outcome` reply of a record: its outcome and agent on top, for clients that read only those. */
@@ -15,17 +16,25 @@ export function outcomeReply(record: SessionRecord): ReplyBody {
   };
 }
 
-/** The reply a followed session's event becomes; `queued` is not sent to followers (`accepted` says it). */
-export function followReply(event: BusEvent): ReplyBody | undefined {
+/**
+ * Hands a followed session's event to its follower: phases (`queued` is not sent to followers:
+ * `accepted` says it) and the outcome as replies that always arrive, output lines batched (and
+ * skipped while the client lags). Returns true after the outcome, the last event.
+ */
+export function forwardEvent(follower: Follower, event: BusEvent, phases = true): boolean {
   switch (event.type) {
     case 'phase':
-      return event.phase === 'queued'
-        ? undefined
-        : { type: 'phase', sessionId: event.sessionId, agent: event.agent, phase: event.phase };
+      if (phases && event.phase !== 'queued') {
+        follower.send({ type: 'phase', sessionId: event.sessionId, agent: event.agent, phase: event.phase });
+      }
+      return false;
     case 'output':
-      return { type: 'output', sessionId: event.sessionId, line: event.line };
+      follower.lines(event.lines);
+      return false;
     case 'outcome':
-      return outcomeReply(event.record);
+      follower.send(outcomeReply(event.record));
+      follower.stop();
+      return true;
   }
 }
 
@@ -51,11 +60,13 @@ export function followSession(
     reply(connection, request, outcomeReply(record));
     return;
   }
+  const follower = new Follower(connection, request, sessionId);
   const unfollow = daemon.follow(sessionId, (event) => {
     if (event.type !== 'outcome' && !options.stream) return;
-    const message = followReply(event);
-    if (message) reply(connection, request, message);
-    if (event.type === 'outcome') unfollow();
+    if (forwardEvent(follower, event)) unfollow();
   });
-  connection.onClose(unfollow);
+  connection.onClose(() => {
+    unfollow();
+    follower.stop();
+  });
 }

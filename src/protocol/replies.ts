@@ -176,7 +176,26 @@ export const replySchema = z.discriminatedUnion('type', [
     agent: z.string().optional(),
     phase: phaseSchema,
   }),
-  z.object({ ...base, type: z.literal('output'), sessionId, line: z.string() }),
+  z.object({
+    ...base,
+    type: z.literal('output'),
+    sessionId,
+    /** The text, at most OUTPUT_LINE_MAX_BYTES; for a `skipped` marker, the marker's text. */
+    line: z.string(),
+    /** 1, 2, 3, ... per session; absent on a `skipped` marker. */
+    seq: z.number().optional(),
+    stream: z.enum(['stdout', 'stderr', 'agentd']).optional(),
+    /** When the daemon read the line (ISO 8601). */
+    time: z.string().optional(),
+    /** Continues the line before it (which was cut at the maximum line length). */
+    cont: z.boolean().optional(),
+    /** Present on a marker for lines this client does not get: lag, or a log trimmed to its bound. */
+    skipped: z
+      .object({ fromSeq: z.number(), toSeq: z.number(), count: z.number(), reason: z.string() })
+      .optional(),
+  }),
+  /** The daemon closes this connection: its client stopped reading (docs/protocol.md). The last message. */
+  z.object({ ...base, type: z.literal('closing'), reason: z.literal('stalled'), message: z.string() }),
   z.object({
     ...base,
     type: z.literal('outcome'),

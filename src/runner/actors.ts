@@ -5,7 +5,8 @@ import { SECRET_MOUNT_DIR } from '../constants.js';
 import { SecretValue } from '../secret-value.js';
 import { type CommandEnd, findCommandEnd } from './command-end.js';
 import { createMasker } from './mask.js';
-import { SessionLog } from './session-log.js';
+import type { OutputLine } from './session-log.js';
+import { SessionOutput } from './session-output.js';
 
 /**
  * The runner machine's Podman operations as actors, each over one PodmanPort: the machine says when
@@ -102,8 +103,8 @@ export interface StopInput extends ContainerInput {
 export interface OutputSink {
   logFile(sessionId: string): string;
   logMaxBytes: number;
-  /** One masked line of the session's output, as it arrives. */
-  line(sessionId: string, line: string): void;
+  /** One line of the session's output as it arrives: masked, numbered, on its way to the log file. */
+  line(sessionId: string, line: OutputLine): void;
   /**
    * Lines not kept: `withheld` (the output could not be masked, so it was not shown) or `log_full` (not
    * written to the log; followers still got them).
@@ -116,8 +117,9 @@ const LIVE_STATES = new Set(['running', 'paused', 'stopping']);
 
 /** How long an adopted session's log stream may trail the container's exit. */
 const FOLLOW_GRACE_MS = 5000;
-/** Lines of setup output kept for a setup failure's message. */
+/** Lines of setup output kept for a setup failure's message (each cut at SETUP_LINE_CHARS). */
 const SETUP_LINES = 20;
+const SETUP_LINE_CHARS = 1000;
 
 /**
  * A podman call the machine may ask to cut short (`abort`); it still reports how the call ended, so
@@ -216,7 +218,9 @@ export function runnerActors(ports: HostPorts, output: OutputSink, volumes: Set<
 
 /**
  * Reads the container's output until it exits: the setup step's marker lines (hidden) become events
- * until the command starts; every other line is masked, logged and handed to the sink.
+ * until the command starts; every other line is cut to the maximum line length, masked, numbered,
+ * logged and handed to the sink (SessionOutput). While the log cannot keep up, the container's output
+ * is paused.
  */
 async function attach(
   port: PodmanPort,
@@ -226,45 +230,40 @@ async function attach(
   signal: AbortSignal,
 ): Promise<void> {
   const { sessionId, container, adopted } = input;
-  const log = new SessionLog(output.logFile(sessionId), output.logMaxBytes, () =>
-    output.dropped?.(sessionId, 1, 'log_full'),
+  const out = new SessionOutput(
+    {
+      logFile: output.logFile(sessionId),
+      logMaxBytes: output.logMaxBytes,
+      onLine: (line) => output.line(sessionId, line),
+      onMissed: (lines) => output.dropped?.(sessionId, lines, 'log_full'),
+    },
+    input.mask === undefined ? undefined : createMasker(input.mask.map((value) => value.bytes())),
   );
-  const mask = input.mask === undefined ? undefined : createMasker(input.mask.map((value) => value.bytes()));
   const setupOutput: string[] = [];
-  let withheld = 0;
   /** The agent's command runs: no more marker lines are read, but for the setup step's last. */
   let commandStarted = false;
   let commandEnd: CommandEnd | undefined;
-  /** A line agentd adds to the session's output. */
-  const notice = (line: string) => {
-    log.append(line);
-    output.line(sessionId, line);
+  /** Output (a line, or a part of a longer one): masked, logged, streamed, kept for a setup failure. */
+  const write = (raw: string, cont: boolean) => {
+    const line = out.write(raw, cont);
+    if (line === undefined && !cont) output.dropped?.(sessionId, 1, 'withheld');
+    if (line === undefined || commandStarted) return;
+    setupOutput.push(line.length > SETUP_LINE_CHARS ? `${line.slice(0, SETUP_LINE_CHARS)}...` : line);
+    if (setupOutput.length > SETUP_LINES) setupOutput.shift();
   };
-  const write = (raw: string) => {
-    if (!mask) {
-      withheld++;
-      output.dropped?.(sessionId, 1, 'withheld');
-      return;
-    }
-    const line = mask(raw);
-    if (!commandStarted) {
-      setupOutput.push(line);
-      if (setupOutput.length > SETUP_LINES) setupOutput.shift();
-    }
-    log.append(line);
-    output.line(sessionId, line);
-  };
-  /** What a line is: the setup step's report (and output before it), a marker, or output. */
+  /** What a whole line is: the setup step's report (and output before it), a marker, or output. */
   const read = (
     marker: string,
     raw: string,
+    cont: boolean,
   ): { kind: 'end'; before: string } | { kind: 'marker' | 'line' } => {
     const ended = findCommandEnd(marker, raw);
     if (ended !== undefined) {
       commandEnd = ended.end;
       return { kind: 'end', before: ended.before };
     }
-    if (commandStarted || marker === '' || !raw.startsWith(`${marker} `)) return { kind: 'line' };
+    // A marker is a line of its own: never the rest of a longer line.
+    if (cont || commandStarted || marker === '' || !raw.startsWith(`${marker} `)) return { kind: 'line' };
     const what = raw.slice(marker.length + 1);
     if (what === 'started') send({ type: 'setup.started' });
     else if (what === 'phase cloning') send({ type: 'setup.cloning' });
@@ -277,10 +276,11 @@ async function attach(
     }
     return { kind: 'marker' };
   };
-  const exited = (exitCode: number, stderr: string) => {
-    if (withheld > 0) notice(`[agentd: ${withheld} line(s) of output withheld]`);
-    // Output that could not be written (a full state dir) is noted in the log as soon as it can be.
-    log.close();
+  const exited = async (exitCode: number, stderr: string) => {
+    if (out.withheldLines > 0) out.notice(`[agentd: ${out.withheldLines} line(s) of output withheld]`);
+    // Everything is in the log before the outcome; output that could not be written (a full state
+    // dir) is noted there as soon as it can be.
+    await out.close();
     send({
       type: 'container.exited',
       exitCode,
@@ -291,82 +291,101 @@ async function attach(
   };
 
   if (!adopted) {
-    for (const line of input.notices) write(`agentd: ${line}`);
+    for (const line of input.notices) out.notice(`agentd: ${line}`);
     // Beside the run: a failure to read it costs the record its image digest, nothing else.
     port.inspectContainer(container, signal).then(
       (info) => send(imageOf(info)),
       () => {},
     );
-    const run = port.startAttached(
-      container,
-      (raw) => {
-        const what = read(input.marker, raw);
-        if (what.kind === 'line') write(raw);
-        else if (what.kind === 'end' && what.before !== '') write(what.before);
-      },
-      signal,
-    );
+    out.setMarker(input.marker);
+    const reader = out.reader((text, end, cont) => {
+      if (!end) {
+        write(text, cont);
+        return;
+      }
+      const what = read(input.marker, text, cont);
+      if (what.kind === 'line') write(text, cont);
+      else if (what.kind === 'end' && what.before !== '') write(what.before, cont);
+    });
+    const run = port.startAttached(container, reader.handler, signal);
+    reader.bind(run);
     const ended = await run.exitCode;
     if (!port.remote) {
-      exited(ended, run.stderr());
+      await exited(ended, run.stderr());
       return;
     }
     // Over a remote connection the stream also ends when the connection drops, and podman then says 0:
     // the engine says whether the container exited. A host that does not answer throws (unreachable).
     const info = await port.inspectContainer(container, signal);
     if (info === undefined) {
+      await out.close();
       send({ type: 'container.lost', error: new Error(`container ${container} is gone from its host`) });
       return;
     }
     if (!LIVE_STATES.has(info.State.Status)) {
       const exitedForReal = info.State.Status === 'exited' || info.State.Status === 'stopped';
-      exited(exitedForReal ? info.State.ExitCode : ended, run.stderr());
+      await exited(exitedForReal ? info.State.ExitCode : ended, run.stderr());
       return;
     }
     // The attachment dropped, not the container: follow it from where the log ends.
   }
 
-  if (input.withheldBecause !== undefined) notice(input.withheldBecause);
+  if (input.withheldBecause !== undefined) out.notice(input.withheldBecause);
   const info = await port.inspectContainer(container, signal);
   if (adopted) send(imageOf(info));
   const marker =
     (info?.Config.Env ?? []).find((e) => e.startsWith('AGENTD_SETUP_MARKER='))?.slice(20) ?? input.marker;
-  // Output already in the log stays: replay the container's output and skip what was written; when
-  // the bounded log was trimmed (or holds agentd's notes), resume from its last write instead.
-  let skip = log.writtenLines();
-  const since = skip === undefined ? log.lastWrite()?.toISOString() : undefined;
+  out.setMarker(marker);
+  // Output already handed on stays: replay the container's output and skip the lines that were; when
+  // that count is not known (the bounded log was trimmed or has a gap, or Podman's own copy may have
+  // been emptied), resume from the last line's time instead.
+  let skip = out.log.writtenLines();
+  const since = skip === undefined ? out.log.lastWrite()?.toISOString() : undefined;
   // Without a replay from the start, the markers are not seen again.
   commandStarted = skip === undefined && (adopted?.phase ?? (commandStarted ? 'running' : '')) === 'running';
-  const replayed = (text: string) => {
+  /** Inside a line longer than the maximum that is being skipped. */
+  let skipping = false;
+  const replayed = (text: string, cont: boolean) => {
     if (skip !== undefined && skip > 0) skip--;
-    else write(text);
+    else write(text, cont);
   };
-  const { exitCode: followEnd } = port.followLogs(
-    container,
-    since,
-    (raw) => {
-      // Replayed markers only move the phase forward; the machine ignores those it is past.
-      const what = read(marker, raw);
-      if (what.kind === 'line') replayed(raw);
-      // The output before the report was logged already, unless the log was cut short there.
-      else if (what.kind === 'end' && what.before !== '') replayed(what.before);
-    },
-    signal,
-  );
+  const reader = out.reader((text, end, cont) => {
+    if (!end) {
+      if (skipping || (skip !== undefined && skip > 0)) skipping = true;
+      else write(text, cont);
+      return;
+    }
+    if (skipping) {
+      // The end of a skipped line; it may still carry the setup step's report.
+      skipping = false;
+      if (skip !== undefined) skip--;
+      const ended = findCommandEnd(marker, text);
+      if (ended !== undefined) commandEnd = ended.end;
+      return;
+    }
+    // Replayed markers only move the phase forward; the machine ignores those it is past.
+    const what = read(marker, text, cont);
+    if (what.kind === 'line') replayed(text, cont);
+    // The output before the report was handed on already, unless the log was cut short there.
+    else if (what.kind === 'end' && what.before !== '') replayed(what.before, cont);
+  });
+  const followed = port.followLogs(container, since, reader.handler, signal);
+  reader.bind(followed);
   // A broken log stream is not the end of the container: `wait` says when that is.
-  const streamEnded = followEnd.catch(() => -1);
+  const streamEnded = followed.exitCode.catch(() => -1);
   let exitCode = await port.wait(container, signal);
   if (port.remote) {
     // As with the attachment: over a remote connection, the engine confirms the exit.
     const after = await port.inspectContainer(container, signal);
     if (after === undefined || LIVE_STATES.has(after.State.Status)) {
+      await out.close();
       throw new Error(`the connection to the host of container ${container} dropped while waiting for it`);
     }
     exitCode = after.State.ExitCode;
   }
   // The log stream ends with the container; do not wait for it forever.
   await Promise.race([streamEnded, new Promise((resolve) => setTimeout(resolve, FOLLOW_GRACE_MS).unref())]);
-  exited(exitCode, '');
+  await exited(exitCode, '');
 }
 
 function imageOf(info: ContainerInspect | undefined): AttachEvent {

@@ -20,20 +20,23 @@ export type MaskedValue = string | Uint8Array;
  * Not masked: hex, reversed or otherwise transformed values, a value split across lines in any other
  * way, and any text shorter than 4 characters.
  */
-export function createMasker(values: readonly MaskedValue[]): (line: string) => string {
+export function createMasker(values: readonly MaskedValue[]): Masker {
   const needles = new Set<string>();
   for (const value of values) for (const needle of formsOf(value)) needles.add(needle);
   // Longest first so a value is masked whole before any of its parts.
   const ordered = [...needles]
     .filter((n) => n.length >= MIN_MASKED_LENGTH)
     .sort((a, b) => b.length - a.length);
-  if (ordered.length === 0) return (line) => line;
-  return (line) => {
+  const mask = (line: string) => {
     let out = line;
     for (const needle of ordered) if (out.includes(needle)) out = out.split(needle).join(MASK);
     return out;
   };
+  return Object.assign(ordered.length === 0 ? (line: string) => line : mask, { forms: ordered });
 }
+
+/** Masks one line; `forms` are the texts it hides, longest first (a line is never cut inside one). */
+export type Masker = ((line: string) => string) & { readonly forms: readonly string[] };
 
 /** The texts that stand for one value in output. */
 export function formsOf(value: MaskedValue): string[] {

@@ -1,91 +1,218 @@
-import { statSync } from 'node:fs';
-import { appendNoFollow, readNoFollow, writeFileAtomic } from '../adapters/state-files.js';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  ftruncateSync,
+  openSync,
+  readSync,
+  rename,
+  statSync,
+  write,
+} from 'node:fs';
+import { appendNoFollow, readNoFollow, removeQuietly } from '../adapters/state-files.js';
+import { CONTAINER_LOG_MAX_BYTES } from '../constants.js';
 
-const DROPPED = '[agentd: earlier output dropped to keep this log bounded]\n';
-/** Lines agentd itself writes into a log start so; a log holding one cannot be replayed line for line. */
-const NOTE_PREFIX = '[agentd: ';
-const GAP_RETRY_MS = 2000;
+/** Where a line of a session's output came from: the container's stdout or stderr, or agentd itself. */
+export type OutputStream = 'stdout' | 'stderr' | 'agentd';
+
+/** One line of a session's output as the log keeps it and the protocol sends it. */
+export interface OutputLine {
+  /** 1, 2, 3, ... per session, never reused: where a follower resumes. */
+  seq: number;
+  /** When the daemon read it (ISO 8601, UTC). */
+  time: string;
+  stream: OutputStream;
+  text: string;
+  /** Continues the line before it: that one was cut at OUTPUT_LINE_MAX_BYTES. */
+  cont?: boolean;
+}
+
+/** A stretch of output a reader does not get: `count` lines from `fromSeq` to `toSeq`, and why. */
+export interface SkippedLines {
+  fromSeq: number;
+  toSeq: number;
+  count: number;
+  reason: string;
+}
 
 /** Output that could not be written (the state dir was full): recorded in the log once it can be. */
 interface Gap {
   lines: number;
   bytes: number;
-  since: Date;
-  until: Date;
+  since: string;
+  until: string;
   errno: string;
 }
 
+const { O_WRONLY, O_APPEND, O_CREAT, O_NOFOLLOW } = constants;
+const GAP_RETRY_MS = 2000;
+/** Unwritten bytes beyond which the log asks its writer to wait (`backlogged`). */
+const HIGH_WATER = 256 * 1024;
+/** ... and below which it tells the writer to carry on. */
+const LOW_WATER = 64 * 1024;
+/** Size of the buffers records are encoded into as they are appended. */
+const CHUNK = 64 * 1024;
+const TOKENS: Record<OutputStream, string> = { stdout: 'out', stderr: 'err', agentd: 'agentd' };
+const STREAMS: Record<string, OutputStream> = { out: 'stdout', err: 'stderr', agentd: 'agentd' };
+export const TRIMMED_REASON = 'earlier output dropped to keep the log bounded (daemon.log_max_bytes)';
+
+/** The logs of sessions being written in this process, by path: readers also get what is not on disk yet. */
+const writing = new Map<string, SessionLog>();
+
 /**
- * Appends a session's output to its log file, keeping at most maxBytes (the newest output). The file
- * is never opened through a symbolic link. A write that fails (a full state dir) never stops the
- * session: the line still reaches followers, and the log gets one note saying what is missing, from
- * when to when, as soon as it can be written.
+ * The log of a session, open: the one still being written in this process when there is one (a runner
+ * that follows its container again after losing it goes on where it was), else opened from its file.
+ */
+export function openSessionLog(
+  path: string,
+  maxBytes: number,
+  onMissed?: (lines: number) => void,
+): SessionLog {
+  return writing.get(path) ?? new SessionLog(path, maxBytes, onMissed);
+}
+
+/** Writes what a session's open log still holds and closes it; a log that is not open is left alone. */
+export async function closeSessionLog(path: string): Promise<void> {
+  await writing.get(path)?.close();
+}
+
+/** Records encoded and waiting to be written: whole records, in order. */
+interface Pending {
+  chunks: { buffer: Buffer; used: number }[];
+  bytes: number;
+}
+
+/**
+ * A session's output log: one line per output line, `SEQ TIME STREAM TEXT` (STREAM is `out`, `err` or
+ * `agentd`, with a `+` for a continuation), at most maxBytes on disk (the newest output): the file
+ * `<id>.log` and, once that holds half of maxBytes, the half before it as `<id>.log.1`.
+ *
+ * Writes are buffered and asynchronous: appending never blocks the daemon, one file stays open while
+ * the session runs, and what is appended while a write is under way goes out in the next one. Records
+ * are encoded into buffers outside V8's heap as they are appended, so a flood of lines leaves little
+ * for the garbage collector. When more is waiting than HIGH_WATER, `backlogged` tells the writer to
+ * stop reading the container until `onDrain`.
+ *
+ * The file is never opened through a symbolic link. A write that fails (a full state dir) never stops
+ * the session: the lines still reach followers, and the log gets one note saying what is missing,
+ * from when to when, as soon as it can be written.
  */
 export class SessionLog {
-  private size: number;
+  private fd: number | undefined;
+  private size = 0;
+  private nextSeq: number;
+  /** Appended, not yet handed to a write. */
+  private pending: Pending = emptyPending();
+  /** Being written. */
+  private flying: Buffer | undefined;
+  private scheduled = false;
+  private closed = false;
+  private wasBacklogged = false;
+  private readonly drainListeners: (() => void)[] = [];
+  private idleWaiters: (() => void)[] = [];
   private gap: Gap | undefined;
   private retry: NodeJS.Timeout | undefined;
-  /** Size at which a trim failed; tried again only once the log has grown well past it. */
-  private trimFailedAt: number | undefined;
+  /** When the newest line written (or found when opened) was read. */
+  private lastTime: string | undefined;
+  /**
+   * Container lines (agentd's own and continuations not counted) handed to the log from the first on,
+   * with an estimate of what Podman's own copy of them takes; undefined once the log does not hold all
+   * of them (trimmed, or a gap) when it was opened.
+   */
+  private containerLines: number | undefined;
+  private containerLogBytes = 0;
 
   constructor(
     readonly path: string,
     private readonly maxBytes: number,
-    /** Told of each line that could not be written (counted by the metrics). */
-    private readonly onMissed: () => void = () => {},
+    /** Told of lines that could not be written (counted by the metrics). */
+    private readonly onMissed: (lines: number) => void = () => {},
   ) {
-    this.size = safeSize(path);
+    const { lines, notes, trimmed } = readRecords(path);
+    const last = lines.at(-1);
+    this.lastTime = last?.time;
+    this.nextSeq = (last?.seq ?? 0) + 1;
+    const complete = !trimmed && notes.size === 0 && lines.every((line, i) => line.seq === i + 1);
+    this.containerLines = complete ? 0 : undefined;
+    for (const line of lines) this.count(line);
+    writing.set(path, this);
   }
 
-  /** Lines written so far, or undefined once agentd wrote notes into it: where an adopted session resumes. */
+  /**
+   * Container output lines handed on so far, from the first on (agentd's own lines and continuations not
+   * counted): where a replay of the container's own log resumes (an adopted session, a dropped
+   * attachment). Undefined when not known: the log did not hold all of them when it was opened, or
+   * Podman may have emptied its own copy since (`--log-opt max-size`).
+   */
   writtenLines(): number | undefined {
-    let content: Buffer;
-    try {
-      content = readNoFollow(this.path);
-    } catch {
-      return 0;
-    }
-    if (content.subarray(0, DROPPED.length).toString() === DROPPED) return undefined;
-    if (
-      content.includes(`\n${NOTE_PREFIX}`) ||
-      content.subarray(0, NOTE_PREFIX.length).toString() === NOTE_PREFIX
-    )
-      return undefined;
-    let count = 0;
-    for (let i = content.indexOf(10); i !== -1; i = content.indexOf(10, i + 1)) count++;
-    return count;
+    return this.containerLogBytes < CONTAINER_LOG_MAX_BYTES / 2 ? this.containerLines : undefined;
   }
 
-  /** When output was last written, if ever. */
+  /** When the newest line in the log was read, if any. */
   lastWrite(): Date | undefined {
-    try {
-      return statSync(this.path).mtime;
-    } catch {
-      return undefined;
-    }
+    return this.lastTime === undefined ? undefined : new Date(this.lastTime);
   }
 
-  append(line: string): void {
-    const data = `${line}\n`;
-    // A pending gap note goes first, in the same write: either both reach the log or neither does.
-    const note = this.gap ? this.gapNote(this.gap) : '';
-    try {
-      appendNoFollow(this.path, note + data, 'write the session log');
-    } catch (error) {
-      this.missed(Buffer.byteLength(data), (error as { errno?: string }).errno ?? 'EIO');
-      return;
+  /** Appends one line; it gets the next sequence number and is written soon. */
+  append(text: string, options: { stream?: OutputStream; cont?: boolean } = {}): OutputLine {
+    const line: OutputLine = { seq: this.nextSeq++, time: now(), stream: options.stream ?? 'stdout', text };
+    if (options.cont) line.cont = true;
+    this.count(line);
+    if (this.closed) return line;
+    encode(this.pending, record(line));
+    if (this.pending.bytes > HIGH_WATER) this.wasBacklogged = true;
+    if (!this.scheduled && this.flying === undefined) {
+      this.scheduled = true;
+      setImmediate(() => {
+        this.scheduled = false;
+        this.flush();
+      });
     }
-    if (note) this.gapWritten();
-    this.size += Buffer.byteLength(note + data);
-    if (
-      this.size > this.maxBytes &&
-      (this.trimFailedAt === undefined || this.size > this.trimFailedAt + this.maxBytes / 4)
-    )
-      this.trim();
+    return line;
   }
 
-  /** The session ended: a gap still unrecorded is written as soon as the state dir has room. */
-  close(): void {
+  /** Counts a container line; Podman's own log line for it is its text and about 40 bytes. */
+  private count(line: OutputLine): void {
+    if (line.stream === 'agentd') return;
+    this.containerLogBytes += line.text.length + 40;
+    if (!line.cont && this.containerLines !== undefined) this.containerLines++;
+  }
+
+  /** More is waiting to be written than the log buffers: the writer should pause until onDrain. */
+  get backlogged(): boolean {
+    return this.pending.bytes > HIGH_WATER;
+  }
+
+  /** Called (each time) once a backlog has been written down to LOW_WATER. */
+  onDrain(listener: () => void): void {
+    this.drainListeners.push(listener);
+  }
+
+  /** Lines appended but not on disk yet, after `seq`: what a reader of the file would miss. */
+  unwrittenAfter(seq: number): OutputLine[] {
+    const lines: OutputLine[] = [];
+    const parts = this.flying === undefined ? [] : [this.flying];
+    parts.push(...pendingParts(this.pending));
+    for (const raw of Buffer.concat(parts).toString('utf8').split('\n')) {
+      const line = parseRecord(raw);
+      if (line !== undefined && line !== 'note' && line.seq > seq) lines.push(line);
+    }
+    return lines;
+  }
+
+  /** Resolves once everything appended so far was written (or found missing). */
+  flushed(): Promise<void> {
+    if (this.pending.bytes === 0 && this.flying === undefined) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** The session ended: what is buffered is written, the file closed; a gap is noted as soon as there is room. */
+  async close(): Promise<void> {
+    await this.flushed();
+    this.closed = true;
+    if (this.fd !== undefined) closeQuietly(this.fd);
+    this.fd = undefined;
+    if (writing.get(this.path) === this) writing.delete(this.path);
     if (this.gap) this.writeGapNote();
   }
 
@@ -94,15 +221,145 @@ export class SessionLog {
     return this.gap && { lines: this.gap.lines, bytes: this.gap.bytes };
   }
 
-  private missed(bytes: number, errno: string): void {
-    this.onMissed();
-    const now = new Date();
+  private flush(): void {
+    if (this.flying !== undefined || this.pending.bytes === 0) {
+      this.idle();
+      return;
+    }
+    const note = this.gap ? Buffer.from(noteRecord(this.gap)) : undefined;
+    let batch = Buffer.concat(pendingParts(this.pending));
+    this.pending = emptyPending();
+    this.flying = batch;
+    const half = Math.floor(this.maxBytes / 2);
+    const noteBytes = note?.length ?? 0;
+    let dropped = false;
+    if (noteBytes + batch.length > half) {
+      // More than half the bound at once: its oldest lines would go at the next rotation anyway.
+      const from = batch.indexOf(10, Math.max(0, batch.length - (half - noteBytes)) - 1) + 1;
+      batch = batch.subarray(from);
+      dropped = true;
+    }
+    const data = note ? Buffer.concat([note, batch]) : batch;
+    const flying = this.flying;
+    try {
+      if (this.fd === undefined) this.open();
+      if (dropped) {
+        // What the log holds is older than what was just dropped: the log starts again, gap-free.
+        ftruncateSync(this.fd as number, 0);
+        this.size = 0;
+        removeQuietly(`${this.path}.1`);
+      } else if (this.size > 0 && this.size + data.length > half) {
+        // The file becomes `<path>.1`, replacing the half before it (rename never follows a link at
+        // either path); off the event loop: dropping the old half costs the filesystem some time.
+        closeQuietly(this.fd as number);
+        this.fd = undefined;
+        rename(this.path, `${this.path}.1`, (error) => {
+          try {
+            if (error) throw error;
+            this.open();
+          } catch (failure) {
+            this.written(flying, (failure as NodeJS.ErrnoException).code ?? 'EIO', false);
+            return;
+          }
+          this.writeBatch(flying, data, note !== undefined);
+        });
+        return;
+      }
+    } catch (error) {
+      this.written(flying, (error as NodeJS.ErrnoException).code ?? 'EIO', false);
+      return;
+    }
+    this.writeBatch(flying, data, note !== undefined);
+  }
+
+  private writeBatch(batch: Buffer, data: Buffer, withNote: boolean): void {
+    const fd = this.fd as number;
+    const before = this.size;
+    const writeFrom = (offset: number): void => {
+      write(fd, data, offset, data.length - offset, null, (error, n) => {
+        if (error) {
+          // A write cut short (no room for all of it) would leave half a line: take it back.
+          try {
+            ftruncateSync(fd, before);
+          } catch {
+            // Nothing more can be done; the next write starts after the fragment.
+          }
+          this.written(batch, error.code ?? 'EIO', false);
+          return;
+        }
+        if (offset + n < data.length) {
+          writeFrom(offset + n);
+          return;
+        }
+        this.size = before + data.length;
+        this.written(batch, undefined, withNote);
+      });
+    };
+    if (data.length === 0) this.written(batch, undefined, false);
+    else writeFrom(0);
+  }
+
+  private written(batch: Buffer, errno: string | undefined, noteWritten: boolean): void {
+    this.flying = undefined;
+    if (errno !== undefined) this.missed(batch, errno);
+    else {
+      if (noteWritten) this.gapWritten();
+      const lastLine = lastRecordIn(batch);
+      if (lastLine) this.lastTime = lastLine.time;
+    }
+    if (this.wasBacklogged && this.pending.bytes <= LOW_WATER) {
+      this.wasBacklogged = false;
+      for (const listener of this.drainListeners) {
+        try {
+          listener();
+        } catch {
+          // A listener's failure is its own.
+        }
+      }
+    }
+    if (this.pending.bytes > 0) this.flush();
+    else this.idle();
+  }
+
+  private idle(): void {
+    if (this.pending.bytes > 0 || this.flying !== undefined) return;
+    for (const resolve of this.idleWaiters.splice(0)) resolve();
+  }
+
+  private open(): void {
+    const fd = openSync(this.path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0o600);
+    try {
+      // A planted directory or device is not a log.
+      const stat = fstatSync(fd);
+      if (!stat.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EISDIR' });
+      this.size = stat.size;
+    } catch (error) {
+      closeQuietly(fd);
+      throw error;
+    }
+    this.fd = fd;
+  }
+
+  private missed(batch: Buffer, errno: string): void {
+    const lines = batch
+      .toString('utf8')
+      .split('\n')
+      .map(parseRecord)
+      .filter((line): line is OutputLine => line !== undefined && line !== 'note');
+    const bytes = lines.reduce((sum, line) => sum + Buffer.byteLength(line.text) + 1, 0);
+    const first = lines[0]?.time ?? now();
+    const last = lines.at(-1)?.time ?? first;
+    try {
+      this.onMissed(lines.length);
+    } catch {
+      // Counting is not writing: it never stops the log.
+    }
     if (this.gap) {
-      this.gap.lines++;
+      this.gap.lines += lines.length;
       this.gap.bytes += bytes;
-      this.gap.until = now;
+      this.gap.until = last;
     } else {
-      this.gap = { lines: 1, bytes, since: now, until: now, errno };
+      this.gap = { lines: lines.length, bytes, since: first, until: last, errno };
     }
     if (!this.retry) {
       // Without new output the note would wait for ever: try again on a timer until it is written.
@@ -111,26 +368,17 @@ export class SessionLog {
     }
   }
 
-  /** Writes the note for the current gap on its own; true when it is written (or there was none). */
-  private writeGapNote(): boolean {
-    if (!this.gap) return true;
-    const note = this.gapNote(this.gap);
+  /** Writes the note for the current gap on its own, when nothing else is being written. */
+  private writeGapNote(): void {
+    if (!this.gap || this.flying !== undefined || this.pending.bytes > 0) return;
+    const note = noteRecord(this.gap);
     try {
       appendNoFollow(this.path, note, 'write the session log');
+      this.size += Buffer.byteLength(note);
     } catch {
-      return false;
+      return;
     }
-    this.size += Buffer.byteLength(note);
     this.gapWritten();
-    return true;
-  }
-
-  private gapNote(gap: Gap): string {
-    const reason =
-      gap.errno === 'ENOSPC' || gap.errno === 'EDQUOT'
-        ? 'the state dir was full'
-        : 'the log could not be written';
-    return `${NOTE_PREFIX}${gap.lines} line(s), ${gap.bytes} bytes of output are missing here: ${reason} (${gap.errno}) from ${gap.since.toISOString()} to ${gap.until.toISOString()}; followers received them live]\n`;
   }
 
   private gapWritten(): void {
@@ -138,29 +386,301 @@ export class SessionLog {
     clearInterval(this.retry);
     this.retry = undefined;
   }
+}
 
-  private trim(): void {
+function emptyPending(): Pending {
+  return { chunks: [], bytes: 0 };
+}
+
+/** Encodes one record into the pending buffers (a record longer than a chunk gets one of its own). */
+function encode(pending: Pending, text: string): void {
+  // At most 3 bytes a UTF-16 unit: room is checked without measuring the string first.
+  let chunk = pending.chunks.at(-1);
+  if (chunk === undefined || chunk.used + text.length * 3 > chunk.buffer.length) {
+    chunk = { buffer: Buffer.allocUnsafe(Math.max(CHUNK, text.length * 3)), used: 0 };
+    pending.chunks.push(chunk);
+  }
+  const written = chunk.buffer.write(text, chunk.used);
+  chunk.used += written;
+  pending.bytes += written;
+}
+
+/** The pending bytes, chunk by chunk. */
+function pendingParts(pending: Pending): Buffer[] {
+  return pending.chunks.map((chunk) => chunk.buffer.subarray(0, chunk.used));
+}
+
+/** The last record of a batch of whole records. */
+function lastRecordIn(batch: Buffer): OutputLine | undefined {
+  if (batch.length === 0) return undefined;
+  const start = batch.lastIndexOf(10, batch.length - 2) + 1;
+  const line = parseRecord(batch.toString('utf8', start, batch.length - 1));
+  return line === 'note' ? undefined : line;
+}
+
+/** What reads a session's log after a sequence number, a piece at a time (LogReader). */
+export interface LogSource {
+  /** The next entries, or undefined once everything has been read. */
+  next(maxBytes?: number): (OutputLine | SkippedLines)[] | undefined;
+  /** Stops reading (a reader that is not read to the end). */
+  close(): void;
+}
+
+/** Bytes of the log read at a time. */
+const READ_BLOCK = 64 * 1024;
+
+/**
+ * Reads a session's log after a sequence number, a block at a time, so that a client that reads
+ * slowly costs a block of memory, not the whole log: the lines, and a `skipped` entry for each stretch
+ * the log does not have (trimmed to its bound, or never written). The files are read through open
+ * descriptors, so a rotation while a client is still reading changes nothing it reads; a newer file
+ * is picked up at the end. Last come the lines of a running session not yet on disk.
+ */
+export class LogReader implements LogSource {
+  private readonly files: { fd: number; pos: number; ino: number }[] = [];
+  private carry: Buffer = Buffer.alloc(0);
+  private expected: number;
+  private firstRecord = true;
+  private pendingNote: string | undefined;
+  private lastSeq: number;
+  private done = false;
+  private readonly block = Buffer.allocUnsafe(READ_BLOCK);
+
+  constructor(
+    private readonly path: string,
+    afterSeq = 0,
+  ) {
+    this.expected = afterSeq + 1;
+    this.lastSeq = afterSeq;
+    for (const file of [`${path}.1`, path]) this.openFile(file);
+  }
+
+  /** The next entries (about maxBytes of the log), or undefined once everything has been read. */
+  next(maxBytes = READ_BLOCK): (OutputLine | SkippedLines)[] | undefined {
+    if (this.done) return undefined;
+    const out: (OutputLine | SkippedLines)[] = [];
+    let read = 0;
+    while (read < maxBytes) {
+      const file = this.files[0];
+      if (!file) break;
+      let n = 0;
+      try {
+        n = readSync(file.fd, this.block, 0, READ_BLOCK, file.pos);
+      } catch {
+        n = 0;
+      }
+      if (n === 0) {
+        // The end of this file: a newer one may have taken its place since (a rotation).
+        if (this.files.length === 1 && this.rotatedSince(file.ino)) this.openFile(this.path);
+        closeQuietly(file.fd);
+        this.files.shift();
+        // A record cut short at the end of a file is a write still under way: not a record.
+        this.carry = Buffer.alloc(0);
+        continue;
+      }
+      file.pos += n;
+      read += n;
+      const data =
+        this.carry.length === 0
+          ? this.block.subarray(0, n)
+          : Buffer.concat([this.carry, this.block.subarray(0, n)]);
+      const last = data.lastIndexOf(10);
+      this.carry = Buffer.from(last === -1 ? data : data.subarray(last + 1));
+      if (last === -1) continue;
+      const text = data.toString('utf8', 0, last);
+      let at = 0;
+      while (at <= text.length) {
+        const nl = text.indexOf('\n', at);
+        const raw = text.slice(at, nl === -1 ? text.length : nl);
+        at = nl === -1 ? text.length + 1 : nl + 1;
+        this.take(raw, out);
+      }
+    }
+    if (this.files.length === 0) {
+      // Everything on disk is read: in the same turn, what the running session has not written yet.
+      const live = writing.get(this.path);
+      if (live) for (const line of live.unwrittenAfter(this.lastSeq)) this.add(line, out);
+      this.done = true;
+    }
+    return out.length === 0 && this.done ? undefined : out;
+  }
+
+  /** Closes the files (a reader that is not read to the end). */
+  close(): void {
+    for (const file of this.files.splice(0)) closeQuietly(file.fd);
+    this.done = true;
+  }
+
+  private take(raw: string, out: (OutputLine | SkippedLines)[]): void {
+    const parsed = parseRecord(raw);
+    if (parsed === 'note') {
+      this.pendingNote = raw.slice(raw.indexOf(' note ') + 6);
+      return;
+    }
+    // A line that is not a record (a log of an older agentd) is read as a stdout line.
+    this.add(parsed ?? { seq: this.lastSeq + 1, time: now(), stream: 'stdout', text: raw }, out);
+  }
+
+  private add(line: OutputLine, out: (OutputLine | SkippedLines)[]): void {
+    const note = this.pendingNote;
+    this.pendingNote = undefined;
+    const first = this.firstRecord;
+    this.firstRecord = false;
+    if (line.seq < this.expected) return;
+    if (line.seq > this.expected) {
+      out.push({
+        fromSeq: this.expected,
+        toSeq: line.seq - 1,
+        count: line.seq - this.expected,
+        reason: note ?? (first ? TRIMMED_REASON : 'not in the log'),
+      });
+    }
+    out.push(line);
+    this.expected = line.seq + 1;
+    this.lastSeq = line.seq;
+  }
+
+  private openFile(file: string): void {
     try {
-      const content = readNoFollow(this.path);
-      // Keep the newest half so trimming is rare; cut at a line boundary.
-      let start = content.length - Math.floor(this.maxBytes / 2);
-      const newline = content.indexOf(10, start);
-      start = newline === -1 ? start : newline + 1;
-      const kept = Buffer.concat([Buffer.from(DROPPED), content.subarray(start)]);
-      writeFileAtomic(this.path, kept, { operation: 'trim the session log' });
-      this.size = kept.length;
-      this.trimFailedAt = undefined;
+      const fd = openSync(file, constants.O_RDONLY | O_NOFOLLOW);
+      this.files.push({ fd, pos: 0, ino: fstatSync(fd).ino });
     } catch {
-      // No room for the trimmed copy: the log stays a little longer than its bound for now.
-      this.trimFailedAt = this.size;
+      // Not there (yet), or not a file we read.
+    }
+  }
+
+  private rotatedSince(ino: number): boolean {
+    try {
+      return statSync(this.path).ino !== ino;
+    } catch {
+      return false;
     }
   }
 }
 
-function safeSize(path: string): number {
+/** A session's whole log after `afterSeq` at once (see LogReader). */
+export function readSessionLog(path: string, afterSeq = 0): (OutputLine | SkippedLines)[] {
+  const reader = new LogReader(path, afterSeq);
+  const out: (OutputLine | SkippedLines)[] = [];
+  for (let entries = reader.next(); entries !== undefined; entries = reader.next()) out.push(...entries);
+  return out;
+}
+
+/** A session's log as text, one output line a line, a line for each stretch of missing lines. */
+export function renderSessionLog(path: string): string {
+  return readSessionLog(path)
+    .map((entry) => `${isSkipped(entry) ? skippedText(entry) : entry.text}\n`)
+    .join('');
+}
+
+/** How a reader shows lines it does not get: `[agentd: N line(s) skipped (seq A-B): why]`. */
+export function skippedText({ count, fromSeq, toSeq, reason }: SkippedLines): string {
+  return `[agentd: ${count} line(s) skipped (seq ${fromSeq}-${toSeq}): ${reason}]`;
+}
+
+/** Whether an entry of readSessionLog is a stretch of skipped lines. */
+export function isSkipped(entry: OutputLine | SkippedLines): entry is SkippedLines {
+  return 'count' in entry;
+}
+
+function record(line: OutputLine): string {
+  return `${line.seq} ${line.time} ${TOKENS[line.stream]}${line.cont ? '+' : ''} ${line.text}\n`;
+}
+
+function noteRecord(gap: Gap): string {
+  const reason =
+    gap.errno === 'ENOSPC' || gap.errno === 'EDQUOT'
+      ? 'the state dir was full'
+      : 'the log could not be written';
+  return `- ${now()} note [agentd: ${gap.lines} line(s), ${gap.bytes} bytes of output are missing here: ${reason} (${gap.errno}) from ${gap.since} to ${gap.until}; followers received them live]\n`;
+}
+
+/**
+ * The records of a log (`<path>.1`, then `<path>`). Notes are keyed by the seq of the line after
+ * them. A line that is not a record (a log of an older agentd) is read as a stdout line.
+ */
+function readRecords(path: string): { lines: OutputLine[]; notes: Map<number, string>; trimmed: boolean } {
+  const lines: OutputLine[] = [];
+  const notes = new Map<number, string>();
+  let pendingNote: string | undefined;
+  for (const file of [`${path}.1`, path]) {
+    let content: string;
+    try {
+      content = readNoFollow(file).toString('utf8');
+    } catch {
+      continue;
+    }
+    let fallbackTime: string | undefined;
+    let at = 0;
+    while (at < content.length) {
+      const nl = content.indexOf('\n', at);
+      // A last line without its newline is a write still under way: not a record yet.
+      if (nl === -1) break;
+      const raw = content.slice(at, nl);
+      at = nl + 1;
+      const parsed = parseRecord(raw);
+      if (parsed === 'note') {
+        pendingNote = raw.slice(raw.indexOf(' note ') + 6);
+        continue;
+      }
+      let line = parsed;
+      if (line === undefined) {
+        fallbackTime ??= safeMtime(file);
+        line = { seq: (lines.at(-1)?.seq ?? 0) + 1, time: fallbackTime, stream: 'stdout', text: raw };
+      }
+      if (pendingNote !== undefined) {
+        notes.set(line.seq, pendingNote);
+        pendingNote = undefined;
+      }
+      lines.push(line);
+    }
+  }
+  // A note at the very end (nothing written after it yet) still makes the log incomplete.
+  if (pendingNote !== undefined) notes.set((lines.at(-1)?.seq ?? 0) + 1, pendingNote);
+  return { lines, notes, trimmed: (lines[0]?.seq ?? 1) !== 1 };
+}
+
+function parseRecord(raw: string): OutputLine | 'note' | undefined {
+  const a = raw.indexOf(' ');
+  const b = a === -1 ? -1 : raw.indexOf(' ', a + 1);
+  const c = b === -1 ? -1 : raw.indexOf(' ', b + 1);
+  if (c === -1) return undefined;
+  const head = raw.slice(0, a);
+  const token = raw.slice(b + 1, c);
+  if (head === '-' && token === 'note') return 'note';
+  if (!/^\d+$/.test(head)) return undefined;
+  const cont = token.endsWith('+');
+  const stream = STREAMS[cont ? token.slice(0, -1) : token];
+  if (stream === undefined) return undefined;
+  const line: OutputLine = { seq: Number(head), time: raw.slice(a + 1, b), stream, text: raw.slice(c + 1) };
+  if (cont) line.cont = true;
+  return line;
+}
+
+let lastMs = 0;
+let lastIso = '';
+/** The time as ISO 8601; computed once per millisecond (lines come by the thousand). */
+function now(): string {
+  const ms = Date.now();
+  if (ms !== lastMs) {
+    lastMs = ms;
+    lastIso = new Date(ms).toISOString();
+  }
+  return lastIso;
+}
+
+function safeMtime(file: string): string {
   try {
-    return statSync(path).size;
+    return statSync(file).mtime.toISOString();
   } catch {
-    return 0;
+    return now();
+  }
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // Closing a log that failed changes nothing.
   }
 }

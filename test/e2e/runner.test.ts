@@ -7,6 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PodmanClient } from '../../src/adapters/podman.js';
 import { MASK } from '../../src/runner/mask.js';
 import { instanceSecretPrefix } from '../../src/runner/names.js';
+import { isSkipped, readSessionLog } from '../../src/runner/session-log.js';
 import type { Phase, RunResult, SessionInvocation, SessionSpec } from '../../src/sessions/types.js';
 import {
   type GitServer,
@@ -97,7 +98,11 @@ async function runSession(options: SessionOptions = {}): Promise<Session> {
     phases: events.flatMap(({ event }) => (event.type === 'phase' ? [event.phase] : [])),
     container,
     logFile,
-    log: () => readFileSync(logFile, 'utf8'),
+    // The text of each line in the log (the file also holds each line's seq, time and stream).
+    log: () =>
+      readSessionLog(logFile)
+        .map((entry) => (isSkipped(entry) ? '' : `${entry.text}\n`))
+        .join(''),
     elapsedMs: finishedAt - started,
     finishedAt,
   };

@@ -3,7 +3,12 @@
  * at once), and what a settled call made or removed is kept, so a test can ask what a user would check
  * with `podman ps -a` and `podman secret ls`.
  */
-import type { AttachedRun, CreateContainerOptions, PodmanPort } from '../../src/adapters/podman.js';
+import type {
+  AttachedRun,
+  CreateContainerOptions,
+  OutputHandler,
+  PodmanPort,
+} from '../../src/adapters/podman.js';
 import { PodmanError } from '../../src/adapters/podman-errors.js';
 import type { ContainerInspect, ContainerSummary } from '../../src/adapters/podman-schemas.js';
 
@@ -201,7 +206,7 @@ export class FakePodman implements PodmanPort {
     return options.name;
   }
 
-  startAttached(name: string, onLine: (line: string) => void, signal?: AbortSignal): AttachedRun {
+  startAttached(name: string, onLine: OutputHandler, signal?: AbortSignal): AttachedRun {
     this.containers.set(name, 'running');
     return this.open(name, onLine, signal);
   }
@@ -209,14 +214,21 @@ export class FakePodman implements PodmanPort {
   followLogs(
     name: string,
     _since: string | undefined,
-    onLine: (line: string) => void,
+    onLine: OutputHandler,
     signal?: AbortSignal,
   ): AttachedRun {
-    if (this.down) return { exitCode: Promise.reject(this.unreachable('logs')), stderr: () => '' };
+    if (this.down) {
+      return {
+        exitCode: Promise.reject(this.unreachable('logs')),
+        stderr: () => '',
+        pause: () => {},
+        resume: () => {},
+      };
+    }
     return this.open(name, onLine, signal);
   }
 
-  private open(name: string, onLine: (line: string) => void, signal?: AbortSignal): AttachedRun {
+  private open(name: string, onLine: OutputHandler, signal?: AbortSignal): AttachedRun {
     let settle!: (code: number) => void;
     let lose!: (error: Error) => void;
     const exitCode = new Promise<number>((resolve, reject) => {
@@ -228,7 +240,7 @@ export class FakePodman implements PodmanPort {
       signal,
       ended: false,
       line: (text) => {
-        if (!stream.ended) onLine(text);
+        if (!stream.ended) onLine(text, true);
       },
       exit: (code) => {
         if (stream.ended) return;
@@ -259,7 +271,8 @@ export class FakePodman implements PodmanPort {
       }
     });
     this.streams.push(stream);
-    return { exitCode, stderr: () => '' };
+    // Output is handed on at once; there is no pipe to pause.
+    return { exitCode, stderr: () => '', pause: () => {}, resume: () => {} };
   }
 
   private readonly waiting = new Map<string, (result: number | Error) => void>();

@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PodmanPort } from '../../src/adapters/podman.js';
+import { isSkipped, readSessionLog } from '../../src/runner/session-log.js';
 import type { Phase, RunResult, SessionInvocation, SessionSpec } from '../../src/sessions/types.js';
 import { randomSessionId } from './ids.js';
 import { TEST_IMAGE } from './podman.js';
@@ -73,7 +73,11 @@ export async function runSession(options: RunSessionOptions): Promise<RunSession
     lines: events.flatMap(({ event }) => (event.type === 'output' ? [event.line] : [])),
     phases: events.flatMap(({ event }) => (event.type === 'phase' ? [event.phase] : [])),
     container,
-    log: () => readFileSync(logFile, 'utf8'),
+    // The text of each line in the log (the file also holds each line's seq, time and stream).
+    log: () =>
+      readSessionLog(logFile)
+        .map((entry) => (isSkipped(entry) ? '' : `${entry.text}\n`))
+        .join(''),
     elapsedMs: performance.now() - started,
   };
 }

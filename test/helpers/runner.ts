@@ -60,7 +60,7 @@ export class TestRunner {
       actors: runnerActors(podman, {
         logFile: () => run.logFile,
         logMaxBytes,
-        line: (_, line) => run.onEvent({ type: 'output', line }),
+        line: (_, line) => run.onEvent({ type: 'output', line: line.text }),
       }),
       actions: {
         announcePhase: (_, { phase }) => run.onEvent({ type: 'phase', phase }),

@@ -7,14 +7,14 @@
  * output is withheld.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { launchDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { type Gate, startGate } from '../helpers/gate.js';
 import { type GitServer, startGitServer } from '../helpers/git-server.js';
 import { makeTempDir } from '../helpers/resources.js';
-import { afterEachTest, agent, crash, FakePodman, killOrphans, recordFigures } from './harness.js';
+import { afterEachTest, agent, crash, FakePodman, killOrphans, recordFigures, waitUntil } from './harness.js';
 
 let git: GitServer;
 let gate: Gate;
@@ -206,6 +206,13 @@ describe('credential forms', () => {
     );
     const id = (await d.cli(['trigger', 'quiet', '--detach'])).stdout.trim();
     await gate.waitFor(1);
+    // The log is written in batches: the crash comes once the first line is in it (a line not yet
+    // written when a daemon dies is replayed from the container's own log instead).
+    const logFile = join(d.files.stateDir, 'sessions', `${id}.log`);
+    await waitUntil(
+      () => existsSync(logFile) && readFileSync(logFile, 'utf8').includes(' out before:'),
+      () => 'the first line in the log',
+    );
     await crash(d);
     killOrphans(d);
     fake.setRules([{ subcommand: 'exec', call: '*', action: 'fail' }]);

@@ -180,7 +180,8 @@ describe('a full state dir', () => {
       () => 'the gap note in the log',
       10_000,
     );
-    expect(log).toMatch(/^before\n/);
+    // One record per line: `SEQ TIME STREAM TEXT`.
+    expect(log).toMatch(/^1 \S+ out before\n/);
     // One note per stretch of lost output (the note is written as soon as it fits): 4 lines in all.
     const notes = [
       ...log.matchAll(

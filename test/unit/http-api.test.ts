@@ -5,6 +5,7 @@ import { createApi } from '../../src/http/api.js';
 import { Tokens } from '../../src/http/auth.js';
 import type { ClientEvent, DaemonEmitted } from '../../src/machines/daemon.machine.js';
 import type { DaemonPort } from '../../src/protocol/context.js';
+import type { OutputLine } from '../../src/runner/session-log.js';
 import type { SessionRecord } from '../../src/sessions/records.js';
 import type { BusEvent } from '../../src/sessions/session-bus.js';
 
@@ -170,6 +171,8 @@ describe('HTTP API: bad requests', () => {
   });
 });
 
+/** When the daemon read the lines of these logs. */
+const TIME = '2026-12-02T10:00:00.000Z';
 const RECORD = {
   version: 1,
   id: '00000000000000a1',
@@ -270,9 +273,24 @@ describe('HTTP API: sessions', () => {
 });
 
 describe('HTTP API: log streams', () => {
+  const at = (seq: number, text: string): OutputLine => ({ seq, time: TIME, stream: 'stdout', text });
+  /** A stored log of these lines (seq 1, 2, ...), read the way the daemon's LogReader reads one. */
   function logPort(lines: string[], record = RECORD) {
     let listener: ((event: BusEvent) => void) | undefined;
     let following = 0;
+    const reader = (after = 0) => {
+      let done = false;
+      return {
+        next: () => {
+          if (done) return undefined;
+          done = true;
+          return lines.map((text, i) => at(i + 1, text)).filter((line) => line.seq > after);
+        },
+        close: () => {
+          done = true;
+        },
+      };
+    };
     return {
       port: {
         follow: (_id: string, l: (event: BusEvent) => void) => {
@@ -282,7 +300,7 @@ describe('HTTP API: log streams', () => {
             following--;
           };
         },
-        readLog: (id: string) => (id === record.id ? { record, lines } : undefined),
+        readLog: (id: string) => (id === record.id ? { record, reader } : undefined),
       } as Partial<DaemonPort>,
       emit: (event: BusEvent) => listener?.(event),
       following: () => following,
@@ -305,7 +323,7 @@ describe('HTTP API: log streams', () => {
     expect(response.status).toBe(200);
     expect(response.headers.get('content-type')).toBe('application/x-ndjson');
     const text = read(response);
-    log.emit({ type: 'output', sessionId: RECORD.id, line: 'four' });
+    log.emit({ type: 'output', sessionId: RECORD.id, lines: [at(4, 'four')] });
     log.emit({ type: 'phase', sessionId: RECORD.id, agent: 'demo', phase: 'tearing_down' });
     log.emit({ type: 'outcome', sessionId: RECORD.id, record: { ...RECORD, outcome: 'succeeded' } });
     expect(
@@ -314,9 +332,9 @@ describe('HTTP API: log streams', () => {
         .split('\n')
         .map((l) => JSON.parse(l)),
     ).toEqual([
-      { type: 'output', seq: 2, line: 'two' },
-      { type: 'output', seq: 3, line: 'three' },
-      { type: 'output', seq: 4, line: 'four' },
+      { type: 'output', seq: 2, line: 'two', stream: 'stdout', time: TIME },
+      { type: 'output', seq: 3, line: 'three', stream: 'stdout', time: TIME },
+      { type: 'output', seq: 4, line: 'four', stream: 'stdout', time: TIME },
       { type: 'phase', phase: 'tearing_down' },
       { type: 'outcome', record: { ...RECORD, outcome: 'succeeded' } },
     ]);
@@ -333,12 +351,14 @@ describe('HTTP API: log streams', () => {
     expect(sse.headers.get('content-type')).toContain('text/event-stream');
     const text = await read(sse);
     expect(text).toBe(
-      `id: 3\nevent: output\ndata: {"type":"output","seq":3,"line":"c"}\n\nevent: outcome\ndata: ${JSON.stringify({ type: 'outcome', record: { ...RECORD, outcome: 'failed' } })}\n\n`,
+      `id: 3\nevent: output\ndata: {"type":"output","seq":3,"line":"c","stream":"stdout","time":"${TIME}"}\n\nevent: outcome\ndata: ${JSON.stringify({ type: 'outcome', record: { ...RECORD, outcome: 'failed' } })}\n\n`,
     );
     const running = logPort(['x']);
     const b = await api(running.port);
     const once = await b.request(`/v1/sessions/${RECORD.id}/log?follow=false`, { token: ENV.T_VIEW });
-    expect(await read(once)).toBe('{"type":"output","seq":1,"line":"x"}\n');
+    expect(await read(once)).toBe(
+      `{"type":"output","seq":1,"line":"x","stream":"stdout","time":"${TIME}"}\n`,
+    );
     expect(running.following()).toBe(0);
     expect((await b.request('/v1/sessions/0000000000000000/log', { token: ENV.T_VIEW })).status).toBe(404);
   });
@@ -348,7 +368,8 @@ describe('HTTP API: log streams', () => {
     const a = await api(log.port);
     const response = await a.request(`/v1/sessions/${RECORD.id}/log`, { token: ENV.T_VIEW });
     const line = 'x'.repeat(64 * 1024);
-    for (let i = 0; i < 200; i++) log.emit({ type: 'output', sessionId: RECORD.id, line });
+    for (let i = 0; i < 200; i++)
+      log.emit({ type: 'output', sessionId: RECORD.id, lines: [at(i + 1, line)] });
     expect(log.following()).toBe(0);
     const events = (await read(response))
       .trim()

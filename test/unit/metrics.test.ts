@@ -50,8 +50,9 @@ describe('metrics', () => {
     m.acceptedSession('s2');
     m.rejectedTrigger('unknown_agent');
     m.session({ type: 'phase', sessionId: 's1', agent: 'demo', phase: 'resolving' });
-    m.session({ type: 'output', sessionId: 's1', line: 'héllo' });
-    m.session({ type: 'output', sessionId: 's1', line: 'x'.repeat(100) });
+    const line = (seq: number, text: string) => ({ seq, time: '', stream: 'stdout' as const, text });
+    m.session({ type: 'output', sessionId: 's1', lines: [line(1, 'héllo')] });
+    m.session({ type: 'output', sessionId: 's1', lines: [line(2, 'x'.repeat(100))] });
     m.droppedOutput('s1', 2, 'withheld');
     m.session({
       type: 'outcome',

@@ -36,7 +36,7 @@ function start(podman: FakePodman, grace = 60_000) {
     actors: runnerActors(podman, {
       logFile: (id) => `${dir}/${id}.log`,
       logMaxBytes: 100_000,
-      line: (_, line) => output.push(line),
+      line: (_, line) => output.push(line.text),
     }),
     actions: { warn: (_, { message }) => warnings.push(message) },
   });

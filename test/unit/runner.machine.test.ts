@@ -30,7 +30,7 @@ function start(podman: FakePodman, adopted?: AdoptedSession) {
     actors: runnerActors(podman, {
       logFile: (id) => `${dir}/${id}.log`,
       logMaxBytes: 100_000,
-      line: (_, line) => output.push(line),
+      line: (_, line) => output.push(line.text),
     }),
     actions: { announcePhase: (_, { phase }) => phases.push(phase) },
   });
@@ -38,9 +38,13 @@ function start(podman: FakePodman, adopted?: AdoptedSession) {
   return { actor, output, phases, result: toPromise(actor) as Promise<RunResult> };
 }
 
-/** Waits until `check` holds, letting the fake's promises and the actor run in between. */
+/**
+ * Waits until `check` holds, letting the fake's promises and the actor run in between (and the
+ * session log's writes, which go to a real file, finish).
+ */
 async function until(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 50 && !check(); i++) await settle();
+  const deadline = Date.now() + 5000;
+  while (!check() && Date.now() < deadline) await settle();
   if (!check()) throw new Error(`never happened: ${what}`);
 }
 

@@ -180,7 +180,7 @@ function providedMachine() {
     actors: runnerActors(port, {
       logFile: (id) => `${dir}/${id}.log`,
       logMaxBytes: 100_000,
-      line: (_, line) => now().output.push(line),
+      line: (_, line) => now().output.push(line.text),
     }),
     actions: {
       announcePhase: (_, { phase }) => now().announced.push(phase),

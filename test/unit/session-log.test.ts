@@ -1,54 +1,206 @@
-/** The bounded session log (src/runner/session-log.ts): newest output kept, where an adoption resumes. */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { SessionLog } from '../../src/runner/session-log.js';
-import { makeTempDir } from '../helpers/resources.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createMasker, MASK } from '../../src/runner/mask.js';
+import {
+  isSkipped,
+  type OutputLine,
+  readSessionLog,
+  renderSessionLog,
+  SessionLog,
+  TRIMMED_REASON,
+} from '../../src/runner/session-log.js';
+import { cutBytes, LineAssembler, SessionOutput } from '../../src/runner/session-output.js';
 
-const DROPPED = '[agentd: earlier output dropped to keep this log bounded]';
-
-function log(maxBytes = 1000): SessionLog {
-  return new SessionLog(join(makeTempDir('agentd-unit-log-'), 'session.log'), maxBytes);
+interface Segment {
+  text: string;
+  end: boolean;
+  cont: boolean;
 }
 
-describe('session log', () => {
-  it('appends lines and counts them for an adopted session to skip on replay', () => {
-    const l = log();
-    expect(l.writtenLines()).toBe(0);
-    expect(l.lastWrite()).toBeUndefined();
-    l.append('one');
-    l.append('two');
-    expect(readFileSync(l.path, 'utf8')).toBe('one\ntwo\n');
-    expect(l.writtenLines()).toBe(2);
-    expect(l.lastWrite()).toBeInstanceOf(Date);
+const dirs: string[] = [];
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+function logPath(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'agentd-unit-log-'));
+  dirs.push(dir);
+  return join(dir, 's.log');
+}
+const size = (path: string) => {
+  let total = 0;
+  for (const file of [path, `${path}.1`]) {
+    try {
+      total += statSync(file).size;
+    } catch {
+      // Not there.
+    }
+  }
+  return total;
+};
+
+describe('SessionLog', () => {
+  it('numbers lines, records stream and time, and writes them asynchronously', async () => {
+    const path = logPath();
+    const log = new SessionLog(path, 1_000_000);
+    const first = log.append('hello');
+    log.append('oops', { stream: 'stderr' });
+    log.append('agentd: note', { stream: 'agentd' });
+    log.append('continued', { cont: true });
+    expect(first).toMatchObject({ seq: 1, stream: 'stdout', text: 'hello' });
+    expect(Date.parse(first.time)).toBeGreaterThan(0);
+    // Nothing is written in the same turn: appending never waits for the disk...
+    expect(() => readFileSync(path)).toThrow();
+    // ...but a reader still gets everything.
+    expect(readSessionLog(path).map((e) => (isSkipped(e) ? '' : e.text))).toEqual([
+      'hello',
+      'oops',
+      'agentd: note',
+      'continued',
+    ]);
+    await log.close();
+    expect(readFileSync(path, 'utf8')).toMatch(
+      /^1 \S+Z out hello\n2 \S+ err oops\n3 \S+ agentd agentd: note\n4 \S+ out\+ continued\n$/,
+    );
+    // A log opened again (an adopted session) goes on from the next number; agentd's own lines and
+    // continuations are not container lines.
+    const again = new SessionLog(path, 1_000_000);
+    expect(again.writtenLines()).toBe(2);
+    expect(again.append('more').seq).toBe(5);
+    await again.close();
   });
 
-  it('keeps the newest output under its bound, cut at a line, and says what was dropped', () => {
-    const l = log(1000);
-    for (let i = 0; i < 200; i++) l.append(`line ${i.toString().padStart(3, '0')} ${'x'.repeat(20)}`);
-    const text = readFileSync(l.path, 'utf8');
-    expect(Buffer.byteLength(text)).toBeLessThanOrEqual(1000 + DROPPED.length + 1);
-    const lines = text.split('\n').filter(Boolean);
-    expect(lines[0]).toBe(DROPPED);
-    expect(lines.at(-1)).toMatch(/^line 199 /);
-    expect(lines.slice(1).every((line) => /^line \d{3} x{20}$/.test(line))).toBe(true);
-    // A trimmed log cannot be replayed line for line: an adoption resumes from its last write instead.
-    expect(l.writtenLines()).toBeUndefined();
+  it('picks up a log of an older agentd (plain lines) where it ends', async () => {
+    const path = logPath();
+    writeFileSync(path, 'a\nb\n');
+    const log = new SessionLog(path, 1_000_000);
+    expect(log.writtenLines()).toBe(2);
+    expect(log.append('c').seq).toBe(3);
+    await log.close();
+    expect(readSessionLog(path).map((e) => (isSkipped(e) ? '' : e.text))).toEqual(['a', 'b', 'c']);
+    expect(renderSessionLog(path)).toBe('a\nb\nc\n');
   });
 
-  it("cannot be replayed line for line once it holds agentd's own notes", () => {
-    const l = log();
-    l.append('output');
-    l.append('[agentd: output withheld: ...]');
-    expect(l.writtenLines()).toBeUndefined();
+  it('stays within its bound however much is written, and says what it dropped', async () => {
+    const path = logPath();
+    const log = new SessionLog(path, 8192);
+    for (let i = 1; i <= 5000; i++) {
+      log.append(`line ${i} ${'x'.repeat(i % 50)}`);
+      if (i % 100 === 0) await log.flushed();
+    }
+    await log.close();
+    expect(size(path)).toBeLessThanOrEqual(8192);
+    const entries = readSessionLog(path);
+    const first = entries[0];
+    expect(first && isSkipped(first) && first.reason).toBe(TRIMMED_REASON);
+    const lines = entries.filter((e): e is OutputLine => !isSkipped(e));
+    expect(lines.at(-1)?.text).toMatch(/^line 5000 /);
+    // Contiguous from the first kept line to the last.
+    expect(lines.every((l, i) => i === 0 || l.seq === (lines[i - 1] as OutputLine).seq + 1)).toBe(true);
+    expect(new SessionLog(path, 8192).writtenLines()).toBeUndefined();
   });
 
-  it('picks up an existing log where it ends (a daemon restart)', () => {
-    const dir = makeTempDir('agentd-unit-log-');
-    writeFileSync(join(dir, 'session.log'), 'a\nb\n');
-    const l = new SessionLog(join(dir, 'session.log'), 1000);
-    l.append('c');
-    expect(readFileSync(l.path, 'utf8')).toBe('a\nb\nc\n');
-    expect(l.writtenLines()).toBe(3);
+  it('reads after a sequence number, reporting a gap as one', async () => {
+    const path = logPath();
+    const log = new SessionLog(path, 4096);
+    for (let i = 1; i <= 300; i++) log.append(`l${i}`);
+    await log.close();
+    const all = readSessionLog(path);
+    const firstKept = all.find((e): e is OutputLine => !isSkipped(e))?.seq ?? 0;
+    expect(firstKept).toBeGreaterThan(1);
+    const after = readSessionLog(path, 5);
+    expect(after[0]).toMatchObject({ fromSeq: 6, toSeq: firstKept - 1, count: firstKept - 6 });
+    expect(readSessionLog(path, 299)).toEqual([expect.objectContaining({ seq: 300, text: 'l300' })]);
+    expect(readSessionLog(path, 300)).toEqual([]);
+  });
+
+  it('asks its writer to wait while more is unwritten than it buffers', async () => {
+    const path = logPath();
+    const log = new SessionLog(path, 1_000_000);
+    let drained = 0;
+    log.onDrain(() => drained++);
+    const line = 'y'.repeat(1000);
+    while (!log.backlogged) log.append(line);
+    await log.flushed();
+    expect(log.backlogged).toBe(false);
+    expect(drained).toBe(1);
+    await log.close();
+  });
+});
+
+describe('LineAssembler', () => {
+  const assemble = (pieces: [string, boolean][], guards: string[]) => {
+    const out: Segment[] = [];
+    const assembler = new LineAssembler(
+      () => guards,
+      (text, end, cont) => out.push({ text, end, cont }),
+    );
+    for (const [text, end] of pieces) assembler.push(text, end);
+    return out;
+  };
+
+  it('passes whole lines as they are', () => {
+    expect(assemble([['a', true]], ['secret'])).toEqual([{ text: 'a', end: true, cont: false }]);
+  });
+
+  it('never cuts a long line inside a guarded value', () => {
+    const secret = 'S3CRET-VALUE';
+    const text = `${'a'.repeat(95)}${secret}${'b'.repeat(200)}`;
+    const pieces: [string, boolean][] = [];
+    for (let at = 0; at < text.length; at += 16)
+      pieces.push([text.slice(at, at + 16), at + 16 >= text.length]);
+    const out = assemble(pieces, [secret]);
+    expect(out.map((s) => s.text).join('')).toBe(text);
+    expect(out.some((s) => s.text.includes(secret))).toBe(true);
+    expect(out.slice(1).every((s) => s.cont)).toBe(true);
+    expect(out.at(-1)?.end).toBe(true);
+  });
+});
+
+describe('SessionOutput', () => {
+  it('masks a value even where the reader cut its line, and cuts lines at the maximum', async () => {
+    const path = logPath();
+    const lines: OutputLine[] = [];
+    const out = new SessionOutput(
+      { logFile: path, logMaxBytes: 1_000_000, onLine: (l) => lines.push(l) },
+      createMasker(['value-to-hide-0123456789']),
+    );
+    const { handler } = out.reader((text, _end, cont) => out.write(text, cont));
+    // 200 KiB on one line, the value exactly where the reader cuts at 64 KiB.
+    const text = `${'a'.repeat(65536 - 10)}value-to-hide-0123456789${'b'.repeat(140_000)}`;
+    for (let at = 0; at < text.length; at += 65536) {
+      const piece = text.slice(at, at + 65536);
+      handler(piece, at + 65536 >= text.length);
+    }
+    await out.close();
+    const joined = lines.map((l) => l.text).join('');
+    expect(joined).not.toContain('value-to-hide');
+    expect(joined).toContain(MASK);
+    for (const line of lines) expect(Buffer.byteLength(line.text)).toBeLessThanOrEqual(65536);
+    expect(lines[0]?.cont).toBeUndefined();
+    expect(lines.slice(1).every((l) => l.cont)).toBe(true);
+  });
+
+  it('keeps going when whoever it hands lines to throws', async () => {
+    const out = new SessionOutput(
+      {
+        logFile: logPath(),
+        logMaxBytes: 4096,
+        onLine: () => {
+          throw new Error('broken follower');
+        },
+      },
+      createMasker([]),
+    );
+    expect(() => out.write('still logged')).not.toThrow();
+    await out.close();
+    expect(readSessionLog(out.log.path)).toEqual([expect.objectContaining({ text: 'still logged' })]);
+  });
+
+  it('cuts text at character boundaries', () => {
+    const pieces = cutBytes('é'.repeat(10), 5);
+    expect(pieces.join('')).toBe('é'.repeat(10));
+    for (const piece of pieces) expect(Buffer.byteLength(piece)).toBeLessThanOrEqual(5);
   });
 });

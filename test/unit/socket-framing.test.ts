@@ -34,6 +34,9 @@ async function serve(
     ...(limits.maxBufferedBytes === undefined ? {} : { maxBufferedBytes: limits.maxBufferedBytes }),
     partialLineTimeoutMs: limits.partialLineTimeoutMs ?? 5000,
     maxPendingWriteBytes: 1 << 20,
+    lagBytes: 64 * 1024,
+    stallTimeoutMs: 30_000,
+    lingerMs: 1000,
     onLine: (line: string, connection: Connection) => {
       lines.push(line);
       connection.send({ echo: line });

@@ -164,36 +164,38 @@ describe('session records', () => {
 });
 
 describe('session log', () => {
-  it('refuses to append through a planted link; the target stays unchanged', () => {
+  it('refuses to append through a planted link; the target stays unchanged', async () => {
     const dir = tempDir();
     const target = join(dir, 'target');
     writeFileSync(target, 'untouched\n');
     symlinkSync(target, join(dir, 'x.log'));
     const log = new SessionLog(join(dir, 'x.log'), 1024);
     log.append('agent-controlled text');
+    await log.flushed();
     expect(readFileSync(target, 'utf8')).toBe('untouched\n');
     expect(log.missing).toEqual({ lines: 1, bytes: 22 });
-    log.close();
+    await log.close();
   });
 
-  it('records a gap once the log can be written again', () => {
+  it('records a gap once the log can be written again', async () => {
     const dir = tempDir();
     const path = join(dir, 'x.log');
-    const log = new SessionLog(path, 1024);
-    log.append('before');
-    rmSync(path);
+    // Something that is not a file stands where the log goes: nothing can be written for now.
     mkdirSync(path);
+    const log = new SessionLog(path, 1024);
     log.append('lost one');
     log.append('lost two');
+    await log.flushed();
+    expect(log.missing).toEqual({ lines: 2, bytes: 18 });
     rmSync(path, { recursive: true });
     log.append('after');
-    log.close();
+    await log.close();
     const lines = readFileSync(path, 'utf8').split('\n');
     expect(lines[0]).toMatch(
-      /^\[agentd: 2 line\(s\), 18 bytes of output are missing here: the log could not be written \(EISDIR\) from .* to .*; followers received them live\]$/,
+      /^- \S+ note \[agentd: 2 line\(s\), 18 bytes of output are missing here: the log could not be written \(EISDIR\) from .* to .*; followers received them live\]$/,
     );
-    expect(lines.slice(1)).toEqual(['after', '']);
-    expect(log.writtenLines()).toBeUndefined();
+    expect(lines.slice(1)).toEqual([expect.stringMatching(/^3 \S+ out after$/), '']);
+    expect(new SessionLog(path, 1024).writtenLines()).toBeUndefined();
   });
 });
 

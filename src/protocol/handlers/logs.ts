@@ -1,23 +1,12 @@
-import { type Handler, reply, replyError } from '../context.js';
-import { followReply, outcomeReply } from '../follow.js';
+import { type Handler, replyError } from '../context.js';
+import { forwardEvent, outcomeReply } from '../follow.js';
+import { Follower } from '../follower.js';
 
 /** Sends a session's log; with `follow`, keeps streaming until its outcome. */
 export const logs: Handler<'logs'> = (request, connection, daemon) => {
   const { sessionId } = request;
-  // Following and reading happen in one tick, so no line is missed or sent twice.
-  let unfollow: (() => void) | undefined;
-  if (request.follow) {
-    unfollow = daemon.follow(sessionId, (event) => {
-      if (event.type === 'phase') return;
-      const message = followReply(event);
-      if (message) reply(connection, request, message);
-      if (event.type === 'outcome') unfollow?.();
-    });
-    connection.onClose(() => unfollow?.());
-  }
   const stored = daemon.readLog(sessionId);
   if (!stored) {
-    unfollow?.();
     replyError(
       connection,
       request,
@@ -26,8 +15,36 @@ export const logs: Handler<'logs'> = (request, connection, daemon) => {
     );
     return;
   }
-  const live = request.follow === true && stored.record.outcome === undefined;
-  if (!live) unfollow?.();
-  for (const line of stored.lines) reply(connection, request, { type: 'output', sessionId, line });
-  if (!live) reply(connection, request, outcomeReply(stored.record));
+  const follower = new Follower(connection, request, sessionId);
+  void (async () => {
+    // The log so far, at the pace the client reads it.
+    await follower.replay(stored.reader());
+    if (connection.closed) return;
+    const now = daemon.readLog(sessionId);
+    if (!now) return;
+    if (!request.follow || now.record.outcome !== undefined) {
+      // Whatever came while the history went out, then the record (with its outcome if it ended).
+      await follower.replay(now.reader(follower.lastSeq));
+      follower.send(outcomeReply(now.record));
+      return;
+    }
+    // Following and reading what came meanwhile happen in one turn: no line is missed or sent twice.
+    const unfollow = daemon.follow(sessionId, (event) => {
+      if (forwardEvent(follower, event, false)) unfollow();
+    });
+    connection.onClose(() => {
+      unfollow();
+      follower.stop();
+    });
+    // What came meanwhile is short (the bounded log, read in this turn); skipped while the client lags.
+    const reader = now.reader(follower.lastSeq);
+    for (let entries = reader.next(); entries !== undefined; entries = reader.next()) {
+      for (const entry of entries) {
+        if ('count' in entry) follower.skip(entry);
+        else follower.lines([entry]);
+      }
+    }
+  })().catch((error: unknown) => {
+    daemon.log.error({ event: 'socket.handler_failed', type: 'logs', err: error }, 'request handler failed');
+  });
 };

@@ -2,7 +2,8 @@ import { RETRYABLE_REJECTIONS, type RejectionCode } from '../../sessions/check-t
 import type { BusEvent } from '../../sessions/session-bus.js';
 import { decodeBase64, type WorkPayload } from '../../sessions/work.js';
 import { type Handler, reply } from '../context.js';
-import { followReply, followSession } from '../follow.js';
+import { followSession, forwardEvent } from '../follow.js';
+import { Follower } from '../follower.js';
 import type { RequestOf } from '../messages.js';
 import { submitTrigger } from '../submit.js';
 
@@ -13,17 +14,19 @@ export const trigger: Handler<'trigger'> = (request, connection, daemon) => {
   let unfollow: (() => void) | undefined;
   // Events published while the trigger is processed wait until the "accepted" reply is out.
   let early: BusEvent[] | undefined = [];
+  const follower = new Follower(connection, request, sessionId);
   const forward = (event: BusEvent) => {
-    const message = followReply(event);
-    if (message) reply(connection, request, message);
-    if (event.type === 'outcome') unfollow?.();
+    if (forwardEvent(follower, event)) unfollow?.();
   };
   if (request.follow) {
     unfollow = daemon.follow(sessionId, (event: BusEvent) => {
       if (early) early.push(event);
       else forward(event);
     });
-    connection.onClose(() => unfollow?.());
+    connection.onClose(() => {
+      unfollow?.();
+      follower.stop();
+    });
   }
 
   const { v: _v, id: _id, type: _type, follow: _follow, request: text, inputs, ...fields } = request;

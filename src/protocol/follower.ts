@@ -1,0 +1,190 @@
+import type { Connection } from '../adapters/socket-server.js';
+import { PROTOCOL_VERSION } from '../constants.js';
+import { type LogSource, type OutputLine, type SkippedLines, skippedText } from '../runner/session-log.js';
+import { type RequestHead, reply } from './context.js';
+import type { ReplyBody } from './replies.js';
+
+/**
+ * A batch of the bus serialised once for every follower of its session: the `output` bodies, and the
+ * whole batch as sent with each reply prefix (followers without a request id share one).
+ */
+const serialised = new WeakMap<readonly OutputLine[], { bodies: string[]; byPrefix: Map<string, Buffer> }>();
+
+/**
+ * One client following one session's output over one connection. Output lines are batched (one
+ * write per turn) and serialised once for all followers. A client that reads slower than the session
+ * prints falls behind: while its connection lags, lines are skipped and counted, and once it has read
+ * what was queued it gets one marker, `[agentd: N lines skipped ...]`, then the newest output. It is
+ * never cut off for lagging, and never gets half a message. Replies that must arrive (phases, the
+ * outcome) are never skipped.
+ */
+export class Follower {
+  private batch: (string | Buffer)[] = [];
+  private scheduled = false;
+  private skipped: SkippedLines | undefined;
+  private stopDrain: (() => void) | undefined;
+  /** The newest seq sent (or skipped). */
+  lastSeq = 0;
+  private readonly prefix: string;
+
+  constructor(
+    private readonly connection: Connection,
+    private readonly request: RequestHead,
+    private readonly sessionId: string,
+  ) {
+    // Every reply in the request's version and with its id: what `reply()` adds, once per follower.
+    const v = request.v ?? PROTOCOL_VERSION;
+    this.prefix = request.id === undefined ? `{"v":${v},` : `{"v":${v},"id":${JSON.stringify(request.id)},`;
+  }
+
+  /** Live lines (one batch of the bus): sent, or skipped while the client lags. */
+  lines(lines: readonly OutputLine[]): void {
+    if (this.connection.closed) return;
+    let from = 0;
+    while (from < lines.length && (lines[from] as OutputLine).seq <= this.lastSeq) from++;
+    const last = lines.at(-1);
+    if (last === undefined || from === lines.length) return;
+    const first = lines[from] as OutputLine;
+    this.lastSeq = last.seq;
+    if (this.skipped || this.connection.lagging) {
+      this.skip({ fromSeq: first.seq, toSeq: last.seq, count: lines.length - from, reason: LAG_REASON });
+      return;
+    }
+    if (from === 0) this.batch.push(this.serialiseBatch(lines));
+    else for (let i = from; i < lines.length; i++) this.batch.push(this.serialise(lines[i] as OutputLine));
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => {
+        this.scheduled = false;
+        this.flush();
+      });
+    }
+  }
+
+  /** Lines the client will not get (a trimmed log, or lag): one marker, sent as soon as it can be. */
+  skip(skipped: SkippedLines): void {
+    this.lastSeq = Math.max(this.lastSeq, skipped.toSeq);
+    if (this.skipped) {
+      this.skipped.toSeq = skipped.toSeq;
+      this.skipped.count += skipped.count;
+      if (this.skipped.reason !== skipped.reason) this.skipped.reason = LAG_REASON;
+    } else {
+      this.skipped = { ...skipped };
+    }
+    if (this.connection.lagging) {
+      this.stopDrain ??= this.connection.onDrain(() => this.flush());
+    } else {
+      this.flush();
+    }
+  }
+
+  /** A reply that must arrive: after the batched lines and any skip marker. */
+  send(body: ReplyBody): void {
+    this.flush(true);
+    reply(this.connection, this.request, body);
+  }
+
+  /**
+   * History (a log read back): sent a block at a time, waiting for the client to read each, never
+   * skipped. Resolves when all is sent, or the connection closed.
+   */
+  async replay(reader: LogSource): Promise<void> {
+    try {
+      for (let entries = reader.next(); entries !== undefined; entries = reader.next()) {
+        if (this.connection.closed) return;
+        let chunk: string[] = [];
+        for (const entry of entries) {
+          if ('count' in entry) {
+            this.connection.sendRaw(chunk.join(''));
+            chunk = [];
+            this.skip(entry);
+            this.flush(true);
+          } else if (entry.seq > this.lastSeq) {
+            this.lastSeq = entry.seq;
+            chunk.push(this.serialise(entry));
+          }
+        }
+        this.connection.sendRaw(chunk.join(''));
+        await this.writable();
+      }
+    } finally {
+      reader.close();
+    }
+  }
+
+  /** Stops following: nothing more is sent. */
+  stop(): void {
+    this.stopDrain?.();
+    this.stopDrain = undefined;
+    this.batch = [];
+  }
+
+  /** Resolves once the client has read what was queued (or the connection closed). */
+  private writable(): Promise<void> {
+    if (!this.connection.lagging || this.connection.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const stop = this.connection.onDrain(() => {
+        stop();
+        resolve();
+      });
+      this.connection.onClose(() => {
+        stop();
+        resolve();
+      });
+    });
+  }
+
+  private flush(force = false): void {
+    if (this.connection.closed) return;
+    if (this.batch.length > 0) {
+      for (const data of this.batch) this.connection.sendRaw(data);
+      this.batch = [];
+    }
+    if (this.skipped && (force || !this.connection.lagging)) {
+      const { count, fromSeq, toSeq, reason } = this.skipped;
+      this.skipped = undefined;
+      this.stopDrain?.();
+      this.stopDrain = undefined;
+      reply(this.connection, this.request, {
+        type: 'output',
+        sessionId: this.sessionId,
+        line: skippedText({ count, fromSeq, toSeq, reason }),
+        stream: 'agentd',
+        skipped: { fromSeq, toSeq, count, reason },
+      });
+    }
+  }
+
+  private serialise(line: OutputLine, body = bodyOf(this.sessionId, line)): string {
+    return `${this.prefix}${body.slice(1)}\n`;
+  }
+
+  private serialiseBatch(lines: readonly OutputLine[]): Buffer {
+    let cached = serialised.get(lines);
+    if (!cached) {
+      cached = { bodies: lines.map((line) => bodyOf(this.sessionId, line)), byPrefix: new Map() };
+      serialised.set(lines, cached);
+    }
+    let data = cached.byPrefix.get(this.prefix);
+    if (data === undefined) {
+      data = Buffer.from(cached.bodies.map((body) => `${this.prefix}${body.slice(1)}\n`).join(''));
+      cached.byPrefix.set(this.prefix, data);
+    }
+    return data;
+  }
+}
+
+/** The `output` reply of a line, without `v` and `id`. */
+function bodyOf(sessionId: string, line: OutputLine): string {
+  return JSON.stringify({
+    type: 'output',
+    sessionId,
+    line: line.text,
+    seq: line.seq,
+    stream: line.stream,
+    time: line.time,
+    ...(line.cont ? { cont: true } : {}),
+  });
+}
+
+const LAG_REASON = 'this client read slower than the session printed';
