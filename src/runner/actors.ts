@@ -330,17 +330,19 @@ async function attach(
     // The attachment dropped, not the container: follow it from where the log ends.
   }
 
+  // Output already handed on stays: replay the container's output and skip the lines that were; when
+  // that count is not known (the bounded log was trimmed or has a gap, or Podman's own copy may have
+  // been emptied), resume from the last line's time instead. Read before the withheld notice goes in:
+  // the resume point is where the container's output stands, never agentd's own note, or the replayed
+  // markers that tell a phase the record had not caught up with would be lost.
+  let skip = out.log.writtenLines();
+  const since = skip === undefined ? out.log.lastWrite()?.toISOString() : undefined;
   if (input.withheldBecause !== undefined) out.notice(input.withheldBecause);
   const info = await port.inspectContainer(container, signal);
   if (adopted) send(imageOf(info));
   const marker =
     (info?.Config.Env ?? []).find((e) => e.startsWith('AGENTD_SETUP_MARKER='))?.slice(20) ?? input.marker;
   out.setMarker(marker);
-  // Output already handed on stays: replay the container's output and skip the lines that were; when
-  // that count is not known (the bounded log was trimmed or has a gap, or Podman's own copy may have
-  // been emptied), resume from the last line's time instead.
-  let skip = out.log.writtenLines();
-  const since = skip === undefined ? out.log.lastWrite()?.toISOString() : undefined;
   // Without a replay from the start, the markers are not seen again.
   commandStarted = skip === undefined && (adopted?.phase ?? (commandStarted ? 'running' : '')) === 'running';
   /** Inside a line longer than the maximum that is being skipped. */

@@ -36,6 +36,8 @@ export interface Call {
 export interface Stream {
   container: string;
   signal: AbortSignal | undefined;
+  /** Where `logs --follow` was asked to start (undefined: replay from the start). */
+  since?: string;
   line(text: string): void;
   exit(code: number): void;
   lose(error: Error): void;
@@ -58,6 +60,8 @@ export class FakePodman implements PodmanPort {
   readonly exitCodes = new Map<string, number>();
   /** A remote host: the runner checks the end of a stream with the engine. */
   remote = false;
+  /** How long an inspect takes (as a real one does, ~30 ms): what the daemon does meanwhile happens. */
+  inspectDelayMs = 0;
   /** The host does not answer (see goDown): calls fail as podman fails when it cannot connect. */
   private down = false;
   /** `auto`: every call succeeds at once (containers still wait for the test to exit them). */
@@ -213,7 +217,7 @@ export class FakePodman implements PodmanPort {
 
   followLogs(
     name: string,
-    _since: string | undefined,
+    since: string | undefined,
     onLine: OutputHandler,
     signal?: AbortSignal,
   ): AttachedRun {
@@ -225,10 +229,10 @@ export class FakePodman implements PodmanPort {
         resume: () => {},
       };
     }
-    return this.open(name, onLine, signal);
+    return this.open(name, onLine, signal, since);
   }
 
-  private open(name: string, onLine: OutputHandler, signal?: AbortSignal): AttachedRun {
+  private open(name: string, onLine: OutputHandler, signal?: AbortSignal, since?: string): AttachedRun {
     let settle!: (code: number) => void;
     let lose!: (error: Error) => void;
     const exitCode = new Promise<number>((resolve, reject) => {
@@ -238,6 +242,7 @@ export class FakePodman implements PodmanPort {
     const stream: Stream = {
       container: name,
       signal,
+      ...(since === undefined ? {} : { since }),
       ended: false,
       line: (text) => {
         if (!stream.ended) onLine(text, true);
@@ -288,6 +293,7 @@ export class FakePodman implements PodmanPort {
 
   async inspectContainer(name: string): Promise<ContainerInspect | undefined> {
     if (this.down) throw this.unreachable('inspect');
+    if (this.inspectDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.inspectDelayMs));
     const options = this.created.find((c) => c.name === name);
     if (!options || !this.containers.has(name)) return undefined;
     const env = Object.entries(options.env).map(([k, v]) => `${k}=${v}`);

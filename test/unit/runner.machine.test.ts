@@ -3,6 +3,7 @@
  * (runner.model.test.ts) cannot see, since it emits no output: masking, withheld output, the setup
  * step's out-of-memory report, and a secret create that a cancel must not cut short.
  */
+import { writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { createActor, toPromise } from 'xstate';
 import type { AgentConfig } from '../../src/config/types.js';
@@ -18,12 +19,11 @@ import { makeTempDir } from '../helpers/resources.js';
 const SETTINGS = { instanceId: 'e'.repeat(32), stopGraceMs: 1000, workDir: '/var/lib/agentd/work' };
 const CONTAINER = 'agentd-eeeeeeee-demo-0123456789abcdef';
 
-function start(podman: FakePodman, adopted?: AdoptedSession) {
+function start(podman: FakePodman, adopted?: AdoptedSession, dir = makeTempDir('agentd-unit-runner-')) {
   const { repoToken: _none, ...agent } = AGENTS[0] as AgentConfig;
   const session = assembleSession(request('0123456789abcdef'), agent, {
     credentials: resolvedCredentials().credentials,
   });
-  const dir = makeTempDir('agentd-unit-runner-');
   const output: string[] = [];
   const phases: string[] = [];
   const machine = runnerMachineFor(SETTINGS).provide({
@@ -157,5 +157,61 @@ describe('runner machine', () => {
       /^\[agentd: output withheld: this session was adopted after a daemon restart/,
     );
     expect(run.output.slice(1)).toEqual(['[agentd: 2 line(s) of output withheld]']);
+  });
+
+  it('replays a withheld adopted session from the start, so a phase its record missed is not lost', async () => {
+    // The earlier daemon crashed after the command started but before its record said so: the record
+    // says cloning, and the log holds what it wrote. The withheld notice must not make the adoption
+    // resume from now, or the `phase running` marker is never seen and the exit reads as a failed clone.
+    const podman = new FakePodman();
+    const marker = '@@m@@';
+    const options = { name: CONTAINER, image: 'x', labels: {}, secrets: [], network: 'none' };
+    podman.leaveRunning({ ...options, env: { AGENTD_SETUP_MARKER: marker }, entrypoint: [], args: [] });
+    const dir = makeTempDir('agentd-unit-runner-');
+    const at = new Date(Date.now() - 1000).toISOString();
+    writeFileSync(`${dir}/0123456789abcdef.log`, `1 ${at} out Cloning into repo...\n2 ${at} out before\n`);
+    const run = start(podman, { container: CONTAINER, phase: 'cloning' }, dir);
+    await until(() => podman.pending('readContainerFiles') !== undefined, 'reading values');
+    podman.pending('readContainerFiles')?.fail('no such container');
+    await until(() => podman.stream() !== undefined, 'following');
+    const stream = podman.stream() ?? expect.fail('no stream');
+    expect(stream.since, 'replayed from the start').toBeUndefined();
+    for (const line of ['started', 'phase cloning']) stream.line(`${marker} ${line}`);
+    stream.line('Cloning into repo...');
+    stream.line(`${marker} phase running`);
+    stream.line('before');
+    stream.line('after');
+    stream.line(`${marker} ended 0 0`);
+    stream.exit(0);
+    await until(() => podman.pending('removeContainers') !== undefined, 'teardown');
+    podman.pending('removeContainers')?.succeed();
+    expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0, phase: 'running' });
+    expect(run.phases).toContain('running');
+    expect(run.output.slice(1)).toEqual(['[agentd: 1 line(s) of output withheld]']);
+  });
+
+  it('resumes a withheld adopted session from its last line, not from the withheld notice', async () => {
+    // A log with a gap note cannot say how many lines it holds: the follow resumes from its last
+    // line's time. agentd's own notice, written on adoption, must not move that point to now.
+    const podman = new FakePodman();
+    // The notice reaches the file while the container is inspected.
+    podman.inspectDelayMs = 50;
+    const options = { name: CONTAINER, image: 'x', labels: {}, secrets: [], network: 'none' };
+    podman.leaveRunning({ ...options, env: { AGENTD_SETUP_MARKER: '@@m@@' }, entrypoint: [], args: [] });
+    const dir = makeTempDir('agentd-unit-runner-');
+    const at = new Date(Date.now() - 60_000).toISOString();
+    writeFileSync(
+      `${dir}/0123456789abcdef.log`,
+      `- ${at} note [agentd: 1 line(s), 9 bytes of output are missing here]\n2 ${at} out before\n`,
+    );
+    const run = start(podman, { container: CONTAINER, phase: 'running' }, dir);
+    await until(() => podman.pending('readContainerFiles') !== undefined, 'reading values');
+    podman.pending('readContainerFiles')?.fail('no such container');
+    await until(() => podman.stream() !== undefined, 'following');
+    expect(podman.stream()?.since).toBe(at);
+    podman.stream()?.exit(0);
+    await until(() => podman.pending('removeContainers') !== undefined, 'teardown');
+    podman.pending('removeContainers')?.succeed();
+    expect(await run.result).toMatchObject({ outcome: 'succeeded' });
   });
 });
