@@ -23,6 +23,8 @@ export interface Connection {
   close(): void;
   onClose(listener: () => void): void;
   readonly closed: boolean;
+  /** The protocol version of the client's last request (set by whoever reads the requests). */
+  protocol?: number;
 }
 
 export interface SocketServerOptions {

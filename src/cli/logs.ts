@@ -1,10 +1,12 @@
 import { Command, Option } from 'clipanion';
+import type { SessionRecord } from '../sessions/records.js';
 import { ClientCommand } from './client-command.js';
 import { failOnReply, printJson } from './client-io.js';
 import { EXIT } from './exit-codes.js';
 import { outcomeLine } from './format.js';
+import { followSession, type OutputReply } from './session-follow.js';
 import { outputFilter, quietOnBrokenPipe } from './terminal.js';
-import { isSessionId } from './validators.js';
+import { isSequenceNumber, isSessionId } from './validators.js';
 
 export class LogsCommand extends ClientCommand {
   static override paths = [['logs']];
@@ -26,6 +28,7 @@ export class LogsCommand extends ClientCommand {
       ['Follow a running session until its outcome', '$0 logs 3f9c2a71b0d4e812 --follow'],
       ['One JSON object per line of output', '$0 logs 3f9c2a71b0d4e812 --json'],
       ['The first lines only', '$0 logs 3f9c2a71b0d4e812 | head'],
+      ['Everything after line 1200', '$0 logs 3f9c2a71b0d4e812 --follow --after 1200'],
     ],
   });
 
@@ -36,6 +39,11 @@ export class LogsCommand extends ClientCommand {
   });
   raw = Option.Boolean('--raw', false, {
     description: 'Write control characters to a terminal as they are',
+  });
+
+  after = Option.String('--after', {
+    description: 'Only the output after this line (the `seq` of --json): where a reader resumes',
+    validator: isSequenceNumber,
   });
 
   async execute(): Promise<number> {
@@ -49,32 +57,55 @@ export class LogsCommand extends ClientCommand {
     });
     // `agentd logs ID | head`: once the reader is gone, there is nothing more to do.
     quietOnBrokenPipe(stdout, () => leave?.());
+    let counted = 0;
+    const print = (reply: OutputReply) => {
+      counted++;
+      if (this.json) printJson(this.context, lineJson(reply, counted));
+      else stdout.write(`${show(reply.line)}\n`);
+    };
+    const outcome = (record: SessionRecord) => {
+      if (record.outcome) stderr.write(`${outputFilter(stderr, this.raw)(outcomeLine(record))}\n`);
+      else stderr.write(`session ${record.id} is still ${record.phase}\n`);
+      return EXIT.succeeded;
+    };
+    const after = this.after === undefined ? 0 : Number(this.after);
+    if (this.follow) {
+      client.send({ type: 'logs', sessionId: this.sessionId, follow: true, ...(after > 0 ? { after } : {}) });
+      // A daemon that goes away is waited for, and the output resumes after the last line shown.
+      const result = await followSession({
+        socket: this.socket,
+        sessionId: this.sessionId,
+        afterSeq: after,
+        client,
+        onOutput: print,
+        onLost: () =>
+          stderr.write('agentd: lost the connection to the daemon; waiting for it to come back\n'),
+        onResumed: (seq) => stderr.write(`agentd: reconnected; the output goes on after line ${seq}\n`),
+        until: gone,
+      });
+      switch (result.kind) {
+        case 'stopped':
+          return EXIT.succeeded;
+        case 'outcome':
+          return outcome(result.record);
+        case 'error':
+          return failOnReply(this.context, this.json, result.reply);
+        case 'stalled':
+        case 'lost':
+          return this.fail(
+            `connection lost; the session goes on (${result.kind === 'lost' ? `no daemon came back: ${result.reason}` : 'this client stopped reading'}; follow it again with \`agentd logs ${this.sessionId} --follow\`)`,
+            result.kind === 'stalled' ? EXIT.connectionLost : EXIT.retry,
+          );
+      }
+    }
     try {
-      client.send({ type: 'logs', sessionId: this.sessionId, follow: this.follow });
-      let seq = 0;
-      let closedForStalling = false;
+      client.send({ type: 'logs', sessionId: this.sessionId, ...(after > 0 ? { after } : {}) });
       for (;;) {
         const reply = await Promise.race([client.next(), gone]);
         if (reply === 'gone') return EXIT.succeeded;
-        if (reply?.type === 'output') {
-          seq++;
-          if (this.json) printJson(this.context, lineJson(reply, seq));
-          else stdout.write(`${show(reply.line)}\n`);
-        } else if (reply?.type === 'outcome') {
-          const { record } = reply;
-          if (record.outcome) stderr.write(`${outputFilter(stderr, this.raw)(outcomeLine(record))}\n`);
-          else stderr.write(`session ${record.id} is still ${record.phase}\n`);
-          return EXIT.succeeded;
-        } else if (reply?.type === 'closing') {
-          closedForStalling = true;
-        } else if (reply === undefined && (closedForStalling || this.follow)) {
-          return this.fail(
-            `connection lost; the session goes on (follow it again with \`agentd logs ${this.sessionId} --follow\`)`,
-            closedForStalling ? EXIT.connectionLost : EXIT.retry,
-          );
-        } else {
-          return failOnReply(this.context, this.json, reply);
-        }
+        if (reply?.type === 'output') print(reply);
+        else if (reply?.type === 'outcome') return outcome(reply.record);
+        else return failOnReply(this.context, this.json, reply);
       }
     } finally {
       client.close();

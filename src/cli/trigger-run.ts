@@ -4,7 +4,7 @@ import type { Reply } from './client.js';
 import { type ClientIo, connectDaemon, exitCodeForReply, fail, failWith, printJson } from './client-io.js';
 import { EXIT, type ExitCodeMode, exitCodeForRecord, exitCodeForRefusal } from './exit-codes.js';
 import { outcomeJson, outcomeLine } from './format.js';
-import { waitForSession } from './session-wait.js';
+import { followSession, type OutputReply } from './session-follow.js';
 import { outputFilter, quietOnBrokenPipe } from './terminal.js';
 
 /** The trigger's fields as the protocol has them, and how the CLI shows the session. */
@@ -42,6 +42,13 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
   const verbose = !options.quiet && !options.json;
   /** The daemon said it closes this connection: the client stopped reading for too long. */
   let closedForStalling = false;
+  /** The last line of output shown: a follow that resumes goes on after it. */
+  let lastSeq = 0;
+  const showOutput = (reply: OutputReply) => {
+    if (typeof reply.seq === 'number') lastSeq = Math.max(lastSeq, reply.seq);
+    else if (reply.skipped) lastSeq = Math.max(lastSeq, reply.skipped.toSeq);
+    if (verbose) print(`${show(reply.line)}\n`);
+  };
   let sessionId: string | undefined;
   let interrupts = 0;
   let leave: ((code: number) => void) | undefined;
@@ -155,7 +162,7 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
           if (verbose) print(`==> ${reply.phase}\n`);
           break;
         case 'output':
-          if (verbose) print(`${show(reply.line)}\n`);
+          showOutput(reply);
           break;
         case 'closing':
           closedForStalling = true;
@@ -184,16 +191,21 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
     io.stderr.write(
       `agentd: lost the connection to the daemon; session ${id} goes on; waiting for the daemon to come back\n`,
     );
-    const result = await Promise.race([
-      waitForSession({ socket: options.socket, sessionId: id }),
-      left.then((code) => ({ kind: 'left' as const, code })),
-    ]);
+    const result = await followSession({
+      socket: options.socket,
+      sessionId: id,
+      afterSeq: lastSeq,
+      onOutput: showOutput,
+      onLost: () => io.stderr.write('agentd: lost the connection to the daemon again; waiting for it\n'),
+      onResumed: (after) => {
+        if (verbose) io.stderr.write(`agentd: reconnected; the output goes on after line ${after}\n`);
+      },
+      until: left,
+    });
     switch (result.kind) {
-      case 'left':
-        return result.code;
+      case 'stopped':
+        return await left;
       case 'outcome':
-        if (verbose)
-          io.stderr.write(`agentd: reconnected; the output of session ${id} is in \`agentd logs ${id}\`\n`);
         return finished(result.record);
       case 'error':
         return failWith(
@@ -202,7 +214,17 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
           { error: result.reply.code, message: result.reply.message },
           exitCodeForReply(result.reply),
         );
-      case 'timeout':
+      case 'stalled':
+        return failWith(
+          io,
+          options.json,
+          {
+            error: 'connection_lost',
+            sessionId: id,
+            message: `connection lost; the session goes on (this client stopped reading; follow session ${id} with \`agentd logs ${id} --follow\`)`,
+          },
+          EXIT.connectionLost,
+        );
       case 'lost':
         return failWith(
           io,
@@ -210,7 +232,7 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
           {
             error: 'connection_lost',
             sessionId: id,
-            message: `no daemon came back (${result.kind === 'lost' ? result.reason : 'timeout'}); session ${id} may still run: \`agentd wait ${id}\` once the daemon is up`,
+            message: `no daemon came back (${result.reason}); session ${id} may still run: \`agentd wait ${id}\` once the daemon is up`,
           },
           EXIT.retry,
         );

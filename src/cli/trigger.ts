@@ -21,7 +21,8 @@ export class TriggerCommand extends ClientCommand {
 
       With --key, a trigger repeating the key of a recent one (a retried webhook, say) gets that session
       instead of a new one. If the daemon goes away while the session is followed, trigger waits for it to
-      come back (a restart adopts the session) and reports the outcome.
+      come back (a restart adopts the session) and goes on with the output after the last line it
+      printed, then reports the outcome.
 
       On a terminal, control characters in the session's output are shown the way \`cat -v\` shows them;
       \`--raw\` writes them as they are. When stdout is not a terminal, output passes unchanged.

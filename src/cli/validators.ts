@@ -30,6 +30,13 @@ export const isSessionId = fromProblem((value) =>
     : `${JSON.stringify(value)} is not a session id (16 hex characters, as printed by agentd trigger)`,
 );
 
+/** A line's sequence number (`seq`), 0 or more: where `logs --after` resumes. */
+export const isSequenceNumber = fromProblem((value) =>
+  /^(0|[1-9][0-9]{0,14})$/.test(value)
+    ? undefined
+    : `${JSON.stringify(value)} is not a line number (the \`seq\` of a line of output: 0, 1, 2, ...)`,
+);
+
 export const isKey = fromProblem((value) =>
   IDEMPOTENCY_KEY_PATTERN.test(value) ? undefined : `${JSON.stringify(value)}: ${IDEMPOTENCY_KEY_RULE}`,
 );

@@ -20,6 +20,7 @@ export const VALUE_NAMES: Record<string, string> = {
   '--since': 'TIME',
   '--limit': 'N',
   '--output': 'FILE',
+  '--after': 'SEQ',
 };
 
 /**

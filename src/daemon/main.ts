@@ -627,7 +627,9 @@ function socketServer(
     maxPendingWriteBytes: 4 * 1024 * 1024,
     onStalled: (connection) => {
       log.warn({ event: 'socket.stalled' }, 'closed a client that stopped reading');
-      // The last message, after everything queued: a client that reads again learns why it ends.
+      // The last message, after everything queued: a client (of version 2) that reads again learns why
+      // the connection ends.
+      if ((connection.protocol ?? PROTOCOL_VERSION) < 2) return;
       connection.send({
         v: PROTOCOL_VERSION,
         type: 'closing',

@@ -17,6 +17,8 @@ export function dispatch(line: string, connection: Connection, daemon: DaemonPor
     return;
   }
   const { request } = checked;
+  // What the client speaks: replies it did not ask for (`closing`) are sent only in versions that have them.
+  connection.protocol = request.v;
   try {
     (handlers[request.type] as Handler<Request['type']>)(request, connection, daemon);
   } catch (error) {

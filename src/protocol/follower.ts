@@ -31,7 +31,10 @@ export class Follower {
     private readonly connection: Connection,
     private readonly request: RequestHead,
     private readonly sessionId: string,
+    /** Lines up to here the client has (a follower that resumes): they are not sent again. */
+    afterSeq = 0,
   ) {
+    this.lastSeq = afterSeq;
     // Every reply in the request's version and with its id: what `reply()` adds, once per follower.
     const v = request.v ?? PROTOCOL_VERSION;
     this.prefix = request.id === undefined ? `{"v":${v},` : `{"v":${v},"id":${JSON.stringify(request.id)},`;

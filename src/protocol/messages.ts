@@ -70,7 +70,14 @@ export const requestSchema = z.discriminatedUnion('type', [
   }),
   z.strictObject({ ...base, type: z.literal('status') }),
   z.strictObject({ ...base, type: z.literal('cancel'), sessionId }),
-  z.strictObject({ ...base, type: z.literal('logs'), sessionId, follow: z.boolean().optional() }),
+  z.strictObject({
+    ...base,
+    type: z.literal('logs'),
+    sessionId,
+    follow: z.boolean().optional(),
+    /** Only the output after this sequence number: where a follower that lost its connection resumes. */
+    after: z.number().int().min(0).optional(),
+  }),
   z.strictObject({ ...base, type: z.literal('event'), event: daemonEventSchema }),
   z.strictObject({ ...base, type: z.literal('subscribe') }),
   z.strictObject({ ...base, type: z.literal('reload') }),

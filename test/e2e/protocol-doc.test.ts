@@ -261,6 +261,7 @@ describe('docs/protocol.md', () => {
       'it needs 256 open connections',
       'it needs a full disk',
       'it needs a session that printed more than log_max_bytes',
+      'it needs a daemon that went away and came back',
       'it needs a line longer than 64 KiB',
       'it needs a client that reads slower than a session prints',
       'it needs a client that stops reading for 30 s',

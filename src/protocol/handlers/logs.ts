@@ -15,10 +15,10 @@ export const logs: Handler<'logs'> = (request, connection, daemon) => {
     );
     return;
   }
-  const follower = new Follower(connection, request, sessionId);
+  const follower = new Follower(connection, request, sessionId, request.after ?? 0);
   void (async () => {
-    // The log so far, at the pace the client reads it.
-    await follower.replay(stored.reader());
+    // The log so far (after the line the client has, when it resumes), at the pace the client reads it.
+    await follower.replay(stored.reader(request.after ?? 0));
     if (connection.closed) return;
     const now = daemon.readLog(sessionId);
     if (!now) return;

@@ -1,0 +1,119 @@
+import type { SessionRecord } from '../sessions/records.js';
+import { DaemonClient, DaemonUnreachable, type Reply } from './client.js';
+import { RECONNECT_MS } from './session-wait.js';
+import { resolveSocketPath } from './socket-path.js';
+
+const RETRY_EVERY_MS = 500;
+
+export type OutputReply = Extract<Reply, { type: 'output' }>;
+
+export type FollowResult =
+  | { kind: 'outcome'; record: SessionRecord }
+  /** The daemon answered with an error (unknown_session, ...). */
+  | { kind: 'error'; reply: Extract<Reply, { type: 'error' }> }
+  /** The daemon closed the connection because this client stopped reading; the session goes on. */
+  | { kind: 'stalled' }
+  /** No daemon answered within the reconnect time; the session may go on. */
+  | { kind: 'lost'; reason: string }
+  /** The caller gave up (`until` resolved). */
+  | { kind: 'stopped' };
+
+export interface FollowOptions {
+  socket?: string | undefined;
+  sessionId: string;
+  /** The last line already shown: the output resumes after it (0: from the first). */
+  afterSeq: number;
+  /** A connection already following the session; when it is lost, the follow reconnects. */
+  client?: DaemonClient;
+  /** Each line of output (and each marker for lines not sent), in order, each once. */
+  onOutput: (reply: OutputReply) => void;
+  /** The connection was lost; the follow looks for the daemon again. */
+  onLost?: () => void;
+  /** A daemon answers again; the output goes on after `afterSeq`. */
+  onResumed?: (afterSeq: number) => void;
+  /** Stops the follow when it resolves (a second Ctrl-C, a reader that went away). */
+  until?: Promise<unknown>;
+  reconnectMs?: number;
+}
+
+/**
+ * Follows a session's output to its outcome (`logs --follow` after a sequence number). A daemon that
+ * goes away (a restart, or a crash: the next start adopts the session) is waited for, up to
+ * RECONNECT_MS at a time, and the output resumes after the last line shown: no line twice, and lines
+ * the daemon no longer has come as one `skipped` marker.
+ */
+export async function followSession(options: FollowOptions): Promise<FollowResult> {
+  const path = resolveSocketPath(options.socket);
+  const reconnectMs = options.reconnectMs ?? RECONNECT_MS;
+  let client = options.client;
+  let afterSeq = options.afterSeq;
+  let lostSince: number | undefined;
+  let reason = 'the daemon closed the connection';
+  let stop = false;
+  void options.until?.then(() => {
+    stop = true;
+    client?.close();
+  });
+  const stopped = options.until?.then(() => 'stopped' as const);
+  try {
+    for (;;) {
+      if (stop) return { kind: 'stopped' };
+      if (!client) {
+        try {
+          client = await DaemonClient.connect(path);
+        } catch (error) {
+          if (!(error instanceof DaemonUnreachable)) throw error;
+          reason = error.message.split('\n')[0] ?? error.message;
+          lostSince ??= Date.now();
+          if (Date.now() - lostSince >= reconnectMs) return { kind: 'lost', reason };
+          await sleep(RETRY_EVERY_MS);
+          continue;
+        }
+        client.send({
+          type: 'logs',
+          sessionId: options.sessionId,
+          follow: true,
+          ...(afterSeq > 0 ? { after: afterSeq } : {}),
+        });
+        if (lostSince !== undefined) options.onResumed?.(afterSeq);
+        lostSince = undefined;
+      }
+      let closing = false;
+      for (;;) {
+        const reply = await (stopped ? Promise.race([client.next(), stopped]) : client.next());
+        if (reply === 'stopped') return { kind: 'stopped' };
+        if (reply === undefined) break;
+        if (reply.type === 'output') {
+          if (typeof reply.seq === 'number') {
+            // A line shown already (a daemon that came back may send it again) is not shown twice.
+            if (reply.seq <= afterSeq) continue;
+            afterSeq = reply.seq;
+          } else if (reply.skipped) {
+            afterSeq = Math.max(afterSeq, reply.skipped.toSeq);
+          }
+          options.onOutput(reply);
+        } else if (reply.type === 'outcome' && reply.record.outcome !== undefined) {
+          return { kind: 'outcome', record: reply.record };
+        } else if (reply.type === 'closing') {
+          closing = true;
+        } else if (reply.type === 'error') {
+          if (!('retryable' in reply && reply.retryable)) return { kind: 'error', reply };
+          break;
+        }
+      }
+      client.close();
+      client = undefined;
+      if (closing) return { kind: 'stalled' };
+      if (stop) return { kind: 'stopped' };
+      options.onLost?.();
+      lostSince = Date.now();
+      await sleep(RETRY_EVERY_MS);
+    }
+  } finally {
+    client?.close();
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
