@@ -9,7 +9,7 @@ import { RETRYABLE_REJECTIONS, type RejectionCode } from '../sessions/check-trig
 import type { HistoryFilter } from '../sessions/history.js';
 import { decodeBase64, type WorkPayload } from '../sessions/work.js';
 import { allows, type Tokens } from './auth.js';
-import { logStream } from './log-stream.js';
+import { logStream, MAX_STREAMS } from './log-stream.js';
 import { OPERATIONS, type Operation, routeOf } from './operations.js';
 import type { CreateSession, ErrorBody, logQuerySchema } from './schemas.js';
 
@@ -311,6 +311,9 @@ function handlersOf(options: ApiOptions): Record<string, Handler> {
       const after =
         q.after ?? (format === 'sse' && Number.isInteger(lastEventId) && lastEventId > 0 ? lastEventId : 0);
       const response = logStream(daemon, sessionId, { after, follow: q.follow !== 'false', format });
+      if (response === 'busy') {
+        return errorResponse(c, 503, 'busy', `${MAX_STREAMS} log streams are open; retry when one has ended`);
+      }
       return response ?? unknownSession(c, sessionId);
     },
     agents: (c) => c.json({ agents: daemon.agents() }),

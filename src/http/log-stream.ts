@@ -13,7 +13,12 @@ export interface LogStreamOptions {
 }
 
 /** Bytes a client may leave unread before its stream ends with `lagging` (it resumes with `after`). */
-export const LAG_LIMIT_BYTES = 4 * 1024 * 1024;
+export const LAG_LIMIT_BYTES = 1024 * 1024;
+/** Log streams open at once; more are answered `busy`: together they hold at most this many LAG_LIMITs. */
+export const MAX_STREAMS = 64;
+
+/** Log streams open now. */
+let streams = 0;
 /** An SSE comment this often keeps idle streams open through proxies. */
 const KEEPALIVE_MS = 15_000;
 
@@ -30,7 +35,8 @@ export function logStream(
   daemon: DaemonPort,
   sessionId: string,
   options: LogStreamOptions,
-): Response | undefined {
+): Response | 'busy' | undefined {
+  if (streams >= MAX_STREAMS) return 'busy';
   const early: BusEvent[] = [];
   let live: ((event: BusEvent) => void) | undefined;
   let unfollow = options.follow
@@ -44,10 +50,14 @@ export function logStream(
   /** The newest line sent. */
   let seq = options.after;
   let keepalive: NodeJS.Timeout | undefined;
+  streams++;
+  let counted = true;
   const stop = () => {
     unfollow?.();
     unfollow = undefined;
     if (keepalive) clearInterval(keepalive);
+    if (counted) streams--;
+    counted = false;
   };
   const body = new ReadableStream<Uint8Array>(
     {

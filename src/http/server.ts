@@ -16,6 +16,8 @@ const MAX_CONNECTIONS = 256;
 /** A client gets this long to send its headers, and the whole request (a log stream's response may last). */
 const HEADERS_TIMEOUT_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 30_000;
+/** How often those deadlines are checked (Node's default, 30 s, would let a stalled client stay 40 s). */
+const LIMITS = { connectionsCheckingInterval: 2000 };
 
 /**
  * The HTTP API's listening socket: TCP (plain or TLS) or a Unix socket (0600, in a directory only the
@@ -36,8 +38,8 @@ export class HttpServer {
       server = createAdaptorServer({
         fetch: app.fetch,
         ...(settings.tls
-          ? { createServer: createHttpsServer, serverOptions: tlsOptions(settings.tls) }
-          : { createServer: createHttpServer }),
+          ? { createServer: createHttpsServer, serverOptions: { ...LIMITS, ...tlsOptions(settings.tls) } }
+          : { createServer: createHttpServer, serverOptions: LIMITS }),
       }) as Server;
       server.maxConnections = MAX_CONNECTIONS;
       server.headersTimeout = HEADERS_TIMEOUT_MS;

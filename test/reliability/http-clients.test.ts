@@ -1,0 +1,144 @@
+/**
+ * Hostile clients of the HTTP API: a flood of connections that send half a request and stall, and
+ * log streams that are never read while a session prints. Throughout, the socket (the CLI) answers;
+ * afterwards the API answers again, the stalled connections were closed by the server, and the
+ * daemon's memory stayed bounded.
+ */
+import { readFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { type GitServer, startGitServer } from '../helpers/git-server.js';
+import { afterEachTest, agent, recordFigures, waitUntil } from './harness.js';
+
+const TOKEN = 'rel-http-5c4b3a29180716f5';
+const daemons: TestDaemon[] = [];
+const figures: Record<string, number> & { objectsLeftBehind: number } = { objectsLeftBehind: 0 };
+let git: GitServer | undefined;
+
+afterAll(async () => {
+  await git?.stop();
+  await recordFigures('http-clients', figures);
+});
+afterEach(() => afterEachTest(figures, daemons));
+
+function rssKb(pid: number): number {
+  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? Number.NaN);
+}
+
+async function start(agents: Record<string, unknown>[]) {
+  const d = await startDaemon(
+    {
+      agents,
+      daemon: {
+        http: {
+          listen: '127.0.0.1:0',
+          tokens: [{ name: 'rel', source: 'env:AGENTD_REL_TOKEN', scopes: ['read'] }],
+        },
+      },
+    },
+    { env: { AGENTD_REL_TOKEN: TOKEN } },
+  );
+  daemons.push(d);
+  const base = String((await d.waitForLog((l) => l.event === 'http.listening')).address);
+  return { d, base, url: new URL(base) };
+}
+
+describe('hostile HTTP clients', () => {
+  it('300 stalled half requests: the socket still answers, the server closes them, the API answers again', async () => {
+    git = await startGitServer();
+    const { d, base, url } = await start([agent('demo', git.url(), ['true'])]);
+    const before = rssKb(d.pid);
+    const sockets: Socket[] = [];
+    let closedByServer = 0;
+    await Promise.all(
+      Array.from(
+        { length: 300 },
+        () =>
+          new Promise<void>((resolve) => {
+            const socket = connect(Number(url.port), url.hostname, () => {
+              socket.write('GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ');
+              resolve();
+            });
+            // Read what the server says (its 408), or the end of the stream is never seen.
+            socket.on('data', () => {});
+            socket.on('error', () => resolve());
+            socket.on('close', () => {
+              closedByServer++;
+              resolve();
+            });
+            sockets.push(socket);
+          }),
+      ),
+    );
+    // The CLI's socket is another door: it answers while the HTTP port is flooded.
+    const status = await d.cli(['status', '--json']);
+    expect(status.code, status.stderr).toBe(0);
+    expect(JSON.parse(status.stdout)).toMatchObject({ state: 'ready' });
+    // Headers must come within 10 s: the server hangs up on every stalled client by itself.
+    const started = Date.now();
+    await waitUntil(
+      () => closedByServer >= 300,
+      () => `the server to close 300 stalled connections (${closedByServer} so far)`,
+      30_000,
+    );
+    figures.stalledClosedAfterMs = Date.now() - started;
+    figures.stalledConnections = 300;
+    const ready = await fetch(`${base}/readyz`);
+    expect(ready.status).toBe(200);
+    figures.rssGrowthKb = rssKb(d.pid) - before;
+    expect(rssKb(d.pid) / before).toBeLessThan(1.5);
+    for (const socket of sockets) socket.destroy();
+    expect(await d.stop()).toBe(0);
+  });
+
+  it('log streams nobody reads, while a session prints 20 MB: memory grows per stream, not per output', async () => {
+    git ??= await startGitServer();
+    const { d, base } = await start([
+      agent('loud', git.url(), [
+        'sh',
+        '-c',
+        'sleep 1; head -c 20000000 /dev/zero | tr "\\0" "x" | fold -w 1000',
+      ]),
+    ]);
+    /** The daemon's peak RSS growth while one loud session runs with `followers` unread log streams. */
+    const peakGrowth = async (followers: number) => {
+      const trigger = await d.request({ type: 'trigger', agent: 'loud' });
+      const sessionId = String(trigger?.sessionId);
+      const before = rssKb(d.pid);
+      const readers = await Promise.all(
+        Array.from({ length: followers }, async () => {
+          const response = await fetch(`${base}/v1/sessions/${sessionId}/log`, {
+            headers: { authorization: `Bearer ${TOKEN}` },
+          });
+          expect(response.status).toBe(200);
+          return response;
+        }),
+      );
+      let peak = before;
+      const timer = setInterval(() => {
+        peak = Math.max(peak, rssKb(d.pid));
+      }, 100);
+      await d.waitForOutcome(sessionId, 120_000);
+      clearInterval(timer);
+      return { growthKb: peak - before, readers };
+    };
+    // The baseline, in the same run: the same session with nobody following (after one to warm up).
+    await peakGrowth(0);
+    const baseline = await peakGrowth(0);
+    const followed = await peakGrowth(10);
+    figures.unreadStreams = 10;
+    figures.baselinePeakGrowthKb = baseline.growthKb;
+    figures.unreadStreamsPeakGrowthKb = followed.growthKb;
+    // Unbounded, ten unread copies of 20 MB would be 200 MB; bounded, each stream holds about 1 MiB.
+    expect(followed.growthKb - baseline.growthKb).toBeLessThan(10 * 3 * 1024);
+    // Each stream, read now, ends with `lagging` and where to resume.
+    for (const response of followed.readers) {
+      const text = await response.text();
+      const last = JSON.parse(text.trim().split('\n').at(-1) as string) as { type: string; after: number };
+      expect(last.type).toBe('lagging');
+      expect(last.after).toBeGreaterThan(0);
+    }
+    expect(await d.stop()).toBe(0);
+  });
+});
