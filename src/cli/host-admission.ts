@@ -1,5 +1,5 @@
 import type { ClientIo } from './client-io.js';
-import { connectDaemon, fail } from './client-io.js';
+import { connectDaemon, fail, failOnReply } from './client-io.js';
 import { EXIT } from './exit-codes.js';
 
 /** `agentd hosts drain NAME` and `undrain NAME`: one request, one line. */
@@ -21,13 +21,12 @@ export async function runAdmission(
       );
       return EXIT.succeeded;
     }
-    const why =
-      reply === undefined
-        ? 'the daemon closed the connection'
-        : reply.type === 'error'
-          ? reply.message
-          : `unexpected reply ${reply.type}`;
-    return fail(io, why, EXIT.failed);
+    // The daemon refused (no such host): the operation failed (1). A lost connection or a daemon that
+    // says "not now" gets the code every client command gives it (4, 75).
+    if (reply?.type === 'error' && !('retryable' in reply && reply.retryable)) {
+      return fail(io, reply.message, EXIT.failed);
+    }
+    return failOnReply(io, false, reply);
   } finally {
     client.close();
   }

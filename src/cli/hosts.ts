@@ -2,6 +2,7 @@ import { Command, Option } from 'clipanion';
 import { formatDuration } from '../duration.js';
 import type { HostStatus } from '../protocol/replies.js';
 import { ClientCommand } from './client-command.js';
+import { failOnReply } from './client-io.js';
 import { EXIT } from './exit-codes.js';
 
 export class HostsCommand extends ClientCommand {
@@ -27,12 +28,7 @@ export class HostsCommand extends ClientCommand {
     if (typeof client === 'number') return client;
     try {
       const reply = await client.request({ type: 'hosts' });
-      if (reply?.type !== 'hosts') {
-        return this.fail(
-          reply?.type === 'error' ? reply.message : `unexpected reply: ${JSON.stringify(reply)}`,
-          EXIT.infrastructure,
-        );
-      }
+      if (reply?.type !== 'hosts') return failOnReply(this.context, this.json, reply);
       this.context.stdout.write(
         this.json ? `${JSON.stringify({ hosts: reply.hosts })}\n` : renderHosts(reply.hosts, Date.now()),
       );

@@ -1,6 +1,6 @@
 import { formatDuration } from '../duration.js';
 import type { StatusReply } from '../protocol/replies.js';
-import { type ClientIo, connectDaemon, fail } from './client-io.js';
+import { type ClientIo, connectDaemon, failOnReply } from './client-io.js';
 import { EXIT } from './exit-codes.js';
 import { outcomeText } from './format.js';
 
@@ -15,8 +15,8 @@ export async function runStatus(options: StatusOptions, io: ClientIo): Promise<n
   if (typeof client === 'number') return client;
   try {
     const reply = await client.request({ type: 'status' });
-    if (reply?.type !== 'status')
-      return fail(io, `unexpected reply: ${JSON.stringify(reply)}`, EXIT.infrastructure);
+    // A lost connection (4), a busy or stopping daemon (75): the same codes as every client command.
+    if (reply?.type !== 'status') return failOnReply(io, options.json, reply);
     const { type: _type, v: _v, ...status } = reply;
     if (options.json) {
       io.stdout.write(`${JSON.stringify(status)}\n`);

@@ -101,7 +101,15 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
         left.then((code) => ({ type: 'left' as const, code })),
       ]);
       if (reply === undefined) {
-        if (!sessionId) return fail(io, 'lost the connection to the daemon', EXIT.infrastructure);
+        if (!sessionId) {
+          // Nothing was accepted (or nobody heard that it was): one JSON object with --json, as for any failure.
+          return failWith(
+            io,
+            options.json,
+            { error: 'connection_lost', message: 'lost the connection to the daemon' },
+            EXIT.infrastructure,
+          );
+        }
         if (closedForStalling) {
           return failWith(
             io,

@@ -1,0 +1,144 @@
+/**
+ * The CLI's connection to the daemon when the daemon goes away mid-request: a connection reset
+ * (the daemon died or closed with the request unread: ECONNRESET on the client's read) is a lost
+ * connection like any other, never an unhandled 'error' event that kills the client with a stack
+ * trace, and `wait` and the follow of `trigger`/`logs --follow` look for the daemon again.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DaemonClient } from '../../src/cli/client.js';
+import { followSession } from '../../src/cli/session-follow.js';
+import { waitForSession } from '../../src/cli/session-wait.js';
+import { makeTempDir } from '../helpers/resources.js';
+
+const ID = '0123456789abcdef';
+const RECORD = { version: 1, id: ID, agent: 'a', repo: 'git://127.0.0.1/x.git', outcome: 'succeeded' };
+
+const servers: Server[] = [];
+afterEach(async () => {
+  for (const server of servers.splice(0)) await new Promise((resolve) => server.close(resolve));
+});
+
+/**
+ * A daemon that reads nothing until told (`pauseOnConnect`): `connections` in order of arrival, so a
+ * test can reset one (destroy it while the client's request is unread) or answer it.
+ */
+async function fakeDaemon(): Promise<{ path: string; connections: Socket[]; next(): Promise<Socket> }> {
+  const path = join(makeTempDir('agentd-unit-cli-'), 'agentd.sock');
+  const connections: Socket[] = [];
+  const waiters: ((socket: Socket) => void)[] = [];
+  const server = createServer({ pauseOnConnect: true }, (socket) => {
+    socket.on('error', () => {});
+    connections.push(socket);
+    waiters.shift()?.(socket);
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  let taken = 0;
+  return {
+    path,
+    connections,
+    next: () => {
+      const index = taken++;
+      const ready = connections[index];
+      return ready ? Promise.resolve(ready) : new Promise((resolve) => waiters.push(resolve));
+    },
+  };
+}
+
+/** The client's socket (private): to know its request is in the daemon's queue, and what it saw. */
+function socketOf(client: DaemonClient): Socket {
+  return (client as unknown as { socket: Socket }).socket;
+}
+
+/**
+ * Resets the connection from the daemon's side once the client's request sits unread in its queue:
+ * Linux answers the client's read with ECONNRESET. Resolves with the error code the client's socket saw.
+ */
+async function reset(client: DaemonClient, daemonSide: Socket): Promise<string | undefined> {
+  const socket = socketOf(client);
+  let code: string | undefined;
+  socket.on('error', (error: NodeJS.ErrnoException) => {
+    code = error.code;
+  });
+  while (socket.bytesWritten === 0 || socket.writableLength > 0) await sleep(5);
+  daemonSide.destroy();
+  await new Promise((resolve) => socket.once('close', resolve));
+  return code;
+}
+
+/** Answers a connection: reads its request and writes the replies. */
+function answer(socket: Socket, replies: object[]): void {
+  socket.resume();
+  socket.once('data', () => {
+    for (const reply of replies) socket.write(`${JSON.stringify({ v: 2, ...reply })}\n`);
+  });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+describe('the CLI client when the daemon resets the connection', () => {
+  it('a reset ends the connection as a closed one: no error escapes', async () => {
+    const daemon = await fakeDaemon();
+    const client = await DaemonClient.connect(daemon.path);
+    client.send({ type: 'status' });
+    const pending = client.next();
+    expect(await reset(client, await daemon.next())).toBe('ECONNRESET');
+    expect(await pending).toBeUndefined();
+    // Asking again after the loss is answered at once, and a write on the dead socket throws nothing.
+    expect(await client.request({ type: 'status' })).toBeUndefined();
+    client.close();
+  });
+
+  it('wait looks for the daemon again after a reset and gets the outcome', async () => {
+    const daemon = await fakeDaemon();
+    const client = await DaemonClient.connect(daemon.path);
+    let lost = 0;
+    const result = waitForSession({
+      socket: daemon.path,
+      sessionId: ID,
+      client,
+      onLost: () => lost++,
+    });
+    expect(await reset(client, await daemon.next())).toBe('ECONNRESET');
+    answer(await daemon.next(), [{ type: 'outcome', sessionId: ID, record: RECORD }]);
+    expect(await result).toEqual({ kind: 'outcome', record: RECORD });
+    expect(lost).toBe(1);
+  });
+
+  it('a follow resumes after the last line it showed once a reset daemon answers again', async () => {
+    const daemon = await fakeDaemon();
+    const client = await DaemonClient.connect(daemon.path);
+    client.send({ type: 'logs', sessionId: ID, follow: true });
+    const lines: string[] = [];
+    const first = await daemon.next();
+    // The first line arrives; the daemon then dies with the client's next request unread.
+    first.write(`${JSON.stringify({ v: 2, type: 'output', seq: 1, line: 'one' })}\n`);
+    const result = followSession({
+      socket: daemon.path,
+      sessionId: ID,
+      afterSeq: 0,
+      client,
+      onOutput: (reply) => lines.push(reply.line),
+    });
+    await until(() => lines.length === 1);
+    expect(await reset(client, first)).toBe('ECONNRESET');
+    const second = await daemon.next();
+    const request = new Promise<string>((resolve) => second.once('data', (chunk) => resolve(String(chunk))));
+    answer(second, [
+      { type: 'output', seq: 2, line: 'two' },
+      { type: 'outcome', sessionId: ID, record: RECORD },
+    ]);
+    expect(JSON.parse(await request)).toMatchObject({ type: 'logs', sessionId: ID, after: 1 });
+    expect(await result).toEqual({ kind: 'outcome', record: RECORD });
+    expect(lines).toEqual(['one', 'two']);
+  });
+});
+
+async function until(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 400 && !check(); i++) await sleep(5);
+  if (!check()) throw new Error('never happened');
+}
