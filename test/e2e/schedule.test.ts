@@ -1,5 +1,7 @@
+import { writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
 import type { SessionRecord } from '../../src/sessions/records.js';
 import {
   type LogLine,
@@ -83,6 +85,13 @@ describe('schedules', () => {
       { agent: 'tick', cron: '*/2 * * * * *', overlap: 'skip', catchUp: 'none', next: expect.any(String) },
     ]);
     expect(Date.parse(status.schedules[0]?.next ?? '')).toBeGreaterThan(Date.now() - 2_000);
+    const agents = JSON.parse((await d.cli(['agents', '--json'])).stdout) as {
+      agents: { name: string; schedule?: { cron: string; next?: string } }[];
+    };
+    expect(agents.agents[0]?.schedule).toMatchObject({ cron: '*/2 * * * * *', next: expect.any(String) });
+    expect((await d.cli(['agents'])).stdout).toMatch(
+      /schedule "\*\/2 \* \* \* \* \*", overlap skip, catch_up none; next \S+/,
+    );
     expect((await d.cli(['status'])).stdout).toMatch(
       /SCHEDULES\n {2}tick {2}"\*\/2 \* \* \* \* \*" {2}next \S+/,
     );
@@ -143,6 +152,41 @@ describe('schedules', () => {
     expect(replayed[0]?.outcome).toBe('succeeded');
     // The newest missed firing: the one before the daemon was ready, not an older one.
     expect(Date.parse(replayed[0]?.scheduledFor as string)).toBeGreaterThan(readyAt - 3_000);
+  });
+});
+
+describe('schedules and reloads', () => {
+  it('a schedule added by a reload fires; one removed by a reload stops', async () => {
+    const tick = agent('tick', ['true']);
+    const d = await startDaemon({ agents: [tick] });
+    const rewrite = (agents: Record<string, unknown>[]) =>
+      writeFileSync(
+        d.files.configPath,
+        stringify({
+          daemon: { socket: d.files.socketPath, state_dir: d.files.stateDir, stop_grace: '2s' },
+          agents,
+        }),
+      );
+    const reloads = () => d.logs().filter((l) => l.event === 'daemon.reloaded').length;
+    rewrite([{ ...tick, schedule: '*/2 * * * * *' }]);
+    d.signal('SIGHUP');
+    const fired = await d.waitForLog((l) => l.event === 'schedule.fired' && l.agent === 'tick');
+    await d.waitForOutcome(String(fired.session));
+    const status = JSON.parse((await d.cli(['status', '--json'])).stdout) as {
+      schedules: { agent: string }[];
+    };
+    expect(status.schedules.map((s) => s.agent)).toEqual(['tick']);
+    rewrite([tick]);
+    d.signal('SIGHUP');
+    await waitForLogs(d, (l) => l.event === 'daemon.reloaded', 2);
+    expect(reloads()).toBe(2);
+    const firedBefore = d.logs().filter((l) => l.event === 'schedule.fired').length;
+    // Three periods of the removed schedule go by without a firing.
+    await sleep(6_000);
+    expect(d.logs().filter((l) => l.event === 'schedule.fired').length).toBe(firedBefore);
+    const after = JSON.parse((await d.cli(['status', '--json'])).stdout) as { schedules: unknown[] };
+    expect(after.schedules).toEqual([]);
+    expect(await d.stop()).toBe(0);
   });
 });
 
