@@ -514,8 +514,25 @@ function toAgent(
   }
   if (raw.timeout !== undefined) agent.timeoutMs = durationMs(raw.timeout);
   if (raw.max_concurrent !== undefined) agent.maxConcurrent = raw.max_concurrent;
+  if (raw.schedule_work_unit !== undefined) {
+    if (raw.schedule === undefined) {
+      ctx.problems.push({
+        path: [...path, 'schedule_work_unit'],
+        onKey: true,
+        message:
+          'is the work unit of scheduled sessions, and this agent has no schedule:; add schedule: or remove it',
+      });
+    } else if (raw.schedule.work_unit !== undefined) {
+      ctx.problems.push({
+        path: [...path, 'schedule_work_unit'],
+        onKey: true,
+        message: 'is given twice, here and as schedule.work_unit; keep one of them',
+      });
+    }
+  }
   if (raw.schedule !== undefined) {
-    const { cron, timezone, work_unit, overlap, catch_up } = raw.schedule;
+    const { cron, timezone, overlap, catch_up } = raw.schedule;
+    const work_unit = raw.schedule.work_unit ?? raw.schedule_work_unit;
     agent.schedule = {
       cron,
       overlap: overlap ?? 'skip',

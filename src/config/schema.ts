@@ -610,6 +610,11 @@ const agentShape = {
   caches: caches.nullish(),
   exit_codes: exitCodes.nullish(),
   schedule: schedule.optional(),
+  // The spelling of the original design; the same as schedule.work_unit.
+  schedule_work_unit: checkedString(
+    'a work unit template like "nightly-{date}"',
+    workUnitTemplateProblem,
+  ).optional(),
   max_concurrent: wholeNumber(1, 1).optional(),
   hosts: z
     .array(checkedString('a host name', hostNameProblem), {

@@ -75,6 +75,23 @@ describe('schedule: configuration', () => {
     expect(byPath['agents[0].schedule.catchup']).toContain('did you mean "catch_up"');
   });
 
+  it("takes the agent-level schedule_work_unit as the schedule's work unit, once, and only with a schedule", () => {
+    const [agent] = parse(
+      `${REPO}    schedule: "0 3 * * *"\n    schedule_work_unit: "nightly-{date}"\n`,
+    ).agents;
+    expect(agent?.schedule?.workUnit).toBe('nightly-{date}');
+    const twice = problems(
+      `${REPO}    schedule:\n      cron: "0 3 * * *"\n      work_unit: a\n    schedule_work_unit: b\n`,
+    );
+    expect(twice[0]).toMatchObject({ path: 'agents[0].schedule_work_unit' });
+    expect(twice[0]?.message).toContain('keep one of them');
+    const alone = problems(`${REPO}    schedule_work_unit: "nightly-{date}"\n`);
+    expect(alone[0]?.message).toContain('no schedule:');
+    expect(
+      problems(`${REPO}    schedule: "0 3 * * *"\n    schedule_work_unit: "x-{hour}"\n`)[0]?.message,
+    ).toContain('{hour}');
+  });
+
   it('wants a repo for a scheduled agent, and max_concurrent of at least 1', () => {
     expect(problems('    schedule: "0 3 * * *"\n')[0]?.message).toContain('set repo: or remove schedule:');
     expect(problems(`${REPO}    max_concurrent: 0\n`)[0]?.path).toBe('agents[0].max_concurrent');
