@@ -70,7 +70,7 @@ export interface CreateContainerOptions {
 export interface AttachedRun {
   /** Resolves with the container's exit code as podman reports it, once all its output was handed on. */
   exitCode: Promise<number>;
-  /** Podman's own stderr lines (the container's output is merged into stdout); the last 50, each cut at 1000 characters. */
+  /** Podman's own messages on stderr before the container printed anything: the last 50, each cut at 1000 characters. */
   stderr: () => string;
   /** Stops reading the container's output until resume(): the container blocks on its pipe. */
   pause(): void;
@@ -140,9 +140,10 @@ export interface PodmanPort {
 
 /**
  * Receives the container's output: each line as it arrives, or a piece of a line longer than
- * OUTPUT_LINE_MAX_BYTES (`end` is false for every piece but a line's last).
+ * OUTPUT_LINE_MAX_BYTES (`end` is false for every piece but a line's last), and which stream it came on.
+ * Before the container runs, podman's own messages come on stderr too.
  */
-export type OutputHandler = (text: string, end: boolean) => void;
+export type OutputHandler = (text: string, end: boolean, stream: 'stdout' | 'stderr') => void;
 
 /** A narrow client over the podman CLI: the only code in agentd that runs podman. */
 export class PodmanClient implements PodmanPort {
@@ -367,13 +368,26 @@ export class PodmanClient implements PodmanPort {
     });
     const errLines: string[] = [];
     const options = { maxLineBytes: OUTPUT_LINE_MAX_BYTES };
-    const out = new OutputReader(child.stdout, onLine, options);
-    // Podman's own messages: only the tail is kept, for the error of a container that did not start.
+    /** The container has printed: what comes on stderr from now on is its own, not podman's. */
+    let printed = false;
+    const out = new OutputReader(
+      child.stdout,
+      (text, end) => {
+        printed = true;
+        onLine(text, end, 'stdout');
+      },
+      options,
+    );
+    // The container's stderr, and before that podman's own messages: their tail is kept for the error of
+    // a container that did not start (never the container's own lines: they may hold what masking hides).
     const err = new OutputReader(
       child.stderr,
-      (text) => {
-        errLines.push(text.length > 1000 ? `${text.slice(0, 1000)}...` : text);
-        if (errLines.length > 50) errLines.shift();
+      (text, end) => {
+        if (!printed) {
+          errLines.push(text.length > 1000 ? `${text.slice(0, 1000)}...` : text);
+          if (errLines.length > 50) errLines.shift();
+        }
+        onLine(text, end, 'stderr');
       },
       options,
     );
@@ -387,8 +401,14 @@ export class PodmanClient implements PodmanPort {
     return {
       exitCode,
       stderr: () => errLines.join('\n'),
-      pause: () => out.pause(),
-      resume: () => out.resume(),
+      pause: () => {
+        out.pause();
+        err.pause();
+      },
+      resume: () => {
+        out.resume();
+        err.resume();
+      },
     };
   }
 

@@ -51,6 +51,7 @@ export class LogsCommand extends ClientCommand {
     if (typeof client === 'number') return client;
     const { stdout, stderr } = this.context;
     const show = outputFilter(stdout, this.raw);
+    const showErr = outputFilter(stderr, this.raw);
     let leave: (() => void) | undefined;
     const gone = new Promise<'gone'>((resolve) => {
       leave = () => resolve('gone');
@@ -61,6 +62,8 @@ export class LogsCommand extends ClientCommand {
     const print = (reply: OutputReply) => {
       counted++;
       if (this.json) printJson(this.context, lineJson(reply, counted));
+      // The command's stderr goes to stderr, as `podman logs` does it.
+      else if (reply.stream === 'stderr') stderr.write(`${showErr(reply.line)}\n`);
       else stdout.write(`${show(reply.line)}\n`);
     };
     const outcome = (record: SessionRecord) => {

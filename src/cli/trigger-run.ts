@@ -33,6 +33,7 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
   const { stdout } = io;
   const started = Date.now();
   const show = outputFilter(stdout, options.raw);
+  const showErr = outputFilter(io.stderr, options.raw);
   // A reader that went away (`agentd trigger x | head`) stops the printing, not the following: the
   // exit code still says how the session ended.
   const readerGone = quietOnBrokenPipe(stdout, () => {});
@@ -47,7 +48,10 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
   const showOutput = (reply: OutputReply) => {
     if (typeof reply.seq === 'number') lastSeq = Math.max(lastSeq, reply.seq);
     else if (reply.skipped) lastSeq = Math.max(lastSeq, reply.skipped.toSeq);
-    if (verbose) print(`${show(reply.line)}\n`);
+    if (!verbose) return;
+    // The command's stderr goes to stderr, as `podman logs` does it.
+    if (reply.stream === 'stderr') io.stderr.write(`${showErr(reply.line)}\n`);
+    else print(`${show(reply.line)}\n`);
   };
   let sessionId: string | undefined;
   let interrupts = 0;

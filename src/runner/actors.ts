@@ -243,9 +243,11 @@ async function attach(
   /** The agent's command runs: no more marker lines are read, but for the setup step's last. */
   let commandStarted = false;
   let commandEnd: CommandEnd | undefined;
+  /** The setup step announced itself: what comes on stderr from now on is the command's, not podman's. */
+  let containerStarted = adopted !== undefined;
   /** Output (a line, or a part of a longer one): masked, logged, streamed, kept for a setup failure. */
-  const write = (raw: string, cont: boolean) => {
-    const line = out.write(raw, cont);
+  const write = (raw: string, cont: boolean, stream: 'stdout' | 'stderr' = 'stdout') => {
+    const line = out.write(raw, cont, stream);
     if (line === undefined && !cont) output.dropped?.(sessionId, 1, 'withheld');
     if (line === undefined || commandStarted) return;
     setupOutput.push(line.length > SETUP_LINE_CHARS ? `${line.slice(0, SETUP_LINE_CHARS)}...` : line);
@@ -265,8 +267,10 @@ async function attach(
     // A marker is a line of its own: never the rest of a longer line.
     if (cont || commandStarted || marker === '' || !raw.startsWith(`${marker} `)) return { kind: 'line' };
     const what = raw.slice(marker.length + 1);
-    if (what === 'started') send({ type: 'setup.started' });
-    else if (what === 'phase cloning') send({ type: 'setup.cloning' });
+    if (what === 'started') {
+      containerStarted = true;
+      send({ type: 'setup.started' });
+    } else if (what === 'phase cloning') send({ type: 'setup.cloning' });
     else if (what.startsWith('commit ')) {
       const commit = what.slice('commit '.length);
       if (/^[0-9a-f]{40,64}$/.test(commit)) send({ type: 'setup.commit', commit });
@@ -298,7 +302,12 @@ async function attach(
       () => {},
     );
     out.setMarker(input.marker);
-    const reader = out.reader((text, end, cont) => {
+    const reader = out.reader((text, end, cont, stream) => {
+      if (stream === 'stderr') {
+        // The command's own stderr; before the container runs, podman's messages (kept for the error).
+        if (containerStarted) write(text, cont, 'stderr');
+        return;
+      }
       if (!end) {
         write(text, cont);
         return;
@@ -335,7 +344,7 @@ async function attach(
   // been emptied), resume from the last line's time instead. Read before the withheld notice goes in:
   // the resume point is where the container's output stands, never agentd's own note, or the replayed
   // markers that tell a phase the record had not caught up with would be lost.
-  let skip = out.log.writtenLines();
+  const skip = out.log.writtenLines();
   const since = skip === undefined ? out.log.lastWrite()?.toISOString() : undefined;
   if (input.withheldBecause !== undefined) out.notice(input.withheldBecause);
   const info = await port.inspectContainer(container, signal);
@@ -345,31 +354,37 @@ async function attach(
   out.setMarker(marker);
   // Without a replay from the start, the markers are not seen again.
   commandStarted = skip === undefined && (adopted?.phase ?? (commandStarted ? 'running' : '')) === 'running';
-  /** Inside a line longer than the maximum that is being skipped. */
-  let skipping = false;
-  const replayed = (text: string, cont: boolean) => {
-    if (skip !== undefined && skip > 0) skip--;
-    else write(text, cont);
+  /** Inside a line longer than the maximum that is being skipped, per stream. */
+  const skipping = { stdout: false, stderr: false };
+  const toSkip = (stream: 'stdout' | 'stderr') => skip !== undefined && skip[stream] > 0;
+  const replayed = (text: string, cont: boolean, stream: 'stdout' | 'stderr') => {
+    if (skip !== undefined && skip[stream] > 0) skip[stream]--;
+    else write(text, cont, stream);
   };
-  const reader = out.reader((text, end, cont) => {
+  // Each stream is replayed and skipped on its own: Podman replays them in its own order.
+  const reader = out.reader((text, end, cont, stream) => {
     if (!end) {
-      if (skipping || (skip !== undefined && skip > 0)) skipping = true;
-      else write(text, cont);
+      if (skipping[stream] || toSkip(stream)) skipping[stream] = true;
+      else write(text, cont, stream);
       return;
     }
-    if (skipping) {
+    if (skipping[stream]) {
       // The end of a skipped line; it may still carry the setup step's report.
-      skipping = false;
-      if (skip !== undefined) skip--;
-      const ended = findCommandEnd(marker, text);
+      skipping[stream] = false;
+      if (skip !== undefined) skip[stream]--;
+      const ended = stream === 'stdout' ? findCommandEnd(marker, text) : undefined;
       if (ended !== undefined) commandEnd = ended.end;
+      return;
+    }
+    if (stream === 'stderr') {
+      replayed(text, cont, 'stderr');
       return;
     }
     // Replayed markers only move the phase forward; the machine ignores those it is past.
     const what = read(marker, text, cont);
-    if (what.kind === 'line') replayed(text, cont);
+    if (what.kind === 'line') replayed(text, cont, 'stdout');
     // The output before the report was handed on already, unless the log was cut short there.
-    else if (what.kind === 'end' && what.before !== '') replayed(what.before, cont);
+    else if (what.kind === 'end' && what.before !== '') replayed(what.before, cont, 'stdout');
   });
   const followed = port.followLogs(container, since, reader.handler, signal);
   reader.bind(followed);

@@ -119,7 +119,7 @@ export class SessionLog {
    * with an estimate of what Podman's own copy of them takes; undefined once the log does not hold all
    * of them (trimmed, or a gap) when it was opened.
    */
-  private containerLines: number | undefined;
+  private containerLines: { stdout: number; stderr: number } | undefined;
   private containerLogBytes = 0;
 
   constructor(
@@ -133,19 +133,21 @@ export class SessionLog {
     this.lastTime = last?.time;
     this.nextSeq = (last?.seq ?? 0) + 1;
     const complete = !trimmed && notes.size === 0 && lines.every((line, i) => line.seq === i + 1);
-    this.containerLines = complete ? 0 : undefined;
+    this.containerLines = complete ? { stdout: 0, stderr: 0 } : undefined;
     for (const line of lines) this.count(line);
     writing.set(path, this);
   }
 
   /**
-   * Container output lines handed on so far, from the first on (agentd's own lines and continuations not
+   * Container output lines handed on so far on each stream, from the first on (agentd's own lines and continuations not
    * counted): where a replay of the container's own log resumes (an adopted session, a dropped
    * attachment). Undefined when not known: the log did not hold all of them when it was opened, or
    * Podman may have emptied its own copy since (`--log-opt max-size`).
    */
-  writtenLines(): number | undefined {
-    return this.containerLogBytes < CONTAINER_LOG_MAX_BYTES / 2 ? this.containerLines : undefined;
+  writtenLines(): { stdout: number; stderr: number } | undefined {
+    if (this.containerLines === undefined || this.containerLogBytes >= CONTAINER_LOG_MAX_BYTES / 2)
+      return undefined;
+    return { ...this.containerLines };
   }
 
   /** When the newest line in the log was read, if any. */
@@ -175,7 +177,7 @@ export class SessionLog {
   private count(line: OutputLine): void {
     if (line.stream === 'agentd') return;
     this.containerLogBytes += line.text.length + 40;
-    if (!line.cont && this.containerLines !== undefined) this.containerLines++;
+    if (!line.cont && this.containerLines !== undefined) this.containerLines[line.stream]++;
   }
 
   /** More is waiting to be written than the log buffers: the writer should pause until onDrain. */

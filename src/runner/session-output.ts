@@ -139,13 +139,21 @@ export class SessionOutput {
    * The output handler for a podman stream: whole lines (`end`) and safe parts of longer ones (`cont`
    * when they continue one) go to onSegment; `bind` lets backpressure pause the run.
    */
-  reader(onSegment: (text: string, end: boolean, cont: boolean) => void): {
+  reader(onSegment: (text: string, end: boolean, cont: boolean, stream: 'stdout' | 'stderr') => void): {
     handler: OutputHandler;
     bind: (run: AttachedRun) => void;
   } {
-    const assembler = new LineAssembler(() => this.guards, onSegment);
+    // One per stream: a long line on stdout and one on stderr come in pieces that interleave.
+    const stdout = new LineAssembler(
+      () => this.guards,
+      (text, end, cont) => onSegment(text, end, cont, 'stdout'),
+    );
+    const stderr = new LineAssembler(
+      () => this.guards,
+      (text, end, cont) => onSegment(text, end, cont, 'stderr'),
+    );
     return {
-      handler: (text, end) => assembler.push(text, end),
+      handler: (text, end, stream) => (stream === 'stderr' ? stderr : stdout).push(text, end),
       bind: (run) => {
         this.run = run;
         if (this.paused) run.pause();

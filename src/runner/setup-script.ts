@@ -19,6 +19,9 @@ import { SECRET_MOUNT_DIR } from '../constants.js';
  * Everything after the command has started is fork-free (shell builtins) until the report is written,
  * so a command that uses up the pids limit cannot keep the report from being written.
  *
+ * The step's own output, and the setup's (git's errors included), goes to the container's stdout; the
+ * command's stderr stays the container's stderr, so the daemon can tell the command's two streams apart.
+ *
  * Work in and results out: the agent's user is given /agentd/out and its caches (and the directories
  * between its home and a cache, which the runtime made as root); a cache already owned by the user is
  * left alone, so a large one is not walked every session. After the clone it reports the commit it
@@ -31,7 +34,7 @@ import { SECRET_MOUNT_DIR } from '../constants.js';
  * command's own exit code (128 + N when a signal N ended it).
  */
 export const SETUP_SCRIPT = `set -eu
-exec 2>&1
+exec 3>&2 2>&1
 m="$AGENTD_SETUP_MARKER"
 say() { printf '%s %s\\n' "$m" "$1"; }
 say started
@@ -96,7 +99,7 @@ elif command -v gosu >/dev/null 2>&1; then
 else
   drop="setpriv --reuid=$user --regid=$user --init-groups"
 fi
-as_user() { $drop "$@"; }
+as_user() { $drop "$@" 3>&-; }
 say "phase cloning"
 cd "$home"
 rm -rf "$home/repo"
@@ -164,8 +167,9 @@ for s in TERM INT HUP QUIT USR1 USR2 ALRM WINCH; do trap "forward $s" "$s"; done
 say "phase running"
 set +e
 ran=1
-$reset $drop "$@" &
+$reset $drop "$@" 2>&3 3>&- &
 pid=$!
+exec 3>&-
 # After a stop (SIGTERM) the command has the grace period, then this watchdog kills it: its output is
 # archived before Podman's SIGKILL (which comes a few seconds later) ends everything. Started before
 # the command can use up the pids limit: forwarding to it later needs no fork.
@@ -173,7 +177,7 @@ if [ -n "$copy_dir" ]; then
   (
     trap 'sleep "$grace"; kill -s KILL "$pid"; exit 0' USR1
     while :; do sleep 86400 & wait $!; done
-  ) >/dev/null 2>&1 &
+  ) >/dev/null 2>&1 3>&- &
   watchdog=$!
 fi
 # From here on the step prints only its report: not sh's own notes on the job (e.g. "Killed").

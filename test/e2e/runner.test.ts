@@ -179,7 +179,12 @@ describe('the runner machine against real Podman', () => {
   it('runs a command to success, streaming its output in order through the phases', async () => {
     const session = await runSession({
       spec: {
-        command: ['sh', '-c', 'for i in 1 2 3 4 5; do echo line$i; done; echo err >&2; sleep 1; echo last'],
+        // stdout and stderr are two pipes: the pause keeps the order of the lines on the two.
+        command: [
+          'sh',
+          '-c',
+          'for i in 1 2 3 4 5; do echo line$i; done; sleep 0.3; echo err >&2; sleep 1; echo last',
+        ],
       },
     });
     expect(session.result).toMatchObject({ outcome: 'succeeded', exitCode: 0, phase: 'running' });
@@ -199,6 +204,12 @@ describe('the runner machine against real Podman', () => {
     // Setup marker lines are the runner's business, not output.
     expect(session.lines.join('\n')).not.toContain('@@agentd-');
     expect(session.log()).toBe('line1\nline2\nline3\nline4\nline5\nerr\nlast\n');
+    // The command's stderr is told apart from its stdout.
+    const streams = session.events.flatMap(({ event }) =>
+      event.type === 'output' ? [`${event.stream}:${event.line}`] : [],
+    );
+    expect(streams).toContain('stderr:err');
+    expect(streams).toContain('stdout:last');
   });
 
   it('reports a non-zero exit as failed with its code', async () => {

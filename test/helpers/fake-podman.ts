@@ -245,7 +245,7 @@ export class FakePodman implements PodmanPort {
       ...(since === undefined ? {} : { since }),
       ended: false,
       line: (text) => {
-        if (!stream.ended) onLine(text, true);
+        if (!stream.ended) onLine(text, true, 'stdout');
       },
       exit: (code) => {
         if (stream.ended) return;

@@ -16,7 +16,7 @@ import { makeTempDir } from './resources.js';
 
 export type RunEvent =
   | { type: 'phase'; phase: Phase }
-  | { type: 'output'; line: string }
+  | { type: 'output'; line: string; stream: 'stdout' | 'stderr' | 'agentd' }
   /** The container exists. */
   | { type: 'container'; name: string };
 
@@ -60,7 +60,7 @@ export class TestRunner {
       actors: runnerActors(podman, {
         logFile: () => run.logFile,
         logMaxBytes,
-        line: (_, line) => run.onEvent({ type: 'output', line: line.text }),
+        line: (_, line) => run.onEvent({ type: 'output', line: line.text, stream: line.stream }),
       }),
       actions: {
         announcePhase: (_, { phase }) => run.onEvent({ type: 'phase', phase }),

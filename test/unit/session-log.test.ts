@@ -66,7 +66,7 @@ describe('SessionLog', () => {
     // A log opened again (an adopted session) goes on from the next number; agentd's own lines and
     // continuations are not container lines.
     const again = new SessionLog(path, 1_000_000);
-    expect(again.writtenLines()).toBe(2);
+    expect(again.writtenLines()).toEqual({ stdout: 1, stderr: 1 });
     expect(again.append('more').seq).toBe(5);
     await again.close();
   });
@@ -75,7 +75,7 @@ describe('SessionLog', () => {
     const path = logPath();
     writeFileSync(path, 'a\nb\n');
     const log = new SessionLog(path, 1_000_000);
-    expect(log.writtenLines()).toBe(2);
+    expect(log.writtenLines()).toEqual({ stdout: 2, stderr: 0 });
     expect(log.append('c').seq).toBe(3);
     await log.close();
     expect(readSessionLog(path).map((e) => (isSkipped(e) ? '' : e.text))).toEqual(['a', 'b', 'c']);
@@ -171,7 +171,7 @@ describe('SessionOutput', () => {
     const text = `${'a'.repeat(65536 - 10)}value-to-hide-0123456789${'b'.repeat(140_000)}`;
     for (let at = 0; at < text.length; at += 65536) {
       const piece = text.slice(at, at + 65536);
-      handler(piece, at + 65536 >= text.length);
+      handler(piece, at + 65536 >= text.length, 'stdout');
     }
     await out.close();
     const joined = lines.map((l) => l.text).join('');
