@@ -179,10 +179,13 @@ describe('crash recovery with live containers', () => {
     gateA.hold();
     gateB.hold();
     const block = (gate: Gate) => `git ls-remote git://127.0.0.1:${gate.port}/g.git >/dev/null 2>&1`;
+    // stderr lines on both sides of the crash: each stream is replayed and skipped on its own.
     const script = [
       'for i in 1 2 3; do echo "before $i"; done',
+      'echo "before err" >&2',
       block(gateA),
       'for i in 1 2 3; do echo "middle $i"; done',
+      'echo "middle err" >&2',
       block(gateB),
       'for i in 1 2 3; do echo "after $i"; done',
     ].join('\n');
@@ -195,7 +198,8 @@ describe('crash recovery with live containers', () => {
     const id = await detach(d, 'worker', ['--key', 'crash-key']);
     await gateA.waitFor(1);
     await waitUntil(
-      () => d.cli(['logs', id]).then((r) => r.stdout.includes('before 3')),
+      // Both streams are in the log before the crash: the new daemon skips lines of each.
+      () => d.cli(['logs', id]).then((r) => r.stdout.includes('before 3') && r.stderr.includes('before err')),
       () => 'the first lines in the session log',
     );
     const startedAt = d.record(id)?.startedAt;
@@ -242,6 +246,16 @@ describe('crash recovery with live containers', () => {
     expect(logs.code, logs.stderr).toBe(0);
     const expected = ['before', 'middle', 'after'].flatMap((w) => [1, 2, 3].map((i) => `${w} ${i}`));
     expect(logs.stdout.split('\n').filter(Boolean)).toEqual(expected);
+    // The command's stderr, once each, on the CLI's stderr (before the outcome line).
+    expect(logs.stderr.split('\n').filter((l) => l.endsWith(' err'))).toEqual(['before err', 'middle err']);
+    const json = await next.cli(['logs', id, '--json']);
+    const streams = json.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { stream: string; text: string })
+      .filter((l) => l.stream === 'stderr')
+      .map((l) => l.text);
+    expect(streams).toEqual(['before err', 'middle err']);
     expect(next.record(id)).toMatchObject({ outcome: 'succeeded', exitCode: 0, phase: 'finished' });
     figures.sessionsRecovered++;
     figures.sessions++;

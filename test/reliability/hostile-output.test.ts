@@ -15,8 +15,8 @@ import { CONTAINER_LOG_MAX_BYTES, OUTPUT_LINE_MAX_BYTES } from '../../src/consta
 import { CLI, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { type GitServer, startGitServer } from '../helpers/git-server.js';
 import { track } from '../helpers/resources.js';
-import { afterEachTest, agent, REAL_PODMAN, recordFigures, sleep, waitUntil } from './harness.js';
-import { percentile, RssSampler, statusLatencies, statusOnce } from './measure.js';
+import { afterEachTest, agent, REAL_PODMAN, recordFigures, waitUntil } from './harness.js';
+import { percentile, RssSampler, statusLatencies } from './measure.js';
 
 /** The bound the README states for the daemon's memory, whatever agents print. */
 const RSS_BOUND_KB = 200 * 1024;
