@@ -16,6 +16,9 @@ export default defineConfig({
     maxWorkers: 2,
     reporters: ['default', 'json'],
     outputFile: { json: 'test-results/report.json' },
+    // Every project: the run's own TMPDIR, checked empty at the end; each file's tracked resources removed.
+    globalSetup: ['test/helpers/temp-root.ts'],
+    setupFiles: ['test/helpers/cleanup-after-file.ts'],
     projects: [
       {
         extends: true,
@@ -28,7 +31,7 @@ export default defineConfig({
           name: 'podman',
           include: ['test/e2e/**/*.test.ts', 'test/reliability/**/*.test.ts'],
           // Builds dist/ and checks that Podman runs the test image; only these suites need either.
-          globalSetup: ['test/helpers/global-setup.ts'],
+          globalSetup: ['test/helpers/temp-root.ts', 'test/helpers/global-setup.ts'],
         },
       },
     ],

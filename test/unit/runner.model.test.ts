@@ -175,8 +175,10 @@ const port = new Proxy({} as FakePodman, {
 let provided: ReturnType<typeof machine.provide> | undefined;
 
 function providedMachine() {
+  if (provided) return provided;
+  // One log dir for the file's runs, made with the machine (this is called once per replayed path).
   const dir = makeTempDir('agentd-unit-runner-');
-  provided ??= machine.provide({
+  provided = machine.provide({
     actors: runnerActors(port, {
       logFile: (id) => `${dir}/${id}.log`,
       logMaxBytes: 100_000,
