@@ -37,11 +37,14 @@ let b: SideHost;
 let c: SideHost;
 
 beforeAll(async () => {
-  [git, gate, side] = await Promise.all([
-    startGitServer(),
-    startGate(),
-    startSideHosts(['a', 'b'], { ssh: 'c' }),
+  // allSettled: when one fails, afterAll still finds and stops the others (Promise.all would leave
+  // them starting unseen, their server and temp dir left behind).
+  const started = await Promise.allSettled([
+    startGitServer().then((g) => (git = g)),
+    startGate().then((g) => (gate = g)),
+    startSideHosts(['a', 'b'], { ssh: 'c' }).then((s) => (side = s)),
   ]);
+  for (const result of started) if (result.status === 'rejected') throw result.reason;
   [a, b, c] = side.hosts as [SideHost, SideHost, SideHost];
   if (side.noSsh !== undefined) {
     // Without sshd the third host is reached like the others; the report says why.

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { freePort, waitForPort } from './git-server.js';
@@ -50,7 +50,8 @@ const SSHD = '/usr/sbin/sshd';
  * is saved once and loaded into each host side by side.
  */
 export async function startSideHosts(names: string[], options: { ssh?: string } = {}): Promise<SideHosts> {
-  const root = makeTempDir('agentd-hosts-');
+  // A short name: Podman refuses a --runroot longer than 50 characters, and the run's TMPDIR is one level deep.
+  const root = makeTempDir('agentd-h-');
   const image = join(root, 'image.tar');
   const all = [...names, ...(options.ssh === undefined ? [] : [options.ssh])];
   const [saved, ...hosts] = await Promise.all([
@@ -91,6 +92,11 @@ export async function startSideHosts(names: string[], options: { ssh?: string } 
 
 function startHost(dir: string, name: string): Promise<SideHost> {
   for (const sub of ['root', 'run', 'tmp']) mkdirSync(join(dir, sub), { recursive: true });
+  if (join(dir, 'run').length > 50) {
+    throw new Error(
+      `host ${name}: Podman refuses the --runroot ${join(dir, 'run')}, longer than 50 characters; use a shorter TMPDIR`,
+    );
+  }
   const socket = join(dir, 'podman.sock');
   const storage = ['--root', join(dir, 'root'), '--runroot', join(dir, 'run'), '--tmpdir', join(dir, 'tmp')];
   let child: ChildProcess | undefined;
@@ -111,18 +117,27 @@ function startHost(dir: string, name: string): Promise<SideHost> {
         : undefined;
     },
     start: async () => {
-      child = track.process(
-        spawn('podman', [...storage, 'system', 'service', '--time=0', `unix://${socket}`], {
-          detached: true,
-          stdio: 'ignore',
-          env: process.env,
-        }),
-      );
-      for (let i = 0; i < 300; i++) {
+      // The service's own errors go to a file so that a service that does not come up says why.
+      const log = openSync(join(dir, 'service.log'), 'a');
+      try {
+        child = track.process(
+          spawn('podman', [...storage, 'system', 'service', '--time=0', `unix://${socket}`], {
+            detached: true,
+            stdio: ['ignore', log, log],
+            env: process.env,
+          }),
+        );
+      } finally {
+        closeSync(log);
+      }
+      for (let i = 0; i < 300 && host.pid !== undefined; i++) {
         if ((await run(['version', '--format', '{{.Server.Version}}'])).exitCode === 0) return;
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
-      throw new Error(`the podman service of host ${name} did not answer on ${socket}`);
+      const why = readFileSync(join(dir, 'service.log'), 'utf8').trim().slice(-2000);
+      throw new Error(
+        `the podman service of host ${name} did not answer on ${socket}: ${why || 'no output'}`,
+      );
     },
     kill: async () => {
       const pid = host.pid;
