@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -16,6 +16,8 @@ export default function setup(): (() => void) | undefined {
   if (process.env[OWNER] !== undefined) return undefined;
   const previous = process.env.TMPDIR;
   const root = mkdtempSync(join(tmpdir(), 'agentd-run-'));
+  // Traversable like /tmp: tests run the CLI as another user (nobody) on files in their own temp dirs.
+  chmodSync(root, 0o755);
   process.env[OWNER] = root;
   process.env.TMPDIR = root;
   return () => {
