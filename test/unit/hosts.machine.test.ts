@@ -46,9 +46,18 @@ interface Daemon {
 }
 
 async function startDaemon(
-  options: FakeOptions & { maxSessions?: number; hosts?: HostInfo[]; reconciled?: ReconcileResult } = {},
+  options: FakeOptions & {
+    maxSessions?: number;
+    hosts?: HostInfo[];
+    reconciled?: ReconcileResult;
+    /** Hosts whose probes fail from the start, and why. */
+    unreachable?: Record<string, string>;
+  } = {},
 ): Promise<Daemon> {
   const fakes = new Fakes({ ...options, reconcile: options.reconciled ?? RECONCILED });
+  // Before the start: a probe due on a short interval must not find a host reachable that the test
+  // means to be down (on a loaded machine the first one can run before the test's next line).
+  for (const [host, why] of Object.entries(options.unreachable ?? {})) fakes.unreachable.set(host, why);
   const actor = createActor(fakes.daemon(), {
     input: {
       agents: [...AGENTS, PINNED, GPU],
@@ -192,8 +201,8 @@ describe('hosts that are down', () => {
       probeIntervalMs: 10,
       hosts: [{ name: 'a', maxSessions: 1, labels: {} }],
       reconciled: { ...RECONCILED, down: [{ host: 'a', reason: 'no route to host' }] },
+      unreachable: { a: 'no route to host' },
     });
-    d.fakes.unreachable.set('a', 'no route to host');
     d.trigger('q1');
     expect(d.queued()).toEqual(['q1']);
     d.fakes.hostRecovery.set('a', {
@@ -226,8 +235,8 @@ describe('hosts that are down', () => {
       probeIntervalMs: 5,
       downGraceMs: 30,
       reconciled: { ...RECONCILED, down: [{ host: 'c', reason: 'connection refused' }] },
+      unreachable: { c: 'connection refused' },
     });
-    d.fakes.unreachable.set('c', 'connection refused');
     await until(() => d.fakes.abandonedHosts.length > 0, 'c abandoned');
     expect(d.fakes.abandonedHosts).toEqual(['c']);
     expect(d.hostState('c')).toBe('down');
