@@ -12,7 +12,7 @@ export interface PodmanCall {
   streaming: boolean;
 }
 
-const STREAMING = new Set<string>(['startAttached', 'followLogs']);
+const STREAMING = new Set<string>(['runAttached', 'startAttached', 'followLogs']);
 
 /**
  * The same PodmanPort, telling `observe` about every call it makes: where podman calls are counted and

@@ -104,6 +104,12 @@ export interface PodmanPort {
   /** Removes secrets; one that is already gone counts as removed. */
   removeSecrets(names: string[], signal?: AbortSignal): Promise<void>;
   createContainer(options: CreateContainerOptions): Promise<string>;
+  /**
+   * Creates, starts and follows a container in one call (`podman run`): its output goes to onLine as
+   * it arrives, as with startAttached. A failure to create or start it is the run's exit code (125,
+   * 126, 127) with Podman's message on stderr.
+   */
+  runAttached(options: CreateContainerOptions, onLine: OutputHandler, signal?: AbortSignal): AttachedRun;
   /** Starts a container attached: its output goes to onLine as it arrives, in lines of at most OUTPUT_LINE_MAX_BYTES. */
   startAttached(name: string, onLine: OutputHandler, signal?: AbortSignal): AttachedRun;
   /** Follows a running container's output from `since` (RFC 3339) until it exits. */
@@ -298,21 +304,7 @@ export class PodmanClient implements PodmanPort {
   }
 
   async createContainer(options: CreateContainerOptions): Promise<string> {
-    const argv = ['create', '--name', options.name, ...labelArgs(options.labels)];
-    // Pulling a missing localhost/ image retries against https://localhost for seconds; never pull those.
-    if (options.image.startsWith('localhost/')) argv.push('--pull', 'never');
-    argv.push('--init', '--user', '0:0', '--network', options.network);
-    // Podman's own copy of the output (k8s-file, under its storage) is capped: conmon empties it when
-    // full. `podman logs` (crash adoption) then replays what it still holds.
-    argv.push('--log-driver', 'k8s-file', '--log-opt', `max-size=${CONTAINER_LOG_MAX_BYTES}`);
-    if (options.timeoutSeconds !== undefined) argv.push('--timeout', String(options.timeoutSeconds));
-    argv.push(...hardeningArgs(options), ...mountArgs(options));
-    for (const secret of options.secrets) {
-      argv.push('--secret', `${secret.name},type=mount,target=${secret.target},uid=0,gid=0,mode=0400`);
-    }
-    // Only non-secret values travel as --env; credentials are mount secrets.
-    for (const [key, value] of Object.entries(options.env)) argv.push('--env', `${key}=${value}`);
-    argv.push('--entrypoint', JSON.stringify(options.entrypoint), options.image, ...options.args);
+    const argv = ['create', ...containerArgs(options)];
     try {
       const { stdout } = await this.call(`create container ${options.name}`, argv, {
         signal: options.signal,
@@ -331,6 +323,10 @@ export class PodmanClient implements PodmanPort {
       }
       throw error;
     }
+  }
+
+  runAttached(options: CreateContainerOptions, onLine: OutputHandler, signal?: AbortSignal): AttachedRun {
+    return this.stream(`run container ${options.name}`, ['run', ...containerArgs(options)], onLine, signal);
   }
 
   /**
@@ -578,6 +574,26 @@ function parseFileStream(out: Buffer, failure: PodmanFailure): Map<string, Buffe
     at = newline + 1 + size;
   }
   return files;
+}
+
+/** `podman create` (or `run`) arguments after the subcommand: everything a session container is made with. */
+function containerArgs(options: CreateContainerOptions): string[] {
+  const argv = ['--name', options.name, ...labelArgs(options.labels)];
+  // Pulling a missing localhost/ image retries against https://localhost for seconds; never pull those.
+  if (options.image.startsWith('localhost/')) argv.push('--pull', 'never');
+  argv.push('--init', '--user', '0:0', '--network', options.network);
+  // Podman's own copy of the output (k8s-file, under its storage) is capped: conmon empties it when
+  // full. `podman logs` (crash adoption) then replays what it still holds.
+  argv.push('--log-driver', 'k8s-file', '--log-opt', `max-size=${CONTAINER_LOG_MAX_BYTES}`);
+  if (options.timeoutSeconds !== undefined) argv.push('--timeout', String(options.timeoutSeconds));
+  argv.push(...hardeningArgs(options), ...mountArgs(options));
+  for (const secret of options.secrets) {
+    argv.push('--secret', `${secret.name},type=mount,target=${secret.target},uid=0,gid=0,mode=0400`);
+  }
+  // Only non-secret values travel as --env; credentials are mount secrets.
+  for (const [key, value] of Object.entries(options.env)) argv.push('--env', `${key}=${value}`);
+  argv.push('--entrypoint', JSON.stringify(options.entrypoint), options.image, ...options.args);
+  return argv;
 }
 
 /** Podman's own flags for limits, capabilities and mounts: what `podman inspect` then shows. */

@@ -561,6 +561,8 @@ function sessionLogic(
     hostRetryMs: config.hostProbeIntervalMs,
     // ssh:// and tcp:// hosts do not see this machine's files: work in and results out are copied.
     copyHosts: settings.hosts.filter((h) => ['ssh', 'tcp'].includes(transportOf(h))).map((h) => h.name),
+    // Hosts behind a connection create, start and remove their containers in calls of their own (RunPlan.mode).
+    connectedHosts: settings.hosts.filter((h) => transportOf(h) !== 'local').map((h) => h.name),
   }).provide({
     actors: runnerActors(
       podman,

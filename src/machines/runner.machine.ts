@@ -1,4 +1,14 @@
-import { type ActorRefFrom, assign, fromCallback, fromPromise, raise, sendTo, setup } from 'xstate';
+import {
+  type ActorRefFrom,
+  and,
+  assign,
+  fromCallback,
+  fromPromise,
+  raise,
+  sendTo,
+  setup,
+  stateIn,
+} from 'xstate';
 import { defaultResources } from '../config/resources.js';
 import type {
   AbortEvent,
@@ -144,6 +154,8 @@ export function runnerMachineFor(settings: RunnerSettings) {
       allSecretsCreated: ({ context }) => context.secretsClaimed >= context.plan.secrets.length,
       noSecretsHeld: ({ context }) => context.secretsClaimed === 0 || context.secretsRemoved,
       noContainer: ({ context }) => context.container === undefined,
+      /** One `podman run` creates and starts the container (the local Podman), not create and start. */
+      runsInOneCall: ({ context }) => context.plan.mode === 'run' && context.adopted === undefined,
       fateDecided: ({ context }) => context.fate !== undefined,
       containerExists: (_, exists: boolean) => exists,
       copiesIn: ({ context }) => context.plan.copyIn !== undefined,
@@ -298,6 +310,17 @@ export function runnerMachineFor(settings: RunnerSettings) {
               next: {
                 description: 'Create the next secret, or go on to the container once all exist.',
                 always: [
+                  {
+                    guard: and(['allSecretsCreated', 'runsInOneCall']),
+                    target: '#runner.live.attached',
+                    actions: [
+                      'claimContainer',
+                      {
+                        type: 'announceContainer',
+                        params: ({ context }) => ({ container: context.plan.container.name }),
+                      },
+                    ],
+                  },
                   { guard: 'allSecretsCreated', target: '#runner.live.creatingContainer' },
                   { target: 'creating' },
                 ],
@@ -354,7 +377,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
           },
           creatingContainer: {
             description:
-              'Create the container (not started): the setup step as entrypoint, the secrets mounted root-only, the engine-enforced deadline.',
+              'On a host behind a connection: create the container (not started): the setup step as entrypoint, the secrets mounted root-only, the engine-enforced deadline. (On the local Podman, `podman run --rm` creates and starts it in the attachment: one call.)',
             tags: ['creating'],
             entry: 'claimContainer',
             invoke: {
@@ -445,7 +468,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
           },
           attached: {
             description:
-              'The container runs and its output is read (`start --attach`, or for an adopted one `logs --follow` and `wait`). Its progress, the secrets and a stop are independent regions; the container exiting ends them all.',
+              'The container runs and its output is read (`podman run --rm` on the local Podman, which also creates it and removes it once it has exited; `start --attach` elsewhere; for an adopted one `logs --follow` and `wait`). Its progress, the secrets and a stop are independent regions; the container exiting ends them all.',
             type: 'parallel',
             on: {
               'container.lost': {
@@ -480,8 +503,14 @@ export function runnerMachineFor(settings: RunnerSettings) {
                     on: {
                       'setup.started': 'settingUp',
                       stop: stopHere(CREATING),
-                      'container.exited': exited(({ context, event }) =>
-                        startFailed(context.plan.container.name, event.exitCode, event.stderr),
+                      'container.exited': exited(
+                        ({ context, event }) =>
+                          startFailed(
+                            context.plan.container.name,
+                            event.exitCode,
+                            event.stderr,
+                            context.plan.mode === 'run' ? context.plan.container.image : undefined,
+                          ),
                       ),
                     },
                   },
@@ -585,7 +614,21 @@ export function runnerMachineFor(settings: RunnerSettings) {
                     description:
                       'Nobody asked the container to stop (a stop decided while adopting it stops it at once).',
                     always: { guard: 'fateDecided', target: 'stopping' },
-                    on: { stop: 'stopping' },
+                    on: {
+                      stop: [
+                        {
+                          // Its setup step has not said it started: the container may not exist yet.
+                          guard: and(['runsInOneCall', stateIn('#runner.live.attached.progress.starting')]),
+                          target: 'cuttingShort',
+                        },
+                        { target: 'stopping' },
+                      ],
+                    },
+                  },
+                  cuttingShort: {
+                    description:
+                      '`podman run` has not started the setup step yet, and `podman stop` could miss a container it is still creating: the run itself is cut short (its signal reaches a started container), and teardown removes whatever it made.',
+                    entry: sendTo('attach', { type: 'abort' }),
                   },
                   stopping: {
                     description:
@@ -921,6 +964,10 @@ function attachInput(context: RunnerContext): AttachInput {
   return {
     sessionId: session.invocation.sessionId,
     container: context.container ?? plan.container.name,
+    // The first attachment of a new session on the local Podman creates the container too.
+    ...(plan.mode === 'run' && adopted === undefined && context.attachments === 1
+      ? { run: plan.container }
+      : {}),
     marker: adopted ? '' : plan.marker,
     mask,
     ...hostOf(context),

@@ -4,6 +4,7 @@ import type { ContainerInspect, CreateContainerOptions, PodmanPort } from '../ad
 import { SECRET_MOUNT_DIR } from '../constants.js';
 import { SecretValue } from '../secret-value.js';
 import { type CommandEnd, findCommandEnd } from './command-end.js';
+import { unbundle } from './credential-bundle.js';
 import { createMasker } from './mask.js';
 import type { OutputLine } from './session-log.js';
 import { SessionOutput } from './session-output.js';
@@ -34,6 +35,8 @@ export type CreateContainerInput = Omit<CreateContainerOptions, 'signal'> & OnHo
 export interface AttachInput extends OnHost {
   sessionId: string;
   container: string;
+  /** Set for a new container on the local Podman: one `podman run` creates, starts and follows it. */
+  run?: Omit<CreateContainerOptions, 'signal'>;
   /** The setup step's marker; an adopted container's is read back from it. */
   marker: string;
   /** Values to mask in the output; undefined withholds the output (fail closed) for the reason given. */
@@ -173,9 +176,12 @@ export function runnerActors(ports: HostPorts, output: OutputSink, volumes: Set<
     /** An adopted container's own root-only copies of its secrets: the values it really received. */
     readContainerValues: fromPromise<SecretValue[], ContainerInput>(async ({ input, signal }) => {
       const files = await on(input).readContainerFiles(input.container, SECRET_MOUNT_DIR, signal);
-      return [...files.values()].map((bytes) => new SecretValue(bytes));
+      // One bundle holds them all: split into the values the command got (credential-bundle.ts).
+      const values = unbundle(files).map((bytes) => new SecretValue(bytes));
+      for (const bytes of files.values()) bytes.fill(0);
+      return values;
     }),
-    attach: fromCallback<AbortEvent, AttachInput>(({ input, sendBack }) => {
+    attach: fromCallback<AbortEvent, AttachInput>(({ input, sendBack, receive }) => {
       const controller = new AbortController();
       let live = true;
       const send = (event: AttachEvent) => {
@@ -186,6 +192,8 @@ export function runnerActors(ports: HostPorts, output: OutputSink, volumes: Set<
       void attach(port, output, input, send, controller.signal).catch((error: unknown) =>
         send(port.remote ? { type: 'container.unreachable', error } : { type: 'container.lost', error }),
       );
+      // The machine cuts a `podman run` short that has not started the setup step yet (a stop).
+      receive(() => controller.abort());
       return () => {
         live = false;
         controller.abort();
@@ -270,6 +278,13 @@ async function attach(
     if (what === 'started') {
       containerStarted = true;
       send({ type: 'setup.started' });
+      // The container exists now (`podman run` made it): which image it runs, beside the run; a
+      // failure to read it costs the record its image digest, nothing else.
+      if (!adopted)
+        port.inspectContainer(container, signal).then(
+          (info) => send(imageOf(info)),
+          () => {},
+        );
     } else if (what === 'phase cloning') send({ type: 'setup.cloning' });
     else if (what.startsWith('commit ')) {
       const commit = what.slice('commit '.length);
@@ -296,11 +311,6 @@ async function attach(
 
   if (!adopted) {
     for (const line of input.notices) out.notice(`agentd: ${line}`);
-    // Beside the run: a failure to read it costs the record its image digest, nothing else.
-    port.inspectContainer(container, signal).then(
-      (info) => send(imageOf(info)),
-      () => {},
-    );
     out.setMarker(input.marker);
     const reader = out.reader((text, end, cont, stream) => {
       if (stream === 'stderr') {
@@ -316,7 +326,9 @@ async function attach(
       if (what.kind === 'line') write(text, cont);
       else if (what.kind === 'end' && what.before !== '') write(what.before, cont);
     });
-    const run = port.startAttached(container, reader.handler, signal);
+    const run = input.run
+      ? port.runAttached(input.run, reader.handler, signal)
+      : port.startAttached(container, reader.handler, signal);
     reader.bind(run);
     const ended = await run.exitCode;
     if (!port.remote) {

@@ -3,7 +3,7 @@ import { SECRET_MOUNT_DIR } from '../constants.js';
 
 /**
  * The root setup step that runs first in every session container (as `/bin/sh -c SCRIPT agentd-setup
- * COMMAND...`). It holds no values: credentials arrive as root-only secret files, which it reads into
+ * COMMAND...`). It holds no values: credentials arrive as one root-only secret (a bundle it splits), which it reads into
  * the environment of the agent's command after creating the agent's user and cloning the repository
  * as that user. It announces its progress with marker lines the runner reads (and hides) until the
  * agent's command starts, and one last marker line when the command has ended.
@@ -100,11 +100,39 @@ else
   drop="setpriv --reuid=$user --regid=$user --init-groups"
 fi
 as_user() { $drop "$@" 3>&-; }
+# The credentials (and the repo token) arrive as one root-only bundle (credential-bundle.ts): a header
+# line "agentd1 NAME SIZE ...", then the values' bytes; past Podman's size limit in chunks bundle.N.
+creds=""
+tok_at=""
+tok_size=""
+if [ -f "$secrets/bundle.0" ]; then
+  IFS= read -r head < "$secrets/bundle.0" || :
+  at=$((\${#head} + 1))
+  n=""
+  tag=""
+  for w in $head; do
+    if [ -z "$tag" ]; then tag=$w; continue; fi
+    if [ -z "$n" ]; then n=$w; continue; fi
+    if [ "$n" = .repo_token ]; then tok_at=$at tok_size=$w; else creds="$creds $n:$at:$w"; fi
+    at=$((at + w))
+    n=""
+  done
+  unset head at n w tag
+fi
+# The bytes of one value: OFFSET SIZE.
+value() {
+  if [ -f "$secrets/bundle.1" ]; then
+    i=0
+    while [ -f "$secrets/bundle.$i" ]; do cat "$secrets/bundle.$i"; i=$((i + 1)); done | tail -c +"$(($1 + 1))" | head -c "$2"
+  else
+    tail -c +"$(($1 + 1))" "$secrets/bundle.0" | head -c "$2"
+  fi
+}
 say "phase cloning"
 cd "$home"
 rm -rf "$home/repo"
-if [ -f "$secrets/.repo_token" ]; then
-  tok=$(cat "$secrets/.repo_token"; printf x)
+if [ -n "$tok_at" ]; then
+  tok=$(value "$tok_at" "$tok_size"; printf x)
   tok=\${tok%x}
   # git reads its config from the environment: the token never appears on a command line. Scoped to
   # the repository's origin, it is sent nowhere else, and a redirect is not followed with it.
@@ -119,13 +147,15 @@ else
   as_user git clone --quiet -- "$AGENTD_REPO_URL" "$home/repo" || ended $?
 fi
 say "commit $(cd "$home/repo" && as_user git rev-parse HEAD 2>/dev/null || :)"
-for n in \${AGENTD_SETUP_CREDENTIALS:-}; do
-  v=$(cat "$secrets/$n"; printf x)
+for c in $creds; do
+  n=\${c%%:*}
+  c=\${c#*:}
+  v=$(value "\${c%%:*}" "\${c#*:}"; printf x)
   export "$n=\${v%x}"
 done
-unset v n AGENTD_WORK_UNIT
+unset v n c creds tok_at tok_size AGENTD_WORK_UNIT
 if [ -n "\${AGENTD_SETUP_WORK_UNIT+x}" ]; then export AGENTD_WORK_UNIT="$AGENTD_SETUP_WORK_UNIT"; fi
-unset AGENTD_SETUP_CREDENTIALS AGENTD_SETUP_WORK_UNIT AGENTD_SETUP_MARKER AGENTD_SETUP_TOKEN_ORIGIN AGENTD_SETUP_CAPS
+unset AGENTD_SETUP_WORK_UNIT AGENTD_SETUP_MARKER AGENTD_SETUP_TOKEN_ORIGIN AGENTD_SETUP_CAPS
 unset AGENTD_SETUP_CACHES AGENTD_SETUP_COPY AGENTD_SETUP_COPY_MAX AGENTD_SETUP_GRACE
 cd "$home/repo"
 c="$1"

@@ -56,13 +56,22 @@ export function setupFailed(
 }
 
 /** The container never ran the setup step: podman or the runtime failed to start it. */
-export function startFailed(container: string, exitCode: number, stderr: string): RunFate {
-  const failure = classifyPodmanFailure({
-    operation: `start container ${container}`,
-    argv: ['start', '--attach', container],
-    exitCode,
-    stderr,
-  });
+export function startFailed(
+  container: string,
+  exitCode: number,
+  stderr: string,
+  /** The image, when one `podman run` also created the container (a missing image shows here then). */
+  image?: string,
+): RunFate {
+  const failure = classifyPodmanFailure(
+    {
+      operation: `${image === undefined ? 'start' : 'run'} container ${container}`,
+      argv: image === undefined ? ['start', '--attach', container] : ['run', '--name', container, image],
+      exitCode,
+      stderr,
+    },
+    image,
+  );
   return { outcome: 'error', phase: 'creating', message: failure.message };
 }
 

@@ -12,9 +12,10 @@ import { defaultResources } from '../config/resources.js';
 import { MAX_SECRET_BYTES, SECRET_MOUNT_DIR } from '../constants.js';
 import { parseRepoUrl } from '../repo-url.js';
 import { ambientCapabilities, containerPolicy } from '../runner/container-policy.js';
+import { bundleChunkName, bundleCredentials } from '../runner/credential-bundle.js';
 import { cacheLabels, cacheVolumeName, containerName, ownershipLabels, secretName } from '../runner/names.js';
 import { SETUP_ENTRYPOINT } from '../runner/setup-script.js';
-import type { SecretValue } from '../secret-value.js';
+import { SecretValue } from '../secret-value.js';
 import type { AssembledSession } from './assemble.js';
 
 /** What the runner machine needs to know of the daemon it runs under. */
@@ -29,6 +30,13 @@ export interface RunnerSettings {
    * instead of bind mounts of its work directory.
    */
   copyHosts?: readonly string[];
+  /**
+   * Hosts reached over a connection (`url:`, including every copy host): their sessions' containers are
+   * created and started in calls of their own (a copy host copies the work in between, and a dropped
+   * connection is followed again as before). Elsewhere (the local Podman) one `podman run` creates and
+   * starts a session's container (see RunPlan.mode).
+   */
+  connectedHosts?: readonly string[];
   /** How long a session whose host stopped answering waits for it (daemon.host_down_grace). */
   hostDownGraceMs?: number;
   /** How often such a session looks whether its container answers again (daemon.host_probe_interval). */
@@ -59,6 +67,13 @@ export interface PlannedSecret {
  * the random setup marker; holds no revealed value (the values stay wrapped in `secrets`).
  */
 export interface RunPlan {
+  /**
+   * `run`: one `podman run` (attached, without `--rm`) creates, starts and follows the container.
+   * `create`: `podman create`, then `podman start --attach`. Either way the exited container is kept
+   * until teardown removes it: `podman run --rm` force-removes a running container as soon as its
+   * attachment breaks (a daemon that crashed), and crash adoption needs it; it also keeps the exit code.
+   */
+  mode: 'run' | 'create';
   /** On a host that does not see this machine's files: what goes into the container before it starts. */
   copyIn?: { dir: string; entries: string[] };
   /** ... and where its output archive comes back to after it ends. */
@@ -106,24 +121,25 @@ export function planRun(session: AssembledSession, settings: RunnerSettings, hos
   if (invocation.repoToken !== undefined && env.AGENTD_SETUP_TOKEN_ORIGIN === undefined) {
     problem ??= 'a repository URL reached the runner unchecked';
   }
-  const secrets: PlannedSecret[] = [];
-  const secretBacked: string[] = [];
-  for (const { target, value } of withValues) {
-    // Podman refuses empty secrets; an empty value is not a secret, so it is set as an empty variable.
-    if (value.byteLength === 0) {
-      env[target] = '';
-      continue;
-    }
-    secrets.push({
-      name: secretName(instanceId, invocation.sessionId, secrets.length),
-      target: `${SECRET_MOUNT_DIR}/${target}`,
-      value,
-    });
-    if (target !== '.repo_token') secretBacked.push(target);
-  }
-  if (secretBacked.length > 0) env.AGENTD_SETUP_CREDENTIALS = secretBacked.join(' ');
+  // Podman refuses empty secrets; an empty value is not a secret, so it is set as an empty variable.
+  for (const { target, value } of withValues) if (value.byteLength === 0) env[target] = '';
+  // All the values in one secret (chunked only past Podman's size limit): the calls a session makes do
+  // not grow with its credentials. The setup step splits it (credential-bundle.ts).
+  const chunks = bundleCredentials(
+    withValues
+      .filter(({ value }) => value.byteLength > 0)
+      .map(({ target, value }) => ({ name: target, bytes: value.bytes() })),
+  );
+  const secrets: PlannedSecret[] = chunks.map((chunk, index) => ({
+    name: secretName(instanceId, invocation.sessionId, index),
+    target: `${SECRET_MOUNT_DIR}/${bundleChunkName(index)}`,
+    value: new SecretValue(chunk),
+  }));
+  for (const chunk of chunks) chunk.fill(0);
   const graceSeconds = Math.ceil(settings.stopGraceMs / 1000);
   env.AGENTD_SETUP_GRACE = String(graceSeconds);
+  const connected =
+    host !== undefined && [...(settings.connectedHosts ?? []), ...(settings.copyHosts ?? [])].includes(host);
   const policy = containerPolicy(spec);
   const container: RunPlan['container'] = {
     name: containerName(instanceId, spec.agent, invocation.sessionId),
@@ -143,6 +159,7 @@ export function planRun(session: AssembledSession, settings: RunnerSettings, hos
     args: [...SETUP_ENTRYPOINT.slice(1), ...spec.command],
   };
   return {
+    mode: connected ? 'create' : 'run',
     labels,
     marker,
     secrets,

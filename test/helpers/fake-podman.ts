@@ -16,6 +16,7 @@ export type Operation =
   | 'readContainerFiles'
   | 'createSecret'
   | 'createContainer'
+  | 'runAttached'
   | 'stopContainer'
   | 'removeSecrets'
   | 'removeContainers'
@@ -210,6 +211,34 @@ export class FakePodman implements PodmanPort {
     return options.name;
   }
 
+  /**
+   * `podman run`: the container exists from the start of the call (a cut-short run may leave it), runs
+   * at once, and one with autoRemove is gone once it has exited.
+   */
+  runAttached(options: CreateContainerOptions, onLine: OutputHandler, signal?: AbortSignal): AttachedRun {
+    this.calls.push({
+      op: 'runAttached',
+      names: [options.name],
+      signal,
+      settled: true,
+      succeed: () => {},
+      fail: () => {},
+    });
+    this.created.push(options);
+    this.containers.set(options.name, 'running');
+    // Cut short, podman run goes on until its container has ended (the test says when: exit()).
+    const run = this.open(options.name, onLine, signal, undefined, false);
+    if (options.autoRemove) {
+      void run.exitCode.then(
+        () => {
+          if (!signal?.aborted) this.containers.delete(options.name);
+        },
+        () => {},
+      );
+    }
+    return run;
+  }
+
   startAttached(name: string, onLine: OutputHandler, signal?: AbortSignal): AttachedRun {
     this.containers.set(name, 'running');
     return this.open(name, onLine, signal);
@@ -232,7 +261,13 @@ export class FakePodman implements PodmanPort {
     return this.open(name, onLine, signal, since);
   }
 
-  private open(name: string, onLine: OutputHandler, signal?: AbortSignal, since?: string): AttachedRun {
+  private open(
+    name: string,
+    onLine: OutputHandler,
+    signal?: AbortSignal,
+    since?: string,
+    endOnAbort = true,
+  ): AttachedRun {
     let settle!: (code: number) => void;
     let lose!: (error: Error) => void;
     const exitCode = new Promise<number>((resolve, reject) => {
@@ -270,7 +305,7 @@ export class FakePodman implements PodmanPort {
     };
     // Detaching ends the stream; the container runs on.
     signal?.addEventListener('abort', () => {
-      if (!stream.ended) {
+      if (endOnAbort && !stream.ended) {
         stream.ended = true;
         settle(-1);
       }

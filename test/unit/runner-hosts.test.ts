@@ -32,6 +32,8 @@ function start(podman: FakePodman, grace = 60_000) {
     hostDownGraceMs: grace,
     // Long: the tests say when the host is back, except where they say otherwise.
     hostRetryMs: 3_600_000,
+    // Behind a connection: created, started and removed in calls of their own (RunPlan.mode).
+    connectedHosts: ['b1'],
   }).provide({
     actors: runnerActors(podman, {
       logFile: (id) => `${dir}/${id}.log`,

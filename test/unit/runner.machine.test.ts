@@ -6,24 +6,41 @@
 import { writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { createActor, toPromise } from 'xstate';
+import type { ResolvedCredentials } from '../../src/adapters/credentials.js';
 import type { AgentConfig } from '../../src/config/types.js';
 import { type AdoptedSession, runnerMachineFor } from '../../src/machines/runner.machine.js';
 import { runnerActors } from '../../src/runner/actors.js';
+import { unbundle } from '../../src/runner/credential-bundle.js';
 import { MASK } from '../../src/runner/mask.js';
+import { SecretValue } from '../../src/secret-value.js';
 import { assembleSession } from '../../src/sessions/assemble.js';
 import type { RunResult } from '../../src/sessions/types.js';
 import { FakePodman } from '../helpers/fake-podman.js';
-import { AGENTS, request, resolvedCredentials, SECRET, settle } from '../helpers/machine-fakes.js';
+import {
+  AGENTS,
+  REPO_TOKEN,
+  request,
+  resolvedCredentials,
+  SECRET,
+  settle,
+} from '../helpers/machine-fakes.js';
 import { makeTempDir } from '../helpers/resources.js';
 
 const SETTINGS = { instanceId: 'e'.repeat(32), stopGraceMs: 1000, workDir: '/var/lib/agentd/work' };
 const CONTAINER = 'agentd-eeeeeeee-demo-0123456789abcdef';
 
-function start(podman: FakePodman, adopted?: AdoptedSession, dir = makeTempDir('agentd-unit-runner-')) {
+function start(
+  podman: FakePodman,
+  adopted?: AdoptedSession,
+  dir = makeTempDir('agentd-unit-runner-'),
+  resolved: ResolvedCredentials = { credentials: resolvedCredentials().credentials },
+) {
   const { repoToken: _none, ...agent } = AGENTS[0] as AgentConfig;
-  const session = assembleSession(request('0123456789abcdef'), agent, {
-    credentials: resolvedCredentials().credentials,
-  });
+  const session = assembleSession(
+    request('0123456789abcdef'),
+    resolved.repoToken ? (AGENTS[0] as AgentConfig) : agent,
+    resolved,
+  );
   const output: string[] = [];
   const phases: string[] = [];
   const machine = runnerMachineFor(SETTINGS).provide({
@@ -67,8 +84,12 @@ describe('runner machine', () => {
     expect(run.output).toEqual([`key=${MASK}`, `b64=${MASK}`]);
     expect(run.phases).toEqual(['creating', 'cloning', 'running', 'tearing_down']);
     expect([...podman.secrets, ...podman.containers.keys()]).toEqual([]);
-    // The secret went to podman as its bytes, and was removed while the container ran.
-    expect([...podman.values.values()].map(String)).toEqual([SECRET]);
+    // The secret went to podman as its bytes (in the session's one bundle), and was removed while
+    // the container ran; the container was made, run and removed by one `podman run --rm`.
+    const bundles = [...podman.values.values()];
+    expect(bundles).toHaveLength(1);
+    expect(unbundle(new Map([['bundle.0', bundles[0] as Buffer]])).map(String)).toEqual([SECRET]);
+    expect(podman.calls.map((c) => c.op)).toEqual(['createSecret', 'runAttached', 'removeSecrets']);
     const removals = podman.calls.filter((c) => c.op === 'removeSecrets');
     expect(removals.length).toBeGreaterThan(0);
   });
@@ -213,5 +234,49 @@ describe('runner machine', () => {
     await until(() => podman.pending('removeContainers') !== undefined, 'teardown');
     podman.pending('removeContainers')?.succeed();
     expect(await run.result).toMatchObject({ outcome: 'succeeded' });
+  });
+
+  it('makes the same podman calls for ten credentials and a repo token as for one', async () => {
+    const podman = new FakePodman('auto');
+    const credentials = Array.from({ length: 10 }, (_, i) => ({
+      name: `CRED_${i}`,
+      value: new SecretValue(`${SECRET}-${i}`),
+    }));
+    const run = start(podman, undefined, undefined, { credentials, repoToken: new SecretValue(REPO_TOKEN) });
+    await until(() => podman.stream() !== undefined, 'attached');
+    const stream = podman.stream() ?? expect.fail('no stream');
+    const marker = podman.markerOf(CONTAINER);
+    for (const line of ['started', 'phase cloning', 'phase running']) stream.line(`${marker} ${line}`);
+    stream.line(`third=${SECRET}-3 token=${REPO_TOKEN}`);
+    stream.line(`${marker} ended 0 0`);
+    stream.exit(0);
+    expect(await run.result).toMatchObject({ outcome: 'succeeded' });
+    expect(podman.calls.map((c) => c.op)).toEqual(['createSecret', 'runAttached', 'removeSecrets']);
+    expect(podman.created[0]?.secrets).toEqual([
+      { name: expect.stringMatching(/-0$/), target: '/run/secrets/agentd/bundle.0' },
+    ]);
+    const [bundle] = [...podman.values.values()];
+    expect(unbundle(new Map([['bundle.0', bundle as Buffer]])).map(String)).toEqual([
+      ...credentials.map((_, i) => `${SECRET}-${i}`),
+      REPO_TOKEN,
+    ]);
+    expect(run.output).toEqual([`third=${MASK} token=${MASK}`]);
+    expect([...podman.secrets, ...podman.containers.keys()]).toEqual([]);
+  });
+
+  it('cuts a podman run short that a cancel finds before the setup step started, and removes what it made', async () => {
+    const podman = new FakePodman('auto');
+    const run = start(podman);
+    await until(() => podman.stream() !== undefined, 'attached');
+    run.actor.send({ type: 'cancel' });
+    await until(() => podman.stream()?.signal?.aborted === true, 'the run cut short');
+    // podman stop could miss a container podman run is still making: it is not what stops this one.
+    expect(podman.calls.some((c) => c.op === 'stopContainer')).toBe(false);
+    podman.stream()?.exit(143);
+    expect(await run.result).toMatchObject({ outcome: 'cancelled', phase: 'creating' });
+    expect(podman.calls.filter((c) => c.op === 'removeContainers').map((c) => c.names)).toEqual([
+      [CONTAINER],
+    ]);
+    expect([...podman.secrets, ...podman.containers.keys()]).toEqual([]);
   });
 });

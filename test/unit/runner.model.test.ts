@@ -36,7 +36,13 @@ import {
 } from '../helpers/machine-fakes.js';
 import { makeTempDir } from '../helpers/resources.js';
 
-const SETTINGS = { instanceId: 'f'.repeat(32), stopGraceMs: 2000, workDir: '/var/lib/agentd/work' };
+/** Sessions on host `remote` are created, started and removed in calls of their own; the others run with one `podman run --rm`. */
+const SETTINGS = {
+  instanceId: 'f'.repeat(32),
+  stopGraceMs: 2000,
+  workDir: '/var/lib/agentd/work',
+  connectedHosts: ['remote'],
+};
 const machine = runnerMachineFor(SETTINGS);
 type Snapshot = SnapshotFrom<typeof machine>;
 type Step = StatePath<Snapshot, RunnerEvent>['steps'][number];
@@ -124,13 +130,13 @@ function key(s: Snapshot): string {
 }
 
 /** One credential (so one secret: the create loop is walked once round) and no repo token. */
-function input(adopted?: AdoptedSession): RunnerInput {
+function input(adopted?: AdoptedSession, host?: string): RunnerInput {
   const { repoToken: _none, ...agent } = AGENTS[0] as AgentConfig;
   const { credentials } = resolvedCredentials();
   const session = assembleSession({ ...request('0123456789abcdef'), timeoutMs: TIMEOUT_MS }, agent, {
     credentials,
   });
-  return { session, ...(adopted === undefined ? {} : { adopted }) };
+  return { session, ...(adopted === undefined ? {} : { adopted }), ...(host === undefined ? {} : { host }) };
 }
 
 function paths(runnerInput: RunnerInput) {
@@ -246,6 +252,8 @@ async function finish(run: Run): Promise<void> {
     for (const c of podman.unsettled()) c.succeed();
     await settle();
     if (podman.calls.some((c) => c.op === 'stopContainer' && c.settled)) podman.stream()?.exit(143);
+    // A `podman run` cut short ends once its container has.
+    if (podman.stream()?.signal?.aborted) podman.stream()?.exit(143);
     run.clock.increment(1000);
     await settle();
   }
@@ -317,21 +325,32 @@ async function replay(path: StatePath<Snapshot, RunnerEvent>, runnerInput: Runne
 }
 
 describe('model: runner machine', () => {
-  it('every shortest path of a new session holds, against a fake PodmanPort', async () => {
-    const runnerInput = input();
-    expect(runnerInput.session.spec.credentials, 'a secret to create').toHaveLength(1);
-    const all = paths(runnerInput);
-    expect(all.length).toBeGreaterThan(100);
-    expect(all.length).toBeLessThan(5_000);
-    const visited = new Set(all.map((p) => JSON.stringify(p.state.value)));
-    for (const state of ['creatingSecrets', 'creatingContainer', 'attached', 'tearingDown', 'done']) {
-      expect(
-        [...visited].some((v) => v.includes(state)),
-        state,
-      ).toBe(true);
-    }
-    for (const path of leaves(all)) await replay(path, runnerInput, new FakePodman());
-  });
+  it.each([
+    ['on the local Podman (one podman run --rm)', undefined, ['cuttingShort'], ['creatingContainer']],
+    ['on a host behind a connection (create, start, rm)', 'remote', ['creatingContainer'], ['cuttingShort']],
+  ] as const)(
+    'every shortest path of a new session %s holds, against a fake PodmanPort',
+    async (_, host, seen, unseen) => {
+      const runnerInput = input(undefined, host);
+      expect(runnerInput.session.spec.credentials, 'a secret to create').toHaveLength(1);
+      const all = paths(runnerInput);
+      expect(all.length).toBeGreaterThan(100);
+      expect(all.length).toBeLessThan(5_000);
+      const visited = new Set(all.map((p) => JSON.stringify(p.state.value)));
+      for (const state of ['creatingSecrets', 'attached', 'tearingDown', 'done', ...seen]) {
+        expect(
+          [...visited].some((v) => v.includes(state)),
+          state,
+        ).toBe(true);
+      }
+      for (const state of unseen)
+        expect(
+          [...visited].some((v) => v.includes(state)),
+          state,
+        ).toBe(false);
+      for (const path of leaves(all)) await replay(path, runnerInput, new FakePodman());
+    },
+  );
 
   it.each(['cloning', 'running'] as const)(
     'every shortest path of a session adopted while %s holds',
