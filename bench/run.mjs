@@ -1,11 +1,15 @@
 // agentd benchmarks: `npm run build && npm run bench`. Builds nothing itself; measures dist/.
-// Env: BENCH_RUNS (default 7; client latency runs 3x as many), BENCH_HEAVY_RUNS (default 3: throughput, footprint),
-// BENCH_WARMUP (default 1), BENCH_ONLY (comma list of session,client,throughput,reconcile,footprint),
+// Env: BENCH_RUNS (default 7; client latency runs 3x as many), BENCH_HEAVY_RUNS (default 3: throughput, output,
+// footprint), BENCH_WARMUP (default 1), BENCH_ONLY (comma list of session,client,throughput,output,footprint,reconcile),
+// BENCH_OUTPUT_MB (default 50: what each of the four output-heavy sessions prints),
+// BENCH_QUICK=1 (`npm run bench:quick`, for CI: 2 rounds, no warm-up, session and client only, output 5 MB; writes
+// bench/results but not docs/benchmarks.md), BENCH_DOC=0/1 (write docs/benchmarks.md; default: unless quick),
 // BENCH_RECONCILE_RUNS (default BENCH_HEAVY_RUNS: planting 200 secrets + 50 containers takes ~30 s here),
 // BENCH_RECONCILE_SIZES (default 200,50,800), BENCH_KEEP=1 keeps the temp dir, BENCH_IMAGE.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, hostname, loadavg } from 'node:os';
 import { join } from 'node:path';
+import { benchmarksDoc, svgChart } from './lib/doc.mjs';
 import {
   CLI,
   cleanupPodman,
@@ -19,9 +23,18 @@ import {
   writeConfig,
 } from './lib/fixture.mjs';
 import { podman, run } from './lib/proc.mjs';
-import { callsMarkdown, decompositionMarkdown, growthMarkdown, judge, markdown } from './lib/report.mjs';
+import {
+  callsMarkdown,
+  decompositionMarkdown,
+  growthMarkdown,
+  judge,
+  markdown,
+  outputMarkdown,
+  targetsMarkdown,
+} from './lib/report.mjs';
 import { clientSuite } from './suites/client.mjs';
 import { footprintSuite } from './suites/footprint.mjs';
+import { outputSuite } from './suites/output.mjs';
 import { reconcileSuite } from './suites/reconcile.mjs';
 import { sessionSuite } from './suites/session.mjs';
 import { throughputSuite } from './suites/throughput.mjs';
@@ -52,10 +65,18 @@ async function main() {
     process.stderr.write(`bench: image ${IMAGE} is missing; build it (see /work/shared/PODMAN.md)\n`);
     return 1;
   }
-  const runs = Math.max(1, int('BENCH_RUNS', 7));
-  const heavyRuns = Math.max(1, int('BENCH_HEAVY_RUNS', 3));
-  const warmup = int('BENCH_WARMUP', 1);
-  const only = (process.env.BENCH_ONLY ?? 'session,client,throughput,footprint,reconcile').split(',');
+  const quick = process.env.BENCH_QUICK === '1';
+  const runs = Math.max(1, int('BENCH_RUNS', quick ? 2 : 7));
+  const heavyRuns = Math.max(1, int('BENCH_HEAVY_RUNS', quick ? 1 : 3));
+  const warmup = int('BENCH_WARMUP', quick ? 0 : 1);
+  const only = (
+    process.env.BENCH_ONLY ??
+    (quick ? 'session,client' : 'session,client,throughput,output,footprint,reconcile')
+  ).split(',');
+  const writeDoc = (process.env.BENCH_DOC ?? (quick ? '0' : '1')) === '1';
+  const loadStart = loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ');
   const sizes = (process.env.BENCH_RECONCILE_SIZES ?? '200,50,800').split(',').map(Number);
 
   const { instanceIdOf } = await dist('daemon/instance-id.js');
@@ -76,6 +97,7 @@ async function main() {
     heavyWarmup: Math.min(warmup, 1),
     reconcileRuns: Math.max(1, int('BENCH_RECONCILE_RUNS', heavyRuns)),
     reconcileSizes: sizes,
+    outputMb: Math.max(1, int('BENCH_OUTPUT_MB', quick ? 5 : 50)),
     warmup,
     baselineScript: join(ROOT, 'bench', 'baseline-session.sh'),
     baselinePrefix: `bench-${runId}-`,
@@ -93,7 +115,7 @@ async function main() {
   writeFileSync(ctx.setupFile, SETUP_SCRIPT);
   const daemon = async (name, maxSessions) => {
     const at = join(dir, name);
-    const config = ctx.makeConfig(at, { maxSessions });
+    const config = ctx.makeConfig(at, { maxSessions, outputMb: ctx.outputMb });
     const handle = await startDaemon(at, config);
     daemons.push(handle);
     return { ...handle, config };
@@ -136,12 +158,13 @@ async function main() {
       session: sessionSuite,
       client: clientSuite,
       throughput: throughputSuite,
+      output: outputSuite,
       footprint: footprintSuite,
       reconcile: reconcileSuite,
     };
     for (const name of Object.keys(suites)) {
       if (!only.includes(name)) continue;
-      if (!ctx.daemon4 && ['session', 'client', 'throughput'].includes(name))
+      if (!ctx.daemon4 && ['session', 'client', 'throughput', 'output'].includes(name))
         ctx.daemon4 = await daemon('d4', 4);
       if (!ctx.daemon20 && name === 'throughput') ctx.daemon20 = await daemon('d20', 20);
       process.stderr.write(`bench: ${name}\n`);
@@ -150,6 +173,7 @@ async function main() {
       if (result.calls) extra.podmanCalls = result.calls;
       if (result.nodeStart) extra.sessionNodeStart = result.nodeStart;
       if (result.growth) extra.reconcileGrowth = result.growth;
+      if (result.daemonCpuMsPerMb) extra.daemonCpuMsPerMb = result.daemonCpuMsPerMb;
     }
   } finally {
     await cleanup();
@@ -162,6 +186,8 @@ async function main() {
     load: loadavg()
       .map((l) => l.toFixed(1))
       .join(' '),
+    loadStart,
+    quick,
     node: process.versions.node,
     podman: (await podman(['version', '--format', '{{.Client.Version}}'])).trim(),
     commit: (
@@ -174,14 +200,27 @@ async function main() {
   };
   const md =
     markdown(rows, meta) +
+    targetsMarkdown(rows) +
     decompositionMarkdown(rows, extra.sessionNodeStart) +
     callsMarkdown(extra.podmanCalls) +
+    outputMarkdown(extra.daemonCpuMsPerMb, ctx.outputMb) +
     growthMarkdown(extra.reconcileGrowth);
   const out = join(ROOT, 'bench', 'results');
   mkdirSync(out, { recursive: true });
   writeFileSync(join(out, 'latest.json'), `${JSON.stringify({ meta, rows, ...extra }, null, 2)}\n`);
   writeFileSync(join(out, 'latest.md'), md);
   process.stdout.write(`\n${md}\nbench: wrote bench/results/latest.json and bench/results/latest.md\n`);
+  if (writeDoc) {
+    const docs = join(ROOT, 'docs');
+    const findingsFile = join(ROOT, 'bench', 'findings.md');
+    const findings = existsSync(findingsFile) ? readFileSync(findingsFile, 'utf8') : '';
+    writeFileSync(join(docs, 'benchmarks.svg'), svgChart(rows.filter((r) => r.unit !== 'MB')));
+    writeFileSync(
+      join(docs, 'benchmarks.md'),
+      benchmarksDoc({ tableMd: md.split('\n').slice(2).join('\n'), meta, findings }),
+    );
+    process.stdout.write('bench: wrote docs/benchmarks.md and docs/benchmarks.svg\n');
+  }
   const missed = rows.filter((r) => r.met === false).map((r) => r.id);
   if (missed.length > 0) process.stderr.write(`bench: targets missed: ${missed.join(', ')}\n`);
   return 0;

@@ -166,15 +166,26 @@ export async function untilReady(socketPath, { timeoutMs = 60_000, everyMs = 5, 
   throw new Error(`daemon on ${socketPath} not ready within ${timeoutMs} ms`);
 }
 
-/** Writes the daemon config (JSON is YAML): agents `demo` (command true) and `sleeper` (sleep 5). */
-export function writeConfig(dir, { maxSessions }) {
+/** The command of the output-heavy agent: MB megabytes of 100-byte lines on stdout. */
+export function printerCommand(mb) {
+  return ['sh', '-c', `yes ${'x'.repeat(99)} | head -c ${mb * 1024 * 1024}`];
+}
+
+/**
+ * Writes the daemon config (JSON is YAML): agents `demo` (command true), `demo10` (the same with 10
+ * credentials), `sleeper` (sleep 5) and `printer` (prints outputMb MB).
+ */
+export function writeConfig(dir, { maxSessions, outputMb = 50 }) {
   mkdirSync(dir, { recursive: true });
-  const agent = (name, command) => ({
+  const agent = (name, command, credentials = 1) => ({
     name,
     image: IMAGE,
     command,
     network: 'host',
-    credentials: [{ name: 'BENCH_TOKEN', source: `env:${TOKEN_ENV}` }],
+    credentials: Array.from({ length: credentials }, (_, i) => ({
+      name: i === 0 ? 'BENCH_TOKEN' : `BENCH_TOKEN_${i}`,
+      source: `env:${TOKEN_ENV}`,
+    })),
   });
   const config = {
     daemon: {
@@ -183,7 +194,12 @@ export function writeConfig(dir, { maxSessions }) {
       max_sessions: maxSessions,
       stop_grace: '2s',
     },
-    agents: [agent('demo', ['true']), agent('sleeper', ['sleep', '5'])],
+    agents: [
+      agent('demo', ['true']),
+      agent('demo10', ['true'], 10),
+      agent('sleeper', ['sleep', '5']),
+      agent('printer', printerCommand(outputMb)),
+    ],
   };
   const file = join(dir, 'agentd.yaml');
   writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);

@@ -51,11 +51,13 @@ export function markdown(rows, meta) {
 export function callsMarkdown(calls) {
   if (!calls) return '';
   const per = calls.agentd.map((c) => c.length);
+  const per10 = (calls.agentd10 ?? []).map((c) => c.length);
   const list = (c) => c.map((l) => `\`${l}\``).join(', ');
   return [
     '',
-    `Podman processes per session: agentd ${per.join(', ')} (sessions 1–${per.length}); bare script ${calls.baseline.length}.`,
+    `Podman processes per session: agentd ${per.join(', ')} (sessions 1–${per.length}); with 10 credentials ${per10.join(', ') || '–'}; bare script ${calls.baseline.length}.`,
     `- agentd session: ${list(calls.agentd.at(-1) ?? [])}`,
+    ...(per10.length ? [`- agentd session, 10 credentials: ${list(calls.agentd10.at(-1) ?? [])}`] : []),
     `- bare script: ${list(calls.baseline)}`,
     `- agentd start with nothing to reconcile: ${list(calls.startup)}`,
     '',
@@ -99,4 +101,23 @@ export function decompositionMarkdown(rows, nodeStart) {
       : []),
     '',
   ].join('\n');
+}
+
+/** Every target of the run, met or missed, with its ratio. */
+export function targetsMarkdown(rows) {
+  const judged = rows.filter((r) => r.target);
+  if (judged.length === 0) return '';
+  const lines = ['', 'Targets:', ''];
+  for (const r of judged) {
+    const figure =
+      r.target.absMax === undefined ? `ratio ${r.ratio.toFixed(2)}` : `median ${fmt(r.a.median, r.unit)}`;
+    lines.push(`- ${r.met ? 'met' : '**missed**'}: ${r.name} (${r.target.text}): ${figure}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** The daemon's CPU time per MB of session output, from the output-heavy rounds. */
+export function outputMarkdown(perMb, mb) {
+  if (!perMb) return '';
+  return `\nDaemon CPU per MB of session output (4 sessions × ${mb} MB, utime + stime of the daemon process): median ${perMb.median.toFixed(1)} ms/MB (${perMb.min.toFixed(1)}–${perMb.max.toFixed(1)}).\n`;
 }

@@ -28,12 +28,14 @@ export async function throughputSuite(ctx) {
         name: `Throughput: ${N} triggers at once, max_sessions 4`,
         a: { label: `${N} triggers, max 4`, ...results.max4 },
         b,
+        target: { text: 'ratio ≤ 1.05', max: 1.05 },
       },
       {
         id: 'throughput-20',
         name: `Throughput: ${N} triggers at once, max_sessions 20`,
         a: { label: `${N} triggers, max 20`, ...results.max20 },
         b,
+        target: { text: 'ratio ≤ 1.05', max: 1.05 },
       },
     ],
   };

@@ -23,6 +23,10 @@ export const containerInspectSchema = z.object({
   Image: z.string().optional(),
   ImageName: z.string().optional(),
   ImageDigest: z.string().optional(),
+  /** Where its storage is: the container's layer under the store's root (`ROOT/overlay/ID/diff`). */
+  GraphDriver: z
+    .object({ Name: z.string().optional(), Data: z.record(z.string(), z.string()).nullable().optional() })
+    .optional(),
   State: z.object({
     Status: z.string(),
     Running: z.boolean(),

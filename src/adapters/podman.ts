@@ -326,7 +326,44 @@ export class PodmanClient implements PodmanPort {
   }
 
   runAttached(options: CreateContainerOptions, onLine: OutputHandler, signal?: AbortSignal): AttachedRun {
-    return this.stream(`run container ${options.name}`, ['run', ...containerArgs(options)], onLine, signal);
+    const operation = `run container ${options.name}`;
+    const argv = ['run', ...containerArgs(options)];
+    // Until the container prints (the setup step's first line comes at once), `podman run` is creating
+    // it, maybe pulling its image: the deadline of every other call holds, as it did for `podman create`.
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(), this.timeoutMs);
+    timer.unref();
+    const run = this.stream(
+      operation,
+      argv,
+      (text, end, stream) => {
+        // The setup step's first line is on stdout; podman's own messages are on stderr.
+        if (stream === 'stdout') clearTimeout(timer);
+        onLine(text, end, stream);
+      },
+      signal === undefined ? deadline.signal : AbortSignal.any([signal, deadline.signal]),
+    );
+    const exitCode = run.exitCode.then(
+      (code) => {
+        clearTimeout(timer);
+        if (!deadline.signal.aborted) return code;
+        throw classifyPodmanFailure(
+          {
+            operation,
+            argv: [...this.global, ...argv],
+            stderr: run.stderr(),
+            timedOut: true,
+            timeoutMs: this.timeoutMs,
+          },
+          options.image,
+        );
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        throw error;
+      },
+    );
+    return { ...run, exitCode };
   }
 
   /**

@@ -9,6 +9,7 @@ import {
   openSync,
   readFileSync,
   renameSync,
+  statSync,
   unlinkSync,
   writeSync,
 } from 'node:fs';
@@ -166,5 +167,18 @@ function closeQuietly(fd: number): void {
     closeSync(fd);
   } catch {
     // A close that fails after a failed write changes nothing.
+  }
+}
+
+/**
+ * What says a file changed, without reading it: inode, size, modification and change times. Undefined
+ * when it cannot be read (missing, or no permission).
+ */
+export function fileStamp(path: string): string | undefined {
+  try {
+    const s = statSync(path, { bigint: true });
+    return `${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
+  } catch {
+    return undefined;
   }
 }

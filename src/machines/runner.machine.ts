@@ -313,13 +313,8 @@ export function runnerMachineFor(settings: RunnerSettings) {
                   {
                     guard: and(['allSecretsCreated', 'runsInOneCall']),
                     target: '#runner.live.attached',
-                    actions: [
-                      'claimContainer',
-                      {
-                        type: 'announceContainer',
-                        params: ({ context }) => ({ container: context.plan.container.name }),
-                      },
-                    ],
+                    // Announced once its setup step says it started: a run that fails made none.
+                    actions: 'claimContainer',
                   },
                   { guard: 'allSecretsCreated', target: '#runner.live.creatingContainer' },
                   { target: 'creating' },
@@ -501,16 +496,25 @@ export function runnerMachineFor(settings: RunnerSettings) {
                     description: 'Started; the setup step has not announced itself yet.',
                     tags: ['creating'],
                     on: {
-                      'setup.started': 'settingUp',
+                      'setup.started': [
+                        {
+                          guard: 'runsInOneCall',
+                          target: 'settingUp',
+                          actions: {
+                            type: 'announceContainer',
+                            params: ({ context }) => ({ container: context.plan.container.name }),
+                          },
+                        },
+                        { target: 'settingUp' },
+                      ],
                       stop: stopHere(CREATING),
-                      'container.exited': exited(
-                        ({ context, event }) =>
-                          startFailed(
-                            context.plan.container.name,
-                            event.exitCode,
-                            event.stderr,
-                            context.plan.mode === 'run' ? context.plan.container.image : undefined,
-                          ),
+                      'container.exited': exited(({ context, event }) =>
+                        startFailed(
+                          context.plan.container.name,
+                          event.exitCode,
+                          event.stderr,
+                          context.plan.mode === 'run' ? context.plan.container.image : undefined,
+                        ),
                       ),
                     },
                   },

@@ -1,10 +1,12 @@
 import { create as createTar } from 'tar';
 import { fromCallback, fromPromise } from 'xstate';
 import type { ContainerInspect, CreateContainerOptions, PodmanPort } from '../adapters/podman.js';
+import { fileStamp } from '../adapters/state-files.js';
 import { SECRET_MOUNT_DIR } from '../constants.js';
 import { SecretValue } from '../secret-value.js';
 import { type CommandEnd, findCommandEnd } from './command-end.js';
 import { unbundle } from './credential-bundle.js';
+import { ImageCache, type ImageInfo } from './image-cache.js';
 import { createMasker } from './mask.js';
 import type { OutputLine } from './session-log.js';
 import { SessionOutput } from './session-output.js';
@@ -52,13 +54,7 @@ export interface AttachInput extends OnHost {
   adopted?: { phase: 'creating' | 'cloning' | 'running' };
 }
 
-/** The image a container runs, for the session's record. */
-export interface ImageInfo {
-  /** The image's id. */
-  id?: string;
-  /** The registry digest of the image, when it has one. */
-  digest?: string;
-}
+export type { ImageInfo } from './image-cache.js';
 
 /** What the setup step and the container tell the machine while it is attached. */
 export type AttachEvent =
@@ -156,6 +152,27 @@ export type HostPorts = PodmanPort | ((host: string | undefined) => PodmanPort);
  */
 export function runnerActors(ports: HostPorts, output: OutputSink, volumes: Set<string> = new Set()) {
   const on = (input: OnHost): PodmanPort => (typeof ports === 'function' ? ports(input.host) : ports);
+  /** Which image a container of a reference runs, per host (see ImageCache). */
+  const imageCaches = new Map<string, ImageCache>();
+  const imagesOn = (host: string | undefined): ImageCache => {
+    let cache = imageCaches.get(host ?? '');
+    if (cache === undefined) imageCaches.set(host ?? '', (cache = new ImageCache(fileStamp)));
+    return cache;
+  };
+  /** Cache volumes are made once, labelled, before the first container that mounts them. */
+  const ensureVolumes = async (
+    port: PodmanPort,
+    host: string | undefined,
+    list: CreateContainerOptions['volumes'],
+    signal?: AbortSignal,
+  ) => {
+    for (const volume of list ?? []) {
+      const key = `${host ?? ''}/${volume.name}`;
+      if (volumes.has(key)) continue;
+      await port.ensureVolume(volume.name, volume.labels ?? {}, signal);
+      volumes.add(key);
+    }
+  };
   return {
     // Never cut short, not even when the actor stops: Podman 4.3 rewrites its secrets file in place,
     // and a `secret create` killed mid-write leaves it empty for every user of this host.
@@ -165,12 +182,7 @@ export function runnerActors(ports: HostPorts, output: OutputSink, volumes: Set<
     ),
     createContainer: operation<CreateContainerInput>(async ({ host, ...input }, signal) => {
       const port = on({ host });
-      for (const volume of input.volumes ?? []) {
-        const key = `${host ?? ''}/${volume.name}`;
-        if (volumes.has(key)) continue;
-        await port.ensureVolume(volume.name, volume.labels ?? {}, signal);
-        volumes.add(key);
-      }
+      await ensureVolumes(port, host, input.volumes, signal);
       return port.createContainer({ ...input, signal });
     }),
     /** An adopted container's own root-only copies of its secrets: the values it really received. */
@@ -189,9 +201,15 @@ export function runnerActors(ports: HostPorts, output: OutputSink, volumes: Set<
       };
       const port = on(input);
       // Over a remote connection a failure says nothing about the container: it waits for the host.
-      void attach(port, output, input, send, controller.signal).catch((error: unknown) =>
-        send(port.remote ? { type: 'container.unreachable', error } : { type: 'container.lost', error }),
-      );
+      const prepare = async () => {
+        if (input.run) await ensureVolumes(port, input.host, input.run.volumes, controller.signal);
+      };
+      const images = imagesOn(input.host);
+      void prepare()
+        .then(() => attach(port, output, input, send, controller.signal, images))
+        .catch((error: unknown) =>
+          send(port.remote ? { type: 'container.unreachable', error } : { type: 'container.lost', error }),
+        );
       // The machine cuts a `podman run` short that has not started the setup step yet (a stop).
       receive(() => controller.abort());
       return () => {
@@ -236,8 +254,12 @@ async function attach(
   input: AttachInput,
   send: (event: AttachEvent) => void,
   signal: AbortSignal,
+  images: ImageCache,
 ): Promise<void> {
   const { sessionId, container, adopted } = input;
+  // Dated before `podman run` makes the container: what it learns of its image holds from then on.
+  const imageStamp = input.run ? images.stamp() : undefined;
+  const knownImage = input.run ? images.lookup(input.run.image, imageStamp) : undefined;
   const out = new SessionOutput(
     {
       logFile: output.logFile(sessionId),
@@ -278,11 +300,16 @@ async function attach(
     if (what === 'started') {
       containerStarted = true;
       send({ type: 'setup.started' });
-      // The container exists now (`podman run` made it): which image it runs, beside the run; a
-      // failure to read it costs the record its image digest, nothing else.
-      if (!adopted)
+      // The container exists now (`podman run` made it): which image it runs. Known when no image
+      // changed since a container of the same reference was inspected; otherwise read beside the run
+      // (a failure costs the record its image digest, nothing else).
+      if (knownImage) send({ type: 'container.image', ...knownImage });
+      else if (!adopted)
         port.inspectContainer(container, signal).then(
-          (info) => send(imageOf(info)),
+          (info) => {
+            send(imageOf(info));
+            if (info && input.run) images.learn(input.run.image, imageStamp, info);
+          },
           () => {},
         );
     } else if (what === 'phase cloning') send({ type: 'setup.cloning' });

@@ -64,5 +64,7 @@ export function unbundle(files: ReadonlyMap<string, Buffer>): Buffer[] {
     values.push(whole.subarray(at, at + size));
     at += size;
   }
+  if (at !== whole.length)
+    throw new Error('the credential bundle in the container has bytes after its values');
   return [...values, ...others];
 }

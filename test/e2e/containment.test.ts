@@ -369,7 +369,7 @@ describe('privileges', () => {
               'stat -c "%A %U" /usr/local/bin/suid-id',
               'echo "euid $(suid-id -u)"',
               'suid-cat /etc/shadow >/dev/null 2>&1 && echo "shadow: read" || echo "shadow: denied"',
-              'suid-cat /run/secrets/agentd/KEY >/dev/null 2>&1 && echo "secret: read" || echo "secret: denied"',
+              'suid-cat /run/secrets/agentd/bundle.0 >/dev/null 2>&1 && echo "secret: read" || echo "secret: denied"',
             ].join('\n'),
           ],
           credentials: [{ name: 'KEY', value: Buffer.from('value-of-the-key-1234') }],

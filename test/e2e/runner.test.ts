@@ -238,7 +238,7 @@ describe('the runner machine against real Podman', () => {
     const fake = join(dir, 'podman');
     writeFileSync(
       fake,
-      `#!/bin/sh\nif [ "$1" = start ]; then\n  echo 'Error: OCI runtime error: crun: setrlimit RLIMIT_NOFILE: Operation not permitted' >&2\n  exit 125\nfi\nexec ${real} "$@"\n`,
+      `#!/bin/sh\nif [ "$1" = start ] || [ "$1" = run ]; then\n  echo 'Error: OCI runtime error: crun: setrlimit RLIMIT_NOFILE: Operation not permitted' >&2\n  exit 125\nfi\nexec ${real} "$@"\n`,
     );
     chmodSync(fake, 0o755);
     const client = new PodmanClient({ bin: fake, onCall: (argv) => calls.push([...argv]) });
@@ -363,7 +363,7 @@ describe('the runner machine against real Podman', () => {
       'echo "plain:$API_KEY"',
       'echo "b64:$(printf %s "$API_KEY" | base64 -w0)"',
       `echo "url:$(printf %s "$API_KEY" | sed -e 's,/,%2F,g' -e 's,+,%2B,g' -e 's,=,%3D,g' -e 's,&,%26,g')"`,
-      'cat /run/secrets/agentd/API_KEY; echo "cat-exit:$?"',
+      'cat /run/secrets/agentd/bundle.0; echo "cat-exit:$?"',
       'echo ready',
       'sleep 2.7',
     ].join('\n');
@@ -391,7 +391,7 @@ describe('the runner machine against real Podman', () => {
     expect(rest).toContain(`b64:${MASK}`);
     expect(rest).toContain(`url:${MASK}`);
     // The agent's user cannot read the root-only secret file.
-    expect(rest.join('\n')).toMatch(/cat: \/run\/secrets\/agentd\/API_KEY: Permission denied/);
+    expect(rest.join('\n')).toMatch(/cat: \/run\/secrets\/agentd\/bundle.0: Permission denied/);
     expect(rest).toContain('cat-exit:1');
     expect(leaks(session.lines.join('\n'))).toEqual([]);
     const log = session.log();

@@ -212,8 +212,8 @@ export class FakePodman implements PodmanPort {
   }
 
   /**
-   * `podman run`: the container exists from the start of the call (a cut-short run may leave it), runs
-   * at once, and one with autoRemove is gone once it has exited.
+   * `podman run` (without `--rm`): the container exists from the start of the call (a cut-short run may
+   * leave it), runs at once, and stays once it has exited, for teardown to remove.
    */
   runAttached(options: CreateContainerOptions, onLine: OutputHandler, signal?: AbortSignal): AttachedRun {
     this.calls.push({
@@ -227,16 +227,7 @@ export class FakePodman implements PodmanPort {
     this.created.push(options);
     this.containers.set(options.name, 'running');
     // Cut short, podman run goes on until its container has ended (the test says when: exit()).
-    const run = this.open(options.name, onLine, signal, undefined, false);
-    if (options.autoRemove) {
-      void run.exitCode.then(
-        () => {
-          if (!signal?.aborted) this.containers.delete(options.name);
-        },
-        () => {},
-      );
-    }
-    return run;
+    return this.open(options.name, onLine, signal, undefined, false);
   }
 
   startAttached(name: string, onLine: OutputHandler, signal?: AbortSignal): AttachedRun {

@@ -45,17 +45,11 @@ const cases: FaultCase[] = [
       `^create secret ${NAME}[0-9a-f]{16}-0 failed \\(exit 125\\): Error: injected failure`,
     ),
   },
+  // On the local Podman one `podman run` creates and starts the container.
   {
-    rule: { subcommand: 'create', call: 2, action: 'fail' },
+    rule: { subcommand: 'run', call: 2, action: 'fail' },
     outcome: 'error',
-    message: new RegExp(
-      `^create container ${NAME}faulty-[0-9a-f]{16} failed \\(exit 125\\): Error: injected`,
-    ),
-  },
-  {
-    rule: { subcommand: 'start', call: 2, action: 'fail' },
-    outcome: 'error',
-    message: new RegExp(`^start container ${NAME}faulty-[0-9a-f]{16} failed \\(exit 125\\): Error: injected`),
+    message: new RegExp(`^run container ${NAME}faulty-[0-9a-f]{16} failed \\(exit 125\\): Error: injected`),
   },
   // Removing the secrets right after start fails: teardown removes them again.
   { rule: { subcommand: 'secret-rm', call: 2, action: 'fail' }, outcome: 'succeeded', warned: true },
@@ -68,10 +62,10 @@ const cases: FaultCase[] = [
     message: new RegExp(`^create secret ${NAME}[0-9a-f]{16}-0: podman did not answer within 3s`),
   },
   {
-    rule: { subcommand: 'create', call: 2, action: 'hang' },
+    rule: { subcommand: 'run', call: 2, action: 'hang' },
     outcome: 'error',
     podmanTimeout: '3s',
-    message: new RegExp(`^create container ${NAME}faulty-[0-9a-f]{16}: podman did not answer within 3s`),
+    message: new RegExp(`^run container ${NAME}faulty-[0-9a-f]{16}: podman did not answer within 3s`),
   },
 ];
 

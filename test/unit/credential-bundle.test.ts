@@ -51,6 +51,38 @@ describe('credential bundle', () => {
     expect(unbundle(new Map([['API_KEY', Buffer.from('v1')]]))).toEqual([Buffer.from('v1')]);
   });
 
+  it('keeps binary values byte-exact: every byte value, NUL and newlines included', () => {
+    const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+    const values = [
+      { name: 'BIN', bytes: all },
+      { name: 'NL', bytes: Buffer.from('\n\n') },
+      { name: 'NUL', bytes: Buffer.from([0]) },
+    ];
+    expect(unbundle(files(bundleCredentials(values)))).toEqual(values.map((v) => v.bytes));
+  });
+
+  it('cuts exactly at the limit, and a value may span chunks', () => {
+    // A header of `agentd1 A N\n` and a value that fills the first chunk to the byte and spills over.
+    const header = (n: number) => `agentd1 A ${n}\n`.length;
+    const size = MAX_SECRET_BYTES - header(MAX_SECRET_BYTES) + 10;
+    const value = { name: 'A', bytes: Buffer.alloc(size, 0x7a) };
+    const chunks = bundleCredentials([value]);
+    expect(chunks.map((c) => c.length)).toEqual([MAX_SECRET_BYTES, 10]);
+    expect(unbundle(files(chunks))).toEqual([value.bytes]);
+    // Missing its last chunk, it is cut short.
+    expect(() => unbundle(files(chunks.slice(0, 1)))).toThrow(/cut short/);
+  });
+
+  it('refuses malformed bundles', () => {
+    const bad = (text: string) => () => unbundle(files([Buffer.from(text)]));
+    expect(bad('agentd1 A x\nabc')).toThrow(/cut short/);
+    expect(bad('agentd1 A -1\nabc')).toThrow(/cut short/);
+    expect(bad('agentd1 A\nabc')).toThrow(/no valid header/);
+    expect(bad('agentd2 A 3\nabc')).toThrow(/no valid header/);
+    expect(bad('agentd1 A 3 abc')).toThrow(/no valid header/);
+    expect(bad('agentd1 A 1\nabc')).toThrow(/bytes after its values/);
+  });
+
   it('refuses a bundle that is cut short or has no header', () => {
     const [chunk] = bundleCredentials([{ name: 'A', bytes: Buffer.from('abcdef') }]);
     expect(() => unbundle(files([(chunk as Buffer).subarray(0, -2)]))).toThrow(/cut short/);

@@ -85,11 +85,16 @@ describe('runner machine', () => {
     expect(run.phases).toEqual(['creating', 'cloning', 'running', 'tearing_down']);
     expect([...podman.secrets, ...podman.containers.keys()]).toEqual([]);
     // The secret went to podman as its bytes (in the session's one bundle), and was removed while
-    // the container ran; the container was made, run and removed by one `podman run --rm`.
+    // the container ran; the container was made and run by one `podman run`, and removed at teardown.
     const bundles = [...podman.values.values()];
     expect(bundles).toHaveLength(1);
     expect(unbundle(new Map([['bundle.0', bundles[0] as Buffer]])).map(String)).toEqual([SECRET]);
-    expect(podman.calls.map((c) => c.op)).toEqual(['createSecret', 'runAttached', 'removeSecrets']);
+    expect(podman.calls.map((c) => c.op)).toEqual([
+      'createSecret',
+      'runAttached',
+      'removeSecrets',
+      'removeContainers',
+    ]);
     const removals = podman.calls.filter((c) => c.op === 'removeSecrets');
     expect(removals.length).toBeGreaterThan(0);
   });
@@ -251,7 +256,12 @@ describe('runner machine', () => {
     stream.line(`${marker} ended 0 0`);
     stream.exit(0);
     expect(await run.result).toMatchObject({ outcome: 'succeeded' });
-    expect(podman.calls.map((c) => c.op)).toEqual(['createSecret', 'runAttached', 'removeSecrets']);
+    expect(podman.calls.map((c) => c.op)).toEqual([
+      'createSecret',
+      'runAttached',
+      'removeSecrets',
+      'removeContainers',
+    ]);
     expect(podman.created[0]?.secrets).toEqual([
       { name: expect.stringMatching(/-0$/), target: '/run/secrets/agentd/bundle.0' },
     ]);

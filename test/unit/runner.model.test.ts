@@ -36,7 +36,7 @@ import {
 } from '../helpers/machine-fakes.js';
 import { makeTempDir } from '../helpers/resources.js';
 
-/** Sessions on host `remote` are created, started and removed in calls of their own; the others run with one `podman run --rm`. */
+/** Sessions on host `remote` are created, started and removed in calls of their own; the others run with one `podman run`. */
 const SETTINGS = {
   instanceId: 'f'.repeat(32),
   stopGraceMs: 2000,
@@ -326,7 +326,7 @@ async function replay(path: StatePath<Snapshot, RunnerEvent>, runnerInput: Runne
 
 describe('model: runner machine', () => {
   it.each([
-    ['on the local Podman (one podman run --rm)', undefined, ['cuttingShort'], ['creatingContainer']],
+    ['on the local Podman (one podman run)', undefined, ['cuttingShort'], ['creatingContainer']],
     ['on a host behind a connection (create, start, rm)', 'remote', ['creatingContainer'], ['cuttingShort']],
   ] as const)(
     'every shortest path of a new session %s holds, against a fake PodmanPort',
