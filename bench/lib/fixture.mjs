@@ -214,15 +214,16 @@ export async function instanceOf(config) {
 
 /**
  * Spawns `agentd start` (logs to DIR/daemon-N.log). Returns { child, pid, spawnedAt, ready, stop }.
- * `pathPrefix` goes first on the daemon's PATH (the counting podman wrapper).
+ * `pathPrefix` goes first on the daemon's PATH (the counting podman wrapper); `nodeArgs` go to node
+ * before the CLI (`--cpu-prof`).
  */
 let launches = 0;
-export function spawnDaemon(dir, config, { pathPrefix } = {}) {
+export function spawnDaemon(dir, config, { pathPrefix, nodeArgs = [] } = {}) {
   const log = openSync(join(dir, `daemon-${++launches}.log`), 'a');
   const env = { ...process.env, [TOKEN_ENV]: TOKEN };
   if (pathPrefix) env.PATH = `${pathPrefix}:${env.PATH}`;
   const spawnedAt = performance.now();
-  const child = spawn(process.execPath, [CLI, 'start', '--config', config.file], {
+  const child = spawn(process.execPath, [...nodeArgs, CLI, 'start', '--config', config.file], {
     env,
     stdio: ['ignore', log, log],
   });

@@ -155,8 +155,8 @@ export function runnerActors(ports: HostPorts, output: OutputSink, volumes: Set<
   /** Which image a container of a reference runs, per host (see ImageCache). */
   const imageCaches = new Map<string, ImageCache>();
   const imagesOn = (host: string | undefined): ImageCache => {
-    let cache = imageCaches.get(host ?? '');
-    if (cache === undefined) imageCaches.set(host ?? '', (cache = new ImageCache(fileStamp)));
+    const cache = imageCaches.get(host ?? '') ?? new ImageCache(fileStamp);
+    imageCaches.set(host ?? '', cache);
     return cache;
   };
   /** Cache volumes are made once, labelled, before the first container that mounts them. */
