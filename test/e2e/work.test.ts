@@ -13,7 +13,7 @@ import { CLI, launchDaemon, leftoversOfDaemons, runCli, startDaemon } from '../h
 import { type Gate, startGate } from '../helpers/gate.js';
 import { type GitServer, startGitServer } from '../helpers/git-server.js';
 import { listAgentdContainers, listVolumes, TEST_IMAGE } from '../helpers/podman.js';
-import { cleanupAll, makeTempDir } from '../helpers/resources.js';
+import { cleanupAll, endProcessGroup, makeTempDir } from '../helpers/resources.js';
 
 let git: GitServer;
 let gate: Gate;
@@ -398,11 +398,8 @@ describe('results out: the output directory and the sealed record', () => {
     expect((lstatSync(dir).mode & 0o777).toString(8)).toBe('700');
     d.signal('SIGKILL');
     await d.exited;
-    try {
-      process.kill(-d.pid, 'SIGKILL');
-    } catch {
-      // Nothing left in its group.
-    }
+    // What is left in its group (podman children), as a service manager would; secret writes finish.
+    await endProcessGroup(d.pid);
     // The command ends with nobody watching; its output is archived into the work dir.
     gate.open();
     const [container] = await listAgentdContainers(d.prefix);

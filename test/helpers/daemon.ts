@@ -10,7 +10,7 @@ import { instanceIdOf } from '../../src/daemon/instance-id.js';
 import { instanceSecretPrefix } from '../../src/runner/names.js';
 import type { SessionRecord } from '../../src/sessions/records.js';
 import { listAgentdContainers, listSecrets, listVolumes, TEST_IMAGE } from './podman.js';
-import { makeTempDir, track } from './resources.js';
+import { endProcessGroup, makeTempDir, track } from './resources.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 /** The built CLI; the vitest globalSetup builds dist/ before any test file runs. */
@@ -335,16 +335,13 @@ export class TestDaemon {
     }
   }
 
-  /** Sends signal and waits for the exit; SIGKILLs the group after timeoutMs. Resolves with the exit code. */
+  /**
+   * Sends signal and waits for the exit; after timeoutMs ends the group (podman secret commands are
+   * let finish: see endProcessGroup). Resolves with the exit code.
+   */
   async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 60_000): Promise<number | null> {
     if (this.running) this.signal(signal);
-    const timer = setTimeout(() => {
-      try {
-        process.kill(-this.pid, 'SIGKILL');
-      } catch {
-        // Already gone.
-      }
-    }, timeoutMs);
+    const timer = setTimeout(() => void endProcessGroup(this.pid), timeoutMs);
     const { code } = await this.exited;
     clearTimeout(timer);
     return code;
@@ -407,11 +404,10 @@ export async function stopCliProcesses(): Promise<void> {
       (child) =>
         new Promise<void>((resolve) => {
           child.once('exit', () => resolve());
-          try {
-            process.kill(-(child.pid as number), 'SIGKILL');
-          } catch {
-            resolve();
-          }
+          // A CLI may run podman (doctor): its secret commands are let finish.
+          void endProcessGroup(child.pid as number).then(() => {
+            if (child.exitCode !== null || child.signalCode !== null) resolve();
+          });
         }),
     ),
   );

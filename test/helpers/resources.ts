@@ -1,7 +1,8 @@
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 
 /**
@@ -44,7 +45,7 @@ class ResourceTracker {
   /** Removes everything tracked so far; tries every item and throws once at the end if any failed. */
   async cleanupAll(): Promise<void> {
     const problems: string[] = [];
-    for (const child of this.processes) killGroup(child);
+    await Promise.all([...this.processes].map((child) => killGroup(child)));
     this.processes.clear();
 
     const callbacks = this.callbacks.splice(0).reverse();
@@ -91,14 +92,74 @@ class ResourceTracker {
   }
 }
 
-function killGroup(child: ChildProcess): void {
+async function killGroup(child: ChildProcess): Promise<void> {
   if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
-  try {
-    // A negative pid is the process group: it takes the children a server forked too.
-    process.kill(-child.pid, 'SIGKILL');
-  } catch {
-    child.kill('SIGKILL');
+  // A negative pid is the process group: it takes the children a server forked too.
+  if (processGroup(child.pid).length > 0) await endProcessGroup(child.pid);
+  else child.kill('SIGKILL');
+}
+
+/**
+ * Ends every process of a process group, but lets podman secret commands finish instead of killing
+ * them mid-write: Podman 4.3 rewrites its secrets files in place (under a lock, not atomically), and
+ * one killed while writing leaves the store of the whole host broken for every user ("unexpected end
+ * of JSON input", "no secret data with ID"). Everything else is SIGKILLed at once; a secret command
+ * ends by itself (its stdin closes with the daemon that fed it, and the daemon gave it a deadline).
+ * Only one that is still there after waitMs is killed: it is stuck, not writing.
+ */
+export async function endProcessGroup(pgid: number, waitMs = 60_000): Promise<void> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const members = processGroup(pgid);
+    if (members.length === 0) return;
+    const late = Date.now() > deadline;
+    for (const member of members) {
+      if (member.secretWriter && !late) continue;
+      if (member.secretWriter) {
+        process.stderr.write(
+          `test cleanup: podman ${member.args.join(' ')} (pid ${member.pid}) ran past ${waitMs} ms; killed\n`,
+        );
+      }
+      try {
+        process.kill(member.pid, 'SIGKILL');
+      } catch {
+        // Gone already.
+      }
+    }
+    await sleep(50);
   }
+}
+
+interface GroupMember {
+  pid: number;
+  args: string[];
+  /** The real podman binary running a `secret` command (create, rm): it may be writing the store. */
+  secretWriter: boolean;
+}
+
+/** The live (not zombie) processes of a process group, read from /proc. */
+function processGroup(pgid: number): GroupMember[] {
+  const members: GroupMember[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // The fields after "(comm)": state, ppid, pgrp, ...
+      const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(pgrp) !== pgid || state === 'Z') continue;
+      const args = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').filter(Boolean).slice(1);
+      let podman = false;
+      try {
+        podman = basename(readlinkSync(`/proc/${entry}/exe`)) === 'podman';
+      } catch {
+        // Exiting: no exe any more.
+      }
+      members.push({ pid: Number(entry), args, secretWriter: podman && args.includes('secret') });
+    } catch {
+      // The process ended while it was being read.
+    }
+  }
+  return members;
 }
 
 export const track = new ResourceTracker();

@@ -66,7 +66,7 @@ async function crashInside(
   await fake.waitForFault(rule.subcommand);
   const before = d.record(id);
   await crash(d);
-  killOrphans(d);
+  await killOrphans(d);
   figures.faultsInjected++;
   fake.setRules([]);
   const next = launchDaemon(d.files, { env: { PATH: fake.path, [TOKEN_ENV]: token } });

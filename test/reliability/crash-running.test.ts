@@ -100,7 +100,7 @@ describe('crash recovery with live containers', () => {
     expect(config.Timeout, 'Podman --timeout of the session container').toBe(15);
     await crash(d);
     figures.faultsInjected++;
-    killOrphans(d);
+    await killOrphans(d);
     const state = running?.State as { StartedAt: string };
     const startedAt = Date.parse(state.StartedAt);
     // Nobody supervises the container now: only Podman's own deadline can stop it.

@@ -155,7 +155,7 @@ describe('credential forms', () => {
     const id = (await d.cli(['trigger', 'rotor', '--detach'])).stdout.trim();
     await gate.waitFor(1);
     await crash(d);
-    killOrphans(d);
+    await killOrphans(d);
     figures.faultsInjected++;
     writeFileSync(path, `${rotated}\n`);
 
@@ -214,7 +214,7 @@ describe('credential forms', () => {
       () => 'the first line in the log',
     );
     await crash(d);
-    killOrphans(d);
+    await killOrphans(d);
     fake.setRules([{ subcommand: 'exec', call: '*', action: 'fail' }]);
     figures.faultsInjected++;
 

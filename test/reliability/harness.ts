@@ -18,7 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { type LogLine, leftoversOfDaemons, type TestDaemon } from '../helpers/daemon.js';
 import { TEST_IMAGE } from '../helpers/podman.js';
-import { cleanupAll, makeTempDir } from '../helpers/resources.js';
+import { cleanupAll, endProcessGroup, makeTempDir } from '../helpers/resources.js';
 
 export { sleep };
 
@@ -163,15 +163,12 @@ export async function crash(d: TestDaemon): Promise<void> {
 }
 
 /**
- * Kills what is left of a crashed daemon's process group (orphaned podman children), as a service
- * manager would. The resource tracker skips groups whose leader has exited, so tests call this.
+ * Ends what is left of a crashed daemon's process group (orphaned podman children), as a service
+ * manager would, letting podman secret commands finish (see endProcessGroup). The resource tracker
+ * skips groups whose leader has exited, so tests call this.
  */
-export function killOrphans(d: TestDaemon): void {
-  try {
-    process.kill(-d.pid, 'SIGKILL');
-  } catch {
-    // Nothing left in the group.
-  }
+export function killOrphans(d: TestDaemon): Promise<void> {
+  return endProcessGroup(d.pid);
 }
 
 /** The daemon's `session.outcome` log lines. */
@@ -192,7 +189,7 @@ export async function inspectContainer(name: string): Promise<Record<string, unk
  * cleans up everything and then fails if anything was left.
  */
 export async function afterEachTest(figures: { objectsLeftBehind: number }, daemons: TestDaemon[]) {
-  for (const d of daemons.splice(0)) killOrphans(d);
+  await Promise.all(daemons.splice(0).map((d) => killOrphans(d)));
   let left: string[] = [];
   try {
     left = await leftoversOfDaemons();

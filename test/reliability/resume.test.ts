@@ -42,7 +42,7 @@ describe('resuming a followed session', () => {
     await follower.waitForStdout(/^line 60$/m, 60_000);
     await trigger.waitForStdout(/^line 60$/m, 60_000);
     await crash(d);
-    killOrphans(d);
+    await killOrphans(d);
     await sleep(1000);
     const next = launchDaemon(d.files);
     daemons.push(next);

@@ -437,7 +437,7 @@ describe('corrupt records after a crash', () => {
     await gateB.waitFor(1);
     const exitedContainer = d.record(exited)?.container ?? '';
     await crash(d);
-    killOrphans(d);
+    await killOrphans(d);
     figures.faultsInjected++;
     // One session's container finishes while no daemon watches.
     gateB.open();
