@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { CONTAINER_LOG_MAX_BYTES, OUTPUT_LINE_MAX_BYTES } from '../constants.js';
 import { OutputReader } from './output-reader.js';
@@ -38,6 +41,8 @@ export interface CallOptions {
   /** Exit codes that are answers, not failures (e.g. 1 for `image exists`). */
   okExitCodes?: number[];
   image?: string;
+  /** Added to the environment podman runs with. */
+  env?: Record<string, string>;
 }
 
 export interface CreateContainerOptions {
@@ -188,6 +193,7 @@ export class PodmanClient implements PodmanPort {
         : ['/bin/sh', ['-c', 'cat | exec "$0" "$@"', this.bin, ...argv]];
     const subprocess = execa(file, args, {
       input: options.input ?? '',
+      ...(options.env === undefined ? {} : { env: options.env }),
       timeout: timeoutMs,
       cancelSignal: options.signal,
       reject: false,
@@ -503,10 +509,18 @@ export class PodmanClient implements PodmanPort {
   }
 
   async copyIntoContainer(name: string, archive: Uint8Array, signal?: AbortSignal): Promise<void> {
-    await this.call(`copy files into container ${name}`, ['cp', '-', `${name}:/`], {
-      input: archive,
-      signal,
-    });
+    // Podman 4.3 copies stdin into a temp file under TMPDIR and never removes it (one file the size
+    // of the archive per call): it gets a directory of its own, removed after the call.
+    const tmp = await mkdtemp(join(tmpdir(), 'agentd-cp-'));
+    try {
+      await this.call(`copy files into container ${name}`, ['cp', '-', `${name}:/`], {
+        input: archive,
+        signal,
+        env: { TMPDIR: tmp },
+      });
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
   }
 
   async copyFromContainer(name: string, from: string, to: string, signal?: AbortSignal): Promise<void> {

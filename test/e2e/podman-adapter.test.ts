@@ -1,3 +1,7 @@
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { create as createTar } from 'tar';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PodmanClient } from '../../src/adapters/podman.js';
 import type { PodmanError } from '../../src/adapters/podman-errors.js';
@@ -5,7 +9,7 @@ import { LABEL_INSTANCE, LABEL_SESSION } from '../../src/constants.js';
 import { containerName, instanceSecretPrefix, ownershipLabels, secretName } from '../../src/runner/names.js';
 import { randomSessionId, testInstanceId } from '../helpers/ids.js';
 import { listAgentdContainers, listSecrets, TEST_IMAGE } from '../helpers/podman.js';
-import { cleanupAll, track } from '../helpers/resources.js';
+import { cleanupAll, makeTempDir, track } from '../helpers/resources.js';
 
 const instanceId = testInstanceId();
 const prefix = instanceSecretPrefix(instanceId);
@@ -69,6 +73,36 @@ describe('PodmanClient against real Podman', () => {
 
     await podman.removeContainers([name]);
     expect(await podman.inspectContainer(name)).toBeUndefined();
+  });
+
+  it('copies an archive into a container and a file out, leaving no temp file behind', async () => {
+    const session = randomSessionId();
+    const name = containerName(instanceId, 'a', session);
+    track.container(name);
+    await podman.createContainer({
+      name,
+      image: TEST_IMAGE,
+      labels: ownershipLabels(instanceId, session, 'a'),
+      env: {},
+      secrets: [],
+      network: 'none',
+      entrypoint: ['/bin/sh'],
+      args: ['-c', 'true'],
+    });
+    const dir = makeTempDir('agentd-e2e-cp-');
+    mkdirSync(join(dir, 'in'));
+    writeFileSync(join(dir, 'in', 'notes.md'), 'the notes\n');
+    const chunks: Buffer[] = [];
+    for await (const chunk of createTar({ cwd: dir, portable: true }, ['in']))
+      chunks.push(Buffer.from(chunk));
+    // Podman 4.3 leaves a temp file (digits for a name) in TMPDIR for every `podman cp -`.
+    const strays = () => readdirSync(tmpdir()).filter((entry) => /^\d+$/.test(entry));
+    const before = strays();
+    await podman.copyIntoContainer(name, Buffer.concat(chunks));
+    expect(strays()).toEqual(before);
+    await podman.copyFromContainer(name, '/in/notes.md', join(dir, 'out.md'));
+    expect(readFileSync(join(dir, 'out.md'), 'utf8')).toBe('the notes\n');
+    await podman.removeContainers([name]);
   });
 
   it('stops a running container with a grace period', async () => {
