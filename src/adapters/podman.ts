@@ -124,6 +124,12 @@ export interface PodmanPort {
     onLine: OutputHandler,
     signal?: AbortSignal,
   ): AttachedRun;
+  /**
+   * Reads what Podman still holds of a container's output from `since` (RFC 3339), without following:
+   * the catch-up after a follow that ended before the output did (Podman 4 ends `logs --follow` at the
+   * container's exit even when its reader is behind).
+   */
+  readLogs(name: string, since: string | undefined, onLine: OutputHandler, signal?: AbortSignal): AttachedRun;
   wait(name: string, signal?: AbortSignal): Promise<number>;
   /** Undefined when there is no such container. */
   inspectContainer(name: string, signal?: AbortSignal): Promise<ContainerInspect | undefined>;
@@ -389,6 +395,16 @@ export class PodmanClient implements PodmanPort {
   ): AttachedRun {
     const argv = ['logs', '--follow', ...(since === undefined ? [] : ['--since', since]), name];
     return this.stream(`follow logs of ${name}`, argv, onLine, signal);
+  }
+
+  readLogs(
+    name: string,
+    since: string | undefined,
+    onLine: OutputHandler,
+    signal?: AbortSignal,
+  ): AttachedRun {
+    const argv = ['logs', ...(since === undefined ? [] : ['--since', since]), name];
+    return this.stream(`read logs of ${name}`, argv, onLine, signal);
   }
 
   private stream(

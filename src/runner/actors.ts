@@ -1,6 +1,12 @@
 import { create as createTar } from 'tar';
 import { fromCallback, fromPromise } from 'xstate';
-import type { ContainerInspect, CreateContainerOptions, PodmanPort } from '../adapters/podman.js';
+import type {
+  AttachedRun,
+  ContainerInspect,
+  CreateContainerOptions,
+  OutputHandler,
+  PodmanPort,
+} from '../adapters/podman.js';
 import { fileStamp } from '../adapters/state-files.js';
 import { SECRET_MOUNT_DIR } from '../constants.js';
 import { SecretValue } from '../secret-value.js';
@@ -425,10 +431,26 @@ async function attach(
     // The output before the report was handed on already, unless the log was cut short there.
     else if (what.kind === 'end' && what.before !== '') replayed(what.before, cont, 'stdout');
   });
-  const followed = port.followLogs(container, since, reader.handler, signal);
+  // What the follow handed on, per stream: how many pieces, and the last few (see catchUp).
+  const seen = { stdout: new FollowedTail(), stderr: new FollowedTail() };
+  const followed = port.followLogs(
+    container,
+    since,
+    (text, end, stream) => {
+      seen[stream].add(text, end);
+      reader.handler(text, end, stream);
+    },
+    signal,
+  );
   reader.bind(followed);
   // A broken log stream is not the end of the container: `wait` says when that is.
-  const streamEnded = followed.exitCode.catch(() => -1);
+  let streamDone = false;
+  const streamEnded = followed.exitCode.then(
+    () => {
+      streamDone = true;
+    },
+    () => -1,
+  );
   let exitCode = await port.wait(container, signal);
   if (port.remote) {
     // As with the attachment: over a remote connection, the engine confirms the exit.
@@ -441,7 +463,79 @@ async function attach(
   }
   // The log stream ends with the container; do not wait for it forever.
   await Promise.race([streamEnded, new Promise((resolve) => setTimeout(resolve, FOLLOW_GRACE_MS).unref())]);
+  // Podman 4 ends a follow at the container's exit even when it is behind (a reader that was paused,
+  // a log that grew fast): without the setup step's report, what the follow missed is read once more.
+  if (streamDone && commandEnd === undefined && !signal.aborted) {
+    // Exact by count while Podman's copy cannot have been emptied since the follow began from the same
+    // point; otherwise after the last pieces the follow handed on, found again in what Podman holds.
+    const exact = skip !== undefined && out.log.writtenLines() !== undefined;
+    const gap = () =>
+      out.notice("[agentd: some output is missing: Podman's own copy was emptied before it was read]");
+    await catchUp(port, container, since, seen, exact, reader.handler, reader.bind, gap, signal);
+  }
   await exited(exitCode, '');
+}
+
+/** How many pieces of one stream a follow handed on, and the last few of them. */
+class FollowedTail {
+  static readonly KEEP = 8;
+  count = 0;
+  readonly last: string[] = [];
+  add(text: string, end: boolean): void {
+    this.count++;
+    this.last.push(`${end ? 'e' : 'c'}${text}`);
+    if (this.last.length > FollowedTail.KEEP) this.last.shift();
+  }
+}
+
+/**
+ * Reads the container's output again (without following, from the follow's own starting point) and
+ * hands on only what comes after what the follow handed on, per stream: by count when exact, or else
+ * after the follow's last pieces (a window of up to eight), found again in what Podman still holds.
+ * A stream whose window is not there although Podman holds output of it was emptied past it (its copy
+ * is bounded): all of what it holds is newer, and is read once more and handed on after onGap.
+ */
+async function catchUp(
+  port: PodmanPort,
+  container: string,
+  since: string | undefined,
+  seen: Record<'stdout' | 'stderr', FollowedTail>,
+  exact: boolean,
+  handler: OutputHandler,
+  bind: (run: AttachedRun) => void,
+  onGap: () => void,
+  signal: AbortSignal,
+): Promise<void> {
+  const streams = ['stdout', 'stderr'] as const;
+  const state = {
+    stdout: { passed: 0, matched: 0, through: exact || seen.stdout.last.length === 0, any: false },
+    stderr: { passed: 0, matched: 0, through: exact || seen.stderr.last.length === 0, any: false },
+  };
+  const read = async (onLine: OutputHandler) => {
+    const run = port.readLogs(container, since, onLine, signal);
+    bind(run);
+    await run.exitCode.catch(() => -1);
+  };
+  await read((text, end, stream) => {
+    const s = state[stream];
+    const tail = seen[stream];
+    s.any = true;
+    if (exact && s.passed < tail.count) s.passed++;
+    else if (s.through) handler(text, end, stream);
+    else {
+      // Find the window again: the follow's last pieces, in order.
+      const piece = `${end ? 'e' : 'c'}${text}`;
+      if (piece === tail.last[s.matched]) s.matched++;
+      else s.matched = piece === tail.last[0] ? 1 : 0;
+      if (s.matched === tail.last.length) s.through = true;
+    }
+  });
+  const emptied = streams.filter((stream) => state[stream].any && !state[stream].through);
+  if (emptied.length === 0 || signal.aborted) return;
+  onGap();
+  await read((text, end, stream) => {
+    if (emptied.includes(stream)) handler(text, end, stream);
+  });
 }
 
 function imageOf(info: ContainerInspect | undefined): AttachEvent {

@@ -252,6 +252,27 @@ export class FakePodman implements PodmanPort {
     return this.open(name, onLine, signal, since);
   }
 
+  /** What `podman logs` (not following) holds of a container: nothing unless a test puts it here. */
+  readonly held = new Map<string, string[]>();
+  /** The `since` of each readLogs call, in order. */
+  readonly reads: (string | undefined)[] = [];
+
+  readLogs(name: string, since: string | undefined, onLine: OutputHandler): AttachedRun {
+    this.reads.push(since);
+    const lines = this.held.get(name) ?? [];
+    return {
+      exitCode: this.down
+        ? Promise.reject(this.unreachable('logs'))
+        : Promise.resolve().then(() => {
+            for (const line of lines) onLine(line, true, 'stdout');
+            return 0;
+          }),
+      stderr: () => '',
+      pause: () => {},
+      resume: () => {},
+    };
+  }
+
   private open(
     name: string,
     onLine: OutputHandler,

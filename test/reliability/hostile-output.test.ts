@@ -12,11 +12,21 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CONTAINER_LOG_MAX_BYTES, OUTPUT_LINE_MAX_BYTES } from '../../src/constants.js';
-import { CLI, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { CLI, launchDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { type GitServer, startGitServer } from '../helpers/git-server.js';
 import { track } from '../helpers/resources.js';
-import { afterEachTest, agent, REAL_PODMAN, recordFigures, waitUntil } from './harness.js';
-import { percentile, RssSampler, statusLatencies } from './measure.js';
+import {
+  afterEachTest,
+  agent,
+  crash,
+  killOrphans,
+  outcomes,
+  REAL_PODMAN,
+  recordFigures,
+  sleep,
+  waitUntil,
+} from './harness.js';
+import { percentile, RssSampler, statusLatencies, statusOnce } from './measure.js';
 
 /** The bound the README states for the daemon's memory, whatever agents print. */
 const RSS_BOUND_KB = 200 * 1024;
@@ -194,6 +204,37 @@ function slowFollower(socketPath: string, sessionId: string, bytesPerSecond: num
   socket.on('error', () => {});
   socket.write(`${JSON.stringify({ v: 1, type: 'logs', sessionId, follow: true })}\n`);
   return { stats, closed, socket };
+}
+
+/**
+ * A follower that goes away in the middle of a message: it reads until a chunk ends inside a reply
+ * (its last byte is not the newline that ends one), then closes its end, unread data and all, as a
+ * killed process's socket is closed. Resolves with whether it was cut mid-message.
+ */
+function followerKilledMidMessage(socketPath: string, sessionId: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(socketPath);
+    let settled = false;
+    const finish = (midMessage: boolean) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(midMessage);
+    };
+    // The session may end first: then there is nothing more to cut.
+    const timer = setTimeout(() => finish(false), 5_000);
+    let seen = 0;
+    socket.on('data', (chunk: Buffer) => {
+      seen += chunk.length;
+      if (chunk.includes('"type":"outcome"')) finish(false);
+      // Past the first replies, at the first chunk that stops inside one.
+      else if (seen > 200_000 && chunk[chunk.length - 1] !== 0x0a) finish(true);
+    });
+    socket.on('error', () => finish(false));
+    socket.on('close', () => finish(false));
+    socket.write(`${JSON.stringify({ v: 1, type: 'logs', sessionId, follow: true })}\n`);
+  });
 }
 
 describe('hostile output', () => {
@@ -412,6 +453,128 @@ describe('hostile output', () => {
       base64AgentdLogMB: round1(logBytes(d, id) / 1024 / 1024),
       slowReaderSkippedLines: slow.stats.skippedLines,
       slowReaderMarkers: slow.stats.skippedMarkers,
+    });
+  });
+  it('followers killed mid-message: the daemon stays up and fast, a whole follower gets every message and the outcome', {
+    timeout: 180_000,
+  }, async () => {
+    // Lines of 200,000 characters: every one is cut into continuations of 64 KiB, each a large message.
+    const d = await daemon([
+      agent('wide', git.url(), [
+        'sh',
+        '-c',
+        'head -c 300000000 /dev/urandom | base64 -w 200000; echo finished',
+      ]),
+    ]);
+    const rss = new RssSampler(d.pid);
+    const id = await trigger(d, 'wide');
+    await d.waitForPhase(id, 'running');
+    const whole = slowFollower(d.socketPath, id, 64 * 1024 * 1024);
+    let ended = false;
+    const outcome = d.waitForOutcome(id, 150_000).finally(() => {
+      ended = true;
+    });
+    const latencies: number[] = [];
+    const probing = (async () => {
+      while (!ended) {
+        latencies.push(await statusOnce(d.socketPath));
+        await sleep(50);
+      }
+    })();
+    // `agentd logs --follow` processes killed (SIGKILL) while the output pours in.
+    const killedClis = (async () => {
+      let count = 0;
+      for (let i = 0; i < 3 && !ended; i++) {
+        const cli = d.spawnCli(['logs', id, '--follow']);
+        await cli.waitForStdout(/^[A-Za-z0-9+/]{1000}/m, 30_000).catch(() => undefined);
+        cli.signal('SIGKILL');
+        await cli.result;
+        count++;
+      }
+      return count;
+    })();
+    let cut = 0;
+    let attempts = 0;
+    while (!ended && attempts < 400) {
+      attempts++;
+      if (await followerKilledMidMessage(d.socketPath, id)) cut++;
+    }
+    const result = await outcome;
+    await probing;
+    const clis = await killedClis;
+    await whole.closed;
+    rss.stop();
+    expect(result.outcome).toBe('succeeded');
+    expect(outcomes(d).filter((l) => l.session === id)).toHaveLength(1);
+    expect(cut, 'followers cut in the middle of a message').toBeGreaterThanOrEqual(20);
+    expect(clis).toBe(3);
+    expect(whole.stats).toMatchObject({ unparseable: 0, seqBackwards: 0, outcome: true });
+    expect(d.running).toBe(true);
+    expect(await state(d)).toBe('ready');
+    expect(rss.maxKb).toBeLessThan(RSS_BOUND_KB);
+    const p99 = percentile(latencies, 99);
+    expect(p99, `status p99 while followers were killed (${latencies.length} samples)`).toBeLessThan(200);
+    const tail = await d.cli(['logs', id]);
+    expect(tail.stdout.trimEnd().split('\n').at(-1)).toBe('finished');
+    Object.assign(figures, {
+      killedFollowersMidMessage: cut,
+      killedFollowerAttempts: attempts,
+      killedFollowerClis: clis,
+      killedFollowersStatusP50Ms: round1(percentile(latencies, 50)),
+      killedFollowersStatusP99Ms: round1(p99),
+      killedFollowersRssMaxMB: Math.round(rss.maxKb / 1024),
+    });
+  });
+
+  it("a crash while a session floods its output: Podman's log stays bounded while no daemon runs, the next daemon adopts the session and records its one outcome", {
+    timeout: 240_000,
+  }, async () => {
+    const d = await daemon([
+      // As fast as it can for 15 s: before the crash, while no daemon runs, and after the adoption.
+      agent('flood', git.url(), [
+        'sh',
+        '-c',
+        'end=$(($(date +%s) + 15)); while [ "$(date +%s)" -lt "$end" ]; do head -c 3000000 /dev/urandom | base64; done; echo finished',
+      ]),
+    ]);
+    const id = await trigger(d, 'flood');
+    await d.waitForPhase(id, 'running');
+    const ctrLog = sizeSampler(await containerLogPath(d, id));
+    await waitUntil(
+      () => logBytes(d, id) > 256 * 1024,
+      () => 'some output in the session log',
+    );
+    await crash(d);
+    killOrphans(d);
+    // No daemon: Podman alone copies the output into its log while the agent goes on printing.
+    await sleep(2000);
+    const next = launchDaemon(d.files);
+    daemons.push(next);
+    await next.ready();
+    const rss = new RssSampler(next.pid);
+    await next.waitForLog((l) => l.event === 'session.adopted' && l.session === id);
+    const result = await next.waitForOutcome(id, 200_000);
+    const ctrLogMax = ctrLog.stop();
+    rss.stop();
+    expect(result.outcome).toBe('succeeded');
+    expect(outcomes(next).filter((l) => l.session === id)).toHaveLength(1);
+    expect(ctrLogMax).toBeGreaterThan(0);
+    expect(ctrLogMax).toBeLessThanOrEqual(CONTAINER_LOG_MAX_BYTES + 64 * 1024);
+    expect(logBytes(next, id)).toBeLessThanOrEqual(LOG_MAX_BYTES);
+    expect(rss.maxKb).toBeLessThan(RSS_BOUND_KB);
+    const lines = (await next.cli(['logs', id])).stdout.trimEnd().split('\n');
+    expect(lines.at(-1)).toBe('finished');
+    // Random lines: one seen twice was handed on twice (the follow and its catch-up overlapping).
+    const printed = lines.filter((l) => l.length === 76);
+    expect(printed.length).toBeGreaterThan(1000);
+    expect(new Set(printed).size).toBe(printed.length);
+    figures.crashFloodGapNotices = lines.filter((l) =>
+      l.startsWith('[agentd: some output is missing'),
+    ).length;
+    expect(await state(next)).toBe('ready');
+    Object.assign(figures, {
+      crashFloodCtrLogMaxMB: round1(ctrLogMax / 1024 / 1024),
+      crashFloodRssMaxMB: Math.round(rss.maxKb / 1024),
     });
   });
 });

@@ -165,6 +165,73 @@ describe('runner machine', () => {
     expect(JSON.stringify(run.actor.getSnapshot())).not.toContain(rotated);
   });
 
+  describe('an adopted session whose log stream ended before its output did (Podman 4 behind a slow reader)', () => {
+    const options = { name: CONTAINER, image: 'x', labels: {}, secrets: [], network: 'none' };
+    const leave = (podman: FakePodman) =>
+      podman.leaveRunning(
+        { ...options, env: { AGENTD_SETUP_MARKER: '@@m@@' }, entrypoint: [], args: [] },
+        new Map([['API_KEY', Buffer.from('value')]]),
+      );
+
+    it('reads the rest once more, skipping by count what the stream handed on', async () => {
+      const podman = new FakePodman('auto');
+      leave(podman);
+      podman.held.set(CONTAINER, ['a', 'b', 'a', 'c', '@@m@@ ended 137 1']);
+      const run = start(podman, { container: CONTAINER, phase: 'running' });
+      await until(() => podman.stream() !== undefined, 'following');
+      podman.stream()?.line('a');
+      podman.stream()?.line('b');
+      podman.stream()?.exit(137);
+      // The setup step's report, read back, says what Podman cannot: the command ran out of memory.
+      const result = await run.result;
+      expect(result).toMatchObject({ outcome: 'failed', exitCode: 137, signal: 'SIGKILL' });
+      expect(result.message).toMatch(/^out of memory/);
+      expect(run.output).toEqual(['a', 'b', 'a', 'c']);
+      expect(podman.reads).toEqual([undefined]);
+    });
+
+    it('without a count, goes on after the last lines the stream handed on', async () => {
+      const podman = new FakePodman('auto');
+      leave(podman);
+      const dir = makeTempDir('agentd-unit-runner-');
+      const at = new Date(Date.now() - 60_000).toISOString();
+      // A gap in the log: the count of lines handed on is not known, the stream resumed from a time.
+      writeFileSync(
+        `${dir}/0123456789abcdef.log`,
+        `- ${at} note [agentd: 1 line(s) missing here]\n2 ${at} out x0\n`,
+      );
+      podman.held.set(CONTAINER, ['x0', 'x1', 'x2', 'x3', 'x4', '@@m@@ ended 0 0']);
+      const run = start(podman, { container: CONTAINER, phase: 'running' }, dir);
+      await until(() => podman.stream() !== undefined, 'following');
+      podman.stream()?.line('x1');
+      podman.stream()?.line('x2');
+      podman.stream()?.exit(0);
+      expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+      expect(run.output).toEqual(['x1', 'x2', 'x3', 'x4']);
+      expect(podman.reads).toEqual([at]);
+    });
+
+    it("hands on all Podman holds, after a note, when its copy was emptied past the stream's last lines", async () => {
+      const podman = new FakePodman('auto');
+      leave(podman);
+      const dir = makeTempDir('agentd-unit-runner-');
+      const at = new Date(Date.now() - 60_000).toISOString();
+      writeFileSync(`${dir}/0123456789abcdef.log`, `- ${at} note [agentd: 1 line(s) missing here]\n`);
+      podman.held.set(CONTAINER, ['y7', 'y8', '@@m@@ ended 0 0']);
+      const run = start(podman, { container: CONTAINER, phase: 'running' }, dir);
+      await until(() => podman.stream() !== undefined, 'following');
+      podman.stream()?.line('y1');
+      podman.stream()?.exit(0);
+      expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+      expect(run.output).toEqual([
+        'y1',
+        "[agentd: some output is missing: Podman's own copy was emptied before it was read]",
+        'y7',
+        'y8',
+      ]);
+    });
+  });
+
   it("withholds an adopted session's output when its container's values cannot be read", async () => {
     const podman = new FakePodman();
     const options = { name: CONTAINER, image: 'x', labels: {}, secrets: [], network: 'none' };
