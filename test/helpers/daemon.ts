@@ -11,6 +11,7 @@ import { instanceSecretPrefix } from '../../src/runner/names.js';
 import type { SessionRecord } from '../../src/sessions/records.js';
 import { listAgentdContainers, listSecrets, listVolumes, TEST_IMAGE } from './podman.js';
 import { endProcessGroup, makeTempDir, track } from './resources.js';
+import { recordInstance } from './run-instances.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 /** The built CLI; the vitest globalSetup builds dist/ before any test file runs. */
@@ -160,6 +161,7 @@ export class TestDaemon {
 
   constructor(files: DaemonFiles, options: LaunchOptions) {
     this.files = files;
+    recordInstance(files.prefix);
     const env = mergeEnv(withoutAgentdEnv(process.env), options.env ?? {});
     this.child = track.process(
       spawn(process.execPath, [CLI, 'start', '--config', files.configPath, ...(options.args ?? [])], {

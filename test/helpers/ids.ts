@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { instanceSecretPrefix } from '../../src/runner/names.js';
+import { recordInstance } from './run-instances.js';
 
 /** A session id as the daemon makes them: 16 lowercase hex digits. */
 export function randomSessionId(): string {
@@ -10,5 +12,7 @@ export function randomSessionId(): string {
  * test files running in parallel never see or remove each other's containers and secrets.
  */
 export function testInstanceId(): string {
-  return randomBytes(12).toString('hex');
+  const id = randomBytes(12).toString('hex');
+  recordInstance(instanceSecretPrefix(id));
+  return id;
 }

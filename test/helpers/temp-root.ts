@@ -1,6 +1,8 @@
-import { chmodSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execa } from 'execa';
+import { INSTANCES_FILE } from './run-instances.js';
 
 /** Set while a run owns a temp root, so a second project's setup reuses it instead of nesting one. */
 const OWNER = 'AGENTD_TEST_TMP_ROOT';
@@ -9,10 +11,11 @@ const OWNER = 'AGENTD_TEST_TMP_ROOT';
  * A global setup of every project: the run gets its own TMPDIR, a fresh directory under the
  * system's, which the test workers, the daemons and CLIs they start and their helpers all inherit.
  * The teardown fails the run if anything is left in it (a temp dir a test made and did not remove)
- * and then removes it. Only this run's directory is checked: other runs on the machine may be
- * creating and removing their own temp dirs at the same time.
+ * or if Podman still holds a container, secret or volume of one of the run's instances; it removes
+ * both. Only this run's directory and instances are checked: other runs on the machine may be
+ * creating and removing their own at the same time.
  */
-export default function setup(): (() => void) | undefined {
+export default function setup(): (() => Promise<void>) | undefined {
   if (process.env[OWNER] !== undefined) return undefined;
   const previous = process.env.TMPDIR;
   const root = mkdtempSync(join(tmpdir(), 'agentd-run-'));
@@ -20,14 +23,18 @@ export default function setup(): (() => void) | undefined {
   chmodSync(root, 0o755);
   process.env[OWNER] = root;
   process.env.TMPDIR = root;
-  return () => {
+  return async () => {
     if (previous === undefined) delete process.env.TMPDIR;
     else process.env.TMPDIR = previous;
     delete process.env[OWNER];
-    const entries = readdirSync(root);
+    const instancesFile = join(root, INSTANCES_FILE);
+    const prefixes = existsSync(instancesFile)
+      ? [...new Set(readFileSync(instancesFile, 'utf8').split('\n').filter(Boolean))]
+      : [];
+    const entries = readdirSync(root).filter((name) => name !== INSTANCES_FILE);
     rmSync(root, { recursive: true, force: true });
-    // The tests' own temp dirs are named agentd-*. Anything else came from a program they ran (a
-    // podman client killed mid-call leaves its temp file): named, but not the tests' leak.
+    // The tests' own temp dirs are named agentd-*. Anything else came from a program they ran:
+    // named, but not the tests' leak.
     const left = entries.filter((name) => name.startsWith('agentd-'));
     const others = entries.filter((name) => !name.startsWith('agentd-'));
     if (others.length > 0) {
@@ -35,15 +42,44 @@ export default function setup(): (() => void) | undefined {
         `\ntest temp dirs: other programs left ${others.length} entries in ${root}: ${list(others)}\n`,
       );
     }
+    // Vitest only logs an error thrown in a teardown and exits 0: failures are set on the exit code.
     if (left.length > 0) {
-      // Vitest only logs an error thrown here and exits 0, so the failure is set on the exit code.
       process.stderr.write(
         `\nFAIL test temp dirs: the tests left ${left.length} entries in the run's TMPDIR ${root} (now removed): ${list(left)}\n` +
           'Create temp dirs with makeTempDir (test/helpers/resources.ts), or remove them in the test.\n',
       );
       process.exitCode = 1;
     }
+    const objects = await removeObjectsOf(prefixes);
+    if (objects.length > 0) {
+      process.stderr.write(
+        `\nFAIL podman objects: the run's instances left ${objects.length} in Podman (now removed): ${list(objects)}\n`,
+      );
+      process.exitCode = 1;
+    }
   };
+}
+
+/** Removes the containers, secrets and volumes whose names start with one of prefixes; returns what it found. */
+async function removeObjectsOf(prefixes: string[]): Promise<string[]> {
+  if (prefixes.length === 0) return [];
+  const ours = (stdout: string) =>
+    stdout.split('\n').filter((name) => name !== '' && prefixes.some((prefix) => name.startsWith(prefix)));
+  const list = (args: string[]) => execa('podman', args, { reject: false }).then((r) => ours(r.stdout ?? ''));
+  const [containers, secrets, volumes] = await Promise.all([
+    list(['ps', '--all', '--format', '{{.Names}}']),
+    list(['secret', 'ls', '--format', '{{.Name}}']),
+    list(['volume', 'ls', '--format', '{{.Name}}']),
+  ]);
+  if (containers.length > 0)
+    await execa('podman', ['rm', '--force', '--ignore', '--time', '0', ...containers], { reject: false });
+  if (secrets.length > 0) await execa('podman', ['secret', 'rm', ...secrets], { reject: false });
+  if (volumes.length > 0) await execa('podman', ['volume', 'rm', '--force', ...volumes], { reject: false });
+  return [
+    ...containers.map((c) => `container ${c}`),
+    ...secrets.map((s) => `secret ${s}`),
+    ...volumes.map((v) => `volume ${v}`),
+  ];
 }
 
 function list(names: string[]): string {
