@@ -43,7 +43,17 @@ afterAll(async () => {
   await git?.stop();
   await recordFigures('hostile-output', figures);
 });
-afterEach(() => afterEachTest(figures, daemons));
+afterEach(async () => {
+  // Every session a daemon reported on got exactly one outcome from it.
+  const twice = daemons.flatMap((d) => {
+    const counts = new Map<string, number>();
+    for (const line of outcomes(d))
+      counts.set(String(line.session), (counts.get(String(line.session)) ?? 0) + 1);
+    return [...counts].filter(([, n]) => n !== 1).map(([id, n]) => `${id}: ${n} outcomes`);
+  });
+  await afterEachTest(figures, daemons);
+  expect(twice).toEqual([]);
+});
 
 async function daemon(agents: Record<string, unknown>[], extra: Record<string, unknown> = {}) {
   const d = await startDaemon({
