@@ -38,6 +38,9 @@ export class PodmanError extends AgentdError {
 const UNREACHABLE =
   /unable to connect to Podman socket|Cannot connect to Podman|failed to connect: |ssh: handshake failed|connection refused|connection reset by peer|no route to host|broken pipe|unexpected EOF|i\/o timeout/i;
 
+/** Podman 4.3's secrets files (secrets.json, filedriver/secretsdata.json) cut short or out of step. */
+const SECRET_STORE = /unexpected end of JSON input|no secret data with ID/i;
+
 /** Podman's stderr says it could not reach the engine (whatever exit code it chose). */
 export function unreachableOutput(stderr: string): boolean {
   return UNREACHABLE.test(stderr);
@@ -80,6 +83,13 @@ export function classifyPodmanFailure(failure: PodmanFailure, image?: string): P
     return new PodmanError(
       'PODMAN_CGROUPS',
       `${operation}: crun does not support this machine's hybrid cgroup setup (${detail}).\n${CONTAINERS_CONF_FIX}`,
+      failure,
+    );
+  }
+  if (SECRET_STORE.test(stderr) && failure.argv.some((arg) => arg === 'secret' || arg === '--secret')) {
+    return new PodmanError(
+      'PODMAN_FAILED',
+      `${operation}: Podman could not read its secret store (${detail}). Podman 4.3 rewrites its secrets files in place: a \`podman secret\` command killed while writing (or, briefly, one writing now) leaves them unreadable or a secret without its data. If \`podman secret ls\` and \`podman secret inspect\` keep failing, repair the store: see "Troubleshooting" in the README [${truncate(cmd)}]`,
       failure,
     );
   }

@@ -26,6 +26,27 @@ describe('classifyPodmanFailure: errors an operator can act on', () => {
     expect(error.message).toContain('CONTAINERS_CONF');
   });
 
+  it('names a damaged secret store, its cause and where the repair is described', () => {
+    for (const [argv, stderr] of [
+      [['secret', 'create', 'agentd-x-s-0', '-'], 'Error: unexpected end of JSON input'],
+      [['secret', 'rm', 'agentd-x-s-0'], 'Error: deleting secret 543cbc3b: no secret data with ID'],
+      [['run', '--secret', 'agentd-x-s-0,type=mount'], 'Error: no secret data with ID 543cbc3b'],
+    ] as const) {
+      const error = classifyPodmanFailure({ operation: 'op', argv: [...argv], exitCode: 125, stderr });
+      expect(error.code).toBe('PODMAN_FAILED');
+      expect(error.message).toMatch(/^op: Podman could not read its secret store \(Error: /);
+      expect(error.message).toContain('killed while writing');
+      expect(error.message).toContain('"Troubleshooting" in the README');
+    }
+    // The same words from another command are not about the secret store.
+    const other = classifyPodmanFailure({
+      ...base,
+      exitCode: 125,
+      stderr: 'Error: unexpected end of JSON input',
+    });
+    expect(other.message).not.toContain('secret store');
+  });
+
   it('names the runc fix for the hybrid cgroups error', () => {
     const stderr = 'Error: crun: cgroups in hybrid mode not supported, drop all controllers from cgroupv2';
     const error = classifyPodmanFailure({ ...base, exitCode: 126, stderr });
