@@ -232,6 +232,8 @@ describe('a pool of Podman hosts', () => {
     const d = await fleet();
     const pinned = await trigger(d, 'pinned');
     await gate.waitFor(1);
+    // The command is at the gate; the daemon may not have read the running marker yet (a loaded machine).
+    await d.waitForPhase(pinned, 'running');
     await b.kill();
     await d.waitForLog((l) => l.event === 'host.down' && l.host === 'b');
     const row = (await hosts(d)).find((h) => h.name === 'b');
@@ -261,6 +263,8 @@ describe('a pool of Podman hosts', () => {
     const d = await fleet({ host_down_grace: '3s' });
     const pinned = await trigger(d, 'pinned');
     await gate.waitFor(1);
+    // The command is at the gate; the daemon may not have read the running marker yet (a loaded machine).
+    await d.waitForPhase(pinned, 'running');
     await b.kill();
     const outcome = await d.waitForOutcome(pinned);
     expect(outcome).toMatchObject({ outcome: 'abandoned' });

@@ -370,7 +370,8 @@ describe('HTTP API', () => {
     expect(sample('agentd_sessions_running')).toBe(0);
     expect(sample('agentd_queue_depth')).toBe(0);
     expect(sample('agentd_ready')).toBe(1);
-    expect(sample('agentd_podman_calls_total{operation="createContainer",host="local"}')).toBe(4);
+    // The local Podman creates and starts each session's container in one `podman run`.
+    expect(sample('agentd_podman_calls_total{operation="runAttached",host="local"}')).toBe(4);
     expect(sample('agentd_http_requests_total{method="POST",route="/v1/sessions",status="201"}')).toBe(4);
     expect(sample('process_resident_memory_bytes')).toBeGreaterThan(0);
     expect(await d.stop()).toBe(0);

@@ -288,12 +288,12 @@ describe('agentd start --inspect', () => {
     for (const state of SESSION_STATES) {
       expect(await page.locator(`${own} [data-state="${state}"]`).getAttribute('data-visited')).toBe('true');
     }
-    // The runner's chart, inside the session's: it went through the container's phases to its end.
+    // The runner's chart, inside the session's: it went through the container's phases to its end
+    // (on the local Podman `podman run` creates the container in the attachment: no creatingContainer).
     const runner = `${session} [data-machine="runner"][data-session-id="${sessionId}"]`;
     await page.waitForSelector(`${runner} [data-state="done"][data-active="true"]`);
     for (const state of [
       'live.creatingSecrets',
-      'live.creatingContainer',
       'live.attached.progress.cloning',
       'live.attached.progress.running',
       'tearingDown',

@@ -56,8 +56,11 @@ export async function waitUntil<T>(
 export interface FaultRule {
   subcommand: string;
   call: number | '*';
-  /** fail: exit 125 with an error message; hang: never answer; sleep: wait seconds, then run it. */
-  action: 'fail' | 'hang' | { sleepSeconds: number };
+  /**
+   * fail: exit 125 with an error message; hang: never answer; sleep: wait seconds, then run it;
+   * create-hang (for `run`): create the container as `podman run` would, never start it, never answer.
+   */
+  action: 'fail' | 'hang' | 'create-hang' | { sleepSeconds: number };
 }
 
 /**
@@ -93,6 +96,11 @@ case "$action" in
     exit 125
     ;;
   hang) exec sleep 3600 ;;
+  create-hang)
+    shift
+    ${REAL_PODMAN} create "$@" >/dev/null
+    exec sleep 3600
+    ;;
   sleep:*) sleep "\${action#sleep:}" ;;
 esac
 exec ${REAL_PODMAN} "$@"
