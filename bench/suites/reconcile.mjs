@@ -107,7 +107,7 @@ export async function reconcileSuite(ctx) {
       name: `Start with ${secrets} orphan secrets + ${CONTAINERS} dead containers → socket answers`,
       a: { label: 'agentd start', ...results.agentd },
       b: { label: 'floor: batched rm + empty start', ...summarize(floor) },
-      ...(primary ? { target: { text: 'ratio ≤ 2', max: 2 } } : {}),
+      ...(primary ? { target: { text: 'ratio ≤ 1.2', max: 1.2 } } : {}),
       detail: {
         removal: results.removal,
         emptyStart: results.empty,
