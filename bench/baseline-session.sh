@@ -21,7 +21,14 @@ for ((i = 1; i < ${BENCH_CREDS:-1}; i++)); do
   header="$header BENCH_TOKEN_$i ${#BENCH_TOKEN}"
   values="$values$BENCH_TOKEN"
 done
-printf '%s\n%s' "$header" "$values" | podman secret create "${labels[@]}" "$secret" - >/dev/null
+# Podman 4.3 can fail a `secret create` that reads its secrets file while another process rewrites it
+# ("unexpected end of JSON input"): try again, as agentd does (PodmanClient.createSecret).
+for try in 1 2 3 4 5; do
+  printf '%s\n%s' "$header" "$values" | podman secret create "${labels[@]}" "$secret" - >/dev/null 2>&1 && break
+  podman secret inspect "$secret" >/dev/null 2>&1 && break
+  [ "$try" -lt 5 ] || { echo "secret create failed 5 times" >&2; exit 125; }
+  sleep 0.1
+done
 podman create --name "$name" "${labels[@]}" --pull never --init --user 0:0 --network host \
   --secret "$secret,type=mount,target=/run/secrets/agentd/bundle.0,uid=0,gid=0,mode=0400" \
   --env AGENTD_AGENT=demo --env "AGENTD_SESSION_ID=$sid" --env "AGENTD_REPO_URL=$repo" \

@@ -162,6 +162,9 @@ export interface PodmanPort {
  */
 export type OutputHandler = (text: string, end: boolean, stream: 'stdout' | 'stderr') => void;
 
+/** How often a `secret create` that met Podman's secrets file mid-write is made (see createSecret). */
+const SECRET_CREATE_ATTEMPTS = 4;
+
 /** A narrow client over the podman CLI: the only code in agentd that runs podman. */
 export class PodmanClient implements PodmanPort {
   readonly bin: string;
@@ -276,7 +279,25 @@ export class PodmanClient implements PodmanPort {
     signal?: AbortSignal,
   ): Promise<void> {
     const argv = ['secret', 'create', ...labelArgs(labels), name, '-'];
-    await this.call(`create secret ${name}`, argv, { input: value, signal });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.call(`create secret ${name}`, argv, { input: value, signal });
+        return;
+      } catch (error) {
+        // Podman 4.3 rewrites its secrets files in place: a create that reads them while another process
+        // writes them fails with "unexpected end of JSON input" and made nothing. Try again a little
+        // later; a name in use then is the earlier attempt's secret (the names are this session's own).
+        const stderr = error instanceof PodmanError ? error.stderr : '';
+        if (attempt > 1 && /in use/i.test(stderr)) return;
+        if (
+          attempt >= SECRET_CREATE_ATTEMPTS ||
+          signal?.aborted ||
+          !/unexpected end of JSON input/.test(stderr)
+        )
+          throw error;
+        await new Promise((resolve) => setTimeout(resolve, 150 * attempt));
+      }
+    }
   }
 
   async listSecretNames(signal?: AbortSignal): Promise<string[]> {

@@ -1,6 +1,7 @@
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { create as createTar } from 'tar';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PodmanClient } from '../../src/adapters/podman.js';
@@ -43,6 +44,32 @@ describe('PodmanClient against real Podman', () => {
     await podman.removeSecrets(names.slice(1));
     await podman.removeSecrets(names);
     expect(await listSecrets(prefix)).toEqual([]);
+  });
+
+  it('makes a secret again when Podman read its secrets file mid-write, and once only', async () => {
+    // Podman 4.3 fails a create that reads its secrets file while another process rewrites it.
+    const real = (await execa('sh', ['-c', 'command -v podman'])).stdout.trim();
+    const dir = makeTempDir('agentd-e2e-racepodman-');
+    const fake = join(dir, 'podman');
+    writeFileSync(
+      fake,
+      `#!/bin/sh\nif [ "$1 $2" = "secret create" ] && [ ! -e ${dir}/once ]; then\n  : > ${dir}/once\n  cat >/dev/null\n  echo 'Error: creating secret x: unexpected end of JSON input' >&2\n  exit 125\nfi\nexec ${real} "$@"\n`,
+    );
+    chmodSync(fake, 0o755);
+    const calls: string[][] = [];
+    const racing = new PodmanClient({ bin: fake, onCall: (argv) => calls.push([...argv]) });
+    const session = randomSessionId();
+    const name = secretName(instanceId, session, 0);
+    track.secret(name);
+    await racing.createSecret(name, Buffer.from('raced-value'), ownershipLabels(instanceId, session, 'a'));
+    expect(await listSecrets(prefix)).toEqual([name]);
+    expect(calls.filter((c) => c[1] === 'create')).toHaveLength(2);
+    // Any other failure is not tried again.
+    await expect(
+      racing.createSecret(name, Buffer.from('again'), ownershipLabels(instanceId, session, 'a')),
+    ).rejects.toThrow(/in use/);
+    expect(calls.filter((c) => c[1] === 'create')).toHaveLength(3);
+    await racing.removeSecrets([name]);
   });
 
   it('creates, lists, starts attached, inspects and removes a container', async () => {
