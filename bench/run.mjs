@@ -4,6 +4,7 @@
 // BENCH_OUTPUT_MB (default 50: what each of the four output-heavy sessions prints),
 // BENCH_QUICK=1 (`npm run bench:quick`, for CI: 2 rounds, no warm-up, session and client only, output 5 MB; writes
 // bench/results but not docs/benchmarks.md), BENCH_DOC=0/1 (write docs/benchmarks.md; default: unless quick),
+// BENCH_REDOC=1 (run nothing: write the documents again from bench/results/latest.json and bench/findings.md),
 // BENCH_RECONCILE_RUNS (default BENCH_HEAVY_RUNS: planting 200 secrets + 50 containers takes ~30 s here),
 // BENCH_RECONCILE_SIZES (default 200,50,800), BENCH_KEEP=1 keeps the temp dir, BENCH_IMAGE.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -50,7 +51,38 @@ function withoutKey(env, key) {
   return copy;
 }
 
+/** bench/results/latest.md, and docs/benchmarks.{md,svg} when `doc`, from a run's results. */
+function writeReports({ meta, rows, ...extra }, doc) {
+  const md =
+    markdown(rows, meta) +
+    targetsMarkdown(rows) +
+    decompositionMarkdown(rows, extra.sessionNodeStart) +
+    callsMarkdown(extra.podmanCalls) +
+    outputMarkdown(extra.daemonCpuMsPerMb, meta.outputMb) +
+    growthMarkdown(extra.reconcileGrowth);
+  writeFileSync(join(ROOT, 'bench', 'results', 'latest.md'), md);
+  if (doc) {
+    const docs = join(ROOT, 'docs');
+    const findingsFile = join(ROOT, 'bench', 'findings.md');
+    const findings = existsSync(findingsFile) ? readFileSync(findingsFile, 'utf8') : '';
+    writeFileSync(join(docs, 'benchmarks.svg'), svgChart(rows.filter((r) => r.unit !== 'MB')));
+    writeFileSync(
+      join(docs, 'benchmarks.md'),
+      benchmarksDoc({ tableMd: md.split('\n').slice(2).join('\n'), meta, findings }),
+    );
+  }
+  return md;
+}
+
 async function main() {
+  if (process.env.BENCH_REDOC === '1') {
+    // Only the documents again, from the last run's results (after editing bench/findings.md).
+    writeReports(JSON.parse(readFileSync(join(ROOT, 'bench', 'results', 'latest.json'), 'utf8')), true);
+    process.stdout.write(
+      'bench: wrote docs/benchmarks.md and docs/benchmarks.svg from bench/results/latest.json\n',
+    );
+    return 0;
+  }
   if (!existsSync(CLI)) {
     process.stderr.write(
       'bench: dist/ is missing; run `npm run build` first (the bench measures the build)\n',
@@ -188,6 +220,7 @@ async function main() {
       .join(' '),
     loadStart,
     quick,
+    outputMb: ctx.outputMb,
     node: process.versions.node,
     podman: (await podman(['version', '--format', '{{.Client.Version}}'])).trim(),
     commit: (
@@ -198,29 +231,12 @@ async function main() {
     warmup,
     seconds: Math.round((Date.now() - started) / 1000),
   };
-  const md =
-    markdown(rows, meta) +
-    targetsMarkdown(rows) +
-    decompositionMarkdown(rows, extra.sessionNodeStart) +
-    callsMarkdown(extra.podmanCalls) +
-    outputMarkdown(extra.daemonCpuMsPerMb, ctx.outputMb) +
-    growthMarkdown(extra.reconcileGrowth);
   const out = join(ROOT, 'bench', 'results');
   mkdirSync(out, { recursive: true });
   writeFileSync(join(out, 'latest.json'), `${JSON.stringify({ meta, rows, ...extra }, null, 2)}\n`);
-  writeFileSync(join(out, 'latest.md'), md);
+  const md = writeReports({ meta, rows, ...extra }, writeDoc);
   process.stdout.write(`\n${md}\nbench: wrote bench/results/latest.json and bench/results/latest.md\n`);
-  if (writeDoc) {
-    const docs = join(ROOT, 'docs');
-    const findingsFile = join(ROOT, 'bench', 'findings.md');
-    const findings = existsSync(findingsFile) ? readFileSync(findingsFile, 'utf8') : '';
-    writeFileSync(join(docs, 'benchmarks.svg'), svgChart(rows.filter((r) => r.unit !== 'MB')));
-    writeFileSync(
-      join(docs, 'benchmarks.md'),
-      benchmarksDoc({ tableMd: md.split('\n').slice(2).join('\n'), meta, findings }),
-    );
-    process.stdout.write('bench: wrote docs/benchmarks.md and docs/benchmarks.svg\n');
-  }
+  if (writeDoc) process.stdout.write('bench: wrote docs/benchmarks.md and docs/benchmarks.svg\n');
   const missed = rows.filter((r) => r.met === false).map((r) => r.id);
   if (missed.length > 0) process.stderr.write(`bench: targets missed: ${missed.join(', ')}\n`);
   return 0;

@@ -6,22 +6,37 @@ const esc = (text) =>
   String(text).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 const plain = (text) => String(text).replace(/`/g, '');
 
+/** Row labels short enough for the chart. */
+const SHORT = {
+  session: 'Session: trigger --quiet',
+  'session-10': 'Session, 10 credentials',
+  'session-daemon': 'Session, daemon side (socket)',
+  'session-no-ca': 'Session, CLI without CA file',
+  status: 'status vs node -e 0',
+  version: '--version vs node -e 0',
+  'status-no-ca': 'status vs node, no CA file',
+  'throughput-4': '20 at once, max_sessions 4',
+  'throughput-20': '20 at once, max_sessions 20',
+  'output-4x': 'Output-heavy, 4 sessions',
+  'reconcile-200': 'Start, 200 orphan secrets',
+};
+
 /** The chart: one group of two bars per row, on one scale (times the baseline's median). */
 export function svgChart(rows) {
   const row = 46;
-  const left = 330;
-  const width = 900;
-  const plotWidth = width - left - 30;
+  const left = 220;
+  const width = 960;
+  const plotWidth = width - left - 190;
   const top = 40;
   const height = top + rows.length * row + 50;
   const rel = (r, v) => v / r.b.median;
   const maxScale = Math.max(1.5, ...rows.map((r) => Math.max(rel(r, r.a.max), rel(r, r.b.max))));
   const scale = Math.ceil(maxScale * 2) / 2;
-  const x = (v) => left + (v / scale) * plotWidth;
+  const x = (v) => Math.round((left + (v / scale) * plotWidth) * 10) / 10;
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="${width}" height="${height}" fill="#fff"/>`,
-    `<text x="${left}" y="18" font-size="13" font-weight="bold">agentd vs its baseline, relative to the baseline's median (bar: median, whisker: min–max)</text>`,
+    `<text x="10" y="18" font-size="13" font-weight="bold">agentd vs its baseline, relative to the baseline's median (bar: median, whisker: min–max)</text>`,
   ];
   for (let t = 0; t <= scale + 1e-9; t += 0.5) {
     parts.push(
@@ -32,7 +47,7 @@ export function svgChart(rows) {
   rows.forEach((r, i) => {
     const y = top + i * row;
     parts.push(
-      `<text x="${left - 8}" y="${y + 16}" text-anchor="end">${esc(plain(r.short ?? r.name).slice(0, 52))}</text>`,
+      `<text x="${left - 8}" y="${y + 16}" text-anchor="end">${esc(SHORT[r.id] ?? plain(r.name).slice(0, 30))}</text>`,
     );
     const bar = (s, dy, color, label) => {
       const lo = rel(r, s.min);
@@ -49,7 +64,7 @@ export function svgChart(rows) {
     bar(r.b, 4, '#b8c4d6', 'baseline');
     bar(r.a, 20, r.met === false ? '#d9822b' : '#3b7dd8', 'agentd');
     parts.push(
-      `<text x="${x(rel(r, r.a.max)) + 6}" y="${y + 31}" fill="#222">${r.ratio.toFixed(2)}×${r.target ? (r.met ? ' met' : ' missed') : ''}</text>`,
+      `<text x="${x(rel(r, r.a.max)) + 6}" y="${y + 31}" fill="#222">${esc(`${r.ratio.toFixed(2)}×${r.target ? ` ${r.met ? 'met' : 'missed'}${r.target.absMax === undefined ? '' : ` (${r.target.text})`}` : ''}`)}</text>`,
     );
   });
   const ly = height - 12;
