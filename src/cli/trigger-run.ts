@@ -85,6 +85,8 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
       type: 'trigger',
       agent: options.agent,
       follow: !options.detach,
+      // Nothing of the output is printed (--quiet, --json): the daemon need not send it.
+      ...(!verbose && !options.detach ? { output: false } : {}),
       ...(options.repo === undefined ? {} : { repo: options.repo }),
       ...(options.workUnit === undefined ? {} : { workUnit: options.workUnit }),
       ...(options.timeout === undefined ? {} : { timeout: options.timeout }),

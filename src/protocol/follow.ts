@@ -41,6 +41,8 @@ export function forwardEvent(follower: Follower, event: BusEvent, phases = true)
 export interface FollowOptions {
   /** Send phase and output replies too; otherwise only the outcome (`wait`). */
   stream: boolean;
+  /** With `stream`, false leaves the output replies out (a quiet trigger). */
+  output?: boolean;
 }
 
 /**
@@ -63,6 +65,7 @@ export function followSession(
   const follower = new Follower(connection, request, sessionId);
   const unfollow = daemon.follow(sessionId, (event) => {
     if (event.type !== 'outcome' && !options.stream) return;
+    if (event.type === 'output' && options.output === false) return;
     if (forwardEvent(follower, event)) unfollow();
   });
   connection.onClose(() => {

@@ -60,6 +60,8 @@ export const requestSchema = z.discriminatedUnion('type', [
     type: z.literal('trigger'),
     ...triggerFieldsSchema,
     follow: z.boolean().optional(),
+    /** With `follow`, false leaves the output out: phases and the outcome only (`trigger --quiet`). */
+    output: z.boolean().optional(),
     /** The request text, base64 (any bytes); it reaches the agent as the file $AGENTD_REQUEST_FILE. */
     request: base64.optional(),
     /** Input files by content, base64; each reaches the agent as /agentd/input/NAME. */

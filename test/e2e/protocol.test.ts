@@ -231,6 +231,27 @@ describe('errors', () => {
     expect(mine.at(-1)).toMatchObject({ agent: 'ok', outcome: 'succeeded' });
   });
 
+  it('a trigger followed without output gets its phases and outcome, and no output line', async () => {
+    const c = await client();
+    c.send({ v: 2, id: 'quiet', type: 'trigger', agent: 'ok', follow: true, output: false });
+    const replies = await c.until((r) => r.some((x) => x.type === 'outcome'));
+    expect(replies.map((r) => r.type)).toEqual([
+      'accepted',
+      'phase',
+      'phase',
+      'phase',
+      'phase',
+      'phase',
+      'outcome',
+    ]);
+    const id = (replies[0] as { sessionId: string }).sessionId;
+    // The output is there for whoever asks for it.
+    const logs = await client();
+    logs.send({ v: 2, id: 'l', type: 'logs', sessionId: id });
+    const stored = await logs.until((r) => r.some((x) => x.type === 'outcome'));
+    expect(stored.filter((r) => r.type === 'output').map((r) => r.line)).toEqual(['hi']);
+  });
+
   it('busy: a connection beyond the limit is refused with the id of its request', async () => {
     const held = await Promise.all(Array.from({ length: 256 }, () => client()));
     // All held open: one more gets busy, answered in the version and with the id of its request.
