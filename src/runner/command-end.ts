@@ -17,7 +17,9 @@ export function findCommandEnd(
   line: string,
 ): { before: string; end: CommandEnd } | undefined {
   if (marker === '') return undefined;
-  const at = line.indexOf(`${marker} ended `);
+  // The first `MARKER ended `, found without building that text for every line.
+  let at = line.indexOf(marker);
+  while (at !== -1 && !line.startsWith(' ended ', at + marker.length)) at = line.indexOf(marker, at + 1);
   if (at === -1) return undefined;
   const match = /^ended (\d+) (\d+)$/.exec(line.slice(at + marker.length + 1));
   if (!match) return undefined;

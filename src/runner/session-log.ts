@@ -3,6 +3,7 @@ import {
   constants,
   fstatSync,
   ftruncateSync,
+  open as openAsync,
   openSync,
   readSync,
   rename,
@@ -52,6 +53,8 @@ const HIGH_WATER = 256 * 1024;
 const LOW_WATER = 64 * 1024;
 /** Size of the buffers records are encoded into as they are appended. */
 const CHUNK = 64 * 1024;
+/** Characters of records gathered as text before they are encoded: one encoding call for many lines. */
+const ENCODE_AT = 8 * 1024;
 const TOKENS: Record<OutputStream, string> = { stdout: 'out', stderr: 'err', agentd: 'agentd' };
 const STREAMS: Record<string, OutputStream> = { out: 'stdout', err: 'stderr', agentd: 'agentd' };
 export const TRIMMED_REASON = 'earlier output dropped to keep the log bounded (daemon.log_max_bytes)';
@@ -76,9 +79,14 @@ export async function closeSessionLog(path: string): Promise<void> {
   await writing.get(path)?.close();
 }
 
-/** Records encoded and waiting to be written: whole records, in order. */
+/**
+ * Records waiting to be written, in order: whole records encoded in chunks, then the newest (at most
+ * about ENCODE_AT characters) still as text. `bytes` counts the encoded bytes plus the characters of
+ * the text (its bytes once it is encoded).
+ */
 interface Pending {
   chunks: { buffer: Buffer; used: number }[];
+  text: string;
   bytes: number;
 }
 
@@ -89,8 +97,8 @@ interface Pending {
  *
  * Writes are buffered and asynchronous: appending never blocks the daemon, one file stays open while
  * the session runs, and what is appended while a write is under way goes out in the next one. Records
- * are encoded into buffers outside V8's heap as they are appended, so a flood of lines leaves little
- * for the garbage collector. When more is waiting than HIGH_WATER, `backlogged` tells the writer to
+ * are encoded into buffers outside V8's heap a few kilobytes at a time, so a flood of lines leaves
+ * little for the garbage collector. When more is waiting than HIGH_WATER, `backlogged` tells the writer to
  * stop reading the container until `onDrain`.
  *
  * The file is never opened through a symbolic link. A write that fails (a full state dir) never stops
@@ -256,14 +264,15 @@ export class SessionLog {
         closeQuietly(this.fd as number);
         this.fd = undefined;
         rename(this.path, `${this.path}.1`, (error) => {
-          try {
-            if (error) throw error;
-            this.open();
-          } catch (failure) {
-            this.written(flying, (failure as NodeJS.ErrnoException).code ?? 'EIO', false);
+          if (error) {
+            this.written(flying, error.code ?? 'EIO', false);
             return;
           }
-          this.writeBatch(flying, data, note !== undefined);
+          // The new file is opened off the event loop too: creating it costs as much as the rename.
+          this.openLater((failure) => {
+            if (failure) this.written(flying, failure.code ?? 'EIO', false);
+            else this.writeBatch(flying, data, note !== undefined);
+          });
         });
         return;
       }
@@ -329,7 +338,28 @@ export class SessionLog {
   }
 
   private open(): void {
-    const fd = openSync(this.path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0o600);
+    this.adopt(openSync(this.path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0o600));
+  }
+
+  /** open(), with the file opened in the thread pool. */
+  private openLater(done: (error: NodeJS.ErrnoException | undefined) => void): void {
+    openAsync(this.path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0o600, (error, fd) => {
+      if (error) {
+        done(error);
+        return;
+      }
+      try {
+        this.adopt(fd);
+      } catch (failure) {
+        done(failure as NodeJS.ErrnoException);
+        return;
+      }
+      done(undefined);
+    });
+  }
+
+  /** Takes an opened log file as the one written to. */
+  private adopt(fd: number): void {
     try {
       // A planted directory or device is not a log.
       const stat = fstatSync(fd);
@@ -391,11 +421,20 @@ export class SessionLog {
 }
 
 function emptyPending(): Pending {
-  return { chunks: [], bytes: 0 };
+  return { chunks: [], text: '', bytes: 0 };
 }
 
-/** Encodes one record into the pending buffers (a record longer than a chunk gets one of its own). */
-function encode(pending: Pending, text: string): void {
+/** Adds one record to the pending ones; they are encoded ENCODE_AT characters at a time. */
+function encode(pending: Pending, record: string): void {
+  pending.text += record;
+  pending.bytes += record.length;
+  if (pending.text.length >= ENCODE_AT) settle(pending);
+}
+
+/** Encodes the pending text into the pending buffers (text longer than a chunk gets one of its own). */
+function settle(pending: Pending): void {
+  const { text } = pending;
+  if (text === '') return;
   // At most 3 bytes a UTF-16 unit: room is checked without measuring the string first.
   let chunk = pending.chunks.at(-1);
   if (chunk === undefined || chunk.used + text.length * 3 > chunk.buffer.length) {
@@ -404,11 +443,13 @@ function encode(pending: Pending, text: string): void {
   }
   const written = chunk.buffer.write(text, chunk.used);
   chunk.used += written;
-  pending.bytes += written;
+  pending.bytes += written - text.length;
+  pending.text = '';
 }
 
-/** The pending bytes, chunk by chunk. */
+/** The pending bytes, chunk by chunk (the pending text encoded first). */
 function pendingParts(pending: Pending): Buffer[] {
+  settle(pending);
   return pending.chunks.map((chunk) => chunk.buffer.subarray(0, chunk.used));
 }
 

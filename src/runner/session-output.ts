@@ -183,18 +183,25 @@ export class SessionOutput {
   }
 
   private emit(text: string, cont: boolean, stream: OutputStream): void {
-    const pieces = cutBytes(text, OUTPUT_LINE_MAX_BYTES);
-    for (let i = 0; i < pieces.length; i++) {
-      const line = this.log.append(pieces[i] as string, { stream, cont: cont || i > 0 });
-      try {
-        this.options.onLine(line);
-      } catch {
-        // A broken listener is its own problem: the session and its log go on.
-      }
+    // Nearly every line fits at once: it is not measured or cut.
+    if (text.length * 3 <= OUTPUT_LINE_MAX_BYTES) this.hand(text, cont, stream);
+    else {
+      const pieces = cutBytes(text, OUTPUT_LINE_MAX_BYTES);
+      for (let i = 0; i < pieces.length; i++) this.hand(pieces[i] as string, cont || i > 0, stream);
     }
     if (this.log.backlogged && !this.paused) {
       this.paused = true;
       this.run?.pause();
+    }
+  }
+
+  /** One piece: logged and handed on. */
+  private hand(text: string, cont: boolean, stream: OutputStream): void {
+    const line = this.log.append(text, { stream, cont });
+    try {
+      this.options.onLine(line);
+    } catch {
+      // A broken listener is its own problem: the session and its log go on.
     }
   }
 
