@@ -2,7 +2,7 @@ import { chmodSync, lstatSync, mkdirSync, readdirSync, rmdirSync, statSync, writ
 import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { create as createTar, extract as extractTar, type ReadEntry } from 'tar';
+import type { ReadEntry } from 'tar';
 import { ensurePrivateDir } from './ownership.js';
 import { removeTree } from './session-files.js';
 import { readNoFollow, StateDirError, writeFileAtomic } from './state-files.js';
@@ -184,6 +184,7 @@ export class SealedRecords {
 
 /** A record directory as a gzipped tar holding `<session>/...`, to a stream. */
 export async function exportRecord(dir: string, to: Writable): Promise<void> {
+  const { create: createTar } = await import('tar');
   await pipeline(createTar({ gzip: true, cwd: dirname(dir), portable: true }, [basename(dir)]), to);
 }
 
@@ -207,6 +208,8 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
   summary.truncated = size > limit;
   let total = 0;
   let entries = 0;
+  // Loaded when a session's output is sealed, not at start (tar is about 4 MB of RSS).
+  const { extract: extractTar } = await import('tar');
   await extractTar({
     file: archive,
     cwd: out,

@@ -3,6 +3,9 @@ import type { PodmanCall } from '../adapters/podman-observed.js';
 import type { ReconcileResult } from '../machines/daemon.machine.js';
 import type { SessionRecord } from '../sessions/records.js';
 import type { BusEvent } from '../sessions/session-bus.js';
+import type { DroppedReason, FiringResult, MetricsRecorder } from './metrics-recorder.js';
+
+export type { DroppedReason, FiringResult } from './metrics-recorder.js';
 
 /**
  * The daemon's Prometheus metrics (docs/metrics.md lists every name and label). They are fed from the
@@ -26,14 +29,11 @@ export interface MetricsSources {
   agentOf(sessionId: string): string | undefined;
 }
 
-export type FiringResult = 'triggered' | 'skipped' | 'missed' | 'rejected';
-export type DroppedReason = 'withheld' | 'log_full';
-
 const SESSION_BUCKETS = [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600];
 const PHASE_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600];
 const CALL_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
-export class DaemonMetrics {
+export class DaemonMetrics implements MetricsRecorder {
   readonly registry = new Registry();
   /** Sessions seen on the bus, by id: output is counted per agent without a lookup per line. */
   private readonly agents = new Map<string, string>();

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { SessionJournal } from './journal.js';
-import type { DaemonGauges, DaemonMetrics } from './metrics.js';
+import type { DaemonGauges } from './metrics.js';
+import type { MetricsRecorder } from './metrics-recorder.js';
 import type { Notifier } from './notifier.js';
 import { type DaemonActor, scheduleViews } from './port.js';
 
@@ -18,7 +19,7 @@ function firingOf(requestId: string | undefined): { agent: string; firing: strin
 export function observeDaemon(options: {
   actor: DaemonActor;
   journal: SessionJournal;
-  metrics: DaemonMetrics;
+  metrics: MetricsRecorder;
   notifier: Notifier;
   log: Logger;
 }): void {

@@ -1,4 +1,3 @@
-import { create as createTar } from 'tar';
 import { fromCallback, fromPromise } from 'xstate';
 import type {
   AttachedRun,
@@ -226,6 +225,8 @@ export function runnerActors(ports: HostPorts, output: OutputSink, volumes: Set<
     /** Request and input files, root-owned and read-only as they are, into /agentd of the container. */
     copyIn: fromPromise<void, CopyInInput>(async ({ input, signal }) => {
       const chunks: Buffer[] = [];
+      // tar is loaded by the sessions of copy hosts only (about 4 MB of RSS a daemon need not carry).
+      const { create: createTar } = await import('tar');
       const stream = createTar({ cwd: input.dir, prefix: 'agentd', portable: true }, input.entries);
       for await (const chunk of stream) chunks.push(Buffer.from(chunk as Uint8Array));
       await on(input).copyIntoContainer(input.container, Buffer.concat(chunks), signal);

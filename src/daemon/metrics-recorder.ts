@@ -1,0 +1,37 @@
+import type { PodmanCall } from '../adapters/podman-observed.js';
+import type { ReconcileResult } from '../machines/daemon.machine.js';
+import type { BusEvent } from '../sessions/session-bus.js';
+
+export type FiringResult = 'triggered' | 'skipped' | 'missed' | 'rejected';
+export type DroppedReason = 'withheld' | 'log_full';
+
+/**
+ * What the daemon counts, without the Prometheus registry behind it: the registry (prom-client, about
+ * 11 MB of RSS) is loaded only when `daemon.http` serves it (metrics.ts); otherwise nothing reads the
+ * counts and `noMetrics` drops them. `daemon.http` waits for a restart, so the choice holds for the
+ * daemon's whole life.
+ */
+export interface MetricsRecorder {
+  session(event: BusEvent): void;
+  acceptedSession(sessionId: string): void;
+  rejectedTrigger(code: string): void;
+  droppedOutput(sessionId: string, lines: number, reason: DroppedReason): void;
+  podmanCall(call: PodmanCall, host: string): void;
+  reconciled(result: ReconcileResult): void;
+  firing(agent: string, result: FiringResult): void;
+  notification(result: 'delivered' | 'failed' | 'dropped'): void;
+  notificationAttempt(result: string): void;
+}
+
+/** The recorder of a daemon without the HTTP API: nobody can scrape, so nothing is counted. */
+export const noMetrics: MetricsRecorder = {
+  session() {},
+  acceptedSession() {},
+  rejectedTrigger() {},
+  droppedOutput() {},
+  podmanCall() {},
+  reconciled() {},
+  firing() {},
+  notification() {},
+  notificationAttempt() {},
+};
