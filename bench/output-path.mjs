@@ -1,0 +1,48 @@
+// The daemon's per-line output path without Podman: `npm run build && node bench/output-path.mjs [DIST]`.
+// BENCH_OUTPUT_MB (default 50) MB of 100-byte lines go through LineSplitter -> SessionOutput (masking
+// one value, the setup marker looked for) -> SessionLog (the default 1 MiB bound), as fast as the log
+// takes them; prints the process's CPU per MB. DIST (default ./dist) lets two builds be compared.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const dist = pathToFileURL(resolve(process.argv[2] ?? 'dist')).href;
+const { LineSplitter } = await import(`${dist}/adapters/output-reader.js`);
+const { SessionOutput } = await import(`${dist}/runner/session-output.js`);
+const { createMasker } = await import(`${dist}/runner/mask.js`);
+const { findCommandEnd } = await import(`${dist}/runner/command-end.js`);
+
+const mb = Number(process.env.BENCH_OUTPUT_MB ?? 50);
+const dir = mkdtempSync(join(tmpdir(), 'agentd-output-path-'));
+const chunk = Buffer.from(`${'x'.repeat(99)}\n`.repeat(655));
+const marker = 'AGENTD-0123456789abcdef';
+const started = process.cpuUsage();
+const wall = performance.now();
+try {
+  const out = new SessionOutput(
+    { logFile: join(dir, 'session.log'), logMaxBytes: 1_048_576, onLine: () => {} },
+    createMasker(['bench-token-value-1234']),
+  );
+  out.setMarker(marker);
+  let drained = () => {};
+  out.log.onDrain(() => drained());
+  const { handler } = out.reader((text, end, cont) => {
+    if (end) findCommandEnd(marker, text);
+    out.write(text, cont);
+  });
+  const splitter = new LineSplitter(64 * 1024);
+  for (let sent = 0; sent < mb * 1024 * 1024; sent += chunk.length) {
+    splitter.feed(chunk);
+    for (let text = splitter.next(); text !== undefined; text = splitter.next())
+      handler(text, splitter.end, 'stdout');
+    if (out.log.backlogged) await new Promise((resolve) => (drained = resolve));
+  }
+  await out.close();
+  const cpu = process.cpuUsage(started);
+  process.stdout.write(
+    `${mb} MB: ${((cpu.user + cpu.system) / 1000 / mb).toFixed(2)} ms CPU/MB, wall ${Math.round(performance.now() - wall)} ms\n`,
+  );
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
