@@ -37,6 +37,7 @@ import { clientSuite } from './suites/client.mjs';
 import { footprintSuite } from './suites/footprint.mjs';
 import { outputSuite } from './suites/output.mjs';
 import { reconcileSuite } from './suites/reconcile.mjs';
+import { scaleSuite } from './suites/scale.mjs';
 import { sessionSuite } from './suites/session.mjs';
 import { throughputSuite } from './suites/throughput.mjs';
 
@@ -103,7 +104,7 @@ async function main() {
   const warmup = int('BENCH_WARMUP', quick ? 0 : 1);
   const only = (
     process.env.BENCH_ONLY ??
-    (quick ? 'session,client' : 'session,client,throughput,output,footprint,reconcile')
+    (quick ? 'session,client' : 'session,client,throughput,output,footprint,scale,reconcile')
   ).split(',');
   const writeDoc = (process.env.BENCH_DOC ?? (quick ? '0' : '1')) === '1';
   const loadStart = loadavg()
@@ -130,6 +131,8 @@ async function main() {
     reconcileRuns: Math.max(1, int('BENCH_RECONCILE_RUNS', heavyRuns)),
     reconcileSizes: sizes,
     outputMb: Math.max(1, int('BENCH_OUTPUT_MB', quick ? 5 : 50)),
+    scaleRecords: Math.max(1, int('BENCH_SCALE_RECORDS', 10_000)),
+    scaleQueued: Math.max(1, int('BENCH_SCALE_QUEUED', 1000)),
     warmup,
     baselineScript: join(ROOT, 'bench', 'baseline-session.sh'),
     baselinePrefix: `bench-${runId}-`,
@@ -192,6 +195,7 @@ async function main() {
       throughput: throughputSuite,
       output: outputSuite,
       footprint: footprintSuite,
+      scale: scaleSuite,
       reconcile: reconcileSuite,
     };
     for (const name of Object.keys(suites)) {
@@ -205,6 +209,7 @@ async function main() {
       if (result.calls) extra.podmanCalls = result.calls;
       if (result.nodeStart) extra.sessionNodeStart = result.nodeStart;
       if (result.growth) extra.reconcileGrowth = result.growth;
+      if (result.scale) extra.scale = result.scale;
       if (result.daemonCpuMsPerMb) extra.daemonCpuMsPerMb = result.daemonCpuMsPerMb;
     }
   } finally {
