@@ -2,9 +2,7 @@ import { Command, Option } from 'clipanion';
 import { HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT } from '../sessions/history.js';
 import { OUTCOMES } from '../sessions/types.js';
 import { ClientCommand } from './client-command.js';
-import { failOnReply, printJson } from './client-io.js';
-import { EXIT } from './exit-codes.js';
-import { recordLine } from './format.js';
+import { runHistory } from './history-run.js';
 import { isOneOf, isSince, isWholeNumber } from './validators.js';
 
 export class HistoryCommand extends ClientCommand {
@@ -46,29 +44,7 @@ export class HistoryCommand extends ClientCommand {
   });
 
   async execute(): Promise<number> {
-    const client = await this.connect(this.json);
-    if (typeof client === 'number') return client;
-    try {
-      const reply = await client.request({
-        type: 'history',
-        ...(this.agent === undefined ? {} : { agent: this.agent }),
-        ...(this.outcome === undefined ? {} : { outcome: this.outcome }),
-        ...(this.workUnit === undefined ? {} : { workUnit: this.workUnit }),
-        ...(this.since === undefined ? {} : { since: this.since }),
-        ...(this.limit === undefined ? {} : { limit: Number(this.limit) }),
-      });
-      if (reply?.type !== 'history') return failOnReply(this.context, this.json, reply);
-      if (this.json) {
-        printJson(this.context, { sessions: reply.sessions, more: reply.more });
-        return EXIT.succeeded;
-      }
-      const lines = reply.sessions.map(recordLine);
-      if (reply.sessions.length === 0) lines.push('no sessions match');
-      if (reply.more > 0) lines.push(`... and ${reply.more} more; raise --limit or narrow the filters`);
-      this.context.stdout.write(`${lines.join('\n')}\n`);
-      return EXIT.succeeded;
-    } finally {
-      client.close();
-    }
+    const { socket, json, agent, outcome, workUnit, since, limit } = this;
+    return runHistory({ socket, json, agent, outcome, workUnit, since, limit }, this.context);
   }
 }

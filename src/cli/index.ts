@@ -14,7 +14,7 @@ async function main(argv: string[]): Promise<number> {
   // never to give it back while the daemon idles (about 12 MB of RSS). It stays at its initial size
   // until the daemon runs (main.ts lets it grow again for sessions' output).
   if (argv[0] === 'start') setFlagsFromString('--semi-space-growth-factor=1');
-  // Plain `status` and `trigger` skip clipanion (see quick.ts).
+  // Plain `status`, `history` and `trigger` skip clipanion (see quick.ts).
   const { runQuick } = await import('./quick.js');
   const quick = await runQuick(argv, process);
   if (quick !== undefined) return quick;

@@ -1,10 +1,12 @@
 import { IDEMPOTENCY_KEY_PATTERN } from '../constants.js';
 import { durationProblem } from '../duration.js';
+import { HISTORY_MAX_LIMIT, parseSince } from '../sessions/history.js';
+import { OUTCOMES, type Outcome } from '../sessions/types.js';
 import type { ClientIo } from './client-io.js';
 import { EXIT_CODE_MODES, type ExitCodeMode } from './exit-codes.js';
 
 /**
- * The quick path: `status` and `trigger` given only the plain forms below run without clipanion, whose
+ * The quick path: `status`, `history` and `trigger` given only the plain forms below run without clipanion, whose
  * loading is about a third of these commands' start-up (scripts and hooks call them often). Anything
  * else (help, an unknown, repeated or `--opt=value` option, a value or positional starting with `-`,
  * missing arguments, a value its option's validator refuses) returns undefined and clipanion parses
@@ -32,6 +34,19 @@ export const LEFT_TO_CLIPANION: Record<string, readonly string[]> = {
 
 export const QUICK_SPECS: Record<string, QuickSpec> = {
   status: { flags: { '--json': 'json' }, options: { '--socket': 'socket' }, positionals: [], required: 0 },
+  history: {
+    flags: { '--json': 'json' },
+    options: {
+      '--socket': 'socket',
+      '--agent': 'agent',
+      '--outcome': 'outcome',
+      '--work-unit': 'workUnit',
+      '--since': 'since',
+      '--limit': 'limit',
+    },
+    positionals: [],
+    required: 0,
+  },
   trigger: {
     flags: {
       '--quiet': 'quiet',
@@ -91,10 +106,18 @@ export function parseQuick(argv: readonly string[]): QuickCommand | undefined {
     !(EXIT_CODE_MODES as readonly string[]).includes(values.exitCode)
   )
     return undefined;
+  if (typeof values.outcome === 'string' && !(OUTCOMES as readonly string[]).includes(values.outcome))
+    return undefined;
+  if (typeof values.since === 'string' && parseSince(values.since, 0) === undefined) return undefined;
+  if (
+    typeof values.limit === 'string' &&
+    !(/^\d+$/.test(values.limit) && Number(values.limit) >= 1 && Number(values.limit) <= HISTORY_MAX_LIMIT)
+  )
+    return undefined;
   return { command, values };
 }
 
-/** Runs a plain-form `status` or `trigger`; undefined when clipanion must handle argv. */
+/** Runs a plain-form `status`, `history` or `trigger`; undefined when clipanion must handle argv. */
 export async function runQuick(argv: readonly string[], io: ClientIo): Promise<number | undefined> {
   const quick = parseQuick(argv);
   if (!quick) return undefined;
@@ -104,6 +127,21 @@ export async function runQuick(argv: readonly string[], io: ClientIo): Promise<n
   if (quick.command === 'status') {
     const { runStatus } = await import('./status-run.js');
     return runStatus({ socket: text('socket'), json: flag('json') }, io);
+  }
+  if (quick.command === 'history') {
+    const { runHistory } = await import('./history-run.js');
+    return runHistory(
+      {
+        socket: text('socket'),
+        json: flag('json'),
+        agent: text('agent'),
+        outcome: text('outcome') as Outcome | undefined,
+        workUnit: text('workUnit'),
+        since: text('since'),
+        limit: text('limit'),
+      },
+      io,
+    );
   }
   const { runTrigger } = await import('./trigger-run.js');
   return runTrigger(

@@ -12,7 +12,11 @@ import { LEFT_TO_CLIPANION, parseQuick, QUICK_SPECS, type QuickSpec } from '../.
 
 const COMMANDS = Object.keys(QUICK_SPECS);
 /** A value each option takes (its validator refuses others); `10m` for the rest. */
-const GOOD_VALUES: Record<string, string> = { '--exit-code': 'command' };
+const GOOD_VALUES: Record<string, string> = {
+  '--exit-code': 'command',
+  '--outcome': 'failed',
+  '--limit': '20',
+};
 const NOT_FIELDS = new Set(['context', 'cli', 'help', 'path']);
 
 function fields(command: Command): Record<string, unknown> {
