@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-import { setFlagsFromString } from 'node:v8';
 import { EXIT } from './exit-codes.js';
 import { agentdVersion } from './version.js';
 
@@ -10,10 +9,6 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`agentd ${agentdVersion()}\n`);
     return 0;
   }
-  // The daemon: loading its modules allocates fast, and V8 then doubles its young generation each time,
-  // never to give it back while the daemon idles (about 12 MB of RSS). It stays at its initial size
-  // until the daemon runs (main.ts lets it grow again for sessions' output).
-  if (argv[0] === 'start') setFlagsFromString('--semi-space-growth-factor=1');
   // Plain `status`, `history` and `trigger` skip clipanion (see quick.ts).
   const { runQuick } = await import('./quick.js');
   const quick = await runQuick(argv, process);

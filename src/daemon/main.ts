@@ -347,9 +347,6 @@ async function supervise(options: DaemonOptions): Promise<number> {
         settle(abandonedWaiting(records, host, config.hostDownGraceMs));
       },
       announceUp: ({ context }) => {
-        // Started: the young generation may grow again (V8's default) for sessions' output; it was kept
-        // small while the modules loaded (src/cli/index.ts).
-        setFlagsFromString('--semi-space-growth-factor=2');
         const problem = context.stateDir;
         log.info(
           {
