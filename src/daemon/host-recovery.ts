@@ -3,6 +3,7 @@ import { LOCAL_HOST } from '../config/hosts.js';
 import { LABEL_SESSION } from '../constants.js';
 import type { SettledSession } from '../machines/host.machine.js';
 import type { SessionRecord } from '../sessions/records.js';
+import { abandoned, requestOf } from './recovery.js';
 
 const LIVE_STATES = new Set(['running', 'paused', 'stopping']);
 
@@ -60,17 +61,7 @@ export function abandonedWaiting(
 }
 
 function abandon(record: SessionRecord, message: string): SettledSession {
-  return {
-    request: {
-      sessionId: record.id,
-      agent: record.agent,
-      repoUrl: record.repo,
-      acceptedAt: record.acceptedAt,
-      ...(record.workUnit === undefined ? {} : { workUnit: record.workUnit }),
-      ...(record.timeoutMs === undefined ? {} : { timeoutMs: record.timeoutMs }),
-    },
-    outcome: { outcome: 'abandoned', phase: record.phase, message },
-  };
+  return { request: requestOf(record), outcome: abandoned(record, message) };
 }
 
 /**

@@ -167,11 +167,12 @@ export function recordsFromLabels(
   return records;
 }
 
-function abandoned(record: SessionRecord, message: string) {
+export function abandoned(record: SessionRecord, message: string) {
   return { outcome: 'abandoned' as const, phase: record.phase, message };
 }
 
-function requestOf(record: SessionRecord): SessionRequest {
+/** The request a record was accepted with, whole (work, key and all), to settle or run it again. */
+export function requestOf(record: SessionRecord): SessionRequest {
   return {
     sessionId: record.id,
     agent: record.agent,
