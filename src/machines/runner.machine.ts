@@ -372,7 +372,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
           },
           creatingContainer: {
             description:
-              'On a host behind a connection: create the container (not started): the setup step as entrypoint, the secrets mounted root-only, the engine-enforced deadline. (On the local Podman, `podman run --rm` creates and starts it in the attachment: one call.)',
+              'On a host behind a connection: create the container (not started): the setup step as entrypoint, the secrets mounted root-only, the engine-enforced deadline. (On the local Podman, `podman run` creates and starts it in the attachment: one call.)',
             tags: ['creating'],
             entry: 'claimContainer',
             invoke: {
@@ -463,7 +463,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
           },
           attached: {
             description:
-              'The container runs and its output is read (`podman run --rm` on the local Podman, which also creates it and removes it once it has exited; `start --attach` elsewhere; for an adopted one `logs --follow` and `wait`). Its progress, the secrets and a stop are independent regions; the container exiting ends them all.',
+              'The container runs and its output is read (`podman run` on the local Podman, which also creates it; without `--rm`, so the exited container stays for adoption until teardown removes it; `start --attach` elsewhere; for an adopted one `logs --follow` and `wait`). Its progress, the secrets and a stop are independent regions; the container exiting ends them all.',
             type: 'parallel',
             on: {
               'container.lost': {
