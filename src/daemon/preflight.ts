@@ -9,6 +9,8 @@ import { hostAllowed, transportOf } from '../config/hosts.js';
 import type { AgentConfig, CredentialSource, HostConfig, Settings } from '../config/types.js';
 import { AgentdError, errorMessage } from '../errors.js';
 import { packageFile } from '../package-files.js';
+import type { CheckResult } from './check-result.js';
+import { checkHttpAndNotify } from './preflight-http.js';
 
 /**
  * The checks behind `agentd doctor`, and the cheap part of them that `agentd start` logs as warnings:
@@ -16,15 +18,7 @@ import { packageFile } from '../package-files.js';
  * for a problem, how to fix it. Credential values are resolved and dropped, never shown.
  */
 
-export type CheckStatus = 'ok' | 'warn' | 'fail';
-
-export interface CheckResult {
-  /** What was checked, e.g. `podman`, `image localhost/x:1`, `credential demo/TOKEN`. */
-  check: string;
-  status: CheckStatus;
-  message: string;
-  fix?: string;
-}
+export type { CheckResult, CheckStatus } from './check-result.js';
 
 /** What the checks ask of one engine. */
 export type PreflightPodman = Pick<
@@ -123,6 +117,8 @@ export async function runPreflight(options: PreflightOptions): Promise<CheckResu
     ...engines.flat(),
     ...(await checkCredentials(settings.agents, options.env)),
     ...checkDirectories(settings),
+    // Binding the HTTP address to test it would race the server start opens: doctor only.
+    ...(options.depth === 'full' ? await checkHttpAndNotify(settings, options.env) : []),
   ];
 }
 

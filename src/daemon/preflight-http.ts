@@ -1,0 +1,174 @@
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { dirname } from 'node:path';
+import { createSecureContext } from 'node:tls';
+import { resolveSource } from '../adapters/credentials.js';
+import { describeListen, isLoopback } from '../config/http.js';
+import type { CredentialSource, HttpSettings, Settings } from '../config/types.js';
+import { errorMessage } from '../errors.js';
+import type { CheckResult } from './check-result.js';
+
+/**
+ * `agentd doctor`'s checks of what start would otherwise find only when it opens the HTTP API or
+ * sends the first notification: token and webhook-secret sources, the TLS pair, the listen address.
+ * Values are resolved and dropped, never shown.
+ */
+
+/** Shorter bearer tokens are within reach of guessing over the network. */
+const MIN_TOKEN_BYTES = 16;
+
+export async function checkHttpAndNotify(settings: Settings, env: NodeJS.ProcessEnv): Promise<CheckResult[]> {
+  const http = settings.daemon.http;
+  return [...(http === undefined ? [] : await checkHttp(http, env)), ...(await checkNotify(settings, env))];
+}
+
+async function checkHttp(http: HttpSettings, env: NodeJS.ProcessEnv): Promise<CheckResult[]> {
+  const results: CheckResult[] = [];
+  for (const token of http.tokens) {
+    results.push(
+      await checkSource(`http token ${token.name}`, token.source, env, (bytes) =>
+        bytes < MIN_TOKEN_BYTES
+          ? {
+              status: 'warn',
+              message: `${token.source.raw} resolves to only ${bytes} byte(s); a short token can be guessed`,
+              fix: `Use at least ${MIN_TOKEN_BYTES} random bytes, e.g. \`openssl rand -hex 32\``,
+            }
+          : undefined,
+      ),
+    );
+  }
+  if (http.tls !== undefined) results.push(checkTls(http.tls));
+  else if (!isLoopback(http.listen)) {
+    results.push({
+      check: 'http listen',
+      status: 'warn',
+      message: `${describeListen(http.listen)} is not loopback and has no TLS: bearer tokens would cross the network in clear`,
+      fix: 'Set daemon.http.tls (cert: and key:), or listen on 127.0.0.1 or a unix: socket',
+    });
+  }
+  results.push(await checkListen(http));
+  return results;
+}
+
+async function checkNotify(settings: Settings, env: NodeJS.ProcessEnv): Promise<CheckResult[]> {
+  const results: CheckResult[] = [];
+  const targets = [
+    ...settings.daemon.notify.map((target, i) => ({ where: `daemon.notify[${i}]`, target })),
+    ...settings.agents.flatMap((agent) =>
+      agent.notify.map((target, i) => ({ where: `${agent.name} notify[${i}]`, target })),
+    ),
+  ];
+  for (const { where, target } of targets) {
+    results.push(await checkSource(`${where} secret`, target.secret, env));
+  }
+  return results;
+}
+
+async function checkSource(
+  check: string,
+  source: CredentialSource,
+  env: NodeJS.ProcessEnv,
+  judge: (bytes: number) => Omit<CheckResult, 'check'> | undefined = () => undefined,
+): Promise<CheckResult> {
+  try {
+    const bytes = (await resolveSource(check, source, env)).bytes().length;
+    return {
+      check,
+      ...(judge(bytes) ?? { status: 'ok', message: `${source.raw} resolves (the value is not shown)` }),
+    };
+  } catch (error) {
+    return {
+      check,
+      status: 'fail',
+      message: errorMessage(error).replace(/^credential [^:]+: /, ''),
+      fix:
+        source.kind === 'env'
+          ? `Set ${source.name} in the daemon's environment (systemd: EnvironmentFile=), or use a file: source`
+          : `Create ${source.path}, readable by the daemon's user (mode 0600)`,
+    };
+  }
+}
+
+function checkTls(tls: { cert: string; key: string }): CheckResult {
+  const check = 'http tls';
+  const pem: Buffer[] = [];
+  for (const [key, path] of [
+    ['cert', tls.cert],
+    ['key', tls.key],
+  ] as const) {
+    try {
+      pem.push(readFileSync(path));
+    } catch (error) {
+      return {
+        check,
+        status: 'fail',
+        message: `cannot read ${path} (daemon.http.tls.${key}): ${(error as NodeJS.ErrnoException).code ?? errorMessage(error)}`,
+        fix: "Check the path and that the daemon's user can read it",
+      };
+    }
+  }
+  try {
+    // The same parse the server does: PEM syntax, and a key that belongs to the certificate.
+    createSecureContext({ cert: pem[0], key: pem[1] });
+  } catch (error) {
+    return {
+      check,
+      status: 'fail',
+      message: `${tls.cert} and ${tls.key} do not make a certificate and its key: ${errorMessage(error)}`,
+      fix: 'Give daemon.http.tls.cert a PEM certificate (chain) and daemon.http.tls.key its PEM private key',
+    };
+  }
+  return { check, status: 'ok', message: `${tls.cert} and its key ${tls.key} load` };
+}
+
+/** Whether the address can be bound now: a port in use is most often this agentd, already running. */
+async function checkListen(http: HttpSettings): Promise<CheckResult> {
+  const check = 'http listen';
+  const where = describeListen(http.listen);
+  if (http.listen.kind === 'unix') {
+    const dir = dirname(http.listen.path);
+    if (existsSync(http.listen.path)) {
+      return {
+        check,
+        status: 'ok',
+        message: `${where}: a socket is there (a running agentd's, or a stale one start replaces)`,
+      };
+    }
+    if (existsSync(dir) && !statSync(dir).isDirectory()) {
+      return {
+        check,
+        status: 'fail',
+        message: `${dir} is not a directory`,
+        fix: 'Point daemon.http.listen at a socket in a directory',
+      };
+    }
+    return { check, status: 'ok', message: `${where}: free (agentd creates ${dir} if needed, mode 0700)` };
+  }
+  const { host, port } = http.listen;
+  return new Promise((resolvePromise) => {
+    const server = createServer();
+    server.once('error', (error: NodeJS.ErrnoException) => {
+      resolvePromise(
+        error.code === 'EADDRINUSE'
+          ? {
+              check,
+              status: 'warn',
+              message: `${where} is in use (by a running agentd, or by another program)`,
+              fix: 'If agentd is not running, stop what holds the port or choose another daemon.http.listen',
+            }
+          : {
+              check,
+              status: 'fail',
+              message: `cannot listen on ${where}: ${error.code ?? errorMessage(error)}`,
+              fix:
+                error.code === 'EACCES'
+                  ? 'Ports below 1024 need root or CAP_NET_BIND_SERVICE; choose a port above 1023'
+                  : 'Use an address of this machine (e.g. 127.0.0.1) in daemon.http.listen',
+            },
+      );
+    });
+    server.listen(port, host, () => {
+      server.close(() => resolvePromise({ check, status: 'ok', message: `${where}: free` }));
+    });
+  });
+}

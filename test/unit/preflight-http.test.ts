@@ -1,0 +1,149 @@
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.js';
+import type { CheckResult } from '../../src/daemon/preflight.js';
+import { checkHttpAndNotify } from '../../src/daemon/preflight-http.js';
+import { cleanupAll, makeTempDir } from '../helpers/resources.js';
+
+afterEach(cleanupAll);
+
+const TOKEN = 'doctor-token-0123456789abcdef-value';
+const SHORT = 'tiny';
+const ENV = { HOME: '/home/u', XDG_RUNTIME_DIR: '/run/user/1000', GOOD_TOKEN: TOKEN, SHORT_TOKEN: SHORT };
+
+function settings(dir: string, daemon: string, agentExtra = '') {
+  const text = `daemon:\n${daemon}\nagents:\n  - name: demo\n    image: localhost/agentd-base:bookworm\n    command: ["run"]\n${agentExtra}`;
+  return parseConfig(text, join(dir, 'agentd.yaml'), ENV, 1000);
+}
+
+function row(results: CheckResult[], check: string): CheckResult {
+  const found = results.find((r) => r.check === check);
+  if (!found) throw new Error(`no ${check} in ${JSON.stringify(results, null, 2)}`);
+  return found;
+}
+
+/** A self-signed certificate and its key, written as PEM files in `dir` under `name`. */
+function certificate(dir: string, name: string): { cert: string; key: string } {
+  const [cert, key] = [join(dir, `${name}.crt`), join(dir, `${name}.key`)];
+  execFileSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1'].concat([
+      '-subj',
+      '/CN=127.0.0.1',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ]),
+    { stdio: 'ignore' },
+  );
+  return { cert, key };
+}
+
+async function listening(): Promise<{ server: Server; port: number }> {
+  const server = createServer();
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return { server, port: address.port };
+}
+
+describe('doctor: HTTP API and notification checks', () => {
+  it('passes good tokens and a free loopback port, and never shows a value', async () => {
+    const dir = makeTempDir('agentd-unit-doctor-http-');
+    const results = await checkHttpAndNotify(
+      settings(
+        dir,
+        '  http:\n    listen: 127.0.0.1:0\n    tokens:\n      - { name: ci, source: "env:GOOD_TOKEN", scopes: [trigger] }',
+      ),
+      ENV,
+    );
+    expect(row(results, 'http token ci')).toMatchObject({ status: 'ok' });
+    expect(row(results, 'http listen')).toMatchObject({ status: 'ok', message: '127.0.0.1:0: free' });
+    expect(JSON.stringify(results)).not.toContain(TOKEN);
+  });
+
+  it('names an unset token source, a short token, a port in use and clear text off loopback', async () => {
+    const dir = makeTempDir('agentd-unit-doctor-http-');
+    const { server, port } = await listening();
+    try {
+      const busy = await checkHttpAndNotify(
+        settings(
+          dir,
+          `  http:\n    listen: 127.0.0.1:${port}\n    tokens:\n` +
+            '      - { name: gone, source: "env:NO_SUCH_TOKEN", scopes: [read] }\n' +
+            '      - { name: short, source: "env:SHORT_TOKEN", scopes: [read] }',
+        ),
+        ENV,
+      );
+      expect(row(busy, 'http token gone')).toMatchObject({
+        status: 'fail',
+        message: expect.stringContaining('NO_SUCH_TOKEN'),
+        fix: expect.stringContaining('Set NO_SUCH_TOKEN'),
+      });
+      expect(row(busy, 'http token short')).toMatchObject({
+        status: 'warn',
+        message: expect.stringContaining('only 4 byte(s)'),
+      });
+      expect(row(busy, 'http listen')).toMatchObject({
+        status: 'warn',
+        message: expect.stringContaining('in use'),
+      });
+      expect(JSON.stringify(busy)).not.toContain(SHORT);
+    } finally {
+      server.close();
+    }
+    const open = await checkHttpAndNotify(
+      settings(
+        dir,
+        '  http:\n    listen: 0.0.0.0:0\n    tokens:\n      - { name: ci, source: "env:GOOD_TOKEN", scopes: [read] }',
+      ),
+      ENV,
+    );
+    expect(open.filter((r) => r.check === 'http listen').map((r) => r.status)).toEqual(['warn', 'ok']);
+    expect(row(open, 'http listen').fix).toContain('daemon.http.tls');
+  });
+
+  it('loads a TLS pair, and fails a missing file or a key of another certificate', async () => {
+    const dir = makeTempDir('agentd-unit-doctor-tls-');
+    const a = certificate(dir, 'a');
+    const b = certificate(dir, 'b');
+    const http = (cert: string, key: string) =>
+      `  http:\n    listen: 127.0.0.1:0\n    tls: { cert: "${cert}", key: "${key}" }\n    tokens:\n      - { name: ci, source: "env:GOOD_TOKEN", scopes: [read] }`;
+    expect(row(await checkHttpAndNotify(settings(dir, http(a.cert, a.key)), ENV), 'http tls').status).toBe(
+      'ok',
+    );
+    const mismatched = row(await checkHttpAndNotify(settings(dir, http(a.cert, b.key)), ENV), 'http tls');
+    expect(mismatched).toMatchObject({ status: 'fail', fix: expect.stringContaining('private key') });
+    const missing = row(
+      await checkHttpAndNotify(settings(dir, http(join(dir, 'none.crt'), a.key)), ENV),
+      'http tls',
+    );
+    expect(missing).toMatchObject({ status: 'fail', message: expect.stringContaining('ENOENT') });
+    expect(missing.message).toContain('daemon.http.tls.cert');
+  });
+
+  it('checks the secret source of every notification target, the daemon’s and each agent’s', async () => {
+    const dir = makeTempDir('agentd-unit-doctor-notify-');
+    const secretFile = join(dir, 'hook-secret');
+    writeFileSync(secretFile, 'hook-secret-value\n', { mode: 0o600 });
+    const results = await checkHttpAndNotify(
+      settings(
+        dir,
+        `  notify:\n    - { url: "https://hooks.example.com/a", secret: "file:${secretFile}" }`,
+        '    notify:\n      - { url: "https://hooks.example.com/b", secret: "file:./missing-secret" }\n',
+      ),
+      ENV,
+    );
+    expect(row(results, 'daemon.notify[0] secret')).toMatchObject({ status: 'ok' });
+    expect(row(results, 'demo notify[0] secret')).toMatchObject({
+      status: 'fail',
+      message: expect.stringContaining(join(dir, 'missing-secret')),
+      fix: expect.stringContaining('Create'),
+    });
+    expect(JSON.stringify(results)).not.toContain('hook-secret-value');
+  });
+});
