@@ -718,6 +718,7 @@ function toNotify(raw: RawConfig['agents'][number]['notify'], dir: string): Noti
     secret: toSource(n.secret, dir),
     attempts: n.attempts ?? DEFAULTS.notifyAttempts,
     backoffMs: n.backoff !== undefined ? durationMs(n.backoff) : DEFAULTS.notifyBackoffMs,
+    ...(n.outcomes === undefined ? {} : { outcomes: [...new Set(n.outcomes)] }),
   }));
 }
 

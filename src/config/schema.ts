@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ageProblem, durationProblem, MAX_DURATION_MS } from '../duration.js';
 import { OUTCOME_KINDS } from '../outcome-kinds.js';
+import { OUTCOMES } from '../outcomes.js';
 import { describeRepoProblem, parseOrigin, parseRepoUrl } from '../repo-url.js';
 import { HOST_NAME_MAX, HOST_NAME_RE, hostUrlProblem } from './hosts.js';
 import { HTTP_SCOPES, parseListen } from './http.js';
@@ -350,6 +351,17 @@ const notifyShape = {
     })
     .optional(),
   backoff: duration().optional(),
+  outcomes: z
+    .array(
+      z.enum(OUTCOMES, {
+        error: (iss) => `${describe(iss.input)} is not an outcome; use ${OUTCOMES.join(', ')}`,
+      }),
+      { error: typeError(`a list of outcomes like [failed, timed_out] (${OUTCOMES.join(', ')})`) },
+    )
+    .min(1, {
+      error: `is empty; leave outcomes out to be told of every outcome, or list some of ${OUTCOMES.join(', ')}`,
+    })
+    .optional(),
 };
 
 function notify() {

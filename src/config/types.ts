@@ -1,4 +1,5 @@
 import type { OutcomeKind } from '../outcome-kinds.js';
+import type { Outcome } from '../outcomes.js';
 import type { HttpListen, HttpScope } from './http.js';
 import type { Resources } from './resources.js';
 
@@ -61,6 +62,8 @@ export interface NotifyTarget {
   attempts: number;
   /** Wait before the second attempt; it doubles after each failed one. */
   backoffMs: number;
+  /** Only sessions ending so are told (`outcomes:`); every outcome when absent. */
+  outcomes?: Outcome[];
 }
 
 export interface AgentConfig {

@@ -53,7 +53,9 @@ export class Notifier {
 
   /** Starts the deliveries of a finished session's record; returns at once. */
   notify(record: SessionRecord): void {
-    for (const target of this.options.targets(record)) this.deliver(record, target);
+    for (const target of this.options.targets(record)) {
+      if (wanted(target, record)) this.deliver(record, target);
+    }
   }
 
   /** Deliveries under way. */
@@ -178,4 +180,12 @@ function failureOf(error: unknown): WebhookFailure | 'secret' {
   if (error instanceof WebhookError) return error.failure;
   if ((error as { failure?: string }).failure === 'secret') return 'secret';
   return 'network';
+}
+
+/** A target with `outcomes:` hears only of those; one without, of every outcome. */
+function wanted(target: NotifyTarget, record: SessionRecord): boolean {
+  return (
+    target.outcomes === undefined ||
+    (record.outcome !== undefined && target.outcomes.includes(record.outcome))
+  );
 }

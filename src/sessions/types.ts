@@ -1,14 +1,14 @@
 import type { CacheConfig, MountConfig, Network, Resources } from '../config/types.js';
 import type { OutcomeKind } from '../outcome-kinds.js';
+import type { Outcome } from '../outcomes.js';
 import type { WorkManifest } from './work.js';
 
 /**
- * The words every layer above shares: how a session ends, the phases it goes through, what it runs.
- * Each list exists once here; the zod schemas (records.ts) and the types below are derived from it.
+ * The words every layer above shares: how a session ends (src/outcomes.ts, where configuration can
+ * reach it too), the phases it goes through, what it runs. Each list exists once; the zod schemas
+ * (records.ts) and the types below are derived from it.
  */
-export const OUTCOMES = ['succeeded', 'failed', 'timed_out', 'cancelled', 'error', 'abandoned'] as const;
-/** How a session ended, in the operator's words. */
-export type Outcome = (typeof OUTCOMES)[number];
+export { OUTCOMES, type Outcome } from '../outcomes.js';
 /** Outcomes a run can have: all of them (`abandoned`: its host did not come back in time). */
 export type RunOutcome = Outcome;
 

@@ -145,6 +145,27 @@ describe('notifier', () => {
     expect(String(n.lines.find((l) => l.event === 'notify.failed')?.reason)).toContain('env:NOPE');
   });
 
+  it('tells a target with outcomes: only of those outcomes, one without of every outcome', async () => {
+    const n = setup([
+      target({ url: 'http://127.0.0.1:9/successes', outcomes: ['succeeded'] }),
+      target({ url: 'http://127.0.0.1:9/trouble', outcomes: ['failed', 'timed_out'] }),
+      target({ url: 'http://127.0.0.1:9/all' }),
+    ]);
+    n.notifier.notify(RECORD);
+    n.notifier.notify({ ...RECORD, id: '0123456789abcde0', outcome: 'succeeded', exitCode: 0 });
+    await vi.advanceTimersByTimeAsync(0);
+    const sent = n.attempts.map((a) => {
+      const session = (JSON.parse(a.request.body) as { session: SessionRecord }).session;
+      return `${session.outcome} -> ${a.request.url}`;
+    });
+    expect(sent.sort()).toEqual([
+      'failed -> http://127.0.0.1:9/all',
+      'failed -> http://127.0.0.1:9/trouble',
+      'succeeded -> http://127.0.0.1:9/all',
+      'succeeded -> http://127.0.0.1:9/successes',
+    ]);
+  });
+
   it('on close, waits a grace period for deliveries under way, then stops them', async () => {
     const n = setup([target()]);
     n.notifier.notify(RECORD);
@@ -240,5 +261,25 @@ describe('notify: configuration', () => {
     expect(byPath['agents[0].notify[1].attempts']).toContain('at most 10');
     expect(byPath['agents[0].notify[2].secret']).toContain('is required');
     expect(byPath['agents[0].notify[2].secrt']).toContain('did you mean "secret"');
+  });
+
+  it('reads outcomes: as a filter, and names an unknown or empty one with the choices', () => {
+    const settings = parse(
+      `agents:\n${agent}    notify:\n      - url: https://hooks.example.com/x\n        secret: env:K\n        outcomes: [failed, timed_out, failed]\n`,
+    );
+    expect(settings.agents[0]?.notify[0]?.outcomes).toEqual(['failed', 'timed_out']);
+    let problems: { path: string; message: string }[] = [];
+    try {
+      parse(
+        `agents:\n${agent}    notify:\n      - url: https://hooks.example.com/x\n        secret: env:K\n        outcomes: [failure]\n      - url: https://hooks.example.com/y\n        secret: env:K\n        outcomes: []\n`,
+      );
+    } catch (error) {
+      problems = (error as ConfigError).problems;
+    }
+    const byPath = Object.fromEntries(problems.map((p) => [p.path, p.message]));
+    expect(byPath['agents[0].notify[0].outcomes[0]']).toContain(
+      '"failure" is not an outcome; use succeeded, failed',
+    );
+    expect(byPath['agents[0].notify[1].outcomes']).toContain('is empty');
   });
 });
