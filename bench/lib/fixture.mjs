@@ -18,6 +18,8 @@ import { podman, run, sleep } from './proc.mjs';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(ROOT, 'dist', 'cli', 'index.js');
+/** The `agentd` command as installed (package.json "bin"): the sh wrapper that runs CLI. */
+export const BIN = join(ROOT, 'bin', 'agentd');
 export const IMAGE = process.env.BENCH_IMAGE ?? 'localhost/agentd-base:bookworm';
 export const TOKEN_ENV = 'AGENTD_BENCH_TOKEN';
 export const TOKEN = 'bench-token-value';

@@ -85,7 +85,7 @@ export function growthMarkdown(growth) {
 export function decompositionMarkdown(rows, nodeStart) {
   const whole = rows.find((r) => r.id === 'session');
   const daemon = rows.find((r) => r.id === 'session-daemon');
-  const noCa = rows.find((r) => r.id === 'session-no-ca');
+  const viaNode = rows.find((r) => r.id === 'session-node');
   if (!whole || !daemon || !nodeStart) return '';
   return [
     '',
@@ -93,10 +93,11 @@ export function decompositionMarkdown(rows, nodeStart) {
       `(socket trigger) ${fmt(daemon.a.median)}, bare script ${fmt(whole.b.median)}; so the CLI process adds ` +
       `${fmt(whole.a.median - daemon.a.median)}, and the daemon ${fmt(daemon.a.median - whole.b.median)} over the ` +
       `bare script. A bare \`node -e 0\` took ${fmt(nodeStart.median)} (${fmt(nodeStart.min)}–${fmt(nodeStart.max)}).`,
-    ...(noCa
+    ...(viaNode
       ? [
-          `Without NODE_EXTRA_CA_CERTS in the CLI's environment the whole \`trigger\` took ${fmt(noCa.a.median)} ` +
-            `(ratio ${noCa.ratio.toFixed(2)}): Node before 22 loads that file and its root store at every start.`,
+          `\`agentd\` (bin/agentd) runs \`trigger\` without NODE_EXTRA_CA_CERTS; \`node dist/cli/index.js trigger\`, ` +
+            `which loads it, took ${fmt(viaNode.a.median)} (ratio ${viaNode.ratio.toFixed(2)}): Node before 22 parses ` +
+            `that file and builds its root store at every start.`,
         ]
       : []),
     '',

@@ -1,6 +1,6 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, memoryOf, request, startDaemon } from '../lib/fixture.mjs';
+import { BIN, memoryOf, request, startDaemon } from '../lib/fixture.mjs';
 import { run, sleep } from '../lib/proc.mjs';
 import { interleave, summarize } from '../lib/stats.mjs';
 
@@ -78,12 +78,12 @@ export async function scaleSuite(ctx) {
     const results = await interleave(
       {
         status: async () => {
-          const r = await run(node, [CLI, 'status', '--socket', config.socket]);
+          const r = await run(BIN, ['status', '--socket', config.socket]);
           if (!r.stdout.startsWith('agentd ')) throw new Error(`unexpected status output: ${r.stdout}`);
           return r.ms;
         },
         history: async () => {
-          const r = await run(node, [CLI, 'history', '--limit', '20', '--socket', config.socket]);
+          const r = await run(BIN, ['history', '--limit', '20', '--socket', config.socket]);
           if (r.stdout.split('\n').filter(Boolean).length < 20) {
             throw new Error(`history printed fewer than 20 lines: ${r.stdout}`);
           }

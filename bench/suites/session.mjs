@@ -1,18 +1,17 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, IMAGE, podmanCounter, startDaemon, TOKEN, triggerOnSocket } from '../lib/fixture.mjs';
+import { BIN, CLI, IMAGE, podmanCounter, startDaemon, TOKEN, triggerOnSocket } from '../lib/fixture.mjs';
 import { run } from '../lib/proc.mjs';
 import { interleave } from '../lib/stats.mjs';
 
-/** One `agentd trigger ... --quiet` as a whole process; checks the session succeeded. */
-export async function triggerOnce(socket, repoUrl, { agent = 'demo', env } = {}) {
-  const result = await run(
-    process.execPath,
-    [CLI, 'trigger', agent, repoUrl, '--quiet', '--socket', socket],
-    {
-      env,
-    },
-  );
+/**
+ * One `agentd trigger ... --quiet` as a whole process, as an operator runs it (bin/agentd); with `node`,
+ * `node dist/cli/index.js` instead (no wrapper: NODE_EXTRA_CA_CERTS is loaded when set). Checks the
+ * session succeeded.
+ */
+export async function triggerOnce(socket, repoUrl, { agent = 'demo', env, node = false } = {}) {
+  const args = ['trigger', agent, repoUrl, '--quiet', '--socket', socket];
+  const result = node ? await run(process.execPath, [CLI, ...args], { env }) : await run(BIN, args, { env });
   if (!/ succeeded/.test(result.stdout)) throw new Error(`trigger did not succeed: ${result.stdout}`);
   return result.ms;
 }
@@ -43,9 +42,8 @@ export async function sessionSuite(ctx) {
       // Decomposition: the daemon's part alone (trigger on the socket, no CLI process) and bare Node start-up.
       socket: async () => (await triggerOnSocket(socket, { agent: 'demo', repo: ctx.repo.url })).ms,
       node: async () => (await run(process.execPath, ['-e', '0'])).ms,
-      ...(ctx.withoutCa
-        ? { agentdNoCa: () => triggerOnce(socket, ctx.repo.url, { env: ctx.withoutCa }) }
-        : {}),
+      // bin/agentd runs `trigger` without NODE_EXTRA_CA_CERTS; when it is set, also what Node costs with it.
+      ...(ctx.withoutCa ? { agentdNode: () => triggerOnce(socket, ctx.repo.url, { node: true }) } : {}),
     },
     { runs: ctx.runs, warmup: ctx.warmup, label: 'session' },
   );
@@ -75,11 +73,10 @@ export async function sessionSuite(ctx) {
       ...(ctx.withoutCa
         ? [
             {
-              id: 'session-no-ca',
-              name: 'Session overhead, CLI run without NODE_EXTRA_CA_CERTS',
-              a: { label: 'agentd trigger', ...results.agentdNoCa },
+              id: 'session-node',
+              name: 'Session overhead, `node dist/cli/index.js trigger` (no bin/agentd: NODE_EXTRA_CA_CERTS loaded)',
+              a: { label: 'node dist/cli/index.js trigger', ...results.agentdNode },
               b: { label: 'bare session script', ...results.baseline },
-              target: { text: 'ratio ≤ 0.9', max: 0.9 },
             },
           ]
         : []),

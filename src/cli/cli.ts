@@ -4,7 +4,7 @@ import { nameValues } from './value-names.js';
 import { agentdVersion } from './version.js';
 
 /** Loads only the command asked for, so a client command never pulls in the daemon. */
-const COMMANDS: Record<string, () => Promise<CommandClass | CommandClass[]>> = {
+export const COMMANDS: Record<string, () => Promise<CommandClass | CommandClass[]>> = {
   start: async () => (await import('./start.js')).StartCommand,
   trigger: async () => (await import('./trigger.js')).TriggerCommand,
   status: async () => (await import('./status.js')).StatusCommand,

@@ -62,6 +62,7 @@ describe('the npm package, installed into a clean prefix', () => {
   it('ships the built CLI, the examples and the image build script, and no sources or tests', () => {
     expect(packed).toEqual(
       expect.arrayContaining([
+        'bin/agentd',
         'dist/cli/index.js',
         'examples/agentd.yaml',
         'examples/agentd.service',
@@ -108,6 +109,11 @@ describe('the npm package, installed into a clean prefix', () => {
       },
     );
     expect(validate.stdout).toMatch(/examples\/agentd\.yaml: valid, 2 agent\(s\)/);
+    // Commands other than the socket clients keep NODE_EXTRA_CA_CERTS: Node says it cannot load this one.
+    const withCa = await execa(agentd, ['validate', '--config', join(installed, 'examples', 'agentd.yaml')], {
+      env: cleanEnv({ NODE_EXTRA_CA_CERTS: '/nonexistent/agentd-ca.pem' }),
+    });
+    expect(withCa.stderr).toContain('Ignoring extra certs from `/nonexistent/agentd-ca.pem`');
   });
 
   it('the missing-image hint names the shipped build script by its installed path', async () => {
@@ -169,6 +175,14 @@ describe('the npm package, installed into a clean prefix', () => {
     });
     expect(trigger.exitCode, trigger.stderr).toBe(0);
     expect(trigger.stdout).toContain('packed-ok');
+    // Socket clients run without NODE_EXTRA_CA_CERTS (bin/agentd): Node never sees the file.
+    const quick = await execa(agentd, ['trigger', 'packed', repo, '--quiet'], {
+      env: { ...env, NODE_EXTRA_CA_CERTS: '/nonexistent/agentd-ca.pem' },
+      reject: false,
+    });
+    expect(quick.exitCode, quick.stderr).toBe(0);
+    expect(quick.stdout).toMatch(/ succeeded/);
+    expect(quick.stderr).not.toContain('extra certs');
     const status = await execa(agentd, ['status'], { env });
     expect(status.stdout).toMatch(new RegExp(`^agentd ${VERSION.replace(/\./g, '\\.')}: ready`));
 
