@@ -130,11 +130,26 @@ export class SessionJournal {
     sessionId: string,
     change: (record: SessionRecord) => SessionRecord,
   ): SessionRecord | undefined {
-    const record = this.store.update(sessionId, change);
+    const record = this.rewrite(sessionId, change);
     if (record) {
       this.index.set(record);
       this.keeper.write(record);
     }
+    return record;
+  }
+
+  /**
+   * Writes a changed record to the state dir. The index holds every record as last written (the journal
+   * is their only writer), so it is not read back from the disk and parsed again at each phase change.
+   */
+  private rewrite(
+    sessionId: string,
+    change: (record: SessionRecord) => SessionRecord,
+  ): SessionRecord | undefined {
+    const current = this.index.get(sessionId) ?? this.store.read(sessionId);
+    if (!current) return undefined;
+    const record = change(current);
+    this.store.put(record);
     return record;
   }
 
@@ -190,7 +205,7 @@ export class SessionJournal {
     // All its output in the log file (a run that ended in an error may have left some unwritten).
     await closeSessionLog(this.store.logPath(request.sessionId));
     const finishedAt = new Date();
-    let record = this.store.update(request.sessionId, (r) => ({
+    let record = this.rewrite(request.sessionId, (r) => ({
       ...r,
       phase: 'finished',
       phases: [...r.phases, { phase: 'finished', at: finishedAt.toISOString() }],
@@ -209,7 +224,11 @@ export class SessionJournal {
     }
     if (record.recordDir !== undefined) {
       const output = await this.keeper.seal(record, this.store.logPath(record.id));
-      if (output) record = this.store.update(record.id, (r) => ({ ...r, output })) ?? record;
+      if (output) {
+        // Not through the index, which still holds the record from before the outcome.
+        record = { ...record, output };
+        this.store.put(record);
+      }
     }
     this.index.set(record);
     // Gone before anyone hears of the outcome.

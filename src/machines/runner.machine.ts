@@ -588,7 +588,8 @@ export function runnerMachineFor(settings: RunnerSettings) {
                     on: { 'setup.started': 'removing' },
                   },
                   removing: {
-                    description: 'Removed while the container runs; teardown retries if this fails.',
+                    description:
+                      'Removed while the container runs (it has its own copy since it started). Never cut short: when the container exits first, teardown joins this same call instead of removing again, and retries if it fails.',
                     invoke: {
                       src: 'removeSecrets',
                       input: ({ context }) => ({ names: claimedSecrets(context), ...hostOf(context) }),

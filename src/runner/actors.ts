@@ -157,6 +157,8 @@ export type HostPorts = PodmanPort | ((host: string | undefined) => PodmanPort);
  */
 export function runnerActors(ports: HostPorts, output: OutputSink, volumes: Set<string> = new Set()) {
   const on = (input: OnHost): PodmanPort => (typeof ports === 'function' ? ports(input.host) : ports);
+  /** `secret rm` calls under way, by host and names: a second removal of the same secrets joins one. */
+  const removals = new Map<string, Promise<void>>();
   /** Which image a container of a reference runs, per host (see ImageCache). */
   const imageCaches = new Map<string, ImageCache>();
   const imagesOn = (host: string | undefined): ImageCache => {
@@ -240,9 +242,21 @@ export function runnerActors(ports: HostPorts, output: OutputSink, volumes: Set<
     stopContainer: fromPromise<void, StopInput>(({ input, signal }) =>
       on(input).stopContainer(input.container, input.graceSeconds, signal),
     ),
-    removeSecrets: fromPromise<void, RemoveSecretsInput>(({ input, signal }) =>
-      on(input).removeSecrets(input.names, signal),
-    ),
+    // Never cut short (no signal), for the reason createSecret is not: `secret rm` rewrites the same
+    // secrets file. The attachment starts one while the container runs; when the container exits first,
+    // that actor stops but its call goes on, and teardown's removal of the same secrets joins it
+    // instead of starting a second `secret rm` (a failure: teardown tries again). Its deadline still
+    // ends a hung one.
+    removeSecrets: fromPromise<void, RemoveSecretsInput>(({ input }) => {
+      const key = `${input.host ?? ''}\n${input.names.join('\n')}`;
+      const running = removals.get(key);
+      if (running) return running;
+      const removal = on(input)
+        .removeSecrets(input.names)
+        .finally(() => removals.delete(key));
+      removals.set(key, removal);
+      return removal;
+    }),
     removeContainer: fromPromise<void, ContainerInput>(({ input, signal }) =>
       on(input).removeContainers([input.container], signal),
     ),

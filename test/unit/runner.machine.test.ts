@@ -147,6 +147,57 @@ describe('runner machine', () => {
     expect(podman.calls.some((c) => c.op === 'createContainer')).toBe(false);
   });
 
+  it('lets a secret removal that the container exit overtakes finish, and teardown waits for that one', async () => {
+    const podman = new FakePodman();
+    const run = start(podman);
+    await until(() => podman.pending('createSecret') !== undefined, 'secret create');
+    podman.pending('createSecret')?.succeed();
+    await until(() => podman.stream() !== undefined, 'attached');
+    const stream = podman.stream() ?? expect.fail('no stream');
+    const marker = podman.markerOf(CONTAINER);
+    stream.line(`${marker} started`);
+    await until(() => podman.pending('removeSecrets') !== undefined, 'removal while it runs');
+    const early = podman.pending('removeSecrets') ?? expect.fail('no removal');
+    for (const line of ['phase cloning', 'phase running', 'ended 0 0']) stream.line(`${marker} ${line}`);
+    stream.exit(0);
+    await until(() => podman.pending('removeContainers') !== undefined, 'teardown');
+    podman.pending('removeContainers')?.succeed();
+    await settle();
+    // Not aborted (Podman rewrites its secrets file in place), and not made a second time.
+    expect(early.signal, 'never aborted').toBeUndefined();
+    expect(early.settled).toBe(false);
+    expect(run.actor.getSnapshot().matches('done')).toBe(false);
+    expect(podman.calls.filter((c) => c.op === 'removeSecrets')).toHaveLength(1);
+    early.succeed();
+    const result = await run.result;
+    expect(result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+    expect([...podman.secrets, ...podman.containers.keys()]).toEqual([]);
+    expect(podman.calls.filter((c) => c.op === 'removeSecrets')).toHaveLength(1);
+  });
+
+  it('removes the secrets again at teardown when the removal while it ran failed', async () => {
+    const podman = new FakePodman();
+    const run = start(podman);
+    await until(() => podman.pending('createSecret') !== undefined, 'secret create');
+    podman.pending('createSecret')?.succeed();
+    await until(() => podman.stream() !== undefined, 'attached');
+    const stream = podman.stream() ?? expect.fail('no stream');
+    const marker = podman.markerOf(CONTAINER);
+    stream.line(`${marker} started`);
+    await until(() => podman.pending('removeSecrets') !== undefined, 'removal while it runs');
+    podman.pending('removeSecrets')?.fail('database is locked');
+    for (const line of ['phase cloning', 'phase running', 'ended 0 0']) stream.line(`${marker} ${line}`);
+    stream.exit(0);
+    await until(() => podman.pending('removeContainers') !== undefined, 'teardown');
+    podman.pending('removeContainers')?.succeed();
+    await until(() => podman.pending('removeSecrets') !== undefined, 'removal at teardown');
+    podman.pending('removeSecrets')?.succeed();
+    const result = await run.result;
+    expect(result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+    expect([...podman.secrets, ...podman.containers.keys()]).toEqual([]);
+    expect(podman.calls.filter((c) => c.op === 'removeSecrets')).toHaveLength(2);
+  });
+
   it("masks an adopted session's output with the values its container holds", async () => {
     const podman = new FakePodman('auto');
     const options = { name: CONTAINER, image: 'x', labels: {}, secrets: [], network: 'none' };
