@@ -5,8 +5,9 @@
 // BENCH_QUICK=1 (`npm run bench:quick`, for CI: 2 rounds, no warm-up, session and client only, output 5 MB; writes
 // bench/results but not docs/benchmarks.md), BENCH_DOC=0/1 (write docs/benchmarks.md; default: unless quick),
 // BENCH_REDOC=1 (run nothing: write the documents again from bench/results/latest.json and bench/findings.md),
-// BENCH_RECONCILE_RUNS (default BENCH_HEAVY_RUNS: planting 200 secrets + 50 containers takes ~30 s here),
-// BENCH_RECONCILE_SIZES (default 200,50,800), BENCH_KEEP=1 keeps the temp dir, BENCH_IMAGE.
+// BENCH_RECONCILE_RUNS (default 2: every round plants the objects twice, and 2,000 secrets take ~1 minute to
+// plant and as long to remove here), BENCH_RECONCILE_SIZES (orphan secrets+dead containers, comma list;
+// default 200+50,2000+500; a plain number N is N+50), BENCH_KEEP=1 keeps the temp dir, BENCH_IMAGE.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, hostname, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -45,6 +46,22 @@ const int = (name, fallback) => {
   const value = Number.parseInt(process.env[name] ?? '', 10);
   return Number.isFinite(value) && value >= 0 ? value : fallback;
 };
+
+/** BENCH_RECONCILE_SIZES: `SECRETS+CONTAINERS` pairs, comma separated; a plain number has 50 containers. */
+function reconcileSizes(text) {
+  return text.split(',').map((item) => {
+    const [secrets, containers = '50'] = item.trim().split('+');
+    const size = { secrets: Number(secrets), containers: Number(containers) };
+    if (
+      !Number.isInteger(size.secrets) ||
+      !Number.isInteger(size.containers) ||
+      size.secrets < 0 ||
+      size.containers < 0
+    )
+      throw new Error(`BENCH_RECONCILE_SIZES: '${item}' is not SECRETS+CONTAINERS (e.g. 2000+500)`);
+    return size;
+  });
+}
 
 function withoutKey(env, key) {
   const copy = { ...env };
@@ -110,7 +127,7 @@ async function main() {
   const loadStart = loadavg()
     .map((l) => l.toFixed(1))
     .join(' ');
-  const sizes = (process.env.BENCH_RECONCILE_SIZES ?? '200,50,800').split(',').map(Number);
+  const sizes = reconcileSizes(process.env.BENCH_RECONCILE_SIZES ?? '200+50,2000+500');
 
   const { instanceIdOf } = await dist('daemon/instance-id.js');
   const { SETUP_SCRIPT } = await dist('runner/setup-script.js');
@@ -128,7 +145,7 @@ async function main() {
     clientRuns: runs * 3,
     heavyRuns,
     heavyWarmup: Math.min(warmup, 1),
-    reconcileRuns: Math.max(1, int('BENCH_RECONCILE_RUNS', heavyRuns)),
+    reconcileRuns: Math.max(1, int('BENCH_RECONCILE_RUNS', Math.min(heavyRuns, 2))),
     reconcileSizes: sizes,
     outputMb: Math.max(1, int('BENCH_OUTPUT_MB', quick ? 5 : 50)),
     scaleRecords: Math.max(1, int('BENCH_SCALE_RECORDS', 10_000)),
@@ -140,7 +157,6 @@ async function main() {
     // Node < 22 parses NODE_EXTRA_CA_CERTS (and its root store) at every start-up: ~75 ms CPU here. When it is
     // set, client processes are also timed without it, to show what a machine without it sees.
     withoutCa: process.env.NODE_EXTRA_CA_CERTS ? withoutKey(process.env, 'NODE_EXTRA_CA_CERTS') : undefined,
-    secretValueFile: join(dir, 'secret-value'),
     makeConfig(at, options) {
       const config = writeConfig(at, options);
       instanceIds.push(instanceIdOf(config.socket, config.stateDir));
@@ -160,6 +176,8 @@ async function main() {
   /** Stops what the bench started and removes the Podman objects it made; idempotent. */
   const cleanup = () => {
     cleaning ??= (async () => {
+      // Planting ends first (what is in flight finishes): then every object it made is found below.
+      await ctx.stopPlanting?.();
       for (const d of daemons) await d.stop();
       ctx.repo?.stop();
       const cleaned = await cleanupPodman({

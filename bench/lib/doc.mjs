@@ -19,7 +19,8 @@ const SHORT = {
   'throughput-4': '20 at once, max_sessions 4',
   'throughput-20': '20 at once, max_sessions 20',
   'output-4x': 'Output-heavy, 4 sessions',
-  'reconcile-200': 'Start, 200 orphan secrets',
+  'reconcile-200+50': 'Start, 200 secrets + 50 containers',
+  'reconcile-2000+500': 'Start, 2,000 secrets + 500 containers',
 };
 
 /** The chart: one group of two bars per row, on one scale (times the baseline's median). */

@@ -273,12 +273,22 @@ export async function cleanupPodman({ instanceIds, baselineLabel, secretPrefixes
     const out = await podman(['ps', '-a', '-q', '--filter', filter], { allowFail: true });
     for (const id of out.split('\n').filter(Boolean)) ids.add(id);
   }
-  if (ids.size > 0) await podman(['rm', '-f', '--time', '0', ...ids], { allowFail: true });
+  // In runs of 500 names: far below ARG_MAX. Never killed: the reconciliation bench may leave thousands of
+  // secrets, whose removal takes a minute, and a `podman secret` command killed mid-write can corrupt the store.
+  for (const batch of runsOf([...ids], 500))
+    await podman(['rm', '-f', '--time', '0', ...batch], { allowFail: true, timeoutMs: 0 });
   const secrets = (await podman(['secret', 'ls', '--format', '{{.Name}}'], { allowFail: true }))
     .split('\n')
     .filter((n) => n && secretPrefixes.some((p) => n.startsWith(p)));
-  if (secrets.length > 0) await podman(['secret', 'rm', ...secrets], { allowFail: true });
+  for (const batch of runsOf(secrets, 500))
+    await podman(['secret', 'rm', ...batch], { allowFail: true, timeoutMs: 0 });
   return { containers: ids.size, secrets: secrets.length };
+}
+
+function runsOf(items, size) {
+  const runs = [];
+  for (let i = 0; i < items.length; i += size) runs.push(items.slice(i, i + size));
+  return runs;
 }
 
 export function removeDir(dir) {

@@ -2,7 +2,8 @@ import { spawn } from 'node:child_process';
 
 /**
  * Runs a process to its exit and times it from spawn to exit (whole process: start-up included).
- * Resolves with { code, stdout, stderr, ms }; rejects when it exits non-zero unless allowFail.
+ * Resolves with { code, stdout, stderr, ms }; rejects when it exits non-zero unless allowFail. A timeoutMs of 0
+ * never kills it (a `podman secret` command must not be killed mid-write).
  */
 export function run(cmd, args, { env, cwd, input, allowFail = false, timeoutMs = 120_000 } = {}) {
   return new Promise((resolve, reject) => {
@@ -20,7 +21,7 @@ export function run(cmd, args, { env, cwd, input, allowFail = false, timeoutMs =
     child.stderr.setEncoding('utf8').on('data', (d) => {
       stderr += d;
     });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    const timer = timeoutMs > 0 ? setTimeout(() => child.kill('SIGKILL'), timeoutMs) : undefined;
     let ms = 0;
     child.on('exit', () => {
       ms = performance.now() - started;

@@ -68,14 +68,14 @@ export function growthMarkdown(growth) {
   if (!growth?.length) return '';
   const lines = [
     '',
-    'Startup reconciliation by number of orphan secrets (+ 50 dead containers), medians:',
+    'Startup reconciliation by number of orphan secrets and dead containers, medians:',
     '',
-    '| Orphan secrets | agentd start → ready | Batched removal | Empty start | agentd − empty start |',
-    '|---:|---:|---:|---:|---:|',
+    '| Orphan secrets | Dead containers | agentd start → ready | Batched removal | Empty start | agentd − empty start |',
+    '|---:|---:|---:|---:|---:|---:|',
   ];
   for (const g of growth) {
     lines.push(
-      `| ${g.secrets} | ${fmt(g.agentdMs)} | ${fmt(g.removalMs)} | ${fmt(g.emptyStartMs)} | ${fmt(g.agentdMs - g.emptyStartMs)} |`,
+      `| ${g.secrets} | ${g.containers ?? 50} | ${fmt(g.agentdMs)} | ${fmt(g.removalMs)} | ${fmt(g.emptyStartMs)} | ${fmt(g.agentdMs - g.emptyStartMs)} |`,
     );
   }
   return `${lines.join('\n')}\n`;

@@ -165,6 +165,42 @@ export type OutputHandler = (text: string, end: boolean, stream: 'stdout' | 'std
 /** How often a `secret create` that met Podman's secrets file mid-write is made (see createSecret). */
 const SECRET_CREATE_ATTEMPTS = 4;
 
+/**
+ * Names per `podman secret rm`. Podman 4.3 reads and rewrites both its secrets files whole for each secret
+ * it removes, so one removal costs more the more secrets there are: 2,000 in one call took 60 s here (30 ms
+ * each), and 165 ms each at the start on a machine at load 14. A batch stays well inside a call's deadline,
+ * which would otherwise kill it mid-write; the total is the same, plus one CLI start (~40 ms) per batch.
+ */
+export const SECRET_REMOVE_BATCH = 100;
+/** Added to a `secret rm` call's deadline per name (a loaded machine with a large store is slow). */
+const SECRET_REMOVE_MS_PER_NAME = 250;
+/** Names per `podman rm` (it removes them in parallel itself; 500 took ~6 s here). */
+export const CONTAINER_REMOVE_BATCH = 500;
+/**
+ * Bytes of names on one command line: far below Linux's ARG_MAX (2 MiB, shared with the environment) and
+ * its 128 KiB per argument, so a call never fails with E2BIG however many objects there are.
+ */
+export const ARGV_NAMES_BYTES = 128 * 1024;
+
+/** Splits names into batches of at most `count` names and ARGV_NAMES_BYTES bytes each, in order. */
+export function nameBatches(names: readonly string[], count: number, bytes = ARGV_NAMES_BYTES): string[][] {
+  const batches: string[][] = [];
+  let batch: string[] = [];
+  let size = 0;
+  for (const name of names) {
+    const length = Buffer.byteLength(name) + 1;
+    if (batch.length > 0 && (batch.length >= count || size + length > bytes)) {
+      batches.push(batch);
+      batch = [];
+      size = 0;
+    }
+    batch.push(name);
+    size += length;
+  }
+  if (batch.length > 0) batches.push(batch);
+  return batches;
+}
+
 /** A narrow client over the podman CLI: the only code in agentd that runs podman. */
 export class PodmanClient implements PodmanPort {
   readonly bin: string;
@@ -305,35 +341,48 @@ export class PodmanClient implements PodmanPort {
     return stdout.split('\n').filter(Boolean);
   }
 
-  /** Labels of many secrets in one call (podman 4.3 cannot filter secrets by label). */
+  /**
+   * Labels of many secrets in few calls (podman 4.3 cannot filter secrets by label): one per
+   * ARGV_NAMES_BYTES of names (~3,700 agentd names); an inspect reads the store once, whatever the count.
+   */
   async secretLabels(names: string[], signal?: AbortSignal): Promise<Map<string, Record<string, string>>> {
     const labels = new Map<string, Record<string, string>>();
-    if (names.length === 0) return labels;
-    // No --format: its default output is the JSON array. Podman 4.3 takes `--format json` as a Go
-    // template and prints the word "json" once per secret.
-    const { stdout } = await this.call('inspect secrets', ['secret', 'inspect', ...names], { signal });
-    const parsed = JSON.parse(stdout) as {
-      Spec?: { Name?: string; Labels?: Record<string, string> | null };
-    }[];
-    for (const entry of parsed) {
-      if (entry.Spec?.Name) labels.set(entry.Spec.Name, entry.Spec.Labels ?? {});
+    for (const batch of nameBatches(names, Number.POSITIVE_INFINITY)) {
+      // No --format: its default output is the JSON array. Podman 4.3 takes `--format json` as a Go
+      // template and prints the word "json" once per secret.
+      const { stdout } = await this.call('inspect secrets', ['secret', 'inspect', ...batch], { signal });
+      const parsed = JSON.parse(stdout) as {
+        Spec?: { Name?: string; Labels?: Record<string, string> | null };
+      }[];
+      for (const entry of parsed) {
+        if (entry.Spec?.Name) labels.set(entry.Spec.Name, entry.Spec.Labels ?? {});
+      }
     }
     return labels;
   }
 
   /**
-   * Removes secrets in one call. One that is already gone counts as removed: podman 4.3 has no
-   * `secret rm --ignore`, removes the others and fails only with "no such secret" for the missing ones.
+   * Removes secrets, SECRET_REMOVE_BATCH to a call. One that is already gone counts as removed: podman
+   * 4.3 has no `secret rm --ignore`, removes the others and fails only with "no such secret" for the
+   * missing ones. A batch that fails does not stop the next ones: the first failure is thrown after all
+   * were tried. A cancel takes effect between batches, never in one: a `podman secret` command killed
+   * mid-write can leave Podman 4.3's secret store unreadable (its deadline still holds).
    */
   async removeSecrets(names: string[], signal?: AbortSignal): Promise<void> {
-    if (names.length === 0) return;
-    try {
-      await this.call(`remove ${names.length} secret(s)`, ['secret', 'rm', ...names], { signal });
-    } catch (error) {
-      const lines =
-        error instanceof PodmanError ? error.stderr.split('\n').filter((l) => l.trim() !== '') : [];
-      if (lines.length === 0 || !lines.every((line) => /no such secret/i.test(line))) throw error;
+    let failure: unknown;
+    for (const batch of nameBatches(names, SECRET_REMOVE_BATCH)) {
+      signal?.throwIfAborted();
+      try {
+        await this.call(`remove ${batch.length} secret(s)`, ['secret', 'rm', ...batch], {
+          timeoutMs: this.timeoutMs + batch.length * SECRET_REMOVE_MS_PER_NAME,
+        });
+      } catch (error) {
+        const lines =
+          error instanceof PodmanError ? error.stderr.split('\n').filter((l) => l.trim() !== '') : [];
+        if (lines.length === 0 || !lines.every((line) => /no such secret/i.test(line))) failure ??= error;
+      }
     }
+    if (failure !== undefined) throw failure;
   }
 
   async createContainer(options: CreateContainerOptions): Promise<string> {
@@ -572,15 +621,22 @@ export class PodmanClient implements PodmanPort {
     });
   }
 
+  /** CONTAINER_REMOVE_BATCH to a call; a batch that fails does not stop the next (the first failure is thrown). */
   async removeContainers(names: string[], signal?: AbortSignal): Promise<void> {
-    if (names.length === 0) return;
-    await this.call(
-      `remove ${names.length} container(s)`,
-      ['rm', '--force', '--ignore', '--time', '0', ...names],
-      {
-        signal,
-      },
-    );
+    let failure: unknown;
+    for (const batch of nameBatches(names, CONTAINER_REMOVE_BATCH)) {
+      signal?.throwIfAborted();
+      try {
+        await this.call(
+          `remove ${batch.length} container(s)`,
+          ['rm', '--force', '--ignore', '--time', '0', ...batch],
+          { signal },
+        );
+      } catch (error) {
+        failure ??= error;
+      }
+    }
+    if (failure !== undefined) throw failure;
   }
 
   async listContainers(

@@ -19,7 +19,11 @@ export interface ReconcileScope {
  * Removes what earlier runs of this instance left behind on one host: its dead containers and its
  * secrets (a running container holds its own copy of its secrets, so none is still needed). Objects of
  * other instances, of another host, of a session this daemon supervises, and objects that are not
- * agentd's, are never touched. Batched: at most five podman calls whatever the number of objects.
+ * agentd's, are never touched. Batched: five podman calls up to 100 orphan secrets and 500 dead
+ * containers, one more per further batch (see PodmanClient), the containers' and the secrets' side by
+ * side. Removing a secret a container was made with is safe: the container keeps its own copy (the
+ * runner does the same as soon as a container has started). When a removal fails, the other is still
+ * made and the first failure is thrown.
  * Returns the containers as they were (without the supervised ones), for crash recovery.
  */
 export async function reconcile(
@@ -33,14 +37,16 @@ export async function reconcile(
   const ours = (labels: Record<string, string> | undefined | null) =>
     (scope.host === undefined || labels?.[LABEL_HOST] === undefined || labels[LABEL_HOST] === scope.host) &&
     !supervised.has(labels?.[LABEL_SESSION] ?? '');
-  const containers = (await podman.listContainers({ [LABEL_INSTANCE]: instanceId }, signal)).filter((c) =>
-    ours(c.Labels),
-  );
+  const [listed, secretNames] = await Promise.all([
+    podman.listContainers({ [LABEL_INSTANCE]: instanceId }, signal),
+    podman.listSecretNames(signal),
+  ]);
+  const containers = listed.filter((c) => ours(c.Labels));
   const live = containers.filter((c) => LIVE_STATES.has(c.State));
   const dead = containers.filter((c) => !LIVE_STATES.has(c.State));
 
   const prefix = instanceSecretPrefix(instanceId);
-  const candidates = (await podman.listSecretNames(signal)).filter((name) => {
+  const candidates = secretNames.filter((name) => {
     const session = name.startsWith(prefix) ? sessionOfSecret(instanceId, name) : undefined;
     return session !== undefined && !supervised.has(session);
   });
@@ -59,8 +65,12 @@ export async function reconcile(
   });
 
   const deadNames = dead.map((c) => c.Names[0] ?? c.Id);
-  await podman.removeContainers(deadNames, signal);
-  await podman.removeSecrets(orphans, signal);
+  const removals = await Promise.allSettled([
+    podman.removeContainers(deadNames, signal),
+    podman.removeSecrets(orphans, signal),
+  ]);
+  const failed = removals.find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
 
   for (const c of live) {
     log.warn(
