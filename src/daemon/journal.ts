@@ -161,6 +161,8 @@ export class SessionJournal {
 
   /** A session's new phase; `host` once it is placed (it goes into the record with its first phase). */
   phase(sessionId: string, phase: SessionPhase, host?: string): void {
+    // A phase never comes after the outcome (some are written a microtask late: see main.ts).
+    if (this.index.get(sessionId)?.outcome !== undefined) return;
     const at = new Date().toISOString();
     const record = this.update(sessionId, (r) => ({
       ...r,

@@ -581,7 +581,16 @@ function sessionLogic(
       cacheVolumes,
     ),
     actions: {
-      announcePhase: ({ context }, { phase }) => journal.phase(context.session.invocation.sessionId, phase),
+      announcePhase: ({ context }, { phase }) => {
+        const sessionId = context.session.invocation.sessionId;
+        // `creating` and `tearing_down` are entered with a podman call (secret create, rm) that the
+        // machine starts at the end of this same step: the record is written (about 3 ms, two files)
+        // right after its spawn instead of before it, in a microtask: nothing else runs in between, and
+        // followers still hear of the phase only once it is written.
+        if (phase === 'creating' || phase === 'tearing_down')
+          queueMicrotask(() => journal.phase(sessionId, phase));
+        else journal.phase(sessionId, phase);
+      },
       announceContainer: ({ context }, { container }) =>
         journal.container(context.session.invocation.sessionId, container),
       announceCommit: ({ context }, { commit }) =>
