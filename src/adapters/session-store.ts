@@ -157,9 +157,12 @@ export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
     return records;
   }
 
-  /** Keeps the newest `keep` finished records (and their logs); returns the ids of those removed. */
-  prune(keep: number): string[] {
-    const finished = this.list()
+  /**
+   * Keeps the newest `keep` finished records (and their logs); returns the ids of those removed. Of
+   * `records` when given (what `list` returned at start), else of what the directory holds now.
+   */
+  prune(keep: number, records: readonly SessionRecord[] = this.list()): string[] {
+    const finished = records
       .filter((r) => r.outcome !== undefined)
       .sort((a, b) => (b.finishedAt ?? '').localeCompare(a.finishedAt ?? ''));
     const old = finished.slice(keep);

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { holdYoungGeneration } from '../daemon/young-generation.js';
 import { EXIT } from './exit-codes.js';
 import { agentdVersion } from './version.js';
 
@@ -9,6 +10,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`agentd ${agentdVersion()}\n`);
     return 0;
   }
+  // The daemon: its young generation stays small while its modules load (see young-generation.ts).
+  if (argv[0] === 'start') holdYoungGeneration();
   // Plain `status`, `history` and `trigger` skip clipanion (see quick.ts).
   const { runQuick } = await import('./quick.js');
   const quick = await runQuick(argv, process);

@@ -57,6 +57,9 @@ export class SessionJournal {
    */
   async recover(): Promise<void> {
     await this.keeper.recover(this.loaded, (id) => this.store.logPath(id));
+    // At most `daemon.history` finished records from the start on, not only from the first pruning
+    // after PRUNE_EVERY outcomes: a state dir left with 10,000 held them all in memory (about 10 MB).
+    this.prune(this.loaded);
     this.loaded = [];
   }
 
@@ -253,10 +256,15 @@ export class SessionJournal {
     this.bus.publish({ type: 'outcome', sessionId: record.id, record });
     if (++this.finishedSincePrune >= PRUNE_EVERY) {
       this.finishedSincePrune = 0;
-      const pruned = this.store.prune(this.historyLimit);
-      for (const id of pruned) this.index.delete(id);
-      if (pruned.length > 0) this.onPruned(pruned);
+      this.prune();
     }
+  }
+
+  /** Removes the finished records beyond `daemon.history` (of `records`, or of the state dir). */
+  private prune(records?: readonly SessionRecord[]): void {
+    const pruned = this.store.prune(this.historyLimit, records);
+    for (const id of pruned) this.index.delete(id);
+    if (pruned.length > 0) this.onPruned(pruned);
   }
 
   logPath(sessionId: string): string {

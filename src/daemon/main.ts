@@ -52,6 +52,7 @@ import { RecordKeeper } from './record-keeper.js';
 import { planRecovery, recordsFromLabels } from './recovery.js';
 import { createReloader, readyStatus } from './reload.js';
 import { ScheduleLog } from './schedule-log.js';
+import { releaseYoungGeneration } from './young-generation.js';
 
 export interface DaemonOptions {
   settings: Settings;
@@ -133,14 +134,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
     log,
   );
   const journal = new SessionJournal(store, files, keeper, log, config.historyLimit);
-  const { records, unfinished } = journal.load((bad) =>
-    log.warn(
-      { event: 'daemon.record_quarantined', file: bad.file, movedTo: bad.movedTo, reason: bad.reason },
-      bad.movedTo
-        ? `moved an unreadable session record to ${bad.movedTo}: ${bad.reason}; its session is recovered from its container, if it has one`
-        : `skipped an unreadable session record (${bad.reason}); it could not be moved aside`,
-    ),
-  );
+  const { keys, unfinished } = loadJournal(journal, log);
 
   const scheduleLog = new ScheduleLog(config.stateDir, log);
   const scheduleSince = scheduleLog.load(settings.agents);
@@ -347,6 +341,8 @@ async function supervise(options: DaemonOptions): Promise<number> {
         settle(abandonedWaiting(records, host, config.hostDownGraceMs));
       },
       announceUp: ({ context }) => {
+        // Up: sessions' output may grow the young generation again (held small while loading, cli/index.ts).
+        releaseYoungGeneration();
         const problem = context.stateDir;
         log.info(
           {
@@ -433,7 +429,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
       maxSessions: config.maxSessions,
       scheduleSince,
       ...(settings.hosts.length === 0 ? {} : { hosts: settings.hosts.map(hostInfo) }),
-      keys: keysOf(records),
+      keys,
       keyLimit: config.historyLimit,
     },
     ...(options.inspect ? { inspect: options.inspect } : {}),
@@ -670,6 +666,26 @@ function socketServer(
 
 /** How long a stopping daemon waits for the notifications still under way. */
 const NOTIFY_GRACE_MS = 5000;
+
+/**
+ * Reads the state dir's records: the keys of those with one, and the unfinished ones. Not the whole list:
+ * a local of supervise would hold every record read (10,000 in a state dir left with as many) for the
+ * daemon's life; the journal keeps only `daemon.history` of them.
+ */
+function loadJournal(
+  journal: SessionJournal,
+  log: Logger,
+): { keys: KeyEntry[]; unfinished: SessionRecord[] } {
+  const { records, unfinished } = journal.load((bad) =>
+    log.warn(
+      { event: 'daemon.record_quarantined', file: bad.file, movedTo: bad.movedTo, reason: bad.reason },
+      bad.movedTo
+        ? `moved an unreadable session record to ${bad.movedTo}: ${bad.reason}; its session is recovered from its container, if it has one`
+        : `skipped an unreadable session record (${bad.reason}); it could not be moved aside`,
+    ),
+  );
+  return { keys: keysOf(records), unfinished };
+}
 
 /** The idempotency keys of recorded sessions, for the machine to remember across a restart. */
 function keysOf(records: readonly SessionRecord[]): KeyEntry[] {

@@ -26,6 +26,22 @@ function rssKb(pid: number): number {
   return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? Number.NaN);
 }
 
+/** Samples the daemon's RSS every 100 ms until the returned function is called; it returns the peak. */
+function rssPeak(pid: number): () => number {
+  let peak = rssKb(pid);
+  const timer = setInterval(() => {
+    try {
+      peak = Math.max(peak, rssKb(pid));
+    } catch {
+      // The daemon is gone: the test's own assertions say why.
+    }
+  }, 100);
+  return () => {
+    clearInterval(timer);
+    return peak;
+  };
+}
+
 async function start(agents: Record<string, unknown>[]) {
   const d = await startDaemon(
     {
@@ -49,6 +65,7 @@ describe('hostile HTTP clients', () => {
     git = await startGitServer();
     const { d, base, url } = await start([agent('demo', git.url(), ['true'])]);
     const before = rssKb(d.pid);
+    const stopSampling = rssPeak(d.pid);
     const sockets: Socket[] = [];
     let closedByServer = 0;
     await Promise.all(
@@ -86,8 +103,12 @@ describe('hostile HTTP clients', () => {
     figures.stalledConnections = 300;
     const ready = await fetch(`${base}/readyz`);
     expect(ready.status).toBe(200);
+    const peak = stopSampling();
     figures.rssGrowthKb = rssKb(d.pid) - before;
-    expect(rssKb(d.pid) / before).toBeLessThan(1.5);
+    figures.stalledPeakRssKb = peak;
+    // README, Reliability: the daemon's RSS stays under 200 MB. Not a ratio of the idle RSS, which is
+    // smaller than what V8 soon grows to on any load (its young generation): the ratio measured that.
+    expect(peak).toBeLessThan(200 * 1024);
     for (const socket of sockets) socket.destroy();
     expect(await d.stop()).toBe(0);
   });
@@ -115,19 +136,20 @@ describe('hostile HTTP clients', () => {
           return response;
         }),
       );
-      let peak = before;
-      const timer = setInterval(() => {
-        peak = Math.max(peak, rssKb(d.pid));
-      }, 100);
+      const stopSampling = rssPeak(d.pid);
       await d.waitForOutcome(sessionId, 120_000);
-      clearInterval(timer);
-      return { growthKb: peak - before, readers };
+      return { growthKb: stopSampling() - before, readers };
     };
-    // The baseline, in the same run: the same session with nobody following (after one to warm up).
-    await peakGrowth(0);
+    // A warm-up under the very load measured: V8 sizes its young generation by the allocation it sees
+    // (from 2 MB right after the start up to 32 MB) and keeps it, so the first loud session with ten
+    // streams grows the RSS by that once. Measured after it, baseline and followed run alike have it.
+    const warmUp = await peakGrowth(10);
+    await Promise.all(warmUp.readers.map((response) => response.body?.cancel()));
+    // The baseline, in the same run: the same session with nobody following.
     const baseline = await peakGrowth(0);
     const followed = await peakGrowth(10);
     figures.unreadStreams = 10;
+    figures.warmUpPeakGrowthKb = warmUp.growthKb;
     figures.baselinePeakGrowthKb = baseline.growthKb;
     figures.unreadStreamsPeakGrowthKb = followed.growthKb;
     // Unbounded, ten unread copies of 20 MB would be 200 MB; bounded, each stream holds about 1 MiB.

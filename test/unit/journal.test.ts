@@ -1,0 +1,75 @@
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SessionFiles } from '../../src/adapters/session-files.js';
+import { SessionStore } from '../../src/adapters/session-store.js';
+import { SessionJournal } from '../../src/daemon/journal.js';
+import { RecordKeeper } from '../../src/daemon/record-keeper.js';
+import { type SessionRecord, sessionRecordSchema } from '../../src/sessions/records.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+function journalIn(stateDir: string, historyLimit: number) {
+  const log = pino({ level: 'silent' });
+  const store = new SessionStore(stateDir, sessionRecordSchema);
+  const files = new SessionFiles(stateDir);
+  const keeper = new RecordKeeper(
+    { recordsDir: join(stateDir, 'records'), maxAgeMs: 86_400_000, maxBytes: 1 << 30 },
+    files,
+    log,
+  );
+  return { store, journal: new SessionJournal(store, files, keeper, log, historyLimit) };
+}
+
+function finished(i: number): SessionRecord {
+  const at = (s: number) => new Date(Date.UTC(2026, 10, 26, 8, i, s)).toISOString();
+  return {
+    version: 1,
+    id: `00000000000000${String(i).padStart(2, '0')}`,
+    agent: 'demo',
+    repo: 'git://127.0.0.1/r.git',
+    acceptedAt: at(0),
+    finishedAt: at(30),
+    phase: 'finished',
+    phases: [{ phase: 'queued', at: at(0) }],
+    outcome: 'succeeded',
+  };
+}
+
+describe('SessionJournal at start', () => {
+  it('keeps daemon.history finished records from the start on, in memory and in the state dir', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'agentd-journal-'));
+    dirs.push(stateDir);
+    const earlier = journalIn(stateDir, 100);
+    for (let i = 1; i <= 5; i++) earlier.store.put(finished(i));
+    const running: SessionRecord = { ...finished(6), phase: 'running' };
+    delete running.outcome;
+    delete running.finishedAt;
+    earlier.store.put(running);
+
+    const { journal } = journalIn(stateDir, 2);
+    const pruned: string[] = [];
+    journal.onPruned = (ids) => pruned.push(...ids);
+    const { unfinished } = journal.load(() => {});
+    expect(unfinished.map((r) => r.id)).toEqual([running.id]);
+    await journal.recover();
+
+    // The three oldest finished are gone; the newest two and the unfinished one stay.
+    expect(pruned.sort()).toEqual([1, 2, 3].map((i) => finished(i).id));
+    expect(journal.history({ limit: 100 }).sessions.map((r) => r.id)).toEqual([
+      running.id,
+      finished(5).id,
+      finished(4).id,
+    ]);
+    expect(
+      readdirSync(join(stateDir, 'sessions'))
+        .filter((f) => f.endsWith('.json'))
+        .sort(),
+    ).toEqual([4, 5, 6].map((i) => `${finished(i).id}.json`));
+  });
+});
