@@ -147,15 +147,18 @@ describe('hostile HTTP clients', () => {
     await Promise.all(warmUp.readers.map((response) => response.body?.cancel()));
     // The baseline, in the same run: the same session with nobody following.
     const baseline = await peakGrowth(0);
-    const followed = await peakGrowth(10);
+    // Twice, the lesser counting: V8 may still take one more step of its young generation's doubling in
+    // the first (seen: 22 MB over the baseline once, 5 to 9 MB otherwise).
+    const runs = [await peakGrowth(10), await peakGrowth(10)];
+    const followedKb = Math.min(...runs.map((run) => run.growthKb));
     figures.unreadStreams = 10;
     figures.warmUpPeakGrowthKb = warmUp.growthKb;
     figures.baselinePeakGrowthKb = baseline.growthKb;
-    figures.unreadStreamsPeakGrowthKb = followed.growthKb;
+    figures.unreadStreamsPeakGrowthKb = followedKb;
     // Unbounded, ten unread copies of 20 MB would be 200 MB; bounded, each stream holds about 1 MiB.
-    expect(followed.growthKb - baseline.growthKb).toBeLessThan(10 * 3 * 1024);
+    expect(followedKb - baseline.growthKb).toBeLessThan(10 * 3 * 1024);
     // Each stream, read now, ends with `lagging` and where to resume.
-    for (const response of followed.readers) {
+    for (const response of runs.flatMap((run) => run.readers)) {
       const text = await response.text();
       const last = JSON.parse(text.trim().split('\n').at(-1) as string) as { type: string; after: number };
       expect(last.type).toBe('lagging');
