@@ -28,7 +28,7 @@ function wrapperClientCommands(): string[] {
 }
 
 /** A package dir with the wrapper and a dist/cli/index.js that prints what it was given. */
-function fakePackage(): { dir: string; linked: string } {
+function fakePackage(): { dir: string; linked: string; direct: string } {
   const dir = makeTempDir('agentd-bin-');
   const pkg = join(dir, 'lib', 'node_modules', 'agentd');
   mkdirSync(join(pkg, 'bin'), { recursive: true });
@@ -42,7 +42,7 @@ function fakePackage(): { dir: string; linked: string } {
   mkdirSync(join(dir, 'bin'));
   const linked = join(dir, 'bin', 'agentd');
   symlinkSync('../lib/node_modules/agentd/bin/agentd', linked);
-  return { dir, linked };
+  return { dir, linked, direct: join(pkg, 'bin', 'agentd') };
 }
 
 function runWrapper(path: string, args: string[]): { ca: string | null; argv: string[] } {
@@ -72,10 +72,13 @@ describe('bin/agentd', () => {
   });
 
   it('runs the package it is linked from; client commands without the CA file, the rest with it', () => {
-    const { linked } = fakePackage();
+    const { linked, direct } = fakePackage();
     const args = ['trigger', 'demo', 'git://127.0.0.1:1/r.git', '--quiet', '--label', 'a b', ''];
     expect(runWrapper(linked, args)).toEqual({ ca: null, argv: args });
     expect(runWrapper(linked, ['status', '--json']).ca).toBeNull();
+    // Run by its own path (a checkout), not through a link.
+    expect(runWrapper(direct, ['wait', 'abc'])).toEqual({ ca: null, argv: ['wait', 'abc'] });
+    expect(runWrapper(direct, ['doctor']).ca).toBe('/etc/agentd-test-ca.pem');
     for (const args of [['start', '--config', 'x.yaml'], ['doctor'], ['validate'], ['--version'], []]) {
       expect(runWrapper(linked, args)).toEqual({ ca: '/etc/agentd-test-ca.pem', argv: args });
     }
