@@ -1,17 +1,8 @@
 import { Command, Option, UsageError } from 'clipanion';
-import { createLogger } from '../adapters/logger.js';
-import { systemdNotifier } from '../adapters/sd-notify.js';
-import { loadConfig } from '../config/load.js';
-import type { Settings } from '../config/types.js';
-import { runDaemon } from '../daemon/main.js';
-import { logPreflight } from '../daemon/preflight.js';
-import type { InspectorServer } from '../inspector/server.js';
 import { AgentdCommand } from './agentd-command.js';
 import { configOption } from './config-option.js';
-import { EXIT } from './exit-codes.js';
-import { reportStartFailure } from './start-failure.js';
+import { LOG_FORMATS, LOG_LEVELS } from './log-options.js';
 import { isOneOf } from './validators.js';
-import { agentdVersion } from './version.js';
 
 export class StartCommand extends AgentdCommand {
   static override paths = [['start']];
@@ -35,13 +26,14 @@ export class StartCommand extends AgentdCommand {
   });
 
   config = configOption();
-  logFormat = Option.String('--log-format', 'json', {
+  // No defaults here (runStart has them): the quick path must read a plain command line alike.
+  logFormat = Option.String('--log-format', {
     description: 'json (default) or pretty',
-    validator: isOneOf(['json', 'pretty'] as const),
+    validator: isOneOf(LOG_FORMATS),
   });
-  logLevel = Option.String('--log-level', 'info', {
+  logLevel = Option.String('--log-level', {
     description: 'trace, debug, info (default), warn, error',
-    validator: isOneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const),
+    validator: isOneOf(LOG_LEVELS),
   });
   inspect = Option.String('--inspect', {
     tolerateBoolean: true,
@@ -58,57 +50,10 @@ export class StartCommand extends AgentdCommand {
         `--inspect takes a port from 0 to 65535 as --inspect=PORT, not "${String(this.inspect)}"`,
       );
     }
-    const log = await createLogger(this.logFormat, this.logLevel);
-    let settings: Settings;
-    try {
-      settings = await loadConfig(this.config === undefined ? {} : { flag: this.config });
-    } catch (error) {
-      reportStartFailure(log, this.context.stderr, error);
-      return EXIT.failed;
-    }
-    log.info(
-      { event: 'daemon.starting', config: settings.file, agents: settings.agents.length },
-      'agentd starting',
+    const { runStart } = await import('./start-run.js');
+    return runStart(
+      { config: this.config, logFormat: this.logFormat, logLevel: this.logLevel, inspectPort },
+      this.context.stderr,
     );
-    for (const agent of settings.agents.filter((a) => a.capAdd.length > 0)) {
-      // An opt-out of the hardening, said where an operator looks.
-      log.warn(
-        { event: 'agent.cap_add', agent: agent.name, capabilities: agent.capAdd },
-        `agent ${agent.name} runs its command with capabilities ${agent.capAdd.join(', ')} (cap_add)`,
-      );
-    }
-    let server: InspectorServer | undefined;
-    if (inspector && inspectPort !== undefined) {
-      try {
-        server = await inspector.startInspector({ port: inspectPort });
-      } catch (error) {
-        reportStartFailure(log, this.context.stderr, error);
-        return EXIT.failed;
-      }
-      log.info({ event: 'inspector.listening', url: server.url }, `inspector on ${server.url}`);
-    }
-    // Read (and removed from the environment) before any child process starts.
-    const notify = systemdNotifier({
-      warn: (message) => log.warn({ event: 'daemon.notify_failed' }, message),
-    });
-    // The cheap checks of `agentd doctor`, beside the start: a warning per problem, and it still starts.
-    const preflight = new AbortController();
-    const checked = logPreflight(settings, log, preflight.signal);
-    try {
-      return await runDaemon({
-        settings,
-        log,
-        notify,
-        version: agentdVersion(),
-        ...(server ? { inspect: server.inspect } : {}),
-      });
-    } catch (error) {
-      reportStartFailure(log, this.context.stderr, error);
-      return EXIT.failed;
-    } finally {
-      preflight.abort();
-      await checked;
-      await server?.close();
-    }
   }
 }

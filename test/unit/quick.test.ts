@@ -16,6 +16,8 @@ const GOOD_VALUES: Record<string, string> = {
   '--exit-code': 'command',
   '--outcome': 'failed',
   '--limit': '20',
+  '--log-format': 'pretty',
+  '--log-level': 'debug',
 };
 const NOT_FIELDS = new Set(['context', 'cli', 'help', 'path']);
 
@@ -104,7 +106,9 @@ describe.each(COMMANDS)('the quick path of %s', (name) => {
     const cli = await buildCli(name);
     for (const [, line] of definitionOf(cli, name).examples ?? []) {
       const argv = line.replace(/^agentd /, '').split(' ');
-      const slow = argv.some((token) => LEFT_TO_CLIPANION[name]?.includes(token));
+      const slow = argv.some((token) =>
+        LEFT_TO_CLIPANION[name]?.some((option) => token === option || token.startsWith(`${option}=`)),
+      );
       expect(parseQuick(argv) === undefined, line).toBe(slow);
     }
   });
@@ -152,7 +156,8 @@ describe('parseQuick', () => {
   it('leaves everything else to clipanion', () => {
     for (const argv of [
       [],
-      ['start'],
+      ['start', '--inspect'],
+      ['start', '--log-level', 'loud'],
       ['logs', '0123456789abcdef'],
       ['toString'],
       ['status', 'constructor'],

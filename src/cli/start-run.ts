@@ -1,0 +1,82 @@
+import { createLogger, type LogFormat } from '../adapters/logger.js';
+import { systemdNotifier } from '../adapters/sd-notify.js';
+import { loadConfig } from '../config/load.js';
+import type { Settings } from '../config/types.js';
+import { runDaemon } from '../daemon/main.js';
+import { logPreflight } from '../daemon/preflight.js';
+import type { InspectorServer } from '../inspector/server.js';
+import { EXIT } from './exit-codes.js';
+import type { LogLevel } from './log-options.js';
+import { reportStartFailure } from './start-failure.js';
+import { agentdVersion } from './version.js';
+
+export interface StartOptions {
+  config?: string | undefined;
+  /** Default json. */
+  logFormat?: LogFormat | undefined;
+  /** Default info. */
+  logLevel?: LogLevel | undefined;
+  /** Serve the live inspector on this port (a checked --inspect). */
+  inspectPort?: number | undefined;
+}
+
+/**
+ * `agentd start`, free of clipanion: StartCommand and the quick path (quick.ts) both run it, so a
+ * daemon started plainly never loads clipanion and the other commands (about 2 MB of its RSS).
+ */
+export async function runStart(options: StartOptions, stderr: NodeJS.WritableStream): Promise<number> {
+  const log = await createLogger(options.logFormat ?? 'json', options.logLevel ?? 'info');
+  let settings: Settings;
+  try {
+    settings = await loadConfig(options.config === undefined ? {} : { flag: options.config });
+  } catch (error) {
+    reportStartFailure(log, stderr, error);
+    return EXIT.failed;
+  }
+  log.info(
+    { event: 'daemon.starting', config: settings.file, agents: settings.agents.length },
+    'agentd starting',
+  );
+  for (const agent of settings.agents.filter((a) => a.capAdd.length > 0)) {
+    // An opt-out of the hardening, said where an operator looks.
+    log.warn(
+      { event: 'agent.cap_add', agent: agent.name, capabilities: agent.capAdd },
+      `agent ${agent.name} runs its command with capabilities ${agent.capAdd.join(', ')} (cap_add)`,
+    );
+  }
+  let server: InspectorServer | undefined;
+  if (options.inspectPort !== undefined) {
+    // Loaded only when asked for: the inspector is a development aid.
+    const inspector = await import('../inspector/server.js');
+    try {
+      server = await inspector.startInspector({ port: options.inspectPort });
+    } catch (error) {
+      reportStartFailure(log, stderr, error);
+      return EXIT.failed;
+    }
+    log.info({ event: 'inspector.listening', url: server.url }, `inspector on ${server.url}`);
+  }
+  // Read (and removed from the environment) before any child process starts.
+  const notify = systemdNotifier({
+    warn: (message) => log.warn({ event: 'daemon.notify_failed' }, message),
+  });
+  // The cheap checks of `agentd doctor`, beside the start: a warning per problem, and it still starts.
+  const preflight = new AbortController();
+  const checked = logPreflight(settings, log, preflight.signal);
+  try {
+    return await runDaemon({
+      settings,
+      log,
+      notify,
+      version: agentdVersion(),
+      ...(server ? { inspect: server.inspect } : {}),
+    });
+  } catch (error) {
+    reportStartFailure(log, stderr, error);
+    return EXIT.failed;
+  } finally {
+    preflight.abort();
+    await checked;
+    await server?.close();
+  }
+}
