@@ -20,10 +20,10 @@ export interface ReconcileScope {
  * secrets (a running container holds its own copy of its secrets, so none is still needed). Objects of
  * other instances, of another host, of a session this daemon supervises, and objects that are not
  * agentd's, are never touched. Batched: five podman calls up to 100 orphan secrets and 500 dead
- * containers, one more per further batch (see PodmanClient), the containers' and the secrets' side by
- * side. Removing a secret a container was made with is safe: the container keeps its own copy (the
- * runner does the same as soon as a container has started). When a removal fails, the other is still
- * made and the first failure is thrown.
+ * containers, one more per further batch (see PodmanClient). Containers (list, remove) and secrets (list,
+ * inspect, remove) go side by side: removing a secret a container was made with is safe, the container
+ * keeps its own copy (the runner does the same as soon as a container has started). When one side
+ * fails, the other still runs to its end, then the first failure is thrown.
  * Returns the containers as they were (without the supervised ones), for crash recovery.
  */
 export async function reconcile(
@@ -37,40 +37,42 @@ export async function reconcile(
   const ours = (labels: Record<string, string> | undefined | null) =>
     (scope.host === undefined || labels?.[LABEL_HOST] === undefined || labels[LABEL_HOST] === scope.host) &&
     !supervised.has(labels?.[LABEL_SESSION] ?? '');
-  const [listed, secretNames] = await Promise.all([
-    podman.listContainers({ [LABEL_INSTANCE]: instanceId }, signal),
-    podman.listSecretNames(signal),
-  ]);
-  const containers = listed.filter((c) => ours(c.Labels));
-  const live = containers.filter((c) => LIVE_STATES.has(c.State));
-  const dead = containers.filter((c) => !LIVE_STATES.has(c.State));
-
-  const prefix = instanceSecretPrefix(instanceId);
-  const candidates = secretNames.filter((name) => {
-    const session = name.startsWith(prefix) ? sessionOfSecret(instanceId, name) : undefined;
-    return session !== undefined && !supervised.has(session);
-  });
-  // The name carries only 8 characters of the instance id: confirm ownership by label.
-  const labels = await podman.secretLabels(candidates, signal).catch(async () => {
-    // A secret removed between the list and the inspect fails the whole call: look again, once.
-    const still = new Set(await podman.listSecretNames(signal));
-    return podman.secretLabels(
-      candidates.filter((name) => still.has(name)),
-      signal,
+  const containerSide = async () => {
+    const containers = (await podman.listContainers({ [LABEL_INSTANCE]: instanceId }, signal)).filter((c) =>
+      ours(c.Labels),
     );
-  });
-  const orphans = candidates.filter((name) => {
-    const own = labels.get(name);
-    return own?.[LABEL_INSTANCE] === instanceId && ours(own);
-  });
-
-  const deadNames = dead.map((c) => c.Names[0] ?? c.Id);
-  const removals = await Promise.allSettled([
-    podman.removeContainers(deadNames, signal),
-    podman.removeSecrets(orphans, signal),
-  ]);
-  const failed = removals.find((r) => r.status === 'rejected');
-  if (failed) throw failed.reason;
+    const deadNames = containers.filter((c) => !LIVE_STATES.has(c.State)).map((c) => c.Names[0] ?? c.Id);
+    await podman.removeContainers(deadNames, signal);
+    return { containers, deadNames };
+  };
+  const secretSide = async () => {
+    const prefix = instanceSecretPrefix(instanceId);
+    const candidates = (await podman.listSecretNames(signal)).filter((name) => {
+      const session = name.startsWith(prefix) ? sessionOfSecret(instanceId, name) : undefined;
+      return session !== undefined && !supervised.has(session);
+    });
+    // The name carries only 8 characters of the instance id: confirm ownership by label.
+    const labels = await podman.secretLabels(candidates, signal).catch(async () => {
+      // A secret removed between the list and the inspect fails the whole call: look again, once.
+      const still = new Set(await podman.listSecretNames(signal));
+      return podman.secretLabels(
+        candidates.filter((name) => still.has(name)),
+        signal,
+      );
+    });
+    const orphans = candidates.filter((name) => {
+      const own = labels.get(name);
+      return own?.[LABEL_INSTANCE] === instanceId && ours(own);
+    });
+    await podman.removeSecrets(orphans, signal);
+    return orphans;
+  };
+  const [containerResult, secretResult] = await Promise.allSettled([containerSide(), secretSide()]);
+  if (containerResult.status === 'rejected') throw containerResult.reason;
+  if (secretResult.status === 'rejected') throw secretResult.reason;
+  const { containers, deadNames } = containerResult.value;
+  const orphans = secretResult.value;
+  const live = containers.filter((c) => LIVE_STATES.has(c.State));
 
   for (const c of live) {
     log.warn(

@@ -173,5 +173,33 @@ describe('reconcile', () => {
       /podman secret rm failed/,
     );
     expect(b.removed.containers).toHaveLength(500);
+    // A container list that fails leaves the secrets' side to run to its end.
+    const c = port(containers, secrets);
+    c.podman.listContainers = async () => {
+      throw new Error('podman ps failed');
+    };
+    await expect(reconcile(c.podman, instance, log, undefined, scope)).rejects.toThrow(/podman ps failed/);
+    expect(c.removed.secrets).toHaveLength(2000);
   });
+
+  it('removes the secrets while the containers are still being removed', async () => {
+    const { podman, removed } = port(containers, secrets);
+    let secretsStarted: () => void = () => {};
+    const started = new Promise<void>((resolve) => {
+      secretsStarted = resolve;
+    });
+    const removeSecrets = podman.removeSecrets.bind(podman);
+    podman.removeSecrets = async (list) => {
+      secretsStarted();
+      return removeSecrets(list);
+    };
+    const removeContainers = podman.removeContainers.bind(podman);
+    podman.removeContainers = async (list) => {
+      // One after the other, this would never end: the test's timeout fails it.
+      await started;
+      return removeContainers(list);
+    };
+    await reconcile(podman, instance, log, undefined, scope);
+    expect([removed.containers.length, removed.secrets.length]).toEqual([500, 2000]);
+  }, 5000);
 });
