@@ -157,23 +157,15 @@ export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
     return records;
   }
 
-  /**
-   * Keeps the newest `keep` finished records (and their logs); returns the ids of those removed. Of
-   * `records` when given (what `list` returned at start), else of what the directory holds now.
-   */
-  prune(keep: number, records: readonly SessionRecord[] = this.list()): string[] {
-    const finished = records
-      .filter((r) => r.outcome !== undefined)
-      .sort((a, b) => (b.finishedAt ?? '').localeCompare(a.finishedAt ?? ''));
-    const old = finished.slice(keep);
-    for (const record of old) {
-      this.pending.delete(record.id);
-      removeQuietly(this.recordPath(record.id));
-      removeQuietly(this.logPath(record.id));
+  /** Removes records and their logs (the caller knows which: the journal's index holds every record). */
+  remove(ids: readonly string[]): void {
+    for (const id of ids) {
+      this.pending.delete(id);
+      removeQuietly(this.recordPath(id));
+      removeQuietly(this.logPath(id));
       // The older half of a log that reached half its bound (runner/session-log.ts).
-      removeQuietly(`${this.logPath(record.id)}.1`);
+      removeQuietly(`${this.logPath(id)}.1`);
     }
-    return old.map((record) => record.id);
   }
 
   private recordPath(id: string): string {

@@ -59,7 +59,7 @@ export class SessionJournal {
     await this.keeper.recover(this.loaded, (id) => this.store.logPath(id));
     // At most `daemon.history` finished records from the start on, not only from the first pruning
     // after PRUNE_EVERY outcomes: a state dir left with 10,000 held them all in memory (about 10 MB).
-    this.prune(this.loaded);
+    this.prune();
     this.loaded = [];
   }
 
@@ -260,9 +260,14 @@ export class SessionJournal {
     }
   }
 
-  /** Removes the finished records beyond `daemon.history` (of `records`, or of the state dir). */
-  private prune(records?: readonly SessionRecord[]): void {
-    const pruned = this.store.prune(this.historyLimit, records);
+  /**
+   * Removes the finished records beyond `daemon.history`, found in the index: it holds every record as
+   * written (load read them all). Reading and parsing every record in the state dir each time made
+   * settling many sessions at once (500 after a restart) quadratic.
+   */
+  private prune(): void {
+    const pruned = this.index.beyond(this.historyLimit).map((r) => r.id);
+    this.store.remove(pruned);
     for (const id of pruned) this.index.delete(id);
     if (pruned.length > 0) this.onPruned(pruned);
   }

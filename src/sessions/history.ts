@@ -70,10 +70,18 @@ export class SessionIndex {
 
   /** The newest finished records, newest first. */
   recent(count: number): SessionRecord[] {
+    return this.finished().slice(0, count);
+  }
+
+  /** The finished records beyond the newest `keep`, newest first: what history retention removes. */
+  beyond(keep: number): SessionRecord[] {
+    return this.finished().slice(keep);
+  }
+
+  private finished(): SessionRecord[] {
     return [...this.byId.values()]
       .filter((r) => r.outcome !== undefined)
-      .sort((a, b) => (b.finishedAt ?? '').localeCompare(a.finishedAt ?? ''))
-      .slice(0, count);
+      .sort((a, b) => (b.finishedAt ?? '').localeCompare(a.finishedAt ?? ''));
   }
 
   query(filter: HistoryFilter, now = Date.now()): HistoryPage {
