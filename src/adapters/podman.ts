@@ -168,12 +168,13 @@ const SECRET_CREATE_ATTEMPTS = 4;
 /**
  * Names per `podman secret rm`. Podman 4.3 reads and rewrites both its secrets files whole for each secret
  * it removes, so one removal costs more the more secrets there are: 2,000 in one call took 60 s here (30 ms
- * each), and 165 ms each at the start on a machine at load 14. A batch stays well inside a call's deadline,
- * which would otherwise kill it mid-write; the total is the same, plus one CLI start (~40 ms) per batch.
+ * each), and 165 ms each at the start on a machine at load 14. Each batch gets SECRET_REMOVE_MS_PER_NAME
+ * more deadline per name, so that the deadline does not kill it mid-write; the total is the same as one
+ * call's, plus one CLI start (40 to 200 ms) per batch.
  */
-export const SECRET_REMOVE_BATCH = 100;
-/** Added to a `secret rm` call's deadline per name (a loaded machine with a large store is slow). */
-const SECRET_REMOVE_MS_PER_NAME = 250;
+export const SECRET_REMOVE_BATCH = 500;
+/** Added to a `secret rm` call's deadline per name: 500 names get 250 s more. */
+const SECRET_REMOVE_MS_PER_NAME = 500;
 /** Names per `podman rm` (it removes them in parallel itself; 500 took ~6 s here). */
 export const CONTAINER_REMOVE_BATCH = 500;
 /**

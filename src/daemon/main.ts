@@ -232,13 +232,11 @@ async function supervise(options: DaemonOptions): Promise<number> {
           hosts.map(async (host) => {
             const probe = () => ports(host.name).probe(config.hostProbeTimeoutMs, signal);
             try {
-              const version = required ? undefined : await probe();
+              // The local Podman's version is only shown by status: asked beside its reconciliation, not
+              // after it (a podman call is 100 ms or more on a loaded machine).
+              const version = required ? probe().catch(() => undefined) : await probe();
               const reconciled = await reconcileHost(host.name, signal);
-              return {
-                host: host.name,
-                reconciled,
-                version: version ?? (await probe().catch(() => undefined)),
-              };
+              return { host: host.name, reconciled, version: await version };
             } catch (error) {
               if (required) throw error;
               return { host: host.name, down: errorMessage(error) };

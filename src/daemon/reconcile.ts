@@ -19,7 +19,7 @@ export interface ReconcileScope {
  * Removes what earlier runs of this instance left behind on one host: its dead containers and its
  * secrets (a running container holds its own copy of its secrets, so none is still needed). Objects of
  * other instances, of another host, of a session this daemon supervises, and objects that are not
- * agentd's, are never touched. Batched: five podman calls up to 100 orphan secrets and 500 dead
+ * agentd's, are never touched. Batched: five podman calls up to 500 orphan secrets and 500 dead
  * containers, one more per further batch (see PodmanClient). Containers (list, remove) and secrets (list,
  * inspect, remove) go side by side: removing a secret a container was made with is safe, the container
  * keeps its own copy (the runner does the same as soon as a container has started). When one side
