@@ -2,11 +2,12 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { SessionFiles } from '../../src/adapters/session-files.js';
 import { SessionStore } from '../../src/adapters/session-store.js';
 import { SessionJournal } from '../../src/daemon/journal.js';
 import { RecordKeeper } from '../../src/daemon/record-keeper.js';
+import { requestOf } from '../../src/daemon/recovery.js';
 import { type SessionRecord, sessionRecordSchema } from '../../src/sessions/records.js';
 
 const dirs: string[] = [];
@@ -71,5 +72,51 @@ describe('SessionJournal at start', () => {
         .filter((f) => f.endsWith('.json'))
         .sort(),
     ).toEqual([4, 5, 6].map((i) => `${finished(i).id}.json`));
+  });
+});
+
+describe('SessionJournal settling many sessions at once', () => {
+  it('keeps the newest daemon.history finished records, pruned every 20 outcomes', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'agentd-journal-'));
+    dirs.push(stateDir);
+    const { journal } = journalIn(stateDir, 3);
+    journal.load(() => {});
+    await journal.recover();
+    const pruned: string[] = [];
+    journal.onPruned = (ids) => pruned.push(...ids);
+    // 45 sessions of an earlier daemon, rebuilt from their containers: 40 settled one after the other (as
+    // a restart settles them), 5 left unfinished.
+    const records = Array.from({ length: 45 }, (_, i): SessionRecord => {
+      const { finishedAt: _f, outcome: _o, ...rest } = finished(i);
+      return { ...rest, id: i.toString(16).padStart(16, '0'), phase: 'creating' };
+    });
+    for (const r of records) journal.rebuilt(r);
+    // One millisecond apart, so that which are newest is plain.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      let now = Date.parse('2026-12-02T00:00:00.000Z');
+      for (const r of records.slice(0, 40)) {
+        vi.setSystemTime(now++);
+        await journal.finish(requestOf(r), { outcome: 'abandoned', phase: 'creating', message: 'gone' });
+      }
+    } finally {
+      vi.useRealTimers();
+    }
+    const ids = (list: SessionRecord[]) => list.map((r) => r.id).sort();
+    const kept = ids([...records.slice(37, 40), ...records.slice(40)]);
+    expect(
+      readdirSync(join(stateDir, 'sessions'))
+        .filter((n) => n.endsWith('.json'))
+        .map((n) => n.slice(0, -'.json'.length))
+        .sort(),
+    ).toEqual(kept);
+    expect(pruned.sort()).toEqual(ids(records.slice(0, 37)));
+    expect(records.map((r) => journal.has(r.id))).toEqual(records.map((r) => kept.includes(r.id)));
+    expect(journal.recent(10).map((r) => r.id)).toEqual(
+      records
+        .slice(37, 40)
+        .map((r) => r.id)
+        .reverse(),
+    );
   });
 });
