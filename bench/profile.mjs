@@ -1,7 +1,8 @@
 // Where the daemon's CPU goes under load: `npm run build && node bench/profile.mjs`. Starts a daemon with
 // `node --cpu-prof`, runs 20 sessions at once (max_sessions 20), then four sessions at once printing
 // BENCH_OUTPUT_MB (default 50) MB each, stops it and prints the functions with the most self time, by
-// case, and the daemon's CPU seconds. Cleans up what it made.
+// case, and the daemon's CPU seconds. Cleans up what it made. BENCH_PROFILE_CASES (default twenty,output)
+// picks the cases, BENCH_PROFILE_TOP (default 14) how many functions are listed.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -17,7 +18,10 @@ import { triggerOnce } from './suites/session.mjs';
 
 const outputMb = Number(process.env.BENCH_OUTPUT_MB ?? 50);
 
-function summarize(file, top = 14) {
+const top = Number(process.env.BENCH_PROFILE_TOP ?? 14);
+const only = (process.env.BENCH_PROFILE_CASES ?? 'twenty,output').split(',');
+
+function summarize(file) {
   const profile = JSON.parse(readFileSync(file, 'utf8'));
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const self = new Map();
@@ -60,14 +64,19 @@ async function profiled(name, dir, repo, maxSessions, run) {
 const dir = workDir();
 const repo = await serveRepo(dir);
 try {
-  const cases = [
-    await profiled('twenty', dir, repo.url, 20, (socket, url) =>
-      Promise.all(Array.from({ length: 20 }, () => triggerOnce(socket, url))),
-    ),
-    await profiled('output', dir, repo.url, 4, (socket, url) =>
-      Promise.all(Array.from({ length: 4 }, () => triggerOnce(socket, url, { agent: 'printer' }))),
-    ),
-  ];
+  const cases = [];
+  if (only.includes('twenty'))
+    cases.push(
+      await profiled('twenty', dir, repo.url, 20, (socket, url) =>
+        Promise.all(Array.from({ length: 20 }, () => triggerOnce(socket, url))),
+      ),
+    );
+  if (only.includes('output'))
+    cases.push(
+      await profiled('output', dir, repo.url, 4, (socket, url) =>
+        Promise.all(Array.from({ length: 4 }, () => triggerOnce(socket, url, { agent: 'printer' }))),
+      ),
+    );
   for (const c of cases) {
     process.stdout.write(
       `\n## ${c.name}: wall ${Math.round(c.wallMs)} ms; daemon profile ${Math.round(c.totalMs)} ms, busy ${Math.round(c.busyMs)} ms\n`,

@@ -35,6 +35,12 @@ export class LineSplitter {
   private nextCr = -1;
   /** Whether the piece `next` returned last ends its line. */
   end = false;
+  /** How many lines the block `block` returned last holds. */
+  blockLines = 0;
+  /** The next byte starts a line (nothing of the current one was handed on or is held). */
+  private lineStart = true;
+  /** block() has nothing more to offer in this chunk (until one is taken). */
+  private offered = false;
 
   constructor(private readonly maxBytes: number) {
     if (maxBytes < 4) throw new RangeError('maxBytes must be at least 4');
@@ -44,6 +50,7 @@ export class LineSplitter {
   feed(chunk: Buffer): void {
     this.chunk = chunk;
     this.at = 0;
+    this.offered = false;
     if (this.afterCr) {
       this.afterCr = false;
       if (chunk[0] === LF) this.at = 1;
@@ -71,6 +78,7 @@ export class LineSplitter {
       const cut = charBoundary(chunk, at + (this.maxBytes - this.size), at);
       this.at = cut;
       this.end = false;
+      this.lineStart = false;
       return this.take(chunk, at, cut);
     }
     if (brk === -1) {
@@ -89,7 +97,46 @@ export class LineSplitter {
     }
     this.at = after;
     this.end = true;
+    this.lineStart = true;
     return text;
+  }
+
+  /**
+   * Whole lines at once, undecoded, where nothing needs a line of its own: from the start of a line,
+   * the run of complete lines of the chunk, at most maxLines of them, ending before a line with a `\r`
+   * or longer than the maximum; each ends in `\n`, and `blockLines` says how many there are.
+   * Undefined when there is none; then (or when the consumer does not take them) next() hands on the
+   * same bytes line by line. Offered once per chunk unless taken, so a consumer that declines pays for
+   * one look, not one per line.
+   */
+  block(maxLines = Number.POSITIVE_INFINITY): Buffer | undefined {
+    const chunk = this.chunk;
+    if (chunk === undefined || this.offered || this.size !== 0 || !this.lineStart) return undefined;
+    this.offered = true;
+    const at = this.at;
+    if (this.nextCr !== -1 && this.nextCr < at) this.nextCr = chunk.indexOf(CR, at);
+    const before = this.nextCr === -1 ? chunk.length : this.nextCr;
+    let end = at - 1;
+    let lines = 0;
+    for (
+      let nl = chunk.indexOf(LF, at);
+      nl !== -1 && nl < before && lines < maxLines;
+      nl = chunk.indexOf(LF, nl + 1)
+    ) {
+      if (nl - end - 1 > this.maxBytes) break;
+      end = nl;
+      lines++;
+    }
+    if (lines === 0) return undefined;
+    this.blockLines = lines;
+    return chunk.subarray(at, end + 1);
+  }
+
+  /** The consumer took what block() offered: next() goes on after it. */
+  took(block: Buffer): void {
+    this.at += block.length;
+    this.end = true;
+    this.offered = false;
   }
 
   /** All pieces of one chunk (tests, and consumers that never stop in the middle). */
@@ -100,6 +147,7 @@ export class LineSplitter {
 
   /** The end of the stream: what is left of an unfinished line, if anything. */
   flush(): OutputPiece | undefined {
+    this.lineStart = true;
     if (this.size === 0) return undefined;
     const text = Buffer.concat(this.parts).toString('utf8');
     this.parts = [];
@@ -131,22 +179,32 @@ export interface OutputReaderOptions {
   maxLineBytes: number;
   /** Pieces handed over per event-loop turn before the reader yields to other work. */
   piecesPerTurn?: number;
+  /**
+   * Offered whole lines at once (see LineSplitter.block: `lines` of them, at most what is left of this
+   * turn's piecesPerTurn, each at most maxLineBytes, none with a `\r`, each ending in `\n`,
+   * undecoded): true takes them, false has them handed on one piece at a time.
+   */
+  onBlock?: (bytes: Buffer, lines: number) => boolean;
 }
 
 /**
- * Reads one stream into pieces. It takes one chunk at a time from the pipe and hands its pieces on
- * piecesPerTurn at a time, yielding the event loop in between; while the consumer has paused it, or
- * the pieces of a chunk are still being handed on, nothing more is read from the pipe, so a fast
- * writer blocks on its pipe instead of filling the daemon's memory.
+ * Reads one stream into pieces. It takes one chunk at a time from the pipe and hands on at most
+ * piecesPerTurn pieces (or blocks of whole lines) per turn of the event loop, whatever the number of
+ * chunks; while the consumer has paused it, or the pieces of a chunk are still being handed on, nothing
+ * more is read from the pipe, so a fast writer blocks on its pipe instead of filling the daemon's memory.
  */
 export class OutputReader {
   readonly done: Promise<void>;
   private readonly splitter: LineSplitter;
   private readonly piecesPerTurn: number;
+  private readonly onBlock: ((bytes: Buffer, lines: number) => boolean) | undefined;
   /** A chunk whose pieces are still being handed on. */
   private pending = false;
   private paused = false;
   private scheduled = false;
+  /** Pieces still to be handed on in this turn of the event loop (for all chunks of the turn). */
+  private budget: number;
+  private refillScheduled = false;
   private inputEnded = false;
   private finished = false;
   private resolveDone: () => void = () => {};
@@ -158,14 +216,18 @@ export class OutputReader {
   ) {
     this.splitter = new LineSplitter(options.maxLineBytes);
     this.piecesPerTurn = options.piecesPerTurn ?? 1024;
+    this.budget = this.piecesPerTurn;
+    this.onBlock = options.onBlock;
     this.done = new Promise((resolve) => {
       this.resolveDone = resolve;
     });
     input.on('data', (chunk: Buffer) => {
-      input.pause();
       this.splitter.feed(chunk);
       this.pending = true;
       this.work();
+      // The pipe is read on only while the chunks it gives are handed on at once: the rest of one
+      // waits for a later turn (its budget spent) or the consumer (paused), and so does the pipe.
+      if (this.pending || this.paused) input.pause();
     });
     input.once('end', () => {
       this.inputEnded = true;
@@ -205,8 +267,17 @@ export class OutputReader {
 
   private work(): void {
     if (this.finished || this.paused) return;
-    let budget = this.piecesPerTurn;
     while (this.pending) {
+      if (this.budget <= 0) {
+        // This turn's share is used up: other sockets and timers get theirs first.
+        this.later();
+        return;
+      }
+      if (this.onBlock !== undefined && this.offerBlock()) {
+        if (this.paused) return;
+        continue;
+      }
+      this.spend(1);
       const text = this.splitter.next();
       if (text === undefined) {
         this.pending = false;
@@ -214,20 +285,46 @@ export class OutputReader {
       }
       this.deliver(text, this.splitter.end);
       if (this.paused) return;
-      if (--budget === 0) {
-        this.later();
-        return;
-      }
     }
     if (!this.inputEnded) {
-      // The next chunk in a later turn: other sockets and timers get their share first.
-      if (this.input.isPaused()) setImmediate(() => this.finished || this.paused || this.input.resume());
+      // The pipe was paused for this chunk: the next one in a later turn.
+      if (this.input.isPaused())
+        setImmediate(() => this.finished || this.paused || this.pending || this.input.resume());
       return;
     }
     const rest = this.splitter.flush();
     if (rest) this.deliver(rest.text, true);
     this.finished = true;
     this.resolveDone();
+  }
+
+  /** Pieces (or a block's lines) of this turn's budget; the budget is refilled in the next turn. */
+  private spend(pieces: number): void {
+    this.budget -= pieces;
+    if (this.refillScheduled) return;
+    this.refillScheduled = true;
+    setImmediate(() => {
+      this.refillScheduled = false;
+      this.budget = this.piecesPerTurn;
+    });
+  }
+
+  /** Whole lines at once, if the splitter has them and the consumer takes them. */
+  private offerBlock(): boolean {
+    const block = this.splitter.block(this.budget);
+    if (block === undefined) return false;
+    const lines = this.splitter.blockLines;
+    let taken: boolean;
+    try {
+      taken = (this.onBlock as (bytes: Buffer, lines: number) => boolean)(block, lines);
+    } catch {
+      // As with a piece: the reading goes on, and what failed is not handed on twice.
+      taken = true;
+    }
+    if (!taken) return false;
+    this.splitter.took(block);
+    this.spend(lines);
+    return true;
   }
 
   private deliver(text: string, end: boolean): void {

@@ -160,7 +160,15 @@ export interface PodmanPort {
  * OUTPUT_LINE_MAX_BYTES (`end` is false for every piece but a line's last), and which stream it came on.
  * Before the container runs, podman's own messages come on stderr too.
  */
-export type OutputHandler = (text: string, end: boolean, stream: 'stdout' | 'stderr') => void;
+export type OutputHandler = ((text: string, end: boolean, stream: 'stdout' | 'stderr') => void) & {
+  /**
+   * Optional: whole lines at once where none needs handling of its own (see LineSplitter.block): the
+   * undecoded bytes of complete lines, each at most OUTPUT_LINE_MAX_BYTES and ending in `\n`, none
+   * with a `\r`; `lines` of them. True takes them; false (or no `block`) has them come line by line as
+   * usual.
+   */
+  block?: (bytes: Buffer, lines: number, stream: 'stdout' | 'stderr') => boolean;
+};
 
 /** How often a `secret create` that met Podman's secrets file mid-write is made (see createSecret). */
 const SECRET_CREATE_ATTEMPTS = 4;
@@ -416,14 +424,21 @@ export class PodmanClient implements PodmanPort {
     const deadline = new AbortController();
     const timer = setTimeout(() => deadline.abort(), this.timeoutMs);
     timer.unref();
+    const handler: OutputHandler = (text, end, stream) => {
+      // The setup step's first line is on stdout; podman's own messages are on stderr.
+      if (stream === 'stdout') clearTimeout(timer);
+      onLine(text, end, stream);
+    };
+    const { block } = onLine;
+    if (block !== undefined)
+      handler.block = (bytes, lines, stream) => {
+        if (stream === 'stdout') clearTimeout(timer);
+        return block(bytes, lines, stream);
+      };
     const run = this.stream(
       operation,
       argv,
-      (text, end, stream) => {
-        // The setup step's first line is on stdout; podman's own messages are on stderr.
-        if (stream === 'stdout') clearTimeout(timer);
-        onLine(text, end, stream);
-      },
+      handler,
       signal === undefined ? deadline.signal : AbortSignal.any([signal, deadline.signal]),
     );
     const exitCode = run.exitCode.then(
@@ -493,16 +508,24 @@ export class PodmanClient implements PodmanPort {
       stdin: 'ignore',
     });
     const errLines: string[] = [];
-    const options = { maxLineBytes: OUTPUT_LINE_MAX_BYTES };
     /** The container has printed: what comes on stderr from now on is its own, not podman's. */
     let printed = false;
+    const { block } = onLine;
     const out = new OutputReader(
       child.stdout,
       (text, end) => {
         printed = true;
         onLine(text, end, 'stdout');
       },
-      options,
+      {
+        maxLineBytes: OUTPUT_LINE_MAX_BYTES,
+        ...(block && {
+          onBlock: (bytes: Buffer, lines: number) => {
+            printed = true;
+            return block(bytes, lines, 'stdout');
+          },
+        }),
+      },
     );
     // The container's stderr, and before that podman's own messages: their tail is kept for the error of
     // a container that did not start (never the container's own lines: they may hold what masking hides).
@@ -515,7 +538,11 @@ export class PodmanClient implements PodmanPort {
         }
         onLine(text, end, 'stderr');
       },
-      options,
+      {
+        maxLineBytes: OUTPUT_LINE_MAX_BYTES,
+        // Podman's own messages are kept line by line (above).
+        ...(block && { onBlock: (bytes: Buffer, lines: number) => printed && block(bytes, lines, 'stderr') }),
+      },
     );
     const exitCode = child.then(async (result) => {
       await Promise.all([out.done, err.done]);

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { SessionFiles } from '../adapters/session-files.js';
 import type { QuarantinedRecord, SessionStore } from '../adapters/session-store.js';
-import { closeSessionLog, LogReader, type OutputLine } from '../runner/session-log.js';
+import { closeSessionLog, LogReader, type OutputBlock, type OutputLine } from '../runner/session-log.js';
 import { type HistoryFilter, type HistoryPage, SessionIndex } from '../sessions/history.js';
 import type { SessionRecord } from '../sessions/records.js';
 import { type BusEvent, SessionBus } from '../sessions/session-bus.js';
@@ -197,8 +197,8 @@ export class SessionJournal {
     }));
   }
 
-  /** One line of a session's output (already masked, numbered and on its way to its log file). */
-  output(sessionId: string, line: OutputLine): void {
+  /** One line of a session's output, or lines that came at once (already masked, numbered and on their way to its log file). */
+  output(sessionId: string, line: OutputLine | OutputBlock): void {
     this.bus.publishLine(sessionId, line);
   }
 

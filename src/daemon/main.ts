@@ -570,6 +570,7 @@ function sessionLogic(
         logFile: (id) => journal.logPath(id),
         logMaxBytes: config.logMaxBytes,
         line: (sessionId, line) => journal.output(sessionId, line),
+        block: (sessionId, block) => journal.output(sessionId, block),
         dropped: (sessionId, lines, reason) => metrics.droppedOutput(sessionId, lines, reason),
       },
       cacheVolumes,

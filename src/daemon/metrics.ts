@@ -176,8 +176,11 @@ export class DaemonMetrics implements MetricsRecorder {
     if (event.type === 'phase') {
       if (event.phase === 'resolving') this.started.inc({ agent: this.agentOf(event.sessionId) });
     } else if (event.type === 'output') {
-      let bytes = 0;
-      for (const line of event.lines) bytes += Buffer.byteLength(line.text);
+      let bytes = event.bytes;
+      if (bytes === undefined) {
+        bytes = 0;
+        for (const line of event.lines) bytes += Buffer.byteLength(line.text);
+      }
       this.outputBytes.inc({ agent: this.agentOf(event.sessionId) }, bytes);
     } else {
       this.agents.delete(event.sessionId);

@@ -13,7 +13,7 @@ import { type CommandEnd, findCommandEnd } from './command-end.js';
 import { unbundle } from './credential-bundle.js';
 import { ImageCache, type ImageInfo } from './image-cache.js';
 import { createMasker } from './mask.js';
-import type { OutputLine } from './session-log.js';
+import type { OutputBlock, OutputLine } from './session-log.js';
 import { SessionOutput } from './session-output.js';
 
 /**
@@ -109,6 +109,8 @@ export interface OutputSink {
   logMaxBytes: number;
   /** One line of the session's output as it arrives: masked, numbered, on its way to the log file. */
   line(sessionId: string, line: OutputLine): void;
+  /** Lines that came at once (see OutputBlock); without it they go to `line` one by one. */
+  block?(sessionId: string, block: OutputBlock): void;
   /**
    * Lines not kept: `withheld` (the output could not be masked, so it was not shown) or `log_full` (not
    * written to the log; followers still got them).
@@ -286,6 +288,7 @@ async function attach(
       logFile: output.logFile(sessionId),
       logMaxBytes: output.logMaxBytes,
       onLine: (line) => output.line(sessionId, line),
+      ...(output.block && { onBlock: (block: OutputBlock) => output.block?.(sessionId, block) }),
       onMissed: (lines) => output.dropped?.(sessionId, lines, 'log_full'),
     },
     input.mask === undefined ? undefined : createMasker(input.mask.map((value) => value.bytes())),
@@ -360,20 +363,29 @@ async function attach(
   if (!adopted) {
     for (const line of input.notices) out.notice(`agentd: ${line}`);
     out.setMarker(input.marker);
-    const reader = out.reader((text, end, cont, stream) => {
-      if (stream === 'stderr') {
-        // The command's own stderr; before the container runs, podman's messages (kept for the error).
-        if (containerStarted) write(text, cont, 'stderr');
-        return;
-      }
-      if (!end) {
-        write(text, cont);
-        return;
-      }
-      const what = read(input.marker, text, cont);
-      if (what.kind === 'line') write(text, cont);
-      else if (what.kind === 'end' && what.before !== '') write(what.before, cont);
-    });
+    const markerBytes = Buffer.from(input.marker);
+    const reader = out.reader(
+      (text, end, cont, stream) => {
+        if (stream === 'stderr') {
+          // The command's own stderr; before the container runs, podman's messages (kept for the error).
+          if (containerStarted) write(text, cont, 'stderr');
+          return;
+        }
+        if (!end) {
+          write(text, cont);
+          return;
+        }
+        const what = read(input.marker, text, cont);
+        if (what.kind === 'line') write(text, cont);
+        else if (what.kind === 'end' && what.before !== '') write(what.before, cont);
+      },
+      // Whole lines at once while the command runs and none of them is the setup step's: its report
+      // and the setup output kept for an error come line by line.
+      (bytes, lines, stream) =>
+        commandStarted &&
+        (markerBytes.length === 0 || bytes.indexOf(markerBytes) === -1) &&
+        out.writeBlock(bytes, lines, stream),
+    );
     const run = input.run
       ? port.runAttached(input.run, reader.handler, signal)
       : port.startAttached(container, reader.handler, signal);

@@ -28,6 +28,29 @@ export interface OutputLine {
   cont?: boolean;
 }
 
+/**
+ * Lines that came at once (whole lines of a chunk of the container's output with nothing in them that
+ * needs a line of its own): `count` lines numbered from `seq`, all read at `time`, masked, as UTF-8
+ * bytes, each ending in `\n`. The log encodes them as records only when it writes them, and a reader
+ * gets them as OutputLines (linesOfBlock) only when it asks.
+ */
+export interface OutputBlock {
+  seq: number;
+  count: number;
+  time: string;
+  stream: OutputStream;
+  bytes: Buffer;
+}
+
+/** The lines of a block, one by one. */
+export function linesOfBlock(block: OutputBlock): OutputLine[] {
+  const { seq, time, stream, bytes } = block;
+  return bytes
+    .toString('utf8', 0, bytes.length - 1)
+    .split('\n')
+    .map((text, i) => ({ seq: seq + i, time, stream, text }));
+}
+
 /** A stretch of output a reader does not get: `count` lines from `fromSeq` to `toSeq`, and why. */
 export interface SkippedLines {
   fromSeq: number;
@@ -47,7 +70,21 @@ interface Gap {
 
 const { O_WRONLY, O_APPEND, O_CREAT, O_NOFOLLOW } = constants;
 const GAP_RETRY_MS = 2000;
-/** Unwritten bytes beyond which the log asks its writer to wait (`backlogged`). */
+/**
+ * A log is written at most this often: what comes in between is written in one batch, and of a flood
+ * only what the bound keeps is ever encoded and written.
+ */
+const WRITE_EVERY_MS = 100;
+/**
+ * ... and at most this often while more than the bound comes between two writes (the last one dropped
+ * records unwritten): a flood costs the disk about the bound a second, not all of it.
+ */
+const FLOOD_WRITE_EVERY_MS = 1000;
+/**
+ * Unwritten bytes beyond the bound (maxBytes) after which the log asks its writer to wait (`backlogged`):
+ * what waits beyond the bound is dropped as the oldest, so only records the log cannot drop yet (one
+ * large part, such as a block of many empty lines) come to this.
+ */
 const HIGH_WATER = 256 * 1024;
 /** ... and below which it tells the writer to carry on. */
 const LOW_WATER = 64 * 1024;
@@ -80,15 +117,18 @@ export async function closeSessionLog(path: string): Promise<void> {
 }
 
 /**
- * Records waiting to be written, in order: whole records encoded in chunks, then the newest (at most
- * about ENCODE_AT characters) still as text. `bytes` counts the encoded bytes plus the characters of
- * the text (its bytes once it is encoded).
+ * Records waiting to be written, in order: whole records encoded in chunks and blocks of lines not
+ * encoded yet (counted by the size of their records), then the newest (at most about ENCODE_AT
+ * characters) still as text. `bytes` counts the records' bytes plus the characters of the text (its
+ * bytes once it is encoded).
  */
 interface Pending {
-  chunks: { buffer: Buffer; used: number }[];
+  parts: PendingPart[];
   text: string;
   bytes: number;
 }
+
+type PendingPart = { buffer: Buffer; used: number } | { block: OutputBlock; size: number };
 
 /**
  * A session's output log: one line per output line, `SEQ TIME STREAM TEXT` (STREAM is `out`, `err` or
@@ -96,10 +136,13 @@ interface Pending {
  * `<id>.log` and, once that holds half of maxBytes, the half before it as `<id>.log.1`.
  *
  * Writes are buffered and asynchronous: appending never blocks the daemon, one file stays open while
- * the session runs, and what is appended while a write is under way goes out in the next one. Records
- * are encoded into buffers outside V8's heap a few kilobytes at a time, so a flood of lines leaves
- * little for the garbage collector. When more is waiting than HIGH_WATER, `backlogged` tells the writer to
- * stop reading the container until `onDrain`.
+ * the session runs, and what is appended while a write is under way or within WRITE_EVERY_MS of the
+ * last one (FLOOD_WRITE_EVERY_MS during a flood) goes out in the next. Records are encoded into buffers outside V8's heap a few kilobytes at
+ * a time, blocks of lines only when they are written, so a flood of lines leaves little for the
+ * garbage collector. Records with the whole bound of newer ones after them are dropped unwritten (the
+ * rotation would delete them): a flood costs the disk at most the bound per write. When more is
+ * waiting than the bound and HIGH_WATER, `backlogged` tells the writer to stop reading the container
+ * until `onDrain`.
  *
  * The file is never opened through a symbolic link. A write that fails (a full state dir) never stops
  * the session: the lines still reach followers, and the log gets one note saying what is missing,
@@ -114,6 +157,14 @@ export class SessionLog {
   /** Being written. */
   private flying: Buffer | undefined;
   private scheduled = false;
+  /** The next write, when it waits for WRITE_EVERY_MS since the last. */
+  private timer: NodeJS.Timeout | undefined;
+  /** When the last write began (performance.now()). */
+  private lastFlush = Number.NEGATIVE_INFINITY;
+  /** Records were dropped unwritten: the log starts again with what is written next. */
+  private droppedPending = false;
+  /** The last write began after records were dropped unwritten: the next waits FLOOD_WRITE_EVERY_MS. */
+  private flooded = false;
   private closed = false;
   private wasBacklogged = false;
   private readonly drainListeners: (() => void)[] = [];
@@ -170,15 +221,59 @@ export class SessionLog {
     this.count(line);
     if (this.closed) return line;
     encode(this.pending, record(line));
-    if (this.pending.bytes > HIGH_WATER) this.wasBacklogged = true;
-    if (!this.scheduled && this.flying === undefined) {
-      this.scheduled = true;
-      setImmediate(() => {
-        this.scheduled = false;
-        this.flush();
-      });
-    }
+    this.appended();
     return line;
+  }
+
+  /**
+   * Appends `count` whole lines at once (see OutputBlock; `bytes` holds them, each ending in `\n`, none
+   * with a `\r`): they get the next sequence numbers and one time, and are written soon.
+   */
+  appendBlock(bytes: Buffer, count: number, stream: 'stdout' | 'stderr'): OutputBlock {
+    const block: OutputBlock = { seq: this.nextSeq, count, time: now(), stream, bytes };
+    this.nextSeq += count;
+    this.containerLogBytes += bytes.length - count + 40 * count;
+    if (this.containerLines !== undefined) this.containerLines[stream] += count;
+    if (this.closed || count === 0) return block;
+    settle(this.pending);
+    const size = blockSize(block);
+    this.pending.parts.push({ block, size });
+    this.pending.bytes += size;
+    this.appended();
+    return block;
+  }
+
+  /** After an append: the oldest records beyond the bound dropped, a write planned. */
+  private appended(): void {
+    const { pending } = this;
+    // Records with the whole bound of newer ones after them cannot be in the log once those are.
+    while (
+      pending.parts.length > 1 &&
+      pending.bytes - partSize(pending.parts[0] as PendingPart) >= this.maxBytes
+    ) {
+      pending.bytes -= partSize(pending.parts.shift() as PendingPart);
+      this.droppedPending = true;
+    }
+    if (pending.bytes > this.maxBytes + HIGH_WATER) this.wasBacklogged = true;
+    this.schedule();
+  }
+
+  /** A write soon (at most one per WRITE_EVERY_MS, or FLOOD_WRITE_EVERY_MS), unless one is under way or planned (its end writes what is pending). */
+  private schedule(): void {
+    if (this.scheduled || this.timer !== undefined || this.flying !== undefined) return;
+    const wait = this.lastFlush + (this.flooded ? FLOOD_WRITE_EVERY_MS : WRITE_EVERY_MS) - performance.now();
+    if (wait > 0) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        this.flush();
+      }, wait);
+      return;
+    }
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.flush();
+    });
   }
 
   /** Counts a container line; Podman's own log line for it is its text and about 40 bytes. */
@@ -190,7 +285,12 @@ export class SessionLog {
 
   /** More is waiting to be written than the log buffers: the writer should pause until onDrain. */
   get backlogged(): boolean {
-    return this.pending.bytes > HIGH_WATER;
+    return this.pending.bytes > this.maxBytes + HIGH_WATER;
+  }
+
+  /** Records were dropped unwritten since the last write (see LogReader). */
+  get dropping(): boolean {
+    return this.droppedPending;
   }
 
   /** Called (each time) once a backlog has been written down to LOW_WATER. */
@@ -198,21 +298,28 @@ export class SessionLog {
     this.drainListeners.push(listener);
   }
 
-  /** Lines appended but not on disk yet, after `seq`: what a reader of the file would miss. */
-  unwrittenAfter(seq: number): OutputLine[] {
-    const lines: OutputLine[] = [];
-    const parts = this.flying === undefined ? [] : [this.flying];
-    parts.push(...pendingParts(this.pending));
-    for (const raw of Buffer.concat(parts).toString('utf8').split('\n')) {
-      const line = parseRecord(raw);
-      if (line !== undefined && line !== 'note' && line.seq > seq) lines.push(line);
-    }
-    return lines;
+  /**
+   * What is appended but not on disk yet, as it stands now, in order: records (being written, or
+   * encoded) and blocks of lines. What a reader of the file would miss; taken in the same turn as the
+   * end of the file, it is read at the reader's pace (nothing in it changes later).
+   */
+  unwritten(): (Buffer | OutputBlock)[] {
+    settle(this.pending);
+    const parts: (Buffer | OutputBlock)[] = this.flying === undefined ? [] : [this.flying];
+    for (const part of this.pending.parts)
+      parts.push('buffer' in part ? part.buffer.subarray(0, part.used) : part.block);
+    return parts;
   }
 
   /** Resolves once everything appended so far was written (or found missing). */
   flushed(): Promise<void> {
     if (this.pending.bytes === 0 && this.flying === undefined) return Promise.resolve();
+    if (this.timer !== undefined) {
+      // Someone waits for it: no waiting for WRITE_EVERY_MS.
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.flush();
+    }
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -236,54 +343,74 @@ export class SessionLog {
       this.idle();
       return;
     }
+    this.lastFlush = performance.now();
     const note = this.gap ? Buffer.from(noteRecord(this.gap)) : undefined;
-    let batch = Buffer.concat(pendingParts(this.pending));
+    const batch = pendingBytes(this.pending);
+    const restart = this.droppedPending;
+    this.flooded = restart;
     this.pending = emptyPending();
+    this.droppedPending = false;
     this.flying = batch;
     const half = Math.floor(this.maxBytes / 2);
     const noteBytes = note?.length ?? 0;
-    let dropped = false;
-    if (noteBytes + batch.length > half) {
-      // More than half the bound at once: its oldest lines would go at the next rotation anyway.
-      const from = batch.indexOf(10, Math.max(0, batch.length - (half - noteBytes)) - 1) + 1;
-      batch = batch.subarray(from);
-      dropped = true;
-    }
-    const data = note ? Buffer.concat([note, batch]) : batch;
-    const flying = this.flying;
+    const done = (errno: string | undefined) =>
+      this.written(batch, errno, errno === undefined && note !== undefined);
     try {
       if (this.fd === undefined) this.open();
-      if (dropped) {
-        // What the log holds is older than what was just dropped: the log starts again, gap-free.
+      if (restart || noteBytes + batch.length > half) {
+        // Newer than everything the log holds by more than it keeps (records were dropped unwritten,
+        // or the batch alone is over half the bound): the log starts again with the batch, gap-free,
+        // its newest half in `<path>` and the half before it in `<path>.1`.
+        const tailFrom = lineAfter(batch, batch.length - (half - noteBytes));
+        const headFrom = lineAfter(batch, tailFrom - half + noteBytes);
+        const head = batch.subarray(headFrom, tailFrom);
+        const tail = batch.subarray(tailFrom);
         ftruncateSync(this.fd as number, 0);
         this.size = 0;
-        removeQuietly(`${this.path}.1`);
-      } else if (this.size > 0 && this.size + data.length > half) {
-        // The file becomes `<path>.1`, replacing the half before it (rename never follows a link at
-        // either path); off the event loop: dropping the old half costs the filesystem some time.
-        closeQuietly(this.fd as number);
-        this.fd = undefined;
-        rename(this.path, `${this.path}.1`, (error) => {
-          if (error) {
-            this.written(flying, error.code ?? 'EIO', false);
-            return;
-          }
-          // The new file is opened off the event loop too: creating it costs as much as the rename.
-          this.openLater((failure) => {
-            if (failure) this.written(flying, failure.code ?? 'EIO', false);
-            else this.writeBatch(flying, data, note !== undefined);
-          });
+        if (head.length === 0) {
+          removeQuietly(`${this.path}.1`);
+          this.writeBatch(note ? Buffer.concat([note, tail]) : tail, done);
+          return;
+        }
+        this.writeBatch(note ? Buffer.concat([note, head]) : head, (errno) => {
+          if (errno !== undefined) done(errno);
+          else this.rotate(tail, done);
         });
         return;
       }
+      const data = note ? Buffer.concat([note, batch]) : batch;
+      if (this.size > 0 && this.size + data.length > half) {
+        this.rotate(data, done);
+        return;
+      }
+      this.writeBatch(data, done);
     } catch (error) {
-      this.written(flying, (error as NodeJS.ErrnoException).code ?? 'EIO', false);
-      return;
+      done((error as NodeJS.ErrnoException).code ?? 'EIO');
     }
-    this.writeBatch(flying, data, note !== undefined);
   }
 
-  private writeBatch(batch: Buffer, data: Buffer, withNote: boolean): void {
+  /**
+   * The file becomes `<path>.1`, replacing the half before it (rename never follows a link at either
+   * path), and `data` starts a new file; off the event loop: dropping the old half costs the
+   * filesystem some time, and creating the new file as much as the rename.
+   */
+  private rotate(data: Buffer, done: (errno: string | undefined) => void): void {
+    closeQuietly(this.fd as number);
+    this.fd = undefined;
+    rename(this.path, `${this.path}.1`, (error) => {
+      if (error) {
+        done(error.code ?? 'EIO');
+        return;
+      }
+      this.openLater((failure) => {
+        if (failure) done(failure.code ?? 'EIO');
+        else this.writeBatch(data, done);
+      });
+    });
+  }
+
+  /** Appends data to the open file; a write cut short is taken back. */
+  private writeBatch(data: Buffer, done: (errno: string | undefined) => void): void {
     const fd = this.fd as number;
     const before = this.size;
     const writeFrom = (offset: number): void => {
@@ -295,7 +422,7 @@ export class SessionLog {
           } catch {
             // Nothing more can be done; the next write starts after the fragment.
           }
-          this.written(batch, error.code ?? 'EIO', false);
+          done(error.code ?? 'EIO');
           return;
         }
         if (offset + n < data.length) {
@@ -303,10 +430,10 @@ export class SessionLog {
           return;
         }
         this.size = before + data.length;
-        this.written(batch, undefined, withNote);
+        done(undefined);
       });
     };
-    if (data.length === 0) this.written(batch, undefined, false);
+    if (data.length === 0) done(undefined);
     else writeFrom(0);
   }
 
@@ -328,8 +455,11 @@ export class SessionLog {
         }
       }
     }
-    if (this.pending.bytes > 0) this.flush();
-    else this.idle();
+    if (this.pending.bytes > 0) {
+      // Someone waits for everything to be written: no waiting for WRITE_EVERY_MS.
+      if (this.idleWaiters.length > 0) this.flush();
+      else this.schedule();
+    } else this.idle();
   }
 
   private idle(): void {
@@ -420,8 +550,18 @@ export class SessionLog {
   }
 }
 
+/** Where the record after position `at` (or `at` itself, if a record starts there) starts; 0 before the start. */
+function lineAfter(batch: Buffer, at: number): number {
+  if (at <= 0) return 0;
+  return batch.indexOf(10, at - 1) + 1 || batch.length;
+}
+
+function partSize(part: PendingPart): number {
+  return 'buffer' in part ? part.used : part.size;
+}
+
 function emptyPending(): Pending {
-  return { chunks: [], text: '', bytes: 0 };
+  return { parts: [], text: '', bytes: 0 };
 }
 
 /** Adds one record to the pending ones; they are encoded ENCODE_AT characters at a time. */
@@ -436,10 +576,11 @@ function settle(pending: Pending): void {
   const { text } = pending;
   if (text === '') return;
   // At most 3 bytes a UTF-16 unit: room is checked without measuring the string first.
-  let chunk = pending.chunks.at(-1);
+  const last = pending.parts.at(-1);
+  let chunk = last !== undefined && 'buffer' in last ? last : undefined;
   if (chunk === undefined || chunk.used + text.length * 3 > chunk.buffer.length) {
     chunk = { buffer: Buffer.allocUnsafe(Math.max(CHUNK, text.length * 3)), used: 0 };
-    pending.chunks.push(chunk);
+    pending.parts.push(chunk);
   }
   const written = chunk.buffer.write(text, chunk.used);
   chunk.used += written;
@@ -447,10 +588,78 @@ function settle(pending: Pending): void {
   pending.text = '';
 }
 
-/** The pending bytes, chunk by chunk (the pending text encoded first). */
-function pendingParts(pending: Pending): Buffer[] {
+/** The pending records as one buffer (the pending text encoded first, blocks encoded as records). */
+function pendingBytes(pending: Pending): Buffer {
   settle(pending);
-  return pending.chunks.map((chunk) => chunk.buffer.subarray(0, chunk.used));
+  const out = Buffer.allocUnsafe(pending.bytes);
+  let pos = 0;
+  for (const part of pending.parts) {
+    if ('buffer' in part) pos += part.buffer.copy(out, pos, 0, part.used);
+    else pos = encodeBlock(part.block, out, pos);
+  }
+  return pos === out.length ? out : out.subarray(0, pos);
+}
+
+const LF = 0x0a;
+
+/** Bytes of a block's records: `SEQ TIME TOKEN TEXT\n` a line. */
+function blockSize(block: OutputBlock): number {
+  const fixed = block.time.length + TOKENS[block.stream].length + 3;
+  return block.bytes.length + block.count * fixed + digitsIn(block.seq, block.count);
+}
+
+/** Decimal digits of the numbers from..from+count-1, all together. */
+function digitsIn(from: number, count: number): number {
+  let total = 0;
+  let n = from;
+  let left = count;
+  let width = String(from).length;
+  let next = 10 ** width;
+  while (left > 0) {
+    const here = Math.min(left, next - n);
+    total += here * width;
+    left -= here;
+    n += here;
+    width++;
+    next *= 10;
+  }
+  return total;
+}
+
+/** Writes a block's records into `out` at `pos` (blockSize bytes), without a string per line; the end. */
+function encodeBlock(block: OutputBlock, out: Buffer, pos: number): number {
+  const { bytes } = block;
+  const middle = Buffer.from(` ${block.time} ${TOKENS[block.stream]} `, 'latin1');
+  // The sequence number as ASCII digits, counted up in place.
+  const digits = Buffer.from(String(block.seq), 'latin1');
+  let width = digits.length;
+  let seqBuf = Buffer.alloc(width + 16, 0x30);
+  digits.copy(seqBuf, 16);
+  let seqAt = 16;
+  let at = 0;
+  for (let i = 0; i < block.count; i++) {
+    const nl = bytes.indexOf(LF, at);
+    pos += seqBuf.copy(out, pos, seqAt, seqAt + width);
+    pos += middle.copy(out, pos);
+    pos += bytes.copy(out, pos, at, nl + 1);
+    at = nl + 1;
+    // Next number: add one from the last digit, carrying.
+    let d = seqBuf.length - 1;
+    while (d >= seqAt && seqBuf[d] === 0x39) seqBuf[d--] = 0x30;
+    if (d >= seqAt) seqBuf[d] = (seqBuf[d] as number) + 1;
+    else {
+      if (seqAt === 0) {
+        const wider = Buffer.alloc(seqBuf.length + 16, 0x30);
+        seqBuf.copy(wider, 16);
+        seqBuf = wider;
+        seqAt = 16;
+      }
+      seqAt--;
+      seqBuf[seqAt] = 0x31;
+      width++;
+    }
+  }
+  return pos;
 }
 
 /** The last record of a batch of whole records. */
@@ -486,6 +695,8 @@ export class LogReader implements LogSource {
   private firstRecord = true;
   private pendingNote: string | undefined;
   private lastSeq: number;
+  /** What the running session had not written when the files were read to their end, still to read. */
+  private live: (Buffer | OutputBlock)[] | undefined;
   private done = false;
   private readonly block = Buffer.allocUnsafe(READ_BLOCK);
 
@@ -540,17 +751,51 @@ export class LogReader implements LogSource {
       }
     }
     if (this.files.length === 0) {
-      // Everything on disk is read: in the same turn, what the running session has not written yet.
-      const live = writing.get(this.path);
-      if (live) for (const line of live.unwrittenAfter(this.lastSeq)) this.add(line, out);
-      this.done = true;
+      if (this.live === undefined) {
+        // Everything on disk is read: in the same turn, what the running session has not written yet.
+        const log = writing.get(this.path);
+        this.live = log?.unwritten() ?? [];
+        // Lines it dropped unwritten leave a gap before the rest, for the same reason as a rotation.
+        if (log?.dropping) this.pendingNote ??= TRIMMED_REASON;
+      }
+      read = this.readLive(read, maxBytes, out);
+      if (this.live.length === 0) this.done = true;
     }
     return out.length === 0 && this.done ? undefined : out;
+  }
+
+  /** Of what was not written yet, about maxBytes more (at least one record or block). */
+  private readLive(read: number, maxBytes: number, out: (OutputLine | SkippedLines)[]): number {
+    const live = this.live as (Buffer | OutputBlock)[];
+    while (live.length > 0 && (read < maxBytes || out.length === 0)) {
+      const part = live[0] as Buffer | OutputBlock;
+      if (!Buffer.isBuffer(part)) {
+        live.shift();
+        read += part.bytes.length;
+        if (part.seq + part.count > this.expected) for (const line of linesOfBlock(part)) this.add(line, out);
+        continue;
+      }
+      // Whole records, about what is left of maxBytes.
+      let end = part.length;
+      if (end > maxBytes - read) {
+        end = part.lastIndexOf(10, Math.max(0, maxBytes - read - 1)) + 1;
+        if (end === 0) end = part.indexOf(10) + 1 || part.length;
+      }
+      for (const raw of part.toString('utf8', 0, end).split('\n')) {
+        const line = parseRecord(raw);
+        if (line !== undefined && line !== 'note') this.add(line, out);
+      }
+      read += end;
+      if (end === part.length) live.shift();
+      else live[0] = part.subarray(end);
+    }
+    return read;
   }
 
   /** Closes the files (a reader that is not read to the end). */
   close(): void {
     for (const file of this.files.splice(0)) closeQuietly(file.fd);
+    this.live = [];
     this.done = true;
   }
 

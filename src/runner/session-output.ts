@@ -1,7 +1,15 @@
+import { isUtf8 } from 'node:buffer';
 import type { AttachedRun, OutputHandler } from '../adapters/podman.js';
 import { OUTPUT_LINE_MAX_BYTES } from '../constants.js';
 import type { Masker } from './mask.js';
-import { type OutputLine, type OutputStream, openSessionLog, type SessionLog } from './session-log.js';
+import {
+  linesOfBlock,
+  type OutputBlock,
+  type OutputLine,
+  type OutputStream,
+  openSessionLog,
+  type SessionLog,
+} from './session-log.js';
 
 /**
  * Joins the pieces the output reader cuts a long line into, and cuts the line again only where no
@@ -18,6 +26,11 @@ export class LineAssembler {
     private readonly guards: () => readonly string[],
     private readonly emit: (text: string, end: boolean, cont: boolean) => void,
   ) {}
+
+  /** Nothing of a line is held or was handed on: the next text starts a line. */
+  get idle(): boolean {
+    return this.buf === '' && !this.started;
+  }
 
   push(text: string, end: boolean): void {
     if (end) {
@@ -85,6 +98,8 @@ export interface SessionOutputOptions {
   logMaxBytes: number;
   /** Each line as it is logged (masked, numbered). A listener that throws does not stop the output. */
   onLine: (line: OutputLine) => void;
+  /** Lines logged at once (writeBlock); without it they go to onLine one by one. */
+  onBlock?: (block: OutputBlock) => void;
   /** Lines the log could not write (a full state dir). */
   onMissed?: (lines: number) => void;
 }
@@ -99,6 +114,8 @@ export class SessionOutput {
   /** Undefined while output is withheld: an adopted session whose values could not be read back. */
   private mask: Masker | undefined;
   private guards: string[] = [];
+  /** The masked forms as UTF-8 that can be on one line (no CR or LF): what a block is searched for. */
+  private needles: Buffer[] = [];
   private marker = '';
   private withheld = 0;
   private run: AttachedRun | undefined;
@@ -139,7 +156,10 @@ export class SessionOutput {
    * The output handler for a podman stream: whole lines (`end`) and safe parts of longer ones (`cont`
    * when they continue one) go to onSegment; `bind` lets backpressure pause the run.
    */
-  reader(onSegment: (text: string, end: boolean, cont: boolean, stream: 'stdout' | 'stderr') => void): {
+  reader(
+    onSegment: (text: string, end: boolean, cont: boolean, stream: 'stdout' | 'stderr') => void,
+    onBlock?: (bytes: Buffer, lines: number, stream: 'stdout' | 'stderr') => boolean,
+  ): {
     handler: OutputHandler;
     bind: (run: AttachedRun) => void;
   } {
@@ -152,8 +172,14 @@ export class SessionOutput {
       () => this.guards,
       (text, end, cont) => onSegment(text, end, cont, 'stderr'),
     );
+    const handler: OutputHandler = (text, end, stream) =>
+      (stream === 'stderr' ? stderr : stdout).push(text, end);
+    // Whole lines at once only between lines (never while a long one is being assembled).
+    if (onBlock !== undefined)
+      handler.block = (bytes, lines, stream) =>
+        (stream === 'stderr' ? stderr : stdout).idle && onBlock(bytes, lines, stream);
     return {
-      handler: (text, end, stream) => (stream === 'stderr' ? stderr : stdout).push(text, end),
+      handler,
       bind: (run) => {
         this.run = run;
         if (this.paused) run.pause();
@@ -170,6 +196,28 @@ export class SessionOutput {
     const masked = this.mask(text);
     this.emit(masked, cont, stream);
     return masked;
+  }
+
+  /**
+   * Whole lines of the container's output at once (see OutputHandler.block): logged and handed on as
+   * one block when nothing in them is masked, and they are valid UTF-8 (so they are what decoding them
+   * line by line would give); `lines` is how many there are. Otherwise false: the caller hands them on
+   * line by line (write), where masking and the replacement of invalid bytes happen as always.
+   */
+  writeBlock(bytes: Buffer, lines: number, stream: 'stdout' | 'stderr'): boolean {
+    if (!this.mask || !isUtf8(bytes)) return false;
+    // In valid UTF-8, a form's bytes are in the block exactly where the form is in the decoded text;
+    // forms with a line break cannot be within one line, and are never matched line by line either.
+    for (const needle of this.needles) if (bytes.indexOf(needle) !== -1) return false;
+    const block = this.log.appendBlock(bytes, lines, stream);
+    try {
+      if (this.options.onBlock) this.options.onBlock(block);
+      else for (const line of linesOfBlock(block)) this.options.onLine(line);
+    } catch {
+      // As with a line: a broken listener is its own problem.
+    }
+    this.pauseIfBacklogged();
+    return true;
   }
 
   /** A line agentd adds to the session's output. */
@@ -189,6 +237,10 @@ export class SessionOutput {
       const pieces = cutBytes(text, OUTPUT_LINE_MAX_BYTES);
       for (let i = 0; i < pieces.length; i++) this.hand(pieces[i] as string, cont || i > 0, stream);
     }
+    this.pauseIfBacklogged();
+  }
+
+  private pauseIfBacklogged(): void {
     if (this.log.backlogged && !this.paused) {
       this.paused = true;
       this.run?.pause();
@@ -209,5 +261,8 @@ export class SessionOutput {
     const guards = [...(this.mask?.forms ?? [])];
     if (this.marker !== '') guards.push(this.marker);
     this.guards = guards;
+    this.needles = (this.mask?.forms ?? [])
+      .filter((form) => !/[\r\n]/.test(form))
+      .map((form) => Buffer.from(form, 'utf8'));
   }
 }

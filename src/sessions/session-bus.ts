@@ -1,11 +1,14 @@
-import type { OutputLine } from '../runner/session-log.js';
+import { linesOfBlock, type OutputBlock, type OutputLine } from '../runner/session-log.js';
 import type { SessionRecord } from './records.js';
 import type { SessionPhase } from './types.js';
 
 export type BusEvent =
   | { type: 'phase'; sessionId: string; agent: string; phase: SessionPhase }
-  /** The lines a session printed since the last event: one batch per turn, in order. */
-  | { type: 'output'; sessionId: string; lines: OutputLine[] }
+  /**
+   * The lines a session printed since the last event: one batch per turn, in order. `bytes`, when
+   * given, is the UTF-8 size of their texts (counted without making the lines).
+   */
+  | { type: 'output'; sessionId: string; readonly lines: readonly OutputLine[]; readonly bytes?: number }
   | { type: 'outcome'; sessionId: string; record: SessionRecord };
 
 type Listener = (event: BusEvent) => void;
@@ -20,7 +23,7 @@ type Listener = (event: BusEvent) => void;
 export class SessionBus {
   private readonly listeners = new Map<string, Set<Listener>>();
   private readonly everything = new Set<Listener>();
-  private readonly pending = new Map<string, OutputLine[]>();
+  private readonly pending = new Map<string, (OutputLine | OutputBlock)[]>();
   private scheduled = false;
 
   /** Every session's events (used by `subscribe`). */
@@ -42,8 +45,8 @@ export class SessionBus {
     };
   }
 
-  /** One line of a session's output: published with the others of this turn. */
-  publishLine(sessionId: string, line: OutputLine): void {
+  /** One line of a session's output, or a block of them: published with the others of this turn. */
+  publishLine(sessionId: string, line: OutputLine | OutputBlock): void {
     const lines = this.pending.get(sessionId);
     if (lines) lines.push(line);
     else this.pending.set(sessionId, [line]);
@@ -65,7 +68,7 @@ export class SessionBus {
     const lines = this.pending.get(sessionId);
     if (!lines) return;
     this.pending.delete(sessionId);
-    this.deliver({ type: 'output', sessionId, lines });
+    this.deliver(new OutputBatch(sessionId, lines));
   }
 
   private deliver(event: BusEvent): void {
@@ -75,6 +78,42 @@ export class SessionBus {
     if (set.size === 1) for (const listener of set) call(listener, event);
     else for (const listener of [...set]) call(listener, event);
   }
+}
+
+/**
+ * An `output` event: its lines are made (a block's decoded and split) the first time a follower asks,
+ * once for all of them; with nobody following, never.
+ */
+class OutputBatch {
+  readonly type = 'output';
+  private made: OutputLine[] | undefined;
+
+  constructor(
+    readonly sessionId: string,
+    private readonly parts: readonly (OutputLine | OutputBlock)[],
+  ) {}
+
+  get lines(): readonly OutputLine[] {
+    if (this.made === undefined) {
+      const parts = this.parts;
+      this.made =
+        parts.length === 1 && !isBlock(parts[0] as OutputLine | OutputBlock)
+          ? [parts[0] as OutputLine]
+          : parts.flatMap((part) => (isBlock(part) ? linesOfBlock(part) : [part]));
+    }
+    return this.made;
+  }
+
+  get bytes(): number {
+    let bytes = 0;
+    for (const part of this.parts)
+      bytes += isBlock(part) ? part.bytes.length - part.count : Buffer.byteLength(part.text);
+    return bytes;
+  }
+}
+
+function isBlock(part: OutputLine | OutputBlock): part is OutputBlock {
+  return 'count' in part;
 }
 
 function call(listener: Listener, event: BusEvent): void {

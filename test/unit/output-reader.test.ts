@@ -91,3 +91,135 @@ describe('OutputReader', () => {
     expect(got).toEqual(['a', 'b']);
   });
 });
+
+describe('whole lines at once', () => {
+  /** Every chunk through block() (taken when `take` says so) and next(): the lines as they come out. */
+  function viaBlocks(max: number, chunks: (string | Buffer)[], take: (b: Buffer) => boolean = () => true) {
+    const splitter = new LineSplitter(max);
+    const out: (OutputPiece | { block: string })[] = [];
+    for (const chunk of chunks) {
+      splitter.feed(Buffer.from(chunk));
+      for (;;) {
+        const block = splitter.block();
+        if (block !== undefined && take(block)) {
+          out.push({ block: block.toString('utf8') });
+          splitter.took(block);
+          continue;
+        }
+        const text = splitter.next();
+        if (text === undefined) break;
+        out.push({ text, end: splitter.end });
+      }
+    }
+    const rest = splitter.flush();
+    if (rest) out.push(rest);
+    return out;
+  }
+  /** The same output as lines, blocks split into their lines. */
+  const asLines = (out: (OutputPiece | { block: string })[]) =>
+    out.flatMap((e) => ('block' in e ? e.block.slice(0, -1).split('\n').map(line) : [e]));
+
+  it('offers the complete lines of a chunk, from a line start, and the rest comes as before', () => {
+    const chunks = ['a\nbb\ncc', 'c\ndd\nee\nf', 'f\r\ng\nh\n', 'x'.repeat(10), 'y\nzz\n'];
+    const out = viaBlocks(8, chunks);
+    expect(out).toEqual([
+      { block: 'a\nbb\n' },
+      // The line held from the chunk before comes on its own, then the rest at once.
+      line('ccc'),
+      { block: 'dd\nee\n' },
+      // A \r: the lines before it only.
+      line('ff'),
+      { block: 'g\nh\n' },
+      part('xxxxxxxx'),
+      // The rest of a cut line is never a block's start.
+      line('xxy'),
+      { block: 'zz\n' },
+    ]);
+    expect(asLines(out)).toEqual(splitAll(8, chunks));
+  });
+
+  it('ends a block before a line longer than the maximum', () => {
+    const chunks = [`ab\ncd\n${'x'.repeat(20)}\nef\n`];
+    const out = viaBlocks(8, chunks);
+    expect(out[0]).toEqual({ block: 'ab\ncd\n' });
+    expect(asLines(out)).toEqual(splitAll(8, chunks));
+  });
+
+  it('a declined block comes line by line, and is not offered again in that chunk', () => {
+    const offered: string[] = [];
+    const chunks = ['a\nb\nc\n', 'd\ne\n'];
+    const out = viaBlocks(8, chunks, (b) => {
+      offered.push(b.toString());
+      return false;
+    });
+    expect(offered).toEqual(['a\nb\nc\n', 'd\ne\n']);
+    expect(out).toEqual(splitAll(8, chunks));
+  });
+
+  it('the reader hands blocks and pieces on in order', async () => {
+    const input = new PassThrough();
+    const got: string[] = [];
+    const reader = new OutputReader(input, (text, end) => got.push(`${end ? 'line' : 'part'} ${text}`), {
+      maxLineBytes: 64,
+      onBlock: (bytes) => {
+        // A block with a `!` in it is declined (as a masked value would be).
+        if (bytes.includes('!')) return false;
+        got.push(`block ${bytes.toString()}`);
+        return true;
+      },
+    });
+    input.write('one\ntwo\nthr');
+    input.write('ee\nfour!\nfive\n');
+    input.end('six');
+    await reader.done;
+    expect(got).toEqual(['block one\ntwo\n', 'line three', 'line four!', 'line five', 'line six']);
+  });
+});
+
+describe('OutputReader budget', () => {
+  it('counts the lines of a block against the pieces of a turn, across chunks', async () => {
+    const input = new PassThrough();
+    const turns: number[] = [0];
+    let counting = true;
+    const count = async () => {
+      while (counting) {
+        await nextTurn();
+        turns.push(0);
+      }
+    };
+    const counter = count();
+    const reader = new OutputReader(input, () => {}, {
+      maxLineBytes: 64,
+      piecesPerTurn: 100,
+      onBlock: (bytes, lines) => {
+        expect(bytes.toString().split('\n').length - 1).toBe(lines);
+        turns[turns.length - 1] = (turns.at(-1) as number) + lines;
+        return true;
+      },
+    });
+    // Ten chunks of 60 lines at once: blocks end where the turn's budget does.
+    for (let i = 0; i < 10; i++) input.write('y\n'.repeat(60));
+    input.end();
+    await reader.done;
+    counting = false;
+    await counter;
+    expect(turns.reduce((a, b) => a + b, 0)).toBe(600);
+    expect(Math.max(...turns)).toBeLessThanOrEqual(100);
+  });
+});
+
+describe('LineSplitter.block', () => {
+  it('counts its lines and stops at maxLines', () => {
+    const splitter = new LineSplitter(64);
+    splitter.feed(Buffer.from('a\nb\nc\nd\ne'));
+    const first = splitter.block(3);
+    expect([first?.toString(), splitter.blockLines]).toEqual(['a\nb\nc\n', 3]);
+    splitter.took(first as Buffer);
+    const second = splitter.block(3);
+    expect([second?.toString(), splitter.blockLines]).toEqual(['d\n', 1]);
+    splitter.took(second as Buffer);
+    expect(splitter.block()).toBeUndefined();
+    expect(splitter.next()).toBeUndefined();
+    expect(splitter.flush()).toEqual(line('e'));
+  });
+});

@@ -5,6 +5,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createMasker, MASK } from '../../src/runner/mask.js';
 import {
   isSkipped,
+  LogReader,
+  linesOfBlock,
   type OutputLine,
   readSessionLog,
   renderSessionLog,
@@ -115,17 +117,90 @@ describe('SessionLog', () => {
     expect(readSessionLog(path, 300)).toEqual([]);
   });
 
-  it('asks its writer to wait while more is unwritten than it buffers', async () => {
+  it('drops unwritten what the bound cannot keep, and keeps the newest in its two halves', async () => {
     const path = logPath();
-    const log = new SessionLog(path, 1_000_000);
+    const log = new SessionLog(path, 65_536);
+    const line = 'y'.repeat(1000);
+    // 5 MB in one turn: nothing is written meanwhile, and the log does not hold on to it.
+    for (let i = 1; i <= 5000; i++) {
+      log.append(`${i} ${line}`);
+      expect(log.backlogged).toBe(false);
+    }
+    await log.close();
+    expect(size(path)).toBeLessThanOrEqual(65_536);
+    // Both halves: more than half the bound is kept.
+    expect(size(path)).toBeGreaterThan(32_768 + 16_384);
+    const entries = readSessionLog(path);
+    expect(entries[0]).toMatchObject({ fromSeq: 1, reason: TRIMMED_REASON });
+    const lines = entries.filter((e): e is OutputLine => !isSkipped(e));
+    expect(lines.at(-1)).toMatchObject({ seq: 5000, text: `5000 ${line}` });
+    expect(lines.every((l, i) => i === 0 || l.seq === (lines[i - 1] as OutputLine).seq + 1)).toBe(true);
+  });
+
+  it('asks its writer to wait while more is unwritten than it can drop', async () => {
+    const path = logPath();
+    const log = new SessionLog(path, 4096);
     let drained = 0;
     log.onDrain(() => drained++);
-    const line = 'y'.repeat(1000);
-    while (!log.backlogged) log.append(line);
+    // 64 Ki empty lines at once: one block, far more as records than the bound and the buffer.
+    log.appendBlock(Buffer.alloc(65_536, 10), 65_536, 'stdout');
+    expect(log.backlogged).toBe(true);
     await log.flushed();
     expect(log.backlogged).toBe(false);
     expect(drained).toBe(1);
     await log.close();
+    expect(size(path)).toBeLessThanOrEqual(4096);
+    expect(readSessionLog(path).at(-1)).toMatchObject({ seq: 65_536, text: '' });
+  });
+
+  it('hands a reader what is not written yet a piece at a time, as it stood when the file was read', async () => {
+    const path = logPath();
+    const log = new SessionLog(path, 1_000_000);
+    for (let i = 1; i <= 2000; i++) log.append(`line ${i} ${'x'.repeat(100)}`);
+    log.appendBlock(Buffer.from('b1\nb2\n'), 2, 'stderr');
+    const reader = new LogReader(path);
+    const seqs: number[] = [];
+    let calls = 0;
+    for (let entries = reader.next(8192); entries !== undefined; entries = reader.next(8192)) {
+      calls++;
+      expect(entries.length).toBeLessThanOrEqual(100);
+      for (const entry of entries) if (!isSkipped(entry)) seqs.push(entry.seq);
+      // Appended after the reader took its view: not in this reader.
+      log.append('later');
+    }
+    expect(calls).toBeGreaterThan(20);
+    expect(seqs).toEqual(Array.from({ length: 2002 }, (_, i) => i + 1));
+    await log.close();
+  });
+
+  it('logs a block of lines as the same records as line by line, numbered across digit boundaries', async () => {
+    const byLine = logPath();
+    const byBlock = logPath();
+    const lines = Array.from({ length: 120 }, (_, i) => (i % 7 === 0 ? '' : `line ${i} é€ ${'z'.repeat(i)}`));
+    const a = new SessionLog(byLine, 1_000_000);
+    const b = new SessionLog(byBlock, 1_000_000);
+    for (let i = 0; i < 5; i++) {
+      a.append(`before ${i}`);
+      b.append(`before ${i}`);
+    }
+    for (const line of lines) a.append(line);
+    const block = b.appendBlock(Buffer.from(lines.map((l) => `${l}\n`).join('')), 120, 'stdout');
+    expect(block).toMatchObject({ seq: 6, count: 120, stream: 'stdout' });
+    expect(linesOfBlock(block).map((l) => [l.seq, l.text])).toEqual(lines.map((l, i) => [i + 6, l]));
+    a.append('after', { stream: 'stderr' });
+    b.append('after', { stream: 'stderr' });
+    // Readers get the unwritten block too.
+    expect(readSessionLog(byBlock).map((e) => (isSkipped(e) ? '' : `${e.seq} ${e.text}`))).toEqual(
+      readSessionLog(byLine).map((e) => (isSkipped(e) ? '' : `${e.seq} ${e.text}`)),
+    );
+    await a.close();
+    await b.close();
+    const records = (path: string) =>
+      readFileSync(path, 'utf8')
+        .split('\n')
+        .map((r) => r.replace(/^(\d+) \S+ /, '$1 TIME '));
+    expect(records(byBlock)).toEqual(records(byLine));
+    expect(new SessionLog(byBlock, 1_000_000).writtenLines()).toEqual({ stdout: 125, stderr: 1 });
   });
 });
 
@@ -180,6 +255,45 @@ describe('SessionOutput', () => {
     for (const line of lines) expect(Buffer.byteLength(line.text)).toBeLessThanOrEqual(65536);
     expect(lines[0]?.cont).toBeUndefined();
     expect(lines.slice(1).every((l) => l.cont)).toBe(true);
+  });
+
+  it('takes whole lines at once only when nothing in them is masked and they are valid UTF-8', async () => {
+    const path = logPath();
+    const lines: OutputLine[] = [];
+    const value = 'first-line-secret\nsecond-line-secret';
+    const out = new SessionOutput(
+      { logFile: path, logMaxBytes: 1_000_000, onLine: (l) => lines.push(l) },
+      createMasker([value]),
+    );
+    const block = (text: string | Buffer) => {
+      const bytes = Buffer.from(text);
+      return out.writeBlock(bytes, bytes.toString('latin1').split('\n').length - 1, 'stdout');
+    };
+    expect(block('plain\ntext é€\n')).toBe(true);
+    // Every form of the value that fits on a line, and bytes that are not UTF-8, are declined: those
+    // lines go through the masker line by line.
+    for (const form of [
+      'first-line-secret',
+      'second-line-secret',
+      Buffer.from(value).toString('base64'),
+      Buffer.from(value).toString('base64').replace(/=+$/, ''),
+      encodeURIComponent(value),
+      JSON.stringify(value).slice(1, -1),
+    ])
+      expect(block(`ok\nbefore ${form} after\n`), form).toBe(false);
+    expect(block(Buffer.from([0x61, 0xff, 0x0a]))).toBe(false);
+    expect(block('more\n')).toBe(true);
+    await out.close();
+    expect(lines.map((l) => [l.seq, l.text])).toEqual([
+      [1, 'plain'],
+      [2, 'text é€'],
+      [3, 'more'],
+    ]);
+    expect(readSessionLog(path).map((e) => (isSkipped(e) ? '' : e.text))).toEqual([
+      'plain',
+      'text é€',
+      'more',
+    ]);
   });
 
   it('keeps going when whoever it hands lines to throws', async () => {
