@@ -103,13 +103,14 @@ export class LineSplitter {
 
   /**
    * Whole lines at once, undecoded, where nothing needs a line of its own: from the start of a line,
-   * the run of complete lines of the chunk, at most maxLines of them, ending before a line with a `\r`
-   * or longer than the maximum; each ends in `\n`, and `blockLines` says how many there are.
+   * the run of complete lines of the chunk, at most maxLines of them and maxBytes (but one line at
+   * least), ending before a line with a `\r` or longer than the maximum; each ends in `\n`, and
+   * `blockLines` says how many there are.
    * Undefined when there is none; then (or when the consumer does not take them) next() hands on the
    * same bytes line by line. Offered once per chunk unless taken, so a consumer that declines pays for
    * one look, not one per line.
    */
-  block(maxLines = Number.POSITIVE_INFINITY): Buffer | undefined {
+  block(maxLines = Number.POSITIVE_INFINITY, maxBytes = Number.POSITIVE_INFINITY): Buffer | undefined {
     const chunk = this.chunk;
     if (chunk === undefined || this.offered || this.size !== 0 || !this.lineStart) return undefined;
     this.offered = true;
@@ -123,7 +124,7 @@ export class LineSplitter {
       nl !== -1 && nl < before && lines < maxLines;
       nl = chunk.indexOf(LF, nl + 1)
     ) {
-      if (nl - end - 1 > this.maxBytes) break;
+      if (nl - end - 1 > this.maxBytes || (lines > 0 && nl - at >= maxBytes)) break;
       end = nl;
       lines++;
     }
@@ -177,7 +178,10 @@ function charBoundary(chunk: Buffer, at: number, floor: number): number {
 export interface OutputReaderOptions {
   /** Longest piece of a line, in bytes. */
   maxLineBytes: number;
-  /** Pieces handed over per event-loop turn before the reader yields to other work. */
+  /**
+   * Pieces (a block's lines each count) handed over per event-loop turn before the reader yields to
+   * other work; and no more than maxLineBytes of them (a piece at least), whatever the number of chunks.
+   */
   piecesPerTurn?: number;
   /**
    * Offered whole lines at once (see LineSplitter.block: `lines` of them, at most what is left of this
@@ -204,6 +208,9 @@ export class OutputReader {
   private scheduled = false;
   /** Pieces still to be handed on in this turn of the event loop (for all chunks of the turn). */
   private budget: number;
+  /** ... and bytes (what a follower gets in one batch stays about one piece's worth). */
+  private budgetBytes: number;
+  private readonly bytesPerTurn: number;
   private refillScheduled = false;
   private inputEnded = false;
   private finished = false;
@@ -217,6 +224,8 @@ export class OutputReader {
     this.splitter = new LineSplitter(options.maxLineBytes);
     this.piecesPerTurn = options.piecesPerTurn ?? 1024;
     this.budget = this.piecesPerTurn;
+    this.bytesPerTurn = options.maxLineBytes;
+    this.budgetBytes = this.bytesPerTurn;
     this.onBlock = options.onBlock;
     this.done = new Promise((resolve) => {
       this.resolveDone = resolve;
@@ -268,7 +277,7 @@ export class OutputReader {
   private work(): void {
     if (this.finished || this.paused) return;
     while (this.pending) {
-      if (this.budget <= 0) {
+      if (this.budget <= 0 || this.budgetBytes <= 0) {
         // This turn's share is used up: other sockets and timers get theirs first.
         this.later();
         return;
@@ -277,12 +286,12 @@ export class OutputReader {
         if (this.paused) return;
         continue;
       }
-      this.spend(1);
       const text = this.splitter.next();
       if (text === undefined) {
         this.pending = false;
         break;
       }
+      this.spend(1, text.length);
       this.deliver(text, this.splitter.end);
       if (this.paused) return;
     }
@@ -299,19 +308,21 @@ export class OutputReader {
   }
 
   /** Pieces (or a block's lines) of this turn's budget; the budget is refilled in the next turn. */
-  private spend(pieces: number): void {
+  private spend(pieces: number, bytes: number): void {
     this.budget -= pieces;
+    this.budgetBytes -= bytes;
     if (this.refillScheduled) return;
     this.refillScheduled = true;
     setImmediate(() => {
       this.refillScheduled = false;
       this.budget = this.piecesPerTurn;
+      this.budgetBytes = this.bytesPerTurn;
     });
   }
 
   /** Whole lines at once, if the splitter has them and the consumer takes them. */
   private offerBlock(): boolean {
-    const block = this.splitter.block(this.budget);
+    const block = this.splitter.block(this.budget, this.budgetBytes);
     if (block === undefined) return false;
     const lines = this.splitter.blockLines;
     let taken: boolean;
@@ -323,7 +334,7 @@ export class OutputReader {
     }
     if (!taken) return false;
     this.splitter.took(block);
-    this.spend(lines);
+    this.spend(lines, block.length);
     return true;
   }
 

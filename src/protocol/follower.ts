@@ -20,6 +20,8 @@ const serialised = new WeakMap<readonly OutputLine[], { bodies: string[]; byPref
  */
 export class Follower {
   private batch: (string | Buffer)[] = [];
+  /** Characters or bytes in the batch: sent at once beyond FLUSH_AT, so that lagging is seen. */
+  private batchSize = 0;
   private scheduled = false;
   private skipped: SkippedLines | undefined;
   private stopDrain: (() => void) | undefined;
@@ -53,9 +55,12 @@ export class Follower {
       this.skip({ fromSeq: first.seq, toSeq: last.seq, count: lines.length - from, reason: LAG_REASON });
       return;
     }
-    if (from === 0) this.batch.push(this.serialiseBatch(lines));
-    else for (let i = from; i < lines.length; i++) this.batch.push(this.serialise(lines[i] as OutputLine));
-    if (!this.scheduled) {
+    if (from === 0) this.queue(this.serialiseBatch(lines));
+    else for (let i = from; i < lines.length; i++) this.queue(this.serialise(lines[i] as OutputLine));
+    // Much at once (lines handed over one by one, or a large batch): written now, so that the lines
+    // after it see whether the client keeps up, instead of all of them going out in one write.
+    if (this.batchSize > FLUSH_AT) this.flush();
+    else if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(() => {
         this.scheduled = false;
@@ -120,6 +125,7 @@ export class Follower {
     this.stopDrain?.();
     this.stopDrain = undefined;
     this.batch = [];
+    this.batchSize = 0;
   }
 
   /** Resolves once the client has read what was queued (or the connection closed). */
@@ -142,6 +148,7 @@ export class Follower {
     if (this.batch.length > 0) {
       for (const data of this.batch) this.connection.sendRaw(data);
       this.batch = [];
+      this.batchSize = 0;
     }
     if (this.skipped && (force || !this.connection.lagging)) {
       const { count, fromSeq, toSeq, reason } = this.skipped;
@@ -156,6 +163,11 @@ export class Follower {
         skipped: { fromSeq, toSeq, count, reason },
       });
     }
+  }
+
+  private queue(data: string | Buffer): void {
+    this.batch.push(data);
+    this.batchSize += data.length;
   }
 
   private serialise(line: OutputLine, body = bodyOf(this.sessionId, line)): string {
@@ -189,5 +201,8 @@ function bodyOf(sessionId: string, line: OutputLine): string {
     ...(line.cont ? { cont: true } : {}),
   });
 }
+
+/** Queued lines beyond which they are written at once (the connection's lag threshold is 64 KiB). */
+const FLUSH_AT = 64 * 1024;
 
 const LAG_REASON = 'this client read slower than the session printed';

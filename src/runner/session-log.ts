@@ -137,12 +137,12 @@ type PendingPart = { buffer: Buffer; used: number } | { block: OutputBlock; size
  *
  * Writes are buffered and asynchronous: appending never blocks the daemon, one file stays open while
  * the session runs, and what is appended while a write is under way or within WRITE_EVERY_MS of the
- * last one (FLOOD_WRITE_EVERY_MS during a flood) goes out in the next. Records are encoded into buffers outside V8's heap a few kilobytes at
- * a time, blocks of lines only when they are written, so a flood of lines leaves little for the
- * garbage collector. Records with the whole bound of newer ones after them are dropped unwritten (the
- * rotation would delete them): a flood costs the disk at most the bound per write. When more is
- * waiting than the bound and HIGH_WATER, `backlogged` tells the writer to stop reading the container
- * until `onDrain`.
+ * last one (FLOOD_WRITE_EVERY_MS during a flood) goes out in the next. Records are encoded into
+ * buffers outside V8's heap a few kilobytes at a time, blocks of lines only when they are written, so
+ * a flood of lines leaves little for the garbage collector. Records with the whole bound of newer ones
+ * after them are dropped unwritten (the rotation would delete them): a flood costs the disk at most
+ * the bound per write. When more is waiting than the bound and HIGH_WATER, `backlogged` tells the
+ * writer to stop reading the container until `onDrain`.
  *
  * The file is never opened through a symbolic link. A write that fails (a full state dir) never stops
  * the session: the lines still reach followers, and the log gets one note saying what is missing,
@@ -258,7 +258,10 @@ export class SessionLog {
     this.schedule();
   }
 
-  /** A write soon (at most one per WRITE_EVERY_MS, or FLOOD_WRITE_EVERY_MS), unless one is under way or planned (its end writes what is pending). */
+  /**
+   * A write soon (at most one per WRITE_EVERY_MS, or FLOOD_WRITE_EVERY_MS), unless one is under way
+   * or planned (its end writes what is pending).
+   */
   private schedule(): void {
     if (this.scheduled || this.timer !== undefined || this.flying !== undefined) return;
     const wait = this.lastFlush + (this.flooded ? FLOOD_WRITE_EVERY_MS : WRITE_EVERY_MS) - performance.now();
