@@ -30,7 +30,9 @@ export function sortByHost(unfinished: readonly SessionRecord[], hosts: readonly
     }
     const host = record.host ?? LOCAL_HOST;
     if (hosts.includes(host)) {
-      sorted.byHost.set(host, [...(sorted.byHost.get(host) ?? []), record]);
+      const onHost = sorted.byHost.get(host);
+      if (onHost) onHost.push(record);
+      else sorted.byHost.set(host, [record]);
       continue;
     }
     sorted.lost.push(

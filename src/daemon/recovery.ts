@@ -146,10 +146,11 @@ export function recordsFromLabels(
   known: { has(sessionId: string): boolean },
 ): SessionRecord[] {
   const records: SessionRecord[] = [];
+  const rebuilt = new Set<string>();
   for (const container of containers) {
     const id = container.Labels?.[LABEL_SESSION];
-    if (id === undefined || !/^[0-9a-f]{16}$/.test(id) || known.has(id)) continue;
-    if (records.some((r) => r.id === id)) continue;
+    if (id === undefined || !/^[0-9a-f]{16}$/.test(id) || known.has(id) || rebuilt.has(id)) continue;
+    rebuilt.add(id);
     const created = new Date((container.Created ?? 0) * 1000 || Date.now()).toISOString();
     const live = LIVE_STATES.has(container.State);
     records.push({
