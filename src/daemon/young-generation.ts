@@ -1,4 +1,5 @@
-import { setFlagsFromString } from 'node:v8';
+import { PerformanceObserver } from 'node:perf_hooks';
+import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 
 /**
  * V8's young generation while `agentd start` loads its modules. Loading allocates fast, and V8 doubles
@@ -13,7 +14,31 @@ export function holdYoungGeneration(): void {
   setFlagsFromString('--semi-space-growth-factor=1');
 }
 
-/** V8's default growth again (2): called once the daemon is up. */
+/**
+ * Once up: V8's default growth (2) again, but only up to CAP_SEMI_SPACE_BYTES a semi-space instead of
+ * V8's 16 MB (`--max-semi-space-size` is read only on Node's command line). Output floods fill the
+ * young generation with pipe chunks that die young; a semi-space of 16 MB let them, and the 64 KiB
+ * buffers they hold outside the heap, pile up to some 50 MB between scavenges (the hostile-output
+ * test's peak RSS under a loaded CI machine went past 200 MB). After each scavenge the growth is held
+ * at 1 while the semi-space is at the cap, and allowed again once V8's memory reducer has shrunk it.
+ * The check comes after the scavenge, as a task: a second scavenge before it may double the semi-space
+ * once more (8 MB at worst).
+ */
 export function releaseYoungGeneration(): void {
   setFlagsFromString('--semi-space-growth-factor=2');
+  if (observer !== undefined) return;
+  let held = false;
+  observer = new PerformanceObserver(() => {
+    const young = getHeapSpaceStatistics().find((space) => space.space_name === 'new_space');
+    if (young === undefined) return;
+    // new_space is both semi-spaces.
+    const atCap = young.space_size / 2 >= CAP_SEMI_SPACE_BYTES;
+    if (atCap === held) return;
+    held = atCap;
+    setFlagsFromString(atCap ? '--semi-space-growth-factor=1' : '--semi-space-growth-factor=2');
+  });
+  observer.observe({ entryTypes: ['gc'] });
 }
+
+let observer: PerformanceObserver | undefined;
+const CAP_SEMI_SPACE_BYTES = 4 * 1024 * 1024;

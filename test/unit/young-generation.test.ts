@@ -1,0 +1,30 @@
+import { setImmediate as turn } from 'node:timers/promises';
+import { getHeapSpaceStatistics } from 'node:v8';
+import { describe, expect, it } from 'vitest';
+import { releaseYoungGeneration } from '../../src/daemon/young-generation.js';
+
+function youngBytes(): number {
+  return getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')?.space_size ?? 0;
+}
+
+describe('young generation once the daemon is up', () => {
+  it('grows under allocation, but its semi-spaces stop at 4 MB (8 MB at worst) instead of V8s 16 MB', async () => {
+    releaseYoungGeneration();
+    let kept: { n: number; s: string }[] = [];
+    let largest = 0;
+    // Much of what is allocated lives through a scavenge or two (as lines in flight do): V8 grows
+    // the young generation then, up to 32 MB (two semi-spaces of 16 MB) without the cap. A turn
+    // allocates about what a turn of the daemon's output path may (its reader's budget per turn).
+    for (let round = 0; round < 1500; round++) {
+      for (let i = 0; i < 2_000; i++) kept.push({ n: i, s: `line ${round} ${i}` });
+      if (kept.length > 200_000) kept = kept.slice(100_000);
+      largest = Math.max(largest, youngBytes());
+      await turn();
+    }
+    expect(kept.length).toBeGreaterThan(0);
+    expect(largest).toBeGreaterThanOrEqual(4 * 1024 * 1024);
+    // Both semi-spaces; the growth is checked after each scavenge, so a second one before the check
+    // may double them once more.
+    expect(largest).toBeLessThanOrEqual(16 * 1024 * 1024);
+  });
+});
