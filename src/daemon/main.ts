@@ -52,7 +52,7 @@ import { RecordKeeper } from './record-keeper.js';
 import { planRecovery, recordsFromLabels } from './recovery.js';
 import { createReloader, readyStatus } from './reload.js';
 import { ScheduleLog } from './schedule-log.js';
-import { releaseYoungGeneration } from './young-generation.js';
+import { collectStartGarbage, releaseYoungGeneration } from './young-generation.js';
 
 export interface DaemonOptions {
   settings: Settings;
@@ -339,8 +339,10 @@ async function supervise(options: DaemonOptions): Promise<number> {
         settle(abandonedWaiting(records, host, config.hostDownGraceMs));
       },
       announceUp: ({ context }) => {
-        // Up: sessions' output may grow the young generation again (held small while loading, cli/index.ts).
+        // Up: sessions' output may grow the young generation again (held small while loading, cli/index.ts),
+        // and what the start left behind (every record read, recovery) is collected now, not in 30 s.
         releaseYoungGeneration();
+        collectStartGarbage();
         const problem = context.stateDir;
         log.info(
           {
