@@ -8,7 +8,7 @@ function youngBytes(): number {
 }
 
 describe('young generation once the daemon is up', () => {
-  it('grows under allocation, but its semi-spaces stop at 4 MB (8 MB at worst) instead of V8s 16 MB', async () => {
+  it("grows under allocation, but its semi-spaces stop at 4 MB (8 MB at worst) instead of V8's 16 MB", async () => {
     releaseYoungGeneration();
     let kept: { n: number; s: string }[] = [];
     let largest = 0;
