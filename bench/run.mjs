@@ -150,6 +150,7 @@ async function main() {
     outputMb: Math.max(1, int('BENCH_OUTPUT_MB', quick ? 5 : 50)),
     scaleRecords: Math.max(1, int('BENCH_SCALE_RECORDS', 10_000)),
     scaleQueued: Math.max(1, int('BENCH_SCALE_QUEUED', 1000)),
+    scaleSettleMs: Math.max(0, int('BENCH_SCALE_SETTLE_S', 45)) * 1000,
     warmup,
     baselineScript: join(ROOT, 'bench', 'baseline-session.sh'),
     baselinePrefix: `bench-${runId}-`,

@@ -45,17 +45,22 @@ let observer: PerformanceObserver | undefined;
 const CAP_SEMI_SPACE_BYTES = 4 * 1024 * 1024;
 
 /**
- * One full garbage collection once the daemon is up: the start's own work (reading every record in
- * the state dir, recovery, reconciliation) leaves garbage in the old generation that V8 collects
- * only when it next grows it or after some 30 s idle, and RSS keeps the pages until then. `gc` is
- * exposed just long enough to take it (a vm context made while `--expose-gc` is on has it).
+ * One full, compacting garbage collection once the daemon is up: the start's own work (reading every
+ * record in the state dir, recovery, reconciliation) leaves garbage in the old generation that V8
+ * collects only when it next grows it or after some 30 s idle, and RSS keeps the pages until then.
+ * Compacting moves what lives out of the pages the garbage left sparse, so they are returned rather
+ * than kept a quarter full (measured after a start on 10,000 records: 80 MB without, 73 MB with; V8
+ * compacts on its own only pages it finds fragmented enough). `gc` is exposed just long enough to
+ * take it (a vm context made while `--expose-gc` is on has it).
  */
 export function collectStartGarbage(): void {
   setFlagsFromString('--expose-gc');
+  setFlagsFromString('--compact-on-every-full-gc');
   try {
     const gc = runInNewContext('gc') as unknown;
     if (typeof gc === 'function') gc();
   } finally {
+    setFlagsFromString('--no-compact-on-every-full-gc');
     setFlagsFromString('--no-expose-gc');
   }
 }
