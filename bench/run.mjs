@@ -107,9 +107,11 @@ async function main() {
     );
     return 1;
   }
-  if (!process.env.CONTAINERS_CONF && existsSync('/tmp/cc.conf')) {
-    // The project's machines need it (see /work/shared/PODMAN.md); elsewhere the default config is used.
-    process.env.CONTAINERS_CONF = '/tmp/cc.conf';
+  const podmanFix = join(ROOT, '.podman', 'containers.conf');
+  if (!process.env.CONTAINERS_CONF && existsSync(podmanFix)) {
+    // What scripts/podman-env.sh wrote where this machine needs it (see /work/shared/PODMAN.md): without it
+    // every session fails at once, and the benchmarks would measure that.
+    process.env.CONTAINERS_CONF = podmanFix;
   }
   if ((await run('podman', ['image', 'exists', IMAGE], { allowFail: true })).code !== 0) {
     process.stderr.write(`bench: image ${IMAGE} is missing; build it (see /work/shared/PODMAN.md)\n`);
