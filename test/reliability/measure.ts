@@ -2,8 +2,11 @@
  * Measuring a running daemon from outside, as an operator would: its resident memory, and how long a
  * `status` request takes over its socket.
  */
-import { readFileSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /** The resident memory of a process, in kB (NaN once it is gone). */
 export function daemonRssKb(pid: number): number {
@@ -85,4 +88,71 @@ export function percentile(samples: number[], p: number): number {
   const sorted = [...samples].sort((a, b) => a - b);
   const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[rank] as number;
+}
+
+/**
+ * Another Node process on the same machine that answers every line at once, as `status` is answered:
+ * how fast "fast" can be under the machine's load of the moment. The daemon's `status` latency under
+ * hostile output is judged against it, sampled in the same rounds, so that a machine that is slow for
+ * everyone (a loaded CI host) is not taken for a starved daemon.
+ */
+export class ResponsivenessBaseline {
+  private constructor(
+    readonly socketPath: string,
+    private readonly child: ChildProcess,
+    private readonly dir: string,
+  ) {}
+
+  static async start(): Promise<ResponsivenessBaseline> {
+    const dir = mkdtempSync(join(tmpdir(), 'agentd-baseline-'));
+    const socketPath = join(dir, 'echo.sock');
+    const child = spawn(
+      process.execPath,
+      [
+        '-e',
+        `require('node:net').createServer((s) => { s.on('data', () => s.end('{"type":"status"}\\n')); s.on('error', () => {}); }).listen(process.argv[1], () => process.stdout.write('ready\\n'));`,
+        socketPath,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    await new Promise<void>((resolve, reject) => {
+      child.once('exit', (code) => reject(new Error(`baseline process exited (${code})`)));
+      child.stdout?.once('data', () => resolve());
+    });
+    return new ResponsivenessBaseline(socketPath, child, dir);
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      const exited = new Promise((resolve) => this.child.once('exit', resolve));
+      this.child.kill('SIGKILL');
+      await exited;
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** `status` round trips to the daemon and to the baseline, alternating, each after a pause of everyMs. */
+export async function latenciesBeside(
+  socketPath: string,
+  baseline: ResponsivenessBaseline,
+  durationMs: number,
+  everyMs = 50,
+): Promise<{ status: number[]; baseline: number[] }> {
+  const out = { status: [] as number[], baseline: [] as number[] };
+  const end = Date.now() + durationMs;
+  while (Date.now() < end) {
+    out.status.push(await statusOnce(socketPath));
+    out.baseline.push(await statusOnce(baseline.socketPath));
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+  }
+  return out;
+}
+
+/**
+ * The bound for the daemon's `status` p99 under load: 200 ms, or 4 times the baseline's p99 of the same
+ * rounds when the machine is so loaded that a process doing nothing else answers that slowly.
+ */
+export function statusP99Bound(baselineP99: number): number {
+  return Math.max(200, 4 * baselineP99);
 }
