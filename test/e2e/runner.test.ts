@@ -3,7 +3,7 @@ import { chmodSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { PodmanClient } from '../../src/adapters/podman.js';
 import { MASK } from '../../src/runner/mask.js';
 import { instanceSecretPrefix } from '../../src/runner/names.js';
@@ -159,6 +159,11 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.allSettled([git?.stop(), hanging?.close()]);
+});
+
+beforeEach(() => {
+  // Each test's warnings are its own: a retry in one must not fail the next.
+  warnings.length = 0;
 });
 
 afterEach(async () => {
@@ -319,7 +324,12 @@ describe('the runner machine against real Podman', () => {
       });
       expect(result.outcome, `cancelled after ${delayMs} ms`).toBe('cancelled');
     }
-    expect(warnings).toEqual([]);
+    // A `podman run` cut short while it creates the container can leave the container's shm mount busy
+    // for a moment after it exited (Podman 4.3 unmounts it in its own cleanup process): the first `rm`
+    // then fails with EBUSY and teardown's second try removes the container, as it is there for.
+    // Nothing else may go wrong, and afterEach checks that nothing is left.
+    const podmanRace = /userdata\/shm: device or resource busy/;
+    expect(warnings.filter((warning) => !podmanRace.test(warning))).toEqual([]);
   });
 
   it('reports a clone of a wrong repository path as failed while cloning, with git saying why', async () => {
