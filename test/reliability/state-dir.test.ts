@@ -273,6 +273,10 @@ describe('directories the daemon does not own', () => {
     mkdirSync(fake, { mode: 0o777 });
     chmodSync(fake, 0o777);
     track.onCleanup(() => rmSync(fake, { recursive: true, force: true }));
+    // Podman run as nobody (the start's checks ask its version) makes its rootless dirs under /tmp.
+    for (const dir of [`/tmp/podman-run-${NOBODY}`, `/tmp/containers-user-${NOBODY}`]) {
+      if (!existsSync(dir)) track.onCleanup(() => rmSync(dir, { recursive: true, force: true }));
+    }
     const home = makeTempDir('agentd-rel-nobody-');
     chmodSync(home, 0o755);
     const stateDir = join(home, 'state');
