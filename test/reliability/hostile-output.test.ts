@@ -27,7 +27,7 @@ import {
   waitUntil,
 } from './harness.js';
 import {
-  latenciesBeside,
+  latenciesOf,
   percentile,
   ResponsivenessBaseline,
   RssSampler,
@@ -366,8 +366,11 @@ describe('hostile output', () => {
     for (const child of [followers.child, triggerCli.child, logsCli.child]) child.kill('SIGSTOP');
     const stoppedAt = Date.now();
 
-    const probed = await latenciesBeside(d.socketPath, responsive, 10_000, 20);
-    const loaded = probed.status;
+    const [loaded = [], besideLoaded = []] = await latenciesOf(
+      [d.socketPath, responsive.socketPath],
+      10_000,
+      20,
+    );
     // `agentd logs ID | head` ends quietly: no EPIPE, no stack trace.
     const head = await execa(
       'bash',
@@ -428,7 +431,7 @@ describe('hostile output', () => {
     }
     expect(lastOutcome.outcome).toBe('cancelled');
     const p99 = percentile(loaded, 99);
-    const beside = percentile(probed.baseline, 99);
+    const beside = percentile(besideLoaded, 99);
     expect(
       p99,
       `status p99 under load; idle p99 ${percentile(baseline, 99).toFixed(1)} ms, a process doing nothing else ${beside.toFixed(1)} ms in the same rounds`,

@@ -73,10 +73,22 @@ export async function statusLatencies(
   durationMs: number,
   everyMs = 50,
 ): Promise<number[]> {
-  const out: number[] = [];
+  return (await latenciesOf([socketPath], durationMs, everyMs))[0] as number[];
+}
+
+/**
+ * `status` round trips to each socket in turn (the daemon's, a baseline's), a round after a pause of
+ * everyMs, for durationMs: one list of latencies per socket, sampled in the same rounds.
+ */
+export async function latenciesOf(
+  socketPaths: string[],
+  durationMs: number,
+  everyMs = 50,
+): Promise<number[][]> {
+  const out = socketPaths.map((): number[] => []);
   const end = Date.now() + durationMs;
   while (Date.now() < end) {
-    out.push(await statusOnce(socketPath));
+    for (const [i, path] of socketPaths.entries()) out[i]?.push(await statusOnce(path));
     await new Promise((resolve) => setTimeout(resolve, everyMs));
   }
   return out;
@@ -130,23 +142,6 @@ export class ResponsivenessBaseline {
     }
     rmSync(this.dir, { recursive: true, force: true });
   }
-}
-
-/** `status` round trips to the daemon and to the baseline, alternating, each after a pause of everyMs. */
-export async function latenciesBeside(
-  socketPath: string,
-  baseline: ResponsivenessBaseline,
-  durationMs: number,
-  everyMs = 50,
-): Promise<{ status: number[]; baseline: number[] }> {
-  const out = { status: [] as number[], baseline: [] as number[] };
-  const end = Date.now() + durationMs;
-  while (Date.now() < end) {
-    out.status.push(await statusOnce(socketPath));
-    out.baseline.push(await statusOnce(baseline.socketPath));
-    await new Promise((resolve) => setTimeout(resolve, everyMs));
-  }
-  return out;
 }
 
 /**
