@@ -23,6 +23,7 @@ export type ErrorCode =
   | 'STATE_DIR_FULL'
   | 'STATE_DIR_UNWRITABLE'
   | 'WEBHOOK_FAILED'
+  | 'CACHE_FAILED'
   | 'INTERNAL';
 
 export class AgentdError extends Error {

@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { CONTAINER_LOG_MAX_BYTES, OUTPUT_LINE_MAX_BYTES } from '../constants.js';
+import { AgentdError } from '../errors.js';
+import { type CacheBound, cacheBoundProblem, cacheVolumeOptions, makeCacheImage } from './cache-image.js';
 import { OutputReader } from './output-reader.js';
 import {
   classifyPodmanFailure,
@@ -65,8 +67,11 @@ export interface CreateContainerOptions {
   tmpfs?: { path: string; bytes: number; mode: string }[];
   /** Host paths bound into the container (nosuid, nodev); paths hold no `:` or `,` (config checks it). */
   mounts?: { source: string; target: string; readOnly: boolean }[];
-  /** Named volumes (nosuid, nodev), read-write; `labels` are for creating one that is missing. */
-  volumes?: { name: string; target: string; labels?: Record<string, string> }[];
+  /**
+   * Named volumes (nosuid, nodev), read-write; `labels` are for creating one that is missing, `bound` for
+   * one whose size is bounded (a filesystem in a file on this machine).
+   */
+  volumes?: { name: string; target: string; labels?: Record<string, string>; bound?: CacheBound }[];
   entrypoint: string[];
   args: string[];
   signal?: AbortSignal;
@@ -144,8 +149,17 @@ export interface PodmanPort {
   /** Removes containers, running or not; a missing one counts as removed. */
   removeContainers(names: string[], signal?: AbortSignal): Promise<void>;
   listContainers(labelFilters: Record<string, string>, signal?: AbortSignal): Promise<ContainerSummary[]>;
-  /** Creates a named volume with labels; one that exists already is left as it is. */
-  ensureVolume(name: string, labels: Record<string, string>, signal?: AbortSignal): Promise<void>;
+  /**
+   * Creates a named volume with labels; one that exists already is left as it is. With a bound, the
+   * volume is the bound's filesystem (made fresh for a new volume); an existing volume that is not that
+   * filesystem, or not of that size, is an error saying how to apply the bound.
+   */
+  ensureVolume(
+    name: string,
+    labels: Record<string, string>,
+    signal?: AbortSignal,
+    bound?: CacheBound,
+  ): Promise<void>;
   /** Volumes whose labels match every filter: name and labels. */
   listVolumes(
     labelFilters: Record<string, string>,
@@ -678,14 +692,52 @@ export class PodmanClient implements PodmanPort {
     return containerListSchema.parse(JSON.parse(stdout || '[]')) ?? [];
   }
 
-  async ensureVolume(name: string, labels: Record<string, string>, signal?: AbortSignal): Promise<void> {
+  async ensureVolume(
+    name: string,
+    labels: Record<string, string>,
+    signal?: AbortSignal,
+    bound?: CacheBound,
+  ): Promise<void> {
+    if (bound !== undefined) {
+      const existing = await this.volumeOptions(name, signal);
+      if (existing !== undefined) {
+        const problem = cacheBoundProblem(name, existing, bound);
+        if (problem === undefined) return;
+        throw new AgentdError('CACHE_FAILED', problem, { operation: `check cache volume ${name}` });
+      }
+      await makeCacheImage(bound, signal);
+    }
+    const options =
+      bound === undefined
+        ? []
+        : Object.entries(cacheVolumeOptions(bound)).flatMap(([k, v]) => ['--opt', `${k}=${v}`]);
     try {
-      await this.call(`create volume ${name}`, ['volume', 'create', ...labelArgs(labels), name], { signal });
+      await this.call(`create volume ${name}`, ['volume', 'create', ...labelArgs(labels), ...options, name], {
+        signal,
+      });
     } catch (error) {
       // Podman 4.3 has no `volume create --ignore`.
       if (error instanceof PodmanError && /already exists/i.test(error.stderr)) return;
       throw error;
     }
+  }
+
+  /** A volume's driver options (empty for a plain one), or undefined when there is no such volume. */
+  private async volumeOptions(
+    name: string,
+    signal?: AbortSignal,
+  ): Promise<Record<string, string> | undefined> {
+    const { stdout, exitCode } = await this.call(
+      `inspect volume ${name}`,
+      ['volume', 'inspect', '--format', 'json', name],
+      {
+        signal,
+        okExitCodes: [125],
+      },
+    );
+    const parsed = JSON.parse(stdout || '[]') as { Options?: Record<string, string> | null }[];
+    const volume = exitCode === 0 ? parsed?.[0] : undefined;
+    return volume === undefined ? undefined : (volume.Options ?? {});
   }
 
   async listVolumes(

@@ -91,5 +91,5 @@ function describeSchedule(schedule: ScheduleConfig): string {
 function describeLimits(r: Resources): string {
   const swap = r.memorySwap.bytes === r.memory.bytes ? 'no swap' : `memory+swap ${r.memorySwap.text}`;
   const cpus = r.cpus === undefined ? 'cpus unlimited' : `cpus ${r.cpus}`;
-  return `memory ${r.memory.text} (${swap}), ${cpus}, pids ${r.pids}, disk ${r.disk.text}, output ${r.output.text}`;
+  return `memory ${r.memory.text} (${swap}), ${cpus}, pids ${r.pids}, disk ${r.disk.text}, output ${r.output.text}${r.cache === undefined ? '' : `, cache ${r.cache.text}`}`;
 }

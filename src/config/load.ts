@@ -469,6 +469,19 @@ function placementCheck(
         message: `no configured host ${agent.hosts === undefined ? '' : `among ${agent.hosts.join(', ')} `}has the labels ${JSON.stringify(agent.hostLabels)}, so the agent could run nowhere; fix the labels or the hosts`,
       });
     }
+    // A bounded cache is a filesystem in a file on this machine: a host that does not see its files
+    // (ssh://, tcp://) cannot mount it.
+    const cache = agent.resources.cache;
+    if (cache !== undefined && agent.caches.length > 0) {
+      const far = hosts.filter((h) => hostAllowed(agent, h) && ['ssh', 'tcp'].includes(transportOf(h)));
+      if (far.length > 0) {
+        ctx.problems.push({
+          path: ['agents', i, 'caches'],
+          onKey: true,
+          message: `resources.cache (${cache.text}) keeps each cache in a file on this machine, which ${far.map((h) => `${h.name} (${transportOf(h)}://)`).join(', ')} cannot see; pin the agent with hosts: to hosts without a url or with a unix:// one, or remove resources.cache for caches without a size bound`,
+        });
+      }
+    }
   });
 }
 

@@ -22,6 +22,11 @@ export interface Resources {
   disk: Size;
   /** Size of the output directory /agentd/out (a tmpfs): what the agent can leave behind. */
   output: Size;
+  /**
+   * Size of each of the agent's caches (a filesystem of its own, in a file on this machine); unset: a
+   * plain volume on Podman's volume storage, with no bound.
+   */
+  cache?: Size;
 }
 
 /** The limits as written under `resources:` (daemon or agent), after the schema checked each value. */
@@ -32,6 +37,7 @@ export interface RawResources {
   pids?: number;
   disk?: string | number;
   output?: string | number;
+  cache?: string | number;
 }
 
 const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
@@ -40,6 +46,8 @@ const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 **
 export const MIN_MEMORY_BYTES = 6 * 1024 ** 2;
 export const MIN_DISK_BYTES = 1024 ** 2;
 export const MIN_OUTPUT_BYTES = 1024 ** 2;
+/** A cache's filesystem needs a little room of its own (ext4's metadata, lost+found). */
+export const MIN_CACHE_BYTES = 16 * 1024 ** 2;
 /** The setup step and a clone need a few processes and threads of their own. */
 export const MIN_PIDS = 32;
 export const MAX_CPUS = 1024;
@@ -154,6 +162,7 @@ export function resolveResources(agent: RawResources, daemon: RawResources): Res
   const memory = size(agent.memory ?? daemon.memory ?? RESOURCE_DEFAULTS.memory);
   const swapRaw = agent.memory_swap ?? (agent.memory === undefined ? daemon.memory_swap : undefined);
   const cpus = agent.cpus ?? daemon.cpus;
+  const cache = agent.cache ?? daemon.cache;
   return {
     memory,
     memorySwap: swapRaw === undefined ? memory : size(swapRaw),
@@ -161,6 +170,7 @@ export function resolveResources(agent: RawResources, daemon: RawResources): Res
     pids: agent.pids ?? daemon.pids ?? RESOURCE_DEFAULTS.pids,
     disk: size(agent.disk ?? daemon.disk ?? RESOURCE_DEFAULTS.disk),
     output: size(agent.output ?? daemon.output ?? RESOURCE_DEFAULTS.output),
+    ...(cache === undefined ? {} : { cache: size(cache) }),
   };
 }
 

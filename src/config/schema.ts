@@ -9,6 +9,7 @@ import { CONTEXT_TARGET, overlaps, sourceProblem, targetClash, targetProblem } f
 import {
   capabilityName,
   MAX_CPUS,
+  MIN_CACHE_BYTES,
   MIN_DISK_BYTES,
   MIN_MEMORY_BYTES,
   MIN_OUTPUT_BYTES,
@@ -227,6 +228,7 @@ const resourcesShape = {
   pids: wholeNumber(MIN_PIDS, 4096).optional(),
   disk: size(MIN_DISK_BYTES, '1g').optional(),
   output: size(MIN_OUTPUT_BYTES, '64m').optional(),
+  cache: size(MIN_CACHE_BYTES, '2g').optional(),
 };
 
 function resources() {

@@ -2,6 +2,7 @@ import { dirname, join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import type { Logger } from 'pino';
 import { createActor, fromCallback, fromPromise, type InspectionEvent, raise, waitFor } from 'xstate';
+import { cacheImagesIn, removeCacheFiles } from '../adapters/cache-image.js';
 import { resolveCredentials } from '../adapters/credentials.js';
 import { ensurePrivateDir } from '../adapters/ownership.js';
 import { claimPidFile } from '../adapters/pid-file.js';
@@ -17,6 +18,7 @@ import {
   CLIENT_LAG_BYTES,
   CLIENT_LINGER_MS,
   CLIENT_STALL_MS,
+  LABEL_INSTANCE,
   MAX_BUFFERED_BYTES,
   MAX_LINE_BYTES,
   PROTOCOL_VERSION,
@@ -154,6 +156,29 @@ async function supervise(options: DaemonOptions): Promise<number> {
         .map((ref) => ref.getSnapshot().context.request.sessionId),
     );
 
+  /**
+   * Removes the files of bounded caches whose volume is gone from a host (its operator removed it) and
+   * of makes cut short; no session runs on a host being reconciled, so none is making one. A podman call
+   * only when there are files.
+   */
+  const pruneCacheImages = async (host: string, signal: AbortSignal) => {
+    const dir = join(config.stateDir, 'caches', host);
+    const { volumes, partial } = cacheImagesIn(dir);
+    const known =
+      volumes.length === 0
+        ? new Set<string>()
+        : new Set(
+            (await ports(host).listVolumes({ [LABEL_INSTANCE]: instanceId }, signal)).map((v) => v.name),
+          );
+    const gone = volumes.filter((name) => !known.has(name));
+    removeCacheFiles(dir, [...gone.map((name) => `${name}.ext4`), ...partial]);
+    if (gone.length > 0)
+      log.info(
+        { event: 'daemon.cache_files_removed', host, volumes: gone },
+        `removed the files of ${gone.length} bounded cache(s) whose volume is gone`,
+      );
+  };
+
   /** Reconciles one host and plans the recovery of its sessions that nobody supervises. */
   const reconcileHost = async (host: string, signal: AbortSignal): Promise<HostReconciled> => {
     const supervised = supervisedOn(host);
@@ -161,6 +186,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
       host,
       supervised,
     });
+    await pruneCacheImages(host, signal);
     // A container without a readable record still belongs to a session: rebuild it from the labels.
     const orphans = recordsFromLabels(containers, journal).map((record) => ({ ...record, host }));
     for (const record of orphans) {
@@ -559,6 +585,7 @@ function sessionLogic(
     instanceId,
     stopGraceMs: config.stopGraceMs,
     workDir,
+    cacheDir: join(config.stateDir, 'caches'),
     hostDownGraceMs: config.hostDownGraceMs,
     hostRetryMs: config.hostProbeIntervalMs,
     // ssh:// and tcp:// hosts do not see this machine's files: work in and results out are copied.

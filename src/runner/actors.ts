@@ -178,7 +178,7 @@ export function runnerActors(ports: HostPorts, output: OutputSink, volumes: Set<
     for (const volume of list ?? []) {
       const key = `${host ?? ''}/${volume.name}`;
       if (volumes.has(key)) continue;
-      await port.ensureVolume(volume.name, volume.labels ?? {}, signal);
+      await port.ensureVolume(volume.name, volume.labels ?? {}, signal, volume.bound);
       volumes.add(key);
     }
   };

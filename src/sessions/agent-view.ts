@@ -22,6 +22,8 @@ export const agentViewSchema = z.object({
     cpus: z.number().optional(),
     pids: z.number(),
     disk: z.string(),
+    /** Each cache's size bound; absent: caches have none. */
+    cache: z.string().optional(),
   }),
   capAdd: z.array(z.string()),
   maxConcurrent: z.number().optional(),
@@ -66,6 +68,7 @@ export function describeAgent(agent: AgentConfig, next?: string): AgentView {
       ...(r.cpus === undefined ? {} : { cpus: r.cpus }),
       pids: r.pids,
       disk: r.disk.text,
+      ...(r.cache === undefined ? {} : { cache: r.cache.text }),
     },
     capAdd: agent.capAdd,
     ...(agent.maxConcurrent === undefined ? {} : { maxConcurrent: agent.maxConcurrent }),

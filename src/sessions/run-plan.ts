@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import type { CreateContainerOptions } from '../adapters/podman.js';
 import { workPaths } from '../adapters/session-files.js';
 import {
@@ -24,6 +25,8 @@ export interface RunnerSettings {
   stopGraceMs: number;
   /** <state_dir>/work: each session's request, inputs and output archive (see session-files.ts). */
   workDir: string;
+  /** <state_dir>/caches: the files of bounded caches (`resources.cache`); unset: no cache is bounded. */
+  cacheDir?: string;
   /**
    * Hosts whose engine does not see this machine's files (ssh://, tcp://): a session there gets its
    * request and inputs copied in before it starts and its output archive copied out after it ends,
@@ -101,7 +104,7 @@ export function planRun(session: AssembledSession, settings: RunnerSettings, hos
   };
   if (invocation.workUnit !== undefined) env.AGENTD_SETUP_WORK_UNIT = invocation.workUnit;
   const copy = host !== undefined && (settings.copyHosts ?? []).includes(host);
-  const { mounts, volumes, copyIn, copyOut } = mountsOf(session, settings, env, copy);
+  const { mounts, volumes, copyIn, copyOut } = mountsOf(session, settings, env, copy, host);
   const caps = ambientCapabilities(spec.capAdd);
   if (caps !== undefined) env.AGENTD_SETUP_CAPS = caps;
   const withValues = spec.credentials.map((c) => ({ target: c.name, value: c.value }));
@@ -117,6 +120,10 @@ export function planRun(session: AssembledSession, settings: RunnerSettings, hos
     if (bytes > MAX_SECRET_BYTES && problem === undefined) {
       problem = `credential ${target === '.repo_token' ? 'repo_token' : target} is ${bytes} bytes; Podman secrets must be under 512000 bytes`;
     }
+  }
+  // The configuration refuses this (load.ts); a session must not run with an unbounded cache instead.
+  if (copy && volumes.some((v) => v.bound !== undefined)) {
+    problem ??= `resources.cache keeps each cache in a file on this machine, which host ${host} cannot see`;
   }
   if (invocation.repoToken !== undefined && env.AGENTD_SETUP_TOKEN_ORIGIN === undefined) {
     problem ??= 'a repository URL reached the runner unchecked';
@@ -180,6 +187,7 @@ function mountsOf(
   settings: RunnerSettings,
   env: Record<string, string>,
   copy: boolean,
+  host: string | undefined,
 ): Pick<CreateContainerOptions, 'mounts' | 'volumes'> &
   Pick<RunPlan, 'copyIn' | 'copyOut'> & {
     mounts: NonNullable<CreateContainerOptions['mounts']>;
@@ -212,11 +220,20 @@ function mountsOf(
   env.AGENTD_SETUP_COPY = OUTPUT_COPY_TARGET;
   const output = (spec.resources ?? defaultResources()).output.bytes;
   env.AGENTD_SETUP_COPY_MAX = String(outputArchiveLimit(output) + 1);
-  const volumes = (spec.caches ?? []).map((cache) => ({
-    name: cacheVolumeName(settings.instanceId, spec.agent, cache.name),
-    target: cache.target,
-    labels: cacheLabels(settings.instanceId, spec.agent, cache.name),
-  }));
+  // Each host has its own volumes, so each its own files: two engines never mount one filesystem.
+  const bound = spec.resources?.cache;
+  const boundDir = settings.cacheDir === undefined ? undefined : join(settings.cacheDir, host ?? 'local');
+  const volumes = (spec.caches ?? []).map((cache) => {
+    const name = cacheVolumeName(settings.instanceId, spec.agent, cache.name);
+    return {
+      name,
+      target: cache.target,
+      labels: cacheLabels(settings.instanceId, spec.agent, cache.name),
+      ...(bound === undefined || boundDir === undefined
+        ? {}
+        : { bound: { bytes: bound.bytes, file: join(boundDir, `${name}.ext4`) } }),
+    };
+  });
   if (volumes.length > 0) env.AGENTD_SETUP_CACHES = volumes.map((v) => v.target).join(' ');
   if (!copy) return { mounts, volumes };
   return {

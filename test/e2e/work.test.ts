@@ -4,10 +4,20 @@
  * (mounts, context, caches), and what the session leaves behind.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
-import { execa } from 'execa';
+import { execa, execaSync } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
 import { cacheVolumeName } from '../../src/runner/names.js';
 import { CLI, launchDaemon, leftoversOfDaemons, runCli, startDaemon } from '../helpers/daemon.js';
 import { type Gate, startGate } from '../helpers/gate.js';
@@ -229,6 +239,76 @@ describe('mounts, context and caches', () => {
     expect(two.stdout).toMatch(/before: [0-9a-f]{16}/);
     expect(two.stdout).toContain('cache owner cacher parent cacher');
   });
+
+  // A bounded cache is loop-mounted: a machine without loop devices cannot have one (README says so).
+  const loops = execaSync('losetup', ['--find'], { reject: false });
+  it.skipIf(loops.exitCode !== 0)(
+    'bounds a cache with resources.cache: full at its size, on the host at most that; a new size needs a new cache',
+    async () => {
+      const c = '/home/bounded/.cache/big';
+      const script = [
+        `echo "size $(df -k ${c} | tail -1 | awk '{print $2}')"`,
+        `dd if=/dev/zero of=${c}/fill bs=1M count=64 2>&1 | grep -o "No space left on device" | head -1`,
+        `echo "kept $(( $(stat -c %s ${c}/fill) / 1048576 ))m"`,
+        `rm -f ${c}/fill`,
+      ].join('\n');
+      const config = (cache: string) => ({
+        agents: [agent('bounded', script, { caches: { big: c }, resources: { cache } })],
+      });
+      const first = await startDaemon(config('16m'));
+      const volume = cacheVolumeName(first.instanceId, 'bounded', 'big');
+      const file = join(first.files.stateDir, 'caches', 'local', `${volume}.ext4`);
+      const one = await first.cli(['trigger', 'bounded']);
+      expect(one.code, one.stdout + one.stderr).toBe(0);
+      expect(one.stdout).toContain('No space left on device');
+      const size = Number(/size (\d+)/.exec(one.stdout)?.[1]);
+      expect(size).toBeGreaterThan(10 * 1024);
+      expect(size).toBeLessThanOrEqual(16 * 1024);
+      expect(Number(/kept (\d+)m/.exec(one.stdout)?.[1])).toBeLessThanOrEqual(16);
+      // The filesystem's file: 16 MiB long, fewer blocks than that on the host's disk, root-only.
+      const stat = statSync(file);
+      expect(stat.size).toBe(16 * 1024 * 1024);
+      expect(stat.blocks * 512).toBeLessThanOrEqual(16 * 1024 * 1024);
+      expect(stat.mode & 0o077).toBe(0);
+      const options = await execa('podman', ['volume', 'inspect', volume, '--format', '{{json .Options}}']);
+      expect(JSON.parse(options.stdout)).toMatchObject({ device: file, type: 'ext4' });
+      // No loop device is left holding it once the session's container is gone.
+      const loops = await execa('losetup', ['-a'], { reject: false });
+      expect(loops.stdout).not.toContain(file);
+      await first.stop();
+
+      // A new size does not silently keep the old one: the session fails saying how to apply it.
+      const { socketPath, stateDir } = first.files;
+      writeFileSync(
+        first.files.configPath,
+        stringify({
+          daemon: { socket: socketPath, state_dir: stateDir, stop_grace: '2s' },
+          ...config('32m'),
+        }),
+      );
+      const second = launchDaemon(first.files);
+      await second.ready();
+      const refused = await second.cli(['trigger', 'bounded']);
+      expect(refused.code).not.toBe(0);
+      expect(refused.stdout + refused.stderr).toContain(
+        `cache volume ${volume} was made with a size of 16m, and resources.cache now says 32m`,
+      );
+      expect(refused.stdout + refused.stderr).toContain(`podman volume rm ${volume}`);
+      await execa('podman', ['volume', 'rm', volume]);
+      const three = await second.cli(['trigger', 'bounded']);
+      expect(three.code, three.stdout + three.stderr).toBe(0);
+      expect(Number(/size (\d+)/.exec(three.stdout)?.[1])).toBeGreaterThan(16 * 1024);
+      expect(statSync(file).size).toBe(32 * 1024 * 1024);
+      await second.stop();
+
+      // The operator removes the cache: the next start removes its file (and a make cut short).
+      await execa('podman', ['volume', 'rm', volume]);
+      writeFileSync(`${file}.999.tmp`, 'partial');
+      const third = launchDaemon(first.files);
+      await third.ready();
+      expect(readdirSync(join(first.files.stateDir, 'caches', 'local'))).toEqual([]);
+    },
+  );
 
   it('rejects overlapping mounts and relative paths in validate, with their lines', async () => {
     const dir = makeTempDir('agentd-e2e-validate-');

@@ -133,7 +133,7 @@ ${agent(`    resources:
     expect(at('agents[0].resources.disk')?.message).toContain('0 is not a size');
     expect(at('agents[0].resources.swap')).toMatchObject({
       line: 14,
-      message: 'unknown key "swap"; allowed keys are memory, memory_swap, cpus, pids, disk, output',
+      message: 'unknown key "swap"; allowed keys are memory, memory_swap, cpus, pids, disk, output, cache',
     });
   });
 

@@ -1,0 +1,147 @@
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+} from 'node:fs';
+import { dirname, join } from 'node:path';
+import { execa } from 'execa';
+import { formatSize } from '../config/resources.js';
+import { AgentdError } from '../errors.js';
+
+/**
+ * A bounded cache: an ext4 filesystem in a sparse file on this machine, which Podman loop-mounts as the
+ * cache's volume. Whatever an agent writes there, the filesystem is full at its size and the host's disk
+ * is not touched beyond it (the file takes only what is written).
+ */
+export interface CacheBound {
+  /** The filesystem's size. */
+  bytes: number;
+  /** The file that holds it (in <state_dir>/caches). */
+  file: string;
+}
+
+/** The `podman volume create --opt` values that mount a bound's file as the volume. */
+export function cacheVolumeOptions(bound: CacheBound): Record<string, string> {
+  return { type: 'ext4', device: bound.file, o: 'loop,nosuid,nodev' };
+}
+
+const MKFS_TIMEOUT_MS = 60_000;
+
+/**
+ * Makes a fresh, empty filesystem of bound.bytes in bound.file, replacing any file there (the cache it
+ * held was removed with its volume). Made under a temporary name and renamed: a failure leaves nothing
+ * half-made at the file's name. Needs `mkfs.ext4` (e2fsprogs) on this machine.
+ */
+export async function makeCacheImage(bound: CacheBound, signal?: AbortSignal): Promise<void> {
+  mkdirSync(dirname(bound.file), { recursive: true, mode: 0o700 });
+  const temp = `${bound.file}.${process.pid}.tmp`;
+  try {
+    const fd = openSync(
+      temp,
+      constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW,
+      0o600,
+    );
+    try {
+      ftruncateSync(fd, bound.bytes);
+    } finally {
+      closeSync(fd);
+    }
+    // No journal (a cache is disposable, and a journal would take 32 MiB of a 1 GiB file at once); no
+    // blocks reserved for root (the agent's user should get the whole size).
+    const result = await execa(
+      'mkfs.ext4',
+      ['-q', '-F', '-m', '0', '-O', '^has_journal', '-L', 'agentd-cache', temp],
+      {
+        timeout: MKFS_TIMEOUT_MS,
+        cancelSignal: signal,
+        reject: false,
+        stdin: 'ignore',
+      },
+    );
+    if (result.failed) {
+      const missing = (result as { code?: string }).code === 'ENOENT';
+      throw new AgentdError(
+        'CACHE_FAILED',
+        missing
+          ? `cannot make the cache's filesystem: mkfs.ext4 is not installed on this machine; install e2fsprogs (apt-get install e2fsprogs), or remove resources.cache`
+          : `cannot make the cache's filesystem in ${bound.file}: mkfs.ext4 ${result.timedOut ? 'timed out' : `failed: ${result.stderr.trim() || `exit code ${result.exitCode}`}`}`,
+        { operation: 'make cache filesystem', cause: result },
+      );
+    }
+    renameSync(temp, bound.file);
+  } catch (error) {
+    rmSync(temp, { force: true });
+    if (error instanceof AgentdError) throw error;
+    throw new AgentdError(
+      'CACHE_FAILED',
+      `cannot make the cache's file ${bound.file}: ${(error as Error).message}`,
+      {
+        operation: 'make cache filesystem',
+        cause: error,
+      },
+    );
+  }
+}
+
+/** The size of a bound's file, or undefined when there is none. */
+export function cacheImageBytes(file: string): number | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch {
+    return undefined;
+  }
+  try {
+    const stat = fstatSync(fd);
+    return stat.isFile() ? stat.size : undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Why an existing volume is not the bound's filesystem (made without a bound, with another file, or of
+ * another size), worded with the fix; undefined when it is. The size of a cache is set when it is made.
+ */
+export function cacheBoundProblem(
+  volume: string,
+  options: Readonly<Record<string, string>>,
+  bound: CacheBound,
+  bytesOf: (file: string) => number | undefined = cacheImageBytes,
+): string | undefined {
+  const fix = `remove the cache so that the next session makes it anew with the bound (its contents are lost): podman volume rm ${volume}`;
+  if (options.device !== bound.file) {
+    return `cache volume ${volume} was made without a size bound (before resources.cache was set); ${fix}`;
+  }
+  const bytes = bytesOf(bound.file);
+  if (bytes === undefined) return `cache volume ${volume} has lost its filesystem file ${bound.file}; ${fix}`;
+  if (bytes !== bound.bytes) {
+    return `cache volume ${volume} was made with a size of ${formatSize(bytes)}, and resources.cache now says ${formatSize(bound.bytes)}; ${fix}`;
+  }
+  return undefined;
+}
+
+/** The volumes that have a file in dir (`<volume>.ext4`), and leftovers of a make that was cut short. */
+export function cacheImagesIn(dir: string): { volumes: string[]; partial: string[] } {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return { volumes: [], partial: [] };
+  }
+  return {
+    volumes: names.filter((n) => n.endsWith('.ext4')).map((n) => n.slice(0, -'.ext4'.length)),
+    partial: names.filter((n) => n.endsWith('.tmp')),
+  };
+}
+
+/** Removes files of dir by name (a file already gone counts as removed). */
+export function removeCacheFiles(dir: string, names: readonly string[]): void {
+  for (const name of names) rmSync(join(dir, name), { force: true });
+}
