@@ -525,10 +525,15 @@ export class PodmanClient implements PodmanPort {
     /** The container has printed: what comes on stderr from now on is its own, not podman's. */
     let printed = false;
     const { block } = onLine;
+    // Podman's own last words ("Error: ..." when the container went away under it) come on the same
+    // stderr as the container's: such lines are held until more output shows they were the container's,
+    // or podman exits (0: they were; else they were podman's, and are not the session's output).
+    const held = new HeldErrorLines((text, end) => onLine(text, end, 'stderr'));
     const out = new OutputReader(
       child.stdout,
       (text, end) => {
         printed = true;
+        held.release();
         onLine(text, end, 'stdout');
       },
       {
@@ -536,6 +541,7 @@ export class PodmanClient implements PodmanPort {
         ...(block && {
           onBlock: (bytes: Buffer, lines: number) => {
             printed = true;
+            held.release();
             return block(bytes, lines, 'stdout');
           },
         }),
@@ -549,13 +555,19 @@ export class PodmanClient implements PodmanPort {
         if (!printed) {
           errLines.push(text.length > 1000 ? `${text.slice(0, 1000)}...` : text);
           if (errLines.length > 50) errLines.shift();
-        }
-        onLine(text, end, 'stderr');
+          onLine(text, end, 'stderr');
+        } else if (!held.offer(text, end)) onLine(text, end, 'stderr');
       },
       {
         maxLineBytes: OUTPUT_LINE_MAX_BYTES,
-        // Podman's own messages are kept line by line (above).
-        ...(block && { onBlock: (bytes: Buffer, lines: number) => printed && block(bytes, lines, 'stderr') }),
+        // Podman's own messages are kept line by line (above), and so is a block that may hold one.
+        ...(block && {
+          onBlock: (bytes: Buffer, lines: number) => {
+            if (!printed || bytes.includes(PODMAN_ERROR_PREFIX)) return false;
+            held.release();
+            return block(bytes, lines, 'stderr');
+          },
+        }),
       },
     );
     const exitCode = child.then(async (result) => {
@@ -563,6 +575,8 @@ export class PodmanClient implements PodmanPort {
       if ((result as { code?: string }).code === 'ENOENT') {
         throw classifyPodmanFailure({ operation, argv, stderr: '', spawnErrorCode: 'ENOENT' });
       }
+      if (result.exitCode === 0) held.release();
+      else held.drop();
       return result.exitCode ?? -1;
     });
     return {
@@ -840,6 +854,67 @@ export function hardeningArgs(
     argv.push('--tmpfs', `${mount.path}:rw,exec,nosuid,nodev,size=${mount.bytes},mode=${mount.mode}`);
   }
   return argv;
+}
+
+/** How podman begins a message of its own on stderr. */
+const PODMAN_ERROR_PREFIX = 'Error: ';
+
+/**
+ * Stderr lines of a podman stream that may be podman's own message rather than the container's: from a
+ * line starting with PODMAN_ERROR_PREFIX on, lines are held (a few, briefly: podman's messages are
+ * short, and podman exits right after one) until `release` hands them on or `drop` forgets them; after
+ * holdMs they are handed on anyway (a container that printed one and went quiet).
+ */
+export class HeldErrorLines {
+  static readonly MAX_LINES = 16;
+  static readonly MAX_CHARS = 16 * 1024;
+  private pieces: { text: string; end: boolean }[] = [];
+  private chars = 0;
+  private atLineStart = true;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly hand: (text: string, end: boolean) => void,
+    private readonly holdMs = 1000,
+  ) {}
+
+  /** Takes a piece of stderr if it is to be held; false: hand it on now (what was held went first). */
+  offer(text: string, end: boolean): boolean {
+    const starts = this.atLineStart;
+    this.atLineStart = end;
+    const hold = this.pieces.length > 0 ? true : starts && text.startsWith(PODMAN_ERROR_PREFIX);
+    if (
+      hold &&
+      this.pieces.length < HeldErrorLines.MAX_LINES &&
+      this.chars + text.length <= HeldErrorLines.MAX_CHARS
+    ) {
+      // A held line goes on until its end; a new line that is not another message shows it was the
+      // container's.
+      if (this.pieces.length > 0 && starts && !text.startsWith(PODMAN_ERROR_PREFIX)) {
+        this.release();
+        return false;
+      }
+      this.pieces.push({ text, end });
+      this.chars += text.length;
+      this.timer ??= setTimeout(() => this.release(), this.holdMs).unref();
+      return true;
+    }
+    this.release();
+    return false;
+  }
+
+  release(): void {
+    const pieces = this.pieces;
+    this.drop();
+    for (const { text, end } of pieces) this.hand(text, end);
+  }
+
+  drop(): void {
+    this.pieces = [];
+    this.chars = 0;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
 }
 
 /** `--volume` flags of bind mounts and named volumes. */

@@ -1,0 +1,102 @@
+/**
+ * `podman logs` puts the container's stderr and podman's own messages on one stream: a message podman
+ * prints when it fails ("Error: ...") must not become a line of the session's output, and a container's
+ * own "Error: ..." lines must. Through the real PodmanClient, with a stand-in `podman` script.
+ */
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { HeldErrorLines, PodmanClient } from '../../src/adapters/podman.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'agentd-unit-logs-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A `podman` whose `logs` runs `script` (sh), then exits with `code`. */
+function podmanWith(script: string, code: number): PodmanClient {
+  const bin = join(dir, `podman-${Math.random().toString(16).slice(2)}`);
+  writeFileSync(bin, `#!/bin/sh\n${script}\nexit ${code}\n`);
+  chmodSync(bin, 0o755);
+  return new PodmanClient({ bin, timeoutMs: 10_000 });
+}
+
+async function follow(client: PodmanClient): Promise<{ lines: string[]; exitCode: number }> {
+  const lines: string[] = [];
+  const run = client.followLogs('c', undefined, (text, end, stream) => {
+    lines.push(`${stream}${end ? '' : '+'} ${text}`);
+  });
+  return { exitCode: await run.exitCode, lines };
+}
+
+describe("podman's own message at the end of a log stream", () => {
+  it('is not the session’s output when podman fails', async () => {
+    const client = podmanWith(
+      [
+        'echo "hello"',
+        'echo "warning: from the agent" >&2',
+        'sleep 0.05',
+        'echo "Error: no container with name or ID \\"c\\" found: no such container" >&2',
+      ].join('\n'),
+      125,
+    );
+    const { lines, exitCode } = await follow(client);
+    expect(exitCode).toBe(125);
+    expect(lines).toEqual(['stdout hello', 'stderr warning: from the agent']);
+  });
+
+  it('is the container’s own when podman ends well, or when output follows it', async () => {
+    const ended = await follow(podmanWith('echo out\nsleep 0.05\necho "Error: the agent failed" >&2', 0));
+    expect(ended.lines).toEqual(['stdout out', 'stderr Error: the agent failed']);
+    const followed = await follow(
+      podmanWith(
+        [
+          'echo out',
+          'sleep 0.05',
+          'echo "Error: first" >&2',
+          'echo "Error: second" >&2',
+          'sleep 0.05',
+          'echo "more" >&2',
+        ].join('\n'),
+        1,
+      ),
+    );
+    expect(followed.lines).toEqual([
+      'stdout out',
+      'stderr Error: first',
+      'stderr Error: second',
+      'stderr more',
+    ]);
+  });
+
+  it('before the container printed, stays in the output as before (podman’s start-up messages)', async () => {
+    const { lines } = await follow(podmanWith('echo "Error: cannot start" >&2', 125));
+    expect(lines).toEqual(['stderr Error: cannot start']);
+  });
+});
+
+describe('HeldErrorLines', () => {
+  it('holds a long message to its end, and no more than its bound', () => {
+    const out: string[] = [];
+    const held = new HeldErrorLines((text, end) => out.push(`${end ? '' : '+'}${text}`));
+    expect(held.offer('Error: a long', false)).toBe(true);
+    expect(held.offer(' message', true)).toBe(true);
+    expect(out).toEqual([]);
+    held.drop();
+    // A flood of lines that look like messages is handed on once past the bound, in order.
+    const many = Array.from({ length: HeldErrorLines.MAX_LINES + 1 }, (_, i) => `Error: ${i}`);
+    const taken = many.map((line) => held.offer(line, true));
+    expect(taken.at(-1)).toBe(false);
+    expect(out).toEqual(many.slice(0, -1));
+    // A line that does not start like a message is handed on at once.
+    expect(held.offer('plain', true)).toBe(false);
+  });
+
+  it('hands on what it holds once the container has been quiet for a while', async () => {
+    const out: string[] = [];
+    const held = new HeldErrorLines((text) => out.push(text), 20);
+    expect(held.offer('Error: from the agent, then silence', true)).toBe(true);
+    expect(out).toEqual([]);
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(out).toEqual(['Error: from the agent, then silence']);
+  });
+});
