@@ -3,6 +3,7 @@
  * inspect`), the out-of-memory report, a fork bomb, the disk bound, dropped capabilities and
  * no-new-privileges, and the setup step as the command's parent (signals, exit codes).
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -179,6 +180,24 @@ describe('out of memory', () => {
     // The agent's last output without a newline is kept; the setup step's report is not output.
     expect(session.lines).toEqual(['no newline before the hog']);
     expect(session.log()).not.toContain('@@agentd-');
+  });
+
+  it('ends a session whose clone runs out of memory failed while cloning, and says so', async () => {
+    // 48 MiB of base64 of random bytes (36 MiB packed), checked out into the home tmpfs, which counts
+    // against memory: git is OOM-killed during the clone.
+    const big = randomBytes(36 * 1024 * 1024).toString('base64');
+    const url = await git.addRepo('big', { 'big.txt': big });
+    const session = await runSession({
+      runner,
+      invocation: { repoUrl: url },
+      spec: { command: ['true'], resources: limits({ memory: '32m' }), timeoutMs: 120_000 },
+    });
+    expect(session.result).toMatchObject({ outcome: 'failed', phase: 'cloning' });
+    expect(
+      session.result.message?.startsWith(`git clone of ${url} failed: out of memory (limit 32m): `),
+    ).toBe(true);
+    // The command never ran.
+    expect(session.phases).not.toContain('running');
   });
 
   it('does not blame memory for a SIGKILL that is not the OOM killer', async () => {
