@@ -1,8 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import {
   closeSync,
   constants,
   fstatSync,
-  ftruncateSync,
   mkdirSync,
   openSync,
   readdirSync,
@@ -31,47 +31,53 @@ export function cacheVolumeOptions(bound: CacheBound): Record<string, string> {
   return { type: 'ext4', device: bound.file, o: 'loop,nosuid,nodev' };
 }
 
-const MKFS_TIMEOUT_MS = 60_000;
+const TOOL_TIMEOUT_MS = 60_000;
 
 /**
  * Makes a fresh, empty filesystem of bound.bytes in bound.file, replacing any file there (the cache it
- * held was removed with its volume). Made under a temporary name and renamed: a failure leaves nothing
- * half-made at the file's name. Needs `mkfs.ext4` (e2fsprogs) on this machine.
+ * held was removed with its volume). The file's space is reserved at once (`fallocate`): an agent that
+ * fills the cache never fills the state dir's filesystem, and a filesystem without room for it fails
+ * here, saying so. Made under a temporary name and renamed: a failure leaves nothing half-made at the
+ * file's name. Needs `fallocate` (util-linux) and `mkfs.ext4` (e2fsprogs) on this machine.
  */
 export async function makeCacheImage(bound: CacheBound, signal?: AbortSignal): Promise<void> {
-  mkdirSync(dirname(bound.file), { recursive: true, mode: 0o700 });
-  const temp = `${bound.file}.${process.pid}.tmp`;
+  const dir = dirname(bound.file);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // Unique: two sessions of an agent may make their cache at once (the runner lets one do it).
+  const temp = `${bound.file}.${randomBytes(6).toString('hex')}.tmp`;
   try {
-    const fd = openSync(
-      temp,
-      constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW,
-      0o600,
+    closeSync(
+      openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600),
     );
-    try {
-      ftruncateSync(fd, bound.bytes);
-    } finally {
-      closeSync(fd);
-    }
-    // No journal (a cache is disposable, and a journal would take 32 MiB of a 1 GiB file at once); no
-    // blocks reserved for root (the agent's user should get the whole size).
-    const result = await execa(
-      'mkfs.ext4',
-      ['-q', '-F', '-m', '0', '-O', '^has_journal', '-L', 'agentd-cache', temp],
-      {
-        timeout: MKFS_TIMEOUT_MS,
-        cancelSignal: signal,
-        reject: false,
-        stdin: 'ignore',
-      },
-    );
-    if (result.failed) {
-      const missing = (result as { code?: string }).code === 'ENOENT';
+    const reserved = await tool('fallocate', ['--length', String(bound.bytes), temp], signal);
+    if (reserved.failed) {
+      const full = /no space left/i.test(reserved.stderr);
       throw new AgentdError(
         'CACHE_FAILED',
-        missing
-          ? `cannot make the cache's filesystem: mkfs.ext4 is not installed on this machine; install e2fsprogs (apt-get install e2fsprogs), or remove resources.cache`
-          : `cannot make the cache's filesystem in ${bound.file}: mkfs.ext4 ${result.timedOut ? 'timed out' : `failed: ${result.stderr.trim() || `exit code ${result.exitCode}`}`}`,
-        { operation: 'make cache filesystem', cause: result },
+        full
+          ? `no room for a cache of ${formatSize(bound.bytes)} in ${dir}: the state dir's filesystem has less free space than resources.cache; free some, or make resources.cache smaller`
+          : toolProblem(
+              'fallocate',
+              'util-linux',
+              reserved,
+              `cannot reserve ${formatSize(bound.bytes)} for the cache in ${dir}`,
+            ),
+        { operation: 'make cache filesystem', cause: reserved },
+      );
+    }
+    // No journal (a cache is disposable, and a journal would take 32 MiB of a 1 GiB file); no blocks
+    // reserved for root (the agent's user gets the whole size); no discard (it would give back the
+    // reserved space).
+    const made = await tool(
+      'mkfs.ext4',
+      ['-q', '-F', '-m', '0', '-O', '^has_journal', '-E', 'nodiscard', '-L', 'agentd-cache', temp],
+      signal,
+    );
+    if (made.failed) {
+      throw new AgentdError(
+        'CACHE_FAILED',
+        toolProblem('mkfs.ext4', 'e2fsprogs', made, `cannot make the cache's filesystem in ${bound.file}`),
+        { operation: 'make cache filesystem', cause: made },
       );
     }
     renameSync(temp, bound.file);
@@ -87,6 +93,29 @@ export async function makeCacheImage(bound: CacheBound, signal?: AbortSignal): P
       },
     );
   }
+}
+
+function tool(file: string, args: string[], signal?: AbortSignal) {
+  return execa(file, args, {
+    timeout: TOOL_TIMEOUT_MS,
+    cancelSignal: signal,
+    reject: false,
+    stdin: 'ignore',
+  });
+}
+
+/** What went wrong with a tool, worded for the operator: not installed, timed out, or its own message. */
+function toolProblem(
+  name: string,
+  pkg: string,
+  result: { stderr: string; exitCode?: number | undefined; timedOut: boolean },
+  what: string,
+): string {
+  if ((result as { code?: string }).code === 'ENOENT') {
+    return `${what}: ${name} is not installed on this machine; install ${pkg} (apt-get install ${pkg}), or remove resources.cache`;
+  }
+  if (result.timedOut) return `${what}: ${name} timed out`;
+  return `${what}: ${name} failed: ${result.stderr.trim() || `exit code ${result.exitCode}`}`;
 }
 
 /** The size of a bound's file, or undefined when there is none. */

@@ -9,6 +9,7 @@ import type {
 import { fileStamp } from '../adapters/state-files.js';
 import { SECRET_MOUNT_DIR } from '../constants.js';
 import { SecretValue } from '../secret-value.js';
+import { CacheVolumes } from './cache-volumes.js';
 import { type CommandEnd, findCommandEnd } from './command-end.js';
 import { unbundle } from './credential-bundle.js';
 import { ImageCache, type ImageInfo } from './image-cache.js';
@@ -168,20 +169,8 @@ export function runnerActors(ports: HostPorts, output: OutputSink, volumes: Set<
     imageCaches.set(host ?? '', cache);
     return cache;
   };
-  /** Cache volumes are made once, labelled, before the first container that mounts them. */
-  const ensureVolumes = async (
-    port: PodmanPort,
-    host: string | undefined,
-    list: CreateContainerOptions['volumes'],
-    signal?: AbortSignal,
-  ) => {
-    for (const volume of list ?? []) {
-      const key = `${host ?? ''}/${volume.name}`;
-      if (volumes.has(key)) continue;
-      await port.ensureVolume(volume.name, volume.labels ?? {}, signal, volume.bound);
-      volumes.add(key);
-    }
-  };
+  const cacheVolumes = new CacheVolumes(volumes);
+  const ensureVolumes = cacheVolumes.ensure.bind(cacheVolumes);
   return {
     // Never cut short, not even when the actor stops: Podman 4.3 rewrites its secrets file in place,
     // and a `secret create` killed mid-write leaves it empty for every user of this host.

@@ -2,13 +2,27 @@
  * Bounded caches (`resources.cache`): the configuration, where each cache's filesystem file goes, how an
  * existing volume is checked against the bound, and making the filesystem (mkfs.ext4, no Podman).
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  statfsSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execaSync } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cacheBoundProblem, cacheVolumeOptions, makeCacheImage } from '../../src/adapters/cache-image.js';
+import type { PodmanPort } from '../../src/adapters/podman.js';
 import { ConfigError, type ConfigProblem, parseConfig } from '../../src/config/index.js';
+import { formatSize } from '../../src/config/resources.js';
 import type { AgentConfig } from '../../src/config/types.js';
+import { CacheVolumes } from '../../src/runner/cache-volumes.js';
 import { assembleSession } from '../../src/sessions/assemble.js';
 import { planRun } from '../../src/sessions/run-plan.js';
 import { AGENTS, request } from '../helpers/machine-fakes.js';
@@ -136,32 +150,115 @@ describe('an existing cache volume against the bound', () => {
 });
 
 describe('making the filesystem', () => {
-  it('makes a sparse, root-only file of the size, replacing a leftover', async () => {
+  it('makes a root-only file of the size with its space reserved, replacing a leftover', async () => {
     const file = join(dir, 'made', 'local', 'v.ext4');
     await makeCacheImage({ bytes: 32 * MiB, file });
     writeFileSync(join(dir, 'made', 'local', 'stale.ext4'), 'x');
     await makeCacheImage({ bytes: 32 * MiB, file });
     const stat = statSync(file);
     expect(stat.size).toBe(32 * MiB);
-    // Sparse: a few hundred KiB of metadata, not 32 MiB of the host's disk.
-    expect(stat.blocks * 512).toBeLessThan(4 * MiB);
+    // Reserved: filling the cache cannot take space the state dir's filesystem has given to others.
+    expect(stat.blocks * 512).toBeGreaterThanOrEqual(32 * MiB);
     expect(stat.mode & 0o777).toBe(0o600);
     expect(statSync(join(dir, 'made')).mode & 0o077).toBe(0);
     expect(readdirSync(join(dir, 'made', 'local')).sort()).toEqual(['stale.ext4', 'v.ext4']);
   });
 
-  it('says to install e2fsprogs when mkfs.ext4 is missing, and leaves no file behind', async () => {
+  it('says which package to install when a tool is missing, and leaves no file behind', async () => {
     const file = join(dir, 'missing', 'v.ext4');
     const path = process.env.PATH;
-    process.env.PATH = join(dir, 'no-such-bin');
+    // A PATH with fallocate but no mkfs.ext4, then one with neither.
+    const some = join(dir, 'some-bin');
+    mkdirSync(some);
+    symlinkSync(execaSync('sh', ['-c', 'command -v fallocate']).stdout, join(some, 'fallocate'));
     try {
+      process.env.PATH = some;
       await expect(makeCacheImage({ bytes: 32 * MiB, file })).rejects.toThrow(
-        'mkfs.ext4 is not installed on this machine; install e2fsprogs',
+        'mkfs.ext4 is not installed on this machine; install e2fsprogs (apt-get install e2fsprogs)',
+      );
+      process.env.PATH = join(dir, 'no-such-bin');
+      await expect(makeCacheImage({ bytes: 32 * MiB, file })).rejects.toThrow(
+        'fallocate is not installed on this machine; install util-linux',
       );
     } finally {
       process.env.PATH = path;
     }
     expect(existsSync(file)).toBe(false);
     expect(readdirSync(join(dir, 'missing'))).toEqual([]);
+  });
+
+  it('refuses a size the filesystem has no room for, saying so, and leaves no file behind', async () => {
+    const file = join(dir, 'huge', 'v.ext4');
+    // A GiB more than this filesystem has free.
+    const free = statfsSync(dir);
+    const bytes = (Math.ceil((free.bavail * free.bsize) / 1024 ** 3) + 1) * 1024 ** 3;
+    await expect(makeCacheImage({ bytes, file })).rejects.toThrow(
+      `no room for a cache of ${formatSize(bytes)} in ${join(dir, 'huge')}: the state dir's filesystem has less free space than resources.cache`,
+    );
+    expect(readdirSync(join(dir, 'huge'))).toEqual([]);
+  });
+});
+
+describe('cache volumes of sessions that start together', () => {
+  function countingPort(delayMs: number, fail = false) {
+    const calls: { name: string; bound: boolean }[] = [];
+    const port = {
+      ensureVolume: async (
+        name: string,
+        _labels: Record<string, string>,
+        _signal?: AbortSignal,
+        bound?: unknown,
+      ) => {
+        calls.push({ name, bound: bound !== undefined });
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+        if (fail) throw new Error('no room');
+      },
+    } as unknown as PodmanPort;
+    return { port, calls };
+  }
+  const plain = [{ name: 'v', target: '/c' }];
+  const bounded = [{ name: 'b', target: '/c', bound: { bytes: 32 * MiB, file: '/x/b.ext4' } }];
+
+  it('make a volume once at a time, and a plain one once for the daemon’s life', async () => {
+    const { port, calls } = countingPort(20);
+    const volumes = new CacheVolumes();
+    await Promise.all([volumes.ensure(port, undefined, plain), volumes.ensure(port, undefined, plain)]);
+    await volumes.ensure(port, undefined, plain);
+    expect(calls).toEqual([{ name: 'v', bound: false }]);
+    // Another host has its own.
+    await volumes.ensure(port, 'near', plain);
+    expect(calls).toHaveLength(2);
+  });
+
+  it('look at a bounded one again at every session (a removed one must not come back plain)', async () => {
+    const { port, calls } = countingPort(20);
+    const volumes = new CacheVolumes();
+    await Promise.all([volumes.ensure(port, undefined, bounded), volumes.ensure(port, undefined, bounded)]);
+    expect(calls).toEqual([{ name: 'b', bound: true }]);
+    await volumes.ensure(port, undefined, bounded);
+    expect(calls).toHaveLength(2);
+  });
+
+  it('let a session that stops stop waiting, and fail each waiter of a making that fails', async () => {
+    const slow = countingPort(50);
+    const volumes = new CacheVolumes();
+    const controller = new AbortController();
+    const stopped = volumes.ensure(slow.port, undefined, plain, controller.signal);
+    const other = volumes.ensure(slow.port, undefined, plain);
+    controller.abort(new Error('stopped'));
+    await expect(stopped).rejects.toThrow('stopped');
+    await expect(other).resolves.toBeUndefined();
+    expect(slow.calls).toHaveLength(1);
+    const failing = countingPort(10, true);
+    const again = new CacheVolumes();
+    const results = await Promise.allSettled([
+      again.ensure(failing.port, undefined, plain),
+      again.ensure(failing.port, undefined, plain),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    expect(failing.calls).toHaveLength(1);
+    // The next session tries again.
+    await expect(again.ensure(failing.port, undefined, plain)).rejects.toThrow('no room');
+    expect(failing.calls).toHaveLength(2);
   });
 });
