@@ -1,5 +1,5 @@
 import { accessSync, constants, lstatSync, statfsSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { currentUid, privateDirProblem, userLabel } from './ownership.js';
 
 /**
@@ -43,4 +43,29 @@ export function freeBytes(path: string): { checked: string; bytes: number } {
   const checked = nearestExisting(path);
   const fs = statfsSync(checked);
   return { checked, bytes: fs.bavail * fs.bsize };
+}
+
+/** Whether an executable of that name is on the PATH (what a spawn of it would find). */
+export function onPath(name: string, path: string = process.env.PATH ?? ''): boolean {
+  return path
+    .split(':')
+    .filter((dir) => dir !== '')
+    .some((dir) => {
+      try {
+        accessSync(join(dir, name), constants.X_OK);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+}
+
+/** Whether this kernel offers loop devices (what a bounded cache is mounted through). */
+export function loopDevices(): boolean {
+  try {
+    accessSync('/dev/loop-control', constants.R_OK);
+    return true;
+  } catch {
+    return false;
+  }
 }

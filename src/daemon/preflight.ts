@@ -2,7 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { resolveCredentials } from '../adapters/credentials.js';
-import { freeBytes, ownDirProblem } from '../adapters/fs-checks.js';
+import { freeBytes, loopDevices, onPath, ownDirProblem } from '../adapters/fs-checks.js';
 import { PodmanClient } from '../adapters/podman.js';
 import { PodmanError } from '../adapters/podman-errors.js';
 import { hostAllowed, transportOf } from '../config/hosts.js';
@@ -117,8 +117,51 @@ export async function runPreflight(options: PreflightOptions): Promise<CheckResu
     ...engines.flat(),
     ...(await checkCredentials(settings.agents, options.env)),
     ...checkDirectories(settings),
+    ...checkBoundedCaches(settings, options.env),
     // Binding the HTTP address to test it would race the server start opens: doctor only.
     ...(options.depth === 'full' ? await checkHttpAndNotify(settings, options.env) : []),
+  ];
+}
+
+/**
+ * What a bounded cache (`resources.cache`) needs on this machine: the tools that make its filesystem and
+ * loop devices to mount it (Podman loop-mounts it, which a rootless Podman cannot).
+ */
+export function checkBoundedCaches(
+  settings: Pick<Settings, 'agents'>,
+  env: NodeJS.ProcessEnv,
+  loops: () => boolean = loopDevices,
+): CheckResult[] {
+  const agents = settings.agents.filter((a) => a.caches.length > 0 && a.resources.cache !== undefined);
+  if (agents.length === 0) return [];
+  const check = 'bounded caches';
+  const names = agents.map((a) => a.name).join(', ');
+  const missing = [
+    ['fallocate', 'util-linux'],
+    ['mkfs.ext4', 'e2fsprogs'],
+  ].filter(([tool]) => !onPath(tool as string, env.PATH));
+  if (missing.length > 0) {
+    return [
+      {
+        check,
+        status: 'fail',
+        message: `${missing.map(([tool]) => tool).join(' and ')} not on PATH: the caches of ${names} (resources.cache) cannot be made`,
+        fix: `apt-get install ${missing.map(([, pkg]) => pkg).join(' ')}, or remove resources.cache`,
+      },
+    ];
+  }
+  if (!loops()) {
+    return [
+      {
+        check,
+        status: 'fail',
+        message: `this kernel offers no loop devices (/dev/loop-control): the caches of ${names} (resources.cache) cannot be mounted`,
+        fix: 'modprobe loop (and give the machine or its container /dev/loop*), or remove resources.cache',
+      },
+    ];
+  }
+  return [
+    { check, status: 'ok', message: `fallocate, mkfs.ext4 and loop devices for the caches of ${names}` },
   ];
 }
 

@@ -22,6 +22,7 @@ import type { PodmanPort } from '../../src/adapters/podman.js';
 import { ConfigError, type ConfigProblem, parseConfig } from '../../src/config/index.js';
 import { formatSize } from '../../src/config/resources.js';
 import type { AgentConfig } from '../../src/config/types.js';
+import { checkBoundedCaches } from '../../src/daemon/preflight.js';
 import { CacheVolumes } from '../../src/runner/cache-volumes.js';
 import { assembleSession } from '../../src/sessions/assemble.js';
 import { planRun } from '../../src/sessions/run-plan.js';
@@ -260,5 +261,34 @@ describe('cache volumes of sessions that start together', () => {
     // The next session tries again.
     await expect(again.ensure(failing.port, undefined, plain)).rejects.toThrow('no room');
     expect(failing.calls).toHaveLength(2);
+  });
+});
+
+describe('agentd doctor on bounded caches', () => {
+  const bounded = parseConfig(config('    resources: { cache: 1g }\n'), FILE, ENV, 1000);
+  const plain = parseConfig(config(''), FILE, ENV, 1000);
+
+  it('looks only when an agent has bounded caches', () => {
+    expect(checkBoundedCaches(plain, process.env)).toEqual([]);
+    expect(checkBoundedCaches(bounded, process.env, () => true)).toEqual([
+      {
+        check: 'bounded caches',
+        status: 'ok',
+        message: 'fallocate, mkfs.ext4 and loop devices for the caches of demo',
+      },
+    ]);
+  });
+
+  it('names a missing tool with its package, and missing loop devices, with the fix', () => {
+    const [tools] = checkBoundedCaches(bounded, { PATH: join(dir, 'no-such-bin') }, () => true);
+    expect(tools).toMatchObject({
+      status: 'fail',
+      message: 'fallocate and mkfs.ext4 not on PATH: the caches of demo (resources.cache) cannot be made',
+      fix: 'apt-get install util-linux e2fsprogs, or remove resources.cache',
+    });
+    const [loops] = checkBoundedCaches(bounded, process.env, () => false);
+    expect(loops?.status).toBe('fail');
+    expect(loops?.message).toContain('no loop devices');
+    expect(loops?.fix).toContain('modprobe loop');
   });
 });
