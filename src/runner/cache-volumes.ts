@@ -5,10 +5,10 @@ import type { CreateContainerOptions, PodmanPort } from '../adapters/podman.js';
  * filesystem made) before the first container that mounts it. A plain one is made sure of once, not
  * every session; a bounded one at every session (one `volume inspect`): Podman makes a volume that a
  * container names and that is missing, and one removed while the daemon runs would come back plain,
- * without its bound. The making is
- * shared by the sessions that need it at once and is not cut short by one session's stop (it is short,
- * and a bounded cache's filesystem must not be made twice at once): a session that stops only stops
- * waiting for it. A making that fails fails each of them, and the next session tries again.
+ * without its bound. The making is shared by the sessions that need it at once and is not cut short by
+ * one session's stop (it is short, and a bounded cache's filesystem must not be made twice at once): a
+ * session that stops only stops waiting for it. A making that fails fails each of them, and the next
+ * session tries again.
  */
 export class CacheVolumes {
   /** Makings under way, by `HOST/NAME`. */
