@@ -15,6 +15,11 @@ export const containerSummarySchema = z.object({
 export type ContainerSummary = z.infer<typeof containerSummarySchema>;
 export const containerListSchema = z.array(containerSummarySchema).nullable();
 
+/** The subset of `podman volume inspect --format json` agentd reads: a bounded cache's mount options. */
+export const volumeInspectSchema = z.array(
+  z.object({ Name: z.string(), Options: z.record(z.string(), z.string()).nullish() }),
+);
+
 /** The subset of `podman container inspect` agentd reads. */
 export const containerInspectSchema = z.object({
   Id: z.string(),

@@ -18,6 +18,7 @@ import {
   type ContainerSummary,
   containerInspectSchema,
   containerListSchema,
+  volumeInspectSchema,
 } from './podman-schemas.js';
 
 export type { ContainerInspect, ContainerSummary };
@@ -736,21 +737,29 @@ export class PodmanClient implements PodmanPort {
     }
   }
 
-  /** A volume's driver options (empty for a plain one), or undefined when there is no such volume. */
+  /**
+   * A volume's driver options (empty for a plain one), or undefined when there is no such volume. Only
+   * Podman's "no such volume" says it is missing: any other failure is thrown (a bounded cache whose
+   * file is made anew on a false "missing" would lose its contents).
+   */
   private async volumeOptions(
     name: string,
     signal?: AbortSignal,
   ): Promise<Record<string, string> | undefined> {
-    const { stdout, exitCode } = await this.call(
-      `inspect volume ${name}`,
-      ['volume', 'inspect', '--format', 'json', name],
-      {
-        signal,
-        okExitCodes: [125],
-      },
-    );
-    const parsed = JSON.parse(stdout || '[]') as { Options?: Record<string, string> | null }[];
-    const volume = exitCode === 0 ? parsed?.[0] : undefined;
+    let stdout: string;
+    try {
+      ({ stdout } = await this.call(
+        `inspect volume ${name}`,
+        ['volume', 'inspect', '--format', 'json', name],
+        {
+          signal,
+        },
+      ));
+    } catch (error) {
+      if (error instanceof PodmanError && /no such volume/i.test(error.stderr)) return undefined;
+      throw error;
+    }
+    const volume = volumeInspectSchema.parse(JSON.parse(stdout || '[]'))[0];
     return volume === undefined ? undefined : (volume.Options ?? {});
   }
 

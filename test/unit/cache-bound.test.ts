@@ -3,10 +3,12 @@
  * existing volume is checked against the bound, and making the filesystem (mkfs.ext4, no Podman).
  */
 import {
+  chmodSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
+  readFileSync,
   rmSync,
   statfsSync,
   statSync,
@@ -18,7 +20,7 @@ import { join } from 'node:path';
 import { execaSync } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cacheBoundProblem, cacheVolumeOptions, makeCacheImage } from '../../src/adapters/cache-image.js';
-import type { PodmanPort } from '../../src/adapters/podman.js';
+import { PodmanClient, type PodmanPort } from '../../src/adapters/podman.js';
 import { ConfigError, type ConfigProblem, parseConfig } from '../../src/config/index.js';
 import { formatSize } from '../../src/config/resources.js';
 import type { AgentConfig } from '../../src/config/types.js';
@@ -290,5 +292,50 @@ describe('agentd doctor on bounded caches', () => {
     expect(loops?.status).toBe('fail');
     expect(loops?.message).toContain('no loop devices');
     expect(loops?.fix).toContain('modprobe loop');
+  });
+});
+
+describe('PodmanClient.ensureVolume with a bound', () => {
+  /** A `podman` whose `volume inspect` answers as told and that logs what `volume create` got. */
+  function podmanAnswering(inspect: string, code: number) {
+    const bin = join(dir, `podman-${Math.random().toString(16).slice(2)}`);
+    const log = `${bin}.log`;
+    writeFileSync(
+      bin,
+      `#!/bin/sh\ncase "$1 $2" in\n  "volume inspect") ${inspect}; exit ${code} ;;\n  "volume create") echo "$@" >> '${log}' ;;\nesac\n`,
+    );
+    chmodSync(bin, 0o755);
+    return {
+      client: new PodmanClient({ bin, timeoutMs: 10_000 }),
+      created: () => (existsSync(log) ? readFileSync(log, 'utf8') : ''),
+    };
+  }
+
+  it('makes the filesystem and the volume when Podman says there is no such volume', async () => {
+    const file = join(dir, 'ensure', 'local', 'agentd-x-cache-a-npm.ext4');
+    const { client, created } = podmanAnswering(
+      'echo "Error: inspecting object: no such volume agentd-x-cache-a-npm" >&2',
+      125,
+    );
+    await client.ensureVolume('agentd-x-cache-a-npm', { 'io.agentd.cache': 'npm' }, undefined, {
+      bytes: 16 * MiB,
+      file,
+    });
+    expect(statSync(file).size).toBe(16 * MiB);
+    expect(created()).toContain(
+      `--opt type=ext4 --opt device=${file} --opt o=loop,nosuid,nodev agentd-x-cache-a-npm`,
+    );
+  });
+
+  it('never makes a cache’s file anew when Podman fails for another reason', async () => {
+    const file = join(dir, 'ensure', 'local', 'agentd-x-cache-a-keep.ext4');
+    mkdirSync(join(dir, 'ensure', 'local'), { recursive: true });
+    writeFileSync(file, 'the cache as it was');
+    const { client, created } = podmanAnswering('echo "Error: database is locked" >&2', 125);
+    await expect(
+      client.ensureVolume('agentd-x-cache-a-keep', {}, undefined, { bytes: 16 * MiB, file }),
+    ).rejects.toThrow('database is locked');
+    expect(readFileSync(file, 'utf8')).toBe('the cache as it was');
+    expect(created()).toBe('');
   });
 });
