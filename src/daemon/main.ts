@@ -159,24 +159,32 @@ async function supervise(options: DaemonOptions): Promise<number> {
   /**
    * Removes the files of bounded caches whose volume is gone from a host (its operator removed it) and
    * of makes cut short; no session runs on a host being reconciled, so none is making one. A podman call
-   * only when there are files.
+   * only when there are files. Housekeeping: a failure is logged, and the next reconciliation tries again.
    */
   const pruneCacheImages = async (host: string, signal: AbortSignal) => {
     const dir = join(config.stateDir, 'caches', host);
-    const { volumes, partial } = cacheImagesIn(dir);
-    const known =
-      volumes.length === 0
-        ? new Set<string>()
-        : new Set(
-            (await ports(host).listVolumes({ [LABEL_INSTANCE]: instanceId }, signal)).map((v) => v.name),
-          );
-    const gone = volumes.filter((name) => !known.has(name));
-    removeCacheFiles(dir, [...gone.map((name) => `${name}.ext4`), ...partial]);
-    if (gone.length > 0)
-      log.info(
-        { event: 'daemon.cache_files_removed', host, volumes: gone },
-        `removed the files of ${gone.length} bounded cache(s) whose volume is gone`,
+    try {
+      const { volumes, partial } = cacheImagesIn(dir);
+      const known =
+        volumes.length === 0
+          ? new Set<string>()
+          : new Set(
+              (await ports(host).listVolumes({ [LABEL_INSTANCE]: instanceId }, signal)).map((v) => v.name),
+            );
+      const gone = volumes.filter((name) => !known.has(name));
+      removeCacheFiles(dir, [...gone.map((name) => `${name}.ext4`), ...partial]);
+      if (gone.length > 0)
+        log.info(
+          { event: 'daemon.cache_files_removed', host, volumes: gone },
+          `removed the files of ${gone.length} bounded cache(s) whose volume is gone`,
+        );
+    } catch (error) {
+      if (signal.aborted) return;
+      log.warn(
+        { event: 'daemon.cache_files_kept', host, err: error },
+        `could not look for the files of removed bounded caches in ${dir}: ${errorMessage(error)}`,
       );
+    }
   };
 
   /** Reconciles one host and plans the recovery of its sessions that nobody supervises. */
