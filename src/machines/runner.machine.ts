@@ -171,8 +171,11 @@ export function runnerMachineFor(settings: RunnerSettings) {
       announceCommit: (_, _params: { commit: string }) => {},
       /** Side effect (provided): the image the container runs, for the session's record. */
       announceImage: (_, _params: ImageInfo) => {},
-      /** Side effect (provided): a problem that does not change the outcome, for the log. */
-      warn: (_, _params: { message: string; error: unknown }) => {},
+      /**
+       * Side effect (provided): a problem that does not change the outcome, for the log; `retrying`: a
+       * teardown step that failed once and is tried again (its second failure is the warning).
+       */
+      warn: (_, _params: { message: string; error: unknown; retrying?: boolean }) => {},
       enterPhase: assign({
         phases: ({ context }, { phase }: { phase: Phase }) => [
           ...context.phases,
@@ -785,6 +788,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
                       params: ({ event }) => ({
                         message: 'teardown step failed; trying once more',
                         error: event.error,
+                        retrying: true,
                       }),
                     },
                   },
@@ -869,6 +873,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
                       params: ({ event }) => ({
                         message: 'teardown step failed; trying once more',
                         error: event.error,
+                        retrying: true,
                       }),
                     },
                   },

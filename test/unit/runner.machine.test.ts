@@ -43,16 +43,20 @@ function start(
   );
   const output: string[] = [];
   const phases: string[] = [];
+  const warnings: { message: string; retrying: boolean }[] = [];
   const machine = runnerMachineFor(SETTINGS).provide({
     actors: runnerActors(podman, {
       logFile: (id) => `${dir}/${id}.log`,
       logMaxBytes: 100_000,
       line: (_, line) => output.push(line.text),
     }),
-    actions: { announcePhase: (_, { phase }) => phases.push(phase) },
+    actions: {
+      announcePhase: (_, { phase }) => phases.push(phase),
+      warn: (_, { message, retrying }) => warnings.push({ message, retrying: retrying === true }),
+    },
   });
   const actor = createActor(machine, { input: { session, ...(adopted ? { adopted } : {}) } }).start();
-  return { actor, output, phases, result: toPromise(actor) as Promise<RunResult> };
+  return { actor, output, phases, warnings, result: toPromise(actor) as Promise<RunResult> };
 }
 
 /**
@@ -196,6 +200,36 @@ describe('runner machine', () => {
     expect(result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
     expect([...podman.secrets, ...podman.containers.keys()]).toEqual([]);
     expect(podman.calls.filter((c) => c.op === 'removeSecrets')).toHaveLength(2);
+  });
+
+  it('tells of a teardown step that failed once as a retry, and of one that failed twice as a warning', async () => {
+    const podman = new FakePodman();
+    const run = start(podman);
+    await until(() => podman.pending('createSecret') !== undefined, 'secret create');
+    podman.pending('createSecret')?.succeed();
+    await until(() => podman.stream() !== undefined, 'attached');
+    const stream = podman.stream() ?? expect.fail('no stream');
+    const marker = podman.markerOf(CONTAINER);
+    stream.line(`${marker} started`);
+    await until(() => podman.pending('removeSecrets') !== undefined, 'removal while it runs');
+    podman.pending('removeSecrets')?.succeed();
+    for (const line of ['phase cloning', 'phase running', 'ended 0 0']) stream.line(`${marker} ${line}`);
+    stream.exit(0);
+    await until(() => podman.pending('removeContainers') !== undefined, 'teardown');
+    podman.pending('removeContainers')?.fail('userdata/shm: device or resource busy');
+    await until(() => run.warnings.length > 0, 'the first failure told');
+    expect(run.warnings).toEqual([{ message: 'teardown step failed; trying once more', retrying: true }]);
+    await until(() => podman.pending('removeContainers') !== undefined, 'second try');
+    podman.pending('removeContainers')?.fail('userdata/shm: device or resource busy');
+    // Teardown removes the secrets too, whatever the container's removal does.
+    await until(() => podman.pending('removeSecrets') !== undefined, 'removal at teardown');
+    podman.pending('removeSecrets')?.succeed();
+    const result = await run.result;
+    expect(run.warnings).toEqual([
+      { message: 'teardown step failed; trying once more', retrying: true },
+      { message: 'teardown failed', retrying: false },
+    ]);
+    expect(result.outcome).toBe('error');
   });
 
   it("masks an adopted session's output with the values its container holds", async () => {
