@@ -1,6 +1,8 @@
 /**
- * Bounded caches (`resources.cache`): the configuration, where each cache's filesystem file goes, how an
- * existing volume is checked against the bound, and making the filesystem (mkfs.ext4, no Podman).
+ * Bounded caches (`resources.cache`), without Podman: the configuration, where each cache's file goes,
+ * how an existing volume is checked against the bound, making the filesystem (fallocate and mkfs.ext4
+ * for real), makings shared by sessions that start together, `agentd doctor`'s check, and
+ * `PodmanClient.ensureVolume` through a stand-in `podman`.
  */
 import {
   chmodSync,
