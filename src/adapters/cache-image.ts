@@ -11,19 +11,36 @@ import {
 } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { execa } from 'execa';
+import { LOCAL_HOST } from '../config/hosts.js';
 import { formatSize } from '../config/resources.js';
 import { AgentdError } from '../errors.js';
 
 /**
- * A bounded cache: an ext4 filesystem in a sparse file on this machine, which Podman loop-mounts as the
- * cache's volume. Whatever an agent writes there, the filesystem is full at its size and the host's disk
- * is not touched beyond it (the file takes only what is written).
+ * A bounded cache: an ext4 filesystem in a file on this machine (its space reserved when made), which
+ * Podman loop-mounts as the cache's volume. Whatever an agent writes there, the filesystem is full at
+ * its size and the host's disk is not touched beyond it.
  */
 export interface CacheBound {
   /** The filesystem's size. */
   bytes: number;
-  /** The file that holds it (in <state_dir>/caches). */
+  /** The file that holds it (cacheImageFile). */
   file: string;
+}
+
+const IMAGE_SUFFIX = '.ext4';
+const PARTIAL_SUFFIX = '.tmp';
+
+/** Where the files of bounded caches are: <state_dir>/caches. */
+export function cachesDirOf(stateDir: string): string {
+  return join(stateDir, 'caches');
+}
+
+/**
+ * The file of a bounded cache's volume on a host, `<caches>/<host>/<volume>.ext4`: each host has its own
+ * volumes, so each its own files, and two engines never mount one filesystem.
+ */
+export function cacheImageFile(cachesDir: string, host: string | undefined, volume: string): string {
+  return join(cachesDir, host ?? LOCAL_HOST, `${volume}${IMAGE_SUFFIX}`);
 }
 
 /** The `podman volume create --opt` values that mount a bound's file as the volume. */
@@ -44,7 +61,7 @@ export async function makeCacheImage(bound: CacheBound, signal?: AbortSignal): P
   const dir = dirname(bound.file);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   // Unique: two sessions of an agent may make their cache at once (the runner lets one do it).
-  const temp = `${bound.file}.${randomBytes(6).toString('hex')}.tmp`;
+  const temp = `${bound.file}.${randomBytes(6).toString('hex')}${PARTIAL_SUFFIX}`;
   try {
     closeSync(
       openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600),
@@ -156,21 +173,27 @@ export function cacheBoundProblem(
   return undefined;
 }
 
-/** The volumes that have a file in dir (`<volume>.ext4`), and leftovers of a make that was cut short. */
-export function cacheImagesIn(dir: string): { volumes: string[]; partial: string[] } {
+/** The volumes that have a file on a host (cacheImageFile), and the files of makings cut short. */
+export function cacheImagesOn(cachesDir: string, host: string): { volumes: string[]; partial: string[] } {
   let names: string[];
   try {
-    names = readdirSync(dir);
+    names = readdirSync(join(cachesDir, host));
   } catch {
     return { volumes: [], partial: [] };
   }
   return {
-    volumes: names.filter((n) => n.endsWith('.ext4')).map((n) => n.slice(0, -'.ext4'.length)),
-    partial: names.filter((n) => n.endsWith('.tmp')),
+    volumes: names.filter((n) => n.endsWith(IMAGE_SUFFIX)).map((n) => n.slice(0, -IMAGE_SUFFIX.length)),
+    partial: names.filter((n) => n.endsWith(PARTIAL_SUFFIX)),
   };
 }
 
-/** Removes files of dir by name (a file already gone counts as removed). */
-export function removeCacheFiles(dir: string, names: readonly string[]): void {
-  for (const name of names) rmSync(join(dir, name), { force: true });
+/** Removes the files of these volumes on a host, and these files of makings cut short (gone ones count). */
+export function removeCacheImages(
+  cachesDir: string,
+  host: string,
+  volumes: readonly string[],
+  partial: readonly string[],
+): void {
+  for (const volume of volumes) rmSync(cacheImageFile(cachesDir, host, volume), { force: true });
+  for (const name of partial) rmSync(join(cachesDir, host, name), { force: true });
 }

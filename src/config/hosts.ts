@@ -35,6 +35,12 @@ export function transportOf(host: Pick<HostConfig, 'url'>): HostTransport {
   return host.url.slice(0, host.url.indexOf(':')) as HostTransport;
 }
 
+/** Whether a host's engine sees this machine's files (the local Podman, or one behind a unix:// socket). */
+export function seesThisMachine(host: Pick<HostConfig, 'url'>): boolean {
+  const transport = transportOf(host);
+  return transport === 'local' || transport === 'unix';
+}
+
 /** A host url as `podman --url` takes it; the problem with it, or undefined. */
 export function hostUrlProblem(url: string): string | undefined {
   const example =

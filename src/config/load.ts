@@ -17,7 +17,7 @@ import type { z } from 'zod';
 import { parseAge, parseDuration } from '../duration.js';
 import { AgentdError, errorMessage } from '../errors.js';
 import { parseOrigin, parseRepoUrl } from '../repo-url.js';
-import { hostAllowed, transportOf } from './hosts.js';
+import { hostAllowed, seesThisMachine, transportOf } from './hosts.js';
 import { type HttpListen, parseListen } from './http.js';
 import { isInside, overlaps } from './mounts.js';
 import { configSearchPath, defaultSocketPath, defaultStateDir } from './paths.js';
@@ -473,7 +473,7 @@ function placementCheck(
     // (ssh://, tcp://) cannot mount it.
     const cache = agent.resources.cache;
     if (cache !== undefined && agent.caches.length > 0) {
-      const far = hosts.filter((h) => hostAllowed(agent, h) && ['ssh', 'tcp'].includes(transportOf(h)));
+      const far = hosts.filter((h) => hostAllowed(agent, h) && !seesThisMachine(h));
       if (far.length > 0) {
         ctx.problems.push({
           path: ['agents', i, 'caches'],

@@ -2,7 +2,7 @@ import { dirname, join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import type { Logger } from 'pino';
 import { createActor, fromCallback, fromPromise, type InspectionEvent, raise, waitFor } from 'xstate';
-import { cacheImagesIn, removeCacheFiles } from '../adapters/cache-image.js';
+import { cacheImagesOn, cachesDirOf, removeCacheImages } from '../adapters/cache-image.js';
 import { resolveCredentials } from '../adapters/credentials.js';
 import { ensurePrivateDir } from '../adapters/ownership.js';
 import { claimPidFile } from '../adapters/pid-file.js';
@@ -12,7 +12,7 @@ import { type ServiceNotifier, silentNotifier } from '../adapters/sd-notify.js';
 import { SessionFiles } from '../adapters/session-files.js';
 import { SessionStore, StateDirError } from '../adapters/session-store.js';
 import { SocketServer } from '../adapters/socket-server.js';
-import { hostsOf, transportOf } from '../config/hosts.js';
+import { hostsOf, seesThisMachine, transportOf } from '../config/hosts.js';
 import type { HostConfig, Settings } from '../config/types.js';
 import {
   CLIENT_LAG_BYTES,
@@ -162,9 +162,9 @@ async function supervise(options: DaemonOptions): Promise<number> {
    * only when there are files. Housekeeping: a failure is logged, and the next reconciliation tries again.
    */
   const pruneCacheImages = async (host: string, signal: AbortSignal) => {
-    const dir = join(config.stateDir, 'caches', host);
+    const cachesDir = cachesDirOf(config.stateDir);
     try {
-      const { volumes, partial } = cacheImagesIn(dir);
+      const { volumes, partial } = cacheImagesOn(cachesDir, host);
       const known =
         volumes.length === 0
           ? new Set<string>()
@@ -172,7 +172,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
               (await ports(host).listVolumes({ [LABEL_INSTANCE]: instanceId }, signal)).map((v) => v.name),
             );
       const gone = volumes.filter((name) => !known.has(name));
-      removeCacheFiles(dir, [...gone.map((name) => `${name}.ext4`), ...partial]);
+      removeCacheImages(cachesDir, host, gone, partial);
       if (gone.length > 0)
         log.info(
           { event: 'daemon.cache_files_removed', host, volumes: gone },
@@ -182,7 +182,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
       if (signal.aborted) return;
       log.warn(
         { event: 'daemon.cache_files_kept', host, err: error },
-        `could not look for the files of removed bounded caches in ${dir}: ${errorMessage(error)}`,
+        `could not look for the files of removed bounded caches of host ${host} in ${cachesDir}: ${errorMessage(error)}`,
       );
     }
   };
@@ -587,31 +587,25 @@ function sessionLogic(
   env: NodeJS.ProcessEnv,
 ) {
   const { daemon: config } = settings;
-  /** Cache volumes this daemon made sure of: each is created (and labelled) once. */
-  const cacheVolumes = new Set<string>();
   const runner = runnerMachineFor({
     instanceId,
     stopGraceMs: config.stopGraceMs,
     workDir,
-    cacheDir: join(config.stateDir, 'caches'),
+    cacheDir: cachesDirOf(config.stateDir),
     hostDownGraceMs: config.hostDownGraceMs,
     hostRetryMs: config.hostProbeIntervalMs,
     // ssh:// and tcp:// hosts do not see this machine's files: work in and results out are copied.
-    copyHosts: settings.hosts.filter((h) => ['ssh', 'tcp'].includes(transportOf(h))).map((h) => h.name),
+    copyHosts: settings.hosts.filter((h) => !seesThisMachine(h)).map((h) => h.name),
     // Hosts behind a connection create, start and remove their containers in calls of their own (RunPlan.mode).
     connectedHosts: settings.hosts.filter((h) => transportOf(h) !== 'local').map((h) => h.name),
   }).provide({
-    actors: runnerActors(
-      podman,
-      {
-        logFile: (id) => journal.logPath(id),
-        logMaxBytes: config.logMaxBytes,
-        line: (sessionId, line) => journal.output(sessionId, line),
-        block: (sessionId, block) => journal.output(sessionId, block),
-        dropped: (sessionId, lines, reason) => metrics.droppedOutput(sessionId, lines, reason),
-      },
-      cacheVolumes,
-    ),
+    actors: runnerActors(podman, {
+      logFile: (id) => journal.logPath(id),
+      logMaxBytes: config.logMaxBytes,
+      line: (sessionId, line) => journal.output(sessionId, line),
+      block: (sessionId, block) => journal.output(sessionId, block),
+      dropped: (sessionId, lines, reason) => metrics.droppedOutput(sessionId, lines, reason),
+    }),
     actions: {
       announcePhase: ({ context }, { phase }) => {
         const sessionId = context.session.invocation.sessionId;

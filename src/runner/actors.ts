@@ -154,11 +154,7 @@ function operation<I>(run: (input: I, signal: AbortSignal) => Promise<unknown>, 
 /** The Podman of each host, by name (undefined: the local one); or one port for every host. */
 export type HostPorts = PodmanPort | ((host: string | undefined) => PodmanPort);
 
-/**
- * `volumes`: cache volumes this daemon has made sure of, as `HOST/NAME` (each host has its own); each
- * is created (labelled) once, not every session. Whoever removes one forgets it here.
- */
-export function runnerActors(ports: HostPorts, output: OutputSink, volumes: Set<string> = new Set()) {
+export function runnerActors(ports: HostPorts, output: OutputSink) {
   const on = (input: OnHost): PodmanPort => (typeof ports === 'function' ? ports(input.host) : ports);
   /** `secret rm` calls under way, by host and names: a second removal of the same secrets joins one. */
   const removals = new Map<string, Promise<void>>();
@@ -169,7 +165,8 @@ export function runnerActors(ports: HostPorts, output: OutputSink, volumes: Set<
     imageCaches.set(host ?? '', cache);
     return cache;
   };
-  const cacheVolumes = new CacheVolumes(volumes);
+  /** Cache volumes are made before the first container that mounts them (see CacheVolumes). */
+  const cacheVolumes = new CacheVolumes();
   const ensureVolumes = cacheVolumes.ensure.bind(cacheVolumes);
   return {
     // Never cut short, not even when the actor stops: Podman 4.3 rewrites its secrets file in place,

@@ -13,9 +13,8 @@ import type { CreateContainerOptions, PodmanPort } from '../adapters/podman.js';
 export class CacheVolumes {
   /** Makings under way, by `HOST/NAME`. */
   private readonly making = new Map<string, Promise<void>>();
-
-  /** `made`: volumes this daemon has made sure of, as `HOST/NAME`; whoever removes one forgets it here. */
-  constructor(private readonly made: Set<string> = new Set()) {}
+  /** Plain volumes this daemon has made sure of, by `HOST/NAME`. */
+  private readonly made = new Set<string>();
 
   async ensure(
     port: PodmanPort,
@@ -31,7 +30,7 @@ export class CacheVolumes {
         making = port
           .ensureVolume(volume.name, volume.labels ?? {}, undefined, volume.bound)
           .then(() => {
-            this.made.add(key);
+            if (volume.bound === undefined) this.made.add(key);
           })
           .finally(() => this.making.delete(key));
         this.making.set(key, making);

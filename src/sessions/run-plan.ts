@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
+import { cacheImageFile } from '../adapters/cache-image.js';
 import type { CreateContainerOptions } from '../adapters/podman.js';
 import { workPaths } from '../adapters/session-files.js';
 import {
@@ -220,18 +220,17 @@ function mountsOf(
   env.AGENTD_SETUP_COPY = OUTPUT_COPY_TARGET;
   const output = (spec.resources ?? defaultResources()).output.bytes;
   env.AGENTD_SETUP_COPY_MAX = String(outputArchiveLimit(output) + 1);
-  // Each host has its own volumes, so each its own files: two engines never mount one filesystem.
   const bound = spec.resources?.cache;
-  const boundDir = settings.cacheDir === undefined ? undefined : join(settings.cacheDir, host ?? 'local');
+  const { cacheDir } = settings;
   const volumes = (spec.caches ?? []).map((cache) => {
     const name = cacheVolumeName(settings.instanceId, spec.agent, cache.name);
     return {
       name,
       target: cache.target,
       labels: cacheLabels(settings.instanceId, spec.agent, cache.name),
-      ...(bound === undefined || boundDir === undefined
+      ...(bound === undefined || cacheDir === undefined
         ? {}
-        : { bound: { bytes: bound.bytes, file: join(boundDir, `${name}.ext4`) } }),
+        : { bound: { bytes: bound.bytes, file: cacheImageFile(cacheDir, host, name) } }),
     };
   });
   if (volumes.length > 0) env.AGENTD_SETUP_CACHES = volumes.map((v) => v.target).join(' ');

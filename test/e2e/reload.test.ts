@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { leftoversOfDaemons, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { leftoversOfDaemons, startDaemon, type TestDaemon, writeDaemonConfig } from '../helpers/daemon.js';
 import { type Gate, startGate } from '../helpers/gate.js';
 import { type GitServer, startGitServer } from '../helpers/git-server.js';
 import { TEST_IMAGE } from '../helpers/podman.js';
@@ -32,11 +32,7 @@ function agent(name: string, command: string[]) {
 
 /** Rewrites the daemon's configuration file in place, keeping its socket and state dir. */
 function rewrite(d: TestDaemon, agents: Record<string, unknown>[], daemon: Record<string, unknown> = {}) {
-  const yaml = {
-    daemon: { socket: d.files.socketPath, state_dir: d.files.stateDir, stop_grace: '2s', ...daemon },
-    agents,
-  };
-  writeFileSync(d.files.configPath, stringify(yaml));
+  writeDaemonConfig(d.files, { agents, daemon });
 }
 
 async function detach(d: TestDaemon, args: string[]): Promise<string> {

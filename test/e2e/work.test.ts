@@ -17,9 +17,15 @@ import {
 import { join } from 'node:path';
 import { execa, execaSync } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
 import { cacheVolumeName } from '../../src/runner/names.js';
-import { CLI, launchDaemon, leftoversOfDaemons, runCli, startDaemon } from '../helpers/daemon.js';
+import {
+  CLI,
+  launchDaemon,
+  leftoversOfDaemons,
+  runCli,
+  startDaemon,
+  writeDaemonConfig,
+} from '../helpers/daemon.js';
 import { type Gate, startGate } from '../helpers/gate.js';
 import { type GitServer, startGitServer } from '../helpers/git-server.js';
 import { listAgentdContainers, listVolumes, TEST_IMAGE } from '../helpers/podman.js';
@@ -280,14 +286,7 @@ describe('mounts, context and caches', () => {
       await first.stop();
 
       // A new size does not silently keep the old one: the session fails saying how to apply it.
-      const { socketPath, stateDir } = first.files;
-      writeFileSync(
-        first.files.configPath,
-        stringify({
-          daemon: { socket: socketPath, state_dir: stateDir, stop_grace: '2s' },
-          ...config('32m'),
-        }),
-      );
+      writeDaemonConfig(first.files, config('32m'));
       const second = launchDaemon(first.files);
       await second.ready();
       const refused = await second.cli(['trigger', 'bounded']);

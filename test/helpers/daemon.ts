@@ -83,18 +83,29 @@ export interface LaunchOptions {
   args?: string[];
 }
 
+/**
+ * Writes a daemon's config file with its socket and state dir: a new instance's, or an existing one's
+ * rewritten in place (the same instance, another configuration).
+ */
+export function writeDaemonConfig(
+  files: Pick<DaemonFiles, 'configPath' | 'socketPath' | 'stateDir'>,
+  config: DaemonConfig,
+): void {
+  const yaml = {
+    daemon: { socket: files.socketPath, state_dir: files.stateDir, stop_grace: '2s', ...config.daemon },
+    ...(config.hosts === undefined ? {} : { hosts: config.hosts }),
+    agents: config.agents,
+  };
+  writeFileSync(files.configPath, stringify(yaml));
+}
+
 /** Writes the config file of a new daemon instance into a fresh tracked temp dir. */
 export function prepareDaemon(config: DaemonConfig): DaemonFiles {
   const dir = makeTempDir('agentd-e2e-daemon-');
   const socketPath = join(dir, 'run', 'agentd.sock');
   const stateDir = join(dir, 'state');
   const configPath = join(dir, 'agentd.yaml');
-  const yaml = {
-    daemon: { socket: socketPath, state_dir: stateDir, stop_grace: '2s', ...config.daemon },
-    ...(config.hosts === undefined ? {} : { hosts: config.hosts }),
-    agents: config.agents,
-  };
-  writeFileSync(configPath, stringify(yaml));
+  writeDaemonConfig({ configPath, socketPath, stateDir }, config);
   const instanceId = instanceIdOf(socketPath, stateDir);
   return {
     dir,

@@ -5,7 +5,6 @@
  * `PodmanClient.ensureVolume` through a stand-in `podman`.
  */
 import {
-  chmodSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -22,7 +21,7 @@ import { join } from 'node:path';
 import { execaSync } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cacheBoundProblem, cacheVolumeOptions, makeCacheImage } from '../../src/adapters/cache-image.js';
-import { PodmanClient, type PodmanPort } from '../../src/adapters/podman.js';
+import type { PodmanPort } from '../../src/adapters/podman.js';
 import { ConfigError, type ConfigProblem, parseConfig } from '../../src/config/index.js';
 import { formatSize } from '../../src/config/resources.js';
 import type { AgentConfig } from '../../src/config/types.js';
@@ -31,6 +30,7 @@ import { CacheVolumes } from '../../src/runner/cache-volumes.js';
 import { assembleSession } from '../../src/sessions/assemble.js';
 import { planRun } from '../../src/sessions/run-plan.js';
 import { AGENTS, request } from '../helpers/machine-fakes.js';
+import { standInPodman } from '../helpers/stand-in-podman.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'agentd-cache-bound-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -300,17 +300,13 @@ describe('agentd doctor on bounded caches', () => {
 describe('PodmanClient.ensureVolume with a bound', () => {
   /** A `podman` whose `volume inspect` answers as told and that logs what `volume create` got. */
   function podmanAnswering(inspect: string, code: number) {
-    const bin = join(dir, `podman-${Math.random().toString(16).slice(2)}`);
-    const log = `${bin}.log`;
-    writeFileSync(
-      bin,
-      `#!/bin/sh\ncase "$1 $2" in\n  "volume inspect") ${inspect}; exit ${code} ;;\n  "volume create") echo "$@" >> '${log}' ;;\nesac\n`,
+    const { bin, client } = standInPodman(
+      dir,
+      (self) =>
+        `case "$1 $2" in\n  "volume inspect") ${inspect}; exit ${code} ;;\n  "volume create") echo "$@" >> '${self}.log' ;;\nesac\n`,
     );
-    chmodSync(bin, 0o755);
-    return {
-      client: new PodmanClient({ bin, timeoutMs: 10_000 }),
-      created: () => (existsSync(log) ? readFileSync(log, 'utf8') : ''),
-    };
+    const log = `${bin}.log`;
+    return { client, created: () => (existsSync(log) ? readFileSync(log, 'utf8') : '') };
   }
 
   it('makes the filesystem and the volume when Podman says there is no such volume', async () => {

@@ -3,21 +3,19 @@
  * prints when it fails ("Error: ...") must not become a line of the session's output, and a container's
  * own "Error: ..." lines must. Through the real PodmanClient, with a stand-in `podman` script.
  */
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { HeldErrorLines, PodmanClient } from '../../src/adapters/podman.js';
+import { HeldErrorLines, type PodmanClient } from '../../src/adapters/podman.js';
+import { standInPodman } from '../helpers/stand-in-podman.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'agentd-unit-logs-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** A `podman` whose `logs` runs `script` (sh), then exits with `code`. */
 function podmanWith(script: string, code: number): PodmanClient {
-  const bin = join(dir, `podman-${Math.random().toString(16).slice(2)}`);
-  writeFileSync(bin, `#!/bin/sh\n${script}\nexit ${code}\n`);
-  chmodSync(bin, 0o755);
-  return new PodmanClient({ bin, timeoutMs: 10_000 });
+  return standInPodman(dir, () => `${script}\nexit ${code}\n`).client;
 }
 
 async function follow(client: PodmanClient): Promise<{ lines: string[]; exitCode: number }> {

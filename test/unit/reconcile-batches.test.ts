@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -6,13 +6,14 @@ import { afterAll, describe, expect, it } from 'vitest';
 import {
   type ContainerSummary,
   nameBatches,
-  PodmanClient,
+  type PodmanClient,
   type PodmanPort,
   SECRET_REMOVE_BATCH,
 } from '../../src/adapters/podman.js';
 import { LABEL_HOST, LABEL_INSTANCE, LABEL_SESSION } from '../../src/constants.js';
 import { reconcile } from '../../src/daemon/reconcile.js';
 import { secretName } from '../../src/runner/names.js';
+import { standInPodman } from '../helpers/stand-in-podman.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'agentd-unit-batches-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -23,12 +24,9 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
  * slow.done): a stand-in for the CLI, run through the real PodmanClient.
  */
 function fakePodman(): { client: PodmanClient; calls: () => string[] } {
-  const bin = join(dir, `podman-${Math.random().toString(16).slice(2)}`);
-  const log = `${bin}.log`;
-  writeFileSync(
-    bin,
-    `#!/bin/sh
-echo "$# $1 $2" >> '${log}'
+  const { bin, client } = standInPodman(
+    dir,
+    (self) => `echo "$# $1 $2" >> '${self}.log'
 code=0
 for a in "$@"; do
   case "$a" in
@@ -40,12 +38,9 @@ done
 exit $code
 `,
   );
-  chmodSync(bin, 0o755);
+  const log = `${bin}.log`;
   writeFileSync(log, '');
-  return {
-    client: new PodmanClient({ bin, timeoutMs: 10_000 }),
-    calls: () => readFileSync(log, 'utf8').split('\n').filter(Boolean),
-  };
+  return { client, calls: () => readFileSync(log, 'utf8').split('\n').filter(Boolean) };
 }
 
 const names = (n: number, tag = 'x') => Array.from({ length: n }, (_, i) => `agentd-${tag}-${i}`);

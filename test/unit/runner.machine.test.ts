@@ -69,6 +69,27 @@ async function until(check: () => boolean, what: string): Promise<void> {
   if (!check()) throw new Error(`never happened: ${what}`);
 }
 
+/**
+ * Takes a session of `start` (on a manual FakePodman) through its secret create and the setup step's
+ * start, to the secrets' removal while the container runs, which it returns unsettled; `exit` then
+ * ends the command with 0 and the container with it.
+ */
+async function untilRemovalWhileRunning(podman: FakePodman) {
+  await until(() => podman.pending('createSecret') !== undefined, 'secret create');
+  podman.pending('createSecret')?.succeed();
+  await until(() => podman.stream() !== undefined, 'attached');
+  const stream = podman.stream() ?? expect.fail('no stream');
+  const marker = podman.markerOf(CONTAINER);
+  stream.line(`${marker} started`);
+  await until(() => podman.pending('removeSecrets') !== undefined, 'removal while it runs');
+  const removal = podman.pending('removeSecrets') ?? expect.fail('no removal');
+  const exit = () => {
+    for (const line of ['phase cloning', 'phase running', 'ended 0 0']) stream.line(`${marker} ${line}`);
+    stream.exit(0);
+  };
+  return { removal, exit };
+}
+
 describe('runner machine', () => {
   it('runs a session, masks a credential the agent prints, and leaves nothing in Podman', async () => {
     const podman = new FakePodman('auto');
@@ -154,16 +175,8 @@ describe('runner machine', () => {
   it('lets a secret removal that the container exit overtakes finish, and teardown waits for that one', async () => {
     const podman = new FakePodman();
     const run = start(podman);
-    await until(() => podman.pending('createSecret') !== undefined, 'secret create');
-    podman.pending('createSecret')?.succeed();
-    await until(() => podman.stream() !== undefined, 'attached');
-    const stream = podman.stream() ?? expect.fail('no stream');
-    const marker = podman.markerOf(CONTAINER);
-    stream.line(`${marker} started`);
-    await until(() => podman.pending('removeSecrets') !== undefined, 'removal while it runs');
-    const early = podman.pending('removeSecrets') ?? expect.fail('no removal');
-    for (const line of ['phase cloning', 'phase running', 'ended 0 0']) stream.line(`${marker} ${line}`);
-    stream.exit(0);
+    const { removal: early, exit } = await untilRemovalWhileRunning(podman);
+    exit();
     await until(() => podman.pending('removeContainers') !== undefined, 'teardown');
     podman.pending('removeContainers')?.succeed();
     await settle();
@@ -182,16 +195,9 @@ describe('runner machine', () => {
   it('removes the secrets again at teardown when the removal while it ran failed', async () => {
     const podman = new FakePodman();
     const run = start(podman);
-    await until(() => podman.pending('createSecret') !== undefined, 'secret create');
-    podman.pending('createSecret')?.succeed();
-    await until(() => podman.stream() !== undefined, 'attached');
-    const stream = podman.stream() ?? expect.fail('no stream');
-    const marker = podman.markerOf(CONTAINER);
-    stream.line(`${marker} started`);
-    await until(() => podman.pending('removeSecrets') !== undefined, 'removal while it runs');
-    podman.pending('removeSecrets')?.fail('database is locked');
-    for (const line of ['phase cloning', 'phase running', 'ended 0 0']) stream.line(`${marker} ${line}`);
-    stream.exit(0);
+    const { removal, exit } = await untilRemovalWhileRunning(podman);
+    removal.fail('database is locked');
+    exit();
     await until(() => podman.pending('removeContainers') !== undefined, 'teardown');
     podman.pending('removeContainers')?.succeed();
     await until(() => podman.pending('removeSecrets') !== undefined, 'removal at teardown');
@@ -205,16 +211,9 @@ describe('runner machine', () => {
   it('tells of a teardown step that failed once as a retry, and of one that failed twice as a warning', async () => {
     const podman = new FakePodman();
     const run = start(podman);
-    await until(() => podman.pending('createSecret') !== undefined, 'secret create');
-    podman.pending('createSecret')?.succeed();
-    await until(() => podman.stream() !== undefined, 'attached');
-    const stream = podman.stream() ?? expect.fail('no stream');
-    const marker = podman.markerOf(CONTAINER);
-    stream.line(`${marker} started`);
-    await until(() => podman.pending('removeSecrets') !== undefined, 'removal while it runs');
-    podman.pending('removeSecrets')?.succeed();
-    for (const line of ['phase cloning', 'phase running', 'ended 0 0']) stream.line(`${marker} ${line}`);
-    stream.exit(0);
+    const { removal, exit } = await untilRemovalWhileRunning(podman);
+    removal.succeed();
+    exit();
     await until(() => podman.pending('removeContainers') !== undefined, 'teardown');
     podman.pending('removeContainers')?.fail('userdata/shm: device or resource busy');
     await until(() => run.warnings.length > 0, 'the first failure told');
