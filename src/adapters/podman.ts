@@ -187,6 +187,8 @@ export type OutputHandler = ((text: string, end: boolean, stream: 'stdout' | 'st
 
 /** How often a `secret create` that met Podman's secrets file mid-write is made (see createSecret). */
 const SECRET_CREATE_ATTEMPTS = 4;
+/** runc failing to start an exec'd process in a running container, which a second try gets past. */
+const RUNC_EXEC_TRANSIENT = /exec failed: unable to start container process: error executing setns process/;
 
 /**
  * Names per `podman secret rm`. Podman 4.3 reads and rewrites both its secrets files whole for each secret
@@ -613,15 +615,29 @@ export class PodmanClient implements PodmanPort {
       'cd "$1" 2>/dev/null || exit 0; for f in * .[!.]*; do [ -f "$f" ] || continue; printf "%s %s\\n" "$(wc -c < "$f")" "$f"; cat "$f" || exit 4; done';
     const argv = [...this.global, 'exec', '--user', '0:0', name, '/bin/sh', '-c', script, 'agentd-read', dir];
     const operation = `read the secrets of container ${name}`;
-    this.onCall?.(argv);
-    const result = await execa(this.bin, argv, {
-      encoding: 'buffer',
-      timeout: this.timeoutMs,
-      cancelSignal: signal,
-      reject: false,
-      stdin: 'ignore',
-      forceKillAfterDelay: 2000,
-    });
+    const exec = () => {
+      this.onCall?.(argv);
+      return execa(this.bin, argv, {
+        encoding: 'buffer',
+        timeout: this.timeoutMs,
+        cancelSignal: signal,
+        reject: false,
+        stdin: 'ignore',
+        forceKillAfterDelay: 2000,
+      });
+    };
+    let result = await exec();
+    // runc's exec can fail to enter a running container's namespaces on a busy machine ("error
+    // executing setns process") and make nothing; a second try a little later gets in. Without the
+    // values an adopted session's output is withheld, so one transient failure is worth a retry.
+    if (
+      result.failed &&
+      !signal?.aborted &&
+      RUNC_EXEC_TRANSIENT.test(Buffer.from(result.stderr ?? []).toString())
+    ) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      result = await exec();
+    }
     if (result.failed) {
       throw classifyPodmanFailure({
         operation,
