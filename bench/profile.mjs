@@ -2,7 +2,9 @@
 // `node --cpu-prof`, runs 20 sessions at once (max_sessions 20), then four sessions at once printing
 // BENCH_OUTPUT_MB (default 50) MB each, stops it and prints the functions with the most self time, by
 // case, and the daemon's CPU seconds. Cleans up what it made. BENCH_PROFILE_CASES (default twenty,output)
-// picks the cases, BENCH_PROFILE_TOP (default 14) how many functions are listed.
+// picks the cases, BENCH_PROFILE_TOP (default 14) how many functions are listed. BENCH_NODE_ARGS adds
+// options to the daemon's node (e.g. `--trace-gc`: its output goes to DIR/<case>/daemon-1.log), and
+// BENCH_KEEP=1 keeps DIR (the profiles and logs) and prints where it is.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -47,7 +49,13 @@ async function profiled(name, dir, repo, maxSessions, run) {
   const { instanceIdOf } = await dist('daemon/instance-id.js');
   const instanceId = instanceIdOf(config.socket, config.stateDir);
   const profDir = join(at, 'prof');
-  const daemon = await startDaemon(at, config, { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] });
+  const daemon = await startDaemon(at, config, {
+    nodeArgs: [
+      '--cpu-prof',
+      `--cpu-prof-dir=${profDir}`,
+      ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
+    ],
+  });
   try {
     const started = performance.now();
     await run(config.socket, repo);
@@ -85,5 +93,6 @@ try {
   }
 } finally {
   repo.stop();
-  removeDir(dir);
+  if (process.env.BENCH_KEEP === '1') process.stdout.write(`kept ${dir}\n`);
+  else removeDir(dir);
 }

@@ -92,6 +92,8 @@ const LOW_WATER = 64 * 1024;
 const CHUNK = 64 * 1024;
 /** Characters of records gathered as text before they are encoded: one encoding call for many lines. */
 const ENCODE_AT = 8 * 1024;
+/** Characters of records that settle keeps as text rather than start a chunk for. */
+const SMALL_TEXT = 4 * 1024;
 const TOKENS: Record<OutputStream, string> = { stdout: 'out', stderr: 'err', agentd: 'agentd' };
 const STREAMS: Record<string, OutputStream> = { out: 'stdout', err: 'stderr', agentd: 'agentd' };
 export const TRIMMED_REASON = 'earlier output dropped to keep the log bounded (daemon.log_max_bytes)';
@@ -128,7 +130,11 @@ interface Pending {
   bytes: number;
 }
 
-type PendingPart = { buffer: Buffer; used: number } | { block: OutputBlock; size: number };
+type PendingPart =
+  | { buffer: Buffer; used: number }
+  | { block: OutputBlock; size: number }
+  /** A few records between blocks, kept as text until written (see settle). */
+  | { text: string; size: number };
 
 /**
  * A session's output log: one line per output line, `SEQ TIME STREAM TEXT` (STREAM is `out`, `err` or
@@ -310,7 +316,13 @@ export class SessionLog {
     settle(this.pending);
     const parts: (Buffer | OutputBlock)[] = this.flying === undefined ? [] : [this.flying];
     for (const part of this.pending.parts)
-      parts.push('buffer' in part ? part.buffer.subarray(0, part.used) : part.block);
+      parts.push(
+        'buffer' in part
+          ? part.buffer.subarray(0, part.used)
+          : 'block' in part
+            ? part.block
+            : Buffer.from(part.text),
+      );
     return parts;
   }
 
@@ -581,6 +593,16 @@ function settle(pending: Pending): void {
   // At most 3 bytes a UTF-16 unit: room is checked without measuring the string first.
   const last = pending.parts.at(-1);
   let chunk = last !== undefined && 'buffer' in last ? last : undefined;
+  if (chunk === undefined && text.length <= SMALL_TEXT) {
+    // Records between two blocks (a pipe chunk's last line, finished by the next chunk): a chunk of
+    // their own would be a new buffer outside the heap for each pipe chunk, and V8 counts those
+    // towards its next full collection (an output flood ran one every 50 to 100 ms).
+    const size = Buffer.byteLength(text);
+    pending.parts.push({ text, size });
+    pending.bytes += size - text.length;
+    pending.text = '';
+    return;
+  }
   if (chunk === undefined || chunk.used + text.length * 3 > chunk.buffer.length) {
     chunk = { buffer: Buffer.allocUnsafe(Math.max(CHUNK, text.length * 3)), used: 0 };
     pending.parts.push(chunk);
@@ -598,7 +620,8 @@ function pendingBytes(pending: Pending): Buffer {
   let pos = 0;
   for (const part of pending.parts) {
     if ('buffer' in part) pos += part.buffer.copy(out, pos, 0, part.used);
-    else pos = encodeBlock(part.block, out, pos);
+    else if ('block' in part) pos = encodeBlock(part.block, out, pos);
+    else pos += out.write(part.text, pos);
   }
   return pos === out.length ? out : out.subarray(0, pos);
 }

@@ -202,6 +202,37 @@ describe('SessionLog', () => {
     expect(records(byBlock)).toEqual(records(byLine));
     expect(new SessionLog(byBlock, 1_000_000).writtenLines()).toEqual({ stdout: 125, stderr: 1 });
   });
+
+  it('logs single lines between blocks (a pipe chunk ending mid-line) as line by line, before and after they are written', async () => {
+    const byLine = logPath();
+    const mixed = logPath();
+    const a = new SessionLog(byLine, 1_000_000);
+    const b = new SessionLog(mixed, 1_000_000);
+    const expected: string[] = [];
+    for (let chunk = 0; chunk < 50; chunk++) {
+      const lines = Array.from({ length: 3 }, (_, i) => `chunk ${chunk} line ${i} ${'y'.repeat(chunk)}`);
+      for (const line of lines) a.append(line);
+      b.appendBlock(Buffer.from(lines.map((l) => `${l}\n`).join('')), 3, 'stdout');
+      // The line the next chunk finishes; multi-byte characters, and now and then one over the small size.
+      const between = chunk % 10 === 9 ? `long ${'€'.repeat(5000)}` : `between ${chunk} é€😀`;
+      a.append(between, { stream: chunk % 2 === 0 ? 'stdout' : 'stderr' });
+      b.append(between, { stream: chunk % 2 === 0 ? 'stdout' : 'stderr' });
+      expected.push(...lines, between);
+    }
+    const texts = (path: string) =>
+      readSessionLog(path).map((e) => (isSkipped(e) ? '' : `${e.seq} ${e.stream} ${e.text}`));
+    // Unwritten, as a reader sees them.
+    expect(texts(mixed)).toEqual(texts(byLine));
+    expect(texts(mixed).map((t) => t.replace(/^\d+ \S+ /, ''))).toEqual(expected);
+    await a.close();
+    await b.close();
+    const records = (path: string) =>
+      readFileSync(path, 'utf8')
+        .split('\n')
+        .map((r) => r.replace(/^(\d+) \S+ /, '$1 TIME '));
+    expect(records(mixed)).toEqual(records(byLine));
+    expect(records(mixed)).toHaveLength(expected.length + 1);
+  });
 });
 
 describe('LineAssembler', () => {
