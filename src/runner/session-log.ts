@@ -12,6 +12,7 @@ import {
 } from 'node:fs';
 import { appendNoFollow, readNoFollow, removeQuietly } from '../adapters/state-files.js';
 import { CONTAINER_LOG_MAX_BYTES } from '../constants.js';
+import { type Held, LogArena, SLAB_BYTES } from './log-arena.js';
 
 /** Where a line of a session's output came from: the container's stdout or stderr, or agentd itself. */
 export type OutputStream = 'stdout' | 'stderr' | 'agentd';
@@ -88,12 +89,8 @@ const FLOOD_WRITE_EVERY_MS = 1000;
 const HIGH_WATER = 256 * 1024;
 /** ... and below which it tells the writer to carry on. */
 const LOW_WATER = 64 * 1024;
-/** Size of the buffers records are encoded into as they are appended. */
-const CHUNK = 64 * 1024;
 /** Characters of records gathered as text before they are encoded: one encoding call for many lines. */
 const ENCODE_AT = 8 * 1024;
-/** Characters of records that settle keeps as text rather than start a chunk for. */
-const SMALL_TEXT = 4 * 1024;
 const TOKENS: Record<OutputStream, string> = { stdout: 'out', stderr: 'err', agentd: 'agentd' };
 const STREAMS: Record<string, OutputStream> = { out: 'stdout', err: 'stderr', agentd: 'agentd' };
 export const TRIMMED_REASON = 'earlier output dropped to keep the log bounded (daemon.log_max_bytes)';
@@ -130,11 +127,8 @@ interface Pending {
   bytes: number;
 }
 
-type PendingPart =
-  | { buffer: Buffer; used: number }
-  | { block: OutputBlock; size: number }
-  /** A few records between blocks, kept as text until written (see settle). */
-  | { text: string; size: number };
+/** Encoded records, or a block of lines (its bytes a copy in the log's arena): both held in the arena. */
+type PendingPart = { records: Held } | { block: OutputBlock; size: number; held: Held };
 
 /**
  * A session's output log: one line per output line, `SEQ TIME STREAM TEXT` (STREAM is `out`, `err` or
@@ -143,9 +137,10 @@ type PendingPart =
  *
  * Writes are buffered and asynchronous: appending never blocks the daemon, one file stays open while
  * the session runs, and what is appended while a write is under way or within WRITE_EVERY_MS of the
- * last one (FLOOD_WRITE_EVERY_MS during a flood) goes out in the next. Records are encoded into
- * buffers outside V8's heap a few kilobytes at a time, blocks of lines only when they are written, so
- * a flood of lines leaves little for the garbage collector. Records with the whole bound of newer ones
+ * last one (FLOOD_WRITE_EVERY_MS during a flood) goes out in the next. Records are encoded a few
+ * kilobytes at a time, and blocks of lines copied, into slabs the log reuses (LogArena); blocks are
+ * encoded as records only when they are written. So a flood of lines leaves little for the garbage
+ * collector, and the container's pipe chunks are not kept. Records with the whole bound of newer ones
  * after them are dropped unwritten (the rotation would delete them): a flood costs the disk at most
  * the bound per write. When more is waiting than the bound and HIGH_WATER, `backlogged` tells the
  * writer to stop reading the container until `onDrain`.
@@ -160,6 +155,8 @@ export class SessionLog {
   private nextSeq: number;
   /** Appended, not yet handed to a write. */
   private pending: Pending = emptyPending();
+  /** Where pending records and blocks are held (see LogArena). */
+  private readonly arena = new LogArena();
   /** Being written. */
   private flying: Buffer | undefined;
   private scheduled = false;
@@ -226,7 +223,7 @@ export class SessionLog {
     if (options.cont) line.cont = true;
     this.count(line);
     if (this.closed) return line;
-    encode(this.pending, record(line));
+    encode(this.pending, record(line), this.arena);
     this.appended();
     return line;
   }
@@ -241,9 +238,11 @@ export class SessionLog {
     this.containerLogBytes += bytes.length - count + 40 * count;
     if (this.containerLines !== undefined) this.containerLines[stream] += count;
     if (this.closed || count === 0) return block;
-    settle(this.pending);
+    settle(this.pending, this.arena);
     const size = blockSize(block);
-    this.pending.parts.push({ block, size });
+    // A copy: the container's pipe chunk is not kept until the write (see LogArena).
+    const held = this.arena.copy(bytes);
+    this.pending.parts.push({ block: { ...block, bytes: held.bytes }, size, held });
     this.pending.bytes += size;
     this.appended();
     return block;
@@ -257,7 +256,9 @@ export class SessionLog {
       pending.parts.length > 1 &&
       pending.bytes - partSize(pending.parts[0] as PendingPart) >= this.maxBytes
     ) {
-      pending.bytes -= partSize(pending.parts.shift() as PendingPart);
+      const dropped = pending.parts.shift() as PendingPart;
+      pending.bytes -= partSize(dropped);
+      this.arena.release(heldBy(dropped));
       this.droppedPending = true;
     }
     if (pending.bytes > this.maxBytes + HIGH_WATER) this.wasBacklogged = true;
@@ -313,15 +314,14 @@ export class SessionLog {
    * end of the file, it is read at the reader's pace (nothing in it changes later).
    */
   unwritten(): (Buffer | OutputBlock)[] {
-    settle(this.pending);
+    settle(this.pending, this.arena);
     const parts: (Buffer | OutputBlock)[] = this.flying === undefined ? [] : [this.flying];
+    // Copies: the arena reuses its slabs once these are written.
     for (const part of this.pending.parts)
       parts.push(
-        'buffer' in part
-          ? part.buffer.subarray(0, part.used)
-          : 'block' in part
-            ? part.block
-            : Buffer.from(part.text),
+        'records' in part
+          ? Buffer.from(part.records.bytes)
+          : { ...part.block, bytes: Buffer.from(part.block.bytes) },
       );
     return parts;
   }
@@ -342,6 +342,7 @@ export class SessionLog {
   async close(): Promise<void> {
     await this.flushed();
     this.closed = true;
+    this.arena.clear();
     if (this.fd !== undefined) closeQuietly(this.fd);
     this.fd = undefined;
     if (writing.get(this.path) === this) writing.delete(this.path);
@@ -360,7 +361,8 @@ export class SessionLog {
     }
     this.lastFlush = performance.now();
     const note = this.gap ? Buffer.from(noteRecord(this.gap)) : undefined;
-    const batch = pendingBytes(this.pending);
+    const batch = pendingBytes(this.pending, this.arena);
+    for (const part of this.pending.parts) this.arena.release(heldBy(part));
     const restart = this.droppedPending;
     this.flooded = restart;
     this.pending = emptyPending();
@@ -474,7 +476,11 @@ export class SessionLog {
       // Someone waits for everything to be written: no waiting for WRITE_EVERY_MS.
       if (this.idleWaiters.length > 0) this.flush();
       else this.schedule();
-    } else this.idle();
+    } else {
+      // Quiet again: the slabs a flood needed are let go.
+      if (batch.length <= SLAB_BYTES) this.arena.shrink();
+      this.idle();
+    }
   }
 
   private idle(): void {
@@ -572,7 +578,11 @@ function lineAfter(batch: Buffer, at: number): number {
 }
 
 function partSize(part: PendingPart): number {
-  return 'buffer' in part ? part.used : part.size;
+  return 'records' in part ? part.records.bytes.length : part.size;
+}
+
+function heldBy(part: PendingPart): Held {
+  return 'records' in part ? part.records : part.held;
 }
 
 function emptyPending(): Pending {
@@ -580,48 +590,39 @@ function emptyPending(): Pending {
 }
 
 /** Adds one record to the pending ones; they are encoded ENCODE_AT characters at a time. */
-function encode(pending: Pending, record: string): void {
+function encode(pending: Pending, record: string, arena: LogArena): void {
   pending.text += record;
   pending.bytes += record.length;
-  if (pending.text.length >= ENCODE_AT) settle(pending);
+  if (pending.text.length >= ENCODE_AT) settle(pending, arena);
 }
 
-/** Encodes the pending text into the pending buffers (text longer than a chunk gets one of its own). */
-function settle(pending: Pending): void {
+/** Encodes the pending text into the arena, after the records before it where they have room. */
+function settle(pending: Pending, arena: LogArena): void {
   const { text } = pending;
   if (text === '') return;
-  // At most 3 bytes a UTF-16 unit: room is checked without measuring the string first.
   const last = pending.parts.at(-1);
-  let chunk = last !== undefined && 'buffer' in last ? last : undefined;
-  if (chunk === undefined && text.length <= SMALL_TEXT) {
-    // Records between two blocks (a pipe chunk's last line, finished by the next chunk): a chunk of
-    // their own would be a new buffer outside the heap for each pipe chunk, and V8 counts those
-    // towards its next full collection (an output flood ran one every 50 to 100 ms).
-    const size = Buffer.byteLength(text);
-    pending.parts.push({ text, size });
-    pending.bytes += size - text.length;
-    pending.text = '';
-    return;
+  const extended = last !== undefined && 'records' in last ? arena.extend(last.records, text) : undefined;
+  let written: number;
+  if (extended !== undefined && last !== undefined && 'records' in last) {
+    written = extended.bytes.length - last.records.bytes.length;
+    last.records = extended;
+  } else {
+    const records = arena.encode(text);
+    pending.parts.push({ records });
+    written = records.bytes.length;
   }
-  if (chunk === undefined || chunk.used + text.length * 3 > chunk.buffer.length) {
-    chunk = { buffer: Buffer.allocUnsafe(Math.max(CHUNK, text.length * 3)), used: 0 };
-    pending.parts.push(chunk);
-  }
-  const written = chunk.buffer.write(text, chunk.used);
-  chunk.used += written;
   pending.bytes += written - text.length;
   pending.text = '';
 }
 
 /** The pending records as one buffer (the pending text encoded first, blocks encoded as records). */
-function pendingBytes(pending: Pending): Buffer {
-  settle(pending);
+function pendingBytes(pending: Pending, arena: LogArena): Buffer {
+  settle(pending, arena);
   const out = Buffer.allocUnsafe(pending.bytes);
   let pos = 0;
   for (const part of pending.parts) {
-    if ('buffer' in part) pos += part.buffer.copy(out, pos, 0, part.used);
-    else if ('block' in part) pos = encodeBlock(part.block, out, pos);
-    else pos += out.write(part.text, pos);
+    if ('records' in part) pos += part.records.bytes.copy(out, pos);
+    else pos = encodeBlock(part.block, out, pos);
   }
   return pos === out.length ? out : out.subarray(0, pos);
 }

@@ -203,6 +203,19 @@ describe('SessionLog', () => {
     expect(new SessionLog(byBlock, 1_000_000).writtenLines()).toEqual({ stdout: 125, stderr: 1 });
   });
 
+  it('keeps a copy of a block, not the bytes it was given (the pipe chunk is reused or freed)', async () => {
+    const path = logPath();
+    const log = new SessionLog(path, 1_000_000);
+    const chunk = Buffer.from('one\ntwo\n');
+    const block = log.appendBlock(chunk, 2, 'stdout');
+    expect(block.bytes).toBe(chunk);
+    chunk.fill(0x78);
+    const unwritten = readSessionLog(path).map((e) => (isSkipped(e) ? '' : e.text));
+    expect(unwritten).toEqual(['one', 'two']);
+    await log.close();
+    expect(readSessionLog(path).map((e) => (isSkipped(e) ? '' : e.text))).toEqual(['one', 'two']);
+  });
+
   it('logs single lines between blocks (a pipe chunk ending mid-line) as line by line, before and after they are written', async () => {
     const byLine = logPath();
     const mixed = logPath();
