@@ -73,10 +73,10 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   const { stateDir, socket } = settings.daemon;
   // An agent flooding its output makes the daemon allocate fast, and V8 then lets its old generation
   // grow to four times what is live before collecting it. Growing it by at most as much as is live keeps
-  // the daemon's memory bounded (README, Reliability: 200 MB). V8 counts buffers outside its heap that
-  // grew since its last full collection towards that growth, so at 50 % an output flood's pipe chunks
-  // alone started one every 50 to 150 ms; at 100 %, half as many, at the same peak RSS (measured with
-  // bench/profile.mjs and test/reliability/hostile-output). A collector heuristic, read at every collection: safe to set once the VM runs.
+  // the daemon's memory bounded (README, Reliability: 200 MB). At 50 % an output flood (its heap steady
+  // at 18 MB, buffers outside it allocated fast) ran a full collection every 50 to 150 ms; at 100 %,
+  // half as many, at the same peak RSS (bench/profile.mjs, test/reliability/hostile-output). A
+  // collector heuristic, read at every collection: safe to set once the VM runs.
   setFlagsFromString('--heap-growing-percent=100');
   // Before anything is written: the daemon's directories must be its own (see ownership.ts).
   ensurePrivateDir(stateDir, 'state dir');

@@ -1,11 +1,10 @@
 /**
  * Where a session log keeps what it has not written yet: copies in slabs it reuses, instead of new
- * buffers and the container's pipe chunks. Buffers live outside V8's heap, and V8 counts every one
- * allocated since its last full collection towards the next; one that outlives two young collections
- * is freed only by a full one. Holding a flood's pipe chunks until the next write (100 ms to 1 s) made
- * both true for nearly every chunk: an output flood ran a full collection every 50 to 150 ms. A slab
- * is allocated once and reused, so the log's own holding allocates nothing while a flood goes on, and
- * the pipe chunks die young.
+ * buffers and the container's pipe chunks. Buffers live outside V8's heap; one that outlives two
+ * young collections is freed only by a full one. Holding a flood's pipe chunks until the next write
+ * (100 ms to 1 s) let nearly every one of them outlive young collections: the hostile-output suite's
+ * `yes` x 4 case peaked at 150 MB RSS, 122 MB with the arena. A slab is allocated once and reused, so
+ * the log's own holding allocates nothing while a flood goes on, and the pipe chunks die young.
  */
 
 /** One slab: `used` bytes of it are taken, by `refs` views still pending in the log. */
