@@ -30,6 +30,12 @@ function logPath(): string {
   dirs.push(dir);
   return join(dir, 's.log');
 }
+/** A log file's records with their times left out (the same for logs written at different moments). */
+const records = (path: string) =>
+  readFileSync(path, 'utf8')
+    .split('\n')
+    .map((r) => r.replace(/^(\d+) \S+ /, '$1 TIME '));
+
 const size = (path: string) => {
   let total = 0;
   for (const file of [path, `${path}.1`]) {
@@ -195,10 +201,6 @@ describe('SessionLog', () => {
     );
     await a.close();
     await b.close();
-    const records = (path: string) =>
-      readFileSync(path, 'utf8')
-        .split('\n')
-        .map((r) => r.replace(/^(\d+) \S+ /, '$1 TIME '));
     expect(records(byBlock)).toEqual(records(byLine));
     expect(new SessionLog(byBlock, 1_000_000).writtenLines()).toEqual({ stdout: 125, stderr: 1 });
   });
@@ -226,8 +228,8 @@ describe('SessionLog', () => {
       const lines = Array.from({ length: 3 }, (_, i) => `chunk ${chunk} line ${i} ${'y'.repeat(chunk)}`);
       for (const line of lines) a.append(line);
       b.appendBlock(Buffer.from(lines.map((l) => `${l}\n`).join('')), 3, 'stdout');
-      // The line the next chunk finishes; multi-byte characters, and now and then one over the small size.
-      const between = chunk % 10 === 9 ? `long ${'€'.repeat(5000)}` : `between ${chunk} é€😀`;
+      // The line the next chunk finishes; multi-byte characters, and now and then one larger than a slab.
+      const between = chunk % 10 === 9 ? `long ${'€'.repeat(25_000)}` : `between ${chunk} é€😀`;
       a.append(between, { stream: chunk % 2 === 0 ? 'stdout' : 'stderr' });
       b.append(between, { stream: chunk % 2 === 0 ? 'stdout' : 'stderr' });
       expected.push(...lines, between);
@@ -239,10 +241,6 @@ describe('SessionLog', () => {
     expect(texts(mixed).map((t) => t.replace(/^\d+ \S+ /, ''))).toEqual(expected);
     await a.close();
     await b.close();
-    const records = (path: string) =>
-      readFileSync(path, 'utf8')
-        .split('\n')
-        .map((r) => r.replace(/^(\d+) \S+ /, '$1 TIME '));
     expect(records(mixed)).toEqual(records(byLine));
     expect(records(mixed)).toHaveLength(expected.length + 1);
   });
