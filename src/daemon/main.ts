@@ -625,13 +625,18 @@ function sessionLogic(
         journal.commit(context.session.invocation.sessionId, commit),
       announceImage: ({ context }, { id, digest }) =>
         journal.image(context.session.invocation.sessionId, context.session.spec.image, id, digest),
+      warn: ({ context }, { message, error }) =>
+        log.warn(
+          { event: 'session.teardown_warning', session: context.session.invocation.sessionId, err: error },
+          message,
+        ),
       // A first failed try that teardown repeats is not yet a problem (Podman 4.3 can report a busy
       // mount for a moment): only its second failure is a warning.
-      warn: ({ context }, { message, error, retrying }) => {
-        const session = context.session.invocation.sessionId;
-        if (retrying) log.info({ event: 'session.teardown_retry', session, err: error }, message);
-        else log.warn({ event: 'session.teardown_warning', session, err: error }, message);
-      },
+      noteTeardownRetry: ({ context }, { message, error }) =>
+        log.info(
+          { event: 'session.teardown_retry', session: context.session.invocation.sessionId, err: error },
+          message,
+        ),
     },
   });
   return sessionMachine.provide({

@@ -171,11 +171,13 @@ export function runnerMachineFor(settings: RunnerSettings) {
       announceCommit: (_, _params: { commit: string }) => {},
       /** Side effect (provided): the image the container runs, for the session's record. */
       announceImage: (_, _params: ImageInfo) => {},
+      /** Side effect (provided): a problem that does not change the outcome, for the log. */
+      warn: (_, _params: { message: string; error: unknown }) => {},
       /**
-       * Side effect (provided): a problem that does not change the outcome, for the log; `retrying`: a
-       * teardown step that failed once and is tried again (its second failure is the warning).
+       * Side effect (provided): a teardown step failed once and is tried again, for the log (not yet a
+       * problem: its second failure is the warning).
        */
-      warn: (_, _params: { message: string; error: unknown; retrying?: boolean }) => {},
+      noteTeardownRetry: (_, _params: { message: string; error: unknown }) => {},
       enterPhase: assign({
         phases: ({ context }, { phase }: { phase: Phase }) => [
           ...context.phases,
@@ -784,11 +786,10 @@ export function runnerMachineFor(settings: RunnerSettings) {
                   onError: {
                     target: 'retrying',
                     actions: {
-                      type: 'warn',
+                      type: 'noteTeardownRetry',
                       params: ({ event }) => ({
                         message: 'teardown step failed; trying once more',
                         error: event.error,
-                        retrying: true,
                       }),
                     },
                   },
@@ -869,11 +870,10 @@ export function runnerMachineFor(settings: RunnerSettings) {
                   onError: {
                     target: 'retrying',
                     actions: {
-                      type: 'warn',
+                      type: 'noteTeardownRetry',
                       params: ({ event }) => ({
                         message: 'teardown step failed; trying once more',
                         error: event.error,
-                        retrying: true,
                       }),
                     },
                   },

@@ -52,7 +52,8 @@ function start(
     }),
     actions: {
       announcePhase: (_, { phase }) => phases.push(phase),
-      warn: (_, { message, retrying }) => warnings.push({ message, retrying: retrying === true }),
+      warn: (_, { message }) => warnings.push({ message, retrying: false }),
+      noteTeardownRetry: (_, { message }) => warnings.push({ message, retrying: true }),
     },
   });
   const actor = createActor(machine, { input: { session, ...(adopted ? { adopted } : {}) } }).start();
