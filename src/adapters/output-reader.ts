@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { type ChunkSource, readableSource } from './output-channel.js';
 
 /**
  * Reading a container's output without trusting it: lines are cut at a fixed maximum (a stream that
@@ -216,8 +217,12 @@ export class OutputReader {
   private finished = false;
   private resolveDone: () => void = () => {};
 
+  private readonly source: ChunkSource;
+  /** The source was told to stop reading (a chunk's pieces were not all handed on at once). */
+  private stopped = false;
+
   constructor(
-    private readonly input: Readable,
+    input: Readable | ChunkSource,
     private readonly onPiece: (text: string, end: boolean) => void,
     options: OutputReaderOptions,
   ) {
@@ -230,28 +235,24 @@ export class OutputReader {
     this.done = new Promise((resolve) => {
       this.resolveDone = resolve;
     });
-    input.on('data', (chunk: Buffer) => {
-      this.splitter.feed(chunk);
-      this.pending = true;
-      this.work();
-      // The pipe is read on only while the chunks it gives are handed on at once: the rest of one
-      // waits for a later turn (its budget spent) or the consumer (paused), and so does the pipe.
-      if (this.pending || this.paused) input.pause();
-    });
-    input.once('end', () => {
-      this.inputEnded = true;
-      this.work();
-    });
-    // A pipe that fails (the process died) ends the output; the exit code says the rest.
-    input.once('error', () => {
-      this.inputEnded = true;
-      this.work();
-    });
-    input.once('close', () => {
-      if (this.inputEnded) return;
-      this.inputEnded = true;
-      this.work();
-    });
+    this.source =
+      'start' in input && typeof input.start === 'function' ? input : readableSource(input as Readable);
+    this.source.start(
+      (chunk) => {
+        this.splitter.feed(chunk);
+        this.pending = true;
+        this.work();
+        // The source is read on only while the chunks it gives are handed on at once: the rest of one
+        // waits for a later turn (its budget spent) or the consumer (paused), and so does the source.
+        this.stopped = this.pending || this.paused;
+        return !this.stopped;
+      },
+      () => {
+        if (this.inputEnded) return;
+        this.inputEnded = true;
+        this.work();
+      },
+    );
   }
 
   /** Stops handing on pieces (and reading the pipe) until resume(). */
@@ -296,9 +297,13 @@ export class OutputReader {
       if (this.paused) return;
     }
     if (!this.inputEnded) {
-      // The pipe was paused for this chunk: the next one in a later turn.
-      if (this.input.isPaused())
-        setImmediate(() => this.finished || this.paused || this.pending || this.input.resume());
+      // The source was stopped for this chunk: the next one in a later turn.
+      if (this.stopped)
+        setImmediate(() => {
+          if (this.finished || this.paused || this.pending || !this.stopped) return;
+          this.stopped = false;
+          this.source.resume();
+        });
       return;
     }
     const rest = this.splitter.flush();

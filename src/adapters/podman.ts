@@ -1,10 +1,12 @@
 import { mkdtemp, rm } from 'node:fs/promises';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { CONTAINER_LOG_MAX_BYTES, OUTPUT_LINE_MAX_BYTES } from '../constants.js';
 import { AgentdError } from '../errors.js';
 import { type CacheBound, cacheBoundProblem, cacheVolumeOptions, makeCacheImage } from './cache-image.js';
+import { type ChunkSource, openOutputChannels } from './output-channel.js';
 import { OutputReader } from './output-reader.js';
 import {
   classifyPodmanFailure,
@@ -517,13 +519,10 @@ export class PodmanClient implements PodmanPort {
     signal?: AbortSignal,
   ): AttachedRun {
     argv = [...this.global, ...argv];
-    this.onCall?.(argv);
-    const child = execa(this.bin, argv, {
-      buffer: false,
-      reject: false,
-      cancelSignal: signal,
-      stdin: 'ignore',
-    });
+    // The child writes its output into sockets the daemon reads with one reused buffer each (see
+    // openOutputChannels); it is spawned once they are connected, a moment from now.
+    const channels = openOutputChannels(2);
+    const [outSource, errSource] = channels.sources as [ChunkSource, ChunkSource];
     const errLines: string[] = [];
     /** The container has printed: what comes on stderr from now on is its own, not podman's. */
     let printed = false;
@@ -533,7 +532,7 @@ export class PodmanClient implements PodmanPort {
     // or podman exits (0: they were; else they were podman's, and are not the session's output).
     const held = new HeldErrorLines((text, end) => onLine(text, end, 'stderr'));
     const out = new OutputReader(
-      child.stdout,
+      outSource,
       (text, end) => {
         printed = true;
         held.release();
@@ -553,7 +552,7 @@ export class PodmanClient implements PodmanPort {
     // The container's stderr, and before that podman's own messages: their tail is kept for the error of
     // a container that did not start (never the container's own lines: they may hold what masking hides).
     const err = new OutputReader(
-      child.stderr,
+      errSource,
       (text, end) => {
         if (!printed) {
           errLines.push(text.length > 1000 ? `${text.slice(0, 1000)}...` : text);
@@ -571,6 +570,32 @@ export class PodmanClient implements PodmanPort {
             return block(bytes, lines, 'stderr');
           },
         }),
+      },
+    );
+    const child = channels.ends.then(
+      ([stdout, stderr]) => {
+        this.onCall?.(argv);
+        try {
+          // execa spawns at once: the child has its copies of the ends when this returns.
+          return execa(this.bin, argv, {
+            buffer: false,
+            reject: false,
+            cancelSignal: signal,
+            stdin: 'ignore',
+            stdout: stdout as Socket,
+            stderr: stderr as Socket,
+          });
+        } finally {
+          channels.close(true);
+        }
+      },
+      (error: unknown) => {
+        channels.close(false);
+        throw new PodmanError(
+          'PODMAN_FAILED',
+          `could not ${operation}: the sockets for its output could not be made (${error instanceof Error ? error.message : String(error)}); check the daemon's open files limit and that ${tmpdir()} is writable`,
+          { operation, argv, stderr: '', cause: error },
+        );
       },
     );
     const exitCode = child.then(async (result) => {

@@ -1,0 +1,112 @@
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type ChunkSource, openOutputChannels } from '../../src/adapters/output-channel.js';
+
+const leftovers = () => readdirSync(tmpdir()).filter((name) => name.startsWith('agentd-output-'));
+const children: ReturnType<typeof spawn>[] = [];
+
+afterEach(() => {
+  for (const child of children.splice(0)) child.kill('SIGKILL');
+});
+
+/** Runs `node -e script` with the channels as its stdout and stderr. */
+async function run(script: string) {
+  const channels = openOutputChannels(2);
+  const [stdout, stderr] = await channels.ends;
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', stdout, stderr] });
+  channels.close(true);
+  children.push(child);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  return { child, exited, sources: channels.sources as [ChunkSource, ChunkSource] };
+}
+
+/** Everything a source gives, and in how many chunks; `take` false stops the reading until resume(). */
+function collect(source: ChunkSource, take: (chunk: Buffer) => boolean = () => true) {
+  const chunks: Buffer[] = [];
+  const ended = new Promise<void>((resolve) =>
+    source.start((chunk) => {
+      chunks.push(chunk);
+      return take(chunk);
+    }, resolve),
+  );
+  return { chunks, ended };
+}
+
+describe('output channels', () => {
+  it('carry a child’s stdout and stderr byte for byte to their end, and leave no socket behind', async () => {
+    // 20 MB of varied bytes in 8 KiB writes (as Podman writes a flood), and a line on stderr.
+    const { exited, sources } = await run(`
+      const { createHash } = require('node:crypto');
+      const hash = createHash('sha256');
+      let block = Buffer.alloc(8192);
+      for (let i = 0; i < 2560; i++) {
+        block = createHash('sha512').update(block).digest().toString('hex').repeat(64).slice(0, 8192);
+        block = Buffer.from(block);
+        require('node:fs').writeSync(1, block);
+        hash.update(block);
+      }
+      require('node:fs').writeSync(2, hash.digest('hex') + '\\n');
+    `);
+    const out = collect(sources[0]);
+    const err = collect(sources[1]);
+    await Promise.all([out.ended, err.ended]);
+    expect(await exited).toBe(0);
+    const bytes = Buffer.concat(out.chunks);
+    expect(bytes.length).toBe(2560 * 8192);
+    expect(Buffer.concat(err.chunks).toString()).toBe(
+      `${createHash('sha256').update(bytes).digest('hex')}\n`,
+    );
+    // Small writes are taken many at a time: far fewer chunks than writes.
+    expect(out.chunks.length).toBeLessThan(2560 / 2);
+    expect(leftovers()).toEqual([]);
+  });
+
+  it('give the child a blocking stdout, as a pipe would be', async () => {
+    const { child, exited, sources } = await run('setTimeout(() => {}, 5000)');
+    const out = collect(sources[0]);
+    collect(sources[1]);
+    // fdinfo's flags are octal; O_NONBLOCK is 04000.
+    const flags = /flags:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/fdinfo/1`, 'utf8'))?.[1];
+    expect(Number.parseInt(flags ?? 'x', 8) & 0o4000).toBe(0);
+    child.kill('SIGKILL');
+    await exited;
+    await out.ended;
+  });
+
+  it('stop reading while the consumer holds a chunk: the writer blocks, and nothing is lost', async () => {
+    const { exited, sources } = await run(`
+      const fs = require('node:fs');
+      const block = Buffer.alloc(65536, 'y');
+      for (let i = 0; i < 160; i++) { fs.writeSync(1, block); fs.writeSync(2, 'wrote ' + (i + 1) + '\\n'); }
+    `);
+    let hold = true;
+    const out = collect(sources[0], () => !hold);
+    const err = collect(sources[1]);
+    // The consumer holds the first chunk: the writer gets no further than the socket's buffers.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const wrote = Number(/wrote (\d+)\n$/.exec(Buffer.concat(err.chunks).toString())?.[1] ?? 0);
+    expect(wrote).toBeLessThan(40);
+    expect(out.chunks.length).toBe(1);
+    hold = false;
+    sources[0].resume();
+    await Promise.all([out.ended, err.ended]);
+    expect(await exited).toBe(0);
+    expect(Buffer.concat(out.chunks).length).toBe(160 * 65536);
+  });
+
+  it('end when the child dies mid-stream', async () => {
+    const { child, exited, sources } = await run(`
+      const fs = require('node:fs');
+      for (;;) fs.writeSync(1, Buffer.alloc(4096, 'z'));
+    `);
+    const out = collect(sources[0]);
+    const err = collect(sources[1]);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    child.kill('SIGKILL');
+    await Promise.all([out.ended, err.ended, exited]);
+    expect(out.chunks.length).toBeGreaterThan(0);
+  });
+});
