@@ -135,7 +135,7 @@ export interface OutputChannels {
  * `count` connected socket pairs for a child's output, made through a listening socket in a fresh
  * directory only root can enter (mkdtemp makes it 0700), which is gone once they are connected.
  */
-export function openOutputChannels(count: number): OutputChannels {
+export function openOutputChannels(count: number, parent = tmpdir()): OutputChannels {
   const sources: SocketSource[] = [];
   const accepted: Promise<Socket>[] = [];
   const servers: Server[] = [];
@@ -143,7 +143,7 @@ export function openOutputChannels(count: number): OutputChannels {
   const taken: Socket[] = [];
   let dir: string | undefined;
   try {
-    dir = mkdtempSync(join(tmpdir(), 'agentd-output-'));
+    dir = mkdtempSync(join(parent, 'agentd-output-'));
     for (let i = 0; i < count; i++) {
       const path = join(dir, `${i}.sock`);
       const server = createServer();

@@ -109,4 +109,10 @@ describe('output channels', () => {
     await Promise.all([out.ended, err.ended, exited]);
     expect(out.chunks.length).toBeGreaterThan(0);
   });
+
+  it('that cannot be made say why, and their sources end', async () => {
+    const channels = openOutputChannels(2, '/nonexistent-agentd-dir');
+    await expect(channels.ends).rejects.toThrow(/ENOENT.*nonexistent-agentd-dir/);
+    await Promise.all(channels.sources.map((source) => collect(source).ended));
+  });
 });
