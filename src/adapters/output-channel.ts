@@ -14,7 +14,7 @@ export interface ChunkSource {
   resume(): void;
 }
 
-/** A Node stream as a ChunkSource (tests, and any stream that is not a child's output). */
+/** A Node stream as a ChunkSource (how the tests feed an OutputReader). */
 export function readableSource(input: Readable): ChunkSource {
   return {
     start(onChunk, onEnd) {

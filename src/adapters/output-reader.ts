@@ -1,5 +1,4 @@
-import type { Readable } from 'node:stream';
-import { type ChunkSource, readableSource } from './output-channel.js';
+import type { ChunkSource } from './output-channel.js';
 
 /**
  * Reading a container's output without trusting it: lines are cut at a fixed maximum (a stream that
@@ -217,12 +216,11 @@ export class OutputReader {
   private finished = false;
   private resolveDone: () => void = () => {};
 
-  private readonly source: ChunkSource;
   /** The source was told to stop reading (a chunk's pieces were not all handed on at once). */
   private stopped = false;
 
   constructor(
-    input: Readable | ChunkSource,
+    private readonly source: ChunkSource,
     private readonly onPiece: (text: string, end: boolean) => void,
     options: OutputReaderOptions,
   ) {
@@ -235,9 +233,7 @@ export class OutputReader {
     this.done = new Promise((resolve) => {
       this.resolveDone = resolve;
     });
-    this.source =
-      'start' in input && typeof input.start === 'function' ? input : readableSource(input as Readable);
-    this.source.start(
+    source.start(
       (chunk) => {
         this.splitter.feed(chunk);
         this.pending = true;
@@ -247,8 +243,8 @@ export class OutputReader {
         this.stopped = this.pending || this.paused;
         return !this.stopped;
       },
+      // Called once (see ChunkSource).
       () => {
-        if (this.inputEnded) return;
         this.inputEnded = true;
         this.work();
       },

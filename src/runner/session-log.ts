@@ -601,11 +601,12 @@ function settle(pending: Pending, arena: LogArena): void {
   const { text } = pending;
   if (text === '') return;
   const last = pending.parts.at(-1);
-  const extended = last !== undefined && 'records' in last ? arena.extend(last.records, text) : undefined;
+  const before = last !== undefined && 'records' in last ? last : undefined;
+  const extended = before && arena.extend(before.records, text);
   let written: number;
-  if (extended !== undefined && last !== undefined && 'records' in last) {
-    written = extended.bytes.length - last.records.bytes.length;
-    last.records = extended;
+  if (before && extended) {
+    written = extended.bytes.length - before.records.bytes.length;
+    before.records = extended;
   } else {
     const records = arena.encode(text);
     pending.parts.push({ records });

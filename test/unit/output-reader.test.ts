@@ -1,6 +1,7 @@
 import { PassThrough } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
+import { readableSource } from '../../src/adapters/output-channel.js';
 import { LineSplitter, type OutputPiece, OutputReader } from '../../src/adapters/output-reader.js';
 
 function splitAll(max: number, chunks: (string | Buffer)[]): OutputPiece[] {
@@ -59,7 +60,10 @@ describe('OutputReader', () => {
   it('hands on a bounded number of pieces per turn and stops reading while paused', async () => {
     const input = new PassThrough();
     const got: string[] = [];
-    const reader = new OutputReader(input, (text) => got.push(text), { maxLineBytes: 64, piecesPerTurn: 10 });
+    const reader = new OutputReader(readableSource(input), (text) => got.push(text), {
+      maxLineBytes: 64,
+      piecesPerTurn: 10,
+    });
     input.write(`${Array.from({ length: 100 }, (_, i) => `l${i}`).join('\n')}\n`);
     await nextTurn();
     expect(got.length).toBeGreaterThan(0);
@@ -79,7 +83,7 @@ describe('OutputReader', () => {
     const input = new PassThrough();
     const got: string[] = [];
     const reader = new OutputReader(
-      input,
+      readableSource(input),
       (text) => {
         got.push(text);
         throw new Error('consumer failed');
@@ -159,15 +163,19 @@ describe('whole lines at once', () => {
   it('the reader hands blocks and pieces on in order', async () => {
     const input = new PassThrough();
     const got: string[] = [];
-    const reader = new OutputReader(input, (text, end) => got.push(`${end ? 'line' : 'part'} ${text}`), {
-      maxLineBytes: 64,
-      onBlock: (bytes) => {
-        // A block with a `!` in it is declined (as a masked value would be).
-        if (bytes.includes('!')) return false;
-        got.push(`block ${bytes.toString()}`);
-        return true;
+    const reader = new OutputReader(
+      readableSource(input),
+      (text, end) => got.push(`${end ? 'line' : 'part'} ${text}`),
+      {
+        maxLineBytes: 64,
+        onBlock: (bytes) => {
+          // A block with a `!` in it is declined (as a masked value would be).
+          if (bytes.includes('!')) return false;
+          got.push(`block ${bytes.toString()}`);
+          return true;
+        },
       },
-    });
+    );
     input.write('one\ntwo\nthr');
     input.write('ee\nfour!\nfive\n');
     input.end('six');
@@ -188,7 +196,7 @@ describe('OutputReader budget', () => {
       }
     };
     const counter = count();
-    const reader = new OutputReader(input, () => {}, {
+    const reader = new OutputReader(readableSource(input), () => {}, {
       maxLineBytes: 64,
       piecesPerTurn: 100,
       onBlock: (bytes, lines) => {
