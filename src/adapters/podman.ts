@@ -664,6 +664,8 @@ export class PodmanClient implements PodmanPort {
       result = await exec();
     }
     if (result.failed) {
+      // What a failed read printed may be part of a value: wiped, and never carried as the cause.
+      if (result.stdout instanceof Uint8Array) result.stdout.fill(0);
       throw classifyPodmanFailure({
         operation,
         argv,
@@ -672,7 +674,7 @@ export class PodmanClient implements PodmanPort {
         spawnErrorCode: (result as { code?: string }).code,
         timedOut: result.timedOut,
         timeoutMs: this.timeoutMs,
-        cause: result.isCanceled ? signal?.reason : result,
+        cause: result.isCanceled ? signal?.reason : undefined,
       });
     }
     return parseFileStream(Buffer.from(result.stdout ?? []), { operation, argv, stderr: '' });

@@ -621,6 +621,19 @@ function sessionLogic(
       },
       announceContainer: ({ context }, { container }) =>
         journal.container(context.session.invocation.sessionId, container),
+      announceMasking: ({ context }, masking) => {
+        const session = context.session.invocation.sessionId;
+        if ('values' in masking)
+          log.info(
+            { event: 'session.masking', session, values: masking.values },
+            "masking the adopted session's output with the credential values read back from its container",
+          );
+        else
+          log.warn(
+            { event: 'session.output_withheld', session, err: masking.error },
+            "withholding the adopted session's output: the credential values its container was given could not be read back",
+          );
+      },
       announceCommit: ({ context }, { commit }) =>
         journal.commit(context.session.invocation.sessionId, commit),
       announceImage: ({ context }, { id, digest }) =>

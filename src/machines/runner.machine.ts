@@ -178,6 +178,11 @@ export function runnerMachineFor(settings: RunnerSettings) {
        * problem: its second failure is the warning).
        */
       noteTeardownRetry: (_, _params: { message: string; error: unknown }) => {},
+      /**
+       * Side effect (provided): how an adopted session's output is masked, for the log: with the values
+       * read back from its container (how many), or withheld (why).
+       */
+      announceMasking: (_, _params: { values: number } | { error: unknown }) => {},
       enterPhase: assign({
         phases: ({ context }, { phase }: { phase: Phase }) => [
           ...context.phases,
@@ -269,22 +274,34 @@ export function runnerMachineFor(settings: RunnerSettings) {
                 {
                   guard: 'adoptedWhileCloning',
                   target: 'attached.progress.cloning',
-                  actions: { type: 'maskWith', params: ({ event }) => event.output },
+                  actions: [
+                    { type: 'maskWith', params: ({ event }) => event.output },
+                    { type: 'announceMasking', params: ({ event }) => ({ values: event.output.length }) },
+                  ],
                 },
                 {
                   target: 'attached.progress.running',
-                  actions: { type: 'maskWith', params: ({ event }) => event.output },
+                  actions: [
+                    { type: 'maskWith', params: ({ event }) => event.output },
+                    { type: 'announceMasking', params: ({ event }) => ({ values: event.output.length }) },
+                  ],
                 },
               ],
               onError: [
                 {
                   guard: 'adoptedWhileCloning',
                   target: 'attached.progress.cloning',
-                  actions: { type: 'withholdOutput', params: ({ event }) => ({ error: event.error }) },
+                  actions: [
+                    { type: 'withholdOutput', params: ({ event }) => ({ error: event.error }) },
+                    { type: 'announceMasking', params: ({ event }) => ({ error: event.error }) },
+                  ],
                 },
                 {
                   target: 'attached.progress.running',
-                  actions: { type: 'withholdOutput', params: ({ event }) => ({ error: event.error }) },
+                  actions: [
+                    { type: 'withholdOutput', params: ({ event }) => ({ error: event.error }) },
+                    { type: 'announceMasking', params: ({ event }) => ({ error: event.error }) },
+                  ],
                 },
               ],
             },

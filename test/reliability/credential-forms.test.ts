@@ -162,6 +162,10 @@ describe('credential forms', () => {
     const next = tracked(launchDaemon(d.files));
     await next.ready();
     await next.waitForLog((l) => l.event === 'session.adopted' && l.session === id);
+    // The values are read back from the running container: the command is held until they are, or
+    // it could end first and leave nothing to read them from.
+    const masking = await next.waitForLog((l) => l.event === 'session.masking' && l.session === id);
+    expect(masking).toMatchObject({ level: 30, values: 1 });
     const follower = next.spawnCli(['logs', id, '--follow']);
     await follower.waitForStdout(/A:\*{8}/);
     gate.open();
@@ -222,6 +226,10 @@ describe('credential forms', () => {
     await next.ready();
     const follower = next.spawnCli(['logs', id, '--follow']);
     await follower.waitForStdout(/output withheld/);
+    // The daemon's log says so too, as a warning naming the failed read.
+    const withheld = await next.waitForLog((l) => l.event === 'session.output_withheld' && l.session === id);
+    expect(withheld).toMatchObject({ level: 40, err: { code: 'PODMAN_FAILED' } });
+    expect(JSON.stringify(withheld)).toMatch(/injected failure of podman exec/);
     gate.open();
     expect((await next.waitForOutcome(id)).outcome).toBe('succeeded');
     const followed = await follower.result;
