@@ -8,11 +8,12 @@ import { endProcessGroup, makeTempDir } from '../helpers/resources.js';
 it('kills the group at once except a podman secret command, which it lets finish', async () => {
   const dir = makeTempDir('agentd-unit-pgroup-');
   // A binary named podman (a copy of bash) running `secret create`: what the helper must not cut short.
-  // It waits with builtins only (a `sleep` child would be a separate process, rightly killed).
+  // It waits and writes with builtins only: a `sleep` or `touch` child would be a separate process,
+  // rightly killed (a `touch` caught by the helper's poll left no file, 1 run in 8 under load).
   const podman = join(dir, 'podman');
   copyFileSync('/bin/bash', podman);
   const base = join(dir, 'x');
-  const script = 'mkfifo "$0.fifo"; touch "$0.started"; read -t 1 <> "$0.fifo"; touch "$0.written"';
+  const script = 'mkfifo "$0.fifo"; : > "$0.started"; read -t 1 <> "$0.fifo"; : > "$0.written"';
   const leader = spawn(
     '/bin/sh',
     ['-c', `"${podman}" -c '${script}' "${base}" secret create & sleep 300 & wait`],
