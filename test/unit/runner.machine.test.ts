@@ -62,10 +62,11 @@ function start(
 
 /**
  * Waits until `check` holds, letting the fake's promises and the actor run in between (and the
- * session log's writes, which go to a real file, finish).
+ * session log's writes, which go to a real file, finish). The deadline only ends a wait that failed:
+ * beside the Podman suites on two cores, a real file write has taken seconds.
  */
 async function until(check: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 5000;
+  const deadline = Date.now() + 30_000;
   while (!check() && Date.now() < deadline) await settle();
   if (!check()) throw new Error(`never happened: ${what}`);
 }
