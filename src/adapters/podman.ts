@@ -651,6 +651,12 @@ export class PodmanClient implements PodmanPort {
         forceKillAfterDelay: 2000,
       });
     };
+    // What a read printed, as a view of execa's bytes (no copy): the files are cut from it, and wiping
+    // them (or it, when the read failed: it may hold part of a value) leaves no other copy behind.
+    const printed = (r: { stdout?: unknown }): Buffer =>
+      r.stdout instanceof Uint8Array
+        ? Buffer.from(r.stdout.buffer, r.stdout.byteOffset, r.stdout.byteLength)
+        : Buffer.alloc(0);
     let result = await exec();
     // runc's exec can fail to enter a running container's namespaces on a busy machine ("error
     // executing setns process") and make nothing; a second try a little later gets in. Without the
@@ -660,12 +666,14 @@ export class PodmanClient implements PodmanPort {
       !signal?.aborted &&
       RUNC_EXEC_TRANSIENT.test(Buffer.from(result.stderr ?? []).toString())
     ) {
+      printed(result).fill(0);
       await new Promise((resolve) => setTimeout(resolve, 250));
       result = await exec();
     }
+    const out = printed(result);
     if (result.failed) {
-      // What a failed read printed may be part of a value: wiped, and never carried as the cause.
-      if (result.stdout instanceof Uint8Array) result.stdout.fill(0);
+      // Never carried as the cause either: execa's result holds what was printed.
+      out.fill(0);
       throw classifyPodmanFailure({
         operation,
         argv,
@@ -677,7 +685,12 @@ export class PodmanClient implements PodmanPort {
         cause: result.isCanceled ? signal?.reason : undefined,
       });
     }
-    return parseFileStream(Buffer.from(result.stdout ?? []), { operation, argv, stderr: '' });
+    try {
+      return parseFileStream(out, { operation, argv, stderr: '' });
+    } catch (error) {
+      out.fill(0);
+      throw error;
+    }
   }
 
   async inspectContainer(name: string, signal?: AbortSignal): Promise<ContainerInspect | undefined> {

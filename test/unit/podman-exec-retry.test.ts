@@ -6,6 +6,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { inspect } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { standInPodman } from '../helpers/stand-in-podman.js';
 
@@ -39,5 +40,19 @@ describe('readContainerFiles', () => {
     const { client, calls } = failingOnce('Error: no container with name or ID "c" found: no such container');
     await expect(client.readContainerFiles('c', '/run/secrets/agentd')).rejects.toThrow('no such container');
     expect(calls()).toBe(1);
+  });
+
+  it.each([
+    ['fails partway', "printf '30 token\\npartial-secret-value'; exit 4"],
+    ['prints what is not a file stream', "printf '99 token\\npartial-secret-value'"],
+  ])('keeps no copy of what a read printed when it %s', async (_, script) => {
+    const { client } = standInPodman(dir, () => script);
+    const error = await client.readContainerFiles('c', '/run/secrets/agentd').then(
+      () => expect.fail('the read succeeded'),
+      (e: unknown) => e,
+    );
+    expect(error).toMatchObject({ code: 'PODMAN_FAILED' });
+    expect((error as Error).cause).toBeUndefined();
+    expect(inspect(error, { depth: 10, showHidden: true })).not.toContain('partial-secret');
   });
 });
