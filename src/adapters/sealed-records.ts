@@ -1,11 +1,13 @@
 import { chmodSync, lstatSync, mkdirSync, readdirSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadEntry } from 'tar';
 import { ensurePrivateDir } from './ownership.js';
 import { removeTree } from './session-files.js';
-import { readNoFollow, StateDirError, writeFileAtomic } from './state-files.js';
+import { readNoFollow, StateDirError, writeFileAtomic, writeFileAtomicAsync } from './state-files.js';
+import { WriteBehind } from './write-behind.js';
 
 const SESSION_ID = /^[0-9a-f]{16}$/;
 const AGENT_NAME = /^[a-z_][a-z0-9_-]*$/;
@@ -46,6 +48,11 @@ export interface RecordEntry {
  */
 export class SealedRecords {
   private readonly index = new Map<string, RecordEntry>();
+  /** session.json of open records, by directory, waiting to be written. */
+  private readonly newest = new Map<string, string>();
+  private readonly writes = new WriteBehind<string>();
+  /** Record directories a seal is completing: session.json is the seal's to write from then on. */
+  private readonly sealing = new Map<string, Promise<{ dir: string; output: OutputSummary }>>();
 
   constructor(readonly dir: string) {
     ensurePrivateDir(dir, 'records directory');
@@ -55,18 +62,37 @@ export class SealedRecords {
     return join(this.dir, agent, sessionId);
   }
 
-  /** Writes session.json of a session that is not sealed yet (atomically). Throws StateDirError. */
-  write(agent: string, sessionId: string, json: object): void {
+  /**
+   * Writes session.json of a session that is not sealed yet (atomically), in the thread pool: it changes
+   * at every phase of a session, and a rename can wait for the disk. When changes come faster than the
+   * disk takes them, only the newest is written. `onError` hears of a write that failed.
+   */
+  write(agent: string, sessionId: string, json: object, onError?: (error: StateDirError) => void): void {
     const dir = this.dirOf(agent, sessionId);
-    if (this.isSealed(dir)) return;
-    try {
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
-    } catch (error) {
-      throw new StateDirError(`create the record of session ${sessionId}`, dir, error);
-    }
-    writeFileAtomic(join(dir, RECORD_FILES.json), `${JSON.stringify(json, null, 2)}\n`, {
-      operation: `write the record of session ${sessionId}`,
+    this.newest.set(dir, `${JSON.stringify(json, null, 2)}\n`);
+    this.writes.schedule(dir, async () => {
+      const text = this.newest.get(dir);
+      this.newest.delete(dir);
+      if (text === undefined || this.sealing.has(dir) || this.isSealed(dir)) return;
+      try {
+        await mkdir(dir, { recursive: true, mode: 0o700 });
+        await writeFileAtomicAsync(join(dir, RECORD_FILES.json), text, {
+          operation: `write the record of session ${sessionId}`,
+        });
+      } catch (error) {
+        onError?.(
+          error instanceof StateDirError
+            ? error
+            : new StateDirError(`create the record of session ${sessionId}`, dir, error),
+        );
+      }
     });
+  }
+
+  /** Resolves once what `write` was given for a session is on disk (or failed to get there). */
+  settled(agent?: string, sessionId?: string): Promise<void> {
+    if (agent === undefined || sessionId === undefined) return this.writes.settledAll();
+    return this.writes.settled(this.dirOf(agent, sessionId));
   }
 
   isSealed(dir: string): boolean {
@@ -91,8 +117,24 @@ export class SealedRecords {
     archiveLimit: number;
     json: (output: OutputSummary) => object;
   }): Promise<{ dir: string; output: OutputSummary }> {
+    const dir = this.dirOf(options.agent, options.sessionId);
+    const under = this.sealing.get(dir);
+    if (under) return under;
+    // A session.json still on its way would land after the sealed one, or in a sealed directory (root
+    // writes there all the same): none starts from now on, and the seal waits for the one under way.
+    const sealed = this.writes
+      .settled(dir)
+      .then(() => this.complete(dir, options))
+      .finally(() => this.sealing.delete(dir));
+    this.sealing.set(dir, sealed);
+    return sealed;
+  }
+
+  private async complete(
+    dir: string,
+    options: Parameters<SealedRecords['seal']>[0],
+  ): Promise<{ dir: string; output: OutputSummary }> {
     const { agent, sessionId } = options;
-    const dir = this.dirOf(agent, sessionId);
     if (this.isSealed(dir)) return { dir, output: readSummary(dir) };
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const out = join(dir, RECORD_FILES.output);

@@ -13,6 +13,7 @@ import {
   unlinkSync,
   writeSync,
 } from 'node:fs';
+import { lstat, open, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { AgentdError } from '../errors.js';
 
@@ -82,6 +83,36 @@ export function writeFileAtomic(
     throw error instanceof StateDirError ? error : new StateDirError(options.operation, path, error);
   }
   if (options.durable) syncDirectory(dirname(path), options.operation);
+}
+
+/**
+ * writeFileAtomic in the thread pool: the same temp file, checks and rename, without holding the event
+ * loop (a rename over a file can wait for the disk). Never durable: what must be on disk before an
+ * answer is written with writeFileAtomic.
+ */
+export async function writeFileAtomicAsync(
+  path: string,
+  data: string,
+  options: { operation: string },
+): Promise<void> {
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  let made = false;
+  try {
+    const handle = await open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+    made = true;
+    try {
+      await handle.writeFile(data);
+    } finally {
+      await handle.close();
+    }
+    if (!((await lstat(path).catch(() => undefined))?.isFile() ?? true)) {
+      throw Object.assign(new Error(`${path} is not a regular file`), { code: 'EEXIST' });
+    }
+    await rename(tmp, path);
+  } catch (error) {
+    if (made) await unlink(tmp).catch(() => {});
+    throw error instanceof StateDirError ? error : new StateDirError(options.operation, path, error);
+  }
 }
 
 /** Appends to path, creating it (0600) if missing; a symbolic link at path is an error (ELOOP). */

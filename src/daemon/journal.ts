@@ -304,6 +304,11 @@ export class SessionJournal {
     this.store.flush();
   }
 
+  /** Resolves once the record files being written in the background are written (before the daemon exits). */
+  settled(): Promise<void> {
+    return this.keeper.settled();
+  }
+
   /** Records waiting in memory for the state dir to take writes. */
   get unwritten(): number {
     return this.store.unwritten;

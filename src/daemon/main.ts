@@ -520,6 +520,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
   process.off('SIGHUP', onHangup);
   await server.close();
   await http?.close();
+  await journal.settled();
   // Notifications of the last outcomes get a moment; a receiver that is down does not hold the stop up.
   await notifier.close(NOTIFY_GRACE_MS);
   await notify.flush();

@@ -45,13 +45,14 @@ export class RecordKeeper {
     return { ...parsed.data, recordDir: found.dir };
   }
 
-  /** session.json of a session that is not over yet. */
+  /** session.json of a session that is not over yet (written in the background: see SealedRecords.write). */
   write(record: SessionRecord): void {
-    try {
-      this.records.write(record.agent, record.id, sessionJson(record));
-    } catch (error) {
-      this.warn(record.id, error);
-    }
+    this.records.write(record.agent, record.id, sessionJson(record), (error) => this.warn(record.id, error));
+  }
+
+  /** Resolves once every session.json given to `write` is written (or failed). */
+  settled(): Promise<void> {
+    return this.records.settled();
   }
 
   /**

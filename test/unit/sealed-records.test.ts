@@ -99,6 +99,7 @@ describe('sealed records', () => {
     expect(JSON.parse(readFileSync(join(recordDir, 'session.json'), 'utf8'))).toEqual({ id: ID, output });
     // Sealed: a later write changes nothing.
     records.write('demo', ID, { id: ID, phase: 'changed' });
+    await records.settled();
     expect(JSON.parse(readFileSync(join(recordDir, 'session.json'), 'utf8')).output).toEqual(output);
   });
 
@@ -174,6 +175,7 @@ describe('sealed records', () => {
       utimesSync(join(records.dirOf('demo', id), 'session.json'), when, when);
     }
     records.write('demo', '00000000000000b1', { open: true });
+    await records.settled();
     const now = Date.now();
     records.scan();
     // By age: older than 2.5 days goes (the first).
@@ -187,6 +189,7 @@ describe('sealed records', () => {
     const dir = makeTempDir('agentd-unit-records-');
     const records = new SealedRecords(join(dir, 'records'));
     records.write('other', '00000000000000c1', { id: '00000000000000c1' });
+    await records.settled();
     await seal(records, undefined);
     expect(records.find(ID)).toEqual({
       dir: records.dirOf('demo', ID),
