@@ -6,11 +6,19 @@ import { pipeline } from 'node:stream/promises';
 import type { ReadEntry } from 'tar';
 import { ensurePrivateDir } from './ownership.js';
 import { removeTree } from './session-files.js';
-import { readNoFollow, StateDirError, writeFileAtomic, writeFileAtomicAsync } from './state-files.js';
+import {
+  readNoFollow,
+  removeQuietly,
+  StateDirError,
+  writeFileAtomic,
+  writeFileAtomicAsync,
+} from './state-files.js';
 import { WriteBehind } from './write-behind.js';
 
 const SESSION_ID = /^[0-9a-f]{16}$/;
 const AGENT_NAME = /^[a-z_][a-z0-9_-]*$/;
+/** The temp files of writeFileAtomic(Async) for session.json. */
+const TEMP_JSON = /^session\.json\.\d+\.[0-9a-f]+\.tmp$/;
 /** Files and directories kept of one session's output: more would only cost the daemon time and inodes. */
 export const MAX_OUTPUT_ENTRIES = 10_000;
 /** The session's record, its masked output and what it left in /agentd/out. */
@@ -143,6 +151,8 @@ export class SealedRecords {
     mkdirSync(out, { mode: 0o700 });
     const output = await unpack(options.archive, out, options.archiveLimit);
     if (options.log !== undefined) copyLog(options.log, join(dir, RECORD_FILES.log));
+    // A session.json write that a crash cut short left its temp file: not part of the record.
+    for (const name of safeReaddir(dir)) if (TEMP_JSON.test(name)) removeQuietly(join(dir, name));
     writeFileAtomic(join(dir, RECORD_FILES.json), `${JSON.stringify(options.json(output), null, 2)}\n`, {
       durable: true,
       operation: `write the record of session ${sessionId}`,

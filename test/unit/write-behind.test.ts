@@ -104,6 +104,17 @@ describe('session.json of an open record, written in the background', () => {
     expect(readdirSync(recordDir).sort()).toEqual(['out', 'session.json']);
   });
 
+  it('leaves out of the sealed record a temp file that a crash left from a session.json write', async () => {
+    const dir = makeTempDir('agentd-unit-writebehind-');
+    const records = new SealedRecords(join(dir, 'records'));
+    records.write('demo', ID, { id: ID });
+    await records.settled();
+    const recordDir = records.dirOf('demo', ID);
+    writeFileSync(join(recordDir, 'session.json.4242.0badf00d.tmp'), '{"id":');
+    await records.seal({ agent: 'demo', sessionId: ID, archiveLimit: 1 << 20, json: () => ({ id: ID }) });
+    expect(readdirSync(recordDir).sort()).toEqual(['out', 'session.json']);
+  });
+
   it('tells the caller of a write that failed, naming what it could not write', async () => {
     const dir = makeTempDir('agentd-unit-writebehind-');
     const records = new SealedRecords(join(dir, 'records'));
