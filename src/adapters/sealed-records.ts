@@ -10,6 +10,7 @@ import {
   readNoFollow,
   removeQuietly,
   StateDirError,
+  TEMP_JSON_FILE,
   writeFileAtomic,
   writeFileAtomicAsync,
 } from './state-files.js';
@@ -17,8 +18,6 @@ import { WriteBehind } from './write-behind.js';
 
 const SESSION_ID = /^[0-9a-f]{16}$/;
 const AGENT_NAME = /^[a-z_][a-z0-9_-]*$/;
-/** The temp files of writeFileAtomic(Async) for session.json. */
-const TEMP_JSON = /^session\.json\.\d+\.[0-9a-f]+\.tmp$/;
 /** Files and directories kept of one session's output: more would only cost the daemon time and inodes. */
 export const MAX_OUTPUT_ENTRIES = 10_000;
 /** The session's record, its masked output and what it left in /agentd/out. */
@@ -97,10 +96,9 @@ export class SealedRecords {
     });
   }
 
-  /** Resolves once what `write` was given for a session is on disk (or failed to get there). */
-  settled(agent?: string, sessionId?: string): Promise<void> {
-    if (agent === undefined || sessionId === undefined) return this.writes.settledAll();
-    return this.writes.settled(this.dirOf(agent, sessionId));
+  /** Resolves once what `write` was given is on disk (or failed to get there). */
+  settled(): Promise<void> {
+    return this.writes.settledAll();
   }
 
   isSealed(dir: string): boolean {
@@ -152,7 +150,7 @@ export class SealedRecords {
     const output = await unpack(options.archive, out, options.archiveLimit);
     if (options.log !== undefined) copyLog(options.log, join(dir, RECORD_FILES.log));
     // A session.json write that a crash cut short left its temp file: not part of the record.
-    for (const name of safeReaddir(dir)) if (TEMP_JSON.test(name)) removeQuietly(join(dir, name));
+    for (const name of safeReaddir(dir)) if (TEMP_JSON_FILE.test(name)) removeQuietly(join(dir, name));
     writeFileAtomic(join(dir, RECORD_FILES.json), `${JSON.stringify(options.json(output), null, 2)}\n`, {
       durable: true,
       operation: `write the record of session ${sessionId}`,

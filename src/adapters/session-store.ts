@@ -2,13 +2,17 @@ import { randomBytes } from 'node:crypto';
 import { readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensurePrivateDir } from './ownership.js';
-import { readNoFollow, removeQuietly, StateDirError, writeFileAtomic } from './state-files.js';
+import {
+  readNoFollow,
+  removeQuietly,
+  StateDirError,
+  TEMP_JSON_FILE,
+  writeFileAtomic,
+} from './state-files.js';
 
 export { StateDirError };
 
 const SESSION_ID = /^[0-9a-f]{16}$/;
-/** Temp files of writeFileAtomic (and of older versions, `<file>.<pid>.tmp`). */
-const TEMP_FILE = /\.json\.\d+(\.[0-9a-f]+)?\.tmp$/;
 
 /** What the store needs of a record; the record's schema is the sessions layer's (sessions/records.ts). */
 export interface StoredRecord {
@@ -134,7 +138,7 @@ export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
     const records: SessionRecord[] = [];
     for (const name of readdirSync(this.dir)) {
       const path = join(this.dir, name);
-      if (TEMP_FILE.test(name)) {
+      if (TEMP_JSON_FILE.test(name)) {
         removeQuietly(path);
         continue;
       }

@@ -13,7 +13,7 @@ import {
   unlinkSync,
   writeSync,
 } from 'node:fs';
-import { lstat, open, rename, unlink } from 'node:fs/promises';
+import * as fsp from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { AgentdError } from '../errors.js';
 
@@ -24,6 +24,9 @@ import { AgentdError } from '../errors.js';
  */
 
 const { O_WRONLY, O_RDONLY, O_CREAT, O_EXCL, O_APPEND, O_NOFOLLOW } = constants;
+
+/** The temp file of a .json written by writeFileAtomic(Async) (and, without the random part, by older versions). */
+export const TEMP_JSON_FILE = /\.json\.\d+(\.[0-9a-f]+)?\.tmp$/;
 
 /** Errno codes that mean "no room": the write may succeed later without anyone fixing anything. */
 const FULL = new Set(['ENOSPC', 'EDQUOT']);
@@ -66,7 +69,7 @@ export function writeFileAtomic(
   data: string | Uint8Array,
   options: { durable?: boolean; operation: string },
 ): void {
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const tmp = tempPathOf(path);
   let fd: number | undefined;
   try {
     fd = openSync(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
@@ -95,22 +98,21 @@ export async function writeFileAtomicAsync(
   data: string,
   options: { operation: string },
 ): Promise<void> {
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const tmp = tempPathOf(path);
   let made = false;
   try {
-    const handle = await open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+    const handle = await fsp.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
     made = true;
     try {
       await handle.writeFile(data);
     } finally {
       await handle.close();
     }
-    if (!((await lstat(path).catch(() => undefined))?.isFile() ?? true)) {
-      throw Object.assign(new Error(`${path} is not a regular file`), { code: 'EEXIST' });
-    }
-    await rename(tmp, path);
+    const existing = await fsp.lstat(path).catch(() => undefined);
+    if (existing && !existing.isFile()) throw notRegularFile(path);
+    await fsp.rename(tmp, path);
   } catch (error) {
-    if (made) await unlink(tmp).catch(() => {});
+    if (made) await fsp.unlink(tmp).catch(() => {});
     throw error instanceof StateDirError ? error : new StateDirError(options.operation, path, error);
   }
 }
@@ -181,10 +183,17 @@ function refuseNonRegular(path: string): void {
   } catch {
     return;
   }
-  if (!isRegular) {
-    const error = Object.assign(new Error(`${path} is not a regular file`), { code: 'EEXIST' });
-    throw error;
-  }
+  if (!isRegular) throw notRegularFile(path);
+}
+
+/** What replacing a link, directory or device at path is refused with (StateDirError explains EEXIST). */
+function notRegularFile(path: string): Error {
+  return Object.assign(new Error(`${path} is not a regular file`), { code: 'EEXIST' });
+}
+
+/** A temp file's name beside path: unique, and what a crash leaves is recognised by TEMP_JSON_FILE. */
+function tempPathOf(path: string): string {
+  return `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
 }
 
 function writeAll(fd: number, data: string | Uint8Array): void {

@@ -19,11 +19,6 @@ export class WriteBehind<K = string> {
     entry.done = this.drain(key, entry);
   }
 
-  /** Whether a task of key is running or waiting. */
-  busy(key: K): boolean {
-    return this.queues.has(key);
-  }
-
   /** Resolves once key's queue is empty (at once when it is). */
   settled(key: K): Promise<void> {
     return this.queues.get(key)?.done ?? Promise.resolve();
