@@ -794,51 +794,10 @@ export function runnerMachineFor(settings: RunnerSettings) {
                 description: 'Nothing to do when the session made none.',
                 always: [{ guard: 'noSecretsHeld', target: 'removed' }, { target: 'removing' }],
               },
-              removing: {
-                description: 'First try.',
-                invoke: {
-                  src: 'removeSecrets',
-                  input: ({ context }) => ({ names: claimedSecrets(context), ...hostOf(context) }),
-                  onDone: 'removed',
-                  onError: {
-                    target: 'retrying',
-                    actions: {
-                      type: 'noteTeardownRetry',
-                      params: ({ event }) => ({
-                        message: 'teardown step failed; trying once more',
-                        error: event.error,
-                      }),
-                    },
-                  },
-                },
-              },
-              retrying: {
-                description: RETRYING,
-                after: { teardownRetry: 'removingAgain' },
-              },
-              removingAgain: {
-                description: 'Second and last try.',
-                invoke: {
-                  src: 'removeSecrets',
-                  input: ({ context }) => ({ names: claimedSecrets(context), ...hostOf(context) }),
-                  onDone: 'removed',
-                  onError: {
-                    target: 'failed',
-                    actions: [
-                      {
-                        type: 'warn',
-                        params: ({ event }) => ({ message: 'teardown failed', error: event.error }),
-                      },
-                      {
-                        type: 'noteTeardownProblem',
-                        params: ({ event }: { event: { error: unknown } }) => event.error,
-                      },
-                    ],
-                  },
-                },
-              },
-              removed: { description: 'Gone.', type: 'final' },
-              failed: { description: 'Still there: the run reports it.', type: 'final' },
+              ...removedInTwoTries('removeSecrets', ({ context }) => ({
+                names: claimedSecrets(context),
+                ...hostOf(context),
+              })),
             },
           },
           container: {
@@ -878,51 +837,10 @@ export function runnerMachineFor(settings: RunnerSettings) {
                   },
                 },
               },
-              removing: {
-                description: 'First try.',
-                invoke: {
-                  src: 'removeContainer',
-                  input: ({ context }) => ({ container: context.container ?? '', ...hostOf(context) }),
-                  onDone: 'removed',
-                  onError: {
-                    target: 'retrying',
-                    actions: {
-                      type: 'noteTeardownRetry',
-                      params: ({ event }) => ({
-                        message: 'teardown step failed; trying once more',
-                        error: event.error,
-                      }),
-                    },
-                  },
-                },
-              },
-              retrying: {
-                description: RETRYING,
-                after: { teardownRetry: 'removingAgain' },
-              },
-              removingAgain: {
-                description: 'Second and last try.',
-                invoke: {
-                  src: 'removeContainer',
-                  input: ({ context }) => ({ container: context.container ?? '', ...hostOf(context) }),
-                  onDone: 'removed',
-                  onError: {
-                    target: 'failed',
-                    actions: [
-                      {
-                        type: 'warn',
-                        params: ({ event }) => ({ message: 'teardown failed', error: event.error }),
-                      },
-                      {
-                        type: 'noteTeardownProblem',
-                        params: ({ event }: { event: { error: unknown } }) => event.error,
-                      },
-                    ],
-                  },
-                },
-              },
-              removed: { description: 'Gone.', type: 'final' },
-              failed: { description: 'Still there: the run reports it.', type: 'final' },
+              ...removedInTwoTries('removeContainer', ({ context }) => ({
+                container: context.container ?? '',
+                ...hostOf(context),
+              })),
             },
           },
         },
@@ -959,6 +877,52 @@ function exited(fate: (args: { context: RunnerContext; event: ExitedEvent }) => 
     },
     { target: '#runner.tearingDown', actions: { type: 'decide', params: fate } },
   ] as const;
+}
+
+/**
+ * A teardown step tried twice with `teardownRetry` between: a transient podman failure must not leave
+ * an object behind. Ends in `removed`, or in `failed` with the problem noted for the run's result.
+ */
+function removedInTwoTries<Src extends 'removeSecrets' | 'removeContainer', Input>(
+  src: Src,
+  input: (args: { context: RunnerContext }) => Input,
+) {
+  const attempt = <OnError>(description: string, onError: OnError) =>
+    ({ description, invoke: { src, input, onDone: 'removed', onError } }) as const;
+  return {
+    removing: attempt('First try.', {
+      target: 'retrying',
+      actions: {
+        type: 'noteTeardownRetry',
+        params: ({ event }: { event: { error: unknown } }) => ({
+          message: 'teardown step failed; trying once more',
+          error: event.error,
+        }),
+      } as const,
+    }),
+    retrying: {
+      description: RETRYING,
+      after: { teardownRetry: 'removingAgain' },
+    },
+    removingAgain: attempt('Second and last try.', {
+      target: 'failed',
+      actions: [
+        {
+          type: 'warn',
+          params: ({ event }: { event: { error: unknown } }) => ({
+            message: 'teardown failed',
+            error: event.error,
+          }),
+        },
+        {
+          type: 'noteTeardownProblem',
+          params: ({ event }: { event: { error: unknown } }) => event.error,
+        },
+      ] as const,
+    }),
+    removed: { description: 'Gone.', type: 'final' },
+    failed: { description: 'Still there: the run reports it.', type: 'final' },
+  } as const;
 }
 
 /** The host the session runs on, for each Podman operation (none: the local Podman). */
