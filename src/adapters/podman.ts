@@ -459,6 +459,7 @@ export class PodmanClient implements PodmanPort {
       argv,
       handler,
       signal === undefined ? deadline.signal : AbortSignal.any([signal, deadline.signal]),
+      failsWithOwnCode,
     );
     const exitCode = run.exitCode.then(
       (code) => {
@@ -488,7 +489,13 @@ export class PodmanClient implements PodmanPort {
    * No deadline: the caller bounds it with stop/timeouts; the signal detaches.
    */
   startAttached(name: string, onLine: OutputHandler, signal?: AbortSignal): AttachedRun {
-    return this.stream(`start container ${name}`, ['start', '--attach', name], onLine, signal);
+    return this.stream(
+      `start container ${name}`,
+      ['start', '--attach', name],
+      onLine,
+      signal,
+      failsWithOwnCode,
+    );
   }
 
   /** Follows a running container's output from `since` (RFC 3339) until it exits: for adopted sessions. */
@@ -499,7 +506,7 @@ export class PodmanClient implements PodmanPort {
     signal?: AbortSignal,
   ): AttachedRun {
     const argv = ['logs', '--follow', ...(since === undefined ? [] : ['--since', since]), name];
-    return this.stream(`follow logs of ${name}`, argv, onLine, signal);
+    return this.stream(`follow logs of ${name}`, argv, onLine, signal, failsWithAnyCode);
   }
 
   readLogs(
@@ -509,14 +516,15 @@ export class PodmanClient implements PodmanPort {
     signal?: AbortSignal,
   ): AttachedRun {
     const argv = ['logs', ...(since === undefined ? [] : ['--since', since]), name];
-    return this.stream(`read logs of ${name}`, argv, onLine, signal);
+    return this.stream(`read logs of ${name}`, argv, onLine, signal, failsWithAnyCode);
   }
 
   private stream(
     operation: string,
     argv: string[],
     onLine: OutputHandler,
-    signal?: AbortSignal,
+    signal: AbortSignal | undefined,
+    podmanFailed: (exitCode: number) => boolean,
   ): AttachedRun {
     argv = [...this.global, ...argv];
     // The child writes its output into sockets the daemon reads with one reused buffer each (see
@@ -529,7 +537,8 @@ export class PodmanClient implements PodmanPort {
     const { block } = onLine;
     // Podman's own last words ("Error: ..." when the container went away under it) come on the same
     // stderr as the container's: such lines are held until more output shows they were the container's,
-    // or podman exits (0: they were; else they were podman's, and are not the session's output).
+    // or podman exits (podmanFailed says whose exit code it is: a failure of podman's own makes them
+    // podman's, which are not the session's output).
     const held = new HeldErrorLines((text, end) => onLine(text, end, 'stderr'));
     const out = new OutputReader(
       outSource,
@@ -603,8 +612,9 @@ export class PodmanClient implements PodmanPort {
       if ((result as { code?: string }).code === 'ENOENT') {
         throw classifyPodmanFailure({ operation, argv, stderr: '', spawnErrorCode: 'ENOENT' });
       }
-      if (result.exitCode === 0) held.release();
-      else held.drop();
+      if (result.exitCode !== undefined && result.exitCode !== 0 && podmanFailed(result.exitCode))
+        held.drop();
+      else held.release();
       return result.exitCode ?? -1;
     });
     return {
@@ -856,6 +866,14 @@ export class PodmanClient implements PodmanPort {
   }
 }
 
+/**
+ * `podman run` and `start --attach` exit with the container's own code (an agent that failed after
+ * printing "Error: ..." exits 1): only 125, podman's code for a failure of its own, is podman's.
+ */
+const failsWithOwnCode = (exitCode: number): boolean => exitCode === PODMAN_OWN_FAILURE;
+/** `podman logs` exits with its own code: anything but 0 is podman failing. */
+const failsWithAnyCode = (exitCode: number): boolean => exitCode !== 0;
+
 /** `SIZE NAME\n` then SIZE bytes, repeated: what readContainerFiles prints. */
 function parseFileStream(out: Buffer, failure: PodmanFailure): Map<string, Buffer> {
   const files = new Map<string, Buffer>();
@@ -920,6 +938,9 @@ export function hardeningArgs(
   }
   return argv;
 }
+
+/** The exit code podman gives a failure of its own (126 and 127: the container's command could not run). */
+const PODMAN_OWN_FAILURE = 125;
 
 /** How podman begins a message of its own on stderr. */
 const PODMAN_ERROR_PREFIX = 'Error: ';

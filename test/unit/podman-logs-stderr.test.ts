@@ -1,7 +1,9 @@
 /**
  * `podman logs` puts the container's stderr and podman's own messages on one stream: a message podman
  * prints when it fails ("Error: ...") must not become a line of the session's output, and a container's
- * own "Error: ..." lines must. Through the real PodmanClient, with a stand-in `podman` script.
+ * own "Error: ..." lines must. An attached container's stream (`run`, `start --attach`) exits with the
+ * container's own code, so only podman's own failure code (125) makes them podman's. Through the real
+ * PodmanClient, with a stand-in `podman` script.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -69,6 +71,33 @@ describe("podman's own message at the end of a log stream", () => {
   it('before the container printed, stays in the output as before (podman’s start-up messages)', async () => {
     const { lines } = await follow(podmanWith('echo "Error: cannot start" >&2', 125));
     expect(lines).toEqual(['stderr Error: cannot start']);
+  });
+});
+
+describe('an attached container’s last "Error: ..." lines', () => {
+  async function attached(client: PodmanClient): Promise<{ lines: string[]; exitCode: number }> {
+    const lines: string[] = [];
+    const run = client.startAttached('c', (text, end, stream) => {
+      lines.push(`${stream}${end ? '' : '+'} ${text}`);
+    });
+    return { exitCode: await run.exitCode, lines };
+  }
+
+  it('stay in the output when the container fails with its own exit code', async () => {
+    // `podman start --attach` exits with the container's code: 1 is the agent failing, not podman.
+    const { lines, exitCode } = await attached(
+      podmanWith('echo working\nsleep 0.05\necho "Error: giving up" >&2', 1),
+    );
+    expect(exitCode).toBe(1);
+    expect(lines).toEqual(['stdout working', 'stderr Error: giving up']);
+  });
+
+  it('are podman’s, and left out, when podman fails with its own code (125)', async () => {
+    const { lines, exitCode } = await attached(
+      podmanWith('echo working\nsleep 0.05\necho "Error: attaching to container c: EOF" >&2', 125),
+    );
+    expect(exitCode).toBe(125);
+    expect(lines).toEqual(['stdout working']);
   });
 });
 
