@@ -100,6 +100,10 @@ else
   drop="setpriv --reuid=$user --regid=$user --init-groups"
 fi
 as_user() { $drop "$@" 3>&-; }
+# git for the clone, as the agent's user: without the user's own git config (a cache or a writable mount
+# may keep ~/.gitconfig or ~/.config/git from an earlier session, whose hooks and commands would run
+# here with the repo token in their environment), without hooks, and without the marker.
+as_git() { as_user env -u AGENTD_SETUP_MARKER GIT_CONFIG_GLOBAL=/dev/null git -c core.hooksPath=/dev/null "$@"; }
 # The credentials (and the repo token) arrive as one root-only bundle (credential-bundle.ts): a header
 # line "agentd1 NAME SIZE ...", then the values' bytes; past Podman's size limit in chunks bundle.N.
 creds=""
@@ -140,13 +144,13 @@ if [ -n "$tok_at" ]; then
   (
     export GIT_CONFIG_COUNT=2 GIT_CONFIG_KEY_0="http.$o.extraHeader" GIT_CONFIG_VALUE_0="Authorization: Bearer $tok"
     export GIT_CONFIG_KEY_1="http.$o.followRedirects" GIT_CONFIG_VALUE_1=false
-    as_user git clone --quiet -- "$AGENTD_REPO_URL" "$home/repo"
+    as_git clone --quiet -- "$AGENTD_REPO_URL" "$home/repo"
   ) || ended $?
   unset tok
 else
-  as_user git clone --quiet -- "$AGENTD_REPO_URL" "$home/repo" || ended $?
+  as_git clone --quiet -- "$AGENTD_REPO_URL" "$home/repo" || ended $?
 fi
-say "commit $(cd "$home/repo" && as_user git rev-parse HEAD 2>/dev/null || :)"
+say "commit $(cd "$home/repo" && as_git rev-parse HEAD 2>/dev/null || :)"
 for c in $creds; do
   n=\${c%%:*}
   c=\${c#*:}

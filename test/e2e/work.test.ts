@@ -246,6 +246,32 @@ describe('mounts, context and caches', () => {
     expect(two.stdout).toContain('cache owner cacher parent cacher');
   });
 
+  it('runs no git config or hook an earlier session left in a cache while it clones', async () => {
+    // Session one (perhaps prompt-injected) leaves a git config in a cache at ~/.config that points git
+    // at its own hooks; were they run by the next session's clone, they would see the repo token and the
+    // setup step's marker (and could forge the commit it reports).
+    const script = [
+      'if [ -f "$HOME/.config/hook-env" ]; then echo "the hook ran"; else echo "no hook ran"; fi',
+      'mkdir -p "$HOME/.config/git" "$HOME/.config/hooks"',
+      'printf "[core]\\n\\thooksPath = %s\\n" "$HOME/.config/hooks" > "$HOME/.config/git/config"',
+      'printf "#!/bin/sh\\nenv > \\"\\$HOME/.config/hook-env\\"\\n" > "$HOME/.config/hooks/post-checkout"',
+      'chmod +x "$HOME/.config/hooks/post-checkout"',
+      // The agent's own git still reads its config: only the setup step's git calls leave it out.
+      'git config --global --get core.hooksPath',
+    ].join('\n');
+    const daemon = await startDaemon({
+      agents: [agent('hooked', script, { caches: { config: '/home/hooked/.config' } })],
+    });
+    const one = await daemon.cli(['trigger', 'hooked']);
+    expect(one.code, one.stdout + one.stderr).toBe(0);
+    expect(one.stdout).toContain('no hook ran');
+    expect(one.stdout).toContain('/home/hooked/.config/hooks');
+    // The clone of session two is where the hook would run (writing hook-env before the command starts).
+    const two = await daemon.cli(['trigger', 'hooked']);
+    expect(two.code, two.stdout + two.stderr).toBe(0);
+    expect(two.stdout).toContain('no hook ran');
+  });
+
   // A bounded cache is loop-mounted: a machine without loop devices cannot have one (README says so).
   const loops = execaSync('losetup', ['--find'], { reject: false });
   it.skipIf(loops.exitCode !== 0)(
