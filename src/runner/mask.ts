@@ -1,5 +1,7 @@
 /** Shortest text that is masked; shorter ones would mask ordinary text. */
 const MIN_MASKED_LENGTH = 4;
+/** Shortest part of an encoding that is masked (a base64 core, one line of wrapped base64). */
+const MIN_DERIVED_LENGTH = 8;
 export const MASK = '********';
 
 /** A credential value as the agent received it: its bytes, or text (encoded as UTF-8). */
@@ -13,8 +15,10 @@ export type MaskedValue = string | Uint8Array;
  * - the value itself, and without its trailing CR/LF (`echo "$TOKEN"` of a value read with `\r\n`);
  * - each line of a multi-line value (a PEM key printed as it is), without its CR;
  * - its bytes read as Latin-1 (a non-UTF-8 value the agent converted to UTF-8);
- * - standard base64 of its bytes, with and without padding;
- * - URL (percent) encoding of its bytes, upper and lower case hex;
+ * - standard base64 of its bytes, with and without padding, and inside a longer base64 text (the value
+ *   after other bytes, as `user:TOKEN` in HTTP Basic auth), each line of it wrapped at 76 or 64 columns;
+ * - URL (percent) encoding of its bytes, as encodeURIComponent and as RFC 3986 (which also encodes
+ *   `!*'()`), upper and lower case hex, and with a space as `+` (form encoding);
  * - JSON string escaping (a multi-line value printed inside JSON stays on one line).
  *
  * Not masked: hex, reversed or otherwise transformed values, a value split across lines in any other
@@ -62,11 +66,44 @@ export function formsOf(value: MaskedValue): string[] {
     const base64 = form.toString('base64');
     add(base64);
     add(base64.replace(/=+$/, ''));
-    const percent = percentEncode(form);
-    add(percent);
-    add(percent.replace(/%[0-9A-F]{2}/g, (hex) => hex.toLowerCase()));
+    for (const piece of base64Cores(form)) if (piece.length >= MIN_DERIVED_LENGTH) forms.push(piece);
+    for (const safe of [URI_COMPONENT_SAFE, RFC3986_SAFE]) {
+      const percent = percentEncode(form, safe);
+      add(percent);
+      add(percent.replace(/%[0-9A-F]{2}/g, (hex) => hex.toLowerCase()));
+      // Form encoding (`quote_plus`, `urlencode`, `curl --data-urlencode`): a space is a `+`.
+      if (form.includes(0x20)) {
+        add(percent.replaceAll('%20', '+'));
+        add(percent.replaceAll('%20', '+').replace(/%[0-9A-F]{2}/g, (hex) => hex.toLowerCase()));
+      }
+    }
   }
   return forms;
+}
+
+/**
+ * Base64 of a value printed with other bytes around it (`user:TOKEN` for HTTP Basic auth, a JSON
+ * document, `echo "$TOKEN" | base64`) differs from the value's own base64 at its ends: the characters
+ * that also carry a neighbour's bits. What stays the same is the part between, which depends on where
+ * the value starts in its group of 3 bytes: 3 cores. The encoders wrap long output (`base64` at 76
+ * columns, `openssl base64` at 64): each line's share of a core too, for a value at the start.
+ */
+function base64Cores(value: Buffer): string[] {
+  const pieces: string[] = [];
+  for (let offset = 0; offset < 3; offset++) {
+    const encoded = Buffer.concat([Buffer.alloc(offset), value]).toString('base64');
+    const start = Math.ceil((offset * 8) / 6);
+    const end = Math.floor(((offset + value.length) * 8) / 6);
+    if (end <= start) continue;
+    pieces.push(encoded.slice(start, end));
+    for (const width of [76, 64]) {
+      if (end <= width) continue;
+      for (let line = 0; line < end; line += width) {
+        pieces.push(encoded.slice(Math.max(line, start), Math.min(line + width, end)));
+      }
+    }
+  }
+  return pieces;
 }
 
 function trimTrailingNewlines(bytes: Buffer): Buffer {
@@ -75,12 +112,17 @@ function trimTrailingNewlines(bytes: Buffer): Buffer {
   return bytes.subarray(0, end);
 }
 
-/** encodeURIComponent over bytes: unreserved ASCII stays, every other byte becomes %XX. */
-function percentEncode(bytes: Buffer): string {
+/** What encodeURIComponent leaves as it is. */
+const URI_COMPONENT_SAFE = /[A-Za-z0-9\-_.!~*'()]/;
+/** What RFC 3986 leaves (Python's `quote`, Go's `url.QueryEscape`, curl): `!*'()` are encoded too. */
+const RFC3986_SAFE = /[A-Za-z0-9\-_.~]/;
+
+/** Percent encoding over bytes: the safe ASCII stays, every other byte becomes %XX. */
+function percentEncode(bytes: Buffer, safe: RegExp): string {
   let out = '';
   for (const byte of bytes) {
     const char = String.fromCharCode(byte);
-    out += /[A-Za-z0-9\-_.!~*'()]/.test(char) ? char : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+    out += safe.test(char) ? char : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
   }
   return out;
 }

@@ -65,6 +65,74 @@ describe('masking what agents really print', () => {
     expect(mask(JSON.stringify({ token: value }))).toBe(`{"token":"${MASK}"}`);
   });
 
+  /** Every run of base64 characters in the text, decoded at each of the 4 alignments: what a reader gets back. */
+  function decodedRuns(text: string): Buffer[] {
+    return (text.match(/[A-Za-z0-9+/]{4,}/g) ?? []).flatMap((run) =>
+      [0, 1, 2, 3].map((shift) => Buffer.from(run.slice(shift), 'base64')),
+    );
+  }
+
+  it('masks base64 of the value inside longer base64: after any prefix, before any suffix (HTTP Basic auth)', () => {
+    const value = 'sk-ant-api03-x7Fq2LmN9pR4sT8vW1yZ3bC6dE0gH5jK2nP7rU4wX9zA1cD6fG3hJ8kL5mN0qS2t';
+    const mask = createMasker([value]);
+    for (let prefix = 0; prefix < 8; prefix++) {
+      for (let suffix = 0; suffix < 4; suffix++) {
+        const bytes = Buffer.concat([
+          Buffer.from('user:xyz'.slice(0, prefix)),
+          Buffer.from(value),
+          Buffer.from('\n!?'.slice(0, suffix)),
+        ]);
+        const line = `Authorization: Basic ${bytes.toString('base64')}`;
+        const out = mask(line);
+        expect(out, `prefix ${prefix} suffix ${suffix}`).toContain(MASK);
+        for (const decoded of decodedRuns(out)) expect(decoded.includes(value.slice(0, 12))).toBe(false);
+      }
+    }
+    // What `echo "$TOKEN" | base64 -w0` prints: the value and a newline.
+    const echoed = mask(Buffer.from(`${value}\n`).toString('base64'));
+    expect(echoed.startsWith(MASK)).toBe(true);
+    for (const decoded of decodedRuns(echoed)) expect(decoded.includes(value.slice(0, 12))).toBe(false);
+  });
+
+  it('masks each line of base64 wrapped at 76 (base64) or 64 (openssl base64) columns', () => {
+    const value = `ghp_${'Z8xY7wV6uT5sR4qP3oN2mL1kJ0iH9gF8eD7cB6aA5zY4xW3vU2tS1rQ0pO9nM8lK7jI6hG5fE4'}`;
+    const mask = createMasker([value]);
+    for (const width of [76, 64]) {
+      for (const text of [value, `${value}\n`, `x${value}`, `xy${value}\n`]) {
+        const encoded = Buffer.from(text).toString('base64');
+        const lines = encoded.match(new RegExp(`.{1,${width}}`, 'g')) ?? [];
+        expect(lines.length).toBeGreaterThan(1);
+        const out = lines.map(mask);
+        // Joined back, what is left decodes to no long part of the value.
+        for (const decoded of decodedRuns(out.join('')))
+          expect(decoded.includes(value.slice(0, 12))).toBe(false);
+        for (const line of out) expect(line, `${width} ${JSON.stringify(text)}`).toContain(MASK);
+      }
+    }
+  });
+
+  it('masks URL encoding as RFC 3986 (Python quote, curl --data-urlencode) and form encoding (space as +)', () => {
+    const mask = createMasker(['hunter2!Passw0rd', "my secret pass(1)'*"]);
+    expect(mask('postgres://app:hunter2%21Passw0rd@db/app')).toBe(`postgres://app:${MASK}@db/app`);
+    expect(mask('pw=hunter2%21Passw0rd')).toBe(`pw=${MASK}`);
+    expect(mask('pw=hunter2!Passw0rd')).toBe(`pw=${MASK}`);
+    for (const form of [
+      'my+secret+pass%281%29%27%2A',
+      'my%20secret%20pass%281%29%27%2A',
+      'my+secret+pass%281%29%27%2a',
+      "my%20secret%20pass(1)'*",
+    ]) {
+      expect(mask(`q=${form}&x=1`), form).toBe(`q=${MASK}&x=1`);
+    }
+  });
+
+  it('masks no part of an encoding shorter than 8 characters', () => {
+    const mask = createMasker(['abcd']);
+    // The base64 core of "abcd" is "YWJjZ" (5 characters): base64 of other text that starts the same stays.
+    expect(mask('YWJjZGVm')).toBe('YWJjZGVm');
+    expect(mask('YWJjZA==')).toBe(MASK);
+  });
+
   it('leaves short values and ordinary text alone', () => {
     const mask = createMasker(['abc', '', 'x\ny', 'long-enough-value']);
     expect(mask('abc x y ok')).toBe('abc x y ok');
