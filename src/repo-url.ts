@@ -38,7 +38,7 @@ function codePoint(ch: string): string {
 }
 
 /** Index of the first C0 or C1 control character (or DEL), -1 when there is none. */
-function firstControl(text: string): number {
+export function firstControl(text: string): number {
   for (let i = 0; i < text.length; i++) {
     const code = text.charCodeAt(i);
     if (code < 0x20 || (code >= 0x7f && code <= 0x9f)) return i;

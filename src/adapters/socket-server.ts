@@ -20,6 +20,14 @@ export interface Connection {
   readonly lagging: boolean;
   /** Called each time everything queued has been handed over after the client lagged; returns an unsubscribe. */
   onDrain(listener: () => void): () => void;
+  /**
+   * Notes a reply owed later (a stream until its session ends, an answer that takes a while) and returns
+   * the function that says it is settled (calling it again does nothing). A client that has ended its
+   * side of the connection (`printf ... | nc -N`) is answered until nothing is owed; then the connection ends.
+   */
+  owe(): () => void;
+  /** Replies owed later, now. */
+  readonly owed: number;
   close(): void;
   onClose(listener: () => void): void;
   readonly closed: boolean;
@@ -60,6 +68,8 @@ export interface SocketServerOptions {
   busyLine: (firstLine: string | undefined, message?: string) => object;
 }
 
+const NEWLINE = Buffer.from('\n');
+
 /** Refused connections held at once to read their first request (beyond: refused at once). */
 const MAX_REFUSING = 64;
 /** How long a refused connection may take to send its first request, and how much of it is read. */
@@ -82,7 +92,8 @@ export class SocketServer {
     // Only a directory nobody else controls: otherwise the socket could be swapped under the clients.
     ensurePrivateDir(dirname(path), 'socket directory');
     await clearStaleSocket(path);
-    const server = createServer((socket) => this.accept(socket));
+    // A client may end its side once it has sent its requests: their replies still go out (see owe).
+    const server = createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
     this.server = server;
     // The socket file must never exist with wider permissions than 0600, not even for a moment.
     const previous = process.umask(0o177);
@@ -125,6 +136,9 @@ export class SocketServer {
     let stallTimer: NodeJS.Timeout | undefined;
     /** Requests are not read while the client does not read its replies. */
     let readingPaused = false;
+    /** The client has ended its side: it sends no more requests. */
+    let peerEnded = false;
+    let owed = 0;
     const lagging = () => socket.writableLength > options.lagBytes;
     // Every write is a whole message (or whole messages): stopping writes and ending the socket never
     // leaves half a message queued by us. The client reads what was queued, then the end.
@@ -135,10 +149,25 @@ export class SocketServer {
       socket.end();
       setTimeout(() => socket.destroy(), options.lingerMs).unref();
     };
-    const afterWrite = () => {
-      if (socket.writableLength > options.maxPendingWriteBytes) {
+    /** A client that ended its side is answered what it is owed, then the connection ends too. */
+    const finishIfDone = () => {
+      if (peerEnded && owed === 0 && deferred === undefined) endGracefully();
+    };
+    /** onStalled is running: what it sends is the last message, and cannot stall the client again. */
+    let stalling = false;
+    const stall = () => {
+      if (stalling || ending || closed) return;
+      stalling = true;
+      try {
         options.onStalled?.(connection);
+      } finally {
         endGracefully();
+      }
+    };
+    const afterWrite = () => {
+      if (stalling) return;
+      if (socket.writableLength > options.maxPendingWriteBytes) {
+        stall();
         return;
       }
       if (!lagging()) return;
@@ -146,17 +175,19 @@ export class SocketServer {
         readingPaused = true;
         socket.pause();
       }
-      stallTimer ??= setTimeout(() => {
-        options.onStalled?.(connection);
-        endGracefully();
-      }, options.stallTimeoutMs);
+      stallTimer ??= setTimeout(stall, options.stallTimeoutMs);
     };
     socket.on('drain', () => {
       clearTimeout(stallTimer);
       stallTimer = undefined;
       if (readingPaused && !ending) {
         readingPaused = false;
-        socket.resume();
+        // The requests left in the chunk being read when the client began to lag come first.
+        const rest = deferred;
+        deferred = undefined;
+        if (rest !== undefined) onData(rest);
+        if (!readingPaused && !ending && !closed) socket.resume();
+        finishIfDone();
       }
       for (const listener of [...drainListeners]) {
         try {
@@ -184,6 +215,19 @@ export class SocketServer {
       onDrain: (listener) => {
         drainListeners.add(listener);
         return () => drainListeners.delete(listener);
+      },
+      owe: () => {
+        owed++;
+        let settled = false;
+        return () => {
+          if (settled) return;
+          settled = true;
+          owed--;
+          finishIfDone();
+        };
+      },
+      get owed() {
+        return owed;
       },
       close: () => endGracefully(),
       onClose: (listener) => {
@@ -217,7 +261,12 @@ export class SocketServer {
           : undefined;
     };
     armStallTimer();
-    socket.on('data', (data: Buffer) => {
+    /**
+     * The rest of a chunk whose requests stopped being read when the client began to lag: one chunk of
+     * requests (many small ones) must not queue a reply each for a client that reads none of them.
+     */
+    let deferred: Buffer | undefined;
+    const onData = (data: Buffer) => {
       let start = 0;
       for (let nl = data.indexOf(10, start); nl !== -1; nl = data.indexOf(10, start)) {
         const piece = data.subarray(start, nl);
@@ -246,6 +295,10 @@ export class SocketServer {
           }
         }
         if (closed || ending) return;
+        if (readingPaused) {
+          if (start < data.length) deferred = data.subarray(start);
+          return;
+        }
       }
       const rest = data.subarray(start);
       if (rest.length > 0 && !discarding) {
@@ -275,6 +328,13 @@ export class SocketServer {
         }
       }
       armStallTimer();
+    };
+    socket.on('data', onData);
+    socket.on('end', () => {
+      peerEnded = true;
+      // The end of the input ends its last line too (`printf '{"type":"status"}' | nc -N`).
+      if (buffered > 0 && !closed && !ending) onData(NEWLINE);
+      finishIfDone();
     });
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {

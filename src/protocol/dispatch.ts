@@ -4,6 +4,7 @@ import { type DaemonPort, errorReply, type Handler, type RequestHead, replyError
 import { handlers } from './handlers/index.js';
 import { REQUEST_SINCE, REQUEST_TYPES, type Request, requestIdSchema, requestSchema } from './messages.js';
 import { capped, type Problem, problemsOf } from './problems.js';
+import { MAX_STREAMS_PER_CONNECTION, opensStream, streamAllowed } from './streams.js';
 
 /**
  * Validates one request line and hands it to its handler; anything malformed gets an `error` reply
@@ -19,6 +20,15 @@ export function dispatch(line: string, connection: Connection, daemon: DaemonPor
   const { request } = checked;
   // What the client speaks: replies it did not ask for (`closing`) are sent only in versions that have them.
   connection.protocol = request.v;
+  if (opensStream(request) && !streamAllowed(connection)) {
+    replyError(
+      connection,
+      request,
+      'busy',
+      `this connection has ${MAX_STREAMS_PER_CONNECTION} waits, follows, log reads and subscriptions open; wait for one to end, or use another connection`,
+    );
+    return;
+  }
   try {
     (handlers[request.type] as Handler<Request['type']>)(request, connection, daemon);
   } catch (error) {

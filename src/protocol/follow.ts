@@ -4,6 +4,7 @@ import type { BusEvent } from '../sessions/session-bus.js';
 import { type DaemonPort, type RequestHead, reply } from './context.js';
 import { Follower } from './follower.js';
 import type { ReplyBody } from './replies.js';
+import { openStream } from './streams.js';
 
 /** The `outcome` reply of a record: its outcome and agent on top, for clients that read only those. */
 export function outcomeReply(record: SessionRecord): ReplyBody {
@@ -63,10 +64,14 @@ export function followSession(
     return;
   }
   const follower = new Follower(connection, request, sessionId);
+  const ended = openStream(connection);
   const unfollow = daemon.follow(sessionId, (event) => {
     if (event.type !== 'outcome' && !options.stream) return;
     if (event.type === 'output' && options.output === false) return;
-    if (forwardEvent(follower, event)) unfollow();
+    if (forwardEvent(follower, event)) {
+      unfollow();
+      ended();
+    }
   });
   connection.onClose(() => {
     unfollow();

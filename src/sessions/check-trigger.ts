@@ -2,10 +2,19 @@ import { z } from 'zod';
 import type { AgentConfig } from '../config/types.js';
 import { IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE } from '../constants.js';
 import { durationProblem, parseDuration } from '../duration.js';
-import { describeRepoProblem, parseRepoUrl } from '../repo-url.js';
+import { describeRepoProblem, firstControl, parseRepoUrl } from '../repo-url.js';
 import { repoTokenUse } from './repo-token.js';
 
 const text = (max: number) => z.string().min(1).max(max);
+
+/**
+ * A work unit reaches the agent as an environment variable and operators in lists and logs: text
+ * without control characters (a NUL cannot be passed at all; a newline or an escape sequence would
+ * forge lines and colours in what operators read).
+ */
+const workUnitText = text(256).refine((value) => firstControl(value) === -1, {
+  error: 'a work unit is text without control characters (no newline, tab, escape or NUL)',
+});
 
 /**
  * The fields of a trigger, wherever it comes from: the `trigger` request, an injected `trigger` event,
@@ -14,7 +23,7 @@ const text = (max: number) => z.string().min(1).max(max);
 export const triggerFieldsSchema = {
   agent: text(64),
   repo: text(2048).optional(),
-  workUnit: text(256).optional(),
+  workUnit: workUnitText.optional(),
   timeout: text(32).optional(),
   /** An idempotency key: a trigger repeating a recent one's key gets that session, not a new one. */
   key: z.string().regex(IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE).optional(),

@@ -9,7 +9,9 @@ import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { MAX_LINE_BYTES } from '../../src/constants.js';
+import { MAX_STREAMS_PER_CONNECTION } from '../../src/protocol/streams.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { startGitServer } from '../helpers/git-server.js';
 import { Fuzzer, isEffective } from './fuzz.js';
 import { afterEachTest, agent, recordFigures } from './harness.js';
 
@@ -306,5 +308,75 @@ describe('hostile clients', () => {
       rssAfterKb: rssAfter,
     });
     expect(await d.stop()).toBe(0);
+  });
+
+  it('hold the daemon to little per connection: unread replies and open waits are bounded', {
+    timeout: 120_000,
+  }, async () => {
+    const git = await startGitServer();
+    try {
+      const d = await startDaemon({ agents: [agent('reliability-long', git.url(), ['sleep', '6'])] });
+      daemons.push(d);
+      const path = d.socketPath;
+      const rssBefore = rssKb(d.pid);
+      const probe = startProbe(path);
+      const trigger = await Client.open(path);
+      const accepted = await trigger.ask({ type: 'trigger', agent: 'reliability-long' }, 10_000);
+      const sessionId = String(accepted?.sessionId);
+      expect(accepted).toMatchObject({ type: 'accepted' });
+
+      // 3,000 status requests of version 2 in one write, and nothing read: the daemon answers what the
+      // buffers hold and reads no further (each answer queued meant 15 MB, and closing it recursed).
+      const deaf = await Client.open(path);
+      deaf.socket.pause();
+      deaf.write(Array.from({ length: 3000 }, (_, i) => `{"v":2,"id":"s${i}","type":"status"}\n`).join(''));
+
+      // 20,000 waits for the running session on one connection: the first 64 wait, the rest are busy.
+      const waits = 20_000;
+      const waiter = connect(path);
+      let received = '';
+      waiter.on('data', (chunk: Buffer) => {
+        received += chunk.toString('utf8');
+      });
+      await new Promise((resolve) => waiter.once('connect', resolve));
+      waiter.write(
+        Array.from(
+          { length: waits },
+          (_, i) => `${JSON.stringify({ v: 2, id: `w${i}`, type: 'wait', sessionId })}\n`,
+        ).join(''),
+      );
+      const count = (text: string) => received.split(text).length - 1;
+      const deadline = Date.now() + 20_000;
+      while (count('"code":"busy"') < waits - MAX_STREAMS_PER_CONNECTION && Date.now() < deadline)
+        await sleep(100);
+      expect(count('"code":"busy"')).toBe(waits - MAX_STREAMS_PER_CONNECTION);
+      const rssDuring = rssKb(d.pid);
+
+      // The session ends: each open wait gets its one outcome.
+      while (count('"type":"outcome"') < MAX_STREAMS_PER_CONNECTION && Date.now() < deadline + 30_000)
+        await sleep(100);
+      expect(count('"type":"outcome"')).toBe(MAX_STREAMS_PER_CONNECTION);
+      expect(received).toContain('"outcome":"succeeded"');
+      expect(count('"outcome":"failed"') + count('"outcome":"error"')).toBe(0);
+      waiter.destroy();
+      deaf.close();
+      trigger.close();
+
+      await probe.stop();
+      const final = await Client.open(path);
+      const hello = await final.ask({ type: 'hello' });
+      final.close();
+      expect(hello).toMatchObject({ type: 'hello', state: 'ready', pid: d.pid });
+      expect(probe.failures, 'the well-behaved client was always answered').toEqual([]);
+      expect(Math.max(...probe.latencies), 'status latency during the attack (ms)').toBeLessThan(2000);
+      expect(rssDuring - rssBefore, 'RSS growth in kB').toBeLessThan(50 * 1024);
+      Object.assign(figures, {
+        waitsRefusedBusy: waits - MAX_STREAMS_PER_CONNECTION,
+        rssDuringWaitFloodKb: rssDuring,
+      });
+      expect(await d.stop()).toBe(0);
+    } finally {
+      await git.stop();
+    }
   });
 });

@@ -21,6 +21,8 @@ function fakeConnection() {
       return bytes > 64 * 1024;
     },
     onDrain: () => () => {},
+    owe: () => () => {},
+    owed: 0,
     close: () => {},
     onClose: () => {},
     closed: false,

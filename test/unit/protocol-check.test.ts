@@ -51,6 +51,22 @@ describe('check: requests', () => {
     expect(result.problems[2]?.message).toMatch(/^unknown field/);
   });
 
+  it('refuses a work unit with a control character, naming the field (a NUL cannot reach the agent)', () => {
+    for (const workUnit of ['\u0000', 'issue-7\n', 'a\u001b[31mred', 'tab\there', 'c1\u009b']) {
+      const result = failure(JSON.stringify({ v: 2, type: 'trigger', agent: 'a', workUnit }));
+      expect(result.code).toBe('bad_request');
+      expect(result.problems).toEqual([
+        {
+          path: 'workUnit',
+          message: 'a work unit is text without control characters (no newline, tab, escape or NUL)',
+        },
+      ]);
+    }
+    expect(
+      check(JSON.stringify({ v: 2, type: 'trigger', agent: 'a', workUnit: 'issue 7 – ünïcode' })).ok,
+    ).toBe(true);
+  });
+
   it('caps a flood of problems and says how many more', () => {
     const fields = Object.fromEntries(Array.from({ length: 250 }, (_, i) => [`f${i}`, i]));
     const result = failure(JSON.stringify({ v: 2, type: 'status', ...fields }));

@@ -1,6 +1,7 @@
 import { type Handler, replyError } from '../context.js';
 import { forwardEvent, outcomeReply } from '../follow.js';
 import { Follower } from '../follower.js';
+import { openStream } from '../streams.js';
 
 /** Sends a session's log; with `follow`, keeps streaming until its outcome. */
 export const logs: Handler<'logs'> = (request, connection, daemon) => {
@@ -16,6 +17,9 @@ export const logs: Handler<'logs'> = (request, connection, daemon) => {
     return;
   }
   const follower = new Follower(connection, request, sessionId, request.after ?? 0);
+  // Paced by the client until the log has gone out (and, following, until the outcome).
+  const ended = openStream(connection);
+  let following = false;
   void (async () => {
     // The log so far (after the line the client has, when it resumes), at the pace the client reads it.
     await follower.replay(stored.reader(request.after ?? 0));
@@ -29,8 +33,12 @@ export const logs: Handler<'logs'> = (request, connection, daemon) => {
       return;
     }
     // Following and reading what came meanwhile happen in one turn: no line is missed or sent twice.
+    following = true;
     const unfollow = daemon.follow(sessionId, (event) => {
-      if (forwardEvent(follower, event, false)) unfollow();
+      if (forwardEvent(follower, event, false)) {
+        unfollow();
+        ended();
+      }
     });
     connection.onClose(() => {
       unfollow();
@@ -44,7 +52,15 @@ export const logs: Handler<'logs'> = (request, connection, daemon) => {
         else follower.lines([entry]);
       }
     }
-  })().catch((error: unknown) => {
-    daemon.log.error({ event: 'socket.handler_failed', type: 'logs', err: error }, 'request handler failed');
-  });
+  })()
+    .catch((error: unknown) => {
+      following = false;
+      daemon.log.error(
+        { event: 'socket.handler_failed', type: 'logs', err: error },
+        'request handler failed',
+      );
+    })
+    .finally(() => {
+      if (!following) ended();
+    });
 };

@@ -1,6 +1,7 @@
 import type { SessionPhase } from '../../sessions/types.js';
 import { type Handler, reply } from '../context.js';
 import { outcomeReply } from '../follow.js';
+import { openStream } from '../streams.js';
 
 /**
  * Streams the daemon's state and its sessions: a `state` reply at once and on every change of the
@@ -9,6 +10,8 @@ import { outcomeReply } from '../follow.js';
  */
 export const subscribe: Handler<'subscribe'> = (request, connection, daemon) => {
   const events = (request.v ?? 2) >= 2;
+  // Open until the connection closes.
+  openStream(connection);
   // Phases as the sessions announced them: a child actor's snapshot may lag behind its announcement.
   const phases = new Map<string, SessionPhase>();
   let last = '';

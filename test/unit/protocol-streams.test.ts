@@ -1,0 +1,91 @@
+/**
+ * Streams one connection may hold open (src/protocol/streams.ts): waits, follows, log reads and
+ * subscriptions each keep a listener on the daemon until their session ends, so a connection has at
+ * most MAX_STREAMS_PER_CONNECTION at once; beyond, a request gets a retryable `busy` error, and a
+ * stream that ended gives its place back. Through dispatch, with a fake connection and daemon port.
+ */
+import { describe, expect, it } from 'vitest';
+import type { Connection } from '../../src/adapters/socket-server.js';
+import type { DaemonPort } from '../../src/protocol/context.js';
+import { dispatch } from '../../src/protocol/dispatch.js';
+import { MAX_STREAMS_PER_CONNECTION } from '../../src/protocol/streams.js';
+import type { BusEvent } from '../../src/sessions/session-bus.js';
+
+const SESSION = '0123456789abcdef';
+
+function fakes() {
+  const sent: Record<string, unknown>[] = [];
+  let owed = 0;
+  const connection: Connection = {
+    id: 1,
+    send: (message) => sent.push(message as Record<string, unknown>),
+    sendRaw: () => {},
+    lagging: false,
+    onDrain: () => () => {},
+    // As the socket server counts them.
+    owe: () => {
+      owed++;
+      let settled = false;
+      return () => {
+        if (!settled) owed--;
+        settled = true;
+      };
+    },
+    get owed() {
+      return owed;
+    },
+    close: () => {},
+    onClose: () => {},
+    closed: false,
+  };
+  const listeners = new Set<(event: BusEvent) => void>();
+  const record = { id: SESSION, agent: 'demo' } as Record<string, unknown>;
+  const daemon = {
+    record: () => record,
+    follow: (_id: string, listener: (event: BusEvent) => void) => {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    log: { error: () => {}, warn: () => {} },
+  } as unknown as DaemonPort;
+  const end = () => {
+    record.outcome = 'succeeded';
+    for (const listener of [...listeners]) listener({ type: 'outcome', record } as unknown as BusEvent);
+    delete record.outcome;
+  };
+  return { connection, daemon, sent, listeners, end };
+}
+
+const wait = (n: number) => JSON.stringify({ v: 2, id: `w${n}`, type: 'wait', sessionId: SESSION });
+
+describe('streams per connection', () => {
+  it('are bounded: the one past the limit gets busy, and an ended one gives its place back', () => {
+    const { connection, daemon, sent, listeners, end } = fakes();
+    for (let n = 0; n < MAX_STREAMS_PER_CONNECTION; n++) dispatch(wait(n), connection, daemon);
+    expect(sent).toEqual([]);
+    expect(listeners.size).toBe(MAX_STREAMS_PER_CONNECTION);
+
+    dispatch(wait(999), connection, daemon);
+    expect(sent).toHaveLength(1);
+    expect(sent[0]).toMatchObject({ id: 'w999', type: 'error', code: 'busy', retryable: true });
+    expect(String(sent[0]?.message)).toContain(`${MAX_STREAMS_PER_CONNECTION} waits, follows`);
+    expect(listeners.size).toBe(MAX_STREAMS_PER_CONNECTION);
+
+    // The session ends: every wait gets its outcome, and the connection may wait again.
+    end();
+    expect(sent.filter((m) => m.type === 'outcome')).toHaveLength(MAX_STREAMS_PER_CONNECTION);
+    expect(listeners.size).toBe(0);
+    sent.length = 0;
+    for (let n = 0; n < MAX_STREAMS_PER_CONNECTION; n++) dispatch(wait(n), connection, daemon);
+    expect(sent).toEqual([]);
+  });
+
+  it('count per connection: another connection has its own', () => {
+    const one = fakes();
+    for (let n = 0; n <= MAX_STREAMS_PER_CONNECTION; n++) dispatch(wait(n), one.connection, one.daemon);
+    const two = fakes();
+    dispatch(wait(0), two.connection, one.daemon);
+    expect(two.sent).toEqual([]);
+    expect(two.connection.owed).toBe(1);
+  });
+});
