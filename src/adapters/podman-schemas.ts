@@ -17,7 +17,11 @@ export const containerListSchema = z.array(containerSummarySchema).nullable();
 
 /** The subset of `podman volume inspect --format json` agentd reads: a bounded cache's mount options. */
 export const volumeInspectSchema = z.array(
-  z.object({ Name: z.string(), Options: z.record(z.string(), z.string()).nullish() }),
+  z.object({
+    Name: z.string(),
+    Options: z.record(z.string(), z.string()).nullish(),
+    Labels: z.record(z.string(), z.string()).nullish(),
+  }),
 );
 
 /** The subset of `podman container inspect` agentd reads. */

@@ -3,7 +3,13 @@ import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { CONTAINER_LOG_MAX_BYTES, OUTPUT_LINE_MAX_BYTES } from '../constants.js';
+import {
+  CONTAINER_LOG_MAX_BYTES,
+  LABEL_AGENT,
+  LABEL_CACHE,
+  LABEL_INSTANCE,
+  OUTPUT_LINE_MAX_BYTES,
+} from '../constants.js';
 import { AgentdError } from '../errors.js';
 import { type CacheBound, cacheBoundProblem, cacheVolumeOptions, makeCacheImage } from './cache-image.js';
 import { type ChunkSource, openOutputChannels } from './output-channel.js';
@@ -780,9 +786,11 @@ export class PodmanClient implements PodmanPort {
     bound?: CacheBound,
   ): Promise<void> {
     if (bound !== undefined) {
-      const existing = await this.volumeOptions(name, signal);
+      const existing = await this.inspectVolume(name, signal);
       if (existing !== undefined) {
-        const problem = cacheBoundProblem(name, existing, bound);
+        const problem =
+          volumeOwnerProblem(name, existing.labels, labels) ??
+          cacheBoundProblem(name, existing.options, bound);
         if (problem === undefined) return;
         throw new AgentdError('CACHE_FAILED', problem, { operation: `check cache volume ${name}` });
       }
@@ -798,20 +806,24 @@ export class PodmanClient implements PodmanPort {
       });
     } catch (error) {
       // Podman 4.3 has no `volume create --ignore`.
-      if (error instanceof PodmanError && /already exists/i.test(error.stderr)) return;
-      throw error;
+      if (!(error instanceof PodmanError && /already exists/i.test(error.stderr))) throw error;
+      // Made before: by this agent's cache, not by another's of the same name (an earlier configuration's).
+      const existing = await this.inspectVolume(name, signal);
+      const problem = existing && volumeOwnerProblem(name, existing.labels, labels);
+      if (problem)
+        throw new AgentdError('CACHE_FAILED', problem, { operation: `check cache volume ${name}` });
     }
   }
 
   /**
-   * A volume's driver options (empty for a plain one), or undefined when there is no such volume. Only
-   * Podman's "no such volume" says it is missing: any other failure is thrown (a bounded cache whose
-   * file is made anew on a false "missing" would lose its contents).
+   * A volume's driver options (empty for a plain one) and labels, or undefined when there is no such
+   * volume. Only Podman's "no such volume" says it is missing: any other failure is thrown (a bounded
+   * cache whose file is made anew on a false "missing" would lose its contents).
    */
-  private async volumeOptions(
+  private async inspectVolume(
     name: string,
     signal?: AbortSignal,
-  ): Promise<Record<string, string> | undefined> {
+  ): Promise<{ options: Record<string, string>; labels: Record<string, string> } | undefined> {
     let stdout: string;
     try {
       ({ stdout } = await this.call(
@@ -826,7 +838,7 @@ export class PodmanClient implements PodmanPort {
       throw error;
     }
     const volume = volumeInspectSchema.parse(JSON.parse(stdout || '[]'))[0];
-    return volume === undefined ? undefined : (volume.Options ?? {});
+    return volume === undefined ? undefined : { options: volume.Options ?? {}, labels: volume.Labels ?? {} };
   }
 
   async listVolumes(
@@ -873,6 +885,23 @@ export class PodmanClient implements PodmanPort {
 const failsWithOwnCode = (exitCode: number): boolean => exitCode === PODMAN_OWN_FAILURE;
 /** `podman logs` exits with its own code: anything but 0 is podman failing. */
 const failsWithAnyCode = (exitCode: number): boolean => exitCode !== 0;
+
+/**
+ * A volume that is there already belongs to the agent's cache that wants it when the labels it was made
+ * with say so: another agent's cache of the same name (under an earlier configuration) is not handed over.
+ */
+function volumeOwnerProblem(
+  name: string,
+  actual: Record<string, string>,
+  wanted: Record<string, string>,
+): string | undefined {
+  const differs = [LABEL_INSTANCE, LABEL_AGENT, LABEL_CACHE].some(
+    (key) => wanted[key] !== undefined && actual[key] !== wanted[key],
+  );
+  if (!differs) return undefined;
+  const owner = (key: string) => actual[key] ?? '(none)';
+  return `cache volume ${name} was made for agent ${owner(LABEL_AGENT)}'s cache ${owner(LABEL_CACHE)} (instance ${owner(LABEL_INSTANCE)}), not for agent ${wanted[LABEL_AGENT]}'s cache ${wanted[LABEL_CACHE]}: one agent's sessions must not get what another's left. Remove it with \`podman volume rm ${name}\` (its contents are lost), or rename the cache`;
+}
 
 /** `SIZE NAME\n` then SIZE bytes, repeated: what readContainerFiles prints. */
 function parseFileStream(out: Buffer, failure: PodmanFailure): Map<string, Buffer> {

@@ -297,6 +297,8 @@ export class SocketServer {
         if (closed || ending) return;
         if (readingPaused) {
           if (start < data.length) deferred = data.subarray(start);
+          // A whole request was read: the half-line (or no-request) timer stops; the stall timer rules now.
+          armStallTimer();
           return;
         }
       }

@@ -19,7 +19,7 @@ import { AgentdError, errorMessage } from '../errors.js';
 import { parseOrigin, parseRepoUrl } from '../repo-url.js';
 import { hostAllowed, seesThisMachine, transportOf } from './hosts.js';
 import { type HttpListen, parseListen } from './http.js';
-import { isInside, overlaps } from './mounts.js';
+import { cacheVolumeKey, isInside, overlaps } from './mounts.js';
 import { configSearchPath, defaultSocketPath, defaultStateDir } from './paths.js';
 import { capabilityName, parseSize, type RawResources, resolveResources } from './resources.js';
 import {
@@ -313,6 +313,7 @@ function toSettings(raw: RawConfig, file: string, ctx: ConvertContext): Settings
   const hosts = toHosts(raw.hosts ?? [], ctx);
   const agents = raw.agents.map((agent, i) => toAgent(agent, i, dir, daemon.resources ?? {}, own, ctx));
   placementCheck(raw, agents, hosts, ctx);
+  cacheNameCheck(agents, ctx);
   const optionalMs = (text: string | undefined, fallback: number) =>
     text !== undefined ? durationMs(text) : fallback;
   return {
@@ -417,6 +418,29 @@ function toHosts(raw: NonNullable<RawConfig['hosts']>, ctx: ConvertContext): Hos
       });
     }
     return host;
+  });
+}
+
+/**
+ * No two agents' caches share a volume: its name joins the agent's and the cache's with `-`, which both
+ * may hold, and one agent's sessions would read and write what the other's leave (its tools' tokens).
+ */
+function cacheNameCheck(agents: readonly AgentConfig[], ctx: ConvertContext): void {
+  const seen = new Map<string, { agent: string; cache: string }>();
+  agents.forEach((agent, i) => {
+    for (const cache of agent.caches) {
+      const key = cacheVolumeKey(agent.name, cache.name);
+      const first = seen.get(key);
+      if (first === undefined) {
+        seen.set(key, { agent: agent.name, cache: cache.name });
+      } else if (first.agent !== agent.name) {
+        ctx.problems.push({
+          path: ['agents', i, 'caches', cache.name],
+          onKey: true,
+          message: `makes the same volume name (…-cache-${key}) as agent ${first.agent}'s cache ${first.cache}, so the two agents would share it; rename one of the caches`,
+        });
+      }
+    }
   });
 }
 

@@ -42,6 +42,14 @@ const SYSTEM_ROOTS = [
 /** Host sources never handed to an agent: the whole host, the kernel's views, the container engine's own. */
 const HOST_FORBIDDEN = ['/proc', '/sys', '/dev', '/run/podman', '/var/run/podman', '/var/lib/containers'];
 
+/**
+ * What names an agent's cache volume after the instance's prefix. Agent and cache names may both hold
+ * `-`, so two agents' caches can share it (`a` + `b-npm`, `a-b` + `npm`): the configuration refuses that.
+ */
+export function cacheVolumeKey(agent: string, cache: string): string {
+  return `${agent}-${cache}`;
+}
+
 /** True when one path is the other or lies inside it. */
 export function overlaps(a: string, b: string): boolean {
   return a === b || isInside(a, b) || isInside(b, a);

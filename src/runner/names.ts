@@ -1,3 +1,4 @@
+import { cacheVolumeKey } from '../config/mounts.js';
 import {
   LABEL_AGENT,
   LABEL_CACHE,
@@ -31,7 +32,7 @@ export function sessionOfSecret(instanceId: string, name: string): string | unde
 
 /** The volume of an agent's cache: one per instance, agent and cache name, kept between sessions. */
 export function cacheVolumeName(instanceId: string, agent: string, cache: string): string {
-  return `${NAME_PREFIX}${instanceId.slice(0, 8)}-cache-${agent}-${cache}`;
+  return `${NAME_PREFIX}${instanceId.slice(0, 8)}-cache-${cacheVolumeKey(agent, cache)}`;
 }
 
 export function cacheLabels(instanceId: string, agent: string, cache: string): Record<string, string> {

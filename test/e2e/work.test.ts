@@ -272,6 +272,42 @@ describe('mounts, context and caches', () => {
     expect(two.stdout).toContain('no hook ran');
   });
 
+  it('never hands one agent a cache volume made for another agent’s cache', async () => {
+    // An earlier configuration's agent "taker-x" with a cache "npm" made the volume that agent "taker"
+    // with a cache "x-npm" would use now (the same name): its sessions must not get what the other left.
+    const daemon = await startDaemon({
+      agents: [
+        agent('taker', 'echo "cache: $(ls -A /home/taker/.cache/x 2>/dev/null)"', {
+          caches: { 'x-npm': '/home/taker/.cache/x' },
+        }),
+      ],
+    });
+    const volume = cacheVolumeName(daemon.instanceId, 'taker', 'x-npm');
+    expect(volume).toBe(cacheVolumeName(daemon.instanceId, 'taker-x', 'npm'));
+    const labels = [
+      'io.agentd.instance',
+      daemon.instanceId,
+      'io.agentd.agent',
+      'taker-x',
+      'io.agentd.cache',
+      'npm',
+    ];
+    const labelArgs = [0, 2, 4].flatMap((i) => ['--label', `${labels[i]}=${labels[i + 1]}`]);
+    await execa('podman', ['volume', 'create', ...labelArgs, volume]);
+    try {
+      const run = await daemon.cli(['trigger', 'taker']);
+      expect(run.code, run.stdout + run.stderr).toBe(4);
+      expect(run.stdout + run.stderr).toContain(
+        `cache volume ${volume} was made for agent taker-x's cache npm`,
+      );
+      expect(run.stdout + run.stderr).toContain(`podman volume rm ${volume}`);
+      expect(run.stdout).not.toContain('cache:');
+      expect(await listAgentdContainers(daemon.prefix)).toEqual([]);
+    } finally {
+      await execa('podman', ['volume', 'rm', '-f', volume], { reject: false });
+    }
+  });
+
   // A bounded cache is loop-mounted: a machine without loop devices cannot have one (README says so).
   const loops = execaSync('losetup', ['--find'], { reject: false });
   it.skipIf(loops.exitCode !== 0)(

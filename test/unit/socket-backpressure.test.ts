@@ -15,7 +15,14 @@ afterEach(async () => {
   for (const server of servers.splice(0)) await server.close();
 });
 
-async function serve(replyBytes: number, maxPendingWriteBytes: number) {
+async function serve(
+  replyBytes: number,
+  maxPendingWriteBytes: number,
+  timers: { partialLineTimeoutMs: number; stallTimeoutMs: number } = {
+    partialLineTimeoutMs: 5000,
+    stallTimeoutMs: 30_000,
+  },
+) {
   const path = join(makeTempDir('agentd-unit-sock-'), 's.sock');
   const handled: string[] = [];
   let stalled = 0;
@@ -23,10 +30,10 @@ async function serve(replyBytes: number, maxPendingWriteBytes: number) {
     path,
     maxLineBytes: 1024,
     maxConnections: 8,
-    partialLineTimeoutMs: 5000,
+    partialLineTimeoutMs: timers.partialLineTimeoutMs,
     maxPendingWriteBytes,
     lagBytes: 64 * 1024,
-    stallTimeoutMs: 30_000,
+    stallTimeoutMs: timers.stallTimeoutMs,
     lingerMs: 5000,
     onLine: (line: string, connection: Connection) => {
       handled.push(line);
@@ -97,6 +104,25 @@ describe('a client that does not read its replies', () => {
     );
     expect(stalled()).toBe(0);
     client.socket.destroy();
+  });
+
+  it('lagging from its first request on, is closed by the stall timer at a message boundary, not cut off', async () => {
+    // The half-line timer (armed until a first whole request) must stop once the request was read.
+    const { path, stalled } = await serve(200_000, 4 << 20, {
+      partialLineTimeoutMs: 200,
+      stallTimeoutMs: 800,
+    });
+    const client = await silentClient(path);
+    client.socket.write(requests(3));
+    await until(() => stalled() > 0, 5000);
+    client.read();
+    await client.closed;
+    expect(stalled()).toBe(1);
+    // Whole replies, then the last message: the requests after the lag began were not read.
+    const kinds = client.replies.map((r) => r.type ?? 'echo');
+    expect(kinds.at(-1)).toBe('closing');
+    expect(kinds.slice(0, -1).every((k) => k === 'echo')).toBe(true);
+    expect(kinds.length - 1).toBeLessThan(3);
   });
 
   it('is closed once, with one last message, when its unread replies pass the safety net', async () => {

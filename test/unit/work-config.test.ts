@@ -103,6 +103,29 @@ describe('mounts, context and caches', () => {
     expectProblem(text, 'agents[0].caches.npm', 13, '"/data" overlaps mounts[0]');
   });
 
+  it('rejects two agents whose caches would share one volume name', () => {
+    // "demo" + "b-npm" and "demo-b" + "npm" both name the volume agentd-<instance>-cache-demo-b-npm.
+    const text = config(`    caches:
+      b-npm: /home/demo/.npm
+  - name: demo-b
+    image: localhost/agentd-base:bookworm
+    command: ["run"]
+    caches:
+      npm: /home/demo-b/.npm
+`);
+    expectProblem(
+      text,
+      'agents[1].caches.npm',
+      13,
+      "makes the same volume name (…-cache-demo-b-npm) as agent demo's cache b-npm",
+      'rename one of the caches',
+    );
+    // One agent's own caches never collide (cache names are unique keys).
+    expect(() =>
+      parse(config(`    caches:\n      npm: /home/demo/.npm\n      b-npm: /home/demo/.b\n`)),
+    ).not.toThrow();
+  });
+
   it('rejects targets on the clone, the home, agentd’s own directory and system paths', () => {
     const text = config(`    mounts:
       - source: ${data}
