@@ -1,3 +1,4 @@
+import { shownWebhookUrl } from '../config/webhook-url.js';
 import { AgentdError } from '../errors.js';
 
 /** How one POST failed, as the metrics count it. */
@@ -30,6 +31,8 @@ export async function postWebhook(
 ): Promise<void> {
   const deadline = AbortSignal.timeout(options.timeoutMs);
   const signal = options.signal ? AbortSignal.any([deadline, options.signal]) : deadline;
+  // Messages name the URL without its query (or a user and password): it may hold a token.
+  const shown = shownWebhookUrl(request.url);
   let response: Response;
   try {
     response = await fetch(request.url, {
@@ -41,14 +44,10 @@ export async function postWebhook(
     });
   } catch (error) {
     if (deadline.aborted) {
-      throw new WebhookError(
-        'timeout',
-        `no answer from ${request.url} within ${options.timeoutMs} ms`,
-        error,
-      );
+      throw new WebhookError('timeout', `no answer from ${shown} within ${options.timeoutMs} ms`, error);
     }
     const reason = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message;
-    throw new WebhookError('network', `cannot reach ${request.url}: ${reason}`, error);
+    throw new WebhookError('network', `cannot reach ${shown}: ${reason}`, error);
   }
   // Nothing of the answer is needed: release the connection without reading it.
   await response.body?.cancel().catch(() => {});
@@ -58,6 +57,6 @@ export async function postWebhook(
     status >= 300 && status < 400 ? 'redirect' : status >= 500 ? 'http_5xx' : 'http_4xx';
   throw new WebhookError(
     failure,
-    `${request.url} answered ${status}${failure === 'redirect' ? ' (redirects are not followed)' : ''}`,
+    `${shown} answered ${status}${failure === 'redirect' ? ' (redirects are not followed)' : ''}`,
   );
 }

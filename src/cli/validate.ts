@@ -1,6 +1,7 @@
 import { Command, Option } from 'clipanion';
 import { describeListen } from '../config/http.js';
 import type { Resources, ScheduleConfig } from '../config/types.js';
+import { shownWebhookUrl } from '../config/webhook-url.js';
 import { formatDuration } from '../duration.js';
 import { describeAgent } from '../sessions/agent-view.js';
 import { nextFiring } from '../sessions/schedule.js';
@@ -56,7 +57,8 @@ export class ValidateCommand extends AgentdCommand {
         `  HTTP API on ${http.tls ? 'https' : 'http'}://${describeListen(http.listen)}, tokens ${http.tokens.map((t) => `${t.name} <- ${t.source.raw} (${t.scopes.join(', ')})`).join('; ')}`,
       );
     }
-    for (const target of notify) out.push(`  notify ${target.url} (signed with ${target.secret.raw})`);
+    for (const target of notify)
+      out.push(`  notify ${shownWebhookUrl(target.url)} (signed with ${target.secret.raw})`);
     for (const agent of settings.agents) {
       const timeout =
         agent.timeoutMs === undefined ? 'no timeout' : `timeout ${formatDuration(agent.timeoutMs)}`;

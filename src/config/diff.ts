@@ -1,6 +1,7 @@
 import { formatDuration } from '../duration.js';
 import { describeListen } from './http.js';
 import type { AgentConfig, DaemonSettings, HostConfig, HttpSettings, NotifyTarget } from './types.js';
+import { shownWebhookUrl } from './webhook-url.js';
 
 /** A daemon setting that differs in the file but only applies when agentd starts again. */
 export interface PendingSetting {
@@ -34,7 +35,11 @@ const FIXED: { field: keyof DaemonSettings; key: string; show: (v: never) => str
   { field: 'hostProbeIntervalMs', key: 'daemon.host_probe_interval', show: (v: number) => formatDuration(v) },
   { field: 'hostProbeTimeoutMs', key: 'daemon.host_probe_timeout', show: (v: number) => formatDuration(v) },
   { field: 'hostDownGraceMs', key: 'daemon.host_down_grace', show: (v: number) => formatDuration(v) },
-  { field: 'notify', key: 'daemon.notify', show: (v: NotifyTarget[]) => showList(v.map((t) => t.url)) },
+  {
+    field: 'notify',
+    key: 'daemon.notify',
+    show: (v: NotifyTarget[]) => showList(v.map((t) => shownWebhookUrl(t.url))),
+  },
   {
     field: 'http',
     key: 'daemon.http',

@@ -19,6 +19,7 @@ import {
   sizeProblem,
 } from './resources.js';
 import { cronProblem, timezoneProblem, workUnitTemplateProblem } from './schedule.js';
+import { shownWebhookUrl } from './webhook-url.js';
 
 /** Zod schema for the raw agentd.yaml. Messages name what is expected so the operator can fix the file. */
 
@@ -330,10 +331,10 @@ export function webhookUrlProblem(raw: string): string | undefined {
     return `${describe(raw)} is not a URL; write one like https://hooks.example.com/agentd`;
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-    return `${describe(raw)}: only https:// and http:// URLs receive notifications`;
+    return `${describe(shownWebhookUrl(raw))}: only https:// and http:// URLs receive notifications`;
   }
   if (url.username !== '' || url.password !== '') {
-    return `${describe(raw)} must not contain a user or password; the receiver checks the signature instead`;
+    return `${describe(shownWebhookUrl(raw))} must not contain a user or password (not repeated here); the receiver checks the signature instead`;
   }
   return undefined;
 }

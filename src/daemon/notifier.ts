@@ -4,6 +4,7 @@ import { type Actor, createActor, fromPromise } from 'xstate';
 import { resolveSource } from '../adapters/credentials.js';
 import { postWebhook, WebhookError, type WebhookFailure } from '../adapters/webhook.js';
 import type { NotifyTarget } from '../config/types.js';
+import { shownWebhookUrl } from '../config/webhook-url.js';
 import { errorMessage } from '../errors.js';
 import { deliveryMachine } from '../machines/delivery.machine.js';
 import {
@@ -76,7 +77,7 @@ export class Notifier {
     }
     for (const actor of this.pending) {
       this.options.log.warn(
-        { event: 'notify.abandoned', url: shown(actor.getSnapshot().context.url) },
+        { event: 'notify.abandoned', url: shownWebhookUrl(actor.getSnapshot().context.url) },
         'a notification was still being delivered when agentd stopped; it is not sent again',
       );
       actor.stop();
@@ -86,7 +87,7 @@ export class Notifier {
 
   private deliver(record: SessionRecord, target: NotifyTarget): void {
     const { log, metrics } = this.options;
-    const url = shown(target.url);
+    const url = shownWebhookUrl(target.url);
     const delivery = randomUUID();
     const context = { event: 'notify', session: record.id, url, delivery };
     if (this.pending.size >= (this.options.maxPending ?? MAX_PENDING)) {
@@ -168,12 +169,6 @@ export class Notifier {
     });
     actor.start();
   }
-}
-
-/** A webhook URL as logs show it: without its query, where some services put a token. */
-function shown(url: string): string {
-  const parsed = new URL(url);
-  return `${parsed.origin}${parsed.pathname}`;
 }
 
 function failureOf(error: unknown): WebhookFailure | 'secret' {

@@ -1,6 +1,9 @@
 import { OUTPUT_TARGET } from '../config/mounts.js';
 import { SECRET_MOUNT_DIR } from '../constants.js';
 
+/** Where the setup step looks for its own tools first (Debian's default PATH for root). */
+const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
 /**
  * The root setup step that runs first in every session container (as `/bin/sh -c SCRIPT agentd-setup
  * COMMAND...`). It holds no values: credentials arrive as one root-only secret (a bundle it splits), which it reads into
@@ -35,6 +38,12 @@ import { SECRET_MOUNT_DIR } from '../constants.js';
  */
 export const SETUP_SCRIPT = `set -eu
 exec 3>&2 2>&1
+# The step's own tools come from the system's directories first: a cache or mount on the image's PATH
+# (/opt/conda/bin) holds what an earlier session left there, which must not run as root here, nor see
+# the repo token. The command gets the image's PATH as it was.
+image_path="\${PATH:-${SYSTEM_PATH}}"
+PATH="${SYSTEM_PATH}:$image_path"
+export PATH
 m="$AGENTD_SETUP_MARKER"
 say() { printf '%s %s\\n' "$m" "$1"; }
 say started
@@ -168,7 +177,7 @@ case "$c" in
   */*) resolved="$c" ;;
   *)
     IFS=:
-    for d in $PATH; do
+    for d in $image_path; do
       if [ -e "$d/$c" ] && [ ! -d "$d/$c" ]; then resolved="$d/$c"; break; fi
     done
     unset IFS
@@ -201,7 +210,7 @@ for s in TERM INT HUP QUIT USR1 USR2 ALRM WINCH; do trap "forward $s" "$s"; done
 say "phase running"
 set +e
 ran=1
-$reset $drop "$@" 2>&3 3>&- &
+$reset $drop env PATH="$image_path" "$@" 2>&3 3>&- &
 pid=$!
 exec 3>&-
 # After a stop (SIGTERM) the command has the grace period, then this watchdog kills it: its output is

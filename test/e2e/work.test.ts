@@ -308,6 +308,55 @@ describe('mounts, context and caches', () => {
     }
   });
 
+  it('runs the setup step’s tools from the system’s directories, not from a cache on the image’s PATH', async () => {
+    // An image whose PATH starts with a directory a cache holds (as /opt/conda/bin does): what one session
+    // leaves there must not run as root in the next session's setup step (which reads the credentials).
+    const tag = randomBytes(4).toString('hex');
+    const image = `localhost/agentd-test-path:${tag}`;
+    const imagePath = '/opt/tools/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+    const base = `pathimg-${tag}`;
+    await execa('podman', ['create', '--name', base, TEST_IMAGE, 'true']);
+    try {
+      await execa('podman', ['commit', '--quiet', '--change', `ENV PATH=${imagePath}`, base, image]);
+    } finally {
+      await execa('podman', ['rm', '-f', base], { reject: false });
+    }
+    try {
+      const script = [
+        // Builtins only until the check: the agent's own PATH finds what it planted.
+        'if [ -f /opt/tools/evidence ]; then while read -r l; do echo "planted ran: $l"; done < /opt/tools/evidence; else echo "nothing planted ran"; fi',
+        'echo "path=$PATH"',
+        'mkdir -p /opt/tools/bin',
+        'for t in head tail cat id env git cp stat; do',
+        `  printf '#!/bin/sh\\necho "%s as $(/usr/bin/id -u)" >> /opt/tools/evidence\\nexec /usr/bin/%s "$@"\\n' "$t" "$t" > /opt/tools/bin/$t`,
+        '  chmod +x /opt/tools/bin/$t',
+        'done',
+      ].join('\n');
+      const daemon = await startDaemon(
+        {
+          agents: [
+            {
+              ...agent('pather', script, { caches: { tools: '/opt/tools' } }),
+              image,
+              credentials: [{ name: 'TOOL_TOKEN', source: 'env:AGENTD_E2E_PATH_CRED' }],
+            },
+          ],
+        },
+        { env: { AGENTD_E2E_PATH_CRED: 'path-credential-value' } },
+      );
+      const one = await daemon.cli(['trigger', 'pather']);
+      expect(one.code, one.stdout + one.stderr).toBe(0);
+      expect(one.stdout).toContain('nothing planted ran');
+      // The command gets the image's PATH as it is.
+      expect(one.stdout).toContain(`path=${imagePath}`);
+      const two = await daemon.cli(['trigger', 'pather']);
+      expect(two.code, two.stdout + two.stderr).toBe(0);
+      expect(two.stdout).toContain('nothing planted ran');
+    } finally {
+      await execa('podman', ['rmi', '-f', image], { reject: false });
+    }
+  });
+
   // A bounded cache is loop-mounted: a machine without loop devices cannot have one (README says so).
   const loops = execaSync('losetup', ['--find'], { reject: false });
   it.skipIf(loops.exitCode !== 0)(

@@ -93,4 +93,20 @@ describe('diffConfiguration', () => {
     );
     expect(same.restartNeeded).toEqual([]);
   });
+
+  it('shows a changed webhook URL without its query (a token for some services)', () => {
+    const source = { kind: 'env' as const, name: 'K', raw: 'env:K' };
+    const target = (url: string) => [{ url, secret: source, attempts: 5, backoffMs: 2000 }];
+    const changes = diffConfiguration(
+      {
+        agents: AGENTS,
+        maxSessions: 4,
+        daemon: { ...DAEMON, notify: target('https://hooks.example/x?token=OLDSECRET') },
+      },
+      { agents: AGENTS, daemon: { ...DAEMON, notify: target('https://hooks.example/x?token=NEWSECRET') } },
+    );
+    expect(changes.restartNeeded).toEqual([
+      { key: 'daemon.notify', from: 'https://hooks.example/x?…', to: 'https://hooks.example/x?…' },
+    ]);
+  });
 });

@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { postWebhook, WebhookError, type WebhookRequest } from '../../src/adapters/webhook.js';
 import { type ConfigError, parseConfig } from '../../src/config/index.js';
 import type { NotifyTarget } from '../../src/config/types.js';
+import { shownWebhookUrl } from '../../src/config/webhook-url.js';
 import { Notifier } from '../../src/daemon/notifier.js';
 import type { SessionRecord } from '../../src/sessions/records.js';
 
@@ -88,7 +89,7 @@ describe('notifier', () => {
     expect(text).not.toContain('hidden');
     expect(text).not.toContain(KEY);
     expect(n.lines.find((l) => l.event === 'notify.delivered')).toMatchObject({
-      url: 'http://127.0.0.1:9/hook',
+      url: 'http://127.0.0.1:9/hook?…',
     });
   });
 
@@ -218,6 +219,43 @@ describe('postWebhook', () => {
     }
     expect(await failure('/ok')).toBe('network');
   });
+
+  it('names the URL in its errors without the query, where a service may keep a token', async () => {
+    const server = createServer((req, res) => {
+      req.resume();
+      res.writeHead(500).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const message = (url: string, timeoutMs = 2000) =>
+      postWebhook({ url, body: '{}', headers: {} }, { timeoutMs }).then(
+        () => 'ok',
+        (error: WebhookError) => error.message,
+      );
+    try {
+      const answered = await message(`http://127.0.0.1:${port}/hook?token=S3CRET-QUERY-TOKEN`);
+      expect(answered).toBe(`http://127.0.0.1:${port}/hook?… answered 500`);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+    const unreachable = await message(`http://127.0.0.1:${port}/hook?token=S3CRET-QUERY-TOKEN`);
+    expect(unreachable.startsWith(`cannot reach http://127.0.0.1:${port}/hook?…: `)).toBe(true);
+    expect(unreachable).not.toContain('S3CRET');
+  });
+});
+
+describe('shownWebhookUrl', () => {
+  it('leaves out a user, a password and the query', () => {
+    expect(shownWebhookUrl('https://hooks.example.com/agentd')).toBe('https://hooks.example.com/agentd');
+    expect(shownWebhookUrl('https://hooks.example.com/a?token=abc#frag')).toBe(
+      'https://hooks.example.com/a?…',
+    );
+    expect(shownWebhookUrl('https://u:HOOKPASSWORD123@hooks.example.com:8443/x')).toBe(
+      'https://hooks.example.com:8443/x',
+    );
+    expect(shownWebhookUrl('not a url')).toBe('(not a URL)');
+  });
 });
 
 describe('notify: configuration', () => {
@@ -257,6 +295,8 @@ describe('notify: configuration', () => {
     }
     const byPath = Object.fromEntries(problems.map((p) => [p.path, p.message]));
     expect(byPath['agents[0].notify[0].url']).toContain('must not contain a user or password');
+    // The password is not repeated where the problem is shown (validate, a failed reload, the log).
+    expect(byPath['agents[0].notify[0].url']).not.toContain('u:p@');
     expect(byPath['agents[0].notify[1].url']).toContain('only https:// and http://');
     expect(byPath['agents[0].notify[1].attempts']).toContain('at most 10');
     expect(byPath['agents[0].notify[2].secret']).toContain('is required');
