@@ -310,6 +310,14 @@ function handlersOf(options: ApiOptions): Record<string, Handler> {
       const lastEventId = Number(c.req.header('last-event-id'));
       const after =
         q.after ?? (format === 'sse' && Number.isInteger(lastEventId) && lastEventId > 0 ? lastEventId : 0);
+      // HEAD runs this route too, and its body is never read: it must not hold a stream.
+      if (c.req.method === 'HEAD') {
+        if (!daemon.readLog(sessionId)) return unknownSession(c, sessionId);
+        return c.body(null, 200, {
+          'content-type': format === 'sse' ? 'text/event-stream; charset=utf-8' : 'application/x-ndjson',
+          'cache-control': 'no-store',
+        });
+      }
       const response = logStream(daemon, sessionId, { after, follow: q.follow !== 'false', format });
       if (response === 'busy') {
         return errorResponse(c, 503, 'busy', `${MAX_STREAMS} log streams are open; retry when one has ended`);

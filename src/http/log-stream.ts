@@ -1,5 +1,5 @@
 import type { DaemonPort } from '../protocol/context.js';
-import type { OutputLine } from '../runner/session-log.js';
+import type { LogSource, OutputLine, SkippedLines } from '../runner/session-log.js';
 import type { BusEvent } from '../sessions/session-bus.js';
 import type { LogEvent } from './schemas.js';
 
@@ -26,10 +26,12 @@ const encoder = new TextEncoder();
 
 /**
  * A session's log as a stream of events: the stored lines after `after`, then (when following a session
- * that has not ended) its phases and output as they happen and its outcome last. Reading the stored
- * lines and subscribing happen in one tick, so no line is missed or sent twice; a line's `seq` is its
- * number in the session's log. Memory per client is bounded: one that leaves more than LAG_LIMIT_BYTES
- * unread gets `lagging` and the end, and resumes from the last `seq` it read. Undefined: no such session.
+ * that has not ended) its phases and output as they happen and its outcome last. The stored lines go out
+ * as the client reads them (a block at a time), so a long log costs a client that reads little nothing
+ * but a block; once they are out, reading what came meanwhile and subscribing happen in one tick, so no
+ * line is missed or sent twice. A line's `seq` is its number in the session's log. Memory per client is
+ * bounded: one that leaves more than LAG_LIMIT_BYTES of live output unread gets `lagging` and the end,
+ * and resumes from the last `seq` it read. Undefined: no such session.
  */
 export function logStream(
   daemon: DaemonPort,
@@ -37,102 +39,122 @@ export function logStream(
   options: LogStreamOptions,
 ): Response | 'busy' | undefined {
   if (streams >= MAX_STREAMS) return 'busy';
-  const early: BusEvent[] = [];
-  let live: ((event: BusEvent) => void) | undefined;
-  let unfollow = options.follow
-    ? daemon.follow(sessionId, (event) => (live ? live(event) : early.push(event)))
-    : undefined;
   const stored = daemon.readLog(sessionId);
-  if (!stored) {
-    unfollow?.();
-    return undefined;
-  }
+  if (!stored) return undefined;
   /** The newest line sent. */
   let seq = options.after;
   let keepalive: NodeJS.Timeout | undefined;
+  let unfollow: (() => void) | undefined;
+  let reader: LogSource | undefined = stored.reader(options.after);
   streams++;
   let counted = true;
   const stop = () => {
+    reader?.close();
+    reader = undefined;
     unfollow?.();
     unfollow = undefined;
     if (keepalive) clearInterval(keepalive);
     if (counted) streams--;
     counted = false;
   };
+  let open = true;
+  let control: ReadableStreamDefaultController<Uint8Array> | undefined;
+  const end = () => {
+    if (!open) return;
+    open = false;
+    stop();
+    control?.close();
+  };
+  const send = (event: LogEvent) => {
+    if (!open || !control) return;
+    control.enqueue(encode(event, options.format));
+    if ((control.desiredSize ?? 0) < -LAG_LIMIT_BYTES) {
+      const after = seq;
+      control.enqueue(
+        encode(
+          {
+            type: 'lagging',
+            after,
+            message: `the client read too slowly; the stream ends here: resume with after=${after}`,
+          },
+          options.format,
+        ),
+      );
+      end();
+    }
+  };
+  const output = (line: OutputLine) => {
+    // Read from the log and then live: a line may come twice, it is sent once.
+    if (line.seq <= seq) return;
+    seq = line.seq;
+    send({
+      type: 'output',
+      seq: line.seq,
+      line: line.text,
+      stream: line.stream,
+      time: line.time,
+      ...(line.cont ? { cont: true } : {}),
+    });
+  };
+  const entry = (item: OutputLine | SkippedLines) => {
+    if (!('count' in item)) output(item);
+    else {
+      seq = Math.max(seq, item.toSeq);
+      send({ type: 'skipped', ...item });
+    }
+  };
+  const forward = (event: BusEvent) => {
+    if (event.type === 'output') for (const line of event.lines) output(line);
+    else if (event.type === 'phase') {
+      if (event.phase !== 'queued') send({ type: 'phase', phase: event.phase });
+    } else {
+      send({ type: 'outcome', record: event.record });
+      end();
+    }
+  };
+  /** The stored lines are out: what came meanwhile, then (following) live, in one tick. */
+  const caughtUp = () => {
+    const now = daemon.readLog(sessionId);
+    if (!now) {
+      end();
+      return;
+    }
+    const following = options.follow && now.record.outcome === undefined;
+    if (following) unfollow = daemon.follow(sessionId, forward);
+    const rest = now.reader(seq);
+    for (let entries = rest.next(); open && entries !== undefined; entries = rest.next()) {
+      for (const item of entries) entry(item);
+    }
+    rest.close();
+    if (!following) {
+      if (now.record.outcome !== undefined) send({ type: 'outcome', record: now.record });
+      end();
+      return;
+    }
+    if (open && options.format === 'sse') {
+      keepalive = setInterval(
+        () => open && control?.enqueue(encoder.encode(': keepalive\n\n')),
+        KEEPALIVE_MS,
+      );
+      keepalive.unref();
+    }
+  };
   const body = new ReadableStream<Uint8Array>(
     {
       start(controller) {
-        let open = true;
-        const end = () => {
-          if (!open) return;
-          open = false;
-          stop();
-          controller.close();
-        };
-        const send = (event: LogEvent) => {
-          if (!open) return;
-          controller.enqueue(encode(event, options.format));
-          if ((controller.desiredSize ?? 0) < -LAG_LIMIT_BYTES) {
-            const after = seq;
-            controller.enqueue(
-              encode(
-                {
-                  type: 'lagging',
-                  after,
-                  message: `the client read too slowly; the stream ends here: resume with after=${after}`,
-                },
-                options.format,
-              ),
-            );
-            end();
+        control = controller;
+      },
+      // The stored lines, as far as the client has room for them.
+      pull(controller) {
+        while (open && reader !== undefined && (controller.desiredSize ?? 0) > 0) {
+          const entries = reader.next();
+          if (entries === undefined) {
+            reader.close();
+            reader = undefined;
+            caughtUp();
+            return;
           }
-        };
-        const output = (line: OutputLine) => {
-          // Read from the log and then live: a line may come twice, it is sent once.
-          if (line.seq <= seq) return;
-          seq = line.seq;
-          send({
-            type: 'output',
-            seq: line.seq,
-            line: line.text,
-            stream: line.stream,
-            time: line.time,
-            ...(line.cont ? { cont: true } : {}),
-          });
-        };
-        const forward = (event: BusEvent) => {
-          if (event.type === 'output') for (const line of event.lines) output(line);
-          else if (event.type === 'phase') {
-            if (event.phase !== 'queued') send({ type: 'phase', phase: event.phase });
-          } else {
-            send({ type: 'outcome', record: event.record });
-            end();
-          }
-        };
-        const reader = stored.reader(options.after);
-        for (let entries = reader.next(); open && entries !== undefined; entries = reader.next()) {
-          for (const entry of entries) {
-            if (!('count' in entry)) output(entry);
-            else {
-              seq = Math.max(seq, entry.toSeq);
-              send({ type: 'skipped', ...entry });
-            }
-          }
-        }
-        reader.close();
-        if (stored.record.outcome !== undefined || !options.follow) {
-          if (stored.record.outcome !== undefined) send({ type: 'outcome', record: stored.record });
-          end();
-          return;
-        }
-        live = forward;
-        for (const event of early.splice(0)) forward(event);
-        if (open && options.format === 'sse') {
-          keepalive = setInterval(
-            () => open && controller.enqueue(encoder.encode(': keepalive\n\n')),
-            KEEPALIVE_MS,
-          );
-          keepalive.unref();
+          for (const item of entries) entry(item);
         }
       },
       cancel: stop,

@@ -398,10 +398,11 @@ export const daemonMachine = setup({
      */
     sessionIdRecorded: (_, _sessionId: string) => false,
     sessionIdInUse: ({ context }, sessionId: string) =>
-      sessionId in context.sessions || context.queue.some((s) => s.request.sessionId === sessionId),
+      Object.hasOwn(context.sessions, sessionId) ||
+      context.queue.some((s) => s.request.sessionId === sessionId),
     sessionIsQueued: ({ context }, sessionId: string) =>
       context.queue.some((s) => s.request.sessionId === sessionId),
-    sessionIsRunning: ({ context }, sessionId: string) => sessionId in context.sessions,
+    sessionIsRunning: ({ context }, sessionId: string) => Object.hasOwn(context.sessions, sessionId),
     noSessionsRunning: ({ context }) => Object.keys(context.sessions).length === 0,
     /** overlap: skip, and a session from this agent's schedule is queued or running. */
     overlapSkips: ({ context }, fired: ScheduleFiredEvent) =>
@@ -606,7 +607,8 @@ export const daemonMachine = setup({
     startSchedules: assign(({ context, spawn }) => {
       const schedules = { ...context.schedules };
       for (const agent of context.agents) {
-        if (agent.schedule === undefined || agent.name in schedules) continue;
+        // Own keys only: an agent named `constructor` has no schedule yet.
+        if (agent.schedule === undefined || Object.hasOwn(schedules, agent.name)) continue;
         const since = context.scheduleSince[agent.name];
         schedules[agent.name] = spawn('schedule', {
           id: scheduleActorId(agent.name),

@@ -56,6 +56,13 @@ describe('daemon machine: schedules', () => {
   });
   afterEach(() => vi.useRealTimers());
 
+  it('starts the schedule of an agent whose name is also an object property (constructor)', async () => {
+    const d = await start([agent('constructor', { schedule: EVERY_5S })]);
+    expect(d.schedules()).toEqual(['constructor']);
+    await vi.advanceTimersByTimeAsync(3_000);
+    expect(d.fakes.accepted.map((a) => a.agent)).toEqual(['constructor']);
+  });
+
   it('turns a firing into a session of the agent, with its work unit, and skips firings while it runs', async () => {
     const d = await start([agent('nightly', { schedule: { ...EVERY_5S, workUnit: 'n-{time}' } }), NOREPO]);
     expect(d.schedules()).toEqual(['nightly']);

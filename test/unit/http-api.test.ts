@@ -275,16 +275,19 @@ describe('HTTP API: sessions', () => {
 describe('HTTP API: log streams', () => {
   const at = (seq: number, text: string): OutputLine => ({ seq, time: TIME, stream: 'stdout', text });
   /** A stored log of these lines (seq 1, 2, ...), read the way the daemon's LogReader reads one. */
-  function logPort(lines: string[], record = RECORD) {
+  function logPort(lines: string[], record = RECORD, batch = Number.POSITIVE_INFINITY) {
     let listener: ((event: BusEvent) => void) | undefined;
     let following = 0;
     const reader = (after = 0) => {
+      let rest = lines.map((text, i) => at(i + 1, text)).filter((line) => line.seq > after);
       let done = false;
       return {
         next: () => {
           if (done) return undefined;
-          done = true;
-          return lines.map((text, i) => at(i + 1, text)).filter((line) => line.seq > after);
+          const taken = rest.slice(0, batch);
+          rest = rest.slice(taken.length);
+          if (rest.length === 0) done = true;
+          return taken;
         },
         close: () => {
           done = true;
@@ -361,6 +364,39 @@ describe('HTTP API: log streams', () => {
     );
     expect(running.following()).toBe(0);
     expect((await b.request('/v1/sessions/0000000000000000/log', { token: ENV.T_VIEW })).status).toBe(404);
+  });
+
+  it('sends a long stored log whole to a client that reads it, with the outcome last', async () => {
+    // 30,000 short lines: about 2.5 MB as events, more than a client may leave unread at once.
+    const lines = Array.from({ length: 30_000 }, (_, i) => `line ${i}`);
+    const log = logPort(lines, { ...RECORD, outcome: 'succeeded' } as SessionRecord, 500);
+    const a = await api(log.port);
+    const response = await a.request(`/v1/sessions/${RECORD.id}/log?follow=false`, { token: ENV.T_VIEW });
+    const events = (await read(response))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; seq?: number });
+    expect(events.filter((e) => e.type === 'output')).toHaveLength(30_000);
+    expect(events.at(-1)?.type).toBe('outcome');
+    expect(events.some((e) => e.type === 'lagging')).toBe(false);
+  });
+
+  it('answers HEAD without opening a stream: 64 of them leave every stream free', async () => {
+    const log = logPort(['a']);
+    const a = await api(log.port);
+    for (let i = 0; i < 70; i++) {
+      const head = await a.request(`/v1/sessions/${RECORD.id}/log`, { method: 'HEAD', token: ENV.T_VIEW });
+      expect(head.status).toBe(200);
+    }
+    expect(log.following()).toBe(0);
+    const get = await a.request(`/v1/sessions/${RECORD.id}/log?follow=false`, { token: ENV.T_VIEW });
+    expect(get.status).toBe(200);
+    expect(await read(get)).toContain('"line":"a"');
+    const unknown = await a.request('/v1/sessions/0000000000000000/log', {
+      method: 'HEAD',
+      token: ENV.T_VIEW,
+    });
+    expect(unknown.status).toBe(404);
   });
 
   it('ends the stream of a client that does not read, with `lagging` and where to resume, instead of buffering', async () => {
