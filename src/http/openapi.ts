@@ -27,7 +27,7 @@ const REASONS: Record<number, string> = {
   415: 'unsupported_media_type: the body is not application/json',
   422: 'the trigger was rejected (unknown_agent, no_repo, bad_repo, bad_timeout, bad_input, repo_token_withheld)',
   500: 'internal',
-  503: 'not now (not_accepting, state_dir_full, state_dir_unwritable, busy); retryable',
+  503: 'not now (not_accepting, state_dir_full, state_dir_unwritable, queue_full, busy); retryable',
 };
 
 export function schemaOf(schema: z.ZodType, io: 'input' | 'output'): Json {

@@ -50,7 +50,15 @@ export interface DaemonInput {
   keyWindowMs?: number;
   /** Most keys of finished sessions remembered (default: the records the daemon keeps). */
   keyLimit?: number;
+  /** Most sessions queued at once (default MAX_QUEUED_SESSIONS); beyond, triggers are refused `queue_full`. */
+  maxQueued?: number;
 }
+
+/**
+ * Sessions queued at once, at most: each holds its record (and the files of its trigger) until it runs,
+ * so a client that triggers without end must not grow the daemon without end.
+ */
+export const MAX_QUEUED_SESSIONS = 10_000;
 
 /** A trigger repeating a key within this long after the key's session finished gets that session. */
 export const KEY_WINDOW_MS = 24 * 60 * 60 * 1000;
@@ -204,6 +212,7 @@ export interface DaemonContext {
   keys: Record<string, KeyEntry>;
   keyWindowMs: number;
   keyLimit: number;
+  maxQueued: number;
 }
 
 /** A reload takes effect at once: the queue picks up a raised max_sessions when there is room. */
@@ -400,6 +409,7 @@ export const daemonMachine = setup({
     sessionIdInUse: ({ context }, sessionId: string) =>
       Object.hasOwn(context.sessions, sessionId) ||
       context.queue.some((s) => s.request.sessionId === sessionId),
+    queueFull: ({ context }) => context.queue.length >= context.maxQueued,
     sessionIsQueued: ({ context }, sessionId: string) =>
       context.queue.some((s) => s.request.sessionId === sessionId),
     sessionIsRunning: ({ context }, sessionId: string) => Object.hasOwn(context.sessions, sessionId),
@@ -727,6 +737,7 @@ export const daemonMachine = setup({
     keys: Object.fromEntries((input.keys ?? []).map((entry) => [entry.key, entry])),
     keyWindowMs: input.keyWindowMs ?? KEY_WINDOW_MS,
     keyLimit: input.keyLimit ?? 200,
+    maxQueued: input.maxQueued ?? MAX_QUEUED_SESSIONS,
   }),
   initial: 'reconciling',
   on: {
@@ -842,6 +853,17 @@ export const daemonMachine = setup({
                 trigger: event,
                 code: 'duplicate_session',
                 reason: `session id ${event.sessionId} was already used; leave sessionId out to get a fresh one`,
+              }),
+            },
+          },
+          {
+            guard: 'queueFull',
+            actions: {
+              type: 'rejectTrigger',
+              params: ({ context, event }) => ({
+                trigger: event,
+                code: 'queue_full',
+                reason: `${context.queue.length} sessions are queued, the most the daemon holds; retry when some have started`,
               }),
             },
           },

@@ -43,6 +43,7 @@ export const REJECTION_CODES = [
   'state_dir_full',
   'state_dir_unwritable',
   'key_conflict',
+  'queue_full',
   'invalid',
 ] as const;
 export type RejectionCode = (typeof REJECTION_CODES)[number];
@@ -52,6 +53,7 @@ export const RETRYABLE_REJECTIONS: readonly RejectionCode[] = [
   'not_accepting',
   'state_dir_full',
   'state_dir_unwritable',
+  'queue_full',
 ];
 
 export type TriggerRejection = {

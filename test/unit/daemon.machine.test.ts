@@ -7,6 +7,7 @@ import type {
   daemonMachine,
   RecoveryPlan,
 } from '../../src/machines/daemon.machine.js';
+import { RETRYABLE_REJECTIONS } from '../../src/sessions/check-trigger.js';
 import type { SessionOutcome } from '../../src/sessions/types.js';
 import {
   AGENTS,
@@ -38,7 +39,7 @@ async function startDaemon(
   options: FakeOptions & { maxSessions?: number } & Partial<Omit<DaemonInput, 'agents' | 'maxSessions'>> = {},
 ): Promise<Daemon> {
   const fakes = new Fakes(options);
-  const { keys, keyWindowMs, keyLimit } = options;
+  const { keys, keyWindowMs, keyLimit, maxQueued } = options;
   const actor = createActor(fakes.daemon(), {
     input: {
       agents: AGENTS,
@@ -46,6 +47,7 @@ async function startDaemon(
       ...(keys ? { keys } : {}),
       ...(keyWindowMs ? { keyWindowMs } : {}),
       ...(keyLimit ? { keyLimit } : {}),
+      ...(maxQueued ? { maxQueued } : {}),
     },
   });
   let answers: DaemonEmitted[] = [];
@@ -287,6 +289,31 @@ describe('daemon machine: triggers', () => {
       ['s1', 'reportOutcome'],
       ['s3', 'reportOutcome'],
     ]);
+  });
+
+  it('holds at most maxQueued sessions queued: the next trigger is refused queue_full (retry later)', async () => {
+    const d = await startDaemon({ maxSessions: 1, maxQueued: 2 });
+    expect(['s1', 's2', 's3'].map((id) => d.trigger(id)[0]?.type)).toEqual([
+      'trigger.accepted',
+      'trigger.accepted',
+      'trigger.accepted',
+    ]);
+    await settle();
+    expect(d.queued()).toEqual(['s2', 's3']);
+    expect(d.trigger('s4', { requestId: 'r4' })).toEqual([
+      {
+        type: 'trigger.rejected',
+        requestId: 'r4',
+        sessionId: 's4',
+        code: 'queue_full',
+        reason: '2 sessions are queued, the most the daemon holds; retry when some have started',
+      },
+    ]);
+    expect(RETRYABLE_REJECTIONS).toContain('queue_full');
+    // One starts: there is room again.
+    d.fakes.run('s1').finish();
+    await settle();
+    expect(d.trigger('s5')[0]).toMatchObject({ type: 'trigger.accepted', queued: true, position: 2 });
   });
 
   it('forgets a finished session: its actor stops and it no longer counts', async () => {
