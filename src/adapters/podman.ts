@@ -618,8 +618,7 @@ export class PodmanClient implements PodmanPort {
       if ((result as { code?: string }).code === 'ENOENT') {
         throw classifyPodmanFailure({ operation, argv, stderr: '', spawnErrorCode: 'ENOENT' });
       }
-      if (result.exitCode !== undefined && result.exitCode !== 0 && podmanFailed(result.exitCode))
-        held.drop();
+      if (result.exitCode !== undefined && podmanFailed(result.exitCode)) held.drop();
       else held.release();
       return result.exitCode ?? -1;
     });

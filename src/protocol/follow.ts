@@ -4,7 +4,6 @@ import type { BusEvent } from '../sessions/session-bus.js';
 import { type DaemonPort, type RequestHead, reply } from './context.js';
 import { Follower } from './follower.js';
 import type { ReplyBody } from './replies.js';
-import { openStream } from './streams.js';
 
 /** The `outcome` reply of a record: its outcome and agent on top, for clients that read only those. */
 export function outcomeReply(record: SessionRecord): ReplyBody {
@@ -64,15 +63,17 @@ export function followSession(
     return;
   }
   const follower = new Follower(connection, request, sessionId);
-  const ended = openStream(connection);
-  const unfollow = daemon.follow(sessionId, (event) => {
+  // One of the connection's streams until the outcome (or the connection's end).
+  const settled = connection.owe();
+  const stop = daemon.follow(sessionId, (event) => {
     if (event.type !== 'outcome' && !options.stream) return;
     if (event.type === 'output' && options.output === false) return;
-    if (forwardEvent(follower, event)) {
-      unfollow();
-      ended();
-    }
+    if (forwardEvent(follower, event)) unfollow();
   });
+  const unfollow = () => {
+    stop();
+    settled();
+  };
   connection.onClose(() => {
     unfollow();
     follower.stop();

@@ -22,8 +22,3 @@ export function opensStream(request: Request): boolean {
 export function streamAllowed(connection: Connection): boolean {
   return connection.owed < MAX_STREAMS_PER_CONNECTION;
 }
-
-/** Counts one open stream of the connection until the returned function is called (once is enough). */
-export function openStream(connection: Connection): () => void {
-  return connection.owe();
-}

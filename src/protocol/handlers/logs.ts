@@ -1,7 +1,6 @@
 import { type Handler, replyError } from '../context.js';
 import { forwardEvent, outcomeReply } from '../follow.js';
 import { Follower } from '../follower.js';
-import { openStream } from '../streams.js';
 
 /** Sends a session's log; with `follow`, keeps streaming until its outcome. */
 export const logs: Handler<'logs'> = (request, connection, daemon) => {
@@ -17,9 +16,10 @@ export const logs: Handler<'logs'> = (request, connection, daemon) => {
     return;
   }
   const follower = new Follower(connection, request, sessionId, request.after ?? 0);
-  // Paced by the client until the log has gone out (and, following, until the outcome).
-  const ended = openStream(connection);
-  let following = false;
+  // One of the connection's streams, paced by the client until the log has gone out (and, following,
+  // until the outcome): settled at the end below, or by unfollow.
+  const settled = connection.owe();
+  let unfollow: (() => void) | undefined;
   void (async () => {
     // The log so far (after the line the client has, when it resumes), at the pace the client reads it.
     await follower.replay(stored.reader(request.after ?? 0));
@@ -33,15 +33,15 @@ export const logs: Handler<'logs'> = (request, connection, daemon) => {
       return;
     }
     // Following and reading what came meanwhile happen in one turn: no line is missed or sent twice.
-    following = true;
-    const unfollow = daemon.follow(sessionId, (event) => {
-      if (forwardEvent(follower, event, false)) {
-        unfollow();
-        ended();
-      }
+    const stop = daemon.follow(sessionId, (event) => {
+      if (forwardEvent(follower, event, false)) unfollow?.();
     });
+    unfollow = () => {
+      stop();
+      settled();
+    };
     connection.onClose(() => {
-      unfollow();
+      unfollow?.();
       follower.stop();
     });
     // What came meanwhile is short (the bounded log, read in this turn); skipped while the client lags.
@@ -54,13 +54,12 @@ export const logs: Handler<'logs'> = (request, connection, daemon) => {
     }
   })()
     .catch((error: unknown) => {
-      following = false;
       daemon.log.error(
         { event: 'socket.handler_failed', type: 'logs', err: error },
         'request handler failed',
       );
     })
     .finally(() => {
-      if (!following) ended();
+      if (unfollow === undefined) settled();
     });
 };

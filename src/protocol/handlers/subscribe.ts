@@ -1,7 +1,6 @@
 import type { SessionPhase } from '../../sessions/types.js';
 import { type Handler, reply } from '../context.js';
 import { outcomeReply } from '../follow.js';
-import { openStream } from '../streams.js';
 
 /**
  * Streams the daemon's state and its sessions: a `state` reply at once and on every change of the
@@ -10,8 +9,8 @@ import { openStream } from '../streams.js';
  */
 export const subscribe: Handler<'subscribe'> = (request, connection, daemon) => {
   const events = (request.v ?? 2) >= 2;
-  // Open until the connection closes.
-  openStream(connection);
+  // One of the connection's streams until it closes.
+  connection.owe();
   // Phases as the sessions announced them: a child actor's snapshot may lag behind its announcement.
   const phases = new Map<string, SessionPhase>();
   let last = '';

@@ -5,7 +5,6 @@ import { type Handler, reply } from '../context.js';
 import { followSession, forwardEvent } from '../follow.js';
 import { Follower } from '../follower.js';
 import type { RequestOf } from '../messages.js';
-import { openStream } from '../streams.js';
 import { submitTrigger } from '../submit.js';
 
 /** Accepts a trigger; with `follow`, streams the session's phases and output until its outcome. */
@@ -13,8 +12,6 @@ export const trigger: Handler<'trigger'> = (request, connection, daemon) => {
   const sessionId = daemon.newSessionId();
   // Follow before sending: the first phase may be announced while the trigger is processed.
   let unfollow: (() => void) | undefined;
-  /** The follow's place among the connection's streams, given back when it ends. */
-  let ended = () => {};
   // Events published while the trigger is processed wait until the "accepted" reply is out.
   let early: BusEvent[] | undefined = [];
   const follower = new Follower(connection, request, sessionId);
@@ -23,17 +20,19 @@ export const trigger: Handler<'trigger'> = (request, connection, daemon) => {
   const withOutput = request.output !== false;
   const forward = (event: BusEvent) => {
     if (!withOutput && event.type === 'output') return;
-    if (forwardEvent(follower, event)) {
-      unfollow?.();
-      ended();
-    }
+    if (forwardEvent(follower, event)) unfollow?.();
   };
   if (request.follow) {
-    ended = openStream(connection);
-    unfollow = daemon.follow(sessionId, (event: BusEvent) => {
+    // One of the connection's streams until the outcome (or the connection's end).
+    const settled = connection.owe();
+    const stop = daemon.follow(sessionId, (event: BusEvent) => {
       if (early) early.push(event);
       else forward(event);
     });
+    unfollow = () => {
+      stop();
+      settled();
+    };
     connection.onClose(() => {
       unfollow?.();
       follower.stop();
@@ -52,7 +51,6 @@ export const trigger: Handler<'trigger'> = (request, connection, daemon) => {
   } = request;
   const rejected = (code: RejectionCode, reason: string) => {
     unfollow?.();
-    ended();
     reply(connection, request, {
       type: 'rejected',
       // Version 1 sent the id the session would have had; it means nothing, so version 2 leaves it out.
@@ -84,7 +82,6 @@ export const trigger: Handler<'trigger'> = (request, connection, daemon) => {
   if (submitted.existing) {
     // The key's first session: follow that one (in this tick, so nothing falls in between).
     unfollow?.();
-    ended();
     if (request.follow) {
       followSession(connection, request, daemon, submitted.sessionId, { stream: true, output: withOutput });
     }
