@@ -589,11 +589,10 @@ describe('results out: the output directory and the sealed record', () => {
     await gate.waitFor(1);
     await d.waitForPhase(id, 'running');
     const dir = d.records().find((r) => r.id === id)?.recordDir as string;
-    // Written while it runs, not sealed.
-    expect(JSON.parse(readFileSync(join(dir, 'session.json'), 'utf8'))).toMatchObject({
-      id,
-      phase: 'running',
-    });
+    // Written while it runs, not sealed (in the background: it may lag the phase's log line).
+    await expect
+      .poll(() => JSON.parse(readFileSync(join(dir, 'session.json'), 'utf8')), { timeout: 10_000 })
+      .toMatchObject({ id, phase: 'running' });
     expect((lstatSync(dir).mode & 0o777).toString(8)).toBe('700');
     d.signal('SIGKILL');
     await d.exited;
