@@ -21,22 +21,52 @@ export type MaskedValue = string | Uint8Array;
  *   `!*'()`), upper and lower case hex, and with a space as `+` (form encoding);
  * - JSON string escaping (a multi-line value printed inside JSON stays on one line).
  *
+ * Every character of the line that is part of any of these forms is hidden, where forms overlap too.
  * Not masked: hex, reversed or otherwise transformed values, a value split across lines in any other
  * way, and any text shorter than 4 characters.
  */
 export function createMasker(values: readonly MaskedValue[]): Masker {
   const needles = new Set<string>();
   for (const value of values) for (const needle of formsOf(value)) needles.add(needle);
-  // Longest first so a value is masked whole before any of its parts.
   const ordered = [...needles]
     .filter((n) => n.length >= MIN_MASKED_LENGTH)
     .sort((a, b) => b.length - a.length);
   const mask = (line: string) => {
-    let out = line;
-    for (const needle of ordered) if (out.includes(needle)) out = out.split(needle).join(MASK);
-    return out;
+    let spans: Span[] | undefined;
+    for (const needle of ordered) {
+      // Every occurrence, overlapping ones too (a value of `aaaa` in `aaaaaa`).
+      for (let at = line.indexOf(needle); at !== -1; at = line.indexOf(needle, at + 1)) {
+        (spans ??= []).push([at, at + needle.length]);
+      }
+    }
+    return spans ? maskSpans(line, spans) : line;
   };
   return Object.assign(ordered.length === 0 ? (line: string) => line : mask, { forms: ordered });
+}
+
+type Span = [start: number, end: number];
+
+/**
+ * Replaces each run of overlapping spans with one mask. The spans are found in the line as printed,
+ * not one after another in a line already partly masked: two values (or two forms of one) that
+ * overlap are both hidden whole, where masking the first would break the match of the second and
+ * leave the rest of it in clear. Spans that only touch keep a mask each.
+ */
+function maskSpans(line: string, spans: Span[]): string {
+  spans.sort((a, b) => a[0] - b[0] || b[1] - a[1]);
+  let out = '';
+  let done = 0;
+  let [start, end] = spans[0] as Span;
+  for (const [from, to] of spans) {
+    if (from < end) {
+      end = Math.max(end, to);
+      continue;
+    }
+    out += line.slice(done, start) + MASK;
+    done = end;
+    [start, end] = [from, to];
+  }
+  return out + line.slice(done, start) + MASK + line.slice(end);
 }
 
 /** Masks one line; `forms` are the texts it hides, longest first (a line is never cut inside one). */

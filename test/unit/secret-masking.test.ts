@@ -133,6 +133,17 @@ describe('masking what agents really print', () => {
     expect(mask('YWJjZA==')).toBe(MASK);
   });
 
+  it('hides overlapping values whole, where masking one first would leave the rest of the other', () => {
+    const mask = createMasker(['abcdefgh1234', '1234wxyz5678']);
+    // Either one masked first breaks the match of the other.
+    expect(mask('>abcdefgh1234wxyz5678<')).toBe(`>${MASK}<`);
+    expect(mask('1234wxyz5678 abcdefgh1234')).toBe(`${MASK} ${MASK}`);
+    // A value repeated with overlap, and twice in a row (a mask each).
+    const repeated = createMasker(['zzzz']);
+    expect(repeated('zzzzzz!')).toBe(`${MASK}!`);
+    expect(createMasker(['tok-1234'])('tok-1234tok-1234')).toBe(`${MASK}${MASK}`);
+  });
+
   it('leaves short values and ordinary text alone', () => {
     const mask = createMasker(['abc', '', 'x\ny', 'long-enough-value']);
     expect(mask('abc x y ok')).toBe('abc x y ok');
