@@ -32,14 +32,14 @@ export function createMasker(values: readonly MaskedValue[]): Masker {
     .filter((n) => n.length >= MIN_MASKED_LENGTH)
     .sort((a, b) => b.length - a.length);
   const mask = (line: string) => {
-    let spans: Span[] | undefined;
+    const spans: Span[] = [];
     for (const needle of ordered) {
       // Every occurrence, overlapping ones too (a value of `aaaa` in `aaaaaa`).
       for (let at = line.indexOf(needle); at !== -1; at = line.indexOf(needle, at + 1)) {
-        (spans ??= []).push([at, at + needle.length]);
+        spans.push([at, at + needle.length]);
       }
     }
-    return spans ? maskSpans(line, spans) : line;
+    return spans.length > 0 ? maskSpans(line, spans) : line;
   };
   return Object.assign(ordered.length === 0 ? (line: string) => line : mask, { forms: ordered });
 }
