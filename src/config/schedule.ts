@@ -1,4 +1,6 @@
 import { Cron } from 'croner';
+import { AGENT_NAME_MAX, WORK_UNIT_MAX } from '../constants.js';
+import { firstControl } from '../repo-url.js';
 
 /**
  * The `schedule:` rules: a cron expression as croner reads it (five fields, or six with a leading
@@ -12,8 +14,16 @@ export const CRON_MODE = '5-or-6-parts' as const;
 /** Placeholders a `work_unit` template may use, each replaced per firing. */
 export const WORK_UNIT_PLACEHOLDERS = ['agent', 'date', 'time', 'firing'] as const;
 
-/** Longest work unit template; its expansion stays under the 256 characters a work unit may have. */
-export const WORK_UNIT_TEMPLATE_MAX = 160;
+/**
+ * The longest each placeholder becomes: {agent} the longest agent name, {date} 2026-12-04, {time}
+ * 03:00:00, {firing} 2026-12-04T03:00:00.000Z (27 past the year 9999).
+ */
+const PLACEHOLDER_MAX: Record<(typeof WORK_UNIT_PLACEHOLDERS)[number], number> = {
+  agent: AGENT_NAME_MAX,
+  date: 10,
+  time: 8,
+  firing: 27,
+};
 
 export function cronProblem(expression: string): string | undefined {
   try {
@@ -42,14 +52,25 @@ export function timezoneProblem(zone: string): string | undefined {
 
 export function workUnitTemplateProblem(template: string): string | undefined {
   if (template.trim() === '') return 'is empty; write a template like "nightly-{date}" or remove the key';
-  if (template.length > WORK_UNIT_TEMPLATE_MAX) {
-    return `is ${template.length} characters long; a work unit template has at most ${WORK_UNIT_TEMPLATE_MAX}`;
+  // What a firing's session would be refused for, every time: refused here instead.
+  const control = firstControl(template);
+  if (control !== -1) {
+    return `has a control character at position ${control + 1}; a work unit is text without control characters (no newline, tab or escape)`;
   }
   const unknown = [...template.matchAll(/\{([^}]*)\}/g)]
     .map((m) => m[1] as string)
     .filter((name) => !(WORK_UNIT_PLACEHOLDERS as readonly string[]).includes(name));
   if (unknown.length > 0) {
     return `uses {${unknown[0]}}, which is not a placeholder; use ${WORK_UNIT_PLACEHOLDERS.map((p) => `{${p}}`).join(', ')}`;
+  }
+  const longest = template.replace(/\{([a-z]+)\}/g, (_, name: keyof typeof PLACEHOLDER_MAX) =>
+    '.'.repeat(PLACEHOLDER_MAX[name]),
+  ).length;
+  if (longest > WORK_UNIT_MAX) {
+    return (
+      `can expand to ${longest} characters (an agent name for {agent} may have ${AGENT_NAME_MAX}); ` +
+      `a work unit has at most ${WORK_UNIT_MAX}: shorten the template or use fewer placeholders`
+    );
   }
   return undefined;
 }

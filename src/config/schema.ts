@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { AGENT_NAME_MAX } from '../constants.js';
 import { ageProblem, durationProblem, MAX_DURATION_MS } from '../duration.js';
 import { OUTCOME_KINDS } from '../outcome-kinds.js';
 import { OUTCOMES } from '../outcomes.js';
@@ -26,7 +27,6 @@ import { shownWebhookUrl } from './webhook-url.js';
 export const NETWORKS = ['bridge', 'none', 'host'] as const;
 export const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export const AGENT_NAME_RE = /^[a-z_][a-z0-9_-]*$/;
-export const AGENT_NAME_MAX = 32;
 /** setTimeout fires at once for delays above 2^31-1 ms, so longer durations would end sessions immediately. */
 export { MAX_DURATION_MS };
 

@@ -5,6 +5,7 @@ import {
   PROTOCOL_VERSIONS,
   type ProtocolVersion,
   SESSION_ID_PATTERN,
+  WORK_UNIT_MAX,
 } from '../constants.js';
 import { triggerFieldsSchema } from '../sessions/check-trigger.js';
 import { HISTORY_MAX_LIMIT, parseSince, SINCE_RULE } from '../sessions/history.js';
@@ -22,7 +23,7 @@ const sessionId = z.string().regex(SESSION_ID_PATTERN, 'a session id is 16 lower
 export const historyFilterFields = {
   agent: z.string().min(1).max(64).optional(),
   outcome: z.enum(OUTCOMES).optional(),
-  workUnit: z.string().min(1).max(256).optional(),
+  workUnit: z.string().min(1).max(WORK_UNIT_MAX).optional(),
   since: z
     .string()
     .min(1)

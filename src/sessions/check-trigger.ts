@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { AgentConfig } from '../config/types.js';
-import { IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE } from '../constants.js';
+import { IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE, WORK_UNIT_MAX } from '../constants.js';
 import { durationProblem, parseDuration } from '../duration.js';
 import { describeRepoProblem, firstControl, parseRepoUrl } from '../repo-url.js';
 import { repoTokenUse } from './repo-token.js';
@@ -12,7 +12,7 @@ const text = (max: number) => z.string().min(1).max(max);
  * without control characters (a NUL cannot be passed at all; a newline or an escape sequence would
  * forge lines and colours in what operators read).
  */
-const workUnitText = text(256).refine((value) => firstControl(value) === -1, {
+const workUnitText = text(WORK_UNIT_MAX).refine((value) => firstControl(value) === -1, {
   error: 'a work unit is text without control characters (no newline, tab, escape or NUL)',
 });
 

@@ -75,6 +75,26 @@ describe('schedule: configuration', () => {
     expect(byPath['agents[0].schedule.catchup']).toContain('did you mean "catch_up"');
   });
 
+  it('rejects a work unit template whose expansion could pass 256 characters, or with a control character', () => {
+    // 160 characters, but 20 × {agent} can become 640.
+    const long = problems(
+      `${REPO}    schedule:\n      cron: "0 3 * * *"\n      work_unit: "${'{agent}'.repeat(20)}"\n`,
+    );
+    expect(long).toEqual([
+      expect.objectContaining({
+        path: 'agents[0].schedule.work_unit',
+        message: expect.stringMatching(/can expand to 640 characters .*at most 256: shorten the template/),
+      }),
+    ]);
+    const tab = problems(`${REPO}    schedule:\n      cron: "0 3 * * *"\n      work_unit: "a\\tb-{date}"\n`);
+    expect(tab[0]?.message).toContain('control character at position 2');
+    // The longest a 256-character work unit allows: taken, and its firing's work unit passes the trigger's check.
+    const fits = `${'{agent}'.repeat(7)}${'{firing}'}${'x'.repeat(256 - 7 * 32 - 27)}`;
+    const config = parse(`${REPO}    schedule:\n      cron: "0 3 * * *"\n      work_unit: "${fits}"\n`);
+    const schedule = config.agents[0]?.schedule as ScheduleConfig;
+    expect(workUnitFor(schedule, 'a'.repeat(32), new Date('2026-12-04T03:00:00Z'))?.length).toBe(253);
+  });
+
   it("takes the agent-level schedule_work_unit as the schedule's work unit, once, and only with a schedule", () => {
     const [agent] = parse(
       `${REPO}    schedule: "0 3 * * *"\n    schedule_work_unit: "nightly-{date}"\n`,
