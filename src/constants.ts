@@ -48,3 +48,8 @@ export const CLIENT_LINGER_MS = 60_000;
 export const WORK_UNIT_MAX = 256;
 /** Longest agent name. */
 export const AGENT_NAME_MAX = 32;
+/**
+ * Where root steps inside a session container (the setup step, reading an adopted container's
+ * secrets) find their tools: the system's directories, none of which may be a cache or a mount.
+ */
+export const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';

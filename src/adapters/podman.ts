@@ -9,6 +9,7 @@ import {
   LABEL_CACHE,
   LABEL_INSTANCE,
   OUTPUT_LINE_MAX_BYTES,
+  SYSTEM_PATH,
 } from '../constants.js';
 import { AgentdError } from '../errors.js';
 import { type CacheBound, cacheBoundProblem, cacheVolumeOptions, makeCacheImage } from './cache-image.js';
@@ -653,7 +654,24 @@ export class PodmanClient implements PodmanPort {
   async readContainerFiles(name: string, dir: string, signal?: AbortSignal): Promise<Map<string, Buffer>> {
     const script =
       'cd "$1" 2>/dev/null || exit 0; for f in * .[!.]*; do [ -f "$f" ] || continue; printf "%s %s\\n" "$(wc -c < "$f")" "$f"; cat "$f" || exit 4; done';
-    const argv = [...this.global, 'exec', '--user', '0:0', name, '/bin/sh', '-c', script, 'agentd-read', dir];
+    // As root in a container the agent has written to: its tools come from the system's directories
+    // only, never from the image's PATH, where a cache the agent fills may come first (/opt/conda/bin).
+    const argv = [
+      ...this.global,
+      'exec',
+      '--user',
+      '0:0',
+      '--env',
+      `PATH=${SYSTEM_PATH}`,
+      '--workdir',
+      '/',
+      name,
+      '/bin/sh',
+      '-c',
+      script,
+      'agentd-read',
+      dir,
+    ];
     const operation = `read the secrets of container ${name}`;
     const exec = () => {
       this.onCall?.(argv);

@@ -1,8 +1,5 @@
 import { OUTPUT_TARGET } from '../config/mounts.js';
-import { SECRET_MOUNT_DIR } from '../constants.js';
-
-/** Where the setup step looks for its own tools first (Debian's default PATH for root). */
-const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+import { SECRET_MOUNT_DIR, SYSTEM_PATH } from '../constants.js';
 
 /**
  * The root setup step that runs first in every session container (as `/bin/sh -c SCRIPT agentd-setup
