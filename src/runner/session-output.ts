@@ -209,6 +209,7 @@ export class SessionOutput {
     // In valid UTF-8, a form's bytes are in the block exactly where the form is in the decoded text;
     // forms with a line break cannot be within one line, and are never matched line by line either.
     for (const needle of this.needles) if (bytes.indexOf(needle) !== -1) return false;
+    if (this.mask.needsLines(bytes)) return false;
     const block = this.log.appendBlock(bytes, lines, stream);
     try {
       if (this.options.onBlock) this.options.onBlock(block);

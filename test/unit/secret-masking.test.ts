@@ -144,6 +144,91 @@ describe('masking what agents really print', () => {
     expect(createMasker(['tok-1234'])('tok-1234tok-1234')).toBe(`${MASK}${MASK}`);
   });
 
+  it('masks URL encoding of any choice of characters: Python quote keeps /, WHATWG userinfo keeps +', () => {
+    const token = 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY';
+    const mask = createMasker([token]);
+    for (const userinfo of [
+      'wJalrXUtnFEMI/K7MDENG%2BbPxRfiCYEXAMPLEKEY', // urllib.parse.quote
+      'wJalrXUtnFEMI%2FK7MDENG+bPxRfiCYEXAMPLEKEY', // new URL().password, Go url.UserPassword
+      'wJalrXUtnFEMI%2fK7MDENG%2bbPxRfiCYEXAMPLEKEY', // lower-case hex
+      '%77JalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY', // an encoder that encodes a letter
+    ]) {
+      expect(mask(`https://x-access-token:${userinfo}@github.com/o/r.git`), userinfo).toBe(
+        `https://x-access-token:${MASK}@github.com/o/r.git`,
+      );
+    }
+    // Form encoding in part: a space as + where other characters stay.
+    const spaced = createMasker(['correct horse/battery staple']);
+    expect(spaced('q=correct+horse/battery+staple&x=1')).toBe(`q=${MASK}&x=1`);
+    // A value with a literal + is still found where + is not a space.
+    expect(mask(`${token}%20`)).toBe(`${MASK}%20`);
+    // Non-ASCII: the escapes of its UTF-8 bytes, one run per character.
+    const accented = createMasker(['pässwörd-1234']);
+    expect(accented('u=p%C3%A4ssw%C3%B6rd-1234;')).toBe(`u=${MASK};`);
+  });
+
+  it('masks values printed with escapes and quoting: JSON \\/ and \\u, shell, repr', () => {
+    const token = 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY';
+    expect(createMasker([token])(`{"secret":"${token.replaceAll('/', '\\/')}"}`)).toBe(
+      `{"secret":"${MASK}"}`,
+    );
+    const password = `p@ss'w0rd!\\x$HOME"q\`b+/=`;
+    const mask = createMasker([password]);
+    for (const printed of [
+      `+ : 'p@ss'\\''w0rd!\\x$HOME"q\`b+/='`, // bash set -x
+      `'p@ss'"'"'w0rd!\\x$HOME"q\`b+/='`, // Python shlex.quote
+      `'p@ss\\'w0rd!\\\\x$HOME"q\`b+/='`, // Python repr, Node inspect
+      `declare -- X="p@ss'w0rd!\\\\x\\$HOME\\"q\\\`b+/="`, // declare -p
+    ]) {
+      expect(mask(printed), printed).not.toMatch(/w0rd|HOME|ss'|q`b/);
+    }
+    // Python's json.dumps escapes what is not ASCII.
+    expect(createMasker(['naïve-secret-ü'])('{"k": "na\\u00efve-secret-\\u00fc"}')).toBe(`{"k": "${MASK}"}`);
+  });
+
+  it('masks a value with terminal escape sequences inside it (grep --color=always)', () => {
+    const token = 'ghp_0123456789abcdefghijABCDEFGHIJ012345';
+    const mask = createMasker([token]);
+    const colored = `config: \x1b[01;31m\x1b[Kghp_\x1b[m\x1b[K0123456789abcdefghijABCDEFGHIJ012345 end`;
+    expect(mask(colored)).toBe(`config: \x1b[01;31m\x1b[K${MASK} end`);
+    // An OSC hyperlink around it.
+    expect(mask(`\x1b]8;;https://x\x07${token}\x1b]8;;\x07`)).not.toContain('0123456789');
+    expect(mask('plain \x1b[1mbold\x1b[0m text')).toBe('plain \x1b[1mbold\x1b[0m text');
+  });
+
+  it('masks the parts of a structured credential printed on their own: JSON strings, key = value lines', () => {
+    const pem = `${PEM}\n`;
+    const account = JSON.stringify(
+      {
+        type: 'service_account',
+        private_key_id: 'a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2',
+        private_key: pem,
+        token_uri: 'https://oauth2.googleapis.com/token',
+      },
+      null,
+      2,
+    );
+    const mask = createMasker([account]);
+    // jq -r .private_key prints the key's lines; jq .private_key one JSON string.
+    for (const line of printed(Buffer.from(pem))) if (line.length >= 16) expect(mask(line)).toBe(MASK);
+    expect(mask(JSON.stringify(pem))).toBe(`"${MASK}"`);
+    expect(mask('id a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2')).toBe(`id ${MASK}`);
+    // Short strings and URLs are not secrets of their own.
+    expect(mask('service_account at https://oauth2.googleapis.com/token')).toBe(
+      'service_account at https://oauth2.googleapis.com/token',
+    );
+    const aws = createMasker([
+      '[default]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n',
+    ]);
+    expect(aws('export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY')).toBe(
+      `export AWS_SECRET_ACCESS_KEY=${MASK}`,
+    );
+    const npmrc = createMasker(['//registry.npmjs.org/:_authToken=npm_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8']);
+    expect(npmrc('Authorization: Bearer npm_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8')).toBe(
+      `Authorization: Bearer ${MASK}`,
+    );
+  });
+
   it('leaves short values and ordinary text alone', () => {
     const mask = createMasker(['abc', '', 'x\ny', 'long-enough-value']);
     expect(mask('abc x y ok')).toBe('abc x y ok');

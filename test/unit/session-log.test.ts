@@ -324,6 +324,9 @@ describe('SessionOutput', () => {
     ])
       expect(block(`ok\nbefore ${form} after\n`), form).toBe(false);
     expect(block(Buffer.from([0x61, 0xff, 0x0a]))).toBe(false);
+    // What only a view of a line shows: a form broken by a colour, or encoded only in part.
+    expect(block('first-\x1b[1mline-secret\n')).toBe(false);
+    expect(block('first%2Dline-secret\n')).toBe(false);
     expect(block('more\n')).toBe(true);
     await out.close();
     expect(lines.map((l) => [l.seq, l.text])).toEqual([

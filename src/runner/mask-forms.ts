@@ -1,0 +1,156 @@
+/** Shortest text that is masked; shorter ones would mask ordinary text. */
+export const MIN_MASKED_LENGTH = 4;
+/** Shortest part of an encoding that is masked (a base64 core, one line of wrapped base64). */
+const MIN_DERIVED_LENGTH = 8;
+/** Shortest part of a structured value (a JSON string, a `key = value` value) masked on its own. */
+const MIN_PART_LENGTH = 16;
+
+/** A credential value as the agent received it: its bytes, or text (encoded as UTF-8). */
+export type MaskedValue = string | Uint8Array;
+
+/**
+ * A value as string escaping and quoting print it: JSON (also with `\/`, and with `\u00XX` for what
+ * is not ASCII, as Python's json.dumps does), shell single quotes (`'\''` as bash's `set -x` and
+ * `printf %q` print a quote, `'"'"'` as Python's shlex.quote), backslashes before `\ " $ \``
+ * (`declare -p`, double-quoted shell), and backslashes before `\ '` (Python's repr, Node's inspect).
+ */
+function quotedForms(text: string): string[] {
+  const json = JSON.stringify(text).slice(1, -1);
+  const forms = [
+    json,
+    json.replaceAll('/', '\\/'),
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: everything that is ASCII stays.
+    json.replace(/[^\x00-\x7f]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`),
+  ];
+  if (text.includes("'")) forms.push(text.replaceAll("'", "'\\''"), text.replaceAll("'", `'"'"'`));
+  forms.push(text.replace(/[\\"$`]/g, '\\$&'), text.replace(/[\\']/g, '\\$&'));
+  return forms;
+}
+
+/**
+ * The parts of a structured value that a program reading it prints on their own: the strings of a
+ * JSON document (a service account file's private_key), or the values of `key = value` and
+ * `key: value` lines (an AWS credentials file, an .npmrc, a .env). Only parts of at least 16
+ * characters that are not URLs (the public endpoints such files name).
+ */
+export function partsOf(value: MaskedValue): string[] {
+  const text = typeof value === 'string' ? value : Buffer.from(value).toString('utf8');
+  const parts = new Set<string>();
+  const keep = (part: string) => {
+    if (part.trim().length >= MIN_PART_LENGTH && part !== text && !/^\s*https?:\/\//i.test(part)) {
+      parts.add(part);
+    }
+  };
+  const trimmed = text.trim();
+  if (trimmed.startsWith('{') || trimmed.startsWith('[')) {
+    try {
+      const walk = (node: unknown): void => {
+        if (typeof node === 'string') keep(node);
+        else if (Array.isArray(node)) for (const item of node) walk(item);
+        else if (node !== null && typeof node === 'object')
+          for (const item of Object.values(node)) walk(item);
+      };
+      walk(JSON.parse(trimmed));
+      return [...parts];
+    } catch {
+      // Not JSON: read it as lines.
+    }
+  }
+  for (const line of text.split(/\r?\n/)) {
+    const equals = line.indexOf('=');
+    const colon = line.indexOf(': ');
+    const at = equals > 0 ? equals : colon;
+    // The value as the file has it, without the spaces and quotes around it.
+    if (at > 0)
+      keep(
+        line
+          .slice(at + (at === equals ? 1 : 2))
+          .trim()
+          .replace(/^(["'])(.*)\1$/, '$2'),
+      );
+  }
+  return [...parts];
+}
+
+/** The texts that stand for one value in output. */
+export function formsOf(value: MaskedValue): string[] {
+  const bytes = typeof value === 'string' ? Buffer.from(value, 'utf8') : Buffer.from(value);
+  const forms: string[] = [];
+  const add = (text: string) => {
+    if (text.length >= MIN_MASKED_LENGTH) forms.push(text);
+  };
+  const texts = new Set([bytes.toString('utf8'), bytes.toString('latin1')]);
+  for (const text of texts) {
+    add(text);
+    add(text.replace(/[\r\n]+$/, ''));
+    const lines = text.split(/\r\n|\r|\n/);
+    if (lines.length > 1) for (const line of lines) add(line);
+    for (const whole of new Set([text, text.replace(/[\r\n]+$/, '')])) {
+      for (const quoted of quotedForms(whole)) if (quoted !== whole) add(quoted);
+    }
+  }
+  const trimmed = trimTrailingNewlines(bytes);
+  for (const form of trimmed.length === bytes.length ? [bytes] : [bytes, trimmed]) {
+    const base64 = form.toString('base64');
+    add(base64);
+    add(base64.replace(/=+$/, ''));
+    for (const piece of base64Cores(form)) if (piece.length >= MIN_DERIVED_LENGTH) forms.push(piece);
+    for (const safe of [URI_COMPONENT_SAFE, RFC3986_SAFE]) {
+      const percent = percentEncode(form, safe);
+      add(percent);
+      add(percent.replace(/%[0-9A-F]{2}/g, (hex) => hex.toLowerCase()));
+      // Form encoding (`quote_plus`, `urlencode`, `curl --data-urlencode`): a space is a `+`.
+      if (form.includes(0x20)) {
+        add(percent.replaceAll('%20', '+'));
+        add(percent.replaceAll('%20', '+').replace(/%[0-9A-F]{2}/g, (hex) => hex.toLowerCase()));
+      }
+    }
+  }
+  return forms;
+}
+
+/**
+ * Base64 of a value printed with other bytes around it (`user:TOKEN` for HTTP Basic auth, a JSON
+ * document, `echo "$TOKEN" | base64`) differs from the value's own base64 at its ends: the characters
+ * that also carry a neighbour's bits. What stays the same is the part between, which depends on where
+ * the value starts in its group of 3 bytes: 3 cores. The encoders wrap long output (`base64` at 76
+ * columns, `openssl base64` at 64): each line's share of a core too, for a value at the start.
+ */
+function base64Cores(value: Buffer): string[] {
+  const pieces: string[] = [];
+  for (let offset = 0; offset < 3; offset++) {
+    const encoded = Buffer.concat([Buffer.alloc(offset), value]).toString('base64');
+    const start = Math.ceil((offset * 8) / 6);
+    const end = Math.floor(((offset + value.length) * 8) / 6);
+    if (end <= start) continue;
+    pieces.push(encoded.slice(start, end));
+    for (const width of [76, 64]) {
+      if (end <= width) continue;
+      for (let line = 0; line < end; line += width) {
+        pieces.push(encoded.slice(Math.max(line, start), Math.min(line + width, end)));
+      }
+    }
+  }
+  return pieces;
+}
+
+function trimTrailingNewlines(bytes: Buffer): Buffer {
+  let end = bytes.length;
+  while (end > 0 && (bytes[end - 1] === 0x0a || bytes[end - 1] === 0x0d)) end--;
+  return bytes.subarray(0, end);
+}
+
+/** What encodeURIComponent leaves as it is. */
+const URI_COMPONENT_SAFE = /[A-Za-z0-9\-_.!~*'()]/;
+/** What RFC 3986 leaves (Python's `quote`, Go's `url.QueryEscape`, curl): `!*'()` are encoded too. */
+const RFC3986_SAFE = /[A-Za-z0-9\-_.~]/;
+
+/** Percent encoding over bytes: the safe ASCII stays, every other byte becomes %XX. */
+function percentEncode(bytes: Buffer, safe: RegExp): string {
+  let out = '';
+  for (const byte of bytes) {
+    const char = String.fromCharCode(byte);
+    out += safe.test(char) ? char : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
