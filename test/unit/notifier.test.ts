@@ -255,6 +255,18 @@ describe('shownWebhookUrl', () => {
       'https://hooks.example.com:8443/x',
     );
     expect(shownWebhookUrl('not a url')).toBe('(not a URL)');
+    // Services that put the secret in the path.
+    expect(
+      shownWebhookUrl('https://hooks.slack.com/services/T0000AAAA/B0000BBBB/XyZ123abcDEF456ghiJKL789'),
+    ).toBe('https://hooks.slack.com/services/T0000AAAA/B0000BBBB/…');
+    expect(
+      shownWebhookUrl(
+        'https://discord.com/api/webhooks/123456789012345678/aBcD-eFgH_iJkLmNoPqRsTuVwXyZ0123456789',
+      ),
+    ).toBe('https://discord.com/api/webhooks/…/…');
+    expect(shownWebhookUrl('https://hooks.example.com/deploy-notifications/agentd')).toBe(
+      'https://hooks.example.com/deploy-notifications/agentd',
+    );
   });
 });
 
