@@ -176,10 +176,27 @@ export function parseSourceSyntax(raw: string): SourceSyntax | { problem: string
     }
     return { kind: 'file', path };
   }
+  if (looksLikeValue(raw)) {
+    return {
+      problem:
+        'looks like a credential value, not a source (it is not repeated here): put the value in the ' +
+        "daemon's environment or a file and write env:NAME or file:/absolute/path (a bare NAME is upper " +
+        'case; write env:name for a variable with another name)',
+    };
+  }
   if (ENV_NAME_RE.test(raw)) return { kind: 'env', name: raw };
   return {
     problem: `${describe(raw)} is not a credential source; use env:NAME, file:/absolute/path or a bare NAME`,
   };
+}
+
+/**
+ * A bare source that is a token pasted in place of a name (ghp_…, sk-…): 16 characters or more, not
+ * an environment variable's usual upper-case name. Refused without being repeated, so that it reaches
+ * neither validate's output nor, as the name of an unset variable, a session's error.
+ */
+function looksLikeValue(raw: string): boolean {
+  return raw.length >= 16 && !/^[A-Z][A-Z0-9_]*$/.test(raw);
 }
 
 function source(missing?: string) {

@@ -451,6 +451,19 @@ describe('parseConfig: rejected files', () => {
       'agents[0].repo_token',
       'is not a credential source',
     );
+    // A token pasted in place of a source is refused without being repeated.
+    for (const token of ['ghp_0123456789abcdefghij0123456789ABCD', 'sk-proj-abc.def-0123456789xyz']) {
+      const { error } = expectProblem(cred(token), path, 'looks like a credential value, not a source');
+      expect(error.message).not.toContain(token.slice(4, 20));
+    }
+    expect(
+      parse(
+        `agents:\n${agent('    repo: https://git.example/x.git\n    repo_token: env:lowercase_but_long_name\n')}`,
+      ).agents[0]?.repoToken,
+    ).toMatchObject({
+      kind: 'env',
+      name: 'lowercase_but_long_name',
+    });
   });
 
   it('rejects bad daemon numbers', () => {
