@@ -1,7 +1,7 @@
 /** Shortest text that is masked; shorter ones would mask ordinary text. */
 export const MIN_MASKED_LENGTH = 4;
 /** Shortest part of an encoding that is masked (a base64 core, one line of wrapped base64). */
-const MIN_DERIVED_LENGTH = 8;
+export const MIN_DERIVED_LENGTH = 8;
 /** Shortest part of a structured value (a JSON string, a `key = value` value) masked on its own. */
 const MIN_PART_LENGTH = 16;
 
@@ -132,6 +132,24 @@ function base64Cores(value: Buffer): string[] {
     }
   }
   return pieces;
+}
+
+/**
+ * The cores of a value's base64 (see base64Cores), without its wrapped pieces: what a line of wrapped
+ * base64 of a longer text may start or end with, wherever the wrap falls.
+ */
+export function coresOf(value: MaskedValue): string[] {
+  const bytes = typeof value === 'string' ? Buffer.from(value, 'utf8') : Buffer.from(value);
+  const trimmed = trimTrailingNewlines(bytes);
+  const cores = new Set<string>();
+  for (const form of trimmed.length === bytes.length ? [bytes] : [bytes, trimmed]) {
+    for (let offset = 0; offset < 3; offset++) {
+      const encoded = Buffer.concat([Buffer.alloc(offset), form]).toString('base64');
+      const core = encoded.slice(Math.ceil((offset * 8) / 6), Math.floor(((offset + form.length) * 8) / 6));
+      if (core.length >= MIN_DERIVED_LENGTH) cores.add(core);
+    }
+  }
+  return [...cores];
 }
 
 function trimTrailingNewlines(bytes: Buffer): Buffer {

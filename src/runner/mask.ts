@@ -1,4 +1,11 @@
-import { formsOf, type MaskedValue, MIN_MASKED_LENGTH, partsOf } from './mask-forms.js';
+import {
+  coresOf,
+  formsOf,
+  type MaskedValue,
+  MIN_DERIVED_LENGTH,
+  MIN_MASKED_LENGTH,
+  partsOf,
+} from './mask-forms.js';
 import { hasPercentEscape, type LineView, percentDecoded, withoutEscapes } from './mask-views.js';
 
 export type { MaskedValue } from './mask-forms.js';
@@ -31,10 +38,16 @@ export const MASK = '********';
  */
 export function createMasker(values: readonly MaskedValue[]): Masker {
   const needles = new Set<string>();
+  const cores = new Set<string>();
   for (const value of values) {
     for (const needle of formsOf(value)) needles.add(needle);
-    for (const part of partsOf(value)) for (const needle of formsOf(part)) needles.add(needle);
+    for (const core of coresOf(value)) cores.add(core);
+    for (const part of partsOf(value)) {
+      for (const needle of formsOf(part)) needles.add(needle);
+      for (const core of coresOf(part)) cores.add(core);
+    }
   }
+  const wrapped = wrappedBase64([...cores]);
   const ordered = [...needles]
     .filter((n) => n.length >= MIN_MASKED_LENGTH)
     .sort((a, b) => b.length - a.length);
@@ -53,6 +66,7 @@ export function createMasker(values: readonly MaskedValue[]): Masker {
   };
   const mask = (line: string) => {
     const spans = find(line);
+    spans.push(...wrapped.spans(line));
     const views = [
       withoutEscapes(line),
       hasPercentEscape(line) ? percentDecoded(line, false) : undefined,
@@ -66,11 +80,60 @@ export function createMasker(values: readonly MaskedValue[]): Masker {
   return Object.assign(mask, {
     forms: ordered,
     needsLines: (bytes: Buffer) =>
-      bytes.includes(0x1b) || hasPercentEscape(bytes) || (spaced && bytes.includes(0x2b)),
+      bytes.includes(0x1b) ||
+      hasPercentEscape(bytes) ||
+      (spaced && bytes.includes(0x2b)) ||
+      wrapped.hinted(bytes),
   });
 }
 
 type Span = [start: number, end: number];
+
+/** A line of base64 as encoders wrap it (`base64` at 76 columns, `openssl base64` at 64). */
+const WRAPPED_BASE64_LINE = /^[A-Za-z0-9+/]+={0,2}$/;
+
+/**
+ * A value inside a longer text whose base64 is wrapped (`base64 .env`): wherever the wrap falls, a
+ * line ends with the start of one of the value's cores, or starts with the rest of it. Only the ends
+ * of a core: a middle line of a core longer than a line (a value of more than about 57 bytes in the
+ * middle of a file) is not found. `hinted` says whether a block of lines may hold such a line (the
+ * first or last 8 characters of a core), so that blocks without one need not be split into lines.
+ */
+function wrappedBase64(cores: string[]) {
+  const ends = cores.map((core) => ({
+    core,
+    head: core.slice(0, MIN_DERIVED_LENGTH),
+    tail: core.slice(-MIN_DERIVED_LENGTH),
+  }));
+  const hints = ends.flatMap(({ head, tail }) => [Buffer.from(head), Buffer.from(tail)]);
+  return {
+    hinted: (bytes: Buffer) => hints.some((hint) => bytes.includes(hint)),
+    spans(line: string): Span[] {
+      if (ends.length === 0 || line.length < MIN_DERIVED_LENGTH || line.length > 76) return [];
+      if (!WRAPPED_BASE64_LINE.test(line)) return [];
+      const spans: Span[] = [];
+      for (const { core, head, tail } of ends) {
+        if (line.includes(head)) {
+          for (let k = Math.min(core.length, line.length); k >= MIN_DERIVED_LENGTH; k--) {
+            if (line.endsWith(core.slice(0, k))) {
+              spans.push([line.length - k, line.length]);
+              break;
+            }
+          }
+        }
+        if (line.includes(tail)) {
+          for (let k = Math.min(core.length, line.length); k >= MIN_DERIVED_LENGTH; k--) {
+            if (line.startsWith(core.slice(-k))) {
+              spans.push([0, k]);
+              break;
+            }
+          }
+        }
+      }
+      return spans;
+    },
+  };
+}
 
 /**
  * Replaces each run of overlapping spans with one mask. The spans are found in the line as printed,

@@ -144,6 +144,29 @@ describe('masking what agents really print', () => {
     expect(createMasker(['tok-1234'])('tok-1234tok-1234')).toBe(`${MASK}${MASK}`);
   });
 
+  it('masks a value inside a longer text whose base64 is wrapped, wherever the wrap falls (base64 .env)', () => {
+    const token = 'ghp_0123456789abcdefghijABCDEFGHIJ012345';
+    const mask = createMasker([token]);
+    const encoded = (text: string) => Buffer.from(text).toString('base64');
+    // Every 8 characters of the token's base64 at each of its 3 alignments: none may stay visible.
+    const pieces = [0, 1, 2].flatMap((offset) => {
+      const core = encoded('\0'.repeat(offset) + token).slice(Math.ceil((offset * 8) / 6), -4);
+      return Array.from({ length: core.length - 7 }, (_, i) => core.slice(i, i + 8));
+    });
+    for (const width of [76, 64]) {
+      for (let before = 0; before < 80; before++) {
+        const file = `${'#'.repeat(before)}\nTOKEN=${token}\nOTHER=1\n${'x'.repeat(50)}\n`;
+        const lines = encoded(file).match(new RegExp(`.{1,${width}}`, 'g')) ?? [];
+        const shown = lines.map(mask).join('\n');
+        const visible = pieces.filter((piece) => shown.includes(piece));
+        expect(visible, `${width} columns, ${before} bytes before`).toEqual([]);
+      }
+    }
+    // Lines of base64 that are not the value's stay as they are.
+    const other = encoded('x'.repeat(200)).slice(0, 76);
+    expect(mask(other)).toBe(other);
+  });
+
   it('masks URL encoding of any choice of characters: Python quote keeps /, WHATWG userinfo keeps +', () => {
     const token = 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY';
     const mask = createMasker([token]);

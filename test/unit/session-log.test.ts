@@ -327,6 +327,8 @@ describe('SessionOutput', () => {
     // What only a view of a line shows: a form broken by a colour, or encoded only in part.
     expect(block('first-\x1b[1mline-secret\n')).toBe(false);
     expect(block('first%2Dline-secret\n')).toBe(false);
+    // The start of the value's base64 ending a line: wrapped base64 of a longer text.
+    expect(block(`${'QUJD'.repeat(10)}${Buffer.from(value).toString('base64').slice(0, 12)}\n`)).toBe(false);
     expect(block('more\n')).toBe(true);
     await out.close();
     expect(lines.map((l) => [l.seq, l.text])).toEqual([
