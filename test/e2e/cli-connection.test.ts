@@ -50,12 +50,17 @@ function drop(socket: Socket): void {
   setTimeout(() => socket.destroy(), 200);
 }
 
-/** Reads one request and writes the replies. */
-function answer(socket: Socket, replies: (request: { type: string }) => object[]): void {
+/** Reads one request and writes the replies; `written` runs once the last of them is written. */
+function answer(
+  socket: Socket,
+  replies: (request: { type: string }) => object[],
+  written?: () => void,
+): void {
   socket.resume();
   socket.once('data', (chunk: Buffer) => {
     const request = JSON.parse(chunk.toString().split('\n')[0] ?? '{}') as { type: string };
-    for (const reply of replies(request)) socket.write(`${JSON.stringify({ v: 2, ...reply })}\n`);
+    const lines = replies(request).map((reply) => `${JSON.stringify({ v: 2, ...reply })}\n`);
+    for (const [i, line] of lines.entries()) socket.write(line, i === lines.length - 1 ? written : undefined);
   });
 }
 
@@ -121,11 +126,14 @@ describe('a daemon that drops the connection mid-request', () => {
     const socket = await fakeDaemon((conn, n) => {
       if (n === 1) {
         // Accepted, one line of output, then the daemon is gone.
-        answer(conn, () => [
-          { type: 'accepted', sessionId: ID, queued: false, position: 0 },
-          { type: 'output', sessionId: ID, seq: 1, stream: 'stdout', line: 'first' },
-        ]);
-        setTimeout(() => conn.destroy(), 300);
+        answer(
+          conn,
+          () => [
+            { type: 'accepted', sessionId: ID, queued: false, position: 0 },
+            { type: 'output', sessionId: ID, seq: 1, stream: 'stdout', line: 'first' },
+          ],
+          () => conn.destroy(),
+        );
       } else {
         answer(conn, () => [
           { type: 'output', sessionId: ID, seq: 2, stream: 'stdout', line: 'second' },

@@ -656,16 +656,22 @@ describe('CLI', () => {
     });
 
     it('124: the session timed out', async () => {
+      // The deadline runs from the session's start: long enough for creating and cloning to be done
+      // first on a loaded machine, so that it ends the command (sleeper's `sleep 30`).
+      const timeoutS = 8;
       const started = Date.now();
-      const result = await d.cli(['trigger', 'sleeper', '--timeout', '2s']);
+      const result = await d.cli(['trigger', 'sleeper', '--timeout', `${timeoutS}s`]);
       expect(result.stderr).toBe('');
       expect(result.code).toBe(124);
       const id = sessionIdOf(result.stdout);
       expect(lastLine(result.stdout)).toMatch(
-        new RegExp(`^session ${id} timed_out, .*: session exceeded its timeout of 2s while running$`),
+        new RegExp(
+          `^session ${id} timed_out, .*: session exceeded its timeout of ${timeoutS}s while running$`,
+        ),
       );
+      expect(Date.now() - started).toBeGreaterThanOrEqual(timeoutS * 1000);
       expect(Date.now() - started).toBeLessThan(30_000);
-      expect(d.record(id)).toMatchObject({ outcome: 'timed_out', timeoutMs: 2000 });
+      expect(d.record(id)).toMatchObject({ outcome: 'timed_out', timeoutMs: timeoutS * 1000 });
     });
   });
 });

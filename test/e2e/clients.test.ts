@@ -89,7 +89,9 @@ describe('agentd wait', () => {
     const ok = await detached('ok');
     const fail = await detached('fail');
     const nocred = await detached('nocred');
-    const timed = await detached('sleeper', '--timeout', '2s');
+    // Long enough for its creating and cloning to be done first beside the other three on a loaded
+    // machine: the deadline (from the session's start) is to stop the running command.
+    const timed = await detached('sleeper', '--timeout', '8s');
 
     const succeeded = await d.cli(['wait', ok]);
     expect(succeeded.code, succeeded.stderr).toBe(0);

@@ -7,11 +7,12 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { PodmanClient } from '../../src/adapters/podman.js';
 import { parseSize } from '../../src/config/resources.js';
 import type { Resources } from '../../src/config/types.js';
 import { instanceSecretPrefix } from '../../src/runner/names.js';
+import { type Gate, startGate } from '../helpers/gate.js';
 import { type GitServer, startGitServer } from '../helpers/git-server.js';
 import { randomSessionId, testInstanceId } from '../helpers/ids.js';
 import { listAgentdContainers, listSecrets, podmanJson, TEST_IMAGE } from '../helpers/podman.js';
@@ -24,6 +25,20 @@ const podman = new PodmanClient();
 const warnings: string[] = [];
 const runner = testRunner(podman, instanceId, warnings);
 let git: GitServer;
+let gate: Gate;
+
+/** Blocks the command (host network) until the test opens the gate; then it goes on, status 0. */
+function waitAtGate(): string {
+  return `git ls-remote git://127.0.0.1:${gate.port}/gate.git >/dev/null 2>&1 || :`;
+}
+
+/**
+ * Probes the container while its command waits at the gate, then lets the command go on, whatever
+ * the probe came to: the container runs for as long as the probe takes.
+ */
+function whileHeld<T>(probe: () => Promise<T>): Promise<T> {
+  return probe().finally(() => gate.open());
+}
 
 function size(text: string) {
   const parsed = parseSize(text);
@@ -77,11 +92,17 @@ async function inspect(container: string): Promise<Inspected> {
 }
 
 beforeAll(async () => {
-  git = await startGitServer();
+  [git, gate] = await Promise.all([startGitServer(), startGate()]);
 });
 
 afterAll(async () => {
-  await git?.stop();
+  await Promise.allSettled([git?.stop(), gate?.close()]);
+});
+
+beforeEach(() => {
+  // Each test's warnings are its own, and each test's commands wait at a closed gate.
+  warnings.length = 0;
+  gate.hold();
 });
 
 afterEach(async () => {
@@ -95,7 +116,11 @@ afterEach(async () => {
     'containers left behind',
   ).toEqual([]);
   expect(secrets, 'secrets left behind').toEqual([]);
-  expect(warnings).toEqual([]);
+  // A `podman run` cut short while it creates the container can leave the container's shm mount busy
+  // for a moment (Podman 4.3 unmounts it in its own cleanup process): the first `rm` then fails with
+  // EBUSY and teardown's second try removes it, as it is there for. Nothing else may go wrong.
+  const podmanRace = /userdata\/shm: device or resource busy/;
+  expect(warnings.filter((warning) => !podmanRace.test(warning))).toEqual([]);
 });
 
 describe('limits', () => {
@@ -104,12 +129,12 @@ describe('limits', () => {
     let container = '';
     const session = await run({
       spec: {
-        command: ['sh', '-c', 'echo ready; sleep 2'],
+        command: ['sh', '-c', `echo ready; ${waitAtGate()}`],
         resources: limits({ memory: '256m', swap: '384m', cpus: 0.5, pids: 128, disk: '64m' }),
       },
       onEvent: (event) => {
         if (event.type === 'container') container = event.name;
-        if (event.type === 'output' && event.line === 'ready') probe = inspect(container);
+        if (event.type === 'output' && event.line === 'ready') probe = whileHeld(() => inspect(container));
       },
     });
     expect(session.result.outcome).toBe('succeeded');
@@ -142,10 +167,10 @@ describe('limits', () => {
     let probe: Promise<Inspected> | undefined;
     let container = '';
     const session = await run({
-      spec: { command: ['sh', '-c', 'echo ready; sleep 1'] },
+      spec: { command: ['sh', '-c', `echo ready; ${waitAtGate()}`] },
       onEvent: (event) => {
         if (event.type === 'container') container = event.name;
-        if (event.type === 'output' && event.line === 'ready') probe = inspect(container);
+        if (event.type === 'output' && event.line === 'ready') probe = whileHeld(() => inspect(container));
       },
     });
     expect(session.result.outcome).toBe('succeeded');
@@ -285,19 +310,19 @@ describe('disk', () => {
       'df -k "$HOME" | tail -1 | awk \'{ print "home size " $2 "k" }\'',
       'if { echo x > /usr/local/x; } 2>/dev/null; then echo "image: writable"; else echo "image: denied"; fi',
       'echo ready',
-      'sleep 1.5',
+      waitAtGate(),
     ].join('\n');
     const session = await run({
       spec: { command: ['sh', '-c', script], resources: limits({ memory: '256m', disk: '16m' }) },
       onEvent: (event) => {
         if (event.type === 'container') container = event.name;
         if (event.type === 'output' && event.line === 'ready') {
-          probe = (async () => {
+          probe = whileHeld(async () => {
             // What the container wrote to the host's disk: its overlay upper directory.
             const upper = (await inspect(container)).GraphDriver.Data.UpperDir;
             const du = await execa('du', ['-sk', upper]);
             return Number(du.stdout.split('\t')[0]);
-          })();
+          });
         }
       },
     });
@@ -343,12 +368,12 @@ describe('privileges', () => {
     let container = '';
     const session = await run({
       spec: {
-        command: ['sh', '-c', 'grep -E "^(CapEff|CapAmb):" /proc/self/status; echo ready; sleep 1'],
+        command: ['sh', '-c', `grep -E "^(CapEff|CapAmb):" /proc/self/status; echo ready; ${waitAtGate()}`],
         capAdd: ['NET_RAW'],
       },
       onEvent: (event) => {
         if (event.type === 'container') container = event.name;
-        if (event.type === 'output' && event.line === 'ready') probe = inspect(container);
+        if (event.type === 'output' && event.line === 'ready') probe = whileHeld(() => inspect(container));
       },
     });
     expect(session.result.outcome).toBe('succeeded');
@@ -404,6 +429,7 @@ describe('the setup step as the command parent', () => {
   it('forwards the stop signal to the command, which can finish cleanly within the grace time', async () => {
     const graceful = testRunner(podman, instanceId, warnings, 8000);
     const controller = new AbortController();
+    let abortedAt = 0;
     const session = await run({
       runner: graceful,
       spec: {
@@ -411,13 +437,21 @@ describe('the setup step as the command parent', () => {
       },
       signal: controller.signal,
       onEvent: (event) => {
-        if (event.type === 'output' && event.line === 'ready') controller.abort();
+        if (event.type === 'output' && event.line === 'ready') {
+          abortedAt = performance.now();
+          controller.abort();
+        }
       },
     });
     expect(session.result).toMatchObject({ outcome: 'cancelled', phase: 'running' });
     expect(session.lines).toEqual(['ready', 'got TERM']);
-    // Well inside the 8 s grace: the command heard SIGTERM, no SIGKILL was needed.
-    expect(session.elapsedMs).toBeLessThan(6000);
+    // From the cancel to the command's exit (teardown begins once it exited), well inside the 8 s
+    // grace: the command heard SIGTERM, no SIGKILL was needed.
+    const exitedAt = session.events.find(
+      ({ event }) => event.type === 'phase' && event.phase === 'tearing_down',
+    )?.at;
+    expect(abortedAt).toBeGreaterThan(0);
+    expect((exitedAt ?? Number.POSITIVE_INFINITY) - abortedAt).toBeLessThan(6000);
   });
 
   it.each([

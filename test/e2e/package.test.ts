@@ -157,7 +157,8 @@ describe('the npm package, installed into a clean prefix', () => {
     daemon.stderr?.on('data', (chunk: Buffer) => {
       log += chunk.toString();
     });
-    const exited = new Promise<number | null>((resolve) => daemon.once('exit', (code) => resolve(code)));
+    // 'close', not 'exit': its stderr is read to the end by then.
+    const exited = new Promise<number | null>((resolve) => daemon.once('close', (code) => resolve(code)));
     const deadline = Date.now() + 60_000;
     while (!log.includes('agentd is ready')) {
       if (daemon.exitCode !== null || Date.now() > deadline)

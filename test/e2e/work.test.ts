@@ -516,7 +516,8 @@ describe('results out: the output directory and the sealed record', () => {
     ['succeeded', `${WRITE_OUTPUT}\nexit 0`, 'succeeded', {}],
     ['failed', `${WRITE_OUTPUT}\nexit 5`, 'failed', {}],
     // It ignores SIGTERM: the setup step kills it at the end of stop_grace and still archives its output.
-    ['timed out', `${WRITE_OUTPUT}\ntrap "" TERM\nwhile :; do sleep 1; done`, 'timed_out', { timeout: '3s' }],
+    // The deadline runs from the session's start: long enough for creating and cloning on a loaded machine.
+    ['timed out', `${WRITE_OUTPUT}\ntrap "" TERM\nwhile :; do sleep 1; done`, 'timed_out', { timeout: '8s' }],
   ] as const)(
     'keeps nested output files of a session that %s, sealed read-only',
     async (_, script, outcome, extra) => {

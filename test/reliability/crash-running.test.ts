@@ -85,9 +85,12 @@ async function status(d: TestDaemon): Promise<StatusJson> {
 
 describe('crash recovery with live containers', () => {
   it('the engine stops a timed session on time even though the daemon never comes back', async () => {
+    // Long enough for creating and cloning to be done first on a loaded machine (the deadline runs from
+    // the session's start), so the crash comes while the command runs.
+    const timeoutS = 8;
     const d = track(
       await startDaemon(
-        { agents: [agent('sleeper', git.url(), ['sleep', '60'], { timeout: '3s', ...withToken })] },
+        { agents: [agent('sleeper', git.url(), ['sleep', '60'], { timeout: `${timeoutS}s`, ...withToken })] },
         { env: { [TOKEN_ENV]: token } },
       ),
     );
@@ -96,8 +99,9 @@ describe('crash recovery with live containers', () => {
     const name = d.record(id)?.container ?? '';
     const running = await inspectContainer(name);
     const config = running?.Config as { Timeout?: number; StopTimeout?: number };
-    // timeout 3s + stop_grace 2s + 5s for archiving the output + 5s of slack for the daemon's own stop.
-    expect(config.Timeout, 'Podman --timeout of the session container').toBe(15);
+    // timeout + stop_grace 2s + 5s for archiving the output + 5s of slack for the daemon's own stop.
+    const engineTimeoutS = timeoutS + 2 + 5 + 5;
+    expect(config.Timeout, 'Podman --timeout of the session container').toBe(engineTimeoutS);
     await crash(d);
     figures.faultsInjected++;
     await killOrphans(d);
@@ -111,13 +115,13 @@ describe('crash recovery with live containers', () => {
         return s?.Status === 'exited' ? Date.parse(s.FinishedAt) : undefined;
       },
       () => `container ${name} to exit`,
-      30_000,
+      (engineTimeoutS + 15) * 1000,
       250,
     );
     expect(exited - startedAt, 'ran for its engine timeout, not its 60 s command').toBeLessThan(
-      (3 + 2 + 5 + 5 + 3) * 1000,
+      (engineTimeoutS + 3) * 1000,
     );
-    expect(exited - startedAt).toBeGreaterThanOrEqual(14_000);
+    expect(exited - startedAt).toBeGreaterThanOrEqual((engineTimeoutS - 1) * 1000);
 
     // A later daemon settles the session from the exited container: it ran past its timeout.
     const next = await restart(d);

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { type Gate, startGate } from '../helpers/gate.js';
 import {
   type GitServer,
   type HttpGitServer,
@@ -21,12 +22,14 @@ import { afterEachTest, agent, inspectContainer, recordFigures, sleep, waitUntil
 
 let git: GitServer | undefined;
 let http: HttpGitServer | undefined;
+let gate: Gate | undefined;
 const daemons: TestDaemon[] = [];
 const figures: Record<string, number> & { objectsLeftBehind: number } = { objectsLeftBehind: 0 };
 
 afterAll(async () => {
   await git?.stop();
   await http?.stop();
+  await gate?.close();
   await recordFigures('secrets', figures);
 });
 afterEach(() => afterEachTest(figures, daemons));
@@ -74,6 +77,8 @@ function scanCommandLines(needles: string[]) {
 describe('secret hygiene', () => {
   it('keeps credential values off argv, out of inspect, logs and records, and masks them in output', async () => {
     git = await startGitServer();
+    const held = await startGate();
+    gate = held;
     const hex = randomBytes(8).toString('hex');
     // Characters that base64 and URL encoding both change.
     const values = {
@@ -93,8 +98,8 @@ describe('secret hygiene', () => {
       'printf "base64: "; printf %s "$ENV_TOKEN" | base64 -w0; echo',
       `printf "url: "; printf %s "$ENV_TOKEN" | ${urlEncode}; echo`,
       'echo "file base64: $(printf %s "$FILE_TOKEN" | base64 -w0)"',
-      // The window in which the test inspects the running container.
-      'git ls-remote "$AGENTD_REPO_URL" >/dev/null; sleep 3',
+      // The window in which the test inspects the running container: it waits at the gate until then.
+      `git ls-remote "$AGENTD_REPO_URL" >/dev/null; git ls-remote git://127.0.0.1:${held.port}/gate.git >/dev/null 2>&1`,
       'echo done',
     ].join('\n');
     const credentials = [
@@ -132,12 +137,17 @@ describe('secret hygiene', () => {
 
     const run = d.spawnCli(['trigger', 'leaky']);
     const [, id = ''] = await run.waitForStdout(/session ([0-9a-f]{16}) accepted/);
-    await run.waitForStdout(/^done$|base64: /m);
-    const name = await waitUntil(
-      () => d.record(id)?.container,
-      () => 'the container name',
-    );
-    const container = await inspectContainer(name);
+    let container: Awaited<ReturnType<typeof inspectContainer>>;
+    try {
+      await held.waitFor(1);
+      const name = await waitUntil(
+        () => d.record(id)?.container,
+        () => 'the container name',
+      );
+      container = await inspectContainer(name);
+    } finally {
+      held.open();
+    }
     expect(container?.State, 'inspected while it runs').toMatchObject({ Running: true });
     const inspected = JSON.stringify(container);
     const result = await run.result;

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { type Actor, createActor } from 'xstate';
 import type {
   ClientEvent,
@@ -790,14 +790,26 @@ describe('daemon machine: idempotency keys', () => {
   });
 
   it('forgets a key once its session finished longer ago than the window', async () => {
-    const d = await startDaemon({ keyWindowMs: 30 });
-    d.trigger('s1', { key: 'k' });
-    await settle();
-    d.fakes.run('s1').finish();
-    await settle();
-    expect(d.trigger('s2', { key: 'k' })).toEqual([accepted('s1', { existing: true })]);
-    await new Promise((resolve) => setTimeout(resolve, 60));
-    expect(d.trigger('s3', { key: 'k' })).toEqual([accepted('s3')]);
+    const keyWindowMs = 30_000;
+    const d = await startDaemon({ keyWindowMs });
+    // Only Date is faked: the machine reads the clock, the test moves it (timers stay real for settle).
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const finishedAt = Date.parse('2026-12-02T00:00:00.000Z');
+      vi.setSystemTime(finishedAt);
+      d.trigger('s1', { key: 'k' });
+      await settle();
+      d.fakes.run('s1').finish();
+      await settle();
+      expect(d.trigger('s2', { key: 'k' })).toEqual([accepted('s1', { existing: true })]);
+      // Still remembered at the end of the window, forgotten just past it.
+      vi.setSystemTime(finishedAt + keyWindowMs);
+      expect(d.trigger('s3', { key: 'k' })).toEqual([accepted('s1', { existing: true })]);
+      vi.setSystemTime(finishedAt + keyWindowMs + 1);
+      expect(d.trigger('s4', { key: 'k' })).toEqual([accepted('s4')]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('remembers the keys of an earlier daemon, and forgets those whose records were pruned', async () => {
