@@ -1,4 +1,17 @@
-import { chmodSync, lstatSync, mkdirSync, readdirSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  createReadStream,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readSync,
+  rmdirSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
@@ -34,6 +47,8 @@ export interface OutputSummary {
   skipped: number;
   /** Why there is no output at all (the session never ran its command, or the archive could not be made). */
   missing?: string;
+  /** Why the archive could not be read to its end although it was not cut (what came before is kept). */
+  damaged?: string;
 }
 
 /** A record directory and what retention needs to know of it. */
@@ -147,17 +162,22 @@ export class SealedRecords {
     // A seal cut short by a crash starts again from nothing.
     removeTree(out);
     mkdirSync(out, { mode: 0o700 });
-    const output = await unpack(options.archive, out, options.archiveLimit);
-    if (options.log !== undefined) copyLog(options.log, join(dir, RECORD_FILES.log));
-    // A session.json write that a crash cut short left its temp file: not part of the record.
-    for (const name of safeReaddir(dir)) if (TEMP_JSON_FILE.test(name)) removeQuietly(join(dir, name));
-    writeFileAtomic(join(dir, RECORD_FILES.json), `${JSON.stringify(options.json(output), null, 2)}\n`, {
-      durable: true,
-      operation: `write the record of session ${sessionId}`,
-    });
-    sealTree(dir);
-    this.index.set(dir, { agent, sessionId, dir, sealed: true, at: Date.now(), bytes: sizeOf(dir) });
-    return { dir, output };
+    try {
+      const output = await unpack(options.archive, out, options.archiveLimit);
+      if (options.log !== undefined) copyLog(options.log, join(dir, RECORD_FILES.log));
+      // A session.json write that a crash cut short left its temp file: not part of the record.
+      for (const name of safeReaddir(dir)) if (TEMP_JSON_FILE.test(name)) removeQuietly(join(dir, name));
+      writeFileAtomic(join(dir, RECORD_FILES.json), `${JSON.stringify(options.json(output), null, 2)}\n`, {
+        durable: true,
+        operation: `write the record of session ${sessionId}`,
+      });
+      return { dir, output };
+    } finally {
+      // Sealed whatever could not be written (a full disk): an open record would never be removed by
+      // retention, and would keep what the agent's archive said about modes.
+      sealTree(dir);
+      this.index.set(dir, { agent, sessionId, dir, sealed: true, at: Date.now(), bytes: sizeOf(dir) });
+    }
   }
 
   /**
@@ -239,58 +259,128 @@ export async function exportRecord(dir: string, to: Writable): Promise<void> {
 }
 
 /**
- * Unpacks the archive the setup step made of /agentd/out. Its bytes came from the agent, so: regular
- * files and directories only (no links, devices or fifos: a link could point anywhere on the host),
- * no absolute paths or `..` (tar refuses them), owned by the daemon, at most `limit` bytes in all.
+ * Unpacks the archive the setup step made of /agentd/out. Its bytes came from the agent, so: a tar
+ * archive (nothing compressed), regular files and directories only (no links, devices or fifos: a link
+ * could point anywhere on the host), no absolute paths or `..` (left out and counted as skipped),
+ * owned by the daemon, at most `limit` bytes and MAX_OUTPUT_ENTRIES files and directories in all
+ * (directories an entry's path makes without an entry of their own included). An archive that ends
+ * early (cut at its bound, or damaged) keeps what came before its end; never throws for its content.
  */
 async function unpack(archive: string | undefined, out: string, limit: number): Promise<OutputSummary> {
   const summary: OutputSummary = { files: 0, bytes: 0, truncated: false, skipped: 0 };
   if (archive === undefined) return { ...summary, missing: 'the session has no output archive' };
   let size: number;
+  let head: Buffer;
   try {
     const stat = lstatSync(archive);
     if (!stat.isFile()) return { ...summary, missing: 'the output archive is not a regular file' };
     size = stat.size;
+    head = readHead(archive, TAR_HEADER_BYTES);
   } catch {
     return { ...summary, missing: 'the command did not run to its end, or its output could not be archived' };
+  }
+  if (size === 0)
+    return { ...summary, missing: 'the output archive is empty: the output directory could not be archived' };
+  if (head.length < TAR_HEADER_BYTES || !head.subarray(257, 262).equals(USTAR)) {
+    return { ...summary, missing: 'the output archive is not a tar archive' };
   }
   // The setup step stops at limit + 1 bytes: an archive that long was cut.
   summary.truncated = size > limit;
   let total = 0;
   let entries = 0;
+  const dirs = new Set<string>();
   // Loaded when a session's output is sealed, not at start (tar is about 4 MB of RSS).
-  const { extract: extractTar } = await import('tar');
-  await extractTar({
-    file: archive,
-    cwd: out,
-    preserveOwner: false,
-    preservePaths: false,
-    strict: false,
-    noChmod: false,
-    processUmask: 0o022,
-    maxDepth: 64,
-    onwarn: () => {
-      // A cut archive ends mid-entry: what was read so far is kept, and the summary says it was cut.
-    },
-    filter: (_path: string, entry: ReadEntry | { size: number; type?: string }) => {
-      const type = (entry as ReadEntry).type;
-      if (type !== 'File' && type !== 'OldFile' && type !== 'Directory' && type !== 'ContiguousFile') {
-        summary.skipped++;
-        return false;
-      }
-      const bytes = type === 'Directory' ? 0 : (entry as ReadEntry).size;
-      if (total + bytes > limit || entries >= MAX_OUTPUT_ENTRIES) {
-        summary.truncated = true;
-        return false;
-      }
-      total += bytes;
-      entries++;
-      if (type !== 'Directory') summary.files++;
-      return true;
-    },
+  const { Unpack } = await import('tar');
+  const failure = await new Promise<unknown>((resolve) => {
+    let failed: unknown;
+    const unpacker = new Unpack({
+      cwd: out,
+      preserveOwner: false,
+      preservePaths: false,
+      strict: false,
+      maxDepth: MAX_OUTPUT_DEPTH,
+      onwarn: () => {
+        // An entry tar refuses is left out; the end of a cut or damaged archive is an error below.
+      },
+      filter: (path: string, entry: ReadEntry | { size: number; type?: string }) => {
+        const type = (entry as ReadEntry).type;
+        const parts = path.split('/').filter((part) => part !== '' && part !== '.');
+        if (
+          !KEPT_TYPES.has(type) ||
+          parts.includes('..') ||
+          parts.length > MAX_OUTPUT_DEPTH ||
+          path.length > MAX_OUTPUT_PATH
+        ) {
+          summary.skipped++;
+          return false;
+        }
+        const isDir = type === 'Directory';
+        // Each directory once, whether it has an entry of its own or tar makes it for an entry inside.
+        const fresh: string[] = [];
+        for (let depth = 1; depth <= (isDir ? parts.length : parts.length - 1); depth++) {
+          const dir = parts.slice(0, depth).join('/');
+          if (!dirs.has(dir)) fresh.push(dir);
+        }
+        const bytes = isDir ? 0 : (entry as ReadEntry).size;
+        const cost = fresh.length + (isDir ? 0 : 1);
+        if (total + bytes > limit || entries + cost > MAX_OUTPUT_ENTRIES) {
+          summary.truncated = true;
+          return false;
+        }
+        for (const dir of fresh) dirs.add(dir);
+        total += bytes;
+        entries += cost;
+        if (!isDir) summary.files++;
+        return true;
+      },
+    });
+    // Settled once every file tar began is written: after an error too ('end' waits for them).
+    unpacker.on('error', (error: unknown) => {
+      failed ??= error;
+    });
+    unpacker.on('end', () => resolve(failed));
+    unpacker.on('close', () => resolve(failed));
+    let input: ReturnType<typeof createReadStream>;
+    try {
+      input = createReadStream(archive, { fd: openSync(archive, constants.O_RDONLY | constants.O_NOFOLLOW) });
+    } catch (error) {
+      failed ??= error;
+      unpacker.end();
+      return;
+    }
+    input.on('error', (error) => {
+      failed ??= error;
+      unpacker.end();
+    });
+    input.pipe(unpacker);
   });
   summary.bytes = total;
+  if (failure !== undefined && !summary.truncated) {
+    const code = (failure as { code?: string }).code ?? 'unknown error';
+    summary.damaged = `the output archive ends early or is damaged (${code}); what came before is kept`;
+  }
   return summary;
+}
+
+/** Entry types kept of an output archive: regular files and directories. */
+const KEPT_TYPES = new Set(['File', 'OldFile', 'ContiguousFile', 'Directory']);
+/** Deepest path kept of an output archive. */
+const MAX_OUTPUT_DEPTH = 64;
+/** Longest path kept of an output archive (the directories seen are remembered while it unpacks). */
+const MAX_OUTPUT_PATH = 1024;
+const TAR_HEADER_BYTES = 512;
+/** A tar header's magic at byte 257 (POSIX `ustar\0`, GNU `ustar `). */
+const USTAR = Buffer.from('ustar');
+
+/** The first bytes of a file, never through a link. */
+function readHead(path: string, bytes: number): Buffer {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const buffer = Buffer.alloc(bytes);
+    return buffer.subarray(0, readSync(fd, buffer, 0, bytes, 0));
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** The session's masked log, or an empty one when it printed nothing (or the log cannot be read). */
@@ -318,19 +408,26 @@ function sealTree(dir: string): void {
   chmodSync(dir, 0o555);
 }
 
+/**
+ * What a record takes on disk, as retention counts it: each file and directory its blocks, and at
+ * least ENTRY_MIN_BYTES (its inode and a block), so that 10,000 empty files are not counted as nothing.
+ */
 function sizeOf(dir: string): number {
   let bytes = 0;
   for (const name of safeReaddir(dir)) {
     const path = join(dir, name);
     try {
       const stat = lstatSync(path);
-      bytes += stat.isDirectory() ? sizeOf(path) : stat.size;
+      bytes += Math.max(stat.size, stat.blocks * 512, ENTRY_MIN_BYTES);
+      if (stat.isDirectory()) bytes += sizeOf(path);
     } catch {
       // Gone meanwhile.
     }
   }
   return bytes;
 }
+
+const ENTRY_MIN_BYTES = 4096;
 
 function readSummary(dir: string): OutputSummary {
   try {

@@ -75,7 +75,8 @@ function outputText(r: SessionRecord): string | undefined {
   if (o.missing !== undefined && o.files === 0) return `none: ${o.missing}`;
   const notes = [
     o.truncated ? 'cut at its bound' : '',
-    o.skipped > 0 ? `${o.skipped} link(s) or special file(s) left out` : '',
+    o.damaged !== undefined ? `damaged: ${o.damaged}` : '',
+    o.skipped > 0 ? `${o.skipped} link(s), special file(s) or path(s) outside it left out` : '',
   ]
     .filter(Boolean)
     .join(', ');

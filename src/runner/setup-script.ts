@@ -61,6 +61,21 @@ ran=""
 copy_out() {
   [ -n "$ran" ] && [ -n "$copy_dir" ] && [ -d "$copy_dir" ] && [ -d ${OUTPUT_TARGET} ] || return 0
   ran=""
+  # Nothing of the agent's runs while its output is archived: what its command left running could
+  # change the files or the archiver (the same user) meanwhile, or hold every pid so that archiving
+  # cannot fork. sh's own kill and wait, as root (no fork): everything but this step and the
+  # container's init, again until only those two are left in /proc (a fork bomb forks while it is
+  # killed, and a killed process holds its pid until it is reaped: this step reaps its own, the
+  # watchdog; the container's init the rest). Bounded: a process the kernel cannot kill yet stays.
+  n=0
+  while [ "$n" -lt 5000 ]; do
+    kill -s KILL -- -1 2>/dev/null
+    wait 2>/dev/null
+    left=0
+    for p in /proc/[0-9]*; do left=$((left + 1)); done
+    [ "$left" -le 2 ] && break
+    n=$((n + 1))
+  done
   as_user tar -cf - -C ${OUTPUT_TARGET} . 2>/dev/null | head -c "$copy_max" > "$copy_dir/out.tar.part" 2>/dev/null &&
     mv -f "$copy_dir/out.tar.part" "$copy_dir/out.tar" 2>/dev/null || :
 }

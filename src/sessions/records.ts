@@ -45,6 +45,7 @@ export const sessionRecordSchema = z.object({
       truncated: z.boolean(),
       skipped: z.number(),
       missing: z.string().optional(),
+      damaged: z.string().optional(),
     })
     .optional(),
   /** Milliseconds per phase of the run. */

@@ -582,6 +582,23 @@ describe('results out: the output directory and the sealed record', () => {
     },
   );
 
+  it("archives the output although the command's left-over processes hold every pid", async () => {
+    // A fork bomb left running in the background fills the pids limit; the command then ends. The
+    // archive needs forks: the setup step stops what the agent left first.
+    const script = [
+      'echo kept > "$AGENTD_OUTPUT_DIR/result.txt"',
+      "bash -c 'b() { b | b & }; b' >/dev/null 2>&1 &",
+      'exec sleep 4',
+    ].join('\n');
+    const d = await startDaemon({ agents: [agent('bomber', script, { resources: { pids: 64 } })] });
+    const result = await d.cli(['trigger', 'bomber', '--json']);
+    const reply = JSON.parse(result.stdout) as { sessionId: string; outcome: string };
+    expect(reply.outcome, result.stdout + result.stderr).toBe('succeeded');
+    const record = d.records().find((r) => r.id === reply.sessionId) as unknown as SessionJson;
+    expect(record.output).toMatchObject({ files: 1, truncated: false });
+    expect(readFileSync(join(record.recordDir as string, 'out', 'result.txt'), 'utf8')).toBe('kept\n');
+  });
+
   it('seals the record of a session whose daemon died, with the output its container left', async () => {
     gate.hold();
     const d = await startDaemon({ agents: [agent('orphan', `${WRITE_OUTPUT}\n${waitAtGate()}\nexit 0`)] });

@@ -117,7 +117,9 @@ describe('sealed records', () => {
       entry('./ok.txt', 'fine'),
     );
     const { dir: recordDir, output } = await seal(records, file);
-    expect(output.skipped).toBe(4);
+    // The link, the hard link, the fifo, the device and the `..` path; not counted as files.
+    expect(output.skipped).toBe(5);
+    expect(output.files).toBe(2);
     expect(tree(join(recordDir, 'out')).every((line) => !line.includes('other'))).toBe(true);
     expect(existsSync(join(recordDir, 'out', 'link'))).toBe(false);
     expect(existsSync(join(recordDir, 'escape.txt'))).toBe(false);
@@ -139,6 +141,89 @@ describe('sealed records', () => {
     expect(output.truncated).toBe(true);
     expect(output.bytes).toBeLessThanOrEqual(4096);
     expect(readdirSync(join(recordDir, 'out'))).toEqual(['first']);
+  });
+
+  it('seals what an archive cut mid-entry holds, and says it was cut', async () => {
+    const dir = makeTempDir('agentd-unit-records-');
+    const records = new SealedRecords(join(dir, 'records'));
+    const whole = Buffer.concat([
+      entry('./first', Buffer.alloc(3000, 0x61)),
+      entry('./second', Buffer.alloc(3000, 0x62)),
+      entry('./third', Buffer.alloc(3000, 0x63)),
+    ]);
+    // As the setup step's `head -c limit+1` cuts it: inside the second file.
+    const file = join(dir, 'out.tar');
+    writeFileSync(file, whole.subarray(0, 4097));
+    const { dir: recordDir, output } = await seal(records, file, 4096);
+    expect(output).toMatchObject({ truncated: true, files: 1 });
+    expect(output.damaged).toBeUndefined();
+    expect(readdirSync(join(recordDir, 'out'))).toEqual(['first']);
+    expect(records.isSealed(recordDir)).toBe(true);
+    expect(readFileSync(join(recordDir, 'session.log'), 'utf8')).toBe('line one\nline two\n');
+  });
+
+  it('seals the record of an archive that is empty, not tar, compressed or damaged, and says so', async () => {
+    const dir = makeTempDir('agentd-unit-records-');
+    const cases: [string, Buffer, RegExp][] = [
+      ['empty', Buffer.alloc(0), /empty/],
+      ['garbage', Buffer.alloc(5000, 0x41), /not a tar archive/],
+      [
+        'gzip',
+        execFileSync('gzip', ['-c'], { input: Buffer.concat([entry('./a', 'x'), Buffer.alloc(1024)]) }),
+        /not a tar archive/,
+      ],
+    ];
+    for (const [name, bytes, reason] of cases) {
+      const records = new SealedRecords(join(dir, name));
+      const file = join(dir, `${name}.tar`);
+      writeFileSync(file, bytes);
+      const { dir: recordDir, output } = await seal(records, file);
+      expect(output.missing, name).toMatch(reason);
+      expect(records.isSealed(recordDir), name).toBe(true);
+      expect(readdirSync(recordDir).sort(), name).toEqual(['out', 'session.json', 'session.log']);
+    }
+    // Not cut (shorter than its bound), yet it ends inside an entry: damaged, what came before kept.
+    const records = new SealedRecords(join(dir, 'damaged'));
+    const file = join(dir, 'damaged.tar');
+    writeFileSync(
+      file,
+      Buffer.concat([entry('./kept', 'kept'), entry('./lost', Buffer.alloc(3000, 0x62))]).subarray(0, 2048),
+    );
+    const { dir: recordDir, output } = await seal(records, file);
+    expect(output).toMatchObject({
+      truncated: false,
+      damaged: expect.stringContaining('ends early or is damaged'),
+    });
+    expect(readFileSync(join(recordDir, 'out', 'kept'), 'utf8')).toBe('kept');
+    expect(records.isSealed(recordDir)).toBe(true);
+  });
+
+  it('counts the directories an entry path makes against the 10,000, and clears special mode bits', async () => {
+    const dir = makeTempDir('agentd-unit-records-');
+    const records = new SealedRecords(join(dir, 'records'));
+    // No directory entries: 400 files each 30 directories deep, each chain its own (12,000 directories).
+    const deep = Array.from({ length: 400 }, (_, i) =>
+      entry(`./d${i}/${Array.from({ length: 29 }, () => 'x').join('/')}/f`, ''),
+    );
+    const setuid = entry('./setuid', 'x');
+    setuid.write('0004755\0', 100);
+    let sum = 0;
+    setuid.write('        ', 148);
+    for (const byte of setuid.subarray(0, 512)) sum += byte;
+    setuid.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+    const { dir: recordDir, output } = await seal(records, archive(dir, setuid, ...deep), 64 * 1024 * 1024);
+    expect(output.truncated).toBe(true);
+    let made = 0;
+    const walk = (path: string): void => {
+      for (const name of readdirSync(path)) {
+        made++;
+        if (lstatSync(join(path, name)).isDirectory()) walk(join(path, name));
+      }
+    };
+    walk(join(recordDir, 'out'));
+    expect(made).toBeLessThanOrEqual(10_000);
+    expect(made).toBeGreaterThan(9_000);
+    expect((lstatSync(join(recordDir, 'out', 'setuid')).mode & 0o7777).toString(8)).toBe('444');
   });
 
   it('keeps at most 10,000 files and directories', async () => {
@@ -163,7 +248,7 @@ describe('sealed records', () => {
     const records = new SealedRecords(join(dir, 'records'));
     const ids = ['00000000000000a1', '00000000000000a2', '00000000000000a3'];
     for (const [i, id] of ids.entries()) {
-      const file = archive(dir, entry('./data', Buffer.alloc(10_000, 0x61)));
+      const file = archive(dir, entry('./data', Buffer.alloc(100_000, 0x61)));
       await records.seal({
         agent: 'demo',
         sessionId: id,
@@ -180,8 +265,8 @@ describe('sealed records', () => {
     records.scan();
     // By age: older than 2.5 days goes (the first).
     expect(records.prune(2.5 * 86_400_000, 1 << 30, now).map((e) => e.sessionId)).toEqual([ids[0]]);
-    // By size: room for one more.
-    expect(records.prune(10 * 86_400_000, 15_000, now).map((e) => e.sessionId)).toEqual([ids[1]]);
+    // By size: room for one more (100 kB of data, and a block each for out/ and session.json).
+    expect(records.prune(10 * 86_400_000, 150_000, now).map((e) => e.sessionId)).toEqual([ids[1]]);
     expect(readdirSync(join(dir, 'records', 'demo')).sort()).toEqual([ids[2], '00000000000000b1']);
   });
 
