@@ -599,6 +599,24 @@ describe('results out: the output directory and the sealed record', () => {
     expect(readFileSync(join(record.recordDir as string, 'out', 'result.txt'), 'utf8')).toBe('kept\n');
   });
 
+  it('seals the record of a session whose archive is cut at its bound, with what came before the cut', async () => {
+    // A sparse file takes nothing of the tmpfs but archives as 8 MiB of zeros: the archive is cut
+    // inside it, past the 1.25 MiB bound of a 1m output.
+    const script = 'truncate -s 8m "$AGENTD_OUTPUT_DIR/sparse"';
+    const d = await startDaemon({ agents: [agent('sparse', script, { resources: { output: '1m' } })] });
+    const result = await d.cli(['trigger', 'sparse', '--json']);
+    const reply = JSON.parse(result.stdout) as { sessionId: string; outcome: string };
+    expect(reply.outcome, result.stdout + result.stderr).toBe('succeeded');
+    const record = d.records().find((r) => r.id === reply.sessionId) as unknown as SessionJson;
+    expect(record.output).toMatchObject({ truncated: true });
+    const dir = record.recordDir as string;
+    expect((lstatSync(dir).mode & 0o777).toString(8)).toBe('555');
+    expect(readdirSync(dir).sort()).toEqual(['out', 'session.json', 'session.log']);
+    expect(d.logs().filter((l) => l.event === 'session.record_unwritten')).toEqual([]);
+    const shown = await d.cli(['show', reply.sessionId]);
+    expect(shown.stdout).toContain('cut at its bound');
+  });
+
   it('seals the record of a session whose daemon died, with the output its container left', async () => {
     gate.hold();
     const d = await startDaemon({ agents: [agent('orphan', `${WRITE_OUTPUT}\n${waitAtGate()}\nexit 0`)] });
