@@ -47,6 +47,30 @@ export function isReservedEnvName(name: string): boolean {
   return RESERVED_ENV.has(name) || name.startsWith('AGENTD_') || name.startsWith('GIT_CONFIG');
 }
 
+/**
+ * What the dynamic loader and the C library read from the environment (glibc's list for setuid
+ * programs): set for a session, it would reach the root setup step too, which could then load a
+ * library from a cache an earlier session filled.
+ */
+const LOADER_ENV = new Set([
+  'GCONV_PATH',
+  'GETCONF_DIR',
+  'GLIBC_TUNABLES',
+  'HOSTALIASES',
+  'LOCALDOMAIN',
+  'LOCPATH',
+  'MALLOC_TRACE',
+  'NIS_PATH',
+  'NLSPATH',
+  'RESOLV_HOST_CONF',
+  'RES_OPTIONS',
+  'TZDIR',
+]);
+
+function isLoaderEnvName(name: string): boolean {
+  return name.startsWith('LD_') || LOADER_ENV.has(name);
+}
+
 /** Short human rendering of a YAML value for messages. */
 export function describe(value: unknown): string {
   if (value === undefined) return 'missing';
@@ -115,6 +139,12 @@ export function envNameProblem(name: string): string | undefined {
     return (
       `${describe(name)} is reserved: agentd sets HOME, PATH, USER, LOGNAME, SHELL, PWD and names starting ` +
       'with AGENTD_ or GIT_CONFIG itself; pick another name'
+    );
+  }
+  if (isLoaderEnvName(name)) {
+    return (
+      `${describe(name)} is read by the dynamic loader, also in the root setup step that starts every ` +
+      `session: set it in the command instead, e.g. command: ["env", "${name}=...", "my-agent"]`
     );
   }
   return undefined;
@@ -196,7 +226,7 @@ export function parseSourceSyntax(raw: string): SourceSyntax | { problem: string
  * neither validate's output nor, as the name of an unset variable, a session's error.
  */
 function looksLikeValue(raw: string): boolean {
-  return raw.length >= 16 && !/^[A-Z][A-Z0-9_]*$/.test(raw);
+  return raw.length >= 16 && !/^[A-Z_][A-Z0-9_]*$/.test(raw);
 }
 
 function source(missing?: string) {

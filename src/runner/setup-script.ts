@@ -35,12 +35,16 @@ import { SECRET_MOUNT_DIR, SYSTEM_PATH } from '../constants.js';
  */
 export const SETUP_SCRIPT = `set -eu
 exec 3>&2 2>&1
-# The step's own tools come from the system's directories first: a cache or mount on the image's PATH
+# The step's own tools come from the system's directories only: a cache or mount on the image's PATH
 # (/opt/conda/bin) holds what an earlier session left there, which must not run as root here, nor see
 # the repo token. The command gets the image's PATH as it was.
 image_path="\${PATH:-${SYSTEM_PATH}}"
-PATH="${SYSTEM_PATH}:$image_path"
+PATH="${SYSTEM_PATH}"
 export PATH
+# Never in a directory the agent can write: with an empty element in the image's LD_LIBRARY_PATH (a
+# Dockerfile's "ENV LD_LIBRARY_PATH=/x/lib:$LD_LIBRARY_PATH"), what root runs would load libraries
+# from there. The command starts in the clone (see below), the step stays here.
+cd /
 m="$AGENTD_SETUP_MARKER"
 say() { printf '%s %s\\n' "$m" "$1"; }
 say started
@@ -92,15 +96,10 @@ ended() {
 mkdir -p "$home"
 # On a host that does not see the daemon's files the archive stays in the container, root-only.
 if [ -n "$copy_dir" ] && [ ! -d "$copy_dir" ]; then mkdir -p -m 0700 "$copy_dir"; fi
+skel=""
 if ! id -u "$user" >/dev/null 2>&1; then
   useradd --no-create-home --home-dir "$home" --shell /bin/sh --user-group "$user" >/dev/null
-  if [ -d /etc/skel ]; then
-    cp -R /etc/skel/. "$home/" 2>/dev/null || :
-    # Not chown -R of the home: that would walk into the caches mounted below it.
-    for f in /etc/skel/* /etc/skel/.[!.]* /etc/skel/..?*; do
-      [ -e "$f" ] && chown -R "$user:" "$home/\${f##*/}" 2>/dev/null || :
-    done
-  fi
+  skel=1
 fi
 chown "$user:" "$home"
 if [ -d ${OUTPUT_TARGET} ]; then chown "$user:" ${OUTPUT_TARGET}; fi
@@ -121,10 +120,16 @@ else
   drop="setpriv --reuid=$user --regid=$user --init-groups"
 fi
 as_user() { $drop "$@" 3>&-; }
+# /etc/skel is copied as the agent's user: a cache below the home may hold a link (or a fifo) where a
+# file of /etc/skel goes, which root would write through (or hang on).
+if [ -n "$skel" ] && [ -d /etc/skel ]; then as_user cp -R /etc/skel/. "$home/" 2>/dev/null || :; fi
 # git for the clone, as the agent's user: without the user's own git config (a cache or a writable mount
 # may keep ~/.gitconfig or ~/.config/git from an earlier session, whose hooks and commands would run
 # here with the repo token in their environment), without hooks, and without the marker.
-as_git() { as_user env -u AGENTD_SETUP_MARKER GIT_CONFIG_GLOBAL=/dev/null git -c core.hooksPath=/dev/null "$@"; }
+as_git() {
+  as_user env -u AGENTD_SETUP_MARKER GIT_CONFIG_GLOBAL=/dev/null \\
+    git -c core.hooksPath=/dev/null -c core.attributesFile=/dev/null "$@"
+}
 # The credentials (and the repo token) arrive as one root-only bundle (credential-bundle.ts): a header
 # line "agentd1 NAME SIZE ...", then the values' bytes; past Podman's size limit in chunks bundle.N.
 creds=""
@@ -154,7 +159,6 @@ value() {
   fi
 }
 say "phase cloning"
-cd "$home"
 rm -rf "$home/repo"
 if [ -n "$tok_at" ]; then
   tok=$(value "$tok_at" "$tok_size"; printf x)
@@ -171,7 +175,7 @@ if [ -n "$tok_at" ]; then
 else
   as_git clone --quiet -- "$AGENTD_REPO_URL" "$home/repo" || ended $?
 fi
-say "commit $(cd "$home/repo" && as_git rev-parse HEAD 2>/dev/null || :)"
+say "commit $(as_git -C "$home/repo" rev-parse HEAD 2>/dev/null || :)"
 for c in $creds; do
   n=\${c%%:*}
   c=\${c#*:}
@@ -182,11 +186,11 @@ unset v n c creds tok_at tok_size AGENTD_WORK_UNIT
 if [ -n "\${AGENTD_SETUP_WORK_UNIT+x}" ]; then export AGENTD_WORK_UNIT="$AGENTD_SETUP_WORK_UNIT"; fi
 unset AGENTD_SETUP_WORK_UNIT AGENTD_SETUP_MARKER AGENTD_SETUP_TOKEN_ORIGIN AGENTD_SETUP_CAPS
 unset AGENTD_SETUP_CACHES AGENTD_SETUP_COPY AGENTD_SETUP_COPY_MAX AGENTD_SETUP_GRACE
-cd "$home/repo"
 c="$1"
 resolved=""
 case "$c" in
-  */*) resolved="$c" ;;
+  /*) resolved="$c" ;;
+  */*) resolved="$home/repo/$c" ;;
   *)
     IFS=:
     for d in $image_path; do
@@ -222,7 +226,8 @@ for s in TERM INT HUP QUIT USR1 USR2 ALRM WINCH; do trap "forward $s" "$s"; done
 say "phase running"
 set +e
 ran=1
-$reset $drop env PATH="$image_path" "$@" 2>&3 3>&- &
+# In the clone: cd by the agent's own sh, after the drop.
+$reset $drop sh -c 'cd "$0" && exec "$@"' "$home/repo" env PATH="$image_path" "$@" 2>&3 3>&- &
 pid=$!
 exec 3>&-
 # After a stop (SIGTERM) the command has the grace period, then this watchdog kills it: its output is

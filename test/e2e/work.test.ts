@@ -315,7 +315,8 @@ describe('mounts, context and caches', () => {
     const image = `localhost/agentd-test-path:${tag}`;
     const imagePath = '/opt/tools/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
     const base = `pathimg-${tag}`;
-    await execa('podman', ['create', '--name', base, TEST_IMAGE, 'true']);
+    // Without gosu: the step falls back to setpriv, and must not take a gosu the cache holds instead.
+    await execa('podman', ['run', '--name', base, TEST_IMAGE, 'rm', '-f', '/usr/sbin/gosu']);
     try {
       await execa('podman', ['commit', '--quiet', '--change', `ENV PATH=${imagePath}`, base, image]);
     } finally {
@@ -323,14 +324,18 @@ describe('mounts, context and caches', () => {
     }
     try {
       const script = [
-        // Builtins only until the check: the agent's own PATH finds what it planted.
-        'if [ -f /opt/tools/evidence ]; then while read -r l; do echo "planted ran: $l"; done < /opt/tools/evidence; else echo "nothing planted ran"; fi',
         'echo "path=$PATH"',
         'mkdir -p /opt/tools/bin',
         'for t in head tail cat id env git cp stat; do',
-        `  printf '#!/bin/sh\\necho "%s as $(/usr/bin/id -u)" >> /opt/tools/evidence\\nexec /usr/bin/%s "$@"\\n' "$t" "$t" > /opt/tools/bin/$t`,
+        // Root without capabilities cannot write into the agent's cache: the evidence goes to the output.
+        `  printf '#!/bin/sh\\necho "planted %s ran as $(/usr/bin/id -u)" >&2\\nexec /usr/bin/%s "$@"\\n' "$t" "$t" > /opt/tools/bin/$t`,
         '  chmod +x /opt/tools/bin/$t',
         'done',
+        // A gosu that works (so a session that ran it would go on) and says it ran.
+        `printf '#!/bin/sh\\necho "planted gosu ran as $(/usr/bin/id -u)" >&2\\nu=$1; shift\\nexec /usr/bin/setpriv --reuid=$u --regid=$u --init-groups "$@"\\n' > /opt/tools/bin/gosu`,
+        'chmod +x /opt/tools/bin/gosu',
+        // What the agent runs itself finds them (the check below can fail).
+        'head -c 0 /dev/null',
       ].join('\n');
       const daemon = await startDaemon(
         {
@@ -346,12 +351,13 @@ describe('mounts, context and caches', () => {
       );
       const one = await daemon.cli(['trigger', 'pather']);
       expect(one.code, one.stdout + one.stderr).toBe(0);
-      expect(one.stdout).toContain('nothing planted ran');
       // The command gets the image's PATH as it is.
       expect(one.stdout).toContain(`path=${imagePath}`);
       const two = await daemon.cli(['trigger', 'pather']);
       expect(two.code, two.stdout + two.stderr).toBe(0);
-      expect(two.stdout).toContain('nothing planted ran');
+      // Nothing planted ran as root (the clone and the command run as the agent's user, uid 1000).
+      expect(two.stdout + two.stderr).toMatch(/planted head ran as [1-9]/);
+      expect(two.stdout + two.stderr).not.toMatch(/planted \w+ ran as 0/);
     } finally {
       await execa('podman', ['rmi', '-f', image], { reject: false });
     }

@@ -451,6 +451,20 @@ describe('parseConfig: rejected files', () => {
       'agents[0].repo_token',
       'is not a credential source',
     );
+    // An upper-case name, even one starting with _, is a name.
+    expect(
+      parse(`agents:\n${agent('    credentials:\n      - { name: A, source: _INTERNAL_API_TOKEN }\n')}`)
+        .agents[0]?.credentials[0]?.source,
+    ).toMatchObject({ kind: 'env', name: '_INTERNAL_API_TOKEN' });
+    // What the dynamic loader reads would reach the root setup step.
+    for (const name of ['LD_PRELOAD', 'LD_LIBRARY_PATH', 'GCONV_PATH']) {
+      expectProblem(
+        `agents:\n${agent(`    env:\n      ${name}: /opt/cache/lib\n`)}`,
+        `agents[0].env.${name}`,
+        'read by the dynamic loader',
+        `command: ["env", "${name}=...", "my-agent"]`,
+      );
+    }
     // A token pasted in place of a source is refused without being repeated.
     for (const token of ['ghp_0123456789abcdefghij0123456789ABCD', 'sk-proj-abc.def-0123456789xyz']) {
       const { error } = expectProblem(cred(token), path, 'looks like a credential value, not a source');
