@@ -281,7 +281,10 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
   }
   if (size === 0)
     return { ...summary, missing: 'the output archive is empty: the output directory could not be archived' };
-  if (head.length < TAR_HEADER_BYTES || !head.subarray(257, 262).equals(USTAR)) {
+  // tar itself would unpack a compressed archive (with no bound on what it inflates to), whatever
+  // bytes 257 on say: only plain tar.
+  const compressed = COMPRESSED_MAGIC.some((magic) => head.subarray(0, magic.length).equals(magic));
+  if (head.length < TAR_HEADER_BYTES || compressed || !head.subarray(257, 262).equals(USTAR)) {
     return { ...summary, missing: 'the output archive is not a tar archive' };
   }
   // The setup step stops at limit + 1 bytes: an archive that long was cut.
@@ -334,25 +337,47 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
         return true;
       },
     });
-    // Settled once every file tar began is written: after an error too ('end' waits for them).
+    // Settled once every file tar began is written: after an error too ('end' waits for them); an
+    // aborted parse ends nothing, so it settles at once.
     unpacker.on('error', (error: unknown) => {
       failed ??= error;
     });
     unpacker.on('end', () => resolve(failed));
     unpacker.on('close', () => resolve(failed));
+    unpacker.on('abort', (error: unknown) => {
+      failed ??= error;
+      resolve(failed);
+    });
+    // By hand rather than pipe: a write or end that throws (tar's own errors) ends the unpacking, not
+    // the daemon.
+    const fail = (error: unknown) => {
+      failed ??= error;
+      resolve(failed);
+    };
     let input: ReturnType<typeof createReadStream>;
     try {
       input = createReadStream(archive, { fd: openSync(archive, constants.O_RDONLY | constants.O_NOFOLLOW) });
     } catch (error) {
-      failed ??= error;
-      unpacker.end();
+      fail(error);
       return;
     }
-    input.on('error', (error) => {
-      failed ??= error;
-      unpacker.end();
+    input.on('data', (chunk) => {
+      try {
+        if (!unpacker.write(chunk as Buffer)) input.pause();
+      } catch (error) {
+        input.destroy();
+        fail(error);
+      }
     });
-    input.pipe(unpacker);
+    unpacker.on('drain', () => input.resume());
+    input.on('error', fail);
+    input.on('end', () => {
+      try {
+        unpacker.end();
+      } catch (error) {
+        fail(error);
+      }
+    });
   });
   summary.bytes = total;
   if (failure !== undefined && !summary.truncated) {
@@ -371,6 +396,8 @@ const MAX_OUTPUT_PATH = 1024;
 const TAR_HEADER_BYTES = 512;
 /** A tar header's magic at byte 257 (POSIX `ustar\0`, GNU `ustar `). */
 const USTAR = Buffer.from('ustar');
+/** gzip and zstd, which tar recognises by their first bytes. */
+const COMPRESSED_MAGIC = [Buffer.from([0x1f, 0x8b]), Buffer.from([0x28, 0xb5, 0x2f, 0xfd])];
 
 /** The first bytes of a file, never through a link. */
 function readHead(path: string, bytes: number): Buffer {

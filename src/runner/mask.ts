@@ -51,10 +51,11 @@ export function createMasker(values: readonly MaskedValue[]): Masker {
   const ordered = [...needles]
     .filter((n) => n.length >= MIN_MASKED_LENGTH)
     .sort((a, b) => b.length - a.length);
-  // Form encoding's `+` for a space only matters for a value with a space.
-  const spaced = ordered.some((needle) => needle.includes(' '));
-  const find = (text: string, view?: LineView): Span[] => {
-    const spans: Span[] = [];
+  // Form encoding's `+` for a space: what a form with a space looks like with each space a `+` (with
+  // percent escapes too, a block has one anyway). Only these send a block with a `+` line by line.
+  const plused = ordered.filter((n) => n.includes(' ')).map((n) => Buffer.from(n.replaceAll(' ', '+')));
+  // Spans are pushed one by one: a 64 KiB line may hold a hundred thousand (no spread of that many).
+  const find = (text: string, spans: Span[], view?: LineView): void => {
     for (const needle of ordered) {
       // Every occurrence, overlapping ones too (a value of `aaaa` in `aaaaaa`).
       for (let at = text.indexOf(needle); at !== -1; at = text.indexOf(needle, at + 1)) {
@@ -62,17 +63,17 @@ export function createMasker(values: readonly MaskedValue[]): Masker {
         spans.push(view ? view.source(at, end) : [at, end]);
       }
     }
-    return spans;
   };
   const mask = (line: string) => {
-    const spans = find(line);
-    spans.push(...wrapped.spans(line));
+    const spans: Span[] = [];
+    find(line, spans);
+    for (const span of wrapped.spans(line)) spans.push(span);
     const views = [
       withoutEscapes(line),
       hasPercentEscape(line) ? percentDecoded(line, false) : undefined,
-      spaced && line.includes('+') ? percentDecoded(line, true) : undefined,
+      plused.length > 0 && line.includes('+') ? percentDecoded(line, true) : undefined,
     ];
-    for (const view of views) if (view) spans.push(...find(view.text, view));
+    for (const view of views) if (view) find(view.text, spans, view);
     return spans.length > 0 ? maskSpans(line, spans) : line;
   };
   if (ordered.length === 0)
@@ -82,7 +83,7 @@ export function createMasker(values: readonly MaskedValue[]): Masker {
     needsLines: (bytes: Buffer) =>
       bytes.includes(0x1b) ||
       hasPercentEscape(bytes) ||
-      (spaced && bytes.includes(0x2b)) ||
+      plused.some((form) => bytes.includes(form)) ||
       wrapped.hinted(bytes),
   });
 }

@@ -182,6 +182,24 @@ describe('sealed records', () => {
       expect(records.isSealed(recordDir), name).toBe(true);
       expect(readdirSync(recordDir).sort(), name).toEqual(['out', 'session.json', 'session.log']);
     }
+    // Compressed: tar would inflate it, and a gzip comment can put `ustar` at byte 257.
+    const gzipped = Buffer.alloc(1024, 0xff);
+    gzipped.set([0x1f, 0x8b, 8, 0x10]);
+    gzipped.write('ustar', 257);
+    const zstd = Buffer.alloc(1024);
+    zstd.writeUInt32LE(0xfd2fb528, 0);
+    zstd.write('ustar', 257);
+    for (const [name, bytes] of [
+      ['gzip-comment', gzipped],
+      ['zstd', zstd],
+    ] as const) {
+      const records = new SealedRecords(join(dir, name));
+      const file = join(dir, `${name}.tar`);
+      writeFileSync(file, bytes);
+      const { dir: recordDir, output } = await seal(records, file);
+      expect(output.missing, name).toMatch(/not a tar archive/);
+      expect(records.isSealed(recordDir), name).toBe(true);
+    }
     // Not cut (shorter than its bound), yet it ends inside an entry: damaged, what came before kept.
     const records = new SealedRecords(join(dir, 'damaged'));
     const file = join(dir, 'damaged.tar');

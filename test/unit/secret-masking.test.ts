@@ -252,6 +252,17 @@ describe('masking what agents really print', () => {
     );
   });
 
+  it('masks a 64 KiB line of a hundred thousand overlapping matches, in a view too, without throwing', () => {
+    for (const [values, line] of [
+      [['aaaa', 'aaaaa', 'aaaaaa'], `\x1b[m${'a'.repeat(65530)}`],
+      [['aaaa\naaaaa\naaaaaa'], `%41${'a'.repeat(65530)}`],
+      [['a a a a'], 'a+'.repeat(32768)],
+    ] as const) {
+      const masked = createMasker(values)(line);
+      expect(masked).not.toContain('aaaa');
+    }
+  });
+
   it('leaves short values and ordinary text alone', () => {
     const mask = createMasker(['abc', '', 'x\ny', 'long-enough-value']);
     expect(mask('abc x y ok')).toBe('abc x y ok');
