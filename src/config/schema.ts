@@ -67,6 +67,19 @@ const LOADER_ENV = new Set([
   'TZDIR',
 ]);
 
+/**
+ * The root setup step's own shell variables (src/runner/setup-script.ts; a unit test keeps the two in
+ * step): a credential exported there, or a variable set for the session, of one of these names would
+ * change what the step does as root (`drop` is how it starts the command).
+ */
+export const SETUP_STEP_VARIABLES: ReadonlySet<string> = new Set(
+  (
+    'IFS as_git as_user at c caps copy_dir copy_max copy_out creds d drop ended f final forward got grace ' +
+    'head home i image_path k left m n o oom oom_kills p pending pid ran reset resolved s say secrets skel ' +
+    'status tag tok tok_at tok_size uid user v value w watchdog'
+  ).split(' '),
+);
+
 function isLoaderEnvName(name: string): boolean {
   return name.startsWith('LD_') || LOADER_ENV.has(name);
 }
@@ -140,6 +153,9 @@ export function envNameProblem(name: string): string | undefined {
       `${describe(name)} is reserved: agentd sets HOME, PATH, USER, LOGNAME, SHELL, PWD and names starting ` +
       'with AGENTD_ or GIT_CONFIG itself; pick another name'
     );
+  }
+  if (SETUP_STEP_VARIABLES.has(name)) {
+    return `${describe(name)} is a variable of the setup step that starts every session; pick another name`;
   }
   if (isLoaderEnvName(name)) {
     return (
