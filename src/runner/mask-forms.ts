@@ -4,6 +4,8 @@ export const MIN_MASKED_LENGTH = 4;
 export const MIN_DERIVED_LENGTH = 8;
 /** Shortest part of a structured value (a JSON string, a `key = value` value) masked on its own. */
 const MIN_PART_LENGTH = 16;
+/** Most parts of one structured value masked on their own. */
+const MAX_PARTS = 32;
 
 /** A credential value as the agent received it: its bytes, or text (encoded as UTF-8). */
 export type MaskedValue = string | Uint8Array;
@@ -51,7 +53,7 @@ export function partsOf(value: MaskedValue): string[] {
           for (const item of Object.values(node)) walk(item);
       };
       walk(JSON.parse(trimmed));
-      return [...parts];
+      return longestParts(parts);
     } catch {
       // Not JSON: read it as lines.
     }
@@ -69,7 +71,15 @@ export function partsOf(value: MaskedValue): string[] {
           .replace(/^(["'])(.*)\1$/, '$2'),
       );
   }
-  return [...parts];
+  return longestParts(parts);
+}
+
+/**
+ * At most MAX_PARTS parts of one value, the longest: each part adds a dozen forms that every output
+ * line is searched for (a 200-line .env would make the line path ten times slower).
+ */
+function longestParts(parts: Set<string>): string[] {
+  return [...parts].sort((a, b) => b.length - a.length).slice(0, MAX_PARTS);
 }
 
 /** The texts that stand for one value in output. */
