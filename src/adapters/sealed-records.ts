@@ -380,9 +380,17 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
     });
   });
   summary.bytes = total;
-  if (failure !== undefined && !summary.truncated) {
-    const code = (failure as { code?: string }).code ?? 'unknown error';
-    summary.damaged = `the output archive ends early or is damaged (${code}); what came before is kept`;
+  if (!summary.truncated) {
+    // tar may read past an archive cut between (or inside) headers without a word: its end says so.
+    const problem =
+      failure !== undefined
+        ? ((failure as { code?: string }).code ?? 'unknown error')
+        : endsAsTar(archive, size)
+          ? undefined
+          : 'no end of archive';
+    if (problem !== undefined) {
+      summary.damaged = `the output archive ends early or is damaged (${problem}); what came before is kept`;
+    }
   }
   return summary;
 }
@@ -400,13 +408,23 @@ const USTAR = Buffer.from('ustar');
 const COMPRESSED_MAGIC = [Buffer.from([0x1f, 0x8b]), Buffer.from([0x28, 0xb5, 0x2f, 0xfd])];
 
 /** The first bytes of a file, never through a link. */
-function readHead(path: string, bytes: number): Buffer {
+function readHead(path: string, bytes: number, at = 0): Buffer {
   const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
   try {
     const buffer = Buffer.alloc(bytes);
-    return buffer.subarray(0, readSync(fd, buffer, 0, bytes, 0));
+    return buffer.subarray(0, readSync(fd, buffer, 0, bytes, at));
   } finally {
     closeSync(fd);
+  }
+}
+
+/** Whether a tar archive ends as tar ends one: two zero blocks (tar then pads to its record size). */
+function endsAsTar(path: string, size: number): boolean {
+  if (size < 2 * TAR_HEADER_BYTES) return false;
+  try {
+    return readHead(path, 2 * TAR_HEADER_BYTES, size - 2 * TAR_HEADER_BYTES).every((byte) => byte === 0);
+  } catch {
+    return false;
   }
 }
 

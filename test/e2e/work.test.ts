@@ -493,7 +493,14 @@ interface SessionJson {
   outcome?: string;
   exitCode?: number;
   timings?: Record<string, number>;
-  output?: { files: number; bytes: number; truncated: boolean; skipped: number; missing?: string };
+  output?: {
+    files: number;
+    bytes: number;
+    truncated: boolean;
+    skipped: number;
+    missing?: string;
+    damaged?: string;
+  };
   startedAt?: string;
   finishedAt?: string;
   recordDir?: string;
@@ -579,6 +586,9 @@ describe('results out: the output directory and the sealed record', () => {
         outcome,
         output: { files: 2, truncated: false, skipped: 1 },
       });
+      // A whole archive, as tar makes it: nothing missing or damaged.
+      expect(json.output?.missing).toBeUndefined();
+      expect(json.output?.damaged).toBeUndefined();
       expect(json.startedAt).toBeDefined();
       expect(json.finishedAt).toBeDefined();
       expect(Object.keys(json.timings ?? {})).toEqual(

@@ -214,6 +214,21 @@ describe('sealed records', () => {
     });
     expect(readFileSync(join(recordDir, 'out', 'kept'), 'utf8')).toBe('kept');
     expect(records.isSealed(recordDir)).toBe(true);
+    // Cut between entries, or inside a header: tar reads what is there without a word; no end says it.
+    const two = Buffer.concat([entry('./kept', 'kept'), entry('./next', 'next')]);
+    for (const [name, bytes] of [
+      ['between', two.subarray(0, 1024)],
+      ['in-header', two.subarray(0, 1024 + 300)],
+    ] as const) {
+      const cut = new SealedRecords(join(dir, name));
+      const path = join(dir, `${name}.tar`);
+      writeFileSync(path, bytes);
+      const sealed = await seal(cut, path);
+      expect(sealed.output, name).toMatchObject({
+        files: 1,
+        damaged: expect.stringContaining('no end of archive'),
+      });
+    }
   });
 
   it('counts the directories an entry path makes against the 10,000, and clears special mode bits', async () => {
