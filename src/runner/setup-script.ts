@@ -10,7 +10,9 @@ import { SECRET_MOUNT_DIR, SYSTEM_PATH } from '../constants.js';
  *
  * It runs with the capabilities in SETUP_CAPABILITIES only (see container-policy.ts): no write to a
  * file it does not own beyond what root owns, which is why the agent's home is filled from /etc/skel
- * by hand rather than by `useradd --create-home` (which needs DAC_OVERRIDE and FOWNER).
+ * by hand (as the agent's user) rather than by `useradd --create-home` (which needs DAC_OVERRIDE and
+ * FOWNER). What runs as root here comes from the system's directories only and runs in `/`, never in
+ * a directory the agent can write: the command is started in the clone by the agent's own sh.
  *
  * The command runs as a child of this step, not in its place: when it ends, the step reads the
  * container's OOM-kill count (Podman 4.3 on cgroup v1 reports none) and prints
@@ -28,7 +30,8 @@ import { SECRET_MOUNT_DIR, SYSTEM_PATH } from '../constants.js';
  * cloned. When the command has ended (also after a stop: on the first stop signal it gives the command
  * AGENTD_SETUP_GRACE seconds, then kills it, which leaves time before Podman's own SIGKILL), it archives
  * /agentd/out as the agent's user into the root-only copy directory, at most AGENTD_SETUP_COPY_MAX
- * bytes (a larger archive arrives cut short, and agentd says so).
+ * bytes (a larger archive arrives cut short, and agentd says so), once every process the command left
+ * running is gone.
  *
  * Exit codes: 127 when the command does not exist, 126 when it cannot be executed; otherwise the
  * command's own exit code (128 + N when a signal N ended it).
