@@ -275,7 +275,7 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
     const stat = lstatSync(archive);
     if (!stat.isFile()) return { ...summary, missing: 'the output archive is not a regular file' };
     size = stat.size;
-    head = readHead(archive, TAR_HEADER_BYTES);
+    head = readBytes(archive, TAR_HEADER_BYTES);
   } catch {
     return { ...summary, missing: 'the command did not run to its end, or its output could not be archived' };
   }
@@ -407,8 +407,8 @@ const USTAR = Buffer.from('ustar');
 /** gzip and zstd, which tar recognises by their first bytes. */
 const COMPRESSED_MAGIC = [Buffer.from([0x1f, 0x8b]), Buffer.from([0x28, 0xb5, 0x2f, 0xfd])];
 
-/** The first bytes of a file, never through a link. */
-function readHead(path: string, bytes: number, at = 0): Buffer {
+/** `bytes` bytes of a file from `at` (fewer at its end), never through a link. */
+function readBytes(path: string, bytes: number, at = 0): Buffer {
   const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
   try {
     const buffer = Buffer.alloc(bytes);
@@ -422,7 +422,7 @@ function readHead(path: string, bytes: number, at = 0): Buffer {
 function endsAsTar(path: string, size: number): boolean {
   if (size < 2 * TAR_HEADER_BYTES) return false;
   try {
-    return readHead(path, 2 * TAR_HEADER_BYTES, size - 2 * TAR_HEADER_BYTES).every((byte) => byte === 0);
+    return readBytes(path, 2 * TAR_HEADER_BYTES, size - 2 * TAR_HEADER_BYTES).every((byte) => byte === 0);
   } catch {
     return false;
   }

@@ -128,11 +128,7 @@ export function formsOf(value: MaskedValue): string[] {
  */
 function base64Cores(value: Buffer): string[] {
   const pieces: string[] = [];
-  for (let offset = 0; offset < 3; offset++) {
-    const encoded = Buffer.concat([Buffer.alloc(offset), value]).toString('base64');
-    const start = Math.ceil((offset * 8) / 6);
-    const end = Math.floor(((offset + value.length) * 8) / 6);
-    if (end <= start) continue;
+  for (const { encoded, start, end } of coreSpans(value)) {
     pieces.push(encoded.slice(start, end));
     for (const width of [76, 64]) {
       if (end <= width) continue;
@@ -144,6 +140,18 @@ function base64Cores(value: Buffer): string[] {
   return pieces;
 }
 
+/** For each of the 3 alignments, the value's base64 after that many other bytes, and where its core is. */
+function coreSpans(value: Buffer): { encoded: string; start: number; end: number }[] {
+  const spans: { encoded: string; start: number; end: number }[] = [];
+  for (let offset = 0; offset < 3; offset++) {
+    const start = Math.ceil((offset * 8) / 6);
+    const end = Math.floor(((offset + value.length) * 8) / 6);
+    if (end > start)
+      spans.push({ encoded: Buffer.concat([Buffer.alloc(offset), value]).toString('base64'), start, end });
+  }
+  return spans;
+}
+
 /**
  * The cores of a value's base64 (see base64Cores), without its wrapped pieces: what a line of wrapped
  * base64 of a longer text may start or end with, wherever the wrap falls.
@@ -153,10 +161,8 @@ export function coresOf(value: MaskedValue): string[] {
   const trimmed = trimTrailingNewlines(bytes);
   const cores = new Set<string>();
   for (const form of trimmed.length === bytes.length ? [bytes] : [bytes, trimmed]) {
-    for (let offset = 0; offset < 3; offset++) {
-      const encoded = Buffer.concat([Buffer.alloc(offset), form]).toString('base64');
-      const core = encoded.slice(Math.ceil((offset * 8) / 6), Math.floor(((offset + form.length) * 8) / 6));
-      if (core.length >= MIN_DERIVED_LENGTH) cores.add(core);
+    for (const { encoded, start, end } of coreSpans(form)) {
+      if (end - start >= MIN_DERIVED_LENGTH) cores.add(encoded.slice(start, end));
     }
   }
   return [...cores];

@@ -17,6 +17,7 @@ import {
 import { join } from 'node:path';
 import { execa, execaSync } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { OutputSummary } from '../../src/adapters/sealed-records.js';
 import { cacheVolumeName } from '../../src/runner/names.js';
 import {
   CLI,
@@ -493,14 +494,7 @@ interface SessionJson {
   outcome?: string;
   exitCode?: number;
   timings?: Record<string, number>;
-  output?: {
-    files: number;
-    bytes: number;
-    truncated: boolean;
-    skipped: number;
-    missing?: string;
-    damaged?: string;
-  };
+  output?: OutputSummary;
   startedAt?: string;
   finishedAt?: string;
   recordDir?: string;
