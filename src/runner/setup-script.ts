@@ -226,23 +226,37 @@ forward() {
   fi
 }
 for s in TERM INT HUP QUIT USR1 USR2 ALRM WINCH; do trap "forward $s" "$s"; done
-say "phase running"
 set +e
+# After a stop (SIGTERM) the command has the grace period, then this watchdog has it killed: its output
+# is archived before Podman's SIGKILL (which comes a few seconds later) ends everything. Its processes
+# are forked before the command, which may use up the pids limit, so a stop needs no fork: the timer
+# becomes sleep by exec, and the watchdog tells this shell (XCPU, which nothing else sends it) to kill.
+if [ -n "$copy_dir" ]; then
+  (
+    stop=""
+    trap 'stop=1' USR1
+    (
+      trap 'exec sleep "$grace"' USR1
+      while :; do sleep 86400 & wait $!; done
+    ) &
+    timer=$!
+    trap 'stop=1; kill -s USR1 "$timer"' USR1
+    if [ -n "$stop" ]; then kill -s USR1 "$timer"; fi
+    while :; do
+      wait "$timer"
+      if ! kill -0 "$timer"; then break; fi
+    done
+    if [ -n "$stop" ]; then kill -s XCPU "$$"; fi
+  ) >/dev/null 2>&1 3>&- &
+  watchdog=$!
+  trap 'got=1; if [ -n "$pid" ]; then kill -s KILL "$pid"; fi' XCPU
+fi
+say "phase running"
 ran=1
 # In the clone: cd by the agent's own sh, after the drop.
 $reset $drop sh -c 'cd "$0" && exec "$@"' "$home/repo" env PATH="$image_path" "$@" 2>&3 3>&- &
 pid=$!
 exec 3>&-
-# After a stop (SIGTERM) the command has the grace period, then this watchdog kills it: its output is
-# archived before Podman's SIGKILL (which comes a few seconds later) ends everything. Started before
-# the command can use up the pids limit: forwarding to it later needs no fork.
-if [ -n "$copy_dir" ]; then
-  (
-    trap 'sleep "$grace"; kill -s KILL "$pid"; exit 0' USR1
-    while :; do sleep 86400 & wait $!; done
-  ) >/dev/null 2>&1 3>&- &
-  watchdog=$!
-fi
 # From here on the step prints only its report: not sh's own notes on the job (e.g. "Killed").
 exec 2>/dev/null
 if [ -n "$pending" ]; then forward "$pending"; fi

@@ -609,6 +609,27 @@ describe('results out: the output directory and the sealed record', () => {
     expect(readFileSync(join(record.recordDir as string, 'out', 'result.txt'), 'utf8')).toBe('kept\n');
   });
 
+  it('archives the output of a stopped command that ignores SIGTERM while its processes hold every pid', async () => {
+    // The stop's grace period must end without a fork: nothing is left to fork with. Before, the
+    // grace timer forked `sleep`, failed, and the command ran on until Podman's SIGKILL took the output.
+    const script = [
+      'echo kept > "$AGENTD_OUTPUT_DIR/result.txt"',
+      'trap "" TERM',
+      "bash -c 'b() { b | b & }; b' >/dev/null 2>&1 &",
+      'exec sleep 600',
+    ].join('\n');
+    const d = await startDaemon({
+      agents: [agent('stubborn-bomber', script, { resources: { pids: 64 }, timeout: '8s' })],
+    });
+    const result = await d.cli(['trigger', 'stubborn-bomber', '--json']);
+    const reply = JSON.parse(result.stdout) as { sessionId: string; outcome: string };
+    expect(reply.outcome, result.stdout + result.stderr).toBe('timed_out');
+    const record = d.records().find((r) => r.id === reply.sessionId) as unknown as SessionJson;
+    expect(record.output).toMatchObject({ files: 1, truncated: false });
+    expect(record.output?.missing).toBeUndefined();
+    expect(readFileSync(join(record.recordDir as string, 'out', 'result.txt'), 'utf8')).toBe('kept\n');
+  });
+
   it('seals the record of a session whose archive is cut at its bound, with what came before the cut', async () => {
     // A sparse file takes nothing of the tmpfs but archives as 8 MiB of zeros: the archive is cut
     // inside it, past the 1.25 MiB bound of a 1m output.
