@@ -51,5 +51,7 @@ export const AGENT_NAME_MAX = 32;
 /**
  * Where root steps inside a session container (the setup step, reading an adopted container's
  * secrets) find their tools: the system's directories, none of which may be a cache or a mount.
+ * /usr/local last: an image may hand it to the agent's user (for global npm or pip installs), and root
+ * runs tools after the command (archiving the output); only what the system lacks (gosu) comes from it.
  */
-export const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+export const SYSTEM_PATH = '/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/sbin:/usr/local/bin';

@@ -114,13 +114,15 @@ for c in \${AGENTD_SETUP_CACHES:-}; do
 done
 export HOME="$home" USER="$user" LOGNAME="$user"
 caps="\${AGENTD_SETUP_CAPS:-}"
+# The drop's tool by its full path, found now: root runs it again after the command (archiving).
 if [ -n "$caps" ]; then
-  command -v setpriv >/dev/null 2>&1 || { echo "agentd: cap_add needs setpriv (util-linux) in the image"; exit 126; }
-  drop="setpriv --reuid=$user --regid=$user --init-groups --inh-caps $caps --ambient-caps $caps"
-elif command -v gosu >/dev/null 2>&1; then
-  drop="gosu $user"
+  t=$(command -v setpriv) || { echo "agentd: cap_add needs setpriv (util-linux) in the image"; exit 126; }
+  drop="$t --reuid=$user --regid=$user --init-groups --inh-caps $caps --ambient-caps $caps"
+elif t=$(command -v gosu); then
+  drop="$t $user"
 else
-  drop="setpriv --reuid=$user --regid=$user --init-groups"
+  t=$(command -v setpriv) || { echo "agentd: the image has neither gosu nor setpriv (util-linux)"; exit 126; }
+  drop="$t --reuid=$user --regid=$user --init-groups"
 fi
 as_user() { $drop "$@" 3>&-; }
 # /etc/skel is copied as the agent's user: a cache below the home may hold a link (or a fifo) where a
