@@ -334,6 +334,14 @@ export class PodmanClient implements PodmanPort {
     return parsed.Server?.Version ?? parsed.Client?.Version ?? 'unknown';
   }
 
+  /** Whether the engine runs rootless (its containers' root is this user, their other uids subordinate). */
+  async rootless(signal?: AbortSignal): Promise<boolean> {
+    const { stdout } = await this.call('podman info', ['info', '--format', '{{.Host.Security.Rootless}}'], {
+      signal,
+    });
+    return stdout.trim() === 'true';
+  }
+
   async imageExists(image: string, signal?: AbortSignal): Promise<boolean> {
     const { exitCode } = await this.call('check image', ['image', 'exists', image], {
       signal,

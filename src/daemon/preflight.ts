@@ -5,7 +5,7 @@ import { resolveCredentials } from '../adapters/credentials.js';
 import { freeBytes, loopDevices, onPath, ownDirProblem } from '../adapters/fs-checks.js';
 import { PodmanClient } from '../adapters/podman.js';
 import { PodmanError } from '../adapters/podman-errors.js';
-import { hostAllowed, transportOf } from '../config/hosts.js';
+import { hostAllowed, seesThisMachine, transportOf } from '../config/hosts.js';
 import type { AgentConfig, CredentialSource, HostConfig, Settings } from '../config/types.js';
 import { AgentdError, errorMessage } from '../errors.js';
 import { packageFile } from '../package-files.js';
@@ -23,7 +23,7 @@ export type { CheckResult, CheckStatus } from './check-result.js';
 /** What the checks ask of one engine. */
 export type PreflightPodman = Pick<
   PodmanClient,
-  'version' | 'probe' | 'imageExists' | 'smokeRun' | 'inspectRemoteImage'
+  'version' | 'probe' | 'imageExists' | 'smokeRun' | 'inspectRemoteImage' | 'rootless'
 >;
 
 export interface PreflightOptions {
@@ -35,6 +35,8 @@ export interface PreflightOptions {
   /** `cheap`: what start can afford (no container, no registry); `full`: everything (doctor). */
   depth: 'cheap' | 'full';
   signal?: AbortSignal;
+  /** The daemon's uid (process.getuid()). */
+  uid?: number;
 }
 
 const MiB = 1024 * 1024;
@@ -169,10 +171,43 @@ export function checkBoundedCaches(
 async function checkEngine(options: PreflightOptions, target: Target): Promise<CheckResult[]> {
   const podman = await checkPodman(options, target);
   const transport = target.host === undefined ? [] : checkTransport(target.host);
+  const users = podman.status === 'fail' ? [] : await checkUsers(options, target);
   const images = podman.status === 'fail' ? [] : await checkImages(options, target);
   const runtime =
     options.depth === 'full' && podman.status !== 'fail' ? [await checkRuntime(options, target, images)] : [];
-  return [podman, ...transport, ...runtime, ...images.map((i) => i.result)];
+  return [podman, ...transport, ...users, ...runtime, ...images.map((i) => i.result)];
+}
+
+/**
+ * A daemon that is not root, on a rootful Podman that sees its files: the containers' users are this
+ * machine's uids, so an agent's user (the first free uid, 1000 and up) may be the daemon's own and own
+ * the work files mounted into its container, and the setup step (root without DAC_OVERRIDE) cannot
+ * write the output archive into the daemon's directory.
+ */
+async function checkUsers({ signal, uid }: PreflightOptions, target: Target): Promise<CheckResult[]> {
+  const self = uid ?? process.getuid?.() ?? 0;
+  if (self === 0 || !seesThisMachine(target.host ?? {})) return [];
+  const check = target.host === undefined ? 'podman user' : `host ${target.host.name}: podman user`;
+  const where = target.host?.url === undefined ? '' : ` at ${target.host.url}`;
+  try {
+    if (await target.podman.rootless(signal)) return [];
+  } catch (error) {
+    return [
+      {
+        check,
+        status: 'warn',
+        message: `could not ask Podman${where} whether it is rootless: ${errorMessage(error)}`,
+      },
+    ];
+  }
+  return [
+    {
+      check,
+      status: 'fail',
+      message: `Podman${where} runs containers as root without a user namespace, and agentd runs as uid ${self}: agents' users (uid 1000 and up) are this machine's uids, so one may be agentd's own and own the session's work files, and sessions' output archives cannot be written`,
+      fix: `Run agentd as root with root's Podman (examples/agentd.service), or as this user with its own rootless Podman (no url, or unix:///run/user/${self}/podman/podman.sock)`,
+    },
+  ];
 }
 
 async function checkPodman({ signal, settings }: PreflightOptions, target: Target): Promise<CheckResult> {

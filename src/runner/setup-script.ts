@@ -99,6 +99,9 @@ ended() {
 mkdir -p "$home"
 # On a host that does not see the daemon's files the archive stays in the container, root-only.
 if [ -n "$copy_dir" ] && [ ! -d "$copy_dir" ]; then mkdir -p -m 0700 "$copy_dir"; fi
+# Where it is mounted from the daemon's work dir, that directory belongs to the daemon's uid, which a
+# non-root daemon on a rootful Podman shares with an agent's user: its parent keeps the agent out.
+if [ -n "$copy_dir" ]; then chmod 0700 "\${copy_dir%/*}"; fi
 skel=""
 if ! id -u "$user" >/dev/null 2>&1; then
   useradd --no-create-home --home-dir "$home" --shell /bin/sh --user-group "$user" >/dev/null

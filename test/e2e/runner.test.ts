@@ -387,6 +387,8 @@ describe('the runner machine against real Podman', () => {
       'echo "b64:$(printf %s "$API_KEY" | base64 -w0)"',
       `echo "url:$(printf %s "$API_KEY" | sed -e 's,/,%2F,g' -e 's,+,%2B,g' -e 's,=,%3D,g' -e 's,&,%26,g')"`,
       'cat /run/secrets/agentd/bundle.0; echo "cat-exit:$?"',
+      // Where root leaves the output archive for agentd (mounted from the daemon's work dir).
+      'ls /run/agentd/out; echo "archive-dir-exit:$?"',
       'echo ready',
       // Blocks until the gate opens (which ends it with an error: the command ends with 0 all the same).
       `git ls-remote ${gateUrl} >/dev/null 2>&1 || :`,
@@ -431,6 +433,9 @@ describe('the runner machine against real Podman', () => {
     // The agent's user cannot read the root-only secret file.
     expect(rest.join('\n')).toMatch(/cat: \/run\/secrets\/agentd\/bundle.0: Permission denied/);
     expect(rest).toContain('cat-exit:1');
+    // Not even reached: its parent is root-only (without that, the directory itself refused the listing).
+    expect(rest.join('\n')).toMatch(/ls: cannot access '\/run\/agentd\/out': Permission denied/);
+    expect(rest).toContain('archive-dir-exit:2');
     expect(leaks(session.lines.join('\n'))).toEqual([]);
     const log = session.log();
     expect(log).toContain(`plain:${MASK}`);
