@@ -12,11 +12,11 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadEntry } from 'tar';
+import { AgentdError } from '../errors.js';
 import { ensurePrivateDir } from './ownership.js';
 import { removeTree } from './session-files.js';
 import {
@@ -85,11 +85,23 @@ export class SealedRecords {
   }
 
   /**
+   * A session's record directory, made if missing, with its agent's: each must be a real directory of
+   * agentd's alone. A link planted at either would make writes, the seal's removal of out/ and
+   * retention act on the link's target, outside the records directory.
+   */
+  private ensureDir(agent: string, sessionId: string): string {
+    ensurePrivateDir(join(this.dir, agent), `records directory of agent ${agent}`);
+    const dir = this.dirOf(agent, sessionId);
+    ensurePrivateDir(dir, `record directory of session ${sessionId}`);
+    return dir;
+  }
+
+  /**
    * Writes session.json of a session that is not sealed yet (atomically), in the thread pool: it changes
    * at every phase of a session, and a rename can wait for the disk. When changes come faster than the
    * disk takes them, only the newest is written. `onError` hears of a write that failed.
    */
-  write(agent: string, sessionId: string, json: object, onError?: (error: StateDirError) => void): void {
+  write(agent: string, sessionId: string, json: object, onError?: (error: AgentdError) => void): void {
     const dir = this.dirOf(agent, sessionId);
     this.newest.set(dir, `${JSON.stringify(json, null, 2)}\n`);
     this.writes.schedule(dir, async () => {
@@ -97,13 +109,13 @@ export class SealedRecords {
       this.newest.delete(dir);
       if (text === undefined || this.sealing.has(dir) || this.isSealed(dir)) return;
       try {
-        await mkdir(dir, { recursive: true, mode: 0o700 });
+        this.ensureDir(agent, sessionId);
         await writeFileAtomicAsync(join(dir, RECORD_FILES.json), text, {
           operation: `write the record of session ${sessionId}`,
         });
       } catch (error) {
         onError?.(
-          error instanceof StateDirError
+          error instanceof AgentdError
             ? error
             : new StateDirError(`create the record of session ${sessionId}`, dir, error),
         );
@@ -156,8 +168,8 @@ export class SealedRecords {
     options: Parameters<SealedRecords['seal']>[0],
   ): Promise<{ dir: string; output: OutputSummary }> {
     const { agent, sessionId } = options;
+    this.ensureDir(agent, sessionId);
     if (this.isSealed(dir)) return { dir, output: readSummary(dir) };
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
     const out = join(dir, RECORD_FILES.output);
     // A seal cut short by a crash starts again from nothing.
     removeTree(out);
@@ -187,13 +199,9 @@ export class SealedRecords {
   find(sessionId: string): { dir: string; sealed: boolean; json: unknown } | undefined {
     if (!SESSION_ID.test(sessionId)) return undefined;
     for (const agent of safeReaddir(this.dir)) {
-      if (!AGENT_NAME.test(agent)) continue;
+      if (!AGENT_NAME.test(agent) || !isRealDir(join(this.dir, agent))) continue;
       const dir = this.dirOf(agent, sessionId);
-      try {
-        if (!lstatSync(dir).isDirectory()) continue;
-      } catch {
-        continue;
-      }
+      if (!isRealDir(dir)) continue;
       let json: unknown;
       try {
         json = JSON.parse(readNoFollow(join(dir, RECORD_FILES.json)).toString('utf8'));
@@ -205,14 +213,25 @@ export class SealedRecords {
     return undefined;
   }
 
+  /** Whether any agent has a record directory for this session id (history may have let it go). */
+  has(sessionId: string): boolean {
+    if (!SESSION_ID.test(sessionId)) return false;
+    return safeReaddir(this.dir).some(
+      (agent) =>
+        AGENT_NAME.test(agent) && isRealDir(join(this.dir, agent)) && isRealDir(this.dirOf(agent, sessionId)),
+    );
+  }
+
   /** Every record directory, read from disk (once at start; `prune` keeps it current). */
   scan(): RecordEntry[] {
     this.index.clear();
     for (const agent of safeReaddir(this.dir)) {
-      if (!AGENT_NAME.test(agent)) continue;
+      // Links are left alone: neither listed nor removed by retention through them.
+      if (!AGENT_NAME.test(agent) || !isRealDir(join(this.dir, agent))) continue;
       for (const sessionId of safeReaddir(join(this.dir, agent))) {
         if (!SESSION_ID.test(sessionId)) continue;
         const dir = this.dirOf(agent, sessionId);
+        if (!isRealDir(dir)) continue;
         let at = 0;
         try {
           at = statSync(join(dir, RECORD_FILES.json)).mtimeMs;
@@ -484,6 +503,15 @@ function readSummary(dir: string): OutputSummary {
     // Fall through.
   }
   return { files: 0, bytes: 0, truncated: false, skipped: 0 };
+}
+
+/** A directory itself, not a link to one. */
+function isRealDir(path: string): boolean {
+  try {
+    return lstatSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 function safeReaddir(dir: string): string[] {

@@ -80,6 +80,11 @@ export class SessionJournal {
     return this.index.get(sessionId) !== undefined;
   }
 
+  /** Whether a session id was ever used: in history, or in a record directory history has let go of. */
+  used(sessionId: string): boolean {
+    return this.has(sessionId) || this.keeper.has(sessionId);
+  }
+
   /**
    * A session's record as last written (or waiting for room in the state dir); for a session history
    * has let go of, the one in its sealed record directory.

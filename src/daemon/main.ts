@@ -341,7 +341,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
       }),
     },
     guards: {
-      sessionIdRecorded: (_, sessionId) => journal.has(sessionId),
+      sessionIdRecorded: (_, sessionId) => journal.used(sessionId),
     },
     actions: {
       recordAccepted: raise((_, { session, requestId }) => {

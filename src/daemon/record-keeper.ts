@@ -45,6 +45,11 @@ export class RecordKeeper {
     return { ...parsed.data, recordDir: found.dir };
   }
 
+  /** Whether a session id has a record directory: an id is used once, even after history let it go. */
+  has(sessionId: string): boolean {
+    return this.records.has(sessionId);
+  }
+
   /** session.json of a session that is not over yet (written in the background: see SealedRecords.write). */
   write(record: SessionRecord): void {
     this.records.write(record.agent, record.id, sessionJson(record), (error) => this.warn(record.id, error));

@@ -792,5 +792,12 @@ describe('show and export', () => {
     );
     expect(piped.stdout.trim()).toBe('8');
     expect((await next.cli(['export', 'ffffffffffffffff', '--output', join(dir, 'x.tgz')])).code).toBe(6);
+    // Its id is still used: a trigger with it is refused, and the sealed record stays the first session's.
+    const reused = await next.cli(['send', JSON.stringify({ type: 'trigger', agent: 'shower', sessionId })]);
+    expect(reused.stdout).toContain('duplicate_session');
+    expect(reused.stdout).toContain('was already used');
+    expect(readdirSync(join(d.files.stateDir, 'sessions')).filter((n) => n.startsWith(sessionId))).toEqual(
+      [],
+    );
   });
 });

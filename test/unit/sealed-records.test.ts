@@ -4,7 +4,16 @@
  * read-only; retention removes by age and total size; an export holds the whole record.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, lstatSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
@@ -301,6 +310,47 @@ describe('sealed records', () => {
     // By size: room for one more (100 kB of data, and a block each for out/ and session.json).
     expect(records.prune(10 * 86_400_000, 150_000, now).map((e) => e.sessionId)).toEqual([ids[1]]);
     expect(readdirSync(join(dir, 'records', 'demo')).sort()).toEqual([ids[2], '00000000000000b1']);
+  });
+
+  it('never writes, seals, lists or removes through a link planted for an agent or a session', async () => {
+    const dir = makeTempDir('agentd-unit-records-');
+    const records = new SealedRecords(join(dir, 'records'));
+    // Elsewhere on the host: a directory shaped like an old sealed record, which retention would remove.
+    const victim = join(dir, 'victim');
+    mkdirSync(join(victim, ID, 'out'), { recursive: true });
+    writeFileSync(join(victim, ID, 'notes.txt'), 'keep me\n');
+    writeFileSync(join(victim, ID, 'session.json'), '{}\n');
+    const old = new Date(Date.now() - 60 * 86_400_000);
+    utimesSync(join(victim, ID, 'session.json'), old, old);
+    execFileSync('chmod', ['-R', 'a-w', join(victim, ID)]);
+    symlinkSync(victim, join(dir, 'records', 'demo'));
+    mkdirSync(join(dir, 'records', 'other'), { mode: 0o700 });
+    symlinkSync(join(victim, ID), join(dir, 'records', 'other', '00000000000000d1'));
+
+    expect(records.scan()).toEqual([]);
+    expect(records.prune(0, 0)).toEqual([]);
+    expect(records.find(ID)).toBeUndefined();
+    expect(records.find('00000000000000d1')).toBeUndefined();
+    const errors: string[] = [];
+    records.write('demo', '00000000000000e1', { id: 'x' }, (e) => errors.push(e.message));
+    records.write('other', '00000000000000d1', { id: 'x' }, (e) => errors.push(e.message));
+    await records.settled();
+    expect(errors).toEqual([
+      expect.stringContaining('is a symbolic link'),
+      expect.stringContaining('is a symbolic link'),
+    ]);
+    await expect(seal(records, undefined)).rejects.toThrow(
+      /records directory of agent demo .* is a symbolic link/,
+    );
+    await expect(
+      records.seal({ agent: 'other', sessionId: '00000000000000d1', archiveLimit: 1024, json: () => ({}) }),
+    ).rejects.toThrow(/record directory of session 00000000000000d1 .* is a symbolic link/);
+    // The victim is as it was.
+    expect(readdirSync(victim)).toEqual([ID]);
+    expect(readdirSync(join(victim, ID)).sort()).toEqual(['notes.txt', 'out', 'session.json']);
+    expect(readFileSync(join(victim, ID, 'notes.txt'), 'utf8')).toBe('keep me\n');
+    expect(readFileSync(join(victim, ID, 'session.json'), 'utf8')).toBe('{}\n');
+    execFileSync('chmod', ['-R', 'u+w', victim]);
   });
 
   it('finds a record by its session id alone', async () => {
