@@ -44,12 +44,14 @@ export async function openHttpApi(options: {
 }
 
 /** Ready: the daemon takes triggers and at least one Podman host answered its last probe. */
-function readiness(port: DaemonPort): { ready: boolean; reason?: string } {
+export function readiness(port: DaemonPort): { ready: boolean; reason?: string } {
   const state = port.state();
   if (state !== 'ready') return { ready: false, reason: `the daemon is ${state}` };
   const hosts = port.hosts();
   if (!hosts.some((h) => h.state === 'up')) {
-    const why = hosts.map((h) => `${h.name}: ${h.problem ?? h.state}`).join('; ');
+    // Names and states only: /readyz answers without a token, and a host's problem names its url,
+    // user and key file (`agentd status` and the log have it).
+    const why = hosts.map((h) => `${h.name}: ${h.state}`).join('; ');
     return { ready: false, reason: `Podman does not answer (${why})` };
   }
   return { ready: true };

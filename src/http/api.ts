@@ -84,7 +84,10 @@ function observe(options: ApiOptions): MiddlewareHandler<Env> {
     options.metrics.httpRequest(c.req.method, route, status);
     const token = c.get('token');
     const auth = c.get('auth');
-    options.log.info(
+    // Without a token (health probes, refusals) at debug: anyone who reaches the port could otherwise
+    // have the daemon write a log line per request. The metric counts them all.
+    const level = token === undefined ? 'debug' : 'info';
+    options.log[level](
       {
         event: 'http.request',
         method: c.req.method,

@@ -1,7 +1,7 @@
 import { chmodSync, readFileSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { createAdaptorServer } from '@hono/node-server';
 import type { Hono } from 'hono';
@@ -13,6 +13,14 @@ import { AgentdError, errorMessage } from '../errors.js';
 
 /** Connections served at once; more are refused, so a flood of clients cannot take every descriptor. */
 const MAX_CONNECTIONS = 256;
+/** Of those, from one address: one client cannot hold them all (a local socket's clients are not counted). */
+const MAX_CONNECTIONS_PER_ADDRESS = 64;
+/**
+ * Requests on one connection, after which it is closed: a client that pipelines requests and reads no
+ * answer would otherwise have the daemon answer (and buffer) them without end, on the event loop every
+ * session shares.
+ */
+const MAX_REQUESTS_PER_CONNECTION = 100;
 /** A client gets this long to send its headers, and the whole request (a log stream's response may last). */
 const HEADERS_TIMEOUT_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -38,12 +46,20 @@ export class HttpServer {
       server = createAdaptorServer({
         fetch: app.fetch,
         ...(settings.tls
-          ? { createServer: createHttpsServer, serverOptions: { ...LIMITS, ...tlsOptions(settings.tls) } }
+          ? {
+              createServer: createHttpsServer,
+              // A TLS client gets the headers' deadline for its handshake too (Node's default is 120 s).
+              serverOptions: { ...LIMITS, handshakeTimeout: HEADERS_TIMEOUT_MS, ...tlsOptions(settings.tls) },
+            }
           : { createServer: createHttpServer, serverOptions: LIMITS }),
       }) as Server;
       server.maxConnections = MAX_CONNECTIONS;
+      server.maxRequestsPerSocket = MAX_REQUESTS_PER_CONNECTION;
+      // Node answers a request past the limit 503 and keeps the connection: end it once its answers are out.
+      server.on('dropRequest', (_request: unknown, socket: Socket) => socket.pause());
       server.headersTimeout = HEADERS_TIMEOUT_MS;
       server.requestTimeout = REQUEST_TIMEOUT_MS;
+      limitPerAddress(server, MAX_CONNECTIONS_PER_ADDRESS);
       if (listen.kind === 'unix') {
         ensurePrivateDir(dirname(listen.path), 'HTTP socket directory');
         await clearStaleSocket(listen.path, 'daemon.http.listen');
@@ -84,6 +100,26 @@ export class HttpServer {
     await closed;
     if (this.socketPath !== undefined) rmSync(this.socketPath, { force: true });
   }
+}
+
+/** Refuses (closes at once) a connection from an address that already has `max` open. */
+function limitPerAddress(server: Server, max: number): void {
+  const open = new Map<string, number>();
+  server.on('connection', (socket: Socket) => {
+    const address = socket.remoteAddress;
+    if (address === undefined) return;
+    const count = (open.get(address) ?? 0) + 1;
+    if (count > max) {
+      socket.destroy();
+      return;
+    }
+    open.set(address, count);
+    socket.once('close', () => {
+      const left = (open.get(address) ?? 1) - 1;
+      if (left > 0) open.set(address, left);
+      else open.delete(address);
+    });
+  });
 }
 
 function bind(server: Server, listen: (done: () => void) => void): Promise<void> {

@@ -1,0 +1,119 @@
+/**
+ * The HTTP API's listening socket (src/http/server.ts) against clients that hold connections or pipeline
+ * requests, and what /readyz tells a caller without a token. No Podman: a small app stands for the API.
+ */
+import { execFileSync } from 'node:child_process';
+import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { Hono } from 'hono';
+import { afterEach, describe, expect, it } from 'vitest';
+import { readiness } from '../../src/daemon/http.js';
+import { HttpServer } from '../../src/http/server.js';
+import type { DaemonPort } from '../../src/protocol/context.js';
+import { cleanupAll, makeTempDir } from '../helpers/resources.js';
+
+const servers: HttpServer[] = [];
+const sockets: Socket[] = [];
+afterEach(async () => {
+  for (const socket of sockets.splice(0)) socket.destroy();
+  for (const server of servers.splice(0)) await server.close();
+  cleanupAll();
+});
+
+async function serve(tls?: { cert: string; key: string }): Promise<{ port: number }> {
+  const app = new Hono();
+  app.get('/x', (c) => c.text('ok'));
+  const server = await HttpServer.listen(
+    {
+      listen: { kind: 'tcp', host: '127.0.0.1', port: 0 },
+      tokens: [],
+      bodyLimitBytes: 1024,
+      ...(tls === undefined ? {} : { tls }),
+    },
+    app,
+  );
+  servers.push(server);
+  return { port: Number(new URL(server.address).port) };
+}
+
+/** A connection that has been accepted (or refused: then it closes without a byte). */
+function open(port: number): Promise<{ socket: Socket; closed: Promise<number> }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    sockets.push(socket);
+    const started = Date.now();
+    const closed = new Promise<number>((done) => socket.once('close', () => done(Date.now() - started)));
+    socket.on('error', () => {});
+    socket.once('connect', () => resolve({ socket, closed }));
+    socket.once('error', reject);
+  });
+}
+
+/** Sends raw bytes on a new connection and collects what comes back until the server closes it. */
+function exchange(port: number, bytes: string): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(bytes));
+    sockets.push(socket);
+    let text = '';
+    socket.on('data', (chunk) => {
+      text += chunk.toString('latin1');
+    });
+    socket.on('error', () => {});
+    socket.once('close', () => resolve(text));
+  });
+}
+
+describe('HTTP server limits', () => {
+  it('refuses a connection past 64 from one address at once, and takes one again when one closes', async () => {
+    const { port } = await serve();
+    const held = await Promise.all(Array.from({ length: 64 }, () => open(port)));
+    const refused = await open(port);
+    // Closed at once, before the 10 s a silent client gets for its headers.
+    expect(await refused.closed).toBeLessThan(5_000);
+    held[0]?.socket.destroy();
+    await held[0]?.closed;
+    const answer = await exchange(port, 'GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
+    expect(answer).toMatch(/^HTTP\/1\.1 200/);
+  });
+
+  it('closes a connection after 100 pipelined requests instead of answering without end', async () => {
+    const { port } = await serve();
+    const request = 'GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n';
+    const answer = await exchange(port, request.repeat(150));
+    const answered = answer.match(/HTTP\/1\.1 200/g)?.length ?? 0;
+    expect(answered).toBe(100);
+  });
+
+  it('gives a TLS client the headers’ 10 s for its handshake, not Node’s 120 s', async () => {
+    const dir = makeTempDir('agentd-unit-http-tls-');
+    const [cert, key] = [join(dir, 'api.crt'), join(dir, 'api.key')];
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1'].concat(
+        ['-subj', '/CN=127.0.0.1', '-keyout', key, '-out', cert],
+      ),
+      { stdio: 'ignore' },
+    );
+    const { port } = await serve({ cert, key });
+    // A client that connects and sends nothing at all.
+    const silent = await open(port);
+    expect(await silent.closed).toBeLessThan(30_000);
+  }, 60_000);
+});
+
+describe('/readyz', () => {
+  it('names each host and its state, never its problem (which shows its url and key file)', () => {
+    const problem =
+      'probe the host failed (exit 125): failed to read identity "/etc/agentd/id_ed25519" [podman --url ssh://agentd@build1.example:22/run/podman/podman.sock]';
+    const port = {
+      state: () => 'ready',
+      hosts: () => [
+        { name: 'build1', state: 'down', problem },
+        { name: 'build2', state: 'draining' },
+      ],
+    } as unknown as DaemonPort;
+    const { ready, reason } = readiness(port);
+    expect(ready).toBe(false);
+    expect(reason).toBe('Podman does not answer (build1: down; build2: draining)');
+  });
+});
