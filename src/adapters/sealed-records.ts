@@ -1,7 +1,6 @@
 import {
   chmodSync,
   closeSync,
-  constants,
   createReadStream,
   lstatSync,
   mkdirSync,
@@ -20,7 +19,9 @@ import { AgentdError } from '../errors.js';
 import { ensurePrivateDir } from './ownership.js';
 import { removeTree } from './session-files.js';
 import {
+  READ_NO_FOLLOW,
   readNoFollow,
+  regularFileStat,
   removeQuietly,
   StateDirError,
   TEMP_JSON_FILE,
@@ -115,9 +116,18 @@ export class SealedRecords {
         });
       } catch (error) {
         onError?.(
-          error instanceof AgentdError
-            ? error
-            : new StateDirError(`create the record of session ${sessionId}`, dir, error),
+          error instanceof StateDirError || !(error instanceof AgentdError)
+            ? error instanceof StateDirError
+              ? error
+              : new StateDirError(`create the record of session ${sessionId}`, dir, error)
+            : new AgentdError(
+                error.code,
+                `cannot write the record of session ${sessionId}: ${error.message}`,
+                {
+                  operation: `write the record of session ${sessionId}`,
+                  cause: error,
+                },
+              ),
         );
       }
     });
@@ -375,7 +385,14 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
     };
     let input: ReturnType<typeof createReadStream>;
     try {
-      input = createReadStream(archive, { fd: openSync(archive, constants.O_RDONLY | constants.O_NOFOLLOW) });
+      const fd = openSync(archive, READ_NO_FOLLOW);
+      try {
+        regularFileStat(fd, archive);
+      } catch (error) {
+        closeSync(fd);
+        throw error;
+      }
+      input = createReadStream(archive, { fd });
     } catch (error) {
       fail(error);
       return;
@@ -428,8 +445,9 @@ const COMPRESSED_MAGIC = [Buffer.from([0x1f, 0x8b]), Buffer.from([0x28, 0xb5, 0x
 
 /** `bytes` bytes of a file from `at` (fewer at its end), never through a link. */
 function readBytes(path: string, bytes: number, at = 0): Buffer {
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  const fd = openSync(path, READ_NO_FOLLOW);
   try {
+    regularFileStat(fd, path);
     const buffer = Buffer.alloc(bytes);
     return buffer.subarray(0, readSync(fd, buffer, 0, bytes, at));
   } finally {

@@ -3,6 +3,7 @@ import { readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensurePrivateDir } from './ownership.js';
 import {
+  NotRegularFileError,
   readNoFollow,
   removeQuietly,
   StateDirError,
@@ -209,6 +210,7 @@ export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
 function describeBadRecord(error: unknown): string {
   const code = (error as NodeJS.ErrnoException).code;
   if (code === 'ELOOP') return 'it is a symbolic link';
+  if (error instanceof NotRegularFileError) return `it is ${error.kind}, not a regular file`;
   if (code) return `it cannot be read (${code})`;
   if (error instanceof SyntaxError) return `it is not JSON (${error.message})`;
   if (error instanceof Error && error.name === 'ZodError') return 'it is not a session record';

@@ -9,6 +9,7 @@ import {
   openSync,
   readFileSync,
   renameSync,
+  type Stats,
   statSync,
   unlinkSync,
   writeSync,
@@ -20,10 +21,18 @@ import { AgentdError } from '../errors.js';
 /**
  * The daemon's own files in its state dir. Every file is opened with O_NOFOLLOW, and new ones with
  * O_EXCL, so a planted symbolic link is an error and never a write (or read) elsewhere. A write that
- * fails leaves no temp file behind, and says whether the filesystem is full.
+ * fails leaves no temp file behind, and says whether the filesystem is full. A file opened to be read
+ * (or appended to) is opened with O_NONBLOCK and must be a regular file: a planted FIFO would hold a
+ * blocking open, and with it the event loop, until someone opened its other end.
  */
 
-const { O_WRONLY, O_RDONLY, O_CREAT, O_EXCL, O_APPEND, O_NOFOLLOW } = constants;
+const { O_WRONLY, O_RDONLY, O_CREAT, O_EXCL, O_APPEND, O_NOFOLLOW, O_NONBLOCK } = constants;
+
+/**
+ * How a file of the state dir is opened to be read: never through a link, and without waiting for a
+ * FIFO's writer (O_NONBLOCK, which a regular file ignores). Check what it opened with regularFileStat.
+ */
+export const READ_NO_FOLLOW = O_RDONLY | O_NOFOLLOW | O_NONBLOCK;
 
 /** The temp file of a .json written by writeFileAtomic(Async) (and, without the random part, by older versions). */
 export const TEMP_JSON_FILE = /\.json\.\d+(\.[0-9a-f]+)?\.tmp$/;
@@ -51,7 +60,8 @@ export class StateDirError extends AgentdError {
 }
 
 function fixFor(errno: string, path: string): string {
-  if (errno === 'ELOOP' || errno === 'EEXIST') {
+  // ENXIO: a FIFO nobody reads (or a socket) opened to be written.
+  if (errno === 'ELOOP' || errno === 'EEXIST' || errno === 'ENXIO') {
     return `${path} is a symbolic link or an unexpected file that agentd did not make; remove it`;
   }
   if (errno === 'EROFS') return 'the filesystem is read-only; remount it read-write or move daemon.state_dir';
@@ -117,17 +127,22 @@ export async function writeFileAtomicAsync(
   }
 }
 
-/** Appends to path, creating it (0600) if missing; a symbolic link at path is an error (ELOOP). */
+/**
+ * Appends to path, creating it (0600) if missing; a symbolic link at path is an error (ELOOP), and so
+ * is anything but a regular file (a FIFO without a reader fails the open at once: ENXIO).
+ */
 export function appendNoFollow(path: string, data: string | Uint8Array, operation: string): void {
   let fd: number;
   try {
-    fd = openSync(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0o600);
+    fd = openSync(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK, 0o600);
   } catch (error) {
     throw new StateDirError(operation, path, error);
   }
   let before: number | undefined;
   try {
-    before = fstatSync(fd).size;
+    const stat = fstatSync(fd);
+    if (!stat.isFile()) throw notRegularFile(path);
+    before = stat.size;
     writeAll(fd, data);
   } catch (error) {
     // A write cut short (no room for all of it) would leave half a line: take it back.
@@ -144,14 +159,47 @@ export function appendNoFollow(path: string, data: string | Uint8Array, operatio
   }
 }
 
-/** Reads a file without following a symbolic link at path (ELOOP instead). */
+/**
+ * Reads a file without following a symbolic link at path (ELOOP instead); anything but a regular file
+ * (a FIFO, device, socket or directory) is refused with NotRegularFileError, never waited on.
+ */
 export function readNoFollow(path: string): Buffer {
-  const fd = openSync(path, O_RDONLY | O_NOFOLLOW);
+  const fd = openSync(path, READ_NO_FOLLOW);
   try {
+    regularFileStat(fd, path);
     return readFileSync(fd);
   } finally {
     closeQuietly(fd);
   }
+}
+
+/** A file agentd would read from its state dir is not a regular file: someone put it there. */
+export class NotRegularFileError extends Error {
+  /** libuv's "inappropriate file type or format". */
+  readonly code = 'EFTYPE';
+  constructor(
+    readonly path: string,
+    /** What it is instead: "a FIFO", "a directory", ... */
+    readonly kind: string,
+  ) {
+    super(`${path} is ${kind}, not a regular file that agentd made; remove it`);
+    this.name = 'NotRegularFileError';
+  }
+}
+
+/** The stat of an open file; NotRegularFileError unless it is a regular file. */
+export function regularFileStat(fd: number, path: string): Stats {
+  const stat = fstatSync(fd);
+  if (!stat.isFile()) throw new NotRegularFileError(path, kindOf(stat));
+  return stat;
+}
+
+function kindOf(stat: Stats): string {
+  if (stat.isFIFO()) return 'a FIFO';
+  if (stat.isDirectory()) return 'a directory';
+  if (stat.isCharacterDevice() || stat.isBlockDevice()) return 'a device';
+  if (stat.isSocket()) return 'a socket';
+  return 'an unknown kind of file';
 }
 
 /** Removes a file; a missing one is fine. Never follows a link: unlink removes the link itself. */

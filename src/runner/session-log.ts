@@ -10,7 +10,13 @@ import {
   statSync,
   write,
 } from 'node:fs';
-import { appendNoFollow, readNoFollow, removeQuietly } from '../adapters/state-files.js';
+import {
+  appendNoFollow,
+  READ_NO_FOLLOW,
+  readNoFollow,
+  regularFileStat,
+  removeQuietly,
+} from '../adapters/state-files.js';
 import { CONTAINER_LOG_MAX_BYTES } from '../constants.js';
 import { type Held, LogArena, SLAB_BYTES } from './log-arena.js';
 
@@ -69,7 +75,13 @@ interface Gap {
   errno: string;
 }
 
-const { O_WRONLY, O_APPEND, O_CREAT, O_NOFOLLOW } = constants;
+const { O_WRONLY, O_APPEND, O_CREAT, O_NOFOLLOW, O_NONBLOCK } = constants;
+/**
+ * How the log is opened to be written: O_NONBLOCK so that a FIFO planted in its place fails at once
+ * (ENXIO) rather than holding the open until a reader comes; adopt refuses one that has a reader.
+ * Writes to a regular file ignore it.
+ */
+const WRITE_FLAGS = O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK;
 const GAP_RETRY_MS = 2000;
 /**
  * A log is written at most this often: what comes in between is written in one batch, and of a flood
@@ -489,12 +501,12 @@ export class SessionLog {
   }
 
   private open(): void {
-    this.adopt(openSync(this.path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0o600));
+    this.adopt(openSync(this.path, WRITE_FLAGS, 0o600));
   }
 
   /** open(), with the file opened in the thread pool. */
   private openLater(done: (error: NodeJS.ErrnoException | undefined) => void): void {
-    openAsync(this.path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0o600, (error, fd) => {
+    openAsync(this.path, WRITE_FLAGS, 0o600, (error, fd) => {
       if (error) {
         done(error);
         return;
@@ -857,11 +869,18 @@ export class LogReader implements LogSource {
   }
 
   private openFile(file: string): void {
+    let fd: number;
     try {
-      const fd = openSync(file, constants.O_RDONLY | O_NOFOLLOW);
-      this.files.push({ fd, pos: 0, ino: fstatSync(fd).ino });
+      fd = openSync(file, READ_NO_FOLLOW);
     } catch {
-      // Not there (yet), or not a file we read.
+      // Not there (yet), or a link we do not follow.
+      return;
+    }
+    try {
+      // A planted FIFO, device or directory is not a log: never waited on, read as no log.
+      this.files.push({ fd, pos: 0, ino: regularFileStat(fd, file).ino });
+    } catch {
+      closeQuietly(fd);
     }
   }
 

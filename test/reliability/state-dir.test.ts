@@ -3,7 +3,7 @@
  * (triggers rejected with a code, running sessions still reach their outcome, start on a full disk,
  * recovery without a restart, no temp file left); directories owned by someone else or open to
  * everyone; symbolic links planted where the daemon writes; a socket owned by another user; corrupt
- * records after a crash.
+ * records after a crash; FIFOs planted where it reads.
  */
 import { spawnSync } from 'node:child_process';
 import {
@@ -480,5 +480,53 @@ describe('corrupt records after a crash', () => {
     figures.sessionsRecovered += 2;
     figures.sessions += 2;
     expect(await next.stop()).toBe(0);
+  });
+});
+
+/** What promise gives, or a failure naming what did not come within ms (a daemon that hangs). */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+describe('a FIFO planted in the state dir', () => {
+  it('in place of a record is quarantined at start; in place of a log, logs answers at once and so does everyone else', async () => {
+    const d = tracked(await startDaemon({ agents: [agent('quick', git.url(), ['echo', 'quick-done'])] }));
+    const id = (await d.cli(['trigger', 'quick', '--detach'])).stdout.trim();
+    expect((await d.waitForOutcome(id)).outcome).toBe('succeeded');
+    expect(await d.stop()).toBe(0);
+    const sessions = join(d.files.stateDir, 'sessions');
+    const record = join(sessions, 'dddddddddddddddd.json');
+    const log = join(sessions, `${id}.log`);
+    rmSync(log);
+    for (const fifo of [record, log]) expect(spawnSync('mkfifo', ['-m', '0600', fifo]).status).toBe(0);
+    figures.faultsInjected += 2;
+
+    // A blocking open of the FIFO record would hold the start before ready for ever.
+    const next = tracked(launchDaemon(d.files));
+    await next.ready(20_000);
+    const quarantined = next.logs().filter((l) => l.event === 'daemon.record_quarantined');
+    expect(quarantined.map((l) => [l.file, l.reason])).toEqual([
+      [record, 'it is a FIFO, not a regular file'],
+    ]);
+    expect(readdirSync(join(sessions, 'quarantine'))).toEqual([expect.stringMatching(/^d{16}\.json\.\d+$/)]);
+    expect(existsSync(record)).toBe(false);
+
+    // A blocking open of the FIFO log would hold the event loop: no client answered any more.
+    const logs = next.spawnCli(['logs', id]);
+    // Time for logs to connect and ask first (a blocked daemon would then answer nobody).
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const hello = await within(next.request({ type: 'hello', client: 'e2e' }), 5000, 'hello');
+    expect(hello?.type).toBe('hello');
+    const shown = await within(logs.result, 5000, `agentd logs ${id}`);
+    expect(shown.stdout).not.toMatch(/quick-done/);
+    expect((await next.cli(['history', '--json'])).stdout).toContain(id);
+    expect(next.running).toBe(true);
+    figures.sessions += 1;
+    expect(await next.stop()).toBe(0);
+    rmSync(log);
   });
 });

@@ -2,7 +2,6 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SealedRecords } from '../../src/adapters/sealed-records.js';
-import type { StateDirError } from '../../src/adapters/state-files.js';
 import { WriteBehind } from '../../src/adapters/write-behind.js';
 import { makeTempDir } from '../helpers/resources.js';
 
@@ -125,7 +124,7 @@ describe('session.json of an open record, written in the background', () => {
     const records = new SealedRecords(join(dir, 'records'));
     // A file where the agent's directory belongs: the record's directory cannot be made.
     writeFileSync(join(dir, 'records', 'demo'), 'in the way');
-    const errors: StateDirError[] = [];
+    const errors: Error[] = [];
     records.write('demo', ID, { id: ID }, (error) => errors.push(error));
     await records.settled();
     expect(errors).toHaveLength(1);
