@@ -232,6 +232,21 @@ export class SealedRecords {
     );
   }
 
+  /** Record directories not sealed yet, by a look at each directory's mode only (cheap at start). */
+  unsealed(): { agent: string; sessionId: string; dir: string }[] {
+    const found: { agent: string; sessionId: string; dir: string }[] = [];
+    for (const agent of safeReaddir(this.dir)) {
+      if (!AGENT_NAME.test(agent) || !isRealDir(join(this.dir, agent))) continue;
+      for (const sessionId of safeReaddir(join(this.dir, agent))) {
+        const dir = this.dirOf(agent, sessionId);
+        if (SESSION_ID.test(sessionId) && isRealDir(dir) && !this.isSealed(dir)) {
+          found.push({ agent, sessionId, dir });
+        }
+      }
+    }
+    return found;
+  }
+
   /** Every record directory, read from disk (once at start; `prune` keeps it current). */
   scan(): RecordEntry[] {
     this.index.clear();

@@ -46,6 +46,24 @@ export class SessionJournal {
     unfinished: SessionRecord[];
   } {
     const records = this.store.list(onQuarantined);
+    // A session whose state-dir record is gone may still have its open record directory: recovered from
+    // it (its container adopted, or the session settled), or it would look unfinished for ever.
+    const known = new Set(records.map((r) => r.id));
+    const strays = this.keeper.strays((id) => known.has(id));
+    for (const record of strays.records) {
+      this.store.put(record);
+      records.push(record);
+      this.log.warn(
+        { event: 'daemon.record_rebuilt', session: record.id, from: record.recordDir },
+        `session ${record.id} had no readable record in the state dir; rebuilt it from its record directory ${record.recordDir}`,
+      );
+    }
+    for (const dir of strays.unreadable) {
+      this.log.warn(
+        { event: 'daemon.record_unreadable', dir },
+        `the record directory ${dir} is open but neither it nor the state dir has a readable record of its session; look at it and remove it (rm -r ${dir})`,
+      );
+    }
     this.loaded = records;
     for (const record of records) this.index.set(record);
     return { records, unfinished: records.filter((r) => r.outcome === undefined) };

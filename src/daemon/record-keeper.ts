@@ -50,6 +50,23 @@ export class RecordKeeper {
     return this.records.has(sessionId);
   }
 
+  /**
+   * Open record directories of sessions the state dir has no record of (it was unreadable and
+   * quarantined, or deleted): their session.json as a record, to be recovered like any other; those
+   * whose session.json cannot be read either, by directory.
+   */
+  strays(known: (sessionId: string) => boolean): { records: SessionRecord[]; unreadable: string[] } {
+    const records: SessionRecord[] = [];
+    const unreadable: string[] = [];
+    for (const { sessionId, dir } of this.records.unsealed()) {
+      if (known(sessionId)) continue;
+      const record = this.find(sessionId);
+      if (record?.recordDir === dir) records.push(record);
+      else unreadable.push(dir);
+    }
+    return { records, unreadable };
+  }
+
   /** session.json of a session that is not over yet (written in the background: see SealedRecords.write). */
   write(record: SessionRecord): void {
     this.records.write(record.agent, record.id, sessionJson(record), (error) => this.warn(record.id, error));

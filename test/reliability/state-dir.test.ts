@@ -10,6 +10,7 @@ import {
   chmodSync,
   chownSync,
   existsSync,
+  lstatSync,
   mkdirSync,
   readdirSync,
   readFileSync,
@@ -440,6 +441,12 @@ describe('corrupt records after a crash', () => {
     await gateA.waitFor(1);
     await gateB.waitFor(1);
     const exitedContainer = d.record(exited)?.container ?? '';
+    // The record directory's copy is written in the background.
+    const runningJson = join(d.files.stateDir, 'records', 'waiter', running, 'session.json');
+    await waitUntil(
+      () => existsSync(runningJson),
+      () => `${runningJson} to be written`,
+    );
     await crash(d);
     await killOrphans(d);
     figures.faultsInjected++;
@@ -453,6 +460,7 @@ describe('corrupt records after a crash', () => {
     const sessions = join(d.files.stateDir, 'sessions');
     writeFileSync(join(sessions, `${running}.json`), '{"version":1,"id":"trunc');
     writeFileSync(join(sessions, `${exited}.json`), '[]');
+    rmSync(join(d.files.stateDir, 'records', 'brief', exited), { recursive: true, force: true });
     writeFileSync(join(sessions, 'cccccccccccccccc.json'), '\x00\x01garbage');
 
     const next = tracked(launchDaemon(d.files));
@@ -463,6 +471,13 @@ describe('corrupt records after a crash', () => {
     );
     expect(readdirSync(join(sessions, 'quarantine'))).toHaveLength(3);
 
+    // The running one is rebuilt from its record directory (written while it ran); the exited one, whose
+    // record directory went too, from its container's labels.
+    const rebuilt = next.logs().filter((l) => l.event === 'daemon.record_rebuilt');
+    expect(rebuilt.map((l) => [l.session, l.from === undefined ? 'labels' : 'record dir'])).toEqual([
+      [running, 'record dir'],
+      [exited, 'labels'],
+    ]);
     // The exited one: settled abandoned with the reason, its container removed.
     const settled = await next.waitForOutcome(exited);
     expect(settled.outcome).toBe('abandoned');
@@ -479,6 +494,62 @@ describe('corrupt records after a crash', () => {
     expect((await logs.result).code).toBe(0);
     figures.sessionsRecovered += 2;
     figures.sessions += 2;
+    expect(await next.stop()).toBe(0);
+  });
+});
+
+describe('a lost record whose container is gone too', () => {
+  it('is rebuilt from its open record directory and settled abandoned: wait returns, the record is sealed', async () => {
+    const d = tracked(
+      await startDaemon({
+        agents: [
+          agent('lost', git.url(), [
+            'sh',
+            '-c',
+            `echo started; git ls-remote git://127.0.0.1:${gateA.port}/gate.git >/dev/null 2>&1; echo finished`,
+          ]),
+        ],
+      }),
+    );
+    const id = (await d.cli(['trigger', 'lost', '--detach'])).stdout.trim();
+    await gateA.waitFor(1);
+    await d.waitForPhase(id, 'running');
+    const recordDir = join(d.files.stateDir, 'records', 'lost', id);
+    // Its record directory's copy is written in the background: wait until it says running.
+    await waitUntil(
+      () =>
+        existsSync(join(recordDir, 'session.json')) &&
+        readFileSync(join(recordDir, 'session.json'), 'utf8').includes('"running"'),
+      () => `${recordDir}/session.json to say running`,
+    );
+    const container = d.record(id)?.container ?? '';
+    await crash(d);
+    await killOrphans(d);
+    figures.faultsInjected++;
+    // Its container removed by hand, its state-dir record cut short.
+    await execa('podman', ['rm', '--force', '--time', '0', container]);
+    writeFileSync(join(d.files.stateDir, 'sessions', `${id}.json`), '{"version":1,"id":"trunc');
+
+    const next = tracked(launchDaemon(d.files));
+    await next.ready();
+    expect(
+      next
+        .logs()
+        .filter((l) => l.event === 'daemon.record_rebuilt')
+        .map((l) => l.session),
+    ).toEqual([id]);
+    const settled = await next.waitForOutcome(id);
+    expect(settled.outcome).toBe('abandoned');
+    expect(String(settled.message)).toMatch(/container is gone/);
+    // A script waiting for it is answered (before: it followed a session nobody would finish).
+    const waited = await within(next.cli(['wait', id, '--json']), 20_000, 'wait');
+    expect(JSON.parse(waited.stdout)).toMatchObject({ sessionId: id, outcome: 'abandoned' });
+    await waitUntil(
+      () => (lstatSync(recordDir).mode & 0o777) === 0o555,
+      () => `${recordDir} to be sealed`,
+    );
+    figures.sessionsRecovered++;
+    figures.sessions++;
     expect(await next.stop()).toBe(0);
   });
 });
