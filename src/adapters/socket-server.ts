@@ -75,6 +75,15 @@ const MAX_REFUSING = 64;
 /** How long a refused connection may take to send its first request, and how much of it is read. */
 const REFUSE_WAIT_MS = 1000;
 const REFUSE_READ_BYTES = 4096;
+/**
+ * The request lines one connection has handled in one event-loop turn at most, and the time they may
+ * take: libuv can hand over many 64 KiB reads in one turn and a trigger's durable writes take a
+ * millisecond or two, so a client pipelining thousands would otherwise hold every other client, timer
+ * and container output for seconds (its small replies fit the kernel's buffer, so it never lags).
+ * Past either, its reading pauses, the rest is deferred, and it goes on at setImmediate.
+ */
+const LINES_PER_TURN = 32;
+const TURN_BUDGET_MS = 4;
 
 /** A Unix socket speaking newline-delimited JSON, bounded in connections and buffered bytes. */
 export class SocketServer {
@@ -136,6 +145,11 @@ export class SocketServer {
     let stallTimer: NodeJS.Timeout | undefined;
     /** Requests are not read while the client does not read its replies. */
     let readingPaused = false;
+    /** Reading waits for setImmediate: the connection had its share of this turn (LINES_PER_TURN). */
+    let yielding = false;
+    /** Request lines handled in this turn, and when the first of them began. */
+    let turnLines = 0;
+    let turnStarted = 0;
     /** The client has ended its side: it sends no more requests. */
     let peerEnded = false;
     let owed = 0;
@@ -182,12 +196,7 @@ export class SocketServer {
       stallTimer = undefined;
       if (readingPaused && !ending) {
         readingPaused = false;
-        // The requests left in the chunk being read when the client began to lag come first.
-        const rest = deferred;
-        deferred = undefined;
-        if (rest !== undefined) onData(rest);
-        if (!readingPaused && !ending && !closed) socket.resume();
-        finishIfDone();
+        if (!yielding) readOn();
       }
       for (const listener of [...drainListeners]) {
         try {
@@ -262,13 +271,36 @@ export class SocketServer {
     };
     armStallTimer();
     /**
-     * The rest of a chunk whose requests stopped being read when the client began to lag: one chunk of
-     * requests (many small ones) must not queue a reply each for a client that reads none of them.
+     * The rest of a chunk whose requests stopped being read when the client began to lag (one chunk of
+     * requests, many small ones, must not queue a reply each for a client that reads none of them) or
+     * when the connection had its share of the turn.
      */
     let deferred: Buffer | undefined;
+    /** Reading goes on: the requests deferred (when the client lagged or the turn was used) come first. */
+    const readOn = () => {
+      const rest = deferred;
+      deferred = undefined;
+      if (rest !== undefined) onData(rest);
+      if (!readingPaused && !yielding && !ending && !closed) socket.resume();
+      finishIfDone();
+    };
     const onData = (data: Buffer) => {
       let start = 0;
       for (let nl = data.indexOf(10, start); nl !== -1; nl = data.indexOf(10, start)) {
+        if (
+          turnLines >= LINES_PER_TURN ||
+          (turnLines > 0 && performance.now() - turnStarted >= TURN_BUDGET_MS)
+        ) {
+          deferred = data.subarray(start);
+          yielding = true;
+          socket.pause();
+          setImmediate(() => {
+            yielding = false;
+            if (!readingPaused && !ending && !closed) readOn();
+          });
+          armStallTimer();
+          return;
+        }
         const piece = data.subarray(start, nl);
         start = nl + 1;
         if (discarding) {
@@ -288,6 +320,12 @@ export class SocketServer {
         release();
         sentLine = true;
         if (line.trim() !== '') {
+          if (turnLines++ === 0) {
+            turnStarted = performance.now();
+            setImmediate(() => {
+              turnLines = 0;
+            });
+          }
           try {
             options.onLine(line, connection);
           } catch {
@@ -334,8 +372,11 @@ export class SocketServer {
     socket.on('data', onData);
     socket.on('end', () => {
       peerEnded = true;
-      // The end of the input ends its last line too (`printf '{"type":"status"}' | nc -N`).
-      if (buffered > 0 && !closed && !ending) onData(NEWLINE);
+      // The end of the input ends its last line too (`printf '{"type":"status"}' | nc -N`). Node
+      // reports the end while reading is paused: then that last line is in what was deferred.
+      if (deferred !== undefined) {
+        if (deferred.at(-1) !== 10) deferred = Buffer.concat([deferred, NEWLINE]);
+      } else if (buffered > 0 && !closed && !ending) onData(NEWLINE);
       finishIfDone();
     });
     socket.on('error', () => socket.destroy());
