@@ -18,7 +18,8 @@ import { ensurePrivateDir, untrustedSocketProblem } from '../../src/adapters/own
 import { claimPidFile } from '../../src/adapters/pid-file.js';
 import { SessionStore, type StateDirError } from '../../src/adapters/session-store.js';
 import { SessionLog } from '../../src/runner/session-log.js';
-import { type SessionRecord, sessionRecordSchema } from '../../src/sessions/records.js';
+import { sessionRecordSchema } from '../../src/sessions/records.js';
+import { sessionRecord } from '../helpers/session-record.js';
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -30,18 +31,7 @@ afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-function record(id: string, extra: Partial<SessionRecord> = {}): SessionRecord {
-  return {
-    version: 1,
-    id,
-    agent: 'demo',
-    repo: 'git://127.0.0.1/x.git',
-    acceptedAt: '2025-01-01T00:00:00.000Z',
-    phase: 'queued',
-    phases: [{ phase: 'queued', at: '2025-01-01T00:00:00.000Z' }],
-    ...extra,
-  };
-}
+const record = sessionRecord;
 
 const ID = '0123456789abcdef';
 const isRoot = process.geteuid?.() === 0;

@@ -17,7 +17,8 @@ import { cacheImageBytes } from '../../src/adapters/cache-image.js';
 import { SessionStore } from '../../src/adapters/session-store.js';
 import { appendNoFollow, NotRegularFileError, readNoFollow } from '../../src/adapters/state-files.js';
 import { LogReader, readSessionLog, SessionLog } from '../../src/runner/session-log.js';
-import { type SessionRecord, sessionRecordSchema } from '../../src/sessions/records.js';
+import { sessionRecordSchema } from '../../src/sessions/records.js';
+import { sessionRecord } from '../helpers/session-record.js';
 
 /** When a rescuer first lets a blocked open go: well beyond what a refusal takes. */
 const RESCUE_MS = 2000;
@@ -58,17 +59,7 @@ function timed<T>(fn: () => T): { value?: T; error?: unknown; ms: number } {
   }
 }
 
-function record(id: string): SessionRecord {
-  return {
-    version: 1,
-    id,
-    agent: 'demo',
-    repo: 'git://127.0.0.1/x.git',
-    acceptedAt: '2025-01-01T00:00:00.000Z',
-    phase: 'queued',
-    phases: [{ phase: 'queued', at: '2025-01-01T00:00:00.000Z' }],
-  };
-}
+const record = sessionRecord;
 
 const GOOD = '0123456789abcdef';
 const FIFO = '3333333333333333';
