@@ -452,7 +452,9 @@ export class PodmanClient implements PodmanPort {
 
   runAttached(options: CreateContainerOptions, onLine: OutputHandler, signal?: AbortSignal): AttachedRun {
     const operation = `run container ${options.name}`;
-    const argv = ['run', ...containerArgs(options)];
+    // --sig-proxy=false: ending the attachment (a lost host, the daemon's own end) ends podman, never the
+    // container; a stop is `podman stop`.
+    const argv = ['run', '--sig-proxy=false', ...containerArgs(options)];
     // Until the container prints (the setup step's first line comes at once), `podman run` is creating
     // it, maybe pulling its image: the deadline of every other call holds, as it did for `podman create`.
     const deadline = new AbortController();
@@ -506,7 +508,7 @@ export class PodmanClient implements PodmanPort {
   startAttached(name: string, onLine: OutputHandler, signal?: AbortSignal): AttachedRun {
     return this.stream(
       `start container ${name}`,
-      ['start', '--attach', name],
+      ['start', '--attach', '--sig-proxy=false', name],
       onLine,
       signal,
       failsWithOwnCode,

@@ -156,6 +156,8 @@ export function runnerMachineFor(settings: RunnerSettings) {
       noContainer: ({ context }) => context.container === undefined,
       /** One `podman run` creates and starts the container (the local Podman), not create and start. */
       runsInOneCall: ({ context }) => context.plan.mode === 'run' && context.adopted === undefined,
+      /** The host is reached over a connection (`url:`), not the local Podman. */
+      followsOverConnection: ({ context }) => context.plan.mode === 'create',
       fateDecided: ({ context }) => context.fate !== undefined,
       containerExists: (_, exists: boolean) => exists,
       copiesIn: ({ context }) => context.plan.copyIn !== undefined,
@@ -711,7 +713,9 @@ export function runnerMachineFor(settings: RunnerSettings) {
                           }),
                         },
                       },
-                      'host.down': 'lost',
+                      // A local attachment is podman's own child: a probe that fails says nothing of it
+                      // (its own end does). Over a connection, the connection is what the probe lost.
+                      'host.down': { guard: 'followsOverConnection', target: 'lost' },
                     },
                   },
                   lost: {

@@ -148,6 +148,33 @@ describe('podman failures', () => {
     expect(await d.stop()).toBe(0);
   });
 
+  it('a probe of the local Podman that fails while a session runs: the session runs on to its outcome', async () => {
+    git ??= await startGitServer();
+    const fake = new FakePodman();
+    const d = await startDaemon(
+      {
+        daemon: { host_probe_interval: '1s' },
+        agents: [agent('steady', git.url(), ['sh', '-c', 'echo begun; sleep 6; echo finished'])],
+      },
+      { env: { PATH: fake.path } },
+    );
+    daemons.push(d);
+    const id = (await d.cli(['trigger', 'steady', '--detach'])).stdout.trim();
+    await d.waitForPhase(id, 'running');
+    // Every probe fails for a while (as a slow or briefly broken Podman does), then they pass again.
+    fake.setRules([{ subcommand: 'version', call: '*', action: 'fail' }]);
+    await d.waitForLog((l) => l.event === 'host.down', 10_000);
+    figures.faultsInjected++;
+    fake.setRules([]);
+    const outcome = await d.waitForOutcome(id);
+    figures.sessions++;
+    // Before, the runner left its `podman run` for the lost host: the container got the SIGTERM (143).
+    expect(outcome).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+    expect((await d.cli(['logs', id])).stdout).toContain('finished');
+    expect(await d.leftovers()).toEqual({ containers: [], secrets: [] });
+    expect(await d.stop()).toBe(0);
+  });
+
   it('refuses to start without podman, saying it is not installed', async () => {
     const files = prepareDaemon({ agents: [agent('faulty', 'git://127.0.0.1:9/none.git', ['true'])] });
     const d = launchDaemon(files, { env: { PATH: makeTempDir('agentd-rel-nopath-') } });
