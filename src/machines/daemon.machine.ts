@@ -33,6 +33,7 @@ import {
   type SessionFinishedEvent,
   type SessionInput,
   sessionMachine,
+  sessionPhaseOf,
 } from './session.machine.js';
 
 export type { AdoptedSession, HostInfo, ReconcileSummary };
@@ -268,6 +269,21 @@ const replayKey = [
   },
 ] as const;
 
+/**
+ * A session tearing down has its outcome decided (its command ended, or a stop did): a cancel then
+ * changes nothing, and says so rather than "is being cancelled".
+ */
+const rejectFinishingCancel = {
+  guard: { type: 'sessionIsFinishing', params: ({ event }: { event: CancelEvent }) => event.sessionId },
+  actions: {
+    type: 'rejectCancel',
+    params: ({ event }: { event: CancelEvent }) => ({
+      ...cancelParams(event),
+      reason: `session ${event.sessionId} is finishing: its outcome is decided and a cancel changes nothing; \`agentd wait ${event.sessionId}\` gives it`,
+    }),
+  },
+} as const;
+
 /** A cancel of a running session goes to its actor, which stops the container and reports `cancelled`. */
 const cancelRunningSession = {
   guard: { type: 'sessionIsRunning', params: ({ event }: { event: CancelEvent }) => event.sessionId },
@@ -351,6 +367,7 @@ const whileUp = {
         },
       ],
     },
+    rejectFinishingCancel,
     cancelRunningSession,
     rejectUnknownCancel,
   ],
@@ -413,6 +430,10 @@ export const daemonMachine = setup({
     sessionIsQueued: ({ context }, sessionId: string) =>
       context.queue.some((s) => s.request.sessionId === sessionId),
     sessionIsRunning: ({ context }, sessionId: string) => Object.hasOwn(context.sessions, sessionId),
+    sessionIsFinishing: ({ context }, sessionId: string) => {
+      const ref = Object.hasOwn(context.sessions, sessionId) ? context.sessions[sessionId] : undefined;
+      return ref !== undefined && sessionPhaseOf(ref.getSnapshot()) === 'tearing_down';
+    },
     noSessionsRunning: ({ context }) => Object.keys(context.sessions).length === 0,
     /** overlap: skip, and a session from this agent's schedule is queued or running. */
     overlapSkips: ({ context }, fired: ScheduleFiredEvent) =>
@@ -682,10 +703,10 @@ export const daemonMachine = setup({
       type: 'cancel.accepted' as const,
       ...params,
     })),
-    rejectCancel: emit((_, params: { sessionId: string; requestId?: string }) => ({
+    rejectCancel: emit((_, params: { sessionId: string; requestId?: string; reason?: string }) => ({
       type: 'cancel.rejected' as const,
       ...params,
-      reason: `no queued or running session ${params.sessionId}; see \`agentd status\``,
+      reason: params.reason ?? `no queued or running session ${params.sessionId}; see \`agentd status\``,
     })),
     clearQueue: assign({ queue: [] }),
     cancelAllSessions: enqueueActions(({ context, enqueue }) => {
@@ -1003,7 +1024,7 @@ export const daemonMachine = setup({
                 },
               },
             ],
-            cancel: [cancelRunningSession, rejectUnknownCancel],
+            cancel: [rejectFinishingCancel, cancelRunningSession, rejectUnknownCancel],
             reload: { actions: { type: 'rejectReload', params: ({ event }) => event } },
             'host.up': { actions: hostUp({ adopt: false }) },
             shutdown: {

@@ -175,6 +175,30 @@ describe('podman failures', () => {
     expect(await d.stop()).toBe(0);
   });
 
+  it('a cancel while the session tears down is refused as too late, and the outcome stays the command’s', async () => {
+    git ??= await startGitServer();
+    const fake = new FakePodman();
+    // Every container removal takes 3 s: the session stays tearing down that long.
+    fake.setRules([{ subcommand: 'rm', call: '*', action: { sleepSeconds: 3 } }]);
+    const d = await startDaemon(
+      { agents: [agent('brief', git.url(), ['sh', '-c', 'echo done'])] },
+      { env: { PATH: fake.path } },
+    );
+    daemons.push(d);
+    const id = (await d.cli(['trigger', 'brief', '--detach'])).stdout.trim();
+    await d.waitForPhase(id, 'tearing_down');
+    figures.faultsInjected++;
+    const cancel = await d.cli(['cancel', id]);
+    // Before, it said "is being cancelled" (exit 0) and the session still ended succeeded.
+    expect(cancel.code, cancel.stdout + cancel.stderr).toBe(6);
+    expect(cancel.stderr).toContain(`session ${id} is finishing: its outcome is decided`);
+    const outcome = await d.waitForOutcome(id);
+    figures.sessions++;
+    expect(outcome).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+    expect(await d.leftovers()).toEqual({ containers: [], secrets: [] });
+    expect(await d.stop()).toBe(0);
+  });
+
   it('refuses to start without podman, saying it is not installed', async () => {
     const files = prepareDaemon({ agents: [agent('faulty', 'git://127.0.0.1:9/none.git', ['true'])] });
     const d = launchDaemon(files, { env: { PATH: makeTempDir('agentd-rel-nopath-') } });
