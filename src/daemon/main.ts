@@ -44,6 +44,7 @@ import { type SessionRecord, sessionRecordSchema } from '../sessions/records.js'
 import { abandonedWaiting, sortByHost, staleContainers } from './host-recovery.js';
 import { instanceIdOf } from './instance-id.js';
 import { SessionJournal } from './journal.js';
+import { Leftovers } from './leftovers.js';
 import type { DaemonMetrics } from './metrics.js';
 import { type MetricsRecorder, noMetrics } from './metrics-recorder.js';
 import { Notifier } from './notifier.js';
@@ -132,6 +133,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
     onWriteFailure: (error) => send({ type: 'stateDir.unwritable', ...stateDirProblem(error) }),
   });
   const files = new SessionFiles(config.stateDir);
+  const leftovers = new Leftovers(log);
   const keeper = new RecordKeeper(
     { recordsDir: config.recordsDir, maxAgeMs: config.recordsMaxAgeMs, maxBytes: config.recordsMaxBytes },
     files,
@@ -242,12 +244,14 @@ async function supervise(options: DaemonOptions): Promise<number> {
   });
   const machine = daemonMachine.provide({
     actors: {
-      session: sessionLogic(settings, instanceId, ports, journal, files.dir, metrics, log, env),
+      session: sessionLogic(settings, instanceId, ports, journal, files.dir, metrics, log, env, leftovers),
       host: hostMachine.provide({
         actors: {
           probe: fromPromise(async ({ input, signal }) => {
             const started = performance.now();
             const version = await ports(input.host).probe(config.hostProbeTimeoutMs, signal);
+            // It answers: what an earlier teardown left there goes now, beside the next probes.
+            void leftovers.sweep(input.host, ports(input.host));
             return { version, ms: Math.round(performance.now() - started) };
           }),
           reconcileHost: fromPromise(({ input, signal }) => reconcileHost(input.host, signal)),
@@ -515,6 +519,8 @@ async function supervise(options: DaemonOptions): Promise<number> {
     return undefined;
   });
   actor.stop();
+  // Once more before the end, for what teardown left (a start would remove it too).
+  await Promise.all(leftovers.hosts().map((host) => leftovers.sweep(host, ports(host))));
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
   process.off('SIGHUP', onHangup);
@@ -588,6 +594,7 @@ function sessionLogic(
   metrics: MetricsRecorder,
   log: Logger,
   env: NodeJS.ProcessEnv,
+  leftovers: Leftovers,
 ) {
   const { daemon: config } = settings;
   const runner = runnerMachineFor({
@@ -644,6 +651,7 @@ function sessionLogic(
           { event: 'session.teardown_warning', session: context.session.invocation.sessionId, err: error },
           message,
         ),
+      leaveBehind: (_, left) => leftovers.add(left),
       // A first failed try that teardown repeats is not yet a problem (Podman 4.3 can report a busy
       // mount for a moment): only its second failure is a warning.
       noteTeardownRetry: ({ context }, { message, error }) =>

@@ -175,6 +175,8 @@ export function runnerMachineFor(settings: RunnerSettings) {
       announceImage: (_, _params: ImageInfo) => {},
       /** Side effect (provided): a problem that does not change the outcome, for the log. */
       warn: (_, _params: { message: string; error: unknown }) => {},
+      /** Side effect (provided): objects teardown could not remove, for the daemon to remove later. */
+      leaveBehind: (_, _params: LeftBehind) => {},
       /**
        * Side effect (provided): a teardown step failed once and is tried again, for the log (not yet a
        * problem: its second failure is the warning).
@@ -798,10 +800,11 @@ export function runnerMachineFor(settings: RunnerSettings) {
                 description: 'Nothing to do when the session made none.',
                 always: [{ guard: 'noSecretsHeld', target: 'removed' }, { target: 'removing' }],
               },
-              ...removedInTwoTries('removeSecrets', ({ context }) => ({
-                names: claimedSecrets(context),
-                ...hostOf(context),
-              })),
+              ...removedInTwoTries(
+                'removeSecrets',
+                ({ context }) => ({ names: claimedSecrets(context), ...hostOf(context) }),
+                ({ context }) => ({ ...hostOf(context), containers: [], secrets: claimedSecrets(context) }),
+              ),
             },
           },
           container: {
@@ -841,10 +844,11 @@ export function runnerMachineFor(settings: RunnerSettings) {
                   },
                 },
               },
-              ...removedInTwoTries('removeContainer', ({ context }) => ({
-                container: context.container ?? '',
-                ...hostOf(context),
-              })),
+              ...removedInTwoTries(
+                'removeContainer',
+                ({ context }) => ({ container: context.container ?? '', ...hostOf(context) }),
+                ({ context }) => ({ ...hostOf(context), containers: [context.container ?? ''], secrets: [] }),
+              ),
             },
           },
         },
@@ -887,9 +891,17 @@ function exited(fate: (args: { context: RunnerContext; event: ExitedEvent }) => 
  * A teardown step tried twice with `teardownRetry` between: a transient podman failure must not leave
  * an object behind. Ends in `removed`, or in `failed` with the problem noted for the run's result.
  */
+/** Podman objects of a session that its teardown could not remove, on its host (none: the local one). */
+export interface LeftBehind {
+  host?: string;
+  containers: string[];
+  secrets: string[];
+}
+
 function removedInTwoTries<Src extends 'removeSecrets' | 'removeContainer', Input>(
   src: Src,
   input: (args: { context: RunnerContext }) => Input,
+  leftBehind: (args: { context: RunnerContext }) => LeftBehind,
 ) {
   const attempt = <OnError>(description: string, onError: OnError) =>
     ({ description, invoke: { src, input, onDone: 'removed', onError } }) as const;
@@ -922,10 +934,14 @@ function removedInTwoTries<Src extends 'removeSecrets' | 'removeContainer', Inpu
           type: 'noteTeardownProblem',
           params: ({ event }: { event: { error: unknown } }) => event.error,
         },
+        { type: 'leaveBehind', params: leftBehind },
       ] as const,
     }),
     removed: { description: 'Gone.', type: 'final' },
-    failed: { description: 'Still there: the run reports it.', type: 'final' },
+    failed: {
+      description: 'Still there: the run reports it, and the daemon removes it once its host answers again.',
+      type: 'final',
+    },
   } as const;
 }
 

@@ -199,6 +199,35 @@ describe('podman failures', () => {
     expect(await d.stop()).toBe(0);
   });
 
+  it('what a teardown could not remove is removed once Podman answers again, while the daemon runs', async () => {
+    git ??= await startGitServer();
+    const fake = new FakePodman();
+    const d = await startDaemon(
+      {
+        daemon: { host_probe_interval: '1s' },
+        agents: [agent('sticky', git.url(), ['sh', '-c', 'echo done'])],
+      },
+      { env: { PATH: fake.path } },
+    );
+    daemons.push(d);
+    // Every container removal fails: both of teardown's tries.
+    fake.setRules([{ subcommand: 'rm', call: '*', action: 'fail' }]);
+    const run = await d.cli(['trigger', 'sticky', '--json']);
+    const reply = JSON.parse(run.stdout) as TriggerJson;
+    figures.faultsInjected++;
+    figures.sessions++;
+    expect(reply.outcome).toBe('error');
+    expect(reply.message).toMatch(/teardown failed/);
+    expect((await d.leftovers()).containers).toHaveLength(1);
+    fake.setRules([]);
+    // Before, it stayed until the next start's reconciliation.
+    await expect.poll(() => d.leftovers(), { timeout: 15_000 }).toEqual({ containers: [], secrets: [] });
+    // Logged once podman has answered (the test may see the container gone a moment before).
+    const removed = await d.waitForLog((l) => l.event === 'session.leftovers_removed', 10_000);
+    expect(removed.removed).toHaveLength(1);
+    expect(await d.stop()).toBe(0);
+  });
+
   it('refuses to start without podman, saying it is not installed', async () => {
     const files = prepareDaemon({ agents: [agent('faulty', 'git://127.0.0.1:9/none.git', ['true'])] });
     const d = launchDaemon(files, { env: { PATH: makeTempDir('agentd-rel-nopath-') } });
