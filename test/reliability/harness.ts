@@ -98,6 +98,8 @@ case "$action" in
   hang) exec sleep 3600 ;;
   create-hang)
     shift
+    # What \`podman run\` takes and \`podman create\` does not.
+    [ "$1" = --sig-proxy=false ] && shift
     ${REAL_PODMAN} create "$@" >/dev/null
     exec sleep 3600
     ;;
