@@ -117,17 +117,28 @@ for c in \${AGENTD_SETUP_CACHES:-}; do
 done
 export HOME="$home" USER="$user" LOGNAME="$user"
 caps="\${AGENTD_SETUP_CAPS:-}"
-# The drop's tool by its full path, found now: root runs it again after the command (archiving).
+# The drop's tool by its full path, found now, and only one that root alone can change (it and its
+# directory root's, not writable by group or others): root runs it again after the command (archiving),
+# and an image may hand /usr/local (where gosu is often put) to the agent's user.
+root_only() {
+  perms=$(stat -L -c '%u:%a' "$1" "\${1%/*}" 2>/dev/null) || return 1
+  for perm in $perms; do
+    case "$perm" in 0:*) ;; *) return 1 ;; esac
+    case "\${perm#0:}" in *[2367]? | *[2367]) return 1 ;; esac
+  done
+}
 if [ -n "$caps" ]; then
-  t=$(command -v setpriv) || { echo "agentd: cap_add needs setpriv (util-linux) in the image"; exit 126; }
+  t=$(command -v setpriv) && root_only "$t" || { echo "agentd: cap_add needs setpriv (util-linux) in the image, which only root can change"; exit 126; }
   drop="$t --reuid=$user --regid=$user --init-groups --inh-caps $caps --ambient-caps $caps"
-elif t=$(command -v gosu); then
+elif t=$(command -v gosu) && root_only "$t"; then
   drop="$t $user"
-else
-  t=$(command -v setpriv) || { echo "agentd: the image has neither gosu nor setpriv (util-linux)"; exit 126; }
+elif t=$(command -v setpriv) && root_only "$t"; then
   drop="$t --reuid=$user --regid=$user --init-groups"
+else
+  echo "agentd: the image has neither gosu nor setpriv (util-linux) that only root can change"
+  exit 126
 fi
-as_user() { $drop "$@" 3>&-; }
+as_user() { $drop "$@" 3>&- 4>&-; }
 # /etc/skel is copied as the agent's user: a cache below the home may hold a link (or a fifo) where a
 # file of /etc/skel goes, which root would write through (or hang on).
 if [ -n "$skel" ] && [ -d /etc/skel ]; then as_user cp -R /etc/skel/. "$home/" 2>/dev/null || :; fi
@@ -226,7 +237,7 @@ forward() {
   if [ -n "$pid" ]; then kill -s "$1" "$pid" 2>/dev/null || :; else pending="$1"; fi
   got=1
   if [ "$1" = TERM ] && [ -n "$watchdog" ]; then
-    kill -s USR1 "$watchdog" 2>/dev/null || :
+    echo stop >&4
     watchdog=""
   fi
 }
@@ -234,32 +245,30 @@ for s in TERM INT HUP QUIT USR1 USR2 ALRM WINCH; do trap "forward $s" "$s"; done
 set +e
 # After a stop (SIGTERM) the command has the grace period, then this watchdog has it killed: its output
 # is archived before Podman's SIGKILL (which comes a few seconds later) ends everything. Its processes
-# are forked before the command, which may use up the pids limit, so a stop needs no fork: the timer
-# becomes sleep by exec, and the watchdog tells this shell (XCPU, which nothing else sends it) to kill.
-if [ -n "$copy_dir" ]; then
+# are forked before the command, which may use up the pids limit, so a stop needs no fork: the stop is
+# a line on a pipe (fd 4, a fifo in root's /run/agentd, unlinked once open), the timer reading it
+# becomes sleep by exec, and the watchdog then tells this shell (XCPU, which nothing else sends it) to
+# kill. A pipe, not a signal: a line written before the timer reads is kept, where a signal that comes
+# before a child's trap is set would be lost.
+trap 'got=1; if [ -n "$pid" ]; then kill -s KILL "$pid"; fi' XCPU
+stop_pipe="\${copy_dir%/*}/stop"
+if [ -n "$copy_dir" ] && mkfifo -m 0600 "$stop_pipe" 2>/dev/null; then
+  exec 4<>"$stop_pipe"
+  rm -f "$stop_pipe"
   (
-    stop=""
-    trap 'stop=1' USR1
     (
-      trap 'exec sleep "$grace"' USR1
-      while :; do sleep 86400 & wait $!; done
+      read -r line <&4
+      exec sleep "$grace"
     ) &
-    timer=$!
-    trap 'stop=1; kill -s USR1 "$timer"' USR1
-    if [ -n "$stop" ]; then kill -s USR1 "$timer"; fi
-    while :; do
-      wait "$timer"
-      if ! kill -0 "$timer"; then break; fi
-    done
-    if [ -n "$stop" ]; then kill -s XCPU "$$"; fi
+    wait $!
+    kill -s XCPU $$
   ) >/dev/null 2>&1 3>&- &
   watchdog=$!
-  trap 'got=1; if [ -n "$pid" ]; then kill -s KILL "$pid"; fi' XCPU
 fi
 say "phase running"
 ran=1
 # In the clone: cd by the agent's own sh, after the drop.
-$reset $drop sh -c 'cd "$0" && exec "$@"' "$home/repo" env PATH="$image_path" "$@" 2>&3 3>&- &
+$reset $drop sh -c 'cd "$0" && exec "$@"' "$home/repo" env PATH="$image_path" "$@" 2>&3 3>&- 4>&- &
 pid=$!
 exec 3>&-
 # From here on the step prints only its report: not sh's own notes on the job (e.g. "Killed").

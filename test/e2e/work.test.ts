@@ -364,6 +364,47 @@ describe('mounts, context and caches', () => {
     }
   });
 
+  it('never runs a drop tool the agent can replace (gosu in a /usr/local/bin its user may write)', async () => {
+    // An image that put gosu in a /usr/local/bin anyone may write (as images that hand /usr/local to the
+    // agent's user do): the step must not take it, or root runs the agent's replacement when it archives
+    // the output after the command.
+    const tag = randomBytes(4).toString('hex');
+    const image = `localhost/agentd-test-gosu:${tag}`;
+    const base = `gosuimg-${tag}`;
+    await execa('podman', [
+      'run',
+      '--name',
+      base,
+      TEST_IMAGE,
+      'sh',
+      '-c',
+      'mv /usr/sbin/gosu /usr/local/bin/gosu && chmod 0777 /usr/local/bin',
+    ]);
+    try {
+      await execa('podman', ['commit', '--quiet', base, image]);
+    } finally {
+      await execa('podman', ['rm', '-f', base], { reject: false });
+    }
+    try {
+      const script = [
+        'echo kept > "$AGENTD_OUTPUT_DIR/result.txt"',
+        // The replacement makes the archive itself: evidence of who ran it, in the sealed record.
+        `printf '#!/bin/sh\nmkdir -p /tmp/ev && : > /tmp/ev/planted-ran-as-$(/usr/bin/id -u)\nexec /usr/bin/tar -cf - -C /tmp/ev .\n' > /usr/local/bin/gosu.new`,
+        'chmod 0755 /usr/local/bin/gosu.new && mv -f /usr/local/bin/gosu.new /usr/local/bin/gosu',
+        'echo replaced',
+      ].join('\n');
+      const d = await startDaemon({ agents: [{ ...agent('gosuer', script), image }] });
+      const result = await d.cli(['trigger', 'gosuer', '--json']);
+      const reply = JSON.parse(result.stdout) as { sessionId: string; outcome: string };
+      expect(reply.outcome, result.stdout + result.stderr).toBe('succeeded');
+      const record = d.records().find((r) => r.id === reply.sessionId) as unknown as SessionJson;
+      const out = join(record.recordDir as string, 'out');
+      expect(readdirSync(out)).toEqual(['result.txt']);
+    } finally {
+      await execa('podman', ['rmi', '-f', image], { reject: false });
+    }
+  });
+
   // A bounded cache is loop-mounted: a machine without loop devices cannot have one (README says so).
   const loops = execaSync('losetup', ['--find'], { reject: false });
   it.skipIf(loops.exitCode !== 0)(
