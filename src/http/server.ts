@@ -1,5 +1,5 @@
 import { chmodSync, readFileSync, rmSync } from 'node:fs';
-import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpServer, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { dirname } from 'node:path';
@@ -55,8 +55,11 @@ export class HttpServer {
       }) as Server;
       server.maxConnections = MAX_CONNECTIONS;
       server.maxRequestsPerSocket = MAX_REQUESTS_PER_CONNECTION;
-      // Node answers a request past the limit 503 and keeps the connection: end it once its answers are out.
-      server.on('dropRequest', (_request: unknown, socket: Socket) => socket.pause());
+      // Node would answer requests past the limit 503 and keep the connection (its parser reads on):
+      // the last one's answer closes it instead.
+      server.prependListener('request', (_request: unknown, response: LimitedResponse) => {
+        if (response.maxRequestsOnConnectionReached === true) response.shouldKeepAlive = false;
+      });
       server.headersTimeout = HEADERS_TIMEOUT_MS;
       server.requestTimeout = REQUEST_TIMEOUT_MS;
       limitPerAddress(server, MAX_CONNECTIONS_PER_ADDRESS);
@@ -101,6 +104,9 @@ export class HttpServer {
     if (this.socketPath !== undefined) rmSync(this.socketPath, { force: true });
   }
 }
+
+/** Node (18.10+) sets this on the response to a connection's last request; @types/node lacks it. */
+type LimitedResponse = ServerResponse & { maxRequestsOnConnectionReached?: boolean };
 
 /** Refuses (closes at once) a connection from an address that already has `max` open. */
 function limitPerAddress(server: Server, max: number): void {
