@@ -270,8 +270,8 @@ const replayKey = [
 ] as const;
 
 /**
- * A session tearing down has its outcome decided (its command ended, or a stop did): a cancel then
- * changes nothing, and says so rather than "is being cancelled".
+ * A session tearing down or reporting has its outcome decided (its command ended, or a stop did): a
+ * cancel then changes nothing, and says so rather than "is being cancelled".
  */
 const rejectFinishingCancel = {
   guard: { type: 'sessionIsFinishing', params: ({ event }: { event: CancelEvent }) => event.sessionId },
@@ -432,7 +432,9 @@ export const daemonMachine = setup({
     sessionIsRunning: ({ context }, sessionId: string) => Object.hasOwn(context.sessions, sessionId),
     sessionIsFinishing: ({ context }, sessionId: string) => {
       const ref = Object.hasOwn(context.sessions, sessionId) ? context.sessions[sessionId] : undefined;
-      return ref !== undefined && sessionPhaseOf(ref.getSnapshot()) === 'tearing_down';
+      const phase = ref === undefined ? undefined : sessionPhaseOf(ref.getSnapshot());
+      // Tearing down, or reporting (sealing its record): the outcome is decided either way.
+      return phase === 'tearing_down' || phase === 'finished';
     },
     noSessionsRunning: ({ context }) => Object.keys(context.sessions).length === 0,
     /** overlap: skip, and a session from this agent's schedule is queued or running. */
