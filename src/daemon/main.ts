@@ -519,8 +519,16 @@ async function supervise(options: DaemonOptions): Promise<number> {
     return undefined;
   });
   actor.stop();
-  // Once more before the end, for what teardown left (a start would remove it too).
-  await Promise.all(leftovers.hosts().map((host) => leftovers.sweep(host, ports(host))));
+  // Once more before the end, for what teardown left (a start would remove it too); a host that does
+  // not answer holds the end up for LEFTOVERS_AT_STOP_MS at most (a secret removal under way finishes).
+  const sweepDeadline = AbortSignal.timeout(LEFTOVERS_AT_STOP_MS);
+  await Promise.all(
+    leftovers.hosts().map((host) =>
+      Promise.resolve()
+        .then(() => leftovers.sweep(host, ports(host), sweepDeadline))
+        .catch(() => {}),
+    ),
+  );
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
   process.off('SIGHUP', onHangup);
@@ -585,6 +593,9 @@ function sum(values: number[]): number {
 }
 
 /** The session machine with its actors: credentials from the environment and files, the runner over Podman. */
+/** How long a stopping daemon tries to remove what failed teardowns left. */
+const LEFTOVERS_AT_STOP_MS = 10_000;
+
 function sessionLogic(
   settings: Settings,
   instanceId: string,

@@ -658,7 +658,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
                   },
                   cuttingShort: {
                     description:
-                      '`podman run` has not started the setup step yet, and `podman stop` could miss a container it is still creating: the run itself is cut short (its signal reaches a started container), and teardown removes whatever it made.',
+                      '`podman run` has not started the setup step yet, and `podman stop` could miss a container it is still creating: the run itself is cut short, and teardown removes whatever it made (its forced removal stops a container it had started).',
                     entry: sendTo('attach', { type: 'abort' }),
                   },
                   stopping: {
@@ -887,16 +887,18 @@ function exited(fate: (args: { context: RunnerContext; event: ExitedEvent }) => 
   ] as const;
 }
 
-/**
- * A teardown step tried twice with `teardownRetry` between: a transient podman failure must not leave
- * an object behind. Ends in `removed`, or in `failed` with the problem noted for the run's result.
- */
 /** Podman objects of a session that its teardown could not remove, on its host (none: the local one). */
 export interface LeftBehind {
   host?: string;
   containers: string[];
   secrets: string[];
 }
+
+/**
+ * A teardown step tried twice with `teardownRetry` between: a transient podman failure must not leave
+ * an object behind. Ends in `removed`, or in `failed` with the problem noted for the run's result and
+ * the objects left behind for the daemon.
+ */
 
 function removedInTwoTries<Src extends 'removeSecrets' | 'removeContainer', Input>(
   src: Src,
