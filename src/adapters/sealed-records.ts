@@ -386,8 +386,16 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
     unpacker.on('error', (error: unknown) => {
       failed ??= error;
     });
-    unpacker.on('end', () => resolve(failed));
-    unpacker.on('close', () => resolve(failed));
+    // 'close' comes when the parse is over, which can be before tar's last files are written (sealing
+    // then would refuse them): it settles only if 'end' never comes.
+    let closed: NodeJS.Timeout | undefined;
+    unpacker.on('end', () => {
+      clearTimeout(closed);
+      resolve(failed);
+    });
+    unpacker.on('close', () => {
+      closed ??= setTimeout(() => resolve(failed), UNPACK_END_WAIT_MS);
+    });
     unpacker.on('abort', (error: unknown) => {
       failed ??= error;
       resolve(failed);
@@ -452,6 +460,8 @@ const KEPT_TYPES = new Set(['File', 'OldFile', 'ContiguousFile', 'Directory']);
 const MAX_OUTPUT_DEPTH = 64;
 /** Longest path kept of an output archive (the directories seen are remembered while it unpacks). */
 const MAX_OUTPUT_PATH = 1024;
+/** After tar's parse closed, how long its file writes may take before the seal goes on without them. */
+const UNPACK_END_WAIT_MS = 30_000;
 const TAR_HEADER_BYTES = 512;
 /** A tar header's magic at byte 257 (POSIX `ustar\0`, GNU `ustar `). */
 const USTAR = Buffer.from('ustar');
