@@ -388,13 +388,18 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
     });
     // 'close' comes when the parse is over, which can be before tar's last files are written (sealing
     // then would refuse them): it settles only if 'end' never comes.
+    let ended = false;
     let closed: NodeJS.Timeout | undefined;
     unpacker.on('end', () => {
+      ended = true;
       clearTimeout(closed);
       resolve(failed);
     });
     unpacker.on('close', () => {
-      closed ??= setTimeout(() => resolve(failed), UNPACK_END_WAIT_MS);
+      // Usually after 'end'; a timer then would only hold the process up.
+      if (ended || closed !== undefined) return;
+      closed = setTimeout(() => resolve(failed), UNPACK_END_WAIT_MS);
+      closed.unref();
     });
     unpacker.on('abort', (error: unknown) => {
       failed ??= error;
