@@ -115,20 +115,7 @@ export class SealedRecords {
           operation: `write the record of session ${sessionId}`,
         });
       } catch (error) {
-        onError?.(
-          error instanceof StateDirError || !(error instanceof AgentdError)
-            ? error instanceof StateDirError
-              ? error
-              : new StateDirError(`create the record of session ${sessionId}`, dir, error)
-            : new AgentdError(
-                error.code,
-                `cannot write the record of session ${sessionId}: ${error.message}`,
-                {
-                  operation: `write the record of session ${sessionId}`,
-                  cause: error,
-                },
-              ),
-        );
+        onError?.(recordWriteError(error, sessionId, dir));
       }
     });
   }
@@ -207,66 +194,65 @@ export class SealedRecords {
    * long ago): its directory, whether it is sealed, and its session.json (undefined when unreadable).
    */
   find(sessionId: string): { dir: string; sealed: boolean; json: unknown } | undefined {
-    if (!SESSION_ID.test(sessionId)) return undefined;
-    for (const agent of safeReaddir(this.dir)) {
-      if (!AGENT_NAME.test(agent) || !isRealDir(join(this.dir, agent))) continue;
-      const dir = this.dirOf(agent, sessionId);
-      if (!isRealDir(dir)) continue;
-      let json: unknown;
-      try {
-        json = JSON.parse(readNoFollow(join(dir, RECORD_FILES.json)).toString('utf8'));
-      } catch {
-        json = undefined;
-      }
-      return { dir, sealed: this.isSealed(dir), json };
+    const dir = this.locate(sessionId);
+    if (dir === undefined) return undefined;
+    let json: unknown;
+    try {
+      json = JSON.parse(readNoFollow(join(dir, RECORD_FILES.json)).toString('utf8'));
+    } catch {
+      json = undefined;
     }
-    return undefined;
+    return { dir, sealed: this.isSealed(dir), json };
   }
 
   /** Whether any agent has a record directory for this session id (history may have let it go). */
   has(sessionId: string): boolean {
-    if (!SESSION_ID.test(sessionId)) return false;
-    return safeReaddir(this.dir).some(
-      (agent) =>
-        AGENT_NAME.test(agent) && isRealDir(join(this.dir, agent)) && isRealDir(this.dirOf(agent, sessionId)),
-    );
+    return this.locate(sessionId) !== undefined;
   }
 
-  /** Record directories not sealed yet, by a look at each directory's mode only (cheap at start). */
-  unsealed(): { agent: string; sessionId: string; dir: string }[] {
-    const found: { agent: string; sessionId: string; dir: string }[] = [];
-    for (const agent of safeReaddir(this.dir)) {
-      if (!AGENT_NAME.test(agent) || !isRealDir(join(this.dir, agent))) continue;
-      for (const sessionId of safeReaddir(join(this.dir, agent))) {
-        const dir = this.dirOf(agent, sessionId);
-        if (SESSION_ID.test(sessionId) && isRealDir(dir) && !this.isSealed(dir)) {
-          found.push({ agent, sessionId, dir });
-        }
-      }
-    }
-    return found;
-  }
-
-  /** Every record directory, read from disk (once at start; `prune` keeps it current). */
+  /**
+   * Every record directory, read from disk (once at start; `prune` keeps it current). Links are left
+   * alone: neither listed nor removed by retention through them.
+   */
   scan(): RecordEntry[] {
     this.index.clear();
-    for (const agent of safeReaddir(this.dir)) {
-      // Links are left alone: neither listed nor removed by retention through them.
-      if (!AGENT_NAME.test(agent) || !isRealDir(join(this.dir, agent))) continue;
-      for (const sessionId of safeReaddir(join(this.dir, agent))) {
-        if (!SESSION_ID.test(sessionId)) continue;
-        const dir = this.dirOf(agent, sessionId);
-        if (!isRealDir(dir)) continue;
-        let at = 0;
-        try {
-          at = statSync(join(dir, RECORD_FILES.json)).mtimeMs;
-        } catch {
-          at = lstatSync(dir).mtimeMs;
-        }
-        this.index.set(dir, { agent, sessionId, dir, sealed: this.isSealed(dir), at, bytes: sizeOf(dir) });
+    for (const { agent, sessionId, dir } of this.recordDirs()) {
+      let at = 0;
+      try {
+        at = statSync(join(dir, RECORD_FILES.json)).mtimeMs;
+      } catch {
+        at = lstatSync(dir).mtimeMs;
       }
+      this.index.set(dir, { agent, sessionId, dir, sealed: this.isSealed(dir), at, bytes: sizeOf(dir) });
     }
     return [...this.index.values()];
+  }
+
+  /** The agents' directories that are real directories (never a link), by agent name. */
+  private *agentDirs(): Generator<{ agent: string; path: string }> {
+    for (const agent of safeReaddir(this.dir)) {
+      const path = join(this.dir, agent);
+      if (AGENT_NAME.test(agent) && isRealDir(path)) yield { agent, path };
+    }
+  }
+
+  private *recordDirs(): Generator<{ agent: string; sessionId: string; dir: string }> {
+    for (const { agent, path } of this.agentDirs()) {
+      for (const sessionId of safeReaddir(path)) {
+        const dir = join(path, sessionId);
+        if (SESSION_ID.test(sessionId) && isRealDir(dir)) yield { agent, sessionId, dir };
+      }
+    }
+  }
+
+  /** A session's record directory under whichever agent has one. */
+  private locate(sessionId: string): string | undefined {
+    if (!SESSION_ID.test(sessionId)) return undefined;
+    for (const { path } of this.agentDirs()) {
+      const dir = join(path, sessionId);
+      if (isRealDir(dir)) return dir;
+    }
+    return undefined;
   }
 
   /**
@@ -551,6 +537,18 @@ function readSummary(dir: string): OutputSummary {
     // Fall through.
   }
   return { files: 0, bytes: 0, truncated: false, skipped: 0 };
+}
+
+/** Why a session.json could not be written, naming the session (a refused directory says why itself). */
+function recordWriteError(error: unknown, sessionId: string, dir: string): AgentdError {
+  if (error instanceof StateDirError) return error;
+  if (error instanceof AgentdError) {
+    return new AgentdError(error.code, `cannot write the record of session ${sessionId}: ${error.message}`, {
+      operation: `write the record of session ${sessionId}`,
+      cause: error,
+    });
+  }
+  return new StateDirError(`create the record of session ${sessionId}`, dir, error);
 }
 
 /** A directory itself, not a link to one. */

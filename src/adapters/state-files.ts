@@ -60,8 +60,8 @@ export class StateDirError extends AgentdError {
 }
 
 function fixFor(errno: string, path: string): string {
-  // ENXIO: a FIFO nobody reads (or a socket) opened to be written.
-  if (errno === 'ELOOP' || errno === 'EEXIST' || errno === 'ENXIO') {
+  // ENXIO: a FIFO nobody reads (or a socket) opened to be written; EFTYPE: NotRegularFileError.
+  if (errno === 'ELOOP' || errno === 'EEXIST' || errno === 'ENXIO' || errno === 'EFTYPE') {
     return `${path} is a symbolic link or an unexpected file that agentd did not make; remove it`;
   }
   if (errno === 'EROFS') return 'the filesystem is read-only; remount it read-write or move daemon.state_dir';
@@ -119,7 +119,7 @@ export async function writeFileAtomicAsync(
       await handle.close();
     }
     const existing = await fsp.lstat(path).catch(() => undefined);
-    if (existing && !existing.isFile()) throw notRegularFile(path);
+    if (existing && !existing.isFile()) throw new NotRegularFileError(path, kindOf(existing));
     await fsp.rename(tmp, path);
   } catch (error) {
     if (made) await fsp.unlink(tmp).catch(() => {});
@@ -140,9 +140,7 @@ export function appendNoFollow(path: string, data: string | Uint8Array, operatio
   }
   let before: number | undefined;
   try {
-    const stat = fstatSync(fd);
-    if (!stat.isFile()) throw notRegularFile(path);
-    before = stat.size;
+    before = regularFileStat(fd, path).size;
     writeAll(fd, data);
   } catch (error) {
     // A write cut short (no room for all of it) would leave half a line: take it back.
@@ -173,7 +171,10 @@ export function readNoFollow(path: string): Buffer {
   }
 }
 
-/** A file agentd would read from its state dir is not a regular file: someone put it there. */
+/**
+ * A file agentd would read, append to or replace in its state dir is not a regular file: someone put it
+ * there (StateDirError explains its code).
+ */
 export class NotRegularFileError extends Error {
   /** libuv's "inappropriate file type or format". */
   readonly code = 'EFTYPE';
@@ -195,6 +196,7 @@ export function regularFileStat(fd: number, path: string): Stats {
 }
 
 function kindOf(stat: Stats): string {
+  if (stat.isSymbolicLink()) return 'a symbolic link';
   if (stat.isFIFO()) return 'a FIFO';
   if (stat.isDirectory()) return 'a directory';
   if (stat.isCharacterDevice() || stat.isBlockDevice()) return 'a device';
@@ -225,18 +227,13 @@ function syncDirectory(dir: string, operation: string): void {
 }
 
 function refuseNonRegular(path: string): void {
-  let isRegular = true;
+  let stat: Stats;
   try {
-    isRegular = lstatSync(path).isFile();
+    stat = lstatSync(path);
   } catch {
     return;
   }
-  if (!isRegular) throw notRegularFile(path);
-}
-
-/** What replacing a link, directory or device at path is refused with (StateDirError explains EEXIST). */
-function notRegularFile(path: string): Error {
-  return Object.assign(new Error(`${path} is not a regular file`), { code: 'EEXIST' });
+  if (!stat.isFile()) throw new NotRegularFileError(path, kindOf(stat));
 }
 
 /** A temp file's name beside path: unique, and what a crash leaves is recognised by TEMP_JSON_FILE. */

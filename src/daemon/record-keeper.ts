@@ -51,15 +51,16 @@ export class RecordKeeper {
   }
 
   /**
-   * Open record directories of sessions the state dir has no record of (it was unreadable and
+   * At start, before `recover`: reads every record directory from disk (the one look at them a start
+   * takes) and returns the open ones of sessions the state dir has no record of (it was unreadable and
    * quarantined, or deleted): their session.json as a record, to be recovered like any other; those
    * whose session.json cannot be read either, by directory.
    */
   strays(known: (sessionId: string) => boolean): { records: SessionRecord[]; unreadable: string[] } {
     const records: SessionRecord[] = [];
     const unreadable: string[] = [];
-    for (const { sessionId, dir } of this.records.unsealed()) {
-      if (known(sessionId)) continue;
+    for (const { sessionId, dir, sealed } of this.records.scan()) {
+      if (sealed || known(sessionId)) continue;
       const record = this.find(sessionId);
       if (record?.recordDir === dir) records.push(record);
       else unreadable.push(dir);
@@ -103,13 +104,13 @@ export class RecordKeeper {
   }
 
   /**
-   * At start: records of finished sessions that a crash left unsealed are sealed now (with the output
-   * still in their work dir), work dirs of sessions that are over are removed, and retention runs.
+   * At start, after `strays` read the record directories: records of finished sessions that a crash left
+   * unsealed are sealed now (with the output still in their work dir), work dirs of sessions that are
+   * over are removed, and retention runs.
    */
   async recover(records: readonly SessionRecord[], logFile: (id: string) => string): Promise<void> {
     const finished = new Map(records.filter((r) => r.outcome !== undefined).map((r) => [r.id, r]));
     const unfinished = new Set(records.filter((r) => r.outcome === undefined).map((r) => r.id));
-    this.records.scan();
     for (const record of finished.values()) {
       if (record.recordDir === undefined || this.records.isSealed(record.recordDir)) continue;
       await this.seal(record, logFile(record.id));

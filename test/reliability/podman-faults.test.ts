@@ -99,6 +99,22 @@ async function trigger(d: TestDaemon): Promise<TriggerJson> {
   return parsed;
 }
 
+/** A daemon whose podman is `fake`, with one agent (its command) cloning the suite's repo. */
+async function startFaked(
+  fake: FakePodman,
+  name: string,
+  command: string[],
+  daemon: Record<string, string> = {},
+): Promise<TestDaemon> {
+  git ??= await startGitServer();
+  const d = await startDaemon(
+    { daemon, agents: [agent(name, git.url(), command)] },
+    { env: { PATH: fake.path } },
+  );
+  daemons.push(d);
+  return d;
+}
+
 describe('podman failures', () => {
   it.each(cases)('podman $rule.subcommand: $rule.action on call $rule.call', async (c) => {
     git ??= await startGitServer();
@@ -149,16 +165,10 @@ describe('podman failures', () => {
   });
 
   it('a probe of the local Podman that fails while a session runs: the session runs on to its outcome', async () => {
-    git ??= await startGitServer();
     const fake = new FakePodman();
-    const d = await startDaemon(
-      {
-        daemon: { host_probe_interval: '1s' },
-        agents: [agent('steady', git.url(), ['sh', '-c', 'echo begun; sleep 6; echo finished'])],
-      },
-      { env: { PATH: fake.path } },
-    );
-    daemons.push(d);
+    const d = await startFaked(fake, 'steady', ['sh', '-c', 'echo begun; sleep 6; echo finished'], {
+      host_probe_interval: '1s',
+    });
     const id = (await d.cli(['trigger', 'steady', '--detach'])).stdout.trim();
     await d.waitForPhase(id, 'running');
     // Every probe fails for a while (as a slow or briefly broken Podman does), then they pass again.
@@ -176,15 +186,10 @@ describe('podman failures', () => {
   });
 
   it('a cancel while the session tears down is refused as too late, and the outcome stays the command’s', async () => {
-    git ??= await startGitServer();
     const fake = new FakePodman();
     // Every container removal takes 3 s: the session stays tearing down that long.
     fake.setRules([{ subcommand: 'rm', call: '*', action: { sleepSeconds: 3 } }]);
-    const d = await startDaemon(
-      { agents: [agent('brief', git.url(), ['sh', '-c', 'echo done'])] },
-      { env: { PATH: fake.path } },
-    );
-    daemons.push(d);
+    const d = await startFaked(fake, 'brief', ['sh', '-c', 'echo done']);
     const id = (await d.cli(['trigger', 'brief', '--detach'])).stdout.trim();
     await d.waitForPhase(id, 'tearing_down');
     figures.faultsInjected++;
@@ -200,16 +205,8 @@ describe('podman failures', () => {
   });
 
   it('what a teardown could not remove is removed once Podman answers again, while the daemon runs', async () => {
-    git ??= await startGitServer();
     const fake = new FakePodman();
-    const d = await startDaemon(
-      {
-        daemon: { host_probe_interval: '1s' },
-        agents: [agent('sticky', git.url(), ['sh', '-c', 'echo done'])],
-      },
-      { env: { PATH: fake.path } },
-    );
-    daemons.push(d);
+    const d = await startFaked(fake, 'sticky', ['sh', '-c', 'echo done'], { host_probe_interval: '1s' });
     // Every container removal fails: both of teardown's tries.
     fake.setRules([{ subcommand: 'rm', call: '*', action: 'fail' }]);
     const run = await d.cli(['trigger', 'sticky', '--json']);
