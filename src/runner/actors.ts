@@ -286,8 +286,8 @@ async function attach(
   /** The setup step announced itself: what comes on stderr from now on is the command's, not podman's. */
   let containerStarted = adopted !== undefined;
   /** Output (a line, or a part of a longer one): masked, logged, streamed, kept for a setup failure. */
-  const write = (raw: string, cont: boolean, stream: 'stdout' | 'stderr' = 'stdout') => {
-    const line = out.write(raw, cont, stream);
+  const write = (raw: string, cont: boolean, stream: 'stdout' | 'stderr' = 'stdout', masked = false) => {
+    const line = out.write(raw, cont, stream, masked);
     if (line === undefined && !cont) output.dropped?.(sessionId, 1, 'withheld');
     if (line === undefined || commandStarted) return;
     setupOutput.push(line.length > SETUP_LINE_CHARS ? `${line.slice(0, SETUP_LINE_CHARS)}...` : line);
@@ -351,19 +351,19 @@ async function attach(
     out.setMarker(input.marker);
     const markerBytes = Buffer.from(input.marker);
     const reader = out.reader(
-      (text, end, cont, stream) => {
+      (text, end, cont, stream, masked) => {
         if (stream === 'stderr') {
           // The command's own stderr; before the container runs, podman's messages (kept for the error).
-          if (containerStarted) write(text, cont, 'stderr');
+          if (containerStarted) write(text, cont, 'stderr', masked);
           return;
         }
         if (!end) {
-          write(text, cont);
+          write(text, cont, 'stdout', masked);
           return;
         }
         const what = read(input.marker, text, cont);
-        if (what.kind === 'line') write(text, cont);
-        else if (what.kind === 'end' && what.before !== '') write(what.before, cont);
+        if (what.kind === 'line') write(text, cont, 'stdout', masked);
+        else if (what.kind === 'end' && what.before !== '') write(what.before, cont, 'stdout', masked);
       },
       // Whole lines at once while the command runs and none of them is the setup step's: its report
       // and the setup output kept for an error come line by line.
@@ -415,15 +415,15 @@ async function attach(
   /** Inside a line longer than the maximum that is being skipped, per stream. */
   const skipping = { stdout: false, stderr: false };
   const toSkip = (stream: 'stdout' | 'stderr') => skip !== undefined && skip[stream] > 0;
-  const replayed = (text: string, cont: boolean, stream: 'stdout' | 'stderr') => {
+  const replayed = (text: string, cont: boolean, stream: 'stdout' | 'stderr', masked: boolean) => {
     if (skip !== undefined && skip[stream] > 0) skip[stream]--;
-    else write(text, cont, stream);
+    else write(text, cont, stream, masked);
   };
   // Each stream is replayed and skipped on its own: Podman replays them in its own order.
-  const reader = out.reader((text, end, cont, stream) => {
+  const reader = out.reader((text, end, cont, stream, masked) => {
     if (!end) {
       if (skipping[stream] || toSkip(stream)) skipping[stream] = true;
-      else write(text, cont, stream);
+      else write(text, cont, stream, masked);
       return;
     }
     if (skipping[stream]) {
@@ -435,14 +435,14 @@ async function attach(
       return;
     }
     if (stream === 'stderr') {
-      replayed(text, cont, 'stderr');
+      replayed(text, cont, 'stderr', masked);
       return;
     }
     // Replayed markers only move the phase forward; the machine ignores those it is past.
     const what = read(marker, text, cont);
-    if (what.kind === 'line') replayed(text, cont, 'stdout');
+    if (what.kind === 'line') replayed(text, cont, 'stdout', masked);
     // The output before the report was handed on already, unless the log was cut short there.
-    else if (what.kind === 'end' && what.before !== '') replayed(what.before, cont, 'stdout');
+    else if (what.kind === 'end' && what.before !== '') replayed(what.before, cont, 'stdout', masked);
   });
   // What the follow handed on, per stream: how many pieces, and the last few (see catchUp).
   const seen = { stdout: new FollowedTail(), stderr: new FollowedTail() };

@@ -64,7 +64,7 @@ export function createMasker(values: readonly MaskedValue[]): Masker {
       }
     }
   };
-  const mask = (line: string) => {
+  const spansOf = (line: string): Span[] => {
     const spans: Span[] = [];
     find(line, spans);
     for (const span of wrapped.spans(line)) spans.push(span);
@@ -74,12 +74,27 @@ export function createMasker(values: readonly MaskedValue[]): Masker {
       plused.length > 0 && line.includes('+') ? percentDecoded(line, true) : undefined,
     ];
     for (const view of views) if (view) find(view.text, spans, view);
+    return spans;
+  };
+  const mask = (line: string) => {
+    const spans = spansOf(line);
     return spans.length > 0 ? maskSpans(line, spans) : line;
   };
   if (ordered.length === 0)
-    return Object.assign((line: string) => line, { forms: [], needsLines: () => false });
+    return Object.assign((line: string) => line, {
+      forms: [],
+      needsLines: () => false,
+      spans: () => [],
+      reach: 0,
+    });
   return Object.assign(mask, {
     forms: ordered,
+    spans: spansOf,
+    reach: Math.min(
+      REACH_MAX,
+      REACH_PER_CHAR * Math.max(0, ...ordered.filter((n) => !/[\r\n]/.test(n)).map((n) => n.length)) +
+        REACH_ESCAPES,
+    ),
     needsLines: (bytes: Buffer) =>
       bytes.includes(0x1b) ||
       hasPercentEscape(bytes) ||
@@ -88,7 +103,18 @@ export function createMasker(values: readonly MaskedValue[]): Masker {
   });
 }
 
-type Span = [start: number, end: number];
+export type Span = [start: number, end: number];
+
+/**
+ * How far a masked value may stretch in a line as printed, per character of its longest form: each
+ * UTF-16 unit is at most 3 bytes of UTF-8, each percent-escaped as 3 characters; and what terminal
+ * escape sequences woven into it may add. A line cut into pieces is never cut inside a value that
+ * stretches no further than this (see LineAssembler).
+ */
+const REACH_PER_CHAR = 9;
+const REACH_ESCAPES = 256;
+/** ... but no further than a line's piece: what a line being cut holds back stays bounded. */
+const REACH_MAX = 64 * 1024;
 
 /** A line of base64 as encoders wrap it (`base64` at 76 columns, `openssl base64` at 64). */
 const WRAPPED_BASE64_LINE = /^[A-Za-z0-9+/]+={0,2}$/;
@@ -142,7 +168,8 @@ function wrappedBase64(cores: string[]) {
  * overlap are both hidden whole, where masking the first would break the match of the second and
  * leave the rest of it in clear. Spans that only touch keep a mask each.
  */
-function maskSpans(line: string, spans: Span[]): string {
+export function maskSpans(line: string, spans: Span[]): string {
+  if (spans.length === 0) return line;
   spans.sort((a, b) => a[0] - b[0] || b[1] - a[1]);
   let out = '';
   let done = 0;
@@ -167,4 +194,8 @@ function maskSpans(line: string, spans: Span[]): string {
 export type Masker = ((line: string) => string) & {
   readonly forms: readonly string[];
   readonly needsLines: (bytes: Buffer) => boolean;
+  /** Where in the line masking hides something (the mask is maskSpans of these). */
+  readonly spans: (line: string) => Span[];
+  /** The most characters of a line one hidden value may stretch over (see REACH_PER_CHAR). */
+  readonly reach: number;
 };

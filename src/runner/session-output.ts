@@ -1,7 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { AttachedRun, OutputHandler } from '../adapters/podman.js';
 import { OUTPUT_LINE_MAX_BYTES } from '../constants.js';
-import type { Masker } from './mask.js';
+import { type Masker, maskSpans, type Span } from './mask.js';
 import {
   linesOfBlock,
   type OutputBlock,
@@ -13,18 +13,29 @@ import {
 
 /**
  * Joins the pieces the output reader cuts a long line into, and cuts the line again only where no
- * guarded text (a masked value, the setup step's marker) would be split: of an unfinished line, the
- * last `longest guard` characters are held back until more comes, the rest is handed on at once. It
- * holds at most the longest guard plus one piece, and makes no string much longer than a piece (the
- * garbage of a stream of long lines stays in V8's young generation).
+ * guarded text (the setup step's marker) and nothing masking hides would be split: of an unfinished
+ * line, the last characters (the longest guard, or how far one masked value may stretch: Masker.reach)
+ * are held back until more comes, the rest is masked here (with what masking finds in all that is
+ * held, so a value in any of its forms is found whole wherever the reader cut) and handed on at once.
+ * Where hidden values overlap further back than that (text repeating a value over and over), the cut
+ * falls inside one, and the start of what follows is masked too. It holds at most that much plus one
+ * piece, and makes no string much longer than a piece (the garbage of a stream of long lines stays in
+ * V8's young generation).
  */
 export class LineAssembler {
   private buf = '';
   private started = false;
+  /** Characters at the start of buf to mask: the rest of a value the last cut fell inside. */
+  private hidden = 0;
 
+  /**
+   * `emit` gets `masked` true for text masked here (a part of a long line, or its end), false for a
+   * whole line as it came (the caller masks it).
+   */
   constructor(
     private readonly guards: () => readonly string[],
-    private readonly emit: (text: string, end: boolean, cont: boolean) => void,
+    private readonly emit: (text: string, end: boolean, cont: boolean, masked: boolean) => void,
+    private readonly masker: () => Masker | undefined = () => undefined,
   ) {}
 
   /** Nothing of a line is held or was handed on: the next text starts a line. */
@@ -33,31 +44,62 @@ export class LineAssembler {
   }
 
   push(text: string, end: boolean): void {
+    const mask = this.masker();
     if (end) {
       const whole = this.buf === '' ? text : this.buf + text;
       const cont = this.started;
+      const hidden = this.hidden;
       this.buf = '';
       this.started = false;
-      this.emit(whole, true, cont);
+      this.hidden = 0;
+      if (!cont || mask === undefined) this.emit(whole, true, cont, false);
+      else this.emit(maskSpans(whole, withHidden(mask.spans(whole), hidden, whole.length)), true, cont, true);
       return;
     }
     this.buf += text;
     const guards = this.guards();
-    const hold = guards.reduce((max, guard) => Math.max(max, guard.length), 0);
+    const hold = guards.reduce((max, guard) => Math.max(max, guard.length), mask?.reach ?? 0);
     if (this.buf.length <= hold) return;
-    const cut = safeCut(this.buf, this.buf.length - hold, guards, hold);
+    const at = this.buf.length - hold;
+    const spans = mask?.spans(this.buf) ?? [];
+    let cut = safeCut(this.buf, at, guards, hold, spans);
+    const hidden = this.hidden;
+    let rest = hidden;
+    // Only text that repeats a guard or a value over and over walks this far back: cut where it was
+    // meant to be, and mask the rest of the values the cut falls inside.
+    if (cut < at - hold || cut <= 0) {
+      cut = at;
+      for (const [from, to] of spans) if (from < cut && to > cut) rest = Math.max(rest, to);
+    }
     const cont = this.started;
     this.started = true;
     const head = this.buf.slice(0, cut);
     this.buf = this.buf.slice(cut);
-    this.emit(head, false, cont);
+    this.hidden = Math.max(0, rest - cut);
+    if (mask === undefined) this.emit(head, false, cont, false);
+    else {
+      const inHead = spans
+        .filter(([from]) => from < cut)
+        .map(([from, to]): Span => [from, Math.min(to, cut)]);
+      this.emit(maskSpans(head, withHidden(inHead, hidden, cut)), false, cont, true);
+    }
   }
 }
 
-/** A cut at or before `at` that splits no guard (nor a surrogate pair). */
-function safeCut(text: string, at: number, guards: readonly string[], hold: number): number {
+/** The spans, and the first `hidden` characters (of a text `length` long) as one more. */
+function withHidden(spans: Span[], hidden: number, length: number): Span[] {
+  if (hidden > 0) spans.push([0, Math.min(hidden, length)]);
+  return spans;
+}
+
+/**
+ * A cut at or before `at` that splits no guard, no span (a value masking hides) nor a surrogate pair;
+ * or one further back than `at - hold` where they overlap that far.
+ */
+function safeCut(text: string, at: number, guards: readonly string[], hold: number, spans: Span[]): number {
+  const runs = mergedRuns(spans);
   let cut = at;
-  for (let moved = true; moved; ) {
+  for (let moved = true; moved && cut >= at - hold && cut > 0; ) {
     moved = false;
     for (const guard of guards) {
       const found = text.indexOf(guard, Math.max(0, cut - guard.length + 1));
@@ -66,15 +108,34 @@ function safeCut(text: string, at: number, guards: readonly string[], hold: numb
         moved = true;
       }
     }
-    // Only text that repeats a guard over and over walks this far back: cut where it was meant to be.
-    if (cut < at - hold || cut <= 0) {
-      cut = at;
-      break;
+    // The last run starting before the cut is the only one that can hold it (runs do not overlap).
+    let last: Span | undefined;
+    for (const run of runs) {
+      if (run[0] >= cut) break;
+      last = run;
+    }
+    if (last !== undefined && last[1] > cut) {
+      cut = last[0];
+      moved = true;
     }
   }
+  if (cut < at - hold || cut <= 0) return cut;
   const code = text.charCodeAt(cut - 1);
   if (code >= 0xd800 && code <= 0xdbff) cut--;
   return cut;
+}
+
+/** The spans sorted and joined where they overlap. */
+function mergedRuns(spans: readonly Span[]): Span[] {
+  if (spans.length === 0) return [];
+  const sorted = [...spans].sort((a, b) => a[0] - b[0]);
+  const runs: Span[] = [[...(sorted[0] as Span)]];
+  for (const [from, to] of sorted) {
+    const run = runs[runs.length - 1] as Span;
+    if (from < run[1]) run[1] = Math.max(run[1], to);
+    else runs.push([from, to]);
+  }
+  return runs;
 }
 
 /** Cuts text into pieces of at most maxBytes UTF-8 bytes, at character boundaries. */
@@ -157,7 +218,13 @@ export class SessionOutput {
    * when they continue one) go to onSegment; `bind` lets backpressure pause the run.
    */
   reader(
-    onSegment: (text: string, end: boolean, cont: boolean, stream: 'stdout' | 'stderr') => void,
+    onSegment: (
+      text: string,
+      end: boolean,
+      cont: boolean,
+      stream: 'stdout' | 'stderr',
+      masked: boolean,
+    ) => void,
     onBlock?: (bytes: Buffer, lines: number, stream: 'stdout' | 'stderr') => boolean,
   ): {
     handler: OutputHandler;
@@ -166,11 +233,13 @@ export class SessionOutput {
     // One per stream: a long line on stdout and one on stderr come in pieces that interleave.
     const stdout = new LineAssembler(
       () => this.guards,
-      (text, end, cont) => onSegment(text, end, cont, 'stdout'),
+      (text, end, cont, masked) => onSegment(text, end, cont, 'stdout', masked),
+      () => this.mask,
     );
     const stderr = new LineAssembler(
       () => this.guards,
-      (text, end, cont) => onSegment(text, end, cont, 'stderr'),
+      (text, end, cont, masked) => onSegment(text, end, cont, 'stderr', masked),
+      () => this.mask,
     );
     const handler: OutputHandler = (text, end, stream) =>
       (stream === 'stderr' ? stderr : stdout).push(text, end);
@@ -187,15 +256,18 @@ export class SessionOutput {
     };
   }
 
-  /** One line (or a part of one) of the container's output: masked, logged, handed on. */
-  write(text: string, cont = false, stream: OutputStream = 'stdout'): string | undefined {
+  /**
+   * One line (or a part of one) of the container's output: masked (unless `masked` says the reader's
+   * assembler did), logged, handed on.
+   */
+  write(text: string, cont = false, stream: OutputStream = 'stdout', masked = false): string | undefined {
     if (!this.mask) {
       if (!cont) this.withheld++;
       return undefined;
     }
-    const masked = this.mask(text);
-    this.emit(masked, cont, stream);
-    return masked;
+    const line = masked ? text : this.mask(text);
+    this.emit(line, cont, stream);
+    return line;
   }
 
   /**
@@ -259,9 +331,8 @@ export class SessionOutput {
   }
 
   private updateGuards(): void {
-    const guards = [...(this.mask?.forms ?? [])];
-    if (this.marker !== '') guards.push(this.marker);
-    this.guards = guards;
+    // The masked forms are not guards: the masker's spans keep a cut out of them (LineAssembler).
+    this.guards = this.marker === '' ? [] : [this.marker];
     this.needles = (this.mask?.forms ?? [])
       .filter((form) => !/[\r\n]/.test(form))
       .map((form) => Buffer.from(form, 'utf8'));

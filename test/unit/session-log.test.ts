@@ -299,6 +299,62 @@ describe('SessionOutput', () => {
     expect(lines.slice(1).every((l) => l.cont)).toBe(true);
   });
 
+  // A value in a form only a view of the line shows (percent-encoded, coloured inside), or base64 inside
+  // a longer base64 text, where the reader cuts a 200 KiB line at 64 KiB: masked whole, nothing of it
+  // in clear on either side of the cut.
+  it.each([
+    [
+      'percent-encoded',
+      (v: string) => [...Buffer.from(v)].map((b) => `%${b.toString(16).padStart(2, '0')}`).join(''),
+    ],
+    ['with colours inside', (v: string) => [...v].map((c) => `\x1b[3${c.charCodeAt(0) % 8}m${c}`).join('')],
+    [
+      'percent-encoded in part',
+      (v: string) => `${v.slice(0, 5)}${encodeURIComponent(v.slice(5)).replaceAll('-', '%2D')}`,
+    ],
+  ])('masks a value %s wherever the reader cuts its line', async (_name, encode) => {
+    const value = 'value-to-hide-0123456789';
+    const printed = encode(value);
+    for (const offset of [1, 7, Math.floor(printed.length / 2), printed.length - 2]) {
+      const path = logPath();
+      const lines: OutputLine[] = [];
+      const out = new SessionOutput(
+        { logFile: path, logMaxBytes: 1_000_000, onLine: (l) => lines.push(l) },
+        createMasker([value]),
+      );
+      const { handler } = out.reader((text, _end, cont, stream, masked) =>
+        out.write(text, cont, stream, masked),
+      );
+      const text = `${'a'.repeat(65536 - offset)}${printed}${'b'.repeat(140_000)}`;
+      for (let at = 0; at < text.length; at += 65536)
+        handler(text.slice(at, at + 65536), at + 65536 >= text.length, 'stdout');
+      await out.close();
+      const joined = lines.map((l) => l.text).join('');
+      // As the line is masked whole, never cut.
+      expect(joined).toBe(createMasker([value])(text));
+      expect(joined).toContain(`${MASK}${'b'.repeat(140_000)}`);
+      for (const line of lines) expect(Buffer.byteLength(line.text)).toBeLessThanOrEqual(65536);
+    }
+  });
+
+  it('masks a line that repeats a value over and over without a break, across every cut', async () => {
+    const path = logPath();
+    const lines: OutputLine[] = [];
+    const out = new SessionOutput(
+      { logFile: path, logMaxBytes: 10_000_000, onLine: (l) => lines.push(l) },
+      createMasker(['aaaaaaaa', 'b%41b%41b%41b%41']),
+    );
+    const { handler } = out.reader((text, _end, cont, stream, masked) =>
+      out.write(text, cont, stream, masked),
+    );
+    const text = `x${'a'.repeat(300_000)}y${'b%41'.repeat(60_000)}z`;
+    for (let at = 0; at < text.length; at += 65536)
+      handler(text.slice(at, at + 65536), at + 65536 >= text.length, 'stdout');
+    await out.close();
+    const joined = lines.map((l) => l.text).join('');
+    expect(joined.replaceAll('*', '')).toBe('xyz');
+  });
+
   it('takes whole lines at once only when nothing in them is masked and they are valid UTF-8', async () => {
     const path = logPath();
     const lines: OutputLine[] = [];
