@@ -7,17 +7,19 @@ import {
   openSync,
   readdirSync,
   readSync,
+  renameSync,
   rmdirSync,
   statSync,
   writeFileSync,
 } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadEntry } from 'tar';
 import { AgentdError } from '../errors.js';
 import { ensurePrivateDir } from './ownership.js';
-import { removeTree } from './session-files.js';
+import { removeTree, removeTreeAsync } from './session-files.js';
 import {
   READ_NO_FOLLOW,
   readNoFollow,
@@ -31,6 +33,8 @@ import {
 import { WriteBehind } from './write-behind.js';
 
 const SESSION_ID = /^[0-9a-f]{16}$/;
+/** Where retention moves records to remove them: not an agent's name, so never read as records. */
+const REMOVING_DIR = '.removing';
 const AGENT_NAME = /^[a-z_][a-z0-9_-]*$/;
 /** Files and directories kept of one session's output: more would only cost the daemon time and inodes. */
 export const MAX_OUTPUT_ENTRIES = 10_000;
@@ -77,8 +81,16 @@ export class SealedRecords {
   /** Record directories a seal is completing: session.json is the seal's to write from then on. */
   private readonly sealing = new Map<string, Promise<{ dir: string; output: OutputSummary }>>();
 
+  /** Records retention took out of the records directory, being removed (see discard). */
+  private readonly removing: string;
+  private emptying: Promise<void> = Promise.resolve();
+  private discarded = 0;
+
   constructor(readonly dir: string) {
     ensurePrivateDir(dir, 'records directory');
+    this.removing = join(dir, REMOVING_DIR);
+    // What a daemon that stopped meanwhile had not removed yet.
+    if (isRealDir(this.removing)) this.empty();
   }
 
   dirOf(agent: string, sessionId: string): string {
@@ -265,7 +277,7 @@ export class SealedRecords {
     const removed: RecordEntry[] = [];
     for (const entry of sealed) {
       if (now - entry.at <= maxAgeMs && total <= maxBytes) break;
-      removeTree(entry.dir);
+      this.discard(entry);
       this.index.delete(entry.dir);
       total -= entry.bytes;
       removed.push(entry);
@@ -279,6 +291,47 @@ export class SealedRecords {
       }
     }
     return removed;
+  }
+
+  /** Resolves once the records retention removed are gone from the disk. */
+  async emptied(): Promise<void> {
+    for (let seen = -1; seen !== this.discarded; ) {
+      seen = this.discarded;
+      await this.emptying;
+    }
+  }
+
+  /**
+   * Takes a record out of the records directory at once (a rename), and removes its files in the
+   * background: an agent can leave 10,000 files in its output, and removing them in one go held the
+   * event loop (160 ms a record here; minutes for a retention that drops a thousand). A record whose
+   * directory cannot be moved is removed in place.
+   */
+  private discard(entry: RecordEntry): void {
+    try {
+      ensurePrivateDir(this.removing, 'directory of records being removed');
+      // Moving a directory to another parent updates its `..`: a sealed one (0555) must be writable.
+      chmodSync(entry.dir, 0o700);
+      renameSync(entry.dir, join(this.removing, `${entry.agent}.${entry.sessionId}`));
+    } catch {
+      removeTree(entry.dir);
+      return;
+    }
+    this.empty();
+  }
+
+  /** Removes what is in the directory of records being removed, one removal after another. */
+  private empty(): void {
+    this.discarded++;
+    this.emptying = this.emptying.then(async () => {
+      let names: string[];
+      try {
+        names = await readdir(this.removing);
+      } catch {
+        return;
+      }
+      for (const name of names) await removeTreeAsync(join(this.removing, name));
+    });
   }
 }
 

@@ -8,9 +8,11 @@ import {
   openSync,
   readdirSync,
   rmdirSync,
+  type Stats,
   unlinkSync,
   writeSync,
 } from 'node:fs';
+import { chmod, lstat, readdir, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ensurePrivateDir } from './ownership.js';
 import { StateDirError } from './state-files.js';
@@ -137,6 +139,30 @@ function syncDir(path: string): void {
  * directory is made writable by its owner first, so this works without root too. Links are removed,
  * never followed. Quiet: what cannot be removed stays.
  */
+/**
+ * removeTree without blocking: one file system call at a time in the thread pool, so that a tree of
+ * many thousand files (a record's output) leaves the event loop and the pool to the rest. Never throws.
+ */
+export async function removeTreeAsync(path: string): Promise<void> {
+  let stat: Stats;
+  try {
+    stat = await lstat(path);
+  } catch {
+    return;
+  }
+  try {
+    if (!stat.isDirectory()) {
+      await unlink(path);
+      return;
+    }
+    await chmod(path, 0o700);
+    for (const name of await readdir(path)) await removeTreeAsync(join(path, name));
+    await rmdir(path);
+  } catch {
+    // Left as it is: the next attempt (or the operator) removes it.
+  }
+}
+
 export function removeTree(path: string): void {
   let stat: ReturnType<typeof lstatSync>;
   try {

@@ -312,6 +312,43 @@ describe('sealed records', () => {
     expect(readdirSync(join(dir, 'records', 'demo')).sort()).toEqual([ids[2], '00000000000000b1']);
   });
 
+  it('takes a pruned record out at once and removes its thousands of files in the background', async () => {
+    const dir = makeTempDir('agentd-unit-records-');
+    const records = new SealedRecords(join(dir, 'records'));
+    // An agent's output of 3,000 files in 30 directories (sealed: 0444 files, 0555 directories).
+    const files: Buffer[] = [];
+    for (let d = 0; d < 30; d++) for (let f = 0; f < 100; f++) files.push(entry(`./d${d}/f${f}`, 'x'));
+    await records.seal({
+      agent: 'demo',
+      sessionId: ID,
+      archive: archive(dir, ...files),
+      archiveLimit: 1 << 24,
+      json: () => ({ id: ID }),
+    });
+    expect(records.scan().map((e) => e.sessionId)).toEqual([ID]);
+    expect(records.prune(0, 0).map((e) => e.sessionId)).toEqual([ID]);
+    // Gone from the records at once (and the agent's directory with it), not yet from the disk: what
+    // prune did took no removal of 3,000 files.
+    expect(readdirSync(join(dir, 'records'))).toEqual(['.removing']);
+    expect(records.find(ID)).toBeUndefined();
+    expect(records.scan()).toEqual([]);
+    expect(readdirSync(join(dir, 'records', '.removing', `demo.${ID}`, 'out'))).toHaveLength(30);
+    await records.emptied();
+    expect(readdirSync(join(dir, 'records', '.removing'))).toEqual([]);
+  });
+
+  it('removes at start what a daemon that stopped had not finished removing', async () => {
+    const dir = makeTempDir('agentd-unit-records-');
+    const left = join(dir, 'records', '.removing', `demo.${ID}`, 'out', 'sub');
+    mkdirSync(left, { recursive: true, mode: 0o700 });
+    writeFileSync(join(left, 'file'), 'x');
+    execFileSync('chmod', ['-R', 'a-w', join(dir, 'records', '.removing', `demo.${ID}`)]);
+    const records = new SealedRecords(join(dir, 'records'));
+    expect(records.scan()).toEqual([]);
+    await records.emptied();
+    expect(readdirSync(join(dir, 'records', '.removing'))).toEqual([]);
+  });
+
   it('never writes, seals, lists or removes through a link planted for an agent or a session', async () => {
     const dir = makeTempDir('agentd-unit-records-');
     const records = new SealedRecords(join(dir, 'records'));
