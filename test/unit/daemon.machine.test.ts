@@ -439,6 +439,39 @@ describe('daemon machine: cancel', () => {
     expect(d.running()).toEqual([]);
   });
 
+  it('refuses a cancel while a session tears down or reports: its outcome stands', async () => {
+    const d = await startDaemon({ report: 'manual' });
+    d.trigger('s1');
+    await settle();
+    const run = d.fakes.run('s1');
+    run.phase('tearing_down');
+    await settle();
+    const refused = (answers: DaemonEmitted[]) =>
+      expect(answers).toEqual([
+        expect.objectContaining({
+          type: 'cancel.rejected',
+          sessionId: 's1',
+          reason: expect.stringContaining('session s1 is finishing: its outcome is decided'),
+        }),
+      ]);
+    refused(d.send({ type: 'cancel', sessionId: 's1' }));
+    run.finish('succeeded');
+    await settle();
+    // Reporting: the record is being sealed.
+    expect(d.fakes.reportCalls.has('s1')).toBe(true);
+    refused(d.send({ type: 'cancel', sessionId: 's1' }));
+    expect(run.cancelRequested).toBe(false);
+    d.fakes.reportCalls.get('s1')?.resolve();
+    await settle();
+    expect(d.fakes.reports).toEqual([
+      expect.objectContaining({
+        sessionId: 's1',
+        outcome: expect.objectContaining({ outcome: 'succeeded' }),
+      }),
+    ]);
+    expect(d.running()).toEqual([]);
+  });
+
   it('cancels a session that is still resolving credentials without running it', async () => {
     const d = await startDaemon({ credentials: 'manual' });
     d.trigger('s1');
