@@ -1,6 +1,6 @@
 /**
  * A webhook URL as agentd shows it (logs, errors, validate, a reload's changes): without a user or
- * password, with its query as `?…`, where some services put a token, and with each path segment that
+ * password, with a host name label that looks like a token as `…`, with its query as `?…`, where some services put a token, and with each path segment that
  * looks like a token as `…` (Slack's /services/T…/B…/SECRET, Discord's /api/webhooks/ID/SECRET).
  */
 export function shownWebhookUrl(raw: string): string {
@@ -17,7 +17,23 @@ export function shownWebhookUrl(raw: string): string {
           .map((segment) => (looksLikeToken(segment) ? '…' : segment))
           .join('/')
       : '';
-  return `${url.protocol}//${url.host}${path}${url.search === '' ? '' : '?…'}`;
+  return `${url.protocol}//${shownHost(url)}${path}${url.search === '' ? '' : '?…'}`;
+}
+
+/**
+ * The host with each label in front of the domain that looks like a token as `…`: some services give
+ * each endpoint a secret name of its own (Pipedream's `eo2kbzmlhi8v9ld.m.pipedream.net`). Host names
+ * have one case: a label of 12 characters or more with letters and digits.
+ */
+function shownHost(url: URL): string {
+  const name = url.hostname;
+  // An IP address (v6 in brackets, v4 all digits and dots) has no labels to hide.
+  if (name.startsWith('[') || /^[0-9.]+$/.test(name)) return url.host;
+  const labels = name.split('.');
+  const shown = labels.map((label, i) =>
+    i < labels.length - 2 && label.length >= 12 && /[0-9]/.test(label) && /[a-z]/.test(label) ? '…' : label,
+  );
+  return `${shown.join('.')}${url.port === '' ? '' : `:${url.port}`}`;
 }
 
 /** 16 characters or more with a digit or both letter cases: an id or a key, not a word like `notifications`. */

@@ -267,6 +267,14 @@ describe('shownWebhookUrl', () => {
     expect(shownWebhookUrl('https://hooks.example.com/deploy-notifications/agentd')).toBe(
       'https://hooks.example.com/deploy-notifications/agentd',
     );
+    // Services that put the secret in the host name; addresses and ordinary names stay.
+    expect(shownWebhookUrl('https://eo2kbzmlhi8v9ld.m.pipedream.net/')).toBe('https://….m.pipedream.net/');
+    expect(shownWebhookUrl('http://127.0.0.1:8080/hook')).toBe('http://127.0.0.1:8080/hook');
+    expect(shownWebhookUrl('http://[::1]:8080/hook')).toBe('http://[::1]:8080/hook');
+    expect(shownWebhookUrl('https://notifications.internal-ci.example.com:8443/a')).toBe(
+      'https://notifications.internal-ci.example.com:8443/a',
+    );
+    expect(shownWebhookUrl('https://build01.example.com/a')).toBe('https://build01.example.com/a');
   });
 });
 
