@@ -4,6 +4,7 @@ import type { AgentView } from '../sessions/agent-view.js';
 import { ClientCommand } from './client-command.js';
 import { failOnReply, printJson } from './client-io.js';
 import { EXIT } from './exit-codes.js';
+import { shownOn } from './terminal.js';
 
 export class AgentsCommand extends ClientCommand {
   static override paths = [['agents']];
@@ -26,7 +27,7 @@ export class AgentsCommand extends ClientCommand {
       const reply = await client.request({ type: 'agents' });
       if (reply?.type !== 'agents') return failOnReply(this.context, this.json, reply);
       if (this.json) printJson(this.context, { agents: reply.agents });
-      else this.context.stdout.write(reply.agents.map(render).join(''));
+      else this.context.stdout.write(shownOn(this.context.stdout, reply.agents.map(render).join('')));
       return EXIT.succeeded;
     } finally {
       client.close();

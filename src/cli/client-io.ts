@@ -2,6 +2,7 @@ import type { Writable } from 'node:stream';
 import { DaemonClient, DaemonUnreachable, type Reply } from './client.js';
 import { EXIT, exitCodeForRefusal } from './exit-codes.js';
 import { resolveSocketPath } from './socket-path.js';
+import { jsonText, shownOn } from './terminal.js';
 
 /** Where a client command writes: clipanion's context, or the process's own streams on the quick path. */
 export interface ClientIo {
@@ -27,13 +28,13 @@ export async function connectDaemon(
 }
 
 export function fail(io: ClientIo, message: string, code: number): number {
-  io.stderr.write(`agentd: ${message}\n`);
+  io.stderr.write(`agentd: ${shownOn(io.stderr, message)}\n`);
   return code;
 }
 
 /** One JSON object on its own line: what `--json` prints. */
 export function printJson(io: ClientIo, value: unknown): void {
-  io.stdout.write(`${JSON.stringify(value)}\n`);
+  io.stdout.write(`${jsonText(value)}\n`);
 }
 
 /**

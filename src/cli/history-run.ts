@@ -2,6 +2,7 @@ import type { Outcome } from '../sessions/types.js';
 import { type ClientIo, connectDaemon, failOnReply, printJson } from './client-io.js';
 import { EXIT } from './exit-codes.js';
 import { recordLine } from './format.js';
+import { shownOn } from './terminal.js';
 
 export interface HistoryOptions {
   socket?: string | undefined;
@@ -34,7 +35,7 @@ export async function runHistory(options: HistoryOptions, io: ClientIo): Promise
     const lines = reply.sessions.map(recordLine);
     if (reply.sessions.length === 0) lines.push('no sessions match');
     if (reply.more > 0) lines.push(`... and ${reply.more} more; raise --limit or narrow the filters`);
-    io.stdout.write(`${lines.join('\n')}\n`);
+    io.stdout.write(shownOn(io.stdout, `${lines.join('\n')}\n`));
     return EXIT.succeeded;
   } finally {
     client.close();

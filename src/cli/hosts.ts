@@ -4,6 +4,7 @@ import type { HostStatus } from '../protocol/replies.js';
 import { ClientCommand } from './client-command.js';
 import { failOnReply } from './client-io.js';
 import { EXIT } from './exit-codes.js';
+import { jsonText, shownOn } from './terminal.js';
 
 export class HostsCommand extends ClientCommand {
   static override paths = [['hosts']];
@@ -30,7 +31,9 @@ export class HostsCommand extends ClientCommand {
       const reply = await client.request({ type: 'hosts' });
       if (reply?.type !== 'hosts') return failOnReply(this.context, this.json, reply);
       this.context.stdout.write(
-        this.json ? `${JSON.stringify({ hosts: reply.hosts })}\n` : renderHosts(reply.hosts, Date.now()),
+        this.json
+          ? `${jsonText({ hosts: reply.hosts })}\n`
+          : shownOn(this.context.stdout, renderHosts(reply.hosts, Date.now())),
       );
       return EXIT.succeeded;
     } finally {

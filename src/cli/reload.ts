@@ -2,6 +2,7 @@ import { Command, Option } from 'clipanion';
 import { ClientCommand } from './client-command.js';
 import { failOnReply, printJson } from './client-io.js';
 import { EXIT } from './exit-codes.js';
+import { shownOn } from './terminal.js';
 
 export class ReloadCommand extends ClientCommand {
   static override paths = [['reload']];
@@ -34,7 +35,7 @@ export class ReloadCommand extends ClientCommand {
         const ok = reply.type === 'reloaded';
         if (this.json) printJson(this.context, { ...answer, code: ok ? EXIT.succeeded : EXIT.failed });
         if (ok) {
-          if (!this.json) this.context.stdout.write(`${reply.message}\n`);
+          if (!this.json) this.context.stdout.write(`${shownOn(this.context.stdout, reply.message)}\n`);
           return EXIT.succeeded;
         }
         return this.fail(reply.message, EXIT.failed);

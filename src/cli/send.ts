@@ -5,6 +5,7 @@ import type { InjectedEvent } from '../protocol/messages.js';
 import type { Reply } from './client.js';
 import { ClientCommand } from './client-command.js';
 import { EXIT } from './exit-codes.js';
+import { jsonText } from './terminal.js';
 
 export class SendCommand extends ClientCommand {
   static override paths = [['send']];
@@ -67,7 +68,7 @@ export class SendCommand extends ClientCommand {
             problems: [],
             retryable: false,
           };
-          this.context.stdout.write(`${JSON.stringify({ line: number, ...error })}\n`);
+          this.context.stdout.write(`${jsonText({ line: number, ...error })}\n`);
           continue;
         }
         // Sent as written: the daemon validates it and says what is wrong, field by field.
@@ -78,7 +79,7 @@ export class SendCommand extends ClientCommand {
         });
         if (reply === undefined) return this.fail('lost the connection to the daemon', EXIT.infrastructure);
         if (reply.type === 'error' || hasRejection(reply)) rejected++;
-        this.context.stdout.write(`${JSON.stringify({ line: number, ...reply })}\n`);
+        this.context.stdout.write(`${jsonText({ line: number, ...reply })}\n`);
       }
     } finally {
       client.close();

@@ -5,6 +5,7 @@ import { ClientCommand } from './client-command.js';
 import { failOnReply, printJson } from './client-io.js';
 import { EXIT } from './exit-codes.js';
 import { outcomeText } from './format.js';
+import { shownOn } from './terminal.js';
 import { isSessionId } from './validators.js';
 
 export class ShowCommand extends ClientCommand {
@@ -29,7 +30,7 @@ export class ShowCommand extends ClientCommand {
       const reply = await client.request({ type: 'show', sessionId: this.sessionId });
       if (reply?.type !== 'session') return failOnReply(this.context, this.json, reply);
       if (this.json) printJson(this.context, reply.record);
-      else this.context.stdout.write(render(reply.record));
+      else this.context.stdout.write(shownOn(this.context.stdout, render(reply.record)));
       return EXIT.succeeded;
     } finally {
       client.close();

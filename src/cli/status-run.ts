@@ -3,6 +3,7 @@ import type { StatusReply } from '../protocol/replies.js';
 import { type ClientIo, connectDaemon, failOnReply } from './client-io.js';
 import { EXIT } from './exit-codes.js';
 import { outcomeText } from './format.js';
+import { jsonText, shownOn } from './terminal.js';
 
 export interface StatusOptions {
   socket?: string | undefined;
@@ -19,10 +20,10 @@ export async function runStatus(options: StatusOptions, io: ClientIo): Promise<n
     if (reply?.type !== 'status') return failOnReply(io, options.json, reply);
     const { type: _type, v: _v, ...status } = reply;
     if (options.json) {
-      io.stdout.write(`${JSON.stringify(status)}\n`);
+      io.stdout.write(`${jsonText(status)}\n`);
       return EXIT.succeeded;
     }
-    io.stdout.write(render(reply));
+    io.stdout.write(shownOn(io.stdout, render(reply)));
     return EXIT.succeeded;
   } finally {
     client.close();

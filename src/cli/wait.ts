@@ -5,6 +5,7 @@ import { exitCodeForReply, failWith, printJson } from './client-io.js';
 import { EXIT, EXIT_CODE_MODES, exitCodeForRecord } from './exit-codes.js';
 import { outcomeJson, outcomeLine } from './format.js';
 import { waitForSession } from './session-wait.js';
+import { shownOn } from './terminal.js';
 import { isDuration, isOneOf, isSessionId } from './validators.js';
 
 export class WaitCommand extends ClientCommand {
@@ -57,7 +58,7 @@ export class WaitCommand extends ClientCommand {
       case 'outcome': {
         const code = exitCodeForRecord(result.record, this.exitCode ?? 'outcome', this.strict);
         if (this.json) printJson(io, outcomeJson(result.record, code));
-        else io.stdout.write(`${outcomeLine(result.record)}\n`);
+        else io.stdout.write(`${shownOn(io.stdout, outcomeLine(result.record))}\n`);
         return code;
       }
       case 'error':

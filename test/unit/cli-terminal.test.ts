@@ -1,0 +1,148 @@
+/**
+ * What a session can put in front of the operator (its output, its record's message, e.g. a hostile git
+ * server's `remote:` lines kept from a failed clone) never acts on their terminal: every command shows
+ * control and format characters visibly on a terminal, and `--json` escapes those JSON leaves raw.
+ */
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { buildCli } from '../../src/cli/cli.js';
+import { jsonText, visible } from '../../src/cli/terminal.js';
+import { makeTempDir } from '../helpers/resources.js';
+
+const ID = '0123456789abcdef';
+/** OSC 52 (write the clipboard), a title, a C1 CSI (clear the screen), a right-to-left override. */
+const HOSTILE = 'remote: \x1b]52;c;cHduZWQ=\x07\x1b]0;title\x07 \u009b2J \u009d52;c;eA==\u009c \u202eevil';
+const RECORD = {
+  version: 1,
+  id: ID,
+  agent: 'a',
+  repo: 'git://127.0.0.1/x.git',
+  acceptedAt: '2026-01-01T00:00:00.000Z',
+  phase: 'finished',
+  phases: [{ phase: 'queued', at: '2026-01-01T00:00:00.000Z' }],
+  outcome: 'failed',
+  exitCode: 128,
+  message: `git clone of git://127.0.0.1/x.git failed: ${HOSTILE}`,
+};
+/** What a terminal acts on: ESC, the C1 controls, bidirectional overrides. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: what a terminal acts on is the point.
+const ACTS_ON_TERMINAL = /[\u001b\u0080-\u009f\u202a-\u202e\u2066-\u2069]/;
+
+const servers: Server[] = [];
+afterEach(async () => {
+  for (const server of servers.splice(0)) await new Promise((resolve) => server.close(resolve));
+});
+
+/** A daemon that answers show, wait and logs with the hostile record, and cancel with a hostile error. */
+async function daemon(): Promise<string> {
+  const path = join(makeTempDir('agentd-unit-terminal-'), 'agentd.sock');
+  const server = createServer((socket) => {
+    socket.on('error', () => {});
+    let buffered = '';
+    socket.on('data', (data) => {
+      buffered += data;
+      for (let end = buffered.indexOf('\n'); end !== -1; end = buffered.indexOf('\n')) {
+        const request = JSON.parse(buffered.slice(0, end)) as { type: string; id?: unknown };
+        buffered = buffered.slice(end + 1);
+        const base = { v: 2, ...(request.id === undefined ? {} : { id: request.id }) };
+        const send = (reply: object) => socket.write(`${JSON.stringify({ ...base, ...reply })}\n`);
+        const outcome = { type: 'outcome', sessionId: ID, agent: 'a', outcome: 'failed', record: RECORD };
+        if (request.type === 'hello')
+          send({
+            type: 'hello',
+            protocol: 2,
+            protocols: [1, 2],
+            version: 'x',
+            pid: 1,
+            instanceId: 'i',
+            state: 'ready',
+          });
+        else if (request.type === 'show') send({ type: 'session', record: RECORD });
+        else if (request.type === 'wait') send(outcome);
+        else if (request.type === 'logs') {
+          send({
+            type: 'output',
+            sessionId: ID,
+            line: HOSTILE,
+            seq: 1,
+            stream: 'stdout',
+            time: RECORD.acceptedAt,
+          });
+          send(outcome);
+        } else
+          send({
+            type: 'error',
+            code: 'not_found',
+            message: `no session ${HOSTILE}`,
+            problems: [],
+            retryable: false,
+          });
+      }
+    });
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  return path;
+}
+
+/** A stream that says it is a terminal, and what was written to it. */
+function terminal(): PassThrough & { isTTY: boolean; text(): string } {
+  const stream = Object.assign(new PassThrough(), { isTTY: true, text: (): string => '' });
+  const chunks: string[] = [];
+  stream.on('data', (chunk) => chunks.push(String(chunk)));
+  stream.text = () => chunks.join('');
+  return stream;
+}
+
+async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const stdout = terminal();
+  const stderr = terminal();
+  const cli = await buildCli(args[0]);
+  const code = await cli.run(args, { stdin: process.stdin, stdout, stderr });
+  await new Promise((resolve) => setImmediate(resolve));
+  return { code, out: stdout.text(), err: stderr.text() };
+}
+
+describe('hostile text on the operator terminal', () => {
+  it.each([
+    ['show', ['show', ID]],
+    ['wait', ['wait', ID]],
+    ['logs', ['logs', ID]],
+    ['a refusal', ['cancel', ID]],
+  ])('%s shows it made visible', async (_name, args) => {
+    const socket = await daemon();
+    const { out, err } = await run([...args, '--socket', socket]);
+    expect(out + err).toContain(
+      'remote: ^[]52;c;cHduZWQ=^G^[]0;title^G M-^[2J M-^]52;c;eA==M-^\\ <U+202E>evil',
+    );
+    expect(out + err).not.toMatch(ACTS_ON_TERMINAL);
+  });
+
+  it.each([
+    ['show', ['show', ID, '--json']],
+    ['wait', ['wait', ID, '--json']],
+    ['logs', ['logs', ID, '--json']],
+    ['a refusal', ['cancel', ID, '--json']],
+  ])('%s --json escapes it, and parses back to the same text', async (_name, args) => {
+    const socket = await daemon();
+    const { out } = await run([...args, '--socket', socket]);
+    expect(out).not.toMatch(ACTS_ON_TERMINAL);
+    expect(out).toContain('\\u009b2J');
+    const texts = out
+      .trim()
+      .split('\n')
+      .map((line) => JSON.stringify(JSON.parse(line)));
+    expect(texts.some((text) => text.includes(JSON.stringify(HOSTILE).slice(1, -1)))).toBe(true);
+  });
+
+  it('makes format characters visible, and JSON the same to a parser', () => {
+    expect(visible('a\u202eb\u2066c\u200bd\ufeffe\tf\ng')).toBe(
+      'a<U+202E>b<U+2066>c<U+200B>d<U+FEFF>e\tf\ng',
+    );
+    const value = { line: `x\u0085\u2028\u202e\u009b${HOSTILE}` };
+    expect(jsonText(value)).not.toMatch(/[\u0080-\u009f\u2028\u202e]/);
+    expect(JSON.parse(jsonText(value))).toEqual(value);
+  });
+});
