@@ -343,7 +343,7 @@ export class PodmanClient implements PodmanPort {
   }
 
   async imageExists(image: string, signal?: AbortSignal): Promise<boolean> {
-    const { exitCode } = await this.call('check image', ['image', 'exists', image], {
+    const { exitCode } = await this.call('check image', ['image', 'exists', '--', image], {
       signal,
       okExitCodes: [1],
     });
@@ -393,7 +393,7 @@ export class PodmanClient implements PodmanPort {
     for (const batch of nameBatches(names, Number.POSITIVE_INFINITY)) {
       // No --format: its default output is the JSON array. Podman 4.3 takes `--format json` as a Go
       // template and prints the word "json" once per secret.
-      const { stdout } = await this.call('inspect secrets', ['secret', 'inspect', ...batch], { signal });
+      const { stdout } = await this.call('inspect secrets', ['secret', 'inspect', '--', ...batch], { signal });
       const parsed = JSON.parse(stdout) as {
         Spec?: { Name?: string; Labels?: Record<string, string> | null };
       }[];
@@ -416,7 +416,7 @@ export class PodmanClient implements PodmanPort {
     for (const batch of nameBatches(names, SECRET_REMOVE_BATCH)) {
       signal?.throwIfAborted();
       try {
-        await this.call(`remove ${batch.length} secret(s)`, ['secret', 'rm', ...batch], {
+        await this.call(`remove ${batch.length} secret(s)`, ['secret', 'rm', '--', ...batch], {
           timeoutMs: this.timeoutMs + batch.length * SECRET_REMOVE_MS_PER_NAME,
         });
       } catch (error) {
@@ -508,7 +508,7 @@ export class PodmanClient implements PodmanPort {
   startAttached(name: string, onLine: OutputHandler, signal?: AbortSignal): AttachedRun {
     return this.stream(
       `start container ${name}`,
-      ['start', '--attach', '--sig-proxy=false', name],
+      ['start', '--attach', '--sig-proxy=false', '--', name],
       onLine,
       signal,
       failsWithOwnCode,
@@ -522,7 +522,7 @@ export class PodmanClient implements PodmanPort {
     onLine: OutputHandler,
     signal?: AbortSignal,
   ): AttachedRun {
-    const argv = ['logs', '--follow', ...(since === undefined ? [] : ['--since', since]), name];
+    const argv = ['logs', '--follow', ...(since === undefined ? [] : ['--since', since]), '--', name];
     return this.stream(`follow logs of ${name}`, argv, onLine, signal, failsWithAnyCode);
   }
 
@@ -532,7 +532,7 @@ export class PodmanClient implements PodmanPort {
     onLine: OutputHandler,
     signal?: AbortSignal,
   ): AttachedRun {
-    const argv = ['logs', ...(since === undefined ? [] : ['--since', since]), name];
+    const argv = ['logs', ...(since === undefined ? [] : ['--since', since]), '--', name];
     return this.stream(`read logs of ${name}`, argv, onLine, signal, failsWithAnyCode);
   }
 
@@ -648,7 +648,7 @@ export class PodmanClient implements PodmanPort {
   }
 
   async wait(name: string, signal?: AbortSignal): Promise<number> {
-    const { stdout } = await this.call(`wait for container ${name}`, ['wait', name], {
+    const { stdout } = await this.call(`wait for container ${name}`, ['wait', '--', name], {
       signal,
       timeoutMs: 2 ** 31 - 1,
     });
@@ -675,6 +675,7 @@ export class PodmanClient implements PodmanPort {
       `PATH=${SYSTEM_PATH}`,
       '--workdir',
       '/',
+      '--',
       name,
       '/bin/sh',
       '-c',
@@ -739,7 +740,7 @@ export class PodmanClient implements PodmanPort {
   async inspectContainer(name: string, signal?: AbortSignal): Promise<ContainerInspect | undefined> {
     const { stdout, exitCode } = await this.call(
       `inspect container ${name}`,
-      ['container', 'inspect', name],
+      ['container', 'inspect', '--', name],
       {
         signal,
         okExitCodes: [125],
@@ -755,7 +756,7 @@ export class PodmanClient implements PodmanPort {
     // of the archive per call): it gets a directory of its own, removed after the call.
     const tmp = await mkdtemp(join(tmpdir(), 'agentd-cp-'));
     try {
-      await this.call(`copy files into container ${name}`, ['cp', '-', `${name}:/`], {
+      await this.call(`copy files into container ${name}`, ['cp', '--', '-', `${name}:/`], {
         input: archive,
         signal,
         env: { TMPDIR: tmp },
@@ -766,12 +767,12 @@ export class PodmanClient implements PodmanPort {
   }
 
   async copyFromContainer(name: string, from: string, to: string, signal?: AbortSignal): Promise<void> {
-    await this.call(`copy ${from} out of container ${name}`, ['cp', `${name}:${from}`, to], { signal });
+    await this.call(`copy ${from} out of container ${name}`, ['cp', '--', `${name}:${from}`, to], { signal });
   }
 
   /** SIGTERM, then SIGKILL after the grace period. */
   async stopContainer(name: string, graceSeconds: number, signal?: AbortSignal): Promise<void> {
-    await this.call(`stop container ${name}`, ['stop', '--ignore', '--time', String(graceSeconds), name], {
+    await this.call(`stop container ${name}`, ['stop', '--ignore', '--time', String(graceSeconds), '--', name], {
       signal,
       timeoutMs: (graceSeconds + 30) * 1000,
     });
@@ -785,7 +786,7 @@ export class PodmanClient implements PodmanPort {
       try {
         await this.call(
           `remove ${batch.length} container(s)`,
-          ['rm', '--force', '--ignore', '--time', '0', ...batch],
+          ['rm', '--force', '--ignore', '--time', '0', '--', ...batch],
           { signal },
         );
       } catch (error) {
@@ -855,7 +856,7 @@ export class PodmanClient implements PodmanPort {
     try {
       ({ stdout } = await this.call(
         `inspect volume ${name}`,
-        ['volume', 'inspect', '--format', 'json', name],
+        ['volume', 'inspect', '--format', 'json', '--', name],
         {
           signal,
         },
@@ -883,7 +884,7 @@ export class PodmanClient implements PodmanPort {
   async removeVolumes(names: string[], signal?: AbortSignal): Promise<void> {
     if (names.length === 0) return;
     try {
-      await this.call(`remove ${names.length} volume(s)`, ['volume', 'rm', ...names], { signal });
+      await this.call(`remove ${names.length} volume(s)`, ['volume', 'rm', '--', ...names], { signal });
     } catch (error) {
       const lines =
         error instanceof PodmanError ? error.stderr.split('\n').filter((l) => l.trim() !== '') : [];
@@ -901,7 +902,7 @@ export class PodmanClient implements PodmanPort {
 
   /** Reads the image's manifest from its registry without pulling it; throws why it cannot. */
   async inspectRemoteImage(image: string, signal?: AbortSignal): Promise<void> {
-    await this.call('read the image from its registry', ['manifest', 'inspect', image], { signal, image });
+    await this.call('read the image from its registry', ['manifest', 'inspect', '--', image], { signal, image });
   }
 }
 

@@ -67,18 +67,19 @@ function abandon(record: SessionRecord, message: string): SettledSession {
 }
 
 /**
- * Running containers of sessions that are over (settled while their host was away, say): nobody will
- * supervise them, so reconciliation stops them. `planned` are the sessions recovery decides about.
+ * Running containers that nobody will supervise, so reconciliation stops them: of sessions that are over
+ * (settled while their host was away, say), and of sessions that could not have run there and were not
+ * rebuilt (see recordsFromLabels). `planned` are the sessions recovery decides about; the containers of
+ * sessions this daemon supervises are not among `containers` (see reconcile).
  */
 export function staleContainers(
   containers: readonly ContainerSummary[],
   planned: ReadonlySet<string>,
-  known: { has(sessionId: string): boolean },
 ): string[] {
   return containers
     .filter((c) => {
       const session = c.Labels?.[LABEL_SESSION];
-      return LIVE_STATES.has(c.State) && session !== undefined && !planned.has(session) && known.has(session);
+      return LIVE_STATES.has(c.State) && session !== undefined && !planned.has(session);
     })
     .map((c) => c.Names[0] ?? c.Id);
 }

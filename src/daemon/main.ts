@@ -12,7 +12,7 @@ import { type ServiceNotifier, silentNotifier } from '../adapters/sd-notify.js';
 import { SessionFiles } from '../adapters/session-files.js';
 import { SessionStore, StateDirError } from '../adapters/session-store.js';
 import { SocketServer } from '../adapters/socket-server.js';
-import { hostsOf, seesThisMachine, transportOf } from '../config/hosts.js';
+import { hostAllowed, hostsOf, seesThisMachine, transportOf } from '../config/hosts.js';
 import type { HostConfig, Settings } from '../config/types.js';
 import {
   CLIENT_LAG_BYTES,
@@ -199,8 +199,20 @@ async function supervise(options: DaemonOptions): Promise<number> {
       supervised,
     });
     await pruneCacheImages(host, signal);
-    // A container without a readable record still belongs to a session: rebuild it from the labels.
-    const orphans = recordsFromLabels(containers, journal).map((record) => ({ ...record, host }));
+    // A container without a readable record still belongs to a session: rebuild it from the labels, if
+    // it could have run there (a remote host's answer is not to be trusted).
+    const agents = current?.getSnapshot().context.agents ?? settings.agents;
+    const where = hosts.find((h) => h.name === host);
+    const slots = where?.maxSessions ?? 1;
+    const orphans = recordsFromLabels(containers, journal, {
+      allowed: (name) => {
+        const agent = agents.find((a) => a.name === name);
+        // An agent no longer configured: its session is settled `abandoned`, its container stopped.
+        return agent === undefined || (where !== undefined && hostAllowed(agent, where));
+      },
+      maxLive: slots,
+      maxRecords: Math.max(REBUILT_RECORDS_MIN, 4 * slots),
+    }).map((record) => ({ ...record, host }));
     for (const record of orphans) {
       journal.rebuilt(record);
       log.warn(
@@ -209,10 +221,10 @@ async function supervise(options: DaemonOptions): Promise<number> {
       );
     }
     const records = [...(waiting.get(host) ?? []), ...orphans];
-    const agents = current?.getSnapshot().context.agents ?? settings.agents;
     const { remove, ...recovery } = planRecovery(records, containers, agents);
-    // Running containers that nobody will supervise (their agent is gone, their session is over) stop now.
-    const stale = staleContainers(containers, new Set(records.map((r) => r.id)), journal);
+    // Running containers that nobody will supervise (their agent is gone, their session is over or could
+    // not have run there) stop now.
+    const stale = staleContainers(containers, new Set(records.map((r) => r.id)));
     await ports(host).removeContainers([...remove, ...stale], signal);
     waiting.delete(host);
     return {
@@ -595,6 +607,11 @@ function sum(values: number[]): number {
 /** The session machine with its actors: credentials from the environment and files, the runner over Podman. */
 /** How long a stopping daemon tries to remove what failed teardowns left. */
 const LEFTOVERS_AT_STOP_MS = 10_000;
+/**
+ * Records rebuilt from one host's labels at most (four per slot, at least this many): a daemon that lost
+ * its records had no more sessions there than its slots, and their dead containers are removed each time.
+ */
+const REBUILT_RECORDS_MIN = 64;
 
 function sessionLogic(
   settings: Settings,

@@ -1,11 +1,33 @@
 import type { Logger } from 'pino';
 import type { ContainerSummary, PodmanPort } from '../adapters/podman.js';
-import { LABEL_HOST, LABEL_INSTANCE, LABEL_SESSION } from '../constants.js';
+import { AGENT_NAME_RE } from '../config/schema.js';
+import { AGENT_NAME_MAX, LABEL_AGENT, LABEL_HOST, LABEL_INSTANCE, LABEL_SESSION } from '../constants.js';
 import type { ReconcileSummary } from '../machines/daemon.machine.js';
-import { instanceSecretPrefix, sessionOfSecret } from '../runner/names.js';
+import { containerName, instanceSecretPrefix, sessionOfSecret } from '../runner/names.js';
 
 /** States in which a container still has a process that someone may supervise. */
 const LIVE_STATES = new Set(['running', 'paused', 'stopping']);
+
+/**
+ * Whether a listed container is one agentd made: its name is exactly the one its labels give
+ * (containerName of this instance, its agent and its session). A remote host answers `ps` with what it
+ * likes; a name that is not agentd's (`--cidfile=/proc/self/environ`, another session's) is never
+ * passed to podman, adopted or made a record of.
+ */
+export function madeByAgentd(container: ContainerSummary, instanceId: string): boolean {
+  const agent = container.Labels?.[LABEL_AGENT];
+  const session = container.Labels?.[LABEL_SESSION];
+  return (
+    agent !== undefined &&
+    session !== undefined &&
+    AGENT_NAME_RE.test(agent) &&
+    agent.length <= AGENT_NAME_MAX &&
+    SESSION_ID.test(session) &&
+    container.Names[0] === containerName(instanceId, agent, session)
+  );
+}
+
+const SESSION_ID = /^[0-9a-f]{16}$/;
 
 /** Which objects of this instance on a host reconciliation may touch. */
 export interface ReconcileScope {
@@ -38,10 +60,19 @@ export async function reconcile(
     (scope.host === undefined || labels?.[LABEL_HOST] === undefined || labels[LABEL_HOST] === scope.host) &&
     !supervised.has(labels?.[LABEL_SESSION] ?? '');
   const containerSide = async () => {
-    const containers = (await podman.listContainers({ [LABEL_INSTANCE]: instanceId }, signal)).filter((c) =>
+    const listed = (await podman.listContainers({ [LABEL_INSTANCE]: instanceId }, signal)).filter((c) =>
       ours(c.Labels),
     );
-    const deadNames = containers.filter((c) => !LIVE_STATES.has(c.State)).map((c) => c.Names[0] ?? c.Id);
+    const containers = listed.filter((c) => madeByAgentd(c, instanceId));
+    for (const c of listed) {
+      if (containers.includes(c)) continue;
+      // What the host says is not to be trusted: a name is passed to podman and goes into records.
+      log.warn(
+        { event: 'daemon.container_ignored', host: scope.host, name: String(c.Names[0] ?? '').slice(0, 200) },
+        `ignored a container labelled with this daemon's instance whose name is not one agentd makes (${scope.host ?? 'local'}): it is neither removed nor adopted`,
+      );
+    }
+    const deadNames = containers.filter((c) => !LIVE_STATES.has(c.State)).map((c) => c.Names[0] as string);
     await podman.removeContainers(deadNames, signal);
     return { containers, deadNames };
   };

@@ -36,7 +36,20 @@ export function planRecovery(
       const name = container?.Names[0] ?? container?.Id ?? record.container ?? '?';
       const live = container !== undefined && LIVE_STATES.has(container.State);
       if (live && agent) {
-        plan.adopted.push({ request, agent, adopted: { container: name, phase: 'running' } });
+        // Its start is the container's creation, as its host tells it: never more than a whole timeout.
+        const remainingMs =
+          deadline === undefined || timeoutMs === undefined
+            ? undefined
+            : Math.min(timeoutMs, Math.max(0, deadline - now));
+        plan.adopted.push({
+          request,
+          agent,
+          adopted: {
+            container: name,
+            phase: 'running',
+            ...(remainingMs === undefined ? {} : { remainingMs }),
+          },
+        });
         continue;
       }
       if (live) plan.remove.push(name);
@@ -133,6 +146,16 @@ export function planRecovery(
   return plan;
 }
 
+/** What recordsFromLabels rebuilds on one host (see there); without, everything. */
+export interface RebuildLimits {
+  /** Whether a session of this agent could have run on the host. */
+  allowed?: (agent: string) => boolean;
+  /** Running sessions at most. */
+  maxLive?: number;
+  /** Records at most. */
+  maxRecords?: number;
+}
+
 /** The repo of a record rebuilt from labels: the container's labels do not carry it. */
 export const LOST_REPO = 'unknown (record lost)';
 
@@ -140,28 +163,46 @@ export const LOST_REPO = 'unknown (record lost)';
  * Records for this instance's containers that have no readable record (it was corrupt and quarantined,
  * or deleted): rebuilt from the session and agent labels, so the session can be adopted or settled and
  * answers `status`, `logs` and `cancel` again.
+ *
+ * A remote host answers with what it likes, so only what agentd could have made there is rebuilt: a
+ * session id never used here (`used`: in history or in a record directory, so a session settled long
+ * ago is not run again), of an agent that may run on that host (`allowed`), and at most `maxLive`
+ * running ones (the most this daemon can have had running there). The rest are left out; their running
+ * containers are the caller's to stop.
  */
 export function recordsFromLabels(
   containers: readonly ContainerSummary[],
-  known: { has(sessionId: string): boolean },
+  known: { used(sessionId: string): boolean },
+  limits: RebuildLimits = {},
 ): SessionRecord[] {
+  const {
+    allowed = () => true,
+    maxLive = Number.POSITIVE_INFINITY,
+    maxRecords = Number.POSITIVE_INFINITY,
+  } = limits;
   const records: SessionRecord[] = [];
   const rebuilt = new Set<string>();
+  let live = 0;
   for (const container of containers) {
+    if (records.length >= maxRecords) break;
     const id = container.Labels?.[LABEL_SESSION];
-    if (id === undefined || !/^[0-9a-f]{16}$/.test(id) || known.has(id) || rebuilt.has(id)) continue;
+    const agent = container.Labels?.[LABEL_AGENT];
+    if (id === undefined || !/^[0-9a-f]{16}$/.test(id) || known.used(id) || rebuilt.has(id)) continue;
+    if (agent === undefined || !allowed(agent)) continue;
+    const running = LIVE_STATES.has(container.State);
+    if (running && live >= maxLive) continue;
+    if (running) live++;
     rebuilt.add(id);
     const created = new Date((container.Created ?? 0) * 1000 || Date.now()).toISOString();
-    const live = LIVE_STATES.has(container.State);
     records.push({
       version: 1,
       id,
-      agent: container.Labels?.[LABEL_AGENT] ?? 'unknown',
+      agent,
       repo: LOST_REPO,
       acceptedAt: created,
       startedAt: created,
-      phase: live ? 'running' : 'creating',
-      phases: [{ phase: live ? 'running' : 'creating', at: created }],
+      phase: running ? 'running' : 'creating',
+      phases: [{ phase: running ? 'running' : 'creating', at: created }],
       container: container.Names[0] ?? container.Id,
     });
   }

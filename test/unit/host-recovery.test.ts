@@ -56,21 +56,19 @@ describe('recovering sessions host by host', () => {
     expect(settled?.outcome.message).toMatch(/host a did not answer within 600s \(daemon.host_down_grace\)/);
   });
 
-  it('stops running containers of sessions that are over, and nothing else', () => {
+  it('stops running containers nobody plans for (sessions over, or not rebuilt), and nothing else', () => {
     const c = (session: string, State: string) => ({
       Id: session,
       Names: [`agentd-x-demo-${session}`],
       State,
       Labels: { 'io.agentd.session': session },
     });
-    const known = new Set(['done', 'planned', 'exited']);
     expect(
       staleContainers(
         [c('done', 'running'), c('planned', 'running'), c('exited', 'exited'), c('stranger', 'running')],
         new Set(['planned']),
-        known,
       ),
-    ).toEqual(['agentd-x-demo-done']);
+    ).toEqual(['agentd-x-demo-done', 'agentd-x-demo-stranger']);
   });
 });
 

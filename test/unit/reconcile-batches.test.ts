@@ -10,7 +10,7 @@ import {
   type PodmanPort,
   SECRET_REMOVE_BATCH,
 } from '../../src/adapters/podman.js';
-import { LABEL_HOST, LABEL_INSTANCE, LABEL_SESSION } from '../../src/constants.js';
+import { LABEL_AGENT, LABEL_HOST, LABEL_INSTANCE, LABEL_SESSION } from '../../src/constants.js';
 import { reconcile } from '../../src/daemon/reconcile.js';
 import { secretName } from '../../src/runner/names.js';
 import { standInPodman } from '../helpers/stand-in-podman.js';
@@ -65,9 +65,9 @@ describe('PodmanClient removes many objects in batches', () => {
     const { client, calls } = fakePodman();
     await client.removeSecrets([...names(SECRET_REMOVE_BATCH * 2 + 49), 'agentd-gone-1']);
     expect(calls()).toEqual([
-      `${SECRET_REMOVE_BATCH + 2} secret rm`,
-      `${SECRET_REMOVE_BATCH + 2} secret rm`,
-      '52 secret rm',
+      `${SECRET_REMOVE_BATCH + 3} secret rm`,
+      `${SECRET_REMOVE_BATCH + 3} secret rm`,
+      '53 secret rm',
     ]);
     await client.removeSecrets([]);
     expect(calls()).toHaveLength(3);
@@ -83,7 +83,20 @@ describe('PodmanClient removes many objects in batches', () => {
     const containers = names(1200);
     containers[700] = 'agentd-bad-container';
     await expect(client.removeContainers(containers)).rejects.toThrow(/agentd-bad-container/);
-    expect(calls().slice(3)).toEqual(['505 rm --force', '505 rm --force', '205 rm --force']);
+    expect(calls().slice(3)).toEqual(['506 rm --force', '506 rm --force', '206 rm --force']);
+  });
+
+  it('ends its options before the names it is given: a name is never read as an option', async () => {
+    const { bin, client } = standInPodman(dir, (self) => `printf '%s\\n' "$*" >> '${self}.log'\necho '[]'\n`);
+    writeFileSync(`${bin}.log`, '');
+    const name = '--cidfile=/proc/self/environ';
+    await client.removeContainers([name]);
+    await client.removeSecrets([name]);
+    await client.stopContainer(name, 1);
+    await client.inspectContainer(name).catch(() => undefined);
+    const lines = readFileSync(`${bin}.log`, 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(4);
+    for (const line of lines) expect(line).toMatch(/ -- --cidfile=\/proc\/self\/environ$/);
   });
 
   it('never kills a secret removal mid-call: a cancel takes effect before the next batch', async () => {
@@ -106,7 +119,7 @@ describe('reconcile', () => {
     Id: `id${i}`,
     Names: [`agentd-${instance.slice(0, 8)}-demo-${session(i)}`],
     State: state,
-    Labels: { [LABEL_INSTANCE]: instance, [LABEL_SESSION]: session(i), ...labels },
+    Labels: { [LABEL_INSTANCE]: instance, [LABEL_SESSION]: session(i), [LABEL_AGENT]: 'demo', ...labels },
   });
 
   /** Only what reconcile uses; removals recorded, and failed with `fail` when set. */
@@ -157,6 +170,22 @@ describe('reconcile', () => {
     expect(removed.containers).toEqual(containers.slice(0, 500).map((c) => c.Names[0]));
     expect(removed.secrets).toEqual(Array.from({ length: 2000 }, (_, i) => ownSecret(i)));
     expect(seen.map((c) => c.Id)).toEqual([...containers.slice(0, 501).map((c) => c.Id)]);
+  });
+
+  it('never passes on a container whose name agentd did not make: a host answers what it likes', async () => {
+    const forged = [
+      // A name that podman would read as an option: `rm` would send the daemon's environment to the host.
+      { ...container(700, 'exited'), Names: ['--cidfile=/proc/self/environ'] },
+      // Another session's name, an agent label that is no agent's name, no name at all.
+      { ...container(701, 'running'), Names: [container(600, 'running').Names[0] as string] },
+      container(702, 'exited', { [LABEL_AGENT]: '-x' }),
+      { ...container(703, 'exited'), Names: [] },
+    ];
+    const { podman, removed } = port([container(1, 'exited'), ...forged], new Map());
+    const { summary, containers: seen } = await reconcile(podman, instance, log, undefined, scope);
+    expect(removed.containers).toEqual([container(1, 'exited').Names[0]]);
+    expect(seen.map((c) => c.Id)).toEqual(['id1']);
+    expect(summary.removedContainers).toBe(1);
   });
 
   it('still removes the secrets when the containers fail, and the other way round, then throws', async () => {

@@ -28,7 +28,8 @@ describe('sessions whose record was lost', () => {
     container(KNOWN, 'running'),
     { ...container('not-a-session', 'running') },
   ];
-  const rebuilt = recordsFromLabels(containers, new Set([KNOWN]));
+  const known = { used: (id: string) => id === KNOWN };
+  const rebuilt = recordsFromLabels(containers, known);
 
   it('are rebuilt from the container labels, once each, only for valid ids without a record', () => {
     expect(rebuilt.map((r) => [r.id, r.agent, r.phase, r.container])).toEqual([
@@ -60,5 +61,35 @@ describe('sessions whose record was lost', () => {
       ],
     ]);
     expect(plan.remove).toEqual([`agentd-x-retired-${GONE_AGENT}`]);
+  });
+
+  it('are rebuilt only where they could have run, as many running as the host has slots', () => {
+    const many = Array.from({ length: 10 }, (_, i) => container(`e${i}`.padStart(16, '0'), 'running'));
+    const limited = recordsFromLabels([...containers, ...many], known, {
+      // demo may run here; retired is no longer configured (settled, its container stopped); pinned is
+      // configured for another host.
+      allowed: (agent) => agent !== 'pinned',
+      maxLive: 3,
+      maxRecords: 5,
+    });
+    expect(limited.map((r) => r.id)).toEqual([RUNNING, EXITED, GONE_AGENT, many[0]?.Labels[LABEL_SESSION]]);
+    const pinned = recordsFromLabels([container(RUNNING, 'running', 'pinned')], known, {
+      allowed: (agent) => agent !== 'pinned',
+    });
+    expect(pinned).toEqual([]);
+    expect(recordsFromLabels(many, known, { maxRecords: 2 })).toHaveLength(2);
+  });
+
+  it('keep their timeout, counted from the container start the host reports, never longer', () => {
+    const agents = AGENTS.map((a) => (a.name === 'demo' ? { ...a, timeoutMs: 3_600_000 } : a));
+    const now = 1_700_000_000_000;
+    const started = (seconds: number) => [container(RUNNING, 'running', 'demo', { Created: seconds })];
+    const remaining = (created: number) => {
+      const records = recordsFromLabels(started(created), known);
+      return planRecovery(records, started(created), agents, now).adopted[0]?.adopted.remainingMs;
+    };
+    expect(remaining(now / 1000 - 600)).toBe(3_000_000);
+    expect(remaining(now / 1000 + 86_400)).toBe(3_600_000);
+    expect(remaining(now / 1000 - 7200)).toBe(0);
   });
 });
