@@ -48,7 +48,7 @@ import { Leftovers } from './leftovers.js';
 import type { DaemonMetrics } from './metrics.js';
 import { type MetricsRecorder, noMetrics } from './metrics-recorder.js';
 import { Notifier } from './notifier.js';
-import { agentOf, gaugesOf, observeDaemon } from './observe.js';
+import { acceptedAgentOf, agentOf, gaugesOf, observeDaemon } from './observe.js';
 import { createDaemonPort, type DaemonActor, stateName } from './port.js';
 import { reconcile } from './reconcile.js';
 import { RecordKeeper } from './record-keeper.js';
@@ -488,8 +488,13 @@ async function supervise(options: DaemonOptions): Promise<number> {
   });
   current = actor;
   const notifier = new Notifier({
+    // The webhooks of the definition the session was accepted with: a reload that removed its agent, or
+    // pointed its notify elsewhere, changes where new sessions' outcomes go, not this one's.
     targets: (record) => [
-      ...(actor.getSnapshot().context.agents.find((a) => a.name === record.agent)?.notify ?? []),
+      ...((
+        acceptedAgentOf(actor, record.id) ??
+        actor.getSnapshot().context.agents.find((a) => a.name === record.agent)
+      )?.notify ?? []),
       ...config.notify,
     ],
     env,

@@ -3,7 +3,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { SessionRecord } from '../../src/sessions/records.js';
-import { leftoversOfDaemons, startDaemon } from '../helpers/daemon.js';
+import { leftoversOfDaemons, startDaemon, writeDaemonConfig } from '../helpers/daemon.js';
 import { type GitServer, startGitServer } from '../helpers/git-server.js';
 import { TEST_IMAGE } from '../helpers/podman.js';
 import { cleanupAll } from '../helpers/resources.js';
@@ -133,6 +133,39 @@ describe('outcome notifications', () => {
       expect(d.stderr()).not.toContain('token=abc');
     } finally {
       await hook.close();
+    }
+  });
+
+  it('a session is notified where its agent said when it was accepted, whatever a reload changes', async () => {
+    const [before, after] = [await receiver(), await receiver()];
+    try {
+      const secret = 'env:AGENTD_E2E_HOOK_KEY';
+      const sleeper = (name: string, url: string) =>
+        agent(name, ['sh', '-c', 'sleep 4'], { notify: [{ url, secret }] });
+      const d = await startDaemon(
+        { agents: [sleeper('moved', before.url('/moved')), sleeper('gone', before.url('/gone'))] },
+        { env: { AGENTD_E2E_HOOK_KEY: KEY } },
+      );
+      const ids: string[] = [];
+      for (const name of ['moved', 'gone']) {
+        const run = await d.cli(['trigger', name, '--detach']);
+        expect(run.code, run.stderr).toBe(0);
+        ids.push(run.stdout.trim());
+      }
+      // While both run: one agent's webhook now points elsewhere, the other agent is removed.
+      writeDaemonConfig(d.files, { agents: [sleeper('moved', after.url('/moved'))] });
+      const reload = await d.cli(['reload']);
+      expect(reload.code, reload.stderr).toBe(0);
+      for (const id of ids) expect((await d.waitForOutcome(id)).outcome).toBe('succeeded');
+      await before.waitFor(2);
+      expect(await d.stop()).toBe(0);
+      const sessions = before.received.map(
+        (post) => (JSON.parse(post.body.toString()) as { session: SessionRecord }).session.id,
+      );
+      expect(sessions.sort()).toEqual([...ids].sort());
+      expect(after.received).toEqual([]);
+    } finally {
+      await Promise.all([before.close(), after.close()]);
     }
   });
 
