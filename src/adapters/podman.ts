@@ -393,7 +393,9 @@ export class PodmanClient implements PodmanPort {
     for (const batch of nameBatches(names, Number.POSITIVE_INFINITY)) {
       // No --format: its default output is the JSON array. Podman 4.3 takes `--format json` as a Go
       // template and prints the word "json" once per secret.
-      const { stdout } = await this.call('inspect secrets', ['secret', 'inspect', '--', ...batch], { signal });
+      const { stdout } = await this.call('inspect secrets', ['secret', 'inspect', '--', ...batch], {
+        signal,
+      });
       const parsed = JSON.parse(stdout) as {
         Spec?: { Name?: string; Labels?: Record<string, string> | null };
       }[];
@@ -772,10 +774,14 @@ export class PodmanClient implements PodmanPort {
 
   /** SIGTERM, then SIGKILL after the grace period. */
   async stopContainer(name: string, graceSeconds: number, signal?: AbortSignal): Promise<void> {
-    await this.call(`stop container ${name}`, ['stop', '--ignore', '--time', String(graceSeconds), '--', name], {
-      signal,
-      timeoutMs: (graceSeconds + 30) * 1000,
-    });
+    await this.call(
+      `stop container ${name}`,
+      ['stop', '--ignore', '--time', String(graceSeconds), '--', name],
+      {
+        signal,
+        timeoutMs: (graceSeconds + 30) * 1000,
+      },
+    );
   }
 
   /** CONTAINER_REMOVE_BATCH to a call; a batch that fails does not stop the next (the first failure is thrown). */
@@ -902,7 +908,10 @@ export class PodmanClient implements PodmanPort {
 
   /** Reads the image's manifest from its registry without pulling it; throws why it cannot. */
   async inspectRemoteImage(image: string, signal?: AbortSignal): Promise<void> {
-    await this.call('read the image from its registry', ['manifest', 'inspect', '--', image], { signal, image });
+    await this.call('read the image from its registry', ['manifest', 'inspect', '--', image], {
+      signal,
+      image,
+    });
   }
 }
 

@@ -1,4 +1,13 @@
-import { type ActorRefFrom, assign, fromPromise, type SnapshotFrom, sendParent, setup } from 'xstate';
+import {
+  type ActorRefFrom,
+  assign,
+  fromPromise,
+  not,
+  type SnapshotFrom,
+  sendParent,
+  setup,
+  stateIn,
+} from 'xstate';
 import type { HostConfig } from '../config/types.js';
 import type { SessionOutcome, SessionRequest } from '../sessions/types.js';
 import type { AdoptedSession, SessionInput } from './session.machine.js';
@@ -106,6 +115,8 @@ export const hostMachine = setup({
   },
   guards: {
     startsDown: ({ context }) => context.problem !== undefined,
+    /** A reconciliation runs: the sessions waiting for the host are its to recover (or, if it fails, to abandon). */
+    reconciling: stateIn('#host.connection.away.link.reconciling'),
   },
   actions: {
     probed: assign((_, probe: ProbeResult) => ({
@@ -165,34 +176,7 @@ export const hostMachine = setup({
         starting: {
           description:
             "The daemon's start reconciled every host at once; one it could not reach is down (and did not hold back the others).",
-          always: [{ guard: 'startsDown', target: 'down' }, { target: 'up' }],
-        },
-        reconciling: {
-          description:
-            'Reachable again: remove what this instance left on it (dead containers, orphan secrets) and recover its sessions nobody supervises (adopt the running, settle the rest) before it takes new ones.',
-          tags: ['settling'],
-          invoke: {
-            src: 'reconcileHost',
-            input: ({ context }) => ({ host: context.name }),
-            onDone: {
-              target: 'up',
-              actions: [
-                { type: 'markUp', params: ({ event }) => event.output.summary },
-                { type: 'notifyUp', params: ({ event }) => event.output },
-              ],
-            },
-            onError: {
-              target: 'down',
-              actions: [
-                { type: 'probeFailed', params: ({ event }) => ({ error: event.error }) },
-                {
-                  type: 'markDown',
-                  params: ({ event }) => `reconciliation failed: ${messageOf(event.error)}`,
-                },
-                'notifyDown',
-              ],
-            },
-          },
+          always: [{ guard: 'startsDown', target: 'away' }, { target: 'up' }],
         },
         up: {
           description: 'Reachable and reconciled: it takes sessions (unless drained). Probed on an interval.',
@@ -214,7 +198,7 @@ export const hostMachine = setup({
                   actions: { type: 'probed', params: ({ event }) => event.output },
                 },
                 onError: {
-                  target: '#host.connection.down',
+                  target: '#host.connection.away',
                   actions: [
                     { type: 'probeFailed', params: ({ event }) => ({ error: event.error }) },
                     { type: 'markDown', params: ({ event }) => messageOf(event.error) },
@@ -225,31 +209,93 @@ export const hostMachine = setup({
             },
           },
         },
-        down: {
+        away: {
           description:
-            "Unreachable: no new sessions. Its running sessions' containers run on; they are re-attached when it comes back, or settled `abandoned` after daemon.host_down_grace.",
-          tags: ['down'],
-          after: {
-            downGrace: { actions: 'notifyLost' },
-          },
-          initial: 'waiting',
+            'Not in order since it went down: unreachable, or answering again and being reconciled. Entered once per outage: a reconciliation that fails sends it back to `down` inside, so the grace period counts from when it went down and does not start over.',
+          type: 'parallel',
           states: {
-            waiting: {
-              description: 'Until the next try.',
-              after: { probeInterval: 'retrying' },
-            },
-            retrying: {
-              description: 'Probe it again; once it answers, it is reconciled before it takes sessions.',
-              invoke: {
-                src: 'probe',
-                input: ({ context }) => ({ host: context.name }),
-                onDone: {
-                  target: '#host.connection.reconciling',
-                  actions: { type: 'probed', params: ({ event }) => event.output },
+            link: {
+              description: 'Whether it answers, and whether its reconciliation went through.',
+              initial: 'down',
+              states: {
+                down: {
+                  description:
+                    "Unreachable, or its reconciliation failed: no new sessions. Its running sessions' containers run on; they are re-attached when it comes back, or settled `abandoned` after daemon.host_down_grace.",
+                  tags: ['down'],
+                  initial: 'waiting',
+                  states: {
+                    waiting: {
+                      description: 'Until the next try.',
+                      after: { probeInterval: 'retrying' },
+                    },
+                    retrying: {
+                      description:
+                        'Probe it again; once it answers, it is reconciled before it takes sessions.',
+                      invoke: {
+                        src: 'probe',
+                        input: ({ context }) => ({ host: context.name }),
+                        onDone: {
+                          target: '#host.connection.away.link.reconciling',
+                          actions: { type: 'probed', params: ({ event }) => event.output },
+                        },
+                        onError: {
+                          target: 'waiting',
+                          actions: { type: 'probeFailed', params: ({ event }) => ({ error: event.error }) },
+                        },
+                      },
+                    },
+                  },
                 },
-                onError: {
-                  target: 'waiting',
-                  actions: { type: 'probeFailed', params: ({ event }) => ({ error: event.error }) },
+                reconciling: {
+                  description:
+                    'Reachable again: remove what this instance left on it (dead containers, orphan secrets) and recover its sessions nobody supervises (adopt the running, settle the rest) before it takes new ones. A failure (a malformed answer, an object that cannot be removed) leaves it down, retried every probe interval.',
+                  tags: ['settling'],
+                  invoke: {
+                    src: 'reconcileHost',
+                    input: ({ context }) => ({ host: context.name }),
+                    onDone: {
+                      target: '#host.connection.up',
+                      actions: [
+                        { type: 'markUp', params: ({ event }) => event.output.summary },
+                        { type: 'notifyUp', params: ({ event }) => event.output },
+                      ],
+                    },
+                    onError: {
+                      target: 'down',
+                      actions: [
+                        { type: 'probeFailed', params: ({ event }) => ({ error: event.error }) },
+                        {
+                          type: 'markDown',
+                          params: ({ event }) => `reconciliation failed: ${messageOf(event.error)}`,
+                        },
+                        'notifyDown',
+                      ],
+                    },
+                  },
+                },
+              },
+            },
+            grace: {
+              description:
+                'daemon.host_down_grace, counted from when the host went down (this outage), however often it is retried or fails to reconcile.',
+              initial: 'counting',
+              states: {
+                counting: {
+                  description: 'The sessions of an earlier run waiting for the host still wait.',
+                  after: { downGrace: 'expired' },
+                },
+                expired: {
+                  description:
+                    'The grace is over: what waited for the host is abandoned (`host.lost`) at once, or, while a reconciliation runs, when it fails (one that succeeds recovers those sessions itself).',
+                  always: {
+                    guard: not('reconciling'),
+                    target: 'lost',
+                    actions: 'notifyLost',
+                  },
+                },
+                lost: {
+                  description:
+                    'What waited for it was abandoned; when it answers again it is reconciled, and what is left of those sessions removed.',
                 },
               },
             },

@@ -85,6 +85,12 @@ export interface RunnerContext {
   phases: { phase: Phase; at: number }[];
   /** How often the container's output was attached to: more than once, the run resumes (host came back). */
   attachments: number;
+  /**
+   * When the session first lost its host in this outage (performance.now()): daemon.host_down_grace
+   * counts from here, however often it is followed again and lost again. Forgotten once it has been
+   * followed again for a probe interval.
+   */
+  lostSince?: number;
   teardownProblems: string[];
 }
 
@@ -111,6 +117,14 @@ const DEFINITION_SETTINGS: RunnerSettings = {
 const ABORTING =
   'Stopped while podman creates the container: the call is aborted. Podman may have made it anyway, so teardown starts only once the call has returned.';
 const RETRYING = 'One transient podman failure must not leave objects behind: wait, then try again.';
+
+/**
+ * How long a stopped container's exit may take to come through the attachment once `podman stop` has
+ * returned (the follow's own end, a last read of the log) before teardown goes on without it: an
+ * attachment that never ends (a host that answers `inspect` but whose `logs`/`wait` keep failing) must
+ * not hold a cancelled or timed-out session, and its slot, for ever.
+ */
+export const STOP_EXIT_WAIT_MS = 30_000;
 
 const CREATING = { phase: 'creating' } as const;
 const CLONING = { phase: 'cloning' } as const;
@@ -143,8 +157,13 @@ export function runnerMachineFor(settings: RunnerSettings) {
     delays: {
       deadline: ({ context }) => context.deadlineMs ?? 0,
       teardownRetry: 500,
-      hostDownGrace: settings.hostDownGraceMs ?? 600_000,
+      /** What is left of daemon.host_down_grace since the session first lost its host (this outage). */
+      hostDownGrace: ({ context }) => {
+        const now = performance.now();
+        return Math.max(0, (settings.hostDownGraceMs ?? 600_000) - (now - (context.lostSince ?? now)));
+      },
       hostRetry: settings.hostRetryMs ?? 10_000,
+      stopExit: STOP_EXIT_WAIT_MS,
     },
     guards: {
       isAdopted: ({ context }) => context.adopted !== undefined,
@@ -159,6 +178,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
       /** The host is reached over a connection (`url:`), not the local Podman. */
       followsOverConnection: ({ context }) => context.plan.mode === 'create',
       fateDecided: ({ context }) => context.fate !== undefined,
+      lostBefore: ({ context }) => context.lostSince !== undefined,
       containerExists: (_, exists: boolean) => exists,
       copiesIn: ({ context }) => context.plan.copyIn !== undefined,
       /** Only once the container was started: before, there is no archive to copy. */
@@ -195,6 +215,9 @@ export function runnerMachineFor(settings: RunnerSettings) {
       }),
       claimSecret: assign({ secretsClaimed: ({ context }) => context.secretsClaimed + 1 }),
       countAttachment: assign({ attachments: ({ context }) => context.attachments + 1 }),
+      /** The first loss of this outage stands: the grace counts from it. */
+      noteLoss: assign({ lostSince: ({ context }) => context.lostSince ?? performance.now() }),
+      forgetLoss: assign({ lostSince: undefined }),
       maskWith: assign({ maskValues: (_, values: SecretValue[]) => values }),
       withholdOutput: assign({
         withheldBecause: (_, { error }: { error: unknown }) =>
@@ -687,7 +710,22 @@ export function runnerMachineFor(settings: RunnerSettings) {
                       },
                     },
                   },
-                  stopped: { description: 'Stopped; waiting for the attachment to report the exit.' },
+                  stopped: {
+                    description:
+                      'Stopped; waiting for the attachment to report the exit, for a bounded time: an attachment that cannot follow the container (its host answers `inspect`, but `logs`/`wait` keep failing) does not hold the session: teardown removes the container and the stop decided the outcome.',
+                    after: {
+                      stopExit: {
+                        target: '#runner.tearingDown',
+                        actions: {
+                          type: 'warn',
+                          params: () => ({
+                            message: `the stopped container's exit did not come through its attachment within ${STOP_EXIT_WAIT_MS / 1000}s; teardown removes it`,
+                            error: undefined,
+                          }),
+                        },
+                      },
+                    },
+                  },
                 },
               },
               connection: {
@@ -697,8 +735,9 @@ export function runnerMachineFor(settings: RunnerSettings) {
                 states: {
                   following: {
                     description:
-                      '`start --attach` (or, adopted or resumed, `logs --follow` and `wait`). Over a remote connection the end of the stream is checked with the engine before it counts as an exit.',
+                      '`start --attach` (or, adopted or resumed, `logs --follow` and `wait`). Over a remote connection the end of the stream is checked with the engine before it counts as an exit. Followed again after a loss for a probe interval, the outage is over: a later loss starts a grace period of its own.',
                     entry: 'countAttachment',
+                    after: { hostRetry: { guard: 'lostBefore', actions: 'forgetLoss' } },
                     invoke: {
                       id: 'attach',
                       src: 'attach',
@@ -722,7 +761,8 @@ export function runnerMachineFor(settings: RunnerSettings) {
                   },
                   lost: {
                     description:
-                      'The host does not answer. Waiting for it (the daemon says when it is back; it is also asked every probe interval); after the grace period the session is `abandoned` and the host reconciles its container away when it returns.',
+                      'The host does not answer. Waiting for it (the daemon says when it is back; it is also asked every probe interval); after the grace period, counted from the first loss of this outage (followed again and lost again, it does not start over), the session is `abandoned` and the host reconciles its container away when it returns.',
+                    entry: 'noteLoss',
                     after: {
                       hostDownGrace: {
                         target: '#runner.tearingDown',

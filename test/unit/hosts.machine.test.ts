@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type Actor, createActor } from 'xstate';
+import { type Actor, createActor, createMachine, fromPromise } from 'xstate';
 import type { AgentConfig } from '../../src/config/types.js';
 import type {
   ClientEvent,
@@ -8,7 +8,13 @@ import type {
   HostInfo,
   ReconcileResult,
 } from '../../src/machines/daemon.machine.js';
-import { hostStateOf } from '../../src/machines/host.machine.js';
+import {
+  type HostNotice,
+  type HostReconciled,
+  type HostRef,
+  hostMachine,
+  hostStateOf,
+} from '../../src/machines/host.machine.js';
 import {
   AGENTS,
   type FakeOptions,
@@ -284,5 +290,86 @@ describe('reload', () => {
     await settle();
     d.send({ type: 'reload', agents: AGENTS, maxSessions: 10 });
     expect(d.placed()).toEqual({ s1: 'a', s2: 'a' });
+  });
+});
+
+describe('the host machine over an outage', () => {
+  /**
+   * One host actor under a parent that keeps what it says, with its probe and reconciliation as the
+   * test says: `reconcile` answers each reconciliation (a rejection, or a promise the test settles).
+   */
+  function hostUnder(options: {
+    probeIntervalMs: number;
+    downGraceMs: number;
+    reconcile: () => Promise<HostReconciled>;
+  }) {
+    const notices: HostNotice[] = [];
+    const host = hostMachine.provide({
+      actors: {
+        probe: fromPromise(async () => ({ version: '4.3.1', ms: 1 })),
+        reconcileHost: fromPromise(() => options.reconcile()),
+      },
+      delays: { probeInterval: options.probeIntervalMs, downGrace: options.downGraceMs },
+    });
+    const parent = createMachine({
+      types: {} as { events: HostNotice },
+      invoke: {
+        id: 'host',
+        src: host,
+        input: { host: { name: 'b', maxSessions: 1, labels: {} }, down: 'connection refused' },
+      },
+      on: { '*': { actions: ({ event }) => notices.push(event) } },
+    });
+    const actor = createActor(parent).start();
+    const child = () => actor.getSnapshot().children.host as HostRef;
+    return { actor, notices, child, lost: () => notices.filter((n) => n.type === 'host.lost').length };
+  }
+
+  it('abandons what waited for a host that answers but keeps failing to reconcile, once, within the grace and a probe interval', async () => {
+    const started = performance.now();
+    const h = hostUnder({
+      probeIntervalMs: 10,
+      downGraceMs: 150,
+      reconcile: async () => {
+        throw new Error('podman ps: malformed JSON');
+      },
+    });
+    await until(() => h.lost() > 0, 'host.lost');
+    const elapsed = performance.now() - started;
+    // The grace counts from when it went down, not from each failed reconciliation.
+    expect(elapsed).toBeLessThan(150 + 10 + 250);
+    expect(h.notices.filter((n) => n.type === 'host.down').length).toBeGreaterThan(1);
+    expect(h.child().getSnapshot().context.problem).toMatch(
+      /reconciliation failed: podman ps: malformed JSON/,
+    );
+    // Retried on: still down, never lost twice in one outage.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(h.lost()).toBe(1);
+    expect(hostStateOf(h.child().getSnapshot())).not.toBe('up');
+    h.actor.stop();
+  });
+
+  it('does not abandon while a reconciliation runs past the grace: its failure does, its success recovers them', async () => {
+    const attempts: { resolve: (r: HostReconciled) => void; reject: (e: Error) => void }[] = [];
+    const h = hostUnder({
+      probeIntervalMs: 5,
+      downGraceMs: 40,
+      reconcile: () => new Promise((resolve, reject) => attempts.push({ resolve, reject })),
+    });
+    await until(() => attempts.length === 1, 'a reconciliation');
+    await new Promise((resolve) => setTimeout(resolve, 80));
+    expect(hostStateOf(h.child().getSnapshot())).toBe('reconciling');
+    expect(h.lost()).toBe(0);
+    attempts[0]?.reject(new Error('cannot remove container x'));
+    await until(() => h.lost() === 1, 'host.lost after the failed reconciliation');
+    await until(() => attempts.length === 2, 'retried');
+    attempts[1]?.resolve({
+      summary: { removedContainers: 0, removedSecrets: 0, runningContainers: 0 },
+      adopted: [],
+      finished: [],
+    });
+    await until(() => hostStateOf(h.child().getSnapshot()) === 'up', 'up');
+    expect(h.notices.map((n) => n.type)).toEqual(['host.down', 'host.lost', 'host.up']);
+    h.actor.stop();
   });
 });

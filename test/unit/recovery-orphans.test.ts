@@ -72,7 +72,7 @@ describe('sessions whose record was lost', () => {
       maxLive: 3,
       maxRecords: 5,
     });
-    expect(limited.map((r) => r.id)).toEqual([RUNNING, EXITED, GONE_AGENT, many[0]?.Labels[LABEL_SESSION]]);
+    expect(limited.map((r) => r.id)).toEqual([RUNNING, EXITED, GONE_AGENT, many[0]?.Labels?.[LABEL_SESSION]]);
     const pinned = recordsFromLabels([container(RUNNING, 'running', 'pinned')], known, {
       allowed: (agent) => agent !== 'pinned',
     });

@@ -17,9 +17,15 @@ import { makeTempDir } from '../helpers/resources.js';
 
 const CONTAINER = 'agentd-eeeeeeee-demo-0123456789abcdef';
 
-function start(podman: FakePodman, grace = 60_000) {
+function start(
+  podman: FakePodman,
+  grace = 60_000,
+  options: { retryMs?: number; stopExitMs?: number; timeoutMs?: number } = {},
+) {
   const { repoToken: _none, ...agent } = AGENTS[0] as AgentConfig;
-  const session = assembleSession(request('0123456789abcdef'), agent, {
+  const trigger = request('0123456789abcdef');
+  if (options.timeoutMs !== undefined) trigger.timeoutMs = options.timeoutMs;
+  const session = assembleSession(trigger, agent, {
     credentials: resolvedCredentials().credentials,
   });
   const dir = makeTempDir('agentd-unit-runner-hosts-');
@@ -31,7 +37,7 @@ function start(podman: FakePodman, grace = 60_000) {
     workDir: '/var/lib/agentd/work',
     hostDownGraceMs: grace,
     // Long: the tests say when the host is back, except where they say otherwise.
-    hostRetryMs: 3_600_000,
+    hostRetryMs: options.retryMs ?? 3_600_000,
     // Behind a connection: created, started and removed in calls of their own (RunPlan.mode).
     connectedHosts: ['b1'],
   }).provide({
@@ -41,6 +47,7 @@ function start(podman: FakePodman, grace = 60_000) {
       line: (_, line) => output.push(line.text),
     }),
     actions: { warn: (_, { message }) => warnings.push(message) },
+    ...(options.stopExitMs === undefined ? {} : { delays: { stopExit: options.stopExitMs } }),
   });
   const actor = createActor(machine, { input: { session, host: 'b1' } }).start();
   return { actor, output, warnings, result: toPromise(actor) as Promise<RunResult> };
@@ -157,5 +164,113 @@ describe('a session whose host stops answering', () => {
     podman.goDown();
     run.actor.send({ type: 'cancel' });
     expect(await run.result).toMatchObject({ outcome: 'cancelled' });
+  });
+});
+
+/**
+ * A host that answers `inspect` (the container runs) but whose `logs --follow` and `wait` fail once
+ * `broken`: every follow ends at once, and the runner goes round following → lost → checking → following.
+ */
+class UnfollowablePodman extends FakePodman {
+  broken = false;
+  follows = 0;
+
+  override followLogs(...args: Parameters<FakePodman['followLogs']>): ReturnType<FakePodman['followLogs']> {
+    if (!this.broken) return super.followLogs(...args);
+    this.follows++;
+    return { exitCode: new Promise<number>(() => {}), stderr: () => '', pause: () => {}, resume: () => {} };
+  }
+
+  override wait(name: string): Promise<number> {
+    if (!this.broken) return super.wait(name);
+    return Promise.reject(new Error('wait: the connection to the host dropped'));
+  }
+}
+
+function unfollowable(): UnfollowablePodman {
+  const podman = new UnfollowablePodman('auto');
+  podman.remote = true;
+  return podman;
+}
+
+/** The run's result, or undefined when it has none within `ms`. */
+async function within(run: { result: Promise<RunResult> }, ms: number): Promise<RunResult | undefined> {
+  return Promise.race([
+    run.result,
+    new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), ms)),
+  ]);
+}
+
+describe('a session whose host answers but cannot be followed', () => {
+  it('is abandoned within the grace period counted from the first loss, not restarted by each try', async () => {
+    const podman = unfollowable();
+    const run = start(podman, 150, { retryMs: 5 });
+    const first = await toRunning(podman);
+    podman.broken = true;
+    const lostAt = performance.now();
+    first.drop();
+    const result = await within(run, 2_000);
+    if (result === undefined) run.actor.stop();
+    expect(result, 'no outcome: the grace started over at every loss').toBeDefined();
+    expect(result).toMatchObject({ outcome: 'abandoned', phase: 'running' });
+    expect(performance.now() - lostAt).toBeLessThan(150 + 5 + 800);
+    // It did go round: followed again several times before the grace was over.
+    expect(podman.follows).toBeGreaterThan(2);
+  });
+
+  it('starts a new grace period for a loss after it was followed again for a probe interval', async () => {
+    const podman = unfollowable();
+    const run = start(podman, 150, { retryMs: 5 });
+    const first = await toRunning(podman);
+    podman.broken = true;
+    first.drop();
+    await until(() => podman.follows > 2, 'going round');
+    // Followed again, and for longer than the grace period: this outage is over.
+    podman.broken = false;
+    await until(() => podman.stream() !== undefined, 'followed again');
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    expect(run.actor.getSnapshot().status).toBe('active');
+    podman.broken = true;
+    const lostAgainAt = performance.now();
+    (podman.stream() ?? expect.fail('no stream')).lose(new Error('connection reset'));
+    const result = await within(run, 2_000);
+    if (result === undefined) run.actor.stop();
+    expect(result).toMatchObject({ outcome: 'abandoned' });
+    // Not at once: its own grace period, from the second loss.
+    expect(performance.now() - lostAgainAt).toBeGreaterThan(140);
+  });
+
+  it('ends a cancel within a bound though the attachment never reports the exit', async () => {
+    const podman = unfollowable();
+    const run = start(podman, 3_600_000, { retryMs: 5, stopExitMs: 50 });
+    const first = await toRunning(podman);
+    podman.broken = true;
+    first.drop();
+    await until(() => podman.follows > 2, 'going round');
+    run.actor.send({ type: 'cancel' });
+    const result = await within(run, 2_000);
+    if (result === undefined) run.actor.stop();
+    expect(result, 'no outcome: the stop waits for an exit that never comes').toBeDefined();
+    expect(result).toMatchObject({ outcome: 'cancelled', phase: 'running' });
+    expect(podman.calls.filter((c) => c.op === 'stopContainer')).toHaveLength(1);
+    expect(run.warnings).toContainEqual(
+      expect.stringMatching(/exit did not come through its attachment .*; teardown removes it/),
+    );
+    // Teardown removed what the session made.
+    expect([...podman.secrets, ...podman.containers.keys()]).toEqual([]);
+  });
+
+  it('ends at its timeout within a bound though the attachment never reports the exit', async () => {
+    const podman = unfollowable();
+    const run = start(podman, 3_600_000, { retryMs: 5, stopExitMs: 50, timeoutMs: 300 });
+    const first = await toRunning(podman);
+    podman.broken = true;
+    first.drop();
+    await until(() => podman.follows > 2, 'going round');
+    const result = await within(run, 2_000);
+    if (result === undefined) run.actor.stop();
+    expect(result, 'no outcome: the stop waits for an exit that never comes').toBeDefined();
+    expect(result).toMatchObject({ outcome: 'timed_out', phase: 'running' });
+    expect([...podman.secrets, ...podman.containers.keys()]).toEqual([]);
   });
 });
