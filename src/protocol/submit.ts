@@ -8,29 +8,58 @@ export type Submitted =
   | { accepted: true; sessionId: string; queued: boolean; position: number; existing: boolean }
   | { accepted: false; code: RejectionCode; reason: string };
 
+/** What submitTrigger uses of the daemon. */
+export type SubmitPort = Pick<DaemonPort, 'send' | 'stage' | 'unstage' | 'state' | 'agents'>;
+
+/**
+ * The one state of the daemon machine that makes sessions of triggers. Starting, `degraded` and
+ * `shutdown.draining` turn every trigger away but one repeating a remembered key, which is answered with
+ * that key's session (docs/protocol.md); neither needs the trigger's files.
+ */
+const MAKES_SESSIONS = 'ready';
+
 /**
  * A trigger from any front end (the socket's `trigger`, the HTTP API's POST /v1/sessions): its request
  * and input files are staged where the session will find them, the daemon machine decides, and what
- * was staged for a session that was not made is removed again.
+ * was staged for a session that was not made is removed again. A trigger the machine cannot make a
+ * session of whatever it carries (the daemon is not `ready`, the agent is unknown) is decided without
+ * staging anything: writing and syncing its files only to delete them held the event loop, and a
+ * client could repeat that without end.
  */
 export function submitTrigger(
-  daemon: Pick<DaemonPort, 'send' | 'stage' | 'unstage'>,
+  daemon: SubmitPort,
   sessionId: string,
   fields: TriggerFields,
   payload?: WorkPayload,
 ): Submitted {
+  const event = { type: 'trigger' as const, sessionId, ...fields };
+  if (payload === undefined || (payload.request === undefined && payload.inputs.length === 0)) {
+    return submitted(daemon.send(event)[0]);
+  }
+  const problem = payloadProblem(payload);
+  if (problem !== undefined) return { accepted: false, code: 'bad_input', reason: problem };
+  // The machine answers it (a rejection, or a repeated key's session) with its own words.
+  if (refusedWhateverItCarries(daemon, fields)) return submitted(daemon.send(event)[0]);
   const staged = stage(daemon, sessionId, payload);
   if ('code' in staged) return { accepted: false, ...staged };
-  const answer = daemon.send({
-    type: 'trigger',
-    sessionId,
-    ...fields,
-    ...(staged.work === undefined ? {} : { work: staged.work }),
-  })[0];
+  const answer = daemon.send({ ...event, work: staged.work })[0];
   // Staged for a session that was not made (rejected, or the key's first session is answered).
-  if ((answer?.type !== 'trigger.accepted' || answer.existing) && staged.work !== undefined) {
-    daemon.unstage(sessionId);
-  }
+  if (answer?.type !== 'trigger.accepted' || answer.existing) daemon.unstage(sessionId);
+  return submitted(answer);
+}
+
+/**
+ * Whether the daemon machine, as it is now, makes no new session of this trigger whatever files it
+ * carries. Asked of the machine's snapshot through the port in the same turn as the trigger is sent,
+ * so nothing changes in between. True only when sure: when unsure, the files are staged as before.
+ */
+function refusedWhateverItCarries(daemon: Pick<SubmitPort, 'state' | 'agents'>, fields: TriggerFields) {
+  if (daemon.state() !== MAKES_SESSIONS) return true;
+  // checkTrigger's first rule, over the agents the machine accepts triggers for now.
+  return !daemon.agents().some((agent) => agent.name === fields.agent);
+}
+
+function submitted(answer: ReturnType<DaemonPort['send']>[number] | undefined): Submitted {
   if (answer?.type === 'trigger.accepted') {
     return {
       accepted: true,
@@ -47,17 +76,14 @@ export function submitTrigger(
 
 /**
  * Writes the trigger's request and input files into the session's work dir before the machine sees the
- * trigger (which then carries their digests only). Too large or badly named content is refused with
- * bad_input; a state dir that cannot take it, as it refuses a record.
+ * trigger (which then carries their digests only). A state dir that cannot take them refuses the
+ * trigger as it refuses a record.
  */
 function stage(
   daemon: Pick<DaemonPort, 'stage'>,
   sessionId: string,
-  payload: WorkPayload | undefined,
-): { work?: WorkManifest } | { code: RejectionCode; reason: string } {
-  if (payload === undefined || (payload.request === undefined && payload.inputs.length === 0)) return {};
-  const problem = payloadProblem(payload);
-  if (problem !== undefined) return { code: 'bad_input', reason: problem };
+  payload: WorkPayload,
+): { work: WorkManifest } | { code: RejectionCode; reason: string } {
   try {
     daemon.stage(sessionId, payload);
   } catch (error) {

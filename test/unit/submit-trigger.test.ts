@@ -1,0 +1,198 @@
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import { createActor } from 'xstate';
+import { StateDirError } from '../../src/adapters/state-files.js';
+import type { SessionJournal } from '../../src/daemon/journal.js';
+import { createDaemonPort } from '../../src/daemon/port.js';
+import type { ClientEvent, DaemonEmitted, DaemonInput } from '../../src/machines/daemon.machine.js';
+import type { DaemonPort } from '../../src/protocol/context.js';
+import { type SubmitPort, submitTrigger } from '../../src/protocol/submit.js';
+import type { TriggerFields } from '../../src/sessions/check-trigger.js';
+import { manifestOf, type WorkPayload } from '../../src/sessions/work.js';
+import { AGENTS, type FakeOptions, Fakes, settle } from '../helpers/machine-fakes.js';
+
+/** A megabyte of request and 64 small input files: what the auditor's client sent with each trigger. */
+const PAYLOAD: WorkPayload = {
+  request: Buffer.alloc(1024 * 1024, 'x'),
+  inputs: Array.from({ length: 64 }, (_, i) => ({ name: `in-${i}`, bytes: Buffer.from('A') })),
+};
+
+/** What happened at the port, in order. */
+type Call = { call: 'send'; event: ClientEvent } | { call: 'stage' | 'unstage'; sessionId: string };
+
+/** A port whose machine answers `answer` and whose state and agents are given. */
+function fakePort(
+  answer: DaemonEmitted | undefined,
+  options: { state?: string; agents?: string[]; stageFails?: Error } = {},
+) {
+  const calls: Call[] = [];
+  const port: SubmitPort = {
+    state: () => options.state ?? 'ready',
+    agents: () => (options.agents ?? ['demo']).map((name) => ({ name })) as ReturnType<DaemonPort['agents']>,
+    send: (event) => {
+      calls.push({ call: 'send', event });
+      return answer === undefined ? [] : [answer];
+    },
+    stage: (sessionId) => {
+      calls.push({ call: 'stage', sessionId });
+      if (options.stageFails) throw options.stageFails;
+    },
+    unstage: (sessionId) => {
+      calls.push({ call: 'unstage', sessionId });
+    },
+  };
+  return { port, calls, kinds: () => calls.map((c) => c.call) };
+}
+
+const rejected = (code: string, reason = `because ${code}`) =>
+  ({ type: 'trigger.rejected', sessionId: 's1', code, reason }) as DaemonEmitted;
+const ACCEPTED: DaemonEmitted = { type: 'trigger.accepted', sessionId: 's1', queued: false, position: 0 };
+
+describe('submitTrigger: a trigger the daemon turns away is never staged', () => {
+  it('sends a trigger for an unknown agent to the machine without writing its files', () => {
+    const { port, calls, kinds } = fakePort(rejected('unknown_agent'), { agents: ['demo'] });
+    expect(submitTrigger(port, 's1', { agent: 'nope' }, PAYLOAD)).toEqual({
+      accepted: false,
+      code: 'unknown_agent',
+      reason: 'because unknown_agent',
+    });
+    expect(kinds()).toEqual(['send']);
+    // The machine gets no digests of files that were never written.
+    expect(calls[0]).toEqual({ call: 'send', event: { type: 'trigger', sessionId: 's1', agent: 'nope' } });
+  });
+
+  it.each([
+    ['degraded', rejected('state_dir_full')],
+    ['shutdown.draining', rejected('not_accepting')],
+    ['reconciling', rejected('not_accepting')],
+  ])('writes nothing while the daemon is %s', (state, answer) => {
+    const { port, kinds } = fakePort(answer, { state });
+    expect(submitTrigger(port, 's1', { agent: 'demo' }, PAYLOAD)).toMatchObject({ accepted: false });
+    expect(kinds()).toEqual(['send']);
+  });
+
+  it("answers a repeated key with its session while draining, without writing the trigger's files", () => {
+    const existing: DaemonEmitted = { ...ACCEPTED, sessionId: 'first', existing: true };
+    const { port, kinds } = fakePort(existing, { state: 'shutdown.draining' });
+    expect(submitTrigger(port, 's1', { agent: 'demo', key: 'k' }, PAYLOAD)).toEqual({
+      accepted: true,
+      sessionId: 'first',
+      queued: false,
+      position: 0,
+      existing: true,
+    });
+    expect(kinds()).toEqual(['send']);
+  });
+
+  it('refuses content over the limits with bad_input before anything else, and sends nothing', () => {
+    const { port, kinds } = fakePort(ACCEPTED, { agents: [] });
+    const big = {
+      inputs: Array.from({ length: 65 }, (_, i) => ({ name: `f${i}`, bytes: Buffer.from('A') })),
+    };
+    expect(submitTrigger(port, 's1', { agent: 'nope' }, big)).toMatchObject({ code: 'bad_input' });
+    expect(kinds()).toEqual([]);
+  });
+
+  it('stages the files of a trigger that may make a session before sending it, with their digests', () => {
+    const { port, calls, kinds } = fakePort(ACCEPTED);
+    expect(submitTrigger(port, 's1', { agent: 'demo' }, PAYLOAD)).toMatchObject({ accepted: true });
+    expect(kinds()).toEqual(['stage', 'send']);
+    expect(calls[1]).toEqual({
+      call: 'send',
+      event: { type: 'trigger', sessionId: 's1', agent: 'demo', work: manifestOf(PAYLOAD) },
+    });
+  });
+
+  it('removes what it staged when the machine still refuses, or answers with a key’s session', () => {
+    for (const answer of [rejected('bad_timeout'), { ...ACCEPTED, existing: true }, undefined]) {
+      const { port, kinds } = fakePort(answer as DaemonEmitted | undefined);
+      submitTrigger(port, 's1', { agent: 'demo', timeout: 'soon' }, PAYLOAD);
+      expect(kinds()).toEqual(['stage', 'send', 'unstage']);
+    }
+  });
+
+  it('refuses a trigger whose files the state dir cannot take, and sends nothing', () => {
+    const full = new StateDirError(
+      'store the request',
+      '/state/work/s1',
+      Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' }),
+    );
+    const { port, kinds } = fakePort(ACCEPTED, { stageFails: full });
+    expect(submitTrigger(port, 's1', { agent: 'demo' }, PAYLOAD)).toMatchObject({
+      accepted: false,
+      code: 'state_dir_full',
+    });
+    expect(kinds()).toEqual(['stage']);
+  });
+
+  it('sends a trigger without files as it is, whatever the state', () => {
+    const { port, kinds } = fakePort(ACCEPTED, { state: 'degraded' });
+    submitTrigger(port, 's1', { agent: 'demo' }, { inputs: [] });
+    submitTrigger(port, 's1', { agent: 'demo' });
+    expect(kinds()).toEqual(['send', 'send']);
+  });
+});
+
+/**
+ * The real daemon machine behind the real port (src/daemon/port.ts), with a journal that notes what is
+ * staged: the pre-check must agree with the machine, never keeping the files from a session it makes.
+ */
+async function daemon(options: FakeOptions & Partial<DaemonInput> = {}) {
+  const fakes = new Fakes(options);
+  const actor = createActor(fakes.daemon(), {
+    input: { agents: AGENTS, maxSessions: options.maxSessions ?? 1 },
+  });
+  actor.start();
+  await settle();
+  const staged: { sessionId: string; recordedBefore: boolean }[] = [];
+  const unstaged: string[] = [];
+  const journal = {
+    stage: (sessionId: string) =>
+      staged.push({ sessionId, recordedBefore: fakes.accepted.some((r) => r.sessionId === sessionId) }),
+    unstage: (sessionId: string) => unstaged.push(sessionId),
+  } as unknown as SessionJournal;
+  const port = createDaemonPort({
+    actor,
+    journal,
+    reload: async () => ({ applied: false }) as never,
+    version: '0.0.0',
+    instanceId: 'test',
+    socket: '/nowhere',
+    log: pino({ level: 'silent' }),
+  });
+  const submit = (sessionId: string, fields: Partial<TriggerFields> = {}) =>
+    submitTrigger(port, sessionId, { agent: 'demo', ...fields }, PAYLOAD);
+  return { actor, fakes, port, staged, unstaged, submit };
+}
+
+describe('submitTrigger with the daemon machine', () => {
+  it("stages an accepted trigger's files before its session is recorded, and nothing for an unknown agent", async () => {
+    const d = await daemon();
+    expect(d.submit('s1')).toMatchObject({ accepted: true, sessionId: 's1' });
+    expect(d.staged).toEqual([{ sessionId: 's1', recordedBefore: false }]);
+    expect(d.fakes.accepted.map((r) => [r.sessionId, r.work])).toEqual([['s1', manifestOf(PAYLOAD)]]);
+    expect(d.submit('s2', { agent: 'nope' })).toMatchObject({ accepted: false, code: 'unknown_agent' });
+    expect(d.staged.map((s) => s.sessionId)).toEqual(['s1']);
+    expect(d.unstaged).toEqual([]);
+  });
+
+  it('stages nothing while degraded, draining or starting; a repeated key still gets its session', async () => {
+    const d = await daemon();
+    expect(d.submit('s1', { key: 'k' })).toMatchObject({ accepted: true });
+    d.actor.send({ type: 'stateDir.unwritable', code: 'state_dir_full', reason: 'state dir full' });
+    expect(d.port.state()).toBe('degraded');
+    expect(d.submit('s2')).toMatchObject({ accepted: false, code: 'state_dir_full' });
+    expect(d.submit('s3', { key: 'k' })).toMatchObject({ accepted: true, sessionId: 's1', existing: true });
+    d.actor.send({ type: 'stateDir.writable' });
+    d.port.send({ type: 'shutdown' });
+    expect(d.port.state()).toBe('shutdown.draining');
+    expect(d.submit('s4')).toMatchObject({ accepted: false, code: 'not_accepting' });
+    expect(d.submit('s5', { key: 'k' })).toMatchObject({ accepted: true, sessionId: 's1', existing: true });
+    expect(d.staged.map((s) => s.sessionId)).toEqual(['s1']);
+    expect(d.unstaged).toEqual([]);
+
+    const starting = await daemon({ reconcile: 'manual' });
+    expect(starting.submit('s1')).toMatchObject({ accepted: false, code: 'not_accepting' });
+    expect(starting.staged).toEqual([]);
+  });
+});
