@@ -2,7 +2,13 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Actor, StateValue } from 'xstate';
 import type { HostConfig } from '../config/types.js';
-import type { ClientEvent, DaemonContext, DaemonEmitted, daemonMachine } from '../machines/daemon.machine.js';
+import {
+  type ClientEvent,
+  type DaemonContext,
+  type DaemonEmitted,
+  type daemonMachine,
+  makesNoSession,
+} from '../machines/daemon.machine.js';
 import { hostStateOf } from '../machines/host.machine.js';
 import { sessionPhaseOf } from '../machines/session.machine.js';
 import type { DaemonPort, DaemonState, DaemonStatus } from '../protocol/context.js';
@@ -195,6 +201,13 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
       return agents.map((agent) => describeAgent(agent, next.get(agent.name)));
     },
     readLog: (sessionId) => journal.readLog(sessionId),
+    makesNoSession: (sessionId, fields) => {
+      const snapshot = actor.getSnapshot();
+      return (
+        !snapshot.matches('ready') ||
+        makesNoSession(snapshot.context, { type: 'trigger', sessionId, ...fields }, (id) => journal.used(id))
+      );
+    },
     stage: (sessionId, payload) => journal.stage(sessionId, payload),
     unstage: (sessionId) => journal.unstage(sessionId),
     reload: options.reload,

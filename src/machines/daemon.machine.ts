@@ -423,10 +423,8 @@ export const daemonMachine = setup({
      * used once. This default knows of none.
      */
     sessionIdRecorded: (_, _sessionId: string) => false,
-    sessionIdInUse: ({ context }, sessionId: string) =>
-      Object.hasOwn(context.sessions, sessionId) ||
-      context.queue.some((s) => s.request.sessionId === sessionId),
-    queueFull: ({ context }) => context.queue.length >= context.maxQueued,
+    sessionIdInUse: ({ context }, sessionId: string) => sessionIdInUse(context, sessionId),
+    queueFull: ({ context }) => queueFull(context),
     sessionIsQueued: ({ context }, sessionId: string) =>
       context.queue.some((s) => s.request.sessionId === sessionId),
     sessionIsRunning: ({ context }, sessionId: string) => Object.hasOwn(context.sessions, sessionId),
@@ -1052,6 +1050,36 @@ export const daemonMachine = setup({
 });
 
 /** The entry of a key that still stands for its session: queued, running, or finished within the window. */
+function sessionIdInUse(context: DaemonContext, sessionId: string): boolean {
+  return (
+    Object.hasOwn(context.sessions, sessionId) || context.queue.some((s) => s.request.sessionId === sessionId)
+  );
+}
+
+function queueFull(context: DaemonContext): boolean {
+  return context.queue.length >= context.maxQueued;
+}
+
+/**
+ * Whether `ready` makes no new session of this trigger, whatever files it carries: it repeats a key
+ * (answered with that key's session, or refused), or is refused by one of `ready`'s other trigger rules,
+ * in their order and with the same functions as their guards. `recorded` answers the provided
+ * sessionIdRecorded guard. What a front end asks before it writes a trigger's files (submitTrigger).
+ */
+export function makesNoSession(
+  context: DaemonContext,
+  trigger: TriggerEvent,
+  recorded: (sessionId: string) => boolean,
+): boolean {
+  return (
+    liveKey(context, trigger.key) !== undefined ||
+    sessionIdInUse(context, trigger.sessionId) ||
+    recorded(trigger.sessionId) ||
+    queueFull(context) ||
+    !checkTrigger(context.agents, trigger).ok
+  );
+}
+
 function liveKey(context: DaemonContext, key: string | undefined): KeyEntry | undefined {
   if (key === undefined || !Object.hasOwn(context.keys, key)) return undefined;
   const entry = context.keys[key];

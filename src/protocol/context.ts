@@ -4,6 +4,7 @@ import { PROTOCOL_VERSION, type ProtocolVersion } from '../constants.js';
 import type { ClientEvent, DaemonEmitted } from '../machines/daemon.machine.js';
 import type { LogSource } from '../runner/session-log.js';
 import type { AgentView } from '../sessions/agent-view.js';
+import type { TriggerFields } from '../sessions/check-trigger.js';
 import type { HistoryFilter, HistoryPage } from '../sessions/history.js';
 import type { SessionRecord } from '../sessions/records.js';
 import type { BusEvent } from '../sessions/session-bus.js';
@@ -63,6 +64,12 @@ export interface DaemonPort {
    */
   stage(sessionId: string, payload: WorkPayload): void;
   unstage(sessionId: string): void;
+  /**
+   * Whether the daemon, as it is now, makes no new session of this trigger whatever files it carries
+   * (not `ready`, a repeated key, a rule it breaks): then its files are never staged. Asked in the same
+   * turn as the trigger is sent.
+   */
+  makesNoSession(sessionId: string, fields: TriggerFields): boolean;
   /** Re-reads the configuration file (SIGHUP, the `reload` request); never rejects. */
   reload(trigger: 'SIGHUP' | 'request'): Promise<ReloadReply>;
   newSessionId(): string;

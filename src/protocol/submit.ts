@@ -9,22 +9,15 @@ export type Submitted =
   | { accepted: false; code: RejectionCode; reason: string };
 
 /** What submitTrigger uses of the daemon. */
-export type SubmitPort = Pick<DaemonPort, 'send' | 'stage' | 'unstage' | 'state' | 'agents'>;
-
-/**
- * The one state of the daemon machine that makes sessions of triggers. Starting, `degraded` and
- * `shutdown.draining` turn every trigger away but one repeating a remembered key, which is answered with
- * that key's session (docs/protocol.md); neither needs the trigger's files.
- */
-const MAKES_SESSIONS = 'ready';
+export type SubmitPort = Pick<DaemonPort, 'send' | 'stage' | 'unstage' | 'makesNoSession'>;
 
 /**
  * A trigger from any front end (the socket's `trigger`, the HTTP API's POST /v1/sessions): its request
  * and input files are staged where the session will find them, the daemon machine decides, and what
- * was staged for a session that was not made is removed again. A trigger the machine cannot make a
- * session of whatever it carries (the daemon is not `ready`, the agent is unknown) is decided without
- * staging anything: writing and syncing its files only to delete them held the event loop, and a
- * client could repeat that without end.
+ * was staged for a session that was not made is removed again. A trigger the machine makes no session
+ * of whatever it carries (the daemon is not `ready`, a repeated key, a full queue, a rule it breaks) is
+ * decided without staging anything: writing and syncing its files only to delete them held the event
+ * loop, and a client could repeat that without end.
  */
 export function submitTrigger(
   daemon: SubmitPort,
@@ -39,24 +32,13 @@ export function submitTrigger(
   const problem = payloadProblem(payload);
   if (problem !== undefined) return { accepted: false, code: 'bad_input', reason: problem };
   // The machine answers it (a rejection, or a repeated key's session) with its own words.
-  if (refusedWhateverItCarries(daemon, fields)) return submitted(daemon.send(event)[0]);
+  if (daemon.makesNoSession(sessionId, fields)) return submitted(daemon.send(event)[0]);
   const staged = stage(daemon, sessionId, payload);
   if ('code' in staged) return { accepted: false, ...staged };
   const answer = daemon.send({ ...event, work: staged.work })[0];
   // Staged for a session that was not made (rejected, or the key's first session is answered).
   if (answer?.type !== 'trigger.accepted' || answer.existing) daemon.unstage(sessionId);
   return submitted(answer);
-}
-
-/**
- * Whether the daemon machine, as it is now, makes no new session of this trigger whatever files it
- * carries. Asked of the machine's snapshot through the port in the same turn as the trigger is sent,
- * so nothing changes in between. True only when sure: when unsure, the files are staged as before.
- */
-function refusedWhateverItCarries(daemon: Pick<SubmitPort, 'state' | 'agents'>, fields: TriggerFields) {
-  if (daemon.state() !== MAKES_SESSIONS) return true;
-  // checkTrigger's first rule, over the agents the machine accepts triggers for now.
-  return !daemon.agents().some((agent) => agent.name === fields.agent);
 }
 
 function submitted(answer: ReturnType<DaemonPort['send']>[number] | undefined): Submitted {

@@ -190,8 +190,8 @@ describe('HTTP API: sessions', () => {
     let next: DaemonEmitted = { type: 'trigger.accepted', sessionId: 'x', queued: true, position: 2 };
     const a = await api({
       newSessionId: () => '00000000000000b2',
-      // A trigger with files is staged only for an agent the daemon knows (src/protocol/submit.ts).
-      agents: () => [{ name: 'demo' }] as ReturnType<DaemonPort['agents']>,
+      // A trigger with files is staged only if the daemon may make a session of it (src/protocol/submit.ts).
+      makesNoSession: () => false,
       stage: (id, payload) => staged.push({ id, request: payload.request?.toString('utf8') }),
       unstage: () => {},
       send: (event) => {

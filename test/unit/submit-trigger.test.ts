@@ -5,7 +5,6 @@ import { StateDirError } from '../../src/adapters/state-files.js';
 import type { SessionJournal } from '../../src/daemon/journal.js';
 import { createDaemonPort } from '../../src/daemon/port.js';
 import type { ClientEvent, DaemonEmitted, DaemonInput } from '../../src/machines/daemon.machine.js';
-import type { DaemonPort } from '../../src/protocol/context.js';
 import { type SubmitPort, submitTrigger } from '../../src/protocol/submit.js';
 import type { TriggerFields } from '../../src/sessions/check-trigger.js';
 import { manifestOf, type WorkPayload } from '../../src/sessions/work.js';
@@ -20,15 +19,14 @@ const PAYLOAD: WorkPayload = {
 /** What happened at the port, in order. */
 type Call = { call: 'send'; event: ClientEvent } | { call: 'stage' | 'unstage'; sessionId: string };
 
-/** A port whose machine answers `answer` and whose state and agents are given. */
+/** A port whose machine answers `answer`, and says beforehand whether it makes no session (`noSession`). */
 function fakePort(
   answer: DaemonEmitted | undefined,
-  options: { state?: string; agents?: string[]; stageFails?: Error } = {},
+  options: { noSession?: boolean; stageFails?: Error } = {},
 ) {
   const calls: Call[] = [];
   const port: SubmitPort = {
-    state: () => options.state ?? 'ready',
-    agents: () => (options.agents ?? ['demo']).map((name) => ({ name })) as ReturnType<DaemonPort['agents']>,
+    makesNoSession: () => options.noSession ?? false,
     send: (event) => {
       calls.push({ call: 'send', event });
       return answer === undefined ? [] : [answer];
@@ -49,8 +47,8 @@ const rejected = (code: string, reason = `because ${code}`) =>
 const ACCEPTED: DaemonEmitted = { type: 'trigger.accepted', sessionId: 's1', queued: false, position: 0 };
 
 describe('submitTrigger: a trigger the daemon turns away is never staged', () => {
-  it('sends a trigger for an unknown agent to the machine without writing its files', () => {
-    const { port, calls, kinds } = fakePort(rejected('unknown_agent'), { agents: ['demo'] });
+  it('sends a trigger the daemon makes no session of to the machine without writing its files', () => {
+    const { port, calls, kinds } = fakePort(rejected('unknown_agent'), { noSession: true });
     expect(submitTrigger(port, 's1', { agent: 'nope' }, PAYLOAD)).toEqual({
       accepted: false,
       code: 'unknown_agent',
@@ -61,19 +59,9 @@ describe('submitTrigger: a trigger the daemon turns away is never staged', () =>
     expect(calls[0]).toEqual({ call: 'send', event: { type: 'trigger', sessionId: 's1', agent: 'nope' } });
   });
 
-  it.each([
-    ['degraded', rejected('state_dir_full')],
-    ['shutdown.draining', rejected('not_accepting')],
-    ['reconciling', rejected('not_accepting')],
-  ])('writes nothing while the daemon is %s', (state, answer) => {
-    const { port, kinds } = fakePort(answer, { state });
-    expect(submitTrigger(port, 's1', { agent: 'demo' }, PAYLOAD)).toMatchObject({ accepted: false });
-    expect(kinds()).toEqual(['send']);
-  });
-
-  it("answers a repeated key with its session while draining, without writing the trigger's files", () => {
+  it("answers a repeated key with its session without writing the trigger's files", () => {
     const existing: DaemonEmitted = { ...ACCEPTED, sessionId: 'first', existing: true };
-    const { port, kinds } = fakePort(existing, { state: 'shutdown.draining' });
+    const { port, kinds } = fakePort(existing, { noSession: true });
     expect(submitTrigger(port, 's1', { agent: 'demo', key: 'k' }, PAYLOAD)).toEqual({
       accepted: true,
       sessionId: 'first',
@@ -85,7 +73,7 @@ describe('submitTrigger: a trigger the daemon turns away is never staged', () =>
   });
 
   it('refuses content over the limits with bad_input before anything else, and sends nothing', () => {
-    const { port, kinds } = fakePort(ACCEPTED, { agents: [] });
+    const { port, kinds } = fakePort(ACCEPTED, { noSession: true });
     const big = {
       inputs: Array.from({ length: 65 }, (_, i) => ({ name: `f${i}`, bytes: Buffer.from('A') })),
     };
@@ -104,9 +92,9 @@ describe('submitTrigger: a trigger the daemon turns away is never staged', () =>
   });
 
   it('removes what it staged when the machine still refuses, or answers with a key’s session', () => {
-    for (const answer of [rejected('bad_timeout'), { ...ACCEPTED, existing: true }, undefined]) {
+    for (const answer of [rejected('queue_full'), { ...ACCEPTED, existing: true }, undefined]) {
       const { port, kinds } = fakePort(answer as DaemonEmitted | undefined);
-      submitTrigger(port, 's1', { agent: 'demo', timeout: 'soon' }, PAYLOAD);
+      submitTrigger(port, 's1', { agent: 'demo' }, PAYLOAD);
       expect(kinds()).toEqual(['stage', 'send', 'unstage']);
     }
   });
@@ -126,7 +114,7 @@ describe('submitTrigger: a trigger the daemon turns away is never staged', () =>
   });
 
   it('sends a trigger without files as it is, whatever the state', () => {
-    const { port, kinds } = fakePort(ACCEPTED, { state: 'degraded' });
+    const { port, kinds } = fakePort(ACCEPTED, { noSession: true });
     submitTrigger(port, 's1', { agent: 'demo' }, { inputs: [] });
     submitTrigger(port, 's1', { agent: 'demo' });
     expect(kinds()).toEqual(['send', 'send']);
@@ -140,13 +128,18 @@ describe('submitTrigger: a trigger the daemon turns away is never staged', () =>
 async function daemon(options: FakeOptions & Partial<DaemonInput> = {}) {
   const fakes = new Fakes(options);
   const actor = createActor(fakes.daemon(), {
-    input: { agents: AGENTS, maxSessions: options.maxSessions ?? 1 },
+    input: {
+      agents: AGENTS,
+      maxSessions: options.maxSessions ?? 1,
+      ...(options.maxQueued ? { maxQueued: options.maxQueued } : {}),
+    },
   });
   actor.start();
   await settle();
   const staged: { sessionId: string; recordedBefore: boolean }[] = [];
   const unstaged: string[] = [];
   const journal = {
+    used: () => false,
     stage: (sessionId: string) =>
       staged.push({ sessionId, recordedBefore: fakes.accepted.some((r) => r.sessionId === sessionId) }),
     unstage: (sessionId: string) => unstaged.push(sessionId),
@@ -194,5 +187,18 @@ describe('submitTrigger with the daemon machine', () => {
     const starting = await daemon({ reconcile: 'manual' });
     expect(starting.submit('s1')).toMatchObject({ accepted: false, code: 'not_accepting' });
     expect(starting.staged).toEqual([]);
+  });
+
+  it('stages nothing while ready for a repeated key, a full queue, a used session id or a rule it breaks', async () => {
+    const d = await daemon({ maxSessions: 1, maxQueued: 1 });
+    expect(d.submit('s1', { key: 'k' })).toMatchObject({ accepted: true, sessionId: 's1' });
+    expect(d.submit('s2', { key: 'k' })).toMatchObject({ accepted: true, sessionId: 's1', existing: true });
+    expect(d.submit('s3', { agent: 'norepo', key: 'k' })).toMatchObject({ code: 'key_conflict' });
+    expect(d.submit('s1')).toMatchObject({ code: 'duplicate_session' });
+    expect(d.submit('s4', { timeout: 'soon' })).toMatchObject({ code: 'bad_timeout' });
+    expect(d.submit('s5')).toMatchObject({ accepted: true, queued: true });
+    expect(d.submit('s6')).toMatchObject({ code: 'queue_full' });
+    expect(d.staged.map((s) => s.sessionId)).toEqual(['s1', 's5']);
+    expect(d.unstaged).toEqual([]);
   });
 });
