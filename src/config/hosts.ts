@@ -62,8 +62,9 @@ export function hostUrlProblem(url: string): string | undefined {
     return undefined;
   }
   if (scheme === 'ssh') {
+    // The password is not repeated: the message goes to logs, the reload reply and `validate`.
     if (parsed.password !== '') {
-      return `${JSON.stringify(url)} carries a password; remove it and give the host's private key under identity:`;
+      return `the ssh:// url of ${parsed.hostname || 'the host'} carries a password (not repeated here); remove it and give the host's private key under identity:`;
     }
     if (parsed.username === '' || parsed.hostname === '') {
       return `${JSON.stringify(url)}: an ssh:// url names the user and the host, e.g. ssh://agentd@build1.example:22/run/podman/podman.sock`;
@@ -81,7 +82,8 @@ export function hostUrlProblem(url: string): string | undefined {
       return `${JSON.stringify(url)}: a tcp:// url names the host and the port, e.g. tcp://127.0.0.1:8080`;
     }
     if (parsed.username !== '' || parsed.password !== '' || parsed.search !== '' || parsed.hash !== '') {
-      return `${JSON.stringify(url)}: a tcp:// url is tcp://host:port and nothing else`;
+      // Not repeated: what is there besides host and port may be a secret.
+      return `the tcp:// url of ${parsed.host} has more than a host and a port (not repeated here): a tcp:// url is tcp://host:port and nothing else`;
     }
     if (parsed.pathname !== '' && parsed.pathname !== '/') {
       return `${JSON.stringify(url)}: a tcp:// url has no path; write tcp://host:port`;

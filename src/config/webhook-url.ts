@@ -36,7 +36,19 @@ function shownHost(url: URL): string {
   return `${shown.join('.')}${url.port === '' ? '' : `:${url.port}`}`;
 }
 
-/** 16 characters or more with a digit or both letter cases: an id or a key, not a word like `notifications`. */
+/**
+ * What may be a key rather than a name, `…` when shown (showing too little is harmless, too much is
+ * not): a segment with parameters (`;token=...`); 16 characters or more with a digit, both letter cases
+ * or a run of 16 letters (`SECRETSECRETSECRET`, `sk_live_abcdefghijklmnop`); 6 or more with letters
+ * and digits mixed (Zapier's `abc1xyz`). Not a word like `notifications` or `deploy-notifications`.
+ */
 function looksLikeToken(segment: string): boolean {
-  return segment.length >= 16 && (/[0-9]/.test(segment) || (/[a-z]/.test(segment) && /[A-Z]/.test(segment)));
+  if (/[;=]/.test(segment)) return true;
+  const letters = /[A-Za-z]/.test(segment);
+  const digits = /[0-9]/.test(segment);
+  if (segment.length >= 6 && letters && digits) return true;
+  return (
+    segment.length >= 16 &&
+    (digits || (/[a-z]/.test(segment) && /[A-Z]/.test(segment)) || /[A-Za-z]{16}/.test(segment))
+  );
 }

@@ -108,10 +108,13 @@ describe('hosts: in the configuration', () => {
     ['ssh://agentd@build1', 'path of the Podman socket'],
     ['ssh://agentd@build1/run/p.sock?identity=/x', 'no query but ?secure=true'],
     ['tcp://127.0.0.1', 'names the host and the port'],
+    ['tcp://agentd:hunter2@127.0.0.1:8080', 'tcp://host:port and nothing else'],
     ['not a url', 'is not a URL'],
   ])('refuses the url %s', (url, fragment) => {
     expectProblem(`hosts:\n  - name: x\n    url: "${url}"\nagents:\n${agent()}`, 'hosts[0].url', fragment);
     expect(hostUrlProblem(url)).toContain(fragment);
+    // A password is never repeated where the problem goes (logs, the reload reply, validate).
+    expect(hostUrlProblem(url)).not.toContain('hunter2');
   });
 
   it('refuses keys that do not fit the url, and a missing key file', () => {

@@ -258,7 +258,7 @@ describe('shownWebhookUrl', () => {
     // Services that put the secret in the path.
     expect(
       shownWebhookUrl('https://hooks.slack.com/services/T0000AAAA/B0000BBBB/XyZ123abcDEF456ghiJKL789'),
-    ).toBe('https://hooks.slack.com/services/T0000AAAA/B0000BBBB/…');
+    ).toBe('https://hooks.slack.com/services/…/…/…');
     expect(
       shownWebhookUrl(
         'https://discord.com/api/webhooks/123456789012345678/aBcD-eFgH_iJkLmNoPqRsTuVwXyZ0123456789',
@@ -275,6 +275,19 @@ describe('shownWebhookUrl', () => {
       'https://notifications.internal-ci.example.com:8443/a',
     );
     expect(shownWebhookUrl('https://build01.example.com/a')).toBe('https://build01.example.com/a');
+    // Keys in the path in other shapes; names stay.
+    for (const [raw, shown] of [
+      ['https://x.example/hooks/SECRETSECRETSECRETSECRET', 'https://x.example/hooks/…'],
+      ['https://x.example/hooks/abcdefghijklmnopqrstuvwxyzabcdef', 'https://x.example/hooks/…'],
+      ['https://x.example/hooks/sk_live_abcdefghijklmnop', 'https://x.example/hooks/…'],
+      ['https://x.example/hook;token=abc', 'https://x.example/…'],
+      [
+        'https://hooks.zapier.com/hooks/catch/1234567/abc1xyz/',
+        'https://hooks.zapier.com/hooks/catch/1234567/…/',
+      ],
+      ['https://x.example/api/v1/deploy-notifications', 'https://x.example/api/v1/deploy-notifications'],
+    ])
+      expect(shownWebhookUrl(raw as string)).toBe(shown);
   });
 });
 
