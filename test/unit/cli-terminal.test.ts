@@ -9,6 +9,7 @@ import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildCli } from '../../src/cli/cli.js';
 import { jsonText, visible } from '../../src/cli/terminal.js';
+import { inertJson, visibleKeepingColours } from '../../src/visible-text.js';
 import { makeTempDir } from '../helpers/resources.js';
 
 const ID = '0123456789abcdef';
@@ -144,5 +145,15 @@ describe('hostile text on the operator terminal', () => {
     const value = { line: `x\u0085\u2028\u202e\u009b${HOSTILE}` };
     expect(jsonText(value)).not.toMatch(/[\u0080-\u009f\u2028\u202e]/);
     expect(JSON.parse(jsonText(value))).toEqual(value);
+  });
+
+  it("keeps a formatter's colours in the daemon's pretty log, and nothing else that acts", () => {
+    const line = `\x1b[32mINFO\x1b[39m: session failed: ${HOSTILE}\n`;
+    const shown = visibleKeepingColours(line);
+    expect(shown.startsWith('\x1b[32mINFO\x1b[39m: session failed: remote: ^[]52;c;')).toBe(true);
+    expect(shown.replaceAll('\x1b[32m', '').replaceAll('\x1b[39m', '')).not.toMatch(ACTS_ON_TERMINAL);
+    const json = `${JSON.stringify({ msg: HOSTILE })}\n`;
+    expect(inertJson(json)).not.toMatch(ACTS_ON_TERMINAL);
+    expect(JSON.parse(inertJson(json))).toEqual({ msg: HOSTILE });
   });
 });
