@@ -45,10 +45,17 @@ export class ScheduleLog {
       this.entries = {};
     }
     const since: Record<string, string> = {};
+    const kept: ScheduleFile['agents'] = {};
     for (const agent of agents) {
       const entry = this.entries[agent.name];
-      if (agent.schedule && entry && sameTiming(agent.schedule, entry)) since[agent.name] = entry.since;
+      if (agent.schedule && entry && sameTiming(agent.schedule, entry)) {
+        since[agent.name] = entry.since;
+        kept[agent.name] = entry;
+      }
     }
+    // A schedule removed or changed is forgotten: brought back later, it starts afresh, never catching up
+    // a firing from when it was not configured.
+    this.entries = kept;
     return since;
   }
 

@@ -713,7 +713,15 @@ export const daemonMachine = setup({
       for (const ref of Object.values(context.sessions)) enqueue.sendTo(ref, { type: 'cancel' });
     }),
     applyConfiguration: enqueueActions(({ context, enqueue }, reload: ReloadEvent) => {
-      enqueue.assign({ agents: reload.agents, maxSessions: reload.maxSessions });
+      // Before the schedules start (a reload while starting): a schedule that changed or went away
+      // starts afresh, as one a reload changes later does; the remembered progress was of the old one.
+      const scheduleSince: Record<string, string> = {};
+      for (const [name, since] of Object.entries(context.scheduleSince)) {
+        const before = context.agents.find((a) => a.name === name)?.schedule;
+        const after = reload.agents.find((a) => a.name === name)?.schedule;
+        if (before && after && sameSchedule(before, after)) scheduleSince[name] = since;
+      }
+      enqueue.assign({ agents: reload.agents, maxSessions: reload.maxSessions, scheduleSince });
       for (const update of reload.hosts ?? []) {
         const ref = context.hosts.find((h) => h.getSnapshot().context.name === update.name);
         if (ref) {

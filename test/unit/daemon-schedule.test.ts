@@ -3,7 +3,7 @@ import { type Actor, createActor } from 'xstate';
 import type { AgentConfig, ScheduleConfig } from '../../src/config/types.js';
 import type { DaemonEmitted, DaemonInput, daemonMachine } from '../../src/machines/daemon.machine.js';
 import { scheduledSessionId } from '../../src/sessions/schedule.js';
-import { AGENTS, Fakes, settle } from '../helpers/machine-fakes.js';
+import { AGENTS, Fakes, RECONCILED, settle } from '../helpers/machine-fakes.js';
 
 const EVERY_5S: ScheduleConfig = { cron: '*/5 * * * * *', overlap: 'skip', catchUp: 'none' };
 const [DEMO, NOREPO] = AGENTS as [AgentConfig, AgentConfig];
@@ -161,6 +161,35 @@ describe('daemon machine: schedules', () => {
     );
     again.actor.stop();
     d.actor.stop();
+  });
+
+  it('a schedule a reload changes while the daemon starts starts afresh: no catch-up from the old one', async () => {
+    const schedule: ScheduleConfig = { ...EVERY_5S, cron: '0 * * * *', catchUp: 'latest' };
+    const since = { hourly: '2026-06-01T07:30:00.000Z', same: '2026-06-01T07:30:00.000Z' };
+    const fakes = new Fakes({ reconcile: 'manual' });
+    const actor = createActor(fakes.daemon(), {
+      input: {
+        agents: [agent('hourly', { schedule }), agent('same', { schedule })],
+        maxSessions: 4,
+        scheduleSince: since,
+      },
+    });
+    actor.start();
+    actor.send({
+      type: 'reload',
+      agents: [
+        agent('hourly', { schedule: { ...schedule, cron: '*/15 * * * *' } }),
+        agent('same', { schedule }),
+      ],
+      maxSessions: 4,
+    });
+    fakes.reconcile.resolve(RECONCILED);
+    await settle();
+    // Only the unchanged schedule catches up its missed 10:00.
+    expect(fakes.accepted.map((r) => [r.agent, r.scheduledFor])).toEqual([
+      ['same', '2026-06-01T10:00:00.000Z'],
+    ]);
+    actor.stop();
   });
 
   it('follows reloads: a changed schedule restarts, an unchanged one keeps its actor, a removed one stops', async () => {
