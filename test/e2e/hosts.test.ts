@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { LABEL_HOST, LABEL_INSTANCE } from '../../src/constants.js';
+import { LABEL_AGENT, LABEL_HOST, LABEL_INSTANCE, LABEL_SESSION } from '../../src/constants.js';
 import { secretName } from '../../src/runner/names.js';
 import {
   type DaemonFiles,
@@ -366,9 +366,12 @@ describe('a pool of Podman hosts', () => {
       const session = `${host.name.charCodeAt(0).toString(16)}`.padEnd(16, '0');
       const ourContainer = `${files.prefix}quick-${session}`;
       const ourSecret = secretName(files.instanceId, session, 0);
+      // As agentd labels its own: a container is touched only if its name is the one its labels give.
       await plantContainer(host, ourContainer, {
         [LABEL_INSTANCE]: files.instanceId,
         [LABEL_HOST]: host.name,
+        [LABEL_AGENT]: 'quick',
+        [LABEL_SESSION]: session,
       });
       await plantSecret(host, ourSecret, { [LABEL_INSTANCE]: files.instanceId });
       await plantContainer(host, `${foreign}-${host.name}`, { [LABEL_INSTANCE]: '0f'.repeat(16) });
