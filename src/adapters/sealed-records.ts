@@ -9,10 +9,11 @@ import {
   readSync,
   renameSync,
   rmdirSync,
+  type Stats,
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { chmod, lstat, readdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -196,8 +197,8 @@ export class SealedRecords {
     } finally {
       // Sealed whatever could not be written (a full disk): an open record would never be removed by
       // retention, and would keep what the agent's archive said about modes.
-      sealTree(dir);
-      this.index.set(dir, { agent, sessionId, dir, sealed: true, at: Date.now(), bytes: sizeOf(dir) });
+      const bytes = await sealTree(dir);
+      this.index.set(dir, { agent, sessionId, dir, sealed: true, at: Date.now(), bytes });
     }
   }
 
@@ -548,16 +549,47 @@ function copyLog(from: string | (() => Uint8Array), to: string): void {
 }
 
 /** Files 0444, directories 0555, bottom-up; links (there should be none) are removed, never followed. */
-function sealTree(dir: string): void {
-  for (const name of safeReaddir(dir)) {
-    const path = join(dir, name);
-    const stat = lstatSync(path);
-    if (stat.isDirectory()) sealTree(path);
-    else if (stat.isFile()) chmodSync(path, 0o444);
-    else removeTree(path);
+/**
+ * Seals a record directory (files 0444, directories 0555, anything else removed) and returns what it
+ * takes on disk (see sizeOf), in one walk. In the thread pool, a few calls at a time: an agent can leave
+ * 10,000 files, and chmod and lstat of each on the event loop held it for a quarter of a second a seal.
+ */
+async function sealTree(dir: string): Promise<number> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    names = [];
   }
-  chmodSync(dir, 0o555);
+  let bytes = 0;
+  for (let at = 0; at < names.length; at += SEAL_CONCURRENCY) {
+    const sizes = await Promise.all(
+      names.slice(at, at + SEAL_CONCURRENCY).map(async (name) => {
+        const path = join(dir, name);
+        let stat: Stats;
+        try {
+          stat = await lstat(path);
+        } catch {
+          return 0;
+        }
+        const own = Math.max(stat.size, stat.blocks * 512, ENTRY_MIN_BYTES);
+        if (stat.isDirectory()) return own + (await sealTree(path));
+        if (!stat.isFile()) {
+          await removeTreeAsync(path);
+          return 0;
+        }
+        await chmod(path, 0o444).catch(() => {});
+        return own;
+      }),
+    );
+    for (const size of sizes) bytes += size;
+  }
+  await chmod(dir, 0o555).catch(() => {});
+  return bytes;
 }
+
+/** Entries of one directory sealed at once. */
+const SEAL_CONCURRENCY = 8;
 
 /**
  * What a record takes on disk, as retention counts it: each file and directory its blocks, and at
