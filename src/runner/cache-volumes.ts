@@ -13,7 +13,11 @@ import type { CreateContainerOptions, PodmanPort } from '../adapters/podman.js';
 export class CacheVolumes {
   /** Makings under way, by `HOST/NAME`. */
   private readonly making = new Map<string, Promise<void>>();
-  /** Plain volumes this daemon has made sure of, by `HOST/NAME`. */
+  /**
+   * Plain volumes this daemon has made sure of, by `HOST/NAME` and the labels they were made sure of
+   * with: two agents' caches can share a name (agent `a` with cache `b-npm`, and `a-b` with `npm`, after
+   * a reload), and the second must meet ensureVolume's check of the owner labels, not be taken as made.
+   */
   private readonly made = new Set<string>();
 
   async ensure(
@@ -23,7 +27,8 @@ export class CacheVolumes {
     signal?: AbortSignal,
   ): Promise<void> {
     for (const volume of list ?? []) {
-      const key = `${host ?? ''}/${volume.name}`;
+      const labels = Object.entries(volume.labels ?? {}).sort(([a], [b]) => a.localeCompare(b));
+      const key = `${host ?? ''}/${volume.name}/${JSON.stringify(labels)}`;
       if (volume.bound === undefined && this.made.has(key)) continue;
       let making = this.making.get(key);
       if (making === undefined) {

@@ -242,6 +242,23 @@ describe('cache volumes of sessions that start together', () => {
     expect(calls).toHaveLength(2);
   });
 
+  it('check a plain one again for another owner: two agents can name one volume after a reload', async () => {
+    const { port, calls } = countingPort(1);
+    const volumes = new CacheVolumes();
+    const owned = (agent: string, cache: string) => [
+      {
+        name: 'agentd-x-cache-a-b-npm',
+        target: '/c',
+        labels: { 'io.agentd.agent': agent, 'io.agentd.cache': cache },
+      },
+    ];
+    await volumes.ensure(port, undefined, owned('a', 'b-npm'));
+    await volumes.ensure(port, undefined, owned('a', 'b-npm'));
+    // ensureVolume compares the owner labels with the volume's and refuses another agent's.
+    await volumes.ensure(port, undefined, owned('a-b', 'npm'));
+    expect(calls).toHaveLength(2);
+  });
+
   it('look at a bounded one again at every session (a removed one must not come back plain)', async () => {
     const { port, calls } = countingPort(20);
     const volumes = new CacheVolumes();
