@@ -16,6 +16,13 @@ const HOST = '127.0.0.1';
 const LOCAL_HOSTNAMES = new Set(['127.0.0.1', 'localhost', '[::1]']);
 /** A page that does not read its events for this long (bytes queued) is dropped, not buffered forever. */
 const MAX_QUEUED_BYTES = 1024 * 1024;
+/**
+ * Event streams open at once, and connections at all: each stream costs a serialisation and a write per
+ * machine event, inside the daemon's own transitions, and a descriptor the daemon's socket and podman
+ * calls need too. A development aid has a few pages open.
+ */
+const MAX_STREAMS = 8;
+const MAX_CONNECTIONS = 32;
 const HEARTBEAT_MS = 15_000;
 
 export interface InspectorServer {
@@ -84,6 +91,10 @@ export async function startInspector(options: InspectorOptions): Promise<Inspect
   });
 
   const openStream = (req: IncomingMessage, res: ServerResponse): void => {
+    if (clients.size >= MAX_STREAMS) {
+      res.setHeader('Retry-After', '5');
+      return plain(res, 503, `the inspector streams to ${MAX_STREAMS} pages at most; close one\n`);
+    }
     res.writeHead(200, {
       'Content-Type': 'text/event-stream; charset=utf-8',
       Connection: 'keep-alive',
@@ -109,6 +120,8 @@ export async function startInspector(options: InspectorOptions): Promise<Inspect
       clients.delete(res);
     });
   };
+
+  server.maxConnections = MAX_CONNECTIONS;
 
   // Comments keep idle connections from being cut by proxies and reveal dead ones.
   const heartbeat = setInterval(() => {
