@@ -272,15 +272,22 @@ export class SealedRecords {
    * Retention: sealed records older than maxAgeMs go, then the oldest while all of them together take
    * more than maxBytes. Records still being written are never removed. Returns what was removed.
    */
-  prune(maxAgeMs: number, maxBytes: number, now: number = Date.now()): RecordEntry[] {
+  prune(
+    maxAgeMs: number,
+    maxBytes: number,
+    maxCount: number = Number.POSITIVE_INFINITY,
+    now: number = Date.now(),
+  ): RecordEntry[] {
     const sealed = [...this.index.values()].filter((e) => e.sealed).sort((a, b) => a.at - b.at);
     let total = sealed.reduce((sum, e) => sum + e.bytes, 0);
+    let count = sealed.length;
     const removed: RecordEntry[] = [];
     for (const entry of sealed) {
-      if (now - entry.at <= maxAgeMs && total <= maxBytes) break;
+      if (now - entry.at <= maxAgeMs && total <= maxBytes && count <= maxCount) break;
       this.discard(entry);
       this.index.delete(entry.dir);
       total -= entry.bytes;
+      count--;
       removed.push(entry);
     }
     for (const agent of new Set(removed.map((e) => e.agent))) {

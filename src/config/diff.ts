@@ -32,6 +32,7 @@ const FIXED: { field: keyof DaemonSettings; key: string; show: (v: never) => str
   { field: 'recordsDir', key: 'daemon.records_dir', show: (v: string | number) => String(v) },
   { field: 'recordsMaxAgeMs', key: 'daemon.records_max_age', show: (v: number) => formatDuration(v) },
   { field: 'recordsMaxBytes', key: 'daemon.records_max_size', show: (v: string | number) => String(v) },
+  { field: 'recordsMaxCount', key: 'daemon.records_max_count', show: (v: string | number) => String(v) },
   { field: 'hostProbeIntervalMs', key: 'daemon.host_probe_interval', show: (v: number) => formatDuration(v) },
   { field: 'hostProbeTimeoutMs', key: 'daemon.host_probe_timeout', show: (v: number) => formatDuration(v) },
   { field: 'hostDownGraceMs', key: 'daemon.host_down_grace', show: (v: number) => formatDuration(v) },

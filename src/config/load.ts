@@ -49,6 +49,7 @@ export const DEFAULTS = {
   network: 'bridge',
   recordsMaxAge: '30d',
   recordsMaxBytes: 10 * 1024 ** 3,
+  recordsMaxCount: 100_000,
   hostMaxSessions: 4,
   hostProbeIntervalMs: 10_000,
   hostProbeTimeoutMs: 5_000,
@@ -336,6 +337,7 @@ function toSettings(raw: RawConfig, file: string, ctx: ConvertContext): Settings
         daemon.records_max_size !== undefined
           ? (parseSize(daemon.records_max_size)?.bytes ?? DEFAULTS.recordsMaxBytes)
           : DEFAULTS.recordsMaxBytes,
+      recordsMaxCount: daemon.records_max_count ?? DEFAULTS.recordsMaxCount,
       hostProbeIntervalMs: optionalMs(daemon.host_probe_interval, DEFAULTS.hostProbeIntervalMs),
       hostProbeTimeoutMs: optionalMs(daemon.host_probe_timeout, DEFAULTS.hostProbeTimeoutMs),
       hostDownGraceMs: optionalMs(daemon.host_down_grace, DEFAULTS.hostDownGraceMs),

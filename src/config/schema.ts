@@ -510,6 +510,7 @@ const daemonShape = {
   ).optional(),
   records_max_age: age().optional(),
   records_max_size: size(1024 ** 2, '10g').optional(),
+  records_max_count: wholeNumber(1, 100_000).optional(),
   resources: resources(),
   notify: notify(),
   http: strict(httpShape, 'a mapping with listen: and tokens:').optional(),

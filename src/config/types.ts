@@ -161,6 +161,8 @@ export interface DaemonSettings {
   recordsMaxAgeMs: number;
   /** The oldest sealed records are removed while all of them take more bytes than this. */
   recordsMaxBytes: number;
+  /** ... and while there are more of them than this (each costs the daemon memory: its index entry). */
+  recordsMaxCount: number;
   /** Webhooks told of every agent's outcomes. */
   notify: NotifyTarget[];
   /** The HTTP API, when configured. */

@@ -135,7 +135,12 @@ async function supervise(options: DaemonOptions): Promise<number> {
   const files = new SessionFiles(config.stateDir);
   const leftovers = new Leftovers(log);
   const keeper = new RecordKeeper(
-    { recordsDir: config.recordsDir, maxAgeMs: config.recordsMaxAgeMs, maxBytes: config.recordsMaxBytes },
+    {
+      recordsDir: config.recordsDir,
+      maxAgeMs: config.recordsMaxAgeMs,
+      maxBytes: config.recordsMaxBytes,
+      maxCount: config.recordsMaxCount,
+    },
     files,
     log,
   );

@@ -13,6 +13,8 @@ export interface RecordKeeperOptions {
   recordsDir: string;
   maxAgeMs: number;
   maxBytes: number;
+  /** At most this many sealed records are kept (the oldest go first). */
+  maxCount?: number;
 }
 
 /**
@@ -126,11 +128,11 @@ export class RecordKeeper {
   }
 
   private prune(): void {
-    const removed = this.records.prune(this.options.maxAgeMs, this.options.maxBytes);
+    const removed = this.records.prune(this.options.maxAgeMs, this.options.maxBytes, this.options.maxCount);
     if (removed.length > 0) {
       this.log.info(
         { event: 'records.pruned', removed: removed.map((r) => r.sessionId) },
-        `removed ${removed.length} sealed record(s) past records_max_age or records_max_size`,
+        `removed ${removed.length} sealed record(s) past records_max_age, records_max_size or records_max_count`,
       );
     }
   }

@@ -14,6 +14,7 @@ const DAEMON: DaemonSettings = {
   recordsDir: '/var/lib/agentd/records',
   recordsMaxAgeMs: 30 * 86_400_000,
   recordsMaxBytes: 10 * 1024 ** 3,
+  recordsMaxCount: 100_000,
   hostProbeIntervalMs: 10_000,
   hostProbeTimeoutMs: 5_000,
   hostDownGraceMs: 600_000,

@@ -63,6 +63,7 @@ describe('parseConfig: valid files', () => {
       recordsDir: '/home/u/.local/state/agentd/records',
       recordsMaxAgeMs: 30 * 86_400_000,
       recordsMaxBytes: 10 * 1024 ** 3,
+      recordsMaxCount: 100_000,
       hostProbeIntervalMs: 10_000,
       hostProbeTimeoutMs: 5_000,
       hostDownGraceMs: 600_000,

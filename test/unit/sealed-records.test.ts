@@ -285,7 +285,7 @@ describe('sealed records', () => {
     expect(readdirSync(join(recordDir, 'out'))).toEqual([]);
   });
 
-  it('removes sealed records by age and by total size, oldest first, never an open one', async () => {
+  it('removes sealed records by age, by count and by total size, oldest first, never an open one', async () => {
     const dir = makeTempDir('agentd-unit-records-');
     const records = new SealedRecords(join(dir, 'records'));
     const ids = ['00000000000000a1', '00000000000000a2', '00000000000000a3'];
@@ -306,10 +306,13 @@ describe('sealed records', () => {
     const now = Date.now();
     records.scan();
     // By age: older than 2.5 days goes (the first).
-    expect(records.prune(2.5 * 86_400_000, 1 << 30, now).map((e) => e.sessionId)).toEqual([ids[0]]);
+    expect(records.prune(2.5 * 86_400_000, 1 << 30, Infinity, now).map((e) => e.sessionId)).toEqual([ids[0]]);
     // By size: room for one more (100 kB of data, and a block each for out/ and session.json).
-    expect(records.prune(10 * 86_400_000, 150_000, now).map((e) => e.sessionId)).toEqual([ids[1]]);
-    expect(readdirSync(join(dir, 'records', 'demo')).sort()).toEqual([ids[2], '00000000000000b1']);
+    expect(records.prune(10 * 86_400_000, 250_000, Infinity, now)).toEqual([]);
+    expect(records.prune(10 * 86_400_000, 150_000, Infinity, now).map((e) => e.sessionId)).toEqual([ids[1]]);
+    // By count: none left but the open one.
+    expect(records.prune(10 * 86_400_000, 1 << 30, 0, now).map((e) => e.sessionId)).toEqual([ids[2]]);
+    expect(readdirSync(join(dir, 'records', 'demo')).sort()).toEqual(['00000000000000b1']);
   });
 
   it('takes a pruned record out at once and removes its thousands of files in the background', async () => {
