@@ -9,7 +9,7 @@ import { RETRYABLE_REJECTIONS, type RejectionCode } from '../sessions/check-trig
 import type { HistoryFilter } from '../sessions/history.js';
 import { decodeBase64, type WorkPayload } from '../sessions/work.js';
 import { allows, type Tokens } from './auth.js';
-import { logStream, MAX_STREAMS } from './log-stream.js';
+import { logStream, MAX_STREAMS, MAX_STREAMS_PER_TOKEN } from './log-stream.js';
 import { OPERATIONS, type Operation, routeOf } from './operations.js';
 import type { CreateSession, ErrorBody, logQuerySchema } from './schemas.js';
 
@@ -321,9 +321,19 @@ function handlersOf(options: ApiOptions): Record<string, Handler> {
           'cache-control': 'no-store',
         });
       }
-      const response = logStream(daemon, sessionId, { after, follow: q.follow !== 'false', format });
+      const response = logStream(daemon, sessionId, {
+        after,
+        follow: q.follow !== 'false',
+        format,
+        owner: c.get('token') ?? '',
+      });
       if (response === 'busy') {
-        return errorResponse(c, 503, 'busy', `${MAX_STREAMS} log streams are open; retry when one has ended`);
+        return errorResponse(
+          c,
+          503,
+          'busy',
+          `${MAX_STREAMS} log streams are open, or ${MAX_STREAMS_PER_TOKEN} of this token's; retry when one has ended`,
+        );
       }
       return response ?? unknownSession(c, sessionId);
     },

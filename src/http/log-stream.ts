@@ -10,15 +10,23 @@ export interface LogStreamOptions {
   after: number;
   follow: boolean;
   format: LogFormat;
+  /** Whose stream it is (the token's name): one holder opens at most MAX_STREAMS_PER_TOKEN. */
+  owner?: string;
 }
 
 /** Bytes a client may leave unread before its stream ends with `lagging` (it resumes with `after`). */
 export const LAG_LIMIT_BYTES = 1024 * 1024;
-/** Log streams open at once; more are answered `busy`: together they hold at most this many LAG_LIMITs. */
+/**
+ * Log streams open at once; more are answered `busy`. Each holds at most its high-water mark, LAG_LIMIT
+ * and one `lagging` event unread: about 68 MiB for all of them.
+ */
 export const MAX_STREAMS = 64;
+/** ... of which one token holds at most this many: one reader that never reads cannot take them all. */
+export const MAX_STREAMS_PER_TOKEN = 16;
 
-/** Log streams open now. */
+/** Log streams open now, in all and by token. */
 let streams = 0;
+const streamsOf = new Map<string, number>();
 /** An SSE comment this often keeps idle streams open through proxies. */
 const KEEPALIVE_MS = 15_000;
 
@@ -38,7 +46,8 @@ export function logStream(
   sessionId: string,
   options: LogStreamOptions,
 ): Response | 'busy' | undefined {
-  if (streams >= MAX_STREAMS) return 'busy';
+  const owner = options.owner ?? '';
+  if (streams >= MAX_STREAMS || (streamsOf.get(owner) ?? 0) >= MAX_STREAMS_PER_TOKEN) return 'busy';
   const stored = daemon.readLog(sessionId);
   if (!stored) return undefined;
   /** The newest line sent. */
@@ -47,6 +56,7 @@ export function logStream(
   let unfollow: (() => void) | undefined;
   let reader: LogSource | undefined = stored.reader(options.after);
   streams++;
+  streamsOf.set(owner, (streamsOf.get(owner) ?? 0) + 1);
   let counted = true;
   const stop = () => {
     reader?.close();
@@ -54,7 +64,12 @@ export function logStream(
     unfollow?.();
     unfollow = undefined;
     if (keepalive) clearInterval(keepalive);
-    if (counted) streams--;
+    if (counted) {
+      streams--;
+      const left = (streamsOf.get(owner) ?? 1) - 1;
+      if (left === 0) streamsOf.delete(owner);
+      else streamsOf.set(owner, left);
+    }
     counted = false;
   };
   let open = true;
@@ -67,9 +82,13 @@ export function logStream(
   };
   const send = (event: LogEvent) => {
     if (!open || !control) return;
-    control.enqueue(encode(event, options.format));
-    if ((control.desiredSize ?? 0) < -LAG_LIMIT_BYTES) {
-      const after = seq;
+    const bytes = encode(event, options.format);
+    // Judged before the event goes in: what is unread never passes LAG_LIMIT (a 64 KiB line of control
+    // characters is 384 KiB of JSON).
+    if ((control.desiredSize ?? 0) - bytes.byteLength >= -LAG_LIMIT_BYTES) control.enqueue(bytes);
+    else {
+      // The line not sent is the first a resumed stream sends.
+      const after = event.type === 'output' ? event.seq - 1 : seq;
       control.enqueue(
         encode(
           {

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { HttpToken } from '../../src/config/types.js';
 import { createApi } from '../../src/http/api.js';
 import { Tokens } from '../../src/http/auth.js';
+import { LAG_LIMIT_BYTES, MAX_STREAMS_PER_TOKEN } from '../../src/http/log-stream.js';
 import type { ClientEvent, DaemonEmitted } from '../../src/machines/daemon.machine.js';
 import type { DaemonPort } from '../../src/protocol/context.js';
 import type { OutputLine } from '../../src/runner/session-log.js';
@@ -418,5 +419,43 @@ describe('HTTP API: log streams', () => {
     expect(last?.type).toBe('lagging');
     expect(events.length - 1).toBe(last?.after);
     expect(events.length).toBeLessThan(100);
+  });
+
+  it('never holds more than its lag limit for a client that does not read, whatever a line escapes to', async () => {
+    const log = logPort([]);
+    const a = await api(log.port);
+    const response = await a.request(`/v1/sessions/${RECORD.id}/log`, { token: ENV.T_VIEW });
+    // 64 KiB of control characters: 384 KiB of JSON each.
+    const line = '\u0001'.repeat(64 * 1024);
+    for (let i = 0; i < 20; i++) log.emit({ type: 'output', sessionId: RECORD.id, lines: [at(i + 1, line)] });
+    const text = await read(response);
+    // What was held unread: the high-water mark, the lag limit, the lagging event.
+    expect(Buffer.byteLength(text)).toBeLessThanOrEqual(LAG_LIMIT_BYTES + 64 * 1024 + 1024);
+    const events = text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; seq?: number; after?: number });
+    const last = events.at(-1);
+    expect(last?.type).toBe('lagging');
+    // Resumed after `after`, the first line not sent is the first sent.
+    expect(events.at(-2)?.seq).toBe(last?.after);
+  });
+
+  it(`opens at most ${MAX_STREAMS_PER_TOKEN} log streams for one token: one reader cannot take every stream`, async () => {
+    const log = logPort([]);
+    const a = await api(log.port);
+    const open = [];
+    for (let i = 0; i < MAX_STREAMS_PER_TOKEN; i++) {
+      const response = await a.request(`/v1/sessions/${RECORD.id}/log`, { token: ENV.T_VIEW });
+      expect(response.status).toBe(200);
+      open.push(response);
+    }
+    const refused = await a.request(`/v1/sessions/${RECORD.id}/log`, { token: ENV.T_VIEW });
+    expect(refused.status).toBe(503);
+    expect(await refused.json()).toMatchObject({ code: 'busy' });
+    // Another token still gets one.
+    const other = await a.request(`/v1/sessions/${RECORD.id}/log`, { token: ENV.T_CI });
+    expect(other.status).toBe(200);
+    for (const response of [...open, other]) await response.body?.cancel();
   });
 });
