@@ -93,7 +93,8 @@ export async function startInspector(options: InspectorOptions): Promise<Inspect
   const openStream = (req: IncomingMessage, res: ServerResponse): void => {
     if (clients.size >= MAX_STREAMS) {
       res.setHeader('Retry-After', '5');
-      return plain(res, 503, `the inspector streams to ${MAX_STREAMS} pages at most; close one\n`);
+      plain(res, 503, `the inspector streams to ${MAX_STREAMS} pages at most; close one\n`);
+      return;
     }
     res.writeHead(200, {
       'Content-Type': 'text/event-stream; charset=utf-8',
