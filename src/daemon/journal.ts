@@ -83,10 +83,10 @@ export class SessionJournal {
 
   /**
    * Writes a trigger's request and input files into its session's work dir, before the trigger is sent
-   * to the machine; throws a StateDirError when the state dir cannot take them.
+   * to the machine; rejects with a StateDirError when the state dir cannot take them.
    */
-  stage(sessionId: string, payload: WorkPayload): void {
-    this.files.stage(sessionId, payload);
+  stage(sessionId: string, payload: WorkPayload): Promise<void> {
+    return this.files.stage(sessionId, payload);
   }
 
   /** Removes what `stage` wrote for a trigger that was not accepted. */

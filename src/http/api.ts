@@ -270,7 +270,7 @@ function handlersOf(options: ApiOptions): Record<string, Handler> {
     metrics: async (c) =>
       c.body(await options.metrics.text(), 200, { 'content-type': options.metrics.contentType }),
     status: (c) => c.json(daemon.status()),
-    createSession: (c, { body }) => {
+    createSession: async (c, { body }) => {
       const { request, inputs, ...fields } = body as CreateSession;
       const header = c.req.header('idempotency-key');
       if (header !== undefined && fields.key !== undefined && header !== fields.key) {
@@ -290,7 +290,7 @@ function handlersOf(options: ApiOptions): Record<string, Handler> {
       }
       const payload = payloadOf(request, inputs);
       if ('code' in payload) return rejection(c, payload.code, payload.reason);
-      const submitted = submitTrigger(
+      const submitted = await submitTrigger(
         daemon,
         daemon.newSessionId(),
         { ...fields, ...(key === undefined ? {} : { key }) },

@@ -59,10 +59,10 @@ export interface DaemonPort {
   readLog(sessionId: string): { record: SessionRecord; reader: (afterSeq?: number) => LogSource } | undefined;
   /**
    * Writes a trigger's request and input files where its session will find them, before the trigger is
-   * sent; throws a StateDirError when the state dir cannot take them. `unstage` removes them again for a
+   * sent (in the thread pool); rejects with a StateDirError when the state dir cannot take them. `unstage` removes them again for a
    * trigger that was not accepted.
    */
-  stage(sessionId: string, payload: WorkPayload): void;
+  stage(sessionId: string, payload: WorkPayload): Promise<void>;
   unstage(sessionId: string): void;
   /**
    * Whether the daemon, as it is now, makes no new session of this trigger whatever files it carries

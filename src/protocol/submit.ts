@@ -17,14 +17,16 @@ export type SubmitPort = Pick<DaemonPort, 'send' | 'stage' | 'unstage' | 'makesN
  * was staged for a session that was not made is removed again. A trigger the machine makes no session
  * of whatever it carries (the daemon is not `ready`, a repeated key, a full queue, a rule it breaks) is
  * decided without staging anything: writing and syncing its files only to delete them held the event
- * loop, and a client could repeat that without end.
+ * loop, and a client could repeat that without end. A trigger without files is decided at once (in the
+ * same turn: the caller's reply comes before anything the session publishes); one with files once they
+ * are on disk (a promise), the machine asked only then.
  */
 export function submitTrigger(
   daemon: SubmitPort,
   sessionId: string,
   fields: TriggerFields,
   payload?: WorkPayload,
-): Submitted {
+): Submitted | Promise<Submitted> {
   const event = { type: 'trigger' as const, sessionId, ...fields };
   if (payload === undefined || (payload.request === undefined && payload.inputs.length === 0)) {
     return submitted(daemon.send(event)[0]);
@@ -33,12 +35,13 @@ export function submitTrigger(
   if (problem !== undefined) return { accepted: false, code: 'bad_input', reason: problem };
   // The machine answers it (a rejection, or a repeated key's session) with its own words.
   if (daemon.makesNoSession(sessionId, fields)) return submitted(daemon.send(event)[0]);
-  const staged = stage(daemon, sessionId, payload);
-  if ('code' in staged) return { accepted: false, ...staged };
-  const answer = daemon.send({ ...event, work: staged.work })[0];
-  // Staged for a session that was not made (rejected, or the key's first session is answered).
-  if (answer?.type !== 'trigger.accepted' || answer.existing) daemon.unstage(sessionId);
-  return submitted(answer);
+  return stage(daemon, sessionId, payload).then((staged) => {
+    if ('code' in staged) return { accepted: false, ...staged };
+    const answer = daemon.send({ ...event, work: staged.work })[0];
+    // Staged for a session that was not made (rejected, or the key's first session is answered).
+    if (answer?.type !== 'trigger.accepted' || answer.existing) daemon.unstage(sessionId);
+    return submitted(answer);
+  });
 }
 
 function submitted(answer: ReturnType<DaemonPort['send']>[number] | undefined): Submitted {
@@ -61,13 +64,13 @@ function submitted(answer: ReturnType<DaemonPort['send']>[number] | undefined): 
  * trigger (which then carries their digests only). A state dir that cannot take them refuses the
  * trigger as it refuses a record.
  */
-function stage(
+async function stage(
   daemon: Pick<DaemonPort, 'stage'>,
   sessionId: string,
   payload: WorkPayload,
-): { work: WorkManifest } | { code: RejectionCode; reason: string } {
+): Promise<{ work: WorkManifest } | { code: RejectionCode; reason: string }> {
   try {
-    daemon.stage(sessionId, payload);
+    await daemon.stage(sessionId, payload);
   } catch (error) {
     const full = error instanceof StateDirError && error.full;
     return {

@@ -193,7 +193,9 @@ describe('HTTP API: sessions', () => {
       newSessionId: () => '00000000000000b2',
       // A trigger with files is staged only if the daemon may make a session of it (src/protocol/submit.ts).
       makesNoSession: () => false,
-      stage: (id, payload) => staged.push({ id, request: payload.request?.toString('utf8') }),
+      stage: async (id, payload) => {
+        staged.push({ id, request: payload.request?.toString('utf8') });
+      },
       unstage: () => {},
       send: (event) => {
         sent.push(event);

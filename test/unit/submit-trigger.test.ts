@@ -1,6 +1,8 @@
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { createActor } from 'xstate';
+import { SessionFiles } from '../../src/adapters/session-files.js';
 import { StateDirError } from '../../src/adapters/state-files.js';
 import type { SessionJournal } from '../../src/daemon/journal.js';
 import { createDaemonPort } from '../../src/daemon/port.js';
@@ -9,6 +11,7 @@ import { type SubmitPort, submitTrigger } from '../../src/protocol/submit.js';
 import type { TriggerFields } from '../../src/sessions/check-trigger.js';
 import { manifestOf, type WorkPayload } from '../../src/sessions/work.js';
 import { AGENTS, type FakeOptions, Fakes, settle } from '../helpers/machine-fakes.js';
+import { makeTempDir } from '../helpers/resources.js';
 
 /** A megabyte of request and 64 small input files: what the auditor's client sent with each trigger. */
 const PAYLOAD: WorkPayload = {
@@ -31,7 +34,7 @@ function fakePort(
       calls.push({ call: 'send', event });
       return answer === undefined ? [] : [answer];
     },
-    stage: (sessionId) => {
+    stage: async (sessionId) => {
       calls.push({ call: 'stage', sessionId });
       if (options.stageFails) throw options.stageFails;
     },
@@ -47,9 +50,9 @@ const rejected = (code: string, reason = `because ${code}`) =>
 const ACCEPTED: DaemonEmitted = { type: 'trigger.accepted', sessionId: 's1', queued: false, position: 0 };
 
 describe('submitTrigger: a trigger the daemon turns away is never staged', () => {
-  it('sends a trigger the daemon makes no session of to the machine without writing its files', () => {
+  it('sends a trigger the daemon makes no session of to the machine without writing its files', async () => {
     const { port, calls, kinds } = fakePort(rejected('unknown_agent'), { noSession: true });
-    expect(submitTrigger(port, 's1', { agent: 'nope' }, PAYLOAD)).toEqual({
+    expect(await submitTrigger(port, 's1', { agent: 'nope' }, PAYLOAD)).toEqual({
       accepted: false,
       code: 'unknown_agent',
       reason: 'because unknown_agent',
@@ -59,10 +62,10 @@ describe('submitTrigger: a trigger the daemon turns away is never staged', () =>
     expect(calls[0]).toEqual({ call: 'send', event: { type: 'trigger', sessionId: 's1', agent: 'nope' } });
   });
 
-  it("answers a repeated key with its session without writing the trigger's files", () => {
+  it("answers a repeated key with its session without writing the trigger's files", async () => {
     const existing: DaemonEmitted = { ...ACCEPTED, sessionId: 'first', existing: true };
     const { port, kinds } = fakePort(existing, { noSession: true });
-    expect(submitTrigger(port, 's1', { agent: 'demo', key: 'k' }, PAYLOAD)).toEqual({
+    expect(await submitTrigger(port, 's1', { agent: 'demo', key: 'k' }, PAYLOAD)).toEqual({
       accepted: true,
       sessionId: 'first',
       queued: false,
@@ -72,18 +75,18 @@ describe('submitTrigger: a trigger the daemon turns away is never staged', () =>
     expect(kinds()).toEqual(['send']);
   });
 
-  it('refuses content over the limits with bad_input before anything else, and sends nothing', () => {
+  it('refuses content over the limits with bad_input before anything else, and sends nothing', async () => {
     const { port, kinds } = fakePort(ACCEPTED, { noSession: true });
     const big = {
       inputs: Array.from({ length: 65 }, (_, i) => ({ name: `f${i}`, bytes: Buffer.from('A') })),
     };
-    expect(submitTrigger(port, 's1', { agent: 'nope' }, big)).toMatchObject({ code: 'bad_input' });
+    expect(await submitTrigger(port, 's1', { agent: 'nope' }, big)).toMatchObject({ code: 'bad_input' });
     expect(kinds()).toEqual([]);
   });
 
-  it('stages the files of a trigger that may make a session before sending it, with their digests', () => {
+  it('stages the files of a trigger that may make a session before sending it, with their digests', async () => {
     const { port, calls, kinds } = fakePort(ACCEPTED);
-    expect(submitTrigger(port, 's1', { agent: 'demo' }, PAYLOAD)).toMatchObject({ accepted: true });
+    expect(await submitTrigger(port, 's1', { agent: 'demo' }, PAYLOAD)).toMatchObject({ accepted: true });
     expect(kinds()).toEqual(['stage', 'send']);
     expect(calls[1]).toEqual({
       call: 'send',
@@ -91,32 +94,32 @@ describe('submitTrigger: a trigger the daemon turns away is never staged', () =>
     });
   });
 
-  it('removes what it staged when the machine still refuses, or answers with a key’s session', () => {
+  it('removes what it staged when the machine still refuses, or answers with a key’s session', async () => {
     for (const answer of [rejected('queue_full'), { ...ACCEPTED, existing: true }, undefined]) {
       const { port, kinds } = fakePort(answer as DaemonEmitted | undefined);
-      submitTrigger(port, 's1', { agent: 'demo' }, PAYLOAD);
+      await submitTrigger(port, 's1', { agent: 'demo' }, PAYLOAD);
       expect(kinds()).toEqual(['stage', 'send', 'unstage']);
     }
   });
 
-  it('refuses a trigger whose files the state dir cannot take, and sends nothing', () => {
+  it('refuses a trigger whose files the state dir cannot take, and sends nothing', async () => {
     const full = new StateDirError(
       'store the request',
       '/state/work/s1',
       Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' }),
     );
     const { port, kinds } = fakePort(ACCEPTED, { stageFails: full });
-    expect(submitTrigger(port, 's1', { agent: 'demo' }, PAYLOAD)).toMatchObject({
+    expect(await submitTrigger(port, 's1', { agent: 'demo' }, PAYLOAD)).toMatchObject({
       accepted: false,
       code: 'state_dir_full',
     });
     expect(kinds()).toEqual(['stage']);
   });
 
-  it('sends a trigger without files as it is, whatever the state', () => {
+  it('sends a trigger without files as it is, whatever the state', async () => {
     const { port, kinds } = fakePort(ACCEPTED, { noSession: true });
-    submitTrigger(port, 's1', { agent: 'demo' }, { inputs: [] });
-    submitTrigger(port, 's1', { agent: 'demo' });
+    await submitTrigger(port, 's1', { agent: 'demo' }, { inputs: [] });
+    await submitTrigger(port, 's1', { agent: 'demo' });
     expect(kinds()).toEqual(['send', 'send']);
   });
 });
@@ -140,8 +143,9 @@ async function daemon(options: FakeOptions & Partial<DaemonInput> = {}) {
   const unstaged: string[] = [];
   const journal = {
     used: () => false,
-    stage: (sessionId: string) =>
-      staged.push({ sessionId, recordedBefore: fakes.accepted.some((r) => r.sessionId === sessionId) }),
+    stage: async (sessionId: string) => {
+      staged.push({ sessionId, recordedBefore: fakes.accepted.some((r) => r.sessionId === sessionId) });
+    },
     unstage: (sessionId: string) => unstaged.push(sessionId),
   } as unknown as SessionJournal;
   const port = createDaemonPort({
@@ -161,44 +165,74 @@ async function daemon(options: FakeOptions & Partial<DaemonInput> = {}) {
 describe('submitTrigger with the daemon machine', () => {
   it("stages an accepted trigger's files before its session is recorded, and nothing for an unknown agent", async () => {
     const d = await daemon();
-    expect(d.submit('s1')).toMatchObject({ accepted: true, sessionId: 's1' });
+    expect(await d.submit('s1')).toMatchObject({ accepted: true, sessionId: 's1' });
     expect(d.staged).toEqual([{ sessionId: 's1', recordedBefore: false }]);
     expect(d.fakes.accepted.map((r) => [r.sessionId, r.work])).toEqual([['s1', manifestOf(PAYLOAD)]]);
-    expect(d.submit('s2', { agent: 'nope' })).toMatchObject({ accepted: false, code: 'unknown_agent' });
+    expect(await d.submit('s2', { agent: 'nope' })).toMatchObject({ accepted: false, code: 'unknown_agent' });
     expect(d.staged.map((s) => s.sessionId)).toEqual(['s1']);
     expect(d.unstaged).toEqual([]);
   });
 
   it('stages nothing while degraded, draining or starting; a repeated key still gets its session', async () => {
     const d = await daemon();
-    expect(d.submit('s1', { key: 'k' })).toMatchObject({ accepted: true });
+    expect(await d.submit('s1', { key: 'k' })).toMatchObject({ accepted: true });
     d.actor.send({ type: 'stateDir.unwritable', code: 'state_dir_full', reason: 'state dir full' });
     expect(d.port.state()).toBe('degraded');
-    expect(d.submit('s2')).toMatchObject({ accepted: false, code: 'state_dir_full' });
-    expect(d.submit('s3', { key: 'k' })).toMatchObject({ accepted: true, sessionId: 's1', existing: true });
+    expect(await d.submit('s2')).toMatchObject({ accepted: false, code: 'state_dir_full' });
+    expect(await d.submit('s3', { key: 'k' })).toMatchObject({
+      accepted: true,
+      sessionId: 's1',
+      existing: true,
+    });
     d.actor.send({ type: 'stateDir.writable' });
     d.port.send({ type: 'shutdown' });
     expect(d.port.state()).toBe('shutdown.draining');
-    expect(d.submit('s4')).toMatchObject({ accepted: false, code: 'not_accepting' });
-    expect(d.submit('s5', { key: 'k' })).toMatchObject({ accepted: true, sessionId: 's1', existing: true });
+    expect(await d.submit('s4')).toMatchObject({ accepted: false, code: 'not_accepting' });
+    expect(await d.submit('s5', { key: 'k' })).toMatchObject({
+      accepted: true,
+      sessionId: 's1',
+      existing: true,
+    });
     expect(d.staged.map((s) => s.sessionId)).toEqual(['s1']);
     expect(d.unstaged).toEqual([]);
 
     const starting = await daemon({ reconcile: 'manual' });
-    expect(starting.submit('s1')).toMatchObject({ accepted: false, code: 'not_accepting' });
+    expect(await starting.submit('s1')).toMatchObject({ accepted: false, code: 'not_accepting' });
     expect(starting.staged).toEqual([]);
   });
 
   it('stages nothing while ready for a repeated key, a full queue, a used session id or a rule it breaks', async () => {
     const d = await daemon({ maxSessions: 1, maxQueued: 1 });
-    expect(d.submit('s1', { key: 'k' })).toMatchObject({ accepted: true, sessionId: 's1' });
-    expect(d.submit('s2', { key: 'k' })).toMatchObject({ accepted: true, sessionId: 's1', existing: true });
-    expect(d.submit('s3', { agent: 'norepo', key: 'k' })).toMatchObject({ code: 'key_conflict' });
-    expect(d.submit('s1')).toMatchObject({ code: 'duplicate_session' });
-    expect(d.submit('s4', { timeout: 'soon' })).toMatchObject({ code: 'bad_timeout' });
-    expect(d.submit('s5')).toMatchObject({ accepted: true, queued: true });
-    expect(d.submit('s6')).toMatchObject({ code: 'queue_full' });
+    expect(await d.submit('s1', { key: 'k' })).toMatchObject({ accepted: true, sessionId: 's1' });
+    expect(await d.submit('s2', { key: 'k' })).toMatchObject({
+      accepted: true,
+      sessionId: 's1',
+      existing: true,
+    });
+    expect(await d.submit('s3', { agent: 'norepo', key: 'k' })).toMatchObject({ code: 'key_conflict' });
+    expect(await d.submit('s1')).toMatchObject({ code: 'duplicate_session' });
+    expect(await d.submit('s4', { timeout: 'soon' })).toMatchObject({ code: 'bad_timeout' });
+    expect(await d.submit('s5')).toMatchObject({ accepted: true, queued: true });
+    expect(await d.submit('s6')).toMatchObject({ code: 'queue_full' });
     expect(d.staged.map((s) => s.sessionId)).toEqual(['s1', 's5']);
     expect(d.unstaged).toEqual([]);
+  });
+});
+
+describe('staging a trigger’s files', () => {
+  it('writes and syncs them in the thread pool: the event loop turns while they go to disk', async () => {
+    const files = new SessionFiles(makeTempDir('agentd-unit-stage-'));
+    let turned = false;
+    setImmediate(() => {
+      turned = true;
+    });
+    await files.stage('0123456789abcdef', PAYLOAD);
+    // Before, 66 writes and fsyncs ran on the event loop: nothing else ran until they were done.
+    expect(turned).toBe(true);
+    const paths = files.paths('0123456789abcdef');
+    expect(readFileSync(paths.request)).toEqual(PAYLOAD.request);
+    expect(readdirSync(paths.input)).toHaveLength(64);
+    expect(statSync(paths.input).mode & 0o777).toBe(0o555);
+    expect(statSync(paths.request).mode & 0o777).toBe(0o444);
   });
 });

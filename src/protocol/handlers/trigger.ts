@@ -5,7 +5,7 @@ import { type Handler, reply } from '../context.js';
 import { followSession, forwardEvent } from '../follow.js';
 import { Follower } from '../follower.js';
 import type { RequestOf } from '../messages.js';
-import { submitTrigger } from '../submit.js';
+import { type Submitted, submitTrigger } from '../submit.js';
 
 /** Accepts a trigger; with `follow`, streams the session's phases and output until its outcome. */
 export const trigger: Handler<'trigger'> = (request, connection, daemon) => {
@@ -65,29 +65,40 @@ export const trigger: Handler<'trigger'> = (request, connection, daemon) => {
     rejected(payload.code, payload.reason);
     return;
   }
-  const submitted = submitTrigger(daemon, sessionId, fields, payload.payload);
-  if (!submitted.accepted) {
-    rejected(submitted.code, submitted.reason);
-    return;
-  }
-  reply(connection, request, {
-    type: 'accepted',
-    sessionId: submitted.sessionId,
-    queued: submitted.queued,
-    position: submitted.position,
-    ...(submitted.existing ? { existing: true } : {}),
-  });
-  const pending = early;
-  early = undefined;
-  if (submitted.existing) {
-    // The key's first session: follow that one (in this tick, so nothing falls in between).
-    unfollow?.();
-    if (request.follow) {
-      followSession(connection, request, daemon, submitted.sessionId, { stream: true, output: withOutput });
+  const finish = (submitted: Submitted) => {
+    if (!submitted.accepted) {
+      rejected(submitted.code, submitted.reason);
+      return;
     }
-    return;
-  }
-  for (const event of pending) forward(event);
+    accepted(submitted);
+  };
+  const accepted = (submitted: Extract<Submitted, { accepted: true }>) => {
+    reply(connection, request, {
+      type: 'accepted',
+      sessionId: submitted.sessionId,
+      queued: submitted.queued,
+      position: submitted.position,
+      ...(submitted.existing ? { existing: true } : {}),
+    });
+    const pending = early ?? [];
+    early = undefined;
+    if (submitted.existing) {
+      // The key's first session: follow that one (in this tick, so nothing falls in between).
+      unfollow?.();
+      if (request.follow) {
+        followSession(connection, request, daemon, submitted.sessionId, { stream: true, output: withOutput });
+      }
+      return;
+    }
+    for (const event of pending) forward(event);
+  };
+  // A trigger with files is answered once they are on disk (in the thread pool); one without at once.
+  const submitted = submitTrigger(daemon, sessionId, fields, payload.payload);
+  if (submitted instanceof Promise) {
+    submitted.then(finish, (error: unknown) =>
+      rejected('state_dir_unwritable', error instanceof Error ? error.message : String(error)),
+    );
+  } else finish(submitted);
 };
 
 /** The request and input files of a trigger request, decoded from base64. */
