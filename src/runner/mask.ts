@@ -90,11 +90,7 @@ export function createMasker(values: readonly MaskedValue[]): Masker {
   return Object.assign(mask, {
     forms: ordered,
     spans: spansOf,
-    reach: Math.min(
-      REACH_MAX,
-      REACH_PER_CHAR * Math.max(0, ...ordered.filter((n) => !/[\r\n]/.test(n)).map((n) => n.length)) +
-        REACH_ESCAPES,
-    ),
+    reach: reachOf(ordered),
     needsLines: (bytes: Buffer) =>
       bytes.includes(0x1b) ||
       hasPercentEscape(bytes) ||
@@ -113,8 +109,14 @@ export type Span = [start: number, end: number];
  */
 const REACH_PER_CHAR = 9;
 const REACH_ESCAPES = 256;
-/** ... but no further than a line's piece: what a line being cut holds back stays bounded. */
+/** ... but no further than a line's piece (what a line being cut holds back stays bounded) ... */
 const REACH_MAX = 64 * 1024;
+
+/** ... and never less than the longest one-line form itself, however long (it is never cut in two). */
+function reachOf(forms: readonly string[]): number {
+  const longest = Math.max(0, ...forms.filter((n) => !/[\r\n]/.test(n)).map((n) => n.length));
+  return Math.max(longest, Math.min(REACH_MAX, REACH_PER_CHAR * longest + REACH_ESCAPES));
+}
 
 /** A line of base64 as encoders wrap it (`base64` at 76 columns, `openssl base64` at 64). */
 const WRAPPED_BASE64_LINE = /^[A-Za-z0-9+/]+={0,2}$/;

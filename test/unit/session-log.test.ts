@@ -337,6 +337,27 @@ describe('SessionOutput', () => {
     }
   });
 
+  it('masks a value longer than a piece wherever the reader cuts its line', async () => {
+    const value = Array.from(
+      { length: 70_000 },
+      (_, i) => 'abcdefghijklmnopqrstuvwxyz0123456789'[(i * 7) % 36],
+    ).join('');
+    const path = logPath();
+    const lines: OutputLine[] = [];
+    const out = new SessionOutput(
+      { logFile: path, logMaxBytes: 10_000_000, onLine: (l) => lines.push(l) },
+      createMasker([value]),
+    );
+    const { handler } = out.reader((text, _end, cont, stream, masked) =>
+      out.write(text, cont, stream, masked),
+    );
+    const text = `${'x'.repeat(62_000)}${value}${'y'.repeat(100_000)}`;
+    for (let at = 0; at < text.length; at += 65536)
+      handler(text.slice(at, at + 65536), at + 65536 >= text.length, 'stdout');
+    await out.close();
+    expect(lines.map((l) => l.text).join('')).toBe(`${'x'.repeat(62_000)}${MASK}${'y'.repeat(100_000)}`);
+  });
+
   it('masks a line that repeats a value over and over without a break, across every cut', async () => {
     const path = logPath();
     const lines: OutputLine[] = [];
