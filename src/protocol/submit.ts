@@ -8,6 +8,14 @@ export type Submitted =
   | { accepted: true; sessionId: string; queued: boolean; position: number; existing: boolean }
   | { accepted: false; code: RejectionCode; reason: string };
 
+/**
+ * Triggers whose files are being written at once, from every front end: each holds its decoded request
+ * and inputs (up to 9 MiB) until they are on disk, and a client pipelining triggers would otherwise have
+ * the daemon hold all of them. Beyond, a trigger is turned away for now (`queue_full`, retry).
+ */
+export const MAX_STAGING = 4;
+let staging = 0;
+
 /** What submitTrigger uses of the daemon. */
 export type SubmitPort = Pick<DaemonPort, 'send' | 'stage' | 'unstage' | 'makesNoSession'>;
 
@@ -35,13 +43,25 @@ export function submitTrigger(
   if (problem !== undefined) return { accepted: false, code: 'bad_input', reason: problem };
   // The machine answers it (a rejection, or a repeated key's session) with its own words.
   if (daemon.makesNoSession(sessionId, fields)) return submitted(daemon.send(event)[0]);
-  return stage(daemon, sessionId, payload).then((staged) => {
-    if ('code' in staged) return { accepted: false, ...staged };
-    const answer = daemon.send({ ...event, work: staged.work })[0];
-    // Staged for a session that was not made (rejected, or the key's first session is answered).
-    if (answer?.type !== 'trigger.accepted' || answer.existing) daemon.unstage(sessionId);
-    return submitted(answer);
-  });
+  if (staging >= MAX_STAGING) {
+    return {
+      accepted: false,
+      code: 'queue_full',
+      reason: `${MAX_STAGING} triggers' files are being written; retry when they are`,
+    };
+  }
+  staging++;
+  return stage(daemon, sessionId, payload)
+    .then((staged): Submitted => {
+      if ('code' in staged) return { accepted: false, ...staged };
+      const answer = daemon.send({ ...event, work: staged.work })[0];
+      // Staged for a session that was not made (rejected, or the key's first session is answered).
+      if (answer?.type !== 'trigger.accepted' || answer.existing) daemon.unstage(sessionId);
+      return submitted(answer);
+    })
+    .finally(() => {
+      staging--;
+    });
 }
 
 function submitted(answer: ReturnType<DaemonPort['send']>[number] | undefined): Submitted {

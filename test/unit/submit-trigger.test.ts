@@ -7,7 +7,7 @@ import { StateDirError } from '../../src/adapters/state-files.js';
 import type { SessionJournal } from '../../src/daemon/journal.js';
 import { createDaemonPort } from '../../src/daemon/port.js';
 import type { ClientEvent, DaemonEmitted, DaemonInput } from '../../src/machines/daemon.machine.js';
-import { type SubmitPort, submitTrigger } from '../../src/protocol/submit.js';
+import { MAX_STAGING, type SubmitPort, submitTrigger } from '../../src/protocol/submit.js';
 import type { TriggerFields } from '../../src/sessions/check-trigger.js';
 import { manifestOf, type WorkPayload } from '../../src/sessions/work.js';
 import { AGENTS, type FakeOptions, Fakes, settle } from '../helpers/machine-fakes.js';
@@ -234,5 +234,30 @@ describe('staging a trigger’s files', () => {
     expect(readdirSync(paths.input)).toHaveLength(64);
     expect(statSync(paths.input).mode & 0o777).toBe(0o555);
     expect(statSync(paths.request).mode & 0o777).toBe(0o444);
+  });
+});
+
+describe('triggers whose files are being written', () => {
+  it(`are at most ${MAX_STAGING} at once: the next is turned away for now, and taken once one is done`, async () => {
+    const releases: (() => void)[] = [];
+    let released = false;
+    const port: SubmitPort = {
+      makesNoSession: () => false,
+      send: () => [ACCEPTED],
+      stage: () => (released ? Promise.resolve() : new Promise<void>((resolve) => releases.push(resolve))),
+      unstage: () => {},
+    };
+    const pending = Array.from({ length: MAX_STAGING }, () =>
+      submitTrigger(port, 's1', { agent: 'demo' }, PAYLOAD),
+    );
+    // Each holds its decoded files until they are on disk: a pipelining client cannot make it hold more.
+    expect(await submitTrigger(port, 's1', { agent: 'demo' }, PAYLOAD)).toMatchObject({
+      accepted: false,
+      code: 'queue_full',
+    });
+    released = true;
+    for (const release of releases) release();
+    for (const result of await Promise.all(pending)) expect(result).toMatchObject({ accepted: true });
+    expect(await submitTrigger(port, 's1', { agent: 'demo' }, PAYLOAD)).toMatchObject({ accepted: true });
   });
 });

@@ -95,9 +95,16 @@ export const trigger: Handler<'trigger'> = (request, connection, daemon) => {
   // A trigger with files is answered once they are on disk (in the thread pool); one without at once.
   const submitted = submitTrigger(daemon, sessionId, fields, payload.payload);
   if (submitted instanceof Promise) {
-    submitted.then(finish, (error: unknown) =>
-      rejected('state_dir_unwritable', error instanceof Error ? error.message : String(error)),
-    );
+    // Owed until answered: a client that ended its side after sending still gets its session id.
+    const settled = connection.owe();
+    submitted
+      .then(finish, (error: unknown) =>
+        rejected('state_dir_unwritable', error instanceof Error ? error.message : String(error)),
+      )
+      .catch(() => {
+        // The connection went away meanwhile: nobody is left to answer.
+      })
+      .finally(settled);
   } else finish(submitted);
 };
 
