@@ -13,7 +13,7 @@ import { SessionFiles } from '../adapters/session-files.js';
 import { SessionStore, StateDirError } from '../adapters/session-store.js';
 import { SocketServer } from '../adapters/socket-server.js';
 import { hostAllowed, hostsOf, seesThisMachine, transportOf } from '../config/hosts.js';
-import type { HostConfig, Settings } from '../config/types.js';
+import type { HostConfig, NotifyTarget, Settings } from '../config/types.js';
 import {
   CLIENT_LAG_BYTES,
   CLIENT_LINGER_MS,
@@ -157,6 +157,8 @@ async function supervise(options: DaemonOptions): Promise<number> {
     hosts.map((h) => h.name),
   );
   const waiting = recovered.byHost;
+  /** The webhooks of sessions settled out of the queue, until their outcome is published (reportSettled). */
+  const settledNotify = new Map<string, NotifyTarget[]>();
   /** Sessions with a live session actor on a host: reconciliation leaves their objects alone. */
   const supervisedOn = (host: string) =>
     new Set(
@@ -226,6 +228,8 @@ async function supervise(options: DaemonOptions): Promise<number> {
       );
     }
     const records = [...(waiting.get(host) ?? []), ...orphans];
+    // Rebuilt, their ids are used: should what follows fail, the next try plans them with the waiting.
+    if (orphans.length > 0) waiting.set(host, records);
     const { remove, ...recovery } = planRecovery(records, containers, agents);
     // Running containers that nobody will supervise (their agent is gone, their session is over or could
     // not have run there) stop now.
@@ -389,7 +393,19 @@ async function supervise(options: DaemonOptions): Promise<number> {
         );
         return { type: 'trigger.recorded' as const, ...answer };
       }),
-      reportSettled: (_, { sessions }) => settle(sessions),
+      reportSettled: (_, { sessions }) => {
+        // A queued session leaves the queue in this very transition, before its outcome is published:
+        // the webhooks of the definition it was accepted with are kept until then.
+        for (const { request, agent } of sessions) {
+          if (agent?.notify !== undefined && agent.notify.length > 0) {
+            settledNotify.set(request.sessionId, agent.notify);
+            // Taken when the outcome is published; bounded should one never be.
+            if (settledNotify.size > SETTLED_NOTIFY_MAX)
+              settledNotify.delete(settledNotify.keys().next().value as string);
+          }
+        }
+        settle(sessions);
+      },
       abandonWaiting: (_, { host }) => {
         const records = waiting.get(host) ?? [];
         waiting.delete(host);
@@ -495,13 +511,14 @@ async function supervise(options: DaemonOptions): Promise<number> {
   const notifier = new Notifier({
     // The webhooks of the definition the session was accepted with: a reload that removed its agent, or
     // pointed its notify elsewhere, changes where new sessions' outcomes go, not this one's.
-    targets: (record) => [
-      ...((
+    targets: (record) => {
+      const settledTargets = settledNotify.get(record.id);
+      settledNotify.delete(record.id);
+      const agent =
         acceptedAgentOf(actor, record.id) ??
-        actor.getSnapshot().context.agents.find((a) => a.name === record.agent)
-      )?.notify ?? []),
-      ...config.notify,
-    ],
+        actor.getSnapshot().context.agents.find((a) => a.name === record.agent);
+      return [...(settledTargets ?? agent?.notify ?? []), ...config.notify];
+    },
     env,
     log,
     metrics,
@@ -622,6 +639,8 @@ const LEFTOVERS_AT_STOP_MS = 10_000;
  * its records had no more sessions there than its slots, and their dead containers are removed each time.
  */
 const REBUILT_RECORDS_MIN = 64;
+/** Sessions settled without an actor whose webhooks wait for their outcome to be published, at most. */
+const SETTLED_NOTIFY_MAX = 10_000;
 
 function sessionLogic(
   settings: Settings,

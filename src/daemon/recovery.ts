@@ -146,6 +146,9 @@ export function planRecovery(
   return plan;
 }
 
+/** The last time a Date holds (ECMAScript: 8.64e15 ms from 1970). */
+const MAX_DATE_MS = 8.64e15;
+
 /** What recordsFromLabels rebuilds on one host (see there); without, everything. */
 export interface RebuildLimits {
   /** Whether a session of this agent could have run on the host. */
@@ -193,7 +196,13 @@ export function recordsFromLabels(
     if (running && live >= maxLive) continue;
     if (running) live++;
     rebuilt.add(id);
-    const created = new Date((container.Created ?? 0) * 1000 || Date.now()).toISOString();
+    // The host says when; a time no Date holds (Created: 1e20) is not one.
+    const createdMs = (container.Created ?? 0) * 1000;
+    const created = new Date(
+      Number.isFinite(createdMs) && Math.abs(createdMs) <= MAX_DATE_MS && createdMs !== 0
+        ? createdMs
+        : Date.now(),
+    ).toISOString();
     records.push({
       version: 1,
       id,

@@ -87,8 +87,9 @@ export function logStream(
     // characters is 384 KiB of JSON).
     if ((control.desiredSize ?? 0) - bytes.byteLength >= -LAG_LIMIT_BYTES) control.enqueue(bytes);
     else {
-      // The line not sent is the first a resumed stream sends.
-      const after = event.type === 'output' ? event.seq - 1 : seq;
+      // What was not sent (a line, or the notice of a gap) is the first a resumed stream sends.
+      const after =
+        event.type === 'output' ? event.seq - 1 : event.type === 'skipped' ? event.fromSeq - 1 : seq;
       control.enqueue(
         encode(
           {

@@ -13,7 +13,7 @@ import type { AgentConfig, ScheduleConfig } from '../config/types.js';
 import { checkTrigger, type RejectionCode, type TriggerFields } from '../sessions/check-trigger.js';
 import { type HostSlots, placeQueued } from '../sessions/placement.js';
 import { scheduledSessionId, workUnitFor } from '../sessions/schedule.js';
-import type { SessionOutcome, SessionRequest } from '../sessions/types.js';
+import type { SessionRequest } from '../sessions/types.js';
 import type { WorkManifest } from '../sessions/work.js';
 import {
   type AdoptedInput,
@@ -540,7 +540,7 @@ export const daemonMachine = setup({
     /** Side effect (provided): hosts the start could not reach; they are retried. */
     announceHostsDown: (_, _params: { host: string; reason: string }[]) => {},
     /** Side effect (provided): sessions settled without a session actor get their outcome recorded and reported. */
-    reportSettled: (_, _params: { sessions: { request: SessionRequest; outcome: SessionOutcome }[] }) => {},
+    reportSettled: (_, _params: { sessions: SettledSession[] }) => {},
     recoverSessions: assign(({ context }, recovery: RecoveryPlan) => ({
       queue: [...recovery.queued, ...context.queue],
       adoptions: recovery.adopted,
@@ -1112,13 +1112,12 @@ function boundKeys(keys: Record<string, KeyEntry>, context: DaemonContext): Reco
 }
 
 /** Outcomes for sessions that leave the queue without running. */
-function settle(
-  queued: SessionInput[],
-  message: string,
-): { request: SessionRequest; outcome: SessionOutcome }[] {
+function settle(queued: SessionInput[], message: string): SettledSession[] {
+  // With the definition it was accepted with: its webhooks are told (a reload may have changed them).
   return queued.map((s) => ({
     request: s.request,
     outcome: { outcome: 'cancelled', phase: 'queued', message },
+    agent: s.agent,
   }));
 }
 

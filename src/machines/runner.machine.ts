@@ -88,7 +88,7 @@ export interface RunnerContext {
   /**
    * When the session first lost its host in this outage (performance.now()): daemon.host_down_grace
    * counts from here, however often it is followed again and lost again. Forgotten once it has been
-   * followed again for a probe interval.
+   * followed again for a whole grace period.
    */
   lostSince?: number;
   teardownProblems: string[];
@@ -163,6 +163,8 @@ export function runnerMachineFor(settings: RunnerSettings) {
         return Math.max(0, (settings.hostDownGraceMs ?? 600_000) - (now - (context.lostSince ?? now)));
       },
       hostRetry: settings.hostRetryMs ?? 10_000,
+      /** The whole of daemon.host_down_grace: followed this long again, an outage is over. */
+      outageOver: settings.hostDownGraceMs ?? 600_000,
       stopExit: STOP_EXIT_WAIT_MS,
     },
     guards: {
@@ -735,9 +737,9 @@ export function runnerMachineFor(settings: RunnerSettings) {
                 states: {
                   following: {
                     description:
-                      '`start --attach` (or, adopted or resumed, `logs --follow` and `wait`). Over a remote connection the end of the stream is checked with the engine before it counts as an exit. Followed again after a loss for a probe interval, the outage is over: a later loss starts a grace period of its own.',
+                      '`start --attach` (or, adopted or resumed, `logs --follow` and `wait`). Over a remote connection the end of the stream is checked with the engine before it counts as an exit. Followed again after a loss for a whole grace period, the outage is over: a later loss starts a grace period of its own (a follow that fails after a while never restarts it).',
                     entry: 'countAttachment',
-                    after: { hostRetry: { guard: 'lostBefore', actions: 'forgetLoss' } },
+                    after: { outageOver: { guard: 'lostBefore', actions: 'forgetLoss' } },
                     invoke: {
                       id: 'attach',
                       src: 'attach',

@@ -171,6 +171,8 @@ export interface Report {
   sessionId: string;
   outcome: SessionOutcome;
   via: 'reportOutcome' | 'reportSettled';
+  /** reportSettled: the name of the definition it was given with the session, if any. */
+  agent?: string;
   /** Set when the session's runner had created something: whether it was torn down by then. */
   tornDownBefore?: boolean;
 }
@@ -430,7 +432,12 @@ export class Fakes {
         },
         reportSettled: (_, { sessions }) => {
           for (const s of sessions) {
-            this.reports.push({ sessionId: s.request.sessionId, outcome: s.outcome, via: 'reportSettled' });
+            this.reports.push({
+              sessionId: s.request.sessionId,
+              outcome: s.outcome,
+              via: 'reportSettled',
+              ...(s.agent ? { agent: s.agent.name } : {}),
+            });
           }
         },
       },

@@ -92,4 +92,9 @@ describe('sessions whose record was lost', () => {
     expect(remaining(now / 1000 + 86_400)).toBe(3_600_000);
     expect(remaining(now / 1000 - 7200)).toBe(0);
   });
+
+  it('take a creation time no date holds as now, instead of failing the host’s reconciliation', () => {
+    const [record] = recordsFromLabels([container(RUNNING, 'running', 'demo', { Created: 1e20 })], known);
+    expect(Math.abs(Date.parse(record?.acceptedAt ?? '') - Date.now())).toBeLessThan(60_000);
+  });
 });

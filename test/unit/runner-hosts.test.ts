@@ -174,6 +174,8 @@ describe('a session whose host stops answering', () => {
 class UnfollowablePodman extends FakePodman {
   broken = false;
   follows = 0;
+  /** How long a broken `wait` takes to fail. */
+  failAfterMs = 0;
 
   override followLogs(...args: Parameters<FakePodman['followLogs']>): ReturnType<FakePodman['followLogs']> {
     if (!this.broken) return super.followLogs(...args);
@@ -183,7 +185,9 @@ class UnfollowablePodman extends FakePodman {
 
   override wait(name: string): Promise<number> {
     if (!this.broken) return super.wait(name);
-    return Promise.reject(new Error('wait: the connection to the host dropped'));
+    const error = new Error('wait: the connection to the host dropped');
+    if (this.failAfterMs === 0) return Promise.reject(error);
+    return new Promise((_, reject) => setTimeout(() => reject(error), this.failAfterMs));
   }
 }
 
@@ -218,7 +222,25 @@ describe('a session whose host answers but cannot be followed', () => {
     expect(podman.follows).toBeGreaterThan(2);
   });
 
-  it('starts a new grace period for a loss after it was followed again for a probe interval', async () => {
+  it('is abandoned within the grace though each follow fails only after longer than a probe interval', async () => {
+    const podman = unfollowable();
+    podman.failAfterMs = 25;
+    const run = start(podman, 150, { retryMs: 5 });
+    const first = await toRunning(podman);
+    podman.broken = true;
+    const lostAt = performance.now();
+    first.drop();
+    const result = await within(run, 2_000);
+    if (result === undefined) run.actor.stop();
+    expect(
+      result,
+      'no outcome: each follow that lasted a probe interval started the grace over',
+    ).toBeDefined();
+    expect(result).toMatchObject({ outcome: 'abandoned' });
+    expect(performance.now() - lostAt).toBeLessThan(150 + 25 + 800);
+  });
+
+  it('starts a new grace period for a loss after it was followed again for a whole grace period', async () => {
     const podman = unfollowable();
     const run = start(podman, 150, { retryMs: 5 });
     const first = await toRunning(podman);
