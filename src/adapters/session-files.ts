@@ -41,6 +41,14 @@ export function workPaths(workDir: string, sessionId: string): WorkPaths {
   };
 }
 
+/** What the files of triggers may take together in the state dir, by default (see SessionFiles). */
+export const MAX_STAGED_BYTES = 1024 ** 3;
+
+/** The sessions' staged files take what they may: a trigger with more is turned away for now. */
+export class StagedFilesFullError extends Error {
+  override name = 'StagedFilesFullError';
+}
+
 /**
  * The work directories of running sessions: what a trigger handed the agent (request, input files),
  * written durably before the trigger is answered, and the place the container leaves its output.
@@ -49,8 +57,15 @@ export function workPaths(workDir: string, sessionId: string): WorkPaths {
  */
 export class SessionFiles {
   readonly dir: string;
+  /** Bytes of request and input files staged by this daemon, by session, until its directory goes. */
+  private readonly staged = new Map<string, number>();
+  private stagedBytes = 0;
 
-  constructor(stateDir: string) {
+  constructor(
+    stateDir: string,
+    /** The most the sessions' staged files may take together (a client cannot fill the state dir). */
+    private readonly maxStagedBytes: number = MAX_STAGED_BYTES,
+  ) {
     this.dir = join(stateDir, 'work');
     ensurePrivateDir(this.dir, 'work directory');
   }
@@ -71,6 +86,15 @@ export class SessionFiles {
   ): Promise<void> {
     const paths = this.paths(sessionId);
     const operation = `store the request and inputs of session ${sessionId}`;
+    const bytes =
+      (content.request?.byteLength ?? 0) + content.inputs.reduce((n, i) => n + i.bytes.byteLength, 0);
+    if (this.stagedBytes + bytes > this.maxStagedBytes) {
+      throw new StagedFilesFullError(
+        `the queued and running sessions' request and input files take ${this.stagedBytes} bytes, and ${bytes} more would pass the ${this.maxStagedBytes} they may take; retry when some have run`,
+      );
+    }
+    this.staged.set(sessionId, bytes);
+    this.stagedBytes += bytes;
     try {
       await mkdir(paths.dir, { mode: 0o700 });
       if (content.request !== undefined) await writeReadOnly(paths.request, content.request);
@@ -101,6 +125,8 @@ export class SessionFiles {
 
   /** Removes a session's work directory and everything in it; never follows a link. */
   remove(sessionId: string): void {
+    this.stagedBytes -= this.staged.get(sessionId) ?? 0;
+    this.staged.delete(sessionId);
     if (!SESSION_ID.test(sessionId)) return;
     removeTree(this.paths(sessionId).dir);
   }

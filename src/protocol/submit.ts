@@ -1,3 +1,4 @@
+import { StagedFilesFullError } from '../adapters/session-files.js';
 import { StateDirError } from '../adapters/state-files.js';
 import type { RejectionCode, TriggerFields } from '../sessions/check-trigger.js';
 import { manifestOf, payloadProblem, type WorkManifest, type WorkPayload } from '../sessions/work.js';
@@ -92,6 +93,7 @@ async function stage(
   try {
     await daemon.stage(sessionId, payload);
   } catch (error) {
+    if (error instanceof StagedFilesFullError) return { code: 'queue_full', reason: error.message };
     const full = error instanceof StateDirError && error.full;
     return {
       code: full ? 'state_dir_full' : 'state_dir_unwritable',

@@ -2,7 +2,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { createActor } from 'xstate';
-import { SessionFiles } from '../../src/adapters/session-files.js';
+import { SessionFiles, StagedFilesFullError } from '../../src/adapters/session-files.js';
 import { StateDirError } from '../../src/adapters/state-files.js';
 import type { SessionJournal } from '../../src/daemon/journal.js';
 import { createDaemonPort } from '../../src/daemon/port.js';
@@ -220,6 +220,27 @@ describe('submitTrigger with the daemon machine', () => {
 });
 
 describe('staging a trigger’s files', () => {
+  it('takes at most so many bytes for all sessions together; what a finished session frees is taken again', async () => {
+    const files = new SessionFiles(makeTempDir('agentd-unit-stage-'), 2 * 1024 * 1024 + 1024);
+    await files.stage('000000000000000a', PAYLOAD);
+    await files.stage('000000000000000b', PAYLOAD);
+    await expect(files.stage('000000000000000c', PAYLOAD)).rejects.toThrow(StagedFilesFullError);
+    expect(files.sessions().sort()).toEqual(['000000000000000a', '000000000000000b']);
+    files.remove('000000000000000a');
+    await files.stage('000000000000000c', PAYLOAD);
+    // Turned away for now: retry later.
+    const port: SubmitPort = {
+      makesNoSession: () => false,
+      send: () => [ACCEPTED],
+      stage: (id, payload) => files.stage(id, payload),
+      unstage: () => {},
+    };
+    expect(await submitTrigger(port, '000000000000000d', { agent: 'demo' }, PAYLOAD)).toMatchObject({
+      accepted: false,
+      code: 'queue_full',
+    });
+  });
+
   it('writes and syncs them in the thread pool: the event loop turns while they go to disk', async () => {
     const files = new SessionFiles(makeTempDir('agentd-unit-stage-'));
     let turned = false;
