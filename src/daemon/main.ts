@@ -48,7 +48,7 @@ import { Leftovers } from './leftovers.js';
 import type { DaemonMetrics } from './metrics.js';
 import { type MetricsRecorder, noMetrics } from './metrics-recorder.js';
 import { Notifier } from './notifier.js';
-import { acceptedAgentOf, agentOf, gaugesOf, observeDaemon } from './observe.js';
+import { agentOf, gaugesOf, observeDaemon } from './observe.js';
 import { createDaemonPort, type DaemonActor, stateName } from './port.js';
 import { reconcile } from './reconcile.js';
 import { RecordKeeper } from './record-keeper.js';
@@ -157,8 +157,11 @@ async function supervise(options: DaemonOptions): Promise<number> {
     hosts.map((h) => h.name),
   );
   const waiting = recovered.byHost;
-  /** The webhooks of sessions settled out of the queue, until their outcome is published (reportSettled). */
-  const settledNotify = new Map<string, NotifyTarget[]>();
+  /**
+   * The webhooks of the definition each session was accepted with, until its outcome is published: a
+   * reload changes where new sessions' outcomes go, not these (queued, running, or settled from the queue).
+   */
+  const acceptedNotify = new Map<string, NotifyTarget[]>();
   /** Sessions with a live session actor on a host: reconciliation leaves their objects alone. */
   const supervisedOn = (host: string) =>
     new Set(
@@ -382,6 +385,10 @@ async function supervise(options: DaemonOptions): Promise<number> {
           );
           return { type: 'trigger.unrecorded' as const, ...answer, ...problem };
         }
+        acceptedNotify.set(request.sessionId, session.agent.notify ?? []);
+        // Taken when the outcome is published (every accepted session gets one); bounded should one not be.
+        if (acceptedNotify.size > ACCEPTED_NOTIFY_MAX)
+          acceptedNotify.delete(acceptedNotify.keys().next().value as string);
         log.info(
           {
             event: 'session.accepted',
@@ -393,19 +400,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
         );
         return { type: 'trigger.recorded' as const, ...answer };
       }),
-      reportSettled: (_, { sessions }) => {
-        // A queued session leaves the queue in this very transition, before its outcome is published:
-        // the webhooks of the definition it was accepted with are kept until then.
-        for (const { request, agent } of sessions) {
-          if (agent?.notify !== undefined && agent.notify.length > 0) {
-            settledNotify.set(request.sessionId, agent.notify);
-            // Taken when the outcome is published; bounded should one never be.
-            if (settledNotify.size > SETTLED_NOTIFY_MAX)
-              settledNotify.delete(settledNotify.keys().next().value as string);
-          }
-        }
-        settle(sessions);
-      },
+      reportSettled: (_, { sessions }) => settle(sessions),
       abandonWaiting: (_, { host }) => {
         const records = waiting.get(host) ?? [];
         waiting.delete(host);
@@ -512,12 +507,11 @@ async function supervise(options: DaemonOptions): Promise<number> {
     // The webhooks of the definition the session was accepted with: a reload that removed its agent, or
     // pointed its notify elsewhere, changes where new sessions' outcomes go, not this one's.
     targets: (record) => {
-      const settledTargets = settledNotify.get(record.id);
-      settledNotify.delete(record.id);
-      const agent =
-        acceptedAgentOf(actor, record.id) ??
-        actor.getSnapshot().context.agents.find((a) => a.name === record.agent);
-      return [...(settledTargets ?? agent?.notify ?? []), ...config.notify];
+      const accepted = acceptedNotify.get(record.id);
+      acceptedNotify.delete(record.id);
+      // A session an earlier daemon accepted: its agent as configured now.
+      const current = actor.getSnapshot().context.agents.find((a) => a.name === record.agent);
+      return [...(accepted ?? current?.notify ?? []), ...config.notify];
     },
     env,
     log,
@@ -639,8 +633,8 @@ const LEFTOVERS_AT_STOP_MS = 10_000;
  * its records had no more sessions there than its slots, and their dead containers are removed each time.
  */
 const REBUILT_RECORDS_MIN = 64;
-/** Sessions settled without an actor whose webhooks wait for their outcome to be published, at most. */
-const SETTLED_NOTIFY_MAX = 10_000;
+/** Sessions whose webhooks wait for their outcome to be published, at most (the queue holds 10,000). */
+const ACCEPTED_NOTIFY_MAX = 20_000;
 
 function sessionLogic(
   settings: Settings,

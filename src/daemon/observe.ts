@@ -1,5 +1,4 @@
 import type { Logger } from 'pino';
-import type { AgentConfig } from '../config/types.js';
 import type { SessionJournal } from './journal.js';
 import type { DaemonGauges } from './metrics.js';
 import type { MetricsRecorder } from './metrics-recorder.js';
@@ -74,18 +73,6 @@ export function gaugesOf(actor: DaemonActor | undefined): DaemonGauges {
 }
 
 /** The agent of a queued or running session, from the daemon machine. */
-/**
- * The definition a running or queued session was accepted with (a reload changes new sessions only),
- * or undefined once it has neither an actor nor a place in the queue.
- */
-export function acceptedAgentOf(actor: DaemonActor, sessionId: string): AgentConfig | undefined {
-  const { context } = actor.getSnapshot();
-  return (
-    context.sessions[sessionId]?.getSnapshot().context.agent ??
-    context.queue.find((s) => s.request.sessionId === sessionId)?.agent
-  );
-}
-
 export function agentOf(actor: DaemonActor | undefined, sessionId: string): string | undefined {
   if (!actor) return undefined;
   const { context } = actor.getSnapshot();

@@ -1113,11 +1113,9 @@ function boundKeys(keys: Record<string, KeyEntry>, context: DaemonContext): Reco
 
 /** Outcomes for sessions that leave the queue without running. */
 function settle(queued: SessionInput[], message: string): SettledSession[] {
-  // With the definition it was accepted with: its webhooks are told (a reload may have changed them).
   return queued.map((s) => ({
     request: s.request,
     outcome: { outcome: 'cancelled', phase: 'queued', message },
-    agent: s.agent,
   }));
 }
 

@@ -8,7 +8,7 @@ import {
   setup,
   stateIn,
 } from 'xstate';
-import type { AgentConfig, HostConfig } from '../config/types.js';
+import type { HostConfig } from '../config/types.js';
 import type { SessionOutcome, SessionRequest } from '../sessions/types.js';
 import type { AdoptedSession, SessionInput } from './session.machine.js';
 
@@ -23,8 +23,6 @@ export interface ReconcileSummary {
 export interface SettledSession {
   request: SessionRequest;
   outcome: SessionOutcome;
-  /** The definition it was accepted with, when the daemon still holds it (a queued session). */
-  agent?: AgentConfig;
 }
 
 /** A session whose container still runs: a session actor supervises it from where it is. */

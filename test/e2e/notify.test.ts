@@ -143,21 +143,32 @@ describe('outcome notifications', () => {
       const sleeper = (name: string, url: string) =>
         agent(name, ['sh', '-c', 'sleep 4'], { notify: [{ url, secret }] });
       const d = await startDaemon(
-        { agents: [sleeper('moved', before.url('/moved')), sleeper('gone', before.url('/gone'))] },
+        {
+          agents: [sleeper('moved', before.url('/moved')), sleeper('gone', before.url('/gone'))],
+          daemon: { max_sessions: 2 },
+        },
         { env: { AGENTD_E2E_HOOK_KEY: KEY } },
       );
       const ids: string[] = [];
-      for (const name of ['moved', 'gone']) {
+      // Two run, the third waits in the queue.
+      for (const name of ['moved', 'gone', 'moved']) {
         const run = await d.cli(['trigger', name, '--detach']);
         expect(run.code, run.stderr).toBe(0);
         ids.push(run.stdout.trim());
       }
-      // While both run: one agent's webhook now points elsewhere, the other agent is removed.
-      writeDaemonConfig(d.files, { agents: [sleeper('moved', after.url('/moved'))] });
+      // Meanwhile: one agent's webhook now points elsewhere, the other agent is removed.
+      writeDaemonConfig(d.files, {
+        agents: [sleeper('moved', after.url('/moved'))],
+        daemon: { max_sessions: 2 },
+      });
       const reload = await d.cli(['reload']);
       expect(reload.code, reload.stderr).toBe(0);
-      for (const id of ids) expect((await d.waitForOutcome(id)).outcome).toBe('succeeded');
-      await before.waitFor(2);
+      // The queued one is cancelled: settled without ever running, it is told where it was accepted too.
+      const queued = ids[2] as string;
+      expect((await d.cli(['cancel', queued])).code).toBe(0);
+      expect((await d.waitForOutcome(queued)).outcome).toBe('cancelled');
+      for (const id of ids.slice(0, 2)) expect((await d.waitForOutcome(id)).outcome).toBe('succeeded');
+      await before.waitFor(3);
       expect(await d.stop()).toBe(0);
       const sessions = before.received.map(
         (post) => (JSON.parse(post.body.toString()) as { session: SessionRecord }).session.id,

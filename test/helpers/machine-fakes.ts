@@ -171,8 +171,6 @@ export interface Report {
   sessionId: string;
   outcome: SessionOutcome;
   via: 'reportOutcome' | 'reportSettled';
-  /** reportSettled: the name of the definition it was given with the session, if any. */
-  agent?: string;
   /** Set when the session's runner had created something: whether it was torn down by then. */
   tornDownBefore?: boolean;
 }
@@ -432,12 +430,7 @@ export class Fakes {
         },
         reportSettled: (_, { sessions }) => {
           for (const s of sessions) {
-            this.reports.push({
-              sessionId: s.request.sessionId,
-              outcome: s.outcome,
-              via: 'reportSettled',
-              ...(s.agent ? { agent: s.agent.name } : {}),
-            });
+            this.reports.push({ sessionId: s.request.sessionId, outcome: s.outcome, via: 'reportSettled' });
           }
         },
       },

@@ -408,10 +408,7 @@ describe('daemon machine: cancel', () => {
     expect(d.send({ type: 'cancel', sessionId: 's2', requestId: 'c1' })).toEqual([
       { type: 'cancel.accepted', requestId: 'c1', sessionId: 's2', wasQueued: true },
     ]);
-    // With the definition it was accepted with (its webhooks are told, whatever a reload changed).
-    expect(d.fakes.reports).toEqual([
-      { sessionId: 's2', outcome: QUEUED_CANCEL, via: 'reportSettled', agent: 'demo' },
-    ]);
+    expect(d.fakes.reports).toEqual([{ sessionId: 's2', outcome: QUEUED_CANCEL, via: 'reportSettled' }]);
     expect(d.queued()).toEqual(['s3']);
     await settle();
     d.fakes.run('s1').finish();
@@ -517,8 +514,8 @@ describe('daemon machine: shutdown', () => {
     d.send({ type: 'shutdown' });
     expect(d.value()).toEqual({ shutdown: 'draining' });
     expect(d.fakes.reports).toEqual([
-      { sessionId: 's2', outcome: SHUTDOWN_DROP, via: 'reportSettled', agent: 'demo' },
-      { sessionId: 's3', outcome: SHUTDOWN_DROP, via: 'reportSettled', agent: 'demo' },
+      { sessionId: 's2', outcome: SHUTDOWN_DROP, via: 'reportSettled' },
+      { sessionId: 's3', outcome: SHUTDOWN_DROP, via: 'reportSettled' },
     ]);
     expect(d.queued()).toEqual([]);
     const run = d.fakes.run('s1');
@@ -637,7 +634,7 @@ describe('daemon machine: recovery after a restart', () => {
     const d = await startDaemon({ reconcile: { ...RECONCILED, recovery }, openSocket: 'manual' });
     d.send({ type: 'shutdown' });
     expect(d.fakes.reportsOf('q1')).toEqual([
-      { sessionId: 'q1', outcome: SHUTDOWN_DROP, via: 'reportSettled', agent: 'demo' },
+      { sessionId: 'q1', outcome: SHUTDOWN_DROP, via: 'reportSettled' },
     ]);
     // The adopted container was never taken over: it keeps running for the next daemon to adopt.
     expect(d.fakes.started).toEqual([]);
