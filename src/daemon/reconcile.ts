@@ -1,7 +1,14 @@
 import type { Logger } from 'pino';
 import type { ContainerSummary, PodmanPort } from '../adapters/podman.js';
 import { AGENT_NAME_RE } from '../config/schema.js';
-import { AGENT_NAME_MAX, LABEL_AGENT, LABEL_HOST, LABEL_INSTANCE, LABEL_SESSION } from '../constants.js';
+import {
+  AGENT_NAME_MAX,
+  LABEL_AGENT,
+  LABEL_HOST,
+  LABEL_INSTANCE,
+  LABEL_SESSION,
+  SESSION_ID_PATTERN,
+} from '../constants.js';
 import type { ReconcileSummary } from '../machines/daemon.machine.js';
 import { containerName, instanceSecretPrefix, sessionOfSecret } from '../runner/names.js';
 
@@ -22,12 +29,10 @@ export function madeByAgentd(container: ContainerSummary, instanceId: string): b
     session !== undefined &&
     AGENT_NAME_RE.test(agent) &&
     agent.length <= AGENT_NAME_MAX &&
-    SESSION_ID.test(session) &&
+    SESSION_ID_PATTERN.test(session) &&
     container.Names[0] === containerName(instanceId, agent, session)
   );
 }
-
-const SESSION_ID = /^[0-9a-f]{16}$/;
 
 /** Which objects of this instance on a host reconciliation may touch. */
 export interface ReconcileScope {
@@ -63,9 +68,12 @@ export async function reconcile(
     const listed = (await podman.listContainers({ [LABEL_INSTANCE]: instanceId }, signal)).filter((c) =>
       ours(c.Labels),
     );
-    const containers = listed.filter((c) => madeByAgentd(c, instanceId));
+    const containers: ContainerSummary[] = [];
     for (const c of listed) {
-      if (containers.includes(c)) continue;
+      if (madeByAgentd(c, instanceId)) {
+        containers.push(c);
+        continue;
+      }
       // What the host says is not to be trusted: a name is passed to podman and goes into records.
       log.warn(
         { event: 'daemon.container_ignored', host: scope.host, name: String(c.Names[0] ?? '').slice(0, 200) },

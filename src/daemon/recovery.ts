@@ -1,6 +1,6 @@
 import type { ContainerSummary } from '../adapters/podman.js';
 import type { AgentConfig } from '../config/types.js';
-import { LABEL_AGENT, LABEL_SESSION } from '../constants.js';
+import { LABEL_AGENT, LABEL_SESSION, SESSION_ID_PATTERN } from '../constants.js';
 import type { RecoveryPlan } from '../machines/daemon.machine.js';
 import type { AdoptedSession } from '../machines/session.machine.js';
 import { isNotFailedKind, kindOfExitCode } from '../outcome-kinds.js';
@@ -190,7 +190,7 @@ export function recordsFromLabels(
     if (records.length >= maxRecords) break;
     const id = container.Labels?.[LABEL_SESSION];
     const agent = container.Labels?.[LABEL_AGENT];
-    if (id === undefined || !/^[0-9a-f]{16}$/.test(id) || known.used(id) || rebuilt.has(id)) continue;
+    if (id === undefined || !SESSION_ID_PATTERN.test(id) || known.used(id) || rebuilt.has(id)) continue;
     if (agent === undefined || !allowed(agent)) continue;
     const running = LIVE_STATES.has(container.State);
     if (running && live >= maxLive) continue;
