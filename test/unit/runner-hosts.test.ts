@@ -206,8 +206,8 @@ async function within(run: { result: Promise<RunResult> }, ms: number): Promise<
 }
 
 describe('a session whose host answers but cannot be followed', () => {
-  it('is abandoned within the grace period counted from the first loss, not restarted by each try', async () => {
-    const podman = unfollowable();
+  /** Runs a session (grace 150 ms, probe interval 5 ms), then breaks its host: its result, and since when. */
+  async function lostFor(podman: UnfollowablePodman) {
     const run = start(podman, 150, { retryMs: 5 });
     const first = await toRunning(podman);
     podman.broken = true;
@@ -215,6 +215,12 @@ describe('a session whose host answers but cannot be followed', () => {
     first.drop();
     const result = await within(run, 2_000);
     if (result === undefined) run.actor.stop();
+    return { result, lostAt };
+  }
+
+  it('is abandoned within the grace period counted from the first loss, not restarted by each try', async () => {
+    const podman = unfollowable();
+    const { result, lostAt } = await lostFor(podman);
     expect(result, 'no outcome: the grace started over at every loss').toBeDefined();
     expect(result).toMatchObject({ outcome: 'abandoned', phase: 'running' });
     expect(performance.now() - lostAt).toBeLessThan(150 + 5 + 800);
@@ -225,13 +231,7 @@ describe('a session whose host answers but cannot be followed', () => {
   it('is abandoned within the grace though each follow fails only after longer than a probe interval', async () => {
     const podman = unfollowable();
     podman.failAfterMs = 25;
-    const run = start(podman, 150, { retryMs: 5 });
-    const first = await toRunning(podman);
-    podman.broken = true;
-    const lostAt = performance.now();
-    first.drop();
-    const result = await within(run, 2_000);
-    if (result === undefined) run.actor.stop();
+    const { result, lostAt } = await lostFor(podman);
     expect(
       result,
       'no outcome: each follow that lasted a probe interval started the grace over',

@@ -275,6 +275,25 @@ describe('LineAssembler', () => {
   });
 });
 
+/**
+ * One long line fed to a SessionOutput the way the output reader hands it on (pieces of 64 KiB, the
+ * last ending the line): the lines it logged.
+ */
+async function throughReader(values: string[], text: string): Promise<OutputLine[]> {
+  const lines: OutputLine[] = [];
+  const out = new SessionOutput(
+    { logFile: logPath(), logMaxBytes: 10_000_000, onLine: (l) => lines.push(l) },
+    createMasker(values),
+  );
+  const { handler } = out.reader((piece, _end, cont, stream, masked) =>
+    out.write(piece, cont, stream, masked),
+  );
+  for (let at = 0; at < text.length; at += 65536)
+    handler(text.slice(at, at + 65536), at + 65536 >= text.length, 'stdout');
+  await out.close();
+  return lines;
+}
+
 describe('SessionOutput', () => {
   it('masks a value even where the reader cut its line, and cuts lines at the maximum', async () => {
     const path = logPath();
@@ -316,19 +335,8 @@ describe('SessionOutput', () => {
     const value = 'value-to-hide-0123456789';
     const printed = encode(value);
     for (const offset of [1, 7, Math.floor(printed.length / 2), printed.length - 2]) {
-      const path = logPath();
-      const lines: OutputLine[] = [];
-      const out = new SessionOutput(
-        { logFile: path, logMaxBytes: 1_000_000, onLine: (l) => lines.push(l) },
-        createMasker([value]),
-      );
-      const { handler } = out.reader((text, _end, cont, stream, masked) =>
-        out.write(text, cont, stream, masked),
-      );
       const text = `${'a'.repeat(65536 - offset)}${printed}${'b'.repeat(140_000)}`;
-      for (let at = 0; at < text.length; at += 65536)
-        handler(text.slice(at, at + 65536), at + 65536 >= text.length, 'stdout');
-      await out.close();
+      const lines = await throughReader([value], text);
       const joined = lines.map((l) => l.text).join('');
       // As the line is masked whole, never cut.
       expect(joined).toBe(createMasker([value])(text));
@@ -342,36 +350,14 @@ describe('SessionOutput', () => {
       { length: 70_000 },
       (_, i) => 'abcdefghijklmnopqrstuvwxyz0123456789'[(i * 7) % 36],
     ).join('');
-    const path = logPath();
-    const lines: OutputLine[] = [];
-    const out = new SessionOutput(
-      { logFile: path, logMaxBytes: 10_000_000, onLine: (l) => lines.push(l) },
-      createMasker([value]),
-    );
-    const { handler } = out.reader((text, _end, cont, stream, masked) =>
-      out.write(text, cont, stream, masked),
-    );
     const text = `${'x'.repeat(62_000)}${value}${'y'.repeat(100_000)}`;
-    for (let at = 0; at < text.length; at += 65536)
-      handler(text.slice(at, at + 65536), at + 65536 >= text.length, 'stdout');
-    await out.close();
+    const lines = await throughReader([value], text);
     expect(lines.map((l) => l.text).join('')).toBe(`${'x'.repeat(62_000)}${MASK}${'y'.repeat(100_000)}`);
   });
 
   it('masks a line that repeats a value over and over without a break, across every cut', async () => {
-    const path = logPath();
-    const lines: OutputLine[] = [];
-    const out = new SessionOutput(
-      { logFile: path, logMaxBytes: 10_000_000, onLine: (l) => lines.push(l) },
-      createMasker(['aaaaaaaa', 'b%41b%41b%41b%41']),
-    );
-    const { handler } = out.reader((text, _end, cont, stream, masked) =>
-      out.write(text, cont, stream, masked),
-    );
     const text = `x${'a'.repeat(300_000)}y${'b%41'.repeat(60_000)}z`;
-    for (let at = 0; at < text.length; at += 65536)
-      handler(text.slice(at, at + 65536), at + 65536 >= text.length, 'stdout');
-    await out.close();
+    const lines = await throughReader(['aaaaaaaa', 'b%41b%41b%41b%41'], text);
     const joined = lines.map((l) => l.text).join('');
     expect(joined.replaceAll('*', '')).toBe('xyz');
   });

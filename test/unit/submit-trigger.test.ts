@@ -22,10 +22,13 @@ const PAYLOAD: WorkPayload = {
 /** What happened at the port, in order. */
 type Call = { call: 'send'; event: ClientEvent } | { call: 'stage' | 'unstage'; sessionId: string };
 
-/** A port whose machine answers `answer`, and says beforehand whether it makes no session (`noSession`). */
+/**
+ * A port whose machine answers `answer`, and says beforehand whether it makes no session (`noSession`);
+ * its staging fails with `stageFails`, or is `stage`.
+ */
 function fakePort(
   answer: DaemonEmitted | undefined,
-  options: { noSession?: boolean; stageFails?: Error } = {},
+  options: { noSession?: boolean; stageFails?: Error; stage?: SubmitPort['stage'] } = {},
 ) {
   const calls: Call[] = [];
   const port: SubmitPort = {
@@ -34,9 +37,10 @@ function fakePort(
       calls.push({ call: 'send', event });
       return answer === undefined ? [] : [answer];
     },
-    stage: async (sessionId) => {
+    stage: async (sessionId, payload) => {
       calls.push({ call: 'stage', sessionId });
       if (options.stageFails) throw options.stageFails;
+      await options.stage?.(sessionId, payload);
     },
     unstage: (sessionId) => {
       calls.push({ call: 'unstage', sessionId });
@@ -229,12 +233,7 @@ describe('staging a trigger’s files', () => {
     files.remove('000000000000000a');
     await files.stage('000000000000000c', PAYLOAD);
     // Turned away for now: retry later.
-    const port: SubmitPort = {
-      makesNoSession: () => false,
-      send: () => [ACCEPTED],
-      stage: (id, payload) => files.stage(id, payload),
-      unstage: () => {},
-    };
+    const { port } = fakePort(ACCEPTED, { stage: (id, payload) => files.stage(id, payload) });
     expect(await submitTrigger(port, '000000000000000d', { agent: 'demo' }, PAYLOAD)).toMatchObject({
       accepted: false,
       code: 'queue_full',
@@ -262,12 +261,9 @@ describe('triggers whose files are being written', () => {
   it(`are at most ${MAX_STAGING} at once: the next is turned away for now, and taken once one is done`, async () => {
     const releases: (() => void)[] = [];
     let released = false;
-    const port: SubmitPort = {
-      makesNoSession: () => false,
-      send: () => [ACCEPTED],
+    const { port } = fakePort(ACCEPTED, {
       stage: () => (released ? Promise.resolve() : new Promise<void>((resolve) => releases.push(resolve))),
-      unstage: () => {},
-    };
+    });
     const pending = Array.from({ length: MAX_STAGING }, () =>
       submitTrigger(port, 's1', { agent: 'demo' }, PAYLOAD),
     );
