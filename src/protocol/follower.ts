@@ -5,10 +5,16 @@ import { type RequestHead, reply } from './context.js';
 import type { ReplyBody } from './replies.js';
 
 /**
- * A batch of the bus serialised once for every follower of its session: the `output` bodies, and the
- * whole batch as sent with each reply prefix (followers without a request id share one).
+ * A batch of the bus serialised once for every follower of its session: the `output` bodies, and what
+ * is sent of it with each reply prefix (followers without a request id share one).
  */
-const serialised = new WeakMap<readonly OutputLine[], { bodies: string[]; byPrefix: Map<string, Buffer> }>();
+const serialised = new WeakMap<readonly OutputLine[], { bodies: string[]; byPrefix: Map<string, Newest> }>();
+
+/** What a follower is sent of a batch: its lines from `start` on (all of them, or the newest that fit). */
+interface Newest {
+  start: number;
+  data: Buffer;
+}
 
 /**
  * One client following one session's output over one connection. Output lines are batched (one
@@ -55,8 +61,7 @@ export class Follower {
       this.skip({ fromSeq: first.seq, toSeq: last.seq, count: lines.length - from, reason: LAG_REASON });
       return;
     }
-    if (from === 0) this.queue(this.serialiseBatch(lines));
-    else for (let i = from; i < lines.length; i++) this.queue(this.serialise(lines[i] as OutputLine));
+    this.queueNewest(lines, from);
     // Much at once (lines handed over one by one, or a large batch): written now, so that the lines
     // after it see whether the client keeps up, instead of all of them going out in one write.
     if (this.batchSize > FLUSH_AT) this.flush();
@@ -165,6 +170,63 @@ export class Follower {
     }
   }
 
+  /**
+   * Lines from `from` on, or only the newest of them that fit in MAX_BATCH_BYTES (always the newest
+   * one): the older ones are skipped as if the client lagged. A batch is what the daemon read in one
+   * turn, which a loaded machine makes large (3.4 MB for one client of four `yes` measured); without
+   * the cut, every client that stops reading kept one such batch queued for it.
+   */
+  private queueNewest(lines: readonly OutputLine[], from: number): void {
+    const { start, data } = from === 0 ? this.sharedNewest(lines) : this.newest(lines, from);
+    if (start > from) {
+      const skippedTo = lines[start - 1] as OutputLine;
+      const first = lines[from] as OutputLine;
+      this.skip({ fromSeq: first.seq, toSeq: skippedTo.seq, count: start - from, reason: LAG_REASON });
+      // The marker went out first; if the connection lags it is still waiting, and these lines join it.
+      if (this.skipped) {
+        const newest = lines.at(-1) as OutputLine;
+        const fromSeq = (lines[start] as OutputLine).seq;
+        this.skip({ fromSeq, toSeq: newest.seq, count: lines.length - start, reason: LAG_REASON });
+        return;
+      }
+    }
+    this.queue(data);
+  }
+
+  /** What `newest` gives for a whole batch, serialised once for every follower with this prefix. */
+  private sharedNewest(lines: readonly OutputLine[]): Newest {
+    let cached = serialised.get(lines);
+    if (!cached) {
+      cached = { bodies: lines.map((line) => bodyOf(this.sessionId, line)), byPrefix: new Map() };
+      serialised.set(lines, cached);
+    }
+    let newest = cached.byPrefix.get(this.prefix);
+    if (newest === undefined) {
+      newest = this.newest(lines, 0, cached.bodies);
+      cached.byPrefix.set(this.prefix, newest);
+    }
+    return newest;
+  }
+
+  /** The lines from `from` on as sent, or the newest that fit in MAX_BATCH_BYTES and where they start. */
+  private newest(lines: readonly OutputLine[], from: number, bodies?: readonly string[]): Newest {
+    const texts: string[] = [];
+    for (let i = from; i < lines.length; i++) texts.push(this.serialise(lines[i] as OutputLine, bodies?.[i]));
+    // Three bytes a character at most: most batches fit without measuring.
+    let chars = 0;
+    for (const text of texts) chars += text.length;
+    if (chars * 3 <= MAX_BATCH_BYTES) return { start: from, data: Buffer.from(texts.join('')) };
+    let bytes = 0;
+    let start = lines.length;
+    while (start > from) {
+      const size = Buffer.byteLength(texts[start - 1 - from] as string);
+      if (start < lines.length && bytes + size > MAX_BATCH_BYTES) break;
+      bytes += size;
+      start--;
+    }
+    return { start, data: Buffer.from(texts.slice(start - from).join('')) };
+  }
+
   private queue(data: string | Buffer): void {
     this.batch.push(data);
     this.batchSize += data.length;
@@ -172,20 +234,6 @@ export class Follower {
 
   private serialise(line: OutputLine, body = bodyOf(this.sessionId, line)): string {
     return `${this.prefix}${body.slice(1)}\n`;
-  }
-
-  private serialiseBatch(lines: readonly OutputLine[]): Buffer {
-    let cached = serialised.get(lines);
-    if (!cached) {
-      cached = { bodies: lines.map((line) => bodyOf(this.sessionId, line)), byPrefix: new Map() };
-      serialised.set(lines, cached);
-    }
-    let data = cached.byPrefix.get(this.prefix);
-    if (data === undefined) {
-      data = Buffer.from(cached.bodies.map((body) => `${this.prefix}${body.slice(1)}\n`).join(''));
-      cached.byPrefix.set(this.prefix, data);
-    }
-    return data;
   }
 }
 
@@ -201,6 +249,12 @@ function bodyOf(sessionId: string, line: OutputLine): string {
     ...(line.cont ? { cont: true } : {}),
   });
 }
+
+/**
+ * The most of one batch queued for one client, beyond which its older lines are skipped. At least one
+ * line always goes: a block of 64 KiB of control characters is some 400 KB as JSON.
+ */
+const MAX_BATCH_BYTES = 256 * 1024;
 
 /** Queued lines beyond which they are written at once (the connection's lag threshold is 64 KiB). */
 const FLUSH_AT = 64 * 1024;
