@@ -968,7 +968,9 @@ function containerArgs(options: CreateContainerOptions): string[] {
   const argv = ['--name', options.name, ...labelArgs(options.labels)];
   // Pulling a missing localhost/ image retries against https://localhost for seconds; never pull those.
   if (options.image.startsWith('localhost/')) argv.push('--pull', 'never');
-  argv.push('--init', '--user', '0:0', '--network', options.network);
+  // Podman copies the proxy variables of its own environment (agentd's, or the remote service's) into
+  // every container: with a proxy's password in them, and to agents that were given no credential.
+  argv.push('--init', '--http-proxy=false', '--user', '0:0', '--network', options.network);
   // Podman's own copy of the output (k8s-file, under its storage) is capped: conmon empties it when
   // full. `podman logs` (crash adoption) then replays what it still holds.
   argv.push('--log-driver', 'k8s-file', '--log-opt', `max-size=${CONTAINER_LOG_MAX_BYTES}`);

@@ -208,4 +208,29 @@ describe('secret hygiene', () => {
       secretLeaks: argv.hits.length,
     });
   });
+
+  it("keeps the daemon's proxy variables (and a password in them) out of every container", async () => {
+    git ??= await startGitServer();
+    const password = `proxy-pw-${randomBytes(8).toString('hex')}`;
+    const proxy = `http://agentd:${password}@127.0.0.1:9`;
+    // An agent with no credentials at all: what its environment holds, it prints. git:// ignores proxies.
+    const d = await startDaemon(
+      { agents: [agent('nosy', git.url(), ['sh', '-c', 'env; echo end'])] },
+      {
+        env: {
+          HTTPS_PROXY: proxy,
+          https_proxy: proxy,
+          HTTP_PROXY: proxy,
+          http_proxy: proxy,
+          ALL_PROXY: proxy,
+        },
+      },
+    );
+    daemons.push(d);
+    const run = await d.cli(['trigger', 'nosy']);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain('end');
+    expect(run.stdout).not.toMatch(/proxy=/i);
+    expect(run.stdout).not.toContain(password);
+  });
 });
