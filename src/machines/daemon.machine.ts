@@ -344,8 +344,12 @@ function drainHandler(type: DrainEvent['type']) {
   ] as const;
 }
 
-/** What `ready` and `degraded` have in common: sessions run, finish and can be cancelled either way. */
-const whileUp = {
+/**
+ * What `ready` and `degraded` have in common: sessions run, finish and can be cancelled either way.
+ * Queued sessions start only where their start can be recorded (`ready`): one started while the state
+ * dir takes no writes would still be `queued` on disk, and run a second time after a restart.
+ */
+const whileUp = (queuedStart: readonly 'startQueuedSessions'[]) => ({
   cancel: [
     {
       guard: { type: 'sessionIsQueued', params: ({ event }: { event: CancelEvent }) => event.sessionId },
@@ -378,17 +382,17 @@ const whileUp = {
         type: 'markKeysFinished',
         params: ({ event }: { event: SessionFinishedEvent }) => [event.sessionId],
       },
-      'startQueuedSessions',
+      ...queuedStart,
     ],
   },
   reload: {
-    actions: [...applyReload.actions, 'stopChangedSchedules', 'startSchedules', 'startQueuedSessions'],
+    actions: [...applyReload.actions, 'stopChangedSchedules', 'startSchedules', ...queuedStart],
   },
-  'host.up': { actions: [...hostUp({ adopt: true }), 'startQueuedSessions'] },
+  'host.up': { actions: [...hostUp({ adopt: true }), ...queuedStart] },
   // A host undrained may take the sessions waiting for it.
-  'host.admission': { actions: 'startQueuedSessions' },
+  'host.admission': { actions: [...queuedStart] },
   shutdown: 'shutdown',
-} as const;
+}) as const;
 
 /** Params of the provided announceFiring* actions. */
 type FiringParams = { agent: string; firing: string; reason: string };
@@ -954,13 +958,14 @@ export const daemonMachine = setup({
             'announceDegraded',
           ],
         },
-        ...whileUp,
+        ...whileUp(['startQueuedSessions']),
       },
     },
     degraded: {
       description:
-        'Up, but the state dir takes no writes (full, or not writable): a trigger could not be recorded, so it is rejected with state_dir_full. Running sessions go on, queued ones start, their records wait in memory. The state dir is checked every few seconds; the daemon is ready again as soon as it takes a write.',
-      entry: ['startQueuedSessions', 'startSchedules'],
+        'Up, but the state dir takes no writes (full, or not writable): a trigger could not be recorded, so it is rejected with state_dir_full. Running and adopted sessions go on, their records wait in memory; queued ones wait, since their start could not be recorded. The state dir is checked every few seconds; the daemon is ready again as soon as it takes a write.',
+      // Recovered containers run whether or not the daemon watches: supervised, as in ready.
+      entry: ['adoptSessions', 'startSchedules'],
       invoke: { src: 'watchStateDir' },
       on: {
         trigger: [
@@ -990,7 +995,7 @@ export const daemonMachine = setup({
             }),
           },
         },
-        ...whileUp,
+        ...whileUp([]),
       },
     },
     shutdown: {

@@ -385,7 +385,7 @@ describe('daemon machine: a state dir that takes no writes', () => {
     expect(d.fakes.watchers).toBe(0);
   });
 
-  it('starts queued sessions while degraded: they were accepted, so they run', async () => {
+  it('keeps queued sessions waiting while degraded (their start could not be recorded), and starts them once it can', async () => {
     const d = await startDaemon({ maxSessions: 1 });
     d.trigger('s1');
     d.trigger('s2');
@@ -395,7 +395,37 @@ describe('daemon machine: a state dir that takes no writes', () => {
     d.fakes.run('s1').finish();
     await settle();
     expect(d.value()).toBe('degraded');
+    // On disk s2 would still be queued: a restart would run it a second time.
+    expect(d.running()).toEqual([]);
+    expect(d.queued()).toEqual(['s2']);
+    d.actor.send({ type: 'stateDir.writable' });
+    await settle();
+    expect(d.value()).toBe('ready');
     expect(d.running()).toEqual(['s2']);
+  });
+
+  it('supervises recovered containers when it starts degraded; recovered queued sessions wait', async () => {
+    const d = await startDaemon({
+      maxSessions: 1,
+      reconcile: {
+        ...RECONCILED,
+        recovery: {
+          queued: [sessionInput('q1')],
+          adopted: [{ ...sessionInput('a1'), adopted: { container: 'agentd-x-a1', phase: 'running' } }],
+          finished: [],
+        },
+      },
+      openSocket: 'manual',
+    });
+    d.fakes.openSocket.resolve({ stateDir: FULL });
+    await settle();
+    expect(d.value()).toBe('degraded');
+    expect(d.running()).toEqual(['a1']);
+    expect(d.queued()).toEqual(['q1']);
+    d.fakes.run('a1').finish();
+    d.actor.send({ type: 'stateDir.writable' });
+    await settle();
+    expect(d.running()).toEqual(['q1']);
   });
 });
 
