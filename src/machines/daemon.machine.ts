@@ -349,50 +349,51 @@ function drainHandler(type: DrainEvent['type']) {
  * Queued sessions start only where their start can be recorded (`ready`): one started while the state
  * dir takes no writes would still be `queued` on disk, and run a second time after a restart.
  */
-const whileUp = (queuedStart: readonly 'startQueuedSessions'[]) => ({
-  cancel: [
-    {
-      guard: { type: 'sessionIsQueued', params: ({ event }: { event: CancelEvent }) => event.sessionId },
+const whileUp = (queuedStart: readonly 'startQueuedSessions'[]) =>
+  ({
+    cancel: [
+      {
+        guard: { type: 'sessionIsQueued', params: ({ event }: { event: CancelEvent }) => event.sessionId },
+        actions: [
+          {
+            type: 'reportSettled',
+            params: ({ context, event }: { context: DaemonContext; event: CancelEvent }) => ({
+              sessions: settle(
+                context.queue.filter((s) => s.request.sessionId === event.sessionId),
+                'session cancelled while queued',
+              ),
+            }),
+          },
+          { type: 'removeFromQueue', params: ({ event }: { event: CancelEvent }) => event.sessionId },
+          { type: 'markKeysFinished', params: ({ event }: { event: CancelEvent }) => [event.sessionId] },
+          {
+            type: 'answerCancelled',
+            params: ({ event }: { event: CancelEvent }) => ({ ...cancelParams(event), wasQueued: true }),
+          },
+        ],
+      },
+      rejectFinishingCancel,
+      cancelRunningSession,
+      rejectUnknownCancel,
+    ],
+    'session.finished': {
       actions: [
+        { type: 'forgetSession', params: ({ event }: { event: SessionFinishedEvent }) => event.sessionId },
         {
-          type: 'reportSettled',
-          params: ({ context, event }: { context: DaemonContext; event: CancelEvent }) => ({
-            sessions: settle(
-              context.queue.filter((s) => s.request.sessionId === event.sessionId),
-              'session cancelled while queued',
-            ),
-          }),
+          type: 'markKeysFinished',
+          params: ({ event }: { event: SessionFinishedEvent }) => [event.sessionId],
         },
-        { type: 'removeFromQueue', params: ({ event }: { event: CancelEvent }) => event.sessionId },
-        { type: 'markKeysFinished', params: ({ event }: { event: CancelEvent }) => [event.sessionId] },
-        {
-          type: 'answerCancelled',
-          params: ({ event }: { event: CancelEvent }) => ({ ...cancelParams(event), wasQueued: true }),
-        },
+        ...queuedStart,
       ],
     },
-    rejectFinishingCancel,
-    cancelRunningSession,
-    rejectUnknownCancel,
-  ],
-  'session.finished': {
-    actions: [
-      { type: 'forgetSession', params: ({ event }: { event: SessionFinishedEvent }) => event.sessionId },
-      {
-        type: 'markKeysFinished',
-        params: ({ event }: { event: SessionFinishedEvent }) => [event.sessionId],
-      },
-      ...queuedStart,
-    ],
-  },
-  reload: {
-    actions: [...applyReload.actions, 'stopChangedSchedules', 'startSchedules', ...queuedStart],
-  },
-  'host.up': { actions: [...hostUp({ adopt: true }), ...queuedStart] },
-  // A host undrained may take the sessions waiting for it.
-  'host.admission': { actions: [...queuedStart] },
-  shutdown: 'shutdown',
-}) as const;
+    reload: {
+      actions: [...applyReload.actions, 'stopChangedSchedules', 'startSchedules', ...queuedStart],
+    },
+    'host.up': { actions: [...hostUp({ adopt: true }), ...queuedStart] },
+    // A host undrained may take the sessions waiting for it.
+    'host.admission': { actions: [...queuedStart] },
+    shutdown: 'shutdown',
+  }) as const;
 
 /** Params of the provided announceFiring* actions. */
 type FiringParams = { agent: string; firing: string; reason: string };
