@@ -579,13 +579,20 @@ export const daemonMachine = setup({
       if (free <= 0 || context.queue.length === 0) return {};
       const perAgent = new Map<string, number>();
       for (const { agent } of runningRequests(context)) perAgent.set(agent, (perAgent.get(agent) ?? 0) + 1);
-      const placed = placeQueued(context.queue, hostSlots(context), free, (next) => {
-        const { agent } = next.request;
-        const limit = maxConcurrentOf(context.agents, next);
-        if (limit !== undefined && (perAgent.get(agent) ?? 0) >= limit) return false;
-        perAgent.set(agent, (perAgent.get(agent) ?? 0) + 1);
-        return true;
-      });
+      const placed = placeQueued(
+        context.queue,
+        hostSlots(context),
+        free,
+        (next) => {
+          const { agent } = next.request;
+          const limit = maxConcurrentOf(context.agents, next);
+          if (limit !== undefined && (perAgent.get(agent) ?? 0) >= limit) return false;
+          perAgent.set(agent, (perAgent.get(agent) ?? 0) + 1);
+          return true;
+        },
+        // Where it may run is the operator's current word (a reload may move an agent to other hosts).
+        (next) => currentAgentOf(context.agents, next),
+      );
       if (placed.length === 0) return {};
       const sessions = { ...context.sessions };
       const started = new Set<SessionInput>();
@@ -1181,8 +1188,12 @@ function runningRequests(context: DaemonContext): SessionRequest[] {
 
 /** The agent's max_concurrent as configured now; a removed agent's as it was accepted with. */
 function maxConcurrentOf(agents: readonly AgentConfig[], session: SessionInput): number | undefined {
-  const current = agents.find((a) => a.name === session.request.agent);
-  return (current ?? session.agent).maxConcurrent;
+  return currentAgentOf(agents, session).maxConcurrent;
+}
+
+/** The session's agent as now configured, or as it was accepted if no longer configured. */
+function currentAgentOf(agents: readonly AgentConfig[], session: SessionInput): AgentConfig {
+  return agents.find((a) => a.name === session.request.agent) ?? session.agent;
 }
 
 function overlapOf(context: DaemonContext, agent: string): 'skip' | 'queue' {

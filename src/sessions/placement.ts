@@ -11,6 +11,9 @@ export interface HostSlots {
   accepting: boolean;
 }
 
+/** What of an agent decides the hosts it may run on. */
+export type HostChoice = Pick<AgentConfig, 'hosts' | 'hostLabels'>;
+
 export interface Placement<T> {
   session: T;
   host: string;
@@ -23,11 +26,13 @@ export interface Placement<T> {
  * waits without holding back younger sessions that can run; the daemon-wide limit (`free`) ends the
  * walk. `admit` is asked only for a session that has a host, and counts it as started when it says yes.
  */
-export function placeQueued<T extends { agent: Pick<AgentConfig, 'hosts' | 'hostLabels'> }>(
+export function placeQueued<T extends { agent: HostChoice }>(
   queue: readonly T[],
   hosts: readonly HostSlots[],
   free: number,
   admit: (session: T) => boolean = () => true,
+  /** Where a session may run: its agent's `hosts` and `host_labels` (by default as it was accepted). */
+  where: (session: T) => HostChoice = (session) => session.agent,
 ): Placement<T>[] {
   const running = new Map(hosts.map((h) => [h.name, h.running]));
   const placed: Placement<T>[] = [];
@@ -36,7 +41,7 @@ export function placeQueued<T extends { agent: Pick<AgentConfig, 'hosts' | 'host
     let best: HostSlots | undefined;
     let bestFree = 0;
     for (const host of hosts) {
-      if (!host.accepting || !hostAllowed(session.agent, host)) continue;
+      if (!host.accepting || !hostAllowed(where(session), host)) continue;
       const hostFree = host.maxSessions - (running.get(host.name) ?? 0);
       if (hostFree > bestFree) {
         best = host;

@@ -291,6 +291,18 @@ describe('reload', () => {
     d.send({ type: 'reload', agents: AGENTS, maxSessions: 10 });
     expect(d.placed()).toEqual({ s1: 'a', s2: 'a' });
   });
+
+  it('places a queued session where its agent may run now: a reload that moves the agent moves it', async () => {
+    const d = await startDaemon();
+    d.trigger('p1', 'pinned');
+    d.trigger('p2', 'pinned');
+    expect(d.queued()).toEqual(['p2']);
+    // Host c is busy; the operator moves the agent to b (with the old host list it waits for c).
+    d.send({ type: 'reload', agents: [...AGENTS, { ...PINNED, hosts: ['b'] }, GPU], maxSessions: 10 });
+    await settle();
+    expect(d.placed()).toEqual({ p1: 'c', p2: 'b' });
+    expect(d.queued()).toEqual([]);
+  });
 });
 
 describe('the host machine over an outage', () => {
