@@ -223,7 +223,8 @@ async function replayDaemon(path: StatePath<DaemonSnapshot, ModelEvent>, maxSess
   const accepted: string[] = [];
   let recovered = false;
   /** Adopted sessions are taken over on entering ready; a daemon that never got there leaves them. */
-  let wasReady = false;
+  // Up (ready or degraded): recovered containers are supervised from then on.
+  let wasUp = false;
   const modelId = (id: string) => id.split('.')[0] as string;
   const systemId = (id: string) => current.get(id) ?? id;
 
@@ -264,7 +265,7 @@ async function replayDaemon(path: StatePath<DaemonSnapshot, ModelEvent>, maxSess
 
     // The system agrees with the model.
     const snapshot = actor.getSnapshot();
-    if (snapshot.value === 'ready') wasReady = true;
+    if (snapshot.value === 'ready' || snapshot.value === 'degraded') wasUp = true;
     expect(snapshot.value, at).toEqual(model.value);
     expect(running(snapshot).map(modelId).sort(), at).toEqual(running(model).sort());
     expect(queued(snapshot).map(modelId), at).toEqual(queued(model));
@@ -306,7 +307,7 @@ async function replayDaemon(path: StatePath<DaemonSnapshot, ModelEvent>, maxSess
   if (recovered) expect(fakes.reportsOf('r3'), `${at}: outcome of r3`).toHaveLength(1);
   if (recovered && stopped) {
     expect(fakes.reportsOf('r2'), `${at}: outcome of r2`).toHaveLength(1);
-    expect(fakes.reportsOf('r1'), `${at}: outcome of r1`).toHaveLength(wasReady ? 1 : 0);
+    expect(fakes.reportsOf('r1'), `${at}: outcome of r1`).toHaveLength(wasUp ? 1 : 0);
   }
   if (stopped) expectNothingRuns(actor, fakes, at);
   for (const run of fakes.runs.values()) {
