@@ -25,7 +25,15 @@ export const logs: Handler<'logs'> = (request, connection, daemon) => {
     await follower.replay(stored.reader(request.after ?? 0));
     if (connection.closed) return;
     const now = daemon.readLog(sessionId);
-    if (!now) return;
+    if (!now) {
+      // Let go of by history (retention) while the log went out: the record read before answers (or the
+      // sealed one, had it ended meanwhile), as for any finished session; a client always gets a last reply.
+      const last =
+        stored.record.outcome === undefined ? (daemon.record(sessionId) ?? stored.record) : stored.record;
+      if (!request.follow || last.outcome !== undefined) follower.send(outcomeReply(last));
+      else replyError(connection, request, 'unknown_session', `session ${sessionId} is no longer kept`);
+      return;
+    }
     if (!request.follow || now.record.outcome !== undefined) {
       // Whatever came while the history went out, then the record (with its outcome if it ended).
       await follower.replay(now.reader(follower.lastSeq));
