@@ -28,6 +28,8 @@ export class SessionJournal {
   onPruned: (sessionIds: string[]) => void = () => {};
   /** What load read, until recover has used it. */
   private loaded: SessionRecord[] = [];
+  /** Outcomes being recorded (finish under way). */
+  private readonly finishing = new Set<Promise<void>>();
 
   constructor(
     private readonly store: SessionStore<SessionRecord>,
@@ -229,7 +231,28 @@ export class SessionJournal {
    * Records a session's outcome, seals its record (with its output and log), logs the outcome and
    * tells its followers; prunes old state-dir records now and then.
    */
-  async finish(request: SessionRequest, outcome: SessionOutcome): Promise<void> {
+  finish(request: SessionRequest, outcome: SessionOutcome): Promise<void> {
+    // Kept until done: sessions settled at shutdown are sealed in the background, and their followers
+    // must hear the outcome before the socket closes (outcomesPublished).
+    const done: Promise<void> = this.seal(request, outcome).finally(() => this.finishing.delete(done));
+    this.finishing.add(done);
+    return done;
+  }
+
+  /** Resolves once the outcomes being recorded now have been told to their followers, or after timeoutMs. */
+  async outcomesPublished(timeoutMs: number): Promise<void> {
+    if (this.finishing.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled(this.finishing),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+
+  private async seal(request: SessionRequest, outcome: SessionOutcome): Promise<void> {
     // All its output in the log file (a run that ended in an error may have left some unwritten).
     await closeSessionLog(this.store.logPath(request.sessionId));
     const finishedAt = new Date();

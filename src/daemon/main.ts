@@ -172,8 +172,9 @@ async function supervise(options: DaemonOptions): Promise<number> {
 
   /**
    * Removes the files of bounded caches whose volume is gone from a host (its operator removed it) and
-   * of makes cut short; no session runs on a host being reconciled, so none is making one. A podman call
-   * only when there are files. Housekeeping: a failure is logged, and the next reconciliation tries again.
+   * of makes cut short. Only while no session is supervised there (a host reconciled after an outage may
+   * have one making its cache: its file is not a volume yet). A podman call only when there are files.
+   * Housekeeping: a failure is logged, and the next reconciliation tries again.
    */
   const pruneCacheImages = async (host: string, signal: AbortSignal) => {
     const cachesDir = cachesDirOf(config.stateDir);
@@ -208,7 +209,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
       host,
       supervised,
     });
-    await pruneCacheImages(host, signal);
+    if (supervised.size === 0) await pruneCacheImages(host, signal);
     // A container without a readable record still belongs to a session: rebuild it from the labels, if
     // it could have run there (a remote host's answer is not to be trusted).
     const agents = current?.getSnapshot().context.agents ?? settings.agents;
@@ -565,6 +566,9 @@ async function supervise(options: DaemonOptions): Promise<number> {
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
   process.off('SIGHUP', onHangup);
+  // Sessions settled on the way out (queued ones dropped) are sealed in the background: their
+  // followers get the outcome before their connections are closed.
+  await journal.outcomesPublished(OUTCOMES_AT_STOP_MS);
   await server.close();
   await http?.close();
   await journal.settled();
@@ -628,6 +632,8 @@ function sum(values: number[]): number {
 /** The session machine with its actors: credentials from the environment and files, the runner over Podman. */
 /** How long a stopping daemon tries to remove what failed teardowns left. */
 const LEFTOVERS_AT_STOP_MS = 10_000;
+/** How long the end waits for the outcomes being recorded to reach their followers. */
+const OUTCOMES_AT_STOP_MS = 5000;
 /**
  * Records rebuilt from one host's labels at most (four per slot, at least this many): a daemon that lost
  * its records had no more sessions there than its slots, and their dead containers are removed each time.

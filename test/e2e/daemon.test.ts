@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LABEL_AGENT, LABEL_INSTANCE, LABEL_SESSION } from '../../src/constants.js';
@@ -369,6 +370,43 @@ describe('Daemon', () => {
       [ra.stdout.match(SESSION_ID)?.[1] ?? 'a']: 'succeeded',
       [idB ?? 'b']: 'cancelled',
     });
+  });
+
+  it('stopping with sessions queued and none running, their followers get the cancelled outcome', async () => {
+    const d = await startDaemon({ agents: [agent('gated', gate.command)] });
+    // The only host drained: triggers queue, nothing runs.
+    expect((await d.cli(['hosts', 'drain', 'local'])).code).toBe(0);
+    const triggers = [0, 1, 2].map(() => d.spawnCli(['trigger', 'gated']));
+    const ids = await Promise.all(
+      triggers.map(async (t) => (await t.waitForStdout(/session ([0-9a-f]{16}) accepted \(queued/))[1] ?? ''),
+    );
+    // A socket client waiting for each; the status reply after them says the waits are in place.
+    const socket = connect(d.socketPath);
+    const replies: Record<string, unknown>[] = [];
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.on('error', () => {});
+    createInterface({ input: socket }).on('line', (line) => replies.push(JSON.parse(line)));
+    for (const id of ids) socket.write(`${JSON.stringify({ v: 2, id, type: 'wait', sessionId: id })}\n`);
+    socket.write(`${JSON.stringify({ v: 2, id: 'status', type: 'status' })}\n`);
+    await expect.poll(() => replies.some((r) => r.id === 'status'), { timeout: 10_000 }).toBe(true);
+
+    d.signal('SIGTERM');
+    expect(await d.waitForExit(30_000)).toBe(0);
+    await closed;
+    for (const id of ids) {
+      expect(replies.find((r) => r.id === id)).toMatchObject({
+        type: 'outcome',
+        sessionId: id,
+        outcome: 'cancelled',
+      });
+    }
+    for (const [i, t] of triggers.entries()) {
+      const r = await t.result;
+      expect(r.code, r.stderr).toBe(5);
+      expect(r.stdout.trimEnd().split('\n').at(-1)).toMatch(
+        new RegExp(`^session ${ids[i]} cancelled.*: daemon shut down before the session started$`),
+      );
+    }
   });
 
   it('cancels running sessions on a second SIGTERM and leaves nothing behind', async () => {
