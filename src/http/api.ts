@@ -290,10 +290,13 @@ function handlersOf(options: ApiOptions): Record<string, Handler> {
       }
       const payload = payloadOf(request, inputs);
       if ('code' in payload) return rejection(c, payload.code, payload.reason);
+      // A key is the token's own: another client's guess of it (keys are often predictable, e.g.
+      // pr-43-rev-1) must neither get that client's session nor block its key.
+      const scoped = key === undefined ? {} : { key: httpKey(c.get('token') ?? '', key) };
       const submitted = await submitTrigger(
         daemon,
         daemon.newSessionId(),
-        { ...fields, ...(key === undefined ? {} : { key }) },
+        { ...fields, ...scoped },
         payload.payload,
       );
       if (!submitted.accepted) return rejection(c, submitted.code, submitted.reason);
@@ -420,4 +423,9 @@ function remoteOf(c: Context): string | undefined {
     // No Node server under the request (a test calling app.request).
     return undefined;
   }
+}
+
+/** The idempotency key of an HTTP trigger as the daemon remembers it: in its token's own namespace. */
+export function httpKey(token: string, key: string): string {
+  return `http:${token}:${key}`;
 }

@@ -95,7 +95,7 @@ export const OPERATIONS: readonly Operation[] = [
     path: '/v1/sessions',
     summary: 'Trigger a session',
     description:
-      'The socket `trigger`: an agent, optionally a repository, work unit, timeout, request text, input files and an idempotency key (`key`, or the Idempotency-Key header). 201 with the session id when accepted (queued or started); 200 with `existing` when the key was used before (its first session, nothing new is made); an error with the rejection code (`unknown_agent`, `no_repo`, `bad_repo`, `key_conflict`, `not_accepting`, `state_dir_full` ...) otherwise.',
+      'The socket `trigger`: an agent, optionally a repository, work unit, timeout, request text, input files and an idempotency key (`key`, or the Idempotency-Key header). 201 with the session id when accepted (queued or started); 200 with `existing` when the key was used before by the same token (its first session, nothing new is made; keys are per token); an error with the rejection code (`unknown_agent`, `no_repo`, `bad_repo`, `key_conflict`, `not_accepting`, `state_dir_full` ...) otherwise.',
     scope: 'trigger',
     body: createSessionSchema,
     responses: {

@@ -216,7 +216,13 @@ describe('HTTP API: sessions', () => {
     expect(created.headers.get('location')).toBe('/v1/sessions/00000000000000b2');
     expect(await created.json()).toEqual({ sessionId: '00000000000000b2', queued: true, position: 2 });
     expect(staged).toEqual([{ id: '00000000000000b2', request: 'fix it ✓' }]);
-    expect(sent[0]).toMatchObject({ type: 'trigger', agent: 'demo', workUnit: 'issue-7', key: 'k-1' });
+    // The key in the token's own namespace: another token's same key is another key.
+    expect(sent[0]).toMatchObject({
+      type: 'trigger',
+      agent: 'demo',
+      workUnit: 'issue-7',
+      key: 'http:ci:k-1',
+    });
     next = {
       type: 'trigger.accepted',
       sessionId: '00000000000000b2',
@@ -232,7 +238,15 @@ describe('HTTP API: sessions', () => {
       position: 0,
       existing: true,
     });
-    expect(sent[1]).toMatchObject({ key: 'k-1' });
+    expect(sent[1]).toMatchObject({ key: 'http:ci:k-1' });
+    const other = await a.request('/v1/sessions', {
+      method: 'POST',
+      token: ENV.T_ROOT,
+      body: JSON.stringify({ agent: 'demo', key: 'k-1' }),
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(other.status).toBe(200);
+    expect(sent[2]).toMatchObject({ key: 'http:root:k-1' });
     const statuses: [string, number][] = [
       ['unknown_agent', 422],
       ['key_conflict', 409],
