@@ -108,12 +108,13 @@ export class HttpServer {
 /** Node (18.10+) sets this on the response to a connection's last request; @types/node lacks it. */
 type LimitedResponse = ServerResponse & { maxRequestsOnConnectionReached?: boolean };
 
-/** Refuses (closes at once) a connection from an address that already has `max` open. */
+/** Refuses (closes at once) a connection from a source (connectionSource) that already has `max` open. */
 function limitPerAddress(server: Server, max: number): void {
   const open = new Map<string, number>();
   server.on('connection', (socket: Socket) => {
-    const address = socket.remoteAddress;
-    if (address === undefined) return;
+    const remote = socket.remoteAddress;
+    if (remote === undefined) return;
+    const address = connectionSource(remote);
     const count = (open.get(address) ?? 0) + 1;
     if (count > max) {
       socket.destroy();
@@ -126,6 +127,29 @@ function limitPerAddress(server: Server, max: number): void {
       else open.delete(address);
     });
   });
+}
+
+/**
+ * Who a connection counts against: its address, but all of 127.0.0.0/8 as one (any local user can
+ * connect from 127.0.0.2, 127.0.0.3 ...) and an IPv6 address by its /64 (what one site gets), so that
+ * the per-address limit cannot be multiplied by changing addresses.
+ */
+export function connectionSource(address: string): string {
+  const v4 =
+    address.startsWith('::ffff:') && address.includes('.') ? address.slice('::ffff:'.length) : address;
+  if (v4.includes('.')) return v4.startsWith('127.') ? '127.0.0.0/8' : v4;
+  const bare = v4.split('%')[0] as string;
+  const [head = '', tail] = bare.split('::');
+  const front = head === '' ? [] : head.split(':');
+  const back = tail === undefined || tail === '' ? [] : tail.split(':');
+  const groups =
+    tail === undefined
+      ? front
+      : [...front, ...Array(Math.max(0, 8 - front.length - back.length)).fill('0'), ...back];
+  return `${groups
+    .slice(0, 4)
+    .map((group) => Number.parseInt(group, 16).toString(16))
+    .join(':')}::/64`;
 }
 
 function bind(server: Server, listen: (done: () => void) => void): Promise<void> {

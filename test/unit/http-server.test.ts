@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Hono } from 'hono';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readiness } from '../../src/daemon/http.js';
-import { HttpServer } from '../../src/http/server.js';
+import { connectionSource, HttpServer } from '../../src/http/server.js';
 import type { DaemonPort } from '../../src/protocol/context.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
 
@@ -37,9 +37,13 @@ async function serve(tls?: { cert: string; key: string }): Promise<{ port: numbe
 }
 
 /** A connection that has been accepted (or refused: then it closes without a byte). */
-function open(port: number): Promise<{ socket: Socket; closed: Promise<number> }> {
+function open(port: number, localAddress?: string): Promise<{ socket: Socket; closed: Promise<number> }> {
   return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
+    const socket = connect({
+      port,
+      host: '127.0.0.1',
+      ...(localAddress === undefined ? {} : { localAddress }),
+    });
     sockets.push(socket);
     const started = Date.now();
     const closed = new Promise<number>((done) => socket.once('close', () => done(Date.now() - started)));
@@ -74,6 +78,26 @@ describe('HTTP server limits', () => {
     await held[0]?.closed;
     const answer = await exchange(port, 'GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
     expect(answer).toMatch(/^HTTP\/1\.1 200/);
+  });
+
+  it('counts every loopback address as one: a 65th connection from 127.0.0.2 is refused too', async () => {
+    const { port } = await serve();
+    await Promise.all(Array.from({ length: 32 }, () => open(port)));
+    await Promise.all(Array.from({ length: 32 }, () => open(port, '127.0.0.3')));
+    const refused = await open(port, '127.0.0.2');
+    expect(await refused.closed).toBeLessThan(5_000);
+  });
+
+  it('groups sources: loopback as one, IPv6 by its /64, IPv4-mapped as IPv4', () => {
+    expect(connectionSource('127.0.0.1')).toBe('127.0.0.0/8');
+    expect(connectionSource('::ffff:127.9.9.9')).toBe('127.0.0.0/8');
+    expect(connectionSource('192.0.2.7')).toBe('192.0.2.7');
+    expect(connectionSource('::ffff:192.0.2.7')).toBe('192.0.2.7');
+    expect(connectionSource('2001:db8:1:2:aaaa::1')).toBe('2001:db8:1:2::/64');
+    expect(connectionSource('2001:db8:1:2:bbbb:cccc:dddd:eeee')).toBe('2001:db8:1:2::/64');
+    expect(connectionSource('2001:db8::1')).toBe('2001:db8:0:0::/64');
+    expect(connectionSource('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
+    expect(connectionSource('::1')).toBe('0:0:0:0::/64');
   });
 
   it('closes a connection after 100 pipelined requests instead of answering without end', async () => {
