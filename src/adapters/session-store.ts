@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readdirSync, renameSync } from 'node:fs';
+import { lstatSync, readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensurePrivateDir } from './ownership.js';
 import {
@@ -14,6 +14,13 @@ import {
 export { StateDirError };
 
 const SESSION_ID = /^[0-9a-f]{16}$/;
+
+/**
+ * The room kept: written zeros, so the filesystem has allocated it. About 80 records of 1.5 KB, the
+ * phases and outcomes of the sessions that ran while the state dir was full.
+ */
+const RESERVE_FILE = '.reserve';
+const RESERVE_BYTES = 128 * 1024;
 
 /** What the store needs of a record; the record's schema is the sessions layer's (sessions/records.ts). */
 export interface StoredRecord {
@@ -54,6 +61,9 @@ export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
   readonly quarantineDir: string;
   /** Records whose newest version is not on disk yet, by session id. */
   private readonly pending = new Map<string, SessionRecord>();
+  /** Room kept in the state dir for what waits in memory when the daemon stops (writeWaiting). */
+  private readonly reservePath: string;
+  private reserved: boolean;
 
   constructor(
     stateDir: string,
@@ -63,6 +73,8 @@ export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
     this.dir = join(stateDir, 'sessions');
     this.quarantineDir = join(this.dir, 'quarantine');
     ensurePrivateDir(this.dir, 'sessions directory');
+    this.reservePath = join(stateDir, RESERVE_FILE);
+    this.reserved = this.keepReserve();
   }
 
   logPath(id: string): string {
@@ -119,6 +131,11 @@ export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
       this.writeFile(record, false);
       this.pending.delete(record.id);
     }
+    if (!this.reserved) {
+      // Made again before the daemon counts the state dir as writable: the check is that it fits.
+      this.makeReserve();
+      return;
+    }
     const probe = join(this.dir, `.probe-${process.pid}-${randomBytes(4).toString('hex')}`);
     try {
       // A page's worth: on a full filesystem even one byte fails, but a real record needs room.
@@ -129,6 +146,29 @@ export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
     } finally {
       removeQuietly(probe);
     }
+  }
+
+  /**
+   * At the daemon's end: what waits in memory (the state dir was full) is written in the room kept for
+   * it, so that the next start does not recover a session that ended as still running (or still
+   * queued). Returns the ids it could not write.
+   */
+  writeWaiting(): string[] {
+    if (this.pending.size === 0) return [];
+    if (this.reserved) {
+      removeQuietly(this.reservePath);
+      this.reserved = false;
+    }
+    const lost: string[] = [];
+    for (const record of [...this.pending.values()]) {
+      try {
+        this.writeFile(record, true);
+        this.pending.delete(record.id);
+      } catch {
+        lost.push(record.id);
+      }
+    }
+    return lost;
   }
 
   /**
@@ -171,6 +211,30 @@ export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
       // The older half of a log that reached half its bound (runner/session-log.ts).
       removeQuietly(`${this.logPath(id)}.1`);
     }
+  }
+
+  /** The reserve is there (an earlier daemon's is kept), or made now; false if the state dir has no room. */
+  private keepReserve(): boolean {
+    try {
+      const stat = lstatSync(this.reservePath);
+      if (stat.isFile() && stat.size >= RESERVE_BYTES) return true;
+    } catch {
+      // None yet.
+    }
+    try {
+      this.makeReserve();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private makeReserve(): void {
+    writeFileAtomic(this.reservePath, Buffer.alloc(RESERVE_BYTES), {
+      durable: true,
+      operation: 'keep room in the state dir for the records of sessions that end while it is full',
+    });
+    this.reserved = true;
   }
 
   private recordPath(id: string): string {

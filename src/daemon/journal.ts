@@ -355,6 +355,11 @@ export class SessionJournal {
     return this.keeper.settled();
   }
 
+  /** At the end: records still waiting in memory written in the room kept for them; the ids that were not. */
+  writeWaiting(): string[] {
+    return this.store.writeWaiting();
+  }
+
   /** Records waiting in memory for the state dir to take writes. */
   get unwritten(): number {
     return this.store.unwritten;

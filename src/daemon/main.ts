@@ -572,6 +572,22 @@ async function supervise(options: DaemonOptions): Promise<number> {
   await server.close();
   await http?.close();
   await journal.settled();
+  // A state dir still full: the records that waited are written in the room kept for them, or a next
+  // start would recover those sessions as they were on disk (a finished one as running, and abandoned).
+  const waited = journal.unwritten;
+  if (waited > 0) {
+    const lost = journal.writeWaiting();
+    if (lost.length === 0)
+      log.info(
+        { event: 'daemon.records_written', count: waited },
+        `wrote ${waited} session record(s) that waited for room in the state dir`,
+      );
+    else
+      log.error(
+        { event: 'daemon.records_lost', sessions: lost },
+        `could not write the records of ${lost.length} session(s) (the state dir is full): the next start recovers them as they were last written`,
+      );
+  }
   // Notifications of the last outcomes get a moment; a receiver that is down does not hold the stop up.
   await notifier.close(NOTIFY_GRACE_MS);
   await notify.flush();

@@ -217,6 +217,43 @@ describe('a full state dir', () => {
     expect(tempFiles(next)).toEqual([]);
     expect(await next.stop()).toBe(0);
   });
+
+  it('writes the records that waited in memory when it stops on a full disk: the next start does not recover a finished session as running', async () => {
+    const files = prepareDaemon({
+      agents: [
+        agent('slow', git.url(), [
+          'sh',
+          '-c',
+          `git ls-remote git://127.0.0.1:${gateA.port}/gate.git >/dev/null 2>&1; echo done`,
+        ]),
+      ],
+    });
+    mountTmpfs(files.stateDir, 1024);
+    const d = tracked(launchDaemon(files));
+    await d.ready();
+    const id = (await d.cli(['trigger', 'slow', '--detach'])).stdout.trim();
+    await gateA.waitFor(1);
+    const filler = fill(files.stateDir);
+    figures.faultsInjected++;
+    gateA.open();
+    expect((await d.waitForOutcome(id)).outcome).toBe('succeeded');
+    const recordFile = join(files.stateDir, 'sessions', `${id}.json`);
+    // The outcome waits in memory: on disk the session is still running.
+    expect(JSON.parse(readFileSync(recordFile, 'utf8'))).not.toHaveProperty('outcome');
+    expect(await d.stop()).toBe(0);
+    expect(d.logs().some((l) => l.event === 'daemon.records_written')).toBe(true);
+    expect(JSON.parse(readFileSync(recordFile, 'utf8'))).toMatchObject({ outcome: 'succeeded' });
+
+    // The next daemon (room again) finds it finished: no second outcome.
+    rmSync(filler);
+    const next = tracked(launchDaemon(files));
+    await next.ready();
+    const shown = await next.cli(['show', id, '--json']);
+    expect(JSON.parse(shown.stdout)).toMatchObject({ outcome: 'succeeded' });
+    expect(next.logs().filter((l) => l.session === id && l.event === 'session.outcome')).toEqual([]);
+    figures.sessions++;
+    expect(await next.stop()).toBe(0);
+  });
 });
 
 describe('directories the daemon does not own', () => {
