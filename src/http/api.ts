@@ -2,7 +2,7 @@ import { getConnInfo } from '@hono/node-server/conninfo';
 import { type Context, Hono, type MiddlewareHandler } from 'hono';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
-import { IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE } from '../constants.js';
+import { IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE, MAX_BUFFERED_BYTES } from '../constants.js';
 import type { DaemonPort } from '../protocol/context.js';
 import { submitTrigger } from '../protocol/submit.js';
 import { RETRYABLE_REJECTIONS, type RejectionCode } from '../sessions/check-trigger.js';
@@ -27,6 +27,8 @@ export interface ApiOptions {
   readiness(): Promise<{ ready: boolean; reason?: string }>;
   log: Logger;
   bodyLimitBytes: number;
+  /** Bytes of request bodies held at once by all connections (BODIES_MAX_BYTES; tests make it small). */
+  bodiesMaxBytes?: number;
 }
 
 /** What a handler gets: the checked path parameters, query and body. */
@@ -51,11 +53,15 @@ export function createApi(options: ApiOptions): Hono<Env> {
   const app = new Hono<Env>();
   app.use('*', observe(options));
   const handlers = handlersOf(options);
+  const bodies: BodyBudget = {
+    held: 0,
+    max: Math.max(options.bodiesMaxBytes ?? BODIES_MAX_BYTES, options.bodyLimitBytes),
+  };
   for (const op of OPERATIONS) {
     const handler = handlers[op.id];
     if (!handler) throw new Error(`http: no handler for operation ${op.id}`);
     app.on(op.method.toUpperCase(), [routeOf(op.path)], ...middlewaresOf(op, options), async (c) => {
-      const input = check(c, op, await bodyOf(c, op, options.bodyLimitBytes));
+      const input = check(c, op, await bodyOf(c, op, options.bodyLimitBytes, bodies));
       return 'problems' in input ? input.response : handler(c, input);
     });
   }
@@ -176,7 +182,8 @@ const DRAIN_MAX_BYTES = 4 * 1024 * 1024;
 async function readBody(
   c: Context<Env>,
   limit: number,
-): Promise<Buffer | { tooLarge: true; drained: boolean }> {
+  bodies: BodyBudget,
+): Promise<Buffer | { tooLarge: true; drained: boolean } | { busy: true }> {
   const declared = Number(c.req.header('content-length'));
   if (Number.isFinite(declared) && declared > limit + DRAIN_MAX_BYTES)
     return { tooLarge: true, drained: false };
@@ -184,17 +191,42 @@ async function readBody(
   if (!reader) return Buffer.alloc(0);
   const chunks: Uint8Array[] = [];
   let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > limit + DRAIN_MAX_BYTES) {
-      await reader.cancel().catch(() => {});
-      return { tooLarge: true, drained: false };
+  let held = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > limit + DRAIN_MAX_BYTES) {
+        await reader.cancel().catch(() => {});
+        return { tooLarge: true, drained: false };
+      }
+      if (size > limit) continue;
+      if (bodies.held + value.byteLength > bodies.max) {
+        await reader.cancel().catch(() => {});
+        return { busy: true };
+      }
+      chunks.push(value);
+      held += value.byteLength;
+      bodies.held += value.byteLength;
     }
-    if (size <= limit) chunks.push(value);
+    return size > limit ? { tooLarge: true, drained: true } : Buffer.concat(chunks);
+  } finally {
+    bodies.held -= held;
   }
-  return size > limit ? { tooLarge: true, drained: true } : Buffer.concat(chunks);
+}
+
+/**
+ * Bytes of request bodies held at once by all connections while they arrive (each up to body_limit,
+ * and a client may take 30 s to send one): without a bound, many slow connections with a trigger
+ * token held hundreds of MiB. Beyond, a request gets 503 busy (retry). The socket's bound is the same.
+ */
+const BODIES_MAX_BYTES = MAX_BUFFERED_BYTES;
+
+interface BodyBudget {
+  held: number;
+  /** At least one body_limit: a single largest body always fits. */
+  max: number;
 }
 
 type Checked = Input | { problems: true; response: Response };
@@ -204,9 +236,20 @@ async function bodyOf(
   c: Context<Env>,
   op: Operation,
   limit: number,
+  bodies: BodyBudget,
 ): Promise<{ body: unknown } | { response: Response }> {
   if (op.body === undefined) return { body: undefined };
-  const read = await readBody(c, limit);
+  const read = await readBody(c, limit, bodies);
+  if ('busy' in read) {
+    const response = errorResponse(
+      c,
+      503,
+      'busy',
+      `the bodies of other requests being received take ${bodies.max} bytes; retry`,
+    );
+    response.headers.set('connection', 'close');
+    return { response };
+  }
   if (!Buffer.isBuffer(read)) {
     const response = errorResponse(
       c,

@@ -17,7 +17,7 @@ const TOKENS: HttpToken[] = [
 ];
 const ENV = { T_CI: 'ci-token-0123456789', T_VIEW: 'view-token-abcdef', T_ROOT: 'root-token-zyxwvu' };
 
-async function api(overrides: Partial<DaemonPort> = {}, bodyLimitBytes = 1024) {
+async function api(overrides: Partial<DaemonPort> = {}, bodyLimitBytes = 1024, bodiesMaxBytes?: number) {
   const lines: Record<string, unknown>[] = [];
   const sent: ClientEvent[] = [];
   const counted: string[] = [];
@@ -45,6 +45,7 @@ async function api(overrides: Partial<DaemonPort> = {}, bodyLimitBytes = 1024) {
     readiness: async () => ({ ready: false, reason: 'the daemon is reconciling' }),
     log: pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) }),
     bodyLimitBytes,
+    ...(bodiesMaxBytes === undefined ? {} : { bodiesMaxBytes }),
   });
   const request = (path: string, init: RequestInit & { token?: string } = {}) => {
     const headers = new Headers(init.headers);
@@ -473,5 +474,57 @@ describe('HTTP API: log streams', () => {
     const other = await a.request(`/v1/sessions/${RECORD.id}/log`, { token: ENV.T_CI });
     expect(other.status).toBe(200);
     for (const response of [...open, other]) await response.body?.cancel();
+  });
+});
+
+describe('HTTP API: bodies being received', () => {
+  it('holds at most its budget of them at once: beyond, 503 busy; room again as they end', async () => {
+    const a = await api(
+      {
+        newSessionId: () => '00000000000000c1',
+        makesNoSession: () => false,
+        stage: async () => {},
+        unstage: () => {},
+        send: () => [{ type: 'trigger.accepted', sessionId: '00000000000000c1', queued: false, position: 0 }],
+      } as Partial<DaemonPort>,
+      1024,
+      2048,
+    );
+    /** A POST whose body sends `head` at once and the rest only when told. */
+    const slow = (head: string) => {
+      let finish: (rest: string) => void = () => {};
+      const body = new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode(head));
+          finish = (rest) => {
+            controller.enqueue(new TextEncoder().encode(rest));
+            controller.close();
+          };
+        },
+      });
+      const response = a.request('/v1/sessions', {
+        method: 'POST',
+        token: ENV.T_CI,
+        body,
+        headers: { 'content-type': 'application/json' },
+        duplex: 'half',
+      } as RequestInit & { token: string });
+      return { response, finish: (rest: string) => finish(rest) };
+    };
+    const head = `{"agent":"demo","request":"${'x'.repeat(900)}`;
+    const first = slow(head);
+    const second = slow(head);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const third = slow(head);
+    const refused = await third.response;
+    expect(refused.status).toBe(503);
+    expect(await refused.json()).toMatchObject({ code: 'busy', retryable: true });
+    first.finish('"}');
+    expect((await first.response).status).toBe(201);
+    const fourth = slow(head);
+    fourth.finish('"}');
+    expect((await fourth.response).status).toBe(201);
+    second.finish('"}');
+    expect((await second.response).status).toBe(201);
   });
 });
