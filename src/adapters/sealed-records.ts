@@ -383,6 +383,9 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
   let total = 0;
   let entries = 0;
   const dirs = new Set<string>();
+  /** The files counted in summary.files, by their path in the archive, and the entry that counted each. */
+  const counted = new Set<string>();
+  const counting = new Map<unknown, string>();
   // Loaded when a session's output is sealed, not at start (tar is about 4 MB of RSS).
   const { Unpack } = await import('tar');
   const failure = await new Promise<unknown>((resolve) => {
@@ -393,8 +396,15 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
       preservePaths: false,
       strict: false,
       maxDepth: MAX_OUTPUT_DEPTH,
-      onwarn: () => {
-        // An entry tar refuses is left out; the end of a cut or damaged archive is an error below.
+      onwarn: (code: string, _message: string, data: Record<string, unknown>) => {
+        // An entry tar could not write (the end of a cut or damaged archive is an error below): left
+        // out, and not counted as a file the record holds.
+        const path = code === 'TAR_ENTRY_ERROR' ? counting.get(data.entry) : undefined;
+        if (path === undefined) return;
+        counting.delete(data.entry);
+        counted.delete(path);
+        summary.files--;
+        summary.skipped++;
       },
       filter: (path: string, entry: ReadEntry | { size: number; type?: string }) => {
         const type = (entry as ReadEntry).type;
@@ -403,7 +413,11 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
           !KEPT_TYPES.has(type) ||
           parts.includes('..') ||
           parts.length > MAX_OUTPUT_DEPTH ||
-          path.length > MAX_OUTPUT_PATH
+          path.length > MAX_OUTPUT_PATH ||
+          // tar reads names as UTF-8: bytes that are not became U+FFFD (two names could become one),
+          // and a name grown past the filesystem's 255 bytes cannot be made.
+          path.includes('\uFFFD') ||
+          parts.some((part) => Buffer.byteLength(part) > MAX_NAME_BYTES)
         ) {
           summary.skipped++;
           return false;
@@ -424,7 +438,12 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
         for (const dir of fresh) dirs.add(dir);
         total += bytes;
         entries += cost;
-        if (!isDir) summary.files++;
+        // A name that comes again replaces the file before it: one file.
+        if (!isDir && !counted.has(path)) {
+          counted.add(path);
+          counting.set(entry, path);
+          summary.files++;
+        }
         return true;
       },
     });
@@ -512,6 +531,8 @@ const KEPT_TYPES = new Set(['File', 'OldFile', 'ContiguousFile', 'Directory']);
 const MAX_OUTPUT_DEPTH = 64;
 /** Longest path kept of an output archive (the directories seen are remembered while it unpacks). */
 const MAX_OUTPUT_PATH = 1024;
+/** The longest name of one file or directory most filesystems take, in bytes. */
+const MAX_NAME_BYTES = 255;
 /** After tar's parse closed, how long its file writes may take before the seal goes on without them. */
 const UNPACK_END_WAIT_MS = 30_000;
 const TAR_HEADER_BYTES = 512;

@@ -23,10 +23,11 @@ import { makeTempDir } from '../helpers/resources.js';
 const ID = '0123456789abcdef';
 
 /** One ustar entry: a 512-byte header and the content padded to 512. */
-function entry(name: string, content: string | Buffer, type = '0', link = ''): Buffer {
+function entry(name: string | Buffer, content: string | Buffer, type = '0', link = ''): Buffer {
   const data = typeof content === 'string' ? Buffer.from(content) : content;
   const header = Buffer.alloc(512);
-  header.write(name, 0, 100);
+  if (typeof name === 'string') header.write(name, 0, 100);
+  else name.copy(header, 0, 0, 100);
   header.write('0000644\0', 100);
   header.write('0001750\0', 108);
   header.write('0001750\0', 116);
@@ -136,6 +137,29 @@ describe('sealed records', () => {
     // Absolute and `..` paths are made relative to out/ or refused, never written outside it.
     for (const name of readdirSync(join(dir, 'records', 'demo'))) expect(name).toBe(ID);
     expect(readFileSync(join(recordDir, 'out', 'ok.txt'), 'utf8')).toBe('fine');
+  });
+
+  it('counts only the files the record holds: names that are not UTF-8 or too long are skipped, a repeated name is one file', async () => {
+    const dir = makeTempDir('agentd-unit-records-');
+    const records = new SealedRecords(join(dir, 'records'));
+    const file = archive(
+      dir,
+      // Two names tar would both read as U+FFFD (the second would replace the first) ...
+      entry(Buffer.from([0x2e, 0x2f, 0xff]), 'a'),
+      entry(Buffer.from([0x2e, 0x2f, 0xfe]), 'b'),
+      // ... and 99 Latin-1 bytes, 297 bytes as UTF-8: over the 255 a name may have.
+      entry(Buffer.concat([Buffer.from('./'), Buffer.alloc(98, 0xe9)]), 'c'),
+      entry(`./${'n'.repeat(98)}`, 'long but fine'),
+      entry('./same.txt', 'first'),
+      entry('./same.txt', 'second'),
+      // Under a name that is a file: tar cannot write it (its warning, not a file).
+      entry('./same.txt/inner.txt', 'x'),
+    );
+    const { dir: recordDir, output } = await seal(records, file);
+    expect(tree(join(recordDir, 'out')).sort()).toEqual([`${'n'.repeat(98)} file 444`, 'same.txt file 444']);
+    expect(output.files).toBe(2);
+    expect(output.skipped).toBe(4);
+    expect(readFileSync(join(recordDir, 'out', 'same.txt'), 'utf8')).toBe('second');
   });
 
   it('keeps at most its bound and says the output was cut', async () => {
