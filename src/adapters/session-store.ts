@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { lstatSync, readdirSync, renameSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { ensurePrivateDir } from './ownership.js';
 import {
   NotRegularFileError,
@@ -16,10 +16,11 @@ export { StateDirError };
 const SESSION_ID = /^[0-9a-f]{16}$/;
 
 /**
- * The room kept: written zeros, so the filesystem has allocated it. About 80 records of 1.5 KB, the
+ * The room kept: written, so the filesystem has allocated it. About 80 records of 1.5 KB, the
  * phases and outcomes of the sessions that ran while the state dir was full.
  */
 const RESERVE_FILE = '.reserve';
+const RESERVE_TEMP = /^\.reserve\.\d+\.[0-9a-f]+\.tmp$/;
 const RESERVE_BYTES = 128 * 1024;
 
 /** What the store needs of a record; the record's schema is the sessions layer's (sessions/records.ts). */
@@ -131,11 +132,9 @@ export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
       this.writeFile(record, false);
       this.pending.delete(record.id);
     }
-    if (!this.reserved) {
-      // Made again before the daemon counts the state dir as writable: the check is that it fits.
-      this.makeReserve();
-      return;
-    }
+    // Made again before the daemon counts the state dir as writable; then the probe as well (the
+    // reserve may have taken the last room).
+    if (!this.reserved) this.makeReserve();
     const probe = join(this.dir, `.probe-${process.pid}-${randomBytes(4).toString('hex')}`);
     try {
       // A page's worth: on a full filesystem even one byte fails, but a real record needs room.
@@ -215,6 +214,10 @@ export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
 
   /** The reserve is there (an earlier daemon's is kept), or made now; false if the state dir has no room. */
   private keepReserve(): boolean {
+    // What a crash while making it left.
+    for (const name of readdirSync(dirname(this.reservePath))) {
+      if (RESERVE_TEMP.test(name)) removeQuietly(join(dirname(this.reservePath), name));
+    }
     try {
       const stat = lstatSync(this.reservePath);
       if (stat.isFile() && stat.size >= RESERVE_BYTES) return true;
@@ -230,7 +233,8 @@ export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
   }
 
   private makeReserve(): void {
-    writeFileAtomic(this.reservePath, Buffer.alloc(RESERVE_BYTES), {
+    // Random bytes: a compressing filesystem (ZFS, btrfs) stores zeros as nothing, and keeps no room.
+    writeFileAtomic(this.reservePath, randomBytes(RESERVE_BYTES), {
       durable: true,
       operation: 'keep room in the state dir for the records of sessions that end while it is full',
     });
