@@ -903,7 +903,14 @@ export class PodmanClient implements PodmanPort {
    * container at all (the setrlimit and cgroups quirks show here). Throws the classified failure.
    */
   async smokeRun(image: string, signal?: AbortSignal): Promise<void> {
-    await this.call('smoke run', ['run', '--rm', '--network', 'none', image, 'true'], { signal, image });
+    await this.call(
+      'smoke run',
+      ['run', '--rm', '--network', 'none', '--http-proxy=false', '--', image, 'true'],
+      {
+        signal,
+        image,
+      },
+    );
   }
 
   /** Reads the image's manifest from its registry without pulling it; throws why it cannot. */
