@@ -181,7 +181,7 @@ export class Follower {
     if (start > from) {
       const skippedTo = lines[start - 1] as OutputLine;
       const first = lines[from] as OutputLine;
-      this.skip({ fromSeq: first.seq, toSeq: skippedTo.seq, count: start - from, reason: LAG_REASON });
+      this.skip({ fromSeq: first.seq, toSeq: skippedTo.seq, count: start - from, reason: BATCH_REASON });
       // The marker went out first; if the connection lags it is still waiting, and these lines join it.
       if (this.skipped) {
         const newest = lines.at(-1) as OutputLine;
@@ -260,3 +260,5 @@ const MAX_BATCH_BYTES = 256 * 1024;
 const FLUSH_AT = 64 * 1024;
 
 const LAG_REASON = 'this client read slower than the session printed';
+
+const BATCH_REASON = `the session printed more than ${MAX_BATCH_BYTES / 1024} KiB at once`;
