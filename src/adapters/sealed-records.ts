@@ -439,9 +439,11 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
         total += bytes;
         entries += cost;
         // A name that comes again replaces the file before it: one file.
-        if (!isDir && !counted.has(path)) {
-          counted.add(path);
-          counting.set(entry, path);
+        // The name as tar writes it (`./a`, `a` and `.//a` are one file).
+        const name = parts.join('/');
+        if (!isDir && !counted.has(name)) {
+          counted.add(name);
+          counting.set(entry, name);
           summary.files++;
         }
         return true;

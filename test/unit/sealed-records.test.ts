@@ -151,7 +151,7 @@ describe('sealed records', () => {
       entry(Buffer.concat([Buffer.from('./'), Buffer.alloc(98, 0xe9)]), 'c'),
       entry(`./${'n'.repeat(98)}`, 'long but fine'),
       entry('./same.txt', 'first'),
-      entry('./same.txt', 'second'),
+      entry('same.txt', 'second'),
       // Under a name that is a file: tar cannot write it (its warning, not a file).
       entry('./same.txt/inner.txt', 'x'),
     );
