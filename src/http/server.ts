@@ -2,6 +2,7 @@ import { chmodSync, readFileSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { dirname } from 'node:path';
 import { createAdaptorServer } from '@hono/node-server';
 import type { Hono } from 'hono';
@@ -111,10 +112,11 @@ type LimitedResponse = ServerResponse & { maxRequestsOnConnectionReached?: boole
 /** Refuses (closes at once) a connection from a source (connectionSource) that already has `max` open. */
 function limitPerAddress(server: Server, max: number): void {
   const open = new Map<string, number>();
+  const own = ownAddresses();
   server.on('connection', (socket: Socket) => {
     const remote = socket.remoteAddress;
     if (remote === undefined) return;
-    const address = connectionSource(remote);
+    const address = connectionSource(remote, own);
     const count = (open.get(address) ?? 0) + 1;
     if (count > max) {
       socket.destroy();
@@ -130,15 +132,17 @@ function limitPerAddress(server: Server, max: number): void {
 }
 
 /**
- * Who a connection counts against: its address, but all of 127.0.0.0/8 as one (any local user can
- * connect from 127.0.0.2, 127.0.0.3 ...) and an IPv6 address by its /64 (what one site gets), so that
- * the per-address limit cannot be multiplied by changing addresses.
+ * Who a connection counts against: its address, but every address of this machine as one (any local
+ * user can connect from 127.0.0.2, 127.0.0.3 ..., ::1 or the host's own addresses) and an IPv6 address
+ * by its /64 (what one site gets), so that the per-address limit cannot be multiplied by changing
+ * addresses.
  */
-export function connectionSource(address: string): string {
+export function connectionSource(address: string, ownAddresses: ReadonlySet<string> = new Set()): string {
   const v4 =
     address.startsWith('::ffff:') && address.includes('.') ? address.slice('::ffff:'.length) : address;
-  if (v4.includes('.')) return v4.startsWith('127.') ? '127.0.0.0/8' : v4;
   const bare = v4.split('%')[0] as string;
+  if (bare.startsWith('127.') || bare === '::1' || ownAddresses.has(bare)) return 'this machine';
+  if (bare.includes('.')) return bare;
   const [head = '', tail] = bare.split('::');
   const front = head === '' ? [] : head.split(':');
   const back = tail === undefined || tail === '' ? [] : tail.split(':');
@@ -150,6 +154,15 @@ export function connectionSource(address: string): string {
     .slice(0, 4)
     .map((group) => Number.parseInt(group, 16).toString(16))
     .join(':')}::/64`;
+}
+
+/** This machine's own addresses (as sockets report them, without a zone). */
+function ownAddresses(): Set<string> {
+  const own = new Set<string>();
+  for (const list of Object.values(networkInterfaces())) {
+    for (const info of list ?? []) own.add(info.address.split('%')[0] as string);
+  }
+  return own;
 }
 
 function bind(server: Server, listen: (done: () => void) => void): Promise<void> {

@@ -88,16 +88,19 @@ describe('HTTP server limits', () => {
     expect(await refused.closed).toBeLessThan(5_000);
   });
 
-  it('groups sources: loopback as one, IPv6 by its /64, IPv4-mapped as IPv4', () => {
-    expect(connectionSource('127.0.0.1')).toBe('127.0.0.0/8');
-    expect(connectionSource('::ffff:127.9.9.9')).toBe('127.0.0.0/8');
+  it('groups sources: the addresses of this machine as one, IPv6 by its /64, IPv4-mapped as IPv4', () => {
+    expect(connectionSource('127.0.0.1')).toBe('this machine');
+    expect(connectionSource('::ffff:127.9.9.9')).toBe('this machine');
+    expect(connectionSource('::1')).toBe('this machine');
+    // The host's own addresses, whatever they are.
+    expect(connectionSource('::ffff:192.0.2.9', new Set(['192.0.2.9']))).toBe('this machine');
+    expect(connectionSource('2001:db8::9', new Set(['2001:db8::9']))).toBe('this machine');
     expect(connectionSource('192.0.2.7')).toBe('192.0.2.7');
     expect(connectionSource('::ffff:192.0.2.7')).toBe('192.0.2.7');
     expect(connectionSource('2001:db8:1:2:aaaa::1')).toBe('2001:db8:1:2::/64');
     expect(connectionSource('2001:db8:1:2:bbbb:cccc:dddd:eeee')).toBe('2001:db8:1:2::/64');
     expect(connectionSource('2001:db8::1')).toBe('2001:db8:0:0::/64');
     expect(connectionSource('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
-    expect(connectionSource('::1')).toBe('0:0:0:0::/64');
   });
 
   it('closes a connection after 100 pipelined requests instead of answering without end', async () => {
