@@ -55,6 +55,7 @@ export function createApi(options: ApiOptions): Hono<Env> {
   const handlers = handlersOf(options);
   const bodies: BodyBudget = {
     held: 0,
+    byToken: new Map(),
     max: Math.max(options.bodiesMaxBytes ?? BODIES_MAX_BYTES, options.bodyLimitBytes),
   };
   for (const op of OPERATIONS) {
@@ -189,6 +190,8 @@ async function readBody(
     return { tooLarge: true, drained: false };
   const reader = c.req.raw.body?.getReader();
   if (!reader) return Buffer.alloc(0);
+  // Bodies are read only once the token is known: one token may not take the whole budget.
+  const token = c.get('token') ?? '';
   const chunks: Uint8Array[] = [];
   let size = 0;
   let held = 0;
@@ -202,17 +205,25 @@ async function readBody(
         return { tooLarge: true, drained: false };
       }
       if (size > limit) continue;
-      if (bodies.held + value.byteLength > bodies.max) {
+      const ofToken = bodies.byToken.get(token) ?? 0;
+      if (
+        bodies.held + value.byteLength > bodies.max ||
+        ofToken + value.byteLength > Math.max(bodies.max / 2, limit)
+      ) {
         await reader.cancel().catch(() => {});
         return { busy: true };
       }
       chunks.push(value);
       held += value.byteLength;
       bodies.held += value.byteLength;
+      bodies.byToken.set(token, ofToken + value.byteLength);
     }
     return size > limit ? { tooLarge: true, drained: true } : Buffer.concat(chunks);
   } finally {
     bodies.held -= held;
+    const left = (bodies.byToken.get(token) ?? 0) - held;
+    if (left > 0) bodies.byToken.set(token, left);
+    else bodies.byToken.delete(token);
   }
 }
 
@@ -225,6 +236,8 @@ const BODIES_MAX_BYTES = MAX_BUFFERED_BYTES;
 
 interface BodyBudget {
   held: number;
+  /** What each token's requests hold: at most half of max (or one body_limit). */
+  byToken: Map<string, number>;
   /** At least one body_limit: a single largest body always fits. */
   max: number;
 }

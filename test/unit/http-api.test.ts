@@ -478,7 +478,7 @@ describe('HTTP API: log streams', () => {
 });
 
 describe('HTTP API: bodies being received', () => {
-  it('holds at most its budget of them at once: beyond, 503 busy; room again as they end', async () => {
+  it('holds at most half its budget for one token: beyond, 503 busy for that token, not for another; room again as they end', async () => {
     const a = await api(
       {
         newSessionId: () => '00000000000000c1',
@@ -488,10 +488,10 @@ describe('HTTP API: bodies being received', () => {
         send: () => [{ type: 'trigger.accepted', sessionId: '00000000000000c1', queued: false, position: 0 }],
       } as Partial<DaemonPort>,
       1024,
-      2048,
+      4096,
     );
     /** A POST whose body sends `head` at once and the rest only when told. */
-    const slow = (head: string) => {
+    const slow = (head: string, token = ENV.T_CI) => {
       let finish: (rest: string) => void = () => {};
       const body = new ReadableStream<Uint8Array>({
         start(controller) {
@@ -504,7 +504,7 @@ describe('HTTP API: bodies being received', () => {
       });
       const response = a.request('/v1/sessions', {
         method: 'POST',
-        token: ENV.T_CI,
+        token,
         body,
         headers: { 'content-type': 'application/json' },
         duplex: 'half',
@@ -512,18 +512,22 @@ describe('HTTP API: bodies being received', () => {
       return { response, finish: (rest: string) => finish(rest) };
     };
     const head = `{"agent":"demo","request":"${'x'.repeat(900)}`;
+    // A budget of 4096 bytes: 2048 for one token.
     const first = slow(head);
     const second = slow(head);
     await new Promise((resolve) => setTimeout(resolve, 20));
-    const third = slow(head);
-    const refused = await third.response;
+    const refused = await slow(head).response;
     expect(refused.status).toBe(503);
     expect(await refused.json()).toMatchObject({ code: 'busy', retryable: true });
+    // Another token is not held up by the first one's bodies.
+    const other = slow(head, ENV.T_ROOT);
+    other.finish('"}');
+    expect((await other.response).status).toBe(201);
     first.finish('"}');
     expect((await first.response).status).toBe(201);
-    const fourth = slow(head);
-    fourth.finish('"}');
-    expect((await fourth.response).status).toBe(201);
+    const again = slow(head);
+    again.finish('"}');
+    expect((await again.response).status).toBe(201);
     second.finish('"}');
     expect((await second.response).status).toBe(201);
   });
