@@ -4,6 +4,9 @@ import { dirname } from 'node:path';
 import { AgentdError } from '../errors.js';
 import { ensurePrivateDir } from './ownership.js';
 
+/** How long a closing server waits for its clients to read what was queued for them. */
+const CLOSE_LINGER_MS = 2000;
+
 export interface Connection {
   readonly id: number;
   /** Queues one JSON message. */
@@ -120,11 +123,20 @@ export class SocketServer {
     chmodSync(path, 0o600);
   }
 
+  /**
+   * Stops listening and ends every connection: what was queued for a client (an outcome sent just
+   * before the end) goes out first, for at most CLOSE_LINGER_MS; a client that does not read it then
+   * is cut off.
+   */
   async close(): Promise<void> {
     const server = this.server;
     if (!server) return;
     this.server = undefined;
-    for (const socket of [...this.sockets, ...this.refusing]) socket.destroy();
+    for (const socket of this.refusing) socket.destroy();
+    for (const socket of this.sockets) {
+      socket.end();
+      setTimeout(() => socket.destroy(), CLOSE_LINGER_MS).unref();
+    }
     await new Promise<void>((resolve) => server.close(() => resolve()));
     rmSync(this.options.path, { force: true });
   }

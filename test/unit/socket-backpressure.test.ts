@@ -87,6 +87,24 @@ async function until(check: () => boolean, ms = 10_000): Promise<void> {
   }
 }
 
+describe('a server that closes', () => {
+  it('lets a client read what was queued for it (a last outcome) before the end', async () => {
+    const { path } = await serve(1 << 20, 4 << 20);
+    const client = await silentClient(path);
+    client.socket.write(requests(1));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const server = servers.splice(0)[0] as SocketServer;
+    const closing = server.close();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    client.read();
+    await client.closed;
+    await closing;
+    // The whole megabyte reply, not a cut one.
+    expect(client.replies).toHaveLength(1);
+    expect(String(client.replies[0]?.pad).length).toBe(1 << 20);
+  });
+});
+
 describe('a client that does not read its replies', () => {
   it('has the rest of its requests wait until it reads, then gets every reply in order', async () => {
     const { path, handled, stalled } = await serve(5000, 4 << 20);
