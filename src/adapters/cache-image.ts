@@ -131,6 +131,8 @@ function tool(file: string, args: string[], signal?: AbortSignal) {
     cancelSignal: signal,
     reject: false,
     stdin: 'ignore',
+    // Its own process group, as podman's (adapters/podman.ts): a Ctrl-C is the daemon's to handle.
+    detached: true,
   });
 }
 

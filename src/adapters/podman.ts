@@ -236,6 +236,12 @@ export function nameBatches(names: readonly string[], count: number, bytes = ARG
   return batches;
 }
 
+/*
+ * DETACHED: every podman process starts in its own process group. A Ctrl-C in the terminal of a
+ * foreground `agentd start` goes to the whole foreground group: the daemon drains on it, but a `podman
+ * run` killed by it exits while its container runs on (the session was ended `failed` and its container
+ * removed), and a `secret rm` cut short can corrupt Podman 4.3's secrets file. Only the daemon gets it.
+ */
 /** A narrow client over the podman CLI: the only code in agentd that runs podman. */
 export class PodmanClient implements PodmanPort {
   readonly bin: string;
@@ -279,8 +285,8 @@ export class PodmanClient implements PodmanPort {
       reject: false,
       forceKillAfterDelay: 2000,
       stripFinalNewline: true,
-      // The bridging shell gets its own process group: see below.
-      detached: options.input !== undefined,
+      // Its own process group (DETACHED): and the bridging shell's, see below.
+      detached: true,
     });
     if (options.input !== undefined) {
       // A deadline or cancel kills the shell only; its children (cat, podman) would live on and hold its
@@ -608,6 +614,7 @@ export class PodmanClient implements PodmanPort {
           return execa(this.bin, argv, {
             buffer: false,
             reject: false,
+            detached: true,
             cancelSignal: signal,
             stdin: 'ignore',
             stdout: stdout as Socket,
@@ -691,6 +698,7 @@ export class PodmanClient implements PodmanPort {
       return execa(this.bin, argv, {
         encoding: 'buffer',
         timeout: this.timeoutMs,
+        detached: true,
         cancelSignal: signal,
         reject: false,
         stdin: 'ignore',

@@ -372,6 +372,21 @@ describe('Daemon', () => {
     });
   });
 
+  it('drains on a Ctrl-C in its terminal (SIGINT to its whole process group): the running session finishes', async () => {
+    gate.hold();
+    const d = await startDaemon({ agents: [agent('gated', gate.command)] });
+    const a = d.spawnCli(['trigger', 'gated']);
+    await gate.waitFor(1);
+    // What a terminal does: the signal goes to every process of the foreground group the daemon leads.
+    process.kill(-d.pid, 'SIGINT');
+    await d.waitForLog((l) => l.event === 'daemon.shutdown');
+    gate.open();
+    const ra = await a.result;
+    expect(ra.code, ra.stdout + ra.stderr).toBe(0);
+    expect(ra.stdout.trimEnd().split('\n').at(-1)).toMatch(/^session [0-9a-f]{16} succeeded, exit code 0/);
+    expect(await d.waitForExit(30_000)).toBe(0);
+  });
+
   it('stopping with sessions queued and none running, their followers get the cancelled outcome', async () => {
     const d = await startDaemon({ agents: [agent('gated', gate.command)] });
     // The only host drained: triggers queue, nothing runs.

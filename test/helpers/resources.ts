@@ -107,10 +107,29 @@ async function killGroup(child: ChildProcess): Promise<void> {
  * ends by itself (its stdin closes with the daemon that fed it, and the daemon gave it a deadline).
  * Only one that is still there after waitMs is killed: it is stuck, not writing.
  */
-export async function endProcessGroup(pgid: number, waitMs = 60_000): Promise<void> {
+export function endProcessGroup(pgid: number, waitMs = 60_000): Promise<void> {
+  return endProcesses(() => processGroup(pgid), waitMs);
+}
+
+/**
+ * The same for the podman processes whose command line names an object under `prefix` (a test daemon's
+ * instance prefix): the daemon starts each podman in a process group of its own, so what a crashed
+ * daemon left running is found by what it works on, as a service manager finds it by its cgroup.
+ */
+export function endPodmanNaming(prefix: string, waitMs = 60_000): Promise<void> {
+  return endProcesses(
+    () =>
+      processes((pid) => pid !== process.pid).filter(
+        (member) => member.podman && member.args.some((arg) => arg.includes(prefix)),
+      ),
+    waitMs,
+  );
+}
+
+async function endProcesses(find: () => GroupMember[], waitMs: number): Promise<void> {
   const deadline = Date.now() + waitMs;
   for (;;) {
-    const members = processGroup(pgid);
+    const members = find();
     if (members.length === 0) return;
     const late = Date.now() > deadline;
     for (const member of members) {
@@ -133,12 +152,19 @@ export async function endProcessGroup(pgid: number, waitMs = 60_000): Promise<vo
 interface GroupMember {
   pid: number;
   args: string[];
+  /** The real podman binary. */
+  podman: boolean;
   /** The real podman binary running a `secret` command (create, rm): it may be writing the store. */
   secretWriter: boolean;
 }
 
 /** The live (not zombie) processes of a process group, read from /proc. */
 function processGroup(pgid: number): GroupMember[] {
+  return processes((_pid, pgrp) => pgrp === pgid);
+}
+
+/** The live (not zombie) processes that `take` picks by pid and process group, read from /proc. */
+function processes(take: (pid: number, pgrp: number) => boolean): GroupMember[] {
   const members: GroupMember[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
@@ -146,7 +172,7 @@ function processGroup(pgid: number): GroupMember[] {
       const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
       // The fields after "(comm)": state, ppid, pgrp, ...
       const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(pgrp) !== pgid || state === 'Z') continue;
+      if (!take(Number(entry), Number(pgrp)) || state === 'Z') continue;
       const args = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').filter(Boolean).slice(1);
       let podman = false;
       try {
@@ -154,7 +180,7 @@ function processGroup(pgid: number): GroupMember[] {
       } catch {
         // Exiting: no exe any more.
       }
-      members.push({ pid: Number(entry), args, secretWriter: podman && args.includes('secret') });
+      members.push({ pid: Number(entry), args, podman, secretWriter: podman && args.includes('secret') });
     } catch {
       // The process ended while it was being read.
     }

@@ -18,7 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { type LogLine, leftoversOfDaemons, type TestDaemon } from '../helpers/daemon.js';
 import { TEST_IMAGE } from '../helpers/podman.js';
-import { cleanupAll, endProcessGroup, makeTempDir } from '../helpers/resources.js';
+import { cleanupAll, endPodmanNaming, endProcessGroup, makeTempDir } from '../helpers/resources.js';
 
 export { sleep };
 
@@ -173,12 +173,13 @@ export async function crash(d: TestDaemon): Promise<void> {
 }
 
 /**
- * Ends what is left of a crashed daemon's process group (orphaned podman children), as a service
- * manager would, letting podman secret commands finish (see endProcessGroup). The resource tracker
+ * Ends what is left of a crashed daemon (its process group, and the podman children it started, each
+ * in a group of its own), as a service manager would, letting podman secret commands finish (see endProcessGroup). The resource tracker
  * skips groups whose leader has exited, so tests call this.
  */
-export function killOrphans(d: TestDaemon): Promise<void> {
-  return endProcessGroup(d.pid);
+export async function killOrphans(d: TestDaemon): Promise<void> {
+  await endProcessGroup(d.pid);
+  await endPodmanNaming(d.prefix);
 }
 
 /** The daemon's `session.outcome` log lines. */
