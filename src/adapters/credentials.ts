@@ -1,7 +1,9 @@
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
 import type { AgentConfig, CredentialSource } from '../config/types.js';
 import { AgentdError } from '../errors.js';
 import { SecretValue } from '../secret-value.js';
+import { kindOf } from './state-files.js';
 
 /** An agent's credential values, wrapped so that they never serialise. */
 export interface ResolvedCredentials {
@@ -42,8 +44,9 @@ export async function resolveSource(
     return new SecretValue(value);
   }
   try {
-    return new SecretValue(withoutFinalLineEnding(await readFile(source.path)));
+    return new SecretValue(withoutFinalLineEnding(await readCredentialFile(name, source)));
   } catch (error) {
+    if (error instanceof AgentdError) throw error;
     const code = (error as NodeJS.ErrnoException).code ?? 'unknown error';
     throw new AgentdError(
       'CREDENTIAL_UNRESOLVED',
@@ -52,6 +55,38 @@ export async function resolveSource(
     );
   }
 }
+
+/**
+ * A `file:` source's bytes. Only a regular file, opened without waiting (a FIFO nobody writes to would
+ * hold the session in `resolving` for ever, and a thread of the pool with it; a device like /dev/zero
+ * would fill the daemon's memory), and at most MAX_CREDENTIAL_FILE_BYTES.
+ */
+async function readCredentialFile(name: string, source: { path: string; raw: string }): Promise<Buffer> {
+  const handle = await open(source.path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const stat = await handle.stat();
+    const problem = !stat.isFile()
+      ? `is ${kindOf(stat)}, not a regular file; point the source at a file`
+      : stat.size > MAX_CREDENTIAL_FILE_BYTES
+        ? `is ${stat.size} bytes; a credential file is at most ${MAX_CREDENTIAL_FILE_BYTES} bytes`
+        : undefined;
+    if (problem !== undefined) {
+      throw new AgentdError(
+        'CREDENTIAL_UNRESOLVED',
+        `credential ${name}: file ${source.path} (source ${source.raw}) ${problem}`,
+        {
+          operation: 'resolve credentials',
+        },
+      );
+    }
+    return await handle.readFile();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Far above any credential (Podman takes a value under 512,000 bytes): a bound on what is read. */
+const MAX_CREDENTIAL_FILE_BYTES = 16 * 1024 * 1024;
 
 /**
  * A file's bytes as the credential: never decoded as text, so a Latin-1 or binary value arrives

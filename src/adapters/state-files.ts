@@ -195,7 +195,7 @@ export function regularFileStat(fd: number, path: string): Stats {
   return stat;
 }
 
-function kindOf(stat: Stats): string {
+export function kindOf(stat: Stats): string {
   if (stat.isSymbolicLink()) return 'a symbolic link';
   if (stat.isFIFO()) return 'a FIFO';
   if (stat.isDirectory()) return 'a directory';
