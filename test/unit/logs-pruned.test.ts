@@ -5,11 +5,11 @@
  */
 import { setImmediate } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import type { Connection } from '../../src/adapters/socket-server.js';
 import type { DaemonPort } from '../../src/protocol/context.js';
 import { dispatch } from '../../src/protocol/dispatch.js';
 import type { LogSource, OutputLine } from '../../src/runner/session-log.js';
 import type { SessionRecord } from '../../src/sessions/records.js';
+import { fakeConnection } from '../helpers/fake-connection.js';
 
 const SESSION = '0123456789abcdef';
 
@@ -19,13 +19,9 @@ function line(seq: number): OutputLine {
 
 /** A client that lags after the first block until `drain()`, and a port whose log is gone after one read. */
 function fakes(record: Record<string, unknown>) {
-  const sent: Record<string, unknown>[] = [];
   const drainListeners = new Set<() => void>();
   let lagging = false;
-  let owed = 0;
-  const connection: Connection = {
-    id: 1,
-    send: (message) => sent.push(message as Record<string, unknown>),
+  const { connection, sent } = fakeConnection({
     sendRaw: (data) => {
       for (const text of Buffer.from(data).toString().split('\n').filter(Boolean))
         sent.push(JSON.parse(text));
@@ -38,21 +34,7 @@ function fakes(record: Record<string, unknown>) {
       drainListeners.add(listener);
       return () => drainListeners.delete(listener);
     },
-    owe: () => {
-      owed++;
-      let settled = false;
-      return () => {
-        if (!settled) owed--;
-        settled = true;
-      };
-    },
-    get owed() {
-      return owed;
-    },
-    close: () => {},
-    onClose: () => {},
-    closed: false,
-  };
+  });
   let reads = 0;
   const reader = (): LogSource => {
     const blocks = [[line(1)], [line(2)]];

@@ -5,39 +5,16 @@
  * stream that ended gives its place back. Through dispatch, with a fake connection and daemon port.
  */
 import { describe, expect, it } from 'vitest';
-import type { Connection } from '../../src/adapters/socket-server.js';
 import type { DaemonPort } from '../../src/protocol/context.js';
 import { dispatch } from '../../src/protocol/dispatch.js';
 import { MAX_STREAMS_PER_CONNECTION } from '../../src/protocol/streams.js';
 import type { BusEvent } from '../../src/sessions/session-bus.js';
+import { fakeConnection } from '../helpers/fake-connection.js';
 
 const SESSION = '0123456789abcdef';
 
 function fakes() {
-  const sent: Record<string, unknown>[] = [];
-  let owed = 0;
-  const connection: Connection = {
-    id: 1,
-    send: (message) => sent.push(message as Record<string, unknown>),
-    sendRaw: () => {},
-    lagging: false,
-    onDrain: () => () => {},
-    // As the socket server counts them.
-    owe: () => {
-      owed++;
-      let settled = false;
-      return () => {
-        if (!settled) owed--;
-        settled = true;
-      };
-    },
-    get owed() {
-      return owed;
-    },
-    close: () => {},
-    onClose: () => {},
-    closed: false,
-  };
+  const { connection, sent } = fakeConnection({ sendRaw: () => {} });
   const listeners = new Set<(event: BusEvent) => void>();
   const record = { id: SESSION, agent: 'demo' } as Record<string, unknown>;
   const daemon = {
