@@ -360,10 +360,16 @@ function handlersOf(options: ApiOptions): Record<string, Handler> {
       c.header('location', `/v1/sessions/${created.sessionId}`);
       return existing ? c.json({ ...created, existing: true }, 200) : c.json(created, 201);
     },
-    listSessions: (c, { query }) => c.json(daemon.history(query as HistoryFilter)),
+    listSessions: (c, { query }) => {
+      const page = daemon.history(query as HistoryFilter);
+      const token = c.get('token') ?? '';
+      return c.json({ ...page, sessions: page.sessions.map((record) => withOwnKey(record, token)) });
+    },
     getSession: (c, { params }) => {
       const record = daemon.record(params.id as string);
-      return record ? c.json(record) : unknownSession(c, params.id as string);
+      return record
+        ? c.json(withOwnKey(record, c.get('token') ?? ''))
+        : unknownSession(c, params.id as string);
     },
     sessionLog: (c, { params, query }) => {
       const sessionId = params.id as string;
@@ -484,4 +490,10 @@ function remoteOf(c: Context): string | undefined {
 /** The idempotency key of an HTTP trigger as the daemon remembers it: in its token's own namespace. */
 export function httpKey(token: string, key: string): string {
   return `http:${token}:${key}`;
+}
+
+/** A record as its token's client sees it: a key this token gave, as it gave it. */
+function withOwnKey<R extends { key?: string | undefined }>(record: R, token: string): R {
+  const own = httpKey(token, '');
+  return record.key?.startsWith(own) ? { ...record, key: record.key.slice(own.length) } : record;
 }

@@ -291,6 +291,22 @@ describe('HTTP API: sessions', () => {
       .sort();
     expect(problems).toEqual(['query.colour', 'query.limit', 'query.outcome']);
   });
+
+  it('shows a token the key it gave as it gave it; another key as the daemon keeps it', async () => {
+    const keyed = { ...RECORD, key: 'http:ci:pr-42-rev-1' };
+    const a = await api({
+      record: () => keyed,
+      history: () => ({ sessions: [keyed], more: 0 }),
+    } as Partial<DaemonPort>);
+    const own = await a.request(`/v1/sessions/${RECORD.id}`, { token: ENV.T_CI });
+    expect(await own.json()).toMatchObject({ key: 'pr-42-rev-1' });
+    const listed = (await (await a.request('/v1/sessions', { token: ENV.T_CI })).json()) as {
+      sessions: { key?: string }[];
+    };
+    expect(listed.sessions[0]?.key).toBe('pr-42-rev-1');
+    const other = await a.request(`/v1/sessions/${RECORD.id}`, { token: ENV.T_VIEW });
+    expect(await other.json()).toMatchObject({ key: 'http:ci:pr-42-rev-1' });
+  });
 });
 
 describe('HTTP API: log streams', () => {
