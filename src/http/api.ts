@@ -12,6 +12,7 @@ import { allows, type Tokens } from './auth.js';
 import { logStream, MAX_STREAMS, MAX_STREAMS_PER_TOKEN } from './log-stream.js';
 import { OPERATIONS, type Operation, routeOf } from './operations.js';
 import type { CreateSession, ErrorBody, logQuerySchema } from './schemas.js';
+import { SharedBudget } from './shared-budget.js';
 
 export interface ApiMetrics {
   text(): Promise<string>;
@@ -53,11 +54,9 @@ export function createApi(options: ApiOptions): Hono<Env> {
   const app = new Hono<Env>();
   app.use('*', observe(options));
   const handlers = handlersOf(options);
-  const bodies: BodyBudget = {
-    held: 0,
-    byToken: new Map(),
-    max: Math.max(options.bodiesMaxBytes ?? BODIES_MAX_BYTES, options.bodyLimitBytes),
-  };
+  // At least one body_limit, and one token's share too: a single largest body always fits.
+  const max = Math.max(options.bodiesMaxBytes ?? BODIES_MAX_BYTES, options.bodyLimitBytes);
+  const bodies = new SharedBudget(max, Math.max(max / 2, options.bodyLimitBytes));
   for (const op of OPERATIONS) {
     const handler = handlers[op.id];
     if (!handler) throw new Error(`http: no handler for operation ${op.id}`);
@@ -183,7 +182,7 @@ const DRAIN_MAX_BYTES = 4 * 1024 * 1024;
 async function readBody(
   c: Context<Env>,
   limit: number,
-  bodies: BodyBudget,
+  bodies: SharedBudget,
 ): Promise<Buffer | { tooLarge: true; drained: boolean } | { busy: true }> {
   const declared = Number(c.req.header('content-length'));
   if (Number.isFinite(declared) && declared > limit + DRAIN_MAX_BYTES)
@@ -205,25 +204,16 @@ async function readBody(
         return { tooLarge: true, drained: false };
       }
       if (size > limit) continue;
-      const ofToken = bodies.byToken.get(token) ?? 0;
-      if (
-        bodies.held + value.byteLength > bodies.max ||
-        ofToken + value.byteLength > Math.max(bodies.max / 2, limit)
-      ) {
+      if (!bodies.take(token, value.byteLength)) {
         await reader.cancel().catch(() => {});
         return { busy: true };
       }
       chunks.push(value);
       held += value.byteLength;
-      bodies.held += value.byteLength;
-      bodies.byToken.set(token, ofToken + value.byteLength);
     }
     return size > limit ? { tooLarge: true, drained: true } : Buffer.concat(chunks);
   } finally {
-    bodies.held -= held;
-    const left = (bodies.byToken.get(token) ?? 0) - held;
-    if (left > 0) bodies.byToken.set(token, left);
-    else bodies.byToken.delete(token);
+    bodies.give(token, held);
   }
 }
 
@@ -234,14 +224,6 @@ async function readBody(
  */
 const BODIES_MAX_BYTES = MAX_BUFFERED_BYTES;
 
-interface BodyBudget {
-  held: number;
-  /** What each token's requests hold: at most half of max (or one body_limit). */
-  byToken: Map<string, number>;
-  /** At least one body_limit: a single largest body always fits. */
-  max: number;
-}
-
 type Checked = Input | { problems: true; response: Response };
 
 /** The body as JSON, or the payload_too_large or bad_json response. */
@@ -249,7 +231,7 @@ async function bodyOf(
   c: Context<Env>,
   op: Operation,
   limit: number,
-  bodies: BodyBudget,
+  bodies: SharedBudget,
 ): Promise<{ body: unknown } | { response: Response }> {
   if (op.body === undefined) return { body: undefined };
   const read = await readBody(c, limit, bodies);
@@ -258,7 +240,7 @@ async function bodyOf(
       c,
       503,
       'busy',
-      `the bodies of other requests being received take ${bodies.max} bytes; retry`,
+      `request bodies being received take what they may (${bodies.max} bytes, ${bodies.perOwner} for one token); retry`,
     );
     response.headers.set('connection', 'close');
     return { response };

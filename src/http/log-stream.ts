@@ -2,6 +2,7 @@ import type { DaemonPort } from '../protocol/context.js';
 import type { LogSource, OutputLine, SkippedLines } from '../runner/session-log.js';
 import type { BusEvent } from '../sessions/session-bus.js';
 import type { LogEvent } from './schemas.js';
+import { SharedBudget } from './shared-budget.js';
 
 export type LogFormat = 'sse' | 'ndjson';
 
@@ -25,8 +26,7 @@ export const MAX_STREAMS = 64;
 export const MAX_STREAMS_PER_TOKEN = 16;
 
 /** Log streams open now, in all and by token. */
-let streams = 0;
-const streamsOf = new Map<string, number>();
+const streams = new SharedBudget(MAX_STREAMS, MAX_STREAMS_PER_TOKEN);
 /** An SSE comment this often keeps idle streams open through proxies. */
 const KEEPALIVE_MS = 15_000;
 
@@ -47,16 +47,17 @@ export function logStream(
   options: LogStreamOptions,
 ): Response | 'busy' | undefined {
   const owner = options.owner ?? '';
-  if (streams >= MAX_STREAMS || (streamsOf.get(owner) ?? 0) >= MAX_STREAMS_PER_TOKEN) return 'busy';
+  if (!streams.take(owner, 1)) return 'busy';
   const stored = daemon.readLog(sessionId);
-  if (!stored) return undefined;
+  if (!stored) {
+    streams.give(owner, 1);
+    return undefined;
+  }
   /** The newest line sent. */
   let seq = options.after;
   let keepalive: NodeJS.Timeout | undefined;
   let unfollow: (() => void) | undefined;
   let reader: LogSource | undefined = stored.reader(options.after);
-  streams++;
-  streamsOf.set(owner, (streamsOf.get(owner) ?? 0) + 1);
   let counted = true;
   const stop = () => {
     reader?.close();
@@ -64,12 +65,7 @@ export function logStream(
     unfollow?.();
     unfollow = undefined;
     if (keepalive) clearInterval(keepalive);
-    if (counted) {
-      streams--;
-      const left = (streamsOf.get(owner) ?? 1) - 1;
-      if (left === 0) streamsOf.delete(owner);
-      else streamsOf.set(owner, left);
-    }
+    if (counted) streams.give(owner, 1);
     counted = false;
   };
   let open = true;

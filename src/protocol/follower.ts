@@ -25,7 +25,7 @@ interface Newest {
  * outcome) are never skipped.
  */
 export class Follower {
-  private batch: (string | Buffer)[] = [];
+  private batch: Buffer[] = [];
   /** Characters or bytes in the batch: sent at once beyond FLUSH_AT, so that lagging is seen. */
   private batchSize = 0;
   private scheduled = false;
@@ -227,7 +227,7 @@ export class Follower {
     return { start, data: Buffer.from(texts.slice(start - from).join('')) };
   }
 
-  private queue(data: string | Buffer): void {
+  private queue(data: Buffer): void {
     this.batch.push(data);
     this.batchSize += data.length;
   }
