@@ -26,7 +26,7 @@ interface Newest {
  */
 export class Follower {
   private batch: Buffer[] = [];
-  /** Characters or bytes in the batch: sent at once beyond FLUSH_AT, so that lagging is seen. */
+  /** Bytes in the batch: sent at once beyond FLUSH_AT, so that lagging is seen. */
   private batchSize = 0;
   private scheduled = false;
   private skipped: SkippedLines | undefined;
