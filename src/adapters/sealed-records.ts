@@ -602,7 +602,7 @@ async function sealTree(dir: string): Promise<number> {
         } catch {
           return 0;
         }
-        const own = Math.max(stat.size, stat.blocks * 512, ENTRY_MIN_BYTES);
+        const own = entryBytes(stat);
         if (stat.isDirectory()) return own + (await sealTree(path));
         if (!stat.isFile()) {
           await removeTreeAsync(path);
@@ -631,13 +631,18 @@ function sizeOf(dir: string): number {
     const path = join(dir, name);
     try {
       const stat = lstatSync(path);
-      bytes += Math.max(stat.size, stat.blocks * 512, ENTRY_MIN_BYTES);
+      bytes += entryBytes(stat);
       if (stat.isDirectory()) bytes += sizeOf(path);
     } catch {
       // Gone meanwhile.
     }
   }
   return bytes;
+}
+
+/** One file or directory as retention counts it (sizeOf). */
+function entryBytes(stat: Stats): number {
+  return Math.max(stat.size, stat.blocks * 512, ENTRY_MIN_BYTES);
 }
 
 const ENTRY_MIN_BYTES = 4096;
