@@ -113,6 +113,21 @@ export class SessionFiles {
     }
   }
 
+  /**
+   * Counts the files an earlier daemon staged for a session this one goes on with (recovered at start),
+   * so that they take their part of what all staged files may take; without it a restart with a full
+   * queue let clients stage as much again. What cannot be read counts as nothing.
+   */
+  async adopt(sessionId: string): Promise<void> {
+    if (!SESSION_ID.test(sessionId) || this.staged.has(sessionId)) return;
+    const paths = this.paths(sessionId);
+    let bytes = await regularFileBytes(paths.request);
+    const names = await readdir(paths.input).catch(() => [] as string[]);
+    for (const name of names) bytes += await regularFileBytes(join(paths.input, name));
+    this.staged.set(sessionId, bytes);
+    this.stagedBytes += bytes;
+  }
+
   /** Makes sure the session's directory and its output place exist (every session has one). */
   prepare(sessionId: string): void {
     const paths = this.paths(sessionId);
@@ -151,6 +166,11 @@ async function writeReadOnly(path: string, bytes: Uint8Array): Promise<void> {
   }
 }
 
+async function regularFileBytes(path: string): Promise<number> {
+  const stat = await lstat(path).catch(() => undefined);
+  return stat?.isFile() ? stat.size : 0;
+}
+
 async function syncDir(path: string): Promise<void> {
   const dir = await open(path, O_RDONLY);
   try {
@@ -160,11 +180,6 @@ async function syncDir(path: string): Promise<void> {
   }
 }
 
-/**
- * Removes a directory tree that may hold read-only directories (sealed records, input dirs): each
- * directory is made writable by its owner first, so this works without root too. Links are removed,
- * never followed. Quiet: what cannot be removed stays.
- */
 /**
  * removeTree without blocking: one file system call at a time in the thread pool, so that a tree of
  * many thousand files (a record's output) leaves the event loop and the pool to the rest. Never throws.
@@ -189,6 +204,11 @@ export async function removeTreeAsync(path: string): Promise<void> {
   }
 }
 
+/**
+ * Removes a directory tree that may hold read-only directories (sealed records, input dirs): each
+ * directory is made writable by its owner first, so this works without root too. Links are removed,
+ * never followed. Quiet: what cannot be removed stays.
+ */
 export function removeTree(path: string): void {
   let stat: ReturnType<typeof lstatSync>;
   try {

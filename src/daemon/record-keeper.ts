@@ -108,7 +108,7 @@ export class RecordKeeper {
   /**
    * At start, after `strays` read the record directories: records of finished sessions that a crash left
    * unsealed are sealed now (with the output still in their work dir), work dirs of sessions that are
-   * over are removed, and retention runs.
+   * over are removed, the staged files of those that go on are counted, and retention runs.
    */
   async recover(records: readonly SessionRecord[], logFile: (id: string) => string): Promise<void> {
     const finished = new Map(records.filter((r) => r.outcome !== undefined).map((r) => [r.id, r]));
@@ -122,7 +122,8 @@ export class RecordKeeper {
       );
     }
     for (const id of this.files.sessions()) {
-      if (!unfinished.has(id)) this.files.remove(id);
+      if (unfinished.has(id)) await this.files.adopt(id);
+      else this.files.remove(id);
     }
     this.prune();
   }

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { SessionFiles } from '../../src/adapters/session-files.js';
+import { SessionFiles, StagedFilesFullError } from '../../src/adapters/session-files.js';
 import { SessionStore } from '../../src/adapters/session-store.js';
 import { SessionJournal } from '../../src/daemon/journal.js';
 import { RecordKeeper } from '../../src/daemon/record-keeper.js';
@@ -15,16 +15,16 @@ afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-function journalIn(stateDir: string, historyLimit: number) {
+function journalIn(stateDir: string, historyLimit: number, maxStagedBytes?: number) {
   const log = pino({ level: 'silent' });
   const store = new SessionStore(stateDir, sessionRecordSchema);
-  const files = new SessionFiles(stateDir);
+  const files = new SessionFiles(stateDir, maxStagedBytes);
   const keeper = new RecordKeeper(
     { recordsDir: join(stateDir, 'records'), maxAgeMs: 86_400_000, maxBytes: 1 << 30 },
     files,
     log,
   );
-  return { store, journal: new SessionJournal(store, files, keeper, log, historyLimit) };
+  return { store, files, journal: new SessionJournal(store, files, keeper, log, historyLimit) };
 }
 
 function finished(i: number): SessionRecord {
@@ -72,6 +72,37 @@ describe('SessionJournal at start', () => {
         .filter((f) => f.endsWith('.json'))
         .sort(),
     ).toEqual([4, 5, 6].map((i) => `${finished(i).id}.json`));
+  });
+});
+
+describe('SessionJournal at start, with files staged by the daemon before', () => {
+  it('counts the staged files of the sessions it goes on with against what all staged files may take', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'agentd-journal-'));
+    dirs.push(stateDir);
+    const limit = 3 * 1024 * 1024;
+    const payload = {
+      request: Buffer.alloc(1024 * 1024, 'r'),
+      inputs: [{ name: 'data.bin', bytes: Buffer.alloc(1024 * 1024, 'i') }],
+    };
+    const earlier = journalIn(stateDir, 100);
+    const queued: SessionRecord = { ...finished(1), phase: 'queued' };
+    delete queued.outcome;
+    delete queued.finishedAt;
+    earlier.store.put(queued);
+    await earlier.files.stage(queued.id, payload);
+    // A finished session's files are removed at the start, and are not counted.
+    earlier.store.put(finished(2));
+    await earlier.files.stage(finished(2).id, payload);
+
+    const next = journalIn(stateDir, 100, limit);
+    next.journal.load(() => {});
+    await next.journal.recover();
+    expect(next.files.sessions()).toEqual([queued.id]);
+    // 2 MiB of the 3 are the queued session's: another 2 MiB would pass the bound.
+    await expect(next.files.stage('00000000000000aa', payload)).rejects.toThrow(StagedFilesFullError);
+    // Once it has run, its room is free again.
+    next.files.remove(queued.id);
+    await next.files.stage('00000000000000aa', payload);
   });
 });
 
