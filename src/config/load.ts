@@ -315,6 +315,7 @@ function toSettings(raw: RawConfig, file: string, ctx: ConvertContext): Settings
   const agents = raw.agents.map((agent, i) => toAgent(agent, i, dir, daemon.resources ?? {}, own, ctx));
   placementCheck(raw, agents, hosts, ctx);
   cacheNameCheck(agents, ctx);
+  writableSourceCheck(agents, ctx);
   const optionalMs = (text: string | undefined, fallback: number) =>
     text !== undefined ? durationMs(text) : fallback;
   return {
@@ -442,6 +443,46 @@ function cacheNameCheck(agents: readonly AgentConfig[], ctx: ConvertContext): vo
           message: `makes the same volume name (…-cache-${key}) as agent ${first.agent}'s cache ${first.cache}, so the two agents would share it; rename one of the caches`,
         });
       }
+    }
+  });
+}
+
+/**
+ * No mount or context source lies inside a writable mount's source, whoever's: the agent that writes
+ * there can replace a directory on the way with a link, and Podman follows it on the host for the next
+ * container (the host's /proc, another agent's directory). Real paths are compared, so a link in the
+ * configuration does not hide it. A source that is the writable one itself is shared, not redirected.
+ */
+function writableSourceCheck(agents: readonly AgentConfig[], ctx: ConvertContext): void {
+  const real = (path: string) => {
+    try {
+      return realpathSync(path);
+    } catch {
+      return path; // hostPathCheck has said why.
+    }
+  };
+  const writable = agents.flatMap((agent, i) =>
+    agent.mounts.flatMap((m, j) =>
+      m.readOnly
+        ? []
+        : [{ agent: agent.name, at: `agents[${i}].mounts[${j}]`, source: m.source, real: real(m.source) }],
+    ),
+  );
+  if (writable.length === 0) return;
+  agents.forEach((agent, i) => {
+    const sources = agent.mounts.map((m, j) => ({
+      path: ['agents', i, 'mounts', j, 'source'],
+      source: m.source,
+    }));
+    if (agent.context !== undefined) sources.push({ path: ['agents', i, 'context'], source: agent.context });
+    for (const { path, source } of sources) {
+      const resolved = real(source);
+      const under = writable.find((w) => isInside(resolved, w.real) || isInside(source, w.source));
+      if (under === undefined) continue;
+      ctx.problems.push({
+        path,
+        message: `${describe(source)} lies inside ${describe(under.source)}, which agent ${under.agent} may write to (${under.at} has read_only: false): its sessions could put a link in the way to any host path, and the next container would get that; use a directory outside it, or make that mount read-only`,
+      });
     }
   });
 }

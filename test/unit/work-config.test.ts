@@ -201,6 +201,52 @@ describe('mounts, context and caches', () => {
     );
   });
 
+  it('refuses a source inside a writable mount of any agent: its sessions could swap a directory on the way for a link', () => {
+    const shared = join(dir, 'shared');
+    mkdirSync(join(shared, 'ref', 'deep'), { recursive: true });
+    const viaLink = join(dir, 'shared-link');
+    symlinkSync(join(shared, 'ref'), viaLink);
+    const text = `daemon:
+  state_dir: ${state}
+agents:
+  - name: writer
+    image: localhost/agentd-base:bookworm
+    command: ["run"]
+    mounts:
+      - source: ${shared}
+        target: /shared
+        read_only: false
+      - source: ${shared}/ref
+        target: /ref
+  - name: reader
+    image: localhost/agentd-base:bookworm
+    command: ["run"]
+    mounts:
+      - source: ${viaLink}
+        target: /ref
+      - source: ${shared}
+        target: /shared
+    context: ${shared}/ref/deep
+`;
+    const found = problems(text);
+    expect(found.map((p) => p.path).sort()).toEqual([
+      'agents[0].mounts[1].source',
+      'agents[1].context',
+      'agents[1].mounts[0].source',
+    ]);
+    expectProblem(
+      text,
+      'agents[0].mounts[1].source',
+      11,
+      `lies inside "${shared}", which agent writer may write to (agents[0].mounts[0] has read_only: false)`,
+      'make that mount read-only',
+    );
+    expectProblem(text, 'agents[1].mounts[0].source', 17, 'agent writer may write to');
+    expectProblem(text, 'agents[1].context', 21, 'agent writer may write to');
+    // Read-only, the same directories are fine: nobody can change what their paths lead to.
+    expect(parse(text.replace('read_only: false', 'read_only: true')).agents).toHaveLength(2);
+  });
+
   it('checks mount keys and cache names', () => {
     const text = config(`    mounts:
       - source: ${data}
