@@ -315,10 +315,9 @@ function toSettings(raw: RawConfig, file: string, ctx: ConvertContext): Settings
   const agents = raw.agents.map((agent, i) => toAgent(agent, i, dir, daemon.resources ?? {}, own, ctx));
   placementCheck(raw, agents, hosts, ctx);
   cacheNameCheck(agents, ctx);
-  writableSourceCheck(agents, ctx);
   const optionalMs = (text: string | undefined, fallback: number) =>
     text !== undefined ? durationMs(text) : fallback;
-  return {
+  const settings: Settings = {
     file,
     daemon: {
       socket,
@@ -348,6 +347,8 @@ function toSettings(raw: RawConfig, file: string, ctx: ConvertContext): Settings
     agents,
     hosts,
   };
+  writableSourceCheck(settings, ctx);
+  return settings;
 }
 
 /** `hosts:` as settings; names and urls must be unique, ssh wants its key, tcp:// an explicit `insecure`. */
@@ -448,43 +449,89 @@ function cacheNameCheck(agents: readonly AgentConfig[], ctx: ConvertContext): vo
 }
 
 /**
- * No mount or context source lies inside a writable mount's source, whoever's: the agent that writes
- * there can replace a directory on the way with a link, and Podman follows it on the host for the next
- * container (the host's /proc, another agent's directory). Real paths are compared, so a link in the
- * configuration does not hide it. A source that is the writable one itself is shared, not redirected.
+ * Nothing agentd reads or hands on from the host lies inside a read-write mount's source, whoever's: the
+ * agent that writes there can replace a directory on the way with a link, and Podman follows it on the
+ * host for the next container (the host's /proc, another agent's directory); a file source there (a
+ * credential, a token, the configuration itself) is the agent's to rewrite, or to make a link through
+ * which the daemon, reading as itself, hands it any file. Real paths are compared, so a link in the
+ * configuration does not hide it. A mount or context that is the read-write directory itself is shared,
+ * not redirected; a file that is one is the agent's.
  */
-function writableSourceCheck(agents: readonly AgentConfig[], ctx: ConvertContext): void {
+function writableSourceCheck(settings: Settings, ctx: ConvertContext): void {
   const real = (path: string) => {
     try {
       return realpathSync(path);
     } catch {
-      return path; // hostPathCheck has said why.
+      return path; // A missing mount source is hostPathCheck's to report; a file source is read later.
     }
   };
-  const writable = agents.flatMap((agent, i) =>
+  const writable = settings.agents.flatMap((agent, i) =>
     agent.mounts.flatMap((m, j) =>
       m.readOnly
         ? []
-        : [{ agent: agent.name, at: `agents[${i}].mounts[${j}]`, source: m.source, real: real(m.source) }],
+        : [
+            {
+              agent: agent.name,
+              at: `agents[${i}].mounts[${j}]`,
+              path: ['agents', i, 'mounts', j, 'source'],
+              source: m.source,
+              real: real(m.source),
+            },
+          ],
     ),
   );
   if (writable.length === 0) return;
-  agents.forEach((agent, i) => {
-    const sources = agent.mounts.map((m, j) => ({
-      path: ['agents', i, 'mounts', j, 'source'],
-      source: m.source,
-    }));
-    if (agent.context !== undefined) sources.push({ path: ['agents', i, 'context'], source: agent.context });
-    for (const { path, source } of sources) {
-      const resolved = real(source);
-      const under = writable.find((w) => isInside(resolved, w.real) || isInside(source, w.source));
-      if (under === undefined) continue;
-      ctx.problems.push({
-        path,
-        message: `${describe(source)} lies inside ${describe(under.source)}, which agent ${under.agent} may write to (${under.at} has read_only: false): its sessions could put a link in the way to any host path, and the next container would get that; use a directory outside it, or make that mount read-only`,
-      });
-    }
+  type Place = { path: PropertyKey[]; source: string; file: boolean };
+  const places: Place[] = [{ path: [], source: settings.file, file: true }];
+  const fileSource = (path: PropertyKey[], source: CredentialSource | undefined) => {
+    if (source?.kind === 'file') places.push({ path, source: source.path, file: true });
+  };
+  settings.agents.forEach((agent, i) => {
+    agent.mounts.forEach((m, j) => {
+      places.push({ path: ['agents', i, 'mounts', j, 'source'], source: m.source, file: false });
+    });
+    if (agent.context !== undefined)
+      places.push({ path: ['agents', i, 'context'], source: agent.context, file: false });
+    agent.credentials.forEach((c, k) => {
+      fileSource(['agents', i, 'credentials', k, 'source'], c.source);
+    });
+    fileSource(['agents', i, 'repo_token'], agent.repoToken);
+    agent.notify.forEach((n, k) => {
+      fileSource(['agents', i, 'notify', k, 'secret'], n.secret);
+    });
   });
+  settings.daemon.notify.forEach((n, k) => {
+    fileSource(['daemon', 'notify', k, 'secret'], n.secret);
+  });
+  const http = settings.daemon.http;
+  http?.tokens.forEach((t, k) => {
+    fileSource(['daemon', 'http', 'tokens', k, 'source'], t.source);
+  });
+  if (http?.tls !== undefined) {
+    places.push({ path: ['daemon', 'http', 'tls', 'cert'], source: http.tls.cert, file: true });
+    places.push({ path: ['daemon', 'http', 'tls', 'key'], source: http.tls.key, file: true });
+  }
+  for (const { path, source, file } of places) {
+    const resolved = real(source);
+    const within = (w: (typeof writable)[number]) =>
+      isInside(resolved, w.real) ||
+      isInside(source, w.source) ||
+      (file && (resolved === w.real || source === w.source));
+    const under = writable.find(within);
+    if (under === undefined) continue;
+    if (path.length === 0) {
+      // The configuration file has no line of its own: the mount that reaches it is told.
+      ctx.problems.push({
+        path: under.path,
+        message: `${describe(under.source)} holds the configuration file ${describe(source)}, and agent ${under.agent} may write to it (read_only: false): its sessions could rewrite the configuration; move the configuration, or make this mount read-only`,
+      });
+      continue;
+    }
+    ctx.problems.push({
+      path,
+      message: `${describe(source)} ${source === under.source || resolved === under.real ? 'is' : 'lies inside'} ${describe(under.source)}, which agent ${under.agent} may write to (${under.at} has read_only: false): its sessions could ${file ? 'rewrite it, or put a link in the way that agentd would read through' : 'put a link in the way to any host path, and the next container would get that'}; use a path outside it, or make that mount read-only`,
+    });
+  }
 }
 
 /** Every agent may run somewhere: its `hosts:` exist and some host has its `host_labels:`. */

@@ -247,6 +247,66 @@ agents:
     expect(parse(text.replace('read_only: false', 'read_only: true')).agents).toHaveLength(2);
   });
 
+  it('refuses a file agentd reads (a credential, a token, its configuration) inside or as a writable mount', () => {
+    const scratch = join(dir, 'scratch');
+    mkdirSync(scratch, { recursive: true });
+    writeFileSync(join(scratch, 'token'), 'x');
+    const text = `daemon:
+  state_dir: ${state}
+  http:
+    listen: 127.0.0.1:0
+    tokens:
+      - name: ops
+        source: file:${scratch}/http-token
+        scopes: [admin]
+agents:
+  - name: writer
+    image: localhost/agentd-base:bookworm
+    command: ["run"]
+    mounts:
+      - source: ${scratch}
+        target: /scratch
+        read_only: false
+      - source: ${notes}
+        target: /notes.txt
+        read_only: false
+    credentials:
+      - name: API_KEY
+        source: file:${scratch}/token
+      - name: NOTES
+        source: file:${notes}
+      - name: FROM_ENV
+        source: env:HOME
+`;
+    const found = problems(text);
+    expect(found.map((p) => p.path).sort()).toEqual([
+      'agents[0].credentials[0].source',
+      'agents[0].credentials[1].source',
+      'daemon.http.tokens[0].source',
+    ]);
+    expectProblem(
+      text,
+      'agents[0].credentials[0].source',
+      22,
+      `"${scratch}/token" lies inside "${scratch}", which agent writer may write to`,
+      'could rewrite it, or put a link in the way that agentd would read through',
+    );
+    expectProblem(text, 'agents[0].credentials[1].source', 24, `"${notes}" is "${notes}"`);
+    expectProblem(text, 'daemon.http.tokens[0].source', 7, 'agent writer may write to');
+    // The configuration file itself, in a directory an agent may write to.
+    const inConfigDir = config(
+      `    mounts:\n      - source: ${dir}\n        target: /d\n        read_only: false\n`,
+    );
+    expect(problems(inConfigDir)).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          path: 'agents[0].mounts[0].source',
+          message: expect.stringContaining(`"${dir}" holds the configuration file "${FILE}"`),
+        }),
+      ]),
+    );
+  });
+
   it('checks mount keys and cache names', () => {
     const text = config(`    mounts:
       - source: ${data}
