@@ -104,7 +104,9 @@ if [ -n "$copy_dir" ] && [ ! -d "$copy_dir" ]; then mkdir -p -m 0700 "$copy_dir"
 if [ -n "$copy_dir" ]; then chmod 0700 "\${copy_dir%/*}"; fi
 skel=""
 if ! id -u "$user" >/dev/null 2>&1; then
-  useradd --no-create-home --home-dir "$home" --shell /bin/sh --user-group "$user" >/dev/null
+  # --no-log-init: root writes nothing in /var/log (lastlog, faillog), where an agent's cache or mount
+  # may be, holding links its sessions left.
+  useradd --no-log-init --no-create-home --home-dir "$home" --shell /bin/sh --user-group "$user" >/dev/null
   skel=1
 fi
 chown "$user:" "$home"
