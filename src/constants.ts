@@ -44,6 +44,8 @@ export const CLIENT_LAG_BYTES = 64 * 1024;
 export const CLIENT_STALL_MS = 30_000;
 /** ... and its socket destroyed this long after that, if it still has not read what was left for it. */
 export const CLIENT_LINGER_MS = 60_000;
+/** A socket connection owed nothing and sending nothing is closed after this long (a leaked client frees its slot). */
+export const CLIENT_IDLE_MS = 60_000;
 /** Longest work unit (`--work-unit`, a schedule's expanded template). */
 export const WORK_UNIT_MAX = 256;
 /** Longest agent name. */

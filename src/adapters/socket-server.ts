@@ -48,8 +48,16 @@ export interface SocketServerOptions {
    */
   maxBufferedBytes?: number;
   maxConnections: number;
-  /** A client that leaves half a line unfinished for this long is disconnected. */
+  /**
+   * A client that leaves a line unfinished this long after it began (or sends no first line this long
+   * after connecting) is disconnected, however slowly its bytes keep coming.
+   */
   partialLineTimeoutMs: number;
+  /**
+   * A connection owed nothing, with no line under way, is closed after this long: leaked or idle clients
+   * must not keep every slot of maxConnections (the operator's own CLI would be refused).
+   */
+  idleTimeoutMs: number;
   /** Output a client has not read yet beyond which it lags: its requests wait, skippable output is skipped. */
   lagBytes: number;
   /** A client that lags this long without reading down to nothing is closed (at a message boundary). */
@@ -72,6 +80,44 @@ export interface SocketServerOptions {
 }
 
 const NEWLINE = Buffer.from('\n');
+
+/**
+ * The bytes of a request line still being received, in one buffer grown by doubling: a client sending a
+ * byte at a time must not make the daemon keep a Buffer object (some 100 bytes) per byte it sent.
+ */
+class PartialLine {
+  private buffer = Buffer.alloc(0);
+  length = 0;
+  /** Memory held: what the bounds on unfinished lines count. */
+  get capacity(): number {
+    return this.buffer.length;
+  }
+  /** What capacity would be with `more` bytes appended. */
+  capacityWith(more: number): number {
+    const needed = this.length + more;
+    return needed > this.buffer.length ? Math.max(needed, 2 * this.buffer.length) : this.buffer.length;
+  }
+  append(bytes: Buffer): void {
+    const needed = this.length + bytes.length;
+    if (needed > this.buffer.length) {
+      const grown = Buffer.allocUnsafe(this.capacityWith(bytes.length));
+      this.buffer.copy(grown, 0, 0, this.length);
+      this.buffer = grown;
+    }
+    bytes.copy(this.buffer, this.length);
+    this.length = needed;
+  }
+  /** The line with its last piece, and empty again. */
+  take(last: Buffer): Buffer {
+    const line = this.length === 0 ? last : Buffer.concat([this.buffer.subarray(0, this.length), last]);
+    this.clear();
+    return line;
+  }
+  clear(): void {
+    this.buffer = Buffer.alloc(0);
+    this.length = 0;
+  }
+}
 
 /** Refused connections held at once to read their first request (beyond: refused at once). */
 const MAX_REFUSING = 64;
@@ -239,11 +285,13 @@ export class SocketServer {
       },
       owe: () => {
         owed++;
+        armQuietTimer();
         let settled = false;
         return () => {
           if (settled) return;
           settled = true;
           owed--;
+          armQuietTimer();
           finishIfDone();
         };
       },
@@ -259,29 +307,43 @@ export class SocketServer {
         return closed || ending;
       },
     };
-    let chunks: Buffer[] = [];
+    const partial = new PartialLine();
     let held = 0;
-    const hold = (bytes: number) => {
-      held += bytes;
-      this.bufferedTotal += bytes;
+    /** Counts what the partial line holds now against the bound for all connections. */
+    const holdPartial = () => {
+      this.bufferedTotal += partial.capacity - held;
+      held = partial.capacity;
     };
     const release = () => {
+      partial.clear();
       this.bufferedTotal -= held;
       held = 0;
     };
-    let buffered = 0;
     let discarding = false;
     /** A client that connects and never completes a request must not hold a slot for ever. */
     let sentLine = false;
-    let partialTimer: NodeJS.Timeout | undefined;
-    const armStallTimer = () => {
-      clearTimeout(partialTimer);
-      partialTimer =
-        buffered > 0 || discarding || !sentLine
+    /**
+     * One timer for a connection that is quiet in a way it may not stay: a line begun and not finished
+     * (or no first line) for partialLineTimeoutMs, or nothing under way and nothing owed for
+     * idleTimeoutMs. Kept, not restarted, while the same wait goes on: a byte now and then does not
+     * extend it. A completed line or a settled reply starts the next wait.
+     */
+    let quietTimer: NodeJS.Timeout | undefined;
+    let quietFor: 'line' | 'idle' | undefined;
+    const armQuietTimer = (restart = false) => {
+      const now: typeof quietFor =
+        partial.length > 0 || discarding || !sentLine ? 'line' : owed === 0 && !closed ? 'idle' : undefined;
+      if (now === quietFor && !restart) return;
+      clearTimeout(quietTimer);
+      quietFor = now;
+      quietTimer =
+        now === 'line'
           ? setTimeout(() => socket.destroy(), options.partialLineTimeoutMs)
-          : undefined;
+          : now === 'idle'
+            ? setTimeout(() => endGracefully(), options.idleTimeoutMs)
+            : undefined;
     };
-    armStallTimer();
+    armQuietTimer();
     /**
      * The rest of a chunk whose requests stopped being read when the client began to lag (one chunk of
      * requests, many small ones, must not queue a reply each for a client that reads none of them) or
@@ -310,7 +372,7 @@ export class SocketServer {
             yielding = false;
             if (!readingPaused && !ending && !closed) readOn();
           });
-          armStallTimer();
+          armQuietTimer();
           return;
         }
         const piece = data.subarray(start, nl);
@@ -319,18 +381,17 @@ export class SocketServer {
           discarding = false;
           continue;
         }
-        if (buffered + piece.length > options.maxLineBytes) {
-          chunks = [];
-          buffered = 0;
+        if (partial.length + piece.length > options.maxLineBytes) {
           release();
           options.onLineTooLong(connection);
+          armQuietTimer(true);
           continue;
         }
-        const line = Buffer.concat([...chunks, piece]).toString('utf8');
-        chunks = [];
-        buffered = 0;
+        const line = partial.take(piece).toString('utf8');
         release();
         sentLine = true;
+        // The next line (or the idle wait) has its own time from now.
+        armQuietTimer(true);
         if (line.trim() !== '') {
           if (turnLines++ === 0) {
             turnStarted = performance.now();
@@ -348,24 +409,20 @@ export class SocketServer {
         if (readingPaused) {
           if (start < data.length) deferred = data.subarray(start);
           // A whole request was read: the half-line (or no-request) timer stops; the stall timer rules now.
-          armStallTimer();
+          armQuietTimer();
           return;
         }
       }
       const rest = data.subarray(start);
       if (rest.length > 0 && !discarding) {
-        if (buffered + rest.length > options.maxLineBytes) {
-          chunks = [];
-          buffered = 0;
+        if (partial.length + rest.length > options.maxLineBytes) {
           release();
           discarding = true;
           options.onLineTooLong(connection);
         } else if (
-          this.bufferedTotal + rest.length >
+          this.bufferedTotal - held + partial.capacityWith(rest.length) >
           (options.maxBufferedBytes ?? Number.POSITIVE_INFINITY)
         ) {
-          chunks = [];
-          buffered = 0;
           release();
           options.onRejectedConnection?.();
           socket.end(
@@ -374,12 +431,11 @@ export class SocketServer {
           socket.destroy();
           return;
         } else {
-          chunks.push(rest);
-          buffered += rest.length;
-          hold(rest.length);
+          partial.append(rest);
+          holdPartial();
         }
       }
-      armStallTimer();
+      armQuietTimer();
     };
     socket.on('data', onData);
     socket.on('end', () => {
@@ -388,7 +444,7 @@ export class SocketServer {
       // reports the end while reading is paused: then that last line is in what was deferred.
       if (deferred !== undefined) {
         if (deferred.at(-1) !== 10) deferred = Buffer.concat([deferred, NEWLINE]);
-      } else if (buffered > 0 && !closed && !ending) onData(NEWLINE);
+      } else if (partial.length > 0 && !closed && !ending) onData(NEWLINE);
       finishIfDone();
     });
     socket.on('error', () => socket.destroy());
@@ -396,7 +452,7 @@ export class SocketServer {
       closed = true;
       release();
       clearTimeout(stallTimer);
-      clearTimeout(partialTimer);
+      clearTimeout(quietTimer);
       drainListeners.clear();
       this.sockets.delete(socket);
       for (const listener of closeListeners.splice(0)) listener();
@@ -453,20 +509,48 @@ export async function clearStaleSocket(path: string, setting = 'daemon.socket'):
       { operation: 'bind socket' },
     );
   }
-  const answers = await new Promise<boolean>((resolve) => {
-    const probe = connect(path);
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', () => resolve(false));
-  });
-  if (answers) {
+  // Only a refused connection says nobody listens. A full queue of connections (EAGAIN) is a live
+  // daemon that is busy: deleting its socket would leave it running and unreachable.
+  let answer = await probeSocket(path);
+  for (let tries = 1; answer === 'EAGAIN' && tries < STALE_PROBE_TRIES; tries++) {
+    await new Promise((resolve) => setTimeout(resolve, STALE_PROBE_PAUSE_MS));
+    answer = await probeSocket(path);
+  }
+  if (answer === 'ENOENT') return;
+  if (answer === 'ECONNREFUSED') {
+    rmSync(path, { force: true });
+    return;
+  }
+  if (answer === 'answers' || answer === 'EAGAIN') {
     throw new AgentdError(
       'DAEMON_RUNNING',
-      `a daemon already answers on ${path}; stop it first or set ${setting} to another path`,
+      `a daemon already answers on ${path}${answer === 'EAGAIN' ? ' (its queue of connections is full)' : ''}; stop it first or set ${setting} to another path`,
       { operation: 'bind socket' },
     );
   }
-  rmSync(path, { force: true });
+  throw new AgentdError(
+    'SOCKET_PATH_IN_USE',
+    `cannot tell whether a daemon answers on ${path} (connecting failed with ${answer}); agentd will not delete it. Check the path's permissions, or set ${setting} to another path`,
+    { operation: 'bind socket' },
+  );
+}
+
+/** How often a socket whose queue is full is probed again before it counts as a live daemon's. */
+const STALE_PROBE_TRIES = 10;
+const STALE_PROBE_PAUSE_MS = 100;
+const STALE_PROBE_TIMEOUT_MS = 2000;
+
+/** Connects once: `answers`, or the error code the connection failed with. */
+function probeSocket(path: string): Promise<string> {
+  return new Promise((resolve) => {
+    const probe = connect(path);
+    const done = (answer: string) => {
+      clearTimeout(timer);
+      probe.destroy();
+      resolve(answer);
+    };
+    const timer = setTimeout(() => done('EAGAIN'), STALE_PROBE_TIMEOUT_MS);
+    probe.once('connect', () => done('answers'));
+    probe.once('error', (error: NodeJS.ErrnoException) => done(error.code ?? 'error'));
+  });
 }

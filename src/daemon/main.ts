@@ -17,6 +17,7 @@ import type { HostConfig, NotifyTarget, Settings } from '../config/types.js';
 import {
   CLIENT_LAG_BYTES,
   CLIENT_LINGER_MS,
+  CLIENT_IDLE_MS,
   CLIENT_STALL_MS,
   LABEL_INSTANCE,
   MAX_BUFFERED_BYTES,
@@ -768,6 +769,7 @@ function socketServer(
     maxBufferedBytes: MAX_BUFFERED_BYTES,
     maxConnections: 256,
     partialLineTimeoutMs: 30_000,
+    idleTimeoutMs: CLIENT_IDLE_MS,
     lagBytes: CLIENT_LAG_BYTES,
     stallTimeoutMs: CLIENT_STALL_MS,
     lingerMs: CLIENT_LINGER_MS,

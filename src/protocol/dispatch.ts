@@ -25,7 +25,7 @@ export function dispatch(line: string, connection: Connection, daemon: DaemonPor
       connection,
       request,
       'busy',
-      `this connection has ${MAX_STREAMS_PER_CONNECTION} waits, follows, log reads and subscriptions open; wait for one to end, or use another connection`,
+      `this connection has ${MAX_STREAMS_PER_CONNECTION} waits, follows, log reads, subscriptions and reloads not yet answered; wait for one to end, or use another connection`,
     );
     return;
   }

@@ -8,9 +8,13 @@ import type { Request } from './messages.js';
  */
 export const MAX_STREAMS_PER_CONNECTION = 64;
 
-/** A request that opens a stream when the session it names has not ended. */
+/**
+ * A request that opens a stream when the session it names has not ended, or whose answer is owed until
+ * work queued behind others is done (a `reload` waits for the reloads before it).
+ */
 export function opensStream(request: Request): boolean {
   return (
+    request.type === 'reload' ||
     request.type === 'wait' ||
     request.type === 'logs' ||
     request.type === 'subscribe' ||

@@ -66,3 +66,30 @@ describe('streams per connection', () => {
     expect(two.connection.owed).toBe(1);
   });
 });
+
+describe('reloads not yet answered', () => {
+  it('count with the streams: a connection pipelining reloads gets busy past the limit, not a queue without end', async () => {
+    const { connection, sent } = fakeConnection();
+    let reloads = 0;
+    const answers: (() => void)[] = [];
+    const daemon = {
+      // Each reload waits for the ones before it (src/daemon/reload.ts): held here until released.
+      reload: () => {
+        reloads++;
+        return new Promise<object>((resolve) => answers.push(() => resolve({ changed: [] })));
+      },
+      log: { error: () => {}, warn: () => {} },
+    } as unknown as DaemonPort;
+    const reload = (n: number) => JSON.stringify({ v: 2, id: `r${n}`, type: 'reload' });
+    for (let n = 0; n < MAX_STREAMS_PER_CONNECTION + 10; n++) dispatch(reload(n), connection, daemon);
+    expect(reloads).toBe(MAX_STREAMS_PER_CONNECTION);
+    expect(sent).toHaveLength(10);
+    expect(sent.every((m) => m.type === 'error' && m.code === 'busy')).toBe(true);
+    // Answered, they make room again.
+    for (const answer of answers.splice(0)) answer();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(connection.owed).toBe(0);
+    dispatch(reload(999), connection, daemon);
+    expect(reloads).toBe(MAX_STREAMS_PER_CONNECTION + 1);
+  });
+});

@@ -66,6 +66,7 @@ async function serve(maxLineBytes = 1024) {
     maxLineBytes,
     maxConnections: 8,
     partialLineTimeoutMs: 5000,
+    idleTimeoutMs: 60_000,
     maxPendingWriteBytes: 64 << 20,
     lagBytes: 1 << 20,
     stallTimeoutMs: 30_000,

@@ -3,11 +3,13 @@
  * split and joined however they arrive, a line too long refused without losing the connection, a
  * half line or a silent client dropped after the timeout, connections bounded.
  */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type Connection, SocketServer } from '../../src/adapters/socket-server.js';
+import { type Connection, clearStaleSocket, SocketServer } from '../../src/adapters/socket-server.js';
 import { busyReply } from '../../src/protocol/dispatch.js';
 import { makeTempDir } from '../helpers/resources.js';
 
@@ -21,24 +23,29 @@ async function serve(
     maxLineBytes?: number;
     maxConnections?: number;
     partialLineTimeoutMs?: number;
+    idleTimeoutMs?: number;
     maxBufferedBytes?: number;
   } = {},
 ) {
   const path = join(makeTempDir('agentd-unit-sock-'), 's.sock');
   const lines: string[] = [];
   const tooLong: number[] = [];
+  /** Replies owed (a request with "hold" is answered later, as a follow is): call one to settle it. */
+  const owed: (() => void)[] = [];
   const server = new SocketServer({
     path,
     maxLineBytes: limits.maxLineBytes ?? 64,
     maxConnections: limits.maxConnections ?? 8,
     ...(limits.maxBufferedBytes === undefined ? {} : { maxBufferedBytes: limits.maxBufferedBytes }),
     partialLineTimeoutMs: limits.partialLineTimeoutMs ?? 5000,
+    idleTimeoutMs: limits.idleTimeoutMs ?? 60_000,
     maxPendingWriteBytes: 1 << 20,
     lagBytes: 64 * 1024,
     stallTimeoutMs: 30_000,
     lingerMs: 1000,
     onLine: (line: string, connection: Connection) => {
       lines.push(line);
+      if (line.includes('"hold"')) owed.push(connection.owe());
       connection.send({ echo: line });
     },
     onLineTooLong: (connection) => {
@@ -49,7 +56,7 @@ async function serve(
   });
   await server.listen();
   servers.push(server);
-  return { path, lines, tooLong };
+  return { path, lines, tooLong, owed };
 }
 
 function client(path: string): Promise<{ socket: Socket; received: () => string; closed: Promise<void> }> {
@@ -107,6 +114,38 @@ describe('socket framing', () => {
     const silent = await client(path);
     await Promise.all([half.closed, silent.closed]);
     expect(half.socket.destroyed && silent.socket.destroyed).toBe(true);
+  });
+
+  it('drops a client trickling a line a byte at a time once the line is older than the timeout', async () => {
+    const { path, lines } = await serve({ partialLineTimeoutMs: 300 });
+    const c = await client(path);
+    c.socket.write('{"ok":1}\n');
+    await tick();
+    // Its clock starts at the line's first byte: bytes that keep coming do not wind it back.
+    const began = Date.now();
+    const trickle = setInterval(() => c.socket.write('x'), 20);
+    await c.closed;
+    clearInterval(trickle);
+    expect(lines).toEqual(['{"ok":1}']);
+    expect(Date.now() - began).toBeLessThan(2000);
+  });
+
+  it('ends a connection owed nothing that sends nothing for the idle timeout; one owed a reply stays', async () => {
+    const { path, owed } = await serve({ idleTimeoutMs: 200, partialLineTimeoutMs: 5000 });
+    const idle = await client(path);
+    idle.socket.write('{"status":1}\n');
+    const following = await client(path);
+    following.socket.write('{"hold":1}\n');
+    await idle.closed;
+    expect(idle.received()).toContain('status');
+    // Three idle timeouts later the one owed a reply is still open; settled, it is idle like any other.
+    await tick(600);
+    expect(following.socket.destroyed).toBe(false);
+    following.socket.write('{"again":1}\n');
+    await tick();
+    expect(following.received()).toContain('again');
+    for (const settle of owed.splice(0)) settle();
+    await following.closed;
   });
 
   it('turns away connections beyond the limit with a busy error', async () => {
@@ -184,3 +223,39 @@ function exchange(path: string, line?: string): Promise<Record<string, unknown>[
     socket.once('error', reject);
   });
 }
+
+describe('a socket path left at start', () => {
+  it('is removed when nobody listens, and kept when a live daemon is too busy to take the connection', async () => {
+    const dir = makeTempDir('agentd-unit-stale-');
+    // Left by a process that died: the file is a socket nobody listens on.
+    const stale = join(dir, 'stale.sock');
+    const dead = spawn(process.execPath, [
+      '-e',
+      `require('node:net').createServer().listen(${JSON.stringify(stale)}, () => process.kill(process.pid, 'SIGKILL'))`,
+    ]);
+    await new Promise((resolve) => dead.on('exit', resolve));
+    expect(existsSync(stale)).toBe(true);
+    await clearStaleSocket(stale);
+    expect(existsSync(stale)).toBe(false);
+
+    // A live daemon whose queue of connections is full (its event loop busy): connecting fails with
+    // EAGAIN, which is not a dead daemon.
+    const live = join(dir, 'live.sock');
+    const busy = spawn(process.execPath, [
+      '-e',
+      `require('node:net').createServer().listen({ path: ${JSON.stringify(live)}, backlog: 1 }, () => { console.log('up'); for (;;); })`,
+    ]);
+    try {
+      await new Promise((resolve) => busy.stdout.once('data', resolve));
+      const filling = Array.from({ length: 8 }, () => connect(live).on('error', () => {}));
+      try {
+        await expect(clearStaleSocket(live)).rejects.toMatchObject({ code: 'DAEMON_RUNNING' });
+        expect(existsSync(live)).toBe(true);
+      } finally {
+        for (const socket of filling) socket.destroy();
+      }
+    } finally {
+      busy.kill('SIGKILL');
+    }
+  });
+});
