@@ -103,12 +103,19 @@ function exchanges(markdown: string): { blocks: Block[]; skipped: string[] } {
 
 class Connection {
   readonly replies: string[] = [];
+  /** The daemon ended the connection, and every line it sent has been read. */
+  ended = false;
   private wake: (() => void) | undefined;
   constructor(private readonly socket: Socket) {
-    createInterface({ input: socket }).on('line', (line) => {
-      this.replies.push(line);
-      this.wake?.();
-    });
+    createInterface({ input: socket })
+      .on('line', (line) => {
+        this.replies.push(line);
+        this.wake?.();
+      })
+      .on('close', () => {
+        this.ended = true;
+        this.wake?.();
+      });
     socket.on('error', () => {});
   }
   static open(path: string): Promise<Connection> {
@@ -129,6 +136,10 @@ class Connection {
         setTimeout(resolve, 100).unref();
       });
     }
+  }
+  /** Ends the client's side: it sends no more requests, and still reads. */
+  end(): void {
+    this.socket.end();
   }
   close(): void {
     this.socket.destroy();
@@ -277,7 +288,13 @@ describe('docs/protocol.md', () => {
     async (_, block) => {
       const c = await Connection.open(d.socketPath);
       try {
-        for (const step of block.steps) {
+        for (const [stepIndex, step] of block.steps.entries()) {
+          if (block.mode === 'exact' && c.replies.length > 0) {
+            // A reply that came after the previous step's sentinel: the block does not show it.
+            throw new Error(
+              `a reply the block does not show, before ${step.send}:\n${c.replies.map(asDoc).join('\n')}`,
+            );
+          }
           const from = c.replies.length;
           c.write(live(step.send));
           if (block.mode === 'exact') {
@@ -293,7 +310,26 @@ describe('docs/protocol.md', () => {
                   `reply ${i + 1} to ${step.send}\n${found}\nexpected: ${expected}\nactual:   ${asDoc(actual)}`,
                 );
             }
-            // Nothing else: the block shows every reply.
+            // Nothing else: the block shows every reply. A `hello` sent now is answered after every
+            // reply the daemon had sent by then, so the only reply after the documented ones must be its.
+            // Replies that come later (of a stream, a `reload`) are caught below, when the block ends.
+            const sentinel = `doc-sentinel-${block.line}-${stepIndex}`;
+            c.write(JSON.stringify({ type: 'hello', id: sentinel }));
+            const isSentinel = (line: string) => {
+              try {
+                const reply = JSON.parse(line) as { id?: unknown; type?: unknown };
+                return reply.id === sentinel && reply.type === 'hello';
+              } catch {
+                return false;
+              }
+            };
+            await c.until(() => c.replies.some(isSentinel), 60_000);
+            const after = c.replies.slice(from + step.expect.length);
+            if (after.length !== 1 || !isSentinel(after[0] as string)) {
+              throw new Error(
+                `replies to ${step.send} that the block does not show (then the hello ${sentinel}, if it came):\n${after.map(asDoc).join('\n')}`,
+              );
+            }
             c.replies.splice(from);
           } else {
             let next = 0;
@@ -311,6 +347,24 @@ describe('docs/protocol.md', () => {
               );
             }
             c.replies.splice(from);
+          }
+        }
+        if (block.mode === 'exact') {
+          // Nor later: a client that ends its side gets every reply it is still owed (a follow to its
+          // outcome, a `wait`'s, a `reload`'s), then the daemon ends the connection (docs/protocol.md,
+          // Transport and framing). So a stream the block shows only part of fails here. A subsequence
+          // block's `subscribe` never ends; it says that replies it does not show may come.
+          c.end();
+          await c.until(() => c.ended, 60_000);
+          if (!c.ended) {
+            throw new Error(
+              `the daemon did not end the connection after the client ended its side: it still owes replies the block does not show; so far:\n${c.replies.map(asDoc).join('\n')}`,
+            );
+          }
+          if (c.replies.length > 0) {
+            throw new Error(
+              `replies the block does not show, after its last request:\n${c.replies.map(asDoc).join('\n')}`,
+            );
           }
         }
       } finally {

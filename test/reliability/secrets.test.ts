@@ -1,8 +1,9 @@
 /**
  * Secret hygiene: credential values never appear on any process's command line (scanned from
  * /proc/*\/cmdline throughout), in `podman inspect` of the running container, in the daemon's logs, in
- * session records or in error messages; and when the agent prints them (plain, base64, URL-encoded)
- * the streamed output and the session log show them masked.
+ * session records or in error messages, in any form a leak takes (`secretForms`: plain, base64,
+ * base64url, URL-encoded, hex, a JSON byte array); and when the agent prints them (plain, base64,
+ * URL-encoded) the streamed output and the session log show them masked.
  */
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -18,6 +19,7 @@ import {
   startHttpGitServer,
 } from '../helpers/git-server.js';
 import { makeTempDir } from '../helpers/resources.js';
+import { secretForms } from '../helpers/secret-forms.js';
 import { afterEachTest, agent, inspectContainer, recordFigures, sleep, waitUntil } from './harness.js';
 
 let git: GitServer | undefined;
@@ -34,18 +36,20 @@ afterAll(async () => {
 });
 afterEach(() => afterEachTest(figures, daemons));
 
-/** Every form of a value that must never show: plain, base64 (padded or not) and URL-encoded. */
-function forms(value: string): string[] {
-  const base64 = Buffer.from(value).toString('base64');
-  return [value, base64, base64.replace(/=+$/, ''), encodeURIComponent(value)];
+interface Hit {
+  /** The needle found. */
+  needle: string;
+  /** Where: the process and (the start of) its command line. */
+  where: string;
 }
 
 /** Reads every process's argv over and over until stopped; returns what it saw. */
-function scanCommandLines(needles: string[]) {
+function scanCommandLines(wanted: string[]) {
+  const needles = [...new Set(wanted)];
   let running = true;
   let scans = 0;
   let processes = 0;
-  const hits: string[] = [];
+  const hits: Hit[] = [];
   const loop = (async () => {
     while (running) {
       for (const entry of readdirSync('/proc')) {
@@ -58,7 +62,8 @@ function scanCommandLines(needles: string[]) {
         }
         processes++;
         for (const needle of needles) {
-          if (argv.includes(needle)) hits.push(`pid ${entry}: ${argv.replaceAll('\0', ' ').slice(0, 300)}`);
+          if (argv.includes(needle))
+            hits.push({ needle, where: `pid ${entry}: ${argv.replaceAll('\0', ' ').slice(0, 300)}` });
         }
       }
       scans++;
@@ -129,11 +134,14 @@ describe('secret hygiene', () => {
       { env: { AGENTD_REL_SECRET_ENV: values.env, AGENTD_REL_SECRET_REPO: values.repo } },
     );
     daemons.push(d);
-    const needles = [...Object.values(values).flatMap(forms), `huge-${hex}`];
-    // A canary on a command line proves the scanner sees what it looks for.
+    // The huge value by its start: `huge-` and 16 hex digits are 21 bytes, a multiple of 3, so each form
+    // of the start (base64 and hex included) is also the start of that form of the whole value.
+    const needles = [...Object.values(values), `huge-${hex}`].flatMap(secretForms);
+    // A canary on a command line, in every form, proves the scanner sees each form it looks for.
     const canary = `canary-${hex}`;
-    const scanner = scanCommandLines(Object.values(values).concat(`huge-${hex}`, canary));
-    await execa('/bin/sh', ['-c', 'sleep 0.3', canary]);
+    const canaryForms = secretForms(canary);
+    const scanner = scanCommandLines([...needles, ...canaryForms]);
+    await Promise.all(canaryForms.map((form) => execa('/bin/sh', ['-c', 'sleep 0.3', 'sh', form])));
 
     const run = d.spawnCli(['trigger', 'leaky']);
     const [, id = ''] = await run.waitForStdout(/session ([0-9a-f]{16}) accepted/);
@@ -152,8 +160,15 @@ describe('secret hygiene', () => {
     const inspected = JSON.stringify(container);
     const result = await run.result;
     const scanned = await scanner.stop();
-    expect(scanned.hits.filter((hit) => hit.includes(canary)).length, 'canary seen').toBeGreaterThan(0);
-    const argv = { ...scanned, hits: scanned.hits.filter((hit) => !hit.includes(canary)) };
+    const canarySeen = new Set(scanned.hits.map((hit) => hit.needle));
+    expect(
+      canaryForms.filter((form) => !canarySeen.has(form)),
+      'canary forms the scanner did not see',
+    ).toEqual([]);
+    const argv = {
+      ...scanned,
+      hits: scanned.hits.filter((hit) => !canaryForms.includes(hit.needle)).map((hit) => hit.where),
+    };
     expect(result.code, result.stderr).toBe(0);
 
     // The agent printed every form; each arrived masked.
