@@ -15,9 +15,9 @@ import { SocketServer } from '../adapters/socket-server.js';
 import { hostAllowed, hostsOf, seesThisMachine, transportOf } from '../config/hosts.js';
 import type { HostConfig, NotifyTarget, Settings } from '../config/types.js';
 import {
+  CLIENT_IDLE_MS,
   CLIENT_LAG_BYTES,
   CLIENT_LINGER_MS,
-  CLIENT_IDLE_MS,
   CLIENT_STALL_MS,
   LABEL_INSTANCE,
   MAX_BUFFERED_BYTES,
