@@ -88,6 +88,8 @@ const NEWLINE = Buffer.from('\n');
 class PartialLine {
   private buffer = Buffer.alloc(0);
   length = 0;
+  /** @param limit the longest line taken: growth stops there (the length is checked before each append). */
+  constructor(private readonly limit: number) {}
   /** Memory held: what the bounds on unfinished lines count. */
   get capacity(): number {
     return this.buffer.length;
@@ -95,7 +97,8 @@ class PartialLine {
   /** What capacity would be with `more` bytes appended. */
   capacityWith(more: number): number {
     const needed = this.length + more;
-    return needed > this.buffer.length ? Math.max(needed, 2 * this.buffer.length) : this.buffer.length;
+    if (needed <= this.buffer.length) return this.buffer.length;
+    return Math.max(needed, Math.min(2 * this.buffer.length, this.limit));
   }
   append(bytes: Buffer): void {
     const needed = this.length + bytes.length;
@@ -218,6 +221,9 @@ export class SocketServer {
       if (ending || closed) return;
       ending = true;
       clearTimeout(stallTimer);
+      // Nothing more it sends is acted on (onData drops it: its reply could not be sent), so a request
+      // that crosses the end of an idle connection is not carried out and may be sent again. Reading
+      // goes on, so that the client's own close is seen and the slot is freed.
       socket.end();
       setTimeout(() => socket.destroy(), options.lingerMs).unref();
     };
@@ -307,7 +313,7 @@ export class SocketServer {
         return closed || ending;
       },
     };
-    const partial = new PartialLine();
+    const partial = new PartialLine(options.maxLineBytes);
     let held = 0;
     /** Counts what the partial line holds now against the bound for all connections. */
     const holdPartial = () => {
@@ -359,6 +365,7 @@ export class SocketServer {
       finishIfDone();
     };
     const onData = (data: Buffer) => {
+      if (ending || closed) return;
       let start = 0;
       for (let nl = data.indexOf(10, start); nl !== -1; nl = data.indexOf(10, start)) {
         if (
@@ -379,6 +386,8 @@ export class SocketServer {
         start = nl + 1;
         if (discarding) {
           discarding = false;
+          // The next line has its own time from now.
+          armQuietTimer(true);
           continue;
         }
         if (partial.length + piece.length > options.maxLineBytes) {

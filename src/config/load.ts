@@ -1,7 +1,7 @@
 import { realpathSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   type Document,
@@ -309,8 +309,17 @@ function toSettings(raw: RawConfig, file: string, ctx: ConvertContext): Settings
       : defaultStateDir(ctx.env, ctx.uid, ctx.home);
   const recordsDir =
     daemon.records_dir !== undefined ? resolve(dir, daemon.records_dir) : join(stateDir, 'records');
-  // What an agent may never be handed: the daemon's own files (other sessions' requests and records).
-  const own = [stateDir, recordsDir, dirname(socket)];
+  // What an agent may never be handed: the daemon's own files (other sessions' requests and records),
+  // and the directories of its sockets (an agent that writes there could put its own socket in place).
+  const httpListen = daemon.http?.listen === undefined ? undefined : parseListen(daemon.http.listen);
+  const own = [
+    stateDir,
+    recordsDir,
+    dirname(socket),
+    ...(httpListen !== undefined && 'kind' in httpListen && httpListen.kind === 'unix'
+      ? [dirname(httpListen.path)]
+      : []),
+  ].map(resolvedPath);
   const hosts = toHosts(raw.hosts ?? [], ctx);
   const agents = raw.agents.map((agent, i) => toAgent(agent, i, dir, daemon.resources ?? {}, own, ctx));
   placementCheck(raw, agents, hosts, ctx);
@@ -449,6 +458,26 @@ function cacheNameCheck(agents: readonly AgentConfig[], ctx: ConvertContext): vo
 }
 
 /**
+ * A path with every link resolved, as far as it exists: the deepest existing ancestor's real path with
+ * the rest appended, so that a file not created yet (or a state dir) reached through a link is compared
+ * where it will be.
+ */
+function resolvedPath(path: string): string {
+  const rest: string[] = [];
+  let at = path;
+  for (;;) {
+    try {
+      return join(realpathSync(at), ...rest.reverse());
+    } catch {
+      const parent = dirname(at);
+      if (parent === at) return path;
+      rest.push(basename(at));
+      at = parent;
+    }
+  }
+}
+
+/**
  * Nothing agentd reads or hands on from the host lies inside a read-write mount's source, whoever's: the
  * agent that writes there can replace a directory on the way with a link, and Podman follows it on the
  * host for the next container (the host's /proc, another agent's directory); a file source there (a
@@ -458,13 +487,7 @@ function cacheNameCheck(agents: readonly AgentConfig[], ctx: ConvertContext): vo
  * not redirected; a file that is one is the agent's.
  */
 function writableSourceCheck(settings: Settings, ctx: ConvertContext): void {
-  const real = (path: string) => {
-    try {
-      return realpathSync(path);
-    } catch {
-      return path; // A missing mount source is hostPathCheck's to report; a file source is read later.
-    }
-  };
+  const real = resolvedPath;
   const writable = settings.agents.flatMap((agent, i) =>
     agent.mounts.flatMap((m, j) =>
       m.readOnly
@@ -506,6 +529,10 @@ function writableSourceCheck(settings: Settings, ctx: ConvertContext): void {
   const http = settings.daemon.http;
   http?.tokens.forEach((t, k) => {
     fileSource(['daemon', 'http', 'tokens', k, 'source'], t.source);
+  });
+  settings.hosts.forEach((h, k) => {
+    if (h.identity !== undefined)
+      places.push({ path: ['hosts', k, 'identity'], source: h.identity, file: true });
   });
   if (http?.tls !== undefined) {
     places.push({ path: ['daemon', 'http', 'tls', 'cert'], source: http.tls.cert, file: true });

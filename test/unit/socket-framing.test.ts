@@ -148,6 +148,36 @@ describe('socket framing', () => {
     await following.closed;
   });
 
+  it('acts on nothing a client sends once its idle connection was ended (its reply could not be sent)', async () => {
+    const { path, lines } = await serve({ idleTimeoutMs: 150 });
+    // A client that keeps its side open when the daemon ends its own (as Go or Python clients may).
+    const socket = connect({ path, allowHalfOpen: true });
+    socket.on('error', () => {});
+    socket.resume();
+    socket.write('{"first":1}\n');
+    await new Promise((resolve) => socket.once('end', resolve));
+    socket.write('{"late":1}\n');
+    await tick(100);
+    socket.destroy();
+    // Dropped, not run with its reply thrown away.
+    expect(lines).toEqual(['{"first":1}']);
+  });
+
+  it('times the line after a discarded overlong one from its own first byte', async () => {
+    const { path, lines, tooLong } = await serve({ maxLineBytes: 16, partialLineTimeoutMs: 400 });
+    const c = await client(path);
+    c.socket.write('x'.repeat(40));
+    await tick(250);
+    c.socket.write('y\n{"a":');
+    await tick(250);
+    // 500 ms after the overlong line began, 250 after this one did: still open.
+    c.socket.write('1}\n');
+    await tick();
+    expect(tooLong).toHaveLength(1);
+    expect(lines).toEqual(['{"a":1}']);
+    c.socket.destroy();
+  });
+
   it('turns away connections beyond the limit with a busy error', async () => {
     const { path } = await serve({ maxConnections: 1 });
     const first = await client(path);

@@ -307,6 +307,48 @@ agents:
     );
   });
 
+  it('resolves links on the way to paths that do not exist yet, and counts ssh keys and the HTTP socket', () => {
+    const work = join(dir, 'work-rw');
+    mkdirSync(join(work, 'secrets'), { recursive: true });
+    writeFileSync(join(work, 'id_ed25519'), 'key');
+    // An operator's path that leads into the agent's read-write directory through a link.
+    const secrets = join(dir, 'op-secrets');
+    symlinkSync(join(work, 'secrets'), secrets);
+    const text = `daemon:
+  state_dir: ${state}
+  http:
+    listen: unix:${work}/http/api.sock
+    tokens:
+      - name: ops
+        source: env:HOME
+        scopes: [admin]
+hosts:
+  - name: far
+    url: ssh://agentd@127.0.0.1/run/podman/podman.sock
+    identity: ${work}/id_ed25519
+agents:
+  - name: writer
+    image: localhost/agentd-base:bookworm
+    command: ["run"]
+    mounts:
+      - source: ${work}
+        target: /work
+        read_only: false
+    credentials:
+      - name: API_KEY
+        source: file:${secrets}/not-yet
+`;
+    const found = problems(text);
+    expect(found.map((p) => p.path).sort()).toEqual([
+      'agents[0].credentials[0].source',
+      'agents[0].mounts[0].source',
+      'hosts[0].identity',
+    ]);
+    expectProblem(text, 'agents[0].credentials[0].source', 23, `"${secrets}/not-yet" lies inside "${work}"`);
+    expectProblem(text, 'hosts[0].identity', 12, `"${work}/id_ed25519" lies inside "${work}"`);
+    expectProblem(text, 'agents[0].mounts[0].source', 18, `contains agentd's own ${work}/http`);
+  });
+
   it('checks mount keys and cache names', () => {
     const text = config(`    mounts:
       - source: ${data}
