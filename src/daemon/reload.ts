@@ -23,7 +23,7 @@ export interface ReloaderOptions {
  * Re-reads the configuration file on SIGHUP or a `reload` request and hands the new agents and
  * max_sessions to the daemon machine, which applies them to triggers accepted from then on. An invalid
  * file changes nothing: every problem is logged and returned, and the daemon stays ready. Reloads run
- * one at a time, in the order they were asked for.
+ * one at a time; those asked for while one runs are one reload after it.
  */
 export function createReloader(
   options: ReloaderOptions,
@@ -119,13 +119,22 @@ export function createReloader(
     };
   };
 
+  /** The reload asked for that has not begun: it reads the file after every request made until it begins. */
+  let waiting: Promise<ReloadReply> | undefined;
   return (trigger) => {
-    const result = chain.then(() => reloadOnce(trigger));
+    // Requests that come while one waits are answered by it: a client (or a burst of SIGHUPs) asking
+    // thousands of times makes one reload more, not thousands.
+    if (waiting !== undefined) return waiting;
+    const result = chain.then(() => {
+      waiting = undefined;
+      return reloadOnce(trigger);
+    });
     chain = result.catch(() => undefined);
-    return result.catch((error: unknown) => {
+    waiting = result.catch((error: unknown) => {
       log.error({ event: 'daemon.reload_failed', trigger, err: error }, 'reload failed');
       return { type: 'reload_failed' as const, file, message: `reload failed: ${errorMessage(error)}` };
     });
+    return waiting;
   };
 }
 

@@ -1,0 +1,56 @@
+/**
+ * Reloads asked for while one runs (src/daemon/reload.ts): they wait for it, and all of them are answered
+ * by one reload after it, which reads the file after every one of them was asked for. A client sending
+ * reloads by the thousand (or a burst of SIGHUPs) makes one more reload, not thousands.
+ */
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import type { Actor } from 'xstate';
+import type { ServiceNotifier } from '../../src/adapters/sd-notify.js';
+import type { Settings } from '../../src/config/types.js';
+import { createReloader } from '../../src/daemon/reload.js';
+import type { daemonMachine } from '../../src/machines/daemon.machine.js';
+
+describe('reloads asked for while one runs', () => {
+  it('are answered by one reload after it', async () => {
+    const reads: (() => void)[] = [];
+    let loads = 0;
+    // Each read of the file waits until the test lets it fail (an invalid file changes nothing).
+    const load = () => {
+      loads++;
+      return new Promise<Settings>((_, reject) => reads.push(() => reject(new Error(`read ${loads}`))));
+    };
+    const actor = {
+      getSnapshot: () => ({
+        context: { agents: [], maxSessions: 1, sessions: {}, queue: [] },
+        matches: () => false,
+      }),
+    } as unknown as Actor<typeof daemonMachine>;
+    const notify = { reloading: () => {}, ready: () => {} } as unknown as ServiceNotifier;
+    const reload = createReloader({
+      started: { file: '/etc/agentd/agentd.yaml' } as Settings,
+      actor,
+      log: pino({ level: 'silent' }),
+      notify,
+      load,
+    });
+    const first = reload('request');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(loads).toBe(1);
+    const later = Array.from({ length: 500 }, (_, i) => reload(i % 2 === 0 ? 'request' : 'SIGHUP'));
+    reads.shift()?.();
+    expect(await first).toMatchObject({ type: 'reload_failed', message: expect.stringContaining('read 1') });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(loads).toBe(2);
+    reads.shift()?.();
+    const answers = await Promise.all(later);
+    expect(new Set(answers.map((a) => a.message)).size).toBe(1);
+    expect(answers[0]?.message).toContain('read 2');
+    expect(loads).toBe(2);
+    // One asked for after that runs on its own.
+    const next = reload('request');
+    await new Promise((resolve) => setImmediate(resolve));
+    reads.shift()?.();
+    expect((await next).message).toContain('read 3');
+  });
+});
