@@ -26,6 +26,7 @@ import {
 } from '../constants.js';
 import { AgentdError, errorMessage } from '../errors.js';
 import type { HttpServer } from '../http/server.js';
+import { LogBudget } from '../log-budget.js';
 import {
   type DaemonEvent,
   daemonMachine,
@@ -763,6 +764,13 @@ function socketServer(
   log: Logger,
   onLine: ConstructorParameters<typeof SocketServer>[0]['onLine'],
 ): SocketServer {
+  // A client opening connections by the thousand must not have the daemon log each refusal.
+  const refusals = new LogBudget((_, count) =>
+    log.warn(
+      { event: 'socket.busy', count },
+      `refused ${count} more connection(s): too many open (not logged one by one past 10 a second)`,
+    ),
+  );
   return new SocketServer({
     path: settings.daemon.socket,
     maxLineBytes: MAX_LINE_BYTES,
@@ -795,7 +803,10 @@ function socketServer(
         'line_too_long',
         `request line longer than ${MAX_LINE_BYTES} bytes; requests must be one JSON object per line`,
       ),
-    onRejectedConnection: () => log.warn({ event: 'socket.busy' }, 'refused a connection: too many open'),
+    onRejectedConnection: () => {
+      if (refusals.take('socket.busy'))
+        log.warn({ event: 'socket.busy' }, 'refused a connection: too many open');
+    },
     busyLine: busyReply,
   });
 }

@@ -3,6 +3,7 @@ import { type Context, Hono, type MiddlewareHandler } from 'hono';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE, MAX_BUFFERED_BYTES } from '../constants.js';
+import { LogBudget } from '../log-budget.js';
 import type { DaemonPort } from '../protocol/context.js';
 import { submitTrigger } from '../protocol/submit.js';
 import { RETRYABLE_REJECTIONS, type RejectionCode } from '../sessions/check-trigger.js';
@@ -80,8 +81,18 @@ export function createApi(options: ApiOptions): Hono<Env> {
   return app;
 }
 
-/** Counts and logs every request when its response is ready: method, path, route, status, token name. */
+/**
+ * Counts and logs every request when its response is ready: method, path, route, status, token name.
+ * One token's requests reach the log at info up to a budget (100 at once, 10 a second); past it, at
+ * debug, and a line a minute says how many: a holder of any token must not fill the host's disk.
+ */
 function observe(options: ApiOptions): MiddlewareHandler<Env> {
+  const budget = new LogBudget((tokenName, count) =>
+    options.log.info(
+      { event: 'http.requests_unlogged', tokenName, count },
+      `${count} request(s) of token ${tokenName} logged at debug only (more than 10 a second); agentd_http_requests_total counts them all`,
+    ),
+  );
   return async (c, next) => {
     const started = performance.now();
     await next();
@@ -92,7 +103,7 @@ function observe(options: ApiOptions): MiddlewareHandler<Env> {
     const auth = c.get('auth');
     // Without a token (health probes, refusals) at debug: anyone who reaches the port could otherwise
     // have the daemon write a log line per request. The metric counts them all.
-    const level = token === undefined ? 'debug' : 'info';
+    const level = token !== undefined && budget.take(token) ? 'info' : 'debug';
     options.log[level](
       {
         event: 'http.request',

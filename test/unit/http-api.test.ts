@@ -136,6 +136,25 @@ describe('HTTP API: tokens and scopes', () => {
   });
 });
 
+describe('HTTP API: a token sending requests by the thousand', () => {
+  it('has 100 of them logged at info at once, then 10 a second; the rest at debug, all counted', async () => {
+    const a = await api();
+    const started = performance.now();
+    for (let i = 0; i < 300; i++) await a.request('/v1/reload', { method: 'POST', token: ENV.T_VIEW });
+    const seconds = (performance.now() - started) / 1000;
+    const requests = a.lines.filter((l) => l.event === 'http.request');
+    expect(requests).toHaveLength(300);
+    const info = requests.filter((l) => l.level === 30).length;
+    expect(info).toBeGreaterThanOrEqual(100);
+    expect(info).toBeLessThanOrEqual(100 + Math.ceil(seconds * 10));
+    expect(requests.filter((l) => l.level === 20)).toHaveLength(300 - info);
+    expect(a.counted).toHaveLength(300);
+    // Another token has its own budget.
+    await a.request('/v1/status', { token: ENV.T_CI });
+    expect(a.lines.at(-1)).toMatchObject({ event: 'http.request', tokenName: 'ci', level: 30 });
+  });
+});
+
 describe('HTTP API: bad requests', () => {
   it('answers malformed, oversized, mistyped and unknown-field bodies with the error shape', async () => {
     const a = await api();
