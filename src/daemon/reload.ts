@@ -5,6 +5,7 @@ import { describeChanges, describeRestartNeeded, diffConfiguration, hostChanges 
 import { ConfigError, loadConfig } from '../config/load.js';
 import type { Settings } from '../config/types.js';
 import { errorMessage } from '../errors.js';
+import { LogBudget } from '../log-budget.js';
 import type { daemonMachine } from '../machines/daemon.machine.js';
 import type { ReloadReply } from '../protocol/replies.js';
 import { sendEvent } from './port.js';
@@ -28,12 +29,27 @@ export interface ReloaderOptions {
 export function createReloader(
   options: ReloaderOptions,
 ): (trigger: 'SIGHUP' | 'request') => Promise<ReloadReply> {
-  const { started, actor, log, notify } = options;
+  const { started, actor, notify } = options;
+  /** The same lines at debug. */
+  const quiet = {
+    info: options.log.debug.bind(options.log),
+    warn: options.log.debug.bind(options.log),
+    error: options.log.debug.bind(options.log),
+  } as unknown as Logger; // Only info, warn and error are called below.
   const file = started.file;
   const load = options.load ?? ((path: string) => loadConfig({ flag: path }));
   let chain: Promise<unknown> = Promise.resolve();
 
+  // Reloads one after the other (a client asking in a loop) are logged up to a budget; past it, at debug.
+  const budget = new LogBudget((_, count) =>
+    options.log.info(
+      { event: 'daemon.reloads_unlogged', count },
+      `${count} reload(s) logged at debug only (more than 10 a second)`,
+    ),
+  );
+  let log = options.log;
   const reloadOnce = async (trigger: 'SIGHUP' | 'request'): Promise<ReloadReply> => {
+    log = budget.take('reload') ? options.log : quiet;
     log.info({ event: 'daemon.reloading', trigger, config: file }, 'reloading the configuration');
     notify.reloading(`reloading ${file}`);
     try {

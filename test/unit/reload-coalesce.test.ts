@@ -53,4 +53,33 @@ describe('reloads asked for while one runs', () => {
     reads.shift()?.();
     expect((await next).message).toContain('read 3');
   });
+
+  it('are logged at their level up to 100 at once and 10 a second; the rest at debug', async () => {
+    const lines: { event?: string; level: number }[] = [];
+    const actor = {
+      getSnapshot: () => ({
+        context: { agents: [], maxSessions: 1, sessions: {}, queue: [] },
+        matches: () => false,
+      }),
+    } as unknown as Actor<typeof daemonMachine>;
+    const reload = createReloader({
+      started: { file: '/etc/agentd/agentd.yaml' } as Settings,
+      actor,
+      log: pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) }),
+      notify: { reloading: () => {}, ready: () => {} } as unknown as ServiceNotifier,
+      load: () => Promise.reject(new Error('not valid')),
+    });
+    const started = performance.now();
+    // One after the other, as a client asking in a loop makes them.
+    for (let i = 0; i < 300; i++) await reload('request');
+    const seconds = (performance.now() - started) / 1000;
+    const reloading = lines.filter((l) => l.event === 'daemon.reloading');
+    const failed = lines.filter((l) => l.event === 'daemon.reload_failed');
+    expect(reloading).toHaveLength(300);
+    const atInfo = reloading.filter((l) => l.level === 30).length;
+    expect(atInfo).toBeGreaterThanOrEqual(100);
+    expect(atInfo).toBeLessThanOrEqual(100 + Math.ceil(seconds * 10));
+    expect(failed.filter((l) => l.level === 50)).toHaveLength(atInfo);
+    expect(failed.filter((l) => l.level === 20)).toHaveLength(300 - atInfo);
+  });
 });
