@@ -8,6 +8,8 @@ import type { SessionRecord } from '../sessions/records.js';
 import type { SessionRequest } from '../sessions/types.js';
 
 const LIVE_STATES = new Set(['running', 'paused', 'stopping']);
+/** Podman's states of a container whose process never started. */
+const NEVER_STARTED_STATES = new Set(['created', 'configured', 'initialized']);
 
 /**
  * Decides the fate of every session an earlier daemon of this instance accepted but did not finish:
@@ -133,13 +135,19 @@ export function planRecovery(
       });
       continue;
     }
+    // A container that never started never ran the command. One that started and exited while no
+    // daemon watched may have: the clone and the command run in one container, and the record's phase
+    // moves on only while a daemon reads the setup step's markers.
+    const never = container !== undefined && NEVER_STARTED_STATES.has(container.State);
     plan.finished.push({
       request,
       outcome: abandoned(
         record,
-        container
-          ? `the daemon stopped while the session was ${record.phase}; its container never ran the command`
-          : `the daemon stopped while the session was ${record.phase} and its container is gone`,
+        container === undefined
+          ? `the daemon stopped while the session was ${record.phase} and its container is gone`
+          : never
+            ? `the daemon stopped while the session was ${record.phase}; its container never ran the command`
+            : `the daemon stopped while the session was ${record.phase}; its container ${container.State === 'exited' ? `exited${exitCode === undefined ? '' : ` with code ${exitCode}`}` : `was ${container.State}`} with no daemon watching, so whether the agent's command ran is not known`,
       ),
     });
   }

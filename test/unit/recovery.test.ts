@@ -103,8 +103,13 @@ describe('recovery planning', () => {
         record(id(2), 'cloning'),
         record(id(3), 'queued', { agent: 'retired' }),
         record(id(4), 'running', { agent: 'retired' }),
+        record(id(5), 'cloning'),
       ],
-      [container(id(2), 'created'), container(id(4), 'running')],
+      [
+        container(id(2), 'created'),
+        container(id(4), 'running'),
+        { ...container(id(5), 'exited'), ExitCode: 0 },
+      ],
       AGENTS,
       NOW,
     );
@@ -116,6 +121,13 @@ describe('recovery planning', () => {
     expect(fates[id(2)]).toMatchObject({
       outcome: 'abandoned',
       message: expect.stringMatching(/never ran the command/),
+    });
+    // Started and exited with no daemon watching: the clone and the command share the container, so
+    // the command may have run; the outcome does not say it did not.
+    expect(fates[id(5)]).toMatchObject({
+      outcome: 'abandoned',
+      message:
+        "the daemon stopped while the session was cloning; its container exited with code 0 with no daemon watching, so whether the agent's command ran is not known",
     });
     expect(fates[id(3)]?.message).toMatch(/agent retired is no longer configured/);
     expect(fates[id(4)]?.message).toMatch(/agent retired is no longer configured/);
