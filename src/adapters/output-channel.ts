@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { lstatSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -131,6 +131,45 @@ export interface OutputChannels {
   close(spawned: boolean): void;
 }
 
+const OUTPUT_DIR_PREFIX = 'agentd-output-';
+
+/**
+ * Removes the output-channel directories of daemons that are gone (killed while connecting a child's
+ * output): this user's, named with a pid no process has. Quiet: what cannot be removed stays.
+ */
+export function removeLeftOutputDirs(parent = tmpdir()): string[] {
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(parent);
+  } catch {
+    return removed;
+  }
+  for (const name of names) {
+    const match = /^agentd-output-(\d+)-[^/]+$/.exec(name);
+    if (match === null || processAlive(Number(match[1]))) continue;
+    const path = join(parent, name);
+    try {
+      const stat = lstatSync(path);
+      if (!stat.isDirectory() || stat.uid !== process.getuid?.()) continue;
+      rmSync(path, { recursive: true, force: true });
+      removed.push(path);
+    } catch {
+      // Gone meanwhile, or not ours to remove.
+    }
+  }
+  return removed;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /**
  * `count` connected socket pairs for a child's output, made through a listening socket in a fresh
  * directory only root can enter (mkdtemp makes it 0700), which is gone once they are connected.
@@ -143,7 +182,9 @@ export function openOutputChannels(count: number, parent = tmpdir()): OutputChan
   const taken: Socket[] = [];
   let dir: string | undefined;
   try {
-    dir = mkdtempSync(join(parent, 'agentd-output-'));
+    // Named with the pid: a daemon killed between here and the connections leaves the directory, which
+    // the next start removes (removeLeftOutputDirs) once no process has that pid.
+    dir = mkdtempSync(join(parent, `${OUTPUT_DIR_PREFIX}${process.pid}-`));
     for (let i = 0; i < count; i++) {
       const path = join(dir, `${i}.sock`);
       const server = createServer();

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { createActor, fromCallback, fromPromise, type InspectionEvent, raise, waitFor } from 'xstate';
 import { cacheImagesOn, cachesDirOf, removeCacheImages } from '../adapters/cache-image.js';
 import { resolveCredentials } from '../adapters/credentials.js';
+import { removeLeftOutputDirs } from '../adapters/output-channel.js';
 import { ensurePrivateDir } from '../adapters/ownership.js';
 import { claimPidFile } from '../adapters/pid-file.js';
 import { PodmanClient, type PodmanPort } from '../adapters/podman.js';
@@ -135,6 +136,9 @@ async function supervise(options: DaemonOptions): Promise<number> {
     onWriteFailure: (error) => send({ type: 'stateDir.unwritable', ...stateDirProblem(error) }),
   });
   const files = new SessionFiles(config.stateDir);
+  for (const dir of removeLeftOutputDirs()) {
+    log.info({ event: 'daemon.output_dir_removed', dir }, `removed ${dir}, left by a daemon that was killed`);
+  }
   const leftovers = new Leftovers(log);
   const keeper = new RecordKeeper(
     {

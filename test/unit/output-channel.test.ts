@@ -1,9 +1,15 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type ChunkSource, openOutputChannels } from '../../src/adapters/output-channel.js';
+import {
+  type ChunkSource,
+  openOutputChannels,
+  removeLeftOutputDirs,
+} from '../../src/adapters/output-channel.js';
+import { makeTempDir } from '../helpers/resources.js';
 
 const leftovers = () => readdirSync(tmpdir()).filter((name) => name.startsWith('agentd-output-'));
 const children: ReturnType<typeof spawn>[] = [];
@@ -121,5 +127,35 @@ describe('output channels', () => {
     const channels = openOutputChannels(2, '/nonexistent-agentd-dir');
     await expect(channels.ends).rejects.toThrow(/ENOENT.*nonexistent-agentd-dir/);
     await Promise.all(channels.sources.map((source) => collect(source).ended));
+  });
+});
+
+describe('output-channel directories left by a killed daemon', () => {
+  it('are removed at the next start when no process has their pid; a live process keeps its own', async () => {
+    const parent = makeTempDir('agentd-unit-outdirs-');
+    const dead = spawn(process.execPath, ['-e', '0']);
+    await new Promise((resolve) => dead.once('exit', resolve));
+    // What a daemon killed between making the directory and connecting the sockets leaves.
+    const left = join(parent, `agentd-output-${dead.pid}-abc123`);
+    mkdirSync(left);
+    writeFileSync(join(left, '0.sock'), '');
+    const live = join(parent, `agentd-output-${process.pid}-def456`);
+    mkdirSync(live);
+    const other = join(parent, 'agentd-output-notapid');
+    mkdirSync(other);
+    expect(removeLeftOutputDirs(parent)).toEqual([left]);
+    expect(existsSync(left)).toBe(false);
+    expect(existsSync(live) && existsSync(other)).toBe(true);
+  });
+
+  it('are named with the pid of the daemon that makes them', async () => {
+    const parent = makeTempDir('agentd-unit-outdirs-');
+    const channels = openOutputChannels(1, parent);
+    expect(readdirSync(parent)).toEqual([
+      expect.stringMatching(new RegExp(`^agentd-output-${process.pid}-`)),
+    ]);
+    const [end] = await channels.ends;
+    channels.close(false);
+    end?.destroy();
   });
 });
