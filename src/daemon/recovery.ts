@@ -130,7 +130,9 @@ export function planRecovery(
           kind,
           phase: 'running',
           exitCode,
-          message: `recovered after a daemon restart: the container had exited with code ${exitCode} (${kind})`,
+          // Its container is removed with what Podman kept of its output: the session's log ends where
+          // the daemon that died last read it.
+          message: `recovered after a daemon restart: the container had exited with code ${exitCode} (${kind}); what it printed while no daemon watched, if anything, is not in the session's log`,
         },
       });
       continue;

@@ -78,6 +78,10 @@ describe('recovery planning', () => {
       ['failed', 5, 'work_failed'],
       ['succeeded', 3, 'blocked'],
     ]);
+    // Its log ends where the daemon that died read it: the message says so.
+    expect(plan.finished[0]?.outcome.message).toBe(
+      "recovered after a daemon restart: the container had exited with code 0 (success); what it printed while no daemon watched, if anything, is not in the session's log",
+    );
   });
 
   it('calls a session timed out when its container was stopped at its deadline by Podman', () => {
