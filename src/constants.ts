@@ -57,3 +57,6 @@ export const AGENT_NAME_MAX = 32;
  * runs tools after the command (archiving the output); only what the system lacks (gosu) comes from it.
  */
 export const SYSTEM_PATH = '/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/sbin:/usr/local/bin';
+
+/** Podman's states of a container whose process runs (or is about to stop): anything else is dead. */
+export const LIVE_CONTAINER_STATES: ReadonlySet<string> = new Set(['running', 'paused', 'stopping']);

@@ -1,11 +1,9 @@
 import type { ContainerSummary } from '../adapters/podman.js';
 import { LOCAL_HOST } from '../config/hosts.js';
-import { LABEL_SESSION } from '../constants.js';
+import { LABEL_SESSION, LIVE_CONTAINER_STATES } from '../constants.js';
 import type { SettledSession } from '../machines/host.machine.js';
 import type { SessionRecord } from '../sessions/records.js';
 import { abandoned, requestOf } from './recovery.js';
-
-const LIVE_STATES = new Set(['running', 'paused', 'stopping']);
 
 /** The unfinished sessions of an earlier daemon, sorted by where they are recovered. */
 export interface RecordsByHost {
@@ -79,7 +77,24 @@ export function staleContainers(
   return containers
     .filter((c) => {
       const session = c.Labels?.[LABEL_SESSION];
-      return LIVE_STATES.has(c.State) && session !== undefined && !planned.has(session);
+      return LIVE_CONTAINER_STATES.has(c.State) && session !== undefined && !planned.has(session);
+    })
+    .map((c) => c.Names[0] ?? c.Id);
+}
+
+/**
+ * Dead containers reconciliation kept for the plan (their records said creating or cloning) that the
+ * plan did not adopt: too late, their agent gone, never started. Removed with the stale ones.
+ */
+export function keptDeadContainers(
+  containers: readonly ContainerSummary[],
+  kept: ReadonlySet<string>,
+  adopted: ReadonlySet<string>,
+): string[] {
+  return containers
+    .filter((c) => {
+      const session = c.Labels?.[LABEL_SESSION] ?? '';
+      return kept.has(session) && !adopted.has(session) && !LIVE_CONTAINER_STATES.has(c.State);
     })
     .map((c) => c.Names[0] ?? c.Id);
 }

@@ -44,7 +44,7 @@ import { busyReply, dispatch } from '../protocol/dispatch.js';
 import type { HostPorts } from '../runner/actors.js';
 import { runnerActors } from '../runner/actors.js';
 import { type SessionRecord, sessionRecordSchema } from '../sessions/records.js';
-import { abandonedWaiting, sortByHost, staleContainers } from './host-recovery.js';
+import { abandonedWaiting, keptDeadContainers, sortByHost, staleContainers } from './host-recovery.js';
 import { instanceIdOf } from './instance-id.js';
 import { SessionJournal } from './journal.js';
 import { Leftovers } from './leftovers.js';
@@ -211,9 +211,17 @@ async function supervise(options: DaemonOptions): Promise<number> {
   /** Reconciles one host and plans the recovery of its sessions that nobody supervises. */
   const reconcileHost = async (host: string, signal: AbortSignal): Promise<HostReconciled> => {
     const supervised = supervisedOn(host);
+    // A session whose record says creating or cloning may have run its command in a container that has
+    // exited since: its container stays until the plan below says whether it is adopted (its log read).
+    const keepDead = new Set(
+      (waiting.get(host) ?? [])
+        .filter((r) => r.phase === 'creating' || r.phase === 'cloning')
+        .map((r) => r.id),
+    );
     const { summary, containers } = await reconcile(ports(host), instanceId, log, signal, {
       host,
       supervised,
+      keepDead,
     });
     if (supervised.size === 0) await pruneCacheImages(host, signal);
     // A container without a readable record still belongs to a session: rebuild it from the labels, if
@@ -244,7 +252,15 @@ async function supervise(options: DaemonOptions): Promise<number> {
     // Running containers that nobody will supervise (their agent is gone, their session is over or could
     // not have run there) stop now.
     const stale = staleContainers(containers, new Set(records.map((r) => r.id)));
-    await ports(host).removeContainers([...remove, ...stale], signal);
+    const adopted = new Set(recovery.adopted.map((a) => a.request.sessionId));
+    const keptDead = keptDeadContainers(containers, keepDead, adopted);
+    await ports(host).removeContainers([...remove, ...stale, ...keptDead], signal);
+    if (keptDead.length > 0) {
+      log.info(
+        { event: 'daemon.recovery_removed', host, containers: keptDead },
+        `removed ${keptDead.length} dead container(s) of sessions settled without adoption`,
+      );
+    }
     waiting.delete(host);
     return {
       summary,

@@ -7,13 +7,13 @@ import {
   LABEL_HOST,
   LABEL_INSTANCE,
   LABEL_SESSION,
+  LIVE_CONTAINER_STATES,
   SESSION_ID_PATTERN,
 } from '../constants.js';
 import type { ReconcileSummary } from '../machines/daemon.machine.js';
 import { containerName, instanceSecretPrefix, sessionOfSecret } from '../runner/names.js';
 
 /** States in which a container still has a process that someone may supervise. */
-const LIVE_STATES = new Set(['running', 'paused', 'stopping']);
 
 /**
  * Whether a listed container is one agentd made: its name is exactly the one its labels give
@@ -40,6 +40,11 @@ export interface ReconcileScope {
   host?: string;
   /** Sessions this daemon supervises right now: their containers and secrets are theirs to remove. */
   supervised?: ReadonlySet<string>;
+  /**
+   * Sessions whose dead containers are left for the caller: their records say `creating` or `cloning`,
+   * so whether the command ran is in the container's log (recovery adopts them, or removes them).
+   */
+  keepDead?: ReadonlySet<string>;
 }
 
 /**
@@ -80,7 +85,10 @@ export async function reconcile(
         `ignored a container labelled with this daemon's instance whose name is not one agentd makes (${scope.host ?? 'local'}): it is neither removed nor adopted`,
       );
     }
-    const deadNames = containers.filter((c) => !LIVE_STATES.has(c.State)).map((c) => c.Names[0] as string);
+    const keepDead = scope.keepDead ?? new Set<string>();
+    const deadNames = containers
+      .filter((c) => !LIVE_CONTAINER_STATES.has(c.State) && !keepDead.has(c.Labels?.[LABEL_SESSION] ?? ''))
+      .map((c) => c.Names[0] as string);
     await podman.removeContainers(deadNames, signal);
     return { containers, deadNames };
   };
@@ -111,7 +119,7 @@ export async function reconcile(
   if (secretResult.status === 'rejected') throw secretResult.reason;
   const { containers, deadNames } = containerResult.value;
   const orphans = secretResult.value;
-  const live = containers.filter((c) => LIVE_STATES.has(c.State));
+  const live = containers.filter((c) => LIVE_CONTAINER_STATES.has(c.State));
 
   for (const c of live) {
     log.warn(

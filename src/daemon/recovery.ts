@@ -1,19 +1,19 @@
 import type { ContainerSummary } from '../adapters/podman.js';
 import type { AgentConfig } from '../config/types.js';
-import { LABEL_AGENT, LABEL_SESSION, SESSION_ID_PATTERN } from '../constants.js';
+import { LABEL_AGENT, LABEL_SESSION, LIVE_CONTAINER_STATES, SESSION_ID_PATTERN } from '../constants.js';
 import type { RecoveryPlan } from '../machines/daemon.machine.js';
 import type { AdoptedSession } from '../machines/session.machine.js';
 import { isNotFailedKind, kindOfExitCode } from '../outcome-kinds.js';
 import type { SessionRecord } from '../sessions/records.js';
 import type { SessionRequest } from '../sessions/types.js';
 
-const LIVE_STATES = new Set(['running', 'paused', 'stopping']);
 /** Podman's states of a container whose process never started. */
 const NEVER_STARTED_STATES = new Set(['created', 'configured', 'initialized']);
 
 /**
  * Decides the fate of every session an earlier daemon of this instance accepted but did not finish:
- * queued ones run again, one whose container still runs is adopted, one whose container exited after
+ * queued ones run again, one whose container still runs is adopted (and one that started and exited
+ * before its record said its command ran: its log says what happened), one whose container exited after
  * its command ran gets that outcome, and the rest are abandoned with a reason.
  */
 export function planRecovery(
@@ -36,7 +36,7 @@ export function planRecovery(
     if (record.repo === LOST_REPO) {
       // Rebuilt from a container's labels: too little is known to run or judge it, only to supervise it.
       const name = container?.Names[0] ?? container?.Id ?? record.container ?? '?';
-      const live = container !== undefined && LIVE_STATES.has(container.State);
+      const live = container !== undefined && LIVE_CONTAINER_STATES.has(container.State);
       if (live && agent) {
         // Its start is the container's creation, as its host tells it: never more than a whole timeout.
         const remainingMs =
@@ -67,7 +67,7 @@ export function planRecovery(
       });
       continue;
     }
-    if (container && LIVE_STATES.has(container.State)) {
+    if (container && LIVE_CONTAINER_STATES.has(container.State)) {
       if (!agent) {
         // Nobody will supervise it: it is stopped and removed.
         plan.remove.push(container.Names[0] ?? container.Id);
@@ -113,6 +113,27 @@ export function planRecovery(
           phase: record.phase,
           ...(exitCode === undefined || exitCode < 0 ? {} : { exitCode }),
           message: `session exceeded its timeout of ${Math.round((timeoutMs ?? 0) / 1000)}s while ${record.phase}; recovered after a daemon restart: its container was stopped at the deadline`,
+        },
+      });
+      continue;
+    }
+    if (
+      container &&
+      agent &&
+      (record.phase === 'creating' || record.phase === 'cloning') &&
+      !NEVER_STARTED_STATES.has(container.State)
+    ) {
+      // It started and exited with no daemon watching: the clone and the command share the container,
+      // and the record's phase moves on only while a daemon reads the setup step's markers. Adopted, its
+      // log is read to the setup step's last marker, which says whether the clone failed or the command
+      // ran and how it ended (its output withheld when the values it was given can no longer be read).
+      plan.adopted.push({
+        request,
+        agent,
+        adopted: {
+          container: container.Names[0] ?? container.Id,
+          phase: 'cloning',
+          ...(deadline === undefined ? {} : { remainingMs: Math.max(0, deadline - now) }),
         },
       });
       continue;
@@ -202,7 +223,7 @@ export function recordsFromLabels(
     const agent = container.Labels?.[LABEL_AGENT];
     if (id === undefined || !SESSION_ID_PATTERN.test(id) || known.used(id) || rebuilt.has(id)) continue;
     if (agent === undefined || !allowed(agent)) continue;
-    const running = LIVE_STATES.has(container.State);
+    const running = LIVE_CONTAINER_STATES.has(container.State);
     if (running && live >= maxLive) continue;
     if (running) live++;
     rebuilt.add(id);

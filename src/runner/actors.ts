@@ -7,7 +7,7 @@ import type {
   PodmanPort,
 } from '../adapters/podman.js';
 import { fileStamp } from '../adapters/state-files.js';
-import { SECRET_MOUNT_DIR } from '../constants.js';
+import { LIVE_CONTAINER_STATES, SECRET_MOUNT_DIR } from '../constants.js';
 import { SecretValue } from '../secret-value.js';
 import { CacheVolumes } from './cache-volumes.js';
 import { type CommandEnd, findCommandEnd } from './command-end.js';
@@ -120,7 +120,6 @@ export interface OutputSink {
 }
 
 /** States in which a container still has a process that someone may supervise. */
-const LIVE_STATES = new Set(['running', 'paused', 'stopping']);
 
 /** How long an adopted session's log stream may trail the container's exit. */
 const FOLLOW_GRACE_MS = 5000;
@@ -389,7 +388,7 @@ async function attach(
       send({ type: 'container.lost', error: new Error(`container ${container} is gone from its host`) });
       return;
     }
-    if (!LIVE_STATES.has(info.State.Status)) {
+    if (!LIVE_CONTAINER_STATES.has(info.State.Status)) {
       const exitedForReal = info.State.Status === 'exited' || info.State.Status === 'stopped';
       await exited(exitedForReal ? info.State.ExitCode : ended, run.stderr());
       return;
@@ -468,7 +467,7 @@ async function attach(
   if (port.remote) {
     // As with the attachment: over a remote connection, the engine confirms the exit.
     const after = await port.inspectContainer(container, signal);
-    if (after === undefined || LIVE_STATES.has(after.State.Status)) {
+    if (after === undefined || LIVE_CONTAINER_STATES.has(after.State.Status)) {
       await out.close();
       throw new Error(`the connection to the host of container ${container} dropped while waiting for it`);
     }

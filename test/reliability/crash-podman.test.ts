@@ -137,7 +137,11 @@ describe('crash recovery around podman calls', () => {
     );
     const { next } = await crashInside(d, fake, rule, id);
     const reconciled = await next.waitForLog((l) => l.event === 'daemon.reconciled');
-    expect(reconciled).toMatchObject({ removedContainers: 1, removedSecrets: 1, containers: [container] });
+    // Kept for the plan (its record says creating: had it started, its log would say what ran), then
+    // removed as never started.
+    expect(reconciled).toMatchObject({ removedContainers: 0, removedSecrets: 1, containers: [] });
+    const removed = await next.waitForLog((l) => l.event === 'daemon.recovery_removed');
+    expect(removed).toMatchObject({ containers: [container] });
     const record = next.record(id);
     // The record may not name the container: the daemon died inside the call that makes it.
     expect(record).toMatchObject({ outcome: 'abandoned', phase: 'finished' });

@@ -179,6 +179,44 @@ describe('crash recovery with live containers', () => {
     expect(await next.stop()).toBe(0);
   });
 
+  it('reads the outcome of a session killed during its clone whose container ended before the restart', async () => {
+    stall.hold();
+    const repo = `git://127.0.0.1:${stall.port}/stalled.git`;
+    const d = track(
+      await startDaemon(
+        { agents: [agent('cloner', repo, ['true'], withToken)] },
+        { env: { [TOKEN_ENV]: token } },
+      ),
+    );
+    const id = await detach(d, 'cloner');
+    await stall.waitFor(1);
+    await d.waitForPhase(id, 'cloning');
+    const container = d.record(id)?.container ?? '';
+    await crash(d);
+    figures.faultsInjected++;
+    // With no daemon watching, the clone fails (the server hangs up) and the container exits: the record
+    // still says cloning.
+    stall.open();
+    await waitUntil(
+      async () =>
+        ((await inspectContainer(container))?.State as { Status?: string } | undefined)?.Status === 'exited',
+      () => `container ${container} exited`,
+    );
+    expect(d.record(id)).toMatchObject({ phase: 'cloning' });
+
+    const next = await restart(d);
+    const outcome = await next.waitForOutcome(id, 40_000);
+    // What the live session would have said: its log tells the clone failed, not that nothing is known.
+    expect({ outcome: outcome.outcome, message: next.record(id)?.message }).toMatchObject({
+      outcome: 'failed',
+      message: expect.stringMatching(/^git clone of .*stalled\.git failed/),
+    });
+    expect(await inspectContainer(container)).toBeUndefined();
+    figures.sessionsRecovered++;
+    figures.sessions++;
+    expect(await next.stop()).toBe(0);
+  });
+
   it('adopts a session killed during its command: output continues once, outcome recorded', async () => {
     gateA.hold();
     gateB.hold();

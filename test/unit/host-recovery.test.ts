@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import type { AgentConfig } from '../../src/config/types.js';
-import { abandonedWaiting, sortByHost, staleContainers } from '../../src/daemon/host-recovery.js';
+import {
+  abandonedWaiting,
+  keptDeadContainers,
+  sortByHost,
+  staleContainers,
+} from '../../src/daemon/host-recovery.js';
 import { assembleSession } from '../../src/sessions/assemble.js';
 import type { SessionRecord } from '../../src/sessions/records.js';
 import { planRun } from '../../src/sessions/run-plan.js';
@@ -69,6 +74,28 @@ describe('recovering sessions host by host', () => {
         new Set(['planned']),
       ),
     ).toEqual(['agentd-x-demo-done', 'agentd-x-demo-stranger']);
+  });
+
+  it('removes the dead containers kept for the plan that it did not adopt', () => {
+    const c = (session: string, State: string) => ({
+      Id: session,
+      Names: [`agentd-x-demo-${session}`],
+      State,
+      Labels: { 'io.agentd.session': session },
+    });
+    expect(
+      keptDeadContainers(
+        [
+          c('adopted', 'exited'),
+          c('late', 'exited'),
+          c('never', 'created'),
+          c('other', 'exited'),
+          c('live', 'running'),
+        ],
+        new Set(['adopted', 'late', 'never', 'live']),
+        new Set(['adopted']),
+      ),
+    ).toEqual(['agentd-x-demo-late', 'agentd-x-demo-never']);
   });
 });
 

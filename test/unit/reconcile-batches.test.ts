@@ -172,6 +172,17 @@ describe('reconcile', () => {
     expect(seen.map((c) => c.Id)).toEqual([...containers.slice(0, 501).map((c) => c.Id)]);
   });
 
+  it('leaves the dead containers of sessions it is told to keep for the plan, and passes them on', async () => {
+    const { podman, removed } = port([container(1, 'exited'), container(2, 'exited')], new Map());
+    const { summary, containers: seen } = await reconcile(podman, instance, log, undefined, {
+      ...scope,
+      keepDead: new Set([session(2)]),
+    });
+    expect(removed.containers).toEqual([container(1, 'exited').Names[0]]);
+    expect(summary.removedContainers).toBe(1);
+    expect(seen.map((c) => c.Id)).toEqual(['id1', 'id2']);
+  });
+
   it('never passes on a container whose name agentd did not make: a host answers what it likes', async () => {
     const forged = [
       // A name that podman would read as an option: `rm` would send the daemon's environment to the host.

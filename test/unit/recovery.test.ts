@@ -100,6 +100,24 @@ describe('recovery planning', () => {
     expect(plan.finished[0]?.outcome.message).toMatch(/timeout of 60s while running/);
   });
 
+  it('adopts a session whose container started and exited while its record said creating or cloning', () => {
+    const plan = planRecovery(
+      [record(id(1), 'creating'), record(id(2), 'cloning')],
+      [
+        { ...container(id(1), 'exited'), ExitCode: 3 },
+        { ...container(id(2), 'exited'), ExitCode: 128 },
+      ],
+      AGENTS,
+      NOW,
+    );
+    // Its log says whether the clone failed or the command ran, and how it ended: the runner reads it.
+    expect(plan.adopted.map((a) => [a.request.sessionId, a.adopted])).toEqual([
+      [id(1), { container: `agentd-x-demo-${id(1)}`, phase: 'cloning' }],
+      [id(2), { container: `agentd-x-demo-${id(2)}`, phase: 'cloning' }],
+    ]);
+    expect(plan.finished).toEqual([]);
+  });
+
   it('abandons, with the reason, what cannot be run or judged', () => {
     const plan = planRecovery(
       [
@@ -107,7 +125,7 @@ describe('recovery planning', () => {
         record(id(2), 'cloning'),
         record(id(3), 'queued', { agent: 'retired' }),
         record(id(4), 'running', { agent: 'retired' }),
-        record(id(5), 'cloning'),
+        record(id(5), 'cloning', { agent: 'retired' }),
       ],
       [
         container(id(2), 'created'),
@@ -126,8 +144,8 @@ describe('recovery planning', () => {
       outcome: 'abandoned',
       message: expect.stringMatching(/never ran the command/),
     });
-    // Started and exited with no daemon watching: the clone and the command share the container, so
-    // the command may have run; the outcome does not say it did not.
+    // Started and exited with no daemon watching, and no agent to adopt it: the clone and the command
+    // share the container, so the command may have run; the outcome does not say it did not.
     expect(fates[id(5)]).toMatchObject({
       outcome: 'abandoned',
       message:
