@@ -263,7 +263,8 @@ async function supervise(options: DaemonOptions): Promise<number> {
     }
     waiting.delete(host);
     return {
-      summary,
+      // The kept ones removed after the plan count with the rest (agentd_reconcile_removed_total).
+      summary: { ...summary, removedContainers: summary.removedContainers + keptDead.length },
       adopted: recovery.adopted.map((session) => ({ ...session, host })),
       finished: recovery.finished,
     };

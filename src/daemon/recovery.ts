@@ -127,14 +127,12 @@ export function planRecovery(
       // and the record's phase moves on only while a daemon reads the setup step's markers. Adopted, its
       // log is read to the setup step's last marker, which says whether the clone failed or the command
       // ran and how it ended (its output withheld when the values it was given can no longer be read).
+      // No timeout: it exited before its deadline (or when is not known), and the restart may come after
+      // it; reading its log must not be taken for the session running late.
       plan.adopted.push({
         request,
         agent,
-        adopted: {
-          container: container.Names[0] ?? container.Id,
-          phase: 'cloning',
-          ...(deadline === undefined ? {} : { remainingMs: Math.max(0, deadline - now) }),
-        },
+        adopted: { container: container.Names[0] ?? container.Id, phase: 'cloning' },
       });
       continue;
     }

@@ -248,7 +248,7 @@ export const hostMachine = setup({
                 },
                 reconciling: {
                   description:
-                    'Reachable again: remove what this instance left on it (dead containers, orphan secrets) and recover its sessions nobody supervises (adopt the running, settle the rest) before it takes new ones. A failure (a malformed answer, an object that cannot be removed) leaves it down, retried every probe interval.',
+                    'Reachable again: remove what this instance left on it (dead containers, orphan secrets) and recover its sessions nobody supervises (adopt the running and those whose log says what ran, settle the rest) before it takes new ones. A failure (a malformed answer, an object that cannot be removed) leaves it down, retried every probe interval.',
                   tags: ['settling'],
                   invoke: {
                     src: 'reconcileHost',

@@ -34,6 +34,7 @@ import {
   type RunFate,
   type StopReason,
   setupFailed,
+  setupUnknown,
   signalOfExit,
   startFailed,
   stopped,
@@ -596,14 +597,18 @@ export function runnerMachineFor(settings: RunnerSettings) {
                     on: {
                       'setup.running': 'running',
                       stop: stopHere(CLONING),
+                      // An adopted container that exited while no daemon watched: its log says how far
+                      // the setup step got, if it still holds its first lines.
                       'container.exited': exited(({ context, event }) =>
-                        setupFailed(
-                          'cloning',
-                          event.exitCode,
-                          event.setupOutput,
-                          repoOf(context),
-                          oomOf(context, event),
-                        ),
+                        event.adoptedSetup === 'lost'
+                          ? setupUnknown(event.exitCode)
+                          : setupFailed(
+                              event.adoptedSetup === 'before-clone' ? 'creating' : 'cloning',
+                              event.exitCode,
+                              event.setupOutput,
+                              repoOf(context),
+                              oomOf(context, event),
+                            ),
                       ),
                     },
                   },

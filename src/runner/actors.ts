@@ -80,6 +80,12 @@ export type AttachEvent =
       setupOutput: string[];
       /** The setup step's own report of how the command (or the clone) ended, when it printed one. */
       commandEnd?: CommandEnd;
+      /**
+       * An adopted container whose command was not seen to start, by what its log showed of the setup
+       * step: `lost` when not even its first line (Podman empties a log past its bound, or the replay
+       * began past it), `before-clone` when the step ended before it began the clone.
+       */
+      adoptedSetup?: 'lost' | 'before-clone';
     }
   | { type: 'container.lost'; error: unknown }
   /** The host does not answer (a remote connection dropped): the container may run on. */
@@ -284,6 +290,8 @@ async function attach(
   let commandEnd: CommandEnd | undefined;
   /** The setup step announced itself: what comes on stderr from now on is the command's, not podman's. */
   let containerStarted = adopted !== undefined;
+  /** Markers of the setup step this attachment read (for an adopted container: what its log still holds). */
+  const setupSeen = { started: false, cloning: false };
   /** Output (a line, or a part of a longer one): masked, logged, streamed, kept for a setup failure. */
   const write = (raw: string, cont: boolean, stream: 'stdout' | 'stderr' = 'stdout', masked = false) => {
     const line = out.write(raw, cont, stream, masked);
@@ -307,6 +315,7 @@ async function attach(
     if (cont || commandStarted || marker === '' || !raw.startsWith(`${marker} `)) return { kind: 'line' };
     const what = raw.slice(marker.length + 1);
     if (what === 'started') {
+      setupSeen.started = true;
       containerStarted = true;
       send({ type: 'setup.started' });
       // The container exists now (`podman run` made it): which image it runs. Known when no image
@@ -321,8 +330,10 @@ async function attach(
           },
           () => {},
         );
-    } else if (what === 'phase cloning') send({ type: 'setup.cloning' });
-    else if (what.startsWith('commit ')) {
+    } else if (what === 'phase cloning') {
+      setupSeen.cloning = true;
+      send({ type: 'setup.cloning' });
+    } else if (what.startsWith('commit ')) {
       const commit = what.slice('commit '.length);
       if (/^[0-9a-f]{40,64}$/.test(commit)) send({ type: 'setup.commit', commit });
     } else if (what === 'phase running') {
@@ -342,6 +353,9 @@ async function attach(
       stderr,
       setupOutput,
       ...(commandEnd === undefined ? {} : { commandEnd }),
+      ...(adopted === undefined || commandStarted || setupSeen.cloning
+        ? {}
+        : { adoptedSetup: setupSeen.started ? ('before-clone' as const) : ('lost' as const) }),
     });
   };
 

@@ -55,6 +55,19 @@ export function setupFailed(
   };
 }
 
+/**
+ * An adopted container exited with no daemon watching, and its log no longer holds the setup step's
+ * first lines: whether the clone failed or the command ran is not known.
+ */
+export function setupUnknown(exitCode: number): RunFate {
+  return {
+    outcome: 'error',
+    exitCode,
+    phase: 'cloning',
+    message: `the container exited with code ${exitCode} while no daemon watched, and its log no longer holds the setup step's first lines (Podman empties a container's log past its bound): whether the clone failed or the command ran is not known`,
+  };
+}
+
 /** The container never ran the setup step: podman or the runtime failed to start it. */
 export function startFailed(
   container: string,

@@ -116,6 +116,16 @@ describe('recovery planning', () => {
       [id(2), { container: `agentd-x-demo-${id(2)}`, phase: 'cloning' }],
     ]);
     expect(plan.finished).toEqual([]);
+    // Past its deadline now, though it exited before it: reading its log is not the session running late.
+    const late = planRecovery(
+      [record(id(3), 'cloning', { timeoutMs: 5 * 60_000 })],
+      [{ ...container(id(3), 'exited'), ExitCode: 0, ExitedAt: Date.parse(STARTED) / 1000 + 60 }],
+      AGENTS,
+      NOW,
+    );
+    expect(late.adopted.map((a) => a.adopted)).toEqual([
+      { container: `agentd-x-demo-${id(3)}`, phase: 'cloning' },
+    ]);
   });
 
   it('abandons, with the reason, what cannot be run or judged', () => {

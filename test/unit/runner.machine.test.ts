@@ -374,6 +374,50 @@ describe('runner machine', () => {
     expect(run.output.slice(1)).toEqual(['[agentd: 1 line(s) of output withheld]']);
   });
 
+  describe('an adopted container that exited before its command was seen to start', () => {
+    /** Adopts a container whose record said cloning; its log replays `lines`, then it has exited with `code`. */
+    async function replay(lines: string[], code: number) {
+      const podman = new FakePodman();
+      const marker = '@@m@@';
+      const options = { name: CONTAINER, image: 'x', labels: {}, secrets: [], network: 'none' };
+      podman.leaveRunning({ ...options, env: { AGENTD_SETUP_MARKER: marker }, entrypoint: [], args: [] });
+      const run = start(podman, { container: CONTAINER, phase: 'cloning' });
+      await until(() => podman.pending('readContainerFiles') !== undefined, 'reading values');
+      podman.pending('readContainerFiles')?.fail('can only create exec sessions on running containers');
+      await until(() => podman.stream() !== undefined, 'following');
+      const stream = podman.stream() ?? expect.fail('no stream');
+      for (const line of lines) stream.line(line.replaceAll('MARKER', marker));
+      stream.exit(code);
+      await until(() => podman.pending('removeContainers') !== undefined, 'teardown');
+      podman.pending('removeContainers')?.succeed();
+      return run.result;
+    }
+
+    it('says the clone failed when its log shows the clone began and no command after it', async () => {
+      const result = await replay(
+        ['MARKER started', 'MARKER phase cloning', 'fatal: repository not found', 'MARKER ended 128 0'],
+        128,
+      );
+      expect(result).toMatchObject({ outcome: 'failed', exitCode: 128, phase: 'cloning' });
+      expect(result.message).toMatch(/^git clone of .* failed/);
+    });
+
+    it('says the setup failed, not the clone, when its log shows the step ended before the clone began', async () => {
+      const result = await replay(
+        ['MARKER started', 'agentd: cap_add needs setpriv', 'MARKER ended 126 0'],
+        126,
+      );
+      expect(result).toMatchObject({ outcome: 'failed', exitCode: 126, phase: 'creating' });
+      expect(result.message).toMatch(/^setup failed: /);
+    });
+
+    it('does not guess when its log no longer holds the first lines of the setup step (Podman emptied it)', async () => {
+      const result = await replay(['the last lines of a command that printed a lot', 'MARKER ended 0 0'], 0);
+      expect(result).toMatchObject({ outcome: 'error', exitCode: 0, phase: 'cloning' });
+      expect(result.message).toMatch(/whether the clone failed or the command ran is not known/);
+    });
+  });
+
   it('resumes a withheld adopted session from its last line, not from the withheld notice', async () => {
     // A log with a gap note cannot say how many lines it holds: the follow resumes from its last
     // line's time. agentd's own notice, written on adoption, must not move that point to now.

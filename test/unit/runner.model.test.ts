@@ -159,6 +159,10 @@ function leaves<T extends { steps: { event: { type: string } }[] }>(all: T[]): T
 interface Run {
   actor: ReturnType<typeof createActor<typeof machine>>;
   podman: FakePodman;
+  /** The phase an adopted run began in. */
+  adoptedPhase?: string;
+  /** The path has had the command start (`setup.running`). */
+  commandStarted?: boolean;
   clock: SimulatedClock;
   announced: string[];
   warnings: string[];
@@ -200,7 +204,14 @@ function providedMachine() {
 
 function start(runnerInput: RunnerInput, podman: FakePodman): Run {
   const clock = new SimulatedClock();
-  current = { podman, clock, announced: [], warnings: [], output: [] };
+  current = {
+    podman,
+    clock,
+    announced: [],
+    warnings: [],
+    output: [],
+    ...(runnerInput.adopted === undefined ? {} : { adoptedPhase: runnerInput.adopted.phase }),
+  };
   const actor = createActor(providedMachine(), { input: runnerInput, clock }).start();
   return { ...current, actor };
 }
@@ -224,9 +235,18 @@ function apply(run: Run, event: RunnerEvent): void {
     else create.fail();
   } else if (e.type === 'setup.started') stream().line(`${marker()} started`);
   else if (e.type === 'setup.cloning') stream().line(`${marker()} phase cloning`);
-  else if (e.type === 'setup.running') stream().line(`${marker()} phase running`);
-  else if (e.type === 'container.exited') stream().exit(e.exitCode ?? 0);
-  else if (e.type === 'container.lost') stream().lose(FAILURE);
+  else if (e.type === 'setup.running') {
+    run.commandStarted = true;
+    stream().line(`${marker()} phase running`);
+  } else if (e.type === 'container.exited') {
+    // The log of a container adopted while cloning holds the setup step's first lines, which its replay
+    // reads (a log Podman emptied is the runner tests' case): how the machine knows the clone began.
+    if (run.adoptedPhase === 'cloning' && !run.commandStarted) {
+      stream().line(`${marker()} started`);
+      stream().line(`${marker()} phase cloning`);
+    }
+    stream().exit(e.exitCode ?? 0);
+  } else if (e.type === 'container.lost') stream().lose(FAILURE);
   else if (done) {
     const id = done[2] as string;
     const op =
