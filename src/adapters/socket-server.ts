@@ -2,6 +2,7 @@ import { chmodSync, lstatSync, rmSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { AgentdError } from '../errors.js';
+import { GrowingBuffer } from '../growing-buffer.js';
 import { ensurePrivateDir } from './ownership.js';
 
 /** How long a closing server waits for its clients to read what was queued for them. */
@@ -80,47 +81,6 @@ export interface SocketServerOptions {
 }
 
 const NEWLINE = Buffer.from('\n');
-
-/**
- * The bytes of a request line still being received, in one buffer grown by doubling: a client sending a
- * byte at a time must not make the daemon keep a Buffer object (some 100 bytes) per byte it sent.
- */
-class PartialLine {
-  private buffer = Buffer.alloc(0);
-  length = 0;
-  /** @param limit the longest line taken: growth stops there (the length is checked before each append). */
-  constructor(private readonly limit: number) {}
-  /** Memory held: what the bounds on unfinished lines count. */
-  get capacity(): number {
-    return this.buffer.length;
-  }
-  /** What capacity would be with `more` bytes appended. */
-  capacityWith(more: number): number {
-    const needed = this.length + more;
-    if (needed <= this.buffer.length) return this.buffer.length;
-    return Math.max(needed, Math.min(2 * this.buffer.length, this.limit));
-  }
-  append(bytes: Buffer): void {
-    const needed = this.length + bytes.length;
-    if (needed > this.buffer.length) {
-      const grown = Buffer.allocUnsafe(this.capacityWith(bytes.length));
-      this.buffer.copy(grown, 0, 0, this.length);
-      this.buffer = grown;
-    }
-    bytes.copy(this.buffer, this.length);
-    this.length = needed;
-  }
-  /** The line with its last piece, and empty again. */
-  take(last: Buffer): Buffer {
-    const line = this.length === 0 ? last : Buffer.concat([this.buffer.subarray(0, this.length), last]);
-    this.clear();
-    return line;
-  }
-  clear(): void {
-    this.buffer = Buffer.alloc(0);
-    this.length = 0;
-  }
-}
 
 /** Refused connections held at once to read their first request (beyond: refused at once). */
 const MAX_REFUSING = 64;
@@ -313,7 +273,7 @@ export class SocketServer {
         return closed || ending;
       },
     };
-    const partial = new PartialLine(options.maxLineBytes);
+    const partial = new GrowingBuffer(options.maxLineBytes);
     let held = 0;
     /** Counts what the partial line holds now against the bound for all connections. */
     const holdPartial = () => {

@@ -3,6 +3,7 @@ import { type Context, Hono, type MiddlewareHandler } from 'hono';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE, MAX_BUFFERED_BYTES } from '../constants.js';
+import { GrowingBuffer } from '../growing-buffer.js';
 import { LogBudget } from '../log-budget.js';
 import type { DaemonPort } from '../protocol/context.js';
 import { submitTrigger } from '../protocol/submit.js';
@@ -75,10 +76,29 @@ export function createApi(options: ApiOptions): Hono<Env> {
     ),
   );
   app.onError((error, c) => {
+    // A client that went away mid-request (its body cut off, the request timeout) is not the daemon's
+    // failure: anyone can do it as often as they like, so it is no error line with a stack.
+    if (clientAborted(error)) {
+      options.log.debug(
+        { event: 'http.aborted', path: pathOf(c).slice(0, LOGGED_PATH_MAX) },
+        'a client went away mid-request',
+      );
+      return errorResponse(c, 400, 'aborted', 'the request was cut off before its end');
+    }
     options.log.error({ event: 'http.failed', err: error, path: pathOf(c) }, 'an HTTP request failed');
     return errorResponse(c, 500, 'internal', 'internal error; see the daemon log');
   });
   return app;
+}
+
+/** Whether an error is a client's connection ending mid-request, as Node and the stream reader report it. */
+function clientAborted(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const e = error as { code?: unknown; message?: unknown; name?: unknown; cause?: unknown };
+  if (e.code === 'ECONNRESET' || e.code === 'ERR_STREAM_PREMATURE_CLOSE' || e.code === 'ECONNABORTED')
+    return true;
+  if (e.name === 'AbortError' || e.message === 'aborted') return true;
+  return e.cause !== undefined && e.cause !== error && clientAborted(e.cause);
 }
 
 /**
@@ -202,7 +222,9 @@ async function readBody(
   if (!reader) return Buffer.alloc(0);
   // Bodies are read only once the token is known: one token may not take the whole budget.
   const token = c.get('token') ?? '';
-  const chunks: Uint8Array[] = [];
+  // One buffer grown by doubling, its memory counted: a body sent a byte at a time took some 80 bytes
+  // of the daemon's memory per byte, one object per piece, while the budget counted the bytes.
+  const body = new GrowingBuffer(limit);
   let size = 0;
   let held = 0;
   try {
@@ -215,14 +237,15 @@ async function readBody(
         return { tooLarge: true, drained: false };
       }
       if (size > limit) continue;
-      if (!bodies.take(token, value.byteLength)) {
+      const growth = body.capacityWith(value.byteLength) - body.capacity;
+      if (growth > 0 && !bodies.take(token, growth)) {
         await reader.cancel().catch(() => {});
         return { busy: true };
       }
-      chunks.push(value);
-      held += value.byteLength;
+      held += growth;
+      body.append(value);
     }
-    return size > limit ? { tooLarge: true, drained: true } : Buffer.concat(chunks);
+    return size > limit ? { tooLarge: true, drained: true } : body.take();
   } finally {
     bodies.give(token, held);
   }

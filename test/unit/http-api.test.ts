@@ -155,6 +155,55 @@ describe('HTTP API: a token sending requests by the thousand', () => {
   });
 });
 
+describe('HTTP API: a body that arrives in pieces', () => {
+  const streamOf = (pieces: Uint8Array[], end?: Error) =>
+    new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (const piece of pieces) controller.enqueue(piece);
+        if (end === undefined) controller.close();
+        else controller.error(end);
+      },
+    });
+  const post = (a: Awaited<ReturnType<typeof api>>, body: ReadableStream<Uint8Array>) =>
+    a.request('/v1/sessions', {
+      method: 'POST',
+      token: ENV.T_CI,
+      headers: { 'content-type': 'application/json' },
+      body,
+      duplex: 'half',
+    } as RequestInit & { token: string });
+
+  it('is read whole when it comes a byte at a time', async () => {
+    const staged: string[] = [];
+    const a = await api(
+      {
+        newSessionId: () => '00000000000000c3',
+        makesNoSession: () => false,
+        stage: async (_id, payload) => {
+          staged.push(payload.request?.toString('utf8') ?? '');
+        },
+        unstage: () => {},
+        send: () => [{ type: 'trigger.accepted', sessionId: '00000000000000c3', queued: false, position: 0 }],
+      } as Partial<DaemonPort>,
+      64 * 1024,
+    );
+    const text = JSON.stringify({ agent: 'demo', request: 'r'.repeat(3000) });
+    const response = await post(a, streamOf([...Buffer.from(text)].map((byte) => Uint8Array.of(byte))));
+    expect(response.status).toBe(201);
+    expect(staged).toEqual(['r'.repeat(3000)]);
+  });
+
+  it('cut off by the client is answered 400 aborted and logged at debug, not as the daemon failing', async () => {
+    const a = await api();
+    const cut = Object.assign(new Error('aborted'), { code: 'ECONNRESET' });
+    const response = await post(a, streamOf([Buffer.from('{"agent":"de')], cut));
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ code: 'aborted' });
+    expect(a.lines.filter((l) => (l.level as number) >= 50)).toEqual([]);
+    expect(a.lines.some((l) => l.event === 'http.aborted' && l.level === 20)).toBe(true);
+  });
+});
+
 describe('HTTP API: bad requests', () => {
   it('answers malformed, oversized, mistyped and unknown-field bodies with the error shape', async () => {
     const a = await api();
