@@ -103,15 +103,35 @@ describe('HTTP server limits', () => {
     expect(connectionSource('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
   });
 
-  it('closes a connection after 100 pipelined requests instead of answering without end', async () => {
+  it('answers 4 pipelined requests ahead of what the client has read; the next gets 503 busy and the connection closes', async () => {
     const { port } = await serve();
     const request = 'GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n';
     const started = Date.now();
     const answer = await exchange(port, request.repeat(150));
-    expect(answer.match(/HTTP\/1\.1 200/g)?.length ?? 0).toBe(100);
-    // Closed after the 100th answer: no 503 for the rest, no wait for the 5 s keep-alive timeout.
-    expect(answer).not.toContain('503');
+    expect(answer.match(/HTTP\/1\.1 200/g)?.length ?? 0).toBe(4);
+    expect(answer.match(/HTTP\/1\.1 503/g)?.length ?? 0).toBe(1);
+    expect(answer).toContain('"code":"busy"');
+    // Closed after the refusal: no wait for the 5 s keep-alive timeout.
     expect(Date.now() - started).toBeLessThan(4_000);
+  });
+
+  it('closes a connection after 100 requests, one after the other, instead of answering without end', async () => {
+    const { port } = await serve();
+    const { socket, closed } = await open(port);
+    let text = '';
+    socket.on('data', (chunk) => {
+      text += chunk.toString('latin1');
+    });
+    const answers = () => text.match(/HTTP\/1\.1 200/g)?.length ?? 0;
+    for (let i = 1; i <= 101 && !socket.destroyed; i++) {
+      socket.write('GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+      const deadline = Date.now() + 2000;
+      while (answers() < i && !socket.destroyed && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 2));
+    }
+    await closed;
+    expect(answers()).toBe(100);
+    expect(text).not.toContain('503');
   });
 
   it('gives a TLS client the headers’ 10 s for its handshake, not Node’s 120 s', async () => {
