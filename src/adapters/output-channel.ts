@@ -3,6 +3,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { isAlive } from './pid-file.js';
 
 /**
  * Where an OutputReader gets a stream's bytes. Each chunk is the reader's to keep. onChunk returning
@@ -147,7 +148,7 @@ export function removeLeftOutputDirs(parent = tmpdir()): string[] {
   }
   for (const name of names) {
     const match = /^agentd-output-(\d+)-[^/]+$/.exec(name);
-    if (match === null || processAlive(Number(match[1]))) continue;
+    if (match === null || isAlive(Number(match[1]))) continue;
     const path = join(parent, name);
     try {
       const stat = lstatSync(path);
@@ -159,15 +160,6 @@ export function removeLeftOutputDirs(parent = tmpdir()): string[] {
     }
   }
   return removed;
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /**

@@ -68,7 +68,8 @@ function readPid(path: string): number | undefined {
   }
 }
 
-function isAlive(pid: number): boolean {
+/** Whether a process has this pid (one of another user's counts: signalling it is refused, not failed). */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

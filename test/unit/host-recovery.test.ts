@@ -24,6 +24,14 @@ function record(id: string, phase: SessionRecord['phase'], host?: string): Sessi
   };
 }
 
+/** A container of session `session` in Podman's `State`, as `podman ps` lists it. */
+const c = (session: string, State: string) => ({
+  Id: session,
+  Names: [`agentd-x-demo-${session}`],
+  State,
+  Labels: { 'io.agentd.session': session },
+});
+
 describe('recovering sessions host by host', () => {
   it('queues the never started anywhere, waits for their host with the rest, and settles those of a host gone', () => {
     const sorted = sortByHost(
@@ -62,12 +70,6 @@ describe('recovering sessions host by host', () => {
   });
 
   it('stops running containers nobody plans for (sessions over, or not rebuilt), and nothing else', () => {
-    const c = (session: string, State: string) => ({
-      Id: session,
-      Names: [`agentd-x-demo-${session}`],
-      State,
-      Labels: { 'io.agentd.session': session },
-    });
     expect(
       staleContainers(
         [c('done', 'running'), c('planned', 'running'), c('exited', 'exited'), c('stranger', 'running')],
@@ -77,12 +79,6 @@ describe('recovering sessions host by host', () => {
   });
 
   it('removes the dead containers kept for the plan that it did not adopt', () => {
-    const c = (session: string, State: string) => ({
-      Id: session,
-      Names: [`agentd-x-demo-${session}`],
-      State,
-      Labels: { 'io.agentd.session': session },
-    });
     expect(
       keptDeadContainers(
         [
