@@ -45,11 +45,6 @@ export class LogBudget {
     return false;
   }
 
-  /** Says what is counted now (at a stop). */
-  close(): void {
-    for (const [key, entry] of this.keys) this.flush(key, entry);
-  }
-
   private flush(key: string, entry: { unlogged: number; timer?: NodeJS.Timeout }): void {
     clearTimeout(entry.timer);
     entry.timer = undefined;

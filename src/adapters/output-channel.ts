@@ -147,8 +147,9 @@ export function removeLeftOutputDirs(parent = tmpdir()): string[] {
     return removed;
   }
   for (const name of names) {
-    const match = /^agentd-output-(\d+)-[^/]+$/.exec(name);
-    if (match === null || isAlive(Number(match[1]))) continue;
+    if (!name.startsWith(OUTPUT_DIR_PREFIX)) continue;
+    const pid = /^(\d+)-./.exec(name.slice(OUTPUT_DIR_PREFIX.length))?.[1];
+    if (pid === undefined || isAlive(Number(pid))) continue;
     const path = join(parent, name);
     try {
       const stat = lstatSync(path);

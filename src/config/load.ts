@@ -487,7 +487,6 @@ function resolvedPath(path: string): string {
  * not redirected; a file that is one is the agent's.
  */
 function writableSourceCheck(settings: Settings, ctx: ConvertContext): void {
-  const real = resolvedPath;
   const writable = settings.agents.flatMap((agent, i) =>
     agent.mounts.flatMap((m, j) =>
       m.readOnly
@@ -498,7 +497,7 @@ function writableSourceCheck(settings: Settings, ctx: ConvertContext): void {
               at: `agents[${i}].mounts[${j}]`,
               path: ['agents', i, 'mounts', j, 'source'],
               source: m.source,
-              real: real(m.source),
+              real: resolvedPath(m.source),
             },
           ],
     ),
@@ -539,7 +538,7 @@ function writableSourceCheck(settings: Settings, ctx: ConvertContext): void {
     places.push({ path: ['daemon', 'http', 'tls', 'key'], source: http.tls.key, file: true });
   }
   for (const { path, source, file } of places) {
-    const resolved = real(source);
+    const resolved = resolvedPath(source);
     const within = (w: (typeof writable)[number]) =>
       isInside(resolved, w.real) ||
       isInside(source, w.source) ||

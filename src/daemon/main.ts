@@ -55,7 +55,7 @@ import { agentOf, gaugesOf, observeDaemon } from './observe.js';
 import { createDaemonPort, type DaemonActor, stateName } from './port.js';
 import { reconcile } from './reconcile.js';
 import { RecordKeeper } from './record-keeper.js';
-import { planRecovery, recordsFromLabels } from './recovery.js';
+import { commandMayHaveRunUnseen, planRecovery, recordsFromLabels } from './recovery.js';
 import { createReloader, readyStatus } from './reload.js';
 import { ScheduleLog } from './schedule-log.js';
 import { collectStartGarbage, releaseYoungGeneration } from './young-generation.js';
@@ -213,11 +213,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
     const supervised = supervisedOn(host);
     // A session whose record says creating or cloning may have run its command in a container that has
     // exited since: its container stays until the plan below says whether it is adopted (its log read).
-    const keepDead = new Set(
-      (waiting.get(host) ?? [])
-        .filter((r) => r.phase === 'creating' || r.phase === 'cloning')
-        .map((r) => r.id),
-    );
+    const keepDead = new Set((waiting.get(host) ?? []).filter(commandMayHaveRunUnseen).map((r) => r.id));
     const { summary, containers } = await reconcile(ports(host), instanceId, log, signal, {
       host,
       supervised,

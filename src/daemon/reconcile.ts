@@ -13,8 +13,6 @@ import {
 import type { ReconcileSummary } from '../machines/daemon.machine.js';
 import { containerName, instanceSecretPrefix, sessionOfSecret } from '../runner/names.js';
 
-/** States in which a container still has a process that someone may supervise. */
-
 /**
  * Whether a listed container is one agentd made: its name is exactly the one its labels give
  * (containerName of this instance, its agent and its session). A remote host answers `ps` with what it

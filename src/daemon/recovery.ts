@@ -117,12 +117,7 @@ export function planRecovery(
       });
       continue;
     }
-    if (
-      container &&
-      agent &&
-      (record.phase === 'creating' || record.phase === 'cloning') &&
-      !NEVER_STARTED_STATES.has(container.State)
-    ) {
+    if (container && agent && commandMayHaveRunUnseen(record) && !NEVER_STARTED_STATES.has(container.State)) {
       // It started and exited with no daemon watching: the clone and the command share the container,
       // and the record's phase moves on only while a daemon reads the setup step's markers. Adopted, its
       // log is read to the setup step's last marker, which says whether the clone failed or the command
@@ -173,6 +168,15 @@ export function planRecovery(
     });
   }
   return plan;
+}
+
+/**
+ * A record whose container may have run the command with no daemon seeing it: the clone and the command
+ * share the container, and the phase moves on only while a daemon reads the setup step's markers. Its
+ * dead container is kept for the plan (reconcile's keepDead), which adopts it to read its log.
+ */
+export function commandMayHaveRunUnseen(record: SessionRecord): boolean {
+  return record.phase === 'creating' || record.phase === 'cloning';
 }
 
 /** The last time a Date holds (ECMAScript: 8.64e15 ms from 1970). */

@@ -47,19 +47,18 @@ export function createReloader(
       `${count} reload(s) logged at debug only (more than 10 a second)`,
     ),
   );
-  let log = options.log;
   const reloadOnce = async (trigger: 'SIGHUP' | 'request'): Promise<ReloadReply> => {
-    log = budget.take('reload') ? options.log : quiet;
+    const log = budget.take('reload') ? options.log : quiet;
     log.info({ event: 'daemon.reloading', trigger, config: file }, 'reloading the configuration');
     notify.reloading(`reloading ${file}`);
     try {
-      return await apply(trigger);
+      return await apply(trigger, log);
     } finally {
       notify.ready(readyStatus(actor));
     }
   };
 
-  const apply = async (trigger: string): Promise<ReloadReply> => {
+  const apply = async (trigger: string, log: Logger): Promise<ReloadReply> => {
     let next: Settings;
     try {
       next = await load(file);
@@ -147,7 +146,7 @@ export function createReloader(
     });
     chain = result.catch(() => undefined);
     waiting = result.catch((error: unknown) => {
-      log.error({ event: 'daemon.reload_failed', trigger, err: error }, 'reload failed');
+      options.log.error({ event: 'daemon.reload_failed', trigger, err: error }, 'reload failed');
       return { type: 'reload_failed' as const, file, message: `reload failed: ${errorMessage(error)}` };
     });
     return waiting;

@@ -27,7 +27,7 @@ export const sessionIdParam = z.object({
 /** The one error shape of every failed request, with the socket protocol's codes. */
 export const errorSchema = z.object({
   type: z.literal('error'),
-  /** A stable code: the socket protocol's (`bad_request`, `unknown_session`, a rejection code ...) or an HTTP one (`unauthorized`, `forbidden`, `not_found`, `payload_too_large`, `unsupported_media_type`). */
+  /** A stable code: the socket protocol's (`bad_request`, `unknown_session`, a rejection code ...) or an HTTP one (`unauthorized`, `forbidden`, `not_found`, `payload_too_large`, `unsupported_media_type`, `aborted`). */
   code: z.string(),
   message: z.string(),
   /** Every problem of a bad request: where (`body.agent`, `query.limit`) and what. */

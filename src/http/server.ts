@@ -16,6 +16,7 @@ import { clearStaleSocket } from '../adapters/socket-server.js';
 import { describeListen } from '../config/http.js';
 import type { HttpSettings } from '../config/types.js';
 import { AgentdError, errorMessage } from '../errors.js';
+import type { ErrorBody } from './schemas.js';
 
 /** Connections served at once; more are refused, so a flood of clients cannot take every descriptor. */
 const MAX_CONNECTIONS = 256;
@@ -137,14 +138,14 @@ function boundUnanswered(server: Server, max: number): void {
     if (count >= max) {
       res.shouldKeepAlive = false;
       res.writeHead(503, { 'content-type': 'application/json', connection: 'close' });
-      res.end(
-        `${JSON.stringify({
-          type: 'error',
-          code: 'busy',
-          message: `${max} requests on this connection are not answered yet (pipelined, or their answers not read); read them before sending more, or use another connection`,
-          retryable: true,
-        })}\n`,
-      );
+      const body: ErrorBody = {
+        type: 'error',
+        code: 'busy',
+        message: `${max} requests on this connection are not answered yet (pipelined, or their answers not read); read them before sending more, or use another connection`,
+        problems: [],
+        retryable: true,
+      };
+      res.end(JSON.stringify(body));
       return;
     }
     unanswered.set(socket, count + 1);

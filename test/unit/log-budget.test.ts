@@ -31,7 +31,7 @@ describe('LogBudget', () => {
     expect(told).toHaveLength(1);
     now += 10_000;
     expect(taken('a', 10)).toBe(5);
-    budget.close();
+    vi.advanceTimersByTime(60_000);
     expect(told).toEqual([
       ['a', 33],
       ['a', 5],
