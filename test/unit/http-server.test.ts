@@ -5,12 +5,15 @@
 import { execFileSync } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { Hono } from 'hono';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readiness } from '../../src/daemon/http.js';
-import { connectionSource, HttpServer } from '../../src/http/server.js';
+import { connectionSource } from '../../src/http/connections.js';
+import { HttpServer } from '../../src/http/server.js';
 import type { DaemonPort } from '../../src/protocol/context.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
+import { selfSignedCertificate } from '../helpers/tls.js';
 
 const servers: HttpServer[] = [];
 const sockets: Socket[] = [];
@@ -20,12 +23,24 @@ afterEach(async () => {
   cleanupAll();
 });
 
-async function serve(tls?: { cert: string; key: string }): Promise<{ port: number }> {
+/** A server whose /hold answers wait until the test calls the function `release` gets for it. */
+async function serve(
+  tls?: { cert: string; key: string },
+  socketPath?: string,
+): Promise<{ port: number; release: (() => void)[] }> {
   const app = new Hono();
+  const release: (() => void)[] = [];
   app.get('/x', (c) => c.text('ok'));
+  app.get('/hold', async (c) => {
+    await new Promise<void>((resolve) => release.push(resolve));
+    return c.text('done');
+  });
   const server = await HttpServer.listen(
     {
-      listen: { kind: 'tcp', host: '127.0.0.1', port: 0 },
+      listen:
+        socketPath === undefined
+          ? { kind: 'tcp', host: '127.0.0.1', port: 0 }
+          : { kind: 'unix', path: socketPath },
       tokens: [],
       bodyLimitBytes: 1024,
       ...(tls === undefined ? {} : { tls }),
@@ -33,17 +48,30 @@ async function serve(tls?: { cert: string; key: string }): Promise<{ port: numbe
     app,
   );
   servers.push(server);
-  return { port: Number(new URL(server.address).port) };
+  return { port: socketPath === undefined ? Number(new URL(server.address).port) : 0, release };
+}
+
+async function waitFor(check: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 /** A connection that has been accepted (or refused: then it closes without a byte). */
-function open(port: number, localAddress?: string): Promise<{ socket: Socket; closed: Promise<number> }> {
+/** Where a test connects: a TCP port on 127.0.0.1, or a Unix socket. */
+type Target = number | { path: string };
+
+function connectTo(target: Target, localAddress?: string): Socket {
+  return typeof target === 'number'
+    ? connect({ port: target, host: '127.0.0.1', ...(localAddress === undefined ? {} : { localAddress }) })
+    : connect(target);
+}
+
+function open(target: Target, localAddress?: string): Promise<{ socket: Socket; closed: Promise<number> }> {
   return new Promise((resolve, reject) => {
-    const socket = connect({
-      port,
-      host: '127.0.0.1',
-      ...(localAddress === undefined ? {} : { localAddress }),
-    });
+    const socket = connectTo(target, localAddress);
     sockets.push(socket);
     const started = Date.now();
     const closed = new Promise<number>((done) => socket.once('close', () => done(Date.now() - started)));
@@ -54,9 +82,10 @@ function open(port: number, localAddress?: string): Promise<{ socket: Socket; cl
 }
 
 /** Sends raw bytes on a new connection and collects what comes back until the server closes it. */
-function exchange(port: number, bytes: string): Promise<string> {
+function exchange(target: Target, bytes: string): Promise<string> {
   return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1', () => socket.write(bytes));
+    const socket = connectTo(target);
+    socket.once('connect', () => socket.write(bytes));
     sockets.push(socket);
     let text = '';
     socket.on('data', (chunk) => {
@@ -68,24 +97,42 @@ function exchange(port: number, bytes: string): Promise<string> {
 }
 
 describe('HTTP server limits', () => {
-  it('refuses a connection past 64 from one address at once, and takes one again when one closes', async () => {
+  it('serves a 65th connection from one address by closing its oldest idle one: holding connections locks nobody out', async () => {
     const { port } = await serve();
-    const held = await Promise.all(Array.from({ length: 64 }, () => open(port)));
-    const refused = await open(port);
-    // Closed at once, before the 10 s a silent client gets for its headers.
-    expect(await refused.closed).toBeLessThan(5_000);
-    held[0]?.socket.destroy();
-    await held[0]?.closed;
+    const idle = await Promise.all(Array.from({ length: 64 }, () => open(port)));
     const answer = await exchange(port, 'GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
     expect(answer).toMatch(/^HTTP\/1\.1 200/);
+    // The oldest gave its slot up, closed by the server long before the 10 s a silent client gets.
+    expect(await idle[0]?.closed).toBeLessThan(5_000);
+    expect(idle.slice(1).filter(({ socket }) => socket.destroyed)).toHaveLength(0);
   });
 
-  it('counts every loopback address as one: a 65th connection from 127.0.0.2 is refused too', async () => {
-    const { port } = await serve();
-    await Promise.all(Array.from({ length: 32 }, () => open(port)));
-    await Promise.all(Array.from({ length: 32 }, () => open(port, '127.0.0.3')));
+  it('refuses a 65th connection from this machine (127.0.0.2 counts as 127.0.0.1) when all 64 are being answered', async () => {
+    const { port, release } = await serve();
+    const busy = [
+      ...(await Promise.all(Array.from({ length: 32 }, () => open(port)))),
+      ...(await Promise.all(Array.from({ length: 32 }, () => open(port, '127.0.0.3')))),
+    ];
+    for (const { socket } of busy) socket.write('GET /hold HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    await waitFor(() => release.length === 64);
     const refused = await open(port, '127.0.0.2');
     expect(await refused.closed).toBeLessThan(5_000);
+    expect(busy.filter(({ socket }) => socket.destroyed)).toHaveLength(0);
+    for (const done of release) done();
+  });
+
+  it('holds 256 connections in all: the next one (on a Unix socket, no address) closes the oldest idle one', async () => {
+    const dir = makeTempDir('agentd-unit-http-unix-');
+    const path = join(dir, 'api', 'http.sock');
+    await serve(undefined, path);
+    const idle = await Promise.all(Array.from({ length: 256 }, () => open({ path })));
+    const answer = await exchange(
+      { path },
+      'GET /x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n',
+    );
+    expect(answer).toMatch(/^HTTP\/1\.1 200/);
+    expect(await idle[0]?.closed).toBeLessThan(5_000);
+    expect(idle.slice(1).filter(({ socket }) => socket.destroyed)).toHaveLength(0);
   });
 
   it('groups sources: the addresses of this machine as one, IPv6 by its /64, IPv4-mapped as IPv4', () => {
@@ -135,20 +182,29 @@ describe('HTTP server limits', () => {
   });
 
   it('gives a TLS client the headers’ 10 s for its handshake, not Node’s 120 s', async () => {
-    const dir = makeTempDir('agentd-unit-http-tls-');
-    const [cert, key] = [join(dir, 'api.crt'), join(dir, 'api.key')];
-    execFileSync(
-      'openssl',
-      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1'].concat(
-        ['-subj', '/CN=127.0.0.1', '-keyout', key, '-out', cert],
-      ),
-      { stdio: 'ignore' },
-    );
-    const { port } = await serve({ cert, key });
+    const { port } = await serve(selfSignedCertificate(makeTempDir('agentd-unit-http-tls-'), 'api'));
     // A client that connects and sends nothing at all.
     const silent = await open(port);
     expect(await silent.closed).toBeLessThan(30_000);
   }, 60_000);
+
+  it('counts a TLS connection’s unanswered requests too: the fifth pipelined gets 503 busy', async () => {
+    const { port } = await serve(selfSignedCertificate(makeTempDir('agentd-unit-http-tls-'), 'api'));
+    const answer = await new Promise<string>((resolve) => {
+      const socket = tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false }, () =>
+        socket.write('GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'.repeat(150)),
+      );
+      sockets.push(socket);
+      let text = '';
+      socket.on('data', (chunk: Buffer) => {
+        text += chunk.toString('latin1');
+      });
+      socket.on('error', () => {});
+      socket.once('close', () => resolve(text));
+    });
+    expect(answer.match(/HTTP\/1\.1 200/g)?.length ?? 0).toBe(4);
+    expect(answer).toMatch(/HTTP\/1\.1 503[\s\S]*"code":"busy"/);
+  });
 });
 
 describe('/readyz', () => {

@@ -7,6 +7,7 @@ import { parseConfig } from '../../src/config/load.js';
 import type { CheckResult } from '../../src/daemon/preflight.js';
 import { checkHttpAndNotify } from '../../src/daemon/preflight-http.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
+import { selfSignedCertificate } from '../helpers/tls.js';
 
 afterEach(cleanupAll);
 
@@ -23,24 +24,6 @@ function row(results: CheckResult[], check: string): CheckResult {
   const found = results.find((r) => r.check === check);
   if (!found) throw new Error(`no ${check} in ${JSON.stringify(results, null, 2)}`);
   return found;
-}
-
-/** A self-signed certificate and its key, written as PEM files in `dir` under `name`. */
-function certificate(dir: string, name: string): { cert: string; key: string } {
-  const [cert, key] = [join(dir, `${name}.crt`), join(dir, `${name}.key`)];
-  execFileSync(
-    'openssl',
-    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1'].concat([
-      '-subj',
-      '/CN=127.0.0.1',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-    ]),
-    { stdio: 'ignore' },
-  );
-  return { cert, key };
 }
 
 async function listening(): Promise<{ server: Server; port: number }> {
@@ -109,8 +92,8 @@ describe('doctor: HTTP API and notification checks', () => {
 
   it('loads a TLS pair, and fails a missing file or a key of another certificate', async () => {
     const dir = makeTempDir('agentd-unit-doctor-tls-');
-    const a = certificate(dir, 'a');
-    const b = certificate(dir, 'b');
+    const a = selfSignedCertificate(dir, 'a');
+    const b = selfSignedCertificate(dir, 'b');
     const http = (cert: string, key: string) =>
       `  http:\n    listen: 127.0.0.1:0\n    tls: { cert: "${cert}", key: "${key}" }\n    tokens:\n      - { name: ci, source: "env:GOOD_TOKEN", scopes: [read] }`;
     expect(row(await checkHttpAndNotify(settings(dir, http(a.cert, a.key)), ENV), 'http tls').status).toBe(
