@@ -56,6 +56,15 @@ export const AGENT_NAME_MAX = 32;
  * /usr/local last: an image may hand it to the agent's user (for global npm or pip installs), and root
  * runs tools after the command (archiving the output); only what the system lacks (gosu) comes from it.
  */
+/**
+ * The uid of the agent's user, made by the setup step (unless the image has a user of the agent's name).
+ * On a rootful Podman without a user namespace it is this machine's uid too: the image's first free uid
+ * (1000) is usually the host's first person, whose processes could read the agents' environments (their
+ * credentials) in /proc and trace them. 61000 is outside what Debian and most distributions give people
+ * (up to 60000) and systemd's dynamic users (61184-65519), and under 65536, which a rootless Podman's
+ * default user namespace maps.
+ */
+export const AGENT_UID = 61000;
 export const SYSTEM_PATH = '/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/sbin:/usr/local/bin';
 
 /** Podman's states of a container whose process runs (or is about to stop): anything else is dead. */

@@ -180,7 +180,7 @@ async function checkEngine(options: PreflightOptions, target: Target): Promise<C
 
 /**
  * A daemon that is not root, on a rootful Podman that sees its files: the containers' users are this
- * machine's uids, so an agent's user (the first free uid, 1000 and up) may be the daemon's own and own
+ * machine's uids, so an agent's user (uid 61000, or an image's own) may be the daemon's own and own
  * the work files mounted into its container, and the setup step (root without DAC_OVERRIDE) cannot
  * write the output archive into the daemon's directory.
  */
@@ -204,7 +204,7 @@ async function checkUsers({ signal, uid }: PreflightOptions, target: Target): Pr
     {
       check,
       status: 'fail',
-      message: `Podman${where} runs containers as root without a user namespace, and agentd runs as uid ${self}: agents' users (uid 1000 and up) are this machine's uids, so one may be agentd's own and own the session's work files, and sessions' output archives cannot be written`,
+      message: `Podman${where} runs containers as root without a user namespace, and agentd runs as uid ${self}: agents' users (uid 61000, or an image's own) are this machine's uids, so one may be agentd's own and own the session's work files, and sessions' output archives cannot be written`,
       fix: `Run agentd as root with root's Podman (examples/agentd.service), or as this user with its own rootless Podman (no url, or unix:///run/user/${self}/podman/podman.sock)`,
     },
   ];

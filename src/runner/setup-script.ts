@@ -1,5 +1,5 @@
 import { OUTPUT_TARGET } from '../config/mounts.js';
-import { SECRET_MOUNT_DIR, SYSTEM_PATH } from '../constants.js';
+import { AGENT_UID, SECRET_MOUNT_DIR, SYSTEM_PATH } from '../constants.js';
 
 /**
  * The root setup step that runs first in every session container (as `/bin/sh -c SCRIPT agentd-setup
@@ -104,9 +104,15 @@ if [ -n "$copy_dir" ] && [ ! -d "$copy_dir" ]; then mkdir -p -m 0700 "$copy_dir"
 if [ -n "$copy_dir" ]; then chmod 0700 "\${copy_dir%/*}"; fi
 skel=""
 if ! id -u "$user" >/dev/null 2>&1; then
+  # A fixed uid that is nobody's on the host (AGENT_UID), not the image's first free one.
+  if grep -q '^[^:]*:[^:]*:${AGENT_UID}:' /etc/passwd; then
+    echo "agentd: uid ${AGENT_UID}, which agentd gives the agent's user, is taken in this image: create the user $user in the image (any uid) instead"
+    exit 1
+  fi
   # --no-log-init: root writes nothing in /var/log (lastlog, faillog), where an agent's cache or mount
-  # may be, holding links its sessions left.
-  useradd --no-log-init --no-create-home --home-dir "$home" --shell /bin/sh --user-group "$user" >/dev/null
+  # may be, holding links its sessions left. -K: the image's login.defs would warn that the uid is
+  # past its UID_MAX (60000 on Debian), which is the point.
+  useradd --no-log-init --no-create-home -K UID_MAX=${AGENT_UID} -K GID_MAX=${AGENT_UID} --uid ${AGENT_UID} --home-dir "$home" --shell /bin/sh --user-group "$user" >/dev/null
   skel=1
 fi
 chown "$user:" "$home"

@@ -4,7 +4,7 @@
  * no-new-privileges, and the setup step as the command's parent (signals, exit codes).
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -340,6 +340,50 @@ describe('disk', () => {
 });
 
 describe('privileges', () => {
+  it('runs the agent as uid 61000, nobody on the host: a host process of uid 1000 cannot read its credentials', async () => {
+    const value = `value-of-the-key-${randomBytes(8).toString('hex')}`;
+    let probe: Promise<{ pid: string; uid: number; readByUid1000: boolean }[]> | undefined;
+    const session = await run({
+      spec: {
+        command: ['sh', '-c', `echo "uid $(id -u)"; echo ready; ${waitAtGate()}`],
+        credentials: [{ name: 'KEY', value: Buffer.from(value) }],
+      },
+      onEvent: (event) => {
+        if (event.type === 'output' && event.line === 'ready') {
+          probe = whileHeld(async () => {
+            // The agent's processes, seen from the host: those with the value in their environment.
+            const found = [];
+            for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+              let environ: string;
+              try {
+                environ = readFileSync(`/proc/${pid}/environ`, 'latin1');
+              } catch {
+                continue;
+              }
+              if (!environ.includes(`KEY=${value}`)) continue;
+              const read = await execa(
+                'setpriv',
+                ['--reuid', '1000', '--regid', '1000', '--clear-groups', 'cat', `/proc/${pid}/environ`],
+                { reject: false, stripFinalNewline: false },
+              );
+              found.push({
+                pid,
+                uid: statSync(`/proc/${pid}`).uid,
+                readByUid1000: read.exitCode === 0 && read.stdout.includes(value),
+              });
+            }
+            return found;
+          });
+        }
+      },
+    });
+    const processes = await (probe as Promise<{ pid: string; uid: number; readByUid1000: boolean }[]>);
+    expect(processes.length).toBeGreaterThan(0);
+    for (const process of processes) expect(process).toMatchObject({ readByUid1000: false, uid: 61000 });
+    expect(session.result.outcome).toBe('succeeded');
+    expect(session.lines[0]).toBe('uid 61000');
+  });
+
   it('gives the agent no capabilities and no way to gain any; the setup step has only its four', async () => {
     const session = await run({
       spec: {
@@ -420,7 +464,7 @@ describe('privileges', () => {
         },
       });
       expect(session.result.outcome).toBe('succeeded');
-      expect(session.lines).toEqual(['-rwsr-xr-x root', 'euid 1000', 'shadow: denied', 'secret: denied']);
+      expect(session.lines).toEqual(['-rwsr-xr-x root', 'euid 61000', 'shadow: denied', 'secret: denied']);
     });
   });
 });

@@ -179,7 +179,7 @@ describe('mounts, context and caches', () => {
     for (const d of [data, scratch, context]) mkdirSync(d);
     writeFileSync(join(data, 'in.txt'), 'from the host\n');
     writeFileSync(join(context, 'method.md'), 'the method\n');
-    // The agent's user writes as itself (uid 1000 in the test image): the host dir must let it.
+    // The agent's user writes as itself (uid 61000): the host dir must let it.
     chmodSync(scratch, 0o777);
     const d = await startDaemon({
       agents: [
@@ -356,7 +356,7 @@ describe('mounts, context and caches', () => {
       expect(one.stdout).toContain(`path=${imagePath}`);
       const two = await daemon.cli(['trigger', 'pather']);
       expect(two.code, two.stdout + two.stderr).toBe(0);
-      // Nothing planted ran as root (the clone and the command run as the agent's user, uid 1000).
+      // Nothing planted ran as root (the clone and the command run as the agent’s user, uid 61000).
       expect(two.stdout + two.stderr).toMatch(/planted head ran as [1-9]/);
       expect(two.stdout + two.stderr).not.toMatch(/planted \w+ ran as 0/);
     } finally {
