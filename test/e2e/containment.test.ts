@@ -426,6 +426,34 @@ describe('privileges', () => {
     expect((await (probe as Promise<Inspected>)).EffectiveCaps).toContain('CAP_NET_RAW');
   });
 
+  describe('with uid 61000 taken by another user in the image', () => {
+    const image = `localhost/agentd-e2e-uid-taken:${randomSessionId()}`;
+
+    beforeAll(async () => {
+      const dir = makeTempDir('agentd-e2e-uid-taken-');
+      writeFileSync(
+        join(dir, 'Containerfile'),
+        [`FROM ${TEST_IMAGE}`, 'RUN useradd --no-create-home -K UID_MAX=61000 --uid 61000 squatter'].join(
+          '\n',
+        ),
+      );
+      await execa('podman', ['build', '--pull=never', '--quiet', '-t', image, dir], { timeout: 120_000 });
+    });
+
+    afterAll(async () => {
+      await execa('podman', ['rmi', '--force', image], { reject: false });
+    });
+
+    it('fails the setup, saying so, instead of sharing the uid', async () => {
+      const session = await run({ spec: { image, command: ['sh', '-c', 'echo ran'] } });
+      expect(session.result.outcome).toBe('failed');
+      expect(session.result.message).toContain(
+        "setup failed: agentd: uid 61000, which agentd gives the agent's user, is taken in this image",
+      );
+      expect(session.lines).not.toContain('ran');
+    });
+  });
+
   describe('with a setuid-root binary in the image', () => {
     const image = `localhost/agentd-e2e-setuid:${randomSessionId()}`;
 
