@@ -27,6 +27,8 @@ export interface WorkPaths {
   copy: string;
   /** The archive itself. */
   archive: string;
+  /** Why the archive was withheld (removed by the runner: it held a credential value), if it was. */
+  withheld: string;
 }
 
 export function workPaths(workDir: string, sessionId: string): WorkPaths {
@@ -38,6 +40,7 @@ export function workPaths(workDir: string, sessionId: string): WorkPaths {
     input: join(dir, 'input'),
     copy,
     archive: join(copy, 'out.tar'),
+    withheld: join(copy, 'out.withheld'),
   };
 }
 

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { withheldReason } from '../adapters/output-archive.js';
 import { type OutputSummary, SealedRecords } from '../adapters/sealed-records.js';
 import type { SessionFiles } from '../adapters/session-files.js';
 import { errorMessage } from '../errors.js';
@@ -86,19 +87,23 @@ export class RecordKeeper {
    */
   async seal(record: SessionRecord, logFile: string): Promise<OutputSummary | undefined> {
     const paths = this.files.paths(record.id);
+    // The runner withheld the archive (it held a credential value): the record says why instead.
+    const withheld = withheldReason(paths.withheld);
+    const described = (output: OutputSummary): OutputSummary =>
+      withheld === undefined ? output : { ...output, missing: withheld };
     try {
       const { output } = await this.records.seal({
         agent: record.agent,
         sessionId: record.id,
         // As `agentd logs` shows it: the text of each line, and where lines are missing.
         log: () => Buffer.from(renderSessionLog(logFile)),
-        archive: paths.archive,
+        ...(withheld === undefined ? { archive: paths.archive } : {}),
         archiveLimit: outputArchiveLimit(record.outputLimit ?? DEFAULT_OUTPUT_BYTES),
-        json: (output) => sessionJson({ ...record, output }),
+        json: (output) => sessionJson({ ...record, output: described(output) }),
       });
       this.failed.delete(record.id);
       this.prune();
-      return output;
+      return described(output);
     } catch (error) {
       this.warn(record.id, error);
       return undefined;

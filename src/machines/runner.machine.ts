@@ -22,6 +22,7 @@ import type {
   ImageInfo,
   OperationEvent,
   RemoveSecretsInput,
+  ScreenOutputInput,
   StopInput,
 } from '../runner/actors.js';
 import { outOfMemoryReason } from '../runner/command-end.js';
@@ -149,6 +150,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
       ),
       copyIn: fromPromise<void, CopyInInput>(async () => notProvided('copyIn')),
       copyOut: fromPromise<void, CopyOutInput>(async () => notProvided('copyOut')),
+      screenOutput: fromPromise<void, ScreenOutputInput>(async () => notProvided('screenOutput')),
       /** Whether the container exists; fails while its host does not answer. */
       checkContainer: fromPromise<boolean, ContainerInput>(async () => notProvided('checkContainer')),
       stopContainer: fromPromise<void, StopInput>(async () => notProvided('stopContainer')),
@@ -864,7 +866,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
                 always: [
                   { guard: 'noContainer', target: 'removed' },
                   { guard: 'copiesOut', target: 'collecting' },
-                  { target: 'removing' },
+                  { target: 'screening' },
                 ],
               },
               collecting: {
@@ -878,13 +880,35 @@ export function runnerMachineFor(settings: RunnerSettings) {
                     to: context.plan.copyOut?.to ?? '',
                     ...hostOf(context),
                   }),
+                  onDone: 'screening',
+                  onError: {
+                    target: 'screening',
+                    actions: {
+                      type: 'warn',
+                      params: ({ event }) => ({
+                        message: 'could not copy the output archive out of the container',
+                        error: event.error,
+                      }),
+                    },
+                  },
+                },
+              },
+              screening: {
+                description:
+                  "The output archive searched for the session's credential values (every form its output is masked for): one found, or values not known, and the archive is withheld, with a note the sealed record shows instead.",
+                invoke: {
+                  src: 'screenOutput',
+                  input: ({ context }) => ({
+                    ...context.plan.output,
+                    values: maskValuesOf(context),
+                  }),
                   onDone: 'removing',
                   onError: {
                     target: 'removing',
                     actions: {
                       type: 'warn',
                       params: ({ event }) => ({
-                        message: 'could not copy the output archive out of the container',
+                        message: 'could not search the output archive for credential values',
                         error: event.error,
                       }),
                     },
@@ -1015,10 +1039,7 @@ function repoOf(context: RunnerContext): string {
 
 function attachInput(context: RunnerContext): AttachInput {
   const { session, adopted, plan } = context;
-  // A new session masks with the values it was given; an adopted one with those its container holds.
-  const given = session.spec.credentials.map((c) => c.value);
-  if (session.invocation.repoToken) given.push(session.invocation.repoToken);
-  const mask = adopted ? context.maskValues : given;
+  const mask = maskValuesOf(context);
   // Attached before (its host went away and came back): followed from where its log ends.
   const resumed = adopted === undefined && context.attachments > 1;
   return {
@@ -1036,6 +1057,18 @@ function attachInput(context: RunnerContext): AttachInput {
     ...(adopted === undefined ? {} : { adopted: { phase: adopted.phase } }),
     ...(resumed ? { adopted: { phase: attachedPhase(context) } } : {}),
   };
+}
+
+/**
+ * The values the session's output is masked with: a new session's, those it was given; an adopted
+ * one's, those its container holds (undefined when they could not be read back).
+ */
+function maskValuesOf(context: RunnerContext): SecretValue[] | undefined {
+  const { session, adopted } = context;
+  if (adopted) return context.maskValues;
+  const given = session.spec.credentials.map((c) => c.value);
+  if (session.invocation.repoToken) given.push(session.invocation.repoToken);
+  return given;
 }
 
 /** The phase of a run that is attached (never tearing down: that comes after). */

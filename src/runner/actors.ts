@@ -1,4 +1,5 @@
 import { fromCallback, fromPromise } from 'xstate';
+import { fileHoldsAny, withholdArchive } from '../adapters/output-archive.js';
 import type {
   AttachedRun,
   ContainerInspect,
@@ -8,12 +9,14 @@ import type {
 } from '../adapters/podman.js';
 import { fileStamp } from '../adapters/state-files.js';
 import { LIVE_CONTAINER_STATES, SECRET_MOUNT_DIR } from '../constants.js';
+import { errorMessage } from '../errors.js';
 import { SecretValue } from '../secret-value.js';
 import { CacheVolumes } from './cache-volumes.js';
 import { type CommandEnd, findCommandEnd } from './command-end.js';
 import { unbundle } from './credential-bundle.js';
 import { ImageCache, type ImageInfo } from './image-cache.js';
 import { createMasker } from './mask.js';
+import { MIN_MASKED_LENGTH } from './mask-forms.js';
 import type { OutputBlock, OutputLine } from './session-log.js';
 import { SessionOutput } from './session-output.js';
 
@@ -106,6 +109,14 @@ export interface CopyOutInput extends ContainerInput {
   from: string;
   to: string;
 }
+/** The output archive to search for the session's values before the record keeps it. */
+export interface ScreenOutputInput {
+  archive: string;
+  /** Where to say why it was withheld. */
+  withheld: string;
+  /** The values the container was given; undefined when they are not known (the output is withheld). */
+  values: SecretValue[] | undefined;
+}
 export interface StopInput extends ContainerInput {
   graceSeconds: number;
 }
@@ -187,7 +198,11 @@ export function runnerActors(ports: HostPorts, output: OutputSink) {
     }),
     /** An adopted container's own root-only copies of its secrets: the values it really received. */
     readContainerValues: fromPromise<SecretValue[], ContainerInput>(async ({ input, signal }) => {
-      const files = await on(input).readContainerFiles(input.container, SECRET_MOUNT_DIR, signal);
+      const port = on(input);
+      // A container given no secret holds no value to mask; one that exited could not be read back.
+      const info = await port.inspectContainer(input.container, signal);
+      if (info !== undefined && (info.Config.Secrets ?? []).length === 0) return [];
+      const files = await port.readContainerFiles(input.container, SECRET_MOUNT_DIR, signal);
       // One bundle holds them all: split into the values the command got (credential-bundle.ts).
       const values = unbundle(files).map((bytes) => new SecretValue(bytes));
       for (const bytes of files.values()) bytes.fill(0);
@@ -229,6 +244,45 @@ export function runnerActors(ports: HostPorts, output: OutputSink) {
     copyOut: fromPromise<void, CopyOutInput>(({ input, signal }) =>
       on(input).copyFromContainer(input.container, input.from, input.to, signal),
     ),
+    /**
+     * The record keeps what the agent left in /agentd/out, which is its own to write: a credential value
+     * in a file (or a file's name) would be kept, and exported, as it is. The archive is searched for
+     * every form the output is masked for; one found, or values not known (an adopted session whose
+     * values could not be read back), and the archive is removed with a note that says why.
+     */
+    screenOutput: fromPromise<void, ScreenOutputInput>(async ({ input, signal }) => {
+      const { archive, withheld, values } = input;
+      if (values === undefined) {
+        if ((await fileHoldsAny(archive, [], signal)) !== undefined) {
+          withholdArchive(
+            archive,
+            withheld,
+            'withheld: the credential values the container was given could not be read back after a daemon restart, so it could not be searched for them',
+          );
+        }
+        return;
+      }
+      const needles = outputNeedles(values);
+      if (needles.length === 0) return;
+      let held: boolean | undefined;
+      try {
+        held = await fileHoldsAny(archive, needles, signal);
+      } catch (error) {
+        withholdArchive(
+          archive,
+          withheld,
+          `withheld: it could not be searched for credential values (${errorMessage(error)})`,
+        );
+        return;
+      }
+      if (held === true) {
+        withholdArchive(
+          archive,
+          withheld,
+          'withheld: a file in /agentd/out held a credential value the session was given (in its content or its name), in one of the forms its output is masked for',
+        );
+      }
+    }),
     checkContainer: fromPromise<boolean, ContainerInput>(
       async ({ input, signal }) => (await on(input).inspectContainer(input.container, signal)) !== undefined,
     ),
@@ -570,4 +624,13 @@ function imageOf(info: ContainerInspect | undefined): AttachEvent {
     ...(info?.Image === undefined || info.Image === '' ? {} : { id: info.Image }),
     ...(info?.ImageDigest === undefined || info.ImageDigest === '' ? {} : { digest: info.ImageDigest }),
   };
+}
+
+/** What an output archive is searched for: every form the output is masked for, and each value's own bytes. */
+function outputNeedles(values: readonly SecretValue[]): Buffer[] {
+  const raw = values.map((value) => value.bytes());
+  const needles = new Map<string, Buffer>();
+  for (const form of createMasker(raw).forms) needles.set(form, Buffer.from(form, 'utf8'));
+  for (const bytes of raw) if (bytes.length >= MIN_MASKED_LENGTH) needles.set(bytes.toString('hex'), bytes);
+  return [...needles.values()];
 }

@@ -81,6 +81,8 @@ export interface RunPlan {
   copyIn?: { dir: string; entries: string[] };
   /** ... and where its output archive comes back to after it ends. */
   copyOut?: { from: string; to: string };
+  /** Where the output archive is on this machine once the container has ended, and where a note says why it was withheld. */
+  output: { archive: string; withheld: string };
   labels: Record<string, string>;
   /** The marker the setup step prefixes its progress lines with (random, so an agent cannot forge it). */
   marker: string;
@@ -165,8 +167,10 @@ export function planRun(session: AssembledSession, settings: RunnerSettings, hos
     entrypoint: SETUP_ENTRYPOINT.slice(0, 1),
     args: [...SETUP_ENTRYPOINT.slice(1), ...spec.command],
   };
+  const paths = workPaths(settings.workDir, invocation.sessionId);
   return {
     mode: connected ? 'create' : 'run',
+    output: { archive: paths.archive, withheld: paths.withheld },
     labels,
     marker,
     secrets,

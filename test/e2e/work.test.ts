@@ -689,6 +689,32 @@ describe('results out: the output directory and the sealed record', () => {
     expect(shown.stdout).toContain('cut at its bound');
   });
 
+  it('withholds the output of a session that left a credential value in it, and says why', async () => {
+    const secret = `s3cr3t-${randomBytes(6).toString('hex')}`;
+    const script = [
+      'echo fine > "$AGENTD_OUTPUT_DIR/report.txt"',
+      'printf %s "$API_KEY" | base64 > "$AGENTD_OUTPUT_DIR/key.b64"',
+    ].join('\n');
+    const d = await startDaemon(
+      { agents: [agent('leaker', script, { credentials: [{ name: 'API_KEY', source: 'env:LEAK_KEY' }] })] },
+      { env: { LEAK_KEY: secret } },
+    );
+    const result = await d.cli(['trigger', 'leaker', '--json']);
+    const reply = JSON.parse(result.stdout) as { sessionId: string; outcome: string };
+    expect(reply.outcome, result.stdout + result.stderr).toBe('succeeded');
+    const record = d.records().find((r) => r.id === reply.sessionId) as unknown as SessionJson;
+    expect(record.output).toMatchObject({ files: 0 });
+    expect(record.output?.missing).toMatch(/^withheld: a file in \/agentd\/out held a credential value/);
+    expect(tree(record.recordDir as string)).toEqual([
+      'out dir 555',
+      'session.json file 444',
+      'session.log file 444',
+    ]);
+    const shown = await d.cli(['show', reply.sessionId]);
+    expect(shown.stdout).toContain('withheld: a file in /agentd/out held a credential value');
+    expect(readdirSync(join(d.files.stateDir, 'work'))).toEqual([]);
+  });
+
   it('seals the record of a session whose daemon died, with the output its container left', async () => {
     gate.hold();
     const d = await startDaemon({ agents: [agent('orphan', `${WRITE_OUTPUT}\n${waitAtGate()}\nexit 0`)] });

@@ -1,8 +1,3 @@
-/**
- * The HTTP API's listening socket (src/http/server.ts) against clients that hold connections or pipeline
- * requests, and what /readyz tells a caller without a token. No Podman: a small app stands for the API.
- */
-import { execFileSync } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';

@@ -29,6 +29,8 @@ import { secretFormsIn } from '../helpers/secret-forms.js';
 
 const SETTINGS = { instanceId: 'e'.repeat(32), stopGraceMs: 1000, workDir: '/var/lib/agentd/work' };
 const CONTAINER = 'agentd-eeeeeeee-demo-0123456789abcdef';
+/** A container left running was given a secret (whose copy a test may make unreadable). */
+const GIVEN_SECRET = [{ name: 'agentd-test-secret', target: '/run/secrets/agentd/bundle.0' }];
 
 function start(
   podman: FakePodman,
@@ -236,7 +238,7 @@ describe('runner machine', () => {
 
   it("masks an adopted session's output with the values its container holds", async () => {
     const podman = new FakePodman('auto');
-    const options = { name: CONTAINER, image: 'x', labels: {}, secrets: [], network: 'none' };
+    const options = { name: CONTAINER, image: 'x', labels: {}, secrets: GIVEN_SECRET, network: 'none' };
     const rotated = 'rotated-value-the-container-has';
     podman.leaveRunning(
       { ...options, env: { AGENTD_SETUP_MARKER: '@@m@@' }, entrypoint: [], args: [] },
@@ -257,7 +259,7 @@ describe('runner machine', () => {
   });
 
   describe('an adopted session whose log stream ended before its output did (Podman 4 behind a slow reader)', () => {
-    const options = { name: CONTAINER, image: 'x', labels: {}, secrets: [], network: 'none' };
+    const options = { name: CONTAINER, image: 'x', labels: {}, secrets: GIVEN_SECRET, network: 'none' };
     const leave = (podman: FakePodman) =>
       podman.leaveRunning(
         { ...options, env: { AGENTD_SETUP_MARKER: '@@m@@' }, entrypoint: [], args: [] },
@@ -325,7 +327,7 @@ describe('runner machine', () => {
 
   it("withholds an adopted session's output when its container's values cannot be read", async () => {
     const podman = new FakePodman();
-    const options = { name: CONTAINER, image: 'x', labels: {}, secrets: [], network: 'none' };
+    const options = { name: CONTAINER, image: 'x', labels: {}, secrets: GIVEN_SECRET, network: 'none' };
     podman.leaveRunning({ ...options, env: { AGENTD_SETUP_MARKER: '@@m@@' }, entrypoint: [], args: [] });
     const run = start(podman, { container: CONTAINER, phase: 'running' });
     await until(() => podman.pending('readContainerFiles') !== undefined, 'reading values');
@@ -343,13 +345,29 @@ describe('runner machine', () => {
     expect(run.output.slice(1)).toEqual(['[agentd: 2 line(s) of output withheld]']);
   });
 
+  it("shows an adopted session's output when its container was given no secret: nothing to mask, nothing read back", async () => {
+    const podman = new FakePodman();
+    const options = { name: CONTAINER, image: 'x', labels: {}, secrets: [], network: 'none' };
+    podman.leaveRunning({ ...options, env: { AGENTD_SETUP_MARKER: '@@m@@' }, entrypoint: [], args: [] });
+    const run = start(podman, { container: CONTAINER, phase: 'running' });
+    await until(() => podman.stream() !== undefined, 'following');
+    podman.stream()?.line('one');
+    podman.stream()?.line('two');
+    podman.stream()?.exit(0);
+    await until(() => podman.pending('removeContainers') !== undefined, 'teardown');
+    podman.pending('removeContainers')?.succeed();
+    expect(await run.result).toMatchObject({ outcome: 'succeeded' });
+    expect(run.output).toEqual(['one', 'two']);
+    expect(podman.calls.filter((c) => c.op === 'readContainerFiles')).toEqual([]);
+  });
+
   it('replays a withheld adopted session from the start, so a phase its record missed is not lost', async () => {
     // The earlier daemon crashed after the command started but before its record said so: the record
     // says cloning, and the log holds what it wrote. The withheld notice must not make the adoption
     // resume from now, or the `phase running` marker is never seen and the exit reads as a failed clone.
     const podman = new FakePodman();
     const marker = '@@m@@';
-    const options = { name: CONTAINER, image: 'x', labels: {}, secrets: [], network: 'none' };
+    const options = { name: CONTAINER, image: 'x', labels: {}, secrets: GIVEN_SECRET, network: 'none' };
     podman.leaveRunning({ ...options, env: { AGENTD_SETUP_MARKER: marker }, entrypoint: [], args: [] });
     const dir = makeTempDir('agentd-unit-runner-');
     const at = new Date(Date.now() - 1000).toISOString();
@@ -379,7 +397,7 @@ describe('runner machine', () => {
     async function replay(lines: string[], code: number) {
       const podman = new FakePodman();
       const marker = '@@m@@';
-      const options = { name: CONTAINER, image: 'x', labels: {}, secrets: [], network: 'none' };
+      const options = { name: CONTAINER, image: 'x', labels: {}, secrets: GIVEN_SECRET, network: 'none' };
       podman.leaveRunning({ ...options, env: { AGENTD_SETUP_MARKER: marker }, entrypoint: [], args: [] });
       const run = start(podman, { container: CONTAINER, phase: 'cloning' });
       await until(() => podman.pending('readContainerFiles') !== undefined, 'reading values');
@@ -424,7 +442,7 @@ describe('runner machine', () => {
     const podman = new FakePodman();
     // The notice reaches the file while the container is inspected.
     podman.inspectDelayMs = 50;
-    const options = { name: CONTAINER, image: 'x', labels: {}, secrets: [], network: 'none' };
+    const options = { name: CONTAINER, image: 'x', labels: {}, secrets: GIVEN_SECRET, network: 'none' };
     podman.leaveRunning({ ...options, env: { AGENTD_SETUP_MARKER: '@@m@@' }, entrypoint: [], args: [] });
     const dir = makeTempDir('agentd-unit-runner-');
     const at = new Date(Date.now() - 60_000).toISOString();

@@ -13,7 +13,7 @@
  * - no credential value in any snapshot.
  */
 import { describe, expect, it } from 'vitest';
-import { type AnyStateNode, createActor, SimulatedClock, type SnapshotFrom } from 'xstate';
+import { type AnyStateNode, createActor, fromPromise, SimulatedClock, type SnapshotFrom } from 'xstate';
 import { getShortestPaths, type StatePath } from 'xstate/graph';
 import type { AgentConfig } from '../../src/config/types.js';
 import {
@@ -22,7 +22,7 @@ import {
   type RunnerInput,
   runnerMachineFor,
 } from '../../src/machines/runner.machine.js';
-import { runnerActors } from '../../src/runner/actors.js';
+import { runnerActors, type ScreenOutputInput } from '../../src/runner/actors.js';
 import { assembleSession } from '../../src/sessions/assemble.js';
 import type { RunResult } from '../../src/sessions/types.js';
 import { FakePodman } from '../helpers/fake-podman.js';
@@ -70,6 +70,8 @@ const DEADLINE = afterOf('live');
 const STOP = invokeOf('live.attached.stop.stopping');
 const EARLY_REMOVAL = invokeOf('live.attached.secrets.removing');
 const READ_VALUES = invokeOf('live.adopting');
+/** The output archive's search: no podman call, settled by the replay like one. */
+const SCREEN = invokeOf('tearingDown.container.screening');
 const TEARDOWN: Record<string, { op: 'removeSecrets' | 'removeContainers' }> = {
   [invokeOf('tearingDown.secrets.removing')]: { op: 'removeSecrets' },
   [invokeOf('tearingDown.secrets.removingAgain')]: { op: 'removeSecrets' },
@@ -90,7 +92,7 @@ function alphabet(): RunnerEvent[] {
     { type: 'setup.running' },
     { type: 'container.exited', exitCode: 0, stderr: '', setupOutput: [] },
     { type: 'container.lost', error: FAILURE },
-    ...[STOP, EARLY_REMOVAL, ...Object.keys(TEARDOWN)].flatMap((id) => [
+    ...[STOP, EARLY_REMOVAL, SCREEN, ...Object.keys(TEARDOWN)].flatMap((id) => [
       { type: `xstate.done.actor.${id}` },
       { type: `xstate.error.actor.${id}`, error: FAILURE },
     ]),
@@ -167,6 +169,8 @@ interface Run {
   announced: string[];
   warnings: string[];
   output: string[];
+  /** Searches of the output archive under way, settled as the path says. */
+  screens: { resolve: () => void; reject: (error: Error) => void }[];
 }
 
 /** The run being replayed: the provided machine, built once (building one costs milliseconds), reaches it through here. */
@@ -189,11 +193,16 @@ function providedMachine() {
   // One log dir for the file's runs, made with the machine (this is called once per replayed path).
   const dir = makeTempDir('agentd-unit-runner-');
   provided = machine.provide({
-    actors: runnerActors(port, {
-      logFile: (id) => `${dir}/${id}.log`,
-      logMaxBytes: 100_000,
-      line: (_, line) => now().output.push(line.text),
-    }),
+    actors: {
+      ...runnerActors(port, {
+        logFile: (id) => `${dir}/${id}.log`,
+        logMaxBytes: 100_000,
+        line: (_, line) => now().output.push(line.text),
+      }),
+      screenOutput: fromPromise<void, ScreenOutputInput>(
+        () => new Promise((resolve, reject) => now().screens.push({ resolve, reject })),
+      ),
+    },
     actions: {
       announcePhase: (_, { phase }) => now().announced.push(phase),
       warn: (_, { message }) => now().warnings.push(message),
@@ -210,6 +219,7 @@ function start(runnerInput: RunnerInput, podman: FakePodman): Run {
     announced: [],
     warnings: [],
     output: [],
+    screens: [],
     ...(runnerInput.adopted === undefined ? {} : { adoptedPhase: runnerInput.adopted.phase }),
   };
   const actor = createActor(providedMachine(), { input: runnerInput, clock }).start();
@@ -247,7 +257,12 @@ function apply(run: Run, event: RunnerEvent): void {
     }
     stream().exit(e.exitCode ?? 0);
   } else if (e.type === 'container.lost') stream().lose(FAILURE);
-  else if (done) {
+  else if (done && done[2] === SCREEN) {
+    const screen =
+      run.screens.shift() ?? expect.fail(`no search of the output under way for ${describeEvent(e)}`);
+    if (done[1] === 'done') screen.resolve();
+    else screen.reject(FAILURE);
+  } else if (done) {
     const id = done[2] as string;
     const op =
       id === STOP
@@ -270,6 +285,7 @@ async function finish(run: Run): Promise<void> {
     actor.send({ type: 'cancel' });
     await settle();
     for (const c of podman.unsettled()) c.succeed();
+    for (const screen of run.screens.splice(0)) screen.resolve();
     await settle();
     if (podman.calls.some((c) => c.op === 'stopContainer' && c.settled)) podman.stream()?.exit(143);
     // A `podman run` cut short ends once its container has.
