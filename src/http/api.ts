@@ -72,20 +72,19 @@ export function createApi(options: ApiOptions): Hono<Env> {
       c,
       404,
       'not_found',
-      `no ${c.req.method} ${pathOf(c)}; the operations are in docs/openapi.json`,
+      // The path cut as in the log: a client that sends long paths and reads no answer must not make
+      // the daemon hold answers longer than its requests.
+      `no ${c.req.method.slice(0, 16)} ${shortPathOf(c)}; the operations are in docs/openapi.json`,
     ),
   );
   app.onError((error, c) => {
     // A client that went away mid-request (its body cut off, the request timeout) is not the daemon's
     // failure: anyone can do it as often as they like, so it is no error line with a stack.
     if (clientAborted(error)) {
-      options.log.debug(
-        { event: 'http.aborted', path: pathOf(c).slice(0, LOGGED_PATH_MAX) },
-        'a client went away mid-request',
-      );
+      options.log.debug({ event: 'http.aborted', path: shortPathOf(c) }, 'a client went away mid-request');
       return errorResponse(c, 400, 'aborted', 'the request was cut off before its end');
     }
-    options.log.error({ event: 'http.failed', err: error, path: pathOf(c) }, 'an HTTP request failed');
+    options.log.error({ event: 'http.failed', err: error, path: shortPathOf(c) }, 'an HTTP request failed');
     return errorResponse(c, 500, 'internal', 'internal error; see the daemon log');
   });
   return app;
@@ -128,7 +127,7 @@ function observe(options: ApiOptions): MiddlewareHandler<Env> {
       {
         event: 'http.request',
         method: c.req.method,
-        path: pathOf(c).slice(0, LOGGED_PATH_MAX),
+        path: shortPathOf(c),
         route,
         status,
         // Not `token`: the logger redacts fields of that name, and this is only the token's name.
@@ -484,6 +483,12 @@ export function errorResponse(
 ): Response {
   const body: ErrorBody = { type: 'error', code, message, problems, retryable: status === 503 };
   return c.json(body, status);
+}
+
+/** The request's path, cut at LOGGED_PATH_MAX characters (it is the client's to make as long as it likes). */
+function shortPathOf(c: Context): string {
+  const path = pathOf(c);
+  return path.length > LOGGED_PATH_MAX ? `${path.slice(0, LOGGED_PATH_MAX)}...` : path;
 }
 
 function pathOf(c: Context): string {

@@ -12,6 +12,12 @@ export interface ConnectionLimits {
   readonly maxUnanswered: number;
   /** How long an answer may wait with none of it taken by its client before the connection is closed. */
   readonly stallMs: number;
+  /**
+   * At a limit with no idle connection, one whose answer has not moved for this long gives its slot up
+   * too: a client that makes answers and reads none (long lists, many 404s) must not hold the slots
+   * until stallMs.
+   */
+  readonly stuckMs: number;
 }
 
 /** One accepted connection. */
@@ -25,6 +31,7 @@ interface Connection {
   /** The stream's queue as last swept, and since when it has not moved. */
   queued: number;
   written: number;
+  inKernelQueue: number;
   stuckSince: number | undefined;
 }
 
@@ -64,7 +71,10 @@ export class Connections {
       if (!this.answering(req, res)) return;
       for (const listener of listeners) listener.call(server, req, res);
     });
-    this.sweeper = setInterval(() => this.sweep(Date.now()), Math.min(SWEEP_MS, this.limits.stallMs / 4));
+    this.sweeper = setInterval(
+      () => this.sweep(Date.now()),
+      Math.min(SWEEP_MS, this.limits.stallMs / 4, this.limits.stuckMs / 4),
+    );
     this.sweeper.unref();
   }
 
@@ -83,8 +93,8 @@ export class Connections {
     const source = remote === undefined ? undefined : connectionSource(remote, this.own);
     const fromSource = () => (source === undefined ? 0 : (this.bySource.get(source) ?? 0));
     const room =
-      (fromSource() < this.limits.perSource || this.evictOldestIdle(source)) &&
-      (this.open.size < this.limits.max || this.evictOldestIdle(undefined));
+      (fromSource() < this.limits.perSource || this.evict(source)) &&
+      (this.open.size < this.limits.max || this.evict(undefined));
     if (!room) {
       raw.destroy();
       return;
@@ -96,6 +106,7 @@ export class Connections {
       stream: raw,
       queued: 0,
       written: 0,
+      inKernelQueue: 0,
       stuckSince: undefined,
     };
     this.open.set(raw, connection);
@@ -144,17 +155,29 @@ export class Connections {
     return connection.unanswered === 0 && connection.stream.writableLength === 0;
   }
 
-  /** Closes the oldest idle connection (of `source`, when given); false when there is none. */
-  private evictOldestIdle(source: string | undefined): boolean {
+  /**
+   * Closes the oldest idle connection (of `source`, when given); else the one whose answer has waited
+   * longest, untaken for `stuckMs` at least. False when there is neither.
+   */
+  private evict(source: string | undefined): boolean {
+    const now = Date.now();
+    let stuck: Connection | undefined;
     for (const connection of this.open.values()) {
       if (source !== undefined && connection.source !== source) continue;
-      if (!this.idle(connection)) continue;
-      this.forget(connection);
-      connection.stream.destroy();
-      connection.raw.destroy();
-      return true;
+      if (this.idle(connection)) return this.close(connection);
+      const since = connection.stuckSince;
+      if (since !== undefined && now - since >= this.limits.stuckMs && since < (stuck?.stuckSince ?? now)) {
+        stuck = connection;
+      }
     }
-    return false;
+    return stuck === undefined ? false : this.close(stuck);
+  }
+
+  private close(connection: Connection): true {
+    this.forget(connection);
+    connection.stream.destroy();
+    connection.raw.destroy();
+    return true;
   }
 
   private forget(connection: Connection): void {
@@ -168,28 +191,41 @@ export class Connections {
 
   /**
    * Closes connections whose answer has waited `stallMs` with nothing of it taken: its queue neither
-   * shrank nor grew since the sweep before (a partly taken chunk counts as not taken: Node shows no
-   * progress within one write).
+   * shrank nor grew since the sweep before, in Node's stream or in libuv's queue under it (which shows
+   * a large write being taken piece by piece; Node's own socket timeout reads it the same way).
    */
   private sweep(now: number): void {
     for (const connection of [...this.open.values()]) {
       const { stream } = connection;
       const queued = stream.writableLength;
       const written = stream.bytesWritten;
-      if (queued === 0 || queued !== connection.queued || written !== connection.written) {
+      const inKernelQueue =
+        writeQueueSize(stream) + (connection.raw === stream ? 0 : writeQueueSize(connection.raw));
+      if (
+        queued + inKernelQueue === 0 ||
+        queued !== connection.queued ||
+        written !== connection.written ||
+        inKernelQueue !== connection.inKernelQueue
+      ) {
         connection.queued = queued;
         connection.written = written;
-        connection.stuckSince = queued === 0 ? undefined : now;
+        connection.inKernelQueue = inKernelQueue;
+        connection.stuckSince = queued + inKernelQueue === 0 ? undefined : now;
         continue;
       }
       connection.stuckSince ??= now;
-      if (now - connection.stuckSince >= this.limits.stallMs) {
-        this.forget(connection);
-        stream.destroy();
-        connection.raw.destroy();
-      }
+      if (now - connection.stuckSince >= this.limits.stallMs) this.close(connection);
     }
   }
+}
+
+/**
+ * Bytes libuv still has to write on a socket: `_handle.writeQueueSize`, Node's own (undocumented) field,
+ * which its socket timeout reads to tell a slow write from a stalled one. 0 where there is none.
+ */
+function writeQueueSize(socket: Socket): number {
+  const size = (socket as Socket & { _handle?: { writeQueueSize?: unknown } | null })._handle?.writeQueueSize;
+  return typeof size === 'number' ? size : 0;
 }
 
 function refuseUnanswered(res: ServerResponse, max: number): void {

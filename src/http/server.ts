@@ -17,9 +17,10 @@ import { Connections } from './connections.js';
  * answers one connection may leave untaken: see Connections. Node runs the handler of every pipelined
  * request it has read at once and holds each answer until the client has taken the ones before: a client
  * with a read token that pipelined 100 large requests per connection and read nothing took the daemon
- * from 108 MB to 1.15 GB. An answer of which the client takes nothing for a minute closes its connection.
+ * from 108 MB to 1.15 GB. An answer of which the client takes nothing for a minute closes its connection,
+ * and for 5 s gives its slot to a new connection at a limit.
  */
-const CONNECTIONS = { max: 256, perSource: 64, maxUnanswered: 4, stallMs: 60_000 };
+const CONNECTIONS = { max: 256, perSource: 64, maxUnanswered: 4, stallMs: 60_000, stuckMs: 5000 };
 /**
  * Requests on one connection, after which it is closed: a client that pipelines requests and reads no
  * answer would otherwise have the daemon answer (and buffer) them without end, on the event loop every

@@ -232,6 +232,16 @@ describe('HTTP API: bad requests', () => {
     expect(await codes(await a.request('/v2/anything', { token: ENV.T_CI }))).toEqual([404, 'not_found']);
   });
 
+  it('answers an unknown long path with a short 404: an answer never grows with the request', async () => {
+    const a = await api();
+    // A quote is sent as %22: a path of 15,000 of them would come back as 45,000 bytes.
+    const response = await a.request(`/${'%22'.repeat(15_000)}`);
+    const text = await response.text();
+    expect(response.status).toBe(404);
+    expect(text.length).toBeLessThan(600);
+    expect(JSON.parse(text)).toMatchObject({ code: 'not_found' });
+  });
+
   it('serves metrics in the Prometheus format to a read token', async () => {
     const a = await api();
     const metrics = await a.request('/metrics', { token: ENV.T_VIEW });

@@ -23,7 +23,7 @@ afterEach(async () => {
   }
 });
 
-const LIMITS: ConnectionLimits = { max: 6, perSource: 3, maxUnanswered: 2, stallMs: 1000 };
+const LIMITS: ConnectionLimits = { max: 6, perSource: 3, maxUnanswered: 2, stallMs: 1000, stuckMs: 1000 };
 
 async function serve(
   limits: Partial<ConnectionLimits> = {},
@@ -43,6 +43,9 @@ async function serve(
         res.end();
       };
       more();
+    } else if (req.url?.startsWith('/whole/')) {
+      // One write of the whole answer, as a JSON body is written.
+      res.end(Buffer.alloc(Number(req.url.slice('/whole/'.length)) * 1024 * 1024, 'y'));
     } else res.end('ok');
   });
   const connections = new Connections({ ...LIMITS, ...limits }, new Set());
@@ -214,6 +217,44 @@ describe('HTTP answers a client does not take', () => {
     expect(received).toBeGreaterThan(0);
     expect(received).toBeLessThan(64 * 1024 * 1024);
     expect(isOpen(slow)).toBe(true);
+  });
+
+  it('keeps a client that takes a large answer written in one piece slowly but steadily', async () => {
+    const { port } = await serve({ stallMs: 800 });
+    const slow = await open(port, '127.0.0.1', { read: false });
+    let received = 0;
+    slow.socket.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+    });
+    slow.socket.pause();
+    slow.socket.write(request('/whole/64'));
+    const started = Date.now();
+    while (Date.now() - started < 2400) {
+      slow.socket.resume();
+      await settle(5);
+      slow.socket.pause();
+      await settle(200);
+    }
+    expect(received).toBeGreaterThan(0);
+    expect(received).toBeLessThan(64 * 1024 * 1024);
+    expect(isOpen(slow)).toBe(true);
+  });
+
+  it('at a limit with no idle connection, closes the one whose answer has waited untaken longest (stuckMs)', async () => {
+    const { port, connections } = await serve({ stallMs: 60_000, stuckMs: 600 });
+    const stuck = await open(port, '127.0.0.1', { read: false });
+    stuck.socket.pause();
+    stuck.socket.write(request('/big/4096'));
+    const busy = [await open(port), await open(port)];
+    for (const client of busy) client.socket.write(request('/hold'));
+    await until(() => held.length === 2 && connections.size === 3);
+    // Its answer has not moved for stuckMs (seen by the sweeps): it gives its slot up, not the busy ones.
+    await settle(1500);
+    const next = await open(port);
+    next.socket.write(request('/x'));
+    await until(() => next.text().includes('ok'));
+    await until(() => connections.size === 3);
+    expect(busy.map(isOpen)).toEqual([true, true]);
   });
 
   it('keeps a connection whose answer is not written yet however long the app takes', async () => {
