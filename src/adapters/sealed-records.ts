@@ -47,9 +47,18 @@ export interface OutputSummary {
   /** Regular files and directories kept. */
   files: number;
   bytes: number;
-  /** The archive was cut at its bound: the last file may be cut short, later ones are missing. */
+  /**
+   * Some of the output is missing. The archive was cut at its byte bound (it is read no further): the
+   * file the cut falls in is kept cut short, even when it alone is larger than the bound, what came
+   * after it is not in the archive. Or an entry would have made more than MAX_OUTPUT_ENTRIES files and
+   * directories: it and every entry after it are left out (the rest of the archive is not read).
+   */
   truncated: boolean;
-  /** Entries that are neither regular files nor directories (links, fifos), left out. */
+  /**
+   * Entries left out for what they are: neither regular files nor directories (links, fifos), paths
+   * outside out/, names that are not UTF-8, too long, or hold a control or invisible format character;
+   * and files that could not be written.
+   */
   skipped: number;
   /** Why there is no output at all (the session never ran its command, or the archive could not be made). */
   missing?: string;
@@ -352,10 +361,16 @@ export async function exportRecord(dir: string, to: Writable): Promise<void> {
 /**
  * Unpacks the archive the setup step made of /agentd/out. Its bytes came from the agent, so: a tar
  * archive (nothing compressed), regular files and directories only (no links, devices or fifos: a link
- * could point anywhere on the host), no absolute paths or `..` (left out and counted as skipped),
- * owned by the daemon, at most `limit` bytes and MAX_OUTPUT_ENTRIES files and directories in all
- * (directories an entry's path makes without an entry of their own included). An archive that ends
- * early (cut at its bound, or damaged) keeps what came before its end; never throws for its content.
+ * could point anywhere on the host), no absolute paths or `..`, no name a terminal or a file manager
+ * would act on or show as another (left out and counted as skipped), owned by the daemon and 0600 or
+ * 0700 until sealed (never a setuid, setgid or sticky bit, whatever the archive says), at most `limit`
+ * bytes and MAX_OUTPUT_ENTRIES files and directories in all (directories an entry's path makes without
+ * an entry of their own included).
+ *
+ * Like the setup step, it reads no more than limit + 1 bytes of the archive: a file the archive is cut
+ * in is kept cut short, what came before it whole. The first entry past MAX_OUTPUT_ENTRIES ends the
+ * unpacking: nothing after it is read. An archive that ends early (cut at its bound, or damaged) keeps
+ * what came before its end; never throws for its content.
  */
 async function unpack(archive: string | undefined, out: string, limit: number): Promise<OutputSummary> {
   const summary: OutputSummary = { files: 0, bytes: 0, truncated: false, skipped: 0 };
@@ -382,6 +397,11 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
   summary.truncated = size > limit;
   let total = 0;
   let entries = 0;
+  /** An entry did not fit in MAX_OUTPUT_ENTRIES: nothing after it is kept, or read. */
+  let full = false;
+  /** The last file kept, and its size as its header says: the archive's end may have cut it short. */
+  let last: { name: string; size: number } | undefined;
+  /** Every directory kept, with its ancestors (so one known means all above it are). */
   const dirs = new Set<string>();
   /** The files counted in summary.files, by their path in the archive, and the entry that counted each. */
   const counted = new Set<string>();
@@ -393,9 +413,17 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
     const unpacker = new Unpack({
       cwd: out,
       preserveOwner: false,
-      preservePaths: false,
+      // The filter gives every entry kept its path as it checked it: relative, no `..`. Otherwise tar
+      // makes an entry's directories one by one from out/ (a mkdir and an lstat a level), for every
+      // entry: 120 system calls an entry 60 directories deep, 38 s for 10,000 such entries (11 s with
+      // one mkdir each). Links it would then follow cannot be in out/: only regular files and
+      // directories are written there.
+      preservePaths: true,
       strict: false,
       maxDepth: MAX_OUTPUT_DEPTH,
+      // The directories a path makes without an entry of its own, and files without a mode.
+      dmode: KEPT_DIR_MODE,
+      fmode: KEPT_FILE_MODE,
       onwarn: (code: string, _message: string, data: Record<string, unknown>) => {
         // An entry tar could not write (the end of a cut or damaged archive is an error below): left
         // out, and not counted as a file the record holds.
@@ -407,6 +435,7 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
         summary.skipped++;
       },
       filter: (path: string, entry: ReadEntry | { size: number; type?: string }) => {
+        if (full) return false;
         const type = (entry as ReadEntry).type;
         const parts = path.split('/').filter((part) => part !== '' && part !== '.');
         if (
@@ -417,35 +446,53 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
           // tar reads names as UTF-8: bytes that are not became U+FFFD (two names could become one),
           // and a name grown past the filesystem's 255 bytes cannot be made.
           path.includes('\uFFFD') ||
+          UNSHOWABLE_NAME.test(path) ||
           parts.some((part) => Buffer.byteLength(part) > MAX_NAME_BYTES)
         ) {
           summary.skipped++;
           return false;
         }
         const isDir = type === 'Directory';
-        // Each directory once, whether it has an entry of its own or tar makes it for an entry inside.
-        const fresh: string[] = [];
-        for (let depth = 1; depth <= (isDir ? parts.length : parts.length - 1); depth++) {
-          const dir = parts.slice(0, depth).join('/');
-          if (!dirs.has(dir)) fresh.push(dir);
-        }
-        const bytes = isDir ? 0 : (entry as ReadEntry).size;
-        const cost = fresh.length + (isDir ? 0 : 1);
-        if (total + bytes > limit || entries + cost > MAX_OUTPUT_ENTRIES) {
-          summary.truncated = true;
+        // The name as tar writes it (`./a`, `a`, `/a` and `.//a` are one file).
+        const name = parts.join('/');
+        // `.` or `/`: out/ itself, which is there already (and which tar would not replace by a file,
+        // nor say so).
+        if (name === '') {
+          if (!isDir) summary.skipped++;
           return false;
         }
+        // Each directory once, whether it has an entry of its own or tar makes it for an entry inside:
+        // those not seen yet, from the deepest up to the first seen (all above that one were seen with
+        // it). One look-up for an entry in a known directory, however deep, where building every
+        // ancestor's path for every entry cost depth² each.
+        const fresh: string[] = [];
+        for (let dir = isDir ? name : parentOf(name); dir !== '' && !dirs.has(dir); dir = parentOf(dir)) {
+          fresh.push(dir);
+        }
+        const cost = fresh.length + (isDir ? 0 : 1);
+        if (entries + cost > MAX_OUTPUT_ENTRIES) {
+          summary.truncated = true;
+          full = true;
+          return false;
+        }
+        // Larger than what is left of `limit`: the archive (read to limit + 1 bytes) ends inside it,
+        // so it is the last entry, kept cut short (its bytes are counted as written, below).
+        const bytes = isDir ? 0 : (entry as ReadEntry).size;
+        if (total + bytes > limit) summary.truncated = true;
         for (const dir of fresh) dirs.add(dir);
         total += bytes;
         entries += cost;
+        if (!isDir) last = { name, size: bytes };
         // A name that comes again replaces the file before it: one file.
-        // The name as tar writes it (`./a`, `a` and `.//a` are one file).
-        const name = parts.join('/');
         if (!isDir && !counted.has(name)) {
           counted.add(name);
           counting.set(entry, name);
           summary.files++;
         }
+        // Never what the archive says (a setuid file, a sticky world-writable directory), not even
+        // until the seal makes them 0444 and 0555: the daemon's alone meanwhile.
+        (entry as ReadEntry).mode = isDir ? KEPT_DIR_MODE : KEPT_FILE_MODE;
+        (entry as ReadEntry).path = name;
         return true;
       },
     });
@@ -488,29 +535,65 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
         closeSync(fd);
         throw error;
       }
-      input = createReadStream(archive, { fd });
+      // No further than the setup step's cut (`end` is the last byte read), whatever the archive is.
+      input = createReadStream(archive, { fd, start: 0, end: limit });
     } catch (error) {
       fail(error);
       return;
     }
-    input.on('data', (chunk) => {
-      try {
-        if (!unpacker.write(chunk as Buffer)) input.pause();
-      } catch (error) {
-        input.destroy();
-        fail(error);
-      }
-    });
-    unpacker.on('drain', () => input.resume());
-    input.on('error', fail);
-    input.on('end', () => {
+    /** The unpacker asked for no more until it drains. */
+    let waiting = false;
+    /** Nothing more is read: the input is destroyed. */
+    let stopped = false;
+    let ending = false;
+    const end = () => {
+      if (ending) return;
+      ending = true;
       try {
         unpacker.end();
       } catch (error) {
         fail(error);
       }
+    };
+    input.on('data', (chunk) => {
+      if (stopped) return;
+      try {
+        waiting = !unpacker.write(chunk as Buffer);
+      } catch (error) {
+        stopped = true;
+        ending = true;
+        input.destroy();
+        fail(error);
+        return;
+      }
+      if (full) {
+        // Nothing after the entry that did not fit is kept: the rest of the archive is not read (an
+        // agent's 50,000 entries after it each cost a parse and a filter). Ended, once tar has taken
+        // in what it queued, like an archive cut there: the files it began are written first.
+        stopped = true;
+        input.destroy();
+        if (!waiting) end();
+      } else if (waiting) input.pause();
     });
+    unpacker.on('drain', () => {
+      waiting = false;
+      if (stopped) end();
+      else input.resume();
+    });
+    input.on('error', fail);
+    input.on('end', end);
   });
+  if (last !== undefined) {
+    // The last file kept may be cut short by the archive's end (or not written at all): its bytes as
+    // written.
+    let written = 0;
+    try {
+      if (counted.has(last.name)) written = lstatSync(join(out, last.name)).size;
+    } catch {
+      // Not written.
+    }
+    total -= last.size - Math.min(written, last.size);
+  }
   summary.bytes = total;
   if (!summary.truncated) {
     // tar may read past an archive cut between (or inside) headers without a word: its end says so.
@@ -526,6 +609,24 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
   }
   return summary;
 }
+
+/** The directory a path in the archive is in ('' for out/ itself). */
+function parentOf(path: string): string {
+  const at = path.lastIndexOf('/');
+  return at < 0 ? '' : path.slice(0, at);
+}
+
+/**
+ * Characters a name in the output may not hold: C0 and C1 controls and DEL (escape sequences, a newline
+ * in a name), and the invisible and bidirectional format characters that make a name show as another
+ * (`bidi<U+202E>txt.exe`): the set src/visible-text.ts makes visible, tab and newline included.
+ */
+const UNSHOWABLE_NAME =
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point.
+  /[\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/;
+/** Modes of what is unpacked until the seal makes files 0444 and directories 0555. */
+const KEPT_FILE_MODE = 0o600;
+const KEPT_DIR_MODE = 0o700;
 
 /** Entry types kept of an output archive: regular files and directories. */
 const KEPT_TYPES = new Set(['File', 'OldFile', 'ContiguousFile', 'Directory']);

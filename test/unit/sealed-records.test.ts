@@ -169,11 +169,14 @@ describe('sealed records', () => {
       dir,
       entry('./first', Buffer.alloc(3000, 0x61)),
       entry('./second', Buffer.alloc(3000, 0x62)),
+      entry('./third', 'c'),
     );
     const { dir: recordDir, output } = await seal(records, file, 4096);
-    expect(output.truncated).toBe(true);
-    expect(output.bytes).toBeLessThanOrEqual(4096);
-    expect(readdirSync(join(recordDir, 'out'))).toEqual(['first']);
+    // Read as the setup step cuts it, at 4097 bytes: the first whole, the second cut short (1 byte of
+    // it is in those 4097), nothing after it.
+    expect(output).toEqual({ files: 2, bytes: 3001, truncated: true, skipped: 0 });
+    expect(readdirSync(join(recordDir, 'out')).sort()).toEqual(['first', 'second']);
+    expect(readFileSync(join(recordDir, 'out', 'second'), 'utf8')).toBe('b');
   });
 
   it('seals what an archive cut mid-entry holds, and says it was cut', async () => {
@@ -188,9 +191,10 @@ describe('sealed records', () => {
     const file = join(dir, 'out.tar');
     writeFileSync(file, whole.subarray(0, 4097));
     const { dir: recordDir, output } = await seal(records, file, 4096);
-    expect(output).toMatchObject({ truncated: true, files: 1 });
-    expect(output.damaged).toBeUndefined();
-    expect(readdirSync(join(recordDir, 'out'))).toEqual(['first']);
+    // What came before the cut: the first file, and the second cut short.
+    expect(output).toEqual({ truncated: true, files: 2, bytes: 3001, skipped: 0 });
+    expect(readdirSync(join(recordDir, 'out')).sort()).toEqual(['first', 'second']);
+    expect(readFileSync(join(recordDir, 'out', 'second'), 'utf8')).toBe('b');
     expect(records.isSealed(recordDir)).toBe(true);
     expect(readFileSync(join(recordDir, 'session.log'), 'utf8')).toBe('line one\nline two\n');
   });
