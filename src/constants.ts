@@ -6,6 +6,8 @@ export const LABEL_AGENT = 'io.agentd.agent';
 export const LABEL_CACHE = 'io.agentd.cache';
 /** The configured host (`hosts:`) the object was made on. */
 export const LABEL_HOST = 'io.agentd.host';
+/** On a session's container: how many secrets it was given (an adopted one given none has no values to read back). */
+export const LABEL_SECRETS = 'io.agentd.secrets';
 /** Every container and secret agentd creates starts with this prefix. */
 export const NAME_PREFIX = 'agentd-';
 /** Where secret files are mounted inside the session container (root-only, mode 0400). */
@@ -51,12 +53,6 @@ export const WORK_UNIT_MAX = 256;
 /** Longest agent name. */
 export const AGENT_NAME_MAX = 32;
 /**
- * Where root steps inside a session container (the setup step, reading an adopted container's
- * secrets) find their tools: the system's directories, none of which may be a cache or a mount.
- * /usr/local last: an image may hand it to the agent's user (for global npm or pip installs), and root
- * runs tools after the command (archiving the output); only what the system lacks (gosu) comes from it.
- */
-/**
  * The uid of the agent's user, made by the setup step (unless the image has a user of the agent's name).
  * On a rootful Podman without a user namespace it is this machine's uid too: the image's first free uid
  * (1000) is usually the host's first person, whose processes could read the agents' environments (their
@@ -65,6 +61,12 @@ export const AGENT_NAME_MAX = 32;
  * default user namespace maps.
  */
 export const AGENT_UID = 61000;
+/**
+ * Where root steps inside a session container (the setup step, reading an adopted container's
+ * secrets) find their tools: the system's directories, none of which may be a cache or a mount.
+ * /usr/local last: an image may hand it to the agent's user (for global npm or pip installs), and root
+ * runs tools after the command (archiving the output); only what the system lacks (gosu) comes from it.
+ */
 export const SYSTEM_PATH = '/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/sbin:/usr/local/bin';
 
 /** Podman's states of a container whose process runs (or is about to stop): anything else is dead. */

@@ -9,6 +9,12 @@ const CONTROL =
   /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/g;
 
 /**
+ * A name holding any character `visible` would show otherwise, tab and newline too: a file name an
+ * agent made that a terminal, a file manager or a script would act on or show as another.
+ */
+export const UNSHOWABLE_NAME = new RegExp(`[\t\n]|${CONTROL.source}`);
+
+/**
  * `text` with its control characters but tab and newline made visible the way `cat -v` shows them (`^[`
  * for ESC, `^M` for CR, `^?` for DEL, `M-^[` for the C1 controls U+0080..U+009F), and the format
  * characters as `<U+202E>`.

@@ -2,17 +2,58 @@ import { lstatSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { kindOf, NotRegularFileError, READ_NO_FOLLOW, readNoFollow, writeFileAtomic } from './state-files.js';
 
-/** Bytes of an archive read at once while it is searched. */
+/** Bytes of an archive read (and searched) at once: the event loop is free between two. */
 const CHUNK_BYTES = 1024 * 1024;
 
 /**
- * Whether the file holds any of `needles` (bytes, anywhere: a file's name or content in a tar archive).
+ * Byte strings searched for together in one pass: each position's first two bytes are looked up in a
+ * table of the needles' first two bytes, and only there are needles compared. One pass whatever the
+ * number of needles (a multi-line credential has hundreds of forms), where one `includes` each would
+ * read the text once per needle.
+ */
+export class NeedleSet {
+  private readonly starts = new Uint8Array(65536);
+  private readonly byStart = new Map<number, Buffer[]>();
+  /** Bytes of the longest needle. */
+  readonly longest: number;
+
+  constructor(needles: readonly Buffer[]) {
+    let longest = 0;
+    for (const needle of needles) {
+      if (needle.length < 2) continue;
+      const start = ((needle[0] as number) << 8) | (needle[1] as number);
+      this.starts[start] = 1;
+      const list = this.byStart.get(start) ?? [];
+      list.push(needle);
+      this.byStart.set(start, list);
+      longest = Math.max(longest, needle.length);
+    }
+    this.longest = longest;
+  }
+
+  /** Whether any needle is in `bytes`. */
+  foundIn(bytes: Buffer): boolean {
+    const { starts, byStart } = this;
+    for (let at = 0; at + 1 < bytes.length; at++) {
+      const start = ((bytes[at] as number) << 8) | (bytes[at + 1] as number);
+      if (starts[start] === 0) continue;
+      for (const needle of byStart.get(start) ?? []) {
+        const end = at + needle.length;
+        if (end <= bytes.length && bytes.compare(needle, 0, needle.length, at, end) === 0) return true;
+      }
+    }
+    return false;
+  }
+}
+
+/**
+ * Whether the file holds any of the needles (anywhere: a file's name or content in a tar archive).
  * Undefined when there is no file. Read in chunks that overlap by the longest needle, never through a
- * link; cut short by `signal`.
+ * link; cut short by `signal` (an AbortError).
  */
 export async function fileHoldsAny(
   path: string,
-  needles: readonly Buffer[],
+  needles: NeedleSet,
   signal?: AbortSignal,
 ): Promise<boolean | undefined> {
   try {
@@ -20,8 +61,8 @@ export async function fileHoldsAny(
   } catch {
     return undefined;
   }
-  const overlap = Math.max(0, ...needles.map((needle) => needle.length)) - 1;
-  if (overlap < 0) return false;
+  if (needles.longest === 0) return false;
+  const overlap = needles.longest - 1;
   const file = await open(path, READ_NO_FOLLOW);
   try {
     const stat = await file.stat();
@@ -33,8 +74,7 @@ export async function fileHoldsAny(
       const { bytesRead } = await file.read(buffer, kept, CHUNK_BYTES, null);
       if (bytesRead === 0) return false;
       const filled = kept + bytesRead;
-      const view = buffer.subarray(0, filled);
-      if (needles.some((needle) => view.includes(needle))) return true;
+      if (needles.foundIn(buffer.subarray(0, filled))) return true;
       // What a needle cut by the chunk's end may start with: searched again with the next chunk.
       kept = Math.min(overlap, filled);
       buffer.copy(buffer, 0, filled - kept, filled);
@@ -45,12 +85,12 @@ export async function fileHoldsAny(
 }
 
 /**
- * Withholds an output archive: removed, and why written beside it (`note`, which the sealed record
- * reports instead of the output). The reason never holds a value.
+ * Withholds an output archive: why, written beside it first (`note`: a seal that finds it keeps no
+ * output, whatever happens next), then the archive removed. The reason never holds a value.
  */
 export function withholdArchive(archive: string, note: string, why: string): void {
+  writeFileAtomic(note, why, { durable: true, operation: 'note why the output archive is not kept' });
   rmSync(archive, { force: true });
-  writeFileAtomic(note, why, { durable: true, operation: 'note why the output archive was not kept' });
 }
 
 /** Why a session's output archive was withheld, if it was (see withholdArchive). */
@@ -59,5 +99,36 @@ export function withheldReason(note: string): string | undefined {
     return readNoFollow(note).toString('utf8').slice(0, 1000);
   } catch {
     return undefined;
+  }
+}
+
+/** What identifies an archive as the one searched: its size, change time and inode. */
+function identity(archive: string): string | undefined {
+  try {
+    const stat = lstatSync(archive);
+    return stat.isFile() ? `${stat.size}:${stat.ctimeMs}:${stat.ino}` : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Notes that the archive was searched and held no value (`marker`, beside it). */
+export function markSearched(archive: string, marker: string): void {
+  const id = identity(archive);
+  if (id === undefined) return;
+  writeFileAtomic(marker, id, { durable: true, operation: 'note that the output archive was searched' });
+}
+
+/**
+ * Whether the archive is the one markSearched found clean: an archive no daemon searched (it stopped
+ * between the container's end and the search) is not, and is not kept.
+ */
+export function wasSearched(archive: string, marker: string): boolean {
+  const id = identity(archive);
+  if (id === undefined) return false;
+  try {
+    return readNoFollow(marker).toString('utf8') === id;
+  } catch {
+    return false;
   }
 }

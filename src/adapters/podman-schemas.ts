@@ -48,11 +48,6 @@ export const containerInspectSchema = z.object({
       Labels: z.record(z.string(), z.string()).nullable().optional(),
       Env: z.array(z.string()).nullable().optional(),
       Timeout: z.number().optional(),
-      /** The secrets it was given (names only). */
-      Secrets: z
-        .array(z.object({ Name: z.string() }).passthrough())
-        .nullable()
-        .optional(),
     })
     .passthrough(),
 });

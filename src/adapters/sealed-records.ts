@@ -19,6 +19,7 @@ import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadEntry } from 'tar';
 import { AgentdError } from '../errors.js';
+import { UNSHOWABLE_NAME } from '../visible-text.js';
 import { ensurePrivateDir } from './ownership.js';
 import { removeTree, removeTreeAsync } from './session-files.js';
 import {
@@ -616,14 +617,6 @@ function parentOf(path: string): string {
   return at < 0 ? '' : path.slice(0, at);
 }
 
-/**
- * Characters a name in the output may not hold: C0 and C1 controls and DEL (escape sequences, a newline
- * in a name), and the invisible and bidirectional format characters that make a name show as another
- * (`bidi<U+202E>txt.exe`): the set src/visible-text.ts makes visible, tab and newline included.
- */
-const UNSHOWABLE_NAME =
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point.
-  /[\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/;
 /** Modes of what is unpacked until the seal makes files 0444 and directories 0555. */
 const KEPT_FILE_MODE = 0o600;
 const KEPT_DIR_MODE = 0o700;

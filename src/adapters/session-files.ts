@@ -29,6 +29,8 @@ export interface WorkPaths {
   archive: string;
   /** Why the archive was withheld (removed by the runner: it held a credential value), if it was. */
   withheld: string;
+  /** That the runner searched the archive and found no value in it (see output-archive.ts). */
+  searched: string;
 }
 
 export function workPaths(workDir: string, sessionId: string): WorkPaths {
@@ -41,6 +43,7 @@ export function workPaths(workDir: string, sessionId: string): WorkPaths {
     copy,
     archive: join(copy, 'out.tar'),
     withheld: join(copy, 'out.withheld'),
+    searched: join(copy, 'out.searched'),
   };
 }
 

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { createActor, fromCallback, fromPromise, type InspectionEvent, raise, waitFor } from 'xstate';
 import { cacheImagesOn, cachesDirOf, removeCacheImages } from '../adapters/cache-image.js';
 import { resolveCredentials } from '../adapters/credentials.js';
+import { markSearched } from '../adapters/output-archive.js';
 import { removeLeftOutputDirs } from '../adapters/output-channel.js';
 import { ensurePrivateDir } from '../adapters/ownership.js';
 import { claimPidFile } from '../adapters/pid-file.js';
@@ -21,6 +22,8 @@ import {
   CLIENT_LINGER_MS,
   CLIENT_STALL_MS,
   LABEL_INSTANCE,
+  LABEL_SECRETS,
+  LABEL_SESSION,
   MAX_BUFFERED_BYTES,
   MAX_LINE_BYTES,
   PROTOCOL_VERSION,
@@ -245,6 +248,14 @@ async function supervise(options: DaemonOptions): Promise<number> {
     // Rebuilt, their ids are used: should what follows fail, the next try plans them with the waiting.
     if (orphans.length > 0) waiting.set(host, records);
     const { remove, ...recovery } = planRecovery(records, containers, agents);
+    // A session settled from its exited container's exit code left its output archive unsearched; one
+    // given no secret (its label says) has no value to search for, and keeps it. Any other is withheld.
+    for (const { request } of recovery.finished) {
+      const container = containers.find((c) => c.Labels?.[LABEL_SESSION] === request.sessionId);
+      if (container?.Labels?.[LABEL_SECRETS] !== '0') continue;
+      const paths = files.paths(request.sessionId);
+      markSearched(paths.archive, paths.searched);
+    }
     // Running containers that nobody will supervise (their agent is gone, their session is over or could
     // not have run there) stop now.
     const stale = staleContainers(containers, new Set(records.map((r) => r.id)));

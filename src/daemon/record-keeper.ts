@@ -1,5 +1,6 @@
+import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { withheldReason } from '../adapters/output-archive.js';
+import { wasSearched, withheldReason } from '../adapters/output-archive.js';
 import { type OutputSummary, SealedRecords } from '../adapters/sealed-records.js';
 import type { SessionFiles } from '../adapters/session-files.js';
 import { errorMessage } from '../errors.js';
@@ -87,8 +88,13 @@ export class RecordKeeper {
    */
   async seal(record: SessionRecord, logFile: string): Promise<OutputSummary | undefined> {
     const paths = this.files.paths(record.id);
-    // The runner withheld the archive (it held a credential value): the record says why instead.
-    const withheld = withheldReason(paths.withheld);
+    // The runner withheld the archive (it held a credential value), or no daemon searched it (one
+    // stopped between the container's end and the search): the record says why instead.
+    const withheld =
+      withheldReason(paths.withheld) ??
+      (existsSync(paths.archive) && !wasSearched(paths.archive, paths.searched)
+        ? 'withheld: the daemon stopped before the output archive was searched for credential values'
+        : undefined);
     const described = (output: OutputSummary): OutputSummary =>
       withheld === undefined ? output : { ...output, missing: withheld };
     try {

@@ -895,7 +895,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
               },
               screening: {
                 description:
-                  "The output archive searched for the session's credential values (every form its output is masked for): one found, or values not known, and the archive is withheld, with a note the sealed record shows instead.",
+                  "The output archive searched for the session's credential values (as its output is masked for them): one found, or values not known, and the archive is withheld, with a note the sealed record shows instead; found clean, it is marked so (the seal keeps no archive without the mark).",
                 invoke: {
                   src: 'screenOutput',
                   input: ({ context }) => ({

@@ -1,5 +1,5 @@
 import { fromCallback, fromPromise } from 'xstate';
-import { fileHoldsAny, withholdArchive } from '../adapters/output-archive.js';
+import { fileHoldsAny, markSearched, NeedleSet, withholdArchive } from '../adapters/output-archive.js';
 import type {
   AttachedRun,
   ContainerInspect,
@@ -8,7 +8,7 @@ import type {
   PodmanPort,
 } from '../adapters/podman.js';
 import { fileStamp } from '../adapters/state-files.js';
-import { LIVE_CONTAINER_STATES, SECRET_MOUNT_DIR } from '../constants.js';
+import { LABEL_SECRETS, LIVE_CONTAINER_STATES, SECRET_MOUNT_DIR } from '../constants.js';
 import { errorMessage } from '../errors.js';
 import { SecretValue } from '../secret-value.js';
 import { CacheVolumes } from './cache-volumes.js';
@@ -112,8 +112,9 @@ export interface CopyOutInput extends ContainerInput {
 /** The output archive to search for the session's values before the record keeps it. */
 export interface ScreenOutputInput {
   archive: string;
-  /** Where to say why it was withheld. */
+  /** Where to say why it was withheld, or that it was searched and found clean. */
   withheld: string;
+  searched: string;
   /** The values the container was given; undefined when they are not known (the output is withheld). */
   values: SecretValue[] | undefined;
 }
@@ -199,9 +200,10 @@ export function runnerActors(ports: HostPorts, output: OutputSink) {
     /** An adopted container's own root-only copies of its secrets: the values it really received. */
     readContainerValues: fromPromise<SecretValue[], ContainerInput>(async ({ input, signal }) => {
       const port = on(input);
-      // A container given no secret holds no value to mask; one that exited could not be read back.
+      // A container given no secret (agentd's label says how many) holds no value to mask; one that
+      // exited could not be read back. Without the label (an older agentd made it), they are read.
       const info = await port.inspectContainer(input.container, signal);
-      if (info !== undefined && (info.Config.Secrets ?? []).length === 0) return [];
+      if (info?.Config.Labels?.[LABEL_SECRETS] === '0') return [];
       const files = await port.readContainerFiles(input.container, SECRET_MOUNT_DIR, signal);
       // One bundle holds them all: split into the values the command got (credential-bundle.ts).
       const values = unbundle(files).map((bytes) => new SecretValue(bytes));
@@ -251,9 +253,9 @@ export function runnerActors(ports: HostPorts, output: OutputSink) {
      * values could not be read back), and the archive is removed with a note that says why.
      */
     screenOutput: fromPromise<void, ScreenOutputInput>(async ({ input, signal }) => {
-      const { archive, withheld, values } = input;
+      const { archive, withheld, searched, values } = input;
       if (values === undefined) {
-        if ((await fileHoldsAny(archive, [], signal)) !== undefined) {
+        if ((await fileHoldsAny(archive, new NeedleSet([]), signal)) !== undefined) {
           withholdArchive(
             archive,
             withheld,
@@ -262,12 +264,12 @@ export function runnerActors(ports: HostPorts, output: OutputSink) {
         }
         return;
       }
-      const needles = outputNeedles(values);
-      if (needles.length === 0) return;
       let held: boolean | undefined;
       try {
-        held = await fileHoldsAny(archive, needles, signal);
+        held = await fileHoldsAny(archive, outputNeedles(values), signal);
       } catch (error) {
+        // Stopped mid-search: no mark, so the seal withholds it (nothing is decided here).
+        if (signal.aborted) throw error;
         withholdArchive(
           archive,
           withheld,
@@ -279,9 +281,9 @@ export function runnerActors(ports: HostPorts, output: OutputSink) {
         withholdArchive(
           archive,
           withheld,
-          'withheld: a file in /agentd/out held a credential value the session was given (in its content or its name), in one of the forms its output is masked for',
+          'withheld: a file in /agentd/out held a credential value the session was given (in its content or its name)',
         );
-      }
+      } else if (held === false) markSearched(archive, searched);
     }),
     checkContainer: fromPromise<boolean, ContainerInput>(
       async ({ input, signal }) => (await on(input).inspectContainer(input.container, signal)) !== undefined,
@@ -626,11 +628,25 @@ function imageOf(info: ContainerInspect | undefined): AttachEvent {
   };
 }
 
-/** What an output archive is searched for: every form the output is masked for, and each value's own bytes. */
-function outputNeedles(values: readonly SecretValue[]): Buffer[] {
+/**
+ * What an output archive is searched for: the forms the output is masked for, and each value's own
+ * bytes. Not the lines of a multi-line value that hold no run of 16 characters a key is made of: its
+ * PEM armour (`-----BEGIN PRIVATE KEY-----`) or a JSON document's `"type": "service_account",` are in
+ * many files that hold no value, and one found withholds the whole output (masking a line is cheap).
+ */
+function outputNeedles(values: readonly SecretValue[]): NeedleSet {
   const raw = values.map((value) => value.bytes());
-  const needles = new Map<string, Buffer>();
-  for (const form of createMasker(raw).forms) needles.set(form, Buffer.from(form, 'utf8'));
-  for (const bytes of raw) if (bytes.length >= MIN_MASKED_LENGTH) needles.set(bytes.toString('hex'), bytes);
-  return [...needles.values()];
+  const lines = new Set<string>();
+  for (const bytes of raw) {
+    const split = bytes.toString('utf8').split(/\r\n|\r|\n/);
+    if (split.length > 1) for (const line of split) if (!KEY_RUN.test(line)) lines.add(line);
+  }
+  const needles: Buffer[] = createMasker(raw)
+    .forms.filter((form) => !lines.has(form))
+    .map((form) => Buffer.from(form, 'utf8'));
+  for (const bytes of raw) if (bytes.length >= MIN_MASKED_LENGTH) needles.push(bytes);
+  return new NeedleSet(needles);
 }
+
+/** A run of characters keys are written in (base64, hex, URL-safe base64), long enough to be one. */
+const KEY_RUN = /[A-Za-z0-9+/=_-]{16,}/;

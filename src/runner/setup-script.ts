@@ -109,6 +109,11 @@ if ! id -u "$user" >/dev/null 2>&1; then
     echo "agentd: uid ${AGENT_UID}, which agentd gives the agent's user, is taken in this image: create the user $user in the image (any uid) instead"
     exit 1
   fi
+  # Its group too: useradd would take the first free gid instead (1000: the host's first person's).
+  if grep -q '^[^:]*:[^:]*:${AGENT_UID}:' /etc/group; then
+    echo "agentd: gid ${AGENT_UID}, which agentd gives the agent's group, is taken in this image: create the user $user in the image (any uid) instead"
+    exit 1
+  fi
   # --no-log-init: root writes nothing in /var/log (lastlog, faillog), where an agent's cache or mount
   # may be, holding links its sessions left. -K: the image's login.defs would warn that the uid is
   # past its UID_MAX (60000 on Debian), which is the point.

@@ -10,7 +10,7 @@ import {
   REQUEST_TARGET,
 } from '../config/mounts.js';
 import { defaultResources } from '../config/resources.js';
-import { MAX_SECRET_BYTES, SECRET_MOUNT_DIR } from '../constants.js';
+import { LABEL_SECRETS, MAX_SECRET_BYTES, SECRET_MOUNT_DIR } from '../constants.js';
 import { parseRepoUrl } from '../repo-url.js';
 import { ambientCapabilities, containerPolicy } from '../runner/container-policy.js';
 import { bundleChunkName, bundleCredentials } from '../runner/credential-bundle.js';
@@ -81,8 +81,11 @@ export interface RunPlan {
   copyIn?: { dir: string; entries: string[] };
   /** ... and where its output archive comes back to after it ends. */
   copyOut?: { from: string; to: string };
-  /** Where the output archive is on this machine once the container has ended, and where a note says why it was withheld. */
-  output: { archive: string; withheld: string };
+  /**
+   * Where the output archive is on this machine once the container has ended, where a note says why it
+   * was withheld, and where one says it was searched and kept.
+   */
+  output: { archive: string; withheld: string; searched: string };
   labels: Record<string, string>;
   /** The marker the setup step prefixes its progress lines with (random, so an agent cannot forge it). */
   marker: string;
@@ -153,7 +156,7 @@ export function planRun(session: AssembledSession, settings: RunnerSettings, hos
   const container: RunPlan['container'] = {
     name: containerName(instanceId, spec.agent, invocation.sessionId),
     image: spec.image,
-    labels,
+    labels: { ...labels, [LABEL_SECRETS]: String(secrets.length) },
     env,
     secrets: secrets.map(({ name, target }) => ({ name, target })),
     network: spec.network,
@@ -170,7 +173,7 @@ export function planRun(session: AssembledSession, settings: RunnerSettings, hos
   const paths = workPaths(settings.workDir, invocation.sessionId);
   return {
     mode: connected ? 'create' : 'run',
-    output: { archive: paths.archive, withheld: paths.withheld },
+    output: { archive: paths.archive, withheld: paths.withheld, searched: paths.searched },
     labels,
     marker,
     secrets,

@@ -426,17 +426,15 @@ describe('privileges', () => {
     expect((await (probe as Promise<Inspected>)).EffectiveCaps).toContain('CAP_NET_RAW');
   });
 
-  describe('with uid 61000 taken by another user in the image', () => {
-    const image = `localhost/agentd-e2e-uid-taken:${randomSessionId()}`;
+  describe.each([
+    ['uid', 'useradd --no-create-home -K UID_MAX=61000 --uid 61000 squatter', 'user'],
+    ['gid', 'groupadd -K GID_MAX=61000 --gid 61000 squatters', 'group'],
+  ])('with %s 61000 taken in the image', (id, command, what) => {
+    const image = `localhost/agentd-e2e-${id}-taken:${randomSessionId()}`;
 
     beforeAll(async () => {
-      const dir = makeTempDir('agentd-e2e-uid-taken-');
-      writeFileSync(
-        join(dir, 'Containerfile'),
-        [`FROM ${TEST_IMAGE}`, 'RUN useradd --no-create-home -K UID_MAX=61000 --uid 61000 squatter'].join(
-          '\n',
-        ),
-      );
+      const dir = makeTempDir(`agentd-e2e-${id}-taken-`);
+      writeFileSync(join(dir, 'Containerfile'), [`FROM ${TEST_IMAGE}`, `RUN ${command}`].join('\n'));
       await execa('podman', ['build', '--pull=never', '--quiet', '-t', image, dir], { timeout: 120_000 });
     });
 
@@ -444,11 +442,11 @@ describe('privileges', () => {
       await execa('podman', ['rmi', '--force', image], { reject: false });
     });
 
-    it('fails the setup, saying so, instead of sharing the uid', async () => {
+    it('fails the setup, saying so, instead of sharing it', async () => {
       const session = await run({ spec: { image, command: ['sh', '-c', 'echo ran'] } });
       expect(session.result.outcome).toBe('failed');
       expect(session.result.message).toContain(
-        "setup failed: agentd: uid 61000, which agentd gives the agent's user, is taken in this image",
+        `setup failed: agentd: ${id} 61000, which agentd gives the agent's ${what}, is taken in this image`,
       );
       expect(session.lines).not.toContain('ran');
     });

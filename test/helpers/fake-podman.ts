@@ -349,14 +349,7 @@ export class FakePodman implements PodmanPort {
       Id: name,
       Name: name,
       State: { Status: state, Running: state === 'running', ExitCode: this.exitCodes.get(name) ?? 0 },
-      // Those it was created with, or (left running by a test) one per file it holds.
-      Config: {
-        Env: env,
-        Secrets: [
-          ...(options.secrets ?? []).map((secret) => secret.name),
-          ...(this.files.get(name)?.keys() ?? []),
-        ].map((secretName) => ({ Name: secretName })),
-      },
+      Config: { Env: env, Labels: options.labels },
     };
   }
 

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createActor, toPromise } from 'xstate';
-import { fileHoldsAny } from '../../src/adapters/output-archive.js';
+import { fileHoldsAny, NeedleSet, wasSearched } from '../../src/adapters/output-archive.js';
 import { runnerActors } from '../../src/runner/actors.js';
 import { SecretValue } from '../../src/secret-value.js';
 import { FakePodman } from '../helpers/fake-podman.js';
@@ -18,17 +18,24 @@ afterEach(() => cleanupAll());
 const VALUE = 'ghp_0123456789abcdefTOKENvalue';
 
 /** A tar archive of the files given (name → content), as the setup step makes of /agentd/out. */
-function archiveOf(files: Record<string, string | Buffer>): { archive: string; withheld: string } {
+function archiveOf(files: Record<string, string | Buffer>): {
+  archive: string;
+  withheld: string;
+  searched: string;
+} {
   const dir = makeTempDir('agentd-unit-screen-');
   const out = join(dir, 'tree');
   mkdirSync(out);
   for (const [name, content] of Object.entries(files)) writeFileSync(join(out, name), content);
   const archive = join(dir, 'out.tar');
   execFileSync('tar', ['-cf', archive, '-C', out, '.']);
-  return { archive, withheld: join(dir, 'out.withheld') };
+  return { archive, withheld: join(dir, 'out.withheld'), searched: join(dir, 'out.searched') };
 }
 
-async function screen(paths: { archive: string; withheld: string }, values: string[] | undefined) {
+async function screen(
+  paths: { archive: string; withheld: string; searched: string },
+  values: string[] | undefined,
+) {
   const { screenOutput } = runnerActors(new FakePodman(), {
     logFile: () => '/dev/null',
     logMaxBytes: 1000,
@@ -36,16 +43,39 @@ async function screen(paths: { archive: string; withheld: string }, values: stri
   });
   const input = { ...paths, values: values?.map((value) => new SecretValue(value)) };
   await toPromise(createActor(screenOutput, { input }).start());
-  return {
-    kept: existsSync(paths.archive),
-    why: existsSync(paths.withheld) ? readFileSync(paths.withheld, 'utf8') : undefined,
-  };
+  const kept = existsSync(paths.archive);
+  // A kept archive is marked as searched (the seal keeps no other); a withheld one is not.
+  expect(kept && wasSearched(paths.archive, paths.searched)).toBe(kept);
+  return { kept, why: existsSync(paths.withheld) ? readFileSync(paths.withheld, 'utf8') : undefined };
 }
 
 describe('the output archive, searched for the session’s values', () => {
   it('is kept when no file holds a value', async () => {
     const paths = archiveOf({ 'report.txt': 'all good\n' });
     expect(await screen(paths, [VALUE])).toEqual({ kept: true, why: undefined });
+  });
+
+  it('is kept when a file holds only the PEM armour or JSON lines a multi-line credential shares with any other', async () => {
+    const key = [
+      '-----BEGIN PRIVATE KEY-----',
+      'MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7',
+      '-----END PRIVATE KEY-----',
+      '',
+    ].join('\n');
+    const json = JSON.stringify({ type: 'service_account', private_key_id: 'a1b2c3d4e5f6a7b8c9d0' }, null, 2);
+    const other = [
+      '-----BEGIN PRIVATE KEY-----',
+      'MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQDF',
+      '-----END PRIVATE KEY-----',
+      '',
+    ].join('\n');
+    const paths = archiveOf({
+      'fixture.pem': other,
+      'sa.json': JSON.stringify({ type: 'service_account' }, null, 2),
+    });
+    expect(await screen(paths, [key, json])).toEqual({ kept: true, why: undefined });
+    const leaked = archiveOf({ 'copy.pem': key });
+    expect((await screen(leaked, [key, json])).kept).toBe(false);
   });
 
   it.each([
@@ -71,7 +101,11 @@ describe('the output archive, searched for the session’s values', () => {
   it('is left alone when the session has no values, and when there is no archive', async () => {
     const paths = archiveOf({ 'a.txt': VALUE });
     expect(await screen(paths, [])).toEqual({ kept: true, why: undefined });
-    const none = { archive: join(makeTempDir('agentd-unit-screen-'), 'out.tar'), withheld: '/nonexistent/x' };
+    const none = {
+      archive: join(makeTempDir('agentd-unit-screen-'), 'out.tar'),
+      withheld: '/nonexistent/x',
+      searched: '/nonexistent/y',
+    };
     expect(await screen(none, [VALUE])).toEqual({ kept: false, why: undefined });
   });
 });
@@ -85,9 +119,22 @@ describe('fileHoldsAny', () => {
       const bytes = Buffer.alloc(3 * 1024 * 1024, 'x');
       needle.copy(bytes, at);
       writeFileSync(file, bytes);
-      expect(await fileHoldsAny(file, [needle]), `at ${at}`).toBe(true);
-      expect(await fileHoldsAny(file, [Buffer.from('not-there-at-all')]), `at ${at}`).toBe(false);
+      expect(await fileHoldsAny(file, new NeedleSet([needle])), `at ${at}`).toBe(true);
+      expect(await fileHoldsAny(file, new NeedleSet([Buffer.from('not-there-at-all')])), `at ${at}`).toBe(
+        false,
+      );
     }
-    expect(await fileHoldsAny(join(dir, 'missing'), [needle])).toBeUndefined();
+    expect(await fileHoldsAny(join(dir, 'missing'), new NeedleSet([needle]))).toBeUndefined();
+  });
+});
+
+describe('NeedleSet', () => {
+  it('finds any of many needles in one pass, at the start, the end and overlapping ones', () => {
+    const needles = new NeedleSet(['abcd', 'bcde', 'xyz0', 'zz99zz'].map((n) => Buffer.from(n)));
+    expect(needles.foundIn(Buffer.from('abcd'))).toBe(true);
+    expect(needles.foundIn(Buffer.from('..bcde'))).toBe(true);
+    expect(needles.foundIn(Buffer.from('....zz99zz'))).toBe(true);
+    expect(needles.foundIn(Buffer.from('abc bcd xyz zz99z'))).toBe(false);
+    expect(new NeedleSet([]).foundIn(Buffer.from('anything'))).toBe(false);
   });
 });

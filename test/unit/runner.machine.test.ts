@@ -3,11 +3,13 @@
  * (runner.model.test.ts) cannot see, since it emits no output: masking, withheld output, the setup
  * step's out-of-memory report, and a secret create that a cancel must not cut short.
  */
+
 import { writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { createActor, toPromise } from 'xstate';
 import type { ResolvedCredentials } from '../../src/adapters/credentials.js';
 import type { AgentConfig } from '../../src/config/types.js';
+import { LABEL_SECRETS } from '../../src/constants.js';
 import { type AdoptedSession, runnerMachineFor } from '../../src/machines/runner.machine.js';
 import { runnerActors } from '../../src/runner/actors.js';
 import { unbundle } from '../../src/runner/credential-bundle.js';
@@ -347,7 +349,9 @@ describe('runner machine', () => {
 
   it("shows an adopted session's output when its container was given no secret: nothing to mask, nothing read back", async () => {
     const podman = new FakePodman();
-    const options = { name: CONTAINER, image: 'x', labels: {}, secrets: [], network: 'none' };
+    // agentd's label says how many secrets it was given: none.
+    const labels = { [LABEL_SECRETS]: '0' };
+    const options = { name: CONTAINER, image: 'x', labels, secrets: [], network: 'none' };
     podman.leaveRunning({ ...options, env: { AGENTD_SETUP_MARKER: '@@m@@' }, entrypoint: [], args: [] });
     const run = start(podman, { container: CONTAINER, phase: 'running' });
     await until(() => podman.stream() !== undefined, 'following');

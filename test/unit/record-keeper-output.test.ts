@@ -1,0 +1,80 @@
+/**
+ * What the sealed record keeps of a session's output archive (src/daemon/record-keeper.ts): only one
+ * the runner searched for the session's credential values and found clean. No Podman.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { markSearched } from '../../src/adapters/output-archive.js';
+import { SessionFiles } from '../../src/adapters/session-files.js';
+import { RecordKeeper } from '../../src/daemon/record-keeper.js';
+import type { SessionRecord } from '../../src/sessions/records.js';
+import { cleanupAll, makeTempDir } from '../helpers/resources.js';
+
+afterEach(() => cleanupAll());
+
+function setup() {
+  const stateDir = makeTempDir('agentd-unit-keeper-');
+  const files = new SessionFiles(stateDir);
+  const keeper = new RecordKeeper(
+    { recordsDir: join(stateDir, 'records'), maxAgeMs: 86_400_000, maxBytes: 1 << 30 },
+    files,
+    pino({ level: 'silent' }),
+  );
+  /** A finished session whose container left an archive of one file in its work dir. */
+  const session = (n: number) => {
+    const id = `00000000000000${String(n).padStart(2, '0')}`;
+    const paths = files.paths(id);
+    mkdirSync(paths.copy, { recursive: true });
+    const tree = makeTempDir('agentd-unit-keeper-out-');
+    writeFileSync(join(tree, 'result.txt'), 'done\n');
+    execFileSync('tar', ['-cf', paths.archive, '-C', tree, '.']);
+    const at = new Date().toISOString();
+    const record: SessionRecord = {
+      version: 1,
+      id,
+      agent: 'demo',
+      repo: 'git://127.0.0.1/r.git',
+      acceptedAt: at,
+      finishedAt: at,
+      phase: 'finished',
+      phases: [{ phase: 'queued', at }],
+      outcome: 'succeeded',
+    };
+    return { record, paths };
+  };
+  return { stateDir, keeper, session };
+}
+
+describe('the sealed record and the output archive', () => {
+  it('keeps an archive the runner searched and found clean', async () => {
+    const { stateDir, keeper, session } = setup();
+    const { record, paths } = session(1);
+    markSearched(paths.archive, paths.searched);
+    const output = await keeper.seal(record, join(stateDir, 'none.log'));
+    expect(output).toMatchObject({ files: 1 });
+    expect(output?.missing).toBeUndefined();
+  });
+
+  it('withholds one no daemon searched (it stopped between the container’s end and the search), saying so', async () => {
+    const { stateDir, keeper, session } = setup();
+    const { record } = session(2);
+    const output = await keeper.seal(record, join(stateDir, 'none.log'));
+    expect(output).toMatchObject({
+      files: 0,
+      missing: 'withheld: the daemon stopped before the output archive was searched for credential values',
+    });
+  });
+
+  it('withholds one that changed after it was searched', async () => {
+    const { stateDir, keeper, session } = setup();
+    const { record, paths } = session(3);
+    markSearched(paths.archive, paths.searched);
+    writeFileSync(paths.archive, 'something else entirely');
+    const output = await keeper.seal(record, join(stateDir, 'none.log'));
+    expect(output).toMatchObject({ files: 0 });
+    expect(output?.missing).toMatch(/^withheld: the daemon stopped before/);
+  });
+});
