@@ -43,6 +43,12 @@ export interface PodmanClientOptions {
   timeoutMs?: number;
   /** Observes every podman invocation (argv only; values never travel on argv). */
   onCall?: (argv: readonly string[]) => void;
+  /**
+   * Where podman runs. Podman 4.3's conmon writes a file named `oom` into its working directory when a
+   * container is killed for memory: an agent would leave one in whatever directory the daemon started
+   * in (`/` under systemd). The daemon gives its state dir.
+   */
+  cwd?: string;
 }
 
 export interface CallOptions {
@@ -248,6 +254,7 @@ export class PodmanClient implements PodmanPort {
   readonly remote: boolean;
   private readonly timeoutMs: number;
   private readonly onCall: ((argv: readonly string[]) => void) | undefined;
+  private readonly cwd: string | undefined;
   /** `--url URL [--identity FILE]` before every command, for a remote host. */
   private readonly global: string[];
 
@@ -255,11 +262,16 @@ export class PodmanClient implements PodmanPort {
     this.bin = options.bin ?? 'podman';
     this.timeoutMs = options.timeoutMs ?? 60_000;
     this.onCall = options.onCall;
+    this.cwd = options.cwd;
     this.global =
       options.url === undefined
         ? []
         : ['--url', options.url, ...(options.identity === undefined ? [] : ['--identity', options.identity])];
     this.remote = options.url !== undefined;
+  }
+
+  private where(): { cwd?: string } {
+    return this.cwd === undefined ? {} : { cwd: this.cwd };
   }
 
   /** Runs one podman command with a deadline; throws a classified PodmanError on failure. */
@@ -278,6 +290,7 @@ export class PodmanClient implements PodmanPort {
         ? [this.bin, argv]
         : ['/bin/sh', ['-c', 'cat | exec "$0" "$@"', this.bin, ...argv]];
     const subprocess = execa(file, args, {
+      ...this.where(),
       input: options.input ?? '',
       ...(options.env === undefined ? {} : { env: options.env }),
       timeout: timeoutMs,
@@ -612,6 +625,7 @@ export class PodmanClient implements PodmanPort {
         try {
           // execa spawns at once: the child has its copies of the ends when this returns.
           return execa(this.bin, argv, {
+            ...this.where(),
             buffer: false,
             reject: false,
             detached: true,
@@ -696,6 +710,7 @@ export class PodmanClient implements PodmanPort {
     const exec = () => {
       this.onCall?.(argv);
       return execa(this.bin, argv, {
+        ...this.where(),
         encoding: 'buffer',
         timeout: this.timeoutMs,
         detached: true,

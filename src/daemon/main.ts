@@ -130,7 +130,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
     : undefined;
   const metrics: MetricsRecorder = prometheus ?? noMetrics;
   const hosts = hostsOf(settings);
-  const ports = hostPorts(hosts, config.podmanTimeoutMs, (port, host) =>
+  const ports = hostPorts(hosts, config.podmanTimeoutMs, config.stateDir, (port, host) =>
     observePodman(port, (call) => metrics.podmanCall(call, host)),
   );
   // Set once the actor exists: a record write that fails makes the daemon degraded.
@@ -640,6 +640,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
 function hostPorts(
   hosts: readonly HostConfig[],
   timeoutMs: number,
+  cwd: string,
   wrap: (port: PodmanPort, host: string) => PodmanPort,
 ): (host: string | undefined) => PodmanPort {
   const ports = new Map(
@@ -648,6 +649,7 @@ function hostPorts(
       wrap(
         new PodmanClient({
           timeoutMs,
+          cwd,
           ...(h.url === undefined ? {} : { url: h.url }),
           ...(h.identity === undefined ? {} : { identity: h.identity }),
         }),

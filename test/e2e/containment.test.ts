@@ -4,7 +4,8 @@
  * no-new-privileges, and the setup step as the command's parent (signals, exit codes).
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -21,7 +22,9 @@ import { type RunSessionOptions, runSession, testRunner } from '../helpers/run-s
 
 const instanceId = testInstanceId();
 const prefix = instanceSecretPrefix(instanceId);
-const podman = new PodmanClient();
+// Podman 4.3's conmon writes a file named `oom` where podman runs: not in the repository (see PodmanClientOptions.cwd).
+const podmanCwd = mkdtempSync(join(tmpdir(), 'agentd-e2e-podman-cwd-'));
+const podman = new PodmanClient({ cwd: podmanCwd });
 const warnings: string[] = [];
 const runner = testRunner(podman, instanceId, warnings);
 let git: GitServer;
@@ -97,6 +100,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.allSettled([git?.stop(), gate?.close()]);
+  rmSync(podmanCwd, { recursive: true, force: true });
 });
 
 beforeEach(() => {

@@ -633,6 +633,21 @@ describe('results out: the output directory and the sealed record', () => {
     },
   );
 
+  it('leaves nothing in the daemon’s working directory when an agent is killed for memory', async () => {
+    // Podman 4.3's conmon writes a file named `oom` where podman runs: the daemon runs it in its state dir.
+    const cwd = makeTempDir('agentd-e2e-cwd-');
+    const script = 'x=$(head -c 200000000 /dev/zero | tr "\\0" a); echo "$x" | wc -c';
+    const d = await startDaemon(
+      { agents: [agent('hog', script, { resources: { memory: '64m' } })] },
+      { cwd },
+    );
+    const result = await d.cli(['trigger', 'hog', '--json']);
+    const reply = JSON.parse(result.stdout) as { outcome: string; message?: string };
+    expect(reply.outcome, result.stdout + result.stderr).toBe('failed');
+    expect(reply.message).toMatch(/out of memory/);
+    expect(readdirSync(cwd)).toEqual([]);
+  });
+
   it("archives the output although the command's left-over processes hold every pid", async () => {
     // A fork bomb left running in the background fills the pids limit; the command then ends. The
     // archive needs forks: the setup step stops what the agent left first.

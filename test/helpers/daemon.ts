@@ -81,6 +81,8 @@ export interface LaunchOptions {
   env?: Record<string, string | undefined>;
   /** Extra arguments after `start --config FILE`. */
   args?: string[];
+  /** The daemon's working directory (the test's by default). */
+  cwd?: string;
 }
 
 /**
@@ -180,6 +182,7 @@ export class TestDaemon {
         detached: true,
         stdio: ['ignore', 'pipe', 'pipe'],
         env,
+        ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
       }),
     );
     launched.push(this);

@@ -197,7 +197,10 @@ describe('HTTP answers a client does not take', () => {
     await stalled.closed;
   });
 
-  it('keeps a connection whose client takes its answer slowly but steadily', async () => {
+  it.each([
+    ['written in 16 KiB pieces', '/big/4096'],
+    ['written in one piece', '/whole/64'],
+  ])('keeps a connection whose client takes a large answer %s slowly but steadily', async (_, path) => {
     const { port } = await serve({ stallMs: 800 });
     const slow = await open(port, '127.0.0.1', { read: false });
     let received = 0;
@@ -205,29 +208,8 @@ describe('HTTP answers a client does not take', () => {
       received += chunk.length;
     });
     slow.socket.pause();
-    slow.socket.write(request('/big/4096'));
+    slow.socket.write(request(path));
     // 64 MiB in all: a little taken every 200 ms, for three times stallMs.
-    const started = Date.now();
-    while (Date.now() - started < 2400) {
-      slow.socket.resume();
-      await settle(5);
-      slow.socket.pause();
-      await settle(200);
-    }
-    expect(received).toBeGreaterThan(0);
-    expect(received).toBeLessThan(64 * 1024 * 1024);
-    expect(isOpen(slow)).toBe(true);
-  });
-
-  it('keeps a client that takes a large answer written in one piece slowly but steadily', async () => {
-    const { port } = await serve({ stallMs: 800 });
-    const slow = await open(port, '127.0.0.1', { read: false });
-    let received = 0;
-    slow.socket.on('data', (chunk: Buffer) => {
-      received += chunk.length;
-    });
-    slow.socket.pause();
-    slow.socket.write(request('/whole/64'));
     const started = Date.now();
     while (Date.now() - started < 2400) {
       slow.socket.resume();
