@@ -3,13 +3,15 @@ import { open } from 'node:fs/promises';
 import { kindOf, NotRegularFileError, READ_NO_FOLLOW, readNoFollow, writeFileAtomic } from './state-files.js';
 
 /** Bytes of an archive read (and searched) at once: the event loop is free between two. */
-const CHUNK_BYTES = 1024 * 1024;
+export const CHUNK_BYTES = 256 * 1024;
 
 /**
  * Byte strings searched for together in one pass: each position's first two bytes are looked up in a
- * table of the needles' first two bytes, and only there are needles compared. One pass whatever the
- * number of needles (a multi-line credential has hundreds of forms), where one `includes` each would
- * read the text once per needle.
+ * table of the needles' first two bytes, and only there are needles compared, byte by byte until the
+ * first difference. One pass whatever the number of needles (a multi-line credential has hundreds of
+ * forms), where one `includes` each would read the text once per needle; and no native call per
+ * candidate position, which a file of a needle's first bytes repeated would make at every position.
+ * Duplicates, and needles that hold a shorter one (which finds them too), are dropped.
  */
 export class NeedleSet {
   private readonly starts = new Uint8Array(65536);
@@ -18,9 +20,14 @@ export class NeedleSet {
   readonly longest: number;
 
   constructor(needles: readonly Buffer[]) {
+    const unique = [
+      ...new Map(needles.filter((n) => n.length >= 2).map((n) => [n.toString('hex'), n])).values(),
+    ];
+    unique.sort((a, b) => a.length - b.length);
+    const kept: Buffer[] = [];
+    for (const needle of unique) if (!kept.some((shorter) => needle.includes(shorter))) kept.push(needle);
     let longest = 0;
-    for (const needle of needles) {
-      if (needle.length < 2) continue;
+    for (const needle of kept) {
       const start = ((needle[0] as number) << 8) | (needle[1] as number);
       this.starts[start] = 1;
       const list = this.byStart.get(start) ?? [];
@@ -34,12 +41,16 @@ export class NeedleSet {
   /** Whether any needle is in `bytes`. */
   foundIn(bytes: Buffer): boolean {
     const { starts, byStart } = this;
-    for (let at = 0; at + 1 < bytes.length; at++) {
+    const length = bytes.length;
+    for (let at = 0; at + 1 < length; at++) {
       const start = ((bytes[at] as number) << 8) | (bytes[at + 1] as number);
       if (starts[start] === 0) continue;
-      for (const needle of byStart.get(start) ?? []) {
-        const end = at + needle.length;
-        if (end <= bytes.length && bytes.compare(needle, 0, needle.length, at, end) === 0) return true;
+      for (const needle of byStart.get(start) as Buffer[]) {
+        const size = needle.length;
+        if (at + size > length) continue;
+        let i = 2;
+        while (i < size && bytes[at + i] === needle[i]) i++;
+        if (i === size) return true;
       }
     }
     return false;

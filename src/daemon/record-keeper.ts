@@ -93,7 +93,7 @@ export class RecordKeeper {
     const withheld =
       withheldReason(paths.withheld) ??
       (existsSync(paths.archive) && !wasSearched(paths.archive, paths.searched)
-        ? 'withheld: the daemon stopped before the output archive was searched for credential values'
+        ? 'withheld: the output archive was not searched for credential values (a daemon stopped before it could be, or the search failed)'
         : undefined);
     const described = (output: OutputSummary): OutputSummary =>
       withheld === undefined ? output : { ...output, missing: withheld };

@@ -283,7 +283,18 @@ export function runnerActors(ports: HostPorts, output: OutputSink) {
           withheld,
           'withheld: a file in /agentd/out held a credential value the session was given (in its content or its name)',
         );
-      } else if (held === false) markSearched(archive, searched);
+      } else if (held === false) {
+        try {
+          markSearched(archive, searched);
+        } catch (error) {
+          // Unmarked, the seal withholds it; say why, if the state dir takes that.
+          withholdArchive(
+            archive,
+            withheld,
+            `withheld: its search could not be noted (${errorMessage(error)})`,
+          );
+        }
+      }
     }),
     checkContainer: fromPromise<boolean, ContainerInput>(
       async ({ input, signal }) => (await on(input).inspectContainer(input.container, signal)) !== undefined,
@@ -630,16 +641,20 @@ function imageOf(info: ContainerInspect | undefined): AttachEvent {
 
 /**
  * What an output archive is searched for: the forms the output is masked for, and each value's own
- * bytes. Not the lines of a multi-line value that hold no run of 16 characters a key is made of: its
- * PEM armour (`-----BEGIN PRIVATE KEY-----`) or a JSON document's `"type": "service_account",` are in
- * many files that hold no value, and one found withholds the whole output (masking a line is cheap).
+ * bytes; of a multi-line value's lines, not those any file of its kind has (a PEM key's armour, a line
+ * without four letters or digits in a row), and none of a JSON document's (its strings of 16 characters
+ * and more are searched for as parts: a service account file's `"type": "service_account",` is in every
+ * other one). One found withholds the whole output, where a line masked costs nothing.
  */
 function outputNeedles(values: readonly SecretValue[]): NeedleSet {
   const raw = values.map((value) => value.bytes());
   const lines = new Set<string>();
   for (const bytes of raw) {
-    const split = bytes.toString('utf8').split(/\r\n|\r|\n/);
-    if (split.length > 1) for (const line of split) if (!KEY_RUN.test(line)) lines.add(line);
+    const text = bytes.toString('utf8');
+    const split = text.split(/\r\n|\r|\n/);
+    if (split.length < 2) continue;
+    const json = isJson(text);
+    for (const line of split) if (json || PEM_ARMOUR.test(line) || !WORD.test(line)) lines.add(line);
   }
   const needles: Buffer[] = createMasker(raw)
     .forms.filter((form) => !lines.has(form))
@@ -648,5 +663,18 @@ function outputNeedles(values: readonly SecretValue[]): NeedleSet {
   return new NeedleSet(needles);
 }
 
-/** A run of characters keys are written in (base64, hex, URL-safe base64), long enough to be one. */
-const KEY_RUN = /[A-Za-z0-9+/=_-]{16,}/;
+/** A PEM block's first or last line. */
+const PEM_ARMOUR = /^-----(BEGIN|END) [A-Z0-9 ]+-----$/;
+/** Four letters or digits in a row: a line without is punctuation (`{`, `},`). */
+const WORD = /[A-Za-z0-9]{4}/;
+
+function isJson(text: string): boolean {
+  const trimmed = text.trim();
+  if (!trimmed.startsWith('{') && !trimmed.startsWith('[')) return false;
+  try {
+    JSON.parse(trimmed);
+    return true;
+  } catch {
+    return false;
+  }
+}

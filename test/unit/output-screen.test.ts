@@ -7,10 +7,15 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createActor, toPromise } from 'xstate';
-import { fileHoldsAny, NeedleSet, wasSearched } from '../../src/adapters/output-archive.js';
+import { CHUNK_BYTES, fileHoldsAny, NeedleSet, wasSearched } from '../../src/adapters/output-archive.js';
+import type { AgentConfig } from '../../src/config/types.js';
+import { LABEL_SECRETS } from '../../src/constants.js';
 import { runnerActors } from '../../src/runner/actors.js';
 import { SecretValue } from '../../src/secret-value.js';
+import { assembleSession } from '../../src/sessions/assemble.js';
+import { planRun } from '../../src/sessions/run-plan.js';
 import { FakePodman } from '../helpers/fake-podman.js';
+import { AGENTS, REPO_TOKEN, request } from '../helpers/machine-fakes.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
 
 afterEach(() => cleanupAll());
@@ -55,27 +60,39 @@ describe('the output archive, searched for the session’s values', () => {
     expect(await screen(paths, [VALUE])).toEqual({ kept: true, why: undefined });
   });
 
-  it('is kept when a file holds only the PEM armour or JSON lines a multi-line credential shares with any other', async () => {
+  it('is kept when a file holds only what any file like a multi-line credential has (PEM armour, JSON lines)', async () => {
     const key = [
       '-----BEGIN PRIVATE KEY-----',
       'MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7',
       '-----END PRIVATE KEY-----',
       '',
     ].join('\n');
-    const json = JSON.stringify({ type: 'service_account', private_key_id: 'a1b2c3d4e5f6a7b8c9d0' }, null, 2);
-    const other = [
-      '-----BEGIN PRIVATE KEY-----',
-      'MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQDF',
-      '-----END PRIVATE KEY-----',
-      '',
-    ].join('\n');
-    const paths = archiveOf({
-      'fixture.pem': other,
-      'sa.json': JSON.stringify({ type: 'service_account' }, null, 2),
+    const account = (id: string) =>
+      JSON.stringify(
+        {
+          type: 'service_account',
+          private_key_id: id,
+          auth_provider_x509_cert_url: 'https://www.googleapis.com/oauth2/v1/certs',
+        },
+        null,
+        2,
+      );
+    const other = key.replace('C7', 'DF').replace('vQ', 'vg');
+    const paths = archiveOf({ 'fixture.pem': other, 'sa.json': account('f0e1d2c3b4a5968778695a4b3c2d1e0f') });
+    expect(await screen(paths, [key, account('a1b2c3d4e5f6a7b8c9d0a1b2c3d4e5f6')])).toEqual({
+      kept: true,
+      why: undefined,
     });
-    expect(await screen(paths, [key, json])).toEqual({ kept: true, why: undefined });
     const leaked = archiveOf({ 'copy.pem': key });
-    expect((await screen(leaked, [key, json])).kept).toBe(false);
+    expect((await screen(leaked, [key])).kept).toBe(false);
+  });
+
+  it.each([
+    ['a .netrc', 'machine api.example.com\nlogin bob\npassword hunter2!xyz\n', 'password hunter2!xyz'],
+    ['an .env', 'DB_USER=bob\nDB_PASSWORD=hunter2!xyz\n', 'DB_PASSWORD=hunter2!xyz'],
+  ])('is withheld when a file holds one line of %s credential', async (_, value, line) => {
+    const paths = archiveOf({ 'notes.txt': `copied: ${line}\n` });
+    expect((await screen(paths, [value])).kept).toBe(false);
   });
 
   it.each([
@@ -111,10 +128,16 @@ describe('the output archive, searched for the session’s values', () => {
 });
 
 describe('fileHoldsAny', () => {
-  it('finds a needle cut by the boundary of the chunks it reads (1 MiB)', async () => {
+  it('finds a needle cut by the boundary of the chunks it reads', async () => {
     const dir = makeTempDir('agentd-unit-screen-');
     const needle = Buffer.from(VALUE);
-    for (const at of [1024 * 1024 - 5, 1024 * 1024, 2 * 1024 * 1024 - needle.length]) {
+    // Across the first and second boundaries by one byte each way, and right after one.
+    const ats = [1, 2].flatMap((n) => [
+      n * CHUNK_BYTES - needle.length + 1,
+      n * CHUNK_BYTES - 1,
+      n * CHUNK_BYTES,
+    ]);
+    for (const at of ats) {
       const file = join(dir, `f${at}`);
       const bytes = Buffer.alloc(3 * 1024 * 1024, 'x');
       needle.copy(bytes, at);
@@ -136,5 +159,27 @@ describe('NeedleSet', () => {
     expect(needles.foundIn(Buffer.from('....zz99zz'))).toBe(true);
     expect(needles.foundIn(Buffer.from('abc bcd xyz zz99z'))).toBe(false);
     expect(new NeedleSet([]).foundIn(Buffer.from('anything'))).toBe(false);
+  });
+
+  it('walks every needle that starts with the same two bytes', () => {
+    const needles = new NeedleSet(['ab12', 'ab34', 'ab56xx'].map((n) => Buffer.from(n)));
+    expect(needles.foundIn(Buffer.from('..ab56xx'))).toBe(true);
+    expect(needles.foundIn(Buffer.from('..ab34'))).toBe(true);
+    expect(needles.foundIn(Buffer.from('ab1 ab3 ab56x'))).toBe(false);
+  });
+});
+
+describe('the label of a session container', () => {
+  const settings = { instanceId: 'e'.repeat(32), stopGraceMs: 1000, workDir: '/var/lib/agentd/work' };
+  const demo = AGENTS.find((a) => a.name === 'demo') as AgentConfig;
+
+  it('says how many secrets it was given: none, or a repo token alone as one', () => {
+    const none = assembleSession(request('0123456789abcdef'), demo, { credentials: [] });
+    expect(planRun(none, settings).container.labels[LABEL_SECRETS]).toBe('0');
+    const token = assembleSession(request('0123456789abcdef'), demo, {
+      credentials: [],
+      repoToken: new SecretValue(REPO_TOKEN),
+    });
+    expect(planRun(token, settings).container.labels[LABEL_SECRETS]).toBe('1');
   });
 });
