@@ -1,5 +1,5 @@
-import { lstatSync, rmSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { lstatSync, rmSync, type Stats } from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
 import { kindOf, NotRegularFileError, READ_NO_FOLLOW, readNoFollow, writeFileAtomic } from './state-files.js';
 
 /** Bytes of an archive read (and searched) at once: the event loop is free between two. */
@@ -58,7 +58,8 @@ export class NeedleSet {
 }
 
 /**
- * Whether the file holds any of the needles (anywhere: a file's name or content in a tar archive).
+ * Whether the file holds any of the needles (anywhere: a file's name or content in a tar archive), and
+ * which file was read (its identity, the same before and after the search, else it counts as held).
  * Undefined when there is no file. Read in chunks that overlap by the longest needle, never through a
  * link; cut short by `signal` (an AbortError).
  */
@@ -66,32 +67,38 @@ export async function fileHoldsAny(
   path: string,
   needles: NeedleSet,
   signal?: AbortSignal,
-): Promise<boolean | undefined> {
+): Promise<{ held: boolean; identity: string } | undefined> {
   try {
     lstatSync(path);
   } catch {
     return undefined;
   }
-  if (needles.longest === 0) return false;
-  const overlap = needles.longest - 1;
   const file = await open(path, READ_NO_FOLLOW);
   try {
-    const stat = await file.stat();
-    if (!stat.isFile()) throw new NotRegularFileError(path, kindOf(stat));
-    const buffer = Buffer.allocUnsafe(CHUNK_BYTES + overlap);
-    let kept = 0;
-    for (;;) {
-      signal?.throwIfAborted();
-      const { bytesRead } = await file.read(buffer, kept, CHUNK_BYTES, null);
-      if (bytesRead === 0) return false;
-      const filled = kept + bytesRead;
-      if (needles.foundIn(buffer.subarray(0, filled))) return true;
-      // What a needle cut by the chunk's end may start with: searched again with the next chunk.
-      kept = Math.min(overlap, filled);
-      buffer.copy(buffer, 0, filled - kept, filled);
-    }
+    const before = await file.stat();
+    if (!before.isFile()) throw new NotRegularFileError(path, kindOf(before));
+    const identity = identityOf(before);
+    const held = needles.longest > 0 && (await search(file, needles, signal));
+    // Changed while it was read: what was searched is not what is there.
+    return { held: held || identityOf(await file.stat()) !== identity, identity };
   } finally {
     await file.close();
+  }
+}
+
+async function search(file: FileHandle, needles: NeedleSet, signal?: AbortSignal): Promise<boolean> {
+  const overlap = needles.longest - 1;
+  const buffer = Buffer.allocUnsafe(CHUNK_BYTES + overlap);
+  let kept = 0;
+  for (;;) {
+    signal?.throwIfAborted();
+    const { bytesRead } = await file.read(buffer, kept, CHUNK_BYTES, null);
+    if (bytesRead === 0) return false;
+    const filled = kept + bytesRead;
+    if (needles.foundIn(buffer.subarray(0, filled))) return true;
+    // What a needle cut by the chunk's end may start with: searched again with the next chunk.
+    kept = Math.min(overlap, filled);
+    buffer.copy(buffer, 0, filled - kept, filled);
   }
 }
 
@@ -113,32 +120,48 @@ export function withheldReason(note: string): string | undefined {
   }
 }
 
-/** What identifies an archive as the one searched: its size, change time and inode. */
-function identity(archive: string): string | undefined {
-  try {
-    const stat = lstatSync(archive);
-    return stat.isFile() ? `${stat.size}:${stat.ctimeMs}:${stat.ino}` : undefined;
-  } catch {
-    return undefined;
-  }
+/** What identifies an archive as the one searched: its size, times and inode. */
+function identityOf(stat: Stats): string {
+  return `${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}:${stat.ino}`;
 }
 
-/** Notes that the archive was searched and held no value (`marker`, beside it). */
-export function markSearched(archive: string, marker: string): void {
-  const id = identity(archive);
-  if (id === undefined) return;
-  writeFileAtomic(marker, id, { durable: true, operation: 'note that the output archive was searched' });
+/** Notes that the archive (the file `identity` names, see fileHoldsAny) was searched and held no value. */
+export function markSearched(marker: string, identity: string): void {
+  writeFileAtomic(marker, identity, {
+    durable: true,
+    operation: 'note that the output archive was searched',
+  });
 }
 
 /**
- * Whether the archive is the one markSearched found clean: an archive no daemon searched (it stopped
- * between the container's end and the search) is not, and is not kept.
+ * Notes that the archive needs no search: its session was given no value (nothing to look for). Nothing
+ * when there is no archive.
+ */
+export function markNothingToSearch(archive: string, marker: string): void {
+  let stat: Stats;
+  try {
+    stat = lstatSync(archive);
+  } catch {
+    return;
+  }
+  if (stat.isFile()) markSearched(marker, identityOf(stat));
+}
+
+/**
+ * Whether the archive is the one found clean (markSearched): an archive no daemon searched (one stopped
+ * between the container's end and the search), or one changed since, is not, and is not kept.
  */
 export function wasSearched(archive: string, marker: string): boolean {
-  const id = identity(archive);
-  if (id === undefined) return false;
+  let identity: string;
   try {
-    return readNoFollow(marker).toString('utf8') === id;
+    const stat = lstatSync(archive);
+    if (!stat.isFile()) return false;
+    identity = identityOf(stat);
+  } catch {
+    return false;
+  }
+  try {
+    return readNoFollow(marker).toString('utf8') === identity;
   } catch {
     return false;
   }

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -270,8 +271,9 @@ export class PodmanClient implements PodmanPort {
     this.remote = options.url !== undefined;
   }
 
+  /** The working directory podman runs in: `cwd`, while it exists (else spawning podman would fail as if it were missing). */
   private where(): { cwd?: string } {
-    return this.cwd === undefined ? {} : { cwd: this.cwd };
+    return this.cwd === undefined || !existsSync(this.cwd) ? {} : { cwd: this.cwd };
   }
 
   /** Runs one podman command with a deadline; throws a classified PodmanError on failure. */

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { createActor, fromCallback, fromPromise, type InspectionEvent, raise, waitFor } from 'xstate';
 import { cacheImagesOn, cachesDirOf, removeCacheImages } from '../adapters/cache-image.js';
 import { resolveCredentials } from '../adapters/credentials.js';
-import { markSearched } from '../adapters/output-archive.js';
+import { markNothingToSearch } from '../adapters/output-archive.js';
 import { removeLeftOutputDirs } from '../adapters/output-channel.js';
 import { ensurePrivateDir } from '../adapters/ownership.js';
 import { claimPidFile } from '../adapters/pid-file.js';
@@ -254,7 +254,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
       const container = containers.find((c) => c.Labels?.[LABEL_SESSION] === request.sessionId);
       if (container?.Labels?.[LABEL_SECRETS] !== '0') continue;
       const paths = files.paths(request.sessionId);
-      markSearched(paths.archive, paths.searched);
+      markNothingToSearch(paths.archive, paths.searched);
     }
     // Running containers that nobody will supervise (their agent is gone, their session is over or could
     // not have run there) stop now.

@@ -254,19 +254,9 @@ export function runnerActors(ports: HostPorts, output: OutputSink) {
      */
     screenOutput: fromPromise<void, ScreenOutputInput>(async ({ input, signal }) => {
       const { archive, withheld, searched, values } = input;
-      if (values === undefined) {
-        if ((await fileHoldsAny(archive, new NeedleSet([]), signal)) !== undefined) {
-          withholdArchive(
-            archive,
-            withheld,
-            'withheld: the credential values the container was given could not be read back after a daemon restart, so it could not be searched for them',
-          );
-        }
-        return;
-      }
-      let held: boolean | undefined;
+      let found: Awaited<ReturnType<typeof fileHoldsAny>>;
       try {
-        held = await fileHoldsAny(archive, outputNeedles(values), signal);
+        found = await fileHoldsAny(archive, outputNeedles(values ?? []), signal);
       } catch (error) {
         // Stopped mid-search: no mark, so the seal withholds it (nothing is decided here).
         if (signal.aborted) throw error;
@@ -277,15 +267,22 @@ export function runnerActors(ports: HostPorts, output: OutputSink) {
         );
         return;
       }
-      if (held === true) {
+      if (found === undefined) return;
+      if (values === undefined) {
+        withholdArchive(
+          archive,
+          withheld,
+          'withheld: the credential values the container was given could not be read back after a daemon restart, so it could not be searched for them',
+        );
+      } else if (found.held) {
         withholdArchive(
           archive,
           withheld,
           'withheld: a file in /agentd/out held a credential value the session was given (in its content or its name)',
         );
-      } else if (held === false) {
+      } else {
         try {
-          markSearched(archive, searched);
+          markSearched(searched, found.identity);
         } catch (error) {
           // Unmarked, the seal withholds it; say why, if the state dir takes that.
           withholdArchive(

@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { markSearched } from '../../src/adapters/output-archive.js';
+import { markNothingToSearch } from '../../src/adapters/output-archive.js';
 import { SessionFiles } from '../../src/adapters/session-files.js';
 import { RecordKeeper } from '../../src/daemon/record-keeper.js';
 import type { SessionRecord } from '../../src/sessions/records.js';
@@ -52,7 +52,7 @@ describe('the sealed record and the output archive', () => {
   it('keeps an archive the runner searched and found clean', async () => {
     const { stateDir, keeper, session } = setup();
     const { record, paths } = session(1);
-    markSearched(paths.archive, paths.searched);
+    markNothingToSearch(paths.archive, paths.searched);
     const output = await keeper.seal(record, join(stateDir, 'none.log'));
     expect(output).toMatchObject({ files: 1 });
     expect(output?.missing).toBeUndefined();
@@ -72,7 +72,7 @@ describe('the sealed record and the output archive', () => {
   it('withholds one that changed after it was searched', async () => {
     const { stateDir, keeper, session } = setup();
     const { record, paths } = session(3);
-    markSearched(paths.archive, paths.searched);
+    markNothingToSearch(paths.archive, paths.searched);
     writeFileSync(paths.archive, 'something else entirely');
     const output = await keeper.seal(record, join(stateDir, 'none.log'));
     expect(output).toMatchObject({ files: 0 });
