@@ -200,11 +200,16 @@ export function runnerActors(ports: HostPorts, output: OutputSink) {
     /** An adopted container's own root-only copies of its secrets: the values it really received. */
     readContainerValues: fromPromise<SecretValue[], ContainerInput>(async ({ input, signal }) => {
       const port = on(input);
-      // A container given no secret (agentd's label says how many) holds no value to mask; one that
-      // exited could not be read back. Without the label (an older agentd made it), they are read.
-      const info = await port.inspectContainer(input.container, signal);
-      if (info?.Config.Labels?.[LABEL_SECRETS] === '0') return [];
-      const files = await port.readContainerFiles(input.container, SECRET_MOUNT_DIR, signal);
+      let files: Map<string, Buffer>;
+      try {
+        files = await port.readContainerFiles(input.container, SECRET_MOUNT_DIR, signal);
+      } catch (error) {
+        // An exited container cannot be read back; one given no secret (agentd's label says how many,
+        // since the label exists) holds no value to mask.
+        const info = await port.inspectContainer(input.container, signal).catch(() => undefined);
+        if (info?.Config.Labels?.[LABEL_SECRETS] === '0') return [];
+        throw error;
+      }
       // One bundle holds them all: split into the values the command got (credential-bundle.ts).
       const values = unbundle(files).map((bytes) => new SecretValue(bytes));
       for (const bytes of files.values()) bytes.fill(0);
