@@ -68,12 +68,13 @@ export async function fileHoldsAny(
   needles: NeedleSet,
   signal?: AbortSignal,
 ): Promise<{ held: boolean; identity: string } | undefined> {
+  let file: FileHandle;
   try {
-    lstatSync(path);
-  } catch {
-    return undefined;
+    file = await open(path, READ_NO_FOLLOW);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
   }
-  const file = await open(path, READ_NO_FOLLOW);
   try {
     const before = await file.stat();
     if (!before.isFile()) throw new NotRegularFileError(path, kindOf(before));
@@ -125,12 +126,13 @@ function identityOf(stat: Stats): string {
   return `${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}:${stat.ino}`;
 }
 
-/** Notes that the archive (the file `identity` names, see fileHoldsAny) was searched and held no value. */
+/**
+ * Notes that the archive (the file `identity` names, see fileHoldsAny) was searched and held no value.
+ * Not synced to disk: a mark a crash loses withholds the output (fail closed), and an fsync would cost
+ * every session's teardown.
+ */
 export function markSearched(marker: string, identity: string): void {
-  writeFileAtomic(marker, identity, {
-    durable: true,
-    operation: 'note that the output archive was searched',
-  });
+  writeFileAtomic(marker, identity, { operation: 'note that the output archive was searched' });
 }
 
 /**

@@ -74,7 +74,7 @@ export function createApi(options: ApiOptions): Hono<Env> {
       'not_found',
       // The path cut as in the log: a client that sends long paths and reads no answer must not make
       // the daemon hold answers longer than its requests.
-      `no ${c.req.method.slice(0, 16)} ${shortPathOf(c)}; the operations are in docs/openapi.json`,
+      `no ${c.req.method} ${shortPathOf(c)}; the operations are in docs/openapi.json`,
     ),
   );
   app.onError((error, c) => {

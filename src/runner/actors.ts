@@ -137,8 +137,6 @@ export interface OutputSink {
   dropped?(sessionId: string, lines: number, reason: 'withheld' | 'log_full'): void;
 }
 
-/** States in which a container still has a process that someone may supervise. */
-
 /** How long an adopted session's log stream may trail the container's exit. */
 const FOLLOW_GRACE_MS = 5000;
 /** Lines of setup output kept for a setup failure's message (each cut at SETUP_LINE_CHARS). */
@@ -254,8 +252,8 @@ export function runnerActors(ports: HostPorts, output: OutputSink) {
     /**
      * The record keeps what the agent left in /agentd/out, which is its own to write: a credential value
      * in a file (or a file's name) would be kept, and exported, as it is. The archive is searched for
-     * every form the output is masked for; one found, or values not known (an adopted session whose
-     * values could not be read back), and the archive is removed with a note that says why.
+     * the values (outputNeedles); one found, or values not known (an adopted session whose values could
+     * not be read back), and the archive is removed with a note that says why.
      */
     screenOutput: fromPromise<void, ScreenOutputInput>(async ({ input, signal }) => {
       const { archive, withheld, searched, values } = input;
