@@ -14,6 +14,7 @@ import { SecretValue } from '../secret-value.js';
 import { CacheVolumes } from './cache-volumes.js';
 import { type CommandEnd, findCommandEnd } from './command-end.js';
 import { unbundle } from './credential-bundle.js';
+import { FollowedPieces, lastPieceOf, matchFollowed, pieceKey } from './followed-pieces.js';
 import { ImageCache, type ImageInfo } from './image-cache.js';
 import { createMasker } from './mask.js';
 import { MIN_MASKED_LENGTH } from './mask-forms.js';
@@ -524,8 +525,8 @@ async function attach(
     // The output before the report was handed on already, unless the log was cut short there.
     else if (what.kind === 'end' && what.before !== '') replayed(what.before, cont, 'stdout', masked);
   });
-  // What the follow handed on, per stream: how many pieces, and the last few (see catchUp).
-  const seen = { stdout: new FollowedTail(), stderr: new FollowedTail() };
+  // What the follow handed on, per stream (see catchUp).
+  const seen = { stdout: new FollowedPieces(), stderr: new FollowedPieces() };
   const followed = port.followLogs(
     container,
     since,
@@ -560,74 +561,79 @@ async function attach(
   // a log that grew fast): without the setup step's report, what the follow missed is read once more.
   if (streamDone && commandEnd === undefined && !signal.aborted) {
     // Exact by count while Podman's copy cannot have been emptied since the follow began from the same
-    // point; otherwise after the last pieces the follow handed on, found again in what Podman holds.
+    // point; otherwise what the follow handed on is found again, piece by piece, in what Podman holds.
     const exact = skip !== undefined && out.log.writtenLines() !== undefined;
-    const gap = () =>
-      out.notice("[agentd: some output is missing: Podman's own copy was emptied before it was read]");
-    await catchUp(port, container, since, seen, exact, reader.handler, reader.bind, gap, signal);
+    const notice = (text: string) => out.notice(text);
+    await catchUp(port, container, since, seen, exact, reader.handler, reader.bind, notice, signal);
   }
   await exited(exitCode, '');
 }
 
-/** How many pieces of one stream a follow handed on, and the last few of them. */
-class FollowedTail {
-  static readonly KEEP = 8;
-  count = 0;
-  readonly last: string[] = [];
-  add(text: string, end: boolean): void {
-    this.count++;
-    this.last.push(`${end ? 'e' : 'c'}${text}`);
-    if (this.last.length > FollowedTail.KEEP) this.last.shift();
-  }
-}
-
 /**
  * Reads the container's output again (without following, from the follow's own starting point) and
- * hands on only what comes after what the follow handed on, per stream: by count when exact, or else
- * after the follow's last pieces (a window of up to eight), found again in what Podman still holds.
- * A stream whose window is not there although Podman holds output of it was emptied past it (its copy
- * is bounded): all of what it holds is newer, and is read once more and handed on after onGap.
+ * hands on what the follow did not, per stream: by count when exact (the follow was a prefix of what
+ * Podman holds); otherwise each piece of Podman's copy the follow handed on is found (followed-pieces.ts)
+ * and the others are handed on, in the copy's order. A stream whose copy holds nothing the follow
+ * handed on was emptied past it (the copy is bounded): all of it is newer, and comes after a note.
  */
 async function catchUp(
   port: PodmanPort,
   container: string,
   since: string | undefined,
-  seen: Record<'stdout' | 'stderr', FollowedTail>,
+  seen: Record<'stdout' | 'stderr', FollowedPieces>,
   exact: boolean,
   handler: OutputHandler,
   bind: (run: AttachedRun) => void,
-  onGap: () => void,
+  notice: (text: string) => void,
   signal: AbortSignal,
 ): Promise<void> {
-  const streams = ['stdout', 'stderr'] as const;
-  const state = {
-    stdout: { passed: 0, matched: 0, through: exact || seen.stdout.last.length === 0, any: false },
-    stderr: { passed: 0, matched: 0, through: exact || seen.stderr.last.length === 0, any: false },
-  };
   const read = async (onLine: OutputHandler) => {
     const run = port.readLogs(container, since, onLine, signal);
     bind(run);
     await run.exitCode.catch(() => -1);
   };
+  if (exact) {
+    const passed = { stdout: 0, stderr: 0 };
+    await read((text, end, stream) => {
+      if (passed[stream] < seen[stream].count) passed[stream]++;
+      else handler(text, end, stream);
+    });
+    return;
+  }
+  // Once to find what the follow handed on, once more to hand on the rest: Podman's copy is not
+  // kept in the daemon's memory, only a fingerprint of each of its pieces.
+  const copy = { stdout: [] as number[], stderr: [] as number[] };
+  const lastAt = { stdout: [] as number[], stderr: [] as number[] };
+  const isLast = { stdout: lastPieceOf(seen.stdout), stderr: lastPieceOf(seen.stderr) };
   await read((text, end, stream) => {
-    const s = state[stream];
-    const tail = seen[stream];
-    s.any = true;
-    if (exact && s.passed < tail.count) s.passed++;
-    else if (s.through) handler(text, end, stream);
-    else {
-      // Find the window again: the follow's last pieces, in order.
-      const piece = `${end ? 'e' : 'c'}${text}`;
-      if (piece === tail.last[s.matched]) s.matched++;
-      else s.matched = piece === tail.last[0] ? 1 : 0;
-      if (s.matched === tail.last.length) s.through = true;
-    }
+    const key = pieceKey(text, end);
+    if (isLast[stream](text, key)) lastAt[stream].push(copy[stream].length);
+    copy[stream].push(key);
   });
-  const emptied = streams.filter((stream) => state[stream].any && !state[stream].through);
-  if (emptied.length === 0 || signal.aborted) return;
-  onGap();
+  if (signal.aborted) return;
+  let emptied = false;
+  let late = 0;
+  let rest = 0;
+  const handed: Record<'stdout' | 'stderr', Uint8Array> = {
+    stdout: new Uint8Array(0),
+    stderr: new Uint8Array(0),
+  };
+  for (const stream of ['stdout', 'stderr'] as const) {
+    const followed = seen[stream].kept();
+    const match = matchFollowed(copy[stream], followed, lastAt[stream]);
+    // What the copy holds from before the follow's starting point was handed on before it.
+    if (match.whole) match.handed.fill(1, 0, match.firstMatched);
+    handed[stream] = match.handed;
+    if (followed.length > 0 && copy[stream].length > 0 && match.matched === 0) emptied = true;
+    for (let i = 0; i < match.lastMatched; i++) if (match.handed[i] === 0) late++;
+    for (const piece of match.handed) if (piece === 0) rest++;
+  }
+  if (rest === 0) return;
+  if (emptied) notice("[agentd: some output is missing: Podman's own copy was emptied before it was read]");
+  if (late > 0) notice(`[agentd: Podman's log stream left out ${late} line(s): they follow, out of order]`);
+  const at = { stdout: 0, stderr: 0 };
   await read((text, end, stream) => {
-    if (emptied.includes(stream)) handler(text, end, stream);
+    if (handed[stream][at[stream]++] !== 1) handler(text, end, stream);
   });
 }
 

@@ -303,7 +303,58 @@ describe('runner machine', () => {
       podman.stream()?.exit(0);
       expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
       expect(run.output).toEqual(['x1', 'x2', 'x3', 'x4']);
-      expect(podman.reads).toEqual([at]);
+      // Once to find what the stream handed on, once to hand on the rest.
+      expect(podman.reads).toEqual([at, at]);
+    });
+
+    /** An adopted session resuming from a time (its log has a gap), whose stream hands on `followed`. */
+    const resumeAfterGap = async (held: string[], followed: string[]) => {
+      const podman = new FakePodman('auto');
+      leave(podman);
+      const dir = makeTempDir('agentd-unit-runner-');
+      const at = new Date(Date.now() - 60_000).toISOString();
+      writeFileSync(`${dir}/0123456789abcdef.log`, `- ${at} note [agentd: 1 line(s) missing here]\n`);
+      podman.held.set(CONTAINER, held);
+      const run = start(podman, { container: CONTAINER, phase: 'running' }, dir);
+      await until(() => podman.stream() !== undefined, 'following');
+      for (const line of followed) podman.stream()?.line(line);
+      podman.stream()?.exit(0);
+      expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+      return run.output;
+    };
+
+    it('hands on once, late and after a note, the lines the stream left out as it stopped', async () => {
+      // Podman 4, stopping a follow behind a slow reader, drops the lines its reader cannot take at once.
+      const output = await resumeAfterGap(
+        ['x1', 'x2', 'x3', 'x4', 'x5', 'x6', '@@m@@ ended 0 0'],
+        ['x1', 'x3', 'x5'],
+      );
+      expect(output).toEqual([
+        'x1',
+        'x3',
+        'x5',
+        "[agentd: Podman's log stream left out 2 line(s): they follow, out of order]",
+        'x2',
+        'x4',
+        'x6',
+      ]);
+    });
+
+    it("finds the stream's last line when the stream stopped inside it", async () => {
+      const long = 'a line long enough to be told by its start, and then some more';
+      const output = await resumeAfterGap(
+        ['x1', 'x2', long, 'x4', '@@m@@ ended 0 0'],
+        ['x1', 'x2', long.slice(0, 30)],
+      );
+      expect(output).toEqual(['x1', 'x2', long.slice(0, 30), 'x4']);
+    });
+
+    it('hands on a line repeated after the last one the stream handed on', async () => {
+      const output = await resumeAfterGap(
+        ['', 'x1', '', 'x2', '', '', '@@m@@ ended 0 0'],
+        ['', 'x1', '', 'x2'],
+      );
+      expect(output).toEqual(['', 'x1', '', 'x2', '', '']);
     });
 
     it("hands on all Podman holds, after a note, when its copy was emptied past the stream's last lines", async () => {
