@@ -483,14 +483,24 @@ async function attach(
   // been emptied), resume from the last line's time instead. Read before the withheld notice goes in:
   // the resume point is where the container's output stands, never agentd's own note, or the replayed
   // markers that tell a phase the record had not caught up with would be lost.
-  const skip = out.log.writtenLines();
-  const since = skip === undefined ? out.log.lastWrite()?.toISOString() : undefined;
+  const counted = out.log.writtenLines();
+  const lastWrite = out.log.lastWrite()?.toISOString();
   if (input.withheldBecause !== undefined) out.notice(input.withheldBecause);
   const info = await port.inspectContainer(container, signal);
   if (adopted) send(imageOf(info));
   const marker =
     (info?.Config.Env ?? []).find((e) => e.startsWith('AGENTD_SETUP_MARKER='))?.slice(20) ?? input.marker;
   out.setMarker(marker);
+  // An adopted container ran while no daemon watched it: however little the log holds, Podman may have
+  // emptied its copy meanwhile, and counting from the copy's start would then skip lines never handed
+  // on. The copy is Podman's first only while it begins with the setup step's first line.
+  const emptied =
+    adopted !== undefined &&
+    counted !== undefined &&
+    !(await copyBeginsWith(port, container, `${marker} started`, signal));
+  if (emptied) out.notice(COPY_EMPTIED);
+  const skip = emptied ? undefined : counted;
+  const since = skip === undefined ? lastWrite : undefined;
   // Without a replay from the start, the markers are not seen again.
   commandStarted = skip === undefined && (adopted?.phase ?? (commandStarted ? 'running' : '')) === 'running';
   /** Inside a line longer than the maximum that is being skipped, per stream. */
@@ -629,12 +639,46 @@ async function catchUp(
     for (const piece of match.handed) if (piece === 0) rest++;
   }
   if (rest === 0) return;
-  if (emptied) notice("[agentd: some output is missing: Podman's own copy was emptied before it was read]");
+  if (emptied) notice(COPY_EMPTIED);
   if (late > 0) notice(`[agentd: Podman's log stream left out ${late} line(s): they follow, out of order]`);
   const at = { stdout: 0, stderr: 0 };
   await read((text, end, stream) => {
     if (handed[stream][at[stream]++] !== 1) handler(text, end, stream);
   });
+}
+
+const COPY_EMPTIED = "[agentd: some output is missing: Podman's own copy was emptied before it was read]";
+
+/**
+ * Whether Podman's copy of a container's output begins with `first` on stdout (read up to its first
+ * line only). A copy that cannot be read is taken as whole, as before the check.
+ */
+async function copyBeginsWith(
+  port: PodmanPort,
+  container: string,
+  first: string,
+  signal: AbortSignal,
+): Promise<boolean> {
+  const enough = new AbortController();
+  const stop = () => enough.abort();
+  signal.addEventListener('abort', stop, { once: true });
+  let line: string | undefined;
+  try {
+    const run = port.readLogs(
+      container,
+      undefined,
+      (text, _end, stream) => {
+        if (stream !== 'stdout' || line !== undefined) return;
+        line = text;
+        enough.abort();
+      },
+      enough.signal,
+    );
+    await run.exitCode.catch(() => -1);
+  } finally {
+    signal.removeEventListener('abort', stop);
+  }
+  return line === undefined || line === first;
 }
 
 function imageOf(info: ContainerInspect | undefined): AttachEvent {

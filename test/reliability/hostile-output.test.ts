@@ -6,7 +6,7 @@
  * the daemon is still `ready` afterwards. The figures go to test-results/reliability.json.
  */
 import { spawn } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -632,6 +632,61 @@ describe('hostile output', () => {
       crashFloodCtrLogMaxMB: round1(ctrLogMax / 1024 / 1024),
       crashFloodRssMaxMB: Math.round(rss.maxKb / 1024),
     });
+  });
+
+  it("a crash before a session's output outgrows Podman's copy: the next daemon does not skip, by its count, lines of a copy emptied while no daemon ran", {
+    timeout: 180_000,
+  }, async () => {
+    // 20 lines, then (while no daemon runs) 4,200 lines of 1 KB: Podman's copy (4 MiB) is emptied once
+    // and holds the last two hundred or so; then, after the adoption, 5 more.
+    const flood =
+      'awk \'BEGIN { for (i = 1; i <= 4200; i++) { printf "line %06d ", i; for (j = 0; j < 100; j++) printf "0123456789"; print "" } }\'';
+    const d = await daemon([
+      agent('outgrow', git.url(), [
+        'sh',
+        '-c',
+        `for i in $(seq 1 20); do echo "early $i"; done; sleep 3; ${flood}; sleep 8; for i in 1 2 3 4 5; do echo "late $i"; done`,
+      ]),
+    ]);
+    const id = await trigger(d, 'outgrow');
+    await d.waitForPhase(id, 'running');
+    const ctrLog = await containerLogPath(d, id);
+    await waitUntil(
+      async () => (await d.cli(['logs', id])).stdout.includes('early 20'),
+      () => 'the early lines in the session log',
+    );
+    await crash(d);
+    killOrphans(d);
+    // The flood goes into Podman's copy while no daemon runs, and empties it once.
+    const copy = await waitUntil(
+      () => {
+        const held = readFileSync(ctrLog, 'utf8');
+        return held.includes('line 004200 ') && held;
+      },
+      () => "the flood's last line in Podman's copy",
+    );
+    // The first line of the flood the copy holds (k8s-file: time, stream, P/F, text).
+    const copyFirst = Number(/ stdout [PF] line (\d{6}) /.exec(copy)?.[1]);
+    expect(copyFirst).toBeGreaterThan(1);
+    const next = launchDaemon(d.files);
+    daemons.push(next);
+    await next.ready();
+    const result = await next.waitForOutcome(id, 120_000);
+    expect(result.outcome).toBe('succeeded');
+    const lines = (await next.cli(['logs', id])).stdout.trimEnd().split('\n');
+    expect(lines.slice(-5)).toEqual(['late 1', 'late 2', 'late 3', 'late 4', 'late 5']);
+    // What the copy held is there from its first line on, after a note that some output is missing.
+    const numbered = lines.filter((l) => l.startsWith('line ')).map((l) => Number(l.slice(5, 11)));
+    expect(numbered.length).toBeGreaterThan(10);
+    expect(numbered.at(-1)).toBe(4200);
+    expect(numbered.every((n, i) => i === 0 || n === (numbered[i - 1] ?? 0) + 1)).toBe(true);
+    const first = lines.findIndex((l) => l.startsWith('line '));
+    expect(lines.slice(0, first).some((l) => l.startsWith('[agentd: some output is missing'))).toBe(true);
+    expect(lines.slice(0, first).filter((l) => l.startsWith('early '))).toHaveLength(20);
+    // From the first line the copy holds: none of it skipped as if the log's 20 lines were its first.
+    expect(numbered[0]).toBe(copyFirst);
+    figures.outgrowFirstLineAfterCrash = numbered[0] ?? 0;
+    expect(await state(next)).toBe('ready');
   });
 });
 

@@ -271,9 +271,10 @@ describe('runner machine', () => {
     it('reads the rest once more, skipping by count what the stream handed on', async () => {
       const podman = new FakePodman('auto');
       leave(podman);
-      podman.held.set(CONTAINER, ['a', 'b', 'a', 'c', '@@m@@ ended 137 1']);
+      podman.held.set(CONTAINER, ['@@m@@ started', 'a', 'b', 'a', 'c', '@@m@@ ended 137 1']);
       const run = start(podman, { container: CONTAINER, phase: 'running' });
       await until(() => podman.stream() !== undefined, 'following');
+      podman.stream()?.line('@@m@@ started');
       podman.stream()?.line('a');
       podman.stream()?.line('b');
       podman.stream()?.exit(137);
@@ -282,6 +283,32 @@ describe('runner machine', () => {
       expect(result).toMatchObject({ outcome: 'failed', exitCode: 137, signal: 'SIGKILL' });
       expect(result.message).toMatch(/^out of memory/);
       expect(run.output).toEqual(['a', 'b', 'a', 'c']);
+      // Once to see that Podman's copy is its first (it begins with the setup step's first line), once
+      // to catch up.
+      expect(podman.reads).toEqual([undefined, undefined]);
+    });
+
+    it("resumes from the log's last time, after a note, when Podman emptied its copy while no daemon ran", async () => {
+      const podman = new FakePodman('auto');
+      leave(podman);
+      const dir = makeTempDir('agentd-unit-runner-');
+      const at = new Date(Date.now() - 60_000).toISOString();
+      // The whole output so far, one line: counting would skip the copy's first line.
+      writeFileSync(`${dir}/0123456789abcdef.log`, `1 ${at} out early\n`);
+      podman.held.set(CONTAINER, ['x5', 'x6', '@@m@@ ended 0 0']);
+      const run = start(podman, { container: CONTAINER, phase: 'running' }, dir);
+      await until(() => podman.stream() !== undefined, 'following');
+      expect(podman.stream()?.since).toBe(at);
+      podman.stream()?.line('x5');
+      podman.stream()?.line('x6');
+      podman.stream()?.line('@@m@@ ended 0 0');
+      podman.stream()?.exit(0);
+      expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+      expect(run.output).toEqual([
+        "[agentd: some output is missing: Podman's own copy was emptied before it was read]",
+        'x5',
+        'x6',
+      ]);
       expect(podman.reads).toEqual([undefined]);
     });
 
