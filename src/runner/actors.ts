@@ -491,13 +491,12 @@ async function attach(
   const marker =
     (info?.Config.Env ?? []).find((e) => e.startsWith('AGENTD_SETUP_MARKER='))?.slice(20) ?? input.marker;
   out.setMarker(marker);
-  // An adopted container ran while no daemon watched it: however little the log holds, Podman may have
-  // emptied its copy meanwhile, and counting from the copy's start would then skip lines never handed
-  // on. The copy is Podman's first only while it begins with the setup step's first line.
+  // The container ran while no one watched it (no daemon, or its host's connection dropped): however
+  // little the log holds, Podman may have emptied its copy meanwhile, and counting from the copy's start
+  // would then skip lines never handed on. The copy is Podman's first while it begins with the setup
+  // step's first line.
   const emptied =
-    adopted !== undefined &&
-    counted !== undefined &&
-    !(await copyBeginsWith(port, container, `${marker} started`, signal));
+    counted !== undefined && !(await copyBeginsWith(port, container, `${marker} started`, signal));
   if (emptied) out.notice(COPY_EMPTIED);
   const skip = emptied ? undefined : counted;
   const since = skip === undefined ? lastWrite : undefined;

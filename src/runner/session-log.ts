@@ -186,7 +186,7 @@ export class SessionLog {
   private idleWaiters: (() => void)[] = [];
   private gap: Gap | undefined;
   private retry: NodeJS.Timeout | undefined;
-  /** When the newest line written (or found when opened) was read. */
+  /** When the newest line appended (or found when opened) was read. */
   private lastTime: string | undefined;
   /**
    * Container lines (agentd's own and continuations not counted) handed to the log from the first on,
@@ -224,7 +224,10 @@ export class SessionLog {
     return { ...this.containerLines };
   }
 
-  /** When the newest line in the log was read, if any. */
+  /**
+   * When the newest line was read, if any: handed on, whether or not it is on disk yet (a follow that
+   * resumes from here must not hand on again what is still to be written).
+   */
   lastWrite(): Date | undefined {
     return this.lastTime === undefined ? undefined : new Date(this.lastTime);
   }
@@ -232,6 +235,7 @@ export class SessionLog {
   /** Appends one line; it gets the next sequence number and is written soon. */
   append(text: string, options: { stream?: OutputStream; cont?: boolean } = {}): OutputLine {
     const line: OutputLine = { seq: this.nextSeq++, time: now(), stream: options.stream ?? 'stdout', text };
+    this.lastTime = line.time;
     if (options.cont) line.cont = true;
     this.count(line);
     if (this.closed) return line;
@@ -246,6 +250,7 @@ export class SessionLog {
    */
   appendBlock(bytes: Buffer, count: number, stream: 'stdout' | 'stderr'): OutputBlock {
     const block: OutputBlock = { seq: this.nextSeq, count, time: now(), stream, bytes };
+    if (count > 0) this.lastTime = block.time;
     this.nextSeq += count;
     this.containerLogBytes += bytes.length - count + 40 * count;
     if (this.containerLines !== undefined) this.containerLines[stream] += count;
@@ -471,8 +476,6 @@ export class SessionLog {
     if (errno !== undefined) this.missed(batch, errno);
     else {
       if (noteWritten) this.gapWritten();
-      const lastLine = lastRecordIn(batch);
-      if (lastLine) this.lastTime = lastLine.time;
     }
     if (this.wasBacklogged && this.pending.bytes <= LOW_WATER) {
       this.wasBacklogged = false;
@@ -700,14 +703,6 @@ function encodeBlock(block: OutputBlock, out: Buffer, pos: number): number {
     }
   }
   return pos;
-}
-
-/** The last record of a batch of whole records. */
-function lastRecordIn(batch: Buffer): OutputLine | undefined {
-  if (batch.length === 0) return undefined;
-  const start = batch.lastIndexOf(10, batch.length - 2) + 1;
-  const line = parseRecord(batch.toString('utf8', start, batch.length - 1));
-  return line === 'note' ? undefined : line;
 }
 
 /** What reads a session's log after a sequence number, a piece at a time (LogReader). */

@@ -101,6 +101,32 @@ describe('a session whose host stops answering', () => {
     expect([...podman.secrets, ...podman.containers.keys()]).toEqual([]);
   });
 
+  it("follows again from the log's last line, after a note, when the host's copy was emptied while it was away", async () => {
+    const podman = remote();
+    const run = start(podman);
+    const first = await toRunning(podman);
+    first.line('before');
+    podman.goDown();
+    await until(() => run.warnings.length > 0, 'the runner noticed');
+    // Meanwhile the container printed more than Podman's copy holds: it begins after 'before'.
+    podman.held.set(CONTAINER, ['x2', 'x3']);
+    podman.comeBack();
+    run.actor.send({ type: 'host.up' });
+    await until(() => podman.stream() !== undefined, 'followed again');
+    const again = podman.stream() ?? expect.fail('no stream');
+    expect(again.since).toBeDefined();
+    again.line('x2');
+    again.line('x3');
+    again.exit(0);
+    expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+    expect(run.output).toEqual([
+      'before',
+      "[agentd: some output is missing: Podman's own copy was emptied before it was read]",
+      'x2',
+      'x3',
+    ]);
+  });
+
   it('reads the exit code of a container that ended while its host was away', async () => {
     const podman = remote();
     const run = start(podman);
@@ -125,6 +151,29 @@ describe('a session whose host stops answering', () => {
     expect(run.warnings).toEqual([]);
     (podman.stream() ?? expect.fail('no stream')).exit(0);
     expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+  });
+
+  it("follows again from the log's last line, after a note, when only the stream dropped and the copy was emptied meanwhile", async () => {
+    const podman = remote();
+    const run = start(podman);
+    const first = await toRunning(podman);
+    first.line('before');
+    // More than Podman's copy holds came meanwhile: it begins after 'before'.
+    podman.held.set(CONTAINER, ['x2', 'x3']);
+    first.drop();
+    await until(() => podman.stream() !== undefined, 'followed again');
+    const again = podman.stream() ?? expect.fail('no stream');
+    again.line('x2');
+    again.line('x3');
+    again.exit(0);
+    expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+    expect(run.output).toEqual([
+      'before',
+      "[agentd: some output is missing: Podman's own copy was emptied before it was read]",
+      'x2',
+      'x3',
+    ]);
+    expect(again.since).toBeDefined();
   });
 
   it('is abandoned when the host does not answer within the grace period', async () => {
