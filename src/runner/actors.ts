@@ -14,7 +14,7 @@ import { SecretValue } from '../secret-value.js';
 import { CacheVolumes } from './cache-volumes.js';
 import { type CommandEnd, findCommandEnd } from './command-end.js';
 import { unbundle } from './credential-bundle.js';
-import { FollowedPieces, lastPieceOf, matchFollowed, pieceKey } from './followed-pieces.js';
+import { FollowedPieces, matchFollowed, pieceKey } from './followed-pieces.js';
 import { ImageCache, type ImageInfo } from './image-cache.js';
 import { createMasker } from './mask.js';
 import { MIN_MASKED_LENGTH } from './mask-forms.js';
@@ -494,11 +494,14 @@ async function attach(
   // The container ran while no one watched it (no daemon, or its host's connection dropped): however
   // little the log holds, Podman may have emptied its copy meanwhile, and counting from the copy's start
   // would then skip lines never handed on. The copy is Podman's first while it begins with the setup
-  // step's first line.
+  // step's first line (an empty one, while the log holds none either); one that cannot be read is not
+  // counted from.
+  const start =
+    counted === undefined ? undefined : await copyStart(port, container, `${marker} started`, signal);
   const emptied =
-    counted !== undefined && !(await copyBeginsWith(port, container, `${marker} started`, signal));
+    start === 'other' || (start === 'empty' && counted !== undefined && counted.stdout + counted.stderr > 0);
   if (emptied) out.notice(COPY_EMPTIED);
-  const skip = emptied ? undefined : counted;
+  const skip = emptied || start === 'unknown' ? undefined : counted;
   const since = skip === undefined ? lastWrite : undefined;
   // Without a replay from the start, the markers are not seen again.
   commandStarted = skip === undefined && (adopted?.phase ?? (commandStarted ? 'running' : '')) === 'running';
@@ -569,28 +572,25 @@ async function attach(
   // Podman 4 ends a follow at the container's exit even when it is behind (a reader that was paused,
   // a log that grew fast): without the setup step's report, what the follow missed is read once more.
   if (streamDone && commandEnd === undefined && !signal.aborted) {
-    // Exact by count while Podman's copy cannot have been emptied since the follow began from the same
-    // point; otherwise what the follow handed on is found again, piece by piece, in what Podman holds.
-    const exact = skip !== undefined && out.log.writtenLines() !== undefined;
     const notice = (text: string) => out.notice(text);
-    await catchUp(port, container, since, seen, exact, reader.handler, reader.bind, notice, signal);
+    await catchUp(port, container, since, seen, reader.handler, reader.bind, notice, signal);
   }
   await exited(exitCode, '');
 }
 
 /**
  * Reads the container's output again (without following, from the follow's own starting point) and
- * hands on what the follow did not, per stream: by count when exact (the follow was a prefix of what
- * Podman holds); otherwise each piece of Podman's copy the follow handed on is found (followed-pieces.ts)
- * and the others are handed on, in the copy's order. A stream whose copy holds nothing the follow
- * handed on was emptied past it (the copy is bounded): all of it is newer, and comes after a note.
+ * hands on what the follow did not, per stream: each piece of Podman's copy the follow handed on is
+ * found (followed-pieces.ts), never by count (the follow leaves lines out as it stops), and the others
+ * are handed on in the copy's order, those the follow left out after a note. A stream whose copy holds
+ * nothing the follow handed on was emptied past it (the copy is bounded): all of it is newer, and
+ * comes after a note. The reader's own skipping (lines the log holds) applies to what comes from here.
  */
 async function catchUp(
   port: PodmanPort,
   container: string,
   since: string | undefined,
   seen: Record<'stdout' | 'stderr', FollowedPieces>,
-  exact: boolean,
   handler: OutputHandler,
   bind: (run: AttachedRun) => void,
   notice: (text: string) => void,
@@ -601,23 +601,11 @@ async function catchUp(
     bind(run);
     await run.exitCode.catch(() => -1);
   };
-  if (exact) {
-    const passed = { stdout: 0, stderr: 0 };
-    await read((text, end, stream) => {
-      if (passed[stream] < seen[stream].count) passed[stream]++;
-      else handler(text, end, stream);
-    });
-    return;
-  }
   // Once to find what the follow handed on, once more to hand on the rest: Podman's copy is not
   // kept in the daemon's memory, only a fingerprint of each of its pieces.
   const copy = { stdout: [] as number[], stderr: [] as number[] };
-  const lastAt = { stdout: [] as number[], stderr: [] as number[] };
-  const isLast = { stdout: lastPieceOf(seen.stdout), stderr: lastPieceOf(seen.stderr) };
   await read((text, end, stream) => {
-    const key = pieceKey(text, end);
-    if (isLast[stream](text, key)) lastAt[stream].push(copy[stream].length);
-    copy[stream].push(key);
+    copy[stream].push(pieceKey(text, end));
   });
   if (signal.aborted) return;
   let emptied = false;
@@ -629,9 +617,7 @@ async function catchUp(
   };
   for (const stream of ['stdout', 'stderr'] as const) {
     const followed = seen[stream].kept();
-    const match = matchFollowed(copy[stream], followed, lastAt[stream]);
-    // What the copy holds from before the follow's starting point was handed on before it.
-    if (match.whole) match.handed.fill(1, 0, match.firstMatched);
+    const match = matchFollowed(copy[stream], followed);
     handed[stream] = match.handed;
     if (followed.length > 0 && copy[stream].length > 0 && match.matched === 0) emptied = true;
     for (let i = 0; i < match.lastMatched; i++) if (match.handed[i] === 0) late++;
@@ -649,35 +635,41 @@ async function catchUp(
 const COPY_EMPTIED = "[agentd: some output is missing: Podman's own copy was emptied before it was read]";
 
 /**
- * Whether Podman's copy of a container's output begins with `first` on stdout (read up to its first
- * line only). A copy that cannot be read is taken as whole, as before the check.
+ * How Podman's copy of a container's output begins (read up to its first line only, on either stream):
+ * with `first` on stdout, with something else, with nothing, or unknown (it could not be read).
  */
-async function copyBeginsWith(
+async function copyStart(
   port: PodmanPort,
   container: string,
   first: string,
   signal: AbortSignal,
-): Promise<boolean> {
+): Promise<'first' | 'other' | 'empty' | 'unknown'> {
+  if (signal.aborted) return 'unknown';
   const enough = new AbortController();
   const stop = () => enough.abort();
   signal.addEventListener('abort', stop, { once: true });
-  let line: string | undefined;
+  let line: { text: string; stream: string } | undefined;
+  let exitCode: number;
   try {
     const run = port.readLogs(
       container,
       undefined,
       (text, _end, stream) => {
-        if (stream !== 'stdout' || line !== undefined) return;
-        line = text;
+        if (line !== undefined) return;
+        line = { text, stream };
         enough.abort();
       },
       enough.signal,
     );
-    await run.exitCode.catch(() => -1);
+    exitCode = await run.exitCode.catch(() => -1);
+  } catch {
+    return 'unknown';
   } finally {
     signal.removeEventListener('abort', stop);
   }
-  return line === undefined || line === first;
+  const seen = line as { text: string; stream: string } | undefined;
+  if (seen !== undefined) return seen.stream === 'stdout' && seen.text === first ? 'first' : 'other';
+  return exitCode === 0 && !signal.aborted ? 'empty' : 'unknown';
 }
 
 function imageOf(info: ContainerInspect | undefined): AttachEvent {

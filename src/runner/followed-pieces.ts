@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { CONTAINER_LOG_MAX_BYTES } from '../constants.js';
 
 /**
@@ -6,16 +7,12 @@ import { CONTAINER_LOG_MAX_BYTES } from '../constants.js';
  *
  * Podman 4 ends a follow at the container's exit even when it is behind, and while it stops it drops
  * the lines its reader cannot take at once: near its end, the follow is a subsequence of the output,
- * not a prefix, and its last piece may be a line cut short. So the catch-up cannot look for the
- * follow's last few pieces in a row; it marks, piece by piece, which of Podman's copy the follow
- * handed on. A fingerprint per piece is kept (not its text): for as many pieces as Podman's bounded
- * copy can hold, whatever the lines' length, a few hundred KB.
+ * not a prefix, and its last piece may be a line cut short. So the catch-up cannot skip by count nor
+ * look for the follow's last few pieces in a row; it marks, piece by piece, which of Podman's copy the
+ * follow handed on. A fingerprint per piece is kept (not its text): for as many pieces as Podman's
+ * bounded copy can hold, whatever the lines' length, at most about 1.5 MB.
  */
 export class FollowedPieces {
-  /** Every piece handed on, from the first on (the exact catch-up skips by count). */
-  count = 0;
-  /** The last piece's text and whether a line break ended it (it may be a line cut short). */
-  lastText: string | undefined;
   /** A ring, grown as pieces come up to maxPieces (most follows hand on few). */
   private keys: Float64Array;
   private sizes: Uint32Array;
@@ -27,7 +24,7 @@ export class FollowedPieces {
   constructor(
     /** Pieces' text kept for at least as much as Podman's copy can hold. */
     private readonly maxBytes = CONTAINER_LOG_MAX_BYTES + 64 * 1024,
-    /** A k8s-file line takes at least ~40 bytes besides its text: no copy holds more pieces than this. */
+    /** A k8s-file line takes at least 46 bytes, its text included: no copy holds more pieces than this. */
     private readonly maxPieces = 131_072,
   ) {
     this.keys = new Float64Array(Math.min(256, maxPieces));
@@ -35,8 +32,6 @@ export class FollowedPieces {
   }
 
   add(text: string, end: boolean): void {
-    this.count++;
-    this.lastText = text;
     if (this.length === this.keys.length) {
       if (this.keys.length < this.maxPieces) this.grow();
       else this.dropOldest();
@@ -77,14 +72,19 @@ export class FollowedPieces {
   }
 }
 
+/** Seeds of this process: an agent cannot make, ahead of time, a line that shares another's fingerprint. */
+const SEEDS = randomBytes(8);
+const SEED_A = SEEDS.readUInt32LE(0);
+const SEED_B = SEEDS.readUInt32LE(4);
+
 /**
- * A 53-bit fingerprint of a piece (its text and whether a line break ended it): two 32-bit
+ * A 53-bit fingerprint of a piece (its text and whether a line break ended it): two seeded 32-bit
  * multiplicative hashes, so that two different pieces of one container's output practically never
  * share one (a shared one would cost a line, not expose one).
  */
 export function pieceKey(text: string, end: boolean): number {
-  let a = 0x811c9dc5 ^ (end ? 1 : 2);
-  let b = 0x2545f491 ^ text.length;
+  let a = SEED_A ^ (end ? 1 : 2);
+  let b = SEED_B ^ text.length;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     a = Math.imul(a ^ c, 0x01000193);
@@ -95,28 +95,8 @@ export function pieceKey(text: string, end: boolean): number {
 }
 
 /**
- * Tells whether a piece of Podman's copy is the follow's last piece, or that line cut short (the
- * follow stopped while Podman was writing it; its last character may stand for a character cut in
- * two). A short start is too common to tell a line by.
- */
-export function lastPieceOf(followed: FollowedPieces): (text: string, key: number) => boolean {
-  const last = followed.lastText;
-  if (last === undefined) return () => false;
-  const ended = pieceKey(last, true);
-  const cut = pieceKey(last, false);
-  const stem = last.endsWith('\ufffd') ? last.slice(0, -1) : last;
-  const byStem = stem.length >= MIN_STEM;
-  return (text, key) =>
-    key === ended || key === cut || (byStem && text.length > stem.length && text.startsWith(stem));
-}
-
-/** The shortest start of a line taken as that line. */
-const MIN_STEM = 16;
-
-/**
  * How many of the follow's pieces in a row may be missing from Podman's copy before the rest are
- * taken as older than all it holds: a piece Podman cut in two as it stopped is in the copy whole, not
- * as either part.
+ * taken as older than all it holds (a line cut short is in the copy whole, not as the part).
  */
 const MAX_MISSES = 64;
 
@@ -125,32 +105,24 @@ export interface FollowedMatch {
   handed: Uint8Array;
   /** How many of the copy's pieces the follow handed on. */
   matched: number;
-  /** The copy's first and last piece the follow handed on (-1: none). */
-  firstMatched: number;
+  /** The copy's last piece the follow handed on (-1: none). */
   lastMatched: number;
-  /**
-   * The follow began inside the copy (its oldest kept pieces are there): what the copy holds before
-   * its first piece came before the follow's starting point (handed on before it, or older). Otherwise
-   * the follow began earlier, and the copy's pieces it did not hand on it left out.
-   */
-  whole: boolean;
 }
 
 /**
- * Marks which pieces of Podman's copy of one stream the follow handed on. The follow's pieces, newest
- * first, are found in the copy from its end backwards, each before the one found after it (gaps
- * allowed: lines the follow left out); a piece not found is passed over (a line cut in two), and
- * MAX_MISSES of them in a row end the search (the rest came before the copy's start). Those found are
- * then placed as early as they can be from the first of them: of repeated lines, the ones the follow
- * handed on are the earlier ones. The follow's last piece may be cut short: it is looked for at
- * `lastAt` (ascending positions), not by its fingerprint. Nothing found: the follow ended before
- * all the copy holds.
+ * Marks which pieces of Podman's copy of one stream the follow handed on; the copy was read from the
+ * follow's own starting point, so it holds nothing from before it (it may begin later: Podman emptied
+ * it since).
+ *
+ * First, which of the follow's pieces the copy holds: the newest ones, found from the copy's end
+ * backwards, each before the one found after it (gaps allowed: lines the follow left out); a piece not
+ * found is passed over (a line cut short), and MAX_MISSES of them in a row end the search (the rest
+ * came before the copy's start). Then those are placed from the copy's start, each as early as it can
+ * be after the one before: of repeated lines, the ones the follow handed on are the earlier ones. A
+ * line the follow cut short is not marked: it comes again whole. Nothing found: the follow ended
+ * before all the copy holds.
  */
-export function matchFollowed(
-  copy: ArrayLike<number>,
-  followed: Float64Array,
-  lastAt: readonly number[],
-): FollowedMatch {
+export function matchFollowed(copy: ArrayLike<number>, followed: Float64Array): FollowedMatch {
   const handed = new Uint8Array(copy.length);
   const positions = new Map<number, number[]>();
   for (let i = 0; i < copy.length; i++) {
@@ -159,14 +131,12 @@ export function matchFollowed(
     if (list === undefined) positions.set(key, [i]);
     else list.push(i);
   }
-  const newest = followed.length - 1;
-  const where = (j: number) => (j === newest ? lastAt : positions.get(followed[j] ?? 0));
-  /** The follow's pieces found, newest first. */
+  const where = (j: number) => positions.get(followed[j] ?? 0);
+  /** The follow's pieces the copy holds, oldest first. */
   const found: number[] = [];
   let bound = copy.length;
   let misses = 0;
-  let j = newest;
-  for (; j >= 0 && misses < MAX_MISSES && bound > 0; j--) {
+  for (let j = followed.length - 1; j >= 0 && misses < MAX_MISSES && bound > 0; j--) {
     const at = below(where(j), bound);
     if (at === -1) {
       misses++;
@@ -176,15 +146,14 @@ export function matchFollowed(
     found.push(j);
     bound = at;
   }
-  if (found.length === 0) return { handed, matched: 0, firstMatched: -1, lastMatched: -1, whole: false };
-  const firstMatched = bound;
-  let lastMatched = firstMatched;
-  handed[firstMatched] = 1;
-  for (let k = found.length - 2; k >= 0; k--) {
-    lastMatched = above(where(found[k] ?? 0), lastMatched);
+  found.reverse();
+  let lastMatched = -1;
+  for (const j of found) {
+    // One exists: the backward search placed each found piece after the one before it.
+    lastMatched = above(where(j), lastMatched);
     handed[lastMatched] = 1;
   }
-  return { handed, matched: found.length, firstMatched, lastMatched, whole: j < 0 && misses < MAX_MISSES };
+  return { handed, matched: found.length, lastMatched };
 }
 
 /** The largest of ascending `list` below `bound`, or -1. */
@@ -200,7 +169,7 @@ function below(list: readonly number[] | undefined, bound: number): number {
   return lo === 0 ? -1 : (list[lo - 1] ?? -1);
 }
 
-/** The smallest of ascending `list` above `after` (one exists: the backward search found one). */
+/** The smallest of ascending `list` above `after`. */
 function above(list: readonly number[] | undefined, after: number): number {
   if (list === undefined) return after;
   let lo = 0;

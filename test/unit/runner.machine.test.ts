@@ -268,7 +268,7 @@ describe('runner machine', () => {
         new Map([['API_KEY', Buffer.from('value')]]),
       );
 
-    it('reads the rest once more, skipping by count what the stream handed on', async () => {
+    it('reads the rest once more, skipping what the stream handed on', async () => {
       const podman = new FakePodman('auto');
       leave(podman);
       podman.held.set(CONTAINER, ['@@m@@ started', 'a', 'b', 'a', 'c', '@@m@@ ended 137 1']);
@@ -283,9 +283,28 @@ describe('runner machine', () => {
       expect(result).toMatchObject({ outcome: 'failed', exitCode: 137, signal: 'SIGKILL' });
       expect(result.message).toMatch(/^out of memory/);
       expect(run.output).toEqual(['a', 'b', 'a', 'c']);
-      // Once to see that Podman's copy is its first (it begins with the setup step's first line), once
-      // to catch up.
-      expect(podman.reads).toEqual([undefined, undefined]);
+      // Once to see that Podman's copy is its first (it begins with the setup step's first line), twice
+      // to catch up (to find what the stream handed on, to hand on the rest).
+      expect(podman.reads).toEqual([undefined, undefined, undefined]);
+    });
+
+    it('hands on once, after a note, what the stream left out, though counting from the start would do', async () => {
+      const podman = new FakePodman('auto');
+      leave(podman);
+      podman.held.set(CONTAINER, ['@@m@@ started', 'a', 'b', 'c', 'd', 'e', '@@m@@ ended 0 0']);
+      const run = start(podman, { container: CONTAINER, phase: 'running' });
+      await until(() => podman.stream() !== undefined, 'following');
+      for (const line of ['@@m@@ started', 'a', 'd']) podman.stream()?.line(line);
+      podman.stream()?.exit(0);
+      expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+      expect(run.output).toEqual([
+        'a',
+        'd',
+        "[agentd: Podman's log stream left out 2 line(s): they follow, out of order]",
+        'b',
+        'c',
+        'e',
+      ]);
     });
 
     it("resumes from the log's last time, after a note, when Podman emptied its copy while no daemon ran", async () => {
@@ -322,7 +341,8 @@ describe('runner machine', () => {
         `${dir}/0123456789abcdef.log`,
         `- ${at} note [agentd: 1 line(s) missing here]\n2 ${at} out x0\n`,
       );
-      podman.held.set(CONTAINER, ['x0', 'x1', 'x2', 'x3', 'x4', '@@m@@ ended 0 0']);
+      // Read from the same time as the stream: what the log holds (x0) is not in it.
+      podman.held.set(CONTAINER, ['x1', 'x2', 'x3', 'x4', '@@m@@ ended 0 0']);
       const run = start(podman, { container: CONTAINER, phase: 'running' }, dir);
       await until(() => podman.stream() !== undefined, 'following');
       podman.stream()?.line('x1');
@@ -367,13 +387,13 @@ describe('runner machine', () => {
       ]);
     });
 
-    it("finds the stream's last line when the stream stopped inside it", async () => {
-      const long = 'a line long enough to be told by its start, and then some more';
+    it('hands on whole a line the stream stopped inside, and what came after it', async () => {
+      const long = 'a line the stream stopped inside';
       const output = await resumeAfterGap(
         ['x1', 'x2', long, 'x4', '@@m@@ ended 0 0'],
-        ['x1', 'x2', long.slice(0, 30)],
+        ['x1', 'x2', long.slice(0, 10)],
       );
-      expect(output).toEqual(['x1', 'x2', long.slice(0, 30), 'x4']);
+      expect(output).toEqual(['x1', 'x2', long.slice(0, 10), long, 'x4']);
     });
 
     it('hands on a line repeated after the last one the stream handed on', async () => {
@@ -456,6 +476,8 @@ describe('runner machine', () => {
     const dir = makeTempDir('agentd-unit-runner-');
     const at = new Date(Date.now() - 1000).toISOString();
     writeFileSync(`${dir}/0123456789abcdef.log`, `1 ${at} out Cloning into repo...\n2 ${at} out before\n`);
+    // Podman's copy is its first: it begins with the setup step's first line.
+    podman.held.set(CONTAINER, [`${marker} started`]);
     const run = start(podman, { container: CONTAINER, phase: 'cloning' }, dir);
     await until(() => podman.pending('readContainerFiles') !== undefined, 'reading values');
     podman.pending('readContainerFiles')?.fail('no such container');
