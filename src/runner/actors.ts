@@ -502,6 +502,7 @@ async function attach(
     start === 'other' || (start === 'empty' && counted !== undefined && counted.stdout + counted.stderr > 0);
   if (emptied) out.notice(COPY_EMPTIED);
   const skip = emptied || start === 'unknown' ? undefined : counted;
+  const skipFromStart = skip === undefined ? undefined : { ...skip };
   const since = skip === undefined ? lastWrite : undefined;
   // Without a replay from the start, the markers are not seen again.
   commandStarted = skip === undefined && (adopted?.phase ?? (commandStarted ? 'running' : '')) === 'running';
@@ -543,8 +544,12 @@ async function attach(
     container,
     since,
     (text, end, stream) => {
-      seen[stream].add(text, end);
+      // Whether the reader skipped the piece (one the log holds, it takes it): the catch-up hands on
+      // again what it skipped wrongly, after lines the stream left out.
+      const before = skip?.[stream] ?? 0;
+      const wasSkipping = skipping[stream];
       reader.handler(text, end, stream);
+      seen[stream].add(text, end, !(wasSkipping || skipping[stream] || (skip?.[stream] ?? 0) < before));
     },
     signal,
   );
@@ -570,73 +575,148 @@ async function attach(
   // The log stream ends with the container; do not wait for it forever.
   await Promise.race([streamEnded, new Promise((resolve) => setTimeout(resolve, FOLLOW_GRACE_MS).unref())]);
   // Podman 4 ends a follow at the container's exit even when it is behind (a reader that was paused,
-  // a log that grew fast): without the setup step's report, what the follow missed is read once more.
-  if (streamDone && commandEnd === undefined && !signal.aborted) {
-    const notice = (text: string) => out.notice(text);
-    await catchUp(port, container, since, seen, reader.handler, reader.bind, notice, signal);
+  // a log that grew fast), leaving out lines as it stops, the setup step's report or not: what the follow
+  // did not hand on is read once more.
+  if (streamDone && !signal.aborted) {
+    await catchUp(
+      port,
+      container,
+      since,
+      seen,
+      {
+        handler: reader.handler,
+        bind: reader.bind,
+        notice: (text) => out.notice(text),
+        restart: (fromStart) => {
+          if (skip !== undefined && skipFromStart !== undefined)
+            Object.assign(skip, fromStart ? skipFromStart : { stdout: 0, stderr: 0 });
+          skipping.stdout = false;
+          skipping.stderr = false;
+        },
+        skips: (stream) => skipping[stream] || toSkip(stream),
+        marker,
+      },
+      signal,
+    );
   }
   await exited(exitCode, '');
 }
 
+/** How the catch-up hands pieces to the attachment's reader. */
+interface Replay {
+  handler: OutputHandler;
+  bind: (run: AttachedRun) => void;
+  notice: (text: string) => void;
+  /**
+   * The copy is given to the reader again: it skips again, from the start, what the log holds; or,
+   * when the copy no longer begins where the output does, nothing (all it holds is newer than the log).
+   */
+  restart: (fromStart: boolean) => void;
+  /** The reader would skip the next piece of the stream (the log holds it). */
+  skips: (stream: 'stdout' | 'stderr') => boolean;
+  /** The setup step's marker. */
+  marker: string;
+}
+
 /**
  * Reads the container's output again (without following, from the follow's own starting point) and
- * hands on what the follow did not, per stream: each piece of Podman's copy the follow handed on is
- * found (followed-pieces.ts), never by count (the follow leaves lines out as it stops), and the others
- * are handed on in the copy's order, those the follow left out after a note. A stream whose copy holds
- * nothing the follow handed on was emptied past it (the copy is bounded): all of it is newer, and
- * comes after a note. The reader's own skipping (lines the log holds) applies to what comes from here.
+ * hands on what the follow did not write, per stream: each piece of Podman's copy the follow handed
+ * on is found (followed-pieces.ts), never by count (the follow leaves lines out as it stops), and the
+ * copy is given to the reader again in its order, but for the pieces the follow had it write: the
+ * reader skips, by its count from the start, what the log holds (also what it skipped wrongly when the
+ * follow left out lines before it), and writes the rest, those before the follow's last written piece
+ * after a note. The setup step's markers are not given again (read when they came, or stale now), but
+ * its report is. A copy that holds nothing the follow handed on was emptied past it (the copy is
+ * bounded): all of it is newer, and comes after a note.
  */
 async function catchUp(
   port: PodmanPort,
   container: string,
   since: string | undefined,
   seen: Record<'stdout' | 'stderr', FollowedPieces>,
-  handler: OutputHandler,
-  bind: (run: AttachedRun) => void,
-  notice: (text: string) => void,
+  replay: Replay,
   signal: AbortSignal,
 ): Promise<void> {
+  const streams = ['stdout', 'stderr'] as const;
   const read = async (onLine: OutputHandler) => {
     const run = port.readLogs(container, since, onLine, signal);
-    bind(run);
-    await run.exitCode.catch(() => -1);
+    replay.bind(run);
+    return await run.exitCode.catch(() => -1);
   };
   // Once to find what the follow handed on, once more to hand on the rest: Podman's copy is not
   // kept in the daemon's memory, only a fingerprint of each of its pieces.
   const copy = { stdout: [] as number[], stderr: [] as number[] };
-  await read((text, end, stream) => {
+  let firstLine: string | undefined;
+  const found = await read((text, end, stream) => {
+    if (stream === 'stdout' && firstLine === undefined) firstLine = text;
     copy[stream].push(pieceKey(text, end));
   });
   if (signal.aborted) return;
-  let emptied = false;
-  let late = 0;
-  let rest = 0;
-  const handed: Record<'stdout' | 'stderr', Uint8Array> = {
-    stdout: new Uint8Array(0),
-    stderr: new Uint8Array(0),
-  };
-  for (const stream of ['stdout', 'stderr'] as const) {
-    const followed = seen[stream].kept();
-    const match = matchFollowed(copy[stream], followed);
-    handed[stream] = match.handed;
-    if (followed.length > 0 && copy[stream].length > 0 && match.matched === 0) emptied = true;
-    for (let i = 0; i < match.lastMatched; i++) if (match.handed[i] === 0) late++;
-    for (const piece of match.handed) if (piece === 0) rest++;
+  if (found !== 0) {
+    replay.notice(COPY_UNREAD);
+    return;
   }
-  if (rest === 0) return;
-  if (emptied) notice(COPY_EMPTIED);
-  if (late > 0) notice(`[agentd: Podman's log stream left out ${late} line(s): they follow, out of order]`);
+  let emptied = false;
+  let missed = 0;
+  const written = { stdout: new Uint8Array(0), stderr: new Uint8Array(0) } as Record<
+    'stdout' | 'stderr',
+    Uint8Array
+  >;
+  const lastWritten = { stdout: -1, stderr: -1 };
+  for (const stream of streams) {
+    const followed = seen[stream].kept();
+    const wrote = seen[stream].keptWritten();
+    const match = matchFollowed(copy[stream], followed);
+    const marks = new Uint8Array(copy[stream].length);
+    for (let k = 0; k < followed.length; k++) {
+      const at = match.placed[k] ?? -1;
+      if (at === -1 || wrote[k] !== 1) continue;
+      marks[at] = 1;
+      if (at > lastWritten[stream]) lastWritten[stream] = at;
+    }
+    written[stream] = marks;
+    // A single piece not found may be a line the follow stopped inside, not a sign of an emptied copy.
+    if (match.matched === 0 && copy[stream].length > 0 && followed.length > 1) emptied = true;
+    missed += copy[stream].length - match.matched;
+  }
+  // The follow handed on all the copy holds, in order: the reader has it all.
+  if (missed === 0) return;
+  if (emptied) replay.notice(COPY_EMPTIED);
+  // Emptied since the follow began: the copy begins after what the log holds.
+  replay.restart(firstLine === `${replay.marker} started`);
+  const markerStart = `${replay.marker} `;
   const at = { stdout: 0, stderr: 0 };
-  await read((text, end, stream) => {
-    if (handed[stream][at[stream]++] !== 1) handler(text, end, stream);
+  const lineStart = { stdout: true, stderr: true };
+  let noted = false;
+  const rest = await read((text, end, stream) => {
+    const i = at[stream]++;
+    const starts = lineStart[stream];
+    lineStart[stream] = end;
+    if (written[stream][i] === 1) return;
+    if (
+      stream === 'stdout' &&
+      starts &&
+      replay.marker !== '' &&
+      text.startsWith(markerStart) &&
+      findCommandEnd(replay.marker, text) === undefined
+    )
+      return;
+    if (!noted && i < lastWritten[stream] && !replay.skips(stream)) {
+      noted = true;
+      replay.notice(LEFT_OUT);
+    }
+    replay.handler(text, end, stream);
   });
+  if (rest !== 0 && !signal.aborted) replay.notice(COPY_UNREAD);
 }
 
+const LEFT_OUT = "[agentd: Podman's log stream left out some lines: they follow, out of order]";
+const COPY_UNREAD = "[agentd: some output may be missing: Podman's copy could not be read once more]";
 const COPY_EMPTIED = "[agentd: some output is missing: Podman's own copy was emptied before it was read]";
 
 /**
- * How Podman's copy of a container's output begins (read up to its first line only, on either stream):
- * with `first` on stdout, with something else, with nothing, or unknown (it could not be read).
+ * How Podman's copy of a container's output begins (read up to its first stdout line only): with
+ * `first`, with something else (or only stderr), with nothing, or unknown (it could not be read).
  */
 async function copyStart(
   port: PodmanPort,
@@ -648,15 +728,18 @@ async function copyStart(
   const enough = new AbortController();
   const stop = () => enough.abort();
   signal.addEventListener('abort', stop, { once: true });
-  let line: { text: string; stream: string } | undefined;
+  let line: string | undefined;
+  let stderr = false;
   let exitCode: number;
   try {
     const run = port.readLogs(
       container,
       undefined,
       (text, _end, stream) => {
-        if (line !== undefined) return;
-        line = { text, stream };
+        // The two streams come through sockets of their own: the first line read may be stderr's.
+        if (stream === 'stderr') stderr = true;
+        if (stream !== 'stdout' || line !== undefined) return;
+        line = text;
         enough.abort();
       },
       enough.signal,
@@ -667,9 +750,10 @@ async function copyStart(
   } finally {
     signal.removeEventListener('abort', stop);
   }
-  const seen = line as { text: string; stream: string } | undefined;
-  if (seen !== undefined) return seen.stream === 'stdout' && seen.text === first ? 'first' : 'other';
-  return exitCode === 0 && !signal.aborted ? 'empty' : 'unknown';
+  const seen = line as string | undefined;
+  if (seen !== undefined) return seen === first ? 'first' : 'other';
+  if (exitCode !== 0 || signal.aborted) return 'unknown';
+  return stderr ? 'other' : 'empty';
 }
 
 function imageOf(info: ContainerInspect | undefined): AttachEvent {

@@ -16,6 +16,8 @@ export class FollowedPieces {
   /** A ring, grown as pieces come up to maxPieces (most follows hand on few). */
   private keys: Float64Array;
   private sizes: Uint32Array;
+  /** 1 where the piece was written (not skipped as one the log held already). */
+  private wrote: Uint8Array;
   /** Index of the oldest kept piece, and how many are kept. */
   private head = 0;
   private length = 0;
@@ -29,9 +31,10 @@ export class FollowedPieces {
   ) {
     this.keys = new Float64Array(Math.min(256, maxPieces));
     this.sizes = new Uint32Array(this.keys.length);
+    this.wrote = new Uint8Array(this.keys.length);
   }
 
-  add(text: string, end: boolean): void {
+  add(text: string, end: boolean, written = true): void {
     if (this.length === this.keys.length) {
       if (this.keys.length < this.maxPieces) this.grow();
       else this.dropOldest();
@@ -39,6 +42,7 @@ export class FollowedPieces {
     const at = (this.head + this.length) % this.keys.length;
     this.keys[at] = pieceKey(text, end);
     this.sizes[at] = text.length;
+    this.wrote[at] = written ? 1 : 0;
     this.length++;
     this.bytes += text.length;
     while (this.bytes > this.maxBytes && this.length > 1) this.dropOldest();
@@ -51,17 +55,27 @@ export class FollowedPieces {
     return out;
   }
 
+  /** Whether each kept piece was written, oldest first. */
+  keptWritten(): Uint8Array {
+    const out = new Uint8Array(this.length);
+    for (let i = 0; i < this.length; i++) out[i] = this.wrote[(this.head + i) % this.keys.length] ?? 0;
+    return out;
+  }
+
   private grow(): void {
     const capacity = Math.min(this.maxPieces, this.keys.length * 2);
     const keys = new Float64Array(capacity);
     const sizes = new Uint32Array(capacity);
+    const wrote = new Uint8Array(capacity);
     for (let i = 0; i < this.length; i++) {
       const from = (this.head + i) % this.keys.length;
       keys[i] = this.keys[from] ?? 0;
       sizes[i] = this.sizes[from] ?? 0;
+      wrote[i] = this.wrote[from] ?? 0;
     }
     this.keys = keys;
     this.sizes = sizes;
+    this.wrote = wrote;
     this.head = 0;
   }
 
@@ -103,6 +117,8 @@ const MAX_MISSES = 64;
 export interface FollowedMatch {
   /** Per piece of Podman's copy: 1 where the follow handed it on. */
   handed: Uint8Array;
+  /** Per piece of the follow (as given, oldest first): where it is in the copy, or -1. */
+  placed: Int32Array;
   /** How many of the copy's pieces the follow handed on. */
   matched: number;
   /** The copy's last piece the follow handed on (-1: none). */
@@ -124,6 +140,7 @@ export interface FollowedMatch {
  */
 export function matchFollowed(copy: ArrayLike<number>, followed: Float64Array): FollowedMatch {
   const handed = new Uint8Array(copy.length);
+  const placed = new Int32Array(followed.length).fill(-1);
   const positions = new Map<number, number[]>();
   for (let i = 0; i < copy.length; i++) {
     const key = copy[i] ?? 0;
@@ -152,8 +169,9 @@ export function matchFollowed(copy: ArrayLike<number>, followed: Float64Array): 
     // One exists: the backward search placed each found piece after the one before it.
     lastMatched = above(where(j), lastMatched);
     handed[lastMatched] = 1;
+    placed[j] = lastMatched;
   }
-  return { handed, matched: found.length, lastMatched };
+  return { handed, placed, matched: found.length, lastMatched };
 }
 
 /** The largest of ascending `list` below `bound`, or -1. */

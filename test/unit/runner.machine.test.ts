@@ -288,6 +288,70 @@ describe('runner machine', () => {
       expect(podman.reads).toEqual([undefined, undefined, undefined]);
     });
 
+    /** Adopts a session whose log holds `logged`; Podman's copy is `held`, the stream hands on `followed`. */
+    const adoptWith = async (
+      logged: string[],
+      held: string[],
+      followed: string[],
+      phase: 'running' | 'cloning' = 'running',
+    ) => {
+      const podman = new FakePodman('auto');
+      leave(podman);
+      const dir = makeTempDir('agentd-unit-runner-');
+      const at = new Date(Date.now() - 60_000).toISOString();
+      writeFileSync(
+        `${dir}/0123456789abcdef.log`,
+        logged.map((line, i) => `${i + 1} ${at} out ${line}\n`).join(''),
+      );
+      podman.held.set(CONTAINER, held);
+      const run = start(podman, { container: CONTAINER, phase }, dir);
+      await until(() => podman.stream() !== undefined, 'following');
+      for (const line of followed) podman.stream()?.line(line);
+      podman.stream()?.exit(0);
+      return { run, result: await run.result };
+    };
+
+    it('hands on what the reader skipped as logged when the stream left out a logged line before it', async () => {
+      // The log holds a and b; the stream left out b, so the reader took d for it.
+      const { run } = await adoptWith(
+        ['a', 'b'],
+        ['@@m@@ started', 'a', 'b', 'c', 'd', '@@m@@ ended 0 0'],
+        ['@@m@@ started', 'a', 'd'],
+      );
+      expect(run.output).toEqual(['c', 'd']);
+    });
+
+    it("hands on what the stream left out though it handed on the setup step's report", async () => {
+      const { run, result } = await adoptWith(
+        [],
+        ['@@m@@ started', 'a', 'b', 'c', '@@m@@ ended 0 0'],
+        ['@@m@@ started', 'a', '@@m@@ ended 0 0'],
+      );
+      expect(result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+      expect(run.output).toEqual([
+        'a',
+        "[agentd: Podman's log stream left out some lines: they follow, out of order]",
+        'b',
+        'c',
+      ]);
+    });
+
+    it("does not hand on as output the setup step's markers the stream left out", async () => {
+      const commit = `@@m@@ commit ${'a'.repeat(40)}`;
+      const { run, result } = await adoptWith(
+        [],
+        ['@@m@@ started', '@@m@@ phase cloning', commit, '@@m@@ phase running', 'x', 'y', '@@m@@ ended 0 0'],
+        ['@@m@@ started', '@@m@@ phase running', 'x', '@@m@@ ended 0 0'],
+        'cloning',
+      );
+      expect(result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+      expect(run.output).toEqual([
+        'x',
+        "[agentd: Podman's log stream left out some lines: they follow, out of order]",
+        'y',
+      ]);
+    });
+
     it('hands on once, after a note, what the stream left out, though counting from the start would do', async () => {
       const podman = new FakePodman('auto');
       leave(podman);
@@ -300,7 +364,7 @@ describe('runner machine', () => {
       expect(run.output).toEqual([
         'a',
         'd',
-        "[agentd: Podman's log stream left out 2 line(s): they follow, out of order]",
+        "[agentd: Podman's log stream left out some lines: they follow, out of order]",
         'b',
         'c',
         'e',
@@ -328,7 +392,8 @@ describe('runner machine', () => {
         'x5',
         'x6',
       ]);
-      expect(podman.reads).toEqual([undefined]);
+      // Once to see where Podman's copy begins, once to find what the stream handed on (all of it).
+      expect(podman.reads).toEqual([undefined, at]);
     });
 
     it('without a count, goes on after the last lines the stream handed on', async () => {
@@ -380,7 +445,7 @@ describe('runner machine', () => {
         'x1',
         'x3',
         'x5',
-        "[agentd: Podman's log stream left out 2 line(s): they follow, out of order]",
+        "[agentd: Podman's log stream left out some lines: they follow, out of order]",
         'x2',
         'x4',
         'x6',
@@ -414,10 +479,12 @@ describe('runner machine', () => {
       const run = start(podman, { container: CONTAINER, phase: 'running' }, dir);
       await until(() => podman.stream() !== undefined, 'following');
       podman.stream()?.line('y1');
+      podman.stream()?.line('y2');
       podman.stream()?.exit(0);
       expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
       expect(run.output).toEqual([
         'y1',
+        'y2',
         "[agentd: some output is missing: Podman's own copy was emptied before it was read]",
         'y7',
         'y8',
