@@ -594,6 +594,7 @@ async function attach(
           skipping.stderr = false;
         },
         skips: (stream) => skipping[stream] || toSkip(stream),
+        commandStarted: () => commandStarted,
         marker,
       },
       signal,
@@ -616,6 +617,8 @@ interface Replay {
   skips: (stream: 'stdout' | 'stderr') => boolean;
   /** The setup step's marker. */
   marker: string;
+  /** The reader takes the setup step's markers as output from now on. */
+  commandStarted: () => boolean;
 }
 
 /**
@@ -646,10 +649,13 @@ async function catchUp(
   // Once to find what the follow handed on, once more to hand on the rest: Podman's copy is not
   // kept in the daemon's memory, only a fingerprint of each of its pieces.
   const copy = { stdout: [] as number[], stderr: [] as number[] };
+  /** 1 where a piece ends its line. */
+  const ends = { stdout: [] as number[], stderr: [] as number[] };
   let firstLine: string | undefined;
   const found = await read((text, end, stream) => {
     if (stream === 'stdout' && firstLine === undefined) firstLine = text;
     copy[stream].push(pieceKey(text, end));
+    ends[stream].push(end ? 1 : 0);
   });
   if (signal.aborted) return;
   if (found !== 0) {
@@ -674,6 +680,16 @@ async function catchUp(
       marks[at] = 1;
       if (at > lastWritten[stream]) lastWritten[stream] = at;
     }
+    // A line is given again whole when any piece of it was not written (a line the follow stopped
+    // inside comes again whole, never as its rest glued to another).
+    for (let from = 0; from < marks.length; ) {
+      let to = from;
+      while (to < marks.length - 1 && ends[stream][to] !== 1) to++;
+      let whole = true;
+      for (let i = from; i <= to; i++) if (marks[i] !== 1) whole = false;
+      if (!whole) marks.fill(0, from, to + 1);
+      from = to + 1;
+    }
     written[stream] = marks;
     // A single piece not found may be a line the follow stopped inside, not a sign of an emptied copy.
     if (match.matched === 0 && copy[stream].length > 0 && followed.length > 1) emptied = true;
@@ -682,6 +698,8 @@ async function catchUp(
   // The follow handed on all the copy holds, in order: the reader has it all.
   if (missed === 0) return;
   if (emptied) replay.notice(COPY_EMPTIED);
+  // A line the follow stopped inside is ended here: what comes now is not its rest.
+  for (const stream of streams) if (seen[stream].open) replay.handler('', true, stream);
   // Emptied since the follow began: the copy begins after what the log holds.
   replay.restart(firstLine === `${replay.marker} started`);
   const markerStart = `${replay.marker} `;
@@ -693,9 +711,12 @@ async function catchUp(
     const starts = lineStart[stream];
     lineStart[stream] = end;
     if (written[stream][i] === 1) return;
+    // Markers are read while the command has not started (they move the phase on); after, they are
+    // stale, not output.
     if (
       stream === 'stdout' &&
       starts &&
+      replay.commandStarted() &&
       replay.marker !== '' &&
       text.startsWith(markerStart) &&
       findCommandEnd(replay.marker, text) === undefined

@@ -34,7 +34,11 @@ export class FollowedPieces {
     this.wrote = new Uint8Array(this.keys.length);
   }
 
+  /** The last piece handed on did not end its line. */
+  open = false;
+
   add(text: string, end: boolean, written = true): void {
+    this.open = !end;
     if (this.length === this.keys.length) {
       if (this.keys.length < this.maxPieces) this.grow();
       else this.dropOldest();
@@ -134,9 +138,10 @@ export interface FollowedMatch {
  * backwards, each before the one found after it (gaps allowed: lines the follow left out); a piece not
  * found is passed over (a line cut short), and MAX_MISSES of them in a row end the search (the rest
  * came before the copy's start). Then those are placed from the copy's start, each as early as it can
- * be after the one before: of repeated lines, the ones the follow handed on are the earlier ones. A
- * line the follow cut short is not marked: it comes again whole. Nothing found: the follow ended
- * before all the copy holds.
+ * be after the one before: of repeated lines, the ones the follow handed on are the earlier ones. The
+ * follow's newest piece is placed last, only after all the others: it may be a line cut short, which
+ * is not marked (it comes again whole) and must not be taken for an earlier line it starts like.
+ * Nothing found: the follow ended before all the copy holds.
  */
 export function matchFollowed(copy: ArrayLike<number>, followed: Float64Array): FollowedMatch {
   const handed = new Uint8Array(copy.length);
@@ -153,7 +158,9 @@ export function matchFollowed(copy: ArrayLike<number>, followed: Float64Array): 
   const found: number[] = [];
   let bound = copy.length;
   let misses = 0;
-  for (let j = followed.length - 1; j >= 0 && misses < MAX_MISSES && bound > 0; j--) {
+  // The newest piece last (below): it may be a line cut short, the start of an earlier whole one.
+  const newest = followed.length - 1;
+  for (let j = newest - 1; j >= 0 && misses < MAX_MISSES && bound > 0; j--) {
     const at = below(where(j), bound);
     if (at === -1) {
       misses++;
@@ -171,7 +178,14 @@ export function matchFollowed(copy: ArrayLike<number>, followed: Float64Array): 
     handed[lastMatched] = 1;
     placed[j] = lastMatched;
   }
-  return { handed, placed, matched: found.length, lastMatched };
+  // Found only after all the others: before them, it is an earlier line (this one cut short).
+  const last = newest >= 0 ? above(where(newest), lastMatched) : -1;
+  if (last !== -1) {
+    handed[last] = 1;
+    placed[newest] = last;
+    lastMatched = last;
+  }
+  return { handed, placed, matched: found.length + (last === -1 ? 0 : 1), lastMatched };
 }
 
 /** The largest of ascending `list` below `bound`, or -1. */
@@ -187,9 +201,9 @@ function below(list: readonly number[] | undefined, bound: number): number {
   return lo === 0 ? -1 : (list[lo - 1] ?? -1);
 }
 
-/** The smallest of ascending `list` above `after`. */
+/** The smallest of ascending `list` above `after`, or -1. */
 function above(list: readonly number[] | undefined, after: number): number {
-  if (list === undefined) return after;
+  if (list === undefined) return -1;
   let lo = 0;
   let hi = list.length;
   while (lo < hi) {
@@ -197,5 +211,5 @@ function above(list: readonly number[] | undefined, after: number): number {
     if ((list[mid] ?? 0) <= after) lo = mid + 1;
     else hi = mid;
   }
-  return list[lo] ?? after;
+  return list[lo] ?? -1;
 }

@@ -40,11 +40,20 @@ export interface Stream {
   /** Where `logs --follow` was asked to start (undefined: replay from the start). */
   since?: string;
   line(text: string): void;
+  /** A piece of a line (end false: the line goes on in the next piece), or a line on stderr. */
+  piece(text: string, end: boolean, stream?: 'stdout' | 'stderr'): void;
   exit(code: number): void;
   lose(error: Error): void;
   /** The connection drops: the stream ends with 0, the container runs on. */
   drop(): void;
   ended: boolean;
+}
+
+/** A piece of what `podman logs` holds: part of a line (end false), or a line on stderr. */
+export interface HeldPiece {
+  text: string;
+  end?: boolean;
+  stream?: 'stdout' | 'stderr';
 }
 
 export class FakePodman implements PodmanPort {
@@ -253,7 +262,7 @@ export class FakePodman implements PodmanPort {
   }
 
   /** What `podman logs` (not following) holds of a container: nothing unless a test puts it here. */
-  readonly held = new Map<string, string[]>();
+  readonly held = new Map<string, (string | HeldPiece)[]>();
   /** The `since` of each readLogs call, in order. */
   readonly reads: (string | undefined)[] = [];
 
@@ -264,7 +273,9 @@ export class FakePodman implements PodmanPort {
       exitCode: this.down
         ? Promise.reject(this.unreachable('logs'))
         : Promise.resolve().then(() => {
-            for (const line of lines) onLine(line, true, 'stdout');
+            for (const line of lines)
+              if (typeof line === 'string') onLine(line, true, 'stdout');
+              else onLine(line.text, line.end ?? true, line.stream ?? 'stdout');
             return 0;
           }),
       stderr: () => '',
@@ -293,6 +304,9 @@ export class FakePodman implements PodmanPort {
       ended: false,
       line: (text) => {
         if (!stream.ended) onLine(text, true, 'stdout');
+      },
+      piece: (text, end, on = 'stdout') => {
+        if (!stream.ended) onLine(text, end, on);
       },
       exit: (code) => {
         if (stream.ended) return;

@@ -57,6 +57,12 @@ describe('what a log follow handed on', () => {
     expect(handedOf(['x', 'a line Podman cut', 'y'], ['x', 'a line Po'])).toBe('100');
   });
 
+  it('places its newest piece only after all the others (it may be a line cut short)', () => {
+    expect(handedOf(['x1', 'ab', 'x2', 'x3', 'abc', 'x4'], ['x1', 'ab', 'x2', 'x3', 'ab'])).toBe('111100');
+    expect(handedOf(['a', 'b', 'a'], ['a', 'b', 'a'])).toBe('111');
+    expect(handedOf(['a', 'b'], ['a'])).toBe('10');
+  });
+
   it('passes over a piece the copy does not hold, and the pieces from before the copy began', () => {
     expect(handedOf(['a', 'b', 'cccc', 'd', 'e'], ['a', 'b', 'cc', 'cc', 'd'])).toBe('11010');
     const older = Array.from({ length: 1000 }, (_, i) => `old ${i}`);

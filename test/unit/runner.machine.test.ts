@@ -336,6 +336,50 @@ describe('runner machine', () => {
       ]);
     });
 
+    it("reads the setup step's markers the stream left out before the command started", async () => {
+      const commit = `@@m@@ commit ${'a'.repeat(40)}`;
+      const { run, result } = await adoptWith(
+        [],
+        ['@@m@@ started', '@@m@@ phase cloning', commit, '@@m@@ phase running', 'x', '@@m@@ ended 0 0'],
+        ['@@m@@ started', '@@m@@ phase cloning'],
+        'cloning',
+      );
+      expect(result).toMatchObject({ outcome: 'succeeded', exitCode: 0, phase: 'running' });
+      expect(run.output).toEqual(['x']);
+    });
+
+    it('does not take the last line the stream stopped inside for an earlier line it starts like', async () => {
+      const output = await resumeAfterGap(
+        ['x1', 'ab', 'x2', 'x3', 'abc', 'x4'],
+        ['x1', 'ab', 'x2', 'x3', 'ab'],
+      );
+      expect(output).toEqual(['x1', 'ab', 'x2', 'x3', 'ab', 'abc', 'x4']);
+    });
+
+    it('ends a line the stream stopped inside before handing on what it left out, and hands that line on whole', async () => {
+      const podman = new FakePodman('auto');
+      leave(podman);
+      const dir = makeTempDir('agentd-unit-runner-');
+      const at = new Date(Date.now() - 60_000).toISOString();
+      writeFileSync(`${dir}/0123456789abcdef.log`, `- ${at} note [agentd: 1 line(s) missing here]\n`);
+      // A line in two pieces (over 64 KiB in life), and y before it that the stream left out.
+      podman.held.set(CONTAINER, ['x1', 'y', { text: 'L1', end: false }, 'L2', 'z']);
+      const run = start(podman, { container: CONTAINER, phase: 'running' }, dir);
+      await until(() => podman.stream() !== undefined, 'following');
+      podman.stream()?.line('x1');
+      podman.stream()?.piece('L1', false);
+      podman.stream()?.exit(0);
+      expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+      expect(run.output).toEqual([
+        'x1',
+        'L1',
+        "[agentd: Podman's log stream left out some lines: they follow, out of order]",
+        'y',
+        'L1L2',
+        'z',
+      ]);
+    });
+
     it("does not hand on as output the setup step's markers the stream left out", async () => {
       const commit = `@@m@@ commit ${'a'.repeat(40)}`;
       const { run, result } = await adoptWith(
