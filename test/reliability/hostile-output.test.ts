@@ -619,7 +619,15 @@ describe('hostile output', () => {
     expect(logBytes(next, id)).toBeLessThanOrEqual(LOG_MAX_BYTES);
     expect(rss.maxKb).toBeLessThan(RSS_BOUND_KB);
     const lines = (await next.cli(['logs', id])).stdout.trimEnd().split('\n');
-    expect(lines.at(-1)).toBe('finished');
+    // The last line, unless lines Podman's log stream left out as it stopped follow it, after a note.
+    const finished = lines.indexOf('finished');
+    expect(finished).toBeGreaterThan(-1);
+    const after = lines.slice(finished + 1);
+    if (after.length > 0) {
+      expect(after[0]).toBe("[agentd: Podman's log stream left out some lines: they follow, out of order]");
+      expect(after.slice(1).every((l) => l.length === 76)).toBe(true);
+    }
+    figures.crashFloodLinesAfterEnd = Math.max(0, after.length - 1);
     // Random lines: one seen twice was handed on twice (the follow and its catch-up overlapping).
     const printed = lines.filter((l) => l.length === 76);
     expect(printed.length).toBeGreaterThan(1000);
