@@ -499,7 +499,7 @@ async function attach(
   const start =
     counted === undefined ? undefined : await copyStart(port, container, `${marker} started`, signal);
   const emptied =
-    start === 'other' || (start === 'empty' && counted !== undefined && counted.stdout + counted.stderr > 0);
+    start === 'other' || (start === 'empty' && (counted?.stdout ?? 0) + (counted?.stderr ?? 0) > 0);
   if (emptied) out.notice(COPY_EMPTIED);
   const skip = emptied || start === 'unknown' ? undefined : counted;
   const skipFromStart = skip === undefined ? undefined : { ...skip };
@@ -664,10 +664,10 @@ async function catchUp(
   }
   let emptied = false;
   let missed = 0;
-  const written = { stdout: new Uint8Array(0), stderr: new Uint8Array(0) } as Record<
-    'stdout' | 'stderr',
-    Uint8Array
-  >;
+  const written: Record<'stdout' | 'stderr', Uint8Array> = {
+    stdout: new Uint8Array(0),
+    stderr: new Uint8Array(0),
+  };
   const lastWritten = { stdout: -1, stderr: -1 };
   for (const stream of streams) {
     const followed = seen[stream].kept();

@@ -119,18 +119,14 @@ export function pieceKey(text: string, end: boolean): number {
 const MAX_MISSES = 64;
 
 export interface FollowedMatch {
-  /** Per piece of Podman's copy: 1 where the follow handed it on. */
-  handed: Uint8Array;
   /** Per piece of the follow (as given, oldest first): where it is in the copy, or -1. */
   placed: Int32Array;
   /** How many of the copy's pieces the follow handed on. */
   matched: number;
-  /** The copy's last piece the follow handed on (-1: none). */
-  lastMatched: number;
 }
 
 /**
- * Marks which pieces of Podman's copy of one stream the follow handed on; the copy was read from the
+ * Finds which pieces of Podman's copy of one stream the follow handed on; the copy was read from the
  * follow's own starting point, so it holds nothing from before it (it may begin later: Podman emptied
  * it since).
  *
@@ -144,7 +140,6 @@ export interface FollowedMatch {
  * Nothing found: the follow ended before all the copy holds.
  */
 export function matchFollowed(copy: ArrayLike<number>, followed: Float64Array): FollowedMatch {
-  const handed = new Uint8Array(copy.length);
   const placed = new Int32Array(followed.length).fill(-1);
   const positions = new Map<number, number[]>();
   for (let i = 0; i < copy.length; i++) {
@@ -171,45 +166,37 @@ export function matchFollowed(copy: ArrayLike<number>, followed: Float64Array): 
     bound = at;
   }
   found.reverse();
-  let lastMatched = -1;
+  let previous = -1;
   for (const j of found) {
     // One exists: the backward search placed each found piece after the one before it.
-    lastMatched = above(where(j), lastMatched);
-    handed[lastMatched] = 1;
-    placed[j] = lastMatched;
+    previous = above(where(j), previous);
+    placed[j] = previous;
   }
   // Found only after all the others: before them, it is an earlier line (this one cut short).
-  const last = newest >= 0 ? above(where(newest), lastMatched) : -1;
-  if (last !== -1) {
-    handed[last] = 1;
-    placed[newest] = last;
-    lastMatched = last;
-  }
-  return { handed, placed, matched: found.length + (last === -1 ? 0 : 1), lastMatched };
+  const last = newest >= 0 ? above(where(newest), previous) : -1;
+  if (last !== -1) placed[newest] = last;
+  return { placed, matched: found.length + (last === -1 ? 0 : 1) };
 }
 
 /** The largest of ascending `list` below `bound`, or -1. */
 function below(list: readonly number[] | undefined, bound: number): number {
-  if (list === undefined) return -1;
-  let lo = 0;
-  let hi = list.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if ((list[mid] ?? 0) < bound) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo === 0 ? -1 : (list[lo - 1] ?? -1);
+  const at = list === undefined ? 0 : atMost(list, bound - 1);
+  return at === 0 ? -1 : (list?.[at - 1] ?? -1);
 }
 
 /** The smallest of ascending `list` above `after`, or -1. */
 function above(list: readonly number[] | undefined, after: number): number {
-  if (list === undefined) return -1;
+  return list === undefined ? -1 : (list[atMost(list, after)] ?? -1);
+}
+
+/** How many of ascending `list` are at most `value`. */
+function atMost(list: readonly number[], value: number): number {
   let lo = 0;
   let hi = list.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    if ((list[mid] ?? 0) <= after) lo = mid + 1;
+    if ((list[mid] ?? 0) <= value) lo = mid + 1;
     else hi = mid;
   }
-  return list[lo] ?? -1;
+  return lo;
 }
