@@ -5,7 +5,7 @@ import { closeSessionLog, LogReader, type OutputBlock, type OutputLine } from '.
 import { type HistoryFilter, type HistoryPage, SessionIndex } from '../sessions/history.js';
 import type { SessionRecord } from '../sessions/records.js';
 import { type BusEvent, SessionBus } from '../sessions/session-bus.js';
-import type { SessionOutcome, SessionPhase, SessionRequest } from '../sessions/types.js';
+import type { Outcome, SessionOutcome, SessionPhase, SessionRequest } from '../sessions/types.js';
 import type { WorkPayload } from '../sessions/work.js';
 import type { RecordKeeper } from './record-keeper.js';
 
@@ -26,6 +26,11 @@ export class SessionJournal {
   private finishedSincePrune = 0;
   /** Told the ids of records pruned from the state dir (the daemon machine forgets their keys). */
   onPruned: (sessionIds: string[]) => void = () => {};
+  /**
+   * Called just before a session's record is written as finished (the notifier keeps its notifications
+   * on disk first, so that a crash in between does not lose them).
+   */
+  onFinishing: (session: { id: string; agent: string }, outcome: Outcome) => void = () => {};
   /** What load read, until recover has used it. */
   private loaded: SessionRecord[] = [];
   /** Outcomes being recorded (finish under way). */
@@ -256,6 +261,8 @@ export class SessionJournal {
     // All its output in the log file (a run that ended in an error may have left some unwritten).
     await closeSessionLog(this.store.logPath(request.sessionId));
     const finishedAt = new Date();
+    if (this.index.get(request.sessionId) !== undefined)
+      this.onFinishing({ id: request.sessionId, agent: request.agent }, outcome.outcome);
     let record = this.rewrite(request.sessionId, (r) => ({
       ...r,
       phase: 'finished',

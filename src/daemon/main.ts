@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { createActor, fromCallback, fromPromise, type InspectionEvent, raise, waitFor } from 'xstate';
 import { cacheImagesOn, cachesDirOf, removeCacheImages } from '../adapters/cache-image.js';
 import { resolveCredentials } from '../adapters/credentials.js';
+import { NotifyOutbox } from '../adapters/notify-outbox.js';
 import { markNothingToSearch } from '../adapters/output-archive.js';
 import { removeLeftOutputDirs } from '../adapters/output-channel.js';
 import { ensurePrivateDir } from '../adapters/ownership.js';
@@ -154,6 +155,12 @@ async function supervise(options: DaemonOptions): Promise<number> {
     log,
   );
   const journal = new SessionJournal(store, files, keeper, log, config.historyLimit);
+  const outbox = new NotifyOutbox(config.stateDir, (operation, error) =>
+    log.warn(
+      { event: 'notify.unrecorded', err: error },
+      `could not ${operation} in the state dir: ${errorMessage(error)}`,
+    ),
+  );
   const { keys, unfinished } = loadJournal(journal, log);
 
   const scheduleLog = new ScheduleLog(config.stateDir, log);
@@ -548,7 +555,11 @@ async function supervise(options: DaemonOptions): Promise<number> {
     log,
     metrics,
     version: options.version,
+    outbox,
   });
+  journal.onFinishing = (session, outcome) => notifier.prepare(session, outcome);
+  // Before any session can finish: what an earlier daemon did not get taken is sent again.
+  notifier.resume((id) => journal.record(id));
   observeDaemon({ actor, journal, metrics, notifier, log });
   send = (event) => actor.send(event);
   journal.onPruned = (sessionIds) => actor.send({ type: 'records.pruned', sessionIds });

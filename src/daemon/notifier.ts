@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { type Actor, createActor, fromPromise } from 'xstate';
 import { resolveSource } from '../adapters/credentials.js';
+import type { NotifyOutbox, OutboxEntry } from '../adapters/notify-outbox.js';
 import { postWebhook, WebhookError, type WebhookFailure } from '../adapters/webhook.js';
 import type { NotifyTarget } from '../config/types.js';
 import { shownWebhookUrl } from '../config/webhook-url.js';
@@ -14,12 +15,20 @@ import {
   notificationBody,
   SIGNATURE_HEADER,
   signature,
+  webhookKey,
 } from '../sessions/notification.js';
-import type { SessionRecord } from '../sessions/records.js';
+import { type SessionRecord, sessionRecordSchema } from '../sessions/records.js';
+import type { Outcome } from '../sessions/types.js';
+
+/** A session, as far as choosing its webhooks goes. */
+export type NotifiedSession = Pick<SessionRecord, 'id' | 'agent'>;
+
+/** The outbox as the notifier uses it (NotifyOutbox; a fake in tests). */
+export type Outbox = Pick<NotifyOutbox, 'writeNow' | 'write' | 'remove' | 'settled' | 'load'>;
 
 export interface NotifierOptions {
   /** Every webhook to tell of this session's outcome: its agent's and the daemon's. */
-  targets(record: SessionRecord): NotifyTarget[];
+  targets(session: NotifiedSession): NotifyTarget[];
   env: NodeJS.ProcessEnv;
   log: Logger;
   metrics: {
@@ -33,6 +42,28 @@ export interface NotifierOptions {
   maxPending?: number;
   /** Deadline of one POST. */
   timeoutMs?: number;
+  /**
+   * Where notifications not yet taken are kept across a stop or a crash; without one they are sent at
+   * most once (unit tests).
+   */
+  outbox?: Outbox;
+}
+
+/** One webhook to tell of one session's outcome. */
+interface Pending {
+  target: NotifyTarget;
+  key: string;
+  delivery: string;
+  /** POSTs made so far, by this daemon and earlier ones. */
+  made: number;
+}
+
+/** A session's notifications not yet taken: what its outbox entry holds. */
+interface Notification {
+  session: string;
+  /** Set once the outcome is published (what is POSTed). */
+  record?: SessionRecord;
+  pending: Pending[];
 }
 
 const MAX_PENDING = 256;
@@ -41,21 +72,124 @@ const TIMEOUT_MS = 10_000;
 /**
  * Tells webhooks of outcomes: one delivery machine per notification and webhook, started and left to
  * itself, so a slow or failing receiver never holds up a session or the daemon. Bounded: beyond
- * maxPending deliveries under way, new ones are dropped and counted.
+ * maxPending deliveries under way, new ones are dropped and counted. With an outbox, what is not taken
+ * yet is on disk from before the session's record says it finished until the last attempt: a next
+ * start sends it again (resume), with the same delivery id and the attempts left.
  */
 export class Notifier {
   private readonly pending = new Set<Actor<typeof deliveryMachine>>();
   private readonly post: typeof postWebhook;
   private idle: (() => void) | undefined;
+  /** Sessions whose outcome is being recorded: their webhooks and delivery ids, until it is published. */
+  private readonly prepared = new Map<string, Notification>();
+  /** Entries an earlier daemon left for sessions not finished yet: their delivery ids are used again. */
+  private readonly earlier = new Map<string, OutboxEntry>();
 
   constructor(private readonly options: NotifierOptions) {
     this.post = options.post ?? postWebhook;
   }
 
+  /**
+   * Chooses a session's webhooks and delivery ids as its outcome is about to be recorded, and keeps them
+   * on disk before the record says it finished. Synchronous: called just before that record is written.
+   */
+  prepare(session: NotifiedSession, outcome: Outcome): void {
+    const earlier = this.earlier.get(session.id)?.targets ?? [];
+    this.earlier.delete(session.id);
+    const pending = this.options
+      .targets(session)
+      .filter((target) => wanted(target, outcome))
+      .map((target): Pending => {
+        const key = webhookKey(target.url);
+        const before = earlier.findIndex((e) => e.key === key);
+        const [kept] = before === -1 ? [] : earlier.splice(before, 1);
+        return { target, key, delivery: kept?.delivery ?? randomUUID(), made: kept?.made ?? 0 };
+      });
+    const notification: Notification = { session: session.id, pending };
+    this.prepared.set(session.id, notification);
+    if (pending.length > 0) this.options.outbox?.writeNow(entryOf(notification));
+  }
+
   /** Starts the deliveries of a finished session's record; returns at once. */
   notify(record: SessionRecord): void {
-    for (const target of this.options.targets(record)) {
-      if (wanted(target, record)) this.deliver(record, target);
+    if (!this.prepared.has(record.id) && record.outcome !== undefined) this.prepare(record, record.outcome);
+    const notification = this.prepared.get(record.id);
+    this.prepared.delete(record.id);
+    if (notification === undefined || notification.pending.length === 0) return;
+    notification.record = record;
+    this.options.outbox?.write(entryOf(notification));
+    for (const pending of [...notification.pending]) this.deliver(notification, pending);
+  }
+
+  /**
+   * At start, before any session runs: sends again what an earlier daemon did not get taken. The
+   * webhooks are found by their URL in the configuration as it is now (the outbox keeps neither URLs
+   * nor secrets); one no longer configured is given up. A session whose outcome was being recorded when
+   * that daemon was killed is told once recovery has recorded it, with the delivery ids chosen then.
+   */
+  resume(recordOf: (sessionId: string) => SessionRecord | undefined): void {
+    const { outbox, log } = this.options;
+    if (!outbox) return;
+    const { entries, unreadable } = outbox.load();
+    for (const bad of unreadable) {
+      log.warn(
+        { event: 'notify.unreadable', file: bad.file, reason: bad.reason },
+        `removed ${bad.file} from the notification outbox (${bad.reason}): what it held is not sent`,
+      );
+    }
+    for (const entry of entries) {
+      // The record as kept, not as parsed (zod orders its keys): the body is POSTed again byte for byte.
+      const record = sessionRecordSchema.safeParse(entry.record).success
+        ? (entry.record as SessionRecord)
+        : recordOf(entry.session);
+      if (record?.outcome === undefined) {
+        if (record !== undefined) {
+          this.earlier.set(entry.session, entry);
+          continue;
+        }
+        log.warn(
+          { event: 'notify.failed', session: entry.session, reason: 'record gone' },
+          `the notification of session ${entry.session} is not sent: its record is gone`,
+        );
+        outbox.remove(entry.session);
+        continue;
+      }
+      const targets = this.options.targets(record);
+      const notification: Notification = { session: entry.session, record, pending: [] };
+      for (const kept of entry.targets) {
+        const target = targets.find((t) => webhookKey(t.url) === kept.key);
+        if (target === undefined || kept.made >= target.attempts) {
+          this.options.metrics.notification('failed');
+          const reason =
+            target === undefined
+              ? 'its webhook is no longer configured'
+              : `the last of ${target.attempts} attempts failed`;
+          log.warn(
+            { event: 'notify.failed', session: entry.session, delivery: kept.delivery, reason },
+            `a notification of session ${entry.session} an earlier daemon did not deliver is given up: ${reason}`,
+          );
+          continue;
+        }
+        notification.pending.push({ target, ...kept });
+      }
+      if (notification.pending.length === 0) {
+        outbox.remove(entry.session);
+        continue;
+      }
+      outbox.write(entryOf(notification));
+      for (const pending of [...notification.pending]) {
+        log.info(
+          {
+            event: 'notify.resumed',
+            session: entry.session,
+            url: shownWebhookUrl(pending.target.url),
+            delivery: pending.delivery,
+            attempt: pending.made + 1,
+          },
+          `sending again a notification of session ${entry.session} an earlier daemon did not deliver (attempt ${pending.made + 1} of ${pending.target.attempts})`,
+        );
+        this.deliver(notification, pending);
+      }
     }
   }
 
@@ -64,7 +198,10 @@ export class Notifier {
     return this.pending.size;
   }
 
-  /** Waits up to graceMs for the deliveries under way, then stops the rest (they are not retried). */
+  /**
+   * Waits up to graceMs for the deliveries under way, then stops the rest: with an outbox, a next start
+   * sends them again; without one they are not sent.
+   */
   async close(graceMs: number): Promise<void> {
     if (this.pending.size > 0) {
       await new Promise<void>((resolve) => {
@@ -75,20 +212,32 @@ export class Notifier {
         };
       });
     }
+    const kept = this.options.outbox !== undefined;
     for (const actor of this.pending) {
       this.options.log.warn(
         { event: 'notify.abandoned', url: shownWebhookUrl(actor.getSnapshot().context.url) },
-        'a notification was still being delivered when agentd stopped; it is not sent again',
+        kept
+          ? 'a notification was still being delivered when agentd stopped; the next start sends it again'
+          : 'a notification was still being delivered when agentd stopped; it is not sent again',
       );
       actor.stop();
     }
     this.pending.clear();
+    await this.options.outbox?.settled();
   }
 
-  private deliver(record: SessionRecord, target: NotifyTarget): void {
+  /** A webhook is done with (taken, given up or dropped): its session's entry says so. */
+  private settle(notification: Notification, pending: Pending): void {
+    notification.pending = notification.pending.filter((p) => p !== pending);
+    if (notification.pending.length === 0) this.options.outbox?.remove(notification.session);
+    else this.options.outbox?.write(entryOf(notification));
+  }
+
+  private deliver(notification: Notification, pending: Pending): void {
     const { log, metrics } = this.options;
+    const { target, delivery } = pending;
+    const record = notification.record as SessionRecord;
     const url = shownWebhookUrl(target.url);
-    const delivery = randomUUID();
     const context = { event: 'notify', session: record.id, url, delivery };
     if (this.pending.size >= (this.options.maxPending ?? MAX_PENDING)) {
       metrics.notification('dropped');
@@ -96,6 +245,7 @@ export class Notifier {
         { ...context, event: 'notify.dropped', pending: this.pending.size },
         `notification of session ${record.id} to ${url} dropped: too many notifications under way`,
       );
+      this.settle(notification, pending);
       return;
     }
     const body = notificationBody(record, delivery);
@@ -126,6 +276,8 @@ export class Notifier {
       actions: {
         announceFailedAttempt: (_, { attempt, error, final }) => {
           metrics.notificationAttempt(failureOf(error));
+          pending.made = attempt;
+          if (!final) this.options.outbox?.write(entryOf(notification));
           log.warn(
             { ...context, event: 'notify.attempt_failed', attempt, final, reason: errorMessage(error) },
             `notification of session ${record.id} to ${url} failed (attempt ${attempt}): ${errorMessage(error)}${final ? '' : '; trying again'}`,
@@ -134,13 +286,16 @@ export class Notifier {
       },
     });
     const actor = createActor(logic, {
-      input: { url: target.url, attempts: target.attempts, backoffMs: target.backoffMs },
+      input: { url: target.url, attempts: target.attempts, backoffMs: target.backoffMs, made: pending.made },
     });
     this.pending.add(actor);
     actor.subscribe({
       complete: () => {
         this.pending.delete(actor);
         const snapshot = actor.getSnapshot();
+        // Stopped by close: neither taken nor given up, so its entry stays for the next start.
+        if (snapshot.status !== 'done') return;
+        this.settle(notification, pending);
         if (snapshot.matches('delivered')) {
           metrics.notification('delivered');
           log.info(
@@ -163,6 +318,7 @@ export class Notifier {
       },
       error: (error) => {
         this.pending.delete(actor);
+        this.settle(notification, pending);
         metrics.notification('failed');
         log.error({ ...context, event: 'notify.failed', err: error }, 'notification failed');
       },
@@ -178,9 +334,15 @@ function failureOf(error: unknown): WebhookFailure | 'secret' {
 }
 
 /** A target with `outcomes:` hears only of those; one without, of every outcome. */
-function wanted(target: NotifyTarget, record: SessionRecord): boolean {
-  return (
-    target.outcomes === undefined ||
-    (record.outcome !== undefined && target.outcomes.includes(record.outcome))
-  );
+function wanted(target: NotifyTarget, outcome: Outcome): boolean {
+  return target.outcomes === undefined || target.outcomes.includes(outcome);
+}
+
+function entryOf(notification: Notification): OutboxEntry {
+  return {
+    version: 1,
+    session: notification.session,
+    ...(notification.record === undefined ? {} : { record: notification.record }),
+    targets: notification.pending.map(({ key, delivery, made }) => ({ key, delivery, made })),
+  };
 }

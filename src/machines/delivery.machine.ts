@@ -12,6 +12,8 @@ export interface DeliveryInput {
   attempts: number;
   /** Wait before the second POST; it doubles after each failed one, up to MAX_BACKOFF_MS. */
   backoffMs: number;
+  /** POSTs an earlier daemon made of this notification (counted among `attempts`); 0 when left out. */
+  made?: number;
 }
 
 export interface DeliveryContext extends DeliveryInput {
@@ -55,7 +57,7 @@ export const deliveryMachine = setup({
   id: 'delivery',
   description:
     'One outcome notification to one webhook (`notify:`): POSTed until it is taken, at most `attempts` times, waiting `backoff` (doubling) between attempts.',
-  context: ({ input }) => ({ ...input, attempt: 0 }),
+  context: ({ input }) => ({ ...input, attempt: input.made ?? 0 }),
   initial: 'posting',
   states: {
     posting: {

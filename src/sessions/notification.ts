@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import type { SessionRecord } from './records.js';
 
 /**
@@ -20,4 +20,12 @@ export function notificationBody(record: SessionRecord, delivery: string): strin
 
 export function signature(key: Uint8Array, body: string): string {
   return `sha256=${createHmac('sha256', key).update(body).digest('hex')}`;
+}
+
+/**
+ * How the outbox names a webhook (src/adapters/notify-outbox.ts): a hash of its URL, which may hold a
+ * key; a next start finds the webhook by it in the configuration it then has.
+ */
+export function webhookKey(url: string): string {
+  return createHash('sha256').update(url).digest('hex');
 }

@@ -1,9 +1,11 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { SessionRecord } from '../../src/sessions/records.js';
-import { leftoversOfDaemons, startDaemon, writeDaemonConfig } from '../helpers/daemon.js';
+import { launchDaemon, leftoversOfDaemons, startDaemon, writeDaemonConfig } from '../helpers/daemon.js';
 import { type GitServer, startGitServer } from '../helpers/git-server.js';
 import { TEST_IMAGE } from '../helpers/podman.js';
 import { cleanupAll } from '../helpers/resources.js';
@@ -244,4 +246,70 @@ describe('outcome notifications', () => {
       await hook.close();
     }
   });
+
+  it.each([
+    ['a stop', 'SIGTERM'],
+    ['a crash', 'SIGKILL'],
+  ] as const)(
+    'a notification %s cut short is sent again by the next start: the same delivery, the attempts left',
+    async (_, signal) => {
+      // Refused once, then a stop while the daemon waits 10 s to try again (it gives deliveries 5 s).
+      const hook = await receiver([503]);
+      try {
+        const config = {
+          agents: [
+            agent('demo', ['true'], {
+              notify: [
+                {
+                  url: hook.url('/hook?token=abc'),
+                  secret: 'env:AGENTD_E2E_HOOK_KEY',
+                  attempts: 3,
+                  backoff: '10s',
+                },
+              ],
+            }),
+          ],
+        };
+        const env = { env: { AGENTD_E2E_HOOK_KEY: KEY } };
+        const first = await startDaemon(config, env);
+        const run = await first.cli(['trigger', 'demo', '--quiet']);
+        expect(run.code, run.stderr).toBe(0);
+        await first.waitForLog((l) => l.event === 'notify.attempt_failed' && l.attempt === 1);
+        const outbox = join(first.files.stateDir, 'notify');
+        if (signal === 'SIGKILL') {
+          // Killed once the outbox counts the failed attempt (written just after its log line).
+          const counted = () =>
+            readdirSync(outbox).some((f) => readFileSync(join(outbox, f), 'utf8').includes('"made":1'));
+          for (let i = 0; i < 100 && !counted(); i++) await new Promise((r) => setTimeout(r, 50));
+          expect(await first.stop('SIGKILL')).toBe(null);
+        } else {
+          expect(await first.stop()).toBe(0);
+          expect(first.logs().find((l) => l.event === 'notify.abandoned')?.msg).toContain(
+            'the next start sends it again',
+          );
+        }
+        const [file] = readdirSync(outbox);
+        const kept = readFileSync(join(outbox, file as string), 'utf8');
+        // Neither the URL (its query may be a key) nor the signature's key is kept.
+        expect(kept).not.toContain('token=abc');
+        expect(kept).not.toContain(KEY);
+
+        const next = launchDaemon(first.files, env);
+        await next.ready();
+        await hook.waitFor(2);
+        const resumed = await next.waitForLog((l) => l.event === 'notify.delivered');
+        expect(resumed.attempts).toBe(2);
+        expect(next.logs().find((l) => l.event === 'notify.resumed')).toMatchObject({ attempt: 2 });
+        expect(hook.received.map((r) => r.status)).toEqual([503, 204]);
+        expect(new Set(hook.received.map((r) => r.headers['x-agentd-delivery'])).size).toBe(1);
+        expect(new Set(hook.received.map((r) => r.body.toString())).size).toBe(1);
+        for (const post of hook.received) expect(signedWith(KEY, post)).toBe(true);
+        expect(await next.stop()).toBe(0);
+        expect(readdirSync(outbox)).toEqual([]);
+        expect(next.stderr()).not.toContain('token=abc');
+      } finally {
+        await hook.close();
+      }
+    },
+  );
 });

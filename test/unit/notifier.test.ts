@@ -1,8 +1,12 @@
 import { createHmac } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { NotifyOutbox } from '../../src/adapters/notify-outbox.js';
 import { postWebhook, WebhookError, type WebhookRequest } from '../../src/adapters/webhook.js';
 import { type ConfigError, parseConfig } from '../../src/config/index.js';
 import type { NotifyTarget } from '../../src/config/types.js';
@@ -39,7 +43,7 @@ interface Attempt {
   settle(error?: Error): void;
 }
 
-function setup(targets: NotifyTarget[], maxPending?: number) {
+function setup(targets: NotifyTarget[], maxPending?: number, outbox?: NotifyOutbox) {
   const attempts: Attempt[] = [];
   const counted: string[] = [];
   const lines: Record<string, unknown>[] = [];
@@ -54,6 +58,7 @@ function setup(targets: NotifyTarget[], maxPending?: number) {
     },
     version: '9.9.9',
     ...(maxPending === undefined ? {} : { maxPending }),
+    ...(outbox === undefined ? {} : { outbox }),
     post: (request) =>
       new Promise<void>((resolve, reject) => {
         attempts.push({ request, settle: (error) => (error ? reject(error) : resolve()) });
@@ -176,6 +181,173 @@ describe('notifier', () => {
     await closed;
     expect(n.notifier.underWay).toBe(0);
     expect(n.lines.some((l) => l.event === 'notify.abandoned')).toBe(true);
+  });
+});
+
+describe('notifier with an outbox (notifications kept across a stop or a crash)', () => {
+  let stateDir: string;
+  const failures: string[] = [];
+  const outbox = () =>
+    new NotifyOutbox(stateDir, (operation, error) => failures.push(`${operation}: ${error}`));
+  const files = () => readdirSync(join(stateDir, 'notify'));
+  const entry = (id = RECORD.id) =>
+    JSON.parse(readFileSync(join(stateDir, 'notify', `${id}.json`), 'utf8')) as {
+      record?: unknown;
+      targets: { key: string; delivery: string; made: number }[];
+    };
+  const deliveryOf = (a: Attempt | undefined) => a?.request.headers['X-Agentd-Delivery'];
+
+  beforeEach(() => {
+    stateDir = mkdtempSync(join(tmpdir(), 'agentd-outbox-'));
+    failures.length = 0;
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+    rmSync(stateDir, { recursive: true, force: true });
+    expect(failures).toEqual([]);
+  });
+
+  it('keeps what a stop cut short, and the next start sends it again: same delivery id and body, the attempts left', async () => {
+    const first = setup([target({ attempts: 3, backoffMs: 1000 })], undefined, outbox());
+    first.notifier.prepare(RECORD, 'failed');
+    // On disk, durably, before the record says the session finished: no URL, no key.
+    expect(entry().targets).toHaveLength(1);
+    expect(entry().record).toBeUndefined();
+    const raw = readFileSync(join(stateDir, 'notify', `${RECORD.id}.json`), 'utf8');
+    expect(raw).not.toContain('127.0.0.1');
+    expect(raw).not.toContain('hidden');
+    expect(raw).not.toContain(KEY);
+    first.notifier.notify(RECORD);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(first.attempts).toHaveLength(1);
+    first.attempts[0]?.settle(new WebhookError('http_5xx', 'answered 503'));
+    await vi.advanceTimersByTimeAsync(0);
+    const closed = first.notifier.close(100);
+    await vi.advanceTimersByTimeAsync(100);
+    await closed;
+    expect(first.lines.find((l) => l.event === 'notify.abandoned')?.msg).toContain(
+      'the next start sends it again',
+    );
+    expect(entry()).toMatchObject({ record: RECORD, targets: [{ made: 1 }] });
+
+    const next = setup([target({ attempts: 3, backoffMs: 1000 })], undefined, outbox());
+    next.notifier.resume(() => undefined);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(next.attempts).toHaveLength(1);
+    expect(deliveryOf(next.attempts[0])).toBe(deliveryOf(first.attempts[0]));
+    expect(next.attempts[0]?.request.body).toBe(first.attempts[0]?.request.body);
+    expect(next.lines.find((l) => l.event === 'notify.resumed')).toMatchObject({ attempt: 2 });
+    // Attempt 2 of 3 fails: the wait is the doubled one, as if no stop had come between.
+    next.attempts[0]?.settle(new WebhookError('http_5xx', 'answered 503'));
+    await vi.advanceTimersByTimeAsync(1999);
+    expect(next.attempts).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(next.attempts).toHaveLength(2);
+    next.attempts[1]?.settle();
+    await vi.advanceTimersByTimeAsync(0);
+    await next.notifier.close(0);
+    expect(next.counted).toEqual(['attempt:http_5xx', 'attempt:ok', 'notification:delivered']);
+    expect(files()).toEqual([]);
+  });
+
+  it('a crash after the intent, before the outcome was published: the next start sends it from the finished record', async () => {
+    const first = setup([target()], undefined, outbox());
+    first.notifier.prepare(RECORD, 'failed');
+    const { delivery } = entry().targets[0] as { delivery: string };
+    // Killed here: nothing more of the first daemon runs.
+    const next = setup([target()], undefined, outbox());
+    next.notifier.resume((id) => (id === RECORD.id ? RECORD : undefined));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(deliveryOf(next.attempts[0])).toBe(delivery);
+    expect(JSON.parse(next.attempts[0]?.request.body ?? '')).toEqual({
+      event: 'session.finished',
+      delivery,
+      session: RECORD,
+    });
+    next.attempts[0]?.settle();
+    await vi.advanceTimersByTimeAsync(0);
+    await next.notifier.close(0);
+    expect(files()).toEqual([]);
+  });
+
+  it('a session recovery has not finished yet is told once it is, with the delivery id chosen before the crash', async () => {
+    const first = setup([target()], undefined, outbox());
+    first.notifier.prepare(RECORD, 'failed');
+    const { delivery } = entry().targets[0] as { delivery: string };
+    const next = setup([target()], undefined, outbox());
+    const unfinished = { ...RECORD, phase: 'running', outcome: undefined } as unknown as SessionRecord;
+    next.notifier.resume(() => unfinished);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(next.attempts).toHaveLength(0);
+    // Recovery records the outcome (this time it timed out).
+    const settled: SessionRecord = { ...RECORD, outcome: 'timed_out' };
+    next.notifier.prepare(settled, 'timed_out');
+    next.notifier.notify(settled);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(deliveryOf(next.attempts[0])).toBe(delivery);
+    expect(JSON.parse(next.attempts[0]?.request.body ?? '').session).toEqual(settled);
+    next.attempts[0]?.settle();
+    await vi.advanceTimersByTimeAsync(0);
+    await next.notifier.close(0);
+    expect(files()).toEqual([]);
+  });
+
+  it('gives up a webhook no longer configured or with no attempt left, and removes an unreadable entry with a warning', async () => {
+    const kept = target({ url: 'http://127.0.0.1:9/kept', attempts: 2 });
+    const gone = target({ url: 'http://127.0.0.1:9/gone' });
+    const first = setup([kept, gone], undefined, outbox());
+    first.notifier.notify(RECORD);
+    await vi.advanceTimersByTimeAsync(0);
+    first.attempts[0]?.settle(new WebhookError('http_5xx', 'answered 503'));
+    first.attempts[1]?.settle(new WebhookError('http_5xx', 'answered 503'));
+    await vi.advanceTimersByTimeAsync(0);
+    const closed = first.notifier.close(0);
+    await vi.advanceTimersByTimeAsync(0);
+    await closed;
+    expect(entry().targets.map((t) => t.made)).toEqual([1, 1]);
+    writeFileSync(join(stateDir, 'notify', 'fedcba9876543210.json'), '{"version":1,');
+    mkdirSync(join(stateDir, 'notify', 'planted'));
+
+    // The next start: `gone` was removed from the configuration, `kept` allows one attempt less.
+    const next = setup([{ ...kept, attempts: 1 }], undefined, outbox());
+    next.notifier.resume(() => undefined);
+    await vi.advanceTimersByTimeAsync(0);
+    await next.notifier.close(0);
+    expect(next.attempts).toHaveLength(0);
+    expect(next.counted).toEqual(['notification:failed', 'notification:failed']);
+    expect(next.lines.filter((l) => l.event === 'notify.failed').map((l) => l.reason)).toEqual([
+      'the last of 1 attempts failed',
+      'its webhook is no longer configured',
+    ]);
+    expect(next.lines.filter((l) => l.event === 'notify.unreadable').map((l) => l.file)).toEqual([
+      join(stateDir, 'notify', 'fedcba9876543210.json'),
+      join(stateDir, 'notify', 'planted'),
+    ]);
+    expect(files()).toEqual(['planted']);
+  });
+
+  it('a notification taken at once, or with no webhook that wants it, leaves nothing on disk', async () => {
+    const n = setup(
+      [
+        target({ outcomes: ['failed'] }),
+        target({ url: 'http://127.0.0.1:9/ok-only', outcomes: ['succeeded'] }),
+      ],
+      undefined,
+      outbox(),
+    );
+    n.notifier.prepare(RECORD, 'failed');
+    expect(entry().targets).toHaveLength(1);
+    n.notifier.notify(RECORD);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(n.attempts).toHaveLength(1);
+    n.attempts[0]?.settle();
+    await vi.advanceTimersByTimeAsync(0);
+    const other = { ...RECORD, id: '00000000000000aa', outcome: 'cancelled' as const };
+    n.notifier.prepare(other, 'cancelled');
+    n.notifier.notify({ ...other, outcome: 'cancelled' });
+    await n.notifier.close(0);
+    expect(files()).toEqual([]);
   });
 });
 

@@ -1,0 +1,161 @@
+import { readdirSync, unlinkSync } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { SESSION_ID_PATTERN } from '../constants.js';
+import { errorMessage } from '../errors.js';
+import { ensurePrivateDir } from './ownership.js';
+import { readNoFollow, TEMP_JSON_FILE, writeFileAtomic, writeFileAtomicAsync } from './state-files.js';
+import { WriteBehind } from './write-behind.js';
+
+/**
+ * The outcome notifications not yet taken by their webhooks, one file per session in `<state
+ * dir>/notify/`, so that a stop or a crash does not lose them: the next start sends them again, with
+ * the same delivery ids (a receiver drops repeats by them). A file names each webhook by a hash of
+ * its URL, never the URL (it may hold a key) or its secret: the next start finds the webhook in the
+ * configuration it then has.
+ */
+
+const entrySchema = z.object({
+  version: z.literal(1),
+  session: z.string().regex(SESSION_ID_PATTERN),
+  /** The finished session's record (what is POSTed), once its outcome is published. */
+  record: z.unknown().optional(),
+  targets: z
+    .array(
+      z.object({
+        /** sha256 of the webhook's URL (webhookKey). */
+        key: z.string().regex(/^[0-9a-f]{64}$/),
+        delivery: z.string().uuid(),
+        /** POSTs made so far. */
+        made: z.number().int().min(0),
+      }),
+    )
+    .max(1000),
+});
+
+export type OutboxEntry = z.infer<typeof entrySchema>;
+
+/** A file of the outbox that could not be read: it is removed, and the reason is for the log. */
+export interface UnreadableEntry {
+  file: string;
+  reason: string;
+}
+
+/** What a failed write or removal tells its caller (the notifier logs it). */
+export type OutboxFailure = (operation: string, error: unknown) => void;
+
+const FILE = /^([0-9a-f]{16})\.json$/;
+/** Files read at a start at most: more can only come from outside (a live daemon keeps ≤ 256 under way). */
+export const OUTBOX_MAX_ENTRIES = 4096;
+
+export class NotifyOutbox {
+  readonly dir: string;
+  private readonly writes = new WriteBehind();
+
+  constructor(
+    stateDir: string,
+    private readonly onFailure: OutboxFailure,
+  ) {
+    this.dir = join(stateDir, 'notify');
+    ensurePrivateDir(this.dir, 'notification outbox');
+  }
+
+  /**
+   * Writes a session's entry durably, now: done before its record says it finished, so that a crash in
+   * between leaves the notification to be sent. Returns false when the state dir did not take it.
+   */
+  writeNow(entry: OutboxEntry): boolean {
+    try {
+      writeFileAtomic(this.path(entry.session), serialise(entry), {
+        durable: true,
+        operation: 'record an outcome notification',
+      });
+      return true;
+    } catch (error) {
+      this.onFailure('record an outcome notification', error);
+      return false;
+    }
+  }
+
+  /** Writes a session's entry in the background; the newest content wins. */
+  write(entry: OutboxEntry): void {
+    const data = serialise(entry);
+    this.writes.schedule(entry.session, () =>
+      writeFileAtomicAsync(this.path(entry.session), data, {
+        operation: 'record an outcome notification',
+      }).catch((error: unknown) => this.onFailure('record an outcome notification', error)),
+    );
+  }
+
+  /** Removes a session's entry in the background, after its writes under way. */
+  remove(session: string): void {
+    this.writes.schedule(session, () =>
+      fsp.unlink(this.path(session)).catch((error: unknown) => {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
+          this.onFailure('remove a delivered notification', error);
+      }),
+    );
+  }
+
+  /** Resolves once every write and removal asked for is done. */
+  settled(): Promise<void> {
+    return this.writes.settledAll();
+  }
+
+  /**
+   * The entries left by an earlier daemon, oldest file name first (session ids are random: the order
+   * is only stable). Temp files of writes cut short and unreadable entries are removed.
+   */
+  load(): { entries: OutboxEntry[]; unreadable: UnreadableEntry[] } {
+    const entries: OutboxEntry[] = [];
+    const unreadable: UnreadableEntry[] = [];
+    let names: string[];
+    try {
+      names = readdirSync(this.dir).sort();
+    } catch (error) {
+      return { entries, unreadable: [{ file: this.dir, reason: errorMessage(error) }] };
+    }
+    for (const name of names) {
+      const file = join(this.dir, name);
+      if (TEMP_JSON_FILE.test(name)) {
+        removeQuietly(file);
+        continue;
+      }
+      const match = FILE.exec(name);
+      if (!match || entries.length >= OUTBOX_MAX_ENTRIES) {
+        unreadable.push({
+          file,
+          reason: match ? `more than ${OUTBOX_MAX_ENTRIES} notifications waiting` : 'not a file agentd makes',
+        });
+        removeQuietly(file);
+        continue;
+      }
+      try {
+        const entry = entrySchema.parse(JSON.parse(readNoFollow(file).toString('utf8')));
+        if (entry.session !== match[1]) throw new Error(`it names session ${entry.session}`);
+        entries.push(entry);
+      } catch (error) {
+        unreadable.push({ file, reason: errorMessage(error) });
+        removeQuietly(file);
+      }
+    }
+    return { entries, unreadable };
+  }
+
+  private path(session: string): string {
+    return join(this.dir, `${session}.json`);
+  }
+}
+
+function serialise(entry: OutboxEntry): string {
+  return `${JSON.stringify(entry)}\n`;
+}
+
+function removeQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // A directory or a file that is gone: nothing to send from it either way.
+  }
+}
