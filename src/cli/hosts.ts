@@ -25,7 +25,7 @@ export class HostsCommand extends ClientCommand {
   json = Option.Boolean('--json', false, { description: 'Print the hosts as one JSON object' });
 
   async execute(): Promise<number> {
-    const client = await this.connect();
+    const client = await this.connect(this.json);
     if (typeof client === 'number') return client;
     try {
       const reply = await client.request({ type: 'hosts' });

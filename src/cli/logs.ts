@@ -1,7 +1,7 @@
 import { Command, Option } from 'clipanion';
 import type { SessionRecord } from '../sessions/records.js';
 import { ClientCommand } from './client-command.js';
-import { failOnReply, printJson } from './client-io.js';
+import { failOnReply, failWith, printJson } from './client-io.js';
 import { EXIT } from './exit-codes.js';
 import { outcomeLine } from './format.js';
 import { followSession, type OutputReply } from './session-follow.js';
@@ -95,8 +95,13 @@ export class LogsCommand extends ClientCommand {
           return failOnReply(this.context, this.json, result.reply);
         case 'stalled':
         case 'lost':
-          return this.fail(
-            `connection lost; the session goes on (${result.kind === 'lost' ? `no daemon came back: ${result.reason}` : 'this client stopped reading'}; follow it again with \`agentd logs ${this.sessionId} --follow\`)`,
+          return failWith(
+            this.context,
+            this.json,
+            {
+              error: 'connection_lost',
+              message: `connection lost; the session goes on (${result.kind === 'lost' ? `no daemon came back: ${result.reason}` : 'this client stopped reading'}; follow it again with \`agentd logs ${this.sessionId} --follow\`)`,
+            },
             result.kind === 'stalled' ? EXIT.connectionLost : EXIT.retry,
           );
       }

@@ -12,7 +12,7 @@ export interface StatusOptions {
 
 /** `agentd status`, free of clipanion: StatusCommand and the quick path (quick.ts) both run it. */
 export async function runStatus(options: StatusOptions, io: ClientIo): Promise<number> {
-  const client = await connectDaemon(options.socket, io);
+  const client = await connectDaemon(options.socket, io, options.json);
   if (typeof client === 'number') return client;
   try {
     const reply = await client.request({ type: 'status' });
