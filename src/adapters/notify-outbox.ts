@@ -1,4 +1,4 @@
-import { readdirSync, unlinkSync } from 'node:fs';
+import { lstatSync, readdirSync, unlinkSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -16,11 +16,15 @@ import { WriteBehind } from './write-behind.js';
  * configuration it then has.
  */
 
+const FILE = /^([0-9a-f]{16})\.json$/;
+/** An entry is a session record and a few ids (a few KB): a larger file was not written by agentd. */
+export const OUTBOX_MAX_FILE_BYTES = 1024 * 1024;
+
 const entrySchema = z.object({
   version: z.literal(1),
   session: z.string().regex(SESSION_ID_PATTERN),
-  /** The finished session's record (what is POSTed), once its outcome is published. */
-  record: z.unknown().optional(),
+  /** The finished session's record as JSON text (what is POSTed), once its outcome is published. */
+  record: z.string().max(OUTBOX_MAX_FILE_BYTES).optional(),
   targets: z
     .array(
       z.object({
@@ -31,21 +35,21 @@ const entrySchema = z.object({
         made: z.number().int().min(0),
       }),
     )
-    .max(1000),
+    .max(256),
 });
 
 export type OutboxEntry = z.infer<typeof entrySchema>;
 
-/** A file of the outbox that could not be read: it is removed, and the reason is for the log. */
+/** A file of the outbox that could not be read: removed when it could be; the reason is for the log. */
 export interface UnreadableEntry {
   file: string;
   reason: string;
+  removed: boolean;
 }
 
 /** What a failed write or removal tells its caller (the notifier logs it). */
 export type OutboxFailure = (operation: string, error: unknown) => void;
 
-const FILE = /^([0-9a-f]{16})\.json$/;
 /** Files read at a start at most: more can only come from outside (a live daemon keeps ≤ 256 under way). */
 export const OUTBOX_MAX_ENTRIES = 4096;
 
@@ -62,13 +66,13 @@ export class NotifyOutbox {
   }
 
   /**
-   * Writes a session's entry durably, now: done before its record says it finished, so that a crash in
-   * between leaves the notification to be sent. Returns false when the state dir did not take it.
+   * Writes a session's entry now: done before its record says it finished (written the same way, not
+   * flushed), so that a crash in between leaves the notification to be sent, and before a POST goes out.
+   * Returns false when the state dir did not take it.
    */
   writeNow(entry: OutboxEntry): boolean {
     try {
       writeFileAtomic(this.path(entry.session), serialise(entry), {
-        durable: true,
         operation: 'record an outcome notification',
       });
       return true;
@@ -86,6 +90,16 @@ export class NotifyOutbox {
         operation: 'record an outcome notification',
       }).catch((error: unknown) => this.onFailure('record an outcome notification', error)),
     );
+  }
+
+  /** Removes a session's entry now (at start, before any write is under way). */
+  removeNow(session: string): void {
+    try {
+      unlinkSync(this.path(session));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
+        this.onFailure('remove a delivered notification', error);
+    }
   }
 
   /** Removes a session's entry in the background, after its writes under way. */
@@ -114,7 +128,7 @@ export class NotifyOutbox {
     try {
       names = readdirSync(this.dir).sort();
     } catch (error) {
-      return { entries, unreadable: [{ file: this.dir, reason: errorMessage(error) }] };
+      return { entries, unreadable: [{ file: this.dir, reason: errorMessage(error), removed: false }] };
     }
     for (const name of names) {
       const file = join(this.dir, name);
@@ -124,20 +138,20 @@ export class NotifyOutbox {
       }
       const match = FILE.exec(name);
       if (!match || entries.length >= OUTBOX_MAX_ENTRIES) {
-        unreadable.push({
-          file,
-          reason: match ? `more than ${OUTBOX_MAX_ENTRIES} notifications waiting` : 'not a file agentd makes',
-        });
-        removeQuietly(file);
+        const reason = match
+          ? `more than ${OUTBOX_MAX_ENTRIES} notifications waiting`
+          : 'not a file agentd makes';
+        unreadable.push({ file, reason, removed: removeQuietly(file) });
         continue;
       }
       try {
+        const size = lstatSync(file).size;
+        if (size > OUTBOX_MAX_FILE_BYTES) throw new Error(`${size} bytes, more than an entry holds`);
         const entry = entrySchema.parse(JSON.parse(readNoFollow(file).toString('utf8')));
         if (entry.session !== match[1]) throw new Error(`it names session ${entry.session}`);
         entries.push(entry);
       } catch (error) {
-        unreadable.push({ file, reason: errorMessage(error) });
-        removeQuietly(file);
+        unreadable.push({ file, reason: errorMessage(error), removed: removeQuietly(file) });
       }
     }
     return { entries, unreadable };
@@ -152,10 +166,12 @@ function serialise(entry: OutboxEntry): string {
   return `${JSON.stringify(entry)}\n`;
 }
 
-function removeQuietly(path: string): void {
+/** Whether path is gone: a directory is not removed (nothing to send from it either way). */
+function removeQuietly(path: string): boolean {
   try {
     unlinkSync(path);
-  } catch {
-    // A directory or a file that is gone: nothing to send from it either way.
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ENOENT';
   }
 }

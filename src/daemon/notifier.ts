@@ -12,7 +12,7 @@ import {
   DELIVERY_HEADER,
   EVENT_HEADER,
   NOTIFICATION_EVENT,
-  notificationBody,
+  notificationBodyOf,
   SIGNATURE_HEADER,
   signature,
   webhookKey,
@@ -24,7 +24,7 @@ import type { Outcome } from '../sessions/types.js';
 export type NotifiedSession = Pick<SessionRecord, 'id' | 'agent'>;
 
 /** The outbox as the notifier uses it (NotifyOutbox; a fake in tests). */
-export type Outbox = Pick<NotifyOutbox, 'writeNow' | 'write' | 'remove' | 'settled' | 'load'>;
+export type Outbox = Pick<NotifyOutbox, 'writeNow' | 'write' | 'remove' | 'removeNow' | 'settled' | 'load'>;
 
 export interface NotifierOptions {
   /** Every webhook to tell of this session's outcome: its agent's and the daemon's. */
@@ -61,9 +61,15 @@ interface Pending {
 /** A session's notifications not yet taken: what its outbox entry holds. */
 interface Notification {
   session: string;
-  /** Set once the outcome is published (what is POSTed). */
-  record?: SessionRecord;
+  /** The record's JSON text, set once the outcome is published: what is POSTed, the same bytes each time. */
+  record?: string;
   pending: Pending[];
+}
+
+/** A delivery under way: its notification and webhook. */
+interface UnderWay {
+  notification: Notification;
+  pending: Pending;
 }
 
 const MAX_PENDING = 256;
@@ -77,7 +83,7 @@ const TIMEOUT_MS = 10_000;
  * start sends it again (resume), with the same delivery id and the attempts left.
  */
 export class Notifier {
-  private readonly pending = new Set<Actor<typeof deliveryMachine>>();
+  private readonly pending = new Map<Actor<typeof deliveryMachine>, UnderWay>();
   private readonly post: typeof postWebhook;
   private idle: (() => void) | undefined;
   /** Sessions whose outcome is being recorded: their webhooks and delivery ids, until it is published. */
@@ -94,20 +100,24 @@ export class Notifier {
    * on disk before the record says it finished. Synchronous: called just before that record is written.
    */
   prepare(session: NotifiedSession, outcome: Outcome): void {
-    const earlier = this.earlier.get(session.id)?.targets ?? [];
+    const before = this.earlier.get(session.id);
     this.earlier.delete(session.id);
+    const earlier = [...(before?.targets ?? [])];
     const pending = this.options
       .targets(session)
       .filter((target) => wanted(target, outcome))
       .map((target): Pending => {
+        // In order: a URL configured twice (the agent's and the daemon's) keeps each its own delivery.
         const key = webhookKey(target.url);
-        const before = earlier.findIndex((e) => e.key === key);
-        const [kept] = before === -1 ? [] : earlier.splice(before, 1);
+        const at = earlier.findIndex((e) => e.key === key);
+        const [kept] = at === -1 ? [] : earlier.splice(at, 1);
         return { target, key, delivery: kept?.delivery ?? randomUUID(), made: kept?.made ?? 0 };
       });
+    for (const left of earlier) this.givenUp(session.id, left.delivery, 'no webhook wants this outcome now');
     const notification: Notification = { session: session.id, pending };
     this.prepared.set(session.id, notification);
     if (pending.length > 0) this.options.outbox?.writeNow(entryOf(notification));
+    else if (before !== undefined) this.options.outbox?.removeNow(session.id);
   }
 
   /** Starts the deliveries of a finished session's record; returns at once. */
@@ -116,8 +126,9 @@ export class Notifier {
     const notification = this.prepared.get(record.id);
     this.prepared.delete(record.id);
     if (notification === undefined || notification.pending.length === 0) return;
-    notification.record = record;
-    this.options.outbox?.write(entryOf(notification));
+    notification.record = JSON.stringify(record);
+    // On disk with its record before any POST: what a next start sends again is what this one sent.
+    this.options.outbox?.writeNow(entryOf(notification));
     for (const pending of [...notification.pending]) this.deliver(notification, pending);
   }
 
@@ -128,69 +139,94 @@ export class Notifier {
    * that daemon was killed is told once recovery has recorded it, with the delivery ids chosen then.
    */
   resume(recordOf: (sessionId: string) => SessionRecord | undefined): void {
-    const { outbox, log } = this.options;
+    const { outbox } = this.options;
     if (!outbox) return;
     const { entries, unreadable } = outbox.load();
-    for (const bad of unreadable) {
-      log.warn(
-        { event: 'notify.unreadable', file: bad.file, reason: bad.reason },
-        `removed ${bad.file} from the notification outbox (${bad.reason}): what it held is not sent`,
-      );
-    }
+    for (const bad of unreadable) this.unreadable(bad.file, bad.reason, bad.removed);
     for (const entry of entries) {
-      // The record as kept, not as parsed (zod orders its keys): the body is POSTed again byte for byte.
-      const record = sessionRecordSchema.safeParse(entry.record).success
-        ? (entry.record as SessionRecord)
-        : recordOf(entry.session);
-      if (record?.outcome === undefined) {
-        if (record !== undefined) {
-          this.earlier.set(entry.session, entry);
-          continue;
-        }
-        log.warn(
-          { event: 'notify.failed', session: entry.session, reason: 'record gone' },
-          `the notification of session ${entry.session} is not sent: its record is gone`,
-        );
-        outbox.remove(entry.session);
-        continue;
-      }
-      const targets = this.options.targets(record);
-      const notification: Notification = { session: entry.session, record, pending: [] };
-      for (const kept of entry.targets) {
-        const target = targets.find((t) => webhookKey(t.url) === kept.key);
-        if (target === undefined || kept.made >= target.attempts) {
-          this.options.metrics.notification('failed');
-          const reason =
-            target === undefined
-              ? 'its webhook is no longer configured'
-              : `the last of ${target.attempts} attempts failed`;
-          log.warn(
-            { event: 'notify.failed', session: entry.session, delivery: kept.delivery, reason },
-            `a notification of session ${entry.session} an earlier daemon did not deliver is given up: ${reason}`,
-          );
-          continue;
-        }
-        notification.pending.push({ target, ...kept });
-      }
-      if (notification.pending.length === 0) {
-        outbox.remove(entry.session);
-        continue;
-      }
-      outbox.write(entryOf(notification));
-      for (const pending of [...notification.pending]) {
-        log.info(
-          {
-            event: 'notify.resumed',
-            session: entry.session,
-            url: shownWebhookUrl(pending.target.url),
-            delivery: pending.delivery,
-            attempt: pending.made + 1,
-          },
-          `sending again a notification of session ${entry.session} an earlier daemon did not deliver (attempt ${pending.made + 1} of ${pending.target.attempts})`,
-        );
-        this.deliver(notification, pending);
+      try {
+        this.resumeEntry(entry, recordOf);
+      } catch (error) {
+        outbox.removeNow(entry.session);
+        this.unreadable(`${entry.session}.json`, errorMessage(error), true);
       }
     }
+  }
+
+  private resumeEntry(entry: OutboxEntry, recordOf: (sessionId: string) => SessionRecord | undefined): void {
+    const { outbox, log } = this.options;
+    if (!outbox) return;
+    // The record as kept (its JSON text) is what is POSTed again, byte for byte; it must be this session's.
+    const kept = entry.record === undefined ? undefined : sessionRecordSchema.parse(JSON.parse(entry.record));
+    if (kept !== undefined && kept.id !== entry.session)
+      throw new Error(`it holds session ${kept.id}'s record`);
+    const record = kept ?? recordOf(entry.session);
+    if (record?.outcome === undefined) {
+      if (record !== undefined) {
+        // Recovery records its outcome (prepare takes these delivery ids again).
+        this.earlier.set(entry.session, entry);
+        return;
+      }
+      for (const target of entry.targets) this.givenUp(entry.session, target.delivery, 'its record is gone');
+      outbox.removeNow(entry.session);
+      return;
+    }
+    const targets = [...this.options.targets(record)];
+    const notification: Notification = {
+      session: entry.session,
+      record: entry.record ?? JSON.stringify(record),
+      pending: [],
+    };
+    for (const left of entry.targets) {
+      // In order, each configured webhook once: a URL configured twice maps to each in turn.
+      const at = targets.findIndex((t) => webhookKey(t.url) === left.key);
+      const [target] = at === -1 ? [] : targets.splice(at, 1);
+      if (target === undefined || left.made >= target.attempts) {
+        this.givenUp(
+          entry.session,
+          left.delivery,
+          target === undefined
+            ? 'its webhook is no longer configured'
+            : `the last of ${target.attempts} attempts failed`,
+        );
+        continue;
+      }
+      notification.pending.push({ target, ...left });
+    }
+    if (notification.pending.length === 0) {
+      outbox.removeNow(entry.session);
+      return;
+    }
+    outbox.writeNow(entryOf(notification));
+    for (const pending of [...notification.pending]) {
+      log.info(
+        {
+          event: 'notify.resumed',
+          session: entry.session,
+          url: shownWebhookUrl(pending.target.url),
+          delivery: pending.delivery,
+          attempt: pending.made + 1,
+        },
+        `sending again a notification of session ${entry.session} an earlier daemon did not deliver (attempt ${pending.made + 1} of ${pending.target.attempts})`,
+      );
+      this.deliver(notification, pending);
+    }
+  }
+
+  private unreadable(file: string, reason: string, removed: boolean): void {
+    this.options.log.warn(
+      { event: 'notify.unreadable', file, reason },
+      `${removed ? 'removed' : 'ignored'} ${file} in the notification outbox (${reason}): nothing is sent from it${removed ? '' : '; remove it'}`,
+    );
+  }
+
+  /** A notification an earlier daemon left that is not sent: logged and counted as failed. */
+  private givenUp(session: string, delivery: string, reason: string): void {
+    this.options.metrics.notification('failed');
+    this.options.log.warn(
+      { event: 'notify.failed', session, delivery, reason },
+      `a notification of session ${session} an earlier daemon did not deliver is given up: ${reason}`,
+    );
   }
 
   /** Deliveries under way. */
@@ -213,13 +249,16 @@ export class Notifier {
       });
     }
     const kept = this.options.outbox !== undefined;
-    for (const actor of this.pending) {
+    for (const [actor, { notification, pending }] of this.pending) {
       this.options.log.warn(
         { event: 'notify.abandoned', url: shownWebhookUrl(actor.getSnapshot().context.url) },
         kept
           ? 'a notification was still being delivered when agentd stopped; the next start sends it again'
           : 'a notification was still being delivered when agentd stopped; it is not sent again',
       );
+      // A POST cut short counts as made: a daemon that keeps restarting still runs out of attempts.
+      pending.made = actor.getSnapshot().context.attempt;
+      this.options.outbox?.write(entryOf(notification));
       actor.stop();
     }
     this.pending.clear();
@@ -236,19 +275,19 @@ export class Notifier {
   private deliver(notification: Notification, pending: Pending): void {
     const { log, metrics } = this.options;
     const { target, delivery } = pending;
-    const record = notification.record as SessionRecord;
+    const session = notification.session;
     const url = shownWebhookUrl(target.url);
-    const context = { event: 'notify', session: record.id, url, delivery };
+    const context = { event: 'notify', session, url, delivery };
     if (this.pending.size >= (this.options.maxPending ?? MAX_PENDING)) {
       metrics.notification('dropped');
       log.warn(
         { ...context, event: 'notify.dropped', pending: this.pending.size },
-        `notification of session ${record.id} to ${url} dropped: too many notifications under way`,
+        `notification of session ${session} to ${url} dropped: too many notifications under way`,
       );
       this.settle(notification, pending);
       return;
     }
-    const body = notificationBody(record, delivery);
+    const body = notificationBodyOf(notification.record ?? '{}', delivery);
     const logic = deliveryMachine.provide({
       actors: {
         post: fromPromise(async ({ signal }) => {
@@ -280,7 +319,7 @@ export class Notifier {
           if (!final) this.options.outbox?.write(entryOf(notification));
           log.warn(
             { ...context, event: 'notify.attempt_failed', attempt, final, reason: errorMessage(error) },
-            `notification of session ${record.id} to ${url} failed (attempt ${attempt}): ${errorMessage(error)}${final ? '' : '; trying again'}`,
+            `notification of session ${session} to ${url} failed (attempt ${attempt}): ${errorMessage(error)}${final ? '' : '; trying again'}`,
           );
         },
       },
@@ -288,7 +327,7 @@ export class Notifier {
     const actor = createActor(logic, {
       input: { url: target.url, attempts: target.attempts, backoffMs: target.backoffMs, made: pending.made },
     });
-    this.pending.add(actor);
+    this.pending.set(actor, { notification, pending });
     actor.subscribe({
       complete: () => {
         this.pending.delete(actor);
@@ -300,7 +339,7 @@ export class Notifier {
           metrics.notification('delivered');
           log.info(
             { ...context, event: 'notify.delivered', attempts: snapshot.context.attempt },
-            `notified ${url} of session ${record.id}`,
+            `notified ${url} of session ${session}`,
           );
         } else {
           metrics.notification('failed');
@@ -311,7 +350,7 @@ export class Notifier {
               attempts: snapshot.context.attempt,
               reason: snapshot.context.lastError,
             },
-            `could not notify ${url} of session ${record.id} after ${snapshot.context.attempt} attempt(s): ${snapshot.context.lastError}`,
+            `could not notify ${url} of session ${session} after ${snapshot.context.attempt} attempt(s): ${snapshot.context.lastError}`,
           );
         }
         if (this.pending.size === 0) this.idle?.();

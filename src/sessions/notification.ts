@@ -15,7 +15,15 @@ export const NOTIFICATION_EVENT = 'session.finished';
 
 /** What is POSTed: the event, the delivery id and the session record (which never holds a secret). */
 export function notificationBody(record: SessionRecord, delivery: string): string {
-  return JSON.stringify({ event: NOTIFICATION_EVENT, delivery, session: record });
+  return notificationBodyOf(JSON.stringify(record), delivery);
+}
+
+/**
+ * The same from the record's JSON text, as the outbox keeps it: a notification sent again is the same
+ * bytes (a record parsed again may have its keys in another order).
+ */
+export function notificationBodyOf(recordJson: string, delivery: string): string {
+  return `{"event":${JSON.stringify(NOTIFICATION_EVENT)},"delivery":${JSON.stringify(delivery)},"session":${recordJson}}`;
 }
 
 export function signature(key: Uint8Array, body: string): string {

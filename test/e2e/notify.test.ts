@@ -277,9 +277,11 @@ describe('outcome notifications', () => {
         await first.waitForLog((l) => l.event === 'notify.attempt_failed' && l.attempt === 1);
         const outbox = join(first.files.stateDir, 'notify');
         if (signal === 'SIGKILL') {
-          // Killed once the outbox counts the failed attempt (written just after its log line).
+          // Killed once the outbox counts the failed attempt (written just after its log line; not its temp file).
           const counted = () =>
-            readdirSync(outbox).some((f) => readFileSync(join(outbox, f), 'utf8').includes('"made":1'));
+            readdirSync(outbox)
+              .filter((f) => f.endsWith('.json'))
+              .some((f) => readFileSync(join(outbox, f), 'utf8').includes('"made":1'));
           for (let i = 0; i < 100 && !counted(); i++) await new Promise((r) => setTimeout(r, 50));
           expect(await first.stop('SIGKILL')).toBe(null);
         } else {

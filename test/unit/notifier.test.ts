@@ -43,14 +43,19 @@ interface Attempt {
   settle(error?: Error): void;
 }
 
-function setup(targets: NotifyTarget[], maxPending?: number, outbox?: NotifyOutbox) {
+function setup(
+  targets: NotifyTarget[],
+  maxPending?: number,
+  outbox?: NotifyOutbox,
+  env: Record<string, string> = { HOOK_KEY: KEY },
+) {
   const attempts: Attempt[] = [];
   const counted: string[] = [];
   const lines: Record<string, unknown>[] = [];
   const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) });
   const notifier = new Notifier({
     targets: () => targets,
-    env: { HOOK_KEY: KEY },
+    env,
     log,
     metrics: {
       notification: (result) => counted.push(`notification:${result}`),
@@ -219,6 +224,8 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     expect(raw).not.toContain('hidden');
     expect(raw).not.toContain(KEY);
     first.notifier.notify(RECORD);
+    // The record is on disk before the first POST goes out: a resend is the same bytes.
+    expect(entry().record).toBe(JSON.stringify(RECORD));
     await vi.advanceTimersByTimeAsync(0);
     expect(first.attempts).toHaveLength(1);
     first.attempts[0]?.settle(new WebhookError('http_5xx', 'answered 503'));
@@ -229,7 +236,7 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     expect(first.lines.find((l) => l.event === 'notify.abandoned')?.msg).toContain(
       'the next start sends it again',
     );
-    expect(entry()).toMatchObject({ record: RECORD, targets: [{ made: 1 }] });
+    expect(entry()).toMatchObject({ record: JSON.stringify(RECORD), targets: [{ made: 1 }] });
 
     const next = setup([target({ attempts: 3, backoffMs: 1000 })], undefined, outbox());
     next.notifier.resume(() => undefined);
@@ -325,6 +332,104 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
       join(stateDir, 'notify', 'planted'),
     ]);
     expect(files()).toEqual(['planted']);
+  });
+
+  it('an earlier entry whose webhooks no longer want the outcome recovery recorded is removed, and says so', async () => {
+    const failedOnly = target({ outcomes: ['failed'] });
+    setup([failedOnly], undefined, outbox()).notifier.prepare(RECORD, 'failed');
+    const next = setup([failedOnly], undefined, outbox());
+    next.notifier.resume(
+      () => ({ ...RECORD, phase: 'running', outcome: undefined }) as unknown as SessionRecord,
+    );
+    // Recovery settles the session otherwise: the webhook wants only failures.
+    next.notifier.prepare(RECORD, 'timed_out');
+    next.notifier.notify({ ...RECORD, outcome: 'timed_out' });
+    await next.notifier.close(0);
+    expect(files()).toEqual([]);
+    expect(next.lines.find((l) => l.event === 'notify.failed')).toMatchObject({
+      reason: 'no webhook wants this outcome now',
+    });
+    // A later start finds nothing to send.
+    const later = setup([failedOnly], undefined, outbox());
+    later.notifier.resume(() => ({ ...RECORD, outcome: 'timed_out' }));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(later.attempts).toHaveLength(0);
+  });
+
+  it('a URL configured twice (the agent and the daemon) is sent again to each, with its own key', async () => {
+    const other = 'whsec-other-9a8b7c';
+    const env = { HOOK_KEY: KEY, OTHER_KEY: other };
+    const twice = [target(), target({ secret: { kind: 'env', name: 'OTHER_KEY', raw: 'env:OTHER_KEY' } })];
+    const first = setup(twice, undefined, outbox(), env);
+    first.notifier.notify(RECORD);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(first.attempts).toHaveLength(2);
+    const closed = first.notifier.close(0);
+    await vi.advanceTimersByTimeAsync(0);
+    await closed;
+    const next = setup(twice, undefined, outbox(), env);
+    next.notifier.resume(() => undefined);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(next.attempts.map((a) => deliveryOf(a))).toEqual(first.attempts.map((a) => deliveryOf(a)));
+    const signed = (a: Attempt | undefined) => a?.request.headers['X-Agentd-Signature-256'];
+    const key = (k: string, a: Attempt | undefined) =>
+      `sha256=${createHmac('sha256', k)
+        .update(a?.request.body ?? '')
+        .digest('hex')}`;
+    expect(signed(next.attempts[0])).toBe(key(KEY, next.attempts[0]));
+    expect(signed(next.attempts[1])).toBe(key(other, next.attempts[1]));
+    for (const a of next.attempts) a.settle();
+    await vi.advanceTimersByTimeAsync(0);
+    await next.notifier.close(0);
+  });
+
+  it('a POST a stop cut short counts as an attempt made', async () => {
+    const first = setup([target({ attempts: 2 })], undefined, outbox());
+    first.notifier.notify(RECORD);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(first.attempts).toHaveLength(1);
+    // The receiver never answers; the stop's grace ends.
+    const closed = first.notifier.close(10);
+    await vi.advanceTimersByTimeAsync(10);
+    await closed;
+    expect(entry().targets[0]?.made).toBe(1);
+  });
+
+  it('an entry that is not what agentd wrote is removed with a warning, and the others are sent', async () => {
+    const first = setup([target()], undefined, outbox());
+    first.notifier.notify(RECORD);
+    await vi.advanceTimersByTimeAsync(0);
+    const closed = first.notifier.close(0);
+    await vi.advanceTimersByTimeAsync(0);
+    await closed;
+    const good = readFileSync(join(stateDir, 'notify', `${RECORD.id}.json`), 'utf8');
+    const planted = (id: string, content: string) =>
+      writeFileSync(join(stateDir, 'notify', `${id}.json`), content);
+    // Another session's record under this id; a record nested past any stack; a file too large to be one.
+    planted(
+      '00000000000000b1',
+      good
+        .replaceAll(RECORD.id, '00000000000000b1')
+        .replace('"id\\":\\"00000000000000b1', '"id\\":\\"0123456789abcdef'),
+    );
+    const deep = `${'['.repeat(200_000)}${']'.repeat(200_000)}`;
+    planted(
+      '00000000000000b2',
+      good
+        .replaceAll(RECORD.id, '00000000000000b2')
+        .replace('"phase\\":', `"deep\\":${JSON.stringify(deep).slice(1, -1)},"phase\\":`),
+    );
+    planted('00000000000000b3', ' '.repeat(2 * 1024 * 1024));
+    const next = setup([target()], undefined, outbox());
+    expect(() => next.notifier.resume(() => undefined)).not.toThrow();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(next.attempts).toHaveLength(1);
+    expect(deliveryOf(next.attempts[0])).toBe(deliveryOf(first.attempts[0]));
+    expect(next.lines.filter((l) => l.event === 'notify.unreadable')).toHaveLength(3);
+    next.attempts[0]?.settle();
+    await vi.advanceTimersByTimeAsync(0);
+    await next.notifier.close(0);
+    expect(files()).toEqual([]);
   });
 
   it('a notification taken at once, or with no webhook that wants it, leaves nothing on disk', async () => {
