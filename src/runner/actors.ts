@@ -18,7 +18,8 @@ import { FollowedPieces, matchFollowed, pieceKey } from './followed-pieces.js';
 import { ImageCache, type ImageInfo } from './image-cache.js';
 import { createMasker } from './mask.js';
 import { MIN_MASKED_LENGTH } from './mask-forms.js';
-import type { OutputBlock, OutputLine } from './session-log.js';
+import { ResumeOverlap } from './resume-overlap.js';
+import { type OutputBlock, type OutputLine, recentLines } from './session-log.js';
 import { SessionOutput } from './session-output.js';
 
 /**
@@ -503,7 +504,12 @@ async function attach(
   if (emptied) out.notice(COPY_EMPTIED);
   const skip = emptied || start === 'unknown' ? undefined : counted;
   const skipFromStart = skip === undefined ? undefined : { ...skip };
-  const since = skip === undefined ? lastWrite : undefined;
+  // By time: from a margin before the log's last line, dropping again what the log holds of it.
+  const since =
+    skip === undefined && lastWrite !== undefined
+      ? new Date(Date.parse(lastWrite) - RESUME_MARGIN_MS).toISOString()
+      : undefined;
+  const overlap = since === undefined ? undefined : await resumeOverlap(out, since);
   // Without a replay from the start, the markers are not seen again.
   commandStarted = skip === undefined && (adopted?.phase ?? (commandStarted ? 'running' : '')) === 'running';
   /** Inside a line longer than the maximum that is being skipped, per stream. */
@@ -511,13 +517,24 @@ async function attach(
   const toSkip = (stream: 'stdout' | 'stderr') => skip !== undefined && skip[stream] > 0;
   const replayed = (text: string, cont: boolean, stream: 'stdout' | 'stderr', masked: boolean) => {
     if (skip !== undefined && skip[stream] > 0) skip[stream]--;
-    else write(text, cont, stream, masked);
+    else if (overlap?.[stream].holding && !cont) {
+      const shown = out.shown(text, masked) ?? text;
+      for (const held of overlap[stream].line(shown, shown)) write(held, false, stream, true);
+    } else write(text, cont, stream, masked);
+  };
+  /** Decides what the log held of the resumed stream's start: the rest is handed on now. */
+  const overlapEnds = (stream: 'stdout' | 'stderr') => {
+    for (const held of overlap?.[stream].end() ?? []) write(held, false, stream, true);
   };
   // Each stream is replayed and skipped on its own: Podman replays them in its own order.
   const reader = out.reader((text, end, cont, stream, masked) => {
     if (!end) {
       if (skipping[stream] || toSkip(stream)) skipping[stream] = true;
-      else write(text, cont, stream, masked);
+      else {
+        // A long line's piece: the log held it cut, not to be compared.
+        overlapEnds(stream);
+        write(text, cont, stream, masked);
+      }
       return;
     }
     if (skipping[stream]) {
@@ -574,6 +591,8 @@ async function attach(
   }
   // The log stream ends with the container; do not wait for it forever.
   await Promise.race([streamEnded, new Promise((resolve) => setTimeout(resolve, FOLLOW_GRACE_MS).unref())]);
+  overlapEnds('stdout');
+  overlapEnds('stderr');
   // Podman 4 ends a follow at the container's exit even when it is behind (a reader that was paused,
   // a log that grew fast), leaving out lines as it stops, the setup step's report or not: what the follow
   // did not hand on is read once more.
@@ -729,6 +748,25 @@ async function catchUp(
     replay.handler(text, end, stream);
   });
   if (rest !== 0 && !signal.aborted) replay.notice(COPY_UNREAD);
+}
+
+/**
+ * How far before the log's last line a follow resumed by time begins: Podman dates a line when it takes
+ * it from the container, the daemon when it reads it; lines dated before the log's last one that the
+ * daemon had not read when it stopped come within it (ResumeOverlap drops what the log holds).
+ */
+export const RESUME_MARGIN_MS = 2000;
+
+/** What the log holds of a follow resumed from `since`, per stream; none while the output is withheld. */
+async function resumeOverlap(
+  out: SessionOutput,
+  since: string,
+): Promise<Record<'stdout' | 'stderr', ResumeOverlap<string>> | undefined> {
+  if (out.withholding) return undefined;
+  // Lines appended but not written yet are in the log once flushed (an attachment that dropped).
+  await out.log.flushed();
+  const recent = recentLines(out.log.path, since);
+  return { stdout: new ResumeOverlap(recent.stdout), stderr: new ResumeOverlap(recent.stderr) };
 }
 
 const LEFT_OUT = "[agentd: Podman's log stream left out some lines: they follow, out of order]";

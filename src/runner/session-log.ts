@@ -926,6 +926,28 @@ function noteRecord(gap: Gap): string {
 }
 
 /**
+ * The container's whole lines the log holds read at `since` or later, per stream, oldest first (what a
+ * follow resumed by time may give again: see resume-overlap.ts); a line the log holds cut in parts is
+ * undefined (it is not compared).
+ */
+export function recentLines(
+  path: string,
+  since: string,
+): Record<'stdout' | 'stderr', (string | undefined)[]> {
+  const recent: Record<'stdout' | 'stderr', (string | undefined)[]> = { stdout: [], stderr: [] };
+  for (const line of readRecords(path).lines) {
+    if (line.stream === 'agentd' || line.time < since) continue;
+    const lines = recent[line.stream];
+    if (line.cont) {
+      if (lines.length > 0) lines[lines.length - 1] = undefined;
+      continue;
+    }
+    lines.push(line.text);
+  }
+  return recent;
+}
+
+/**
  * The records of a log (`<path>.1`, then `<path>`). Notes are keyed by the seq of the line after
  * them. A line that is not a record (a log of an older agentd) is read as a stdout line.
  */

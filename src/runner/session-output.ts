@@ -256,6 +256,17 @@ export class SessionOutput {
     };
   }
 
+  /** Whether the output is withheld (nothing to mask with yet). */
+  get withholding(): boolean {
+    return !this.mask;
+  }
+
+  /** A line as `write` would log it (masked); undefined while the output is withheld. */
+  shown(text: string, masked: boolean): string | undefined {
+    if (!this.mask) return undefined;
+    return masked ? text : this.mask(text);
+  }
+
   /**
    * One line (or a part of one) of the container's output: masked (unless `masked` says the reader's
    * assembler did), logged, handed on.

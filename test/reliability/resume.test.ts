@@ -30,39 +30,50 @@ function numbered(stdout: string): number[] {
 }
 
 describe('resuming a followed session', () => {
-  it('logs --follow and trigger resume after a daemon crash: every line once, in order', {
-    timeout: 180_000,
-  }, async () => {
-    const count = `i=1; while [ $i -le ${LINES} ]; do echo "line $i"; i=$((i+1)); sleep 0.03; done`;
-    const d = await startDaemon({ agents: [agent('counter', git.url(), ['sh', '-c', count])] });
-    daemons.push(d);
-    const trigger = d.spawnCli(['trigger', 'counter']);
-    const id = (await trigger.waitForStdout(/session ([0-9a-f]{16}) accepted/))[1] as string;
-    const follower = d.spawnCli(['logs', id, '--follow']);
-    await follower.waitForStdout(/^line 60$/m, 60_000);
-    await trigger.waitForStdout(/^line 60$/m, 60_000);
-    await crash(d);
-    await killOrphans(d);
-    await sleep(1000);
-    const next = launchDaemon(d.files);
-    daemons.push(next);
-    await next.ready();
-    const followed = await follower.result;
-    const triggered = await trigger.result;
-    const outcome = await next.waitForOutcome(id, 60_000);
-    expect(outcome.outcome).toBe('succeeded');
-    const all = Array.from({ length: LINES }, (_, i) => i + 1);
-    for (const [who, result] of [
-      ['logs --follow', followed],
-      ['trigger', triggered],
-    ] as const) {
-      expect(result.code, `${who}: ${result.stderr}`).toBe(0);
-      expect(result.stderr, who).toMatch(/reconnected; the output goes on after line \d+/);
-      expect(numbered(result.stdout), who).toEqual(all);
-    }
-    figures.resumedFollowers = 2;
-    figures.linesCheckedAfterCrash = 2 * LINES;
-  });
+  // The daemon that adopts the session replays the container's output and skips what its log holds: by
+  // count when the log holds all of it, else (a log bounded to 4 KiB) from 2 s before the log's last
+  // line, dropping the lines the replay begins with that the log holds.
+  it.each([
+    { how: 'counted from the start', daemon: {}, crashAt: 60 },
+    { how: 'resumed by time', daemon: { log_max_bytes: 4096 }, crashAt: 150 },
+  ])(
+    'logs --follow and trigger resume after a daemon crash ($how): every line once, in order',
+    {
+      timeout: 180_000,
+    },
+    async ({ daemon, crashAt }) => {
+      const count = `i=1; while [ $i -le ${LINES} ]; do echo "line $i"; i=$((i+1)); sleep 0.03; done`;
+      const d = await startDaemon({ daemon, agents: [agent('counter', git.url(), ['sh', '-c', count])] });
+      daemons.push(d);
+      const trigger = d.spawnCli(['trigger', 'counter']);
+      const id = (await trigger.waitForStdout(/session ([0-9a-f]{16}) accepted/))[1] as string;
+      const follower = d.spawnCli(['logs', id, '--follow']);
+      const at = new RegExp(`^line ${crashAt}$`, 'm');
+      await follower.waitForStdout(at, 60_000);
+      await trigger.waitForStdout(at, 60_000);
+      await crash(d);
+      await killOrphans(d);
+      await sleep(1000);
+      const next = launchDaemon(d.files);
+      daemons.push(next);
+      await next.ready();
+      const followed = await follower.result;
+      const triggered = await trigger.result;
+      const outcome = await next.waitForOutcome(id, 60_000);
+      expect(outcome.outcome).toBe('succeeded');
+      const all = Array.from({ length: LINES }, (_, i) => i + 1);
+      for (const [who, result] of [
+        ['logs --follow', followed],
+        ['trigger', triggered],
+      ] as const) {
+        expect(result.code, `${who}: ${result.stderr}`).toBe(0);
+        expect(result.stderr, who).toMatch(/reconnected; the output goes on after line \d+/);
+        expect(numbered(result.stdout), who).toEqual(all);
+      }
+      figures.resumedFollowers = (figures.resumedFollowers ?? 0) + 2;
+      figures.linesCheckedAfterCrash = (figures.linesCheckedAfterCrash ?? 0) + 2 * LINES;
+    },
+  );
 
   it('a reader that resumes after what the bounded log still holds gets one marker for the gap', async () => {
     const print = `i=1; while [ $i -le 2000 ]; do echo "line $i"; i=$((i+1)); done`;

@@ -11,7 +11,7 @@ import type { ResolvedCredentials } from '../../src/adapters/credentials.js';
 import type { AgentConfig } from '../../src/config/types.js';
 import { LABEL_SECRETS } from '../../src/constants.js';
 import { type AdoptedSession, runnerMachineFor } from '../../src/machines/runner.machine.js';
-import { runnerActors } from '../../src/runner/actors.js';
+import { RESUME_MARGIN_MS, runnerActors } from '../../src/runner/actors.js';
 import { unbundle } from '../../src/runner/credential-bundle.js';
 import { MASK } from '../../src/runner/mask.js';
 import { SecretValue } from '../../src/secret-value.js';
@@ -33,6 +33,11 @@ const SETTINGS = { instanceId: 'e'.repeat(32), stopGraceMs: 1000, workDir: '/var
 const CONTAINER = 'agentd-eeeeeeee-demo-0123456789abcdef';
 /** A container left running was given a secret (whose copy a test may make unreadable). */
 const GIVEN_SECRET = [{ name: 'agentd-test-secret', target: '/run/secrets/agentd/bundle.0' }];
+
+/** Where a follow resumed by time begins: a margin before the log's last line. */
+function marginBefore(at: string): string {
+  return new Date(Date.parse(at) - RESUME_MARGIN_MS).toISOString();
+}
 
 function start(
   podman: FakePodman,
@@ -425,7 +430,7 @@ describe('runner machine', () => {
       podman.held.set(CONTAINER, ['x5', 'x6', '@@m@@ ended 0 0']);
       const run = start(podman, { container: CONTAINER, phase: 'running' }, dir);
       await until(() => podman.stream() !== undefined, 'following');
-      expect(podman.stream()?.since).toBe(at);
+      expect(podman.stream()?.since).toBe(marginBefore(at));
       podman.stream()?.line('x5');
       podman.stream()?.line('x6');
       podman.stream()?.line('@@m@@ ended 0 0');
@@ -437,7 +442,7 @@ describe('runner machine', () => {
         'x6',
       ]);
       // Once to see where Podman's copy begins, once to find what the stream handed on (all of it).
-      expect(podman.reads).toEqual([undefined, at]);
+      expect(podman.reads).toEqual([undefined, marginBefore(at)]);
     });
 
     it('without a count, goes on after the last lines the stream handed on', async () => {
@@ -450,17 +455,62 @@ describe('runner machine', () => {
         `${dir}/0123456789abcdef.log`,
         `- ${at} note [agentd: 1 line(s) missing here]\n2 ${at} out x0\n`,
       );
-      // Read from the same time as the stream: what the log holds (x0) is not in it.
-      podman.held.set(CONTAINER, ['x1', 'x2', 'x3', 'x4', '@@m@@ ended 0 0']);
+      // Read from a margin before the log's last line: it begins with what the log holds (x0).
+      podman.held.set(CONTAINER, ['x0', 'x1', 'x2', 'x3', 'x4', '@@m@@ ended 0 0']);
       const run = start(podman, { container: CONTAINER, phase: 'running' }, dir);
       await until(() => podman.stream() !== undefined, 'following');
+      podman.stream()?.line('x0');
       podman.stream()?.line('x1');
       podman.stream()?.line('x2');
       podman.stream()?.exit(0);
       expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
       expect(run.output).toEqual(['x1', 'x2', 'x3', 'x4']);
       // Once to find what the stream handed on, once to hand on the rest.
-      expect(podman.reads).toEqual([at, at]);
+      expect(podman.reads).toEqual([marginBefore(at), marginBefore(at)]);
+    });
+
+    it("resumed by time, drops the lines the log holds at the stream's start, on both streams, and keeps the rest", async () => {
+      const podman = new FakePodman('auto');
+      leave(podman);
+      const dir = makeTempDir('agentd-unit-runner-');
+      const now = Date.now();
+      const old = new Date(now - 60_000).toISOString();
+      const at = new Date(now - 30_000).toISOString();
+      // Lines read long before the last one are not compared: the stream may begin with a line like them.
+      writeFileSync(
+        `${dir}/0123456789abcdef.log`,
+        [
+          `- ${old} note [agentd: 1 line(s) missing here]`,
+          `2 ${old} out p`,
+          `3 ${at} out q`,
+          `4 ${at} err e1`,
+          `5 ${at} out r`,
+          '',
+        ].join('\n'),
+      );
+      podman.held.set(CONTAINER, [
+        'q',
+        { text: 'e1', stream: 'stderr' },
+        { text: 'e2', stream: 'stderr' },
+        'r',
+        'p',
+        's',
+        '@@m@@ ended 0 0',
+      ]);
+      const run = start(podman, { container: CONTAINER, phase: 'running' }, dir);
+      await until(() => podman.stream() !== undefined, 'following');
+      const stream = podman.stream() ?? expect.fail('no stream');
+      expect(stream.since).toBe(marginBefore(at));
+      stream.line('q');
+      stream.piece('e1', true, 'stderr');
+      stream.piece('e2', true, 'stderr');
+      stream.line('r');
+      stream.line('p');
+      stream.line('s');
+      stream.line('@@m@@ ended 0 0');
+      stream.exit(0);
+      expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+      expect(run.output).toEqual(['e2', 'p', 's']);
     });
 
     /** An adopted session resuming from a time (its log has a gap), whose stream hands on `followed`. */
@@ -671,7 +721,7 @@ describe('runner machine', () => {
     await until(() => podman.pending('readContainerFiles') !== undefined, 'reading values');
     podman.pending('readContainerFiles')?.fail('no such container');
     await until(() => podman.stream() !== undefined, 'following');
-    expect(podman.stream()?.since).toBe(at);
+    expect(podman.stream()?.since).toBe(marginBefore(at));
     podman.stream()?.exit(0);
     await until(() => podman.pending('removeContainers') !== undefined, 'teardown');
     podman.pending('removeContainers')?.succeed();

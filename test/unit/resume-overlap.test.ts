@@ -1,0 +1,66 @@
+/**
+ * A follow resumed by time starts before the log's last line (resume-overlap.ts): the longest run of the
+ * log's last lines the stream begins with is dropped, nothing else, and nothing is held for longer than
+ * it takes to decide.
+ */
+import { describe, expect, it } from 'vitest';
+import { ResumeOverlap } from '../../src/runner/resume-overlap.js';
+
+/** Feeds the stream line by line; returns what was handed on, and after which line each came. */
+function feed(tail: (string | undefined)[], stream: string[], end = true) {
+  const overlap = new ResumeOverlap<string>(tail);
+  const out: string[] = [];
+  const when: number[] = [];
+  stream.forEach((line, i) => {
+    for (const shown of overlap.line(line, line)) {
+      out.push(shown);
+      when.push(i);
+    }
+  });
+  if (end) out.push(...overlap.end());
+  return { out, when, dropped: overlap.dropped };
+}
+
+describe('ResumeOverlap', () => {
+  it('drops the log lines the stream begins with and hands on the rest as soon as the run ends', () => {
+    const r = feed(['a', 'b', 'c'], ['b', 'c', 'd', 'e']);
+    expect(r.out).toEqual(['d', 'e']);
+    expect(r.when).toEqual([2, 3]);
+    expect(r.dropped).toBe(2);
+    expect(feed(['a', 'b', 'c'], ['a', 'b', 'c', 'd']).out).toEqual(['d']);
+  });
+
+  it('hands on at once a stream that begins with nothing the log holds', () => {
+    const r = feed(['a', 'b', 'c'], ['x', 'a', 'b', 'c'], false);
+    expect(r.out).toEqual(['x', 'a', 'b', 'c']);
+    expect(r.when).toEqual([0, 1, 2, 3]);
+  });
+
+  it('keeps a line the log holds but not at its end: only a run up to the last line is dropped', () => {
+    // The stream begins with the log's `b`, then goes on with what the log does not hold.
+    expect(feed(['a', 'b', 'c'], ['b', 'x']).out).toEqual(['b', 'x']);
+    // A line the log held cut in parts is never taken as held.
+    expect(feed(['a', undefined, 'c'], ['a', 'X', 'c', 'd']).out).toEqual(['a', 'X', 'c', 'd']);
+  });
+
+  it('with a log of one line repeated, drops the longest run and holds no longer than the log is long', () => {
+    expect(feed(['.', '.', '.'], ['.', '.', '.', '.', 'z']).out).toEqual(['.', 'z']);
+    const many = Array.from({ length: 100 }, () => '.');
+    const r = feed(many, [...many, '.', 'z'], false);
+    expect(r.out).toEqual(['.', 'z']);
+    expect(r.when).toEqual([100, 101]);
+  });
+
+  it('hands on what it holds at the end (a piece of a long line, the end of the stream)', () => {
+    expect(feed(['a', 'b', 'c'], ['a', 'b']).out).toEqual(['a', 'b']);
+    const overlap = new ResumeOverlap<string>(['a', 'b', 'c']);
+    expect(overlap.line('b', 'b')).toEqual([]);
+    expect(overlap.end()).toEqual(['b']);
+    expect(overlap.holding).toBe(false);
+    expect(overlap.line('c', 'c')).toEqual(['c']);
+  });
+
+  it('passes everything through when the log held nothing', () => {
+    expect(feed([], ['a', 'b'], false).out).toEqual(['a', 'b']);
+  });
+});
