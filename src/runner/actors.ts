@@ -19,7 +19,7 @@ import { ImageCache, type ImageInfo } from './image-cache.js';
 import { createMasker } from './mask.js';
 import { MIN_MASKED_LENGTH } from './mask-forms.js';
 import { ResumeOverlap } from './resume-overlap.js';
-import { type OutputBlock, type OutputLine, recentLines } from './session-log.js';
+import { type OutputBlock, type OutputLine, resumeTail } from './session-log.js';
 import { SessionOutput } from './session-output.js';
 
 /**
@@ -505,13 +505,20 @@ async function attach(
   const skip = emptied || start === 'unknown' ? undefined : counted;
   const skipFromStart = skip === undefined ? undefined : { ...skip };
   // By time: from a margin before the log's last line, dropping again what the log holds of it.
-  const since =
-    skip === undefined && lastWrite !== undefined
-      ? new Date(Date.parse(lastWrite) - RESUME_MARGIN_MS).toISOString()
-      : undefined;
-  const overlap = since === undefined ? undefined : await resumeOverlap(out, since);
+  const resume = skip === undefined && lastWrite !== undefined ? await resumeFrom(out, lastWrite) : undefined;
+  const since = resume?.since;
+  const overlap = resume?.overlap;
   // Without a replay from the start, the markers are not seen again.
   commandStarted = skip === undefined && (adopted?.phase ?? (commandStarted ? 'running' : '')) === 'running';
+  /** The setup step's markers a replay from a time gives again once the command runs: stale, not output. */
+  const staleMarker = (text: string) =>
+    since !== undefined &&
+    commandStarted &&
+    marker !== '' &&
+    text.startsWith(`${marker} `) &&
+    findCommandEnd(marker, text) === undefined;
+  /** Per stream: lines held while the overlap is undecided are handed on after OVERLAP_HOLD_MS at most. */
+  const holdTimers: Partial<Record<'stdout' | 'stderr', NodeJS.Timeout>> = {};
   /** Inside a line longer than the maximum that is being skipped, per stream. */
   const skipping = { stdout: false, stderr: false };
   const toSkip = (stream: 'stdout' | 'stderr') => skip !== undefined && skip[stream] > 0;
@@ -520,11 +527,18 @@ async function attach(
     else if (overlap?.[stream].holding && !cont) {
       const shown = out.shown(text, masked) ?? text;
       for (const held of overlap[stream].line(shown, shown)) write(held, false, stream, true);
+      if (overlap[stream].holding)
+        holdTimers[stream] ??= setTimeout(() => overlapEnds(stream), OVERLAP_HOLD_MS).unref();
     } else write(text, cont, stream, masked);
   };
   /** Decides what the log held of the resumed stream's start: the rest is handed on now. */
   const overlapEnds = (stream: 'stdout' | 'stderr') => {
+    clearTimeout(holdTimers[stream]);
     for (const held of overlap?.[stream].end() ?? []) write(held, false, stream, true);
+  };
+  const overlapsEnd = () => {
+    overlapEnds('stdout');
+    overlapEnds('stderr');
   };
   // Each stream is replayed and skipped on its own: Podman replays them in its own order.
   const reader = out.reader((text, end, cont, stream, masked) => {
@@ -549,6 +563,7 @@ async function attach(
       replayed(text, cont, 'stderr', masked);
       return;
     }
+    if (staleMarker(text)) return;
     // Replayed markers only move the phase forward; the machine ignores those it is past.
     const what = read(marker, text, cont);
     if (what.kind === 'line') replayed(text, cont, 'stdout', masked);
@@ -579,11 +594,22 @@ async function attach(
     },
     () => -1,
   );
-  let exitCode = await port.wait(container, signal);
+  let exitCode: number;
+  try {
+    exitCode = await port.wait(container, signal);
+  } catch (error) {
+    // Held lines are the container's output all the same (an abort, a host that does not answer).
+    overlapsEnd();
+    throw error;
+  }
   if (port.remote) {
     // As with the attachment: over a remote connection, the engine confirms the exit.
-    const after = await port.inspectContainer(container, signal);
+    const after = await port.inspectContainer(container, signal).catch((error: unknown) => {
+      overlapsEnd();
+      throw error;
+    });
     if (after === undefined || LIVE_CONTAINER_STATES.has(after.State.Status)) {
+      overlapsEnd();
       await out.close();
       throw new Error(`the connection to the host of container ${container} dropped while waiting for it`);
     }
@@ -591,8 +617,6 @@ async function attach(
   }
   // The log stream ends with the container; do not wait for it forever.
   await Promise.race([streamEnded, new Promise((resolve) => setTimeout(resolve, FOLLOW_GRACE_MS).unref())]);
-  overlapEnds('stdout');
-  overlapEnds('stderr');
   // Podman 4 ends a follow at the container's exit even when it is behind (a reader that was paused,
   // a log that grew fast), leaving out lines as it stops, the setup step's report or not: what the follow
   // did not hand on is read once more.
@@ -619,6 +643,9 @@ async function attach(
       signal,
     );
   }
+  // After the catch-up: the lines it gives again go on where a follow cut short inside the overlap
+  // stopped, so what the log holds is still found and dropped.
+  overlapsEnd();
   await exited(exitCode, '');
 }
 
@@ -757,16 +784,29 @@ async function catchUp(
  */
 export const RESUME_MARGIN_MS = 2000;
 
-/** What the log holds of a follow resumed from `since`, per stream; none while the output is withheld. */
-async function resumeOverlap(
+/**
+ * How long lines of a resumed follow are held at most while it is not decided whether the log holds
+ * them (a run of repeated lines, then a quiet agent): then what is a run of the log's lines is dropped.
+ */
+const OVERLAP_HOLD_MS = 2000;
+
+/**
+ * Where a follow resumed by time begins, and what the log holds of it per stream; from the last line
+ * itself while the output is withheld (nothing is compared: the lines are only counted).
+ */
+async function resumeFrom(
   out: SessionOutput,
-  since: string,
-): Promise<Record<'stdout' | 'stderr', ResumeOverlap<string>> | undefined> {
-  if (out.withholding) return undefined;
+  lastWrite: string,
+): Promise<{ since: string; overlap?: Record<'stdout' | 'stderr', ResumeOverlap<string>> }> {
+  if (out.withholding) return { since: lastWrite };
   // Lines appended but not written yet are in the log once flushed (an attachment that dropped).
   await out.log.flushed();
-  const recent = recentLines(out.log.path, since);
-  return { stdout: new ResumeOverlap(recent.stdout), stderr: new ResumeOverlap(recent.stderr) };
+  const earliest = new Date(Date.parse(lastWrite) - RESUME_MARGIN_MS).toISOString();
+  const { since, lines } = resumeTail(out.log.path, earliest);
+  return {
+    since,
+    overlap: { stdout: new ResumeOverlap(lines.stdout), stderr: new ResumeOverlap(lines.stderr) },
+  };
 }
 
 const LEFT_OUT = "[agentd: Podman's log stream left out some lines: they follow, out of order]";

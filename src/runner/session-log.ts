@@ -926,16 +926,20 @@ function noteRecord(gap: Gap): string {
 }
 
 /**
- * The container's whole lines the log holds read at `since` or later, per stream, oldest first (what a
- * follow resumed by time may give again: see resume-overlap.ts); a line the log holds cut in parts is
- * undefined (it is not compared).
+ * Where a follow resumed by time begins (see resume-overlap.ts): at `earliest`, or at the log's oldest
+ * container line when the log does not reach back so far (a replay from before it would begin with
+ * lines the log no longer holds, handed on already); and the container's whole lines the log holds from
+ * then on, per stream, oldest first, a line the log holds cut in parts undefined (it is not compared).
  */
-export function recentLines(
+export function resumeTail(
   path: string,
-  since: string,
-): Record<'stdout' | 'stderr', (string | undefined)[]> {
+  earliest: string,
+): { since: string; lines: Record<'stdout' | 'stderr', (string | undefined)[]> } {
+  const records = readRecords(path).lines.filter((line) => line.stream !== 'agentd');
+  const oldest = records[0]?.time;
+  const since = oldest !== undefined && oldest > earliest ? oldest : earliest;
   const recent: Record<'stdout' | 'stderr', (string | undefined)[]> = { stdout: [], stderr: [] };
-  for (const line of readRecords(path).lines) {
+  for (const line of records) {
     if (line.stream === 'agentd' || line.time < since) continue;
     const lines = recent[line.stream];
     if (line.cont) {
@@ -944,7 +948,7 @@ export function recentLines(
     }
     lines.push(line.text);
   }
-  return recent;
+  return { since, lines: recent };
 }
 
 /**

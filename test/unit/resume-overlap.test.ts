@@ -51,13 +51,20 @@ describe('ResumeOverlap', () => {
     expect(r.when).toEqual([100, 101]);
   });
 
-  it('hands on what it holds at the end (a piece of a long line, the end of the stream)', () => {
-    expect(feed(['a', 'b', 'c'], ['a', 'b']).out).toEqual(['a', 'b']);
+  it('at the end, drops held lines that are a run of the log cut short, and hands on the others', () => {
+    // A follow Podman ended inside the overlap: the log holds what it gave.
+    expect(feed(['a', 'b', 'c'], ['a', 'b']).out).toEqual([]);
     const overlap = new ResumeOverlap<string>(['a', 'b', 'c']);
     expect(overlap.line('b', 'b')).toEqual([]);
-    expect(overlap.end()).toEqual(['b']);
+    expect(overlap.end()).toEqual([]);
     expect(overlap.holding).toBe(false);
     expect(overlap.line('c', 'c')).toEqual(['c']);
+    // Too many runs to follow (blank lines): decided at the end, by the lines themselves.
+    const blanks = Array.from({ length: 70 }, () => '');
+    expect(feed([...blanks, 'p'], ['', '', '', 'q']).out).toEqual(['', '', '', 'q']);
+    // A complete run, then new lines that are no run of the log: those are handed on.
+    const tail = [...Array.from({ length: 10 }, () => 'p'), ...blanks];
+    expect(feed(tail, [...blanks, 'NEW1', 'NEW2']).out).toEqual(['NEW1', 'NEW2']);
   });
 
   it('passes everything through when the log held nothing', () => {

@@ -17,7 +17,7 @@ import { MASK } from '../../src/runner/mask.js';
 import { SecretValue } from '../../src/secret-value.js';
 import { assembleSession } from '../../src/sessions/assemble.js';
 import type { RunResult } from '../../src/sessions/types.js';
-import { FakePodman } from '../helpers/fake-podman.js';
+import { FakePodman, type HeldPiece } from '../helpers/fake-podman.js';
 import {
   AGENTS,
   REPO_TOKEN,
@@ -430,7 +430,7 @@ describe('runner machine', () => {
       podman.held.set(CONTAINER, ['x5', 'x6', '@@m@@ ended 0 0']);
       const run = start(podman, { container: CONTAINER, phase: 'running' }, dir);
       await until(() => podman.stream() !== undefined, 'following');
-      expect(podman.stream()?.since).toBe(marginBefore(at));
+      expect(podman.stream()?.since).toBe(at);
       podman.stream()?.line('x5');
       podman.stream()?.line('x6');
       podman.stream()?.line('@@m@@ ended 0 0');
@@ -441,8 +441,9 @@ describe('runner machine', () => {
         'x5',
         'x6',
       ]);
-      // Once to see where Podman's copy begins, once to find what the stream handed on (all of it).
-      expect(podman.reads).toEqual([undefined, marginBefore(at)]);
+      // Once to see where Podman's copy begins, once to find what the stream handed on (all of it); from
+      // the log's one line, which is not 2 s older than itself.
+      expect(podman.reads).toEqual([undefined, at]);
     });
 
     it('without a count, goes on after the last lines the stream handed on', async () => {
@@ -466,7 +467,62 @@ describe('runner machine', () => {
       expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
       expect(run.output).toEqual(['x1', 'x2', 'x3', 'x4']);
       // Once to find what the stream handed on, once to hand on the rest.
-      expect(podman.reads).toEqual([marginBefore(at), marginBefore(at)]);
+      expect(podman.reads).toEqual([at, at]);
+    });
+
+    /** An adopted session whose log (with a gap) holds `logged` read at `at` (and one line long before). */
+    const resumeByTime = (logged: string[], held: (string | HeldPiece)[]) => {
+      const podman = new FakePodman('auto');
+      leave(podman);
+      const dir = makeTempDir('agentd-unit-runner-');
+      const now = Date.now();
+      const old = new Date(now - 60_000).toISOString();
+      const at = new Date(now - 30_000).toISOString();
+      const records = logged.map((text, i) => `${i + 3} ${at} out ${text}`);
+      writeFileSync(
+        `${dir}/0123456789abcdef.log`,
+        [`- ${old} note [agentd: 1 line(s) missing here]`, `2 ${old} out long before`, ...records, ''].join(
+          '\n',
+        ),
+      );
+      podman.held.set(CONTAINER, held);
+      return { podman, run: start(podman, { container: CONTAINER, phase: 'running' }, dir), at };
+    };
+
+    it('resumed by time, a follow Podman ends inside the overlap: the catch-up goes on with it, nothing twice', async () => {
+      const { podman, run } = resumeByTime(
+        ['L1', 'L2', 'L3', 'L4'],
+        ['L1', 'L2', 'L3', 'L4', 'N1', 'N2', '@@m@@ ended 0 0'],
+      );
+      await until(() => podman.stream() !== undefined, 'following');
+      podman.stream()?.line('L1');
+      podman.stream()?.line('L2');
+      podman.stream()?.exit(0);
+      expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+      expect(run.output).toEqual(['N1', 'N2']);
+    });
+
+    it("resumed by time, the setup step's markers it replays are not output", async () => {
+      const { podman, run } = resumeByTime(['s1', 'L1'], []);
+      await until(() => podman.stream() !== undefined, 'following');
+      for (const line of ['s1', '@@m@@ phase running', 'L1', 'N1', '@@m@@ ended 0 0'])
+        podman.stream()?.line(line);
+      podman.stream()?.exit(0);
+      expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+      expect(run.output).toEqual(['N1']);
+    });
+
+    it('resumed by time, hands on held lines of no run of the log after a while, though the agent goes quiet', async () => {
+      // Seventy blank lines, then one more the log does not hold: too many runs to follow, decided by time.
+      const blanks = Array.from({ length: 70 }, () => '');
+      const { podman, run } = resumeByTime([...blanks, 'p'], []);
+      await until(() => podman.stream() !== undefined, 'following');
+      for (const line of ['', '', 'q']) podman.stream()?.line(line);
+      await until(() => run.output.includes('q'), 'the held lines handed on');
+      expect(run.output).toEqual(['', '', 'q']);
+      podman.stream()?.line('@@m@@ ended 0 0');
+      podman.stream()?.exit(0);
+      expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
     });
 
     it("resumed by time, drops the lines the log holds at the stream's start, on both streams, and keeps the rest", async () => {
@@ -721,7 +777,7 @@ describe('runner machine', () => {
     await until(() => podman.pending('readContainerFiles') !== undefined, 'reading values');
     podman.pending('readContainerFiles')?.fail('no such container');
     await until(() => podman.stream() !== undefined, 'following');
-    expect(podman.stream()?.since).toBe(marginBefore(at));
+    expect(podman.stream()?.since).toBe(at);
     podman.stream()?.exit(0);
     await until(() => podman.pending('removeContainers') !== undefined, 'teardown');
     podman.pending('removeContainers')?.succeed();
