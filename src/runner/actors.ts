@@ -510,15 +510,24 @@ async function attach(
   const overlap = resume?.overlap;
   // Without a replay from the start, the markers are not seen again.
   commandStarted = skip === undefined && (adopted?.phase ?? (commandStarted ? 'running' : '')) === 'running';
-  /** The setup step's markers a replay from a time gives again once the command runs: stale, not output. */
-  const staleMarker = (text: string) =>
-    since !== undefined &&
+  /**
+   * The setup step's markers a replay not counted from the start gives again once the command runs:
+   * stale, not output (a whole line's start only: a long line's last piece may begin with one).
+   */
+  const staleMarker = (text: string, cont: boolean) =>
+    skip === undefined &&
+    !cont &&
     commandStarted &&
     marker !== '' &&
     text.startsWith(`${marker} `) &&
     findCommandEnd(marker, text) === undefined;
-  /** Per stream: lines held while the overlap is undecided are handed on after OVERLAP_HOLD_MS at most. */
+  /**
+   * Per stream: lines held while the overlap is undecided are handed on after OVERLAP_HOLD_MS without
+   * another, while the follow runs; once the container exited the catch-up decides (its reads may take
+   * longer than that).
+   */
   const holdTimers: Partial<Record<'stdout' | 'stderr', NodeJS.Timeout>> = {};
+  let holdByTime = true;
   /** Inside a line longer than the maximum that is being skipped, per stream. */
   const skipping = { stdout: false, stderr: false };
   const toSkip = (stream: 'stdout' | 'stderr') => skip !== undefined && skip[stream] > 0;
@@ -527,8 +536,9 @@ async function attach(
     else if (overlap?.[stream].holding && !cont) {
       const shown = out.shown(text, masked) ?? text;
       for (const held of overlap[stream].line(shown, shown)) write(held, false, stream, true);
-      if (overlap[stream].holding)
-        holdTimers[stream] ??= setTimeout(() => overlapEnds(stream), OVERLAP_HOLD_MS).unref();
+      clearTimeout(holdTimers[stream]);
+      if (overlap[stream].holding && holdByTime)
+        holdTimers[stream] = setTimeout(() => overlapEnds(stream), OVERLAP_HOLD_MS).unref();
     } else write(text, cont, stream, masked);
   };
   /** Decides what the log held of the resumed stream's start: the rest is handed on now. */
@@ -563,7 +573,7 @@ async function attach(
       replayed(text, cont, 'stderr', masked);
       return;
     }
-    if (staleMarker(text)) return;
+    if (staleMarker(text, cont)) return;
     // Replayed markers only move the phase forward; the machine ignores those it is past.
     const what = read(marker, text, cont);
     if (what.kind === 'line') replayed(text, cont, 'stdout', masked);
@@ -597,6 +607,9 @@ async function attach(
   let exitCode: number;
   try {
     exitCode = await port.wait(container, signal);
+    holdByTime = false;
+    clearTimeout(holdTimers.stdout);
+    clearTimeout(holdTimers.stderr);
   } catch (error) {
     // Held lines are the container's output all the same (an abort, a host that does not answer).
     overlapsEnd();
@@ -620,28 +633,33 @@ async function attach(
   // Podman 4 ends a follow at the container's exit even when it is behind (a reader that was paused,
   // a log that grew fast), leaving out lines as it stops, the setup step's report or not: what the follow
   // did not hand on is read once more.
-  if (streamDone && !signal.aborted) {
-    await catchUp(
-      port,
-      container,
-      since,
-      seen,
-      {
-        handler: reader.handler,
-        bind: reader.bind,
-        notice: (text) => out.notice(text),
-        restart: (fromStart) => {
-          if (skip !== undefined && skipFromStart !== undefined)
-            Object.assign(skip, fromStart ? skipFromStart : { stdout: 0, stderr: 0 });
-          skipping.stdout = false;
-          skipping.stderr = false;
+  try {
+    if (streamDone && !signal.aborted) {
+      await catchUp(
+        port,
+        container,
+        since,
+        seen,
+        {
+          handler: reader.handler,
+          bind: reader.bind,
+          notice: (text) => out.notice(text),
+          restart: (fromStart) => {
+            if (skip !== undefined && skipFromStart !== undefined)
+              Object.assign(skip, fromStart ? skipFromStart : { stdout: 0, stderr: 0 });
+            skipping.stdout = false;
+            skipping.stderr = false;
+          },
+          skips: (stream) => skipping[stream] || toSkip(stream),
+          commandStarted: () => commandStarted,
+          marker,
         },
-        skips: (stream) => skipping[stream] || toSkip(stream),
-        commandStarted: () => commandStarted,
-        marker,
-      },
-      signal,
-    );
+        signal,
+      );
+    }
+  } catch (error) {
+    overlapsEnd();
+    throw error;
   }
   // After the catch-up: the lines it gives again go on where a follow cut short inside the overlap
   // stopped, so what the log holds is still found and dropped.

@@ -938,16 +938,24 @@ export function resumeTail(
   const records = readRecords(path).lines.filter((line) => line.stream !== 'agentd');
   const oldest = records[0]?.time;
   const since = oldest !== undefined && oldest > earliest ? oldest : earliest;
-  const recent: Record<'stdout' | 'stderr', (string | undefined)[]> = { stdout: [], stderr: [] };
+  // Whole lines per stream, each with the time of its last part (a cut line is one line to Podman).
+  const whole: Record<'stdout' | 'stderr', { text: string | undefined; time: string }[]> = {
+    stdout: [],
+    stderr: [],
+  };
   for (const line of records) {
-    if (line.stream === 'agentd' || line.time < since) continue;
-    const lines = recent[line.stream];
-    if (line.cont) {
-      if (lines.length > 0) lines[lines.length - 1] = undefined;
-      continue;
-    }
-    lines.push(line.text);
+    if (line.stream === 'agentd') continue;
+    const lines = whole[line.stream];
+    const last = lines.at(-1);
+    if (line.cont && last !== undefined) {
+      last.text = undefined;
+      last.time = line.time;
+    } else lines.push({ text: line.cont ? undefined : line.text, time: line.time });
   }
+  const recent = {
+    stdout: whole.stdout.filter((l) => l.time >= since).map((l) => l.text),
+    stderr: whole.stderr.filter((l) => l.time >= since).map((l) => l.text),
+  };
   return { since, lines: recent };
 }
 

@@ -3,8 +3,12 @@
  * log's last lines the stream begins with is dropped, nothing else, and nothing is held for longer than
  * it takes to decide.
  */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ResumeOverlap } from '../../src/runner/resume-overlap.js';
+import { resumeTail } from '../../src/runner/session-log.js';
+import { makeTempDir } from '../helpers/resources.js';
 
 /** Feeds the stream line by line; returns what was handed on, and after which line each came. */
 function feed(tail: (string | undefined)[], stream: string[], end = true) {
@@ -69,5 +73,40 @@ describe('ResumeOverlap', () => {
 
   it('passes everything through when the log held nothing', () => {
     expect(feed([], ['a', 'b'], false).out).toEqual(['a', 'b']);
+  });
+});
+
+describe('resumeTail', () => {
+  const log = (records: string[]) => {
+    const path = join(makeTempDir('agentd-unit-tail-'), 'session.log');
+    writeFileSync(path, `${records.join('\n')}\n`);
+    return path;
+  };
+  const [old, earliest, at] = [
+    '2026-12-05T10:00:00.000Z',
+    '2026-12-05T10:00:28.000Z',
+    '2026-12-05T10:00:30.000Z',
+  ];
+
+  it('gives the whole lines read from `since` on, per stream, a line kept in parts as one never compared', () => {
+    const path = log([
+      `1 ${old} out long before`,
+      `2 ${old} out head of a long line`,
+      `3 ${at} out+ its last part`,
+      `4 ${at} err e1`,
+      `- ${at} note [agentd: a note]`,
+      `5 ${at} agentd [agentd: a notice]`,
+      `6 ${at} out C`,
+    ]);
+    // The long line's last part was read after `since`: Podman gives the line whole, dated by it.
+    expect(resumeTail(path, earliest)).toEqual({
+      since: earliest,
+      lines: { stdout: [undefined, 'C'], stderr: ['e1'] },
+    });
+  });
+
+  it("begins at the log's oldest line when the log does not reach back to `earliest`", () => {
+    const path = log([`7 ${at} out a`, `8 ${at} out b`]);
+    expect(resumeTail(path, earliest)).toEqual({ since: at, lines: { stdout: ['a', 'b'], stderr: [] } });
   });
 });

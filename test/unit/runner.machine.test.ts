@@ -512,6 +512,19 @@ describe('runner machine', () => {
       expect(run.output).toEqual(['N1']);
     });
 
+    it('resumed by time, a replay slower than the hold time is still found line by line', async () => {
+      const { podman, run } = resumeByTime(['L1', 'L2', 'L3'], []);
+      await until(() => podman.stream() !== undefined, 'following');
+      for (const line of ['L1', 'L2', 'L3']) {
+        podman.stream()?.line(line);
+        await new Promise((resolve) => setTimeout(resolve, 1200));
+      }
+      for (const line of ['N1', '@@m@@ ended 0 0']) podman.stream()?.line(line);
+      podman.stream()?.exit(0);
+      expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+      expect(run.output).toEqual(['N1']);
+    });
+
     it('resumed by time, hands on held lines of no run of the log after a while, though the agent goes quiet', async () => {
       // Seventy blank lines, then one more the log does not hold: too many runs to follow, decided by time.
       const blanks = Array.from({ length: 70 }, () => '');
