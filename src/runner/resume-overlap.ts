@@ -26,6 +26,8 @@ const B2 = 52_711;
 
 export class ResumeOverlap<T> {
   private readonly tail: readonly (string | undefined)[];
+  /** The tail's lines: a line not among them is in no run, whatever is followed. */
+  private readonly known: Set<string>;
   /** Each tail line's fingerprints (-1 for a cut line: no stream line has it). */
   private readonly keys1: Float64Array;
   private readonly keys2: Float64Array;
@@ -47,6 +49,7 @@ export class ResumeOverlap<T> {
    */
   constructor(tail: readonly (string | undefined)[]) {
     this.tail = tail;
+    this.known = new Set(tail.filter((line): line is string => line !== undefined));
     const n = tail.length;
     this.keys1 = new Float64Array(n);
     this.keys2 = new Float64Array(n);
@@ -102,7 +105,7 @@ export class ResumeOverlap<T> {
         ? this.runs.some((a) => a + count === size)
         : this.prefix1 === this.suffix1[count] && this.prefix2 === this.suffix2[count];
     if (complete) this.longest = count;
-    const goingOn = this.runs?.some((a) => a + count < size) ?? true;
+    const goingOn = this.known.has(text) && (this.runs?.some((a) => a + count < size) ?? true);
     if (count >= size || !goingOn) return this.end();
     return [];
   }

@@ -69,6 +69,11 @@ describe('ResumeOverlap', () => {
     // A complete run, then new lines that are no run of the log: those are handed on.
     const tail = [...Array.from({ length: 10 }, () => 'p'), ...blanks];
     expect(feed(tail, [...blanks, 'NEW1', 'NEW2']).out).toEqual(['NEW1', 'NEW2']);
+    // Too many runs to follow, then a line the log does not hold at all: decided at once, not held (the
+    // blank lines before it are the log's last ones).
+    const r = feed([...blanks, ...blanks], ['', '', 'NEW1', 'NEW2'], false);
+    expect(r.out).toEqual(['NEW1', 'NEW2']);
+    expect(r.when).toEqual([2, 3]);
   });
 
   it('passes everything through when the log held nothing', () => {
