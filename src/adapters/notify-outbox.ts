@@ -1,12 +1,10 @@
 import { lstatSync, readdirSync, unlinkSync } from 'node:fs';
-import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { SESSION_ID_PATTERN } from '../constants.js';
 import { errorMessage } from '../errors.js';
 import { ensurePrivateDir } from './ownership.js';
-import { readNoFollow, TEMP_JSON_FILE, writeFileAtomic, writeFileAtomicAsync } from './state-files.js';
-import { WriteBehind } from './write-behind.js';
+import { readNoFollow, TEMP_JSON_FILE, writeFileAtomic } from './state-files.js';
 
 /**
  * The outcome notifications not yet taken by their webhooks, one file per session in `<state
@@ -55,7 +53,6 @@ export const OUTBOX_MAX_ENTRIES = 4096;
 
 export class NotifyOutbox {
   readonly dir: string;
-  private readonly writes = new WriteBehind();
 
   constructor(
     stateDir: string,
@@ -66,9 +63,10 @@ export class NotifyOutbox {
   }
 
   /**
-   * Writes a session's entry now: done before its record says it finished (written the same way, not
-   * flushed), so that a crash in between leaves the notification to be sent, and before a POST goes out.
-   * Returns false when the state dir did not take it.
+   * Writes a session's entry now: before its record says it finished (written the same way, not
+   * flushed), so that a crash in between leaves the notification to be sent; before a POST goes out; and
+   * after each failed attempt. Synchronous, so that the newest content is always the one on disk (a
+   * session's entry changes a few times at most). Returns false when the state dir did not take it.
    */
   writeNow(entry: OutboxEntry): boolean {
     try {
@@ -82,17 +80,7 @@ export class NotifyOutbox {
     }
   }
 
-  /** Writes a session's entry in the background; the newest content wins. */
-  write(entry: OutboxEntry): void {
-    const data = serialise(entry);
-    this.writes.schedule(entry.session, () =>
-      writeFileAtomicAsync(this.path(entry.session), data, {
-        operation: 'record an outcome notification',
-      }).catch((error: unknown) => this.onFailure('record an outcome notification', error)),
-    );
-  }
-
-  /** Removes a session's entry now (at start, before any write is under way). */
+  /** Removes a session's entry now (taken or given up). */
   removeNow(session: string): void {
     try {
       unlinkSync(this.path(session));
@@ -100,21 +88,6 @@ export class NotifyOutbox {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
         this.onFailure('remove a delivered notification', error);
     }
-  }
-
-  /** Removes a session's entry in the background, after its writes under way. */
-  remove(session: string): void {
-    this.writes.schedule(session, () =>
-      fsp.unlink(this.path(session)).catch((error: unknown) => {
-        if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
-          this.onFailure('remove a delivered notification', error);
-      }),
-    );
-  }
-
-  /** Resolves once every write and removal asked for is done. */
-  settled(): Promise<void> {
-    return this.writes.settledAll();
   }
 
   /**

@@ -24,7 +24,7 @@ import type { Outcome } from '../sessions/types.js';
 export type NotifiedSession = Pick<SessionRecord, 'id' | 'agent'>;
 
 /** The outbox as the notifier uses it (NotifyOutbox; a fake in tests). */
-export type Outbox = Pick<NotifyOutbox, 'writeNow' | 'write' | 'remove' | 'removeNow' | 'settled' | 'load'>;
+export type Outbox = Pick<NotifyOutbox, 'writeNow' | 'removeNow' | 'load'>;
 
 export interface NotifierOptions {
   /** Every webhook to tell of this session's outcome: its agent's and the daemon's. */
@@ -258,18 +258,17 @@ export class Notifier {
       );
       // A POST cut short counts as made: a daemon that keeps restarting still runs out of attempts.
       pending.made = actor.getSnapshot().context.attempt;
-      this.options.outbox?.write(entryOf(notification));
+      this.options.outbox?.writeNow(entryOf(notification));
       actor.stop();
     }
     this.pending.clear();
-    await this.options.outbox?.settled();
   }
 
   /** A webhook is done with (taken, given up or dropped): its session's entry says so. */
   private settle(notification: Notification, pending: Pending): void {
     notification.pending = notification.pending.filter((p) => p !== pending);
-    if (notification.pending.length === 0) this.options.outbox?.remove(notification.session);
-    else this.options.outbox?.write(entryOf(notification));
+    if (notification.pending.length === 0) this.options.outbox?.removeNow(notification.session);
+    else this.options.outbox?.writeNow(entryOf(notification));
   }
 
   private deliver(notification: Notification, pending: Pending): void {
@@ -316,7 +315,7 @@ export class Notifier {
         announceFailedAttempt: (_, { attempt, error, final }) => {
           metrics.notificationAttempt(failureOf(error));
           pending.made = attempt;
-          if (!final) this.options.outbox?.write(entryOf(notification));
+          if (!final) this.options.outbox?.writeNow(entryOf(notification));
           log.warn(
             { ...context, event: 'notify.attempt_failed', attempt, final, reason: errorMessage(error) },
             `notification of session ${session} to ${url} failed (attempt ${attempt}): ${errorMessage(error)}${final ? '' : '; trying again'}`,

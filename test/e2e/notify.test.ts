@@ -277,7 +277,7 @@ describe('outcome notifications', () => {
         await first.waitForLog((l) => l.event === 'notify.attempt_failed' && l.attempt === 1);
         const outbox = join(first.files.stateDir, 'notify');
         if (signal === 'SIGKILL') {
-          // Killed once the outbox counts the failed attempt (written just after its log line; not its temp file).
+          // Killed once the outbox counts the failed attempt (written before its log line; not the temp file).
           const counted = () =>
             readdirSync(outbox)
               .filter((f) => f.endsWith('.json'))
