@@ -11,7 +11,16 @@ export abstract class AgentdCommand extends Command {
     try {
       return await super.validateAndExecute();
     } catch (error) {
-      if (!(error instanceof UsageError)) throw error;
+      if (!(error instanceof UsageError)) {
+        // Not an expected failure (each command reports those itself): one line, never a stack on stdout.
+        const message = error instanceof Error ? error.message : String(error);
+        if ((this as { json?: unknown }).json === true)
+          this.context.stdout.write(
+            `${JSON.stringify({ error: 'unexpected', message, code: EXIT.infrastructure })}\n`,
+          );
+        this.context.stderr.write(`agentd: unexpected error: ${message}\n`);
+        return EXIT.infrastructure;
+      }
       this.context.stderr.write(this.cli.error(error, { command: this }));
       return EXIT.usage;
     }

@@ -5,7 +5,13 @@ import type { RequestBody } from '../protocol/messages.js';
 import type { Reply as DaemonReply } from '../protocol/replies.js';
 
 /** A reply from the daemon (one JSON object per line), or what the client makes of a line that is not JSON. */
-export type Reply = DaemonReply | { type: 'error'; code: 'bad_reply'; message: string };
+export type Reply = DaemonReply | { type: 'error'; code: 'bad_reply' | 'no_answer'; message: string };
+
+/**
+ * How long a one-shot request waits for its answer: a daemon that took the connection and never answers
+ * (hung, or something else on its socket) must not hold a script for ever; a reload's checks take seconds.
+ */
+export const ANSWER_TIMEOUT_MS = 120_000;
 
 export class DaemonUnreachable extends Error {
   constructor(
@@ -119,10 +125,16 @@ export class DaemonClient {
     }
   }
 
-  /** Sends one request and waits for its single reply. */
-  async request(message: RequestBody): Promise<Reply | undefined> {
+  /** Sends one request and waits for its single reply (a `no_answer` error after timeoutMs). */
+  async request(message: RequestBody, timeoutMs = ANSWER_TIMEOUT_MS): Promise<Reply | undefined> {
     this.send(message);
-    return this.next();
+    const reply = await this.nextWithin(timeoutMs);
+    if (reply !== 'timeout') return reply;
+    return {
+      type: 'error',
+      code: 'no_answer',
+      message: `the daemon took the connection but did not answer within ${Math.round(timeoutMs / 1000)} s; look at its log (journalctl -u agentd)`,
+    };
   }
 
   close(): void {
@@ -144,8 +156,15 @@ export class DaemonClient {
 function parseReply(line: string): Reply {
   try {
     // The daemon builds its replies through the protocol's types; the client trusts its own daemon
-    // and does not load zod to check them again (it costs 40 ms a call).
-    return JSON.parse(line) as Reply;
+    // and does not load zod to check them again (it costs 40 ms a call), only that it is a message.
+    const reply: unknown = JSON.parse(line);
+    if (typeof reply === 'object' && reply !== null && typeof (reply as { type?: unknown }).type === 'string')
+      return reply as Reply;
+    return {
+      type: 'error',
+      code: 'bad_reply',
+      message: `the daemon sent a line that is not a message: ${line.slice(0, 200)}`,
+    };
   } catch {
     return {
       type: 'error',

@@ -1,4 +1,5 @@
-import { createWriteStream } from 'node:fs';
+import { statSync } from 'node:fs';
+import { type FileHandle, open, unlink } from 'node:fs/promises';
 import { Command, Option, UsageError } from 'clipanion';
 import { exportRecord } from '../adapters/sealed-records.js';
 import { errorMessage } from '../errors.js';
@@ -53,15 +54,40 @@ export class ExportCommand extends ClientCommand {
       );
     }
     if (!sealed) stderr.write(`agentd: session ${this.sessionId} still runs: its record is not sealed yet\n`);
+    const recordDir = dir;
+    const failed = (error: unknown) =>
+      this.fail(`cannot export session ${this.sessionId}: ${errorMessage(error)}`, EXIT.failed);
     try {
-      await exportRecord(
-        dir,
-        this.output === undefined ? stdout : createWriteStream(this.output, { flags: 'wx', mode: 0o600 }),
-      );
+      // Before anything is written: a record directory that is gone leaves no empty file behind.
+      if (!statSync(recordDir).isDirectory()) throw new Error(`${recordDir} is not a directory`);
     } catch (error) {
-      return this.fail(`cannot export session ${this.sessionId}: ${errorMessage(error)}`, EXIT.failed);
+      return failed(error);
     }
-    if (this.output !== undefined) stderr.write(`agentd: wrote ${this.output} from ${dir}\n`);
+    if (this.output === undefined) {
+      try {
+        await exportRecord(recordDir, stdout);
+      } catch (error) {
+        return failed(error);
+      }
+      return EXIT.succeeded;
+    }
+    const output = this.output;
+    // Opened here, so that a file that exists or a directory that does not is this command's message.
+    let file: FileHandle;
+    try {
+      file = await open(output, 'wx', 0o600);
+    } catch (error) {
+      return failed(error);
+    }
+    try {
+      await exportRecord(recordDir, file.createWriteStream());
+    } catch (error) {
+      await unlink(output).catch(() => {});
+      return failed(error);
+    } finally {
+      await file.close().catch(() => {});
+    }
+    stderr.write(`agentd: wrote ${output} from ${dir}\n`);
     return EXIT.succeeded;
   }
 }

@@ -35,9 +35,10 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (error: unknown) => {
-    process.stderr.write(
-      `agentd: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-    );
+    // The stack only when asked for: an operator gets the message.
+    const detail =
+      error instanceof Error ? (process.env.AGENTD_DEBUG ? error.stack : error.message) : String(error);
+    process.stderr.write(`agentd: unexpected error: ${detail}\n`);
     process.exitCode = 4;
   },
 );

@@ -48,6 +48,11 @@ export async function followSession(options: FollowOptions): Promise<FollowResul
   let client = options.client;
   let afterSeq = options.afterSeq;
   let lostSince: number | undefined;
+  /** When the current connection was made, and whether it brought anything: one that did not is no return. */
+  let connectedAt = Date.now();
+  let answered = false;
+  /** onLost was said and onResumed not yet. */
+  let saidLost = false;
   let reason = 'the daemon closed the connection';
   let stop = false;
   void options.until?.then(() => {
@@ -65,6 +70,8 @@ export async function followSession(options: FollowOptions): Promise<FollowResul
           if (!(error instanceof DaemonUnreachable)) throw error;
           reason = error.message.split('\n')[0] ?? error.message;
           lostSince ??= Date.now();
+          // A daemon that answers again after this is said to be back.
+          saidLost = true;
           if (Date.now() - lostSince >= reconnectMs) return { kind: 'lost', reason };
           await sleep(RETRY_EVERY_MS);
           continue;
@@ -75,14 +82,17 @@ export async function followSession(options: FollowOptions): Promise<FollowResul
           follow: true,
           ...(afterSeq > 0 ? { after: afterSeq } : {}),
         });
-        if (lostSince !== undefined) options.onResumed?.(afterSeq);
-        lostSince = undefined;
+        connectedAt = Date.now();
+        answered = false;
+        if (saidLost) options.onResumed?.(afterSeq);
+        saidLost = false;
       }
       let closing = false;
       for (;;) {
         const reply = await (stopped ? Promise.race([client.next(), stopped]) : client.next());
         if (reply === 'stopped') return { kind: 'stopped' };
         if (reply === undefined) break;
+        if (reply.type !== 'error') answered = true;
         if (reply.type === 'output') {
           if (typeof reply.seq === 'number') {
             // A line shown already (a daemon that came back may send it again) is not shown twice.
@@ -105,8 +115,15 @@ export async function followSession(options: FollowOptions): Promise<FollowResul
       client = undefined;
       if (closing) return { kind: 'stalled' };
       if (stop) return { kind: 'stopped' };
-      options.onLost?.();
-      lostSince = Date.now();
+      // A connection that answered, or held a while, was a daemon that came back: a new loss gets the full
+      // time; one that a daemon (or something else on its socket) only took and closed does not.
+      if (lostSince === undefined || answered || Date.now() - connectedAt > 5 * RETRY_EVERY_MS) {
+        lostSince = Date.now();
+        options.onLost?.();
+        saidLost = true;
+      } else if (Date.now() - lostSince >= reconnectMs) {
+        return { kind: 'lost', reason };
+      }
       await sleep(RETRY_EVERY_MS);
     }
   } finally {

@@ -136,6 +136,33 @@ describe('the CLI client when the daemon resets the connection', () => {
     expect(await result).toEqual({ kind: 'outcome', record: RECORD });
     expect(lines).toEqual(['one', 'two']);
   });
+
+  it('a follow gives up on a daemon that takes every connection and closes it, after the reconnect time', async () => {
+    const path = join(makeTempDir('agentd-unit-cli-'), 'agentd.sock');
+    let connections = 0;
+    const server = createServer((socket) => {
+      connections++;
+      socket.on('error', () => {});
+      socket.destroy();
+    });
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(path, resolve));
+    const lost: number[] = [];
+    const started = Date.now();
+    const result = await followSession({
+      socket: path,
+      sessionId: ID,
+      afterSeq: 0,
+      reconnectMs: 1500,
+      onOutput: () => {},
+      onLost: () => lost.push(Date.now()),
+    });
+    expect(result.kind).toBe('lost');
+    expect(Date.now() - started).toBeLessThan(10_000);
+    // Said once, not once a connection.
+    expect(lost).toHaveLength(1);
+    expect(connections).toBeGreaterThan(1);
+  });
 });
 
 async function until(check: () => boolean): Promise<void> {

@@ -3,11 +3,14 @@
  * with `--json`, run against a socket where no daemon answers: one JSON object on stdout naming the
  * failure and the exit code, the message on stderr, no stack trace.
  */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { Cli } from 'clipanion';
 import { describe, expect, it } from 'vitest';
 import { buildCli } from '../../src/cli/cli.js';
+import { DaemonClient } from '../../src/cli/client.js';
 import { EXIT } from '../../src/cli/exit-codes.js';
 import { runQuick } from '../../src/cli/quick.js';
 import { makeTempDir } from '../helpers/resources.js';
@@ -55,5 +58,111 @@ describe('--json when no daemon answers', () => {
     expect(JSON.parse(lines[0] as string)).toMatchObject({ error: 'unreachable', code: EXIT.unreachable });
     expect(result.stderr).toMatch(/^agentd: /);
     expect(result.stderr).not.toMatch(/\n\s+at /);
+  });
+});
+
+/** A daemon on a Unix socket that answers every request line with `answer` (or never, when undefined). */
+async function fakeDaemon(
+  answer: (request: { id?: string }) => string | undefined,
+): Promise<{ path: string; server: Server }> {
+  const path = join(makeTempDir('agentd-unit-json-'), 'agentd.sock');
+  const server = createServer((socket) => {
+    socket.on('error', () => {});
+    let buffered = '';
+    socket.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      for (let nl = buffered.indexOf('\n'); nl !== -1; nl = buffered.indexOf('\n')) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        const reply = answer(JSON.parse(line) as { id?: string });
+        if (reply !== undefined) socket.write(`${reply}\n`);
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  return { path, server };
+}
+
+describe('a daemon that answers wrong, or not at all', () => {
+  it('a request without an answer ends with no_answer, not a wait for ever', async () => {
+    const { path, server } = await fakeDaemon(() => undefined);
+    try {
+      const client = await DaemonClient.connect(path);
+      const reply = await client.request({ type: 'status' }, 200);
+      client.close();
+      expect(reply).toMatchObject({ type: 'error', code: 'no_answer' });
+    } finally {
+      server.close();
+    }
+  });
+
+  it.each(['null', '42', '{}', '"status"'])(
+    'a reply %s is a bad reply: exit 4, one JSON object, no stack',
+    async (line) => {
+      const { path, server } = await fakeDaemon(() => line);
+      try {
+        for (const argv of [['show', ID], ['agents'], ['status'], ['reload']]) {
+          const result = await run([...argv, '--json', '--socket', path]);
+          expect(result.code, `${argv[0]}: ${result.stderr}`).toBe(EXIT.infrastructure);
+          expect(JSON.parse(result.stdout.trim())).toMatchObject({
+            error: 'bad_reply',
+            code: EXIT.infrastructure,
+          });
+          expect(result.stderr + result.stdout).not.toMatch(/\n\s+at /);
+        }
+      } finally {
+        server.close();
+      }
+    },
+  );
+
+  it('a reply without its fields is an unexpected error: exit 4, its message, no stack', async () => {
+    const { path, server } = await fakeDaemon(() => '{"type":"agents"}');
+    try {
+      const result = await run(['agents', '--socket', path]);
+      expect(result.code).toBe(EXIT.infrastructure);
+      expect(result.stderr).toMatch(/^agentd: unexpected error: /);
+      expect(result.stderr + result.stdout).not.toMatch(/\n\s+at /);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('export -o to a file that exists, or into a directory that does not, says so (exit 1, no stack), and leaves nothing', async () => {
+    const dir = makeTempDir('agentd-unit-export-');
+    const recordDir = join(dir, 'records', 'demo', ID);
+    mkdirSync(recordDir, { recursive: true });
+    writeFileSync(join(recordDir, 'session.json'), '{}');
+    const record = { version: 1, id: ID, agent: 'demo', repo: 'x', outcome: 'succeeded', recordDir };
+    const { path, server } = await fakeDaemon(() => JSON.stringify({ type: 'session', record }));
+    try {
+      const existing = join(dir, 'existing.tgz');
+      writeFileSync(existing, 'keep');
+      for (const output of [existing, join(dir, 'missing', 'x.tgz')]) {
+        const result = await run(['export', ID, '-o', output, '--socket', path]);
+        expect(result.code, result.stderr).toBe(1);
+        expect(result.stderr).toMatch(/^agentd: cannot export session 0123456789abcdef: .*(EEXIST|ENOENT)/);
+        expect(result.stderr).not.toMatch(/\n\s+at /);
+      }
+      expect(existsSync(join(dir, 'missing'))).toBe(false);
+      // A record directory that is gone: no empty file is left behind (a retry would meet EEXIST).
+      const gone = { ...record, recordDir: join(dir, 'records', 'demo', 'gone') };
+      const { path: other, server: second } = await fakeDaemon(() =>
+        JSON.stringify({ type: 'session', record: gone }),
+      );
+      try {
+        const result = await run(['export', ID, '-o', join(dir, 'none.tgz'), '--socket', other]);
+        expect(result.code).toBe(1);
+        expect(existsSync(join(dir, 'none.tgz'))).toBe(false);
+      } finally {
+        second.close();
+      }
+      const fresh = join(dir, 'fresh.tgz');
+      const ok = await run(['export', ID, '-o', fresh, '--socket', path]);
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(existsSync(fresh)).toBe(true);
+    } finally {
+      server.close();
+    }
   });
 });
