@@ -21,6 +21,10 @@ export abstract class AgentdCommand extends Command {
         this.context.stderr.write(`agentd: unexpected error: ${message}\n`);
         return EXIT.infrastructure;
       }
+      if ((this as { json?: unknown }).json === true)
+        this.context.stdout.write(
+          `${JSON.stringify({ error: 'usage', message: error.message, code: EXIT.usage })}\n`,
+        );
       this.context.stderr.write(this.cli.error(error, { command: this }));
       return EXIT.usage;
     }

@@ -24,6 +24,11 @@ async function main(argv: string[]): Promise<number> {
     // Parsing runs the options' validators: every usage error is found here (or by AgentdCommand).
     command = cli.process(argv, Cli.defaultContext);
   } catch (error) {
+    // With --json a usage error is one object on stdout too (README: every failing command prints one).
+    if (argv.includes('--json'))
+      process.stdout.write(
+        `${JSON.stringify({ error: 'usage', message: error instanceof Error ? error.message : String(error), code: EXIT.usage })}\n`,
+      );
     process.stderr.write(cli.error(error));
     return EXIT.usage;
   }

@@ -3,10 +3,13 @@
  * with `--json`, run against a socket where no daemon answers: one JSON object on stdout naming the
  * failure and the exit code, the message on stderr, no stack trace.
  */
+
+import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
+import { promisify } from 'node:util';
 import { Cli } from 'clipanion';
 import { describe, expect, it } from 'vitest';
 import { buildCli } from '../../src/cli/cli.js';
@@ -165,4 +168,28 @@ describe('a daemon that answers wrong, or not at all', () => {
       server.close();
     }
   });
+});
+
+/** The built CLI as a process (parse errors are reported by its entry, before any command runs). */
+const CLI = join(import.meta.dirname, '..', '..', 'dist', 'cli', 'index.js');
+
+describe('--json with a usage error', () => {
+  it.skipIf(!existsSync(CLI))(
+    'prints one JSON object naming the error, exit 2, whatever the bad option',
+    async () => {
+      for (const argv of [
+        ['wait', ID, '--timeout', 'garbage', '--json'],
+        ['history', '--bogus', '--json'],
+        ['show', 'not-a-session', '--json'],
+      ]) {
+        const result = await promisify(execFile)(process.execPath, [CLI, ...argv]).catch(
+          (error: { code: number; stdout: string; stderr: string }) => error,
+        );
+        expect('code' in result ? result.code : 0, argv.join(' ')).toBe(EXIT.usage);
+        const lines = result.stdout.trim().split('\n');
+        expect(lines).toHaveLength(1);
+        expect(JSON.parse(lines[0] as string)).toMatchObject({ error: 'usage', code: EXIT.usage });
+      }
+    },
+  );
 });
