@@ -1,4 +1,5 @@
 import { Command, UsageError } from 'clipanion';
+import { failWith, printJson } from './client-io.js';
 import { EXIT } from './exit-codes.js';
 
 /**
@@ -11,20 +12,13 @@ export abstract class AgentdCommand extends Command {
     try {
       return await super.validateAndExecute();
     } catch (error) {
+      const json = (this as { json?: unknown }).json === true;
       if (!(error instanceof UsageError)) {
         // Not an expected failure (each command reports those itself): one line, never a stack on stdout.
-        const message = error instanceof Error ? error.message : String(error);
-        if ((this as { json?: unknown }).json === true)
-          this.context.stdout.write(
-            `${JSON.stringify({ error: 'unexpected', message, code: EXIT.infrastructure })}\n`,
-          );
-        this.context.stderr.write(`agentd: unexpected error: ${message}\n`);
-        return EXIT.infrastructure;
+        const message = `unexpected error: ${error instanceof Error ? error.message : String(error)}`;
+        return failWith(this.context, json, { error: 'unexpected', message }, EXIT.infrastructure);
       }
-      if ((this as { json?: unknown }).json === true)
-        this.context.stdout.write(
-          `${JSON.stringify({ error: 'usage', message: error.message, code: EXIT.usage })}\n`,
-        );
+      if (json) printJson(this.context, { error: 'usage', message: error.message, code: EXIT.usage });
       this.context.stderr.write(this.cli.error(error, { command: this }));
       return EXIT.usage;
     }

@@ -25,10 +25,11 @@ async function main(argv: string[]): Promise<number> {
     command = cli.process(argv, Cli.defaultContext);
   } catch (error) {
     // With --json a usage error is one object on stdout too (README: every failing command prints one).
-    if (argv.includes('--json'))
-      process.stdout.write(
-        `${JSON.stringify({ error: 'usage', message: error instanceof Error ? error.message : String(error), code: EXIT.usage })}\n`,
-      );
+    if (argv.includes('--json')) {
+      const { printJson } = await import('./client-io.js');
+      const message = error instanceof Error ? error.message : String(error);
+      printJson(process, { error: 'usage', message, code: EXIT.usage });
+    }
     process.stderr.write(cli.error(error));
     return EXIT.usage;
   }

@@ -605,35 +605,29 @@ async function attach(
     () => -1,
   );
   let exitCode: number;
+  // Held lines are the container's output all the same, however this ends (an abort, a host that does
+  // not answer); on the way to the outcome they are decided after the catch-up: the lines it gives again
+  // go on where a follow cut short inside the overlap stopped, so what the log holds is still dropped.
   try {
     exitCode = await port.wait(container, signal);
     holdByTime = false;
     clearTimeout(holdTimers.stdout);
     clearTimeout(holdTimers.stderr);
-  } catch (error) {
-    // Held lines are the container's output all the same (an abort, a host that does not answer).
-    overlapsEnd();
-    throw error;
-  }
-  if (port.remote) {
-    // As with the attachment: over a remote connection, the engine confirms the exit.
-    const after = await port.inspectContainer(container, signal).catch((error: unknown) => {
-      overlapsEnd();
-      throw error;
-    });
-    if (after === undefined || LIVE_CONTAINER_STATES.has(after.State.Status)) {
-      overlapsEnd();
-      await out.close();
-      throw new Error(`the connection to the host of container ${container} dropped while waiting for it`);
+    if (port.remote) {
+      // As with the attachment: over a remote connection, the engine confirms the exit.
+      const after = await port.inspectContainer(container, signal);
+      if (after === undefined || LIVE_CONTAINER_STATES.has(after.State.Status)) {
+        overlapsEnd();
+        await out.close();
+        throw new Error(`the connection to the host of container ${container} dropped while waiting for it`);
+      }
+      exitCode = after.State.ExitCode;
     }
-    exitCode = after.State.ExitCode;
-  }
-  // The log stream ends with the container; do not wait for it forever.
-  await Promise.race([streamEnded, new Promise((resolve) => setTimeout(resolve, FOLLOW_GRACE_MS).unref())]);
-  // Podman 4 ends a follow at the container's exit even when it is behind (a reader that was paused,
-  // a log that grew fast), leaving out lines as it stops, the setup step's report or not: what the follow
-  // did not hand on is read once more.
-  try {
+    // The log stream ends with the container; do not wait for it forever.
+    await Promise.race([streamEnded, new Promise((resolve) => setTimeout(resolve, FOLLOW_GRACE_MS).unref())]);
+    // Podman 4 ends a follow at the container's exit even when it is behind (a reader that was paused,
+    // a log that grew fast), leaving out lines as it stops, the setup step's report or not: what the
+    // follow did not hand on is read once more.
     if (streamDone && !signal.aborted) {
       await catchUp(
         port,
@@ -657,13 +651,9 @@ async function attach(
         signal,
       );
     }
-  } catch (error) {
+  } finally {
     overlapsEnd();
-    throw error;
   }
-  // After the catch-up: the lines it gives again go on where a follow cut short inside the overlap
-  // stopped, so what the log holds is still found and dropped.
-  overlapsEnd();
   await exited(exitCode, '');
 }
 

@@ -1,5 +1,4 @@
 import { createHash, createHmac } from 'node:crypto';
-import type { SessionRecord } from './records.js';
 
 /**
  * An outcome notification (`notify:`): a POST of the session record, signed with HMAC-SHA256 like a
@@ -13,14 +12,10 @@ export const DELIVERY_HEADER = 'X-Agentd-Delivery';
 export const EVENT_HEADER = 'X-Agentd-Event';
 export const NOTIFICATION_EVENT = 'session.finished';
 
-/** What is POSTed: the event, the delivery id and the session record (which never holds a secret). */
-export function notificationBody(record: SessionRecord, delivery: string): string {
-  return notificationBodyOf(JSON.stringify(record), delivery);
-}
-
 /**
- * The same from the record's JSON text, as the outbox keeps it: a notification sent again is the same
- * bytes (a record parsed again may have its keys in another order).
+ * What is POSTed: the event, the delivery id and the session record (which never holds a secret), from
+ * the record's JSON text as the outbox keeps it: a notification sent again is the same bytes (a record
+ * parsed again may have its keys in another order).
  */
 export function notificationBodyOf(recordJson: string, delivery: string): string {
   return `{"event":${JSON.stringify(NOTIFICATION_EVENT)},"delivery":${JSON.stringify(delivery)},"session":${recordJson}}`;

@@ -201,6 +201,12 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
       targets: { key: string; delivery: string; made: number }[];
     };
   const deliveryOf = (a: Attempt | undefined) => a?.request.headers['X-Agentd-Delivery'];
+  /** A stop: the grace period runs out on the fake clock while deliveries are still under way. */
+  const stop = async (notifier: Notifier, graceMs = 0) => {
+    const closed = notifier.close(graceMs);
+    await vi.advanceTimersByTimeAsync(graceMs);
+    await closed;
+  };
 
   beforeEach(() => {
     stateDir = mkdtempSync(join(tmpdir(), 'agentd-outbox-'));
@@ -230,9 +236,7 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     expect(first.attempts).toHaveLength(1);
     first.attempts[0]?.settle(new WebhookError('http_5xx', 'answered 503'));
     await vi.advanceTimersByTimeAsync(0);
-    const closed = first.notifier.close(100);
-    await vi.advanceTimersByTimeAsync(100);
-    await closed;
+    await stop(first.notifier, 100);
     expect(first.lines.find((l) => l.event === 'notify.abandoned')?.msg).toContain(
       'the next start sends it again',
     );
@@ -309,9 +313,7 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     first.attempts[0]?.settle(new WebhookError('http_5xx', 'answered 503'));
     first.attempts[1]?.settle(new WebhookError('http_5xx', 'answered 503'));
     await vi.advanceTimersByTimeAsync(0);
-    const closed = first.notifier.close(0);
-    await vi.advanceTimersByTimeAsync(0);
-    await closed;
+    await stop(first.notifier);
     expect(entry().targets.map((t) => t.made)).toEqual([1, 1]);
     writeFileSync(join(stateDir, 'notify', 'fedcba9876543210.json'), '{"version":1,');
     mkdirSync(join(stateDir, 'notify', 'planted'));
@@ -364,9 +366,7 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     first.notifier.notify(RECORD);
     await vi.advanceTimersByTimeAsync(0);
     expect(first.attempts).toHaveLength(2);
-    const closed = first.notifier.close(0);
-    await vi.advanceTimersByTimeAsync(0);
-    await closed;
+    await stop(first.notifier);
     const next = setup(twice, undefined, outbox(), env);
     next.notifier.resume(() => undefined);
     await vi.advanceTimersByTimeAsync(0);
@@ -389,9 +389,7 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     await vi.advanceTimersByTimeAsync(0);
     expect(first.attempts).toHaveLength(1);
     // The receiver never answers; the stop's grace ends.
-    const closed = first.notifier.close(10);
-    await vi.advanceTimersByTimeAsync(10);
-    await closed;
+    await stop(first.notifier, 10);
     expect(entry().targets[0]?.made).toBe(1);
   });
 
@@ -399,9 +397,7 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     const first = setup([target()], undefined, outbox());
     first.notifier.notify(RECORD);
     await vi.advanceTimersByTimeAsync(0);
-    const closed = first.notifier.close(0);
-    await vi.advanceTimersByTimeAsync(0);
-    await closed;
+    await stop(first.notifier);
     const good = readFileSync(join(stateDir, 'notify', `${RECORD.id}.json`), 'utf8');
     const planted = (id: string, content: string) =>
       writeFileSync(join(stateDir, 'notify', `${id}.json`), content);
