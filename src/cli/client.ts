@@ -5,7 +5,15 @@ import type { RequestBody } from '../protocol/messages.js';
 import type { Reply as DaemonReply } from '../protocol/replies.js';
 
 /** A reply from the daemon (one JSON object per line), or what the client makes of a line that is not JSON. */
-export type Reply = DaemonReply | { type: 'error'; code: 'bad_reply' | 'no_answer'; message: string };
+/** What the client makes of a line that is not a reply, or of no answer at all. */
+export type ClientSideError = { type: 'error'; code: 'bad_reply' | 'no_answer'; message: string };
+
+export type Reply = DaemonReply | ClientSideError;
+
+/** An error the client made of what it got (a line that is no reply, or no answer), not the daemon's own. */
+export function isClientSideError(reply: Reply): reply is ClientSideError {
+  return reply.type === 'error' && (reply.code === 'bad_reply' || reply.code === 'no_answer');
+}
 
 /**
  * How long a one-shot request waits for its answer: a daemon that took the connection and never answers

@@ -1,3 +1,4 @@
+import { isClientSideError } from './client.js';
 import type { ClientIo } from './client-io.js';
 import { connectDaemon, fail, failOnReply } from './client-io.js';
 import { EXIT } from './exit-codes.js';
@@ -21,9 +22,10 @@ export async function runAdmission(
       );
       return EXIT.succeeded;
     }
-    // The daemon refused (no such host): the operation failed (1). A lost connection or a daemon that
-    // says "not now" gets the code every client command gives it (4, 75).
-    if (reply?.type === 'error' && !('retryable' in reply && reply.retryable)) {
+    // The daemon refused (no such host): the operation failed (1). A lost connection, a reply that is
+    // not one (bad_reply, no_answer: the client's own) or a daemon that says "not now" gets the code
+    // every client command gives it (4, 75).
+    if (reply?.type === 'error' && !isClientSideError(reply) && !('retryable' in reply && reply.retryable)) {
       return fail(io, reply.message, EXIT.failed);
     }
     return failOnReply(io, false, reply);

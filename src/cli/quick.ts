@@ -103,7 +103,7 @@ export function parseQuick(argv: readonly string[]): QuickCommand | undefined {
     if (field === undefined || Object.hasOwn(values, field)) return undefined;
     if (option !== undefined) {
       const value = rest[++i];
-      if (value === undefined || value.startsWith('-')) return undefined;
+      if (value === undefined || value === '' || value.startsWith('-')) return undefined;
       values[field] = value;
     } else {
       values[field] = flag === undefined ? token : true;

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command, Option, UsageError } from 'clipanion';
 import { PROTOCOL_VERSION } from '../constants.js';
 import type { InjectedEvent } from '../protocol/messages.js';
-import type { Reply } from './client.js';
+import { isClientSideError, type Reply } from './client.js';
 import { ClientCommand } from './client-command.js';
 import { EXIT } from './exit-codes.js';
 import { jsonText } from './terminal.js';
@@ -17,7 +17,8 @@ export class SendCommand extends ClientCommand {
       They come from the argument, from --file, or from standard input. Each is validated like a socket
       request; an invalid one is rejected with the reason and changes nothing. Each reply is printed as one JSON line,
       as the daemon sent it, with a \`line\` field (the event's line number) added; a line that is not JSON gets an
-      error of the same shape (code bad_json). Exits 1 when any event was rejected.
+      error of the same shape (code bad_json). Exits 1 when any event was rejected; a reply that is none
+      (bad_reply) or none within 120 s (no_answer) stops it, with exit 4.
     `,
     examples: [
       ['Trigger a session', `$0 send '{"type":"trigger","agent":"demo"}'`],
@@ -78,6 +79,11 @@ export class SendCommand extends ClientCommand {
           event: event as InjectedEvent,
         });
         if (reply === undefined) return this.fail('lost the connection to the daemon', EXIT.infrastructure);
+        // No answer, or a line that is no reply: the events after this one are not sent either.
+        if (isClientSideError(reply)) {
+          this.context.stdout.write(`${jsonText({ line: number, ...reply })}\n`);
+          return this.fail(`${where}:${number}: ${reply.message}`, EXIT.infrastructure);
+        }
         if (reply.type === 'error' || hasRejection(reply)) rejected++;
         this.context.stdout.write(`${jsonText({ line: number, ...reply })}\n`);
       }

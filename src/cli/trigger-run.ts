@@ -1,6 +1,6 @@
 import type { TriggerFields } from '../sessions/check-trigger.js';
 import type { WorkPayload } from '../sessions/work.js';
-import type { Reply } from './client.js';
+import { ANSWER_TIMEOUT_MS, type Reply } from './client.js';
 import { type ClientIo, connectDaemon, exitCodeForReply, fail, failWith, printJson } from './client-io.js';
 import { EXIT, type ExitCodeMode, exitCodeForRecord, exitCodeForRefusal } from './exit-codes.js';
 import { outcomeJson, outcomeLine } from './format.js';
@@ -80,6 +80,7 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
   };
   process.on('SIGINT', onInterrupt);
   let closeClient = true;
+  let answerTimer: NodeJS.Timeout | undefined;
   try {
     client.send({
       type: 'trigger',
@@ -101,11 +102,18 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
           }),
       ...(options.key === undefined ? {} : { key: options.key }),
     });
+    // A daemon answers a trigger at once (accepted or rejected); something on the socket that takes the
+    // connection and says nothing of the kind must not hold the script for ever.
+    const unanswered = new Promise<{ type: 'unanswered' }>((resolve) => {
+      answerTimer = setTimeout(() => resolve({ type: 'unanswered' }), ANSWER_TIMEOUT_MS);
+    });
     for (;;) {
-      const reply: Reply | { type: 'left'; code: number } | undefined = await Promise.race([
-        client.next(),
-        left.then((code) => ({ type: 'left' as const, code })),
-      ]);
+      const reply: Reply | { type: 'left'; code: number } | { type: 'unanswered' } | undefined =
+        await Promise.race([
+          client.next(),
+          left.then((code) => ({ type: 'left' as const, code })),
+          ...(sessionId === undefined ? [unanswered] : []),
+        ]);
       if (reply === undefined) {
         if (!sessionId) {
           // Nothing was accepted (or nobody heard that it was): one JSON object with --json, as for any failure.
@@ -136,7 +144,18 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
       switch (reply.type) {
         case 'left':
           return reply.code;
+        case 'unanswered':
+          return failWith(
+            io,
+            options.json,
+            {
+              error: 'no_answer',
+              message: `the daemon took the connection but did not accept or reject the trigger within ${ANSWER_TIMEOUT_MS / 1000} s; look at its log (journalctl -u agentd)`,
+            },
+            EXIT.infrastructure,
+          );
         case 'accepted': {
+          clearTimeout(answerTimer);
           sessionId = reply.sessionId;
           if (interrupts === 1) cancel(sessionId);
           if (options.detach) {
@@ -197,6 +216,7 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
       }
     }
   } finally {
+    clearTimeout(answerTimer);
     process.off('SIGINT', onInterrupt);
     if (closeClient) client.close();
   }

@@ -37,6 +37,11 @@ export const isSequenceNumber = fromProblem((value) =>
     : `${JSON.stringify(value)} is not a line number (the \`seq\` of a line of output: 0, 1, 2, ...)`,
 );
 
+/** A path option (`--socket`): an empty one would quietly mean the default. */
+export const isPath = fromProblem((value) =>
+  value === '' ? 'is empty: give a path (or leave the option out for the default)' : undefined,
+);
+
 export const isKey = fromProblem((value) =>
   IDEMPOTENCY_KEY_PATTERN.test(value) ? undefined : `${JSON.stringify(value)}: ${IDEMPOTENCY_KEY_RULE}`,
 );

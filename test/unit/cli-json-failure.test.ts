@@ -11,9 +11,9 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { promisify } from 'node:util';
 import { Cli } from 'clipanion';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { buildCli } from '../../src/cli/cli.js';
-import { DaemonClient } from '../../src/cli/client.js';
+import { ANSWER_TIMEOUT_MS, DaemonClient } from '../../src/cli/client.js';
 import { EXIT } from '../../src/cli/exit-codes.js';
 import { runQuick } from '../../src/cli/quick.js';
 import { makeTempDir } from '../helpers/resources.js';
@@ -119,6 +119,65 @@ describe('a daemon that answers wrong, or not at all', () => {
     },
   );
 
+  it('hosts drain and undrain: a reply that is none is exit 4 (the daemon refused nothing), not 1', async () => {
+    const { path, server } = await fakeDaemon(() => '{}');
+    try {
+      for (const type of ['drain', 'undrain']) {
+        const result = await run(['hosts', type, 'build2', '--socket', path]);
+        expect(result.code, `${type}: ${result.stderr}`).toBe(EXIT.infrastructure);
+        expect(result.stderr).toMatch(/^agentd: the daemon sent a line that is not a message/);
+      }
+    } finally {
+      server.close();
+    }
+  });
+
+  it('send stops at a reply that is none: exit 4, and the events after it are not sent', async () => {
+    const seen: string[] = [];
+    const { path, server } = await fakeDaemon((request) => {
+      seen.push(request.id ?? '');
+      return 'null';
+    });
+    const file = join(makeTempDir('agentd-unit-send-'), 'events.jsonl');
+    writeFileSync(file, '{"type":"x"}\n{"type":"y"}\n');
+    try {
+      const result = await run(['send', '--file', file, '--socket', path]);
+      expect(result.code, result.stderr).toBe(EXIT.infrastructure);
+      expect(seen).toEqual(['1']);
+      expect(JSON.parse(result.stdout.trim())).toMatchObject({ line: 1, code: 'bad_reply' });
+      expect(result.stderr).toMatch(/events\.jsonl:1: the daemon sent a line that is not a message/);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('trigger to a daemon that takes it and never accepts or rejects it ends with no_answer (exit 4)', async () => {
+    // Something that answers every line with a message of no kind the trigger waits for.
+    const { path, server } = await fakeDaemon(() => '{"type":"hello"}');
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const pending = run(['trigger', 'demo', '--json', '--socket', path]);
+      // Real sockets, fake timers: step time on until the CLI has given up.
+      let done = false;
+      void pending.finally(() => {
+        done = true;
+      });
+      for (let waited = 0; !done && waited < 2 * ANSWER_TIMEOUT_MS; waited += 10_000) {
+        await new Promise((resolve) => setImmediate(resolve));
+        await vi.advanceTimersByTimeAsync(10_000);
+      }
+      const result = await pending;
+      expect(result.code, result.stderr).toBe(EXIT.infrastructure);
+      expect(JSON.parse(result.stdout.trim())).toMatchObject({
+        error: 'no_answer',
+        code: EXIT.infrastructure,
+      });
+    } finally {
+      vi.useRealTimers();
+      server.close();
+    }
+  });
+
   it('a reply without its fields is an unexpected error: exit 4, its message, no stack', async () => {
     const { path, server } = await fakeDaemon(() => '{"type":"agents"}');
     try {
@@ -181,6 +240,10 @@ describe('--json with a usage error', () => {
         ['wait', ID, '--timeout', 'garbage', '--json'],
         ['history', '--bogus', '--json'],
         ['show', 'not-a-session', '--json'],
+        // An empty --socket would quietly be the default socket (status and trigger take the quick path).
+        ['status', '--socket', '', '--json'],
+        ['trigger', 'demo', '--socket', '', '--json'],
+        ['agents', '--socket', '', '--json'],
       ]) {
         const result = await promisify(execFile)(process.execPath, [CLI, ...argv]).catch(
           (error: { code: number; stdout: string; stderr: string }) => error,
