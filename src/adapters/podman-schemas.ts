@@ -48,7 +48,14 @@ export const containerInspectSchema = z.object({
       Labels: z.record(z.string(), z.string()).nullable().optional(),
       Env: z.array(z.string()).nullable().optional(),
       Timeout: z.number().optional(),
+      /** The Podman secrets it was created with, by name (they outlive `podman secret rm`). */
+      Secrets: z
+        .array(z.object({ Name: z.string() }).passthrough())
+        .nullable()
+        .optional(),
     })
     .passthrough(),
+  /** The container's own directory in Podman's storage (`.../overlay-containers/ID/userdata`). */
+  StaticDir: z.string().optional(),
 });
 export type ContainerInspect = z.infer<typeof containerInspectSchema>;

@@ -1,18 +1,19 @@
-import { existsSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, openSync, readSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { execa } from 'execa';
 import {
   CONTAINER_LOG_MAX_BYTES,
   LABEL_AGENT,
   LABEL_CACHE,
   LABEL_INSTANCE,
+  MAX_SECRET_BYTES,
   OUTPUT_LINE_MAX_BYTES,
   SYSTEM_PATH,
 } from '../constants.js';
-import { AgentdError } from '../errors.js';
+import { AgentdError, errorMessage } from '../errors.js';
 import { type CacheBound, cacheBoundProblem, cacheVolumeOptions, makeCacheImage } from './cache-image.js';
 import { type ChunkSource, openOutputChannels } from './output-channel.js';
 import { OutputReader } from './output-reader.js';
@@ -157,6 +158,11 @@ export interface PodmanPort {
   inspectContainer(name: string, signal?: AbortSignal): Promise<ContainerInspect | undefined>;
   /** The files of a directory inside a running container, as bytes (an adopted session's secret copies). */
   readContainerFiles(name: string, dir: string, signal?: AbortSignal): Promise<Map<string, Buffer>>;
+  /**
+   * Podman's own copies, on this machine, of the secrets an exited container was created with, by
+   * secret name (an exited container cannot be read through exec). Not for a remote host's container.
+   */
+  readSecretCopies(name: string, signal?: AbortSignal): Promise<Map<string, Buffer>>;
   /** Unpacks a tar archive (bytes, on stdin) into a container at / (`podman cp - NAME:/`), created or running. */
   copyIntoContainer(name: string, archive: Uint8Array, signal?: AbortSignal): Promise<void>;
   /** Copies a file out of a container, running or exited, to a path on this machine. */
@@ -686,6 +692,38 @@ export class PodmanClient implements PodmanPort {
    * really received). The contents come back on stdout as bytes, never on a command line; each file
    * as a header `SIZE NAME` and its bytes. A directory that does not exist has no files.
    */
+  /**
+   * Podman writes each secret of a container into the container's own directory (StaticDir/secrets/NAME,
+   * root-only) when it creates it, and keeps it until the container is removed, after `podman secret rm`
+   * and after the container exited too: the values an exited container was given, read without exec.
+   * That is Podman 4's layout, not an interface of it, so a copy that is not there (or not a plain file
+   * of a secret's size) is an error, never an empty answer. A remote host's copies are on that host.
+   */
+  async readSecretCopies(name: string, signal?: AbortSignal): Promise<Map<string, Buffer>> {
+    const operation = `read Podman's copies of the secrets of container ${name}`;
+    const refuse = (why: string) =>
+      new PodmanError('PODMAN_FAILED', `${operation}: ${why}`, { operation, argv: [], stderr: '' });
+    if (this.remote) throw refuse('they are on its host, not on this machine');
+    const info = await this.inspectContainer(name, signal);
+    if (info === undefined) throw refuse('no such container');
+    const dir = info.StaticDir;
+    if (dir === undefined || !isAbsolute(dir))
+      throw refuse('Podman did not say where the container keeps them');
+    const files = new Map<string, Buffer>();
+    try {
+      for (const { Name: secret } of info.Config.Secrets ?? []) {
+        if (!SECRET_FILE_NAME.test(secret))
+          throw refuse(`the secret name ${JSON.stringify(secret)} is not a file name`);
+        files.set(secret, readPlainFile(join(dir, 'secrets', secret), MAX_SECRET_BYTES));
+      }
+    } catch (error) {
+      for (const bytes of files.values()) bytes.fill(0);
+      if (error instanceof PodmanError) throw error;
+      throw refuse(`${(error as NodeJS.ErrnoException).code ?? errorMessage(error)}`);
+    }
+    return files;
+  }
+
   async readContainerFiles(name: string, dir: string, signal?: AbortSignal): Promise<Map<string, Buffer>> {
     const script =
       'cd "$1" 2>/dev/null || exit 0; for f in * .[!.]*; do [ -f "$f" ] || continue; printf "%s %s\\n" "$(wc -c < "$f")" "$f"; cat "$f" || exit 4; done';
@@ -1117,4 +1155,27 @@ export function mountArgs(options: Pick<CreateContainerOptions, 'mounts' | 'volu
 
 function labelArgs(labels: Record<string, string>): string[] {
   return Object.entries(labels).flatMap(([key, value]) => ['--label', `${key}=${value}`]);
+}
+
+/** A Podman secret's name as a file name in the container's directory: no path, no dot-only name. */
+const SECRET_FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$/;
+
+/** A regular file's bytes, not through a symbolic link, refused past maxBytes (a Podman secret's limit). */
+function readPlainFile(path: string, maxBytes: number): Buffer {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    const stat = fstatSync(fd);
+    if (!stat.isFile()) throw Object.assign(new Error('not a plain file'), { code: 'ENOTPLAIN' });
+    if (stat.size > maxBytes) throw Object.assign(new Error('larger than a secret'), { code: 'EFBIG' });
+    const bytes = Buffer.alloc(stat.size);
+    let at = 0;
+    while (at < bytes.length) {
+      const read = readSync(fd, bytes, at, bytes.length - at, at);
+      if (read === 0) break;
+      at += read;
+    }
+    return bytes.subarray(0, at);
+  } finally {
+    closeSync(fd);
+  }
 }

@@ -59,7 +59,7 @@ import { agentOf, gaugesOf, observeDaemon } from './observe.js';
 import { createDaemonPort, type DaemonActor, stateName } from './port.js';
 import { reconcile } from './reconcile.js';
 import { RecordKeeper } from './record-keeper.js';
-import { commandMayHaveRunUnseen, planRecovery, recordsFromLabels } from './recovery.js';
+import { planRecovery, readWhenExited, recordsFromLabels } from './recovery.js';
 import { createReloader, readyStatus } from './reload.js';
 import { ScheduleLog } from './schedule-log.js';
 import { collectStartGarbage, releaseYoungGeneration } from './young-generation.js';
@@ -221,9 +221,10 @@ async function supervise(options: DaemonOptions): Promise<number> {
   /** Reconciles one host and plans the recovery of its sessions that nobody supervises. */
   const reconcileHost = async (host: string, signal: AbortSignal): Promise<HostReconciled> => {
     const supervised = supervisedOn(host);
-    // A session whose record says creating or cloning may have run its command in a container that has
-    // exited since: its container stays until the plan below says whether it is adopted (its log read).
-    const keepDead = new Set((waiting.get(host) ?? []).filter(commandMayHaveRunUnseen).map((r) => r.id));
+    // A session whose record says creating, cloning or running may have run its command, or printed, in a
+    // container that has exited since: its container stays until the plan below says whether it is
+    // adopted (its log read).
+    const keepDead = new Set((waiting.get(host) ?? []).filter(readWhenExited).map((r) => r.id));
     const { summary, containers } = await reconcile(ports(host), instanceId, log, signal, {
       host,
       supervised,

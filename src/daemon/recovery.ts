@@ -117,17 +117,21 @@ export function planRecovery(
       });
       continue;
     }
-    if (container && agent && commandMayHaveRunUnseen(record) && !NEVER_STARTED_STATES.has(container.State)) {
-      // It started and exited with no daemon watching: the clone and the command share the container,
-      // and the record's phase moves on only while a daemon reads the setup step's markers. Adopted, its
-      // log is read to the setup step's last marker, which says whether the clone failed or the command
-      // ran and how it ended (its output withheld when the values it was given can no longer be read).
+    if (container && agent && readWhenExited(record) && !NEVER_STARTED_STATES.has(container.State)) {
+      // It exited with no daemon watching. Adopted, its log is read from where the last daemon's copy
+      // ends to the setup step's last marker: what the command printed meanwhile goes into the session's
+      // log (masked with the values it was given, withheld when they can no longer be read), and the
+      // marker says how it ended (for a record still at creating or cloning, whether the clone failed or
+      // the command ran: the record's phase moves on only while a daemon reads the markers).
       // No timeout: it exited before its deadline (or when is not known), and the restart may come after
       // it; reading its log must not be taken for the session running late.
       plan.adopted.push({
         request,
         agent,
-        adopted: { container: container.Names[0] ?? container.Id, phase: 'cloning' },
+        adopted: {
+          container: container.Names[0] ?? container.Id,
+          phase: record.phase === 'running' ? 'running' : 'cloning',
+        },
       });
       continue;
     }
@@ -171,12 +175,13 @@ export function planRecovery(
 }
 
 /**
- * A record whose container may have run the command with no daemon seeing it: the clone and the command
- * share the container, and the phase moves on only while a daemon reads the setup step's markers. Its
- * dead container is kept for the plan (reconcile's keepDead), which adopts it to read its log.
+ * A record whose container, exited, holds what no daemon saw: whether the command ran (creating,
+ * cloning: the phase moves on only while a daemon reads the setup step's markers) or what it printed
+ * after the last line the daemon that died read (running). Its dead container is kept for the plan
+ * (reconcile's keepDead), which adopts it to read its log.
  */
-export function commandMayHaveRunUnseen(record: SessionRecord): boolean {
-  return record.phase === 'creating' || record.phase === 'cloning';
+export function readWhenExited(record: SessionRecord): boolean {
+  return record.phase === 'creating' || record.phase === 'cloning' || record.phase === 'running';
 }
 
 /** The last time a Date holds (ECMAScript: 8.64e15 ms from 1970). */

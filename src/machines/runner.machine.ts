@@ -298,7 +298,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
         states: {
           adopting: {
             description:
-              'The container outlived an earlier daemon. Its output is masked with exactly the credential values it was given, read back from its own root-only copies (none when its label says it was given no secret); when they cannot be read, its output is withheld (fail closed) and the log says why. Then it is followed from the phase it was in.',
+              'The container outlived an earlier daemon. Its output is masked with exactly the credential values it was given, read back from its own root-only copies (through exec while it runs, from the copies Podman keeps on this machine once it exited; none when its label says it was given no secret); when they cannot be read, its output is withheld (fail closed) and the log says why. Then it is followed from the phase it was in.',
             invoke: {
               src: 'readContainerValues',
               input: ({ context }) => ({ container: context.container ?? '', ...hostOf(context) }),

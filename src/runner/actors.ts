@@ -13,11 +13,12 @@ import { errorMessage } from '../errors.js';
 import { SecretValue } from '../secret-value.js';
 import { CacheVolumes } from './cache-volumes.js';
 import { type CommandEnd, findCommandEnd } from './command-end.js';
-import { unbundle } from './credential-bundle.js';
+import { bundleChunkName, unbundle } from './credential-bundle.js';
 import { FollowedPieces, matchFollowed, pieceKey } from './followed-pieces.js';
 import { ImageCache, type ImageInfo } from './image-cache.js';
 import { createMasker } from './mask.js';
 import { MIN_MASKED_LENGTH } from './mask-forms.js';
+import { indexOfSecret } from './names.js';
 import { ResumeOverlap } from './resume-overlap.js';
 import { type OutputBlock, type OutputLine, resumeTail } from './session-log.js';
 import { SessionOutput } from './session-output.js';
@@ -204,16 +205,33 @@ export function runnerActors(ports: HostPorts, output: OutputSink) {
       try {
         files = await port.readContainerFiles(input.container, SECRET_MOUNT_DIR, signal);
       } catch (error) {
-        // An exited container cannot be read back; one given no secret (agentd's label says how many,
-        // since the label exists) holds no value to mask.
+        // One given no secret (agentd's label says how many, since the label exists) holds no value to
+        // mask. An exited one cannot be read through exec: on this machine, Podman's own copies of its
+        // secrets are read instead (it keeps them until the container is removed).
         const info = await port.inspectContainer(input.container, signal).catch(() => undefined);
         if (info?.Config.Labels?.[LABEL_SECRETS] === '0') return [];
-        throw error;
+        if (info === undefined || info.State.Running || port.remote) throw error;
+        files = new Map();
+        // By secret name: each is the chunk of the bundle its name numbers (the file exec would read).
+        for (const [secret, bytes] of await port.readSecretCopies(input.container, signal)) {
+          const index = indexOfSecret(secret);
+          files.set(index === undefined ? secret : bundleChunkName(index), bytes);
+        }
+        // Fewer copies than it was given would mask too little: fail closed.
+        const given = info.Config.Labels?.[LABEL_SECRETS];
+        if (files.size === 0 || (given !== undefined && files.size !== Number(given))) {
+          for (const bytes of files.values()) bytes.fill(0);
+          throw new Error(
+            `Podman holds ${files.size} copies of the secrets of container ${input.container}, which was given ${given ?? 'some'}`,
+          );
+        }
       }
-      // One bundle holds them all: split into the values the command got (credential-bundle.ts).
-      const values = unbundle(files).map((bytes) => new SecretValue(bytes));
-      for (const bytes of files.values()) bytes.fill(0);
-      return values;
+      try {
+        // One bundle holds them all: split into the values the command got (credential-bundle.ts).
+        return unbundle(files).map((bytes) => new SecretValue(bytes));
+      } finally {
+        for (const bytes of files.values()) bytes.fill(0);
+      }
     }),
     attach: fromCallback<AbortEvent, AttachInput>(({ input, sendBack, receive }) => {
       const controller = new AbortController();

@@ -17,6 +17,12 @@ export function secretName(instanceId: string, sessionId: string, index: number)
   return `${NAME_PREFIX}${instanceId.slice(0, 8)}-${sessionId.slice(0, 16)}-${index}`;
 }
 
+/** The index secretName gave a secret (the chunk of the bundle it holds), if it is one of its names. */
+export function indexOfSecret(name: string): number | undefined {
+  const match = /^.+-[0-9a-f]{16}-(\d{1,6})$/.exec(name);
+  return match ? Number(match[1]) : undefined;
+}
+
 /** Prefix shared by every secret of one instance. */
 export function instanceSecretPrefix(instanceId: string): string {
   return `${NAME_PREFIX}${instanceId.slice(0, 8)}-`;

@@ -14,6 +14,7 @@ import type { ContainerInspect, ContainerSummary } from '../../src/adapters/podm
 
 export type Operation =
   | 'readContainerFiles'
+  | 'readSecretCopies'
   | 'createSecret'
   | 'createContainer'
   | 'runAttached'
@@ -385,6 +386,27 @@ export class FakePodman implements PodmanPort {
       if (value) files.set(secret.target.split('/').pop() ?? secret.name, value);
     }
     return files;
+  }
+
+  /**
+   * Podman's copies of a container's secrets on this machine, by secret name: the values of those it
+   * was created with (kept after their removal, as Podman keeps them), or those given to leaveRunning
+   * as `secretCopies`. A remote host's are out of reach.
+   */
+  readonly secretCopies = new Map<string, Map<string, Buffer>>();
+
+  async readSecretCopies(name: string, signal?: AbortSignal): Promise<Map<string, Buffer>> {
+    await this.call('readSecretCopies', [name], signal, () => {});
+    if (this.remote) throw new Error('readSecretCopies on a remote host');
+    const given = this.secretCopies.get(name);
+    if (given) return new Map([...given].map(([secret, bytes]) => [secret, Buffer.from(bytes)]));
+    const options = this.created.find((c) => c.name === name);
+    const copies = new Map<string, Buffer>();
+    for (const secret of options?.secrets ?? []) {
+      const value = this.values.get(secret.name);
+      if (value) copies.set(secret.name, Buffer.from(value));
+    }
+    return copies;
   }
 
   /** What was copied into containers (tar bytes) and out of them (paths), in order. */

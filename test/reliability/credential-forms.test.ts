@@ -6,6 +6,7 @@
  * An adopted session masks with what its container received; when that cannot be read back, its
  * output is withheld.
  */
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -181,6 +182,69 @@ describe('credential forms', () => {
       values,
     );
     expectNoClear("the daemon's log", next.stderr(), values);
+    figures.sessionsRecovered++;
+    figures.sessions++;
+    expect(await next.stop()).toBe(0);
+  });
+
+  it('a session whose container exited while no daemon ran is masked with the copies Podman kept, not withheld', async () => {
+    const secret = `exited-secret-${tag}`;
+    const command = [
+      'echo "A:$EXS"',
+      `git ls-remote git://127.0.0.1:${gate.port}/gate.git >/dev/null 2>&1`,
+      'echo "B:$EXS"',
+      'echo "plain after"',
+    ].join('; ');
+    const env = { AGENTD_REL_EXS: secret };
+    const d = tracked(
+      await startDaemon(
+        {
+          agents: [
+            agent('exiter', git.url(), ['sh', '-c', command], {
+              credentials: [{ name: 'EXS', source: 'env:AGENTD_REL_EXS' }],
+            }),
+          ],
+        },
+        { env },
+      ),
+    );
+    const id = (await d.cli(['trigger', 'exiter', '--detach'])).stdout.trim();
+    await gate.waitFor(1);
+    await crash(d);
+    await killOrphans(d);
+    figures.faultsInjected++;
+    // The command ends, and its container exits, while no daemon runs: nothing can exec into it now.
+    gate.open();
+    const state = () =>
+      execFileSync(
+        'podman',
+        ['ps', '-a', '--filter', `label=io.agentd.session=${id}`, '--format', '{{.State}}'],
+        {
+          encoding: 'utf8',
+        },
+      ).trim();
+    await waitUntil(
+      () => /^exited/i.test(state()),
+      () => `the container exited (it is ${state()})`,
+    );
+
+    const next = tracked(launchDaemon(d.files, { env }));
+    await next.ready();
+    const masking = await next.waitForLog((l) => l.event === 'session.masking' && l.session === id);
+    expect(masking).toMatchObject({ level: 30, values: 1 });
+    expect((await next.waitForOutcome(id)).outcome).toBe('succeeded');
+    const logs = await next.cli(['logs', id]);
+    const log = readFileSync(join(d.files.stateDir, 'sessions', `${id}.log`), 'utf8');
+    for (const [where, text] of [
+      ['agentd logs', logs.stdout],
+      ['log file', log],
+    ] as const) {
+      expect(text, where).toMatch(/B:\*{8}/);
+      expect(text, where).toContain('plain after');
+      expect(text, where).not.toMatch(/withheld/);
+      expectNoClear(where, text, [Buffer.from(secret)]);
+    }
+    expectNoClear("the daemon's log", next.stderr(), [Buffer.from(secret)]);
     figures.sessionsRecovered++;
     figures.sessions++;
     expect(await next.stop()).toBe(0);

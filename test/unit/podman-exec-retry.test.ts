@@ -3,11 +3,12 @@
  * stand-in `podman`: runc's transient failure to enter the container is tried once more; any other
  * failure is not.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { PodmanClient } from '../../src/adapters/podman.js';
 import { standInPodman } from '../helpers/stand-in-podman.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'agentd-unit-exec-'));
@@ -54,5 +55,58 @@ describe('readContainerFiles', () => {
     expect(error).toMatchObject({ code: 'PODMAN_FAILED' });
     expect((error as Error).cause).toBeUndefined();
     expect(inspect(error, { depth: 10, showHidden: true })).not.toContain('partial-secret');
+  });
+});
+
+describe('readSecretCopies (an exited container: the copies Podman keeps in its directory)', () => {
+  /** A container directory with `secrets/` holding `files`, and a `podman inspect` that names `secrets`. */
+  function container(secrets: string[], files: Record<string, string>, staticDir?: string) {
+    const userdata = mkdtempSync(join(dir, 'userdata-'));
+    mkdirSync(join(userdata, 'secrets'));
+    for (const [name, text] of Object.entries(files)) writeFileSync(join(userdata, 'secrets', name), text);
+    const inspected = [
+      {
+        Id: 'c',
+        Name: 'c',
+        State: { Status: 'exited', Running: false, ExitCode: 0 },
+        Config: {
+          Labels: {},
+          Secrets: secrets.map((Name) => ({ Name, ID: 'x', UID: 0, GID: 0, Mode: 256 })),
+        },
+        StaticDir: staticDir ?? userdata,
+      },
+    ];
+    const { client } = standInPodman(dir, () => `cat <<'EOF'\n${JSON.stringify(inspected)}\nEOF\n`);
+    return { client, userdata };
+  }
+
+  it('reads each secret the container was created with, by name', async () => {
+    const { client } = container(['agentd-a-0123456789abcdef-0'], { 'agentd-a-0123456789abcdef-0': 'v4lue' });
+    const copies = await client.readSecretCopies('c');
+    expect([...copies].map(([n, b]) => [n, b.toString()])).toEqual([
+      ['agentd-a-0123456789abcdef-0', 'v4lue'],
+    ]);
+  });
+
+  it.each([
+    ['a copy is missing', ['s-0'], {}, undefined, /ENOENT/],
+    ['a copy is a symbolic link', ['s-0'], 'link', undefined, /ELOOP/],
+    ['a secret name is a path', ['../s-0'], {}, undefined, /not a file name/],
+    ['Podman names no directory', ['s-0'], { 's-0': 'v' }, 'relative/dir', /did not say where/],
+  ] as const)(
+    'fails when %s (an adopted session then withholds its output)',
+    async (_, names, files, staticDir, why) => {
+      const { client, userdata } = container([...names], files === 'link' ? {} : files, staticDir);
+      if (files === 'link') {
+        writeFileSync(join(userdata, 'elsewhere'), 'v');
+        symlinkSync(join(userdata, 'elsewhere'), join(userdata, 'secrets', 's-0'));
+      }
+      await expect(client.readSecretCopies('c')).rejects.toThrow(why);
+    },
+  );
+
+  it("refuses a remote host's container: its copies are on that host", async () => {
+    const remote = new PodmanClient({ bin: '/bin/false', url: 'ssh://core@127.0.0.1/run/podman.sock' });
+    await expect(remote.readSecretCopies('c')).rejects.toThrow(/on its host, not on this machine/);
   });
 });

@@ -62,24 +62,44 @@ describe('recovery planning', () => {
     ]);
   });
 
-  it('settles a session whose container exited after its command ran with that exit code and its kind', () => {
+  it('adopts a running session whose container exited unseen, to read what it printed meanwhile', () => {
     const plan = planRecovery(
-      [record(id(1), 'running'), record(id(2), 'tearing_down'), record(id(3), 'running')],
+      [record(id(1), 'running', { timeoutMs: 60 * 60_000 })],
+      [container(id(1), 'exited', { ExitCode: 3 })],
+      AGENTS,
+      NOW,
+    );
+    expect(plan.finished).toEqual([]);
+    // Its log is read from where the last daemon's copy ends; no timeout: it exited already.
+    expect(plan.adopted.map((a) => a.adopted)).toEqual([
+      { container: `agentd-x-demo-${id(1)}`, phase: 'running' },
+    ]);
+  });
+
+  it('settles a session whose container exited after its command ran with that exit code and its kind', () => {
+    // Tearing down: its output was all read. An agent no longer configured: nobody reads it.
+    const plan = planRecovery(
       [
-        container(id(1), 'exited', { ExitCode: 0 }),
+        record(id(2), 'tearing_down'),
+        record(id(3), 'tearing_down'),
+        { ...record(id(4), 'running'), agent: 'gone' },
+      ],
+      [
         container(id(2), 'exited', { ExitCode: 5 }),
         container(id(3), 'exited', { ExitCode: 3 }),
+        container(id(4), 'exited', { ExitCode: 0 }),
       ],
       AGENTS,
       NOW,
     );
+    expect(plan.adopted).toEqual([]);
     expect(plan.finished.map((f) => [f.outcome.outcome, f.outcome.exitCode, f.outcome.kind])).toEqual([
-      ['succeeded', 0, 'success'],
       ['failed', 5, 'work_failed'],
       ['succeeded', 3, 'blocked'],
+      ['succeeded', 0, 'success'],
     ]);
     // Its log ends where the daemon that died read it: the message says so.
-    expect(plan.finished[0]?.outcome.message).toBe(
+    expect(plan.finished[2]?.outcome.message).toBe(
       "recovered after a daemon restart: the container had exited with code 0 (success); what it printed while no daemon watched, if anything, is not in the session's log",
     );
   });

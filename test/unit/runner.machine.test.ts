@@ -12,7 +12,7 @@ import type { AgentConfig } from '../../src/config/types.js';
 import { LABEL_SECRETS } from '../../src/constants.js';
 import { type AdoptedSession, runnerMachineFor } from '../../src/machines/runner.machine.js';
 import { RESUME_MARGIN_MS, runnerActors } from '../../src/runner/actors.js';
-import { unbundle } from '../../src/runner/credential-bundle.js';
+import { bundleCredentials, unbundle } from '../../src/runner/credential-bundle.js';
 import { MASK } from '../../src/runner/mask.js';
 import { SecretValue } from '../../src/secret-value.js';
 import { assembleSession } from '../../src/sessions/assemble.js';
@@ -673,6 +673,52 @@ describe('runner machine', () => {
       /^\[agentd: output withheld: this session was adopted after a daemon restart/,
     );
     expect(run.output.slice(1)).toEqual(['[agentd: 2 line(s) of output withheld]']);
+  });
+
+  describe('an adopted container that exited while no daemon ran', () => {
+    const SECRET_NAME = 'agentd-0a1b2c3d-0123456789abcdef-0';
+    /** Adopts an exited container given one secret (its label says `given`); Podman's copies are `copies`. */
+    async function adoptExited(given: string, copies: Map<string, Buffer> | 'fail') {
+      const podman = new FakePodman();
+      const labels = { [LABEL_SECRETS]: given };
+      const secrets = [{ name: SECRET_NAME, target: '/run/secrets/agentd/bundle.0' }];
+      const options = { name: CONTAINER, image: 'x', labels, secrets, network: 'none' };
+      podman.leaveRunning({ ...options, env: { AGENTD_SETUP_MARKER: '@@m@@' }, entrypoint: [], args: [] });
+      podman.exitUnwatched(CONTAINER, 0);
+      if (copies !== 'fail') podman.secretCopies.set(CONTAINER, copies);
+      const run = start(podman, { container: CONTAINER, phase: 'running' });
+      await until(() => podman.pending('readContainerFiles') !== undefined, 'reading values');
+      podman.pending('readContainerFiles')?.fail('can only create exec sessions on running containers');
+      await until(() => podman.pending('readSecretCopies') !== undefined, 'reading copies');
+      if (copies === 'fail') podman.pending('readSecretCopies')?.fail('ENOENT');
+      else podman.pending('readSecretCopies')?.succeed();
+      await until(() => podman.stream() !== undefined, 'following');
+      podman.stream()?.line(`value=${SECRET}`);
+      podman.stream()?.line('more');
+      podman.stream()?.exit(0);
+      await until(() => podman.pending('removeContainers') !== undefined, 'teardown');
+      podman.pending('removeContainers')?.succeed();
+      expect(await run.result).toMatchObject({ outcome: 'succeeded' });
+      return run.output;
+    }
+    const bundle = () => bundleCredentials([{ name: 'TOKEN', bytes: Buffer.from(SECRET) }])[0] as Buffer;
+
+    it("masks its output with Podman's own copies of its secrets, read on this machine", async () => {
+      const output = await adoptExited('1', new Map([[SECRET_NAME, bundle()]]));
+      expect(output).toEqual([`value=${MASK}`, 'more']);
+    });
+
+    it('withholds its output when the copies cannot be read', async () => {
+      const output = await adoptExited('1', 'fail');
+      expect(output[0]).toMatch(/^\[agentd: output withheld: .*ENOENT/);
+      expect(output.join('\n')).not.toContain(SECRET);
+    });
+
+    it('withholds its output when Podman holds fewer copies than it was given', async () => {
+      const output = await adoptExited('2', new Map([[SECRET_NAME, bundle()]]));
+      expect(output[0]).toMatch(/^\[agentd: output withheld: .*Podman holds 1 copies/);
+      expect(output.join('\n')).not.toContain(SECRET);
+    });
   });
 
   it("shows an adopted session's output when its container, given no secret, cannot be read back: nothing to mask", async () => {
