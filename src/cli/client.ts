@@ -136,8 +136,18 @@ export class DaemonClient {
   /** Sends one request and waits for its single reply (a `no_answer` error after timeoutMs). */
   async request(message: RequestBody, timeoutMs = ANSWER_TIMEOUT_MS): Promise<Reply | undefined> {
     this.send(message);
+    return this.answer(timeoutMs);
+  }
+
+  /**
+   * The next reply; after timeoutMs without one, a `no_answer` error, and the connection is closed: a
+   * reply that came later would be taken for the answer to the next request.
+   */
+  async answer(timeoutMs = ANSWER_TIMEOUT_MS): Promise<Reply | undefined> {
     const reply = await this.nextWithin(timeoutMs);
     if (reply !== 'timeout') return reply;
+    this.close();
+    this.ended = true;
     return {
       type: 'error',
       code: 'no_answer',

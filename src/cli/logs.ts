@@ -109,7 +109,8 @@ export class LogsCommand extends ClientCommand {
     try {
       client.send({ type: 'logs', sessionId: this.sessionId, ...(after > 0 ? { after } : {}) });
       for (;;) {
-        const reply = await Promise.race([client.next(), gone]);
+        // The history comes at once, a block at a time: a daemon that stops sending it is stuck.
+        const reply = await Promise.race([client.answer(), gone]);
         if (reply === 'gone') return EXIT.succeeded;
         if (reply?.type === 'output') print(reply);
         else if (reply?.type === 'outcome') return outcome(reply.record);

@@ -171,7 +171,10 @@ export class Notifier {
       outbox.removeNow(entry.session);
       return;
     }
-    const targets = [...this.options.targets(record)];
+    // The webhooks prepare chose from: a URL configured twice, once for other outcomes only, must not
+    // take the place of the one that wanted this outcome.
+    const { outcome } = record;
+    const targets = this.options.targets(record).filter((target) => wanted(target, outcome));
     const notification: Notification = {
       session: entry.session,
       record: entry.record ?? JSON.stringify(record),
@@ -186,7 +189,7 @@ export class Notifier {
           entry.session,
           left.delivery,
           target === undefined
-            ? 'its webhook is no longer configured'
+            ? 'its webhook is no longer configured for this outcome'
             : `the last of ${target.attempts} attempts failed`,
         );
         continue;
@@ -295,6 +298,10 @@ export class Notifier {
               throw Object.assign(new Error(errorMessage(error)), { failure: 'secret' });
             },
           );
+          // Counted as made before it goes out: a daemon killed during POSTs, again and again, still
+          // runs out of attempts (a stop counts one it cut short too, in close).
+          pending.made += 1;
+          this.options.outbox?.writeNow(entryOf(notification));
           await this.post(
             {
               url: target.url,

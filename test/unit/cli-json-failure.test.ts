@@ -178,6 +178,56 @@ describe('a daemon that answers wrong, or not at all', () => {
     }
   });
 
+  it('logs (without --follow) gives up on a daemon that stops sending the history: no_answer, exit 4', async () => {
+    const { path, server } = await fakeDaemon(() => '{"type":"output","line":"first"}');
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const pending = run(['logs', ID, '--json', '--socket', path]);
+      let done = false;
+      void pending.finally(() => {
+        done = true;
+      });
+      for (let waited = 0; !done && waited < 2 * ANSWER_TIMEOUT_MS; waited += 10_000) {
+        await new Promise((resolve) => setImmediate(resolve));
+        await vi.advanceTimersByTimeAsync(10_000);
+      }
+      const result = await pending;
+      expect(result.code, result.stderr).toBe(EXIT.infrastructure);
+      const lines = result.stdout.trim().split('\n');
+      expect(JSON.parse(lines[0] as string)).toMatchObject({ text: 'first' });
+      expect(JSON.parse(lines[1] as string)).toMatchObject({ error: 'no_answer', code: EXIT.infrastructure });
+    } finally {
+      vi.useRealTimers();
+      server.close();
+    }
+  });
+
+  it('a request that got no answer in time closes the connection: a late reply is never taken for the next one', async () => {
+    const path = join(makeTempDir('agentd-unit-json-'), 'agentd.sock');
+    // Answers each request 300 ms late, with its id.
+    const server = createServer((socket) => {
+      socket.on('error', () => {});
+      socket.on('data', (chunk: Buffer) => {
+        for (const line of chunk.toString().split('\n').filter(Boolean)) {
+          const { id } = JSON.parse(line) as { id?: string };
+          setTimeout(() => socket.write(`${JSON.stringify({ type: 'event.result', id })}\n`), 300);
+        }
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(path, resolve));
+    try {
+      const client = await DaemonClient.connect(path);
+      const first = await client.request({ type: 'event', id: '1', event: { type: 'shutdown' } }, 100);
+      expect(first).toMatchObject({ type: 'error', code: 'no_answer' });
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      const second = await client.request({ type: 'event', id: '2', event: { type: 'shutdown' } }, 1000);
+      expect(second).toBeUndefined();
+      client.close();
+    } finally {
+      server.close();
+    }
+  });
+
   it('a reply without its fields is an unexpected error: exit 4, its message, no stack', async () => {
     const { path, server } = await fakeDaemon(() => '{"type":"agents"}');
     try {

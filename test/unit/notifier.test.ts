@@ -327,7 +327,7 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     expect(next.counted).toEqual(['notification:failed', 'notification:failed']);
     expect(next.lines.filter((l) => l.event === 'notify.failed').map((l) => l.reason)).toEqual([
       'the last of 1 attempts failed',
-      'its webhook is no longer configured',
+      'its webhook is no longer configured for this outcome',
     ]);
     expect(next.lines.filter((l) => l.event === 'notify.unreadable').map((l) => l.file)).toEqual([
       join(stateDir, 'notify', 'fedcba9876543210.json'),
@@ -381,6 +381,54 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     for (const a of next.attempts) a.settle();
     await vi.advanceTimersByTimeAsync(0);
     await next.notifier.close(0);
+  });
+
+  it('a URL configured twice, once for other outcomes only, is sent again to the webhook that wanted the outcome', async () => {
+    const other = 'whsec-other-9a8b7c';
+    const env = { HOOK_KEY: KEY, OTHER_KEY: other };
+    // The agent's webhook hears of successes only, once; the daemon's, of every outcome, three times.
+    const twice = [
+      target({ attempts: 1, outcomes: ['succeeded'] }),
+      target({ attempts: 3, secret: { kind: 'env', name: 'OTHER_KEY', raw: 'env:OTHER_KEY' } }),
+    ];
+    const first = setup(twice, undefined, outbox(), env);
+    first.notifier.notify(RECORD);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(first.attempts).toHaveLength(1);
+    await stop(first.notifier);
+    const next = setup(twice, undefined, outbox(), env);
+    next.notifier.resume(() => undefined);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(next.attempts.map((a) => deliveryOf(a))).toEqual([deliveryOf(first.attempts[0])]);
+    const body = next.attempts[0]?.request.body ?? '';
+    expect(next.attempts[0]?.request.headers['X-Agentd-Signature-256']).toBe(
+      `sha256=${createHmac('sha256', other).update(body).digest('hex')}`,
+    );
+    next.attempts[0]?.settle();
+    await vi.advanceTimersByTimeAsync(0);
+    await next.notifier.close(0);
+  });
+
+  it('a POST is counted before it goes out: a daemon killed during each one still runs out of attempts', async () => {
+    const first = setup([target({ attempts: 2 })], undefined, outbox());
+    first.notifier.notify(RECORD);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(first.attempts).toHaveLength(1);
+    // Killed: no close. What is on disk already counts the POST under way.
+    expect(entry().targets[0]?.made).toBe(1);
+    const second = setup([target({ attempts: 2 })], undefined, outbox());
+    second.notifier.resume(() => undefined);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(second.attempts).toHaveLength(1);
+    expect(entry().targets[0]?.made).toBe(2);
+    // Killed again: the third start has no attempt left to make.
+    const third = setup([target({ attempts: 2 })], undefined, outbox());
+    third.notifier.resume(() => undefined);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(third.attempts).toHaveLength(0);
+    expect(third.counted).toEqual(['notification:failed']);
+    expect(files()).toEqual([]);
+    // The POSTs of the first two "killed" daemons are left hanging: a settled one would write again.
   });
 
   it('a POST a stop cut short counts as an attempt made', async () => {
