@@ -1169,10 +1169,15 @@ function readPlainFile(path: string, maxBytes: number): Buffer {
     if (stat.size > maxBytes) throw Object.assign(new Error('larger than a secret'), { code: 'EFBIG' });
     const bytes = Buffer.alloc(stat.size);
     let at = 0;
-    while (at < bytes.length) {
-      const read = readSync(fd, bytes, at, bytes.length - at, at);
-      if (read === 0) break;
-      at += read;
+    try {
+      while (at < bytes.length) {
+        const read = readSync(fd, bytes, at, bytes.length - at, at);
+        if (read === 0) break;
+        at += read;
+      }
+    } catch (error) {
+      bytes.fill(0);
+      throw error;
     }
     return bytes.subarray(0, at);
   } finally {

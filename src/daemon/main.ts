@@ -224,7 +224,10 @@ async function supervise(options: DaemonOptions): Promise<number> {
     // A session whose record says creating, cloning or running may have run its command, or printed, in a
     // container that has exited since: its container stays until the plan below says whether it is
     // adopted (its log read).
-    const keepDead = new Set((waiting.get(host) ?? []).filter(readWhenExited).map((r) => r.id));
+    const engine = { remote: ports(host).remote === true };
+    const keepDead = new Set(
+      (waiting.get(host) ?? []).filter((record) => readWhenExited(record, engine)).map((r) => r.id),
+    );
     const { summary, containers } = await reconcile(ports(host), instanceId, log, signal, {
       host,
       supervised,
@@ -255,7 +258,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
     const records = [...(waiting.get(host) ?? []), ...orphans];
     // Rebuilt, their ids are used: should what follows fail, the next try plans them with the waiting.
     if (orphans.length > 0) waiting.set(host, records);
-    const { remove, ...recovery } = planRecovery(records, containers, agents);
+    const { remove, ...recovery } = planRecovery(records, containers, agents, Date.now(), engine);
     // A session settled from its exited container's exit code left its output archive unsearched; one
     // given no secret (its label says) has no value to search for, and keeps it. Any other is withheld.
     for (const { request } of recovery.finished) {

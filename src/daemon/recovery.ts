@@ -21,6 +21,7 @@ export function planRecovery(
   containers: readonly ContainerSummary[],
   agents: readonly AgentConfig[],
   now: number = Date.now(),
+  where: { remote?: boolean } = {},
 ): RecoveryPlan & { remove: string[] } {
   const plan: RecoveryPlan & { remove: string[] } = { queued: [], adopted: [], finished: [], remove: [] };
   const bySession = new Map(containers.map((c) => [c.Labels?.[LABEL_SESSION] ?? '', c]));
@@ -117,7 +118,7 @@ export function planRecovery(
       });
       continue;
     }
-    if (container && agent && readWhenExited(record) && !NEVER_STARTED_STATES.has(container.State)) {
+    if (container && agent && readWhenExited(record, where) && !NEVER_STARTED_STATES.has(container.State)) {
       // It exited with no daemon watching. Adopted, its log is read from where the last daemon's copy
       // ends to the setup step's last marker: what the command printed meanwhile goes into the session's
       // log (masked with the values it was given, withheld when they can no longer be read), and the
@@ -131,6 +132,7 @@ export function planRecovery(
         adopted: {
           container: container.Names[0] ?? container.Id,
           phase: record.phase === 'running' ? 'running' : 'cloning',
+          exited: true,
         },
       });
       continue;
@@ -178,10 +180,14 @@ export function planRecovery(
  * A record whose container, exited, holds what no daemon saw: whether the command ran (creating,
  * cloning: the phase moves on only while a daemon reads the setup step's markers) or what it printed
  * after the last line the daemon that died read (running). Its dead container is kept for the plan
- * (reconcile's keepDead), which adopts it to read its log.
+ * (reconcile's keepDead), which adopts it to read its log. Not a running one on a remote host: its
+ * output would be withheld (the copies of its values are on that host), and a connection that drops
+ * while it is read would leave it abandoned where its exit code says how it ended.
  */
-export function readWhenExited(record: SessionRecord): boolean {
-  return record.phase === 'creating' || record.phase === 'cloning' || record.phase === 'running';
+export function readWhenExited(record: SessionRecord, where: { remote?: boolean } = {}): boolean {
+  return (
+    record.phase === 'creating' || record.phase === 'cloning' || (record.phase === 'running' && !where.remote)
+  );
 }
 
 /** The last time a Date holds (ECMAScript: 8.64e15 ms from 1970). */

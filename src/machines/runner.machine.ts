@@ -50,6 +50,8 @@ export interface AdoptedSession {
   container: string;
   phase: 'cloning' | 'running';
   remainingMs?: number;
+  /** Its container had exited before this daemon adopted it: its log is read, nothing is left to stop. */
+  exited?: true;
 }
 
 export interface RunnerInput {
@@ -183,6 +185,8 @@ export function runnerMachineFor(settings: RunnerSettings) {
       /** The host is reached over a connection (`url:`), not the local Podman. */
       followsOverConnection: ({ context }) => context.plan.mode === 'create',
       fateDecided: ({ context }) => context.fate !== undefined,
+      /** A cancel finds nothing to stop: the container had exited before this daemon adopted it. */
+      adoptedExited: ({ context }) => context.adopted?.exited === true,
       lostBefore: ({ context }) => context.lostSince !== undefined,
       containerExists: (_, exists: boolean) => exists,
       copiesIn: ({ context }) => context.plan.copyIn !== undefined,
@@ -339,17 +343,20 @@ export function runnerMachineFor(settings: RunnerSettings) {
             },
             on: {
               // The container is stopped as soon as it is attached (the stop region sees the fate).
-              stop: {
-                actions: {
-                  type: 'decide',
-                  params: ({ context, event }) =>
-                    stopped(
-                      event.reason,
-                      context.adopted?.phase ?? 'running',
-                      context.session.spec.timeoutMs,
-                    ),
+              stop: [
+                { guard: 'adoptedExited' },
+                {
+                  actions: {
+                    type: 'decide',
+                    params: ({ context, event }) =>
+                      stopped(
+                        event.reason,
+                        context.adopted?.phase ?? 'running',
+                        context.session.spec.timeoutMs,
+                      ),
+                  },
                 },
-              },
+              ],
             },
           },
           creatingSecrets: {
@@ -679,6 +686,8 @@ export function runnerMachineFor(settings: RunnerSettings) {
                     always: { guard: 'fateDecided', target: 'stopping' },
                     on: {
                       stop: [
+                        // Exited before this daemon adopted it: nothing to stop, its log says how it ended.
+                        { guard: 'adoptedExited' },
                         {
                           // Its setup step has not said it started: the container may not exist yet.
                           guard: and(['runsInOneCall', stateIn('#runner.live.attached.progress.starting')]),
@@ -933,15 +942,21 @@ export function runnerMachineFor(settings: RunnerSettings) {
   });
 }
 
-/** A stop while attached decides the fate by the phase the session is in (the stop region stops the container). */
+/**
+ * A stop while attached decides the fate by the phase the session is in (the stop region stops the
+ * container); one adopted after its container exited ends as its log says.
+ */
 function stopHere(phase: { phase: Phase }) {
-  return {
-    actions: {
-      type: 'decide',
-      params: ({ context, event }: { context: RunnerContext; event: { reason: StopReason } }) =>
-        stopped(event.reason, phase.phase, context.session.spec.timeoutMs),
+  return [
+    { guard: 'adoptedExited' },
+    {
+      actions: {
+        type: 'decide',
+        params: ({ context, event }: { context: RunnerContext; event: { reason: StopReason } }) =>
+          stopped(event.reason, phase.phase, context.session.spec.timeoutMs),
+      },
     },
-  } as const;
+  ] as const;
 }
 
 type ExitedEvent = Extract<RunnerEvent, { type: 'container.exited' }>;

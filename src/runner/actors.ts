@@ -215,7 +215,9 @@ export function runnerActors(ports: HostPorts, output: OutputSink) {
         // By secret name: each is the chunk of the bundle its name numbers (the file exec would read).
         for (const [secret, bytes] of await port.readSecretCopies(input.container, signal)) {
           const index = indexOfSecret(secret);
-          files.set(index === undefined ? secret : bundleChunkName(index), bytes);
+          const name = index === undefined ? secret : bundleChunkName(index);
+          files.get(name)?.fill(0);
+          files.set(name, bytes);
         }
         // Fewer copies than it was given would mask too little: fail closed.
         const given = info.Config.Labels?.[LABEL_SECRETS];
@@ -226,11 +228,14 @@ export function runnerActors(ports: HostPorts, output: OutputSink) {
           );
         }
       }
+      let split: Buffer[] = [];
       try {
         // One bundle holds them all: split into the values the command got (credential-bundle.ts).
-        return unbundle(files).map((bytes) => new SecretValue(bytes));
+        split = unbundle(files);
+        return split.map((bytes) => new SecretValue(bytes));
       } finally {
-        for (const bytes of files.values()) bytes.fill(0);
+        // SecretValue keeps its own copy: no other is left behind.
+        for (const bytes of [...split, ...files.values()]) bytes.fill(0);
       }
     }),
     attach: fromCallback<AbortEvent, AttachInput>(({ input, sendBack, receive }) => {

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ContainerSummary } from '../../src/adapters/podman.js';
 import { LABEL_AGENT, LABEL_INSTANCE, LABEL_SESSION } from '../../src/constants.js';
-import { planRecovery } from '../../src/daemon/recovery.js';
+import { planRecovery, readWhenExited } from '../../src/daemon/recovery.js';
 import type { SessionRecord } from '../../src/sessions/records.js';
 import { AGENTS } from '../helpers/machine-fakes.js';
 
@@ -72,8 +72,21 @@ describe('recovery planning', () => {
     expect(plan.finished).toEqual([]);
     // Its log is read from where the last daemon's copy ends; no timeout: it exited already.
     expect(plan.adopted.map((a) => a.adopted)).toEqual([
-      { container: `agentd-x-demo-${id(1)}`, phase: 'running' },
+      { container: `agentd-x-demo-${id(1)}`, phase: 'running', exited: true },
     ]);
+    // On a remote host the copies of its values are out of reach (its output would be withheld) and a
+    // connection that drops would leave it abandoned: its exit code settles it, as before.
+    const remote = planRecovery(
+      [record(id(1), 'running', { timeoutMs: 60 * 60_000 })],
+      [container(id(1), 'exited', { ExitCode: 3 })],
+      AGENTS,
+      NOW,
+      { remote: true },
+    );
+    expect(remote.adopted).toEqual([]);
+    expect(remote.finished.map((f) => [f.outcome.outcome, f.outcome.exitCode])).toEqual([['succeeded', 3]]);
+    expect(readWhenExited(record(id(1), 'running'), { remote: true })).toBe(false);
+    expect(readWhenExited(record(id(1), 'cloning'), { remote: true })).toBe(true);
   });
 
   it('settles a session whose container exited after its command ran with that exit code and its kind', () => {
@@ -132,8 +145,8 @@ describe('recovery planning', () => {
     );
     // Its log says whether the clone failed or the command ran, and how it ended: the runner reads it.
     expect(plan.adopted.map((a) => [a.request.sessionId, a.adopted])).toEqual([
-      [id(1), { container: `agentd-x-demo-${id(1)}`, phase: 'cloning' }],
-      [id(2), { container: `agentd-x-demo-${id(2)}`, phase: 'cloning' }],
+      [id(1), { container: `agentd-x-demo-${id(1)}`, phase: 'cloning', exited: true }],
+      [id(2), { container: `agentd-x-demo-${id(2)}`, phase: 'cloning', exited: true }],
     ]);
     expect(plan.finished).toEqual([]);
     // Past its deadline now, though it exited before it: reading its log is not the session running late.
@@ -144,7 +157,7 @@ describe('recovery planning', () => {
       NOW,
     );
     expect(late.adopted.map((a) => a.adopted)).toEqual([
-      { container: `agentd-x-demo-${id(3)}`, phase: 'cloning' },
+      { container: `agentd-x-demo-${id(3)}`, phase: 'cloning', exited: true },
     ]);
   });
 

@@ -686,7 +686,7 @@ describe('runner machine', () => {
       podman.leaveRunning({ ...options, env: { AGENTD_SETUP_MARKER: '@@m@@' }, entrypoint: [], args: [] });
       podman.exitUnwatched(CONTAINER, 0);
       if (copies !== 'fail') podman.secretCopies.set(CONTAINER, copies);
-      const run = start(podman, { container: CONTAINER, phase: 'running' });
+      const run = start(podman, { container: CONTAINER, phase: 'running', exited: true });
       await until(() => podman.pending('readContainerFiles') !== undefined, 'reading values');
       podman.pending('readContainerFiles')?.fail('can only create exec sessions on running containers');
       await until(() => podman.pending('readSecretCopies') !== undefined, 'reading copies');
@@ -712,6 +712,27 @@ describe('runner machine', () => {
       const output = await adoptExited('1', 'fail');
       expect(output[0]).toMatch(/^\[agentd: output withheld: .*ENOENT/);
       expect(output.join('\n')).not.toContain(SECRET);
+    });
+
+    it('a cancel while it is adopted changes nothing: its log says how it ended, and nothing is stopped', async () => {
+      const podman = new FakePodman();
+      const labels = { [LABEL_SECRETS]: '0' };
+      const options = { name: CONTAINER, image: 'x', labels, secrets: [], network: 'none' };
+      podman.leaveRunning({ ...options, env: { AGENTD_SETUP_MARKER: '@@m@@' }, entrypoint: [], args: [] });
+      podman.exitUnwatched(CONTAINER, 0);
+      const run = start(podman, { container: CONTAINER, phase: 'running', exited: true });
+      await until(() => podman.pending('readContainerFiles') !== undefined, 'reading values');
+      run.actor.send({ type: 'stop', reason: 'cancel' });
+      podman.pending('readContainerFiles')?.fail('can only create exec sessions on running containers');
+      await until(() => podman.stream() !== undefined, 'following');
+      run.actor.send({ type: 'stop', reason: 'cancel' });
+      podman.stream()?.line('done');
+      podman.stream()?.exit(0);
+      await until(() => podman.pending('removeContainers') !== undefined, 'teardown');
+      podman.pending('removeContainers')?.succeed();
+      expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+      expect(run.output).toEqual(['done']);
+      expect(podman.calls.filter((c) => c.op === 'stopContainer')).toEqual([]);
     });
 
     it('withholds its output when Podman holds fewer copies than it was given', async () => {
