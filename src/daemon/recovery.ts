@@ -137,8 +137,16 @@ export function planRecovery(
       });
       continue;
     }
+    // A container the record says ran but Podman says never started was reset by a restart of its host
+    // (Podman 4 makes every container that had not exited `configured` again): its exit code is no
+    // exit code (0), never a success.
+    const reset =
+      container !== undefined &&
+      NEVER_STARTED_STATES.has(container.State) &&
+      (record.phase === 'running' || record.phase === 'tearing_down');
     if (
       container &&
+      !reset &&
       exitCode !== undefined &&
       (record.phase === 'running' || record.phase === 'tearing_down')
     ) {
@@ -167,9 +175,11 @@ export function planRecovery(
         record,
         container === undefined
           ? `the daemon stopped while the session was ${record.phase} and its container is gone`
-          : never
-            ? `the daemon stopped while the session was ${record.phase}; its container never ran the command`
-            : `the daemon stopped while the session was ${record.phase}; its container ${container.State === 'exited' ? `exited${exitCode === undefined ? '' : ` with code ${exitCode}`}` : `was ${container.State}`} with no daemon watching, so whether the agent's command ran is not known`,
+          : reset
+            ? `the daemon stopped while the session was ${record.phase}; its container is ${container.State} again, as Podman leaves a container that was running when its host restarted, so how the agent's command ended is not known`
+            : never
+              ? `the daemon stopped while the session was ${record.phase}; its container never ran the command`
+              : `the daemon stopped while the session was ${record.phase}; its container ${container.State === 'exited' ? `exited${exitCode === undefined ? '' : ` with code ${exitCode}`}` : `was ${container.State}`} with no daemon watching, so whether the agent's command ran is not known`,
       ),
     });
   }

@@ -117,6 +117,20 @@ describe('recovery planning', () => {
     );
   });
 
+  it('abandons, never settles by exit code 0, a session whose container a restart of its host made configured again', () => {
+    const plan = planRecovery(
+      [record(id(1), 'running'), record(id(2), 'tearing_down')],
+      [container(id(1), 'configured', { ExitCode: 0 }), container(id(2), 'created', { ExitCode: 0 })],
+      AGENTS,
+      NOW,
+    );
+    expect(plan.adopted).toEqual([]);
+    expect(plan.finished.map((f) => f.outcome.outcome)).toEqual(['abandoned', 'abandoned']);
+    expect(plan.finished[0]?.outcome.message).toMatch(
+      /while the session was running; its container is configured again, as Podman leaves a container that was running when its host restarted/,
+    );
+  });
+
   it('calls a session timed out when its container was stopped at its deadline by Podman', () => {
     const exitedAt = Date.parse(STARTED) / 1000 + 70;
     const plan = planRecovery(
