@@ -292,7 +292,7 @@ export class Notifier {
     const body = notificationBodyOf(notification.record ?? '{}', delivery);
     const logic = deliveryMachine.provide({
       actors: {
-        post: fromPromise(async ({ signal }) => {
+        post: fromPromise<void, { attempt: number }>(async ({ input, signal }) => {
           const key = await resolveSource('notify.secret', target.secret, this.options.env).catch(
             (error: unknown) => {
               throw Object.assign(new Error(errorMessage(error)), { failure: 'secret' });
@@ -300,7 +300,7 @@ export class Notifier {
           );
           // Counted as made before it goes out: a daemon killed during POSTs, again and again, still
           // runs out of attempts (a stop counts one it cut short too, in close).
-          pending.made += 1;
+          pending.made = input.attempt;
           this.options.outbox?.writeNow(entryOf(notification));
           await this.post(
             {
