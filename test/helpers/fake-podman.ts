@@ -363,10 +363,18 @@ export class FakePodman implements PodmanPort {
     return {
       Id: name,
       Name: name,
-      State: { Status: state, Running: state === 'running', ExitCode: this.exitCodes.get(name) ?? 0 },
+      State: {
+        Status: state,
+        Running: state === 'running',
+        ExitCode: this.exitCodes.get(name) ?? 0,
+        ...(this.finishedAt.has(name) ? { FinishedAt: this.finishedAt.get(name) } : {}),
+      },
       Config: { Env: env, Labels: options.labels },
     };
   }
+
+  /** When containers exited, as `inspect` says (State.FinishedAt), by name. */
+  readonly finishedAt = new Map<string, string>();
 
   /** The container exits while nobody follows it (its host was away, say). */
   exitUnwatched(name: string, code: number): void {

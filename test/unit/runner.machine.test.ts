@@ -582,6 +582,28 @@ describe('runner machine', () => {
       expect(run.output).toEqual(['e2', 'p', 's']);
     });
 
+    it('says output may be missing when an earlier adoption wrote the log after the container exited', async () => {
+      // That daemon read the exited container's log and died before it was done: by time, nothing of the
+      // container is after where its log ends.
+      const podman = new FakePodman('auto');
+      leave(podman);
+      podman.exitUnwatched(CONTAINER, 0);
+      podman.finishedAt.set(CONTAINER, new Date(Date.now() - 120_000).toISOString());
+      const dir = makeTempDir('agentd-unit-runner-');
+      const at = new Date(Date.now() - 60_000).toISOString();
+      writeFileSync(
+        `${dir}/0123456789abcdef.log`,
+        `- ${at} note [agentd: 1 line(s) missing here]\n2 ${at} out x2\n`,
+      );
+      const run = start(podman, { container: CONTAINER, phase: 'running', exited: true }, dir);
+      await until(() => podman.stream() !== undefined, 'following');
+      podman.stream()?.exit(0);
+      expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+      expect(run.output).toEqual([
+        '[agentd: some output may be missing: a daemon that read this log after the container exited stopped before it was done]',
+      ]);
+    });
+
     /** An adopted session resuming from a time (its log has a gap), whose stream hands on `followed`. */
     const resumeAfterGap = async (held: string[], followed: string[]) => {
       const podman = new FakePodman('auto');
