@@ -31,6 +31,11 @@ const entrySchema = z.object({
         delivery: z.string().uuid(),
         /** POSTs made so far. */
         made: z.number().int().min(0),
+        /**
+         * Which of the webhooks with this URL (0: the first configured that wants the outcome): the agent's
+         * and the daemon's may share one, each with its own key. Left out by an agentd before it.
+         */
+        nth: z.number().int().min(0).max(255).optional(),
       }),
     )
     .max(256),

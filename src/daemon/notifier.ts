@@ -53,6 +53,8 @@ export interface NotifierOptions {
 interface Pending {
   target: NotifyTarget;
   key: string;
+  /** Which of the wanted webhooks with this URL it is (see occurrences). */
+  nth: number;
   delivery: string;
   /** POSTs made so far, by this daemon and earlier ones. */
   made: number;
@@ -103,16 +105,14 @@ export class Notifier {
     const before = this.earlier.get(session.id);
     this.earlier.delete(session.id);
     const earlier = [...(before?.targets ?? [])];
-    const pending = this.options
-      .targets(session)
-      .filter((target) => wanted(target, outcome))
-      .map((target): Pending => {
-        // In order: a URL configured twice (the agent's and the daemon's) keeps each its own delivery.
-        const key = webhookKey(target.url);
-        const at = earlier.findIndex((e) => e.key === key);
-        const [kept] = at === -1 ? [] : earlier.splice(at, 1);
-        return { target, key, delivery: kept?.delivery ?? randomUUID(), made: kept?.made ?? 0 };
-      });
+    const pending = occurrences(
+      this.options.targets(session).filter((target) => wanted(target, outcome)),
+    ).map(({ target, key, nth }): Pending => {
+      // A URL configured twice (the agent's and the daemon's) keeps each its own delivery.
+      const at = earlier.findIndex((e) => e.key === key && (e.nth ?? nth) === nth);
+      const [kept] = at === -1 ? [] : earlier.splice(at, 1);
+      return { target, key, nth, delivery: kept?.delivery ?? randomUUID(), made: kept?.made ?? 0 };
+    });
     for (const left of earlier) this.givenUp(session.id, left.delivery, 'no webhook wants this outcome now');
     const notification: Notification = { session: session.id, pending };
     this.prepared.set(session.id, notification);
@@ -174,27 +174,31 @@ export class Notifier {
     // The webhooks prepare chose from: a URL configured twice, once for other outcomes only, must not
     // take the place of the one that wanted this outcome.
     const { outcome } = record;
-    const targets = this.options.targets(record).filter((target) => wanted(target, outcome));
+    const targets = occurrences(this.options.targets(record).filter((target) => wanted(target, outcome)));
     const notification: Notification = {
       session: entry.session,
       record: entry.record ?? JSON.stringify(record),
       pending: [],
     };
     for (const left of entry.targets) {
-      // In order, each configured webhook once: a URL configured twice maps to each in turn.
-      const at = targets.findIndex((t) => webhookKey(t.url) === left.key);
-      const [target] = at === -1 ? [] : targets.splice(at, 1);
+      // The same webhook again: its URL and which of those with that URL it is (an entry of an agentd
+      // before `nth`: the first left). One taken already is not in the entry, so this is not the order.
+      const at = targets.findIndex(
+        (t) => t.key === left.key && (left.nth === undefined || t.nth === left.nth),
+      );
+      const [found] = at === -1 ? [] : targets.splice(at, 1);
+      const target = found?.target;
       if (target === undefined || left.made >= target.attempts) {
         this.givenUp(
           entry.session,
           left.delivery,
           target === undefined
             ? 'its webhook is no longer configured for this outcome'
-            : `the last of ${target.attempts} attempts failed`,
+            : `all ${target.attempts} attempt(s) were made (a POST a stop or a crash cut short counts)`,
         );
         continue;
       }
-      notification.pending.push({ target, ...left });
+      notification.pending.push({ target, ...left, nth: found?.nth ?? 0 });
     }
     if (notification.pending.length === 0) {
       outbox.removeNow(entry.session);
@@ -383,11 +387,22 @@ function wanted(target: NotifyTarget, outcome: Outcome): boolean {
   return target.outcomes === undefined || target.outcomes.includes(outcome);
 }
 
+/** Each webhook with its URL's key and which of those with that URL it is, in the order configured. */
+function occurrences(targets: readonly NotifyTarget[]): { target: NotifyTarget; key: string; nth: number }[] {
+  const seen = new Map<string, number>();
+  return targets.map((target) => {
+    const key = webhookKey(target.url);
+    const nth = seen.get(key) ?? 0;
+    seen.set(key, nth + 1);
+    return { target, key, nth };
+  });
+}
+
 function entryOf(notification: Notification): OutboxEntry {
   return {
     version: 1,
     session: notification.session,
     ...(notification.record === undefined ? {} : { record: notification.record }),
-    targets: notification.pending.map(({ key, delivery, made }) => ({ key, delivery, made })),
+    targets: notification.pending.map(({ key, delivery, made, nth }) => ({ key, delivery, made, nth })),
   };
 }

@@ -326,7 +326,7 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     expect(next.attempts).toHaveLength(0);
     expect(next.counted).toEqual(['notification:failed', 'notification:failed']);
     expect(next.lines.filter((l) => l.event === 'notify.failed').map((l) => l.reason)).toEqual([
-      'the last of 1 attempts failed',
+      'all 1 attempt(s) were made (a POST a stop or a crash cut short counts)',
       'its webhook is no longer configured for this outcome',
     ]);
     expect(next.lines.filter((l) => l.event === 'notify.unreadable').map((l) => l.file)).toEqual([
@@ -404,6 +404,50 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     expect(next.attempts[0]?.request.headers['X-Agentd-Signature-256']).toBe(
       `sha256=${createHmac('sha256', other).update(body).digest('hex')}`,
     );
+    next.attempts[0]?.settle();
+    await vi.advanceTimersByTimeAsync(0);
+    await next.notifier.close(0);
+  });
+
+  it('a URL configured twice for the same outcomes: after a kill, the webhook that had not taken it is sent again, with its own key', async () => {
+    const other = 'whsec-other-9a8b7c';
+    const env = { HOOK_KEY: KEY, OTHER_KEY: other };
+    const twice = [
+      target({ attempts: 3 }),
+      target({ attempts: 3, secret: { kind: 'env', name: 'OTHER_KEY', raw: 'env:OTHER_KEY' } }),
+    ];
+    const first = setup(twice, undefined, outbox(), env);
+    first.notifier.notify(RECORD);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(first.attempts).toHaveLength(2);
+    // The first webhook takes it; the daemon is killed before the second does.
+    first.attempts[0]?.settle();
+    await vi.advanceTimersByTimeAsync(0);
+    const next = setup(twice, undefined, outbox(), env);
+    next.notifier.resume(() => undefined);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(next.attempts.map((a) => deliveryOf(a))).toEqual([deliveryOf(first.attempts[1])]);
+    const body = next.attempts[0]?.request.body ?? '';
+    expect(next.attempts[0]?.request.headers['X-Agentd-Signature-256']).toBe(
+      `sha256=${createHmac('sha256', other).update(body).digest('hex')}`,
+    );
+    next.attempts[0]?.settle();
+    await vi.advanceTimersByTimeAsync(0);
+    await next.notifier.close(0);
+  });
+
+  it('an entry of an agentd before `nth` is sent again to the first webhook of its URL left', async () => {
+    const first = setup([target()], undefined, outbox());
+    first.notifier.notify(RECORD);
+    await vi.advanceTimersByTimeAsync(0);
+    const file = join(stateDir, 'notify', `${RECORD.id}.json`);
+    const old = JSON.parse(readFileSync(file, 'utf8')) as { targets: { nth?: number }[] };
+    for (const t of old.targets) delete t.nth;
+    writeFileSync(file, JSON.stringify(old));
+    const next = setup([target()], undefined, outbox());
+    next.notifier.resume(() => undefined);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(next.attempts.map((a) => deliveryOf(a))).toEqual([deliveryOf(first.attempts[0])]);
     next.attempts[0]?.settle();
     await vi.advanceTimersByTimeAsync(0);
     await next.notifier.close(0);
