@@ -687,12 +687,6 @@ export class PodmanClient implements PodmanPort {
   }
 
   /**
-   * The files of a directory inside a running container, read as root through `podman exec`: for the
-   * copies of its secrets a container keeps (an adopted session masks with the values its container
-   * really received). The contents come back on stdout as bytes, never on a command line; each file
-   * as a header `SIZE NAME` and its bytes. A directory that does not exist has no files.
-   */
-  /**
    * Podman writes each secret of a container into the container's own directory (StaticDir/secrets/NAME,
    * root-only) when it creates it, and keeps it until the container is removed, after `podman secret rm`
    * and after the container exited too: the values an exited container was given, read without exec.
@@ -724,6 +718,12 @@ export class PodmanClient implements PodmanPort {
     return files;
   }
 
+  /**
+   * The files of a directory inside a running container, read as root through `podman exec`: for the
+   * copies of its secrets a container keeps (an adopted session masks with the values its container
+   * really received). The contents come back on stdout as bytes, never on a command line; each file
+   * as a header `SIZE NAME` and its bytes. A directory that does not exist has no files.
+   */
   async readContainerFiles(name: string, dir: string, signal?: AbortSignal): Promise<Map<string, Buffer>> {
     const script =
       'cd "$1" 2>/dev/null || exit 0; for f in * .[!.]*; do [ -f "$f" ] || continue; printf "%s %s\\n" "$(wc -c < "$f")" "$f"; cat "$f" || exit 4; done';

@@ -4,10 +4,10 @@ import { PROTOCOL_VERSION } from '../constants.js';
 import type { RequestBody } from '../protocol/messages.js';
 import type { Reply as DaemonReply } from '../protocol/replies.js';
 
-/** A reply from the daemon (one JSON object per line), or what the client makes of a line that is not JSON. */
 /** What the client makes of a line that is not a reply, or of no answer at all. */
 export type ClientSideError = { type: 'error'; code: 'bad_reply' | 'no_answer'; message: string };
 
+/** A reply from the daemon (one JSON object per line), or what the client makes of a line that is not one. */
 export type Reply = DaemonReply | ClientSideError;
 
 /** An error the client made of what it got (a line that is no reply, or no answer), not the daemon's own. */

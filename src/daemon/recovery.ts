@@ -12,9 +12,9 @@ const NEVER_STARTED_STATES = new Set(['created', 'configured', 'initialized']);
 
 /**
  * Decides the fate of every session an earlier daemon of this instance accepted but did not finish:
- * queued ones run again, one whose container still runs is adopted (and one that started and exited
- * before its record said its command ran: its log says what happened), one whose container exited after
- * its command ran gets that outcome, and the rest are abandoned with a reason.
+ * queued ones run again, one whose container still runs is adopted, one whose container exited while
+ * no daemon watched is adopted too where its log can be read (readWhenExited), one whose container
+ * exited otherwise gets the outcome its exit code says, and the rest are abandoned with a reason.
  */
 export function planRecovery(
   unfinished: readonly SessionRecord[],

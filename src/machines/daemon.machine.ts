@@ -270,8 +270,9 @@ const replayKey = [
 ] as const;
 
 /**
- * A session tearing down or reporting has its outcome decided (its command ended, or a stop did): a
- * cancel then changes nothing, and says so rather than "is being cancelled".
+ * A session tearing down or reporting has its outcome decided (its command ended, or a stop did), as has
+ * one adopted after its container exited: a cancel then changes nothing, and says so rather than "is
+ * being cancelled".
  */
 const rejectFinishingCancel = {
   guard: { type: 'sessionIsFinishing', params: ({ event }: { event: CancelEvent }) => event.sessionId },
@@ -435,7 +436,10 @@ export const daemonMachine = setup({
     sessionIsRunning: ({ context }, sessionId: string) => Object.hasOwn(context.sessions, sessionId),
     sessionIsFinishing: ({ context }, sessionId: string) => {
       const ref = Object.hasOwn(context.sessions, sessionId) ? context.sessions[sessionId] : undefined;
-      const phase = ref === undefined ? undefined : sessionPhaseOf(ref.getSnapshot());
+      const snapshot = ref?.getSnapshot();
+      // Its container had exited before this daemon adopted it: its log is read, nothing is stopped.
+      if (snapshot?.context.adopted?.exited) return true;
+      const phase = snapshot === undefined ? undefined : sessionPhaseOf(snapshot);
       // Tearing down, or reporting (sealing its record): the outcome is decided either way.
       return phase === 'tearing_down' || phase === 'finished';
     },

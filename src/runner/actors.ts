@@ -531,14 +531,16 @@ async function attach(
   const resume = skip === undefined && lastWrite !== undefined ? await resumeFrom(out, lastWrite) : undefined;
   const since = resume?.since;
   const overlap = resume?.overlap;
-  // Podman dated every line of an exited container before its exit: a replay from after it gives none.
-  // The log was written after the exit by an earlier adoption that died before it was done reading it.
+  // Podman dated every line of an exited container before its exit: a replay from a margin before the
+  // log's last line gives none when that is after the exit. Its reader then read on after the exit (an
+  // earlier adoption, or a daemon far behind) and stopped before it was done.
   const finishedAt = Date.parse(info?.State.FinishedAt ?? '');
   if (
     since !== undefined &&
+    lastWrite !== undefined &&
     info?.State.Running === false &&
     finishedAt > 0 &&
-    Date.parse(since) > finishedAt
+    Date.parse(lastWrite) - RESUME_MARGIN_MS > finishedAt
   )
     out.notice(READ_AFTER_EXIT);
   // Without a replay from the start, the markers are not seen again.
@@ -854,7 +856,7 @@ const LEFT_OUT = "[agentd: Podman's log stream left out some lines: they follow,
 const COPY_UNREAD = "[agentd: some output may be missing: Podman's copy could not be read once more]";
 const COPY_EMPTIED = "[agentd: some output is missing: Podman's own copy was emptied before it was read]";
 const READ_AFTER_EXIT =
-  '[agentd: some output may be missing: a daemon that read this log after the container exited stopped before it was done]';
+  '[agentd: some output may be missing: this log was written after the container exited, by a reader that stopped before it was done]';
 
 /**
  * How Podman's copy of a container's output begins (read up to its first stdout line only): with

@@ -398,8 +398,8 @@ export class FakePodman implements PodmanPort {
 
   /**
    * Podman's copies of a container's secrets on this machine, by secret name: the values of those it
-   * was created with (kept after their removal, as Podman keeps them), or those given to leaveRunning
-   * as `secretCopies`. A remote host's are out of reach.
+   * was created with (kept after their removal, as Podman keeps them), or those a test sets in
+   * `secretCopies` (by container). A remote host's are out of reach.
    */
   readonly secretCopies = new Map<string, Map<string, Buffer>>();
 

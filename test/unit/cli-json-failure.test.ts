@@ -228,6 +228,15 @@ describe('a daemon that answers wrong, or not at all', () => {
     }
   });
 
+  it('--socket "" is refused as it is parsed, never taken for the default socket', async () => {
+    // In process, clipanion reports a usage error with its own code (the entry maps it to 2: see below).
+    for (const argv of [['status'], ['trigger', 'demo'], ['history'], ['agents'], ['logs', ID]]) {
+      const result = await run([...argv, '--socket', '']);
+      expect(result.code, argv[0]).not.toBe(EXIT.unreachable);
+      expect(result.stdout + result.stderr, argv[0]).toMatch(/Invalid value for --socket: is empty/);
+    }
+  });
+
   it('a reply without its fields is an unexpected error: exit 4, its message, no stack', async () => {
     const { path, server } = await fakeDaemon(() => '{"type":"agents"}');
     try {

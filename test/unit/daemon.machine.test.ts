@@ -706,6 +706,28 @@ describe('daemon machine: session bookkeeping', () => {
     expect(d.running()).toEqual([]);
   });
 
+  it('refuses a cancel of a session adopted after its container exited: nothing is left to stop', async () => {
+    const recovery: RecoveryPlan = {
+      ...EMPTY_RECOVERY,
+      adopted: [
+        { ...sessionInput('a1'), adopted: { container: 'agentd-x-a1', phase: 'running', exited: true } },
+      ],
+    };
+    const d = await startDaemon({ reconcile: { ...RECONCILED, recovery } });
+    await settle();
+    expect(d.running()).toEqual(['a1']);
+    expect(d.send({ type: 'cancel', sessionId: 'a1' })).toEqual([
+      expect.objectContaining({
+        type: 'cancel.rejected',
+        sessionId: 'a1',
+        reason: expect.stringContaining('session a1 is finishing: its outcome is decided'),
+      }),
+    ]);
+    expect(d.fakes.run('a1').cancelRequested).toBe(false);
+    d.fakes.run('a1').finish();
+    await settle();
+  });
+
   it('removes finished session actors from the daemon snapshot', async () => {
     const d = await startDaemon();
     d.trigger('s1');

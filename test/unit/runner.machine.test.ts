@@ -582,15 +582,24 @@ describe('runner machine', () => {
       expect(run.output).toEqual(['e2', 'p', 's']);
     });
 
-    it('says output may be missing when an earlier adoption wrote the log after the container exited', async () => {
+    it.each([
       // That daemon read the exited container's log and died before it was done: by time, nothing of the
       // container is after where its log ends.
+      [
+        'says output may be missing when the log was written after the container exited',
+        120_000,
+        60_000,
+        true,
+      ],
+      // The log ends before the exit (within the margin, or earlier): what follows is replayed.
+      ['says nothing when the log ends before the exit', 59_000, 60_000, false],
+    ])('%s', async (_, exitedAgoMs, writtenAgoMs, missing) => {
       const podman = new FakePodman('auto');
       leave(podman);
       podman.exitUnwatched(CONTAINER, 0);
-      podman.finishedAt.set(CONTAINER, new Date(Date.now() - 120_000).toISOString());
+      podman.finishedAt.set(CONTAINER, new Date(Date.now() - exitedAgoMs).toISOString());
       const dir = makeTempDir('agentd-unit-runner-');
-      const at = new Date(Date.now() - 60_000).toISOString();
+      const at = new Date(Date.now() - writtenAgoMs).toISOString();
       writeFileSync(
         `${dir}/0123456789abcdef.log`,
         `- ${at} note [agentd: 1 line(s) missing here]\n2 ${at} out x2\n`,
@@ -599,9 +608,13 @@ describe('runner machine', () => {
       await until(() => podman.stream() !== undefined, 'following');
       podman.stream()?.exit(0);
       expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
-      expect(run.output).toEqual([
-        '[agentd: some output may be missing: a daemon that read this log after the container exited stopped before it was done]',
-      ]);
+      expect(run.output).toEqual(
+        missing
+          ? [
+              '[agentd: some output may be missing: this log was written after the container exited, by a reader that stopped before it was done]',
+            ]
+          : [],
+      );
     });
 
     /** An adopted session resuming from a time (its log has a gap), whose stream hands on `followed`. */
