@@ -159,10 +159,10 @@ export interface PodmanPort {
   /** The files of a directory inside a running container, as bytes (an adopted session's secret copies). */
   readContainerFiles(name: string, dir: string, signal?: AbortSignal): Promise<Map<string, Buffer>>;
   /**
-   * Podman's own copies, on this machine, of the secrets an exited container was created with, by
-   * secret name (an exited container cannot be read through exec). Not for a remote host's container.
+   * Podman's own copies, on this machine, of the secrets an exited container (as inspected) was created
+   * with, by secret name (an exited container cannot be read through exec). Not for a remote host's.
    */
-  readSecretCopies(name: string, signal?: AbortSignal): Promise<Map<string, Buffer>>;
+  readSecretCopies(container: ContainerInspect): Promise<Map<string, Buffer>>;
   /** Unpacks a tar archive (bytes, on stdin) into a container at / (`podman cp - NAME:/`), created or running. */
   copyIntoContainer(name: string, archive: Uint8Array, signal?: AbortSignal): Promise<void>;
   /** Copies a file out of a container, running or exited, to a path on this machine. */
@@ -693,13 +693,11 @@ export class PodmanClient implements PodmanPort {
    * That is Podman 4's layout, not an interface of it, so a copy that is not there (or not a plain file
    * of a secret's size) is an error, never an empty answer. A remote host's copies are on that host.
    */
-  async readSecretCopies(name: string, signal?: AbortSignal): Promise<Map<string, Buffer>> {
-    const operation = `read Podman's copies of the secrets of container ${name}`;
+  async readSecretCopies(info: ContainerInspect): Promise<Map<string, Buffer>> {
+    const operation = `read Podman's copies of the secrets of container ${info.Name}`;
     const refuse = (why: string) =>
       new PodmanError('PODMAN_FAILED', `${operation}: ${why}`, { operation, argv: [], stderr: '' });
     if (this.remote) throw refuse('they are on its host, not on this machine');
-    const info = await this.inspectContainer(name, signal);
-    if (info === undefined) throw refuse('no such container');
     const dir = info.StaticDir;
     if (dir === undefined || !isAbsolute(dir))
       throw refuse('Podman did not say where the container keeps them');

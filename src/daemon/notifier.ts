@@ -53,7 +53,7 @@ export interface NotifierOptions {
 interface Pending {
   target: NotifyTarget;
   key: string;
-  /** Which of the wanted webhooks with this URL it is (see occurrences). */
+  /** Which of the wanted webhooks with this URL it is (see wantedWebhooks). */
   nth: number;
   delivery: string;
   /** POSTs made so far, by this daemon and earlier ones. */
@@ -105,14 +105,14 @@ export class Notifier {
     const before = this.earlier.get(session.id);
     this.earlier.delete(session.id);
     const earlier = [...(before?.targets ?? [])];
-    const pending = occurrences(
-      this.options.targets(session).filter((target) => wanted(target, outcome)),
-    ).map(({ target, key, nth }): Pending => {
-      // A URL configured twice (the agent's and the daemon's) keeps each its own delivery.
-      const at = earlier.findIndex((e) => e.key === key && (e.nth ?? nth) === nth);
-      const [kept] = at === -1 ? [] : earlier.splice(at, 1);
-      return { target, key, nth, delivery: kept?.delivery ?? randomUUID(), made: kept?.made ?? 0 };
-    });
+    const pending = wantedWebhooks(this.options.targets(session), outcome).map(
+      ({ target, key, nth }): Pending => {
+        // A URL configured twice (the agent's and the daemon's) keeps each its own delivery.
+        const at = earlier.findIndex((kept) => sameWebhook(kept, { key, nth }));
+        const [kept] = at === -1 ? [] : earlier.splice(at, 1);
+        return { target, key, nth, delivery: kept?.delivery ?? randomUUID(), made: kept?.made ?? 0 };
+      },
+    );
     for (const left of earlier) this.givenUp(session.id, left.delivery, 'no webhook wants this outcome now');
     const notification: Notification = { session: session.id, pending };
     this.prepared.set(session.id, notification);
@@ -174,7 +174,7 @@ export class Notifier {
     // The webhooks prepare chose from: a URL configured twice, once for other outcomes only, must not
     // take the place of the one that wanted this outcome.
     const { outcome } = record;
-    const targets = occurrences(this.options.targets(record).filter((target) => wanted(target, outcome)));
+    const targets = wantedWebhooks(this.options.targets(record), outcome);
     const notification: Notification = {
       session: entry.session,
       record: entry.record ?? JSON.stringify(record),
@@ -183,9 +183,7 @@ export class Notifier {
     for (const left of entry.targets) {
       // The same webhook again: its URL and which of those with that URL it is (an entry of an agentd
       // before `nth`: the first left). One taken already is not in the entry, so this is not the order.
-      const at = targets.findIndex(
-        (t) => t.key === left.key && (left.nth === undefined || t.nth === left.nth),
-      );
+      const at = targets.findIndex((webhook) => sameWebhook(left, webhook));
       const [found] = at === -1 ? [] : targets.splice(at, 1);
       const target = found?.target;
       if (target === undefined || left.made >= target.attempts) {
@@ -387,15 +385,31 @@ function wanted(target: NotifyTarget, outcome: Outcome): boolean {
   return target.outcomes === undefined || target.outcomes.includes(outcome);
 }
 
-/** Each webhook with its URL's key and which of those with that URL it is, in the order configured. */
-function occurrences(targets: readonly NotifyTarget[]): { target: NotifyTarget; key: string; nth: number }[] {
+/**
+ * The webhooks that want the outcome, in the order configured, each with its URL's key and which of
+ * those with that URL it is: how an outbox entry names the webhook it is kept for.
+ */
+function wantedWebhooks(
+  targets: readonly NotifyTarget[],
+  outcome: Outcome,
+): { target: NotifyTarget; key: string; nth: number }[] {
   const seen = new Map<string, number>();
-  return targets.map((target) => {
-    const key = webhookKey(target.url);
-    const nth = seen.get(key) ?? 0;
-    seen.set(key, nth + 1);
-    return { target, key, nth };
-  });
+  return targets
+    .filter((target) => wanted(target, outcome))
+    .map((target) => {
+      const key = webhookKey(target.url);
+      const nth = seen.get(key) ?? 0;
+      seen.set(key, nth + 1);
+      return { target, key, nth };
+    });
+}
+
+/** An outbox entry's webhook is this one: its URL, and which of those (any, for an agentd before `nth`). */
+function sameWebhook(
+  kept: { key: string; nth?: number | undefined },
+  webhook: { key: string; nth: number },
+): boolean {
+  return kept.key === webhook.key && (kept.nth === undefined || kept.nth === webhook.nth);
 }
 
 function entryOf(notification: Notification): OutboxEntry {

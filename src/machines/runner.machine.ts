@@ -4,6 +4,7 @@ import {
   assign,
   fromCallback,
   fromPromise,
+  not,
   raise,
   sendTo,
   setup,
@@ -297,7 +298,8 @@ export function runnerMachineFor(settings: RunnerSettings) {
           deadline: { guard: 'hasDeadline', actions: { type: 'raiseStop', params: 'timeout' } },
         },
         on: {
-          cancel: { actions: { type: 'raiseStop', params: 'cancel' } },
+          // One adopted after its container exited has nothing to stop (and no deadline): its log decides.
+          cancel: { guard: not('adoptedExited'), actions: { type: 'raiseStop', params: 'cancel' } },
         },
         states: {
           adopting: {
@@ -343,20 +345,17 @@ export function runnerMachineFor(settings: RunnerSettings) {
             },
             on: {
               // The container is stopped as soon as it is attached (the stop region sees the fate).
-              stop: [
-                { guard: 'adoptedExited' },
-                {
-                  actions: {
-                    type: 'decide',
-                    params: ({ context, event }) =>
-                      stopped(
-                        event.reason,
-                        context.adopted?.phase ?? 'running',
-                        context.session.spec.timeoutMs,
-                      ),
-                  },
+              stop: {
+                actions: {
+                  type: 'decide',
+                  params: ({ context, event }) =>
+                    stopped(
+                      event.reason,
+                      context.adopted?.phase ?? 'running',
+                      context.session.spec.timeoutMs,
+                    ),
                 },
-              ],
+              },
             },
           },
           creatingSecrets: {
@@ -686,8 +685,6 @@ export function runnerMachineFor(settings: RunnerSettings) {
                     always: { guard: 'fateDecided', target: 'stopping' },
                     on: {
                       stop: [
-                        // Exited before this daemon adopted it: nothing to stop, its log says how it ended.
-                        { guard: 'adoptedExited' },
                         {
                           // Its setup step has not said it started: the container may not exist yet.
                           guard: and(['runsInOneCall', stateIn('#runner.live.attached.progress.starting')]),
@@ -942,21 +939,15 @@ export function runnerMachineFor(settings: RunnerSettings) {
   });
 }
 
-/**
- * A stop while attached decides the fate by the phase the session is in (the stop region stops the
- * container); one adopted after its container exited ends as its log says.
- */
+/** A stop while attached decides the fate by the phase the session is in (the stop region stops the container). */
 function stopHere(phase: { phase: Phase }) {
-  return [
-    { guard: 'adoptedExited' },
-    {
-      actions: {
-        type: 'decide',
-        params: ({ context, event }: { context: RunnerContext; event: { reason: StopReason } }) =>
-          stopped(event.reason, phase.phase, context.session.spec.timeoutMs),
-      },
+  return {
+    actions: {
+      type: 'decide',
+      params: ({ context, event }: { context: RunnerContext; event: { reason: StopReason } }) =>
+        stopped(event.reason, phase.phase, context.session.spec.timeoutMs),
     },
-  ] as const;
+  } as const;
 }
 
 type ExitedEvent = Extract<RunnerEvent, { type: 'container.exited' }>;

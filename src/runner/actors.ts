@@ -213,7 +213,7 @@ export function runnerActors(ports: HostPorts, output: OutputSink) {
         if (info === undefined || info.State.Running || port.remote) throw error;
         files = new Map();
         // By secret name: each is the chunk of the bundle its name numbers (the file exec would read).
-        for (const [secret, bytes] of await port.readSecretCopies(input.container, signal)) {
+        for (const [secret, bytes] of await port.readSecretCopies(info)) {
           const index = indexOfSecret(secret);
           const name = index === undefined ? secret : bundleChunkName(index);
           files.get(name)?.fill(0);

@@ -403,8 +403,9 @@ export class FakePodman implements PodmanPort {
    */
   readonly secretCopies = new Map<string, Map<string, Buffer>>();
 
-  async readSecretCopies(name: string, signal?: AbortSignal): Promise<Map<string, Buffer>> {
-    await this.call('readSecretCopies', [name], signal, () => {});
+  async readSecretCopies(container: ContainerInspect): Promise<Map<string, Buffer>> {
+    const name = container.Name;
+    await this.call('readSecretCopies', [name], undefined, () => {});
     if (this.remote) throw new Error('readSecretCopies on a remote host');
     const given = this.secretCopies.get(name);
     if (given) return new Map([...given].map(([secret, bytes]) => [secret, Buffer.from(bytes)]));

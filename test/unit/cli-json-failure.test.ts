@@ -86,6 +86,25 @@ async function fakeDaemon(
   return { path, server };
 }
 
+/** Runs a command against real sockets with fake timers, stepping time on until the CLI has given up. */
+async function runPastAnswerTimeout(argv: string[]): Promise<Awaited<ReturnType<typeof run>>> {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+  try {
+    const pending = run(argv);
+    let done = false;
+    void pending.finally(() => {
+      done = true;
+    });
+    for (let waited = 0; !done && waited < 2 * ANSWER_TIMEOUT_MS; waited += 10_000) {
+      await new Promise((resolve) => setImmediate(resolve));
+      await vi.advanceTimersByTimeAsync(10_000);
+    }
+    return await pending;
+  } finally {
+    vi.useRealTimers();
+  }
+}
+
 describe('a daemon that answers wrong, or not at all', () => {
   it('a request without an answer ends with no_answer, not a wait for ever', async () => {
     const { path, server } = await fakeDaemon(() => undefined);
@@ -154,50 +173,27 @@ describe('a daemon that answers wrong, or not at all', () => {
   it('trigger to a daemon that takes it and never accepts or rejects it ends with no_answer (exit 4)', async () => {
     // Something that answers every line with a message of no kind the trigger waits for.
     const { path, server } = await fakeDaemon(() => '{"type":"hello"}');
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
     try {
-      const pending = run(['trigger', 'demo', '--json', '--socket', path]);
-      // Real sockets, fake timers: step time on until the CLI has given up.
-      let done = false;
-      void pending.finally(() => {
-        done = true;
-      });
-      for (let waited = 0; !done && waited < 2 * ANSWER_TIMEOUT_MS; waited += 10_000) {
-        await new Promise((resolve) => setImmediate(resolve));
-        await vi.advanceTimersByTimeAsync(10_000);
-      }
-      const result = await pending;
+      const result = await runPastAnswerTimeout(['trigger', 'demo', '--json', '--socket', path]);
       expect(result.code, result.stderr).toBe(EXIT.infrastructure);
       expect(JSON.parse(result.stdout.trim())).toMatchObject({
         error: 'no_answer',
         code: EXIT.infrastructure,
       });
     } finally {
-      vi.useRealTimers();
       server.close();
     }
   });
 
   it('logs (without --follow) gives up on a daemon that stops sending the history: no_answer, exit 4', async () => {
     const { path, server } = await fakeDaemon(() => '{"type":"output","line":"first"}');
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
     try {
-      const pending = run(['logs', ID, '--json', '--socket', path]);
-      let done = false;
-      void pending.finally(() => {
-        done = true;
-      });
-      for (let waited = 0; !done && waited < 2 * ANSWER_TIMEOUT_MS; waited += 10_000) {
-        await new Promise((resolve) => setImmediate(resolve));
-        await vi.advanceTimersByTimeAsync(10_000);
-      }
-      const result = await pending;
+      const result = await runPastAnswerTimeout(['logs', ID, '--json', '--socket', path]);
       expect(result.code, result.stderr).toBe(EXIT.infrastructure);
       const lines = result.stdout.trim().split('\n');
       expect(JSON.parse(lines[0] as string)).toMatchObject({ text: 'first' });
       expect(JSON.parse(lines[1] as string)).toMatchObject({ error: 'no_answer', code: EXIT.infrastructure });
     } finally {
-      vi.useRealTimers();
       server.close();
     }
   });

@@ -77,12 +77,18 @@ describe('readSecretCopies (an exited container: the copies Podman keeps in its 
       },
     ];
     const { client } = standInPodman(dir, () => `cat <<'EOF'\n${JSON.stringify(inspected)}\nEOF\n`);
-    return { client, userdata };
+    // As the runner does it: the container as inspected (the schema reads StaticDir and Secrets).
+    const read = async () => {
+      const info = await client.inspectContainer('c');
+      if (info === undefined) throw new Error('the stand-in printed no container');
+      return client.readSecretCopies(info);
+    };
+    return { read, userdata };
   }
 
   it('reads each secret the container was created with, by name', async () => {
-    const { client } = container(['agentd-a-0123456789abcdef-0'], { 'agentd-a-0123456789abcdef-0': 'v4lue' });
-    const copies = await client.readSecretCopies('c');
+    const { read } = container(['agentd-a-0123456789abcdef-0'], { 'agentd-a-0123456789abcdef-0': 'v4lue' });
+    const copies = await read();
     expect([...copies].map(([n, b]) => [n, b.toString()])).toEqual([
       ['agentd-a-0123456789abcdef-0', 'v4lue'],
     ]);
@@ -96,17 +102,24 @@ describe('readSecretCopies (an exited container: the copies Podman keeps in its 
   ] as const)(
     'fails when %s (an adopted session then withholds its output)',
     async (_, names, files, staticDir, why) => {
-      const { client, userdata } = container([...names], files === 'link' ? {} : files, staticDir);
+      const { read, userdata } = container([...names], files === 'link' ? {} : files, staticDir);
       if (files === 'link') {
         writeFileSync(join(userdata, 'elsewhere'), 'v');
         symlinkSync(join(userdata, 'elsewhere'), join(userdata, 'secrets', 's-0'));
       }
-      await expect(client.readSecretCopies('c')).rejects.toThrow(why);
+      await expect(read()).rejects.toThrow(why);
     },
   );
 
   it("refuses a remote host's container: its copies are on that host", async () => {
     const remote = new PodmanClient({ bin: '/bin/false', url: 'ssh://core@127.0.0.1/run/podman.sock' });
-    await expect(remote.readSecretCopies('c')).rejects.toThrow(/on its host, not on this machine/);
+    const info = {
+      Id: 'c',
+      Name: 'c',
+      State: { Status: 'exited', Running: false, ExitCode: 0 },
+      Config: { Secrets: [{ Name: 's-0' }] },
+      StaticDir: '/var/lib/containers/storage/overlay-containers/c/userdata',
+    };
+    await expect(remote.readSecretCopies(info)).rejects.toThrow(/on its host, not on this machine/);
   });
 });

@@ -757,10 +757,10 @@ describe('runner machine', () => {
       podman.exitUnwatched(CONTAINER, 0);
       const run = start(podman, { container: CONTAINER, phase: 'running', exited: true });
       await until(() => podman.pending('readContainerFiles') !== undefined, 'reading values');
-      run.actor.send({ type: 'stop', reason: 'cancel' });
+      run.actor.send({ type: 'cancel' });
       podman.pending('readContainerFiles')?.fail('can only create exec sessions on running containers');
       await until(() => podman.stream() !== undefined, 'following');
-      run.actor.send({ type: 'stop', reason: 'cancel' });
+      run.actor.send({ type: 'cancel' });
       podman.stream()?.line('done');
       podman.stream()?.exit(0);
       await until(() => podman.pending('removeContainers') !== undefined, 'teardown');
