@@ -11,6 +11,14 @@ import { firstControl } from '../repo-url.js';
 /** croner's mode: minute hour day-of-month month day-of-week, optionally preceded by seconds. */
 export const CRON_MODE = '5-or-6-parts' as const;
 
+/**
+ * The options every schedule is read with. `no-wildcard`: an expression without `*` or a step in its
+ * time fields (`0 2,14 * * *`, `0,30 2 * * *`) is a fixed time, as in Vixie cron: once on the day a
+ * time comes twice, after the gap on the day it is skipped. croner's default counts only single values
+ * as fixed, so a list fired twice in the repeated hour and never in the skipped one.
+ */
+export const CRON_OPTIONS = { mode: CRON_MODE, fixedTimeRule: 'no-wildcard' } as const;
+
 /** Placeholders a `work_unit` template may use, each replaced per firing. */
 export const WORK_UNIT_PLACEHOLDERS = ['agent', 'date', 'time', 'firing'] as const;
 
@@ -27,7 +35,7 @@ const PLACEHOLDER_MAX: Record<(typeof WORK_UNIT_PLACEHOLDERS)[number], number> =
 
 export function cronProblem(expression: string): string | undefined {
   try {
-    const cron = new Cron(expression, { mode: CRON_MODE, paused: true });
+    const cron = new Cron(expression, { ...CRON_OPTIONS, paused: true });
     const next = cron.nextRun();
     cron.stop();
     if (next === null) return `${JSON.stringify(expression)} never fires; check the day and month fields`;

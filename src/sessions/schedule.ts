@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Cron } from 'croner';
-import { CRON_MODE } from '../config/schedule.js';
+import { CRON_OPTIONS } from '../config/schedule.js';
 import type { ScheduleConfig } from '../config/types.js';
 
 /**
@@ -11,7 +11,7 @@ import type { ScheduleConfig } from '../config/types.js';
 
 function cronOf(schedule: ScheduleConfig): Cron {
   return new Cron(schedule.cron, {
-    mode: CRON_MODE,
+    ...CRON_OPTIONS,
     paused: true,
     ...(schedule.timezone === undefined ? {} : { timezone: schedule.timezone }),
   });

@@ -147,6 +147,39 @@ describe('schedule: firings', () => {
     expect(missedFiring(DAILY_3AM_BERLIN, since, new Date('2026-06-01T00:59:00Z'))).toBeUndefined();
   });
 
+  it('fires a list or range of fixed times once a day across daylight saving changes, as cron does', () => {
+    /** Every firing from `from` to `to`, in UTC. */
+    const firings = (cron: string, from: string, to: string) => {
+      const schedule: ScheduleConfig = { cron, timezone: 'Europe/Berlin', overlap: 'skip', catchUp: 'none' };
+      const all: string[] = [];
+      for (let at = nextFiring(schedule, new Date(from)); at !== undefined && at < new Date(to); ) {
+        all.push(at.toISOString());
+        at = nextFiring(schedule, at);
+      }
+      return all;
+    };
+    // 2026-10-25 in Berlin: 02:00-02:59 comes twice (CEST, then CET). Each time fires once, the first time.
+    const back = ['2026-10-24T22:00:00Z', '2026-10-25T14:00:00Z'] as const;
+    expect(firings('0 2,14 * * *', ...back)).toEqual([
+      '2026-10-25T00:00:00.000Z',
+      '2026-10-25T13:00:00.000Z',
+    ]);
+    expect(firings('0,30 2 * * *', ...back)).toEqual([
+      '2026-10-25T00:00:00.000Z',
+      '2026-10-25T00:30:00.000Z',
+    ]);
+    expect(firings('0 2 * * *', ...back)).toEqual(['2026-10-25T00:00:00.000Z']);
+    // 2026-03-29 in Berlin: 02:00-02:59 does not exist. The firing runs after the gap, at 03:00 CEST.
+    const forward = ['2026-03-28T23:00:00Z', '2026-03-29T13:00:00Z'] as const;
+    expect(firings('0 2,14 * * *', ...forward)).toEqual([
+      '2026-03-29T01:00:00.000Z',
+      '2026-03-29T12:00:00.000Z',
+    ]);
+    expect(firings('0 2 * * *', ...forward)).toEqual(['2026-03-29T01:00:00.000Z']);
+    // An interval keeps its pace through the repeated hour: every hour of it, both times.
+    expect(firings('0 * * * *', '2026-10-24T23:30:00Z', '2026-10-25T02:30:00Z')).toHaveLength(3);
+  });
+
   it('gives one firing one session id, and fills the work unit template', () => {
     const id = scheduledSessionId('nightly', '2026-06-02T01:00:00.000Z');
     expect(id).toMatch(/^[0-9a-f]{16}$/);
