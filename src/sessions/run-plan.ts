@@ -106,8 +106,14 @@ export function planRun(session: AssembledSession, settings: RunnerSettings, hos
     AGENTD_SESSION_ID: invocation.sessionId,
     AGENTD_REPO_URL: invocation.repoUrl,
     AGENTD_SETUP_MARKER: marker,
+    // Every variable the setup step reads is set, empty when unused: one the image's ENV set would be
+    // taken otherwise (AGENTD_SETUP_CACHES=/run/secrets/agentd had root hand the credentials to the
+    // agent's user; AGENTD_SETUP_CAPS=+setuid gave the command root).
+    AGENTD_SETUP_WORK_UNIT: invocation.workUnit ?? '',
+    AGENTD_SETUP_CAPS: '',
+    AGENTD_SETUP_CACHES: '',
+    AGENTD_SETUP_TOKEN_ORIGIN: '',
   };
-  if (invocation.workUnit !== undefined) env.AGENTD_SETUP_WORK_UNIT = invocation.workUnit;
   const copy = host !== undefined && (settings.copyHosts ?? []).includes(host);
   const { mounts, volumes, copyIn, copyOut } = mountsOf(session, settings, env, copy, host);
   const caps = ambientCapabilities(spec.capAdd);
@@ -130,7 +136,7 @@ export function planRun(session: AssembledSession, settings: RunnerSettings, hos
   if (copy && volumes.some((v) => v.bound !== undefined)) {
     problem ??= `resources.cache keeps each cache in a file on this machine, which host ${host} cannot see`;
   }
-  if (invocation.repoToken !== undefined && env.AGENTD_SETUP_TOKEN_ORIGIN === undefined) {
+  if (invocation.repoToken !== undefined && env.AGENTD_SETUP_TOKEN_ORIGIN === '') {
     problem ??= 'a repository URL reached the runner unchecked';
   }
   // Podman refuses empty secrets; an empty value is not a secret, so it is set as an empty variable.

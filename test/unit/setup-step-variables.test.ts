@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/index.js';
 import { SETUP_STEP_VARIABLES } from '../../src/config/schema.js';
+import type { AgentConfig } from '../../src/config/types.js';
 import { SETUP_SCRIPT } from '../../src/runner/setup-script.js';
+import { assembleSession } from '../../src/sessions/assemble.js';
+import { planRun } from '../../src/sessions/run-plan.js';
+import { AGENTS, request } from '../helpers/machine-fakes.js';
 
 /** Every shell variable and function the setup step assigns or defines (lower case, and IFS). */
 function variablesOf(script: string): Set<string> {
@@ -32,5 +36,24 @@ describe("the setup step's variables", () => {
     expect(() => parseConfig(text, '/etc/agentd/agentd.yaml', {}, 1000)).toThrow(
       /agents\[0\]\.credentials\[0\]\.name.*"drop" is a variable of the setup step/s,
     );
+  });
+});
+
+describe("the setup step's own inputs", () => {
+  it('are all set by agentd, empty when unused, so none comes from the image', () => {
+    // An image's ENV reaches the container unless agentd sets the variable: AGENTD_SETUP_CACHES naming
+    // /run/secrets/agentd had root hand the credentials to the agent's user.
+    const read = new Set([...SETUP_SCRIPT.matchAll(/AGENTD_SETUP_[A-Z_]+/g)].map((m) => m[0]));
+    expect(read.size).toBeGreaterThan(5);
+    const plain = assembleSession(request('0123456789abcdef', 'norepo'), AGENTS[1] as AgentConfig, {
+      credentials: [],
+    });
+    const { env } = planRun(plain, {
+      instanceId: 'e'.repeat(32),
+      stopGraceMs: 1000,
+      workDir: '/w',
+    }).container;
+    for (const name of read) expect(env, name).toHaveProperty(name);
+    expect(env).toMatchObject({ AGENTD_SETUP_CACHES: '', AGENTD_SETUP_CAPS: '', AGENTD_SETUP_WORK_UNIT: '' });
   });
 });
