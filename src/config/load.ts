@@ -357,6 +357,7 @@ function toSettings(raw: RawConfig, file: string, ctx: ConvertContext): Settings
     hosts,
   };
   writableSourceCheck(settings, ctx);
+  readableSecretCheck(settings, ctx);
   return settings;
 }
 
@@ -505,38 +506,14 @@ function writableSourceCheck(settings: Settings, ctx: ConvertContext): void {
   if (writable.length === 0) return;
   type Place = { path: PropertyKey[]; source: string; file: boolean };
   const places: Place[] = [{ path: [], source: settings.file, file: true }];
-  const fileSource = (path: PropertyKey[], source: CredentialSource | undefined) => {
-    if (source?.kind === 'file') places.push({ path, source: source.path, file: true });
-  };
   settings.agents.forEach((agent, i) => {
     agent.mounts.forEach((m, j) => {
       places.push({ path: ['agents', i, 'mounts', j, 'source'], source: m.source, file: false });
     });
     if (agent.context !== undefined)
       places.push({ path: ['agents', i, 'context'], source: agent.context, file: false });
-    agent.credentials.forEach((c, k) => {
-      fileSource(['agents', i, 'credentials', k, 'source'], c.source);
-    });
-    fileSource(['agents', i, 'repo_token'], agent.repoToken);
-    agent.notify.forEach((n, k) => {
-      fileSource(['agents', i, 'notify', k, 'secret'], n.secret);
-    });
   });
-  settings.daemon.notify.forEach((n, k) => {
-    fileSource(['daemon', 'notify', k, 'secret'], n.secret);
-  });
-  const http = settings.daemon.http;
-  http?.tokens.forEach((t, k) => {
-    fileSource(['daemon', 'http', 'tokens', k, 'source'], t.source);
-  });
-  settings.hosts.forEach((h, k) => {
-    if (h.identity !== undefined)
-      places.push({ path: ['hosts', k, 'identity'], source: h.identity, file: true });
-  });
-  if (http?.tls !== undefined) {
-    places.push({ path: ['daemon', 'http', 'tls', 'cert'], source: http.tls.cert, file: true });
-    places.push({ path: ['daemon', 'http', 'tls', 'key'], source: http.tls.key, file: true });
-  }
+  for (const { path, source } of secretFiles(settings)) places.push({ path, source, file: true });
   for (const { path, source, file } of places) {
     const resolved = resolvedPath(source);
     const within = (w: (typeof writable)[number]) =>
@@ -557,6 +534,81 @@ function writableSourceCheck(settings: Settings, ctx: ConvertContext): void {
       path,
       message: `${describe(source)} ${source === under.source || resolved === under.real ? 'is' : 'lies inside'} ${describe(under.source)}, which agent ${under.agent} may write to (${under.at} has read_only: false): its sessions could ${file ? 'rewrite it, or put a link in the way that agentd would read through' : 'put a link in the way to any host path, and the next container would get that'}; use a path outside it, or make that mount read-only`,
     });
+  }
+}
+
+/**
+ * Every file agentd reads a value from: credential and repo token files, webhook secrets, HTTP token
+ * files, the TLS certificate and key, hosts' ssh identities. `agent` is the index of the agent whose
+ * `credentials:` take the value (the value its sessions are given anyway).
+ */
+function secretFiles(settings: Settings): { path: PropertyKey[]; source: string; agent?: number }[] {
+  const files: { path: PropertyKey[]; source: string; agent?: number }[] = [];
+  const fileSource = (path: PropertyKey[], source: CredentialSource | undefined, agent?: number) => {
+    if (source?.kind === 'file')
+      files.push({ path, source: source.path, ...(agent === undefined ? {} : { agent }) });
+  };
+  settings.agents.forEach((agent, i) => {
+    agent.credentials.forEach((c, k) => {
+      fileSource(['agents', i, 'credentials', k, 'source'], c.source, i);
+    });
+    fileSource(['agents', i, 'repo_token'], agent.repoToken);
+    agent.notify.forEach((n, k) => {
+      fileSource(['agents', i, 'notify', k, 'secret'], n.secret);
+    });
+  });
+  settings.daemon.notify.forEach((n, k) => {
+    fileSource(['daemon', 'notify', k, 'secret'], n.secret);
+  });
+  const http = settings.daemon.http;
+  http?.tokens.forEach((t, k) => {
+    fileSource(['daemon', 'http', 'tokens', k, 'source'], t.source);
+  });
+  settings.hosts.forEach((h, k) => {
+    if (h.identity !== undefined) files.push({ path: ['hosts', k, 'identity'], source: h.identity });
+  });
+  if (http?.tls !== undefined) {
+    files.push({ path: ['daemon', 'http', 'tls', 'cert'], source: http.tls.cert });
+    files.push({ path: ['daemon', 'http', 'tls', 'key'], source: http.tls.key });
+  }
+  return files;
+}
+
+/**
+ * No file agentd reads a value from lies inside a read-only mount's or a context's source: the agent
+ * reads it there as any file its user may read (a 0644 token file is), so another agent's credential,
+ * its own repo token (meant for the clone only), the daemon's tokens or a host's ssh identity (root on
+ * that host) would be its. Its own credential is given to it anyway. Read-write mounts are refused
+ * wider by writableSourceCheck. Real paths are compared, so a link does not hide a file.
+ */
+function readableSecretCheck(settings: Settings, ctx: ConvertContext): void {
+  const shared = settings.agents.flatMap((agent, i) => [
+    ...agent.mounts.flatMap((m, j) =>
+      m.readOnly
+        ? [{ agent: i, at: `agents[${i}].mounts[${j}]`, source: m.source, real: resolvedPath(m.source) }]
+        : [],
+    ),
+    ...(agent.context === undefined
+      ? []
+      : [{ agent: i, at: `agents[${i}].context`, source: agent.context, real: resolvedPath(agent.context) }]),
+  ]);
+  if (shared.length === 0) return;
+  for (const { path, source, agent } of secretFiles(settings)) {
+    const resolved = resolvedPath(source);
+    for (const s of shared) {
+      if (s.agent === agent) continue;
+      const reached =
+        isInside(resolved, s.real) ||
+        isInside(source, s.source) ||
+        resolved === s.real ||
+        source === s.source;
+      if (!reached) continue;
+      const name = settings.agents[s.agent]?.name ?? '?';
+      ctx.problems.push({
+        path,
+        message: `${describe(source)} ${source === s.source || resolved === s.real ? 'is' : 'lies inside'} ${describe(s.source)}, which ${s.at} shows to agent ${name}: its sessions could read the value; keep files agentd reads values from outside what agents mount, or mount a narrower directory`,
+      });
+    }
   }
 }
 

@@ -307,6 +307,70 @@ agents:
     );
   });
 
+  it("refuses a file agentd reads a value from inside a read-only mount or a context, but an agent's own credential", () => {
+    const keys = join(dir, 'keys');
+    mkdirSync(keys, { recursive: true });
+    for (const name of ['own', 'other', 'repo', 'hook', 'http', 'id']) writeFileSync(join(keys, name), 'x');
+    // Reached through a link: the real paths are compared.
+    const viaLink = join(dir, 'keys-link');
+    symlinkSync(keys, viaLink);
+    const text = `daemon:
+  state_dir: ${state}
+  http:
+    listen: 127.0.0.1:0
+    tokens:
+      - name: ops
+        source: file:${keys}/http
+        scopes: [admin]
+hosts:
+  - name: far
+    url: ssh://agentd@127.0.0.1/run/podman/podman.sock
+    identity: ${keys}/id
+agents:
+  - name: reader
+    image: localhost/agentd-base:bookworm
+    command: ["run"]
+    mounts:
+      - source: ${viaLink}
+        target: /keys
+    repo: https://git.example/x.git
+    repo_token: file:${keys}/repo
+    credentials:
+      - name: OWN
+        source: file:${keys}/own
+  - name: other
+    image: localhost/agentd-base:bookworm
+    command: ["run"]
+    context: ${keys}
+    credentials:
+      - name: OTHER
+        source: file:${keys}/other
+    notify:
+      - url: https://hooks.example/x
+        secret: file:${keys}/hook
+`;
+    const found = problems(text);
+    expect(found.map((p) => `${p.path} ${p.message.match(/agents\[\d\]\.\w+/)?.[0]}`).sort()).toEqual([
+      'agents[0].credentials[0].source agents[1].context',
+      'agents[0].repo_token agents[0].mounts',
+      'agents[0].repo_token agents[1].context',
+      'agents[1].credentials[0].source agents[0].mounts',
+      'agents[1].notify[0].secret agents[0].mounts',
+      'agents[1].notify[0].secret agents[1].context',
+      'daemon.http.tokens[0].source agents[0].mounts',
+      'daemon.http.tokens[0].source agents[1].context',
+      'hosts[0].identity agents[0].mounts',
+      'hosts[0].identity agents[1].context',
+    ]);
+    expectProblem(
+      text,
+      'hosts[0].identity',
+      12,
+      `"${keys}/id" lies inside "${viaLink}", which agents[0].mounts[0] shows to agent reader: its sessions could read the value`,
+      'mount a narrower directory',
+    );
+  });
+
   it('resolves links on the way to paths that do not exist yet, and counts ssh keys and the HTTP socket', () => {
     const work = join(dir, 'work-rw');
     mkdirSync(join(work, 'secrets'), { recursive: true });
