@@ -121,7 +121,7 @@ export class DaemonMetrics implements MetricsRecorder {
   );
   private readonly notificationAttempts = this.counter(
     'agentd_notification_attempts_total',
-    'POSTs of outcome notifications, by result (ok, or the failure: http_4xx, http_5xx, timeout, network).',
+    'POSTs of outcome notifications, by result (ok, or the failure: http_4xx, http_5xx, redirect, timeout, network, secret).',
     ['result'],
   );
   private readonly httpRequests = this.counter(

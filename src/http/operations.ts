@@ -64,7 +64,7 @@ export const OPERATIONS: readonly Operation[] = [
     path: '/readyz',
     summary: 'The daemon accepts sessions and Podman answers',
     description:
-      'No token needed. 200 when the daemon machine is `ready` and Podman (every host) is reachable; 503 otherwise (starting, degraded, shutting down, Podman down).',
+      'No token needed. 200 when the daemon machine is `ready` and at least one Podman host answered its last probe; 503 otherwise (starting, degraded, shutting down, no host answering), with the reason (each host by name and state).',
     responses: {
       200: { description: 'ready', content: 'json', schema: readySchema },
       503: { description: 'not ready, with the reason', content: 'json', schema: readySchema },

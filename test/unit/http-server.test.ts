@@ -5,6 +5,7 @@ import { Hono } from 'hono';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readiness } from '../../src/daemon/http.js';
 import { connectionSource } from '../../src/http/connections.js';
+import { OPERATIONS } from '../../src/http/operations.js';
 import { HttpServer } from '../../src/http/server.js';
 import type { DaemonPort } from '../../src/protocol/context.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
@@ -216,5 +217,19 @@ describe('/readyz', () => {
     const { ready, reason } = readiness(port);
     expect(ready).toBe(false);
     expect(reason).toBe('Podman does not answer (build1: down; build2: draining)');
+  });
+
+  it('is ready with one host up of several, as its OpenAPI description says', () => {
+    const port = {
+      state: () => 'ready',
+      hosts: () => [
+        { name: 'build1', state: 'down' },
+        { name: 'build2', state: 'up' },
+      ],
+    } as unknown as DaemonPort;
+    expect(readiness(port)).toEqual({ ready: true });
+    const description = OPERATIONS.find((op) => op.id === 'ready')?.description ?? '';
+    expect(description).toContain('at least one Podman host');
+    expect(description).not.toMatch(/every host/);
   });
 });

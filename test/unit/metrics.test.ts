@@ -199,3 +199,19 @@ describe('docs/metrics.md', () => {
     expect([...documented].sort()).toEqual([...new Set(defined)].sort());
   });
 });
+
+describe('agentd_notification_attempts_total', () => {
+  it('names in its HELP every result docs/metrics.md lists for it', async () => {
+    const doc = readFileSync(join(import.meta.dirname, '..', '..', 'docs', 'metrics.md'), 'utf8');
+    const row = doc.split('\n').find((l) => l.startsWith('| `agentd_notification_attempts_total` |')) ?? '';
+    const what = row.split('|')[4] ?? '';
+    // The results are the backquoted words before the first parenthesis (which explains one of them).
+    const results = [...(what.split('(')[0] ?? '').matchAll(/`([a-z_0-9]+)`/g)].map((m) => m[1] as string);
+    expect(results).toContain('redirect');
+    const help =
+      (await metrics().registry.getMetricsAsJSON()).find(
+        (m) => m.name === 'agentd_notification_attempts_total',
+      )?.help ?? '';
+    for (const result of results) expect(help).toMatch(new RegExp(`\\b${result}\\b`));
+  });
+});
