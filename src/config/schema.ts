@@ -37,6 +37,17 @@ const RESERVED_USERS = new Set([
 /** agentd sets these inside the session itself; letting config override them would break the setup script. */
 const RESERVED_ENV = new Set(['HOME', 'PATH', 'USER', 'LOGNAME', 'SHELL', 'PWD']);
 
+/**
+ * A name every JavaScript object already has (__proto__, constructor, toString...): names are keys of
+ * the daemon's maps, where `__proto__` replaced an object's prototype instead of adding a key (an agent
+ * so named had a schedule nothing could see or stop) and `constructor` is found where nothing was put.
+ */
+export function objectKeyProblem(name: string): string | undefined {
+  return name in Object.prototype
+    ? `${describe(name)} is a name every JavaScript object has, which agentd cannot keep apart; pick another name`
+    : undefined;
+}
+
 type Issue = z.core.$ZodRawIssue;
 
 export function isReservedUserName(name: string): boolean {
@@ -148,6 +159,8 @@ export function envNameProblem(name: string): string | undefined {
   if (!ENV_NAME_RE.test(name)) {
     return `${describe(name)} is not a valid environment variable name; use letters, digits and _ and do not start with a digit`;
   }
+  const key = objectKeyProblem(name);
+  if (key !== undefined) return key;
   if (isReservedEnvName(name)) {
     return (
       `${describe(name)} is reserved: agentd sets HOME, PATH, USER, LOGNAME, SHELL, PWD and names starting ` +
@@ -177,7 +190,7 @@ function agentNameProblem(name: string): string | undefined {
     return `${describe(name)} is ${name.length} characters long; agent names are at most ${AGENT_NAME_MAX} characters`;
   }
   if (isReservedUserName(name)) return `${describe(name)} is a reserved system user name; pick another name`;
-  return undefined;
+  return objectKeyProblem(name);
 }
 
 function imageProblem(image: string): string | undefined {
@@ -338,7 +351,7 @@ function cacheNameProblem(name: string): string | undefined {
   if (!CACHE_NAME_RE.test(name) || name.length > CACHE_NAME_MAX) {
     return `${describe(name)} is not a cache name; use lowercase letters, digits, _, . and -, starting with a letter or digit, at most ${CACHE_NAME_MAX} characters`;
   }
-  return undefined;
+  return objectKeyProblem(name);
 }
 
 const caches = z.record(
@@ -445,7 +458,7 @@ const tokenShape = {
     'a token name like ci',
     (name) =>
       TOKEN_NAME_RE.test(name)
-        ? undefined
+        ? objectKeyProblem(name)
         : `${describe(name)} is not a token name; use letters, digits, _, . and - (at most 64), starting with a letter or digit`,
     'name the token (its name is logged with every request, never its value), e.g. name: ci',
   ),
@@ -601,7 +614,7 @@ function hostNameProblem(name: string): string | undefined {
   if (!HOST_NAME_RE.test(name) || name.length > HOST_NAME_MAX) {
     return `${describe(name)} is not a host name; use lowercase letters, digits, _ and -, starting with a letter or digit, at most ${HOST_NAME_MAX} characters`;
   }
-  return undefined;
+  return objectKeyProblem(name);
 }
 
 const LABEL_KEY_RE = /^[A-Za-z0-9][A-Za-z0-9_./-]*$/;
@@ -616,6 +629,8 @@ const hostLabels = z.record(
         input: key,
       });
     }
+    const problem = objectKeyProblem(key);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem, input: key });
   }),
   z.union([z.string(), z.number(), z.boolean()], {
     error: (iss) =>

@@ -639,3 +639,37 @@ describe('loadConfig', () => {
     expect((error as AgentdError).message).toContain(`${home} is a directory`);
   });
 });
+
+describe('parseConfig: names every JavaScript object has', () => {
+  it('refuses __proto__, constructor and the like as agent, env, cache, host, token and label names', () => {
+    const NAME = 'a name every JavaScript object has';
+    expectProblem(`agents:\n${agent('', '__proto__')}`, 'agents[0].name', '"__proto__" is', NAME);
+    expectProblem(`agents:\n${agent('', 'constructor')}`, 'agents[0].name', NAME);
+    expectProblem(`agents:\n${agent('    env: { constructor: x }\n')}`, 'agents[0].env.constructor', NAME);
+    expectProblem(
+      `agents:\n${agent('    credentials:\n      - { name: constructor, source: env:HOME }\n')}`,
+      'agents[0].credentials[0].name',
+      NAME,
+    );
+    expectProblem(
+      `agents:\n${agent('    caches: { constructor: /home/demo/.c }\n')}`,
+      'agents[0].caches.constructor',
+      NAME,
+    );
+    expectProblem(
+      `hosts:\n  - { name: constructor, url: "unix:///run/podman/podman.sock" }\nagents:\n${agent()}`,
+      'hosts[0].name',
+      NAME,
+    );
+    expectProblem(
+      `hosts:\n  - { name: one, url: "unix:///run/podman/podman.sock", labels: { constructor: x } }\nagents:\n${agent()}`,
+      'hosts[0].labels.constructor',
+      NAME,
+    );
+    expectProblem(
+      `daemon:\n  http:\n    listen: 127.0.0.1:0\n    tokens:\n      - { name: toString, source: env:HOME, scopes: [admin] }\nagents:\n${agent()}`,
+      'daemon.http.tokens[0].name',
+      NAME,
+    );
+  });
+});
