@@ -6,6 +6,7 @@ import { resolveSource } from '../adapters/credentials.js';
 import { describeListen, isLoopback } from '../config/http.js';
 import type { CredentialSource, HttpSettings, Settings } from '../config/types.js';
 import { errorMessage } from '../errors.js';
+import { unpresentableToken } from '../http/auth.js';
 import type { CheckResult } from './check-result.js';
 
 /**
@@ -26,15 +27,18 @@ async function checkHttp(http: HttpSettings, env: NodeJS.ProcessEnv): Promise<Ch
   const results: CheckResult[] = [];
   for (const token of http.tokens) {
     results.push(
-      await checkSource(`http token ${token.name}`, token.source, env, (bytes) =>
-        bytes < MIN_TOKEN_BYTES
+      await checkSource(`http token ${token.name}`, token.source, env, (value) => {
+        // Start refuses such a token (Tokens.resolve): the same words here.
+        const unusable = unpresentableToken(token.source, value);
+        if (unusable !== undefined) return { status: 'fail', ...unusable };
+        return value.length < MIN_TOKEN_BYTES
           ? {
               status: 'warn',
-              message: `${token.source.raw} resolves to only ${bytes} byte(s); a short token can be guessed`,
+              message: `${token.source.raw} resolves to only ${value.length} byte(s); a short token can be guessed`,
               fix: `Use at least ${MIN_TOKEN_BYTES} random bytes, e.g. \`openssl rand -hex 32\``,
             }
-          : undefined,
-      ),
+          : undefined;
+      }),
     );
   }
   if (http.tls !== undefined) results.push(checkTls(http.tls));
@@ -68,13 +72,13 @@ async function checkSource(
   check: string,
   source: CredentialSource,
   env: NodeJS.ProcessEnv,
-  judge: (bytes: number) => Omit<CheckResult, 'check'> | undefined = () => undefined,
+  judge: (value: Uint8Array) => Omit<CheckResult, 'check'> | undefined = () => undefined,
 ): Promise<CheckResult> {
   try {
-    const bytes = (await resolveSource(check, source, env)).bytes().length;
+    const value = (await resolveSource(check, source, env)).bytes();
     return {
       check,
-      ...(judge(bytes) ?? { status: 'ok', message: `${source.raw} resolves (the value is not shown)` }),
+      ...(judge(value) ?? { status: 'ok', message: `${source.raw} resolves (the value is not shown)` }),
     };
   } catch (error) {
     return {

@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { resolveSource } from '../adapters/credentials.js';
 import type { HttpScope } from '../config/http.js';
 import type { HttpToken } from '../config/types.js';
+import { AgentdError } from '../errors.js';
 
 /** A configured token: its name and scopes, and the SHA-256 of its value (the value itself is not kept). */
 interface KnownToken {
@@ -37,6 +38,14 @@ export class Tokens {
     const known: KnownToken[] = [];
     for (const token of tokens) {
       const value = await resolveSource(`daemon.http token ${token.name}`, token.source, env);
+      const unusable = unpresentableToken(token.source, value.bytes());
+      if (unusable !== undefined) {
+        throw new AgentdError(
+          'CREDENTIAL_UNRESOLVED',
+          `daemon.http token ${token.name}: ${unusable.message}. ${unusable.fix}`,
+          { operation: 'open the HTTP API' },
+        );
+      }
       known.push({ name: token.name, scopes: token.scopes, digest: digest(value.bytes()) });
     }
     return new Tokens(known);
@@ -55,6 +64,32 @@ export class Tokens {
       ? { ok: true, caller: { token: found.name, scopes: found.scopes } }
       : { ok: false, reason: 'unknown' };
   }
+}
+
+/**
+ * Why a token's value can never be sent as `Authorization: Bearer VALUE` (what `authenticate` accepts:
+ * printable ASCII, no space), and the fix; undefined when it can. Such a token would get every request
+ * a 401 while start and doctor said it was fine. Names the token's source, never its value.
+ */
+export function unpresentableToken(
+  source: HttpToken['source'],
+  value: Uint8Array,
+): { message: string; fix: string } | undefined {
+  const problem =
+    value.length === 0
+      ? 'is empty'
+      : value.includes(0x20)
+        ? 'contains a space'
+        : value.some((byte) => byte < 0x20 || byte === 0x7f)
+          ? 'contains a control character (a tab, or a line ending other than one at its end)'
+          : value.some((byte) => byte > 0x7e)
+            ? 'contains a non-ASCII character'
+            : undefined;
+  if (problem === undefined) return undefined;
+  return {
+    message: `the value of ${source.raw} ${problem}: no client can send it as Authorization: Bearer TOKEN, so every request would get 401`,
+    fix: 'Make the token printable ASCII without spaces, alone in its source, e.g. `openssl rand -hex 32`',
+  };
 }
 
 /** `admin` may do everything; the others only what they name. */

@@ -136,6 +136,47 @@ describe('HTTP API: tokens and scopes', () => {
   });
 });
 
+describe('HTTP API: tokens no client can send', () => {
+  it('are refused at start, by name and source, never by value, with the fix', async () => {
+    const values = [
+      '',
+      'two words-0123456789',
+      'tab\there-0123456789',
+      'line\nbreak-0123456789',
+      'nön-ascii-0123456789',
+    ];
+    for (const value of values) {
+      const resolving = Tokens.resolve(
+        [
+          ...TOKENS,
+          {
+            ...TOKENS[0],
+            name: 'bad',
+            source: { kind: 'env', name: 'T_BAD', raw: 'env:T_BAD' },
+          } as HttpToken,
+        ],
+        {
+          ...ENV,
+          T_BAD: value,
+        },
+      );
+      const error = await resolving.then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      expect(error?.message, JSON.stringify(value)).toMatch(
+        /^daemon\.http token bad: the value of env:T_BAD (is empty|contains a space|contains a control character|contains a non-ASCII character)/,
+      );
+      expect(error?.message).toContain('printable ASCII without spaces');
+      if (value !== '') expect(error?.message).not.toContain(value);
+    }
+    // Every value the Bearer pattern takes is still taken.
+    await expect(
+      Tokens.resolve(TOKENS, { ...ENV, T_CI: '!~"#$%&\'()*+,-./0123456789:;<=>?@[\\]^_`{|}' }),
+    ).resolves.toBeDefined();
+  });
+});
+
 describe('HTTP API: a token sending requests by the thousand', () => {
   it('has 100 of them logged at info at once, then 10 a second; the rest at debug, all counted', async () => {
     const a = await api();

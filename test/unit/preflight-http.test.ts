@@ -89,6 +89,48 @@ describe('doctor: HTTP API and notification checks', () => {
     expect(row(open, 'http listen').fix).toContain('daemon.http.tls');
   });
 
+  it('fails a token no client can send (empty, a space, a control character, non-ASCII), never showing it', async () => {
+    const dir = makeTempDir('agentd-unit-doctor-http-');
+    const twoLines = join(dir, 'two-lines');
+    writeFileSync(twoLines, 'file-token-0123456789abcdef\n\n', { mode: 0o600 });
+    const values = {
+      EMPTY: '',
+      SPACE: 'space token 0123456789abcdef',
+      TAB: 'tab\ttoken-0123456789abcdef',
+      UNICODE: 'unicode-tökén-0123456789abcdef',
+    };
+    const tokens = Object.keys(values)
+      .map((name) => `      - { name: ${name.toLowerCase()}, source: "env:${name}", scopes: [read] }\n`)
+      .join('');
+    const results = await checkHttpAndNotify(
+      settings(
+        dir,
+        `  http:\n    listen: 127.0.0.1:0\n    tokens:\n${tokens}      - { name: lines, source: "file:${twoLines}", scopes: [read] }`,
+      ),
+      { ...ENV, ...values },
+    );
+    const problems = {
+      empty: 'is empty',
+      space: 'contains a space',
+      tab: 'contains a control character',
+      unicode: 'contains a non-ASCII character',
+      lines: 'contains a control character',
+    };
+    for (const [name, problem] of Object.entries(problems)) {
+      const result = row(results, `http token ${name}`);
+      expect(result).toMatchObject({
+        status: 'fail',
+        message: expect.stringContaining(problem),
+        fix: expect.stringContaining('printable ASCII without spaces'),
+      });
+      expect(result.message).toContain('Authorization: Bearer');
+    }
+    expect(row(results, 'http token lines').message).toContain(`file:${twoLines}`);
+    const shown = JSON.stringify(results);
+    for (const value of Object.values(values).filter(Boolean)) expect(shown).not.toContain(value);
+    expect(shown).not.toContain('file-token-0123456789abcdef');
+  });
+
   it('loads a TLS pair, and fails a missing file or a key of another certificate', async () => {
     const dir = makeTempDir('agentd-unit-doctor-tls-');
     const a = selfSignedCertificate(dir, 'a');
