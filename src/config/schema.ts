@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { AGENT_NAME_MAX } from '../constants.js';
+import { AGENT_NAME_MAX, MAX_LINE_BYTES } from '../constants.js';
 import { ageProblem, durationProblem, MAX_DURATION_MS } from '../duration.js';
 import { OUTCOME_KINDS } from '../outcome-kinds.js';
 import { OUTCOMES } from '../outcomes.js';
@@ -9,6 +9,7 @@ import { HTTP_SCOPES, parseListen } from './http.js';
 import { CONTEXT_TARGET, overlaps, sourceProblem, targetClash, targetProblem } from './mounts.js';
 import {
   capabilityName,
+  formatSize,
   MAX_CPUS,
   MIN_CACHE_BYTES,
   MIN_DISK_BYTES,
@@ -500,7 +501,20 @@ const httpShape = {
     })
     .min(1, { error: 'is empty; give at least one token: every /v1 request needs one' }),
   tls: strict(tlsShape, 'a mapping with cert: and key:').optional(),
-  body_limit: size(1024, '2m').optional(),
+  // No request is longer than the socket's longest line (a trigger with its largest request text and
+  // inputs, base64-encoded): a larger limit only lets one token's bodies hold more of the daemon's memory.
+  body_limit: size(1024, '2m')
+    .superRefine((value, ctx) => {
+      const bytes = parseSize(value)?.bytes;
+      if (bytes !== undefined && bytes > MAX_LINE_BYTES) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `${describe(value)} is more than any request needs; the most is ${formatSize(MAX_LINE_BYTES)} (a trigger with the largest request text and inputs)`,
+          input: value,
+        });
+      }
+    })
+    .optional(),
 };
 
 const daemonShape = {

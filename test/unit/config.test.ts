@@ -673,3 +673,16 @@ describe('parseConfig: names every JavaScript object has', () => {
     );
   });
 });
+
+describe('parseConfig: daemon.http.body_limit', () => {
+  it('is at most what the largest request needs (16m), so one token cannot make the daemon hold more', () => {
+    const http = (limit: string) =>
+      `daemon:\n  http:\n    listen: 127.0.0.1:0\n    body_limit: ${limit}\n    tokens:\n      - { name: ops, source: env:HOME, scopes: [admin] }\nagents:\n${agent()}`;
+    expect(parse(http('16m')).daemon.http?.bodyLimitBytes).toBe(16 * 1024 * 1024);
+    expectProblem(
+      http('100g'),
+      'daemon.http.body_limit',
+      '"100g" is more than any request needs; the most is 16m',
+    );
+  });
+});
