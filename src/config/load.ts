@@ -307,6 +307,15 @@ function toSettings(raw: RawConfig, file: string, ctx: ConvertContext): Settings
     daemon.state_dir !== undefined
       ? resolve(dir, daemon.state_dir)
       : defaultStateDir(ctx.env, ctx.uid, ctx.home);
+  // Each session's work files (request, inputs, output) are bind-mounted from <state_dir>/work with
+  // podman's --volume, which reads : and , as separators: every session would fail to start.
+  const separator = /[:,]/.exec(stateDir)?.[0];
+  if (separator !== undefined) {
+    ctx.problems.push({
+      path: ['daemon', 'state_dir'],
+      message: `the state dir ${describe(stateDir)} contains "${separator}", which podman would read as a separator when it mounts each session's work files from it; ${daemon.state_dir === undefined ? 'set daemon.state_dir to' : 'use'} a path without : and ,`,
+    });
+  }
   const recordsDir =
     daemon.records_dir !== undefined ? resolve(dir, daemon.records_dir) : join(stateDir, 'records');
   // What an agent may never be handed: the daemon's own files (other sessions' requests and records),

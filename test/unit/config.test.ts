@@ -686,3 +686,30 @@ describe('parseConfig: daemon.http.body_limit', () => {
     );
   });
 });
+
+describe('parseConfig: daemon.state_dir', () => {
+  it('refuses : and , (podman reads them as separators where it mounts the work files of each session)', () => {
+    expectProblem(
+      `daemon:\n  state_dir: /var/lib/agent:d\nagents:\n${agent()}`,
+      'daemon.state_dir',
+      'the state dir "/var/lib/agent:d" contains ":"',
+      'use a path without : and ,',
+    );
+    expectProblem(
+      `daemon:\n  state_dir: /var/lib/a,b\nagents:\n${agent()}`,
+      'daemon.state_dir',
+      'contains ","',
+    );
+    // The default, under a HOME with a colon: the fix is to set one.
+    expect(() =>
+      parseConfig(
+        `agents:\n${agent()}`,
+        FILE,
+        { HOME: '/home/a:b', XDG_RUNTIME_DIR: '/run/user/1000' },
+        1000,
+      ),
+    ).toThrow(
+      /state dir "\/home\/a:b\/.local\/state\/agentd" contains ":".*set daemon\.state_dir to a path without/,
+    );
+  });
+});
