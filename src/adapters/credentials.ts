@@ -1,5 +1,6 @@
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { looksLikeValue } from '../config/schema.js';
 import type { AgentConfig, CredentialSource } from '../config/types.js';
 import { AgentdError } from '../errors.js';
 import { SecretValue } from '../secret-value.js';
@@ -35,9 +36,13 @@ export async function resolveSource(
   if (source.kind === 'env') {
     const value = env[source.name];
     if (value === undefined) {
+      // env:ghp_… is a token pasted where its variable's name belongs: the message, which reaches the
+      // session's record, logs and webhooks, does not repeat it.
       throw new AgentdError(
         'CREDENTIAL_UNRESOLVED',
-        `credential ${name}: environment variable ${source.name} (source ${source.raw}) is not set in the daemon's environment; set it where agentd start runs`,
+        looksLikeValue(source.name)
+          ? `credential ${name}: the environment variable its source names is not set in the daemon's environment, and the name looks like a credential value pasted in place of a name (not repeated here); put the value in the daemon's environment under a name and write env:NAME`
+          : `credential ${name}: environment variable ${source.name} (source ${source.raw}) is not set in the daemon's environment; set it where agentd start runs`,
         { operation: 'resolve credentials' },
       );
     }

@@ -255,7 +255,7 @@ export function parseSourceSyntax(raw: string): SourceSyntax | { problem: string
  * an environment variable's usual upper-case name. Refused without being repeated, so that it reaches
  * neither validate's output nor, as the name of an unset variable, a session's error.
  */
-function looksLikeValue(raw: string): boolean {
+export function looksLikeValue(raw: string): boolean {
   return raw.length >= 16 && !/^[A-Z_][A-Z0-9_]*$/.test(raw);
 }
 

@@ -40,3 +40,21 @@ describe('file: credential sources', () => {
     );
   });
 });
+
+describe('env: credential sources', () => {
+  it('name an unset variable, but not one whose name looks like a pasted value', async () => {
+    await expect(
+      resolveSource('TOKEN', { kind: 'env', name: 'GH_TOKEN', raw: 'env:GH_TOKEN' }, {}),
+    ).rejects.toThrow('credential TOKEN: environment variable GH_TOKEN (source env:GH_TOKEN) is not set');
+    const pasted = 'ghp_16C7e42F292c6912E7710c838347Ae178B4a';
+    const error = await resolveSource('TOKEN', { kind: 'env', name: pasted, raw: `env:${pasted}` }, {}).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(error?.message).toContain(
+      'looks like a credential value pasted in place of a name (not repeated here)',
+    );
+    expect(error?.message).not.toContain(pasted);
+    expect(error?.message).not.toContain('16C7e42F');
+  });
+});
