@@ -1,12 +1,12 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname } from 'node:path';
-import { createSecureContext } from 'node:tls';
 import { resolveSource } from '../adapters/credentials.js';
 import { describeListen, isLoopback } from '../config/http.js';
 import type { CredentialSource, HttpSettings, Settings } from '../config/types.js';
 import { errorMessage } from '../errors.js';
 import { unpresentableToken } from '../http/auth.js';
+import { loadTls } from '../http/tls.js';
 import type { CheckResult } from './check-result.js';
 
 /**
@@ -95,33 +95,9 @@ async function checkSource(
 
 function checkTls(tls: { cert: string; key: string }): CheckResult {
   const check = 'http tls';
-  const pem: Buffer[] = [];
-  for (const [key, path] of [
-    ['cert', tls.cert],
-    ['key', tls.key],
-  ] as const) {
-    try {
-      pem.push(readFileSync(path));
-    } catch (error) {
-      return {
-        check,
-        status: 'fail',
-        message: `cannot read ${path} (daemon.http.tls.${key}): ${(error as NodeJS.ErrnoException).code ?? errorMessage(error)}`,
-        fix: "Check the path and that the daemon's user can read it",
-      };
-    }
-  }
-  try {
-    // The same parse the server does: PEM syntax, and a key that belongs to the certificate.
-    createSecureContext({ cert: pem[0], key: pem[1] });
-  } catch (error) {
-    return {
-      check,
-      status: 'fail',
-      message: `${tls.cert} and ${tls.key} do not make a certificate and its key: ${errorMessage(error)}`,
-      fix: 'Give daemon.http.tls.cert a PEM certificate (chain) and daemon.http.tls.key its PEM private key',
-    };
-  }
+  // The same reading and parse as start's (PEM syntax, a key that belongs to the certificate).
+  const loaded = loadTls(tls);
+  if ('message' in loaded) return { check, status: 'fail', ...loaded };
   return { check, status: 'ok', message: `${tls.cert} and its key ${tls.key} load` };
 }
 

@@ -1,4 +1,4 @@
-import { chmodSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -11,6 +11,7 @@ import { describeListen } from '../config/http.js';
 import type { HttpSettings } from '../config/types.js';
 import { AgentdError, errorMessage } from '../errors.js';
 import { Connections } from './connections.js';
+import { loadTls } from './tls.js';
 
 /**
  * Connections served at once, of them from one address (a local socket's clients are not counted), and
@@ -129,17 +130,13 @@ function bind(server: Server, listen: (done: () => void) => void): Promise<void>
   });
 }
 
+/** The TLS pair, or start refused naming the setting and file at fault (not the listen address). */
 function tlsOptions(tls: { cert: string; key: string }): { cert: Buffer; key: Buffer } {
-  const read = (path: string, key: string) => {
-    try {
-      return readFileSync(path);
-    } catch (error) {
-      throw new AgentdError(
-        'START_FAILED',
-        `cannot read ${path} (daemon.http.tls.${key}): ${(error as NodeJS.ErrnoException).code ?? errorMessage(error)}; check the path and that the daemon's user can read it`,
-        { operation: 'open the HTTP API', cause: error },
-      );
-    }
-  };
-  return { cert: read(tls.cert, 'cert'), key: read(tls.key, 'key') };
+  const loaded = loadTls(tls);
+  if ('message' in loaded) {
+    throw new AgentdError('START_FAILED', `${loaded.message}. ${loaded.fix}`, {
+      operation: 'open the HTTP API',
+    });
+  }
+  return loaded;
 }

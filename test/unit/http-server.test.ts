@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
@@ -200,6 +201,40 @@ describe('HTTP server limits', () => {
     });
     expect(answer.match(/HTTP\/1\.1 200/g)?.length ?? 0).toBe(4);
     expect(answer).toMatch(/HTTP\/1\.1 503[\s\S]*"code":"busy"/);
+  });
+});
+
+describe('a TLS certificate or key that does not load', () => {
+  it('is blamed on daemon.http.tls.cert or .key and its file, with the fix, not on the listen address', async () => {
+    const dir = makeTempDir('agentd-unit-http-tls-');
+    const a = selfSignedCertificate(dir, 'a');
+    const b = selfSignedCertificate(dir, 'b');
+    const garbage = join(dir, 'garbage.pem');
+    writeFileSync(garbage, 'not a PEM file\n');
+    const refusal = async (tls: { cert: string; key: string }) => {
+      const error = await serve(tls).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      expect(error?.message).not.toContain('cannot listen');
+      expect(error?.message).not.toContain('daemon.http.listen');
+      return error?.message ?? '';
+    };
+    const cert = await refusal({ cert: garbage, key: a.key });
+    expect(cert).toMatch(
+      new RegExp(`^${garbage} \\(daemon\\.http\\.tls\\.cert\\) is not a PEM certificate: .*no start line`),
+    );
+    expect(cert).toContain('Point daemon.http.tls.cert at');
+    const key = await refusal({ cert: a.cert, key: garbage });
+    expect(key).toMatch(new RegExp(`^${garbage} \\(daemon\\.http\\.tls\\.key\\) is not a PEM private key`));
+    expect(key).toContain('Point daemon.http.tls.key at');
+    // A private key in the certificate's place: not a certificate.
+    expect(await refusal({ cert: a.key, key: a.key })).toContain(
+      '(daemon.http.tls.cert) is not a PEM certificate',
+    );
+    const mismatch = await refusal({ cert: a.cert, key: b.key });
+    expect(mismatch).toContain(`${b.key} (daemon.http.tls.key) is not the key of the certificate ${a.cert}`);
+    expect(await refusal({ cert: join(dir, 'none.pem'), key: a.key })).toContain('ENOENT');
   });
 });
 

@@ -148,6 +148,22 @@ describe('doctor: HTTP API and notification checks', () => {
     );
     expect(missing).toMatchObject({ status: 'fail', message: expect.stringContaining('ENOENT') });
     expect(missing.message).toContain('daemon.http.tls.cert');
+    const garbage = join(dir, 'garbage.pem');
+    writeFileSync(garbage, 'not a PEM file\n');
+    expect(row(await checkHttpAndNotify(settings(dir, http(garbage, a.key)), ENV), 'http tls')).toMatchObject(
+      {
+        status: 'fail',
+        message: expect.stringContaining(`${garbage} (daemon.http.tls.cert) is not a PEM certificate`),
+        fix: expect.stringContaining('daemon.http.tls.cert'),
+      },
+    );
+    expect(
+      row(await checkHttpAndNotify(settings(dir, http(a.cert, garbage)), ENV), 'http tls'),
+    ).toMatchObject({
+      status: 'fail',
+      message: expect.stringContaining(`${garbage} (daemon.http.tls.key) is not a PEM private key`),
+      fix: expect.stringContaining('daemon.http.tls.key'),
+    });
   });
 
   it('checks the secret source of every notification target, the daemon’s and each agent’s', async () => {
