@@ -1,7 +1,8 @@
-import { existsSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname } from 'node:path';
 import { resolveSource } from '../adapters/credentials.js';
+import { ownDirProblem } from '../adapters/fs-checks.js';
 import { describeListen, isLoopback } from '../config/http.js';
 import type { CredentialSource, HttpSettings, Settings } from '../config/types.js';
 import { errorMessage } from '../errors.js';
@@ -107,19 +108,24 @@ async function checkListen(http: HttpSettings): Promise<CheckResult> {
   const where = describeListen(http.listen);
   if (http.listen.kind === 'unix') {
     const dir = dirname(http.listen.path);
+    // Start's rule (ensurePrivateDir): a directory only the daemon's user controls, or one it can create.
+    const problem = ownDirProblem(dir);
+    if (problem !== undefined) {
+      const [found, fix] = problem.split(' Fix: ');
+      return {
+        check,
+        status: 'fail',
+        message: `HTTP socket directory ${dir} ${found} (daemon.http.listen ${where})`,
+        fix:
+          fix ??
+          "Point daemon.http.listen at a socket in a directory only the daemon's user can write to (agentd creates a missing one, mode 0700)",
+      };
+    }
     if (existsSync(http.listen.path)) {
       return {
         check,
         status: 'ok',
         message: `${where}: a socket is there (a running agentd's, or a stale one start replaces)`,
-      };
-    }
-    if (existsSync(dir) && !statSync(dir).isDirectory()) {
-      return {
-        check,
-        status: 'fail',
-        message: `${dir} is not a directory`,
-        fix: 'Point daemon.http.listen at a socket in a directory',
       };
     }
     return { check, status: 'ok', message: `${where}: free (agentd creates ${dir} if needed, mode 0700)` };

@@ -1,7 +1,8 @@
-import { writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ensurePrivateDir } from '../../src/adapters/ownership.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { CheckResult } from '../../src/daemon/preflight.js';
 import { checkHttpAndNotify } from '../../src/daemon/preflight-http.js';
@@ -129,6 +130,39 @@ describe('doctor: HTTP API and notification checks', () => {
     const shown = JSON.stringify(results);
     for (const value of Object.values(values).filter(Boolean)) expect(shown).not.toContain(value);
     expect(shown).not.toContain('file-token-0123456789abcdef');
+  });
+
+  it('fails a unix socket directory that start refuses (others may write to it), as start does', async () => {
+    const dir = makeTempDir('agentd-unit-doctor-http-');
+    const unix = (socketDir: string) =>
+      settings(
+        dir,
+        `  http:\n    listen: unix:${join(socketDir, 'http.sock')}\n    tokens:\n      - { name: ci, source: "env:GOOD_TOKEN", scopes: [read] }`,
+      );
+    const open = join(dir, 'open');
+    mkdirSync(open);
+    chmodSync(open, 0o777);
+    const result = row(await checkHttpAndNotify(unix(open), ENV), 'http listen');
+    expect(result).toMatchObject({
+      status: 'fail',
+      message: expect.stringContaining(`HTTP socket directory ${open}`),
+      fix: `chmod 700 ${open}`,
+    });
+    expect(result.message).toContain('group or others may write to it');
+    // Start refuses it with the same words.
+    expect(() => ensurePrivateDir(open, 'HTTP socket directory')).toThrow('group or others may write to it');
+    chmodSync(open, 0o700);
+    expect(row(await checkHttpAndNotify(unix(open), ENV), 'http listen')).toMatchObject({ status: 'ok' });
+    expect(row(await checkHttpAndNotify(unix(join(dir, 'new')), ENV), 'http listen')).toMatchObject({
+      status: 'ok',
+      message: expect.stringContaining('agentd creates'),
+    });
+    const file = join(dir, 'file');
+    writeFileSync(file, '');
+    expect(row(await checkHttpAndNotify(unix(file), ENV), 'http listen')).toMatchObject({
+      status: 'fail',
+      message: expect.stringContaining('is not a directory'),
+    });
   });
 
   it('loads a TLS pair, and fails a missing file or a key of another certificate', async () => {
