@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { OutputSummary } from '../adapters/sealed-records.js';
 import type { SessionFiles } from '../adapters/session-files.js';
 import type { QuarantinedRecord, SessionStore } from '../adapters/session-store.js';
 import { closeSessionLog, LogReader, type OutputBlock, type OutputLine } from '../runner/session-log.js';
@@ -81,11 +82,33 @@ export class SessionJournal {
    * sessions that are over, applies record retention.
    */
   async recover(): Promise<void> {
-    await this.keeper.recover(this.loaded, (id) => this.store.logPath(id));
+    // A seal removes the work dir just before it publishes the outcome: one still here was never published.
+    const working = new Set(this.files.sessions());
+    await this.keeper.recover(
+      this.loaded,
+      (id) => this.store.logPath(id),
+      (record, output) => this.completed(record, output, working.has(record.id)),
+    );
     // At most `daemon.history` finished records from the start on, not only from the first pruning
     // after PRUNE_EVERY outcomes: a state dir left with 10,000 held them all in memory (about 10 MB).
     this.prune();
     this.loaded = [];
+  }
+
+  /**
+   * A finished record whose seal a stop or a crash cut short, completed by recovery: the state dir's
+   * record (written before the seal) gets the output summary the sealed session.json has, or `show`,
+   * `history` and webhooks would lack it for ever. An outcome that was never published is published now
+   * (the notifier holds its webhooks until then: see Notifier.resume).
+   */
+  private completed(record: SessionRecord, output: OutputSummary | undefined, unpublished: boolean): void {
+    const complete = output === undefined ? record : { ...record, output };
+    if (output !== undefined) {
+      this.store.put(complete);
+      this.index.set(complete);
+    }
+    if (unpublished && record.output === undefined)
+      this.bus.publish({ type: 'outcome', sessionId: complete.id, record: complete });
   }
 
   /**

@@ -136,7 +136,8 @@ export class Notifier {
    * At start, before any session runs: sends again what an earlier daemon did not get taken. The
    * webhooks are found by their URL in the configuration as it is now (the outbox keeps neither URLs
    * nor secrets); one no longer configured is given up. A session whose outcome was being recorded when
-   * that daemon was killed is told once recovery has recorded it, with the delivery ids chosen then.
+   * that daemon was killed (or whose record was being sealed) is told once recovery has recorded it (or
+   * sealed it), with the delivery ids chosen then.
    */
   resume(recordOf: (sessionId: string) => SessionRecord | undefined): void {
     const { outbox } = this.options;
@@ -169,6 +170,13 @@ export class Notifier {
       }
       for (const target of entry.targets) this.givenUp(entry.session, target.delivery, 'its record is gone');
       outbox.removeNow(entry.session);
+      return;
+    }
+    if (kept === undefined && record.recordDir !== undefined && record.output === undefined) {
+      // Stopped while its record was sealed (its output unpacked), before the outcome was published:
+      // recovery completes the seal, writes the output summary into the record and publishes the outcome,
+      // which is sent then, with these delivery ids (notify prepares it, taking them).
+      this.earlier.set(entry.session, entry);
       return;
     }
     // The webhooks prepare chose from: a URL configured twice, once for other outcomes only, must not

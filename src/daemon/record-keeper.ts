@@ -119,18 +119,34 @@ export class RecordKeeper {
   /**
    * At start, after `strays` read the record directories: records of finished sessions that a crash left
    * unsealed are sealed now (with the output still in their work dir), work dirs of sessions that are
-   * over are removed, the staged files of those that go on are counted, and retention runs.
+   * over are removed, the staged files of those that go on are counted, and retention runs. The state
+   * dir's record is written as finished before the seal (which can take a while: 10,000 files to
+   * unpack), so `completed` is told, before any work dir is removed, the output summary of each record
+   * recovery seals and of each sealed one whose state-dir record was stopped short of it (its work dir is
+   * still there); undefined when the seal failed or session.json has none.
    */
-  async recover(records: readonly SessionRecord[], logFile: (id: string) => string): Promise<void> {
+  async recover(
+    records: readonly SessionRecord[],
+    logFile: (id: string) => string,
+    completed: (record: SessionRecord, output: OutputSummary | undefined) => void = () => {},
+  ): Promise<void> {
     const finished = new Map(records.filter((r) => r.outcome !== undefined).map((r) => [r.id, r]));
     const unfinished = new Set(records.filter((r) => r.outcome === undefined).map((r) => r.id));
+    const working = new Set(this.files.sessions());
     for (const record of finished.values()) {
-      if (record.recordDir === undefined || this.records.isSealed(record.recordDir)) continue;
-      await this.seal(record, logFile(record.id));
+      if (record.recordDir === undefined) continue;
+      if (this.records.isSealed(record.recordDir)) {
+        // Stopped between the seal and the state dir's write of its summary: session.json has it.
+        if (record.output === undefined && working.has(record.id))
+          completed(record, this.find(record.id)?.output);
+        continue;
+      }
+      const output = await this.seal(record, logFile(record.id));
       this.log.info(
         { event: 'session.record_sealed', session: record.id, dir: record.recordDir },
         `sealed the record of session ${record.id}, left open by an earlier daemon`,
       );
+      completed(record, output);
     }
     for (const id of this.files.sessions()) {
       if (unfinished.has(id)) await this.files.adopt(id);

@@ -1,11 +1,16 @@
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { NotifyOutbox } from '../../src/adapters/notify-outbox.js';
+import { markNothingToSearch } from '../../src/adapters/output-archive.js';
 import { SessionFiles, StagedFilesFullError } from '../../src/adapters/session-files.js';
 import { SessionStore } from '../../src/adapters/session-store.js';
+import type { WebhookRequest } from '../../src/adapters/webhook.js';
 import { SessionJournal } from '../../src/daemon/journal.js';
+import { Notifier } from '../../src/daemon/notifier.js';
 import { RecordKeeper } from '../../src/daemon/record-keeper.js';
 import { requestOf } from '../../src/daemon/recovery.js';
 import { type SessionRecord, sessionRecordSchema } from '../../src/sessions/records.js';
@@ -24,7 +29,7 @@ function journalIn(stateDir: string, historyLimit: number, maxStagedBytes?: numb
     files,
     log,
   );
-  return { store, files, journal: new SessionJournal(store, files, keeper, log, historyLimit) };
+  return { store, files, keeper, journal: new SessionJournal(store, files, keeper, log, historyLimit) };
 }
 
 function finished(i: number): SessionRecord {
@@ -149,5 +154,127 @@ describe('SessionJournal settling many sessions at once', () => {
         .map((r) => r.id)
         .reverse(),
     );
+  });
+});
+
+/** A journal and a notifier with its outbox, wired as main.ts wires them; the POSTs it makes, all taken. */
+function daemonIn(stateDir: string) {
+  const daemon = journalIn(stateDir, 100);
+  const posts: WebhookRequest[] = [];
+  const notifier = new Notifier({
+    targets: () => [
+      {
+        url: 'http://127.0.0.1:9/hook',
+        secret: { kind: 'env', name: 'HOOK_KEY', raw: 'env:HOOK_KEY' },
+        attempts: 3,
+        backoffMs: 1000,
+      },
+    ],
+    env: { HOOK_KEY: 'whsec-test' },
+    log: pino({ level: 'silent' }),
+    metrics: { notification: () => {}, notificationAttempt: () => {} },
+    version: '9.9.9',
+    outbox: new NotifyOutbox(stateDir, (operation, error) => {
+      throw new Error(`${operation}: ${error}`);
+    }),
+    post: async (request) => {
+      posts.push(request);
+    },
+  });
+  const published: string[] = [];
+  daemon.journal.onFinishing = (session, outcome) => notifier.prepare(session, outcome);
+  daemon.journal.followAll((event) => {
+    if (event.type !== 'outcome') return;
+    published.push(event.sessionId);
+    notifier.notify(event.record);
+  });
+  return { ...daemon, notifier, posts, published };
+}
+
+describe('SessionJournal at start, after a stop cut a seal short', () => {
+  it('writes the output summary of the records it completes into the state dir, then publishes their outcomes and sends their webhooks', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'agentd-journal-'));
+    dirs.push(stateDir);
+    const earlier = daemonIn(stateDir);
+    earlier.journal.load(() => {});
+    await earlier.journal.recover();
+    /** A running session whose container left an archive of one file in its work dir. */
+    const ran = (i: number, searched: boolean) => {
+      const record = finished(i);
+      const request = { ...requestOf(record), acceptedAt: new Date().toISOString() };
+      earlier.journal.accept(request, 1 << 20);
+      const tree = mkdtempSync(join(tmpdir(), 'agentd-journal-out-'));
+      dirs.push(tree);
+      writeFileSync(join(tree, 'result.txt'), 'done\n');
+      const paths = earlier.files.paths(record.id);
+      execFileSync('tar', ['-cf', paths.archive, '-C', tree, '.']);
+      if (searched) markNothingToSearch(paths.archive, paths.searched);
+      return request;
+    };
+    const clean = ran(1, true);
+    const unsearched = ran(2, false);
+    const sealedOnly = ran(3, true);
+    const published = ran(4, true);
+    await earlier.journal.finish(published, { outcome: 'succeeded', phase: 'running' });
+    await vi.waitFor(() => expect(earlier.posts).toHaveLength(1));
+
+    // The daemon is killed while it unpacks two archives (an agent can make that take a while), and
+    // after the third's seal, before the state dir had its summary: none of their outcomes was published.
+    const seal = earlier.keeper.seal.bind(earlier.keeper);
+    const sealing: string[] = [];
+    earlier.keeper.seal = async (record, logFile) => {
+      if (record.id === sealedOnly.sessionId) await seal(record, logFile);
+      sealing.push(record.id);
+      return new Promise(() => {});
+    };
+    for (const request of [clean, unsearched, sealedOnly])
+      void earlier.journal.finish(request, { outcome: 'failed', phase: 'running', exitCode: 1 });
+    await vi.waitFor(() => expect(sealing).toHaveLength(3));
+    expect(earlier.published).toEqual([published.sessionId]);
+    const deliveries = new Map(
+      [clean, unsearched, sealedOnly].map(({ sessionId }) => [
+        sessionId,
+        (
+          JSON.parse(readFileSync(join(stateDir, 'notify', `${sessionId}.json`), 'utf8')) as {
+            targets: { delivery: string }[];
+          }
+        ).targets[0]?.delivery,
+      ]),
+    );
+
+    const next = daemonIn(stateDir);
+    next.journal.load(() => {});
+    next.notifier.resume((id) => next.journal.record(id));
+    // Not sent from the record as the state dir had it, without its output.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(next.posts).toEqual([]);
+    await next.journal.recover();
+
+    const withheld =
+      'withheld: the output archive was not searched for credential values (a daemon stopped before it could be, or the search failed)';
+    const expected = {
+      [clean.sessionId]: { files: 1, truncated: false, skipped: 0 },
+      [unsearched.sessionId]: { files: 0, missing: withheld },
+      [sealedOnly.sessionId]: { files: 1, truncated: false, skipped: 0 },
+    };
+    const onDisk = new SessionStore(stateDir, sessionRecordSchema);
+    for (const [id, output] of Object.entries(expected)) {
+      expect(next.journal.record(id)?.output).toMatchObject(output);
+      expect(next.journal.history({ limit: 10 }).sessions.find((r) => r.id === id)?.output).toMatchObject(
+        output,
+      );
+      expect(onDisk.read(id)?.output).toMatchObject(output);
+    }
+    // Published once each, now; the session published before is not again.
+    expect(next.published.sort()).toEqual(Object.keys(expected).sort());
+    await vi.waitFor(() => expect(next.posts).toHaveLength(3));
+    for (const post of next.posts) {
+      const body = JSON.parse(post.body) as { delivery: string; session: SessionRecord };
+      expect(body.session.output).toMatchObject(expected[body.session.id] ?? {});
+      expect(body.delivery).toBe(deliveries.get(body.session.id));
+    }
+    await next.notifier.close(0);
+    await earlier.notifier.close(0);
+    expect(readdirSync(join(stateDir, 'notify'))).toEqual([]);
   });
 });

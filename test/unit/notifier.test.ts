@@ -282,6 +282,31 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     expect(files()).toEqual([]);
   });
 
+  it('a crash while the record was sealed is told once recovery has sealed it, with its output summary', async () => {
+    const first = setup([target()], undefined, outbox());
+    first.notifier.prepare(RECORD, 'failed');
+    const { delivery } = entry().targets[0] as { delivery: string };
+    // Killed while the output was unpacked: the state dir's record says the outcome, not the output.
+    const next = setup([target()], undefined, outbox());
+    const unsealed: SessionRecord = { ...RECORD, recordDir: '/var/lib/agentd/records/demo/x' };
+    next.notifier.resume(() => unsealed);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(next.attempts).toHaveLength(0);
+    // Recovery seals it, writes the summary into the record and publishes the outcome.
+    const sealed: SessionRecord = {
+      ...unsealed,
+      output: { files: 1, bytes: 5, truncated: false, skipped: 0 },
+    };
+    next.notifier.notify(sealed);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(deliveryOf(next.attempts[0])).toBe(delivery);
+    expect(JSON.parse(next.attempts[0]?.request.body ?? '').session).toEqual(sealed);
+    next.attempts[0]?.settle();
+    await vi.advanceTimersByTimeAsync(0);
+    await next.notifier.close(0);
+    expect(files()).toEqual([]);
+  });
+
   it('a session recovery has not finished yet is told once it is, with the delivery id chosen before the crash', async () => {
     const first = setup([target()], undefined, outbox());
     first.notifier.prepare(RECORD, 'failed');
