@@ -395,7 +395,9 @@ function handlersOf(options: ApiOptions): Record<string, Handler> {
         q.after ?? (format === 'sse' && Number.isInteger(lastEventId) && lastEventId > 0 ? lastEventId : 0);
       // HEAD runs this route too, and its body is never read: it must not hold a stream.
       if (c.req.method === 'HEAD') {
-        if (!daemon.readLog(sessionId)) return unknownSession(c, sessionId);
+        // As GET answers: a session in history, or a finished one's sealed record.
+        if (!daemon.readLog(sessionId) && daemon.record(sessionId)?.outcome === undefined)
+          return unknownSession(c, sessionId);
         return c.body(null, 200, {
           'content-type': format === 'sse' ? 'text/event-stream; charset=utf-8' : 'application/x-ndjson',
           'cache-control': 'no-store',

@@ -1,5 +1,8 @@
+import { join } from 'node:path';
+import { RECORD_FILES } from '../adapters/sealed-records.js';
 import type { DaemonPort } from '../protocol/context.js';
 import type { LogSource, OutputLine, SkippedLines } from '../runner/session-log.js';
+import type { SessionRecord } from '../sessions/records.js';
 import type { BusEvent } from '../sessions/session-bus.js';
 import type { LogEvent } from './schemas.js';
 import { SharedBudget } from './shared-budget.js';
@@ -51,7 +54,11 @@ export function logStream(
   const stored = daemon.readLog(sessionId);
   if (!stored) {
     streams.give(owner, 1);
-    return undefined;
+    // Beyond history, a finished session has its record and log in its sealed record directory (as
+    // GET /v1/sessions/{id} finds it): its outcome, and where the log is, instead of "no session".
+    const sealed = daemon.record(sessionId);
+    if (sealed?.outcome === undefined) return undefined;
+    return response(encode(outcomeEvent(sealed, 'is beyond daemon.history'), options.format), options.format);
   }
   /** The newest line sent. */
   let seq = options.after;
@@ -132,6 +139,20 @@ export function logStream(
   const caughtUp = () => {
     const now = daemon.readLog(sessionId);
     if (!now) {
+      // History let go of the session while its lines went out (it ended meanwhile): as the socket's
+      // `logs`, the outcome from the record read before or the sealed one; without one an error, so a
+      // client never takes the end of the stream for a session still running.
+      const last =
+        stored.record.outcome === undefined ? (daemon.record(sessionId) ?? stored.record) : stored.record;
+      send(
+        last.outcome !== undefined
+          ? outcomeEvent(last, 'left daemon.history while its log was sent')
+          : {
+              type: 'error',
+              code: 'unknown_session',
+              message: `session ${sessionId} is no longer kept (it left daemon.history while its log was sent) and its outcome is not known; GET /v1/sessions/${sessionId} shows its sealed record if one is kept`,
+            },
+      );
       end();
       return;
     }
@@ -177,13 +198,30 @@ export function logStream(
     },
     { highWaterMark: 64 * 1024, size: (chunk) => chunk.byteLength },
   );
+  return response(body, options.format);
+}
+
+function response(body: ReadableStream<Uint8Array> | Uint8Array, format: LogFormat): Response {
   return new Response(body, {
     headers: {
-      'content-type': options.format === 'sse' ? 'text/event-stream; charset=utf-8' : 'application/x-ndjson',
+      'content-type': format === 'sse' ? 'text/event-stream; charset=utf-8' : 'application/x-ndjson',
       'cache-control': 'no-store',
       'x-accel-buffering': 'no',
     },
   });
+}
+
+/**
+ * A finished session's outcome; for one whose record is in its sealed record directory (not in
+ * history), where its log is: the stream has not sent (all of) it.
+ */
+function outcomeEvent(record: SessionRecord, why: string): LogEvent {
+  if (record.recordDir === undefined) return { type: 'outcome', record };
+  return {
+    type: 'outcome',
+    record,
+    message: `session ${record.id} ${why}: its log is in its sealed record, ${join(record.recordDir, RECORD_FILES.log)} (\`agentd export ${record.id}\` packs the record)`,
+  };
 }
 
 function encode(event: LogEvent, format: LogFormat): Uint8Array {

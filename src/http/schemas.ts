@@ -117,7 +117,17 @@ export const logEventSchema = z.discriminatedUnion('type', [
     reason: z.string(),
   }),
   z.object({ type: z.literal('phase'), phase: z.string() }),
-  z.object({ type: z.literal('outcome'), record: sessionRecordSchema }),
+  z.object({
+    type: z.literal('outcome'),
+    record: sessionRecordSchema,
+    /**
+     * Why lines may be missing before it: the session is beyond daemon.history, and its log is in its
+     * sealed record (the file named; `agentd export` packs it).
+     */
+    message: z.string().optional(),
+  }),
+  /** The stream ends without the outcome: the session is no longer kept (daemon.history let go of it). */
+  z.object({ type: z.literal('error'), code: z.literal('unknown_session'), message: z.string() }),
   /** The client read too slowly: the stream ends here; resume with `after`. */
   z.object({ type: z.literal('lagging'), after: z.number(), message: z.string() }),
 ]);

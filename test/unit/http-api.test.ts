@@ -593,6 +593,85 @@ describe('HTTP API: log streams', () => {
     expect(events.at(-2)?.seq).toBe(last?.after);
   });
 
+  describe('of a session history lets go of while its log is sent', () => {
+    const SEALED = {
+      ...RECORD,
+      phase: 'finished',
+      outcome: 'succeeded',
+      recordDir: '/var/lib/agentd/records/demo/00000000000000a1',
+    } as unknown as SessionRecord;
+    /** A port whose log is gone from history after the first read; `record` finds the sealed record or not. */
+    function prunedPort(sealed: SessionRecord | undefined) {
+      const log = logPort(['one', 'two'], RECORD, 1);
+      let reads = 0;
+      const readLog = log.port.readLog as NonNullable<DaemonPort['readLog']>;
+      return {
+        ...log.port,
+        readLog: (id: string) => (reads++ === 0 ? readLog(id) : undefined),
+        record: () => sealed,
+      } as Partial<DaemonPort>;
+    }
+    const events = async (response: Response) =>
+      (await read(response))
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { type: string; seq?: number; message?: string; record?: unknown });
+
+    for (const follow of [true, false]) {
+      it(`ends with the sealed record's outcome and where the log is${follow ? ' (following)' : ''}`, async () => {
+        const a = await api(prunedPort(SEALED));
+        const response = await a.request(`/v1/sessions/${RECORD.id}/log?follow=${follow}`, {
+          token: ENV.T_VIEW,
+        });
+        const sent = await events(response);
+        expect(sent.map((e) => e.seq ?? e.type)).toEqual([1, 2, 'outcome']);
+        expect(sent.at(-1)).toMatchObject({
+          type: 'outcome',
+          record: { id: RECORD.id, outcome: 'succeeded' },
+          message: expect.stringContaining(`${SEALED.recordDir}/session.log`),
+        });
+      });
+
+      it(`ends with an unknown_session error when no outcome is known${follow ? ' (following)' : ''}`, async () => {
+        const a = await api(prunedPort(undefined));
+        const response = await a.request(`/v1/sessions/${RECORD.id}/log?follow=${follow}`, {
+          token: ENV.T_VIEW,
+        });
+        const sent = await events(response);
+        expect(sent.map((e) => e.seq ?? e.type)).toEqual([1, 2, 'error']);
+        expect(sent.at(-1)).toMatchObject({
+          type: 'error',
+          code: 'unknown_session',
+          message: expect.stringContaining('no longer kept'),
+        });
+      });
+    }
+
+    it('beyond history: its outcome and where its log is, as GET /v1/sessions/{id} finds its record', async () => {
+      const a = await api({
+        readLog: () => undefined,
+        record: (id: string) => (id === RECORD.id ? SEALED : undefined),
+      });
+      for (const format of ['ndjson', 'sse']) {
+        const response = await a.request(`/v1/sessions/${RECORD.id}/log?format=${format}`, {
+          token: ENV.T_VIEW,
+        });
+        expect(response.status).toBe(200);
+        const text = await read(response);
+        const event = JSON.parse(format === 'sse' ? (text.split('data: ')[1] ?? '') : text);
+        if (format === 'sse') expect(text).toMatch(/^event: outcome\n/);
+        expect(event).toEqual({
+          type: 'outcome',
+          record: SEALED,
+          message: `session ${RECORD.id} is beyond daemon.history: its log is in its sealed record, ${SEALED.recordDir}/session.log (\`agentd export ${RECORD.id}\` packs the record)`,
+        });
+      }
+      const head = await a.request(`/v1/sessions/${RECORD.id}/log`, { method: 'HEAD', token: ENV.T_VIEW });
+      expect(head.status).toBe(200);
+      expect((await a.request('/v1/sessions/0000000000000000/log', { token: ENV.T_VIEW })).status).toBe(404);
+    });
+  });
+
   it(`opens at most ${MAX_STREAMS_PER_TOKEN} log streams for one token: one reader cannot take every stream`, async () => {
     const log = logPort([]);
     const a = await api(log.port);

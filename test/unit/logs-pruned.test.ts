@@ -92,4 +92,21 @@ describe('logs of a session pruned while its log is replayed', () => {
     expect(sent.at(-1)).toMatchObject({ id: 'l1', type: 'error', code: 'unknown_session' });
     expect(connection.owed).toBe(0);
   });
+
+  it('of a session beyond history: where its log is, in its sealed record, not "no session"', async () => {
+    const { connection, sent } = fakes({ id: SESSION, agent: 'demo' });
+    const dir = '/var/lib/agentd/records/demo/0123456789abcdef';
+    const daemon = {
+      readLog: () => undefined,
+      record: () => ({ id: SESSION, agent: 'demo', outcome: 'failed', recordDir: dir }),
+      log: { error: () => {}, warn: () => {} },
+    } as unknown as DaemonPort;
+    dispatch(request(false), connection, daemon);
+    await setImmediate();
+    expect(sent.at(-1)).toMatchObject({ id: 'l1', type: 'error', code: 'unknown_session' });
+    const message = String(sent.at(-1)?.message);
+    expect(message).toContain(`${dir}/session.log`);
+    expect(message).toContain(`agentd export ${SESSION}`);
+    expect(message).not.toContain('no session');
+  });
 });

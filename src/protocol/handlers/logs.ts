@@ -1,3 +1,5 @@
+import { join } from 'node:path';
+import { RECORD_FILES } from '../../adapters/sealed-records.js';
 import { type Handler, replyError } from '../context.js';
 import { forwardEvent, outcomeReply } from '../follow.js';
 import { Follower } from '../follower.js';
@@ -7,11 +9,15 @@ export const logs: Handler<'logs'> = (request, connection, daemon) => {
   const { sessionId } = request;
   const stored = daemon.readLog(sessionId);
   if (!stored) {
+    // Beyond history a finished session is found by `show` in its sealed record, which keeps its log.
+    const recordDir = daemon.record(sessionId)?.recordDir;
     replyError(
       connection,
       request,
       'unknown_session',
-      `no session ${sessionId}; see \`agentd history\` for known sessions`,
+      recordDir === undefined
+        ? `no session ${sessionId}; see \`agentd history\` for known sessions`
+        : `session ${sessionId} is beyond daemon.history, so its log is no longer kept here: it is in its sealed record, ${join(recordDir, RECORD_FILES.log)} (\`agentd export ${sessionId}\` packs the record, \`agentd show ${sessionId}\` shows its outcome)`,
     );
     return;
   }
