@@ -37,6 +37,13 @@ export type ScheduleFiredEvent = { type: 'schedule.fired'; agent: string; firing
  */
 export const MAX_WAIT_MS = 60_000;
 
+/**
+ * A firing at most this late still runs as itself: a timer runs late on a loaded machine. Later, the
+ * daemon was paused (its process or host suspended, the clock set forward): like cron daemons, it runs
+ * once, for the newest firing missed meanwhile, not the oldest (whose {date} would be days off).
+ */
+export const LATE_MS = 60_000;
+
 export const scheduleMachine = setup({
   types: {
     context: {} as ScheduleContext,
@@ -56,6 +63,14 @@ export const scheduleMachine = setup({
   actions: {
     planNext: assign({
       next: ({ context }) => nextFiring(context.schedule, new Date())?.toISOString(),
+    }),
+    skipToNewest: assign({
+      next: ({ context }) => {
+        const planned = context.next as string;
+        const now = new Date();
+        if (now.getTime() - Date.parse(planned) <= LATE_MS) return planned;
+        return missedFiring(context.schedule, new Date(planned), now)?.toISOString() ?? planned;
+      },
     }),
     /** Side effect (provided): keep `since` where the next daemon finds it (state dir), for catch_up. */
     recordProgress: (_, _params: { agent: string; schedule: ScheduleConfig; since: string }) => {},
@@ -127,12 +142,14 @@ export const scheduleMachine = setup({
       after: { untilNext: 'due' },
     },
     due: {
-      description: 'The wait ended: a firing that is due is sent to the daemon; an early wake waits again.',
+      description:
+        'The wait ended: a firing that is due is sent to the daemon; after a pause (a suspended process or host, a clock set forward) over a minute past it, only the newest firing missed meanwhile, once. An early wake waits again.',
       always: [
         {
           guard: 'isDue',
           target: 'waiting',
           actions: [
+            'skipToNewest',
             'fire',
             {
               type: 'recordProgress',

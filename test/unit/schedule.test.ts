@@ -245,12 +245,42 @@ describe('schedule machine', () => {
     const s = scheduleUnderParent({ schedule: DAILY_3AM_BERLIN });
     await vi.advanceTimersByTimeAsync(60 * 60_000);
     expect(s.fired).toEqual([]);
-    // The clock jumps (a suspended host wakes): the due firing comes within the next wait, once.
-    vi.setSystemTime(new Date('2026-06-02T05:00:00.000Z'));
+    // The clock jumps two days (a suspended host wakes): the due firing comes within the next wait,
+    // once, and it is the newest missed one (2026-06-03), as with cron, not the oldest (2026-06-02),
+    // which this test used to expect: its {date} was a day off, and the newest firing never ran.
+    vi.setSystemTime(new Date('2026-06-03T05:00:00.000Z'));
     await vi.advanceTimersByTimeAsync(60_000);
-    expect(s.fired.map((f) => f.firing)).toEqual(['2026-06-02T01:00:00.000Z']);
-    expect(s.schedule()?.context.next).toBe('2026-06-03T01:00:00.000Z');
+    expect(s.fired.map((f) => f.firing)).toEqual(['2026-06-03T01:00:00.000Z']);
+    expect(s.schedule()?.context.next).toBe('2026-06-04T01:00:00.000Z');
+    expect(s.progress.at(-1)).toBe('2026-06-03T01:00:00.000Z');
     s.actor.stop();
+  });
+
+  it('after a pause, fires once for the newest missed firing, whatever catch_up says; a firing a little late runs as itself', async () => {
+    // Timers late by half a minute (a loaded machine): the firing runs as its own time, then the next.
+    const jittery = scheduleUnderParent({ schedule: EVERY_5S });
+    vi.setSystemTime(new Date('2026-06-01T10:00:32.000Z'));
+    await vi.advanceTimersByTimeAsync(3_000);
+    expect(jittery.fired.map((f) => f.firing)).toEqual(['2026-06-01T10:00:05.000Z']);
+    expect(jittery.schedule()?.context.next).toBe('2026-06-01T10:00:40.000Z');
+    jittery.actor.stop();
+
+    // Suspended from Friday to Monday: Monday's firing runs, once, with Monday in its work unit.
+    vi.setSystemTime(new Date('2026-05-29T10:00:00.000Z'));
+    const schedule: ScheduleConfig = { ...DAILY_3AM_BERLIN, catchUp: 'none' };
+    const paused = scheduleUnderParent({ schedule });
+    expect(paused.schedule()?.context.next).toBe('2026-05-30T01:00:00.000Z');
+    vi.setSystemTime(new Date('2026-06-01T05:00:00.000Z'));
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(paused.fired).toEqual([
+      { type: 'schedule.fired', agent: 'nightly', firing: '2026-06-01T01:00:00.000Z', catchUp: false },
+    ]);
+    expect(workUnitFor(schedule, 'nightly', new Date('2026-06-01T01:00:00.000Z'))).toBe(
+      'nightly-2026-06-01-03:00:00',
+    );
+    expect(paused.progress.at(-1)).toBe('2026-06-01T01:00:00.000Z');
+    expect(paused.schedule()?.context.next).toBe('2026-06-02T01:00:00.000Z');
+    paused.actor.stop();
   });
 
   it('does not replay a missed firing unless catch_up is latest, and then only the newest one', async () => {
