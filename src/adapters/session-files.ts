@@ -55,6 +55,11 @@ export class StagedFilesFullError extends Error {
   override name = 'StagedFilesFullError';
 }
 
+/** A session id whose files are staged already (two triggers chose it at once): the first keeps them. */
+export class SessionFilesExistError extends Error {
+  override name = 'SessionFilesExistError';
+}
+
 /**
  * The work directories of running sessions: what a trigger handed the agent (request, input files),
  * written durably before the trigger is answered, and the place the container leaves its output.
@@ -99,10 +104,23 @@ export class SessionFiles {
         `the queued and running sessions' request and input files take ${this.stagedBytes} bytes, and ${bytes} more would pass the ${this.maxStagedBytes} they may take; retry when some have run`,
       );
     }
+    // Two triggers that chose one id both get here before the machine knows either: the second must
+    // neither write into nor remove the first's files (it removed them, and the first was accepted
+    // without its request and inputs).
+    const taken = () =>
+      new SessionFilesExistError(
+        `session id ${sessionId} is already being accepted with its files; leave sessionId out to get a fresh one`,
+      );
+    if (this.staged.has(sessionId)) throw taken();
     this.staged.set(sessionId, bytes);
     this.stagedBytes += bytes;
     try {
-      await mkdir(paths.dir, { mode: 0o700 });
+      await mkdir(paths.dir, { mode: 0o700 }).catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== 'EEXIST') throw error;
+        this.staged.delete(sessionId);
+        this.stagedBytes -= bytes;
+        throw taken();
+      });
       if (content.request !== undefined) await writeReadOnly(paths.request, content.request);
       if (content.inputs.length > 0) {
         await mkdir(paths.input, { mode: 0o700 });
@@ -114,6 +132,7 @@ export class SessionFiles {
       await syncDir(paths.dir);
       await syncDir(this.dir);
     } catch (error) {
+      if (error instanceof SessionFilesExistError) throw error;
       this.remove(sessionId);
       throw error instanceof StateDirError ? error : new StateDirError(operation, paths.dir, error);
     }

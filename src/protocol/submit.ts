@@ -1,4 +1,4 @@
-import { StagedFilesFullError } from '../adapters/session-files.js';
+import { SessionFilesExistError, StagedFilesFullError } from '../adapters/session-files.js';
 import { StateDirError } from '../adapters/state-files.js';
 import type { RejectionCode, TriggerFields } from '../sessions/check-trigger.js';
 import { manifestOf, payloadProblem, type WorkManifest, type WorkPayload } from '../sessions/work.js';
@@ -94,6 +94,7 @@ async function stage(
     await daemon.stage(sessionId, payload);
   } catch (error) {
     if (error instanceof StagedFilesFullError) return { code: 'queue_full', reason: error.message };
+    if (error instanceof SessionFilesExistError) return { code: 'duplicate_session', reason: error.message };
     const full = error instanceof StateDirError && error.full;
     return {
       code: full ? 'state_dir_full' : 'state_dir_unwritable',

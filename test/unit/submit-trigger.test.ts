@@ -2,7 +2,11 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { createActor } from 'xstate';
-import { SessionFiles, StagedFilesFullError } from '../../src/adapters/session-files.js';
+import {
+  SessionFiles,
+  SessionFilesExistError,
+  StagedFilesFullError,
+} from '../../src/adapters/session-files.js';
 import { StateDirError } from '../../src/adapters/state-files.js';
 import type { SessionJournal } from '../../src/daemon/journal.js';
 import { createDaemonPort } from '../../src/daemon/port.js';
@@ -254,6 +258,43 @@ describe('staging a trigger’s files', () => {
     expect(readdirSync(paths.input)).toHaveLength(64);
     expect(statSync(paths.input).mode & 0o777).toBe(0o555);
     expect(statSync(paths.request).mode & 0o777).toBe(0o444);
+  });
+});
+
+describe('two triggers with one session id and files', () => {
+  it("leave the first's files whole and count them once: the second is a duplicate_session", async () => {
+    const state = makeTempDir('agentd-unit-stage-');
+    const files = new SessionFiles(state, 2 * 1024 * 1024 + 1024);
+    const id = '00000000000000aa';
+    const other = {
+      request: Buffer.from('the other request'),
+      inputs: [{ name: 'x', bytes: Buffer.from('X') }],
+    };
+    // At once: both got past the machine, which knew neither.
+    const first = files.stage(id, PAYLOAD);
+    await expect(files.stage(id, other)).rejects.toThrow(SessionFilesExistError);
+    await first;
+    // After: the first's were written and it was accepted.
+    const { port, calls } = fakePort(ACCEPTED, { stage: (sid, payload) => files.stage(sid, payload) });
+    expect(await submitTrigger(port, id, { agent: 'demo' }, other)).toEqual({
+      accepted: false,
+      code: 'duplicate_session',
+      reason: `session id ${id} is already being accepted with its files; leave sessionId out to get a fresh one`,
+    });
+    expect(calls.map((c) => c.call)).toEqual(['stage']);
+    const paths = files.paths(id);
+    expect(readFileSync(paths.request)).toEqual(PAYLOAD.request);
+    expect(readdirSync(paths.input)).toHaveLength(64);
+    // Counted once: one more payload fits (two in all), and all of it again once the first is gone.
+    await files.stage('00000000000000bb', PAYLOAD);
+    files.remove(id);
+    files.remove('00000000000000bb');
+    await files.stage('00000000000000cc', PAYLOAD);
+    await files.stage('00000000000000dd', PAYLOAD);
+    // A directory another daemon left (not staged by this one) is not removed either.
+    const later = new SessionFiles(state);
+    await expect(later.stage('00000000000000cc', other)).rejects.toThrow(SessionFilesExistError);
+    expect(readFileSync(files.paths('00000000000000cc').request)).toEqual(PAYLOAD.request);
   });
 });
 
