@@ -488,6 +488,13 @@ async function supervise(options: DaemonOptions): Promise<number> {
           `shutting down: ${running} running session(s) to finish`,
         );
       },
+      announceShutdownPending: () => {
+        notify.stopping('stopping: the start reconciles Podman first');
+        log.info(
+          { event: 'daemon.shutdown_pending' },
+          "shutting down once the start's reconciliation has ended and the outcomes it read are recorded (each podman call within its deadline, daemon.podman_timeout); a second signal stops at once, and a session whose exited container it had removed is then recorded abandoned by the next start",
+        );
+      },
       announceFiringSkipped: (_, { agent, firing, reason }) => {
         metrics.firing(agent, 'skipped');
         log.info(

@@ -1,12 +1,14 @@
 import {
   type ActorRefFrom,
   assign,
+  type DoneActorEvent,
   emit,
   enqueueActions,
   fromCallback,
   fromPromise,
   raise,
   setup,
+  stateIn,
 } from 'xstate';
 import { LOCAL_HOST } from '../config/hosts.js';
 import type { AgentConfig, ScheduleConfig } from '../config/types.js';
@@ -225,8 +227,9 @@ const applyReload = {
 } as const;
 
 /**
- * Before the daemon is ready, triggers are turned away and a shutdown stops it at once; a reload
- * replaces the configuration that `ready` will accept triggers with.
+ * Before the daemon is ready, triggers are turned away and a shutdown stops it at once (a first one
+ * while reconciling waits for the reconciliation: see `reconciling.stopping`); a reload replaces the
+ * configuration that `ready` will accept triggers with.
  */
 const whileStarting = {
   trigger: {
@@ -242,6 +245,29 @@ const whileStarting = {
   shutdown: 'shutdown',
   reload: applyReload,
 } as const;
+
+type ReconciledEvent = DoneActorEvent<ReconcileResult>;
+
+/**
+ * What the start's reconciliation found is taken over: sessions settled from their exited containers are
+ * recorded at once (those containers are gone: their outcome is only here), the others queued or adopted.
+ */
+const takeRecovery = [
+  {
+    type: 'storeReconcileSummary',
+    params: ({ event }: { event: ReconciledEvent }) => event.output.summary,
+  },
+  { type: 'recoverSessions', params: ({ event }: { event: ReconciledEvent }) => event.output.recovery },
+  {
+    type: 'reportSettled',
+    params: ({ event }: { event: ReconciledEvent }) => ({ sessions: event.output.recovery.finished }),
+  },
+  {
+    type: 'markKeysFinished',
+    params: ({ event }: { event: ReconciledEvent }) =>
+      event.output.recovery.finished.map((s) => s.request.sessionId),
+  },
+] as const;
 
 type CancelEvent = Extract<DaemonEvent, { type: 'cancel' }>;
 
@@ -444,6 +470,8 @@ export const daemonMachine = setup({
       return phase === 'tearing_down' || phase === 'finished';
     },
     noSessionsRunning: ({ context }) => Object.keys(context.sessions).length === 0,
+    /** A shutdown came while the start's reconciliation ran. */
+    shutdownPending: stateIn('#daemon.reconciling.stopping'),
     /** overlap: skip, and a session from this agent's schedule is queued or running. */
     overlapSkips: ({ context }, fired: ScheduleFiredEvent) =>
       overlapOf(context, fired.agent) === 'skip' && activeScheduled(context, fired.agent) !== undefined,
@@ -529,6 +557,11 @@ export const daemonMachine = setup({
     announceWritable: (_, _params: undefined) => {},
     /** Side effect (provided): shutting down, with how many sessions are left to finish. */
     announceShutdown: (_, _params: { running: number }) => {},
+    /**
+     * Side effect (provided): a shutdown came while the start reconciles; the daemon stops once the
+     * reconciliation has ended and its outcomes are recorded.
+     */
+    announceShutdownPending: (_, _params: undefined) => {},
     /** Side effect (provided): a second shutdown cancels the running sessions. */
     announceCancelAll: (_, _params: { running: number }) => {},
     /**
@@ -812,36 +845,50 @@ export const daemonMachine = setup({
     reconciling: {
       description:
         'Remove what earlier runs of this instance left in Podman (dead containers, orphaned secrets) before anything is accepted.',
+      initial: 'working',
+      states: {
+        working: {
+          description: 'Reconciling every host; nobody asked the daemon to stop.',
+          on: { shutdown: 'stopping' },
+        },
+        stopping: {
+          description:
+            'A shutdown came: the reconciliation ends first (each podman call within its deadline), since the outcomes it read from exited containers it removed are nowhere else; they are recorded, then the daemon stops. A second shutdown stops at once: a session whose container was removed by then is recorded abandoned by the next start.',
+          entry: 'announceShutdownPending',
+          on: {
+            reload: { actions: { type: 'rejectReload', params: ({ event }) => event } },
+          },
+        },
+      },
       invoke: {
         src: 'reconcile',
-        onDone: {
-          target: 'opening',
-          actions: [
-            { type: 'storeReconcileSummary', params: ({ event }) => event.output.summary },
-            {
-              type: 'startHosts',
-              params: ({ event }) => ({
-                down: event.output.down ?? [],
-                versions: event.output.versions ?? {},
-              }),
-            },
-            {
-              type: 'announceHostsDown',
-              params: ({ event }) => event.output.down ?? [],
-            },
-            { type: 'recoverSessions', params: ({ event }) => event.output.recovery },
-            { type: 'reportSettled', params: ({ event }) => ({ sessions: event.output.recovery.finished }) },
-            {
-              type: 'markKeysFinished',
-              params: ({ event }) => event.output.recovery.finished.map((s) => s.request.sessionId),
-            },
-          ],
-        },
+        onDone: [
+          // Hosts are not started for a daemon that stops: the next start reconciles them again.
+          { guard: 'shutdownPending', target: 'shutdown', actions: takeRecovery },
+          {
+            target: 'opening',
+            actions: [
+              ...takeRecovery,
+              {
+                type: 'startHosts',
+                params: ({ event }) => ({
+                  down: event.output.down ?? [],
+                  versions: event.output.versions ?? {},
+                }),
+              },
+              {
+                type: 'announceHostsDown',
+                params: ({ event }) => event.output.down ?? [],
+              },
+            ],
+          },
+        ],
         onError: {
           target: 'failed',
           actions: { type: 'storeFailure', params: ({ event }) => messageOf(event.error) },
         },
       },
+      // `shutdown` in `stopping` falls through to here: the second one stops at once.
       on: whileStarting,
     },
     opening: {

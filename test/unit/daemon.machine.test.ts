@@ -37,11 +37,18 @@ interface Daemon {
 }
 
 async function startDaemon(
-  options: FakeOptions & { maxSessions?: number } & Partial<Omit<DaemonInput, 'agents' | 'maxSessions'>> = {},
+  options: FakeOptions & {
+    maxSessions?: number;
+    /** The provided action that says a shutdown waits for the start's reconciliation. */
+    announceShutdownPending?: () => void;
+  } & Partial<Omit<DaemonInput, 'agents' | 'maxSessions'>> = {},
 ): Promise<Daemon> {
   const fakes = new Fakes(options);
-  const { keys, keyWindowMs, keyLimit, maxQueued } = options;
-  const actor = createActor(fakes.daemon(), {
+  const { keys, keyWindowMs, keyLimit, maxQueued, announceShutdownPending } = options;
+  const machine = announceShutdownPending
+    ? fakes.daemon().provide({ actions: { announceShutdownPending } })
+    : fakes.daemon();
+  const actor = createActor(machine, {
     input: {
       agents: AGENTS,
       maxSessions: options.maxSessions ?? 2,
@@ -85,7 +92,7 @@ const SHUTDOWN_DROP: SessionOutcome = {
 describe('daemon machine: start', () => {
   it('reconciles, opens the socket and becomes ready', async () => {
     const d = await startDaemon({ reconcile: 'manual', openSocket: 'manual' });
-    expect(d.value()).toBe('reconciling');
+    expect(d.value()).toEqual({ reconciling: 'working' });
     d.fakes.reconcile.resolve(RECONCILED);
     await settle();
     expect(d.value()).toBe('opening');
@@ -118,7 +125,7 @@ describe('daemon machine: start', () => {
       reconcile: phase === 'reconciling' ? 'manual' : undefined,
       openSocket: 'manual',
     });
-    expect(d.value()).toBe(phase);
+    expect(d.actor.getSnapshot().matches(phase)).toBe(true);
     expect(d.trigger('s1', { requestId: 'r1' })).toEqual([
       {
         type: 'trigger.rejected',
@@ -132,16 +139,64 @@ describe('daemon machine: start', () => {
     expect(d.queued()).toEqual([]);
   });
 
-  it.each(['reconciling', 'opening'] as const)('stops at once on shutdown while %s', async (phase) => {
-    const d = await startDaemon({
-      reconcile: phase === 'reconciling' ? 'manual' : undefined,
-      openSocket: 'manual',
-    });
+  it('stops at once on shutdown while opening', async () => {
+    const d = await startDaemon({ openSocket: 'manual' });
     d.send({ type: 'shutdown' });
     expect(d.value()).toEqual({ shutdown: 'stopped' });
     // The pending start step is stopped: the real adapters see an aborted signal.
-    const signals = phase === 'reconciling' ? d.fakes.signals.reconcile : d.fakes.signals.openSocket;
-    expect(signals[0]?.aborted).toBe(true);
+    expect(d.fakes.signals.openSocket[0]?.aborted).toBe(true);
+  });
+
+  it('on shutdown while reconciling, records the outcomes the reconciliation read, then stops', async () => {
+    const announced = vi.fn();
+    const d = await startDaemon({ reconcile: 'manual', announceShutdownPending: announced });
+    d.send({ type: 'shutdown' });
+    expect(d.value()).toEqual({ reconciling: 'stopping' });
+    expect(announced).toHaveBeenCalledOnce();
+    // Containers it read outcomes from may be removed already: the reconciliation is not cut short.
+    expect(d.fakes.signals.reconcile[0]?.aborted).toBe(false);
+    expect(d.send({ type: 'reload', agents: AGENTS, maxSessions: 9 })).toEqual([
+      { type: 'reload.rejected', reason: expect.stringContaining('shutting down') },
+    ]);
+    const exited: SessionOutcome = { outcome: 'succeeded', phase: 'running', exitCode: 0 };
+    d.fakes.reconcile.resolve({
+      ...RECONCILED,
+      recovery: {
+        queued: [sessionInput('q1')],
+        adopted: [{ ...sessionInput('a1'), adopted: { container: 'agentd-x-a1', phase: 'running' } }],
+        finished: [{ request: request('f1'), outcome: exited }],
+      },
+    });
+    await settle();
+    expect(d.value()).toEqual({ shutdown: 'stopped' });
+    expect(d.actor.getSnapshot().context.reconciled).toEqual(RECONCILED.summary);
+    // As a shutdown while opening: the recovered queue is dropped, the adopted container left running
+    // for the next daemon, and no host is started.
+    expect(d.fakes.reports).toEqual([
+      { sessionId: 'f1', outcome: exited, via: 'reportSettled' },
+      { sessionId: 'q1', outcome: SHUTDOWN_DROP, via: 'reportSettled' },
+    ]);
+    expect(d.fakes.started).toEqual([]);
+    expect(d.actor.getSnapshot().context.hosts).toEqual([]);
+  });
+
+  it('stops at once on a second shutdown while reconciling', async () => {
+    const d = await startDaemon({ reconcile: 'manual' });
+    d.send({ type: 'shutdown' });
+    d.send({ type: 'shutdown' });
+    expect(d.value()).toEqual({ shutdown: 'stopped' });
+    // The reconciliation is stopped: the real adapters see an aborted signal.
+    expect(d.fakes.signals.reconcile[0]?.aborted).toBe(true);
+    expect(d.fakes.reports).toEqual([]);
+  });
+
+  it('fails when the reconciliation fails after a shutdown: the start did not complete', async () => {
+    const d = await startDaemon({ reconcile: 'manual' });
+    d.send({ type: 'shutdown' });
+    d.fakes.reconcile.reject(new Error('podman: cannot connect'));
+    await settle();
+    expect(d.value()).toBe('failed');
+    expect(d.actor.getSnapshot().context.failure).toBe('podman: cannot connect');
   });
 });
 
@@ -531,7 +586,7 @@ describe('daemon machine: cancel', () => {
   it('ignores a cancel before ready (nothing can be queued or running yet)', async () => {
     const d = await startDaemon({ reconcile: 'manual' });
     expect(d.send({ type: 'cancel', sessionId: 's1' })).toEqual([]);
-    expect(d.value()).toBe('reconciling');
+    expect(d.value()).toEqual({ reconciling: 'working' });
   });
 });
 
@@ -809,7 +864,7 @@ describe('daemon machine: reload', () => {
 
   it('applies a reload that arrives while starting to the triggers accepted once ready', async () => {
     const d = await startDaemon({ reconcile: 'manual' });
-    expect(d.value()).toBe('reconciling');
+    expect(d.value()).toEqual({ reconciling: 'working' });
     expect(d.send({ type: 'reload', agents: [REVIEWER], maxSessions: 1 })[0]?.type).toBe('reload.applied');
     d.fakes.reconcile.resolve(RECONCILED);
     await settle();

@@ -61,7 +61,8 @@ describe('docs/statecharts', () => {
     expect(page).toContain('  reconciling --> opening: done#58; reconcile\n');
     expect(page).toContain('  opening --> failed: error#58; openSocket\n');
     expect(page).toContain('| `shutdown.draining` | atomic | Queued sessions are dropped');
-    expect(page).toContain('| `reconciling` | atomic |');
+    expect(page).toContain('| `reconciling` | compound |');
+    expect(page).toContain('| `reconciling.stopping` | atomic |');
     expect(page).toMatch(/\| `trigger` \| `ready` \| — \| — \| `checkTrigger` \|/);
     expect(page).toMatch(/\| `trigger.valid` \| `ready` \| — \| — \| `recordAccepted` \|/);
     expect(page).toMatch(
