@@ -199,7 +199,10 @@ export interface DaemonContext {
   queue: SessionInput[];
   /** Running containers of an earlier daemon, taken over once this one is ready. */
   adoptions: AdoptedInput[];
-  /** The hosts as configured, in order (ties in placement go to the first). */
+  /**
+   * The hosts as configured now, in order (ties in placement go to the first): a reload's max_sessions
+   * and labels are here at once, for placement in the same step and for host actors not started yet.
+   */
   hostInfo: HostInfo[];
   /** One actor per host, in that order, from the end of the start's reconciliation on. */
   hosts: HostRef[];
@@ -218,7 +221,10 @@ export interface DaemonContext {
   maxQueued: number;
 }
 
-/** A reload takes effect at once: the queue picks up a raised max_sessions when there is room. */
+/**
+ * A reload takes effect at once: the queue picks up a raised max_sessions (the daemon's or a host's) or
+ * a host's new labels when there is room.
+ */
 const applyReload = {
   actions: [
     { type: 'applyConfiguration', params: ({ event }: { event: ReloadEvent }) => event },
@@ -770,7 +776,15 @@ export const daemonMachine = setup({
         const after = reload.agents.find((a) => a.name === name)?.schedule;
         if (before && after && sameSchedule(before, after)) scheduleSince[name] = since;
       }
-      enqueue.assign({ agents: reload.agents, maxSessions: reload.maxSessions, scheduleSince });
+      const hostInfo = context.hostInfo.map((host) => {
+        const update = reload.hosts?.find((h) => h.name === host.name);
+        return update === undefined
+          ? host
+          : { name: host.name, maxSessions: update.maxSessions, labels: update.labels };
+      });
+      enqueue.assign({ agents: reload.agents, maxSessions: reload.maxSessions, scheduleSince, hostInfo });
+      // The host actor gets them too, for what `agentd hosts` shows; placement reads hostInfo, as the
+      // event reaches the actor only after this step.
       for (const update of reload.hosts ?? []) {
         const ref = context.hosts.find((h) => h.getSnapshot().context.name === update.name);
         if (ref) {
@@ -1208,17 +1222,26 @@ function checked(agents: readonly AgentConfig[], trigger: TriggerEvent): Trigger
 /** Without hosts, sessions run on the local Podman, limited only by the daemon's max_sessions. */
 const LOCAL_ONLY: HostInfo = { name: LOCAL_HOST, maxSessions: Number.POSITIVE_INFINITY, labels: {} };
 
-/** Each host as placement sees it: its limit, the sessions on it and whether it takes new ones. */
+/**
+ * Each host as placement sees it: its limit and labels as configured now, the sessions on it and whether
+ * its actor takes new ones (a host without one yet takes none).
+ */
 function hostSlots(context: DaemonContext): HostSlots[] {
   const running = new Map<string, number>();
   for (const ref of Object.values(context.sessions)) {
     const host = ref.getSnapshot().context.host;
     if (host !== undefined) running.set(host, (running.get(host) ?? 0) + 1);
   }
-  return context.hosts.map((ref) => {
-    const snapshot = ref.getSnapshot();
-    const { name, maxSessions, labels } = snapshot.context;
-    return { name, maxSessions, labels, running: running.get(name) ?? 0, accepting: hostAccepts(snapshot) };
+  const actors = new Map(context.hosts.map((ref) => [ref.getSnapshot().context.name, ref.getSnapshot()]));
+  return context.hostInfo.map(({ name, maxSessions, labels }) => {
+    const snapshot = actors.get(name);
+    return {
+      name,
+      maxSessions,
+      labels,
+      running: running.get(name) ?? 0,
+      accepting: snapshot !== undefined && hostAccepts(snapshot),
+    };
   });
 }
 

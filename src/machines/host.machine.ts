@@ -56,6 +56,7 @@ export interface HostProbe {
 
 export interface HostContext {
   name: string;
+  /** As configured, a reload's too: what `agentd hosts` shows (placement reads the daemon's hostInfo). */
   maxSessions: number;
   labels: Record<string, string>;
   /** The host's Podman version, from its last successful probe. */

@@ -9,6 +9,7 @@ import type {
   ReconcileResult,
 } from '../../src/machines/daemon.machine.js';
 import {
+  type HostContext,
   type HostNotice,
   type HostReconciled,
   type HostRef,
@@ -49,13 +50,16 @@ interface Daemon {
   placed(): Record<string, string | undefined>;
   queued(): string[];
   hostState(name: string): string | undefined;
+  /** What the host's actor holds (what `agentd hosts` shows). */
+  host(name: string): HostContext | undefined;
 }
 
 async function startDaemon(
   options: FakeOptions & {
     maxSessions?: number;
     hosts?: HostInfo[];
-    reconciled?: ReconcileResult;
+    /** `manual`: the test settles `fakes.reconcile`. */
+    reconciled?: ReconcileResult | 'manual';
     /** Hosts whose probes fail from the start, and why. */
     unreachable?: Record<string, string>;
   } = {},
@@ -93,6 +97,11 @@ async function startDaemon(
         ]),
       ),
     queued: () => actor.getSnapshot().context.queue.map((s) => s.request.sessionId),
+    host: (name) =>
+      actor
+        .getSnapshot()
+        .context.hosts.find((h) => h.getSnapshot().context.name === name)
+        ?.getSnapshot().context,
     hostState: (name) => {
       const ref = actor.getSnapshot().context.hosts.find((h) => h.getSnapshot().context.name === name);
       return ref === undefined ? undefined : hostStateOf(ref.getSnapshot());
@@ -276,20 +285,57 @@ describe('drain and undrain', () => {
 });
 
 describe('reload', () => {
-  it("applies a host's new max_sessions: queued sessions start in the new slots", async () => {
+  it("applies a host's new max_sessions: queued sessions start in the new slots at once", async () => {
     const d = await startDaemon({ hosts: [{ name: 'a', maxSessions: 1, labels: {} }] });
     d.trigger('s1');
     d.trigger('s2');
     expect(d.queued()).toEqual(['s2']);
+    // Nothing else happens after the reload: it alone starts s2, before it is answered.
     d.send({
       type: 'reload',
       agents: AGENTS,
       maxSessions: 10,
       hosts: [{ name: 'a', maxSessions: 2, labels: {} }],
     });
-    await settle();
-    d.send({ type: 'reload', agents: AGENTS, maxSessions: 10 });
     expect(d.placed()).toEqual({ s1: 'a', s2: 'a' });
+    expect(d.queued()).toEqual([]);
+    await settle();
+    expect(d.host('a')?.maxSessions).toBe(2);
+  });
+
+  it("applies a host's new labels: a session waiting for a host with them starts there at once", async () => {
+    const d = await startDaemon();
+    d.trigger('g1', 'gpu');
+    d.trigger('g2', 'gpu');
+    expect(d.placed()).toEqual({ g1: 'c' });
+    expect(d.queued()).toEqual(['g2']);
+    d.send({
+      type: 'reload',
+      agents: [...AGENTS, PINNED, GPU],
+      maxSessions: 10,
+      hosts: HOSTS.map((h) => (h.name === 'b' ? { ...h, labels: { gpu: 'yes' } } : h)),
+    });
+    expect(d.placed()).toEqual({ g1: 'c', g2: 'b' });
+    await settle();
+    expect(d.host('b')?.labels).toEqual({ gpu: 'yes' });
+  });
+
+  it('applies host changes a reload made while the start reconciled', async () => {
+    const d = await startDaemon({ reconciled: 'manual', hosts: [{ name: 'a', maxSessions: 1, labels: {} }] });
+    expect(
+      d.send({
+        type: 'reload',
+        agents: [...AGENTS, PINNED, GPU],
+        maxSessions: 10,
+        hosts: [{ name: 'a', maxSessions: 2, labels: { gpu: 'yes' } }],
+      }),
+    ).toEqual([expect.objectContaining({ type: 'reload.applied' })]);
+    d.fakes.reconcile.resolve(RECONCILED);
+    await settle();
+    expect(d.host('a')).toMatchObject({ maxSessions: 2, labels: { gpu: 'yes' } });
+    d.trigger('s1');
+    d.trigger('g1', 'gpu');
+    expect(d.placed()).toEqual({ s1: 'a', g1: 'a' });
   });
 
   it('places a queued session where its agent may run now: a reload that moves the agent moves it', async () => {
