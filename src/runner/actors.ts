@@ -16,7 +16,7 @@ import { type CommandEnd, findCommandEnd } from './command-end.js';
 import { bundleChunkName, unbundle } from './credential-bundle.js';
 import { FollowedPieces, matchFollowed, pieceKey } from './followed-pieces.js';
 import { ImageCache, type ImageInfo } from './image-cache.js';
-import { createMasker } from './mask.js';
+import { createMasker, type Masker } from './mask.js';
 import { MIN_MASKED_LENGTH } from './mask-forms.js';
 import { indexOfSecret } from './names.js';
 import { ResumeOverlap } from './resume-overlap.js';
@@ -277,14 +277,15 @@ export function runnerActors(ports: HostPorts, output: OutputSink) {
     /**
      * The record keeps what the agent left in /agentd/out, which is its own to write: a credential value
      * in a file (or a file's name) would be kept, and exported, as it is. The archive is searched for
-     * the values (outputNeedles); one found, or values not known (an adopted session whose values could
+     * the values (outputSearch); one found, or values not known (an adopted session whose values could
      * not be read back), and the archive is removed with a note that says why.
      */
     screenOutput: fromPromise<void, ScreenOutputInput>(async ({ input, signal }) => {
       const { archive, withheld, searched, values } = input;
       let found: Awaited<ReturnType<typeof fileHoldsAny>>;
       try {
-        found = await fileHoldsAny(archive, outputNeedles(values ?? []), signal);
+        const { needles, masking } = outputSearch(values ?? []);
+        found = await fileHoldsAny(archive, needles, signal, masking);
       } catch (error) {
         // Stopped mid-search: no mark, so the seal withholds it (nothing is decided here).
         if (signal.aborted) throw error;
@@ -913,9 +914,11 @@ function imageOf(info: ContainerInspect | undefined): AttachEvent {
  * bytes; of a multi-line value's lines, not those any file of its kind has (a PEM key's armour, a line
  * without four letters or digits in a row), and none of a JSON document's (its strings of 16 characters
  * and more are searched for as parts: a service account file's `"type": "service_account",` is in every
- * other one). One found withholds the whole output, where a line masked costs nothing.
+ * other one). One found withholds the whole output, where a line masked costs nothing. The masker
+ * (without those lines) finds what only a reading of a line shows, as the output's masking does
+ * (escape sequences, percent escapes, `printf %q`, a line of wrapped base64).
  */
-function outputNeedles(values: readonly SecretValue[]): NeedleSet {
+function outputSearch(values: readonly SecretValue[]): { needles: NeedleSet; masking: Masker } {
   const raw = values.map((value) => value.bytes());
   const lines = new Set<string>();
   for (const bytes of raw) {
@@ -925,11 +928,10 @@ function outputNeedles(values: readonly SecretValue[]): NeedleSet {
     const json = isJson(text);
     for (const line of split) if (json || PEM_ARMOUR.test(line) || !WORD.test(line)) lines.add(line);
   }
-  const needles: Buffer[] = createMasker(raw)
-    .forms.filter((form) => !lines.has(form))
-    .map((form) => Buffer.from(form, 'utf8'));
+  const masking = createMasker(raw, { except: lines });
+  const needles: Buffer[] = masking.forms.map((form) => Buffer.from(form, 'utf8'));
   for (const bytes of raw) if (bytes.length >= MIN_MASKED_LENGTH) needles.push(bytes);
-  return new NeedleSet(needles);
+  return { needles: new NeedleSet(needles), masking };
 }
 
 /** A PEM block's first or last line. */

@@ -12,9 +12,10 @@ export type MaskedValue = string | Uint8Array;
 
 /**
  * A value as string escaping and quoting print it: JSON (also with `\/`, and with `\u00XX` for what
- * is not ASCII, as Python's json.dumps does), shell single quotes (`'\''` as bash's `set -x` and
- * `printf %q` print a quote, `'"'"'` as Python's shlex.quote), backslashes before `\ " $ \``
- * (`declare -p`, double-quoted shell), and backslashes before `\ '` (Python's repr, Node's inspect).
+ * is not ASCII, as Python's json.dumps does), shell single quotes (`'\''` as bash's `set -x` prints a
+ * quote, `'"'"'` as Python's shlex.quote), backslashes before `\ " $ \`` (`declare -p`, double-quoted
+ * shell), and backslashes before `\ '` (Python's repr, Node's inspect). `printf %q` of a value with
+ * any other punctuation is found in a view instead (see printfQSign).
  */
 function quotedForms(text: string): string[] {
   const json = JSON.stringify(text).slice(1, -1);
@@ -28,6 +29,40 @@ function quotedForms(text: string): string[] {
   forms.push(text.replace(/[\\"$`]/g, '\\$&'), text.replace(/[\\']/g, '\\$&'));
   return forms;
 }
+
+/**
+ * What `printf %q` puts a backslash before that no form of quotedForms has (they have `\ " $` and
+ * backticks together, or `\ '`), those seldom after a backslash in ordinary output first: `\"` and
+ * `\\` are in every JSON text, `\(` and `\.` in regular expressions. `#` and `~` are escaped only where
+ * a shell would read them, and are no sign.
+ */
+const PRINTF_Q_ONLY = '!^&;|<>{},?*[]() ';
+
+/**
+ * A backslash and a character of the text that `printf %q` puts it before, with the letter or digit
+ * on either side of it in the text (never escaped), where the text as `printf %q` prints it is none of
+ * quotedForms: a line without it cannot hold the text printed so, and needs no reading without its
+ * backslashes (see withoutBackslashes). The letters keep ordinary lines with `\!` or `\(` (a regular
+ * expression) from being read so. Undefined if none is needed.
+ */
+export function printfQSign(text: string): string | undefined {
+  const chars = [...PRINTF_Q_ONLY].filter((char) => text.includes(char));
+  // `'` with one of `" $` or a backtick: `\'` and `\"` (say) in one form, which quotedForms has not.
+  if (chars.length === 0 && text.includes("'") && /["$`]/.test(text)) chars.push("'");
+  let best: string | undefined;
+  for (const char of chars) {
+    for (let at = text.indexOf(char); at !== -1; at = text.indexOf(char, at + 1)) {
+      const before = text[at - 1] ?? '';
+      const after = text[at + 1] ?? '';
+      const sign = `${ALNUM.test(before) ? before : ''}\\${char}${ALNUM.test(after) ? after : ''}`;
+      if (best === undefined || sign.length > best.length) best = sign;
+      if (best.length === 4) return best;
+    }
+  }
+  return best;
+}
+
+const ALNUM = /^[A-Za-z0-9]$/;
 
 /**
  * The parts of a structured value that a program reading it prints on their own: the strings of a

@@ -3,11 +3,12 @@ import { isUtf8 } from 'node:buffer';
 /**
  * Other readings of an output line, in which a value printed with something woven into it shows as
  * itself: the line without terminal escape sequences (`grep --color=always` colours the match inside
- * a token), and the line with its percent escapes decoded (a URL encoder that leaves some of a
- * value's characters as they are: Python's `quote` keeps `/`, WHATWG URL userinfo keeps `+`). What is
- * found in a view is masked in the line: `source` says which part of the line a part of the view came
- * from. A view's text is made by one native replace; where each of its characters came from is worked
- * out only when something was found in it (rarely).
+ * a token), the line with its percent escapes decoded (a URL encoder that leaves some of a value's
+ * characters as they are: Python's `quote` keeps `/`, WHATWG URL userinfo keeps `+`), and the line
+ * without the backslashes before punctuation (bash's `printf %q`). What is found in a view is masked
+ * in the line: `source` says which part of the line a part of the view came from. A view's text is
+ * made by one native replace; where each of its characters came from is worked out only when
+ * something was found in it (rarely).
  */
 export interface LineView {
   text: string;
@@ -27,6 +28,21 @@ export function withoutEscapes(line: string): LineView | undefined {
   return view(line, text, ESCAPE_SEQUENCE, () => '');
 }
 
+/**
+ * A backslash and the ASCII punctuation or space after it. `printf %q` puts one before each of
+ * ` !"$&'()*,;<>?[\\]^\`{|}` (and `#`, `~` where a shell would read them): no fixed list of forms holds
+ * every mix of those in a value, so they are read without their backslashes. `\\` is one match, so
+ * an escaped backslash reads as one backslash.
+ */
+const BACKSLASHED = /\\([ -/:-@[-`{-~])/g;
+
+/** The line with each backslash before punctuation or a space removed, or undefined if it has none. */
+export function withoutBackslashes(line: string): LineView | undefined {
+  const text = line.replace(BACKSLASHED, '$1');
+  if (text.length === line.length) return undefined;
+  return view(line, text, BACKSLASHED, (match) => match.slice(1));
+}
+
 const PERCENT_ESCAPE = /%[0-9A-Fa-f]{2}/;
 const ESCAPE_RUN = /(?:%[0-9A-Fa-f]{2})+/g;
 const ESCAPE_RUN_OR_PLUS = /(?:%[0-9A-Fa-f]{2})+|\+/g;
@@ -40,7 +56,7 @@ export function hasPercentEscape(text: string | Buffer): boolean {
   return false;
 }
 
-function isHex(byte: number | undefined): boolean {
+export function isHex(byte: number | undefined): boolean {
   return (
     byte !== undefined &&
     ((byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x46) || (byte >= 0x61 && byte <= 0x66))

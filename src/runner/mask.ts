@@ -5,8 +5,16 @@ import {
   MIN_DERIVED_LENGTH,
   MIN_MASKED_LENGTH,
   partsOf,
+  printfQSign,
 } from './mask-forms.js';
-import { hasPercentEscape, type LineView, percentDecoded, withoutEscapes } from './mask-views.js';
+import {
+  hasPercentEscape,
+  isHex,
+  type LineView,
+  percentDecoded,
+  withoutBackslashes,
+  withoutEscapes,
+} from './mask-views.js';
 
 export type { MaskedValue } from './mask-forms.js';
 export const MASK = '********';
@@ -25,8 +33,8 @@ export const MASK = '********';
  *   either hex case, and with a space as `+` (form encoding);
  * - JSON string escaping (a multi-line value printed inside JSON stays on one line), also with `\/`
  *   and with `\u00XX` for what is not ASCII;
- * - shell and source-code quoting of `'`, `"`, `\`, `$` and backticks (`set -x`, `printf %q`,
- *   `declare -p`, Python's repr);
+ * - shell and source-code quoting of `'`, `"`, `\`, `$` and backticks (`set -x`, `declare -p`,
+ *   Python's repr), and a backslash before any punctuation or space (`printf %q`);
  * - with terminal escape sequences (colours) anywhere inside it;
  * - each part of a structured value on its own: the strings of a JSON credential file (a service
  *   account's private key), the values of its `key = value` or `key: value` lines (an AWS credentials
@@ -35,22 +43,43 @@ export const MASK = '********';
  * Every character of the line that is part of any of these forms is hidden, where forms overlap too.
  * Not masked: hex, reversed or otherwise transformed values, a value split across lines in any other
  * way, and any text shorter than 4 characters.
+ *
+ * `except`: forms not to look for (the output archive's search leaves out the lines any file of a
+ * multi-line value's kind has, such as a PEM key's armour).
  */
-export function createMasker(values: readonly MaskedValue[]): Masker {
+export function createMasker(
+  values: readonly MaskedValue[],
+  options: { except?: ReadonlySet<string> } = {},
+): Masker {
   const needles = new Set<string>();
   const cores = new Set<string>();
+  const signs = new Set<string>();
+  const sign = (value: MaskedValue) => {
+    const text = typeof value === 'string' ? value : Buffer.from(value).toString('utf8');
+    // A line of a multi-line value may be printed on its own, with a sign of its own.
+    for (const line of new Set([text, ...text.split(/\r\n|\r|\n/)])) {
+      const found = printfQSign(line);
+      if (found !== undefined) signs.add(found);
+    }
+  };
   for (const value of values) {
     for (const needle of formsOf(value)) needles.add(needle);
     for (const core of coresOf(value)) cores.add(core);
+    sign(value);
     for (const part of partsOf(value)) {
       for (const needle of formsOf(part)) needles.add(needle);
       for (const core of coresOf(part)) cores.add(core);
+      sign(part);
     }
   }
   const wrapped = wrappedBase64([...cores]);
   const ordered = [...needles]
-    .filter((n) => n.length >= MIN_MASKED_LENGTH)
+    .filter((n) => n.length >= MIN_MASKED_LENGTH && !options.except?.has(n))
     .sort((a, b) => b.length - a.length);
+  // `printf %q`'s backslashes are read away only in a line with a sign of a value printed so: a
+  // backslash before `"` or `\` (JSON) is in too many lines to cost each of them another view.
+  const backslashed = [...signs];
+  const backslashedBytes = backslashed.map((s) => Buffer.from(s));
   // Form encoding's `+` for a space: what a form with a space looks like with each space a `+` (with
   // percent escapes too, a block has one anyway). Only these send a block with a `+` line by line.
   const plused = ordered.filter((n) => n.includes(' ')).map((n) => Buffer.from(n.replaceAll(' ', '+')));
@@ -72,6 +101,7 @@ export function createMasker(values: readonly MaskedValue[]): Masker {
       withoutEscapes(line),
       hasPercentEscape(line) ? percentDecoded(line, false) : undefined,
       plused.length > 0 && line.includes('+') ? percentDecoded(line, true) : undefined,
+      backslashed.some((s) => line.includes(s)) ? withoutBackslashes(line) : undefined,
     ];
     for (const view of views) if (view) find(view.text, spans, view);
     return spans;
@@ -80,21 +110,68 @@ export function createMasker(values: readonly MaskedValue[]): Masker {
     const spans = spansOf(line);
     return spans.length > 0 ? maskSpans(line, spans) : line;
   };
+  // Of each byte: whether a view may read the line otherwise from there (checked further: an escape
+  // sequence, a percent escape, a `+` where a form has a space, a backslash before a value's sign, a
+  // byte that is not ASCII where a form has U+FFFD), and whether it is not base64.
+  const kinds = NOT_BASE64_KINDS.slice();
+  const mayView = (byte: number) => {
+    kinds[byte] = (kinds[byte] as number) | MAY_VIEW;
+  };
+  mayView(0x1b);
+  mayView(0x25);
+  if (plused.length > 0) mayView(0x2b);
+  if (signs.size > 0) mayView(0x5c);
+  if (ordered.some((form) => form.includes('\uFFFD')))
+    for (let byte = 0x80; byte < 256; byte++) mayView(byte);
+  const signed = new Uint8Array(256);
+  for (const sign of signs) signed[sign.charCodeAt(sign.indexOf('\\') + 1)] = 1;
+  const viewed = (bytes: Buffer, at: number, end: number): boolean => {
+    const byte = bytes[at] as number;
+    const next = at + 1 < end ? (bytes[at + 1] as number) : 0;
+    if (byte === 0x1b) return next >= 0x40 && next <= 0x5f;
+    if (byte === 0x25) return isHex(next) && at + 2 < end && isHex(bytes[at + 2]);
+    if (byte === 0x5c) return signed[next] === 1;
+    return true;
+  };
+  // One loop over the line's bytes, one table look-up each, and no string, for nearly every line: the
+  // output archive's search asks this of every line of files of up to hundreds of MB, binary ones too.
+  const hidesBeyondForms = (bytes: Buffer, start = 0, end = bytes.length): boolean => {
+    const length = end - start;
+    if (length < MIN_MASKED_LENGTH) return false;
+    let seen = 0;
+    for (let at = start; at < end; at++) {
+      const kind = kinds[bytes[at] as number] as number;
+      if ((kind & MAY_VIEW) !== 0 && viewed(bytes, at, end))
+        return spansOf(bytes.toString('utf8', start, end)).length > 0;
+      seen |= kind;
+    }
+    // A `=` only where the line ends is for the pattern to say (not often: base64's padding).
+    return (
+      (seen & NOT_BASE64) === 0 &&
+      wrapped.any &&
+      length >= MIN_DERIVED_LENGTH &&
+      length <= WRAPPED_LINE_MAX &&
+      wrapped.spans(bytes.toString('latin1', start, end), (seen & PAD) === 0).length > 0
+    );
+  };
   if (ordered.length === 0)
     return Object.assign((line: string) => line, {
       forms: [],
       needsLines: () => false,
+      hidesBeyondForms: () => false,
       spans: () => [],
       reach: 0,
     });
   return Object.assign(mask, {
     forms: ordered,
+    hidesBeyondForms,
     spans: spansOf,
     reach: reachOf(ordered),
     needsLines: (bytes: Buffer) =>
       bytes.includes(0x1b) ||
       hasPercentEscape(bytes) ||
       plused.some((form) => bytes.includes(form)) ||
+      backslashedBytes.some((s) => bytes.includes(s)) ||
       wrapped.hinted(bytes),
   });
 }
@@ -120,6 +197,19 @@ function reachOf(forms: readonly string[]): number {
 
 /** A line of base64 as encoders wrap it (`base64` at 76 columns, `openssl base64` at 64). */
 const WRAPPED_BASE64_LINE = /^[A-Za-z0-9+/]+={0,2}$/;
+const WRAPPED_LINE_MAX = 76;
+/**
+ * Kinds of a byte, for hidesBeyondForms: one a view may read otherwise from, one not in base64, and
+ * base64's padding.
+ */
+const MAY_VIEW = 1;
+const NOT_BASE64 = 2;
+const PAD = 4;
+const NOT_BASE64_KINDS = new Uint8Array(256).fill(NOT_BASE64);
+for (const char of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/') {
+  NOT_BASE64_KINDS[char.charCodeAt(0)] = 0;
+}
+NOT_BASE64_KINDS[0x3d] = PAD;
 
 /**
  * A value inside a longer text whose base64 is wrapped (`base64 .env`): wherever the wrap falls, a
@@ -129,36 +219,49 @@ const WRAPPED_BASE64_LINE = /^[A-Za-z0-9+/]+={0,2}$/;
  * first or last 8 characters of a core), so that blocks without one need not be split into lines.
  */
 function wrappedBase64(cores: string[]) {
-  const ends = cores.map((core) => ({
-    core,
-    head: core.slice(0, MIN_DERIVED_LENGTH),
-    tail: core.slice(-MIN_DERIVED_LENGTH),
-  }));
-  const hints = ends.flatMap(({ head, tail }) => [Buffer.from(head), Buffer.from(tail)]);
+  // Every 8 characters of a core that a line's length (76) from its start or its end holds: a line's
+  // last 8 say which start of a core it may end with, its first 8 which rest of one it may start with.
+  // Two look-ups a line, where looking for each core's ends in it cost a search each (a file of
+  // wrapped base64 has a line of that shape every 77 bytes).
+  const starts = new Map<string, { core: string; at: number }[]>();
+  const rests = new Map<string, { core: string; at: number }[]>();
+  const add = (windows: typeof starts, core: string, at: number) => {
+    const window = core.slice(at, at + MIN_DERIVED_LENGTH);
+    const list = windows.get(window) ?? [];
+    list.push({ core, at });
+    windows.set(window, list);
+  };
+  for (const core of cores) {
+    const last = core.length - MIN_DERIVED_LENGTH;
+    for (let at = 0; at <= Math.min(last, WRAPPED_LINE_MAX - MIN_DERIVED_LENGTH); at++) add(starts, core, at);
+    for (let at = Math.max(0, core.length - WRAPPED_LINE_MAX); at <= last; at++) add(rests, core, at);
+  }
+  const hints = cores.flatMap((core) => [
+    Buffer.from(core.slice(0, MIN_DERIVED_LENGTH)),
+    Buffer.from(core.slice(-MIN_DERIVED_LENGTH)),
+  ]);
   return {
+    any: cores.length > 0,
     hinted: (bytes: Buffer) => hints.some((hint) => bytes.includes(hint)),
-    spans(line: string): Span[] {
-      if (ends.length === 0 || line.length < MIN_DERIVED_LENGTH || line.length > 76) return [];
-      if (!WRAPPED_BASE64_LINE.test(line)) return [];
-      const spans: Span[] = [];
-      for (const { core, head, tail } of ends) {
-        if (line.includes(head)) {
-          for (let k = Math.min(core.length, line.length); k >= MIN_DERIVED_LENGTH; k--) {
-            if (line.endsWith(core.slice(0, k))) {
-              spans.push([line.length - k, line.length]);
-              break;
-            }
-          }
-        }
-        if (line.includes(tail)) {
-          for (let k = Math.min(core.length, line.length); k >= MIN_DERIVED_LENGTH; k--) {
-            if (line.startsWith(core.slice(-k))) {
-              spans.push([0, k]);
-              break;
-            }
-          }
-        }
+    /** `shaped`: the line is known to have only base64's letters, digits, `+` and `/`. */
+    spans(line: string, shaped = false): Span[] {
+      const length = line.length;
+      if (cores.length === 0 || length < MIN_DERIVED_LENGTH || length > WRAPPED_LINE_MAX) return [];
+      if (!shaped && !WRAPPED_BASE64_LINE.test(line)) return [];
+      // The longest start of a core the line ends with, and the longest rest of one it starts with.
+      let start = 0;
+      for (const { core, at } of starts.get(line.slice(-MIN_DERIVED_LENGTH)) ?? []) {
+        const k = at + MIN_DERIVED_LENGTH;
+        if (k > start && k <= length && line.endsWith(core.slice(0, k))) start = k;
       }
+      let rest = 0;
+      for (const { core, at } of rests.get(line.slice(0, MIN_DERIVED_LENGTH)) ?? []) {
+        const k = core.length - at;
+        if (k > rest && k <= length && line.startsWith(core.slice(at))) rest = k;
+      }
+      const spans: Span[] = [];
+      if (start > 0) spans.push([length - start, length]);
+      if (rest > 0) spans.push([0, rest]);
       return spans;
     },
   };
@@ -191,13 +294,22 @@ export function maskSpans(line: string, spans: Span[]): string {
 /**
  * Masks one line; `forms` are the texts it hides, longest first (a line is never cut inside one).
  * `needsLines` says whether a block of lines (bytes) holds what only masking line by line sees: an
- * escape sequence, a percent escape or a `+` (the views a value may hide in without any of its forms).
+ * escape sequence, a percent escape, a `+`, a backslash before what `printf %q` escapes in a value
+ * (the views a value may hide in without any of its forms), or a line of wrapped base64 of one.
  */
 export type Masker = ((line: string) => string) & {
   readonly forms: readonly string[];
   readonly needsLines: (bytes: Buffer) => boolean;
   /** Where in the line masking hides something (the mask is maskSpans of these). */
   readonly spans: (line: string) => Span[];
+  /**
+   * Whether masking would hide something in a line (bytes[start, end), without its line break, decoded
+   * as the output reader decodes them) that none of `forms`, looked for in those bytes, finds: a value in a
+   * view of the line, a line of wrapped base64 with the start or end of one, or a form with U+FFFD in
+   * a line with bytes that are not ASCII. Only a line with what a view reads otherwise, or of the
+   * shape of wrapped base64, is decoded.
+   */
+  readonly hidesBeyondForms: (bytes: Buffer, start?: number, end?: number) => boolean;
   /** The most characters of a line one hidden value may stretch over (see REACH_PER_CHAR). */
   readonly reach: number;
 };

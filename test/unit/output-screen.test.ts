@@ -11,6 +11,7 @@ import { CHUNK_BYTES, fileHoldsAny, NeedleSet, wasSearched } from '../../src/ada
 import type { AgentConfig } from '../../src/config/types.js';
 import { LABEL_SECRETS } from '../../src/constants.js';
 import { runnerActors } from '../../src/runner/actors.js';
+import { createMasker } from '../../src/runner/mask.js';
 import { SecretValue } from '../../src/secret-value.js';
 import { assembleSession } from '../../src/sessions/assemble.js';
 import { planRun } from '../../src/sessions/run-plan.js';
@@ -108,6 +109,78 @@ describe('the output archive, searched for the session’s values', () => {
     expect(why).not.toContain(VALUE);
   });
 
+  it('is withheld when a file holds base64 of a text with a value in it, wrapped, wherever the value falls (env | base64)', async () => {
+    const token = 'ghp_0123456789abcdefghijABCDEFGHIJ012345';
+    for (const width of [76, 64]) {
+      // Every place the token may start at in a wrapped line, and each alignment of it in base64.
+      for (let before = 0; before < width; before += 1) {
+        const env = `${'#'.repeat(before)}\nHOME=/root\nTOKEN=${token}\nPATH=/usr/bin:/bin\n`;
+        const lines =
+          Buffer.from(env)
+            .toString('base64')
+            .match(new RegExp(`.{1,${width}}`, 'g')) ?? [];
+        const paths = archiveOf({ 'env.b64': `${lines.join('\n')}\n` });
+        expect((await screen(paths, [token])).kept, `${width} columns, ${before} bytes before`).toBe(false);
+      }
+    }
+    // With CRLF (MIME), and base64 of other text wrapped so, it is kept.
+    const crlf =
+      Buffer.from(`x=1\nTOKEN=${token}\n`)
+        .toString('base64')
+        .match(/.{1,76}/g) ?? [];
+    expect((await screen(archiveOf({ 'mail.txt': crlf.join('\r\n') }), [token])).kept).toBe(false);
+    const other =
+      Buffer.from('y'.repeat(300))
+        .toString('base64')
+        .match(/.{1,76}/g) ?? [];
+    expect((await screen(archiveOf({ 'other.b64': other.join('\n') }), [token])).kept).toBe(true);
+  });
+
+  it.each([
+    [
+      'with escape sequences inside it (grep --color=always)',
+      'config: \x1b[01;31m\x1b[Kghp_\x1b[m\x1b[K0123456789abcdefghijABCDEFGHIJ012345 end\n',
+      'ghp_0123456789abcdefghijABCDEFGHIJ012345',
+    ],
+    [
+      'URL-encoded in part (urllib.parse.quote keeps /)',
+      'https://u:wJalrXUtnFEMI/K7MDENG%2BbPxRfiCYEXAMPLEKEY@example.com/\n',
+      'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY',
+    ],
+    [
+      'form-encoded in part (a space as +)',
+      'q=correct+horse/battery+staple&x=1\n',
+      'correct horse/battery staple',
+    ],
+    ['quoted by printf %q', 'export X=Secr3tValue\\!MoreSecretText\n', 'Secr3tValue!MoreSecretText'],
+    [
+      'its base64 starting a wrapped line',
+      `${Buffer.from('x'.repeat(48)).toString('base64')}${Buffer.from('ghp_0123456789abcdefghijABCDEFGHIJ012345').toString('base64').slice(0, 12)}\n`,
+      'ghp_0123456789abcdefghijABCDEFGHIJ012345',
+    ],
+  ])('is withheld when a file holds a value %s, as masking finds it', async (_, content, value) => {
+    for (const files of [{ 'a.txt': content }, { 'a.txt': `first line\n${content}last\n` }]) {
+      const { kept, why } = await screen(archiveOf(files), [value]);
+      expect(kept).toBe(false);
+      expect(why).toMatch(/^withheld: a file in \/agentd\/out held a credential value/);
+    }
+  });
+
+  it('is kept when its files have escape sequences, percent escapes and backslashes but no value, withheld with one', async () => {
+    const key = `-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----\n`;
+    const files = {
+      'build.log': '\x1b[1;32mok\x1b[0m 12 tests\nGET /search?q=a%20b%2Fc&x=1+2\n',
+      'script.sh': 'printf %q a\\!b\\ c \\"d\\"\n',
+      // The armour of a PEM key is in every PEM file: not a value, coloured or not.
+      'other.pem': '\x1b[1m-----BEGIN PRIVATE KEY-----\x1b[0m\nQUJD\n-----END%20PRIVATE KEY-----\n',
+      'data.bin': Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7919) % 251)),
+    };
+    const values = [VALUE, 'Secr3tValue!MoreSecretText', key];
+    expect(await screen(archiveOf(files), values)).toEqual({ kept: true, why: undefined });
+    const colored = { ...files, 'grep.log': `token: \x1b[1m${VALUE.slice(0, 9)}\x1b[0m${VALUE.slice(9)}\n` };
+    expect((await screen(archiveOf(colored), values)).kept).toBe(false);
+  });
+
   it('is withheld when the values are not known (an adopted session whose values could not be read back)', async () => {
     const paths = archiveOf({ 'report.txt': 'all good\n' });
     const { kept, why } = await screen(paths, undefined);
@@ -149,6 +222,82 @@ describe('fileHoldsAny', () => {
       ).toBe(false);
     }
     expect(await fileHoldsAny(join(dir, 'missing'), new NeedleSet([needle]))).toBeUndefined();
+  });
+});
+
+describe('fileHoldsAny, with what masking finds in a line', () => {
+  const value = 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY';
+  const quoted = 'wJalrXUtnFEMI/K7MDENG%2BbPxRfiCYEXAMPLEKEY';
+  const holds = async (file: string, values: string[] = [value]) => {
+    const masking = createMasker(values);
+    const needles = new NeedleSet(masking.forms.map((form) => Buffer.from(form)));
+    return (await fileHoldsAny(file, needles, undefined, masking))?.held;
+  };
+
+  it('finds a value in a line cut by the boundary of the chunks it reads, and in a line longer than a piece', async () => {
+    const dir = makeTempDir('agentd-unit-screen-');
+    const ats = [1, 2].flatMap((n) => [
+      n * CHUNK_BYTES - quoted.length + 1,
+      n * CHUNK_BYTES - 20,
+      n * CHUNK_BYTES,
+    ]);
+    for (const separator of ['\n', 'x']) {
+      for (const at of ats) {
+        // Lines of 100 bytes, or one line of 1 MiB (no line break at all).
+        const bytes = Buffer.from(`${'y'.repeat(99)}${separator}`.repeat(10_486));
+        bytes.write(quoted, at);
+        const file = join(dir, `f${at}${separator === 'x' ? 'long' : ''}`);
+        writeFileSync(file, bytes);
+        expect(await holds(file), `at ${at}, ${separator === 'x' ? 'one line' : 'lines'}`).toBe(true);
+        bytes.write(quoted.replace('EXAMPLE', 'ELPMAXE'), at);
+        writeFileSync(file, bytes);
+        expect(await holds(file), `at ${at}, not the value`).toBe(false);
+      }
+    }
+  });
+
+  it('finds a value anywhere in base64 wrapped across lines (GNU base64, openssl), in a run longer than a chunk too', async () => {
+    const dir = makeTempDir('agentd-unit-screen-');
+    const value = (length: number) =>
+      Array.from({ length }, (_, i) => 'abcdefghijklmnopqrstuvwxyz0123456789'[(i * 7) % 36]).join('');
+    // 90 bytes: no line holds all of one of its wrapped pieces wherever it falls; 150: lines of it
+    // hold nothing else (its middle lines), which masking does not find on their own.
+    for (const long of [value(90), value(150)]) {
+      const needles = new NeedleSet(createMasker([long]).forms.map((form) => Buffer.from(form)));
+      for (const width of [76, 64]) {
+        const wrap = (bytes: Buffer) =>
+          (bytes.toString('base64').match(new RegExp(`.{1,${width}}`, 'g')) ?? []).join('\n');
+        // Every column and alignment it may start at in a line, and in a run longer than a chunk.
+        for (const before of [...Array.from({ length: (width / 4) * 3 }, (_, i) => i), 700_000]) {
+          const text = Buffer.concat([Buffer.alloc(before, 'k'), Buffer.from(long), Buffer.alloc(100, 'z')]);
+          const file = join(dir, `b${long.length}-${width}-${before}`);
+          writeFileSync(file, wrap(text));
+          // The needles alone (no masking): lines of base64 in a row are searched as one.
+          const where = `${long.length} bytes, ${width} columns, ${before} bytes before`;
+          expect((await fileHoldsAny(file, needles))?.held, where).toBe(true);
+          // Every fifth byte of it otherwise: no form of it is in a line, nor in the lines joined.
+          for (let i = 2; i < long.length; i += 5) text[before + i] = 0x21;
+          writeFileSync(file, wrap(text));
+          expect((await fileHoldsAny(file, needles))?.held, `${where}, changed`).toBe(false);
+        }
+      }
+    }
+  });
+
+  it('finds a value on the last line without a line break, and reads a binary file of escapes and NULs', async () => {
+    const dir = makeTempDir('agentd-unit-screen-');
+    const last = join(dir, 'last');
+    writeFileSync(last, `first\n${quoted}`);
+    expect(await holds(last)).toBe(true);
+    const binary = join(dir, 'binary');
+    const noise = Buffer.alloc(4 * 1024 * 1024);
+    for (let i = 0; i < noise.length; i++)
+      noise[i] = [0x1b, 0x25, 0x00, 0x5c, 0x2b, 0x41, 0x0a][(i * 31) % 7] as number;
+    writeFileSync(binary, noise);
+    expect(await holds(binary, [value, 'Secr3tValue!MoreSecretText'])).toBe(false);
+    noise.write(`\x1b[1m${value.slice(0, 10)}\x1b[0m${value.slice(10)}`, 3 * 1024 * 1024 + 5);
+    writeFileSync(binary, noise);
+    expect(await holds(binary, [value, 'Secr3tValue!MoreSecretText'])).toBe(true);
   });
 });
 

@@ -209,6 +209,37 @@ describe('masking what agents really print', () => {
     expect(createMasker(['naïve-secret-ü'])('{"k": "na\\u00efve-secret-\\u00fc"}')).toBe(`{"k": "${MASK}"}`);
   });
 
+  it('masks printf %q of a value with any punctuation, and takes such lines one by one', () => {
+    // As bash 5.2's printf %q prints each value.
+    for (const [value, printed] of [
+      ['Secr3tValue!MoreSecretText', 'Secr3tValue\\!MoreSecretText'],
+      [
+        'a&b(c)d*e,f;g<h>i?j[k]l^m{n|o}p-1',
+        'a\\&b\\(c\\)d\\*e\\,f\\;g\\<h\\>i\\?j\\[k\\]l\\^m\\{n\\|o\\}p-1',
+      ],
+      [`p@ss'w0rd"x$y z`, `p@ss\\'w0rd\\"x\\$y\\ z`],
+      [`tok'en"value-123`, `tok\\'en\\"value-123`],
+      ['back\\slash!and~more', 'back\\\\slash\\!and~more'],
+    ] as const) {
+      const mask = createMasker([value]);
+      expect(mask(`export X=${printed}; echo`), printed).toBe(`export X=${MASK}; echo`);
+      // Whole lines at once would pass it by: the line is masked on its own.
+      expect(mask.needsLines(Buffer.from(`ok\nX=${printed}\n`)), printed).toBe(true);
+      // A line of the value's .env file, printed so on its own.
+      expect(createMasker([`A=1\nX=${value}\n`])(`X=${printed}`), printed).toBe(MASK);
+    }
+    // Where printf %q prints what quotedForms has, or no backslash at all, lines stay as they are:
+    // JSON's \" and \\ in every block would each cost a view.
+    const plain = createMasker(['plain-token-1234567890', 'only"quote$and`tick', "only'quote"]);
+    expect(plain.needsLines(Buffer.from('{"log":"say \\"hi\\" \\\\ \\(x\\)"}\n'))).toBe(false);
+    expect(plain('only\\"quote\\$and\\`tick only\\\'quote')).toBe(`${MASK} ${MASK}`);
+    // Nor does a line with `\!` or `\(` not between the letters of a value (a regular expression).
+    const bang = createMasker(['Secr3tValue!MoreSecretText', 'x(1)y-token-value']);
+    expect(bang.needsLines(Buffer.from('echo hi\\! \\(a\\|b\\)\n'))).toBe(false);
+    // Backslashes elsewhere in a line with a value's sign stay.
+    expect(createMasker(['Secr3tValue!More'])('a\\!b \\"Secr3tValue\\!More\\"')).toBe(`a\\!b \\"${MASK}\\"`);
+  });
+
   it('masks a value with terminal escape sequences inside it (grep --color=always)', () => {
     const token = 'ghp_0123456789abcdefghijABCDEFGHIJ012345';
     const mask = createMasker([token]);
