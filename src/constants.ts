@@ -71,3 +71,9 @@ export const SYSTEM_PATH = '/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/sbin:/usr/l
 
 /** Podman's states of a container whose process runs (or is about to stop): anything else is dead. */
 export const LIVE_CONTAINER_STATES: ReadonlySet<string> = new Set(['running', 'paused', 'stopping']);
+/**
+ * Podman's states of a container that has not run: never started, or started and then reset by its
+ * host's restart (Podman 4 makes every container that had not exited `configured` again at its next
+ * start, listed `created`, with exit code 0, which is not the command's).
+ */
+export const NEVER_STARTED_STATES: ReadonlySet<string> = new Set(['created', 'configured', 'initialized']);

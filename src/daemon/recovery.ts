@@ -1,6 +1,12 @@
 import type { ContainerSummary } from '../adapters/podman.js';
 import type { AgentConfig } from '../config/types.js';
-import { LABEL_AGENT, LABEL_SESSION, LIVE_CONTAINER_STATES, SESSION_ID_PATTERN } from '../constants.js';
+import {
+  LABEL_AGENT,
+  LABEL_SESSION,
+  LIVE_CONTAINER_STATES,
+  NEVER_STARTED_STATES,
+  SESSION_ID_PATTERN,
+} from '../constants.js';
 import type { RecoveryPlan } from '../machines/daemon.machine.js';
 import type { AdoptedSession } from '../machines/session.machine.js';
 import { isNotFailedKind, kindOfExitCode } from '../outcome-kinds.js';
@@ -8,7 +14,6 @@ import type { SessionRecord } from '../sessions/records.js';
 import type { SessionRequest } from '../sessions/types.js';
 
 /** Podman's states of a container whose process never started. */
-const NEVER_STARTED_STATES = new Set(['created', 'configured', 'initialized']);
 
 /**
  * Decides the fate of every session an earlier daemon of this instance accepted but did not finish:

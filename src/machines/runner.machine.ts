@@ -15,6 +15,7 @@ import type {
   AbortEvent,
   AttachEvent,
   AttachInput,
+  ContainerCheck,
   ContainerInput,
   CopyInInput,
   CopyOutInput,
@@ -122,6 +123,9 @@ const DEFINITION_SETTINGS: RunnerSettings = {
 const ABORTING =
   'Stopped while podman creates the container: the call is aborted. Podman may have made it anyway, so teardown starts only once the call has returned.';
 const RETRYING = 'One transient podman failure must not leave objects behind: wait, then try again.';
+/** Why a session whose host restarted under it is abandoned (Podman reset its container: exit code 0). */
+const HOST_RESTARTED =
+  "it restarted meanwhile: Podman reset the container to created, so the command did not finish (the exit code 0 Podman gives such a container is not the command's)";
 
 /**
  * How long a stopped container's exit may take to come through the attachment once `podman stop` has
@@ -155,7 +159,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
       copyOut: fromPromise<void, CopyOutInput>(async () => notProvided('copyOut')),
       screenOutput: fromPromise<void, ScreenOutputInput>(async () => notProvided('screenOutput')),
       /** Whether the container exists; fails while its host does not answer. */
-      checkContainer: fromPromise<boolean, ContainerInput>(async () => notProvided('checkContainer')),
+      checkContainer: fromPromise<ContainerCheck, ContainerInput>(async () => notProvided('checkContainer')),
       stopContainer: fromPromise<void, StopInput>(async () => notProvided('stopContainer')),
       removeSecrets: fromPromise<void, RemoveSecretsInput>(async () => notProvided('removeSecrets')),
       removeContainer: fromPromise<void, ContainerInput>(async () => notProvided('removeContainer')),
@@ -189,7 +193,8 @@ export function runnerMachineFor(settings: RunnerSettings) {
       /** A cancel finds nothing to stop: the container had exited before this daemon adopted it. */
       adoptedExited: ({ context }) => context.adopted?.exited === true,
       lostBefore: ({ context }) => context.lostSince !== undefined,
-      containerExists: (_, exists: boolean) => exists,
+      containerExists: (_, check: ContainerCheck) => check === 'there',
+      containerReset: (_, check: ContainerCheck) => check === 'reset',
       copiesIn: ({ context }) => context.plan.copyIn !== undefined,
       /** Only once the container was started: before, there is no archive to copy. */
       copiesOut: ({ context }) => context.plan.copyOut !== undefined && context.attachments > 0,
@@ -533,6 +538,13 @@ export function runnerMachineFor(settings: RunnerSettings) {
                   params: ({ context, event }) => failed(phaseOfRun(context), event.error),
                 },
               },
+              'container.reset': {
+                target: '#runner.tearingDown',
+                actions: {
+                  type: 'decide',
+                  params: ({ context }) => hostLost(phaseOfRun(context), context.host, HOST_RESTARTED),
+                },
+              },
               'setup.commit': {
                 actions: { type: 'announceCommit', params: ({ event }) => ({ commit: event.commit }) },
               },
@@ -812,6 +824,15 @@ export function runnerMachineFor(settings: RunnerSettings) {
                             {
                               guard: { type: 'containerExists', params: ({ event }) => event.output },
                               target: '#runner.live.attached.connection.following',
+                            },
+                            {
+                              guard: { type: 'containerReset', params: ({ event }) => event.output },
+                              target: '#runner.tearingDown',
+                              actions: {
+                                type: 'decide',
+                                params: ({ context }) =>
+                                  hostLost(phaseOfRun(context), context.host, HOST_RESTARTED),
+                              },
                             },
                             {
                               target: '#runner.tearingDown',

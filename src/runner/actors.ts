@@ -8,7 +8,12 @@ import type {
   PodmanPort,
 } from '../adapters/podman.js';
 import { fileStamp } from '../adapters/state-files.js';
-import { LABEL_SECRETS, LIVE_CONTAINER_STATES, SECRET_MOUNT_DIR } from '../constants.js';
+import {
+  LABEL_SECRETS,
+  LIVE_CONTAINER_STATES,
+  NEVER_STARTED_STATES,
+  SECRET_MOUNT_DIR,
+} from '../constants.js';
 import { errorMessage } from '../errors.js';
 import { SecretValue } from '../secret-value.js';
 import { CacheVolumes } from './cache-volumes.js';
@@ -95,7 +100,25 @@ export type AttachEvent =
     }
   | { type: 'container.lost'; error: unknown }
   /** The host does not answer (a remote connection dropped): the container may run on. */
-  | { type: 'container.unreachable'; error: unknown };
+  | { type: 'container.unreachable'; error: unknown }
+  /** The host restarted while the container ran: Podman reset it to `created`, the command is gone. */
+  | { type: 'container.reset' };
+
+/** What a followed container is when its host answers again: still there, reset by a restart, or gone. */
+export type ContainerCheck = 'there' | 'reset' | 'gone';
+
+/**
+ * A container that ran and is `created` again: its host restarted (Podman 4 resets what had not
+ * exited, with exit code 0). A container never started has no start time (Podman's zero time).
+ */
+function resetByRestart(info: ContainerInspect): boolean {
+  return NEVER_STARTED_STATES.has(info.State.Status) && Date.parse(info.State.StartedAt ?? '') > 0;
+}
+
+/** Thrown where the engine confirms an end: the attachment says `container.reset`, not an exit. */
+class ContainerResetError extends Error {
+  override name = 'ContainerResetError';
+}
 
 export interface RemoveSecretsInput extends OnHost {
   names: string[];
@@ -253,7 +276,13 @@ export function runnerActors(ports: HostPorts, output: OutputSink) {
       void prepare()
         .then(() => attach(port, output, input, send, controller.signal, images))
         .catch((error: unknown) =>
-          send(port.remote ? { type: 'container.unreachable', error } : { type: 'container.lost', error }),
+          send(
+            error instanceof ContainerResetError
+              ? { type: 'container.reset' }
+              : port.remote
+                ? { type: 'container.unreachable', error }
+                : { type: 'container.lost', error },
+          ),
         );
       // The machine cuts a `podman run` short that has not started the setup step yet (a stop).
       receive(() => controller.abort());
@@ -322,9 +351,10 @@ export function runnerActors(ports: HostPorts, output: OutputSink) {
         }
       }
     }),
-    checkContainer: fromPromise<boolean, ContainerInput>(
-      async ({ input, signal }) => (await on(input).inspectContainer(input.container, signal)) !== undefined,
-    ),
+    checkContainer: fromPromise<ContainerCheck, ContainerInput>(async ({ input, signal }) => {
+      const info = await on(input).inspectContainer(input.container, signal);
+      return info === undefined ? 'gone' : resetByRestart(info) ? 'reset' : 'there';
+    }),
     stopContainer: fromPromise<void, StopInput>(({ input, signal }) =>
       on(input).stopContainer(input.container, input.graceSeconds, signal),
     ),
@@ -495,6 +525,10 @@ async function attach(
       send({ type: 'container.lost', error: new Error(`container ${container} is gone from its host`) });
       return;
     }
+    if (resetByRestart(info)) {
+      await out.close();
+      throw new ContainerResetError(`container ${container} was reset by its host's restart`);
+    }
     if (!LIVE_CONTAINER_STATES.has(info.State.Status)) {
       const exitedForReal = info.State.Status === 'exited' || info.State.Status === 'stopped';
       await exited(exitedForReal ? info.State.ExitCode : ended, run.stderr());
@@ -656,6 +690,11 @@ async function attach(
         overlapsEnd();
         await out.close();
         throw new Error(`the connection to the host of container ${container} dropped while waiting for it`);
+      }
+      if (resetByRestart(after)) {
+        overlapsEnd();
+        await out.close();
+        throw new ContainerResetError(`container ${container} was reset by its host's restart`);
       }
       exitCode = after.State.ExitCode;
     }

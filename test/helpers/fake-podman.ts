@@ -367,6 +367,7 @@ export class FakePodman implements PodmanPort {
         Status: state,
         Running: state === 'running',
         ExitCode: this.exitCodes.get(name) ?? 0,
+        ...(this.startedAt.has(name) ? { StartedAt: this.startedAt.get(name) } : {}),
         ...(this.finishedAt.has(name) ? { FinishedAt: this.finishedAt.get(name) } : {}),
       },
       Config: { Env: env, Labels: options.labels },
@@ -375,6 +376,19 @@ export class FakePodman implements PodmanPort {
 
   /** When containers exited, as `inspect` says (State.FinishedAt), by name. */
   readonly finishedAt = new Map<string, string>();
+
+  /** When containers started, as `inspect` says (State.StartedAt), by name; unset: Podman's zero time. */
+  readonly startedAt = new Map<string, string>();
+
+  /**
+   * Its host restarted while the container ran: Podman 4 makes it `created` again (listed so), exit
+   * code 0, its start time kept.
+   */
+  resetByRestart(name: string): void {
+    this.containers.set(name, 'created');
+    this.exitCodes.set(name, 0);
+    this.startedAt.set(name, '2026-12-05T10:00:00.000000000Z');
+  }
 
   /** The container exits while nobody follows it (its host was away, say). */
   exitUnwatched(name: string, code: number): void {
