@@ -525,11 +525,7 @@ function writableSourceCheck(settings: Settings, ctx: ConvertContext): void {
   for (const { path, source } of secretFiles(settings)) places.push({ path, source, file: true });
   for (const { path, source, file } of places) {
     const resolved = resolvedPath(source);
-    const within = (w: (typeof writable)[number]) =>
-      isInside(resolved, w.real) ||
-      isInside(source, w.source) ||
-      (file && (resolved === w.real || source === w.source));
-    const under = writable.find(within);
+    const under = writable.find((w) => reaches(w, source, resolved, file));
     if (under === undefined) continue;
     if (path.length === 0) {
       // The configuration file has no line of its own: the mount that reaches it is told.
@@ -547,19 +543,35 @@ function writableSourceCheck(settings: Settings, ctx: ConvertContext): void {
 }
 
 /**
- * Every file agentd reads a value from: credential and repo token files, webhook secrets, HTTP token
- * files, the TLS certificate and key, hosts' ssh identities. `agent` is the index of the agent whose
- * `credentials:` take the value (the value its sessions are given anyway).
+ * Whether a mount's (or context's) source reaches a host path: the path lies inside it (as written or
+ * with links resolved), or, for a file, is it.
  */
-function secretFiles(settings: Settings): { path: PropertyKey[]; source: string; agent?: number }[] {
-  const files: { path: PropertyKey[]; source: string; agent?: number }[] = [];
-  const fileSource = (path: PropertyKey[], source: CredentialSource | undefined, agent?: number) => {
-    if (source?.kind === 'file')
-      files.push({ path, source: source.path, ...(agent === undefined ? {} : { agent }) });
+function reaches(
+  mount: { source: string; real: string },
+  source: string,
+  resolved: string,
+  file: boolean,
+): boolean {
+  return (
+    isInside(resolved, mount.real) ||
+    isInside(source, mount.source) ||
+    (file && (resolved === mount.real || source === mount.source))
+  );
+}
+
+/**
+ * Every file agentd reads from the host for itself: credential and repo token files, webhook secrets,
+ * HTTP token files, the TLS certificate and key, hosts' ssh identities. `secret` is false for the TLS
+ * certificate, which is public (an agent may read it; it must not rewrite it).
+ */
+function secretFiles(settings: Settings): { path: PropertyKey[]; source: string; secret: boolean }[] {
+  const files: { path: PropertyKey[]; source: string; secret: boolean }[] = [];
+  const fileSource = (path: PropertyKey[], source: CredentialSource | undefined) => {
+    if (source?.kind === 'file') files.push({ path, source: source.path, secret: true });
   };
   settings.agents.forEach((agent, i) => {
     agent.credentials.forEach((c, k) => {
-      fileSource(['agents', i, 'credentials', k, 'source'], c.source, i);
+      fileSource(['agents', i, 'credentials', k, 'source'], c.source);
     });
     fileSource(['agents', i, 'repo_token'], agent.repoToken);
     agent.notify.forEach((n, k) => {
@@ -574,11 +586,12 @@ function secretFiles(settings: Settings): { path: PropertyKey[]; source: string;
     fileSource(['daemon', 'http', 'tokens', k, 'source'], t.source);
   });
   settings.hosts.forEach((h, k) => {
-    if (h.identity !== undefined) files.push({ path: ['hosts', k, 'identity'], source: h.identity });
+    if (h.identity !== undefined)
+      files.push({ path: ['hosts', k, 'identity'], source: h.identity, secret: true });
   });
   if (http?.tls !== undefined) {
-    files.push({ path: ['daemon', 'http', 'tls', 'cert'], source: http.tls.cert });
-    files.push({ path: ['daemon', 'http', 'tls', 'key'], source: http.tls.key });
+    files.push({ path: ['daemon', 'http', 'tls', 'cert'], source: http.tls.cert, secret: false });
+    files.push({ path: ['daemon', 'http', 'tls', 'key'], source: http.tls.key, secret: true });
   }
   return files;
 }
@@ -587,10 +600,17 @@ function secretFiles(settings: Settings): { path: PropertyKey[]; source: string;
  * No file agentd reads a value from lies inside a read-only mount's or a context's source: the agent
  * reads it there as any file its user may read (a 0644 token file is), so another agent's credential,
  * its own repo token (meant for the clone only), the daemon's tokens or a host's ssh identity (root on
- * that host) would be its. Its own credential is given to it anyway. Read-write mounts are refused
- * wider by writableSourceCheck. Real paths are compared, so a link does not hide a file.
+ * that host) would be its. A file that is one of the mounting agent's own credentials is allowed (its
+ * sessions are given that value), whoever else uses it too. Read-write mounts are refused wider by
+ * writableSourceCheck. Real paths are compared, so a link does not hide a file.
  */
 function readableSecretCheck(settings: Settings, ctx: ConvertContext): void {
+  const own = settings.agents.map(
+    (agent) =>
+      new Set(
+        agent.credentials.flatMap((c) => (c.source.kind === 'file' ? [resolvedPath(c.source.path)] : [])),
+      ),
+  );
   const shared = settings.agents.flatMap((agent, i) => [
     ...agent.mounts.flatMap((m, j) =>
       m.readOnly
@@ -602,16 +622,11 @@ function readableSecretCheck(settings: Settings, ctx: ConvertContext): void {
       : [{ agent: i, at: `agents[${i}].context`, source: agent.context, real: resolvedPath(agent.context) }]),
   ]);
   if (shared.length === 0) return;
-  for (const { path, source, agent } of secretFiles(settings)) {
+  for (const { path, source, secret } of secretFiles(settings)) {
+    if (!secret) continue;
     const resolved = resolvedPath(source);
     for (const s of shared) {
-      if (s.agent === agent) continue;
-      const reached =
-        isInside(resolved, s.real) ||
-        isInside(source, s.source) ||
-        resolved === s.real ||
-        source === s.source;
-      if (!reached) continue;
+      if (own[s.agent]?.has(resolved) || !reaches(s, source, resolved, true)) continue;
       const name = settings.agents[s.agent]?.name ?? '?';
       ctx.problems.push({
         path,

@@ -371,6 +371,30 @@ agents:
     );
   });
 
+  it('allows in a read-only mount what may be read: a file that is also its own credential, and the TLS certificate', () => {
+    const shared = join(dir, 'shared-keys');
+    const certs = join(dir, 'certs');
+    mkdirSync(shared, { recursive: true });
+    mkdirSync(certs, { recursive: true });
+    writeFileSync(join(shared, 'token'), 'x');
+    const agentEntry = (name: string, extra = '') =>
+      `  - name: ${name}\n    image: localhost/agentd-base:bookworm\n    command: ["run"]\n${extra}    credentials:\n      - { name: TOKEN, source: file:${shared}/token }\n`;
+    const text = `daemon:
+  state_dir: ${state}
+  http:
+    listen: 127.0.0.1:0
+    tokens:
+      - { name: ops, source: env:HOME, scopes: [admin] }
+    tls: { cert: ${certs}/cert.pem, key: ${dir}/key.pem }
+agents:
+${agentEntry('alpha', `    mounts:\n      - { source: ${shared}, target: /shared }\n      - { source: ${certs}, target: /certs }\n`)}${agentEntry('beta')}`;
+    expect(parse(text).agents.map((a) => a.name)).toEqual(['alpha', 'beta']);
+    // The key is another matter.
+    expect(problems(text.replace(`key: ${dir}/key.pem`, `key: ${certs}/key.pem`)).map((p) => p.path)).toEqual(
+      ['daemon.http.tls.key'],
+    );
+  });
+
   it('resolves links on the way to paths that do not exist yet, and counts ssh keys and the HTTP socket', () => {
     const work = join(dir, 'work-rw');
     mkdirSync(join(work, 'secrets'), { recursive: true });
