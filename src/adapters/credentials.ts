@@ -1,6 +1,6 @@
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { looksLikeValue } from '../config/schema.js';
+import { looksLikeTokenName } from '../config/schema.js';
 import type { AgentConfig, CredentialSource } from '../config/types.js';
 import { AgentdError } from '../errors.js';
 import { SecretValue } from '../secret-value.js';
@@ -40,7 +40,7 @@ export async function resolveSource(
       // session's record, logs and webhooks, does not repeat it.
       throw new AgentdError(
         'CREDENTIAL_UNRESOLVED',
-        looksLikeValue(source.name)
+        looksLikeTokenName(source.name)
           ? `credential ${name}: the environment variable its source names is not set in the daemon's environment, and the name looks like a credential value pasted in place of a name (not repeated here); put the value in the daemon's environment under a name and write env:NAME`
           : `credential ${name}: environment variable ${source.name} (source ${source.raw}) is not set in the daemon's environment; set it where agentd start runs`,
         { operation: 'resolve credentials' },

@@ -27,8 +27,10 @@ import {
   configSchema,
   describe,
   fallbackError,
+  looksLikeTokenName,
   parseSourceSyntax,
   type RawConfig,
+  TOKEN_LIKE_SOURCE,
 } from './schema.js';
 import type {
   AgentConfig,
@@ -957,7 +959,8 @@ function toSource(raw: string, dir: string): CredentialSource {
   if ('problem' in parsed) {
     throw new AgentdError('INTERNAL', `unvalidated credential source: ${parsed.problem}`);
   }
-  return parsed.kind === 'env' ? { ...parsed, raw } : { kind: 'file', path: resolve(dir, parsed.path), raw };
+  if (parsed.kind === 'file') return { kind: 'file', path: resolve(dir, parsed.path), raw };
+  return { ...parsed, raw: looksLikeTokenName(parsed.name) ? TOKEN_LIKE_SOURCE : raw };
 }
 
 function durationMs(text: string): number {

@@ -255,9 +255,21 @@ export function parseSourceSyntax(raw: string): SourceSyntax | { problem: string
  * an environment variable's usual upper-case name. Refused without being repeated, so that it reaches
  * neither validate's output nor, as the name of an unset variable, a session's error.
  */
-export function looksLikeValue(raw: string): boolean {
+function looksLikeValue(raw: string): boolean {
   return raw.length >= 16 && !/^[A-Z_][A-Z0-9_]*$/.test(raw);
 }
+
+/**
+ * An `env:` name that looks like a token pasted in place of a name (env:ghp_…): 16 characters or more,
+ * with upper and lower case letters and digits. Such a name is not repeated in messages, which reach
+ * records, logs and webhooks; a long name in one case (my_service_api_token) is a name.
+ */
+export function looksLikeTokenName(name: string): boolean {
+  return name.length >= 16 && /[a-z]/.test(name) && /[A-Z]/.test(name) && /[0-9]/.test(name);
+}
+
+/** What messages show for such a source instead of what was written. */
+export const TOKEN_LIKE_SOURCE = 'env:(a name that looks like a credential value, not shown)';
 
 function source(missing?: string) {
   return checkedString(

@@ -713,3 +713,16 @@ describe('parseConfig: daemon.state_dir', () => {
     );
   });
 });
+
+describe('parseConfig: an env: source whose name looks like a pasted token', () => {
+  it('is kept by its name but shown as not shown, wherever messages and views print the source', () => {
+    const pasted = 'ghp_16C7e42F292c6912E7710c838347Ae178B4a';
+    const [parsed] = parse(
+      `agents:\n${agent(`    credentials:\n      - { name: GH, source: env:${pasted} }\n      - { name: LONG, source: env:my_service_api_token }\n`)}`,
+    ).agents;
+    expect(parsed?.credentials.map((c) => c.source)).toEqual([
+      { kind: 'env', name: pasted, raw: 'env:(a name that looks like a credential value, not shown)' },
+      { kind: 'env', name: 'my_service_api_token', raw: 'env:my_service_api_token' },
+    ]);
+  });
+});

@@ -46,6 +46,11 @@ describe('env: credential sources', () => {
     await expect(
       resolveSource('TOKEN', { kind: 'env', name: 'GH_TOKEN', raw: 'env:GH_TOKEN' }, {}),
     ).rejects.toThrow('credential TOKEN: environment variable GH_TOKEN (source env:GH_TOKEN) is not set');
+    // A long name in one case is a name.
+    const long = { kind: 'env' as const, name: 'my_service_api_token', raw: 'env:my_service_api_token' };
+    await expect(resolveSource('TOKEN', long, {})).rejects.toThrow(
+      'environment variable my_service_api_token',
+    );
     const pasted = 'ghp_16C7e42F292c6912E7710c838347Ae178B4a';
     const error = await resolveSource('TOKEN', { kind: 'env', name: pasted, raw: `env:${pasted}` }, {}).then(
       () => undefined,
