@@ -495,6 +495,12 @@ async function supervise(options: DaemonOptions): Promise<number> {
           "shutting down once the start's reconciliation has ended and the outcomes it read are recorded (each podman call within its deadline, daemon.podman_timeout); a second signal stops at once, and a session whose exited container it had removed is then recorded abandoned by the next start",
         );
       },
+      announceReconcileFailed: (_, reason) => {
+        log.error(
+          { event: 'daemon.reconcile_failed', reason },
+          `the start's reconciliation failed while the daemon was stopping: ${reason}; stopping as asked, and the next start reconciles again`,
+        );
+      },
       announceFiringSkipped: (_, { agent, firing, reason }) => {
         metrics.firing(agent, 'skipped');
         log.info(

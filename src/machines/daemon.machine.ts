@@ -255,15 +255,14 @@ const whileStarting = {
 type ReconciledEvent = DoneActorEvent<ReconcileResult>;
 
 /**
- * What the start's reconciliation found is taken over: sessions settled from their exited containers are
- * recorded at once (those containers are gone: their outcome is only here), the others queued or adopted.
+ * What the start's reconciliation settled is recorded at once: the sessions settled from their exited
+ * containers (those containers are gone: their outcome is only here), and its summary.
  */
-const takeRecovery = [
+const recordReconciled = [
   {
     type: 'storeReconcileSummary',
     params: ({ event }: { event: ReconciledEvent }) => event.output.summary,
   },
-  { type: 'recoverSessions', params: ({ event }: { event: ReconciledEvent }) => event.output.recovery },
   {
     type: 'reportSettled',
     params: ({ event }: { event: ReconciledEvent }) => ({ sessions: event.output.recovery.finished }),
@@ -568,6 +567,11 @@ export const daemonMachine = setup({
      * reconciliation has ended and its outcomes are recorded.
      */
     announceShutdownPending: (_, _params: undefined) => {},
+    /**
+     * Side effect (provided): the start's reconciliation failed after a shutdown came; the daemon stops
+     * as asked, and the next start reconciles again.
+     */
+    announceReconcileFailed: (_, _params: string) => {},
     /** Side effect (provided): a second shutdown cancels the running sessions. */
     announceCancelAll: (_, _params: { running: number }) => {},
     /**
@@ -867,7 +871,7 @@ export const daemonMachine = setup({
         },
         stopping: {
           description:
-            'A shutdown came: the reconciliation ends first (each podman call within its deadline), since the outcomes it read from exited containers it removed are nowhere else; they are recorded, then the daemon stops. A second shutdown stops at once: a session whose container was removed by then is recorded abandoned by the next start.',
+            'A shutdown came: the reconciliation ends first (each podman call within its deadline), since the outcomes it read from exited containers it removed are nowhere else; they are recorded, then the daemon stops, leaving the queued and adopted sessions it found to the next start. A reconciliation that fails is logged and the daemon stops all the same. A second shutdown stops at once: a session whose container was removed by then is recorded abandoned by the next start.',
           entry: 'announceShutdownPending',
           on: {
             reload: { actions: { type: 'rejectReload', params: ({ event }) => event } },
@@ -877,12 +881,15 @@ export const daemonMachine = setup({
       invoke: {
         src: 'reconcile',
         onDone: [
-          // Hosts are not started for a daemon that stops: the next start reconciles them again.
-          { guard: 'shutdownPending', target: 'shutdown', actions: takeRecovery },
+          // A daemon that stops records only what the reconciliation settled. The recovered queue and
+          // the adopted sessions stay as their records are, for the next start (a drain would settle the
+          // queue `cancelled`); no host is started: the next start reconciles them again.
+          { guard: 'shutdownPending', target: 'shutdown', actions: recordReconciled },
           {
             target: 'opening',
             actions: [
-              ...takeRecovery,
+              ...recordReconciled,
+              { type: 'recoverSessions', params: ({ event }) => event.output.recovery },
               {
                 type: 'startHosts',
                 params: ({ event }) => ({
@@ -897,10 +904,19 @@ export const daemonMachine = setup({
             ],
           },
         ],
-        onError: {
-          target: 'failed',
-          actions: { type: 'storeFailure', params: ({ event }) => messageOf(event.error) },
-        },
+        onError: [
+          // The operator asked for a stop, and gets one (exit 0); the reconciliation's failure is logged,
+          // and the next start reconciles again.
+          {
+            guard: 'shutdownPending',
+            target: 'shutdown',
+            actions: { type: 'announceReconcileFailed', params: ({ event }) => messageOf(event.error) },
+          },
+          {
+            target: 'failed',
+            actions: { type: 'storeFailure', params: ({ event }) => messageOf(event.error) },
+          },
+        ],
       },
       // `shutdown` in `stopping` falls through to here: the second one stops at once.
       on: whileStarting,

@@ -222,6 +222,8 @@ async function replayDaemon(path: StatePath<DaemonSnapshot, ModelEvent>, maxSess
   const current = new Map<string, string>();
   const accepted: string[] = [];
   let recovered = false;
+  /** Its queued and adopted sessions were taken over: not by a daemon told to stop while reconciling. */
+  let takenOver = false;
   /** Adopted sessions are taken over on entering ready; a daemon that never got there leaves them. */
   // Up (ready or degraded): recovered containers are supervised from then on.
   let wasUp = false;
@@ -239,6 +241,7 @@ async function replayDaemon(path: StatePath<DaemonSnapshot, ModelEvent>, maxSess
       const e = event as { type: string; sessionId?: string; output?: ReconcileResult };
       if (e.type === `xstate.done.actor.${RECONCILE}`) {
         recovered = e.output === RECOVERED;
+        takenOver = recovered && model.value === 'opening';
         fakes.reconcile.resolve(e.output as ReconcileResult);
       } else if (e.type === `xstate.error.actor.${RECONCILE}`)
         fakes.reconcile.reject(new Error('podman down'));
@@ -305,9 +308,14 @@ async function replayDaemon(path: StatePath<DaemonSnapshot, ModelEvent>, maxSess
   for (const id of accepted) expect(fakes.reportsOf(id), `${at}: outcome of ${id}`).toHaveLength(1);
   // Recovered sessions too, unless the daemon failed to start (the next one recovers them again).
   if (recovered) expect(fakes.reportsOf('r3'), `${at}: outcome of r3`).toHaveLength(1);
-  if (recovered && stopped) {
+  if (takenOver && stopped) {
     expect(fakes.reportsOf('r2'), `${at}: outcome of r2`).toHaveLength(1);
     expect(fakes.reportsOf('r1'), `${at}: outcome of r1`).toHaveLength(wasUp ? 1 : 0);
+  }
+  // A daemon told to stop while it reconciled leaves the queued and adopted ones to the next start.
+  if (recovered && !takenOver) {
+    expect(fakes.reportsOf('r2'), `${at}: outcome of r2`).toEqual([]);
+    expect(fakes.reportsOf('r1'), `${at}: outcome of r1`).toEqual([]);
   }
   if (stopped) expectNothingRuns(actor, fakes, at);
   for (const run of fakes.runs.values()) {
