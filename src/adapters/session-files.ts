@@ -71,6 +71,12 @@ export class SessionFiles {
   /** Bytes of request and input files staged by this daemon, by session, until its directory goes. */
   private readonly staged = new Map<string, number>();
   private stagedBytes = 0;
+  /**
+   * Sessions of this daemon whose directory `prepare` made ready: accepted, until `remove`. A trigger
+   * with files that stages under such an id while it is taken (by a trigger without files, accepted
+   * while it staged) removes only its own files when it is refused (`unstage`).
+   */
+  private readonly prepared = new Set<string>();
 
   constructor(
     stateDir: string,
@@ -133,9 +139,28 @@ export class SessionFiles {
       await syncDir(this.dir);
     } catch (error) {
       if (error instanceof SessionFilesExistError) throw error;
-      this.remove(sessionId);
+      this.unstage(sessionId);
       throw error instanceof StateDirError ? error : new StateDirError(operation, paths.dir, error);
     }
+  }
+
+  /**
+   * Removes what `stage` wrote for a trigger that was not accepted, and no more: a session accepted
+   * under the same id while it staged (a trigger without files, which the machine took before it knew
+   * of this one) keeps its directory and its output place, and only the request and input files this
+   * staging wrote go.
+   */
+  unstage(sessionId: string): void {
+    if (!this.prepared.has(sessionId)) {
+      this.remove(sessionId);
+      return;
+    }
+    this.stagedBytes -= this.staged.get(sessionId) ?? 0;
+    this.staged.delete(sessionId);
+    if (!SESSION_ID.test(sessionId)) return;
+    const paths = this.paths(sessionId);
+    removeTree(paths.request);
+    removeTree(paths.input);
   }
 
   /**
@@ -153,7 +178,10 @@ export class SessionFiles {
     this.stagedBytes += bytes;
   }
 
-  /** Makes sure the session's directory and its output place exist (every session has one). */
+  /**
+   * Makes sure an accepted session's directory and its output place exist (every session has one), and
+   * takes the id for the session (see `unstage`).
+   */
   prepare(sessionId: string): void {
     const paths = this.paths(sessionId);
     try {
@@ -161,12 +189,23 @@ export class SessionFiles {
     } catch (error) {
       throw new StateDirError(`prepare the work directory of session ${sessionId}`, paths.dir, error);
     }
+    this.prepared.add(sessionId);
+  }
+
+  /**
+   * Undoes `prepare` for a session whose record could not be written: its directory goes, unless a
+   * trigger with files staged it (that trigger removes it when it is refused, or uses it).
+   */
+  unprepare(sessionId: string): void {
+    this.prepared.delete(sessionId);
+    if (!this.staged.has(sessionId)) this.remove(sessionId);
   }
 
   /** Removes a session's work directory and everything in it; never follows a link. */
   remove(sessionId: string): void {
     this.stagedBytes -= this.staged.get(sessionId) ?? 0;
     this.staged.delete(sessionId);
+    this.prepared.delete(sessionId);
     if (!SESSION_ID.test(sessionId)) return;
     removeTree(this.paths(sessionId).dir);
   }

@@ -119,9 +119,12 @@ export class SessionJournal {
     return this.files.stage(sessionId, payload);
   }
 
-  /** Removes what `stage` wrote for a trigger that was not accepted. */
+  /**
+   * Removes what `stage` wrote for a trigger that was not accepted: only that, when a session took its id
+   * meanwhile (see SessionFiles.unstage).
+   */
   unstage(sessionId: string): void {
-    if (!this.has(sessionId)) this.files.remove(sessionId);
+    this.files.unstage(sessionId);
   }
 
   has(sessionId: string): boolean {
@@ -173,7 +176,8 @@ export class SessionJournal {
       this.files.prepare(record.id);
       this.store.accept(record);
     } catch (error) {
-      this.files.remove(record.id);
+      // Not the files a trigger with the same id is staging: its own refusal removes them.
+      this.files.unprepare(record.id);
       throw error;
     }
     this.index.set(record);

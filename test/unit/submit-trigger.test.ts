@@ -1,20 +1,24 @@
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { createActor } from 'xstate';
+import { createActor, raise } from 'xstate';
 import {
   SessionFiles,
   SessionFilesExistError,
   StagedFilesFullError,
 } from '../../src/adapters/session-files.js';
+import { SessionStore } from '../../src/adapters/session-store.js';
 import { StateDirError } from '../../src/adapters/state-files.js';
-import type { SessionJournal } from '../../src/daemon/journal.js';
+import { SessionJournal } from '../../src/daemon/journal.js';
 import { createDaemonPort } from '../../src/daemon/port.js';
+import { RecordKeeper } from '../../src/daemon/record-keeper.js';
 import type { ClientEvent, DaemonEmitted, DaemonInput } from '../../src/machines/daemon.machine.js';
 import { MAX_STAGING, type SubmitPort, submitTrigger } from '../../src/protocol/submit.js';
 import type { TriggerFields } from '../../src/sessions/check-trigger.js';
+import { sessionRecordSchema } from '../../src/sessions/records.js';
 import { manifestOf, type WorkPayload } from '../../src/sessions/work.js';
-import { AGENTS, type FakeOptions, Fakes, settle } from '../helpers/machine-fakes.js';
+import { AGENTS, deferred, type FakeOptions, Fakes, settle } from '../helpers/machine-fakes.js';
 import { makeTempDir } from '../helpers/resources.js';
 
 /** A megabyte of request and 64 small input files: what the auditor's client sent with each trigger. */
@@ -317,5 +321,109 @@ describe('triggers whose files are being written', () => {
     for (const release of releases) release();
     for (const result of await Promise.all(pending)) expect(result).toMatchObject({ accepted: true });
     expect(await submitTrigger(port, 's1', { agent: 'demo' }, PAYLOAD)).toMatchObject({ accepted: true });
+  });
+});
+
+/**
+ * The real journal and session files behind the real port and the daemon machine (recording as
+ * main.ts does), with the staging of files held open once they are written (`hold`), so that another
+ * trigger comes while a trigger's files are being staged.
+ */
+async function filedDaemon() {
+  const stateDir = makeTempDir('agentd-unit-stage-');
+  const log = pino({ level: 'silent' });
+  const store = new SessionStore(stateDir, sessionRecordSchema);
+  const files = new SessionFiles(stateDir, 2 * 1024 * 1024 + 1024);
+  const keeper = new RecordKeeper(
+    { recordsDir: join(stateDir, 'records'), maxAgeMs: 86_400_000, maxBytes: 1 << 30 },
+    files,
+    log,
+  );
+  const journal = new SessionJournal(store, files, keeper, log, 100);
+  const fakes = new Fakes();
+  const machine = fakes.daemon().provide({
+    guards: { sessionIdRecorded: (_, sessionId) => journal.used(sessionId) },
+    actions: {
+      recordAccepted: raise((_, { session, requestId }) => {
+        const answer = requestId === undefined ? { session } : { session, requestId };
+        try {
+          journal.accept(session.request, session.agent.resources.output.bytes);
+        } catch (error) {
+          const reason = error instanceof Error ? error.message : String(error);
+          return { type: 'trigger.unrecorded' as const, ...answer, code: 'state_dir_unwritable', reason };
+        }
+        return { type: 'trigger.recorded' as const, ...answer };
+      }),
+    },
+  });
+  const actor = createActor(machine, { input: { agents: AGENTS, maxSessions: 2 } });
+  actor.start();
+  await settle();
+  const port = createDaemonPort({
+    actor,
+    journal,
+    reload: async () => ({ applied: false }) as never,
+    version: '0.0.0',
+    instanceId: 'test',
+    socket: '/nowhere',
+    log,
+  });
+  const staged = deferred<void>();
+  const hold = deferred<void>();
+  const stage = files.stage.bind(files);
+  files.stage = async (sessionId, content) => {
+    await stage(sessionId, content);
+    staged.resolve();
+    await hold.promise;
+  };
+  return { actor, store, files, journal, port, staged, hold };
+}
+
+describe('a trigger with files and one without that choose one session id', () => {
+  const id = '00000000000000ee';
+
+  it('the one without files is accepted while the other stages: the refused one removes only its own files', async () => {
+    const d = await filedDaemon();
+    const first = submitTrigger(d.port, id, { agent: 'demo' }, PAYLOAD);
+    await d.staged.promise;
+    // The machine knows nothing of the first yet: the second is accepted, its work dir the same.
+    expect(submitTrigger(d.port, id, { agent: 'demo' })).toMatchObject({ accepted: true, sessionId: id });
+    const paths = d.files.paths(id);
+    writeFileSync(join(paths.copy, 'out.tar'), 'the output of the session');
+    d.hold.resolve();
+    expect(await first).toMatchObject({ accepted: false, code: 'duplicate_session' });
+    // The accepted session's work dir and its output place are whole; the refused one's files are gone
+    // and no longer counted (two more payloads fit).
+    expect(readFileSync(paths.archive, 'utf8')).toBe('the output of the session');
+    expect(existsSync(paths.request)).toBe(false);
+    expect(existsSync(paths.input)).toBe(false);
+    await d.files.stage('00000000000000e1', PAYLOAD);
+    await d.files.stage('00000000000000e2', PAYLOAD);
+    await d.journal.settled();
+  });
+
+  it('the one without files that cannot be recorded leaves the staged files of the other alone', async () => {
+    const d = await filedDaemon();
+    const first = submitTrigger(d.port, id, { agent: 'demo' }, PAYLOAD);
+    await d.staged.promise;
+    const accept = d.store.accept.bind(d.store);
+    d.store.accept = () => {
+      throw new StateDirError(
+        'write the record',
+        d.store.dir,
+        Object.assign(new Error('EIO'), { code: 'EIO' }),
+      );
+    };
+    expect(submitTrigger(d.port, id, { agent: 'demo' })).toMatchObject({ accepted: false });
+    d.store.accept = accept;
+    // The state dir takes writes again before the first is decided: it is accepted, with its files.
+    d.actor.send({ type: 'stateDir.writable' });
+    d.hold.resolve();
+    expect(await first).toMatchObject({ accepted: true, sessionId: id });
+    const paths = d.files.paths(id);
+    expect(readFileSync(paths.request)).toEqual(PAYLOAD.request);
+    expect(readdirSync(paths.input)).toHaveLength(64);
+    expect(existsSync(paths.copy)).toBe(true);
+    await d.journal.settled();
   });
 });
