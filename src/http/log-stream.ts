@@ -224,9 +224,17 @@ function outcomeEvent(record: SessionRecord, why: string): LogEvent {
   };
 }
 
+/**
+ * The SSE `event:` name of an `error` event. A browser's EventSource hands an event named `error` to
+ * `onerror`, the handler of a failed connection, where a client could not tell them apart (and would
+ * reconnect to a stream that has ended for good).
+ */
+export const SSE_ERROR_EVENT = 'problem';
+
 function encode(event: LogEvent, format: LogFormat): Uint8Array {
   const data = JSON.stringify(event);
   if (format === 'ndjson') return encoder.encode(`${data}\n`);
   const id = event.type === 'output' ? `id: ${event.seq}\n` : '';
-  return encoder.encode(`${id}event: ${event.type}\ndata: ${data}\n\n`);
+  const name = event.type === 'error' ? SSE_ERROR_EVENT : event.type;
+  return encoder.encode(`${id}event: ${name}\ndata: ${data}\n\n`);
 }

@@ -136,14 +136,14 @@ export const OPERATIONS: readonly Operation[] = [
     path: '/v1/sessions/{id}/log',
     summary: "A session's output, streamed",
     description:
-      "The stored output after `after` (or SSE Last-Event-ID), then, while the session runs, its phases and output as they happen, and its outcome last. Server-Sent Events (each event's `id` is the line's `seq`) or NDJSON, one event per line. A client that leaves 1 MiB unread gets a `lagging` event and the end: resume with `after`. A finished session beyond daemon.history gets its outcome alone, whose `message` names its log in its sealed record; one history lets go of while its stream is sent ends with its outcome likewise, or an `error` event (`unknown_session`) when none is known. At most 64 streams are open at once, 16 per token (503 busy beyond).",
+      "The stored output after `after` (or SSE Last-Event-ID), then, while the session runs, its phases and output as they happen, and its outcome last. Server-Sent Events (each event's `id` is the line's `seq`) or NDJSON, one event per line. A client that leaves 1 MiB unread gets a `lagging` event and the end: resume with `after`. A finished session beyond daemon.history gets its outcome alone, whose `message` names its log in its sealed record; one history lets go of while its stream is sent ends with its outcome likewise, or an `error` event (`unknown_session`; in SSE `event: problem`, since a browser's EventSource hands an event named error to onerror) when none is known. At most 64 streams are open at once, 16 per token (503 busy beyond).",
     scope: 'read',
     params: sessionIdParam,
     query: logQuerySchema,
     responses: {
       200: {
         description:
-          'the stream of log events: NDJSON lines, or SSE events whose `event:` is the type and `data:` the event',
+          'the stream of log events: NDJSON lines, or SSE events whose `event:` is the type (`problem` for `error`) and `data:` the event',
         content: 'ndjson',
         alsoAs: ['sse'],
         schema: logEventSchema,

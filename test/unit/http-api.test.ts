@@ -647,6 +647,17 @@ describe('HTTP API: log streams', () => {
       });
     }
 
+    it('sends that error in SSE as a `problem` event, which EventSource does not take for a failed connection', async () => {
+      const a = await api(prunedPort(undefined));
+      const response = await a.request(`/v1/sessions/${RECORD.id}/log?format=sse`, { token: ENV.T_VIEW });
+      const last = (await read(response)).trim().split('\n\n').at(-1) ?? '';
+      expect(last).toMatch(/^event: problem\ndata: /);
+      expect(JSON.parse(last.split('data: ')[1] ?? '')).toMatchObject({
+        type: 'error',
+        code: 'unknown_session',
+      });
+    });
+
     it('beyond history: its outcome and where its log is, as GET /v1/sessions/{id} finds its record', async () => {
       const a = await api({
         readLog: () => undefined,
