@@ -1,6 +1,5 @@
-import { join } from 'node:path';
-import { RECORD_FILES } from '../adapters/sealed-records.js';
 import type { DaemonPort } from '../protocol/context.js';
+import { sealedLogHint } from '../protocol/sealed-log.js';
 import type { LogSource, OutputLine, SkippedLines } from '../runner/session-log.js';
 import type { SessionRecord } from '../sessions/records.js';
 import type { BusEvent } from '../sessions/session-bus.js';
@@ -220,7 +219,7 @@ function outcomeEvent(record: SessionRecord, why: string): LogEvent {
   return {
     type: 'outcome',
     record,
-    message: `session ${record.id} ${why}: its log is in its sealed record, ${join(record.recordDir, RECORD_FILES.log)} (\`agentd export ${record.id}\` packs the record)`,
+    message: `session ${record.id} ${why}: ${sealedLogHint(record.id, record.recordDir)}`,
   };
 }
 

@@ -7,6 +7,7 @@ import { setImmediate } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import type { DaemonPort } from '../../src/protocol/context.js';
 import { dispatch } from '../../src/protocol/dispatch.js';
+import { sealedLogHint } from '../../src/protocol/sealed-log.js';
 import type { LogSource, OutputLine } from '../../src/runner/session-log.js';
 import type { SessionRecord } from '../../src/sessions/records.js';
 import { fakeConnection } from '../helpers/fake-connection.js';
@@ -108,5 +109,19 @@ describe('logs of a session pruned while its log is replayed', () => {
     expect(message).toContain(`${dir}/session.log`);
     expect(message).toContain(`agentd export ${SESSION}`);
     expect(message).not.toContain('no session');
+    expect(message).toBe(
+      `session ${SESSION} is beyond daemon.history, so its log is no longer kept here: ${sealedLogHint(SESSION, dir, true)}`,
+    );
+  });
+
+  it('names the sealed log in the words the HTTP log stream uses too: one function', () => {
+    const dir = '/var/lib/agentd/records/demo/0123456789abcdef';
+    expect(sealedLogHint(SESSION, dir)).toBe(
+      `its log is in its sealed record, ${dir}/session.log (\`agentd export ${SESSION}\` packs the record)`,
+    );
+    // The socket's error carries no outcome: it names `agentd show` as well.
+    expect(sealedLogHint(SESSION, dir, true)).toBe(
+      `its log is in its sealed record, ${dir}/session.log (\`agentd export ${SESSION}\` packs the record, \`agentd show ${SESSION}\` shows its outcome)`,
+    );
   });
 });

@@ -1,8 +1,7 @@
-import { join } from 'node:path';
-import { RECORD_FILES } from '../../adapters/sealed-records.js';
 import { type Handler, replyError } from '../context.js';
 import { forwardEvent, outcomeReply } from '../follow.js';
 import { Follower } from '../follower.js';
+import { sealedLogHint } from '../sealed-log.js';
 
 /** Sends a session's log; with `follow`, keeps streaming until its outcome. */
 export const logs: Handler<'logs'> = (request, connection, daemon) => {
@@ -17,7 +16,7 @@ export const logs: Handler<'logs'> = (request, connection, daemon) => {
       'unknown_session',
       recordDir === undefined
         ? `no session ${sessionId}; see \`agentd history\` for known sessions`
-        : `session ${sessionId} is beyond daemon.history, so its log is no longer kept here: it is in its sealed record, ${join(recordDir, RECORD_FILES.log)} (\`agentd export ${sessionId}\` packs the record, \`agentd show ${sessionId}\` shows its outcome)`,
+        : `session ${sessionId} is beyond daemon.history, so its log is no longer kept here: ${sealedLogHint(sessionId, recordDir, true)}`,
     );
     return;
   }
