@@ -83,9 +83,11 @@ export class SessionJournal {
    */
   async recover(): Promise<void> {
     // A seal removes the work dir just before it publishes the outcome: one still here was never published.
+    // Read once for all of recovery.
     const working = new Set(this.files.sessions());
     await this.keeper.recover(
       this.loaded,
+      working,
       (id) => this.store.logPath(id),
       (record, output) => this.completed(record, output, working.has(record.id)),
     );

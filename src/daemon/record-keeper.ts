@@ -123,16 +123,18 @@ export class RecordKeeper {
    * dir's record is written as finished before the seal (which can take a while: 10,000 files to
    * unpack), so `completed` is told, before any work dir is removed, the output summary of each record
    * recovery seals and of each sealed one whose state-dir record was stopped short of it (its work dir is
-   * still there); undefined when the seal failed or session.json has none.
+   * still there); undefined when the seal failed or session.json has none. `working`: the sessions that
+   * have a work dir (SessionFiles.sessions), read once by the caller before recovery; nothing makes one
+   * while it runs.
    */
   async recover(
     records: readonly SessionRecord[],
+    working: ReadonlySet<string>,
     logFile: (id: string) => string,
     completed: (record: SessionRecord, output: OutputSummary | undefined) => void = () => {},
   ): Promise<void> {
     const finished = new Map(records.filter((r) => r.outcome !== undefined).map((r) => [r.id, r]));
     const unfinished = new Set(records.filter((r) => r.outcome === undefined).map((r) => r.id));
-    const working = new Set(this.files.sessions());
     for (const record of finished.values()) {
       if (record.recordDir === undefined) continue;
       if (this.records.isSealed(record.recordDir)) {
@@ -148,7 +150,7 @@ export class RecordKeeper {
       );
       completed(record, output);
     }
-    for (const id of this.files.sessions()) {
+    for (const id of working) {
       if (unfinished.has(id)) await this.files.adopt(id);
       else this.files.remove(id);
     }

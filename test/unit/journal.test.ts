@@ -101,7 +101,11 @@ describe('SessionJournal at start, with files staged by the daemon before', () =
 
     const next = journalIn(stateDir, 100, limit);
     next.journal.load(() => {});
+    const listed = vi.spyOn(next.files, 'sessions');
     await next.journal.recover();
+    // The work dir is read once for all of recovery (journal and record keeper).
+    expect(listed).toHaveBeenCalledOnce();
+    listed.mockRestore();
     expect(next.files.sessions()).toEqual([queued.id]);
     // 2 MiB of the 3 are the queued session's: another 2 MiB would pass the bound.
     await expect(next.files.stage('00000000000000aa', payload)).rejects.toThrow(StagedFilesFullError);
