@@ -705,7 +705,6 @@ function sum(values: number[]): number {
   return values.reduce((a, b) => a + b, 0);
 }
 
-/** The session machine with its actors: credentials from the environment and files, the runner over Podman. */
 /** How long a stopping daemon tries to remove what failed teardowns left. */
 const LEFTOVERS_AT_STOP_MS = 10_000;
 /** How long the end waits for the outcomes being recorded to reach their followers. */
@@ -718,6 +717,7 @@ const REBUILT_RECORDS_MIN = 64;
 /** Sessions whose webhooks wait for their outcome to be published, at most (the queue holds 10,000). */
 const ACCEPTED_NOTIFY_MAX = 20_000;
 
+/** The session machine with its actors: credentials from the environment and files, the runner over Podman. */
 function sessionLogic(
   settings: Settings,
   instanceId: string,

@@ -13,8 +13,6 @@ import { isNotFailedKind, kindOfExitCode } from '../outcome-kinds.js';
 import type { SessionRecord } from '../sessions/records.js';
 import type { SessionRequest } from '../sessions/types.js';
 
-/** Podman's states of a container whose process never started. */
-
 /**
  * Decides the fate of every session an earlier daemon of this instance accepted but did not finish:
  * queued ones run again, one whose container still runs is adopted, one whose container exited while
