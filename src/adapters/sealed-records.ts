@@ -672,7 +672,6 @@ function copyLog(from: string | (() => Uint8Array), to: string): void {
   writeFileSync(to, content, { flag: 'wx', mode: 0o600 });
 }
 
-/** Files 0444, directories 0555, bottom-up; links (there should be none) are removed, never followed. */
 /**
  * Seals a record directory (files 0444, directories 0555, anything else removed) and returns what it
  * takes on disk (see sizeOf), in one walk. In the thread pool, a few calls at a time: an agent can leave

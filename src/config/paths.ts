@@ -1,6 +1,8 @@
 import { isAbsolute, join } from 'node:path';
 
-/** Default locations. Pure: the environment, uid and home directory are parameters so tests can vary them. */
+/**
+ * Default locations. Pure: the environment, uid and home directory are parameters so tests can vary them.
+ */
 
 /** The XDG spec says relative values must be ignored, as if unset. */
 function xdgDir(env: NodeJS.ProcessEnv, name: string): string | undefined {
