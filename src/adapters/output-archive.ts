@@ -14,11 +14,14 @@ export const CHUNK_BYTES = 256 * 1024;
  * Duplicates, and needles that hold a shorter one (which finds them too), are dropped.
  */
 export class NeedleSet {
-  private readonly starts = new Uint8Array(65536);
+  /** Of each two bytes (the first as the high byte): whether a needle starts with them, has them. */
+  readonly starts = new Uint8Array(65536);
+  readonly pairs = new Uint8Array(65536);
   private readonly byStart = new Map<number, Buffer[]>();
   private readonly kept: Buffer[];
-  /** Bytes of the longest needle. */
+  /** Bytes of the longest needle, and of the shortest (0 when there are none). */
   readonly longest: number;
+  readonly shortest: number;
 
   constructor(needles: readonly Buffer[]) {
     const unique = [
@@ -34,9 +37,13 @@ export class NeedleSet {
       const list = this.byStart.get(start) ?? [];
       list.push(needle);
       this.byStart.set(start, list);
+      for (let at = 1; at < needle.length; at++) {
+        this.pairs[((needle[at - 1] as number) << 8) | (needle[at] as number)] = 1;
+      }
       longest = Math.max(longest, needle.length);
     }
     this.longest = longest;
+    this.shortest = kept[0]?.length ?? 0;
     this.kept = kept;
   }
 
@@ -45,11 +52,23 @@ export class NeedleSet {
     return new NeedleSet(this.kept.filter(test));
   }
 
-  /** Whether any needle is in `bytes`. */
-  foundIn(bytes: Buffer): boolean {
+  /** Whether a needle is at bytes[at] and ends by `end` (one starts with bytes[at, at + 2): `starts`). */
+  at(bytes: Buffer, at: number, end: number): boolean {
+    for (const needle of this.byStart.get(((bytes[at] as number) << 8) | (bytes[at + 1] as number)) ?? []) {
+      const size = needle.length;
+      if (at + size > end) continue;
+      let i = 2;
+      while (i < size && bytes[at + i] === needle[i]) i++;
+      if (i === size) return true;
+    }
+    return false;
+  }
+
+  /** Whether any needle is in `bytes` (in bytes[from, to)). */
+  foundIn(bytes: Buffer, from = 0, to = bytes.length): boolean {
     const { starts, byStart } = this;
-    const length = bytes.length;
-    for (let at = 0; at + 1 < length; at++) {
+    const length = to;
+    for (let at = from; at + 1 < length; at++) {
       const start = ((bytes[at] as number) << 8) | (bytes[at + 1] as number);
       if (starts[start] === 0) continue;
       for (const needle of byStart.get(start) as Buffer[]) {
@@ -64,10 +83,35 @@ export class NeedleSet {
   }
 }
 
-/** What masking finds in a line of output (the runner's Masker, see createMasker). */
+/**
+ * The readings of a line that masking finds a value in besides the line as it is (the runner's Masker:
+ * see createMasker, LineReadings): the line without escape sequences, with its percent escapes
+ * decoded, without `printf %q`'s backslashes.
+ */
 export interface LineMasking {
-  /** Whether masking would hide something in the line (bytes[start, end)) that no needle finds. */
-  readonly hidesBeyondForms: (bytes: Buffer, start: number, end: number) => boolean;
+  readonly readings: {
+    /**
+     * Of each two bytes (the first as the high byte): which readings (bits 1, 2, 4, 8) they may make
+     * differ from the line there, or 0.
+     */
+    readonly triggers: Uint8Array;
+    /**
+     * Whether a needle is in a reading of bytes[start, end) of one of `kinds` (its bytes' triggers)
+     * where it may not be in the line as it is (about a change: `search` says where needles have
+     * which two bytes in a row, how far they reach, and finds them).
+     */
+    some(
+      bytes: Buffer,
+      start: number,
+      end: number,
+      kinds: number,
+      search: {
+        readonly pairs: Uint8Array;
+        readonly margin: number;
+        found(reading: Buffer, start: number, end: number): boolean;
+      },
+    ): boolean;
+  };
   /** The most characters of a line one hidden value may stretch over. */
   readonly reach: number;
 }
@@ -77,10 +121,10 @@ export interface LineMasking {
  * which file was read (its identity, the same before and after the search, else it counts as held).
  * Undefined when there is no file. Read in chunks that overlap by the longest needle, never through a
  * link; cut short by `signal` (an AbortError). The needles that are base64 text are also looked for
- * in lines of base64 in a row, joined (base64 wrapped at any width). With `masking`, a line counts as
- * held too where masking would hide something in it that no needle finds (escape sequences, percent
- * escapes, `printf %q`, the ends of a value in wrapped base64): what the output is masked for in a
- * line is found in a file too. See LineScan for what is held.
+ * in lines of base64 in a row, joined (base64 wrapped at any width): the needles are to stand for a
+ * value whole, not be a line's share of its wrapped base64 (values of a kind share the first). With
+ * `masking`, the needles are looked for in the readings of a line masking finds a value in too
+ * (escape sequences, percent escapes, `printf %q`). See Scan for what is held.
  */
 export async function fileHoldsAny(
   path: string,
@@ -113,118 +157,183 @@ async function search(
   signal?: AbortSignal,
   masking?: LineMasking,
 ): Promise<boolean> {
-  const overlap = needles.longest - 1;
-  const buffer = Buffer.allocUnsafe(CHUNK_BYTES + overlap);
-  const base64 = needles.only((needle) => BASE64_TEXT.test(needle.toString('latin1')));
-  const lines = base64.longest > 0 || masking ? new LineScan(base64, masking) : undefined;
-  let kept = 0;
+  const scan = new Scan(needles, masking);
   for (;;) {
+    // A chunk at a time, read while the event loop is free, and searched at once.
     signal?.throwIfAborted();
-    const { bytesRead } = await file.read(buffer, kept, CHUNK_BYTES, null);
-    if (bytesRead === 0) return lines?.end() ?? false;
-    const filled = kept + bytesRead;
-    if (needles.foundIn(buffer.subarray(0, filled))) return true;
-    if (lines?.feed(buffer.subarray(kept, filled))) return true;
-    // What a needle cut by the chunk's end may start with: searched again with the next chunk.
-    kept = Math.min(overlap, filled);
-    buffer.copy(buffer, 0, filled - kept, filled);
+    const { bytesRead } = await file.read(scan.buffer, scan.carried, CHUNK_BYTES, null);
+    if (bytesRead === 0) return scan.end();
+    if (scan.feed(bytesRead)) return true;
   }
 }
 
 /** Base64 text: what a needle must be to be looked for in base64 wrapped across lines. */
 const BASE64_TEXT = /^[A-Za-z0-9+/]+=*$/;
 
-/** Of each byte: whether it ends a line (BREAK), may be in a line of base64 (BASE64), or neither. */
-const BASE64 = 0;
-const OTHER = 1;
+/**
+ * Kinds of a byte, or-ed over a line: NOT_BASE64 (not in a line of base64), and the readings it may
+ * make differ from the line (LineMasking's triggers of it and the byte after it, shifted by READINGS);
+ * BREAK ends a line. MAY_READ marks (in Scan.kinds) a byte that starts a trigger: only there is the
+ * table of two bytes looked at.
+ */
+const NOT_BASE64 = 1;
 const BREAK = 2;
-const BYTE_KIND = new Uint8Array(256).fill(OTHER);
-for (const byte of [0x0a, 0x0d, 0x00]) BYTE_KIND[byte] = BREAK;
+const MAY_READ = 4;
+const READINGS = 3;
+const BYTE_KINDS = new Uint8Array(256).fill(NOT_BASE64);
+for (const byte of [0x0a, 0x0d, 0x00]) BYTE_KINDS[byte] = BREAK;
 for (const char of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=') {
-  BYTE_KIND[char.charCodeAt(0)] = BASE64;
+  BYTE_KINDS[char.charCodeAt(0)] = 0;
 }
 
 /** Bytes of a long line read at once (as the output reader cuts one), besides their overlap. */
 const LINE_PIECE_BYTES = 64 * 1024;
 
 /**
- * The file's lines, for what no needle finds in its bytes. Lines end at `\n`, `\r` and NUL (in a tar
- * archive a file's first line follows its header's NULs).
+ * A file's bytes, searched for the needles, and its lines for what no needle finds in its bytes, in one
+ * loop over the bytes: at each, a look-up of the two bytes there in NeedleSet.starts (a needle is
+ * compared only where one starts with them), and one of its kind (BYTE_KINDS), or-ed over a line, which
+ * says at the line's end whether it is base64 and which readings it may have: a line is read again only
+ * for those. Lines end at `\n`, `\r` and NUL (in a tar archive a file's first line follows its
+ * header's NULs).
  *
  * - Lines of base64 in a row are read as one text, for the needles that are base64 text (a value's
  *   base64, or the part of it that carries only the value's bits, a core): base64 of a longer text,
  *   wrapped (`env | base64`: GNU base64 at 76 columns, `openssl base64` at 64, MIME with CRLF), holds
- *   them split across lines wherever the value falls, where masking finds only the lines it starts or
- *   ends in. What is held of such a run is bounded by a chunk and the longest needle.
- * - With `masking`, each line is asked whether masking would hide something in it that no needle
- *   finds (LineMasking.hidesBeyondForms): a value in a reading of the line (without its escape
- *   sequences, with its percent escapes decoded, without `printf %q`'s backslashes), a line of wrapped
- *   base64 with the start or end of one. A line longer than LINE_PIECE_BYTES is asked in pieces that
- *   overlap by as far as one masked value may stretch (3 bytes for each of LineMasking.reach's
- *   characters): what is held of an unfinished line stays bounded by that and a chunk.
+ *   them split across lines wherever the value falls. What is held of such a run is bounded by a chunk
+ *   and the longest needle.
+ * - With `masking`, each line that may read otherwise (an ESC, a `%`, a backslash) and is no shorter
+ *   than the shortest needle (no reading is longer than its line) is read so, and the needles looked
+ *   for in each reading, about where it differs from the line. A line longer than LINE_PIECE_BYTES is
+ *   read in pieces that overlap by as far as one masked value may stretch (3 bytes for each of
+ *   LineMasking.reach's characters): what is held of an unfinished line stays bounded by that and a
+ *   chunk.
  */
-class LineScan {
-  /** What is held of an unfinished line, then the bytes fed. */
-  private readonly buffer: Buffer;
-  private carried = 0;
-  /** Whether the bytes of the unfinished line held are all base64 (BASE64) or not (OTHER). */
-  private seen = BASE64;
+class Scan {
+  /**
+   * What is kept of the bytes searched (the unfinished line, and where a needle cut by the chunk's end
+   * may start), then the next chunk read; and a byte more, the one after the last read looked at.
+   */
+  readonly buffer: Buffer;
+  /** Bytes kept in `buffer`. */
+  carried = 0;
+  /** Where in `buffer` the needles are looked for next (before `carried`: a needle cut by the chunk's end). */
+  private needleAt = 0;
+  /** Where the unfinished line starts in `buffer`, and the kinds of its bytes, or-ed. */
+  private start = 0;
+  private seen = 0;
   private readonly overlap: number;
+  /** Of each byte, its kinds (BYTE_KINDS, with MAY_READ), and LineMasking's triggers. */
+  private readonly kinds: Uint8Array;
+  private readonly triggers: Uint8Array;
+  /** Of each byte, the readings it may make differ whatever follows (shifted by READINGS). */
+  private readonly mayRead = new Uint8Array(256);
+  private readonly base64: NeedleSet;
+  /** What a reading of a line is searched for (LineMasking's `some`). */
+  private readonly search: {
+    readonly pairs: Uint8Array;
+    readonly margin: number;
+    found(reading: Buffer, start: number, end: number): boolean;
+  };
   /** The lines of base64 in a row so far (the last of them being cut short where they were searched). */
   private readonly run: Buffer;
   private runBytes = 0;
   private runLines = 0;
 
   constructor(
-    private readonly base64: NeedleSet,
+    private readonly needles: NeedleSet,
     private readonly masking: LineMasking | undefined,
   ) {
+    this.base64 = needles.only((needle) => BASE64_TEXT.test(needle.toString('latin1')));
     this.overlap = 3 * (masking?.reach ?? 0);
-    this.buffer = Buffer.allocUnsafe(LINE_PIECE_BYTES + this.overlap + CHUNK_BYTES);
-    this.run = Buffer.allocUnsafe(base64.longest > 0 ? CHUNK_BYTES + base64.longest : 0);
+    this.buffer = Buffer.alloc(Math.max(LINE_PIECE_BYTES + this.overlap, needles.longest) + CHUNK_BYTES + 1);
+    this.run = Buffer.allocUnsafe(this.base64.longest > 0 ? CHUNK_BYTES + this.base64.longest : 0);
+    this.kinds = BYTE_KINDS.slice();
+    this.triggers = masking?.readings.triggers ?? new Uint8Array(65536);
+    for (let pair = 0; pair < 65536; pair++) {
+      const readings = this.triggers[pair] as number;
+      if (readings === 0) continue;
+      this.kinds[pair >> 8] = (this.kinds[pair >> 8] as number) | MAY_READ;
+      this.mayRead[pair >> 8] = (this.mayRead[pair >> 8] as number) | (readings << READINGS);
+    }
+    this.search = {
+      pairs: needles.pairs,
+      margin: needles.longest - 1,
+      found: (reading, start, end) => needles.foundIn(reading, start, end),
+    };
   }
 
-  /** Takes the next bytes of the file (at most CHUNK_BYTES); whether a line they end holds something. */
-  feed(bytes: Buffer): boolean {
-    const { buffer } = this;
-    const filled = this.carried + bytes.copy(buffer, this.carried);
-    let start = 0;
+  /** Takes the `read` bytes read into `buffer` after what it kept; whether the file holds something there. */
+  feed(read: number): boolean {
+    const { buffer, kinds, needles, triggers } = this;
+    const { starts } = needles;
+    const filled = this.carried + read;
+    // Where a needle cut by the previous chunk's end may start: looked for again.
+    for (let at = this.needleAt; at < this.carried; at++) {
+      if (
+        starts[((buffer[at] as number) << 8) | (buffer[at + 1] as number)] !== 0 &&
+        needles.at(buffer, at, filled)
+      )
+        return true;
+    }
+    let start = this.start;
     let seen = this.seen;
-    // One table look-up a byte, and a branch taken only at a line's end.
+    // Two table look-ups a byte, a needle compared only where one starts, one branch for most bytes.
+    let byte = buffer[this.carried] as number;
     for (let at = this.carried; at < filled; at++) {
-      const kind = BYTE_KIND[buffer[at] as number] as number;
-      if (kind !== BREAK) {
+      const next = buffer[at + 1] as number;
+      const pair = (byte << 8) | next;
+      const kind = kinds[byte] as number;
+      byte = next;
+      if (starts[pair] !== 0 && needles.at(buffer, at, filled)) return true;
+      if (kind < BREAK) {
         seen |= kind;
         continue;
       }
-      if (at > start && this.inLine(buffer, start, at, seen === BASE64)) return true;
+      if (kind !== BREAK) {
+        seen |= (kind & NOT_BASE64) | ((triggers[pair] as number) << READINGS);
+        continue;
+      }
+      // Nothing to do for a line that is not base64, has nothing to read otherwise and ends no run.
+      if (at > start && (seen !== NOT_BASE64 || this.runLines > 0) && this.inLine(buffer, start, at, seen))
+        return true;
       start = at + 1;
-      seen = BASE64;
+      seen = 0;
     }
+    // The last byte read was looked at with the byte after it unread: any reading it may start.
+    if (start < filled) seen |= this.mayRead[buffer[filled - 1] as number] as number;
     if (filled - start > LINE_PIECE_BYTES + this.overlap) {
       // A piece of a long line: never part of a run of base64 lines (those are short).
-      if (this.inLine(buffer, start, filled, false)) return true;
+      if (this.inLine(buffer, start, filled, seen | NOT_BASE64)) return true;
       start = filled - this.overlap;
     }
-    buffer.copy(buffer, 0, start, filled);
-    this.carried = filled - start;
+    // Kept: the unfinished line, and what a needle the chunk's end cuts may start with.
+    const needleAt = Math.max(0, filled - needles.longest + 1);
+    const keep = Math.min(start, needleAt);
+    buffer.copy(buffer, 0, keep, filled);
+    this.carried = filled - keep;
+    this.needleAt = needleAt - keep;
+    this.start = start - keep;
     this.seen = seen;
     return false;
   }
 
   /** Whether the file's last line (one without a line break), or the run of base64 it ends, holds something. */
   end(): boolean {
-    if (this.carried > 0 && this.inLine(this.buffer, 0, this.carried, this.seen === BASE64)) return true;
+    if (this.carried > this.start && this.inLine(this.buffer, this.start, this.carried, this.seen))
+      return true;
     return this.endRun();
   }
 
-  private inLine(data: Buffer, start: number, end: number, base64: boolean): boolean {
+  private inLine(data: Buffer, start: number, end: number, seen: number): boolean {
     if (this.base64.longest > 0) {
-      if (base64) {
+      if ((seen & NOT_BASE64) === 0) {
         if (this.addToRun(data, start, end)) return true;
-      } else if (this.endRun()) return true;
+      } else if (this.runLines > 0 && this.endRun()) return true;
     }
-    return this.masking?.hidesBeyondForms(data, start, end) ?? false;
+    const readings = seen >> READINGS;
+    if (readings === 0 || end - start < this.needles.shortest) return false;
+    return this.masking?.readings.some(data, start, end, readings, this.search) ?? false;
   }
 
   private addToRun(data: Buffer, start: number, end: number): boolean {
@@ -247,7 +356,7 @@ class LineScan {
 
   /** A line that is not base64 ends a run: searched, if it joined lines (one line was searched whole). */
   private endRun(): boolean {
-    const found = this.runLines > 1 && this.base64.foundIn(this.run.subarray(0, this.runBytes));
+    const found = this.runLines > 1 && this.base64.foundIn(this.run, 0, this.runBytes);
     this.runBytes = 0;
     this.runLines = 0;
     return found;

@@ -953,9 +953,11 @@ function imageOf(info: ContainerInspect | undefined): AttachEvent {
  * bytes; of a multi-line value's lines, not those any file of its kind has (a PEM key's armour, a line
  * without four letters or digits in a row), and none of a JSON document's (its strings of 16 characters
  * and more are searched for as parts: a service account file's `"type": "service_account",` is in every
- * other one). One found withholds the whole output, where a line masked costs nothing. The masker
- * (without those lines) finds what only a reading of a line shows, as the output's masking does
- * (escape sequences, percent escapes, `printf %q`, a line of wrapped base64).
+ * other one); and only forms that stand for a value whole (Masker.identifying: not a line's share of
+ * its wrapped base64, which values of a kind share, every HS256 JWT the first: the lines of wrapped
+ * base64 are searched joined instead). One found withholds the whole output, where a line masked costs
+ * nothing. The masker's readings (without those lines) find what only a reading of a line shows, as the
+ * output's masking does (escape sequences, percent escapes, `printf %q`).
  */
 function outputSearch(values: readonly SecretValue[]): { needles: NeedleSet; masking: Masker } {
   const raw = values.map((value) => value.bytes());
@@ -968,7 +970,7 @@ function outputSearch(values: readonly SecretValue[]): { needles: NeedleSet; mas
     for (const line of split) if (json || PEM_ARMOUR.test(line) || !WORD.test(line)) lines.add(line);
   }
   const masking = createMasker(raw, { except: lines });
-  const needles: Buffer[] = masking.forms.map((form) => Buffer.from(form, 'utf8'));
+  const needles: Buffer[] = masking.identifying.map((form) => Buffer.from(form, 'utf8'));
   for (const bytes of raw) if (bytes.length >= MIN_MASKED_LENGTH) needles.push(bytes);
   return { needles: new NeedleSet(needles), masking };
 }

@@ -117,7 +117,9 @@ function longestParts(parts: Set<string>): string[] {
   return [...parts].sort((a, b) => b.length - a.length).slice(0, MAX_PARTS);
 }
 
-/** The texts that stand for one value in output. */
+/**
+ * The texts that stand for one value in output, whole: with wrappedPiecesOf, what it is masked for.
+ */
 export function formsOf(value: MaskedValue): string[] {
   const bytes = typeof value === 'string' ? Buffer.from(value, 'utf8') : Buffer.from(value);
   const forms: string[] = [];
@@ -139,7 +141,7 @@ export function formsOf(value: MaskedValue): string[] {
     const base64 = form.toString('base64');
     add(base64);
     add(base64.replace(/=+$/, ''));
-    for (const piece of base64Cores(form)) if (piece.length >= MIN_DERIVED_LENGTH) forms.push(piece);
+    for (const core of base64Cores(form)) if (core.length >= MIN_DERIVED_LENGTH) forms.push(core);
     for (const safe of [URI_COMPONENT_SAFE, RFC3986_SAFE]) {
       const percent = percentEncode(form, safe);
       add(percent);
@@ -158,17 +160,31 @@ export function formsOf(value: MaskedValue): string[] {
  * Base64 of a value printed with other bytes around it (`user:TOKEN` for HTTP Basic auth, a JSON
  * document, `echo "$TOKEN" | base64`) differs from the value's own base64 at its ends: the characters
  * that also carry a neighbour's bits. What stays the same is the part between, which depends on where
- * the value starts in its group of 3 bytes: 3 cores. The encoders wrap long output (`base64` at 76
- * columns, `openssl base64` at 64): each line's share of a core too, for a value at the start.
+ * the value starts in its group of 3 bytes: 3 cores.
  */
 function base64Cores(value: Buffer): string[] {
+  return coreSpans(value).map(({ encoded, start, end }) => encoded.slice(start, end));
+}
+
+/**
+ * The encoders wrap long output (`base64` at 76 columns, `openssl base64` at 64): each line's share of
+ * a value's core (see base64Cores), for a value at the start, of at least 8 characters. A line of
+ * output is masked for these; they do not stand for the value whole: many values of a kind share the
+ * first or last of them (every HS256 JWT its header and `{"sub":"`, every PKCS#1 RSA key its armour
+ * and ASN.1 prefix), so a search of a file for the value looks for its cores in the lines joined.
+ */
+export function wrappedPiecesOf(value: MaskedValue): string[] {
+  const bytes = typeof value === 'string' ? Buffer.from(value, 'utf8') : Buffer.from(value);
+  const trimmed = trimTrailingNewlines(bytes);
   const pieces: string[] = [];
-  for (const { encoded, start, end } of coreSpans(value)) {
-    pieces.push(encoded.slice(start, end));
-    for (const width of [76, 64]) {
-      if (end <= width) continue;
-      for (let line = 0; line < end; line += width) {
-        pieces.push(encoded.slice(Math.max(line, start), Math.min(line + width, end)));
+  for (const form of trimmed.length === bytes.length ? [bytes] : [bytes, trimmed]) {
+    for (const { encoded, start, end } of coreSpans(form)) {
+      for (const width of [76, 64]) {
+        if (end <= width) continue;
+        for (let line = 0; line < end; line += width) {
+          const piece = encoded.slice(Math.max(line, start), Math.min(line + width, end));
+          if (piece.length >= MIN_DERIVED_LENGTH) pieces.push(piece);
+        }
       }
     }
   }

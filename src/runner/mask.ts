@@ -6,10 +6,11 @@ import {
   MIN_MASKED_LENGTH,
   partsOf,
   printfQSign,
+  wrappedPiecesOf,
 } from './mask-forms.js';
 import {
   hasPercentEscape,
-  isHex,
+  LineReadings,
   type LineView,
   percentDecoded,
   withoutBackslashes,
@@ -52,6 +53,8 @@ export function createMasker(
   options: { except?: ReadonlySet<string> } = {},
 ): Masker {
   const needles = new Set<string>();
+  /** The forms that stand for a value whole: all but the width-cut pieces of its wrapped base64. */
+  const whole = new Set<string>();
   const cores = new Set<string>();
   const signs = new Set<string>();
   const sign = (value: MaskedValue) => {
@@ -62,15 +65,18 @@ export function createMasker(
       if (found !== undefined) signs.add(found);
     }
   };
-  for (const value of values) {
-    for (const needle of formsOf(value)) needles.add(needle);
+  const add = (value: MaskedValue) => {
+    for (const form of formsOf(value)) {
+      needles.add(form);
+      whole.add(form);
+    }
+    for (const piece of wrappedPiecesOf(value)) needles.add(piece);
     for (const core of coresOf(value)) cores.add(core);
     sign(value);
-    for (const part of partsOf(value)) {
-      for (const needle of formsOf(part)) needles.add(needle);
-      for (const core of coresOf(part)) cores.add(core);
-      sign(part);
-    }
+  };
+  for (const value of values) {
+    add(value);
+    for (const part of partsOf(value)) add(part);
   }
   const wrapped = wrappedBase64([...cores]);
   const ordered = [...needles]
@@ -83,6 +89,10 @@ export function createMasker(
   // Form encoding's `+` for a space: what a form with a space looks like with each space a `+` (with
   // percent escapes too, a block has one anyway). Only these send a block with a `+` line by line.
   const plused = ordered.filter((n) => n.includes(' ')).map((n) => Buffer.from(n.replaceAll(' ', '+')));
+  const identifying = ordered
+    .filter((n) => whole.has(n))
+    .flatMap((n) => (n.includes(' ') ? [n, n.replaceAll(' ', '+')] : [n]));
+  const readings = new LineReadings({ plus: plused.length > 0, signs: backslashed });
   // Spans are pushed one by one: a 64 KiB line may hold a hundred thousand (no spread of that many).
   const find = (text: string, spans: Span[], view?: LineView): void => {
     for (const needle of ordered) {
@@ -110,61 +120,19 @@ export function createMasker(
     const spans = spansOf(line);
     return spans.length > 0 ? maskSpans(line, spans) : line;
   };
-  // Of each byte: whether a view may read the line otherwise from there (checked further: an escape
-  // sequence, a percent escape, a `+` where a form has a space, a backslash before a value's sign, a
-  // byte that is not ASCII where a form has U+FFFD), and whether it is not base64.
-  const kinds = NOT_BASE64_KINDS.slice();
-  const mayView = (byte: number) => {
-    kinds[byte] = (kinds[byte] as number) | MAY_VIEW;
-  };
-  mayView(0x1b);
-  mayView(0x25);
-  if (plused.length > 0) mayView(0x2b);
-  if (signs.size > 0) mayView(0x5c);
-  if (ordered.some((form) => form.includes('\uFFFD')))
-    for (let byte = 0x80; byte < 256; byte++) mayView(byte);
-  const signed = new Uint8Array(256);
-  for (const sign of signs) signed[sign.charCodeAt(sign.indexOf('\\') + 1)] = 1;
-  const viewed = (bytes: Buffer, at: number, end: number): boolean => {
-    const byte = bytes[at] as number;
-    const next = at + 1 < end ? (bytes[at + 1] as number) : 0;
-    if (byte === 0x1b) return next >= 0x40 && next <= 0x5f;
-    if (byte === 0x25) return isHex(next) && at + 2 < end && isHex(bytes[at + 2]);
-    if (byte === 0x5c) return signed[next] === 1;
-    return true;
-  };
-  // One loop over the line's bytes, one table look-up each, and no string, for nearly every line: the
-  // output archive's search asks this of every line of files of up to hundreds of MB, binary ones too.
-  const hidesBeyondForms = (bytes: Buffer, start = 0, end = bytes.length): boolean => {
-    const length = end - start;
-    if (length < MIN_MASKED_LENGTH) return false;
-    let seen = 0;
-    for (let at = start; at < end; at++) {
-      const kind = kinds[bytes[at] as number] as number;
-      if ((kind & MAY_VIEW) !== 0 && viewed(bytes, at, end))
-        return spansOf(bytes.toString('utf8', start, end)).length > 0;
-      seen |= kind;
-    }
-    // A `=` only where the line ends is for the pattern to say (not often: base64's padding).
-    return (
-      (seen & NOT_BASE64) === 0 &&
-      wrapped.any &&
-      length >= MIN_DERIVED_LENGTH &&
-      length <= WRAPPED_LINE_MAX &&
-      wrapped.spans(bytes.toString('latin1', start, end), (seen & PAD) === 0).length > 0
-    );
-  };
   if (ordered.length === 0)
     return Object.assign((line: string) => line, {
       forms: [],
+      identifying: [],
       needsLines: () => false,
-      hidesBeyondForms: () => false,
+      readings: new LineReadings({ plus: false, signs: [] }),
       spans: () => [],
       reach: 0,
     });
   return Object.assign(mask, {
     forms: ordered,
-    hidesBeyondForms,
+    identifying,
+    readings,
     spans: spansOf,
     reach: reachOf(ordered),
     needsLines: (bytes: Buffer) =>
@@ -198,18 +166,6 @@ function reachOf(forms: readonly string[]): number {
 /** A line of base64 as encoders wrap it (`base64` at 76 columns, `openssl base64` at 64). */
 const WRAPPED_BASE64_LINE = /^[A-Za-z0-9+/]+={0,2}$/;
 const WRAPPED_LINE_MAX = 76;
-/**
- * Kinds of a byte, for hidesBeyondForms: one a view may read otherwise from, one not in base64, and
- * base64's padding.
- */
-const MAY_VIEW = 1;
-const NOT_BASE64 = 2;
-const PAD = 4;
-const NOT_BASE64_KINDS = new Uint8Array(256).fill(NOT_BASE64);
-for (const char of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/') {
-  NOT_BASE64_KINDS[char.charCodeAt(0)] = 0;
-}
-NOT_BASE64_KINDS[0x3d] = PAD;
 
 /**
  * A value inside a longer text whose base64 is wrapped (`base64 .env`): wherever the wrap falls, a
@@ -241,13 +197,11 @@ function wrappedBase64(cores: string[]) {
     Buffer.from(core.slice(-MIN_DERIVED_LENGTH)),
   ]);
   return {
-    any: cores.length > 0,
     hinted: (bytes: Buffer) => hints.some((hint) => bytes.includes(hint)),
-    /** `shaped`: the line is known to have only base64's letters, digits, `+` and `/`. */
-    spans(line: string, shaped = false): Span[] {
+    spans(line: string): Span[] {
       const length = line.length;
       if (cores.length === 0 || length < MIN_DERIVED_LENGTH || length > WRAPPED_LINE_MAX) return [];
-      if (!shaped && !WRAPPED_BASE64_LINE.test(line)) return [];
+      if (!WRAPPED_BASE64_LINE.test(line)) return [];
       // The longest start of a core the line ends with, and the longest rest of one it starts with.
       let start = 0;
       for (const { core, at } of starts.get(line.slice(-MIN_DERIVED_LENGTH)) ?? []) {
@@ -303,13 +257,17 @@ export type Masker = ((line: string) => string) & {
   /** Where in the line masking hides something (the mask is maskSpans of these). */
   readonly spans: (line: string) => Span[];
   /**
-   * Whether masking would hide something in a line (bytes[start, end), without its line break, decoded
-   * as the output reader decodes them) that none of `forms`, looked for in those bytes, finds: a value in a
-   * view of the line, a line of wrapped base64 with the start or end of one, or a form with U+FFFD in
-   * a line with bytes that are not ASCII. Only a line with what a view reads otherwise, or of the
-   * shape of wrapped base64, is decoded.
+   * For a search of bytes that are not masked line by line (the output archive): the forms that stand
+   * for a value whole, that is `forms` without the width-cut pieces of a value's wrapped base64 (see
+   * wrappedPiecesOf: values of a kind share the first or last of them, every HS256 JWT the first),
+   * and each of them with a space also with `+` for it (form encoding, which masking reads in a view).
    */
-  readonly hidesBeyondForms: (bytes: Buffer, start?: number, end?: number) => boolean;
+  readonly identifying: readonly string[];
+  /**
+   * The views of a line (escape sequences, percent escapes, `printf %q`'s backslashes) over its bytes,
+   * for the same search: what masking finds in a view is found in one of these by `identifying`.
+   */
+  readonly readings: LineReadings;
   /** The most characters of a line one hidden value may stretch over (see REACH_PER_CHAR). */
   readonly reach: number;
 };

@@ -3,6 +3,7 @@
  * (src/adapters/output-archive.ts, the runner's screenOutput actor). No Podman: archives made here.
  */
 import { execFileSync } from 'node:child_process';
+import { createHmac, generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -36,6 +37,40 @@ function archiveOf(files: Record<string, string | Buffer>): {
   const archive = join(dir, 'out.tar');
   execFileSync('tar', ['-cf', archive, '-C', out, '.']);
   return { archive, withheld: join(dir, 'out.withheld'), searched: join(dir, 'out.searched') };
+}
+
+/** A file that is the archive itself (its bytes are what is searched): no tar for each of many. */
+function fileOf(content: string): { archive: string; withheld: string; searched: string } {
+  const dir = makeTempDir('agentd-unit-screen-');
+  writeFileSync(join(dir, 'out.tar'), content);
+  return {
+    archive: join(dir, 'out.tar'),
+    withheld: join(dir, 'out.withheld'),
+    searched: join(dir, 'out.searched'),
+  };
+}
+
+/** An HS256 JWT: every one has the same header, and a payload that starts `{"sub":"`. */
+function jwt(payload: object, key: string): string {
+  const part = (json: object) => Buffer.from(JSON.stringify(json)).toString('base64url');
+  const signed = `${part({ alg: 'HS256', typ: 'JWT' })}.${part(payload)}`;
+  return `${signed}.${createHmac('sha256', key).update(signed).digest('base64url')}`;
+}
+
+/** Two PKCS#1 RSA keys (PEM) with the same first 48 bytes: armour and ASN.1 prefix (of one length). */
+function rsaKeys(): [string, string] {
+  const seen = new Map<string, string>();
+  for (let i = 0; i < 64; i++) {
+    const key = generateKeyPairSync('rsa', {
+      modulusLength: 2048,
+      privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
+      publicKeyEncoding: { type: 'spki', format: 'pem' },
+    }).privateKey;
+    const other = seen.get(key.slice(0, 48));
+    if (other !== undefined) return [other, key];
+    seen.set(key.slice(0, 48), key);
+  }
+  throw new Error('no two keys of one length');
 }
 
 async function screen(
@@ -136,6 +171,47 @@ describe('the output archive, searched for the session’s values', () => {
     expect((await screen(archiveOf({ 'other.b64': other.join('\n') }), [token])).kept).toBe(true);
   });
 
+  it('is kept when a file holds wrapped base64 of another value of the value’s kind (a JWT, an RSA key: their first bytes are the same), wherever it falls; withheld with the value', async () => {
+    const a = jwt({ sub: '1234567890', name: 'Ann', iat: 1516239022 }, 'key-a');
+    const b = jwt({ sub: '2345678901', name: 'Bob', iat: 1516239023 }, 'key-b');
+    const keys = rsaKeys();
+    // Each pair's first 48 bytes are the same: the base64 of those is a line of 64 columns of either.
+    expect(b.slice(0, 48)).toBe(a.slice(0, 48));
+    expect(keys[1].slice(0, 48)).toBe(keys[0].slice(0, 48));
+    const env = (before: number, value: string) =>
+      `${'#'.repeat(before)}\nHOME=/root\nTOKEN=${value}\nPATH=/usr/bin:/bin\n`;
+    const wrap = (text: string, width: number, eol: string) =>
+      `${(
+        Buffer.from(text)
+          .toString('base64')
+          .match(new RegExp(`.{1,${width}}`, 'g')) ?? []
+      ).join(eol)}${eol}`;
+    for (const [value, other] of [[a, b], keys] as [string, string][]) {
+      for (const [width, eol] of [
+        [76, '\n'],
+        [64, '\n'],
+        [76, '\r\n'],
+      ] as const) {
+        const kind = `${value.slice(0, 5)}, ${width} columns${eol.length > 1 ? ', CRLF' : ''}`;
+        // The other value at 80 places, every column and alignment of it in a line: none is the value.
+        const files: Record<string, string> = {};
+        for (let before = 0; before < 80; before++)
+          files[`env${before}.b64`] = wrap(env(before, other), width, eol);
+        expect((await screen(archiveOf(files), [value])).kept, kind).toBe(true);
+        // The value itself at each of those places is found.
+        for (let before = 0; before < 80; before++) {
+          const { kept } = await screen(fileOf(wrap(env(before, value), width, eol)), [value]);
+          expect(kept, `${kind}, ${before} bytes before`).toBe(false);
+        }
+      }
+    }
+    // A line's share of a value's wrapped base64 alone is not the value (the same line of the other).
+    const share = Buffer.from(`${'x'.repeat(48)}${a}`)
+      .toString('base64')
+      .slice(0, 76);
+    expect((await screen(fileOf(`${share}\n`), [a])).kept).toBe(true);
+  });
+
   it.each([
     [
       'with escape sequences inside it (grep --color=always)',
@@ -154,8 +230,13 @@ describe('the output archive, searched for the session’s values', () => {
     ],
     ['quoted by printf %q', 'export X=Secr3tValue\\!MoreSecretText\n', 'Secr3tValue!MoreSecretText'],
     [
-      'its base64 starting a wrapped line',
-      `${Buffer.from('x'.repeat(48)).toString('base64')}${Buffer.from('ghp_0123456789abcdefghijABCDEFGHIJ012345').toString('base64').slice(0, 12)}\n`,
+      // Its first 9 bytes end the first line (all a line of it holds: masking hides them there).
+      'its base64 starting a wrapped line, the rest on the next',
+      `${(
+        Buffer.from(`${'x'.repeat(48)}ghp_0123456789abcdefghijABCDEFGHIJ012345`)
+          .toString('base64')
+          .match(/.{1,76}/g) ?? []
+      ).join('\n')}\n`,
       'ghp_0123456789abcdefghijABCDEFGHIJ012345',
     ],
   ])('is withheld when a file holds a value %s, as masking finds it', async (_, content, value) => {
@@ -203,25 +284,30 @@ describe('the output archive, searched for the session’s values', () => {
 describe('fileHoldsAny', () => {
   it('finds a needle cut by the boundary of the chunks it reads', async () => {
     const dir = makeTempDir('agentd-unit-screen-');
-    const needle = Buffer.from(VALUE);
-    // Across the first and second boundaries by one byte each way, and right after one.
-    const ats = [1, 2].flatMap((n) => [
-      n * CHUNK_BYTES - needle.length + 1,
-      n * CHUNK_BYTES - 1,
-      n * CHUNK_BYTES,
-    ]);
-    for (const at of ats) {
-      const file = join(dir, `f${at}`);
-      const bytes = Buffer.alloc(3 * 1024 * 1024, 'x');
-      needle.copy(bytes, at);
-      writeFileSync(file, bytes);
-      expect((await fileHoldsAny(file, new NeedleSet([needle])))?.held, `at ${at}`).toBe(true);
-      expect(
-        (await fileHoldsAny(file, new NeedleSet([Buffer.from('not-there-at-all')])))?.held,
-        `at ${at}`,
-      ).toBe(false);
+    // One line of 3 MiB, or lines of 100 bytes; a needle of one line, or of lines (a PEM key's).
+    for (const fill of ['x', `${'x'.repeat(99)}\n`]) {
+      for (const needle of [Buffer.from(VALUE), Buffer.from(`${VALUE}\nMIIEvQIBADANBgkqhkiG9w0\n${VALUE}`)]) {
+        // Across the first and second boundaries by one byte each way, right after one, the ends.
+        const ats = [1, 2].flatMap((n) => [
+          n * CHUNK_BYTES - needle.length + 1,
+          n * CHUNK_BYTES - 1,
+          n * CHUNK_BYTES,
+        ]);
+        for (const at of [0, ...ats, 3 * 1024 * 1024 - needle.length]) {
+          const file = join(dir, `f${at}`);
+          const bytes = Buffer.alloc(3 * 1024 * 1024, fill);
+          needle.copy(bytes, at);
+          writeFileSync(file, bytes);
+          const where = `at ${at}, ${fill.length} bytes a line, ${needle.length} bytes`;
+          expect((await fileHoldsAny(file, new NeedleSet([needle])))?.held, where).toBe(true);
+          expect(
+            (await fileHoldsAny(file, new NeedleSet([Buffer.from('not-there-at-all')])))?.held,
+            where,
+          ).toBe(false);
+        }
+      }
     }
-    expect(await fileHoldsAny(join(dir, 'missing'), new NeedleSet([needle]))).toBeUndefined();
+    expect(await fileHoldsAny(join(dir, 'missing'), new NeedleSet([Buffer.from(VALUE)]))).toBeUndefined();
   });
 });
 
@@ -236,22 +322,37 @@ describe('fileHoldsAny, with what masking finds in a line', () => {
 
   it('finds a value in a line cut by the boundary of the chunks it reads, and in a line longer than a piece', async () => {
     const dir = makeTempDir('agentd-unit-screen-');
-    const ats = [1, 2].flatMap((n) => [
-      n * CHUNK_BYTES - quoted.length + 1,
-      n * CHUNK_BYTES - 20,
-      n * CHUNK_BYTES,
-    ]);
-    for (const separator of ['\n', 'x']) {
-      for (const at of ats) {
-        // Lines of 100 bytes, or one line of 1 MiB (no line break at all).
-        const bytes = Buffer.from(`${'y'.repeat(99)}${separator}`.repeat(10_486));
-        bytes.write(quoted, at);
-        const file = join(dir, `f${at}${separator === 'x' ? 'long' : ''}`);
-        writeFileSync(file, bytes);
-        expect(await holds(file), `at ${at}, ${separator === 'x' ? 'one line' : 'lines'}`).toBe(true);
-        bytes.write(quoted.replace('EXAMPLE', 'ELPMAXE'), at);
-        writeFileSync(file, bytes);
-        expect(await holds(file), `at ${at}, not the value`).toBe(false);
+    // Percent escapes, an escape sequence, printf %q: each with what makes it one (`%`, ESC, `\`)
+    // last in a chunk and first in the next too.
+    const printed = [
+      quoted,
+      `${value.slice(0, 10)}\x1b[1m${value.slice(10)}`,
+      'Secr3tValue\\!MoreSecretText',
+    ];
+    for (const text of printed) {
+      const sign = Math.max(...['%', '\x1b', '\\'].map((char) => text.indexOf(char)));
+      const ats = [1, 2].flatMap((n) => [
+        n * CHUNK_BYTES - text.length + 1,
+        n * CHUNK_BYTES - 20,
+        n * CHUNK_BYTES,
+        n * CHUNK_BYTES - 1 - sign,
+        n * CHUNK_BYTES - sign,
+      ]);
+      for (const separator of ['\n', 'x']) {
+        for (const at of ats) {
+          // Lines of 100 bytes, or one line of 1 MiB (no line break at all).
+          const bytes = Buffer.from(`${'y'.repeat(99)}${separator}`.repeat(10_486));
+          bytes.write(text, at);
+          const file = join(dir, `f${at}${separator === 'x' ? 'long' : ''}`);
+          writeFileSync(file, bytes);
+          const where = `${JSON.stringify(text)} at ${at}, ${separator === 'x' ? 'one line' : 'lines'}`;
+          expect(await holds(file, [value, 'Secr3tValue!MoreSecretText']), where).toBe(true);
+          bytes.write(text.replace('EXAMPLE', 'ELPMAXE').replace('More', 'Less'), at);
+          writeFileSync(file, bytes);
+          expect(await holds(file, [value, 'Secr3tValue!MoreSecretText']), `${where}, not the value`).toBe(
+            false,
+          );
+        }
       }
     }
   });
