@@ -123,8 +123,7 @@ export class SessionFiles {
     try {
       await mkdir(paths.dir, { mode: 0o700 }).catch((error: NodeJS.ErrnoException) => {
         if (error.code !== 'EEXIST') throw error;
-        this.staged.delete(sessionId);
-        this.stagedBytes -= bytes;
+        this.release(sessionId);
         throw taken();
       });
       if (content.request !== undefined) await writeReadOnly(paths.request, content.request);
@@ -155,8 +154,7 @@ export class SessionFiles {
       this.remove(sessionId);
       return;
     }
-    this.stagedBytes -= this.staged.get(sessionId) ?? 0;
-    this.staged.delete(sessionId);
+    this.release(sessionId);
     if (!SESSION_ID.test(sessionId)) return;
     const paths = this.paths(sessionId);
     removeTree(paths.request);
@@ -203,11 +201,16 @@ export class SessionFiles {
 
   /** Removes a session's work directory and everything in it; never follows a link. */
   remove(sessionId: string): void {
-    this.stagedBytes -= this.staged.get(sessionId) ?? 0;
-    this.staged.delete(sessionId);
+    this.release(sessionId);
     this.prepared.delete(sessionId);
     if (!SESSION_ID.test(sessionId)) return;
     removeTree(this.paths(sessionId).dir);
+  }
+
+  /** The bytes a session's staged files counted are free again. */
+  private release(sessionId: string): void {
+    this.stagedBytes -= this.staged.get(sessionId) ?? 0;
+    this.staged.delete(sessionId);
   }
 
   /** Sessions that have a work directory. */
