@@ -7,6 +7,7 @@ import {
   NEVER_STARTED_STATES,
   SESSION_ID_PATTERN,
 } from '../constants.js';
+import { listedExitedByRestart } from '../host-restart.js';
 import type { RecoveryPlan } from '../machines/daemon.machine.js';
 import type { AdoptedSession } from '../machines/session.machine.js';
 import { isNotFailedKind, kindOfExitCode } from '../outcome-kinds.js';
@@ -121,7 +122,16 @@ export function planRecovery(
       });
       continue;
     }
-    if (container && agent && readWhenExited(record, where) && !NEVER_STARTED_STATES.has(container.State)) {
+    // A container Podman 5 made `exited` at its host's restart exited with no command's exit: never
+    // adopted (no marker says how it ended) nor settled by its exit code (0).
+    const exitedByRestart = container !== undefined && listedExitedByRestart(container);
+    if (
+      container &&
+      agent &&
+      readWhenExited(record, where) &&
+      !NEVER_STARTED_STATES.has(container.State) &&
+      !exitedByRestart
+    ) {
       // It exited with no daemon watching. Adopted, its log is read from where the last daemon's copy
       // ends to the setup step's last marker: what the command printed meanwhile goes into the session's
       // log (masked with the values it was given, withheld when they can no longer be read), and the
@@ -141,12 +151,13 @@ export function planRecovery(
       continue;
     }
     // A container the record says ran but Podman says never started was reset by a restart of its host
-    // (Podman 4 makes every container that had not exited `configured` again): its exit code is no
-    // exit code (0), never a success.
+    // (Podman 4 makes every container that had not exited `configured` again), as is one Podman 5 says
+    // exited at no time: its exit code is no exit code (0), never a success.
     const reset =
-      container !== undefined &&
-      NEVER_STARTED_STATES.has(container.State) &&
-      (record.phase === 'running' || record.phase === 'tearing_down');
+      exitedByRestart ||
+      (container !== undefined &&
+        NEVER_STARTED_STATES.has(container.State) &&
+        (record.phase === 'running' || record.phase === 'tearing_down'));
     if (
       container &&
       !reset &&
@@ -179,7 +190,7 @@ export function planRecovery(
         container === undefined
           ? `the daemon stopped while the session was ${record.phase} and its container is gone`
           : reset
-            ? `the daemon stopped while the session was ${record.phase}; its container is ${container.State} again, as Podman leaves a container that was running when its host restarted, so how the agent's command ended is not known`
+            ? `the daemon stopped while the session was ${record.phase}; its container is ${exitedByRestart ? `${container.State} with no exit time` : `${container.State} again`}, as Podman leaves a container that was running when its host restarted, so how the agent's command ended is not known`
             : never
               ? `the daemon stopped while the session was ${record.phase}; its container never ran the command`
               : `the daemon stopped while the session was ${record.phase}; its container ${container.State === 'exited' ? `exited${exitCode === undefined ? '' : ` with code ${exitCode}`}` : `was ${container.State}`} with no daemon watching, so whether the agent's command ran is not known`,

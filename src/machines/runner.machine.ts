@@ -125,7 +125,7 @@ const ABORTING =
 const RETRYING = 'One transient podman failure must not leave objects behind: wait, then try again.';
 /** Why a session whose host restarted under it is abandoned (Podman reset its container: exit code 0). */
 const HOST_RESTARTED =
-  "it restarted meanwhile: Podman reset the container to created, so the command did not finish (the exit code 0 Podman gives such a container is not the command's)";
+  "it restarted meanwhile: Podman reset the container (created again, or exited with no finish time), so the command did not finish (the exit code 0 Podman gives such a container is not the command's)";
 
 /**
  * How long a stopped container's exit may take to come through the attachment once `podman stop` has

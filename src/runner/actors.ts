@@ -8,13 +8,9 @@ import type {
   PodmanPort,
 } from '../adapters/podman.js';
 import { fileStamp } from '../adapters/state-files.js';
-import {
-  LABEL_SECRETS,
-  LIVE_CONTAINER_STATES,
-  NEVER_STARTED_STATES,
-  SECRET_MOUNT_DIR,
-} from '../constants.js';
+import { LABEL_SECRETS, LIVE_CONTAINER_STATES, SECRET_MOUNT_DIR } from '../constants.js';
 import { errorMessage } from '../errors.js';
+import { inspectedResetByRestart } from '../host-restart.js';
 import { SecretValue } from '../secret-value.js';
 import { CacheVolumes } from './cache-volumes.js';
 import { type CommandEnd, findCommandEnd } from './command-end.js';
@@ -101,18 +97,15 @@ export type AttachEvent =
   | { type: 'container.lost'; error: unknown }
   /** The host does not answer (a remote connection dropped): the container may run on. */
   | { type: 'container.unreachable'; error: unknown }
-  /** The host restarted while the container ran: Podman reset it to `created`, the command is gone. */
+  /** The host restarted while the container ran: Podman reset it (`created`, or `exited` with no finish time), the command is gone. */
   | { type: 'container.reset' };
 
 /** What a followed container is when its host answers again: still there, reset by a restart, or gone. */
 export type ContainerCheck = 'there' | 'reset' | 'gone';
 
-/**
- * A container that ran and is `created` again: its host restarted (Podman 4 resets what had not
- * exited, with exit code 0). A container never started has no start time (Podman's zero time).
- */
+/** A container that ran and whose run its host's restart ended (see host-restart.ts). */
 function resetByRestart(info: ContainerInspect): boolean {
-  return NEVER_STARTED_STATES.has(info.State.Status) && Date.parse(info.State.StartedAt ?? '') > 0;
+  return inspectedResetByRestart(info.State);
 }
 
 /** Thrown where the engine confirms an end: the attachment says `container.reset`, not an exit. */

@@ -381,13 +381,14 @@ export class FakePodman implements PodmanPort {
   readonly startedAt = new Map<string, string>();
 
   /**
-   * Its host restarted while the container ran: Podman 4 makes it `created` again (listed so), exit
-   * code 0, its start time kept.
+   * Its host restarted while the container ran: Podman 4 makes it `created` again (listed so), Podman 5
+   * `exited` with its exit never recorded (Podman's zero time); exit code 0, its start time kept.
    */
-  resetByRestart(name: string): void {
-    this.containers.set(name, 'created');
+  resetByRestart(name: string, podman: 4 | 5 = 4): void {
+    this.containers.set(name, podman === 4 ? 'created' : 'exited');
     this.exitCodes.set(name, 0);
     this.startedAt.set(name, '2026-12-05T10:00:00.000000000Z');
+    if (podman === 5) this.finishedAt.set(name, '0001-01-01T00:00:00Z');
   }
 
   /** The container exits while nobody follows it (its host was away, say). */

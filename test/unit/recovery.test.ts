@@ -131,6 +131,39 @@ describe('recovery planning', () => {
     );
   });
 
+  it('abandons, never settles by exit code 0 nor adopts, a session whose container Podman 5 made exited at its host restart', () => {
+    // Podman 5 makes every container that ran `exited` at its host's next start, its exit never recorded:
+    // an exit time of zero (year 1), exit code 0. One that exited for real has an exit time.
+    const started = Date.parse(STARTED) / 1000 + 5;
+    const zero = -62135596800;
+    const plan = planRecovery(
+      [
+        record(id(1), 'running'),
+        record(id(2), 'tearing_down'),
+        record(id(3), 'cloning'),
+        record(id(4), 'running'),
+      ],
+      [
+        container(id(1), 'exited', { ExitCode: 0, StartedAt: started, ExitedAt: zero }),
+        container(id(2), 'exited', { ExitCode: 0, StartedAt: started, ExitedAt: zero }),
+        container(id(3), 'exited', { ExitCode: 0, StartedAt: started, ExitedAt: zero }),
+        container(id(4), 'exited', { ExitCode: 0, StartedAt: started, ExitedAt: started + 1 }),
+      ],
+      AGENTS,
+      NOW,
+    );
+    // The one that exited for real is read (adopted), as before.
+    expect(plan.adopted.map((a) => a.request.sessionId)).toEqual([id(4)]);
+    expect(plan.finished.map((f) => [f.request.sessionId, f.outcome.outcome, f.outcome.exitCode])).toEqual([
+      [id(1), 'abandoned', undefined],
+      [id(2), 'abandoned', undefined],
+      [id(3), 'abandoned', undefined],
+    ]);
+    expect(plan.finished[0]?.outcome.message).toMatch(
+      /while the session was running; its container is exited with no exit time, as Podman leaves a container that was running when its host restarted/,
+    );
+  });
+
   it('calls a session timed out when its container was stopped at its deadline by Podman', () => {
     const exitedAt = Date.parse(STARTED) / 1000 + 70;
     const plan = planRecovery(

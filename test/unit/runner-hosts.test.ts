@@ -209,52 +209,55 @@ describe('a session whose host stops answering', () => {
     });
   });
 
-  it('is abandoned, not succeeded, when its host restarted meanwhile (Podman reset the container: created, exit 0)', async () => {
-    const RESTARTED =
-      /lost the connection to host b1 while running: it restarted meanwhile: Podman reset the container/;
-    // Found when the host answers again.
-    const away = remote();
-    const run = start(away);
-    await toRunning(away);
-    away.goDown();
-    await until(() => run.warnings.length > 0, 'the runner noticed');
-    away.resetByRestart(CONTAINER);
-    away.comeBack();
-    run.actor.send({ type: 'host.up' });
-    expect(await run.result).toMatchObject({
-      outcome: 'abandoned',
-      message: expect.stringMatching(RESTARTED),
-    });
-    expect([...away.secrets, ...away.containers.keys()]).toEqual([]);
+  it.each([4, 5] as const)(
+    'is abandoned, not succeeded, when its host restarted meanwhile (Podman %i reset the container: exit 0)',
+    async (version) => {
+      const RESTARTED =
+        /lost the connection to host b1 while running: it restarted meanwhile: Podman reset the container/;
+      // Found when the host answers again.
+      const away = remote();
+      const run = start(away);
+      await toRunning(away);
+      away.goDown();
+      await until(() => run.warnings.length > 0, 'the runner noticed');
+      away.resetByRestart(CONTAINER, version);
+      away.comeBack();
+      run.actor.send({ type: 'host.up' });
+      expect(await run.result).toMatchObject({
+        outcome: 'abandoned',
+        message: expect.stringMatching(RESTARTED),
+      });
+      expect([...away.secrets, ...away.containers.keys()]).toEqual([]);
 
-    // Found where the attachment's end is confirmed: the stream dropped (podman says 0).
-    const dropped = remote();
-    const second = start(dropped);
-    const first = await toRunning(dropped);
-    dropped.resetByRestart(CONTAINER);
-    first.drop();
-    expect(await second.result).toMatchObject({
-      outcome: 'abandoned',
-      message: expect.stringMatching(RESTARTED),
-    });
+      // Found where the attachment's end is confirmed: the stream dropped (podman says 0).
+      const dropped = remote();
+      const second = start(dropped);
+      const first = await toRunning(dropped);
+      dropped.resetByRestart(CONTAINER, version);
+      first.drop();
+      expect(await second.result).toMatchObject({
+        outcome: 'abandoned',
+        message: expect.stringMatching(RESTARTED),
+      });
 
-    // Found where a resumed follow's end is confirmed: `wait` answers 0 for such a container.
-    const resumed = remote();
-    const third = start(resumed);
-    await toRunning(resumed);
-    resumed.goDown();
-    await until(() => third.warnings.length > 0, 'the runner noticed');
-    resumed.comeBack();
-    third.actor.send({ type: 'host.up' });
-    await until(() => resumed.stream() !== undefined, 'followed again');
-    // `wait` and the follow end with 0; the engine, asked next, has the container created again.
-    (resumed.stream() ?? expect.fail('no stream')).exit(0);
-    resumed.resetByRestart(CONTAINER);
-    expect(await third.result).toMatchObject({
-      outcome: 'abandoned',
-      message: expect.stringMatching(RESTARTED),
-    });
-  });
+      // Found where a resumed follow's end is confirmed: `wait` answers 0 for such a container.
+      const resumed = remote();
+      const third = start(resumed);
+      await toRunning(resumed);
+      resumed.goDown();
+      await until(() => third.warnings.length > 0, 'the runner noticed');
+      resumed.comeBack();
+      third.actor.send({ type: 'host.up' });
+      await until(() => resumed.stream() !== undefined, 'followed again');
+      // `wait` and the follow end with 0; the engine, asked next, has the container created again.
+      (resumed.stream() ?? expect.fail('no stream')).exit(0);
+      resumed.resetByRestart(CONTAINER, version);
+      expect(await third.result).toMatchObject({
+        outcome: 'abandoned',
+        message: expect.stringMatching(RESTARTED),
+      });
+    },
+  );
 
   it('is cancelled at once while its host is away, not after the grace period', async () => {
     const podman = remote();
