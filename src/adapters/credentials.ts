@@ -12,19 +12,29 @@ export interface ResolvedCredentials {
   repoToken?: SecretValue;
 }
 
+/** How credential files are read: the daemon's one reader, or a test's. */
+export interface ResolveOptions {
+  files?: CredentialFiles;
+  /** Ends the wait (the session was cancelled); a read already under way is left to finish. */
+  signal?: AbortSignal;
+}
+
 /** Resolves an agent's credential sources from the daemon's environment and files. */
 export async function resolveCredentials(
   agent: AgentConfig,
   env: NodeJS.ProcessEnv = process.env,
+  options: ResolveOptions = {},
 ): Promise<ResolvedCredentials> {
   const credentials: ResolvedCredentials['credentials'] = [];
   for (const credential of agent.credentials) {
     credentials.push({
       name: credential.name,
-      value: await resolveSource(credential.name, credential.source, env),
+      value: await resolveSource(credential.name, credential.source, env, options),
     });
   }
-  const repoToken = agent.repoToken ? await resolveSource('repo_token', agent.repoToken, env) : undefined;
+  const repoToken = agent.repoToken
+    ? await resolveSource('repo_token', agent.repoToken, env, options)
+    : undefined;
   return repoToken === undefined ? { credentials } : { credentials, repoToken };
 }
 
@@ -32,6 +42,7 @@ export async function resolveSource(
   name: string,
   source: CredentialSource,
   env: NodeJS.ProcessEnv,
+  options: ResolveOptions = {},
 ): Promise<SecretValue> {
   if (source.kind === 'env') {
     const value = env[source.name];
@@ -49,7 +60,8 @@ export async function resolveSource(
     return new SecretValue(value);
   }
   try {
-    return new SecretValue(withoutFinalLineEnding(await readCredentialFile(name, source)));
+    const files = options.files ?? daemonCredentialFiles;
+    return new SecretValue(withoutFinalLineEnding(await files.read(name, source, options.signal)));
   } catch (error) {
     if (error instanceof AgentdError) throw error;
     const code = (error as NodeJS.ErrnoException).code ?? 'unknown error';
@@ -61,12 +73,78 @@ export async function resolveSource(
   }
 }
 
+type FileSource = { path: string; raw: string };
+/** Reads a credential file's bytes (readCredentialFile; a test's stand-in). */
+export type ReadFile = (name: string, source: FileSource) => Promise<Buffer>;
+
+/** Long enough for a slow network mount; far shorter than any session. */
+export const CREDENTIAL_FILE_DEADLINE_MS = 10_000;
+
+/**
+ * Reads `file:` sources one at a time, each within a deadline. A file on a hung mount (an NFS server
+ * gone) blocks its read in the kernel, holding one of the few threads Node's file calls share: were
+ * every session's read to start, a handful would stall every file the daemon writes (its records). So
+ * a read waits for the one before it: a hung one holds a single thread, and the reads behind it end
+ * at their deadline with the reason, until the mount answers again.
+ */
+export class CredentialFiles {
+  private last: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly readFile: ReadFile = readCredentialFile,
+    private readonly deadlineMs = CREDENTIAL_FILE_DEADLINE_MS,
+  ) {}
+
+  read(name: string, source: FileSource, signal?: AbortSignal): Promise<Buffer> {
+    const turn = this.last.then(() => this.readFile(name, source));
+    this.last = turn.catch(() => {});
+    return new Promise<Buffer>((resolve, reject) => {
+      const stop = (error: Error) => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        reject(error);
+      };
+      const onAbort = () =>
+        stop(
+          new AgentdError('CREDENTIAL_UNRESOLVED', `credential ${name}: cancelled while its file was read`, {
+            operation: 'resolve credentials',
+          }),
+        );
+      const timer = setTimeout(
+        () =>
+          stop(
+            new AgentdError(
+              'CREDENTIAL_UNRESOLVED',
+              `credential ${name}: reading file ${source.path} (source ${source.raw}) did not finish within ${this.deadlineMs / 1000}s (this one or a credential file read before it); check the mount it is on: a network mount that does not answer hangs every read`,
+              { operation: 'resolve credentials' },
+            ),
+          ),
+        this.deadlineMs,
+      );
+      timer.unref();
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      turn.then(
+        (bytes) => {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
+          resolve(bytes);
+        },
+        (error: unknown) => stop(error instanceof Error ? error : new Error(String(error))),
+      );
+    });
+  }
+}
+
+/** The daemon's one reader: its sessions and preflight share the queue. */
+const daemonCredentialFiles = new CredentialFiles();
+
 /**
  * A `file:` source's bytes. Only a regular file, opened without waiting (a FIFO nobody writes to would
  * hold the session in `resolving` for ever, and a thread of the pool with it; a device like /dev/zero
  * would fill the daemon's memory), and at most MAX_CREDENTIAL_FILE_BYTES.
  */
-async function readCredentialFile(name: string, source: { path: string; raw: string }): Promise<Buffer> {
+async function readCredentialFile(name: string, source: FileSource): Promise<Buffer> {
   const handle = await open(source.path, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
     const stat = await handle.stat();

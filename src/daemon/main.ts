@@ -796,7 +796,7 @@ function sessionLogic(
   });
   return sessionMachine.provide({
     actors: {
-      resolveCredentials: fromPromise(({ input }) => resolveCredentials(input.agent, env)),
+      resolveCredentials: fromPromise(({ input, signal }) => resolveCredentials(input.agent, env, { signal })),
       runner,
       reportOutcome: fromPromise(async ({ input }) => journal.finish(input.request, input.outcome)),
     },

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { resolveSource } from '../../src/adapters/credentials.js';
+import { CredentialFiles, type ReadFile, resolveSource } from '../../src/adapters/credentials.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
 
 afterEach(() => cleanupAll());
@@ -61,5 +61,57 @@ describe('env: credential sources', () => {
     );
     expect(error?.message).not.toContain(pasted);
     expect(error?.message).not.toContain('16C7e42F');
+  });
+});
+
+describe('file: credential sources on a mount that hangs', () => {
+  /** A reader whose reads of `hung` never end until `answer()` (a network mount that stopped answering). */
+  function hungMount() {
+    const calls: string[] = [];
+    let answer: () => void = () => {};
+    const answered = new Promise<void>((resolve) => {
+      answer = resolve;
+    });
+    const read: ReadFile = async (_name, { path }) => {
+      calls.push(path);
+      if (path === 'hung') await answered;
+      return Buffer.from(`value of ${path}`);
+    };
+    return { calls, answer, read };
+  }
+
+  it('end at their deadline with the reason, holding one read (one thread) however many sessions wait', async () => {
+    const mount = hungMount();
+    const files = new CredentialFiles(mount.read, 200);
+    const started = Date.now();
+    const results = await Promise.allSettled(
+      ['hung', 'a', 'b', 'c'].map((path) => resolveSource('TOKEN', source(path), {}, { files })),
+    );
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected', 'rejected']);
+    expect(String((results[0] as PromiseRejectedResult).reason)).toContain(
+      'credential TOKEN: reading file hung (source file:hung) did not finish within 0.2s',
+    );
+    expect(String((results[1] as PromiseRejectedResult).reason)).toMatch(/check the mount it is on/);
+    // Only the hung read reached the file system: the others waited behind it instead of each holding a thread.
+    expect(mount.calls).toEqual(['hung']);
+
+    // The mount answers again: the reads queued behind it run, and new ones too.
+    mount.answer();
+    const value = await resolveSource('TOKEN', source('d'), {}, { files });
+    expect(Buffer.from(value.bytes()).toString()).toBe('value of d');
+    expect(mount.calls).toEqual(['hung', 'a', 'b', 'c', 'd']);
+  });
+
+  it('stop waiting when the session is cancelled', async () => {
+    const mount = hungMount();
+    const files = new CredentialFiles(mount.read, 60_000);
+    const cancel = new AbortController();
+    const waiting = resolveSource('TOKEN', source('hung'), {}, { files, signal: cancel.signal });
+    const started = Date.now();
+    setTimeout(() => cancel.abort(), 20);
+    await expect(waiting).rejects.toThrow('credential TOKEN: cancelled while its file was read');
+    expect(Date.now() - started).toBeLessThan(1000);
+    mount.answer();
   });
 });
