@@ -796,7 +796,9 @@ function sessionLogic(
   });
   return sessionMachine.provide({
     actors: {
-      resolveCredentials: fromPromise(({ input, signal }) => resolveCredentials(input.agent, env, { signal })),
+      resolveCredentials: fromPromise(({ input, signal }) =>
+        resolveCredentials(input.agent, env, { signal }),
+      ),
       runner,
       reportOutcome: fromPromise(async ({ input }) => journal.finish(input.request, input.outcome)),
     },
