@@ -481,11 +481,17 @@ async function supervise(options: DaemonOptions): Promise<number> {
         );
         queueMicrotask(() => notify.ready(readyStatus(actor)));
       },
-      announceShutdown: (_, { running }) => {
-        notify.stopping(`stopping: ${running} running session(s) to finish`);
+      announceShutdown: (_, { running, reconciling }) => {
+        // A host back after an outage may be settling sessions from the containers it removes: their
+        // outcomes are recorded before the stop (each podman call within daemon.podman_timeout).
+        const hostsToo =
+          reconciling.length === 0
+            ? ''
+            : ` and the reconciliation of host(s) ${reconciling.join(', ')} to end`;
+        notify.stopping(`stopping: ${running} running session(s) to finish${hostsToo}`);
         log.info(
-          { event: 'daemon.shutdown', running },
-          `shutting down: ${running} running session(s) to finish`,
+          { event: 'daemon.shutdown', running, ...(reconciling.length === 0 ? {} : { reconciling }) },
+          `shutting down: ${running} running session(s) to finish${hostsToo}${reconciling.length === 0 ? '' : ' (a second signal cuts it short)'}`,
         );
       },
       announceShutdownPending: () => {
@@ -515,10 +521,14 @@ async function supervise(options: DaemonOptions): Promise<number> {
           `schedule of ${agent} fired (${firing}) but no session could be accepted: ${reason}`,
         );
       },
-      announceCancelAll: (_, { running }) =>
+      announceCancelAll: (_, { running, reconciling }) =>
         log.info(
-          { event: 'daemon.cancelling', running },
-          `shutting down now: cancelling ${running} running session(s)`,
+          { event: 'daemon.cancelling', running, ...(reconciling.length === 0 ? {} : { reconciling }) },
+          `shutting down now: cancelling ${running} running session(s)${
+            reconciling.length === 0
+              ? ''
+              : `; the reconciliation of host(s) ${reconciling.join(', ')} is cut short (a session whose exited container it had removed is recorded abandoned by the next start)`
+          }`,
         ),
       announceHostUp: (_, { host, adopted, finished }) =>
         log.info(

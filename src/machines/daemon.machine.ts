@@ -1,11 +1,13 @@
 import {
   type ActorRefFrom,
+  and,
   assign,
   type DoneActorEvent,
   emit,
   enqueueActions,
   fromCallback,
   fromPromise,
+  not,
   raise,
   setup,
   stateIn,
@@ -91,6 +93,12 @@ export interface ReconcileResult {
   down?: { host: string; reason: string }[];
   /** The Podman version of each host the start reached. */
   versions?: Record<string, string>;
+}
+
+/** The hosts as the start's reconciliation found them: down (and why), and the others' Podman versions. */
+export interface HostsFound {
+  down: { host: string; reason: string }[];
+  versions: Record<string, string>;
 }
 
 /** Why the state dir takes no writes: `state_dir_full` (no room) or `state_dir_unwritable`. */
@@ -204,8 +212,13 @@ export interface DaemonContext {
    * and labels are here at once, for placement in the same step and for host actors not started yet.
    */
   hostInfo: HostInfo[];
-  /** One actor per host, in that order, from the end of the start's reconciliation on. */
+  /** One actor per host, in that order, from when the daemon is first up (the socket open) on. */
   hosts: HostRef[];
+  /**
+   * What the start's reconciliation found of the hosts (those it could not reach, and why; the versions
+   * of the others), kept while the socket opens for the host actors started once it is open.
+   */
+  hostsFound?: HostsFound;
   reconciled?: ReconcileSummary;
   failure?: string;
   /** While `degraded`: why the state dir takes no writes (what a rejected trigger is told). */
@@ -234,8 +247,9 @@ const applyReload = {
 
 /**
  * Before the daemon is ready, triggers are turned away and a shutdown stops it at once (a first one
- * while reconciling waits for the reconciliation: see `reconciling.stopping`); a reload replaces the
- * configuration that `ready` will accept triggers with.
+ * while reconciling waits for the reconciliation: see `reconciling.stopping`; one while opening leaves
+ * the recovered sessions to the next start: see `opening`); a reload replaces the configuration that
+ * `ready` will accept triggers with.
  */
 const whileStarting = {
   trigger: {
@@ -253,6 +267,18 @@ const whileStarting = {
 } as const;
 
 type ReconciledEvent = DoneActorEvent<ReconcileResult>;
+
+/**
+ * The daemon is up (the socket open): a host actor for each host, as the start's reconciliation found
+ * it; not before, so that a start that stops or fails before has started none for nothing.
+ */
+const startHosts = [
+  'startHosts',
+  {
+    type: 'announceHostsDown',
+    params: ({ context }: { context: DaemonContext }) => context.hostsFound?.down ?? [],
+  },
+] as const;
 
 /**
  * What the start's reconciliation settled is recorded at once: the sessions settled from their exited
@@ -475,6 +501,11 @@ export const daemonMachine = setup({
       return phase === 'tearing_down' || phase === 'finished';
     },
     noSessionsRunning: ({ context }) => Object.keys(context.sessions).length === 0,
+    /**
+     * A host back after an outage is being reconciled: the outcomes it reads from the exited containers
+     * it removes are nowhere else until its `host.up` reports them.
+     */
+    hostReconciling: ({ context }) => reconcilingHosts(context).length > 0,
     /** A shutdown came while the start's reconciliation ran. */
     shutdownPending: stateIn('#daemon.reconciling.stopping'),
     /** overlap: skip, and a session from this agent's schedule is queued or running. */
@@ -560,8 +591,11 @@ export const daemonMachine = setup({
     announceDegraded: (_, _params: undefined) => {},
     /** Side effect (provided): the state dir takes writes again. */
     announceWritable: (_, _params: undefined) => {},
-    /** Side effect (provided): shutting down, with how many sessions are left to finish. */
-    announceShutdown: (_, _params: { running: number }) => {},
+    /**
+     * Side effect (provided): shutting down, with how many sessions are left to finish and the hosts whose
+     * reconciliation is waited for.
+     */
+    announceShutdown: (_, _params: { running: number; reconciling: string[] }) => {},
     /**
      * Side effect (provided): a shutdown came while the start reconciles; the daemon stops once the
      * reconciliation has ended and its outcomes are recorded.
@@ -572,8 +606,11 @@ export const daemonMachine = setup({
      * as asked, and the next start reconciles again.
      */
     announceReconcileFailed: (_, _params: string) => {},
-    /** Side effect (provided): a second shutdown cancels the running sessions. */
-    announceCancelAll: (_, _params: { running: number }) => {},
+    /**
+     * Side effect (provided): a second shutdown cancels the running sessions, and no longer waits for the
+     * hosts' reconciliations under way (they are cut short).
+     */
+    announceCancelAll: (_, _params: { running: number; reconciling: string[] }) => {},
     /**
      * Side effect (provided): writes the accepted session's record durably, then raises
      * trigger.recorded, or trigger.unrecorded when the state dir cannot take it. A trigger is answered
@@ -650,25 +687,36 @@ export const daemonMachine = setup({
       }
       return { sessions, queue: context.queue.filter((s) => !started.has(s)) };
     }),
-    /** The start's reconciliation is done: each host is up, or down with the reason, and retried. */
-    startHosts: assign({
-      hosts: (
-        { context, spawn },
-        started: { down: { host: string; reason: string }[]; versions: Record<string, string> },
-      ) =>
-        context.hostInfo.map((host) => {
-          const reason = started.down.find((d) => d.host === host.name)?.reason;
-          const version = started.versions[host.name];
-          return spawn('host', {
-            id: `host-${host.name}`,
-            input: {
-              host,
-              ...(reason === undefined ? {} : { down: reason }),
-              ...(version === undefined ? {} : { version }),
-            },
-          });
-        }),
+    /** What the start's reconciliation found of the hosts, for their actors once the daemon is up. */
+    storeHostsFound: assign({ hostsFound: (_, found: HostsFound) => found }),
+    /**
+     * The daemon is up: a host actor for each host, up, or down with the reason the start's reconciliation
+     * found, and retried.
+     */
+    startHosts: assign(({ context, spawn }) => ({
+      hostsFound: undefined,
+      hosts: context.hostInfo.map((host) => {
+        const reason = context.hostsFound?.down.find((d) => d.host === host.name)?.reason;
+        const version = context.hostsFound?.versions[host.name];
+        return spawn('host', {
+          id: `host-${host.name}`,
+          input: {
+            host,
+            ...(reason === undefined ? {} : { down: reason }),
+            ...(version === undefined ? {} : { version }),
+          },
+        });
+      }),
+    })),
+    /**
+     * A second shutdown: the hosts are watched no more (no probe, no reconciliation; one under way is cut
+     * short). Their actors stay in the context, stopped, for what `agentd hosts` shows of them.
+     */
+    stopHosts: enqueueActions(({ context, enqueue }) => {
+      for (const ref of context.hosts) enqueue.stopChild(ref);
     }),
+    /** A shutdown while the socket opens: the recovered queue and adopted sessions stay as their records are. */
+    leaveRecovered: assign({ queue: [], adoptions: [] }),
     tellSessionsOn: enqueueActions(
       ({ context, enqueue }, params: { host: string; event: { type: 'host.up' | 'host.down' } }) => {
         for (const ref of Object.values(context.sessions)) {
@@ -679,7 +727,8 @@ export const daemonMachine = setup({
     forwardToHost: enqueueActions(
       ({ context, enqueue }, params: { host: string; event: { type: 'drain' | 'undrain' } }) => {
         const ref = context.hosts.find((h) => h.getSnapshot().context.name === params.host);
-        if (ref) enqueue.sendTo(ref, params.event);
+        // Not to one a second shutdown stopped (stopHosts): nothing would take it.
+        if (ref?.getSnapshot().status === 'active') enqueue.sendTo(ref, params.event);
       },
     ),
     answerDrain: emit((_, params: { host: string; requestId?: string; drained: boolean }) => ({
@@ -891,15 +940,11 @@ export const daemonMachine = setup({
               ...recordReconciled,
               { type: 'recoverSessions', params: ({ event }) => event.output.recovery },
               {
-                type: 'startHosts',
+                type: 'storeHostsFound',
                 params: ({ event }) => ({
                   down: event.output.down ?? [],
                   versions: event.output.versions ?? {},
                 }),
-              },
-              {
-                type: 'announceHostsDown',
-                params: ({ event }) => event.output.down ?? [],
               },
             ],
           },
@@ -923,7 +968,7 @@ export const daemonMachine = setup({
     },
     opening: {
       description:
-        'Bind the Unix socket; only then can operators reach the daemon. Records that could not be written yet are written now; a state dir that takes no write starts the daemon degraded.',
+        "Bind the Unix socket; only then can operators reach the daemon. Records that could not be written yet are written now; a state dir that takes no write starts the daemon degraded. The hosts' actors start once it is open. A shutdown stops it at once: what the reconciliation settled is recorded already, and the queued and adopted sessions it recovered are left as their records are, for the next start.",
       invoke: {
         src: 'openSocket',
         onDone: [
@@ -935,17 +980,23 @@ export const daemonMachine = setup({
                 type: 'storeStateDirProblem',
                 params: ({ event }) => event.output.stateDir as StateDirProblem,
               },
+              ...startHosts,
               'announceUp',
             ],
           },
-          { target: 'ready', actions: 'announceUp' },
+          { target: 'ready', actions: [...startHosts, 'announceUp'] },
         ],
         onError: {
           target: 'failed',
           actions: { type: 'storeFailure', params: ({ event }) => messageOf(event.error) },
         },
       },
-      on: whileStarting,
+      on: {
+        ...whileStarting,
+        // A drain would settle the recovered queue `cancelled`, and nothing of it has run: the next start
+        // recovers it, and adopts the running containers, as after a stop while reconciling.
+        shutdown: { target: 'shutdown', actions: 'leaveRecovered' },
+      },
     },
     ready: {
       description:
@@ -1088,16 +1139,23 @@ export const daemonMachine = setup({
       },
     },
     shutdown: {
-      description: 'Stop accepting triggers, let running sessions finish, then stop.',
+      description:
+        'Stop accepting triggers, let running sessions finish and a host reconciliation under way end, then stop.',
       entry: [
-        { type: 'announceShutdown', params: ({ context }) => ({ running: runningCount(context) }) },
+        {
+          type: 'announceShutdown',
+          params: ({ context }) => ({
+            running: runningCount(context),
+            reconciling: reconcilingHosts(context),
+          }),
+        },
         'stopSchedules',
       ],
       initial: 'draining',
       states: {
         draining: {
           description:
-            'Queued sessions are dropped with a reported outcome; running ones finish. A second shutdown cancels them.',
+            "Queued sessions are dropped with a reported outcome; running ones finish. A host back after an outage that is being reconciled is waited for (each podman call within its deadline): the outcomes it reads from the exited containers it removes are nowhere else, so they are recorded (`host.up`) before the daemon stops; the sessions whose containers it found still running are left to the next start, which adopts them. A second shutdown cancels the running sessions and stops the hosts' actors (a reconciliation under way is cut short: a session whose container it had removed is recorded abandoned by the next start); with none running, it stops at once.",
           entry: [
             {
               type: 'reportSettled',
@@ -1111,7 +1169,7 @@ export const daemonMachine = setup({
             },
             'clearQueue',
           ],
-          always: { guard: 'noSessionsRunning', target: 'stopped' },
+          always: { guard: and(['noSessionsRunning', not('hostReconciling')]), target: 'stopped' },
           on: {
             trigger: [
               ...replayKey,
@@ -1129,12 +1187,21 @@ export const daemonMachine = setup({
             cancel: [rejectFinishingCancel, cancelRunningSession, rejectUnknownCancel],
             reload: { actions: { type: 'rejectReload', params: ({ event }) => event } },
             'host.up': { actions: hostUp({ adopt: false }) },
-            shutdown: {
-              actions: [
-                { type: 'announceCancelAll', params: ({ context }) => ({ running: runningCount(context) }) },
-                'cancelAllSessions',
-              ],
-            },
+            shutdown: [
+              // Only a host's reconciliation was waited for.
+              {
+                guard: 'noSessionsRunning',
+                target: 'stopped',
+                actions: { type: 'announceCancelAll', params: ({ context }) => cancelAllParams(context) },
+              },
+              {
+                actions: [
+                  { type: 'announceCancelAll', params: ({ context }) => cancelAllParams(context) },
+                  'cancelAllSessions',
+                  'stopHosts',
+                ],
+              },
+            ],
           },
         },
         stopped: {
@@ -1269,6 +1336,18 @@ function drainParams(event: DrainEvent): { host: string; requestId?: string } {
 
 function runningCount(context: DaemonContext): number {
   return Object.keys(context.sessions).length;
+}
+
+/** Hosts whose reconciliation (after an outage) is under way; a stopped host actor's is cut short. */
+function reconcilingHosts(context: DaemonContext): string[] {
+  return context.hosts
+    .map((ref) => ref.getSnapshot())
+    .filter((snapshot) => snapshot.status === 'active' && snapshot.hasTag('settling'))
+    .map((snapshot) => snapshot.context.name);
+}
+
+function cancelAllParams(context: DaemonContext): { running: number; reconciling: string[] } {
+  return { running: runningCount(context), reconciling: reconcilingHosts(context) };
 }
 
 /** The requests of the running sessions, read from their actors. */

@@ -730,15 +730,47 @@ describe('daemon machine: recovery after a restart', () => {
     expect(d.fakes.started).toEqual(['a1', 'q1', 'q2', 's1']);
   });
 
-  it('drops recovered queued sessions with a reported outcome on shutdown before ready', async () => {
+  it('on shutdown while opening, leaves the recovered queue and adopted sessions to the next start, and starts no host', async () => {
     const d = await startDaemon({ reconcile: { ...RECONCILED, recovery }, openSocket: 'manual' });
+    expect(d.value()).toBe('opening');
+    expect(d.queued()).toEqual(['q1', 'q2']);
     d.send({ type: 'shutdown' });
-    expect(d.fakes.reportsOf('q1')).toEqual([
-      { sessionId: 'q1', outcome: SHUTDOWN_DROP, via: 'reportSettled' },
-    ]);
-    // The adopted container was never taken over: it keeps running for the next daemon to adopt.
-    expect(d.fakes.started).toEqual([]);
     expect(d.value()).toEqual({ shutdown: 'stopped' });
+    // What the reconciliation settled was recorded when it ended; nothing else is. The queued sessions an
+    // earlier daemon accepted stay queued on disk for the next start (not dropped `cancelled`: they never
+    // ran), and the adopted container is left running for the next daemon to adopt, as after a stop
+    // while reconciling.
+    expect(d.fakes.reports).toEqual([
+      { sessionId: 'f1', outcome: recovery.finished[0]?.outcome, via: 'reportSettled' },
+    ]);
+    expect(d.fakes.reportsOf('q1')).toEqual([]);
+    expect(d.fakes.reportsOf('q2')).toEqual([]);
+    expect(d.fakes.started).toEqual([]);
+    const { context } = d.actor.getSnapshot();
+    expect(context.queue).toEqual([]);
+    expect(context.adoptions).toEqual([]);
+    expect(context.hosts).toEqual([]);
+    expect(d.fakes.signals.openSocket[0]?.aborted).toBe(true);
+  });
+
+  it('starts the host actors once the socket is open, as the reconciliation found the hosts', async () => {
+    const d = await startDaemon({
+      reconcile: {
+        ...RECONCILED,
+        down: [{ host: 'local', reason: 'connection refused' }],
+        versions: {},
+      },
+      openSocket: 'manual',
+    });
+    expect(d.actor.getSnapshot().context.hosts).toEqual([]);
+    d.fakes.openSocket.resolve({});
+    await settle();
+    expect(d.value()).toBe('ready');
+    const hosts = d.actor.getSnapshot().context.hosts.map((h) => h.getSnapshot());
+    expect(hosts.map((h) => [h.context.name, h.context.problem, h.hasTag('down')])).toEqual([
+      ['local', 'connection refused', true],
+    ]);
+    expect(d.actor.getSnapshot().context.hostsFound).toBeUndefined();
   });
 
   it('never shows credential values in the daemon snapshot with running sessions', async () => {

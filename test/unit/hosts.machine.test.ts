@@ -13,6 +13,7 @@ import {
   type HostNotice,
   type HostReconciled,
   type HostRef,
+  type HostSnapshot,
   hostMachine,
   hostStateOf,
 } from '../../src/machines/host.machine.js';
@@ -429,5 +430,153 @@ describe('the host machine over an outage', () => {
     await until(() => hostStateOf(h.child().getSnapshot()) === 'up', 'up');
     expect(h.notices.map((n) => n.type)).toEqual(['host.down', 'host.lost', 'host.up']);
     h.actor.stop();
+  });
+});
+
+describe('a shutdown while a host is reconciled after its outage', () => {
+  /** One reconciliation of a host that came back: the test settles it; `signal` is its podman calls'. */
+  interface Reconciliation {
+    host: string;
+    signal: AbortSignal;
+    resolve(result: HostReconciled): void;
+    reject(error: Error): void;
+  }
+
+  /**
+   * The daemon over one host `a`, down at start and answering its next probe: its reconciliation waits
+   * for the test, as one of a slow host (many containers to remove) does. The daemon runs `s1` on `b`.
+   */
+  async function reconcilingAfterOutage(options: { running?: boolean; onCancel?: 'note' } = {}) {
+    const reconciliations: Reconciliation[] = [];
+    const fakes = new Fakes({
+      ...(options.onCancel === undefined ? {} : { onCancel: options.onCancel }),
+      probeIntervalMs: 5,
+      reconcile: { ...RECONCILED, down: [{ host: 'a', reason: 'no route to host' }] },
+    });
+    const host = fakes.host().provide({
+      actors: {
+        reconcileHost: fromPromise(
+          ({ input, signal }) =>
+            new Promise<HostReconciled>((resolve, reject) =>
+              reconciliations.push({ host: input.host, signal, resolve, reject }),
+            ),
+        ),
+      },
+    });
+    const actor = createActor(fakes.daemon().provide({ actors: { host } }), {
+      input: {
+        agents: AGENTS,
+        maxSessions: 10,
+        hosts: [
+          { name: 'a', maxSessions: 2, labels: {} },
+          { name: 'b', maxSessions: 2, labels: {} },
+        ],
+      },
+    }).start();
+    await settle();
+    expect(actor.getSnapshot().value).toBe('ready');
+    if (options.running) {
+      // Placed on b: a is not reconciled yet.
+      actor.send({ type: 'trigger', sessionId: 's1', agent: 'demo' });
+      await settle();
+      expect(fakes.run('s1').finished).toBe(false);
+    }
+    await until(() => reconciliations.length === 1, "a's reconciliation");
+    const hostA = () => actor.getSnapshot().context.hosts[0]?.getSnapshot();
+    expect(hostA() && hostStateOf(hostA() as NonNullable<ReturnType<typeof hostA>>)).toBe('reconciling');
+    return { actor, fakes, reconciliation: reconciliations[0] as Reconciliation, reconciliations };
+  }
+
+  /** What a's reconciliation settled: a session whose exited container it removed, and one still running. */
+  const SETTLED: HostReconciled = {
+    summary: { removedContainers: 1, removedSecrets: 1, runningContainers: 1 },
+    adopted: [
+      { ...sessionInput('r1'), host: 'a', adopted: { container: 'agentd-x-demo-r1', phase: 'running' } },
+    ],
+    finished: [{ request: request('r2'), outcome: { outcome: 'failed', phase: 'running', exitCode: 3 } }],
+  };
+
+  it('waits for the reconciliation and records what it settled, then stops; its running session is left', async () => {
+    const { actor, fakes, reconciliation } = await reconcilingAfterOutage();
+    actor.send({ type: 'shutdown' });
+    // Nothing runs, but the exited container's outcome is only in the reconciliation under way.
+    expect(actor.getSnapshot().value).toEqual({ shutdown: 'draining' });
+    expect(reconciliation.signal.aborted).toBe(false);
+    reconciliation.resolve(SETTLED);
+    await settle();
+    expect(actor.getSnapshot().value).toEqual({ shutdown: 'stopped' });
+    expect(fakes.reportsOf('r2')).toEqual([
+      {
+        sessionId: 'r2',
+        outcome: { outcome: 'failed', phase: 'running', exitCode: 3 },
+        via: 'reportSettled',
+      },
+    ]);
+    // The still running container is not adopted by a daemon that stops: the next start adopts it.
+    expect(fakes.started).toEqual([]);
+    expect(fakes.reportsOf('r1')).toEqual([]);
+    actor.stop();
+  });
+
+  it('waits for the reconciliation even when the last running session finishes first', async () => {
+    const { actor, fakes, reconciliation } = await reconcilingAfterOutage({ running: true });
+    actor.send({ type: 'shutdown' });
+    fakes.run('s1').finish();
+    await settle();
+    expect(actor.getSnapshot().value).toEqual({ shutdown: 'draining' });
+    expect(reconciliation.signal.aborted).toBe(false);
+    reconciliation.resolve(SETTLED);
+    await settle();
+    expect(actor.getSnapshot().value).toEqual({ shutdown: 'stopped' });
+    expect(fakes.reportsOf('r2')).toHaveLength(1);
+    actor.stop();
+  });
+
+  it('stops once a reconciliation that fails has ended (nothing was settled)', async () => {
+    const { actor, fakes, reconciliation } = await reconcilingAfterOutage();
+    actor.send({ type: 'shutdown' });
+    reconciliation.reject(new Error('podman rm: timed out after 30s'));
+    await settle();
+    expect(actor.getSnapshot().value).toEqual({ shutdown: 'stopped' });
+    expect(fakes.reports).toEqual([]);
+    actor.stop();
+  });
+
+  it('stops at once on a second shutdown while only the reconciliation is waited for', async () => {
+    const { actor, fakes } = await reconcilingAfterOutage();
+    actor.send({ type: 'shutdown' });
+    actor.send({ type: 'shutdown' });
+    expect(actor.getSnapshot().value).toEqual({ shutdown: 'stopped' });
+    expect(fakes.reports).toEqual([]);
+    actor.stop();
+  });
+
+  it('on a second shutdown, cancels the running sessions and cuts the reconciliation short: no wait for it', async () => {
+    const { actor, fakes, reconciliation, reconciliations } = await reconcilingAfterOutage({
+      running: true,
+      onCancel: 'note',
+    });
+    actor.send({ type: 'shutdown' });
+    actor.send({ type: 'shutdown' });
+    await settle();
+    expect(fakes.run('s1').cancelRequested).toBe(true);
+    // The hosts are watched no more: the reconciliation's podman calls are aborted, none starts again.
+    expect(reconciliation.signal.aborted).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(reconciliations).toHaveLength(1);
+    // A third signal while the session tears down changes nothing; its end is the daemon's.
+    actor.send({ type: 'shutdown' });
+    expect(actor.getSnapshot().value).toEqual({ shutdown: 'draining' });
+    fakes.run('s1').finish('cancelled');
+    await settle();
+    expect(actor.getSnapshot().value).toEqual({ shutdown: 'stopped' });
+    expect(fakes.reportsOf('s1')).toEqual([
+      expect.objectContaining({ outcome: expect.objectContaining({ outcome: 'cancelled' }) }),
+    ]);
+    // What `agentd hosts` shows of it: the last it knew.
+    expect(hostStateOf(actor.getSnapshot().context.hosts[0]?.getSnapshot() as HostSnapshot)).toBe(
+      'reconciling',
+    );
+    actor.stop();
   });
 });

@@ -142,7 +142,7 @@ describe('machine structure', () => {
       expect.objectContaining({
         source: 'shutdown.draining',
         event: 'always',
-        guard: 'noSessionsRunning',
+        guard: 'and(noSessionsRunning, not(hostReconciling))',
         targets: ['shutdown.stopped'],
       }),
     );

@@ -222,10 +222,11 @@ async function replayDaemon(path: StatePath<DaemonSnapshot, ModelEvent>, maxSess
   const current = new Map<string, string>();
   const accepted: string[] = [];
   let recovered = false;
-  /** Its queued and adopted sessions were taken over: not by a daemon told to stop while reconciling. */
-  let takenOver = false;
-  /** Adopted sessions are taken over on entering ready; a daemon that never got there leaves them. */
-  // Up (ready or degraded): recovered containers are supervised from then on.
+  /**
+   * Up (ready or degraded): recovered containers are supervised, and recovered queued sessions are the
+   * daemon's, from then on. A daemon that never got there (told to stop while reconciling or opening, or
+   * failed) leaves them to the next start.
+   */
   let wasUp = false;
   const modelId = (id: string) => id.split('.')[0] as string;
   const systemId = (id: string) => current.get(id) ?? id;
@@ -241,7 +242,6 @@ async function replayDaemon(path: StatePath<DaemonSnapshot, ModelEvent>, maxSess
       const e = event as { type: string; sessionId?: string; output?: ReconcileResult };
       if (e.type === `xstate.done.actor.${RECONCILE}`) {
         recovered = e.output === RECOVERED;
-        takenOver = recovered && model.value === 'opening';
         fakes.reconcile.resolve(e.output as ReconcileResult);
       } else if (e.type === `xstate.error.actor.${RECONCILE}`)
         fakes.reconcile.reject(new Error('podman down'));
@@ -308,12 +308,12 @@ async function replayDaemon(path: StatePath<DaemonSnapshot, ModelEvent>, maxSess
   for (const id of accepted) expect(fakes.reportsOf(id), `${at}: outcome of ${id}`).toHaveLength(1);
   // Recovered sessions too, unless the daemon failed to start (the next one recovers them again).
   if (recovered) expect(fakes.reportsOf('r3'), `${at}: outcome of r3`).toHaveLength(1);
-  if (takenOver && stopped) {
+  if (recovered && wasUp && stopped) {
     expect(fakes.reportsOf('r2'), `${at}: outcome of r2`).toHaveLength(1);
-    expect(fakes.reportsOf('r1'), `${at}: outcome of r1`).toHaveLength(wasUp ? 1 : 0);
+    expect(fakes.reportsOf('r1'), `${at}: outcome of r1`).toHaveLength(1);
   }
-  // A daemon told to stop while it reconciled leaves the queued and adopted ones to the next start.
-  if (recovered && !takenOver) {
+  // A daemon told to stop before it was up leaves the queued and adopted ones to the next start.
+  if (recovered && !wasUp) {
     expect(fakes.reportsOf('r2'), `${at}: outcome of r2`).toEqual([]);
     expect(fakes.reportsOf('r1'), `${at}: outcome of r1`).toEqual([]);
   }

@@ -53,7 +53,9 @@ describe('docs/statecharts', () => {
     const page = renderStatechart(daemonMachine, 'Daemon machine');
     expect(page).toContain('```mermaid\nstateDiagram-v2\n  [*] --> reconciling\n');
     expect(page).toMatch(/ {2}state shutdown \{\n {4}\[\*\] --> draining\n/);
-    expect(page).toContain('    draining --> stopped: always [noSessionsRunning]\n');
+    expect(page).toContain(
+      '    draining --> stopped: always [and(noSessionsRunning, not(hostReconciling))]\n',
+    );
     expect(page).toContain('    stopped --> [*]\n');
     expect(page).toContain('  failed --> [*]\n');
     expect(page).toContain('  ready --> ready: trigger [sessionIdRecorded]\n');
@@ -68,9 +70,8 @@ describe('docs/statecharts', () => {
     expect(page).toMatch(
       /\| `trigger.recorded` \| `ready` \| — \| — \| `queueSession`, `rememberKey`, `startQueuedSessions`, `answerAccepted`/,
     );
-    expect(page).toMatch(
-      /\| `shutdown` \| `reconciling`, `opening`, `ready`, `degraded` \| `shutdown` \| — \| — \|/,
-    );
+    expect(page).toMatch(/\| `shutdown` \| `reconciling`, `ready`, `degraded` \| `shutdown` \| — \| — \|/);
+    expect(page).toMatch(/\| `shutdown` \| `opening` \| `shutdown` \| — \| `leaveRecovered` \|/);
   });
 
   it('names explicit invoke ids and static action parameters', () => {
