@@ -168,7 +168,7 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
         const { host } = ref.getSnapshot().context;
         if (host !== undefined) running.set(host, (running.get(host) ?? 0) + 1);
       }
-      // Before the start's reconciliation is done, the hosts have no actors yet.
+      // Until the daemon is up (its socket open), the hosts have no actors yet.
       const actors = new Map(context.hosts.map((ref) => [ref.getSnapshot().context.name, ref.getSnapshot()]));
       return context.hostInfo.map((info): HostStatus => {
         const snapshot = actors.get(info.name);
