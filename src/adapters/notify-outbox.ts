@@ -11,7 +11,8 @@ import { readNoFollow, TEMP_JSON_FILE, writeFileAtomic } from './state-files.js'
  * dir>/notify/`, so that a stop or a crash does not lose them: the next start sends them again, with
  * the same delivery ids (a receiver drops repeats by them). A file names each webhook by a hash of
  * its URL, never the URL (it may hold a key) or its secret: the next start finds the webhook in the
- * configuration it then has.
+ * configuration it then has. Each webhook's entry keeps when its next attempt is due, so a next start
+ * resumes it on its schedule, not at once.
  */
 
 const FILE = /^([0-9a-f]{16})\.json$/;
@@ -31,6 +32,11 @@ const entrySchema = z.object({
         delivery: z.string().uuid(),
         /** POSTs made so far. */
         made: z.number().int().min(0),
+        /**
+         * When the next POST may go out (ms since the epoch): a next start keeps to it rather than
+         * POSTing at once. Left out before a first POST, and by an agentd before it.
+         */
+        due: z.number().int().min(0).optional(),
         /**
          * Which of the webhooks with this URL (0: the first configured that wants the outcome): the agent's
          * and the daemon's may share one, each with its own key. Left out by an agentd before it.

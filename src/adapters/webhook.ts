@@ -9,9 +9,25 @@ export class WebhookError extends AgentdError {
     readonly failure: WebhookFailure,
     message: string,
     cause?: unknown,
+    /** The wait the receiver asked for (Retry-After of a 429 or 5xx answer), in ms. */
+    readonly retryAfterMs?: number,
   ) {
     super('WEBHOOK_FAILED', message, { operation: 'post notification', cause });
   }
+}
+
+/**
+ * A Retry-After header's wait in ms: delay-seconds or an HTTP date (RFC 9110 §10.2.3), a date past
+ * meaning 0; undefined when absent or neither.
+ */
+export function retryAfterMs(value: string | null, now: number): number | undefined {
+  if (value === null) return undefined;
+  const text = value.trim();
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  // Date.parse takes much besides HTTP dates: only a day name, a date and GMT (not asctime's form).
+  if (!/^[A-Z][a-z]{2,8}, .+ GMT$/.test(text)) return undefined;
+  const at = Date.parse(text);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
 
 export interface WebhookRequest {
@@ -49,14 +65,21 @@ export async function postWebhook(
     const reason = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message;
     throw new WebhookError('network', `cannot reach ${shown}: ${reason}`, error);
   }
-  // Nothing of the answer is needed: release the connection without reading it.
+  // Nothing of the answer is needed but its status and Retry-After: release the connection unread.
   await response.body?.cancel().catch(() => {});
   if (response.ok) return;
   const status = response.status;
   const failure: WebhookFailure =
     status >= 300 && status < 400 ? 'redirect' : status >= 500 ? 'http_5xx' : 'http_4xx';
+  // A redirect's Retry-After is about the redirect (RFC 9110): only a 429's and a 5xx's ask for a wait.
+  const wait =
+    status === 429 || status >= 500
+      ? retryAfterMs(response.headers.get('retry-after'), Date.now())
+      : undefined;
   throw new WebhookError(
     failure,
-    `${shown} answered ${status}${failure === 'redirect' ? ' (redirects are not followed)' : ''}`,
+    `${shown} answered ${status}${failure === 'redirect' ? ' (redirects are not followed)' : ''}${wait === undefined ? '' : ` (Retry-After: ${Math.ceil(wait / 1000)} s)`}`,
+    undefined,
+    wait,
   );
 }

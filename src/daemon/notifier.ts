@@ -6,8 +6,9 @@ import type { NotifyOutbox, OutboxEntry } from '../adapters/notify-outbox.js';
 import { postWebhook, WebhookError, type WebhookFailure } from '../adapters/webhook.js';
 import type { NotifyTarget } from '../config/types.js';
 import { shownWebhookUrl } from '../config/webhook-url.js';
+import { formatDuration } from '../duration.js';
 import { errorMessage } from '../errors.js';
-import { deliveryMachine } from '../machines/delivery.machine.js';
+import { backoffWaitMs, deliveryMachine, MAX_WAIT_MS } from '../machines/delivery.machine.js';
 import {
   DELIVERY_HEADER,
   EVENT_HEADER,
@@ -58,6 +59,8 @@ interface Pending {
   delivery: string;
   /** POSTs made so far, by this daemon and earlier ones. */
   made: number;
+  /** When the next POST may go out (ms since the epoch); none before a first POST. */
+  due?: number;
 }
 
 /** A session's notifications not yet taken: what its outbox entry holds. */
@@ -76,18 +79,26 @@ interface UnderWay {
 
 const MAX_PENDING = 256;
 const TIMEOUT_MS = 10_000;
+/**
+ * At a start, the deliveries resumed to one webhook go out at least this far apart, not all at once
+ * (after a long stop, all are overdue): a receiver that is just back, or still down, is not flooded.
+ */
+export const RESUME_GAP_MS = 250;
 
 /**
  * Tells webhooks of outcomes: one delivery machine per notification and webhook, started and left to
  * itself, so a slow or failing receiver never holds up a session or the daemon. Bounded: beyond
  * maxPending deliveries under way, new ones are dropped and counted. With an outbox, what is not taken
  * yet is on disk from before the session's record says it finished until the last attempt: a next
- * start sends it again (resume), with the same delivery id and the attempts left.
+ * start sends it again (resume), with the same delivery id and the attempts left, when its next attempt
+ * is due (kept on disk), those to one webhook at least RESUME_GAP_MS apart.
  */
 export class Notifier {
   private readonly pending = new Map<Actor<typeof deliveryMachine>, UnderWay>();
   private readonly post: typeof postWebhook;
   private idle: (() => void) | undefined;
+  /** Set by close: deliveries tell it when no POST is in flight any more. */
+  private closing = false;
   /** Sessions whose outcome is being recorded: their webhooks and delivery ids, until it is published. */
   private readonly prepared = new Map<string, Notification>();
   /** Entries an earlier daemon left for sessions not finished yet: their delivery ids are used again. */
@@ -110,7 +121,14 @@ export class Notifier {
         // A URL configured twice (the agent's and the daemon's) keeps each its own delivery.
         const at = earlier.findIndex((kept) => sameWebhook(kept, { key, nth }));
         const [kept] = at === -1 ? [] : earlier.splice(at, 1);
-        return { target, key, nth, delivery: kept?.delivery ?? randomUUID(), made: kept?.made ?? 0 };
+        return {
+          target,
+          key,
+          nth,
+          delivery: kept?.delivery ?? randomUUID(),
+          made: kept?.made ?? 0,
+          ...(kept?.due === undefined ? {} : { due: kept.due }),
+        };
       },
     );
     for (const left of earlier) this.givenUp(session.id, left.delivery, 'no webhook wants this outcome now');
@@ -129,7 +147,9 @@ export class Notifier {
     notification.record = JSON.stringify(record);
     // On disk with its record before any POST: what a next start sends again is what this one sent.
     this.options.outbox?.writeNow(entryOf(notification));
-    for (const pending of [...notification.pending]) this.deliver(notification, pending);
+    const now = Date.now();
+    for (const pending of [...notification.pending])
+      this.deliver(notification, pending, waitLeft(pending, now));
   }
 
   /**
@@ -144,19 +164,47 @@ export class Notifier {
     if (!outbox) return;
     const { entries, unreadable } = outbox.load();
     for (const bad of unreadable) this.unreadable(bad.file, bad.reason, bad.removed);
+    const resumed: UnderWay[] = [];
     for (const entry of entries) {
       try {
-        this.resumeEntry(entry, recordOf);
+        resumed.push(...this.resumeEntry(entry, recordOf));
       } catch (error) {
         outbox.removeNow(entry.session);
         this.unreadable(`${entry.session}.json`, errorMessage(error), true);
       }
     }
+    // Each on its schedule, the earliest first; to one webhook, at least RESUME_GAP_MS apart.
+    const now = Date.now();
+    const timed = resumed
+      .map((underWay) => ({ ...underWay, waitMs: waitLeft(underWay.pending, now) }))
+      .sort((a, b) => a.waitMs - b.waitMs);
+    const lastStart = new Map<string, number>();
+    for (const { notification, pending, waitMs } of timed) {
+      const last = lastStart.get(pending.key);
+      const wait = last === undefined ? waitMs : Math.max(waitMs, last + RESUME_GAP_MS);
+      lastStart.set(pending.key, wait);
+      this.options.log.info(
+        {
+          event: 'notify.resumed',
+          session: notification.session,
+          url: shownWebhookUrl(pending.target.url),
+          delivery: pending.delivery,
+          attempt: pending.made + 1,
+          retryIn: wait,
+        },
+        `sending again a notification of session ${notification.session} an earlier daemon did not deliver (attempt ${pending.made + 1} of ${pending.target.attempts}) ${wait === 0 ? 'now' : `in ${formatDuration(wait)}`}`,
+      );
+      this.deliver(notification, pending, wait);
+    }
   }
 
-  private resumeEntry(entry: OutboxEntry, recordOf: (sessionId: string) => SessionRecord | undefined): void {
-    const { outbox, log } = this.options;
-    if (!outbox) return;
+  /** The webhooks of an earlier daemon's entry to send again now (none: recovery tells the session). */
+  private resumeEntry(
+    entry: OutboxEntry,
+    recordOf: (sessionId: string) => SessionRecord | undefined,
+  ): UnderWay[] {
+    const { outbox } = this.options;
+    if (!outbox) return [];
     // The record as kept (its JSON text) is what is POSTed again, byte for byte; it must be this session's.
     const kept = entry.record === undefined ? undefined : sessionRecordSchema.parse(JSON.parse(entry.record));
     if (kept !== undefined && kept.id !== entry.session)
@@ -166,18 +214,18 @@ export class Notifier {
       if (record !== undefined) {
         // Recovery records its outcome (prepare takes these delivery ids again).
         this.earlier.set(entry.session, entry);
-        return;
+        return [];
       }
       for (const target of entry.targets) this.givenUp(entry.session, target.delivery, 'its record is gone');
       outbox.removeNow(entry.session);
-      return;
+      return [];
     }
     if (kept === undefined && record.recordDir !== undefined && record.output === undefined) {
       // Stopped while its record was sealed (its output unpacked), before the outcome was published:
       // recovery completes the seal, writes the output summary into the record and publishes the outcome,
       // which is sent then, with these delivery ids (notify prepares it, taking them).
       this.earlier.set(entry.session, entry);
-      return;
+      return [];
     }
     // The webhooks prepare chose from: a URL configured twice, once for other outcomes only, must not
     // take the place of the one that wanted this outcome.
@@ -208,22 +256,10 @@ export class Notifier {
     }
     if (notification.pending.length === 0) {
       outbox.removeNow(entry.session);
-      return;
+      return [];
     }
     outbox.writeNow(entryOf(notification));
-    for (const pending of [...notification.pending]) {
-      log.info(
-        {
-          event: 'notify.resumed',
-          session: entry.session,
-          url: shownWebhookUrl(pending.target.url),
-          delivery: pending.delivery,
-          attempt: pending.made + 1,
-        },
-        `sending again a notification of session ${entry.session} an earlier daemon did not deliver (attempt ${pending.made + 1} of ${pending.target.attempts})`,
-      );
-      this.deliver(notification, pending);
-    }
+    return notification.pending.map((pending) => ({ notification, pending }));
   }
 
   private unreadable(file: string, reason: string, removed: boolean): void {
@@ -248,11 +284,13 @@ export class Notifier {
   }
 
   /**
-   * Waits up to graceMs for the deliveries under way, then stops the rest: with an outbox, a next start
-   * sends them again; without one they are not sent.
+   * Waits up to graceMs for the POSTs in flight, then stops every delivery: with an outbox, a next start
+   * sends them again when their next attempt is due; without one they are not sent. One waiting to be
+   * tried again does not hold the stop up: its next attempt is on disk.
    */
   async close(graceMs: number): Promise<void> {
-    if (this.pending.size > 0) {
+    this.closing = true;
+    if (this.posting()) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, graceMs);
         this.idle = () => {
@@ -263,18 +301,33 @@ export class Notifier {
     }
     const kept = this.options.outbox !== undefined;
     for (const [actor, { notification, pending }] of this.pending) {
+      const snapshot = actor.getSnapshot();
       this.options.log.warn(
-        { event: 'notify.abandoned', url: shownWebhookUrl(actor.getSnapshot().context.url) },
+        {
+          event: 'notify.abandoned',
+          session: notification.session,
+          url: shownWebhookUrl(snapshot.context.url),
+          delivery: pending.delivery,
+          attempts: snapshot.context.attempt,
+          ...(pending.due === undefined ? {} : { due: new Date(pending.due).toISOString() }),
+        },
         kept
-          ? 'a notification was still being delivered when agentd stopped; the next start sends it again'
-          : 'a notification was still being delivered when agentd stopped; it is not sent again',
+          ? `a notification of session ${notification.session} was still being delivered when agentd stopped; the next start sends it again when its next attempt is due`
+          : `a notification of session ${notification.session} was still being delivered when agentd stopped; it is not sent again`,
       );
-      // A POST cut short counts as made: a daemon that keeps restarting still runs out of attempts.
-      pending.made = actor.getSnapshot().context.attempt;
+      // A POST cut short counts as made: a daemon that keeps restarting still runs out of attempts. Its
+      // next attempt stays when it was planned (when the POST went out, or failed).
+      pending.made = snapshot.context.attempt;
       this.options.outbox?.writeNow(entryOf(notification));
       actor.stop();
     }
     this.pending.clear();
+  }
+
+  /** Whether a POST is in flight (a delivery waiting to try again is not). */
+  private posting(): boolean {
+    for (const actor of this.pending.keys()) if (actor.getSnapshot().matches('posting')) return true;
+    return false;
   }
 
   /** A webhook is done with (taken, given up or dropped): its session's entry says so. */
@@ -284,7 +337,8 @@ export class Notifier {
     else this.options.outbox?.writeNow(entryOf(notification));
   }
 
-  private deliver(notification: Notification, pending: Pending): void {
+  /** Starts one webhook's delivery, its first POST after waitMs. */
+  private deliver(notification: Notification, pending: Pending, waitMs: number): void {
     const { log, metrics } = this.options;
     const { target, delivery } = pending;
     const session = notification.session;
@@ -302,15 +356,17 @@ export class Notifier {
     const body = notificationBodyOf(notification.record ?? '{}', delivery);
     const logic = deliveryMachine.provide({
       actors: {
-        post: fromPromise<void, { attempt: number }>(async ({ input, signal }) => {
+        post: fromPromise<void, { attempt: number; retryInMs: number }>(async ({ input, signal }) => {
           const key = await resolveSource('notify.secret', target.secret, this.options.env).catch(
             (error: unknown) => {
               throw Object.assign(new Error(errorMessage(error)), { failure: 'secret' });
             },
           );
           // Counted as made before it goes out: a daemon killed during POSTs, again and again, still
-          // runs out of attempts (a stop counts one it cut short too, in close).
+          // runs out of attempts (a stop counts one it cut short too, in close), and its next start waits
+          // as for a failed one, not POSTing again at once.
           pending.made = input.attempt;
+          pending.due = Date.now() + input.retryInMs;
           this.options.outbox?.writeNow(entryOf(notification));
           await this.post(
             {
@@ -329,22 +385,43 @@ export class Notifier {
         }),
       },
       actions: {
-        announceFailedAttempt: (_, { attempt, error, final }) => {
+        announceFailedAttempt: (_, { attempt, error, final, retryInMs }) => {
           metrics.notificationAttempt(failureOf(error));
           pending.made = attempt;
-          if (!final) this.options.outbox?.writeNow(entryOf(notification));
+          if (!final) {
+            // The wait as planned now (a Retry-After may have lengthened it): a next start keeps to it.
+            pending.due = Date.now() + retryInMs;
+            this.options.outbox?.writeNow(entryOf(notification));
+          }
           log.warn(
-            { ...context, event: 'notify.attempt_failed', attempt, final, reason: errorMessage(error) },
-            `notification of session ${session} to ${url} failed (attempt ${attempt}): ${errorMessage(error)}${final ? '' : '; trying again'}`,
+            {
+              ...context,
+              event: 'notify.attempt_failed',
+              attempt,
+              final,
+              reason: errorMessage(error),
+              ...(final ? {} : { retryIn: retryInMs }),
+            },
+            `notification of session ${session} to ${url} failed (attempt ${attempt}): ${errorMessage(error)}${final ? '' : `; trying again in ${formatDuration(retryInMs)}`}`,
           );
         },
       },
     });
     const actor = createActor(logic, {
-      input: { url: target.url, attempts: target.attempts, backoffMs: target.backoffMs, made: pending.made },
+      input: {
+        url: target.url,
+        attempts: target.attempts,
+        backoffMs: target.backoffMs,
+        made: pending.made,
+        waitMs,
+      },
     });
     this.pending.set(actor, { notification, pending });
     actor.subscribe({
+      // A stop waits for POSTs in flight only: one that failed and now waits ends that wait.
+      next: () => {
+        if (this.closing && !this.posting()) this.idle?.();
+      },
       complete: () => {
         this.pending.delete(actor);
         const snapshot = actor.getSnapshot();
@@ -369,13 +446,14 @@ export class Notifier {
             `could not notify ${url} of session ${session} after ${snapshot.context.attempt} attempt(s): ${snapshot.context.lastError}`,
           );
         }
-        if (this.pending.size === 0) this.idle?.();
+        if (this.closing && !this.posting()) this.idle?.();
       },
       error: (error) => {
         this.pending.delete(actor);
         this.settle(notification, pending);
         metrics.notification('failed');
         log.error({ ...context, event: 'notify.failed', err: error }, 'notification failed');
+        if (this.closing && !this.posting()) this.idle?.();
       },
     });
     actor.start();
@@ -420,11 +498,28 @@ function sameWebhook(
   return kept.key === webhook.key && (kept.nth === undefined || kept.nth === webhook.nth);
 }
 
+/**
+ * How long before a webhook's next POST, from now: until its `due`, at most MAX_WAIT_MS (a clock set
+ * back, or an entry not written by this agentd, does not hold it longer than any planned wait); a first
+ * POST at once; an entry of an agentd before `due` with POSTs made, the wait after its last one.
+ */
+function waitLeft(pending: Pending, now: number): number {
+  if (pending.due !== undefined) return Math.min(MAX_WAIT_MS, Math.max(0, pending.due - now));
+  if (pending.made === 0) return 0;
+  return backoffWaitMs(pending.target.backoffMs, pending.made, Math.random());
+}
+
 function entryOf(notification: Notification): OutboxEntry {
   return {
     version: 1,
     session: notification.session,
     ...(notification.record === undefined ? {} : { record: notification.record }),
-    targets: notification.pending.map(({ key, delivery, made, nth }) => ({ key, delivery, made, nth })),
+    targets: notification.pending.map(({ key, delivery, made, nth, due }) => ({
+      key,
+      delivery,
+      made,
+      nth,
+      ...(due === undefined ? {} : { due }),
+    })),
   };
 }

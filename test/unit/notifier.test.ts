@@ -7,11 +7,12 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { NotifyOutbox } from '../../src/adapters/notify-outbox.js';
-import { postWebhook, WebhookError, type WebhookRequest } from '../../src/adapters/webhook.js';
+import { postWebhook, retryAfterMs, WebhookError, type WebhookRequest } from '../../src/adapters/webhook.js';
 import { type ConfigError, parseConfig } from '../../src/config/index.js';
 import type { NotifyTarget } from '../../src/config/types.js';
 import { shownWebhookUrl } from '../../src/config/webhook-url.js';
-import { Notifier } from '../../src/daemon/notifier.js';
+import { Notifier, RESUME_GAP_MS } from '../../src/daemon/notifier.js';
+import { MAX_RETRY_AFTER_MS } from '../../src/machines/delivery.machine.js';
 import type { SessionRecord } from '../../src/sessions/records.js';
 
 const RECORD: SessionRecord = {
@@ -72,9 +73,15 @@ function setup(
   return { notifier, attempts, counted, lines };
 }
 
+/** Fixes the jitter's draw (Math.random) for the test. */
+const draw = (value: number) => vi.spyOn(Math, 'random').mockReturnValue(value);
+
 describe('notifier', () => {
-  beforeEach(() => vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] }));
-  afterEach(() => vi.useRealTimers());
+  beforeEach(() => vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] }));
+  afterEach(() => {
+    vi.useRealTimers();
+    vi.restoreAllMocks();
+  });
 
   it('POSTs the record signed with HMAC-SHA256 of the exact body, and returns at once', async () => {
     const n = setup([target()]);
@@ -104,6 +111,8 @@ describe('notifier', () => {
   });
 
   it('retries a failing receiver with a doubling wait, a bounded number of times, the same body each time', async () => {
+    // The highest draw: the whole doubled wait.
+    draw(0.9999999);
     const n = setup([target({ attempts: 3, backoffMs: 1000 })]);
     n.notifier.notify(RECORD);
     await vi.advanceTimersByTimeAsync(0);
@@ -127,15 +136,106 @@ describe('notifier', () => {
       'attempt:network',
       'notification:failed',
     ]);
-    expect(n.lines.filter((l) => l.event === 'notify.attempt_failed').map((l) => l.final)).toEqual([
-      false,
-      false,
-      true,
+    expect(
+      n.lines.filter((l) => l.event === 'notify.attempt_failed').map((l) => [l.final, l.retryIn]),
+    ).toEqual([
+      [false, 1000],
+      [false, 2000],
+      [true, undefined],
     ]);
+    expect(n.lines.find((l) => l.event === 'notify.attempt_failed')?.msg).toContain('trying again in 1.0s');
     expect(n.lines.find((l) => l.event === 'notify.failed')).toMatchObject({
       attempts: 3,
       reason: 'ECONNREFUSED',
     });
+  });
+
+  it('waits a random part of the doubled backoff, never less than half of it: failed together, not back together', async () => {
+    // The lowest draw: half the doubled wait.
+    draw(0);
+    const n = setup([target({ attempts: 3, backoffMs: 1000 })]);
+    n.notifier.notify(RECORD);
+    await vi.advanceTimersByTimeAsync(0);
+    n.attempts[0]?.settle(new WebhookError('http_5xx', 'answered 503'));
+    await vi.advanceTimersByTimeAsync(499);
+    expect(n.attempts).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(n.attempts).toHaveLength(2);
+    n.attempts[1]?.settle(new WebhookError('http_5xx', 'answered 503'));
+    await vi.advanceTimersByTimeAsync(999);
+    expect(n.attempts).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(n.attempts).toHaveLength(3);
+    n.attempts[2]?.settle();
+    await vi.advanceTimersByTimeAsync(0);
+  });
+
+  it("waits at least as long as a receiver's Retry-After asks, at most MAX_RETRY_AFTER_MS", async () => {
+    draw(0);
+    const n = setup([target({ attempts: 4, backoffMs: 1000 })]);
+    n.notifier.notify(RECORD);
+    await vi.advanceTimersByTimeAsync(0);
+    // 503 with Retry-After: 30 s, longer than the backoff: 30 s.
+    n.attempts[0]?.settle(new WebhookError('http_5xx', 'answered 503', undefined, 30_000));
+    await vi.advanceTimersByTimeAsync(29_999);
+    expect(n.attempts).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(n.attempts).toHaveLength(2);
+    // 429 asking for a day: cut to the bound.
+    n.attempts[1]?.settle(new WebhookError('http_4xx', 'answered 429', undefined, 86_400_000));
+    await vi.advanceTimersByTimeAsync(MAX_RETRY_AFTER_MS - 1);
+    expect(n.attempts).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(n.attempts).toHaveLength(3);
+    // One shorter than the backoff does not shorten it (half of 4 s at the lowest draw).
+    n.attempts[2]?.settle(new WebhookError('http_5xx', 'answered 503', undefined, 0));
+    await vi.advanceTimersByTimeAsync(1999);
+    expect(n.attempts).toHaveLength(3);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(n.attempts).toHaveLength(4);
+    n.attempts[3]?.settle();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(n.lines.filter((l) => l.event === 'notify.attempt_failed').map((l) => l.retryIn)).toEqual([
+      30_000,
+      MAX_RETRY_AFTER_MS,
+      2000,
+    ]);
+    expect(n.counted.at(-1)).toBe('notification:delivered');
+  });
+
+  it('a stop does not wait for a delivery waiting to try again, nor tries it again', async () => {
+    const n = setup([target({ backoffMs: 1000 })]);
+    n.notifier.notify(RECORD);
+    await vi.advanceTimersByTimeAsync(0);
+    n.attempts[0]?.settle(new WebhookError('http_5xx', 'answered 503'));
+    await vi.advanceTimersByTimeAsync(0);
+    let closed = false;
+    void n.notifier.close(5000).then(() => {
+      closed = true;
+    });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(closed).toBe(true);
+    expect(n.notifier.underWay).toBe(0);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(n.attempts).toHaveLength(1);
+    expect(n.lines.find((l) => l.event === 'notify.abandoned')).toMatchObject({ attempts: 1 });
+  });
+
+  it('a stop waits for a POST in flight, and no longer once it failed', async () => {
+    const n = setup([target({ backoffMs: 1000 })]);
+    n.notifier.notify(RECORD);
+    await vi.advanceTimersByTimeAsync(0);
+    let closed = false;
+    void n.notifier.close(5000).then(() => {
+      closed = true;
+    });
+    await vi.advanceTimersByTimeAsync(100);
+    expect(closed).toBe(false);
+    n.attempts[0]?.settle(new WebhookError('http_5xx', 'answered 503'));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(closed).toBe(true);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(n.attempts).toHaveLength(1);
   });
 
   it('drops notifications beyond the bound instead of piling them up', async () => {
@@ -211,10 +311,13 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
   beforeEach(() => {
     stateDir = mkdtempSync(join(tmpdir(), 'agentd-outbox-'));
     failures.length = 0;
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    // The middle draw: waits of three quarters of the doubled backoff (750 ms for the first of 1 s).
+    draw(0.5);
   });
   afterEach(() => {
     vi.useRealTimers();
+    vi.restoreAllMocks();
     rmSync(stateDir, { recursive: true, force: true });
     expect(failures).toEqual([]);
   });
@@ -235,23 +338,33 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     await vi.advanceTimersByTimeAsync(0);
     expect(first.attempts).toHaveLength(1);
     first.attempts[0]?.settle(new WebhookError('http_5xx', 'answered 503'));
+    const failedAt = Date.now();
     await vi.advanceTimersByTimeAsync(0);
     await stop(first.notifier, 100);
     expect(first.lines.find((l) => l.event === 'notify.abandoned')?.msg).toContain(
-      'the next start sends it again',
+      'the next start sends it again when its next attempt is due',
     );
-    expect(entry()).toMatchObject({ record: JSON.stringify(RECORD), targets: [{ made: 1 }] });
+    // When the next attempt is due is kept: 750 ms after the failure.
+    expect(entry()).toMatchObject({
+      record: JSON.stringify(RECORD),
+      targets: [{ made: 1, due: failedAt + 750 }],
+    });
 
     const next = setup([target({ attempts: 3, backoffMs: 1000 })], undefined, outbox());
     next.notifier.resume(() => undefined);
     await vi.advanceTimersByTimeAsync(0);
+    // Not at once: on the first daemon's schedule, of which the stop took 100 ms.
+    expect(next.attempts).toHaveLength(0);
+    expect(next.lines.find((l) => l.event === 'notify.resumed')).toMatchObject({ attempt: 2, retryIn: 650 });
+    await vi.advanceTimersByTimeAsync(649);
+    expect(next.attempts).toHaveLength(0);
+    await vi.advanceTimersByTimeAsync(1);
     expect(next.attempts).toHaveLength(1);
     expect(deliveryOf(next.attempts[0])).toBe(deliveryOf(first.attempts[0]));
     expect(next.attempts[0]?.request.body).toBe(first.attempts[0]?.request.body);
-    expect(next.lines.find((l) => l.event === 'notify.resumed')).toMatchObject({ attempt: 2 });
-    // Attempt 2 of 3 fails: the wait is the doubled one, as if no stop had come between.
+    // Attempt 2 of 3 fails: the wait is the doubled one (¾ of 2 s), as if no stop had come between.
     next.attempts[0]?.settle(new WebhookError('http_5xx', 'answered 503'));
-    await vi.advanceTimersByTimeAsync(1999);
+    await vi.advanceTimersByTimeAsync(1499);
     expect(next.attempts).toHaveLength(1);
     await vi.advanceTimersByTimeAsync(1);
     expect(next.attempts).toHaveLength(2);
@@ -394,7 +507,11 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     await stop(first.notifier);
     const next = setup(twice, undefined, outbox(), env);
     next.notifier.resume(() => undefined);
-    await vi.advanceTimersByTimeAsync(0);
+    // Both cut short by the stop: due when a failed POST's retry would be (750 ms), to one receiver a
+    // gap apart.
+    await vi.advanceTimersByTimeAsync(750);
+    expect(next.attempts).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(RESUME_GAP_MS);
     expect(next.attempts.map((a) => deliveryOf(a))).toEqual(first.attempts.map((a) => deliveryOf(a)));
     const signed = (a: Attempt | undefined) => a?.request.headers['X-Agentd-Signature-256'];
     const key = (k: string, a: Attempt | undefined) =>
@@ -423,7 +540,8 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     await stop(first.notifier);
     const next = setup(twice, undefined, outbox(), env);
     next.notifier.resume(() => undefined);
-    await vi.advanceTimersByTimeAsync(0);
+    // Cut short by a stop or a kill: due when a failed POST's retry would be.
+    await vi.advanceTimersByTimeAsync(750);
     expect(next.attempts.map((a) => deliveryOf(a))).toEqual([deliveryOf(first.attempts[0])]);
     const body = next.attempts[0]?.request.body ?? '';
     expect(next.attempts[0]?.request.headers['X-Agentd-Signature-256']).toBe(
@@ -450,7 +568,8 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     await vi.advanceTimersByTimeAsync(0);
     const next = setup(twice, undefined, outbox(), env);
     next.notifier.resume(() => undefined);
-    await vi.advanceTimersByTimeAsync(0);
+    // Cut short by a stop or a kill: due when a failed POST's retry would be.
+    await vi.advanceTimersByTimeAsync(750);
     expect(next.attempts.map((a) => deliveryOf(a))).toEqual([deliveryOf(first.attempts[1])]);
     const body = next.attempts[0]?.request.body ?? '';
     expect(next.attempts[0]?.request.headers['X-Agentd-Signature-256']).toBe(
@@ -471,7 +590,8 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     writeFileSync(file, JSON.stringify(old));
     const next = setup([target()], undefined, outbox());
     next.notifier.resume(() => undefined);
-    await vi.advanceTimersByTimeAsync(0);
+    // Cut short by a stop or a kill: due when a failed POST's retry would be.
+    await vi.advanceTimersByTimeAsync(750);
     expect(next.attempts.map((a) => deliveryOf(a))).toEqual([deliveryOf(first.attempts[0])]);
     next.attempts[0]?.settle();
     await vi.advanceTimersByTimeAsync(0);
@@ -487,7 +607,10 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     expect(entry().targets[0]?.made).toBe(1);
     const second = setup([target({ attempts: 2 })], undefined, outbox());
     second.notifier.resume(() => undefined);
+    // Not at once after the kill: when a failed POST's retry would be.
     await vi.advanceTimersByTimeAsync(0);
+    expect(second.attempts).toHaveLength(0);
+    await vi.advanceTimersByTimeAsync(750);
     expect(second.attempts).toHaveLength(1);
     expect(entry().targets[0]?.made).toBe(2);
     // Killed again: the third start has no attempt left to make.
@@ -535,7 +658,7 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     planted('00000000000000b3', ' '.repeat(2 * 1024 * 1024));
     const next = setup([target()], undefined, outbox());
     expect(() => next.notifier.resume(() => undefined)).not.toThrow();
-    await vi.advanceTimersByTimeAsync(0);
+    await vi.advanceTimersByTimeAsync(750);
     expect(next.attempts).toHaveLength(1);
     expect(deliveryOf(next.attempts[0])).toBe(deliveryOf(first.attempts[0]));
     expect(next.lines.filter((l) => l.event === 'notify.unreadable')).toHaveLength(3);
@@ -543,6 +666,87 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     await vi.advanceTimersByTimeAsync(0);
     await next.notifier.close(0);
     expect(files()).toEqual([]);
+  });
+
+  it('a start after a long stop sends the overdue deliveries to one webhook RESUME_GAP_MS apart, not all at once', async () => {
+    const down = target({ url: 'http://127.0.0.1:9/down' });
+    const other = target({ url: 'http://127.0.0.1:9/other' });
+    const ids = ['00000000000000a1', '00000000000000a2', '00000000000000a3'];
+    const first = setup([down], undefined, outbox());
+    for (const id of ids) first.notifier.notify({ ...RECORD, id });
+    const second = setup([other], undefined, outbox());
+    second.notifier.notify({ ...RECORD, id: '00000000000000b1' });
+    await vi.advanceTimersByTimeAsync(0);
+    for (const a of [...first.attempts, ...second.attempts])
+      a.settle(new WebhookError('network', 'ECONNREFUSED'));
+    await vi.advanceTimersByTimeAsync(0);
+    await stop(first.notifier);
+    await stop(second.notifier);
+    // Stopped for an hour: every one is overdue.
+    vi.setSystemTime(Date.now() + 3_600_000);
+    const next = setup([down, other], undefined, outbox());
+    next.notifier.resume(() => undefined);
+    const urls = () => next.attempts.map((a) => a.request.url);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(urls().sort()).toEqual([down.url, other.url]);
+    await vi.advanceTimersByTimeAsync(RESUME_GAP_MS - 1);
+    expect(next.attempts).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(next.attempts).toHaveLength(3);
+    await vi.advanceTimersByTimeAsync(RESUME_GAP_MS);
+    expect(next.attempts).toHaveLength(4);
+    expect(urls().filter((u) => u === down.url)).toHaveLength(3);
+    expect(new Set(next.attempts.map((a) => deliveryOf(a))).size).toBe(4);
+    for (const a of next.attempts) a.settle();
+    await vi.advanceTimersByTimeAsync(0);
+    await next.notifier.close(0);
+    expect(files()).toEqual([]);
+  });
+
+  it('a due time further than any planned wait (a clock set back) is cut to MAX_RETRY_AFTER_MS', async () => {
+    const first = setup([target()], undefined, outbox());
+    first.notifier.notify(RECORD);
+    await vi.advanceTimersByTimeAsync(0);
+    first.attempts[0]?.settle(new WebhookError('http_5xx', 'answered 503'));
+    await vi.advanceTimersByTimeAsync(0);
+    await stop(first.notifier);
+    // The clock went back a day since.
+    vi.setSystemTime(Date.now() - 86_400_000);
+    const next = setup([target()], undefined, outbox());
+    next.notifier.resume(() => undefined);
+    expect(next.lines.find((l) => l.event === 'notify.resumed')).toMatchObject({
+      retryIn: MAX_RETRY_AFTER_MS,
+    });
+    await vi.advanceTimersByTimeAsync(MAX_RETRY_AFTER_MS - 1);
+    expect(next.attempts).toHaveLength(0);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(next.attempts).toHaveLength(1);
+    next.attempts[0]?.settle();
+    await vi.advanceTimersByTimeAsync(0);
+    await next.notifier.close(0);
+  });
+
+  it('an entry of an agentd before `due` with a POST made waits the backoff after it, not POSTing at once', async () => {
+    const first = setup([target({ backoffMs: 4000 })], undefined, outbox());
+    first.notifier.notify(RECORD);
+    await vi.advanceTimersByTimeAsync(0);
+    first.attempts[0]?.settle(new WebhookError('http_5xx', 'answered 503'));
+    await vi.advanceTimersByTimeAsync(0);
+    await stop(first.notifier);
+    const file = join(stateDir, 'notify', `${RECORD.id}.json`);
+    const old = JSON.parse(readFileSync(file, 'utf8')) as { targets: { due?: number }[] };
+    for (const t of old.targets) delete t.due;
+    writeFileSync(file, JSON.stringify(old));
+    vi.setSystemTime(Date.now() + 3_600_000);
+    const next = setup([target({ backoffMs: 4000 })], undefined, outbox());
+    next.notifier.resume(() => undefined);
+    await vi.advanceTimersByTimeAsync(2999);
+    expect(next.attempts).toHaveLength(0);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(next.attempts).toHaveLength(1);
+    next.attempts[0]?.settle();
+    await vi.advanceTimersByTimeAsync(0);
+    await next.notifier.close(0);
   });
 
   it('a notification taken at once, or with no webhook that wants it, leaves nothing on disk', async () => {
@@ -608,6 +812,57 @@ describe('postWebhook', () => {
       await new Promise((resolve) => server.close(resolve));
     }
     expect(await failure('/ok')).toBe('network');
+  });
+
+  it("reads a 429's and a 5xx's Retry-After, in seconds or as a date, and no other answer's", async () => {
+    const inTwoMinutes = new Date(Date.now() + 120_000).toUTCString();
+    const server = createServer((req, res) => {
+      req.resume();
+      if (req.url === '/429') res.writeHead(429, { 'retry-after': '7' }).end();
+      else if (req.url === '/503-date') res.writeHead(503, { 'retry-after': inTwoMinutes }).end();
+      else if (req.url === '/503') res.writeHead(503).end();
+      else if (req.url === '/503-bad') res.writeHead(503, { 'retry-after': 'soon' }).end();
+      else if (req.url === '/302') res.writeHead(302, { location: '/x', 'retry-after': '7' }).end();
+      else res.writeHead(400, { 'retry-after': '7' }).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const failed = (path: string) =>
+      postWebhook(
+        { url: `http://127.0.0.1:${port}${path}`, body: '{}', headers: {} },
+        { timeoutMs: 2000 },
+      ).then(
+        () => undefined,
+        (error: WebhookError) => error,
+      );
+    try {
+      const tooMany = await failed('/429');
+      expect(tooMany?.retryAfterMs).toBe(7000);
+      expect(tooMany?.message).toBe(`http://127.0.0.1:${port}/429 answered 429 (Retry-After: 7 s)`);
+      const dated = (await failed('/503-date'))?.retryAfterMs;
+      // An HTTP date has whole seconds.
+      expect(dated).toBeGreaterThan(118_000);
+      expect(dated).toBeLessThanOrEqual(120_000);
+      expect((await failed('/503'))?.retryAfterMs).toBeUndefined();
+      expect((await failed('/503-bad'))?.retryAfterMs).toBeUndefined();
+      expect((await failed('/302'))?.retryAfterMs).toBeUndefined();
+      expect((await failed('/400'))?.retryAfterMs).toBeUndefined();
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('reads Retry-After as RFC 9110 writes it, and nothing else', () => {
+    const now = Date.parse('2026-06-01T10:00:00Z');
+    expect(retryAfterMs('120', now)).toBe(120_000);
+    expect(retryAfterMs(' 0 ', now)).toBe(0);
+    expect(retryAfterMs('Mon, 01 Jun 2026 10:01:30 GMT', now)).toBe(90_000);
+    expect(retryAfterMs('Monday, 01-Jun-26 10:01:30 GMT', now)).toBe(90_000);
+    // A date past: no wait.
+    expect(retryAfterMs('Mon, 01 Jun 2026 09:00:00 GMT', now)).toBe(0);
+    for (const value of [null, '', '-5', '1.5', '2m', 'soon', '2026-06-01T10:01:30Z'])
+      expect(retryAfterMs(value, now)).toBeUndefined();
   });
 
   it('names the URL in its errors without the query, where a service may keep a token', async () => {
