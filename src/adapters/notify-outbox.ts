@@ -59,8 +59,12 @@ export interface UnreadableEntry {
 /** What a failed write or removal tells its caller (the notifier logs it). */
 export type OutboxFailure = (operation: string, error: unknown) => void;
 
-/** Files read at a start at most: more can only come from outside (a live daemon keeps ≤ 256 under way). */
-export const OUTBOX_MAX_ENTRIES = 4096;
+/**
+ * Files read at a start at most (the others are removed with a warning). A live daemon keeps fewer: one
+ * per session with a delivery under way (256 at most), waiting its turn (10,000) or left for the next
+ * start (4,096; past that it drops them: notifier.ts), or whose outcome is being recorded.
+ */
+export const OUTBOX_MAX_ENTRIES = 16_384;
 
 export class NotifyOutbox {
   readonly dir: string;

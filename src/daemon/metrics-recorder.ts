@@ -4,6 +4,11 @@ import type { BusEvent } from '../sessions/session-bus.js';
 
 export type FiringResult = 'triggered' | 'skipped' | 'missed' | 'rejected';
 export type DroppedReason = 'withheld' | 'log_full';
+/**
+ * What became of an outcome notification: `deferred` was not sent by this daemon (too many waiting) but
+ * stays in the outbox, and is counted again when the next start settles it; `dropped` is not sent at all.
+ */
+export type NotificationResult = 'delivered' | 'failed' | 'deferred' | 'dropped';
 
 /**
  * What the daemon counts, without the Prometheus registry behind it: the registry (prom-client, about
@@ -19,7 +24,7 @@ export interface MetricsRecorder {
   podmanCall(call: PodmanCall, host: string): void;
   reconciled(result: ReconcileResult): void;
   firing(agent: string, result: FiringResult): void;
-  notification(result: 'delivered' | 'failed' | 'dropped'): void;
+  notification(result: NotificationResult): void;
   notificationAttempt(result: string): void;
 }
 

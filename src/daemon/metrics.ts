@@ -3,7 +3,7 @@ import type { PodmanCall } from '../adapters/podman-observed.js';
 import type { ReconcileResult } from '../machines/daemon.machine.js';
 import type { SessionRecord } from '../sessions/records.js';
 import type { BusEvent } from '../sessions/session-bus.js';
-import type { DroppedReason, FiringResult, MetricsRecorder } from './metrics-recorder.js';
+import type { DroppedReason, FiringResult, MetricsRecorder, NotificationResult } from './metrics-recorder.js';
 
 export type { DroppedReason, FiringResult } from './metrics-recorder.js';
 
@@ -116,7 +116,7 @@ export class DaemonMetrics implements MetricsRecorder {
   );
   private readonly notifications = this.counter(
     'agentd_notifications_total',
-    'Outcome notifications: delivered, failed (all attempts failed) or dropped (too many pending).',
+    'Outcome notifications: delivered, failed (all attempts failed), deferred (too many waiting: left in the outbox for the next start) or dropped (too many waiting, and left: not sent).',
     ['result'],
   );
   private readonly notificationAttempts = this.counter(
@@ -220,7 +220,7 @@ export class DaemonMetrics implements MetricsRecorder {
     this.firings.inc({ agent, result });
   }
 
-  notification(result: 'delivered' | 'failed' | 'dropped'): void {
+  notification(result: NotificationResult): void {
     this.notifications.inc({ result });
   }
 

@@ -20,6 +20,7 @@ import {
 } from '../sessions/notification.js';
 import { type SessionRecord, sessionRecordSchema } from '../sessions/records.js';
 import type { Outcome } from '../sessions/types.js';
+import type { NotificationResult } from './metrics-recorder.js';
 
 /** A session, as far as choosing its webhooks goes. */
 export type NotifiedSession = Pick<SessionRecord, 'id' | 'agent'>;
@@ -33,14 +34,20 @@ export interface NotifierOptions {
   env: NodeJS.ProcessEnv;
   log: Logger;
   metrics: {
-    notification(result: 'delivered' | 'failed' | 'dropped'): void;
+    notification(result: NotificationResult): void;
     notificationAttempt(result: 'ok' | WebhookFailure | 'secret'): void;
   };
   version: string;
   /** One POST (default: postWebhook). */
   post?: typeof postWebhook;
-  /** Deliveries under way at most; more are dropped (and counted) rather than piling up. */
+  /** Deliveries under way at most; more wait their turn (see maxWaiting). */
   maxPending?: number;
+  /** Deliveries waiting for a place among those under way at most (MAX_WAITING). */
+  maxWaiting?: number;
+  /** Record text the waiting deliveries refer to at most, counted per delivery (MAX_WAITING_CHARS). */
+  maxWaitingChars?: number;
+  /** Deliveries this daemon leaves in the outbox for the next start at most (MAX_DEFERRED). */
+  maxDeferred?: number;
   /** Deadline of one POST. */
   timeoutMs?: number;
   /**
@@ -77,7 +84,35 @@ interface UnderWay {
   pending: Pending;
 }
 
-const MAX_PENDING = 256;
+/** A delivery waiting for a place among those under way. */
+interface Waiting extends UnderWay {
+  /** Its first POST not before this (ms since the epoch): a resumed one keeps its schedule in the queue. */
+  notBefore: number;
+  /** Sent again from an earlier daemon's entry: spaced RESUME_GAP_MS from the others to its webhook. */
+  resumed: boolean;
+}
+
+/** Deliveries under way at most: each holds a delivery machine, its timers and at most one POST. */
+export const MAX_PENDING = 256;
+/**
+ * Deliveries waiting for a place at most. A waiting one is a few hundred bytes (ids, counts, its
+ * webhook's key) and a reference to its session's record text, which MAX_WAITING_CHARS bounds: a
+ * webhook down for hours while a busy daemon finishes 20 sessions a minute (1,200 an hour) fits.
+ */
+export const MAX_WAITING = 10_000;
+/**
+ * The record text the waiting deliveries refer to at most (a record is a few KB; one with many input
+ * files, tens): counted once per delivery, so a session's text shared by two webhooks counts twice.
+ */
+export const MAX_WAITING_CHARS = 32 * 1024 * 1024;
+/**
+ * Deliveries this daemon leaves in the outbox for the next start at most, once the queue is full; past
+ * it, one is dropped with its place in the outbox: the outbox, which a start reads whole, stays within
+ * OUTBOX_MAX_ENTRIES (under way, waiting and these, plus sessions being recorded) across restarts.
+ */
+export const MAX_DEFERRED = 4096;
+/** A `notify.waiting` line at most this often: a queue that fills and empties does not flood the log. */
+const WAITING_LOG_MS = 60_000;
 const TIMEOUT_MS = 10_000;
 /**
  * At a start, the deliveries resumed to one webhook go out at least this far apart, not all at once
@@ -88,13 +123,24 @@ export const RESUME_GAP_MS = 250;
 /**
  * Tells webhooks of outcomes: one delivery machine per notification and webhook, started and left to
  * itself, so a slow or failing receiver never holds up a session or the daemon. Bounded: beyond
- * maxPending deliveries under way, new ones are dropped and counted. With an outbox, what is not taken
- * yet is on disk from before the session's record says it finished until the last attempt: a next
- * start sends it again (resume), with the same delivery id and the attempts left, when its next attempt
- * is due (kept on disk), those to one webhook at least RESUME_GAP_MS apart.
+ * maxPending deliveries under way, new ones wait in a FIFO queue (maxWaiting) and start, in order, as
+ * those under way end; beyond that too, one is left in the outbox for the next start (maxDeferred), and
+ * past that dropped. With an outbox, what is not taken yet is on disk from before the session's record
+ * says it finished until the last attempt: a next start sends it again (resume), through the same
+ * queue, with the same delivery id and the attempts left, when its next attempt is due (kept on disk),
+ * those to one webhook at least RESUME_GAP_MS apart.
  */
 export class Notifier {
   private readonly pending = new Map<Actor<typeof deliveryMachine>, UnderWay>();
+  /** Deliveries waiting for a place among those under way, first come first started. */
+  private readonly queue = new Fifo<Waiting>();
+  /** The record text the queue refers to, per delivery (see MAX_WAITING_CHARS). */
+  private queuedChars = 0;
+  /** Deliveries this daemon left in the outbox for the next start (see MAX_DEFERRED). */
+  private deferred = 0;
+  private waitingLoggedAt = Number.NEGATIVE_INFINITY;
+  /** The first POST planned last, per webhook, of a resumed delivery: the next is RESUME_GAP_MS later. */
+  private readonly resumedAt = new Map<string, number>();
   private readonly post: typeof postWebhook;
   private idle: (() => void) | undefined;
   /** Set by close: deliveries tell it when no POST is in flight any more. */
@@ -149,7 +195,7 @@ export class Notifier {
     this.options.outbox?.writeNow(entryOf(notification));
     const now = Date.now();
     for (const pending of [...notification.pending])
-      this.deliver(notification, pending, waitLeft(pending, now));
+      this.admit({ notification, pending, notBefore: now + waitLeft(pending, now), resumed: false });
   }
 
   /**
@@ -173,29 +219,19 @@ export class Notifier {
         this.unreadable(`${entry.session}.json`, errorMessage(error), true);
       }
     }
-    // Each on its schedule, the earliest first; to one webhook, at least RESUME_GAP_MS apart.
+    // Each on its schedule, the earliest first (the queue keeps the order); to one webhook, at least
+    // RESUME_GAP_MS apart (start applies it, as each gets its place).
     const now = Date.now();
     const timed = resumed
-      .map((underWay) => ({ ...underWay, waitMs: waitLeft(underWay.pending, now) }))
-      .sort((a, b) => a.waitMs - b.waitMs);
-    const lastStart = new Map<string, number>();
-    for (const { notification, pending, waitMs } of timed) {
-      const last = lastStart.get(pending.key);
-      const wait = last === undefined ? waitMs : Math.max(waitMs, last + RESUME_GAP_MS);
-      lastStart.set(pending.key, wait);
-      this.options.log.info(
-        {
-          event: 'notify.resumed',
-          session: notification.session,
-          url: shownWebhookUrl(pending.target.url),
-          delivery: pending.delivery,
-          attempt: pending.made + 1,
-          retryIn: wait,
-        },
-        `sending again a notification of session ${notification.session} an earlier daemon did not deliver (attempt ${pending.made + 1} of ${pending.target.attempts}) ${wait === 0 ? 'now' : `in ${formatDuration(wait)}`}`,
-      );
-      this.deliver(notification, pending, wait);
-    }
+      .map(
+        (underWay): Waiting => ({
+          ...underWay,
+          notBefore: now + waitLeft(underWay.pending, now),
+          resumed: true,
+        }),
+      )
+      .sort((a, b) => a.notBefore - b.notBefore);
+    for (const waiting of timed) this.admit(waiting);
   }
 
   /** The webhooks of an earlier daemon's entry to send again now (none: recovery tells the session). */
@@ -283,13 +319,30 @@ export class Notifier {
     return this.pending.size;
   }
 
+  /** Deliveries waiting for a place among those under way. */
+  get waiting(): number {
+    return this.queue.length;
+  }
+
   /**
    * Waits up to graceMs for the POSTs in flight, then stops every delivery: with an outbox, a next start
    * sends them again when their next attempt is due; without one they are not sent. One waiting to be
-   * tried again does not hold the stop up: its next attempt is on disk.
+   * tried again does not hold the stop up: its next attempt is on disk. Those waiting for a place are
+   * not started: their entries stay in the outbox as they are.
    */
   async close(graceMs: number): Promise<void> {
     this.closing = true;
+    const kept = this.options.outbox !== undefined;
+    const waiting = this.queue.length;
+    this.queue.clear();
+    this.queuedChars = 0;
+    if (waiting > 0)
+      this.options.log.warn(
+        { event: 'notify.abandoned', waiting },
+        kept
+          ? `${waiting} notification(s) waiting for their turn were not sent when agentd stopped; they stay in the notification outbox and the next start sends them`
+          : `${waiting} notification(s) waiting for their turn were not sent when agentd stopped; they are not sent again`,
+      );
     if (this.posting()) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, graceMs);
@@ -299,7 +352,6 @@ export class Notifier {
         };
       });
     }
-    const kept = this.options.outbox !== undefined;
     for (const [actor, { notification, pending }] of this.pending) {
       const snapshot = actor.getSnapshot();
       this.options.log.warn(
@@ -337,22 +389,114 @@ export class Notifier {
     else this.options.outbox?.writeNow(entryOf(notification));
   }
 
-  /** Starts one webhook's delivery, its first POST after waitMs. */
+  /**
+   * Starts a delivery when there is a place for it and none waits before it; else it waits its turn;
+   * with the queue full, it is left in the outbox for the next start, or, past maxDeferred, dropped.
+   */
+  private admit(waiting: Waiting): void {
+    const maxPending = this.options.maxPending ?? MAX_PENDING;
+    if (this.pending.size < maxPending && this.queue.length === 0) {
+      this.start(waiting);
+      return;
+    }
+    const { log } = this.options;
+    const chars = charsOf(waiting);
+    if (
+      this.queue.length < (this.options.maxWaiting ?? MAX_WAITING) &&
+      this.queuedChars + chars <= (this.options.maxWaitingChars ?? MAX_WAITING_CHARS)
+    ) {
+      const now = Date.now();
+      if (this.queue.length === 0 && now - this.waitingLoggedAt >= WAITING_LOG_MS) {
+        this.waitingLoggedAt = now;
+        log.warn(
+          { event: 'notify.waiting', pending: this.pending.size },
+          `${this.pending.size} notifications are under way, the most at once (a webhook slow or down?): more wait their turn, in order, up to ${this.options.maxWaiting ?? MAX_WAITING}`,
+        );
+      }
+      this.queue.push(waiting);
+      this.queuedChars += chars;
+      return;
+    }
+    this.drop(waiting);
+  }
+
+  /** The queue is full too: left in the outbox for the next start, or, past maxDeferred, dropped. */
+  private drop({ notification, pending }: Waiting): void {
+    const { log, metrics, outbox } = this.options;
+    const session = notification.session;
+    const url = shownWebhookUrl(pending.target.url);
+    const context = {
+      event: 'notify.dropped',
+      session,
+      url,
+      delivery: pending.delivery,
+      pending: this.pending.size,
+      waiting: this.queue.length,
+    };
+    const full = `${this.pending.size} notifications under way and ${this.queue.length} waiting, the most`;
+    const maxDeferred = this.options.maxDeferred ?? MAX_DEFERRED;
+    if (outbox !== undefined && this.deferred < maxDeferred) {
+      // Its entry stays as it is (a sibling's changes keep it: it stays in notification.pending).
+      this.deferred += 1;
+      metrics.notification('deferred');
+      log.warn(
+        { ...context, kept: true },
+        `notification of session ${session} to ${url} not sent by this daemon (${full}); it stays in the notification outbox and the next start of agentd sends it`,
+      );
+      return;
+    }
+    metrics.notification('dropped');
+    log.warn(
+      { ...context, kept: false },
+      outbox === undefined
+        ? `notification of session ${session} to ${url} dropped (${full}): it is not sent`
+        : `notification of session ${session} to ${url} dropped (${full}, and ${this.deferred} left in the notification outbox for the next start, the most): it is not sent`,
+    );
+    this.settle(notification, pending);
+  }
+
+  /** Starts the deliveries waiting, in order, while there is a place (none once closing). */
+  private startWaiting(): void {
+    const maxPending = this.options.maxPending ?? MAX_PENDING;
+    while (!this.closing && this.pending.size < maxPending) {
+      const next = this.queue.shift();
+      if (next === undefined) return;
+      this.queuedChars -= charsOf(next);
+      this.start(next);
+    }
+  }
+
+  /** Starts one webhook's delivery: its first POST when due (a resumed one, spaced from the others). */
+  private start({ notification, pending, notBefore, resumed }: Waiting): void {
+    const now = Date.now();
+    let at = Math.max(now, notBefore);
+    if (resumed) {
+      const last = this.resumedAt.get(pending.key);
+      if (last !== undefined) at = Math.max(at, last + RESUME_GAP_MS);
+      this.resumedAt.set(pending.key, at);
+      const wait = at - now;
+      this.options.log.info(
+        {
+          event: 'notify.resumed',
+          session: notification.session,
+          url: shownWebhookUrl(pending.target.url),
+          delivery: pending.delivery,
+          attempt: pending.made + 1,
+          retryIn: wait,
+        },
+        `sending again a notification of session ${notification.session} an earlier daemon did not deliver (attempt ${pending.made + 1} of ${pending.target.attempts}) ${wait === 0 ? 'now' : `in ${formatDuration(wait)}`}`,
+      );
+    }
+    this.deliver(notification, pending, at - now);
+  }
+
+  /** Runs one webhook's delivery machine, its first POST after waitMs. */
   private deliver(notification: Notification, pending: Pending, waitMs: number): void {
     const { log, metrics } = this.options;
     const { target, delivery } = pending;
     const session = notification.session;
     const url = shownWebhookUrl(target.url);
     const context = { event: 'notify', session, url, delivery };
-    if (this.pending.size >= (this.options.maxPending ?? MAX_PENDING)) {
-      metrics.notification('dropped');
-      log.warn(
-        { ...context, event: 'notify.dropped', pending: this.pending.size },
-        `notification of session ${session} to ${url} dropped: too many notifications under way`,
-      );
-      this.settle(notification, pending);
-      return;
-    }
     const body = notificationBodyOf(notification.record ?? '{}', delivery);
     const logic = deliveryMachine.provide({
       actors: {
@@ -447,6 +591,7 @@ export class Notifier {
           );
         }
         if (this.closing && !this.posting()) this.idle?.();
+        this.startWaiting();
       },
       error: (error) => {
         this.pending.delete(actor);
@@ -454,9 +599,50 @@ export class Notifier {
         metrics.notification('failed');
         log.error({ ...context, event: 'notify.failed', err: error }, 'notification failed');
         if (this.closing && !this.posting()) this.idle?.();
+        this.startWaiting();
       },
     });
     actor.start();
+  }
+}
+
+/** What a waiting delivery counts against MAX_WAITING_CHARS: its session's record text. */
+function charsOf({ notification }: Waiting): number {
+  return notification.record?.length ?? 0;
+}
+
+/**
+ * A first-in, first-out queue whose shift does not move every element (Array.prototype.shift does: the
+ * queue may hold thousands).
+ */
+class Fifo<T> {
+  private items: (T | undefined)[] = [];
+  private head = 0;
+
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  push(item: T): void {
+    this.items.push(item);
+  }
+
+  shift(): T | undefined {
+    if (this.head >= this.items.length) return undefined;
+    const item = this.items[this.head];
+    this.items[this.head] = undefined;
+    this.head += 1;
+    // The slots taken out are let go once they are half of the array.
+    if (this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return item;
+  }
+
+  clear(): void {
+    this.items = [];
+    this.head = 0;
   }
 }
 

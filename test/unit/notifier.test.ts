@@ -6,12 +6,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { NotifyOutbox } from '../../src/adapters/notify-outbox.js';
+import { NotifyOutbox, OUTBOX_MAX_ENTRIES } from '../../src/adapters/notify-outbox.js';
 import { postWebhook, retryAfterMs, WebhookError, type WebhookRequest } from '../../src/adapters/webhook.js';
 import { type ConfigError, parseConfig } from '../../src/config/index.js';
 import type { NotifyTarget } from '../../src/config/types.js';
 import { shownWebhookUrl } from '../../src/config/webhook-url.js';
-import { Notifier, RESUME_GAP_MS } from '../../src/daemon/notifier.js';
+import {
+  MAX_DEFERRED,
+  MAX_PENDING,
+  MAX_WAITING,
+  Notifier,
+  type NotifierOptions,
+  RESUME_GAP_MS,
+} from '../../src/daemon/notifier.js';
 import { MAX_RETRY_AFTER_MS } from '../../src/machines/delivery.machine.js';
 import type { SessionRecord } from '../../src/sessions/records.js';
 
@@ -44,11 +51,14 @@ interface Attempt {
   settle(error?: Error): void;
 }
 
+type Limits = Pick<NotifierOptions, 'maxWaiting' | 'maxWaitingChars' | 'maxDeferred'>;
+
 function setup(
   targets: NotifyTarget[],
   maxPending?: number,
   outbox?: NotifyOutbox,
   env: Record<string, string> = { HOOK_KEY: KEY },
+  limits: Limits = {},
 ) {
   const attempts: Attempt[] = [];
   const counted: string[] = [];
@@ -65,6 +75,7 @@ function setup(
     version: '9.9.9',
     ...(maxPending === undefined ? {} : { maxPending }),
     ...(outbox === undefined ? {} : { outbox }),
+    ...limits,
     post: (request) =>
       new Promise<void>((resolve, reject) => {
         attempts.push({ request, settle: (error) => (error ? reject(error) : resolve()) });
@@ -75,6 +86,43 @@ function setup(
 
 /** Fixes the jitter's draw (Math.random) for the test. */
 const draw = (value: number) => vi.spyOn(Math, 'random').mockReturnValue(value);
+
+/** The session a POST tells of. */
+const sessionOf = (a: Attempt | undefined) =>
+  (JSON.parse(a?.request.body ?? '{}') as { session?: SessionRecord }).session?.id;
+
+/** Session ids in the order the tests notify them. */
+const ids = (count: number) =>
+  Array.from({ length: count }, (_, i) => `00000000000000${(i + 16).toString(16)}`);
+
+/**
+ * A receiver answering each POST as it comes: 503 until downUntil (ms since the epoch), then 2xx; the
+ * fake clock runs by steps of stepMs until nothing is under way or waiting. Returns the sessions whose
+ * POST was taken, in order, and the most deliveries seen under way at once.
+ */
+async function answerUntilDone(
+  n: ReturnType<typeof setup>,
+  downUntil: number,
+  stepMs = 250,
+): Promise<{ taken: (string | undefined)[]; mostUnderWay: number }> {
+  const taken: (string | undefined)[] = [];
+  let answered = 0;
+  let mostUnderWay = 0;
+  for (let step = 0; step < 10_000; step++) {
+    mostUnderWay = Math.max(mostUnderWay, n.notifier.underWay);
+    for (; answered < n.attempts.length; answered++) {
+      const attempt = n.attempts[answered] as Attempt;
+      if (Date.now() < downUntil) attempt.settle(new WebhookError('http_5xx', 'answered 503'));
+      else {
+        taken.push(sessionOf(attempt));
+        attempt.settle();
+      }
+    }
+    await vi.advanceTimersByTimeAsync(stepMs);
+    if (n.notifier.underWay === 0 && n.notifier.waiting === 0 && answered === n.attempts.length) break;
+  }
+  return { taken, mostUnderWay };
+}
 
 describe('notifier', () => {
   beforeEach(() => vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] }));
@@ -238,13 +286,72 @@ describe('notifier', () => {
     expect(n.attempts).toHaveLength(1);
   });
 
-  it('drops notifications beyond the bound instead of piling them up', async () => {
-    const n = setup([target()], 2);
-    for (let i = 0; i < 5; i++) n.notifier.notify({ ...RECORD, id: `000000000000000${i}` });
+  it('beyond the deliveries under way, notifications wait their turn: all are delivered once each, in order, through a webhook down a while', async () => {
+    draw(0.5);
+    const n = setup([target({ attempts: 5, backoffMs: 1000 })], 2);
+    const sessions = ids(10);
+    for (const id of sessions) n.notifier.notify({ ...RECORD, id });
     await vi.advanceTimersByTimeAsync(0);
-    expect(n.attempts).toHaveLength(2);
-    expect(n.counted.filter((c) => c === 'notification:dropped')).toHaveLength(3);
-    expect(n.notifier.underWay).toBe(2);
+    expect(n.attempts.map(sessionOf)).toEqual(sessions.slice(0, 2));
+    expect([n.notifier.underWay, n.notifier.waiting]).toEqual([2, 8]);
+    expect(n.lines.filter((l) => l.event === 'notify.waiting')).toEqual([
+      expect.objectContaining({ pending: 2 }),
+    ]);
+    // Down for 10 s: the first two take 5 attempts (waits of 0.75, 1.5, 3 and 6 s), the others wait.
+    const { taken, mostUnderWay } = await answerUntilDone(n, Date.now() + 10_000);
+    expect(mostUnderWay).toBe(2);
+    expect(taken).toEqual(sessions);
+    // The first POST of each, in the order notified.
+    const firsts = [...new Set(n.attempts.map(sessionOf))];
+    expect(firsts).toEqual(sessions);
+    expect(n.counted.filter((c) => c.startsWith('notification:'))).toEqual(
+      sessions.map(() => 'notification:delivered'),
+    );
+    expect(n.lines.filter((l) => l.event === 'notify.dropped')).toEqual([]);
+  });
+
+  it('with the queue full too, drops one (no outbox: not sent), counted and logged', async () => {
+    const n = setup([target()], 1, undefined, undefined, { maxWaiting: 2 });
+    const sessions = ids(4);
+    for (const id of sessions) n.notifier.notify({ ...RECORD, id });
+    await vi.advanceTimersByTimeAsync(0);
+    expect([n.notifier.underWay, n.notifier.waiting]).toEqual([1, 2]);
+    expect(n.counted).toEqual(['notification:dropped']);
+    expect(n.lines.find((l) => l.event === 'notify.dropped')).toMatchObject({
+      session: sessions[3],
+      pending: 1,
+      waiting: 2,
+      kept: false,
+      msg: expect.stringContaining('1 notifications under way and 2 waiting, the most'),
+    });
+    const { taken } = await answerUntilDone(n, 0);
+    expect(taken).toEqual(sessions.slice(0, 3));
+  });
+
+  it('bounds the record text the queue refers to, not only its length', async () => {
+    const size = JSON.stringify(RECORD).length;
+    const n = setup([target()], 1, undefined, undefined, { maxWaitingChars: Math.floor(size * 2.5) });
+    for (const id of ids(4)) n.notifier.notify({ ...RECORD, id });
+    await vi.advanceTimersByTimeAsync(0);
+    expect([n.notifier.underWay, n.notifier.waiting]).toEqual([1, 2]);
+    expect(n.counted).toEqual(['notification:dropped']);
+  });
+
+  it('a stop does not start the notifications waiting their turn, and says so once', async () => {
+    const n = setup([target()], 1);
+    for (const id of ids(3)) n.notifier.notify({ ...RECORD, id });
+    await vi.advanceTimersByTimeAsync(0);
+    const closed = n.notifier.close(5000);
+    // The POST in flight is taken during the grace: nothing waiting starts in its place.
+    n.attempts[0]?.settle();
+    await vi.advanceTimersByTimeAsync(0);
+    await closed;
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(n.attempts).toHaveLength(1);
+    expect([n.notifier.underWay, n.notifier.waiting]).toEqual([0, 0]);
+    expect(n.lines.filter((l) => l.event === 'notify.abandoned')).toEqual([
+      expect.objectContaining({ waiting: 2, msg: expect.stringContaining('they are not sent again') }),
+    ]);
   });
 
   it('counts a credential source that cannot be read as a failed attempt, naming the source, never a value', async () => {
@@ -747,6 +854,138 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     next.attempts[0]?.settle();
     await vi.advanceTimersByTimeAsync(0);
     await next.notifier.close(0);
+  });
+
+  it('a stop leaves the notifications waiting their turn in the outbox as they were, and the next start delivers each once', async () => {
+    const first = setup([target({ attempts: 3 })], 2, outbox());
+    const sessions = ids(5);
+    for (const id of sessions) first.notifier.notify({ ...RECORD, id });
+    await vi.advanceTimersByTimeAsync(0);
+    expect([first.attempts.length, first.notifier.waiting]).toEqual([2, 3]);
+    const waitingEntries = sessions
+      .slice(2)
+      .map((id) => readFileSync(join(stateDir, 'notify', `${id}.json`), 'utf8'));
+    await stop(first.notifier);
+    expect(first.attempts).toHaveLength(2);
+    expect(files().sort()).toEqual(sessions.map((id) => `${id}.json`));
+    // Not started, not touched: no attempt made, none due.
+    expect(
+      sessions.slice(2).map((id) => readFileSync(join(stateDir, 'notify', `${id}.json`), 'utf8')),
+    ).toEqual(waitingEntries);
+    expect(entry(sessions[2]).targets).toEqual([
+      { key: expect.any(String), delivery: expect.any(String), made: 0, nth: 0 },
+    ]);
+    expect(first.lines.find((l) => l.event === 'notify.abandoned' && l.waiting === 3)?.msg).toContain(
+      'they stay in the notification outbox and the next start sends them',
+    );
+    const deliveries = new Map(sessions.map((id) => [id, entry(id).targets[0]?.delivery]));
+
+    const next = setup([target({ attempts: 3 })], 2, outbox());
+    next.notifier.resume(() => undefined);
+    const { taken, mostUnderWay } = await answerUntilDone(next, 0);
+    expect(mostUnderWay).toBe(2);
+    // Those never tried are due first; the two a stop cut short, when their retry would be.
+    expect(taken).toEqual([...sessions.slice(2), ...sessions.slice(0, 2)]);
+    for (const a of next.attempts) expect(deliveryOf(a)).toBe(deliveries.get(sessionOf(a) ?? ''));
+    expect(next.counted.filter((c) => c.startsWith('notification:'))).toEqual(
+      sessions.map(() => 'notification:delivered'),
+    );
+    await next.notifier.close(0);
+    expect(files()).toEqual([]);
+  });
+
+  it('with the queue full, leaves a notification in the outbox for the next start; past maxDeferred, drops it from there', async () => {
+    const limits = { maxWaiting: 2, maxDeferred: 1 };
+    const first = setup([target()], 1, outbox(), undefined, limits);
+    const sessions = ids(5);
+    for (const id of sessions) first.notifier.notify({ ...RECORD, id });
+    await vi.advanceTimersByTimeAsync(0);
+    expect([first.notifier.underWay, first.notifier.waiting]).toEqual([1, 2]);
+    expect(first.counted).toEqual(['notification:deferred', 'notification:dropped']);
+    const dropped = first.lines.filter((l) => l.event === 'notify.dropped');
+    expect(dropped.map((l) => [l.session, l.kept])).toEqual([
+      [sessions[3], true],
+      [sessions[4], false],
+    ]);
+    expect(dropped[0]?.msg).toContain(
+      'it stays in the notification outbox and the next start of agentd sends it',
+    );
+    expect(dropped[1]?.msg).toContain(
+      'and 1 left in the notification outbox for the next start, the most): it is not sent',
+    );
+    expect(files().sort()).toEqual(sessions.slice(0, 4).map((id) => `${id}.json`));
+    const { taken } = await answerUntilDone(first, 0);
+    expect(taken).toEqual(sessions.slice(0, 3));
+    // The one left is not sent by this daemon, nor forgotten.
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(first.attempts).toHaveLength(3);
+    expect(files()).toEqual([`${sessions[3]}.json`]);
+    await first.notifier.close(0);
+
+    const next = setup([target()], 1, outbox(), undefined, limits);
+    next.notifier.resume(() => undefined);
+    const resumed = await answerUntilDone(next, 0);
+    expect(resumed.taken).toEqual([sessions[3]]);
+    expect(next.counted).toEqual(['attempt:ok', 'notification:delivered']);
+    await next.notifier.close(0);
+    expect(files()).toEqual([]);
+  });
+
+  it("a session's webhooks: one left in the outbox stays in its entry while another is taken", async () => {
+    const a = target({ url: 'http://127.0.0.1:9/a' });
+    const b = target({ url: 'http://127.0.0.1:9/b' });
+    const first = setup([a, b], 1, outbox(), undefined, { maxWaiting: 0 });
+    first.notifier.notify(RECORD);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(first.counted).toEqual(['notification:deferred']);
+    first.attempts[0]?.settle();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(entry().targets).toHaveLength(1);
+    await first.notifier.close(0);
+    const next = setup([a, b], 1, outbox());
+    next.notifier.resume(() => undefined);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(next.attempts.map((x) => x.request.url)).toEqual([b.url]);
+    next.attempts[0]?.settle();
+    await vi.advanceTimersByTimeAsync(0);
+    await next.notifier.close(0);
+    expect(files()).toEqual([]);
+  });
+
+  it('resumed deliveries wait their turn too, and keep RESUME_GAP_MS between those to one webhook', async () => {
+    const sessions = ids(3);
+    const first = setup([target()], undefined, outbox());
+    for (const id of sessions) first.notifier.notify({ ...RECORD, id });
+    await vi.advanceTimersByTimeAsync(0);
+    for (const a of first.attempts) a.settle(new WebhookError('network', 'ECONNREFUSED'));
+    await vi.advanceTimersByTimeAsync(0);
+    await stop(first.notifier);
+    vi.setSystemTime(Date.now() + 3_600_000);
+    const next = setup([target()], 1, outbox());
+    next.notifier.resume(() => undefined);
+    const started = Date.now();
+    const at: number[] = [];
+    for (let step = 0; step < 40 && at.length < 3; step++) {
+      await vi.advanceTimersByTimeAsync(step === 0 ? 0 : 50);
+      for (const a of next.attempts.slice(at.length)) {
+        at.push(Date.now() - started);
+        // Taken at once: the next one gets the place at once, but not before its gap.
+        a.settle();
+      }
+    }
+    expect(at).toEqual([0, RESUME_GAP_MS, 2 * RESUME_GAP_MS]);
+    expect(next.lines.filter((l) => l.event === 'notify.resumed').map((l) => l.retryIn)).toEqual([
+      0,
+      RESUME_GAP_MS,
+      RESUME_GAP_MS,
+    ]);
+    await vi.advanceTimersByTimeAsync(0);
+    await next.notifier.close(0);
+    expect(files()).toEqual([]);
+  });
+
+  it('a start reads every entry a daemon can leave: under way, waiting and left for it', () => {
+    expect(MAX_PENDING + MAX_WAITING + MAX_DEFERRED).toBeLessThanOrEqual(OUTBOX_MAX_ENTRIES - 1024);
   });
 
   it('a notification taken at once, or with no webhook that wants it, leaves nothing on disk', async () => {
