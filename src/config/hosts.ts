@@ -41,6 +41,46 @@ export function seesThisMachine(host: Pick<HostConfig, 'url'>): boolean {
   return transport === 'local' || transport === 'unix';
 }
 
+/**
+ * Whether a tcp:// url names this machine's loopback (localhost, 127.0.0.0/8, ::1). Any other address,
+ * 0.0.0.0 and names included, counts as one every session with a network can reach.
+ */
+export function tcpOnLoopback(url: string): boolean {
+  let host: string;
+  try {
+    host = new URL(url).hostname.toLowerCase();
+  } catch {
+    return false;
+  }
+  return host === 'localhost' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+/**
+ * Why a tcp:// host must not be used with these agents, or undefined. Podman's API there has no
+ * authentication and is root on that machine (a privileged container), so no session may reach it:
+ * sessions with network: host share this machine's loopback, and sessions with any network reach its
+ * other addresses and other machines (measured: a host-network session created a volume through
+ * tcp://127.0.0.1).
+ */
+export function tcpHostExposure(
+  host: Pick<HostConfig, 'name' | 'url'>,
+  agents: readonly Pick<AgentConfig, 'name' | 'network'>[],
+): string | undefined {
+  if (host.url === undefined || transportOf(host) !== 'tcp') return undefined;
+  const loopback = tcpOnLoopback(host.url);
+  const reaching = agents.filter((a) => (loopback ? a.network === 'host' : a.network !== 'none'));
+  if (reaching.length === 0) return undefined;
+  const shown = reaching.slice(0, 5).map((a) => `${a.name} (network: ${a.network})`);
+  if (reaching.length > shown.length) shown.push(`${reaching.length - shown.length} more`);
+  const one = reaching.length === 1;
+  return (
+    `${host.url} (host ${host.name}) is Podman's API without authentication, root on that machine for ` +
+    `whoever reaches the port, and ${one ? 'agent' : 'agents'} ${shown.join(', ')} can reach it from ` +
+    `${one ? 'its' : 'their'} sessions${loopback ? " (network: host shares this machine's 127.0.0.1)" : ''}; ` +
+    `use unix:// or ssh://, or give ${one ? 'the agent' : 'those agents'} ${loopback ? 'network: bridge or none' : 'network: none'}`
+  );
+}
+
 /** A host url as `podman --url` takes it; the problem with it, or undefined. */
 export function hostUrlProblem(url: string): string | undefined {
   const example =

@@ -17,7 +17,7 @@ import type { z } from 'zod';
 import { parseAge, parseDuration } from '../duration.js';
 import { AgentdError, errorMessage } from '../errors.js';
 import { parseOrigin, parseRepoUrl } from '../repo-url.js';
-import { hostAllowed, seesThisMachine, transportOf } from './hosts.js';
+import { hostAllowed, seesThisMachine, tcpHostExposure, transportOf } from './hosts.js';
 import { type HttpListen, parseListen } from './http.js';
 import { cacheVolumeKey, isInside, overlaps } from './mounts.js';
 import { configSearchPath, defaultSocketPath, defaultStateDir } from './paths.js';
@@ -334,6 +334,7 @@ function toSettings(raw: RawConfig, file: string, ctx: ConvertContext): Settings
   const hosts = toHosts(raw.hosts ?? [], ctx);
   const agents = raw.agents.map((agent, i) => toAgent(agent, i, dir, daemon.resources ?? {}, own, ctx));
   placementCheck(raw, agents, hosts, ctx);
+  tcpReachCheck(hosts, agents, ctx);
   cacheNameCheck(agents, ctx);
   const optionalMs = (text: string | undefined, fallback: number) =>
     text !== undefined ? durationMs(text) : fallback;
@@ -411,7 +412,7 @@ function toHosts(raw: NonNullable<RawConfig['hosts']>, ctx: ConvertContext): Hos
       ctx.problems.push({
         path: [...path, 'url'],
         message:
-          'tcp:// has neither encryption nor authentication: credentials would cross the network in clear and anyone who reaches the port controls the host; use ssh://, or set insecure: true (for a loopback test setup)',
+          'tcp:// has neither encryption nor authentication: credentials would cross the network in clear and anyone who reaches the port controls the host; use ssh://, or set insecure: true (for a loopback test setup whose agents have network: bridge or none)',
       });
     }
     if (transport !== 'tcp' && entry.insecure !== undefined) {
@@ -443,6 +444,22 @@ function toHosts(raw: NonNullable<RawConfig['hosts']>, ctx: ConvertContext): Hos
       });
     }
     return host;
+  });
+}
+
+/**
+ * No session may reach a tcp:// host's Podman API (no authentication, root on that machine):
+ * `insecure: true` accepts the missing encryption, not agents that can take the host over. A reload
+ * reads the file through here too.
+ */
+function tcpReachCheck(
+  hosts: readonly HostConfig[],
+  agents: readonly AgentConfig[],
+  ctx: ConvertContext,
+): void {
+  hosts.forEach((host, i) => {
+    const problem = tcpHostExposure(host, agents);
+    if (problem !== undefined) ctx.problems.push({ path: ['hosts', i, 'url'], message: problem });
   });
 }
 

@@ -1,11 +1,16 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { Actor } from 'xstate';
+import type { ServiceNotifier } from '../../src/adapters/sd-notify.js';
 import { hostChanges } from '../../src/config/diff.js';
 import { hostAllowed, hostsOf, hostUrlProblem } from '../../src/config/hosts.js';
 import { ConfigError, parseConfig } from '../../src/config/load.js';
-import type { HostConfig } from '../../src/config/types.js';
+import type { HostConfig, Settings } from '../../src/config/types.js';
+import { createReloader } from '../../src/daemon/reload.js';
+import type { daemonMachine } from '../../src/machines/daemon.machine.js';
 import { placeQueued } from '../../src/sessions/placement.js';
 
 const FILE = '/etc/agentd/agentd.yaml';
@@ -23,7 +28,7 @@ function parse(text: string) {
   return parseConfig(text, FILE, ENV, 1000);
 }
 
-function problems(text: string): { path: string; message: string }[] {
+function problems(text: string): { path: string; message: string; line?: number }[] {
   try {
     parse(text);
   } catch (error) {
@@ -216,5 +221,85 @@ describe('reloading hosts', () => {
     );
     expect(hosts).toEqual([host('a', { maxSessions: 5, labels: { x: '1' } }), host('b'), host('c')]);
     expect(restartNeeded.map((p) => p.key)).toEqual(['hosts.b', 'hosts.c', 'hosts.d']);
+  });
+});
+
+describe('tcp:// hosts that sessions can reach', () => {
+  const tcpHost = (url: string) => `hosts:\n  - name: loop\n    url: "${url}"\n    insecure: true\n`;
+
+  it('refuses one on a loopback address when an agent has network: host, naming host and agents', () => {
+    const text = `${tcpHost('tcp://127.0.0.1:8080')}agents:\n${agent('    network: host\n', 'scout')}${agent('    network: none\n', 'quiet')}${agent()}`;
+    const [problem, ...rest] = problems(text);
+    expect(rest).toEqual([]);
+    expect(problem).toMatchObject({ path: 'hosts[0].url', line: 3 });
+    expect(problem?.message).toBe(
+      "tcp://127.0.0.1:8080 (host loop) is Podman's API without authentication, root on that machine for " +
+        'whoever reaches the port, and agent scout (network: host) can reach it from its sessions ' +
+        "(network: host shares this machine's 127.0.0.1); use unix:// or ssh://, or give the agent " +
+        'network: bridge or none',
+    );
+  });
+
+  it.each(['tcp://localhost:8080', 'tcp://[::1]:8080', 'tcp://127.0.0.2:8080'])(
+    'reads %s as loopback: bridge and none agents may be configured with it',
+    (url) => {
+      const text = `${tcpHost(url)}agents:\n${agent()}${agent('    network: none\n', 'quiet')}`;
+      expect(parse(text).hosts[0]?.url).toBe(url);
+      expectProblem(
+        `${tcpHost(url)}agents:\n${agent('    network: host\n')}`,
+        'hosts[0].url',
+        'agent demo (network: host) can reach it',
+      );
+    },
+  );
+
+  it.each([
+    'tcp://10.0.0.5:8080',
+    'tcp://0.0.0.0:8080',
+    'tcp://build1.example:8080',
+    'tcp://[::ffff:127.0.0.1]:8080',
+  ])('refuses %s when an agent has any network but none', (url) => {
+    const text = `${tcpHost(url)}agents:\n${agent('', 'bridged')}${agent('    network: host\n', 'hosted')}${agent('    network: none\n', 'quiet')}`;
+    expectProblem(
+      text,
+      'hosts[0].url',
+      "is Podman's API without authentication",
+      'agents bridged (network: bridge), hosted (network: host) can reach it from their sessions',
+      'use unix:// or ssh://, or give those agents network: none',
+    );
+    expect(problems(text)[0]?.message).not.toContain('quiet');
+    expect(parse(`${tcpHost(url)}agents:\n${agent('    network: none\n', 'quiet')}`).hosts).toHaveLength(1);
+  });
+
+  it('counts every agent, wherever it may run, and names at most five', () => {
+    const pinned = Array.from({ length: 7 }, (_, i) => agent('    hosts: [unix]\n', `a${i}`)).join('');
+    const text = `hosts:\n  - { name: unix, url: "unix:///run/p.sock" }\n  - { name: far, url: "tcp://10.0.0.5:8080", insecure: true }\nagents:\n${pinned}`;
+    expectProblem(
+      text,
+      'hosts[1].url',
+      'agents a0 (network: bridge), ',
+      'a4 (network: bridge), 2 more can reach it',
+    );
+  });
+
+  it('is refused by a reload too: it reads the file through the same loader', async () => {
+    const file = join(dir, 'reload.yaml');
+    writeFileSync(file, `${tcpHost('tcp://127.0.0.1:8080')}agents:\n${agent('    network: host\n')}`);
+    const actor = {
+      getSnapshot: () => ({
+        context: { agents: [], maxSessions: 1, sessions: {}, queue: [] },
+        matches: () => false,
+      }),
+    } as unknown as Actor<typeof daemonMachine>;
+    const reload = createReloader({
+      started: { file } as Settings,
+      actor,
+      log: pino({ level: 'silent' }),
+      notify: { reloading: () => {}, ready: () => {} } as unknown as ServiceNotifier,
+    });
+    const reply = await reload('request');
+    expect(reply.type).toBe('reload_failed');
+    expect(reply.message).toContain('hosts[0].url');
+    expect(reply.message).toContain('agent demo (network: host) can reach it');
   });
 });
