@@ -69,3 +69,30 @@ export function loopDevices(): boolean {
     return false;
   }
 }
+
+/** statfs magic numbers (linux/magic.h) of what /sys/fs/cgroup may be. */
+const CGROUP2_SUPER_MAGIC = 0x63677270;
+const CGROUP_SUPER_MAGIC = 0x27e0eb;
+const TMPFS_MAGIC = 0x01021994;
+
+export type CgroupVersion = 'v1' | 'v2';
+
+/**
+ * The cgroup version a statfs type of /sys/fs/cgroup means: cgroup2fs is v2 (unified); a tmpfs holds v1
+ * controllers (legacy, or hybrid with only systemd's tree on v2: memory is v1 in both); undefined for
+ * anything else.
+ */
+export function cgroupVersionOf(type: number): CgroupVersion | undefined {
+  if (type === CGROUP2_SUPER_MAGIC) return 'v2';
+  if (type === TMPFS_MAGIC || type === CGROUP_SUPER_MAGIC) return 'v1';
+  return undefined;
+}
+
+/** This machine's cgroup version, or undefined when /sys/fs/cgroup cannot be read or is neither. */
+export function cgroupVersion(path = '/sys/fs/cgroup'): CgroupVersion | undefined {
+  try {
+    return cgroupVersionOf(Number(statfsSync(path).type));
+  } catch {
+    return undefined;
+  }
+}

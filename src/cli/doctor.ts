@@ -18,7 +18,8 @@ export class DoctorCommand extends AgentdCommand {
       with hosts: in the configuration, each of these on every host (reachable, its Podman version, a smoke
       run there, the images of the agents that may run there) and how it is reached (key, host key, tcp);
       every credential source (resolved and dropped: values are never shown); the ownership of the state and
-      socket directories; free space in the state dir. Run it as the user the daemon runs as, with the
+      socket directories; free space in the state dir; the cgroup version (v1 leaves sessions' socket buffers
+      outside their memory limit); what validate warns about. Run it as the user the daemon runs as, with the
       daemon's environment (--env-file for systemd's EnvironmentFile). Exits 0 when nothing fails.
     `,
     examples: [

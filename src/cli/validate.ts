@@ -1,6 +1,7 @@
 import { Command, Option } from 'clipanion';
 import { describeListen } from '../config/http.js';
 import type { Resources, ScheduleConfig } from '../config/types.js';
+import { configWarnings } from '../config/warnings.js';
 import { shownWebhookUrl } from '../config/webhook-url.js';
 import { formatDuration } from '../duration.js';
 import { describeAgent } from '../sessions/agent-view.js';
@@ -15,7 +16,7 @@ export class ValidateCommand extends AgentdCommand {
   static override usage = Command.Usage({
     description: 'Check a configuration file without starting a daemon',
     details:
-      'Prints the agents it defines, or every problem found (file, line, key and how to fix it). Exits 1 on problems.',
+      'Prints the agents it defines and warnings about settings that weaken containment, or every problem found (file, line, key and how to fix it). Exits 1 on problems, not on warnings.',
     examples: [
       ['Check the default configuration', '$0 validate'],
       ['Check a given file', '$0 validate --config ./agentd.yaml'],
@@ -25,7 +26,8 @@ export class ValidateCommand extends AgentdCommand {
 
   config = configOption();
   json = Option.Boolean('--json', false, {
-    description: 'Print {"valid": true, "agents": [...]} or {"valid": false, "problems": [...]}',
+    description:
+      'Print {"valid": true, "agents": [...], "warnings": [...]} or {"valid": false, "problems": [...]}',
   });
 
   async execute(): Promise<number> {
@@ -34,6 +36,8 @@ export class ValidateCommand extends AgentdCommand {
       if (this.json) printJson(this.context, { valid: false, ...settings, code: EXIT.failed });
       return EXIT.failed;
     }
+    // Valid, and still worth a second look: said, not refused.
+    const warnings = configWarnings(settings);
     if (this.json) {
       printJson(this.context, {
         valid: true,
@@ -42,6 +46,7 @@ export class ValidateCommand extends AgentdCommand {
         stateDir: settings.daemon.stateDir,
         maxSessions: settings.daemon.maxSessions,
         agents: settings.agents.map((agent) => describeAgent(agent)),
+        warnings,
       });
       return EXIT.succeeded;
     }
@@ -79,6 +84,7 @@ export class ValidateCommand extends AgentdCommand {
       if (agent.maxConcurrent !== undefined) out.push(`    max_concurrent ${agent.maxConcurrent}`);
       if (agent.schedule) out.push(`    ${describeSchedule(agent.schedule)}`);
     }
+    for (const w of warnings) out.push(`warning: ${w.path}: ${w.message}; ${w.fix}`);
     this.context.stdout.write(`${out.join('\n')}\n`);
     return EXIT.succeeded;
   }

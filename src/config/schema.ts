@@ -393,9 +393,9 @@ const exitCodes = z.record(
 );
 
 function capability() {
-  return checkedString('a capability name like NET_RAW', (raw) =>
+  return checkedString('a capability name like NET_BIND_SERVICE', (raw) =>
     capabilityName(raw) === undefined
-      ? `${describe(raw)} is not a Linux capability; use a name like NET_RAW or SYS_PTRACE (the CAP_ prefix is optional)`
+      ? `${describe(raw)} is not a Linux capability; use a name like NET_BIND_SERVICE or SYS_NICE (the CAP_ prefix is optional)`
       : undefined,
   );
 }
@@ -719,7 +719,7 @@ const agentShape = {
   allow_insecure_http: flag('allow repo_token over plain http://, for a loopback test server'),
   resources: resources(),
   cap_add: z
-    .array(capability(), { error: typeError('a list of capability names like ["NET_RAW"]') })
+    .array(capability(), { error: typeError('a list of capability names like ["NET_BIND_SERVICE"]') })
     .nullish(),
   mounts: z
     .array(strict(mountShape, 'a mapping with source:, target: and optionally read_only:'), {

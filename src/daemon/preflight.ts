@@ -2,11 +2,19 @@ import { existsSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { resolveCredentials } from '../adapters/credentials.js';
-import { freeBytes, loopDevices, onPath, ownDirProblem } from '../adapters/fs-checks.js';
+import {
+  type CgroupVersion,
+  cgroupVersion,
+  freeBytes,
+  loopDevices,
+  onPath,
+  ownDirProblem,
+} from '../adapters/fs-checks.js';
 import { PodmanClient } from '../adapters/podman.js';
 import { PodmanError } from '../adapters/podman-errors.js';
-import { hostAllowed, seesThisMachine, transportOf } from '../config/hosts.js';
+import { hostAllowed, seesThisMachine, tcpOnLoopback, transportOf } from '../config/hosts.js';
 import type { AgentConfig, CredentialSource, HostConfig, Settings } from '../config/types.js';
+import { configWarnings } from '../config/warnings.js';
 import { AgentdError, errorMessage } from '../errors.js';
 import { packageFile } from '../package-files.js';
 import type { CheckResult } from './check-result.js';
@@ -120,6 +128,8 @@ export async function runPreflight(options: PreflightOptions): Promise<CheckResu
     ...(await checkCredentials(settings.agents, options.env)),
     ...checkDirectories(settings),
     ...checkBoundedCaches(settings, options.env),
+    ...checkConfigWarnings(settings),
+    ...checkCgroups(settings),
     // Binding the HTTP address to test it would race the server start opens: doctor only.
     ...(options.depth === 'full' ? await checkHttpAndNotify(settings, options.env) : []),
   ];
@@ -164,6 +174,52 @@ export function checkBoundedCaches(
   }
   return [
     { check, status: 'ok', message: `fallocate, mkfs.ext4 and loop devices for the caches of ${names}` },
+  ];
+}
+
+/** What `validate` warns about in the configuration, logged at start and shown by doctor. */
+export function checkConfigWarnings(settings: Pick<Settings, 'agents'>): CheckResult[] {
+  return configWarnings(settings).map((w) => ({
+    check: `agent ${w.agent}: cap_add`,
+    status: 'warn',
+    message: w.message,
+    fix: w.fix,
+  }));
+}
+
+/**
+ * The cgroup version of this machine, where sessions run unless every host is another machine: cgroup
+ * v1 does not charge a container's TCP socket buffers to its memory limit (measured: 700 MB held in
+ * socket buffers while the session's cgroup showed 6 MB), and the host-wide tcp_mem pressure that
+ * follows slows every TCP user, the daemon included; v2 charges them.
+ */
+export function checkCgroups(
+  settings: Pick<Settings, 'hosts'>,
+  version: () => CgroupVersion | undefined = cgroupVersion,
+): CheckResult[] {
+  const here = (h: HostConfig) =>
+    seesThisMachine(h) || (transportOf(h) === 'tcp' && tcpOnLoopback(h.url ?? ''));
+  if (settings.hosts.length > 0 && !settings.hosts.some(here)) return [];
+  const found = version();
+  // Neither layout (no /sys/fs/cgroup): Podman's own checks say more than a guess would.
+  if (found === undefined) return [];
+  if (found === 'v2') {
+    return [
+      {
+        check: 'cgroups',
+        status: 'ok',
+        message: "cgroup v2: sessions' socket buffers count against their memory limit",
+      },
+    ];
+  }
+  return [
+    {
+      check: 'cgroups',
+      status: 'warn',
+      message:
+        "this machine runs cgroup v1, which does not charge a session's socket buffer memory to its memory limit: an agent can hold hundreds of MB in TCP buffers beyond resources.memory, and the machine-wide TCP memory pressure that follows slows every connection, the daemon's included",
+      fix: 'Boot with cgroup v2: systemd.unified_cgroup_hierarchy=1 on the kernel command line, and no =0 there (Debian: GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub and reboot)',
+    },
   ];
 }
 

@@ -191,7 +191,7 @@ describe('cap_add', () => {
       `agents:\n${agent('    cap_add:\n      - NET_RAW\n      - ROOT\n')}`,
       'agents[0].cap_add[1]',
       7,
-      '"ROOT" is not a Linux capability; use a name like NET_RAW or SYS_PTRACE',
+      '"ROOT" is not a Linux capability; use a name like NET_BIND_SERVICE or SYS_NICE',
     );
   });
 });
