@@ -69,6 +69,8 @@ export async function startInspector(options: InspectorOptions): Promise<Inspect
 
   const server = createServer((req, res) => {
     if (!isLocalHost(req)) return plain(res, 403, 'the inspector answers to 127.0.0.1 and localhost only\n');
+    if (!isSameOrigin(req))
+      return plain(res, 403, 'the inspector answers to its own page only, not to other sites\n');
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('Allow', 'GET, HEAD');
       return plain(res, 405, 'method not allowed\n');
@@ -77,8 +79,9 @@ export async function startInspector(options: InspectorOptions): Promise<Inspect
     if (path === '/') {
       res.writeHead(200, {
         'Content-Type': 'text/html; charset=utf-8',
-        'Content-Security-Policy': page.csp,
         ...COMMON_HEADERS,
+        // The page's own policy, which forbids framing too.
+        'Content-Security-Policy': page.csp,
       });
       return res.end(req.method === 'HEAD' ? undefined : page.html);
     }
@@ -166,10 +169,13 @@ export async function startInspector(options: InspectorOptions): Promise<Inspect
   };
 }
 
+/** Framing is refused everywhere: a framed /events is a stream another site holds open (there are 8). */
 const COMMON_HEADERS = {
   'Cache-Control': 'no-store',
   'X-Content-Type-Options': 'nosniff',
   'Referrer-Policy': 'no-referrer',
+  'X-Frame-Options': 'DENY',
+  'Content-Security-Policy': "frame-ancestors 'none'",
 };
 
 function frame(message: InspectorMessage): string {
@@ -187,4 +193,18 @@ function isLocalHost(req: IncomingMessage): boolean {
   // Any port: an ssh tunnel (`ssh -L 9000:127.0.0.1:PORT`) changes it, and the name is what rebinding forges.
   const hostname = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.split(':')[0];
   return hostname !== undefined && LOCAL_HOSTNAMES.has(hostname.toLowerCase());
+}
+
+/**
+ * Whether a browser says the request comes from our own page (or the operator typed the address).
+ * The Host check stops DNS rebinding but not another local site (localhost:OTHERPORT) that frames or
+ * fetches us; the browser tells us which site asks. Clients that send neither header (curl) pass.
+ */
+function isSameOrigin(req: IncomingMessage): boolean {
+  const site = req.headers['sec-fetch-site'];
+  if (site !== undefined && site !== 'same-origin' && site !== 'none') return false;
+  const origin = req.headers.origin;
+  if (origin === undefined) return true;
+  // Our origin is the one the browser addressed (a tunnel may change the port); Host is checked local already.
+  return origin.toLowerCase() === `http://${(req.headers.host ?? '').toLowerCase()}`;
 }
