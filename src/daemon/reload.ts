@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Actor } from 'xstate';
 import type { ServiceNotifier } from '../adapters/sd-notify.js';
 import { describeChanges, describeRestartNeeded, diffConfiguration, hostChanges } from '../config/diff.js';
+import { tcpHostExposure } from '../config/hosts.js';
 import { ConfigError, loadConfig } from '../config/load.js';
 import type { Settings } from '../config/types.js';
 import { errorMessage } from '../errors.js';
@@ -82,6 +83,17 @@ export function createReloader(
     );
     // Hosts keep running as they started; their max_sessions and labels follow the file.
     const hosts = hostChanges(started.hosts, next.hosts);
+    // The loader checked the file's hosts; a host whose url changed runs with its old one until a restart,
+    // and the file's agents must not reach that one either.
+    const exposed = hosts.hosts.flatMap((host) => {
+      const problem = tcpHostExposure(host, next.agents);
+      return problem === undefined ? [] : [`hosts.${host.name}, as it runs until a restart: ${problem}`];
+    });
+    if (exposed.length > 0) {
+      const message = `${file}: ${exposed.join('\n')}\nThe daemon keeps running with the configuration it had.`;
+      log.error({ event: 'daemon.reload_failed', trigger, config: file }, message);
+      return { type: 'reload_failed', file, message };
+    }
     changes.restartNeeded.push(...hosts.restartNeeded);
     const [answer] = sendEvent(actor, {
       type: 'reload',

@@ -77,9 +77,11 @@ describe('scripts/demo.sh (the README main command) on a fresh clone', () => {
     // The daemon drained and stopped on SIGTERM.
     expect(stdout).toContain('daemon exited with 0');
     expect(stdout).toMatch(/\(daemon\.stopped\)/);
-    // The demo's configuration passes the start-time checks: no warning for a newcomer to puzzle over.
+    // The demo's configuration passes the start-time checks: no warning for a newcomer to puzzle over,
+    // but the one about a cgroup v1 machine, which is the machine's.
     expect(stdout).toContain('(daemon.preflight_done)');
-    expect(stdout).not.toMatch(/WARN/);
+    const warned = stdout.split('\n').filter((line) => /WARN/.test(line));
+    expect(warned.filter((line) => !/cgroups: this machine runs cgroup v1/.test(line))).toEqual([]);
 
     // Nothing of the demo's daemon instance is left in Podman (other tests may own other agentd-* objects).
     const prefix = /containers and secrets are named (agentd-[0-9a-f]{8}-)\*/.exec(stdout)?.[1];

@@ -4,11 +4,15 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { cgroupVersion } from '../../src/adapters/fs-checks.js';
 import { runCli } from '../helpers/daemon.js';
 import { TEST_IMAGE } from '../helpers/podman.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
 
 afterEach(cleanupAll);
+
+/** doctor warns on a cgroup v1 machine (socket buffers outside the memory limit), whatever the configuration. */
+const CGROUP_V1 = cgroupVersion() === 'v1';
 
 interface Line {
   status: string;
@@ -79,11 +83,12 @@ describe('agentd doctor', () => {
       'state dir',
       'socket dir',
       'free space',
+      ...(cgroupVersion() === undefined ? [] : ['cgroups']),
     ]);
-    expect(lines.filter((l) => l.status !== 'ok')).toEqual([]);
+    expect(lines.filter((l) => l.status !== 'ok').map((l) => l.check)).toEqual(CGROUP_V1 ? ['cgroups'] : []);
     expect(row(lines, 'podman').message).toMatch(/^podman \d+\.\d+/);
     expect(row(lines, 'runtime').message).toMatch(`podman run --rm ${TEST_IMAGE} true works`);
-    expect(result.stdout).toMatch(/no check failed\n$/);
+    expect(result.stdout).toMatch(CGROUP_V1 ? /no check failed, 1 warning\(s\)\n$/ : /no check failed\n$/);
     for (const value of [envValue, fileValue]) {
       expect(result.stdout + result.stderr).not.toContain(value);
     }
@@ -150,7 +155,9 @@ describe('agentd doctor', () => {
       status: 'warn',
       message: expect.stringContaining('no agent image'),
     });
-    expect(result.stdout).toMatch(/^6 check\(s\) failed, 1 warning\(s\)/m);
+    expect(result.stdout).toMatch(
+      new RegExp(`^6 check\\(s\\) failed, ${CGROUP_V1 ? 2 : 1} warning\\(s\\)`, 'm'),
+    );
   });
 
   it('reads credentials from --env-file as the service would', async () => {

@@ -83,3 +83,41 @@ describe('reloads asked for while one runs', () => {
     expect(failed.filter((l) => l.level === 20)).toHaveLength(300 - atInfo);
   });
 });
+
+describe('a reload against a tcp:// host that runs until a restart', () => {
+  it('is refused when the file gives an agent network: host, though the file moved the host elsewhere', async () => {
+    const sent: unknown[] = [];
+    const actor = {
+      getSnapshot: () => ({
+        context: { agents: [], maxSessions: 1, sessions: {}, queue: [] },
+        matches: () => false,
+      }),
+      send: (event: unknown) => sent.push(event),
+    } as unknown as Actor<typeof daemonMachine>;
+    const loop = { name: 'loop', url: 'tcp://127.0.0.1:8080', insecure: true, maxSessions: 2, labels: [] };
+    const started = {
+      file: '/etc/agentd/agentd.yaml',
+      hosts: [loop],
+      agents: [{ name: 'scout', network: 'bridge' }],
+      daemon: {},
+    } as unknown as Settings;
+    // The file the loader accepts: the host now on a Unix socket, the agent on the host's network.
+    const next = {
+      ...started,
+      hosts: [{ ...loop, url: 'unix:///run/podman/podman.sock', insecure: false }],
+      agents: [{ name: 'scout', network: 'host' }],
+    } as unknown as Settings;
+    const reload = createReloader({
+      started,
+      actor,
+      log: pino({ level: 'silent' }),
+      notify: { reloading: () => {}, ready: () => {} } as unknown as ServiceNotifier,
+      load: () => Promise.resolve(next),
+    });
+    const answer = await reload('request');
+    expect(answer).toMatchObject({ type: 'reload_failed' });
+    expect(answer.message).toMatch(/hosts\.loop, as it runs until a restart: tcp:\/\/127\.0\.0\.1:8080/);
+    expect(answer.message).toMatch(/agent scout \(network: host\)/);
+    expect(sent).toEqual([]);
+  });
+});
