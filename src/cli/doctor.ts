@@ -3,7 +3,7 @@ import { Command, Option } from 'clipanion';
 import { type CheckResult, podmanOfHost, runPreflight } from '../daemon/preflight.js';
 import { errorMessage } from '../errors.js';
 import { AgentdCommand } from './agentd-command.js';
-import { printJson } from './client-io.js';
+import { failWith, printJson } from './client-io.js';
 import { configOption, loadSettingsOrFailure } from './config-option.js';
 import { parseEnvFile } from './env-file.js';
 import { EXIT } from './exit-codes.js';
@@ -64,8 +64,9 @@ export class DoctorCommand extends AgentdCommand {
       try {
         env = { ...process.env, ...parseEnvFile(readFileSync(this.envFile, 'utf8')) };
       } catch (error) {
-        this.context.stderr.write(`agentd: cannot read --env-file ${this.envFile}: ${errorMessage(error)}\n`);
-        return EXIT.usage;
+        // With --json one object on stdout too, as for every failure.
+        const message = `cannot read --env-file ${this.envFile}: ${errorMessage(error)}`;
+        return failWith(this.context, this.json, { error: 'usage', message }, EXIT.usage);
       }
     }
     if (!this.json) out.write(`agentd doctor: ${settings.file}, ${settings.agents.length} agent(s)\n`);

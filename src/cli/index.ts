@@ -27,7 +27,9 @@ async function main(argv: string[]): Promise<number> {
     // With --json a usage error is one object on stdout too (README: every failing command prints one).
     if (argv.includes('--json')) {
       const { printJson } = await import('./client-io.js');
-      const message = error instanceof Error ? error.message : String(error);
+      const { nameValues } = await import('./value-names.js');
+      // Named as stderr shows it (`--socket PATH`, not clipanion's `--socket #0`).
+      const message = nameValues(error instanceof Error ? error.message : String(error));
       printJson(process, { error: 'usage', message, code: EXIT.usage });
     }
     process.stderr.write(cli.error(error));

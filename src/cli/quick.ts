@@ -4,7 +4,7 @@ import { durationProblem } from '../duration.js';
 import { HISTORY_MAX_LIMIT, parseSince } from '../sessions/history.js';
 import { OUTCOMES, type Outcome } from '../sessions/types.js';
 import type { ClientIo } from './client-io.js';
-import { EXIT_CODE_MODES, type ExitCodeMode } from './exit-codes.js';
+import { EXIT, EXIT_CODE_MODES, type ExitCodeMode } from './exit-codes.js';
 import { LOG_FORMATS, LOG_LEVELS, type LogLevel } from './log-options.js';
 
 /**
@@ -137,6 +137,19 @@ export function parseQuick(argv: readonly string[]): QuickCommand | undefined {
 export async function runQuick(argv: readonly string[], io: ClientIo): Promise<number | undefined> {
   const quick = parseQuick(argv);
   if (!quick) return undefined;
+  try {
+    return await runParsed(quick, io);
+  } catch (error) {
+    // As AgentdCommand on the clipanion path: with --json one object on stdout too (README: every
+    // failing command prints one); without it the entry reports the error (its stack with AGENTD_DEBUG).
+    if (quick.values.json !== true) throw error;
+    const { failWith } = await import('./client-io.js');
+    const message = `unexpected error: ${error instanceof Error ? error.message : String(error)}`;
+    return failWith(io, true, { error: 'unexpected', message }, EXIT.infrastructure);
+  }
+}
+
+async function runParsed(quick: QuickCommand, io: ClientIo): Promise<number> {
   const { values } = quick;
   const text = (field: string) => values[field] as string | undefined;
   const flag = (field: string) => values[field] === true;
