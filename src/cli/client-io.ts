@@ -3,6 +3,7 @@ import { DaemonClient, DaemonUnreachable, type Reply } from './client.js';
 import { EXIT, exitCodeForRefusal } from './exit-codes.js';
 import { resolveSocketPath } from './socket-path.js';
 import { jsonText, shownOn } from './terminal.js';
+import { isAccessDenied } from './unreachable.js';
 
 /** Where a client command writes: clipanion's context, or the process's own streams on the quick path. */
 export interface ClientIo {
@@ -21,6 +22,15 @@ export async function connectDaemon(
     return await DaemonClient.connect(path);
   } catch (error) {
     if (error instanceof DaemonUnreachable) {
+      // Another user's daemon is there: starting one, as for no daemon, is not the fix.
+      if (isAccessDenied(error.reason)) {
+        return failWith(
+          io,
+          json,
+          { error: 'permission_denied', message: error.message },
+          EXIT.permissionDenied,
+        );
+      }
       return failWith(io, json, { error: 'unreachable', message: error.message }, EXIT.unreachable);
     }
     throw error;

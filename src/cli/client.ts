@@ -3,6 +3,7 @@ import { untrustedSocketProblem } from '../adapters/ownership.js';
 import { PROTOCOL_VERSION } from '../constants.js';
 import type { RequestBody } from '../protocol/messages.js';
 import type { Reply as DaemonReply } from '../protocol/replies.js';
+import { unreachableMessage } from './unreachable.js';
 
 /** What the client makes of a line that is not a reply, or of no answer at all. */
 export type ClientSideError = { type: 'error'; code: 'bad_reply' | 'no_answer'; message: string };
@@ -27,13 +28,7 @@ export class DaemonUnreachable extends Error {
     readonly reason: string,
     kind: 'absent' | 'untrusted' = 'absent',
   ) {
-    super(
-      kind === 'untrusted'
-        ? `not connecting to ${socketPath}: ${reason}.\n` +
-            'Check who made it (ls -la of the socket and its directory); remove it if it is not your daemon, or point at your daemon with --socket PATH or $AGENTD_SOCKET.'
-        : `no agentd daemon answers on ${socketPath} (${reason}).\n` +
-            'Start one with `agentd start --config PATH`, or point at a running one with --socket PATH or $AGENTD_SOCKET.',
-    );
+    super(unreachableMessage(socketPath, reason, kind));
     this.name = 'DaemonUnreachable';
   }
 }

@@ -20,6 +20,8 @@ export const EXIT = {
    */
   connectionLost: 8,
   unreachable: 69,
+  /** The daemon's socket is there but this user may not connect to it (sysexits EX_NOPERM). */
+  permissionDenied: 77,
   /** Not now, try again: the daemon is busy, shutting down or its state dir is full (sysexits EX_TEMPFAIL). */
   retry: 75,
   timedOut: 124,

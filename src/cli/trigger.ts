@@ -17,7 +17,8 @@ export class TriggerCommand extends ClientCommand {
       convention; with --strict those exit 1), 1 failed (with --exit-code command: the command's own code), 2 usage error,
       3 rejected by the daemon, 4 infrastructure error, 5 cancelled, 8 the daemon closed the
       connection because this client stopped reading (the session goes on), 69 daemon not reachable, 75 rejected for
-      now (busy, shutting down, state dir full: retry later), 124 timed out, 130 left without waiting.
+      now (busy, shutting down, state dir full: retry later), 77 this user may not use the daemon's socket (run as
+      the daemon's user), 124 timed out, 130 left without waiting.
 
       With --key, a trigger repeating the key of a recent one (a retried webhook, say) gets that session
       instead of a new one. If the daemon goes away while the session is followed, trigger waits for it to

@@ -17,7 +17,7 @@ export class WaitCommand extends ClientCommand {
       code, as \`agentd trigger\` does: 0 succeeded (also blocked or nothing_ready, unless --strict), 1 failed (with --exit-code command: the command's own
       code), 4 error or abandoned, 5 cancelled, 124 timed out; 6 no such session; 7 --timeout ran out
       first (the session goes on); 69 no daemon; 75 the daemon went away and did not come back within a
-      minute. A daemon restart is waited out: the new daemon adopts the session.
+      minute; 77 this user may not use the daemon's socket. A daemon restart is waited out: the new daemon adopts the session.
     `,
     examples: [
       ['Wait for a session started with --detach', '$0 wait 3f9c2a71b0d4e812'],

@@ -1,0 +1,30 @@
+import { currentUid, userLabel } from '../adapters/ownership.js';
+
+/**
+ * Why a client cannot use the daemon's socket, in words an operator acts on. Apart from client.ts so
+ * that client-io.ts picks the exit code from the same reading of connect(2)'s error.
+ */
+
+/** connect(2) answers EACCES or EPERM: the socket is there (or a directory on its path), not ours to use. */
+export function isAccessDenied(reason: string): boolean {
+  return reason === 'EACCES' || reason === 'EPERM';
+}
+
+export function unreachableMessage(socketPath: string, reason: string, kind: 'absent' | 'untrusted'): string {
+  if (kind === 'untrusted') {
+    return (
+      `not connecting to ${socketPath}: ${reason}.\n` +
+      'Check who made it (ls -la of the socket and its directory); remove it if it is not your daemon, or point at your daemon with --socket PATH or $AGENTD_SOCKET.'
+    );
+  }
+  if (isAccessDenied(reason)) {
+    return (
+      `permission denied on ${socketPath} (${reason}): the daemon's socket, or a directory on its path, does not let ${userLabel(currentUid())} in.\n` +
+      'Run the command as the user the daemon runs as (or root), or point at your own daemon with --socket PATH or $AGENTD_SOCKET.'
+    );
+  }
+  return (
+    `no agentd daemon answers on ${socketPath} (${reason}).\n` +
+    'Start one with `agentd start --config PATH`, or point at a running one with --socket PATH or $AGENTD_SOCKET.'
+  );
+}
