@@ -143,6 +143,7 @@ export async function runQuick(argv: readonly string[], io: ClientIo): Promise<n
     // As AgentdCommand on the clipanion path: with --json one object on stdout too (README: every
     // failing command prints one); without it the entry reports the error (its stack with AGENTD_DEBUG).
     if (quick.values.json !== true) throw error;
+    if (process.env.AGENTD_DEBUG && error instanceof Error) io.stderr.write(`${error.stack}\n`);
     const { failWith } = await import('./client-io.js');
     const message = `unexpected error: ${error instanceof Error ? error.message : String(error)}`;
     return failWith(io, true, { error: 'unexpected', message }, EXIT.infrastructure);

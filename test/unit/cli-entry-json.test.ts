@@ -76,6 +76,23 @@ describe('the entry with --json', () => {
     expect(result.stderr).toBe('agentd: unexpected error: something broke\n');
   });
 
+  it('with AGENTD_DEBUG the quick path’s unexpected error also shows its stack on stderr, as without --json', async () => {
+    vi.doMock('../../src/cli/trigger-run.js', () => ({
+      runTrigger: async () => {
+        throw new Error('something broke');
+      },
+    }));
+    vi.stubEnv('AGENTD_DEBUG', '1');
+    try {
+      const result = await runEntry(['trigger', 'demo', '--json']);
+      expect(result.code).toBe(EXIT.infrastructure);
+      expect(JSON.parse(result.stdout.trim())).toMatchObject({ error: 'unexpected' });
+      expect(result.stderr).toMatch(/^Error: something broke\n\s+at /);
+    } finally {
+      vi.unstubAllEnvs();
+    }
+  });
+
   it('without --json an unexpected error on the quick path is one line on stderr, nothing on stdout', async () => {
     vi.doMock('../../src/cli/trigger-run.js', () => ({
       runTrigger: async () => {
