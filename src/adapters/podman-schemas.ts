@@ -15,6 +15,13 @@ export const containerSummarySchema = z.object({
 export type ContainerSummary = z.infer<typeof containerSummarySchema>;
 export const containerListSchema = z.array(containerSummarySchema).nullable();
 
+/** The subset of `podman info --format '{{json .Host.Security}}'` agentd reads: the engine's seccomp. */
+export const securityInfoSchema = z.object({
+  seccompEnabled: z.boolean(),
+  /** The default profile's file; absent or empty: Podman's built-in profile. */
+  seccompProfilePath: z.string().optional(),
+});
+
 /** The subset of `podman volume inspect --format json` agentd reads: a bounded cache's mount options. */
 export const volumeInspectSchema = z.array(
   z.object({

@@ -29,6 +29,7 @@ import {
   type ContainerSummary,
   containerInspectSchema,
   containerListSchema,
+  securityInfoSchema,
   volumeInspectSchema,
 } from './podman-schemas.js';
 
@@ -81,6 +82,11 @@ export interface CreateContainerOptions {
   capAdd?: string[];
   /** `--security-opt no-new-privileges`: no setuid binary or file capability raises a process's privileges. */
   noNewPrivileges?: boolean;
+  /**
+   * `--security-opt seccomp=PATH`: a profile file instead of Podman's default (seccomp-profile.ts). Podman
+   * reads it where the engine runs, so only for the local Podman.
+   */
+  seccompProfile?: string;
   /** Size-limited tmpfs mounts (rw, exec, nosuid, nodev). */
   tmpfs?: { path: string; bytes: number; mode: string }[];
   /** Host paths bound into the container (nosuid, nodev); paths hold no `:` or `,` (config checks it). */
@@ -367,6 +373,15 @@ export class PodmanClient implements PodmanPort {
       signal,
     });
     return stdout.trim() === 'true';
+  }
+
+  /** Whether the engine applies seccomp, and the file of its default profile ('' when it has none). */
+  async seccompDefault(signal?: AbortSignal): Promise<{ enabled: boolean; profilePath: string }> {
+    const { stdout } = await this.call('podman info', ['info', '--format', '{{json .Host.Security}}'], {
+      signal,
+    });
+    const security = securityInfoSchema.parse(JSON.parse(stdout));
+    return { enabled: security.seccompEnabled, profilePath: security.seccompProfilePath ?? '' };
   }
 
   async imageExists(image: string, signal?: AbortSignal): Promise<boolean> {
@@ -1055,7 +1070,7 @@ function containerArgs(options: CreateContainerOptions): string[] {
 
 /** Podman's own flags for limits, capabilities and mounts: what `podman inspect` then shows. */
 export function hardeningArgs(
-  options: Pick<CreateContainerOptions, 'limits' | 'capAdd' | 'noNewPrivileges' | 'tmpfs'>,
+  options: Pick<CreateContainerOptions, 'limits' | 'capAdd' | 'noNewPrivileges' | 'seccompProfile' | 'tmpfs'>,
 ): string[] {
   const argv: string[] = [];
   const { limits } = options;
@@ -1069,6 +1084,7 @@ export function hardeningArgs(
     if (options.capAdd.length > 0) argv.push('--cap-add', options.capAdd.join(','));
   }
   if (options.noNewPrivileges) argv.push('--security-opt', 'no-new-privileges');
+  if (options.seccompProfile !== undefined) argv.push('--security-opt', `seccomp=${options.seccompProfile}`);
   for (const mount of options.tmpfs ?? []) {
     argv.push('--tmpfs', `${mount.path}:rw,exec,nosuid,nodev,size=${mount.bytes},mode=${mount.mode}`);
   }

@@ -12,6 +12,7 @@ import { claimPidFile } from '../adapters/pid-file.js';
 import { PodmanClient, type PodmanPort } from '../adapters/podman.js';
 import { observePodman } from '../adapters/podman-observed.js';
 import { type ServiceNotifier, silentNotifier } from '../adapters/sd-notify.js';
+import { prepareSeccompProfile, SECCOMP_FALLBACK } from '../adapters/seccomp-profile.js';
 import { SessionFiles } from '../adapters/session-files.js';
 import { SessionStore, StateDirError } from '../adapters/session-store.js';
 import { SocketServer } from '../adapters/socket-server.js';
@@ -131,6 +132,8 @@ async function supervise(options: DaemonOptions): Promise<number> {
     : undefined;
   const metrics: MetricsRecorder = prometheus ?? noMetrics;
   const hosts = hostsOf(settings);
+  // Asked of Podman (podman info) while the journal loads; needed before the first session.
+  const seccompProfiled = localSeccompProfile(hosts, config, log);
   const ports = hostPorts(hosts, config.podmanTimeoutMs, config.stateDir, (port, host) =>
     observePodman(port, (call) => metrics.podmanCall(call, host)),
   );
@@ -303,6 +306,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
     }
   };
 
+  const seccompProfile = await seccompProfiled;
   let port: DaemonPort | undefined;
   let http: HttpServer | undefined;
   const server = socketServer(settings, log, (line, connection) => {
@@ -310,7 +314,18 @@ async function supervise(options: DaemonOptions): Promise<number> {
   });
   const machine = daemonMachine.provide({
     actors: {
-      session: sessionLogic(settings, instanceId, ports, journal, files.dir, metrics, log, env, leftovers),
+      session: sessionLogic(
+        settings,
+        instanceId,
+        ports,
+        journal,
+        files.dir,
+        metrics,
+        log,
+        env,
+        leftovers,
+        seccompProfile,
+      ),
       host: hostMachine.provide({
         actors: {
           probe: fromPromise(async ({ input, signal }) => {
@@ -672,6 +687,37 @@ async function supervise(options: DaemonOptions): Promise<number> {
 }
 
 /**
+ * The seccomp profile of session containers on the local Podman (one of the hosts has no url): Podman's
+ * default with user namespaces refused, derived at each start into the state dir. Without one (no
+ * readable default profile), sessions still run, under Podman's default: one warning says so.
+ */
+async function localSeccompProfile(
+  hosts: readonly HostConfig[],
+  config: Settings['daemon'],
+  log: Logger,
+): Promise<string | undefined> {
+  if (!hosts.some((h) => transportOf(h) === 'local')) return undefined;
+  const podman = new PodmanClient({ timeoutMs: config.podmanTimeoutMs, cwd: config.stateDir });
+  const prepared = await prepareSeccompProfile(() => podman.seccompDefault(), config.stateDir);
+  if ('problem' in prepared) {
+    log.warn(
+      {
+        event: 'daemon.seccomp_default',
+        ...(prepared.source === undefined ? {} : { file: prepared.source }),
+        fix: prepared.fix,
+      },
+      `${prepared.problem}: ${SECCOMP_FALLBACK}`,
+    );
+    return undefined;
+  }
+  log.info(
+    { event: 'daemon.seccomp_profile', file: prepared.path, source: prepared.source },
+    `session containers on this machine refuse user namespaces: seccomp profile ${prepared.path}, derived from ${prepared.source}`,
+  );
+  return prepared.path;
+}
+
+/**
  * The Podman of each host, by name: the podman CLI with the host's --url (none for the local one),
  * each wrapped by `wrap` (the metrics' observer).
  */
@@ -738,9 +784,12 @@ function sessionLogic(
   log: Logger,
   env: NodeJS.ProcessEnv,
   leftovers: Leftovers,
+  seccompProfile: string | undefined,
 ) {
   const { daemon: config } = settings;
   const runner = runnerMachineFor({
+    // The local Podman's containers refuse user namespaces; hosts behind a url keep their engine's default.
+    ...(seccompProfile === undefined ? {} : { seccompProfile }),
     instanceId,
     stopGraceMs: config.stopGraceMs,
     workDir,

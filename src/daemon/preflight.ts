@@ -12,6 +12,7 @@ import {
 } from '../adapters/fs-checks.js';
 import { PodmanClient } from '../adapters/podman.js';
 import { PodmanError } from '../adapters/podman-errors.js';
+import { readSeccompDefault, SECCOMP_FALLBACK, SECCOMP_PROFILE_FILE } from '../adapters/seccomp-profile.js';
 import { hostAllowed, seesThisMachine, tcpOnLoopback, transportOf } from '../config/hosts.js';
 import type { AgentConfig, CredentialSource, HostConfig, Settings } from '../config/types.js';
 import { configWarnings } from '../config/warnings.js';
@@ -32,7 +33,9 @@ export type { CheckResult, CheckStatus } from './check-result.js';
 export type PreflightPodman = Pick<
   PodmanClient,
   'version' | 'probe' | 'imageExists' | 'smokeRun' | 'inspectRemoteImage' | 'rootless'
->;
+> &
+  // Asked of the local Podman only, by doctor; an engine without it is not checked for it.
+  Partial<Pick<PodmanClient, 'seccompDefault'>>;
 
 export interface PreflightOptions {
   settings: Settings;
@@ -231,7 +234,34 @@ async function checkEngine(options: PreflightOptions, target: Target): Promise<C
   const images = podman.status === 'fail' ? [] : await checkImages(options, target);
   const runtime =
     options.depth === 'full' && podman.status !== 'fail' ? [await checkRuntime(options, target, images)] : [];
-  return [podman, ...transport, ...users, ...runtime, ...images.map((i) => i.result)];
+  // Start derives the profile itself and warns then: doctor only.
+  const seccomp =
+    options.depth === 'full' && podman.status !== 'fail' && transportOf(target.host ?? {}) === 'local'
+      ? await checkSeccomp(options, target)
+      : [];
+  return [podman, ...transport, ...users, ...runtime, ...seccomp, ...images.map((i) => i.result)];
+}
+
+/**
+ * Whether session containers on the local Podman will refuse user namespaces: Podman's default seccomp
+ * profile can be read and derived from (adapters/seccomp-profile.ts). A remote engine keeps its own.
+ */
+async function checkSeccomp({ signal, settings }: PreflightOptions, target: Target): Promise<CheckResult[]> {
+  const { podman } = target;
+  if (podman.seccompDefault === undefined) return [];
+  const locate = podman.seccompDefault.bind(podman);
+  const check = `${target.prefix}seccomp profile`;
+  const found = await readSeccompDefault(() => locate(signal));
+  if ('problem' in found) {
+    return [{ check, status: 'warn', message: `${found.problem}: ${SECCOMP_FALLBACK}`, fix: found.fix }];
+  }
+  return [
+    {
+      check,
+      status: 'ok',
+      message: `Podman's default ${found.source} with user namespaces refused (${settings.daemon.stateDir}/${SECCOMP_PROFILE_FILE}, written at start)`,
+    },
+  ];
 }
 
 /**

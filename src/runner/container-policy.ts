@@ -25,12 +25,17 @@ export function writablePaths(agent: string): string[] {
   return [`/home/${agent}`, '/tmp', '/var/tmp', '/run/lock'];
 }
 
-/** Limits and hardening of a session container, as options of the podman adapter. */
+/**
+ * Limits and hardening of a session container, as options of the podman adapter. `seccompProfile`: the
+ * profile file that refuses user namespaces (adapters/seccomp-profile.ts), given for the local Podman
+ * only (a remote engine would look for the path on its own machine); without it Podman's default applies.
+ */
 export function containerPolicy(spec: {
   agent: string;
   resources?: Resources;
   capAdd?: string[];
-}): Pick<CreateContainerOptions, 'limits' | 'capAdd' | 'noNewPrivileges' | 'tmpfs'> {
+  seccompProfile?: string;
+}): Pick<CreateContainerOptions, 'limits' | 'capAdd' | 'noNewPrivileges' | 'seccompProfile' | 'tmpfs'> {
   const resources = spec.resources ?? defaultResources();
   const capAdd = [...new Set([...Object.keys(SETUP_CAPABILITIES), ...(spec.capAdd ?? [])])];
   return {
@@ -42,6 +47,7 @@ export function containerPolicy(spec: {
     },
     capAdd,
     noNewPrivileges: true,
+    ...(spec.seccompProfile === undefined ? {} : { seccompProfile: spec.seccompProfile }),
     tmpfs: [
       ...writablePaths(spec.agent).map((path, i) => ({
         path,

@@ -38,6 +38,10 @@ import { AGENT_UID, SECRET_MOUNT_DIR, SYSTEM_PATH } from '../constants.js';
  */
 export const SETUP_SCRIPT = `set -eu
 exec 3>&2 2>&1
+# No core dumps from anything the agent runs: its hard limit too, which it cannot raise again. A host
+# whose core_pattern pipes to systemd-coredump or apport would keep them on its disk, outside the
+# session's bounds. Not podman's --ulimit: Podman 4.3 then drops containers.conf's default_ulimits.
+ulimit -c 0
 # The step's own tools come from the system's directories only: a cache or mount on the image's PATH
 # (/opt/conda/bin) holds what an earlier session left there, which must not run as root here, nor see
 # the repo token. The command gets the image's PATH as it was.

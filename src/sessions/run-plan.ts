@@ -40,6 +40,12 @@ export interface RunnerSettings {
    * starts a session's container (see RunPlan.mode).
    */
   connectedHosts?: readonly string[];
+  /**
+   * The seccomp profile file (in the state dir) of containers on the local Podman: Podman's default
+   * with user namespaces refused (adapters/seccomp-profile.ts). Hosts reached over a url are left their
+   * engine's default: Podman reads the path on the engine's machine. Unset: Podman's default everywhere.
+   */
+  seccompProfile?: string;
   /** How long a session whose host stopped answering waits for it (daemon.host_down_grace). */
   hostDownGraceMs?: number;
   /** How often such a session looks whether its container answers again (daemon.host_probe_interval). */
@@ -158,7 +164,12 @@ export function planRun(session: AssembledSession, settings: RunnerSettings, hos
   env.AGENTD_SETUP_GRACE = String(graceSeconds);
   const connected =
     host !== undefined && [...(settings.connectedHosts ?? []), ...(settings.copyHosts ?? [])].includes(host);
-  const policy = containerPolicy(spec);
+  const policy = containerPolicy({
+    ...spec,
+    ...(connected || settings.seccompProfile === undefined
+      ? {}
+      : { seccompProfile: settings.seccompProfile }),
+  });
   const container: RunPlan['container'] = {
     name: containerName(instanceId, spec.agent, invocation.sessionId),
     image: spec.image,

@@ -1,7 +1,9 @@
 /**
  * Containment of a hostile agent with real Podman: limits Podman enforces (and shows in `podman
  * inspect`), the out-of-memory report, a fork bomb, the disk bound, dropped capabilities and
- * no-new-privileges, and the setup step as the command's parent (signals, exit codes).
+ * no-new-privileges, no user namespaces (the seccomp profile derived from this machine's default, as
+ * the daemon does at start) and no core dumps, and the setup step as the command's parent (signals,
+ * exit codes).
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -10,6 +12,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { PodmanClient } from '../../src/adapters/podman.js';
+import { prepareSeccompProfile, SECCOMP_PROFILE_FILE } from '../../src/adapters/seccomp-profile.js';
 import { parseSize } from '../../src/config/resources.js';
 import type { Resources } from '../../src/config/types.js';
 import { instanceSecretPrefix } from '../../src/runner/names.js';
@@ -26,7 +29,9 @@ const prefix = instanceSecretPrefix(instanceId);
 const podmanCwd = mkdtempSync(join(tmpdir(), 'agentd-e2e-podman-cwd-'));
 const podman = new PodmanClient({ cwd: podmanCwd });
 const warnings: string[] = [];
-const runner = testRunner(podman, instanceId, warnings);
+// Derived in beforeAll from this machine's default profile, as the daemon does into its state dir.
+const seccompProfile = join(podmanCwd, SECCOMP_PROFILE_FILE);
+const runner = testRunner(podman, instanceId, warnings, 1000, seccompProfile);
 let git: GitServer;
 let gate: Gate;
 
@@ -96,6 +101,9 @@ async function inspect(container: string): Promise<Inspected> {
 
 beforeAll(async () => {
   [git, gate] = await Promise.all([startGitServer(), startGate()]);
+  // This machine has Podman's default profile (containers-common): sessions here refuse user namespaces.
+  const prepared = await prepareSeccompProfile(() => podman.seccompDefault(), podmanCwd);
+  expect(prepared).toEqual({ path: seccompProfile, source: expect.any(String) });
 });
 
 afterAll(async () => {
@@ -148,7 +156,7 @@ describe('limits', () => {
       MemorySwap: 384 * 1024 ** 2,
       NanoCpus: 500_000_000,
       PidsLimit: 128,
-      SecurityOpt: ['no-new-privileges'],
+      SecurityOpt: ['no-new-privileges', `seccomp=${seccompProfile}`],
     });
     const mounts = info.HostConfig.Tmpfs;
     expect(Object.keys(mounts).sort()).toEqual([
@@ -411,6 +419,42 @@ describe('privileges', () => {
     expect(session.lines[6]).toMatch(/^[1-9]\d*$/);
   });
 
+  it('refuses the agent a user namespace and core dumps; forks, threads and exec still work', async () => {
+    const session = await run({
+      spec: {
+        command: [
+          'sh',
+          '-c',
+          [
+            'unshare -U true 2>/dev/null && echo "user namespace: made" || echo "user namespace: refused"',
+            'unshare -Urnm true 2>/dev/null && echo "root in one: yes" || echo "root in one: no"',
+            'unshare -U true 2>&1 | tail -1',
+            'echo "core $(ulimit -c), hard $(ulimit -Hc)"',
+            '(ulimit -c unlimited) 2>/dev/null && echo "core: raised" || echo "core: stays off"',
+            'sh -c "true & wait" && echo "fork and exec: ok"',
+            // Threads through glibc: clone3 answers ENOSYS, and pthread_create falls back to clone.
+            'seq 1 3000000 > /tmp/numbers',
+            'sort --parallel=4 -S 256M -n /tmp/numbers > /tmp/sorted & p=$!',
+            'threads=1; while kill -0 $p 2>/dev/null; do n=$(ls /proc/$p/task 2>/dev/null | wc -l); [ "$n" -gt "$threads" ] && threads=$n; done',
+            'wait $p && echo "sort: $(tail -1 /tmp/sorted), threads: $([ "$threads" -gt 1 ] && echo yes || echo no)"',
+            'echo "clone: $(git log --oneline | wc -l) commits"',
+          ].join('\n'),
+        ],
+      },
+    });
+    expect(session.result.outcome).toBe('succeeded');
+    expect(session.lines).toEqual([
+      'user namespace: refused',
+      'root in one: no',
+      'unshare: unshare failed: Operation not permitted',
+      'core 0, hard 0',
+      'core: stays off',
+      'fork and exec: ok',
+      'sort: 3000000, threads: yes',
+      'clone: 2 commits',
+    ]);
+  });
+
   it('lets an agent opt into a capability with cap_add, visibly', async () => {
     let probe: Promise<Inspected> | undefined;
     let container = '';
@@ -501,7 +545,7 @@ describe('privileges', () => {
 
 describe('the setup step as the command parent', () => {
   it('forwards the stop signal to the command, which can finish cleanly within the grace time', async () => {
-    const graceful = testRunner(podman, instanceId, warnings, 8000);
+    const graceful = testRunner(podman, instanceId, warnings, 8000, seccompProfile);
     const controller = new AbortController();
     let abortedAt = 0;
     const session = await run({

@@ -177,6 +177,23 @@ describe('Daemon', () => {
     expect(await d.stop()).toBe(0);
   });
 
+  it('derives its seccomp profile at start into the state dir: its sessions get no user namespace', async () => {
+    const d = await startDaemon({
+      agents: [agent('userns', ['sh', '-c', 'unshare -U true 2>&1 || :; echo "core $(ulimit -Hc)"'])],
+    });
+    const profile = join(d.files.stateDir, 'seccomp.json');
+    expect(await d.waitForLog((l) => l.event === 'daemon.seccomp_profile')).toMatchObject({
+      level: 30,
+      file: profile,
+    });
+    expect(d.logs().filter((l) => l.event === 'daemon.seccomp_default')).toEqual([]);
+    expect(statSync(profile).mode & 0o777).toBe(0o600);
+    const result = await d.cli(['trigger', 'userns']);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain('\nunshare: unshare failed: Operation not permitted\ncore 0\n');
+    expect(await d.stop()).toBe(0);
+  });
+
   it('binds its socket 0600 in a 0700 directory and removes socket and pid file when it stops', async () => {
     const d = await startDaemon({ agents: [agent('demo', ['true'])] });
     const socket = statSync(d.socketPath);

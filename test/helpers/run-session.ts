@@ -32,11 +32,13 @@ export function testRunner(
   instanceId: string,
   warnings: string[],
   stopGraceMs = 1000,
+  seccompProfile?: string,
 ): TestRunner {
   return new TestRunner({
     podman,
     instanceId,
     stopGraceMs,
+    ...(seccompProfile === undefined ? {} : { seccompProfile }),
     logMaxBytes: 1_000_000,
     warn: (message, error) => warnings.push(`${message}: ${String(error)}`),
   });

@@ -33,6 +33,8 @@ export interface RunnerOptions {
   logMaxBytes: number;
   /** Where the sessions' work directories go (request, inputs, output archive); a temp dir by default. */
   workDir?: string;
+  /** The seccomp profile file the daemon derives at start for the local Podman; Podman's default without. */
+  seccompProfile?: string;
   warn?: (message: string, error: unknown) => void;
 }
 
@@ -56,7 +58,13 @@ export class TestRunner {
     // The daemon makes a session's work dir when it accepts the trigger; here the runner is alone.
     const workDir = this.options.workDir ?? makeTempDir('agentd-e2e-work-');
     mkdirSync(workPaths(workDir, invocation.sessionId).copy, { recursive: true, mode: 0o700 });
-    const machine = runnerMachineFor({ instanceId, stopGraceMs, workDir }).provide({
+    const { seccompProfile } = this.options;
+    const machine = runnerMachineFor({
+      instanceId,
+      stopGraceMs,
+      workDir,
+      ...(seccompProfile === undefined ? {} : { seccompProfile }),
+    }).provide({
       actors: runnerActors(podman, {
         logFile: () => run.logFile,
         logMaxBytes,

@@ -1,12 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { hardeningArgs } from '../../src/adapters/podman.js';
 import { defaultResources, parseSize } from '../../src/config/resources.js';
+import type { AgentConfig } from '../../src/config/types.js';
 import { findCommandEnd, outOfMemoryReason } from '../../src/runner/command-end.js';
 import {
   ambientCapabilities,
   containerPolicy,
   SETUP_CAPABILITIES,
 } from '../../src/runner/container-policy.js';
+import { SETUP_SCRIPT } from '../../src/runner/setup-script.js';
+import { assembleSession } from '../../src/sessions/assemble.js';
+import { planRun } from '../../src/sessions/run-plan.js';
+import { AGENTS, request } from '../helpers/machine-fakes.js';
 
 const MARKER = '@@agentd-0123456789abcdef@@';
 
@@ -61,6 +66,48 @@ describe('containerPolicy → podman flags', () => {
     expect(args).toContain('CHOWN,SETUID,SETGID,KILL,NET_RAW');
     expect(ambientCapabilities(['NET_RAW', 'SYS_PTRACE'])).toBe('+net_raw,+sys_ptrace');
     expect(ambientCapabilities([])).toBeUndefined();
+  });
+
+  it('gives the local Podman the profile that refuses user namespaces, and leaves a url host its default', () => {
+    const profile = '/var/lib/agentd/seccomp.json';
+    const args = hardeningArgs(containerPolicy({ agent: 'rev', seccompProfile: profile }));
+    const at = args.indexOf('no-new-privileges');
+    expect(args.slice(at - 1, at + 3)).toEqual([
+      '--security-opt',
+      'no-new-privileges',
+      '--security-opt',
+      `seccomp=${profile}`,
+    ]);
+    const session = assembleSession(request('0123456789abcdef', 'norepo'), AGENTS[1] as AgentConfig, {
+      credentials: [],
+    });
+    const settings = {
+      instanceId: 'e'.repeat(32),
+      stopGraceMs: 1000,
+      workDir: '/w',
+      seccompProfile: profile,
+      connectedHosts: ['near'],
+      copyHosts: ['far'],
+    };
+    const seccompOf = (host?: string) =>
+      hardeningArgs(planRun(session, settings, host).container).filter((a) => a.startsWith('seccomp='));
+    expect(seccompOf()).toEqual([`seccomp=${profile}`]);
+    expect(seccompOf('local')).toEqual([`seccomp=${profile}`]);
+    // Podman reads the path on the engine's machine: a host behind a url keeps its engine's default.
+    expect(seccompOf('near')).toEqual([]);
+    expect(seccompOf('far')).toEqual([]);
+    // No profile (none could be derived at start): Podman's default, as before.
+    const { seccompProfile: _, ...without } = settings;
+    expect(hardeningArgs(planRun(session, without).container).join(' ')).not.toContain('seccomp');
+  });
+
+  it('turns core dumps off, hard limit too, before anything runs as the agent', () => {
+    const lines = SETUP_SCRIPT.split('\n');
+    const off = lines.indexOf('ulimit -c 0');
+    expect(off).toBeGreaterThan(0);
+    expect(off).toBeLessThan(lines.findIndex((line) => line.includes('useradd ')));
+    // dash and bash set both limits when given neither -S nor -H: the agent cannot raise it again.
+    expect(lines.some((line) => /ulimit -S/.test(line))).toBe(false);
   });
 
   it('says why the setup step keeps each capability', () => {
