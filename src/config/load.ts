@@ -1,5 +1,4 @@
 import { realpathSync, statSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +16,7 @@ import type { z } from 'zod';
 import { parseAge, parseDuration } from '../duration.js';
 import { AgentdError, errorMessage } from '../errors.js';
 import { parseOrigin, parseRepoUrl } from '../repo-url.js';
+import { readConfigFile } from './config-file.js';
 import { hostAllowed, seesThisMachine, tcpHostExposure, transportOf } from './hosts.js';
 import { type HttpListen, parseListen } from './http.js';
 import { cacheVolumeKey, isInside, overlaps } from './mounts.js';
@@ -1003,8 +1003,10 @@ export async function loadConfig(opts: LoadOptions = {}): Promise<Settings> {
   for (const file of candidates) {
     let text: string;
     try {
-      text = await readFile(file, 'utf8');
+      text = await readConfigFile(file);
     } catch (error) {
+      // Not a regular file, or too large: already said.
+      if (error instanceof AgentdError) throw error;
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') continue;
       throw readError(file, code, error);
@@ -1018,9 +1020,7 @@ function readError(file: string, code: string | undefined, cause: unknown): Agen
   const message =
     code === 'EACCES' || code === 'EPERM'
       ? `cannot read the configuration file ${file}: permission denied; make it readable by the user running agentd`
-      : code === 'EISDIR'
-        ? `the configuration path ${file} is a directory; point at the agentd.yaml file inside it`
-        : `cannot read the configuration file ${file}: ${errorMessage(cause)}`;
+      : `cannot read the configuration file ${file}: ${errorMessage(cause)}`;
   return new AgentdError('CONFIG_NOT_FOUND', message, { operation: 'read configuration', cause });
 }
 
