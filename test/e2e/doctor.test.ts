@@ -77,6 +77,7 @@ describe('agentd doctor', () => {
       'configuration',
       'podman',
       'runtime',
+      'seccomp profile',
       `image ${TEST_IMAGE}`,
       'credential good/API_KEY',
       'credential good/TOKEN',
