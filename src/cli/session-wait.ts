@@ -1,5 +1,6 @@
 import type { SessionRecord } from '../sessions/records.js';
 import { DaemonClient, DaemonUnreachable, type Reply } from './client.js';
+import { checkOutcomeReply } from './reply-check.js';
 import { resolveSocketPath } from './socket-path.js';
 
 /** How long a client waits for a daemon that went away (a restart) before it gives up. */
@@ -61,6 +62,9 @@ export async function waitForSession(options: WaitOptions): Promise<WaitResult> 
         ? client.next()
         : client.nextWithin(Math.max(1, options.deadline - Date.now())));
       if (reply === 'timeout') return { kind: 'timeout' };
+      // Checked against the protocol's schema: a bare {"type":"outcome"} is no session's outcome.
+      const malformed = reply?.type === 'outcome' ? await checkOutcomeReply(reply) : undefined;
+      if (malformed) return { kind: 'error', reply: malformed };
       if (reply?.type === 'outcome' && reply.record.outcome !== undefined) {
         return { kind: 'outcome', record: reply.record };
       }

@@ -3,6 +3,7 @@ import type { StatusReply } from '../protocol/replies.js';
 import { type ClientIo, connectDaemon, failOnReply } from './client-io.js';
 import { EXIT } from './exit-codes.js';
 import { outcomeText } from './format.js';
+import { checkStatusReply } from './reply-check.js';
 import { jsonText, shownOn } from './terminal.js';
 
 export interface StatusOptions {
@@ -18,6 +19,8 @@ export async function runStatus(options: StatusOptions, io: ClientIo): Promise<n
     const reply = await client.request({ type: 'status' });
     // A lost connection (4), a busy or stopping daemon (75): the same codes as every client command.
     if (reply?.type !== 'status') return failOnReply(io, options.json, reply);
+    const malformed = checkStatusReply(reply);
+    if (malformed) return failOnReply(io, options.json, malformed);
     const { type: _type, v: _v, ...status } = reply;
     if (options.json) {
       io.stdout.write(`${jsonText(status)}\n`);
