@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { Command, Option } from 'clipanion';
+import { readEnvFile } from '../config/config-file.js';
 import { type CheckResult, podmanOfHost, runPreflight } from '../daemon/preflight.js';
 import { errorMessage } from '../errors.js';
 import { AgentdCommand } from './agentd-command.js';
@@ -62,7 +62,7 @@ export class DoctorCommand extends AgentdCommand {
     let env: NodeJS.ProcessEnv = process.env;
     if (this.envFile !== undefined) {
       try {
-        env = { ...process.env, ...parseEnvFile(readFileSync(this.envFile, 'utf8')) };
+        env = { ...process.env, ...parseEnvFile(await readEnvFile(this.envFile)) };
       } catch (error) {
         // With --json one object on stdout too, as for every failure.
         const message = `cannot read --env-file ${this.envFile}: ${errorMessage(error)}`;

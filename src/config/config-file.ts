@@ -11,21 +11,49 @@ export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
  * and a reload for ever, and a device like /dev/zero would fill the memory. Errors of open(2) (ENOENT, ...)
  * are thrown as they are: the caller tells a missing file from an unreadable one.
  */
-export async function readConfigFile(file: string): Promise<string> {
+export function readConfigFile(file: string): Promise<string> {
+  return readSmallFile(file, {
+    path: 'the configuration path',
+    file: 'the configuration file',
+    kind: 'a configuration file',
+    inDirectory: 'point at the agentd.yaml file inside it',
+    notRegular: 'point at the agentd.yaml file itself',
+  });
+}
+
+/** An environment file (`doctor --env-file`), read with the same bounds as the configuration. */
+export function readEnvFile(file: string): Promise<string> {
+  return readSmallFile(file, {
+    path: 'the --env-file path',
+    file: 'the --env-file',
+    kind: 'an environment file',
+    inDirectory: 'point at the environment file inside it',
+    notRegular: 'point at the environment file itself',
+  });
+}
+
+/** How a small file's problems are told: what it is, and the fix. */
+interface SmallFileWords {
+  path: string;
+  file: string;
+  kind: string;
+  inDirectory: string;
+  notRegular: string;
+}
+
+async function readSmallFile(file: string, words: SmallFileWords): Promise<string> {
   const handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
     const stat = await handle.stat();
     if (stat.isDirectory()) {
-      throw configFileError(
-        `the configuration path ${file} is a directory; point at the agentd.yaml file inside it`,
-      );
+      throw configFileError(`${words.path} ${file} is a directory; ${words.inDirectory}`);
     }
     if (!stat.isFile()) {
       throw configFileError(
-        `the configuration path ${file} is ${kindOf(stat)}, not a regular file; point at the agentd.yaml file itself`,
+        `${words.path} ${file} is ${kindOf(stat)}, not a regular file; ${words.notRegular}`,
       );
     }
-    if (stat.size > MAX_CONFIG_BYTES) throw tooLarge(file, `is ${stat.size} bytes`);
+    if (stat.size > MAX_CONFIG_BYTES) throw tooLarge(words, file, `is ${stat.size} bytes`);
     // Counted as it is read, whatever the size said: the file may grow meanwhile.
     const chunks: Buffer[] = [];
     let total = 0;
@@ -34,7 +62,7 @@ export async function readConfigFile(file: string): Promise<string> {
       const { bytesRead } = await handle.read(chunk, 0, chunk.length, null);
       if (bytesRead === 0) break;
       total += bytesRead;
-      if (total > MAX_CONFIG_BYTES) throw tooLarge(file, 'grew past that size while it was read');
+      if (total > MAX_CONFIG_BYTES) throw tooLarge(words, file, 'grew past that size while it was read');
       chunks.push(chunk.subarray(0, bytesRead));
     }
     return Buffer.concat(chunks, total).toString('utf8');
@@ -43,9 +71,9 @@ export async function readConfigFile(file: string): Promise<string> {
   }
 }
 
-function tooLarge(file: string, what: string): AgentdError {
+function tooLarge(words: SmallFileWords, file: string, how: string): AgentdError {
   return configFileError(
-    `the configuration file ${file} ${what}; a configuration file is at most ${MAX_CONFIG_BYTES / (1024 * 1024)} MiB: is it the right file?`,
+    `${words.file} ${file} ${how}; ${words.kind} is at most ${MAX_CONFIG_BYTES / (1024 * 1024)} MiB: is it the right file?`,
   );
 }
 

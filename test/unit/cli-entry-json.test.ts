@@ -3,6 +3,7 @@
  * entry (src/cli/index.ts) reports the failure itself: a usage error found while parsing, and an
  * unexpected error on the quick path; and doctor's unreadable --env-file.
  */
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -144,6 +145,25 @@ describe('doctor --env-file that cannot be read', () => {
     const text = await doctor(['doctor', '--config', config, '--env-file', dir]);
     expect(text.code).toBe(EXIT.usage);
     expect(text.stdout).toBe('');
-    expect(text.stderr).toMatch(/^agentd: cannot read --env-file .*EISDIR/);
+    expect(text.stderr).toMatch(
+      /^agentd: cannot read --env-file .*is a directory; point at the environment file inside it/,
+    );
+  });
+
+  it('refuses a FIFO and a device at once instead of hanging or filling the memory', async () => {
+    const dir = makeTempDir('agentd-unit-doctor-');
+    const config = join(dir, 'agentd.yaml');
+    writeFileSync(
+      config,
+      `daemon:\n  state_dir: ${join(dir, 'state')}\nagents:\n  - name: demo\n    image: localhost/agentd-base:bookworm\n    command: ["run"]\n`,
+    );
+    const fifo = join(dir, 'env.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const hung = await doctor(['doctor', '--config', config, '--env-file', fifo]);
+    expect(hung.code).toBe(EXIT.usage);
+    expect(hung.stderr).toMatch(/is a FIFO, not a regular file; point at the environment file itself/);
+    const zero = await doctor(['doctor', '--config', config, '--env-file', '/dev/zero']);
+    expect(zero.code).toBe(EXIT.usage);
+    expect(zero.stderr).toMatch(/\/dev\/zero is a device, not a regular file/);
   });
 });
