@@ -14,7 +14,8 @@ export class DoctorCommand extends AgentdCommand {
     description: 'Check that this machine can run the configured agents',
     details: `
       Checks, each reported as ok, warn or fail with a fix: the configuration; Podman and its version; a smoke
-      run of a container (the setrlimit and hybrid-cgroups quirks); every agent's image (present, or pullable);
+      run of a container (the setrlimit and hybrid-cgroups quirks); the seccomp profile sessions get (Podman's
+      default, which agentd extends to refuse user namespaces); every agent's image (present, or pullable);
       with hosts: in the configuration, each of these on every host (reachable, its Podman version, a smoke
       run there, the images of the agents that may run there) and how it is reached (key, host key, tcp);
       every credential source (resolved and dropped: values are never shown); the ownership of the state and
