@@ -53,11 +53,18 @@ export class LogsCommand extends ClientCommand {
     const show = outputFilter(stdout, this.raw);
     const showErr = outputFilter(stderr, this.raw);
     let leave: (() => void) | undefined;
-    const gone = new Promise<'gone'>((resolve) => {
-      leave = () => resolve('gone');
+    const gone = new Promise<void>((resolve) => {
+      leave = resolve;
     });
-    // `agentd logs ID | head`: once the reader is gone, there is nothing more to do.
-    quietOnBrokenPipe(stdout, () => leave?.());
+    /** The reader went away: nothing more to print. */
+    let left = false;
+    // `agentd logs ID | head`: once the reader is gone, there is nothing more to do. Closing the
+    // connection wakes the read under way.
+    quietOnBrokenPipe(stdout, () => {
+      left = true;
+      leave?.();
+      client.close();
+    });
     let counted = 0;
     const print = (reply: OutputReply) => {
       counted++;
@@ -73,7 +80,6 @@ export class LogsCommand extends ClientCommand {
     };
     const after = this.after === undefined ? 0 : Number(this.after);
     if (this.follow) {
-      client.send({ type: 'logs', sessionId: this.sessionId, follow: true, ...(after > 0 ? { after } : {}) });
       // A daemon that goes away is waited for, and the output resumes after the last line shown.
       const result = await followSession({
         socket: this.socket,
@@ -85,6 +91,10 @@ export class LogsCommand extends ClientCommand {
           stderr.write('agentd: lost the connection to the daemon; waiting for it to come back\n'),
         onResumed: (seq) => stderr.write(`agentd: reconnected; the output goes on after line ${seq}\n`),
         until: gone,
+        // While stdout (or stderr) is full, the daemon is not read: it skips lines for this follower, and
+        // one that reads nothing for 30 s it disconnects (exit 8). A read of the log alone is not paced:
+        // it is bounded (daemon.log_max_bytes), and a pager left open must not be cut off.
+        pace: [stdout, stderr],
       });
       switch (result.kind) {
         case 'stopped':
@@ -109,9 +119,10 @@ export class LogsCommand extends ClientCommand {
     try {
       client.send({ type: 'logs', sessionId: this.sessionId, ...(after > 0 ? { after } : {}) });
       for (;;) {
-        // The history comes at once, a block at a time: a daemon that stops sending it is stuck.
-        const reply = await Promise.race([client.answer(), gone]);
-        if (reply === 'gone') return EXIT.succeeded;
+        // The history comes at once, a block at a time: a daemon that stops sending it is stuck. Not a
+        // race of every line against the reader's going: each would leave a reaction (and its line) behind.
+        const reply = await client.answer();
+        if (left) return EXIT.succeeded;
         if (reply?.type === 'output') print(reply);
         else if (reply?.type === 'outcome') return outcome(reply.record);
         else return failOnReply(this.context, this.json, reply);

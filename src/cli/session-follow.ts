@@ -1,5 +1,13 @@
+import type { Writable } from 'node:stream';
 import type { SessionRecord } from '../sessions/records.js';
-import { DaemonClient, DaemonUnreachable, type Reply } from './client.js';
+import {
+  DaemonClient,
+  DaemonUnreachable,
+  type Reply,
+  refusesHeartbeat,
+  SILENCE_MS,
+  silenceMessage,
+} from './client.js';
 import { RECONNECT_MS } from './session-wait.js';
 import { resolveSocketPath } from './socket-path.js';
 
@@ -23,7 +31,7 @@ export interface FollowOptions {
   sessionId: string;
   /** The last line already shown: the output resumes after it (0: from the first). */
   afterSeq: number;
-  /** A connection already following the session; when it is lost, the follow reconnects. */
+  /** A connection to use first (the follow sends its `logs` request on it); when it is lost, the follow reconnects. */
   client?: DaemonClient;
   /** Each line of output (and each marker for lines not sent), in order, each once. */
   onOutput: (reply: OutputReply) => void;
@@ -34,13 +42,18 @@ export interface FollowOptions {
   /** Stops the follow when it resolves (a second Ctrl-C, a reader that went away). */
   until?: Promise<unknown>;
   reconnectMs?: number;
+  /** Where onOutput writes: while one of them is full, the daemon is not read (see DaemonClient.paceBy). */
+  pace?: readonly Writable[];
+  /** How long the daemon may send nothing, not even a heartbeat, before it is taken for hung (SILENCE_MS). */
+  silenceMs?: number;
 }
 
 /**
  * Follows a session's output to its outcome (`logs --follow` after a sequence number). A daemon that
  * goes away (a restart, or a crash: the next start adopts the session) is waited for, up to
  * RECONNECT_MS at a time, and the output resumes after the last line shown: no line twice, and lines
- * the daemon no longer has come as one `skipped` marker.
+ * the daemon no longer has come as one `skipped` marker. A daemon that stays connected and sends nothing,
+ * not even its heartbeat, for silenceMs is hung: the follow ends with a `no_answer` error.
  */
 export async function followSession(options: FollowOptions): Promise<FollowResult> {
   const path = resolveSocketPath(options.socket);
@@ -55,11 +68,20 @@ export async function followSession(options: FollowOptions): Promise<FollowResul
   let saidLost = false;
   let reason = 'the daemon closed the connection';
   let stop = false;
+  // Closing the connection wakes the read that waits on it. Not a race of every read against `until`:
+  // each race leaves a reaction on `until`, held (with the reply it carried) until the follow ends.
   void options.until?.then(() => {
     stop = true;
     client?.close();
   });
-  const stopped = options.until?.then(() => 'stopped' as const);
+  const silenceMs = options.silenceMs ?? SILENCE_MS;
+  const request = (heartbeat: boolean) => ({
+    type: 'logs' as const,
+    sessionId: options.sessionId,
+    follow: true,
+    ...(afterSeq > 0 ? { after: afterSeq } : {}),
+    ...(heartbeat ? { heartbeat: true } : {}),
+  });
   try {
     for (;;) {
       if (stop) return { kind: 'stopped' };
@@ -76,23 +98,33 @@ export async function followSession(options: FollowOptions): Promise<FollowResul
           await sleep(RETRY_EVERY_MS);
           continue;
         }
-        client.send({
-          type: 'logs',
-          sessionId: options.sessionId,
-          follow: true,
-          ...(afterSeq > 0 ? { after: afterSeq } : {}),
-        });
         connectedAt = Date.now();
         answered = false;
         if (saidLost) options.onResumed?.(afterSeq);
         saidLost = false;
       }
+      client.send(request(true));
+      client.paceBy(options.pace ?? []);
+      client.expectWithin(silenceMs, () =>
+        silenceMessage(
+          silenceMs,
+          `session ${options.sessionId} may still be running: \`agentd logs ${options.sessionId} --follow --after ${afterSeq}\` or \`agentd wait ${options.sessionId}\` once the daemon answers`,
+        ),
+      );
       let closing = false;
       for (;;) {
-        const reply = await (stopped ? Promise.race([client.next(), stopped]) : client.next());
-        if (reply === 'stopped') return { kind: 'stopped' };
+        if (stop) return { kind: 'stopped' };
+        const reply = await client.next();
+        if (stop) return { kind: 'stopped' };
         if (reply === undefined) break;
+        if (refusesHeartbeat(reply)) {
+          // A daemon older than heartbeats: followed without them, as before.
+          client.expectWithin(undefined);
+          client.send(request(false));
+          continue;
+        }
         if (reply.type !== 'error') answered = true;
+        if (reply.type === 'heartbeat') continue;
         if (reply.type === 'output') {
           if (typeof reply.seq === 'number') {
             // A line shown already (a daemon that came back may send it again) is not shown twice.

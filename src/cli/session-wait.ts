@@ -1,5 +1,12 @@
 import type { SessionRecord } from '../sessions/records.js';
-import { DaemonClient, DaemonUnreachable, type Reply } from './client.js';
+import {
+  DaemonClient,
+  DaemonUnreachable,
+  type Reply,
+  refusesHeartbeat,
+  SILENCE_MS,
+  silenceMessage,
+} from './client.js';
 import { checkOutcomeReply } from './reply-check.js';
 import { resolveSocketPath } from './socket-path.js';
 
@@ -26,12 +33,15 @@ export interface WaitOptions {
   /** Called when the connection is lost and the wait looks for the daemon again. */
   onLost?: () => void;
   reconnectMs?: number;
+  /** How long the daemon may send nothing, not even a heartbeat, before it is taken for hung (SILENCE_MS). */
+  silenceMs?: number;
 }
 
 /**
  * Waits for a session's outcome with the `wait` request. A daemon that goes away (a restart, which
  * adopts the session) is waited for, up to RECONNECT_MS at a time; a session's record outlives the
- * daemon, so the wait resumes where it was.
+ * daemon, so the wait resumes where it was. The wait asks for heartbeats: a daemon that sends nothing for
+ * silenceMs is hung, and the wait ends with a `no_answer` error instead of lasting for ever.
  */
 export async function waitForSession(options: WaitOptions): Promise<WaitResult> {
   const path = resolveSocketPath(options.socket);
@@ -57,10 +67,7 @@ export async function waitForSession(options: WaitOptions): Promise<WaitResult> 
           continue;
         }
       }
-      client.send({ type: 'wait', sessionId: options.sessionId });
-      const reply = await (options.deadline === undefined
-        ? client.next()
-        : client.nextWithin(Math.max(1, options.deadline - Date.now())));
+      const reply = await waitOn(client, options);
       if (reply === 'timeout') return { kind: 'timeout' };
       // Checked against the protocol's schema: a bare {"type":"outcome"} is no session's outcome.
       const malformed = reply?.type === 'outcome' ? await checkOutcomeReply(reply) : undefined;
@@ -85,6 +92,32 @@ export async function waitForSession(options: WaitOptions): Promise<WaitResult> 
     }
   } finally {
     client?.close();
+  }
+}
+
+/** Sends `wait` on the connection and reads its answer: the outcome, an error, the end, or the deadline. */
+async function waitOn(client: DaemonClient, options: WaitOptions): Promise<Reply | undefined | 'timeout'> {
+  const { sessionId } = options;
+  const silenceMs = options.silenceMs ?? SILENCE_MS;
+  client.send({ type: 'wait', sessionId, heartbeat: true });
+  client.expectWithin(silenceMs, () =>
+    silenceMessage(
+      silenceMs,
+      `session ${sessionId} may still be running: \`agentd wait ${sessionId}\` once the daemon answers`,
+    ),
+  );
+  for (;;) {
+    const reply = await (options.deadline === undefined
+      ? client.next()
+      : client.nextWithin(Math.max(1, options.deadline - Date.now())));
+    if (reply !== 'timeout' && reply?.type === 'heartbeat') continue;
+    if (reply !== 'timeout' && refusesHeartbeat(reply)) {
+      // A daemon older than heartbeats: it is waited for without them, as before.
+      client.expectWithin(undefined);
+      client.send({ type: 'wait', sessionId });
+      continue;
+    }
+    return reply;
   }
 }
 

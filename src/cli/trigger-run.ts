@@ -1,6 +1,7 @@
+import type { RequestBody } from '../protocol/messages.js';
 import type { TriggerFields } from '../sessions/check-trigger.js';
 import type { WorkPayload } from '../sessions/work.js';
-import { ANSWER_TIMEOUT_MS, type Reply } from './client.js';
+import { ANSWER_TIMEOUT_MS, type Reply, refusesHeartbeat, SILENCE_MS, silenceMessage } from './client.js';
 import { type ClientIo, connectDaemon, exitCodeForReply, fail, failWith, printJson } from './client-io.js';
 import { EXIT, type ExitCodeMode, exitCodeForRecord, exitCodeForRefusal } from './exit-codes.js';
 import { outcomeJson, outcomeLine } from './format.js';
@@ -21,6 +22,8 @@ export type TriggerOptions = { [K in keyof TriggerFields]: TriggerFields[K] | un
   strict?: boolean;
   /** Write control characters to a terminal as they are. */
   raw: boolean;
+  /** How long a followed daemon may send nothing, not even a heartbeat, before it is taken for hung. */
+  silenceMs?: number;
 };
 
 /**
@@ -55,18 +58,30 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
   };
   let sessionId: string | undefined;
   let interrupts = 0;
+  /** The exit code to leave with at once (Ctrl-C), when set. */
+  let leftWith: number | undefined;
   let leave: ((code: number) => void) | undefined;
   const left = new Promise<number>((resolve) => {
-    leave = resolve;
+    leave = (code) => {
+      leftWith ??= code;
+      resolve(code);
+      // Wakes the read under way (and a resumed follow's, through `until`).
+      client.close();
+    };
   });
   const onInterrupt = () => {
     interrupts++;
-    if (interrupts === 1) {
-      // Before "accepted" arrives there is no id yet: the cancel goes out as soon as it does.
-      if (sessionId) cancel(sessionId);
-    } else {
-      leave?.(EXIT.interrupted);
+    if (interrupts === 1 && sessionId) {
+      cancel(sessionId);
+      return;
     }
+    if (!sessionId) {
+      // Nothing to cancel yet, and a daemon that is slow to answer must not hold the operator.
+      io.stderr.write(
+        `agentd: left before the daemon answered; the trigger may still have been accepted: look for its session with \`agentd status\` or \`agentd history --agent ${options.agent}\` (and stop it with \`agentd cancel ID\`)\n`,
+      );
+    }
+    leave?.(EXIT.interrupted);
   };
   const cancel = (id: string) => {
     io.stderr.write(`agentd: cancelling session ${id}; press Ctrl-C again to leave without waiting\n`);
@@ -81,39 +96,68 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
   process.on('SIGINT', onInterrupt);
   let closeClient = true;
   let answerTimer: NodeJS.Timeout | undefined;
+  /** No `accepted` or `rejected` came within ANSWER_TIMEOUT_MS. */
+  let unanswered = false;
+  const silenceMs = options.silenceMs ?? SILENCE_MS;
+  const triggerRequest = (heartbeat: boolean): RequestBody => ({
+    type: 'trigger',
+    agent: options.agent,
+    follow: !options.detach,
+    // Nothing of the output is printed (--quiet, --json): the daemon need not send it.
+    ...(!verbose && !options.detach ? { output: false } : {}),
+    // A follower hears from the daemon at least every HEARTBEAT_MS, so a hung one is told from a quiet session.
+    ...(heartbeat ? { heartbeat: true } : {}),
+    ...(options.repo === undefined ? {} : { repo: options.repo }),
+    ...(options.workUnit === undefined ? {} : { workUnit: options.workUnit }),
+    ...(options.timeout === undefined ? {} : { timeout: options.timeout }),
+    ...(options.work?.request === undefined ? {} : { request: options.work.request.toString('base64') }),
+    ...(options.work === undefined || options.work.inputs.length === 0
+      ? {}
+      : {
+          inputs: options.work.inputs.map((input) => ({
+            name: input.name,
+            data: input.bytes.toString('base64'),
+          })),
+        }),
+    ...(options.key === undefined ? {} : { key: options.key }),
+  });
   try {
-    client.send({
-      type: 'trigger',
-      agent: options.agent,
-      follow: !options.detach,
-      // Nothing of the output is printed (--quiet, --json): the daemon need not send it.
-      ...(!verbose && !options.detach ? { output: false } : {}),
-      ...(options.repo === undefined ? {} : { repo: options.repo }),
-      ...(options.workUnit === undefined ? {} : { workUnit: options.workUnit }),
-      ...(options.timeout === undefined ? {} : { timeout: options.timeout }),
-      ...(options.work?.request === undefined ? {} : { request: options.work.request.toString('base64') }),
-      ...(options.work === undefined || options.work.inputs.length === 0
-        ? {}
-        : {
-            inputs: options.work.inputs.map((input) => ({
-              name: input.name,
-              data: input.bytes.toString('base64'),
-            })),
-          }),
-      ...(options.key === undefined ? {} : { key: options.key }),
-    });
+    client.send(triggerRequest(!options.detach));
+    if (!options.detach) {
+      // While stdout (or stderr) is full, the daemon is not read: it skips lines for this client, and one
+      // that reads nothing for 30 s it disconnects (exit 8), instead of this client holding the output.
+      client.paceBy([stdout, io.stderr]);
+      client.expectWithin(silenceMs, () =>
+        silenceMessage(
+          silenceMs,
+          sessionId === undefined
+            ? 'the trigger may have been accepted: see `agentd status` once the daemon answers'
+            : `session ${sessionId} may still be running: \`agentd wait ${sessionId}\` once the daemon answers`,
+        ),
+      );
+    }
     // A daemon answers a trigger at once (accepted or rejected); something on the socket that takes the
     // connection and says nothing of the kind must not hold the script for ever.
-    const unanswered = new Promise<{ type: 'unanswered' }>((resolve) => {
-      answerTimer = setTimeout(() => resolve({ type: 'unanswered' }), ANSWER_TIMEOUT_MS);
-    });
+    answerTimer = setTimeout(() => {
+      unanswered = true;
+      client.close();
+    }, ANSWER_TIMEOUT_MS);
     for (;;) {
-      const reply: Reply | { type: 'left'; code: number } | { type: 'unanswered' } | undefined =
-        await Promise.race([
-          client.next(),
-          left.then((code) => ({ type: 'left' as const, code })),
-          ...(sessionId === undefined ? [unanswered] : []),
-        ]);
+      // One read at a time, woken by closing the connection (Ctrl-C, no answer): not a race of every read
+      // against those, each of which left a reaction (and the reply it carried) until the end.
+      const reply = await client.next();
+      if (leftWith !== undefined) return leftWith;
+      if (unanswered) {
+        return failWith(
+          io,
+          options.json,
+          {
+            error: 'no_answer',
+            message: `the daemon took the connection but did not accept or reject the trigger within ${ANSWER_TIMEOUT_MS / 1000} s; look at its log (journalctl -u agentd)`,
+          },
+          EXIT.infrastructure,
+        );
+      }
       if (reply === undefined) {
         if (!sessionId) {
           // Nothing was accepted (or nobody heard that it was): one JSON object with --json, as for any failure.
@@ -141,23 +185,16 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
         closeClient = false;
         return await resume(sessionId);
       }
+      if (sessionId === undefined && refusesHeartbeat(reply)) {
+        // A daemon older than heartbeats: the refused trigger changed nothing; it goes again without them.
+        client.expectWithin(undefined);
+        client.send(triggerRequest(false));
+        continue;
+      }
       switch (reply.type) {
-        case 'left':
-          return reply.code;
-        case 'unanswered':
-          return failWith(
-            io,
-            options.json,
-            {
-              error: 'no_answer',
-              message: `the daemon took the connection but did not accept or reject the trigger within ${ANSWER_TIMEOUT_MS / 1000} s; look at its log (journalctl -u agentd)`,
-            },
-            EXIT.infrastructure,
-          );
         case 'accepted': {
           clearTimeout(answerTimer);
           sessionId = reply.sessionId;
-          if (interrupts === 1) cancel(sessionId);
           if (options.detach) {
             if (options.json) {
               printJson(io, {
@@ -201,6 +238,7 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
           closedForStalling = true;
           break;
         case 'cancelling':
+        case 'heartbeat':
           break;
         case 'outcome':
           return finished(reply.record);
@@ -235,6 +273,8 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
         if (verbose) io.stderr.write(`agentd: reconnected; the output goes on after line ${after}\n`);
       },
       until: left,
+      pace: [stdout, io.stderr],
+      silenceMs,
     });
     switch (result.kind) {
       case 'stopped':

@@ -73,6 +73,8 @@ export interface DaemonPort {
   /** Re-reads the configuration file (SIGHUP, the `reload` request); never rejects. */
   reload(trigger: 'SIGHUP' | 'request'): Promise<ReloadReply>;
   newSessionId(): string;
+  /** How often a stream that asked for them gets a `heartbeat` (default HEARTBEAT_MS); tests make it short. */
+  readonly heartbeatMs?: number;
   readonly version: string;
   readonly instanceId: string;
   readonly log: Logger;

@@ -4,6 +4,7 @@ import type { BusEvent } from '../sessions/session-bus.js';
 import { type DaemonPort, type RequestHead, reply } from './context.js';
 import { Follower } from './follower.js';
 import type { ReplyBody } from './replies.js';
+import { oweStream } from './streams.js';
 
 /** The `outcome` reply of a record: its outcome and agent on top, for clients that read only those. */
 export function outcomeReply(record: SessionRecord): ReplyBody {
@@ -52,8 +53,8 @@ export interface FollowOptions {
  */
 export function followSession(
   connection: Connection,
-  request: RequestHead,
-  daemon: Pick<DaemonPort, 'follow' | 'record'>,
+  request: RequestHead & { heartbeat?: boolean | undefined },
+  daemon: Pick<DaemonPort, 'follow' | 'record' | 'heartbeatMs'>,
   sessionId: string,
   options: FollowOptions,
 ): void {
@@ -63,8 +64,8 @@ export function followSession(
     return;
   }
   const follower = new Follower(connection, request, sessionId);
-  // One of the connection's streams until the outcome (or the connection's end).
-  const settled = connection.owe();
+  // One of the connection's streams until the outcome (or the connection's end), with its heartbeats.
+  const settled = oweStream(connection, request, daemon);
   const stop = daemon.follow(sessionId, (event) => {
     if (event.type !== 'outcome' && !options.stream) return;
     if (event.type === 'output' && options.output === false) return;

@@ -63,6 +63,8 @@ export const requestSchema = z.discriminatedUnion('type', [
     follow: z.boolean().optional(),
     /** With `follow`, false leaves the output out: phases and the outcome only (`trigger --quiet`). */
     output: z.boolean().optional(),
+    /** With `follow`, a `heartbeat` reply every HEARTBEAT_MS (src/protocol/limits.ts) while the stream is open. */
+    heartbeat: z.boolean().optional(),
     /** The request text, base64 (any bytes); it reaches the agent as the file $AGENTD_REQUEST_FILE. */
     request: base64.optional(),
     /** Input files by content, base64; each reaches the agent as /agentd/input/NAME. */
@@ -80,6 +82,8 @@ export const requestSchema = z.discriminatedUnion('type', [
     follow: z.boolean().optional(),
     /** Only the output after this sequence number: where a follower that lost its connection resumes. */
     after: z.number().int().min(0).optional(),
+    /** With `follow`, a `heartbeat` reply every HEARTBEAT_MS while the stream is open. */
+    heartbeat: z.boolean().optional(),
   }),
   z.strictObject({ ...base, type: z.literal('event'), event: daemonEventSchema }),
   z.strictObject({ ...base, type: z.literal('subscribe') }),
@@ -88,7 +92,13 @@ export const requestSchema = z.discriminatedUnion('type', [
   z.strictObject({ ...base, type: z.literal('drain'), host: z.string().min(1).max(64) }),
   z.strictObject({ ...base, type: z.literal('undrain'), host: z.string().min(1).max(64) }),
   z.strictObject({ ...base, type: z.literal('show'), sessionId }),
-  z.strictObject({ ...base, type: z.literal('wait'), sessionId }),
+  z.strictObject({
+    ...base,
+    type: z.literal('wait'),
+    sessionId,
+    /** A `heartbeat` reply every HEARTBEAT_MS until the outcome. */
+    heartbeat: z.boolean().optional(),
+  }),
   z.strictObject({ ...base, type: z.literal('history'), ...historyFilterFields }),
   z.strictObject({ ...base, type: z.literal('agents') }),
 ]);

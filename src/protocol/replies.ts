@@ -194,6 +194,11 @@ export const replySchema = z.discriminatedUnion('type', [
       .object({ fromSeq: z.number(), toSeq: z.number(), count: z.number(), reason: z.string() })
       .optional(),
   }),
+  /**
+   * The daemon is alive: sent every HEARTBEAT_MS on a stream whose request asked for it (`heartbeat`), so
+   * that a client can tell a quiet session from a daemon that hangs.
+   */
+  z.object({ ...base, type: z.literal('heartbeat') }),
   /** The daemon closes this connection: its client stopped reading (docs/protocol.md). The last message. */
   z.object({ ...base, type: z.literal('closing'), reason: z.literal('stalled'), message: z.string() }),
   z.object({

@@ -1,4 +1,6 @@
 import type { Connection } from '../adapters/socket-server.js';
+import { type DaemonPort, type RequestHead, reply } from './context.js';
+import { HEARTBEAT_MS } from './limits.js';
 import type { Request } from './messages.js';
 
 /**
@@ -25,4 +27,32 @@ export function opensStream(request: Request): boolean {
 /** Whether the connection may open one more stream (what it is owed later is its streams, and replies on their way). */
 export function streamAllowed(connection: Connection): boolean {
   return connection.owed < MAX_STREAMS_PER_CONNECTION;
+}
+
+/**
+ * Notes a stream the connection is owed (see Connection.owe) and, when its request asked for them
+ * (`heartbeat`), sends a `heartbeat` every `daemon.heartbeatMs` until it is settled or the connection
+ * closes. Returns the function that settles it (calling it again does nothing).
+ */
+export function oweStream(
+  connection: Connection,
+  request: RequestHead & { heartbeat?: boolean | undefined },
+  daemon: Pick<DaemonPort, 'heartbeatMs'>,
+): () => void {
+  const settled = connection.owe();
+  if (request.heartbeat !== true) return settled;
+  const timer = setInterval(() => {
+    if (connection.closed) {
+      clearInterval(timer);
+      return;
+    }
+    // A client that has replies left to read hears from the daemon already; one more would only add to them.
+    if (!connection.lagging) reply(connection, request, { type: 'heartbeat' });
+  }, daemon.heartbeatMs ?? HEARTBEAT_MS);
+  // A stream must not keep a stopping daemon alive; one whose connection closed stops at its next tick.
+  timer.unref();
+  return () => {
+    clearInterval(timer);
+    settled();
+  };
 }

@@ -276,6 +276,7 @@ describe('docs/protocol.md', () => {
       'it needs a line longer than 64 KiB',
       'it needs a client that reads slower than a session prints',
       'it needs a client that stops reading for 30 s',
+      'it waits 15 s',
       'it stops the daemon',
       'it needs an invalid configuration file',
       'whether the host was probed yet depends on timing',

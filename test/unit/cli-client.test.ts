@@ -112,10 +112,10 @@ describe('the CLI client when the daemon resets the connection', () => {
   it('a follow resumes after the last line it showed once a reset daemon answers again', async () => {
     const daemon = await fakeDaemon();
     const client = await DaemonClient.connect(daemon.path);
-    client.send({ type: 'logs', sessionId: ID, follow: true });
     const lines: string[] = [];
     const first = await daemon.next();
-    // The first line arrives; the daemon then dies with the client's next request unread.
+    // The first line arrives (the follow sends its request on the connection it is given); the daemon then
+    // dies with the request unread.
     first.write(`${JSON.stringify({ v: 2, type: 'output', seq: 1, line: 'one' })}\n`);
     const result = followSession({
       socket: daemon.path,
@@ -132,7 +132,12 @@ describe('the CLI client when the daemon resets the connection', () => {
       { type: 'output', seq: 2, line: 'two' },
       { type: 'outcome', sessionId: ID, record: RECORD },
     ]);
-    expect(JSON.parse(await request)).toMatchObject({ type: 'logs', sessionId: ID, after: 1 });
+    expect(JSON.parse(await request)).toMatchObject({
+      type: 'logs',
+      sessionId: ID,
+      after: 1,
+      heartbeat: true,
+    });
     expect(await result).toEqual({ kind: 'outcome', record: RECORD });
     expect(lines).toEqual(['one', 'two']);
   });

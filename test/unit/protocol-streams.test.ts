@@ -4,9 +4,10 @@
  * most MAX_STREAMS_PER_CONNECTION at once; beyond, a request gets a retryable `busy` error, and a
  * stream that ended gives its place back. Through dispatch, with a fake connection and daemon port.
  */
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { DaemonPort } from '../../src/protocol/context.js';
 import { dispatch } from '../../src/protocol/dispatch.js';
+import { HEARTBEAT_MS } from '../../src/protocol/limits.js';
 import { MAX_STREAMS_PER_CONNECTION } from '../../src/protocol/streams.js';
 import type { BusEvent } from '../../src/sessions/session-bus.js';
 import { fakeConnection } from '../helpers/fake-connection.js';
@@ -91,5 +92,126 @@ describe('reloads not yet answered', () => {
     expect(connection.owed).toBe(0);
     dispatch(reload(999), connection, daemon);
     expect(reloads).toBe(MAX_STREAMS_PER_CONNECTION + 1);
+  });
+});
+
+describe('heartbeats', () => {
+  const SECOND = 1000;
+
+  function heartbeatFakes(overrides: Partial<Record<string, unknown>> = {}) {
+    const base = fakes();
+    const events: Record<string, unknown>[] = [];
+    const log = {
+      record: () => ({ id: SESSION, agent: 'demo' }),
+      reader: () => ({ next: () => undefined, close: () => {} }),
+    };
+    Object.assign(base.daemon, {
+      heartbeatMs: SECOND,
+      readLog: () => log,
+      newSessionId: () => SESSION,
+      send: (event: Record<string, unknown>) => {
+        events.push(event);
+        return [{ type: 'trigger.accepted', sessionId: SESSION, queued: false, position: 0 }];
+      },
+      ...overrides,
+    });
+    const beats = () => base.sent.filter((m) => m.type === 'heartbeat');
+    return { ...base, events, beats };
+  }
+
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('a wait that asks gets one every heartbeatMs, with its id, until its outcome', () => {
+    vi.useFakeTimers();
+    const { connection, daemon, sent, beats, end } = heartbeatFakes();
+    dispatch(
+      JSON.stringify({ v: 2, id: 'w', type: 'wait', sessionId: SESSION, heartbeat: true }),
+      connection,
+      daemon,
+    );
+    vi.advanceTimersByTime(3.5 * SECOND);
+    expect(beats()).toEqual([
+      { v: 2, id: 'w', type: 'heartbeat' },
+      { v: 2, id: 'w', type: 'heartbeat' },
+      { v: 2, id: 'w', type: 'heartbeat' },
+    ]);
+    end();
+    expect(sent.at(-1)).toMatchObject({ id: 'w', type: 'outcome' });
+    vi.advanceTimersByTime(5 * SECOND);
+    expect(beats()).toHaveLength(3);
+  });
+
+  it("default to HEARTBEAT_MS, in the request's version", async () => {
+    vi.useFakeTimers();
+    const { connection, daemon, beats } = heartbeatFakes({ heartbeatMs: undefined });
+    dispatch(
+      JSON.stringify({ v: 1, type: 'logs', sessionId: SESSION, follow: true, heartbeat: true }),
+      connection,
+      daemon,
+    );
+    await vi.advanceTimersByTimeAsync(HEARTBEAT_MS - 1);
+    expect(beats()).toHaveLength(0);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(beats()).toEqual([{ v: 1, type: 'heartbeat' }]);
+  });
+
+  it('none for a request that did not ask (older clients), nor for a read of the log alone', () => {
+    vi.useFakeTimers();
+    const { connection, daemon, beats } = heartbeatFakes();
+    dispatch(JSON.stringify({ v: 2, type: 'wait', sessionId: SESSION }), connection, daemon);
+    dispatch(JSON.stringify({ v: 2, type: 'logs', sessionId: SESSION, follow: true }), connection, daemon);
+    dispatch(JSON.stringify({ v: 2, type: 'trigger', agent: 'demo', follow: true }), connection, daemon);
+    dispatch(JSON.stringify({ v: 2, type: 'logs', sessionId: SESSION, heartbeat: true }), connection, daemon);
+    vi.advanceTimersByTime(10 * SECOND);
+    expect(beats()).toEqual([]);
+  });
+
+  it('a follow of the logs and a followed trigger get them; the trigger does not hand the field on', async () => {
+    vi.useFakeTimers();
+    const { connection, daemon, beats, events } = heartbeatFakes();
+    dispatch(
+      JSON.stringify({ v: 2, id: 'l', type: 'logs', sessionId: SESSION, follow: true, heartbeat: true }),
+      connection,
+      daemon,
+    );
+    dispatch(
+      JSON.stringify({ v: 2, id: 't', type: 'trigger', agent: 'demo', follow: true, heartbeat: true }),
+      connection,
+      daemon,
+    );
+    await vi.advanceTimersByTimeAsync(SECOND);
+    expect(
+      beats()
+        .map((m) => m.id)
+        .sort(),
+    ).toEqual(['l', 't']);
+    expect(events).toEqual([{ type: 'trigger', sessionId: SESSION, agent: 'demo' }]);
+  });
+
+  it('are not sent while the client lags (it has replies to read), nor after the connection closed', () => {
+    vi.useFakeTimers();
+    let lagging = true;
+    let closed = false;
+    const { connection, sent } = fakeConnection({
+      get lagging() {
+        return lagging;
+      },
+      get closed() {
+        return closed;
+      },
+    });
+    const { daemon } = heartbeatFakes();
+    dispatch(JSON.stringify({ v: 2, type: 'wait', sessionId: SESSION, heartbeat: true }), connection, daemon);
+    vi.advanceTimersByTime(3 * SECOND);
+    expect(sent).toEqual([]);
+    lagging = false;
+    vi.advanceTimersByTime(SECOND);
+    expect(sent).toHaveLength(1);
+    closed = true;
+    vi.advanceTimersByTime(3 * SECOND);
+    expect(sent).toHaveLength(1);
+    expect(vi.getTimerCount()).toBe(0);
   });
 });

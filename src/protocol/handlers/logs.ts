@@ -2,6 +2,7 @@ import { type Handler, replyError } from '../context.js';
 import { forwardEvent, outcomeReply } from '../follow.js';
 import { Follower } from '../follower.js';
 import { sealedLogHint } from '../sealed-log.js';
+import { oweStream } from '../streams.js';
 
 /** Sends a session's log; with `follow`, keeps streaming until its outcome. */
 export const logs: Handler<'logs'> = (request, connection, daemon) => {
@@ -22,8 +23,9 @@ export const logs: Handler<'logs'> = (request, connection, daemon) => {
   }
   const follower = new Follower(connection, request, sessionId, request.after ?? 0);
   // One of the connection's streams, paced by the client until the log has gone out (and, following,
-  // until the outcome): settled at the end below, or by unfollow.
-  const settled = connection.owe();
+  // until the outcome): settled at the end below, or by unfollow. Heartbeats only for a follow: a read of
+  // the log alone is answered at once, a block at a time.
+  const settled = oweStream(connection, request.follow ? request : { ...request, heartbeat: false }, daemon);
   let unfollow: (() => void) | undefined;
   void (async () => {
     // The log so far (after the line the client has, when it resumes), at the pace the client reads it.

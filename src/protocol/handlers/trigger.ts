@@ -5,6 +5,7 @@ import { type Handler, reply } from '../context.js';
 import { followSession, forwardEvent } from '../follow.js';
 import { Follower } from '../follower.js';
 import type { RequestOf } from '../messages.js';
+import { oweStream } from '../streams.js';
 import { type Submitted, submitTrigger } from '../submit.js';
 
 /** Accepts a trigger; with `follow`, streams the session's phases and output until its outcome. */
@@ -23,8 +24,8 @@ export const trigger: Handler<'trigger'> = (request, connection, daemon) => {
     if (forwardEvent(follower, event)) unfollow?.();
   };
   if (request.follow) {
-    // One of the connection's streams until the outcome (or the connection's end).
-    const settled = connection.owe();
+    // One of the connection's streams until the outcome (or the connection's end), with its heartbeats.
+    const settled = oweStream(connection, request, daemon);
     const stop = daemon.follow(sessionId, (event: BusEvent) => {
       if (early) early.push(event);
       else forward(event);
@@ -45,6 +46,7 @@ export const trigger: Handler<'trigger'> = (request, connection, daemon) => {
     type: _type,
     follow: _follow,
     output: _output,
+    heartbeat: _heartbeat,
     request: text,
     inputs,
     ...fields
