@@ -71,8 +71,14 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
   });
   const onInterrupt = () => {
     interrupts++;
-    if (interrupts === 1 && sessionId) {
-      cancel(sessionId);
+    if (interrupts === 1) {
+      if (sessionId) cancel(sessionId);
+      // No id yet: the cancel goes out as soon as "accepted" does; a daemon slow to answer is left with a
+      // second Ctrl-C.
+      else
+        io.stderr.write(
+          'agentd: the session is cancelled as soon as the daemon accepts the trigger; press Ctrl-C again to leave without waiting\n',
+        );
       return;
     }
     if (!sessionId) {
@@ -195,6 +201,7 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
         case 'accepted': {
           clearTimeout(answerTimer);
           sessionId = reply.sessionId;
+          if (interrupts === 1) cancel(sessionId);
           if (options.detach) {
             if (options.json) {
               printJson(io, {

@@ -602,7 +602,9 @@ describe('CLI', () => {
         expect(result).toEqual({
           code: 5,
           stdout: `session ${id} accepted\nsession ${id} cancelled, in 40ms: session cancelled while creating\n`,
-          stderr: `agentd: cancelling session ${id}; press Ctrl-C again to leave without waiting\n`,
+          stderr:
+            'agentd: the session is cancelled as soon as the daemon accepts the trigger; press Ctrl-C again to leave without waiting\n' +
+            `agentd: cancelling session ${id}; press Ctrl-C again to leave without waiting\n`,
         });
       } finally {
         client?.destroy();

@@ -511,7 +511,7 @@ describe('heartbeats', () => {
 });
 
 describe('Ctrl-C during trigger', () => {
-  it('before the daemon answered: leaves at once (130), saying the trigger may have been accepted', async () => {
+  it('before the daemon answered: says the cancel waits for it; a second leaves (130), saying the trigger may have been accepted', async () => {
     const daemon = await hangingDaemon();
     const stderr = collector();
     const pending = runTrigger(triggerOptions(daemon.path), {
@@ -519,6 +519,11 @@ describe('Ctrl-C during trigger', () => {
       stderr: stderr.stream,
     });
     while (daemon.requests.length === 0) await sleep(5);
+    process.emit('SIGINT');
+    expect(await within(300, pending)).toBe('still waiting');
+    expect(stderr.text()).toBe(
+      'agentd: the session is cancelled as soon as the daemon accepts the trigger; press Ctrl-C again to leave without waiting\n',
+    );
     process.emit('SIGINT');
     expect(await within(2000, pending)).toBe(EXIT.interrupted);
     expect(stderr.text()).toContain('the trigger may still have been accepted');
