@@ -1,4 +1,4 @@
-import { closeSync, constants, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { AgentdError } from '../errors.js';
 import { readNoFollow } from './state-files.js';
 
@@ -68,12 +68,28 @@ function readPid(path: string): number | undefined {
   }
 }
 
-/** Whether a process has this pid (one of another user's counts: signalling it is refused, not failed). */
+/**
+ * Whether a process has this pid (one of another user's counts: signalling it is refused, not failed).
+ * A zombie does not: a daemon just killed is one until its parent reaps it, which a supervisor may do
+ * late, and its pid file is a dead daemon's.
+ */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  return !isZombie(pid);
+}
+
+/** The state in /proc/PID/stat, after the command's name (which may hold spaces and parentheses). */
+function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state === 'Z' || state === 'X';
+  } catch {
+    // No /proc (or the process is gone meanwhile): signalling it said enough.
+    return false;
   }
 }

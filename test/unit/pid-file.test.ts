@@ -1,5 +1,5 @@
 /** The pid file (src/adapters/pid-file.ts): one daemon per instance, a dead one's file taken over. */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -14,6 +14,29 @@ function deadPid(): number {
 }
 
 describe('pid file', () => {
+  it('is taken over from a daemon that was killed and not reaped yet (a zombie)', async () => {
+    // `sleep 5` becomes the parent of the shell's background child and never reaps it.
+    const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 5'], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    try {
+      const zombie = await new Promise<number>((resolve) =>
+        parent.stdout.once('data', (chunk: Buffer) => resolve(Number(chunk.toString().trim()))),
+      );
+      for (let i = 0; i < 100 && !readFileSync(`/proc/${zombie}/stat`, 'utf8').includes(') Z '); i++)
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(readFileSync(`/proc/${zombie}/stat`, 'utf8')).toContain(') Z ');
+      const path = join(makeTempDir('agentd-unit-pid-'), 'agentd.pid');
+      writeFileSync(path, `${zombie}\n`);
+      const claim = claimPidFile(path);
+      expect(claim.stalePid).toBe(zombie);
+      expect(readFileSync(path, 'utf8')).toBe(`${process.pid}\n`);
+      claim.release();
+    } finally {
+      parent.kill('SIGKILL');
+    }
+  });
+
   it('is claimed with this process id and removed on release', () => {
     const path = join(makeTempDir('agentd-unit-pid-'), 'agentd.pid');
     const claim = claimPidFile(path);
