@@ -19,6 +19,11 @@ export interface RecordKeeperOptions {
   maxCount?: number;
 }
 
+/** Ids a `records.pruned` line lists at most; `count` says how many were removed. */
+const PRUNED_IDS_LOGGED = 100;
+/** Sessions whose unwritten record was logged, remembered at most (see warn). */
+const FAILED_REMEMBERED = 1000;
+
 /**
  * Each session's sealed record (see adapters/sealed-records.ts) as the journal keeps it: session.json
  * rewritten whenever the session's record changes, completed and sealed when it ends (its output
@@ -160,8 +165,14 @@ export class RecordKeeper {
   private prune(): void {
     const removed = this.records.prune(this.options.maxAgeMs, this.options.maxBytes, this.options.maxCount);
     if (removed.length > 0) {
+      // The ids up to a bound: a start that prunes a long history at once (records_max_count lowered)
+      // would write one line of megabytes.
       this.log.info(
-        { event: 'records.pruned', removed: removed.map((r) => r.sessionId) },
+        {
+          event: 'records.pruned',
+          count: removed.length,
+          removed: removed.slice(0, PRUNED_IDS_LOGGED).map((r) => r.sessionId),
+        },
         `removed ${removed.length} sealed record(s) past records_max_age, records_max_size or records_max_count`,
       );
     }
@@ -170,6 +181,12 @@ export class RecordKeeper {
   private warn(sessionId: string, error: unknown): void {
     if (this.failed.has(sessionId)) return;
     this.failed.add(sessionId);
+    // Sessions whose seals keep failing (a full records dir) are forgotten oldest first: the set is
+    // only there to log each once, and must not grow for the daemon's life.
+    if (this.failed.size > FAILED_REMEMBERED) {
+      const [oldest] = this.failed;
+      if (oldest !== undefined) this.failed.delete(oldest);
+    }
     this.log.warn(
       { event: 'session.record_unwritten', session: sessionId, err: error },
       `the sealed record of session ${sessionId} could not be written: ${errorMessage(error)}`,

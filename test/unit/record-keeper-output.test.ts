@@ -25,7 +25,7 @@ function setup() {
   );
   /** A finished session whose container left an archive of one file in its work dir. */
   const session = (n: number) => {
-    const id = `00000000000000${String(n).padStart(2, '0')}`;
+    const id = `0000000000000${String(n).padStart(3, '0')}`;
     const paths = files.paths(id);
     mkdirSync(paths.copy, { recursive: true });
     const tree = makeTempDir('agentd-unit-keeper-out-');
@@ -77,5 +77,29 @@ describe('the sealed record and the output archive', () => {
     const output = await keeper.seal(record, join(stateDir, 'none.log'));
     expect(output).toMatchObject({ files: 0 });
     expect(output?.missing).toMatch(/^withheld: the output archive was not searched/);
+  });
+});
+
+describe('retention in one go', () => {
+  it('logs how many records it removed and at most 100 of their ids, not a line of every one', async () => {
+    const { stateDir, keeper, session } = setup();
+    for (let n = 0; n < 105; n++) {
+      const { record, paths } = session(n);
+      markNothingToSearch(paths.archive, paths.searched);
+      await keeper.seal(record, join(stateDir, 'none.log'));
+    }
+    // records_max_count lowered to 1 before a start: its recovery prunes 104 records at once.
+    const lines: { event?: string; count?: number; removed?: string[] }[] = [];
+    const restarted = new RecordKeeper(
+      { recordsDir: join(stateDir, 'records'), maxAgeMs: 86_400_000, maxBytes: 1 << 30, maxCount: 1 },
+      new SessionFiles(stateDir),
+      pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) }),
+    );
+    restarted.strays(() => true);
+    await restarted.recover([], new Set(), () => join(stateDir, 'none.log'));
+    const pruned = lines.filter((l) => l.event === 'records.pruned');
+    expect(pruned).toHaveLength(1);
+    expect(pruned[0]?.count).toBe(104);
+    expect(pruned[0]?.removed).toHaveLength(100);
   });
 });
