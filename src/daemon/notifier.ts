@@ -42,6 +42,8 @@ export interface NotifierOptions {
   post?: typeof postWebhook;
   /** Deliveries under way at most; more wait their turn (see maxWaiting). */
   maxPending?: number;
+  /** Deliveries under way to one webhook (one URL) at most (MAX_PENDING_PER_WEBHOOK); more to it wait. */
+  maxPendingPerWebhook?: number;
   /** Deliveries waiting for a place among those under way at most (MAX_WAITING). */
   maxWaiting?: number;
   /** Record text the waiting deliveries refer to at most, counted per delivery (MAX_WAITING_CHARS). */
@@ -95,6 +97,11 @@ interface Waiting extends UnderWay {
 /** Deliveries under way at most: each holds a delivery machine, its timers and at most one POST. */
 export const MAX_PENDING = 256;
 /**
+ * Deliveries under way to one webhook (one URL) at most: one that is down, whose deliveries wait minutes
+ * between attempts, leaves the other places to the other webhooks instead of holding them all.
+ */
+export const MAX_PENDING_PER_WEBHOOK = 64;
+/**
  * Deliveries waiting for a place at most. A waiting one is a few hundred bytes (ids, counts, its
  * webhook's key) and a reference to its session's record text, which MAX_WAITING_CHARS bounds: a
  * webhook down for hours while a busy daemon finishes 20 sessions a minute (1,200 an hour) fits.
@@ -123,22 +130,32 @@ export const RESUME_GAP_MS = 250;
 /**
  * Tells webhooks of outcomes: one delivery machine per notification and webhook, started and left to
  * itself, so a slow or failing receiver never holds up a session or the daemon. Bounded: beyond
- * maxPending deliveries under way, new ones wait in a FIFO queue (maxWaiting) and start, in order, as
- * those under way end; beyond that too, one is left in the outbox for the next start (maxDeferred), and
- * past that dropped. With an outbox, what is not taken yet is on disk from before the session's record
- * says it finished until the last attempt: a next start sends it again (resume), through the same
- * queue, with the same delivery id and the attempts left, when its next attempt is due (kept on disk),
+ * maxPending deliveries under way, or maxPendingPerWebhook to one webhook, new ones wait in a FIFO queue
+ * per webhook (maxWaiting across all) and start as those under way end, in order within a webhook and
+ * taking turns between webhooks, so that one down does not hold up the others; beyond that too, one is
+ * left in the outbox for the next start (maxDeferred), and past that dropped. With an outbox, what is
+ * not taken yet is on disk from before the session's record says it finished until the last attempt: a
+ * next start sends it again (resume), through the same queues, with the same delivery id and the attempts left, when its next attempt is due (kept on disk),
  * those to one webhook at least RESUME_GAP_MS apart.
  */
 export class Notifier {
   private readonly pending = new Map<Actor<typeof deliveryMachine>, UnderWay>();
-  /** Deliveries waiting for a place among those under way, first come first started. */
-  private readonly queue = new Fifo<Waiting>();
-  /** The record text the queue refers to, per delivery (see MAX_WAITING_CHARS). */
+  /** Deliveries under way per webhook key (none: no entry). */
+  private readonly underWayTo = new Map<string, number>();
+  /**
+   * Deliveries waiting for a place, per webhook key, first come first started within one; only webhooks
+   * with some waiting, in the order they take turns (the one served last goes to the end).
+   */
+  private readonly queues = new Map<string, Fifo<Waiting>>();
+  /** Deliveries in the queues, all webhooks together (see MAX_WAITING). */
+  private queued = 0;
+  /** The record text the queues refer to, per delivery (see MAX_WAITING_CHARS). */
   private queuedChars = 0;
   /** Deliveries this daemon left in the outbox for the next start (see MAX_DEFERRED). */
   private deferred = 0;
   private waitingLoggedAt = Number.NEGATIVE_INFINITY;
+  /** The last `notify.waiting` line per webhook key at its own bound, within the last WAITING_LOG_MS. */
+  private readonly webhookWaitingLoggedAt = new Map<string, number>();
   /** The first POST planned last, per webhook, of a resumed delivery: the next is RESUME_GAP_MS later. */
   private readonly resumedAt = new Map<string, number>();
   private readonly post: typeof postWebhook;
@@ -321,7 +338,7 @@ export class Notifier {
 
   /** Deliveries waiting for a place among those under way. */
   get waiting(): number {
-    return this.queue.length;
+    return this.queued;
   }
 
   /**
@@ -333,8 +350,9 @@ export class Notifier {
   async close(graceMs: number): Promise<void> {
     this.closing = true;
     const kept = this.options.outbox !== undefined;
-    const waiting = this.queue.length;
-    this.queue.clear();
+    const waiting = this.queued;
+    this.queues.clear();
+    this.queued = 0;
     this.queuedChars = 0;
     if (waiting > 0)
       this.options.log.warn(
@@ -374,6 +392,7 @@ export class Notifier {
       actor.stop();
     }
     this.pending.clear();
+    this.underWayTo.clear();
   }
 
   /** Whether a POST is in flight (a delivery waiting to try again is not). */
@@ -390,34 +409,73 @@ export class Notifier {
   }
 
   /**
-   * Starts a delivery when there is a place for it and none waits before it; else it waits its turn;
-   * with the queue full, it is left in the outbox for the next start, or, past maxDeferred, dropped.
+   * Starts a delivery when there is a place for it and none to its webhook waits before it; else it
+   * waits its turn; with the queues full, it is left in the outbox for the next start, or, past
+   * maxDeferred, dropped.
    */
   private admit(waiting: Waiting): void {
-    const maxPending = this.options.maxPending ?? MAX_PENDING;
-    if (this.pending.size < maxPending && this.queue.length === 0) {
+    const { key } = waiting.pending;
+    const ahead = this.queues.get(key);
+    const full = this.pending.size >= this.maxPending();
+    const webhookFull = (this.underWayTo.get(key) ?? 0) >= this.maxPendingPerWebhook();
+    if (!full && !webhookFull && ahead === undefined) {
       this.start(waiting);
       return;
     }
-    const { log } = this.options;
     const chars = charsOf(waiting);
     if (
-      this.queue.length < (this.options.maxWaiting ?? MAX_WAITING) &&
+      this.queued < (this.options.maxWaiting ?? MAX_WAITING) &&
       this.queuedChars + chars <= (this.options.maxWaitingChars ?? MAX_WAITING_CHARS)
     ) {
-      const now = Date.now();
-      if (this.queue.length === 0 && now - this.waitingLoggedAt >= WAITING_LOG_MS) {
-        this.waitingLoggedAt = now;
-        log.warn(
-          { event: 'notify.waiting', pending: this.pending.size },
-          `${this.pending.size} notifications are under way, the most at once (a webhook slow or down?): more wait their turn, in order, up to ${this.options.maxWaiting ?? MAX_WAITING}`,
-        );
-      }
-      this.queue.push(waiting);
+      this.logWaiting(waiting, full, ahead === undefined);
+      const queue = ahead ?? new Fifo<Waiting>();
+      if (ahead === undefined) this.queues.set(key, queue);
+      queue.push(waiting);
+      this.queued += 1;
       this.queuedChars += chars;
       return;
     }
     this.drop(waiting);
+  }
+
+  /**
+   * A `notify.waiting` line as deliveries to a webhook start to wait (none waited for it): all places
+   * taken, at most once a minute; the webhook's own places taken, at most once a minute for each.
+   */
+  private logWaiting({ pending }: Waiting, full: boolean, firstToIt: boolean): void {
+    const { log } = this.options;
+    const now = Date.now();
+    const most = this.options.maxWaiting ?? MAX_WAITING;
+    if (!firstToIt) return;
+    if (full) {
+      if (now - this.waitingLoggedAt < WAITING_LOG_MS) return;
+      this.waitingLoggedAt = now;
+      log.warn(
+        { event: 'notify.waiting', pending: this.pending.size },
+        `${this.pending.size} notifications are under way, the most at once (a webhook slow or down?): more wait their turn, in order for each webhook, up to ${most}`,
+      );
+      return;
+    }
+    const last = this.webhookWaitingLoggedAt.get(pending.key) ?? Number.NEGATIVE_INFINITY;
+    if (now - last < WAITING_LOG_MS) return;
+    // Only the webhooks logged within the minute are kept.
+    for (const [key, at] of this.webhookWaitingLoggedAt)
+      if (now - at >= WAITING_LOG_MS) this.webhookWaitingLoggedAt.delete(key);
+    this.webhookWaitingLoggedAt.set(pending.key, now);
+    const url = shownWebhookUrl(pending.target.url);
+    const toIt = this.underWayTo.get(pending.key) ?? 0;
+    log.warn(
+      { event: 'notify.waiting', pending: this.pending.size, url, webhookPending: toIt },
+      `${toIt} notifications to ${url} are under way, the most to one webhook (slow or down?): more to it wait their turn, in order, up to ${most} waiting in all; those to other webhooks are not held up`,
+    );
+  }
+
+  private maxPending(): number {
+    return this.options.maxPending ?? MAX_PENDING;
+  }
+
+  private maxPendingPerWebhook(): number {
+    return this.options.maxPendingPerWebhook ?? MAX_PENDING_PER_WEBHOOK;
   }
 
   /** The queue is full too: left in the outbox for the next start, or, past maxDeferred, dropped. */
@@ -431,9 +489,9 @@ export class Notifier {
       url,
       delivery: pending.delivery,
       pending: this.pending.size,
-      waiting: this.queue.length,
+      waiting: this.queued,
     };
-    const full = `${this.pending.size} notifications under way and ${this.queue.length} waiting, the most`;
+    const full = `${this.pending.size} notifications under way and ${this.queued} waiting, the most`;
     const maxDeferred = this.options.maxDeferred ?? MAX_DEFERRED;
     if (outbox !== undefined && this.deferred < maxDeferred) {
       // Its entry stays as it is (a sibling's changes keep it: it stays in notification.pending).
@@ -455,12 +513,24 @@ export class Notifier {
     this.settle(notification, pending);
   }
 
-  /** Starts the deliveries waiting, in order, while there is a place (none once closing). */
+  /**
+   * Starts the deliveries waiting while there is a place (none once closing): the webhooks under their
+   * own bound take turns, the one served going to the end; within one, first come first started.
+   */
   private startWaiting(): void {
-    const maxPending = this.options.maxPending ?? MAX_PENDING;
+    const maxPending = this.maxPending();
+    const maxPerWebhook = this.maxPendingPerWebhook();
     while (!this.closing && this.pending.size < maxPending) {
-      const next = this.queue.shift();
+      let next: Waiting | undefined;
+      for (const [key, queue] of this.queues) {
+        if ((this.underWayTo.get(key) ?? 0) >= maxPerWebhook) continue;
+        next = queue.shift();
+        this.queues.delete(key);
+        if (queue.length > 0) this.queues.set(key, queue);
+        break;
+      }
       if (next === undefined) return;
+      this.queued -= 1;
       this.queuedChars -= charsOf(next);
       this.start(next);
     }
@@ -561,13 +631,20 @@ export class Notifier {
       },
     });
     this.pending.set(actor, { notification, pending });
+    this.underWayTo.set(pending.key, (this.underWayTo.get(pending.key) ?? 0) + 1);
+    const ended = () => {
+      this.pending.delete(actor);
+      const left = (this.underWayTo.get(pending.key) ?? 1) - 1;
+      if (left > 0) this.underWayTo.set(pending.key, left);
+      else this.underWayTo.delete(pending.key);
+    };
     actor.subscribe({
       // A stop waits for POSTs in flight only: one that failed and now waits ends that wait.
       next: () => {
         if (this.closing && !this.posting()) this.idle?.();
       },
       complete: () => {
-        this.pending.delete(actor);
+        ended();
         const snapshot = actor.getSnapshot();
         // Stopped by close: neither taken nor given up, so its entry stays for the next start.
         if (snapshot.status !== 'done') return;
@@ -594,7 +671,7 @@ export class Notifier {
         this.startWaiting();
       },
       error: (error) => {
-        this.pending.delete(actor);
+        ended();
         this.settle(notification, pending);
         metrics.notification('failed');
         log.error({ ...context, event: 'notify.failed', err: error }, 'notification failed');
@@ -638,11 +715,6 @@ class Fifo<T> {
       this.head = 0;
     }
     return item;
-  }
-
-  clear(): void {
-    this.items = [];
-    this.head = 0;
   }
 }
 

@@ -15,6 +15,7 @@ import {
   MAX_DEFERRED,
   MAX_PENDING,
   MAX_WAITING,
+  type NotifiedSession,
   Notifier,
   type NotifierOptions,
   RESUME_GAP_MS,
@@ -51,10 +52,13 @@ interface Attempt {
   settle(error?: Error): void;
 }
 
-type Limits = Pick<NotifierOptions, 'maxWaiting' | 'maxWaitingChars' | 'maxDeferred'>;
+type Limits = Pick<
+  NotifierOptions,
+  'maxWaiting' | 'maxWaitingChars' | 'maxDeferred' | 'maxPendingPerWebhook'
+>;
 
 function setup(
-  targets: NotifyTarget[],
+  targets: NotifyTarget[] | ((session: NotifiedSession) => NotifyTarget[]),
   maxPending?: number,
   outbox?: NotifyOutbox,
   env: Record<string, string> = { HOOK_KEY: KEY },
@@ -65,7 +69,7 @@ function setup(
   const lines: Record<string, unknown>[] = [];
   const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) });
   const notifier = new Notifier({
-    targets: () => targets,
+    targets: typeof targets === 'function' ? targets : () => targets,
     env,
     log,
     metrics: {
@@ -352,6 +356,132 @@ describe('notifier', () => {
     expect(n.lines.filter((l) => l.event === 'notify.abandoned')).toEqual([
       expect.objectContaining({ waiting: 2, msg: expect.stringContaining('they are not sent again') }),
     ]);
+  });
+
+  it('a webhook that is down holds at most its own places: the notifications to a healthy one are all delivered at once, and its own wait, in order', async () => {
+    draw(0.5);
+    const down = target({ url: 'http://127.0.0.1:9/down', attempts: 5, backoffMs: 60_000 });
+    const up = target({ url: 'http://127.0.0.1:9/up' });
+    const n = setup([down, up], 4, undefined, undefined, { maxPendingPerWebhook: 2 });
+    const sessions = ids(10);
+    for (const id of sessions) n.notifier.notify({ ...RECORD, id });
+    const taken = new Map<string, (string | undefined)[]>([
+      [down.url, []],
+      [up.url, []],
+    ]);
+    let answered = 0;
+    let mostUnderWay = 0;
+    /** Answers each POST as it comes, the down one with 503 asking for 15 minutes while it is down. */
+    const answer = async (steps: number, stepMs: number, downNow: () => boolean) => {
+      for (let step = 0; step < steps; step++) {
+        await vi.advanceTimersByTimeAsync(step === 0 ? 0 : stepMs);
+        mostUnderWay = Math.max(mostUnderWay, n.notifier.underWay);
+        for (; answered < n.attempts.length; answered++) {
+          const attempt = n.attempts[answered] as Attempt;
+          if (attempt.request.url === down.url && downNow())
+            attempt.settle(new WebhookError('http_5xx', 'answered 503', undefined, MAX_RETRY_AFTER_MS));
+          else {
+            taken.get(attempt.request.url)?.push(sessionOf(attempt));
+            attempt.settle();
+          }
+        }
+      }
+    };
+    // A second: the healthy one takes each at once.
+    await answer(10, 100, () => true);
+    expect(taken.get(up.url)).toEqual(sessions);
+    expect(mostUnderWay).toBeLessThanOrEqual(4);
+    // The down one's first two hold its two places, the others wait their turn.
+    const toDown = () => n.attempts.filter((a) => a.request.url === down.url).map(sessionOf);
+    expect(toDown()).toEqual(sessions.slice(0, 2));
+    expect([n.notifier.underWay, n.notifier.waiting]).toEqual([2, 8]);
+    expect(n.lines.filter((l) => l.event === 'notify.waiting')).toEqual([
+      expect.objectContaining({ pending: 4, msg: expect.stringContaining('the most at once') }),
+    ]);
+    // Back: each of the down one's is delivered once, in the order notified.
+    await answer(400, 5000, () => false);
+    expect([n.notifier.underWay, n.notifier.waiting]).toEqual([0, 0]);
+    expect(mostUnderWay).toBeLessThanOrEqual(4);
+    expect(taken.get(down.url)).toEqual(sessions);
+    expect([...new Set(toDown())]).toEqual(sessions);
+    expect(n.counted.filter((c) => c === 'notification:delivered')).toHaveLength(20);
+    expect(n.lines.filter((l) => l.event === 'notify.dropped')).toEqual([]);
+  });
+
+  it('a webhook at its own bound: more to it wait, logged once a minute for each webhook, naming it', async () => {
+    const a = target({ url: 'http://127.0.0.1:9/a' });
+    const b = target({ url: 'http://127.0.0.1:9/b' });
+    const sessions = ids(6);
+    const n = setup((session) => [sessions.indexOf(session.id) % 2 === 0 ? a : b], 8, undefined, undefined, {
+      maxPendingPerWebhook: 2,
+    });
+    for (const id of sessions) n.notifier.notify({ ...RECORD, id });
+    await vi.advanceTimersByTimeAsync(0);
+    expect([n.notifier.underWay, n.notifier.waiting]).toEqual([4, 2]);
+    const waiting = () => n.lines.filter((l) => l.event === 'notify.waiting');
+    expect(waiting()).toEqual([
+      expect.objectContaining({
+        url: a.url,
+        pending: 4,
+        webhookPending: 2,
+        msg: `2 notifications to ${a.url} are under way, the most to one webhook (slow or down?): more to it wait their turn, in order, up to ${MAX_WAITING} waiting in all; those to other webhooks are not held up`,
+      }),
+      expect.objectContaining({ url: b.url, pending: 4, webhookPending: 2 }),
+    ]);
+    const { taken } = await answerUntilDone(n, 0);
+    expect([...taken].sort()).toEqual([...sessions].sort());
+    // Waiting again within the minute: not logged again.
+    for (const id of ids(3)) n.notifier.notify({ ...RECORD, id: `${id}0` });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(n.notifier.waiting).toBe(1);
+    expect(waiting()).toHaveLength(2);
+    await answerUntilDone(n, 0);
+  });
+
+  it('when a place frees, the webhooks with notifications waiting take turns, each in order, within the bound of all', async () => {
+    const a = target({ url: 'http://127.0.0.1:9/a' });
+    const b = target({ url: 'http://127.0.0.1:9/b' });
+    const sessions = ids(8);
+    const toA = new Set(sessions.slice(0, 4));
+    const n = setup((session) => [toA.has(session.id) ? a : b], 2, undefined, undefined, {
+      maxPendingPerWebhook: 2,
+    });
+    for (const id of sessions) n.notifier.notify({ ...RECORD, id });
+    await vi.advanceTimersByTimeAsync(0);
+    expect([n.notifier.underWay, n.notifier.waiting]).toEqual([2, 6]);
+    // Taken one at a time, in the order they started.
+    for (let i = 0; i < sessions.length; i++) {
+      expect(n.notifier.underWay).toBeLessThanOrEqual(2);
+      n.attempts[i]?.settle();
+      await vi.advanceTimersByTimeAsync(0);
+    }
+    const [s1, s2, s3, s4, s5, s6, s7, s8] = sessions;
+    expect(n.attempts.map(sessionOf)).toEqual([s1, s2, s3, s5, s4, s6, s7, s8]);
+    expect(n.counted.filter((c) => c === 'notification:delivered')).toHaveLength(8);
+  });
+
+  it('several webhooks down together keep within the bound of all, each in order', async () => {
+    draw(0.5);
+    const hooks = ['a', 'b', 'c'].map((name) =>
+      target({ url: `http://127.0.0.1:9/${name}`, attempts: 5, backoffMs: 1000 }),
+    );
+    const sessions = ids(9);
+    const n = setup(
+      (session) => [hooks[sessions.indexOf(session.id) % 3] as NotifyTarget],
+      4,
+      undefined,
+      undefined,
+      { maxPendingPerWebhook: 2 },
+    );
+    for (const id of sessions) n.notifier.notify({ ...RECORD, id });
+    const { taken, mostUnderWay } = await answerUntilDone(n, Date.now() + 10_000);
+    expect(mostUnderWay).toBe(4);
+    expect([...taken].sort()).toEqual([...sessions].sort());
+    for (const [i, hook] of hooks.entries()) {
+      const its = sessions.filter((_, j) => j % 3 === i);
+      const firsts = [...new Set(n.attempts.filter((x) => x.request.url === hook.url).map(sessionOf))];
+      expect(firsts).toEqual(its);
+    }
   });
 
   it('counts a credential source that cannot be read as a failed attempt, naming the source, never a value', async () => {
