@@ -34,6 +34,7 @@ import {
   commandExited,
   failed,
   hostLost,
+  outputIncomplete,
   type RunFate,
   type StopReason,
   setupFailed,
@@ -581,12 +582,14 @@ export function runnerMachineFor(settings: RunnerSettings) {
                       ],
                       stop: stopHere(CREATING),
                       'container.exited': exited(({ context, event }) =>
-                        startFailed(
-                          context.plan.container.name,
-                          event.exitCode,
-                          event.stderr,
-                          context.plan.mode === 'run' ? context.plan.container.image : undefined,
-                        ),
+                        event.outputIncomplete
+                          ? outputIncomplete('creating', event.exitCode)
+                          : startFailed(
+                              context.plan.container.name,
+                              event.exitCode,
+                              event.stderr,
+                              context.plan.mode === 'run' ? context.plan.container.image : undefined,
+                            ),
                       ),
                     },
                   },
@@ -597,13 +600,15 @@ export function runnerMachineFor(settings: RunnerSettings) {
                       'setup.cloning': 'cloning',
                       stop: stopHere(CREATING),
                       'container.exited': exited(({ context, event }) =>
-                        setupFailed(
-                          'creating',
-                          event.exitCode,
-                          event.setupOutput,
-                          repoOf(context),
-                          oomOf(context, event),
-                        ),
+                        event.outputIncomplete
+                          ? outputIncomplete('creating', event.exitCode)
+                          : setupFailed(
+                              'creating',
+                              event.exitCode,
+                              event.setupOutput,
+                              repoOf(context),
+                              oomOf(context, event),
+                            ),
                       ),
                     },
                   },
@@ -622,13 +627,15 @@ export function runnerMachineFor(settings: RunnerSettings) {
                       'container.exited': exited(({ context, event }) =>
                         event.adoptedSetup === 'lost'
                           ? setupUnknown(event.exitCode)
-                          : setupFailed(
-                              event.adoptedSetup === 'before-clone' ? 'creating' : 'cloning',
-                              event.exitCode,
-                              event.setupOutput,
-                              repoOf(context),
-                              oomOf(context, event),
-                            ),
+                          : event.outputIncomplete
+                            ? outputIncomplete('cloning', event.exitCode)
+                            : setupFailed(
+                                event.adoptedSetup === 'before-clone' ? 'creating' : 'cloning',
+                                event.exitCode,
+                                event.setupOutput,
+                                repoOf(context),
+                                oomOf(context, event),
+                              ),
                       ),
                     },
                   },

@@ -93,6 +93,11 @@ export type AttachEvent =
        * began past it), `before-clone` when the step ended before it began the clone.
        */
       adoptedSetup?: 'lost' | 'before-clone';
+      /**
+       * The container exited 0, which the setup step does only after its report of how the command
+       * ended, and neither the attachment nor the container's log held that report: output was lost.
+       */
+      outputIncomplete?: true;
     }
   | { type: 'container.lost'; error: unknown }
   /** The host does not answer (a remote connection dropped): the container may run on. */
@@ -408,8 +413,14 @@ async function attach(
   let containerStarted = adopted !== undefined;
   /** Markers of the setup step this attachment read (for an adopted container: what its log still holds). */
   const setupSeen = { started: false, cloning: false };
+  /** A note that goes in before the next output handed on, if any comes. */
+  let noteBefore: string | undefined;
   /** Output (a line, or a part of a longer one): masked, logged, streamed, kept for a setup failure. */
   const write = (raw: string, cont: boolean, stream: 'stdout' | 'stderr' = 'stdout', masked = false) => {
+    if (noteBefore !== undefined) {
+      out.notice(noteBefore);
+      noteBefore = undefined;
+    }
     const line = out.write(raw, cont, stream, masked);
     if (line === undefined && !cont) output.dropped?.(sessionId, 1, 'withheld');
     if (line === undefined || commandStarted) return;
@@ -430,6 +441,8 @@ async function attach(
     // A marker is a line of its own: never the rest of a longer line.
     if (cont || commandStarted || marker === '' || !raw.startsWith(`${marker} `)) return { kind: 'line' };
     const what = raw.slice(marker.length + 1);
+    // Read again from the log after an attachment that lost the rest: the start was told already.
+    if (what === 'started' && setupSeen.started) return { kind: 'marker' };
     if (what === 'started') {
       setupSeen.started = true;
       containerStarted = true;
@@ -469,12 +482,24 @@ async function attach(
       stderr,
       setupOutput,
       ...(commandEnd === undefined ? {} : { commandEnd }),
+      // The setup step exits 0 only after its report: without one, its output was lost on the way.
+      ...(adopted === undefined && commandEnd === undefined && exitCode === 0
+        ? { outputIncomplete: true }
+        : {}),
       ...(adopted === undefined || commandStarted || setupSeen.cloning
         ? {}
         : { adoptedSetup: setupSeen.started ? ('before-clone' as const) : ('lost' as const) }),
     });
   };
 
+  /**
+   * The setup step's report of the command's end did not come, though the container may have run the
+   * step (a start podman itself failed, 125 to 127 before the step's first line, has no log to read).
+   */
+  const reportLost = (exitCode: number) =>
+    commandEnd === undefined && !signal.aborted && (containerStarted || exitCode < 125 || exitCode > 127);
+  /** Set when the attachment ended with its container's exit but without the report: the log is read once. */
+  let exitedWith: { exitCode: number; stderr: string } | undefined;
   if (!adopted) {
     for (const line of input.notices) out.notice(`agentd: ${line}`);
     out.setMarker(input.marker);
@@ -506,28 +531,38 @@ async function attach(
       : port.startAttached(container, reader.handler, signal);
     reader.bind(run);
     const ended = await run.exitCode;
-    if (!port.remote) {
-      await exited(ended, run.stderr());
-      return;
-    }
-    // Over a remote connection the stream also ends when the connection drops, and podman then says 0:
-    // the engine says whether the container exited. A host that does not answer throws (unreachable).
-    const info = await port.inspectContainer(container, signal);
-    if (info === undefined) {
-      await out.close();
-      send({ type: 'container.lost', error: new Error(`container ${container} is gone from its host`) });
-      return;
-    }
-    if (resetByRestart(info)) {
-      await out.close();
-      throw new ContainerResetError(`container ${container} was reset by its host's restart`);
-    }
-    if (!LIVE_CONTAINER_STATES.has(info.State.Status)) {
+    let exitCode: number | undefined = ended;
+    if (port.remote) {
+      // Over a remote connection the stream also ends when the connection drops, and podman then says
+      // 0: the engine says whether the container exited. A host that does not answer throws (unreachable).
+      const info = await port.inspectContainer(container, signal);
+      if (info === undefined) {
+        await out.close();
+        send({ type: 'container.lost', error: new Error(`container ${container} is gone from its host`) });
+        return;
+      }
+      if (resetByRestart(info)) {
+        await out.close();
+        throw new ContainerResetError(`container ${container} was reset by its host's restart`);
+      }
       const exitedForReal = info.State.Status === 'exited' || info.State.Status === 'stopped';
-      await exited(exitedForReal ? info.State.ExitCode : ended, run.stderr());
-      return;
+      // Still running: the attachment dropped, not the container; it is followed from where the log ends.
+      exitCode = LIVE_CONTAINER_STATES.has(info.State.Status)
+        ? undefined
+        : exitedForReal
+          ? info.State.ExitCode
+          : ended;
     }
-    // The attachment dropped, not the container: follow it from where the log ends.
+    if (exitCode !== undefined) {
+      if (!reportLost(exitCode)) {
+        await exited(exitCode, run.stderr());
+        return;
+      }
+      // Podman's attachment can end before it has handed on all its container printed (seen once in
+      // thousands of short sessions under load: the setup step's first line, then nothing, exit 0):
+      // the exited container's log is read once, from where the output handed on stands.
+      exitedWith = { exitCode, stderr: run.stderr() };
+    }
   }
 
   // Output already handed on stays: replay the container's output and skip the lines that were; when
@@ -590,7 +625,7 @@ async function attach(
    * longer than that).
    */
   const holdTimers: Partial<Record<'stdout' | 'stderr', NodeJS.Timeout>> = {};
-  let holdByTime = true;
+  let holdByTime = exitedWith === undefined;
   /** Inside a line longer than the maximum that is being skipped, per stream. */
   const skipping = { stdout: false, stderr: false };
   const toSkip = (stream: 'stdout' | 'stderr') => skip !== undefined && skip[stream] > 0;
@@ -643,6 +678,23 @@ async function attach(
     // The output before the report was handed on already, unless the log was cut short there.
     else if (what.kind === 'end' && what.before !== '') replayed(what.before, cont, 'stdout', masked);
   });
+  if (exitedWith !== undefined) {
+    // The container has exited: its log is read once, not followed, and its exit code is known.
+    noteBefore = ATTACHMENT_LOST;
+    let readCode: number;
+    try {
+      const copy = port.readLogs(container, since, reader.handler, signal);
+      reader.bind(copy);
+      readCode = await copy.exitCode.catch(() => -1);
+    } finally {
+      // What the overlap held is the container's output, decided once the whole log is read.
+      overlapsEnd();
+    }
+    noteBefore = undefined;
+    if (readCode !== 0 && !signal.aborted) out.notice(COPY_UNREAD);
+    await exited(exitedWith.exitCode, exitedWith.stderr);
+    return;
+  }
   // What the follow handed on, per stream (see catchUp).
   const seen = { stdout: new FollowedPieces(), stderr: new FollowedPieces() };
   const followed = port.followLogs(
@@ -886,6 +938,8 @@ async function resumeFrom(
 }
 
 const LEFT_OUT = "[agentd: Podman's log stream left out some lines: they follow, out of order]";
+const ATTACHMENT_LOST =
+  "[agentd: Podman's attachment did not hand on all the container printed: the rest was read from Podman's log of it]";
 const COPY_UNREAD = "[agentd: some output may be missing: Podman's copy could not be read once more]";
 const COPY_EMPTIED = "[agentd: some output is missing: Podman's own copy was emptied before it was read]";
 const READ_AFTER_EXIT =

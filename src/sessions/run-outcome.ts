@@ -68,6 +68,21 @@ export function setupUnknown(exitCode: number): RunFate {
   };
 }
 
+/**
+ * The container exited 0, which the setup step does only after reporting how the command ended, yet
+ * neither Podman's attached output nor its log of the container held that report (nor, with `phase`
+ * creating, more than the step's first lines): the output was lost on its way, so how far the session
+ * got is not known. Not the setup's failure: something around the agent failed.
+ */
+export function outputIncomplete(phase: 'creating' | 'cloning', exitCode: number): RunFate {
+  return {
+    outcome: 'error',
+    exitCode,
+    phase,
+    message: `the session's output is incomplete: the container exited with code ${exitCode}, which its setup step does only after reporting how the command ended, but neither Podman's attached output nor Podman's log of the container holds that report (Podman lost it); whether the command ran is not known`,
+  };
+}
+
 /** The container never ran the setup step: podman or the runtime failed to start it. */
 export function startFailed(
   container: string,

@@ -145,6 +145,26 @@ describe('a session whose host stops answering', () => {
     expect(await run.result).toMatchObject({ outcome: 'failed', exitCode: 5 });
   });
 
+  it('reads the log of a container that exited as its stream dropped, for the lines and the report it left out', async () => {
+    const podman = remote();
+    const run = start(podman);
+    const first = await toRunning(podman);
+    first.line('before');
+    const marker = podman.markerOf(CONTAINER);
+    const copy = ['started', 'phase cloning', 'phase running'].map((m) => `${marker} ${m}`);
+    copy.push('before', `after ${SECRET}`, `${marker} ended 5 0`);
+    podman.held.set(CONTAINER, copy);
+    // The container exits as the connection drops: the engine says so, the stream never did.
+    podman.exitUnwatched(CONTAINER, 5);
+    first.drop();
+    expect(await run.result).toMatchObject({ outcome: 'failed', exitCode: 5, phase: 'running' });
+    expect(run.output).toEqual([
+      'before',
+      "[agentd: Podman's attachment did not hand on all the container printed: the rest was read from Podman's log of it]",
+      `after ${MASK}`,
+    ]);
+  });
+
   it('follows again at once when only the stream dropped and the host still answers', async () => {
     const podman = remote();
     const run = start(podman);

@@ -932,6 +932,120 @@ describe('runner machine', () => {
     expect([...podman.secrets, ...podman.containers.keys()]).toEqual([]);
   });
 
+  describe("a podman run whose attachment lost the container's last lines (Podman 4.3 under load)", () => {
+    /** What the setup step and the agent's command printed, as Podman's log of the container holds it. */
+    const printed = (marker: string, end = 'ended 0 0'): (string | HeldPiece)[] => [
+      `${marker} started`,
+      `${marker} phase cloning`,
+      "Cloning into '/home/demo/repo'...",
+      `${marker} commit ${'a'.repeat(40)}`,
+      `${marker} phase running`,
+      `key=${SECRET}`,
+      { text: 'warning: on stderr', stream: 'stderr' },
+      'second line',
+      `${marker} ${end}`,
+    ];
+    const NOTE =
+      "[agentd: Podman's attachment did not hand on all the container printed: the rest was read from Podman's log of it]";
+
+    /** Runs a session whose `podman run` hands on `attached` of what the log holds, then exits with `code`. */
+    async function lossy(attached: number, code = 0, held?: (marker: string) => (string | HeldPiece)[]) {
+      const podman = new FakePodman('auto');
+      const run = start(podman);
+      await until(() => podman.stream() !== undefined, 'attached');
+      const stream = podman.stream() ?? expect.fail('no stream');
+      const marker = podman.markerOf(CONTAINER);
+      const log = held ? held(marker) : printed(marker);
+      podman.held.set(CONTAINER, log);
+      for (const piece of log.slice(0, attached)) {
+        if (typeof piece === 'string') stream.line(piece);
+        else stream.piece(piece.text, piece.end ?? true, piece.stream);
+      }
+      stream.exit(code);
+      const result = await run.result;
+      return { podman, run, result };
+    }
+
+    it("reads the exited container's log once and hands on only the lines the attachment did not", async () => {
+      // The attachment got the setup step's first lines (a clone's line among them), then nothing.
+      const { podman, run, result } = await lossy(3);
+      expect(result).toMatchObject({ outcome: 'succeeded', exitCode: 0, phase: 'running' });
+      expect(run.phases).toEqual(['creating', 'cloning', 'running', 'tearing_down']);
+      // Each line once, masked as ever; the note says where the rest came from.
+      expect(run.output).toEqual([
+        "Cloning into '/home/demo/repo'...",
+        NOTE,
+        `key=${MASK}`,
+        'warning: on stderr',
+        'second line',
+      ]);
+      // One read of the log (after a look at its first line: Podman's copy was not emptied).
+      expect(podman.reads).toEqual([undefined, undefined]);
+    });
+
+    it('reads it all from the log when the attachment handed on nothing, not even the first line', async () => {
+      const { run, result } = await lossy(0);
+      expect(result).toMatchObject({ outcome: 'succeeded', exitCode: 0, phase: 'running' });
+      expect(run.phases).toEqual(['creating', 'cloning', 'running', 'tearing_down']);
+      expect(run.output).toEqual([
+        NOTE,
+        "Cloning into '/home/demo/repo'...",
+        `key=${MASK}`,
+        'warning: on stderr',
+        'second line',
+      ]);
+    });
+
+    it("decides by the command's report the log holds: its exit code and an out-of-memory kill", async () => {
+      const { run, result } = await lossy(7, 137, (marker) => printed(marker, 'ended 137 1'));
+      expect(result).toMatchObject({ outcome: 'failed', exitCode: 137, phase: 'running' });
+      expect(result.message).toMatch(/^out of memory \(limit \S+\): command killed by SIGKILL/);
+      expect(run.output).toEqual([
+        "Cloning into '/home/demo/repo'...",
+        `key=${MASK}`,
+        'warning: on stderr',
+        NOTE,
+        'second line',
+      ]);
+    });
+
+    it('says the output is incomplete, not that the setup failed, when the log lacks the report too', async () => {
+      const { run, result } = await lossy(1, 0, (marker) => [`${marker} started`]);
+      expect(result).toMatchObject({ outcome: 'error', exitCode: 0, phase: 'creating' });
+      expect(result.message).toMatch(/^the session's output is incomplete: the container exited with code 0/);
+      expect(result.message).not.toMatch(/setup failed/);
+      expect(run.output).toEqual([]);
+    });
+
+    it('says so too when nothing came at all, rather than that Podman failed to start the container', async () => {
+      const { result } = await lossy(0, 0, () => []);
+      expect(result).toMatchObject({ outcome: 'error', exitCode: 0, phase: 'creating' });
+      expect(result.message).toMatch(/^the session's output is incomplete/);
+    });
+
+    it('still says the setup failed, with its own words, when it did: nothing is handed on twice', async () => {
+      const { run, result } = await lossy(2, 1, (marker) => [
+        `${marker} started`,
+        'agentd: uid 61000, which agentd gives the agent, is taken in this image',
+      ]);
+      expect(result).toMatchObject({ outcome: 'failed', exitCode: 1, phase: 'creating' });
+      expect(result.message).toBe(
+        'setup failed: agentd: uid 61000, which agentd gives the agent, is taken in this image',
+      );
+      expect(run.output).toEqual(['agentd: uid 61000, which agentd gives the agent, is taken in this image']);
+    });
+
+    it("reads no log when the command's report came, nor after podman itself failed to start the container", async () => {
+      const complete = await lossy(9);
+      expect(complete.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+      expect(complete.podman.reads).toEqual([]);
+      expect(complete.run.output).not.toContain(NOTE);
+      const refused = await lossy(0, 125, () => []);
+      expect(refused.result).toMatchObject({ outcome: 'error', phase: 'creating' });
+      expect(refused.podman.reads).toEqual([]);
+    });
+  });
+
   it('cuts a podman run short that a cancel finds before the setup step started, and removes what it made', async () => {
     const podman = new FakePodman('auto');
     const run = start(podman);

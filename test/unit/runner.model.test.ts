@@ -81,7 +81,7 @@ const TEARDOWN: Record<string, { op: 'removeSecrets' | 'removeContainers' }> = {
 const RETRIES = [afterOf('tearingDown.secrets.retrying'), afterOf('tearingDown.container.retrying')];
 const FAILURE = new Error('podman: injected failure');
 
-function alphabet(): RunnerEvent[] {
+function alphabet(adopted: boolean): RunnerEvent[] {
   const events: { type: string; [key: string]: unknown }[] = [
     { type: 'cancel' },
     { type: DEADLINE },
@@ -91,6 +91,10 @@ function alphabet(): RunnerEvent[] {
     { type: 'setup.cloning' },
     { type: 'setup.running' },
     { type: 'container.exited', exitCode: 0, stderr: '', setupOutput: [] },
+    // Exit 0 without the setup step's report, neither attached nor in the log: a new session's only.
+    ...(adopted
+      ? []
+      : [{ type: 'container.exited', exitCode: 0, stderr: '', setupOutput: [], outputIncomplete: true }]),
     { type: 'container.lost', error: FAILURE },
     ...[STOP, EARLY_REMOVAL, SCREEN, ...Object.keys(TEARDOWN)].flatMap((id) => [
       { type: `xstate.done.actor.${id}` },
@@ -106,11 +110,12 @@ function alphabet(): RunnerEvent[] {
   return events as RunnerEvent[];
 }
 
-function describeEvent(event: { type: string; exitCode?: unknown }): string {
+function describeEvent(event: { type: string; exitCode?: unknown; outputIncomplete?: unknown }): string {
   const short = event.type
     .replace(/^xstate\.(done|error)\.actor\.\d+\.runner\./, '$1:')
     .replace(/^xstate\.after\.(\w+)\.runner\..*$/, 'after:$1');
-  return event.exitCode === undefined ? short : `${short}(${String(event.exitCode)})`;
+  const incomplete = event.outputIncomplete ? ', incomplete' : '';
+  return event.exitCode === undefined ? short : `${short}(${String(event.exitCode)}${incomplete})`;
 }
 
 /**
@@ -144,7 +149,7 @@ function input(adopted?: AdoptedSession, host?: string): RunnerInput {
 function paths(runnerInput: RunnerInput) {
   return getShortestPaths(machine, {
     input: runnerInput,
-    events: alphabet(),
+    events: alphabet(runnerInput.adopted !== undefined),
     filterEvents: (s, e) => s.can(e),
     serializeState: (s) => key(s),
     limit: 100_000,
@@ -229,7 +234,7 @@ function start(runnerInput: RunnerInput, podman: FakePodman): Run {
 /** Makes the fake do what the path's event says happened. */
 function apply(run: Run, event: RunnerEvent): void {
   const { podman, actor } = run;
-  const e = event as { type: string; exitCode?: number };
+  const e = event as { type: string; exitCode?: number; outputIncomplete?: true };
   const stream = () => podman.stream() ?? expect.fail(`no open stream for ${e.type}`);
   const call = (op: Parameters<FakePodman['pending']>[0]) =>
     podman.pending(op) ?? expect.fail(`no pending ${op} for ${describeEvent(e)}`);
@@ -255,6 +260,9 @@ function apply(run: Run, event: RunnerEvent): void {
       stream().line(`${marker()} started`);
       stream().line(`${marker()} phase cloning`);
     }
+    // A container's setup step reports how it ended before it exits 0; a path without the report is
+    // one whose output Podman lost, in the attachment and in its log (which the fake holds empty).
+    if (!e.outputIncomplete) stream().line(`${marker()} ended ${e.exitCode ?? 0} 0`);
     stream().exit(e.exitCode ?? 0);
   } else if (e.type === 'container.lost') stream().lose(FAILURE);
   else if (done && done[2] === SCREEN) {
