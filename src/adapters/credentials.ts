@@ -3,8 +3,8 @@ import { open } from 'node:fs/promises';
 import { looksLikeTokenName } from '../config/schema.js';
 import type { AgentConfig, CredentialSource } from '../config/types.js';
 import { AgentdError } from '../errors.js';
+import { kindOf } from '../file-kind.js';
 import { SecretValue } from '../secret-value.js';
-import { kindOf } from './state-files.js';
 
 /** An agent's credential values, wrapped so that they never serialise. */
 export interface ResolvedCredentials {

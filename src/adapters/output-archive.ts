@@ -1,6 +1,7 @@
 import { lstatSync, rmSync, type Stats } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
-import { kindOf, NotRegularFileError, READ_NO_FOLLOW, readNoFollow, writeFileAtomic } from './state-files.js';
+import { kindOf } from '../file-kind.js';
+import { NotRegularFileError, READ_NO_FOLLOW, readNoFollow, writeFileAtomic } from './state-files.js';
 
 /** Bytes of an archive read (and searched) at once: the event loop is free between two. */
 export const CHUNK_BYTES = 256 * 1024;

@@ -17,6 +17,7 @@ import {
 import * as fsp from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { AgentdError } from '../errors.js';
+import { kindOf } from '../file-kind.js';
 
 /**
  * The daemon's own files in its state dir. Every file is opened with O_NOFOLLOW, and new ones with
@@ -193,15 +194,6 @@ export function regularFileStat(fd: number, path: string): Stats {
   const stat = fstatSync(fd);
   if (!stat.isFile()) throw new NotRegularFileError(path, kindOf(stat));
   return stat;
-}
-
-export function kindOf(stat: Stats): string {
-  if (stat.isSymbolicLink()) return 'a symbolic link';
-  if (stat.isFIFO()) return 'a FIFO';
-  if (stat.isDirectory()) return 'a directory';
-  if (stat.isCharacterDevice() || stat.isBlockDevice()) return 'a device';
-  if (stat.isSocket()) return 'a socket';
-  return 'an unknown kind of file';
 }
 
 /** Removes a file; a missing one is fine. Never follows a link: unlink removes the link itself. */

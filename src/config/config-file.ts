@@ -1,6 +1,7 @@
-import { constants, type Stats } from 'node:fs';
+import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { AgentdError } from '../errors.js';
+import { kindOf } from '../file-kind.js';
 
 /** Far above any real configuration (the commented example is a few KiB), far below a memory problem. */
 export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
@@ -79,11 +80,4 @@ function tooLarge(words: SmallFileWords, file: string, how: string): AgentdError
 
 function configFileError(message: string): AgentdError {
   return new AgentdError('CONFIG_NOT_FOUND', message, { operation: 'read configuration' });
-}
-
-function kindOf(stat: Stats): string {
-  if (stat.isFIFO()) return 'a FIFO';
-  if (stat.isCharacterDevice() || stat.isBlockDevice()) return 'a device';
-  if (stat.isSocket()) return 'a socket';
-  return 'an unknown kind of file';
 }
