@@ -88,7 +88,11 @@ export function planRecovery(
       const adopted: AdoptedSession = {
         container: container.Names[0] ?? container.Id,
         phase: record.phase === 'cloning' ? 'cloning' : 'running',
-        ...(deadline === undefined ? {} : { remainingMs: Math.max(0, deadline - now) }),
+        // Never more than a whole timeout: a clock set back since the start would otherwise lengthen it
+        // (past setTimeout's bound, a timer fires at once).
+        ...(deadline === undefined || timeoutMs === undefined
+          ? {}
+          : { remainingMs: Math.min(timeoutMs, Math.max(0, deadline - now)) }),
       };
       plan.adopted.push({ request, agent, adopted });
       continue;
@@ -103,11 +107,8 @@ export function planRecovery(
       continue;
     }
     const exitCode = container?.ExitCode;
-    const exitedAt = (container?.ExitedAt ?? 0) > 0 ? (container?.ExitedAt ?? 0) * 1000 : undefined;
     if (
-      deadline !== undefined &&
-      exitedAt !== undefined &&
-      exitedAt >= deadline &&
+      pastDeadline(container, deadline, timeoutMs) &&
       (record.phase === 'cloning' || record.phase === 'running')
     ) {
       // It ran past its deadline with no daemon to stop it: Podman's own --timeout did.
@@ -198,6 +199,26 @@ export function planRecovery(
     });
   }
   return plan;
+}
+
+/**
+ * Whether an exited container ran to its session's deadline. Its own run, from its start to its exit,
+ * both told by its host's clock, is measured against the timeout: the host's exit time against the
+ * deadline by this daemon's clock would take a skew or a step between the clocks for a timeout. Only
+ * without both times is the exit time compared with the deadline. (The container starts after the
+ * session does, so a run as long as the timeout is past the deadline.)
+ */
+function pastDeadline(
+  container: ContainerSummary | undefined,
+  deadline: number | undefined,
+  timeoutMs: number | undefined,
+): boolean {
+  if (container === undefined || timeoutMs === undefined) return false;
+  const startedAt = container.StartedAt ?? 0;
+  const exitedAt = container.ExitedAt ?? 0;
+  if (exitedAt <= 0) return false;
+  if (startedAt > 0) return (exitedAt - startedAt) * 1000 >= timeoutMs;
+  return deadline !== undefined && exitedAt * 1000 >= deadline;
 }
 
 /**

@@ -11,6 +11,7 @@ import {
   stateIn,
 } from 'xstate';
 import { defaultResources } from '../config/resources.js';
+import { MAX_DURATION_MS } from '../duration.js';
 import type {
   AbortEvent,
   AttachEvent,
@@ -166,7 +167,8 @@ export function runnerMachineFor(settings: RunnerSettings) {
       removeContainer: fromPromise<void, ContainerInput>(async () => notProvided('removeContainer')),
     },
     delays: {
-      deadline: ({ context }) => context.deadlineMs ?? 0,
+      // setTimeout fires at once past its bound (2^31-1 ms): a longer wait would end the session at once.
+      deadline: ({ context }) => Math.min(MAX_DURATION_MS, context.deadlineMs ?? 0),
       teardownRetry: 500,
       /** What is left of daemon.host_down_grace since the session first lost its host (this outage). */
       hostDownGrace: ({ context }) => {

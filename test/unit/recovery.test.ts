@@ -62,6 +62,22 @@ describe('recovery planning', () => {
     ]);
   });
 
+  it('never gives an adopted session more than its whole timeout, though the clock went back since its start', () => {
+    // Two hours behind the record's start: its deadline looks three hours off with a one-hour timeout.
+    const behind = Date.parse(STARTED) - 2 * 3_600_000;
+    const plan = planRecovery(
+      [
+        record(id(1), 'running', { timeoutMs: 3_600_000 }),
+        // The longest timeout there is: a delay past setTimeout's bound fires at once.
+        record(id(2), 'running', { timeoutMs: 2_147_483_647 }),
+      ],
+      [container(id(1), 'running'), container(id(2), 'running')],
+      AGENTS,
+      behind,
+    );
+    expect(plan.adopted.map((a) => a.adopted.remainingMs)).toEqual([3_600_000, 2_147_483_647]);
+  });
+
   it('adopts a running session whose container exited unseen, to read what it printed meanwhile', () => {
     const plan = planRecovery(
       [record(id(1), 'running', { timeoutMs: 60 * 60_000 })],
@@ -178,6 +194,29 @@ describe('recovery planning', () => {
       exitCode: 137,
     });
     expect(plan.finished[0]?.outcome.message).toMatch(/timeout of 60s while running/);
+  });
+
+  it("judges a timeout by the container's own run, start to exit on its host's clock, not by the daemon's clock", () => {
+    const start = Date.parse(STARTED) / 1000;
+    // Its host's clock an hour ahead: it exited after the deadline by that clock, having run 30 s of 60.
+    const ahead = planRecovery(
+      [record(id(1), 'running', { timeoutMs: 60_000 })],
+      [container(id(1), 'exited', { ExitCode: 3, StartedAt: start + 3600, ExitedAt: start + 3630 })],
+      AGENTS,
+      NOW,
+      { remote: true },
+    );
+    // Its exit code settles it (on a remote host, not adopted to read its log).
+    expect(ahead.finished[0]?.outcome).toMatchObject({ exitCode: 3 });
+    expect(ahead.finished[0]?.outcome.outcome).not.toBe('timed_out');
+    // Its host's clock an hour behind: it exited "before" the deadline, having run 70 s of 60.
+    const behind = planRecovery(
+      [record(id(2), 'running', { timeoutMs: 60_000 })],
+      [container(id(2), 'exited', { ExitCode: 137, StartedAt: start - 3600, ExitedAt: start - 3530 })],
+      AGENTS,
+      NOW,
+    );
+    expect(behind.finished[0]?.outcome).toMatchObject({ outcome: 'timed_out', exitCode: 137 });
   });
 
   it('adopts a session whose container started and exited while its record said creating or cloning', () => {

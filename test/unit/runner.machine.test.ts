@@ -265,6 +265,22 @@ describe('runner machine', () => {
     expect(secretFormsIn(snapshot, rotated)).toEqual([]);
   });
 
+  it("waits out an adopted session's deadline longer than setTimeout's bound instead of stopping it at once", async () => {
+    const podman = new FakePodman('auto');
+    const options = { name: CONTAINER, image: 'x', labels: {}, secrets: GIVEN_SECRET, network: 'none' };
+    podman.leaveRunning(
+      { ...options, env: { AGENTD_SETUP_MARKER: '@@m@@' }, entrypoint: [], args: [] },
+      new Map([['API_KEY', Buffer.from('value')]]),
+    );
+    // Past 2^31-1 ms, setTimeout fires at once: the session would be stopped as timed out on adoption.
+    const run = start(podman, { container: CONTAINER, phase: 'running', remainingMs: 2 ** 32 });
+    await until(() => podman.stream() !== undefined, 'following');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(podman.calls.filter((c) => c.op === 'stopContainer')).toEqual([]);
+    podman.stream()?.exit(0);
+    expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+  });
+
   describe('an adopted session whose log stream ended before its output did (Podman 4 behind a slow reader)', () => {
     const options = { name: CONTAINER, image: 'x', labels: {}, secrets: GIVEN_SECRET, network: 'none' };
     const leave = (podman: FakePodman) =>
