@@ -25,9 +25,186 @@ function quotedForms(text: string): string[] {
     // biome-ignore lint/suspicious/noControlCharactersInRegex: everything that is ASCII stays.
     json.replace(/[^\x00-\x7f]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`),
   ];
-  if (text.includes("'")) forms.push(text.replaceAll("'", "'\\''"), text.replaceAll("'", `'"'"'`));
+  if (text.includes("'")) forms.push(...singleQuoted(text));
   forms.push(text.replace(/[\\"$`]/g, '\\$&'), text.replace(/[\\']/g, '\\$&'));
   return forms;
+}
+
+/** Inside shell single quotes: `'\\''` as bash's `set -x` prints a quote, `'"'"'` as Python's shlex.quote. */
+function singleQuoted(text: string): string[] {
+  return [text.replaceAll("'", "'\\''"), text.replaceAll("'", `'"'"'`)];
+}
+
+/**
+ * Whether a value has what quotedForms prints as it is and escapedForms does not: a control character,
+ * DEL, or a byte of non-ASCII.
+ */
+function needsEscaping(bytes: Buffer): boolean {
+  for (const byte of bytes) if (byte < 0x20 || byte >= 0x7f) return true;
+  // `\` with `"`: Node's inspect in backticks (or Python's repr in `"`) doubles the backslash alone.
+  return bytes.includes(0x5c) && bytes.includes(0x22);
+}
+
+/**
+ * A value as the printers that escape control characters print it, each character escaped on its own
+ * (so the value's form is the same inside a longer printed text):
+ *
+ * - bash's ANSI-C quoting `$'...'` (`printf %q`, `declare -p`, `${v@Q}`, and `set -x` of a value with a
+ *   control character other than a newline or tab): `\n \t \r \a \b \f \v`, `\E` for ESC, three-digit
+ *   octal for the other control characters, DEL, C1 controls and bytes that are not UTF-8, `\'` and
+ *   `\\`; in the C locale (a container without a locale) every byte of non-ASCII in octal, which bash
+ *   then prints for a value with no control character too;
+ * - coreutils' shell-escape quoting (`ls`, and the file names in `cat`, `cp`, `rm` errors): control
+ *   characters in `'$'\033\n''`, octal but for `\a \b \t \n \v \f \r`, and `'\''` for a quote;
+ * - Python's repr of a str (`\n \t \r`, `\xNN`/`\uNNNN` for what is not printable) and of bytes (`\xNN`
+ *   for each byte of non-ASCII), inside `'` (`\'`) or `"` (a quote as it is);
+ * - Node's inspect (`console.log` of an object): `\b \t \n \f \r`, `\xNN` with upper-case hex, the
+ *   quote it is in escaped (or none: in `"` or backticks);
+ * - Go's `%q` (`strconv.Quote`): `\a \b \f \n \r \t \v`, `\x1b`, `\u0085`, `\"` and `\\`.
+ *
+ * JSON escaping (quotedForms) is one of these for most values: a value with only newlines and no quote
+ * (a PEM key) adds no form but coreutils'.
+ */
+function escapedForms(bytes: Buffer): string[] {
+  const chars = decodeChars(bytes);
+  const forms = new Set<string>();
+  const printed = (print: (char: Char) => string) => chars.map(print).join('');
+  for (const locale of ['utf8', 'c'] as const) {
+    const ansiC = (char: Char) => bashAnsiC(char, locale);
+    forms.add(printed(ansiC));
+    forms.add(coreutilsQuoted(chars, locale));
+  }
+  for (const quote of ["'", ''] as const) {
+    forms.add(printed((char) => pythonRepr(char, quote, false)));
+    forms.add(printed((char) => pythonRepr(char, quote, true)));
+    forms.add(printed((char) => nodeInspect(char, quote)));
+  }
+  forms.add(printed(goQuoted));
+  return [...forms];
+}
+
+/** A character of a value (its code point and UTF-8 bytes), or a byte that is not UTF-8 (`point` -1). */
+interface Char {
+  point: number;
+  bytes: Buffer;
+}
+
+function decodeChars(bytes: Buffer): Char[] {
+  const chars: Char[] = [];
+  for (let at = 0; at < bytes.length; ) {
+    const size = utf8Size(bytes, at);
+    const char = bytes.subarray(at, at + Math.max(size, 1));
+    chars.push({ point: size > 0 ? (char.toString('utf8').codePointAt(0) as number) : -1, bytes: char });
+    at += Math.max(size, 1);
+  }
+  return chars;
+}
+
+/** Bytes of the UTF-8 character at bytes[at], or 0 if none starts there. */
+function utf8Size(bytes: Buffer, at: number): number {
+  const lead = bytes[at] as number;
+  if (lead < 0x80) return 1;
+  const size =
+    lead >= 0xc2 && lead <= 0xdf
+      ? 2
+      : lead >= 0xe0 && lead <= 0xef
+        ? 3
+        : lead >= 0xf0 && lead <= 0xf4
+          ? 4
+          : 0;
+  if (size === 0 || at + size > bytes.length) return 0;
+  const char = bytes.subarray(at, at + size);
+  return Buffer.from(char.toString('utf8'), 'utf8').equals(char) ? size : 0;
+}
+
+/** The escapes of C for control characters that each printer below has (a subset of them). */
+const C_ESCAPES: Record<number, string> = { 7: 'a', 8: 'b', 9: 't', 10: 'n', 11: 'v', 12: 'f', 13: 'r' };
+
+/** A control character (C0, DEL or C1): what every printer escapes. */
+function isControl(point: number): boolean {
+  return point < 0x20 || (point >= 0x7f && point < 0xa0);
+}
+
+/**
+ * What Python's str.isprintable and Go's strconv.IsPrint do not leave as it is: a control, format,
+ * separator (but the space), unassigned or private-use character.
+ */
+const NOT_PRINTABLE = /[\p{C}\p{Z}]/u;
+
+function octal(bytes: Buffer): string {
+  let out = '';
+  for (const byte of bytes) out += `\\${byte.toString(8).padStart(3, '0')}`;
+  return out;
+}
+
+function hex(point: number, upper = false): string {
+  const digits = point.toString(16).padStart(2, '0');
+  return `\\x${upper ? digits.toUpperCase() : digits}`;
+}
+
+function unicode(point: number): string {
+  return point < 0x10000
+    ? `\\u${point.toString(16).padStart(4, '0')}`
+    : `\\U${point.toString(16).padStart(8, '0')}`;
+}
+
+function bashAnsiC(char: Char, locale: 'utf8' | 'c'): string {
+  const { point } = char;
+  if (point === 0x27 || point === 0x5c) return `\\${String.fromCharCode(point)}`;
+  if (point === 0x1b) return '\\E';
+  const named = C_ESCAPES[point];
+  if (named !== undefined) return `\\${named}`;
+  if (point < 0 || isControl(point) || (locale === 'c' && point >= 0x80)) return octal(char.bytes);
+  return String.fromCodePoint(point);
+}
+
+/** coreutils' shell-escape quoting, without the quotes around the whole (as inside a longer name). */
+function coreutilsQuoted(chars: Char[], locale: 'utf8' | 'c'): string {
+  let out = '';
+  let escaping = false;
+  for (const char of chars) {
+    const { point } = char;
+    const escaped = point < 0 || isControl(point) || (locale === 'c' && point >= 0x80);
+    if (escaped !== escaping) out += escaped ? "'$'" : "''";
+    escaping = escaped;
+    if (!escaped) out += point === 0x27 ? "'\\''" : String.fromCodePoint(point);
+    else if (point >= 0 && C_ESCAPES[point] !== undefined) out += `\\${C_ESCAPES[point]}`;
+    else out += octal(char.bytes);
+  }
+  // A value that ends in a control character ends where its `$'...'` does.
+  return escaping ? `${out}'` : out;
+}
+
+function pythonRepr(char: Char, quote: "'" | '', bytes: boolean): string {
+  const { point } = char;
+  if (point === 0x5c || (quote !== '' && point === 0x27)) return `\\${String.fromCharCode(point)}`;
+  if (point === 9 || point === 10 || point === 13) return `\\${C_ESCAPES[point]}`;
+  if (bytes && (point < 0 || point >= 0x80)) return [...char.bytes].map((byte) => hex(byte)).join('');
+  // A str holds no byte that is not UTF-8: such a value is printed as bytes (above), or decoded with U+FFFD.
+  if (point < 0) return '\ufffd';
+  if (point === 0x20 || !NOT_PRINTABLE.test(String.fromCodePoint(point))) return String.fromCodePoint(point);
+  return point < 0x100 ? hex(point) : unicode(point);
+}
+
+function nodeInspect(char: Char, quote: "'" | ''): string {
+  const { point } = char;
+  if (point === 0x5c || (quote !== '' && point === 0x27)) return `\\${String.fromCharCode(point)}`;
+  if (point === 8 || point === 9 || point === 10 || point === 12 || point === 13)
+    return `\\${C_ESCAPES[point]}`;
+  if (point < 0) return '\ufffd';
+  if (isControl(point)) return hex(point, true);
+  return String.fromCodePoint(point);
+}
+
+function goQuoted(char: Char): string {
+  const { point } = char;
+  if (point === 0x5c || point === 0x22) return `\\${String.fromCharCode(point)}`;
+  if (point < 0) return hex(char.bytes[0] as number);
+  const named = C_ESCAPES[point];
+  if (named !== undefined) return `\\${named}`;
+  if (point < 0x80 && isControl(point)) return hex(point);
+  if (point === 0x20 || !NOT_PRINTABLE.test(String.fromCodePoint(point))) return String.fromCodePoint(point);
+  return unicode(point);
 }
 
 /**
@@ -132,11 +309,19 @@ export function formsOf(value: MaskedValue): string[] {
     add(text.replace(/[\r\n]+$/, ''));
     const lines = text.split(/\r\n|\r|\n/);
     if (lines.length > 1) for (const line of lines) add(line);
+    // `set -x` and shlex.quote keep a newline as it is: each line of the value, with its quotes quoted.
+    if (lines.length > 1)
+      for (const line of lines) if (line.includes("'")) for (const quoted of singleQuoted(line)) add(quoted);
     for (const whole of new Set([text, text.replace(/[\r\n]+$/, '')])) {
       for (const quoted of quotedForms(whole)) if (quoted !== whole) add(quoted);
     }
   }
   const trimmed = trimTrailingNewlines(bytes);
+  if (needsEscaping(bytes)) {
+    for (const form of trimmed.length === bytes.length ? [bytes] : [bytes, trimmed]) {
+      for (const escaped of escapedForms(form)) add(escaped);
+    }
+  }
   for (const form of trimmed.length === bytes.length ? [bytes] : [bytes, trimmed]) {
     const base64 = form.toString('base64');
     add(base64);

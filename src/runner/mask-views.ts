@@ -172,7 +172,8 @@ export interface ReadingSearch {
  *   spaces is found in the line as it is: see Masker.identifying).
  * - `printf %q`'s backslashes (with `signs`): the line without those before punctuation or a space, as
  *   withoutBackslashes, where one is before a character that follows the backslash in a sign (see
- *   printfQSign; masking wants all of a sign).
+ *   printfQSign; masking wants all of a sign); in a line with escape sequences too, also the line
+ *   without both.
  */
 export class LineReadings {
   /**
@@ -184,6 +185,8 @@ export class LineReadings {
   /** Of each byte: whether it follows the backslash in one of the values' signs. */
   private readonly signed = new Uint8Array(256);
   private out = Buffer.alloc(0);
+  /** A reading read again (see withoutEscapesAndBackslashes). */
+  private inner = Buffer.alloc(0);
   /** Where the reading last made differs from the line: [first, last), as positions in it. */
   private first = 0;
   private last = 0;
@@ -220,9 +223,29 @@ export class LineReadings {
         if (this.search(this.percentDecoded(bytes, start, end, true), search)) return true;
       }
     }
+    if ((kinds & READ_BACKSLASHES) === 0) return false;
+    if (this.search(this.withoutBackslashes(bytes, start, end), search)) return true;
     return (
-      (kinds & READ_BACKSLASHES) !== 0 && this.search(this.withoutBackslashes(bytes, start, end), search)
+      (kinds & READ_ESCAPES) !== 0 &&
+      this.search(this.withoutEscapesAndBackslashes(bytes, start, end), search)
     );
+  }
+
+  /**
+   * Both readings, one of the other (a highlighter colours `printf %q`'s `\!` apart from the letters
+   * around it), as masking reads a line with both: searched whole (such a line is rare), or NONE.
+   */
+  private withoutEscapesAndBackslashes(bytes: Buffer, start: number, end: number): number {
+    const length = this.withoutEscapes(bytes, start, end);
+    if (length === NONE) return NONE;
+    if (this.inner.length < length) this.inner = Buffer.allocUnsafe(Math.max(length, 2 * this.inner.length));
+    this.out.copy(this.inner, 0, 0, length);
+    const read = this.withoutBackslashes(this.inner, 0, length);
+    if (read === NONE) return NONE;
+    this.first = 0;
+    this.last = read;
+    this.hit = true;
+    return read;
   }
 
   /**

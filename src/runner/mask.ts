@@ -36,7 +36,9 @@ export const MASK = '********';
  *   and with `\u00XX` for what is not ASCII;
  * - shell and source-code quoting of `'`, `"`, `\`, `$` and backticks (`set -x`, `declare -p`,
  *   Python's repr), and a backslash before any punctuation or space (`printf %q`);
- * - with terminal escape sequences (colours) anywhere inside it;
+ * - control characters and non-ASCII escaped: bash's `$'...'` (octal in the C locale), coreutils' file
+ *   names, Python's repr of a str or bytes, Node's inspect, Go's `%q` (see escapedForms);
+ * - with terminal escape sequences (colours) anywhere inside it, also between `printf %q`'s backslashes;
  * - each part of a structured value on its own: the strings of a JSON credential file (a service
  *   account's private key), the values of its `key = value` or `key: value` lines (an AWS credentials
  *   file, an .npmrc), of at least 16 characters and not URLs.
@@ -94,8 +96,12 @@ export function createMasker(
     .flatMap((n) => (n.includes(' ') ? [n, n.replaceAll(' ', '+')] : [n]));
   const readings = new LineReadings({ plus: plused.length > 0, signs: backslashed });
   // Spans are pushed one by one: a 64 KiB line may hold a hundred thousand (no spread of that many).
-  const find = (text: string, spans: Span[], view?: LineView): void => {
-    for (const needle of ordered) {
+  // The escaped forms (JSON, repr, `$'...'`) are looked for only in a text with a backslash: one search
+  // of the line instead of one for each of them.
+  const plain = ordered.filter((n) => !n.includes('\\'));
+  const escaped = ordered.filter((n) => n.includes('\\'));
+  const findAll = (needles: string[], text: string, spans: Span[], view?: LineView): void => {
+    for (const needle of needles) {
       // Every occurrence, overlapping ones too (a value of `aaaa` in `aaaaaa`).
       for (let at = text.indexOf(needle); at !== -1; at = text.indexOf(needle, at + 1)) {
         const end = at + needle.length;
@@ -103,15 +109,24 @@ export function createMasker(
       }
     }
   };
+  const find = (text: string, spans: Span[], view?: LineView): void => {
+    findAll(plain, text, spans, view);
+    if (escaped.length > 0 && text.includes('\\')) findAll(escaped, text, spans, view);
+  };
   const spansOf = (line: string): Span[] => {
     const spans: Span[] = [];
     find(line, spans);
     for (const span of wrapped.spans(line)) spans.push(span);
+    const escapes = withoutEscapes(line);
     const views = [
-      withoutEscapes(line),
+      escapes,
       hasPercentEscape(line) ? percentDecoded(line, false) : undefined,
       plused.length > 0 && line.includes('+') ? percentDecoded(line, true) : undefined,
       backslashed.some((s) => line.includes(s)) ? withoutBackslashes(line) : undefined,
+      // Both: a highlighter (bat, delta) colours `printf %q`'s `\!` apart from the letters around it.
+      escapes && backslashed.some((s) => escapes.text.includes(s))
+        ? within(escapes, withoutBackslashes)
+        : undefined,
     ];
     for (const view of views) if (view) find(view.text, spans, view);
     return spans;
@@ -145,6 +160,19 @@ export function createMasker(
 }
 
 export type Span = [start: number, end: number];
+
+/** A view of a view's text, as a view of the line. */
+function within(outer: LineView, read: (text: string) => LineView | undefined): LineView | undefined {
+  const inner = read(outer.text);
+  if (!inner) return undefined;
+  return {
+    text: inner.text,
+    source(start, end) {
+      const [from, to] = inner.source(start, end);
+      return outer.source(from, to);
+    },
+  };
+}
 
 /**
  * How far a masked value may stretch in a line as printed, per character of its longest form: each

@@ -125,6 +125,24 @@ describe('LineReadings', () => {
     }
   });
 
+  it('reads a line with escape sequences and a sign’s backslash also without both, as masking does', () => {
+    const readings = new LineReadings({ plus: false, signs: ['e\\!M'] });
+    const line = 'X=Secr3tValue\x1b[35m\\!\x1b[0mMoreSecret y\\!z';
+    const found: string[] = [];
+    const bytes = Buffer.from(line);
+    readings.some(bytes, 0, bytes.length, READ_ESCAPES | READ_BACKSLASHES, {
+      pairs: ANY,
+      margin: 1e9,
+      found: (reading, from, to) => {
+        found.push(reading.toString('utf8', from, to));
+        return false;
+      },
+    });
+    const escapes = withoutEscapes(line) as { text: string };
+    expect(found).toContain((withoutBackslashes(escapes.text) as { text: string }).text);
+    expect(found).toContain('X=Secr3tValue!MoreSecret y!z');
+  });
+
   it('passes a reading on from the margin before its first change to the margin after its last', () => {
     const readings = new LineReadings({ plus: false, signs: [] });
     expect(readingsOf(readings, 'aaaa%41bbbb%42cccc', 2).get(READ_PERCENT | READ_PLUS)).toEqual([

@@ -230,6 +230,21 @@ describe('the output archive, searched for the session’s values', () => {
     ],
     ['quoted by printf %q', 'export X=Secr3tValue\\!MoreSecretText\n', 'Secr3tValue!MoreSecretText'],
     [
+      "in bash's ANSI-C quoting (declare -p of a value with a tab)",
+      "declare -x X=$'Ab12\\tCd34\\'Ef56-secret'\n",
+      "Ab12\tCd34'Ef56-secret",
+    ],
+    [
+      'in octal (printf %q of non-ASCII in the C locale)',
+      "X=$'p\\303\\244ssw\\303\\266rd-42'\n",
+      'pässwörd-42',
+    ],
+    [
+      'quoted by printf %q, its escape coloured (a highlighter)',
+      'X=Secr3tValue\x1b[35m\\!\x1b[0mMoreSecretText\n',
+      'Secr3tValue!MoreSecretText',
+    ],
+    [
       // Its first 9 bytes end the first line (all a line of it holds: masking hides them there).
       'its base64 starting a wrapped line, the rest on the next',
       `${(

@@ -240,6 +240,89 @@ describe('masking what agents really print', () => {
     expect(createMasker(['Secr3tValue!More'])('a\\!b \\"Secr3tValue\\!More\\"')).toBe(`a\\!b \\"${MASK}\\"`);
   });
 
+  it("masks bash's ANSI-C quoting $'...' of a value with control characters or non-ASCII (printf %q, declare -p, @Q, set -x)", () => {
+    // As bash 5.2 prints each value, in C.UTF-8 and (non-ASCII in octal) in the C locale.
+    for (const [value, printed] of [
+      [`Ab12'Cd34"Ef56\\Gh78\nIj90`, `$'Ab12\\'Cd34"Ef56\\\\Gh78\\nIj90'`],
+      ["Ab12\tCd34'Ef56", "$'Ab12\\tCd34\\'Ef56'"],
+      ['Ab12\x1bCd34\x01Ef56\x7fGh78', "$'Ab12\\ECd34\\001Ef56\\177Gh78'"],
+      ['Ab12\x07\x08\x0b\x0cCd34', "$'Ab12\\a\\b\\v\\fCd34'"],
+      ['pässwörd-Ä1x', "$'p\\303\\244ssw\\303\\266rd-\\303\\2041x'"],
+      ['Ab12\u0085Cd34\u00a0Ef', "$'Ab12\\302\\205Cd34\u00a0Ef'"],
+      [Buffer.from('caf\xe9-Ab12Cd34', 'latin1'), "$'caf\\351-Ab12Cd34'"],
+      ['Ab12\'Cd\r\nEf56"Gh', `$'Ab12\\'Cd\\r\\nEf56"Gh'`],
+    ] as const) {
+      const mask = createMasker([value]);
+      for (const line of [`declare -x X=${printed}`, `+ : ${printed}`, `${printed}; echo`]) {
+        expect(mask(line), line).toBe(line.replace(printed.slice(2, -1), MASK));
+      }
+      // Inside a longer printed value (`printf %q "user:$PASS"`), and ending in a newline (read from a
+      // file).
+      expect(mask(`$'user:${printed.slice(2)}`)).toBe(`$'user:${MASK}'`);
+      const file = createMasker([Buffer.concat([Buffer.from(value), Buffer.from('\n')])]);
+      expect(file(`${printed.slice(0, -1)}\\n'`)).toBe(`$'${MASK}'`);
+    }
+    // set -x prints a newline as it is: each line of the value, its quotes quoted.
+    const multi = createMasker([`Ab12'Cd34"Ef56\\Gh78\nIj90`]);
+    expect(multi(`+ : 'Ab12'\\''Cd34"Ef56\\Gh78`)).toBe(`+ : '${MASK}`);
+    expect(multi(`x='Ab12'"'"'Cd34"Ef56\\Gh78`)).toBe(`x='${MASK}`);
+    // A PEM key as printf %q prints it (one line), with its trailing newline.
+    const pem = createMasker([`${PEM}\n`]);
+    expect(pem(`KEY=$'${PEM.replaceAll('\n', '\\n')}\\n'`)).toBe(`KEY=$'${MASK}'`);
+  });
+
+  it('masks a value with control characters or non-ASCII as Python, Node, Go and coreutils quote it', () => {
+    const value = `Ab12'Cd34"Ef56\\Gh78\x1b\nIj90\u0085é`;
+    const mask = createMasker([value]);
+    for (const printed of [
+      `'Ab12\\'Cd34"Ef56\\\\Gh78\\x1b\\nIj90\\x85é'`, // Python repr
+      `b'Ab12\\'Cd34"Ef56\\\\Gh78\\x1b\\nIj90\\xc2\\x85\\xc3\\xa9'`, // Python repr of bytes
+      '`Ab12\'Cd34"Ef56\\\\Gh78\\x1B\\nIj90\\x85é`', // Node inspect (console.log({ k }))
+      `"Ab12'Cd34\\"Ef56\\\\Gh78\\x1b\\nIj90\\u0085é"`, // Go %q
+      `'Ab12'\\''Cd34"Ef56\\Gh78'$'\\033\\n''Ij90'$'\\302\\205''é'`, // ls, cat: 'NAME': No such file
+    ]) {
+      expect(mask(`k: ${printed}`), printed).toBe(
+        `k: ${printed[0] === 'b' ? 'b' : ''}${printed.at(-1)}${MASK}${printed.at(-1)}`,
+      );
+    }
+    // Python in double quotes: a value with a quote and an ESC.
+    expect(createMasker(["Ab12\x1bCd34'Ef56"])(`{'k': "Ab12\\x1bCd34'Ef56"}`)).toBe(`{'k': "${MASK}"}`);
+    // Node in backticks: a value with both quotes and a backslash, and no control character.
+    expect(createMasker([`Ab12'Cd34"Ef56\\Gh`])('{ k: `Ab12\'Cd34"Ef56\\\\Gh` }')).toBe(`{ k: \`${MASK}\` }`);
+  });
+
+  it('masks printf %q and ANSI-C quoting with colours woven in (grep --color=always, a highlighter)', () => {
+    const mask = createMasker(['Secr3tValue!MoreSecretText', 'Ab12\tCd34\x1bEf56']);
+    // grep --color=always Value over a line of printf %q output; a highlighter colouring the escape.
+    expect(mask('X=Secr3t\x1b[01;31m\x1b[KValue\x1b[m\x1b[K\\!MoreSecretText; y')).toBe(`X=${MASK}; y`);
+    expect(mask('X=Secr3tValue\x1b[35m\\!\x1b[0mMoreSecretText')).toBe(`X=${MASK}`);
+    expect(mask("X=$'Ab12\x1b[35m\\t\x1b[0mCd34\x1b[35m\\E\x1b[0mEf56'")).toBe(`X=$'${MASK}'`);
+    // Colours and backslashes elsewhere stay.
+    expect(mask('\x1b[1ma\\!b\x1b[0m Secr3tValue\\!MoreSecretText')).toBe(`\x1b[1ma\\!b\x1b[0m ${MASK}`);
+  });
+
+  it('leaves ordinary lines with ANSI-C quoting, repr and escapes of other text alone', () => {
+    const mask = createMasker([
+      `Ab12'Cd34"Ef56\\Gh78\nIj90`,
+      'Ab12\tCd34\x1bEf56',
+      'pässwörd-Ä1x',
+      `${PEM}\n`,
+      'Secr3tValue!MoreSecretText',
+    ]);
+    for (const line of [
+      "IFS=$'\\n\\t'; printf '%s\\n' \"$x\"; echo $'\\E[1mbold\\E[0m'",
+      "declare -- PS1=$'\\\\u@\\\\h:\\\\w\\\\$ '",
+      '{"msg":"line one\\nline two\\t\\"quoted\\" \\\\ \\u001b[0m","n":1}',
+      "/^(?:\\\\n|\\\\t|[\\\\x00-\\\\x1f]|\\\\'|\\\\303)+$/",
+      "print(repr('tab\\there\\n')) -> 'tab\\there\\n'",
+      "b'\\x89PNG\\r\\n\\x1a\\n\\x00\\x00\\x00\\rIHDR'",
+      "ls: cannot access 'a'$'\\n''b': No such file or directory",
+      '\x1b[1;32m✓\x1b[0m tests passed \\! \\(1\\)',
+    ]) {
+      expect(mask(line), line).toBe(line);
+    }
+  });
+
   it('masks a value with terminal escape sequences inside it (grep --color=always)', () => {
     const token = 'ghp_0123456789abcdefghijABCDEFGHIJ012345';
     const mask = createMasker([token]);
