@@ -57,6 +57,12 @@ export class Connections {
   constructor(
     private readonly limits: ConnectionLimits,
     private readonly own: ReadonlySet<string> = ownAddresses(),
+    /**
+     * Milliseconds on a steady clock: how long an answer has not moved is a duration, and the wall
+     * clock can be set (an NTP step of hours would close every connection with an answer pending, or
+     * let stalled ones hold their slots for hours more).
+     */
+    private readonly now: () => number = () => performance.now(),
   ) {}
 
   /**
@@ -72,7 +78,7 @@ export class Connections {
       for (const listener of listeners) listener.call(server, req, res);
     });
     this.sweeper = setInterval(
-      () => this.sweep(Date.now()),
+      () => this.sweep(this.now()),
       Math.min(SWEEP_MS, this.limits.stallMs / 4, this.limits.stuckMs / 4),
     );
     this.sweeper.unref();
@@ -160,7 +166,7 @@ export class Connections {
    * longest, untaken for `stuckMs` at least. False when there is neither.
    */
   private evict(source: string | undefined): boolean {
-    const now = Date.now();
+    const now = this.now();
     let stuck: Connection | undefined;
     for (const connection of this.open.values()) {
       if (source !== undefined && connection.source !== source) continue;

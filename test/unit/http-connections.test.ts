@@ -5,7 +5,7 @@
  */
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type ConnectionLimits, Connections } from '../../src/http/connections.js';
 
 const servers: { server: Server; connections: Connections }[] = [];
@@ -14,6 +14,7 @@ const sockets: Socket[] = [];
 const held: ServerResponse[] = [];
 
 afterEach(async () => {
+  vi.restoreAllMocks();
   for (const socket of sockets.splice(0)) socket.destroy();
   for (const response of held.splice(0)) response.destroy();
   for (const { server, connections } of servers.splice(0)) {
@@ -27,6 +28,7 @@ const LIMITS: ConnectionLimits = { max: 6, perSource: 3, maxUnanswered: 2, stall
 
 async function serve(
   limits: Partial<ConnectionLimits> = {},
+  now?: () => number,
 ): Promise<{ port: number; connections: Connections }> {
   const server = createServer((req, res) => {
     if (req.url === '/hold') held.push(res);
@@ -48,7 +50,7 @@ async function serve(
       res.end(Buffer.alloc(Number(req.url.slice('/whole/'.length)) * 1024 * 1024, 'y'));
     } else res.end('ok');
   });
-  const connections = new Connections({ ...LIMITS, ...limits }, new Set());
+  const connections = new Connections({ ...LIMITS, ...limits }, new Set(), now);
   connections.attach(server);
   servers.push({ server, connections });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -252,5 +254,56 @@ describe('HTTP answers a client does not take', () => {
     expect(isOpen(waiting)).toBe(true);
     held[0]?.end('late');
     await until(() => waiting.text().includes('late'));
+  });
+
+  describe('when the wall clock is set (an NTP step)', () => {
+    const HOURS_2 = 2 * 3_600_000;
+    /** Date.now() from here on 2 h ahead, as after a forward step; performance.now() untouched. */
+    const stepWallClock = () => {
+      const wall = Date.now.bind(Date);
+      vi.spyOn(Date, 'now').mockImplementation(() => wall() + HOURS_2);
+    };
+
+    it('keeps a connection stalled for a moment, and times it by its own clock', async () => {
+      let steady = 0;
+      const { port, connections } = await serve({ stallMs: 60_000 }, () => steady);
+      const stalled = await open(port, '127.0.0.1', { read: false });
+      stalled.socket.pause();
+      stalled.socket.write(request('/big/4096'));
+      await until(() => connections.size === 1);
+      // A few sweeps (every 250 ms here) see its answer stuck.
+      await settle(800);
+      stepWallClock();
+      await settle(1000);
+      expect(connections.size).toBe(1);
+      expect(isOpen(stalled)).toBe(true);
+      // stallMs later by the clock it was given: closed.
+      steady += 61_000;
+      await settle(1000);
+      expect(connections.size).toBe(0);
+    });
+
+    it('at a limit, does not take a slot from an answer stuck for a moment', async () => {
+      // stallMs beyond the step: only the choice at the limit (stuckMs) is looked at here.
+      const { port, connections } = await serve({ stallMs: 3 * HOURS_2, stuckMs: 4000 });
+      const stuck = await open(port, '127.0.0.1', { read: false });
+      stuck.socket.pause();
+      stuck.socket.write(request('/big/4096'));
+      const busy = [await open(port), await open(port)];
+      for (const client of busy) client.socket.write(request('/hold'));
+      await until(() => held.length === 2 && connections.size === 3);
+      // A sweep (every second here) has seen its answer waiting.
+      await settle(1300);
+      stepWallClock();
+      const refused = await open(port);
+      let closed = false;
+      void refused.closed.then(() => {
+        closed = true;
+      });
+      await settle(1000);
+      expect(closed).toBe(true);
+      expect(connections.size).toBe(3);
+      expect(busy.map(isOpen)).toEqual([true, true]);
+    });
   });
 });
