@@ -342,6 +342,11 @@ async function supervise(options: DaemonOptions): Promise<number> {
       schedule: scheduleMachine.provide({
         actions: {
           recordProgress: (_, { agent, schedule, since }) => scheduleLog.record(agent, schedule, since),
+          warnClockBehind: (_, { agent, lastFired, now }) =>
+            log.warn(
+              { event: 'schedule.clock_behind', agent, lastFired, now },
+              `the clock (${now}) is more than a day behind the last firing of agent ${agent}'s schedule (${lastFired}): taken as set right, its schedule goes on from now; check the host's clock if it was not set back on purpose`,
+            ),
         },
       }),
       reconcile: fromPromise(async ({ signal }) => {

@@ -748,7 +748,10 @@ export const daemonMachine = setup({
       for (const agent of context.agents) {
         // Own keys only: an agent named `constructor` has no schedule yet.
         if (agent.schedule === undefined || Object.hasOwn(schedules, agent.name)) continue;
-        const since = context.scheduleSince[agent.name];
+        // Own keys here too: `constructor` would be Object's function, not a time.
+        const since = Object.hasOwn(context.scheduleSince, agent.name)
+          ? context.scheduleSince[agent.name]
+          : undefined;
         schedules[agent.name] = spawn('schedule', {
           id: scheduleActorId(agent.name),
           input: { agent: agent.name, schedule: agent.schedule, ...(since === undefined ? {} : { since }) },

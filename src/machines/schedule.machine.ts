@@ -25,6 +25,11 @@ export interface ScheduleContext {
   since?: string;
   /** The next firing (ISO time); unset when the expression never fires again. */
   next?: string;
+  /**
+   * The newest firing sent (at start, `since`): firings are planned after it, never again at or before
+   * it, though the clock went back; its progress never goes back either.
+   */
+  lastFired?: string;
 }
 
 /** Sent to the daemon machine: the schedule of `agent` fired at `firing` (ISO time). */
@@ -44,12 +49,21 @@ export const MAX_WAIT_MS = 60_000;
  */
 export const LATE_MS = 60_000;
 
+/**
+ * A clock this far behind the last firing is taken as set right, not as stepped back: the schedule goes
+ * on from it (with a warning), so that a firing recorded at a bogus future time cannot hold the schedule
+ * back for ever.
+ */
+export const CLOCK_BEHIND_MAX_MS = 24 * 3_600_000;
+
 export const scheduleMachine = setup({
   types: {
     context: {} as ScheduleContext,
     input: {} as ScheduleInput,
   },
   guards: {
+    clockFarBehind: ({ context }) =>
+      context.lastFired !== undefined && Date.parse(context.lastFired) - Date.now() > CLOCK_BEHIND_MAX_MS,
     missedFiring: ({ context }) => missed(context) !== undefined,
     firesAgain: ({ context }) => context.next !== undefined,
     isDue: ({ context }) => context.next !== undefined && Date.parse(context.next) <= Date.now(),
@@ -61,9 +75,17 @@ export const scheduleMachine = setup({
         : Math.min(MAX_WAIT_MS, Math.max(0, Date.parse(context.next) - Date.now())),
   },
   actions: {
-    planNext: assign({
-      next: ({ context }) => nextFiring(context.schedule, new Date())?.toISOString(),
+    planNext: assign(({ context }) => {
+      const now = Date.now();
+      const last = context.lastFired === undefined ? undefined : Date.parse(context.lastFired);
+      // A clock set back plans from the last firing: what fired is not fired again.
+      const from = last === undefined || last <= now ? now : last;
+      return { next: nextFiring(context.schedule, new Date(from))?.toISOString() };
     }),
+    /** A last firing the clock is far behind (see CLOCK_BEHIND_MAX_MS) is forgotten. */
+    forgetLastFired: assign({ lastFired: undefined }),
+    noteFired: assign({ lastFired: ({ context }) => context.next }),
+    noteMissedFired: assign({ lastFired: ({ context }) => missed(context)?.toISOString() }),
     skipToNewest: assign({
       next: ({ context }) => {
         const planned = context.next as string;
@@ -74,6 +96,8 @@ export const scheduleMachine = setup({
     }),
     /** Side effect (provided): keep `since` where the next daemon finds it (state dir), for catch_up. */
     recordProgress: (_, _params: { agent: string; schedule: ScheduleConfig; since: string }) => {},
+    /** Side effect (provided): the clock is far behind the last firing, which is forgotten. */
+    warnClockBehind: (_, _params: { agent: string; lastFired: string; now: string }) => {},
     fireMissed: sendParent(
       ({ context }): ScheduleFiredEvent => ({
         type: 'schedule.fired',
@@ -98,7 +122,7 @@ export const scheduleMachine = setup({
   context: ({ input }) => ({
     agent: input.agent,
     schedule: input.schedule,
-    ...(input.since === undefined ? {} : { since: input.since }),
+    ...(input.since === undefined ? {} : { since: input.since, lastFired: input.since }),
   }),
   initial: 'starting',
   states: {
@@ -111,6 +135,7 @@ export const scheduleMachine = setup({
           target: 'waiting',
           actions: [
             'fireMissed',
+            'noteMissedFired',
             {
               type: 'recordProgress',
               params: ({ context }) => ({
@@ -136,9 +161,27 @@ export const scheduleMachine = setup({
     },
     waiting: {
       description:
-        'Waits until the next firing (re-planned from the clock at least every minute). An expression that never fires again ends here.',
+        'Waits until the next firing after the last one (re-planned from the clock at least every minute): a clock set back fires nothing twice; one over a day behind the last firing is taken as set right, with a warning. An expression that never fires again ends here.',
       entry: 'planNext',
-      always: { guard: not('firesAgain'), target: 'exhausted' },
+      always: [
+        {
+          guard: 'clockFarBehind',
+          target: 'waiting',
+          reenter: true,
+          actions: [
+            {
+              type: 'warnClockBehind',
+              params: ({ context }) => ({
+                agent: context.agent,
+                lastFired: context.lastFired as string,
+                now: new Date().toISOString(),
+              }),
+            },
+            'forgetLastFired',
+          ],
+        },
+        { guard: not('firesAgain'), target: 'exhausted' },
+      ],
       after: { untilNext: 'due' },
     },
     due: {
@@ -151,6 +194,7 @@ export const scheduleMachine = setup({
           actions: [
             'skipToNewest',
             'fire',
+            'noteFired',
             {
               type: 'recordProgress',
               params: ({ context }) => ({

@@ -200,8 +200,12 @@ describe('schedule: firings', () => {
 function scheduleUnderParent(input: { schedule: ScheduleConfig; since?: string }) {
   const fired: ScheduleFiredEvent[] = [];
   const progress: string[] = [];
+  const warned: { agent: string; lastFired: string; now: string }[] = [];
   const child = scheduleMachine.provide({
-    actions: { recordProgress: (_, { since }) => progress.push(since) },
+    actions: {
+      recordProgress: (_, { since }) => progress.push(since),
+      warnClockBehind: (_, params) => warned.push(params),
+    },
   });
   const parent = setup({ actors: { child } }).createMachine({
     invoke: { id: 'schedule', src: 'child', input: { agent: 'nightly', ...input } },
@@ -209,7 +213,7 @@ function scheduleUnderParent(input: { schedule: ScheduleConfig; since?: string }
   });
   const actor = createActor(parent).start();
   const schedule = () => actor.getSnapshot().children.schedule?.getSnapshot();
-  return { actor, fired, progress, schedule };
+  return { actor, fired, progress, warned, schedule };
 }
 
 describe('schedule machine', () => {
@@ -298,6 +302,46 @@ describe('schedule machine', () => {
     const unknown = scheduleUnderParent({ schedule: DAILY_3AM_BERLIN });
     expect(unknown.fired).toEqual([]);
     unknown.actor.stop();
+  });
+
+  it('fires nothing twice after the clock steps back, and its progress never goes back', async () => {
+    const hourly: ScheduleConfig = { cron: '0 * * * *', overlap: 'skip', catchUp: 'none' };
+    vi.setSystemTime(new Date('2026-06-01T09:59:30.000Z'));
+    const s = scheduleUnderParent({ schedule: hourly });
+    await vi.advanceTimersByTimeAsync(31_000);
+    expect(s.fired.map((f) => f.firing)).toEqual(['2026-06-01T10:00:00.000Z']);
+    // The clock steps back two hours (NTP, an operator): 09:00 and 10:00 come round again by it.
+    vi.setSystemTime(new Date('2026-06-01T08:00:31.000Z'));
+    await vi.advanceTimersByTimeAsync(3 * 3_600_000);
+    expect(s.fired.map((f) => f.firing)).toEqual(['2026-06-01T10:00:00.000Z', '2026-06-01T11:00:00.000Z']);
+    const times = s.progress.map((at) => Date.parse(at));
+    expect(times).toEqual([...times].sort((a, b) => a - b));
+    expect(s.progress.at(-1)).toBe('2026-06-01T11:00:00.000Z');
+    s.actor.stop();
+  });
+
+  it('after a restart, does not fire again a firing at or before its recorded progress', async () => {
+    const hourly: ScheduleConfig = { cron: '0 * * * *', overlap: 'skip', catchUp: 'none' };
+    vi.setSystemTime(new Date('2026-06-01T08:30:00.000Z'));
+    const s = scheduleUnderParent({ schedule: hourly, since: '2026-06-01T10:00:00.000Z' });
+    expect(s.schedule()?.context.next).toBe('2026-06-01T11:00:00.000Z');
+    expect(s.progress).toEqual(['2026-06-01T10:00:00.000Z']);
+    s.actor.stop();
+  });
+
+  it('takes a clock over a day behind the last firing as set right, with a warning, and goes on from it', async () => {
+    const hourly: ScheduleConfig = { cron: '0 * * * *', overlap: 'skip', catchUp: 'none' };
+    vi.setSystemTime(new Date('2026-06-01T08:30:00.000Z'));
+    // A firing recorded at a bogus time a year ahead must not hold the schedule back for a year.
+    const s = scheduleUnderParent({ schedule: hourly, since: '2027-06-01T10:00:00.000Z' });
+    expect(s.schedule()?.context.next).toBe('2026-06-01T09:00:00.000Z');
+    expect(s.warned).toEqual([
+      { agent: 'nightly', lastFired: '2027-06-01T10:00:00.000Z', now: '2026-06-01T08:30:00.000Z' },
+    ]);
+    await vi.advanceTimersByTimeAsync(3_600_000);
+    expect(s.fired.map((f) => f.firing)).toEqual(['2026-06-01T09:00:00.000Z']);
+    expect(s.warned).toHaveLength(1);
+    s.actor.stop();
   });
 
   it('ends in exhausted when the expression never fires again', () => {
