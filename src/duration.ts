@@ -28,7 +28,9 @@ export function durationProblem(text: string): string | undefined {
   return undefined;
 }
 
-export function formatDuration(ms: number): string {
+/** A duration as `850ms`, `12.5s` or `3m05s`; never negative (a clock set back while it was measured shows 0ms). */
+export function formatDuration(duration: number): string {
+  const ms = Number.isNaN(duration) ? 0 : Math.max(0, duration);
   if (ms < 1000) return `${Math.round(ms)}ms`;
   if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;
   const minutes = Math.floor(ms / 60_000);

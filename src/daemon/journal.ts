@@ -36,6 +36,11 @@ export class SessionJournal {
   private loaded: SessionRecord[] = [];
   /** Outcomes being recorded (finish under way). */
   private readonly finishing = new Set<Promise<void>>();
+  /**
+   * When each session started in this process, by the steady clock (performance.now()): its duration
+   * does not follow the wall clock when that is set back or forward meanwhile. Forgotten at its outcome.
+   */
+  private readonly steadyStarts = new Map<string, number>();
 
   constructor(
     private readonly store: SessionStore<SessionRecord>,
@@ -226,6 +231,9 @@ export class SessionJournal {
     // A phase never comes after the outcome (some are written a microtask late: see main.ts).
     if (this.index.get(sessionId)?.outcome !== undefined) return;
     const at = new Date().toISOString();
+    const before = this.index.get(sessionId);
+    if (before !== undefined && before.startedAt === undefined)
+      this.steadyStarts.set(sessionId, performance.now());
     const record = this.update(sessionId, (r) => ({
       ...r,
       phase,
@@ -290,6 +298,8 @@ export class SessionJournal {
     // All its output in the log file (a run that ended in an error may have left some unwritten).
     await closeSessionLog(this.store.logPath(request.sessionId));
     const finishedAt = new Date();
+    const steadyStart = this.steadyStarts.get(request.sessionId);
+    this.steadyStarts.delete(request.sessionId);
     if (this.index.get(request.sessionId) !== undefined)
       this.onFinishing({ id: request.sessionId, agent: request.agent }, outcome.outcome);
     let record = this.rewrite(request.sessionId, (r) => ({
@@ -297,7 +307,7 @@ export class SessionJournal {
       phase: 'finished',
       phases: [...r.phases, { phase: 'finished', at: finishedAt.toISOString() }],
       finishedAt: finishedAt.toISOString(),
-      durationMs: finishedAt.getTime() - Date.parse(r.startedAt ?? r.acceptedAt),
+      durationMs: sessionDuration(r, finishedAt, outcome.timings, steadyStart),
       outcome: outcome.outcome,
       ...(outcome.kind === undefined ? {} : { kind: outcome.kind }),
       ...(outcome.exitCode === undefined ? {} : { exitCode: outcome.exitCode }),
@@ -400,4 +410,21 @@ export class SessionJournal {
   get unwritten(): number {
     return this.store.unwritten;
   }
+}
+
+/**
+ * How long a session took. Started in this process: by the steady clock, whatever the wall clock did.
+ * Otherwise (adopted after a restart, settled at start) the wall clock's difference, never negative and
+ * never less than its run's phases took by the steady clock (a clock set back meanwhile).
+ */
+export function sessionDuration(
+  record: SessionRecord,
+  finishedAt: Date,
+  timings: SessionOutcome['timings'],
+  steadyStart: number | undefined,
+): number {
+  if (steadyStart !== undefined) return Math.round(performance.now() - steadyStart);
+  const wall = finishedAt.getTime() - Date.parse(record.startedAt ?? record.acceptedAt);
+  const phases = Object.values(timings ?? {}).reduce((sum, ms) => sum + ms, 0);
+  return Math.max(0, Number.isNaN(wall) ? 0 : wall, phases);
 }

@@ -116,7 +116,7 @@ export class DaemonMetrics implements MetricsRecorder {
   );
   private readonly notifications = this.counter(
     'agentd_notifications_total',
-    'Outcome notifications: delivered, failed (all attempts failed), deferred (too many waiting: left in the outbox for the next start) or dropped (too many waiting, and left: not sent).',
+    'Outcome notifications: delivered, failed (all attempts failed, or a 4xx answer ended it), deferred (too many waiting: left in the outbox until there is room) or dropped (too many waiting, and left: not sent).',
     ['result'],
   );
   private readonly notificationAttempts = this.counter(
@@ -235,7 +235,8 @@ export class DaemonMetrics implements MetricsRecorder {
   private outcome(record: SessionRecord): void {
     const { agent } = record;
     this.finished.inc({ agent, outcome: record.outcome ?? 'unknown' });
-    if (record.startedAt !== undefined && record.durationMs !== undefined) {
+    // A negative duration (recorded by an earlier version across a clock set back) is no observation.
+    if (record.startedAt !== undefined && record.durationMs !== undefined && record.durationMs >= 0) {
       this.duration.observe({ agent, outcome: record.outcome ?? 'unknown' }, record.durationMs / 1000);
     }
     const phases = record.phases;

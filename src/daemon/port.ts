@@ -93,7 +93,8 @@ export interface PortOptions {
 /** The socket handlers' view of the daemon (protocol/context.ts), over its machine and its journal. */
 export function createDaemonPort(options: PortOptions): DaemonPort {
   const { actor, journal } = options;
-  const startedAt = Date.now();
+  // By the steady clock: a wall clock set back would make the uptime negative.
+  const startedAt = performance.now();
   // Clients never see a state they cannot act on (shutdown.stopped).
   const state = () => publicState(stateName(actor.getSnapshot().value));
   return {
@@ -108,7 +109,7 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
         version: options.version,
         instanceId: options.instanceId,
         socket: options.socket,
-        uptimeMs: now - startedAt,
+        uptimeMs: Math.round(performance.now() - startedAt),
         maxSessions: context.maxSessions,
         running: Object.values(context.sessions).map((ref) => {
           const snapshot = ref.getSnapshot();
@@ -123,7 +124,8 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
             ...(request.workUnit === undefined ? {} : { workUnit: request.workUnit }),
             phase: sessionPhaseOf(snapshot),
             startedAt: sessionStartedAt,
-            elapsedMs: now - Date.parse(sessionStartedAt),
+            // Wall-clock times of the record: never negative after the clock was set back.
+            elapsedMs: Math.max(0, now - Date.parse(sessionStartedAt)),
           };
         }),
         queued: context.queue.map(({ request }, index) => ({
@@ -133,7 +135,7 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
           ...(request.workUnit === undefined ? {} : { workUnit: request.workUnit }),
           position: index + 1,
           acceptedAt: request.acceptedAt,
-          waitingMs: now - Date.parse(request.acceptedAt),
+          waitingMs: Math.max(0, now - Date.parse(request.acceptedAt)),
         })),
         recent: journal.recent(RECENT_SHOWN),
         schedules: scheduleViews(context.schedules),

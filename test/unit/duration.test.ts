@@ -42,6 +42,9 @@ describe('durations', () => {
     [59_999, '60.0s'],
     [60_000, '1m00s'],
     [754_000, '12m34s'],
+    // Measured across a clock set back: never shown negative.
+    [-6_900_000, '0ms'],
+    [-1, '0ms'],
   ])('formats %d ms as %s', (ms, text) => {
     expect(formatDuration(ms)).toBe(text);
   });

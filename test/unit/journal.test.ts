@@ -161,6 +161,41 @@ describe('SessionJournal settling many sessions at once', () => {
   });
 });
 
+describe('SessionJournal durations across a clock set back', () => {
+  afterEach(() => vi.useRealTimers());
+
+  it("records a session's duration by the steady clock, or at least its phases' timings, never negative", async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'agentd-journal-'));
+    dirs.push(stateDir);
+    const { journal } = journalIn(stateDir, 100);
+    journal.load(() => {});
+    await journal.recover();
+    const queued = (i: number): SessionRecord => {
+      const { finishedAt: _f, outcome: _o, ...rest } = finished(i);
+      return { ...rest, phase: 'queued' };
+    };
+    const timings = { creating: 1000, running: 5000, tearing_down: 500 };
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(Date.parse('2026-12-02T10:00:00.000Z'));
+    // Started in this process: timed by the steady clock.
+    const here = queued(1);
+    journal.rebuilt(here);
+    journal.phase(here.id, 'resolving');
+    // Started by an earlier daemon (adopted): its wall-clock start is all there is.
+    const earlier: SessionRecord = { ...queued(2), phase: 'running', startedAt: '2026-12-02T10:00:00.000Z' };
+    journal.rebuilt(earlier);
+    // The clock is set back two hours.
+    vi.setSystemTime(Date.parse('2026-12-02T08:00:00.000Z'));
+    await journal.finish(requestOf(here), { outcome: 'succeeded', phase: 'running', timings });
+    await journal.finish(requestOf(earlier), { outcome: 'succeeded', phase: 'running', timings });
+    const took = (id: string) => journal.history({ limit: 10 }).sessions.find((r) => r.id === id)?.durationMs;
+    expect(took(here.id)).toBeGreaterThanOrEqual(0);
+    expect(took(here.id)).toBeLessThan(60_000);
+    expect(took(earlier.id)).toBe(6500);
+    await journal.settled();
+  });
+});
+
 /** A journal and a notifier with its outbox, wired as main.ts wires them; the POSTs it makes, all taken. */
 function daemonIn(stateDir: string) {
   const daemon = journalIn(stateDir, 100);

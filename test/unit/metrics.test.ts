@@ -94,6 +94,28 @@ describe('metrics', () => {
     expect(sample(text, 'agentd_session_output_dropped_lines_total{agent="demo",reason="withheld"}')).toBe(2);
   });
 
+  it('observes no negative session duration (an older record, measured across a clock set back)', async () => {
+    const m = metrics();
+    m.acceptedSession('s1');
+    m.session({
+      type: 'outcome',
+      sessionId: 's1',
+      record: {
+        ...record('s1', 'succeeded', [
+          ['queued', 0],
+          ['resolving', 2],
+          ['finished', 9],
+        ]),
+        durationMs: -6_900_000,
+      },
+    });
+    const text = await m.text();
+    expect(sample(text, 'agentd_sessions_finished_total{agent="demo",outcome="succeeded"}')).toBe(1);
+    expect(
+      sample(text, 'agentd_session_duration_seconds_count{agent="demo",outcome="succeeded"}'),
+    ).toBeUndefined();
+  });
+
   it('reads its gauges from the daemon at each scrape, and has the process RSS', async () => {
     const gauges = { ...GAUGES };
     const m = metrics(gauges);
