@@ -131,13 +131,18 @@ export class DaemonClient {
   }
 
   static async connect(socketPath: string, timeoutMs = 5000): Promise<DaemonClient> {
-    const deadline = Date.now() + timeoutMs;
+    // By the steady clock, as every client timer: a wall clock set back would stretch the wait.
+    const deadline = performance.now() + timeoutMs;
     for (;;) {
       try {
-        return await DaemonClient.connectOnce(socketPath, Math.max(1, deadline - Date.now()));
+        return await DaemonClient.connectOnce(socketPath, Math.max(1, deadline - performance.now()));
       } catch (error) {
         // A full listen queue (a burst of clients) is worth waiting out; anything else is an answer.
-        if (!(error instanceof DaemonUnreachable) || error.reason !== 'EAGAIN' || Date.now() >= deadline)
+        if (
+          !(error instanceof DaemonUnreachable) ||
+          error.reason !== 'EAGAIN' ||
+          performance.now() >= deadline
+        )
           throw error;
         await new Promise((resolve) => setTimeout(resolve, 50));
       }

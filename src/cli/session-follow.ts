@@ -62,7 +62,7 @@ export async function followSession(options: FollowOptions): Promise<FollowResul
   let afterSeq = options.afterSeq;
   let lostSince: number | undefined;
   /** When the current connection was made, and whether it brought anything: one that did not is no return. */
-  let connectedAt = Date.now();
+  let connectedAt = performance.now();
   let answered = false;
   /** onLost was said and onResumed not yet. */
   let saidLost = false;
@@ -91,14 +91,14 @@ export async function followSession(options: FollowOptions): Promise<FollowResul
         } catch (error) {
           if (!(error instanceof DaemonUnreachable)) throw error;
           reason = error.message.split('\n')[0] ?? error.message;
-          lostSince ??= Date.now();
+          lostSince ??= performance.now();
           // A daemon that answers again after this is said to be back.
           saidLost = true;
-          if (Date.now() - lostSince >= reconnectMs) return { kind: 'lost', reason };
+          if (performance.now() - lostSince >= reconnectMs) return { kind: 'lost', reason };
           await sleep(RETRY_EVERY_MS);
           continue;
         }
-        connectedAt = Date.now();
+        connectedAt = performance.now();
         answered = false;
         if (saidLost) options.onResumed?.(afterSeq);
         saidLost = false;
@@ -149,11 +149,11 @@ export async function followSession(options: FollowOptions): Promise<FollowResul
       if (stop) return { kind: 'stopped' };
       // A connection that answered, or held a while, was a daemon that came back: a new loss gets the full
       // time; one that a daemon (or something else on its socket) only took and closed does not.
-      if (lostSince === undefined || answered || Date.now() - connectedAt > 5 * RETRY_EVERY_MS) {
-        lostSince = Date.now();
+      if (lostSince === undefined || answered || performance.now() - connectedAt > 5 * RETRY_EVERY_MS) {
+        lostSince = performance.now();
         options.onLost?.();
         saidLost = true;
-      } else if (Date.now() - lostSince >= reconnectMs) {
+      } else if (performance.now() - lostSince >= reconnectMs) {
         return { kind: 'lost', reason };
       }
       await sleep(RETRY_EVERY_MS);

@@ -26,7 +26,10 @@ export type WaitResult =
 export interface WaitOptions {
   socket?: string | undefined;
   sessionId: string;
-  /** When to stop waiting (ms since the epoch); none: until the outcome. */
+  /**
+   * When to stop waiting, by the steady clock (a performance.now() time, not the wall clock, which may be
+   * set back meanwhile); none: until the outcome.
+   */
   deadline?: number | undefined;
   /** A connection to use first (trigger's own, when it was lost the wait reconnects). */
   client?: DaemonClient | undefined;
@@ -48,21 +51,21 @@ export async function waitForSession(options: WaitOptions): Promise<WaitResult> 
   const reconnectMs = options.reconnectMs ?? RECONNECT_MS;
   let client = options.client;
   let lostSince: number | undefined;
-  let connectedAt = Date.now();
+  let connectedAt = performance.now();
   let reason = 'the daemon closed the connection';
   try {
     for (;;) {
-      if (options.deadline !== undefined && Date.now() >= options.deadline) return { kind: 'timeout' };
+      if (options.deadline !== undefined && performance.now() >= options.deadline) return { kind: 'timeout' };
       if (!client) {
         try {
           client = await DaemonClient.connect(path);
-          connectedAt = Date.now();
+          connectedAt = performance.now();
         } catch (error) {
           if (!(error instanceof DaemonUnreachable)) throw error;
           reason = error.message.split('\n')[0] ?? error.message;
-          if (lostSince !== undefined && Date.now() - lostSince >= reconnectMs)
+          if (lostSince !== undefined && performance.now() - lostSince >= reconnectMs)
             return { kind: 'lost', reason };
-          lostSince ??= Date.now();
+          lostSince ??= performance.now();
           await sleep(RETRY_EVERY_MS);
           continue;
         }
@@ -82,10 +85,10 @@ export async function waitForSession(options: WaitOptions): Promise<WaitResult> 
       client.close();
       client = undefined;
       // A connection that held for a while was a daemon that came back: a new loss gets the full time.
-      if (lostSince === undefined || Date.now() - connectedAt > 5 * RETRY_EVERY_MS) {
-        lostSince = Date.now();
+      if (lostSince === undefined || performance.now() - connectedAt > 5 * RETRY_EVERY_MS) {
+        lostSince = performance.now();
         options.onLost?.();
-      } else if (Date.now() - lostSince >= reconnectMs) {
+      } else if (performance.now() - lostSince >= reconnectMs) {
         return { kind: 'lost', reason };
       }
       await sleep(RETRY_EVERY_MS);
@@ -109,7 +112,7 @@ async function waitOn(client: DaemonClient, options: WaitOptions): Promise<Reply
   for (;;) {
     const reply = await (options.deadline === undefined
       ? client.next()
-      : client.nextWithin(Math.max(1, options.deadline - Date.now())));
+      : client.nextWithin(Math.max(1, options.deadline - performance.now())));
     if (reply !== 'timeout' && reply?.type === 'heartbeat') continue;
     if (reply !== 'timeout' && refusesHeartbeat(reply)) {
       // A daemon older than heartbeats: it is waited for without them, as before.

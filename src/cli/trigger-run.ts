@@ -34,7 +34,7 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
   const client = await connectDaemon(options.socket, io, options.json);
   if (typeof client === 'number') return client;
   const { stdout } = io;
-  const started = Date.now();
+  const started = performance.now();
   const show = outputFilter(stdout, options.raw);
   const showErr = outputFilter(io.stderr, options.raw);
   // A reader that went away (`agentd trigger x | head`) stops the printing, not the following: the
@@ -95,7 +95,8 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
   };
   const finished = (record: Extract<Reply, { type: 'outcome' }>['record']): number => {
     const code = exitCodeForRecord(record, options.exitCode, options.strict);
-    if (options.json) printJson(io, { ...outcomeJson(record, code), elapsedMs: Date.now() - started });
+    if (options.json)
+      printJson(io, { ...outcomeJson(record, code), elapsedMs: Math.round(performance.now() - started) });
     else print(`${show(outcomeLine(record))}\n`);
     return code;
   };

@@ -41,7 +41,8 @@ export class WaitCommand extends ClientCommand {
 
   async execute(): Promise<number> {
     const io = this.context;
-    const deadline = this.timeout === undefined ? undefined : Date.now() + (parseDuration(this.timeout) ?? 0);
+    const deadline =
+      this.timeout === undefined ? undefined : performance.now() + (parseDuration(this.timeout) ?? 0);
     const client = await this.connect(this.json);
     if (typeof client === 'number') return client;
     const result = await waitForSession({

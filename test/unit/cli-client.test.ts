@@ -6,7 +6,7 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DaemonClient } from '../../src/cli/client.js';
 import { followSession } from '../../src/cli/session-follow.js';
 import { waitForSession } from '../../src/cli/session-wait.js';
@@ -167,6 +167,36 @@ describe('the CLI client when the daemon resets the connection', () => {
     // Said once, not once a connection.
     expect(lost).toHaveLength(1);
     expect(connections).toBeGreaterThan(1);
+  });
+});
+
+describe('the CLI client when the wall clock is set back', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it('a follow still gives up after the reconnect time, timed by the steady clock', async () => {
+    const path = join(makeTempDir('agentd-unit-cli-'), 'agentd.sock');
+    const server = createServer((socket) => {
+      socket.on('error', () => {});
+      socket.destroy();
+    });
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(path, resolve));
+    const wall = Date.now;
+    let stepped = false;
+    // Once the follow has lost the daemon, the wall clock goes back two hours.
+    vi.spyOn(Date, 'now').mockImplementation(() => wall() - (stepped ? 2 * 3_600_000 : 0));
+    const result = followSession({
+      socket: path,
+      sessionId: ID,
+      afterSeq: 0,
+      reconnectMs: 1000,
+      onOutput: () => {},
+      onLost: () => {
+        stepped = true;
+      },
+    });
+    const gaveUp = await Promise.race([result, sleep(8000).then(() => 'still waiting' as const)]);
+    expect(gaveUp).toMatchObject({ kind: 'lost' });
   });
 });
 
