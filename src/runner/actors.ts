@@ -20,7 +20,7 @@ import { ImageCache, type ImageInfo } from './image-cache.js';
 import { createMasker, type Masker } from './mask.js';
 import { MIN_MASKED_LENGTH } from './mask-forms.js';
 import { indexOfSecret } from './names.js';
-import { ResumeOverlap } from './resume-overlap.js';
+import { ANCHOR_LINES, ResumeAnchor } from './resume-overlap.js';
 import { type OutputBlock, type OutputLine, resumeTail } from './session-log.js';
 import { SessionOutput } from './session-output.js';
 
@@ -567,9 +567,10 @@ async function attach(
 
   // Output already handed on stays: replay the container's output and skip the lines that were; when
   // that count is not known (the bounded log was trimmed or has a gap, or Podman's own copy may have
-  // been emptied), resume from the last line's time instead. Read before the withheld notice goes in:
-  // the resume point is where the container's output stands, never agentd's own note, or the replayed
-  // markers that tell a phase the record had not caught up with would be lost.
+  // been emptied), find where the log left off in Podman's copy by the log's last lines instead (never
+  // by time: the host's clock and the daemon's need not agree). Read before the withheld notice goes
+  // in: the resume point is where the container's output stands, never agentd's own note, or the
+  // replayed markers that tell a phase the record had not caught up with would be lost.
   const counted = out.log.writtenLines();
   const lastWrite = out.log.lastWrite()?.toISOString();
   if (input.withheldBecause !== undefined) out.notice(input.withheldBecause);
@@ -587,76 +588,54 @@ async function attach(
     counted === undefined ? undefined : await copyStart(port, container, `${marker} started`, signal);
   const emptied =
     start === 'other' || (start === 'empty' && (counted?.stdout ?? 0) + (counted?.stderr ?? 0) > 0);
-  if (emptied) out.notice(COPY_EMPTIED);
-  const skip = emptied || start === 'unknown' ? undefined : counted;
+  const byCount = !emptied && start !== 'unknown' && counted !== undefined;
+  // By content: what the log holds of the copy is skipped by count as well, once found. While the
+  // output is withheld nothing can be compared (the log's lines are masked, the copy's are not): from
+  // the last line's time, only counted.
+  const anchor =
+    byCount || lastWrite === undefined || out.withholding
+      ? undefined
+      : await anchorIn(port, container, out, marker, signal);
+  if (anchor?.missing || (emptied && anchor === undefined)) out.notice(emptied ? COPY_EMPTIED : NOT_FOUND);
+  const skip = byCount ? counted : anchor?.skip;
   const skipFromStart = skip === undefined ? undefined : { ...skip };
-  // By time: from a margin before the log's last line, dropping again what the log holds of it.
-  const resume = skip === undefined && lastWrite !== undefined ? await resumeFrom(out, lastWrite) : undefined;
-  const since = resume?.since;
-  const overlap = resume?.overlap;
-  // Podman dated every line of an exited container before its exit: a replay from a margin before the
-  // log's last line gives none when that is after the exit. Its reader then read on after the exit (an
-  // earlier adoption, or a daemon far behind) and stopped before it was done.
+  const since = skip === undefined && out.withholding ? lastWrite : undefined;
+  // Podman dated every line of an exited container before its exit: a replay from the log's last line
+  // gives none when that is after the exit. Its reader then read on after the exit (an earlier
+  // adoption, or a daemon far behind) and stopped before it was done.
   const finishedAt = Date.parse(info?.State.FinishedAt ?? '');
   if (
     since !== undefined &&
-    lastWrite !== undefined &&
     info?.State.Running === false &&
     finishedAt > 0 &&
-    Date.parse(lastWrite) - RESUME_MARGIN_MS > finishedAt
+    Date.parse(since) - RESUME_MARGIN_MS > finishedAt
   )
     out.notice(READ_AFTER_EXIT);
-  // Without a replay from the start, the markers are not seen again.
-  commandStarted = skip === undefined && (adopted?.phase ?? (commandStarted ? 'running' : '')) === 'running';
+  // Without a replay counted from the start, the markers are not seen again.
+  commandStarted = !byCount && (adopted?.phase ?? (commandStarted ? 'running' : '')) === 'running';
   /**
    * The setup step's markers a replay not counted from the start gives again once the command runs:
    * stale, not output (a whole line's start only: a long line's last piece may begin with one).
    */
   const staleMarker = (text: string, cont: boolean) =>
-    skip === undefined &&
+    !byCount &&
     !cont &&
     commandStarted &&
     marker !== '' &&
     text.startsWith(`${marker} `) &&
     findCommandEnd(marker, text) === undefined;
-  /**
-   * Per stream: lines held while the overlap is undecided are handed on after OVERLAP_HOLD_MS without
-   * another, while the follow runs; once the container exited the catch-up decides (its reads may take
-   * longer than that).
-   */
-  const holdTimers: Partial<Record<'stdout' | 'stderr', NodeJS.Timeout>> = {};
-  let holdByTime = exitedWith === undefined;
   /** Inside a line longer than the maximum that is being skipped, per stream. */
   const skipping = { stdout: false, stderr: false };
   const toSkip = (stream: 'stdout' | 'stderr') => skip !== undefined && skip[stream] > 0;
   const replayed = (text: string, cont: boolean, stream: 'stdout' | 'stderr', masked: boolean) => {
     if (skip !== undefined && skip[stream] > 0) skip[stream]--;
-    else if (overlap?.[stream].holding && !cont) {
-      const shown = out.shown(text, masked) ?? text;
-      for (const held of overlap[stream].line(shown, shown)) write(held, false, stream, true);
-      clearTimeout(holdTimers[stream]);
-      if (overlap[stream].holding && holdByTime)
-        holdTimers[stream] = setTimeout(() => overlapEnds(stream), OVERLAP_HOLD_MS).unref();
-    } else write(text, cont, stream, masked);
-  };
-  /** Decides what the log held of the resumed stream's start: the rest is handed on now. */
-  const overlapEnds = (stream: 'stdout' | 'stderr') => {
-    clearTimeout(holdTimers[stream]);
-    for (const held of overlap?.[stream].end() ?? []) write(held, false, stream, true);
-  };
-  const overlapsEnd = () => {
-    overlapEnds('stdout');
-    overlapEnds('stderr');
+    else write(text, cont, stream, masked);
   };
   // Each stream is replayed and skipped on its own: Podman replays them in its own order.
   const reader = out.reader((text, end, cont, stream, masked) => {
     if (!end) {
       if (skipping[stream] || toSkip(stream)) skipping[stream] = true;
-      else {
-        // A long line's piece: the log held it cut, not to be compared.
-        overlapEnds(stream);
-        write(text, cont, stream, masked);
-      }
+      else write(text, cont, stream, masked);
       return;
     }
     if (skipping[stream]) {
@@ -681,15 +660,9 @@ async function attach(
   if (exitedWith !== undefined) {
     // The container has exited: its log is read once, not followed, and its exit code is known.
     noteBefore = ATTACHMENT_LOST;
-    let readCode: number;
-    try {
-      const copy = port.readLogs(container, since, reader.handler, signal);
-      reader.bind(copy);
-      readCode = await copy.exitCode.catch(() => -1);
-    } finally {
-      // What the overlap held is the container's output, decided once the whole log is read.
-      overlapsEnd();
-    }
+    const copy = port.readLogs(container, since, reader.handler, signal);
+    reader.bind(copy);
+    const readCode = await copy.exitCode.catch(() => -1);
     noteBefore = undefined;
     if (readCode !== 0 && !signal.aborted) out.notice(COPY_UNREAD);
     await exited(exitedWith.exitCode, exitedWith.stderr);
@@ -719,60 +692,50 @@ async function attach(
     },
     () => -1,
   );
-  let exitCode: number;
-  // Held lines are the container's output all the same, however this ends (an abort, a host that does
-  // not answer); on the way to the outcome they are decided after the catch-up: the lines it gives again
-  // go on where a follow cut short inside the overlap stopped, so what the log holds is still dropped.
-  try {
-    exitCode = await port.wait(container, signal);
-    holdByTime = false;
-    clearTimeout(holdTimers.stdout);
-    clearTimeout(holdTimers.stderr);
-    if (port.remote) {
-      // As with the attachment: over a remote connection, the engine confirms the exit.
-      const after = await port.inspectContainer(container, signal);
-      if (after === undefined || LIVE_CONTAINER_STATES.has(after.State.Status)) {
-        overlapsEnd();
-        await out.close();
-        throw new Error(`the connection to the host of container ${container} dropped while waiting for it`);
-      }
-      if (resetByRestart(after)) {
-        overlapsEnd();
-        await out.close();
-        throw new ContainerResetError(`container ${container} was reset by its host's restart`);
-      }
-      exitCode = after.State.ExitCode;
+  let exitCode = await port.wait(container, signal);
+  if (port.remote) {
+    // As with the attachment: over a remote connection, the engine confirms the exit.
+    const after = await port.inspectContainer(container, signal);
+    if (after === undefined || LIVE_CONTAINER_STATES.has(after.State.Status)) {
+      await out.close();
+      throw new Error(`the connection to the host of container ${container} dropped while waiting for it`);
     }
-    // The log stream ends with the container; do not wait for it forever.
-    await Promise.race([streamEnded, new Promise((resolve) => setTimeout(resolve, FOLLOW_GRACE_MS).unref())]);
-    // Podman 4 ends a follow at the container's exit even when it is behind (a reader that was paused,
-    // a log that grew fast), leaving out lines as it stops, the setup step's report or not: what the
-    // follow did not hand on is read once more.
-    if (streamDone && !signal.aborted) {
-      await catchUp(
-        port,
-        container,
-        since,
-        seen,
-        {
-          handler: reader.handler,
-          bind: reader.bind,
-          notice: (text) => out.notice(text),
-          restart: (fromStart) => {
-            if (skip !== undefined && skipFromStart !== undefined)
-              Object.assign(skip, fromStart ? skipFromStart : { stdout: 0, stderr: 0 });
-            skipping.stdout = false;
-            skipping.stderr = false;
-          },
-          skips: (stream) => skipping[stream] || toSkip(stream),
-          commandStarted: () => commandStarted,
-          marker,
+    if (resetByRestart(after)) {
+      await out.close();
+      throw new ContainerResetError(`container ${container} was reset by its host's restart`);
+    }
+    exitCode = after.State.ExitCode;
+  }
+  // The log stream ends with the container; do not wait for it forever.
+  await Promise.race([streamEnded, new Promise((resolve) => setTimeout(resolve, FOLLOW_GRACE_MS).unref())]);
+  // Podman 4 ends a follow at the container's exit even when it is behind (a reader that was paused,
+  // a log that grew fast), leaving out lines as it stops, the setup step's report or not: what the
+  // follow did not hand on is read once more.
+  if (streamDone && !signal.aborted) {
+    await catchUp(
+      port,
+      container,
+      since,
+      seen,
+      {
+        handler: reader.handler,
+        bind: reader.bind,
+        notice: (text) => out.notice(text),
+        restart: (first) => {
+          // The copy begins as it did when the count was taken, or was emptied since (all is newer).
+          const fromStart =
+            anchor === undefined ? first.line === `${marker} started` : first.key === anchor.firstKey;
+          if (skip !== undefined && skipFromStart !== undefined)
+            Object.assign(skip, fromStart ? skipFromStart : { stdout: 0, stderr: 0 });
+          skipping.stdout = false;
+          skipping.stderr = false;
         },
-        signal,
-      );
-    }
-  } finally {
-    overlapsEnd();
+        skips: (stream) => skipping[stream] || toSkip(stream),
+        commandStarted: () => commandStarted,
+        marker,
+      },
+      signal,
+    );
   }
   await exited(exitCode, '');
 }
@@ -784,9 +747,10 @@ interface Replay {
   notice: (text: string) => void;
   /**
    * The copy is given to the reader again: it skips again, from the start, what the log holds; or,
-   * when the copy no longer begins where the output does, nothing (all it holds is newer than the log).
+   * when the copy no longer begins as it did (`first`: its first stdout piece, and that piece's
+   * pieceKey), nothing (all it holds is newer than the log).
    */
-  restart: (fromStart: boolean) => void;
+  restart: (first: { line: string | undefined; key: number | undefined }) => void;
   /** The reader would skip the next piece of the stream (the log holds it). */
   skips: (stream: 'stdout' | 'stderr') => boolean;
   /** The setup step's marker. */
@@ -875,7 +839,7 @@ async function catchUp(
   // A line the follow stopped inside is ended here: what comes now is not its rest.
   for (const stream of streams) if (seen[stream].open) replay.handler('', true, stream);
   // Emptied since the follow began: the copy begins after what the log holds.
-  replay.restart(firstLine === `${replay.marker} started`);
+  replay.restart({ line: firstLine, key: copy.stdout[0] });
   const markerStart = `${replay.marker} `;
   const at = { stdout: 0, stderr: 0 };
   const lineStart = { stdout: true, stderr: true };
@@ -906,37 +870,80 @@ async function catchUp(
 }
 
 /**
- * How far before the log's last line a follow resumed by time begins: Podman dates a line when it takes
- * it from the container, the daemon when it reads it; lines dated before the log's last one that the
- * daemon had not read when it stopped come within it (ResumeOverlap drops what the log holds).
+ * How long after a withheld log's last line (only counted, from that line's time) a container may have
+ * exited before the log is taken for one written after the exit.
  */
-export const RESUME_MARGIN_MS = 2000;
+const RESUME_MARGIN_MS = 2000;
 
-/**
- * How long lines of a resumed follow are held at most while it is not decided whether the log holds
- * them (a run of repeated lines, then a quiet agent): then what is a run of the log's lines is dropped.
- */
-const OVERLAP_HOLD_MS = 2000;
-
-/**
- * Where a follow resumed by time begins, and what the log holds of it per stream; from the last line
- * itself while the output is withheld (nothing is compared: the lines are only counted).
- */
-async function resumeFrom(
-  out: SessionOutput,
-  lastWrite: string,
-): Promise<{ since: string; overlap?: Record<'stdout' | 'stderr', ResumeOverlap<string>> }> {
-  if (out.withholding) return { since: lastWrite };
-  // Lines appended but not written yet are in the log once flushed (an attachment that dropped).
-  await out.log.flushed();
-  const earliest = new Date(Date.parse(lastWrite) - RESUME_MARGIN_MS).toISOString();
-  const { since, lines } = resumeTail(out.log.path, earliest);
-  return {
-    since,
-    overlap: { stdout: new ResumeOverlap(lines.stdout), stderr: new ResumeOverlap(lines.stderr) },
-  };
+/** What the log holds of Podman's copy (see ResumeAnchor), found by reading the copy once. */
+interface Anchored {
+  /** The copy's lines per stream the log holds (the rest are newer). */
+  skip: { stdout: number; stderr: number };
+  /** Where the log left off was not found on a stream: some output may be missing or repeated. */
+  missing: boolean;
+  /** pieceKey of the copy's first stdout piece (whether it was emptied since, see catchUp). */
+  firstKey: number | undefined;
 }
 
+/**
+ * Reads Podman's whole copy of the container's output (it is bounded) once, each line as the log would
+ * hold it (masked), and finds per stream where the log left off by its last lines (ResumeAnchor). The
+ * lines are counted as the replay's reader counts what it skips: the setup step's markers are not
+ * output, its report's line is the output before it. A stream whose place is not found is replayed
+ * whole (its lines in the copy may repeat some the log holds): `missing` says so, when the log holds
+ * lines of it or the copy does. A copy that cannot be read is not found either.
+ */
+async function anchorIn(
+  port: PodmanPort,
+  container: string,
+  out: SessionOutput,
+  marker: string,
+  signal: AbortSignal,
+): Promise<Anchored> {
+  // Lines appended but not written yet are in the log once flushed (an attachment that dropped).
+  await out.log.flushed();
+  const tail = resumeTail(out.log.path, ANCHOR_LINES);
+  const anchors = { stdout: new ResumeAnchor(tail.stdout), stderr: new ResumeAnchor(tail.stderr) };
+  const shown = (text: string, masked: boolean) => out.shown(text, masked) ?? text;
+  const reader = out.reader((text, end, cont, stream, masked) => {
+    const anchor = anchors[stream];
+    if (!end) anchor.piece(shown(text, masked));
+    else if (stream === 'stderr' || cont || marker === '') anchor.line(shown(text, masked));
+    else {
+      const ended = findCommandEnd(marker, text);
+      if (ended !== undefined) {
+        if (ended.before !== '') anchor.line(shown(ended.before, masked));
+      } else if (!text.startsWith(`${marker} `)) anchor.line(shown(text, masked));
+    }
+  });
+  let firstKey: number | undefined;
+  let code: number;
+  try {
+    const run = port.readLogs(
+      container,
+      undefined,
+      (text, end, stream) => {
+        if (stream === 'stdout' && firstKey === undefined) firstKey = pieceKey(text, end);
+        reader.handler(text, end, stream);
+      },
+      signal,
+    );
+    code = await run.exitCode.catch(() => -1);
+  } catch {
+    code = -1;
+  }
+  const skip = { stdout: 0, stderr: 0 };
+  let missing = false;
+  for (const stream of ['stdout', 'stderr'] as const) {
+    const { lines, through } = anchors[stream].found();
+    if (code === 0 && through !== undefined) skip[stream] = through;
+    else if (tail[stream].length > 0 || lines > 0 || code !== 0) missing = true;
+  }
+  return { skip, missing, firstKey };
+}
+
+const NOT_FOUND =
+  "[agentd: some output may be missing or repeated: where this log left off was not found in Podman's copy of the container's output (emptied or unreadable), so all of the copy follows]";
 const LEFT_OUT = "[agentd: Podman's log stream left out some lines: they follow, out of order]";
 const ATTACHMENT_LOST =
   "[agentd: Podman's attachment did not hand on all the container printed: the rest was read from Podman's log of it]";

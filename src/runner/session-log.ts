@@ -926,37 +926,19 @@ function noteRecord(gap: Gap): string {
 }
 
 /**
- * Where a follow resumed by time begins (see resume-overlap.ts): at `earliest`, or at the log's oldest
- * container line when the log does not reach back so far (a replay from before it would begin with
- * lines the log no longer holds, handed on already); and the container's whole lines the log holds from
- * then on, per stream, oldest first, a line the log holds cut in parts undefined (it is not compared).
+ * The log's last container lines per stream (at most `max` each, oldest first), as it holds them
+ * (masked): where a replay of Podman's copy resumes is found by them (see resume-overlap.ts). A line the
+ * log holds cut in parts is one line to Podman: its parts joined.
  */
-export function resumeTail(
-  path: string,
-  earliest: string,
-): { since: string; lines: Record<'stdout' | 'stderr', (string | undefined)[]> } {
-  const records = readRecords(path).lines.filter((line) => line.stream !== 'agentd');
-  const oldest = records[0]?.time;
-  const since = oldest !== undefined && oldest > earliest ? oldest : earliest;
-  // Whole lines per stream, each with the time of its last part (a cut line is one line to Podman).
-  const whole: Record<'stdout' | 'stderr', { text: string | undefined; time: string }[]> = {
-    stdout: [],
-    stderr: [],
-  };
-  for (const line of records) {
+export function resumeTail(path: string, max: number): Record<'stdout' | 'stderr', string[]> {
+  const whole: Record<'stdout' | 'stderr', string[]> = { stdout: [], stderr: [] };
+  for (const line of readRecords(path).lines) {
     if (line.stream === 'agentd') continue;
     const lines = whole[line.stream];
-    const last = lines.at(-1);
-    if (line.cont && last !== undefined) {
-      last.text = undefined;
-      last.time = line.time;
-    } else lines.push({ text: line.cont ? undefined : line.text, time: line.time });
+    if (line.cont && lines.length > 0) lines[lines.length - 1] += line.text;
+    else lines.push(line.text);
   }
-  const recent = {
-    stdout: whole.stdout.filter((l) => l.time >= since).map((l) => l.text),
-    stderr: whole.stderr.filter((l) => l.time >= since).map((l) => l.text),
-  };
-  return { since, lines: recent };
+  return { stdout: whole.stdout.slice(-max), stderr: whole.stderr.slice(-max) };
 }
 
 /**

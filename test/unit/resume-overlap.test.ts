@@ -1,83 +1,71 @@
 /**
- * A follow resumed by time starts before the log's last line (resume-overlap.ts): the longest run of the
- * log's last lines the stream begins with is dropped, nothing else, and nothing is held for longer than
- * it takes to decide.
+ * Where a session's log left off in Podman's copy of the container's output, found by content
+ * (resume-overlap.ts): the place where most of the log's last lines end, the earliest of equals; and the
+ * log's last lines per stream (resumeTail).
  */
+
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ResumeOverlap } from '../../src/runner/resume-overlap.js';
+import { ANCHOR_LINES, ResumeAnchor } from '../../src/runner/resume-overlap.js';
 import { resumeTail } from '../../src/runner/session-log.js';
 import { makeTempDir } from '../helpers/resources.js';
 
-/** Feeds the stream line by line; returns what was handed on, and after which line each came. */
-function feed(tail: (string | undefined)[], stream: string[], end = true) {
-  const overlap = new ResumeOverlap<string>(tail);
-  const out: string[] = [];
-  const when: number[] = [];
-  stream.forEach((line, i) => {
-    for (const shown of overlap.line(line, line)) {
-      out.push(shown);
-      when.push(i);
-    }
-  });
-  if (end) out.push(...overlap.end());
-  return { out, when, dropped: overlap.dropped };
+/** How many of the copy's first lines the log holds, by the log's last lines `tail`. */
+function through(tail: string[], copy: string[]): number | undefined {
+  const anchor = new ResumeAnchor(tail);
+  for (const line of copy) anchor.line(line);
+  const found = anchor.found();
+  expect(found.lines).toBe(copy.length);
+  return found.through;
 }
 
-describe('ResumeOverlap', () => {
-  it('drops the log lines the stream begins with and hands on the rest as soon as the run ends', () => {
-    const r = feed(['a', 'b', 'c'], ['b', 'c', 'd', 'e']);
-    expect(r.out).toEqual(['d', 'e']);
-    expect(r.when).toEqual([2, 3]);
-    expect(r.dropped).toBe(2);
-    expect(feed(['a', 'b', 'c'], ['a', 'b', 'c', 'd']).out).toEqual(['d']);
+describe('ResumeAnchor', () => {
+  it("finds where the log's last lines end in the copy", () => {
+    expect(through(['a', 'b', 'c', 'd'], ['x', 'a', 'b', 'c', 'd', 'e', 'f'])).toBe(5);
+    // The copy begins inside the log's last lines (Podman emptied it there), still enough of them.
+    expect(through(['a', 'b', 'c', 'd'], ['b', 'c', 'd', 'e'])).toBe(3);
+    // Nothing after: the log holds it all.
+    expect(through(['a', 'b', 'c'], ['a', 'b', 'c'])).toBe(3);
   });
 
-  it('hands on at once a stream that begins with nothing the log holds', () => {
-    const r = feed(['a', 'b', 'c'], ['x', 'a', 'b', 'c'], false);
-    expect(r.out).toEqual(['x', 'a', 'b', 'c']);
-    expect(r.when).toEqual([0, 1, 2, 3]);
+  it('takes the place where most of the log ends, not a later or earlier one where only its last lines do', () => {
+    // 'c', 'd' come again after the log left off, and before it: only one place has all of a–d.
+    expect(through(['a', 'b', 'c', 'd'], ['c', 'd', 'x', 'a', 'b', 'c', 'd', 'e', 'c', 'd'])).toBe(7);
   });
 
-  it('keeps a line the log holds but not at its end: only a run up to the last line is dropped', () => {
-    // The stream begins with the log's `b`, then goes on with what the log does not hold.
-    expect(feed(['a', 'b', 'c'], ['b', 'x']).out).toEqual(['b', 'x']);
-    // A line the log held cut in parts is never taken as held.
-    expect(feed(['a', undefined, 'c'], ['a', 'X', 'c', 'd']).out).toEqual(['a', 'X', 'c', 'd']);
+  it('takes the earliest of equal places (a line repeated): nothing after the true one is lost', () => {
+    expect(through(['t', 't', 't'], ['s', 't', 't', 't', 't', 't', 'u'])).toBe(4);
+    // A line before the repeated ones tells the places apart.
+    expect(through(['s', 't', 't', 't'], ['s', 't', 't', 't', 't', 't', 'u'])).toBe(4);
   });
 
-  it('with a log of one line repeated, drops the longest run and holds no longer than the log is long', () => {
-    expect(feed(['.', '.', '.'], ['.', '.', '.', '.', 'z']).out).toEqual(['.', 'z']);
-    const many = Array.from({ length: 100 }, () => '.');
-    const r = feed(many, [...many, '.', 'z'], false);
-    expect(r.out).toEqual(['.', 'z']);
-    expect(r.when).toEqual([100, 101]);
+  it('is not found when too few of the log last lines are in the copy, or none', () => {
+    expect(through(['a', 'b', 'c', 'd'], ['x', 'c', 'd', 'y'])).toBeUndefined();
+    expect(through(['a', 'b'], ['x', 'y'])).toBeUndefined();
+    expect(through([], ['x', 'y'])).toBeUndefined();
+    // A log of fewer lines than the least needed: all of them do.
+    expect(through(['a', 'b'], ['a', 'b', 'x'])).toBe(2);
   });
 
-  it('at the end, drops held lines that are a run of the log cut short, and hands on the others', () => {
-    // A follow Podman ended inside the overlap: the log holds what it gave.
-    expect(feed(['a', 'b', 'c'], ['a', 'b']).out).toEqual([]);
-    const overlap = new ResumeOverlap<string>(['a', 'b', 'c']);
-    expect(overlap.line('b', 'b')).toEqual([]);
-    expect(overlap.end()).toEqual([]);
-    expect(overlap.holding).toBe(false);
-    expect(overlap.line('c', 'c')).toEqual(['c']);
-    // Too many runs to follow (blank lines): decided at the end, by the lines themselves.
-    const blanks = Array.from({ length: 70 }, () => '');
-    expect(feed([...blanks, 'p'], ['', '', '', 'q']).out).toEqual(['', '', '', 'q']);
-    // A complete run, then new lines that are no run of the log: those are handed on.
-    const tail = [...Array.from({ length: 10 }, () => 'p'), ...blanks];
-    expect(feed(tail, [...blanks, 'NEW1', 'NEW2']).out).toEqual(['NEW1', 'NEW2']);
-    // Too many runs to follow, then a line the log does not hold at all: decided at once, not held (the
-    // blank lines before it are the log's last ones).
-    const r = feed([...blanks, ...blanks], ['', '', 'NEW1', 'NEW2'], false);
-    expect(r.out).toEqual(['NEW1', 'NEW2']);
-    expect(r.when).toEqual([2, 3]);
+  it('takes a line the copy gives in pieces as the line whole, however it is cut', () => {
+    const anchor = new ResumeAnchor(['a', `${'L'.repeat(50)}M`, 'b']);
+    anchor.line('a');
+    anchor.piece('L'.repeat(20));
+    anchor.piece('L'.repeat(30));
+    anchor.line('M');
+    anchor.line('b');
+    anchor.line('c');
+    expect(anchor.found()).toEqual({ lines: 4, through: 3 });
   });
 
-  it('passes everything through when the log held nothing', () => {
-    expect(feed([], ['a', 'b'], false).out).toEqual(['a', 'b']);
+  it(`compares the log's last ${ANCHOR_LINES} lines at most, and keeps no more of the copy`, () => {
+    const tail = Array.from({ length: ANCHOR_LINES + 500 }, (_, i) => `line ${i}`);
+    const anchor = new ResumeAnchor(tail);
+    // The copy begins where the compared lines do: all of them end at its last.
+    for (const line of tail.slice(500)) anchor.line(line);
+    for (let i = 0; i < 100_000; i++) anchor.line(`after ${i % 7}`);
+    expect(anchor.found()).toEqual({ lines: ANCHOR_LINES + 100_000, through: ANCHOR_LINES });
   });
 });
 
@@ -87,31 +75,25 @@ describe('resumeTail', () => {
     writeFileSync(path, `${records.join('\n')}\n`);
     return path;
   };
-  const [old, earliest, at] = [
-    '2026-12-05T10:00:00.000Z',
-    '2026-12-05T10:00:28.000Z',
-    '2026-12-05T10:00:30.000Z',
-  ];
+  const at = '2026-12-05T10:00:30.000Z';
 
-  it('gives the whole lines read from `since` on, per stream, a line kept in parts as one never compared', () => {
+  it("gives the log's last whole lines per stream, whatever their time, a line kept in parts joined", () => {
     const path = log([
-      `1 ${old} out long before`,
-      `2 ${old} out head of a long line`,
-      `3 ${at} out+ its last part`,
-      `4 ${at} err e1`,
+      `1 2026-12-05T08:00:00.000Z out long before`,
+      `2 ${at} out head of a long line`,
+      `3 ${at} err e1`,
+      `4 ${at} out+ , its last part`,
       `- ${at} note [agentd: a note]`,
       `5 ${at} agentd [agentd: a notice]`,
-      `6 ${at} out C`,
+      `6 2026-12-05T07:00:00.000Z out C`,
     ]);
-    // The long line's last part was read after `since`: Podman gives the line whole, dated by it.
-    expect(resumeTail(path, earliest)).toEqual({
-      since: earliest,
-      lines: { stdout: [undefined, 'C'], stderr: ['e1'] },
+    expect(resumeTail(path, 10)).toEqual({
+      stdout: ['long before', 'head of a long line, its last part', 'C'],
+      stderr: ['e1'],
     });
-  });
-
-  it("begins at the log's oldest line when the log does not reach back to `earliest`", () => {
-    const path = log([`7 ${at} out a`, `8 ${at} out b`]);
-    expect(resumeTail(path, earliest)).toEqual({ since: at, lines: { stdout: ['a', 'b'], stderr: [] } });
+    expect(resumeTail(path, 2)).toEqual({
+      stdout: ['head of a long line, its last part', 'C'],
+      stderr: ['e1'],
+    });
   });
 });

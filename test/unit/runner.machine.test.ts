@@ -8,10 +8,11 @@ import { writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { createActor, toPromise } from 'xstate';
 import type { ResolvedCredentials } from '../../src/adapters/credentials.js';
+import type { AttachedRun, OutputHandler } from '../../src/adapters/podman.js';
 import type { AgentConfig } from '../../src/config/types.js';
 import { LABEL_SECRETS } from '../../src/constants.js';
 import { type AdoptedSession, runnerMachineFor } from '../../src/machines/runner.machine.js';
-import { RESUME_MARGIN_MS, runnerActors } from '../../src/runner/actors.js';
+import { runnerActors } from '../../src/runner/actors.js';
 import { bundleCredentials, unbundle } from '../../src/runner/credential-bundle.js';
 import { MASK } from '../../src/runner/mask.js';
 import { SecretValue } from '../../src/secret-value.js';
@@ -33,11 +34,6 @@ const SETTINGS = { instanceId: 'e'.repeat(32), stopGraceMs: 1000, workDir: '/var
 const CONTAINER = 'agentd-eeeeeeee-demo-0123456789abcdef';
 /** A container left running was given a secret (whose copy a test may make unreadable). */
 const GIVEN_SECRET = [{ name: 'agentd-test-secret', target: '/run/secrets/agentd/bundle.0' }];
-
-/** Where a follow resumed by time begins: a margin before the log's last line. */
-function marginBefore(at: string): string {
-  return new Date(Date.parse(at) - RESUME_MARGIN_MS).toISOString();
-}
 
 function start(
   podman: FakePodman,
@@ -436,7 +432,7 @@ describe('runner machine', () => {
       ]);
     });
 
-    it("resumes from the log's last time, after a note, when Podman emptied its copy while no daemon ran", async () => {
+    it("replays Podman's copy whole, after a note, when Podman emptied it past the log's last line while no daemon ran", async () => {
       const podman = new FakePodman('auto');
       leave(podman);
       const dir = makeTempDir('agentd-unit-runner-');
@@ -446,7 +442,7 @@ describe('runner machine', () => {
       podman.held.set(CONTAINER, ['x5', 'x6', '@@m@@ ended 0 0']);
       const run = start(podman, { container: CONTAINER, phase: 'running' }, dir);
       await until(() => podman.stream() !== undefined, 'following');
-      expect(podman.stream()?.since).toBe(at);
+      expect(podman.stream()?.since).toBeUndefined();
       podman.stream()?.line('x5');
       podman.stream()?.line('x6');
       podman.stream()?.line('@@m@@ ended 0 0');
@@ -457,9 +453,9 @@ describe('runner machine', () => {
         'x5',
         'x6',
       ]);
-      // Once to see where Podman's copy begins, once to find what the stream handed on (all of it); from
-      // the log's one line, which is not 2 s older than itself.
-      expect(podman.reads).toEqual([undefined, at]);
+      // Once to see where Podman's copy begins, once to find the log's last line in it (not there), once
+      // to find what the stream handed on (all of it): each from the copy's start, never from a time.
+      expect(podman.reads).toEqual([undefined, undefined, undefined]);
     });
 
     it('without a count, goes on after the last lines the stream handed on', async () => {
@@ -467,12 +463,11 @@ describe('runner machine', () => {
       leave(podman);
       const dir = makeTempDir('agentd-unit-runner-');
       const at = new Date(Date.now() - 60_000).toISOString();
-      // A gap in the log: the count of lines handed on is not known, the stream resumed from a time.
+      // A gap in the log: the count of lines handed on is not known; where it left off is found by content.
       writeFileSync(
         `${dir}/0123456789abcdef.log`,
         `- ${at} note [agentd: 1 line(s) missing here]\n2 ${at} out x0\n`,
       );
-      // Read from a margin before the log's last line: it begins with what the log holds (x0).
       podman.held.set(CONTAINER, ['x0', 'x1', 'x2', 'x3', 'x4', '@@m@@ ended 0 0']);
       const run = start(podman, { container: CONTAINER, phase: 'running' }, dir);
       await until(() => podman.stream() !== undefined, 'following');
@@ -482,8 +477,8 @@ describe('runner machine', () => {
       podman.stream()?.exit(0);
       expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
       expect(run.output).toEqual(['x1', 'x2', 'x3', 'x4']);
-      // Once to find what the stream handed on, once to hand on the rest.
-      expect(podman.reads).toEqual([at, at]);
+      // Once to find the log's last line, once to find what the stream handed on, once to hand on the rest.
+      expect(podman.reads).toEqual([undefined, undefined, undefined]);
     });
 
     /** An adopted session whose log (with a gap) holds `logged` read at `at` (and one line long before). */
@@ -518,50 +513,24 @@ describe('runner machine', () => {
       expect(run.output).toEqual(['N1', 'N2']);
     });
 
-    it("resumed by time, the setup step's markers it replays are not output", async () => {
-      const { podman, run } = resumeByTime(['s1', 'L1'], []);
+    it("resumed by content, the setup step's markers it replays are neither output nor counted", async () => {
+      const copy = ['long before', 's1', '@@m@@ phase running', 'L1', 'N1', '@@m@@ ended 0 0'];
+      const { podman, run } = resumeByTime(['s1', 'L1'], copy);
       await until(() => podman.stream() !== undefined, 'following');
-      for (const line of ['s1', '@@m@@ phase running', 'L1', 'N1', '@@m@@ ended 0 0'])
-        podman.stream()?.line(line);
+      for (const line of copy) podman.stream()?.line(line);
       podman.stream()?.exit(0);
       expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
       expect(run.output).toEqual(['N1']);
     });
 
-    it('resumed by time, a replay slower than the hold time is still found line by line', async () => {
-      const { podman, run } = resumeByTime(['L1', 'L2', 'L3'], []);
-      await until(() => podman.stream() !== undefined, 'following');
-      for (const line of ['L1', 'L2', 'L3']) {
-        podman.stream()?.line(line);
-        await new Promise((resolve) => setTimeout(resolve, 1200));
-      }
-      for (const line of ['N1', '@@m@@ ended 0 0']) podman.stream()?.line(line);
-      podman.stream()?.exit(0);
-      expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
-      expect(run.output).toEqual(['N1']);
-    });
-
-    it('resumed by time, hands on held lines of no run of the log after a while, though the agent goes quiet', async () => {
-      // Seventy blank lines, then one more the log does not hold: too many runs to follow, decided by time.
-      const blanks = Array.from({ length: 70 }, () => '');
-      const { podman, run } = resumeByTime([...blanks, 'p'], []);
-      await until(() => podman.stream() !== undefined, 'following');
-      for (const line of ['', '', 'q']) podman.stream()?.line(line);
-      await until(() => run.output.includes('q'), 'the held lines handed on');
-      expect(run.output).toEqual(['', '', 'q']);
-      podman.stream()?.line('@@m@@ ended 0 0');
-      podman.stream()?.exit(0);
-      expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
-    });
-
-    it("resumed by time, drops the lines the log holds at the stream's start, on both streams, and keeps the rest", async () => {
+    it('resumed by content, finds where the log left off on each stream, and keeps the rest', async () => {
       const podman = new FakePodman('auto');
       leave(podman);
       const dir = makeTempDir('agentd-unit-runner-');
       const now = Date.now();
       const old = new Date(now - 60_000).toISOString();
       const at = new Date(now - 30_000).toISOString();
-      // Lines read long before the last one are not compared: the stream may begin with a line like them.
+      // The copy holds p again after the log's last line: it is output, handed on.
       writeFileSync(
         `${dir}/0123456789abcdef.log`,
         [
@@ -574,6 +543,7 @@ describe('runner machine', () => {
         ].join('\n'),
       );
       podman.held.set(CONTAINER, [
+        'p',
         'q',
         { text: 'e1', stream: 'stderr' },
         { text: 'e2', stream: 'stderr' },
@@ -585,7 +555,8 @@ describe('runner machine', () => {
       const run = start(podman, { container: CONTAINER, phase: 'running' }, dir);
       await until(() => podman.stream() !== undefined, 'following');
       const stream = podman.stream() ?? expect.fail('no stream');
-      expect(stream.since).toBe(marginBefore(at));
+      expect(stream.since).toBeUndefined();
+      stream.line('p');
       stream.line('q');
       stream.piece('e1', true, 'stderr');
       stream.piece('e2', true, 'stderr');
@@ -599,38 +570,126 @@ describe('runner machine', () => {
     });
 
     it.each([
-      // That daemon read the exited container's log and died before it was done: by time, nothing of the
-      // container is after where its log ends.
-      [
-        'says output may be missing when the log was written after the container exited',
-        120_000,
-        60_000,
-        true,
-      ],
-      // The log ends before the exit (within the margin, or earlier): what follows is replayed.
-      ['says nothing when the log ends before the exit', 59_000, 60_000, false],
-    ])('%s', async (_, exitedAgoMs, writtenAgoMs, missing) => {
-      const podman = new FakePodman('auto');
-      leave(podman);
-      podman.exitUnwatched(CONTAINER, 0);
-      podman.finishedAt.set(CONTAINER, new Date(Date.now() - exitedAgoMs).toISOString());
-      const dir = makeTempDir('agentd-unit-runner-');
-      const at = new Date(Date.now() - writtenAgoMs).toISOString();
-      writeFileSync(
-        `${dir}/0123456789abcdef.log`,
-        `- ${at} note [agentd: 1 line(s) missing here]\n2 ${at} out x2\n`,
-      );
-      const run = start(podman, { container: CONTAINER, phase: 'running', exited: true }, dir);
-      await until(() => podman.stream() !== undefined, 'following');
-      podman.stream()?.exit(0);
-      expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
-      expect(run.output).toEqual(
-        missing
-          ? [
-              '[agentd: some output may be missing: this log was written after the container exited, by a reader that stopped before it was done]',
-            ]
-          : [],
-      );
+      // That daemon read the exited container's log and died before it was done: its log's last line is
+      // dated after the exit. Where it left off is found by content all the same.
+      ['written after the container exited', 120_000, 60_000],
+      ['written before the container exited', 59_000, 60_000],
+    ])(
+      'hands on what follows the log of an exited container %s, and says nothing',
+      async (_, exitedAgoMs, writtenAgoMs) => {
+        const podman = new FakePodman('auto');
+        leave(podman);
+        podman.exitUnwatched(CONTAINER, 0);
+        podman.finishedAt.set(CONTAINER, new Date(Date.now() - exitedAgoMs).toISOString());
+        const dir = makeTempDir('agentd-unit-runner-');
+        const at = new Date(Date.now() - writtenAgoMs).toISOString();
+        writeFileSync(
+          `${dir}/0123456789abcdef.log`,
+          `- ${at} note [agentd: 1 line(s) missing here]\n2 ${at} out x2\n`,
+        );
+        const copy = ['x1', 'x2', 'x3', '@@m@@ ended 0 0'];
+        podman.held.set(CONTAINER, copy);
+        const run = start(podman, { container: CONTAINER, phase: 'running', exited: true }, dir);
+        await until(() => podman.stream() !== undefined, 'following');
+        for (const line of copy) podman.stream()?.line(line);
+        podman.stream()?.exit(0);
+        expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+        expect(run.output).toEqual(['x3']);
+      },
+    );
+
+    describe("found by content where the log left off, whatever the daemon's and the host's clocks say", () => {
+      const NOT_FOUND =
+        "[agentd: some output may be missing or repeated: where this log left off was not found in Podman's copy of the container's output (emptied or unreadable), so all of the copy follows]";
+
+      /**
+       * An adopted session whose log, trimmed (no count), holds `logged` as the daemon dated them (a
+       * second apart); Podman's copy holds `copy` (then the setup step's report), each line dated by the
+       * host `skew` ms from the daemon's date (`awaySkew` for those after the log's last: printed while
+       * no daemon watched), and `podman logs --since` keeps those dated at or after it, as Podman does.
+       * The follow replays what Podman would give it. Its output.
+       */
+      const clocked = async (
+        logged: string[],
+        copy: string[],
+        {
+          skew = 0,
+          awaySkew = skew,
+          trimmedAway = 0,
+        }: { skew?: number; awaySkew?: number; trimmedAway?: number },
+      ) => {
+        const base = Date.now() - 60_000;
+        // Podman dates a line as it takes it from the container, the daemon a little later.
+        const dated = [...copy, '@@m@@ ended 0 0'].map((text, i) => ({
+          text,
+          at: base + i * 1000 - 50 + (i < trimmedAway + logged.length ? skew : awaySkew),
+        }));
+        const since = (from: string | undefined) =>
+          dated.filter((line) => from === undefined || line.at >= Date.parse(from)).map((line) => line.text);
+        const podman = new (class extends FakePodman {
+          override readLogs(name: string, from: string | undefined, onLine: OutputHandler): AttachedRun {
+            this.held.set(name, since(from));
+            return super.readLogs(name, from, onLine);
+          }
+        })('auto');
+        leave(podman);
+        const dir = makeTempDir('agentd-unit-runner-');
+        const records = logged.map(
+          (text, i) => `${i + 101} ${new Date(base + (trimmedAway + i) * 1000).toISOString()} out ${text}`,
+        );
+        writeFileSync(`${dir}/0123456789abcdef.log`, `${records.join('\n')}\n`);
+        const run = start(podman, { container: CONTAINER, phase: 'running' }, dir);
+        await until(() => podman.stream() !== undefined, 'following');
+        const stream = podman.stream() ?? expect.fail('no stream');
+        for (const text of since(stream.since)) stream.line(text);
+        stream.exit(0);
+        expect(await run.result).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+        return run.output;
+      };
+      const numbered = (from: number, to: number) =>
+        Array.from({ length: to - from + 1 }, (_, i) => `line ${from + i}`);
+
+      it.each([
+        ["the host's clock 30 s behind the daemon's", -30_000, -30_000],
+        ["the host's clock 30 s ahead of the daemon's", 30_000, 30_000],
+        // One machine: its clock went back while no daemon watched; lines printed then are dated earlier.
+        ['the clock stepped back 2 h while no daemon watched', 0, -7_200_000],
+        ['the clock stepped forward 2 h while no daemon watched', 0, 7_200_000],
+      ])('hands on the lines printed while away exactly once, %s', async (_, skew, awaySkew) => {
+        const output = await clocked(numbered(1, 10), numbered(1, 15), { skew, awaySkew });
+        expect(output).toEqual(numbered(11, 15));
+      });
+
+      it('is not misled by a line the agent printed over and over, before and after the log left off', async () => {
+        const ticks = (n: number) => Array.from({ length: n }, () => 'tick');
+        const output = await clocked(['start', ...ticks(9)], ['start', ...ticks(14), 'done'], {
+          skew: 30_000,
+        });
+        expect(output).toEqual([...ticks(5), 'done']);
+      });
+
+      it('takes the earliest place when the log holds nothing but the repeated line: some may repeat, none is lost', async () => {
+        // The log kept only the last 10 of the 12 ticks it handed on (trimmed); 3 more came while away.
+        const ticks = (n: number) => Array.from({ length: n }, () => 'tick');
+        const output = await clocked(ticks(10), ['start', ...ticks(15), 'done'], {
+          skew: 30_000,
+          trimmedAway: 3,
+        });
+        expect(output).toEqual([...ticks(5), 'done']);
+      });
+
+      it("finds the log's last lines though they held a credential the log masked and Podman's copy did not", async () => {
+        const masked = (text: string) => text.replaceAll('value', MASK);
+        const copy = [...numbered(1, 8), 'key=value', 'line 10', 'line 11 value', ...numbered(12, 15)];
+        const output = await clocked(copy.slice(0, 10).map(masked), copy, { skew: -30_000 });
+        expect(output).toEqual([`line 11 ${MASK}`, ...numbered(12, 15)]);
+        expect(output.join('\n')).not.toContain('value');
+      });
+
+      it("says so, then hands on all Podman's copy holds, when the log's last lines are not in it (it was emptied)", async () => {
+        const output = await clocked(numbered(1, 10), numbered(13, 15), {});
+        expect(output).toEqual([NOT_FOUND, ...numbered(13, 15)]);
+      });
     });
 
     /** An adopted session resuming from a time (its log has a gap), whose stream hands on `followed`. */
