@@ -61,8 +61,8 @@ export type OutboxFailure = (operation: string, error: unknown) => void;
 
 /**
  * Files read at a start at most (the others are removed with a warning). A live daemon keeps fewer: one
- * per session with a delivery under way (256 at most), waiting its turn (10,000) or left for the next
- * start (4,096; past that it drops them: notifier.ts), or whose outcome is being recorded.
+ * per session with a delivery under way (256 at most), waiting its turn (10,000) or left here until
+ * there is room (4,096; past that it drops them: notifier.ts), or whose outcome is being recorded.
  */
 export const OUTBOX_MAX_ENTRIES = 16_384;
 
@@ -133,11 +133,7 @@ export class NotifyOutbox {
         continue;
       }
       try {
-        const size = lstatSync(file).size;
-        if (size > OUTBOX_MAX_FILE_BYTES) throw new Error(`${size} bytes, more than an entry holds`);
-        const entry = entrySchema.parse(JSON.parse(readNoFollow(file).toString('utf8')));
-        if (entry.session !== match[1]) throw new Error(`it names session ${entry.session}`);
-        entries.push(entry);
+        entries.push(readEntry(file, match[1] as string));
       } catch (error) {
         unreadable.push({ file, reason: errorMessage(error), removed: removeQuietly(file) });
       }
@@ -145,9 +141,26 @@ export class NotifyOutbox {
     return { entries, unreadable };
   }
 
+  /**
+   * A session's entry as this daemon wrote it: a notification left here while too many waited is read
+   * back once there is room. Throws when it is gone or not what agentd writes.
+   */
+  read(session: string): OutboxEntry {
+    return readEntry(this.path(session), session);
+  }
+
   private path(session: string): string {
     return join(this.dir, `${session}.json`);
   }
+}
+
+/** One entry file, checked as a start checks it: within its size, its schema, for its session. */
+function readEntry(file: string, session: string): OutboxEntry {
+  const size = lstatSync(file).size;
+  if (size > OUTBOX_MAX_FILE_BYTES) throw new Error(`${size} bytes, more than an entry holds`);
+  const entry = entrySchema.parse(JSON.parse(readNoFollow(file).toString('utf8')));
+  if (entry.session !== session) throw new Error(`it names session ${entry.session}`);
+  return entry;
 }
 
 function serialise(entry: OutboxEntry): string {

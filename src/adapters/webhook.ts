@@ -4,15 +4,33 @@ import { AgentdError } from '../errors.js';
 /** How one POST failed, as the metrics count it. */
 export type WebhookFailure = 'http_4xx' | 'http_5xx' | 'redirect' | 'timeout' | 'network';
 
+/**
+ * The 4xx answers that ask to try later (408 Request Timeout, 425 Too Early, 429 Too Many Requests);
+ * every other 4xx says the request itself is wrong (its URL, its signature), so the same POST later
+ * would get the same answer.
+ */
+const TRY_LATER_4XX: ReadonlySet<number> = new Set([408, 425, 429]);
+
+/** Whether an answer's status says no later attempt can be taken: a 4xx but those asking to try later. */
+export function permanentStatus(status: number): boolean {
+  return status >= 400 && status < 500 && !TRY_LATER_4XX.has(status);
+}
+
 export class WebhookError extends AgentdError {
+  /** Trying again cannot help (a 4xx answer but 408, 425 and 429): the delivery ends failed at once. */
+  readonly permanent: boolean;
+
   constructor(
     readonly failure: WebhookFailure,
     message: string,
     cause?: unknown,
     /** The wait the receiver asked for (Retry-After of a 429 or 5xx answer), in ms. */
     readonly retryAfterMs?: number,
+    /** The answer's status, when there was one. */
+    readonly status?: number,
   ) {
     super('WEBHOOK_FAILED', message, { operation: 'post notification', cause });
+    this.permanent = status !== undefined && permanentStatus(status);
   }
 }
 
@@ -37,7 +55,8 @@ export interface WebhookRequest {
 }
 
 /**
- * POSTs a JSON body; a 2xx answer is success, anything else a WebhookError. Redirects are not followed
+ * POSTs a JSON body; a 2xx answer is success, anything else a WebhookError (`permanent` for a 4xx answer
+ * that does not ask to try later: the notifier tries it no more). Redirects are not followed
  * (the signed body goes where it was configured to, or nowhere), the answer's body is not read, and
  * the whole exchange has a deadline.
  */
@@ -81,5 +100,6 @@ export async function postWebhook(
     `${shown} answered ${status}${failure === 'redirect' ? ' (redirects are not followed)' : ''}${wait === undefined ? '' : ` (Retry-After: ${Math.ceil(wait / 1000)} s)`}`,
     undefined,
     wait,
+    status,
   );
 }

@@ -5,8 +5,8 @@ import type { BusEvent } from '../sessions/session-bus.js';
 export type FiringResult = 'triggered' | 'skipped' | 'missed' | 'rejected';
 export type DroppedReason = 'withheld' | 'log_full';
 /**
- * What became of an outcome notification: `deferred` was not sent by this daemon (too many waiting) but
- * stays in the outbox, and is counted again when the next start settles it; `dropped` is not sent at all.
+ * What became of an outcome notification: `deferred` waits in the outbox (too many waiting) until there
+ * is room, or for the next start, and is counted again when it is settled; `dropped` is not sent at all.
  */
 export type NotificationResult = 'delivered' | 'failed' | 'deferred' | 'dropped';
 

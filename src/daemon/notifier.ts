@@ -26,7 +26,7 @@ import type { NotificationResult } from './metrics-recorder.js';
 export type NotifiedSession = Pick<SessionRecord, 'id' | 'agent'>;
 
 /** The outbox as the notifier uses it (NotifyOutbox; a fake in tests). */
-export type Outbox = Pick<NotifyOutbox, 'writeNow' | 'removeNow' | 'load'>;
+export type Outbox = Pick<NotifyOutbox, 'writeNow' | 'removeNow' | 'load' | 'read'>;
 
 export interface NotifierOptions {
   /** Every webhook to tell of this session's outcome: its agent's and the daemon's. */
@@ -48,7 +48,7 @@ export interface NotifierOptions {
   maxWaiting?: number;
   /** Record text the waiting deliveries refer to at most, counted per delivery (MAX_WAITING_CHARS). */
   maxWaitingChars?: number;
-  /** Deliveries this daemon leaves in the outbox for the next start at most (MAX_DEFERRED). */
+  /** Deliveries left in the outbox until there is room at most (MAX_DEFERRED). */
   maxDeferred?: number;
   /** Deadline of one POST. */
   timeoutMs?: number;
@@ -75,9 +75,14 @@ interface Pending {
 /** A session's notifications not yet taken: what its outbox entry holds. */
 interface Notification {
   session: string;
-  /** The record's JSON text, set once the outcome is published: what is POSTed, the same bytes each time. */
+  /**
+   * The record's JSON text, set once the outcome is published: what is POSTed, the same bytes each time.
+   * Let go while only deliveries left in the outbox remain (see held), and read back from there.
+   */
   record?: string;
   pending: Pending[];
+  /** Its deliveries waiting their turn or under way: none, and those left are in the outbox only. */
+  held: number;
 }
 
 /** A delivery under way: its notification and webhook. */
@@ -92,6 +97,13 @@ interface Waiting extends UnderWay {
   notBefore: number;
   /** Sent again from an earlier daemon's entry: spaced RESUME_GAP_MS from the others to its webhook. */
   resumed: boolean;
+}
+
+/** A delivery left in the outbox while too many wait: picked up again, first left first, when there is room. */
+interface Deferred {
+  waiting: Waiting;
+  /** What it counts against MAX_WAITING_CHARS once back in the queue (its record is not in memory). */
+  chars: number;
 }
 
 /** Deliveries under way at most: each holds a delivery machine, its timers and at most one POST. */
@@ -113,9 +125,10 @@ export const MAX_WAITING = 10_000;
  */
 export const MAX_WAITING_CHARS = 32 * 1024 * 1024;
 /**
- * Deliveries this daemon leaves in the outbox for the next start at most, once the queue is full; past
- * it, one is dropped with its place in the outbox: the outbox, which a start reads whole, stays within
- * OUTBOX_MAX_ENTRIES (under way, waiting and these, plus sessions being recorded) across restarts.
+ * Deliveries left in the outbox at most, once the queue is full, until there is room again (or for the
+ * next start); past it, one is dropped with its place in the outbox: the outbox, which a start reads
+ * whole, stays within OUTBOX_MAX_ENTRIES (under way, waiting and these, plus sessions being recorded)
+ * across restarts. In memory each is a few ids: its record is read back from the outbox.
  */
 export const MAX_DEFERRED = 4096;
 /** A `notify.waiting` line at most this often: a queue that fills and empties does not flood the log. */
@@ -133,7 +146,8 @@ export const RESUME_GAP_MS = 250;
  * maxPending deliveries under way, or maxPendingPerWebhook to one webhook, new ones wait in a FIFO queue
  * per webhook (maxWaiting across all) and start as those under way end, in order within a webhook and
  * taking turns between webhooks, so that one down does not hold up the others; beyond that too, one is
- * left in the outbox for the next start (maxDeferred), and past that dropped. With an outbox, what is
+ * left in the outbox (maxDeferred) and read back from it, first left first, once the queue has room
+ * again (a stop leaves the rest for the next start), and past that dropped. With an outbox, what is
  * not taken yet is on disk from before the session's record says it finished until the last attempt: a
  * next start sends it again (resume), through the same queues, with the same delivery id and the attempts left, when its next attempt is due (kept on disk),
  * those to one webhook at least RESUME_GAP_MS apart.
@@ -151,8 +165,14 @@ export class Notifier {
   private queued = 0;
   /** The record text the queues refer to, per delivery (see MAX_WAITING_CHARS). */
   private queuedChars = 0;
-  /** Deliveries this daemon left in the outbox for the next start (see MAX_DEFERRED). */
-  private deferred = 0;
+  /**
+   * Deliveries left in the outbox until there is room, per webhook key, first left first within one
+   * (a later one to that webhook goes behind them); only webhooks with some, in the order they take
+   * turns, as in `queues`.
+   */
+  private readonly deferrals = new Map<string, Fifo<Deferred>>();
+  /** Deliveries in `deferrals`, all webhooks together (see MAX_DEFERRED). */
+  private deferredCount = 0;
   private waitingLoggedAt = Number.NEGATIVE_INFINITY;
   /** The last `notify.waiting` line per webhook key at its own bound, within the last WAITING_LOG_MS. */
   private readonly webhookWaitingLoggedAt = new Map<string, number>();
@@ -195,7 +215,7 @@ export class Notifier {
       },
     );
     for (const left of earlier) this.givenUp(session.id, left.delivery, 'no webhook wants this outcome now');
-    const notification: Notification = { session: session.id, pending };
+    const notification: Notification = { session: session.id, pending, held: 0 };
     this.prepared.set(session.id, notification);
     if (pending.length > 0) this.options.outbox?.writeNow(entryOf(notification));
     else if (before !== undefined) this.options.outbox?.removeNow(session.id);
@@ -213,6 +233,7 @@ export class Notifier {
     const now = Date.now();
     for (const pending of [...notification.pending])
       this.admit({ notification, pending, notBefore: now + waitLeft(pending, now), resumed: false });
+    this.letGoOfRecord(notification);
   }
 
   /**
@@ -249,6 +270,7 @@ export class Notifier {
       )
       .sort((a, b) => a.notBefore - b.notBefore);
     for (const waiting of timed) this.admit(waiting);
+    for (const { notification } of timed) this.letGoOfRecord(notification);
   }
 
   /** The webhooks of an earlier daemon's entry to send again now (none: recovery tells the session). */
@@ -288,6 +310,7 @@ export class Notifier {
       session: entry.session,
       record: entry.record ?? JSON.stringify(record),
       pending: [],
+      held: 0,
     };
     for (const left of entry.targets) {
       // The same webhook again: its URL and which of those with that URL it is (an entry of an agentd
@@ -341,6 +364,11 @@ export class Notifier {
     return this.queued;
   }
 
+  /** Deliveries left in the outbox until there is room. */
+  get deferred(): number {
+    return this.deferredCount;
+  }
+
   /**
    * Waits up to graceMs for the POSTs in flight, then stops every delivery: with an outbox, a next start
    * sends them again when their next attempt is due; without one they are not sent. One waiting to be
@@ -351,15 +379,23 @@ export class Notifier {
     this.closing = true;
     const kept = this.options.outbox !== undefined;
     const waiting = this.queued;
+    const deferred = this.deferredCount;
     this.queues.clear();
     this.queued = 0;
     this.queuedChars = 0;
+    this.deferrals.clear();
+    this.deferredCount = 0;
     if (waiting > 0)
       this.options.log.warn(
-        { event: 'notify.abandoned', waiting },
+        { event: 'notify.abandoned', waiting, ...(deferred > 0 ? { deferred } : {}) },
         kept
-          ? `${waiting} notification(s) waiting for their turn were not sent when agentd stopped; they stay in the notification outbox and the next start sends them`
+          ? `${waiting} notification(s) waiting for their turn${deferred > 0 ? ` (and ${deferred} left in the notification outbox until there was room)` : ''} were not sent when agentd stopped; they stay in the notification outbox and the next start sends them`
           : `${waiting} notification(s) waiting for their turn were not sent when agentd stopped; they are not sent again`,
+      );
+    else if (deferred > 0)
+      this.options.log.warn(
+        { event: 'notify.abandoned', waiting, deferred },
+        `${deferred} notification(s) left in the notification outbox until there was room were not sent when agentd stopped; they stay there and the next start sends them`,
       );
     if (this.posting()) {
       await new Promise<void>((resolve) => {
@@ -409,33 +445,51 @@ export class Notifier {
   }
 
   /**
-   * Starts a delivery when there is a place for it and none to its webhook waits before it; else it
-   * waits its turn; with the queues full, it is left in the outbox for the next start, or, past
-   * maxDeferred, dropped.
+   * Starts a delivery when there is a place for it and none to its webhook waits before it (in the queue
+   * or in the outbox); else it waits its turn; with the queues full, or behind others to its webhook left
+   * in the outbox, it is left in the outbox until there is room, or, past maxDeferred, dropped.
    */
-  private admit(waiting: Waiting): void {
+  private admit(waiting: Waiting, fromOutbox = false): void {
     const { key } = waiting.pending;
     const ahead = this.queues.get(key);
     const full = this.pending.size >= this.maxPending();
     const webhookFull = (this.underWayTo.get(key) ?? 0) >= this.maxPendingPerWebhook();
-    if (!full && !webhookFull && ahead === undefined) {
+    // Within one webhook, first come first started: those left in the outbox came first (but for the
+    // one taken back from there, the first of them).
+    const behindDeferred = !fromOutbox && this.deferrals.has(key);
+    if (!full && !webhookFull && ahead === undefined && !behindDeferred) {
+      waiting.notification.held += 1;
       this.start(waiting);
       return;
     }
     const chars = charsOf(waiting);
-    if (
-      this.queued < (this.options.maxWaiting ?? MAX_WAITING) &&
-      this.queuedChars + chars <= (this.options.maxWaitingChars ?? MAX_WAITING_CHARS)
-    ) {
+    // Behind those in the outbox it goes there too, unless that is full: sent out of turn, not dropped.
+    if (this.queueHasRoom(chars) && !(behindDeferred && this.canDefer())) {
       this.logWaiting(waiting, full, ahead === undefined);
       const queue = ahead ?? new Fifo<Waiting>();
       if (ahead === undefined) this.queues.set(key, queue);
       queue.push(waiting);
       this.queued += 1;
       this.queuedChars += chars;
+      waiting.notification.held += 1;
       return;
     }
-    this.drop(waiting);
+    this.drop(waiting, behindDeferred);
+  }
+
+  /** Whether one more delivery, its record text this long, may wait in the queue. */
+  private queueHasRoom(chars: number): boolean {
+    return (
+      this.queued < (this.options.maxWaiting ?? MAX_WAITING) &&
+      this.queuedChars + chars <= (this.options.maxWaitingChars ?? MAX_WAITING_CHARS)
+    );
+  }
+
+  /** Whether a delivery may be left in the outbox until there is room (see MAX_DEFERRED). */
+  private canDefer(): boolean {
+    return (
+      this.options.outbox !== undefined && this.deferredCount < (this.options.maxDeferred ?? MAX_DEFERRED)
+    );
   }
 
   /**
@@ -478,8 +532,12 @@ export class Notifier {
     return this.options.maxPendingPerWebhook ?? MAX_PENDING_PER_WEBHOOK;
   }
 
-  /** The queue is full too: left in the outbox for the next start, or, past maxDeferred, dropped. */
-  private drop({ notification, pending }: Waiting): void {
+  /**
+   * The queue is full too (or others to its webhook are in the outbox): left in the outbox until there
+   * is room, or, past maxDeferred, dropped.
+   */
+  private drop(waiting: Waiting, behindDeferred: boolean): void {
+    const { notification, pending } = waiting;
     const { log, metrics, outbox } = this.options;
     const session = notification.session;
     const url = shownWebhookUrl(pending.target.url);
@@ -492,14 +550,18 @@ export class Notifier {
       waiting: this.queued,
     };
     const full = `${this.pending.size} notifications under way and ${this.queued} waiting, the most`;
-    const maxDeferred = this.options.maxDeferred ?? MAX_DEFERRED;
-    if (outbox !== undefined && this.deferred < maxDeferred) {
+    if (this.canDefer()) {
       // Its entry stays as it is (a sibling's changes keep it: it stays in notification.pending).
-      this.deferred += 1;
+      const ahead = this.deferrals.get(pending.key);
+      const why = behindDeferred ? `${ahead?.length ?? 0} to ${url} there before it` : full;
+      const fifo = ahead ?? new Fifo<Deferred>();
+      if (ahead === undefined) this.deferrals.set(pending.key, fifo);
+      fifo.push({ waiting, chars: charsOf(waiting) });
+      this.deferredCount += 1;
       metrics.notification('deferred');
       log.warn(
-        { ...context, kept: true },
-        `notification of session ${session} to ${url} not sent by this daemon (${full}); it stays in the notification outbox and the next start of agentd sends it`,
+        { ...context, kept: true, deferred: this.deferredCount },
+        `notification of session ${session} to ${url} waits in the notification outbox (${why}): it is sent once there is room, in turn (a stop leaves it for the next start of agentd)`,
       );
       return;
     }
@@ -508,14 +570,104 @@ export class Notifier {
       { ...context, kept: false },
       outbox === undefined
         ? `notification of session ${session} to ${url} dropped (${full}): it is not sent`
-        : `notification of session ${session} to ${url} dropped (${full}, and ${this.deferred} left in the notification outbox for the next start, the most): it is not sent`,
+        : `notification of session ${session} to ${url} dropped (${full}, and ${this.deferredCount} left in the notification outbox until there is room, the most): it is not sent`,
     );
     this.settle(notification, pending);
   }
 
   /**
+   * Takes back the deliveries left in the outbox while there is room for one: a place to start it at
+   * once, or room in the queue. Within a webhook, first left first; the webhooks with some left take
+   * turns, as in the queue (one whose next does not fit does not hold up the others). Its record is read
+   * back from its entry when no other delivery of its session kept it in memory.
+   */
+  private pickUpDeferred(): void {
+    while (!this.closing) {
+      let next: Deferred | undefined;
+      for (const [key, fifo] of this.deferrals) {
+        const head = fifo.peek();
+        if (head === undefined) continue;
+        const startsNow =
+          this.pending.size < this.maxPending() &&
+          (this.underWayTo.get(key) ?? 0) < this.maxPendingPerWebhook() &&
+          !this.queues.has(key);
+        if (!startsNow && !this.queueHasRoom(head.chars)) continue;
+        next = fifo.shift();
+        // Its turn taken: to the end, or gone with none left.
+        this.deferrals.delete(key);
+        if (fifo.length > 0) this.deferrals.set(key, fifo);
+        break;
+      }
+      if (next === undefined) return;
+      this.deferredCount -= 1;
+      const { notification, pending } = next.waiting;
+      if (!this.readBack(notification, pending)) continue;
+      const now = Date.now();
+      this.options.log.info(
+        {
+          event: 'notify.picked_up',
+          session: notification.session,
+          url: shownWebhookUrl(pending.target.url),
+          delivery: pending.delivery,
+          deferred: this.deferredCount,
+        },
+        `the notification of session ${notification.session} left in the notification outbox goes to ${shownWebhookUrl(pending.target.url)} now that there is room (${this.deferredCount} more left there)`,
+      );
+      this.admit({ ...next.waiting, notBefore: now + waitLeft(pending, now) }, true);
+      this.letGoOfRecord(notification);
+    }
+  }
+
+  /**
+   * Reads a deferred delivery's record back from its session's entry, when nothing kept it in memory;
+   * false, with the delivery given up, when the entry is gone or not as written.
+   */
+  private readBack(notification: Notification, pending: Pending): boolean {
+    const { outbox } = this.options;
+    if (notification.record !== undefined) return true;
+    let reason = 'there is no notification outbox';
+    if (outbox !== undefined) {
+      try {
+        const entry = outbox.read(notification.session);
+        if (entry.record === undefined) throw new Error('it holds no session record');
+        if (!entry.targets.some((kept) => kept.delivery === pending.delivery))
+          throw new Error(`it holds no delivery ${pending.delivery}`);
+        notification.record = entry.record;
+        return true;
+      } catch (error) {
+        reason = errorMessage(error);
+      }
+    }
+    this.options.metrics.notification('failed');
+    this.options.log.warn(
+      {
+        event: 'notify.failed',
+        session: notification.session,
+        url: shownWebhookUrl(pending.target.url),
+        delivery: pending.delivery,
+        reason,
+      },
+      `a notification of session ${notification.session} left in the notification outbox is given up: its entry there cannot be read back (${reason})`,
+    );
+    notification.pending = notification.pending.filter((p) => p !== pending);
+    if (notification.pending.length === 0) outbox?.removeNow(notification.session);
+    return false;
+  }
+
+  /**
+   * Lets go of a session's record text once none of its deliveries waits in memory or is under way: those
+   * left are in the outbox, whose entry holds it (see MAX_DEFERRED), and read it back from there.
+   */
+  private letGoOfRecord(notification: Notification): void {
+    if (this.options.outbox === undefined || notification.held > 0 || notification.pending.length === 0)
+      return;
+    notification.record = undefined;
+  }
+
+  /**
    * Starts the deliveries waiting while there is a place (none once closing): the webhooks under their
-   * own bound take turns, the one served going to the end; within one, first come first started.
+   * own bound take turns, the one served going to the end; within one, first come first started. Then
+   * those left in the outbox come back, as far as there is room.
    */
   private startWaiting(): void {
     const maxPending = this.maxPending();
@@ -529,11 +681,12 @@ export class Notifier {
         if (queue.length > 0) this.queues.set(key, queue);
         break;
       }
-      if (next === undefined) return;
+      if (next === undefined) break;
       this.queued -= 1;
       this.queuedChars -= charsOf(next);
       this.start(next);
     }
+    this.pickUpDeferred();
   }
 
   /** Starts one webhook's delivery: its first POST when due (a resumed one, spaced from the others). */
@@ -568,6 +721,8 @@ export class Notifier {
     const url = shownWebhookUrl(target.url);
     const context = { event: 'notify', session, url, delivery };
     const body = notificationBodyOf(notification.record ?? '{}', delivery);
+    /** The status of the answer that ended it at once (a 4xx but 408, 425 and 429). */
+    let refusedWith: number | undefined;
     const logic = deliveryMachine.provide({
       actors: {
         post: fromPromise<void, { attempt: number; retryInMs: number }>(async ({ input, signal }) => {
@@ -607,6 +762,23 @@ export class Notifier {
             pending.due = Date.now() + retryInMs;
             this.options.outbox?.writeNow(entryOf(notification));
           }
+          if (error instanceof WebhookError && error.permanent && error.status !== undefined) {
+            // The delivery ends here (the machine's `refused`): trying again would get the same answer.
+            refusedWith = error.status;
+            log.warn(
+              {
+                ...context,
+                event: 'notify.attempt_failed',
+                attempt,
+                final: true,
+                permanent: true,
+                status: error.status,
+                reason: errorMessage(error),
+              },
+              `notification of session ${session} to ${url} refused with ${error.status} (attempt ${attempt}): not tried again, since a ${error.status} answer says the request itself is wrong; ${fixFor(error.status)}`,
+            );
+            return;
+          }
           log.warn(
             {
               ...context,
@@ -634,6 +806,7 @@ export class Notifier {
     this.underWayTo.set(pending.key, (this.underWayTo.get(pending.key) ?? 0) + 1);
     const ended = () => {
       this.pending.delete(actor);
+      notification.held -= 1;
       const left = (this.underWayTo.get(pending.key) ?? 1) - 1;
       if (left > 0) this.underWayTo.set(pending.key, left);
       else this.underWayTo.delete(pending.key);
@@ -656,19 +829,24 @@ export class Notifier {
             `notified ${url} of session ${session}`,
           );
         } else {
+          const { attempt, lastError, permanent } = snapshot.context;
+          const refused = permanent === true && refusedWith !== undefined;
           metrics.notification('failed');
           log.error(
             {
               ...context,
               event: 'notify.failed',
-              attempts: snapshot.context.attempt,
-              reason: snapshot.context.lastError,
+              attempts: attempt,
+              reason: lastError,
+              ...(refused ? { permanent: true, status: refusedWith } : {}),
             },
-            `could not notify ${url} of session ${session} after ${snapshot.context.attempt} attempt(s): ${snapshot.context.lastError}`,
+            `could not notify ${url} of session ${session} after ${attempt} attempt(s): ${lastError}${refused ? `; not tried again: ${fixFor(refusedWith ?? 400)}` : ''}`,
           );
         }
         if (this.closing && !this.posting()) this.idle?.();
+        // Its siblings left in the outbox may come back now, with the record still in memory.
         this.startWaiting();
+        this.letGoOfRecord(notification);
       },
       error: (error) => {
         ended();
@@ -677,6 +855,7 @@ export class Notifier {
         log.error({ ...context, event: 'notify.failed', err: error }, 'notification failed');
         if (this.closing && !this.posting()) this.idle?.();
         this.startWaiting();
+        this.letGoOfRecord(notification);
       },
     });
     actor.start();
@@ -704,6 +883,10 @@ class Fifo<T> {
     this.items.push(item);
   }
 
+  peek(): T | undefined {
+    return this.items[this.head];
+  }
+
   shift(): T | undefined {
     if (this.head >= this.items.length) return undefined;
     const item = this.items[this.head];
@@ -716,6 +899,20 @@ class Fifo<T> {
     }
     return item;
   }
+}
+
+/**
+ * What the operator should change for a webhook that refused a notification with this 4xx status: the
+ * request itself was wrong, so only a change on one side or the other gets it taken.
+ */
+function fixFor(status: number): string {
+  if (status === 401 || status === 403)
+    return `check the webhook's secret in notify: (the receiver must check ${SIGNATURE_HEADER} with the same key) and any token its url carries`;
+  if (status === 404 || status === 405 || status === 410)
+    return `check the webhook's url in notify: (its host, path and any token it carries): nothing there takes POSTs`;
+  if (status === 413)
+    return 'the receiver takes no body this large (a session record is a few KB, tens with many input files): raise its limit';
+  return `check the webhook's url and secret in notify:, and that the receiver takes agentd's ${NOTIFICATION_EVENT} POSTs (JSON, signed in ${SIGNATURE_HEADER})`;
 }
 
 function failureOf(error: unknown): WebhookFailure | 'secret' {

@@ -2,10 +2,10 @@ import { assign, fromPromise, setup } from 'xstate';
 
 /**
  * One outcome notification to one webhook: POST it, and after a failure wait and POST it again, a
- * bounded number of times. The wait doubles after each failed POST up to a cap, is drawn at random
- * between half of that and all of it (deliveries that failed together do not come back together), and
- * is at least what a receiver's Retry-After asks, within a bound. It runs beside the daemon: nothing
- * waits for it.
+ * bounded number of times; a failure that says trying again cannot help (a 4xx answer) ends it at
+ * once. The wait doubles after each failed POST up to a cap, is drawn at random between half of that
+ * and all of it (deliveries that failed together do not come back together), and is at least what a
+ * receiver's Retry-After asks, within a bound. It runs beside the daemon: nothing waits for it.
  */
 
 export interface DeliveryInput {
@@ -28,10 +28,15 @@ export interface DeliveryContext extends Omit<DeliveryInput, 'waitMs'> {
   waitMs: number;
   /** Why the last POST failed. */
   lastError?: string;
+  /** The last POST's failure said trying again cannot help (a 4xx answer): it ended the delivery at once. */
+  permanent?: boolean;
 }
 
-/** How many POSTs were made and why the last one failed; the final state says whether it was delivered. */
-export type DeliveryOutput = { attempts: number; error?: string };
+/**
+ * How many POSTs were made and why the last one failed (`permanent`: its failure ended the delivery
+ * before its attempts ran out); the final state says whether it was delivered.
+ */
+export type DeliveryOutput = { attempts: number; error?: string; permanent?: boolean };
 
 /** The longest wait between two attempts of the doubling backoff. */
 export const MAX_BACKOFF_MS = 5 * 60_000;
@@ -62,6 +67,14 @@ export function retryAfterWaitMs(retryAfterMs: number, random: number): number {
   return Math.min(MAX_RETRY_AFTER_MS, Math.round(retryAfterMs * (1 + random / 10)));
 }
 
+/**
+ * Whether the POST's error says the same POST later would fail the same way (webhook.ts:
+ * WebhookError.permanent, a 4xx answer but 408, 425 and 429).
+ */
+function permanentOf(error: unknown): boolean {
+  return (error as { permanent?: unknown } | undefined)?.permanent === true;
+}
+
 /** The receiver's Retry-After, when the POST's error carries one (webhook.ts: WebhookError.retryAfterMs). */
 function retryAfterOf(error: unknown): number | undefined {
   const value = (error as { retryAfterMs?: unknown } | undefined)?.retryAfterMs;
@@ -86,6 +99,8 @@ export const deliveryMachine = setup({
   },
   guards: {
     attemptsLeft: ({ context }) => context.attempt < context.attempts,
+    /** The POST failed so that trying again cannot help: the receiver refused the request itself. */
+    refused: (_, { error }: { error: unknown }) => permanentOf(error),
     noWaitLeft: ({ context }) => context.waitMs <= 0,
   },
   delays: {
@@ -103,6 +118,7 @@ export const deliveryMachine = setup({
           : Math.max(context.waitMs, retryAfterWaitMs(retryAfterMs, Math.random())),
     }),
     storeError: assign({ lastError: (_, message: string) => message }),
+    markPermanent: assign({ permanent: true }),
     /**
      * Side effect (provided): one POST failed; `final` when no attempt is left, else the next comes after
      * `retryInMs`.
@@ -115,7 +131,7 @@ export const deliveryMachine = setup({
 }).createMachine({
   id: 'delivery',
   description:
-    'One outcome notification to one webhook (`notify:`): POSTed until it is taken, at most `attempts` times, waiting between attempts `backoff` doubled per failure (at most 5 minutes), drawn between half of it and all of it, and at least what a Retry-After asks (at most 15 minutes).',
+    'One outcome notification to one webhook (`notify:`): POSTed until it is taken, at most `attempts` times, waiting between attempts `backoff` doubled per failure (at most 5 minutes), drawn between half of it and all of it, and at least what a Retry-After asks (at most 15 minutes); a 4xx answer (but 408, 425 and 429) ends it at once.',
   context: ({ input: { waitMs, ...input } }) => ({
     ...input,
     attempt: input.made ?? 0,
@@ -138,6 +154,24 @@ export const deliveryMachine = setup({
         input: ({ context }) => ({ attempt: context.attempt, retryInMs: context.waitMs }),
         onDone: 'delivered',
         onError: [
+          {
+            // Before attemptsLeft: the attempts left would only get the same answer.
+            guard: { type: 'refused', params: ({ event }) => ({ error: event.error }) },
+            target: 'failed',
+            actions: [
+              'markPermanent',
+              { type: 'storeError', params: ({ event }) => messageOf(event.error) },
+              {
+                type: 'announceFailedAttempt',
+                params: ({ context, event }) => ({
+                  attempt: context.attempt,
+                  error: event.error,
+                  final: true,
+                  retryInMs: 0,
+                }),
+              },
+            ],
+          },
           {
             guard: 'attemptsLeft',
             target: 'waiting',
@@ -174,11 +208,16 @@ export const deliveryMachine = setup({
       },
     },
     delivered: { description: 'The webhook took the notification.', type: 'final' },
-    failed: { description: 'Every attempt failed; the failure is logged and counted.', type: 'final' },
+    failed: {
+      description:
+        'Every attempt failed, or one was refused so that trying again cannot help (a 4xx answer but 408, 425 and 429); the failure is logged and counted.',
+      type: 'final',
+    },
   },
   output: ({ context }) => ({
     attempts: context.attempt,
     ...(context.lastError === undefined ? {} : { error: context.lastError }),
+    ...(context.permanent === true ? { permanent: true } : {}),
   }),
 });
 

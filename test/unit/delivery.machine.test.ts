@@ -104,6 +104,28 @@ describe('delivery machine', () => {
     ]);
   });
 
+  it('a failure that says trying again cannot help (a 4xx answer) ends it at once, failed, with attempts left', async () => {
+    const { actor, posts, failed } = start({ url: 'u', attempts: 5, backoffMs: 10 });
+    posts[0]?.answer(Object.assign(new Error('u answered 404'), { permanent: true }));
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(posts).toHaveLength(1);
+    expect(actor.getSnapshot().value).toBe('failed');
+    expect(actor.getSnapshot().output).toEqual({ attempts: 1, error: 'u answered 404', permanent: true });
+    expect(failed).toEqual([{ attempt: 1, final: true, retryInMs: 0 }]);
+  });
+
+  it('a failure that asks to try later (a 429, with its Retry-After) is tried again', async () => {
+    vi.spyOn(Math, 'random').mockReturnValue(0);
+    const { actor, posts } = start({ url: 'u', attempts: 2, backoffMs: 10 });
+    posts[0]?.answer(Object.assign(new Error('u answered 429'), { permanent: false, retryAfterMs: 5000 }));
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(posts).toHaveLength(2);
+    posts[1]?.answer();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(actor.getSnapshot().value).toBe('delivered');
+    expect(actor.getSnapshot().output).toMatchObject({ attempts: 2 });
+  });
+
   it('its last attempt failed: failed, with no wait', async () => {
     const { actor, posts, failed } = start({ url: 'u', attempts: 2, backoffMs: 10, made: 1 });
     posts[0]?.answer(refused());

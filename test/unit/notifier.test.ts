@@ -7,7 +7,13 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { NotifyOutbox, OUTBOX_MAX_ENTRIES } from '../../src/adapters/notify-outbox.js';
-import { postWebhook, retryAfterMs, WebhookError, type WebhookRequest } from '../../src/adapters/webhook.js';
+import {
+  permanentStatus,
+  postWebhook,
+  retryAfterMs,
+  WebhookError,
+  type WebhookRequest,
+} from '../../src/adapters/webhook.js';
 import { type ConfigError, parseConfig } from '../../src/config/index.js';
 import type { NotifyTarget } from '../../src/config/types.js';
 import { shownWebhookUrl } from '../../src/config/webhook-url.js';
@@ -1024,13 +1030,15 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     expect(files()).toEqual([]);
   });
 
-  it('with the queue full, leaves a notification in the outbox for the next start; past maxDeferred, drops it from there', async () => {
+  it('with the queue full, leaves a notification in the outbox and sends it once there is room, read back from there; past maxDeferred, drops it', async () => {
     const limits = { maxWaiting: 2, maxDeferred: 1 };
-    const first = setup([target()], 1, outbox(), undefined, limits);
+    const box = outbox();
+    const read = vi.spyOn(box, 'read');
+    const first = setup([target()], 1, box, undefined, limits);
     const sessions = ids(5);
     for (const id of sessions) first.notifier.notify({ ...RECORD, id });
     await vi.advanceTimersByTimeAsync(0);
-    expect([first.notifier.underWay, first.notifier.waiting]).toEqual([1, 2]);
+    expect([first.notifier.underWay, first.notifier.waiting, first.notifier.deferred]).toEqual([1, 2, 1]);
     expect(first.counted).toEqual(['notification:deferred', 'notification:dropped']);
     const dropped = first.lines.filter((l) => l.event === 'notify.dropped');
     expect(dropped.map((l) => [l.session, l.kept])).toEqual([
@@ -1038,48 +1046,134 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
       [sessions[4], false],
     ]);
     expect(dropped[0]?.msg).toContain(
-      'it stays in the notification outbox and the next start of agentd sends it',
+      '(1 notifications under way and 2 waiting, the most): it is sent once there is room, in turn (a stop leaves it for the next start of agentd)',
     );
     expect(dropped[1]?.msg).toContain(
-      'and 1 left in the notification outbox for the next start, the most): it is not sent',
+      'and 1 left in the notification outbox until there is room, the most): it is not sent',
     );
     expect(files().sort()).toEqual(sessions.slice(0, 4).map((id) => `${id}.json`));
+    // Not for the next start: sent as soon as the queue has room, after those queued before it.
     const { taken } = await answerUntilDone(first, 0);
-    expect(taken).toEqual(sessions.slice(0, 3));
-    // The one left is not sent by this daemon, nor forgotten.
-    await vi.advanceTimersByTimeAsync(60_000);
-    expect(first.attempts).toHaveLength(3);
-    expect(files()).toEqual([`${sessions[3]}.json`]);
+    expect(taken).toEqual(sessions.slice(0, 4));
+    expect(first.notifier.deferred).toBe(0);
+    // Its record came back from its entry (not kept in memory meanwhile), the same bytes.
+    expect(read.mock.calls).toEqual([[sessions[3]]]);
+    const resent = first.attempts.find((a) => sessionOf(a) === sessions[3]);
+    expect(resent?.request.body).toContain(`"session":${JSON.stringify({ ...RECORD, id: sessions[3] })}}`);
+    expect(first.lines.find((l) => l.event === 'notify.picked_up')).toMatchObject({
+      level: 30,
+      session: sessions[3],
+      url: 'http://127.0.0.1:9/hook?…',
+      deferred: 0,
+    });
+    expect(first.counted.filter((c) => c === 'notification:delivered')).toHaveLength(4);
+    expect(files()).toEqual([]);
     await first.notifier.close(0);
+  });
+
+  it('left in the outbox behind a bigger one to its webhook, a later one waits its turn there, though it would fit the queue', async () => {
+    const small = JSON.stringify(RECORD).length;
+    const big = { ...RECORD, agent: 'x'.repeat(3 * small) };
+    const limits = { maxWaitingChars: Math.floor(2.5 * small), maxDeferred: 10 };
+    const n = setup([target()], 1, outbox(), undefined, limits);
+    const sessions = ids(4);
+    n.notifier.notify({ ...RECORD, id: sessions[0] as string });
+    n.notifier.notify({ ...RECORD, id: sessions[1] as string });
+    n.notifier.notify({ ...big, id: sessions[2] as string });
+    n.notifier.notify({ ...RECORD, id: sessions[3] as string });
+    await vi.advanceTimersByTimeAsync(0);
+    expect([n.notifier.underWay, n.notifier.waiting, n.notifier.deferred]).toEqual([1, 1, 2]);
+    expect(n.lines.filter((l) => l.event === 'notify.dropped').at(-1)?.msg).toContain(
+      '(1 to http://127.0.0.1:9/hook?… there before it)',
+    );
+    const { taken } = await answerUntilDone(n, 0);
+    expect(taken).toEqual(sessions);
+    expect(files()).toEqual([]);
+    await n.notifier.close(0);
+  });
+
+  it('those left in the outbox for a webhook that is down do not hold up those for a healthy one', async () => {
+    const down = target({ url: 'http://127.0.0.1:9/down', attempts: 1 });
+    const up = target({ url: 'http://127.0.0.1:9/up' });
+    const limits = { maxPendingPerWebhook: 1, maxWaiting: 1, maxDeferred: 10 };
+    const n = setup((s) => [s.agent === 'down' ? down : up], 2, outbox(), undefined, limits);
+    const [d0, d1, d2, u0, u1, u2] = ids(6) as [string, string, string, string, string, string];
+    for (const id of [d0, d1, d2]) n.notifier.notify({ ...RECORD, id, agent: 'down' });
+    n.notifier.notify({ ...RECORD, id: u0, agent: 'up' });
+    n.notifier.notify({ ...RECORD, id: u1, agent: 'up' });
+    await vi.advanceTimersByTimeAsync(0);
+    // d0 and u0 under way, d1 waiting (the queue full), d2 and u1 in the outbox.
+    expect(n.attempts.map(sessionOf)).toEqual([d0, u0]);
+    expect([n.notifier.waiting, n.notifier.deferred]).toEqual([1, 2]);
+    n.attempts[1]?.settle();
+    await vi.advanceTimersByTimeAsync(0);
+    // The queue is still full of the down webhook's, but the healthy one has a place: u1 goes now.
+    expect(n.attempts.map(sessionOf)).toEqual([d0, u0, u1]);
+    n.notifier.notify({ ...RECORD, id: u2, agent: 'up' });
+    n.attempts[2]?.settle();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(n.attempts.map(sessionOf)).toEqual([d0, u0, u1, u2]);
+    n.attempts[3]?.settle();
+    // The down webhook's, in order, as its deliveries fail.
+    n.attempts[0]?.settle(new WebhookError('network', 'ECONNREFUSED'));
+    await vi.advanceTimersByTimeAsync(0);
+    n.attempts[4]?.settle(new WebhookError('network', 'ECONNREFUSED'));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(n.attempts.map(sessionOf)).toEqual([d0, u0, u1, u2, d1, d2]);
+    n.attempts[5]?.settle(new WebhookError('network', 'ECONNREFUSED'));
+    await vi.advanceTimersByTimeAsync(0);
+    expect([n.notifier.underWay, n.notifier.waiting, n.notifier.deferred]).toEqual([0, 0, 0]);
+    expect(files()).toEqual([]);
+    await n.notifier.close(0);
+  });
+
+  it('a stop leaves those still in the outbox there as they were, and the next start sends each once', async () => {
+    const limits = { maxWaiting: 1, maxDeferred: 10 };
+    const first = setup([target()], 1, outbox(), undefined, limits);
+    const sessions = ids(4);
+    for (const id of sessions) first.notifier.notify({ ...RECORD, id });
+    await vi.advanceTimersByTimeAsync(0);
+    const deliveries = new Map(sessions.map((id) => [id, entry(id).targets[0]?.delivery]));
+    const last = readFileSync(join(stateDir, 'notify', `${sessions[3]}.json`), 'utf8');
+    // The first taken: the waiting one starts, the first in the outbox takes its place in the queue.
+    first.attempts[0]?.settle();
+    await vi.advanceTimersByTimeAsync(0);
+    expect([first.notifier.underWay, first.notifier.waiting, first.notifier.deferred]).toEqual([1, 1, 1]);
+    await stop(first.notifier);
+    expect(first.lines.find((l) => l.event === 'notify.abandoned' && l.waiting === 1)).toMatchObject({
+      deferred: 1,
+    });
+    expect(files().sort()).toEqual(sessions.slice(1).map((id) => `${id}.json`));
+    expect(readFileSync(join(stateDir, 'notify', `${sessions[3]}.json`), 'utf8')).toBe(last);
 
     const next = setup([target()], 1, outbox(), undefined, limits);
     next.notifier.resume(() => undefined);
-    const resumed = await answerUntilDone(next, 0);
-    expect(resumed.taken).toEqual([sessions[3]]);
-    expect(next.counted).toEqual(['attempt:ok', 'notification:delivered']);
+    const { taken } = await answerUntilDone(next, 0);
+    // Never tried first; then the one a stop cut short, when its retry is due.
+    expect(taken).toEqual([sessions[2], sessions[3], sessions[1]]);
+    for (const a of next.attempts) expect(deliveryOf(a)).toBe(deliveries.get(sessionOf(a) ?? ''));
+    expect(first.attempts.map(sessionOf)).toEqual(sessions.slice(0, 2));
     await next.notifier.close(0);
     expect(files()).toEqual([]);
   });
 
-  it("a session's webhooks: one left in the outbox stays in its entry while another is taken", async () => {
+  it("a session's webhooks: one left in the outbox stays in its entry while another is taken, then is sent", async () => {
     const a = target({ url: 'http://127.0.0.1:9/a' });
     const b = target({ url: 'http://127.0.0.1:9/b' });
     const first = setup([a, b], 1, outbox(), undefined, { maxWaiting: 0 });
     first.notifier.notify(RECORD);
     await vi.advanceTimersByTimeAsync(0);
     expect(first.counted).toEqual(['notification:deferred']);
+    expect(entry().targets).toHaveLength(2);
     first.attempts[0]?.settle();
     await vi.advanceTimersByTimeAsync(0);
     expect(entry().targets).toHaveLength(1);
-    await first.notifier.close(0);
-    const next = setup([a, b], 1, outbox());
-    next.notifier.resume(() => undefined);
+    expect(first.attempts.map((x) => x.request.url)).toEqual([a.url, b.url]);
+    expect(first.attempts[1]?.request.body).toContain(`"session":${JSON.stringify(RECORD)}}`);
+    first.attempts[1]?.settle();
     await vi.advanceTimersByTimeAsync(0);
-    expect(next.attempts.map((x) => x.request.url)).toEqual([b.url]);
-    next.attempts[0]?.settle();
-    await vi.advanceTimersByTimeAsync(0);
-    await next.notifier.close(0);
     expect(files()).toEqual([]);
+    await first.notifier.close(0);
   });
 
   it('resumed deliveries wait their turn too, and keep RESUME_GAP_MS between those to one webhook', async () => {
@@ -1112,6 +1206,79 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     await vi.advanceTimersByTimeAsync(0);
     await next.notifier.close(0);
     expect(files()).toEqual([]);
+  });
+
+  it('a 4xx answer ends the delivery at once, failed, with a warning naming the webhook, the session, the status and what to fix; nothing is left to resume', async () => {
+    const hook = target({ attempts: 5, backoffMs: 1000 });
+    const shown = 'http://127.0.0.1:9/hook?…';
+    const first = setup([hook], undefined, outbox());
+    first.notifier.notify(RECORD);
+    await vi.advanceTimersByTimeAsync(0);
+    first.attempts[0]?.settle(
+      new WebhookError('http_4xx', `${shown} answered 404`, undefined, undefined, 404),
+    );
+    await vi.advanceTimersByTimeAsync(MAX_RETRY_AFTER_MS);
+    // Not tried again, though 4 attempts were left.
+    expect(first.attempts).toHaveLength(1);
+    expect(first.counted).toEqual(['attempt:http_4xx', 'notification:failed']);
+    const refused = first.lines.find((l) => l.event === 'notify.attempt_failed');
+    expect(refused).toMatchObject({
+      level: 40,
+      session: RECORD.id,
+      url: shown,
+      status: 404,
+      attempt: 1,
+      final: true,
+      permanent: true,
+    });
+    expect(refused?.retryIn).toBeUndefined();
+    expect(refused?.msg).toBe(
+      `notification of session ${RECORD.id} to ${shown} refused with 404 (attempt 1): not tried again, since a 404 answer says the request itself is wrong; check the webhook's url in notify: (its host, path and any token it carries): nothing there takes POSTs`,
+    );
+    expect(first.lines.find((l) => l.event === 'notify.failed')).toMatchObject({
+      attempts: 1,
+      permanent: true,
+      status: 404,
+      reason: `${shown} answered 404`,
+    });
+    expect(JSON.stringify(first.lines)).not.toContain('hidden');
+    // Its entry is gone: a next start has nothing to send.
+    expect(files()).toEqual([]);
+    const next = setup([hook], undefined, outbox());
+    next.notifier.resume(() => undefined);
+    await vi.advanceTimersByTimeAsync(MAX_RETRY_AFTER_MS);
+    expect(next.attempts).toEqual([]);
+    await stop(first.notifier);
+    await stop(next.notifier);
+  });
+
+  it('a 401 or 403 points at the secret; 408, 425 and 429 are tried again, a 429 after its Retry-After', async () => {
+    const n = setup([target({ attempts: 2, backoffMs: 1000 })]);
+    n.notifier.notify(RECORD);
+    await vi.advanceTimersByTimeAsync(0);
+    n.attempts[0]?.settle(new WebhookError('http_4xx', 'answered 403', undefined, undefined, 403));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(n.lines.find((l) => l.event === 'notify.attempt_failed')?.msg).toContain(
+      "check the webhook's secret in notify: (the receiver must check X-Agentd-Signature-256 with the same key)",
+    );
+    for (const status of [408, 425, 429]) {
+      const m = setup([target({ attempts: 2, backoffMs: 1000 })]);
+      m.notifier.notify(RECORD);
+      await vi.advanceTimersByTimeAsync(0);
+      const wait = status === 429 ? 60_000 : undefined;
+      m.attempts[0]?.settle(new WebhookError('http_4xx', `answered ${status}`, undefined, wait, status));
+      await vi.advanceTimersByTimeAsync((wait ?? 1000) - 1);
+      expect(m.attempts).toHaveLength(status === 429 ? 1 : 2);
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(m.attempts).toHaveLength(2);
+      m.attempts[1]?.settle();
+      await vi.advanceTimersByTimeAsync(0);
+      expect(m.counted).toEqual(['attempt:http_4xx', 'attempt:ok', 'notification:delivered']);
+      expect(m.lines.find((l) => l.event === 'notify.attempt_failed')).toMatchObject({ final: false });
+      await stop(m.notifier);
+    }
+    expect(n.attempts).toHaveLength(1);
+    await stop(n.notifier);
   });
 
   it('a start reads every entry a daemon can leave: under way, waiting and left for it', () => {
@@ -1220,6 +1387,40 @@ describe('postWebhook', () => {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
     }
+  });
+
+  it('marks a 4xx answer permanent, with its status, but 408, 425 and 429, which ask to try later', async () => {
+    const server = createServer((req, res) => {
+      req.resume();
+      res.writeHead(Number(req.url?.slice(1))).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const failed = async (status: number) => {
+      const error = await postWebhook(
+        { url: `http://127.0.0.1:${port}/${status}`, body: '{}', headers: {} },
+        { timeoutMs: 2000 },
+      ).then(
+        () => undefined,
+        (e: WebhookError) => e,
+      );
+      return [error?.failure, error?.status, error?.permanent];
+    };
+    try {
+      expect(await failed(400)).toEqual(['http_4xx', 400, true]);
+      expect(await failed(401)).toEqual(['http_4xx', 401, true]);
+      expect(await failed(404)).toEqual(['http_4xx', 404, true]);
+      expect(await failed(410)).toEqual(['http_4xx', 410, true]);
+      expect(await failed(408)).toEqual(['http_4xx', 408, false]);
+      expect(await failed(425)).toEqual(['http_4xx', 425, false]);
+      expect(await failed(429)).toEqual(['http_4xx', 429, false]);
+      expect(await failed(503)).toEqual(['http_5xx', 503, false]);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+    expect(permanentStatus(499)).toBe(true);
+    expect([399, 500, 200].map(permanentStatus)).toEqual([false, false, false]);
   });
 
   it('reads Retry-After as RFC 9110 writes it, and nothing else', () => {
