@@ -34,7 +34,13 @@ export async function runStart(options: StartOptions, stderr: NodeJS.WritableStr
     return EXIT.failed;
   }
   log.info(
-    { event: 'daemon.starting', config: settings.file, agents: settings.agents.length },
+    {
+      event: 'daemon.starting',
+      config: settings.file,
+      agents: settings.agents.length,
+      // What a schedule without `timezone:` follows: the zone this process has (TZ, /etc/localtime) now.
+      timezone: Intl.DateTimeFormat().resolvedOptions().timeZone,
+    },
     'agentd starting',
   );
   for (const agent of settings.agents.filter((a) => a.capAdd.length > 0)) {

@@ -91,7 +91,11 @@ export class ValidateCommand extends AgentdCommand {
 }
 
 function describeSchedule(schedule: ScheduleConfig): string {
-  const zone = schedule.timezone ?? 'the local time zone';
+  // Without `timezone:` a schedule follows the zone of the process reading it: here, this validate's; the
+  // daemon's is the one it had at its start (its daemon.starting log line says which).
+  const zone =
+    schedule.timezone ??
+    `this process's time zone (${Intl.DateTimeFormat().resolvedOptions().timeZone}; the daemon uses its own, as at its start)`;
   const next = nextFiring(schedule, new Date())?.toISOString() ?? 'never';
   return `schedule "${schedule.cron}" in ${zone}, overlap ${schedule.overlap}, catch_up ${schedule.catchUp}; next firing ${next}`;
 }

@@ -1,5 +1,10 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { Cli } from 'clipanion';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createActor, setup } from 'xstate';
+import { buildCli } from '../../src/cli/cli.js';
 import { ConfigError, parseConfig } from '../../src/config/index.js';
 import type { ScheduleConfig } from '../../src/config/types.js';
 import { type ScheduleFiredEvent, scheduleMachine } from '../../src/machines/schedule.machine.js';
@@ -10,6 +15,7 @@ import {
   scheduledSessionId,
   workUnitFor,
 } from '../../src/sessions/schedule.js';
+import { makeTempDir } from '../helpers/resources.js';
 
 const FILE = '/etc/agentd/agentd.yaml';
 
@@ -350,5 +356,33 @@ describe('schedule machine', () => {
     expect(s.schedule()?.value).toBe('exhausted');
     expect(s.schedule()?.context.next).toBeUndefined();
     s.actor.stop();
+  });
+});
+
+describe('schedule: the time zone without `timezone:`', () => {
+  it("validate names the zone it read the schedule in (its own process's) and says the daemon uses its own", async () => {
+    const dir = makeTempDir('agentd-unit-validate-');
+    const file = join(dir, 'agentd.yaml');
+    writeFileSync(
+      file,
+      `daemon:\n  state_dir: ${join(dir, 'state')}\nagents:\n  - name: nightly\n    image: localhost/agentd-base:bookworm\n    command: ["run"]\n${REPO}    schedule: "0 3 * * *"\n`,
+    );
+    const stdout = new PassThrough();
+    let text = '';
+    stdout.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+    });
+    const argv = ['validate', '--config', file];
+    const code = await (await buildCli(argv[0])).run(argv, {
+      ...Cli.defaultContext,
+      stdout,
+      stderr: new PassThrough(),
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(code).toBe(0);
+    const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    expect(text).toContain(
+      `schedule "0 3 * * *" in this process's time zone (${zone}; the daemon uses its own, as at its start),`,
+    );
   });
 });
