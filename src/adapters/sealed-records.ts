@@ -73,7 +73,10 @@ export interface RecordEntry {
   sessionId: string;
   dir: string;
   sealed: boolean;
-  /** When it was sealed (the mtime of its session.json), ms. */
+  /**
+   * When it was sealed, ms: the mtime of its session.json for a record read from disk, the records'
+   * clock (see SealedRecords) for one sealed since.
+   */
   at: number;
   bytes: number;
 }
@@ -97,7 +100,16 @@ export class SealedRecords {
   private emptying: Promise<void> = Promise.resolve();
   private discarded = 0;
 
-  constructor(readonly dir: string) {
+  constructor(
+    readonly dir: string,
+    /**
+     * Now, ms since the epoch, for retention by age: the wall clock as read once here, carried on by
+     * the steady clock. A step of the wall clock (a bad RTC or NTP source setting it years ahead) must
+     * not make every record look older than records_max_age at once: removed, they cannot be had back.
+     * A step leaves ages as they were until the next start, which reads them by the clock it finds.
+     */
+    private readonly now: () => number = steadyWallClock(),
+  ) {
     ensurePrivateDir(dir, 'records directory');
     this.removing = join(dir, REMOVING_DIR);
     // What a daemon that stopped meanwhile had not removed yet.
@@ -208,7 +220,7 @@ export class SealedRecords {
       // Sealed whatever could not be written (a full disk): an open record would never be removed by
       // retention, and would keep what the agent's archive said about modes.
       const bytes = await sealTree(dir);
-      this.index.set(dir, { agent, sessionId, dir, sealed: true, at: Date.now(), bytes });
+      this.index.set(dir, { agent, sessionId, dir, sealed: true, at: this.now(), bytes });
     }
   }
 
@@ -279,14 +291,15 @@ export class SealedRecords {
   }
 
   /**
-   * Retention: sealed records older than maxAgeMs go, then the oldest while all of them together take
-   * more than maxBytes. Records still being written are never removed. Returns what was removed.
+   * Retention: sealed records older than maxAgeMs go (by the records' clock, see the constructor), then
+   * the oldest while all of them together take more than maxBytes or are more than maxCount. Records
+   * still being written are never removed. Returns what was removed.
    */
   prune(
     maxAgeMs: number,
     maxBytes: number,
     maxCount: number = Number.POSITIVE_INFINITY,
-    now: number = Date.now(),
+    now: number = this.now(),
   ): RecordEntry[] {
     const sealed = [...this.index.values()].filter((e) => e.sealed).sort((a, b) => a.at - b.at);
     let total = sealed.reduce((sum, e) => sum + e.bytes, 0);
@@ -351,6 +364,17 @@ export class SealedRecords {
       for (const name of names) await removeTreeAsync(join(this.removing, name));
     });
   }
+}
+
+/**
+ * Ms since the epoch that only move on with the steady clock (performance.now(): CLOCK_MONOTONIC, which
+ * NTP slews but never steps) from the wall clock as it is now. A suspended host adds nothing to it: ages
+ * then come out short, and records are kept longer, never removed early.
+ */
+function steadyWallClock(): () => number {
+  const wall = Date.now();
+  const steady = performance.now();
+  return () => wall + (performance.now() - steady);
 }
 
 /** A record directory as a gzipped tar holding `<session>/...`, to a stream. */

@@ -16,7 +16,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { exportRecord, SealedRecords } from '../../src/adapters/sealed-records.js';
 import { makeTempDir } from '../helpers/resources.js';
 
@@ -341,6 +341,49 @@ describe('sealed records', () => {
     // By count: none left but the open one.
     expect(records.prune(10 * 86_400_000, 1 << 30, 0, now).map((e) => e.sessionId)).toEqual([ids[2]]);
     expect(readdirSync(join(dir, 'records', 'demo')).sort()).toEqual(['00000000000000b1']);
+  });
+
+  it('removes by age only what is old by its own clock: the wall clock set 10 years ahead removes nothing more', async () => {
+    const dir = makeTempDir('agentd-unit-records-');
+    const records = new SealedRecords(join(dir, 'records'));
+    const day = 86_400_000;
+    const ids = ['00000000000000c1', '00000000000000c2', '00000000000000c3', '00000000000000c4'];
+    const sealOne = (id: string) =>
+      records.seal({ agent: 'demo', sessionId: id, archiveLimit: 1 << 20, json: () => ({ id }) });
+    // 40, 2 and 1 days old: the first is past a 30-day records_max_age.
+    for (const [id, days] of [
+      [ids[0], 40],
+      [ids[1], 2],
+      [ids[2], 1],
+    ] as const) {
+      await sealOne(id);
+      const when = new Date(Date.now() - days * day);
+      utimesSync(join(records.dirOf('demo', id), 'session.json'), when, when);
+    }
+    records.scan();
+    // A bad RTC or NTP source sets the wall clock 10 years ahead; a session finishes after it.
+    const wall = Date.now.bind(Date);
+    const step = vi.spyOn(Date, 'now').mockImplementation(() => wall() + 3650 * day);
+    try {
+      await sealOne(ids[3] as string);
+      expect(records.prune(30 * day, 1 << 30).map((e) => e.sessionId)).toEqual([ids[0]]);
+      expect(records.prune(30 * day, 1 << 30)).toEqual([]);
+      // records_max_count still applies, oldest first: the one sealed after the step is the newest.
+      expect(records.prune(30 * day, 1 << 30, 2).map((e) => e.sessionId)).toEqual([ids[1]]);
+      expect(readdirSync(join(dir, 'records', 'demo')).sort()).toEqual([ids[2], ids[3]]);
+    } finally {
+      step.mockRestore();
+    }
+  });
+
+  it('ages records by the clock it is given: one sealed passes records_max_age as that clock moves on', async () => {
+    const dir = makeTempDir('agentd-unit-records-');
+    let now = Date.now();
+    const records = new SealedRecords(join(dir, 'records'), () => now);
+    await records.seal({ agent: 'demo', sessionId: ID, archiveLimit: 1 << 20, json: () => ({ id: ID }) });
+    expect(records.prune(30 * 86_400_000, 1 << 30)).toEqual([]);
+    now += 31 * 86_400_000;
+    expect(records.prune(30 * 86_400_000, 1 << 30).map((e) => e.sessionId)).toEqual([ID]);
   });
 
   it('takes a pruned record out at once and removes its thousands of files in the background', async () => {
