@@ -93,7 +93,10 @@ interface UnderWay {
 
 /** A delivery waiting for a place among those under way. */
 interface Waiting extends UnderWay {
-  /** Its first POST not before this (ms since the epoch): a resumed one keeps its schedule in the queue. */
+  /**
+   * Its first POST not before this, by the steady clock (performance.now(), never stepped): a resumed one
+   * keeps its schedule in the queue, and a wall clock set back while it waits does not hold it longer.
+   */
   notBefore: number;
   /** Sent again from an earlier daemon's entry: spaced RESUME_GAP_MS from the others to its webhook. */
   resumed: boolean;
@@ -174,9 +177,15 @@ export class Notifier {
   /** Deliveries in `deferrals`, all webhooks together (see MAX_DEFERRED). */
   private deferredCount = 0;
   private waitingLoggedAt = Number.NEGATIVE_INFINITY;
-  /** The last `notify.waiting` line per webhook key at its own bound, within the last WAITING_LOG_MS. */
+  /**
+   * The last `notify.waiting` line per webhook key at its own bound, within the last WAITING_LOG_MS; this
+   * and waitingLoggedAt by the steady clock.
+   */
   private readonly webhookWaitingLoggedAt = new Map<string, number>();
-  /** The first POST planned last, per webhook, of a resumed delivery: the next is RESUME_GAP_MS later. */
+  /**
+   * The first POST planned last, per webhook, of a resumed delivery (steady clock): the next is
+   * RESUME_GAP_MS later.
+   */
   private readonly resumedAt = new Map<string, number>();
   private readonly post: typeof postWebhook;
   private idle: (() => void) | undefined;
@@ -230,9 +239,10 @@ export class Notifier {
     notification.record = JSON.stringify(record);
     // On disk with its record before any POST: what a next start sends again is what this one sent.
     this.options.outbox?.writeNow(entryOf(notification));
-    const now = Date.now();
+    const now = performance.now();
+    const wall = Date.now();
     for (const pending of [...notification.pending])
-      this.admit({ notification, pending, notBefore: now + waitLeft(pending, now), resumed: false });
+      this.admit({ notification, pending, notBefore: now + waitLeft(pending, wall), resumed: false });
     this.letGoOfRecord(notification);
   }
 
@@ -258,13 +268,15 @@ export class Notifier {
       }
     }
     // Each on its schedule, the earliest first (the queue keeps the order); to one webhook, at least
-    // RESUME_GAP_MS apart (start applies it, as each gets its place).
-    const now = Date.now();
+    // RESUME_GAP_MS apart (start applies it, as each gets its place). The wall clock only reads the due
+    // times kept on disk (waitLeft bounds what they leave); the waits themselves are steady.
+    const now = performance.now();
+    const wall = Date.now();
     const timed = resumed
       .map(
         (underWay): Waiting => ({
           ...underWay,
-          notBefore: now + waitLeft(underWay.pending, now),
+          notBefore: now + waitLeft(underWay.pending, wall),
           resumed: true,
         }),
       )
@@ -498,7 +510,8 @@ export class Notifier {
    */
   private logWaiting({ pending }: Waiting, full: boolean, firstToIt: boolean): void {
     const { log } = this.options;
-    const now = Date.now();
+    // Steady: a wall clock set back must not silence these for as long as it stepped.
+    const now = performance.now();
     const most = this.options.maxWaiting ?? MAX_WAITING;
     if (!firstToIt) return;
     if (full) {
@@ -602,7 +615,6 @@ export class Notifier {
       this.deferredCount -= 1;
       const { notification, pending } = next.waiting;
       if (!this.readBack(notification, pending)) continue;
-      const now = Date.now();
       this.options.log.info(
         {
           event: 'notify.picked_up',
@@ -613,7 +625,8 @@ export class Notifier {
         },
         `the notification of session ${notification.session} left in the notification outbox goes to ${shownWebhookUrl(pending.target.url)} now that there is room (${this.deferredCount} more left there)`,
       );
-      this.admit({ ...next.waiting, notBefore: now + waitLeft(pending, now) }, true);
+      // Its schedule as planned when it was left there (steady: see Waiting.notBefore).
+      this.admit(next.waiting, true);
       this.letGoOfRecord(notification);
     }
   }
@@ -691,7 +704,7 @@ export class Notifier {
 
   /** Starts one webhook's delivery: its first POST when due (a resumed one, spaced from the others). */
   private start({ notification, pending, notBefore, resumed }: Waiting): void {
-    const now = Date.now();
+    const now = performance.now();
     let at = Math.max(now, notBefore);
     if (resumed) {
       const last = this.resumedAt.get(pending.key);

@@ -135,7 +135,7 @@ async function answerUntilDone(
 }
 
 describe('notifier', () => {
-  beforeEach(() => vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] }));
+  beforeEach(() => vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date', 'performance'] }));
   afterEach(() => {
     vi.useRealTimers();
     vi.restoreAllMocks();
@@ -364,6 +364,31 @@ describe('notifier', () => {
     ]);
   });
 
+  it('a wall clock set back 2 h neither holds a waiting notification back nor quiets notify.waiting: their waits are steady', async () => {
+    const n = setup([target()], 1);
+    const [first, second, third] = ids(3);
+    n.notifier.notify({ ...RECORD, id: first as string });
+    n.notifier.notify({ ...RECORD, id: second as string });
+    await vi.advanceTimersByTimeAsync(0);
+    expect([n.notifier.underWay, n.notifier.waiting]).toEqual([1, 1]);
+    const waiting = () => n.lines.filter((l) => l.event === 'notify.waiting');
+    expect(waiting()).toHaveLength(1);
+    // The system clock steps back 2 h while the second waits its turn.
+    vi.setSystemTime(Date.now() - 2 * 3_600_000);
+    n.attempts[0]?.settle();
+    await vi.advanceTimersByTimeAsync(60_000);
+    // Its turn came: POSTed at once, not 2 h later.
+    expect(n.attempts.map(sessionOf)).toEqual([first, second]);
+    // A minute on, more wait again: said again, not 2 h later.
+    await vi.advanceTimersByTimeAsync(1000);
+    n.notifier.notify({ ...RECORD, id: third as string });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(n.notifier.waiting).toBe(1);
+    expect(waiting()).toHaveLength(2);
+    await answerUntilDone(n, 0);
+    expect(n.attempts.map(sessionOf)).toEqual([first, second, third]);
+  });
+
   it('a webhook that is down holds at most its own places: the notifications to a healthy one are all delivered at once, and its own wait, in order', async () => {
     draw(0.5);
     const down = target({ url: 'http://127.0.0.1:9/down', attempts: 5, backoffMs: 60_000 });
@@ -554,7 +579,7 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
   beforeEach(() => {
     stateDir = mkdtempSync(join(tmpdir(), 'agentd-outbox-'));
     failures.length = 0;
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date', 'performance'] });
     // The middle draw: waits of three quarters of the doubled backoff (750 ms for the first of 1 s).
     draw(0.5);
   });
