@@ -49,6 +49,7 @@ import { busyReply, dispatch } from '../protocol/dispatch.js';
 import type { HostPorts } from '../runner/actors.js';
 import { runnerActors } from '../runner/actors.js';
 import { type SessionRecord, sessionRecordSchema } from '../sessions/records.js';
+import { watchClock } from './clock-watch.js';
 import { abandonedWaiting, keptDeadContainers, sortByHost, staleContainers } from './host-recovery.js';
 import { instanceIdOf } from './instance-id.js';
 import { SessionJournal } from './journal.js';
@@ -632,6 +633,8 @@ async function supervise(options: DaemonOptions): Promise<number> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   process.on('SIGHUP', onHangup);
+  // A step of the system clock while the daemon runs is warned of (daemon.clock_stepped).
+  const clock = watchClock(log);
   actor.start();
   // `stopped` is final inside `shutdown`; `failed` is final at the top.
   const end = await waitFor(actor, (s) => s.status !== 'active' || s.matches({ shutdown: 'stopped' }), {
@@ -641,6 +644,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
     return undefined;
   });
   actor.stop();
+  clock.stop();
   // Once more before the end, for what teardown left (a start would remove it too); a host that does
   // not answer holds the end up for LEFTOVERS_AT_STOP_MS at most (a secret removal under way finishes).
   const sweepDeadline = AbortSignal.timeout(LEFTOVERS_AT_STOP_MS);
