@@ -56,8 +56,15 @@ export interface UnreadableEntry {
   removed: boolean;
 }
 
-/** What a failed write or removal tells its caller (the notifier logs it). */
-export type OutboxFailure = (operation: string, error: unknown) => void;
+/**
+ * What a failed write or removal of a session's entry tells its caller (the notifier's
+ * outboxFailureLog logs it): only the first failure for that session until one of its writes or its
+ * removal succeeds again, so a full state dir says so once per session, not at every attempt.
+ */
+export type OutboxFailure = (operation: string, error: unknown, session: string) => void;
+
+/** Sessions whose failure was told, remembered at most (the oldest is forgotten, and may be told again). */
+const FAILING_REMEMBERED = 1000;
 
 /**
  * Files read at a start at most (the others are removed with a warning). A live daemon keeps fewer: one
@@ -68,6 +75,8 @@ export const OUTBOX_MAX_ENTRIES = 16_384;
 
 export class NotifyOutbox {
   readonly dir: string;
+  /** Sessions whose entry could not be written or removed since it last was (see OutboxFailure). */
+  private readonly failing = new Set<string>();
 
   constructor(
     stateDir: string,
@@ -88,9 +97,10 @@ export class NotifyOutbox {
       writeFileAtomic(this.path(entry.session), serialise(entry), {
         operation: 'record an outcome notification',
       });
+      this.failing.delete(entry.session);
       return true;
     } catch (error) {
-      this.onFailure('record an outcome notification', error);
+      this.failed(entry.session, 'record an outcome notification', error);
       return false;
     }
   }
@@ -100,9 +110,23 @@ export class NotifyOutbox {
     try {
       unlinkSync(this.path(session));
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
-        this.onFailure('remove a delivered notification', error);
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
+        this.failed(session, 'remove a delivered notification', error);
+        return;
+      }
     }
+    this.failing.delete(session);
+  }
+
+  /** Tells of a session's failure once until it has an entry written or removed again. */
+  private failed(session: string, operation: string, error: unknown): void {
+    if (this.failing.has(session)) return;
+    this.failing.add(session);
+    if (this.failing.size > FAILING_REMEMBERED) {
+      const [oldest] = this.failing;
+      if (oldest !== undefined) this.failing.delete(oldest);
+    }
+    this.onFailure(operation, error, session);
   }
 
   /**

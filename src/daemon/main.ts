@@ -56,7 +56,7 @@ import { SessionJournal } from './journal.js';
 import { Leftovers } from './leftovers.js';
 import type { DaemonMetrics } from './metrics.js';
 import { type MetricsRecorder, noMetrics } from './metrics-recorder.js';
-import { Notifier } from './notifier.js';
+import { Notifier, outboxFailureLog } from './notifier.js';
 import { agentOf, gaugesOf, observeDaemon } from './observe.js';
 import { createDaemonPort, type DaemonActor, stateName } from './port.js';
 import { reconcile } from './reconcile.js';
@@ -159,12 +159,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
     log,
   );
   const journal = new SessionJournal(store, files, keeper, log, config.historyLimit);
-  const outbox = new NotifyOutbox(config.stateDir, (operation, error) =>
-    log.warn(
-      { event: 'notify.unrecorded', err: error },
-      `could not ${operation} in the state dir: ${errorMessage(error)}`,
-    ),
-  );
+  const outbox = new NotifyOutbox(config.stateDir, outboxFailureLog(log));
   const { keys, unfinished } = loadJournal(journal, log);
 
   const scheduleLog = new ScheduleLog(config.stateDir, log);

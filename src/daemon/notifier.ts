@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { type Actor, createActor, fromPromise } from 'xstate';
 import { resolveSource } from '../adapters/credentials.js';
-import type { NotifyOutbox, OutboxEntry } from '../adapters/notify-outbox.js';
+import type { NotifyOutbox, OutboxEntry, OutboxFailure } from '../adapters/notify-outbox.js';
 import { postWebhook, WebhookError, type WebhookFailure } from '../adapters/webhook.js';
 import type { NotifyTarget } from '../config/types.js';
 import { shownWebhookUrl } from '../config/webhook-url.js';
@@ -878,6 +878,33 @@ export class Notifier {
 /** What a waiting delivery counts against MAX_WAITING_CHARS: its session's record text. */
 function charsOf({ notification }: Waiting): number {
   return notification.record?.length ?? 0;
+}
+
+/**
+ * How the daemon logs the outbox's failures (`notify.unrecorded`): once per session until its entry is
+ * written again (NotifyOutbox tells only those), with the error's message, not its stack: a full state
+ * dir fails every write of every notification, and each line would repeat the same few hundred bytes.
+ */
+export function outboxFailureLog(log: Logger): OutboxFailure {
+  return (operation, error, session) => {
+    // StateDirError's errno ('ENOSPC'), or a plain system error's code.
+    const code = [(error as { errno?: unknown }).errno, (error as { code?: unknown }).code].find(
+      (value) => typeof value === 'string',
+    );
+    const reason = errorMessage(error);
+    log.warn(
+      {
+        event: 'notify.unrecorded',
+        session,
+        operation,
+        reason,
+        ...(typeof code === 'string' ? { code } : {}),
+      },
+      operation.startsWith('remove')
+        ? `${reason}: the notification of session ${session} is done with, but its entry stays in the notification outbox, so a next start may send it again (receivers drop repeats by ${DELIVERY_HEADER}); not said again for this session until the state dir takes its entry`
+        : `${reason}: the notification of session ${session} is still sent by this daemon, but the notification outbox does not hold it as it is now: a stop or a crash before it is taken may lose it or cost an attempt; not said again for this session until the state dir takes its entry`,
+    );
+  };
 }
 
 /**

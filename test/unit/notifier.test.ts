@@ -24,6 +24,7 @@ import {
   type NotifiedSession,
   Notifier,
   type NotifierOptions,
+  outboxFailureLog,
   RESUME_GAP_MS,
 } from '../../src/daemon/notifier.js';
 import { MAX_RETRY_AFTER_MS } from '../../src/machines/delivery.machine.js';
@@ -1231,6 +1232,70 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     await vi.advanceTimersByTimeAsync(0);
     await next.notifier.close(0);
     expect(files()).toEqual([]);
+  });
+
+  /** The outbox's dir replaced by a file: every write and removal there fails (ENOTDIR), even as root. */
+  const breakOutbox = () => {
+    rmSync(join(stateDir, 'notify'), { recursive: true, force: true });
+    writeFileSync(join(stateDir, 'notify'), '');
+  };
+  const mendOutbox = () => {
+    rmSync(join(stateDir, 'notify'), { force: true });
+    mkdirSync(join(stateDir, 'notify'), { mode: 0o700 });
+  };
+
+  it('a state dir that takes no write: notify.unrecorded once per session, its message without the stack', async () => {
+    const logged: Record<string, unknown>[] = [];
+    const log = pino({ level: 'debug' }, { write: (line: string) => logged.push(JSON.parse(line)) });
+    const n = setup([target({ attempts: 3 })], undefined, new NotifyOutbox(stateDir, outboxFailureLog(log)));
+    breakOutbox();
+    const sessions = ids(5);
+    for (const id of sessions) {
+      n.notifier.prepare({ ...RECORD, id }, 'failed');
+      n.notifier.notify({ ...RECORD, id });
+    }
+    // Each session's entry is written at prepare, at notify, as each POST goes out and after each failure.
+    const { taken } = await answerUntilDone(n, Date.now() + 1000);
+    expect(taken).toEqual(sessions);
+    const lines = logged.filter((l) => l.event === 'notify.unrecorded');
+    expect(lines.map((l) => l.session)).toEqual(sessions);
+    expect(lines[0]).toMatchObject({
+      level: 40,
+      operation: 'record an outcome notification',
+      code: 'ENOTDIR',
+      reason: expect.stringContaining('ENOTDIR'),
+    });
+    expect(lines[0]?.msg).toContain(
+      `the notification of session ${sessions[0]} is still sent by this daemon, but the notification outbox does not hold it as it is now`,
+    );
+    for (const line of lines) expect(line.err).toBeUndefined();
+    // No stack: neither its field nor its frames (escaped newlines in the JSON).
+    expect(JSON.stringify(lines)).not.toMatch(/stack|\\n\s+at /);
+    await n.notifier.close(0);
+    mendOutbox();
+  });
+
+  it('the outbox tells of a session failing once, and again only after one of its writes succeeded', () => {
+    const told: string[] = [];
+    const box = new NotifyOutbox(stateDir, (operation, _error, session) =>
+      told.push(`${session} ${operation}`),
+    );
+    const entryOf = (session: string) => ({ version: 1 as const, session, targets: [] });
+    const [a, b] = ids(2) as [string, string];
+    breakOutbox();
+    for (let i = 0; i < 3; i++) {
+      expect(box.writeNow(entryOf(a))).toBe(false);
+      box.removeNow(a);
+    }
+    expect(box.writeNow(entryOf(b))).toBe(false);
+    expect(told).toEqual([`${a} record an outcome notification`, `${b} record an outcome notification`]);
+    mendOutbox();
+    expect(box.writeNow(entryOf(a))).toBe(true);
+    breakOutbox();
+    box.removeNow(a);
+    box.writeNow(entryOf(b));
+    expect(told.slice(2)).toEqual([`${a} remove a delivered notification`]);
+    mendOutbox();
   });
 
   it('a 4xx answer ends the delivery at once, failed, with a warning naming the webhook, the session, the status and what to fix; nothing is left to resume', async () => {
