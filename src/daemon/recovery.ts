@@ -202,11 +202,18 @@ export function planRecovery(
 }
 
 /**
- * Whether an exited container ran to its session's deadline. Its own run, from its start to its exit,
- * both told by its host's clock, is measured against the timeout: the host's exit time against the
- * deadline by this daemon's clock would take a skew or a step between the clocks for a timeout. Only
- * without both times is the exit time compared with the deadline. (The container starts after the
- * session does, so a run as long as the timeout is past the deadline.)
+ * How much earlier than a whole timeout a container's run may end and still count as stopped at its
+ * deadline: the daemon stops it at the session's deadline, and the session started a little before the
+ * container (the secret, podman's own start), so a container stopped on time ran a little less than
+ * the timeout.
+ */
+const DEADLINE_SLACK_MS = 2_000;
+
+/**
+ * Whether an exited container ran to its session's deadline. Its own life, from its creation to its
+ * exit, all told by its host's clock, is measured against the timeout: the host's exit time against
+ * the deadline by this daemon's clock would take a skew or a step between the clocks for a timeout.
+ * Only without those times is the exit time compared with the deadline.
  */
 function pastDeadline(
   container: ContainerSummary | undefined,
@@ -217,7 +224,11 @@ function pastDeadline(
   const startedAt = container.StartedAt ?? 0;
   const exitedAt = container.ExitedAt ?? 0;
   if (exitedAt <= 0) return false;
-  if (startedAt > 0) return (exitedAt - startedAt) * 1000 >= timeoutMs;
+  if (startedAt > 0) {
+    const from =
+      (container.Created ?? 0) > 0 ? Math.min(container.Created ?? startedAt, startedAt) : startedAt;
+    return (exitedAt - from) * 1000 >= timeoutMs - DEADLINE_SLACK_MS;
+  }
   return deadline !== undefined && exitedAt * 1000 >= deadline;
 }
 

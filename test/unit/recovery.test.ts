@@ -196,6 +196,27 @@ describe('recovery planning', () => {
     expect(plan.finished[0]?.outcome.message).toMatch(/timeout of 60s while running/);
   });
 
+  it('calls a session timed out when the daemon stopped its container at its deadline and crashed before recording it', () => {
+    // The session's deadline counts from before the container's start (its secret, podman's own start):
+    // stopped on time, the container ran a little less than the timeout.
+    const start = Date.parse(STARTED) / 1000;
+    const plan = planRecovery(
+      [record(id(1), 'running', { timeoutMs: 60_000 })],
+      [
+        container(id(1), 'exited', {
+          ExitCode: 143,
+          Created: start + 0.2,
+          StartedAt: start + 0.6,
+          ExitedAt: start + 60.3,
+        }),
+      ],
+      AGENTS,
+      NOW,
+      { remote: true },
+    );
+    expect(plan.finished[0]?.outcome).toMatchObject({ outcome: 'timed_out', exitCode: 143 });
+  });
+
   it("judges a timeout by the container's own run, start to exit on its host's clock, not by the daemon's clock", () => {
     const start = Date.parse(STARTED) / 1000;
     // Its host's clock an hour ahead: it exited after the deadline by that clock, having run 30 s of 60.
