@@ -57,6 +57,28 @@ export interface UnreadableEntry {
 }
 
 /**
+ * Entries a start could not read for a reason of the system, not of their content (EIO, EMFILE, EACCES:
+ * an errno), left as they are for a next start to read: they may be good. Or the outbox dir itself.
+ */
+export interface UnreadNow {
+  /** How many; `files` names the first UNREAD_NAMED of them. */
+  count: number;
+  files: string[];
+  /** The first one's error. */
+  reason: string;
+}
+
+/** Files an UnreadNow names at most (a start with too few file descriptors may fail thousands). */
+const UNREAD_NAMED = 10;
+
+/**
+ * The errno codes of a file that is not an entry agentd writes (a link, a directory, a FIFO, a socket):
+ * dealt with as one that does not parse. Any other errno is the system's (EIO, EMFILE, EACCES, ENOMEM):
+ * the entry is left in place.
+ */
+const NOT_AN_ENTRY_CODES: ReadonlySet<string> = new Set(['ELOOP', 'EFTYPE', 'EISDIR', 'ENXIO']);
+
+/**
  * What a failed write or removal of a session's entry tells its caller (the notifier's
  * outboxFailureLog logs it): only the first failure for that session until one of its writes or its
  * removal succeeds again, so a full state dir says so once per session, not at every attempt.
@@ -131,16 +153,19 @@ export class NotifyOutbox {
 
   /**
    * The entries left by an earlier daemon, oldest file name first (session ids are random: the order
-   * is only stable). Temp files of writes cut short and unreadable entries are removed.
+   * is only stable). Temp files of writes cut short and entries that are not what agentd writes are
+   * removed; those that fail to be read for a reason of the system (an errno: EIO, EMFILE) are left in
+   * place, in `unread`, for a next start.
    */
-  load(): { entries: OutboxEntry[]; unreadable: UnreadableEntry[] } {
+  load(): { entries: OutboxEntry[]; unreadable: UnreadableEntry[]; unread?: UnreadNow } {
     const entries: OutboxEntry[] = [];
     const unreadable: UnreadableEntry[] = [];
+    let unread: UnreadNow | undefined;
     let names: string[];
     try {
       names = readdirSync(this.dir).sort();
     } catch (error) {
-      return { entries, unreadable: [{ file: this.dir, reason: errorMessage(error), removed: false }] };
+      return { entries, unreadable, unread: { count: 1, files: [this.dir], reason: errorMessage(error) } };
     }
     for (const name of names) {
       const file = join(this.dir, name);
@@ -159,10 +184,19 @@ export class NotifyOutbox {
       try {
         entries.push(readEntry(file, match[1] as string));
       } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        // Gone since it was listed (taken by a daemon still stopping?): nothing to send from it.
+        if (code === 'ENOENT') continue;
+        if (typeof code === 'string' && !NOT_AN_ENTRY_CODES.has(code)) {
+          unread ??= { count: 0, files: [], reason: errorMessage(error) };
+          unread.count += 1;
+          if (unread.files.length < UNREAD_NAMED) unread.files.push(file);
+          continue;
+        }
         unreadable.push({ file, reason: errorMessage(error), removed: removeQuietly(file) });
       }
     }
-    return { entries, unreadable };
+    return { entries, unreadable, ...(unread === undefined ? {} : { unread }) };
   }
 
   /**

@@ -83,6 +83,11 @@ interface Notification {
   pending: Pending[];
   /** Its deliveries waiting their turn or under way: none, and those left are in the outbox only. */
   held: number;
+  /**
+   * Some version of its entry is in the outbox (one write of it took, or an earlier daemon's is there):
+   * a stop that cannot write it again leaves that one to the next start; none, and a stop loses it.
+   */
+  stored: boolean;
 }
 
 /** A delivery under way: its notification and webhook. */
@@ -224,9 +229,14 @@ export class Notifier {
       },
     );
     for (const left of earlier) this.givenUp(session.id, left.delivery, 'no webhook wants this outcome now');
-    const notification: Notification = { session: session.id, pending, held: 0 };
+    const notification: Notification = {
+      session: session.id,
+      pending,
+      held: 0,
+      stored: before !== undefined,
+    };
     this.prepared.set(session.id, notification);
-    if (pending.length > 0) this.options.outbox?.writeNow(entryOf(notification));
+    if (pending.length > 0) this.write(notification);
     else if (before !== undefined) this.options.outbox?.removeNow(session.id);
   }
 
@@ -238,7 +248,7 @@ export class Notifier {
     if (notification === undefined || notification.pending.length === 0) return;
     notification.record = JSON.stringify(record);
     // On disk with its record before any POST: what a next start sends again is what this one sent.
-    this.options.outbox?.writeNow(entryOf(notification));
+    this.write(notification);
     const now = performance.now();
     const wall = Date.now();
     for (const pending of [...notification.pending])
@@ -256,8 +266,14 @@ export class Notifier {
   resume(recordOf: (sessionId: string) => SessionRecord | undefined): void {
     const { outbox } = this.options;
     if (!outbox) return;
-    const { entries, unreadable } = outbox.load();
+    const { entries, unreadable, unread } = outbox.load();
     for (const bad of unreadable) this.unreadable(bad.file, bad.reason, bad.removed);
+    if (unread !== undefined)
+      // One line for them all: a start short of file descriptors may fail every file.
+      this.options.log.warn(
+        { event: 'notify.unreadable', left: unread.count, files: unread.files, reason: unread.reason },
+        `${unread.count === 1 ? `${unread.files[0]} in the notification outbox` : `${unread.count} files of the notification outbox`} could not be read now (${unread.reason}${unread.count > 1 ? ', the first' : ''}): left in place, not sent by this daemon; the next start reads ${unread.count === 1 ? 'it' : 'them'} again (check the filesystem and the daemon's open file limit)`,
+      );
     const resumed: UnderWay[] = [];
     for (const entry of entries) {
       try {
@@ -323,6 +339,7 @@ export class Notifier {
       record: entry.record ?? JSON.stringify(record),
       pending: [],
       held: 0,
+      stored: true,
     };
     for (const left of entry.targets) {
       // The same webhook again: its URL and which of those with that URL it is (an entry of an agentd
@@ -346,7 +363,7 @@ export class Notifier {
       outbox.removeNow(entry.session);
       return [];
     }
-    outbox.writeNow(entryOf(notification));
+    this.write(notification);
     return notification.pending.map((pending) => ({ notification, pending }));
   }
 
@@ -389,25 +406,42 @@ export class Notifier {
    */
   async close(graceMs: number): Promise<void> {
     this.closing = true;
-    const kept = this.options.outbox !== undefined;
+    const { log, outbox } = this.options;
+    const kept = outbox !== undefined;
     const waiting = this.queued;
     const deferred = this.deferredCount;
+    // Those whose entry never reached the outbox (a state dir that took none of its writes) are lost.
+    let lost = 0;
+    for (const queue of this.queues.values())
+      for (const { notification } of queue.values()) if (!notification.stored) lost += 1;
+    for (const fifo of this.deferrals.values())
+      for (const { waiting: left } of fifo.values()) if (!left.notification.stored) lost += 1;
     this.queues.clear();
     this.queued = 0;
     this.queuedChars = 0;
     this.deferrals.clear();
     this.deferredCount = 0;
+    const lostNote =
+      lost > 0
+        ? `; but ${lost} of them never reached it (the state dir took none of their writes: see notify.unrecorded) and are lost`
+        : '';
+    const level = lost > 0 ? 'error' : 'warn';
     if (waiting > 0)
-      this.options.log.warn(
-        { event: 'notify.abandoned', waiting, ...(deferred > 0 ? { deferred } : {}) },
+      log[level](
+        {
+          event: 'notify.abandoned',
+          waiting,
+          ...(deferred > 0 ? { deferred } : {}),
+          ...(lost > 0 ? { lost } : {}),
+        },
         kept
-          ? `${waiting} notification(s) waiting for their turn${deferred > 0 ? ` (and ${deferred} left in the notification outbox until there was room)` : ''} were not sent when agentd stopped; they stay in the notification outbox and the next start sends them`
+          ? `${waiting} notification(s) waiting for their turn${deferred > 0 ? ` (and ${deferred} left in the notification outbox until there was room)` : ''} were not sent when agentd stopped; they stay in the notification outbox and the next start sends them${lostNote}`
           : `${waiting} notification(s) waiting for their turn were not sent when agentd stopped; they are not sent again`,
       );
     else if (deferred > 0)
-      this.options.log.warn(
-        { event: 'notify.abandoned', waiting, deferred },
-        `${deferred} notification(s) left in the notification outbox until there was room were not sent when agentd stopped; they stay there and the next start sends them`,
+      log[level](
+        { event: 'notify.abandoned', waiting, deferred, ...(lost > 0 ? { lost } : {}) },
+        `${deferred} notification(s) left in the notification outbox until there was room were not sent when agentd stopped; they stay there and the next start sends them${lostNote}`,
       );
     if (this.posting()) {
       await new Promise<void>((resolve) => {
@@ -420,24 +454,36 @@ export class Notifier {
     }
     for (const [actor, { notification, pending }] of this.pending) {
       const snapshot = actor.getSnapshot();
-      this.options.log.warn(
-        {
-          event: 'notify.abandoned',
-          session: notification.session,
-          url: shownWebhookUrl(snapshot.context.url),
-          delivery: pending.delivery,
-          attempts: snapshot.context.attempt,
-          ...(pending.due === undefined ? {} : { due: new Date(pending.due).toISOString() }),
-        },
-        kept
-          ? `a notification of session ${notification.session} was still being delivered when agentd stopped; the next start sends it again when its next attempt is due`
-          : `a notification of session ${notification.session} was still being delivered when agentd stopped; it is not sent again`,
-      );
       // A POST cut short counts as made: a daemon that keeps restarting still runs out of attempts. Its
-      // next attempt stays when it was planned (when the POST went out, or failed).
+      // next attempt stays when it was planned (when the POST went out, or failed). Written before the
+      // line below says what becomes of it, which depends on whether the write took.
       pending.made = snapshot.context.attempt;
-      this.options.outbox?.writeNow(entryOf(notification));
+      const written = this.write(notification);
       actor.stop();
+      const session = notification.session;
+      const url = shownWebhookUrl(snapshot.context.url);
+      const context = {
+        event: 'notify.abandoned',
+        session,
+        url,
+        delivery: pending.delivery,
+        attempts: snapshot.context.attempt,
+        ...(pending.due === undefined ? {} : { due: new Date(pending.due).toISOString() }),
+      };
+      const stopped = `a notification of session ${session} to ${url} was still being delivered when agentd stopped`;
+      if (!kept) log.warn(context, `${stopped}; it is not sent again`);
+      else if (written)
+        log.warn(context, `${stopped}; the next start sends it again when its next attempt is due`);
+      else if (notification.stored)
+        log.warn(
+          { ...context, written: false },
+          `${stopped}; its entry in the notification outbox could not be updated (see notify.unrecorded), so the next start sends it again from the one written earlier, which may not count the last attempt`,
+        );
+      else
+        log.error(
+          { ...context, written: false, lost: true },
+          `${stopped}, and it is lost: the state dir took none of its entry's writes (see notify.unrecorded), so no next start sends it; tell ${url} of session ${session}'s outcome by hand if it matters (agentd show ${session} has its record)`,
+        );
     }
     this.pending.clear();
     this.underWayTo.clear();
@@ -453,7 +499,14 @@ export class Notifier {
   private settle(notification: Notification, pending: Pending): void {
     notification.pending = notification.pending.filter((p) => p !== pending);
     if (notification.pending.length === 0) this.options.outbox?.removeNow(notification.session);
-    else this.options.outbox?.writeNow(entryOf(notification));
+    else this.write(notification);
+  }
+
+  /** Writes a session's entry now: whether the outbox took it (none: false). */
+  private write(notification: Notification): boolean {
+    const written = this.options.outbox?.writeNow(entryOf(notification)) ?? false;
+    if (written) notification.stored = true;
+    return written;
   }
 
   /**
@@ -749,7 +802,7 @@ export class Notifier {
           // as for a failed one, not POSTing again at once.
           pending.made = input.attempt;
           pending.due = Date.now() + input.retryInMs;
-          this.options.outbox?.writeNow(entryOf(notification));
+          this.write(notification);
           await this.post(
             {
               url: target.url,
@@ -773,7 +826,7 @@ export class Notifier {
           if (!final) {
             // The wait as planned now (a Retry-After may have lengthened it): a next start keeps to it.
             pending.due = Date.now() + retryInMs;
-            this.options.outbox?.writeNow(entryOf(notification));
+            this.write(notification);
           }
           if (error instanceof WebhookError && error.permanent && error.status !== undefined) {
             // The delivery ends here (the machine's `refused`): trying again would get the same answer.
@@ -925,6 +978,11 @@ class Fifo<T> {
 
   peek(): T | undefined {
     return this.items[this.head];
+  }
+
+  /** Its items, first first. */
+  *values(): IterableIterator<T> {
+    for (let i = this.head; i < this.items.length; i++) yield this.items[i] as T;
   }
 
   shift(): T | undefined {

@@ -1298,6 +1298,48 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     mendOutbox();
   });
 
+  it('a stop writes the entry first and says what became of it: lost when the state dir took none of its writes', async () => {
+    const quiet = () => new NotifyOutbox(stateDir, () => {});
+    const shown = 'http://127.0.0.1:9/hook?…';
+    const first = setup([target()], 1, quiet());
+    // Never on disk: the state dir takes no write from before the session's outcome.
+    breakOutbox();
+    const [lostOne, waitingOne] = ids(2) as [string, string];
+    for (const id of [lostOne, waitingOne]) {
+      first.notifier.prepare({ ...RECORD, id }, 'failed');
+      first.notifier.notify({ ...RECORD, id });
+    }
+    await vi.advanceTimersByTimeAsync(0);
+    expect([first.notifier.underWay, first.notifier.waiting]).toEqual([1, 1]);
+    await stop(first.notifier, 10);
+    const abandoned = first.lines.filter((l) => l.event === 'notify.abandoned');
+    expect(abandoned).toEqual([
+      expect.objectContaining({ level: 50, waiting: 1, lost: 1 }),
+      expect.objectContaining({ level: 50, session: lostOne, url: shown, written: false, lost: true }),
+    ]);
+    expect(abandoned[0]?.msg).toContain('but 1 of them never reached it');
+    expect(abandoned[1]?.msg).toBe(
+      `a notification of session ${lostOne} to ${shown} was still being delivered when agentd stopped, and it is lost: the state dir took none of its entry's writes (see notify.unrecorded), so no next start sends it; tell ${shown} of session ${lostOne}'s outcome by hand if it matters (agentd show ${lostOne} has its record)`,
+    );
+    mendOutbox();
+
+    // On disk once, then the state dir stops taking writes: the next start sends the one written earlier.
+    const second = setup([target()], undefined, quiet());
+    second.notifier.notify(RECORD);
+    await vi.advanceTimersByTimeAsync(0);
+    breakOutbox();
+    await stop(second.notifier, 10);
+    expect(second.lines.find((l) => l.event === 'notify.abandoned')).toMatchObject({
+      level: 40,
+      session: RECORD.id,
+      written: false,
+      msg: expect.stringContaining(
+        'could not be updated (see notify.unrecorded), so the next start sends it again from the one written earlier',
+      ),
+    });
+    mendOutbox();
+  });
+
   it('a 4xx answer ends the delivery at once, failed, with a warning naming the webhook, the session, the status and what to fix; nothing is left to resume', async () => {
     const hook = target({ attempts: 5, backoffMs: 1000 });
     const shown = 'http://127.0.0.1:9/hook?…';
