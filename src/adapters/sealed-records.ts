@@ -11,7 +11,6 @@ import {
   rmdirSync,
   type Stats,
   statSync,
-  writeFileSync,
 } from 'node:fs';
 import { chmod, lstat, readdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -35,6 +34,8 @@ import {
 import { WriteBehind } from './write-behind.js';
 
 const SESSION_ID = /^[0-9a-f]{16}$/;
+/** What a copy of session.log that a crash cut short leaves (writeFileAtomic's temp file). */
+const LOG_TEMP_FILE = /^session\.log\.\d+\.[0-9a-f]+\.tmp$/;
 /** Where retention moves records to remove them: not an agent's name, so never read as records. */
 const REMOVING_DIR = '.removing';
 const AGENT_NAME = /^[a-z_][a-z0-9_-]*$/;
@@ -160,6 +161,16 @@ export class SealedRecords {
     return this.writes.settledAll();
   }
 
+  /** A record directory that is there and not sealed: a session running, or one whose seal failed. */
+  isOpen(dir: string): boolean {
+    try {
+      const stat = lstatSync(dir);
+      return stat.isDirectory() && (stat.mode & 0o222) !== 0;
+    } catch {
+      return false;
+    }
+  }
+
   isSealed(dir: string): boolean {
     try {
       return (lstatSync(dir).mode & 0o222) === 0;
@@ -169,9 +180,11 @@ export class SealedRecords {
   }
 
   /**
-   * Completes and seals a session's record: its output archive unpacked into out/ (regular files and
-   * directories only, at most `archiveLimit` bytes), its log copied, session.json written last (with
-   * the output summary `describe` adds), then every file made 0444 and every directory 0555.
+   * Completes and seals a session's record: `pending` written as session.json first, its output archive
+   * unpacked into out/ (regular files and directories only, at most `archiveLimit` bytes), its log
+   * copied, session.json written last (with the output summary), then every file made 0444 and every
+   * directory 0555. Throws when any of it cannot be written, a file of the output for lack of room
+   * included (a StateDirError, `full`): the record is then left open, not sealed, to be sealed again.
    */
   async seal(options: {
     agent: string;
@@ -181,6 +194,8 @@ export class SealedRecords {
     archive?: string;
     archiveLimit: number;
     json: (output: OutputSummary) => object;
+    /** session.json until the seal is complete (written first): the session as it ended. */
+    pending?: object;
   }): Promise<{ dir: string; output: OutputSummary }> {
     const dir = this.dirOf(options.agent, options.sessionId);
     const under = this.sealing.get(dir);
@@ -200,28 +215,52 @@ export class SealedRecords {
     options: Parameters<SealedRecords['seal']>[0],
   ): Promise<{ dir: string; output: OutputSummary }> {
     const { agent, sessionId } = options;
+    const json = join(dir, RECORD_FILES.json);
+    const out = join(dir, RECORD_FILES.output);
+    // Refuses a link planted for the agent or the session (nothing is written or removed through it).
     this.ensureDir(agent, sessionId);
     if (this.isSealed(dir)) return { dir, output: readSummary(dir) };
-    const out = join(dir, RECORD_FILES.output);
-    // A seal cut short by a crash starts again from nothing.
-    removeTree(out);
-    mkdirSync(out, { mode: 0o700 });
+    let output: OutputSummary;
     try {
-      const output = await unpack(options.archive, out, options.archiveLimit);
-      if (options.log !== undefined) copyLog(options.log, join(dir, RECORD_FILES.log));
-      // A session.json write that a crash cut short left its temp file: not part of the record.
-      for (const name of safeReaddir(dir)) if (TEMP_JSON_FILE.test(name)) removeQuietly(join(dir, name));
-      writeFileAtomic(join(dir, RECORD_FILES.json), `${JSON.stringify(options.json(output), null, 2)}\n`, {
+      // How the session ended, before anything large: a record the disk has no room to complete still
+      // says so (a start that finds it open and has no other record of the session would otherwise take
+      // the session for one still running, and settle it a second time).
+      if (options.pending !== undefined) {
+        writeFileAtomic(json, `${JSON.stringify(options.pending, null, 2)}\n`, {
+          operation: `write the record of session ${sessionId}`,
+        });
+      }
+      // A seal cut short by a crash, or that failed, starts again from nothing.
+      removeTree(out);
+      mkdirSync(out, { mode: 0o700 });
+      output = await unpack(options.archive, out, options.archiveLimit);
+      if (options.log !== undefined) {
+        copyLog(
+          options.log,
+          join(dir, RECORD_FILES.log),
+          `copy the log of session ${sessionId} into its record`,
+        );
+      }
+      // A write that a crash cut short left its temp file: not part of the record.
+      for (const name of safeReaddir(dir))
+        if (TEMP_JSON_FILE.test(name) || LOG_TEMP_FILE.test(name)) removeQuietly(join(dir, name));
+      writeFileAtomic(json, `${JSON.stringify(options.json(output), null, 2)}\n`, {
         durable: true,
         operation: `write the record of session ${sessionId}`,
       });
-      return { dir, output };
-    } finally {
-      // Sealed whatever could not be written (a full disk): an open record would never be removed by
-      // retention, and would keep what the agent's archive said about modes.
-      const bytes = await sealTree(dir);
-      this.index.set(dir, { agent, sessionId, dir, sealed: true, at: this.now(), bytes });
+    } catch (error) {
+      // Left open, never sealed as it is (an empty log and out/, session.json of a running session): the
+      // caller keeps the session's work dir and seals again once there is room. What this attempt wrote
+      // of the output goes, so that a full disk gets its room back (the work dir still has the archive).
+      removeTree(out);
+      // Saying whether there was no room (and what to do), as every write to the state dir does.
+      if (error instanceof AgentdError) throw error;
+      const path = (error as NodeJS.ErrnoException).path;
+      throw new StateDirError(`seal the record of session ${sessionId}`, path ?? dir, error);
     }
+    const bytes = await sealTree(dir);
+    this.index.set(dir, { agent, sessionId, dir, sealed: true, at: this.now(), bytes });
+    return { dir, output };
   }
 
   /**
@@ -395,7 +434,8 @@ export async function exportRecord(dir: string, to: Writable): Promise<void> {
  * Like the setup step, it reads no more than limit + 1 bytes of the archive: a file the archive is cut
  * in is kept cut short, what came before it whole. The first entry past MAX_OUTPUT_ENTRIES ends the
  * unpacking: nothing after it is read. An archive that ends early (cut at its bound, or damaged) keeps
- * what came before its end; never throws for its content.
+ * what came before its end; never throws for its content. Throws a StateDirError (`full`) when the
+ * filesystem had no room for some of it.
  */
 async function unpack(archive: string | undefined, out: string, limit: number): Promise<OutputSummary> {
   const summary: OutputSummary = { files: 0, bytes: 0, truncated: false, skipped: 0 };
@@ -428,6 +468,8 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
   let last: { name: string; size: number } | undefined;
   /** Every directory kept, with its ancestors (so one known means all above it are). */
   const dirs = new Set<string>();
+  /** The first file or directory the filesystem had no room for. */
+  let noRoom: unknown;
   /** The files counted in summary.files, by their path in the archive, and the entry that counted each. */
   const counted = new Set<string>();
   const counting = new Map<unknown, string>();
@@ -450,6 +492,9 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
       dmode: KEPT_DIR_MODE,
       fmode: KEPT_FILE_MODE,
       onwarn: (code: string, _message: string, data: Record<string, unknown>) => {
+        // No room for a file or directory (tar names the errno as the code): the output is not thrown
+        // away for it, the seal fails and is made again once there is room.
+        if (NO_ROOM.has(String(data.code))) noRoom ??= data;
         // An entry tar could not write (the end of a cut or damaged archive is an error below): left
         // out, and not counted as a file the record holds.
         const path = code === 'TAR_ENTRY_ERROR' ? counting.get(data.entry) : undefined;
@@ -608,6 +653,8 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
     input.on('error', fail);
     input.on('end', end);
   });
+  noRoom ??= NO_ROOM.has(String((failure as { code?: unknown } | undefined)?.code)) ? failure : undefined;
+  if (noRoom !== undefined) throw new StateDirError(`unpack the output into ${out}`, out, noRoom);
   if (last !== undefined) {
     // The last file kept may be cut short by the archive's end (or not written at all): its bytes as
     // written.
@@ -640,6 +687,9 @@ function parentOf(path: string): string {
   const at = path.lastIndexOf('/');
   return at < 0 ? '' : path.slice(0, at);
 }
+
+/** Errno codes of a filesystem (or quota) with no room left: the output fits once there is room. */
+const NO_ROOM = new Set(['ENOSPC', 'EDQUOT']);
 
 /** Modes of what is unpacked until the seal makes files 0444 and directories 0555. */
 const KEPT_FILE_MODE = 0o600;
@@ -683,8 +733,11 @@ function endsAsTar(path: string, size: number): boolean {
   }
 }
 
-/** The session's masked log, or an empty one when it printed nothing (or the log cannot be read). */
-function copyLog(from: string | (() => Uint8Array), to: string): void {
+/**
+ * The session's masked log, or an empty one when it printed nothing (or the log cannot be read): whole
+ * or not at all (a temp file renamed), so that a disk with no room leaves no empty log in its place.
+ */
+function copyLog(from: string | (() => Uint8Array), to: string, operation: string): void {
   let content: Uint8Array = Buffer.alloc(0);
   try {
     // Never through a link someone planted in place of the log; it is bounded (log_max_bytes).
@@ -692,8 +745,9 @@ function copyLog(from: string | (() => Uint8Array), to: string): void {
   } catch {
     // No output at all.
   }
-  removeTree(to);
-  writeFileSync(to, content, { flag: 'wx', mode: 0o600 });
+  // Anything but a file there is not the daemon's (writeFileAtomic would refuse to replace it).
+  if (!isRegularFile(to)) removeTree(to);
+  writeFileAtomic(to, content, { operation });
 }
 
 /**
@@ -786,6 +840,15 @@ function recordWriteError(error: unknown, sessionId: string, dir: string): Agent
     });
   }
   return new StateDirError(`create the record of session ${sessionId}`, dir, error);
+}
+
+/** A regular file itself, not a link to one. */
+function isRegularFile(path: string): boolean {
+  try {
+    return lstatSync(path).isFile();
+  } catch {
+    return false;
+  }
 }
 
 /** A directory itself, not a link to one. */

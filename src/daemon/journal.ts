@@ -8,7 +8,7 @@ import type { SessionRecord } from '../sessions/records.js';
 import { type BusEvent, SessionBus } from '../sessions/session-bus.js';
 import type { Outcome, SessionOutcome, SessionPhase, SessionRequest } from '../sessions/types.js';
 import type { WorkPayload } from '../sessions/work.js';
-import type { RecordKeeper } from './record-keeper.js';
+import { isSealPending, type RecordKeeper, sealPending } from './record-keeper.js';
 
 /** Outcomes between two prunings of the state dir. */
 const PRUNE_EVERY = 20;
@@ -48,7 +48,9 @@ export class SessionJournal {
     private readonly keeper: RecordKeeper,
     private readonly log: Logger,
     private readonly historyLimit: number,
-  ) {}
+  ) {
+    keeper.onSealedLate = (record, output) => this.sealedLate(record, output);
+  }
 
   /**
    * Reads the state dir once, at start: finished records feed `status`, the unfinished ones are
@@ -109,13 +111,34 @@ export class SessionJournal {
    * (the notifier holds its webhooks until then: see Notifier.resume).
    */
   private completed(record: SessionRecord, output: OutputSummary | undefined, unpublished: boolean): void {
-    const complete = output === undefined ? record : { ...record, output };
-    if (output !== undefined) {
+    // A seal that failed again (no room yet) is made later; the record says so, and that its outcome is
+    // published (now, if it was not), so that it never is a second time.
+    const summary =
+      output ?? (this.keeper.waiting(record) && record.output === undefined ? sealPending() : undefined);
+    const complete = summary === undefined ? record : { ...record, output: summary };
+    if (summary !== undefined) {
       this.store.put(complete);
       this.index.set(complete);
     }
     if (unpublished && record.output === undefined)
       this.bus.publish({ type: 'outcome', sessionId: complete.id, record: complete });
+  }
+
+  /**
+   * A record sealed by a later attempt (its first failed, the outcome was published then): its output
+   * summary into the state dir's record, and its work dir removed, the output and log being in the
+   * record now.
+   */
+  private sealedLate(record: SessionRecord, output: OutputSummary): void {
+    const current = this.index.get(record.id) ?? record;
+    // Only over what the failed seal wrote (history may have let go of it since: then the record
+    // directory is where it is kept).
+    if (current.outcome !== undefined && (current.output === undefined || isSealPending(current.output))) {
+      const complete = { ...current, output };
+      this.store.put(complete);
+      if (this.index.get(record.id) !== undefined) this.index.set(complete);
+    }
+    this.files.remove(record.id);
   }
 
   /**
@@ -319,17 +342,18 @@ export class SessionJournal {
       this.files.remove(request.sessionId);
       return;
     }
+    let unsealed = false;
     if (record.recordDir !== undefined) {
       const output = await this.keeper.seal(record, this.store.logPath(record.id));
-      if (output) {
-        // Not through the index, which still holds the record from before the outcome.
-        record = { ...record, output };
-        this.store.put(record);
-      }
+      // Not through the index, which still holds the record from before the outcome. A seal that failed
+      // (no room) is made again later: its record says so, and that the outcome is published.
+      unsealed = output === undefined;
+      record = { ...record, output: output ?? sealPending() };
+      this.store.put(record);
     }
     this.index.set(record);
-    // Gone before anyone hears of the outcome.
-    this.files.remove(record.id);
+    // Gone before anyone hears of the outcome; kept, with the output and the log, for a seal that failed.
+    if (!unsealed) this.files.remove(record.id);
     this.log.info(
       {
         event: 'session.outcome',
@@ -358,7 +382,12 @@ export class SessionJournal {
    * settling many sessions at once (500 after a restart) quadratic.
    */
   private prune(): void {
-    const pruned = this.index.beyond(this.historyLimit).map((r) => r.id);
+    // Not one whose record waits to be sealed: a start seals it from the state dir's record (without
+    // one, its open record directory would be taken for a session still running).
+    const pruned = this.index
+      .beyond(this.historyLimit)
+      .filter((r) => !this.keeper.waiting(r))
+      .map((r) => r.id);
     this.store.remove(pruned);
     for (const id of pruned) this.index.delete(id);
     if (pruned.length > 0) this.onPruned(pruned);
@@ -391,8 +420,12 @@ export class SessionJournal {
     return this.bus.followAll(listener);
   }
 
-  /** Writes records that waited in memory for room; throws while the state dir takes no write. */
+  /**
+   * Writes records that waited in memory for room, and seals again those whose seal failed, when due
+   * (in the background); throws while the state dir takes no write.
+   */
   flush(): void {
+    void this.keeper.retry();
     this.store.flush();
   }
 

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { wasSearched, withheldReason } from '../adapters/output-archive.js';
 import { type OutputSummary, SealedRecords } from '../adapters/sealed-records.js';
 import type { SessionFiles } from '../adapters/session-files.js';
+import { StateDirError } from '../adapters/state-files.js';
 import { errorMessage } from '../errors.js';
 import { renderSessionLog } from '../runner/session-log.js';
 import { type SessionRecord, sessionRecordSchema } from '../sessions/records.js';
@@ -21,18 +22,61 @@ export interface RecordKeeperOptions {
 
 /** Ids a `records.pruned` line lists at most; `count` says how many were removed. */
 const PRUNED_IDS_LOGGED = 100;
-/** Sessions whose unwritten record was logged, remembered at most (see warn). */
+/** Sessions whose unwritten record was logged, remembered at most (see warn); as many unsealed ones. */
 const FAILED_REMEMBERED = 1000;
+/** A failed seal is made again after this, doubled after each failure up to SEAL_RETRY_MAX_MS. */
+const SEAL_RETRY_FIRST_MS = 1000;
+/**
+ * The longest wait between two seals of one record: the time room can take to be noticed. Not less: an
+ * attempt on a disk with a little room left can unpack megabytes before it fails.
+ */
+const SEAL_RETRY_MAX_MS = 30_000;
+
+/**
+ * `output.missing` of a finished session whose record is not sealed yet (its filesystem had no room):
+ * its output and log wait in its work dir. Also says, in the state dir's record, that its outcome was
+ * published: a start that finds it seals the record, and does not publish the outcome a second time.
+ */
+export const SEAL_PENDING =
+  'not in its record yet: the record could not be sealed (the log line session.record_unsealed says why, most often a full disk); agentd keeps the output and the log, and seals them in as soon as it can';
+
+/** The output summary of a session whose record waits to be sealed (see SEAL_PENDING). */
+export function sealPending(): OutputSummary {
+  return { files: 0, bytes: 0, truncated: false, skipped: 0, missing: SEAL_PENDING };
+}
+
+export function isSealPending(output: OutputSummary | undefined): boolean {
+  return output?.missing === SEAL_PENDING;
+}
+
+/** A finished session whose seal failed: sealed again when due. */
+interface Unsealed {
+  record: SessionRecord;
+  logFile: string;
+  /** When to try again (ms since the epoch), and the wait after that attempt should it fail too. */
+  due: number;
+  wait: number;
+}
 
 /**
  * Each session's sealed record (see adapters/sealed-records.ts) as the journal keeps it: session.json
  * rewritten whenever the session's record changes, completed and sealed when it ends (its output
  * unpacked from the work dir, its log copied), retention applied after every seal. A record that
- * cannot be written never stops a session: the problem is logged, once per session.
+ * cannot be written never stops a session: the problem is logged, once per session. A seal that fails
+ * (no room) leaves the record open, and is made again, on a timer and at each `retry`, until it succeeds.
  */
 export class RecordKeeper {
   readonly records: SealedRecords;
   private readonly failed = new Set<string>();
+  /** Finished sessions whose seal failed, oldest first: their work dir (output and log) waits for it. */
+  private readonly unsealed = new Map<string, Unsealed>();
+  private retrying: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  /**
+   * Told of each record sealed by a later attempt (its outcome was published when the first failed): the
+   * journal writes its output summary into the state dir's record and removes its work dir.
+   */
+  onSealedLate: (record: SessionRecord, output: OutputSummary) => void = () => {};
 
   constructor(
     private readonly options: RecordKeeperOptions,
@@ -88,8 +132,9 @@ export class RecordKeeper {
   }
 
   /**
-   * Completes and seals a finished session's record. Never throws: what cannot be done is logged, and
-   * undefined returned.
+   * Completes and seals a finished session's record. Never throws: when it cannot be sealed, undefined
+   * is returned, the record is left open and sealed again later (see retry); the session's work dir
+   * must be kept until then (see waiting).
    */
   async seal(record: SessionRecord, logFile: string): Promise<OutputSummary | undefined> {
     const paths = this.files.paths(record.id);
@@ -111,14 +156,106 @@ export class RecordKeeper {
         ...(withheld === undefined ? { archive: paths.archive } : {}),
         archiveLimit: outputArchiveLimit(record.outputLimit ?? DEFAULT_OUTPUT_BYTES),
         json: (output) => sessionJson({ ...record, output: described(output) }),
+        pending: sessionJson({ ...record, output: sealPending() }),
       });
       this.failed.delete(record.id);
+      this.unsealed.delete(record.id);
       this.prune();
       return described(output);
     } catch (error) {
-      this.warn(record.id, error);
+      this.sealLater(record, logFile, error);
       return undefined;
     }
+  }
+
+  /**
+   * Whether a finished session's record waits to be sealed: its state-dir record and its work dir must
+   * stay (a start seals it from them). Known by this daemon, or its record directory is still open.
+   */
+  waiting(record: SessionRecord): boolean {
+    if (this.unsealed.has(record.id)) return true;
+    // A sealed record's summary is in the state dir's record (but for a stop in between): only those
+    // without one are looked at on disk.
+    if (record.recordDir === undefined || (record.output !== undefined && !isSealPending(record.output)))
+      return false;
+    return this.records.isOpen(record.recordDir);
+  }
+
+  private waitingById(id: string, finished: ReadonlyMap<string, SessionRecord>): boolean {
+    const record = finished.get(id);
+    return record === undefined ? this.unsealed.has(id) : this.waiting(record);
+  }
+
+  /** Seals again the records whose seal failed and whose time has come (one attempt at a time). */
+  retry(now: number = Date.now()): Promise<void> {
+    this.retrying ??= this.retryDue(now)
+      .catch((error: unknown) => {
+        // A bug (seal never throws): logged, and the records are tried again on the timer.
+        this.log.error({ event: 'session.record_unsealed', err: error }, 'sealing records again failed');
+      })
+      .finally(() => {
+        this.retrying = undefined;
+        this.schedule();
+      });
+    return this.retrying;
+  }
+
+  /** No more attempts on the timer (a stop: a next start seals what is left). */
+  close(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private async retryDue(now: number): Promise<void> {
+    for (const [id, { record, logFile, due }] of [...this.unsealed]) {
+      if (due > now || !this.unsealed.has(id)) continue;
+      const output = await this.seal(record, logFile);
+      if (output === undefined) continue;
+      this.log.info(
+        { event: 'session.record_sealed', session: id, dir: record.recordDir },
+        `sealed the record of session ${id}, which had waited for room`,
+      );
+      this.onSealedLate(record, output);
+    }
+  }
+
+  /** The timer of the next attempt due, unless one is under way (it sets the timer when it ends). */
+  private schedule(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.retrying !== undefined || this.unsealed.size === 0) return;
+    const due = Math.min(...[...this.unsealed.values()].map((u) => u.due));
+    // Never holds a stopping daemon up: its next start seals what is left.
+    this.timer = setTimeout(() => void this.retry(), Math.max(0, due - Date.now()));
+    this.timer.unref();
+  }
+
+  /** A seal that failed: made again later, with a wait doubled at each failure; logged once. */
+  private sealLater(record: SessionRecord, logFile: string, error: unknown): void {
+    const before = this.unsealed.get(record.id);
+    const wait = before === undefined ? SEAL_RETRY_FIRST_MS : Math.min(before.wait * 2, SEAL_RETRY_MAX_MS);
+    // Re-inserted last: the oldest first when one has to go.
+    this.unsealed.delete(record.id);
+    this.unsealed.set(record.id, { record, logFile, due: Date.now() + wait, wait });
+    if (this.unsealed.size > FAILED_REMEMBERED) {
+      const [oldest] = this.unsealed.keys();
+      // Its work dir and open record stay: the next start seals it.
+      if (oldest !== undefined) this.unsealed.delete(oldest);
+    }
+    this.schedule();
+    if (before !== undefined) return;
+    const message = errorMessage(error);
+    // The reason, without a stack: a full disk is not a bug, and this comes once per session.
+    this.log.warn(
+      {
+        event: 'session.record_unsealed',
+        session: record.id,
+        dir: record.recordDir,
+        ...(error instanceof StateDirError ? { code: error.errno } : {}),
+        reason: message,
+      },
+      `the record of session ${record.id} could not be sealed: ${message}. Its output and log are kept, and agentd seals the record as soon as it can (it tries again every ${SEAL_RETRY_MAX_MS / 1000} s at most, and at its next start)`,
+    );
   }
 
   /**
@@ -128,7 +265,8 @@ export class RecordKeeper {
    * dir's record is written as finished before the seal (which can take a while: 10,000 files to
    * unpack), so `completed` is told, before any work dir is removed, the output summary of each record
    * recovery seals and of each sealed one whose state-dir record was stopped short of it (its work dir is
-   * still there); undefined when the seal failed or session.json has none. `working`: the sessions that
+   * still there); undefined when the seal failed (it is made again later: its work dir is kept) or
+   * session.json has none. `working`: the sessions that
    * have a work dir (SessionFiles.sessions), read once by the caller before recovery; nothing makes one
    * while it runs.
    */
@@ -143,21 +281,24 @@ export class RecordKeeper {
     for (const record of finished.values()) {
       if (record.recordDir === undefined) continue;
       if (this.records.isSealed(record.recordDir)) {
-        // Stopped between the seal and the state dir's write of its summary: session.json has it.
-        if (record.output === undefined && working.has(record.id))
+        // Stopped between the seal and the state dir's write of its summary: session.json has it. One
+        // sealed by a later attempt may have had its work dir removed already.
+        if (record.output === undefined ? working.has(record.id) : isSealPending(record.output))
           completed(record, this.find(record.id)?.output);
         continue;
       }
       const output = await this.seal(record, logFile(record.id));
-      this.log.info(
-        { event: 'session.record_sealed', session: record.id, dir: record.recordDir },
-        `sealed the record of session ${record.id}, left open by an earlier daemon`,
-      );
+      if (output !== undefined) {
+        this.log.info(
+          { event: 'session.record_sealed', session: record.id, dir: record.recordDir },
+          `sealed the record of session ${record.id}, left open by an earlier daemon`,
+        );
+      }
       completed(record, output);
     }
     for (const id of working) {
       if (unfinished.has(id)) await this.files.adopt(id);
-      else this.files.remove(id);
+      else if (!this.waitingById(id, finished)) this.files.remove(id);
     }
     this.prune();
   }
