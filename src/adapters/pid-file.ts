@@ -1,6 +1,6 @@
 import { closeSync, constants, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { AgentdError } from '../errors.js';
-import { readNoFollow } from './state-files.js';
+import { readNoFollow, StateDirError } from './state-files.js';
 
 const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = constants;
 
@@ -39,10 +39,8 @@ export function claimPidFile(path: string): PidFileClaim {
       };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw new AgentdError('INTERNAL', `cannot create pid file ${path}: ${(error as Error).message}`, {
-          operation: 'claim pid file',
-          cause: error,
-        });
+        // A read-only or full state dir: StateDirError says which, and the fix.
+        throw new StateDirError('create the pid file', path, error);
       }
       const pid = readPid(path);
       if (pid !== undefined && pid !== process.pid && isAlive(pid)) {
