@@ -1,6 +1,7 @@
-import { lstatSync, mkdirSync, readFileSync, type Stats } from 'node:fs';
+import { lstatSync, readFileSync, type Stats } from 'node:fs';
 import { dirname } from 'node:path';
 import { AgentdError } from '../errors.js';
+import { mkdirRecursiveSync } from './state-files.js';
 
 /**
  * Who may own agentd's files. Like ssh-agent and tmux, agentd trusts a directory only when it is its
@@ -20,21 +21,34 @@ export function currentUid(): number {
  */
 export function ensurePrivateDir(path: string, what: string, uid: number = currentUid()): void {
   try {
-    mkdirSync(path, { recursive: true, mode: 0o700 });
+    mkdirRecursiveSync(path, 0o700);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     // EEXIST: something that is not a directory; checked below with a better message.
     if (code !== 'EEXIST') {
-      throw new AgentdError('UNSAFE_PATH', `cannot create ${what} ${path}: ${code ?? String(error)}`, {
-        operation: `check ${what}`,
-        cause: error,
-      });
+      const fix = createFix(code, path);
+      throw new AgentdError(
+        'UNSAFE_PATH',
+        `cannot create ${what} ${path}: ${code ?? String(error)}${fix ? `; ${fix}` : ''}`,
+        { operation: `check ${what}`, cause: error },
+      );
     }
   }
   const problem = privateDirProblem(path, uid);
   if (problem) {
     throw new AgentdError('UNSAFE_PATH', `${what} ${path} ${problem}`, { operation: `check ${what}` });
   }
+}
+
+/** What to do when a directory could not be made, by its errno; undefined when there is nothing to say. */
+function createFix(code: string | undefined, path: string): string | undefined {
+  if (code === 'EROFS') {
+    return 'the filesystem is read-only; remount it read-write or configure a path on a writable one (daemon.state_dir, daemon.socket)';
+  }
+  if (code === 'EACCES' || code === 'EPERM') return `check the owner and mode of ${dirname(path)}`;
+  if (code === 'ENOSPC' || code === 'EDQUOT') return 'free space (or inodes: df -i) on that filesystem';
+  if (code === 'ENOTDIR') return `a parent of ${path} is not a directory`;
+  return undefined;
 }
 
 /**

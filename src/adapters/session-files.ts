@@ -1,17 +1,8 @@
-import {
-  chmodSync,
-  constants,
-  lstatSync,
-  mkdirSync,
-  readdirSync,
-  rmdirSync,
-  type Stats,
-  unlinkSync,
-} from 'node:fs';
+import { chmodSync, constants, lstatSync, readdirSync, rmdirSync, type Stats, unlinkSync } from 'node:fs';
 import { chmod, lstat, mkdir, open, readdir, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ensurePrivateDir } from './ownership.js';
-import { StateDirError } from './state-files.js';
+import { mkdirRecursiveSync, StateDirError } from './state-files.js';
 
 const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_RDONLY } = constants;
 const SESSION_ID = /^[0-9a-f]{16}$/;
@@ -183,7 +174,7 @@ export class SessionFiles {
   prepare(sessionId: string): void {
     const paths = this.paths(sessionId);
     try {
-      mkdirSync(paths.copy, { recursive: true, mode: 0o700 });
+      mkdirRecursiveSync(paths.copy, 0o700);
     } catch (error) {
       throw new StateDirError(`prepare the work directory of session ${sessionId}`, paths.dir, error);
     }

@@ -6,6 +6,7 @@ import {
   fsyncSync,
   ftruncateSync,
   lstatSync,
+  mkdirSync,
   openSync,
   readFileSync,
   renameSync,
@@ -68,6 +69,45 @@ function fixFor(errno: string, path: string): string {
   if (errno === 'EROFS') return 'the filesystem is read-only; remount it read-write or move daemon.state_dir';
   if (errno === 'EACCES' || errno === 'EPERM') return `check the owner and mode of ${dirname(path)}`;
   return 'check the filesystem';
+}
+
+/**
+ * mkdirSync(path, { recursive: true, mode }), with the real error: Node's recursive mkdir reports ENOENT
+ * for an error it does not expect (EROFS on a read-only filesystem, EDQUOT, ...), whose fix is nothing
+ * like a missing parent's. On ENOENT the first missing directory is made alone, which fails with the
+ * filesystem's own code; if it is made after all (a parent was missing, then appeared), the rest follows.
+ */
+export function mkdirRecursiveSync(path: string, mode: number): void {
+  try {
+    mkdirSync(path, { recursive: true, mode });
+    return;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  try {
+    mkdirSync(firstMissing(path), { mode });
+  } catch (error) {
+    // EEXIST: made meanwhile by someone else; the recursive mkdir below says what is still wrong.
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+  mkdirSync(path, { recursive: true, mode });
+}
+
+/** The outermost directory of path that does not exist (path itself when its parent exists). */
+function firstMissing(path: string): string {
+  let missing = path;
+  for (;;) {
+    const parent = dirname(missing);
+    if (parent === missing) return missing;
+    try {
+      lstatSync(parent);
+      return missing;
+    } catch (error) {
+      // Anything but ENOENT (EACCES): making the child says what it is.
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return missing;
+      missing = parent;
+    }
+  }
 }
 
 /**
