@@ -11,6 +11,7 @@ import {
   readFileSync,
   renameSync,
   type Stats,
+  statfsSync,
   statSync,
   unlinkSync,
   writeSync,
@@ -52,12 +53,37 @@ export class StateDirError extends AgentdError {
     super(
       full ? 'STATE_DIR_FULL' : 'STATE_DIR_UNWRITABLE',
       full
-        ? `state dir full: cannot ${operation} (${errno} on ${path}); free space on that filesystem`
+        ? `state dir full: cannot ${operation} (${errno} on ${path}); ${roomFor(errno, path)}`
         : `state dir not writable: cannot ${operation} (${errno} on ${path}); ${fixFor(errno, path)}`,
       { operation, cause },
     );
     this.full = full;
     this.errno = errno;
+  }
+}
+
+/**
+ * What to free: ENOSPC is also what a filesystem with no free inodes says, while df -h shows it nearly
+ * empty; "free space" sent the operator looking for bytes.
+ */
+function roomFor(errno: string, path: string): string {
+  if (errno === 'ENOSPC' && inodesUsedUp(path)) {
+    return 'no free inodes on that filesystem though it has free space (see df -i): remove files there (old records: daemon.history), or give it more inodes';
+  }
+  return 'free space on that filesystem';
+}
+
+/** Whether the filesystem holding path has an inode limit and no inode left, but blocks left. */
+function inodesUsedUp(path: string): boolean {
+  // path itself may be what could not be made: its nearest existing ancestor is on the same filesystem.
+  for (let dir = dirname(path); ; dir = dirname(dir)) {
+    try {
+      const fs = statfsSync(dir);
+      // files 0: no inode limit (btrfs reports ffree 0 as well).
+      return fs.files > 0 && fs.ffree === 0 && fs.bfree > 0;
+    } catch {
+      if (dirname(dir) === dir) return false;
+    }
   }
 }
 

@@ -76,3 +76,34 @@ describe('a read-only state dir', () => {
     expect(existsSync(dir)).toBe(true);
   });
 });
+
+describe('a state dir with no free inodes', () => {
+  it('says inodes (df -i), not free space, when blocks remain', () => {
+    const path = join(makeTempDir('agentd-unit-errno-'), 'sessions', `${ID}.json`);
+    stub.statfs = { files: 200, ffree: 0, bfree: 1000, bavail: 1000 };
+    const error = new StateDirError(
+      `record session ${ID}`,
+      path,
+      Object.assign(new Error('x'), { code: 'ENOSPC' }),
+    );
+    expect(error.full).toBe(true);
+    expect(error.message).toMatch(
+      new RegExp(
+        `^state dir full: cannot record session ${ID} \\(ENOSPC on .*\\); no free inodes on that filesystem .*\\(see df -i\\): remove files`,
+      ),
+    );
+    expect(error.message).not.toMatch(/free space on that filesystem/);
+  });
+
+  it('says free space when the blocks are used up, or the filesystem has no inode limit', () => {
+    const path = join(makeTempDir('agentd-unit-errno-'), `${ID}.json`);
+    const enospc = Object.assign(new Error('x'), { code: 'ENOSPC' });
+    stub.statfs = { files: 200, ffree: 0, bfree: 0, bavail: 0 };
+    expect(new StateDirError('record', path, enospc).message).toMatch(/; free space on that filesystem$/);
+    // btrfs: no inode limit, and ffree 0 all the same.
+    stub.statfs = { files: 0, ffree: 0, bfree: 1000, bavail: 1000 };
+    expect(new StateDirError('record', path, enospc).message).toMatch(/; free space on that filesystem$/);
+    stub.statfs = { files: 200, ffree: 10, bfree: 0, bavail: 0 };
+    expect(new StateDirError('record', path, enospc).message).toMatch(/; free space on that filesystem$/);
+  });
+});
