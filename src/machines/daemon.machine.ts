@@ -1119,7 +1119,11 @@ export const daemonMachine = setup({
               params: ({ context, event }) => ({
                 trigger: event,
                 code: context.stateDir?.code ?? ('state_dir_unwritable' as const),
-                reason: `${context.stateDir?.reason ?? 'the state dir takes no writes'}; triggers are accepted again as soon as it does`,
+                // Not this trigger's failure: the one that made the daemon degraded, which may name
+                // another session (one that was accepted, even), so it is quoted as the earlier write.
+                reason: context.stateDir
+                  ? `daemon degraded, this trigger was not tried: the state dir has taken no writes since an earlier one failed (${context.stateDir.reason}); triggers are accepted again as soon as it does`
+                  : 'daemon degraded, this trigger was not tried: the state dir takes no writes; triggers are accepted again as soon as it does',
               }),
             },
           },
