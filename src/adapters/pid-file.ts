@@ -1,60 +1,183 @@
-import { closeSync, constants, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import {
+  type BigIntStats,
+  closeSync,
+  constants,
+  ftruncateSync,
+  lstatSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
+import { basename } from 'node:path';
 import { AgentdError } from '../errors.js';
 import { readNoFollow, StateDirError } from './state-files.js';
 
 const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = constants;
 
+/** Errno codes of a state dir without room: freeing the room kept there may let the pid in. */
+const NO_ROOM = new Set(['ENOSPC', 'EDQUOT']);
+/**
+ * How long an empty pid file counts as a daemon's that is starting, when no live process is found
+ * holding it (no /proc, or another user's): a daemon writes its pid right after making the file.
+ */
+export const EMPTY_PID_GRACE_MS = 5000;
+
 export interface PidFileClaim {
   path: string;
   /** Set when a pid file of a dead process was taken over. */
   stalePid?: number;
-  /** The pid could not be written (a full state dir): the file is empty. */
-  unwritten?: boolean;
+  /** The pid could not be written (a full state dir): the file is empty until writePid() succeeds. */
+  readonly unwritten: boolean;
+  /** Writes the pid if it is not written yet; throws StateDirError while the state dir has no room. */
+  writePid(): void;
   release(): void;
 }
 
-/** Claims the pid file exclusively: one daemon per instance. */
-export function claimPidFile(path: string): PidFileClaim {
+export interface PidFileOptions {
+  /** Frees the room kept in the state dir (its reserve), for a pid file that finds none. */
+  freeRoom?: () => void;
+}
+
+/**
+ * Claims the pid file exclusively: one daemon per instance. The file stays open for the claim's life,
+ * so a daemon whose pid could not be written (a full state dir) is still found holding it.
+ */
+export function claimPidFile(path: string, options: PidFileOptions = {}): PidFileClaim {
   let stalePid: number | undefined;
   for (let attempt = 0; attempt < 2; attempt++) {
+    let fd: number;
     try {
-      const fd = openSync(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
-      let written = true;
-      try {
-        writeSync(fd, `${process.pid}\n`);
-      } catch {
-        // A full state dir: the file exists, which claims it; the socket check still finds a live daemon.
-        written = false;
-      } finally {
-        closeSync(fd);
-      }
-      return {
-        path,
-        ...(stalePid === undefined ? {} : { stalePid }),
-        ...(written ? {} : { unwritten: true }),
-        release: () => {
-          const pid = readPid(path);
-          if (pid === process.pid || (!written && pid === undefined)) rmSync(path, { force: true });
-        },
-      };
+      fd = withRoom(options, () => openSync(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600));
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
         // A read-only or full state dir: StateDirError says which, and the fix.
         throw new StateDirError('create the pid file', path, error);
       }
-      const pid = readPid(path);
-      if (pid !== undefined && pid !== process.pid && isAlive(pid)) {
-        throw new AgentdError(
-          'DAEMON_RUNNING',
-          `another agentd (pid ${pid}) is already running for this socket and state dir (pid file ${path}); stop it first (kill ${pid}) or give this one another daemon.state_dir`,
-          { operation: 'claim pid file' },
-        );
-      }
-      stalePid = pid ?? -1;
-      rmSync(path, { force: true });
+      stalePid = takeOver(path);
+      continue;
     }
+    return heldClaim(path, fd, stalePid, options);
   }
   throw new AgentdError('INTERNAL', `cannot claim pid file ${path}: another process keeps recreating it`);
+}
+
+/** The claim of a pid file just made (open as `fd`): its pid written now, or by writePid once there is room. */
+function heldClaim(
+  path: string,
+  fd: number,
+  stalePid: number | undefined,
+  options: PidFileOptions,
+): PidFileClaim {
+  let open = true;
+  let written = false;
+  const writePid = () => {
+    if (written || !open) return;
+    try {
+      writePidTo(fd);
+      written = true;
+    } catch (error) {
+      throw new StateDirError('write the pid file', path, error);
+    }
+  };
+  try {
+    withRoom(options, writePid);
+  } catch {
+    // A full state dir: the file exists and is held open, which claims it; writePid tries again.
+  }
+  return {
+    path,
+    ...(stalePid === undefined ? {} : { stalePid }),
+    get unwritten() {
+      return !written;
+    },
+    writePid,
+    release: () => {
+      if (!open) return;
+      open = false;
+      try {
+        closeSync(fd);
+      } catch {
+        // Closed either way.
+      }
+      const pid = readPid(path);
+      if (pid === process.pid || (!written && pid === undefined)) rmSync(path, { force: true });
+    },
+  };
+}
+
+/** Runs `make`; on a state dir without room, frees the room kept there (once) and runs it again. */
+function withRoom<T>(options: PidFileOptions, make: () => T): T {
+  try {
+    return make();
+  } catch (error) {
+    const code = (error instanceof StateDirError ? error.errno : (error as NodeJS.ErrnoException).code) ?? '';
+    if (options.freeRoom === undefined || !NO_ROOM.has(code)) throw error;
+    options.freeRoom();
+    return make();
+  }
+}
+
+/** Writes this process's pid at the start of the file; a write cut short is taken back (no half a pid). */
+function writePidTo(fd: number): void {
+  const bytes = Buffer.from(`${process.pid}\n`);
+  let wrote = 0;
+  try {
+    wrote = writeSync(fd, bytes, 0, bytes.length, 0);
+  } finally {
+    if (wrote !== bytes.length) {
+      try {
+        ftruncateSync(fd, 0);
+      } catch {
+        // An empty or partial file reads as no pid either way.
+      }
+    }
+  }
+  if (wrote !== bytes.length) {
+    throw Object.assign(new Error(`wrote ${wrote} of ${bytes.length} bytes`), { code: 'ENOSPC' });
+  }
+}
+
+/**
+ * An existing pid file: removed when its daemon is gone, returning the pid it held (-1: none readable);
+ * DAEMON_RUNNING when a live daemon holds it, by its pid, by holding it open, or (an empty file) by
+ * having just made it.
+ */
+function takeOver(path: string): number {
+  const pid = readPid(path);
+  if (pid !== undefined && pid !== process.pid && isAlive(pid)) {
+    throw new AgentdError(
+      'DAEMON_RUNNING',
+      `another agentd (pid ${pid}) is already running for this socket and state dir (pid file ${path}); stop it first (kill ${pid}) or give this one another daemon.state_dir`,
+      { operation: 'claim pid file' },
+    );
+  }
+  // No pid (a daemon started on a full state dir could not write it), or this process's (a daemon
+  // restarted with the same pid, as in a container, or a second claim in this process).
+  if (pid === undefined || pid === process.pid) {
+    const stat = fileStat(path);
+    const holder = stat === undefined ? undefined : holderOf(path, stat);
+    if (holder !== undefined) {
+      throw new AgentdError(
+        'DAEMON_RUNNING',
+        `another agentd (pid ${holder}) is already running for this socket and state dir: it holds the pid file ${path} open${pid === undefined ? ' (its pid is not written: the state dir had no room)' : ''}; stop it first (kill ${holder}) or give this one another daemon.state_dir`,
+        { operation: 'claim pid file' },
+      );
+    }
+    const age = stat === undefined ? undefined : Date.now() - Number(stat.mtimeMs);
+    if (pid === undefined && stat?.size === 0n && age !== undefined && Math.abs(age) < EMPTY_PID_GRACE_MS) {
+      throw new AgentdError(
+        'DAEMON_RUNNING',
+        `the pid file ${path} is empty and was made ${Math.max(0, Math.round(age / 1000))}s ago: another agentd may be starting for this state dir; retry in a few seconds, or give this one another daemon.state_dir`,
+        { operation: 'claim pid file' },
+      );
+    }
+  }
+  rmSync(path, { force: true });
+  return pid ?? -1;
 }
 
 function readPid(path: string): number | undefined {
@@ -64,6 +187,52 @@ function readPid(path: string): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The pid file's stat, when it is a regular file (a planted link is not a daemon's). */
+function fileStat(path: string): BigIntStats | undefined {
+  try {
+    const stat = lstatSync(path, { bigint: true });
+    return stat.isFile() ? stat : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A live process holding this file open (/proc/PID/fd), if one can be seen: a daemon keeps its pid
+ * file open, so one whose pid is not written is still found. Only processes this user may look into:
+ * a daemon of this state dir is its owner's (or root's, which sees all).
+ */
+function holderOf(path: string, file: BigIntStats): number | undefined {
+  // Only the fds whose link names a file of this name are looked at (stat of another's file can hang
+  // on a network filesystem).
+  const name = `/${basename(path)}`;
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    return undefined;
+  }
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const link = `/proc/${pid}/fd/${fd}`;
+        if (!readlinkSync(link).endsWith(name)) continue;
+        const target = statSync(link, { bigint: true });
+        if (target.ino === file.ino && target.dev === file.dev && isAlive(Number(pid))) return Number(pid);
+      } catch {
+        // Closed meanwhile, or not ours to look at.
+      }
+    }
+  }
+  return undefined;
 }
 
 /**

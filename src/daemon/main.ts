@@ -8,7 +8,7 @@ import { NotifyOutbox } from '../adapters/notify-outbox.js';
 import { markNothingToSearch } from '../adapters/output-archive.js';
 import { removeLeftOutputDirs } from '../adapters/output-channel.js';
 import { ensurePrivateDir } from '../adapters/ownership.js';
-import { claimPidFile } from '../adapters/pid-file.js';
+import { claimPidFile, type PidFileClaim } from '../adapters/pid-file.js';
 import { PodmanClient, type PodmanPort } from '../adapters/podman.js';
 import { observePodman } from '../adapters/podman-observed.js';
 import { type ServiceNotifier, silentNotifier } from '../adapters/sd-notify.js';
@@ -16,6 +16,7 @@ import { prepareSeccompProfile, SECCOMP_FALLBACK } from '../adapters/seccomp-pro
 import { SessionFiles } from '../adapters/session-files.js';
 import { SessionStore, StateDirError } from '../adapters/session-store.js';
 import { SocketServer } from '../adapters/socket-server.js';
+import { removeQuietly } from '../adapters/state-files.js';
 import { hostAllowed, hostsOf, seesThisMachine, transportOf } from '../config/hosts.js';
 import type { HostConfig, NotifyTarget, Settings } from '../config/types.js';
 import {
@@ -91,11 +92,15 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   // Before anything is written: the daemon's directories must be its own (see ownership.ts).
   ensurePrivateDir(stateDir, 'state dir');
   ensurePrivateDir(dirname(socket), 'socket directory');
-  const pidFile = claimPidFile(join(stateDir, 'agentd.pid'));
+  // A full state dir: the room kept for records (session-store.ts, RESERVE_FILE) lets the pid in; the
+  // store makes it again once there is room.
+  const pidFile = claimPidFile(join(stateDir, 'agentd.pid'), {
+    freeRoom: () => removeQuietly(join(stateDir, '.reserve')),
+  });
   if (pidFile.unwritten) {
     log.warn(
       { event: 'daemon.pid_unwritten', file: pidFile.path },
-      'the pid file is empty: the state dir has no room for it',
+      'the pid file is empty: the state dir has no room for it; the daemon holds it open (a second one is refused) and writes it once there is room',
     );
   }
   if (pidFile.stalePid !== undefined) {
@@ -105,7 +110,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     );
   }
   try {
-    return await supervise(options);
+    return await supervise(options, pidFile);
   } finally {
     pidFile.release();
   }
@@ -116,7 +121,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
  * actions, opens the socket onto the daemon port, and waits for the daemon machine to stop. What the
  * daemon does is in the machines (src/machines), what it keeps in the session journal (journal.ts).
  */
-async function supervise(options: DaemonOptions): Promise<number> {
+async function supervise(options: DaemonOptions, pidFile: PidFileClaim): Promise<number> {
   const { settings, log, env = process.env, notify = silentNotifier } = options;
   const { daemon: config } = settings;
   const instanceId = instanceIdOf(config.socket, config.stateDir);
@@ -303,6 +308,14 @@ async function supervise(options: DaemonOptions): Promise<number> {
   };
 
   const seccompProfile = await seccompProfiled;
+  /**
+   * What the state dir must have taken before triggers are accepted (else the daemon is degraded, and
+   * this is tried again every second): the records that waited and the pid. Throws StateDirError.
+   */
+  const catchUp = () => {
+    journal.flush();
+    pidFile.writePid();
+  };
   let port: DaemonPort | undefined;
   let http: HttpServer | undefined;
   const server = socketServer(settings, log, (line, connection) => {
@@ -408,7 +421,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
           http = await openHttpApi({ settings: config.http, port, metrics: prometheus, env, log });
         }
         try {
-          journal.flush();
+          catchUp();
           return {};
         } catch (error) {
           return { stateDir: stateDirProblem(error) };
@@ -417,7 +430,7 @@ async function supervise(options: DaemonOptions): Promise<number> {
       watchStateDir: fromCallback(({ sendBack }) => {
         const timer = setInterval(() => {
           try {
-            journal.flush();
+            catchUp();
             sendBack({ type: 'stateDir.writable' });
           } catch {
             // Still no room: look again later.
