@@ -2,7 +2,8 @@ import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { errorMessage } from '../errors.js';
-import { removeQuietly, writeFileAtomic } from './state-files.js';
+import { currentUid } from './ownership.js';
+import { READ_NO_FOLLOW, removeQuietly, StateDirError, writeFileAtomic } from './state-files.js';
 
 /**
  * The seccomp profile of session containers on the local Podman: the host's default profile (the one
@@ -218,15 +219,30 @@ export async function readSeccompDefault(
   return { source, profile: derived.profile };
 }
 
+/** The derived profile at `path` (in the state dir), made from Podman's default profile `source`. */
+export interface PreparedSeccompProfile {
+  path: string;
+  source: string;
+  /**
+   * Set when the state dir did not take it (full, read-only): no session may be given `path` until
+   * `write()` returns (it throws StateDirError meanwhile). Sessions never fall back to Podman's
+   * default for this: the profile exists, only the room for it is missing.
+   */
+  unwritten?: { error: StateDirError; write(): void };
+}
+
 /**
- * At start: the derived profile written to `<state_dir>/seccomp.json` (mode 0600, atomically), for
- * `podman --security-opt seccomp=` (which reads it on this machine); or why there is none, in which
- * case sessions run under Podman's default profile (SECCOMP_FALLBACK). Never throws.
+ * At start: the derived profile at `<state_dir>/seccomp.json` (mode 0600, written atomically), for
+ * `podman --security-opt seccomp=` (which reads it on this machine). A file already there with exactly
+ * that text, that only this user or root can write, is used as it is: a start on a full state dir
+ * keeps an earlier start's profile. When it cannot be written, `unwritten`. Without a default profile
+ * to derive it from, why there is none: sessions then run under Podman's default (SECCOMP_FALLBACK).
+ * Never throws.
  */
 export async function prepareSeccompProfile(
   locate: () => Promise<SeccompDefault>,
   stateDir: string,
-): Promise<{ path: string; source: string } | SeccompProfileProblem> {
+): Promise<PreparedSeccompProfile | SeccompProfileProblem> {
   const path = join(stateDir, SECCOMP_PROFILE_FILE);
   const found = await readSeccompDefault(locate);
   if ('problem' in found) {
@@ -234,18 +250,51 @@ export async function prepareSeccompProfile(
     removeQuietly(path);
     return found;
   }
+  const text = `${JSON.stringify(found.profile, null, 2)}\n`;
+  if (holdsExactly(path, text)) return { path, source: found.source };
+  const write = () =>
+    writeFileAtomic(path, text, { operation: "write the session containers' seccomp profile" });
   try {
-    writeFileAtomic(path, `${JSON.stringify(found.profile, null, 2)}\n`, {
-      operation: "write the session containers' seccomp profile",
-    });
+    write();
   } catch (error) {
-    return {
-      source: found.source,
-      problem: `cannot write the session containers' seccomp profile ${path}: ${errorMessage(error)}`,
-      fix: 'Free space in the state dir, then restart agentd',
-    };
+    const problem =
+      error instanceof StateDirError
+        ? error
+        : new StateDirError("write the session containers' seccomp profile", path, error);
+    return { path, source: found.source, unwritten: { error: problem, write } };
   }
   return { path, source: found.source };
+}
+
+/**
+ * Whether path is a regular file (not followed through a link) with exactly this text, that nobody but
+ * this user or root may change (owned by one of them, not writable by group or others).
+ */
+function holdsExactly(path: string, text: string): boolean {
+  const expected = Buffer.from(text);
+  let fd: number;
+  try {
+    fd = openSync(path, READ_NO_FOLLOW);
+  } catch {
+    return false;
+  }
+  try {
+    const stat = fstatSync(fd);
+    if (!stat.isFile() || stat.size !== expected.length) return false;
+    if ((stat.uid !== currentUid() && stat.uid !== 0) || (stat.mode & 0o022) !== 0) return false;
+    const bytes = Buffer.alloc(expected.length + 1);
+    let at = 0;
+    while (at < bytes.length) {
+      const read = readSync(fd, bytes, at, bytes.length - at, at);
+      if (read === 0) break;
+      at += read;
+    }
+    return at === expected.length && bytes.subarray(0, at).equals(expected);
+  } catch {
+    return false;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** A file's text, bounded in size. A link is followed: distributions link the default profile. */

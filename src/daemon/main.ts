@@ -307,13 +307,15 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim): Promise
     }
   };
 
-  const seccompProfile = await seccompProfiled;
+  const seccomp = await seccompProfiled;
   /**
    * What the state dir must have taken before triggers are accepted (else the daemon is degraded, and
-   * this is tried again every second): the records that waited and the pid. Throws StateDirError.
+   * this is tried again every second): the records that waited, the local sessions' seccomp profile
+   * (no session starts without it) and the pid. Throws StateDirError.
    */
   const catchUp = () => {
     journal.flush();
+    seccomp.write();
     pidFile.writePid();
   };
   let port: DaemonPort | undefined;
@@ -333,7 +335,7 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim): Promise
         log,
         env,
         leftovers,
-        seccompProfile,
+        seccomp.path,
       ),
       host: hostMachine.provide({
         actors: {
@@ -703,17 +705,28 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim): Promise
   return 0;
 }
 
+/** The seccomp profile of the local Podman's session containers. */
+interface LocalSeccomp {
+  /** Given to each of them; undefined: they run under Podman's default (none could be derived). */
+  path: string | undefined;
+  /** Writes the profile if it still waits for room; throws StateDirError meanwhile. */
+  write(): void;
+}
+
 /**
  * The seccomp profile of session containers on the local Podman (one of the hosts has no url): Podman's
  * default with user namespaces refused, derived at each start into the state dir. Without one (no
- * readable default profile), sessions still run, under Podman's default: one warning says so.
+ * readable default profile), sessions still run, under Podman's default: one warning says so. One the
+ * state dir did not take is written by `write`: until then the daemon is degraded, and no session starts
+ * (never one under Podman's default instead).
  */
 async function localSeccompProfile(
   hosts: readonly HostConfig[],
   config: Settings['daemon'],
   log: Logger,
-): Promise<string | undefined> {
-  if (!hosts.some((h) => transportOf(h) === 'local')) return undefined;
+): Promise<LocalSeccomp> {
+  const none = { path: undefined, write: () => {} };
+  if (!hosts.some((h) => transportOf(h) === 'local')) return none;
   const podman = new PodmanClient({ timeoutMs: config.podmanTimeoutMs, cwd: config.stateDir });
   const prepared = await prepareSeccompProfile(() => podman.seccompDefault(), config.stateDir);
   if ('problem' in prepared) {
@@ -725,13 +738,32 @@ async function localSeccompProfile(
       },
       `${prepared.problem}: ${SECCOMP_FALLBACK}`,
     );
-    return undefined;
+    return none;
   }
-  log.info(
-    { event: 'daemon.seccomp_profile', file: prepared.path, source: prepared.source },
-    `session containers on this machine refuse user namespaces: seccomp profile ${prepared.path}, derived from ${prepared.source}`,
+  const { path, source } = prepared;
+  const written = () =>
+    log.info(
+      { event: 'daemon.seccomp_profile', file: path, source },
+      `session containers on this machine refuse user namespaces: seccomp profile ${path}, derived from ${source}`,
+    );
+  let unwritten = prepared.unwritten;
+  if (unwritten === undefined) {
+    written();
+    return { path, write: () => {} };
+  }
+  log.warn(
+    { event: 'daemon.seccomp_unwritten', file: path, source, code: unwritten.error.code },
+    `${unwritten.error.message}; the daemon is degraded and starts no session until it is written (tried again every second), never one without it`,
   );
-  return prepared.path;
+  return {
+    path,
+    write: () => {
+      if (unwritten === undefined) return;
+      unwritten.write();
+      unwritten = undefined;
+      written();
+    },
+  };
 }
 
 /**
