@@ -11,13 +11,20 @@ export type WebhookFailure = 'http_4xx' | 'http_5xx' | 'redirect' | 'timeout' | 
  */
 const TRY_LATER_4XX: ReadonlySet<number> = new Set([408, 425, 429]);
 
-/** Whether an answer's status says no later attempt can be taken: a 4xx but those asking to try later. */
+/**
+ * Whether an answer's status says no later attempt can be taken: a 3xx (a redirect, which agentd does not
+ * follow, so the same POST later is redirected again) or a 4xx but those asking to try later.
+ */
 export function permanentStatus(status: number): boolean {
+  if (status >= 300 && status < 400) return true;
   return status >= 400 && status < 500 && !TRY_LATER_4XX.has(status);
 }
 
 export class WebhookError extends AgentdError {
-  /** Trying again cannot help (a 4xx answer but 408, 425 and 429): the delivery ends failed at once. */
+  /**
+   * Trying again cannot help (a 3xx answer, or a 4xx but 408, 425 and 429): the delivery ends failed at
+   * once.
+   */
   readonly permanent: boolean;
 
   constructor(
@@ -28,6 +35,11 @@ export class WebhookError extends AgentdError {
     readonly retryAfterMs?: number,
     /** The answer's status, when there was one. */
     readonly status?: number,
+    /**
+     * Where a redirect pointed (its Location), as shown: its scheme and host only (see redirectTarget),
+     * never its path or query, where a token may be.
+     */
+    readonly redirectTo?: string,
   ) {
     super('WEBHOOK_FAILED', message, { operation: 'post notification', cause });
     this.permanent = status !== undefined && permanentStatus(status);
@@ -55,8 +67,8 @@ export interface WebhookRequest {
 }
 
 /**
- * POSTs a JSON body; a 2xx answer is success, anything else a WebhookError (`permanent` for a 4xx answer
- * that does not ask to try later: the notifier tries it no more). Redirects are not followed
+ * POSTs a JSON body; a 2xx answer is success, anything else a WebhookError (`permanent` for a redirect
+ * and a 4xx answer that does not ask to try later: the notifier tries it no more). Redirects are not followed
  * (the signed body goes where it was configured to, or nowhere), the answer's body is not read, and
  * the whole exchange has a deadline.
  */
@@ -95,11 +107,33 @@ export async function postWebhook(
     status === 429 || status >= 500
       ? retryAfterMs(response.headers.get('retry-after'), Date.now())
       : undefined;
+  const redirectTo =
+    failure === 'redirect' ? redirectTarget(response.headers.get('location'), request.url) : undefined;
+  const redirectNote =
+    failure === 'redirect'
+      ? ` (a redirect${redirectTo === undefined ? '' : ` to ${redirectTo}`}, not followed)`
+      : '';
   throw new WebhookError(
     failure,
-    `${shown} answered ${status}${failure === 'redirect' ? ' (redirects are not followed)' : ''}${wait === undefined ? '' : ` (Retry-After: ${Math.ceil(wait / 1000)} s)`}`,
+    `${shown} answered ${status}${redirectNote}${wait === undefined ? '' : ` (Retry-After: ${Math.ceil(wait / 1000)} s)`}`,
     undefined,
     wait,
     status,
+    redirectTo,
   );
+}
+
+/**
+ * Where a redirect's Location points, as logs may show it: its scheme and host (read against the
+ * webhook's URL, so a relative one names the webhook's own host), with a host name label that looks like
+ * a token as `…` (shownWebhookUrl); never its path or query. Undefined without one that parses.
+ */
+export function redirectTarget(location: string | null, base: string): string | undefined {
+  if (location === null) return undefined;
+  try {
+    const target = new URL(location, base);
+    return shownWebhookUrl(`${target.protocol}//${target.host}`).replace(/\/$/, '');
+  } catch {
+    return undefined;
+  }
 }

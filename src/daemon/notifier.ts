@@ -787,8 +787,10 @@ export class Notifier {
     const url = shownWebhookUrl(target.url);
     const context = { event: 'notify', session, url, delivery };
     const body = notificationBodyOf(notification.record ?? '{}', delivery);
-    /** The status of the answer that ended it at once (a 4xx but 408, 425 and 429). */
+    /** The status of the answer that ended it at once (a 3xx, a 4xx but 408, 425 and 429). */
     let refusedWith: number | undefined;
+    /** Where that answer redirected to, as shown (scheme and host only). */
+    let redirectedTo: string | undefined;
     const logic = deliveryMachine.provide({
       actors: {
         post: fromPromise<void, { attempt: number; retryInMs: number }>(async ({ input, signal }) => {
@@ -831,6 +833,8 @@ export class Notifier {
           if (error instanceof WebhookError && error.permanent && error.status !== undefined) {
             // The delivery ends here (the machine's `refused`): trying again would get the same answer.
             refusedWith = error.status;
+            redirectedTo = error.redirectTo;
+            const redirect = error.failure === 'redirect';
             log.warn(
               {
                 ...context,
@@ -839,9 +843,12 @@ export class Notifier {
                 final: true,
                 permanent: true,
                 status: error.status,
+                ...(redirect && error.redirectTo !== undefined ? { location: error.redirectTo } : {}),
                 reason: errorMessage(error),
               },
-              `notification of session ${session} to ${url} refused with ${error.status} (attempt ${attempt}): not tried again, since a ${error.status} answer says the request itself is wrong; ${fixFor(error.status)}`,
+              redirect
+                ? `notification of session ${session} to ${url} answered ${error.status}, a redirect${error.redirectTo === undefined ? '' : ` to ${error.redirectTo}`} (attempt ${attempt}): not tried again, since agentd follows no redirect (a notification and its signature go only where notify: says); ${fixFor(error.status, error.redirectTo)}`
+                : `notification of session ${session} to ${url} refused with ${error.status} (attempt ${attempt}): not tried again, since a ${error.status} answer says the request itself is wrong; ${fixFor(error.status)}`,
             );
             return;
           }
@@ -905,8 +912,9 @@ export class Notifier {
               attempts: attempt,
               reason: lastError,
               ...(refused ? { permanent: true, status: refusedWith } : {}),
+              ...(refused && redirectedTo !== undefined ? { location: redirectedTo } : {}),
             },
-            `could not notify ${url} of session ${session} after ${attempt} attempt(s): ${lastError}${refused ? `; not tried again: ${fixFor(refusedWith ?? 400)}` : ''}`,
+            `could not notify ${url} of session ${session} after ${attempt} attempt(s): ${lastError}${refused ? `; not tried again: ${fixFor(refusedWith ?? 400, redirectedTo)}` : ''}`,
           );
         }
         if (this.closing && !this.posting()) this.idle?.();
@@ -1000,10 +1008,13 @@ class Fifo<T> {
 }
 
 /**
- * What the operator should change for a webhook that refused a notification with this 4xx status: the
- * request itself was wrong, so only a change on one side or the other gets it taken.
+ * What the operator should change for a webhook that refused a notification with this 4xx status (the
+ * request itself was wrong, so only a change on one side or the other gets it taken), or redirected it
+ * with this 3xx (to `redirectTo`, as shown).
  */
-function fixFor(status: number): string {
+function fixFor(status: number, redirectTo?: string): string {
+  if (status >= 300 && status < 400)
+    return `if ${redirectTo === undefined ? 'the address it redirects to' : `the address on ${redirectTo} it redirects to`} is where notifications should go, set the webhook's url in notify: to that final address (the receiver's Location header has it in full); else check the url`;
   if (status === 401 || status === 403)
     return `check the webhook's secret in notify: (the receiver must check ${SIGNATURE_HEADER} with the same key) and any token its url carries`;
   if (status === 404 || status === 405 || status === 410)

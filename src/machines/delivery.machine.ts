@@ -2,10 +2,11 @@ import { assign, fromPromise, setup } from 'xstate';
 
 /**
  * One outcome notification to one webhook: POST it, and after a failure wait and POST it again, a
- * bounded number of times; a failure that says trying again cannot help (a 4xx answer) ends it at
- * once. The wait doubles after each failed POST up to a cap, is drawn at random between half of that
- * and all of it (deliveries that failed together do not come back together), and is at least what a
- * receiver's Retry-After asks, within a bound. It runs beside the daemon: nothing waits for it.
+ * bounded number of times; a failure that says trying again cannot help (a redirect, which is never
+ * followed, or a 4xx answer) ends it at once. The wait doubles after each failed POST up to a cap, is
+ * drawn at random between half of that and all of it (deliveries that failed together do not come back
+ * together), and is at least what a receiver's Retry-After asks, within a bound. It runs beside the
+ * daemon: nothing waits for it.
  */
 
 export interface DeliveryInput {
@@ -28,7 +29,10 @@ export interface DeliveryContext extends Omit<DeliveryInput, 'waitMs'> {
   waitMs: number;
   /** Why the last POST failed. */
   lastError?: string;
-  /** The last POST's failure said trying again cannot help (a 4xx answer): it ended the delivery at once. */
+  /**
+   * The last POST's failure said trying again cannot help (a redirect or a 4xx answer): it ended the
+   * delivery at once.
+   */
   permanent?: boolean;
 }
 
@@ -69,7 +73,7 @@ export function retryAfterWaitMs(retryAfterMs: number, random: number): number {
 
 /**
  * Whether the POST's error says the same POST later would fail the same way (webhook.ts:
- * WebhookError.permanent, a 4xx answer but 408, 425 and 429).
+ * WebhookError.permanent: a 3xx answer, a 4xx but 408, 425 and 429).
  */
 function permanentOf(error: unknown): boolean {
   return (error as { permanent?: unknown } | undefined)?.permanent === true;
@@ -99,7 +103,10 @@ export const deliveryMachine = setup({
   },
   guards: {
     attemptsLeft: ({ context }) => context.attempt < context.attempts,
-    /** The POST failed so that trying again cannot help: the receiver refused the request itself. */
+    /**
+     * The POST failed so that trying again cannot help: the receiver refused the request itself, or
+     * redirected it (never followed).
+     */
     refused: (_, { error }: { error: unknown }) => permanentOf(error),
     noWaitLeft: ({ context }) => context.waitMs <= 0,
   },
@@ -131,7 +138,7 @@ export const deliveryMachine = setup({
 }).createMachine({
   id: 'delivery',
   description:
-    'One outcome notification to one webhook (`notify:`): POSTed until it is taken, at most `attempts` times, waiting between attempts `backoff` doubled per failure (at most 5 minutes), drawn between half of it and all of it, and at least what a Retry-After asks (at most 15 minutes); a 4xx answer (but 408, 425 and 429) ends it at once.',
+    'One outcome notification to one webhook (`notify:`): POSTed until it is taken, at most `attempts` times, waiting between attempts `backoff` doubled per failure (at most 5 minutes), drawn between half of it and all of it, and at least what a Retry-After asks (at most 15 minutes); a redirect (3xx, never followed) or a 4xx answer (but 408, 425 and 429) ends it at once.',
   context: ({ input: { waitMs, ...input } }) => ({
     ...input,
     attempt: input.made ?? 0,
@@ -210,7 +217,7 @@ export const deliveryMachine = setup({
     delivered: { description: 'The webhook took the notification.', type: 'final' },
     failed: {
       description:
-        'Every attempt failed, or one was refused so that trying again cannot help (a 4xx answer but 408, 425 and 429); the failure is logged and counted.',
+        'Every attempt failed, or one was answered so that trying again cannot help (a redirect, or a 4xx answer but 408, 425 and 429); the failure is logged and counted.',
       type: 'final',
     },
   },

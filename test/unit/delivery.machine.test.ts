@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createActor, fromPromise } from 'xstate';
+import { WebhookError } from '../../src/adapters/webhook.js';
 import {
   backoffWaitMs,
   type DeliveryInput,
@@ -112,6 +113,17 @@ describe('delivery machine', () => {
     expect(actor.getSnapshot().value).toBe('failed');
     expect(actor.getSnapshot().output).toEqual({ attempts: 1, error: 'u answered 404', permanent: true });
     expect(failed).toEqual([{ attempt: 1, final: true, retryInMs: 0 }]);
+  });
+
+  it('a redirect (never followed) ends it at once too, failed, with attempts left', async () => {
+    const { actor, posts } = start({ url: 'u', attempts: 5, backoffMs: 1000 });
+    posts[0]?.answer(
+      new WebhookError('redirect', 'u answered 301', undefined, undefined, 301, 'https://b.example'),
+    );
+    await vi.advanceTimersByTimeAsync(MAX_RETRY_AFTER_MS);
+    expect(posts).toHaveLength(1);
+    expect(actor.getSnapshot().value).toBe('failed');
+    expect(actor.getSnapshot().output).toEqual({ attempts: 1, error: 'u answered 301', permanent: true });
   });
 
   it('a failure that asks to try later (a 429, with its Retry-After) is tried again', async () => {

@@ -1384,6 +1384,48 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     await stop(next.notifier);
   });
 
+  it('a redirect ends the delivery at once, failed, with a warning naming where it pointed (scheme and host) and the fix', async () => {
+    const shown = 'http://127.0.0.1:9/hook?…';
+    const first = setup([target({ attempts: 5, backoffMs: 1000 })], undefined, outbox());
+    first.notifier.notify(RECORD);
+    await vi.advanceTimersByTimeAsync(0);
+    first.attempts[0]?.settle(
+      new WebhookError(
+        'redirect',
+        `${shown} answered 308 (a redirect to https://hooks.example, not followed)`,
+        undefined,
+        undefined,
+        308,
+        'https://hooks.example',
+      ),
+    );
+    await vi.advanceTimersByTimeAsync(MAX_RETRY_AFTER_MS);
+    // Not tried again, though 4 attempts were left: it would be redirected again.
+    expect(first.attempts).toHaveLength(1);
+    expect(first.counted).toEqual(['attempt:redirect', 'notification:failed']);
+    const redirected = first.lines.find((l) => l.event === 'notify.attempt_failed');
+    expect(redirected).toMatchObject({
+      level: 40,
+      session: RECORD.id,
+      url: shown,
+      status: 308,
+      location: 'https://hooks.example',
+      final: true,
+      permanent: true,
+    });
+    expect(redirected?.msg).toBe(
+      `notification of session ${RECORD.id} to ${shown} answered 308, a redirect to https://hooks.example (attempt 1): not tried again, since agentd follows no redirect (a notification and its signature go only where notify: says); if the address on https://hooks.example it redirects to is where notifications should go, set the webhook's url in notify: to that final address (the receiver's Location header has it in full); else check the url`,
+    );
+    expect(first.lines.find((l) => l.event === 'notify.failed')).toMatchObject({
+      level: 50,
+      permanent: true,
+      status: 308,
+      location: 'https://hooks.example',
+    });
+    expect(files()).toEqual([]);
+    await stop(first.notifier);
+  });
+
   it('a 401 or 403 points at the secret; 408, 425 and 429 are tried again, a 429 after its Retry-After', async () => {
     const n = setup([target({ attempts: 2, backoffMs: 1000 })]);
     n.notifier.notify(RECORD);
@@ -1552,7 +1594,56 @@ describe('postWebhook', () => {
       await new Promise((resolve) => server.close(resolve));
     }
     expect(permanentStatus(499)).toBe(true);
-    expect([399, 500, 200].map(permanentStatus)).toEqual([false, false, false]);
+    expect([500, 200].map(permanentStatus)).toEqual([false, false]);
+  });
+
+  it('marks a redirect permanent, naming where it points by scheme and host only', async () => {
+    const server = createServer((req, res) => {
+      req.resume();
+      const status = Number(req.url?.slice(1, 4));
+      if (req.url?.endsWith('/relative'))
+        res.writeHead(status, { location: '/elsewhere?token=secret1' }).end();
+      else if (req.url?.endsWith('/none')) res.writeHead(status).end();
+      else
+        res
+          .writeHead(status, {
+            location: 'https://user:pw@eo2kbzmlhi8v9ld.m.example.net:8443/T0123/B0456/XSECRETx?token=secret2',
+          })
+          .end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const failed = (path: string) =>
+      postWebhook(
+        { url: `http://127.0.0.1:${port}${path}`, body: '{}', headers: {} },
+        { timeoutMs: 2000 },
+      ).then(
+        () => undefined,
+        (e: WebhookError) => e,
+      );
+    try {
+      for (const status of [301, 302, 303, 307, 308]) {
+        const error = await failed(`/${status}`);
+        expect([error?.failure, error?.status, error?.permanent]).toEqual(['redirect', status, true]);
+        expect(error?.redirectTo).toBe('https://….m.example.net:8443');
+      }
+      const absolute = await failed('/301');
+      expect(absolute?.message).toBe(
+        `http://127.0.0.1:${port}/301 answered 301 (a redirect to https://….m.example.net:8443, not followed)`,
+      );
+      expect((await failed('/302/relative'))?.redirectTo).toBe(`http://127.0.0.1:${port}`);
+      const none = await failed('/307/none');
+      expect([none?.permanent, none?.redirectTo]).toEqual([true, undefined]);
+      expect(none?.message).toBe(`http://127.0.0.1:${port}/307/none answered 307 (a redirect, not followed)`);
+      for (const error of [absolute, await failed('/302/relative')])
+        expect(JSON.stringify([error?.message, error?.redirectTo])).not.toMatch(
+          /secret|token|user|pw|T0123|elsewhere/,
+        );
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+    expect([300, 399].map(permanentStatus)).toEqual([true, true]);
   });
 
   it('reads Retry-After as RFC 9110 writes it, and nothing else', () => {
