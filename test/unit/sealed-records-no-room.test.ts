@@ -46,7 +46,7 @@ vi.mock('node:fs', async (importOriginal) => {
       faults.writeLog = false;
       throw noRoom('open', String(path));
     }
-    return real.openSync(path, flags, mode);
+    return real.openSync(path, flags ?? 'r', mode);
   }) as typeof real.openSync;
   const mocked = { ...real, mkdirSync, writeFileSync, openSync };
   return { ...mocked, default: mocked };

@@ -347,7 +347,7 @@ describe('sealed records', () => {
     const dir = makeTempDir('agentd-unit-records-');
     const records = new SealedRecords(join(dir, 'records'));
     const day = 86_400_000;
-    const ids = ['00000000000000c1', '00000000000000c2', '00000000000000c3', '00000000000000c4'];
+    const ids = ['00000000000000c1', '00000000000000c2', '00000000000000c3', '00000000000000c4'] as const;
     const sealOne = (id: string) =>
       records.seal({ agent: 'demo', sessionId: id, archiveLimit: 1 << 20, json: () => ({ id }) });
     // 40, 2 and 1 days old: the first is past a 30-day records_max_age.
