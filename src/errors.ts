@@ -40,3 +40,21 @@ export class AgentdError extends Error {
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
+
+/**
+ * An expected failure as log fields: its message and code (agentd's, or the system's errno), without
+ * the stack a logged `err` carries, which says nothing to an operator about a full disk or a refusal.
+ */
+export function errorFields(error: unknown): { reason: string; code?: string; operation?: string } {
+  const fields: { reason: string; code?: string; operation?: string } = { reason: errorMessage(error) };
+  const { code, errno, operation } = (typeof error === 'object' && error !== null ? error : {}) as {
+    code?: unknown;
+    errno?: unknown;
+    operation?: unknown;
+  };
+  // StateDirError keeps the system's errno ('ENOSPC') beside its own code.
+  const found = [errno, code].find((value) => typeof value === 'string');
+  if (typeof found === 'string') fields.code = found;
+  if (typeof operation === 'string') fields.operation = operation;
+  return fields;
+}

@@ -31,7 +31,7 @@ import {
   MAX_LINE_BYTES,
   PROTOCOL_VERSION,
 } from '../constants.js';
-import { AgentdError, errorMessage } from '../errors.js';
+import { AgentdError, errorFields, errorMessage } from '../errors.js';
 import type { HttpServer } from '../http/server.js';
 import { LogBudget } from '../log-budget.js';
 import {
@@ -216,7 +216,7 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim): Promise
     } catch (error) {
       if (signal.aborted) return;
       log.warn(
-        { event: 'daemon.cache_files_kept', host, err: error },
+        { event: 'daemon.cache_files_kept', host, ...errorFields(error) },
         `could not look for the files of removed bounded caches of host ${host} in ${cachesDir}: ${errorMessage(error)}`,
       );
     }
@@ -453,7 +453,12 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim): Promise
         } catch (error) {
           const problem = stateDirProblem(error);
           log.warn(
-            { event: 'session.unrecorded', session: request.sessionId, code: problem.code, err: error },
+            {
+              event: 'session.unrecorded',
+              session: request.sessionId,
+              ...errorFields(error),
+              code: problem.code,
+            },
             `trigger rejected: ${problem.reason}`,
           );
           return { type: 'trigger.unrecorded' as const, ...answer, ...problem };
@@ -889,7 +894,11 @@ function sessionLogic(
         journal.image(context.session.invocation.sessionId, context.session.spec.image, id, digest),
       warn: ({ context }, { message, error }) =>
         log.warn(
-          { event: 'session.teardown_warning', session: context.session.invocation.sessionId, err: error },
+          {
+            event: 'session.teardown_warning',
+            session: context.session.invocation.sessionId,
+            ...errorFields(error),
+          },
           message,
         ),
       leaveBehind: (_, left) => leftovers.add(left),
@@ -897,7 +906,11 @@ function sessionLogic(
       // mount for a moment): only its second failure is a warning.
       noteTeardownRetry: ({ context }, { message, error }) =>
         log.info(
-          { event: 'session.teardown_retry', session: context.session.invocation.sessionId, err: error },
+          {
+            event: 'session.teardown_retry',
+            session: context.session.invocation.sessionId,
+            ...errorFields(error),
+          },
           message,
         ),
     },

@@ -4,7 +4,7 @@ import { wasSearched, withheldReason } from '../adapters/output-archive.js';
 import { type OutputSummary, SealedRecords } from '../adapters/sealed-records.js';
 import type { SessionFiles } from '../adapters/session-files.js';
 import { StateDirError } from '../adapters/state-files.js';
-import { errorMessage } from '../errors.js';
+import { errorFields, errorMessage } from '../errors.js';
 import { renderSessionLog } from '../runner/session-log.js';
 import { type SessionRecord, sessionRecordSchema } from '../sessions/records.js';
 import { outputArchiveLimit } from '../sessions/run-plan.js';
@@ -329,7 +329,7 @@ export class RecordKeeper {
       if (oldest !== undefined) this.failed.delete(oldest);
     }
     this.log.warn(
-      { event: 'session.record_unwritten', session: sessionId, err: error },
+      { event: 'session.record_unwritten', session: sessionId, ...errorFields(error) },
       `the sealed record of session ${sessionId} could not be written: ${errorMessage(error)}`,
     );
   }

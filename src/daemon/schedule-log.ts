@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { readNoFollow, writeFileAtomic } from '../adapters/state-files.js';
 import type { AgentConfig, ScheduleConfig } from '../config/types.js';
-import { errorMessage } from '../errors.js';
+import { errorFields, errorMessage } from '../errors.js';
 
 const fileSchema = z.object({
   version: z.literal(1),
@@ -38,7 +38,7 @@ export class ScheduleLog {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
         this.log.warn(
-          { event: 'daemon.schedules_unreadable', file: this.path, err: error },
+          { event: 'daemon.schedules_unreadable', file: this.path, ...errorFields(error) },
           `ignored ${this.path} (${errorMessage(error)}): no missed firing is caught up this time`,
         );
       }
@@ -74,7 +74,7 @@ export class ScheduleLog {
       if (this.warned) return;
       this.warned = true;
       this.log.warn(
-        { event: 'daemon.schedules_unwritten', file: this.path, err: error },
+        { event: 'daemon.schedules_unwritten', file: this.path, ...errorFields(error) },
         `could not record schedule progress (${errorMessage(error)}); a catch-up after a restart may miss a firing`,
       );
     }
