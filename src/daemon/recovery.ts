@@ -202,8 +202,8 @@ export function planRecovery(
 }
 
 /**
- * How much earlier than a whole timeout a container's run may end and still count as stopped at its
- * deadline: the daemon stops it at the session's deadline, and the session started a little before the
+ * How much earlier than a whole timeout a container's run may end, by a signal, and still count as
+ * stopped at its deadline: the daemon stops it at the session's deadline, and the session started a little before the
  * container (the secret, podman's own start), so a container stopped on time ran a little less than
  * the timeout.
  */
@@ -227,7 +227,10 @@ function pastDeadline(
   if (startedAt > 0) {
     const from =
       (container.Created ?? 0) > 0 ? Math.min(container.Created ?? startedAt, startedAt) : startedAt;
-    return (exitedAt - from) * 1000 >= timeoutMs - DEADLINE_SLACK_MS;
+    const ranMs = (exitedAt - from) * 1000;
+    // Within the slack, only a container ended by a signal (the daemon's stop: 143, or 137) was stopped;
+    // one that exited by itself just before its deadline was not.
+    return ranMs >= timeoutMs || (ranMs >= timeoutMs - DEADLINE_SLACK_MS && (container.ExitCode ?? 0) >= 128);
   }
   return deadline !== undefined && exitedAt * 1000 >= deadline;
 }

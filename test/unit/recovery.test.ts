@@ -215,6 +215,22 @@ describe('recovery planning', () => {
       { remote: true },
     );
     expect(plan.finished[0]?.outcome).toMatchObject({ outcome: 'timed_out', exitCode: 143 });
+    // One that exited by itself (0) in the same last seconds before its deadline was not stopped.
+    const itself = planRecovery(
+      [record(id(2), 'running', { timeoutMs: 60_000 })],
+      [
+        container(id(2), 'exited', {
+          ExitCode: 0,
+          Created: start + 0.2,
+          StartedAt: start + 0.6,
+          ExitedAt: start + 59,
+        }),
+      ],
+      AGENTS,
+      NOW,
+      { remote: true },
+    );
+    expect(itself.finished[0]?.outcome).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
   });
 
   it("judges a timeout by the container's own run, start to exit on its host's clock, not by the daemon's clock", () => {
