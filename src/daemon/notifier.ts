@@ -77,7 +77,8 @@ interface Notification {
   session: string;
   /**
    * The record's JSON text, set once the outcome is published: what is POSTed, the same bytes each time.
-   * Let go while only deliveries left in the outbox remain (see held), and read back from there.
+   * Let go while only deliveries left in the outbox remain (see held), and read back from there (only
+   * once recordStored).
    */
   record?: string;
   pending: Pending[];
@@ -88,6 +89,12 @@ interface Notification {
    * a stop that cannot write it again leaves that one to the next start; none, and a stop loses it.
    */
   stored: boolean;
+  /**
+   * Some version of its entry holding its record is in the outbox (writes replace an entry whole, so a
+   * later one that fails leaves it): only then may a delivery of it be left there and its record let go
+   * of, to be read back. The entry written before the outcome is published has no record.
+   */
+  recordStored: boolean;
 }
 
 /** A delivery under way: its notification and webhook. */
@@ -234,6 +241,7 @@ export class Notifier {
       pending,
       held: 0,
       stored: before !== undefined,
+      recordStored: false,
     };
     this.prepared.set(session.id, notification);
     if (pending.length > 0) this.write(notification);
@@ -340,6 +348,8 @@ export class Notifier {
       pending: [],
       held: 0,
       stored: true,
+      // Written by an earlier daemon with its record, or only before its outcome was published.
+      recordStored: entry.record !== undefined,
     };
     for (const left of entry.targets) {
       // The same webhook again: its URL and which of those with that URL it is (an entry of an agentd
@@ -505,7 +515,10 @@ export class Notifier {
   /** Writes a session's entry now: whether the outbox took it (none: false). */
   private write(notification: Notification): boolean {
     const written = this.options.outbox?.writeNow(entryOf(notification)) ?? false;
-    if (written) notification.stored = true;
+    if (written) {
+      notification.stored = true;
+      if (notification.record !== undefined) notification.recordStored = true;
+    }
     return written;
   }
 
@@ -529,7 +542,7 @@ export class Notifier {
     }
     const chars = charsOf(waiting);
     // Behind those in the outbox it goes there too, unless that is full: sent out of turn, not dropped.
-    if (this.queueHasRoom(chars) && !(behindDeferred && this.canDefer())) {
+    if (this.queueHasRoom(chars) && !(behindDeferred && this.canDefer(waiting.notification))) {
       this.logWaiting(waiting, full, ahead === undefined);
       const queue = ahead ?? new Fifo<Waiting>();
       if (ahead === undefined) this.queues.set(key, queue);
@@ -550,10 +563,15 @@ export class Notifier {
     );
   }
 
-  /** Whether a delivery may be left in the outbox until there is room (see MAX_DEFERRED). */
-  private canDefer(): boolean {
+  /**
+   * Whether a delivery of this notification may be left in the outbox until there is room: there is
+   * one, its entry there holds the record to read back, and fewer than MAX_DEFERRED are left there.
+   */
+  private canDefer(notification: Notification): boolean {
     return (
-      this.options.outbox !== undefined && this.deferredCount < (this.options.maxDeferred ?? MAX_DEFERRED)
+      this.options.outbox !== undefined &&
+      notification.recordStored &&
+      this.deferredCount < (this.options.maxDeferred ?? MAX_DEFERRED)
     );
   }
 
@@ -600,7 +618,8 @@ export class Notifier {
 
   /**
    * The queue is full too (or others to its webhook are in the outbox): left in the outbox until there
-   * is room, or, past maxDeferred, dropped.
+   * is room, or, past maxDeferred or when no entry there holds its record (a full or read-only state
+   * dir), dropped.
    */
   private drop(waiting: Waiting, behindDeferred: boolean): void {
     const { notification, pending } = waiting;
@@ -616,7 +635,7 @@ export class Notifier {
       waiting: this.queued,
     };
     const full = `${this.pending.size} notifications under way and ${this.queued} waiting, the most`;
-    if (this.canDefer()) {
+    if (this.canDefer(notification)) {
       // Its entry stays as it is (a sibling's changes keep it: it stays in notification.pending).
       const ahead = this.deferrals.get(pending.key);
       const why = behindDeferred ? `${ahead?.length ?? 0} to ${url} there before it` : full;
@@ -632,6 +651,15 @@ export class Notifier {
       return;
     }
     metrics.notification('dropped');
+    if (outbox !== undefined && !notification.recordStored) {
+      // It could have waited there, but the record it would be read back with never reached the disk.
+      log.error(
+        { ...context, kept: false, lost: true },
+        `notification of session ${session} to ${url} dropped (${full}): it cannot wait in the notification outbox, which holds no entry with its record (the state dir took none of its writes since the outcome was published: see notify.unrecorded), so this daemon does not send it${notification.stored ? ' (a next start may, from the entry written before the outcome was published, if that one is still there)' : ''}; tell ${url} of session ${session}'s outcome by hand if it matters (agentd show ${session} has its record), and free room in the state dir`,
+      );
+      this.settle(notification, pending);
+      return;
+    }
     log.warn(
       { ...context, kept: false },
       outbox === undefined
@@ -722,10 +750,16 @@ export class Notifier {
 
   /**
    * Lets go of a session's record text once none of its deliveries waits in memory or is under way: those
-   * left are in the outbox, whose entry holds it (see MAX_DEFERRED), and read it back from there.
+   * left are in the outbox, whose entry holds it (see MAX_DEFERRED), and read it back from there. Kept
+   * while no entry holding it reached the outbox (none is left there then: see canDefer).
    */
   private letGoOfRecord(notification: Notification): void {
-    if (this.options.outbox === undefined || notification.held > 0 || notification.pending.length === 0)
+    if (
+      this.options.outbox === undefined ||
+      !notification.recordStored ||
+      notification.held > 0 ||
+      notification.pending.length === 0
+    )
       return;
     notification.record = undefined;
   }

@@ -1340,6 +1340,62 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     mendOutbox();
   });
 
+  it('with the queue full and no entry holding its record on disk, a notification is not left in the outbox: dropped as lost, saying so', async () => {
+    const quiet = () => new NotifyOutbox(stateDir, () => {});
+    const shown = 'http://127.0.0.1:9/hook?…';
+    const n = setup([target()], 1, quiet(), undefined, { maxWaiting: 0 });
+    const [first, never, early] = ids(3) as [string, string, string];
+    // Written before its outcome was published, without the record; then the state dir takes nothing.
+    n.notifier.prepare({ ...RECORD, id: early }, 'failed');
+    breakOutbox();
+    for (const id of [first, never, early]) n.notifier.notify({ ...RECORD, id });
+    await vi.advanceTimersByTimeAsync(0);
+    expect([n.notifier.underWay, n.notifier.waiting, n.notifier.deferred]).toEqual([1, 0, 0]);
+    expect(n.counted).toEqual(['notification:dropped', 'notification:dropped']);
+    const dropped = n.lines.filter((l) => l.event === 'notify.dropped');
+    expect(dropped).toEqual([
+      expect.objectContaining({ level: 50, session: never, url: shown, kept: false, lost: true }),
+      expect.objectContaining({ level: 50, session: early, kept: false, lost: true }),
+    ]);
+    expect(dropped[0]?.msg).toBe(
+      `notification of session ${never} to ${shown} dropped (1 notifications under way and 0 waiting, the most): it cannot wait in the notification outbox, which holds no entry with its record (the state dir took none of its writes since the outcome was published: see notify.unrecorded), so this daemon does not send it; tell ${shown} of session ${never}'s outcome by hand if it matters (agentd show ${never} has its record), and free room in the state dir`,
+    );
+    expect(dropped[1]?.msg).toContain(
+      'so this daemon does not send it (a next start may, from the entry written before the outcome was published, if that one is still there);',
+    );
+    // Room again: nothing is read back from entries that were never written, nor given up as unreadable.
+    mendOutbox();
+    n.attempts[0]?.settle();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(n.attempts.map(sessionOf)).toEqual([first]);
+    expect(n.lines.filter((l) => l.event === 'notify.failed')).toEqual([]);
+    await n.notifier.close(0);
+  });
+
+  it('behind others in the outbox, a notification whose record is not on disk waits in memory if the queue has room, and is sent', async () => {
+    const small = JSON.stringify(RECORD).length;
+    const big = { ...RECORD, agent: 'x'.repeat(3 * small) };
+    const limits = { maxWaitingChars: Math.floor(2.5 * small), maxDeferred: 10 };
+    const box = new NotifyOutbox(stateDir, () => {});
+    const n = setup([target()], 1, box, undefined, limits);
+    const sessions = ids(4) as [string, string, string, string];
+    n.notifier.notify({ ...RECORD, id: sessions[0] });
+    n.notifier.notify({ ...RECORD, id: sessions[1] });
+    n.notifier.notify({ ...big, id: sessions[2] });
+    // The state dir takes no more writes (those made stay there).
+    const full = vi.spyOn(box, 'writeNow').mockReturnValue(false);
+    n.notifier.notify({ ...RECORD, id: sessions[3] });
+    await vi.advanceTimersByTimeAsync(0);
+    // The last one out of turn, in memory: its entry would have nothing to read back.
+    expect([n.notifier.underWay, n.notifier.waiting, n.notifier.deferred]).toEqual([1, 2, 1]);
+    full.mockRestore();
+    const { taken } = await answerUntilDone(n, 0);
+    expect(taken).toEqual([sessions[0], sessions[1], sessions[3], sessions[2]]);
+    expect(n.lines.filter((l) => l.event === 'notify.failed')).toEqual([]);
+    expect(files()).toEqual([]);
+    await n.notifier.close(0);
+  });
+
   it('a 4xx answer ends the delivery at once, failed, with a warning naming the webhook, the session, the status and what to fix; nothing is left to resume', async () => {
     const hook = target({ attempts: 5, backoffMs: 1000 });
     const shown = 'http://127.0.0.1:9/hook?…';
