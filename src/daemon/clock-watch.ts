@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { MAX_WAIT_MS } from '../machines/delivery.machine.js';
 
 /** How often the wall clock's progress is compared with the steady clock's. */
 export const CLOCK_WATCH_MS = 60_000;
@@ -17,9 +18,10 @@ export interface ClockWatchOptions {
  * Warns `daemon.clock_stepped` when the system clock is set (an NTP step, a bad RTC or NTP source, by
  * hand) or the host was suspended: the wall clock moved that much more or less than the steady clock
  * since the last look. Once per step: each look compares from the one before. The daemon times what
- * it must (retention of sealed records, stalled HTTP clients) on the steady clock; the warning says what
- * follows the new time, and what a restart would read by it. Stop it at shutdown; its timer never holds
- * the process up.
+ * it must (retention of sealed records, stalled HTTP clients, notifications' waits between attempts) on
+ * the steady clock; the warning says what follows the new time (session times, history, schedules), and
+ * what a restart would read by it (record ages; notifications' due times, which waitLeft in notifier.ts
+ * bounds by MAX_WAIT_MS). Stop it at shutdown; its timer never holds the process up.
  */
 export function watchClock(log: Logger, options: ClockWatchOptions = {}): { stop: () => void } {
   const {
@@ -46,8 +48,9 @@ export function watchClock(log: Logger, options: ClockWatchOptions = {}): { stop
         now: new Date(nowWall).toISOString(),
       },
       `the system clock was set ${forward ? 'forward' : 'back'} by ${stepText(Math.abs(step))}${forward ? ' (or the host was suspended that long)' : ''}, to ${new Date(nowWall).toISOString()}: ` +
-        'session times (acceptedAt, finishedAt), the order of history and its --since, schedules and notification retries follow the new time; ' +
-        'this daemon keeps ages of sealed records (daemon.records_max_age) and HTTP time limits on its steady clock, but a restart reads record ages by the clock it finds: ' +
+        'session times (acceptedAt, finishedAt), the order of history and its --since, and schedules follow the new time; ' +
+        "this daemon keeps ages of sealed records (daemon.records_max_age), HTTP time limits and notifications' waits between attempts on its steady clock, " +
+        `but a restart reads record ages, and the next attempts of notifications in the outbox (at most ${MAX_WAIT_MS / 60_000} min off), by the clock it finds: ` +
         'if the new time is wrong, correct it (timedatectl; chronyc tracking) before restarting agentd, or records may be removed as too old',
     );
   }, everyMs);

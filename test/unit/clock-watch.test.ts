@@ -41,6 +41,13 @@ describe('the clock watch', () => {
     expect(stepped()[0]).toMatchObject({ level: 40, direction: 'forward', stepMs: YEARS_10 });
     expect(stepped()[0]?.msg).toContain('set forward by 3650.0d');
     expect(stepped()[0]?.msg).toContain('records_max_age');
+    // What follows the new time, and what does not: in-process waits are steady, only a restart reads due times.
+    expect(stepped()[0]?.msg).toContain(
+      'the order of history and its --since, and schedules follow the new time; ' +
+        "this daemon keeps ages of sealed records (daemon.records_max_age), HTTP time limits and notifications' waits between attempts on its steady clock, " +
+        'but a restart reads record ages, and the next attempts of notifications in the outbox (at most 15 min off), by the clock it finds',
+    );
+    expect(stepped()[0]?.msg).not.toContain('notification retries follow the new time');
     watch.stop();
   });
 
