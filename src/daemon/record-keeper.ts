@@ -49,6 +49,45 @@ export function isSealPending(output: OutputSummary | undefined): boolean {
   return output?.missing === SEAL_PENDING;
 }
 
+/**
+ * The output summary of a session whose record could not be sealed for a reason other than room (a link
+ * planted for it, a wrong owner or mode, a read-only filesystem): not tried again, its work dir removed.
+ */
+function sealFailed(error: unknown): OutputSummary {
+  return {
+    files: 0,
+    bytes: 0,
+    truncated: false,
+    skipped: 0,
+    missing: `not kept: the record could not be sealed (${errorMessage(error)}); the log line session.record_unwritten says what to fix`,
+  };
+}
+
+/**
+ * Whether a seal failed for lack of room (ENOSPC, EDQUOT, on any write of the seal, the record's
+ * directories included): room comes back as retention, history or the operator frees some, so the seal is
+ * made again and the session's output waits for it. Not EROFS: a filesystem that is read-only (mounted so,
+ * or remounted so by the kernel after I/O errors) needs the operator, may stay so for good, and keeping
+ * every session's output meanwhile would fill the state dir; like a planted link or a wrong owner, it is
+ * logged once and the record left as it is (a next start seals it, should the filesystem take writes).
+ */
+function noRoom(error: unknown): boolean {
+  // The errno is the cause's (ensurePrivateDir's UNSAFE_PATH wraps the mkdir that failed).
+  for (let cause = error, depth = 0; typeof cause === 'object' && cause !== null && depth < 4; depth++) {
+    if (cause instanceof StateDirError) return cause.full;
+    const { code } = cause as { code?: unknown };
+    if (code === 'ENOSPC' || code === 'EDQUOT') return true;
+    cause = (cause as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+/** What one seal did: sealed, or given up (not for lack of room: `output` says why). */
+interface SealAttempt {
+  output: OutputSummary;
+  sealed: boolean;
+}
+
 /** A finished session whose seal failed: sealed again when due. */
 interface Unsealed {
   record: SessionRecord;
@@ -63,7 +102,8 @@ interface Unsealed {
  * rewritten whenever the session's record changes, completed and sealed when it ends (its output
  * unpacked from the work dir, its log copied), retention applied after every seal. A record that
  * cannot be written never stops a session: the problem is logged, once per session. A seal that fails
- * (no room) leaves the record open, and is made again, on a timer and at each `retry`, until it succeeds.
+ * for lack of room leaves the record open, and is made again, on a timer and at each `retry`, until it
+ * succeeds; one that fails otherwise is not (see noRoom).
  */
 export class RecordKeeper {
   readonly records: SealedRecords;
@@ -73,8 +113,9 @@ export class RecordKeeper {
   private retrying: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   /**
-   * Told of each record sealed by a later attempt (its outcome was published when the first failed): the
-   * journal writes its output summary into the state dir's record and removes its work dir.
+   * Told of each record sealed by a later attempt (its outcome was published when the first failed), or
+   * given up by one (its filesystem has room now, but takes no write): the journal writes its output
+   * summary into the state dir's record and removes its work dir.
    */
   onSealedLate: (record: SessionRecord, output: OutputSummary) => void = () => {};
 
@@ -132,11 +173,17 @@ export class RecordKeeper {
   }
 
   /**
-   * Completes and seals a finished session's record. Never throws: when it cannot be sealed, undefined
-   * is returned, the record is left open and sealed again later (see retry); the session's work dir
-   * must be kept until then (see waiting).
+   * Completes and seals a finished session's record. Never throws: when it cannot be sealed for lack of
+   * room, undefined is returned, the record is left open and sealed again later (see retry); the
+   * session's work dir must be kept until then (see waiting). When it cannot be sealed for any other
+   * reason, session.record_unwritten is logged once and the output summary says why: nothing is kept
+   * for a later attempt.
    */
   async seal(record: SessionRecord, logFile: string): Promise<OutputSummary | undefined> {
+    return (await this.attempt(record, logFile))?.output;
+  }
+
+  private async attempt(record: SessionRecord, logFile: string): Promise<SealAttempt | undefined> {
     const paths = this.files.paths(record.id);
     // The runner withheld the archive (it held a credential value), or no daemon searched it (one
     // stopped between the container's end and the search): the record says why instead.
@@ -161,10 +208,17 @@ export class RecordKeeper {
       this.failed.delete(record.id);
       this.unsealed.delete(record.id);
       this.prune();
-      return described(output);
+      return { output: described(output), sealed: true };
     } catch (error) {
-      this.sealLater(record, logFile, error);
-      return undefined;
+      if (noRoom(error)) {
+        this.sealLater(record, logFile, error);
+        return undefined;
+      }
+      // No amount of waiting fixes it: made again, it would keep the session's output in the state dir
+      // (whatever daemon.history says) and be tried every 30 s for the daemon's life.
+      this.unsealed.delete(record.id);
+      this.warn(record.id, error);
+      return { output: sealFailed(error), sealed: false };
     }
   }
 
@@ -209,13 +263,15 @@ export class RecordKeeper {
   private async retryDue(now: number): Promise<void> {
     for (const [id, { record, logFile, due }] of [...this.unsealed]) {
       if (due > now || !this.unsealed.has(id)) continue;
-      const output = await this.seal(record, logFile);
-      if (output === undefined) continue;
-      this.log.info(
-        { event: 'session.record_sealed', session: id, dir: record.recordDir },
-        `sealed the record of session ${id}, which had waited for room`,
-      );
-      this.onSealedLate(record, output);
+      const attempt = await this.attempt(record, logFile);
+      if (attempt === undefined) continue;
+      if (attempt.sealed) {
+        this.log.info(
+          { event: 'session.record_sealed', session: id, dir: record.recordDir },
+          `sealed the record of session ${id}, which had waited for room`,
+        );
+      }
+      this.onSealedLate(record, attempt.output);
     }
   }
 
@@ -265,8 +321,8 @@ export class RecordKeeper {
    * dir's record is written as finished before the seal (which can take a while: 10,000 files to
    * unpack), so `completed` is told, before any work dir is removed, the output summary of each record
    * recovery seals and of each sealed one whose state-dir record was stopped short of it (its work dir is
-   * still there); undefined when the seal failed (it is made again later: its work dir is kept) or
-   * session.json has none. `working`: the sessions that
+   * still there); undefined when the seal failed for lack of room (it is made again later: its work dir
+   * is kept) or session.json has none. `working`: the sessions that
    * have a work dir (SessionFiles.sessions), read once by the caller before recovery; nothing makes one
    * while it runs.
    */
@@ -278,6 +334,8 @@ export class RecordKeeper {
   ): Promise<void> {
     const finished = new Map(records.filter((r) => r.outcome !== undefined).map((r) => [r.id, r]));
     const unfinished = new Set(records.filter((r) => r.outcome === undefined).map((r) => r.id));
+    /** Records whose seal failed for another reason than room: not made again, their work dir goes. */
+    const givenUp = new Set<string>();
     for (const record of finished.values()) {
       if (record.recordDir === undefined) continue;
       if (this.records.isSealed(record.recordDir)) {
@@ -287,18 +345,18 @@ export class RecordKeeper {
           completed(record, this.find(record.id)?.output);
         continue;
       }
-      const output = await this.seal(record, logFile(record.id));
-      if (output !== undefined) {
+      const attempt = await this.attempt(record, logFile(record.id));
+      if (attempt?.sealed) {
         this.log.info(
           { event: 'session.record_sealed', session: record.id, dir: record.recordDir },
           `sealed the record of session ${record.id}, left open by an earlier daemon`,
         );
-      }
-      completed(record, output);
+      } else if (attempt !== undefined) givenUp.add(record.id);
+      completed(record, attempt?.output);
     }
     for (const id of working) {
       if (unfinished.has(id)) await this.files.adopt(id);
-      else if (!this.waitingById(id, finished)) this.files.remove(id);
+      else if (givenUp.has(id) || !this.waitingById(id, finished)) this.files.remove(id);
     }
     this.prune();
   }
