@@ -677,21 +677,13 @@ export class Notifier {
    */
   private pickUpDeferred(): void {
     while (!this.closing) {
-      let next: Deferred | undefined;
-      for (const [key, fifo] of this.deferrals) {
-        const head = fifo.peek();
-        if (head === undefined) continue;
+      const next = takeTurn(this.deferrals, (key, head) => {
         const startsNow =
           this.pending.size < this.maxPending() &&
           (this.underWayTo.get(key) ?? 0) < this.maxPendingPerWebhook() &&
           !this.queues.has(key);
-        if (!startsNow && !this.queueHasRoom(head.chars)) continue;
-        next = fifo.shift();
-        // Its turn taken: to the end, or gone with none left.
-        this.deferrals.delete(key);
-        if (fifo.length > 0) this.deferrals.set(key, fifo);
-        break;
-      }
+        return startsNow || this.queueHasRoom(head.chars);
+      });
       if (next === undefined) return;
       this.deferredCount -= 1;
       const { notification, pending } = next.waiting;
@@ -773,14 +765,7 @@ export class Notifier {
     const maxPending = this.maxPending();
     const maxPerWebhook = this.maxPendingPerWebhook();
     while (!this.closing && this.pending.size < maxPending) {
-      let next: Waiting | undefined;
-      for (const [key, queue] of this.queues) {
-        if ((this.underWayTo.get(key) ?? 0) >= maxPerWebhook) continue;
-        next = queue.shift();
-        this.queues.delete(key);
-        if (queue.length > 0) this.queues.set(key, queue);
-        break;
-      }
+      const next = takeTurn(this.queues, (key) => (this.underWayTo.get(key) ?? 0) < maxPerWebhook);
       if (next === undefined) break;
       this.queued -= 1;
       this.queuedChars -= charsOf(next);
@@ -973,6 +958,24 @@ export class Notifier {
 /** What a waiting delivery counts against MAX_WAITING_CHARS: its session's record text. */
 function charsOf({ notification }: Waiting): number {
   return notification.record?.length ?? 0;
+}
+
+/**
+ * The next in turn of the webhooks taking turns (a map in turn order, each with a FIFO: the queues, the
+ * deferrals): the first of the first webhook whose first may go now (`ready`), taken out, and that
+ * webhook to the end of the turns, or gone with none left; none when no webhook's first may go. One
+ * whose first may not go does not hold up the others.
+ */
+function takeTurn<T>(turns: Map<string, Fifo<T>>, ready: (key: string, first: T) => boolean): T | undefined {
+  for (const [key, fifo] of turns) {
+    const first = fifo.peek();
+    if (first === undefined || !ready(key, first)) continue;
+    fifo.shift();
+    turns.delete(key);
+    if (fifo.length > 0) turns.set(key, fifo);
+    return first;
+  }
+  return undefined;
 }
 
 /**
