@@ -92,7 +92,10 @@ interface SealAttempt {
 interface Unsealed {
   record: SessionRecord;
   logFile: string;
-  /** When to try again (ms since the epoch), and the wait after that attempt should it fail too. */
+  /**
+   * When to try again, by the steady clock (performance.now(): a wall clock set back 2 h would hold every
+   * seal up 2 h), and the wait after that attempt should it fail too.
+   */
   due: number;
   wait: number;
 }
@@ -240,8 +243,11 @@ export class RecordKeeper {
     return record === undefined ? this.unsealed.has(id) : this.waiting(record);
   }
 
-  /** Seals again the records whose seal failed and whose time has come (one attempt at a time). */
-  retry(now: number = Date.now()): Promise<void> {
+  /**
+   * Seals again the records whose seal failed and whose time has come by `now` (the steady clock's),
+   * one attempt at a time.
+   */
+  retry(now: number = performance.now()): Promise<void> {
     this.retrying ??= this.retryDue(now)
       .catch((error: unknown) => {
         // A bug (seal never throws): logged, and the records are tried again on the timer.
@@ -282,7 +288,7 @@ export class RecordKeeper {
     if (this.retrying !== undefined || this.unsealed.size === 0) return;
     const due = Math.min(...[...this.unsealed.values()].map((u) => u.due));
     // Never holds a stopping daemon up: its next start seals what is left.
-    this.timer = setTimeout(() => void this.retry(), Math.max(0, due - Date.now()));
+    this.timer = setTimeout(() => void this.retry(), Math.max(0, due - performance.now()));
     this.timer.unref();
   }
 
@@ -292,7 +298,7 @@ export class RecordKeeper {
     const wait = before === undefined ? SEAL_RETRY_FIRST_MS : Math.min(before.wait * 2, SEAL_RETRY_MAX_MS);
     // Re-inserted last: the oldest first when one has to go.
     this.unsealed.delete(record.id);
-    this.unsealed.set(record.id, { record, logFile, due: Date.now() + wait, wait });
+    this.unsealed.set(record.id, { record, logFile, due: performance.now() + wait, wait });
     if (this.unsealed.size > FAILED_REMEMBERED) {
       const [oldest] = this.unsealed.keys();
       // Its work dir and open record stay: the next start seals it.

@@ -178,17 +178,17 @@ describe('a session whose record cannot be sealed when it ends', () => {
       /could not be sealed: .*ENOSPC.*agentd seals the record as soon as it can/,
     );
     noRoomForNextSeal();
-    await daemon.keeper.retry(Date.now() + 60_000);
+    await daemon.keeper.retry(performance.now() + 60_000);
     expect(faults.mkdirOut).toBe(false);
     expect(warned()).toHaveLength(1);
     expect(daemon.files.sessions()).toEqual([ID]);
 
     // Room again: the watcher's flush seals it (its first retry is due a second after the failure).
-    const now = Date.now();
-    vi.spyOn(Date, 'now').mockReturnValue(now + 300_000);
+    const now = performance.now();
+    vi.spyOn(performance, 'now').mockReturnValue(now + 300_000);
     daemon.journal.flush();
     await vi.waitFor(() => expect(daemon.journal.record(ID)?.output).toMatchObject({ files: 1, bytes: 5 }));
-    vi.mocked(Date.now).mockRestore();
+    vi.mocked(performance.now).mockRestore();
     expect(daemon.journal.record(ID)?.output?.missing).toBeUndefined();
     expect(sealed(recordDir)).toBe(true);
     expect(readdirSync(join(recordDir, 'out'))).toEqual(['result.txt']);
@@ -199,6 +199,20 @@ describe('a session whose record cannot be sealed when it ends', () => {
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(daemon.published).toEqual([ID]);
     expect(daemon.posts).toHaveLength(1);
+  });
+
+  it('is sealed when due by the steady clock, not held up by a wall clock set back', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'agentd-unsealed-'));
+    dirs.push(stateDir);
+    const daemon = await endedWithNoRoom(stateDir, 100);
+    expect(daemon.files.sessions()).toEqual([ID]);
+    // The clock set back 2 h, while 1.5 s go by (the first attempt again is due after 1 s).
+    vi.spyOn(Date, 'now').mockReturnValue(Date.now() - 2 * 3_600_000);
+    vi.spyOn(performance, 'now').mockReturnValue(performance.now() + 1500);
+    await daemon.keeper.retry();
+    expect(daemon.journal.record(ID)?.output).toMatchObject({ files: 1, bytes: 5 });
+    expect(sealed(daemon.keeper.dirOf('demo', ID))).toBe(true);
+    expect(daemon.files.sessions()).toEqual([]);
   });
 
   it('is recovered with its outcome at each start until its record can be sealed, never settled again (history: 0)', async () => {
