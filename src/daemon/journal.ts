@@ -429,7 +429,10 @@ export class SessionJournal {
     this.store.flush();
   }
 
-  /** Resolves once the record files being written in the background are written (before the daemon exits). */
+  /**
+   * Resolves once the record files being written in the background are written, and a seal made again
+   * that is under way is done (before the daemon exits: it writes the state dir's record).
+   */
   settled(): Promise<void> {
     return this.keeper.settled();
   }

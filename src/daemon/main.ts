@@ -659,6 +659,8 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim): Promise
     return undefined;
   });
   actor.stop();
+  // No seal made again from now on (the next start makes them): one would write after writeWaiting.
+  keeper.close();
   clock.stop();
   // Once more before the end, for what teardown left (a start would remove it too); a host that does
   // not answer holds the end up for LEFTOVERS_AT_STOP_MS at most (a secret removal under way finishes).

@@ -115,6 +115,8 @@ export class RecordKeeper {
   private readonly unsealed = new Map<string, Unsealed>();
   private retrying: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** Stopping: no attempt is started any more (see close). */
+  private closed = false;
   /**
    * Told of each record sealed by a later attempt (its outcome was published when the first failed), or
    * given up by one (its filesystem has room now, but takes no write): the journal writes its output
@@ -170,9 +172,13 @@ export class RecordKeeper {
     this.records.write(record.agent, record.id, sessionJson(record), (error) => this.warn(record.id, error));
   }
 
-  /** Resolves once every session.json given to `write` is written (or failed). */
-  settled(): Promise<void> {
-    return this.records.settled();
+  /**
+   * Resolves once every session.json given to `write` is written (or failed), and a seal made again that
+   * was under way is done (its onSealedLate told): nothing is written after the daemon's last writes.
+   */
+  async settled(): Promise<void> {
+    await this.retrying;
+    await this.records.settled();
   }
 
   /**
@@ -248,6 +254,8 @@ export class RecordKeeper {
    * one attempt at a time.
    */
   retry(now: number = performance.now()): Promise<void> {
+    // A stopping daemon starts none (its next start seals what is left); one under way goes on (settled).
+    if (this.closed) return this.retrying ?? Promise.resolve();
     this.retrying ??= this.retryDue(now)
       .catch((error: unknown) => {
         // A bug (seal never throws): logged, and the records are tried again on the timer.
@@ -260,8 +268,12 @@ export class RecordKeeper {
     return this.retrying;
   }
 
-  /** No more attempts on the timer (a stop: a next start seals what is left). */
+  /**
+   * No more attempts, on the timer or at `retry` (a stop: a next start seals what is left); one under way
+   * ends, and `settled` waits for it.
+   */
   close(): void {
+    this.closed = true;
     clearTimeout(this.timer);
     this.timer = undefined;
   }
@@ -285,7 +297,7 @@ export class RecordKeeper {
   private schedule(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.retrying !== undefined || this.unsealed.size === 0) return;
+    if (this.closed || this.retrying !== undefined || this.unsealed.size === 0) return;
     const due = Math.min(...[...this.unsealed.values()].map((u) => u.due));
     // Never holds a stopping daemon up: its next start seals what is left.
     this.timer = setTimeout(() => void this.retry(), Math.max(0, due - performance.now()));

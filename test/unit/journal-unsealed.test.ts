@@ -215,6 +215,42 @@ describe('a session whose record cannot be sealed when it ends', () => {
     expect(daemon.files.sessions()).toEqual([]);
   });
 
+  it('at a stop: settled waits for a seal made again that is under way, and its record is written before', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'agentd-unsealed-'));
+    dirs.push(stateDir);
+    const daemon = await endedWithNoRoom(stateDir, 100);
+    vi.spyOn(performance, 'now').mockReturnValue(performance.now() + 60_000);
+    // The watcher's flush starts it; the daemon stops while it runs.
+    daemon.journal.flush();
+    daemon.keeper.close();
+    await daemon.journal.settled();
+    expect(daemon.journal.record(ID)?.output).toMatchObject({ files: 1, bytes: 5 });
+    expect(new SessionStore(stateDir, sessionRecordSchema).read(ID)?.output).toMatchObject({ files: 1 });
+    expect(daemon.files.sessions()).toEqual([]);
+  });
+
+  it('after close: a seal that fails is made again neither on the timer nor at a flush (the next start makes it)', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'agentd-unsealed-'));
+    dirs.push(stateDir);
+    const daemon = daemonIn(stateDir, 100);
+    daemon.journal.load(() => {});
+    await daemon.journal.recover();
+    const request = ran(daemon);
+    // A session settled on the way out, after the stop closed the keeper.
+    daemon.keeper.close();
+    noRoomForNextSeal();
+    await daemon.journal.finish(request, { outcome: 'succeeded', phase: 'running', exitCode: 0 });
+    expect(daemon.files.sessions()).toEqual([ID]);
+    // Its first attempt again would be due after 1 s.
+    await new Promise((resolve) => setTimeout(resolve, 1300));
+    daemon.journal.flush();
+    await daemon.journal.settled();
+    expect(daemon.journal.record(ID)?.output?.missing).toContain('not in its record yet');
+    expect(sealed(daemon.keeper.dirOf('demo', ID))).toBe(false);
+    expect(daemon.files.sessions()).toEqual([ID]);
+    expect(daemon.lines.filter((l) => l.event === 'session.record_sealed')).toEqual([]);
+  });
+
   it('is recovered with its outcome at each start until its record can be sealed, never settled again (history: 0)', async () => {
     const stateDir = mkdtempSync(join(tmpdir(), 'agentd-unsealed-'));
     dirs.push(stateDir);
