@@ -31,7 +31,8 @@ import { AGENT_UID, SECRET_MOUNT_DIR, SYSTEM_PATH } from '../constants.js';
  * AGENTD_SETUP_GRACE seconds, then kills it, which leaves time before Podman's own SIGKILL), it archives
  * /agentd/out as the agent's user into the root-only copy directory, at most AGENTD_SETUP_COPY_MAX
  * bytes (a larger archive arrives cut short, and agentd says so), once every process the command left
- * running is gone.
+ * running is gone. An archive it cannot write (the state dir is full) it removes, and writes why beside
+ * it (out.withheld), which the sealed record's output summary says instead.
  *
  * Exit codes: 127 when the command does not exist, 126 when it cannot be executed; otherwise the
  * command's own exit code (128 + N when a signal N ended it).
@@ -87,8 +88,22 @@ copy_out() {
     [ "$left" -le 2 ] && break
     n=$((n + 1))
   done
-  as_user tar -cf - -C ${OUTPUT_TARGET} . 2>/dev/null | head -c "$copy_max" > "$copy_dir/out.tar.part" 2>/dev/null &&
-    mv -f "$copy_dir/out.tar.part" "$copy_dir/out.tar" 2>/dev/null || :
+  # What failed says why in v: head's, sh's or mv's own message (tar's, which names the agent's files,
+  # is not kept).
+  v=$( { as_user tar -cf - -C ${OUTPUT_TARGET} . 2>/dev/null | head -c "$copy_max" > "$copy_dir/out.tar.part"; } 2>&1 ) &&
+    v=$(mv -f "$copy_dir/out.tar.part" "$copy_dir/out.tar" 2>&1) && return 0
+  # Not archived, and not silently: the record says why (the daemon's seal reads out.withheld, which it
+  # reads only where the copy directory is its work dir, in the state dir). The part goes first, which
+  # gives the note room when the filesystem is full. Only the system's words (after the last ": "): no
+  # path or name of the agent's.
+  rm -f "$copy_dir/out.tar.part" 2>/dev/null
+  v=\${v##*: }
+  [ "\${#v}" -le 200 ] || v=""
+  case "$v" in
+    *"No space left"* | *"quota exceeded"*) line="the state dir was full when the session ended: its output could not be archived (free space on the state dir's filesystem: $v)" ;;
+    *) line="its output could not be archived in the state dir\${v:+ ($v)}" ;;
+  esac
+  printf '%s' "$line" > "$copy_dir/out.withheld" 2>/dev/null || :
 }
 # The report comes first. Archiving forks, and a fork that fails (the command's left-over processes use
 # up the pids limit) makes sh exit: the EXIT trap keeps the command's status as the container's.
