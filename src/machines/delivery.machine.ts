@@ -37,10 +37,10 @@ export interface DeliveryContext extends Omit<DeliveryInput, 'waitMs'> {
 }
 
 /**
- * How many POSTs were made and why the last one failed (`permanent`: its failure ended the delivery
- * before its attempts ran out); the final state says whether it was delivered.
+ * How many POSTs were made and why the last one failed; the final state says whether it was delivered
+ * (and the context's `permanent`, whether a failure ended it before its attempts ran out).
  */
-export type DeliveryOutput = { attempts: number; error?: string; permanent?: boolean };
+export type DeliveryOutput = { attempts: number; error?: string };
 
 /** The longest wait between two attempts of the doubling backoff. */
 export const MAX_BACKOFF_MS = 5 * 60_000;
@@ -83,6 +83,31 @@ function permanentOf(error: unknown): boolean {
 function retryAfterOf(error: unknown): number | undefined {
   const value = (error as { retryAfterMs?: unknown } | undefined)?.retryAfterMs;
   return typeof value === 'number' && Number.isFinite(value) && value >= 0 ? value : undefined;
+}
+
+/** What the actions of a failed POST see: the machine's context and the post actor's error. */
+interface FailedPost {
+  context: DeliveryContext;
+  event: { error: unknown };
+}
+
+/**
+ * The actions every failed POST ends with: keep its error, and tell of it; `final`: no attempt follows
+ * (else the next comes after the wait planned, Retry-After heeded).
+ */
+function failedAttempt(final: boolean) {
+  return [
+    { type: 'storeError', params: ({ event }: FailedPost) => messageOf(event.error) },
+    {
+      type: 'announceFailedAttempt',
+      params: ({ context, event }: FailedPost) => ({
+        attempt: context.attempt,
+        error: event.error,
+        final,
+        retryInMs: final ? 0 : context.waitMs,
+      }),
+    },
+  ] as const;
 }
 
 export const deliveryMachine = setup({
@@ -165,51 +190,19 @@ export const deliveryMachine = setup({
             // Before attemptsLeft: the attempts left would only get the same answer.
             guard: { type: 'refused', params: ({ event }) => ({ error: event.error }) },
             target: 'failed',
-            actions: [
-              'markPermanent',
-              { type: 'storeError', params: ({ event }) => messageOf(event.error) },
-              {
-                type: 'announceFailedAttempt',
-                params: ({ context, event }) => ({
-                  attempt: context.attempt,
-                  error: event.error,
-                  final: true,
-                  retryInMs: 0,
-                }),
-              },
-            ],
+            actions: ['markPermanent', ...failedAttempt(true)],
           },
           {
             guard: 'attemptsLeft',
             target: 'waiting',
             actions: [
               { type: 'heedRetryAfter', params: ({ event }) => retryAfterOf(event.error) },
-              { type: 'storeError', params: ({ event }) => messageOf(event.error) },
-              {
-                type: 'announceFailedAttempt',
-                params: ({ context, event }) => ({
-                  attempt: context.attempt,
-                  error: event.error,
-                  final: false,
-                  retryInMs: context.waitMs,
-                }),
-              },
+              ...failedAttempt(false),
             ],
           },
           {
             target: 'failed',
-            actions: [
-              { type: 'storeError', params: ({ event }) => messageOf(event.error) },
-              {
-                type: 'announceFailedAttempt',
-                params: ({ context, event }) => ({
-                  attempt: context.attempt,
-                  error: event.error,
-                  final: true,
-                  retryInMs: 0,
-                }),
-              },
-            ],
+            actions: failedAttempt(true),
           },
         ],
       },
@@ -224,7 +217,6 @@ export const deliveryMachine = setup({
   output: ({ context }) => ({
     attempts: context.attempt,
     ...(context.lastError === undefined ? {} : { error: context.lastError }),
-    ...(context.permanent === true ? { permanent: true } : {}),
   }),
 });
 

@@ -111,7 +111,9 @@ describe('delivery machine', () => {
     await vi.advanceTimersByTimeAsync(60_000);
     expect(posts).toHaveLength(1);
     expect(actor.getSnapshot().value).toBe('failed');
-    expect(actor.getSnapshot().output).toEqual({ attempts: 1, error: 'u answered 404', permanent: true });
+    expect(actor.getSnapshot().output).toEqual({ attempts: 1, error: 'u answered 404' });
+    // What the notifier reads to tell a refusal from attempts run out.
+    expect(actor.getSnapshot().context.permanent).toBe(true);
     expect(failed).toEqual([{ attempt: 1, final: true, retryInMs: 0 }]);
   });
 
@@ -123,7 +125,9 @@ describe('delivery machine', () => {
     await vi.advanceTimersByTimeAsync(MAX_RETRY_AFTER_MS);
     expect(posts).toHaveLength(1);
     expect(actor.getSnapshot().value).toBe('failed');
-    expect(actor.getSnapshot().output).toEqual({ attempts: 1, error: 'u answered 301', permanent: true });
+    expect(actor.getSnapshot().output).toEqual({ attempts: 1, error: 'u answered 301' });
+    // What the notifier reads to tell a refusal from attempts run out.
+    expect(actor.getSnapshot().context.permanent).toBe(true);
   });
 
   it('a failure that asks to try later (a 429, with its Retry-After) is tried again', async () => {
@@ -144,6 +148,7 @@ describe('delivery machine', () => {
     await vi.advanceTimersByTimeAsync(0);
     expect(actor.getSnapshot().value).toBe('failed');
     expect(actor.getSnapshot().output).toEqual({ attempts: 2, error: 'ECONNREFUSED' });
+    expect(actor.getSnapshot().context.permanent).toBeUndefined();
     expect(failed).toEqual([{ attempt: 2, final: true, retryInMs: 0 }]);
   });
 });
