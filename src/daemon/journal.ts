@@ -125,18 +125,19 @@ export class SessionJournal {
   }
 
   /**
-   * A record sealed by a later attempt (its first failed, the outcome was published then): its output
-   * summary into the state dir's record, and its work dir removed, the output and log being in the
-   * record now.
+   * A record sealed by a later attempt (its first failed, the outcome was published then), or given up
+   * by one: its output summary into the state dir's record, and its work dir removed, the output and log
+   * being in the record now.
    */
   private sealedLate(record: SessionRecord, output: OutputSummary): void {
-    const current = this.index.get(record.id) ?? record;
-    // Only over what the failed seal wrote (history may have let go of it since: then the record
-    // directory is where it is kept).
-    if (current.outcome !== undefined && (current.output === undefined || isSealPending(current.output))) {
+    const current = this.index.get(record.id);
+    // Only over what the failed seal wrote. History may have let go of the session since (pruned once
+    // the seal succeeded, before this): its record directory is where it is kept, and the state dir's
+    // record is not written back.
+    if (current?.outcome !== undefined && (current.output === undefined || isSealPending(current.output))) {
       const complete = { ...current, output };
       this.store.put(complete);
-      if (this.index.get(record.id) !== undefined) this.index.set(complete);
+      this.index.set(complete);
     }
     this.files.remove(record.id);
   }

@@ -251,6 +251,28 @@ describe('a session whose record cannot be sealed when it ends', () => {
     expect(daemon.lines.filter((l) => l.event === 'session.record_sealed')).toEqual([]);
   });
 
+  it('sealed late after history let go of it: only its work dir goes, its state-dir record is not written back', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'agentd-unsealed-'));
+    dirs.push(stateDir);
+    const daemon = await endedWithNoRoom(stateDir, 0);
+    // The journal's history pruning (every PRUNE_EVERY outcomes) runs between the seal that succeeds
+    // and the journal hearing of it: the record no longer waits, and history: 0 lets it go.
+    const journal = daemon.journal as unknown as { prune(): void };
+    const late = daemon.keeper.onSealedLate;
+    daemon.keeper.onSealedLate = (record, output) => {
+      journal.prune();
+      late(record, output);
+    };
+    vi.spyOn(performance, 'now').mockReturnValue(performance.now() + 60_000);
+    await daemon.keeper.retry();
+    expect(sealed(daemon.keeper.dirOf('demo', ID))).toBe(true);
+    expect(daemon.journal.has(ID)).toBe(false);
+    expect(new SessionStore(stateDir, sessionRecordSchema).read(ID)).toBeUndefined();
+    expect(daemon.files.sessions()).toEqual([]);
+    // Its record directory keeps it, with the output.
+    expect(daemon.journal.record(ID)).toMatchObject({ outcome: 'succeeded', output: { files: 1 } });
+  });
+
   it('is recovered with its outcome at each start until its record can be sealed, never settled again (history: 0)', async () => {
     const stateDir = mkdtempSync(join(tmpdir(), 'agentd-unsealed-'));
     dirs.push(stateDir);
