@@ -730,6 +730,8 @@ export class LogReader implements LogSource {
   private firstRecord = true;
   private pendingNote: string | undefined;
   private lastSeq: number;
+  /** The seq of the last line read from the files, wherever the reader starts: a gap note's lines follow it. */
+  private lastOnDisk = 0;
   /** What the running session had not written when the files were read to their end, still to read. */
   private live: (Buffer | OutputBlock)[] | undefined;
   private done = false;
@@ -794,7 +796,10 @@ export class LogReader implements LogSource {
         if (log?.dropping) this.pendingNote ??= TRIMMED_REASON;
       }
       read = this.readLive(read, maxBytes, out);
-      if (this.live.length === 0) this.done = true;
+      if (this.live.length === 0) {
+        this.done = true;
+        this.trailingNote(out);
+      }
     }
     return out.length === 0 && this.done ? undefined : out;
   }
@@ -841,7 +846,25 @@ export class LogReader implements LogSource {
       return;
     }
     // A line that is not a record (a log of an older agentd) is read as a stdout line.
-    this.add(parsed ?? { seq: this.lastSeq + 1, time: now(), stream: 'stdout', text: raw }, out);
+    const line = parsed ?? { seq: this.lastSeq + 1, time: now(), stream: 'stdout', text: raw };
+    this.lastOnDisk = line.seq;
+    this.add(line, out);
+  }
+
+  /**
+   * A gap note the log ends with (no line written after it yet, e.g. the session ended while the state
+   * dir was full): its lines are missing all the same, and they follow the last line on disk.
+   */
+  private trailingNote(out: (OutputLine | SkippedLines)[]): void {
+    const note = this.pendingNote;
+    const lines = note === undefined ? undefined : GAP_NOTE_LINES.exec(note)?.[1];
+    if (note === undefined || lines === undefined) return;
+    this.pendingNote = undefined;
+    const fromSeq = Math.max(this.lastOnDisk + 1, this.expected);
+    const toSeq = this.lastOnDisk + Number(lines);
+    if (toSeq < fromSeq) return;
+    out.push({ fromSeq, toSeq, count: toSeq - fromSeq + 1, reason: note });
+    this.expected = toSeq + 1;
   }
 
   private add(line: OutputLine, out: (OutputLine | SkippedLines)[]): void {
@@ -916,6 +939,9 @@ export function isSkipped(entry: OutputLine | SkippedLines): entry is SkippedLin
 function record(line: OutputLine): string {
   return `${line.seq} ${line.time} ${TOKENS[line.stream]}${line.cont ? '+' : ''} ${line.text}\n`;
 }
+
+/** How many lines a gap note (noteRecord) says are missing. */
+const GAP_NOTE_LINES = /^\[agentd: (\d+) line\(s\), /;
 
 function noteRecord(gap: Gap): string {
   const reason =
