@@ -448,7 +448,11 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
     size = stat.size;
     head = readBytes(archive, TAR_HEADER_BYTES);
   } catch {
-    return { ...summary, missing: 'the command did not run to its end, or its output could not be archived' };
+    return {
+      ...summary,
+      missing:
+        'the command did not run to its end, or its output could not be archived (the state dir may have been full as it ended)',
+    };
   }
   if (size === 0)
     return { ...summary, missing: 'the output archive is empty: the output directory could not be archived' };

@@ -18,7 +18,7 @@ export interface WorkPaths {
   copy: string;
   /** The archive itself. */
   archive: string;
-  /** Why the archive was withheld (removed by the runner: it held a credential value), if it was. */
+  /** Why there is no archive, if there is none: the runner withheld it (it held a credential value), or the setup step could not write it (no room). */
   withheld: string;
   /** That the runner searched the archive and found no value in it (see output-archive.ts). */
   searched: string;
