@@ -86,6 +86,8 @@ const PRINT_ALL = [
   '  echo "$v"',
   '  printf "X=%s;\\n" "$v"',
   '  printf %s "$v" | base64 -w0; echo',
+  // bash's printf %q: $'...' with \\n, and octal for the Latin-1 bytes in the C locale.
+  String.raw`  bash -c 'printf "Q=%q;\n" "$1"' _ "$v"`,
   'done',
 ].join('\n');
 
@@ -117,6 +119,14 @@ describe('credential forms', () => {
     // The Latin-1 value arrived as its own bytes, not re-encoded as UTF-8.
     expect(FORMS.LATIN.delivered.length).toBe(14);
     expect(live.stdout).toContain('X=********;');
+    // Each value as printf %q prints it ($'...' escapes for the PEM's and NL's newlines, the Latin-1
+    // bytes in octal) is masked whole: no line of it still shows the value's distinguishing part.
+    const quoted = live.stdout.split('\n').filter((l) => l.startsWith('Q='));
+    expect(quoted, live.stdout).toHaveLength(4);
+    for (const line of quoted) {
+      expect(line).toContain('********');
+      expect(line).not.toContain(tag.slice(0, 5));
+    }
     const logs = await d.cli(['logs', id]);
     const values = Object.values(FORMS).map((f) => f.delivered);
     expectNoClear('live output', live.stdout + live.stderr, values);
