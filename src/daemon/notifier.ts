@@ -782,7 +782,7 @@ export class Notifier {
       const last = this.resumedAt.get(pending.key);
       if (last !== undefined) at = Math.max(at, last + RESUME_GAP_MS);
       this.resumedAt.set(pending.key, at);
-      const wait = at - now;
+      const wait = Math.max(0, Math.round(at - now));
       this.options.log.info(
         {
           event: 'notify.resumed',

@@ -167,9 +167,14 @@ export class RecordKeeper {
     return { records, unreadable };
   }
 
-  /** session.json of a session that is not over yet (written in the background: see SealedRecords.write). */
+  /**
+   * session.json of a session that is not over yet (written in the background: see SealedRecords.write).
+   * One that finds no room is not warned of: the seal writes it whole, and says so if it cannot.
+   */
   write(record: SessionRecord): void {
-    this.records.write(record.agent, record.id, sessionJson(record), (error) => this.warn(record.id, error));
+    this.records.write(record.agent, record.id, sessionJson(record), (error) => {
+      if (!noRoom(error)) this.warn(record.id, error);
+    });
   }
 
   /**
