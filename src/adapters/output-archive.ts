@@ -366,10 +366,14 @@ export function withholdArchive(archive: string, note: string, why: string): voi
   rmSync(archive, { force: true });
 }
 
-/** Why a session's output archive was withheld, if it was (see withholdArchive). */
+/**
+ * Why a session's output archive was withheld, if it was (see withholdArchive). An empty note is none: the
+ * setup step's, on a full filesystem, can be created and left empty by the write that failed.
+ */
 export function withheldReason(note: string): string | undefined {
   try {
-    return readNoFollow(note).toString('utf8').slice(0, 1000);
+    const why = readNoFollow(note).toString('utf8').slice(0, 1000).trim();
+    return why === '' ? undefined : why;
   } catch {
     return undefined;
   }

@@ -103,7 +103,7 @@ copy_out() {
     *"No space left"* | *"quota exceeded"*) line="the state dir was full when the session ended: its output could not be archived (free space on the state dir's filesystem: $v)" ;;
     *) line="its output could not be archived in the state dir\${v:+ ($v)}" ;;
   esac
-  printf '%s' "$line" > "$copy_dir/out.withheld" 2>/dev/null || :
+  printf '%s' "$line" > "$copy_dir/out.withheld" 2>/dev/null || rm -f "$copy_dir/out.withheld" 2>/dev/null || :
 }
 # The report comes first. Archiving forks, and a fork that fails (the command's left-over processes use
 # up the pids limit) makes sh exit: the EXIT trap keeps the command's status as the container's.
