@@ -5,7 +5,7 @@ import { type OutputSummary, SealedRecords } from '../adapters/sealed-records.js
 import type { SessionFiles } from '../adapters/session-files.js';
 import { StateDirError } from '../adapters/state-files.js';
 import { errorFields, errorMessage } from '../errors.js';
-import { renderSessionLog } from '../runner/session-log.js';
+import { renderSessionLog, writeOwedGapNote } from '../runner/session-log.js';
 import { type SessionRecord, sessionRecordSchema } from '../sessions/records.js';
 import { outputArchiveLimit } from '../sessions/run-plan.js';
 
@@ -213,7 +213,12 @@ export class RecordKeeper {
         agent: record.agent,
         sessionId: record.id,
         // As `agentd logs` shows it: the text of each line, and where lines are missing.
-        log: () => Buffer.from(renderSessionLog(logFile)),
+        // Its gap note first, if it still owes one: a copy without it would end where the disk filled,
+        // saying nothing (no room for it yet: the seal waits for room as for the rest).
+        log: () => {
+          writeOwedGapNote(logFile);
+          return Buffer.from(renderSessionLog(logFile));
+        },
         ...(withheld === undefined ? { archive: paths.archive } : {}),
         archiveLimit: outputArchiveLimit(record.outputLimit ?? DEFAULT_OUTPUT_BYTES),
         json: (output) => sessionJson({ ...record, output: described(output) }),

@@ -122,6 +122,19 @@ export function openSessionLog(
   return writing.get(path) ?? new SessionLog(path, maxBytes, onMissed);
 }
 
+/** Closed logs whose gap note found no room yet (tried again every GAP_RETRY_MS), by path. */
+const owingNotes = new Map<string, SessionLog>();
+/** At most this many of them are kept for writeOwedGapNote. */
+const MAX_OWING_NOTES = 1000;
+
+/**
+ * Writes now the gap note a closed log still owes, if any: a copy of the log (the sealed record's) must
+ * not be made without it. Throws the write's StateDirError while there is still no room for it.
+ */
+export function writeOwedGapNote(path: string): void {
+  owingNotes.get(path)?.writeOwedNote();
+}
+
 /** Writes what a session's open log still holds and closes it; a log that is not open is left alone. */
 export async function closeSessionLog(path: string): Promise<void> {
   await writing.get(path)?.close();
@@ -364,6 +377,24 @@ export class SessionLog {
     this.fd = undefined;
     if (writing.get(this.path) === this) writing.delete(this.path);
     if (this.gap) this.writeGapNote();
+    if (this.gap) {
+      owingNotes.set(this.path, this);
+      // A note that can never be written (the path is no file) must not hold its log for the daemon's
+      // life: the oldest are forgotten (their timer still tries).
+      for (const [path] of owingNotes) {
+        if (owingNotes.size <= MAX_OWING_NOTES) break;
+        owingNotes.delete(path);
+      }
+    }
+  }
+
+  /** The gap note of a closed log, written now (see writeOwedGapNote); throws while there is no room. */
+  writeOwedNote(): void {
+    if (!this.gap || !this.closed) return;
+    const note = noteRecord(this.gap);
+    appendNoFollow(this.path, note, 'write the session log');
+    this.size += Buffer.byteLength(note);
+    this.gapWritten();
   }
 
   /** Output not written because of a gap, if any (for tests and status). */
@@ -583,6 +614,7 @@ export class SessionLog {
     this.gap = undefined;
     clearInterval(this.retry);
     this.retry = undefined;
+    if (owingNotes.get(this.path) === this) owingNotes.delete(this.path);
   }
 }
 
