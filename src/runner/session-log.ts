@@ -359,13 +359,16 @@ export class SessionLog {
   /** Resolves once everything appended so far was written (or found missing). */
   flushed(): Promise<void> {
     if (this.pending.bytes === 0 && this.flying === undefined) return Promise.resolve();
+    // Waiting before the flush below: one that ends at once (the file cannot even be opened: a full
+    // disk) is idle before it returns, and a waiter pushed after would wait for ever.
+    const idle = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     if (this.timer !== undefined) {
       // Someone waits for it: no waiting for WRITE_EVERY_MS.
       clearTimeout(this.timer);
       this.timer = undefined;
       this.flush();
     }
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
+    return idle;
   }
 
   /** The session ended: what is buffered is written, the file closed; a gap is noted as soon as there is room. */
