@@ -7,7 +7,7 @@ import { postWebhook, WebhookError, type WebhookFailure } from '../adapters/webh
 import type { NotifyTarget } from '../config/types.js';
 import { shownWebhookUrl } from '../config/webhook-url.js';
 import { formatDuration } from '../duration.js';
-import { errorMessage } from '../errors.js';
+import { errorFields, errorMessage } from '../errors.js';
 import { backoffWaitMs, deliveryMachine, MAX_WAIT_MS } from '../machines/delivery.machine.js';
 import {
   DELIVERY_HEADER,
@@ -985,19 +985,10 @@ function takeTurn<T>(turns: Map<string, Fifo<T>>, ready: (key: string, first: T)
  */
 export function outboxFailureLog(log: Logger): OutboxFailure {
   return (operation, error, session) => {
-    // StateDirError's errno ('ENOSPC'), or a plain system error's code.
-    const code = [(error as { errno?: unknown }).errno, (error as { code?: unknown }).code].find(
-      (value) => typeof value === 'string',
-    );
-    const reason = errorMessage(error);
+    // The error's message and code (StateDirError's errno, 'ENOSPC'); the outbox's own operation.
+    const { reason, code } = errorFields(error);
     log.warn(
-      {
-        event: 'notify.unrecorded',
-        session,
-        operation,
-        reason,
-        ...(typeof code === 'string' ? { code } : {}),
-      },
+      { event: 'notify.unrecorded', session, operation, reason, ...(code === undefined ? {} : { code }) },
       operation.startsWith('remove')
         ? `${reason}: the notification of session ${session} is done with, but its entry stays in the notification outbox, so a next start may send it again (receivers drop repeats by ${DELIVERY_HEADER}); not said again for this session until the state dir takes its entry`
         : `${reason}: the notification of session ${session} is still sent by this daemon, but the notification outbox does not hold it as it is now: a stop or a crash before it is taken may lose it or cost an attempt; not said again for this session until the state dir takes its entry`,
