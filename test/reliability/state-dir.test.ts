@@ -132,6 +132,13 @@ describe('a full state dir', () => {
     const first = (await d.cli(['trigger', 'talker', '--detach'])).stdout.trim();
     const follower = d.spawnCli(['logs', first, '--follow']);
     await follower.waitForStdout(/before/);
+    // Followers get a line at once, the log within 100 ms: the disk fills once the log holds it.
+    const logFile = join(files.stateDir, 'sessions', `${first}.log`);
+    await waitUntil(
+      () => existsSync(logFile) && readFileSync(logFile, 'utf8').includes(' out before\n'),
+      () => 'the first line in the log',
+      10_000,
+    );
     const filler = fill(files.stateDir);
     figures.faultsInjected++;
 
@@ -172,7 +179,6 @@ describe('a full state dir', () => {
     expect(await state(d)).toBe('ready');
     const record = JSON.parse(readFileSync(join(files.stateDir, 'sessions', `${first}.json`), 'utf8'));
     expect(record).toMatchObject({ id: first, outcome: 'succeeded', phase: 'finished' });
-    const logFile = join(files.stateDir, 'sessions', `${first}.log`);
     const log = await waitUntil(
       () => {
         const text = readFileSync(logFile, 'utf8');
