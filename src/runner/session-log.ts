@@ -212,7 +212,11 @@ export class SessionLog {
   constructor(
     readonly path: string,
     private readonly maxBytes: number,
-    /** Told of lines that could not be written (counted by the metrics). */
+    /**
+     * Told of lines whose write failed (counted by the metrics as log_full). Not of those the bound
+     * drops unwritten meanwhile: it drops them with room just the same (trimming, never counted),
+     * though the gap note counts them (they are missing from its stretch).
+     */
     private readonly onMissed: (lines: number) => void = () => {},
   ) {
     const { lines, notes, trimmed } = readRecords(path);
@@ -288,6 +292,8 @@ export class SessionLog {
     ) {
       const dropped = pending.parts.shift() as PendingPart;
       pending.bytes -= partSize(dropped);
+      // An open gap's note says how many lines are missing from `since` to `until`: these are, too.
+      if (this.gap) widenGap(this.gap, dropped);
       this.arena.release(heldBy(dropped));
       this.droppedPending = true;
     }
@@ -589,7 +595,8 @@ export class SessionLog {
     if (this.gap) {
       this.gap.lines += lines.length;
       this.gap.bytes += bytes;
-      this.gap.until = last;
+      // Lines dropped while this batch was being written (widenGap) may be newer.
+      if (last > this.gap.until) this.gap.until = last;
     } else {
       this.gap = { lines: lines.length, bytes, since: first, until: last, errno };
     }
@@ -625,6 +632,46 @@ export class SessionLog {
 function lineAfter(batch: Buffer, at: number): number {
   if (at <= 0) return 0;
   return batch.indexOf(10, at - 1) + 1 || batch.length;
+}
+
+/**
+ * Counts a part the bound dropped unwritten in an open gap, as missed() counts a batch: its lines
+ * (records are never notes here: those are added only when written) and their text bytes plus one
+ * a line; `until` moves to its newest line. Without decoding: a block knows its count and its bytes
+ * are the lines' text, each with its `\n`; a record's text follows the third space of its header.
+ */
+function widenGap(gap: Gap, part: PendingPart): void {
+  let lines: number;
+  let bytes: number;
+  let last: string | undefined;
+  if ('block' in part) {
+    lines = part.block.count;
+    last = part.block.time;
+    bytes = part.block.bytes.length;
+  } else {
+    const records = part.records.bytes;
+    lines = 0;
+    bytes = 0;
+    let lastStart = -1;
+    let at = 0;
+    while (at < records.length) {
+      const end = records.indexOf(LF, at) + 1 || records.length;
+      let textFrom = at;
+      for (let spaces = 0; spaces < 3 && textFrom < end; spaces++)
+        textFrom = Math.min(records.indexOf(SPACE, textFrom) + 1 || end, end);
+      lines++;
+      bytes += end - textFrom;
+      lastStart = at;
+      at = end;
+    }
+    if (lastStart !== -1) {
+      const timeFrom = records.indexOf(SPACE, lastStart) + 1;
+      last = records.toString('latin1', timeFrom, records.indexOf(SPACE, timeFrom));
+    }
+  }
+  gap.lines += lines;
+  gap.bytes += bytes;
+  if (last !== undefined && last > gap.until) gap.until = last;
 }
 
 function partSize(part: PendingPart): number {
@@ -679,6 +726,7 @@ function pendingBytes(pending: Pending, arena: LogArena): Buffer {
 }
 
 const LF = 0x0a;
+const SPACE = 0x20;
 
 /** Bytes of a block's records: `SEQ TIME TOKEN TEXT\n` a line. */
 function blockSize(block: OutputBlock): number {

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -141,6 +141,58 @@ describe('SessionLog', () => {
     const lines = entries.filter((e): e is OutputLine => !isSkipped(e));
     expect(lines.at(-1)).toMatchObject({ seq: 5000, text: `5000 ${line}` });
     expect(lines.every((l, i) => i === 0 || l.seq === (lines[i - 1] as OutputLine).seq + 1)).toBe(true);
+  });
+
+  it('counts in its gap note the lines the bound drops unwritten while it cannot write', async () => {
+    const path = logPath();
+    // Something that is no file stands where the log goes: every write fails, as on a full state dir.
+    mkdirSync(path);
+    let missedByWrites = 0;
+    const log = new SessionLog(path, 4096, (n) => {
+      missedByWrites += n;
+    });
+    log.append('first lost');
+    await log.flushed();
+    expect(log.missing).toEqual({ lines: 1, bytes: 11 });
+    let lines = 1;
+    let bytes = 11;
+    const appendLine = (text: string) => {
+      log.append(text);
+      lines++;
+      bytes += Buffer.byteLength(text) + 1;
+    };
+    const appendBlock = (text: string) => {
+      const block = Buffer.from(text.repeat(20));
+      log.appendBlock(block, 20, 'stderr');
+      lines += 20;
+      bytes += block.length;
+    };
+    for (let round = 0; round < 3; round++) {
+      // Several times the bound in one turn, blocks and records: the oldest are dropped unwritten.
+      for (const half of [0, 1]) {
+        appendBlock(`block ${round}.${half} é\n`);
+        for (let i = 0; i < 250; i++) appendLine(`r${round}.${half} ${i} é ${'x'.repeat(30)}`);
+      }
+      expect(log.dropping).toBe(true);
+      await log.flushed();
+    }
+    // Every line since the first failure is missing, written or dropped: the note says so.
+    expect(log.missing).toEqual({ lines, bytes });
+    // The metric counts the lines whose write failed, not those the bound drops with room as well.
+    expect(missedByWrites).toBeGreaterThan(0);
+    expect(missedByWrites).toBeLessThan(lines);
+
+    // Room again: the note comes before the next line, counting all the lines it stands for.
+    rmSync(path, { recursive: true });
+    const next = log.append('room again');
+    await log.close();
+    const [skipped, line, ...rest] = readSessionLog(path);
+    expect(rest).toEqual([]);
+    expect(skipped).toMatchObject({ fromSeq: 1, toSeq: lines, count: lines });
+    expect(skipped && isSkipped(skipped) && skipped.reason).toMatch(
+      new RegExp(`^\\[agentd: ${lines} line\\(s\\), ${bytes} bytes of output are missing here: `),
+    );
+    expect(line).toMatchObject({ seq: next.seq, text: 'room again' });
   });
 
   it('asks its writer to wait while more is unwritten than it can drop', async () => {
