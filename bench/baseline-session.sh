@@ -5,6 +5,10 @@
 # then BENCH_TOKEN_1 ... with the same value), BENCH_PREFIX (object name prefix), BENCH_LABEL (cleanup label).
 # Calls: secret create (all values in one bundle on stdin, as agentd makes it), create, start --attach,
 # secret rm, rm -f: 5 podman processes whatever BENCH_CREDS is.
+# BENCH_FLOOR (not a baseline: lower bounds, the secret's removal left to the bench's cleanup since a
+# session removes it beside the run): `kept` makes agentd's own critical path, secret create, `run` (the
+# container kept for crash adoption), `rm -f`; `removed` the least any session with its credentials in a
+# Podman secret could make, secret create and one `run --rm`.
 set -euo pipefail
 image=$1 repo=$2
 script=$(<"$3")
@@ -29,12 +33,24 @@ for try in 1 2 3 4 5; do
   [ "$try" -lt 5 ] || { echo "secret create failed 5 times" >&2; exit 125; }
   sleep 0.1
 done
-podman create --name "$name" "${labels[@]}" --pull never --init --user 0:0 --network host \
+container=(--name "$name" "${labels[@]}" --pull never --init --user 0:0 --network host \
   --secret "$secret,type=mount,target=/run/secrets/agentd/bundle.0,uid=0,gid=0,mode=0400" \
   --env AGENTD_AGENT=demo --env "AGENTD_SESSION_ID=$sid" --env "AGENTD_REPO_URL=$repo" \
   --env "AGENTD_SETUP_MARKER=@@bench-$sid@@" \
-  --entrypoint '["/bin/sh"]' "$image" -c "$script" agentd-setup "$@" >/dev/null
+  --entrypoint '["/bin/sh"]' "$image" -c "$script" agentd-setup "$@")
 code=0
+case "${BENCH_FLOOR:-}" in
+  kept)
+    podman run "${container[@]}" >/dev/null 2>&1 || code=$?
+    podman rm -f --time 0 "$name" >/dev/null
+    exit "$code"
+    ;;
+  removed)
+    podman run --rm "${container[@]}" >/dev/null 2>&1 || code=$?
+    exit "$code"
+    ;;
+esac
+podman create "${container[@]}" >/dev/null
 podman start --attach "$name" >/dev/null 2>&1 || code=$?
 podman secret rm "$secret" >/dev/null
 podman rm -f --time 0 "$name" >/dev/null

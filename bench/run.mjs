@@ -74,7 +74,7 @@ function writeReports({ meta, rows, ...extra }, doc) {
   const md =
     markdown(rows, meta) +
     targetsMarkdown(rows) +
-    decompositionMarkdown(rows, extra.sessionNodeStart) +
+    decompositionMarkdown(rows, extra.sessionNodeStart, extra.sessionNodeBareStart) +
     callsMarkdown(extra.podmanCalls) +
     outputMarkdown(extra.daemonCpuMsPerMb, meta.outputMb) +
     growthMarkdown(extra.reconcileGrowth);
@@ -229,6 +229,7 @@ async function main() {
       rows.push(...result.rows.map(judge));
       if (result.calls) extra.podmanCalls = result.calls;
       if (result.nodeStart) extra.sessionNodeStart = result.nodeStart;
+      if (result.nodeBareStart) extra.sessionNodeBareStart = result.nodeBareStart;
       if (result.growth) extra.reconcileGrowth = result.growth;
       if (result.scale) extra.scale = result.scale;
       if (result.daemonCpuMsPerMb) extra.daemonCpuMsPerMb = result.daemonCpuMsPerMb;

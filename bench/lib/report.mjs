@@ -82,10 +82,12 @@ export function growthMarkdown(growth) {
 }
 
 /** Where the session overhead goes: the CLI process (whole trigger − socket trigger) vs bare Node start-up. */
-export function decompositionMarkdown(rows, nodeStart) {
+export function decompositionMarkdown(rows, nodeStart, nodeBareStart) {
   const whole = rows.find((r) => r.id === 'session');
   const daemon = rows.find((r) => r.id === 'session-daemon');
   const viaNode = rows.find((r) => r.id === 'session-node');
+  const floor = rows.find((r) => r.id === 'session-floor');
+  const floorRm = rows.find((r) => r.id === 'session-floor-rm');
   if (!whole || !daemon || !nodeStart) return '';
   return [
     '',
@@ -98,6 +100,19 @@ export function decompositionMarkdown(rows, nodeStart) {
           `\`agentd\` (bin/agentd) runs \`trigger\` without NODE_EXTRA_CA_CERTS; \`node dist/cli/index.js trigger\`, ` +
             `which loads it, took ${fmt(viaNode.a.median)} (ratio ${viaNode.ratio.toFixed(2)}): Node before 22 parses ` +
             `that file and builds its root store at every start.`,
+        ]
+      : []),
+    ...(floor && floorRm && nodeBareStart
+      ? [
+          '',
+          `The floor under the whole-process target, before any work of the daemon or the CLI and without the ` +
+            `secret's removal: agentd's own calls on a session's path (\`secret create\`, \`run\`, \`rm -f\`) from ` +
+            `bash took ${fmt(floor.a.median)} (${floor.ratio.toFixed(2)} of the bare script), and with Node's ` +
+            `start-up as bin/agentd runs it (${fmt(nodeBareStart.median)}) ${fmt(floor.a.median + nodeBareStart.median)}, ` +
+            `${((floor.a.median + nodeBareStart.median) / whole.b.median).toFixed(2)}; the least any session with ` +
+            `a secret could make (\`secret create\`, one \`run --rm\`) took ${fmt(floorRm.a.median)} ` +
+            `(${floorRm.ratio.toFixed(2)}), with Node's start-up ` +
+            `${((floorRm.a.median + nodeBareStart.median) / whole.b.median).toFixed(2)}.`,
         ]
       : []),
     '',

@@ -42,6 +42,13 @@ export async function sessionSuite(ctx) {
       // Decomposition: the daemon's part alone (trigger on the socket, no CLI process) and bare Node start-up.
       socket: async () => (await triggerOnSocket(socket, { agent: 'demo', repo: ctx.repo.url })).ms,
       node: async () => (await run(process.execPath, ['-e', '0'])).ms,
+      // Lower bounds from bash (no daemon, no CLI, the secret's removal not counted): agentd's own podman calls
+      // on a session's critical path, and the least any session with a secret could make; and Node's start-up
+      // as bin/agentd runs it.
+      floorKept: () => baselineOnce(ctx, { env: { BENCH_FLOOR: 'kept' } }),
+      floorRemoved: () => baselineOnce(ctx, { env: { BENCH_FLOOR: 'removed' } }),
+      nodeBare: async () =>
+        (await run(process.execPath, ['-e', '0'], { env: ctx.withoutCa ?? process.env })).ms,
       // bin/agentd runs `trigger` without NODE_EXTRA_CA_CERTS; when it is set, also what Node costs with it.
       ...(ctx.withoutCa ? { agentdNode: () => triggerOnce(socket, ctx.repo.url, { node: true }) } : {}),
     },
@@ -70,6 +77,18 @@ export async function sessionSuite(ctx) {
         a: { label: 'socket trigger, follow', ...results.socket },
         b: { label: 'bare session script', ...results.baseline },
       },
+      {
+        id: 'session-floor',
+        name: "Floor of agentd's calls (not agentd): `secret create`, `run`, `rm -f` from bash vs bare script",
+        a: { label: 'secret create + run + rm -f', ...results.floorKept },
+        b: { label: 'bare session script', ...results.baseline },
+      },
+      {
+        id: 'session-floor-rm',
+        name: 'Floor of any session (not agentd): `secret create` + one `run --rm` from bash vs bare script',
+        a: { label: 'secret create + run --rm', ...results.floorRemoved },
+        b: { label: 'bare session script', ...results.baseline },
+      },
       ...(ctx.withoutCa
         ? [
             {
@@ -82,6 +101,7 @@ export async function sessionSuite(ctx) {
         : []),
     ],
     nodeStart: results.node,
+    nodeBareStart: results.nodeBare,
     calls,
   };
 }
