@@ -39,9 +39,12 @@ function argvBatches(names) {
 async function plant(ctx, planter, instanceId, { secrets, containers }) {
   const id8 = instanceId.slice(0, 8);
   const session = () => randomBytes(8).toString('hex');
+  // As agentd labels a session's objects: a container without its agent label, or not named from it and
+  // its session, is not one agentd made, and reconciliation leaves it alone.
   const labels = (s) => ({
     'io.agentd.instance': instanceId,
     'io.agentd.session': s,
+    'io.agentd.agent': 'demo',
     'io.agentd.bench': ctx.runId,
   });
   const secretList = Array.from({ length: secrets }, () => {
