@@ -65,7 +65,8 @@ export function parseSize(value: string | number): Size | undefined {
     if (!Number.isSafeInteger(value) || value <= 0) return undefined;
     return { bytes: value, text: formatSize(value) };
   }
-  const match = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$/i.exec(value);
+  // 512m, 512M, 512Mi (as Kubernetes writes it), 512MiB, 512MB; a bare number, or with b, is bytes.
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(?:([kmgt])(?:ib?|b)?|b)?\s*$/i.exec(value);
   if (!match) return undefined;
   const unit = (match[2] ?? '').toLowerCase();
   const bytes = Math.round(Number(match[1]) * (UNITS[unit] ?? 1));

@@ -3,6 +3,7 @@ import { ConfigError, parseConfig } from '../../src/config/index.js';
 import { formatSize, parseSize } from '../../src/config/resources.js';
 import type { AgentConfig } from '../../src/config/types.js';
 import { SecretValue } from '../../src/secret-value.js';
+import { describeAgent } from '../../src/sessions/agent-view.js';
 import { assembleSession, revealSession } from '../../src/sessions/assemble.js';
 import { checkTrigger } from '../../src/sessions/check-trigger.js';
 
@@ -44,6 +45,9 @@ describe('sizes', () => {
     ['1.5g', 1.5 * 1024 ** 3, '1.5g'],
     ['100k', 100 * 1024, '100k'],
     [' 1G ', 1024 ** 3, '1g'],
+    ['64Mi', 64 * 1024 ** 2, '64m'],
+    ['2Gi', 2 * 1024 ** 3, '2g'],
+    ['1ki', 1024, '1k'],
   ])('%j is %d bytes, shown as %s', (text, bytes, shown) => {
     expect(parseSize(text)).toEqual({ bytes, text: shown });
   });
@@ -54,12 +58,26 @@ describe('sizes', () => {
     expect(formatSize(3 * 1024 ** 2)).toBe('3m');
   });
 
-  it.each(['', 'lots', '2 gigabytes', '-1g', '0', '1e9', '2x'])('%j is not a size', (text) => {
-    expect(parseSize(text)).toBeUndefined();
-  });
+  it.each(['', 'lots', '2 gigabytes', '-1g', '0', '1e9', '2x', '64i', '64ib', '2Gii', '2gbi'])(
+    '%j is not a size',
+    (text) => {
+      expect(parseSize(text)).toBeUndefined();
+    },
+  );
 });
 
 describe('resources', () => {
+  it('are all shown by `agentd agents`, the output directory and swap included', () => {
+    const [demo] = parse(`agents:\n${agent('    resources: { output: 8Mi, memory_swap: 3g }\n')}`).agents;
+    expect(describeAgent(demo as AgentConfig).resources).toEqual({
+      memory: '2g',
+      memorySwap: '3g',
+      pids: 4096,
+      disk: '1g',
+      output: '8m',
+    });
+  });
+
   it('defaults to 2g of memory without swap, 4096 pids, 1g of disk and no CPU limit', () => {
     const [demo] = parse(`agents:\n${agent()}`).agents;
     expect(demo?.resources).toEqual({
