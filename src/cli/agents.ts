@@ -42,7 +42,7 @@ function render(a: AgentView): string {
     `${a.name}: ${a.image} ${JSON.stringify(a.command)}`,
     `    repo ${a.repo ?? '(none: give one per trigger)'}, network ${a.network}, ${timeout}`,
     `    credentials ${credentials}${a.repoToken ? `, repo_token <- ${a.repoToken.source} (for ${a.repoToken.origins.join(', ')})` : ''}`,
-    `    limits memory ${a.resources.memory}, ${a.resources.cpus === undefined ? 'cpus unlimited' : `cpus ${a.resources.cpus}`}, pids ${a.resources.pids}, disk ${a.resources.disk}${a.resources.cache === undefined ? '' : `, cache ${a.resources.cache}`}`,
+    `    limits memory ${a.resources.memory} (with swap ${a.resources.memorySwap}), ${a.resources.cpus === undefined ? 'cpus unlimited' : `cpus ${a.resources.cpus}`}, pids ${a.resources.pids}, disk ${a.resources.disk}${a.resources.output === undefined ? '' : `, output ${a.resources.output}`}${a.resources.cache === undefined ? '' : `, cache ${a.resources.cache}`}`,
   ];
   if (a.capAdd.length > 0) lines.push(`    cap_add ${a.capAdd.join(', ')}`);
   if (a.maxConcurrent !== undefined) lines.push(`    max_concurrent ${a.maxConcurrent}`);

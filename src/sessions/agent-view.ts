@@ -22,6 +22,8 @@ export const agentViewSchema = z.object({
     cpus: z.number().optional(),
     pids: z.number(),
     disk: z.string(),
+    /** The output directory's size (optional: a daemon before it was shown did not send it). */
+    output: z.string().optional(),
     /** Each cache's size bound; absent: caches have none. */
     cache: z.string().optional(),
   }),
@@ -68,6 +70,7 @@ export function describeAgent(agent: AgentConfig, next?: string): AgentView {
       ...(r.cpus === undefined ? {} : { cpus: r.cpus }),
       pids: r.pids,
       disk: r.disk.text,
+      output: r.output.text,
       ...(r.cache === undefined ? {} : { cache: r.cache.text }),
     },
     capAdd: agent.capAdd,

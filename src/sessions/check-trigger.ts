@@ -44,7 +44,6 @@ export const REJECTION_CODES = [
   'state_dir_unwritable',
   'key_conflict',
   'queue_full',
-  'invalid',
 ] as const;
 export type RejectionCode = (typeof REJECTION_CODES)[number];
 

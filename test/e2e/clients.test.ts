@@ -263,6 +263,13 @@ describe('agentd show, history, agents, logs --json', () => {
     const text = await d.cli(['agents']);
     expect(text.stdout).toContain('secretive: localhost/agentd-base:bookworm ["true"]\n');
     expect(text.stdout).toContain('credentials API_KEY <- env:AGENTD_E2E_SECRET\n');
+    // Every limit `validate` shows, the output directory's and memory with swap included.
+    expect(agents[4]).toMatchObject({
+      resources: { memory: '2g', memorySwap: '2g', disk: '1g', output: '64m' },
+    });
+    expect(text.stdout).toContain(
+      '    limits memory 2g (with swap 2g), cpus unlimited, pids 4096, disk 1g, output 64m\n',
+    );
     for (const out of [result.stdout, text.stdout]) expect(out).not.toContain(SECRET);
   });
 
