@@ -5,6 +5,7 @@ import type { Settings } from '../config/types.js';
 import { runDaemon } from '../daemon/main.js';
 import { logPreflight } from '../daemon/preflight.js';
 import type { InspectorServer } from '../inspector/server.js';
+import { processTimeZone } from '../time-zone.js';
 import { EXIT } from './exit-codes.js';
 import type { LogLevel } from './log-options.js';
 import { reportStartFailure } from './start-failure.js';
@@ -39,7 +40,7 @@ export async function runStart(options: StartOptions, stderr: NodeJS.WritableStr
       config: settings.file,
       agents: settings.agents.length,
       // What a schedule without `timezone:` follows: the zone this process has (TZ, /etc/localtime) now.
-      timezone: Intl.DateTimeFormat().resolvedOptions().timeZone,
+      timezone: processTimeZone(),
     },
     'agentd starting',
   );

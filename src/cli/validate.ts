@@ -6,6 +6,7 @@ import { shownWebhookUrl } from '../config/webhook-url.js';
 import { formatDuration } from '../duration.js';
 import { describeAgent } from '../sessions/agent-view.js';
 import { nextFiring } from '../sessions/schedule.js';
+import { processTimeZone } from '../time-zone.js';
 import { AgentdCommand } from './agentd-command.js';
 import { printJson } from './client-io.js';
 import { configOption, loadSettingsOrFailure } from './config-option.js';
@@ -95,7 +96,7 @@ function describeSchedule(schedule: ScheduleConfig): string {
   // daemon's is the one it had at its start (its daemon.starting log line says which).
   const zone =
     schedule.timezone ??
-    `this process's time zone (${Intl.DateTimeFormat().resolvedOptions().timeZone}; the daemon uses its own, as at its start)`;
+    `this process's time zone (${processTimeZone()}; the daemon uses its own, as at its start)`;
   const next = nextFiring(schedule, new Date())?.toISOString() ?? 'never';
   return `schedule "${schedule.cron}" in ${zone}, overlap ${schedule.overlap}, catch_up ${schedule.catchUp}; next firing ${next}`;
 }

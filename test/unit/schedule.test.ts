@@ -15,6 +15,7 @@ import {
   scheduledSessionId,
   workUnitFor,
 } from '../../src/sessions/schedule.js';
+import { processTimeZone } from '../../src/time-zone.js';
 import { makeTempDir } from '../helpers/resources.js';
 
 const FILE = '/etc/agentd/agentd.yaml';
@@ -380,9 +381,45 @@ describe('schedule: the time zone without `timezone:`', () => {
     });
     await new Promise((resolve) => setImmediate(resolve));
     expect(code).toBe(0);
-    const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    const zone = processTimeZone();
     expect(text).toContain(
       `schedule "0 3 * * *" in this process's time zone (${zone}; the daemon uses its own, as at its start),`,
     );
+  });
+});
+
+describe('processTimeZone', () => {
+  const sources = (env: NodeJS.ProcessEnv, link?: string, file?: string) => ({
+    env,
+    readLink: () => {
+      if (link === undefined) throw Object.assign(new Error('not a link'), { code: 'EINVAL' });
+      return link;
+    },
+    readFile: () => {
+      if (file === undefined) throw Object.assign(new Error('missing'), { code: 'ENOENT' });
+      return file;
+    },
+  });
+
+  it('reads TZ first, with or without its colon, a zone file path as its zone', () => {
+    expect(processTimeZone(sources({ TZ: 'Europe/Berlin' }, '/usr/share/zoneinfo/Etc/UTC'))).toBe(
+      'Europe/Berlin',
+    );
+    expect(processTimeZone(sources({ TZ: ':Asia/Tokyo' }))).toBe('Asia/Tokyo');
+    expect(processTimeZone(sources({ TZ: '/usr/share/zoneinfo/America/New_York' }))).toBe('America/New_York');
+  });
+
+  it('else the zone /etc/localtime links to, else /etc/timezone, else UTC', () => {
+    expect(processTimeZone(sources({}, '../usr/share/zoneinfo/posix/Europe/Paris', 'Etc/UTC\n'))).toBe(
+      'Europe/Paris',
+    );
+    expect(processTimeZone(sources({ TZ: '' }, undefined, 'Europe/Lisbon\n'))).toBe('Europe/Lisbon');
+    expect(processTimeZone(sources({}, '/somewhere/else', ' \n'))).toBe('UTC');
+  });
+
+  it('names the zone ICU finds for this process (its canonical name may differ: Etc/UTC is UTC)', () => {
+    const canonical = (zone: string) =>
+      new Intl.DateTimeFormat('en', { timeZone: zone }).resolvedOptions().timeZone;
+    expect(canonical(processTimeZone())).toBe(Intl.DateTimeFormat().resolvedOptions().timeZone);
   });
 });
