@@ -1,3 +1,4 @@
+import { compareText } from '../compare.js';
 import { formatDuration } from '../duration.js';
 import { describeListen } from './http.js';
 import type { AgentConfig, DaemonSettings, HostConfig, HttpSettings, NotifyTarget } from './types.js';
@@ -128,9 +129,7 @@ export function describeRestartNeeded(pending: readonly PendingSetting[]): strin
 function canonical(value: unknown): string {
   return JSON.stringify(value, (_, v: unknown) =>
     v !== null && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(
-          Object.entries(v as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)),
-        )
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => compareText(a, b)))
       : v,
   );
 }

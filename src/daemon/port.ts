@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Actor, StateValue } from 'xstate';
+import { compareText } from '../compare.js';
 import type { HostConfig } from '../config/types.js';
 import {
   type ClientEvent,
@@ -67,7 +68,7 @@ export function scheduleViews(schedules: DaemonContext['schedules']): ScheduleVi
         ...(next === undefined ? {} : { next }),
       };
     })
-    .sort((a, b) => a.agent.localeCompare(b.agent));
+    .sort((a, b) => compareText(a.agent, b.agent));
 }
 
 /** `shutdown.draining` for { shutdown: 'draining' }. */

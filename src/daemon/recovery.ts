@@ -1,4 +1,5 @@
 import type { ContainerSummary } from '../adapters/podman.js';
+import { compareText } from '../compare.js';
 import type { AgentConfig } from '../config/types.js';
 import {
   LABEL_AGENT,
@@ -29,7 +30,7 @@ export function planRecovery(
 ): RecoveryPlan & { remove: string[] } {
   const plan: RecoveryPlan & { remove: string[] } = { queued: [], adopted: [], finished: [], remove: [] };
   const bySession = new Map(containers.map((c) => [c.Labels?.[LABEL_SESSION] ?? '', c]));
-  const ordered = [...unfinished].sort((a, b) => a.acceptedAt.localeCompare(b.acceptedAt));
+  const ordered = [...unfinished].sort((a, b) => compareText(a.acceptedAt, b.acceptedAt));
   for (const record of ordered) {
     const request = requestOf(record);
     const agent = agents.find((a) => a.name === record.agent);

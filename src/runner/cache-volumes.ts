@@ -1,4 +1,5 @@
 import type { CreateContainerOptions, PodmanPort } from '../adapters/podman.js';
+import { compareText } from '../compare.js';
 
 /**
  * The cache volumes of a daemon's sessions: each is made (labelled, and for a bounded cache its
@@ -27,7 +28,7 @@ export class CacheVolumes {
     signal?: AbortSignal,
   ): Promise<void> {
     for (const volume of list ?? []) {
-      const labels = Object.entries(volume.labels ?? {}).sort(([a], [b]) => a.localeCompare(b));
+      const labels = Object.entries(volume.labels ?? {}).sort(([a], [b]) => compareText(a, b));
       const key = `${host ?? ''}/${volume.name}/${JSON.stringify(labels)}`;
       if (volume.bound === undefined && this.made.has(key)) continue;
       let making = this.making.get(key);

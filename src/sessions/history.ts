@@ -1,3 +1,4 @@
+import { compareText } from '../compare.js';
 import { parseDuration } from '../duration.js';
 import type { SessionRecord } from './records.js';
 import type { Outcome } from './types.js';
@@ -81,7 +82,7 @@ export class SessionIndex {
   private finished(): SessionRecord[] {
     return [...this.byId.values()]
       .filter((r) => r.outcome !== undefined)
-      .sort((a, b) => (b.finishedAt ?? '').localeCompare(a.finishedAt ?? ''));
+      .sort((a, b) => compareText(b.finishedAt ?? '', a.finishedAt ?? ''));
   }
 
   query(filter: HistoryFilter, now = Date.now()): HistoryPage {
@@ -104,7 +105,7 @@ export function queryHistory(
         (filter.workUnit === undefined || r.workUnit === filter.workUnit) &&
         (since === undefined || Date.parse(r.acceptedAt) >= since),
     )
-    .sort((a, b) => b.acceptedAt.localeCompare(a.acceptedAt) || b.id.localeCompare(a.id));
+    .sort((a, b) => compareText(b.acceptedAt, a.acceptedAt) || compareText(b.id, a.id));
   const limit = filter.limit ?? HISTORY_DEFAULT_LIMIT;
   return { sessions: matching.slice(0, limit), more: Math.max(0, matching.length - limit) };
 }
