@@ -164,6 +164,12 @@ export class SocketServer {
     /** No more writes: the connection is closing at a message boundary. */
     let ending = false;
     let stallTimer: NodeJS.Timeout | undefined;
+    /**
+     * Destroys an ended connection whose client does not close its side. Cleared when the client does:
+     * left to run, it kept every closed connection (its socket, buffers and closures) alive for the
+     * whole linger, 60 s: 1,001 triggers left 4 to 5 MB of RSS behind for a minute.
+     */
+    let lingerTimer: NodeJS.Timeout | undefined;
     /** Requests are not read while the client does not read its replies. */
     let readingPaused = false;
     /** Reading waits for setImmediate: the connection had its share of this turn (LINES_PER_TURN). */
@@ -185,7 +191,8 @@ export class SocketServer {
       // that crosses the end of an idle connection is not carried out and may be sent again. Reading
       // goes on, so that the client's own close is seen and the slot is freed.
       socket.end();
-      setTimeout(() => socket.destroy(), options.lingerMs).unref();
+      lingerTimer = setTimeout(() => socket.destroy(), options.lingerMs);
+      lingerTimer.unref();
     };
     /** A client that ended its side is answered what it is owed, then the connection ends too. */
     const finishIfDone = () => {
@@ -422,6 +429,7 @@ export class SocketServer {
       release();
       clearTimeout(stallTimer);
       clearTimeout(quietTimer);
+      clearTimeout(lingerTimer);
       drainListeners.clear();
       this.sockets.delete(socket);
       for (const listener of closeListeners.splice(0)) listener();
