@@ -293,7 +293,7 @@ export class SessionLog {
       const dropped = pending.parts.shift() as PendingPart;
       pending.bytes -= partSize(dropped);
       // An open gap's note says how many lines are missing from `since` to `until`: these are, too.
-      if (this.gap) widenGap(this.gap, dropped);
+      if (this.gap) widenGapBy(this.gap, dropped);
       this.arena.release(heldBy(dropped));
       this.droppedPending = true;
     }
@@ -399,11 +399,7 @@ export class SessionLog {
 
   /** The gap note of a closed log, written now (see writeOwedGapNote); throws while there is no room. */
   writeOwedNote(): void {
-    if (!this.gap || !this.closed) return;
-    const note = noteRecord(this.gap);
-    appendNoFollow(this.path, note, 'write the session log');
-    this.size += Buffer.byteLength(note);
-    this.gapWritten();
+    if (this.gap && this.closed) this.appendGapNote(this.gap);
   }
 
   /** Output not written because of a gap, if any (for tests and status). */
@@ -579,26 +575,16 @@ export class SessionLog {
   }
 
   private missed(batch: Buffer, errno: string): void {
-    const lines = batch
-      .toString('utf8')
-      .split('\n')
-      .map(parseRecord)
-      .filter((line): line is OutputLine => line !== undefined && line !== 'note');
-    const bytes = lines.reduce((sum, line) => sum + Buffer.byteLength(line.text) + 1, 0);
-    const first = lines[0]?.time ?? now();
-    const last = lines.at(-1)?.time ?? first;
+    const { lines, bytes, first, last } = countRecords(batch);
     try {
-      this.onMissed(lines.length);
+      this.onMissed(lines);
     } catch {
       // Counting is not writing: it never stops the log.
     }
-    if (this.gap) {
-      this.gap.lines += lines.length;
-      this.gap.bytes += bytes;
-      // Lines dropped while this batch was being written (widenGap) may be newer.
-      if (last > this.gap.until) this.gap.until = last;
-    } else {
-      this.gap = { lines: lines.length, bytes, since: first, until: last, errno };
+    if (this.gap) widenGap(this.gap, lines, bytes, last);
+    else {
+      const since = first ?? now();
+      this.gap = { lines, bytes, since, until: last ?? since, errno };
     }
     if (!this.retry) {
       // Without new output the note would wait for ever: try again on a timer until it is written.
@@ -610,13 +596,18 @@ export class SessionLog {
   /** Writes the note for the current gap on its own, when nothing else is being written. */
   private writeGapNote(): void {
     if (!this.gap || this.flying !== undefined || this.pending.bytes > 0) return;
-    const note = noteRecord(this.gap);
     try {
-      appendNoFollow(this.path, note, 'write the session log');
-      this.size += Buffer.byteLength(note);
+      this.appendGapNote(this.gap);
     } catch {
-      return;
+      // Still no room: the retry timer tries again.
     }
+  }
+
+  /** Appends the note for `gap` on its own; throws while there is no room. */
+  private appendGapNote(gap: Gap): void {
+    const note = noteRecord(gap);
+    appendNoFollow(this.path, note, 'write the session log');
+    this.size += Buffer.byteLength(note);
     this.gapWritten();
   }
 
@@ -635,43 +626,37 @@ function lineAfter(batch: Buffer, at: number): number {
 }
 
 /**
- * Counts a part the bound dropped unwritten in an open gap, as missed() counts a batch: its lines
- * (records are never notes here: those are added only when written) and their text bytes plus one
- * a line; `until` moves to its newest line. Without decoding: a block knows its count and its bytes
- * are the lines' text, each with its `\n`; a record's text follows the third space of its header.
+ * Counts a part the bound dropped unwritten in an open gap, as missed() counts a batch: a block knows
+ * its count, and its bytes are the lines' text, each with its `\n`; records are counted as written.
  */
-function widenGap(gap: Gap, part: PendingPart): void {
-  let lines: number;
-  let bytes: number;
-  let last: string | undefined;
-  if ('block' in part) {
-    lines = part.block.count;
-    last = part.block.time;
-    bytes = part.block.bytes.length;
-  } else {
-    const records = part.records.bytes;
-    lines = 0;
-    bytes = 0;
-    let lastStart = -1;
-    let at = 0;
-    while (at < records.length) {
-      const end = records.indexOf(LF, at) + 1 || records.length;
-      let textFrom = at;
-      for (let spaces = 0; spaces < 3 && textFrom < end; spaces++)
-        textFrom = Math.min(records.indexOf(SPACE, textFrom) + 1 || end, end);
-      lines++;
-      bytes += end - textFrom;
-      lastStart = at;
-      at = end;
-    }
-    if (lastStart !== -1) {
-      const timeFrom = records.indexOf(SPACE, lastStart) + 1;
-      last = records.toString('latin1', timeFrom, records.indexOf(SPACE, timeFrom));
-    }
+function widenGapBy(gap: Gap, part: PendingPart): void {
+  if ('block' in part) widenGap(gap, part.block.count, part.block.bytes.length, part.block.time);
+  else {
+    const { lines, bytes, last } = countRecords(part.records.bytes);
+    widenGap(gap, lines, bytes, last);
   }
+}
+
+/** Adds lines to a gap; `until` only moves forward (lines dropped while a batch was written are newer). */
+function widenGap(gap: Gap, lines: number, bytes: number, last: string | undefined): void {
   gap.lines += lines;
   gap.bytes += bytes;
   if (last !== undefined && last > gap.until) gap.until = last;
+}
+
+/** The output lines in encoded records (notes not counted), their text bytes plus one a line, and their times. */
+function countRecords(batch: Buffer): { lines: number; bytes: number; first?: string; last?: string } {
+  const lines = batch
+    .toString('utf8')
+    .split('\n')
+    .map(parseRecord)
+    .filter((line): line is OutputLine => line !== undefined && line !== 'note');
+  return {
+    lines: lines.length,
+    bytes: lines.reduce((sum, line) => sum + Buffer.byteLength(line.text) + 1, 0),
+    first: lines[0]?.time,
+    last: lines.at(-1)?.time,
+  };
 }
 
 function partSize(part: PendingPart): number {
@@ -726,7 +711,6 @@ function pendingBytes(pending: Pending, arena: LogArena): Buffer {
 }
 
 const LF = 0x0a;
-const SPACE = 0x20;
 
 /** Bytes of a block's records: `SEQ TIME TOKEN TEXT\n` a line. */
 function blockSize(block: OutputBlock): number {
