@@ -10,6 +10,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { AnyStateMachine, AnyStateNode, AnyTransitionDefinition, UnknownAction } from 'xstate';
+import { compareText } from '../compare.js';
 import { daemonMachine } from '../machines/daemon.machine.js';
 import { deliveryMachine } from '../machines/delivery.machine.js';
 import { hostMachine } from '../machines/host.machine.js';
@@ -313,7 +314,7 @@ function eventRows(nodes: readonly AnyStateNode[], invokes: InvokeIndex): string
     }
   }
   // Array.prototype.sort is stable: groups of one event keep definition order.
-  groups.sort((a, b) => (a.label < b.label ? -1 : a.label > b.label ? 1 : 0));
+  groups.sort((a, b) => compareText(a.label, b.label));
   return groups.flatMap((group) =>
     group.transitions.map((transition) => {
       const targets = targetsOf(transition).map((t) => code(statePath(t)));
