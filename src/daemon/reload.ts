@@ -5,7 +5,7 @@ import { describeChanges, describeRestartNeeded, diffConfiguration, hostChanges 
 import { tcpHostExposure } from '../config/hosts.js';
 import { ConfigError, loadConfig } from '../config/load.js';
 import type { Settings } from '../config/types.js';
-import { errorMessage } from '../errors.js';
+import { AgentdError, errorMessage } from '../errors.js';
 import { LogBudget } from '../log-budget.js';
 import type { daemonMachine } from '../machines/daemon.machine.js';
 import type { ReloadReply } from '../protocol/replies.js';
@@ -64,7 +64,7 @@ export function createReloader(
     try {
       next = await load(file);
     } catch (error) {
-      const message = `${errorMessage(error)}\nThe daemon keeps running with the configuration it had.`;
+      const message = `${loadProblem(error, file)}\nThe daemon keeps running with the configuration it had.`;
       log.error(
         {
           event: 'daemon.reload_failed',
@@ -163,6 +163,18 @@ export function createReloader(
     });
     return waiting;
   };
+}
+
+/**
+ * Why the file could not be loaded. One that is not there is told as a reload sees it: the loader's
+ * words are the start's search (--config, $AGENTD_CONFIG, the default paths), which a reload never
+ * makes; it re-reads the one file the daemon was started with.
+ */
+function loadProblem(error: unknown, file: string): string {
+  if (error instanceof AgentdError && error.operation === 'find configuration') {
+    return `the configuration file ${file} the daemon was started with is not there: a reload re-reads that file only; put it back there (to use another file, restart the daemon with --config PATH)`;
+  }
+  return errorMessage(error);
 }
 
 /** The STATUS= text a service manager shows next to "active (running)". */
