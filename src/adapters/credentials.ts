@@ -73,6 +73,17 @@ export async function resolveSource(
   }
 }
 
+/**
+ * The fix doctor and start's preflight give for an env: source whose variable is not set (start logs
+ * it): the variable by name, unless the name looks like a credential value pasted in its place, which
+ * is not repeated, as resolveSource does not repeat it.
+ */
+export function unsetVariableFix(name: string, where: string): string {
+  return looksLikeTokenName(name)
+    ? `Put the value in the daemon's environment under a name (${where}) and write env:NAME instead of what looks like a pasted value, or use a file: source`
+    : `Set ${name} in the daemon's environment (${where}), or use a file: source`;
+}
+
 type FileSource = { path: string; raw: string };
 /** Reads a credential file's bytes (readCredentialFile; a test's stand-in). */
 export type ReadFile = (name: string, source: FileSource) => Promise<Buffer>;

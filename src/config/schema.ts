@@ -234,6 +234,13 @@ export function parseSourceSyntax(raw: string): SourceSyntax | { problem: string
     if (path.startsWith('~')) {
       return { problem: `${describe(raw)}: ~ is not expanded; write the absolute path` };
     }
+    if (looksLikePastedPath(path)) {
+      return {
+        problem:
+          'looks like a credential value pasted after file:, not a path (it is not repeated here): put the ' +
+          'value in a file and write file:/absolute/path (for a file of such a name beside the configuration, write file:./NAME)',
+      };
+    }
     return { kind: 'file', path };
   }
   if (looksLikeValue(raw)) {
@@ -266,6 +273,16 @@ function looksLikeValue(raw: string): boolean {
  */
 export function looksLikeTokenName(name: string): boolean {
   return name.length >= 16 && /[a-z]/.test(name) && /[A-Z]/.test(name) && /[0-9]/.test(name);
+}
+
+/**
+ * A `file:` path that is a token pasted in place of a path (file:ghp_…): a bare name, without a
+ * directory or a dot, that looks like a token (looksLikeTokenName). Refused without being repeated:
+ * as a path it would be shown by `agents`, validate and doctor, and, as a file that is not there, by
+ * a session's error, which reaches records, logs and webhooks.
+ */
+function looksLikePastedPath(path: string): boolean {
+  return !path.includes('/') && !path.includes('.') && looksLikeTokenName(path);
 }
 
 /** What messages show for such a source instead of what was written. */

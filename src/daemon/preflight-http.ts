@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname } from 'node:path';
-import { resolveSource } from '../adapters/credentials.js';
+import { resolveSource, unsetVariableFix } from '../adapters/credentials.js';
 import { ownDirProblem } from '../adapters/fs-checks.js';
 import { describeListen, isLoopback } from '../config/http.js';
 import type { CredentialSource, HttpSettings, Settings } from '../config/types.js';
@@ -88,7 +88,7 @@ async function checkSource(
       message: errorMessage(error).replace(/^credential [^:]+: /, ''),
       fix:
         source.kind === 'env'
-          ? `Set ${source.name} in the daemon's environment (systemd: EnvironmentFile=), or use a file: source`
+          ? unsetVariableFix(source.name, 'systemd: EnvironmentFile=')
           : `Create ${source.path}, readable by the daemon's user (mode 0600)`,
     };
   }

@@ -1,7 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
-import { resolveCredentials } from '../adapters/credentials.js';
+import { resolveCredentials, unsetVariableFix } from '../adapters/credentials.js';
 import {
   type CgroupVersion,
   cgroupVersion,
@@ -525,7 +525,7 @@ async function checkCredentials(agents: AgentConfig[], env: NodeJS.ProcessEnv): 
           message: errorMessage(error).replace(/^credential [^:]+: /, ''),
           fix:
             source.kind === 'env'
-              ? `Set ${source.name} in the daemon's environment (systemd: EnvironmentFile=, e.g. /etc/agentd/agentd.env), or use a file: source`
+              ? unsetVariableFix(source.name, 'systemd: EnvironmentFile=, e.g. /etc/agentd/agentd.env')
               : `Create ${source.path}, readable by the daemon's user (mode 0600)`,
         });
       }

@@ -1,0 +1,121 @@
+/**
+ * A credential value pasted where a source's variable name or file path belongs (env:ghp_…,
+ * file:ghp_…) is never repeated: not in doctor's checks nor in start's preflight warnings (which go
+ * to the daemon's log, fix included), not by the agents view, validate or a session's error.
+ */
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ConfigError, parseConfig } from '../../src/config/load.js';
+import { type PreflightPodman, runPreflight } from '../../src/daemon/preflight.js';
+import { checkHttpAndNotify } from '../../src/daemon/preflight-http.js';
+import { describeAgent } from '../../src/sessions/agent-view.js';
+import { cleanupAll, makeTempDir } from '../helpers/resources.js';
+
+afterEach(cleanupAll);
+
+const PASTED = 'ghp_16C7e42F292c6912E7710c838347Ae178B4a';
+const ENV = { HOME: '/home/u', XDG_RUNTIME_DIR: '/run/user/1000' };
+
+/** An engine that answers the cheap checks. */
+const engine: PreflightPodman = {
+  version: async () => '4.3.1',
+  probe: async () => '4.3.1',
+  imageExists: async () => true,
+  smokeRun: async () => undefined,
+  inspectRemoteImage: async () => undefined,
+  rootless: async () => true,
+};
+
+function settings(dir: string, agentExtra: string, daemonExtra = '') {
+  const text =
+    `daemon:\n  state_dir: ${join(dir, 'state')}\n${daemonExtra}` +
+    `agents:\n  - name: demo\n    image: localhost/agentd-base:bookworm\n    command: ["run"]\n${agentExtra}`;
+  return parseConfig(text, join(dir, 'agentd.yaml'), ENV, 1000);
+}
+
+describe('an env: source whose name looks like a pasted credential value', () => {
+  it("is not repeated by start's preflight or doctor, in the message or the fix", async () => {
+    const dir = makeTempDir('agentd-unit-pasted-');
+    const results = await runPreflight({
+      settings: settings(
+        dir,
+        `    credentials:\n      - { name: GH, source: "env:${PASTED}" }\n      - { name: OTHER, source: env:NO_SUCH_VARIABLE }\n`,
+      ),
+      podman: engine,
+      env: ENV,
+      depth: 'cheap',
+      uid: 0,
+    });
+    const pasted = results.find((r) => r.check === 'credential demo/GH');
+    expect(pasted).toMatchObject({ status: 'fail' });
+    expect(pasted?.fix).toContain('write env:NAME');
+    expect(JSON.stringify(results)).not.toContain(PASTED);
+    // A name that is a name is still named, with where to set it.
+    expect(results.find((r) => r.check === 'credential demo/OTHER')?.fix).toBe(
+      "Set NO_SUCH_VARIABLE in the daemon's environment (systemd: EnvironmentFile=, e.g. /etc/agentd/agentd.env), or use a file: source",
+    );
+  });
+
+  it('is not repeated by doctor’s checks of HTTP tokens and webhook secrets', async () => {
+    const dir = makeTempDir('agentd-unit-pasted-');
+    const results = await checkHttpAndNotify(
+      settings(
+        dir,
+        `    notify:\n      - { url: "https://hooks.example.com/b", secret: "env:${PASTED}" }\n`,
+        `  http:\n    listen: 127.0.0.1:0\n    tokens:\n      - { name: ci, source: "env:${PASTED}", scopes: [read] }\n`,
+      ),
+      ENV,
+    );
+    expect(results.find((r) => r.check === 'http token ci')).toMatchObject({ status: 'fail' });
+    expect(results.find((r) => r.check === 'demo notify[0] secret')).toMatchObject({ status: 'fail' });
+    expect(JSON.stringify(results)).not.toContain(PASTED);
+  });
+});
+
+describe('a file: source whose path looks like a pasted credential value', () => {
+  it('is refused without being repeated, for every kind of source', () => {
+    const dir = makeTempDir('agentd-unit-pasted-');
+    for (const [agentExtra, daemonExtra, path] of [
+      [
+        `    credentials:\n      - { name: GH, source: "file:${PASTED}" }\n`,
+        '',
+        'agents[0].credentials[0].source',
+      ],
+      [`    repo: https://example.com/r.git\n    repo_token: "file:${PASTED}"\n`, '', 'agents[0].repo_token'],
+      [
+        `    notify:\n      - { url: "https://hooks.example.com/b", secret: "file:${PASTED}" }\n`,
+        '',
+        'agents[0].notify[0].secret',
+      ],
+      [
+        '',
+        `  http:\n    listen: 127.0.0.1:0\n    tokens:\n      - { name: ci, source: "file:${PASTED}", scopes: [read] }\n`,
+        'daemon.http.tokens[0].source',
+      ],
+    ] as const) {
+      let error: unknown;
+      try {
+        settings(dir, agentExtra, daemonExtra);
+      } catch (caught) {
+        error = caught;
+      }
+      expect(error).toBeInstanceOf(ConfigError);
+      const problems = (error as ConfigError).problems;
+      expect(problems.map((p) => p.path)).toEqual([path]);
+      expect(problems[0]?.message).toContain('looks like a credential value pasted after file:');
+      expect((error as ConfigError).message).not.toContain(PASTED);
+    }
+  });
+
+  it('accepts file names that are names, and such a name written with its directory', () => {
+    const dir = makeTempDir('agentd-unit-pasted-');
+    const [demo] = settings(
+      dir,
+      `    credentials:\n      - { name: A, source: "file:./${PASTED}" }\n      - { name: B, source: file:GitHubToken2024.txt }\n      - { name: C, source: file:github_token_for_ci }\n`,
+    ).agents;
+    if (demo === undefined) return expect.fail('no agent');
+    expect(demo.credentials.map((c) => c.source.kind)).toEqual(['file', 'file', 'file']);
+    // Written so, it is the operator's own path: shown as written.
+    expect(describeAgent(demo).credentials[0]?.source).toBe(`file:./${PASTED}`);
+  });
+});
