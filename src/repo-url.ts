@@ -106,6 +106,21 @@ function textProblem(raw: string): RepoUrlCheck | undefined {
 
 /** Checks a repository URL and returns its normalised form, or why it is refused. */
 export function parseRepoUrl(raw: string): RepoUrlCheck {
+  const check = checkRepoUrl(raw);
+  return !check.ok && check.showValue && mayHoldSecret(raw) ? { ...check, showValue: false } : check;
+}
+
+/**
+ * A URL that may hold a password or a token the user check did not see, and so is not repeated when
+ * refused: one with a query or fragment (`?private_token=...`), or with an `@` after a scheme (a
+ * password with a `/`, `?` or `#` in it, as AWS CodeCommit's have, ends the authority a URL parser
+ * reads before its `@`).
+ */
+function mayHoldSecret(raw: string): boolean {
+  return /[?#]/.test(raw) || (/^[a-z][a-z0-9+.-]*:/i.test(raw) && raw.includes('@'));
+}
+
+function checkRepoUrl(raw: string): RepoUrlCheck {
   const early = textProblem(raw);
   if (early) return early;
   let parsed: URL;

@@ -101,6 +101,27 @@ describe('parseRepoUrl: refused URLs, each with the reason and the fix', () => {
     }
   });
 
+  it('never repeats a URL that may carry a password or token past the user check', () => {
+    for (const raw of [
+      // A password with a `/`, `?` or `#` (AWS CodeCommit's generated ones have `/` and `+`): the `@`
+      // comes after what a URL parser reads as the host and port.
+      'https://git-user-at-123:Hunter2/abc+def=@git-codecommit.us-east-1.amazonaws.com/v1/repos/r',
+      'https://me:pa?Hunter2@example.com/r.git',
+      'https://me:pa#Hunter2@example.com/r.git',
+      'https:/me:pa/Hunter2@example.com/r.git',
+      // A token in the query (GitLab's private_token), also when another problem is found first.
+      'https://gitlab.example.com/org/r.git?private_token=glpat-Hunter2',
+      'https://gitlab.example.com/org/r.git#Hunter2',
+      'https://gitlab.example.com/org/r .git?private_token=Hunter2',
+    ]) {
+      const message = problemOf(raw);
+      expect(message).not.toContain('Hunter2');
+    }
+    // Without one, the URL is still named: the reader sees which one is meant.
+    expect(problemOf('ftp://example.com/r.git')).toContain('"ftp://example.com/r.git"');
+    expect(problemOf('git@github.com:o/r.git')).toContain('"git@github.com:o/r.git"');
+  });
+
   it('refuses an overlong URL without repeating it', () => {
     const raw = `https://example.com/${'a'.repeat(3000)}.git`;
     const message = problemOf(raw);
