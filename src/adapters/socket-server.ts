@@ -33,7 +33,12 @@ export interface Connection {
   /** Replies owed later, now. */
   readonly owed: number;
   close(): void;
-  onClose(listener: () => void): void;
+  /**
+   * Calls the listener once the connection has closed (at once if it has); returns the function that
+   * takes it back. A stream that ends before its connection takes its listener back: each one holds its
+   * request, and a connection may stay open for ever.
+   */
+  onClose(listener: () => void): () => void;
   readonly closed: boolean;
   /** The protocol version of the client's last request (set by whoever reads the requests). */
   protocol?: number;
@@ -158,7 +163,7 @@ export class SocketServer {
       return;
     }
     this.sockets.add(socket);
-    const closeListeners: (() => void)[] = [];
+    const closeListeners = new Set<() => void>();
     const drainListeners = new Set<() => void>();
     let closed = false;
     /** No more writes: the connection is closing at a message boundary. */
@@ -273,8 +278,16 @@ export class SocketServer {
       },
       close: () => endGracefully(),
       onClose: (listener) => {
-        if (closed) listener();
-        else closeListeners.push(listener);
+        if (closed) {
+          listener();
+          return () => {};
+        }
+        // Its own function, so that taking it back never takes another's that happens to be the same.
+        const once = () => listener();
+        closeListeners.add(once);
+        return () => {
+          closeListeners.delete(once);
+        };
       },
       get closed() {
         return closed || ending;
@@ -432,7 +445,9 @@ export class SocketServer {
       clearTimeout(lingerTimer);
       drainListeners.clear();
       this.sockets.delete(socket);
-      for (const listener of closeListeners.splice(0)) listener();
+      const listeners = [...closeListeners];
+      closeListeners.clear();
+      for (const listener of listeners) listener();
     });
   }
 

@@ -66,6 +66,7 @@ export function followSession(
   const follower = new Follower(connection, request, sessionId);
   // One of the connection's streams until the outcome (or the connection's end), with its heartbeats.
   const settled = oweStream(connection, request, daemon);
+  let forgetClose: (() => void) | undefined;
   const stop = daemon.follow(sessionId, (event) => {
     if (event.type !== 'outcome' && !options.stream) return;
     if (event.type === 'output' && options.output === false) return;
@@ -74,8 +75,10 @@ export function followSession(
   const unfollow = () => {
     stop();
     settled();
+    // Ended: the connection, which may stay open, no longer holds it.
+    forgetClose?.();
   };
-  connection.onClose(() => {
+  forgetClose = connection.onClose(() => {
     unfollow();
     follower.stop();
   });

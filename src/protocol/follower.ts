@@ -137,14 +137,16 @@ export class Follower {
   private writable(): Promise<void> {
     if (!this.connection.lagging || this.connection.closed) return Promise.resolve();
     return new Promise((resolve) => {
-      const stop = this.connection.onDrain(() => {
-        stop();
+      // Whichever comes first takes both listeners back: a long log read waits like this once a block.
+      let stopDrain: (() => void) | undefined;
+      let stopClose: (() => void) | undefined;
+      const done = () => {
+        stopDrain?.();
+        stopClose?.();
         resolve();
-      });
-      this.connection.onClose(() => {
-        stop();
-        resolve();
-      });
+      };
+      stopDrain = this.connection.onDrain(done);
+      stopClose = this.connection.onClose(done);
     });
   }
 

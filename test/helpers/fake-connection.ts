@@ -35,7 +35,7 @@ export function fakeConnection(overrides: Partial<Connection> = {}): {
       return owed;
     },
     close: () => {},
-    onClose: () => {},
+    onClose: () => () => {},
     closed: false,
   };
   // Getters of `overrides` (lagging) stay getters.

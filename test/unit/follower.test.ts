@@ -24,7 +24,7 @@ function fakeConnection() {
     owe: () => () => {},
     owed: 0,
     close: () => {},
-    onClose: () => {},
+    onClose: () => () => {},
     closed: false,
   };
   return { connection, written, bytes: () => bytes };

@@ -48,14 +48,17 @@ export const logs: Handler<'logs'> = (request, connection, daemon) => {
       return;
     }
     // Following and reading what came meanwhile happen in one turn: no line is missed or sent twice.
+    let forgetClose: (() => void) | undefined;
     const stop = daemon.follow(sessionId, (event) => {
       if (forwardEvent(follower, event, false)) unfollow?.();
     });
     unfollow = () => {
       stop();
       settled();
+      // Ended: the connection, which may stay open, no longer holds it.
+      forgetClose?.();
     };
-    connection.onClose(() => {
+    forgetClose = connection.onClose(() => {
       unfollow?.();
       follower.stop();
     });

@@ -26,6 +26,7 @@ export const trigger: Handler<'trigger'> = (request, connection, daemon) => {
   if (request.follow) {
     // One of the connection's streams until the outcome (or the connection's end), with its heartbeats.
     const settled = oweStream(connection, request, daemon);
+    let forgetClose: (() => void) | undefined;
     const stop = daemon.follow(sessionId, (event: BusEvent) => {
       if (early) early.push(event);
       else forward(event);
@@ -33,8 +34,10 @@ export const trigger: Handler<'trigger'> = (request, connection, daemon) => {
     unfollow = () => {
       stop();
       settled();
+      // Ended (its outcome, or turned away): the connection, which may stay open, no longer holds it.
+      forgetClose?.();
     };
-    connection.onClose(() => {
+    forgetClose = connection.onClose(() => {
       unfollow?.();
       follower.stop();
     });
