@@ -1,4 +1,5 @@
 import { Command, Option } from 'clipanion';
+import { parseSize } from '../config/resources.js';
 import { formatDuration } from '../duration.js';
 import type { AgentView } from '../sessions/agent-view.js';
 import { ClientCommand } from './client-command.js';
@@ -27,7 +28,7 @@ export class AgentsCommand extends ClientCommand {
       const reply = await client.request({ type: 'agents' });
       if (reply?.type !== 'agents') return failOnReply(this.context, this.json, reply);
       if (this.json) printJson(this.context, { agents: reply.agents });
-      else this.context.stdout.write(shownOn(this.context.stdout, reply.agents.map(render).join('')));
+      else this.context.stdout.write(shownOn(this.context.stdout, reply.agents.map(renderAgent).join('')));
       return EXIT.succeeded;
     } finally {
       client.close();
@@ -35,14 +36,23 @@ export class AgentsCommand extends ClientCommand {
   }
 }
 
-function render(a: AgentView): string {
+/**
+ * memory_swap is memory plus swap, as Podman's --memory-swap: equal to memory is no swap. Said as
+ * `validate` says it; "with swap 2g" read as 2g of swap.
+ */
+function describeSwap(memory: string, memorySwap: string): string {
+  return parseSize(memorySwap)?.bytes === parseSize(memory)?.bytes ? 'no swap' : `memory+swap ${memorySwap}`;
+}
+
+/** One agent as `agentd agents` prints it. */
+export function renderAgent(a: AgentView): string {
   const timeout = a.timeoutMs === undefined ? 'no timeout' : `timeout ${formatDuration(a.timeoutMs)}`;
   const credentials = a.credentials.map((c) => `${c.name} <- ${c.source}`).join(', ') || 'none';
   const lines = [
     `${a.name}: ${a.image} ${JSON.stringify(a.command)}`,
     `    repo ${a.repo ?? '(none: give one per trigger)'}, network ${a.network}, ${timeout}`,
     `    credentials ${credentials}${a.repoToken ? `, repo_token <- ${a.repoToken.source} (for ${a.repoToken.origins.join(', ')})` : ''}`,
-    `    limits memory ${a.resources.memory} (with swap ${a.resources.memorySwap}), ${a.resources.cpus === undefined ? 'cpus unlimited' : `cpus ${a.resources.cpus}`}, pids ${a.resources.pids}, disk ${a.resources.disk}${a.resources.output === undefined ? '' : `, output ${a.resources.output}`}${a.resources.cache === undefined ? '' : `, cache ${a.resources.cache}`}`,
+    `    limits memory ${a.resources.memory} (${describeSwap(a.resources.memory, a.resources.memorySwap)}), ${a.resources.cpus === undefined ? 'cpus unlimited' : `cpus ${a.resources.cpus}`}, pids ${a.resources.pids}, disk ${a.resources.disk}${a.resources.output === undefined ? '' : `, output ${a.resources.output}`}${a.resources.cache === undefined ? '' : `, cache ${a.resources.cache}`}`,
   ];
   if (a.capAdd.length > 0) lines.push(`    cap_add ${a.capAdd.join(', ')}`);
   if (a.maxConcurrent !== undefined) lines.push(`    max_concurrent ${a.maxConcurrent}`);

@@ -268,7 +268,7 @@ describe('agentd show, history, agents, logs --json', () => {
       resources: { memory: '2g', memorySwap: '2g', disk: '1g', output: '64m' },
     });
     expect(text.stdout).toContain(
-      '    limits memory 2g (with swap 2g), cpus unlimited, pids 4096, disk 1g, output 64m\n',
+      '    limits memory 2g (no swap), cpus unlimited, pids 4096, disk 1g, output 64m\n',
     );
     for (const out of [result.stdout, text.stdout]) expect(out).not.toContain(SECRET);
   });
