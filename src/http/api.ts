@@ -6,6 +6,7 @@ import { IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE, MAX_BUFFERED_BYTES } fro
 import { GrowingBuffer } from '../growing-buffer.js';
 import { LogBudget } from '../log-budget.js';
 import type { DaemonPort } from '../protocol/context.js';
+import { shownFieldName } from '../protocol/problems.js';
 import { submitTrigger } from '../protocol/submit.js';
 import { RETRYABLE_REJECTIONS, type RejectionCode } from '../sessions/check-trigger.js';
 import type { HistoryFilter } from '../sessions/history.js';
@@ -308,7 +309,10 @@ function check(c: Context<Env>, op: Operation, parsed: { body: unknown } | { res
     for (const issue of result.error.issues) {
       if (issue.code === 'unrecognized_keys') {
         for (const key of issue.keys)
-          problems.push({ path: [where, ...issue.path, key].join('.'), message: 'unknown field' });
+          problems.push({
+            path: [where, ...issue.path, shownFieldName(key)].join('.'),
+            message: 'unknown field',
+          });
       } else {
         problems.push({ path: [where, ...issue.path].join('.'), message: issue.message });
       }

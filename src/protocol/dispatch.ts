@@ -12,7 +12,15 @@ import { MAX_STREAMS_PER_CONNECTION, opensStream, streamAllowed } from './stream
  * able to match it), and is in the request's version when the daemon speaks it.
  */
 export function dispatch(line: string, connection: Connection, daemon: DaemonPort): void {
-  const checked = check(line);
+  let checked: Checked;
+  try {
+    checked = check(line);
+  } catch (error) {
+    // A bug, but the line still gets its answer: the socket server drops what a dispatch throws.
+    daemon.log.error({ event: 'socket.handler_failed', err: error }, 'a request line could not be checked');
+    replyError(connection, {}, 'internal', 'the daemon could not read this request line; see its log');
+    return;
+  }
   if (!checked.ok) {
     replyError(connection, checked.head, checked.code, checked.message, checked.problems, checked.extra);
     return;
@@ -76,7 +84,7 @@ export function check(line: string): Checked {
       ok: false,
       head,
       code: 'unsupported_version',
-      message: `protocol version ${JSON.stringify(raw.v)} is not supported; this daemon speaks ${PROTOCOL_VERSIONS.join(' and ')} (send hello without v to ask)`,
+      message: `protocol version ${describeVersion(raw.v)} is not supported; this daemon speaks ${PROTOCOL_VERSIONS.join(' and ')} (send hello without v to ask)`,
       problems: [{ path: 'v', message: `one of ${PROTOCOL_VERSIONS.join(', ')}` }],
       extra: { supported: [...PROTOCOL_VERSIONS] },
     };
@@ -92,6 +100,17 @@ export function check(line: string): Checked {
     p.path === 'v' ? { path: 'v', message: `required: one of ${PROTOCOL_VERSIONS.join(', ')}` } : p,
   );
   return { ok: false, head, code: 'bad_request', message: 'invalid request', problems: capped(problems) };
+}
+
+/**
+ * A version the daemon does not speak, as its message names it: short whatever the client sent. A string
+ * of megabytes came back whole, and an array nested 100,000 deep (JSON.parse takes it) made
+ * JSON.stringify throw, so the request got no reply at all.
+ */
+function describeVersion(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.length > 16 ? `${v.slice(0, 16)}...` : v);
+  if (typeof v === 'number' || typeof v === 'boolean' || v === null) return String(v);
+  return Array.isArray(v) ? 'an array' : 'an object';
 }
 
 /** A request type newer than the version the request names. */

@@ -9,13 +9,27 @@ export interface Problem {
 /** At most this many problems are listed; a last one says how many more there were. */
 export const MAX_PROBLEMS = 100;
 
+/** The longest part of a client's field name a problem repeats. */
+const FIELD_NAME_SHOWN = 64;
+
+/**
+ * An unknown field's name as a problem names it: the client's own, so cut short. A reply must not grow
+ * with its request: a name of 16 MiB came back twice (path and message), so 256 clients that read none
+ * of it could have the daemon hold 8 GiB of replies for the minute before it lets a stalled one go.
+ */
+export function shownFieldName(key: string): string {
+  return key.length > FIELD_NAME_SHOWN
+    ? `${key.slice(0, FIELD_NAME_SHOWN)}... (${key.length} characters)`
+    : key;
+}
+
 /** Every problem zod found, one per field (an unknown field each), in the protocol's words; not capped. */
 export function problemsOf(error: z.ZodError, requestTypes: readonly string[]): Problem[] {
   const problems: Problem[] = [];
   for (const issue of error.issues) {
     const path = issue.path.map(String).join('.');
     if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) {
+      for (const key of issue.keys.map(shownFieldName)) {
         problems.push({
           path: path === '' ? key : `${path}.${key}`,
           message: 'unknown field',
