@@ -1,5 +1,6 @@
 import { statSync } from 'node:fs';
 import { type FileHandle, open, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { Command, Option, UsageError } from 'clipanion';
 import { exportRecord } from '../adapters/sealed-records.js';
 import { errorMessage } from '../errors.js';
@@ -77,7 +78,10 @@ export class ExportCommand extends ClientCommand {
     try {
       file = await open(output, 'wx', 0o600);
     } catch (error) {
-      return failed(error);
+      return this.fail(
+        `cannot export session ${this.sessionId}: ${outputProblem(output, error)}`,
+        EXIT.failed,
+      );
     }
     try {
       await exportRecord(recordDir, file.createWriteStream());
@@ -89,5 +93,23 @@ export class ExportCommand extends ClientCommand {
     }
     stderr.write(`agentd: wrote ${output} from ${dir}\n`);
     return EXIT.succeeded;
+  }
+}
+
+/** Why --output FILE cannot be made, with the fix: the error of open(2) alone names no way out. */
+function outputProblem(output: string, error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  switch (code) {
+    case 'EEXIST':
+      return `${output} already exists (EEXIST), and export never overwrites a file; remove it or give --output a new path`;
+    case 'ENOENT':
+    case 'ENOTDIR':
+      return `the directory ${dirname(output)} does not exist (${code}); create it or give --output a path in an existing directory`;
+    case 'EACCES':
+    case 'EPERM':
+    case 'EROFS':
+      return `${output} cannot be created (${code}); give --output a path in a directory you may write`;
+    default:
+      return errorMessage(error);
   }
 }

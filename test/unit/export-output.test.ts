@@ -1,0 +1,72 @@
+/**
+ * `agentd export ID --output FILE` (src/cli/export.ts) when FILE cannot be made: the message names the
+ * file or its directory and the fix, keeps the errno for a search, exits 1, and leaves nothing behind.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { Cli } from 'clipanion';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildCli } from '../../src/cli/cli.js';
+import { makeTempDir } from '../helpers/resources.js';
+
+const ID = '0123456789abcdef';
+
+async function run(argv: string[]): Promise<{ code: number; stderr: string }> {
+  let stderr = '';
+  const err = new PassThrough();
+  err.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const context = { ...Cli.defaultContext, stdout: new PassThrough(), stderr: err };
+  const code = await (await buildCli(argv[0])).run(argv, context);
+  await new Promise((resolve) => setImmediate(resolve));
+  return { code, stderr };
+}
+
+describe('agentd export --output FILE that cannot be made', () => {
+  const dir = makeTempDir('agentd-unit-export-output-');
+  const path = join(dir, 'agentd.sock');
+  let server: Server;
+
+  beforeAll(async () => {
+    const recordDir = join(dir, 'records', 'demo', ID);
+    mkdirSync(recordDir, { recursive: true });
+    writeFileSync(join(recordDir, 'session.json'), '{}');
+    const record = { version: 1, id: ID, agent: 'demo', repo: 'x', outcome: 'succeeded', recordDir };
+    // A daemon that answers every `show` with the record above.
+    server = createServer((socket) => {
+      socket.on('error', () => {});
+      socket.on('data', (chunk: Buffer) => {
+        for (const line of chunk.toString().split('\n').filter(Boolean)) {
+          const { id } = JSON.parse(line) as { id?: string };
+          socket.write(`${JSON.stringify({ type: 'session', id, record })}\n`);
+        }
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(path, resolve));
+  });
+  afterAll(() => server.close());
+
+  it('a file that exists: kept as it was, and the fix is another path', async () => {
+    const existing = join(dir, 'existing.tgz');
+    writeFileSync(existing, 'keep');
+    const result = await run(['export', ID, '-o', existing, '--socket', path]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      `agentd: cannot export session ${ID}: ${existing} already exists (EEXIST), and export never overwrites a file; remove it or give --output a new path\n`,
+    );
+    expect(readFileSync(existing, 'utf8')).toBe('keep');
+  });
+
+  it('a directory that does not exist: named, not made', async () => {
+    const missing = join(dir, 'missing');
+    const result = await run(['export', ID, '-o', join(missing, 'x.tgz'), '--socket', path]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      `agentd: cannot export session ${ID}: the directory ${missing} does not exist (ENOENT); create it or give --output a path in an existing directory\n`,
+    );
+    expect(existsSync(missing)).toBe(false);
+  });
+});
