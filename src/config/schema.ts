@@ -224,6 +224,15 @@ export function parseSourceSyntax(raw: string): SourceSyntax | { problem: string
   if (raw.startsWith('env:')) {
     const name = raw.slice('env:'.length);
     if (ENV_NAME_RE.test(name)) return { kind: 'env', name };
+    // env:sk-proj-…, env:xoxb-…, env:glpat-…, a JWT: most tokens are no variable name at all.
+    if (looksLikeValue(name)) {
+      return {
+        problem:
+          'is not a valid environment variable name and looks like a credential value pasted after env: (it ' +
+          "is not repeated here): put the value in the daemon's environment under a name of letters, digits " +
+          'and _ and write env:NAME',
+      };
+    }
     return {
       problem: `${describe(raw)}: ${describe(name)} is not a valid environment variable name; use letters, digits and _ and do not start with a digit`,
     };

@@ -72,6 +72,33 @@ describe('an env: source whose name looks like a pasted credential value', () =>
   });
 });
 
+describe('an env: source that is no variable name but a pasted credential value', () => {
+  it('is refused without being repeated (tokens with - or . are no names at all)', () => {
+    const dir = makeTempDir('agentd-unit-pasted-');
+    for (const token of [
+      'sk-proj-AbCdEf0123456789xyzXYZ',
+      'xoxb-1234-5678-abcdefABCDEF',
+      'glpat-abcdefghij0123456789',
+      'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abc',
+    ]) {
+      let error: unknown;
+      try {
+        settings(dir, `    credentials:\n      - { name: K, source: "env:${token}" }\n`);
+      } catch (caught) {
+        error = caught;
+      }
+      expect(error).toBeInstanceOf(ConfigError);
+      const message = (error as ConfigError).message;
+      expect(message).toContain('looks like a credential value pasted after env:');
+      expect(message).not.toContain(token.slice(0, 12));
+    }
+    // A short one that is no name is still named: it is a typo, not a value.
+    expect(() => settings(dir, '    credentials:\n      - { name: K, source: "env:my-var" }\n')).toThrow(
+      '"my-var" is not a valid environment variable name',
+    );
+  });
+});
+
 describe('a file: source whose path looks like a pasted credential value', () => {
   it('is refused without being repeated, for every kind of source', () => {
     const dir = makeTempDir('agentd-unit-pasted-');
