@@ -286,12 +286,32 @@ export function looksLikeTokenName(name: string): boolean {
 
 /**
  * A `file:` path that is a token pasted in place of a path (file:ghp_…): a bare name, without a
- * directory or a dot, that looks like a token (looksLikeTokenName). Refused without being repeated:
+ * directory or a dot, that looks like a token (looksLikeTokenName), or a file's content (a PEM key,
+ * JSON: looksLikePastedFile). Refused without being repeated:
  * as a path it would be shown by `agents`, validate and doctor, and, as a file that is not there, by
  * a session's error, which reaches records, logs and webhooks.
  */
 function looksLikePastedPath(path: string): boolean {
-  return !path.includes('/') && !path.includes('.') && looksLikeTokenName(path);
+  return (
+    (!path.includes('/') && !path.includes('.') && looksLikeTokenName(path)) || looksLikePastedFile(path)
+  );
+}
+
+/**
+ * A file's content pasted in place of its path: a line break (no path has one), PEM armour (a private
+ * key), or a JSON document (a service account's key file). Refused without being repeated, as
+ * looksLikePastedPath is.
+ */
+function looksLikePastedFile(text: string): boolean {
+  return /[\r\n]/.test(text) || text.includes('-----BEGIN') || text.trimStart().startsWith('{');
+}
+
+/** A path setting that holds a key itself: why it is refused, without repeating it. */
+function pastedKeyProblem(text: string): string | undefined {
+  return looksLikePastedFile(text)
+    ? "looks like a key pasted in place of its file's path (it is not repeated here): put it in a file " +
+        "only the daemon's user can read (mode 0600) and write the file's absolute path"
+    : undefined;
 }
 
 /** What messages show for such a source instead of what was written. */
@@ -516,9 +536,12 @@ const tokenShape = {
 const tlsShape = {
   cert: checkedString(
     'the path of a PEM certificate (chain) file',
-    notEmpty('a file like /etc/agentd/tls/cert.pem'),
+    (text) => pastedKeyProblem(text) ?? notEmpty('a file like /etc/agentd/tls/cert.pem')(text),
   ),
-  key: checkedString('the path of a PEM private key file', notEmpty('a file like /etc/agentd/tls/key.pem')),
+  key: checkedString(
+    'the path of a PEM private key file',
+    (text) => pastedKeyProblem(text) ?? notEmpty('a file like /etc/agentd/tls/key.pem')(text),
+  ),
 };
 
 const httpShape = {
@@ -700,10 +723,13 @@ const hostShape = {
     hostUrlProblem,
     "say how to reach the host's Podman, e.g. url: ssh://agentd@build1.example/run/podman/podman.sock",
   ).optional(),
-  identity: checkedString('an absolute path to a private key like /etc/agentd/id_ed25519', (value) =>
-    value.startsWith('/')
-      ? undefined
-      : `${describe(value)} is not an absolute path; write the full path of the key`,
+  identity: checkedString(
+    'an absolute path to a private key like /etc/agentd/id_ed25519',
+    (value) =>
+      pastedKeyProblem(value) ??
+      (value.startsWith('/')
+        ? undefined
+        : `${describe(value)} is not an absolute path; write the full path of the key`),
   ).optional(),
   insecure: flag('true allows tcp://, which has neither encryption nor authentication'),
   max_sessions: wholeNumber(1, 4).optional(),

@@ -146,3 +146,57 @@ describe('a file: source whose path looks like a pasted credential value', () =>
     expect(describeAgent(demo).credentials[0]?.source).toBe(`file:./${PASTED}`);
   });
 });
+
+describe('a key or key file pasted in place of a path', () => {
+  const KEY =
+    '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----';
+  const JSON_KEY = '{"type": "service_account", "private_key_id": "0123456789abcdefSECRETabcdef"}';
+  const yaml = (text: string) => JSON.stringify(text);
+
+  it('is refused without being repeated: file: sources, an ssh identity, the TLS key', () => {
+    const dir = makeTempDir('agentd-unit-pasted-');
+    const cases: [agentExtra: string, daemonExtra: string, path: string][] = [
+      [
+        `    credentials:\n      - { name: K, source: ${yaml(`file:${KEY}`)} }\n`,
+        '',
+        'agents[0].credentials[0].source',
+      ],
+      [
+        `    credentials:\n      - { name: K, source: ${yaml(`file:${JSON_KEY}`)} }\n`,
+        '',
+        'agents[0].credentials[0].source',
+      ],
+      [
+        '',
+        `hosts:\n  - { name: far, url: "ssh://agentd@far.example/run/podman/podman.sock", identity: ${yaml(KEY)} }\n`,
+        'hosts[0].identity',
+      ],
+      [
+        '',
+        `  http:\n    listen: 127.0.0.1:0\n    tokens:\n      - { name: ci, source: env:CI_TOKEN, scopes: [read] }\n    tls: { cert: /etc/agentd/cert.pem, key: ${yaml(KEY)} }\n`,
+        'daemon.http.tls.key',
+      ],
+    ];
+    for (const [agentExtra, daemonExtra, path] of cases) {
+      // hosts: is a top-level key, the rest are the daemon's.
+      const [top, daemon] = daemonExtra.startsWith('hosts:') ? [daemonExtra, ''] : ['', daemonExtra];
+      let error: unknown;
+      try {
+        parseConfig(
+          `${top}daemon:\n  state_dir: ${join(dir, 'state')}\n${daemon}agents:\n  - name: demo\n    image: localhost/agentd-base:bookworm\n    command: ["run"]\n${agentExtra}`,
+          join(dir, 'agentd.yaml'),
+          ENV,
+          1000,
+        );
+      } catch (caught) {
+        error = caught;
+      }
+      expect(error, path).toBeInstanceOf(ConfigError);
+      const { problems, message } = error as ConfigError;
+      expect(problems.map((p) => p.path)).toContain(path);
+      expect(message).toMatch(/looks like a (key|credential value) pasted/);
+      expect(message).not.toContain('b3BlbnNzaC1rZXkt');
+      expect(message).not.toContain('SECRET');
+    }
+  });
+});
