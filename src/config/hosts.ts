@@ -89,7 +89,10 @@ export function hostUrlProblem(url: string): string | undefined {
   try {
     parsed = new URL(url);
   } catch {
-    return `${JSON.stringify(url)} is not a URL; ${example}`;
+    // A password with a `/` (or `?`, `#`) ends what a URL parser reads as the host before its `@`.
+    return url.includes('@')
+      ? `is not a URL (not repeated here: it may hold a password); ${example}`
+      : `${JSON.stringify(url)} is not a URL; ${example}`;
   }
   const scheme = parsed.protocol.slice(0, -1);
   if (scheme === 'unix') {

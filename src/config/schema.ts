@@ -463,7 +463,8 @@ export function webhookUrlProblem(raw: string): string | undefined {
   try {
     url = new URL(raw);
   } catch {
-    return `${describe(raw)} is not a URL; write one like https://hooks.example.com/agentd`;
+    // shownWebhookUrl hides a key in a URL it can read; one it cannot is not repeated at all.
+    return "is not a URL (not repeated here: a webhook's URL may hold its key); write one like https://hooks.example.com/agentd";
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
     return `${describe(shownWebhookUrl(raw))}: only https:// and http:// URLs receive notifications`;

@@ -115,6 +115,8 @@ describe('hosts: in the configuration', () => {
     ['tcp://127.0.0.1', 'names the host and the port'],
     ['tcp://agentd:hunter2@127.0.0.1:8080', 'tcp://host:port and nothing else'],
     ['not a url', 'is not a URL'],
+    // A password with a `/` ends the authority a URL parser reads before the `@`.
+    ['ssh://agentd:hun/ter2hunter2@build1/run/podman/podman.sock', 'is not a URL (not repeated here'],
   ])('refuses the url %s', (url, fragment) => {
     expectProblem(`hosts:\n  - name: x\n    url: "${url}"\nagents:\n${agent()}`, 'hosts[0].url', fragment);
     expect(hostUrlProblem(url)).toContain(fragment);

@@ -200,3 +200,22 @@ describe('a key or key file pasted in place of a path', () => {
     }
   });
 });
+
+describe("a webhook's URL that does not parse", () => {
+  it('is not repeated: its path or query may hold its key', () => {
+    const dir = makeTempDir('agentd-unit-pasted-');
+    // Slack's URL without its scheme: its last segment is the key.
+    const url = 'hooks.slack.com/services/T00000000/B00000000/XXXXsecretXXXXsecretXXXX';
+    let error: unknown;
+    try {
+      settings(dir, `    notify:\n      - { url: "${url}", secret: env:HOOK_SECRET }\n`);
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const { problems, message } = error as ConfigError;
+    expect(problems.map((p) => p.path)).toEqual(['agents[0].notify[0].url']);
+    expect(message).toContain('is not a URL (not repeated here');
+    expect(message).not.toContain('XXXXsecret');
+  });
+});
