@@ -3,7 +3,7 @@ import { HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT } from '../sessions/history.js
 import { OUTCOMES } from '../sessions/types.js';
 import { ClientCommand } from './client-command.js';
 import { runHistory } from './history-run.js';
-import { isOneOf, isSince, isWholeNumber } from './validators.js';
+import { isOneOf, isSince, isWholeNumber, isWorkUnit } from './validators.js';
 
 export class HistoryCommand extends ClientCommand {
   static override paths = [['history']];
@@ -30,7 +30,10 @@ export class HistoryCommand extends ClientCommand {
     description: `Only sessions with this outcome (${OUTCOMES.join(', ')})`,
     validator: isOneOf(OUTCOMES),
   });
-  workUnit = Option.String('--work-unit', { description: 'Only sessions of this work unit' });
+  workUnit = Option.String('--work-unit', {
+    description: 'Only sessions of this work unit',
+    validator: isWorkUnit,
+  });
   since = Option.String('--since', {
     description: 'Only sessions accepted since this time, or this long ago (2h)',
     validator: isSince,

@@ -3,6 +3,7 @@ import { IDEMPOTENCY_KEY_PATTERN } from '../constants.js';
 import { durationProblem } from '../duration.js';
 import { HISTORY_MAX_LIMIT, parseSince } from '../sessions/history.js';
 import { OUTCOMES, type Outcome } from '../sessions/types.js';
+import { workUnitProblem } from '../work-unit.js';
 import type { ClientIo } from './client-io.js';
 import { EXIT, EXIT_CODE_MODES, type ExitCodeMode } from './exit-codes.js';
 import { LOG_FORMATS, LOG_LEVELS, type LogLevel } from './log-options.js';
@@ -113,6 +114,7 @@ export function parseQuick(argv: readonly string[]): QuickCommand | undefined {
   // Refused by the commands' validators and rules: clipanion says why.
   if (typeof values.timeout === 'string' && durationProblem(values.timeout) !== undefined) return undefined;
   if (typeof values.key === 'string' && !IDEMPOTENCY_KEY_PATTERN.test(values.key)) return undefined;
+  if (typeof values.workUnit === 'string' && workUnitProblem(values.workUnit) !== undefined) return undefined;
   if (
     typeof values.exitCode === 'string' &&
     !(EXIT_CODE_MODES as readonly string[]).includes(values.exitCode)

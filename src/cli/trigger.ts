@@ -2,7 +2,7 @@ import { Command, Option } from 'clipanion';
 import { ClientCommand } from './client-command.js';
 import { EXIT_CODE_MODES } from './exit-codes.js';
 import { runTrigger } from './trigger-run.js';
-import { isDuration, isKey, isOneOf } from './validators.js';
+import { isDuration, isKey, isOneOf, isWorkUnit } from './validators.js';
 import { readWork } from './work-input.js';
 
 export class TriggerCommand extends ClientCommand {
@@ -53,7 +53,8 @@ export class TriggerCommand extends ClientCommand {
   agent = Option.String({ name: 'agent' });
   repo = Option.String({ name: 'repo-url', required: false });
   workUnit = Option.String('--work-unit', {
-    description: 'Work unit id, visible to the agent as AGENTD_WORK_UNIT',
+    description: 'Work unit id, visible to the agent as AGENTD_WORK_UNIT (at most 256 characters)',
+    validator: isWorkUnit,
   });
   timeout = Option.String('--timeout', {
     description: "Session timeout (90s, 10m, 2h); overrides the agent's",

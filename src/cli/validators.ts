@@ -3,6 +3,7 @@ import { makeValidator, type StrictValidator } from 'typanion';
 import { IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE, SESSION_ID_PATTERN } from '../constants.js';
 import { durationProblem } from '../duration.js';
 import { parseSince, SINCE_RULE } from '../sessions/history.js';
+import { workUnitProblem } from '../work-unit.js';
 
 /**
  * typanion validators for option values: clipanion runs them while it parses, and a value that fails
@@ -45,6 +46,9 @@ export const isPath = fromProblem((value) =>
 export const isKey = fromProblem((value) =>
   IDEMPOTENCY_KEY_PATTERN.test(value) ? undefined : `${JSON.stringify(value)}: ${IDEMPOTENCY_KEY_RULE}`,
 );
+
+/** `--work-unit`: refused here, naming the option, rather than by the daemon as a bad request. */
+export const isWorkUnit = fromProblem(workUnitProblem);
 
 export const isSince = fromProblem((value) =>
   parseSince(value, 0) === undefined ? `${JSON.stringify(value)} ${SINCE_RULE}` : undefined,

@@ -10,6 +10,7 @@ import {
 import { triggerFieldsSchema } from '../sessions/check-trigger.js';
 import { HISTORY_MAX_LIMIT, parseSince, SINCE_RULE } from '../sessions/history.js';
 import { OUTCOMES } from '../sessions/types.js';
+import { WORK_UNIT_RULE } from '../work-unit.js';
 
 /** Byte content in a JSON line: standard base64, with padding. */
 const base64 = z
@@ -23,7 +24,7 @@ const sessionId = z.string().regex(SESSION_ID_PATTERN, 'a session id is 16 lower
 export const historyFilterFields = {
   agent: z.string().min(1).max(64).optional(),
   outcome: z.enum(OUTCOMES).optional(),
-  workUnit: z.string().min(1).max(WORK_UNIT_MAX).optional(),
+  workUnit: z.string().min(1, WORK_UNIT_RULE).max(WORK_UNIT_MAX, WORK_UNIT_RULE).optional(),
   since: z
     .string()
     .min(1)

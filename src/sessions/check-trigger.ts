@@ -3,17 +3,19 @@ import type { AgentConfig } from '../config/types.js';
 import { IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE, WORK_UNIT_MAX } from '../constants.js';
 import { durationProblem, parseDuration } from '../duration.js';
 import { describeRepoProblem, firstControl, parseRepoUrl } from '../repo-url.js';
+import { WORK_UNIT_CONTROL, workUnitProblem } from '../work-unit.js';
 import { repoTokenUse } from './repo-token.js';
 
-const text = (max: number) => z.string().min(1).max(max);
+const text = (max: number, words?: { error: (issue: { input?: unknown }) => string | undefined }) =>
+  z.string().min(1, words).max(max, words);
 
 /**
- * A work unit reaches the agent as an environment variable and operators in lists and logs: text
- * without control characters (a NUL cannot be passed at all; a newline or an escape sequence would
- * forge lines and colours in what operators read).
+ * A work unit (see workUnitProblem), refused in its words, not zod's "Too big: expected string to have
+ * <=256 characters". Bounds kept as bounds, so that docs/openapi.json states them.
  */
-const workUnitText = text(WORK_UNIT_MAX).refine((value) => firstControl(value) === -1, {
-  error: 'a work unit is text without control characters (no newline, tab, escape or NUL)',
+const workUnitWords = { error: (issue: { input?: unknown }) => workUnitProblem(String(issue.input)) };
+const workUnitText = text(WORK_UNIT_MAX, workUnitWords).refine((value) => firstControl(value) === -1, {
+  error: WORK_UNIT_CONTROL,
 });
 
 /**
