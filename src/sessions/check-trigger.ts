@@ -1,32 +1,57 @@
 import { z } from 'zod';
 import type { AgentConfig } from '../config/types.js';
-import { IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE, WORK_UNIT_MAX } from '../constants.js';
+import {
+  AGENT_NAME_MAX,
+  IDEMPOTENCY_KEY_PATTERN,
+  IDEMPOTENCY_KEY_RULE,
+  WORK_UNIT_MAX,
+} from '../constants.js';
 import { durationProblem, parseDuration } from '../duration.js';
 import { describeRepoProblem, firstControl, parseRepoUrl } from '../repo-url.js';
-import { WORK_UNIT_CONTROL, workUnitProblem } from '../work-unit.js';
+import { WORK_UNIT_CONTROL, WORK_UNIT_RULE, workUnitProblem } from '../work-unit.js';
 import { repoTokenUse } from './repo-token.js';
 
-const text = (max: number, words?: { error: (issue: { input?: unknown }) => string | undefined }) =>
-  z.string().min(1, words).max(max, words);
+/** What a text field of a trigger is called where its bounds are refused, and what to give instead. */
+interface TextWords {
+  empty: string;
+  long: (length: number, max: number) => string;
+}
 
 /**
- * A work unit (see workUnitProblem), refused in its words, not zod's "Too big: expected string to have
- * <=256 characters". Bounds kept as bounds, so that docs/openapi.json states them.
+ * Text of 1 to `max` characters, refused in words, not zod's "Too big: expected string to have <=64
+ * characters". Bounds kept as bounds, so that docs/openapi.json states them.
  */
-const workUnitWords = { error: (issue: { input?: unknown }) => workUnitProblem(String(issue.input)) };
-const workUnitText = text(WORK_UNIT_MAX, workUnitWords).refine((value) => firstControl(value) === -1, {
-  error: WORK_UNIT_CONTROL,
-});
+const text = (max: number, words: TextWords) =>
+  z
+    .string()
+    .min(1, { error: words.empty })
+    .max(max, { error: (issue) => words.long(String(issue.input).length, max) });
+
+/** A work unit: see workUnitProblem. */
+const workUnitText = text(WORK_UNIT_MAX, {
+  empty: workUnitProblem('') ?? WORK_UNIT_CONTROL,
+  long: (length) => `has ${length} characters; ${WORK_UNIT_RULE}`,
+}).refine((value) => firstControl(value) === -1, { error: WORK_UNIT_CONTROL });
 
 /**
  * The fields of a trigger, wherever it comes from: the `trigger` request, an injected `trigger` event,
  * `agentd trigger`. Shapes only; checkTrigger decides whether the values make a session.
  */
 export const triggerFieldsSchema = {
-  agent: text(64),
-  repo: text(2048).optional(),
+  agent: text(64, {
+    empty: "is empty; name one of the daemon's agents (agentd agents lists them)",
+    long: (length) =>
+      `has ${length} characters, more than any agent's name (at most ${AGENT_NAME_MAX}); agentd agents lists them`,
+  }),
+  repo: text(2048, {
+    empty: "is empty; give a repository URL, or leave it out for the agent's repo",
+    long: (length, max) => `has ${length} characters; a repository URL has at most ${max}`,
+  }).optional(),
   workUnit: workUnitText.optional(),
-  timeout: text(32).optional(),
+  timeout: text(32, {
+    empty: "is empty; give a duration like 90s, 10m or 2h, or leave it out for the agent's timeout",
+    long: (length, max) => `has ${length} characters; a duration like 90s, 10m or 2h has at most ${max}`,
+  }).optional(),
   /** An idempotency key: a trigger repeating a recent one's key gets that session, not a new one. */
   key: z.string().regex(IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE).optional(),
 };
