@@ -1,5 +1,7 @@
 import { z } from 'zod';
+import { HOST_NAME_MAX } from '../config/hosts.js';
 import {
+  AGENT_NAME_MAX,
   MAX_INPUT_FILES,
   MAX_LINE_BYTES,
   PROTOCOL_VERSIONS,
@@ -7,7 +9,7 @@ import {
   SESSION_ID_PATTERN,
   WORK_UNIT_MAX,
 } from '../constants.js';
-import { triggerFieldsSchema } from '../sessions/check-trigger.js';
+import { boundedText, triggerFieldsSchema } from '../sessions/check-trigger.js';
 import { HISTORY_MAX_LIMIT, parseSince, SINCE_RULE } from '../sessions/history.js';
 import { OUTCOMES } from '../sessions/types.js';
 import { WORK_UNIT_RULE } from '../work-unit.js';
@@ -22,7 +24,10 @@ const sessionId = z.string().regex(SESSION_ID_PATTERN, 'a session id is 16 lower
 
 /** The filters of the `history` request (sessions/history.ts applies them). */
 export const historyFilterFields = {
-  agent: z.string().min(1).max(64).optional(),
+  agent: boundedText(64, {
+    empty: 'is empty; name an agent, or leave it out for every agent',
+    long: (length) => `has ${length} characters, more than any agent's name (at most ${AGENT_NAME_MAX})`,
+  }).optional(),
   outcome: z.enum(OUTCOMES).optional(),
   workUnit: z.string().min(1, WORK_UNIT_RULE).max(WORK_UNIT_MAX, WORK_UNIT_RULE).optional(),
   since: z
@@ -33,6 +38,13 @@ export const historyFilterFields = {
     .optional(),
   limit: z.number().int().min(1).max(HISTORY_MAX_LIMIT).optional(),
 };
+
+/** A host of `hosts drain` and `undrain`. */
+const hostName = boundedText(64, {
+  empty: "is empty; name one of the daemon's hosts (agentd hosts lists them)",
+  long: (length) =>
+    `has ${length} characters, more than any host's name (at most ${HOST_NAME_MAX}); agentd hosts lists them`,
+});
 
 /** Events of the daemon machine that clients may send (`agentd send`, the `event` request). */
 export const daemonEventSchema = z.discriminatedUnion('type', [
@@ -90,8 +102,8 @@ export const requestSchema = z.discriminatedUnion('type', [
   z.strictObject({ ...base, type: z.literal('subscribe') }),
   z.strictObject({ ...base, type: z.literal('reload') }),
   z.strictObject({ ...base, type: z.literal('hosts') }),
-  z.strictObject({ ...base, type: z.literal('drain'), host: z.string().min(1).max(64) }),
-  z.strictObject({ ...base, type: z.literal('undrain'), host: z.string().min(1).max(64) }),
+  z.strictObject({ ...base, type: z.literal('drain'), host: hostName }),
+  z.strictObject({ ...base, type: z.literal('undrain'), host: hostName }),
   z.strictObject({ ...base, type: z.literal('show'), sessionId }),
   z.strictObject({
     ...base,

@@ -12,7 +12,7 @@ import { WORK_UNIT_CONTROL, WORK_UNIT_RULE, workUnitProblem } from '../work-unit
 import { repoTokenUse } from './repo-token.js';
 
 /** What a text field of a trigger is called where its bounds are refused, and what to give instead. */
-interface TextWords {
+export interface TextWords {
   empty: string;
   long: (length: number, max: number) => string;
 }
@@ -21,14 +21,14 @@ interface TextWords {
  * Text of 1 to `max` characters, refused in words, not zod's "Too big: expected string to have <=64
  * characters". Bounds kept as bounds, so that docs/openapi.json states them.
  */
-const text = (max: number, words: TextWords) =>
+export const boundedText = (max: number, words: TextWords) =>
   z
     .string()
     .min(1, { error: words.empty })
     .max(max, { error: (issue) => words.long(String(issue.input).length, max) });
 
 /** A work unit: see workUnitProblem. */
-const workUnitText = text(WORK_UNIT_MAX, {
+const workUnitText = boundedText(WORK_UNIT_MAX, {
   empty: workUnitProblem('') ?? WORK_UNIT_CONTROL,
   long: (length) => `has ${length} characters; ${WORK_UNIT_RULE}`,
 }).refine((value) => firstControl(value) === -1, { error: WORK_UNIT_CONTROL });
@@ -38,17 +38,17 @@ const workUnitText = text(WORK_UNIT_MAX, {
  * `agentd trigger`. Shapes only; checkTrigger decides whether the values make a session.
  */
 export const triggerFieldsSchema = {
-  agent: text(64, {
+  agent: boundedText(64, {
     empty: "is empty; name one of the daemon's agents (agentd agents lists them)",
     long: (length) =>
       `has ${length} characters, more than any agent's name (at most ${AGENT_NAME_MAX}); agentd agents lists them`,
   }),
-  repo: text(2048, {
+  repo: boundedText(2048, {
     empty: "is empty; give a repository URL, or leave it out for the agent's repo",
     long: (length, max) => `has ${length} characters; a repository URL has at most ${max}`,
   }).optional(),
   workUnit: workUnitText.optional(),
-  timeout: text(32, {
+  timeout: boundedText(32, {
     empty: "is empty; give a duration like 90s, 10m or 2h, or leave it out for the agent's timeout",
     long: (length, max) => `has ${length} characters; a duration like 90s, 10m or 2h has at most ${max}`,
   }).optional(),

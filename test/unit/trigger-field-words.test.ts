@@ -2,6 +2,7 @@
  * A trigger's text fields out of their bounds (src/sessions/check-trigger.ts) are refused in words that
  * say what to give, wherever the trigger comes from (`agentd trigger`, `send`, the socket, the HTTP API):
  * `agentd trigger ""` said "invalid request: agent: Too small: expected string to have >=1 characters".
+ * So do `history --agent` and `hosts drain`/`undrain` with a name no agent or host can have.
  */
 import { describe, expect, it } from 'vitest';
 import { check } from '../../src/protocol/dispatch.js';
@@ -39,5 +40,21 @@ describe('a trigger field out of its bounds', () => {
       expect(result.problems.map((p) => p.path)).toEqual(['event.agent', 'event.repo']);
       for (const problem of result.problems) expect(problem.message).not.toMatch(/Too (small|big)/);
     }
+  });
+
+  it.each([
+    ['history', 'agent', '', 'is empty; name an agent, or leave it out for every agent'],
+    ['history', 'agent', 'a'.repeat(70), "has 70 characters, more than any agent's name (at most 32)"],
+    ['drain', 'host', '', "is empty; name one of the daemon's hosts (agentd hosts lists them)"],
+    [
+      'undrain',
+      'host',
+      'h'.repeat(300),
+      "has 300 characters, more than any host's name (at most 32); agentd hosts lists them",
+    ],
+  ])('%s %s %j: %s', (type, field, value, message) => {
+    const result = check(JSON.stringify({ v: 2, type, [field]: value }));
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.problems).toEqual([{ path: field, message }]);
   });
 });
