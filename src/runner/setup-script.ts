@@ -215,9 +215,12 @@ if [ -n "$tok_at" ]; then
   tok=$(value "$tok_at" "$tok_size"; printf x)
   tok=\${tok%x}
   # git reads its config from the environment: the token never appears on a command line. Scoped to
-  # the repository's origin, it is sent nowhere else, and a redirect is not followed with it.
+  # the repository's origin, it is sent nowhere else, and a redirect is not followed with it. Traces
+  # are redacted whatever the agent's env or the image says (GIT_TRACE_CURL with GIT_TRACE_REDACT=0
+  # wrote the header to a file the agent could read after the clone).
   o="$AGENTD_SETUP_TOKEN_ORIGIN/"
   (
+    export GIT_TRACE_REDACT=1
     export GIT_CONFIG_COUNT=2 GIT_CONFIG_KEY_0="http.$o.extraHeader" GIT_CONFIG_VALUE_0="Authorization: Bearer $tok"
     export GIT_CONFIG_KEY_1="http.$o.followRedirects" GIT_CONFIG_VALUE_1=false
     as_git clone --quiet -- "$AGENTD_REPO_URL" "$home/repo"

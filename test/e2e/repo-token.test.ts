@@ -59,6 +59,16 @@ beforeAll(async () => {
         agent('tok', origin.url()),
         agent('strict', origin.url(), { repo_token_required: true }),
         agent('redirected', redirector.url),
+        // Asks git to trace the clone's HTTP into a file the agent reads afterwards, unredacted.
+        agent('traced', origin.url(), {
+          env: { GIT_TRACE_CURL: '/tmp/clone-trace', GIT_TRACE_REDACT: '0' },
+          command: [
+            'sh',
+            '-c',
+            'echo "redacted: $(grep -c "Authorization: Bearer <redacted>" /tmp/clone-trace)"; ' +
+              'echo "in the clear: $(grep "Authorization:" /tmp/clone-trace | grep -vc "<redacted>")"',
+          ],
+        }),
         { name: 'capable', image: TEST_IMAGE, command: ['true'], cap_add: ['net_raw'] },
       ],
     },
@@ -124,6 +134,15 @@ describe('repo_token', () => {
     const own = await d.cli(['trigger', 'strict']);
     expect(own.code, own.stderr).toBe(0);
     expect(origin.requests.every((r) => r.authorized)).toBe(true);
+  });
+
+  it("is redacted from a trace of the clone that the agent's env asks for and the agent can read", async () => {
+    const run = await d.cli(['trigger', 'traced']);
+    expect(run.code, run.stderr).toBe(0);
+    expect(origin.requests.every((r) => r.authorized)).toBe(true);
+    // The daemon masks the value in the output, so the agent counts what it could read instead.
+    expect(run.stdout).toMatch(/redacted: [1-9]/);
+    expect(run.stdout).toContain('in the clear: 0');
   });
 
   it('is not carried along a redirect from the configured origin to another server', async () => {
