@@ -515,8 +515,13 @@ async function checkCredentials(agents: AgentConfig[], env: NodeJS.ProcessEnv): 
           ? { ...agent, credentials: [], repoToken: source }
           : { ...agent, credentials: [{ name, source }], repoToken: undefined };
       try {
-        await resolveCredentials(single, env);
-        results.push({ check, status: 'ok', message: `${source.raw} resolves (the value is not shown)` });
+        const resolved = await resolveCredentials(single, env);
+        const value = name === 'repo_token' ? resolved.repoToken : resolved.credentials[0]?.value;
+        // Allowed (an empty variable is passed as one), but most often a file or a variable left
+        // unfilled: every session would run with it and fail later, in the agent's own words.
+        if (value?.byteLength === 0) results.push(emptyCredential(check, name, source));
+        else
+          results.push({ check, status: 'ok', message: `${source.raw} resolves (the value is not shown)` });
       } catch (error) {
         results.push({
           check,
@@ -532,6 +537,24 @@ async function checkCredentials(agents: AgentConfig[], env: NodeJS.ProcessEnv): 
     }
   }
   return results;
+}
+
+/** A credential source that resolves to nothing: a warning, with where to put the value. */
+function emptyCredential(check: string, name: string, source: CredentialSource): CheckResult {
+  const given =
+    name === 'repo_token'
+      ? 'the clone gets an empty repo_token'
+      : `sessions get ${name} set to the empty string`;
+  const where =
+    source.kind === 'env'
+      ? `Set ${source.name} to the value in the daemon's environment (systemd: EnvironmentFile=)`
+      : `Write the value into ${source.path} (a final line ending is dropped)`;
+  return {
+    check,
+    status: 'warn',
+    message: `${source.raw} resolves to an empty value: ${given}`,
+    fix: `${where}, or remove the credential if the agent needs none`,
+  };
 }
 
 function checkDirectories(settings: Settings): CheckResult[] {
