@@ -33,8 +33,10 @@ export function formatDuration(duration: number): string {
   const ms = Number.isNaN(duration) ? 0 : Math.max(0, duration);
   if (ms < 1000) return `${Math.round(ms)}ms`;
   if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;
-  const minutes = Math.floor(ms / 60_000);
-  const seconds = Math.round((ms % 60_000) / 1000);
+  // Whole seconds first, so that 2m59.6s carries into 3m00s (rounding the seconds alone said 2m60s).
+  const total = Math.round(ms / 1000);
+  const minutes = Math.floor(total / 60);
+  const seconds = total % 60;
   return `${minutes}m${seconds.toString().padStart(2, '0')}s`;
 }
 

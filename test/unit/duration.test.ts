@@ -42,6 +42,10 @@ describe('durations', () => {
     [59_999, '60.0s'],
     [60_000, '1m00s'],
     [754_000, '12m34s'],
+    // A minute's last half second carries into the next minute (`agentd status` said "up 2m60s").
+    [179_600, '3m00s'],
+    [119_500, '2m00s'],
+    [60_400, '1m00s'],
     // Measured across a clock set back: never shown negative.
     [-6_900_000, '0ms'],
     [-1, '0ms'],
