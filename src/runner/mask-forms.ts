@@ -327,6 +327,10 @@ export function formsOf(value: MaskedValue): string[] {
     add(base64);
     add(base64.replace(/=+$/, ''));
     for (const core of base64Cores(form)) if (core.length >= MIN_DERIVED_LENGTH) forms.push(core);
+    // Hex of its bytes, either case (Python's .hex(), xxd -p, Buffer's 'hex', hexdump with a format):
+    // whole bytes, so the same inside the hex of a longer text.
+    const hexText = form.toString('hex');
+    if (hexText.length >= MIN_DERIVED_LENGTH) forms.push(hexText, hexText.toUpperCase());
     for (const safe of [URI_COMPONENT_SAFE, RFC3986_SAFE]) {
       const percent = percentEncode(form, safe);
       add(percent);

@@ -34,6 +34,7 @@ export const MASK = '********';
  *   either hex case, and with a space as `+` (form encoding);
  * - JSON string escaping (a multi-line value printed inside JSON stays on one line), also with `\/`
  *   and with `\u00XX` for what is not ASCII;
+ * - hex of its bytes, either case, also inside the hex of a longer text;
  * - shell and source-code quoting of `'`, `"`, `\`, `$` and backticks (`set -x`, `declare -p`,
  *   Python's repr), and a backslash before any punctuation or space (`printf %q`);
  * - control characters and non-ASCII escaped: bash's `$'...'` (octal in the C locale), coreutils' file
@@ -44,7 +45,7 @@ export const MASK = '********';
  *   file, an .npmrc), of at least 16 characters and not URLs.
  *
  * Every character of the line that is part of any of these forms is hidden, where forms overlap too.
- * Not masked: hex, reversed or otherwise transformed values, a value split across lines in any other
+ * Not masked: hex with separators or wrapped, reversed or otherwise transformed values, a value split across lines in any other
  * way, and any text shorter than 4 characters.
  *
  * `except`: forms not to look for (the output archive's search leaves out the lines any file of a

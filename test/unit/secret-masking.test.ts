@@ -65,6 +65,19 @@ describe('masking what agents really print', () => {
     expect(mask(JSON.stringify({ token: value }))).toBe(`{"token":"${MASK}"}`);
   });
 
+  it('masks hex of the value in either case, also inside the hex of a longer text (xxd -p, .hex())', () => {
+    const value = 'ghp_Hex4Secret9Value';
+    const mask = createMasker([`${value}\n`]);
+    const hex = Buffer.from(value).toString('hex');
+    for (const form of [hex, hex.toUpperCase(), Buffer.from(`${value}\n`).toString('hex')]) {
+      expect(mask(`[${form}]`), form).toBe(`[${MASK}]`);
+    }
+    // `printf 'TOKEN=%s' "$T" | xxd -p`: the value's bytes start on a byte boundary of the longer hex.
+    expect(mask(Buffer.from(`TOKEN=${value};`).toString('hex'))).toBe(
+      `${Buffer.from('TOKEN=').toString('hex')}${MASK}${Buffer.from(';').toString('hex')}`,
+    );
+  });
+
   /** Every run of base64 characters in the text, decoded at each of the 4 alignments: what a reader gets back. */
   function decodedRuns(text: string): Buffer[] {
     return (text.match(/[A-Za-z0-9+/]{4,}/g) ?? []).flatMap((run) =>
