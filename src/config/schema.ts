@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { AGENT_NAME_MAX, MAX_LINE_BYTES } from '../constants.js';
-import { ageProblem, durationProblem, MAX_DURATION_MS } from '../duration.js';
+import { ageProblem, durationProblem, MAX_DURATION_MS, parseDuration } from '../duration.js';
 import { OUTCOME_KINDS } from '../outcome-kinds.js';
 import { OUTCOMES } from '../outcomes.js';
 import { describeRepoProblem, parseOrigin, parseRepoUrl } from '../repo-url.js';
@@ -476,6 +476,12 @@ export function webhookUrlProblem(raw: string): string | undefined {
 }
 
 export const NOTIFY_ATTEMPTS_MAX = 10;
+/**
+ * The longest wait between two attempts: the doubling stops there (MAX_BACKOFF_MS of the delivery
+ * machine, which test/unit/notify-backoff-config.test.ts holds equal). A longer `backoff` would be
+ * quietly cut to it.
+ */
+export const NOTIFY_BACKOFF_MAX_MS = 5 * 60_000;
 
 const notifyShape = {
   url: checkedString(
@@ -489,7 +495,12 @@ const notifyShape = {
       error: (iss) => `${describe(iss.input)} is too many; use at most ${NOTIFY_ATTEMPTS_MAX}`,
     })
     .optional(),
-  backoff: duration().optional(),
+  backoff: duration()
+    .refine((value) => (parseDuration(value) ?? 0) <= NOTIFY_BACKOFF_MAX_MS, {
+      error: (iss) =>
+        `${describe(iss.input)} is longer than 5m, the longest wait between attempts (the doubling stops there); use 5m or less`,
+    })
+    .optional(),
   outcomes: z
     .array(
       z.enum(OUTCOMES, {
