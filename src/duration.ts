@@ -28,16 +28,24 @@ export function durationProblem(text: string): string | undefined {
   return undefined;
 }
 
-/** A duration as `850ms`, `12.5s` or `3m05s`; never negative (a clock set back while it was measured shows 0ms). */
+/**
+ * A duration as `850ms`, `12.5s`, `3m05s`, `2h03m05s` or `3d04h05m` (each parseable back: a day is an
+ * age's unit); never negative (a clock set back while it was measured shows 0ms).
+ */
 export function formatDuration(duration: number): string {
   const ms = Number.isNaN(duration) ? 0 : Math.max(0, duration);
-  if (ms < 1000) return `${Math.round(ms)}ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;
+  // Each form up to where its rounding would show the next unit's first value (1000ms, 60.0s).
+  if (ms < 999.5) return `${Math.round(ms)}ms`;
+  if (ms < 59_950) return `${(ms / 1000).toFixed(1)}s`;
   // Whole seconds first, so that 2m59.6s carries into 3m00s (rounding the seconds alone said 2m60s).
   const total = Math.round(ms / 1000);
-  const minutes = Math.floor(total / 60);
+  const two = (n: number) => n.toString().padStart(2, '0');
   const seconds = total % 60;
-  return `${minutes}m${seconds.toString().padStart(2, '0')}s`;
+  const minutes = Math.floor(total / 60) % 60;
+  const hours = Math.floor(total / 3600);
+  if (hours === 0) return `${minutes}m${two(seconds)}s`;
+  if (hours < 24) return `${hours}h${two(minutes)}m${two(seconds)}s`;
+  return `${Math.floor(hours / 24)}d${two(hours % 24)}h${two(minutes)}m`;
 }
 
 /** Longest age a retention setting takes (100 years): it is compared with dates, never set as a timer. */

@@ -39,8 +39,16 @@ describe('durations', () => {
   it.each([
     [999, '999ms'],
     [1500, '1.5s'],
-    [59_999, '60.0s'],
+    [999.6, '1.0s'],
+    [59_949, '59.9s'],
+    [59_999, '1m00s'],
     [60_000, '1m00s'],
+    // Hours and days, not thousands of minutes (`agentd status` said "up 1440m00s" after a day).
+    [3_599_400, '59m59s'],
+    [3_599_600, '1h00m00s'],
+    [7_385_000, '2h03m05s'],
+    [86_400_000, '1d00h00m'],
+    [273_900_000, '3d04h05m'],
     [754_000, '12m34s'],
     // A minute's last half second carries into the next minute (`agentd status` said "up 2m60s").
     [179_600, '3m00s'],
