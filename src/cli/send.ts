@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, Option, UsageError } from 'clipanion';
 import { PROTOCOL_VERSION } from '../constants.js';
+import { errorMessage } from '../errors.js';
 import type { InjectedEvent } from '../protocol/messages.js';
 import { isClientSideError, type Reply } from './client.js';
 import { ClientCommand } from './client-command.js';
@@ -40,10 +41,7 @@ export class SendCommand extends ClientCommand {
         this.event ??
         (this.file !== undefined ? readFileSync(this.file, 'utf8') : await readStdin(this.context.stdin));
     } catch (error) {
-      return this.fail(
-        `cannot read ${this.file}: ${(error as NodeJS.ErrnoException).code ?? error}`,
-        EXIT.usage,
-      );
+      return this.fail(sourceProblem(this.file, error), EXIT.usage);
     }
     const lines = text.split('\n').map((line, index) => ({ line: line.trim(), number: index + 1 }));
     const events = lines.filter(({ line }) => line !== '' && !line.startsWith('#'));
@@ -96,6 +94,15 @@ export class SendCommand extends ClientCommand {
 
 function hasRejection(reply: Reply): boolean {
   return reply.type === 'event.result' && reply.answers.some((a) => a.type.endsWith('.rejected'));
+}
+
+/** Why the events could not be read, naming where they were to come from and the fix. */
+export function sourceProblem(file: string | undefined, error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (file === undefined) return `cannot read the events from stdin (${code ?? errorMessage(error)})`;
+  if (code === 'ENOENT') return `--file ${file} does not exist; give the path of an NDJSON file of events`;
+  if (code === 'EISDIR') return `--file ${file} is a directory; give the path of an NDJSON file of events`;
+  return `--file ${file}: cannot read it (${code ?? errorMessage(error)}); check its owner and mode`;
 }
 
 async function readStdin(stdin: NodeJS.ReadableStream): Promise<string> {
