@@ -217,10 +217,12 @@ if [ -n "$tok_at" ]; then
   # git reads its config from the environment: the token never appears on a command line. Scoped to
   # the repository's origin, it is sent nowhere else, and a redirect is not followed with it. Traces
   # are redacted whatever the agent's env or the image says (GIT_TRACE_CURL with GIT_TRACE_REDACT=0
-  # wrote the header to a file the agent could read after the clone).
+  # wrote the header to a file the agent could read after the clone). trace2 never redacts: with
+  # GIT_TRACE2_CONFIG_PARAMS or GIT_TRACE2_ENV_VARS (env or the image's /etc/gitconfig) it wrote the
+  # header in the clear, so it is off for this clone ("0" overrides a target the system config sets).
   o="$AGENTD_SETUP_TOKEN_ORIGIN/"
   (
-    export GIT_TRACE_REDACT=1
+    export GIT_TRACE_REDACT=1 GIT_TRACE2=0 GIT_TRACE2_EVENT=0 GIT_TRACE2_PERF=0
     export GIT_CONFIG_COUNT=2 GIT_CONFIG_KEY_0="http.$o.extraHeader" GIT_CONFIG_VALUE_0="Authorization: Bearer $tok"
     export GIT_CONFIG_KEY_1="http.$o.followRedirects" GIT_CONFIG_VALUE_1=false
     as_git clone --quiet -- "$AGENTD_REPO_URL" "$home/repo"

@@ -69,6 +69,20 @@ beforeAll(async () => {
               'echo "in the clear: $(grep "Authorization:" /tmp/clone-trace | grep -vc "<redacted>")"',
           ],
         }),
+        // Asks git's trace2 to list the clone's config and the variable that carries the token (trace2
+        // never redacts what it lists) into a file the agent reads afterwards.
+        agent('traced2', origin.url(), {
+          env: {
+            GIT_TRACE2_EVENT: '/tmp/clone-trace2',
+            GIT_TRACE2_CONFIG_PARAMS: 'http.*',
+            GIT_TRACE2_ENV_VARS: 'GIT_CONFIG_VALUE_0',
+          },
+          command: [
+            'sh',
+            '-c',
+            'echo "headers traced: $(cat /tmp/clone-trace2 2>/dev/null | grep -c "Authorization: Bearer")"',
+          ],
+        }),
         { name: 'capable', image: TEST_IMAGE, command: ['true'], cap_add: ['net_raw'] },
       ],
     },
@@ -143,6 +157,13 @@ describe('repo_token', () => {
     // The daemon masks the value in the output, so the agent counts what it could read instead.
     expect(run.stdout).toMatch(/redacted: [1-9]/);
     expect(run.stdout).toContain('in the clear: 0');
+  });
+
+  it("is in no trace2 file of the clone that the agent's env asks for and the agent can read", async () => {
+    const run = await d.cli(['trigger', 'traced2']);
+    expect(run.code, run.stderr).toBe(0);
+    expect(origin.requests.every((r) => r.authorized)).toBe(true);
+    expect(run.stdout).toContain('headers traced: 0');
   });
 
   it('is not carried along a redirect from the configured origin to another server', async () => {
