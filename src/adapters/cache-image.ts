@@ -8,6 +8,7 @@ import {
   readdirSync,
   renameSync,
   rmSync,
+  statfsSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { execa } from 'execa';
@@ -60,6 +61,12 @@ const TOOL_TIMEOUT_MS = 60_000;
 export async function makeCacheImage(bound: CacheBound, signal?: AbortSignal): Promise<void> {
   const dir = dirname(bound.file);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // Asked first: a fallocate that fails for want of room has taken every free block by then, and
+  // holds them until its file is removed, so the daemon's records and every session's files would
+  // meet a full filesystem for that moment (measured: a 100 MB filesystem at 100 %). Still caught
+  // below when the room went between the two.
+  const free = freeBytes(dir);
+  if (free !== undefined && bound.bytes > free) throw noRoom(bound.bytes, dir);
   // Unique: two sessions of an agent may make their cache at once (the runner lets one do it).
   const temp = `${bound.file}.${randomBytes(6).toString('hex')}${PARTIAL_SUFFIX}`;
   try {
@@ -68,17 +75,15 @@ export async function makeCacheImage(bound: CacheBound, signal?: AbortSignal): P
     );
     const reserved = await tool('fallocate', ['--length', String(bound.bytes), temp], signal);
     if (reserved.failed) {
-      const full = /no space left/i.test(reserved.stderr);
+      if (/no space left/i.test(reserved.stderr)) throw noRoom(bound.bytes, dir, reserved);
       throw new AgentdError(
         'CACHE_FAILED',
-        full
-          ? `no room for a cache of ${formatSize(bound.bytes)} in ${dir}: the state dir's filesystem has less free space than resources.cache; free some, or make resources.cache smaller`
-          : toolProblem(
-              'fallocate',
-              'util-linux',
-              reserved,
-              `cannot reserve ${formatSize(bound.bytes)} for the cache in ${dir}`,
-            ),
+        toolProblem(
+          'fallocate',
+          'util-linux',
+          reserved,
+          `cannot reserve ${formatSize(bound.bytes)} for the cache in ${dir}`,
+        ),
         { operation: 'make cache filesystem', cause: reserved },
       );
     }
@@ -123,6 +128,24 @@ export async function makeCacheImage(bound: CacheBound, signal?: AbortSignal): P
       },
     );
   }
+}
+
+/** Bytes an unprivileged write may still take on dir's filesystem; undefined if statfs fails. */
+function freeBytes(dir: string): number | undefined {
+  try {
+    const stats = statfsSync(dir);
+    return stats.bavail * stats.bsize;
+  } catch {
+    return undefined;
+  }
+}
+
+function noRoom(bytes: number, dir: string, cause?: unknown): AgentdError {
+  return new AgentdError(
+    'CACHE_FAILED',
+    `no room for a cache of ${formatSize(bytes)} in ${dir}: the state dir's filesystem has less free space than resources.cache; free some, or make resources.cache smaller`,
+    { operation: 'make cache filesystem', cause },
+  );
 }
 
 function tool(file: string, args: string[], signal?: AbortSignal) {

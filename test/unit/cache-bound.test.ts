@@ -199,14 +199,23 @@ describe('making the filesystem', () => {
     expect(readdirSync(join(dir, 'missing'))).toEqual([]);
   });
 
-  it('refuses a size the filesystem has no room for, saying so, and leaves no file behind', async () => {
+  it('refuses a size the filesystem has no room for, saying so, without filling it, and leaves no file behind', async () => {
     const file = join(dir, 'huge', 'v.ext4');
     // A GiB more than this filesystem has free.
     const free = statfsSync(dir);
     const bytes = (Math.ceil((free.bavail * free.bsize) / 1024 ** 3) + 1) * 1024 ** 3;
-    await expect(makeCacheImage({ bytes, file })).rejects.toThrow(
-      `no room for a cache of ${formatSize(bytes)} in ${join(dir, 'huge')}: the state dir's filesystem has less free space than resources.cache`,
-    );
+    // Without fallocate on PATH: refused before it would run. A fallocate that fails for want of room
+    // takes every free block until its file is removed, which failed other writes on this filesystem
+    // (a unit test beside this one got ENOSPC from it in CI).
+    const path = process.env.PATH;
+    try {
+      process.env.PATH = join(dir, 'no-such-bin');
+      await expect(makeCacheImage({ bytes, file })).rejects.toThrow(
+        `no room for a cache of ${formatSize(bytes)} in ${join(dir, 'huge')}: the state dir's filesystem has less free space than resources.cache`,
+      );
+    } finally {
+      process.env.PATH = path;
+    }
     expect(readdirSync(join(dir, 'huge'))).toEqual([]);
   });
 });
