@@ -162,7 +162,9 @@ function middlewaresOf(op: Operation, options: ApiOptions): MiddlewareHandler<En
           'unauthorized',
           auth.reason === 'missing'
             ? 'this needs a token: send Authorization: Bearer TOKEN'
-            : 'the token is not one of daemon.http.tokens',
+            : auth.reason === 'malformed'
+              ? 'the Authorization header is not Bearer TOKEN (a token is printable ASCII without spaces, at most 4096 characters); send Authorization: Bearer TOKEN'
+              : 'the token is not one of daemon.http.tokens',
         );
         response.headers.set(
           'www-authenticate',

@@ -53,7 +53,9 @@ export class Tokens {
 
   authenticate(header: string | undefined): Authentication {
     if (header === undefined || header === '') return { ok: false, reason: 'missing' };
-    const match = /^Bearer ([\x21-\x7e]+)$/.exec(header.length > MAX_HEADER ? '' : header);
+    // The scheme is case-insensitive and may be followed by more than one space (RFC 7235, RFC 6750):
+    // `bearer TOKEN`, as some clients send it, is the same token.
+    const match = /^Bearer +([\x21-\x7e]+)$/i.exec(header.length > MAX_HEADER ? '' : header);
     if (!match) return { ok: false, reason: 'malformed' };
     const presented = digest(Buffer.from(match[1] as string));
     let found: KnownToken | undefined;

@@ -109,6 +109,32 @@ describe('HTTP API: tokens and scopes', () => {
     expect(a.sent).toEqual([{ type: 'cancel', sessionId: '0123456789abcdef' }]);
   });
 
+  it('reads the Bearer scheme case-insensitively (RFC 7235), and says so when the header is not Bearer TOKEN', async () => {
+    const a = await api();
+    for (const header of [`bearer ${ENV.T_VIEW}`, `BEARER ${ENV.T_VIEW}`, `Bearer  ${ENV.T_VIEW}`]) {
+      expect((await a.request('/v1/status', { headers: { authorization: header } })).status, header).toBe(
+        200,
+      );
+    }
+    for (const header of [
+      `Basic ${ENV.T_VIEW}`,
+      `Token ${ENV.T_VIEW}`,
+      'Bearer a b',
+      `Bearer${ENV.T_VIEW}`,
+    ]) {
+      const refused = await a.request('/v1/status', { headers: { authorization: header } });
+      expect(refused.status, header).toBe(401);
+      const { message } = (await refused.json()) as { message: string };
+      // Not "the token is not one of daemon.http.tokens": the operator would look for a wrong token.
+      expect(message, header).toMatch(
+        /^the Authorization header is not Bearer TOKEN .*send Authorization: Bearer TOKEN$/,
+      );
+      expect(message).not.toContain(ENV.T_VIEW);
+    }
+    const unknown = await a.request('/v1/status', { headers: { authorization: 'bearer not-a-token' } });
+    expect(await unknown.json()).toMatchObject({ message: 'the token is not one of daemon.http.tokens' });
+  });
+
   it('logs every request with the token name, never its value, rejected ones too; and counts them by route', async () => {
     const a = await api();
     await a.request('/v1/status', { token: ENV.T_VIEW });
