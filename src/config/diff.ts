@@ -1,6 +1,7 @@
 import { compareText } from '../compare.js';
 import { formatDuration } from '../duration.js';
 import { describeListen } from './http.js';
+import { formatSize } from './resources.js';
 import type { AgentConfig, DaemonSettings, HostConfig, HttpSettings, NotifyTarget } from './types.js';
 import { shownWebhookUrl } from './webhook-url.js';
 
@@ -48,7 +49,14 @@ const FIXED: { field: keyof DaemonSettings; key: string; show: (v: never) => str
     show: (v: HttpSettings | undefined) =>
       v === undefined
         ? 'off'
-        : `${describeListen(v.listen)}, tokens ${showList(v.tokens.map((t) => t.name))}`,
+        : // Every part that can differ: a reload that changed a token's scopes only would otherwise name
+          // two identical lines, and the operator could not tell what the running daemon still allows.
+          [
+            describeListen(v.listen),
+            `tokens ${showList(v.tokens.map((t) => `${t.name} <- ${t.source.raw} (${t.scopes.join(', ')})`))}`,
+            ...(v.tls ? [`tls ${v.tls.cert} ${v.tls.key}`] : []),
+            `body_limit ${formatSize(v.bodyLimitBytes)}`,
+          ].join(', '),
   },
 ];
 

@@ -85,7 +85,7 @@ describe('diffConfiguration', () => {
     );
     expect(changes.restartNeeded).toEqual([
       { key: 'daemon.notify', from: 'none', to: 'https://hooks.example/x' },
-      { key: 'daemon.http', from: 'off', to: '127.0.0.1:7391, tokens ci' },
+      { key: 'daemon.http', from: 'off', to: '127.0.0.1:7391, tokens ci <- env:K (read), body_limit 1k' },
     ]);
     // The same settings again change nothing.
     const same = diffConfiguration(
@@ -93,6 +93,39 @@ describe('diffConfiguration', () => {
       { agents: AGENTS, daemon: DAEMON },
     );
     expect(same.restartNeeded).toEqual([]);
+  });
+
+  it("says what differs in daemon.http when the listen address and token names do not: a token's scopes or source, tls, body_limit", () => {
+    const source = { kind: 'env' as const, name: 'K', raw: 'env:K' };
+    const http = {
+      listen: { kind: 'tcp' as const, host: '127.0.0.1', port: 7391 },
+      tokens: [{ name: 'ci', source, scopes: ['admin' as const] }],
+      bodyLimitBytes: 1024,
+    };
+    const pending = (next: typeof http & { tls?: { cert: string; key: string } }) =>
+      diffConfiguration(
+        { agents: AGENTS, maxSessions: 4, daemon: { ...DAEMON, http } },
+        { agents: AGENTS, daemon: { ...DAEMON, http: next } },
+      ).restartNeeded;
+    // An operator who took admin from a token reads what the running daemon still lets it do.
+    const [scopes] = pending({ ...http, tokens: [{ name: 'ci', source, scopes: ['read'] }] });
+    expect(scopes).toEqual({
+      key: 'daemon.http',
+      from: '127.0.0.1:7391, tokens ci <- env:K (admin), body_limit 1k',
+      to: '127.0.0.1:7391, tokens ci <- env:K (read), body_limit 1k',
+    });
+    const moved = { kind: 'file' as const, path: '/etc/agentd/ci.token', raw: 'file:/etc/agentd/ci.token' };
+    for (const next of [
+      { ...http, tokens: [{ name: 'ci', source: moved, scopes: ['admin' as const] }] },
+      { ...http, bodyLimitBytes: 2048 },
+      { ...http, tls: { cert: '/etc/agentd/cert.pem', key: '/etc/agentd/key.pem' } },
+    ]) {
+      const [change] = pending(next);
+      expect(change?.from).not.toBe(change?.to);
+    }
+    expect(pending({ ...http, tls: { cert: '/c.pem', key: '/k.pem' } })[0]?.to).toBe(
+      '127.0.0.1:7391, tokens ci <- env:K (admin), tls /c.pem /k.pem, body_limit 1k',
+    );
   });
 
   it('shows a changed webhook URL without its query (a token for some services)', () => {
