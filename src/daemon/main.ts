@@ -659,6 +659,8 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim): Promise
     return undefined;
   });
   actor.stop();
+  // The progress of schedules that fired in the last turn (it is written at the end of a turn).
+  scheduleLog.flush();
   // No seal made again from now on (the next start makes them): one would write after writeWaiting.
   keeper.close();
   clock.stop();
