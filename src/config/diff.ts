@@ -41,7 +41,15 @@ const FIXED: { field: keyof DaemonSettings; key: string; show: (v: never) => str
   {
     field: 'notify',
     key: 'daemon.notify',
-    show: (v: NotifyTarget[]) => showList(v.map((t) => shownWebhookUrl(t.url))),
+    // Every part that can differ, as for daemon.http below: URLs alone named two identical lists when a
+    // reload changed a target's secret, attempts, backoff or outcomes.
+    show: (v: NotifyTarget[]) =>
+      showList(
+        v.map(
+          (t) =>
+            `${shownWebhookUrl(t.url)} (signed with ${t.secret.raw}, ${t.attempts} attempts, backoff ${formatDuration(t.backoffMs)}${t.outcomes ? `, outcomes ${t.outcomes.join('/')}` : ''})`,
+        ),
+      ),
   },
   {
     field: 'http',

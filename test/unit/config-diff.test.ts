@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { describeChanges, describeRestartNeeded, diffConfiguration } from '../../src/config/diff.js';
-import type { DaemonSettings } from '../../src/config/types.js';
+import type { DaemonSettings, HttpSettings } from '../../src/config/types.js';
 import { AGENTS } from '../helpers/machine-fakes.js';
 
 const DAEMON: DaemonSettings = {
@@ -84,7 +84,11 @@ describe('diffConfiguration', () => {
       },
     );
     expect(changes.restartNeeded).toEqual([
-      { key: 'daemon.notify', from: 'none', to: 'https://hooks.example/x' },
+      {
+        key: 'daemon.notify',
+        from: 'none',
+        to: 'https://hooks.example/x (signed with env:K, 5 attempts, backoff 2.0s)',
+      },
       { key: 'daemon.http', from: 'off', to: '127.0.0.1:7391, tokens ci <- env:K (read), body_limit 1k' },
     ]);
     // The same settings again change nothing.
@@ -97,12 +101,12 @@ describe('diffConfiguration', () => {
 
   it("says what differs in daemon.http when the listen address and token names do not: a token's scopes or source, tls, body_limit", () => {
     const source = { kind: 'env' as const, name: 'K', raw: 'env:K' };
-    const http = {
-      listen: { kind: 'tcp' as const, host: '127.0.0.1', port: 7391 },
-      tokens: [{ name: 'ci', source, scopes: ['admin' as const] }],
+    const http: HttpSettings = {
+      listen: { kind: 'tcp', host: '127.0.0.1', port: 7391 },
+      tokens: [{ name: 'ci', source, scopes: ['admin'] }],
       bodyLimitBytes: 1024,
     };
-    const pending = (next: typeof http & { tls?: { cert: string; key: string } }) =>
+    const pending = (next: HttpSettings) =>
       diffConfiguration(
         { agents: AGENTS, maxSessions: 4, daemon: { ...DAEMON, http } },
         { agents: AGENTS, daemon: { ...DAEMON, http: next } },
@@ -140,7 +144,36 @@ describe('diffConfiguration', () => {
       { agents: AGENTS, daemon: { ...DAEMON, notify: target('https://hooks.example/x?token=NEWSECRET') } },
     );
     expect(changes.restartNeeded).toEqual([
-      { key: 'daemon.notify', from: 'https://hooks.example/x?…', to: 'https://hooks.example/x?…' },
+      {
+        key: 'daemon.notify',
+        from: 'https://hooks.example/x?… (signed with env:K, 5 attempts, backoff 2.0s)',
+        to: 'https://hooks.example/x?… (signed with env:K, 5 attempts, backoff 2.0s)',
+      },
     ]);
+  });
+
+  it("says what differs in daemon.notify when the URLs do not: a target's secret, attempts, backoff, outcomes", () => {
+    const source = { kind: 'env' as const, name: 'K', raw: 'env:K' };
+    const target = { url: 'https://hooks.example/x', secret: source, attempts: 5, backoffMs: 2000 };
+    const pending = (next: Partial<typeof target> & { outcomes?: ['failed'] }) =>
+      diffConfiguration(
+        { agents: AGENTS, maxSessions: 4, daemon: { ...DAEMON, notify: [target] } },
+        { agents: AGENTS, daemon: { ...DAEMON, notify: [{ ...target, ...next }] } },
+      ).restartNeeded;
+    expect(pending({ attempts: 2 })).toEqual([
+      {
+        key: 'daemon.notify',
+        from: 'https://hooks.example/x (signed with env:K, 5 attempts, backoff 2.0s)',
+        to: 'https://hooks.example/x (signed with env:K, 2 attempts, backoff 2.0s)',
+      },
+    ]);
+    for (const next of [
+      { secret: { kind: 'env' as const, name: 'L', raw: 'env:L' } },
+      { backoffMs: 60_000 },
+      { outcomes: ['failed'] as ['failed'] },
+    ]) {
+      const [change] = pending(next);
+      expect(change?.from).not.toBe(change?.to);
+    }
   });
 });
