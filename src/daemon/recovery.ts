@@ -344,5 +344,7 @@ export function requestOf(record: SessionRecord): SessionRequest {
           },
         }),
     ...(record.key === undefined ? {} : { key: record.key }),
+    // A session from a schedule still holds it back (overlap: skip) once an earlier daemon left it.
+    ...(record.scheduledFor === undefined ? {} : { scheduledFor: record.scheduledFor }),
   };
 }
