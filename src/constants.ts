@@ -77,3 +77,9 @@ export const LIVE_CONTAINER_STATES: ReadonlySet<string> = new Set(['running', 'p
  * start, listed `created`, with exit code 0, which is not the command's).
  */
 export const NEVER_STARTED_STATES: ReadonlySet<string> = new Set(['created', 'configured', 'initialized']);
+
+/**
+ * The longest wait between two attempts of a notification: the delivery machine's doubling backoff
+ * stops there, and a webhook's `backoff` may be at most this.
+ */
+export const NOTIFY_BACKOFF_MAX_MS = 5 * 60_000;

@@ -4,6 +4,12 @@ import { firstControl } from './repo-url.js';
 /** How long a work unit may be, said wherever one is refused. */
 export const WORK_UNIT_RULE = `a work unit is 1 to ${WORK_UNIT_MAX} characters`;
 
+/** Why an empty work unit is refused. */
+export const WORK_UNIT_EMPTY = `is empty; ${WORK_UNIT_RULE}, or leave it out`;
+
+/** Why a work unit of `length` characters, over WORK_UNIT_MAX, is refused. */
+export const workUnitTooLong = (length: number) => `has ${length} characters; ${WORK_UNIT_RULE}`;
+
 /** Why a work unit with a control character is refused. */
 export const WORK_UNIT_CONTROL =
   'a work unit is text without control characters (no newline, tab, escape or NUL)';
@@ -15,8 +21,8 @@ export const WORK_UNIT_CONTROL =
  * Never repeats the value: it may be long, or hold escapes.
  */
 export function workUnitProblem(value: string): string | undefined {
-  if (value === '') return `is empty; ${WORK_UNIT_RULE}, or leave it out`;
-  if (value.length > WORK_UNIT_MAX) return `has ${value.length} characters; ${WORK_UNIT_RULE}`;
+  if (value === '') return WORK_UNIT_EMPTY;
+  if (value.length > WORK_UNIT_MAX) return workUnitTooLong(value.length);
   if (firstControl(value) !== -1) {
     return WORK_UNIT_CONTROL;
   }

@@ -56,8 +56,8 @@ export class ExportCommand extends ClientCommand {
     }
     if (!sealed) stderr.write(`agentd: session ${this.sessionId} still runs: its record is not sealed yet\n`);
     const recordDir = dir;
-    const failed = (error: unknown) =>
-      this.fail(`cannot export session ${this.sessionId}: ${errorMessage(error)}`, EXIT.failed);
+    const failed = (error: unknown, problem = errorMessage(error)) =>
+      this.fail(`cannot export session ${this.sessionId}: ${problem}`, EXIT.failed);
     try {
       // Before anything is written: a record directory that is gone leaves no empty file behind.
       if (!statSync(recordDir).isDirectory()) throw new Error(`${recordDir} is not a directory`);
@@ -78,10 +78,7 @@ export class ExportCommand extends ClientCommand {
     try {
       file = await open(output, 'wx', 0o600);
     } catch (error) {
-      return this.fail(
-        `cannot export session ${this.sessionId}: ${outputProblem(output, error)}`,
-        EXIT.failed,
-      );
+      return failed(error, outputProblem(output, error));
     }
     try {
       await exportRecord(recordDir, file.createWriteStream());

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { AGENT_NAME_MAX, MAX_LINE_BYTES } from '../constants.js';
+import { AGENT_NAME_MAX, MAX_LINE_BYTES, NOTIFY_BACKOFF_MAX_MS } from '../constants.js';
 import { ageProblem, durationProblem, MAX_DURATION_MS, parseDuration } from '../duration.js';
 import { OUTCOME_KINDS } from '../outcome-kinds.js';
 import { OUTCOMES } from '../outcomes.js';
@@ -476,12 +476,6 @@ export function webhookUrlProblem(raw: string): string | undefined {
 }
 
 export const NOTIFY_ATTEMPTS_MAX = 10;
-/**
- * The longest wait between two attempts: the doubling stops there (MAX_BACKOFF_MS of the delivery
- * machine, which test/unit/notify-backoff-config.test.ts holds equal). A longer `backoff` would be
- * quietly cut to it.
- */
-export const NOTIFY_BACKOFF_MAX_MS = 5 * 60_000;
 
 const notifyShape = {
   url: checkedString(

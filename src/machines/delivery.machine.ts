@@ -1,4 +1,5 @@
 import { assign, fromPromise, setup } from 'xstate';
+import { NOTIFY_BACKOFF_MAX_MS } from '../constants.js';
 
 /**
  * One outcome notification to one webhook: POST it, and after a failure wait and POST it again, a
@@ -42,8 +43,8 @@ export interface DeliveryContext extends Omit<DeliveryInput, 'waitMs'> {
  */
 export type DeliveryOutput = { attempts: number; error?: string };
 
-/** The longest wait between two attempts of the doubling backoff. */
-export const MAX_BACKOFF_MS = 5 * 60_000;
+/** The longest wait between two attempts of the doubling backoff (a webhook's `backoff` is refused past it). */
+export const MAX_BACKOFF_MS = NOTIFY_BACKOFF_MAX_MS;
 /**
  * The longest a receiver's Retry-After is waited for: a longer one is cut to it (a receiver asking for
  * hours would otherwise hold the notification, and a place among those under way, that long).

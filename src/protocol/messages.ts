@@ -7,12 +7,10 @@ import {
   PROTOCOL_VERSIONS,
   type ProtocolVersion,
   SESSION_ID_PATTERN,
-  WORK_UNIT_MAX,
 } from '../constants.js';
-import { boundedText, triggerFieldsSchema } from '../sessions/check-trigger.js';
+import { boundedText, triggerFieldsSchema, workUnitText } from '../sessions/check-trigger.js';
 import { HISTORY_MAX_LIMIT, parseSince, SINCE_RULE } from '../sessions/history.js';
 import { OUTCOMES } from '../sessions/types.js';
-import { WORK_UNIT_RULE } from '../work-unit.js';
 
 /** Byte content in a JSON line: standard base64, with padding. */
 const base64 = z
@@ -29,7 +27,8 @@ export const historyFilterFields = {
     long: (length) => `has ${length} characters, more than any agent's name (at most ${AGENT_NAME_MAX})`,
   }).optional(),
   outcome: z.enum(OUTCOMES).optional(),
-  workUnit: z.string().min(1, WORK_UNIT_RULE).max(WORK_UNIT_MAX, WORK_UNIT_RULE).optional(),
+  // As a trigger's: `agentd history --work-unit` refuses what a trigger would.
+  workUnit: workUnitText.optional(),
   since: z
     .string()
     .min(1)

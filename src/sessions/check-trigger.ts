@@ -8,7 +8,7 @@ import {
 } from '../constants.js';
 import { durationProblem, parseDuration } from '../duration.js';
 import { describeRepoProblem, firstControl, parseRepoUrl } from '../repo-url.js';
-import { WORK_UNIT_CONTROL, WORK_UNIT_RULE, workUnitProblem } from '../work-unit.js';
+import { WORK_UNIT_CONTROL, WORK_UNIT_EMPTY, workUnitTooLong } from '../work-unit.js';
 import { repoTokenUse } from './repo-token.js';
 
 /** What a text field of a trigger is called where its bounds are refused, and what to give instead. */
@@ -28,9 +28,9 @@ export const boundedText = (max: number, words: TextWords) =>
     .max(max, { error: (issue) => words.long(String(issue.input).length, max) });
 
 /** A work unit: see workUnitProblem. */
-const workUnitText = boundedText(WORK_UNIT_MAX, {
-  empty: workUnitProblem('') ?? WORK_UNIT_CONTROL,
-  long: (length) => `has ${length} characters; ${WORK_UNIT_RULE}`,
+export const workUnitText = boundedText(WORK_UNIT_MAX, {
+  empty: WORK_UNIT_EMPTY,
+  long: workUnitTooLong,
 }).refine((value) => firstControl(value) === -1, { error: WORK_UNIT_CONTROL });
 
 /**

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig } from '../../src/config/load.js';
-import { NOTIFY_BACKOFF_MAX_MS } from '../../src/config/schema.js';
+import { NOTIFY_BACKOFF_MAX_MS } from '../../src/constants.js';
 import { MAX_BACKOFF_MS } from '../../src/machines/delivery.machine.js';
 
 function config(backoff: string): string {
