@@ -115,8 +115,26 @@ export function imageNotFound(operation: string, image: string, failure: PodmanF
   return new PodmanError('IMAGE_NOT_FOUND', `${operation}: image ${image} is not available; ${how}`, failure);
 }
 
+/**
+ * Characters of one stderr line an error repeats. A remote host's Podman hands on its engine's error as
+ * the engine wrote it, whatever its size: a host that answers with megabytes must not make each log
+ * line, `agentd hosts` reply and record megabytes too (measured: 6 MB per line, one per probe interval).
+ */
+export const DETAIL_LINE_CHARS = 500;
+
+/** The last n non-empty lines, each cut after DETAIL_LINE_CHARS; found from the end, never split whole. */
 function lastLines(text: string, n: number): string {
-  return text.trim().split('\n').filter(Boolean).slice(-n).join(' | ');
+  const trimmed = text.trimEnd();
+  const lines: string[] = [];
+  let end = trimmed.length;
+  while (lines.length < n && end > 0) {
+    const start = trimmed.lastIndexOf('\n', end - 1) + 1;
+    let line = trimmed.slice(start, Math.min(end, start + DETAIL_LINE_CHARS + 1));
+    if (start === 0) line = line.trimStart();
+    if (line !== '') lines.unshift(truncate(line, DETAIL_LINE_CHARS));
+    end = start - 1;
+  }
+  return lines.join(' | ');
 }
 
 function truncate(text: string, max = 300): string {

@@ -213,6 +213,13 @@ export type OutputHandler = ((text: string, end: boolean, stream: 'stdout' | 'st
   block?: (bytes: Buffer, lines: number, stream: 'stdout' | 'stderr') => boolean;
 };
 
+/**
+ * Bytes of a short call's stderr kept: a remote host's Podman prints its engine's error as the engine
+ * sent it, megabytes if it likes, and that stderr is held by the error (and logged with it). Podman's own
+ * messages are far shorter: 500 "no such secret" lines of one `secret rm` are ~60 KB. Beyond it the call
+ * is ended as failed.
+ */
+export const PODMAN_STDERR_MAX_BYTES = 1024 * 1024;
 /** How often a `secret create` that met Podman's secrets file mid-write is made (see createSecret). */
 const SECRET_CREATE_ATTEMPTS = 4;
 /** runc failing to start an exec'd process in a running container, which a second try gets past. */
@@ -312,6 +319,8 @@ export class PodmanClient implements PodmanPort {
       reject: false,
       forceKillAfterDelay: 2000,
       stripFinalNewline: true,
+      // What a host writes on stderr is held whole only up to a bound (PODMAN_STDERR_MAX_BYTES).
+      maxBuffer: { stderr: PODMAN_STDERR_MAX_BYTES },
       // Its own process group (DETACHED): and the bridging shell's, see below.
       detached: true,
     });
