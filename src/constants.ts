@@ -52,6 +52,8 @@ export const CLIENT_IDLE_MS = 60_000;
 export const WORK_UNIT_MAX = 256;
 /** Longest agent name. */
 export const AGENT_NAME_MAX = 32;
+/** An agent's name (config/schema.ts says it in words): also a directory of records_dir. */
+export const AGENT_NAME_PATTERN = /^[a-z_][a-z0-9_-]*$/;
 /**
  * The uid of the agent's user, made by the setup step (unless the image has a user of the agent's name).
  * On a rootful Podman without a user namespace it is this machine's uid too: the image's first free uid

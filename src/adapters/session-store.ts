@@ -281,7 +281,13 @@ function describeBadRecord(error: unknown): string {
   if (error instanceof NotRegularFileError) return `it is ${error.kind}, not a regular file`;
   if (code) return `it cannot be read (${code})`;
   if (error instanceof SyntaxError) return `it is not JSON (${error.message})`;
-  if (error instanceof Error && error.name === 'ZodError') return 'it is not a session record';
+  if (error instanceof Error && error.name === 'ZodError') {
+    // A field that is there and of its type, but not a value agentd writes (the record schema says which).
+    const custom = (error as Error & { issues?: { code?: string; message?: string }[] }).issues?.find(
+      (issue) => issue.code === 'custom',
+    );
+    return custom?.message ? `it is not a session record: ${custom.message}` : 'it is not a session record';
+  }
   return error instanceof Error ? error.message : String(error);
 }
 

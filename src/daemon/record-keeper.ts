@@ -140,7 +140,10 @@ export class RecordKeeper {
   find(sessionId: string): SessionRecord | undefined {
     const found = this.records.find(sessionId);
     const parsed = sessionRecordSchema.safeParse(found?.json);
+    // Its own agent's and session's, as the directory it was found in says: a session.json naming another
+    // agent would be sealed in that agent's directory, leaving this one open for ever.
     if (!found || !parsed.success || parsed.data.id !== sessionId) return undefined;
+    if (found.dir !== this.records.dirOf(parsed.data.agent, sessionId)) return undefined;
     return { ...parsed.data, recordDir: found.dir };
   }
 

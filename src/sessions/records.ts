@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { AGENT_NAME_MAX, AGENT_NAME_PATTERN } from '../constants.js';
 import { OUTCOME_KINDS } from '../outcome-kinds.js';
 import { OUTCOMES, SESSION_PHASES } from './types.js';
 
@@ -6,11 +7,23 @@ export const outcomeSchema = z.enum(OUTCOMES);
 export const phaseSchema = z.enum(SESSION_PHASES);
 const digestSchema = z.object({ bytes: z.number(), sha256: z.string() });
 
+/**
+ * A record's agent is a directory of records_dir (`<records_dir>/<agent>/<session>/`): a record read
+ * back from the state dir whose agent is not a name agentd takes (`../../etc`, a control character)
+ * would have its session sealed (written, made 0555) wherever that path leads. Not a record agentd wrote.
+ */
+const agentSchema = z
+  .string()
+  .refine((agent) => AGENT_NAME_PATTERN.test(agent) && agent.length <= AGENT_NAME_MAX, {
+    error: (issue) =>
+      `its agent ${JSON.stringify(String(issue.input).slice(0, 64))} is not an agent name (lowercase letters, digits, _ and -, at most ${AGENT_NAME_MAX})`,
+  });
+
 /** A session as written to the state dir: enough to answer `status` and to recover after a crash. */
 export const sessionRecordSchema = z.object({
   version: z.literal(1),
   id: z.string(),
-  agent: z.string(),
+  agent: agentSchema,
   repo: z.string(),
   workUnit: z.string().optional(),
   timeoutMs: z.number().optional(),

@@ -644,3 +644,43 @@ describe('a FIFO planted in the state dir', () => {
     rmSync(log);
   });
 });
+
+describe('a record whose agent is not an agent name', () => {
+  it('is quarantined, naming its agent; nothing is written where the name leads, outside records_dir', async () => {
+    const d = tracked(await startDaemon({ agents: [agent('quick', git.url(), ['echo', 'quick-done'])] }));
+    const id = (await d.cli(['trigger', 'quick', '--detach'])).stdout.trim();
+    expect((await d.waitForOutcome(id)).outcome).toBe('succeeded');
+    expect(await d.stop()).toBe(0);
+    // records_dir is <state_dir>/records: two levels up is the state dir's parent.
+    const outside = join(d.files.stateDir, '..', 'outside');
+    const planted = 'eeeeeeeeeeeeeeee';
+    const at = new Date().toISOString();
+    writeFileSync(
+      join(d.files.stateDir, 'sessions', `${planted}.json`),
+      JSON.stringify({
+        version: 1,
+        id: planted,
+        agent: '../../outside',
+        repo: git.url(),
+        acceptedAt: at,
+        phase: 'queued',
+        phases: [{ phase: 'queued', at }],
+        recordDir: join(d.files.stateDir, 'records', 'quick', planted),
+      }),
+    );
+    figures.faultsInjected++;
+
+    // The old daemon settled it abandoned (no such agent) and sealed it at <state_dir>/../outside/<id>.
+    const next = tracked(launchDaemon(d.files));
+    await next.ready();
+    const quarantined = next.logs().filter((l) => l.event === 'daemon.record_quarantined');
+    expect(quarantined.map((l) => l.reason)).toEqual([
+      'it is not a session record: its agent "../../outside" is not an agent name (lowercase letters, digits, _ and -, at most 32)',
+    ]);
+    expect(existsSync(outside)).toBe(false);
+    expect((await next.cli(['history', '--json'])).stdout).toContain(id);
+    expect(next.running).toBe(true);
+    figures.sessions += 1;
+    expect(await next.stop()).toBe(0);
+  });
+});
