@@ -17,6 +17,8 @@ export interface PodmanFailure {
   spawnErrorCode?: string;
   timedOut?: boolean;
   timeoutMs?: number;
+  /** The call printed more than it may (its maxBuffer) and was ended. */
+  tooLarge?: boolean;
   cause?: unknown;
 }
 
@@ -55,6 +57,13 @@ export function classifyPodmanFailure(failure: PodmanFailure, image?: string): P
     return new PodmanError(
       'PODMAN_NOT_INSTALLED',
       `${operation}: podman is not installed or not on PATH; install Podman 4 or newer (Debian: apt-get install podman runc)`,
+      failure,
+    );
+  }
+  if (failure.tooLarge) {
+    return new PodmanError(
+      'PODMAN_FAILED',
+      `${operation}: podman's answer was larger than any Podman gives, so it was cut off and not read (${truncate(cmd)}); check that the host's url leads to a Podman API service`,
       failure,
     );
   }

@@ -64,6 +64,8 @@ export interface CallOptions {
   image?: string;
   /** Added to the environment podman runs with. */
   env?: Record<string, string>;
+  /** Stdout read at most (execa's 100 MB when absent): more fails the call. */
+  maxStdoutBytes?: number;
 }
 
 export interface CreateContainerOptions {
@@ -220,6 +222,13 @@ export type OutputHandler = ((text: string, end: boolean, stream: 'stdout' | 'st
  * is ended as failed.
  */
 export const PODMAN_STDERR_MAX_BYTES = 1024 * 1024;
+/**
+ * Bytes a probe reads (`podman version --format json` prints ~400): every probe interval a host that
+ * answers with more would otherwise be read up to execa's 100 MB, and its version shown as it came.
+ */
+const PROBE_STDOUT_MAX_BYTES = 64 * 1024;
+/** A Podman version as a host may report it (4.3.1, 5.0.0-dev, 4.9.4-rhel); anything else is `unknown`. */
+const PODMAN_VERSION = /^[0-9][0-9A-Za-z.+~_-]{0,63}$/;
 /** How often a `secret create` that met Podman's secrets file mid-write is made (see createSecret). */
 const SECRET_CREATE_ATTEMPTS = 4;
 /** runc failing to start an exec'd process in a running container, which a second try gets past. */
@@ -320,7 +329,10 @@ export class PodmanClient implements PodmanPort {
       forceKillAfterDelay: 2000,
       stripFinalNewline: true,
       // What a host writes on stderr is held whole only up to a bound (PODMAN_STDERR_MAX_BYTES).
-      maxBuffer: { stderr: PODMAN_STDERR_MAX_BYTES },
+      maxBuffer: {
+        stderr: PODMAN_STDERR_MAX_BYTES,
+        ...(options.maxStdoutBytes === undefined ? {} : { stdout: options.maxStdoutBytes }),
+      },
       // Its own process group (DETACHED): and the bridging shell's, see below.
       detached: true,
     });
@@ -353,6 +365,7 @@ export class PodmanClient implements PodmanPort {
         spawnErrorCode: (result as { code?: string }).code,
         timedOut: result.timedOut,
         timeoutMs,
+        tooLarge: result.isMaxBuffer,
         cause: result.isCanceled ? options.signal?.reason : result,
       },
       options.image,
@@ -371,9 +384,12 @@ export class PodmanClient implements PodmanPort {
     const { stdout } = await this.call('probe the host', ['version', '--format', 'json'], {
       signal,
       timeoutMs,
+      maxStdoutBytes: PROBE_STDOUT_MAX_BYTES,
     });
-    const parsed = JSON.parse(stdout) as { Client?: { Version?: string }; Server?: { Version?: string } };
-    return parsed.Server?.Version ?? parsed.Client?.Version ?? 'unknown';
+    const parsed = JSON.parse(stdout) as { Client?: { Version?: unknown }; Server?: { Version?: unknown } };
+    // What a remote host says its version is goes to `agentd hosts` and status as is: only a version.
+    const version = parsed.Server?.Version ?? parsed.Client?.Version;
+    return typeof version === 'string' && PODMAN_VERSION.test(version) ? version : 'unknown';
   }
 
   /** Whether the engine runs rootless (its containers' root is this user, their other uids subordinate). */

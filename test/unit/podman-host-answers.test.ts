@@ -55,4 +55,25 @@ describe('a host that answers with megabytes', () => {
     expect((error as PodmanError).stderr.length).toBeLessThanOrEqual(STDERR_MAX);
     expect((error as PodmanError).message.length).toBeLessThan(1_000);
   });
+
+  it("reads a probe's answer up to a bound, and shows only a version as the host's version", async () => {
+    const probe = (json: string) =>
+      standInPodman(dir, () => `cat <<'EOF'\n${json}\nEOF\n`).client.probe(5_000);
+    const server = (version: unknown) =>
+      JSON.stringify({ Client: { Version: '4.3.1' }, Server: { Version: version } });
+    expect(await probe(server('4.9.4-rhel'))).toBe('4.9.4-rhel');
+    expect(await probe(server('V'.repeat(10_000)))).toBe('unknown');
+    expect(await probe(server('4.3.1\u001b]0;owned\u0007'))).toBe('unknown');
+    expect(await probe(server({ nested: true }))).toBe('unknown');
+    const { client } = standInPodman(
+      dir,
+      () => `printf '{"Server":{"Version":"'; head -c 5000000 /dev/zero | tr '\\0' V; printf '"}}'\n`,
+    );
+    const error = await client.probe(5_000).then(
+      (version) => expect.fail(`the probe read ${version.length} characters`),
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(PodmanError);
+    expect((error as PodmanError).message).toContain('larger than any Podman gives');
+  });
 });
