@@ -21,6 +21,7 @@ import { AgentdError } from '../errors.js';
 import { UNSHOWABLE_NAME } from '../visible-text.js';
 import { ensurePrivateDir } from './ownership.js';
 import { removeTree, removeTreeAsync } from './session-files.js';
+import { RECORD_MAX_BYTES } from './session-store.js';
 import {
   READ_NO_FOLLOW,
   readNoFollow,
@@ -272,7 +273,7 @@ export class SealedRecords {
     if (dir === undefined) return undefined;
     let json: unknown;
     try {
-      json = JSON.parse(readNoFollow(join(dir, RECORD_FILES.json)).toString('utf8'));
+      json = JSON.parse(readNoFollow(join(dir, RECORD_FILES.json), RECORD_MAX_BYTES).toString('utf8'));
     } catch {
       json = undefined;
     }
@@ -824,7 +825,9 @@ const ENTRY_MIN_BYTES = 4096;
 
 function readSummary(dir: string): OutputSummary {
   try {
-    const json = JSON.parse(readNoFollow(join(dir, RECORD_FILES.json)).toString('utf8')) as {
+    const json = JSON.parse(
+      readNoFollow(join(dir, RECORD_FILES.json), RECORD_MAX_BYTES).toString('utf8'),
+    ) as {
       output?: OutputSummary;
     };
     if (json.output) return json.output;

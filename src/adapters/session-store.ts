@@ -3,6 +3,7 @@ import { lstatSync, readdirSync, renameSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ensurePrivateDir } from './ownership.js';
 import {
+  FileTooLargeError,
   NotRegularFileError,
   readNoFollow,
   removeQuietly,
@@ -14,6 +15,13 @@ import {
 export { StateDirError };
 
 const SESSION_ID = /^[0-9a-f]{16}$/;
+
+/**
+ * The largest session record read back (the state dir's, or session.json of a record directory): one
+ * agentd writes is a few KiB (its longest fields are bounded: 64 inputs, messages cut at a few hundred
+ * characters). A larger one is not agentd's, and is not read into memory.
+ */
+export const RECORD_MAX_BYTES = 1024 * 1024;
 
 /**
  * The room kept: written, so the filesystem has allocated it. About 80 records of 1.5 KB, the
@@ -104,7 +112,7 @@ export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
     const pending = this.pending.get(id);
     if (pending) return pending;
     try {
-      return this.parse(readNoFollow(this.recordPath(id)), id);
+      return this.parse(readNoFollow(this.recordPath(id), RECORD_MAX_BYTES), id);
     } catch {
       return undefined;
     }
@@ -190,7 +198,7 @@ export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
         continue;
       }
       try {
-        records.push(this.parse(readNoFollow(path), id));
+        records.push(this.parse(readNoFollow(path, RECORD_MAX_BYTES), id));
       } catch (error) {
         onQuarantine?.(this.quarantine(name, error));
       }
@@ -278,6 +286,8 @@ export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
 function describeBadRecord(error: unknown): string {
   const code = (error as NodeJS.ErrnoException).code;
   if (code === 'ELOOP') return 'it is a symbolic link';
+  if (error instanceof FileTooLargeError)
+    return `it is ${error.size} bytes, more than any session record agentd writes (at most ${error.maxBytes})`;
   if (error instanceof NotRegularFileError) return `it is ${error.kind}, not a regular file`;
   if (code) return `it cannot be read (${code})`;
   if (error instanceof SyntaxError) return `it is not JSON (${error.message})`;

@@ -226,15 +226,31 @@ export function appendNoFollow(path: string, data: string | Uint8Array, operatio
 
 /**
  * Reads a file without following a symbolic link at path (ELOOP instead); anything but a regular file
- * (a FIFO, device, socket or directory) is refused with NotRegularFileError, never waited on.
+ * (a FIFO, device, socket or directory) is refused with NotRegularFileError, never waited on, and one of
+ * more than maxBytes with FileTooLargeError, never read: a record of a gigabyte (a sparse file costs no
+ * disk) would otherwise be read whole into the daemon's memory at every start.
  */
-export function readNoFollow(path: string): Buffer {
+export function readNoFollow(path: string, maxBytes = Number.POSITIVE_INFINITY): Buffer {
   const fd = openSync(path, READ_NO_FOLLOW);
   try {
-    regularFileStat(fd, path);
+    const { size } = regularFileStat(fd, path);
+    if (size > maxBytes) throw new FileTooLargeError(path, size, maxBytes);
     return readFileSync(fd);
   } finally {
     closeQuietly(fd);
+  }
+}
+
+/** A file of the state dir larger than any agentd writes there (readNoFollow's maxBytes). */
+export class FileTooLargeError extends Error {
+  readonly code = 'EFBIG';
+  constructor(
+    readonly path: string,
+    readonly size: number,
+    readonly maxBytes: number,
+  ) {
+    super(`${path} is ${size} bytes, more than agentd writes there (at most ${maxBytes})`);
+    this.name = 'FileTooLargeError';
   }
 }
 

@@ -15,6 +15,12 @@ const fileSchema = z.object({
 type ScheduleFile = z.infer<typeof fileSchema>;
 
 /**
+ * The largest schedules.json read: an entry per scheduled agent, each well under 4 KiB however long its
+ * expression (the config file holds at most 4 MiB). A larger file is not agentd's and is not read.
+ */
+const SCHEDULES_MAX_BYTES = 16 * 1024 * 1024;
+
+/**
  * What a daemon remembers of its schedules across restarts (`schedules.json` in the state dir): per
  * agent, since when its schedule has been watched without a firing going unseen. Only `catch_up:
  * latest` reads it; a schedule whose expression or time zone changed starts afresh.
@@ -36,7 +42,9 @@ export class ScheduleLog {
   /** Reads the file once, at start; returns `since` for each agent whose schedule is unchanged. */
   load(agents: readonly AgentConfig[]): Record<string, string> {
     try {
-      this.entries = fileSchema.parse(JSON.parse(readNoFollow(this.path).toString('utf8'))).agents;
+      this.entries = fileSchema.parse(
+        JSON.parse(readNoFollow(this.path, SCHEDULES_MAX_BYTES).toString('utf8')),
+      ).agents;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
         this.log.warn(

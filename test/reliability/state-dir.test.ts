@@ -16,6 +16,7 @@ import {
   readFileSync,
   rmSync,
   symlinkSync,
+  truncateSync,
   writeFileSync,
 } from 'node:fs';
 import { createServer, type Server } from 'node:net';
@@ -43,6 +44,7 @@ import {
   recordFigures,
   waitUntil,
 } from './harness.js';
+import { RssSampler } from './measure.js';
 
 const NOBODY = 65534;
 let git: GitServer;
@@ -680,6 +682,39 @@ describe('a record whose agent is not an agent name', () => {
     expect(existsSync(outside)).toBe(false);
     expect((await next.cli(['history', '--json'])).stdout).toContain(id);
     expect(next.running).toBe(true);
+    figures.sessions += 1;
+    expect(await next.stop()).toBe(0);
+  });
+});
+
+describe('a 1 GiB record and schedules.json (sparse files: no disk taken)', () => {
+  it('are refused by their size at start, never read: the daemon starts as small as ever', async () => {
+    const d = tracked(await startDaemon({ agents: [agent('quick', git.url(), ['echo', 'quick-done'])] }));
+    const id = (await d.cli(['trigger', 'quick', '--detach'])).stdout.trim();
+    expect((await d.waitForOutcome(id)).outcome).toBe('succeeded');
+    expect(await d.stop()).toBe(0);
+    const GIB = 1024 * 1024 * 1024;
+    const record = join(d.files.stateDir, 'sessions', 'ffffffffffffffff.json');
+    const schedules = join(d.files.stateDir, 'schedules.json');
+    for (const file of [record, schedules]) {
+      writeFileSync(file, '');
+      truncateSync(file, GIB);
+    }
+    figures.faultsInjected += 2;
+
+    // The old daemon read both whole: 1.1 GB RSS, 3.4 s longer to start.
+    const next = tracked(launchDaemon(d.files));
+    const rss = new RssSampler(next.pid, 50);
+    await next.ready();
+    const peakKb = rss.stop();
+    const quarantined = next.logs().filter((l) => l.event === 'daemon.record_quarantined');
+    expect(quarantined.map((l) => [l.file, l.reason])).toEqual([
+      [record, `it is ${GIB} bytes, more than any session record agentd writes (at most 1048576)`],
+    ]);
+    const ignored = next.logs().find((l) => l.event === 'daemon.schedules_unreadable');
+    expect(String(ignored?.reason)).toMatch(/is 1073741824 bytes, more than agentd writes there/);
+    expect(peakKb).toBeLessThan(300 * 1024);
+    expect((await next.cli(['history', '--json'])).stdout).toContain(id);
     figures.sessions += 1;
     expect(await next.stop()).toBe(0);
   });
