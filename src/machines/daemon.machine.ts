@@ -270,14 +270,15 @@ type ReconciledEvent = DoneActorEvent<ReconcileResult>;
 
 /**
  * The daemon is up (the socket open): a host actor for each host, as the start's reconciliation found
- * it; not before, so that a start that stops or fails before has started none for nothing.
+ * it; not before, so that a start that stops or fails before has started none for nothing. The hosts
+ * found down are announced first: startHosts forgets what the start found.
  */
 const startHosts = [
-  'startHosts',
   {
     type: 'announceHostsDown',
     params: ({ context }: { context: DaemonContext }) => context.hostsFound?.down ?? [],
   },
+  'startHosts',
 ] as const;
 
 /**
