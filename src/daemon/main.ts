@@ -65,6 +65,7 @@ import { RecordKeeper } from './record-keeper.js';
 import { planRecovery, readWhenExited, recordsFromLabels } from './recovery.js';
 import { createReloader, readyStatus } from './reload.js';
 import { ScheduleLog } from './schedule-log.js';
+import { reconcileAtStart, START_WAIT_PROBE_TIMEOUTS, StartReconciliations } from './start-hosts.js';
 import { collectStartGarbage, releaseYoungGeneration } from './young-generation.js';
 
 export interface DaemonOptions {
@@ -222,6 +223,8 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim): Promise
     }
   };
 
+  /** Reconciliations the start stopped waiting for: their hosts' actors take them over. */
+  const startReconciliations = new StartReconciliations<HostReconciled>();
   /** Reconciles one host and plans the recovery of its sessions that nobody supervises. */
   const reconcileHost = async (host: string, signal: AbortSignal): Promise<HostReconciled> => {
     const supervised = supervisedOn(host);
@@ -346,7 +349,9 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim): Promise
             void leftovers.sweep(input.host, ports(input.host));
             return { version, ms: Math.round(performance.now() - started) };
           }),
-          reconcileHost: fromPromise(({ input, signal }) => reconcileHost(input.host, signal)),
+          reconcileHost: fromPromise(({ input, signal }) =>
+            startReconciliations.take(input.host, () => reconcileHost(input.host, signal), signal),
+          ),
         },
         delays: { probeInterval: config.hostProbeIntervalMs, downGrace: config.hostDownGraceMs },
       }),
@@ -363,22 +368,17 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim): Promise
       reconcile: fromPromise(async ({ signal }) => {
         await journal.recover();
         // Without hosts: the local Podman, as ever; the daemon cannot start without it. With hosts, one
-        // that does not answer its probe is down and retried, and does not hold back the others.
+        // that does not answer its probe, or is slow to reconcile, is down and does not hold back the others.
         const required = settings.hosts.length === 0;
-        const results = await Promise.all(
-          hosts.map(async (host) => {
-            const probe = () => ports(host.name).probe(config.hostProbeTimeoutMs, signal);
-            try {
-              // The local Podman's version is only shown by status: asked beside its reconciliation, not
-              // after it (a podman call is 100 ms or more on a loaded machine).
-              const version = required ? probe().catch(() => undefined) : await probe();
-              const reconciled = await reconcileHost(host.name, signal);
-              return { host: host.name, reconciled, version: await version };
-            } catch (error) {
-              if (required) throw error;
-              return { host: host.name, down: errorMessage(error) };
-            }
-          }),
+        const results = await reconcileAtStart(
+          hosts.map((h) => h.name),
+          {
+            required,
+            waitMs: START_WAIT_PROBE_TIMEOUTS * config.hostProbeTimeoutMs,
+            probe: (host) => ports(host).probe(config.hostProbeTimeoutMs, signal),
+            reconcile: (host) => reconcileHost(host, signal),
+            late: startReconciliations,
+          },
         );
         const requeued = planRecovery(recovered.queued, [], settings.agents);
         const up = results.flatMap((r) => (r.reconciled === undefined ? [] : [r.reconciled]));
@@ -480,9 +480,15 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim): Promise
       }),
       reportSettled: (_, { sessions }) => settle(sessions),
       abandonWaiting: (_, { host }) => {
-        const records = waiting.get(host) ?? [];
-        waiting.delete(host);
-        settle(abandonedWaiting(records, host, config.hostDownGraceMs));
+        const abandon = () => {
+          const records = waiting.get(host) ?? [];
+          waiting.delete(host);
+          settle(abandonedWaiting(records, host, config.hostDownGraceMs));
+        };
+        // After a reconciliation the start left going, which recovers them itself if it succeeds.
+        const late = startReconciliations.settled(host);
+        if (late === undefined) abandon();
+        else void late.then(abandon);
       },
       announceUp: ({ context }) => {
         // Up: sessions' output may grow the young generation again (held small while loading, cli/index.ts),
@@ -585,7 +591,7 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim): Promise
         for (const { host, reason } of down) {
           log.warn(
             { event: 'host.down', host, reason, atStart: true },
-            `host ${host} could not be reached at start: ${reason}; it is retried, the other hosts take sessions`,
+            `host ${host} is down at start: ${reason}; it is retried, the other hosts take sessions`,
           );
         }
       },
