@@ -19,6 +19,21 @@ const agentSchema = z
       `its agent ${JSON.stringify(String(issue.input).slice(0, 64))} is not an agent name (lowercase letters, digits, _ and -, at most ${AGENT_NAME_MAX})`,
   });
 
+/** An ISO 8601 time with its zone, as agentd writes one (`2026-12-06T12:52:22.065Z`) or a person would. */
+const ISO_TIME = /^(?:\d{4}|[+-]\d{6})-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2})$/;
+
+/**
+ * A time recovery counts with (the deadline of an adopted session is its start plus its timeout): one
+ * that is no time would make that NaN, and an adopted session that still had minutes to run was stopped
+ * at once as timed out. Not a record agentd wrote: quarantined, the session is rebuilt from its record
+ * directory or its container.
+ */
+function timeSchema(field: string) {
+  return z.string().refine((time) => ISO_TIME.test(time) && !Number.isNaN(Date.parse(time)), {
+    error: (issue) => `its ${field} ${JSON.stringify(String(issue.input).slice(0, 64))} is not a time`,
+  });
+}
+
 /** A session as written to the state dir: enough to answer `status` and to recover after a crash. */
 export const sessionRecordSchema = z.object({
   version: z.literal(1),
@@ -26,17 +41,21 @@ export const sessionRecordSchema = z.object({
   agent: agentSchema,
   repo: z.string(),
   workUnit: z.string().optional(),
-  timeoutMs: z.number().optional(),
+  // Never negative: what is left of it would be, and the adopted session stopped at once.
+  timeoutMs: z
+    .number()
+    .refine((ms) => ms >= 0, { error: (issue) => `its timeoutMs ${String(issue.input)} is negative` })
+    .optional(),
   /** Digests of what the trigger handed over; the content is in the work dir while the session runs. */
   request: digestSchema.optional(),
   inputs: z.array(digestSchema.extend({ name: z.string() })).optional(),
   /** The trigger's idempotency key. */
   key: z.string().optional(),
-  acceptedAt: z.string(),
+  acceptedAt: timeSchema('acceptedAt'),
   /** The schedule firing that made the session (ISO time); unset for a triggered one. */
   scheduledFor: z.string().optional(),
-  startedAt: z.string().optional(),
-  finishedAt: z.string().optional(),
+  startedAt: timeSchema('startedAt').optional(),
+  finishedAt: timeSchema('finishedAt').optional(),
   phase: phaseSchema,
   phases: z.array(z.object({ phase: phaseSchema, at: z.string() })),
   container: z.string().optional(),

@@ -719,3 +719,52 @@ describe('a 1 GiB record and schedules.json (sparse files: no disk taken)', () =
     expect(await next.stop()).toBe(0);
   });
 });
+
+describe('a running session whose record says it started at no time', () => {
+  it('is quarantined and adopted from its record directory with its timeout, not stopped at once as timed out', async () => {
+    const d = tracked(
+      await startDaemon({
+        agents: [
+          agent(
+            'waiter',
+            git.url(),
+            [
+              'sh',
+              '-c',
+              `echo started; git ls-remote git://127.0.0.1:${gateA.port}/gate.git >/dev/null 2>&1; echo finished`,
+            ],
+            { timeout: '10m' },
+          ),
+        ],
+      }),
+    );
+    const id = (await d.cli(['trigger', 'waiter', '--detach'])).stdout.trim();
+    await gateA.waitFor(1);
+    const copy = join(d.files.stateDir, 'records', 'waiter', id, 'session.json');
+    await waitUntil(
+      () => existsSync(copy) && JSON.parse(readFileSync(copy, 'utf8')).phase === 'running',
+      () => `${copy} to say running`,
+    );
+    await crash(d);
+    await killOrphans(d);
+    const file = join(d.files.stateDir, 'sessions', `${id}.json`);
+    writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), startedAt: 'garbage' }));
+    figures.faultsInjected++;
+
+    // The old daemon counted its deadline from no time (NaN): timed_out within a second of its adoption.
+    const next = tracked(launchDaemon(d.files));
+    await next.ready();
+    const quarantined = next.logs().filter((l) => l.event === 'daemon.record_quarantined');
+    expect(quarantined.map((l) => l.reason)).toEqual([
+      'it is not a session record: its startedAt "garbage" is not a time',
+    ]);
+    await next.waitForLog((l) => l.event === 'session.adopted' && l.session === id);
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    expect(next.logs().filter((l) => l.event === 'session.outcome')).toEqual([]);
+    gateA.open();
+    expect((await next.waitForOutcome(id)).outcome).toBe('succeeded');
+    figures.sessionsRecovered += 1;
+    figures.sessions += 1;
+    expect(await next.stop()).toBe(0);
+  });
+});
