@@ -20,7 +20,8 @@ const agentSchema = z
   });
 
 /** An ISO 8601 time with its zone, as agentd writes one (`2026-12-06T12:52:22.065Z`) or a person would. */
-const ISO_TIME = /^(?:\d{4}|[+-]\d{6})-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2})$/;
+const ISO_TIME =
+  /^(?:\d{4}|[+-]\d{6})-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2})$/;
 
 /**
  * A time recovery counts with (the deadline of an adopted session is its start plus its timeout): one
