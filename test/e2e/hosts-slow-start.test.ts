@@ -1,0 +1,85 @@
+/**
+ * A host that answers its probe but is slow to reconcile does not hold back the daemon's start: a side
+ * Podman host reached through a unix:// proxy that holds every `ps` (containers/json) for a while, as a
+ * Podman stalled on a lock would, beside the local Podman. The daemon is ready long before that host's
+ * reconciliation ends; the host is down at start, and up once its reconciliation is done.
+ */
+import { rmSync } from 'node:fs';
+import http from 'node:http';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { TEST_IMAGE } from '../helpers/podman.js';
+import { type SideHost, type SideHosts, startSideHosts } from '../helpers/podman-hosts.js';
+import { cleanupAll } from '../helpers/resources.js';
+
+/** How long the proxy holds each `ps` of the slow host. */
+const HOLD_MS = 15_000;
+
+let side: SideHosts;
+let slow: SideHost;
+let proxy: http.Server;
+let proxySocket: string;
+const daemons: TestDaemon[] = [];
+
+beforeAll(async () => {
+  side = await startSideHosts(['slow']);
+  slow = side.hosts[0] as SideHost;
+  proxySocket = join(slow.dir, 'proxy.sock');
+  rmSync(proxySocket, { force: true });
+  proxy = http.createServer((req, res) => {
+    const forward = () => {
+      const upstream = http.request(
+        { socketPath: slow.socket, path: req.url, method: req.method, headers: req.headers },
+        (answer) => {
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(res);
+        },
+      );
+      upstream.on('error', () => res.destroy());
+      req.pipe(upstream);
+    };
+    if (/\/containers\/json/.test(req.url ?? '')) setTimeout(forward, HOLD_MS);
+    else forward();
+  });
+  await new Promise<void>((resolve) => proxy.listen(proxySocket, resolve));
+}, 300_000);
+
+afterAll(async () => {
+  try {
+    for (const d of daemons.splice(0)) if (d.running) await d.stop('SIGTERM', 60_000);
+    proxy?.closeAllConnections();
+    await new Promise((resolve) => proxy?.close(resolve));
+    await side?.close();
+  } finally {
+    await cleanupAll();
+  }
+}, 120_000);
+
+describe('a host slow to reconcile at start', () => {
+  it('does not hold back the start: it is down at start, and up once its reconciliation is done', async () => {
+    const started = Date.now();
+    const d = await startDaemon({
+      daemon: { host_probe_interval: '1s', host_probe_timeout: '1s', podman_timeout: '60s' },
+      hosts: [{ name: 'local' }, { name: 'slow', url: `unix://${proxySocket}` }],
+      agents: [{ name: 'quick', image: TEST_IMAGE, command: ['true'], network: 'none' }],
+    });
+    daemons.push(d);
+    const readyAfter = Date.now() - started;
+    // Three probe timeouts and the start's own work; the old start waited for the held `ps` (15 s).
+    expect(readyAfter).toBeLessThan(HOLD_MS - 3_000);
+    const down = d.logs().find((l) => l.event === 'host.down' && l.host === 'slow');
+    expect(down?.atStart).toBe(true);
+    expect(String(down?.reason)).toContain(
+      'its reconciliation was not done within 3.0s (3 x daemon.host_probe_timeout)',
+    );
+    const up = await d.waitForLog((l) => l.event === 'host.up' && l.host === 'slow', 60_000);
+    expect(up.time as number).toBeGreaterThanOrEqual(started + HOLD_MS);
+    const hosts = await d.cli(['hosts', '--json']);
+    const rows = (JSON.parse(hosts.stdout) as { hosts: { name: string; state: string }[] }).hosts;
+    expect(rows.map((h) => [h.name, h.state])).toEqual([
+      ['local', 'up'],
+      ['slow', 'up'],
+    ]);
+  }, 120_000);
+});
