@@ -74,6 +74,8 @@ export function classifyPodmanFailure(failure: PodmanFailure, image?: string): P
       failure,
     );
   }
+  const ssh = sshProblem(failure, detail);
+  if (ssh !== undefined) return new PodmanError(ssh.code, `${operation}: ${ssh.message}`, failure);
   if (UNREACHABLE.test(stderr)) {
     return new PodmanError(
       'PODMAN_UNREACHABLE',
@@ -115,6 +117,56 @@ export function classifyPodmanFailure(failure: PodmanFailure, image?: string): P
     `${operation} failed (exit ${failure.exitCode ?? 'unknown'}): ${detail || 'no error output'} [${truncate(cmd)}]`,
     failure,
   );
+}
+
+/**
+ * What an ssh:// host's refusal means, and its fix: the generic "check that its Podman API service
+ * runs" sent the operator of a host that refused the key, or whose key changed, to the wrong place.
+ * The codes stay what they were (a refusal is the host not reached).
+ */
+function sshProblem(
+  failure: PodmanFailure,
+  detail: string,
+): { code: 'PODMAN_UNREACHABLE' | 'PODMAN_FAILED'; message: string } | undefined {
+  const { stderr, argv } = failure;
+  const option = (name: string) => {
+    const at = argv.indexOf(name);
+    return at === -1 ? undefined : argv[at + 1];
+  };
+  const identity = option('--identity');
+  let url: URL;
+  try {
+    url = new URL(option('--url') ?? '');
+  } catch {
+    return undefined;
+  }
+  if (url.protocol !== 'ssh:') return undefined;
+  const port = url.port === '' ? '' : `-p ${url.port} `;
+  if (/failed to read identity/i.test(stderr)) {
+    return {
+      code: 'PODMAN_FAILED',
+      message: `the host's identity: key cannot be read (${detail}); give the path of the private key there (readable by the daemon's user, mode 0600)`,
+    };
+  }
+  if (/unable to authenticate|no supported methods remain/i.test(stderr)) {
+    return {
+      code: 'PODMAN_UNREACHABLE',
+      message: `the host's ssh server refused this machine's key (${detail}); put the public half of the host's identity: key${identity === undefined ? ' (none is set: give one)' : ` (\`ssh-keygen -y -f ${identity}\` prints it)`} in ~/.ssh/authorized_keys of the url's user there, and check that \`ssh -i ${identity ?? 'KEY'} ${port}${url.username}@${url.hostname}\` works without a prompt`,
+    };
+  }
+  if (/knownhosts: key mismatch|host key mismatch/i.test(stderr)) {
+    return {
+      code: 'PODMAN_UNREACHABLE',
+      message: `the host's ssh key is not the one ~/.ssh/known_hosts of the daemon's user holds for it (${detail}); if the host's key changed (reinstalled), compare the new fingerprint (\`ssh-keyscan ${port}${url.hostname} | ssh-keygen -lf -\`) and replace its line there, else something else answers at that address`,
+    };
+  }
+  if (/ssh: rejected: connect failed/i.test(stderr)) {
+    return {
+      code: 'PODMAN_UNREACHABLE',
+      message: `the host's ssh server took the key but could not open the Podman socket the url names (${detail}); check that the path exists there (rootful: /run/podman/podman.sock, rootless: /run/user/UID/podman/podman.sock) and that Podman's API service runs (systemctl enable --now podman.socket), and that its sshd allows AllowStreamLocalForwarding`,
+    };
+  }
+  return undefined;
 }
 
 export function imageNotFound(operation: string, image: string, failure: PodmanFailure): PodmanError {
