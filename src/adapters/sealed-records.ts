@@ -128,6 +128,15 @@ export class SealedRecords {
    * retention act on the link's target, outside the records directory.
    */
   private ensureDir(agent: string, sessionId: string): string {
+    // Never a path of anything but one session's directory (`.`, `..`, a slash): the seal makes what it
+    // wrote 0555 and removes out/ there.
+    if (!AGENT_NAME.test(agent) || !SESSION_ID.test(sessionId)) {
+      throw new AgentdError(
+        'UNSAFE_PATH',
+        `refused to write the record of session ${JSON.stringify(sessionId.slice(0, 64))} of agent ${JSON.stringify(agent.slice(0, 64))}: not a session id and an agent name, so not a record directory of ${this.dir}`,
+        { operation: 'write a sealed record' },
+      );
+    }
     ensurePrivateDir(join(this.dir, agent), `records directory of agent ${agent}`);
     const dir = this.dirOf(agent, sessionId);
     ensurePrivateDir(dir, `record directory of session ${sessionId}`);

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { AGENT_NAME_MAX, AGENT_NAME_PATTERN } from '../constants.js';
+import { AGENT_NAME_MAX, AGENT_NAME_PATTERN, SESSION_ID_PATTERN } from '../constants.js';
 import { OUTCOME_KINDS } from '../outcome-kinds.js';
 import { OUTCOMES, SESSION_PHASES } from './types.js';
 
@@ -35,10 +35,21 @@ function timeSchema(field: string) {
   });
 }
 
+/**
+ * A record's id names its files and directories (`sessions/<id>.json`, `work/<id>/`,
+ * `<records_dir>/<agent>/<id>/`): a record `..json` saying id `.` was settled and sealed as
+ * `<records_dir>/<agent>/.`, which made the agent's whole directory 0555, every running session's open
+ * record in it taken for sealed (its log and output never kept). Not a record agentd wrote.
+ */
+const idSchema = z.string().refine((id) => SESSION_ID_PATTERN.test(id), {
+  error: (issue) =>
+    `its id ${JSON.stringify(String(issue.input).slice(0, 64))} is not a session id (16 lowercase hex characters)`,
+});
+
 /** A session as written to the state dir: enough to answer `status` and to recover after a crash. */
 export const sessionRecordSchema = z.object({
   version: z.literal(1),
-  id: z.string(),
+  id: idSchema,
   agent: agentSchema,
   repo: z.string(),
   workUnit: z.string().optional(),

@@ -768,3 +768,67 @@ describe('a running session whose record says it started at no time', () => {
     expect(await next.stop()).toBe(0);
   });
 });
+
+describe('a record whose id is not a session id', () => {
+  it('is quarantined; the running session of its agent is sealed with its log and outcome', async () => {
+    const d = tracked(
+      await startDaemon({
+        agents: [
+          agent('waiter', git.url(), [
+            'sh',
+            '-c',
+            `echo started; git ls-remote git://127.0.0.1:${gateA.port}/gate.git >/dev/null 2>&1; echo finished`,
+          ]),
+        ],
+      }),
+    );
+    const id = (await d.cli(['trigger', 'waiter', '--detach'])).stdout.trim();
+    await gateA.waitFor(1);
+    const dir = join(d.files.stateDir, 'records', 'waiter', id);
+    await waitUntil(
+      () => existsSync(join(dir, 'session.json')),
+      () => `${dir}/session.json to be written`,
+    );
+    await crash(d);
+    await killOrphans(d);
+    const at = new Date().toISOString();
+    writeFileSync(
+      join(d.files.stateDir, 'sessions', '..json'),
+      JSON.stringify({
+        version: 1,
+        id: '.',
+        agent: 'waiter',
+        repo: git.url(),
+        acceptedAt: at,
+        startedAt: at,
+        phase: 'running',
+        phases: [{ phase: 'running', at }],
+        recordDir: join(d.files.stateDir, 'records', 'waiter', '.'),
+      }),
+    );
+    figures.faultsInjected++;
+
+    // The old daemon settled '.' abandoned and sealed <records_dir>/waiter/. : the agent's directory and
+    // the running session's open record made 0555, so its own seal kept none of its log or outcome.
+    const next = tracked(launchDaemon(d.files));
+    await next.ready();
+    const quarantined = next.logs().filter((l) => l.event === 'daemon.record_quarantined');
+    expect(quarantined.map((l) => l.reason)).toEqual([
+      'it is not a session record: its id "." is not a session id (16 lowercase hex characters)',
+    ]);
+    expect(lstatSync(join(d.files.stateDir, 'records', 'waiter')).mode & 0o200).not.toBe(0);
+    await next.waitForLog((l) => l.event === 'session.adopted' && l.session === id);
+    gateA.open();
+    expect((await next.waitForOutcome(id)).outcome).toBe('succeeded');
+    await waitUntil(
+      () => (lstatSync(dir).mode & 0o222) === 0,
+      () => `${dir} to be sealed`,
+    );
+    const sealed = JSON.parse(readFileSync(join(dir, 'session.json'), 'utf8')) as { outcome?: string };
+    expect(sealed.outcome).toBe('succeeded');
+    expect(readFileSync(join(dir, 'session.log'), 'utf8')).toMatch(/finished/);
+    figures.sessionsRecovered += 1;
+    figures.sessions += 1;
+    expect(await next.stop()).toBe(0);
+  });
+});
