@@ -222,9 +222,12 @@ export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
 
   /** The reserve is there (an earlier daemon's is kept), or made now; false if the state dir has no room. */
   private keepReserve(): boolean {
-    // What a crash while making it left.
+    // What a crash while making it left, and while writing the state dir's other files (schedules.json
+    // at every firing, seccomp.json): nothing else removes those, and each crash would add one for good.
+    // Only this daemon writes here (its pid file), and none of its writes is under way yet.
     for (const name of readdirSync(dirname(this.reservePath))) {
-      if (RESERVE_TEMP.test(name)) removeQuietly(join(dirname(this.reservePath), name));
+      if (RESERVE_TEMP.test(name) || TEMP_JSON_FILE.test(name))
+        removeQuietly(join(dirname(this.reservePath), name));
     }
     try {
       const stat = lstatSync(this.reservePath);
