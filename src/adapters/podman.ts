@@ -17,7 +17,6 @@ import { AgentdError, errorMessage } from '../errors.js';
 import { type CacheBound, cacheBoundProblem, cacheVolumeOptions, makeCacheImage } from './cache-image.js';
 import { type ChunkSource, openOutputChannels } from './output-channel.js';
 import { OutputReader } from './output-reader.js';
-import { parseList } from './podman-answers.js';
 import {
   classifyPodmanFailure,
   imageNotFound,
@@ -29,7 +28,7 @@ import {
   type ContainerInspect,
   type ContainerSummary,
   containerInspectSchema,
-  containerSummarySchema,
+  containerListSchema,
   securityInfoSchema,
   volumeInspectSchema,
 } from './podman-schemas.js';
@@ -230,8 +229,6 @@ export const PODMAN_STDERR_MAX_BYTES = 1024 * 1024;
 const PROBE_STDOUT_MAX_BYTES = 64 * 1024;
 /** A Podman version as a host may report it (4.3.1, 5.0.0-dev, 4.9.4-rhel); anything else is `unknown`. */
 const PODMAN_VERSION = /^[0-9][0-9A-Za-z.+~_-]{0,63}$/;
-/** Containers one `ps` may list (of this instance, by label): far more than any host runs. */
-const CONTAINERS_LISTED_MAX = 100_000;
 /** How often a `secret create` that met Podman's secrets file mid-write is made (see createSecret). */
 const SECRET_CREATE_ATTEMPTS = 4;
 /** runc failing to start an exec'd process in a running container, which a second try gets past. */
@@ -844,11 +841,17 @@ export class PodmanClient implements PodmanPort {
   }
 
   async inspectContainer(name: string, signal?: AbortSignal): Promise<ContainerInspect | undefined> {
-    const argv = ['container', 'inspect', '--', name];
-    const operation = `inspect container ${name}`;
-    const { stdout, exitCode } = await this.call(operation, argv, { signal, okExitCodes: [125] });
+    const { stdout, exitCode } = await this.call(
+      `inspect container ${name}`,
+      ['container', 'inspect', '--', name],
+      {
+        signal,
+        okExitCodes: [125],
+      },
+    );
     if (exitCode !== 0) return undefined;
-    return parseList(containerInspectSchema, stdout, { operation, argv: [...this.global, ...argv] })[0];
+    const parsed = containerInspectSchema.array().parse(JSON.parse(stdout));
+    return parsed[0];
   }
 
   async copyIntoContainer(name: string, archive: Uint8Array, signal?: AbortSignal): Promise<void> {
@@ -905,14 +908,10 @@ export class PodmanClient implements PodmanPort {
     signal?: AbortSignal,
   ): Promise<ContainerSummary[]> {
     const filters = Object.entries(labelFilters).flatMap(([k, v]) => ['--filter', `label=${k}=${v}`]);
-    const argv = ['ps', '--all', '--format', 'json', ...filters];
-    const { stdout } = await this.call('list containers', argv, { signal });
-    return parseList(
-      containerSummarySchema,
-      stdout,
-      { operation: 'list containers', argv: [...this.global, ...argv] },
-      CONTAINERS_LISTED_MAX,
-    );
+    const { stdout } = await this.call('list containers', ['ps', '--all', '--format', 'json', ...filters], {
+      signal,
+    });
+    return containerListSchema.parse(JSON.parse(stdout || '[]')) ?? [];
   }
 
   async ensureVolume(
@@ -973,10 +972,7 @@ export class PodmanClient implements PodmanPort {
       if (error instanceof PodmanError && /no such volume/i.test(error.stderr)) return undefined;
       throw error;
     }
-    const volume = parseList(volumeInspectSchema.element, stdout, {
-      operation: `inspect volume ${name}`,
-      argv: [...this.global, 'volume', 'inspect', '--format', 'json', '--', name],
-    })[0];
+    const volume = volumeInspectSchema.parse(JSON.parse(stdout || '[]'))[0];
     return volume === undefined ? undefined : { options: volume.Options ?? {}, labels: volume.Labels ?? {} };
   }
 

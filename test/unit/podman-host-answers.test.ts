@@ -3,7 +3,7 @@
  * error as the engine sent it (measured: a 3 MB message came out whole on stderr). The error agentd makes
  * of it, which goes to the log, `agentd hosts` and records, stays short; the call holds a bounded stderr.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -75,46 +75,5 @@ describe('a host that answers with megabytes', () => {
     );
     expect(error).toBeInstanceOf(PodmanError);
     expect((error as PodmanError).message).toContain('larger than any Podman gives');
-  });
-
-  it('reads a list that is not what Podman prints up to its first problem, in bounded time and words', async () => {
-    const answer = (json: string) => {
-      const { bin, client } = standInPodman(dir, (self) => `cat '${self}.json'\n`);
-      writeFileSync(`${bin}.json`, json);
-      return client.listContainers({});
-    };
-    // A million empty objects (3 MB): zod alone made two million issues of them, 357 MB of message.
-    const started = Date.now();
-    const error = await answer(`[${Array(1_000_000).fill('{}').join(',')}]`).then(
-      () => expect.fail('the list was read'),
-      (e: unknown) => e,
-    );
-    expect(Date.now() - started).toBeLessThan(2_000);
-    expect(error).toBeInstanceOf(PodmanError);
-    expect((error as Error).message.length).toBeLessThan(1_000);
-    expect((error as Error).message).toContain(
-      'list containers: the answer is not what Podman prints (it lists 1000000 items, more than 100000)',
-    );
-    // Fewer of them: the first problem, not all of them.
-    const first = await answer(`[${Array(50_000).fill('{}').join(',')}]`).then(
-      () => expect.fail('the list was read'),
-      (e: unknown) => e as Error,
-    );
-    expect(first.message.length).toBeLessThan(1_000);
-    expect(first.message).toContain('the answer is not what Podman prints (item 0.Id: ');
-    // One container with a hundred thousand labels that are not text.
-    const labels = Object.fromEntries(Array.from({ length: 100_000 }, (_, i) => [`l${i}`, i]));
-    const wide = await answer(JSON.stringify([{ Id: 'x', State: 'running', Labels: labels }])).then(
-      () => expect.fail('the list was read'),
-      (e: unknown) => e as Error,
-    );
-    expect(wide.message).toContain('item 0 at .Labels: 100000 entries, more than 10000');
-    // What Podman prints is read as before.
-    const listed = await answer(
-      JSON.stringify([{ Id: 'abc', Names: ['agentd-x'], State: 'exited', Labels: null, ExitCode: 0 }]),
-    );
-    expect(listed).toEqual([{ Id: 'abc', Names: ['agentd-x'], State: 'exited', Labels: null, ExitCode: 0 }]);
-    expect(await answer('')).toEqual([]);
-    expect(await answer('null')).toEqual([]);
   });
 });
