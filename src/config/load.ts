@@ -21,7 +21,7 @@ import { hostAllowed, seesThisMachine, tcpHostExposure, transportOf } from './ho
 import { type HttpListen, parseListen } from './http.js';
 import { cacheVolumeKey, isInside, overlaps } from './mounts.js';
 import { configSearchPath, defaultSocketPath, defaultStateDir } from './paths.js';
-import { podmanPathCheck, podmanPaths } from './podman-paths.js';
+import { podmanPathCheck, podmanPaths, programPaths } from './podman-paths.js';
 import { capabilityName, parseSize, type RawResources, resolveResources } from './resources.js';
 import {
   allowedKeysAt,
@@ -371,7 +371,8 @@ function toSettings(raw: RawConfig, file: string, ctx: ConvertContext): Settings
   };
   writableSourceCheck(settings, ctx);
   readableSecretCheck(settings, ctx);
-  ctx.problems.push(...podmanPathCheck(agents, podmanPaths(ctx.env, ctx.uid, ctx.home), resolvedPath));
+  const guarded = [...podmanPaths(ctx.env, ctx.uid, ctx.home), ...programPaths(ctx.env)];
+  ctx.problems.push(...podmanPathCheck(agents, guarded, resolvedPath));
   return settings;
 }
 

@@ -1,4 +1,6 @@
-import { join, resolve } from 'node:path';
+import { statSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { isInside, overlaps } from './mounts.js';
 import { describe } from './schema.js';
 import type { AgentConfig } from './types.js';
@@ -18,7 +20,14 @@ export interface PodmanPath {
   what: string;
   /** `state`: no mount at all (its files are other containers' and their secrets); `config`: no read-write mount. */
   kind: 'state' | 'config';
+  /** What an agent that writes there could do (`config`). */
+  risk?: string;
+  /** Only it and the files directly in it matter (a directory of PATH), not a directory below it. */
+  entriesOnly?: boolean;
 }
+
+const PODMAN_CONFIG_RISK =
+  "they could change every later container, any agent's (a containers.conf line can mount the host into each)";
 
 /** Variables naming a configuration file Podman reads instead of (or over) its defaults. */
 const CONFIG_VARIABLES = [
@@ -34,7 +43,7 @@ export function podmanPaths(env: NodeJS.ProcessEnv, uid: number, home: string): 
     { path: '/var/lib/containers', what: "rootful Podman's storage", kind: 'state' },
     { path: '/run/containers', what: "rootful Podman's run directory (its registry logins)", kind: 'state' },
     { path: '/run/libpod', what: "rootful Podman's run directory", kind: 'state' },
-    { path: '/etc/containers', what: "Podman's configuration", kind: 'config' },
+    { path: '/etc/containers', what: "Podman's configuration", kind: 'config', risk: PODMAN_CONFIG_RISK },
     {
       path: '/usr/share/containers',
       what: "Podman's default configuration and seccomp profile",
@@ -50,7 +59,12 @@ export function podmanPaths(env: NodeJS.ProcessEnv, uid: number, home: string): 
   for (const name of CONFIG_VARIABLES) {
     const file = env[name];
     if (file !== undefined && file !== '') {
-      paths.push({ path: resolve(file), what: `Podman's configuration file (${name})`, kind: 'config' });
+      paths.push({
+        path: resolve(file),
+        what: `Podman's configuration file (${name})`,
+        kind: 'config',
+        risk: PODMAN_CONFIG_RISK,
+      });
     }
   }
   if (uid !== 0) {
@@ -66,6 +80,43 @@ export function podmanPaths(env: NodeJS.ProcessEnv, uid: number, home: string): 
       paths.push({ path: join(tmp, dir), what: "rootless Podman's run directory", kind: 'state' });
     }
   }
+  return paths;
+}
+
+/** agentd's own package (dist/ and node_modules/): this file is dist/config/podman-paths.js in it. */
+const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/**
+ * What the daemon runs on this machine, found anew at each call: the directories of PATH (podman,
+ * fallocate and mkfs.ext4 are looked up there, as the daemon's user, root on most machines), node's
+ * own, and agentd's package (modules such as tar are loaded when first needed, not at start). An agent
+ * that may write to one could put its own `podman` first on PATH, or its own code in agentd's, and the
+ * daemon would run it. Relative PATH entries are left out (the daemon's working directory is not
+ * known here).
+ */
+export function programPaths(
+  env: NodeJS.ProcessEnv,
+  execPath: string = process.execPath,
+  packageRoot: string = PACKAGE_ROOT,
+): PodmanPath[] {
+  const risk = 'they could put a program there that the daemon runs as its own user';
+  const dirs = new Set((env.PATH ?? '').split(':').filter((dir) => isAbsolute(dir)));
+  const paths: PodmanPath[] = [...dirs].map((dir) => ({
+    path: dir,
+    what: "a directory of the daemon's PATH (where it finds podman)",
+    kind: 'config' as const,
+    risk,
+    entriesOnly: true,
+  }));
+  if (isAbsolute(execPath)) {
+    paths.push({ path: dirname(execPath), what: "the directory of the daemon's node", kind: 'config', risk });
+  }
+  paths.push({
+    path: packageRoot,
+    what: "agentd's own code",
+    kind: 'config',
+    risk: 'they could rewrite the code the daemon loads next',
+  });
   return paths;
 }
 
@@ -89,11 +140,15 @@ export function podmanPathCheck(
   const problems: PodmanPathProblem[] = [];
   const check = (source: string, writable: boolean, path: PropertyKey[]) => {
     const resolved = real(source);
-    const hit = known.find(
-      (p) =>
-        (p.kind === 'state' || writable) &&
-        (overlaps(resolved, p.real) || overlaps(source, p.path) || overlaps(source, p.real)),
-    );
+    const reaches = (p: (typeof known)[number]) =>
+      p.entriesOnly
+        ? [p.real, p.path].some(
+            (at) => at === resolved || at === source || isInside(at, resolved) || isInside(at, source),
+          ) ||
+          ([dirname(resolved), dirname(source)].some((parent) => parent === p.real || parent === p.path) &&
+            !isDirectory(resolved))
+        : overlaps(resolved, p.real) || overlaps(source, p.path) || overlaps(source, p.real);
+    const hit = known.find((p) => (p.kind === 'state' || writable) && reaches(p));
     if (hit === undefined) return;
     const how =
       resolved === hit.real || source === hit.path
@@ -106,7 +161,7 @@ export function podmanPathCheck(
       message:
         hit.kind === 'state'
           ? `${describe(source)} ${how} ${describe(hit.path)}, ${hit.what}, which holds every container's files and Podman's copies of their secrets; mount another path`
-          : `${describe(source)} ${how} ${describe(hit.path)}, ${hit.what}, and its sessions may write to it (read_only: false): they could change every later container, any agent's (a containers.conf line can mount the host into each); make this mount read-only, or mount another path`,
+          : `${describe(source)} ${how} ${describe(hit.path)}, ${hit.what}, and its sessions may write to it (read_only: false): ${hit.risk ?? PODMAN_CONFIG_RISK}; make this mount read-only, or mount another path`,
     });
   };
   agents.forEach((agent, i) => {
@@ -116,4 +171,12 @@ export function podmanPathCheck(
     if (agent.context !== undefined) check(agent.context, false, ['agents', i, 'context']);
   });
   return problems;
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }

@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, type ConfigProblem, parseConfig } from '../../src/config/index.js';
+import { podmanPathCheck, programPaths } from '../../src/config/podman-paths.js';
+import type { AgentConfig } from '../../src/config/types.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'agentd-podman-paths-'));
 const state = join(dir, 'state');
@@ -26,7 +28,15 @@ symlinkSync(podmanConf, viaLink);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const FILE = join(dir, 'agentd.yaml');
-const ENV = { HOME: home, XDG_RUNTIME_DIR: '/run/user/1000', CONTAINERS_CONF: confFile };
+const bin = join(dir, 'opt', 'bin');
+mkdirSync(join(bin, 'sub'), { recursive: true });
+writeFileSync(join(bin, 'podman'), '#!/bin/sh\n');
+const ENV = {
+  HOME: home,
+  XDG_RUNTIME_DIR: '/run/user/1000',
+  CONTAINERS_CONF: confFile,
+  PATH: `${bin}:/usr/bin:relative/bin`,
+};
 
 function config(mounts: string, context = ''): string {
   return `daemon:\n  state_dir: ${state}\nagents:\n  - name: demo\n    image: localhost/agentd-base:bookworm\n    command: ["run"]\n    mounts:\n${mounts}${context}`;
@@ -93,5 +103,54 @@ describe("mounts and Podman's own files", () => {
       `contains "${join(home, '.local', 'share', 'containers')}", rootless Podman's storage, which holds every container's files and Podman's copies of their secrets`,
     );
     expect(found[1]?.message).toContain('is "');
+  });
+
+  it("refuses a read-write mount that is, holds or puts a file in a directory of the daemon's PATH, where it finds podman", () => {
+    const found = [join(dir, 'opt'), bin, join(bin, 'podman')].map((source) =>
+      problems(config(mount(source, '/m', false))),
+    );
+    expect(found.map((list) => list.map((p) => p.message))).toEqual([
+      [
+        expect.stringContaining(
+          `contains "${bin}", a directory of the daemon's PATH (where it finds podman)`,
+        ),
+      ],
+      [expect.stringContaining(`is "${bin}"`)],
+      [expect.stringContaining(`"${join(bin, 'podman')}" lies inside "${bin}"`)],
+    ]);
+    expect(found[0]?.[0]?.message).toContain(
+      'they could put a program there that the daemon runs as its own user',
+    );
+    // A directory below one of PATH is not looked in; read-only, PATH's own are fine.
+    expect(problems(config(mount(join(bin, 'sub'), '/m', false)))).toEqual([]);
+    expect(problems(config(mount(bin, '/m', true)))).toEqual([]);
+  });
+
+  it("refuses a read-write mount that holds or lies inside agentd's own code, or node's directory", () => {
+    const root = join(dir, 'opt');
+    const guarded = programPaths({}, '/usr/local/bin/node', join(root, 'agentd'));
+    const agents = [
+      {
+        mounts: [
+          { source: root, target: '/o', readOnly: false },
+          { source: join(root, 'agentd', 'dist'), target: '/d', readOnly: false },
+          { source: join(root, 'agentd'), target: '/r', readOnly: true },
+          { source: '/usr/local', target: '/l', readOnly: false },
+        ],
+      },
+    ] as unknown as AgentConfig[];
+    const found = podmanPathCheck(agents, guarded, (path) => path);
+    expect(found.map((p) => [p.path.join('.'), p.message])).toEqual([
+      [
+        'agents.0.mounts.0.source',
+        expect.stringContaining(`contains "${join(root, 'agentd')}", agentd's own code`),
+      ],
+      ['agents.0.mounts.1.source', expect.stringContaining('lies inside')],
+      [
+        'agents.0.mounts.3.source',
+        expect.stringContaining(`contains "/usr/local/bin", the directory of the daemon's node`),
+      ],
+    ]);
+    expect(found[0]?.message).toContain('they could rewrite the code the daemon loads next');
   });
 });
