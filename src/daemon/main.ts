@@ -665,6 +665,23 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim): Promise
     return undefined;
   });
   actor.stop();
+  // A host's reconciliation the start left going that its actor did not take over (the daemon stopped
+  // first) is waited for, as a reconciliation under way is: the outcomes it read from the exited
+  // containers it removed are nowhere else. The sessions it found running are left to the next start.
+  for (const [host, reconciled] of await startReconciliations.untaken()) {
+    log.info(
+      {
+        event: 'daemon.recovered',
+        host,
+        settled: reconciled.finished.map((s) => ({
+          session: s.request.sessionId,
+          outcome: s.outcome.outcome,
+        })),
+      },
+      `the reconciliation of host ${host} that the start left going has ended`,
+    );
+    settle(reconciled.finished);
+  }
   // The progress of schedules that fired in the last turn (it is written at the end of a turn).
   scheduleLog.flush();
   // No seal made again from now on (the next start makes them): one would write after writeWaiting.

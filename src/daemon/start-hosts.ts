@@ -100,6 +100,22 @@ export class StartReconciliations<T> {
   }
 
   /**
+   * At the daemon's end: the results of the reconciliations the start left going that no host's actor
+   * took over, once they have ended (each podman call within its deadline), by host. What they settled
+   * from the exited containers they removed is nowhere else.
+   */
+  async untaken(): Promise<Map<string, T>> {
+    const left = [...this.late.entries()];
+    this.late.clear();
+    const ended = await Promise.allSettled(left.map(([, reconciling]) => reconciling));
+    const results = new Map<string, T>();
+    ended.forEach((result, i) => {
+      if (result.status === 'fulfilled') results.set((left[i] as [string, Promise<T>])[0], result.value);
+    });
+    return results;
+  }
+
+  /**
    * A reconciliation of the host by its actor: the one the start left going (its result), else a
    * fresh one. The signal stops the waiting, not the reconciliation taken over.
    */

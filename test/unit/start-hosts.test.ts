@@ -121,4 +121,20 @@ describe('reconciling the hosts at start', () => {
     abort.abort(new Error('the daemon stops'));
     await expect(taken).rejects.toThrow('the daemon stops');
   });
+
+  it("hands the daemon's end what no host's actor took over, once it has ended", async () => {
+    const late = new StartReconciliations<string>();
+    const [left, taken, failing] = [pending<string>(), pending<string>(), pending<string>()];
+    await late.wait('left', left.promise, 10);
+    await late.wait('taken', taken.promise, 10);
+    await late.wait('failing', failing.promise, 10);
+    void late.take('taken', async () => 'fresh', new AbortController().signal).catch(() => {});
+    const untaken = late.untaken();
+    expect(await within(50, untaken)).toBe('stuck');
+    left.resolve('left reconciled');
+    failing.reject(new Error('list containers failed'));
+    taken.resolve('taken reconciled');
+    expect(await untaken).toEqual(new Map([['left', 'left reconciled']]));
+    expect(await late.untaken()).toEqual(new Map());
+  });
 });
