@@ -50,6 +50,20 @@ export function podmanPaths(env: NodeJS.ProcessEnv, uid: number, home: string): 
       kind: 'config',
     },
   ];
+  // Podman's helper_binaries_dir: the container's init (catatonit), the network helpers, rootlessport.
+  for (const dir of [
+    '/usr/libexec/podman',
+    '/usr/local/libexec/podman',
+    '/usr/lib/podman',
+    '/usr/local/lib/podman',
+  ]) {
+    paths.push({
+      path: dir,
+      what: "Podman's helper programs",
+      kind: 'config',
+      risk: "they could replace a program Podman runs for every container, any agent's (its init, its network)",
+    });
+  }
   const configHome = env.XDG_CONFIG_HOME || join(home, '.config');
   paths.push({
     path: join(configHome, 'containers'),

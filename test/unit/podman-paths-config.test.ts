@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, type ConfigProblem, parseConfig } from '../../src/config/index.js';
-import { podmanPathCheck, programPaths } from '../../src/config/podman-paths.js';
+import { podmanPathCheck, podmanPaths, programPaths } from '../../src/config/podman-paths.js';
 import type { AgentConfig } from '../../src/config/types.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'agentd-podman-paths-'));
@@ -88,6 +88,15 @@ describe("mounts and Podman's own files", () => {
     ]);
     const etc = problems(config(mount('/etc/containers', '/ec', false)), 0);
     expect(etc.map((p) => p.message)).toEqual([expect.stringContaining('is "/etc/containers"')]);
+    // Where Podman finds the container's init: only root may write there, whoever runs agentd.
+    const helpers = podmanPathCheck(
+      [{ mounts: [{ source: '/usr/libexec', target: '/x', readOnly: false }] }] as unknown as AgentConfig[],
+      podmanPaths({}, 0, '/root'),
+      (path) => path,
+    );
+    expect(helpers.map((p) => p.message)).toEqual([
+      expect.stringContaining(`contains "/usr/libexec/podman", Podman's helper programs`),
+    ]);
   });
 
   it('keeps read-only mounts of the configuration, and read-write mounts beside it', () => {
