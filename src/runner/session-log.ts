@@ -782,6 +782,14 @@ export interface LogSource {
 
 /** Bytes of the log read at a time. */
 const READ_BLOCK = 64 * 1024;
+/**
+ * The longest record LogReader waits for the end of: agentd writes lines of at most 64 KiB
+ * (OUTPUT_LINE_MAX_BYTES) behind a short head. Bytes with no newline past it (a log a crash left with
+ * blocks of zeros, or a planted one) are not a record: skipped to the next newline, where the numbered
+ * lines go on (a gap shows where). Waiting for their end copied what had come so far at every block: a
+ * sparse 1 GiB log held the daemon's event loop for more than ten minutes.
+ */
+const MAX_RECORD_BYTES = 1024 * 1024;
 
 /**
  * Reads a session's log after a sequence number, a block at a time, so that a client that reads
@@ -793,6 +801,8 @@ const READ_BLOCK = 64 * 1024;
 export class LogReader implements LogSource {
   private readonly files: { fd: number; pos: number; ino: number }[] = [];
   private carry: Buffer = Buffer.alloc(0);
+  /** Inside bytes longer than any record (MAX_RECORD_BYTES): dropped up to the next newline. */
+  private skipping = false;
   private expected: number;
   private firstRecord = true;
   private pendingNote: string | undefined;
@@ -834,16 +844,27 @@ export class LogReader implements LogSource {
         this.files.shift();
         // A record cut short at the end of a file is a write still under way: not a record.
         this.carry = Buffer.alloc(0);
+        this.skipping = false;
         continue;
       }
       file.pos += n;
       read += n;
-      const data =
+      let data =
         this.carry.length === 0
           ? this.block.subarray(0, n)
           : Buffer.concat([this.carry, this.block.subarray(0, n)]);
+      if (this.skipping) {
+        const end = data.indexOf(10);
+        if (end === -1) continue;
+        data = data.subarray(end + 1);
+        this.skipping = false;
+      }
       const last = data.lastIndexOf(10);
       this.carry = Buffer.from(last === -1 ? data : data.subarray(last + 1));
+      if (this.carry.length > MAX_RECORD_BYTES) {
+        this.carry = Buffer.alloc(0);
+        this.skipping = true;
+      }
       if (last === -1) continue;
       const text = data.toString('utf8', 0, last);
       let at = 0;

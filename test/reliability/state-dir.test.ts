@@ -832,3 +832,25 @@ describe('a record whose id is not a session id', () => {
     expect(await next.stop()).toBe(0);
   });
 });
+
+describe('a session log of 1 GiB with no newline (a sparse file: no disk taken)', () => {
+  it('is read past its bytes that are no record: logs shows the lines and the daemon keeps answering', async () => {
+    const d = tracked(await startDaemon({ agents: [agent('quick', git.url(), ['echo', 'quick-done'])] }));
+    const id = (await d.cli(['trigger', 'quick', '--detach'])).stdout.trim();
+    expect((await d.waitForOutcome(id)).outcome).toBe('succeeded');
+    const log = join(d.files.stateDir, 'sessions', `${id}.log`);
+    truncateSync(log, lstatSync(log).size + 1024 * 1024 * 1024);
+    figures.faultsInjected++;
+
+    // The old reader copied what it had read at every 64 KiB block, waiting for a newline: one `logs`
+    // held the event loop for more than ten minutes, `status` unanswered, RSS 600 MB.
+    const rss = new RssSampler(d.pid, 100);
+    const shown = await within(d.cli(['logs', id]), 60_000, `agentd logs ${id}`);
+    expect(shown.stdout).toMatch(/quick-done/);
+    const hello = await within(d.request({ type: 'hello', client: 'e2e' }), 5000, 'hello');
+    expect(hello?.type).toBe('hello');
+    expect(rss.stop()).toBeLessThan(300 * 1024);
+    figures.sessions += 1;
+    expect(await d.stop()).toBe(0);
+  });
+});
