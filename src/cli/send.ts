@@ -6,7 +6,7 @@ import type { InjectedEvent } from '../protocol/messages.js';
 import { isClientSideError, type Reply } from './client.js';
 import { ClientCommand } from './client-command.js';
 import { EXIT } from './exit-codes.js';
-import { jsonText } from './terminal.js';
+import { jsonText, quietOnBrokenPipe } from './terminal.js';
 
 export class SendCommand extends ClientCommand {
   static override paths = [['send']];
@@ -50,6 +50,12 @@ export class SendCommand extends ClientCommand {
     if (typeof client === 'number') return client;
     let rejected = 0;
     const where = this.file ?? (this.event !== undefined ? 'argument' : 'stdin');
+    // A reader that went away (`agentd send -f script | head`) stops the printing, not the events: the
+    // exit code still says whether any was rejected.
+    const readerGone = quietOnBrokenPipe(this.context.stdout, () => {});
+    const print = (reply: object) => {
+      if (!readerGone()) this.context.stdout.write(`${jsonText(reply)}\n`);
+    };
     try {
       for (const { line, number } of events) {
         let event: unknown;
@@ -67,7 +73,7 @@ export class SendCommand extends ClientCommand {
             problems: [],
             retryable: false,
           };
-          this.context.stdout.write(`${jsonText({ line: number, ...error })}\n`);
+          print({ line: number, ...error });
           continue;
         }
         // Sent as written: the daemon validates it and says what is wrong, field by field.
@@ -79,11 +85,11 @@ export class SendCommand extends ClientCommand {
         if (reply === undefined) return this.fail('lost the connection to the daemon', EXIT.infrastructure);
         // No answer, or a line that is no reply: the events after this one are not sent either.
         if (isClientSideError(reply)) {
-          this.context.stdout.write(`${jsonText({ line: number, ...reply })}\n`);
+          print({ line: number, ...reply });
           return this.fail(`${where}:${number}: ${reply.message}`, EXIT.infrastructure);
         }
         if (reply.type === 'error' || hasRejection(reply)) rejected++;
-        this.context.stdout.write(`${jsonText({ line: number, ...reply })}\n`);
+        print({ line: number, ...reply });
       }
     } finally {
       client.close();
