@@ -29,6 +29,28 @@ export function durationProblem(text: string): string | undefined {
 }
 
 /**
+ * A setting's duration as its configuration would write it, `90s`, `10m`, `1h30m` or `500ms` (what
+ * parseDuration reads back): a timeout or a grace period named in a message must say what was set,
+ * not round a `500ms` to `0s` or show `90m` as `5400s`.
+ */
+export function durationSetting(duration: number): string {
+  let ms = Number.isFinite(duration) ? Math.max(0, Math.round(duration)) : 0;
+  if (ms === 0) return '0s';
+  let text = '';
+  for (const [unit, size] of [
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1000],
+    ['ms', 1],
+  ] as const) {
+    const n = Math.floor(ms / size);
+    if (n > 0) text += `${n}${unit}`;
+    ms -= n * size;
+  }
+  return text;
+}
+
+/**
  * A duration as `850ms`, `12.5s`, `3m05s`, `2h03m05s` or `3d04h05m` (each parseable back: a day is an
  * age's unit); never negative (a clock set back while it was measured shows 0ms).
  */

@@ -1,3 +1,4 @@
+import { durationSetting } from '../duration.js';
 import { AgentdError, type ErrorCode } from '../errors.js';
 import { packageFile } from '../package-files.js';
 
@@ -70,7 +71,7 @@ export function classifyPodmanFailure(failure: PodmanFailure, image?: string): P
   if (failure.timedOut) {
     return new PodmanError(
       'PODMAN_TIMEOUT',
-      `${operation}: podman did not answer within ${Math.round((failure.timeoutMs ?? 0) / 1000)}s (${truncate(cmd)}); check that Podman is healthy with \`podman info\``,
+      `${operation}: podman did not answer within ${durationSetting(failure.timeoutMs ?? 0)} (${truncate(cmd)}); check that Podman is healthy with \`podman info\``,
       failure,
     );
   }

@@ -1,6 +1,7 @@
 import type { ContainerSummary } from '../adapters/podman.js';
 import { LOCAL_HOST } from '../config/hosts.js';
 import { LABEL_SESSION, LIVE_CONTAINER_STATES } from '../constants.js';
+import { durationSetting } from '../duration.js';
 import type { SettledSession } from '../machines/host.machine.js';
 import type { SessionRecord } from '../sessions/records.js';
 import { abandoned, requestOf } from './recovery.js';
@@ -55,7 +56,7 @@ export function abandonedWaiting(
   return records.map((record) =>
     abandon(
       record,
-      `the daemon restarted while it was ${record.phase}, and its host ${host} did not answer within ${Math.round(graceMs / 1000)}s (daemon.host_down_grace); its container, if it still runs, is removed when the host is reconciled`,
+      `the daemon restarted while it was ${record.phase}, and its host ${host} did not answer within ${durationSetting(graceMs)} (daemon.host_down_grace); its container, if it still runs, is removed when the host is reconciled`,
     ),
   );
 }

@@ -8,6 +8,7 @@ import {
   NEVER_STARTED_STATES,
   SESSION_ID_PATTERN,
 } from '../constants.js';
+import { durationSetting } from '../duration.js';
 import { listedExitedByRestart } from '../host-restart.js';
 import type { RecoveryPlan } from '../machines/daemon.machine.js';
 import type { AdoptedSession } from '../machines/session.machine.js';
@@ -119,7 +120,7 @@ export function planRecovery(
           outcome: 'timed_out',
           phase: record.phase,
           ...(exitCode === undefined || exitCode < 0 ? {} : { exitCode }),
-          message: `session exceeded its timeout of ${Math.round((timeoutMs ?? 0) / 1000)}s while ${record.phase}; recovered after a daemon restart: its container was stopped at the deadline`,
+          message: `session exceeded its timeout of ${durationSetting(timeoutMs ?? 0)} while ${record.phase}; recovered after a daemon restart: its container was stopped at the deadline`,
         },
       });
       continue;

@@ -11,7 +11,7 @@ import {
   stateIn,
 } from 'xstate';
 import { defaultResources } from '../config/resources.js';
-import { MAX_DURATION_MS } from '../duration.js';
+import { durationSetting, MAX_DURATION_MS } from '../duration.js';
 import type {
   AbortEvent,
   AttachEvent,
@@ -808,7 +808,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
                             hostLost(
                               phaseOfRun(context),
                               context.host,
-                              `it did not answer again within ${Math.round((settings.hostDownGraceMs ?? 600_000) / 1000)}s (daemon.host_down_grace); the container, if it still runs, is removed when the host is reconciled`,
+                              `it did not answer again within ${durationSetting(settings.hostDownGraceMs ?? 600_000)} (daemon.host_down_grace); the container, if it still runs, is removed when the host is reconciled`,
                             ),
                         },
                       },

@@ -1,5 +1,6 @@
 import { constants as osConstants } from 'node:os';
 import { classifyPodmanFailure } from '../adapters/podman-errors.js';
+import { durationSetting } from '../duration.js';
 import { errorMessage } from '../errors.js';
 import { isNotFailedKind, kindOfExitCode, type OutcomeKind } from '../outcome-kinds.js';
 import type { Phase, RunResult } from './types.js';
@@ -109,7 +110,7 @@ export function stopped(reason: StopReason, phase: Phase, timeoutMs: number | un
     return {
       outcome: 'timed_out',
       phase,
-      message: `session exceeded its timeout of ${Math.round((timeoutMs ?? 0) / 1000)}s while ${phase}`,
+      message: `session exceeded its timeout of ${durationSetting(timeoutMs ?? 0)} while ${phase}`,
     };
   }
   return { outcome: 'cancelled', phase, message: `session cancelled while ${phase}` };

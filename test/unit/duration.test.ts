@@ -1,6 +1,13 @@
 /** The one duration rule, as the config, triggers and the CLI share it. */
 import { describe, expect, it } from 'vitest';
-import { durationProblem, formatDuration, MAX_DURATION_MS, parseDuration } from '../../src/duration.js';
+import {
+  durationProblem,
+  durationSetting,
+  formatDuration,
+  MAX_DURATION_MS,
+  parseDuration,
+} from '../../src/duration.js';
+import { stopped } from '../../src/sessions/run-outcome.js';
 
 describe('durations', () => {
   it.each([
@@ -59,5 +66,32 @@ describe('durations', () => {
     [-1, '0ms'],
   ])('formats %d ms as %s', (ms, text) => {
     expect(formatDuration(ms)).toBe(text);
+  });
+});
+
+describe('a setting named in a message', () => {
+  it.each([
+    [500, '500ms'],
+    [1, '1ms'],
+    [1500, '1s500ms'],
+    [12_000, '12s'],
+    [60_000, '1m'],
+    [600_000, '10m'],
+    [5_400_000, '1h30m'],
+    [MAX_DURATION_MS, '596h31m23s647ms'],
+    [0, '0s'],
+    [Number.NaN, '0s'],
+  ])('writes %d ms as %s, which reads back as the same duration', (ms, text) => {
+    expect(durationSetting(ms)).toBe(text);
+    if (ms > 0) expect(parseDuration(text)).toBe(ms);
+  });
+
+  it('says the timeout a session was given, not 0s for one under a second or 5400s for 90m', () => {
+    expect(stopped('timeout', 'running', 500).message).toBe(
+      'session exceeded its timeout of 500ms while running',
+    );
+    expect(stopped('timeout', 'cloning', 5_400_000).message).toBe(
+      'session exceeded its timeout of 1h30m while cloning',
+    );
   });
 });

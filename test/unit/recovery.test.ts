@@ -193,7 +193,7 @@ describe('recovery planning', () => {
       phase: 'running',
       exitCode: 137,
     });
-    expect(plan.finished[0]?.outcome.message).toMatch(/timeout of 60s while running/);
+    expect(plan.finished[0]?.outcome.message).toMatch(/timeout of 1m while running/);
   });
 
   it('calls a session timed out when the daemon stopped its container at its deadline and crashed before recording it', () => {
