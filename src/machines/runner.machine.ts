@@ -650,13 +650,15 @@ export function runnerMachineFor(settings: RunnerSettings) {
                     ],
                     on: {
                       stop: stopHere(RUNNING),
-                      'container.exited': exited(({ context, event }) =>
-                        commandExited(
-                          event.exitCode,
-                          context.session.spec.command[0] ?? '',
-                          oomOf(context, event),
-                          context.session.spec.exitCodes,
-                        ),
+                      'container.exited': exited(
+                        ({ context, event }) =>
+                          commandExited(
+                            event.exitCode,
+                            context.session.spec.command[0] ?? '',
+                            oomOf(context, event),
+                            context.session.spec.exitCodes,
+                          ),
+                        true,
                       ),
                     },
                   },
@@ -982,13 +984,24 @@ function stopHere(phase: { phase: Phase }) {
 
 type ExitedEvent = Extract<RunnerEvent, { type: 'container.exited' }>;
 
-/** The container exited: after a stop the stop's fate stands (with the exit code); otherwise `fate` decides. */
-function exited(fate: (args: { context: RunnerContext; event: ExitedEvent }) => RunFate) {
+/**
+ * The container exited: after a stop the stop's fate stands, with the exit code once the command ran
+ * (`commandRan`): before that the code is the setup step's or podman's own (a `podman run` cut short
+ * while it creates the container exits 0, or -1 when killed at once), never the command's. Otherwise `fate` decides.
+ */
+function exited(fate: (args: { context: RunnerContext; event: ExitedEvent }) => RunFate, commandRan = false) {
   return [
     {
       guard: 'fateDecided',
       target: '#runner.tearingDown',
-      actions: { type: 'noteExitCode', params: ({ event }: { event: ExitedEvent }) => event.exitCode },
+      actions: commandRan
+        ? [
+            {
+              type: 'noteExitCode',
+              params: ({ event }: { event: ExitedEvent }) => event.exitCode,
+            } as const,
+          ]
+        : [],
     },
     { target: '#runner.tearingDown', actions: { type: 'decide', params: fate } },
   ] as const;

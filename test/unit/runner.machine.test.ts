@@ -1136,4 +1136,33 @@ describe('runner machine', () => {
     ]);
     expect([...podman.secrets, ...podman.containers.keys()]).toEqual([]);
   });
+
+  it('gives a session stopped before its command ran no exit code: podman run cut short exits 0, the setup step by the stop', async () => {
+    // `podman run` that gets SIGTERM while it creates the container exits 0 (measured with Podman
+    // 4.3): that was the cancelled session's "exit code 0", as if its command had run and succeeded.
+    const cutShort = new FakePodman('auto');
+    const early = start(cutShort);
+    await until(() => cutShort.stream() !== undefined, 'attached');
+    early.actor.send({ type: 'cancel' });
+    await until(() => cutShort.stream()?.signal?.aborted === true, 'the run cut short');
+    cutShort.stream()?.exit(0);
+    const cancelled = await early.result;
+    expect(cancelled).toMatchObject({ outcome: 'cancelled', phase: 'creating' });
+    expect(cancelled).not.toHaveProperty('exitCode');
+    expect(cancelled).not.toHaveProperty('signal');
+    // Stopped while it clones: 143 is the setup step's end by the stop, not the command's.
+    const cloning = new FakePodman('auto');
+    const late = start(cloning);
+    await until(() => cloning.stream() !== undefined, 'attached');
+    const stream = cloning.stream() ?? expect.fail('no stream');
+    const marker = cloning.markerOf(CONTAINER);
+    for (const line of ['started', 'phase cloning']) stream.line(`${marker} ${line}`);
+    late.actor.send({ type: 'cancel' });
+    await until(() => cloning.calls.some((c) => c.op === 'stopContainer'), 'the stop');
+    stream.exit(143);
+    const stopped = await late.result;
+    expect(stopped).toMatchObject({ outcome: 'cancelled', phase: 'cloning' });
+    expect(stopped).not.toHaveProperty('exitCode');
+    expect(stopped).not.toHaveProperty('signal');
+  });
 });
