@@ -147,6 +147,21 @@ describe('hostile text on the operator terminal', () => {
     expect(JSON.parse(jsonText(value))).toEqual(value);
   });
 
+  it('shows every format character, tag characters too, and JSON the same to a parser', () => {
+    // Tag characters spell `IGNORE` unseen on a terminal (a model reading the text sees it); the
+    // deprecated U+206E, U+180E, an interlinear annotation and a soft hyphen are format characters too.
+    const hidden = `ok \u{E0049}\u{E0047}\u{E004E}\u{E004F}\u{E0052}\u{E0045} a\u206Eb\u180Ec\uFFF9d\u00ADe`;
+    const shownAs =
+      'ok <U+E0049><U+E0047><U+E004E><U+E004F><U+E0052><U+E0045> a<U+206E>b<U+180E>c<U+FFF9>d<U+00AD>e';
+    expect(visible(hidden)).toBe(shownAs);
+    expect(visibleKeepingColours(`\x1b[32mINFO\x1b[39m: ${hidden}`)).toBe(`\x1b[32mINFO\x1b[39m: ${shownAs}`);
+    const json = jsonText({ line: hidden });
+    expect(json).not.toMatch(/[\u206e\u180e\ufff9\u00ad\udb40]/);
+    expect(json).toContain('\\udb40\\udc49');
+    expect(JSON.parse(json)).toEqual({ line: hidden });
+    expect(JSON.parse(inertJson(JSON.stringify({ msg: hidden })))).toEqual({ msg: hidden });
+  });
+
   it("keeps a formatter's colours in the daemon's pretty log, and nothing else that acts", () => {
     const line = `\x1b[32mINFO\x1b[39m: session failed: ${HOSTILE}\n`;
     const shown = visibleKeepingColours(line);

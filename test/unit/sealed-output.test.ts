@@ -145,6 +145,13 @@ describe('sealed output', () => {
       'bom\uFEFFname',
       'alm\u061Cname',
       'wj\u2060name',
+      // Format characters past the first list: tag characters (hidden ASCII), deprecated ones, U+180E,
+      // an interlinear annotation, a soft hyphen.
+      'tag\u{E0041}\u{E0042}name',
+      'dep\u206Ename',
+      'mvs\u180Ename',
+      'ann\uFFF9name',
+      'shy\u00ADname',
     ];
     const path = archive(dir, 'out.tar', [
       ...bad.map((name) => file(`./${name}`, 'x')),
