@@ -5,7 +5,7 @@ import { failOnReply, failWith, printJson } from './client-io.js';
 import { EXIT } from './exit-codes.js';
 import { outcomeLine } from './format.js';
 import { followSession, type OutputReply } from './session-follow.js';
-import { outputFilter, quietOnBrokenPipe } from './terminal.js';
+import { outputFilter, quietOnBrokenPipe, shownOn } from './terminal.js';
 import { isSequenceNumber, isSessionId } from './validators.js';
 
 export class LogsCommand extends ClientCommand {
@@ -74,7 +74,8 @@ export class LogsCommand extends ClientCommand {
       else stdout.write(`${show(reply.line)}\n`);
     };
     const outcome = (record: SessionRecord) => {
-      if (record.outcome) stderr.write(`${outputFilter(stderr, this.raw)(outcomeLine(record))}\n`);
+      // agentd's own line, made visible on a terminal even with --raw (which is for the output).
+      if (record.outcome) stderr.write(`${shownOn(stderr, outcomeLine(record))}\n`);
       else stderr.write(`session ${record.id} is still ${record.phase}\n`);
       return EXIT.succeeded;
     };

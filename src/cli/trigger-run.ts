@@ -6,7 +6,7 @@ import { type ClientIo, connectDaemon, exitCodeForReply, fail, failWith, printJs
 import { EXIT, type ExitCodeMode, exitCodeForRecord, exitCodeForRefusal } from './exit-codes.js';
 import { outcomeJson, outcomeLine } from './format.js';
 import { followSession, type OutputReply } from './session-follow.js';
-import { outputFilter, quietOnBrokenPipe } from './terminal.js';
+import { outputFilter, quietOnBrokenPipe, shownOn } from './terminal.js';
 
 /** The trigger's fields as the protocol has them, and how the CLI shows the session. */
 export type TriggerOptions = { [K in keyof TriggerFields]: TriggerFields[K] | undefined } & {
@@ -97,7 +97,9 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
     const code = exitCodeForRecord(record, options.exitCode, options.strict);
     if (options.json)
       printJson(io, { ...outcomeJson(record, code), elapsedMs: Math.round(performance.now() - started) });
-    else print(`${show(outcomeLine(record))}\n`);
+    // agentd's own line, made visible on a terminal even with --raw (which is for the output): its
+    // message can hold a git server's `remote:` lines.
+    else print(`${shownOn(stdout, outcomeLine(record))}\n`);
     return code;
   };
   process.on('SIGINT', onInterrupt);

@@ -61,7 +61,18 @@ async function daemon(): Promise<string> {
             state: 'ready',
           });
         else if (request.type === 'show') send({ type: 'session', record: RECORD });
-        else if (request.type === 'wait') send(outcome);
+        else if (request.type === 'trigger') {
+          send({ type: 'accepted', sessionId: ID, queued: false, position: 0 });
+          send({
+            type: 'output',
+            sessionId: ID,
+            line: HOSTILE,
+            seq: 1,
+            stream: 'stdout',
+            time: RECORD.acceptedAt,
+          });
+          send(outcome);
+        } else if (request.type === 'wait') send(outcome);
         else if (request.type === 'logs') {
           send({
             type: 'output',
@@ -119,6 +130,22 @@ describe('hostile text on the operator terminal', () => {
       'remote: ^[]52;c;cHduZWQ=^G^[]0;title^G M-^[2J M-^]52;c;eA==M-^\\ <U+202E>evil',
     );
     expect(out + err).not.toMatch(ACTS_ON_TERMINAL);
+  });
+
+  it.each([
+    ['trigger', ['trigger', 'a', '--raw'], 'out'],
+    ['logs', ['logs', ID, '--raw'], 'err'],
+  ])('%s --raw writes the output as it is, and its outcome line made visible', async (_name, args, where) => {
+    // --raw is for the agent's output (its colours); the outcome line is agentd's, and its message can
+    // hold a git server's `remote:` lines.
+    const socket = await daemon();
+    const { out, err } = await run([...args, '--socket', socket]);
+    expect(out).toContain(`${HOSTILE}\n`);
+    const outcome = (where === 'out' ? out : err)
+      .split('\n')
+      .find((line) => line.startsWith(`session ${ID} failed`));
+    expect(outcome).toContain('remote: ^[]52;c;cHduZWQ=^G');
+    expect(outcome).not.toMatch(ACTS_ON_TERMINAL);
   });
 
   it.each([
