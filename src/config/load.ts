@@ -42,6 +42,7 @@ import type {
   NotifyTarget,
   Settings,
 } from './types.js';
+import { MAX_YAML_DEPTH, tooDeepAt } from './yaml-depth.js';
 
 export const DEFAULTS = {
   maxSessions: 4,
@@ -245,6 +246,19 @@ export function parseConfig(
   home: string = env.HOME || homedir(),
 ): Settings {
   const absFile = resolve(file);
+  const deep = tooDeepAt(text);
+  if (deep !== undefined) {
+    const before = text.slice(0, deep);
+    const line = before.split('\n').length;
+    throw new ConfigError(absFile, [
+      {
+        path: '',
+        message: `the YAML nests deeper than ${MAX_YAML_DEPTH} levels here (agentd.yaml needs a handful; see examples/agentd.yaml); is it the right file?`,
+        line,
+        column: deep - before.lastIndexOf('\n'),
+      },
+    ]);
+  }
   const lines = new LineCounter();
   // merge: true so that `<<: *defaults` can share settings between agents.
   const doc = parseDocument(text, { prettyErrors: true, lineCounter: lines, merge: true });
