@@ -14,6 +14,7 @@ import type { RecoveryPlan } from '../machines/daemon.machine.js';
 import type { AdoptedSession } from '../machines/session.machine.js';
 import { isNotFailedKind, kindOfExitCode } from '../outcome-kinds.js';
 import type { SessionRecord } from '../sessions/records.js';
+import { signalOfExit } from '../sessions/run-outcome.js';
 import type { SessionRequest } from '../sessions/types.js';
 
 /**
@@ -119,7 +120,11 @@ export function planRecovery(
         outcome: {
           outcome: 'timed_out',
           phase: record.phase,
-          ...(exitCode === undefined || exitCode < 0 ? {} : { exitCode }),
+          // As a live session's: the exit code (and the stop's signal) only once the command ran, never
+          // the setup step's while it cloned.
+          ...(exitCode === undefined || exitCode < 0 || record.phase !== 'running'
+            ? {}
+            : { exitCode, ...signalField(exitCode) }),
           message: `session exceeded its timeout of ${durationSetting(timeoutMs ?? 0)} while ${record.phase}; recovered after a daemon restart: its container was stopped at the deadline`,
         },
       });
@@ -175,6 +180,7 @@ export function planRecovery(
           kind,
           phase: 'running',
           exitCode,
+          ...signalField(exitCode),
           // Its container is removed with what Podman kept of its output: the session's log ends where
           // the daemon that died last read it.
           message: `recovered after a daemon restart: the container had exited with code ${exitCode} (${kind}); what it printed while no daemon watched, if anything, is not in the session's log`,
@@ -201,6 +207,12 @@ export function planRecovery(
     });
   }
   return plan;
+}
+
+/** The signal a command's exit code says ended it (128 + N), as a live session's outcome names it. */
+function signalField(exitCode: number): { signal?: string } {
+  const signal = signalOfExit(exitCode);
+  return signal === undefined ? {} : { signal };
 }
 
 /**

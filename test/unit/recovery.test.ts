@@ -233,6 +233,32 @@ describe('recovery planning', () => {
     expect(itself.finished[0]?.outcome).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
   });
 
+  it('gives a recovered session the exit code and signal a live one would have: none for a timeout while cloning', () => {
+    const exitedAt = Date.parse(STARTED) / 1000 + 70;
+    const plan = planRecovery(
+      [
+        record(id(1), 'cloning', { timeoutMs: 60_000 }),
+        record(id(2), 'running', { timeoutMs: 60_000 }),
+        record(id(3), 'tearing_down'),
+      ],
+      [
+        // Podman's --timeout stopped the clone: 143 is the setup step's, not the command's.
+        container(id(1), 'exited', { ExitCode: 143, ExitedAt: exitedAt }),
+        container(id(2), 'exited', { ExitCode: 143, ExitedAt: exitedAt }),
+        container(id(3), 'exited', { ExitCode: 137 }),
+      ],
+      AGENTS,
+      NOW,
+    );
+    expect(plan.finished.map((f) => f.outcome)).toEqual([
+      expect.objectContaining({ outcome: 'timed_out', phase: 'cloning' }),
+      expect.objectContaining({ outcome: 'timed_out', phase: 'running', exitCode: 143, signal: 'SIGTERM' }),
+      expect.objectContaining({ outcome: 'failed', kind: 'killed', exitCode: 137, signal: 'SIGKILL' }),
+    ]);
+    expect(plan.finished[0]?.outcome).not.toHaveProperty('exitCode');
+    expect(plan.finished[0]?.outcome).not.toHaveProperty('signal');
+  });
+
   it("judges a timeout by the container's own run, start to exit on its host's clock, not by the daemon's clock", () => {
     const start = Date.parse(STARTED) / 1000;
     // Its host's clock an hour ahead: it exited after the deadline by that clock, having run 30 s of 60.
