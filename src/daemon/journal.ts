@@ -250,8 +250,11 @@ export class SessionJournal {
     this.index.set(record);
   }
 
-  /** A session's new phase; `host` once it is placed (it goes into the record with its first phase). */
-  phase(sessionId: string, phase: SessionPhase, host?: string): void {
+  /**
+   * A session's new phase; `host` once it is placed (it goes into the record with its first phase);
+   * `decided`, with `tearing_down`, the outcome the teardown ends with (for a restarted daemon).
+   */
+  phase(sessionId: string, phase: SessionPhase, host?: string, decided?: SessionRecord['decided']): void {
     // A phase never comes after the outcome (some are written a microtask late: see main.ts).
     if (this.index.get(sessionId)?.outcome !== undefined) return;
     const at = new Date().toISOString();
@@ -264,6 +267,7 @@ export class SessionJournal {
       phases: [...r.phases, { phase, at }],
       startedAt: r.startedAt ?? at,
       ...(host === undefined ? {} : { host }),
+      ...(decided === undefined ? {} : { decided }),
     }));
     this.log.info({ event: 'session.phase', session: sessionId, phase }, `session ${phase}`);
     this.bus.publish({ type: 'phase', sessionId, agent: record?.agent ?? '', phase });
@@ -326,7 +330,7 @@ export class SessionJournal {
     this.steadyStarts.delete(request.sessionId);
     if (this.index.get(request.sessionId) !== undefined)
       this.onFinishing({ id: request.sessionId, agent: request.agent }, outcome.outcome);
-    let record = this.rewrite(request.sessionId, (r) => ({
+    let record = this.rewrite(request.sessionId, ({ decided: _decided, ...r }) => ({
       ...r,
       phase: 'finished',
       phases: [...r.phases, { phase: 'finished', at: finishedAt.toISOString() }],

@@ -42,7 +42,7 @@ import {
   type StateDirProblem,
 } from '../machines/daemon.machine.js';
 import { type HostReconciled, hostMachine, type SettledSession } from '../machines/host.machine.js';
-import { runnerMachineFor } from '../machines/runner.machine.js';
+import { decidedOf, runnerMachineFor } from '../machines/runner.machine.js';
 import { scheduleMachine } from '../machines/schedule.machine.js';
 import { sessionMachine } from '../machines/session.machine.js';
 import { type DaemonPort, replyError } from '../protocol/context.js';
@@ -896,8 +896,20 @@ function sessionLogic(
         // machine starts at the end of this same step: the record is written (about 3 ms, two files)
         // right after its spawn instead of before it, in a microtask: nothing else runs in between, and
         // followers still hear of the phase only once it is written.
-        if (phase === 'creating' || phase === 'tearing_down')
-          queueMicrotask(() => journal.phase(sessionId, phase));
+        // The teardown's record keeps the outcome already decided: a daemon that dies while the session
+        // tears down is followed by one that settles it so (recovery.ts), not by its container's exit code.
+        if (phase === 'tearing_down') {
+          const { outcome, kind, phase: at, exitCode, signal, message } = decidedOf(context);
+          const decided = {
+            outcome,
+            phase: at,
+            ...(kind === undefined ? {} : { kind }),
+            ...(exitCode === undefined ? {} : { exitCode }),
+            ...(signal === undefined ? {} : { signal }),
+            ...(message === undefined ? {} : { message }),
+          };
+          queueMicrotask(() => journal.phase(sessionId, phase, undefined, decided));
+        } else if (phase === 'creating') queueMicrotask(() => journal.phase(sessionId, phase));
         else journal.phase(sessionId, phase);
       },
       announceContainer: ({ context }, { container }) =>

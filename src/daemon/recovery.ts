@@ -75,6 +75,19 @@ export function planRecovery(
       });
       continue;
     }
+    if (record.phase === 'tearing_down' && record.decided !== undefined) {
+      // Its outcome was decided before its teardown began; the container's exit code does not say it (a
+      // stop's 143, a cut-short run's 0, a failed clone's code). One still running is stopped and removed.
+      if (container && LIVE_CONTAINER_STATES.has(container.State))
+        plan.remove.push(container.Names[0] ?? container.Id);
+      const { message, ...decided } = record.decided;
+      const recovered = 'recovered after a daemon restart while it tore down';
+      plan.finished.push({
+        request,
+        outcome: { ...decided, message: message === undefined ? recovered : `${message} (${recovered})` },
+      });
+      continue;
+    }
     if (container && LIVE_CONTAINER_STATES.has(container.State)) {
       if (!agent) {
         // Nobody will supervise it: it is stopped and removed.
@@ -161,6 +174,10 @@ export function planRecovery(
     // A container the record says ran but Podman says never started was reset by a restart of its host
     // (Podman 4 makes every container that had not exited `configured` again), as is one Podman 5 says
     // exited at no time: its exit code is no exit code (0), never a success.
+    // Tearing down after a stop or a failed setup before the command ran (a record of a daemon that kept
+    // no decided outcome): the container's exit code is the setup step's or podman's, never the command's.
+    const before = record.phase === 'tearing_down' ? lastRunPhase(record) : undefined;
+    const commandNeverRan = before === 'creating' || before === 'cloning';
     const reset =
       exitedByRestart ||
       (container !== undefined &&
@@ -169,6 +186,7 @@ export function planRecovery(
     if (
       container &&
       !reset &&
+      !commandNeverRan &&
       exitCode !== undefined &&
       (record.phase === 'running' || record.phase === 'tearing_down')
     ) {
@@ -202,7 +220,9 @@ export function planRecovery(
             ? `the daemon stopped while the session was ${record.phase}; its container is ${exitedByRestart ? `${container.State} with no exit time` : `${container.State} again`}, as Podman leaves a container that was running when its host restarted, so how the agent's command ended is not known`
             : never
               ? `the daemon stopped while the session was ${record.phase}; its container never ran the command`
-              : `the daemon stopped while the session was ${record.phase}; its container ${container.State === 'exited' ? `exited${exitCode === undefined ? '' : ` with code ${exitCode}`}` : `was ${container.State}`} with no daemon watching, so whether the agent's command ran is not known`,
+              : commandNeverRan
+                ? `the daemon stopped while the session was ${record.phase}, before its command ran (it had got to ${before}); its container ${container.State === 'exited' ? `exited${exitCode === undefined ? '' : ` with code ${exitCode}`}` : `was ${container.State}`}, which is not the command's exit, and whether a cancel, a timeout or a failed setup ended it is not known`
+                : `the daemon stopped while the session was ${record.phase}; its container ${container.State === 'exited' ? `exited${exitCode === undefined ? '' : ` with code ${exitCode}`}` : `was ${container.State}`} with no daemon watching, so whether the agent's command ran is not known`,
       ),
     });
   }
@@ -213,6 +233,18 @@ export function planRecovery(
 function signalField(exitCode: number): { signal?: string } {
   const signal = signalOfExit(exitCode);
   return signal === undefined ? {} : { signal };
+}
+
+/**
+ * The last phase of the run a record reached before its teardown; undefined when its phases do not say
+ * (the command may have run).
+ */
+function lastRunPhase(record: SessionRecord): 'creating' | 'cloning' | 'running' | undefined {
+  for (let i = record.phases.length - 1; i >= 0; i--) {
+    const phase = record.phases[i]?.phase;
+    if (phase === 'creating' || phase === 'cloning' || phase === 'running') return phase;
+  }
+  return undefined;
 }
 
 /**

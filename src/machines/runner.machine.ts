@@ -1131,9 +1131,13 @@ function phaseOfRun(context: RunnerContext): Phase {
   return context.phases[context.phases.length - 1]?.phase ?? 'creating';
 }
 
-/** The run result: the decided fate, a teardown problem turning a success into an error, and the timings. */
-function resultOf(context: RunnerContext): RunResult {
-  let fate: RunFate = context.fate ?? {
+/**
+ * The outcome a run has once its teardown begins (the fate, with the exit code noted after a stop): the
+ * record keeps it while the teardown runs, so a daemon that dies then is followed by one that settles the
+ * session as this one would have, not by the exit code of a container a stop or a failed setup ended.
+ */
+export function decidedOf(context: RunnerContext): RunFate {
+  const fate: RunFate = context.fate ?? {
     outcome: 'error',
     phase: phaseOfRun(context),
     message: 'the run ended without an outcome',
@@ -1141,8 +1145,14 @@ function resultOf(context: RunnerContext): RunResult {
   if (fate.exitCode === undefined && context.exitCode !== undefined) {
     // A cancelled or timed-out command ends by the stop's signal: say which, not only 128 + N.
     const signal = fate.signal ?? signalOfExit(context.exitCode);
-    fate = { ...fate, exitCode: context.exitCode, ...(signal === undefined ? {} : { signal }) };
+    return { ...fate, exitCode: context.exitCode, ...(signal === undefined ? {} : { signal }) };
   }
+  return fate;
+}
+
+/** The run result: the decided fate, a teardown problem turning a success into an error, and the timings. */
+function resultOf(context: RunnerContext): RunResult {
+  let fate = decidedOf(context);
   if (context.teardownProblems.length > 0 && fate.outcome === 'succeeded') {
     fate = {
       ...fate,

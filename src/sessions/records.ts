@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { AGENT_NAME_MAX, AGENT_NAME_PATTERN, SESSION_ID_PATTERN } from '../constants.js';
 import { OUTCOME_KINDS } from '../outcome-kinds.js';
-import { OUTCOMES, SESSION_PHASES } from './types.js';
+import { OUTCOMES, RUN_PHASES, SESSION_PHASES } from './types.js';
 
 export const outcomeSchema = z.enum(OUTCOMES);
 export const phaseSchema = z.enum(SESSION_PHASES);
@@ -96,6 +96,21 @@ export const sessionRecordSchema = z.object({
   timings: z.record(z.string(), z.number()).optional(),
   /** The host it ran on (`hosts:`; `local` without). */
   host: z.string().optional(),
+  /**
+   * The outcome decided before the teardown began, kept while the session tears down (a cancel or
+   * timeout, a failed setup, the command's exit): a daemon restarted then settles the session with it,
+   * since the exited container's code alone does not say whether a stop ended it. Gone once `outcome` is set.
+   */
+  decided: z
+    .object({
+      outcome: outcomeSchema,
+      kind: z.enum(OUTCOME_KINDS).optional(),
+      phase: z.enum(RUN_PHASES),
+      exitCode: z.number().optional(),
+      signal: z.string().optional(),
+      message: z.string().optional(),
+    })
+    .optional(),
   outcome: outcomeSchema.optional(),
   /** What the command's exit code meant (outcome kinds: the convention or the agent's exit_codes). */
   kind: z.enum(OUTCOME_KINDS).optional(),

@@ -153,7 +153,7 @@ describe('crash recovery around podman calls', () => {
     expect(await next.stop()).toBe(0);
   });
 
-  it('settles a session killed during teardown with its container exit code', async () => {
+  it('settles a session killed during teardown with the outcome decided before it (its record keeps it)', async () => {
     const fake = new FakePodman();
     const rule: FaultRule = { subcommand: 'rm', call: 1, action: 'hang' };
     fake.setRules([rule]);
@@ -165,8 +165,16 @@ describe('crash recovery around podman calls', () => {
       () => next.record(id)?.outcome && next.record(id),
       () => 'the settled record',
     );
-    expect(record).toMatchObject({ outcome: 'failed', exitCode: 7, phase: 'finished' });
-    expect(record.message).toMatch(/recovered after a daemon restart: the container had exited with code 7/);
+    expect(before?.decided).toMatchObject({
+      outcome: 'failed',
+      kind: 'failure',
+      exitCode: 7,
+      phase: 'running',
+    });
+    expect(record).toMatchObject({ outcome: 'failed', kind: 'failure', exitCode: 7, phase: 'finished' });
+    expect(record.message).toBe(
+      'command exited with code 7 (recovered after a daemon restart while it tore down)',
+    );
     expect(await inspectContainer(before?.container ?? '')).toBeUndefined();
     const logs = await next.cli(['logs', id]);
     expect(logs.stdout).toBe('finished the work\n');

@@ -230,6 +230,33 @@ function daemonIn(stateDir: string) {
   return { ...daemon, notifier, posts, published };
 }
 
+describe('SessionJournal while a session tears down', () => {
+  it('keeps the decided outcome in the record until the outcome is recorded, for a restarted daemon', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'agentd-journal-'));
+    dirs.push(stateDir);
+    const { journal, store } = journalIn(stateDir, 100);
+    journal.load(() => {});
+    await journal.recover();
+    const { finishedAt: _f, outcome: _o, ...rest } = finished(1);
+    journal.rebuilt({ ...rest, phase: 'queued' });
+    journal.phase(rest.id, 'creating');
+    const decided = {
+      outcome: 'cancelled' as const,
+      phase: 'creating' as const,
+      message: 'session cancelled while creating',
+    };
+    journal.phase(rest.id, 'tearing_down', undefined, decided);
+    // What a daemon killed now leaves in the state dir, read back as recovery reads it.
+    expect(store.read(rest.id)).toMatchObject({ phase: 'tearing_down', decided });
+    await journal.finish(requestOf(store.read(rest.id) as SessionRecord), { ...decided, timings: {} });
+    const record = journal.history({ limit: 10 }).sessions.find((r) => r.id === rest.id);
+    expect(record).toMatchObject({ outcome: 'cancelled', phase: 'finished' });
+    expect(record).not.toHaveProperty('decided');
+    expect(record).not.toHaveProperty('exitCode');
+    await journal.settled();
+  });
+});
+
 describe('SessionJournal at start, after a stop cut a seal short', () => {
   it('writes the output summary of the records it completes into the state dir, then publishes their outcomes and sends their webhooks', async () => {
     const stateDir = mkdtempSync(join(tmpdir(), 'agentd-journal-'));

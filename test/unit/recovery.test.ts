@@ -233,6 +233,90 @@ describe('recovery planning', () => {
     expect(itself.finished[0]?.outcome).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
   });
 
+  it("settles a session the daemon died tearing down with the outcome decided before, not its container's exit code", () => {
+    // Cancelled while podman run created its container (the run cut short exits 0), cancelled while it
+    // ran (the stop's 143), a clone that failed (exit 128): the record kept what the teardown ends with.
+    const phases = (...list: SessionRecord['phase'][]) => list.map((phase) => ({ phase, at: STARTED }));
+    const plan = planRecovery(
+      [
+        record(id(1), 'tearing_down', {
+          phases: phases('queued', 'resolving', 'creating', 'tearing_down'),
+          decided: { outcome: 'cancelled', phase: 'creating', message: 'session cancelled while creating' },
+        }),
+        record(id(2), 'tearing_down', {
+          phases: phases('queued', 'resolving', 'creating', 'cloning', 'running', 'tearing_down'),
+          decided: {
+            outcome: 'cancelled',
+            phase: 'running',
+            exitCode: 143,
+            signal: 'SIGTERM',
+            message: 'session cancelled while running',
+          },
+        }),
+        record(id(3), 'tearing_down', {
+          phases: phases('queued', 'resolving', 'creating', 'cloning', 'tearing_down'),
+          decided: {
+            outcome: 'failed',
+            phase: 'cloning',
+            exitCode: 128,
+            message: 'git clone of x failed: boom',
+          },
+        }),
+        // Its container still runs (its stop failed): it is removed, the decided outcome stands.
+        record(id(4), 'tearing_down', {
+          phases: phases('queued', 'resolving', 'creating', 'cloning', 'running', 'tearing_down'),
+          decided: { outcome: 'succeeded', kind: 'success', phase: 'running', exitCode: 0 },
+        }),
+      ],
+      [
+        container(id(1), 'exited', { ExitCode: 0 }),
+        container(id(2), 'exited', { ExitCode: 143 }),
+        container(id(3), 'exited', { ExitCode: 128 }),
+        container(id(4), 'running'),
+      ],
+      AGENTS,
+      NOW,
+    );
+    expect(plan.adopted).toEqual([]);
+    expect(plan.remove).toEqual([`agentd-x-demo-${id(4)}`]);
+    const recovered = 'recovered after a daemon restart while it tore down';
+    expect(plan.finished.map((f) => f.outcome)).toEqual([
+      { outcome: 'cancelled', phase: 'creating', message: `session cancelled while creating (${recovered})` },
+      {
+        outcome: 'cancelled',
+        phase: 'running',
+        exitCode: 143,
+        signal: 'SIGTERM',
+        message: `session cancelled while running (${recovered})`,
+      },
+      {
+        outcome: 'failed',
+        phase: 'cloning',
+        exitCode: 128,
+        message: `git clone of x failed: boom (${recovered})`,
+      },
+      { outcome: 'succeeded', kind: 'success', phase: 'running', exitCode: 0, message: recovered },
+    ]);
+    // A record of a daemon that kept no decided outcome, torn down before its command ran: the exit
+    // code is podman's or the setup step's, never a success nor the command's failure.
+    const older = planRecovery(
+      [
+        record(id(5), 'tearing_down', { phases: phases('queued', 'resolving', 'creating', 'tearing_down') }),
+        record(id(6), 'tearing_down', { phases: phases('queued', 'creating', 'cloning', 'tearing_down') }),
+      ],
+      [container(id(5), 'exited', { ExitCode: 0 }), container(id(6), 'exited', { ExitCode: 143 })],
+      AGENTS,
+      NOW,
+    );
+    expect(older.finished.map((f) => [f.outcome.outcome, f.outcome.exitCode, f.outcome.kind])).toEqual([
+      ['abandoned', undefined, undefined],
+      ['abandoned', undefined, undefined],
+    ]);
+    expect(older.finished[1]?.outcome.message).toMatch(
+      /while the session was tearing_down, before its command ran \(it had got to cloning\); its container exited with code 143, which is not the command's exit/,
+    );
+  });
+
   it('gives a recovered session the exit code and signal a live one would have: none for a timeout while cloning', () => {
     const exitedAt = Date.parse(STARTED) / 1000 + 70;
     const plan = planRecovery(

@@ -11,12 +11,13 @@ import type { ResolvedCredentials } from '../../src/adapters/credentials.js';
 import type { AttachedRun, OutputHandler } from '../../src/adapters/podman.js';
 import type { AgentConfig } from '../../src/config/types.js';
 import { LABEL_SECRETS } from '../../src/constants.js';
-import { type AdoptedSession, runnerMachineFor } from '../../src/machines/runner.machine.js';
+import { type AdoptedSession, decidedOf, runnerMachineFor } from '../../src/machines/runner.machine.js';
 import { runnerActors } from '../../src/runner/actors.js';
 import { bundleCredentials, unbundle } from '../../src/runner/credential-bundle.js';
 import { MASK } from '../../src/runner/mask.js';
 import { SecretValue } from '../../src/secret-value.js';
 import { assembleSession } from '../../src/sessions/assemble.js';
+import type { RunFate } from '../../src/sessions/run-outcome.js';
 import type { RunResult } from '../../src/sessions/types.js';
 import { FakePodman, type HeldPiece } from '../helpers/fake-podman.js';
 import {
@@ -49,6 +50,8 @@ function start(
   );
   const output: string[] = [];
   const phases: string[] = [];
+  /** What the daemon's record keeps as the outcome when the teardown begins (main.ts). */
+  const decided: RunFate[] = [];
   const warnings: { message: string; retrying: boolean }[] = [];
   const machine = runnerMachineFor(SETTINGS).provide({
     actors: runnerActors(podman, {
@@ -57,13 +60,16 @@ function start(
       line: (_, line) => output.push(line.text),
     }),
     actions: {
-      announcePhase: (_, { phase }) => phases.push(phase),
+      announcePhase: ({ context }, { phase }) => {
+        phases.push(phase);
+        if (phase === 'tearing_down') decided.push(decidedOf(context));
+      },
       warn: (_, { message }) => warnings.push({ message, retrying: false }),
       noteTeardownRetry: (_, { message }) => warnings.push({ message, retrying: true }),
     },
   });
   const actor = createActor(machine, { input: { session, ...(adopted ? { adopted } : {}) } }).start();
-  return { actor, output, phases, warnings, result: toPromise(actor) as Promise<RunResult> };
+  return { actor, output, phases, decided, warnings, result: toPromise(actor) as Promise<RunResult> };
 }
 
 /**
@@ -1164,5 +1170,39 @@ describe('runner machine', () => {
     expect(stopped).toMatchObject({ outcome: 'cancelled', phase: 'cloning' });
     expect(stopped).not.toHaveProperty('exitCode');
     expect(stopped).not.toHaveProperty('signal');
+  });
+  it('has the outcome decided when its teardown begins, as the run ends with it (kept for a restarted daemon)', async () => {
+    // Cancelled while podman run created the container: the run cut short exits 0, no exit code.
+    const cutShort = new FakePodman('auto');
+    const early = start(cutShort);
+    await until(() => cutShort.stream() !== undefined, 'attached');
+    early.actor.send({ type: 'cancel' });
+    await until(() => cutShort.stream()?.signal?.aborted === true, 'the run cut short');
+    cutShort.stream()?.exit(0);
+    const { timings: _early, ...cancelled } = await early.result;
+    expect(early.decided).toEqual([cancelled]);
+    expect(cancelled).toEqual({
+      outcome: 'cancelled',
+      phase: 'creating',
+      message: 'session cancelled while creating',
+    });
+    // Cancelled while its command ran: the stop's exit code and signal are there at the teardown's start.
+    const podman = new FakePodman('auto');
+    const late = start(podman);
+    await until(() => podman.stream() !== undefined, 'attached');
+    const stream = podman.stream() ?? expect.fail('no stream');
+    const marker = podman.markerOf(CONTAINER);
+    for (const line of ['started', 'phase cloning', 'phase running']) stream.line(`${marker} ${line}`);
+    late.actor.send({ type: 'cancel' });
+    await until(() => podman.calls.some((c) => c.op === 'stopContainer'), 'the stop');
+    stream.exit(143);
+    const { timings: _late, ...stopped } = await late.result;
+    expect(stopped).toMatchObject({
+      outcome: 'cancelled',
+      phase: 'running',
+      exitCode: 143,
+      signal: 'SIGTERM',
+    });
+    expect(late.decided).toEqual([stopped]);
   });
 });
