@@ -650,10 +650,28 @@ export function runnerMachineFor(settings: RunnerSettings) {
                     ],
                     on: {
                       stop: stopHere(RUNNING),
+                      'command.ended': 'ended',
                       'container.exited': exited(
                         ({ context, event }) =>
                           commandExited(
                             event.exitCode,
+                            context.session.spec.command[0] ?? '',
+                            oomOf(context, event),
+                            context.session.spec.exitCodes,
+                          ),
+                        true,
+                      ),
+                    },
+                  },
+                  ended: {
+                    description:
+                      "The setup step reported the command's end and archives its output: a cancel or the deadline now still stops the container, but the command's own exit decides the outcome (the container's code after a stop is the archiving step's, 137 when Podman killed it).",
+                    tags: ['running'],
+                    on: {
+                      'container.exited': exited(
+                        ({ context, event }) =>
+                          commandExited(
+                            event.commandEnd?.status ?? event.exitCode,
                             context.session.spec.command[0] ?? '',
                             oomOf(context, event),
                             context.session.spec.exitCodes,
@@ -998,7 +1016,9 @@ function exited(fate: (args: { context: RunnerContext; event: ExitedEvent }) => 
         ? [
             {
               type: 'noteExitCode',
-              params: ({ event }: { event: ExitedEvent }) => event.exitCode,
+              // The command's status as the setup step reported it: the container's code is Podman's
+              // SIGKILL (137) when the stop's grace ran out while the step archived the output.
+              params: ({ event }: { event: ExitedEvent }) => event.commandEnd?.status ?? event.exitCode,
             } as const,
           ]
         : [],

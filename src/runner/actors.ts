@@ -78,6 +78,8 @@ export type AttachEvent =
   /** Which image the container runs, for the record (read beside the run, never holding it up). */
   | ({ type: 'container.image' } & ImageInfo)
   | { type: 'setup.running' }
+  /** The setup step reported the command's end: what comes now (its output archived) is not the command's. */
+  | { type: 'command.ended' }
   | {
       type: 'container.exited';
       exitCode: number;
@@ -436,6 +438,7 @@ async function attach(
     const ended = findCommandEnd(marker, raw);
     if (ended !== undefined) {
       commandEnd = ended.end;
+      if (commandStarted) send({ type: 'command.ended' });
       return { kind: 'end', before: ended.before };
     }
     // A marker is a line of its own: never the rest of a longer line.

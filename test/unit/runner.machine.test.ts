@@ -1205,4 +1205,42 @@ describe('runner machine', () => {
     });
     expect(late.decided).toEqual([stopped]);
   });
+  it("keeps the command's own outcome when a cancel or the deadline comes after its end was reported, while its output is archived", async () => {
+    // The command exited 0 and the setup step said so; it archives /agentd/out (seconds for a large
+    // one) when the cancel comes: the stop ends the container (137: Podman's SIGKILL after the grace),
+    // yet the command succeeded. It was `cancelled, exit code 137 (SIGKILL)`.
+    const podman = new FakePodman('auto');
+    const run = start(podman);
+    await until(() => podman.stream() !== undefined, 'attached');
+    const stream = podman.stream() ?? expect.fail('no stream');
+    const marker = podman.markerOf(CONTAINER);
+    for (const line of ['started', 'phase cloning', 'phase running', 'ended 0 0'])
+      stream.line(`${marker} ${line}`);
+    // The report is read before the cancel comes.
+    for (let i = 0; i < 5; i++) await settle();
+    run.actor.send({ type: 'cancel' });
+    await until(() => podman.calls.some((c) => c.op === 'stopContainer'), 'the stop');
+    stream.exit(137);
+    const result = await run.result;
+    expect(result).toMatchObject({ outcome: 'succeeded', kind: 'success', exitCode: 0, phase: 'running' });
+    expect(result).not.toHaveProperty('signal');
+    // A cancel that came before the report (the command was stopped): cancelled, with the command's
+    // status as the step reported it, not the container's SIGKILL.
+    const stopped = new FakePodman('auto');
+    const early = start(stopped);
+    await until(() => stopped.stream() !== undefined, 'attached');
+    const second = stopped.stream() ?? expect.fail('no stream');
+    const mark = stopped.markerOf(CONTAINER);
+    for (const line of ['started', 'phase cloning', 'phase running']) second.line(`${mark} ${line}`);
+    early.actor.send({ type: 'cancel' });
+    await until(() => stopped.calls.some((c) => c.op === 'stopContainer'), 'the stop');
+    second.line(`${mark} ended 143 0`);
+    second.exit(137);
+    expect(await early.result).toMatchObject({
+      outcome: 'cancelled',
+      phase: 'running',
+      exitCode: 143,
+      signal: 'SIGTERM',
+    });
+  });
 });
