@@ -364,7 +364,7 @@ describe('hostile clients', () => {
   });
 
   it('pipelining thousands of triggers on one connection keeps other clients served, each accepted one recorded once', {
-    timeout: 120_000,
+    timeout: 180_000,
   }, async () => {
     const d = await startDaemon({
       agents: [agent('reliability-flood', 'git://127.0.0.1:9/none.git', ['true'])],
@@ -420,7 +420,9 @@ describe('hostile clients', () => {
     );
     const flooded = performance.now();
     const during: number[] = [];
-    while (replyCount < triggers && performance.now() - flooded < 60_000) {
+    // 13 s on an idle machine; over 60 s once beside other test files and a daemon's benchmarks (load 12):
+    // the durable record each trigger writes first waits for a disk and a CPU shared with them.
+    while (replyCount < triggers && performance.now() - flooded < 120_000) {
       during.push(await statusLatency());
       await sleep(20);
     }
