@@ -51,6 +51,7 @@ import type { HostPorts } from '../runner/actors.js';
 import { runnerActors } from '../runner/actors.js';
 import { type SessionRecord, sessionRecordSchema } from '../sessions/records.js';
 import { watchClock } from './clock-watch.js';
+import { type Hangups, takeHangups } from './hangup.js';
 import { abandonedWaiting, keptDeadContainers, sortByHost, staleContainers } from './host-recovery.js';
 import { instanceIdOf } from './instance-id.js';
 import { SessionJournal } from './journal.js';
@@ -110,9 +111,11 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       'took over a stale pid file',
     );
   }
+  const hangups = takeHangups(log);
   try {
-    return await supervise(options, pidFile);
+    return await supervise(options, pidFile, hangups);
   } finally {
+    hangups.release();
     pidFile.release();
   }
 }
@@ -122,7 +125,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
  * actions, opens the socket onto the daemon port, and waits for the daemon machine to stop. What the
  * daemon does is in the machines (src/machines), what it keeps in the session journal (journal.ts).
  */
-async function supervise(options: DaemonOptions, pidFile: PidFileClaim): Promise<number> {
+async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups: Hangups): Promise<number> {
   const { settings, log, env = process.env, notify = silentNotifier } = options;
   const { daemon: config } = settings;
   const instanceId = instanceIdOf(config.socket, config.stateDir);
@@ -649,14 +652,13 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim): Promise
     log.info({ event: 'daemon.signal', signal }, `received ${signal}`);
     actor.send({ type: 'shutdown' });
   };
-  // SIGHUP re-reads the configuration (systemd's ExecReload); without a handler it would kill the daemon.
-  const onHangup = () => void reload('SIGHUP');
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
-  process.on('SIGHUP', onHangup);
   // A step of the system clock while the daemon runs is warned of (daemon.clock_stepped).
   const clock = watchClock(log);
   actor.start();
+  // SIGHUP re-reads the configuration (systemd's ExecReload); one that came while starting does now.
+  hangups.reloadWith(() => void reload('SIGHUP'));
   // `stopped` is final inside `shutdown`; `failed` is final at the top.
   const end = await waitFor(actor, (s) => s.status !== 'active' || s.matches({ shutdown: 'stopped' }), {
     timeout: Number.POSITIVE_INFINITY,
@@ -665,6 +667,8 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim): Promise
     return undefined;
   });
   actor.stop();
+  // Not released: SIGHUP's default action would end the daemon while it seals and notifies.
+  hangups.stopping();
   // A host's reconciliation the start left going that its actor did not take over (the daemon stopped
   // first) is waited for, as a reconciliation under way is: the outcomes it read from the exited
   // containers it removed are nowhere else. The sessions it found running are left to the next start.
@@ -699,7 +703,6 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim): Promise
   );
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
-  process.off('SIGHUP', onHangup);
   // Sessions settled on the way out (queued ones dropped) are sealed in the background: their
   // followers get the outcome before their connections are closed.
   await journal.outcomesPublished(OUTCOMES_AT_STOP_MS);
