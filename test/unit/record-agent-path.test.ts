@@ -4,46 +4,19 @@
  * not one agentd wrote: it is quarantined, never recovered, settled and sealed wherever its agent's path
  * leads (the old code sealed `../../outside` outside records_dir, 0555, as the daemon's user).
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import pino from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
-import { SessionFiles } from '../../src/adapters/session-files.js';
-import { SessionStore } from '../../src/adapters/session-store.js';
-import { SessionJournal } from '../../src/daemon/journal.js';
-import { RecordKeeper } from '../../src/daemon/record-keeper.js';
+import { describe, expect, it } from 'vitest';
 import { requestOf } from '../../src/daemon/recovery.js';
-import { sessionRecordSchema } from '../../src/sessions/records.js';
+import { journalFixtures } from '../helpers/journal-fixture.js';
 import { sessionRecord } from '../helpers/session-record.js';
 
-const dirs: string[] = [];
-const closing: (() => void)[] = [];
-afterEach(() => {
-  for (const close of closing.splice(0)) close();
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
+const { journalIn } = journalFixtures('agentd-unit-agent-path-');
 
 const ID = '00000000000000a1';
 
-/** A state dir two levels down a temp dir, and a journal over it wired as main.ts wires it. */
-function daemonIn() {
-  const root = mkdtempSync(join(tmpdir(), 'agentd-unit-agent-path-'));
-  dirs.push(root);
-  const stateDir = join(root, 'srv', 'state');
-  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-  const log = pino({ level: 'silent' });
-  const store = new SessionStore(stateDir, sessionRecordSchema);
-  const files = new SessionFiles(stateDir);
-  const keeper = new RecordKeeper(
-    { recordsDir: join(stateDir, 'records'), maxAgeMs: 86_400_000, maxBytes: 1 << 30 },
-    files,
-    log,
-  );
-  closing.push(() => keeper.close());
-  const journal = new SessionJournal(store, files, keeper, log, 200);
-  return { root, stateDir, store, keeper, journal };
-}
+/** A state dir two levels down a temp dir: a path out of records_dir still lands in the temp dir. */
+const daemonIn = () => journalIn({ stateAt: join('srv', 'state') });
 
 describe("a stored record's agent", () => {
   it.each([

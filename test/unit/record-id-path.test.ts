@@ -5,47 +5,20 @@
  * with a real daemon: that session's record kept its running session.json, without its log or outcome).
  * Such a record is quarantined; the sealed records refuse a path that is not one session's directory.
  */
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { lstatSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import pino from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SealedRecords } from '../../src/adapters/sealed-records.js';
-import { SessionFiles } from '../../src/adapters/session-files.js';
-import { SessionStore } from '../../src/adapters/session-store.js';
-import { SessionJournal } from '../../src/daemon/journal.js';
-import { RecordKeeper } from '../../src/daemon/record-keeper.js';
 import { requestOf } from '../../src/daemon/recovery.js';
-import { sessionRecordSchema } from '../../src/sessions/records.js';
+import { journalFixtures } from '../helpers/journal-fixture.js';
 import { sessionRecord } from '../helpers/session-record.js';
 
-const dirs: string[] = [];
-const closing: (() => void)[] = [];
-afterEach(() => {
-  for (const close of closing.splice(0)) close();
-  for (const dir of dirs.splice(0)) {
-    // What a seal made 0555 must be writable again to be removed.
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+const { journalIn, tempDir } = journalFixtures('agentd-unit-record-id-');
 
 const RUNNING = '00000000000000a2';
 const writable = (dir: string) => (lstatSync(dir).mode & 0o200) !== 0;
 
-function daemonIn() {
-  const stateDir = mkdtempSync(join(tmpdir(), 'agentd-unit-record-id-'));
-  dirs.push(stateDir);
-  const log = pino({ level: 'silent' });
-  const store = new SessionStore(stateDir, sessionRecordSchema);
-  const files = new SessionFiles(stateDir);
-  const keeper = new RecordKeeper(
-    { recordsDir: join(stateDir, 'records'), maxAgeMs: 86_400_000, maxBytes: 1 << 30 },
-    files,
-    log,
-  );
-  closing.push(() => keeper.close());
-  return { stateDir, store, journal: new SessionJournal(store, files, keeper, log, 200) };
-}
+const daemonIn = () => journalIn();
 
 describe("a stored record's id", () => {
   it.each([
@@ -91,8 +64,7 @@ describe('the sealed records', () => {
     ['.', '00000000000000a3'],
     ['demo/../..', '00000000000000a3'],
   ])('refuse to write or seal agent %j, session %j: not one session directory', async (agent, id) => {
-    const root = mkdtempSync(join(tmpdir(), 'agentd-unit-record-id-'));
-    dirs.push(root);
+    const root = tempDir();
     const records = new SealedRecords(join(root, 'records'));
     mkdirSync(join(root, 'records', 'demo', RUNNING), { recursive: true, mode: 0o700 });
     await expect(

@@ -5,48 +5,24 @@
  * (measured with a real daemon: a 10m session, `timed_out` 0.7 s after its adoption). Such a record is
  * quarantined like any record agentd did not write; the session is rebuilt from its record directory.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import pino from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ContainerSummary } from '../../src/adapters/podman.js';
-import { SessionFiles } from '../../src/adapters/session-files.js';
-import { SessionStore } from '../../src/adapters/session-store.js';
 import { LABEL_AGENT, LABEL_INSTANCE, LABEL_SESSION } from '../../src/constants.js';
-import { SessionJournal } from '../../src/daemon/journal.js';
-import { RecordKeeper } from '../../src/daemon/record-keeper.js';
 import { planRecovery } from '../../src/daemon/recovery.js';
-import { sessionRecordSchema } from '../../src/sessions/records.js';
+import { journalFixtures } from '../helpers/journal-fixture.js';
 import { AGENTS } from '../helpers/machine-fakes.js';
 import { sessionRecord } from '../helpers/session-record.js';
 
-const dirs: string[] = [];
-const closing: (() => void)[] = [];
-afterEach(() => {
-  for (const close of closing.splice(0)) close();
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
+const { journalIn } = journalFixtures('agentd-unit-record-times-');
 
 const ID = '00000000000000e1';
 const STARTED = '2026-01-01T00:00:00.000Z';
 const NOW = Date.parse('2026-01-01T00:04:00.000Z');
 const TEN_MINUTES = 10 * 60_000;
 
-function daemonIn() {
-  const stateDir = mkdtempSync(join(tmpdir(), 'agentd-unit-record-times-'));
-  dirs.push(stateDir);
-  const log = pino({ level: 'silent' });
-  const store = new SessionStore(stateDir, sessionRecordSchema);
-  const files = new SessionFiles(stateDir);
-  const keeper = new RecordKeeper(
-    { recordsDir: join(stateDir, 'records'), maxAgeMs: 86_400_000, maxBytes: 1 << 30 },
-    files,
-    log,
-  );
-  closing.push(() => keeper.close());
-  return { stateDir, store, journal: new SessionJournal(store, files, keeper, log, 200) };
-}
+const daemonIn = () => journalIn();
 
 const agent = AGENTS[0]?.name ?? 'demo';
 const running: ContainerSummary = {
