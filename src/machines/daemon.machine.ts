@@ -36,6 +36,7 @@ import {
   type AdoptedSession,
   type SessionFinishedEvent,
   type SessionInput,
+  sessionCommandEnded,
   sessionMachine,
   sessionPhaseOf,
 } from './session.machine.js';
@@ -497,6 +498,8 @@ export const daemonMachine = setup({
       const snapshot = ref?.getSnapshot();
       // Its container had exited before this daemon adopted it: its log is read, nothing is stopped.
       if (snapshot?.context.adopted?.exited) return true;
+      // Its command has ended and its output is being archived: a stop would only cut the archive short.
+      if (snapshot !== undefined && sessionCommandEnded(snapshot)) return true;
       const phase = snapshot === undefined ? undefined : sessionPhaseOf(snapshot);
       // Tearing down, or reporting (sealing its record): the outcome is decided either way.
       return phase === 'tearing_down' || phase === 'finished';

@@ -122,6 +122,9 @@ const DEFINITION_SETTINGS: RunnerSettings = {
   workDir: '/var/lib/agentd/work',
 };
 
+/** The tag of the runner's states after the setup step reported the command's end. */
+const COMMAND_ENDED = 'commandEnded';
+
 const ABORTING =
   'Stopped while podman creates the container: the call is aborted. Podman may have made it anyway, so teardown starts only once the call has returned.';
 const RETRYING = 'One transient podman failure must not leave objects behind: wait, then try again.';
@@ -665,8 +668,8 @@ export function runnerMachineFor(settings: RunnerSettings) {
                   },
                   ended: {
                     description:
-                      "The setup step reported the command's end and archives its output: a cancel or the deadline now still stops the container, but the command's own exit decides the outcome (the container's code after a stop is the archiving step's, 137 when Podman killed it).",
-                    tags: ['running'],
+                      "The setup step reported the command's end and archives its output: the daemon refuses a cancel now (the outcome is decided); the deadline still stops the container, but the command's own exit decides the outcome (the container's code after a stop is the archiving step's, 137 when Podman killed it).",
+                    tags: ['running', COMMAND_ENDED],
                     on: {
                       'container.exited': exited(
                         ({ context, event }) =>
@@ -1198,6 +1201,11 @@ export const runnerMachine = runnerMachineFor(DEFINITION_SETTINGS);
 export type RunnerActor = ActorRefFrom<typeof runnerMachine>;
 
 /** The phase a runner snapshot is in, from its state's tags. */
+/** Whether the command has ended (its end reported; the output may still be being archived). */
+export function commandEndedIn(snapshot: { hasTag(tag: string): boolean }): boolean {
+  return snapshot.hasTag(COMMAND_ENDED);
+}
+
 export function runPhaseOf(snapshot: { hasTag(tag: string): boolean }): Phase | undefined {
   for (const phase of ['tearing_down', 'running', 'cloning', 'creating'] as const) {
     if (snapshot.hasTag(phase)) return phase;

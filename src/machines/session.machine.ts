@@ -3,7 +3,13 @@ import type { ResolvedCredentials } from '../adapters/credentials.js';
 import type { AgentConfig } from '../config/types.js';
 import { type AssembledSession, assembleSession } from '../sessions/assemble.js';
 import type { RunResult, SessionOutcome, SessionPhase, SessionRequest } from '../sessions/types.js';
-import { type AdoptedSession, type RunnerActor, runnerMachine, runPhaseOf } from './runner.machine.js';
+import {
+  type AdoptedSession,
+  commandEndedIn,
+  type RunnerActor,
+  runnerMachine,
+  runPhaseOf,
+} from './runner.machine.js';
 
 export type { AdoptedSession };
 
@@ -239,6 +245,12 @@ export function sessionPhaseOf(snapshot: SessionSnapshot): SessionPhase {
   if (snapshot.hasTag('resolving')) return 'resolving';
   if (snapshot.hasTag('finished')) return 'finished';
   return snapshot.context.adopted?.phase ?? 'creating';
+}
+
+/** Whether the session's command has ended: its outcome is decided even while its output is archived. */
+export function sessionCommandEnded(snapshot: SessionSnapshot): boolean {
+  const runner = snapshot.children.runner as RunnerActor | undefined;
+  return runner !== undefined && commandEndedIn(runner.getSnapshot());
 }
 
 function messageOf(error: unknown): string {

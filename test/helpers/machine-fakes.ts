@@ -139,6 +139,7 @@ type FakeRunnerEvent =
   | { type: 'host.up' }
   | { type: 'host.down' }
   | { type: 'test.phase'; phase: Phase }
+  | { type: 'test.commandEnded' }
   | { type: 'test.finish'; result: RunResult }
   | { type: 'test.fail'; error: Error };
 
@@ -161,6 +162,8 @@ export interface FakeRun {
   aborted: boolean;
   finished: boolean;
   phase(phase: Phase): void;
+  /** The setup step reported the command's end (the real runner's `progress.ended`). */
+  commandEnded(): void;
   /** Tears down and reports `run.finished`, as the real runner does last. */
   finish(outcome?: RunOutcome, extra?: Partial<RunResult>): void;
   /** Makes the runner actor fail, as an exception inside the real runner callback would. */
@@ -318,6 +321,7 @@ export class Fakes {
           target: '.done',
           actions: assign({ result: ({ event }) => event.result }),
         },
+        'test.commandEnded': '.ended',
         'test.phase': [
           { guard: ({ event }) => event.phase === 'creating', target: '.creating' },
           { guard: ({ event }) => event.phase === 'cloning', target: '.cloning' },
@@ -330,6 +334,7 @@ export class Fakes {
         creating: { tags: ['creating'] },
         cloning: { tags: ['cloning'] },
         running: { tags: ['running'] },
+        ended: { tags: ['running', 'commandEnded'] },
         tearing_down: { tags: ['tearing_down'] },
         done: { type: 'final' },
       },
@@ -465,6 +470,7 @@ export class Fakes {
         this.announced.push({ sessionId: run.sessionId, phase });
         self.send({ type: 'test.phase', phase });
       },
+      commandEnded: () => self.send({ type: 'test.commandEnded' }),
       finish: (outcome = 'succeeded', extra = {}) => {
         if (run.finished) throw new Error(`runner of ${run.sessionId} finished twice`);
         run.phase('tearing_down');

@@ -539,6 +539,29 @@ describe('daemon machine: cancel', () => {
     expect(d.running()).toEqual([]);
   });
 
+  it('refuses a cancel once the command has ended and its output is archived: the archive is not cut short', async () => {
+    const d = await startDaemon();
+    d.trigger('s1');
+    await settle();
+    const run = d.fakes.run('s1');
+    run.phase('running');
+    run.commandEnded();
+    await settle();
+    expect(d.send({ type: 'cancel', sessionId: 's1' })).toEqual([
+      expect.objectContaining({
+        type: 'cancel.rejected',
+        sessionId: 's1',
+        reason: expect.stringContaining('session s1 is finishing: its outcome is decided'),
+      }),
+    ]);
+    expect(run.cancelRequested).toBe(false);
+    run.finish('succeeded');
+    await settle();
+    expect(d.fakes.reportsOf('s1')).toEqual([
+      expect.objectContaining({ outcome: expect.objectContaining({ outcome: 'succeeded' }) }),
+    ]);
+  });
+
   it('refuses a cancel while a session tears down or reports: its outcome stands', async () => {
     const d = await startDaemon({ report: 'manual' });
     d.trigger('s1');
