@@ -1200,12 +1200,12 @@ function timingsOf(phases: RunnerContext['phases']): RunResult['timings'] {
 export const runnerMachine = runnerMachineFor(DEFINITION_SETTINGS);
 export type RunnerActor = ActorRefFrom<typeof runnerMachine>;
 
-/** The phase a runner snapshot is in, from its state's tags. */
 /** Whether the command has ended (its end reported; the output may still be being archived). */
 export function commandEndedIn(snapshot: { hasTag(tag: string): boolean }): boolean {
   return snapshot.hasTag(COMMAND_ENDED);
 }
 
+/** The phase a runner snapshot is in, from its state's tags. */
 export function runPhaseOf(snapshot: { hasTag(tag: string): boolean }): Phase | undefined {
   for (const phase of ['tearing_down', 'running', 'cloning', 'creating'] as const) {
     if (snapshot.hasTag(phase)) return phase;
