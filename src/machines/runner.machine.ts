@@ -146,6 +146,18 @@ const RUNNING = { phase: 'running' } as const;
 
 /** The runner machine of a daemon: the names it gives Podman objects and its stop grace are its settings'. */
 export function runnerMachineFor(settings: RunnerSettings) {
+  // The command's exit while it runs or its output is archived: the status the setup step reported when
+  // there is one (after a stop, the container's code is the archiving step's, 137 when Podman killed it).
+  const commandExit = exited(
+    ({ context, event }) =>
+      commandExited(
+        event.commandEnd?.status ?? event.exitCode,
+        context.session.spec.command[0] ?? '',
+        oomOf(context, event),
+        context.session.spec.exitCodes,
+      ),
+    true,
+  );
   return setup({
     types: {
       context: {} as RunnerContext,
@@ -654,34 +666,14 @@ export function runnerMachineFor(settings: RunnerSettings) {
                     on: {
                       stop: stopHere(RUNNING),
                       'command.ended': 'ended',
-                      'container.exited': exited(
-                        ({ context, event }) =>
-                          commandExited(
-                            event.exitCode,
-                            context.session.spec.command[0] ?? '',
-                            oomOf(context, event),
-                            context.session.spec.exitCodes,
-                          ),
-                        true,
-                      ),
+                      'container.exited': commandExit,
                     },
                   },
                   ended: {
                     description:
                       "The setup step reported the command's end and archives its output: the daemon refuses a cancel now (the outcome is decided); the deadline still stops the container, but the command's own exit decides the outcome (the container's code after a stop is the archiving step's, 137 when Podman killed it).",
                     tags: ['running', COMMAND_ENDED],
-                    on: {
-                      'container.exited': exited(
-                        ({ context, event }) =>
-                          commandExited(
-                            event.commandEnd?.status ?? event.exitCode,
-                            context.session.spec.command[0] ?? '',
-                            oomOf(context, event),
-                            context.session.spec.exitCodes,
-                          ),
-                        true,
-                      ),
-                    },
+                    on: { 'container.exited': commandExit },
                   },
                 },
               },
