@@ -4,16 +4,23 @@
  * clipboard (OSC 52) or redraw what is shown, and bidirectional overrides and invisible characters make a
  * line read as something it does not say. Used by the CLI (src/cli/terminal.ts) and the daemon's log.
  */
+/** A variation selector: U+FE00..U+FE0F, and the supplement U+E0100..U+E01EF. */
+const SELECTOR = '[\\uFE00-\\uFE0F\\u{E0100}-\\u{E01EF}]';
+
 /**
  * Control characters but tab and newline, the line and paragraph separators, and every format character
  * (Unicode's Cf: bidirectional controls, zero-width characters, and also the tag characters
  * U+E0000..U+E007F, which spell hidden ASCII that a terminal does not show but a model reading the text
  * does, the deprecated U+206A..U+206F, U+180E, U+FFF9..U+FFFB and the soft hyphen). A list of some of
- * them let the rest through.
+ * them let the rest through. Variation selectors hide bytes the same way (one per selector, a run of them
+ * after one emoji); text uses one after a character, and those of the supplement only after an
+ * ideograph, so a selector that follows another, or one of the supplement that follows no ideograph, is
+ * shown, and an emoji's own selector (U+FE0F) is kept.
  */
-const CONTROL =
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point.
-  /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029\p{Cf}]/gu;
+const CONTROL = new RegExp(
+  `[\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f\\u2028\\u2029\\p{Cf}]|${SELECTOR}(?<=${SELECTOR}${SELECTOR})|[\\u{E0100}-\\u{E01EF}](?<!\\p{Ideographic}[\\u{E0100}-\\u{E01EF}])`,
+  'gu',
+);
 
 /**
  * A name holding any character `visible` would show otherwise, tab and newline too: a file name an

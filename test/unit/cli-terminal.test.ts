@@ -9,7 +9,7 @@ import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildCli } from '../../src/cli/cli.js';
 import { jsonText, visible } from '../../src/cli/terminal.js';
-import { inertJson, visibleKeepingColours } from '../../src/visible-text.js';
+import { inertJson, UNSHOWABLE_NAME, visibleKeepingColours } from '../../src/visible-text.js';
 import { makeTempDir } from '../helpers/resources.js';
 
 const ID = '0123456789abcdef';
@@ -187,6 +187,18 @@ describe('hostile text on the operator terminal', () => {
     expect(json).toContain('\\udb40\\udc49');
     expect(JSON.parse(json)).toEqual({ line: hidden });
     expect(JSON.parse(inertJson(JSON.stringify({ msg: hidden })))).toEqual({ msg: hidden });
+  });
+
+  it("shows variation selectors that hide bytes, and keeps an emoji's or an ideograph's own", () => {
+    // `IGNORE` smuggled as a run of selectors after one emoji (one byte each: U+E0100 + byte - 16), and
+    // a run of the basic ones; an emoji's U+FE0F and an ideographic variation sequence are text.
+    const smuggled = `ok \u{1F600}${[...'IGNORE'].map((c) => String.fromCodePoint(0xe0100 + c.charCodeAt(0) - 16)).join('')}`;
+    expect(visible(smuggled)).toBe('ok \u{1F600}<U+E0139><U+E0137><U+E013E><U+E013F><U+E0142><U+E0135>');
+    expect(visible('a\uFE0E\uFE0F\uFE00 b\u{E0100}')).toBe('a\uFE0E<U+FE0F><U+FE00> b<U+E0100>');
+    const text = '\u2764\uFE0F ok \u{1F44D}\u{1F3FD} \u845B\u{E0100}\u57CE \u263A\uFE0E';
+    expect(visible(text)).toBe(text);
+    expect(UNSHOWABLE_NAME.test(`notes\u{1F600}\u{E0139}\u{E0137}.md`)).toBe(true);
+    expect(UNSHOWABLE_NAME.test('\u2764\uFE0F.md')).toBe(false);
   });
 
   it("keeps a formatter's colours in the daemon's pretty log, and nothing else that acts", () => {
