@@ -8,14 +8,11 @@ import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { promisify } from 'node:util';
-import { Cli } from 'clipanion';
 import { describe, expect, it, vi } from 'vitest';
-import { buildCli } from '../../src/cli/cli.js';
 import { ANSWER_TIMEOUT_MS, DaemonClient } from '../../src/cli/client.js';
 import { EXIT } from '../../src/cli/exit-codes.js';
-import { runQuick } from '../../src/cli/quick.js';
+import { runCliInProcess as run } from '../helpers/cli-in-process.js';
 import { makeTempDir } from '../helpers/resources.js';
 
 const ID = '0123456789abcdef';
@@ -31,25 +28,6 @@ const COMMANDS: string[][] = [
   ['reload'],
   ['trigger', 'demo'],
 ];
-
-function collector() {
-  const stream = new PassThrough();
-  let text = '';
-  stream.on('data', (chunk: Buffer) => {
-    text += chunk.toString();
-  });
-  return { stream, text: () => text };
-}
-
-async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const [out, err] = [collector(), collector()];
-  const context = { ...Cli.defaultContext, stdout: out.stream, stderr: err.stream };
-  // As bin/agentd runs it: the quick path first (plain status, history, trigger), then clipanion.
-  const quick = await runQuick(argv, { stdout: out.stream, stderr: err.stream });
-  const code = quick ?? (await (await buildCli(argv[0])).run(argv, context));
-  await new Promise((resolve) => setImmediate(resolve));
-  return { code, stdout: out.text(), stderr: err.text() };
-}
 
 describe('--json when no daemon answers', () => {
   const socket = join(makeTempDir('agentd-unit-json-'), 'agentd.sock');

@@ -5,12 +5,9 @@
  */
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
-import { Cli } from 'clipanion';
 import { describe, expect, it, vi } from 'vitest';
-import { buildCli } from '../../src/cli/cli.js';
 import { EXIT } from '../../src/cli/exit-codes.js';
-import { runQuick } from '../../src/cli/quick.js';
+import { runCliInProcess as run } from '../helpers/cli-in-process.js';
 import { makeTempDir } from '../helpers/resources.js';
 
 /** What connect() fails with, by socket path; other paths connect as usual. */
@@ -31,24 +28,6 @@ vi.mock('node:net', async (importOriginal) => {
     },
   };
 });
-
-function collector() {
-  const stream = new PassThrough();
-  let text = '';
-  stream.on('data', (chunk: Buffer) => {
-    text += chunk.toString();
-  });
-  return { stream, text: () => text };
-}
-
-async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const [out, err] = [collector(), collector()];
-  const context = { ...Cli.defaultContext, stdout: out.stream, stderr: err.stream };
-  const quick = await runQuick(argv, { stdout: out.stream, stderr: err.stream });
-  const code = quick ?? (await (await buildCli(argv[0])).run(argv, context));
-  await new Promise((resolve) => setImmediate(resolve));
-  return { code, stdout: out.text(), stderr: err.text() };
-}
 
 describe('a daemon socket this user may not use', () => {
   const dir = makeTempDir('agentd-unit-denied-');

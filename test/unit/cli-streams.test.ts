@@ -19,6 +19,7 @@ import { followSession } from '../../src/cli/session-follow.js';
 import { waitForSession } from '../../src/cli/session-wait.js';
 import { runTrigger, type TriggerOptions } from '../../src/cli/trigger-run.js';
 import { MAX_REPLY_LINE_BYTES } from '../../src/protocol/limits.js';
+import { collector } from '../helpers/cli-in-process.js';
 import { makeTempDir } from '../helpers/resources.js';
 
 const ID = '0123456789abcdef';
@@ -106,15 +107,6 @@ function countingSink(onLine: (count: number) => void = () => {}): Writable & { 
     },
   });
   return Object.assign(sink, { lines: () => count });
-}
-
-function collector() {
-  const stream = new PassThrough();
-  let text = '';
-  stream.on('data', (chunk: Buffer) => {
-    text += chunk.toString();
-  });
-  return { stream, text: () => text };
 }
 
 function triggerOptions(socket: string, more: Partial<TriggerOptions> = {}): TriggerOptions {

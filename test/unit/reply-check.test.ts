@@ -6,15 +6,12 @@
 
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
-import { Cli } from 'clipanion';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { buildCli } from '../../src/cli/cli.js';
 import { EXIT } from '../../src/cli/exit-codes.js';
-import { runQuick } from '../../src/cli/quick.js';
 import { type Shape, STATUS_SHAPE, shapeProblem } from '../../src/cli/reply-check.js';
 import { replySchema } from '../../src/protocol/replies.js';
+import { runCliInProcess as run } from '../helpers/cli-in-process.js';
 import { makeTempDir } from '../helpers/resources.js';
 
 const ID = '0123456789abcdef';
@@ -79,22 +76,6 @@ async function fakeDaemon(reply: object): Promise<string> {
   servers.push(server);
   await new Promise<void>((resolve) => server.listen(path, resolve));
   return path;
-}
-
-async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const [out, err] = [new PassThrough(), new PassThrough()];
-  let [stdout, stderr] = ['', ''];
-  out.on('data', (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  err.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  const quick = await runQuick(argv, { stdout: out, stderr: err });
-  const code =
-    quick ?? (await (await buildCli(argv[0])).run(argv, { ...Cli.defaultContext, stdout: out, stderr: err }));
-  await new Promise((resolve) => setImmediate(resolve));
-  return { code, stdout, stderr };
 }
 
 describe('status', () => {

@@ -4,28 +4,13 @@
  * clipanion alike; a trigger request with one is refused by the daemon in words, not zod's
  * "Too big: expected string to have <=256 characters".
  */
-import { PassThrough } from 'node:stream';
-import { Cli } from 'clipanion';
 import { describe, expect, it } from 'vitest';
 import { buildCli } from '../../src/cli/cli.js';
 import { EXIT } from '../../src/cli/exit-codes.js';
-import { parseQuick, runQuick } from '../../src/cli/quick.js';
+import { parseQuick } from '../../src/cli/quick.js';
 import { check } from '../../src/protocol/dispatch.js';
+import { runCliInProcess as run } from '../helpers/cli-in-process.js';
 import { makeTempDir } from '../helpers/resources.js';
-
-async function run(argv: string[]): Promise<{ code: number; stderr: string }> {
-  let stderr = '';
-  const err = new PassThrough();
-  err.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  const out = new PassThrough();
-  const quick = await runQuick(argv, { stdout: out, stderr: err });
-  const context = { ...Cli.defaultContext, stdout: out, stderr: err };
-  const code = quick ?? (await (await buildCli(argv[0])).run(argv, context));
-  await new Promise((resolve) => setImmediate(resolve));
-  return { code, stderr };
-}
 
 const BAD: [string, RegExp][] = [
   ['', /Invalid value for --work-unit: is empty; a work unit is 1 to 256 characters, or leave it out/],
