@@ -57,11 +57,19 @@ export class ScheduleLog {
     const since: Record<string, string> = {};
     const kept: ScheduleFile['agents'] = {};
     for (const agent of agents) {
-      const entry = this.entries[agent.name];
-      if (agent.schedule && entry && sameTiming(agent.schedule, entry)) {
-        since[agent.name] = entry.since;
-        kept[agent.name] = entry;
+      const entry = Object.hasOwn(this.entries, agent.name) ? this.entries[agent.name] : undefined;
+      if (!agent.schedule || !entry || !sameTiming(agent.schedule, entry)) continue;
+      // A `since` that is no time (a damaged or hand-edited file) made the schedule's first plan throw,
+      // and the daemon crashed at every start: that agent's progress is dropped instead.
+      if (!Number.isFinite(Date.parse(entry.since))) {
+        this.log.warn(
+          { event: 'daemon.schedules_unreadable', file: this.path, agent: agent.name },
+          `ignored agent ${agent.name}'s entry in ${this.path} (its since, ${JSON.stringify(entry.since.slice(0, 40))}, is not a time): no missed firing of its schedule is caught up this time`,
+        );
+        continue;
       }
+      since[agent.name] = entry.since;
+      kept[agent.name] = entry;
     }
     // A schedule removed or changed is forgotten: brought back later, it starts afresh, never catching up
     // a firing from when it was not configured.

@@ -46,6 +46,36 @@ describe('schedules.json', () => {
     expect(Object.keys(file.agents)).toEqual(['same']);
   });
 
+  it('drops an entry whose since is no time, saying which agent, instead of crashing the daemon at every start', () => {
+    const dir = makeTempDir('agentd-unit-schedules-');
+    const good = '2026-06-01T07:30:00.000Z';
+    writeFileSync(
+      join(dir, 'schedules.json'),
+      JSON.stringify({
+        version: 1,
+        agents: {
+          good: { cron: '0 * * * *', since: good },
+          garbage: { cron: '0 * * * *', since: 'garbage' },
+          month13: { cron: '0 * * * *', since: '2026-13-45T00:00:00Z' },
+          empty: { cron: '0 * * * *', since: '' },
+        },
+      }),
+    );
+    const lines: { event?: string; agent?: string; msg?: string }[] = [];
+    const log = new ScheduleLog(
+      dir,
+      pino({}, { write: (line: string) => lines.push(JSON.parse(line) as (typeof lines)[number]) }),
+    );
+    const agents = ['good', 'garbage', 'month13', 'empty'].map((name) => agent(name, HOURLY));
+    expect(log.load(agents)).toEqual({ good });
+    expect(lines.map((l) => [l.event, l.agent])).toEqual([
+      ['daemon.schedules_unreadable', 'garbage'],
+      ['daemon.schedules_unreadable', 'month13'],
+      ['daemon.schedules_unreadable', 'empty'],
+    ]);
+    expect(lines[0]?.msg).toContain(`agent garbage's entry in ${join(dir, 'schedules.json')}`);
+  });
+
   it('is written once for all the schedules that fire in one turn, not once per schedule', async () => {
     const dir = makeTempDir('agentd-unit-schedules-');
     const log = new ScheduleLog(dir, pino({ level: 'silent' }));
