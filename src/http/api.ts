@@ -68,16 +68,28 @@ export function createApi(options: ApiOptions): Hono<Env> {
       return 'problems' in input ? input.response : handler(c, input);
     });
   }
-  app.notFound((c) =>
-    errorResponse(
+  app.notFound((c) => {
+    // The path cut as in the log: a client that sends long paths and reads no answer must not make
+    // the daemon hold answers longer than its requests.
+    const path = shortPathOf(c);
+    // A path of the API asked with another method (RFC 9110: 405 with Allow), not "no such path".
+    const allowed = allowedMethods(pathOf(c));
+    if (allowed.length === 0)
+      return errorResponse(
+        c,
+        404,
+        'not_found',
+        `no ${c.req.method} ${path}; the operations are in docs/openapi.json`,
+      );
+    const response = errorResponse(
       c,
-      404,
-      'not_found',
-      // The path cut as in the log: a client that sends long paths and reads no answer must not make
-      // the daemon hold answers longer than its requests.
-      `no ${c.req.method} ${shortPathOf(c)}; the operations are in docs/openapi.json`,
-    ),
-  );
+      405,
+      'method_not_allowed',
+      `${path} does not take ${c.req.method}, only ${allowed.join(', ')}; the operations are in docs/openapi.json`,
+    );
+    response.headers.set('allow', allowed.join(', '));
+    return response;
+  });
   app.onError((error, c) => {
     // A client that went away mid-request (its body cut off, the request timeout) is not the daemon's
     // failure: anyone can do it as often as they like, so it is no error line with a stack.
@@ -89,6 +101,22 @@ export function createApi(options: ApiOptions): Hono<Env> {
     return errorResponse(c, 500, 'internal', 'internal error; see the daemon log');
   });
   return app;
+}
+
+/** Each operation's path as a pattern (a parameter is one segment, as Hono routes it) and its methods. */
+const PATH_METHODS = OPERATIONS.map((op) => ({
+  pattern: new RegExp(`^${op.path.replace(/[.+*?^$()|[\]\\]/g, '\\$&').replace(/\{[a-zA-Z]+\}/g, '[^/]+')}$`),
+  // Hono answers HEAD with the GET route.
+  methods: op.method === 'get' ? ['GET', 'HEAD'] : [op.method.toUpperCase()],
+}));
+
+/** The methods the API answers on `path`; none when it is no operation's path. */
+function allowedMethods(path: string): string[] {
+  const methods = new Set<string>();
+  for (const { pattern, methods: of } of PATH_METHODS) {
+    if (pattern.test(path)) for (const method of of) methods.add(method);
+  }
+  return [...methods];
 }
 
 /** Whether an error is a client's connection ending mid-request, as Node and the stream reader report it. */
@@ -484,7 +512,7 @@ function unknownSession(c: Context<Env>, sessionId: string): Response {
 /** The one error shape, with the socket protocol's codes. */
 export function errorResponse(
   c: Context,
-  status: 400 | 401 | 403 | 404 | 409 | 413 | 415 | 422 | 500 | 501 | 503,
+  status: 400 | 401 | 403 | 404 | 405 | 409 | 413 | 415 | 422 | 500 | 501 | 503,
   code: string,
   message: string,
   problems: ErrorBody['problems'] = [],

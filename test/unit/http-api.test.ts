@@ -309,6 +309,31 @@ describe('HTTP API: bad requests', () => {
     expect(JSON.parse(text)).toMatchObject({ code: 'not_found' });
   });
 
+  it('answers a path of the API asked with another method 405 with Allow, not 404', async () => {
+    const a = await api();
+    const answer = async (method: string, path: string) => {
+      const response = await a.request(path, { method, token: ENV.T_ROOT });
+      const body = (await response.json()) as { code: string; message: string };
+      return { status: response.status, allow: response.headers.get('allow'), ...body };
+    };
+    expect(await answer('DELETE', '/v1/sessions/0123456789abcdef')).toMatchObject({
+      status: 405,
+      allow: 'GET, HEAD',
+      code: 'method_not_allowed',
+      message: expect.stringContaining('/v1/sessions/0123456789abcdef does not take DELETE, only GET, HEAD'),
+    });
+    expect(await answer('PUT', '/v1/sessions')).toMatchObject({ status: 405, allow: 'POST, GET, HEAD' });
+    expect(await answer('GET', '/v1/reload')).toMatchObject({ status: 405, allow: 'POST' });
+    expect(await answer('GET', '/v1/sessions/0123456789abcdef/cancel')).toMatchObject({
+      status: 405,
+      allow: 'POST',
+    });
+    expect(await answer('OPTIONS', '/healthz')).toMatchObject({ status: 405, allow: 'GET, HEAD' });
+    // Still 404: no operation has the path, whatever the method.
+    expect(await answer('DELETE', '/v1/sessions/a/b')).toMatchObject({ status: 404, code: 'not_found' });
+    expect(await answer('POST', '/v1/status/')).toMatchObject({ status: 404, code: 'not_found' });
+  });
+
   it('serves metrics in the Prometheus format to a read token', async () => {
     const a = await api();
     const metrics = await a.request('/metrics', { token: ENV.T_VIEW });
