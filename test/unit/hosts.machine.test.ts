@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { type Actor, createActor, createMachine, fromPromise } from 'xstate';
 import type { AgentConfig } from '../../src/config/types.js';
 import type {
@@ -385,27 +385,33 @@ describe('the host machine over an outage', () => {
   }
 
   it('abandons what waited for a host that answers but keeps failing to reconcile, once, within the grace and a probe interval', async () => {
-    const started = performance.now();
-    const h = hostUnder({
-      probeIntervalMs: 10,
-      downGraceMs: 150,
-      reconcile: async () => {
-        throw new Error('podman ps: malformed JSON');
-      },
-    });
-    await until(() => h.lost() > 0, 'host.lost');
-    const elapsed = performance.now() - started;
-    // The grace counts from when it went down, not from each failed reconciliation.
-    expect(elapsed).toBeLessThan(150 + 10 + 250);
-    expect(h.notices.filter((n) => n.type === 'host.down').length).toBeGreaterThan(1);
-    expect(h.child().getSnapshot().context.problem).toMatch(
-      /reconciliation failed: podman ps: malformed JSON/,
-    );
-    // Retried on: still down, never lost twice in one outage.
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    expect(h.lost()).toBe(1);
-    expect(hostStateOf(h.child().getSnapshot())).not.toBe('up');
-    h.actor.stop();
+    // The machine's clock, not the wall's: a loaded machine delays real timers by more than the grace.
+    vi.useFakeTimers();
+    try {
+      const h = hostUnder({
+        probeIntervalMs: 10,
+        downGraceMs: 150,
+        reconcile: async () => {
+          throw new Error('podman ps: malformed JSON');
+        },
+      });
+      await vi.advanceTimersByTimeAsync(140);
+      expect(h.lost()).toBe(0);
+      expect(h.notices.filter((n) => n.type === 'host.down').length).toBeGreaterThan(1);
+      // The grace counts from when it went down, not from each failed reconciliation.
+      await vi.advanceTimersByTimeAsync(10 + 10 + 5);
+      expect(h.lost()).toBe(1);
+      expect(h.child().getSnapshot().context.problem).toMatch(
+        /reconciliation failed: podman ps: malformed JSON/,
+      );
+      // Retried on: still down, never lost twice in one outage.
+      await vi.advanceTimersByTimeAsync(100);
+      expect(h.lost()).toBe(1);
+      expect(hostStateOf(h.child().getSnapshot())).not.toBe('up');
+      h.actor.stop();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('does not abandon while a reconciliation runs past the grace: its failure does, its success recovers them', async () => {
