@@ -58,9 +58,9 @@ export interface OutputSummary {
    */
   truncated: boolean;
   /**
-   * Entries left out for what they are: neither regular files nor directories (links, fifos), paths
-   * outside out/, names that are not UTF-8, too long, or hold a control or invisible format character;
-   * and files that could not be written.
+   * Entries left out for what they are: neither regular files nor directories (symbolic links, fifos;
+   * hard links but those to a file kept before them), paths outside out/, names that are not UTF-8,
+   * too long, or hold a control or invisible format character; and files that could not be written.
    */
   skipped: number;
   /** Why there is no output at all (the session never ran its command, or the archive could not be made). */
@@ -434,8 +434,9 @@ export async function exportRecord(dir: string, to: Writable): Promise<void> {
 
 /**
  * Unpacks the archive the setup step made of /agentd/out. Its bytes came from the agent, so: a tar
- * archive (nothing compressed), regular files and directories only (no links, devices or fifos: a link
- * could point anywhere on the host), no absolute paths or `..`, no name a terminal or a file manager
+ * archive (nothing compressed), regular files and directories only (no symbolic links, devices or
+ * fifos: a link could point anywhere on the host; a hard link only to a file kept before it, which it
+ * becomes another name of in out/), no absolute paths or `..`, no name a terminal or a file manager
  * would act on or show as another (left out and counted as skipped), owned by the daemon and 0600 or
  * 0700 until sealed (never a setuid, setgid or sticky bit, whatever the archive says), at most `limit`
  * bytes and MAX_OUTPUT_ENTRIES files and directories in all (directories an entry's path makes without
@@ -487,6 +488,12 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
   /** The files counted in summary.files, by their path in the archive, and the entry that counted each. */
   const counted = new Set<string>();
   const counting = new Map<unknown, string>();
+  /** A hard link's target as tar writes names, if it is a file kept before it; undefined otherwise. */
+  const keptTarget = (linkpath: string): string | undefined => {
+    const parts = linkpath.split('/').filter((part) => part !== '' && part !== '.');
+    const target = parts.join('/');
+    return parts.includes('..') || !counted.has(target) ? undefined : target;
+  };
   // Loaded when a session's output is sealed, not at start (tar is about 4 MB of RSS).
   const { Unpack } = await import('tar');
   const failure = await new Promise<unknown>((resolve) => {
@@ -522,8 +529,12 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
         if (full) return false;
         const type = (entry as ReadEntry).type;
         const parts = path.split('/').filter((part) => part !== '' && part !== '.');
+        // A hard link names a file kept before it in this archive (tar archives every name of a file
+        // with more than one after the first as a link to it): written as a link to that file in out/,
+        // nothing else (a link to anything outside out/, or to what was not kept, is left out).
+        const linked = type === 'Link' ? keptTarget(String((entry as ReadEntry).linkpath ?? '')) : undefined;
         if (
-          !KEPT_TYPES.has(type) ||
+          (!KEPT_TYPES.has(type) && linked === undefined) ||
           parts.includes('..') ||
           parts.length > MAX_OUTPUT_DEPTH ||
           path.length > MAX_OUTPUT_PATH ||
@@ -539,6 +550,11 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
         const isDir = type === 'Directory';
         // The name as tar writes it (`./a`, `a`, `/a` and `.//a` are one file).
         const name = parts.join('/');
+        // A link in its own place would remove the file it names before linking to it.
+        if (linked === name) {
+          summary.skipped++;
+          return false;
+        }
         // `.` or `/`: out/ itself, which is there already (and which tar would not replace by a file,
         // nor say so).
         if (name === '') {
@@ -561,12 +577,14 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
         }
         // Larger than what is left of `limit`: the archive (read to limit + 1 bytes) ends inside it,
         // so it is the last entry, kept cut short (its bytes are counted as written, below).
-        const bytes = isDir ? 0 : (entry as ReadEntry).size;
+        // A link's bytes are its file's, written once.
+        const bytes = isDir || linked !== undefined ? 0 : (entry as ReadEntry).size;
         if (total + bytes > limit) summary.truncated = true;
         for (const dir of fresh) dirs.add(dir);
         total += bytes;
         entries += cost;
-        if (!isDir) last = { name, size: bytes };
+        if (linked !== undefined) (entry as ReadEntry).linkpath = linked;
+        else if (!isDir) last = { name, size: bytes };
         // A name that comes again replaces the file before it: one file.
         if (!isDir && !counted.has(name)) {
           counted.add(name);

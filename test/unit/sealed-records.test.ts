@@ -139,6 +139,52 @@ describe('sealed records', () => {
     expect(readFileSync(join(recordDir, 'out', 'ok.txt'), 'utf8')).toBe('fine');
   });
 
+  it('keeps every name of a file with more than one: tar archives the names after the first as hard links to it', async () => {
+    // GNU tar of /agentd/out after `ln report.md latest.md`: the name read first is the file, the other
+    // a link to it (on a tmpfs the newest name comes first, so the report itself was the one lost).
+    const dir = makeTempDir('agentd-unit-records-');
+    const records = new SealedRecords(join(dir, 'records'));
+    const file = archive(
+      dir,
+      entry('./', '', '5'),
+      entry('./latest.md', 'the report\n'),
+      entry('./report.md', '', '1', './latest.md'),
+      entry('./sub/', '', '5'),
+      entry('./sub/copy.md', '', '1', 'latest.md'),
+      // Never to anything but a file kept before it, nor in its own place.
+      entry('./to-host', '', '1', '/etc/hostname'),
+      entry('./up', '', '1', '../records/demo'),
+      entry('./to-dir', '', '1', './sub'),
+      entry('./later', '', '1', './not-yet.txt'),
+      entry('./not-yet.txt', 'x'),
+      entry('./not-yet.txt', '', '1', './not-yet.txt'),
+    );
+    const { dir: recordDir, output } = await seal(records, file);
+    const out = join(recordDir, 'out');
+    expect(tree(out)).toEqual([
+      'latest.md file 444',
+      'not-yet.txt file 444',
+      'report.md file 444',
+      'sub dir 555',
+      'sub/copy.md file 444',
+    ]);
+    expect(readFileSync(join(out, 'report.md'), 'utf8')).toBe('the report\n');
+    expect(readFileSync(join(out, 'sub', 'copy.md'), 'utf8')).toBe('the report\n');
+    // The bytes of the file once: the links add a name, not content.
+    expect(output).toEqual({ files: 4, bytes: 12, truncated: false, skipped: 5 });
+    // An export holds every name, and tar makes each again from it.
+    const sink = new PassThrough();
+    const chunks: Buffer[] = [];
+    sink.on('data', (chunk: Buffer) => chunks.push(chunk));
+    await exportRecord(recordDir, sink);
+    const exported = join(dir, 'export.tar.gz');
+    writeFileSync(exported, Buffer.concat(chunks));
+    const into = join(dir, 'unpacked');
+    mkdirSync(into);
+    execFileSync('tar', ['-xzf', exported, '-C', into]);
+    expect(readFileSync(join(into, ID, 'out', 'sub', 'copy.md'), 'utf8')).toBe('the report\n');
+  });
+
   it('counts only the files the record holds: names that are not UTF-8 or too long are skipped, a repeated name is one file', async () => {
     const dir = makeTempDir('agentd-unit-records-');
     const records = new SealedRecords(join(dir, 'records'));
