@@ -66,6 +66,14 @@ export interface DaemonInput {
  */
 export const MAX_QUEUED_SESSIONS = 10_000;
 
+/**
+ * Sessions of one schedule queued at once, at most, with `overlap: queue`; a firing beyond makes none
+ * (schedule.skipped). A schedule firing faster than its sessions end (or one hung with no timeout)
+ * otherwise queued a session per firing until the daemon's whole queue (MAX_QUEUED_SESSIONS) was full,
+ * and every other agent's triggers were refused queue_full.
+ */
+export const SCHEDULE_QUEUED_MAX = 100;
+
 /** A trigger repeating a key within this long after the key's session finished gets that session. */
 export const KEY_WINDOW_MS = 24 * 60 * 60 * 1000;
 
@@ -515,6 +523,9 @@ export const daemonMachine = setup({
     /** overlap: skip, and a session from this agent's schedule is queued or running. */
     overlapSkips: ({ context }, fired: ScheduleFiredEvent) =>
       overlapOf(context, fired.agent) === 'skip' && activeScheduled(context, fired.agent) !== undefined,
+    /** overlap: queue, and SCHEDULE_QUEUED_MAX sessions from this agent's schedule wait already. */
+    scheduleQueueFull: ({ context }, fired: ScheduleFiredEvent) =>
+      queuedScheduled(context, fired.agent) >= SCHEDULE_QUEUED_MAX,
     hostKnown: ({ context }, host: string) =>
       context.hosts.some((h) => h.getSnapshot().context.name === host),
     keyRemembered: ({ context }, trigger: TriggerEvent) => liveKey(context, trigger.key) !== undefined,
@@ -1081,6 +1092,17 @@ export const daemonMachine = setup({
               }),
             },
           },
+          {
+            guard: { type: 'scheduleQueueFull', params: ({ event }) => event },
+            actions: {
+              type: 'announceFiringSkipped',
+              params: ({ event }) => ({
+                agent: event.agent,
+                firing: event.firing,
+                reason: `${SCHEDULE_QUEUED_MAX} sessions from the schedule are queued already, the most one schedule keeps waiting (overlap: queue); it fires faster than its sessions end`,
+              }),
+            },
+          },
           { actions: { type: 'triggerScheduled', params: ({ event }) => event } },
         ],
         'trigger.unrecorded': {
@@ -1387,6 +1409,12 @@ function activeScheduled(context: DaemonContext, agent: string): string | undefi
     runningRequests(context).find(scheduled)?.sessionId ??
     context.queue.find((s) => scheduled(s.request))?.request.sessionId
   );
+}
+
+/** How many sessions of agent that came from its schedule are queued (not running). */
+function queuedScheduled(context: DaemonContext, agent: string): number {
+  return context.queue.filter((s) => s.request.agent === agent && s.request.scheduledFor !== undefined)
+    .length;
 }
 
 /** Child ids of schedule actors; session actors are named by their 16-hex session id. */

@@ -1,7 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type Actor, createActor } from 'xstate';
 import type { AgentConfig, ScheduleConfig } from '../../src/config/types.js';
-import type { DaemonEmitted, DaemonInput, daemonMachine } from '../../src/machines/daemon.machine.js';
+import {
+  type DaemonEmitted,
+  type DaemonInput,
+  type daemonMachine,
+  SCHEDULE_QUEUED_MAX,
+} from '../../src/machines/daemon.machine.js';
 import { scheduledSessionId } from '../../src/sessions/schedule.js';
 import { AGENTS, Fakes, RECONCILED, settle } from '../helpers/machine-fakes.js';
 
@@ -123,6 +128,40 @@ describe('daemon machine: schedules', () => {
       '2026-06-01T10:00:10.000Z',
       '2026-06-01T10:00:15.000Z',
     ]);
+    d.actor.stop();
+  });
+
+  it('with overlap: queue, keeps at most SCHEDULE_QUEUED_MAX of its sessions waiting, so the daemon queue stays open to others', async () => {
+    // Every second, behind a session that never ends: each firing used to queue one more session until
+    // the daemon's whole queue was full and every trigger of every agent was refused queue_full.
+    const d = await start(
+      [
+        agent('tick', { schedule: { ...EVERY_5S, cron: '* * * * * *', overlap: 'queue' }, maxConcurrent: 1 }),
+        agent('other'),
+      ],
+      { maxQueued: SCHEDULE_QUEUED_MAX + 5 },
+    );
+    await vi.advanceTimersByTimeAsync((SCHEDULE_QUEUED_MAX + 10) * 1_000);
+    expect(d.running()).toHaveLength(1);
+    expect(d.queued()).toHaveLength(SCHEDULE_QUEUED_MAX);
+    expect(d.firings.length).toBeGreaterThanOrEqual(8);
+    expect(d.firings[0]).toEqual({
+      kind: 'skipped',
+      agent: 'tick',
+      firing: expect.any(String),
+      reason: `${SCHEDULE_QUEUED_MAX} sessions from the schedule are queued already, the most one schedule keeps waiting (overlap: queue); it fires faster than its sessions end`,
+    });
+    d.trigger('manual0000000001', 'other');
+    await settle();
+    expect(d.answers).toContainEqual(
+      expect.objectContaining({ type: 'trigger.accepted', sessionId: 'manual0000000001' }),
+    );
+    // Once one of them runs, the next firing queues again.
+    const first = d.running()[0]?.sessionId as string;
+    d.fakes.run(first).finish();
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(d.queued().filter((r) => r.agent === 'tick')).toHaveLength(SCHEDULE_QUEUED_MAX);
+    expect(d.fakes.accepted.at(-1)?.scheduledFor).toBeDefined();
     d.actor.stop();
   });
 
