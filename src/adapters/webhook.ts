@@ -1,5 +1,5 @@
 import { shownWebhookUrl } from '../config/webhook-url.js';
-import { AgentdError } from '../errors.js';
+import { AgentdError, errorMessage } from '../errors.js';
 
 /** How one POST failed, as the metrics count it. */
 export type WebhookFailure = 'http_4xx' | 'http_5xx' | 'redirect' | 'timeout' | 'network';
@@ -93,8 +93,11 @@ export async function postWebhook(
     if (deadline.aborted) {
       throw new WebhookError('timeout', `no answer from ${shown} within ${options.timeoutMs} ms`, error);
     }
-    const reason = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message;
-    throw new WebhookError('network', `cannot reach ${shown}: ${reason}`, error);
+    throw new WebhookError(
+      'network',
+      `cannot reach ${shown}: ${networkReason(error, request.url, shown)}`,
+      error,
+    );
   }
   // Nothing of the answer is needed but its status and Retry-After: release the connection unread.
   await response.body?.cancel().catch(() => {});
@@ -121,6 +124,21 @@ export async function postWebhook(
     status,
     redirectTo,
   );
+}
+
+/**
+ * Why fetch failed, for a message: its cause's code (ECONNREFUSED), else its cause's own words (`bad
+ * port`: fetch's "fetch failed" alone says nothing), with the URL, should they name it, as shown.
+ */
+function networkReason(error: unknown, url: string, shown: string): string {
+  const cause = (error as { cause?: { code?: unknown; message?: unknown } } | undefined)?.cause;
+  const reason =
+    typeof cause?.code === 'string'
+      ? cause.code
+      : typeof cause?.message === 'string' && cause.message !== ''
+        ? cause.message
+        : errorMessage(error);
+  return reason.split(url).join(shown);
 }
 
 /**

@@ -21,7 +21,7 @@ import {
   sizeProblem,
 } from './resources.js';
 import { cronProblem, timezoneProblem, workUnitTemplateProblem } from './schedule.js';
-import { shownWebhookUrl } from './webhook-url.js';
+import { FETCH_BLOCKED_PORTS, shownWebhookUrl } from './webhook-url.js';
 
 /** Zod schema for the raw agentd.yaml. Messages name what is expected so the operator can fix the file. */
 
@@ -471,6 +471,9 @@ export function webhookUrlProblem(raw: string): string | undefined {
   }
   if (url.username !== '' || url.password !== '') {
     return `${describe(shownWebhookUrl(raw))} must not contain a user or password (not repeated here); the receiver checks the signature instead`;
+  }
+  if (url.port !== '' && FETCH_BLOCKED_PORTS.has(Number(url.port))) {
+    return `${describe(shownWebhookUrl(raw))}: port ${url.port} is one that fetch never connects to (the Fetch standard's blocked ports: mail, IRC, SIP, X11 and the like), so every notification would fail; have the receiver listen on another port`;
   }
   return undefined;
 }

@@ -16,7 +16,7 @@ import {
 } from '../../src/adapters/webhook.js';
 import { type ConfigError, parseConfig } from '../../src/config/index.js';
 import type { NotifyTarget } from '../../src/config/types.js';
-import { shownWebhookUrl } from '../../src/config/webhook-url.js';
+import { FETCH_BLOCKED_PORTS, shownWebhookUrl } from '../../src/config/webhook-url.js';
 import {
   MAX_DEFERRED,
   MAX_PENDING,
@@ -1737,6 +1737,18 @@ describe('postWebhook', () => {
     expect(unreachable.startsWith(`cannot reach http://127.0.0.1:${port}/hook?…: `)).toBe(true);
     expect(unreachable).not.toContain('S3CRET');
   });
+
+  it('says why fetch would not connect when its error has no code (a blocked port), not only "fetch failed"', async () => {
+    const error = await postWebhook(
+      { url: 'http://127.0.0.1:6667/hook?token=S3CRET', body: '{}', headers: {} },
+      { timeoutMs: 2000 },
+    ).then(
+      () => undefined,
+      (failed: WebhookError) => failed,
+    );
+    expect(error?.failure).toBe('network');
+    expect(error?.message).toBe('cannot reach http://127.0.0.1:6667/hook?…: bad port');
+  });
 });
 
 describe('shownWebhookUrl', () => {
@@ -1828,6 +1840,35 @@ describe('notify: configuration', () => {
     expect(byPath['agents[0].notify[1].attempts']).toContain('at most 10');
     expect(byPath['agents[0].notify[2].secret']).toContain('is required');
     expect(byPath['agents[0].notify[2].secrt']).toContain('did you mean "secret"');
+  });
+
+  it("refuses a webhook on a port fetch never connects to, naming the port; this Node's fetch blocks each of them", async () => {
+    let problems: { path: string; message: string }[] = [];
+    try {
+      parse(
+        `agents:\n${agent}    notify:\n      - url: http://127.0.0.1:6667/hook?token=S3CRET\n        secret: env:K\n      - url: https://hooks.example.com:10080/x\n        secret: env:K\n      - url: http://127.0.0.1:8080/ok\n        secret: env:K\n`,
+      );
+    } catch (error) {
+      problems = (error as ConfigError).problems;
+    }
+    const byPath = Object.fromEntries(problems.map((p) => [p.path, p.message]));
+    expect(byPath['agents[0].notify[0].url']).toBe(
+      `"http://127.0.0.1:6667/hook?…": port 6667 is one that fetch never connects to (the Fetch standard's blocked ports: mail, IRC, SIP, X11 and the like), so every notification would fail; have the receiver listen on another port`,
+    );
+    expect(byPath['agents[0].notify[1].url']).toContain('port 10080 is one that fetch never connects to');
+    expect(byPath['agents[0].notify[2].url']).toBeUndefined();
+    // The list is fetch's own: each port on it is refused by fetch before any connection, the next one is not.
+    const refusal = (port: number) =>
+      fetch(`http://127.0.0.1:${port}/`, {
+        method: 'POST',
+        body: '{}',
+        signal: AbortSignal.timeout(2000),
+      }).then(
+        () => undefined,
+        (error: { cause?: { message?: string } }) => error.cause?.message,
+      );
+    for (const port of FETCH_BLOCKED_PORTS) expect(await refusal(port), `port ${port}`).toBe('bad port');
+    expect(await refusal(6670)).not.toBe('bad port');
   });
 
   it('reads outcomes: as a filter, and names an unknown or empty one with the choices', () => {
