@@ -3,6 +3,7 @@ import { describeListen, isLoopback } from '../config/http.js';
 import type { HttpSettings } from '../config/types.js';
 import { createApi } from '../http/api.js';
 import { Tokens } from '../http/auth.js';
+import { hostCheckFor } from '../http/hosts.js';
 import { HttpServer } from '../http/server.js';
 import type { DaemonPort } from '../protocol/context.js';
 import type { DaemonMetrics } from './metrics.js';
@@ -28,6 +29,7 @@ export async function openHttpApi(options: {
     readiness: async () => readiness(port),
     log: log.child({ component: 'http' }),
     bodyLimitBytes: settings.bodyLimitBytes,
+    checkHost: hostCheckFor(settings),
   });
   const server = await HttpServer.listen(settings, app);
   log.info(

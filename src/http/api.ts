@@ -12,6 +12,7 @@ import { RETRYABLE_REJECTIONS, type RejectionCode } from '../sessions/check-trig
 import type { HistoryFilter } from '../sessions/history.js';
 import { decodeBase64, type WorkPayload } from '../sessions/work.js';
 import { allows, type Tokens } from './auth.js';
+import type { HostCheck } from './hosts.js';
 import { logStream, MAX_STREAMS, MAX_STREAMS_PER_TOKEN } from './log-stream.js';
 import { OPERATIONS, type Operation, routeOf } from './operations.js';
 import type { CreateSession, ErrorBody, logQuerySchema } from './schemas.js';
@@ -33,6 +34,8 @@ export interface ApiOptions {
   bodyLimitBytes: number;
   /** Bytes of request bodies held at once by all connections (BODIES_MAX_BYTES; tests make it small). */
   bodiesMaxBytes?: number;
+  /** Refuses a request sent to a name the listener must not answer to (see hostCheckFor); none: any. */
+  checkHost?: HostCheck;
 }
 
 /** What a handler gets: the checked path parameters, query and body. */
@@ -56,6 +59,14 @@ const LOGGED_PATH_MAX = 256;
 export function createApi(options: ApiOptions): Hono<Env> {
   const app = new Hono<Env>();
   app.use('*', observe(options));
+  const { checkHost } = options;
+  if (checkHost !== undefined) {
+    app.use('*', async (c, next) => {
+      const refused = checkHost(c.req.url);
+      if (refused !== undefined) return errorResponse(c, 421, 'wrong_host', refused);
+      await next();
+    });
+  }
   const handlers = handlersOf(options);
   // At least one body_limit, and one token's share too: a single largest body always fits.
   const max = Math.max(options.bodiesMaxBytes ?? BODIES_MAX_BYTES, options.bodyLimitBytes);
@@ -512,7 +523,7 @@ function unknownSession(c: Context<Env>, sessionId: string): Response {
 /** The one error shape, with the socket protocol's codes. */
 export function errorResponse(
   c: Context,
-  status: 400 | 401 | 403 | 404 | 405 | 409 | 413 | 415 | 422 | 500 | 501 | 503,
+  status: 400 | 401 | 403 | 404 | 405 | 409 | 413 | 415 | 421 | 422 | 500 | 501 | 503,
   code: string,
   message: string,
   problems: ErrorBody['problems'] = [],
