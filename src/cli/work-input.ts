@@ -52,11 +52,8 @@ function readLimited(path: string, limit: number, option: string): Buffer {
     fd = openSync(path, 'r');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    throw new UsageError(
-      code === 'ENOENT'
-        ? `${option}: ${path} does not exist`
-        : `${option}: cannot read ${path} (${code ?? String(error)})`,
-    );
+    if (code === 'ENOENT') throw new UsageError(`${option}: ${path} does not exist`);
+    throw cannotRead(option, path, error);
   }
   try {
     const stat = fstatSync(fd);
@@ -66,7 +63,13 @@ function readLimited(path: string, limit: number, option: string): Buffer {
     let size = 0;
     for (;;) {
       const chunk = Buffer.alloc(64 * 1024);
-      const n = readSync(fd, chunk, 0, chunk.length, null);
+      let n: number;
+      try {
+        n = readSync(fd, chunk, 0, chunk.length, null);
+      } catch (error) {
+        // An I/O error (EIO, a file of /proc that cannot be read) was "unexpected error: EIO" alone.
+        throw cannotRead(option, path, error);
+      }
       if (n === 0) break;
       size += n;
       if (size > limit) throw tooLarge(option, path, limit);
@@ -79,15 +82,41 @@ function readLimited(path: string, limit: number, option: string): Buffer {
 }
 
 async function readStdin(stdin: NodeJS.ReadableStream, limit: number, option: string): Promise<Buffer> {
+  // Node reads a directory on stdin (`< dir`) as empty: the session was handed an empty request.
+  const fd = (stdin as { fd?: unknown }).fd;
+  if (typeof fd === 'number' && isDirectory(fd)) {
+    throw new UsageError(
+      `${option}: stdin is a directory; redirect a file into it, or give --request-file PATH`,
+    );
+  }
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of stdin) {
-    const bytes = Buffer.from(chunk as Buffer);
-    size += bytes.byteLength;
-    if (size > limit) throw tooLarge(option, 'stdin', limit);
-    chunks.push(bytes);
+  try {
+    for await (const chunk of stdin) {
+      const bytes = Buffer.from(chunk as Buffer);
+      size += bytes.byteLength;
+      if (size > limit) throw tooLarge(option, 'stdin', limit);
+      chunks.push(bytes);
+    }
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    throw cannotRead(option, 'stdin', error);
   }
   return Buffer.concat(chunks);
+}
+
+function isDirectory(fd: number): boolean {
+  try {
+    return fstatSync(fd).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** A file (or stdin) that cannot be opened or read: the option, the file and the system's code. */
+function cannotRead(option: string, what: string, error: unknown): UsageError {
+  const code = (error as NodeJS.ErrnoException).code;
+  return new UsageError(`${option}: cannot read ${what} (${code ?? String(error)})`);
 }
 
 function tooLarge(option: string, what: string, limit: number): UsageError {
