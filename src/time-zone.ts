@@ -47,3 +47,56 @@ function zoneOfPath(path: string): string | undefined {
   const zone = path.slice(at + 'zoneinfo/'.length).replace(/^(posix|right)\//, '');
   return zone === '' ? undefined : zone;
 }
+
+/**
+ * This process's local UTC offset at `at`, like `+01:00`: what its local time, and so a schedule without
+ * `timezone:`, follows, whatever TZ names. Read without ICU's zone data.
+ */
+export function localUtcOffset(at: Date = new Date()): string {
+  return offsetText(-at.getTimezoneOffset());
+}
+
+/**
+ * Why this process's local time is not that of `zone` (processTimeZone's name for it), if it is not. A
+ * TZ that V8 cannot read leaves local time at UTC under a name that says otherwise: `europe/berlin` (case
+ * matters there, not in `timezone:`), a POSIX rule like `CET-1CEST,M3.5.0,M10.5.0/3` (the C library and
+ * `date` read it, V8 does not). Compares the offsets now and in half a year (daylight saving time). Loads
+ * ICU's zone data, 8 MB of RSS: for validate, not the daemon.
+ */
+export function localTimeZoneProblem(zone: string, at: Date = new Date()): string | undefined {
+  // A zone file's path (TZ=/etc/myzone): V8 reads the file; there is no name to compare with.
+  if (zone.startsWith('/')) return undefined;
+  let format: Intl.DateTimeFormat;
+  try {
+    format = new Intl.DateTimeFormat('en-US', {
+      timeZone: zone,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: 'numeric',
+      day: 'numeric',
+      hour: 'numeric',
+      minute: 'numeric',
+    });
+  } catch {
+    return `${JSON.stringify(zone)} is not a time zone; this process keeps UTC${localUtcOffset(at)}`;
+  }
+  for (const instant of [at, new Date(at.getTime() + 182 * 86_400_000)]) {
+    const p = Object.fromEntries(
+      format.formatToParts(instant).map((part) => [part.type, Number(part.value)]),
+    );
+    const wall = Date.UTC(p.year ?? 0, (p.month ?? 1) - 1, p.day ?? 1, p.hour ?? 0, p.minute ?? 0);
+    const zoneMinutes = Math.round((wall - Math.floor(instant.getTime() / 60_000) * 60_000) / 60_000);
+    if (zoneMinutes !== -instant.getTimezoneOffset()) {
+      return (
+        `${JSON.stringify(zone)} is not read as that zone (UTC${offsetText(zoneMinutes)} on ${instant.toISOString().slice(0, 10)}); ` +
+        `this process keeps UTC${localUtcOffset(instant)}`
+      );
+    }
+  }
+  return undefined;
+}
+
+function offsetText(minutes: number): string {
+  const abs = Math.abs(minutes);
+  return `${minutes < 0 ? '-' : '+'}${String(Math.floor(abs / 60)).padStart(2, '0')}:${String(abs % 60).padStart(2, '0')}`;
+}

@@ -5,7 +5,7 @@ import type { Settings } from '../config/types.js';
 import { runDaemon } from '../daemon/main.js';
 import { logPreflight } from '../daemon/preflight.js';
 import type { InspectorServer } from '../inspector/server.js';
-import { processTimeZone } from '../time-zone.js';
+import { localUtcOffset, processTimeZone } from '../time-zone.js';
 import { EXIT } from './exit-codes.js';
 import type { LogLevel } from './log-options.js';
 import { reportStartFailure } from './start-failure.js';
@@ -41,6 +41,8 @@ export async function runStart(options: StartOptions, stderr: NodeJS.WritableStr
       agents: settings.agents.length,
       // What a schedule without `timezone:` follows: the zone this process has (TZ, /etc/localtime) now.
       timezone: processTimeZone(),
+      // The offset its local time has now: what tells a TZ V8 could not read (kept at UTC) from the zone named.
+      utcOffset: localUtcOffset(),
     },
     'agentd starting',
   );

@@ -6,7 +6,7 @@ import { shownWebhookUrl } from '../config/webhook-url.js';
 import { formatDuration } from '../duration.js';
 import { describeAgent } from '../sessions/agent-view.js';
 import { nextFiring } from '../sessions/schedule.js';
-import { processTimeZone } from '../time-zone.js';
+import { localTimeZoneProblem, localUtcOffset, processTimeZone } from '../time-zone.js';
 import { AgentdCommand } from './agentd-command.js';
 import { printJson } from './client-io.js';
 import { configOption, loadSettingsOrFailure } from './config-option.js';
@@ -86,6 +86,16 @@ export class ValidateCommand extends AgentdCommand {
       if (agent.schedule) out.push(`    ${describeSchedule(agent.schedule)}`);
     }
     for (const w of warnings) out.push(`warning: ${w.path}: ${w.message}; ${w.fix}`);
+    const zoneProblem = settings.agents.some((a) => a.schedule && a.schedule.timezone === undefined)
+      ? localTimeZoneProblem(processTimeZone())
+      : undefined;
+    if (zoneProblem !== undefined) {
+      // V8 leaves local time at UTC for a TZ it cannot read: the schedules would fire hours off the zone named.
+      out.push(
+        `warning: this process's time zone (TZ, else /etc/localtime): ${zoneProblem}, and a schedule without timezone: follows that here; ` +
+          'set TZ to a zone name as in /usr/share/zoneinfo (case matters), or give each schedule a timezone:',
+      );
+    }
     this.context.stdout.write(`${out.join('\n')}\n`);
     return EXIT.succeeded;
   }
@@ -96,7 +106,7 @@ function describeSchedule(schedule: ScheduleConfig): string {
   // daemon's is the one it had at its start (its daemon.starting log line says which).
   const zone =
     schedule.timezone ??
-    `this process's time zone (${processTimeZone()}; the daemon uses its own, as at its start)`;
+    `this process's time zone (${processTimeZone()}, now UTC${localUtcOffset()}; the daemon uses its own, as at its start)`;
   const next = nextFiring(schedule, new Date())?.toISOString() ?? 'never';
   return `schedule "${schedule.cron}" in ${zone}, overlap ${schedule.overlap}, catch_up ${schedule.catchUp}; next firing ${next}`;
 }

@@ -361,12 +361,12 @@ describe('schedule machine', () => {
 });
 
 describe('schedule: the time zone without `timezone:`', () => {
-  it("validate names the zone it read the schedule in (its own process's) and says the daemon uses its own", async () => {
+  async function validate(schedule = '"0 3 * * *"'): Promise<string> {
     const dir = makeTempDir('agentd-unit-validate-');
     const file = join(dir, 'agentd.yaml');
     writeFileSync(
       file,
-      `daemon:\n  state_dir: ${join(dir, 'state')}\nagents:\n  - name: nightly\n    image: localhost/agentd-base:bookworm\n    command: ["run"]\n${REPO}    schedule: "0 3 * * *"\n`,
+      `daemon:\n  state_dir: ${join(dir, 'state')}\nagents:\n  - name: nightly\n    image: localhost/agentd-base:bookworm\n    command: ["run"]\n${REPO}    schedule: ${schedule}\n`,
     );
     const stdout = new PassThrough();
     let text = '';
@@ -381,11 +381,55 @@ describe('schedule: the time zone without `timezone:`', () => {
     });
     await new Promise((resolve) => setImmediate(resolve));
     expect(code).toBe(0);
-    const zone = processTimeZone();
-    expect(text).toContain(
-      `schedule "0 3 * * *" in this process's time zone (${zone}; the daemon uses its own, as at its start),`,
-    );
+    return text;
+  }
+
+  const tz = process.env.TZ;
+  afterEach(() => {
+    // Node applies an assignment to process.env.TZ to this process's local time at once.
+    if (tz === undefined) delete process.env.TZ;
+    else process.env.TZ = tz;
   });
+
+  it("validate names the zone it read the schedule in (its own process's), with its offset, and says the daemon uses its own", async () => {
+    process.env.TZ = 'Asia/Kolkata';
+    const text = await validate();
+    expect(text).toContain(
+      `schedule "0 3 * * *" in this process's time zone (Asia/Kolkata, now UTC+05:30; the daemon uses its own, as at its start),`,
+    );
+    expect(text).not.toContain('warning');
+  });
+
+  it.each([
+    [
+      'europe/berlin',
+      '"europe/berlin" is not read as that zone (UTC+01:00 on 2026-01-15); this process keeps UTC+00:00',
+    ],
+    [
+      'CET-1CEST,M3.5.0,M10.5.0/3',
+      '"CET-1CEST,M3.5.0,M10.5.0/3" is not a time zone; this process keeps UTC+00:00',
+    ],
+  ])(
+    'validate warns when TZ=%s leaves this process at another offset than the zone it names',
+    async (zone, problem) => {
+      vi.useFakeTimers({ toFake: ['Date'] });
+      vi.setSystemTime(new Date('2026-01-15T12:00:00.000Z'));
+      try {
+        process.env.TZ = zone;
+        const text = await validate();
+        // V8 keeps UTC for a TZ it cannot read (the C library's `date` reads the POSIX rule): 03:00 UTC.
+        expect(text).toContain(`(${zone}, now UTC+00:00;`);
+        expect(text).toContain('next firing 2026-01-16T03:00:00.000Z');
+        expect(text).toContain(
+          `warning: this process's time zone (TZ, else /etc/localtime): ${problem}, and a schedule without timezone: follows that here; set TZ to a zone name as in /usr/share/zoneinfo (case matters), or give each schedule a timezone:`,
+        );
+        // A schedule with its own timezone: does not depend on it.
+        expect(await validate('{cron: "0 3 * * *", timezone: Europe/Berlin}')).not.toContain('warning');
+      } finally {
+        vi.useRealTimers();
+      }
+    },
+  );
 });
 
 describe('processTimeZone', () => {
