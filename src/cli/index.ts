@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { holdYoungGeneration } from '../daemon/young-generation.js';
 import { EXIT } from './exit-codes.js';
+import { watchOutput } from './output-streams.js';
 import { agentdVersion } from './version.js';
 
 /** The CLI entry: the only place besides the daemon's main that decides the exit code. */
@@ -37,6 +38,9 @@ async function main(argv: string[]): Promise<number> {
   }
   return cli.run(command, Cli.defaultContext);
 }
+
+// Before anything prints: a reader that goes away must not turn into a stack trace (see output-streams.ts).
+watchOutput(process);
 
 main(process.argv.slice(2)).then(
   (code) => {
