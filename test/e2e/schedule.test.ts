@@ -1,4 +1,5 @@
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
@@ -152,6 +153,28 @@ describe('schedules', () => {
     expect(replayed[0]?.outcome).toBe('succeeded');
     // The newest missed firing: the one before the daemon was ready, not an older one.
     expect(Date.parse(replayed[0]?.scheduledFor as string)).toBeGreaterThan(readyAt - 3_000);
+  });
+});
+
+describe('schedules.json', () => {
+  it('an entry whose since is no time is ignored with a warning: the daemon starts and the schedule fires', async () => {
+    const files = prepareDaemon({
+      agents: [agent('tick', ['true'], { schedule: { cron: '*/2 * * * * *', catch_up: 'latest' } })],
+    });
+    mkdirSync(files.stateDir, { recursive: true, mode: 0o700 });
+    writeFileSync(
+      join(files.stateDir, 'schedules.json'),
+      JSON.stringify({ version: 1, agents: { tick: { cron: '*/2 * * * * *', since: 'garbage' } } }),
+    );
+    // The old daemon logged daemon.ready, then crashed on it (CronDate: Invalid date), at every start.
+    const d = launchDaemon(files);
+    await d.ready();
+    const warned = await d.waitForLog((l) => l.event === 'daemon.schedules_unreadable');
+    expect(warned.agent).toBe('tick');
+    const fired = await d.waitForLog((l) => l.event === 'schedule.fired' && l.agent === 'tick');
+    await d.waitForOutcome(String(fired.session));
+    expect(await d.stop()).toBe(0);
+    expect(d.logs().filter((l) => l.event === 'daemon.crashed')).toEqual([]);
   });
 });
 
