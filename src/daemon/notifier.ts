@@ -11,6 +11,7 @@ import { errorFields, errorMessage } from '../errors.js';
 import { backoffWaitMs, deliveryMachine, MAX_WAIT_MS } from '../machines/delivery.machine.js';
 import {
   DELIVERY_HEADER,
+  EMPTY_SECRET,
   EVENT_HEADER,
   NOTIFICATION_EVENT,
   notificationBodyOf,
@@ -818,6 +819,14 @@ export class Notifier {
               throw Object.assign(new Error(errorMessage(error)), { failure: 'secret' });
             },
           );
+          // Read at each attempt: a key written into the file (or the environment) later is used then.
+          if (key.byteLength === 0)
+            throw Object.assign(
+              new Error(
+                `credential notify.secret: ${target.secret.raw} ${EMPTY_SECRET}; put the key there (it is read again at the next attempt)`,
+              ),
+              { failure: 'secret' },
+            );
           // Counted as made before it goes out: a daemon killed during POSTs, again and again, still
           // runs out of attempts (a stop counts one it cut short too, in close), and its next start waits
           // as for a failed one, not POSTing again at once.

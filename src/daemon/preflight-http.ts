@@ -8,6 +8,7 @@ import type { CredentialSource, HttpSettings, Settings } from '../config/types.j
 import { errorMessage } from '../errors.js';
 import { unpresentableToken } from '../http/auth.js';
 import { loadTls } from '../http/tls.js';
+import { EMPTY_SECRET } from '../sessions/notification.js';
 import type { CheckResult } from './check-result.js';
 
 /**
@@ -64,7 +65,21 @@ async function checkNotify(settings: Settings, env: NodeJS.ProcessEnv): Promise<
     ),
   ];
   for (const { where, target } of targets) {
-    results.push(await checkSource(`${where} secret`, target.secret, env));
+    results.push(
+      await checkSource(`${where} secret`, target.secret, env, (value) =>
+        // The notifier sends nothing signed with an empty key (anyone could forge it).
+        value.length === 0
+          ? {
+              status: 'fail',
+              message: `${target.secret.raw} ${EMPTY_SECRET}`,
+              fix:
+                target.secret.kind === 'env'
+                  ? `Set the variable ${target.secret.raw} names to the key in the daemon's environment (systemd: EnvironmentFile=), e.g. \`openssl rand -hex 32\``
+                  : `Write the key into ${target.secret.path}, e.g. \`openssl rand -hex 32\``,
+            }
+          : undefined,
+      ),
+    );
   }
   return results;
 }

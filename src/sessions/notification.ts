@@ -21,6 +21,14 @@ export function notificationBodyOf(recordJson: string, delivery: string): string
   return `{"event":${JSON.stringify(NOTIFICATION_EVENT)},"delivery":${JSON.stringify(delivery)},"session":${recordJson}}`;
 }
 
+/**
+ * Why a webhook's secret that resolves to nothing (an empty file, a variable set to '') signs nothing:
+ * anyone can make a signature keyed with no bytes, so a receiver checking it would take a forged
+ * notification. Read after the source (`env:HOOK_KEY resolves to ...`) by the notifier and doctor.
+ */
+export const EMPTY_SECRET =
+  'resolves to an empty value: a signature keyed with nothing can be made by anyone, so no notification is sent to this webhook';
+
 export function signature(key: Uint8Array, body: string): string {
   return `sha256=${createHmac('sha256', key).update(body).digest('hex')}`;
 }

@@ -525,6 +525,25 @@ describe('notifier', () => {
     expect(String(n.lines.find((l) => l.event === 'notify.failed')?.reason)).toContain('env:NOPE');
   });
 
+  it('sends nothing signed with a secret that resolves to an empty value (anyone could forge it), and says why; a key put there later is used', async () => {
+    const env: Record<string, string> = { HOOK_KEY: '' };
+    const n = setup([target({ attempts: 2, backoffMs: 1000 })], undefined, undefined, env);
+    n.notifier.notify(RECORD);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(n.attempts).toEqual([]);
+    expect(n.counted).toEqual(['attempt:secret']);
+    expect(n.lines.find((l) => l.event === 'notify.attempt_failed')?.reason).toBe(
+      'credential notify.secret: env:HOOK_KEY resolves to an empty value: a signature keyed with nothing can be made by anyone, so no notification is sent to this webhook; put the key there (it is read again at the next attempt)',
+    );
+    env.HOOK_KEY = KEY;
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(n.attempts).toHaveLength(1);
+    const body = n.attempts[0]?.request.body ?? '';
+    expect(n.attempts[0]?.request.headers['X-Agentd-Signature-256']).toBe(
+      `sha256=${createHmac('sha256', KEY).update(body).digest('hex')}`,
+    );
+  });
+
   it('tells a target with outcomes: only of those outcomes, one without of every outcome', async () => {
     const n = setup([
       target({ url: 'http://127.0.0.1:9/successes', outcomes: ['succeeded'] }),

@@ -220,4 +220,28 @@ describe('doctor: HTTP API and notification checks', () => {
     });
     expect(JSON.stringify(results)).not.toContain('hook-secret-value');
   });
+
+  it('fails a notification secret that resolves to an empty value: the notifier signs nothing with it', async () => {
+    const dir = makeTempDir('agentd-unit-doctor-notify-empty-');
+    const secretFile = join(dir, 'hook-secret');
+    writeFileSync(secretFile, '\n', { mode: 0o600 });
+    const results = await checkHttpAndNotify(
+      settings(
+        dir,
+        `  notify:\n    - { url: "https://hooks.example.com/a", secret: "file:${secretFile}" }`,
+        '    notify:\n      - { url: "https://hooks.example.com/b", secret: "env:EMPTY_HOOK_KEY" }\n',
+      ),
+      { ...ENV, EMPTY_HOOK_KEY: '' },
+    );
+    expect(row(results, 'daemon.notify[0] secret')).toMatchObject({
+      status: 'fail',
+      message: `file:${secretFile} resolves to an empty value: a signature keyed with nothing can be made by anyone, so no notification is sent to this webhook`,
+      fix: expect.stringContaining(`Write the key into ${secretFile}`),
+    });
+    expect(row(results, 'demo notify[0] secret')).toMatchObject({
+      status: 'fail',
+      message: expect.stringContaining('env:EMPTY_HOOK_KEY resolves to an empty value'),
+      fix: expect.stringContaining('env:EMPTY_HOOK_KEY'),
+    });
+  });
 });
