@@ -1,4 +1,4 @@
-import { lstatSync, rmSync, type Stats } from 'node:fs';
+import { lstatSync, renameSync, rmSync, type Stats } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { kindOf } from '../file-kind.js';
 import { NotRegularFileError, READ_NO_FOLLOW, readNoFollow, writeFileAtomic } from './state-files.js';
@@ -364,6 +364,45 @@ class Scan {
 export function withholdArchive(archive: string, note: string, why: string): void {
   writeFileAtomic(note, why, { durable: true, operation: 'note why the output archive is not kept' });
   rmSync(archive, { force: true });
+}
+
+/** The file the setup step writes the archive into before it renames it to the archive. */
+export function partOf(archive: string): string {
+  return `${archive}.part`;
+}
+
+/** The note that the archive is the part a stop cut short (see adoptCutArchive). */
+export function cutNoteOf(archive: string): string {
+  return `${archive}.cut`;
+}
+
+/**
+ * Takes as the archive the part the setup step was still writing when the session's stop killed it
+ * (Podman's SIGKILL comes OUTPUT_COPY_SECONDS after the grace period: a large /agentd/out is not
+ * archived by then): a tar archive cut there, which keeps what came before, where nothing was kept.
+ * Noted first (cutNoteOf), so that the record says why it ends early. Whether it took one; nothing
+ * when there is an archive, or no part that holds anything.
+ */
+export function adoptCutArchive(archive: string): boolean {
+  try {
+    lstatSync(archive);
+    return false;
+  } catch {
+    // No archive: the part, if any, is what there is.
+  }
+  const part = partOf(archive);
+  let stat: Stats;
+  try {
+    stat = lstatSync(part);
+  } catch {
+    return false;
+  }
+  if (!stat.isFile() || stat.size === 0) return false;
+  writeFileAtomic(cutNoteOf(archive), 'stopped while it was archived', {
+    operation: 'note that the output archive was cut short',
+  });
+  renameSync(part, archive);
+  return true;
 }
 
 /**

@@ -65,7 +65,10 @@ export interface OutputSummary {
   skipped: number;
   /** Why there is no output at all (the session never ran its command, or the archive could not be made). */
   missing?: string;
-  /** Why the archive could not be read to its end although it was not cut (what came before is kept). */
+  /**
+   * Why the archive could not be read to its end although it was not cut at its bound: it is damaged, or
+   * the session's stop ended its archiving (what came before is kept).
+   */
   damaged?: string;
 }
 
@@ -203,6 +206,8 @@ export class SealedRecords {
     log?: string | (() => Uint8Array);
     archive?: string;
     archiveLimit: number;
+    /** The archive is what the setup step had written when the session's stop killed it. */
+    cut?: boolean;
     json: (output: OutputSummary) => object;
     /** session.json until the seal is complete (written first): the session as it ended. */
     pending?: object;
@@ -243,7 +248,7 @@ export class SealedRecords {
       // A seal cut short by a crash, or that failed, starts again from nothing.
       removeTree(out);
       mkdirSync(out, { mode: 0o700 });
-      output = await unpack(options.archive, out, options.archiveLimit);
+      output = await unpack(options.archive, out, options.archiveLimit, options.cut ?? false);
       if (options.log !== undefined) {
         copyLog(
           options.log,
@@ -448,7 +453,12 @@ export async function exportRecord(dir: string, to: Writable): Promise<void> {
  * what came before its end; never throws for its content. Throws a StateDirError (`full`) when the
  * filesystem had no room for some of it.
  */
-async function unpack(archive: string | undefined, out: string, limit: number): Promise<OutputSummary> {
+async function unpack(
+  archive: string | undefined,
+  out: string,
+  limit: number,
+  cut: boolean,
+): Promise<OutputSummary> {
   const summary: OutputSummary = { files: 0, bytes: 0, truncated: false, skipped: 0 };
   if (archive === undefined) return { ...summary, missing: 'the session has no output archive' };
   let size: number;
@@ -707,7 +717,10 @@ async function unpack(archive: string | undefined, out: string, limit: number): 
         : endsAsTar(archive, size)
           ? undefined
           : 'no end of archive';
-    if (problem !== undefined) {
+    if (cut) {
+      summary.damaged =
+        'the session was stopped before its output was archived whole (a large /agentd/out takes longer than the stop leaves); what was archived by then is kept';
+    } else if (problem !== undefined) {
       summary.damaged = `the output archive ends early or is damaged (${problem}); what came before is kept`;
     }
   }

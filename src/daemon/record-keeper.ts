@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { wasSearched, withheldReason } from '../adapters/output-archive.js';
+import { cutNoteOf, wasSearched, withheldReason } from '../adapters/output-archive.js';
 import { type OutputSummary, SealedRecords } from '../adapters/sealed-records.js';
 import type { SessionFiles } from '../adapters/session-files.js';
 import { StateDirError } from '../adapters/state-files.js';
@@ -224,6 +224,7 @@ export class RecordKeeper {
         },
         ...(withheld === undefined ? { archive: paths.archive } : {}),
         archiveLimit: outputArchiveLimit(record.outputLimit ?? DEFAULT_OUTPUT_BYTES),
+        cut: existsSync(cutNoteOf(paths.archive)),
         json: (output) => sessionJson({ ...record, output: described(output) }),
         pending: sessionJson({ ...record, output: sealPending() }),
       });

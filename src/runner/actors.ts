@@ -1,5 +1,11 @@
 import { fromCallback, fromPromise } from 'xstate';
-import { fileHoldsAny, markSearched, NeedleSet, withholdArchive } from '../adapters/output-archive.js';
+import {
+  adoptCutArchive,
+  fileHoldsAny,
+  markSearched,
+  NeedleSet,
+  withholdArchive,
+} from '../adapters/output-archive.js';
 import type {
   AttachedRun,
   ContainerInspect,
@@ -312,6 +318,12 @@ export function runnerActors(ports: HostPorts, output: OutputSink) {
     screenOutput: fromPromise<void, ScreenOutputInput>(async ({ input, signal }) => {
       const { archive, withheld, searched, values } = input;
       let found: Awaited<ReturnType<typeof fileHoldsAny>>;
+      try {
+        // A stop that cut the archiving short left its part: searched and kept as an archive cut there.
+        adoptCutArchive(archive);
+      } catch {
+        // Not taken: the record says the output is missing, as it did.
+      }
       try {
         const { needles, masking } = outputSearch(values ?? []);
         found = await fileHoldsAny(archive, needles, signal, masking);
