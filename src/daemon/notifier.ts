@@ -417,7 +417,7 @@ export class Notifier {
    */
   async close(graceMs: number): Promise<void> {
     this.closing = true;
-    const { log, outbox } = this.options;
+    const { log, metrics, outbox } = this.options;
     const kept = outbox !== undefined;
     const waiting = this.queued;
     const deferred = this.deferredCount;
@@ -469,10 +469,28 @@ export class Notifier {
       // next attempt stays when it was planned (when the POST went out, or failed). Written before the
       // line below says what becomes of it, which depends on whether the write took.
       pending.made = snapshot.context.attempt;
-      const written = this.write(notification);
-      actor.stop();
       const session = notification.session;
       const url = shownWebhookUrl(snapshot.context.url);
+      if (pending.made >= pending.target.attempts) {
+        // Its last POST was cut short: no attempt is left for a next start, which would only give it up.
+        actor.stop();
+        this.settle(notification, pending);
+        metrics.notification('failed');
+        log.error(
+          {
+            event: 'notify.failed',
+            session,
+            url,
+            delivery: pending.delivery,
+            attempts: pending.made,
+            reason: 'its last attempt was cut short by the stop',
+          },
+          `could not notify ${url} of session ${session}: its last attempt (${pending.made} of ${pending.target.attempts}) was still under way when agentd stopped, and was cut short; it is not sent again (the receiver may have taken it: X-Agentd-Delivery ${pending.delivery})`,
+        );
+        continue;
+      }
+      const written = this.write(notification);
+      actor.stop();
       const context = {
         event: 'notify.abandoned',
         session,
@@ -819,6 +837,8 @@ export class Notifier {
               throw Object.assign(new Error(errorMessage(error)), { failure: 'secret' });
             },
           );
+          // Stopped (close) while the secret was read: nothing goes out, and the entry close settled stays.
+          signal.throwIfAborted();
           // Read at each attempt: a key written into the file (or the environment) later is used then.
           if (key.byteLength === 0)
             throw Object.assign(

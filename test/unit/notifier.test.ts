@@ -921,6 +921,33 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     expect(entry().targets[0]?.made).toBe(1);
   });
 
+  it('a stop that cuts its last attempt short gives it up then, saying so, rather than promising a next start that would not send it', async () => {
+    const first = setup([target({ attempts: 2, backoffMs: 1000 })], undefined, outbox());
+    first.notifier.notify(RECORD);
+    await vi.advanceTimersByTimeAsync(0);
+    first.attempts[0]?.settle(new WebhookError('http_5xx', 'answered 503'));
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(first.attempts).toHaveLength(2);
+    // The receiver never answers the last attempt; the stop's grace ends.
+    await stop(first.notifier, 10);
+    expect(files()).toEqual([]);
+    expect(first.counted).toEqual(['attempt:http_5xx', 'notification:failed']);
+    expect(first.lines.filter((l) => l.event === 'notify.abandoned')).toEqual([]);
+    const failed = first.lines.find((l) => l.event === 'notify.failed');
+    expect(failed).toMatchObject({
+      session: RECORD.id,
+      url: 'http://127.0.0.1:9/hook?…',
+      attempts: 2,
+      reason: 'its last attempt was cut short by the stop',
+    });
+    expect(String(failed?.msg)).toContain('it is not sent again');
+    const second = setup([target({ attempts: 2 })], undefined, outbox());
+    second.notifier.resume(() => undefined);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(second.attempts).toEqual([]);
+    expect(second.lines).toEqual([]);
+  });
+
   it('an entry that is not what agentd wrote is removed with a warning, and the others are sent', async () => {
     const first = setup([target()], undefined, outbox());
     first.notifier.notify(RECORD);
