@@ -1,7 +1,7 @@
 import { chmodSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { createAdaptorServer } from '@hono/node-server';
 import type { Hono } from 'hono';
@@ -33,6 +33,14 @@ const HEADERS_TIMEOUT_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 30_000;
 /** How often those deadlines are checked (Node's default, 30 s, would let a stalled client stay 40 s). */
 const LIMITS = { connectionsCheckingInterval: 2000 };
+/**
+ * A connection quiet this long is probed by TCP keepalive (libuv then probes every second, 10 times): a
+ * client that vanished without closing (a laptop put to sleep, a NAT or firewall that forgot the
+ * connection) is found out in some 40 s. Without it, the log stream of a session that printed nothing
+ * more (NDJSON writes nothing meanwhile) held its connection and its token's stream slot until the
+ * session ended: 16 such took every stream of their token, 64 from one address every connection of it.
+ */
+const TCP_KEEPALIVE_MS = 30_000;
 
 /**
  * The HTTP API's listening socket: TCP (plain or TLS) or a Unix socket (0600, in a directory only the
@@ -72,6 +80,8 @@ export class HttpServer {
       server.requestTimeout = REQUEST_TIMEOUT_MS;
       // Last: it wraps every request listener added above (the app's, the keep-alive limit's).
       connections.attach(server);
+      // A TLS connection too: this is the TCP socket under it. A Unix socket has no keepalive (Node skips it).
+      server.on('connection', (socket: Socket) => socket.setKeepAlive(true, TCP_KEEPALIVE_MS));
       if (listen.kind === 'unix') {
         ensurePrivateDir(dirname(listen.path), 'HTTP socket directory');
         await clearStaleSocket(listen.path, 'daemon.http.listen');

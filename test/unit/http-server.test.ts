@@ -1,9 +1,9 @@
 import { writeFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { connect, Socket } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { Hono } from 'hono';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { readiness } from '../../src/daemon/http.js';
 import { connectionSource } from '../../src/http/connections.js';
 import { OPERATIONS } from '../../src/http/operations.js';
@@ -176,6 +176,35 @@ describe('HTTP server limits', () => {
     await closed;
     expect(answers()).toBe(100);
     expect(text).not.toContain('503');
+  });
+
+  it('turns TCP keepalive on for every connection, so that a vanished client (a log stream nothing is written to) does not hold its slot for ever', async () => {
+    const calls: {
+      remotePort: number | undefined;
+      enable: boolean | undefined;
+      delay: number | undefined;
+    }[] = [];
+    const spy = vi.spyOn(Socket.prototype, 'setKeepAlive').mockImplementation(function (
+      this: Socket,
+      enable?: boolean,
+      delay?: number,
+    ) {
+      calls.push({ remotePort: this.remotePort, enable, delay });
+      return this;
+    });
+    try {
+      const { port, release } = await serve();
+      const { socket } = await open(port);
+      socket.write('GET /hold HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+      await waitFor(() => release.length === 1);
+      const accepted = calls.find((call) => call.remotePort === socket.localPort);
+      expect(accepted?.enable).toBe(true);
+      expect(accepted?.delay).toBeGreaterThan(0);
+      expect(accepted?.delay).toBeLessThanOrEqual(60_000);
+      release[0]?.();
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it('gives a TLS client the headers’ 10 s for its handshake, not Node’s 120 s', async () => {
