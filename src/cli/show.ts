@@ -70,14 +70,17 @@ function render(r: SessionRecord): string {
 }
 
 /** What the session left in /agentd/out, as its sealed record keeps it. */
-function outputText(r: SessionRecord): string | undefined {
+export function outputText(r: SessionRecord): string | undefined {
   const o = r.output;
   if (o === undefined) return undefined;
   if (o.missing !== undefined && o.files === 0) return `none: ${o.missing}`;
   const notes = [
     o.truncated ? 'cut at its bound' : '',
     o.damaged !== undefined ? `damaged: ${o.damaged}` : '',
-    o.skipped > 0 ? `${o.skipped} link(s), special file(s) or path(s) outside it left out` : '',
+    // Not only links and special files: names a terminal would act on, paths too deep or too long.
+    o.skipped > 0
+      ? `${o.skipped} left out: symbolic links, special files, names or paths it does not keep`
+      : '',
   ]
     .filter(Boolean)
     .join(', ');
