@@ -1,7 +1,7 @@
 import { Command, Option } from 'clipanion';
 import { describeListen } from '../config/http.js';
-import type { Resources, ScheduleConfig } from '../config/types.js';
-import { configWarnings } from '../config/warnings.js';
+import type { AgentConfig, Resources, ScheduleConfig } from '../config/types.js';
+import { type ConfigWarning, configWarnings } from '../config/warnings.js';
 import { shownWebhookUrl } from '../config/webhook-url.js';
 import { formatDuration } from '../duration.js';
 import { describeAgent } from '../sessions/agent-view.js';
@@ -38,7 +38,7 @@ export class ValidateCommand extends AgentdCommand {
       return EXIT.failed;
     }
     // Valid, and still worth a second look: said, not refused.
-    const warnings = configWarnings(settings);
+    const warnings = [...configWarnings(settings), ...zoneWarnings(settings.agents)];
     if (this.json) {
       printJson(this.context, {
         valid: true,
@@ -86,19 +86,25 @@ export class ValidateCommand extends AgentdCommand {
       if (agent.schedule) out.push(`    ${describeSchedule(agent.schedule)}`);
     }
     for (const w of warnings) out.push(`warning: ${w.path}: ${w.message}; ${w.fix}`);
-    const zoneProblem = settings.agents.some((a) => a.schedule && a.schedule.timezone === undefined)
-      ? localTimeZoneProblem(processTimeZone())
-      : undefined;
-    if (zoneProblem !== undefined) {
-      // V8 leaves local time at UTC for a TZ it cannot read: the schedules would fire hours off the zone named.
-      out.push(
-        `warning: this process's time zone (TZ, else /etc/localtime): ${zoneProblem}, and a schedule without timezone: follows that here; ` +
-          'set TZ to a zone name as in /usr/share/zoneinfo (case matters), or give each schedule a timezone:',
-      );
-    }
     this.context.stdout.write(`${out.join('\n')}\n`);
     return EXIT.succeeded;
   }
+}
+
+/**
+ * A schedule without `timezone:` follows this process's local time, which V8 leaves at UTC for a TZ it
+ * cannot read: such a schedule would fire hours off the zone named. One warning per such agent.
+ */
+function zoneWarnings(agents: readonly AgentConfig[]): ConfigWarning[] {
+  const local = agents.filter((a) => a.schedule !== undefined && a.schedule.timezone === undefined);
+  const problem = local.length === 0 ? undefined : localTimeZoneProblem(processTimeZone());
+  if (problem === undefined) return [];
+  return local.map((agent) => ({
+    path: `agents[${agents.indexOf(agent)}].schedule`,
+    agent: agent.name,
+    message: `has no timezone: and follows this process's time zone (TZ, else /etc/localtime): ${problem}`,
+    fix: 'set TZ to a zone name as in /usr/share/zoneinfo (case matters), or give the schedule a timezone:',
+  }));
 }
 
 function describeSchedule(schedule: ScheduleConfig): string {

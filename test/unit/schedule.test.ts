@@ -361,7 +361,7 @@ describe('schedule machine', () => {
 });
 
 describe('schedule: the time zone without `timezone:`', () => {
-  async function validate(schedule = '"0 3 * * *"'): Promise<string> {
+  async function validate(schedule = '"0 3 * * *"', flags: string[] = []): Promise<string> {
     const dir = makeTempDir('agentd-unit-validate-');
     const file = join(dir, 'agentd.yaml');
     writeFileSync(
@@ -373,7 +373,7 @@ describe('schedule: the time zone without `timezone:`', () => {
     stdout.on('data', (chunk: Buffer) => {
       text += chunk.toString();
     });
-    const argv = ['validate', '--config', file];
+    const argv = ['validate', '--config', file, ...flags];
     const code = await (await buildCli(argv[0])).run(argv, {
       ...Cli.defaultContext,
       stdout,
@@ -421,8 +421,17 @@ describe('schedule: the time zone without `timezone:`', () => {
         expect(text).toContain(`(${zone}, now UTC+00:00;`);
         expect(text).toContain('next firing 2026-01-16T03:00:00.000Z');
         expect(text).toContain(
-          `warning: this process's time zone (TZ, else /etc/localtime): ${problem}, and a schedule without timezone: follows that here; set TZ to a zone name as in /usr/share/zoneinfo (case matters), or give each schedule a timezone:`,
+          `warning: agents[0].schedule: has no timezone: and follows this process's time zone (TZ, else /etc/localtime): ${problem}; set TZ to a zone name as in /usr/share/zoneinfo (case matters), or give the schedule a timezone:`,
         );
+        const json = JSON.parse(await validate(undefined, ['--json'])) as { warnings: unknown[] };
+        expect(json.warnings).toEqual([
+          {
+            path: 'agents[0].schedule',
+            agent: 'nightly',
+            message: `has no timezone: and follows this process's time zone (TZ, else /etc/localtime): ${problem}`,
+            fix: 'set TZ to a zone name as in /usr/share/zoneinfo (case matters), or give the schedule a timezone:',
+          },
+        ]);
         // A schedule with its own timezone: does not depend on it.
         expect(await validate('{cron: "0 3 * * *", timezone: Europe/Berlin}')).not.toContain('warning');
       } finally {
