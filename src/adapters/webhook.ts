@@ -128,17 +128,15 @@ export async function postWebhook(
 
 /**
  * Why fetch failed, for a message: its cause's code (ECONNREFUSED), else its cause's own words (`bad
- * port`: fetch's "fetch failed" alone says nothing), with the URL, should they name it, as shown.
+ * port`: fetch's "fetch failed" alone says nothing) unless they name the host (whose name may hold a
+ * key: shownWebhookUrl), with the URL, should they name it, as shown.
  */
 function networkReason(error: unknown, url: string, shown: string): string {
   const cause = (error as { cause?: { code?: unknown; message?: unknown } } | undefined)?.cause;
-  const reason =
-    typeof cause?.code === 'string'
-      ? cause.code
-      : typeof cause?.message === 'string' && cause.message !== ''
-        ? cause.message
-        : errorMessage(error);
-  return reason.split(url).join(shown);
+  if (typeof cause?.code === 'string') return cause.code;
+  const words = typeof cause?.message === 'string' ? cause.message.split(url).join(shown) : '';
+  const host = URL.canParse(url) ? new URL(url).hostname : url;
+  return words === '' || words.includes(host) ? errorMessage(error) : words;
 }
 
 /**

@@ -1795,6 +1795,24 @@ describe('postWebhook', () => {
     expect(error?.failure).toBe('network');
     expect(error?.message).toBe('cannot reach http://127.0.0.1:6667/hook?…: bad port');
   });
+
+  it("does not repeat a code-less cause's words that name the host, whose name may hold a key", async () => {
+    const url = 'https://eo2kbzmlhi8v9ld.m.pipedream.net/hook';
+    const fetched = vi
+      .spyOn(globalThis, 'fetch')
+      .mockRejectedValue(
+        new TypeError('fetch failed', { cause: new Error('no route to eo2kbzmlhi8v9ld.m.pipedream.net') }),
+      );
+    try {
+      const message = await postWebhook({ url, body: '{}', headers: {} }, { timeoutMs: 2000 }).then(
+        () => 'ok',
+        (failed: WebhookError) => failed.message,
+      );
+      expect(message).toBe('cannot reach https://….m.pipedream.net/hook: fetch failed');
+    } finally {
+      fetched.mockRestore();
+    }
+  });
 });
 
 describe('shownWebhookUrl', () => {
