@@ -62,7 +62,7 @@ export function createApi(options: ApiOptions): Hono<Env> {
   const { checkHost } = options;
   if (checkHost !== undefined) {
     app.use('*', async (c, next) => {
-      const refused = checkHost(c.req.url);
+      const refused = checkHost(c.req.url, c.req.header('host'));
       if (refused !== undefined) return errorResponse(c, 421, 'wrong_host', refused);
       await next();
     });

@@ -5,7 +5,7 @@ import type { HttpSettings } from '../config/types.js';
  * Why a request's host is not one a loopback listener answers to (the message, with the fix), or
  * undefined when it is.
  */
-export type HostCheck = (url: string) => string | undefined;
+export type HostCheck = (url: string, hostHeader: string | undefined) => string | undefined;
 
 /**
  * The check of the name a request was sent to, for a plain-HTTP listener on a loopback address; none
@@ -21,11 +21,16 @@ export function hostCheckFor(settings: Pick<HttpSettings, 'listen' | 'tls'>): Ho
   const { listen } = settings;
   if (listen.kind !== 'tcp' || settings.tls !== undefined || !isLoopback(listen)) return undefined;
   const where = describeListen(listen);
-  return (url) => {
-    const host = hostOf(url);
-    if (host !== undefined && isLoopbackName(host)) return undefined;
+  return (url, hostHeader) => {
+    // The request line's host when it is a whole URL (as a client sends it to a proxy), else the Host
+    // header's; and the Host header's: each must be a loopback name.
+    const names = [hostOf(url), ...(hostHeader === undefined ? [] : [hostOf(`http://${hostHeader}/`)])];
+    const wrong = names.find((name) => name === undefined || !isLoopbackName(name));
+    if (!names.includes(undefined) && wrong === undefined) return undefined;
     const shown =
-      host === undefined ? 'none' : JSON.stringify(host.length > 64 ? `${host.slice(0, 64)}...` : host);
+      wrong === undefined
+        ? 'an unreadable one'
+        : JSON.stringify(wrong.length > 64 ? `${wrong.slice(0, 64)}...` : wrong);
     return `the API listens on the loopback address ${where} and answers to Host localhost or a loopback address only, not ${shown} (a web page could otherwise reach it through DNS rebinding); send requests to http://${where}, and have a reverse proxy in front send Host ${where} (nginx: proxy_set_header Host $proxy_host)`;
   };
 }

@@ -80,6 +80,10 @@ describe('the HTTP API on a loopback address and the Host a request names', () =
     }
     expect((await get(port, '/healthz', '10.1.2.3:7391')).status).toBe(421);
     expect((await get(port, '/healthz', 'localhost.attacker.example')).status).toBe(421);
+    // A request line that is a whole URL (as sent to a proxy): its host and the Host header both count.
+    expect((await get(port, 'http://127.0.0.1/healthz', 'rebind.attacker.example')).status).toBe(421);
+    expect((await get(port, 'http://rebind.attacker.example/healthz', '127.0.0.1')).status).toBe(421);
+    expect((await get(port, `http://localhost:${port}/healthz`, '127.0.0.1')).status).toBe(200);
   });
 
   it('answers localhost, its subdomains, 127.0.0.0/8 and [::1], on any port (an ssh tunnel changes it)', async () => {
