@@ -50,11 +50,25 @@ export function cronProblem(expression: string): string | undefined {
 }
 
 export function timezoneProblem(zone: string): string | undefined {
+  if (isZone(zone)) return undefined;
+  // An offset (UTC+1, GMT-05:00, +02): the IANA names for whole hours are Etc/GMT-1 and so on, sign inverted.
+  const offset = /^(?:UTC|GMT)?\s*([+-])(\d{1,2})(?::?00)?$/i.exec(zone.trim());
+  const etc = offset && `Etc/GMT${offset[1] === '+' ? '-' : '+'}${Number(offset[2])}`;
+  if (offset && etc && Number(offset[2]) !== 0 && isZone(etc)) {
+    return (
+      `${JSON.stringify(zone)} is not a time zone; for a fixed UTC${offset[1]}${Number(offset[2])} all year write ${etc} ` +
+      '(these names invert the sign), or the IANA name of a place like Europe/Berlin to follow its daylight saving time'
+    );
+  }
+  return `${JSON.stringify(zone)} is not a time zone; use an IANA name like UTC, Europe/Berlin or America/New_York`;
+}
+
+function isZone(zone: string): boolean {
   try {
     new Intl.DateTimeFormat('en', { timeZone: zone });
-    return undefined;
+    return true;
   } catch {
-    return `${JSON.stringify(zone)} is not a time zone; use an IANA name like UTC, Europe/Berlin or America/New_York`;
+    return false;
   }
 }
 

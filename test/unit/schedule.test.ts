@@ -82,6 +82,33 @@ describe('schedule: configuration', () => {
     expect(byPath['agents[0].schedule.catchup']).toContain('did you mean "catch_up"');
   });
 
+  it.each([
+    ['UTC+1', 'for a fixed UTC+1 all year write Etc/GMT-1 (these names invert the sign)'],
+    ['GMT-05:00', 'for a fixed UTC-5 all year write Etc/GMT+5 (these names invert the sign)'],
+    ['"+14"', 'for a fixed UTC+14 all year write Etc/GMT-14'],
+    ['Etc/GMT+14', 'use an IANA name like UTC, Europe/Berlin'],
+    ['+05:30', 'use an IANA name like UTC, Europe/Berlin'],
+    ['""', 'use an IANA name like UTC, Europe/Berlin'],
+  ])('refuses the time zone %s, saying what to write instead', (zone, hint) => {
+    const [problem] = problems(`${REPO}    schedule:\n      cron: "0 3 * * *"\n      timezone: ${zone}\n`);
+    expect(problem?.path).toBe('agents[0].schedule.timezone');
+    expect(problem?.message).toContain('is not a time zone;');
+    expect(problem?.message).toContain(hint);
+  });
+
+  it('takes a time zone name in any case, and fires by it', () => {
+    const [agent] = parse(
+      `${REPO}    schedule:\n      cron: "0 3 * * *"\n      timezone: europe/berlin\n`,
+    ).agents;
+    const schedule = agent?.schedule as ScheduleConfig;
+    expect(nextFiring(schedule, new Date('2026-01-15T00:00:00.000Z'))?.toISOString()).toBe(
+      '2026-01-15T02:00:00.000Z',
+    );
+    expect(
+      workUnitFor({ ...schedule, workUnit: '{date} {time}' }, 'x', new Date('2026-01-15T02:00:00.000Z')),
+    ).toBe('2026-01-15 03:00:00');
+  });
+
   it('rejects a work unit template whose expansion could pass 256 characters, or with a control character', () => {
     // 160 characters, but 20 × {agent} can become 640.
     const long = problems(
