@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { Command, Option, UsageError } from 'clipanion';
 import { PROTOCOL_VERSION } from '../constants.js';
 import { errorMessage } from '../errors.js';
@@ -15,7 +15,7 @@ export class SendCommand extends ClientCommand {
     details: `
       Events are JSON objects of the daemon machine's event schema, one per line (NDJSON):
       \`{"type":"trigger","agent":"demo"}\`, \`{"type":"cancel","sessionId":"..."}\`, \`{"type":"shutdown"}\`.
-      They come from the argument, from --file, or from standard input. Each is validated like a socket
+      They come from the argument, from --file, or from standard input (64 MiB at most). Each is validated like a socket
       request; an invalid one is rejected with the reason and changes nothing. Each reply is printed as one JSON line,
       as the daemon sent it, with a \`line\` field (the event's line number) added; a line that is not JSON gets an
       error of the same shape (code bad_json). Exits 1 when any event was rejected; a reply that is none
@@ -39,7 +39,7 @@ export class SendCommand extends ClientCommand {
     try {
       text =
         this.event ??
-        (this.file !== undefined ? readFileSync(this.file, 'utf8') : await readStdin(this.context.stdin));
+        (this.file !== undefined ? readEventFile(this.file) : await readStdin(this.context.stdin));
     } catch (error) {
       return this.fail(sourceProblem(this.file, error), EXIT.usage);
     }
@@ -102,8 +102,21 @@ function hasRejection(reply: Reply): boolean {
   return reply.type === 'event.result' && reply.answers.some((a) => a.type.endsWith('.rejected'));
 }
 
+/**
+ * The most of events `send` reads from --file or stdin: it holds them all before sending the first, and
+ * `--file /dev/zero` (or a huge file) grew it without end (10 GB in a minute). Room for four requests of
+ * the longest line the socket takes.
+ */
+export const MAX_EVENTS_BYTES = 64 * 1024 * 1024;
+
+/** A read of more than MAX_EVENTS_BYTES, stopped there. */
+class TooManyEvents extends Error {}
+
 /** Why the events could not be read, naming where they were to come from and the fix. */
 export function sourceProblem(file: string | undefined, error: unknown): string {
+  if (error instanceof TooManyEvents) {
+    return `${file === undefined ? 'stdin' : `--file ${file}`} holds more than ${MAX_EVENTS_BYTES / (1024 * 1024)} MiB of events, the most send reads at once; split the script into several sends`;
+  }
   const code = (error as NodeJS.ErrnoException).code;
   if (file === undefined) return `cannot read the events from stdin (${code ?? errorMessage(error)})`;
   if (code === 'ENOENT') return `--file ${file} does not exist; give the path of an NDJSON file of events`;
@@ -111,8 +124,38 @@ export function sourceProblem(file: string | undefined, error: unknown): string 
   return `--file ${file}: cannot read it (${code ?? errorMessage(error)}); check its owner and mode`;
 }
 
-async function readStdin(stdin: NodeJS.ReadableStream): Promise<string> {
+/** The file's events, at most MAX_EVENTS_BYTES; a FIFO is read as it comes (`--file <(make-events)`). */
+export function readEventFile(file: string, limit = MAX_EVENTS_BYTES): string {
+  const fd = openSync(file, 'r');
+  try {
+    const stat = fstatSync(fd);
+    if (stat.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+    if (stat.isFile() && stat.size > limit) throw new TooManyEvents();
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for (;;) {
+      const chunk = Buffer.alloc(64 * 1024);
+      const n = readSync(fd, chunk, 0, chunk.length, null);
+      if (n === 0) break;
+      size += n;
+      if (size > limit) throw new TooManyEvents();
+      chunks.push(chunk.subarray(0, n));
+    }
+    return Buffer.concat(chunks).toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function readStdin(stdin: NodeJS.ReadableStream, limit = MAX_EVENTS_BYTES): Promise<string> {
   const chunks: Buffer[] = [];
-  for await (const chunk of stdin) chunks.push(Buffer.from(chunk as Buffer));
+  let size = 0;
+  for await (const chunk of stdin) {
+    const bytes = Buffer.from(chunk as Buffer);
+    size += bytes.byteLength;
+    // Leaving the loop stops the reading.
+    if (size > limit) throw new TooManyEvents();
+    chunks.push(bytes);
+  }
   return Buffer.concat(chunks).toString('utf8');
 }
