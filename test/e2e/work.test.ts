@@ -704,6 +704,33 @@ describe('results out: the output directory and the sealed record', () => {
     expect(shown.stdout).toContain('cut at its bound');
   });
 
+  it('keeps what was archived of an output whose archiving the stop cut short, and says so', async () => {
+    // At a tenth of a CPU, archiving 600 MB takes longer than the 5 s between the grace period and
+    // Podman's SIGKILL: before, the part the setup step was writing was dropped, and with it the output.
+    const script = [
+      'head -c 600000000 /dev/zero > "$AGENTD_OUTPUT_DIR/big"',
+      'echo written',
+      'exec sleep 600',
+    ].join('\n');
+    const d = await startDaemon({
+      agents: [
+        agent('slow-archive', script, {
+          timeout: '40s',
+          resources: { output: '1g', memory: '2g', cpus: 0.1 },
+        }),
+      ],
+    });
+    const result = await d.cli(['trigger', 'slow-archive', '--json']);
+    const reply = JSON.parse(result.stdout) as { sessionId: string; outcome: string };
+    expect(reply.outcome, result.stdout + result.stderr).toBe('timed_out');
+    expect((await d.cli(['logs', reply.sessionId])).stdout).toContain('written');
+    const record = d.records().find((r) => r.id === reply.sessionId) as unknown as SessionJson;
+    expect(record.output?.missing).toBeUndefined();
+    expect(record.output?.damaged).toMatch(/^the session was stopped before its output was archived whole/);
+    expect(record.output?.files).toBe(1);
+    expect(readdirSync(join(d.files.stateDir, 'work'))).toEqual([]);
+  });
+
   it('withholds the output of a session that left a credential value in it, and says why', async () => {
     const secret = `s3cr3t-${randomBytes(6).toString('hex')}`;
     const script = [
