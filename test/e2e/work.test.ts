@@ -704,6 +704,27 @@ describe('results out: the output directory and the sealed record', () => {
     expect(shown.stdout).toContain('cut at its bound');
   });
 
+  it('keeps both names of a file the agent linked in its output, and nothing a link points at outside it', async () => {
+    // tar archives the second name of a file as a hard link to the first: that link was left out.
+    const script = [
+      'cd "$AGENTD_OUTPUT_DIR"',
+      'echo "the report" > report.md',
+      'ln report.md latest.md',
+      'ln -s /etc/passwd passwd',
+    ].join('\n');
+    const d = await startDaemon({ agents: [agent('linker', script)] });
+    const result = await d.cli(['trigger', 'linker', '--json']);
+    const reply = JSON.parse(result.stdout) as { sessionId: string; outcome: string };
+    expect(reply.outcome, result.stdout + result.stderr).toBe('succeeded');
+    const record = d.records().find((r) => r.id === reply.sessionId) as unknown as SessionJson;
+    expect(record.output).toMatchObject({ files: 2, skipped: 1 });
+    const out = join(record.recordDir as string, 'out');
+    expect(readdirSync(out).sort()).toEqual(['latest.md', 'report.md']);
+    for (const name of ['latest.md', 'report.md']) {
+      expect(readFileSync(join(out, name), 'utf8')).toBe('the report\n');
+    }
+  });
+
   it('keeps what was archived of an output whose archiving the stop cut short, and says so', async () => {
     // At a tenth of a CPU, archiving 600 MB takes longer than the 5 s between the grace period and
     // Podman's SIGKILL: before, the part the setup step was writing was dropped, and with it the output.
