@@ -175,6 +175,11 @@ describe('schedules.json', () => {
     await d.waitForOutcome(String(fired.session));
     expect(await d.stop()).toBe(0);
     expect(d.logs().filter((l) => l.event === 'daemon.crashed')).toEqual([]);
+    // The zone schedules without timezone: follow, and the offset it had (b2f6641).
+    expect(d.logs().find((l) => l.event === 'daemon.starting')).toMatchObject({
+      timezone: expect.any(String),
+      utcOffset: expect.stringMatching(/^[+-]\d\d:\d\d$/),
+    });
   });
 });
 
