@@ -417,7 +417,7 @@ export class Notifier {
    */
   async close(graceMs: number): Promise<void> {
     this.closing = true;
-    const { log, metrics, outbox } = this.options;
+    const { log, outbox } = this.options;
     const kept = outbox !== undefined;
     const waiting = this.queued;
     const deferred = this.deferredCount;
@@ -454,6 +454,11 @@ export class Notifier {
         { event: 'notify.abandoned', waiting, deferred, ...(lost > 0 ? { lost } : {}) },
         `${deferred} notification(s) left in the notification outbox until there was room were not sent when agentd stopped; they stay there and the next start sends them${lostNote}`,
       );
+    // No POST starts once the stop has begun: those waiting (to try again, or for their first POST's
+    // time) are stopped now, their next attempt on disk for the next start, rather than POSTing during
+    // the grace to be cut short and counted.
+    for (const actor of [...this.pending.keys()])
+      if (!actor.getSnapshot().matches('posting')) this.abandon(actor);
     if (this.posting()) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, graceMs);
@@ -463,59 +468,70 @@ export class Notifier {
         };
       });
     }
-    for (const [actor, { notification, pending }] of this.pending) {
-      const snapshot = actor.getSnapshot();
-      // A POST cut short counts as made: a daemon that keeps restarting still runs out of attempts. Its
-      // next attempt stays when it was planned (when the POST went out, or failed). Written before the
-      // line below says what becomes of it, which depends on whether the write took.
-      pending.made = snapshot.context.attempt;
-      const session = notification.session;
-      const url = shownWebhookUrl(snapshot.context.url);
-      if (pending.made >= pending.target.attempts) {
-        // Its last POST was cut short: no attempt is left for a next start, which would only give it up.
-        actor.stop();
-        this.settle(notification, pending);
-        metrics.notification('failed');
-        log.error(
-          {
-            event: 'notify.failed',
-            session,
-            url,
-            delivery: pending.delivery,
-            attempts: pending.made,
-            reason: 'its last attempt was cut short by the stop',
-          },
-          `could not notify ${url} of session ${session}: its last attempt (${pending.made} of ${pending.target.attempts}) was still under way when agentd stopped, and was cut short; it is not sent again (the receiver may have taken it: X-Agentd-Delivery ${pending.delivery})`,
-        );
-        continue;
-      }
-      const written = this.write(notification);
-      actor.stop();
-      const context = {
-        event: 'notify.abandoned',
-        session,
-        url,
-        delivery: pending.delivery,
-        attempts: snapshot.context.attempt,
-        ...(pending.due === undefined ? {} : { due: new Date(pending.due).toISOString() }),
-      };
-      const stopped = `a notification of session ${session} to ${url} was still being delivered when agentd stopped`;
-      if (!kept) log.warn(context, `${stopped}; it is not sent again`);
-      else if (written)
-        log.warn(context, `${stopped}; the next start sends it again when its next attempt is due`);
-      else if (notification.stored)
-        log.warn(
-          { ...context, written: false },
-          `${stopped}; its entry in the notification outbox could not be updated (see notify.unrecorded), so the next start sends it again from the one written earlier, which may not count the last attempt`,
-        );
-      else
-        log.error(
-          { ...context, written: false, lost: true },
-          `${stopped}, and it is lost: the state dir took none of its entry's writes (see notify.unrecorded), so no next start sends it; tell ${url} of session ${session}'s outcome by hand if it matters (agentd show ${session} has its record)`,
-        );
-    }
+    for (const actor of [...this.pending.keys()]) this.abandon(actor);
     this.pending.clear();
     this.underWayTo.clear();
+  }
+
+  /**
+   * Stops one delivery at a stop: its entry written with the attempts made (a POST cut short counts),
+   * for the next start; or, its last attempt cut short, given up now.
+   */
+  private abandon(actor: Actor<typeof deliveryMachine>): void {
+    const underWay = this.pending.get(actor);
+    if (underWay === undefined) return;
+    const { notification, pending } = underWay;
+    const { log, metrics, outbox } = this.options;
+    const kept = outbox !== undefined;
+    const snapshot = actor.getSnapshot();
+    // A POST cut short counts as made: a daemon that keeps restarting still runs out of attempts. Its
+    // next attempt stays when it was planned (when the POST went out, or failed). Written before the
+    // line below says what becomes of it, which depends on whether the write took.
+    pending.made = snapshot.context.attempt;
+    const session = notification.session;
+    const url = shownWebhookUrl(snapshot.context.url);
+    if (pending.made >= pending.target.attempts) {
+      // Its last POST was cut short: no attempt is left for a next start, which would only give it up.
+      actor.stop();
+      this.settle(notification, pending);
+      metrics.notification('failed');
+      log.error(
+        {
+          event: 'notify.failed',
+          session,
+          url,
+          delivery: pending.delivery,
+          attempts: pending.made,
+          reason: 'its last attempt was cut short by the stop',
+        },
+        `could not notify ${url} of session ${session}: its last attempt (${pending.made} of ${pending.target.attempts}) was still under way when agentd stopped, and was cut short; it is not sent again (the receiver may have taken it: X-Agentd-Delivery ${pending.delivery})`,
+      );
+      return;
+    }
+    const written = this.write(notification);
+    actor.stop();
+    const context = {
+      event: 'notify.abandoned',
+      session,
+      url,
+      delivery: pending.delivery,
+      attempts: snapshot.context.attempt,
+      ...(pending.due === undefined ? {} : { due: new Date(pending.due).toISOString() }),
+    };
+    const stopped = `a notification of session ${session} to ${url} was still being delivered when agentd stopped`;
+    if (!kept) log.warn(context, `${stopped}; it is not sent again`);
+    else if (written)
+      log.warn(context, `${stopped}; the next start sends it again when its next attempt is due`);
+    else if (notification.stored)
+      log.warn(
+        { ...context, written: false },
+        `${stopped}; its entry in the notification outbox could not be updated (see notify.unrecorded), so the next start sends it again from the one written earlier, which may not count the last attempt`,
+      );
+    else
+      log.error(
+        { ...context, written: false, lost: true },
+        `${stopped}, and it is lost: the state dir took none of its entry's writes (see notify.unrecorded), so no next start sends it; tell ${url} of session ${session}'s outcome by hand if it matters (agentd show ${session} has its record)`,
+      );
   }
 
   /** Whether a POST is in flight (a delivery waiting to try again is not). */
@@ -933,9 +949,12 @@ export class Notifier {
       else this.underWayTo.delete(pending.key);
     };
     actor.subscribe({
-      // A stop waits for POSTs in flight only: one that failed and now waits ends that wait.
-      next: () => {
-        if (this.closing && !this.posting()) this.idle?.();
+      // A stop waits for POSTs in flight only: one that failed and now waits ends that wait, and is
+      // stopped (out of its own notification: a microtask later) before its next POST can start.
+      next: (snapshot) => {
+        if (!this.closing) return;
+        if (snapshot.matches('waiting')) queueMicrotask(() => this.abandon(actor));
+        if (!this.posting()) this.idle?.();
       },
       complete: () => {
         ended();

@@ -921,6 +921,44 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     expect(entry().targets[0]?.made).toBe(1);
   });
 
+  it('once a stop has begun, no POST starts: one waiting to try again is stopped at once, its attempts as they were, and the next start sends it', async () => {
+    const [a, b] = ids(2);
+    const first = setup([target({ attempts: 3, backoffMs: 1000 })], undefined, outbox());
+    first.notifier.notify({ ...RECORD, id: a as string });
+    first.notifier.notify({ ...RECORD, id: b as string });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(first.attempts).toHaveLength(2);
+    // b's first POST fails: it waits at most 1 s to try again. a's never answers and holds the stop's grace.
+    first.attempts[1]?.settle(new WebhookError('http_5xx', 'answered 503'));
+    await vi.advanceTimersByTimeAsync(0);
+    await stop(first.notifier, 5000);
+    expect(first.attempts).toHaveLength(2);
+    expect(entry(b).targets[0]?.made).toBe(1);
+    expect(entry(a).targets[0]?.made).toBe(1);
+    expect(first.lines.filter((l) => l.event === 'notify.abandoned').map((l) => l.session)).toEqual([b, a]);
+    const second = setup([target({ attempts: 3, backoffMs: 1000 })], undefined, outbox());
+    second.notifier.resume(() => undefined);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(second.attempts.map(sessionOf).sort()).toEqual([a, b]);
+  });
+
+  it('a POST that fails during a stop is not tried again by the stopping daemon', async () => {
+    const [a, b] = ids(2);
+    const first = setup([target({ attempts: 3, backoffMs: 1000 })], undefined, outbox());
+    first.notifier.notify({ ...RECORD, id: a as string });
+    first.notifier.notify({ ...RECORD, id: b as string });
+    await vi.advanceTimersByTimeAsync(0);
+    const closed = first.notifier.close(5000);
+    await vi.advanceTimersByTimeAsync(100);
+    // b's POST fails within the grace, while a's still holds it.
+    first.attempts[1]?.settle(new WebhookError('http_5xx', 'answered 503'));
+    await vi.advanceTimersByTimeAsync(4900);
+    await closed;
+    expect(first.attempts).toHaveLength(2);
+    expect(entry(b).targets[0]?.made).toBe(1);
+    expect(first.lines.filter((l) => l.event === 'notify.abandoned').map((l) => l.session)).toEqual([b, a]);
+  });
+
   it('a stop that cuts its last attempt short gives it up then, saying so, rather than promising a next start that would not send it', async () => {
     const first = setup([target({ attempts: 2, backoffMs: 1000 })], undefined, outbox());
     first.notifier.notify(RECORD);
