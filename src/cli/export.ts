@@ -68,6 +68,9 @@ export class ExportCommand extends ClientCommand {
       try {
         await exportRecord(recordDir, stdout);
       } catch (error) {
+        // A reader that went away (`agentd export ID | head -c 512`) took what it wanted: no failure, as
+        // for every command (README, Outcomes and exit codes).
+        if ((error as NodeJS.ErrnoException).code === 'EPIPE') return EXIT.succeeded;
         return failed(error);
       }
       return EXIT.succeeded;

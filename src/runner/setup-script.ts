@@ -88,6 +88,10 @@ copy_out() {
     [ "$left" -le 2 ] && break
     n=$((n + 1))
   done
+  # A file or directory the agent made unreadable to itself (chmod 000) tar would leave out without a
+  # word: readable again for its owner, as the agent's user (only its own files; links are not
+  # followed). The record sets every mode anyway.
+  as_user chmod -R u+rX ${OUTPUT_TARGET} 2>/dev/null || :
   # What failed says why in v: head's, sh's or mv's own message (tar's, which names the agent's files,
   # is not kept).
   v=$( { as_user tar -cf - -C ${OUTPUT_TARGET} . 2>/dev/null | head -c "$copy_max" > "$copy_dir/out.tar.part"; } 2>&1 ) &&

@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import { Cli } from 'clipanion';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCli } from '../../src/cli/cli.js';
@@ -13,13 +13,16 @@ import { makeTempDir } from '../helpers/resources.js';
 
 const ID = '0123456789abcdef';
 
-async function run(argv: string[]): Promise<{ code: number; stderr: string }> {
+async function run(
+  argv: string[],
+  stdout: Writable = new PassThrough(),
+): Promise<{ code: number; stderr: string }> {
   let stderr = '';
   const err = new PassThrough();
   err.on('data', (chunk: Buffer) => {
     stderr += chunk.toString();
   });
-  const context = { ...Cli.defaultContext, stdout: new PassThrough(), stderr: err };
+  const context = { ...Cli.defaultContext, stdout, stderr: err };
   const code = await (await buildCli(argv[0])).run(argv, context);
   await new Promise((resolve) => setImmediate(resolve));
   return { code, stderr };
@@ -68,5 +71,19 @@ describe('agentd export --output FILE that cannot be made', () => {
       `agentd: cannot export session ${ID}: the directory ${missing} does not exist (ENOENT); create it or give --output a path in an existing directory\n`,
     );
     expect(existsSync(missing)).toBe(false);
+  });
+
+  it('to stdout whose reader went away (`| head -c 512`): exit 0, nothing said (it said "write EPIPE", exit 1)', async () => {
+    let taken = 0;
+    const closed = new Writable({
+      write(_chunk: Buffer, _encoding, callback) {
+        // The first chunk is read; then the reader is gone, as a pipe's is.
+        if (taken++ === 0) callback();
+        else callback(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }));
+      },
+    });
+    const result = await run(['export', ID, '--socket', path], closed);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
   });
 });
