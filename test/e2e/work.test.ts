@@ -725,6 +725,24 @@ describe('results out: the output directory and the sealed record', () => {
     }
   });
 
+  it('keeps what the agent made unreadable to itself in its output (mode 000)', async () => {
+    const script = [
+      'cd "$AGENTD_OUTPUT_DIR"',
+      'echo kept > locked.txt',
+      'mkdir -p shut/inner && echo deep > shut/inner/deep.txt',
+      'chmod 000 locked.txt shut/inner shut',
+    ].join('\n');
+    const d = await startDaemon({ agents: [agent('locker', script)] });
+    const result = await d.cli(['trigger', 'locker', '--json']);
+    const reply = JSON.parse(result.stdout) as { sessionId: string; outcome: string };
+    expect(reply.outcome, result.stdout + result.stderr).toBe('succeeded');
+    const record = d.records().find((r) => r.id === reply.sessionId) as unknown as SessionJson;
+    expect(record.output).toMatchObject({ files: 2, skipped: 0 });
+    const out = join(record.recordDir as string, 'out');
+    expect(readFileSync(join(out, 'locked.txt'), 'utf8')).toBe('kept\n');
+    expect(readFileSync(join(out, 'shut', 'inner', 'deep.txt'), 'utf8')).toBe('deep\n');
+  });
+
   it('keeps what was archived of an output whose archiving the stop cut short, and says so', async () => {
     // At a tenth of a CPU, archiving 600 MB takes longer than the 5 s between the grace period and
     // Podman's SIGKILL: before, the part the setup step was writing was dropped, and with it the output.
