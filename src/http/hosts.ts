@@ -31,7 +31,7 @@ export function hostCheckFor(settings: Pick<HttpSettings, 'listen' | 'tls'>): Ho
       wrong === undefined
         ? 'an unreadable one'
         : JSON.stringify(wrong.length > 64 ? `${wrong.slice(0, 64)}...` : wrong);
-    return `the API listens on the loopback address ${where} and answers to Host localhost or a loopback address only, not ${shown} (a web page could otherwise reach it through DNS rebinding); send requests to http://${where}, and have a reverse proxy in front send Host ${where} (nginx: proxy_set_header Host $proxy_host)`;
+    return `the API listens on the loopback address ${where} and answers to Host localhost or a loopback address only, not ${shown} (a web page could otherwise reach it through DNS rebinding); send requests to http://${where}, and have a reverse proxy in front send Host ${where} (nginx: proxy_set_header Host $proxy_host; Caddy: header_up Host {upstream_hostport})`;
   };
 }
 

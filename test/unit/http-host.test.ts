@@ -77,6 +77,7 @@ describe('the HTTP API on a loopback address and the Host a request names', () =
       expect(answer.body.message).toContain('"rebind.attacker.example"');
       expect(answer.body.message).toContain('http://127.0.0.1:7391');
       expect(answer.body.message).toContain('proxy_set_header Host');
+      expect(answer.body.message).toContain('header_up Host');
     }
     expect((await get(port, '/healthz', '10.1.2.3:7391')).status).toBe(421);
     expect((await get(port, '/healthz', 'localhost.attacker.example')).status).toBe(421);
