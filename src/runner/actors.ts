@@ -4,6 +4,7 @@ import {
   fileHoldsAny,
   markSearched,
   NeedleSet,
+  partOf,
   withholdArchive,
 } from '../adapters/output-archive.js';
 import type {
@@ -306,9 +307,20 @@ export function runnerActors(ports: HostPorts, output: OutputSink) {
       for await (const chunk of stream) chunks.push(Buffer.from(chunk as Uint8Array));
       await on(input).copyIntoContainer(input.container, Buffer.concat(chunks), signal);
     }),
-    copyOut: fromPromise<void, CopyOutInput>(({ input, signal }) =>
-      on(input).copyFromContainer(input.container, input.from, input.to, signal),
-    ),
+    copyOut: fromPromise<void, CopyOutInput>(async ({ input, signal }) => {
+      try {
+        await on(input).copyFromContainer(input.container, input.from, input.to, signal);
+      } catch (error) {
+        if (signal.aborted) throw error;
+        // A stop that cut the archiving short left only its part: brought back too, and kept as an
+        // archive cut there (screenOutput's adoptCutArchive). None: the archive's own error is why.
+        await on(input)
+          .copyFromContainer(input.container, partOf(input.from), partOf(input.to), signal)
+          .catch(() => {
+            throw error;
+          });
+      }
+    }),
     /**
      * The record keeps what the agent left in /agentd/out, which is its own to write: a credential value
      * in a file (or a file's name) would be kept, and exported, as it is. The archive is searched for

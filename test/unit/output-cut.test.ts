@@ -4,7 +4,7 @@
  * searched and kept as an archive cut there, and the record says why it ends early. No Podman.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -38,9 +38,9 @@ function stopped(files: Record<string, string>) {
   return { stateDir, sessionFiles, paths };
 }
 
-async function endSession(setup: ReturnType<typeof stopped>, values: string[]) {
+async function endSession(setup: ReturnType<typeof stopped>, values: string[], podman = new FakePodman()) {
   const { stateDir, sessionFiles, paths } = setup;
-  const { screenOutput } = runnerActors(new FakePodman(), {
+  const { screenOutput } = runnerActors(podman, {
     logFile: () => '/dev/null',
     logMaxBytes: 1000,
     line: () => {},
@@ -88,5 +88,32 @@ describe('the output archive of a session stopped while it was archived', () => 
     const { output, out } = await endSession(stopped({ 'leak.txt': `token ${VALUE}\n` }), [VALUE]);
     expect(output?.missing).toMatch(/^withheld: a file in \/agentd\/out held a credential value/);
     expect(existsSync(join(out, 'leak.txt'))).toBe(false);
+  });
+
+  it('on a host that does not see this machine, brings the part back and keeps it the same way', async () => {
+    const setup = stopped({ 'summary.txt': 'the summary\n' });
+    // What the container holds: only the part (the stop came before its rename to out.tar).
+    const inContainer = join(makeTempDir('agentd-unit-cut-ctr-'), 'out.tar.part');
+    renameSync(`${setup.paths.archive}.part`, inContainer);
+    const copies: string[] = [];
+    const podman = new (class extends FakePodman {
+      override async copyFromContainer(_name: string, from: string, to: string): Promise<void> {
+        copies.push(from);
+        if (!from.endsWith('.part')) throw new Error(`no such file ${from}`);
+        writeFileSync(to, readFileSync(inContainer));
+      }
+    })();
+    const { copyOut } = runnerActors(podman, {
+      logFile: () => '/dev/null',
+      logMaxBytes: 1000,
+      line: () => {},
+    });
+    const input = { container: 'c', from: '/run/agentd/out/out.tar', to: setup.paths.archive };
+    // The runner goes on to the search whether the copy failed or not.
+    await toPromise(createActor(copyOut, { input }).start()).catch(() => {});
+    expect(copies).toEqual(['/run/agentd/out/out.tar', '/run/agentd/out/out.tar.part']);
+    const { output, out } = await endSession(setup, [VALUE], podman);
+    expect(output?.damaged).toMatch(/^the session was stopped before its output was archived whole/);
+    expect(readFileSync(join(out, 'summary.txt'), 'utf8')).toBe('the summary\n');
   });
 });
