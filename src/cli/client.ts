@@ -5,7 +5,7 @@ import { PROTOCOL_VERSION } from '../constants.js';
 import { HEARTBEAT_MS, HEARTBEATS_MISSED, MAX_REPLY_LINE_BYTES } from '../protocol/limits.js';
 import type { RequestBody } from '../protocol/messages.js';
 import type { Reply as DaemonReply } from '../protocol/replies.js';
-import { unreachableMessage } from './unreachable.js';
+import { type UnreachableKind, unreachableMessage } from './unreachable.js';
 
 /** What the client makes of a line that is not a reply, or of no answer at all. */
 export type ClientSideError = { type: 'error'; code: 'bad_reply' | 'no_answer'; message: string };
@@ -48,11 +48,14 @@ export function refusesHeartbeat(reply: Reply | undefined): boolean {
   );
 }
 
+/** Longest Unix socket path (sun_path is 108 bytes with its NUL), as daemon.socket has it. */
+export const MAX_SOCKET_PATH_BYTES = 107;
+
 export class DaemonUnreachable extends Error {
   constructor(
     readonly socketPath: string,
     readonly reason: string,
-    kind: 'absent' | 'untrusted' = 'absent',
+    kind: UnreachableKind = 'absent',
   ) {
     super(unreachableMessage(socketPath, reason, kind));
     this.name = 'DaemonUnreachable';
@@ -150,6 +153,12 @@ export class DaemonClient {
   }
 
   private static connectOnce(socketPath: string, timeoutMs: number): Promise<DaemonClient> {
+    // A longer path is cut to its first 108 bytes by connect(): the request would go to the socket there
+    // (someone else's, perhaps), not to the path whose owner is checked below.
+    const bytes = Buffer.byteLength(socketPath);
+    if (bytes > MAX_SOCKET_PATH_BYTES) {
+      return Promise.reject(new DaemonUnreachable(socketPath, `its path is ${bytes} bytes`, 'too_long'));
+    }
     // Checked before connecting, so nothing (not even a hello) reaches a socket someone else planted.
     const untrusted = untrustedSocketProblem(socketPath);
     if (untrusted) {

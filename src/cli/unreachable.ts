@@ -10,7 +10,16 @@ export function isAccessDenied(reason: string): boolean {
   return reason === 'EACCES' || reason === 'EPERM';
 }
 
-export function unreachableMessage(socketPath: string, reason: string, kind: 'absent' | 'untrusted'): string {
+/** No daemon there; a socket not to be trusted; a path no socket can have (over 107 bytes). */
+export type UnreachableKind = 'absent' | 'untrusted' | 'too_long';
+
+export function unreachableMessage(socketPath: string, reason: string, kind: UnreachableKind): string {
+  if (kind === 'too_long') {
+    return (
+      `not connecting to ${socketPath}: ${reason}, and a Unix socket's path holds at most 107 (connect(2) would reach whatever socket its first 108 bytes name).\n` +
+      "Give the daemon's socket by its own path (daemon.socket, at most 107 bytes: `agentd validate` prints it) with --socket PATH or $AGENTD_SOCKET."
+    );
+  }
   if (kind === 'untrusted') {
     return (
       `not connecting to ${socketPath}: ${reason}.\n` +

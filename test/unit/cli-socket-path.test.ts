@@ -1,0 +1,67 @@
+/**
+ * A socket path over 107 bytes (--socket, $AGENTD_SOCKET): connect() cuts it to its first 108 bytes, so
+ * the request went to the socket there, past the ownership check, which looked at the whole path. Measured
+ * with the built CLI: a socket of uid 65534 at the cut path got `{"type":"status"}` and its answer was
+ * printed, where naming that socket itself is refused ("owned by uid 65534 ... not your daemon's"). Now
+ * the CLI refuses such a path before connecting: exit 69, naming the path and the fix.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { EXIT } from '../../src/cli/exit-codes.js';
+import { runCliInProcess as run } from '../helpers/cli-in-process.js';
+import { makeTempDir } from '../helpers/resources.js';
+
+const servers: Server[] = [];
+afterEach(() => {
+  for (const server of servers.splice(0)) server.close();
+});
+
+/**
+ * A socket listening at `path` (Node's listen cuts it as connect does: the socket is at its first 108
+ * bytes); `seen` gets every request line sent to it.
+ */
+async function planted(path: string): Promise<{ seen: string[] }> {
+  const seen: string[] = [];
+  const server = createServer((socket: Socket) => {
+    socket.on('error', () => {});
+    socket.on('data', (chunk: Buffer) => {
+      seen.push(chunk.toString());
+      socket.end(`${JSON.stringify({ v: 2, type: 'error', code: 'internal', message: 'planted' })}\n`);
+    });
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  return { seen };
+}
+
+describe('a socket path longer than a Unix socket can have', () => {
+  it('is refused before connecting: nothing reaches the socket its first 108 bytes name', async () => {
+    const dir = makeTempDir('agentd-unit-socket-path-');
+    const long = join(dir, `${'z'.repeat(140 - dir.length)}.sock`);
+    expect(Buffer.byteLength(long)).toBeGreaterThan(107);
+    const socket = await planted(long);
+    // The quick path (status) and clipanion's (agents), as text and as JSON.
+    for (const argv of [['status'], ['agents'], ['status', '--json'], ['agents', '--json']]) {
+      const result = await run([...argv, '--socket', long]);
+      expect(result.code, result.stderr).toBe(EXIT.unreachable);
+      expect(result.stderr).toContain(
+        `agentd: not connecting to ${long}: its path is ${Buffer.byteLength(long)} bytes, and a Unix socket's path holds at most 107`,
+      );
+      expect(result.stderr).toContain('--socket PATH or $AGENTD_SOCKET');
+      if (argv.includes('--json'))
+        expect(JSON.parse(result.stdout.trim())).toMatchObject({ error: 'unreachable', code: 69 });
+    }
+    expect(socket.seen).toEqual([]);
+  });
+
+  it('a path of 107 bytes still connects', async () => {
+    const dir = makeTempDir('agentd-unit-socket-path-');
+    const path = join(dir, `${'y'.repeat(104 - dir.length)}.s`);
+    expect(Buffer.byteLength(path)).toBe(107);
+    const socket = await planted(path);
+    const result = await run(['agents', '--socket', path]);
+    expect(socket.seen).toHaveLength(1);
+    expect(result.stderr).toContain('planted');
+  });
+});
