@@ -434,9 +434,14 @@ export function markSearched(marker: string, identity: string): void {
 
 /**
  * Notes that the archive needs no search: its session was given no value (nothing to look for). Nothing
- * when there is no archive.
+ * when there is no archive; the part of one a stop cut short is taken as it (adoptCutArchive).
  */
 export function markNothingToSearch(archive: string, marker: string): void {
+  try {
+    adoptCutArchive(archive);
+  } catch {
+    // Not taken: the record says the output is missing.
+  }
   let stat: Stats;
   try {
     stat = lstatSync(archive);

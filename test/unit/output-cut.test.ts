@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createActor, toPromise } from 'xstate';
+import { markNothingToSearch, wasSearched } from '../../src/adapters/output-archive.js';
 import { SessionFiles } from '../../src/adapters/session-files.js';
 import { RecordKeeper } from '../../src/daemon/record-keeper.js';
 import { runnerActors } from '../../src/runner/actors.js';
@@ -38,7 +39,12 @@ function stopped(files: Record<string, string>) {
   return { stateDir, sessionFiles, paths };
 }
 
-async function endSession(setup: ReturnType<typeof stopped>, values: string[], podman = new FakePodman()) {
+async function endSession(
+  setup: ReturnType<typeof stopped>,
+  values: string[],
+  podman = new FakePodman(),
+  screened = true,
+) {
   const { stateDir, sessionFiles, paths } = setup;
   const { screenOutput } = runnerActors(podman, {
     logFile: () => '/dev/null',
@@ -51,7 +57,7 @@ async function endSession(setup: ReturnType<typeof stopped>, values: string[], p
     searched: paths.searched,
     values: values.map((value) => new SecretValue(value)),
   };
-  await toPromise(createActor(screenOutput, { input }).start());
+  if (screened) await toPromise(createActor(screenOutput, { input }).start());
   const keeper = new RecordKeeper(
     { recordsDir: join(stateDir, 'records'), maxAgeMs: 86_400_000, maxBytes: 1 << 30 },
     sessionFiles,
@@ -113,6 +119,16 @@ describe('the output archive of a session stopped while it was archived', () => 
     await toPromise(createActor(copyOut, { input }).start()).catch(() => {});
     expect(copies).toEqual(['/run/agentd/out/out.tar', '/run/agentd/out/out.tar.part']);
     const { output, out } = await endSession(setup, [VALUE], podman);
+    expect(output?.damaged).toMatch(/^the session was stopped before its output was archived whole/);
+    expect(readFileSync(join(out, 'summary.txt'), 'utf8')).toBe('the summary\n');
+  });
+
+  it('of a session that ended while no daemon ran (given no value), is kept the same way', async () => {
+    // A start settles it from its exited container and marks its archive as needing no search.
+    const setup = stopped({ 'summary.txt': 'the summary\n' });
+    markNothingToSearch(setup.paths.archive, setup.paths.searched);
+    expect(wasSearched(setup.paths.archive, setup.paths.searched)).toBe(true);
+    const { output, out } = await endSession(setup, [], undefined, false);
     expect(output?.damaged).toMatch(/^the session was stopped before its output was archived whole/);
     expect(readFileSync(join(out, 'summary.txt'), 'utf8')).toBe('the summary\n');
   });
