@@ -20,7 +20,8 @@ export type HostCheck = (url: string, hostHeader: string | undefined) => string 
 export function hostCheckFor(settings: Pick<HttpSettings, 'listen' | 'tls'>): HostCheck | undefined {
   const { listen } = settings;
   if (listen.kind !== 'tcp' || settings.tls !== undefined || !isLoopback(listen)) return undefined;
-  const where = describeListen(listen);
+  // Port 0 (any free one, as tests listen) is not where to send requests: the host alone then.
+  const where = listen.port === 0 ? describeListen(listen).replace(/:0$/, '') : describeListen(listen);
   return (url, hostHeader) => {
     // The request line's host when it is a whole URL (as a client sends it to a proxy), else the Host
     // header's; and the Host header's: each must be a loopback name.

@@ -109,5 +109,8 @@ describe('the HTTP API on a loopback address and the Host a request names', () =
     expect(hostCheckFor({ listen: { kind: 'unix', path: '/run/agentd/http.sock' } })).toBeUndefined();
     expect(hostCheckFor({ listen: { kind: 'tcp', host: 'localhost', port: 7391 } })).toBeDefined();
     expect(hostCheckFor({ listen: { kind: 'tcp', host: '::1', port: 7391 } })).toBeDefined();
+    // Port 0 (any free one) is not named as where to send requests.
+    const anyPort = hostCheckFor({ listen: { kind: 'tcp', host: '::1', port: 0 } });
+    expect(anyPort?.('http://evil.example/', 'evil.example')).toContain('send requests to http://[::1],');
   });
 });
