@@ -259,6 +259,51 @@ describe('HTTP API', () => {
     for (const value of Object.values(TOKENS)) expect(d.stderr()).not.toContain(value);
   });
 
+  it('answers only loopback names on a loopback address (421 wrong_host: DNS rebinding), and 405 with Allow for a method a path does not take', async () => {
+    const { d, base } = await startHttpDaemon([agent('demo', ['true'])]);
+    const url = new URL(base);
+    // Not through `call`: these answers are no operation's, and the last test checks those against the document.
+    const raw = (method: string, path: string, host: string, token = VIEW) =>
+      new Promise<{ status: number; allow: string | undefined; body: Record<string, unknown> }>(
+        (resolve, reject) => {
+          const req = httpRequest({
+            host: url.hostname,
+            port: Number(url.port),
+            method,
+            path,
+            headers: { host, authorization: `Bearer ${token}` },
+          });
+          req.on('response', (res) => {
+            let text = '';
+            res.on('data', (chunk: Buffer) => {
+              text += chunk.toString();
+            });
+            res.on('end', () =>
+              resolve({
+                status: res.statusCode ?? 0,
+                allow: res.headers.allow,
+                body: JSON.parse(text) as Record<string, unknown>,
+              }),
+            );
+          });
+          req.on('error', reject);
+          req.end();
+        },
+      );
+    const rebound = await raw('GET', '/v1/status', `rebind.attacker.example:${url.port}`);
+    expect(rebound).toMatchObject({ status: 421, body: { code: 'wrong_host' } });
+    expect(String(rebound.body.message)).toContain(`http://${url.hostname}`);
+    expect((await raw('GET', '/readyz', 'rebind.attacker.example')).status).toBe(421);
+    expect((await raw('GET', '/v1/status', `localhost:${url.port}`)).status).toBe(200);
+    expect((await raw('GET', '/v1/status', url.host)).status).toBe(200);
+    expect(await raw('DELETE', '/v1/sessions/0123456789abcdef', url.host)).toMatchObject({
+      status: 405,
+      allow: 'GET, HEAD',
+      body: { code: 'method_not_allowed' },
+    });
+    expect(await d.stop()).toBe(0);
+  });
+
   it('survives malformed and oversized requests (bounded fuzz) and stays ready, with nothing accepted', async () => {
     const { d, base } = await startHttpDaemon([agent('demo', ['true'])]);
     const random = mulberry32(20);
