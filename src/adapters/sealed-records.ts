@@ -800,7 +800,7 @@ function copyLog(from: string | (() => Uint8Array), to: string, operation: strin
  * takes on disk (see sizeOf), in one walk. In the thread pool, a few calls at a time: an agent can leave
  * 10,000 files, and chmod and lstat of each on the event loop held it for a quarter of a second a seal.
  */
-async function sealTree(dir: string): Promise<number> {
+async function sealTree(dir: string, seen: Set<string> = new Set()): Promise<number> {
   let names: string[];
   try {
     names = await readdir(dir);
@@ -818,8 +818,8 @@ async function sealTree(dir: string): Promise<number> {
         } catch {
           return 0;
         }
-        const own = entryBytes(stat);
-        if (stat.isDirectory()) return own + (await sealTree(path));
+        const own = entryBytes(stat, seen);
+        if (stat.isDirectory()) return own + (await sealTree(path, seen));
         if (!stat.isFile()) {
           await removeTreeAsync(path);
           return 0;
@@ -841,14 +841,14 @@ const SEAL_CONCURRENCY = 8;
  * What a record takes on disk, as retention counts it: each file and directory its blocks, and at
  * least ENTRY_MIN_BYTES (its inode and a block), so that 10,000 empty files are not counted as nothing.
  */
-function sizeOf(dir: string): number {
+function sizeOf(dir: string, seen: Set<string> = new Set()): number {
   let bytes = 0;
   for (const name of safeReaddir(dir)) {
     const path = join(dir, name);
     try {
       const stat = lstatSync(path);
-      bytes += entryBytes(stat);
-      if (stat.isDirectory()) bytes += sizeOf(path);
+      bytes += entryBytes(stat, seen);
+      if (stat.isDirectory()) bytes += sizeOf(path, seen);
     } catch {
       // Gone meanwhile.
     }
@@ -856,8 +856,17 @@ function sizeOf(dir: string): number {
   return bytes;
 }
 
-/** One file or directory as retention counts it (sizeOf). */
-function entryBytes(stat: Stats): number {
+/**
+ * One file or directory as retention counts it (sizeOf). A file with more than one name (hard links the
+ * output kept) counts once, at its first name in `seen`: 10,000 names of one 64 MiB file take 64 MiB,
+ * and counted as 640 GB each they would make retention remove every other record to make room.
+ */
+function entryBytes(stat: Stats, seen: Set<string>): number {
+  if (stat.nlink > 1 && !stat.isDirectory()) {
+    const inode = `${stat.dev}:${stat.ino}`;
+    if (seen.has(inode)) return 0;
+    seen.add(inode);
+  }
   return Math.max(stat.size, stat.blocks * 512, ENTRY_MIN_BYTES);
 }
 

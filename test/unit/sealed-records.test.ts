@@ -185,6 +185,40 @@ describe('sealed records', () => {
     expect(readFileSync(join(into, ID, 'out', 'sub', 'copy.md'), 'utf8')).toBe('the report\n');
   });
 
+  it('counts a file with many names once against records_max_bytes: an agent cannot make retention remove the other records', async () => {
+    const dir = makeTempDir('agentd-unit-records-');
+    const records = new SealedRecords(join(dir, 'records'));
+    const older = '00000000000000a1';
+    await records.seal({
+      agent: 'demo',
+      sessionId: older,
+      archive: archive(dir, entry('./kept.txt', 'an older session\n')),
+      archiveLimit: 1024 * 1024,
+      json: (output) => ({ id: older, output }),
+    });
+    // 1 MiB, and 2,000 more names of it: 2 GB if each name counted its bytes.
+    const links = Array.from({ length: 2000 }, (_, i) => entry(`./link-${i}`, '', '1', './big'));
+    const file = join(dir, 'links.tar');
+    writeFileSync(
+      file,
+      Buffer.concat([entry('./big', Buffer.alloc(1024 * 1024, 'b')), ...links, Buffer.alloc(1024)]),
+    );
+    const { output } = await records.seal({
+      agent: 'demo',
+      sessionId: ID,
+      archive: file,
+      archiveLimit: 2 * 1024 * 1024,
+      json: (summary) => ({ id: ID, output: summary }),
+    });
+    expect(output.files).toBe(2001);
+    const removed = records.prune(Number.POSITIVE_INFINITY, 64 * 1024 * 1024);
+    expect(removed).toEqual([]);
+    // Read from disk at a start, the same.
+    const sizes = records.scan().map((entry) => entry.bytes);
+    expect(Math.max(...sizes)).toBeLessThan(4 * 1024 * 1024);
+    expect(records.prune(Number.POSITIVE_INFINITY, 64 * 1024 * 1024)).toEqual([]);
+  });
+
   it('counts only the files the record holds: names that are not UTF-8 or too long are skipped, a repeated name is one file', async () => {
     const dir = makeTempDir('agentd-unit-records-');
     const records = new SealedRecords(join(dir, 'records'));
