@@ -327,7 +327,10 @@ async function checkPodman({ signal, settings }: PreflightOptions, target: Targe
         ? 'Install Podman 4+ and runc (Debian: apt-get install -y podman runc), or fix the PATH agentd runs with'
         : unreachable && host !== undefined
           ? reachFix(host)
-          : 'Check that Podman works for this user: podman info',
+          : host?.url !== undefined
+            ? // Not this machine's podman: the engine at the url is the one that failed (a timeout, say).
+              `Check that Podman answers there: podman --url ${host.url}${host.identity === undefined ? '' : ` --identity ${host.identity}`} info`
+            : 'Check that Podman works for this user: podman info',
     };
   }
 }
