@@ -1,4 +1,4 @@
-import { lstatSync, readFileSync, type Stats } from 'node:fs';
+import { lstatSync, readFileSync, readlinkSync, type Stats } from 'node:fs';
 import { dirname } from 'node:path';
 import { AgentdError } from '../errors.js';
 import { mkdirRecursiveSync } from './state-files.js';
@@ -89,6 +89,11 @@ export function untrustedSocketProblem(path: string, uid: number = currentUid())
     return undefined;
   }
   const trusted = (owner: number) => owner === 0 || owner === uid;
+  // Each says what is there, for its fix: `--socket /run/agentd` (the directory), a link made by hand.
+  if (stat.isSymbolicLink()) {
+    return `${path} is a symbolic link (to ${linkTarget(path)}), and a client connects only to the socket itself, whose owner it can check: give the socket's own path`;
+  }
+  if (stat.isDirectory()) return `${path} is a directory, not a socket: give the path of the socket in it`;
   if (!stat.isSocket()) return `${path} is not a socket`;
   if (!trusted(stat.uid)) {
     return `socket ${path} is owned by ${userLabel(stat.uid)}, not by you (${userLabel(uid)}) or root: it is not your daemon's`;
@@ -104,6 +109,14 @@ export function untrustedSocketProblem(path: string, uid: number = currentUid())
     return `the socket's directory ${dir} is owned by ${userLabel(dirStat.uid)} with mode ${modeOf(dirStat)}: someone other than you or root could replace the socket`;
   }
   return undefined;
+}
+
+function linkTarget(path: string): string {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return 'somewhere unreadable';
+  }
 }
 
 /** `uid 65534 (nobody)`, or just the uid when /etc/passwd does not name it. */

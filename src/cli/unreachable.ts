@@ -23,7 +23,7 @@ export function unreachableMessage(socketPath: string, reason: string, kind: Unr
   if (kind === 'untrusted') {
     return (
       `not connecting to ${socketPath}: ${reason}.\n` +
-      'Check who made it (ls -la of the socket and its directory); remove it if it is not your daemon, or point at your daemon with --socket PATH or $AGENTD_SOCKET.'
+      "Point at your daemon's socket with --socket PATH or $AGENTD_SOCKET; if something else was put there, check who made it (ls -la of it and its directory) and remove it."
     );
   }
   if (isAccessDenied(reason)) {

@@ -5,6 +5,7 @@
  * printed, where naming that socket itself is refused ("owned by uid 65534 ... not your daemon's"). Now
  * the CLI refuses such a path before connecting: exit 69, naming the path and the fix.
  */
+import { mkdirSync, symlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -63,5 +64,30 @@ describe('a socket path longer than a Unix socket can have', () => {
     const result = await run(['agents', '--socket', path]);
     expect(socket.seen).toHaveLength(1);
     expect(result.stderr).toContain('planted');
+  });
+});
+
+describe('a --socket that is no socket says what is there and the fix', () => {
+  it('a symbolic link (even to a socket of ours): named as one, with its target; nothing connects', async () => {
+    const dir = makeTempDir('agentd-unit-socket-path-');
+    const real = join(dir, 'agentd.sock');
+    const socket = await planted(real);
+    const link = join(dir, 'link.sock');
+    symlinkSync(real, link);
+    const result = await run(['agents', '--socket', link]);
+    expect(result.code).toBe(EXIT.unreachable);
+    expect(result.stderr).toContain(
+      `agentd: not connecting to ${link}: ${link} is a symbolic link (to ${real}), and a client connects only to the socket itself, whose owner it can check: give the socket's own path`,
+    );
+    expect(socket.seen).toEqual([]);
+  });
+
+  it('a directory (the socket directory given for the socket): give the socket in it', async () => {
+    const dir = join(makeTempDir('agentd-unit-socket-path-'), 'run');
+    mkdirSync(dir, { mode: 0o700 });
+    const result = await run(['status', '--socket', dir]);
+    expect(result.code).toBe(EXIT.unreachable);
+    expect(result.stderr).toContain(`${dir} is a directory, not a socket: give the path of the socket in it`);
+    expect(result.stderr).toContain("Point at your daemon's socket with --socket PATH or $AGENTD_SOCKET");
   });
 });
