@@ -21,21 +21,30 @@ function fromProblem(problem: (value: string) => string | undefined): StrictVali
   });
 }
 
+/** Longest value a usage error repeats whole: a pasted file (128 KiB an argument) made a 128 KiB error. */
+const QUOTED_MAX = 64;
+
+/** The value as a usage error repeats it: quoted, and cut with its length when long. */
+export function quoted(value: string): string {
+  if (value.length <= QUOTED_MAX) return JSON.stringify(value);
+  return `${JSON.stringify(value.slice(0, QUOTED_MAX)).slice(0, -1)}…" (${value.length} characters)`;
+}
+
 export const isDuration = fromProblem((value) =>
-  durationProblem(value) === undefined ? undefined : `${JSON.stringify(value)} ${durationProblem(value)}`,
+  durationProblem(value) === undefined ? undefined : `${quoted(value)} ${durationProblem(value)}`,
 );
 
 export const isSessionId = fromProblem((value) =>
   SESSION_ID_PATTERN.test(value)
     ? undefined
-    : `${JSON.stringify(value)} is not a session id (16 hex characters, as printed by agentd trigger)`,
+    : `${quoted(value)} is not a session id (16 hex characters, as printed by agentd trigger)`,
 );
 
 /** A line's sequence number (`seq`), 0 or more: where `logs --after` resumes. */
 export const isSequenceNumber = fromProblem((value) =>
   /^(0|[1-9][0-9]{0,14})$/.test(value)
     ? undefined
-    : `${JSON.stringify(value)} is not a line number (the \`seq\` of a line of output: 0, 1, 2, ...)`,
+    : `${quoted(value)} is not a line number (the \`seq\` of a line of output: 0, 1, 2, ...)`,
 );
 
 /** A path option (`--socket`): an empty one would quietly mean the default. */
@@ -44,21 +53,21 @@ export const isPath = fromProblem((value) =>
 );
 
 export const isKey = fromProblem((value) =>
-  IDEMPOTENCY_KEY_PATTERN.test(value) ? undefined : `${JSON.stringify(value)}: ${IDEMPOTENCY_KEY_RULE}`,
+  IDEMPOTENCY_KEY_PATTERN.test(value) ? undefined : `${quoted(value)}: ${IDEMPOTENCY_KEY_RULE}`,
 );
 
 /** `--work-unit`: refused here, naming the option, rather than by the daemon as a bad request. */
 export const isWorkUnit = fromProblem(workUnitProblem);
 
 export const isSince = fromProblem((value) =>
-  parseSince(value, 0) === undefined ? `${JSON.stringify(value)} ${SINCE_RULE}` : undefined,
+  parseSince(value, 0) === undefined ? `${quoted(value)} ${SINCE_RULE}` : undefined,
 );
 
 export function isWholeNumber(min: number, max: number): StrictValidator<unknown, string> {
   return fromProblem((value) =>
     /^\d+$/.test(value) && Number(value) >= min && Number(value) <= max
       ? undefined
-      : `${JSON.stringify(value)} is not a whole number from ${min} to ${max}`,
+      : `${quoted(value)} is not a whole number from ${min} to ${max}`,
   );
 }
 
@@ -66,7 +75,7 @@ export function isOneOf<T extends string>(values: readonly T[]): StrictValidator
   return fromProblem((value) =>
     (values as readonly string[]).includes(value)
       ? undefined
-      : `must be one of ${values.join(', ')}, not ${JSON.stringify(value)}`,
+      : `must be one of ${values.join(', ')}, not ${quoted(value)}`,
   ) as StrictValidator<unknown, T>;
 }
 

@@ -32,8 +32,9 @@ export function nameValues(text: string): string {
     const value = VALUE_NAMES[name];
     return value === undefined ? whole : `${name}${short} ${value}`;
   });
-  // The heading is "Options", or a coloured rule with "Options" in it.
-  return named.replace(/(.*Options.*\n\n)((?: {2}.*\n)+)/, (block, head: string, body: string) => {
+  // The heading is "Options", or a coloured rule with "Options" in it. Anchored at a line's start: without
+  // it every position of a long line (a 100 KB argument repeated in an error) was tried, 9 s of CPU.
+  return named.replace(/^(.*Options.*\n\n)((?: {2}.*\n)+)/m, (block, head: string, body: string) => {
     // "  <bold>DEFINITION<padding><bold off>    description", as clipanion writes each option.
     const rows = body
       .split('\n')
