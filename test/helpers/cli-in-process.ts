@@ -1,5 +1,6 @@
 import { PassThrough } from 'node:stream';
 import { Cli } from 'clipanion';
+import { expect, vi } from 'vitest';
 import { buildCli } from '../../src/cli/cli.js';
 import { runQuick } from '../../src/cli/quick.js';
 
@@ -27,4 +28,40 @@ export async function runCliInProcess(
   // What a command wrote just before it returned reaches the collectors on the next turn.
   await new Promise((resolve) => setImmediate(resolve));
   return { code, stdout: out.text(), stderr: err.text() };
+}
+
+/**
+ * The entry (src/cli/index.ts) run as `agentd ARGV` in this process, with process.stdout and stderr
+ * collected: its exit code and what it printed. For what the entry itself does (its --json failure, its
+ * handling of a long usage error); everything it changed on `process` is put back.
+ */
+export async function runEntryInProcess(
+  argv: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    stdout += chunk.toString();
+    return true;
+  });
+  vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    stderr += chunk.toString();
+    return true;
+  });
+  const savedArgv = process.argv;
+  const exitListeners = process.listeners('exit');
+  process.argv = [process.execPath, 'agentd', ...argv];
+  process.exitCode = undefined;
+  try {
+    vi.resetModules();
+    await import('../../src/cli/index.js');
+    await vi.waitFor(() => expect(process.exitCode).toBeDefined(), { timeout: 5000 });
+    return { code: Number(process.exitCode), stdout, stderr };
+  } finally {
+    process.argv = savedArgv;
+    process.exitCode = undefined;
+    // The entry's own, at its exit (src/cli/output-streams.ts): not this worker's.
+    for (const l of process.listeners('exit')) if (!exitListeners.includes(l)) process.off('exit', l);
+    vi.restoreAllMocks();
+  }
 }

@@ -11,6 +11,7 @@ import { Cli } from 'clipanion';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { buildCli } from '../../src/cli/cli.js';
 import { EXIT } from '../../src/cli/exit-codes.js';
+import { runEntryInProcess as runEntry } from '../helpers/cli-in-process.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
 
 afterEach(() => {
@@ -18,33 +19,6 @@ afterEach(() => {
   vi.restoreAllMocks();
   return cleanupAll();
 });
-
-/** Runs the entry module as `agentd ARGV` would, in this process, and collects what it prints. */
-async function runEntry(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stdout += chunk.toString();
-    return true;
-  });
-  vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stderr += chunk.toString();
-    return true;
-  });
-  const savedArgv = process.argv;
-  process.argv = [process.execPath, 'agentd', ...argv];
-  process.exitCode = undefined;
-  try {
-    vi.resetModules();
-    await import('../../src/cli/index.js');
-    await vi.waitFor(() => expect(process.exitCode).toBeDefined(), { timeout: 5000 });
-    return { code: Number(process.exitCode), stdout, stderr };
-  } finally {
-    process.argv = savedArgv;
-    process.exitCode = undefined;
-    vi.restoreAllMocks();
-  }
-}
 
 describe('the entry with --json', () => {
   it('names the values of a usage error in the JSON as on stderr (--socket PATH, not #0)', async () => {

@@ -7,40 +7,11 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { EXIT } from '../../src/cli/exit-codes.js';
 import { quoted } from '../../src/cli/validators.js';
+import { runEntryInProcess as run } from '../helpers/cli-in-process.js';
 
 afterEach(() => {
   vi.restoreAllMocks();
 });
-
-/** The entry (src/cli/index.ts) run as `agentd ARGV` in this process: its exit code and what it printed. */
-async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stdout += chunk.toString();
-    return true;
-  });
-  vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stderr += chunk.toString();
-    return true;
-  });
-  const savedArgv = process.argv;
-  const exitListeners = process.listeners('exit');
-  process.argv = [process.execPath, 'agentd', ...argv];
-  process.exitCode = undefined;
-  try {
-    vi.resetModules();
-    await import('../../src/cli/index.js');
-    await vi.waitFor(() => expect(process.exitCode).toBeDefined(), { timeout: 5000 });
-    return { code: Number(process.exitCode), stdout, stderr };
-  } finally {
-    process.argv = savedArgv;
-    process.exitCode = undefined;
-    // The entry's own, at its exit (src/cli/output-streams.ts): not this worker's.
-    for (const l of process.listeners('exit')) if (!exitListeners.includes(l)) process.off('exit', l);
-    vi.restoreAllMocks();
-  }
-}
 
 const HUGE = 'a'.repeat(100_000);
 
