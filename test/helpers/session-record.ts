@@ -13,3 +13,19 @@ export function sessionRecord(id: string, extra: Partial<SessionRecord> = {}): S
     ...extra,
   };
 }
+
+/** A session's record as it is sealed: finished now, with `outcome`. */
+export function finishedRecord(id: string, outcome: SessionRecord['outcome']): SessionRecord {
+  const at = new Date().toISOString();
+  return {
+    version: 1,
+    id,
+    agent: 'demo',
+    repo: 'git://127.0.0.1/r.git',
+    acceptedAt: at,
+    finishedAt: at,
+    phase: 'finished',
+    phases: [{ phase: 'queued', at }],
+    outcome,
+  };
+}

@@ -14,9 +14,9 @@ import { SessionFiles } from '../../src/adapters/session-files.js';
 import { RecordKeeper } from '../../src/daemon/record-keeper.js';
 import { runnerActors } from '../../src/runner/actors.js';
 import { SecretValue } from '../../src/secret-value.js';
-import type { SessionRecord } from '../../src/sessions/records.js';
 import { FakePodman } from '../helpers/fake-podman.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
+import { finishedRecord } from '../helpers/session-record.js';
 
 afterEach(() => cleanupAll());
 
@@ -63,18 +63,7 @@ async function endSession(
     sessionFiles,
     pino({ level: 'silent' }),
   );
-  const at = new Date().toISOString();
-  const record: SessionRecord = {
-    version: 1,
-    id: ID,
-    agent: 'demo',
-    repo: 'git://127.0.0.1/r.git',
-    acceptedAt: at,
-    finishedAt: at,
-    phase: 'finished',
-    phases: [{ phase: 'queued', at }],
-    outcome: 'timed_out',
-  };
+  const record = finishedRecord(ID, 'timed_out');
   const output = await keeper.seal(record, join(stateDir, 'none.log'));
   return { output, out: join(stateDir, 'records', 'demo', ID, 'out') };
 }

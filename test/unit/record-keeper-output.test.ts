@@ -10,8 +10,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { markNothingToSearch } from '../../src/adapters/output-archive.js';
 import { SessionFiles } from '../../src/adapters/session-files.js';
 import { RecordKeeper } from '../../src/daemon/record-keeper.js';
-import type { SessionRecord } from '../../src/sessions/records.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
+import { finishedRecord } from '../helpers/session-record.js';
 
 afterEach(() => cleanupAll());
 
@@ -31,18 +31,7 @@ function setup() {
     const tree = makeTempDir('agentd-unit-keeper-out-');
     writeFileSync(join(tree, 'result.txt'), 'done\n');
     execFileSync('tar', ['-cf', paths.archive, '-C', tree, '.']);
-    const at = new Date().toISOString();
-    const record: SessionRecord = {
-      version: 1,
-      id,
-      agent: 'demo',
-      repo: 'git://127.0.0.1/r.git',
-      acceptedAt: at,
-      finishedAt: at,
-      phase: 'finished',
-      phases: [{ phase: 'queued', at }],
-      outcome: 'succeeded',
-    };
+    const record = finishedRecord(id, 'succeeded');
     return { record, paths };
   };
   return { stateDir, keeper, session };

@@ -10,26 +10,12 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SessionFiles } from '../../src/adapters/session-files.js';
-import { OUTPUT_TARGET } from '../../src/config/mounts.js';
 import { RecordKeeper } from '../../src/daemon/record-keeper.js';
-import { SETUP_SCRIPT } from '../../src/runner/setup-script.js';
-import type { SessionRecord } from '../../src/sessions/records.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
+import { finishedRecord } from '../helpers/session-record.js';
+import { archiving } from '../helpers/setup-archive.js';
 
 afterEach(() => cleanupAll());
-
-/**
- * copy_out's archiving, after its loop that kills every process (which here would be the test's): from
- * the loop's `done` to the function's end, with /agentd/out at `out`.
- */
-function archiving(out: string): string {
-  const start = SETUP_SCRIPT.indexOf('copy_out() {');
-  const from = SETUP_SCRIPT.indexOf('\n  done\n', start) + '\n  done\n'.length;
-  const to = SETUP_SCRIPT.indexOf('\n}\n', from);
-  expect(start).toBeGreaterThan(-1);
-  expect(to).toBeGreaterThan(from);
-  return SETUP_SCRIPT.slice(from, to).replaceAll(OUTPUT_TARGET, out);
-}
 
 /** Runs the archiving with the copy directory `copy`: as the agent's user is as this user here. */
 function archive(out: string, copy: string): void {
@@ -77,18 +63,7 @@ describe("the setup step's output archive", () => {
       files,
       pino({ level: 'silent' }),
     );
-    const at = new Date().toISOString();
-    const record: SessionRecord = {
-      version: 1,
-      id,
-      agent: 'demo',
-      repo: 'git://127.0.0.1/r.git',
-      acceptedAt: at,
-      finishedAt: at,
-      phase: 'finished',
-      phases: [{ phase: 'queued', at }],
-      outcome: 'succeeded',
-    };
+    const record = finishedRecord(id, 'succeeded');
     const output = await keeper.seal(record, join(stateDir, 'none.log'));
     expect(output?.missing).toMatch(
       /^the state dir was full when the session ended: its output could not be archived/,

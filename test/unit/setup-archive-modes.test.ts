@@ -7,21 +7,10 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { OUTPUT_TARGET } from '../../src/config/mounts.js';
-import { SETUP_SCRIPT } from '../../src/runner/setup-script.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
+import { archiving } from '../helpers/setup-archive.js';
 
 afterEach(() => cleanupAll());
-
-/** copy_out from the end of its loop that kills every process to its end, with /agentd/out at `out`. */
-function archiving(out: string): string {
-  const start = SETUP_SCRIPT.indexOf('copy_out() {');
-  const from = SETUP_SCRIPT.indexOf('\n  done\n', start) + '\n  done\n'.length;
-  const to = SETUP_SCRIPT.indexOf('\n}\n', from);
-  expect(start).toBeGreaterThan(-1);
-  expect(to).toBeGreaterThan(from);
-  return SETUP_SCRIPT.slice(from, to).replaceAll(OUTPUT_TARGET, out);
-}
 
 /** The agent's user: nobody when the test runs as root (which reads anything), else the test's user. */
 const asRoot = process.getuid?.() === 0;
