@@ -327,6 +327,12 @@ export function formsOf(value: MaskedValue): string[] {
     add(base64);
     add(base64.replace(/=+$/, ''));
     for (const core of base64Cores(form)) if (core.length >= MIN_DERIVED_LENGTH) forms.push(core);
+    // The URL-safe alphabet (`-` and `_` for `+` and `/`: a JWT, Python's urlsafe_b64encode, Node's
+    // 'base64url'), alone or inside a longer text, only where it differs: one search fewer per value
+    // without the padding (found inside the padded form, which only keeps its `=` in clear).
+    if (/[+/]/.test(base64)) add(toUrlSafe(base64.replace(/=+$/, '')));
+    for (const core of base64Cores(form))
+      if (core.length >= MIN_DERIVED_LENGTH && /[+/]/.test(core)) forms.push(toUrlSafe(core));
     // Hex of its bytes, either case (Python's .hex(), xxd -p, Buffer's 'hex', hexdump with a format):
     // whole bytes, so the same inside the hex of a longer text.
     const hexText = form.toString('hex');
@@ -343,6 +349,10 @@ export function formsOf(value: MaskedValue): string[] {
     }
   }
   return forms;
+}
+
+function toUrlSafe(base64: string): string {
+  return base64.replaceAll('+', '-').replaceAll('/', '_');
 }
 
 /**

@@ -29,7 +29,8 @@ export const MASK = '********';
  * - each line of a multi-line value (a PEM key printed as it is), without its CR;
  * - its bytes read as Latin-1 (a non-UTF-8 value the agent converted to UTF-8);
  * - standard base64 of its bytes, with and without padding, and inside a longer base64 text (the value
- *   after other bytes, as `user:TOKEN` in HTTP Basic auth), each line of it wrapped at 76 or 64 columns;
+ *   after other bytes, as `user:TOKEN` in HTTP Basic auth), each line of it wrapped at 76 or 64 columns,
+ *   and in the URL-safe alphabet (a JWT);
  * - URL (percent) encoding of any of its characters (every encoder's choice of which to encode),
  *   either hex case, and with a space as `+` (form encoding);
  * - JSON string escaping (a multi-line value printed inside JSON stays on one line), also with `\/`

@@ -107,6 +107,30 @@ describe('masking what agents really print', () => {
     for (const decoded of decodedRuns(echoed)) expect(decoded.includes(value.slice(0, 12))).toBe(false);
   });
 
+  it("masks URL-safe base64 (a JWT, urlsafe_b64encode, 'base64url'): alone, with or without padding, inside a longer text", () => {
+    // Values whose standard base64 has `+` or `/` (a `~`, `?` or `>` at a third byte; raw key bytes),
+    // which the URL-safe alphabet prints as `-` and `_`.
+    const values = ['pa~s?w>rd~Secret?Value~x', Buffer.from('fbff3e7f00fffeef8a', 'hex')];
+    for (const value of values) {
+      const bytes = Buffer.from(value);
+      const mask = createMasker([value]);
+      const urlSafe = bytes.toString('base64url');
+      expect(urlSafe).toMatch(/[-_]/);
+      const padding = '='.repeat((4 - (urlSafe.length % 4)) % 4);
+      expect(mask(`token=${urlSafe};`)).toBe(`token=${MASK};`);
+      expect(mask(`token=${urlSafe}${padding};`)).toBe(`token=${MASK}${padding};`);
+      for (let prefix = 0; prefix < 3; prefix++) {
+        // A JWT's payload: the value after any number of bytes of JSON.
+        const payload = Buffer.concat([Buffer.from('{"k":"'.slice(0, prefix + 4)), bytes, Buffer.from('"}')]);
+        const out = mask(`eyJhbGciOiJIUzI1NiJ9.${payload.toString('base64url')}.sig`);
+        expect(out, `prefix ${prefix}`).toContain(MASK);
+        for (const run of out.match(/[A-Za-z0-9_-]{4,}/g) ?? [])
+          for (const shift of [0, 1, 2, 3])
+            expect(Buffer.from(run.slice(shift), 'base64url').includes(bytes.subarray(0, 6))).toBe(false);
+      }
+    }
+  });
+
   it('masks each line of base64 wrapped at 76 (base64) or 64 (openssl base64) columns', () => {
     const value = `ghp_${'Z8xY7wV6uT5sR4qP3oN2mL1kJ0iH9gF8eD7cB6aA5zY4xW3vU2tS1rQ0pO9nM8lK7jI6hG5fE4'}`;
     const mask = createMasker([value]);
