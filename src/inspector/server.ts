@@ -68,6 +68,16 @@ export async function startInspector(options: InspectorOptions): Promise<Inspect
   const clients = new Set<ServerResponse>();
 
   const server = createServer((req, res) => {
+    // A throw here would be an uncaught exception: it would end the daemon and leave its sessions.
+    try {
+      answer(req, res);
+    } catch {
+      if (!res.headersSent) plain(res, 500, 'the inspector could not answer this request\n');
+      else res.destroy();
+    }
+  });
+
+  const answer = (req: IncomingMessage, res: ServerResponse) => {
     if (!isLocalHost(req)) return plain(res, 403, 'the inspector answers to 127.0.0.1 and localhost only\n');
     if (!isSameOrigin(req))
       return plain(res, 403, 'the inspector answers to its own page only, not to other sites\n');
@@ -75,7 +85,8 @@ export async function startInspector(options: InspectorOptions): Promise<Inspect
       res.setHeader('Allow', 'GET, HEAD');
       return plain(res, 405, 'method not allowed\n');
     }
-    const path = new URL(req.url ?? '/', 'http://127.0.0.1').pathname;
+    const path = pathOf(req.url);
+    if (path === undefined) return plain(res, 400, 'not a path the inspector knows; try /\n');
     if (path === '/') {
       res.writeHead(200, {
         'Content-Type': 'text/html; charset=utf-8',
@@ -91,7 +102,7 @@ export async function startInspector(options: InspectorOptions): Promise<Inspect
     }
     if (path === '/events') return openStream(req, res);
     return plain(res, 404, 'not found; try /\n');
-  });
+  };
 
   const openStream = (req: IncomingMessage, res: ServerResponse): void => {
     if (clients.size >= MAX_STREAMS) {
@@ -185,6 +196,18 @@ function frame(message: InspectorMessage): string {
 function plain(res: ServerResponse, status: number, text: string): void {
   res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', ...COMMON_HEADERS });
   res.end(text);
+}
+
+/**
+ * The path of a request target, or undefined for one that is no URL: `GET http://[ HTTP/1.1` made the
+ * URL parser throw, and that throw, out of the request handler, ended the daemon.
+ */
+function pathOf(target: string | undefined): string | undefined {
+  try {
+    return new URL(target ?? '/', 'http://127.0.0.1').pathname;
+  } catch {
+    return undefined;
+  }
 }
 
 function isLocalHost(req: IncomingMessage): boolean {
