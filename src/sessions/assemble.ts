@@ -1,6 +1,7 @@
 import type { ResolvedCredentials } from '../adapters/credentials.js';
 import type { AgentConfig } from '../config/types.js';
 import { parseRepoUrl } from '../repo-url.js';
+import { MIN_MASKED_LENGTH } from '../runner/mask-forms.js';
 import type { SecretValue } from '../secret-value.js';
 import { repoTokenUse } from './repo-token.js';
 import type { SessionInvocation, SessionRequest, SessionSpec } from './types.js';
@@ -23,6 +24,16 @@ export function assembleSession(
   const repoToken = token.kind === 'send' ? resolved.repoToken : undefined;
   const notices =
     token.kind === 'withheld' && token.reason !== '' ? [`${token.reason}; cloning without it`] : [];
+  // Masking leaves texts this short alone (they would mask ordinary output): the operator is told,
+  // in the session's output, that the agent's printing of this one would be shown as it is.
+  const short = [
+    ...resolved.credentials.filter((c) => tooShortToMask(c.value)).map((c) => `credential ${c.name}`),
+    ...(repoToken !== undefined && tooShortToMask(repoToken) ? ['repo_token'] : []),
+  ];
+  for (const name of short)
+    notices.push(
+      `${name} is shorter than ${MIN_MASKED_LENGTH} characters, so it is not masked in this output (a text that short would mask ordinary output); use a longer value`,
+    );
   return {
     spec: {
       agent: agent.name,
@@ -48,6 +59,15 @@ export function assembleSession(
       ...(request.work === undefined ? {} : { work: request.work }),
     },
   };
+}
+
+/** A value masking does not look for: 1 to 3 characters as text (without a final line ending). */
+function tooShortToMask(value: SecretValue): boolean {
+  const text = value
+    .bytes()
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
+  return text.length > 0 && text.length < MIN_MASKED_LENGTH;
 }
 
 /** Unwraps the values at the runner boundary. */

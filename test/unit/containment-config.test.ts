@@ -382,3 +382,40 @@ describe('repo_token at trigger time', () => {
     );
   });
 });
+
+describe('credentials too short to mask', () => {
+  const [tok] = parse(
+    `agents:\n${agent(`    repo: http://127.0.0.1:18080/r.git
+    repo_token: env:T
+    allow_insecure_http: true
+`)}`,
+  ).agents as [AgentConfig];
+
+  function notices(values: Record<string, string>, repoToken: string) {
+    const check = checkTrigger([tok], { agent: tok.name });
+    if (!check.ok) throw new Error(check.reason);
+    const request = {
+      sessionId: '0000000000000001',
+      agent: tok.name,
+      repoUrl: check.repoUrl,
+      acceptedAt: '',
+    };
+    const credentials = Object.entries(values).map(([name, value]) => ({
+      name,
+      value: new SecretValue(value),
+    }));
+    const resolved = { credentials, repoToken: new SecretValue(repoToken) };
+    return revealSession(assembleSession(request, check.agent, resolved)).invocation.notices;
+  }
+
+  it('says in the output which values are shorter than masking looks for, never the value', () => {
+    const said = notices({ PIN: '123', ONE: 'x\n', LONG: 'long-enough', EMPTY: '', UMLAUT: 'äö' }, 'ab');
+    expect(said).toEqual([
+      'credential PIN is shorter than 4 characters, so it is not masked in this output (a text that short would mask ordinary output); use a longer value',
+      'credential ONE is shorter than 4 characters, so it is not masked in this output (a text that short would mask ordinary output); use a longer value',
+      'credential UMLAUT is shorter than 4 characters, so it is not masked in this output (a text that short would mask ordinary output); use a longer value',
+      'repo_token is shorter than 4 characters, so it is not masked in this output (a text that short would mask ordinary output); use a longer value',
+    ]);
+    expect(notices({ LONG: 'long-enough' }, 'ghp_token')).toBeUndefined();
+  });
+});
