@@ -24,6 +24,8 @@ function quotedForms(text: string): string[] {
     json.replaceAll('/', '\\/'),
     // biome-ignore lint/suspicious/noControlCharactersInRegex: everything that is ASCII stays.
     json.replace(/[^\x00-\x7f]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`),
+    // Go's encoding/json (json.Marshal, a Go program's JSON log) escapes `<`, `>` and `&` for HTML.
+    json.replace(/[<>&\u2028\u2029]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`),
   ];
   if (text.includes("'")) forms.push(...singleQuoted(text));
   forms.push(text.replace(/[\\"$`]/g, '\\$&'), text.replace(/[\\']/g, '\\$&'));

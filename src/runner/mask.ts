@@ -34,7 +34,7 @@ export const MASK = '********';
  * - URL (percent) encoding of any of its characters (every encoder's choice of which to encode),
  *   either hex case, and with a space as `+` (form encoding);
  * - JSON string escaping (a multi-line value printed inside JSON stays on one line), also with `\/`
- *   and with `\u00XX` for what is not ASCII;
+ *   with `\u00XX` for what is not ASCII, and with `\u0026` for `&` and `<`, `>` as Go's json.Marshal;
  * - hex of its bytes, either case, also inside the hex of a longer text;
  * - shell and source-code quoting of `'`, `"`, `\`, `$` and backticks (`set -x`, `declare -p`,
  *   Python's repr), and a backslash before any punctuation or space (`printf %q`);

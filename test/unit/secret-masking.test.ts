@@ -244,6 +244,10 @@ describe('masking what agents really print', () => {
     }
     // Python's json.dumps escapes what is not ASCII.
     expect(createMasker(['naïve-secret-ü'])('{"k": "na\\u00efve-secret-\\u00fc"}')).toBe(`{"k": "${MASK}"}`);
+    // Go's json.Marshal escapes <, > and & (and U+2028, U+2029), and leaves other non-ASCII as it is.
+    expect(createMasker(['p&ss<w0rd>-ü\u2028x'])('{"k":"p\\u0026ss\\u003cw0rd\\u003e-ü\\u2028x"}')).toBe(
+      `{"k":"${MASK}"}`,
+    );
   });
 
   it('masks printf %q of a value with any punctuation, and takes such lines one by one', () => {
