@@ -19,7 +19,9 @@ export class SendCommand extends ClientCommand {
       request; an invalid one is rejected with the reason and changes nothing. Each reply is printed as one JSON line,
       as the daemon sent it, with a \`line\` field (the event's line number) added; a line that is not JSON gets an
       error of the same shape (code bad_json). Exits 1 when any event was rejected; a reply that is none
-      (bad_reply) or none within 120 s (no_answer) stops it, with exit 4.
+      (bad_reply), none within 120 s (no_answer) or a connection the daemon closed (connection_lost: a scripted
+      shutdown, once the daemon has stopped) stops it, with exit 4; the event's line and how many were not
+      sent are said.
     `,
     examples: [
       ['Trigger a session', `$0 send '{"type":"trigger","agent":"demo"}'`],
@@ -57,7 +59,7 @@ export class SendCommand extends ClientCommand {
       if (!readerGone()) this.context.stdout.write(`${jsonText(reply)}\n`);
     };
     try {
-      for (const { line, number } of events) {
+      for (const [index, { line, number }] of events.entries()) {
         let event: unknown;
         try {
           event = JSON.parse(line);
@@ -82,7 +84,13 @@ export class SendCommand extends ClientCommand {
           id: String(number),
           event: event as InjectedEvent,
         });
-        if (reply === undefined) return this.fail('lost the connection to the daemon', EXIT.infrastructure);
+        if (reply === undefined) {
+          // A script's own shutdown ends the daemon under it: say which events it never answered.
+          const unsent = events.length - index - 1;
+          const message = `${where}:${number}: lost the connection to the daemon (it stopped or restarted) before it answered this event, which it may or may not have taken${unsent > 0 ? `; the ${unsent} event(s) after it were not sent` : ''}`;
+          print({ line: number, type: 'error', code: 'connection_lost', message });
+          return this.fail(message, EXIT.infrastructure);
+        }
         // No answer, or a line that is no reply: the events after this one are not sent either.
         if (isClientSideError(reply)) {
           print({ line: number, ...reply });
