@@ -16,9 +16,13 @@ export interface LineView {
   source(start: number, end: number): [start: number, end: number];
 }
 
-/** CSI (colours, cursor), OSC (titles, links, ended by BEL or ST) and two-character escapes. */
-// biome-ignore lint/suspicious/noControlCharactersInRegex: escape sequences are what is removed.
-const ESCAPE_SEQUENCE = /\x1b(?:\[[0-9:;<=>?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])/g;
+/**
+ * CSI (colours, cursor), OSC (titles, links, ended by BEL or ST), two-character escapes, and ESC with
+ * intermediate bytes and a final one (`\e(B`, which `tput sgr0` prints before `\e[m`).
+ */
+const ESCAPE_SEQUENCE =
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: escape sequences are what is removed.
+  /\x1b(?:\[[0-9:;<=>?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_]|[ -/]+[0-~])/g;
 
 /** The line without its escape sequences, or undefined if it has none. */
 export function withoutEscapes(line: string): LineView | undefined {
@@ -197,7 +201,7 @@ export class LineReadings {
   constructor(options: { plus: boolean; signs: readonly string[] }) {
     for (const sign of options.signs) this.signed[sign.charCodeAt(sign.indexOf('\\') + 1)] = 1;
     for (let next = 0; next < 256; next++) {
-      if (next === 0x5b || next === 0x5d || startsTwoCharacterEscape(next))
+      if (next === 0x5b || next === 0x5d || startsTwoCharacterEscape(next) || isIntermediate(next))
         this.triggers[0x1b00 | next] = READ_ESCAPES;
       if (isHex(next)) this.triggers[0x2500 | next] = READ_PERCENT;
       if (this.signed[next] === 1) this.triggers[0x5c00 | next] = READ_BACKSLASHES;
@@ -422,7 +426,8 @@ function startsPercentEscape(bytes: Buffer, at: number, end: number): boolean {
 
 /**
  * Where the escape sequence at bytes[at] (an ESC) ends, as ESCAPE_SEQUENCE matches one: CSI, OSC
- * (ended by BEL or ST), else ESC and one of `@`-`Z`, `\`-`_`; -1 if none starts there.
+ * (ended by BEL or ST), ESC and one of `@`-`Z`, `\`-`_`, or ESC, intermediate bytes and a final one;
+ * -1 if none starts there.
  */
 function escapeEnd(bytes: Buffer, at: number, end: number): number {
   const next = at + 1 < end ? (bytes[at + 1] as number) : -1;
@@ -441,7 +446,17 @@ function escapeEnd(bytes: Buffer, at: number, end: number): number {
     // Unended: `]` is a two-character escape's.
     return at + 2;
   }
+  if (isIntermediate(next)) {
+    let i = at + 2;
+    while (i < end && isIntermediate(bytes[i] as number)) i++;
+    return i < end && (bytes[i] as number) >= 0x30 && (bytes[i] as number) <= 0x7e ? i + 1 : -1;
+  }
   return startsTwoCharacterEscape(next) ? at + 2 : -1;
+}
+
+/** An escape sequence's intermediate byte (space to `/`): `(` in `\e(B`. */
+function isIntermediate(byte: number): boolean {
+  return byte >= 0x20 && byte <= 0x2f;
 }
 
 function startsTwoCharacterEscape(next: number): boolean {

@@ -372,6 +372,11 @@ describe('masking what agents really print', () => {
     // An OSC hyperlink around it.
     expect(mask(`\x1b]8;;https://x\x07${token}\x1b]8;;\x07`)).not.toContain('0123456789');
     expect(mask('plain \x1b[1mbold\x1b[0m text')).toBe('plain \x1b[1mbold\x1b[0m text');
+    // `tput sgr0` (xterm, ncurses) ends a colour with `\e(B\e[m`: a charset escape inside the value too.
+    const sgr0 = '\x1b(B\x1b[m';
+    expect(mask(`${'\x1b[1m'}ghp_${sgr0}0123456789abcdefghij${'\x1b[1m'}ABCDEFGHIJ012345${sgr0} end`)).toBe(
+      `\x1b[1m${MASK}${sgr0} end`,
+    );
   });
 
   it('masks the parts of a structured credential printed on their own: JSON strings, key = value lines', () => {
