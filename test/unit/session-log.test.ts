@@ -1,7 +1,7 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createMasker, MASK } from '../../src/runner/mask.js';
 import {
   isSkipped,
@@ -412,6 +412,33 @@ describe('SessionOutput', () => {
     const lines = await throughReader(['aaaaaaaa', 'b%41b%41b%41b%41'], text);
     const joined = lines.map((l) => l.text).join('');
     expect(joined.replaceAll('*', '')).toBe('xyz');
+  });
+
+  it('searches a block for a long value’s thousands of forms in one pass, and declines one that holds any', async () => {
+    // A 32 KB value (a CA bundle, a kubeconfig) has about 3,800 forms, the lines of its wrapped base64:
+    // a search of each block for each of them made 50 MB of output cost 17 s of the daemon's CPU.
+    let seed = 7;
+    const value = Array.from({ length: 32 * 1024 }, () => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return 'abcdefghijklmnopqrstuvwxyz0123456789'[seed % 36];
+    }).join('');
+    const mask = createMasker([value]);
+    expect(mask.forms.length).toBeGreaterThan(3000);
+    const out = new SessionOutput({ logFile: logPath(), logMaxBytes: 10_000_000, onLine: () => {} }, mask);
+    const plain = Buffer.from(`${'an ordinary line of build output, nothing secret in it\n'.repeat(1000)}`);
+    const searches = vi.spyOn(Buffer.prototype, 'indexOf');
+    try {
+      expect(out.writeBlock(plain, 1000, 'stdout')).toBe(true);
+      expect(searches.mock.calls.length).toBeLessThan(50);
+    } finally {
+      searches.mockRestore();
+    }
+    // Any one form in it (a line of its base64 wrapped at 76) still sends the block line by line.
+    const wrapped = Buffer.from(value)
+      .toString('base64')
+      .slice(76 * 200, 76 * 201);
+    expect(out.writeBlock(Buffer.from(`ok\n${wrapped}\n`), 2, 'stdout')).toBe(false);
+    await out.close();
   });
 
   it('takes whole lines at once only when nothing in them is masked and they are valid UTF-8', async () => {
