@@ -102,7 +102,14 @@ export function createMasker(
   // of the line instead of one for each of them.
   const plain = ordered.filter((n) => !n.includes('\\'));
   const escaped = ordered.filter((n) => n.includes('\\'));
+  // Thousands of forms (a long value's wrapped base64) are looked for in one pass of the line, where a
+  // search each cost every line of output 200 µs with a 100 KB value.
+  const indexed = plain.length > INDEXED_FROM ? new FormIndex(plain) : undefined;
   const findAll = (needles: string[], text: string, spans: Span[], view?: LineView): void => {
+    if (needles === plain && indexed) {
+      indexed.findAll(text, (at, end) => spans.push(view ? view.source(at, end) : [at, end]));
+      return;
+    }
     for (const needle of needles) {
       // Every occurrence, overlapping ones too (a value of `aaaa` in `aaaaaa`).
       for (let at = text.indexOf(needle); at !== -1; at = text.indexOf(needle, at + 1)) {
@@ -162,6 +169,44 @@ export function createMasker(
 }
 
 export type Span = [start: number, end: number];
+
+/** Forms past this many are looked for through a FormIndex (fewer: one native search each is faster). */
+const INDEXED_FROM = 64;
+
+/**
+ * Forms (each at least MIN_MASKED_LENGTH characters) found in a text in one pass: each position's
+ * first 4 characters, hashed, are looked up in a table, and only where one of the forms starts so are
+ * they compared. Every occurrence, overlapping ones too, as a search of each would find.
+ */
+class FormIndex {
+  private readonly table = new Uint8Array(1 << 20);
+  private readonly byKey = new Map<number, string[]>();
+
+  constructor(forms: readonly string[]) {
+    for (const form of forms) {
+      const key = FormIndex.key(form, 0);
+      this.table[key] = 1;
+      const list = this.byKey.get(key) ?? [];
+      list.push(form);
+      this.byKey.set(key, list);
+    }
+  }
+
+  private static key(text: string, at: number): number {
+    let h = 0;
+    for (let i = 0; i < MIN_MASKED_LENGTH; i++) h = Math.imul(h ^ text.charCodeAt(at + i), 0x01000193);
+    return (h >>> 12) & 0xfffff;
+  }
+
+  findAll(text: string, found: (start: number, end: number) => void): void {
+    for (let at = 0; at + MIN_MASKED_LENGTH <= text.length; at++) {
+      const key = FormIndex.key(text, at);
+      if (this.table[key] === 0) continue;
+      for (const form of this.byKey.get(key) ?? [])
+        if (text.startsWith(form, at)) found(at, at + form.length);
+    }
+  }
+}
 
 /** A view of a view's text, as a view of the line. */
 function within(outer: LineView, read: (text: string) => LineView | undefined): LineView | undefined {

@@ -423,6 +423,29 @@ describe('masking what agents really print', () => {
     }
   });
 
+  it('masks lines with a long value’s thousands of forms in one pass of each line', () => {
+    // A 100 KB value has about 12,000 forms (the lines of its wrapped base64): a search each cost every
+    // line of output 200 µs (colourful output, which is masked line by line, at 0.4 MB/s).
+    let seed = 11;
+    const value = Buffer.from(
+      Array.from({ length: 75_000 }, () => {
+        seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+        return (seed >>> 16) & 0xff;
+      }),
+    ).toString('base64');
+    const mask = createMasker([value]);
+    expect(mask.forms.length).toBeGreaterThan(10_000);
+    const line = '\x1b[32m✓\x1b[0m compiled src/some/module.ts in 12 ms (cache hit)';
+    const started = performance.now();
+    for (let i = 0; i < 10_000; i++) expect(mask(line)).toBe(line);
+    expect(performance.now() - started).toBeLessThan(1000);
+    // Each form is still found: a line of its wrapped base64, its whole, and overlapping ones.
+    const wrapped = Buffer.from(value).toString('base64').slice(76 * 300, 76 * 301);
+    expect(mask(`> ${wrapped}`)).toBe(`> ${MASK}`);
+    expect(mask(`token=${value};`)).toBe(`token=${MASK};`);
+    expect(mask(`${wrapped.slice(0, 40)}${wrapped}`)).toBe(`${wrapped.slice(0, 40)}${MASK}`);
+  });
+
   it('leaves short values and ordinary text alone', () => {
     const mask = createMasker(['abc', '', 'x\ny', 'long-enough-value']);
     expect(mask('abc x y ok')).toBe('abc x y ok');
