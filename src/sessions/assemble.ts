@@ -32,7 +32,7 @@ export function assembleSession(
   ];
   for (const name of short)
     notices.push(
-      `${name} is shorter than ${MIN_MASKED_LENGTH} characters, so it is not masked in this output (a text that short would mask ordinary output); use a longer value`,
+      `${name} is shorter than ${MIN_MASKED_LENGTH} characters, so it is not masked in this output nor looked for in what the agent leaves in /agentd/out (a text that short would mask ordinary output); use a longer value`,
     );
   return {
     spec: {

@@ -411,10 +411,10 @@ describe('credentials too short to mask', () => {
   it('says in the output which values are shorter than masking looks for, never the value', () => {
     const said = notices({ PIN: '123', ONE: 'x\n', LONG: 'long-enough', EMPTY: '', UMLAUT: 'äö' }, 'ab');
     expect(said).toEqual([
-      'credential PIN is shorter than 4 characters, so it is not masked in this output (a text that short would mask ordinary output); use a longer value',
-      'credential ONE is shorter than 4 characters, so it is not masked in this output (a text that short would mask ordinary output); use a longer value',
-      'credential UMLAUT is shorter than 4 characters, so it is not masked in this output (a text that short would mask ordinary output); use a longer value',
-      'repo_token is shorter than 4 characters, so it is not masked in this output (a text that short would mask ordinary output); use a longer value',
+      'credential PIN is shorter than 4 characters, so it is not masked in this output nor looked for in what the agent leaves in /agentd/out (a text that short would mask ordinary output); use a longer value',
+      'credential ONE is shorter than 4 characters, so it is not masked in this output nor looked for in what the agent leaves in /agentd/out (a text that short would mask ordinary output); use a longer value',
+      'credential UMLAUT is shorter than 4 characters, so it is not masked in this output nor looked for in what the agent leaves in /agentd/out (a text that short would mask ordinary output); use a longer value',
+      'repo_token is shorter than 4 characters, so it is not masked in this output nor looked for in what the agent leaves in /agentd/out (a text that short would mask ordinary output); use a longer value',
     ]);
     expect(notices({ LONG: 'long-enough' }, 'ghp_token')).toBeUndefined();
   });
