@@ -436,11 +436,24 @@ describe('masking what agents really print', () => {
     const mask = createMasker([value]);
     expect(mask.forms.length).toBeGreaterThan(10_000);
     const line = '\x1b[32m✓\x1b[0m compiled src/some/module.ts in 12 ms (cache hit)';
-    const started = performance.now();
-    for (let i = 0; i < 10_000; i++) expect(mask(line)).toBe(line);
-    expect(performance.now() - started).toBeLessThan(1000);
+    // Against a token's masker in the same run (the fastest of three each): about 1x; a search per form
+    // was some 200x.
+    const token = createMasker(['sk-test-1234567890abcdef']);
+    const fastest = (masker: (text: string) => string) => {
+      let best = Number.POSITIVE_INFINITY;
+      for (let round = 0; round < 3; round++) {
+        const started = performance.now();
+        for (let i = 0; i < 10_000; i++)
+          if (masker(line) !== line) throw new Error('masked a line without a form');
+        best = Math.min(best, performance.now() - started);
+      }
+      return best;
+    };
+    expect(fastest(mask) / fastest(token)).toBeLessThan(20);
     // Each form is still found: a line of its wrapped base64, its whole, and overlapping ones.
-    const wrapped = Buffer.from(value).toString('base64').slice(76 * 300, 76 * 301);
+    const wrapped = Buffer.from(value)
+      .toString('base64')
+      .slice(76 * 300, 76 * 301);
     expect(mask(`> ${wrapped}`)).toBe(`> ${MASK}`);
     expect(mask(`token=${value};`)).toBe(`token=${MASK};`);
     expect(mask(`${wrapped.slice(0, 40)}${wrapped}`)).toBe(`${wrapped.slice(0, 40)}${MASK}`);
