@@ -436,12 +436,12 @@ describe('masking what agents really print', () => {
     const mask = createMasker([value]);
     expect(mask.forms.length).toBeGreaterThan(10_000);
     const line = '\x1b[32m✓\x1b[0m compiled src/some/module.ts in 12 ms (cache hit)';
-    // Against a token's masker in the same run (the fastest of three each): about 1x; a search per form
-    // was some 200x.
+    // Against a token's masker in the same run (the fastest of five each): some 10x (a hashed look-up
+    // per position); a search per form was over 1,000x.
     const token = createMasker(['sk-test-1234567890abcdef']);
     const fastest = (masker: (text: string) => string) => {
       let best = Number.POSITIVE_INFINITY;
-      for (let round = 0; round < 3; round++) {
+      for (let round = 0; round < 5; round++) {
         const started = performance.now();
         for (let i = 0; i < 10_000; i++)
           if (masker(line) !== line) throw new Error('masked a line without a form');
@@ -449,7 +449,7 @@ describe('masking what agents really print', () => {
       }
       return best;
     };
-    expect(fastest(mask) / fastest(token)).toBeLessThan(20);
+    expect(fastest(mask) / fastest(token)).toBeLessThan(60);
     // Each form is still found: a line of its wrapped base64, its whole, and overlapping ones.
     const wrapped = Buffer.from(value)
       .toString('base64')
