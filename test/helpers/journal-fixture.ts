@@ -1,7 +1,7 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { afterEach } from 'vitest';
 import { SessionFiles } from '../../src/adapters/session-files.js';
 import { SessionStore } from '../../src/adapters/session-store.js';
@@ -43,16 +43,28 @@ export function journalFixtures(prefix: string): {
     const root = tempDir();
     const stateDir = stateAt === undefined ? root : join(root, stateAt);
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-    const log = pino({ level: 'silent' });
-    const store = new SessionStore(stateDir, sessionRecordSchema);
-    const files = new SessionFiles(stateDir);
-    const keeper = new RecordKeeper(
-      { recordsDir: join(stateDir, 'records'), maxAgeMs: 86_400_000, maxBytes: 1 << 30 },
-      files,
-      log,
-    );
+    const { store, keeper, journal } = journalOver(stateDir, pino({ level: 'silent' }), 200);
     closing.push(() => keeper.close());
-    return { root, stateDir, store, keeper, journal: new SessionJournal(store, files, keeper, log, 200) };
+    return { root, stateDir, store, keeper, journal };
   };
   return { tempDir, journalIn };
+}
+
+/**
+ * The journal over an existing state dir, wired as main.ts wires it (records kept for a day, 1 GiB);
+ * the caller closes its keeper. For tests that start several daemons over one state dir.
+ */
+export function journalOver(
+  stateDir: string,
+  log: Logger,
+  historyLimit: number,
+): { store: SessionStore; files: SessionFiles; keeper: RecordKeeper; journal: SessionJournal } {
+  const store = new SessionStore(stateDir, sessionRecordSchema);
+  const files = new SessionFiles(stateDir);
+  const keeper = new RecordKeeper(
+    { recordsDir: join(stateDir, 'records'), maxAgeMs: 86_400_000, maxBytes: 1 << 30 },
+    files,
+    log,
+  );
+  return { store, files, keeper, journal: new SessionJournal(store, files, keeper, log, historyLimit) };
 }

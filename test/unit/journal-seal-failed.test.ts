@@ -12,12 +12,11 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { markNothingToSearch } from '../../src/adapters/output-archive.js';
-import { SessionFiles } from '../../src/adapters/session-files.js';
 import { SessionStore } from '../../src/adapters/session-store.js';
-import { SessionJournal } from '../../src/daemon/journal.js';
-import { isSealPending, RecordKeeper } from '../../src/daemon/record-keeper.js';
+import { isSealPending } from '../../src/daemon/record-keeper.js';
 import { requestOf } from '../../src/daemon/recovery.js';
 import { sessionRecordSchema } from '../../src/sessions/records.js';
+import { journalOver } from '../helpers/journal-fixture.js';
 
 /** The errno the next mkdir of a record's out/ fails with (once). */
 const faults = vi.hoisted(() => ({ mkdirOut: undefined as string | undefined }));
@@ -50,14 +49,7 @@ const ID = '00000000000000f2';
 function daemonIn(stateDir: string) {
   const lines: Record<string, unknown>[] = [];
   const log = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
-  const store = new SessionStore(stateDir, sessionRecordSchema);
-  const files = new SessionFiles(stateDir);
-  const keeper = new RecordKeeper(
-    { recordsDir: join(stateDir, 'records'), maxAgeMs: 86_400_000, maxBytes: 1 << 30 },
-    files,
-    log,
-  );
-  const journal = new SessionJournal(store, files, keeper, log, 100);
+  const { store, files, keeper, journal } = journalOver(stateDir, log, 100);
   const published: string[] = [];
   journal.followAll((event) => {
     if (event.type === 'outcome') published.push(event.sessionId);

@@ -13,14 +13,12 @@ import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { NotifyOutbox } from '../../src/adapters/notify-outbox.js';
 import { markNothingToSearch } from '../../src/adapters/output-archive.js';
-import { SessionFiles } from '../../src/adapters/session-files.js';
 import { SessionStore } from '../../src/adapters/session-store.js';
 import type { WebhookRequest } from '../../src/adapters/webhook.js';
-import { SessionJournal } from '../../src/daemon/journal.js';
 import { Notifier } from '../../src/daemon/notifier.js';
-import { RecordKeeper } from '../../src/daemon/record-keeper.js';
 import { requestOf } from '../../src/daemon/recovery.js';
 import { sessionRecordSchema } from '../../src/sessions/records.js';
+import { journalOver } from '../helpers/journal-fixture.js';
 
 const faults = vi.hoisted(() => ({ mkdirOut: false }));
 
@@ -56,14 +54,7 @@ const ID = '00000000000000f1';
 function daemonIn(stateDir: string, historyLimit: number) {
   const lines: Record<string, unknown>[] = [];
   const log = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
-  const store = new SessionStore(stateDir, sessionRecordSchema);
-  const files = new SessionFiles(stateDir);
-  const keeper = new RecordKeeper(
-    { recordsDir: join(stateDir, 'records'), maxAgeMs: 86_400_000, maxBytes: 1 << 30 },
-    files,
-    log,
-  );
-  const journal = new SessionJournal(store, files, keeper, log, historyLimit);
+  const { store, files, keeper, journal } = journalOver(stateDir, log, historyLimit);
   const posts: WebhookRequest[] = [];
   const notifier = new Notifier({
     targets: () => [
