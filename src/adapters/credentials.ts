@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 import { looksLikeTokenName } from '../config/schema.js';
 import type { AgentConfig, CredentialSource } from '../config/types.js';
 import { AgentdError } from '../errors.js';
@@ -173,9 +173,41 @@ async function readCredentialFile(name: string, source: FileSource): Promise<Buf
         },
       );
     }
-    return await handle.readFile();
+    const bytes = await readAtMost(handle, stat.size, MAX_CREDENTIAL_FILE_BYTES);
+    if (bytes === undefined) {
+      throw new AgentdError(
+        'CREDENTIAL_UNRESOLVED',
+        `credential ${name}: file ${source.path} (source ${source.raw}) reads on past ${MAX_CREDENTIAL_FILE_BYTES} bytes though its size says ${stat.size} (a file of /proc or /sys, or one still growing); a credential file is at most ${MAX_CREDENTIAL_FILE_BYTES} bytes: point the source at a file that holds only the value`,
+        { operation: 'resolve credentials' },
+      );
+    }
+    return bytes;
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * A file's bytes up to its end, or undefined when it holds more than `limit`. Not `readFile`, which
+ * trusts the size its stat gives: a file that says 0 bytes (/proc/self/pagemap, a FUSE file) is read
+ * to its end however far that is (measured: the daemon grew by 200 MB a second, and every credential
+ * file read behind it ended at its deadline).
+ */
+async function readAtMost(handle: FileHandle, sizeHint: number, limit: number): Promise<Buffer | undefined> {
+  // Room for a page past the limit: sizes stay multiples of 8, which /proc/self/pagemap reads need.
+  const most = limit + 4096;
+  let buffer = Buffer.alloc(Math.min(Math.max(sizeHint + 1, 4096), most));
+  let length = 0;
+  for (;;) {
+    if (length === buffer.length) {
+      if (length > limit) return undefined;
+      const larger = Buffer.alloc(Math.min(buffer.length * 2, most));
+      buffer.copy(larger, 0, 0, length);
+      buffer = larger;
+    }
+    const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
+    if (bytesRead === 0) return length > limit ? undefined : buffer.subarray(0, length);
+    length += bytesRead;
   }
 }
 

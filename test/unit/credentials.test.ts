@@ -3,7 +3,7 @@
  * refused at once, naming the source, instead of a read that never ends or never stops.
  */
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CredentialFiles, type ReadFile, resolveSource } from '../../src/adapters/credentials.js';
@@ -114,4 +114,20 @@ describe('file: credential sources on a mount that hangs', () => {
     expect(Date.now() - started).toBeLessThan(1000);
     mount.answer();
   });
+});
+
+describe('file: credential sources that read on past their size', () => {
+  // /proc/self/pagemap says 0 bytes and reads on for hundreds of GB: readFile, which trusts a stat size
+  // of 0 to mean "read to the end", grew the daemon by 200 MB a second and held the read queue for ever.
+  it.skipIf(!existsSync('/proc/self/pagemap'))(
+    'are refused once past 16 MiB, naming the source, with memory bounded',
+    async () => {
+      const before = process.memoryUsage().arrayBuffers;
+      // The daemon's own reader and deadline (10 s): before, the read outlived it, still growing.
+      await expect(resolveSource('TOKEN', source('/proc/self/pagemap'), {})).rejects.toThrow(
+        'credential TOKEN: file /proc/self/pagemap (source file:/proc/self/pagemap) reads on past 16777216 bytes though its size says 0',
+      );
+      expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(256 * 1024 * 1024);
+    },
+  );
 });
