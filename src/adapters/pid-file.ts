@@ -45,24 +45,84 @@ export interface PidFileOptions {
 /**
  * Claims the pid file exclusively: one daemon per instance. The file stays open for the claim's life,
  * so a daemon whose pid could not be written (a full state dir) is still found holding it.
+ *
+ * A file left by a dead daemon is taken over only under the takeover lock (`<pid file>.lock`): two
+ * daemons started at once both find it stale, and the one that removed it last would otherwise remove
+ * the other's new pid file with it, and both would run.
  */
 export function claimPidFile(path: string, options: PidFileOptions = {}): PidFileClaim {
-  let stalePid: number | undefined;
-  for (let attempt = 0; attempt < 2; attempt++) {
-    let fd: number;
-    try {
-      fd = withRoom(options, () => openSync(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600));
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
-        // A read-only or full state dir: StateDirError says which, and the fix.
-        throw new StateDirError('create the pid file', path, error);
-      }
+  const fd = createPidFile(path, options);
+  if (fd !== undefined) return heldClaim(path, fd, undefined, options);
+  return underTakeoverLock(path, options, () => {
+    let stalePid: number | undefined;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      // Judged again under the lock: another daemon may have taken it over meanwhile.
       stalePid = takeOver(path);
-      continue;
+      const fd = createPidFile(path, options);
+      if (fd !== undefined) return heldClaim(path, fd, stalePid, options);
     }
-    return heldClaim(path, fd, stalePid, options);
+    throw new AgentdError('INTERNAL', `cannot claim pid file ${path}: another process keeps recreating it`);
+  });
+}
+
+/** The new pid file, open; undefined when one exists. */
+function createPidFile(path: string, options: PidFileOptions): number | undefined {
+  try {
+    return withRoom(options, () => openSync(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
+    // A read-only or full state dir: StateDirError says which, and the fix.
+    throw new StateDirError('create the pid file', path, error);
   }
-  throw new AgentdError('INTERNAL', `cannot claim pid file ${path}: another process keeps recreating it`);
+}
+
+/**
+ * Runs `work` holding the takeover lock: a file made exclusively, holding this process's pid, removed
+ * after. One left by a daemon killed while it held it (its pid dead, or empty for longer than
+ * EMPTY_PID_GRACE_MS) is removed; one a live process holds refuses this start, as a running daemon's
+ * pid file does.
+ */
+function underTakeoverLock<T>(path: string, options: PidFileOptions, work: () => T): T {
+  const lock = `${path}.lock`;
+  let fd: number | undefined;
+  for (let attempt = 0; fd === undefined; attempt++) {
+    try {
+      fd = withRoom(options, () => openSync(lock, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST')
+        throw new StateDirError('take over the pid file', lock, error);
+      const holder = readPid(lock);
+      const stat = fileStat(lock);
+      const age = stat === undefined ? undefined : Date.now() - Number(stat.mtimeMs);
+      const live =
+        holder !== undefined
+          ? holder === process.pid || isAlive(holder)
+          : age !== undefined && Math.abs(age) < EMPTY_PID_GRACE_MS;
+      if (live || attempt > 0) {
+        throw new AgentdError(
+          'DAEMON_RUNNING',
+          `another agentd${holder === undefined ? '' : ` (pid ${holder})`} is starting for this state dir: it is taking over the pid file ${path} of a daemon that is gone (${lock}); retry in a few seconds, or give this one another daemon.state_dir`,
+          { operation: 'claim pid file' },
+        );
+      }
+      rmSync(lock, { force: true });
+    }
+  }
+  try {
+    try {
+      writePidTo(fd);
+    } catch {
+      // An empty lock counts as held for EMPTY_PID_GRACE_MS; this one is removed long before.
+    }
+    return work();
+  } finally {
+    try {
+      closeSync(fd);
+    } catch {
+      // Closed either way.
+    }
+    rmSync(lock, { force: true });
+  }
 }
 
 /** The claim of a pid file just made (open as `fd`): its pid written now, or by writePid once there is room. */
