@@ -34,7 +34,13 @@ export function commandExited(
     exitCode,
     ...(signalName ? { signal: signalName } : {}),
     phase: 'running',
-    ...(why === undefined ? {} : { message: oom === undefined ? why : `${oom}: ${why}` }),
+    // A failed session always says why: after an OOM kill, a command that exited 0 (a child of it
+    // killed, the command going on) is failed for the memory limit, and the message says so.
+    ...(oom !== undefined
+      ? { message: `${oom}: ${why ?? `command exited with code ${exitCode} after the OOM killer struck`}` }
+      : why === undefined
+        ? {}
+        : { message: why }),
   };
 }
 

@@ -39,4 +39,16 @@ describe('a command that exited', () => {
       message: 'out of memory (limit 2g): command reported nothing ready to work on (exit 4)',
     });
   });
+
+  it('says why it failed when the memory limit killed a child and the command exited 0', () => {
+    // Measured: a session whose command's child was OOM-killed and which then exited 0 showed `failed,
+    // exit code 0` with no message at all.
+    expect(commandExited(0, 'x', 'out of memory (limit 64m)')).toEqual({
+      outcome: 'failed',
+      kind: 'success',
+      exitCode: 0,
+      phase: 'running',
+      message: 'out of memory (limit 64m): command exited with code 0 after the OOM killer struck',
+    });
+  });
 });
