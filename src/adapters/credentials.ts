@@ -27,15 +27,32 @@ export async function resolveCredentials(
 ): Promise<ResolvedCredentials> {
   const credentials: ResolvedCredentials['credentials'] = [];
   for (const credential of agent.credentials) {
-    credentials.push({
-      name: credential.name,
-      value: await resolveSource(credential.name, credential.source, env, options),
-    });
+    const value = await resolveSource(credential.name, credential.source, env, options);
+    credentials.push({ name: credential.name, value: withoutNul(credential.name, credential.source, value) });
   }
   const repoToken = agent.repoToken
-    ? await resolveSource('repo_token', agent.repoToken, env, options)
+    ? withoutNul(
+        'repo_token',
+        agent.repoToken,
+        await resolveSource('repo_token', agent.repoToken, env, options),
+      )
     : undefined;
   return repoToken === undefined ? { credentials } : { credentials, repoToken };
+}
+
+/**
+ * A credential reaches the command as an environment variable and the repo token git as a header, and
+ * neither can carry a NUL byte: the setup step's shell drops it, so the command got another value than
+ * the one its output is masked for, and printed it in the clear. A file's value with one is refused.
+ */
+function withoutNul(name: string, source: CredentialSource, value: SecretValue): SecretValue {
+  if (!value.bytes().includes(0)) return value;
+  const carrier = name === 'repo_token' ? 'an HTTP header' : 'an environment variable';
+  throw new AgentdError(
+    'CREDENTIAL_UNRESOLVED',
+    `credential ${name}: the value of ${source.raw} holds a NUL byte, which ${carrier} cannot carry (the agent would be given the value without it); keep NUL bytes out of the value, e.g. encode a binary value in base64`,
+    { operation: 'resolve credentials' },
+  );
 }
 
 export async function resolveSource(

@@ -6,7 +6,13 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CredentialFiles, type ReadFile, resolveSource } from '../../src/adapters/credentials.js';
+import {
+  CredentialFiles,
+  type ReadFile,
+  resolveCredentials,
+  resolveSource,
+} from '../../src/adapters/credentials.js';
+import { parseConfig } from '../../src/config/load.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
 
 afterEach(() => cleanupAll());
@@ -130,4 +136,51 @@ describe('file: credential sources that read on past their size', () => {
       expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(256 * 1024 * 1024);
     },
   );
+});
+
+describe('credential values with a NUL byte', () => {
+  // The setup step's shell drops a NUL byte: the command got "abcdefgh..." for "abcd\0efgh...", which
+  // masking did not know, and printed it in the clear into the session log.
+  it('are refused, naming the credential and the source, never the value', async () => {
+    const dir = makeTempDir('agentd-unit-cred-nul-');
+    const nul = join(dir, 'nul');
+    writeFileSync(nul, 'abcd\0efghijklmnop\n');
+    writeFileSync(join(dir, 'fine'), 'fine-value-1234\n');
+    const text = (credentials: string, token = 'fine') =>
+      [
+        'agents:',
+        '  - name: demo',
+        '    image: localhost/agentd-base:bookworm',
+        '    command: ["run"]',
+        '    repo: https://git.example.com/org/app.git',
+        `    repo_token: file:${join(dir, token)}`,
+        '    credentials:',
+        credentials,
+      ].join('\n');
+    const agentOf = (yaml: string) => {
+      const agent = parseConfig(yaml, join(dir, 'agentd.yaml'), { HOME: '/home/u' }, 0).agents[0];
+      if (agent === undefined) throw new Error('no agent');
+      return agent;
+    };
+    const error = (credentials: string, token?: string) =>
+      resolveCredentials(agentOf(text(credentials, token)), {}).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+    const fine = `      - { name: FINE, source: "file:${join(dir, 'fine')}" }`;
+    const credential = await error(`${fine}\n      - { name: BIN, source: "file:${nul}" }`);
+    expect(credential?.message).toBe(
+      `credential BIN: the value of file:${nul} holds a NUL byte, which an environment variable cannot carry (the agent would be given the value without it); keep NUL bytes out of the value, e.g. encode a binary value in base64`,
+    );
+    const token = await error(fine, 'nul');
+    expect(token?.message).toMatch(
+      new RegExp(
+        `^credential repo_token: the value of file:${nul} holds a NUL byte, which an HTTP header cannot`,
+      ),
+    );
+    for (const e of [credential, token]) expect(e?.message).not.toContain('efghijklmnop');
+    // Without one, the bytes arrive exactly.
+    const resolved = await resolveCredentials(agentOf(text(fine)), {});
+    expect(resolved.credentials[0]?.value.bytes().toString()).toBe('fine-value-1234');
+  });
 });
