@@ -87,7 +87,7 @@ const LOADER_ENV = new Set([
 export const SETUP_STEP_VARIABLES: ReadonlySet<string> = new Set(
   (
     'IFS as_git as_user at c caps copy_dir copy_max copy_out creds d drop ended f final forward got grace ' +
-    'head home i image_path k left line m n o oom oom_kills p pending perm perms pid ran reset resolved ' +
+    'head home i image_path k left line m n o oom oom_first oom_kills p pending perm perms pid ran reset resolved ' +
     'root_only s say secrets skel status stop_pipe t tag tok tok_at tok_size uid user v value w watchdog'
   ).split(' '),
 );

@@ -174,7 +174,12 @@ else
   echo "agentd: the image has neither gosu nor setpriv (util-linux) that only root can change"
   exit 126
 fi
-as_user() { $drop "$@" 3>&- 4>&-; }
+# What runs as the agent's user is what the OOM killer takes first (1000, which whatever it starts
+# inherits), never this step (0, which it cannot lower without CAP_SYS_RESOURCE): memory the agent
+# left in a tmpfs belongs to no process, and the kernel then took this step (as small as any) first,
+# which lost its report (out of memory, the command's status) and the output's archive.
+oom_first() { echo 1000 > /proc/self/oom_score_adj 2>/dev/null || :; }
+as_user() { (oom_first; exec $drop "$@" 3>&- 4>&-); }
 # /etc/skel is copied as the agent's user: a cache below the home may hold a link (or a fifo) where a
 # file of /etc/skel goes, which root would write through (or hang on).
 if [ -n "$skel" ] && [ -d /etc/skel ]; then as_user cp -R /etc/skel/. "$home/" 2>/dev/null || :; fi
@@ -309,7 +314,7 @@ fi
 say "phase running"
 ran=1
 # In the clone: cd by the agent's own sh, after the drop.
-$reset $drop sh -c 'cd "$0" && exec "$@"' "$home/repo" env PATH="$image_path" "$@" 2>&3 3>&- 4>&- &
+(oom_first; exec $reset $drop sh -c 'cd "$0" && exec "$@"' "$home/repo" env PATH="$image_path" "$@") 2>&3 3>&- 4>&- &
 pid=$!
 exec 3>&-
 # From here on the step prints only its report: not sh's own notes on the job (e.g. "Killed").

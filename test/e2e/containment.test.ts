@@ -237,6 +237,44 @@ describe('out of memory', () => {
     expect(session.phases).not.toContain('running');
   });
 
+  it('says out of memory when the memory is held by files in its tmpfs, not by any process', async () => {
+    // The tmpfs pages belong to no process, so every process is as small as another to the OOM killer:
+    // it took the root setup step (its report, with the OOM kill and the status, lost with it) before
+    // the agent's own. The agent's processes go first now (oom_score_adj 1000).
+    const fill =
+      'for d in /tmp /var/tmp /run/lock "$HOME"; do head -c 60m /dev/zero > "$d/fill" 2>/dev/null; done';
+    const session = await run({
+      spec: {
+        command: ['sh', '-c', `${fill}; echo filled; x=$(head -c 8m /dev/zero | tr "\\0" a); echo survived`],
+        resources: limits({ memory: '64m', disk: '16m' }),
+        timeoutMs: 60_000,
+      },
+    });
+    expect(session.result).toMatchObject({
+      outcome: 'failed',
+      phase: 'running',
+      message: expect.stringMatching(/^out of memory \(limit 64m\): /),
+    });
+    expect(session.log()).not.toContain('@@agentd-');
+  });
+
+  it('says why a command that exited 0 after the OOM killer struck a child of it failed', async () => {
+    const session = await run({
+      spec: {
+        command: ['sh', '-c', 'tail /dev/zero; echo "tail ended with $?"; exit 0'],
+        resources: limits({ memory: '64m' }),
+        timeoutMs: 60_000,
+      },
+    });
+    expect(session.result).toMatchObject({
+      outcome: 'failed',
+      exitCode: 0,
+      message: 'out of memory (limit 64m): command exited with code 0 after the OOM killer struck',
+    });
+    // sh's own note ("Killed") on its stderr, then the command's line.
+    expect(session.lines).toContain('tail ended with 137');
+  });
+
   it('does not blame memory for a SIGKILL that is not the OOM killer', async () => {
     const session = await run({
       spec: { command: ['sh', '-c', 'kill -KILL $$'], resources: limits({ memory: '64m' }) },
