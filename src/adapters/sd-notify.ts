@@ -39,7 +39,7 @@ export interface SystemdNotifierOptions {
  * it are native addons that need a compiler at install time. systemd-notify ships with systemd, so it
  * is present wherever a NOTIFY_SOCKET is set. As root it sends with the daemon's pid (its parent, and
  * `--pid`), so the default NotifyAccess=main accepts it, and it waits until the manager has read the
- * message. Messages are sent one at a time, in order.
+ * message. Messages are sent one at a time, in order (of those waiting, only the newest).
  *
  * NOTIFY_SOCKET is removed from the environment so that no child inherits it: Podman passes a
  * NOTIFY_SOCKET on to containers and conmon, and an agent must not be able to talk to the service
@@ -51,29 +51,53 @@ export function systemdNotifier(options: SystemdNotifierOptions): ServiceNotifie
   delete env.NOTIFY_SOCKET;
   if (socket === undefined || socket === '') return silentNotifier;
   const command = options.command ?? 'systemd-notify';
-  let chain: Promise<void> = Promise.resolve();
-  const send = (fields: string[]) => {
-    chain = chain.then(async () => {
-      const result = await execa(command, [`--pid=${process.pid}`, ...fields], {
-        env: { ...env, NOTIFY_SOCKET: socket },
-        reject: false,
-        timeout: options.timeoutMs ?? 10_000,
-        stdin: 'ignore',
-      });
-      if (result.exitCode !== 0) {
-        const why =
-          (result as { code?: string }).code === 'ENOENT'
-            ? `${command} is not installed (it comes with systemd)`
-            : (result.stderr.trim() || errorMessage(result.message)).slice(0, 500);
-        options.warn(`could not tell the service manager ${fields[0]}: ${why}`);
-      }
+  const sendOne = async (fields: string[]): Promise<void> => {
+    const result = await execa(command, [`--pid=${process.pid}`, ...fields], {
+      env: { ...env, NOTIFY_SOCKET: socket },
+      reject: false,
+      timeout: options.timeoutMs ?? 10_000,
+      stdin: 'ignore',
     });
+    if (result.exitCode !== 0) {
+      const why =
+        (result as { code?: string }).code === 'ENOENT'
+          ? `${command} is not installed (it comes with systemd)`
+          : (result.stderr.trim() || errorMessage(result.message)).slice(0, 500);
+      options.warn(`could not tell the service manager ${fields[0]}: ${why}`);
+    }
+  };
+  // One send at a time, in order; of the messages that wait behind it only the newest is sent, since
+  // each says the whole state. A manager that reads slowly (systemd-notify waits up to 5 s for it to
+  // have read each message, 10 s at most here) then delays the stop by two sends at most: with a
+  // socket nobody read, every message queued added its wait, and a stop after a reload took 24 s.
+  let pending: string[] | undefined;
+  let sending: Promise<void> | undefined;
+  const pump = async (): Promise<void> => {
+    while (pending !== undefined) {
+      const fields = pending;
+      pending = undefined;
+      try {
+        await sendOne(fields);
+      } catch (error) {
+        options.warn(`could not tell the service manager ${fields[0]}: ${errorMessage(error)}`);
+      }
+    }
+    sending = undefined;
+  };
+  // After STOPPING=1 only STOPPING=1 (a newer status): a reload asked for while the daemon drains (it
+  // is refused) sent RELOADING=1 and READY=1, and `systemctl status` said "ready" until the process exited.
+  let stopping = false;
+  const send = (fields: string[]) => {
+    if (fields[0] === 'STOPPING=1') stopping = true;
+    else if (stopping) return;
+    pending = fields;
+    sending ??= pump();
   };
   return {
     ready: (status) => send(['READY=1', `STATUS=${oneLine(status)}`]),
     reloading: (status) => send(['RELOADING=1', `STATUS=${oneLine(status)}`]),
     stopping: (status) => send(['STOPPING=1', `STATUS=${oneLine(status)}`]),
-    flush: () => chain,
+    flush: () => sending ?? Promise.resolve(),
   };
 }
 
