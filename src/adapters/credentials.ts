@@ -28,10 +28,13 @@ export async function resolveCredentials(
   const credentials: ResolvedCredentials['credentials'] = [];
   for (const credential of agent.credentials) {
     const value = await resolveSource(credential.name, credential.source, env, options);
-    credentials.push({ name: credential.name, value: withoutNul(credential.name, credential.source, value) });
+    credentials.push({
+      name: credential.name,
+      value: deliverable(credential.name, credential.source, value),
+    });
   }
   const repoToken = agent.repoToken
-    ? withoutNul(
+    ? deliverable(
         'repo_token',
         agent.repoToken,
         await resolveSource('repo_token', agent.repoToken, env, options),
@@ -40,19 +43,37 @@ export async function resolveCredentials(
   return repoToken === undefined ? { credentials } : { credentials, repoToken };
 }
 
+/** Linux's limit on one environment string, `NAME=value` and its NUL (MAX_ARG_STRLEN). */
+const ENV_STRING_MAX = 131_072;
+/** How the setup step hands git the repo token (src/runner/setup-script.ts). */
+const REPO_TOKEN_VARIABLE = 'GIT_CONFIG_VALUE_0=Authorization: Bearer ';
+
 /**
- * A credential reaches the command as an environment variable and the repo token git as a header, and
- * neither can carry a NUL byte: the setup step's shell drops it, so the command got another value than
- * the one its output is masked for, and printed it in the clear. A file's value with one is refused.
+ * A credential reaches the command as an environment variable and the repo token git as a header in
+ * one, so a value is refused that one could not carry. A NUL byte: the setup step's shell drops it,
+ * so the command got another value than the one its output is masked for, and printed it in the
+ * clear. A value past Linux's limit on one variable: the exec of the command failed (E2BIG), and the
+ * session ended `failed` as a command that "cannot be executed".
  */
-function withoutNul(name: string, source: CredentialSource, value: SecretValue): SecretValue {
-  if (!value.bytes().includes(0)) return value;
-  const carrier = name === 'repo_token' ? 'an HTTP header' : 'an environment variable';
-  throw new AgentdError(
-    'CREDENTIAL_UNRESOLVED',
-    `credential ${name}: the value of ${source.raw} holds a NUL byte, which ${carrier} cannot carry (the agent would be given the value without it); keep NUL bytes out of the value, e.g. encode a binary value in base64`,
-    { operation: 'resolve credentials' },
-  );
+function deliverable(name: string, source: CredentialSource, value: SecretValue): SecretValue {
+  const token = name === 'repo_token';
+  const carrier = token ? "the repo token's header" : 'an environment variable';
+  const problem = (text: string) =>
+    new AgentdError('CREDENTIAL_UNRESOLVED', `credential ${name}: the value of ${source.raw} ${text}`, {
+      operation: 'resolve credentials',
+    });
+  if (value.bytes().includes(0)) {
+    throw problem(
+      `holds a NUL byte, which ${carrier} cannot carry (the agent would be given the value without it); keep NUL bytes out of the value, e.g. encode a binary value in base64`,
+    );
+  }
+  const most = ENV_STRING_MAX - 1 - Buffer.byteLength(token ? REPO_TOKEN_VARIABLE : `${name}=`);
+  if (value.byteLength > most) {
+    throw problem(
+      `is ${value.byteLength} bytes, more than ${carrier} can hold (${most} bytes: Linux's limit on one variable is 128 KiB, its name included), so the command could not be started; hand a value this large to the agent as a file (a read-only mount) instead`,
+    );
+  }
+  return value;
 }
 
 export async function resolveSource(

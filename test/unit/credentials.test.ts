@@ -175,12 +175,59 @@ describe('credential values with a NUL byte', () => {
     const token = await error(fine, 'nul');
     expect(token?.message).toMatch(
       new RegExp(
-        `^credential repo_token: the value of file:${nul} holds a NUL byte, which an HTTP header cannot`,
+        `^credential repo_token: the value of file:${nul} holds a NUL byte, which the repo token's header cannot`,
       ),
     );
     for (const e of [credential, token]) expect(e?.message).not.toContain('efghijklmnop');
     // Without one, the bytes arrive exactly.
     const resolved = await resolveCredentials(agentOf(text(fine)), {});
     expect(resolved.credentials[0]?.value.bytes().toString()).toBe('fine-value-1234');
+  });
+});
+
+describe('credential values longer than one environment variable holds', () => {
+  // Linux refuses an exec whose environment has a string over 128 KiB (MAX_ARG_STRLEN, NAME=value and
+  // its NUL): a 511,999-byte value passed Podman's limit, and the session ended failed, "command cannot
+  // be executed: sh ... check its permissions".
+  it('are refused, naming the credential, the source and the limit, up to which a value passes', async () => {
+    const dir = makeTempDir('agentd-unit-cred-long-');
+    const file = (name: string, bytes: number) => {
+      writeFileSync(join(dir, name), 'v'.repeat(bytes));
+      return `file:${join(dir, name)}`;
+    };
+    const agent = (credentials: string, token?: string) => {
+      const yaml = [
+        'agents:',
+        '  - name: demo',
+        '    image: localhost/agentd-base:bookworm',
+        '    command: ["run"]',
+        '    repo: https://git.example.com/org/app.git',
+        ...(token === undefined ? [] : [`    repo_token: ${token}`]),
+        '    credentials:',
+        credentials,
+      ].join('\n');
+      const parsed = parseConfig(yaml, join(dir, 'agentd.yaml'), { HOME: '/home/u' }, 0).agents[0];
+      if (parsed === undefined) throw new Error('no agent');
+      return parsed;
+    };
+    const error = (credentials: string, token?: string) =>
+      resolveCredentials(agent(credentials, token), {}).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+    // BIG=value and its NUL: 131,072 bytes.
+    const fits = file('fits', 131_067);
+    const resolved = await resolveCredentials(agent(`      - { name: BIG, source: "${fits}" }`), {});
+    expect(resolved.credentials[0]?.value.byteLength).toBe(131_067);
+    const over = file('over', 131_068);
+    expect((await error(`      - { name: BIG, source: "${over}" }`))?.message).toBe(
+      `credential BIG: the value of ${over} is 131068 bytes, more than an environment variable can hold (131067 bytes: Linux's limit on one variable is 128 KiB, its name included), so the command could not be started; hand a value this large to the agent as a file (a read-only mount) instead`,
+    );
+    // The repo token goes in GIT_CONFIG_VALUE_0=Authorization: Bearer TOKEN.
+    const small = `      - { name: SMALL, source: "${file('small', 8)}" }`;
+    expect(await error(small, file('token-fits', 131_030))).toBeUndefined();
+    expect((await error(small, file('token-over', 131_031)))?.message).toMatch(
+      /^credential repo_token: the value of file:\S+ is 131031 bytes, more than the repo token's header can hold \(131030 bytes/,
+    );
   });
 });
