@@ -43,6 +43,7 @@ import type {
   Settings,
 } from './types.js';
 import { MAX_YAML_DEPTH, tooDeepAt } from './yaml-depth.js';
+import { type DuplicateKey, duplicateKeys, PairIndex } from './yaml-keys.js';
 
 export const DEFAULTS = {
   maxSessions: 4,
@@ -123,6 +124,8 @@ interface Found {
 }
 
 class Locator {
+  private readonly pairs = new PairIndex();
+
   constructor(
     private readonly doc: Document,
     private readonly lines: LineCounter,
@@ -140,9 +143,7 @@ class Locator {
     if (onKey && path.length > 0) {
       const parent = this.node(path.slice(0, -1));
       const key = String(path[path.length - 1]);
-      const pair = isMap(parent)
-        ? parent.items.find((p) => (isScalar(p.key) ? String(p.key.value) : String(p.key)) === key)
-        : undefined;
+      const pair = isMap(parent) ? this.pairs.get(parent, key) : undefined;
       if (isNode(pair?.key) && pair.key.range) return this.lines.linePos(pair.key.range[0]);
     }
     for (let n = path.length; n >= 0; n--) {
@@ -156,11 +157,8 @@ class Locator {
     let node: unknown = this.doc.contents;
     for (const part of path) {
       // By the key's text: `3:` under exit_codes is the number 3 in YAML and the string "3" in a path.
-      if (isMap(node)) {
-        node = node.items.find(
-          (p) => (isScalar(p.key) ? String(p.key.value) : String(p.key)) === String(part),
-        )?.value;
-      } else if (isSeq(node) && typeof part === 'number') node = node.items[part];
+      if (isMap(node)) node = this.pairs.get(node, String(part))?.value;
+      else if (isSeq(node) && typeof part === 'number') node = node.items[part];
       else return undefined;
     }
     return node;
@@ -201,25 +199,29 @@ function issueProblems(issue: z.core.$ZodIssue): Found[] {
   return [{ path: issue.path, message: issue.message }];
 }
 
-function yamlProblem(error: YAMLError, source: string): ConfigProblem {
+function yamlProblem(error: YAMLError): ConfigProblem {
   // prettyErrors appends " at line L, column C:" and a source excerpt; line and column are kept separately.
   const text = error.message.replace(/ at line \d+, column \d+:[\s\S]*$/, '');
   const hint =
-    error.code === 'DUPLICATE_KEY'
-      ? `${duplicateKey(source, error.pos[0])}appears twice; remove or merge the repeated key`
-      : error.code === 'TAB_AS_INDENT'
-        ? 'indent with spaces, not tabs'
-        : 'fix the YAML syntax here (check indentation, colons and quotes)';
+    error.code === 'TAB_AS_INDENT'
+      ? 'indent with spaces, not tabs'
+      : 'fix the YAML syntax here (check indentation, colons and quotes)';
   const problem: ConfigProblem = { path: '', message: `${text}; ${hint}` };
   const pos = error.linePos?.[0];
   if (pos !== undefined) Object.assign(problem, { line: pos.line, column: pos.col });
   return problem;
 }
 
-/** The key at `offset`, quoted and followed by a space; 'the key ' when it cannot be read (e.g. a complex key). */
-function duplicateKey(source: string, offset: number): string {
-  const key = /^([^:\n]+?)\s*:/.exec(source.slice(offset))?.[1]?.replace(/^(["'])(.*)\1$/, '$2');
-  return key === undefined ? 'the key ' : `${JSON.stringify(key)} `;
+/** A key given twice in one mapping, at the repeated key, with its key path and where the first one is. */
+function duplicateProblem(dup: DuplicateKey, lines: LineCounter): ConfigProblem {
+  const at = lines.linePos(dup.offset);
+  const first = lines.linePos(dup.firstOffset);
+  return {
+    path: formatPath([...dup.path, dup.key]),
+    message: `Map keys must be unique; ${JSON.stringify(dup.key)} appears twice; remove or merge the repeated key (the first is at line ${first.line})`,
+    line: at.line,
+    column: at.col,
+  };
 }
 
 function byPosition(a: ConfigProblem, b: ConfigProblem): number {
@@ -260,10 +262,17 @@ export function parseConfig(
     ]);
   }
   const lines = new LineCounter();
-  // merge: true so that `<<: *defaults` can share settings between agents.
-  const doc = parseDocument(text, { prettyErrors: true, lineCounter: lines, merge: true });
-  if (doc.errors.length > 0) {
-    throw new ConfigError(absFile, doc.errors.map((e) => yamlProblem(e, text)).sort(byPosition));
+  // merge: true so that `<<: *defaults` can share settings between agents. Repeated keys are found by
+  // duplicateKeys: the library's own check (uniqueKeys) costs a comparison with every key before.
+  const doc = parseDocument(text, { prettyErrors: true, lineCounter: lines, merge: true, uniqueKeys: false });
+  const duplicates = duplicateKeys(doc);
+  if (doc.errors.length > 0 || duplicates.length > 0) {
+    throw new ConfigError(
+      absFile,
+      [...doc.errors.map((e) => yamlProblem(e)), ...duplicates.map((d) => duplicateProblem(d, lines))].sort(
+        byPosition,
+      ),
+    );
   }
   const locator = new Locator(doc, lines);
   const fail = (found: Found[]): never => {
