@@ -43,6 +43,26 @@ export async function resolveCredentials(
   return repoToken === undefined ? { credentials } : { credentials, repoToken };
 }
 
+/** A source refused for what it is or holds, with the fix doctor and start's preflight give. */
+function refusal(message: string, fix: string): AgentdError {
+  return Object.assign(
+    new AgentdError('CREDENTIAL_UNRESOLVED', message, { operation: 'resolve credentials' }),
+    {
+      fix,
+    },
+  );
+}
+
+/**
+ * The fix a refused source's error carries (a FIFO, a device, a file too large, a NUL byte, a read
+ * past its deadline...), or undefined for one that could not be read at all: a file that does not
+ * exist or cannot be opened, a variable that is not set.
+ */
+export function refusalFix(error: unknown): string | undefined {
+  const fix = error instanceof AgentdError ? (error as { fix?: unknown }).fix : undefined;
+  return typeof fix === 'string' ? fix : undefined;
+}
+
 /** Linux's limit on one environment string, `NAME=value` and its NUL (MAX_ARG_STRLEN). */
 const ENV_STRING_MAX = 131_072;
 /** How the setup step hands git the repo token (src/runner/setup-script.ts). */
@@ -58,19 +78,19 @@ const REPO_TOKEN_VARIABLE = 'GIT_CONFIG_VALUE_0=Authorization: Bearer ';
 function deliverable(name: string, source: CredentialSource, value: SecretValue): SecretValue {
   const token = name === 'repo_token';
   const carrier = token ? "the repo token's header" : 'an environment variable';
-  const problem = (text: string) =>
-    new AgentdError('CREDENTIAL_UNRESOLVED', `credential ${name}: the value of ${source.raw} ${text}`, {
-      operation: 'resolve credentials',
-    });
+  const problem = (text: string, fix: string) =>
+    refusal(`credential ${name}: the value of ${source.raw} ${text}`, fix);
   if (value.bytes().includes(0)) {
     throw problem(
       `holds a NUL byte, which ${carrier} cannot carry (the agent would be given the value without it); keep NUL bytes out of the value, e.g. encode a binary value in base64`,
+      `Keep NUL bytes out of the value of ${source.raw}: encode a binary value, e.g. in base64`,
     );
   }
   const most = ENV_STRING_MAX - 1 - Buffer.byteLength(token ? REPO_TOKEN_VARIABLE : `${name}=`);
   if (value.byteLength > most) {
     throw problem(
       `is ${value.byteLength} bytes, more than ${carrier} can hold (${most} bytes: Linux's limit on one variable is 128 KiB, its name included), so the command could not be started; hand a value this large to the agent as a file (a read-only mount) instead`,
+      `Hand a value this large to the agent as a file (a read-only mount, mounts:) instead of ${source.raw}`,
     );
   }
   return value;
@@ -162,10 +182,9 @@ export class CredentialFiles {
       const timer = setTimeout(
         () =>
           stop(
-            new AgentdError(
-              'CREDENTIAL_UNRESOLVED',
+            refusal(
               `credential ${name}: reading file ${source.path} (source ${source.raw}) did not finish within ${this.deadlineMs / 1000}s (this one or a credential file read before it); check the mount it is on: a network mount that does not answer hangs every read`,
-              { operation: 'resolve credentials' },
+              `Check the mount ${source.path} is on, and that of any credential file read before it: a network mount that does not answer hangs every read`,
             ),
           ),
         this.deadlineMs,
@@ -202,21 +221,15 @@ async function readCredentialFile(name: string, source: FileSource): Promise<Buf
       : stat.size > MAX_CREDENTIAL_FILE_BYTES
         ? `is ${stat.size} bytes; a credential file is at most ${MAX_CREDENTIAL_FILE_BYTES} bytes`
         : undefined;
+    const fix = `Point ${source.raw} at a regular file that holds only the value`;
     if (problem !== undefined) {
-      throw new AgentdError(
-        'CREDENTIAL_UNRESOLVED',
-        `credential ${name}: file ${source.path} (source ${source.raw}) ${problem}`,
-        {
-          operation: 'resolve credentials',
-        },
-      );
+      throw refusal(`credential ${name}: file ${source.path} (source ${source.raw}) ${problem}`, fix);
     }
     const bytes = await readAtMost(handle, stat.size, MAX_CREDENTIAL_FILE_BYTES);
     if (bytes === undefined) {
-      throw new AgentdError(
-        'CREDENTIAL_UNRESOLVED',
+      throw refusal(
         `credential ${name}: file ${source.path} (source ${source.raw}) reads on past ${MAX_CREDENTIAL_FILE_BYTES} bytes though its size says ${stat.size} (a file of /proc or /sys, or one still growing); a credential file is at most ${MAX_CREDENTIAL_FILE_BYTES} bytes: point the source at a file that holds only the value`,
-        { operation: 'resolve credentials' },
+        fix,
       );
     }
     return bytes;

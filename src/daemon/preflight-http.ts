@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname } from 'node:path';
-import { resolveSource, unsetVariableFix } from '../adapters/credentials.js';
+import { refusalFix, resolveSource, unsetVariableFix } from '../adapters/credentials.js';
 import { ownDirProblem } from '../adapters/fs-checks.js';
 import { describeListen, isLoopback } from '../config/http.js';
 import type { CredentialSource, HttpSettings, Settings } from '../config/types.js';
@@ -102,9 +102,10 @@ async function checkSource(
       status: 'fail',
       message: errorMessage(error).replace(/^credential [^:]+: /, ''),
       fix:
-        source.kind === 'env'
+        refusalFix(error) ??
+        (source.kind === 'env'
           ? unsetVariableFix(source.name, 'systemd: EnvironmentFile=')
-          : `Create ${source.path}, readable by the daemon's user (mode 0600)`,
+          : `Create ${source.path}, readable by the daemon's user (mode 0600)`),
     };
   }
 }

@@ -1,7 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
-import { resolveCredentials, unsetVariableFix } from '../adapters/credentials.js';
+import { refusalFix, resolveCredentials, unsetVariableFix } from '../adapters/credentials.js';
 import {
   type CgroupVersion,
   cgroupVersion,
@@ -532,9 +532,10 @@ async function checkCredentials(agents: AgentConfig[], env: NodeJS.ProcessEnv): 
           // The check already names the credential.
           message: errorMessage(error).replace(/^credential [^:]+: /, ''),
           fix:
-            source.kind === 'env'
+            refusalFix(error) ??
+            (source.kind === 'env'
               ? unsetVariableFix(source.name, 'systemd: EnvironmentFile=, e.g. /etc/agentd/agentd.env')
-              : `Create ${source.path}, readable by the daemon's user (mode 0600)`,
+              : `Create ${source.path}, readable by the daemon's user (mode 0600)`),
         });
       }
     }

@@ -1,0 +1,71 @@
+/**
+ * `agentd doctor` (and start's preflight) on a credential source that is read but refused: the fix it
+ * gives is the one for what is wrong, not "Create /dev/zero" for a device or a directory. A source that
+ * cannot be opened (a missing file) or a variable that is not set keep their own fixes.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.js';
+import { type PreflightPodman, runPreflight } from '../../src/daemon/preflight.js';
+import { cleanupAll, makeTempDir } from '../helpers/resources.js';
+
+afterEach(cleanupAll);
+
+const podman: PreflightPodman = {
+  version: async () => '4.3.1',
+  probe: async () => '4.3.1',
+  imageExists: async () => true,
+  smokeRun: async () => undefined,
+  inspectRemoteImage: async () => undefined,
+  rootless: async () => false,
+};
+
+describe('preflight: a credential source that is refused', () => {
+  it('gives the fix for what is wrong with it', async () => {
+    const dir = makeTempDir('agentd-unit-preflight-fix-');
+    writeFileSync(join(dir, 'nul'), 'abc\0defghijk');
+    const env = { HOME: '/home/u', XDG_RUNTIME_DIR: '/run/user/0', LONG_VAR: 'v'.repeat(200_000) };
+    const text = [
+      'daemon:',
+      `  state_dir: ${join(dir, 'state')}`,
+      'agents:',
+      '  - name: demo',
+      '    image: localhost/agentd-base:bookworm',
+      '    command: ["run"]',
+      '    repo: https://git.example.com/org/app.git',
+      '    credentials:',
+      '      - { name: DEV, source: "file:/dev/zero" }',
+      `      - { name: DIR, source: "file:${dir}" }`,
+      `      - { name: NUL, source: "file:${join(dir, 'nul')}" }`,
+      '      - { name: LONG, source: env:LONG_VAR }',
+      `      - { name: MISSING, source: "file:${join(dir, 'missing')}" }`,
+      '      - { name: UNSET, source: env:UNSET_VAR }',
+    ].join('\n');
+    const settings = parseConfig(text, join(dir, 'agentd.yaml'), env, 0);
+    const results = await runPreflight({ settings, podman, env, depth: 'cheap', uid: 0 });
+    const fixes = Object.fromEntries(
+      results.filter((r) => r.check.startsWith('credential ')).map((r) => [r.check, [r.status, r.fix]]),
+    );
+    expect(fixes).toEqual({
+      'credential demo/DEV': ['fail', 'Point file:/dev/zero at a regular file that holds only the value'],
+      'credential demo/DIR': ['fail', `Point file:${dir} at a regular file that holds only the value`],
+      'credential demo/NUL': [
+        'fail',
+        `Keep NUL bytes out of the value of file:${join(dir, 'nul')}: encode a binary value, e.g. in base64`,
+      ],
+      'credential demo/LONG': [
+        'fail',
+        'Hand a value this large to the agent as a file (a read-only mount, mounts:) instead of env:LONG_VAR',
+      ],
+      'credential demo/MISSING': [
+        'fail',
+        `Create ${join(dir, 'missing')}, readable by the daemon's user (mode 0600)`,
+      ],
+      'credential demo/UNSET': [
+        'fail',
+        "Set UNSET_VAR in the daemon's environment (systemd: EnvironmentFile=, e.g. /etc/agentd/agentd.env), or use a file: source",
+      ],
+    });
+  });
+});
