@@ -155,6 +155,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
         context.session.spec.command[0] ?? '',
         oomOf(context, event),
         context.session.spec.exitCodes,
+        event.commandEnd !== undefined,
       ),
     true,
   );

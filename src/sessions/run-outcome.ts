@@ -22,12 +22,17 @@ export function commandExited(
   command: string,
   oom?: string,
   exitCodes: Readonly<Record<number, OutcomeKind>> = {},
+  /**
+   * The setup step reported the command's end, so it started it: a 126 or 127 is then the command's own
+   * (a tool it ran was not found), not the setup step's finding that the command is missing.
+   */
+  started = false,
 ): RunFate {
   const kind = kindOfExitCode(exitCode, exitCodes);
   const signalName = signalOfExit(exitCode);
   // The kind decides: `blocked` and `nothing_ready` are not failures (a scheduler tries again later).
   const outcome = isNotFailedKind(kind) && oom === undefined ? 'succeeded' : 'failed';
-  const why = describeExit(exitCode, command, kind);
+  const why = describeExit(exitCode, command, kind, started);
   return {
     outcome,
     kind,
@@ -128,11 +133,20 @@ export function failed(phase: Phase, error: unknown): RunFate {
 }
 
 /** Why a command's exit is what it is, in the operator's words; undefined for a plain success. */
-function describeExit(code: number, command: string, kind: OutcomeKind): string | undefined {
+function describeExit(
+  code: number,
+  command: string,
+  kind: OutcomeKind,
+  started: boolean,
+): string | undefined {
   if (kind === 'success')
     return code === 0 ? undefined : `command exited with code ${code}, success for this agent`;
   if (kind === 'blocked') return `command reported it is blocked (exit ${code})`;
   if (kind === 'nothing_ready') return `command reported nothing ready to work on (exit ${code})`;
+  if (started && code === 127)
+    return `command ${command} ran and exited with code 127: something it ran was not found`;
+  if (started && code === 126)
+    return `command ${command} ran and exited with code 126: something it ran could not be executed`;
   if (code === 127)
     return `command not found: ${command} (exit 127); check the agent's command and the image`;
   if (code === 126) return `command cannot be executed: ${command} (exit 126); check its permissions`;

@@ -231,6 +231,14 @@ describe('the runner machine against real Podman', () => {
     expect(lines.join('\n')).toContain('no-such-command-xyz');
   });
 
+  it('says a 127 the command exited with itself is its own, not a missing command', async () => {
+    const { result } = await runSession({
+      spec: { command: ['sh', '-c', 'set -e; no-such-tool-xyz --work'] },
+    });
+    expect(result).toMatchObject({ outcome: 'failed', kind: 'not_found', exitCode: 127, phase: 'running' });
+    expect(result.message).toBe('command sh ran and exited with code 127: something it ran was not found');
+  });
+
   it('reports a non-executable file as failed with 126', async () => {
     // README.md is a file of the cloned repository, which is the command's working directory.
     const { result } = await runSession({ spec: { command: ['./README.md'] } });

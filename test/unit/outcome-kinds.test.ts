@@ -22,6 +22,19 @@ describe('a command that exited', () => {
     else expect(fate.message).toContain(message);
   });
 
+  it('says a 126 or 127 is the command’s own when the setup step started it', () => {
+    expect(commandExited(127, 'sh', undefined, {}, true)).toMatchObject({
+      outcome: 'failed',
+      kind: 'not_found',
+      message: 'command sh ran and exited with code 127: something it ran was not found',
+    });
+    expect(commandExited(126, 'sh', undefined, {}, true)).toMatchObject({
+      outcome: 'failed',
+      kind: 'not_executable',
+      message: 'command sh ran and exited with code 126: something it ran could not be executed',
+    });
+  });
+
   it('takes the agent’s own meanings over the convention', () => {
     const own = { 3: 'failure', 10: 'work_failed', 0: 'nothing_ready' } as const;
     expect(commandExited(3, 'x', undefined, own)).toMatchObject({ outcome: 'failed', kind: 'failure' });

@@ -153,6 +153,28 @@ describe('runner machine', () => {
     expect(run.output).toEqual(['partial output']);
   });
 
+  it('tells a 127 of the command it started from the setup step not finding the command', async () => {
+    // Measured: a `set -e` script whose tool was missing ended "command not found: sh (exit 127); check
+    // the agent's command and the image", though sh was found and ran: the setup step's report says so.
+    const ran = async (lines: string[]) => {
+      const podman = new FakePodman('auto');
+      const run = start(podman);
+      await until(() => podman.stream() !== undefined, 'attached');
+      const stream = podman.stream() ?? expect.fail('no stream');
+      const marker = podman.markerOf(CONTAINER);
+      for (const line of ['started', 'phase cloning', 'phase running']) stream.line(`${marker} ${line}`);
+      for (const line of lines) stream.line(line.replace('MARKER', marker));
+      stream.exit(127);
+      return await run.result;
+    };
+    const own = await ran(['tool: not found', 'MARKER ended 127 0']);
+    expect(own).toMatchObject({ outcome: 'failed', kind: 'not_found', exitCode: 127 });
+    expect(own.message).toMatch(/^command \S+ ran and exited with code 127: something it ran was not found$/);
+    const missing = await ran(['agentd: x: command not found in the image']);
+    expect(missing).toMatchObject({ outcome: 'failed', kind: 'not_found', exitCode: 127 });
+    expect(missing.message).toMatch(/^command not found: \S+ \(exit 127\); check the agent's command/);
+  });
+
   it('names the signal that ended a cancelled command, not only its exit code', async () => {
     const podman = new FakePodman('auto');
     const run = start(podman);
