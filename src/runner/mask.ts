@@ -234,7 +234,10 @@ const REACH_MAX = 64 * 1024;
 
 /** ... and never less than the longest one-line form itself, however long (it is never cut in two). */
 function reachOf(forms: readonly string[]): number {
-  const longest = Math.max(0, ...forms.filter((n) => !/[\r\n]/.test(n)).map((n) => n.length));
+  // A loop, not Math.max(...): a session's forms can be hundreds of thousands (thousands a long value),
+  // more arguments than the stack holds.
+  let longest = 0;
+  for (const form of forms) if (form.length > longest && !/[\r\n]/.test(form)) longest = form.length;
   return Math.max(longest, Math.min(REACH_MAX, REACH_PER_CHAR * longest + REACH_ESCAPES));
 }
 

@@ -465,3 +465,27 @@ describe('masking what agents really print', () => {
     expect(mask('the long-enough-value here')).toBe(`the ${MASK} here`);
   });
 });
+
+describe('masking a session of many long credentials', () => {
+  // Each long value has thousands of forms: 40 of 32 KB (1.3 MB, within what a command's environment
+  // holds) came to some 140,000, and a Math.max(...forms) ended the session error, "Maximum call stack
+  // size exceeded", before its container was made.
+  it('builds a masker whatever the number of forms, and masks each value', () => {
+    const values = Array.from({ length: 40 }, (_, i) => Buffer.from(randomText(i, 32_000)));
+    const mask = createMasker(values);
+    expect(mask.forms.length).toBeGreaterThan(130_000);
+    expect(mask(`token=${values[37]?.toString()} end`)).toBe(`token=${MASK} end`);
+  });
+});
+
+/** Letters and digits from a fixed generator: many distinct forms, the same in every run. */
+function randomText(seedOf: number, length: number): string {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+  let seed = (seedOf + 1) * 0x9e3779b9;
+  let text = '';
+  for (let i = 0; i < length; i++) {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    text += alphabet[(seed >>> 16) % alphabet.length];
+  }
+  return text;
+}
