@@ -1,3 +1,4 @@
+import { quoted } from './quoted.js';
 import type { AgentConfig, HostConfig, Settings } from './types.js';
 
 /**
@@ -92,15 +93,15 @@ export function hostUrlProblem(url: string): string | undefined {
     // A password with a `/` (or `?`, `#`) ends what a URL parser reads as the host before its `@`.
     return url.includes('@')
       ? `is not a URL (not repeated here: it may hold a password); ${example}`
-      : `${JSON.stringify(url)} is not a URL; ${example}`;
+      : `${quoted(url)} is not a URL; ${example}`;
   }
   const scheme = parsed.protocol.slice(0, -1);
   if (scheme === 'unix') {
     if (parsed.host !== '' || !parsed.pathname.startsWith('/') || parsed.pathname === '/') {
-      return `${JSON.stringify(url)}: a unix:// url names the socket by its absolute path, e.g. unix:///run/podman/podman.sock`;
+      return `${quoted(url)}: a unix:// url names the socket by its absolute path, e.g. unix:///run/podman/podman.sock`;
     }
     if (parsed.search !== '' || parsed.hash !== '') {
-      return `${JSON.stringify(url)}: a unix:// url takes no query or fragment`;
+      return `${quoted(url)}: a unix:// url takes no query or fragment`;
     }
     return undefined;
   }
@@ -110,28 +111,28 @@ export function hostUrlProblem(url: string): string | undefined {
       return `the ssh:// url of ${parsed.hostname || 'the host'} carries a password (not repeated here); remove it and give the host's private key under identity:`;
     }
     if (parsed.username === '' || parsed.hostname === '') {
-      return `${JSON.stringify(url)}: an ssh:// url names the user and the host, e.g. ssh://agentd@build1.example:22/run/podman/podman.sock`;
+      return `${quoted(url)}: an ssh:// url names the user and the host, e.g. ssh://agentd@build1.example:22/run/podman/podman.sock`;
     }
     if (parsed.pathname === '' || parsed.pathname === '/') {
-      return `${JSON.stringify(url)}: an ssh:// url ends with the path of the Podman socket on that host, e.g. /run/podman/podman.sock (rootless: /run/user/UID/podman/podman.sock)`;
+      return `${quoted(url)}: an ssh:// url ends with the path of the Podman socket on that host, e.g. /run/podman/podman.sock (rootless: /run/user/UID/podman/podman.sock)`;
     }
     if (parsed.hash !== '' || ![...parsed.searchParams.keys()].every((key) => key === 'secure')) {
-      return `${JSON.stringify(url)}: an ssh:// url takes no query but ?secure=true`;
+      return `${quoted(url)}: an ssh:// url takes no query but ?secure=true`;
     }
     return undefined;
   }
   if (scheme === 'tcp') {
     if (parsed.hostname === '' || parsed.port === '') {
-      return `${JSON.stringify(url)}: a tcp:// url names the host and the port, e.g. tcp://127.0.0.1:8080`;
+      return `${quoted(url)}: a tcp:// url names the host and the port, e.g. tcp://127.0.0.1:8080`;
     }
     if (parsed.username !== '' || parsed.password !== '' || parsed.search !== '' || parsed.hash !== '') {
       // Not repeated: what is there besides host and port may be a secret.
       return `the tcp:// url of ${parsed.host} has more than a host and a port (not repeated here): a tcp:// url is tcp://host:port and nothing else`;
     }
     if (parsed.pathname !== '' && parsed.pathname !== '/') {
-      return `${JSON.stringify(url)}: a tcp:// url has no path; write tcp://host:port`;
+      return `${quoted(url)}: a tcp:// url has no path; write tcp://host:port`;
     }
     return undefined;
   }
-  return `${JSON.stringify(url)} uses ${scheme}://, which Podman cannot reach; ${example}`;
+  return `${quoted(url)} uses ${scheme}://, which Podman cannot reach; ${example}`;
 }

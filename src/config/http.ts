@@ -3,6 +3,8 @@
  * `unix:/absolute/path`. Parsed here once, for the schema's message and the server's listen call.
  */
 
+import { quoted } from './quoted.js';
+
 export type HttpListen = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
 
 export const HTTP_SCOPES = ['trigger', 'read', 'cancel', 'admin'] as const;
@@ -17,10 +19,10 @@ export function parseListen(text: string): HttpListen | { problem: string } {
   if (text.startsWith('unix:')) {
     const path = text.slice('unix:'.length);
     if (!path.startsWith('/'))
-      return { problem: `${JSON.stringify(text)}: the socket path must be absolute; ${example}` };
+      return { problem: `${quoted(text)}: the socket path must be absolute; ${example}` };
     if (Buffer.byteLength(path) > MAX_SOCKET_BYTES) {
       return {
-        problem: `${JSON.stringify(text)}: the socket path is longer than ${MAX_SOCKET_BYTES} bytes; use a shorter one`,
+        problem: `${quoted(text)}: the socket path is longer than ${MAX_SOCKET_BYTES} bytes; use a shorter one`,
       };
     }
     return { kind: 'unix', path };
@@ -28,7 +30,7 @@ export function parseListen(text: string): HttpListen | { problem: string } {
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(text);
   const port = Number(match?.[3]);
   if (!match || !Number.isInteger(port) || port < 0 || port > 65535) {
-    return { problem: `${JSON.stringify(text)} is not an address to listen on; ${example}` };
+    return { problem: `${quoted(text)} is not an address to listen on; ${example}` };
   }
   return { kind: 'tcp', host: (match[1] ?? match[2]) as string, port };
 }

@@ -22,6 +22,7 @@ import { type HttpListen, parseListen } from './http.js';
 import { cacheVolumeKey, isInside, overlaps } from './mounts.js';
 import { configSearchPath, defaultSocketPath, defaultStateDir } from './paths.js';
 import { podmanPathCheck, podmanPaths, programPaths } from './podman-paths.js';
+import { MAX_SHOWN_CHARS, quoted } from './quoted.js';
 import { capabilityName, parseSize, type RawResources, resolveResources } from './resources.js';
 import {
   allowedKeysAt,
@@ -109,9 +110,11 @@ function formatProblem(problem: ConfigProblem): string {
 export function formatPath(path: readonly PropertyKey[]): string {
   let out = '';
   for (const part of path) {
+    const text = String(part);
     if (typeof part === 'number') out += `[${part}]`;
-    else if (/^[A-Za-z_][A-Za-z0-9_-]*$/.test(String(part))) out += `${out === '' ? '' : '.'}${String(part)}`;
-    else out += `[${JSON.stringify(String(part))}]`;
+    else if (text.length <= MAX_SHOWN_CHARS && /^[A-Za-z_][A-Za-z0-9_-]*$/.test(text)) {
+      out += `${out === '' ? '' : '.'}${text}`;
+    } else out += `[${quoted(text)}]`;
   }
   return out;
 }
@@ -166,9 +169,15 @@ class Locator {
 }
 
 function unknownKeyMessage(key: string, allowed: readonly string[]): string {
-  const near = allowed.find((k) => editDistance(k, key.toLowerCase()) <= (key.length > 4 ? 2 : 1));
+  const most = key.length > 4 ? 2 : 1;
+  const lower = key.toLowerCase();
+  // Keys whose lengths differ by more cannot be that near: a key of 1 MB compared with each allowed key
+  // cost 5 s of the one thread.
+  const near = allowed.find(
+    (k) => Math.abs(k.length - lower.length) <= most && editDistance(k, lower) <= most,
+  );
   const hint = near === undefined ? '' : `; did you mean "${near}"?`;
-  return `unknown key ${JSON.stringify(key)}; allowed keys are ${allowed.join(', ')}${hint}`;
+  return `unknown key ${quoted(key)}; allowed keys are ${allowed.join(', ')}${hint}`;
 }
 
 function editDistance(a: string, b: string): number {
@@ -218,7 +227,7 @@ function duplicateProblem(dup: DuplicateKey, lines: LineCounter): ConfigProblem 
   const first = lines.linePos(dup.firstOffset);
   return {
     path: formatPath([...dup.path, dup.key]),
-    message: `Map keys must be unique; ${JSON.stringify(dup.key)} appears twice; remove or merge the repeated key (the first is at line ${first.line})`,
+    message: `Map keys must be unique; ${quoted(dup.key)} appears twice; remove or merge the repeated key (the first is at line ${first.line})`,
     line: at.line,
     column: at.col,
   };

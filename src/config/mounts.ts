@@ -1,4 +1,5 @@
 import { posix } from 'node:path';
+import { quoted } from './quoted.js';
 
 /**
  * The path rules of what a session container gets from outside: agent `mounts:`, `context:` and
@@ -64,18 +65,18 @@ export function isInside(path: string, dir: string): boolean {
 function syntaxProblem(path: string, what: string): string | undefined {
   if (path === '') return `must not be empty; write an absolute ${what}`;
   if (!path.startsWith('/')) {
-    return `${JSON.stringify(path)} is a relative path; write an absolute ${what} (it starts with /)`;
+    return `${quoted(path)} is a relative path; write an absolute ${what} (it starts with /)`;
   }
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused.
   if (/[\u0000-\u001f\u007f]/.test(path)) {
-    return `${JSON.stringify(path)} contains a control character; rename the path`;
+    return `${quoted(path)} contains a control character; rename the path`;
   }
   if (/[:,]/.test(path)) {
-    return `${JSON.stringify(path)} contains "${/:/.test(path) ? ':' : ','}", which podman would read as a separator of its mount options; use a path without : and ,`;
+    return `${quoted(path)} contains "${/:/.test(path) ? ':' : ','}", which podman would read as a separator of its mount options; use a path without : and ,`;
   }
   const normal = posix.normalize(path).replace(/(.)\/$/, '$1');
   if (normal !== path) {
-    return `${JSON.stringify(path)} is not in its plain form; write ${JSON.stringify(normal)}`;
+    return `${quoted(path)} is not in its plain form; write ${quoted(normal)}`;
   }
   return undefined;
 }
@@ -87,7 +88,7 @@ export function sourceProblem(path: string): string | undefined {
   if (path === '/') return 'is the whole host; mount the directory the agent needs';
   const forbidden = HOST_FORBIDDEN.find((root) => path === root || isInside(path, root));
   if (forbidden !== undefined) {
-    return `${JSON.stringify(path)} is under ${forbidden}, which is never handed to an agent; mount another directory`;
+    return `${quoted(path)} is under ${forbidden}, which is never handed to an agent; mount another directory`;
   }
   return undefined;
 }
@@ -96,14 +97,14 @@ export function sourceProblem(path: string): string | undefined {
 export function targetProblem(path: string): string | undefined {
   const syntax = syntaxProblem(path, 'path inside the container');
   if (syntax !== undefined) return syntax;
-  if (/\s/.test(path)) return `${JSON.stringify(path)} contains whitespace; use a path without spaces`;
+  if (/\s/.test(path)) return `${quoted(path)} contains whitespace; use a path without spaces`;
   if (path === '/') return 'is the root of the container; mount at a directory like /data';
   const system = SYSTEM_ROOTS.find((root) => path === root || isInside(path, root));
   if (system !== undefined) {
-    return `${JSON.stringify(path)} is a system path (under ${system}); mount somewhere else, e.g. /data or /opt/NAME`;
+    return `${quoted(path)} is a system path (under ${system}); mount somewhere else, e.g. /data or /opt/NAME`;
   }
   if (overlaps(path, AGENTD_DIR)) {
-    return `${JSON.stringify(path)} overlaps ${AGENTD_DIR}, which agentd fills itself (request, input, context, out); mount somewhere else`;
+    return `${quoted(path)} overlaps ${AGENTD_DIR}, which agentd fills itself (request, input, context, out); mount somewhere else`;
   }
   return undefined;
 }
@@ -117,11 +118,11 @@ export function targetClash(path: string, agent: string): string | undefined {
   const repo = `${home}/repo`;
   for (const keep of [home, '/tmp', '/var/tmp']) {
     if (path === keep || isInside(keep, path)) {
-      return `${JSON.stringify(path)} would hide ${keep}, which the session writes to; mount inside it or elsewhere`;
+      return `${quoted(path)} would hide ${keep}, which the session writes to; mount inside it or elsewhere`;
     }
   }
   if (overlaps(path, repo)) {
-    return `${JSON.stringify(path)} overlaps ${repo}, where the repository is cloned; mount somewhere else`;
+    return `${quoted(path)} overlaps ${repo}, where the repository is cloned; mount somewhere else`;
   }
   return undefined;
 }

@@ -1,6 +1,7 @@
 import { Cron } from 'croner';
 import { AGENT_NAME_MAX, WORK_UNIT_MAX } from '../constants.js';
 import { firstControl } from '../repo-url.js';
+import { quoted } from './quoted.js';
 
 /**
  * The `schedule:` rules: a cron expression as croner reads it (five fields, or six with a leading
@@ -38,12 +39,12 @@ export function cronProblem(expression: string): string | undefined {
     const cron = new Cron(expression, { ...CRON_OPTIONS, paused: true });
     const next = cron.nextRun();
     cron.stop();
-    if (next === null) return `${JSON.stringify(expression)} never fires; check the day and month fields`;
+    if (next === null) return `${quoted(expression)} never fires; check the day and month fields`;
     return undefined;
   } catch (error) {
     const reason = (error instanceof Error ? error.message : String(error)).replace(/^CronPattern: /, '');
     return (
-      `${JSON.stringify(expression)} is not a cron expression (${reason}); write five fields ` +
+      `${quoted(expression)} is not a cron expression (${reason}); write five fields ` +
       '"minute hour day-of-month month day-of-week" like "0 3 * * *", or six with leading seconds like "*/10 * * * * *"'
     );
   }
@@ -56,11 +57,11 @@ export function timezoneProblem(zone: string): string | undefined {
   const etc = offset && `Etc/GMT${offset[1] === '+' ? '-' : '+'}${Number(offset[2])}`;
   if (offset && etc && Number(offset[2]) !== 0 && isZone(etc)) {
     return (
-      `${JSON.stringify(zone)} is not a time zone; for a fixed UTC${offset[1]}${Number(offset[2])} all year write ${etc} ` +
+      `${quoted(zone)} is not a time zone; for a fixed UTC${offset[1]}${Number(offset[2])} all year write ${etc} ` +
       '(these names invert the sign), or the IANA name of a place like Europe/Berlin to follow its daylight saving time'
     );
   }
-  return `${JSON.stringify(zone)} is not a time zone; use an IANA name like UTC, Europe/Berlin or America/New_York`;
+  return `${quoted(zone)} is not a time zone; use an IANA name like UTC, Europe/Berlin or America/New_York`;
 }
 
 function isZone(zone: string): boolean {

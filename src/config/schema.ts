@@ -7,6 +7,7 @@ import { describeRepoProblem, parseOrigin, parseRepoUrl } from '../repo-url.js';
 import { HOST_NAME_MAX, HOST_NAME_RE, hostUrlProblem } from './hosts.js';
 import { HTTP_SCOPES, parseListen } from './http.js';
 import { CONTEXT_TARGET, overlaps, sourceProblem, targetClash, targetProblem } from './mounts.js';
+import { quoted } from './quoted.js';
 import {
   capabilityName,
   formatSize,
@@ -100,7 +101,7 @@ function isLoaderEnvName(name: string): boolean {
 export function describe(value: unknown): string {
   if (value === undefined) return 'missing';
   if (value === null) return 'empty';
-  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'string') return quoted(value);
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
   return String(value);

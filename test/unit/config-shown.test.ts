@@ -1,0 +1,65 @@
+/**
+ * A problem repeats what the file says (a name, a path, a key), cut to a bounded length: an anchor of
+ * 3.5 MB used as 99 agents' names made 700 MB of problems, which `validate` and a reload failed to build
+ * ("Invalid string length", naming neither the file nor a key) after taking 800 MB; an unknown key of 1 MB
+ * was compared with each allowed key for a "did you mean", 5 s of the daemon's one thread.
+ */
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseConfig } from '../../src/config/load.js';
+import { MAX_SHOWN_CHARS } from '../../src/config/quoted.js';
+
+const FILE = '/etc/agentd/agentd.yaml';
+const ENV = { HOME: '/home/u' };
+
+function problemsOf(text: string): ConfigError {
+  try {
+    parseConfig(text, FILE, ENV, 1000);
+  } catch (error) {
+    if (error instanceof ConfigError) return error;
+    throw error;
+  }
+  throw new Error('the configuration was accepted');
+}
+
+/** The fastest of three runs of `run`, in ms. */
+function fastest(run: () => void): number {
+  let best = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < 3; i++) {
+    const started = performance.now();
+    run();
+    best = Math.min(best, performance.now() - started);
+  }
+  return best;
+}
+
+describe('what a problem repeats of the file', () => {
+  it('is cut, with its length: a long value used many times', () => {
+    const big = 'X'.repeat(3_500_000);
+    const agents = Array.from({ length: 99 }, () => '  - {name: *a, image: x, command: [x]}\n').join('');
+    const error = problemsOf(`x: &a "${big}"\nagents:\n${agents}`);
+    expect(error.message.length).toBeLessThan(200_000);
+    expect(error.message).toContain(`${FILE}: `);
+    const name = error.problems.find((p) => p.path === 'agents[0].name');
+    expect(name?.message).toBe(
+      `"${'X'.repeat(MAX_SHOWN_CHARS)}"… (3500000 characters) is not a valid agent name; use lowercase letters, digits, _ and -, starting with a letter or _ (it becomes the user name inside the container)`,
+    );
+  }, 60_000);
+
+  it('is cut in a key path and an unknown key, whose "did you mean" costs no more than a value', () => {
+    const big = 'k'.repeat(1_000_000);
+    const agent = '  - name: a\n    image: x\n    command: [x]\n';
+    const asKey = `agents:\n${agent}    ? "${big}"\n    : 1\n`;
+    const asValue = `agents:\n${agent}    env: {K: "${big}"}\n    zz: 1\n`;
+    const problem = problemsOf(asKey).problems[0];
+    expect(problem?.path).toBe(`agents[0]["${'k'.repeat(MAX_SHOWN_CHARS)}"… (1000000 characters)]`);
+    expect(problem?.message).toMatch(/^unknown key "k+"… \(1000000 characters\); allowed keys are name, /);
+    expect(problem?.message.length).toBeLessThan(1000);
+    // About 1; it was some 50 (5 s against 0.1 s).
+    expect(fastest(() => problemsOf(asKey)) / fastest(() => problemsOf(asValue))).toBeLessThan(5);
+  }, 120_000);
+
+  it('is whole when short', () => {
+    const error = problemsOf('agents:\n  - name: Reviewer\n    image: x\n    command: [x]\n');
+    expect(error.problems[0]?.message).toMatch(/^"Reviewer" is not a valid agent name/);
+  });
+});
