@@ -26,12 +26,20 @@ export async function resolveCredentials(
   options: ResolveOptions = {},
 ): Promise<ResolvedCredentials> {
   const credentials: ResolvedCredentials['credentials'] = [];
+  let environment = environmentBeforeCredentials(agent);
   for (const credential of agent.credentials) {
     const value = await resolveSource(credential.name, credential.source, env, options);
     credentials.push({
       name: credential.name,
       value: deliverable(credential.name, credential.source, value),
     });
+    environment += Buffer.byteLength(credential.name) + (value.byteLength + 2) + POINTER_BYTES;
+    if (environment > ENV_TOTAL_MAX) {
+      throw refusal(
+        `credential ${credential.name}: with the value of ${credential.source.raw} the agent's credentials, env and command come to about ${environment} bytes, more than a command's environment can hold (${ENV_TOTAL_MAX} bytes: Linux's limit under the usual 8 MiB stack), so the command could not be started; hand the large values to the agent as files (a read-only mount) instead`,
+        `Hand this agent's large values to it as files (a read-only mount, mounts:) instead of credentials`,
+      );
+    }
   }
   const repoToken = agent.repoToken
     ? deliverable(
@@ -41,6 +49,27 @@ export async function resolveCredentials(
       )
     : undefined;
   return repoToken === undefined ? { credentials } : { credentials, repoToken };
+}
+
+/**
+ * What a command's arguments and environment may hold in all: a quarter of the stack limit, 2 MiB
+ * under the usual 8 MiB (ARG_MAX), each string with its NUL and a pointer to it. Past it the exec
+ * fails (E2BIG): the setup step's own tail and cat failed while it exported the values, and the
+ * session ended `failed` as a clone that failed, after 20 s.
+ */
+const ENV_TOTAL_MAX = 2 * 1024 * 1024;
+const POINTER_BYTES = 8;
+/** Room kept for the variables agentd, the image and the setup step set. */
+const ENV_RESERVED = 64 * 1024;
+
+/** The bytes of the agent's command and env in its command's environment, and the room kept. */
+function environmentBeforeCredentials(agent: AgentConfig): number {
+  let bytes = ENV_RESERVED;
+  for (const arg of agent.command) bytes += Buffer.byteLength(arg) + 1 + POINTER_BYTES;
+  for (const [name, value] of Object.entries(agent.env)) {
+    bytes += Buffer.byteLength(name) + Buffer.byteLength(value) + 2 + POINTER_BYTES;
+  }
+  return bytes;
 }
 
 /** A source refused for what it is or holds, with the fix doctor and start's preflight give. */

@@ -231,3 +231,37 @@ describe('credential values longer than one environment variable holds', () => {
     );
   });
 });
+
+describe("an agent's credentials past what a command's environment holds", () => {
+  // 2 MiB in all (a quarter of the usual 8 MiB stack): 20 values of 120 KB passed every other check,
+  // and the setup step's own tail and cat failed with E2BIG while it exported them ("git clone ...
+  // failed: tail: Argument list too long" after 21 s).
+  it('are refused at the credential that crosses it, naming it and its source', async () => {
+    const dir = makeTempDir('agentd-unit-cred-total-');
+    const file = join(dir, 'value');
+    writeFileSync(file, 'v'.repeat(128_000));
+    const agent = (count: number) => {
+      const yaml = [
+        'agents:',
+        '  - name: demo',
+        '    image: localhost/agentd-base:bookworm',
+        '    command: ["run"]',
+        '    repo: https://git.example.com/org/app.git',
+        '    credentials:',
+        ...Array.from({ length: count }, (_, i) => `      - { name: C_${i}, source: "file:${file}" }`),
+      ].join('\n');
+      const parsed = parseConfig(yaml, join(dir, 'agentd.yaml'), { HOME: '/home/u' }, 0).agents[0];
+      if (parsed === undefined) throw new Error('no agent');
+      return parsed;
+    };
+    // 15 of 128 KB and their names, the command and the 64 KiB kept for agentd's own: 1,985,748 bytes.
+    expect((await resolveCredentials(agent(15), {})).credentials).toHaveLength(15);
+    const error = await resolveCredentials(agent(17), {}).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(error?.message).toBe(
+      `credential C_15: with the value of file:${file} the agent's credentials, env and command come to about 2113762 bytes, more than a command's environment can hold (2097152 bytes: Linux's limit under the usual 8 MiB stack), so the command could not be started; hand the large values to the agent as files (a read-only mount) instead`,
+    );
+  });
+});
