@@ -31,7 +31,9 @@ export async function openHttpApi(options: {
     bodyLimitBytes: settings.bodyLimitBytes,
     checkHost: hostCheckFor(settings),
   });
-  const server = await HttpServer.listen(settings, app);
+  const server = await HttpServer.listen(settings, app, (method, route, status) =>
+    metrics.httpRequest(method, route, status),
+  );
   log.info(
     { event: 'http.listening', address: server.address, tokens: settings.tokens.map((t) => t.name) },
     `HTTP API on ${server.address}`,

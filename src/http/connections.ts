@@ -53,6 +53,8 @@ export class Connections {
   private readonly bySource = new Map<string, number>();
   private readonly byStream = new WeakMap<Socket, Connection>();
   private sweeper: NodeJS.Timeout | undefined;
+  /** Told of each request answered 503 `busy` here, which the app never sees (to count it). */
+  private refused: ((method: string) => void) | undefined;
 
   constructor(
     private readonly limits: ConnectionLimits,
@@ -69,7 +71,8 @@ export class Connections {
    * Takes over the server's connection limit and request handling. Call it after every `request`
    * listener is added: it wraps them, so that a request past `maxUnanswered` never reaches them.
    */
-  attach(server: Server): void {
+  attach(server: Server, refused?: (method: string) => void): void {
+    this.refused = refused;
     server.on('connection', (socket: Socket) => this.admit(socket));
     const listeners = server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
     server.removeAllListeners('request');
@@ -128,6 +131,7 @@ export class Connections {
     if (connection === undefined) return true;
     if (connection.unanswered >= this.limits.maxUnanswered) {
       refuseUnanswered(res, this.limits.maxUnanswered);
+      this.refused?.(req.method ?? 'GET');
       return false;
     }
     connection.unanswered += 1;

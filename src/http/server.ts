@@ -1,5 +1,5 @@
 import { chmodSync, rmSync } from 'node:fs';
-import { createServer as createHttpServer, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpServer, type Server, type ServerResponse, STATUS_CODES } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { dirname } from 'node:path';
@@ -54,7 +54,16 @@ export class HttpServer {
     private readonly connections: Connections,
   ) {}
 
-  static async listen(settings: HttpSettings, app: { fetch: Hono['fetch'] }): Promise<HttpServer> {
+  /**
+   * `answered` hears of the requests answered before the app sees them (it counts the others itself):
+   * `refused` ones (503 `busy`, too many unanswered on their connection) and `unparsed` ones, which
+   * Node could not read (400, 408 headers too slow, 413, 431), with method `unknown`.
+   */
+  static async listen(
+    settings: HttpSettings,
+    app: { fetch: Hono['fetch'] },
+    answered?: (method: string, route: 'refused' | 'unparsed', status: number) => void,
+  ): Promise<HttpServer> {
     const { listen } = settings;
     const where = describeListen(listen);
     let server: Server;
@@ -78,8 +87,20 @@ export class HttpServer {
       });
       server.headersTimeout = HEADERS_TIMEOUT_MS;
       server.requestTimeout = REQUEST_TIMEOUT_MS;
+      // Node's own answer to a request it cannot read (its default without a listener), counted: anyone
+      // who reaches the port could otherwise send such requests as fast as they like, unseen.
+      server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
+        const inFlight = (socket as Socket & { _httpMessage?: { _headerSent?: boolean } | null })
+          ._httpMessage;
+        if (socket.writable && !inFlight?._headerSent) {
+          const status = clientErrorStatus(error.code);
+          socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\n\r\n`);
+          answered?.('unknown', 'unparsed', status);
+        }
+        socket.destroy(error);
+      });
       // Last: it wraps every request listener added above (the app's, the keep-alive limit's).
-      connections.attach(server);
+      connections.attach(server, (method) => answered?.(method, 'refused', 503));
       // A TLS connection too: this is the TCP socket under it. A Unix socket has no keepalive (Node skips it).
       server.on('connection', (socket: Socket) => socket.setKeepAlive(true, TCP_KEEPALIVE_MS));
       if (listen.kind === 'unix') {
@@ -125,6 +146,14 @@ export class HttpServer {
     await closed;
     if (this.socketPath !== undefined) rmSync(this.socketPath, { force: true });
   }
+}
+
+/** The status Node answers a request it could not read with (lib/_http_server.js, socketOnError). */
+function clientErrorStatus(code: string | undefined): number {
+  if (code === 'HPE_HEADER_OVERFLOW') return 431;
+  if (code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW') return 413;
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return 408;
+  return 400;
 }
 
 /** Node (18.10+) sets this on the response to a connection's last request; @types/node lacks it. */

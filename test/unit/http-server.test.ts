@@ -24,6 +24,7 @@ afterEach(async () => {
 async function serve(
   tls?: { cert: string; key: string },
   socketPath?: string,
+  answered?: (method: string, route: string, status: number) => void,
 ): Promise<{ port: number; release: (() => void)[] }> {
   const app = new Hono();
   const release: (() => void)[] = [];
@@ -43,6 +44,7 @@ async function serve(
       ...(tls === undefined ? {} : { tls }),
     },
     app,
+    answered,
   );
   servers.push(server);
   return { port: socketPath === undefined ? Number(new URL(server.address).port) : 0, release };
@@ -157,6 +159,31 @@ describe('HTTP server limits', () => {
     expect(answer).toContain('"code":"busy"');
     // Closed after the refusal: no wait for the 5 s keep-alive timeout.
     expect(Date.now() - started).toBeLessThan(4_000);
+  });
+
+  it('tells of the requests answered before the app sees them, to count them: refused 503 busy, and unparsed', async () => {
+    const answered: string[] = [];
+    const { port } = await serve(undefined, undefined, (method, route, status) =>
+      answered.push(`${method} ${route} ${status}`),
+    );
+    const busy = await exchange(port, 'GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'.repeat(5));
+    expect(busy.match(/HTTP\/1\.1 503/g)?.length ?? 0).toBe(1);
+    // A method Node does not know, and a header line without a colon: Node's own 400, as without a listener.
+    const badMethod = await exchange(port, 'XYZZY /x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    expect(badMethod).toBe('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    const badHeader = await exchange(port, 'GET /x HTTP/1.1\r\nHost 127.0.0.1\r\n\r\n');
+    expect(badHeader).toBe('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    const huge = await exchange(
+      port,
+      `GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\nX: ${'a'.repeat(20_000)}\r\n\r\n`,
+    );
+    expect(huge).toMatch(/^HTTP\/1\.1 431 /);
+    expect(answered).toEqual([
+      'GET refused 503',
+      'unknown unparsed 400',
+      'unknown unparsed 400',
+      'unknown unparsed 431',
+    ]);
   });
 
   it('closes a connection after 100 requests, one after the other, instead of answering without end', async () => {
