@@ -220,6 +220,23 @@ describe('docs/metrics.md', () => {
       .filter((name) => name.startsWith('agentd_'));
     expect([...documented].sort()).toEqual([...new Set(defined)].sort());
   });
+
+  it('gives each metric the type and the labels it has', async () => {
+    const doc = readFileSync(join(import.meta.dirname, '..', '..', 'docs', 'metrics.md'), 'utf8');
+    const rows = [...doc.matchAll(/^\| `(agentd_[a-z_]+)` \| ([a-z]+) \| ([^|]*) \|/gm)];
+    expect(rows.length).toBeGreaterThan(20);
+    const registry = metrics().registry;
+    for (const [, name, type, labels] of rows) {
+      const metric = registry.getSingleMetric(name as string) as
+        | { type?: string; labelNames?: readonly string[] }
+        | undefined;
+      expect({ name, type: metric?.type, labels: [...(metric?.labelNames ?? [])].sort() }).toEqual({
+        name,
+        type,
+        labels: [...(labels as string).matchAll(/`([a-z_]+)`/g)].map((m) => m[1]).sort(),
+      });
+    }
+  });
 });
 
 describe('agentd_notification_attempts_total', () => {
