@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import type { Logger } from 'pino';
@@ -5,7 +6,7 @@ import { createActor, fromCallback, fromPromise, type InspectionEvent, raise, wa
 import { cacheImagesOn, cachesDirOf, removeCacheImages } from '../adapters/cache-image.js';
 import { resolveCredentials } from '../adapters/credentials.js';
 import { NotifyOutbox } from '../adapters/notify-outbox.js';
-import { markNothingToSearch } from '../adapters/output-archive.js';
+import { markNothingToSearch, wasSearched } from '../adapters/output-archive.js';
 import { removeLeftOutputDirs } from '../adapters/output-channel.js';
 import { ensurePrivateDir } from '../adapters/ownership.js';
 import { claimPidFile, type PidFileClaim } from '../adapters/pid-file.js';
@@ -27,6 +28,7 @@ import {
   LABEL_INSTANCE,
   LABEL_SECRETS,
   LABEL_SESSION,
+  LIVE_CONTAINER_STATES,
   MAX_BUFFERED_BYTES,
   MAX_LINE_BYTES,
   PROTOCOL_VERSION,
@@ -48,7 +50,7 @@ import { sessionMachine } from '../machines/session.machine.js';
 import { type DaemonPort, replyError } from '../protocol/context.js';
 import { busyReply, dispatch } from '../protocol/dispatch.js';
 import type { HostPorts } from '../runner/actors.js';
-import { runnerActors } from '../runner/actors.js';
+import { readContainerValues, runnerActors, screenOutputArchive } from '../runner/actors.js';
 import { type SessionRecord, sessionRecordSchema } from '../sessions/records.js';
 import { watchClock } from './clock-watch.js';
 import { type Hangups, takeHangups } from './hangup.js';
@@ -235,8 +237,17 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
     // container that has exited since: its container stays until the plan below says whether it is
     // adopted (its log read).
     const engine = { remote: ports(host).remote === true };
+    // So does the container of one whose record says it was torn down with its outcome decided, on this
+    // machine: its output archive may not have been searched yet, and Podman's copies of the values it
+    // was given are read from it for that (below).
     const keepDead = new Set(
-      (waiting.get(host) ?? []).filter((record) => readWhenExited(record, engine)).map((r) => r.id),
+      (waiting.get(host) ?? [])
+        .filter(
+          (record) =>
+            readWhenExited(record, engine) ||
+            (!engine.remote && record.phase === 'tearing_down' && record.decided !== undefined),
+        )
+        .map((r) => r.id),
     );
     const { summary, containers } = await reconcile(ports(host), instanceId, log, signal, {
       host,
@@ -273,9 +284,44 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
     // given no secret (its label says) has no value to search for, and keeps it. Any other is withheld.
     for (const { request } of recovery.finished) {
       const container = containers.find((c) => c.Labels?.[LABEL_SESSION] === request.sessionId);
-      if (container?.Labels?.[LABEL_SECRETS] !== '0') continue;
+      if (container === undefined) continue;
       const paths = files.paths(request.sessionId);
-      markNothingToSearch(paths.archive, paths.searched);
+      if (container.Labels?.[LABEL_SECRETS] === '0') {
+        markNothingToSearch(paths.archive, paths.searched);
+        continue;
+      }
+      // One whose daemon died while its teardown searched the archive (a large one takes seconds): its
+      // exited container still holds the values it was given, so the search is made now, as it would
+      // have been, instead of withholding the whole output for want of it.
+      if (engine.remote || LIVE_CONTAINER_STATES.has(container.State)) continue;
+      if (
+        !existsSync(paths.archive) ||
+        existsSync(paths.withheld) ||
+        wasSearched(paths.archive, paths.searched)
+      )
+        continue;
+      const name = container.Names[0] ?? container.Id;
+      try {
+        const values = await readContainerValues(ports(host), name, signal);
+        await screenOutputArchive({ ...paths, values }, signal);
+        log.info(
+          { event: 'daemon.output_searched', session: request.sessionId, container: name, host },
+          `searched the output archive of session ${request.sessionId}, which its teardown had left unsearched, with the values read back from its container ${name}`,
+        );
+      } catch (error) {
+        // Unmarked, the seal withholds it, as before.
+        if (signal.aborted) throw error;
+        log.warn(
+          {
+            event: 'daemon.output_unsearched',
+            session: request.sessionId,
+            container: name,
+            host,
+            ...errorFields(error),
+          },
+          `could not search the output archive of session ${request.sessionId} left unsearched: ${errorMessage(error)}; it is withheld`,
+        );
+      }
     }
     // Running containers that nobody will supervise (their agent is gone, their session is over or could
     // not have run there) stop now.

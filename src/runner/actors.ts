@@ -229,45 +229,9 @@ export function runnerActors(ports: HostPorts, output: OutputSink) {
       return port.createContainer({ ...input, signal });
     }),
     /** An adopted container's own root-only copies of its secrets: the values it really received. */
-    readContainerValues: fromPromise<SecretValue[], ContainerInput>(async ({ input, signal }) => {
-      const port = on(input);
-      let files: Map<string, Buffer>;
-      try {
-        files = await port.readContainerFiles(input.container, SECRET_MOUNT_DIR, signal);
-      } catch (error) {
-        // One given no secret (agentd's label says how many, since the label exists) holds no value to
-        // mask. An exited one cannot be read through exec: on this machine, Podman's own copies of its
-        // secrets are read instead (it keeps them until the container is removed).
-        const info = await port.inspectContainer(input.container, signal).catch(() => undefined);
-        if (info?.Config.Labels?.[LABEL_SECRETS] === '0') return [];
-        if (info === undefined || info.State.Running || port.remote) throw error;
-        files = new Map();
-        // By secret name: each is the chunk of the bundle its name numbers (the file exec would read).
-        for (const [secret, bytes] of await port.readSecretCopies(info)) {
-          const index = indexOfSecret(secret);
-          const name = index === undefined ? secret : bundleChunkName(index);
-          files.get(name)?.fill(0);
-          files.set(name, bytes);
-        }
-        // Fewer copies than it was given would mask too little: fail closed.
-        const given = info.Config.Labels?.[LABEL_SECRETS];
-        if (files.size === 0 || (given !== undefined && files.size !== Number(given))) {
-          for (const bytes of files.values()) bytes.fill(0);
-          throw new Error(
-            `Podman holds ${files.size} copies of the secrets of container ${input.container}, which was given ${given ?? 'some'}`,
-          );
-        }
-      }
-      let split: Buffer[] = [];
-      try {
-        // One bundle holds them all: split into the values the command got (credential-bundle.ts).
-        split = unbundle(files);
-        return split.map((bytes) => new SecretValue(bytes));
-      } finally {
-        // SecretValue keeps its own copy: no other is left behind.
-        for (const bytes of [...split, ...files.values()]) bytes.fill(0);
-      }
-    }),
+    readContainerValues: fromPromise<SecretValue[], ContainerInput>(({ input, signal }) =>
+      readContainerValues(on(input), input.container, signal),
+    ),
     attach: fromCallback<AbortEvent, AttachInput>(({ input, sendBack, receive }) => {
       const controller = new AbortController();
       let live = true;
@@ -321,60 +285,9 @@ export function runnerActors(ports: HostPorts, output: OutputSink) {
           });
       }
     }),
-    /**
-     * The record keeps what the agent left in /agentd/out, which is its own to write: a credential value
-     * in a file (or a file's name) would be kept, and exported, as it is. The archive is searched for
-     * the values (outputSearch); one found, or values not known (an adopted session whose values could
-     * not be read back), and the archive is removed with a note that says why.
-     */
-    screenOutput: fromPromise<void, ScreenOutputInput>(async ({ input, signal }) => {
-      const { archive, withheld, searched, values } = input;
-      let found: Awaited<ReturnType<typeof fileHoldsAny>>;
-      try {
-        // A stop that cut the archiving short left its part: searched and kept as an archive cut there.
-        adoptCutArchive(archive);
-      } catch {
-        // Not taken: the record says the output is missing, as it did.
-      }
-      try {
-        const { needles, masking } = outputSearch(values ?? []);
-        found = await fileHoldsAny(archive, needles, signal, masking);
-      } catch (error) {
-        // Stopped mid-search: no mark, so the seal withholds it (nothing is decided here).
-        if (signal.aborted) throw error;
-        withholdArchive(
-          archive,
-          withheld,
-          `withheld: it could not be searched for credential values (${errorMessage(error)})`,
-        );
-        return;
-      }
-      if (found === undefined) return;
-      if (values === undefined) {
-        withholdArchive(
-          archive,
-          withheld,
-          'withheld: the credential values the container was given could not be read back after a daemon restart, so it could not be searched for them',
-        );
-      } else if (found.held) {
-        withholdArchive(
-          archive,
-          withheld,
-          'withheld: a file in /agentd/out held a credential value the session was given (in its content or its name)',
-        );
-      } else {
-        try {
-          markSearched(searched, found.identity);
-        } catch (error) {
-          // Unmarked, the seal withholds it; say why, if the state dir takes that.
-          withholdArchive(
-            archive,
-            withheld,
-            `withheld: its search could not be noted (${errorMessage(error)})`,
-          );
-        }
-      }
-    }),
+    screenOutput: fromPromise<void, ScreenOutputInput>(({ input, signal }) =>
+      screenOutputArchive(input, signal),
+    ),
     checkContainer: fromPromise<ContainerCheck, ContainerInput>(async ({ input, signal }) => {
       const info = await on(input).inspectContainer(input.container, signal);
       return info === undefined ? 'gone' : resetByRestart(info) ? 'reset' : 'there';
@@ -1069,5 +982,104 @@ function isJson(text: string): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/**
+ * A container's own root-only copies of its secrets: the values it really received (an adopted session's,
+ * to mask its output and search its output archive). An exited one's are read from the copies Podman keeps
+ * on this machine until it is removed; none (a remote host's exited container) fails.
+ */
+export async function readContainerValues(
+  port: PodmanPort,
+  container: string,
+  signal?: AbortSignal,
+): Promise<SecretValue[]> {
+  let files: Map<string, Buffer>;
+  try {
+    files = await port.readContainerFiles(container, SECRET_MOUNT_DIR, signal);
+  } catch (error) {
+    // One given no secret (agentd's label says how many, since the label exists) holds no value to
+    // mask. An exited one cannot be read through exec: on this machine, Podman's own copies of its
+    // secrets are read instead (it keeps them until the container is removed).
+    const info = await port.inspectContainer(container, signal).catch(() => undefined);
+    if (info?.Config.Labels?.[LABEL_SECRETS] === '0') return [];
+    if (info === undefined || info.State.Running || port.remote) throw error;
+    files = new Map();
+    // By secret name: each is the chunk of the bundle its name numbers (the file exec would read).
+    for (const [secret, bytes] of await port.readSecretCopies(info)) {
+      const index = indexOfSecret(secret);
+      const name = index === undefined ? secret : bundleChunkName(index);
+      files.get(name)?.fill(0);
+      files.set(name, bytes);
+    }
+    // Fewer copies than it was given would mask too little: fail closed.
+    const given = info.Config.Labels?.[LABEL_SECRETS];
+    if (files.size === 0 || (given !== undefined && files.size !== Number(given))) {
+      for (const bytes of files.values()) bytes.fill(0);
+      throw new Error(
+        `Podman holds ${files.size} copies of the secrets of container ${container}, which was given ${given ?? 'some'}`,
+      );
+    }
+  }
+  let split: Buffer[] = [];
+  try {
+    // One bundle holds them all: split into the values the command got (credential-bundle.ts).
+    split = unbundle(files);
+    return split.map((bytes) => new SecretValue(bytes));
+  } finally {
+    // SecretValue keeps its own copy: no other is left behind.
+    for (const bytes of [...split, ...files.values()]) bytes.fill(0);
+  }
+}
+
+/**
+ * The record keeps what the agent left in /agentd/out, which is its own to write: a credential value
+ * in a file (or a file's name) would be kept, and exported, as it is. The archive is searched for
+ * the values (outputSearch); one found, or values not known (an adopted session whose values could
+ * not be read back), and the archive is removed with a note that says why.
+ */
+export async function screenOutputArchive(input: ScreenOutputInput, signal: AbortSignal): Promise<void> {
+  const { archive, withheld, searched, values } = input;
+  let found: Awaited<ReturnType<typeof fileHoldsAny>>;
+  try {
+    // A stop that cut the archiving short left its part: searched and kept as an archive cut there.
+    adoptCutArchive(archive);
+  } catch {
+    // Not taken: the record says the output is missing, as it did.
+  }
+  try {
+    const { needles, masking } = outputSearch(values ?? []);
+    found = await fileHoldsAny(archive, needles, signal, masking);
+  } catch (error) {
+    // Stopped mid-search: no mark, so the seal withholds it (nothing is decided here).
+    if (signal.aborted) throw error;
+    withholdArchive(
+      archive,
+      withheld,
+      `withheld: it could not be searched for credential values (${errorMessage(error)})`,
+    );
+    return;
+  }
+  if (found === undefined) return;
+  if (values === undefined) {
+    withholdArchive(
+      archive,
+      withheld,
+      'withheld: the credential values the container was given could not be read back after a daemon restart, so it could not be searched for them',
+    );
+  } else if (found.held) {
+    withholdArchive(
+      archive,
+      withheld,
+      'withheld: a file in /agentd/out held a credential value the session was given (in its content or its name)',
+    );
+  } else {
+    try {
+      markSearched(searched, found.identity);
+    } catch (error) {
+      // Unmarked, the seal withholds it; say why, if the state dir takes that.
+      withholdArchive(archive, withheld, `withheld: its search could not be noted (${errorMessage(error)})`);
+    }
   }
 }

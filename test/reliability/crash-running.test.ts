@@ -369,3 +369,57 @@ describe('crash recovery with live containers', () => {
     expect(await next.stop()).toBe(0);
   });
 });
+
+describe('a crash while the teardown searches the output archive', () => {
+  it('keeps the archive: the next start searches it with the values read back from the exited container', async () => {
+    // 60 MB of random bytes: searching them for the credential's forms takes the teardown a second or
+    // more, and the daemon is killed as soon as its record says tearing_down. The leaky session's
+    // archive holds the value: it must still be withheld.
+    const make = (leak: boolean) => [
+      'sh',
+      '-c',
+      `head -c 60000000 /dev/urandom > /agentd/out/big; ${leak ? 'echo "$REL_TOKEN" > /agentd/out/leak; ' : ''}echo done`,
+    ];
+    let d = track(
+      await startDaemon(
+        {
+          agents: [
+            agent('clean', git.url(), make(false), withToken),
+            agent('leaky', git.url(), make(true), withToken),
+          ],
+        },
+        { env: { [TOKEN_ENV]: token } },
+      ),
+    );
+    const outputs: Record<string, unknown>[] = [];
+    for (const name of ['clean', 'leaky']) {
+      const id = await detach(d, name);
+      await d.waitForPhase(id, 'tearing_down', 120_000);
+      await crash(d);
+      figures.faultsInjected++;
+      await killOrphans(d);
+      const container = d.record(id)?.container ?? '';
+      expect(d.record(id)).toMatchObject({ phase: 'tearing_down' });
+      // Killed before the search was done: the archive is there, unmarked.
+      expect(existsSync(join(d.files.stateDir, 'work', id, 'out', 'out.tar'))).toBe(true);
+      expect(existsSync(join(d.files.stateDir, 'work', id, 'out', 'out.searched'))).toBe(false);
+      d = await restart(d);
+      const record = await waitUntil(
+        () => d.record(id)?.output && d.record(id),
+        () => `the sealed record of ${name}`,
+      );
+      expect(record).toMatchObject({ outcome: 'succeeded', exitCode: 0, phase: 'finished' });
+      outputs.push(record.output as Record<string, unknown>);
+      expect(await inspectContainer(container), 'its container removed').toBeUndefined();
+      figures.sessionsRecovered++;
+      figures.sessions++;
+    }
+    expect(outputs[0]).toMatchObject({ files: 1, bytes: 60_000_000 });
+    expect(outputs[0]?.missing).toBeUndefined();
+    expect(outputs[1]).toMatchObject({
+      files: 0,
+      missing: expect.stringMatching(/^withheld: a file in \/agentd\/out held a credential value/),
+    });
+    expect(await d.stop()).toBe(0);
+  });
+});
