@@ -510,6 +510,7 @@ async function checkCredentials(agents: AgentConfig[], env: NodeJS.ProcessEnv): 
       ...agent.credentials,
       ...(agent.repoToken ? [{ name: 'repo_token', source: agent.repoToken }] : []),
     ];
+    const first = results.length;
     for (const { name, source } of sources) {
       const check = `credential ${agent.name}/${name}`;
       // One source at a time through the daemon's own resolver, so every source is reported.
@@ -537,6 +538,26 @@ async function checkCredentials(agents: AgentConfig[], env: NodeJS.ProcessEnv): 
               ? unsetVariableFix(source.name, 'systemd: EnvironmentFile=, e.g. /etc/agentd/agentd.env')
               : `Create ${source.path}, readable by the daemon's user (mode 0600)`),
         });
+      }
+    }
+    // Each resolves alone; together they may not fit in the command's environment (resolveCredentials
+    // refuses the one that crosses its bound, as a session would).
+    if (agent.credentials.length > 1 && results.slice(first).every((r) => r.status !== 'fail')) {
+      try {
+        await resolveCredentials({ ...agent, repoToken: undefined }, env);
+      } catch (error) {
+        const name = /^credential ([^:]+): /.exec(errorMessage(error))?.[1];
+        const check = `credential ${agent.name}/${name ?? 'credentials'}`;
+        const fix = refusalFix(error);
+        const failed: CheckResult = {
+          check,
+          status: 'fail',
+          message: errorMessage(error).replace(/^credential [^:]+: /, ''),
+          ...(fix === undefined ? {} : { fix }),
+        };
+        const at = results.findIndex((r, i) => i >= first && r.check === check);
+        if (at === -1) results.push(failed);
+        else results[at] = failed;
       }
     }
   }

@@ -68,4 +68,38 @@ describe('preflight: a credential source that is refused', () => {
       ],
     });
   });
+
+  it("fails the credential with which the agent's values no longer fit in its environment", async () => {
+    const dir = makeTempDir('agentd-unit-preflight-total-');
+    writeFileSync(join(dir, 'value'), 'v'.repeat(128_000));
+    const env = { HOME: '/home/u', XDG_RUNTIME_DIR: '/run/user/0' };
+    const text = [
+      'daemon:',
+      `  state_dir: ${join(dir, 'state')}`,
+      'agents:',
+      '  - name: demo',
+      '    image: localhost/agentd-base:bookworm',
+      '    command: ["run"]',
+      '    repo: https://git.example.com/org/app.git',
+      '    credentials:',
+      ...Array.from(
+        { length: 17 },
+        (_, i) => `      - { name: C_${i}, source: "file:${join(dir, 'value')}" }`,
+      ),
+    ].join('\n');
+    const settings = parseConfig(text, join(dir, 'agentd.yaml'), env, 0);
+    const results = await runPreflight({ settings, podman, env, depth: 'cheap', uid: 0 });
+    const credentials = results.filter((r) => r.check.startsWith('credential '));
+    expect(credentials.filter((r) => r.status !== 'ok').map((r) => [r.check, r.status, r.fix])).toEqual([
+      [
+        'credential demo/C_15',
+        'fail',
+        "Hand this agent's large values to it as files (a read-only mount, mounts:) instead of credentials",
+      ],
+    ]);
+    expect(credentials).toHaveLength(17);
+    expect(credentials.find((r) => r.check === 'credential demo/C_15')?.message).toMatch(
+      /^with the value of file:\S+ the agent's credentials, env and command come to about 2113762 bytes/,
+    );
+  });
 });
