@@ -215,7 +215,10 @@ export function planRecovery(
       outcome: abandoned(
         record,
         container === undefined
-          ? `the daemon stopped while the session was ${record.phase} and its container is gone`
+          ? record.phase === 'resolving'
+            ? // Its credentials are resolved before its secret and container are made (the record says creating first).
+              "the daemon stopped while it resolved the session's credentials, before its container was made: its command never ran; trigger it again"
+            : `the daemon stopped while the session was ${record.phase} and its container is gone`
           : reset
             ? `the daemon stopped while the session was ${record.phase}; its container is ${exitedByRestart ? `${container.State} with no exit time` : `${container.State} again`}, as Podman leaves a container that was running when its host restarted, so how the agent's command ended is not known`
             : never

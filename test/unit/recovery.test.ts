@@ -402,6 +402,7 @@ describe('recovery planning', () => {
         record(id(3), 'queued', { agent: 'retired' }),
         record(id(4), 'running', { agent: 'retired' }),
         record(id(5), 'cloning', { agent: 'retired' }),
+        record(id(6), 'resolving'),
       ],
       [
         container(id(2), 'created'),
@@ -426,6 +427,13 @@ describe('recovery planning', () => {
       outcome: 'abandoned',
       message:
         "the daemon stopped while the session was cloning; its container exited with code 0 with no daemon watching, so whether the agent's command ran is not known",
+    });
+    // Killed while it resolved its credentials: it never had a container.
+    expect(fates[id(6)]).toMatchObject({
+      outcome: 'abandoned',
+      phase: 'resolving',
+      message:
+        "the daemon stopped while it resolved the session's credentials, before its container was made: its command never ran; trigger it again",
     });
     expect(fates[id(3)]?.message).toMatch(/agent retired is no longer configured/);
     expect(fates[id(4)]?.message).toMatch(/agent retired is no longer configured/);
