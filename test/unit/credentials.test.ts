@@ -13,6 +13,7 @@ import {
   resolveSource,
 } from '../../src/adapters/credentials.js';
 import { parseConfig } from '../../src/config/load.js';
+import { SETUP_SCRIPT } from '../../src/runner/setup-script.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
 
 afterEach(() => cleanupAll());
@@ -223,7 +224,8 @@ describe('credential values longer than one environment variable holds', () => {
     expect((await error(`      - { name: BIG, source: "${over}" }`))?.message).toBe(
       `credential BIG: the value of ${over} is 131068 bytes, more than an environment variable can hold (131067 bytes: Linux's limit on one variable is 128 KiB, its name included), so the command could not be started; hand a value this large to the agent as a file (a read-only mount) instead`,
     );
-    // The repo token goes in GIT_CONFIG_VALUE_0=Authorization: Bearer TOKEN.
+    // The repo token goes in GIT_CONFIG_VALUE_0=Authorization: Bearer TOKEN (the limit counts that).
+    expect(SETUP_SCRIPT).toContain('GIT_CONFIG_VALUE_0="Authorization: Bearer $tok"');
     const small = `      - { name: SMALL, source: "${file('small', 8)}" }`;
     expect(await error(small, file('token-fits', 131_030))).toBeUndefined();
     expect((await error(small, file('token-over', 131_031)))?.message).toMatch(
