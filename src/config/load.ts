@@ -3,14 +3,16 @@ import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
+  Composer,
+  type CST,
   type Document,
   isMap,
   isNode,
   isScalar,
   isSeq,
   LineCounter,
-  parseDocument,
   type YAMLError,
+  YAMLParseError,
 } from 'yaml';
 import type { z } from 'zod';
 import { parseAge, parseDuration } from '../duration.js';
@@ -43,7 +45,7 @@ import type {
   NotifyTarget,
   Settings,
 } from './types.js';
-import { MAX_YAML_DEPTH, tooDeepAt } from './yaml-depth.js';
+import { MAX_YAML_DEPTH, yamlTokens } from './yaml-depth.js';
 import { type DuplicateKey, duplicateKeys, PairIndex } from './yaml-keys.js';
 
 export const DEFAULTS = {
@@ -208,17 +210,41 @@ function issueProblems(issue: z.core.$ZodIssue): Found[] {
   return [{ path: issue.path, message: issue.message }];
 }
 
-function yamlProblem(error: YAMLError): ConfigProblem {
-  // prettyErrors appends " at line L, column C:" and a source excerpt; line and column are kept separately.
-  const text = error.message.replace(/ at line \d+, column \d+:[\s\S]*$/, '');
+function yamlProblem(error: YAMLError, lines: LineCounter): ConfigProblem {
+  const text = error.message;
   const hint =
     error.code === 'TAB_AS_INDENT'
       ? 'indent with spaces, not tabs'
       : 'fix the YAML syntax here (check indentation, colons and quotes)';
   const problem: ConfigProblem = { path: '', message: `${text}; ${hint}` };
-  const pos = error.linePos?.[0];
-  if (pos !== undefined) Object.assign(problem, { line: pos.line, column: pos.col });
-  return problem;
+  if (error.pos[0] === -1) return problem; // as prettyErrors: no place in the text
+  const pos = lines.linePos(error.pos[0]);
+  return { ...problem, line: pos.line, column: pos.col };
+}
+
+/**
+ * The document of `tokens` (yamlTokens'), as parseDocument composes it: one document, a second one an
+ * error. Errors keep their offsets (`pos`); yamlProblem places them.
+ */
+function composeOne(tokens: readonly CST.Token[], length: number): Document.Parsed {
+  const composer = new Composer({ merge: true, uniqueKeys: false });
+  let doc: Document.Parsed | undefined;
+  for (const next of composer.compose(tokens, true, length)) {
+    if (doc === undefined) doc = next;
+    else {
+      doc.errors.push(
+        new YAMLParseError(
+          [next.range[0], next.range[1]],
+          'MULTIPLE_DOCS',
+          'the file holds more than one YAML document (a --- or ... line between them); agentd.yaml is one document',
+        ),
+      );
+      break;
+    }
+  }
+  // compose(…, true) ends with a document, an empty one for an empty text.
+  if (doc === undefined) throw new AgentdError('INTERNAL', 'the YAML composer made no document');
+  return doc;
 }
 
 /** A key given twice in one mapping, at the repeated key, with its key path and where the first one is. */
@@ -257,8 +283,10 @@ export function parseConfig(
   home: string = env.HOME || homedir(),
 ): Settings {
   const absFile = resolve(file);
-  const deep = tooDeepAt(text);
-  if (deep !== undefined) {
+  const lines = new LineCounter();
+  const parsed = yamlTokens(text, lines);
+  if ('tooDeepAt' in parsed) {
+    const deep = parsed.tooDeepAt;
     const before = text.slice(0, deep);
     const line = before.split('\n').length;
     throw new ConfigError(absFile, [
@@ -270,17 +298,18 @@ export function parseConfig(
       },
     ]);
   }
-  const lines = new LineCounter();
   // merge: true so that `<<: *defaults` can share settings between agents. Repeated keys are found by
-  // duplicateKeys: the library's own check (uniqueKeys) costs a comparison with every key before.
-  const doc = parseDocument(text, { prettyErrors: true, lineCounter: lines, merge: true, uniqueKeys: false });
+  // duplicateKeys: the library's own check (uniqueKeys) costs a comparison with every key before. The
+  // document is composed from the tokens yamlTokens read, as parseDocument would from the text.
+  const doc = composeOne(parsed.tokens, text.length);
   const duplicates = duplicateKeys(doc);
   if (doc.errors.length > 0 || duplicates.length > 0) {
     throw new ConfigError(
       absFile,
-      [...doc.errors.map((e) => yamlProblem(e)), ...duplicates.map((d) => duplicateProblem(d, lines))].sort(
-        byPosition,
-      ),
+      [
+        ...doc.errors.map((e) => yamlProblem(e, lines)),
+        ...duplicates.map((d) => duplicateProblem(d, lines)),
+      ].sort(byPosition),
     );
   }
   const locator = new Locator(doc, lines);
