@@ -144,9 +144,9 @@ function describeExit(
   if (kind === 'blocked') return `command reported it is blocked (exit ${code})`;
   if (kind === 'nothing_ready') return `command reported nothing ready to work on (exit ${code})`;
   if (started && code === 127)
-    return `command ${command} ran and exited with code 127: something it ran was not found`;
+    return `command ${command} was started and exited with code 127: its interpreter or something it ran was not found`;
   if (started && code === 126)
-    return `command ${command} ran and exited with code 126: something it ran could not be executed`;
+    return `command ${command} was started and exited with code 126: its interpreter or something it ran could not be executed`;
   if (code === 127)
     return `command not found: ${command} (exit 127); check the agent's command and the image`;
   if (code === 126) return `command cannot be executed: ${command} (exit 126); check its permissions`;

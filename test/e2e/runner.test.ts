@@ -236,7 +236,9 @@ describe('the runner machine against real Podman', () => {
       spec: { command: ['sh', '-c', 'set -e; no-such-tool-xyz --work'] },
     });
     expect(result).toMatchObject({ outcome: 'failed', kind: 'not_found', exitCode: 127, phase: 'running' });
-    expect(result.message).toBe('command sh ran and exited with code 127: something it ran was not found');
+    expect(result.message).toBe(
+      'command sh was started and exited with code 127: its interpreter or something it ran was not found',
+    );
   });
 
   it('reports a non-executable file as failed with 126', async () => {

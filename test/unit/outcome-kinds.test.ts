@@ -26,12 +26,14 @@ describe('a command that exited', () => {
     expect(commandExited(127, 'sh', undefined, {}, true)).toMatchObject({
       outcome: 'failed',
       kind: 'not_found',
-      message: 'command sh ran and exited with code 127: something it ran was not found',
+      message:
+        'command sh was started and exited with code 127: its interpreter or something it ran was not found',
     });
     expect(commandExited(126, 'sh', undefined, {}, true)).toMatchObject({
       outcome: 'failed',
       kind: 'not_executable',
-      message: 'command sh ran and exited with code 126: something it ran could not be executed',
+      message:
+        'command sh was started and exited with code 126: its interpreter or something it ran could not be executed',
     });
   });
 

@@ -169,7 +169,9 @@ describe('runner machine', () => {
     };
     const own = await ran(['tool: not found', 'MARKER ended 127 0']);
     expect(own).toMatchObject({ outcome: 'failed', kind: 'not_found', exitCode: 127 });
-    expect(own.message).toMatch(/^command \S+ ran and exited with code 127: something it ran was not found$/);
+    expect(own.message).toMatch(
+      /^command \S+ was started and exited with code 127: its interpreter or something it ran was not found$/,
+    );
     const missing = await ran(['agentd: x: command not found in the image']);
     expect(missing).toMatchObject({ outcome: 'failed', kind: 'not_found', exitCode: 127 });
     expect(missing.message).toMatch(/^command not found: \S+ \(exit 127\); check the agent's command/);
