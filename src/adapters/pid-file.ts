@@ -25,6 +25,8 @@ const NO_ROOM = new Set(['ENOSPC', 'EDQUOT']);
  * holding it (no /proc, or another user's): a daemon writes its pid right after making the file.
  */
 export const EMPTY_PID_GRACE_MS = 5000;
+/** How long the takeover lock of a live process counts as a start under way (see underTakeoverLock). */
+export const TAKEOVER_LOCK_MAX_MS = 60_000;
 
 export interface PidFileClaim {
   path: string;
@@ -79,8 +81,8 @@ function createPidFile(path: string, options: PidFileOptions): number | undefine
 /**
  * Runs `work` holding the takeover lock: a file made exclusively, holding this process's pid, removed
  * after. One left by a daemon killed while it held it (its pid dead, or empty for longer than
- * EMPTY_PID_GRACE_MS) is removed; one a live process holds refuses this start, as a running daemon's
- * pid file does.
+ * EMPTY_PID_GRACE_MS, or older than TAKEOVER_LOCK_MAX_MS whatever its pid) is removed; one a live
+ * process holds refuses this start, as a running daemon's pid file does.
  */
 function underTakeoverLock<T>(path: string, options: PidFileOptions, work: () => T): T {
   const lock = `${path}.lock`;
@@ -94,14 +96,16 @@ function underTakeoverLock<T>(path: string, options: PidFileOptions, work: () =>
       const holder = readPid(lock);
       const stat = fileStat(lock);
       const age = stat === undefined ? undefined : Date.now() - Number(stat.mtimeMs);
-      const live =
-        holder !== undefined
-          ? holder === process.pid || isAlive(holder)
-          : age !== undefined && Math.abs(age) < EMPTY_PID_GRACE_MS;
+      // A takeover takes milliseconds: a lock older than TAKEOVER_LOCK_MAX_MS is a killed start's whose
+      // pid another process has since, not a start under way.
+      const young =
+        age !== undefined &&
+        Math.abs(age) < (holder === undefined ? EMPTY_PID_GRACE_MS : TAKEOVER_LOCK_MAX_MS);
+      const live = young && (holder === undefined || holder === process.pid || isAlive(holder));
       if (live || attempt > 0) {
         throw new AgentdError(
           'DAEMON_RUNNING',
-          `another agentd${holder === undefined ? '' : ` (pid ${holder})`} is starting for this state dir: it is taking over the pid file ${path} of a daemon that is gone (${lock}); retry in a few seconds, or give this one another daemon.state_dir`,
+          `another agentd${holder === undefined ? '' : ` (pid ${holder})`} is starting for this state dir: it is taking over the pid file ${path} of a daemon that is gone (${lock}); retry in a few seconds (if no agentd is starting, remove ${lock}), or give this one another daemon.state_dir`,
           { operation: 'claim pid file' },
         );
       }

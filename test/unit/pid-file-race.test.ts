@@ -5,10 +5,10 @@
  * with three processes started at the same instant: two of them ran in 4 of 30 rounds).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
-import { claimPidFile, type PidFileClaim } from '../../src/adapters/pid-file.js';
+import { claimPidFile, type PidFileClaim, TAKEOVER_LOCK_MAX_MS } from '../../src/adapters/pid-file.js';
 import { makeTempDir } from '../helpers/resources.js';
 
 /** Runs once, when the pid file is next read (by the takeover's judgement), after the read. */
@@ -79,5 +79,13 @@ describe('pid file taken over by two daemons at once', () => {
     writeFileSync(`${path}.lock`, `${process.ppid}\n`);
     expect(() => claimPidFile(path)).toThrow(/another agentd \(pid \d+\) is starting for this state dir/);
     expect(readFileSync(`${path}.lock`, 'utf8')).toBe(`${process.ppid}\n`);
+
+    // A live pid in a lock made minutes ago: a killed start's, its pid reused since.
+    const old = new Date(Date.now() - 2 * TAKEOVER_LOCK_MAX_MS);
+    utimesSync(`${path}.lock`, old, old);
+    const late = claimPidFile(path);
+    expect(readFileSync(path, 'utf8')).toBe(`${process.pid}\n`);
+    expect(existsSync(`${path}.lock`)).toBe(false);
+    late.release();
   });
 });
