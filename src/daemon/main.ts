@@ -532,7 +532,9 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
         const abandon = () => {
           const records = waiting.get(host) ?? [];
           waiting.delete(host);
-          settle(abandonedWaiting(records, host, config.hostDownGraceMs));
+          const abandoned = abandonedWaiting(records, host, config.hostDownGraceMs);
+          metrics.recovered('settled', abandoned.length);
+          settle(abandoned);
         };
         // After a reconciliation the start left going, which recovers them itself if it succeeds.
         const late = startReconciliations.settled(host);
@@ -621,7 +623,10 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
               : `; the reconciliation of host(s) ${reconciling.join(', ')} is cut short (a session whose exited container it had removed is recorded abandoned by the next start)`
           }`,
         ),
-      announceHostUp: (_, { host, adopted, finished }) =>
+      announceHostUp: (_, { host, adopted, finished }) => {
+        // What a host down at start recovers once it is back (the start's own are counted with its result).
+        metrics.recovered('adopted', adopted.length);
+        metrics.recovered('settled', finished.length);
         log.info(
           {
             event: 'host.up',
@@ -630,7 +635,8 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
             settled: finished.map((s) => s.request.sessionId),
           },
           `host ${host} is up again and reconciled: it takes sessions`,
-        ),
+        );
+      },
       announceHostDown: (_, { host, reason }) =>
         log.warn(
           { event: 'host.down', host, reason },

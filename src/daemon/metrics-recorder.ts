@@ -4,6 +4,8 @@ import type { BusEvent } from '../sessions/session-bus.js';
 
 export type FiringResult = 'triggered' | 'skipped' | 'missed' | 'rejected';
 export type DroppedReason = 'withheld' | 'log_full';
+/** How a session of an earlier daemon was recovered (agentd_recovered_sessions_total). */
+export type RecoveredHow = 'requeued' | 'adopted' | 'settled';
 /**
  * What became of an outcome notification: `deferred` waits in the outbox (too many waiting) until there
  * is room, or for the next start, and is counted again when it is settled; `dropped` is not sent at all.
@@ -22,7 +24,10 @@ export interface MetricsRecorder {
   rejectedTrigger(code: string): void;
   droppedOutput(sessionId: string, lines: number, reason: DroppedReason): void;
   podmanCall(call: PodmanCall, host: string): void;
+  /** The start's reconciliation: what it removed, and the sessions it recovered. */
   reconciled(result: ReconcileResult): void;
+  /** Sessions of an earlier daemon recovered later: by a host that was down at start, once it is back. */
+  recovered(how: RecoveredHow, count: number): void;
   firing(agent: string, result: FiringResult): void;
   notification(result: NotificationResult): void;
   notificationAttempt(result: string): void;
@@ -36,6 +41,7 @@ export const noMetrics: MetricsRecorder = {
   droppedOutput() {},
   podmanCall() {},
   reconciled() {},
+  recovered() {},
   firing() {},
   notification() {},
   notificationAttempt() {},

@@ -3,7 +3,13 @@ import type { PodmanCall } from '../adapters/podman-observed.js';
 import type { ReconcileResult } from '../machines/daemon.machine.js';
 import type { SessionRecord } from '../sessions/records.js';
 import type { BusEvent } from '../sessions/session-bus.js';
-import type { DroppedReason, FiringResult, MetricsRecorder, NotificationResult } from './metrics-recorder.js';
+import type {
+  DroppedReason,
+  FiringResult,
+  MetricsRecorder,
+  NotificationResult,
+  RecoveredHow,
+} from './metrics-recorder.js';
 
 export type { DroppedReason, FiringResult } from './metrics-recorder.js';
 
@@ -104,9 +110,9 @@ export class DaemonMetrics implements MetricsRecorder {
     'Podman objects an earlier run left that reconciliation at start removed.',
     ['object'],
   );
-  private readonly recovered = this.counter(
+  private readonly recoveredSessions = this.counter(
     'agentd_recovered_sessions_total',
-    'Sessions of an earlier daemon recovered at start: requeued, adopted (container still running) or settled.',
+    'Sessions of an earlier daemon recovered at start (or by a host down at start, once back): requeued, adopted (container still running) or settled.',
     ['how'],
   );
   private readonly firings = this.counter(
@@ -211,9 +217,13 @@ export class DaemonMetrics implements MetricsRecorder {
   reconciled({ summary, recovery }: ReconcileResult): void {
     this.reconcileRemoved.inc({ object: 'container' }, summary.removedContainers);
     this.reconcileRemoved.inc({ object: 'secret' }, summary.removedSecrets);
-    this.recovered.inc({ how: 'requeued' }, recovery.queued.length);
-    this.recovered.inc({ how: 'adopted' }, recovery.adopted.length);
-    this.recovered.inc({ how: 'settled' }, recovery.finished.length);
+    this.recovered('requeued', recovery.queued.length);
+    this.recovered('adopted', recovery.adopted.length);
+    this.recovered('settled', recovery.finished.length);
+  }
+
+  recovered(how: RecoveredHow, count: number): void {
+    this.recoveredSessions.inc({ how }, count);
   }
 
   firing(agent: string, result: FiringResult): void {

@@ -385,7 +385,11 @@ function hostUp({ adopt }: { adopt: boolean }) {
         event: { type: 'host.up' as const },
       }),
     },
-    { type: 'announceHostUp', params: ({ event }: { event: HostUpEvent }) => event },
+    {
+      type: 'announceHostUp',
+      // While shutting down, the sessions it found running are left to the next start: none adopted.
+      params: ({ event }: { event: HostUpEvent }) => (adopt ? event : { ...event, adopted: [] }),
+    },
   ] as const;
 }
 
