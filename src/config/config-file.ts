@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { AgentdError } from '../errors.js';
@@ -19,6 +20,8 @@ export function readConfigFile(file: string): Promise<string> {
     kind: 'a configuration file',
     inDirectory: 'point at the agentd.yaml file inside it',
     notRegular: 'point at the agentd.yaml file itself',
+    encoding:
+      'save it as UTF-8 (e.g. iconv -f latin1 -t utf-8), or write the character as an escape in double quotes ("\\u00e9")',
   });
 }
 
@@ -30,6 +33,7 @@ export function readEnvFile(file: string): Promise<string> {
     kind: 'an environment file',
     inDirectory: 'point at the environment file inside it',
     notRegular: 'point at the environment file itself',
+    encoding: 'save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)',
   });
 }
 
@@ -40,6 +44,7 @@ interface SmallFileWords {
   kind: string;
   inDirectory: string;
   notRegular: string;
+  encoding: string;
 }
 
 async function readSmallFile(file: string, words: SmallFileWords): Promise<string> {
@@ -66,10 +71,41 @@ async function readSmallFile(file: string, words: SmallFileWords): Promise<strin
       if (total > MAX_CONFIG_BYTES) throw tooLarge(words, file, 'grew past that size while it was read');
       chunks.push(chunk.subarray(0, bytesRead));
     }
-    return Buffer.concat(chunks, total).toString('utf8');
+    const bytes = Buffer.concat(chunks, total);
+    const text = bytes.toString('utf8');
+    // Bytes that are not UTF-8 (a file saved as Latin-1: "caf\xe9") would be read as U+FFFD, and an env
+    // value or a path changed without a word.
+    if (!isUtf8(bytes)) {
+      const { line, column } = firstInvalid(text, bytes);
+      throw configFileError(
+        `${words.file} ${file} is not UTF-8 text: line ${line}, column ${column} has a byte that is not; ${words.encoding}`,
+      );
+    }
+    return text;
   } finally {
     await handle.close();
   }
+}
+
+/** Where the first byte that is not UTF-8 is: the first U+FFFD of the text that the bytes do not spell. */
+function firstInvalid(text: string, bytes: Buffer): { line: number; column: number } {
+  let offset = 0;
+  let line = 1;
+  let column = 1;
+  for (const char of text) {
+    if (
+      char === '\ufffd' &&
+      !(bytes[offset] === 0xef && bytes[offset + 1] === 0xbf && bytes[offset + 2] === 0xbd)
+    ) {
+      break;
+    }
+    offset += Buffer.byteLength(char);
+    if (char === '\n') {
+      line += 1;
+      column = 1;
+    } else column += 1;
+  }
+  return { line, column };
 }
 
 function tooLarge(words: SmallFileWords, file: string, how: string): AgentdError {

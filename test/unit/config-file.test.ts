@@ -67,6 +67,26 @@ describe('reading the configuration file', () => {
     expect(await loadProblem(join(dir, 'absent.yaml'))).toMatch(/^no configuration file found; looked at:/);
   });
 
+  it('refuses bytes that are not UTF-8 at their line and column; takes UTF-8, U+FFFD and a BOM', async () => {
+    // A file saved as Latin-1 was read with U+FFFD in place of "é": the agent's env value changed silently.
+    const dir = makeTempDir('agentd-unit-config-file-');
+    const state = `daemon:\n  state_dir: ${join(dir, 'state')}\n`;
+    const latin1 = join(dir, 'latin1.yaml');
+    writeFileSync(
+      latin1,
+      Buffer.concat([
+        Buffer.from(`${state}agents:\n${AGENT}    env:\n      # \ufffd\n      G: "caf`),
+        Buffer.from([0xe9, 0x22, 0x0a]),
+      ]),
+    );
+    expect(await loadProblem(latin1)).toBe(
+      `the configuration file ${latin1} is not UTF-8 text: line 9, column 14 has a byte that is not; save it as UTF-8 (e.g. iconv -f latin1 -t utf-8), or write the character as an escape in double quotes ("\\u00e9")`,
+    );
+    const utf8 = join(dir, 'utf8.yaml');
+    writeFileSync(utf8, `\ufeff${state}agents:\n${AGENT}    env:\n      G: "café \ufffd"\n`);
+    expect(await loadProblem(utf8)).toBe('loaded');
+  });
+
   it('validate --json reports a FIFO as one object, exit 1', async () => {
     const fifo = join(makeTempDir('agentd-unit-config-file-'), 'agentd.yaml');
     execFileSync('mkfifo', ['-m', '0600', fifo]);
