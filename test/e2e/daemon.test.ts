@@ -283,6 +283,54 @@ describe('Daemon', () => {
     expect(await d.stop()).toBe(0);
   });
 
+  it('gives a credential as long as one variable holds whole, and refuses one longer or with a NUL byte', async () => {
+    const dir = makeTempDir('agentd-e2e-cred-values-');
+    // X=value and its NUL: 131,072 bytes, Linux's limit on one environment string.
+    const fits = randomBytes(98_302).toString('base64').slice(0, 131_069);
+    writeFileSync(join(dir, 'fits'), fits);
+    writeFileSync(join(dir, 'over'), `${fits}z`);
+    const nul = `nul-${randomBytes(8).toString('hex')}`;
+    writeFileSync(join(dir, 'nul'), `abcd\0${nul}`);
+    const echo = ['sh', '-c', 'printf %s "$X" | wc -c; echo "$X"'];
+    const d = await startDaemon({
+      agents: [
+        agent('fits', echo, { credentials: [{ name: 'X', source: `file:${join(dir, 'fits')}` }] }),
+        agent('over', echo, { credentials: [{ name: 'X', source: `file:${join(dir, 'over')}` }] }),
+        agent('nul', echo, { credentials: [{ name: 'X', source: `file:${join(dir, 'nul')}` }] }),
+      ],
+    });
+    const run = async (name: string) => {
+      const result = await d.cli(['trigger', name, '--json']);
+      return JSON.parse(result.stdout) as {
+        sessionId: string;
+        outcome: string;
+        message?: string;
+      };
+    };
+    const ok = await run('fits');
+    expect(ok.outcome, ok.message).toBe('succeeded');
+    const log = await d.cli(['logs', ok.sessionId]);
+    expect(log.stdout).toContain('131069');
+    expect(log.stdout).toContain('********');
+    const since = new Date();
+    const over = await run('over');
+    expect(over).toMatchObject({ outcome: 'error' });
+    expect(over.message).toContain(
+      `credential X: the value of file:${join(dir, 'over')} is 131070 bytes, more than an environment variable can hold`,
+    );
+    const refused = await run('nul');
+    expect(refused).toMatchObject({ outcome: 'error' });
+    expect(refused.message).toContain('holds a NUL byte');
+    // Refused before anything was made; the values are nowhere (before, the command got "abcd<nul>"
+    // without its NUL byte and printed it unmasked into the session log).
+    expect(await containerEventsSince(since, d.prefix)).toEqual([]);
+    for (const text of [d.stderr(), d.stateDirText()]) {
+      expect(text).not.toContain(nul);
+      expect(text).not.toContain(fits.slice(0, 64));
+    }
+    expect(await d.stop()).toBe(0);
+  });
+
   it('runs two triggers at the same time', async () => {
     gate.hold();
     const d = await startDaemon({ agents: [agent('gated', gate.command)] });
