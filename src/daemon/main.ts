@@ -697,6 +697,7 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
     socket: config.socket,
     log,
     hosts: settings.hosts,
+    turnedAway: (code) => metrics.rejectedTrigger(code),
   });
 
   // A second shutdown cancels the running sessions: the machine's rule, not counted here.

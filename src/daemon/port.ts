@@ -16,6 +16,7 @@ import type { DaemonPort, DaemonState, DaemonStatus } from '../protocol/context.
 import { publicState } from '../protocol/public-state.js';
 import type { HostStatus, ReloadReply, ScheduleView } from '../protocol/replies.js';
 import { describeAgent } from '../sessions/agent-view.js';
+import type { RejectionCode } from '../sessions/check-trigger.js';
 import type { SessionJournal } from './journal.js';
 
 export type DaemonActor = Actor<typeof daemonMachine>;
@@ -89,6 +90,8 @@ export interface PortOptions {
   log: Logger;
   /** The configured hosts, for their urls (none: the local Podman). */
   hosts?: readonly HostConfig[];
+  /** Told of a trigger turned away before the machine saw it (the metrics count it). */
+  turnedAway?: (code: RejectionCode) => void;
 }
 
 /** The socket handlers' view of the daemon (protocol/context.ts), over its machine and its journal. */
@@ -213,6 +216,7 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
     },
     stage: (sessionId, payload) => journal.stage(sessionId, payload),
     unstage: (sessionId) => journal.unstage(sessionId),
+    ...(options.turnedAway === undefined ? {} : { turnedAway: options.turnedAway }),
     reload: options.reload,
     newSessionId: () => randomBytes(8).toString('hex'),
     version: options.version,

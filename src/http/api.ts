@@ -405,7 +405,10 @@ function handlersOf(options: ApiOptions): Record<string, Handler> {
         ]);
       }
       const payload = payloadOf(request, inputs);
-      if ('code' in payload) return rejection(c, payload.code, payload.reason);
+      if ('code' in payload) {
+        daemon.turnedAway?.(payload.code);
+        return rejection(c, payload.code, payload.reason);
+      }
       // A key is the token's own: another client's guess of it (keys are often predictable, e.g.
       // pr-43-rev-1) must neither get that client's session nor block its key.
       const scoped = key === undefined ? {} : { key: httpKey(c.get('token') ?? '', key) };

@@ -4,7 +4,7 @@ import { PROTOCOL_VERSION, type ProtocolVersion } from '../constants.js';
 import type { ClientEvent, DaemonEmitted } from '../machines/daemon.machine.js';
 import type { LogSource } from '../runner/session-log.js';
 import type { AgentView } from '../sessions/agent-view.js';
-import type { TriggerFields } from '../sessions/check-trigger.js';
+import type { RejectionCode, TriggerFields } from '../sessions/check-trigger.js';
 import type { HistoryFilter, HistoryPage } from '../sessions/history.js';
 import type { SessionRecord } from '../sessions/records.js';
 import type { BusEvent } from '../sessions/session-bus.js';
@@ -70,6 +70,11 @@ export interface DaemonPort {
    * turn as the trigger is sent.
    */
   makesNoSession(sessionId: string, fields: TriggerFields): boolean;
+  /**
+   * A trigger turned away before the daemon machine saw it (its files: bad_input, no room to stage
+   * them), counted as the machine's rejections are (agentd_triggers_rejected_total).
+   */
+  turnedAway?(code: RejectionCode): void;
   /** Re-reads the configuration file (SIGHUP, the `reload` request); never rejects. */
   reload(trigger: 'SIGHUP' | 'request'): Promise<ReloadReply>;
   newSessionId(): string;

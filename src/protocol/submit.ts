@@ -18,7 +18,17 @@ export const MAX_STAGING = 4;
 let staging = 0;
 
 /** What submitTrigger uses of the daemon. */
-export type SubmitPort = Pick<DaemonPort, 'send' | 'stage' | 'unstage' | 'makesNoSession'>;
+export type SubmitPort = Pick<DaemonPort, 'send' | 'stage' | 'unstage' | 'makesNoSession' | 'turnedAway'>;
+
+/** A trigger turned away before the machine saw it, counted (the machine's own rejections are counted where it answers). */
+export function turnedAway(
+  daemon: Pick<DaemonPort, 'turnedAway'>,
+  code: RejectionCode,
+  reason: string,
+): { accepted: false; code: RejectionCode; reason: string } {
+  daemon.turnedAway?.(code);
+  return { accepted: false, code, reason };
+}
 
 /**
  * A trigger from any front end (the socket's `trigger`, the HTTP API's POST /v1/sessions): its request
@@ -41,20 +51,20 @@ export function submitTrigger(
     return submitted(daemon.send(event)[0]);
   }
   const problem = payloadProblem(payload);
-  if (problem !== undefined) return { accepted: false, code: 'bad_input', reason: problem };
+  if (problem !== undefined) return turnedAway(daemon, 'bad_input', problem);
   // The machine answers it (a rejection, or a repeated key's session) with its own words.
   if (daemon.makesNoSession(sessionId, fields)) return submitted(daemon.send(event)[0]);
   if (staging >= MAX_STAGING) {
-    return {
-      accepted: false,
-      code: 'queue_full',
-      reason: `${MAX_STAGING} triggers' files are being written; retry when they are`,
-    };
+    return turnedAway(
+      daemon,
+      'queue_full',
+      `${MAX_STAGING} triggers' files are being written; retry when they are`,
+    );
   }
   staging++;
   return stage(daemon, sessionId, payload)
     .then((staged): Submitted => {
-      if ('code' in staged) return { accepted: false, ...staged };
+      if ('code' in staged) return turnedAway(daemon, staged.code, staged.reason);
       const answer = daemon.send({ ...event, work: staged.work })[0];
       // Staged for a session that was not made (rejected, or the key's first session is answered).
       if (answer?.type !== 'trigger.accepted' || answer.existing) daemon.unstage(sessionId);

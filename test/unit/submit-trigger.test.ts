@@ -39,7 +39,11 @@ function fakePort(
   options: { noSession?: boolean; stageFails?: Error; stage?: SubmitPort['stage'] } = {},
 ) {
   const calls: Call[] = [];
+  const counted: string[] = [];
   const port: SubmitPort = {
+    turnedAway: (code) => {
+      counted.push(code);
+    },
     makesNoSession: () => options.noSession ?? false,
     send: (event) => {
       calls.push({ call: 'send', event });
@@ -54,7 +58,7 @@ function fakePort(
       calls.push({ call: 'unstage', sessionId });
     },
   };
-  return { port, calls, kinds: () => calls.map((c) => c.call) };
+  return { port, calls, counted, kinds: () => calls.map((c) => c.call) };
 }
 
 const rejected = (code: string, reason = `because ${code}`) =>
@@ -126,6 +130,32 @@ describe('submitTrigger: a trigger the daemon turns away is never staged', () =>
       code: 'state_dir_full',
     });
     expect(kinds()).toEqual(['stage']);
+  });
+
+  it('counts the triggers it turns away itself (agentd_triggers_rejected_total), not those the machine rejects', async () => {
+    const big = {
+      inputs: Array.from({ length: 65 }, (_, i) => ({ name: `f${i}`, bytes: Buffer.from('A') })),
+    };
+    const badInput = fakePort(ACCEPTED);
+    await submitTrigger(badInput.port, 's1', { agent: 'demo' }, big);
+    expect(badInput.counted).toEqual(['bad_input']);
+    const full = new StateDirError(
+      'store the request',
+      '/state/work/s1',
+      Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' }),
+    );
+    const noRoom = fakePort(ACCEPTED, { stageFails: full });
+    await submitTrigger(noRoom.port, 's1', { agent: 'demo' }, PAYLOAD);
+    expect(noRoom.counted).toEqual(['state_dir_full']);
+    // The machine's answers are counted where it emits them (observe.ts): not twice.
+    for (const [answer, noSession] of [
+      [rejected('unknown_agent'), true],
+      [rejected('queue_full'), false],
+    ] as const) {
+      const machine = fakePort(answer, { noSession });
+      await submitTrigger(machine.port, 's1', { agent: 'demo' }, PAYLOAD);
+      expect(machine.counted).toEqual([]);
+    }
   });
 
   it('sends a trigger without files as it is, whatever the state', async () => {

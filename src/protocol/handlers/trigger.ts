@@ -67,6 +67,7 @@ export const trigger: Handler<'trigger'> = (request, connection, daemon) => {
   };
   const payload = decoded(text, inputs);
   if ('code' in payload) {
+    daemon.turnedAway?.(payload.code);
     rejected(payload.code, payload.reason);
     return;
   }
@@ -103,9 +104,10 @@ export const trigger: Handler<'trigger'> = (request, connection, daemon) => {
     // Owed until answered: a client that ended its side after sending still gets its session id.
     const settled = connection.owe();
     submitted
-      .then(finish, (error: unknown) =>
-        rejected('state_dir_unwritable', error instanceof Error ? error.message : String(error)),
-      )
+      .then(finish, (error: unknown) => {
+        daemon.turnedAway?.('state_dir_unwritable');
+        rejected('state_dir_unwritable', error instanceof Error ? error.message : String(error));
+      })
       .catch(() => {
         // The connection went away meanwhile: nobody is left to answer.
       })
