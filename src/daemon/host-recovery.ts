@@ -8,7 +8,7 @@ import { abandoned, requestOf } from './recovery.js';
 
 /** The unfinished sessions of an earlier daemon, sorted by where they are recovered. */
 export interface RecordsByHost {
-  /** Never started: they wait in the daemon's queue, wherever they would have run. */
+  /** Never started (queued, or resolving credentials): they wait in the daemon's queue, wherever they would have run. */
   queued: SessionRecord[];
   /** Started on a configured host: recovered when that host is reconciled. */
   byHost: Map<string, SessionRecord[]>;
@@ -23,7 +23,9 @@ export interface RecordsByHost {
 export function sortByHost(unfinished: readonly SessionRecord[], hosts: readonly string[]): RecordsByHost {
   const sorted: RecordsByHost = { queued: [], byHost: new Map(), lost: [] };
   for (const record of unfinished) {
-    if (record.phase === 'queued') {
+    // One whose credentials were being resolved never had a container (its record says creating first):
+    // it runs again as a queued one does.
+    if (record.phase === 'queued' || record.phase === 'resolving') {
       sorted.queued.push(record);
       continue;
     }

@@ -273,6 +273,19 @@ export class SessionJournal {
     this.bus.publish({ type: 'phase', sessionId, agent: record?.agent ?? '', phase });
   }
 
+  /**
+   * A session an earlier daemon was resolving the credentials of, queued again by recovery: its record
+   * says queued, with no start and no host (both are chosen afresh when it runs).
+   */
+  requeued(sessionId: string): void {
+    const at = new Date().toISOString();
+    this.update(sessionId, ({ startedAt: _startedAt, host: _host, ...r }) => ({
+      ...r,
+      phase: 'queued',
+      phases: [...r.phases, { phase: 'queued', at }],
+    }));
+  }
+
   container(sessionId: string, container: string): void {
     this.update(sessionId, (r) => ({ ...r, container }));
   }

@@ -430,6 +430,10 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
           },
         );
         const requeued = planRecovery(recovered.queued, [], settings.agents);
+        // Those an earlier daemon was resolving the credentials of say queued again, as they are.
+        const again = new Set(requeued.queued.map((s) => s.request.sessionId));
+        for (const record of recovered.queued)
+          if (record.phase === 'resolving' && again.has(record.id)) journal.requeued(record.id);
         const up = results.flatMap((r) => (r.reconciled === undefined ? [] : [r.reconciled]));
         const recovery = {
           queued: requeued.queued,

@@ -113,7 +113,9 @@ export function planRecovery(
       plan.adopted.push({ request, agent, adopted });
       continue;
     }
-    if (record.phase === 'queued') {
+    // Killed while it resolved its credentials: its secret and container are made after its record says
+    // creating, so it never ran, and runs again as a queued one does.
+    if (record.phase === 'queued' || (record.phase === 'resolving' && container === undefined)) {
       if (agent) plan.queued.push({ request, agent });
       else
         plan.finished.push({
@@ -215,10 +217,7 @@ export function planRecovery(
       outcome: abandoned(
         record,
         container === undefined
-          ? record.phase === 'resolving'
-            ? // Its credentials are resolved before its secret and container are made (the record says creating first).
-              "the daemon stopped while it resolved the session's credentials, before its container was made: its command never ran; trigger it again"
-            : `the daemon stopped while the session was ${record.phase} and its container is gone`
+          ? `the daemon stopped while the session was ${record.phase} and its container is gone`
           : reset
             ? `the daemon stopped while the session was ${record.phase}; its container is ${exitedByRestart ? `${container.State} with no exit time` : `${container.State} again`}, as Podman leaves a container that was running when its host restarted, so how the agent's command ended is not known`
             : never

@@ -37,6 +37,8 @@ describe('recovering sessions host by host', () => {
     const sorted = sortByHost(
       [
         record('q', 'queued'),
+        // Killed while it resolved its credentials (on a host no longer configured, even): it never ran.
+        record('r', 'resolving', 'gone'),
         record('a1', 'running', 'a'),
         record('old', 'running'),
         record('b1', 'cloning', 'b'),
@@ -44,7 +46,7 @@ describe('recovering sessions host by host', () => {
       ],
       ['a', 'b', 'local'],
     );
-    expect(sorted.queued.map((r) => r.id)).toEqual(['q']);
+    expect(sorted.queued.map((r) => r.id)).toEqual(['q', 'r']);
     expect(Object.fromEntries([...sorted.byHost].map(([h, rs]) => [h, rs.map((r) => r.id)]))).toEqual({
       a: ['a1'],
       // From before hosts existed: it ran on the local Podman.

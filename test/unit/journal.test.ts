@@ -257,6 +257,27 @@ describe('SessionJournal while a session tears down', () => {
   });
 });
 
+describe('SessionJournal requeuing a session an earlier daemon was resolving', () => {
+  it('records it queued again, with no start and no host, so that it starts afresh', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'agentd-journal-'));
+    dirs.push(stateDir);
+    const { journal, store } = journalIn(stateDir, 100);
+    journal.load(() => {});
+    await journal.recover();
+    const { finishedAt: _f, outcome: _o, ...rest } = finished(2);
+    journal.rebuilt({ ...rest, phase: 'queued' });
+    journal.phase(rest.id, 'resolving', 'local');
+    expect(store.read(rest.id)).toMatchObject({ phase: 'resolving', host: 'local' });
+    journal.requeued(rest.id);
+    const record = store.read(rest.id);
+    expect(record).toMatchObject({ phase: 'queued' });
+    expect(record?.phases.map((p) => p.phase)).toEqual(['queued', 'resolving', 'queued']);
+    expect(record).not.toHaveProperty('startedAt');
+    expect(record).not.toHaveProperty('host');
+    await journal.settled();
+  });
+});
+
 describe('SessionJournal at start, after a stop cut a seal short', () => {
   it('writes the output summary of the records it completes into the state dir, then publishes their outcomes and sends their webhooks', async () => {
     const stateDir = mkdtempSync(join(tmpdir(), 'agentd-journal-'));

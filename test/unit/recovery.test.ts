@@ -43,8 +43,11 @@ describe('recovery planning', () => {
   it('queues again what never started, oldest first', () => {
     const later = record(id(1), 'queued', { acceptedAt: '2026-01-01T00:05:00.000Z' });
     const earlier = record(id(2), 'queued');
-    const plan = planRecovery([later, earlier], [], AGENTS, NOW);
-    expect(plan.queued.map((q) => q.request.sessionId)).toEqual([id(2), id(1)]);
+    // Killed while its credentials were resolved: its record says creating before anything is made in
+    // Podman, so it never ran (it used to be settled abandoned, "its container is gone").
+    const resolving = record(id(3), 'resolving', { acceptedAt: '2026-01-01T00:01:00.000Z' });
+    const plan = planRecovery([later, earlier, resolving], [], AGENTS, NOW);
+    expect(plan.queued.map((q) => q.request.sessionId)).toEqual([id(2), id(3), id(1)]);
     expect(plan.adopted).toEqual([]);
     expect(plan.finished).toEqual([]);
   });
@@ -402,7 +405,6 @@ describe('recovery planning', () => {
         record(id(3), 'queued', { agent: 'retired' }),
         record(id(4), 'running', { agent: 'retired' }),
         record(id(5), 'cloning', { agent: 'retired' }),
-        record(id(6), 'resolving'),
       ],
       [
         container(id(2), 'created'),
@@ -427,13 +429,6 @@ describe('recovery planning', () => {
       outcome: 'abandoned',
       message:
         "the daemon stopped while the session was cloning; its container exited with code 0 with no daemon watching, so whether the agent's command ran is not known",
-    });
-    // Killed while it resolved its credentials: it never had a container.
-    expect(fates[id(6)]).toMatchObject({
-      outcome: 'abandoned',
-      phase: 'resolving',
-      message:
-        "the daemon stopped while it resolved the session's credentials, before its container was made: its command never ran; trigger it again",
     });
     expect(fates[id(3)]?.message).toMatch(/agent retired is no longer configured/);
     expect(fates[id(4)]?.message).toMatch(/agent retired is no longer configured/);
