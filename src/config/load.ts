@@ -82,19 +82,43 @@ export interface ConfigProblem {
   column?: number;
 }
 
+/**
+ * Problems listed at most, in the file's order; the rest are counted. A 4 MiB file of a repeated key has
+ * 250,000: a reload answered 35 MB and logged one line of 78 MB, and the daemon's RSS went from 89 MB to
+ * 504 MB.
+ */
+export const MAX_LISTED_PROBLEMS = 200;
+
 export class ConfigError extends AgentdError {
   readonly file: string;
+  /** The first MAX_LISTED_PROBLEMS, then one that counts the others. */
   readonly problems: ConfigProblem[];
   constructor(file: string, problems: ConfigProblem[]) {
-    super('CONFIG_INVALID', formatProblems(file, problems), { operation: 'load configuration' });
+    const listed =
+      problems.length <= MAX_LISTED_PROBLEMS
+        ? problems
+        : [
+            ...problems.slice(0, MAX_LISTED_PROBLEMS),
+            {
+              path: '',
+              message: `and ${problems.length - MAX_LISTED_PROBLEMS} more problems, not listed; fix these first (is it the right file?), then validate it again`,
+            },
+          ];
+    super('CONFIG_INVALID', formatProblems(file, listed, problems.length), {
+      operation: 'load configuration',
+    });
     this.name = 'ConfigError';
     this.file = file;
-    this.problems = problems;
+    this.problems = listed;
   }
 }
 
-export function formatProblems(file: string, problems: readonly ConfigProblem[]): string {
-  const count = `${problems.length} ${problems.length === 1 ? 'problem' : 'problems'}`;
+export function formatProblems(
+  file: string,
+  problems: readonly ConfigProblem[],
+  total: number = problems.length,
+): string {
+  const count = `${total} ${total === 1 ? 'problem' : 'problems'}`;
   return [`${file}: ${count} in the configuration`, ...problems.map((p) => `  ${formatProblem(p)}`)].join(
     '\n',
   );
