@@ -1108,7 +1108,9 @@ function readError(file: string, code: string | undefined, cause: unknown): Agen
   const message =
     code === 'EACCES' || code === 'EPERM'
       ? `cannot read the configuration file ${file}: permission denied; make it readable by the user running agentd`
-      : `cannot read the configuration file ${file}: ${errorMessage(cause)}`;
+      : code === 'ELOOP'
+        ? `cannot read the configuration file ${file}: its symbolic links lead round in a loop (or more than 40 deep); point at the agentd.yaml file itself, or fix the link (ls -l ${file})`
+        : `cannot read the configuration file ${file}: ${errorMessage(cause)}`;
   return new AgentdError('CONFIG_NOT_FOUND', message, { operation: 'read configuration', cause });
 }
 

@@ -4,7 +4,7 @@
  * to fill the memory until "Invalid string length".
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { Cli } from 'clipanion';
@@ -85,6 +85,17 @@ describe('reading the configuration file', () => {
     const utf8 = join(dir, 'utf8.yaml');
     writeFileSync(utf8, `\ufeff${state}agents:\n${AGENT}    env:\n      G: "café \ufffd"\n`);
     expect(await loadProblem(utf8)).toBe('loaded');
+  });
+
+  it('says a loop of symbolic links is one, with the fix', async () => {
+    // It was 'ELOOP: too many symbolic links encountered, open ...', with no fix.
+    const dir = makeTempDir('agentd-unit-config-file-');
+    const [a, b] = [join(dir, 'a.yaml'), join(dir, 'b.yaml')];
+    symlinkSync(b, a);
+    symlinkSync(a, b);
+    expect(await loadProblem(a)).toBe(
+      `cannot read the configuration file ${a}: its symbolic links lead round in a loop (or more than 40 deep); point at the agentd.yaml file itself, or fix the link (ls -l ${a})`,
+    );
   });
 
   it('validate --json reports a FIFO as one object, exit 1', async () => {
