@@ -45,6 +45,7 @@ import type {
   NotifyTarget,
   Settings,
 } from './types.js';
+import { inlineAliases } from './yaml-aliases.js';
 import { MAX_YAML_DEPTH, yamlTokens } from './yaml-depth.js';
 import { type DuplicateKey, duplicateKeys, PairIndex } from './yaml-keys.js';
 
@@ -341,11 +342,19 @@ export function parseConfig(
     throw new ConfigError(absFile, found.map((f) => locator.problem(f)).sort(byPosition));
   };
 
+  // Aliases are put in place and counted here (yaml-aliases.ts), not by toJS.
+  const inlined = inlineAliases(doc);
+  if ('message' in inlined) {
+    const at = lines.linePos(inlined.offset);
+    throw new ConfigError(absFile, [{ path: '', message: inlined.message, line: at.line, column: at.col }]);
+  }
   let data: unknown;
   try {
-    data = doc.toJS();
+    data = doc.toJS({ maxAliasCount: -1 });
   } catch (error) {
     return fail([{ path: [], message: `${errorMessage(error)}; fix the YAML anchors and aliases` }]);
+  } finally {
+    inlined.restore();
   }
   if (data === null || data === undefined) {
     return fail([
