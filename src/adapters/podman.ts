@@ -336,18 +336,7 @@ export class PodmanClient implements PodmanPort {
       // Its own process group (DETACHED): and the bridging shell's, see below.
       detached: true,
     });
-    if (options.input !== undefined) {
-      // A deadline or cancel kills the shell only; its children (cat, podman) would live on and hold its
-      // output pipes open, so the call would never return. Take the whole group down with it.
-      subprocess.once('exit', () => {
-        if (!subprocess.killed || subprocess.pid === undefined) return;
-        try {
-          process.kill(-subprocess.pid, 'SIGKILL');
-        } catch {
-          // The group is already gone.
-        }
-      });
-    }
+    killGroupWhenKilled(subprocess);
     const result = await subprocess;
     const exitCode = result.exitCode ?? -1;
     // An exit code that is an answer (125: no such container) is none when the engine was not reached.
@@ -787,7 +776,7 @@ export class PodmanClient implements PodmanPort {
     const operation = `read the secrets of container ${name}`;
     const exec = () => {
       this.onCall?.(argv);
-      return execa(this.bin, argv, {
+      const subprocess = execa(this.bin, argv, {
         ...this.where(),
         encoding: 'buffer',
         timeout: this.timeoutMs,
@@ -797,6 +786,8 @@ export class PodmanClient implements PodmanPort {
         stdin: 'ignore',
         forceKillAfterDelay: 2000,
       });
+      killGroupWhenKilled(subprocess);
+      return subprocess;
     };
     // What a read printed, as a view of execa's bytes (no copy): the files are cut from it, and wiping
     // them (or it, when the read failed: it may hold part of a value) leaves no other copy behind.
@@ -1222,4 +1213,25 @@ function readPlainFile(path: string, maxBytes: number): Buffer {
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * A deadline or cancel kills the podman process only (or the bridging shell); what it started (cat and
+ * podman behind the shell, or a helper of podman's) would live on holding its output pipes, and the call
+ * would never return, past its deadline and holding a stop up for ever. Each call runs in its own process
+ * group (detached): once the killed process exits, the whole group is taken down with it.
+ */
+function killGroupWhenKilled(subprocess: {
+  killed: boolean;
+  pid?: number | undefined;
+  once(event: 'exit', listener: () => void): unknown;
+}): void {
+  subprocess.once('exit', () => {
+    if (!subprocess.killed || subprocess.pid === undefined) return;
+    try {
+      process.kill(-subprocess.pid, 'SIGKILL');
+    } catch {
+      // The group is already gone.
+    }
+  });
 }
