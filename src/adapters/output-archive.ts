@@ -18,19 +18,17 @@ const MAX_NEEDLES_COMPARED = 512;
  * Duplicates, and needles that hold a shorter one (which finds them too), are dropped.
  */
 export class NeedleSet {
-  /** Of each two bytes (the first as the high byte): whether a needle starts with them, has them. */
+  /** Of each two bytes (the first as the high byte): whether a needle starts with them. */
   readonly starts = new Uint8Array(65536);
-  readonly pairs = new Uint8Array(65536);
   private readonly byStart = new Map<number, Buffer[]>();
   private readonly kept: Buffer[];
+  private pairTable: Uint8Array | undefined;
   /** Bytes of the longest needle, and of the shortest (0 when there are none). */
   readonly longest: number;
   readonly shortest: number;
 
   constructor(needles: readonly Buffer[]) {
-    const unique = [
-      ...new Map(needles.filter((n) => n.length >= 2).map((n) => [n.toString('hex'), n])).values(),
-    ];
+    const unique = uniqueNeedles(needles);
     unique.sort((a, b) => a.length - b.length);
     // Dropping those that hold a shorter one compares each pair: past a few hundred (a long value's
     // wrapped base64) that took seconds (12,000 needles: 5 s), where keeping them costs nearly nothing.
@@ -45,17 +43,34 @@ export class NeedleSet {
     for (const needle of kept) {
       const start = ((needle[0] as number) << 8) | (needle[1] as number);
       this.starts[start] = 1;
-      const list = this.byStart.get(start) ?? [];
-      list.push(needle);
-      this.byStart.set(start, list);
-      for (let at = 1; at < needle.length; at++) {
-        this.pairs[((needle[at - 1] as number) << 8) | (needle[at] as number)] = 1;
-      }
-      longest = Math.max(longest, needle.length);
+      const list = this.byStart.get(start);
+      if (list) list.push(needle);
+      else this.byStart.set(start, [needle]);
+      if (needle.length > longest) longest = needle.length;
     }
     this.longest = longest;
     this.shortest = kept[0]?.length ?? 0;
     this.kept = kept;
+  }
+
+  /**
+   * Of each two bytes (the first as the high byte): whether a needle has them. Made when first asked
+   * (it reads every byte of every needle: 30 MB for ten values of 128 KB, which the output's search of
+   * blocks never asks for).
+   */
+  get pairs(): Uint8Array {
+    if (this.pairTable === undefined) {
+      const pairs = new Uint8Array(65536);
+      for (const needle of this.kept) {
+        let pair = needle[0] as number;
+        for (let at = 1; at < needle.length; at++) {
+          pair = ((pair << 8) | (needle[at] as number)) & 0xffff;
+          pairs[pair] = 1;
+        }
+      }
+      this.pairTable = pairs;
+    }
+    return this.pairTable;
   }
 
   /** The needles that pass `test`. */
@@ -85,6 +100,44 @@ export class NeedleSet {
     }
     return false;
   }
+}
+
+/**
+ * The needles of at least 2 bytes, each once (the first of equal ones, in their order). Equal needles
+ * are found by their length and a hash of their bytes, then compared: keyed by their text (hex, as
+ * before), 30 MB of needles made 60 MB of strings to hash and collect.
+ */
+function uniqueNeedles(needles: readonly Buffer[]): Buffer[] {
+  const unique: Buffer[] = [];
+  const seen = new Map<number, Buffer[]>();
+  for (const needle of needles) {
+    if (needle.length < 2) continue;
+    const key = hashNeedle(needle);
+    const same = seen.get(key);
+    if (same === undefined) seen.set(key, [needle]);
+    else if (same.some((other) => other.length === needle.length && other.equals(needle))) continue;
+    else same.push(needle);
+    unique.push(needle);
+  }
+  return unique;
+}
+
+/** A hash of a needle's length and bytes (FNV-1a, four bytes at a time where it can). */
+function hashNeedle(needle: Buffer): number {
+  let h = Math.imul(0x811c9dc5 ^ needle.length, 0x01000193);
+  const length = needle.length;
+  const words = length & ~3;
+  let at = 0;
+  for (; at < words; at += 4) {
+    const word =
+      (needle[at] as number) |
+      ((needle[at + 1] as number) << 8) |
+      ((needle[at + 2] as number) << 16) |
+      ((needle[at + 3] as number) << 24);
+    h = Math.imul(h ^ word, 0x01000193);
+  }
+  for (; at < length; at++) h = Math.imul(h ^ (needle[at] as number), 0x01000193);
+  return h;
 }
 
 /**

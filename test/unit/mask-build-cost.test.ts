@@ -1,0 +1,137 @@
+/**
+ * What a session with long credentials costs the daemon's event loop to set up: the NeedleSet's
+ * dedupe and its table of pairs, percent encoding of a value's forms, and how often the output's
+ * search of blocks is built. Each faster algorithm is checked to give what the one before it gave.
+ */
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { NeedleSet } from '../../src/adapters/output-archive.js';
+import { createMasker } from '../../src/runner/mask.js';
+import { formsOf } from '../../src/runner/mask-forms.js';
+
+/** NeedleSet's constructor as it was (needles keyed by their hex, the pairs made at once). */
+class ReferenceNeedles {
+  readonly starts = new Uint8Array(65536);
+  readonly pairs = new Uint8Array(65536);
+  readonly kept: Buffer[];
+  readonly longest: number;
+  readonly shortest: number;
+
+  constructor(needles: readonly Buffer[]) {
+    const unique = [
+      ...new Map(needles.filter((n) => n.length >= 2).map((n) => [n.toString('hex'), n])).values(),
+    ];
+    unique.sort((a, b) => a.length - b.length);
+    const kept =
+      unique.length > 512
+        ? unique
+        : unique.reduce<Buffer[]>((kept, needle) => {
+            if (!kept.some((shorter) => needle.includes(shorter))) kept.push(needle);
+            return kept;
+          }, []);
+    let longest = 0;
+    for (const needle of kept) {
+      this.starts[((needle[0] as number) << 8) | (needle[1] as number)] = 1;
+      for (let at = 1; at < needle.length; at++) {
+        this.pairs[((needle[at - 1] as number) << 8) | (needle[at] as number)] = 1;
+      }
+      longest = Math.max(longest, needle.length);
+    }
+    this.longest = longest;
+    this.shortest = kept[0]?.length ?? 0;
+    this.kept = kept;
+  }
+
+  foundIn(bytes: Buffer): boolean {
+    return this.kept.some((needle) => bytes.includes(needle));
+  }
+}
+
+/** A seeded stream of small numbers: the same needles on every run. */
+function numbers(seed: number): (below: number) => number {
+  let state = seed;
+  return (below) => {
+    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+    return (state >>> 8) % below;
+  };
+}
+
+/** Needles over a small alphabet: duplicates, one byte long, and needles inside others are common. */
+function needlesOf(count: number, seed: number): Buffer[] {
+  const next = numbers(seed);
+  const needles: Buffer[] = [];
+  for (let i = 0; i < count; i++) {
+    if (needles.length > 0 && next(4) === 0) {
+      needles.push(Buffer.from(needles[next(needles.length)] as Buffer));
+      continue;
+    }
+    const length = 1 + next(next(5) === 0 ? 300 : 12);
+    needles.push(Buffer.from(Array.from({ length }, () => 0x61 + next(3))));
+  }
+  return needles;
+}
+
+describe('NeedleSet', () => {
+  it('keeps, finds and pairs exactly what its hex-keyed construction did', () => {
+    for (const [count, seed] of [
+      [0, 1],
+      [1, 2],
+      [40, 3],
+      [300, 4],
+      [511, 5],
+      [2000, 6],
+    ] as const) {
+      const needles = needlesOf(count, seed);
+      const set = new NeedleSet(needles);
+      const reference = new ReferenceNeedles(needles);
+      expect([set.longest, set.shortest]).toEqual([reference.longest, reference.shortest]);
+      expect(Buffer.from(set.starts).equals(Buffer.from(reference.starts))).toBe(true);
+      expect(Buffer.from(set.pairs).equals(Buffer.from(reference.pairs))).toBe(true);
+      const next = numbers(seed + 100);
+      for (let i = 0; i < 200; i++) {
+        const haystack = Buffer.from(Array.from({ length: next(40) }, () => 0x61 + next(4)));
+        expect(set.foundIn(haystack)).toBe(reference.foundIn(haystack));
+      }
+      const only = set.only((needle) => needle[0] === 0x61);
+      const onlyReference = new ReferenceNeedles(reference.kept.filter((needle) => needle[0] === 0x61));
+      expect([only.longest, only.shortest]).toEqual([onlyReference.longest, onlyReference.shortest]);
+      expect(Buffer.from(only.pairs).equals(Buffer.from(onlyReference.pairs))).toBe(true);
+    }
+  });
+
+  it("keeps a long value's forms as its hex-keyed construction did", () => {
+    const value = randomBytes(6000).toString('base64');
+    const forms = createMasker([value, value.slice(0, 3000)]).forms.map((form) => Buffer.from(form));
+    // Each form twice: every second one is a duplicate.
+    const needles = [...forms, ...forms];
+    const set = new NeedleSet(needles);
+    const reference = new ReferenceNeedles(needles);
+    expect([set.longest, set.shortest]).toEqual([reference.longest, reference.shortest]);
+    expect(Buffer.from(set.pairs).equals(Buffer.from(reference.pairs))).toBe(true);
+    for (const text of [value, value.slice(100, 200), `x${value.slice(0, 76)}y`, 'nothing here'])
+      expect(set.foundIn(Buffer.from(text))).toBe(reference.foundIn(Buffer.from(text)));
+  });
+});
+
+describe('percent encoding of a value', () => {
+  /** encodeURIComponent's and RFC 3986's encodings, as the forms had them, of every byte. */
+  function reference(bytes: Buffer, safe: RegExp): string {
+    let out = '';
+    for (const byte of bytes) {
+      const char = String.fromCharCode(byte);
+      out += safe.test(char) ? char : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+    }
+    return out;
+  }
+
+  it('gives the forms it gave, for every byte', () => {
+    const every = Buffer.from(Array.from({ length: 256 }, (_, byte) => byte));
+    const forms = formsOf(every);
+    for (const safe of [/[A-Za-z0-9\-_.!~*'()]/, /[A-Za-z0-9\-_.~]/]) {
+      const encoded = reference(every, safe);
+      expect(forms).toContain(encoded);
+      expect(forms).toContain(encoded.replace(/%[0-9A-F]{2}/g, (hex) => hex.toLowerCase()));
+      expect(forms).toContain(encoded.replaceAll('%20', '+'));
+    }
+  });
+});
