@@ -223,6 +223,7 @@ export class SessionOutput {
   setMask(mask: Masker | undefined): void {
     this.mask = mask;
     this.updateGuards();
+    this.updateNeedles();
   }
 
   /** The setup step's marker: never cut in two, so its last report is found whole. */
@@ -367,6 +368,13 @@ export class SessionOutput {
   private updateGuards(): void {
     // The masked forms are not guards: the masker's spans keep a cut out of them (LineAssembler).
     this.guards = this.marker === '' ? [] : [this.marker];
+  }
+
+  /**
+   * The search of blocks for the masker's forms, built only when the masker changes (not with the
+   * marker: for long values it is a NeedleSet of some 150,000 forms, a second of the event loop).
+   */
+  private updateNeedles(): void {
     const forms = (this.mask?.forms ?? [])
       .filter((form) => !/[\r\n]/.test(form))
       .map((form) => Buffer.from(form, 'utf8'));

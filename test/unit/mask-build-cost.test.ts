@@ -4,10 +4,29 @@
  * search of blocks is built. Each faster algorithm is checked to give what the one before it gave.
  */
 import { randomBytes } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { NeedleSet } from '../../src/adapters/output-archive.js';
-import { createMasker } from '../../src/runner/mask.js';
+import { createMasker, MASK } from '../../src/runner/mask.js';
 import { formsOf } from '../../src/runner/mask-forms.js';
+import type { OutputLine } from '../../src/runner/session-log.js';
+import { SessionOutput } from '../../src/runner/session-output.js';
+import { cleanupAll, makeTempDir } from '../helpers/resources.js';
+
+const built = vi.hoisted(() => ({ needleSets: 0 }));
+
+vi.mock('../../src/adapters/output-archive.js', async (importOriginal) => {
+  const original = await importOriginal<typeof import('../../src/adapters/output-archive.js')>();
+  class CountedNeedleSet extends original.NeedleSet {
+    constructor(needles: readonly Buffer[]) {
+      super(needles);
+      built.needleSets++;
+    }
+  }
+  return { ...original, NeedleSet: CountedNeedleSet };
+});
+
+afterEach(() => cleanupAll());
 
 /** NeedleSet's constructor as it was (needles keyed by their hex, the pairs made at once). */
 class ReferenceNeedles {
@@ -133,5 +152,33 @@ describe('percent encoding of a value', () => {
       expect(forms).toContain(encoded.replace(/%[0-9A-F]{2}/g, (hex) => hex.toLowerCase()));
       expect(forms).toContain(encoded.replaceAll('%20', '+'));
     }
+  });
+});
+
+describe("SessionOutput's search of blocks", () => {
+  it('is built once for a masker, not again when the setup step names its marker', async () => {
+    // A long value: thousands of forms (its wrapped base64), searched in one pass (a NeedleSet).
+    const value = randomBytes(20_000).toString('base64');
+    const lines: OutputLine[] = [];
+    const mask = createMasker([value]);
+    const before = built.needleSets;
+    const out = new SessionOutput(
+      {
+        logFile: join(makeTempDir('agentd-unit-maskcost-'), 'log'),
+        logMaxBytes: 1_000_000,
+        onLine: (l) => lines.push(l),
+      },
+      mask,
+    );
+    out.setMarker('AGENTD-MARKER-0123');
+    out.setMarker('AGENTD-MARKER-4567');
+    expect(built.needleSets - before).toBe(1);
+    // A block with a form in it is handed back to be masked line by line; one without is taken.
+    const piece = mask.forms.find((form) => form.length === 76) as string;
+    expect(out.writeBlock(Buffer.from(`token ${piece} end\n`), 1, 'stdout')).toBe(false);
+    expect(out.writeBlock(Buffer.from('nothing to hide\n'), 1, 'stdout')).toBe(true);
+    out.write(`token ${value} end`, false);
+    await out.close();
+    expect(lines.map((line) => line.text)).toEqual(['nothing to hide', `token ${MASK} end`]);
   });
 });
