@@ -79,20 +79,48 @@ function createPidFile(path: string, options: PidFileOptions): number | undefine
 }
 
 /**
- * Runs `work` holding the takeover lock: a file made exclusively, holding this process's pid, removed
- * after. One left by a daemon killed while it held it (its pid dead, or empty for longer than
- * EMPTY_PID_GRACE_MS, or older than TAKEOVER_LOCK_MAX_MS whatever its pid) is removed; one a live
- * process holds refuses this start, as a running daemon's pid file does.
+ * Runs `work` holding the takeover lock (see takeLock); one a live process holds refuses this start, as
+ * a running daemon's pid file does.
  */
 function underTakeoverLock<T>(path: string, options: PidFileOptions, work: () => T): T {
   const lock = `${path}.lock`;
+  const release = takeLock(
+    lock,
+    (holder) =>
+      new AgentdError(
+        'DAEMON_RUNNING',
+        `another agentd${holder === undefined ? '' : ` (pid ${holder})`} is starting for this state dir: it is taking over the pid file ${path} of a daemon that is gone (${lock}); retry in a few seconds (if no agentd is starting, remove ${lock}), or give this one another daemon.state_dir`,
+        { operation: 'claim pid file' },
+      ),
+    (error) => new StateDirError('take over the pid file', lock, error),
+    options,
+  );
+  try {
+    return work();
+  } finally {
+    release();
+  }
+}
+
+/**
+ * Takes a lock of a start: a file made exclusively, holding this process's pid; returns what removes it.
+ * One left by a process killed while it held it (its pid dead, or empty for longer than
+ * EMPTY_PID_GRACE_MS, or older than TAKEOVER_LOCK_MAX_MS whatever its pid) is removed; one a live process
+ * holds throws `refusal(its pid)`, one that cannot be made `cannotMake(the error)`. Held for milliseconds:
+ * what it guards is a check and what follows it.
+ */
+export function takeLock(
+  lock: string,
+  refusal: (holder: number | undefined) => Error,
+  cannotMake: (error: unknown) => Error,
+  options: PidFileOptions = {},
+): () => void {
   let fd: number | undefined;
   for (let attempt = 0; fd === undefined; attempt++) {
     try {
       fd = withRoom(options, () => openSync(lock, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600));
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST')
-        throw new StateDirError('take over the pid file', lock, error);
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw cannotMake(error);
       const holder = readPid(lock);
       const stat = fileStat(lock);
       const age = stat === undefined ? undefined : Date.now() - Number(stat.mtimeMs);
@@ -102,31 +130,24 @@ function underTakeoverLock<T>(path: string, options: PidFileOptions, work: () =>
         age !== undefined &&
         Math.abs(age) < (holder === undefined ? EMPTY_PID_GRACE_MS : TAKEOVER_LOCK_MAX_MS);
       const live = young && (holder === undefined || holder === process.pid || isAlive(holder));
-      if (live || attempt > 0) {
-        throw new AgentdError(
-          'DAEMON_RUNNING',
-          `another agentd${holder === undefined ? '' : ` (pid ${holder})`} is starting for this state dir: it is taking over the pid file ${path} of a daemon that is gone (${lock}); retry in a few seconds (if no agentd is starting, remove ${lock}), or give this one another daemon.state_dir`,
-          { operation: 'claim pid file' },
-        );
-      }
+      if (live || attempt > 0) throw refusal(holder);
       rmSync(lock, { force: true });
     }
   }
   try {
+    writePidTo(fd);
+  } catch {
+    // An empty lock counts as held for EMPTY_PID_GRACE_MS; this one is removed long before.
+  }
+  const held = fd;
+  return () => {
     try {
-      writePidTo(fd);
-    } catch {
-      // An empty lock counts as held for EMPTY_PID_GRACE_MS; this one is removed long before.
-    }
-    return work();
-  } finally {
-    try {
-      closeSync(fd);
+      closeSync(held);
     } catch {
       // Closed either way.
     }
     rmSync(lock, { force: true });
-  }
+  };
 }
 
 /** The claim of a pid file just made (open as `fd`): its pid written now, or by writePid once there is room. */

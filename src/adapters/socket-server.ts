@@ -1,9 +1,10 @@
 import { chmodSync, lstatSync, rmSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
-import { AgentdError } from '../errors.js';
+import { AgentdError, errorMessage } from '../errors.js';
 import { GrowingBuffer } from '../growing-buffer.js';
 import { ensurePrivateDir } from './ownership.js';
+import { takeLock } from './pid-file.js';
 
 /** How long a closing server waits for its clients to read what was queued for them. */
 const CLOSE_LINGER_MS = 2000;
@@ -117,23 +118,24 @@ export class SocketServer {
     const { path } = this.options;
     // Only a directory nobody else controls: otherwise the socket could be swapped under the clients.
     ensurePrivateDir(dirname(path), 'socket directory');
-    await clearStaleSocket(path);
     // A client may end its side once it has sent its requests: their replies still go out (see owe).
     const server = createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
-    this.server = server;
-    // The socket file must never exist with wider permissions than 0600, not even for a moment.
-    const previous = process.umask(0o177);
-    try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(path, () => {
-          server.off('error', reject);
-          resolve();
+    await claimSocketPath(path, 'daemon.socket', async () => {
+      // The socket file must never exist with wider permissions than 0600, not even for a moment.
+      const previous = process.umask(0o177);
+      try {
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen(path, () => {
+            server.off('error', reject);
+            resolve();
+          });
         });
-      });
-    } finally {
-      process.umask(previous);
-    }
+      } finally {
+        process.umask(previous);
+      }
+    });
+    this.server = server;
     chmodSync(path, 0o600);
   }
 
@@ -480,6 +482,42 @@ export class SocketServer {
       if (nl !== -1) answer(read.subarray(0, nl).toString('utf8'));
       else if (read.length > REFUSE_READ_BYTES) answer(undefined);
     });
+  }
+}
+
+/**
+ * Clears a dead daemon's socket at `path` (clearStaleSocket) and binds it (`bind`), holding the lock
+ * `<path>.lock` throughout: two daemons started at once on one socket path (with different state dirs,
+ * so their pid files do not keep one out) would otherwise both find a dead daemon's socket, and the one
+ * that removed it last would remove the other's new socket with it, leaving that daemon running where no
+ * client can reach it.
+ */
+export async function claimSocketPath(
+  path: string,
+  setting: string,
+  bind: () => Promise<void>,
+): Promise<void> {
+  const lock = `${path}.lock`;
+  const release = takeLock(
+    lock,
+    (holder) =>
+      new AgentdError(
+        'DAEMON_RUNNING',
+        `another agentd${holder === undefined ? '' : ` (pid ${holder})`} is starting on the socket path ${path} (${lock}); retry in a few seconds (if no agentd is starting, remove ${lock}), or set ${setting} to another path`,
+        { operation: 'bind socket' },
+      ),
+    (error) =>
+      new AgentdError(
+        'START_FAILED',
+        `cannot make the lock ${lock} beside the socket (${(error as NodeJS.ErrnoException).code ?? errorMessage(error)}); check that ${dirname(path)} is writable by this user, or set ${setting} to another path`,
+        { operation: 'bind socket', cause: error },
+      ),
+  );
+  try {
+    await clearStaleSocket(path, setting);
+    await bind();
+  } finally {
+    release();
   }
 }
 

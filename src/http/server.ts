@@ -6,7 +6,7 @@ import { dirname } from 'node:path';
 import { createAdaptorServer } from '@hono/node-server';
 import type { Hono } from 'hono';
 import { ensurePrivateDir } from '../adapters/ownership.js';
-import { clearStaleSocket } from '../adapters/socket-server.js';
+import { claimSocketPath } from '../adapters/socket-server.js';
 import { describeListen } from '../config/http.js';
 import type { HttpSettings } from '../config/types.js';
 import { AgentdError, errorMessage } from '../errors.js';
@@ -105,13 +105,14 @@ export class HttpServer {
       server.on('connection', (socket: Socket) => socket.setKeepAlive(true, TCP_KEEPALIVE_MS));
       if (listen.kind === 'unix') {
         ensurePrivateDir(dirname(listen.path), 'HTTP socket directory');
-        await clearStaleSocket(listen.path, 'daemon.http.listen');
-        const previous = process.umask(0o177);
-        try {
-          await bind(server, (done) => server.listen(listen.path, done));
-        } finally {
-          process.umask(previous);
-        }
+        await claimSocketPath(listen.path, 'daemon.http.listen', async () => {
+          const previous = process.umask(0o177);
+          try {
+            await bind(server, (done) => server.listen(listen.path, done));
+          } finally {
+            process.umask(previous);
+          }
+        });
         chmodSync(listen.path, 0o600);
       } else {
         await bind(server, (done) => server.listen(listen.port, listen.host, done));
