@@ -6,6 +6,7 @@ import { runDaemon } from '../daemon/main.js';
 import { logPreflight } from '../daemon/preflight.js';
 import type { InspectorServer } from '../inspector/server.js';
 import { localUtcOffset, processTimeZone } from '../time-zone.js';
+import { exitWithin } from './bounded-exit.js';
 import { EXIT } from './exit-codes.js';
 import type { LogLevel } from './log-options.js';
 import { reportStartFailure } from './start-failure.js';
@@ -72,18 +73,22 @@ export async function runStart(options: StartOptions, stderr: NodeJS.WritableStr
   // The cheap checks of `agentd doctor`, beside the start: a warning per problem, and it still starts.
   const preflight = new AbortController();
   const checked = logPreflight(settings, log, preflight.signal);
+  let code: number = EXIT.failed;
   try {
-    return await runDaemon({
+    code = await runDaemon({
       settings,
       log,
       notify,
       version: agentdVersion(),
       ...(server ? { inspect: server.inspect } : {}),
     });
+    return code;
   } catch (error) {
     reportStartFailure(log, stderr, error);
     return EXIT.failed;
   } finally {
+    // From here on nothing may hold the process for ever (what is waited for below included).
+    exitWithin(code, log);
     preflight.abort();
     await checked;
     await server?.close();
