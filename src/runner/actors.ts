@@ -24,7 +24,7 @@ import { type CommandEnd, findCommandEnd } from './command-end.js';
 import { bundleChunkName, unbundle } from './credential-bundle.js';
 import { FollowedPieces, matchFollowed, pieceKey } from './followed-pieces.js';
 import { ImageCache, type ImageInfo } from './image-cache.js';
-import { createMasker, type Masker } from './mask.js';
+import { createMaskerYielding, type Masker } from './mask.js';
 import { MIN_MASKED_LENGTH } from './mask-forms.js';
 import { indexOfSecret } from './names.js';
 import { ANCHOR_LINES, ResumeAnchor } from './resume-overlap.js';
@@ -334,6 +334,11 @@ async function attach(
   // Dated before `podman run` makes the container: what it learns of its image holds from then on.
   const imageStamp = input.run ? images.stamp() : undefined;
   const knownImage = input.run ? images.lookup(input.run.image, imageStamp) : undefined;
+  // Built in steps, the event loop free between them: long values take a second to build a masker for.
+  const masker =
+    input.mask === undefined
+      ? undefined
+      : await createMaskerYielding(input.mask.map((value) => value.bytes()));
   const out = new SessionOutput(
     {
       logFile: output.logFile(sessionId),
@@ -342,7 +347,7 @@ async function attach(
       ...(output.block && { onBlock: (block: OutputBlock) => output.block?.(sessionId, block) }),
       onMissed: (lines) => output.dropped?.(sessionId, lines, 'log_full'),
     },
-    input.mask === undefined ? undefined : createMasker(input.mask.map((value) => value.bytes())),
+    masker,
   );
   const setupOutput: string[] = [];
   /** The agent's command runs: no more marker lines are read, but for the setup step's last. */
@@ -953,7 +958,9 @@ function imageOf(info: ContainerInspect | undefined): AttachEvent {
  * nothing. The masker's readings (without those lines) find what only a reading of a line shows, as the
  * output's masking does (escape sequences, percent escapes, `printf %q`).
  */
-function outputSearch(values: readonly SecretValue[]): { needles: NeedleSet; masking: Masker } {
+async function outputSearch(
+  values: readonly SecretValue[],
+): Promise<{ needles: NeedleSet; masking: Masker }> {
   const raw = values.map((value) => value.bytes());
   const lines = new Set<string>();
   for (const bytes of raw) {
@@ -963,7 +970,8 @@ function outputSearch(values: readonly SecretValue[]): { needles: NeedleSet; mas
     const json = isJson(text);
     for (const line of split) if (json || PEM_ARMOUR.test(line) || !WORD.test(line)) lines.add(line);
   }
-  const masking = createMasker(raw, { except: lines });
+  // In steps, as the session's own masker (see createMaskerYielding).
+  const masking = await createMaskerYielding(raw, { except: lines });
   const needles: Buffer[] = masking.identifying.map((form) => Buffer.from(form, 'utf8'));
   for (const bytes of raw) if (bytes.length >= MIN_MASKED_LENGTH) needles.push(bytes);
   return { needles: new NeedleSet(needles), masking };
@@ -1049,7 +1057,7 @@ export async function screenOutputArchive(input: ScreenOutputInput, signal: Abor
     // Not taken: the record says the output is missing, as it did.
   }
   try {
-    const { needles, masking } = outputSearch(values ?? []);
+    const { needles, masking } = await outputSearch(values ?? []);
     found = await fileHoldsAny(archive, needles, signal, masking);
   } catch (error) {
     // Stopped mid-search: no mark, so the seal withholds it (nothing is decided here).

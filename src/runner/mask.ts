@@ -56,6 +56,35 @@ export function createMasker(
   values: readonly MaskedValue[],
   options: { except?: ReadonlySet<string> } = {},
 ): Masker {
+  const steps = maskerSteps(values, options);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
+}
+
+/**
+ * createMasker, with the event loop free between its steps (each value's forms, then each stage of
+ * what is built of them all): ten values of 128 KB make 150,000 forms of 30 million characters, a
+ * second of work that at once held up every other session and client of the daemon.
+ */
+export async function createMaskerYielding(
+  values: readonly MaskedValue[],
+  options: { except?: ReadonlySet<string> } = {},
+): Promise<Masker> {
+  const steps = maskerSteps(values, options);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+/** Builds a Masker (see createMasker), yielding where a caller may let the event loop run. */
+function* maskerSteps(
+  values: readonly MaskedValue[],
+  options: { except?: ReadonlySet<string> },
+): Generator<void, Masker> {
   const needles = new Set<string>();
   /** The forms that stand for a value whole: all but the width-cut pieces of its wrapped base64. */
   const whole = new Set<string>();
@@ -78,14 +107,25 @@ export function createMasker(
     for (const core of coresOf(value)) cores.add(core);
     sign(value);
   };
+  // Short values (nearly all) are built at once: a step is at least YIELD_BYTES of values.
+  let total = 0;
+  let pending = 0;
   for (const value of values) {
     add(value);
     for (const part of partsOf(value)) add(part);
+    total += value.length;
+    pending += value.length;
+    if (pending >= YIELD_BYTES) {
+      pending = 0;
+      yield;
+    }
   }
+  const large = total >= YIELD_BYTES;
   const wrapped = wrappedBase64([...cores]);
   const ordered = [...needles]
     .filter((n) => n.length >= MIN_MASKED_LENGTH && !options.except?.has(n))
     .sort((a, b) => b.length - a.length);
+  if (large) yield;
   // `printf %q`'s backslashes are read away only in a line with a sign of a value printed so: a
   // backslash before `"` or `\` (JSON) is in too many lines to cost each of them another view.
   const backslashed = [...signs];
@@ -104,7 +144,10 @@ export function createMasker(
   const escaped = ordered.filter((n) => n.includes('\\'));
   // Thousands of forms (a long value's wrapped base64) are looked for in one pass of the line, where a
   // search each cost every line of output 200 µs with a 100 KB value.
+  if (large) yield;
   const indexed = plain.length > INDEXED_FROM ? new FormIndex(plain) : undefined;
+  // What the caller builds of the masker (a search of its forms) is a step of its own.
+  if (large) yield;
   const findAll = (needles: string[], text: string, spans: Span[], view?: LineView): void => {
     if (needles === plain && indexed) {
       indexed.findAll(text, (at, end) => spans.push(view ? view.source(at, end) : [at, end]));
@@ -169,6 +212,12 @@ export function createMasker(
 }
 
 export type Span = [start: number, end: number];
+
+/**
+ * Characters (or bytes) of values whose forms createMaskerYielding makes before it lets the event loop
+ * run: about 10 ms of work (a value of 128 KB took some 50 ms).
+ */
+const YIELD_BYTES = 32 * 1024;
 
 /** Forms past this many are looked for through a FormIndex (fewer: one native search each is faster). */
 const INDEXED_FROM = 64;

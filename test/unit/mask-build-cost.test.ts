@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { NeedleSet } from '../../src/adapters/output-archive.js';
-import { createMasker, MASK } from '../../src/runner/mask.js';
+import { createMasker, createMaskerYielding, MASK } from '../../src/runner/mask.js';
 import { formsOf } from '../../src/runner/mask-forms.js';
 import type { OutputLine } from '../../src/runner/session-log.js';
 import { SessionOutput } from '../../src/runner/session-output.js';
@@ -180,5 +180,57 @@ describe("SessionOutput's search of blocks", () => {
     out.write(`token ${value} end`, false);
     await out.close();
     expect(lines.map((line) => line.text)).toEqual(['nothing to hide', `token ${MASK} end`]);
+  });
+});
+
+describe('createMaskerYielding', () => {
+  const values = [
+    randomBytes(3000).toString('base64'),
+    'user = alice\npassword = correct-horse-battery-staple\n',
+    Buffer.from([0xff, 0x00, 0x41, 0x42, 0x43, 0x44, 0x0a, 0x25, 0x20, 0x27]),
+    'tok"en$with`quotes\\and spaces',
+  ];
+
+  it('builds the masker createMasker builds', async () => {
+    for (const options of [{}, { except: new Set(['user = alice']) }]) {
+      const at = createMasker(values, options);
+      const stepped = await createMaskerYielding(values, options);
+      expect(stepped.forms).toEqual(at.forms);
+      expect(stepped.identifying).toEqual(at.identifying);
+      expect(stepped.reach).toBe(at.reach);
+      expect(Buffer.from(stepped.readings.triggers).equals(Buffer.from(at.readings.triggers))).toBe(true);
+      const value = values[0] as string;
+      for (const line of [
+        `a ${value} b`,
+        `x ${Buffer.from(value).toString('hex')} y`,
+        encodeURIComponent(`tok"en$with\`quotes\\and spaces`),
+        `\x1b[31m${value.slice(0, 5)}\x1b[0m${value.slice(5)}`,
+        'nothing',
+      ]) {
+        expect(stepped(line)).toBe(at(line));
+        expect(stepped.needsLines(Buffer.from(line))).toBe(at.needsLines(Buffer.from(line)));
+      }
+    }
+  });
+
+  it('lets the event loop run between long values, and not for short ones', async () => {
+    let ticks = 0;
+    let done = false;
+    const tick = () => {
+      ticks++;
+      if (!done) setImmediate(tick);
+    };
+    setImmediate(tick);
+    await createMaskerYielding(Array.from({ length: 10 }, () => randomBytes(40_000).toString('base64')));
+    done = true;
+    // At least once for each value (and the stages after them).
+    expect(ticks).toBeGreaterThanOrEqual(10);
+    // Short ones are built at once: no turn of the event loop between asking and having them.
+    ticks = 0;
+    done = false;
+    setImmediate(tick);
+    await createMaskerYielding(values);
+    done = true;
+    expect(ticks).toBe(0);
   });
 });
