@@ -103,7 +103,8 @@ describe('credential forms', () => {
     const d = tracked(
       await startDaemon(
         { agents: [agent('printer', git.url(), ['sh', '-c', PRINT_ALL], { credentials })] },
-        { env: { AGENTD_REL_NL: FORMS.NL.env } },
+        // At trace, the lowest level: a value in a debug or trace line is shown in clear too.
+        { env: { AGENTD_REL_NL: FORMS.NL.env }, args: ['--log-level', 'trace'] },
       ),
     );
     const live = await d.cli(['trigger', 'printer']);
