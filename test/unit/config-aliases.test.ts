@@ -6,21 +6,8 @@
 
 import { describe, expect, it, vi } from 'vitest';
 import { Alias } from 'yaml';
-import { ConfigError, parseConfig } from '../../src/config/load.js';
 import { MAX_ALIAS_VALUES } from '../../src/config/yaml-aliases.js';
-
-const FILE = '/etc/agentd/agentd.yaml';
-const ENV = { HOME: '/home/u' };
-
-function problemsOf(text: string): ConfigError {
-  try {
-    parseConfig(text, FILE, ENV, 1000);
-  } catch (error) {
-    if (error instanceof ConfigError) return error;
-    throw error;
-  }
-  throw new Error('the configuration was accepted');
-}
+import { parseConfigText, problemsOf } from '../helpers/config-problems.js';
 
 const merged = (agents: number) =>
   `agents:\n  - &d {name: a0, image: localhost/agentd-base:bookworm, command: [run], env: {A: "1"}}\n${Array.from(
@@ -32,7 +19,7 @@ describe('anchors and aliases', () => {
   it('<<: *defaults works for thousands of agents, and no alias is looked up by the library', () => {
     const resolve = vi.spyOn(Alias.prototype, 'resolve');
     try {
-      const settings = parseConfig(merged(3000), FILE, ENV, 1000);
+      const settings = parseConfigText(merged(3000));
       expect(settings.agents).toHaveLength(3000);
       expect(settings.agents[2999]).toMatchObject({ name: 'a2999', command: ['run'], env: { A: '1' } });
       expect(resolve).not.toHaveBeenCalled();

@@ -7,21 +7,8 @@
 import { describe, expect, it, vi } from 'vitest';
 import { Lexer } from 'yaml';
 import { MAX_CONFIG_BYTES } from '../../src/config/config-file.js';
-import { ConfigError, parseConfig } from '../../src/config/load.js';
 import { MAX_YAML_DEPTH } from '../../src/config/yaml-depth.js';
-
-const FILE = '/etc/agentd/agentd.yaml';
-const ENV = { HOME: '/home/u' };
-
-function problemsOf(text: string): ConfigError {
-  try {
-    parseConfig(text, FILE, ENV, 1000);
-  } catch (error) {
-    if (error instanceof ConfigError) return error;
-    throw error;
-  }
-  throw new Error('the configuration was accepted');
-}
+import { CONFIG_FILE, parseConfigText, problemsOf } from '../helpers/config-problems.js';
 
 describe('a configuration nested too deep', () => {
   it('is refused with one problem naming the file, the place and the limit', () => {
@@ -35,7 +22,7 @@ describe('a configuration nested too deep', () => {
         message: `the YAML nests deeper than ${MAX_YAML_DEPTH} levels here (agentd.yaml needs a handful; see examples/agentd.yaml); is it the right file?`,
       },
     ]);
-    expect(error.message).toContain(FILE);
+    expect(error.message).toContain(CONFIG_FILE);
   });
 
   it('at the size limit, flow or block, is refused at once and with little memory', () => {
@@ -54,11 +41,8 @@ describe('a configuration nested too deep', () => {
   }, 60_000);
 
   it('takes what agentd.yaml needs: anchors, merges and nested maps', () => {
-    const settings = parseConfig(
+    const settings = parseConfigText(
       'agents:\n  - &a {name: a, image: localhost/agentd-base:bookworm, command: [run], env: {A: "1"}}\n  - {<<: *a, name: b}\n',
-      FILE,
-      ENV,
-      1000,
     );
     expect(settings.agents.map((a) => a.name)).toEqual(['a', 'b']);
   });
@@ -67,11 +51,8 @@ describe('a configuration nested too deep', () => {
     // Lexing and parsing the text a second time (parseDocument) was a third of the CPU of a 4 MiB file.
     const lex = vi.spyOn(Lexer.prototype, 'lex');
     try {
-      const settings = parseConfig(
+      const settings = parseConfigText(
         'agents:\n  - {name: a, image: localhost/agentd-base:bookworm, command: [run]}\n',
-        FILE,
-        ENV,
-        1000,
       );
       expect(settings.agents).toHaveLength(1);
       expect(lex).toHaveBeenCalledTimes(1);

@@ -5,25 +5,14 @@
  * daemon's one thread for 17 s (48 s when they were numbers), 4 MiB of them for minutes.
  */
 import { describe, expect, it } from 'vitest';
-import { ConfigError, MAX_LISTED_PROBLEMS, parseConfig } from '../../src/config/load.js';
+import { ConfigError, MAX_LISTED_PROBLEMS } from '../../src/config/load.js';
+import { CONFIG_FILE, parseConfigText, problemsOf } from '../helpers/config-problems.js';
 
-const FILE = '/etc/agentd/agentd.yaml';
-const ENV = { HOME: '/home/u' };
 const AGENT = '  - name: demo\n    image: localhost/agentd-base:bookworm\n    command: ["run"]\n';
-
-function problemsOf(text: string): ConfigError {
-  try {
-    parseConfig(text, FILE, ENV, 1000);
-  } catch (error) {
-    if (error instanceof ConfigError) return error;
-    throw error;
-  }
-  throw new Error('the configuration was accepted');
-}
 
 function accepted(text: string): boolean {
   try {
-    parseConfig(text, FILE, ENV, 1000);
+    parseConfigText(text);
     return true;
   } catch (error) {
     if (error instanceof ConfigError) return false;
@@ -54,7 +43,7 @@ describe('repeated keys', () => {
           'Map keys must be unique; "A" appears twice; remove or merge the repeated key (the first is at line 6)',
       },
     ]);
-    expect(error.message).toContain(`${FILE}: 1 problem`);
+    expect(error.message).toContain(`${CONFIG_FILE}: 1 problem`);
   });
 
   it('are keys of equal value, as YAML has them, in block and flow mappings alike', () => {

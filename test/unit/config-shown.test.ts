@@ -5,21 +5,8 @@
  * was compared with each allowed key for a "did you mean", 5 s of the daemon's one thread.
  */
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig } from '../../src/config/load.js';
 import { MAX_SHOWN_CHARS } from '../../src/config/quoted.js';
-
-const FILE = '/etc/agentd/agentd.yaml';
-const ENV = { HOME: '/home/u' };
-
-function problemsOf(text: string): ConfigError {
-  try {
-    parseConfig(text, FILE, ENV, 1000);
-  } catch (error) {
-    if (error instanceof ConfigError) return error;
-    throw error;
-  }
-  throw new Error('the configuration was accepted');
-}
+import { CONFIG_FILE, problemsOf } from '../helpers/config-problems.js';
 
 /** The fastest of three runs of `run`, in ms. */
 function fastest(run: () => void): number {
@@ -38,7 +25,7 @@ describe('what a problem repeats of the file', () => {
     const agents = Array.from({ length: 99 }, () => '  - {name: *a, image: x, command: [x]}\n').join('');
     const error = problemsOf(`x: &a "${big}"\nagents:\n${agents}`);
     expect(error.message.length).toBeLessThan(200_000);
-    expect(error.message).toContain(`${FILE}: `);
+    expect(error.message).toContain(`${CONFIG_FILE}: `);
     const name = error.problems.find((p) => p.path === 'agents[0].name');
     expect(name?.message).toBe(
       `"${'X'.repeat(MAX_SHOWN_CHARS)}"… (3500000 characters) is not a valid agent name; use lowercase letters, digits, _ and -, starting with a letter or _ (it becomes the user name inside the container)`,
