@@ -6,9 +6,10 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig } from '../../src/config/load.js';
-import { type PreflightPodman, runPreflight } from '../../src/daemon/preflight.js';
+import { runPreflight } from '../../src/daemon/preflight.js';
 import { checkHttpAndNotify } from '../../src/daemon/preflight-http.js';
 import { describeAgent } from '../../src/sessions/agent-view.js';
+import { passingPreflightPodman } from '../helpers/preflight-podman.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
 
 afterEach(cleanupAll);
@@ -17,14 +18,7 @@ const PASTED = 'ghp_16C7e42F292c6912E7710c838347Ae178B4a';
 const ENV = { HOME: '/home/u', XDG_RUNTIME_DIR: '/run/user/1000' };
 
 /** An engine that answers the cheap checks. */
-const engine: PreflightPodman = {
-  version: async () => '4.3.1',
-  probe: async () => '4.3.1',
-  imageExists: async () => true,
-  smokeRun: async () => undefined,
-  inspectRemoteImage: async () => undefined,
-  rootless: async () => true,
-};
+const engine = passingPreflightPodman({ rootless: async () => true });
 
 function settings(dir: string, agentExtra: string, daemonExtra = '') {
   const text =

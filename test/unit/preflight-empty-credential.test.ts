@@ -8,19 +8,13 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
-import { type PreflightPodman, runPreflight } from '../../src/daemon/preflight.js';
+import { runPreflight } from '../../src/daemon/preflight.js';
+import { passingPreflightPodman } from '../helpers/preflight-podman.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
 
 afterEach(cleanupAll);
 
-const podman: PreflightPodman = {
-  version: async () => '4.3.1',
-  probe: async () => '4.3.1',
-  imageExists: async () => true,
-  smokeRun: async () => undefined,
-  inspectRemoteImage: async () => undefined,
-  rootless: async () => false,
-};
+const podman = passingPreflightPodman();
 
 describe('preflight: a credential source that resolves to an empty value', () => {
   it('is a warning with the fix; one with a value is ok', async () => {

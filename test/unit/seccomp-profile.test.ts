@@ -15,7 +15,8 @@ import {
   type SeccompProfile,
 } from '../../src/adapters/seccomp-profile.js';
 import { parseConfig } from '../../src/config/load.js';
-import { type PreflightPodman, runPreflight } from '../../src/daemon/preflight.js';
+import { runPreflight } from '../../src/daemon/preflight.js';
+import { passingPreflightPodman } from '../helpers/preflight-podman.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
 
 afterEach(cleanupAll);
@@ -298,15 +299,7 @@ describe('doctor', () => {
   async function seccompCheck(profilePath: string, hosts = '') {
     const dir = makeTempDir('agentd-unit-seccomp-doctor-');
     const text = `daemon:\n  state_dir: ${join(dir, 'state')}\n${hosts}agents:\n  - name: demo\n    image: localhost/agentd-base:bookworm\n    command: ["run"]\n`;
-    const podman: PreflightPodman = {
-      version: async () => '4.3.1',
-      probe: async () => '4.3.1',
-      imageExists: async () => true,
-      smokeRun: async () => undefined,
-      inspectRemoteImage: async () => undefined,
-      rootless: async () => false,
-      seccompDefault: async () => ({ enabled: true, profilePath }),
-    };
+    const podman = passingPreflightPodman({ seccompDefault: async () => ({ enabled: true, profilePath }) });
     const results = await runPreflight({
       settings: parseConfig(text, join(dir, 'agentd.yaml'), ENV, 0),
       podman,
