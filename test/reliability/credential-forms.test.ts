@@ -40,6 +40,11 @@ function tracked(d: TestDaemon): TestDaemon {
 }
 
 const tag = randomBytes(4).toString('hex');
+/**
+ * Every daemon here, the restarted ones that adopt a session too, logs at trace, the lowest level: a
+ * value in clear in a debug or trace line of its log fails the test as one in an info line does.
+ */
+const TRACE = ['--log-level', 'trace'];
 const PEM_BODY = [
   '-----BEGIN PRIVATE KEY-----',
   `MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8c${tag}`,
@@ -103,8 +108,7 @@ describe('credential forms', () => {
     const d = tracked(
       await startDaemon(
         { agents: [agent('printer', git.url(), ['sh', '-c', PRINT_ALL], { credentials })] },
-        // At trace, the lowest level: a value in a debug or trace line is shown in clear too.
-        { env: { AGENTD_REL_NL: FORMS.NL.env }, args: ['--log-level', 'trace'] },
+        { env: { AGENTD_REL_NL: FORMS.NL.env }, args: TRACE },
       ),
     );
     const live = await d.cli(['trigger', 'printer']);
@@ -156,13 +160,16 @@ describe('credential forms', () => {
       'printf %s "$ROT" | sha256sum',
     ].join('; ');
     const d = tracked(
-      await startDaemon({
-        agents: [
-          agent('rotor', git.url(), ['sh', '-c', command], {
-            credentials: [{ name: 'ROT', source: `file:${path}` }],
-          }),
-        ],
-      }),
+      await startDaemon(
+        {
+          agents: [
+            agent('rotor', git.url(), ['sh', '-c', command], {
+              credentials: [{ name: 'ROT', source: `file:${path}` }],
+            }),
+          ],
+        },
+        { args: TRACE },
+      ),
     );
     const id = (await d.cli(['trigger', 'rotor', '--detach'])).stdout.trim();
     await gate.waitFor(1);
@@ -171,7 +178,7 @@ describe('credential forms', () => {
     figures.faultsInjected++;
     writeFileSync(path, `${rotated}\n`);
 
-    const next = tracked(launchDaemon(d.files));
+    const next = tracked(launchDaemon(d.files, { args: TRACE }));
     await next.ready();
     await next.waitForLog((l) => l.event === 'session.adopted' && l.session === id);
     // The values are read back from the running container: the command is held until they are, or
@@ -192,6 +199,7 @@ describe('credential forms', () => {
       readFileSync(join(d.files.stateDir, 'sessions', `${id}.log`), 'utf8'),
       values,
     );
+    expectNoClear("the crashed daemon's log", d.stderr(), values);
     expectNoClear("the daemon's log", next.stderr(), values);
     figures.sessionsRecovered++;
     figures.sessions++;
@@ -216,7 +224,7 @@ describe('credential forms', () => {
             }),
           ],
         },
-        { env },
+        { env, args: TRACE },
       ),
     );
     const id = (await d.cli(['trigger', 'exiter', '--detach'])).stdout.trim();
@@ -239,7 +247,7 @@ describe('credential forms', () => {
       () => `the container exited (it is ${state()})`,
     );
 
-    const next = tracked(launchDaemon(d.files, { env }));
+    const next = tracked(launchDaemon(d.files, { env, args: TRACE }));
     await next.ready();
     const masking = await next.waitForLog((l) => l.event === 'session.masking' && l.session === id);
     expect(masking).toMatchObject({ level: 30, values: 1 });
@@ -255,6 +263,7 @@ describe('credential forms', () => {
       expect(text, where).not.toMatch(/withheld/);
       expectNoClear(where, text, [Buffer.from(secret)]);
     }
+    expectNoClear("the crashed daemon's log", d.stderr(), [Buffer.from(secret)]);
     expectNoClear("the daemon's log", next.stderr(), [Buffer.from(secret)]);
     figures.sessionsRecovered++;
     figures.sessions++;
@@ -280,7 +289,7 @@ describe('credential forms', () => {
             }),
           ],
         },
-        { env },
+        { env, args: TRACE },
       ),
     );
     const id = (await d.cli(['trigger', 'quiet', '--detach'])).stdout.trim();
@@ -297,7 +306,7 @@ describe('credential forms', () => {
     fake.setRules([{ subcommand: 'exec', call: '*', action: 'fail' }]);
     figures.faultsInjected++;
 
-    const next = tracked(launchDaemon(d.files, { env }));
+    const next = tracked(launchDaemon(d.files, { env, args: TRACE }));
     await next.ready();
     const follower = next.spawnCli(['logs', id, '--follow']);
     await follower.waitForStdout(/output withheld/);
@@ -320,6 +329,8 @@ describe('credential forms', () => {
       expect(text, where).not.toMatch(/after:|plain after/);
       expectNoClear(where, text, [Buffer.from(secret)]);
     }
+    expectNoClear("the crashed daemon's log", d.stderr(), [Buffer.from(secret)]);
+    expectNoClear("the daemon's log", next.stderr(), [Buffer.from(secret)]);
     figures.sessionsRecovered++;
     figures.sessions++;
     expect(await next.stop()).toBe(0);
