@@ -53,6 +53,12 @@ export interface QuarantinedRecord {
   file: string;
   movedTo: string | undefined;
   reason: string;
+  /**
+   * The session's log, left in sessions/ (a session rebuilt later from its container's labels is
+   * followed from where it ends): nothing removes it but the operator, once no container of the
+   * session is left. Undefined when it has none.
+   */
+  log?: string;
 }
 
 /**
@@ -282,7 +288,19 @@ export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
       // Could not move it aside (e.g. the directory cannot be made): leave it, skip it.
       movedTo = undefined;
     }
-    return { file, movedTo, reason };
+    const id = name.slice(0, -'.json'.length);
+    const log = SESSION_ID.test(id) && present(this.logPath(id)) ? this.logPath(id) : undefined;
+    return { file, movedTo, reason, ...(log === undefined ? {} : { log }) };
+  }
+}
+
+/** Whether something is at path (a link itself, not followed). */
+function present(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
   }
 }
 

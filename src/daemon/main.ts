@@ -1105,10 +1105,19 @@ function loadJournal(
 ): { keys: KeyEntry[]; unfinished: SessionRecord[] } {
   const { records, unfinished } = journal.load((bad) =>
     log.warn(
-      { event: 'daemon.record_quarantined', file: bad.file, movedTo: bad.movedTo, reason: bad.reason },
-      bad.movedTo
+      {
+        event: 'daemon.record_quarantined',
+        file: bad.file,
+        movedTo: bad.movedTo,
+        reason: bad.reason,
+        ...(bad.log === undefined ? {} : { log: bad.log }),
+      },
+      (bad.movedTo
         ? `moved an unreadable session record to ${bad.movedTo}: ${bad.reason}; its session is recovered from its container, if it has one`
-        : `skipped an unreadable session record (${bad.reason}); it could not be moved aside`,
+        : `skipped an unreadable session record (${bad.reason}); it could not be moved aside`) +
+        (bad.log === undefined
+          ? ''
+          : `; its log ${bad.log} is left in place (a session recovered from its container goes on from where it ends) and nothing removes it: remove it, and ${bad.log}.1 if there is one, once no container of that session is left`),
     ),
   );
   return { keys: keysOf(records), unfinished };

@@ -112,6 +112,23 @@ describe('session records', () => {
     expect(JSON.parse(readFileSync(target, 'utf8')).id).toBe('5555555555555555');
   });
 
+  it('names the log a quarantined record leaves in sessions/, and leaves it there', () => {
+    const store = new SessionStore(tempDir(), sessionRecordSchema);
+    const withLog = '6666666666666666';
+    const without = '7777777777777777';
+    writeFileSync(join(store.dir, `${withLog}.json`), 'garbage');
+    writeFileSync(join(store.dir, `${withLog}.log`), '1 2026-01-01T00:00:00.000Z out hello\n');
+    writeFileSync(join(store.dir, `${without}.json`), 'garbage');
+    const bad: { file: string; log?: string }[] = [];
+    store.list((q) => bad.push({ file: q.file.split('/').pop() as string, log: q.log }));
+    expect(bad.sort((a, b) => a.file.localeCompare(b.file))).toEqual([
+      { file: `${withLog}.json`, log: join(store.dir, `${withLog}.log`) },
+      { file: `${without}.json`, log: undefined },
+    ]);
+    // Not moved: a session rebuilt from its container's labels goes on from where it ends.
+    expect(readdirSync(store.dir).sort()).toEqual([`${withLog}.log`, 'quarantine']);
+  });
+
   it('never writes through a planted link and leaves no temp file', () => {
     const state = tempDir();
     const store = new SessionStore(state, sessionRecordSchema);
