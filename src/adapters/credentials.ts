@@ -1,5 +1,5 @@
-import { constants } from 'node:fs';
-import { type FileHandle, open } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { type FileHandle, open, stat as statPath } from 'node:fs/promises';
 import { looksLikeTokenName } from '../config/schema.js';
 import type { AgentConfig, CredentialSource } from '../config/types.js';
 import { AgentdError } from '../errors.js';
@@ -242,17 +242,30 @@ const daemonCredentialFiles = new CredentialFiles();
  * would fill the daemon's memory), and at most MAX_CREDENTIAL_FILE_BYTES.
  */
 async function readCredentialFile(name: string, source: FileSource): Promise<Buffer> {
-  const handle = await open(source.path, constants.O_RDONLY | constants.O_NONBLOCK);
+  const fix = `Point ${source.raw} at a regular file that holds only the value`;
+  const notRegular = (stat: Stats) =>
+    refusal(
+      `credential ${name}: file ${source.path} (source ${source.raw}) is ${kindOf(stat)}, not a regular file; point the source at a file`,
+      fix,
+    );
+  let handle: FileHandle;
+  try {
+    handle = await open(source.path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (error) {
+    // Some kinds cannot be opened at all: a socket (ENXIO), a device without its driver (ENXIO, ENODEV),
+    // a device or directory the daemon's user may not read (EACCES). Creating the path is not their fix.
+    const stat = await statOrUndefined(source.path);
+    if (stat !== undefined && !stat.isFile()) throw notRegular(stat);
+    throw error;
+  }
   try {
     const stat = await handle.stat();
-    const problem = !stat.isFile()
-      ? `is ${kindOf(stat)}, not a regular file; point the source at a file`
-      : stat.size > MAX_CREDENTIAL_FILE_BYTES
-        ? `is ${stat.size} bytes; a credential file is at most ${MAX_CREDENTIAL_FILE_BYTES} bytes`
-        : undefined;
-    const fix = `Point ${source.raw} at a regular file that holds only the value`;
-    if (problem !== undefined) {
-      throw refusal(`credential ${name}: file ${source.path} (source ${source.raw}) ${problem}`, fix);
+    if (!stat.isFile()) throw notRegular(stat);
+    if (stat.size > MAX_CREDENTIAL_FILE_BYTES) {
+      throw refusal(
+        `credential ${name}: file ${source.path} (source ${source.raw}) is ${stat.size} bytes; a credential file is at most ${MAX_CREDENTIAL_FILE_BYTES} bytes`,
+        fix,
+      );
     }
     const bytes = await readAtMost(handle, stat.size, MAX_CREDENTIAL_FILE_BYTES);
     if (bytes === undefined) {
@@ -265,6 +278,11 @@ async function readCredentialFile(name: string, source: FileSource): Promise<Buf
   } finally {
     await handle.close();
   }
+}
+
+/** What the path leads to (a symbolic link followed), or undefined when that cannot be found out. */
+async function statOrUndefined(path: string): Promise<Stats | undefined> {
+  return statPath(path).catch(() => undefined);
 }
 
 /**

@@ -4,6 +4,7 @@
  * cannot be opened (a missing file) or a variable that is not set keep their own fixes.
  */
 import { writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
@@ -61,6 +62,37 @@ describe('preflight: a credential source that is refused', () => {
         "Set UNSET_VAR in the daemon's environment (systemd: EnvironmentFile=, e.g. /etc/agentd/agentd.env), or use a file: source",
       ],
     });
+  });
+
+  it('gives a socket, which cannot even be opened (ENXIO), the fix for its kind, not "Create PATH"', async () => {
+    const dir = makeTempDir('agentd-unit-preflight-socket-');
+    const path = join(dir, 'agent.sock');
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(path, resolve));
+    try {
+      const env = { HOME: '/home/u', XDG_RUNTIME_DIR: '/run/user/0' };
+      const text = [
+        'daemon:',
+        `  state_dir: ${join(dir, 'state')}`,
+        'agents:',
+        '  - name: demo',
+        '    image: localhost/agentd-base:bookworm',
+        '    command: ["run"]',
+        '    repo: https://git.example.com/org/app.git',
+        '    credentials:',
+        `      - { name: SOCK, source: "file:${path}" }`,
+      ].join('\n');
+      const settings = parseConfig(text, join(dir, 'agentd.yaml'), env, 0);
+      const results = await runPreflight({ settings, podman, env, depth: 'cheap', uid: 0 });
+      const result = results.find((r) => r.check === 'credential demo/SOCK');
+      expect(result).toMatchObject({
+        status: 'fail',
+        message: `file ${path} (source file:${path}) is a socket, not a regular file; point the source at a file`,
+        fix: `Point file:${path} at a regular file that holds only the value`,
+      });
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it("fails the credential with which the agent's values no longer fit in its environment", async () => {
