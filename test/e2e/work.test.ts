@@ -744,8 +744,10 @@ describe('results out: the output directory and the sealed record', () => {
   });
 
   it('keeps what was archived of an output whose archiving the stop cut short, and says so', async () => {
-    // At a tenth of a CPU, archiving 600 MB takes longer than the 5 s between the grace period and
-    // Podman's SIGKILL: before, the part the setup step was writing was dropped, and with it the output.
+    // At 3 % of a CPU, archiving 600 MB (tar, head and the write, some three times the CPU of writing it)
+    // takes far longer than the 5 s between the grace period and Podman's SIGKILL, while writing it stays
+    // well inside the timeout: before, the part the setup step was writing was dropped, and with it the
+    // output. At a tenth of a CPU a fast machine archived it whole within the 5 s (CI, 2026-12-06).
     const script = [
       'head -c 600000000 /dev/zero > "$AGENTD_OUTPUT_DIR/big"',
       'echo written',
@@ -755,7 +757,7 @@ describe('results out: the output directory and the sealed record', () => {
       agents: [
         agent('slow-archive', script, {
           timeout: '40s',
-          resources: { output: '1g', memory: '2g', cpus: 0.1 },
+          resources: { output: '1g', memory: '2g', cpus: 0.03 },
         }),
       ],
     });
