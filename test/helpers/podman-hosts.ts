@@ -1,5 +1,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { freePort, waitForPort } from './git-server.js';
@@ -181,14 +189,42 @@ async function emptyAndStop(host: SideHost): Promise<void> {
   const names = volumes.stdout.split('\n').filter(Boolean);
   if (names.length > 0) await host.podman(['volume', 'rm', '--force', ...names]);
   await host.kill();
+  // A container that exited shortly before has conmon start `podman container cleanup` with this
+  // host's --root, which mounts the storage again: on a loaded machine after the unmount below, and the
+  // run's temp dir then could not be removed (CI, 2026-12-06). Those processes end first.
+  await processesGone(host.dir, 60_000);
   // containers/storage keeps its overlay directory mounted (a private bind mount): unmount what is
   // under this host's dir, deepest first, so the directory can be removed.
-  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+  for (let pass = 0; pass < 5; pass++) {
+    const mounts = mountsUnder(host.dir);
+    if (mounts.length === 0) return;
+    for (const point of mounts) await execa('umount', ['-l', point], { reject: false });
+  }
+}
+
+function mountsUnder(dir: string): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
     .map((line) => line.split(' ')[4] ?? '')
-    .filter((point) => point.startsWith(`${host.dir}/`))
+    .filter((point) => point.startsWith(`${dir}/`))
     .sort((a, b) => b.length - a.length);
-  for (const point of mounts) await execa('umount', ['-l', point], { reject: false });
+}
+
+/** Waits until no process but this one has `dir` on its command line (conmon, podman cleanup). */
+async function processesGone(dir: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const holders = readdirSync('/proc').filter((pid) => {
+      if (!/^\d+$/.test(pid) || Number(pid) === process.pid) return false;
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes(dir);
+      } catch {
+        return false; // Gone meanwhile.
+      }
+    });
+    if (holders.length === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
 }
 
 /**
