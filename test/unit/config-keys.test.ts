@@ -7,6 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, MAX_LISTED_PROBLEMS } from '../../src/config/load.js';
 import { CONFIG_FILE, parseConfigText, problemsOf } from '../helpers/config-problems.js';
+import { fastest } from '../helpers/fastest.js';
 
 const AGENT = '  - name: demo\n    image: localhost/agentd-base:bookworm\n    command: ["run"]\n';
 
@@ -18,17 +19,6 @@ function accepted(text: string): boolean {
     if (error instanceof ConfigError) return false;
     throw error;
   }
-}
-
-/** The fastest of three runs of `run`, in ms. */
-function fastest(run: () => void): number {
-  let best = Number.POSITIVE_INFINITY;
-  for (let i = 0; i < 3; i++) {
-    const started = performance.now();
-    run();
-    best = Math.min(best, performance.now() - started);
-  }
-  return best;
 }
 
 describe('repeated keys', () => {

@@ -7,17 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_SHOWN_CHARS } from '../../src/config/quoted.js';
 import { CONFIG_FILE, problemsOf } from '../helpers/config-problems.js';
-
-/** The fastest of three runs of `run`, in ms. */
-function fastest(run: () => void): number {
-  let best = Number.POSITIVE_INFINITY;
-  for (let i = 0; i < 3; i++) {
-    const started = performance.now();
-    run();
-    best = Math.min(best, performance.now() - started);
-  }
-  return best;
-}
+import { fastest } from '../helpers/fastest.js';
 
 describe('what a problem repeats of the file', () => {
   it('is cut, with its length: a long value used many times', () => {
