@@ -189,10 +189,14 @@ async function emptyAndStop(host: SideHost): Promise<void> {
   const names = volumes.stdout.split('\n').filter(Boolean);
   if (names.length > 0) await host.podman(['volume', 'rm', '--force', ...names]);
   await host.kill();
-  // A container that exited shortly before has conmon start `podman container cleanup` with this
-  // host's --root, which mounts the storage again: on a loaded machine after the unmount below, and the
-  // run's temp dir then could not be removed (CI, 2026-12-06). Those processes end first.
-  await processesGone(host.dir, 60_000);
+  // What is left running with this host's storage on its command line would mount it again after the
+  // unmount below, and the directory could not be removed; a `podman container cleanup` it starts also
+  // creates the storage again when the directory is gone. The daemon's `podman exec` (reading an adopted
+  // container's secrets) leaves conmon waiting --exit-delay 300 s to run `podman container cleanup --exec`
+  // with this host's --root, long after the test: CI runs of 2026-12-06 left temp roots recreated 5 min
+  // after their side hosts were removed, with m/root/overlay mounted. The containers are gone by now:
+  // those processes are ended, not waited for.
+  await endProcessesUsing(host.dir, 30_000);
   // containers/storage keeps its overlay directory mounted (a private bind mount): unmount what is
   // under this host's dir, deepest first, so the directory can be removed.
   for (let pass = 0; pass < 5; pass++) {
@@ -200,6 +204,8 @@ async function emptyAndStop(host: SideHost): Promise<void> {
     if (mounts.length === 0) return;
     for (const point of mounts) await execa('umount', ['-l', point], { reject: false });
   }
+  const left = mountsUnder(host.dir);
+  if (left.length > 0) throw new Error(`host ${host.name}: still mounted after 5 passes: ${left.join(', ')}`);
 }
 
 function mountsUnder(dir: string): string[] {
@@ -210,10 +216,10 @@ function mountsUnder(dir: string): string[] {
     .sort((a, b) => b.length - a.length);
 }
 
-/** Waits until no process but this one has `dir` on its command line (conmon, podman cleanup). */
-async function processesGone(dir: string, timeoutMs: number): Promise<void> {
+/** SIGKILLs every process but this one with `dir` on its command line, until none is left. */
+async function endProcessesUsing(dir: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
+  for (;;) {
     const holders = readdirSync('/proc').filter((pid) => {
       if (!/^\d+$/.test(pid) || Number(pid) === process.pid) return false;
       try {
@@ -223,6 +229,10 @@ async function processesGone(dir: string, timeoutMs: number): Promise<void> {
       }
     });
     if (holders.length === 0) return;
+    if (Date.now() > deadline) {
+      throw new Error(`processes using ${dir} did not end after SIGKILL: ${holders.join(', ')}`);
+    }
+    for (const pid of holders) killPid(Number(pid), 'SIGKILL');
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
 }
@@ -277,10 +287,10 @@ function readPid(file: string): number | undefined {
   }
 }
 
-function killPid(pid: number | undefined): void {
+function killPid(pid: number | undefined, signal: NodeJS.Signals = 'SIGTERM'): void {
   if (pid === undefined) return;
   try {
-    process.kill(pid, 'SIGTERM');
+    process.kill(pid, signal);
   } catch {
     // Already gone.
   }

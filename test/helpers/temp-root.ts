@@ -32,7 +32,24 @@ export default function setup(): (() => Promise<void>) | undefined {
       ? [...new Set(readFileSync(instancesFile, 'utf8').split('\n').filter(Boolean))]
       : [];
     const entries = readdirSync(root).filter((name) => name !== INSTANCES_FILE);
-    rmSync(root, { recursive: true, force: true });
+    // A mount left under the root (a side Podman host's storage) would make the removal fail with
+    // EBUSY, which Vitest only logs: the run fails naming it, and it is unmounted so the root goes.
+    const mounts = mountsUnder(root);
+    if (mounts.length > 0) {
+      process.stderr.write(
+        `\nFAIL test temp dirs: ${mounts.length} mounts were left under the run's TMPDIR ${root} (now unmounted): ${list(mounts)}\n`,
+      );
+      process.exitCode = 1;
+      for (const point of mounts) await execa('umount', ['-l', point], { reject: false });
+    }
+    try {
+      rmSync(root, { recursive: true, force: true });
+    } catch (error) {
+      process.stderr.write(
+        `\nFAIL test temp dirs: the run's TMPDIR ${root} could not be removed: ${(error as Error).message}\n`,
+      );
+      process.exitCode = 1;
+    }
     // The tests' own temp dirs are named agentd-*. Anything else came from a program they ran:
     // named, but not the tests' leak.
     const left = entries.filter((name) => name.startsWith('agentd-'));
@@ -80,6 +97,15 @@ async function removeObjectsOf(prefixes: string[]): Promise<string[]> {
     ...secrets.map((s) => `secret ${s}`),
     ...volumes.map((v) => `volume ${v}`),
   ];
+}
+
+/** Mount points under dir, deepest first. */
+function mountsUnder(dir: string): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((line) => line.split(' ')[4] ?? '')
+    .filter((point) => point.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
 }
 
 function list(names: string[]): string {
