@@ -18,6 +18,108 @@ const REDACT = [
 ];
 
 /**
+ * What the log holds while stderr takes no writes (a log file on a full disk, a pipe nobody reads):
+ * beyond it the newest lines are dropped, counted, and said in one line once stderr takes writes again.
+ */
+export const LOG_HELD_MAX_BYTES = 1024 * 1024;
+/** While stderr takes no writes, writing is tried again this often (not at every line). */
+export const LOG_RETRY_MS = 1000;
+
+/** Lines the log could not hold while stderr took no writes. */
+export interface LostLines {
+  lines: number;
+  bytes: number;
+  /** The error of the first write that failed, e.g. ENOSPC. */
+  code: string;
+  from: Date;
+  to: Date;
+}
+
+/** The message of the line that says lines were lost. */
+export function lostLinesMessage(lost: LostLines): string {
+  const why =
+    lost.code === 'ENOSPC' || lost.code === 'EDQUOT'
+      ? ': the filesystem of the file it goes to was full; free space there'
+      : '';
+  return `${lost.lines} log line(s), ${lost.bytes} bytes, were not written: stderr took no writes (${lost.code}) from ${lost.from.toISOString()} to ${lost.to.toISOString()}${why}`;
+}
+
+/**
+ * Writes the log's lines to a file descriptor (stderr) and never throws: a log that cannot be written
+ * must not stop the daemon (an exception in a machine's action would stop the machine, with sessions
+ * running). A line that finds stderr taking no writes is held, with those after it, up to
+ * LOG_HELD_MAX_BYTES; more is dropped and counted. The held lines are written, in order and whole (a
+ * write cut short goes on where it stopped), once stderr takes writes again (tried every LOG_RETRY_MS
+ * and at exit, never at every line), followed by the line `note` makes of what was dropped.
+ */
+export class LogSink {
+  private held: Buffer[] = [];
+  private heldBytes = 0;
+  private failed: { code: string; since: Date } | undefined;
+  private dropped = { lines: 0, bytes: 0 };
+  private retry: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly fd: number,
+    private readonly note: (lost: LostLines) => string,
+  ) {}
+
+  write(text: string): void {
+    const bytes = Buffer.from(text, 'utf8');
+    if (this.heldBytes + bytes.length > LOG_HELD_MAX_BYTES) {
+      this.dropped.lines += Math.max(1, text.split('\n').length - 1);
+      this.dropped.bytes += bytes.length;
+      return;
+    }
+    this.held.push(bytes);
+    this.heldBytes += bytes.length;
+    if (this.failed === undefined) this.drain();
+  }
+
+  /** Tries once to write what is held (at exit: what still fails is lost). */
+  flush(): void {
+    this.drain();
+  }
+
+  /** Bytes held, not yet written. */
+  get pending(): number {
+    return this.heldBytes;
+  }
+
+  private drain(): void {
+    for (;;) {
+      const head = this.held[0];
+      if (head === undefined) {
+        const failed = this.failed;
+        if (failed === undefined || this.dropped.lines === 0) break;
+        // Said after the lines held before the drop, where the lost ones were.
+        const text = this.note({ ...this.dropped, code: failed.code, from: failed.since, to: new Date() });
+        const note = Buffer.from(text, 'utf8');
+        this.dropped = { lines: 0, bytes: 0 };
+        this.held.push(note);
+        this.heldBytes += note.length;
+        continue;
+      }
+      let written: number;
+      try {
+        written = writeSync(this.fd, head);
+      } catch (error) {
+        this.failed ??= { code: (error as NodeJS.ErrnoException).code ?? 'EIO', since: new Date() };
+        this.retry ??= setTimeout(() => {
+          this.retry = undefined;
+          this.drain();
+        }, LOG_RETRY_MS).unref();
+        return;
+      }
+      this.heldBytes -= written;
+      if (written < head.length) this.held[0] = head.subarray(written);
+      else this.held.shift();
+    }
+    this.failed = undefined;
+  }
+}
+
+/**
  * pino JSON lines on stderr, or human-readable lines with --log-format pretty. What the log says can come
  * from an agent or a remote host (an outcome's message, a host's answer), and the log is read on
  * terminals: JSON has what a terminal acts on escaped (src/visible-text.ts), pretty lines have it made
@@ -28,18 +130,34 @@ export async function createLogger(format: LogFormat, level: string): Promise<Lo
   if (format === 'pretty') {
     // Loaded only when asked for: clients and JSON daemons never pay for it.
     const { default: pretty } = await import('pino-pretty');
+    const sink = new LogSink(2, (lost) => `[${new Date().toISOString()}] WARN: ${lostLinesMessage(lost)}\n`);
     const destination = new Writable({
       write(chunk: Buffer, _encoding, done) {
-        writeSync(2, visibleKeepingColours(chunk.toString('utf8')));
+        sink.write(visibleKeepingColours(chunk.toString('utf8')));
         done();
       },
     });
     return pino(options, pretty({ destination, sync: true, ignore: 'pid,hostname' }));
   }
-  const stderr = pino.destination({ fd: 2, sync: true });
+  const sink = new LogSink(
+    2,
+    (lost) =>
+      `${JSON.stringify({
+        level: 40,
+        time: Date.now(),
+        pid: process.pid,
+        event: 'daemon.log_lost',
+        lines: lost.lines,
+        bytes: lost.bytes,
+        code: lost.code,
+        from: lost.from.toISOString(),
+        to: lost.to.toISOString(),
+        msg: lostLinesMessage(lost),
+      })}\n`,
+  );
   return pino(options, {
-    write: (line: string) => stderr.write(inertJson(line)),
-    flush: () => stderr.flush(),
+    write: (line: string) => sink.write(inertJson(line)),
+    flush: () => sink.flush(),
   } as DestinationStream);
 }
 
