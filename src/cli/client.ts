@@ -1,6 +1,6 @@
 import { connect, type Socket } from 'node:net';
 import type { Writable } from 'node:stream';
-import { untrustedSocketProblem } from '../adapters/ownership.js';
+import { untrustedSocketProblem } from '../adapters/ownership-checks.js';
 import { PROTOCOL_VERSION } from '../constants.js';
 import { HEARTBEAT_MS, HEARTBEATS_MISSED, MAX_REPLY_LINE_BYTES } from '../protocol/limits.js';
 import type { RequestBody } from '../protocol/messages.js';

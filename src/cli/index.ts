@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-import { holdYoungGeneration } from '../daemon/young-generation.js';
 import { EXIT } from './exit-codes.js';
 import { watchOutput } from './output-streams.js';
 import { agentdVersion } from './version.js';
@@ -12,7 +11,8 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   // The daemon: its young generation stays small while its modules load (see young-generation.ts).
-  if (argv[0] === 'start') holdYoungGeneration();
+  // Imported here, not at the top: it loads node:v8 and node:vm, which no client command needs.
+  if (argv[0] === 'start') (await import('../daemon/young-generation.js')).holdYoungGeneration();
   // Plain `status`, `history` and `trigger` skip clipanion (see quick.ts).
   const { runQuick } = await import('./quick.js');
   const quick = await runQuick(argv, process);

@@ -5,7 +5,7 @@ import { ANSWER_TIMEOUT_MS, type Reply, refusesHeartbeat, SILENCE_MS, silenceMes
 import { type ClientIo, connectDaemon, exitCodeForReply, fail, failWith, printJson } from './client-io.js';
 import { EXIT, type ExitCodeMode, exitCodeForRecord, exitCodeForRefusal } from './exit-codes.js';
 import { outcomeJson, outcomeLine } from './format.js';
-import { followSession, type OutputReply } from './session-follow.js';
+import type { OutputReply } from './session-follow.js';
 import { outputFilter, quietOnBrokenPipe, shownOn } from './terminal.js';
 
 /** The trigger's fields as the protocol has them, and how the CLI shows the session. */
@@ -273,6 +273,8 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
     io.stderr.write(
       `agentd: lost the connection to the daemon; session ${id} goes on; waiting for the daemon to come back\n`,
     );
+    // Loaded only here: a trigger whose connection holds (nearly all) does not load it and session-wait.
+    const { followSession } = await import('./session-follow.js');
     const result = await followSession({
       socket: options.socket,
       sessionId: id,

@@ -1,4 +1,4 @@
-import { currentUid, userLabel } from '../adapters/ownership.js';
+import { currentUid, userLabel } from '../adapters/ownership-checks.js';
 
 /**
  * Why a client cannot use the daemon's socket, in words an operator acts on. Apart from client.ts so
