@@ -94,23 +94,30 @@ export class ConfigError extends AgentdError {
   readonly file: string;
   /** The first MAX_LISTED_PROBLEMS, then one that counts the others. */
   readonly problems: ConfigProblem[];
-  constructor(file: string, problems: ConfigProblem[]) {
+  /** The problems found, those not listed included. */
+  readonly total: number;
+  /**
+   * `total` is for an error made again from another thread's (a reload's parse): its first
+   * MAX_LISTED_PROBLEMS problems and how many there were.
+   */
+  constructor(file: string, problems: ConfigProblem[], total: number = problems.length) {
     const listed =
-      problems.length <= MAX_LISTED_PROBLEMS
+      total <= MAX_LISTED_PROBLEMS
         ? problems
         : [
             ...problems.slice(0, MAX_LISTED_PROBLEMS),
             {
               path: '',
-              message: `and ${problems.length - MAX_LISTED_PROBLEMS} more problems, not listed; fix these first (is it the right file?), then validate it again`,
+              message: `and ${total - MAX_LISTED_PROBLEMS} more problems, not listed; fix these first (is it the right file?), then validate it again`,
             },
           ];
-    super('CONFIG_INVALID', formatProblems(file, listed, problems.length), {
+    super('CONFIG_INVALID', formatProblems(file, listed, total), {
       operation: 'load configuration',
     });
     this.name = 'ConfigError';
     this.file = file;
     this.problems = listed;
+    this.total = total;
   }
 }
 

@@ -67,6 +67,7 @@ import { reconcile } from './reconcile.js';
 import { RecordKeeper } from './record-keeper.js';
 import { planRecovery, readWhenExited, recordsFromLabels } from './recovery.js';
 import { createReloader, readyStatus } from './reload.js';
+import { createThreadedLoader } from './reload-thread.js';
 import { ScheduleLog } from './schedule-log.js';
 import { reconcileAtStart, START_WAIT_PROBE_TIMEOUTS, StartReconciliations } from './start-hosts.js';
 import { collectStartGarbage, releaseYoungGeneration } from './young-generation.js';
@@ -691,7 +692,9 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
   observeDaemon({ actor, journal, metrics, notifier, log });
   send = (event) => actor.send(event);
   journal.onPruned = (sessionIds) => actor.send({ type: 'records.pruned', sessionIds });
-  const reload = createReloader({ started: settings, actor, log, notify });
+  // A reload reads and validates the file in a thread of its own: the event loop goes on meanwhile.
+  const reloadLoader = createThreadedLoader();
+  const reload = createReloader({ started: settings, actor, log, notify, load: reloadLoader.load });
   port = createDaemonPort({
     actor,
     journal,
@@ -707,6 +710,8 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
   // A second shutdown cancels the running sessions: the machine's rule, not counted here.
   const onSignal = (signal: NodeJS.Signals) => {
     log.info({ event: 'daemon.signal', signal }, `received ${signal}`);
+    // A reload under way is ended (its thread too) and none begins: one while the daemon stops changes nothing.
+    void reloadLoader.close();
     actor.send({ type: 'shutdown' });
   };
   process.on('SIGTERM', onSignal);
@@ -726,6 +731,7 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
   actor.stop();
   // Not released: SIGHUP's default action would end the daemon while it seals and notifies.
   hangups.stopping();
+  await reloadLoader.close();
   // A host's reconciliation the start left going that its actor did not take over (the daemon stopped
   // first) is waited for, as a reconciliation under way is: the outcomes it read from the exited
   // containers it removed are nowhere else. The sessions it found running are left to the next start.

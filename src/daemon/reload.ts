@@ -4,7 +4,7 @@ import type { ServiceNotifier } from '../adapters/sd-notify.js';
 import { describeChanges, describeRestartNeeded, diffConfiguration, hostChanges } from '../config/diff.js';
 import { tcpHostExposure } from '../config/hosts.js';
 import { ConfigError, loadConfig } from '../config/load.js';
-import type { Settings } from '../config/types.js';
+import type { AgentConfig, Settings } from '../config/types.js';
 import { AgentdError, errorMessage } from '../errors.js';
 import { LogBudget } from '../log-budget.js';
 import type { daemonMachine } from '../machines/daemon.machine.js';
@@ -17,15 +17,20 @@ export interface ReloaderOptions {
   actor: Actor<typeof daemonMachine>;
   log: Logger;
   notify: ServiceNotifier;
-  /** Reads and validates the file (default: the same loader as `start`). */
-  load?: (file: string) => Promise<Settings>;
+  /**
+   * Reads and validates the file (default: the same loader as `start`, in this thread; the daemon gives
+   * reload-thread.ts's, which does it in a thread of its own). `running` are the agents' definitions in
+   * force when the reload began: it may hand back those the file leaves as they are.
+   */
+  load?: (file: string, running: readonly AgentConfig[]) => Promise<Settings>;
 }
 
 /**
  * Re-reads the configuration file on SIGHUP or a `reload` request and hands the new agents and
  * max_sessions to the daemon machine, which applies them to triggers accepted from then on. An invalid
  * file changes nothing: every problem is logged and returned, and the daemon stays ready. Reloads run
- * one at a time; those asked for while one runs are one reload after it.
+ * one at a time; those asked for while one runs (while its thread reads the file) are one reload after
+ * it, which reads the file as it is then.
  */
 export function createReloader(
   options: ReloaderOptions,
@@ -62,7 +67,7 @@ export function createReloader(
   const apply = async (trigger: string, log: Logger): Promise<ReloadReply> => {
     let next: Settings;
     try {
-      next = await load(file);
+      next = await load(file, actor.getSnapshot().context.agents);
     } catch (error) {
       const message = `${loadProblem(error, file)}\nThe daemon keeps running with the configuration it had.`;
       log.error(

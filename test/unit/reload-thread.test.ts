@@ -1,0 +1,220 @@
+/**
+ * A reload's parse in a thread of its own (src/daemon/reload-thread.ts): what the thread hands back is
+ * made again into the same settings and the same errors as the loader's in this thread; the running
+ * definitions of unchanged agents are kept, not copied back; a thread that dies, runs out of its memory
+ * or is ended by a stop gives a refusal, and nothing of it is left. The thread's module itself is dist's
+ * (reload-worker.js, two lines over loadForReload); these tests give the loader small ones of their own,
+ * and test/e2e/reload-large.test.ts runs the real one in a daemon.
+ */
+import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import type { Actor } from 'xstate';
+import type { ServiceNotifier } from '../../src/adapters/sd-notify.js';
+import { ConfigError, loadConfig, MAX_LISTED_PROBLEMS } from '../../src/config/load.js';
+import type { Settings } from '../../src/config/types.js';
+import { createReloader } from '../../src/daemon/reload.js';
+import {
+  createThreadedLoader,
+  loadForReload,
+  type ReloadAnswer,
+  rebuiltError,
+  settingsOf,
+} from '../../src/daemon/reload-thread.js';
+import { AgentdError } from '../../src/errors.js';
+import type { daemonMachine } from '../../src/machines/daemon.machine.js';
+import { makeTempDir } from '../helpers/resources.js';
+
+/** A thread's module as a data: URL (it imports nothing of agentd's). */
+function workerOf(source: string): URL {
+  return new URL(`data:text/javascript,${encodeURIComponent(source)}`);
+}
+
+function configText(dir: string, agents: string[]): string {
+  return `daemon:\n  socket: ${dir}/agentd.sock\n  state_dir: ${dir}/state\nagents:\n${agents.join('')}`;
+}
+
+function agent(name: string, command: string): string {
+  return `  - name: ${name}\n    image: localhost/x:1\n    command: [sh, -c, '${command}']\n    env: {A: "1"}\n`;
+}
+
+/** As the thread's answer crosses to this one: postMessage's structured clone. */
+async function throughThread(file: string, running: Settings['agents']): Promise<ReloadAnswer> {
+  return structuredClone(await loadForReload({ file, running }));
+}
+
+describe("a reload's parse, as its thread hands it back", () => {
+  it('is the loader’s settings, with the running definitions of the agents the file leaves as they are', async () => {
+    const dir = makeTempDir('agentd-unit-reload-thread-');
+    const file = join(dir, 'agentd.yaml');
+    writeFileSync(file, configText(dir, [agent('a', 'echo a'), agent('b', 'echo b'), agent('c', 'echo c')]));
+    const running = (await loadConfig({ flag: file })).agents;
+    writeFileSync(file, configText(dir, [agent('c', 'echo c'), agent('b', 'echo B'), agent('d', 'echo d')]));
+    const answer = await throughThread(file, running);
+    // Only what changed crosses: c is the running one's index.
+    expect(
+      'settings' in answer && answer.settings.agents.map((a) => (typeof a === 'number' ? a : a.name)),
+    ).toEqual([2, 'b', 'd']);
+    const next = settingsOf(answer, running);
+    expect(next).toEqual(await loadConfig({ flag: file }));
+    expect(next.agents[0]).toBe(running[2]);
+    expect(next.agents[1]).not.toBe(running[1]);
+  });
+
+  it('gives the same errors: every problem with its line, the count past those listed, the file that is gone', async () => {
+    const dir = makeTempDir('agentd-unit-reload-thread-');
+    const file = join(dir, 'agentd.yaml');
+    const inThread = async () =>
+      loadConfig({ flag: file }).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+    // More problems than are listed: each agent without image and command.
+    writeFileSync(
+      file,
+      configText(
+        dir,
+        Array.from({ length: MAX_LISTED_PROBLEMS + 40 }, (_, i) => `  - name: a${i}\n    network: nowhere\n`),
+      ),
+    );
+    const invalid = (await inThread()) as ConfigError;
+    expect(invalid).toBeInstanceOf(ConfigError);
+    expect(invalid.total).toBeGreaterThan(MAX_LISTED_PROBLEMS);
+    const answer = await throughThread(file, []);
+    const rebuilt = (() => {
+      try {
+        settingsOf(answer, []);
+      } catch (error) {
+        return error;
+      }
+    })() as ConfigError;
+    expect(rebuilt).toBeInstanceOf(ConfigError);
+    expect(rebuilt.message).toBe(invalid.message);
+    expect(rebuilt.problems).toEqual(invalid.problems);
+    expect(rebuilt.problems).toHaveLength(MAX_LISTED_PROBLEMS + 1);
+    expect(rebuilt.total).toBe(invalid.total);
+    expect(rebuilt.file).toBe(file);
+    // A few problems: all of them, with line and column.
+    writeFileSync(file, configText(dir, [agent('a', 'x'), '  - name: b\n    image: 3\n']));
+    const few = (await inThread()) as ConfigError;
+    const again = rebuiltError(
+      (structuredClone(await loadForReload({ file, running: [] })) as { error: never }).error,
+    ) as ConfigError;
+    expect(again.message).toBe(few.message);
+    expect(again.problems).toEqual(few.problems);
+    expect(again.problems[0]?.line).toBeGreaterThan(0);
+    // Gone: reload.ts tells it by its operation.
+    rmSync(file);
+    const gone = (await inThread()) as AgentdError;
+    const goneAgain = rebuiltError(
+      (structuredClone(await loadForReload({ file, running: [] })) as { error: never }).error,
+    ) as AgentdError;
+    expect(goneAgain).toBeInstanceOf(AgentdError);
+    expect([goneAgain.code, goneAgain.operation, goneAgain.message]).toEqual([
+      gone.code,
+      gone.operation,
+      gone.message,
+    ]);
+  });
+});
+
+describe("a reload's thread", () => {
+  const file = '/etc/agentd/agentd.yaml';
+
+  it('leaves the event loop free while it works, and hands its answer back', async () => {
+    // The thread holds its own loop for a while, as a large file's parse does.
+    const busy = workerOf(`
+      import { parentPort, workerData } from 'node:worker_threads';
+      let n = 0;
+      for (let i = 0; i < 3e8; i++) n = (n + i) % 7;
+      parentPort.postMessage({ settings: { file: workerData.file, daemon: {}, hosts: [], agents: [0, { name: 'b' }] } });
+    `);
+    const loader = createThreadedLoader({ worker: busy });
+    let turns = 0;
+    let counting = true;
+    const count = () => {
+      if (!counting) return;
+      turns++;
+      setTimeout(count, 1);
+    };
+    count();
+    const running = [{ name: 'a' }] as Settings['agents'];
+    const settings = await loader.load(file, running);
+    counting = false;
+    expect(settings.agents[0]).toBe(running[0]);
+    expect(settings.agents[1]).toEqual({ name: 'b' });
+    // Timers ran all along (in this thread, the loop would have turned once).
+    expect(turns).toBeGreaterThan(20);
+    await loader.close();
+  });
+
+  it('that runs out of its memory bound is a refusal that says so', async () => {
+    const hungry = workerOf(`
+      const kept = [];
+      for (;;) kept.push(new Array(1e5).fill(Math.random()));
+    `);
+    const loader = createThreadedLoader({ worker: hungry, heapMb: 16 });
+    await expect(loader.load(file, [])).rejects.toThrow(
+      `reading ${file} took more than the 16 MB of memory a reload may use`,
+    );
+    await loader.close();
+  });
+
+  it('that fails or ends without an answer is a refusal, and the next reload has a thread of its own', async () => {
+    const failing = createThreadedLoader({ worker: workerOf(`throw new Error('broken module');`) });
+    await expect(failing.load(file, [])).rejects.toThrow("the reload's thread failed: broken module");
+    await expect(failing.load(file, [])).rejects.toThrow("the reload's thread failed: broken module");
+    const ending = createThreadedLoader({ worker: workerOf('process.exit(3);') });
+    await expect(ending.load(file, [])).rejects.toThrow(
+      "the reload's thread ended (exit code 3) without an answer",
+    );
+    await Promise.all([failing.close(), ending.close()]);
+  });
+
+  it('is ended by a stop: its reload is refused, and so is one asked for after', async () => {
+    const dir = makeTempDir('agentd-unit-reload-thread-');
+    const beat = join(dir, 'beat');
+    writeFileSync(beat, '');
+    // Never answers; says it is alive in the file it was given.
+    const endless = workerOf(`
+      import { appendFileSync } from 'node:fs';
+      import { workerData } from 'node:worker_threads';
+      setInterval(() => appendFileSync(workerData.file, '.'), 2);
+    `);
+    const loader = createThreadedLoader({ worker: endless });
+    const load = loader.load(beat, []);
+    while (statSync(beat).size < 3) await new Promise((resolve) => setTimeout(resolve, 5));
+    await loader.close();
+    await expect(load).rejects.toThrow(
+      'the daemon is stopping: the file was not read to the end and nothing changed',
+    );
+    const size = readFileSync(beat).length;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(readFileSync(beat).length).toBe(size);
+    await expect(loader.load(beat, [])).rejects.toThrow('the daemon is stopping');
+  });
+
+  it('refused is told as a reload that changed nothing', async () => {
+    const loader = createThreadedLoader({ worker: workerOf('process.exit(0);') });
+    await loader.close();
+    const actor = {
+      getSnapshot: () => ({
+        context: { agents: [], maxSessions: 1, sessions: {}, queue: [] },
+        matches: () => false,
+      }),
+    } as unknown as Actor<typeof daemonMachine>;
+    const reload = createReloader({
+      started: { file } as Settings,
+      actor,
+      log: pino({ level: 'silent' }),
+      notify: { reloading: () => {}, ready: () => {} } as unknown as ServiceNotifier,
+      load: loader.load,
+    });
+    const answer = await reload('SIGHUP');
+    expect(answer.type).toBe('reload_failed');
+    expect(answer.message).toMatch(
+      /the daemon is stopping.*\nThe daemon keeps running with the configuration it had\.$/,
+    );
+  });
+});
