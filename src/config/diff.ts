@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { compareText } from '../compare.js';
 import { formatDuration } from '../duration.js';
 import { describeListen } from './http.js';
@@ -148,6 +149,15 @@ export function describeRestartNeeded(pending: readonly PendingSetting[]): strin
  */
 export function sameAgent(a: AgentConfig, b: AgentConfig | undefined): boolean {
   return a === b || (b !== undefined && canonical(a) === canonical(b));
+}
+
+/**
+ * What sameAgent compares, as a short digest: a reload's thread hands these back, and the next reload's
+ * thread is given them instead of the definitions, which cost the daemon's thread a copy (200 ms for
+ * 12,500 agents).
+ */
+export function agentFingerprint(agent: AgentConfig): string {
+  return createHash('sha256').update(canonical(agent)).digest('base64');
 }
 
 /** JSON with sorted keys: two definitions are the same agent when this is equal. */

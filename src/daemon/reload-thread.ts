@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { sameAgent } from '../config/diff.js';
+import { agentFingerprint } from '../config/diff.js';
 import { ConfigError, type ConfigProblem, loadConfig, MAX_LISTED_PROBLEMS } from '../config/load.js';
 import type { AgentConfig, Settings } from '../config/types.js';
 import { AgentdError, type ErrorCode, errorMessage } from '../errors.js';
@@ -19,10 +19,19 @@ import { AgentdError, type ErrorCode, errorMessage } from '../errors.js';
  */
 export const RELOAD_HEAP_MB = 1024;
 
-/** What the thread is given: the file, and the definitions running (for the agents that did not change). */
+/** The running agents as a reload's thread compares them: names and agentFingerprint, in their order. */
+export interface Fingerprints {
+  names: string[];
+  digests: string[];
+}
+
+/**
+ * What the thread is given: the file, and the definitions running (for the agents that did not change),
+ * or their fingerprints when the thread of the reload that applied them made them.
+ */
 export interface ReloadJob {
   file: string;
-  running: readonly AgentConfig[];
+  running: readonly AgentConfig[] | Fingerprints;
 }
 
 /** An error as the thread hands it back: what `rebuiltError` needs to make the same one. */
@@ -36,10 +45,10 @@ export interface ErrorData {
 /**
  * The thread's answer: the settings with each agent the file leaves as it runs given as its index in
  * `running` (not copied back, nor compared again: 12,500 agents cost 100 ms to copy and 600 ms to compare
- * on the daemon's thread), or the error.
+ * on the daemon's thread), and the fingerprints of its agents for the next reload's thread; or the error.
  */
 export type ReloadAnswer =
-  | { settings: Omit<Settings, 'agents'> & { agents: (AgentConfig | number)[] } }
+  | { settings: Omit<Settings, 'agents'> & { agents: (AgentConfig | number)[] }; fingerprints: Fingerprints }
   | { error: ErrorData };
 
 /** The thread's work, in any thread: reads and validates the file, and marks the agents that did not change. */
@@ -53,12 +62,20 @@ export async function loadForReload(
   } catch (error) {
     return { error: errorData(error) };
   }
-  const byName = new Map(job.running.map((agent, index) => [agent.name, index]));
-  const agents = settings.agents.map((agent) => {
+  const running = Array.isArray(job.running)
+    ? fingerprintsOf(job.running as readonly AgentConfig[])
+    : (job.running as Fingerprints);
+  const byName = new Map(running.names.map((name, index) => [name, index]));
+  const fingerprints = fingerprintsOf(settings.agents);
+  const agents = settings.agents.map((agent, at) => {
     const index = byName.get(agent.name);
-    return index !== undefined && sameAgent(agent, job.running[index]) ? index : agent;
+    return index !== undefined && running.digests[index] === fingerprints.digests[at] ? index : agent;
   });
-  return { settings: { ...settings, agents } };
+  return { settings: { ...settings, agents }, fingerprints };
+}
+
+function fingerprintsOf(agents: readonly AgentConfig[]): Fingerprints {
+  return { names: agents.map((a) => a.name), digests: agents.map(agentFingerprint) };
 }
 
 /** The settings of an answer, with the running definitions in place; throws its error. */
@@ -128,6 +145,8 @@ export function createThreadedLoader(options: ThreadedLoaderOptions = {}): Threa
   const url = options.worker ?? new URL('./reload-worker.js', import.meta.url);
   const heapMb = options.heapMb ?? RELOAD_HEAP_MB;
   const threads = new Set<Worker>();
+  /** The fingerprints of the agents each answer handed back; the machine keeps the array a reload applied. */
+  const fingerprints = new WeakMap<readonly AgentConfig[], Fingerprints>();
   let closed = false;
   const stopping = () =>
     new AgentdError(
@@ -145,7 +164,7 @@ export function createThreadedLoader(options: ThreadedLoaderOptions = {}): Threa
         let thread: Worker;
         try {
           thread = new Worker(url, {
-            workerData: { file, running } satisfies ReloadJob,
+            workerData: { file, running: fingerprints.get(running) ?? running } satisfies ReloadJob,
             resourceLimits: { maxOldGenerationSizeMb: heapMb },
           });
         } catch (error) {
@@ -156,7 +175,9 @@ export function createThreadedLoader(options: ThreadedLoaderOptions = {}): Threa
         let failure: unknown;
         thread.once('message', (answer: ReloadAnswer) => {
           try {
-            resolve(settingsOf(answer, running));
+            const settings = settingsOf(answer, running);
+            if ('fingerprints' in answer) fingerprints.set(settings.agents, answer.fingerprints);
+            resolve(settings);
           } catch (error) {
             reject(error);
           }

@@ -60,6 +60,16 @@ describe("a reload's parse, as its thread hands it back", () => {
     expect(next).toEqual(await loadConfig({ flag: file }));
     expect(next.agents[0]).toBe(running[2]);
     expect(next.agents[1]).not.toBe(running[1]);
+    // The next reload's thread is given the fingerprints this one made, not the definitions: the same answer.
+    if (!('settings' in answer)) throw new Error('not loaded');
+    const fromFingerprints = structuredClone(await loadForReload({ file, running: answer.fingerprints }));
+    expect(fromFingerprints).toEqual(structuredClone(await loadForReload({ file, running: next.agents })));
+    expect('settings' in fromFingerprints && fromFingerprints.settings.agents).toEqual([0, 1, 2]);
+    writeFileSync(file, configText(dir, [agent('c', 'echo c'), agent('b', 'echo b'), agent('d', 'echo d')]));
+    const changed = structuredClone(await loadForReload({ file, running: answer.fingerprints }));
+    expect(
+      'settings' in changed && changed.settings.agents.map((a) => (typeof a === 'number' ? a : a.name)),
+    ).toEqual([0, 'b', 2]);
   });
 
   it('gives the same errors: every problem with its line, the count past those listed, the file that is gone', async () => {
@@ -128,7 +138,10 @@ describe("a reload's thread", () => {
       import { parentPort, workerData } from 'node:worker_threads';
       let n = 0;
       for (let i = 0; i < 3e8; i++) n = (n + i) % 7;
-      parentPort.postMessage({ settings: { file: workerData.file, daemon: {}, hosts: [], agents: [0, { name: 'b' }] } });
+      parentPort.postMessage({
+        settings: { file: workerData.file, daemon: {}, hosts: [], agents: [0, { name: 'b' }] },
+        fingerprints: { names: ['a', 'b'], digests: ['x', 'y'] },
+      });
     `);
     const loader = createThreadedLoader({ worker: busy });
     let turns = 0;
@@ -146,6 +159,28 @@ describe("a reload's thread", () => {
     expect(settings.agents[1]).toEqual({ name: 'b' });
     // Timers ran all along (in this thread, the loop would have turned once).
     expect(turns).toBeGreaterThan(20);
+    await loader.close();
+  });
+
+  it('is given the fingerprints of the agents the last one applied, and the definitions of others', async () => {
+    // Says what it was given, in the daemon settings it hands back.
+    const echo = workerOf(`
+      import { parentPort, workerData } from 'node:worker_threads';
+      const given = Array.isArray(workerData.running) ? 'definitions' : 'fingerprints';
+      parentPort.postMessage({
+        settings: { file: workerData.file, daemon: { given }, hosts: [], agents: [{ name: 'a' }] },
+        fingerprints: { names: ['a'], digests: ['d'] },
+      });
+    `);
+    const loader = createThreadedLoader({ worker: echo });
+    const given = async (running: Settings['agents']) => {
+      const settings = await loader.load(file, running);
+      return [(settings.daemon as unknown as { given: string }).given, settings.agents] as const;
+    };
+    const [first, applied] = await given([{ name: 'a' }] as Settings['agents']);
+    expect(first).toBe('definitions');
+    expect((await given(applied))[0]).toBe('fingerprints');
+    expect((await given([...applied]))[0]).toBe('definitions');
     await loader.close();
   });
 
