@@ -87,13 +87,24 @@ export class ExportCommand extends ClientCommand {
       await exportRecord(recordDir, file.createWriteStream());
     } catch (error) {
       await unlink(output).catch(() => {});
-      return failed(error);
+      return failed(error, writeProblem(output, error));
     } finally {
       await file.close().catch(() => {});
     }
     stderr.write(`agentd: wrote ${output} from ${dir}\n`);
     return EXIT.succeeded;
   }
+}
+
+/**
+ * Why --output FILE could not be written whole (it is removed): a filesystem with no room says only
+ * "ENOSPC: no space left on device, write", naming neither the file nor what to do.
+ */
+function writeProblem(output: string, error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EFBIG')
+    return `${output} could not be written whole (${code}: its filesystem has no room, or a quota or file size limit was reached) and was removed; free space there or give --output a path on another filesystem`;
+  return errorMessage(error);
 }
 
 /** Why --output FILE cannot be made, with the fix: the error of open(2) alone names no way out. */

@@ -7,11 +7,28 @@ import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { Cli } from 'clipanion';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildCli } from '../../src/cli/cli.js';
 import { makeTempDir } from '../helpers/resources.js';
 
 const ID = '0123456789abcdef';
+
+// A file named full.tgz is made, then takes no write: a filesystem with no room (ENOSPC).
+vi.mock('node:fs/promises', async (original) => {
+  const real = await original<typeof import('node:fs/promises')>();
+  const open = (async (...args: Parameters<typeof real.open>) => {
+    const handle = await real.open(...args);
+    if (String(args[0]).endsWith('full.tgz')) {
+      const full = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+      handle.createWriteStream = () =>
+        new Writable({ write: (_chunk, _encoding, callback) => callback(full) }) as ReturnType<
+          typeof handle.createWriteStream
+        >;
+    }
+    return handle;
+  }) as typeof real.open;
+  return { ...real, default: { ...real, open }, open };
+});
 
 async function run(
   argv: string[],
@@ -71,6 +88,16 @@ describe('agentd export --output FILE that cannot be made', () => {
       `agentd: cannot export session ${ID}: the directory ${missing} does not exist (ENOENT); create it or give --output a path in an existing directory\n`,
     );
     expect(existsSync(missing)).toBe(false);
+  });
+
+  it('a filesystem with no room: the file named, removed, and the fix said (it said only "ENOSPC: no space left on device, write")', async () => {
+    const full = join(dir, 'full.tgz');
+    const result = await run(['export', ID, '-o', full, '--socket', path]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      `agentd: cannot export session ${ID}: ${full} could not be written whole (ENOSPC: its filesystem has no room, or a quota or file size limit was reached) and was removed; free space there or give --output a path on another filesystem\n`,
+    );
+    expect(existsSync(full)).toBe(false);
   });
 
   it('to stdout whose reader went away (`| head -c 512`): exit 0, nothing said (it said "write EPIPE", exit 1)', async () => {
