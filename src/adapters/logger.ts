@@ -25,6 +25,9 @@ export const LOG_HELD_MAX_BYTES = 1024 * 1024;
 /** While stderr takes no writes, writing is tried again this often (not at every line). */
 export const LOG_RETRY_MS = 1000;
 
+/** How long the exit waits for a stderr pipe that takes no more for now (EAGAIN). */
+const FLUSH_WAIT_MS = 2000;
+
 /** Lines the log could not hold while stderr took no writes. */
 export interface LostLines {
   lines: number;
@@ -76,9 +79,18 @@ export class LogSink {
     if (this.failed === undefined) this.drain();
   }
 
-  /** Tries once to write what is held (at exit: what still fails is lost). */
+  /**
+   * Writes what is held, at the exit: a pipe that is only slow (EAGAIN) is waited for up to
+   * FLUSH_WAIT_MS; what still fails then is lost.
+   */
   flush(): void {
     this.drain();
+    const gate = new Int32Array(new SharedArrayBuffer(4));
+    for (let waited = 0; this.held.length > 0 && this.failed?.code === 'EAGAIN'; waited += 10) {
+      if (waited >= FLUSH_WAIT_MS) break;
+      Atomics.wait(gate, 0, 0, 10);
+      this.drain();
+    }
   }
 
   /** Bytes held, not yet written. */

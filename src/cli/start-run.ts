@@ -92,5 +92,7 @@ export async function runStart(options: StartOptions, stderr: NodeJS.WritableStr
     preflight.abort();
     await checked;
     await server?.close();
+    // Lines held while stderr took no writes (a full disk under the log file), written if it takes them now.
+    log.flush();
   }
 }

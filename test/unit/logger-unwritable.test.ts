@@ -18,7 +18,12 @@ import {
 } from '../../src/adapters/logger.js';
 
 /** What fd 2 does with a write: take it, take only part of it, or fail with ENOSPC. */
-const stderr = { mode: 'ok' as 'ok' | 'full' | 'half', out: [] as string[], attempts: 0 };
+const stderr = {
+  mode: 'ok' as 'ok' | 'full' | 'half' | 'busy',
+  out: [] as string[],
+  attempts: 0,
+  busyFor: 0,
+};
 
 function enospc(): Error {
   return Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28 });
@@ -31,6 +36,8 @@ vi.mock('node:fs', async (original) => {
     stderr.attempts++;
     const bytes = Buffer.isBuffer(data) ? data : Buffer.from(String(data));
     if (stderr.mode === 'full') throw enospc();
+    if (stderr.mode === 'busy' && stderr.busyFor-- > 0)
+      throw Object.assign(new Error('EAGAIN: resource temporarily unavailable, write'), { code: 'EAGAIN' });
     if (stderr.mode === 'half') {
       // Room for part of it: the filesystem takes what fits, the next write finds none.
       stderr.mode = 'full';
@@ -138,5 +145,19 @@ describe('LogSink', () => {
     stderr.mode = 'ok';
     sink.flush();
     expect(stderr.out.join('')).toBe('held\n');
+  });
+
+  it('waits at the exit for a pipe that takes nothing for a moment (EAGAIN), not for ever', () => {
+    const sink = new LogSink(2, () => 'lost\n');
+    stderr.mode = 'busy';
+    stderr.busyFor = 3;
+    sink.write('the last line\n');
+    expect(stderr.out).toEqual([]);
+    sink.flush();
+    expect(stderr.out.join('')).toBe('the last line\n');
+    stderr.busyFor = Number.POSITIVE_INFINITY;
+    sink.write('never taken\n');
+    sink.flush();
+    expect(sink.pending).toBe('never taken\n'.length);
   });
 });
