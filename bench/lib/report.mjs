@@ -88,13 +88,24 @@ export function decompositionMarkdown(rows, nodeStart, nodeBareStart) {
   const viaNode = rows.find((r) => r.id === 'session-node');
   const floor = rows.find((r) => r.id === 'session-floor');
   const floorRm = rows.find((r) => r.id === 'session-floor-rm');
+  const cli = rows.find((r) => r.id === 'session-cli');
   if (!whole || !daemon || !nodeStart) return '';
+  const perRound = summarize(whole.a.samples.map((ms, i) => ms - (daemon.a.samples[i] ?? Number.NaN)));
   return [
     '',
     `Session decomposition (medians of the same rounds): whole \`trigger\` ${fmt(whole.a.median)}, daemon side ` +
       `(socket trigger) ${fmt(daemon.a.median)}, bare script ${fmt(whole.b.median)}; so the CLI process adds ` +
       `${fmt(whole.a.median - daemon.a.median)}, and the daemon ${fmt(daemon.a.median - whole.b.median)} over the ` +
       `bare script. A bare \`node -e 0\` took ${fmt(nodeStart.median)} (${fmt(nodeStart.min)}–${fmt(nodeStart.max)}).`,
+    ...(cli
+      ? [
+          `The CLI process alone (the same \`trigger --quiet\` answered at once by a socket of the bench's with a ` +
+            `recorded session: start, modules, connect, replies, printing, exit) took ${fmt(cli.a.median)} ` +
+            `(${fmt(cli.a.min)}–${fmt(cli.a.max)}), ${fmt(cli.a.median - cli.b.median)} over \`node -e 0\` in the same ` +
+            `rounds; per round, whole \`trigger\` minus the socket trigger was ${fmt(perRound.median)} ` +
+            `(${fmt(perRound.min)}–${fmt(perRound.max)}): that difference also carries the spread of two sessions.`,
+        ]
+      : []),
     ...(viaNode
       ? [
           `\`agentd\` (bin/agentd) runs \`trigger\` without NODE_EXTRA_CA_CERTS; \`node dist/cli/index.js trigger\`, ` +

@@ -1,4 +1,5 @@
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { BIN, CLI, IMAGE, podmanCounter, startDaemon, TOKEN, triggerOnSocket } from '../lib/fixture.mjs';
 import { run } from '../lib/proc.mjs';
@@ -30,9 +31,48 @@ export async function baselineOnce(ctx, { env = {} } = {}) {
   return result.ms;
 }
 
+/**
+ * A socket that answers every trigger at once with the replies of a real session (accepted, its phases, its
+ * outcome): `trigger --quiet` against it is the CLI process alone, whole (start, modules, connect, reading
+ * the replies, printing, exit), without the session. Its directory is the run's own (mkdtemp, 0700), so the
+ * CLI's ownership check trusts it.
+ */
+async function answeringSocket(dir, { record, phases }) {
+  const path = join(dir, 'answers.sock');
+  const sessionId = record.id;
+  const lines = [
+    { v: 2, type: 'accepted', sessionId, queued: false, position: 0 },
+    ...phases
+      .filter(([phase]) => phase !== 'accepted')
+      .map(([phase]) => ({ v: 2, type: 'phase', sessionId, agent: record.agent, phase })),
+    { v: 2, type: 'outcome', sessionId, agent: record.agent, outcome: record.outcome, record },
+  ];
+  const replies = `${lines.map((line) => JSON.stringify(line)).join('\n')}\n`;
+  const server = createServer((connection) => {
+    connection.on('error', () => {});
+    let text = '';
+    connection.on('data', (chunk) => {
+      text += chunk;
+      if (text.includes('\n')) {
+        text = '';
+        connection.end(replies);
+      }
+    });
+  });
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, resolve);
+  });
+  return { path, close: () => new Promise((resolve) => server.close(resolve)) };
+}
+
 /** Session overhead: trigger end to end against a running daemon vs the bare script; then podman calls. */
 export async function sessionSuite(ctx) {
   const { socket } = ctx.daemon4.config;
+  const answers = await answeringSocket(
+    ctx.dir,
+    await triggerOnSocket(socket, { agent: 'demo', repo: ctx.repo.url }),
+  );
   const results = await interleave(
     {
       agentd: () => triggerOnce(socket, ctx.repo.url),
@@ -51,9 +91,12 @@ export async function sessionSuite(ctx) {
         (await run(process.execPath, ['-e', '0'], { env: ctx.withoutCa ?? process.env })).ms,
       // bin/agentd runs `trigger` without NODE_EXTRA_CA_CERTS; when it is set, also what Node costs with it.
       ...(ctx.withoutCa ? { agentdNode: () => triggerOnce(socket, ctx.repo.url, { node: true }) } : {}),
+      // The CLI's own part, measured whole rather than as the difference of two session medians.
+      cliAlone: () => triggerOnce(answers.path, ctx.repo.url),
     },
     { runs: ctx.runs, warmup: ctx.warmup, label: 'session' },
   );
+  await answers.close();
   const calls = await countCalls(ctx);
   return {
     rows: [
@@ -88,6 +131,12 @@ export async function sessionSuite(ctx) {
         name: 'Floor of any session (not agentd): `secret create` + one `run --rm` from bash vs bare script',
         a: { label: 'secret create + run --rm', ...results.floorRemoved },
         b: { label: 'bare session script', ...results.baseline },
+      },
+      {
+        id: 'session-cli',
+        name: 'The CLI process alone: `trigger --quiet` answered at once with a recorded session vs `node -e 0`',
+        a: { label: 'agentd trigger, answered at once', ...results.cliAlone },
+        b: { label: '`node -e 0` (no CA file)', ...results.nodeBare },
       },
       ...(ctx.withoutCa
         ? [
