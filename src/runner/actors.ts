@@ -24,7 +24,7 @@ import { type CommandEnd, findCommandEnd } from './command-end.js';
 import { bundleChunkName, unbundle } from './credential-bundle.js';
 import { FollowedPieces, matchFollowed, pieceKey } from './followed-pieces.js';
 import { ImageCache, type ImageInfo } from './image-cache.js';
-import { createMaskerYielding, type Masker } from './mask.js';
+import { type MaskForms, maskerOf, maskFormsYielding, searchOf } from './mask.js';
 import { MIN_MASKED_LENGTH } from './mask-forms.js';
 import { indexOfSecret } from './names.js';
 import { ANCHOR_LINES, ResumeAnchor } from './resume-overlap.js';
@@ -335,10 +335,9 @@ async function attach(
   const imageStamp = input.run ? images.stamp() : undefined;
   const knownImage = input.run ? images.lookup(input.run.image, imageStamp) : undefined;
   // Built in steps, the event loop free between them: long values take a second to build a masker for.
-  const masker =
-    input.mask === undefined
-      ? undefined
-      : await createMaskerYielding(input.mask.map((value) => value.bytes()));
+  // Their forms are made once for the session (formsOfSession): an attachment again and the output
+  // archive's search derive from the same.
+  const masker = input.mask === undefined ? undefined : await maskerOf(await formsOfSession(input.mask));
   const out = new SessionOutput(
     {
       logFile: output.logFile(sessionId),
@@ -958,9 +957,9 @@ function imageOf(info: ContainerInspect | undefined): AttachEvent {
  * nothing. The masker's readings (without those lines) find what only a reading of a line shows, as the
  * output's masking does (escape sequences, percent escapes, `printf %q`).
  */
-async function outputSearch(
+export async function outputSearch(
   values: readonly SecretValue[],
-): Promise<{ needles: NeedleSet; masking: Masker }> {
+): Promise<{ needles: NeedleSet; masking: ReturnType<typeof searchOf> }> {
   const raw = values.map((value) => value.bytes());
   const lines = new Set<string>();
   for (const bytes of raw) {
@@ -970,11 +969,54 @@ async function outputSearch(
     const json = isJson(text);
     for (const line of split) if (json || PEM_ARMOUR.test(line) || !WORD.test(line)) lines.add(line);
   }
-  // In steps, as the session's own masker (see createMaskerYielding).
-  const masking = await createMaskerYielding(raw, { except: lines });
+  // The forms the session's output was masked for, made once for the session (in steps, as for its
+  // masker), without those lines: what createMasker(raw, { except: lines }) would build again.
+  const masking = searchOf(await formsOfSession(values), lines);
   const needles: Buffer[] = masking.identifying.map((form) => Buffer.from(form, 'utf8'));
   for (const bytes of raw) if (bytes.length >= MIN_MASKED_LENGTH) needles.push(bytes);
   return { needles: new NeedleSet(needles), masking };
+}
+
+/**
+ * The forms of a session's values (maskFormsYielding), made once for the session: the masker of each
+ * of its attachments and its output archive's search derive from them, where each made them again
+ * (ten values of 128 KB: seconds of the daemon's one thread, twice). Kept under the first value with
+ * the values they are of (values are never changed: SecretValue holds its own copy), so other values,
+ * an adopted session's read back, are not taken for them; forgotten after the archive's search, the
+ * session's last use, or with the values (a finished session's are let go).
+ */
+const sessionForms = new WeakMap<
+  SecretValue,
+  { values: readonly SecretValue[]; forms: Promise<MaskForms> }
+>();
+
+function sessionFormsEntry(values: readonly SecretValue[]) {
+  const first = values[0];
+  const entry = first === undefined ? undefined : sessionForms.get(first);
+  const same =
+    entry?.values.length === values.length && entry.values.every((value, i) => value === values[i]);
+  return same ? entry : undefined;
+}
+
+export function formsOfSession(values: readonly SecretValue[]): Promise<MaskForms> {
+  const known = sessionFormsEntry(values);
+  if (known) return known.forms;
+  const forms = maskFormsYielding(values.map((value) => value.bytes()));
+  const first = values[0];
+  if (first !== undefined) {
+    const entry = { values: [...values], forms };
+    sessionForms.set(first, entry);
+    // One that failed is made again at the next use.
+    forms.catch(() => {
+      if (sessionForms.get(first) === entry) sessionForms.delete(first);
+    });
+  }
+  return forms;
+}
+
+function forgetSessionForms(values: readonly SecretValue[]): void {
+  const first = values[0];
+  if (first !== undefined && sessionFormsEntry(values)) sessionForms.delete(first);
 }
 
 /** A PEM block's first or last line. */
@@ -1057,7 +1099,9 @@ export async function screenOutputArchive(input: ScreenOutputInput, signal: Abor
     // Not taken: the record says the output is missing, as it did.
   }
   try {
-    const { needles, masking } = await outputSearch(values ?? []);
+    // The session's last use of its values' forms: let go, whatever the search finds.
+    const search = outputSearch(values ?? []).finally(() => forgetSessionForms(values ?? []));
+    const { needles, masking } = await search;
     found = await fileHoldsAny(archive, needles, signal, masking);
   } catch (error) {
     // Stopped mid-search: no mark, so the seal withholds it (nothing is decided here).

@@ -56,11 +56,7 @@ export function createMasker(
   values: readonly MaskedValue[],
   options: { except?: ReadonlySet<string> } = {},
 ): Masker {
-  const steps = maskerSteps(values, options);
-  for (;;) {
-    const step = steps.next();
-    if (step.done) return step.value;
-  }
+  return atOnce(maskerSteps(values, options));
 }
 
 /**
@@ -68,11 +64,72 @@ export function createMasker(
  * what is built of them all): ten values of 128 KB make 150,000 forms of 30 million characters, a
  * second of work that at once held up every other session and client of the daemon.
  */
-export async function createMaskerYielding(
+export function createMaskerYielding(
   values: readonly MaskedValue[],
   options: { except?: ReadonlySet<string> } = {},
 ): Promise<Masker> {
-  const steps = maskerSteps(values, options);
+  return inSteps(maskerSteps(values, options));
+}
+
+/**
+ * The forms of values, made in steps as createMaskerYielding makes them: the costly part of a masker
+ * (each value's encodings, quotings and pieces, sorted), which depends on the values alone. Every
+ * masker of the same values derives from it (maskerOf, searchOf): a session's output masker and its
+ * output archive's search make them once between them.
+ */
+export function maskFormsYielding(values: readonly MaskedValue[]): Promise<MaskForms> {
+  return inSteps(formsSteps(values));
+}
+
+/** The masker createMaskerYielding(values, options) builds, from the values' forms (maskFormsYielding). */
+export function maskerOf(forms: MaskForms, options: { except?: ReadonlySet<string> } = {}): Promise<Masker> {
+  return inSteps(assembleSteps(forms, options));
+}
+
+/**
+ * What the output archive's search takes of the masker createMasker(values, { except }) builds, from
+ * the values' forms: its identifying forms, its readings and its reach (the search needs no masking of
+ * lines, so not the index a masker builds of its forms).
+ */
+export function searchOf(
+  forms: MaskForms,
+  except: ReadonlySet<string>,
+): Pick<Masker, 'identifying' | 'readings' | 'reach'> {
+  const { identifying, readings, reach } = partsOfMasker(forms, except);
+  return { identifying, readings, reach };
+}
+
+/** The forms of some values (see maskFormsYielding); read only, shared by the maskers built of them. */
+export interface MaskForms {
+  /** Every form of at least MIN_MASKED_LENGTH characters, once, longest first. */
+  readonly sorted: readonly string[];
+  /** Of each of `sorted`, what it is: WHOLE, SPACE, BACKSLASH, LINES, or-ed. */
+  readonly kinds: Uint8Array;
+  /** Where a line of wrapped base64 may start or end with a value's core (see wrappedBase64). */
+  readonly wrapped: WrappedBase64;
+  /** The signs of values printed by `printf %q` (see printfQSign). */
+  readonly signs: readonly string[];
+  /** The values came to YIELD_BYTES or more: a stepped build lets the event loop run between its stages. */
+  readonly large: boolean;
+}
+
+/** A form that stands for a value whole (not a width-cut piece of its wrapped base64). */
+const WHOLE = 1;
+/** A form with a space (form encoding makes it a `+`). */
+const SPACE = 2;
+/** A form with a backslash (an escaped one: looked for only in a text with a backslash). */
+const BACKSLASH = 4;
+/** A form of more than one line (a line of output never holds it whole). */
+const LINES = 8;
+
+function atOnce<T>(steps: Generator<void, T>): T {
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
+}
+
+async function inSteps<T>(steps: Generator<void, T>): Promise<T> {
   for (;;) {
     const step = steps.next();
     if (step.done) return step.value;
@@ -85,6 +142,12 @@ function* maskerSteps(
   values: readonly MaskedValue[],
   options: { except?: ReadonlySet<string> },
 ): Generator<void, Masker> {
+  const forms = yield* formsSteps(values);
+  return yield* assembleSteps(forms, options);
+}
+
+/** Makes the forms of values (see MaskForms), yielding after each YIELD_BYTES of values and after the sort. */
+function* formsSteps(values: readonly MaskedValue[]): Generator<void, MaskForms> {
   const needles = new Set<string>();
   /** The forms that stand for a value whole: all but the width-cut pieces of its wrapped base64. */
   const whole = new Set<string>();
@@ -122,26 +185,88 @@ function* maskerSteps(
   }
   const large = total >= YIELD_BYTES;
   const wrapped = wrappedBase64([...cores]);
-  const ordered = [...needles]
-    .filter((n) => n.length >= MIN_MASKED_LENGTH && !options.except?.has(n))
+  // Sorted before any `except` leaves some out: the sort is stable, so what is left is in the order a
+  // sort of it alone makes.
+  const sorted = [...needles]
+    .filter((n) => n.length >= MIN_MASKED_LENGTH)
     .sort((a, b) => b.length - a.length);
+  // What each form is, read once here for every masker of them (a long value's forms are millions of
+  // characters: each of these was a scan of all of them, for each masker).
+  const kinds = new Uint8Array(sorted.length);
+  for (let i = 0; i < sorted.length; i++) {
+    const form = sorted[i] as string;
+    kinds[i] =
+      (whole.has(form) ? WHOLE : 0) |
+      (form.includes(' ') ? SPACE : 0) |
+      (form.includes('\\') ? BACKSLASH : 0) |
+      (/[\r\n]/.test(form) ? LINES : 0);
+  }
+  // What is built of them (a masker, the archive's search) is a step of its own.
   if (large) yield;
+  return { sorted, kinds, wrapped, signs: [...signs], large };
+}
+
+/** What a masker and the output archive's search share of forms with `except` left out. */
+function partsOfMasker(forms: MaskForms, except: ReadonlySet<string> | undefined) {
+  const { sorted, kinds, signs } = forms;
+  const ordered: string[] = [];
+  const identifying: string[] = [];
+  const spaced: string[] = [];
+  const plain: string[] = [];
+  const escaped: string[] = [];
+  /** The longest one-line form (they are longest first). */
+  let longest = 0;
+  for (let i = 0; i < sorted.length; i++) {
+    const n = sorted[i] as string;
+    if (except?.has(n)) continue;
+    const kind = kinds[i] as number;
+    ordered.push(n);
+    if ((kind & BACKSLASH) === 0) plain.push(n);
+    else escaped.push(n);
+    if ((kind & SPACE) !== 0) spaced.push(n);
+    if ((kind & WHOLE) !== 0) {
+      identifying.push(n);
+      if ((kind & SPACE) !== 0) identifying.push(n.replaceAll(' ', '+'));
+    }
+    if (longest === 0 && (kind & LINES) === 0) longest = n.length;
+  }
+  // Nothing to find: no reading is made (a masker of no forms masks nothing).
+  if (ordered.length === 0)
+    return {
+      ordered,
+      identifying,
+      spaced,
+      plain,
+      escaped,
+      readings: new LineReadings({ plus: false, signs: [] }),
+      reach: 0,
+    };
   // `printf %q`'s backslashes are read away only in a line with a sign of a value printed so: a
   // backslash before `"` or `\` (JSON) is in too many lines to cost each of them another view.
-  const backslashed = [...signs];
-  const backslashedBytes = backslashed.map((s) => Buffer.from(s));
-  // Form encoding's `+` for a space: what a form with a space looks like with each space a `+` (with
-  // percent escapes too, a block has one anyway). Only these send a block with a `+` line by line.
-  const plused = ordered.filter((n) => n.includes(' ')).map((n) => Buffer.from(n.replaceAll(' ', '+')));
-  const identifying = ordered
-    .filter((n) => whole.has(n))
-    .flatMap((n) => (n.includes(' ') ? [n, n.replaceAll(' ', '+')] : [n]));
-  const readings = new LineReadings({ plus: plused.length > 0, signs: backslashed });
+  // Form encoding's `+` for a space is read in a line only when a form has a space.
+  const readings = new LineReadings({ plus: spaced.length > 0, signs });
+  return { ordered, identifying, spaced, plain, escaped, readings, reach: reachOf(longest) };
+}
+
+/** Builds a Masker of forms (see createMasker), yielding where a caller may let the event loop run. */
+function* assembleSteps(
+  forms: MaskForms,
+  options: { except?: ReadonlySet<string> },
+): Generator<void, Masker> {
+  const { large, wrapped } = forms;
+  if (large) yield;
   // Spans are pushed one by one: a 64 KiB line may hold a hundred thousand (no spread of that many).
   // The escaped forms (JSON, repr, `$'...'`) are looked for only in a text with a backslash: one search
   // of the line instead of one for each of them.
-  const plain = ordered.filter((n) => !n.includes('\\'));
-  const escaped = ordered.filter((n) => n.includes('\\'));
+  const { ordered, identifying, spaced, plain, escaped, readings, reach } = partsOfMasker(
+    forms,
+    options.except,
+  );
+  // Form encoding's `+` for a space: what a form with a space looks like with each space a `+` (with
+  // percent escapes too, a block has one anyway). Only these send a block with a `+` line by line.
+  const plused = spaced.map((n) => Buffer.from(n.replaceAll(' ', '+')));
+  const backslashed = forms.signs;
+  const backslashedBytes = backslashed.map((s) => Buffer.from(s));
   // Thousands of forms (a long value's wrapped base64) are looked for in one pass of the line, where a
   // search each cost every line of output 200 µs with a 100 KB value.
   if (large) yield;
@@ -192,16 +317,16 @@ function* maskerSteps(
       forms: [],
       identifying: [],
       needsLines: () => false,
-      readings: new LineReadings({ plus: false, signs: [] }),
+      readings,
       spans: () => [],
-      reach: 0,
+      reach,
     });
   return Object.assign(mask, {
     forms: ordered,
     identifying,
     readings,
     spans: spansOf,
-    reach: reachOf(ordered),
+    reach,
     needsLines: (bytes: Buffer) =>
       bytes.includes(0x1b) ||
       hasPercentEscape(bytes) ||
@@ -282,11 +407,7 @@ const REACH_ESCAPES = 256;
 const REACH_MAX = 64 * 1024;
 
 /** ... and never less than the longest one-line form itself, however long (it is never cut in two). */
-function reachOf(forms: readonly string[]): number {
-  // A loop, not Math.max(...): a session's forms can be hundreds of thousands (thousands a long value),
-  // more arguments than the stack holds.
-  let longest = 0;
-  for (const form of forms) if (form.length > longest && !/[\r\n]/.test(form)) longest = form.length;
+function reachOf(longest: number): number {
   return Math.max(longest, Math.min(REACH_MAX, REACH_PER_CHAR * longest + REACH_ESCAPES));
 }
 
@@ -301,6 +422,8 @@ const WRAPPED_LINE_MAX = 76;
  * middle of a file) is not found. `hinted` says whether a block of lines may hold such a line (the
  * first or last 8 characters of a core), so that blocks without one need not be split into lines.
  */
+type WrappedBase64 = ReturnType<typeof wrappedBase64>;
+
 function wrappedBase64(cores: string[]) {
   // Every 8 characters of a core that a line's length (76) from its start or its end holds: a line's
   // last 8 say which start of a core it may end with, its first 8 which rest of one it may start with.
