@@ -1,5 +1,6 @@
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -9,12 +10,14 @@ import { LABEL_AGENT, LABEL_INSTANCE, LABEL_SESSION } from '../../src/constants.
 import { containerName, secretName } from '../../src/runner/names.js';
 import {
   allowLeftover,
+  CLI,
   containerEventsSince,
   launchDaemon,
   leftoversOfDaemons,
   plantContainer,
   plantSecret,
   prepareDaemon,
+  runCli,
   startDaemon,
   writeFileAt,
 } from '../helpers/daemon.js';
@@ -567,5 +570,38 @@ describe('Daemon', () => {
       expect(result.stdout + result.stderr, 'trigger output').not.toContain(value);
       expect(status.stdout, 'status').not.toContain(value);
     }
+  });
+});
+
+describe('a daemon whose log cannot be written', () => {
+  it('runs sessions to their outcome and stops with 0 when stderr takes no writes (/dev/full: ENOSPC, a log file on a full disk)', async () => {
+    // Before, the first log line threw ENOSPC out of the logger: the start ended with exit 4 and no
+    // word; a daemon whose log filled up later had its machine stopped by a line logged in an action.
+    const files = prepareDaemon({ agents: [agent('echoer', ['echo', 'echoed'])] });
+    const full = openSync('/dev/full', 'w');
+    const child = spawn(process.execPath, [CLI, 'start', '--config', files.configPath], {
+      stdio: ['ignore', 'ignore', full],
+    });
+    closeSync(full);
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    track.onCleanup(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+    const cli = (args: string[]) => runCli([...args, '--socket', files.socketPath]);
+    const deadline = Date.now() + 60_000;
+    while ((await cli(['status'])).code !== 0) {
+      expect(child.exitCode, 'the daemon exited instead of starting').toBeNull();
+      expect(Date.now()).toBeLessThan(deadline);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    for (let i = 0; i < 3; i++) {
+      const ran = await cli(['trigger', 'echoer']);
+      expect(ran.code, ran.stderr).toBe(0);
+      expect(ran.stdout).toMatch(/echoed/);
+    }
+    const status = await cli(['status', '--json']);
+    expect(JSON.parse(status.stdout)).toMatchObject({ state: 'ready' });
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
   });
 });
