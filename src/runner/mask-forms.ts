@@ -70,7 +70,24 @@ function needsEscaping(bytes: Buffer): boolean {
 function escapedForms(bytes: Buffer): string[] {
   const chars = decodeChars(bytes);
   const forms = new Set<string>();
-  const printed = (print: (char: Char) => string) => chars.map(print).join('');
+  // What a printer makes of an ASCII character depends on it alone (its bytes are its code): made
+  // once a printer, where a value of 128 KB was as many calls and strings for each of the printers.
+  const printed = (print: (char: Char) => string) => {
+    const ascii: (string | undefined)[] = [];
+    let out = '';
+    for (const char of chars) {
+      const { point } = char;
+      if (point >= 0 && point < 0x80) {
+        let text = ascii[point];
+        if (text === undefined) {
+          text = print(char);
+          ascii[point] = text;
+        }
+        out += text;
+      } else out += print(char);
+    }
+    return out;
+  };
   for (const locale of ['utf8', 'c'] as const) {
     const ansiC = (char: Char) => bashAnsiC(char, locale);
     forms.add(printed(ansiC));
@@ -91,9 +108,18 @@ interface Char {
   bytes: Buffer;
 }
 
+/** Each ASCII character's byte, shared by every Char of it (read only). */
+const ASCII_BYTES = Array.from({ length: 0x80 }, (_, byte) => Buffer.from([byte]));
+
 function decodeChars(bytes: Buffer): Char[] {
   const chars: Char[] = [];
   for (let at = 0; at < bytes.length; ) {
+    const byte = bytes[at] as number;
+    if (byte < 0x80) {
+      chars.push({ point: byte, bytes: ASCII_BYTES[byte] as Buffer });
+      at++;
+      continue;
+    }
     const size = utf8Size(bytes, at);
     const char = bytes.subarray(at, at + Math.max(size, 1));
     chars.push({ point: size > 0 ? (char.toString('utf8').codePointAt(0) as number) : -1, bytes: char });

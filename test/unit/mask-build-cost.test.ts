@@ -234,3 +234,20 @@ describe('createMaskerYielding', () => {
     expect(ticks).toBe(0);
   });
 });
+
+describe("a long value's escaped forms", () => {
+  it('print each ASCII character once per printer, not once per place it is in (a 128 KB PEM key)', () => {
+    const base64 = randomBytes(96_000).toString('base64');
+    const key = `-----BEGIN PRIVATE KEY-----\n${(base64.match(/.{1,64}/g) ?? []).join('\n')}\n-----END PRIVATE KEY-----\n`;
+    const printed = vi.spyOn(String, 'fromCodePoint');
+    try {
+      formsOf(key);
+      // The printers of its escaped forms made each of its 131,000 characters on their own (4 million
+      // characters made one by one, half a second of the daemon's thread); coreutils' two quotings and
+      // the other forms still make about 4 a character.
+      expect(printed.mock.calls.length).toBeLessThan(5 * key.length);
+    } finally {
+      printed.mockRestore();
+    }
+  });
+});
