@@ -77,6 +77,7 @@ export const STATUS_SHAPE: Record<string, Shape> = {
   instanceId: 'string',
   socket: 'string',
   uptimeMs: 'number',
+  degraded: optional('string'),
   maxSessions: 'number',
   running: { array: RUNNING },
   queued: { array: QUEUED },

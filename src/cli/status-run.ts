@@ -36,6 +36,11 @@ export async function runStatus(options: StatusOptions, io: ClientIo): Promise<n
 function render(s: StatusReply): string {
   const lines = [
     `agentd ${s.version}: ${s.state}, pid ${s.pid}, up ${formatDuration(s.uptimeMs)}, socket ${s.socket}`,
+    ...(s.degraded === undefined
+      ? []
+      : [
+          `degraded: ${s.degraded}; triggers are rejected and queued sessions wait until the state dir takes writes again (looked at every second)`,
+        ]),
     `running ${s.running.length}/${s.maxSessions}, queued ${s.queued.length}`,
   ];
   if (s.running.length > 0) {

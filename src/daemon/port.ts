@@ -107,13 +107,18 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
     status: (): DaemonStatus => {
       const { context } = actor.getSnapshot();
       const now = Date.now();
+      const current = state();
       return {
-        state: state(),
+        state: current,
         pid: process.pid,
         version: options.version,
         instanceId: options.instanceId,
         socket: options.socket,
         uptimeMs: Math.round(performance.now() - startedAt),
+        // Why, where `status` is read: the log's daemon.degraded line is not where an operator looks first.
+        ...(current === 'degraded'
+          ? { degraded: context.stateDir?.reason ?? 'the state dir takes no writes' }
+          : {}),
         maxSessions: context.maxSessions,
         running: Object.values(context.sessions).map((ref) => {
           const snapshot = ref.getSnapshot();

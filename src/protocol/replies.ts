@@ -228,6 +228,8 @@ export const replySchema = z.discriminatedUnion('type', [
     instanceId: z.string(),
     socket: z.string(),
     uptimeMs: z.number(),
+    /** While `state` is `degraded`: why (the write that failed, its errno, the fix). */
+    degraded: z.string().optional(),
     maxSessions: z.number(),
     running: z.array(runningSession),
     queued: z.array(queuedSession),

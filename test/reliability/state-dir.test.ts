@@ -153,6 +153,11 @@ describe('a full state dir', () => {
       /state dir full: cannot record session [0-9a-f]{16} \(ENOSPC/,
     );
     expect(await state(d)).toBe('degraded');
+    // Why, where status is read: the write that failed, and the fix.
+    const degraded = await d.cli(['status']);
+    expect(degraded.stdout).toMatch(
+      /^degraded: state dir full: cannot record session [0-9a-f]{16} \(ENOSPC on .*\); free space on that filesystem; triggers are rejected/m,
+    );
     const again = await d.request({ type: 'trigger', agent: 'quick' });
     expect(again).toMatchObject({ type: 'rejected', code: 'state_dir_full' });
     expect(String(again?.reason)).toMatch(/triggers are accepted again as soon as it does/);
@@ -179,6 +184,7 @@ describe('a full state dir', () => {
     rmSync(filler);
     await d.waitForLog((l) => l.event === 'daemon.state_dir_writable', 20_000);
     expect(await state(d)).toBe('ready');
+    expect((await d.cli(['status'])).stdout).not.toMatch(/^degraded/m);
     const record = JSON.parse(readFileSync(join(files.stateDir, 'sessions', `${first}.json`), 'utf8'));
     expect(record).toMatchObject({ id: first, outcome: 'succeeded', phase: 'finished' });
     const log = await waitUntil(

@@ -112,6 +112,22 @@ describe('status', () => {
     expect(json.code).toBe(EXIT.succeeded);
     expect(JSON.parse(json.stdout)).toMatchObject({ state: 'ready', running: [{ agent: 'demo' }] });
   });
+
+  it('a degraded daemon says why and what waits for it, where status is read (it said only "degraded")', async () => {
+    const reason =
+      'state dir full: cannot record session 0123456789abcdef (ENOSPC on /var/lib/agentd/sessions/0123456789abcdef.json); free space on that filesystem';
+    const degraded = { ...STATUS, state: 'degraded', degraded: reason };
+    expect(replySchema.safeParse(degraded).success).toBe(true);
+    const path = await fakeDaemon(degraded);
+    const text = await run(['status', '--socket', path]);
+    expect(text.code, text.stderr).toBe(EXIT.succeeded);
+    expect(text.stdout.split('\n').slice(0, 2)).toEqual([
+      'agentd 0.1.0: degraded, pid 42, up 1.0s, socket /run/agentd.sock',
+      `degraded: ${reason}; triggers are rejected and queued sessions wait until the state dir takes writes again (looked at every second)`,
+    ]);
+    const json = await run(['status', '--json', '--socket', path]);
+    expect(JSON.parse(json.stdout)).toMatchObject({ state: 'degraded', degraded: reason });
+  });
 });
 
 /** A zod schema as the Shape the CLI checks by hand (enums and literals by their values' type). */
@@ -150,7 +166,10 @@ describe("status's hand-made check and the protocol's schema", () => {
   it('refuses what the schema refuses, field by field: each one missing or of another type', () => {
     const status = { ...STATUS, running: [...STATUS.running], recent: [RECORD] };
     for (const [key, shape] of Object.entries(STATUS_SHAPE)) {
-      const wrong = { ...status, [key]: shape === 'string' ? 7 : 'seven' };
+      const stringly =
+        shape === 'string' ||
+        (typeof shape === 'object' && 'optional' in shape && shape.optional === 'string');
+      const wrong = { ...status, [key]: stringly ? 7 : 'seven' };
       expect(shapeProblem(wrong, { object: STATUS_SHAPE }, ''), key).toBeDefined();
       expect(replySchema.safeParse(wrong).success, key).toBe(false);
       const without: Record<string, unknown> = { ...status };
