@@ -784,8 +784,11 @@ export const daemonMachine = setup({
      */
     stopChangedSchedules: enqueueActions(({ context, enqueue }) => {
       const kept: Record<string, ScheduleRef> = {};
+      // By name, not a search of the agents for each schedule: 10,000 scheduled agents held the event
+      // loop 0.5 to 0.8 s on each reload.
+      const schedules = schedulesByName(context.agents);
       for (const [name, ref] of Object.entries(context.schedules)) {
-        const now = context.agents.find((a) => a.name === name)?.schedule;
+        const now = schedules.get(name);
         if (now !== undefined && sameSchedule(now, ref.getSnapshot().context.schedule)) kept[name] = ref;
         else enqueue.stopChild(ref);
       }
@@ -846,9 +849,13 @@ export const daemonMachine = setup({
       // Before the schedules start (a reload while starting): a schedule that changed or went away
       // starts afresh, as one a reload changes later does; the remembered progress was of the old one.
       const scheduleSince: Record<string, string> = {};
-      for (const [name, since] of Object.entries(context.scheduleSince)) {
-        const before = context.agents.find((a) => a.name === name)?.schedule;
-        const after = reload.agents.find((a) => a.name === name)?.schedule;
+      const remembered = Object.entries(context.scheduleSince);
+      // Schedules by agent name, not a search of the agents for each one.
+      const running = remembered.length === 0 ? undefined : schedulesByName(context.agents);
+      const next = remembered.length === 0 ? undefined : schedulesByName(reload.agents);
+      for (const [name, since] of remembered) {
+        const before = running?.get(name);
+        const after = next?.get(name);
         if (before && after && sameSchedule(before, after)) scheduleSince[name] = since;
       }
       const hostInfo = context.hostInfo.map((host) => {
@@ -1424,6 +1431,10 @@ function queuedScheduled(context: DaemonContext, agent: string): number {
 /** Child ids of schedule actors; session actors are named by their 16-hex session id. */
 function scheduleActorId(agent: string): string {
   return `schedule:${agent}`;
+}
+
+function schedulesByName(agents: readonly AgentConfig[]): Map<string, ScheduleConfig | undefined> {
+  return new Map(agents.map((a) => [a.name, a.schedule]));
 }
 
 function sameSchedule(a: ScheduleConfig, b: ScheduleConfig): boolean {

@@ -8,6 +8,7 @@ import {
   SCHEDULE_QUEUED_MAX,
 } from '../../src/machines/daemon.machine.js';
 import { scheduledSessionId } from '../../src/sessions/schedule.js';
+import { fastest } from '../helpers/fastest.js';
 import { AGENTS, Fakes, RECONCILED, settle } from '../helpers/machine-fakes.js';
 
 const EVERY_5S: ScheduleConfig = { cron: '*/5 * * * * *', overlap: 'skip', catchUp: 'none' };
@@ -316,4 +317,23 @@ describe('daemon machine: max_concurrent', () => {
     expect(d.queued()).toHaveLength(1);
     d.actor.stop();
   });
+});
+
+describe('daemon machine: a reload of many scheduled agents', () => {
+  it('costs time in proportion to the agents: each schedule is looked up by name', async () => {
+    const DAILY: ScheduleConfig = { cron: '0 3 * * *', overlap: 'skip', catchUp: 'none' };
+    const reloadCost = async (count: number) => {
+      const agents = Array.from({ length: count }, (_, i) => agent(`agent-${i}`, { schedule: DAILY }));
+      const d = await start(agents);
+      expect(d.schedules()).toHaveLength(count);
+      // The same file again: every schedule is kept, after it is found among the agents.
+      const cost = fastest(() => d.actor.send({ type: 'reload', agents: [...agents], maxSessions: 4 }));
+      expect(d.schedules()).toHaveLength(count);
+      d.actor.stop();
+      return cost;
+    };
+    const ratio = (await reloadCost(4_000)) / (await reloadCost(500));
+    // 8 times the agents: about 8 times the time; it was some 100 times (each schedule searched for among the agents).
+    expect(ratio).toBeLessThan(20);
+  }, 120_000);
 });
