@@ -184,6 +184,16 @@ export class SealedRecords {
     }
   }
 
+  /** Whether anything is at dir (a link itself, not followed). */
+  exists(dir: string): boolean {
+    try {
+      lstatSync(dir);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   isSealed(dir: string): boolean {
     try {
       return (lstatSync(dir).mode & 0o222) === 0;

@@ -49,6 +49,8 @@ export function isSealPending(output: OutputSummary | undefined): boolean {
   return output?.missing === SEAL_PENDING;
 }
 
+const SEAL_FAILED = 'not kept: the record could not be sealed (';
+
 /**
  * The output summary of a session whose record could not be sealed for a reason other than room (a link
  * planted for it, a wrong owner or mode, a read-only filesystem): not tried again, its work dir removed.
@@ -59,8 +61,18 @@ function sealFailed(error: unknown): OutputSummary {
     bytes: 0,
     truncated: false,
     skipped: 0,
-    missing: `not kept: the record could not be sealed (${errorMessage(error)}); the log line session.record_unwritten says what to fix`,
+    missing: `${SEAL_FAILED}${errorMessage(error)}); the log line session.record_unwritten says what to fix`,
   };
+}
+
+/**
+ * Whether a finished session's state-dir record says its record was sealed: its output summary is one a
+ * seal wrote (not SEAL_PENDING, nor a failed seal's). Its record directory missing then means retention
+ * removed it, not that a seal is owed.
+ */
+function sealedOnce(record: SessionRecord): boolean {
+  const { output } = record;
+  return output !== undefined && !isSealPending(output) && !output.missing?.startsWith(SEAL_FAILED);
 }
 
 /**
@@ -377,6 +389,10 @@ export class RecordKeeper {
           completed(record, this.find(record.id)?.output);
         continue;
       }
+      // Sealed, then removed by retention (records_max_age, _size, _count) while the state dir still
+      // lists it (daemon.history): made again, it came back at every start (and on a full disk, a
+      // warning that it could not be sealed and seals tried again every 30 s), to be removed again.
+      if (sealedOnce(record) && !this.records.exists(record.recordDir)) continue;
       const attempt = await this.attempt(record, logFile(record.id));
       if (attempt?.sealed) {
         this.log.info(
