@@ -10,6 +10,7 @@ import {
   renameSync,
   rmdirSync,
   type Stats,
+  statfsSync,
   statSync,
 } from 'node:fs';
 import { chmod, lstat, readdir } from 'node:fs/promises';
@@ -21,7 +22,7 @@ import { AgentdError } from '../errors.js';
 import { UNSHOWABLE_NAME } from '../visible-text.js';
 import { ensurePrivateDir } from './ownership.js';
 import { removeTree, removeTreeAsync } from './session-files.js';
-import { RECORD_MAX_BYTES } from './session-store.js';
+import { RECORD_MAX_BYTES, RESERVE_BYTES } from './session-store.js';
 import {
   READ_NO_FOLLOW,
   readNoFollow,
@@ -493,6 +494,18 @@ async function unpack(
   if (head.length < TAR_HEADER_BYTES || compressed || !head.subarray(257, 262).equals(USTAR)) {
     return { ...summary, missing: 'the output archive is not a tar archive' };
   }
+  // Room for it, before anything is written: an archive that cannot fit (a seal made again every 30 s
+  // while the disk stays full) used to be unpacked until the filesystem had no byte left, then removed,
+  // failing every other write of the daemon (a trigger's record, a session's log) in that moment.
+  const room = roomAt(out);
+  const budget = room === undefined ? Number.POSITIVE_INFINITY : room.free - SEAL_LEAVES_FREE;
+  const block = room?.block ?? 4096;
+  const least = roundUp(Math.min(size, limit + 1), block);
+  if (least > budget) throw noRoomFor(`unpack the output into ${out}`, out, least, room);
+  /** What the files and directories kept take on disk (each at least a block), against `budget`. */
+  let charged = 0;
+  /** What the first entry past `budget` would have made it: nothing more is kept, and the seal fails. */
+  let overBudget: number | undefined;
   // The setup step stops at limit + 1 bytes: an archive that long was cut.
   summary.truncated = size > limit;
   let total = 0;
@@ -599,6 +612,16 @@ async function unpack(
         // so it is the last entry, kept cut short (its bytes are counted as written, below).
         // A link's bytes are its file's, written once.
         const bytes = isDir || linked !== undefined ? 0 : (entry as ReadEntry).size;
+        // Its blocks, and a block for each directory it makes, before tar writes any of it: the seal
+        // stops short of SEAL_LEAVES_FREE rather than fill the disk (a file counted no longer than what
+        // is left of the archive's bound: one cut short takes no more).
+        const blocks = fresh.length * block + roundUp(Math.min(bytes, Math.max(0, limit + 1 - total)), block);
+        if (charged + blocks > budget) {
+          overBudget = charged + blocks;
+          full = true;
+          return false;
+        }
+        charged += blocks;
         if (total + bytes > limit) summary.truncated = true;
         for (const dir of fresh) dirs.add(dir);
         total += bytes;
@@ -705,6 +728,8 @@ async function unpack(
     input.on('error', fail);
     input.on('end', end);
   });
+  if (overBudget !== undefined)
+    throw noRoomFor(`unpack the output into ${out}`, out, overBudget, room, 'at least ');
   noRoom ??= NO_ROOM.has(String((failure as { code?: unknown } | undefined)?.code)) ? failure : undefined;
   if (noRoom !== undefined) throw new StateDirError(`unpack the output into ${out}`, out, noRoom);
   if (last !== undefined) {
@@ -741,6 +766,59 @@ async function unpack(
 function parentOf(path: string): string {
   const at = path.lastIndexOf('/');
   return at < 0 ? '' : path.slice(0, at);
+}
+
+/**
+ * What a seal leaves free on the records' filesystem (the state dir's, by default): as much as the state
+ * dir keeps in its reserve, for the daemon's other writes meanwhile (triggers' records, session logs,
+ * the notify outbox). A seal that would need more waits for room, as one that failed with ENOSPC does.
+ */
+const SEAL_LEAVES_FREE = RESERVE_BYTES;
+
+/**
+ * Bytes free on dir's filesystem for the daemon (root may use the blocks kept for root, others not), and
+ * its block size; undefined when statfs fails (then the writes themselves say whether there is room).
+ */
+function roomAt(dir: string): { free: number; block: number } | undefined {
+  try {
+    const fs = statfsSync(dir);
+    const blocks = process.geteuid?.() === 0 ? fs.bfree : fs.bavail;
+    return { free: blocks * fs.bsize, block: fs.bsize > 0 ? fs.bsize : 4096 };
+  } catch {
+    return undefined;
+  }
+}
+
+function roundUp(bytes: number, block: number): number {
+  return Math.ceil(bytes / block) * block;
+}
+
+function kib(bytes: number): string {
+  return `${Math.ceil(Math.max(0, bytes) / 1024)} KiB`;
+}
+
+/**
+ * A write the filesystem has no room for, refused before it is made (a StateDirError, `full`, as ENOSPC
+ * itself would be): saying what it needs, what is free and what the seal leaves to the daemon's other
+ * writes.
+ */
+function noRoomFor(
+  operation: string,
+  path: string,
+  need: number,
+  room: { free: number } | undefined,
+  more = '',
+): StateDirError {
+  const free = room === undefined ? '' : `, ${kib(room.free)} is free`;
+  const cause = Object.assign(new Error(`ENOSPC: no space left on device, ${operation}`), {
+    code: 'ENOSPC',
+    path,
+  });
+  return new StateDirError(
+    `${operation}: it needs ${more}${kib(need)}${free}, and a seal leaves ${kib(SEAL_LEAVES_FREE)} of it free for the daemon's other writes`,
+    path,
+    cause,
+  );
 }
 
 /** Errno codes of a filesystem (or quota) with no room left: the output fits once there is room. */
@@ -802,6 +880,12 @@ function copyLog(from: string | (() => Uint8Array), to: string, operation: strin
   }
   // Anything but a file there is not the daemon's (writeFileAtomic would refuse to replace it).
   if (!isRegularFile(to)) removeTree(to);
+  // Not to the disk's last byte, as the output's unpacking (see SEAL_LEAVES_FREE).
+  const room = roomAt(dirname(to));
+  if (room !== undefined) {
+    const need = roundUp(content.byteLength, room.block);
+    if (need > room.free - SEAL_LEAVES_FREE) throw noRoomFor(operation, to, need, room);
+  }
   writeFileAtomic(to, content, { operation });
 }
 

@@ -29,7 +29,8 @@ export const RECORD_MAX_BYTES = 1024 * 1024;
  */
 const RESERVE_FILE = '.reserve';
 const RESERVE_TEMP = /^\.reserve\.\d+\.[0-9a-f]+\.tmp$/;
-const RESERVE_BYTES = 128 * 1024;
+/** Kept free in the state dir (the reserve file), and left free by a seal (see sealed-records.ts). */
+export const RESERVE_BYTES = 128 * 1024;
 
 /** What the store needs of a record; the record's schema is the sessions layer's (sessions/records.ts). */
 export interface StoredRecord {
