@@ -3,6 +3,7 @@ import {
   and,
   assign,
   type DoneActorEvent,
+  type ErrorActorEvent,
   emit,
   enqueueActions,
   fromCallback,
@@ -145,7 +146,9 @@ export type InternalEvent =
   | { type: 'stateDir.writable' }
   | HostNotice
   /** Finished records were removed from the state dir: their keys are forgotten. */
-  | { type: 'records.pruned'; sessionIds: string[] };
+  | { type: 'records.pruned'; sessionIds: string[] }
+  /** A child actor failed: an exception in one of its actions (XState sends it, the id its own). */
+  | ErrorActorEvent;
 
 /** A trigger as the machine receives it: from the socket, the CLI or a script. */
 export type TriggerEvent = TriggerFields & {
@@ -915,6 +918,23 @@ export const daemonMachine = setup({
   }),
   initial: 'reconciling',
   on: {
+    // A session actor that failed (an exception in one of its own actions: a record it could not
+    // write, a bug) ends with one outcome, error with the reason, recorded as a session settled without
+    // an actor is, and the daemon goes on; its followers and its key hear it as any other end. A host's or
+    // a schedule's failure is not absorbed: the machine fails, and src/daemon/main.ts exits.
+    'xstate.error.actor.*': {
+      guard: ({ context, event }) => failedSessionId(event) in context.sessions,
+      actions: [
+        {
+          type: 'reportSettled',
+          params: ({ context, event }) => ({ sessions: [failedSession(context, event)] }),
+        },
+        raise(({ context, event }): SessionFinishedEvent => {
+          const { request, outcome } = failedSession(context, event);
+          return { type: 'session.finished', sessionId: request.sessionId, outcome };
+        }),
+      ],
+    },
     // Adopted sessions may end in any state, even before the daemon is ready.
     'session.finished': {
       actions: [
@@ -1314,6 +1334,28 @@ function boundKeys(keys: Record<string, KeyEntry>, context: DaemonContext): Reco
     .slice(0, context.keyLimit);
   const live = entries.filter((e) => e.finishedAt === undefined);
   return Object.fromEntries([...live, ...finished].map((e) => [e.key, e]));
+}
+
+/** The session id of a failed child actor's error event (a session actor's id is its session id). */
+function failedSessionId(event: DaemonEvent): string {
+  return event.type.startsWith(ERROR_ACTOR) ? event.type.slice(ERROR_ACTOR.length) : '';
+}
+const ERROR_ACTOR = 'xstate.error.actor.';
+
+/** A session whose actor failed, with its one outcome: error, in the phase it was in, and why. */
+function failedSession(context: DaemonContext, event: DaemonEvent): SettledSession {
+  const snapshot = context.sessions[failedSessionId(event)]?.getSnapshot();
+  if (snapshot === undefined) throw new Error(`no session actor failed: ${event.type}`);
+  const error = 'error' in event ? event.error : undefined;
+  const reason = error instanceof Error ? error.message : String(error);
+  return {
+    request: snapshot.context.request,
+    outcome: {
+      outcome: 'error',
+      phase: sessionPhaseOf(snapshot),
+      message: `the daemon's supervision of this session failed: ${reason}`,
+    },
+  };
 }
 
 /** Outcomes for sessions that leave the queue without running. */
