@@ -37,6 +37,12 @@ import { AGENT_UID, SECRET_MOUNT_DIR, SYSTEM_PATH } from '../constants.js';
  * Exit codes: 127 when the command does not exist, 126 when it cannot be executed; otherwise the
  * command's own exit code (128 + N when a signal N ended it).
  */
+/**
+ * What the setup step's archive leaves free on the state dir's filesystem: the 128 KiB the state dir keeps
+ * for the daemon's other writes (RESERVE_BYTES in adapters/session-store.ts, which a seal leaves free too).
+ */
+const SEAL_KEEPS_FREE = 128 * 1024;
+
 export const SETUP_SCRIPT = `set -eu
 exec 3>&2 2>&1
 # No core dumps from anything the agent runs: its hard limit too, which it cannot raise again. A host
@@ -92,10 +98,32 @@ copy_out() {
   # word: readable again for its owner, as the agent's user (only its own files; links are not
   # followed). The record sets every mode anyway.
   as_user chmod -R u+rX ${OUTPUT_TARGET} 2>/dev/null || :
+  # Never the last 128 KiB of the state dir's filesystem, which the daemon keeps for its other writes (a
+  # trigger's record, a running session's log): with less room than its bound beyond them (f, from stat
+  # -f's blocks free to others than root, k, and their size), the archive is written up to that room
+  # (left), and one that reaches it is not kept (it did not fit). An image without stat archives as
+  # before. Names the step uses already (see SETUP_STEP_VARIABLES), done with by now.
+  left=$copy_max
+  f=$(stat -f -c %a "$copy_dir" 2>/dev/null) || f=""
+  k=$(stat -f -c %S "$copy_dir" 2>/dev/null) || k=""
+  case "$f$k" in
+    *[!0-9]*) f="" ;;
+  esac
+  [ -n "$f" ] && [ -n "$k" ] && f=$((f * k - ${SEAL_KEEPS_FREE})) || f=""
+  if [ -n "$f" ] && [ "$f" -lt "$copy_max" ]; then left=$f; else f=""; fi
   # What failed says why in v: head's, sh's or mv's own message (tar's, which names the agent's files,
   # is not kept).
-  v=$( { as_user tar -cf - -C ${OUTPUT_TARGET} . 2>/dev/null | head -c "$copy_max" > "$copy_dir/out.tar.part"; } 2>&1 ) &&
-    v=$(mv -f "$copy_dir/out.tar.part" "$copy_dir/out.tar" 2>&1) && return 0
+  if [ -z "$f" ] || [ "$left" -gt 0 ]; then
+    v=$( { as_user tar -cf - -C ${OUTPUT_TARGET} . 2>/dev/null | head -c "$left" > "$copy_dir/out.tar.part"; } 2>&1 ) && {
+      if [ -n "$f" ] && [ "$(wc -c < "$copy_dir/out.tar.part")" -ge "$left" ]; then
+        v="No space left on device, $((left / 1024)) KiB free beyond the ${SEAL_KEEPS_FREE / 1024} KiB agentd keeps for its other writes"
+      else
+        v=$(mv -f "$copy_dir/out.tar.part" "$copy_dir/out.tar" 2>&1) && return 0
+      fi
+    }
+  else
+    v="No space left on device, none free beyond the ${SEAL_KEEPS_FREE / 1024} KiB agentd keeps for its other writes"
+  fi
   # Not archived, and not silently: the record says why (the daemon's seal reads out.withheld, which it
   # reads only where the copy directory is its work dir, in the state dir). The part goes first, which
   # gives the note room when the filesystem is full. Only the system's words (after the last ": "): no

@@ -17,10 +17,24 @@ import { archiving } from '../helpers/setup-archive.js';
 
 afterEach(() => cleanupAll());
 
-/** Runs the archiving with the copy directory `copy`: as the agent's user is as this user here. */
-function archive(out: string, copy: string): void {
+/**
+ * Runs the archiving with the copy directory `copy`: as the agent's user is as this user here. With
+ * `freeBlocks`, a `stat` first on the PATH says the copy directory's filesystem has that many 4 KiB
+ * blocks free.
+ */
+function archive(out: string, copy: string, freeBlocks?: number): void {
   const script = `as_user() { "$@"; }\ncopy_dir="$1"\ncopy_max=1000000\narchive() {\n${archiving(out)}\n}\narchive\n`;
-  execFileSync('/bin/sh', ['-c', script, 'sh', copy], { stdio: 'pipe' });
+  let env = process.env;
+  if (freeBlocks !== undefined) {
+    const bin = makeTempDir('agentd-unit-archive-bin-');
+    writeFileSync(
+      join(bin, 'stat'),
+      `#!/bin/sh\ncase "$*" in *%a*) echo ${freeBlocks} ;; *%S*) echo 4096 ;; *) exit 1 ;; esac\n`,
+      { mode: 0o755 },
+    );
+    env = { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` };
+  }
+  execFileSync('/bin/sh', ['-c', script, 'sh', copy], { stdio: 'pipe', env });
 }
 
 function setup() {
@@ -51,6 +65,35 @@ describe("the setup step's output archive", () => {
     expect(existsSync(`${paths.archive}.part`)).toBe(false);
     expect(readFileSync(paths.withheld, 'utf8')).toBe(
       "the state dir was full when the session ended: its output could not be archived (free space on the state dir's filesystem: No space left on device)",
+    );
+  });
+
+  it('is written when it fits in what is free beyond the 128 KiB the state dir keeps', () => {
+    const { paths, out } = setup();
+    // 32 KiB beyond the 128 KiB: the archive of 5,000 bytes (10 KiB with tar's padding) fits.
+    archive(out, paths.copy, 40);
+    expect(existsSync(paths.archive)).toBe(true);
+    expect(existsSync(paths.withheld)).toBe(false);
+  });
+
+  it('that would take the 128 KiB the state dir keeps is not kept, and the note says what was free', () => {
+    const { paths, out } = setup();
+    // 4 KiB beyond the 128 KiB: the archive does not fit; it is cut there, never into them, and removed.
+    archive(out, paths.copy, 33);
+    expect(existsSync(paths.archive)).toBe(false);
+    expect(existsSync(`${paths.archive}.part`)).toBe(false);
+    expect(readFileSync(paths.withheld, 'utf8')).toBe(
+      "the state dir was full when the session ended: its output could not be archived (free space on the state dir's filesystem: No space left on device, 4 KiB free beyond the 128 KiB agentd keeps for its other writes)",
+    );
+  });
+
+  it('is not written at all when no more than the 128 KiB the state dir keeps is free', () => {
+    const { paths, out } = setup();
+    archive(out, paths.copy, 20);
+    expect(existsSync(paths.archive)).toBe(false);
+    expect(existsSync(`${paths.archive}.part`)).toBe(false);
+    expect(readFileSync(paths.withheld, 'utf8')).toMatch(
+      /No space left on device, none free beyond the 128 KiB/,
     );
   });
 
