@@ -24,7 +24,7 @@ import { type CommandEnd, findCommandEnd } from './command-end.js';
 import { bundleChunkName, unbundle } from './credential-bundle.js';
 import { FollowedPieces, matchFollowed, pieceKey } from './followed-pieces.js';
 import { ImageCache, type ImageInfo } from './image-cache.js';
-import { type MaskForms, maskerOf, maskFormsYielding, searchOf } from './mask.js';
+import { type MaskForms, maskerOf, maskFormsYielding, type searchOf, searchOfYielding } from './mask.js';
 import { MIN_MASKED_LENGTH } from './mask-forms.js';
 import { indexOfSecret } from './names.js';
 import { ANCHOR_LINES, ResumeAnchor } from './resume-overlap.js';
@@ -971,11 +971,25 @@ export async function outputSearch(
   }
   // The forms the session's output was masked for, made once for the session (in steps, as for its
   // masker), without those lines: what createMasker(raw, { except: lines }) would build again.
-  const masking = searchOf(await formsOfSession(values), lines);
-  const needles: Buffer[] = masking.identifying.map((form) => Buffer.from(form, 'utf8'));
+  const masking = await searchOfYielding(await formsOfSession(values), lines);
+  // Encoded in steps: ten values of 128 KB of random bytes have 250 million characters of identifying
+  // forms, seconds of the daemon's one thread at once.
+  const needles: Buffer[] = [];
+  let encoded = 0;
+  for (const form of masking.identifying) {
+    needles.push(Buffer.from(form, 'utf8'));
+    encoded += form.length;
+    if (encoded >= ENCODED_PER_STEP) {
+      encoded = 0;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
   for (const bytes of raw) if (bytes.length >= MIN_MASKED_LENGTH) needles.push(bytes);
   return { needles: new NeedleSet(needles), masking };
 }
+
+/** Characters of identifying forms outputSearch encodes between two turns of the event loop. */
+const ENCODED_PER_STEP = 4 * 1024 * 1024;
 
 /**
  * The forms of a session's values (maskFormsYielding), made once for the session: the masker of each

@@ -67,7 +67,7 @@ function needsEscaping(bytes: Buffer): boolean {
  * JSON escaping (quotedForms) is one of these for most values: a value with only newlines and no quote
  * (a PEM key) adds no form but coreutils'.
  */
-function escapedForms(bytes: Buffer): string[] {
+function* escapedForms(bytes: Buffer): Generator<void, string[]> {
   const chars = decodeChars(bytes);
   const forms = new Set<string>();
   // What a printer makes of an ASCII character depends on it alone (its bytes are its code): made
@@ -88,15 +88,22 @@ function escapedForms(bytes: Buffer): string[] {
     }
     return out;
   };
+  // A step for each printer (see formsInSteps): each prints the whole value.
+  yield;
   for (const locale of ['utf8', 'c'] as const) {
     const ansiC = (char: Char) => bashAnsiC(char, locale);
     forms.add(printed(ansiC));
+    yield;
     forms.add(coreutilsQuoted(chars, locale));
+    yield;
   }
   for (const quote of ["'", ''] as const) {
     forms.add(printed((char) => pythonRepr(char, quote, false)));
+    yield;
     forms.add(printed((char) => pythonRepr(char, quote, true)));
+    yield;
     forms.add(printed((char) => nodeInspect(char, quote)));
+    yield;
   }
   forms.add(printed(goQuoted));
   return [...forms];
@@ -326,6 +333,19 @@ function longestParts(parts: Set<string>): string[] {
  * The texts that stand for one value in output, whole: with wrappedPiecesOf, what it is masked for.
  */
 export function formsOf(value: MaskedValue): string[] {
+  const steps = formsInSteps(value);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
+}
+
+/**
+ * formsOf, in steps: it yields after each kind of form of the whole value (its quotings, each
+ * printer's escaping, base64, hex, percent encoding), where a caller may let the event loop run. A
+ * value of 128 KB of random bytes took 0.5-1 s of the daemon's one thread at once.
+ */
+export function* formsInSteps(value: MaskedValue): Generator<void, string[]> {
   const bytes = typeof value === 'string' ? Buffer.from(value, 'utf8') : Buffer.from(value);
   const forms: string[] = [];
   const add = (text: string) => {
@@ -340,14 +360,16 @@ export function formsOf(value: MaskedValue): string[] {
     // `set -x` and shlex.quote keep a newline as it is: each line of the value, with its quotes quoted.
     if (lines.length > 1)
       for (const line of lines) if (line.includes("'")) for (const quoted of singleQuoted(line)) add(quoted);
+    yield;
     for (const whole of new Set([text, text.replace(/[\r\n]+$/, '')])) {
       for (const quoted of quotedForms(whole)) if (quoted !== whole) add(quoted);
+      yield;
     }
   }
   const trimmed = trimTrailingNewlines(bytes);
   if (needsEscaping(bytes)) {
     for (const form of trimmed.length === bytes.length ? [bytes] : [bytes, trimmed]) {
-      for (const escaped of escapedForms(form)) add(escaped);
+      for (const escaped of yield* escapedForms(form)) add(escaped);
     }
   }
   for (const form of trimmed.length === bytes.length ? [bytes] : [bytes, trimmed]) {
@@ -361,10 +383,12 @@ export function formsOf(value: MaskedValue): string[] {
     if (/[+/]/.test(base64)) add(toUrlSafe(base64.replace(/=+$/, '')));
     for (const core of base64Cores(form))
       if (core.length >= MIN_DERIVED_LENGTH && /[+/]/.test(core)) forms.push(toUrlSafe(core));
+    yield;
     // Hex of its bytes, either case (Python's .hex(), xxd -p, Buffer's 'hex', hexdump with a format):
     // whole bytes, so the same inside the hex of a longer text.
     const hexText = form.toString('hex');
     if (hexText.length >= MIN_DERIVED_LENGTH) forms.push(hexText, hexText.toUpperCase());
+    yield;
     for (const safe of [URI_COMPONENT_SAFE, RFC3986_SAFE]) {
       const percent = percentEncode(form, safe);
       add(percent);
@@ -374,6 +398,7 @@ export function formsOf(value: MaskedValue): string[] {
         add(percent.replaceAll('%20', '+'));
         add(percent.replaceAll('%20', '+').replace(/%[0-9A-F]{2}/g, (hex) => hex.toLowerCase()));
       }
+      yield;
     }
   }
   return forms;

@@ -1,5 +1,6 @@
 import {
   coresOf,
+  formsInSteps,
   formsOf,
   type MaskedValue,
   MIN_DERIVED_LENGTH,
@@ -95,7 +96,16 @@ export function searchOf(
   forms: MaskForms,
   except: ReadonlySet<string>,
 ): Pick<Masker, 'identifying' | 'readings' | 'reach'> {
-  const { identifying, readings, reach } = partsOfMasker(forms, except);
+  const { identifying, readings, reach } = atOnce(partsOfMasker(forms, except));
+  return { identifying, readings, reach };
+}
+
+/** searchOf, with the event loop free between its steps (see partsOfMasker). */
+export async function searchOfYielding(
+  forms: MaskForms,
+  except: ReadonlySet<string>,
+): Promise<Pick<Masker, 'identifying' | 'readings' | 'reach'>> {
+  const { identifying, readings, reach } = await inSteps(partsOfMasker(forms, except));
   return { identifying, readings, reach };
 }
 
@@ -161,8 +171,11 @@ function* formsSteps(values: readonly MaskedValue[]): Generator<void, MaskForms>
       if (found !== undefined) signs.add(found);
     }
   };
-  const add = (value: MaskedValue) => {
-    for (const form of formsOf(value)) {
+  const add = function* (value: MaskedValue): Generator<void> {
+    // A long value's forms are made in steps of their own (each kind of form of it: 0.5-1 s at once
+    // for 128 KB of random bytes); a short one's at once.
+    const forms = large && value.length >= STEP_BYTES ? yield* formsInSteps(value) : formsOf(value);
+    for (const form of forms) {
       needles.add(form);
       whole.add(form);
     }
@@ -170,20 +183,27 @@ function* formsSteps(values: readonly MaskedValue[]): Generator<void, MaskForms>
     for (const core of coresOf(value)) cores.add(core);
     sign(value);
   };
-  // Short values (nearly all) are built at once: a step is at least YIELD_BYTES of values.
-  let total = 0;
+  // Short values (nearly all) are built at once: values of less than YIELD_BYTES in all in one step.
+  // Values of more are built in steps of STEP_BYTES of values and of their parts, and a long value's
+  // forms in steps of their own (formsInSteps).
+  const large = values.reduce((total, value) => total + value.length, 0) >= YIELD_BYTES;
   let pending = 0;
-  for (const value of values) {
-    add(value);
-    for (const part of partsOf(value)) add(part);
-    total += value.length;
-    pending += value.length;
-    if (pending >= YIELD_BYTES) {
+  const made = function* (bytes: number): Generator<void> {
+    pending += bytes;
+    if (large && pending >= STEP_BYTES) {
       pending = 0;
       yield;
     }
+  };
+  for (const value of values) {
+    yield* add(value);
+    yield* made(value.length);
+    // A value of 128 KB of random bytes has 32 parts of a thousand characters: 0.1 s of CPU at once.
+    for (const part of partsOf(value)) {
+      yield* add(part);
+      yield* made(part.length);
+    }
   }
-  const large = total >= YIELD_BYTES;
   const wrapped = wrappedBase64([...cores]);
   // Sorted before any `except` leaves some out: the sort is stable, so what is left is in the order a
   // sort of it alone makes.
@@ -192,7 +212,9 @@ function* formsSteps(values: readonly MaskedValue[]): Generator<void, MaskForms>
     .sort((a, b) => b.length - a.length);
   // What each form is, read once here for every masker of them (a long value's forms are millions of
   // characters: each of these was a scan of all of them, for each masker).
+  if (large) yield;
   const kinds = new Uint8Array(sorted.length);
+  const work = stepsOfWork(large);
   for (let i = 0; i < sorted.length; i++) {
     const form = sorted[i] as string;
     kinds[i] =
@@ -200,15 +222,21 @@ function* formsSteps(values: readonly MaskedValue[]): Generator<void, MaskForms>
       (form.includes(' ') ? SPACE : 0) |
       (form.includes('\\') ? BACKSLASH : 0) |
       (/[\r\n]/.test(form) ? LINES : 0);
+    if (work(form.length)) yield;
   }
   // What is built of them (a masker, the archive's search) is a step of its own.
   if (large) yield;
   return { sorted, kinds, wrapped, signs: [...signs], large };
 }
 
-/** What a masker and the output archive's search share of forms with `except` left out. */
-function partsOfMasker(forms: MaskForms, except: ReadonlySet<string> | undefined) {
-  const { sorted, kinds, signs } = forms;
+/**
+ * What a masker and the output archive's search share of forms with `except` left out, yielding after
+ * each STEP_CHARS of forms read when the forms are large (ten values of 128 KB of random bytes: 125
+ * million characters, a second and more at once).
+ */
+function* partsOfMasker(forms: MaskForms, except: ReadonlySet<string> | undefined) {
+  const { sorted, kinds, signs, large } = forms;
+  const work = stepsOfWork(large);
   const ordered: string[] = [];
   const identifying: string[] = [];
   const spaced: string[] = [];
@@ -229,6 +257,7 @@ function partsOfMasker(forms: MaskForms, except: ReadonlySet<string> | undefined
       if ((kind & SPACE) !== 0) identifying.push(n.replaceAll(' ', '+'));
     }
     if (longest === 0 && (kind & LINES) === 0) longest = n.length;
+    if (work(n.length)) yield;
   }
   // Nothing to find: no reading is made (a masker of no forms masks nothing).
   if (ordered.length === 0)
@@ -258,13 +287,18 @@ function* assembleSteps(
   // Spans are pushed one by one: a 64 KiB line may hold a hundred thousand (no spread of that many).
   // The escaped forms (JSON, repr, `$'...'`) are looked for only in a text with a backslash: one search
   // of the line instead of one for each of them.
-  const { ordered, identifying, spaced, plain, escaped, readings, reach } = partsOfMasker(
+  const { ordered, identifying, spaced, plain, escaped, readings, reach } = yield* partsOfMasker(
     forms,
     options.except,
   );
   // Form encoding's `+` for a space: what a form with a space looks like with each space a `+` (with
   // percent escapes too, a block has one anyway). Only these send a block with a `+` line by line.
-  const plused = spaced.map((n) => Buffer.from(n.replaceAll(' ', '+')));
+  const plused: Buffer[] = [];
+  const work = stepsOfWork(large);
+  for (const n of spaced) {
+    plused.push(Buffer.from(n.replaceAll(' ', '+')));
+    if (work(n.length)) yield;
+  }
   const backslashed = forms.signs;
   const backslashedBytes = backslashed.map((s) => Buffer.from(s));
   // Thousands of forms (a long value's wrapped base64) are looked for in one pass of the line, where a
@@ -343,6 +377,34 @@ export type Span = [start: number, end: number];
  * run: about 10 ms of work (a value of 128 KB took some 50 ms).
  */
 const YIELD_BYTES = 32 * 1024;
+
+/**
+ * Of values that came to YIELD_BYTES or more, the characters (or bytes) of values and their parts
+ * whose forms are made in one step, and the length from which a value's forms are made in steps of
+ * their own (see formsInSteps): some tens of milliseconds of work for random bytes, the costliest.
+ */
+const STEP_BYTES = 8 * 1024;
+
+/**
+ * Characters of forms read (sorted out, re-encoded) between two steps of a large build: some tens of
+ * milliseconds of work.
+ */
+const STEP_CHARS = 4 * 1024 * 1024;
+
+/**
+ * Counts the characters of work done in a loop: true (yield) after each STEP_CHARS of them when the
+ * build is large, never otherwise.
+ */
+function stepsOfWork(large: boolean): (chars: number) => boolean {
+  let done = 0;
+  return (chars) => {
+    if (!large) return false;
+    done += chars;
+    if (done < STEP_CHARS) return false;
+    done = 0;
+    return true;
+  };
+}
 
 /** Forms past this many are looked for through a FormIndex (fewer: one native search each is faster). */
 const INDEXED_FROM = 64;

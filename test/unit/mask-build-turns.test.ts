@@ -1,0 +1,99 @@
+/**
+ * A long credential's forms are made with the event loop free inside the value too (each kind of form
+ * of it, its parts), and the output archive's search of them is read and encoded in steps: one value
+ * of 128 KB of random bytes held the daemon's one thread for 0.5-1 s at once, and the search of ten
+ * such values for 2 s (250 million characters of forms made into buffers), while no other session's
+ * output was read and the socket did not answer. Counted in turns of the event loop, not in time.
+ */
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { formsOfSession, outputSearch } from '../../src/runner/actors.js';
+import { createMasker, createMaskerYielding, maskFormsYielding, searchOf } from '../../src/runner/mask.js';
+import { formsInSteps, formsOf } from '../../src/runner/mask-forms.js';
+import { SecretValue } from '../../src/secret-value.js';
+
+/** How many times the event loop ran (setImmediate) while `work` was under way, and its result. */
+async function turnsOf<T>(work: () => Promise<T>): Promise<{ turns: number; result: T }> {
+  let turns = 0;
+  let done = false;
+  const tick = () => {
+    turns++;
+    if (!done) setImmediate(tick);
+  };
+  setImmediate(tick);
+  const result = await work();
+  done = true;
+  return { turns, result };
+}
+
+/** Bytes that are random but the same on every run (a seeded generator). */
+function seeded(length: number, seed: number): Buffer {
+  const bytes = Buffer.alloc(length);
+  let state = seed;
+  for (let i = 0; i < length; i++) {
+    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+    bytes[i] = state >>> 24;
+  }
+  return bytes;
+}
+
+describe("a long value's forms", () => {
+  it('are made in steps inside the value: a step for each kind of form, and its parts in steps', async () => {
+    // 40 KB of random bytes: every kind of form (escaped, quoted, both decodings, base64, hex, percent) and its parts.
+    const value = seeded(40_000, 7);
+    const { turns, result } = await turnsOf(() => maskFormsYielding([value]));
+    // The build made all of a value's forms in one turn (5 turns in all: after the value, and one for
+    // each stage after it); now each kind of form of it is a step (20 and more), and its parts' forms
+    // take steps of STEP_BYTES (8 KiB) too.
+    expect(turns).toBeGreaterThanOrEqual(20);
+    // The same forms as made at once.
+    const at = createMasker([value]);
+    const stepped = await createMaskerYielding([value]);
+    expect(stepped.forms).toEqual(at.forms);
+    expect(result.sorted).toEqual(at.forms);
+  });
+
+  it('are what formsOf makes, in steps or at once', () => {
+    for (const value of [
+      seeded(40_000, 3),
+      Buffer.from(`-----BEGIN KEY-----\n${randomBytes(3000).toString('base64')}\n-----END KEY-----\n`),
+      'tok"en$with`quotes\\and spaces\r\n',
+      Buffer.from([0xff, 0x00, 0x41, 0x42, 0x43, 0x44, 0x0a, 0x25, 0x20, 0x27]),
+    ]) {
+      const steps = formsInSteps(value);
+      let step = steps.next();
+      let count = 0;
+      while (!step.done) {
+        count++;
+        step = steps.next();
+      }
+      expect(step.value).toEqual(formsOf(value));
+      expect(count).toBeGreaterThan(0);
+    }
+  });
+});
+
+describe("the output archive's search of long values", () => {
+  it('reads and encodes their forms in steps, and finds what searchOf finds', async () => {
+    const values = [new SecretValue(seeded(128 * 1024, 11)), new SecretValue(seeded(128 * 1024, 12))];
+    const forms = await formsOfSession(values);
+    // The forms are made: what is left is reading them (searchOf) and encoding each identifying one.
+    const { turns, result } = await turnsOf(() => outputSearch(values));
+    // searchOf and the encoding of 50 million characters of forms were one turn (no step at all).
+    expect(turns).toBeGreaterThanOrEqual(5);
+    const lines = new Set<string>();
+    for (const value of values) {
+      for (const line of value
+        .bytes()
+        .toString('utf8')
+        .split(/\r\n|\r|\n/))
+        if (!/[A-Za-z0-9]{4}/.test(line)) lines.add(line);
+    }
+    const at = searchOf(forms, lines);
+    expect(result.masking.identifying).toEqual(at.identifying);
+    expect(result.masking.reach).toBe(at.reach);
+    expect(Buffer.from(result.masking.readings.triggers).equals(Buffer.from(at.readings.triggers))).toBe(
+      true,
+    );
+  });
+});
