@@ -78,6 +78,7 @@ export const STATUS_SHAPE: Record<string, Shape> = {
   socket: 'string',
   uptimeMs: 'number',
   degraded: optional('string'),
+  failed: optional('string'),
   maxSessions: 'number',
   running: { array: RUNNING },
   queued: { array: QUEUED },

@@ -2,7 +2,15 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import type { Logger } from 'pino';
-import { createActor, fromCallback, fromPromise, type InspectionEvent, raise, waitFor } from 'xstate';
+import {
+  type AnyActorRef,
+  createActor,
+  fromCallback,
+  fromPromise,
+  type InspectionEvent,
+  raise,
+  waitFor,
+} from 'xstate';
 import { cacheImagesOn, cachesDirOf, removeCacheImages } from '../adapters/cache-image.js';
 import { resolveCredentials } from '../adapters/credentials.js';
 import { NotifyOutbox } from '../adapters/notify-outbox.js';
@@ -46,7 +54,7 @@ import {
 import { type HostReconciled, hostMachine, type SettledSession } from '../machines/host.machine.js';
 import { decidedOf, runnerMachineFor } from '../machines/runner.machine.js';
 import { scheduleMachine } from '../machines/schedule.machine.js';
-import { sessionMachine } from '../machines/session.machine.js';
+import { type SessionInput, sessionMachine } from '../machines/session.machine.js';
 import { type DaemonPort, replyError } from '../protocol/context.js';
 import { busyReply, dispatch } from '../protocol/dispatch.js';
 import type { HostPorts } from '../runner/actors.js';
@@ -371,11 +379,69 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
     seccomp.write();
     pidFile.writePid();
   };
+  /**
+   * What daemon.crashed says of an exception that stopped the daemon machine: the provided action it
+   * came from (each is wrapped by `named`; an assign of the machine's own is known by the event only),
+   * and the last event the machine was sent.
+   */
+  const crash: { action?: string; event?: string } = {};
+  const named = <A extends object>(actions: A): A => {
+    const wrapped: Record<string, unknown> = {};
+    for (const [name, action] of Object.entries(actions)) {
+      // XState's own actions (raise: a function with `resolve`) are wrapped where they call ours.
+      wrapped[name] =
+        typeof action === 'function' && !('resolve' in action)
+          ? (...args: unknown[]) => {
+              try {
+                return (action as (...a: unknown[]) => unknown)(...args);
+              } catch (error) {
+                crash.action ??= name;
+                throw error;
+              }
+            }
+          : action;
+    }
+    return wrapped as A;
+  };
   let port: DaemonPort | undefined;
   let http: HttpServer | undefined;
   const server = socketServer(settings, log, (line, connection) => {
     if (port) dispatch(line, connection, port);
   });
+  /** Records an accepted trigger's session durably (the daemon machine's recordAccepted). */
+  const recordAccepted = (session: SessionInput, requestId: string | undefined) => {
+    const { request } = session;
+    const answer = requestId === undefined ? { session } : { session, requestId };
+    try {
+      journal.accept(request, session.agent.resources.output.bytes);
+    } catch (error) {
+      const problem = stateDirProblem(error);
+      log.warn(
+        {
+          event: 'session.unrecorded',
+          session: request.sessionId,
+          ...errorFields(error),
+          code: problem.code,
+        },
+        `trigger rejected: ${problem.reason}`,
+      );
+      return { type: 'trigger.unrecorded' as const, ...answer, ...problem };
+    }
+    acceptedNotify.set(request.sessionId, session.agent.notify ?? []);
+    // Taken when the outcome is published (every accepted session gets one); bounded should one not be.
+    if (acceptedNotify.size > ACCEPTED_NOTIFY_MAX)
+      acceptedNotify.delete(acceptedNotify.keys().next().value as string);
+    log.info(
+      {
+        event: 'session.accepted',
+        session: request.sessionId,
+        agent: request.agent,
+        repo: request.repoUrl,
+      },
+      'session accepted',
+    );
+    return { type: 'trigger.recorded' as const, ...answer };
+  };
   const machine = daemonMachine.provide({
     actors: {
       session: sessionLogic(
@@ -406,14 +472,14 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
         delays: { probeInterval: config.hostProbeIntervalMs, downGrace: config.hostDownGraceMs },
       }),
       schedule: scheduleMachine.provide({
-        actions: {
+        actions: named<ActionsOf<typeof scheduleMachine>>({
           recordProgress: (_, { agent, schedule, since }) => scheduleLog.record(agent, schedule, since),
           warnClockBehind: (_, { agent, lastFired, now }) =>
             log.warn(
               { event: 'schedule.clock_behind', agent, lastFired, now },
               `the clock (${now}) is more than a day behind the last firing of agent ${agent}'s schedule (${lastFired}): taken as set right, its schedule goes on from now; check the host's clock if it was not set back on purpose`,
             ),
-        },
+        }),
       }),
       reconcile: fromPromise(async ({ signal }) => {
         await journal.recover();
@@ -498,39 +564,14 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
     guards: {
       sessionIdRecorded: (_, sessionId) => journal.used(sessionId),
     },
-    actions: {
+    actions: named<ActionsOf<typeof daemonMachine>>({
       recordAccepted: raise((_, { session, requestId }) => {
-        const { request } = session;
-        const answer = requestId === undefined ? { session } : { session, requestId };
         try {
-          journal.accept(request, session.agent.resources.output.bytes);
+          return recordAccepted(session, requestId);
         } catch (error) {
-          const problem = stateDirProblem(error);
-          log.warn(
-            {
-              event: 'session.unrecorded',
-              session: request.sessionId,
-              ...errorFields(error),
-              code: problem.code,
-            },
-            `trigger rejected: ${problem.reason}`,
-          );
-          return { type: 'trigger.unrecorded' as const, ...answer, ...problem };
+          crash.action ??= 'recordAccepted';
+          throw error;
         }
-        acceptedNotify.set(request.sessionId, session.agent.notify ?? []);
-        // Taken when the outcome is published (every accepted session gets one); bounded should one not be.
-        if (acceptedNotify.size > ACCEPTED_NOTIFY_MAX)
-          acceptedNotify.delete(acceptedNotify.keys().next().value as string);
-        log.info(
-          {
-            event: 'session.accepted',
-            session: request.sessionId,
-            agent: request.agent,
-            repo: request.repoUrl,
-          },
-          'session accepted',
-        );
-        return { type: 'trigger.recorded' as const, ...answer };
       }),
       reportSettled: (_, { sessions }) => settle(sessions),
       abandonWaiting: (_, { host }) => {
@@ -655,7 +696,7 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
           );
         }
       },
-    },
+    }),
   });
 
   const actor: DaemonActor = createActor(machine, {
@@ -667,7 +708,12 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
       keys,
       keyLimit: config.historyLimit,
     },
-    ...(options.inspect ? { inspect: options.inspect } : {}),
+    // The last event the machine was sent, for daemon.crashed; then the live inspector, if any.
+    inspect: (inspection) => {
+      if (inspection.type === '@xstate.event' && inspection.actorRef === current)
+        crash.event = inspection.event.type;
+      options.inspect?.(inspection);
+    },
   });
   current = actor;
   const notifier = new Notifier({
@@ -722,10 +768,33 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
   // SIGHUP re-reads the configuration (systemd's ExecReload); one that came while starting does now.
   hangups.reloadWith(() => void reload('SIGHUP'));
   // `stopped` is final inside `shutdown`; `failed` is final at the top.
+  let crashed = false;
   const end = await waitFor(actor, (s) => s.status !== 'active' || s.matches({ shutdown: 'stopped' }), {
     timeout: Number.POSITIVE_INFINITY,
   }).catch((error: unknown) => {
-    log.error({ event: 'daemon.crashed', err: error }, 'the daemon machine failed');
+    // An exception in one of its actions (a write that failed, a bug): from now on clients are told
+    // that the daemon failed (port.ts), and it ends as below, exiting 1. A session queued or running is
+    // recovered by the next start as after a crash.
+    crashed = true;
+    const action = crash.action ?? 'an action of the daemon machine';
+    const fields = errorFields(error);
+    log.error(
+      {
+        event: 'daemon.crashed',
+        action,
+        ...(crash.event === undefined ? {} : { while: crash.event }),
+        ...fields,
+        // The stack only of what nobody expected: an error with a code (ENOSPC, EACCES) says enough.
+        ...(fields.code === undefined ? { err: error } : {}),
+      },
+      `the daemon machine failed in ${action}${crash.event === undefined ? '' : ` (handling ${crash.event})`}: ${fields.reason}; the daemon takes no more triggers and exits: restart it (the next start recovers its sessions)`,
+    );
+    // XState stops a failed machine's delayed events, not its children: its sessions, hosts and schedules
+    // would go on (podman calls, probes, firings) and hold the process until its bounded exit. Stopped as a
+    // stop stops them (the event stop() sends); a session's container is left to the next start, which
+    // adopts it as after a daemon that was killed.
+    for (const child of Object.values(actor.getSnapshot().children))
+      (child as AnyActorRef | undefined)?.send({ type: 'xstate.stop' });
     return undefined;
   });
   actor.stop();
@@ -791,6 +860,8 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
   // Notifications of the last outcomes get a moment; a receiver that is down does not hold the stop up.
   await notifier.close(NOTIFY_GRACE_MS);
   await notify.flush();
+  // Said by daemon.crashed: not a start that failed.
+  if (crashed) return DAEMON_CRASHED_EXIT;
   if (!end?.matches({ shutdown: 'stopped' })) {
     // Reported by the caller like any other start failure: a log line and a plain message.
     throw new AgentdError(
@@ -1144,6 +1215,14 @@ function keysOf(records: readonly SessionRecord[]): KeyEntry[] {
         ],
   );
 }
+
+/** The actions a machine's `provide` takes. */
+type ActionsOf<M extends { provide: (implementations: never) => unknown }> = NonNullable<
+  Parameters<M['provide']>[0] extends { actions?: infer A } ? A : never
+>;
+
+/** The exit code of a daemon whose machine failed (EXIT.failed). */
+const DAEMON_CRASHED_EXIT = 1;
 
 /** How often a degraded daemon looks whether its state dir takes writes again. */
 const STATE_DIR_RETRY_MS = 1000;

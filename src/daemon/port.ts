@@ -36,10 +36,49 @@ const ANSWERS = [
 const RECENT_SHOWN = 10;
 
 /**
- * Sends one event to the daemon machine and returns what the machine answered. The machine
- * processes events synchronously, so every answer has arrived when send() returns.
+ * Why the daemon machine failed (an exception in one of its actions stopped it: src/daemon/main.ts logs
+ * daemon.crashed and exits), in the words clients are told; undefined while it runs.
  */
-export function sendEvent(actor: DaemonActor, event: ClientEvent): DaemonEmitted[] {
+export function failureOf(actor: DaemonActor): string | undefined {
+  const snapshot = actor.getSnapshot();
+  if (snapshot.status !== 'error') return undefined;
+  const error: unknown = snapshot.error;
+  const reason = (error instanceof Error ? error.message : String(error)).slice(0, FAILURE_MAX_CHARS);
+  return `the daemon failed: ${reason}; it is exiting, restart it`;
+}
+
+/** Of the error that stopped the daemon machine, what clients are told at most. */
+const FAILURE_MAX_CHARS = 500;
+
+/**
+ * Sends one event to the daemon machine and returns what the machine answered. The machine
+ * processes events synchronously, so every answer has arrived when send() returns. A machine that
+ * failed answers nothing: a trigger is then rejected with why, unless the machine had recorded its
+ * session before it failed (that session is queued on disk and the next start runs it: its client is
+ * told it was accepted, not rejected and retried into a second session); a cancel is refused.
+ */
+export function sendEvent(
+  actor: DaemonActor,
+  event: ClientEvent,
+  recorded: (sessionId: string) => boolean = () => false,
+): DaemonEmitted[] {
+  const failedBefore = failureOf(actor);
+  const newSession = event.type === 'trigger' && !recorded(event.sessionId);
+  const answers = failedBefore === undefined ? answersTo(actor, event) : [];
+  const failure = failedBefore ?? failureOf(actor);
+  if (answers.length > 0 || failure === undefined) return answers;
+  if (event.type === 'trigger') {
+    if (failedBefore === undefined && newSession && recorded(event.sessionId)) {
+      return [{ type: 'trigger.accepted', sessionId: event.sessionId, queued: true, position: 1 }];
+    }
+    return [{ type: 'trigger.rejected', sessionId: event.sessionId, code: 'not_accepting', reason: failure }];
+  }
+  if (event.type === 'cancel')
+    return [{ type: 'cancel.rejected', sessionId: event.sessionId, reason: failure }];
+  return answers;
+}
+
+function answersTo(actor: DaemonActor, event: ClientEvent): DaemonEmitted[] {
   const requestId = randomUUID();
   const answers: DaemonEmitted[] = [];
   const subscriptions = ANSWERS.map((type) =>
@@ -100,16 +139,20 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
   // By the steady clock: a wall clock set back would make the uptime negative.
   const startedAt = performance.now();
   // Clients never see a state they cannot act on (shutdown.stopped).
-  const state = () => publicState(stateName(actor.getSnapshot().value));
+  // A machine that failed keeps the state it failed in: clients are told `failed` instead.
+  const state = () =>
+    failureOf(actor) === undefined ? publicState(stateName(actor.getSnapshot().value)) : 'failed';
   return {
     state,
-    send: (event) => sendEvent(actor, event),
+    send: (event) => sendEvent(actor, event, (sessionId) => journal.has(sessionId)),
     status: (): DaemonStatus => {
       const { context } = actor.getSnapshot();
       const now = Date.now();
       const current = state();
+      const failed = failureOf(actor);
       return {
         state: current,
+        ...(failed === undefined ? {} : { failed }),
         pid: process.pid,
         version: options.version,
         instanceId: options.instanceId,

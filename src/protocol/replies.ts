@@ -230,6 +230,8 @@ export const replySchema = z.discriminatedUnion('type', [
     uptimeMs: z.number(),
     /** While `state` is `degraded`: why (the write that failed, its errno, the fix). */
     degraded: z.string().optional(),
+    /** While `state` is `failed` (the daemon machine stopped on an error and the daemon exits): why. */
+    failed: z.string().optional(),
     maxSessions: z.number(),
     running: z.array(runningSession),
     queued: z.array(queuedSession),

@@ -1,10 +1,14 @@
 /**
  * An exception inside a machine's action (a record write that fails, a bug): a session actor's own is
- * that session's end, with one outcome.
+ * that session's end, with one outcome; one that stops the daemon machine is said to every client as
+ * the daemon's failure, and a trigger the machine recorded before it failed is answered as accepted
+ * (its session is queued on disk, and the next start runs it), never as rejected.
  */
 import { describe, expect, it } from 'vitest';
-import { type Actor, createActor } from 'xstate';
+import { type Actor, createActor, raise } from 'xstate';
+import { createDaemonPort, failureOf, sendEvent } from '../../src/daemon/port.js';
 import type { DaemonEmitted, daemonMachine } from '../../src/machines/daemon.machine.js';
+import type { DaemonPort } from '../../src/protocol/context.js';
 import { AGENTS, Fakes, settle } from '../helpers/machine-fakes.js';
 
 type DaemonActor = Actor<typeof daemonMachine>;
@@ -86,5 +90,88 @@ describe('a session actor whose own action throws', () => {
     // Not a session: nothing to settle it with. main.ts logs daemon.crashed and exits.
     actor.send({ type: 'xstate.error.actor.demo', error: new Error('schedule log: ENOSPC') } as never);
     expect(actor.getSnapshot().status).toBe('error');
+  });
+});
+
+/** The daemon machine whose recordAccepted throws: after the session's record was written, or before. */
+function throwingDaemon(fakes: Fakes, recorded: Set<string>, when: 'after' | 'before') {
+  return fakes.daemon().provide({
+    actions: {
+      recordAccepted: raise((_, { session }) => {
+        if (when === 'after') recorded.add(session.request.sessionId);
+        // As pino did on a full disk, or any write after the record.
+        throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+      }),
+    },
+  });
+}
+
+function portOver(actor: DaemonActor, recorded: Set<string>): DaemonPort {
+  const journal = {
+    has: (id: string) => recorded.has(id),
+    record: () => undefined,
+    recent: () => [],
+  };
+  return createDaemonPort({
+    actor,
+    journal: journal as never,
+    reload: async () => {
+      throw new Error('no reload here');
+    },
+    version: '0.0.0-test',
+    instanceId: 'test',
+    socket: '/tmp/none.sock',
+    log: { info() {}, warn() {}, error() {} } as never,
+  });
+}
+
+describe('a daemon machine stopped by an exception in an action', () => {
+  it('a trigger recorded before the exception is answered accepted: its session is queued on disk', async () => {
+    const fakes = new Fakes();
+    const recorded = new Set<string>();
+    const actor = await readyDaemon(fakes, throwingDaemon(fakes, recorded, 'after'));
+    const port = portOver(actor, recorded);
+
+    const answers = port.send({ type: 'trigger', sessionId: 's1', agent: 'demo' });
+
+    expect(actor.getSnapshot().status).toBe('error');
+    expect(answers).toEqual([{ type: 'trigger.accepted', sessionId: 's1', queued: true, position: 1 }]);
+  });
+
+  it('one it did not record is rejected with why, and so is every later one; status says failed', async () => {
+    const fakes = new Fakes();
+    const recorded = new Set<string>(['old']);
+    const actor = await readyDaemon(fakes, throwingDaemon(fakes, recorded, 'before'));
+    const port = portOver(actor, recorded);
+    const failed = 'the daemon failed: ENOSPC: no space left on device, write; it is exiting, restart it';
+
+    expect(port.send({ type: 'trigger', sessionId: 's1', agent: 'demo' })).toEqual([
+      { type: 'trigger.rejected', sessionId: 's1', code: 'not_accepting', reason: failed },
+    ]);
+    // A later one, with the id of a recorded session: still the failure, never "accepted".
+    expect(
+      sendEvent(actor, { type: 'trigger', sessionId: 'old', agent: 'demo' }, (id) => recorded.has(id)),
+    ).toEqual([{ type: 'trigger.rejected', sessionId: 'old', code: 'not_accepting', reason: failed }]);
+    expect(port.send({ type: 'cancel', sessionId: 'old' })).toEqual([
+      { type: 'cancel.rejected', sessionId: 'old', reason: failed },
+    ]);
+    expect(failureOf(actor)).toBe(failed);
+    // The machine's value is still `ready`: clients are told `failed`, and why.
+    expect(actor.getSnapshot().value).toBe('ready');
+    expect(port.state()).toBe('failed');
+    expect(port.status()).toMatchObject({ state: 'failed', failed });
+  });
+
+  it('a machine that runs is answered by the machine alone', async () => {
+    const fakes = new Fakes();
+    const actor = await readyDaemon(fakes);
+    const port = portOver(actor, new Set());
+    expect(port.send({ type: 'trigger', sessionId: 's1', agent: 'demo' })).toMatchObject([
+      { type: 'trigger.accepted', sessionId: 's1' },
+    ]);
+    expect(failureOf(actor)).toBeUndefined();
+    expect(port.status()).not.toHaveProperty('failed');
+    expect(port.state()).toBe('ready');
+    actor.stop();
   });
 });

@@ -128,6 +128,19 @@ describe('status', () => {
     const json = await run(['status', '--json', '--socket', path]);
     expect(JSON.parse(json.stdout)).toMatchObject({ state: 'degraded', degraded: reason });
   });
+
+  it('a daemon whose machine failed says so and why, not ready, until it exits', async () => {
+    const failed = 'the daemon failed: ENOSPC: no space left on device, write; it is exiting, restart it';
+    const reply = { ...STATUS, state: 'failed', failed };
+    expect(replySchema.safeParse(reply).success).toBe(true);
+    const path = await fakeDaemon(reply);
+    const text = await run(['status', '--socket', path]);
+    expect(text.code, text.stderr).toBe(EXIT.succeeded);
+    expect(text.stdout.split('\n').slice(0, 2)).toEqual([
+      'agentd 0.1.0: failed, pid 42, up 1.0s, socket /run/agentd.sock',
+      failed,
+    ]);
+  });
 });
 
 /** A zod schema as the Shape the CLI checks by hand (enums and literals by their values' type). */
