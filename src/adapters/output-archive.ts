@@ -6,6 +6,19 @@ import { NotRegularFileError, READ_NO_FOLLOW, readNoFollow, writeFileAtomic } fr
 /** Bytes of an archive read (and searched) at once: the event loop is free between two. */
 export const CHUNK_BYTES = 256 * 1024;
 
+/** Bytes of needles read between two steps of NeedleSet.inSteps. */
+const STEP_BYTES = 16 * 1024 * 1024;
+
+/** What NeedleSet.inSteps tells its constructor: the needles are distinct already. */
+const DISTINCT = Symbol('distinct');
+
+function atOnce<T>(steps: Generator<void, T>): T {
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
+}
+
 /** Most needles compared with each other to drop those that hold a shorter one. */
 const MAX_NEEDLES_COMPARED = 512;
 
@@ -27,8 +40,9 @@ export class NeedleSet {
   readonly longest: number;
   readonly shortest: number;
 
-  constructor(needles: readonly Buffer[]) {
-    const unique = uniqueNeedles(needles);
+  /** `distinct`: the needles are those uniqueNeedles kept (NeedleSet.inSteps), not read again. */
+  constructor(needles: readonly Buffer[], distinct?: typeof DISTINCT) {
+    const unique = distinct === DISTINCT ? [...needles] : atOnce(uniqueNeedles(needles));
     unique.sort((a, b) => a.length - b.length);
     // Dropping those that hold a shorter one compares each pair: past a few hundred (a long value's
     // wrapped base64) that took seconds (12,000 needles: 5 s), where keeping them costs nearly nothing.
@@ -73,6 +87,20 @@ export class NeedleSet {
     return this.pairTable;
   }
 
+  /**
+   * A NeedleSet of needles, with the event loop free after each STEP_BYTES of them read to find the
+   * equal ones: the output archive's search of ten values of 128 KB of random bytes has 250 MB of
+   * needles, most of a second of the daemon's one thread at once.
+   */
+  static async inSteps(needles: readonly Buffer[]): Promise<NeedleSet> {
+    const steps = uniqueNeedles(needles);
+    for (;;) {
+      const step = steps.next();
+      if (step.done) return new NeedleSet(step.value, DISTINCT);
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+
   /** The needles that pass `test`. */
   only(test: (needle: Buffer) => boolean): NeedleSet {
     return new NeedleSet(this.kept.filter(test));
@@ -107,10 +135,16 @@ export class NeedleSet {
  * are found by their length and a hash of their bytes, then compared: keyed by their text (hex, as
  * before), 30 MB of needles made 60 MB of strings to hash and collect.
  */
-function uniqueNeedles(needles: readonly Buffer[]): Buffer[] {
+function* uniqueNeedles(needles: readonly Buffer[]): Generator<void, Buffer[]> {
   const unique: Buffer[] = [];
   const seen = new Map<number, Buffer[]>();
+  let read = 0;
   for (const needle of needles) {
+    if (read >= STEP_BYTES) {
+      read = 0;
+      yield;
+    }
+    read += needle.length;
     if (needle.length < 2) continue;
     const key = hashNeedle(needle);
     const same = seen.get(key);

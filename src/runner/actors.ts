@@ -985,7 +985,7 @@ export async function outputSearch(
     }
   }
   for (const bytes of raw) if (bytes.length >= MIN_MASKED_LENGTH) needles.push(bytes);
-  return { needles: new NeedleSet(needles), masking };
+  return { needles: await NeedleSet.inSteps(needles), masking };
 }
 
 /** Characters of identifying forms outputSearch encodes between two turns of the event loop. */

@@ -7,6 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { NeedleSet } from '../../src/adapters/output-archive.js';
 import { formsOfSession, outputSearch } from '../../src/runner/actors.js';
 import { createMasker, createMaskerYielding, maskFormsYielding, searchOf } from '../../src/runner/mask.js';
 import { formsInSteps, formsOf } from '../../src/runner/mask-forms.js';
@@ -95,5 +96,27 @@ describe("the output archive's search of long values", () => {
     expect(Buffer.from(result.masking.readings.triggers).equals(Buffer.from(at.readings.triggers))).toBe(
       true,
     );
+  });
+});
+
+describe('NeedleSet.inSteps', () => {
+  it('reads many needles in steps, and keeps, pairs and finds what the constructor does', async () => {
+    // 48 MB of needles (ten values of 128 KB of random bytes have 250 MB): duplicates and short ones too.
+    const long = Array.from({ length: 1500 }, (_, i) => seeded(32 * 1024, 100 + (i % 1000)));
+    const needles = [...long, Buffer.from('a'), Buffer.from('ab'), Buffer.from('ab'), seeded(10, 5)];
+    const { turns, result } = await turnsOf(() => NeedleSet.inSteps(needles));
+    // Hashing them to find the equal ones was one turn; now one each 16 MB.
+    expect(turns).toBeGreaterThanOrEqual(2);
+    const at = new NeedleSet(needles);
+    expect([result.longest, result.shortest]).toEqual([at.longest, at.shortest]);
+    expect(Buffer.from(result.starts).equals(Buffer.from(at.starts))).toBe(true);
+    expect(Buffer.from(result.pairs).equals(Buffer.from(at.pairs))).toBe(true);
+    for (const haystack of [
+      Buffer.concat([Buffer.from('xx'), seeded(32 * 1024, 100), Buffer.from('yy')]),
+      seeded(32 * 1024, 2000).subarray(1, 30_000),
+      Buffer.from('zzab'),
+      Buffer.from('nothing'),
+    ])
+      expect(result.foundIn(haystack)).toBe(at.foundIn(haystack));
   });
 });
