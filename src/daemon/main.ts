@@ -26,7 +26,7 @@ import { SessionFiles } from '../adapters/session-files.js';
 import { SessionStore, StateDirError } from '../adapters/session-store.js';
 import { SocketServer } from '../adapters/socket-server.js';
 import { removeQuietly } from '../adapters/state-files.js';
-import { hostAllowed, hostsOf, seesThisMachine, transportOf } from '../config/hosts.js';
+import { hostAllowed, hostsOf, LOCAL_HOST, seesThisMachine, transportOf } from '../config/hosts.js';
 import type { HostConfig, NotifyTarget, Settings } from '../config/types.js';
 import {
   CLIENT_IDLE_MS,
@@ -52,7 +52,7 @@ import {
   type StateDirProblem,
 } from '../machines/daemon.machine.js';
 import { type HostReconciled, hostMachine, type SettledSession } from '../machines/host.machine.js';
-import { decidedOf, runnerMachineFor } from '../machines/runner.machine.js';
+import { decidedOf, leftByRunner, type RunnerActor, runnerMachineFor } from '../machines/runner.machine.js';
 import { scheduleMachine } from '../machines/schedule.machine.js';
 import { type SessionInput, sessionMachine } from '../machines/session.machine.js';
 import { type DaemonPort, replyError } from '../protocol/context.js';
@@ -1111,6 +1111,30 @@ function sessionLogic(
           },
           'adopted a session',
         ),
+      abandonRun: ({ context, self }) => {
+        const runner = self.getSnapshot().children.runner as RunnerActor | undefined;
+        if (runner === undefined) return;
+        // What it started goes as a stop would take it (the event stop() sends): the container's
+        // attachment no longer reads, logs or writes for a session whose outcome is recorded.
+        for (const child of Object.values(runner.getSnapshot().children))
+          (child as AnyActorRef | undefined)?.send({ type: 'xstate.stop' });
+        const left = leftByRunner(runner.getSnapshot().context);
+        if (left.containers.length + left.secrets.length === 0) return;
+        log.warn(
+          {
+            event: 'session.abandoned_objects',
+            session: context.request.sessionId,
+            ...(left.host === undefined ? {} : { host: left.host }),
+            containers: left.containers,
+            secrets: left.secrets,
+          },
+          `the runner of session ${context.request.sessionId} failed before its teardown: removing its container and secrets now (and at each probe of its host until they are gone)`,
+        );
+        // Now, not at the host's next probe: its agent would run meanwhile with nobody counting it.
+        leftovers.add(left);
+        const host = left.host ?? LOCAL_HOST;
+        void leftovers.sweep(host, typeof podman === 'function' ? podman(left.host) : podman);
+      },
     },
   });
 }

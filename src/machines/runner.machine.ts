@@ -1084,6 +1084,18 @@ function removedInTwoTries<Src extends 'removeSecrets' | 'removeContainer', Inpu
 }
 
 /** The host the session runs on, for each Podman operation (none: the local Podman). */
+/**
+ * What a run may have made and not removed yet: for a runner that failed (an exception in one of its
+ * actions), whose teardown will not run, so that the daemon removes it instead.
+ */
+export function leftByRunner(context: RunnerContext): LeftBehind {
+  return {
+    ...hostOf(context),
+    containers: context.container === undefined ? [] : [context.container],
+    secrets: context.secretsRemoved ? [] : claimedSecrets(context),
+  };
+}
+
 function hostOf(context: RunnerContext): { host?: string } {
   return context.host === undefined ? {} : { host: context.host };
 }

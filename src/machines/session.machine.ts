@@ -80,6 +80,13 @@ export const sessionMachine = setup({
     announcePhase: (_, _params: { phase: SessionPhase }) => {},
     /** Side effect (provided): the log says this daemon supervises a container an earlier one started. */
     announceAdoption: () => {},
+    /**
+     * Side effect (provided): the runner failed (an exception in one of its actions): its teardown will
+     * not run, and XState does not stop what it had started (the container's attachment), so the daemon
+     * stops that and removes the container and secrets it made (the failed runner is still the `runner`
+     * child of the snapshot the action reads: the transition has not left `run` yet).
+     */
+    abandonRun: () => {},
     storeRunResult: assign({
       outcome: (_, result: RunResult) => {
         const { outcome, kind, phase, exitCode, signal, message, timings } = result;
@@ -190,7 +197,7 @@ export const sessionMachine = setup({
         },
         onError: {
           target: 'report',
-          actions: { type: 'failRun', params: ({ event }) => messageOf(event.error) },
+          actions: [{ type: 'failRun', params: ({ event }) => messageOf(event.error) }, 'abandonRun'],
         },
       },
       initial: 'supervising',

@@ -84,6 +84,34 @@ describe('a session actor whose own action throws', () => {
     actor.stop();
   });
 
+  it('a runner whose own action throws: the session ends error once and the daemon removes what it made', async () => {
+    const fakes = new Fakes();
+    const abandoned: { sessionId: string; runner: boolean }[] = [];
+    const session = fakes.session().provide({
+      actions: {
+        // As main.ts does: it reads the failed runner, still the session's child at this point.
+        abandonRun: ({ context, self }) => {
+          abandoned.push({
+            sessionId: context.request.sessionId,
+            runner: self.getSnapshot().children.runner !== undefined,
+          });
+        },
+      },
+    });
+    const actor = await readyDaemon(fakes, fakes.daemon().provide({ actors: { session } }));
+    actor.send({ type: 'trigger', sessionId: 's1', agent: 'demo' });
+    await settle();
+    fakes.run('s1').fail(new Error('EIO: i/o error, write'));
+    await settle();
+    await settle();
+    expect(abandoned).toEqual([{ sessionId: 's1', runner: true }]);
+    expect(fakes.reportsOf('s1').map((r) => r.outcome)).toEqual([
+      { outcome: 'error', phase: 'creating', message: 'runner failed: EIO: i/o error, write' },
+    ]);
+    expect(actor.getSnapshot().value).toBe('ready');
+    actor.stop();
+  });
+
   it('a schedule actor that throws is not absorbed: the daemon machine fails', async () => {
     const fakes = new Fakes();
     const actor = await readyDaemon(fakes);
