@@ -144,7 +144,7 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
     failureOf(actor) === undefined ? publicState(stateName(actor.getSnapshot().value)) : 'failed';
   return {
     state,
-    send: (event) => sendEvent(actor, event, (sessionId) => journal.has(sessionId)),
+    send: (event) => sendEvent(actor, event, (sessionId) => journal.used(sessionId)),
     status: (): DaemonStatus => {
       const { context } = actor.getSnapshot();
       const now = Date.now();

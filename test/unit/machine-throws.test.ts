@@ -136,7 +136,7 @@ function throwingDaemon(fakes: Fakes, recorded: Set<string>, when: 'after' | 'be
 
 function portOver(actor: DaemonActor, recorded: Set<string>): DaemonPort {
   const journal = {
-    has: (id: string) => recorded.has(id),
+    used: (id: string) => recorded.has(id),
     record: () => undefined,
     recent: () => [],
   };

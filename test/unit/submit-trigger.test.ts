@@ -185,7 +185,6 @@ async function daemon(options: FakeOptions & Partial<DaemonInput> = {}) {
   const unstaged: string[] = [];
   const journal = {
     used: () => false,
-    has: () => false,
     stage: async (sessionId: string) => {
       staged.push({ sessionId, recordedBefore: fakes.accepted.some((r) => r.sessionId === sessionId) });
     },
