@@ -6,6 +6,8 @@
  * output was read and the socket did not answer. Counted in turns of the event loop, not in time.
  */
 import { randomBytes } from 'node:crypto';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { NeedleSet } from '../../src/adapters/output-archive.js';
 import { formsOfSession, outputSearch } from '../../src/runner/actors.js';
@@ -118,5 +120,22 @@ describe('NeedleSet.inSteps', () => {
       Buffer.from('nothing'),
     ])
       expect(result.foundIn(haystack)).toBe(at.foundIn(haystack));
+  });
+});
+
+describe("a long value's escaped forms", () => {
+  it('are kept as their characters, not as a tree of a string per character printed', () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const value = seeded(128 * 1024, 21);
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    const forms = formsOf(value);
+    gc();
+    const kept = process.memoryUsage().heapUsed - before;
+    // Two bytes a character at most (strings with U+FFFD are two-byte): the forms themselves. Each of
+    // the nine printers' forms was a tree of 128,000 strings and more (about 90 MB in all, against 25).
+    const characters = forms.reduce((sum, form) => sum + form.length, 0);
+    expect(kept).toBeLessThan(1.5 * 2 * characters);
   });
 });
