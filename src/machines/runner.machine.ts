@@ -1083,7 +1083,6 @@ function removedInTwoTries<Src extends 'removeSecrets' | 'removeContainer', Inpu
   } as const;
 }
 
-/** The host the session runs on, for each Podman operation (none: the local Podman). */
 /**
  * What a run may have made and not removed yet: for a runner that failed (an exception in one of its
  * actions), whose teardown will not run, so that the daemon removes it instead.
@@ -1096,6 +1095,7 @@ export function leftByRunner(context: RunnerContext): LeftBehind {
   };
 }
 
+/** The host the session runs on, for each Podman operation (none: the local Podman). */
 function hostOf(context: RunnerContext): { host?: string } {
   return context.host === undefined ? {} : { host: context.host };
 }

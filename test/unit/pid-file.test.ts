@@ -15,15 +15,16 @@ function deadPid(): number {
 
 describe('pid file', () => {
   it('is taken over from a daemon that was killed and not reaped yet (a zombie)', async () => {
-    // `sleep 5` becomes the parent of the shell's background child and never reaps it.
-    const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 5'], {
+    // `sleep 10` becomes the parent of the shell's background child and never reaps it. The child
+    // outlives the shell's exec: one that ended before it was reaped by the shell (no zombie; CI under load).
+    const parent = spawn('sh', ['-c', 'sleep 0.5 & echo $!; exec sleep 10'], {
       stdio: ['ignore', 'pipe', 'ignore'],
     });
     try {
       const zombie = await new Promise<number>((resolve) =>
         parent.stdout.once('data', (chunk: Buffer) => resolve(Number(chunk.toString().trim()))),
       );
-      for (let i = 0; i < 100 && !readFileSync(`/proc/${zombie}/stat`, 'utf8').includes(') Z '); i++)
+      for (let i = 0; i < 500 && !readFileSync(`/proc/${zombie}/stat`, 'utf8').includes(') Z '); i++)
         await new Promise((resolve) => setTimeout(resolve, 10));
       expect(readFileSync(`/proc/${zombie}/stat`, 'utf8')).toContain(') Z ');
       const path = join(makeTempDir('agentd-unit-pid-'), 'agentd.pid');
