@@ -5,9 +5,9 @@
 // needles). Prints the medians of BENCH_ROUNDS (default 3) runs, the process's CPU and the wall time of
 // each. DIST (default ./dist) lets two builds be compared; a build without runner/actors.js's
 // formsOfSession (before the forms were shared) builds both from the values, as it did.
-import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { kinds } from './lib/long-values.mjs';
 
 const dist = pathToFileURL(resolve(process.argv[2] ?? 'dist')).href;
 const only = process.argv[3];
@@ -16,33 +16,6 @@ const actors = await import(`${dist}/runner/actors.js`);
 const { NeedleSet } = await import(`${dist}/adapters/output-archive.js`);
 const { SecretValue } = await import(`${dist}/secret-value.js`);
 const shared = typeof actors.formsOfSession === 'function';
-
-const SIZE = 128 * 1024;
-const pem = () => {
-  const base64 = randomBytes(Math.floor((((SIZE - 80) * 3) / 4) * (64 / 65))).toString('base64');
-  return Buffer.from(
-    `-----BEGIN PRIVATE KEY-----\n${base64.match(/.{1,64}/g).join('\n')}\n-----END PRIVATE KEY-----\n`,
-  );
-};
-const kinds = {
-  random: () => randomBytes(SIZE),
-  base64: () => Buffer.from(randomBytes((SIZE * 3) / 4).toString('base64')),
-  pem,
-  json: () =>
-    Buffer.from(
-      JSON.stringify(
-        {
-          type: 'service_account',
-          project_id: 'bench-project-1234',
-          private_key_id: randomBytes(20).toString('hex'),
-          private_key: pem().toString(),
-          client_email: 'bench@bench-project-1234.iam.gserviceaccount.com',
-        },
-        null,
-        2,
-      ),
-    ),
-};
 
 // The archive search's own lines left out, as runner/actors.ts's outputSearch has them (older builds).
 const PEM_ARMOUR = /^-----(BEGIN|END) [A-Z0-9 ]+-----$/;

@@ -5,42 +5,15 @@
 // chain of setImmediate callbacks samples the turns of the event loop: for each, the longest turn
 // (wall time, and the process CPU in it, which a loaded machine's waiting does not inflate), the
 // number of turns and the total CPU. BENCH_ROUNDS (default 3) runs of each kind.
-import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { kinds } from './lib/long-values.mjs';
 
 const dist = pathToFileURL(resolve(process.argv[2] ?? 'dist')).href;
 const only = process.argv[3];
 const mask = await import(`${dist}/runner/mask.js`);
 const actors = await import(`${dist}/runner/actors.js`);
 const { SecretValue } = await import(`${dist}/secret-value.js`);
-
-const SIZE = 128 * 1024;
-const pem = () => {
-  const base64 = randomBytes(Math.floor((((SIZE - 80) * 3) / 4) * (64 / 65))).toString('base64');
-  return Buffer.from(
-    `-----BEGIN PRIVATE KEY-----\n${base64.match(/.{1,64}/g).join('\n')}\n-----END PRIVATE KEY-----\n`,
-  );
-};
-const kinds = {
-  random: () => randomBytes(SIZE),
-  base64: () => Buffer.from(randomBytes((SIZE * 3) / 4).toString('base64')),
-  pem,
-  json: () =>
-    Buffer.from(
-      JSON.stringify(
-        {
-          type: 'service_account',
-          project_id: 'bench-project-1234',
-          private_key_id: randomBytes(20).toString('hex'),
-          private_key: pem().toString(),
-          client_email: 'bench@bench-project-1234.iam.gserviceaccount.com',
-        },
-        null,
-        2,
-      ),
-    ),
-};
 
 const cpuMs = (used) => (used.user + used.system) / 1000;
 

@@ -768,14 +768,12 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
   // SIGHUP re-reads the configuration (systemd's ExecReload); one that came while starting does now.
   hangups.reloadWith(() => void reload('SIGHUP'));
   // `stopped` is final inside `shutdown`; `failed` is final at the top.
-  let crashed = false;
   const end = await waitFor(actor, (s) => s.status !== 'active' || s.matches({ shutdown: 'stopped' }), {
     timeout: Number.POSITIVE_INFINITY,
   }).catch((error: unknown) => {
     // An exception in one of its actions (a write that failed, a bug): from now on clients are told
     // that the daemon failed (port.ts), and it ends as below, exiting 1. A session queued or running is
     // recovered by the next start as after a crash.
-    crashed = true;
     const action = crash.action ?? 'an action of the daemon machine';
     const fields = errorFields(error);
     log.error(
@@ -797,6 +795,8 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
       (child as AnyActorRef | undefined)?.send({ type: 'xstate.stop' });
     return undefined;
   });
+  // Its status, not a flag beside it: read before stop() makes every machine `stopped`.
+  const crashed = actor.getSnapshot().status === 'error';
   actor.stop();
   // Not released: SIGHUP's default action would end the daemon while it seals and notifies.
   hangups.stopping();

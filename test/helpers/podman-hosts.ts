@@ -11,6 +11,7 @@ import {
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { freePort, waitForPort } from './git-server.js';
+import { mountsUnder } from './mounts.js';
 import { TEST_IMAGE } from './podman.js';
 import { makeTempDir, track } from './resources.js';
 
@@ -206,14 +207,6 @@ async function emptyAndStop(host: SideHost): Promise<void> {
   }
   const left = mountsUnder(host.dir);
   if (left.length > 0) throw new Error(`host ${host.name}: still mounted after 5 passes: ${left.join(', ')}`);
-}
-
-function mountsUnder(dir: string): string[] {
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((line) => line.split(' ')[4] ?? '')
-    .filter((point) => point.startsWith(`${dir}/`))
-    .sort((a, b) => b.length - a.length);
 }
 
 /** SIGKILLs every process but this one with `dir` on its command line, until none is left. */

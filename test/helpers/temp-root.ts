@@ -2,6 +2,7 @@ import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { mountsUnder } from './mounts.js';
 import { INSTANCES_FILE } from './run-instances.js';
 
 /** Set while a run owns a temp root, so a second project's setup reuses it instead of nesting one. */
@@ -97,15 +98,6 @@ async function removeObjectsOf(prefixes: string[]): Promise<string[]> {
     ...secrets.map((s) => `secret ${s}`),
     ...volumes.map((v) => `volume ${v}`),
   ];
-}
-
-/** Mount points under dir, deepest first. */
-function mountsUnder(dir: string): string[] {
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((line) => line.split(' ')[4] ?? '')
-    .filter((point) => point.startsWith(`${dir}/`))
-    .sort((a, b) => b.length - a.length);
 }
 
 function list(names: string[]): string {
