@@ -277,12 +277,16 @@ function looksLikeValue(raw: string): boolean {
 }
 
 /**
- * An `env:` name that looks like a token pasted in place of a name (env:ghp_…): 16 characters or more,
- * with upper and lower case letters and digits. Such a name is not repeated in messages, which reach
- * records, logs and webhooks; a long name in one case (my_service_api_token) is a name.
+ * An `env:` name that looks like a token pasted in place of a name: 16 characters or more, with upper
+ * and lower case letters and digits (env:ghp_…), or with letters and digits in one run without a `_`
+ * (hex, as `openssl rand -hex 32` makes them and Twilio and Datadog hand them out, when it begins with
+ * a letter; an AWS access key id, AKIA…). Such a name is not repeated in messages, which reach records,
+ * logs and webhooks; a long name of words (my_service_api_token, GITHUB_TOKEN_2024) is a name.
  */
 export function looksLikeTokenName(name: string): boolean {
-  return name.length >= 16 && /[a-z]/.test(name) && /[A-Z]/.test(name) && /[0-9]/.test(name);
+  if (name.length < 16 || !/[0-9]/.test(name)) return false;
+  if (/[a-z]/.test(name) && /[A-Z]/.test(name)) return true;
+  return !name.includes('_') && /[A-Za-z]/.test(name);
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { resolveSource } from '../../src/adapters/credentials.js';
 import { ConfigError, parseConfig } from '../../src/config/load.js';
 import { runPreflight } from '../../src/daemon/preflight.js';
 import { checkHttpAndNotify } from '../../src/daemon/preflight-http.js';
@@ -63,6 +64,56 @@ describe('an env: source whose name looks like a pasted credential value', () =>
     expect(results.find((r) => r.check === 'http token ci')).toMatchObject({ status: 'fail' });
     expect(results.find((r) => r.check === 'demo notify[0] secret')).toMatchObject({ status: 'fail' });
     expect(JSON.stringify(results)).not.toContain(PASTED);
+  });
+});
+
+describe('an env: source whose name is a pasted value in one letter case', () => {
+  // `openssl rand -hex 32` (which the README suggests for HTTP tokens) begins with a letter 6 times in 16,
+  // and is then a valid variable name; an AWS access key id always is one.
+  const HEX = 'a665a45920422f9d417e4867efdc4fb8a04a1f3fff1fa07e998e86f7f7a27ae3';
+  const AKIA = 'AKIAIOSFODNN7EXAMPLE';
+
+  it("is not repeated by the agents view, a session's error, start's preflight or doctor", async () => {
+    const dir = makeTempDir('agentd-unit-pasted-');
+    const config = settings(
+      dir,
+      `    credentials:\n      - { name: HEX, source: "env:${HEX}" }\n      - { name: KEY, source: ${AKIA} }\n`,
+      `  http:\n    listen: 127.0.0.1:0\n    tokens:\n      - { name: ci, source: "env:${HEX}", scopes: [read] }\n`,
+    );
+    const [demo] = config.agents;
+    if (demo === undefined) return expect.fail('no agent');
+    const seen: string[] = [JSON.stringify(describeAgent(demo))];
+    for (const { name, source } of demo.credentials) {
+      seen.push(await resolveSource(name, source, ENV).then(String, (e: unknown) => (e as Error).message));
+    }
+    const results = await runPreflight({
+      settings: config,
+      podman: engine,
+      env: ENV,
+      depth: 'cheap',
+      uid: 0,
+    });
+    seen.push(JSON.stringify(results), JSON.stringify(await checkHttpAndNotify(config, ENV)));
+    for (const text of seen) {
+      expect(text).not.toContain(HEX.slice(0, 16));
+      expect(text).not.toContain(AKIA);
+    }
+    expect(seen[1]).toContain('looks like a credential value pasted in place of a name (not repeated here)');
+  });
+
+  it('leaves names of words a name, shown as written', async () => {
+    for (const name of [
+      'my_service_api_token',
+      'GITHUB_TOKEN_FOR_CI_2024',
+      'MYSERVICEAPITOKEN',
+      'AGENTD_E2E_TOKEN_CI',
+    ]) {
+      const message = await resolveSource('T', { kind: 'env', name, raw: `env:${name}` }, {}).then(
+        String,
+        (e: unknown) => (e as Error).message,
+      );
+      expect(message).toContain(`environment variable ${name} (source env:${name}) is not set`);
+    }
   });
 });
 
