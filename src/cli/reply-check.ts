@@ -48,6 +48,7 @@ const SCHEDULE: Shape = {
     overlap: 'string',
     catchUp: 'string',
     next: optional('string'),
+    failed: optional('string'),
   },
 };
 /** The fields of a session record that `status` shows (the record has more; --json passes them on). */

@@ -60,7 +60,9 @@ function render(s: StatusReply): string {
     lines.push('', 'SCHEDULES');
     for (const sc of s.schedules) {
       const zone = sc.timezone === undefined ? '' : ` ${sc.timezone}`;
-      lines.push(`  ${sc.agent}  "${sc.cron}"${zone}  next ${sc.next ?? 'never'}  overlap ${sc.overlap}`);
+      const when = sc.failed === undefined ? `next ${sc.next ?? 'never'}` : 'FAILED';
+      lines.push(`  ${sc.agent}  "${sc.cron}"${zone}  ${when}  overlap ${sc.overlap}`);
+      if (sc.failed !== undefined) lines.push(`    ${sc.failed}`);
     }
   }
   if (s.recent.length > 0) {

@@ -384,7 +384,7 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
    * came from (each is wrapped by `named`; an assign of the machine's own is known by the event only),
    * and the last event the machine was sent.
    */
-  const crash: { action?: string; event?: string } = {};
+  const crash: { action?: string | undefined; event?: string } = {};
   const named = <A extends object>(actions: A): A => {
     const wrapped: Record<string, unknown> = {};
     for (const [name, action] of Object.entries(actions)) {
@@ -658,6 +658,15 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
         log.warn(
           { event: 'schedule.missed', agent, firing, reason },
           `schedule of ${agent} fired (${firing}) but no session could be accepted: ${reason}`,
+        );
+      },
+      announceScheduleFailed: (_, { agent, reason }) => {
+        // Absorbed: the action the schedule's exception came from is said here, not by a later crash.
+        const action = crash.action;
+        crash.action = undefined;
+        log.error(
+          { event: 'schedule.failed', agent, reason, ...(action === undefined ? {} : { action }) },
+          `the schedule of agent ${agent} failed${action === undefined ? '' : ` in ${action}`}: ${reason}; it fires no more, the daemon and the other schedules go on: \`agentd reload\` (or a restart) starts it again`,
         );
       },
       announceCancelAll: (_, { running, reconciling }) =>

@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Actor, StateValue } from 'xstate';
 import { compareText } from '../compare.js';
-import type { HostConfig } from '../config/types.js';
+import type { HostConfig, ScheduleConfig } from '../config/types.js';
 import {
   type ClientEvent,
   type DaemonContext,
@@ -94,21 +94,31 @@ function answersTo(actor: DaemonActor, event: ClientEvent): DaemonEmitted[] {
   return answers;
 }
 
-/** Each running schedule with its next firing, in agent order. */
-export function scheduleViews(schedules: DaemonContext['schedules']): ScheduleView[] {
-  return Object.values(schedules)
-    .map((ref) => {
+/**
+ * Each running schedule with its next firing, and each one whose actor failed (`failed`: why, and what
+ * starts it again), in agent order.
+ */
+export function scheduleViews(
+  schedules: DaemonContext['schedules'],
+  failed: DaemonContext['failedSchedules'] = {},
+): ScheduleView[] {
+  const view = (agent: string, schedule: ScheduleConfig) => ({
+    agent,
+    cron: schedule.cron,
+    ...(schedule.timezone === undefined ? {} : { timezone: schedule.timezone }),
+    overlap: schedule.overlap,
+    catchUp: schedule.catchUp,
+  });
+  return [
+    ...Object.values(schedules).map((ref) => {
       const { agent, schedule, next } = ref.getSnapshot().context;
-      return {
-        agent,
-        cron: schedule.cron,
-        ...(schedule.timezone === undefined ? {} : { timezone: schedule.timezone }),
-        overlap: schedule.overlap,
-        catchUp: schedule.catchUp,
-        ...(next === undefined ? {} : { next }),
-      };
-    })
-    .sort((a, b) => compareText(a.agent, b.agent));
+      return { ...view(agent, schedule), ...(next === undefined ? {} : { next }) };
+    }),
+    ...Object.entries(failed).map(([agent, { schedule, reason }]) => ({
+      ...view(agent, schedule),
+      failed: `the schedule failed and fires no more: ${reason}; \`agentd reload\` or a restart starts it again`,
+    })),
+  ].sort((a, b) => compareText(a.agent, b.agent));
 }
 
 /** `shutdown.draining` for { shutdown: 'draining' }. */
@@ -190,7 +200,7 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
           waitingMs: Math.max(0, now - Date.parse(request.acceptedAt)),
         })),
         recent: journal.recent(RECENT_SHOWN),
-        schedules: scheduleViews(context.schedules),
+        schedules: scheduleViews(context.schedules, context.failedSchedules),
       };
     },
     sessions: (): DaemonState => {

@@ -210,6 +210,12 @@ export type DaemonEmitted =
 
 type SessionRef = ActorRefFrom<typeof sessionMachine>;
 
+/** A schedule whose actor failed: as it was configured, and why it failed. */
+export interface FailedSchedule {
+  schedule: ScheduleConfig;
+  reason: string;
+}
+
 export interface DaemonContext {
   agents: AgentConfig[];
   maxSessions: number;
@@ -237,6 +243,11 @@ export interface DaemonContext {
   stateDir?: StateDirProblem;
   /** The schedule actor of each scheduled agent, by agent name. */
   schedules: Record<string, ScheduleRef>;
+  /**
+   * Schedules whose actor failed (an exception in one of its actions), by agent name: they fire no more
+   * until a reload or a restart starts them again; `status` shows them with why.
+   */
+  failedSchedules: Record<string, FailedSchedule>;
   /** From the input, for the schedules started when the daemon is first up; empty after that. */
   scheduleSince: Record<string, string>;
   /** Idempotency keys, by key: the machine is the one place that decides whether a trigger is new. */
@@ -462,7 +473,14 @@ const whileUp = (queuedStart: readonly 'startQueuedSessions'[]) =>
       ],
     },
     reload: {
-      actions: [...applyReload.actions, 'stopChangedSchedules', 'startSchedules', ...queuedStart],
+      // A schedule whose actor failed starts again, as the reload configures it.
+      actions: [
+        ...applyReload.actions,
+        'stopChangedSchedules',
+        'forgetFailedSchedules',
+        'startSchedules',
+        ...queuedStart,
+      ],
     },
     'host.up': { actions: [...hostUp({ adopt: true }), ...queuedStart] },
     // A host undrained may take the sessions waiting for it.
@@ -770,6 +788,8 @@ export const daemonMachine = setup({
       for (const agent of context.agents) {
         // Own keys only: an agent named `constructor` has no schedule yet.
         if (agent.schedule === undefined || Object.hasOwn(schedules, agent.name)) continue;
+        // One whose actor failed waits for a reload (forgetFailedSchedules) or a restart.
+        if (Object.hasOwn(context.failedSchedules, agent.name)) continue;
         // Own keys here too: `constructor` would be Object's function, not a time.
         const since = Object.hasOwn(context.scheduleSince, agent.name)
           ? context.scheduleSince[agent.name]
@@ -797,6 +817,35 @@ export const daemonMachine = setup({
       }
       enqueue.assign({ schedules: kept });
     }),
+    /**
+     * A schedule actor failed (an exception in one of its actions): it is stopped and fires no more, and
+     * is kept with why for `status`, until a reload or a restart. One a reload replaced already (its
+     * error came after) changes nothing.
+     */
+    stopFailedSchedule: enqueueActions(({ context, enqueue }, failed: { agent: string; reason: string }) => {
+      const ref = Object.hasOwn(context.schedules, failed.agent)
+        ? context.schedules[failed.agent]
+        : undefined;
+      if (ref === undefined || ref.getSnapshot().status !== 'error') return;
+      enqueue.stopChild(ref);
+      const { [failed.agent]: _failed, ...rest } = context.schedules;
+      const schedule = context.agents.find((a) => a.name === failed.agent)?.schedule;
+      enqueue.assign({
+        schedules: rest,
+        ...(schedule === undefined
+          ? {}
+          : {
+              failedSchedules: {
+                ...context.failedSchedules,
+                [failed.agent]: { schedule, reason: failed.reason },
+              },
+            }),
+      });
+    }),
+    /** A reload starts the schedules whose actor failed again (startSchedules). */
+    forgetFailedSchedules: assign({ failedSchedules: {} }),
+    /** Side effect (provided): a schedule's actor failed; it fires no more until a reload or a restart. */
+    announceScheduleFailed: (_, _params: { agent: string; reason: string }) => {},
     stopSchedules: enqueueActions(({ context, enqueue }) => {
       for (const ref of Object.values(context.schedules)) enqueue.stopChild(ref);
       enqueue.assign({ schedules: {} });
@@ -908,6 +957,7 @@ export const daemonMachine = setup({
     queue: [],
     adoptions: [],
     schedules: {},
+    failedSchedules: {},
     scheduleSince: input.scheduleSince ?? {},
     hostInfo: input.hosts ?? [LOCAL_ONLY],
     hosts: [],
@@ -920,21 +970,32 @@ export const daemonMachine = setup({
   on: {
     // A session actor that failed (an exception in one of its own actions: a record it could not
     // write, a bug) ends with one outcome, error with the reason, recorded as a session settled without
-    // an actor is, and the daemon goes on; its followers and its key hear it as any other end. A host's or
-    // a schedule's failure is not absorbed: the machine fails, and src/daemon/main.ts exits.
-    'xstate.error.actor.*': {
-      guard: ({ context, event }) => failedSessionId(event) in context.sessions,
-      actions: [
-        {
-          type: 'reportSettled',
-          params: ({ context, event }) => ({ sessions: [failedSession(context, event)] }),
-        },
-        raise(({ context, event }): SessionFinishedEvent => {
-          const { request, outcome } = failedSession(context, event);
-          return { type: 'session.finished', sessionId: request.sessionId, outcome };
-        }),
-      ],
-    },
+    // an actor is, and the daemon goes on; its followers and its key hear it as any other end. A
+    // schedule actor that failed fires no more (until a reload or a restart), said in the log and in
+    // `status`, and the daemon goes on. A host's failure is not absorbed: the machine fails, and
+    // src/daemon/main.ts exits.
+    'xstate.error.actor.*': [
+      {
+        guard: ({ context, event }) => failedChildId(event) in context.sessions,
+        actions: [
+          {
+            type: 'reportSettled',
+            params: ({ context, event }) => ({ sessions: [failedSession(context, event)] }),
+          },
+          raise(({ context, event }): SessionFinishedEvent => {
+            const { request, outcome } = failedSession(context, event);
+            return { type: 'session.finished', sessionId: request.sessionId, outcome };
+          }),
+        ],
+      },
+      {
+        guard: ({ event }) => failedScheduleOf(event) !== undefined,
+        actions: [
+          { type: 'stopFailedSchedule', params: ({ event }) => failedScheduleOf(event) as FailedChild },
+          { type: 'announceScheduleFailed', params: ({ event }) => failedScheduleOf(event) as FailedChild },
+        ],
+      },
+    ],
     // Adopted sessions may end in any state, even before the daemon is ready.
     'session.finished': {
       actions: [
@@ -1336,18 +1397,32 @@ function boundKeys(keys: Record<string, KeyEntry>, context: DaemonContext): Reco
   return Object.fromEntries([...live, ...finished].map((e) => [e.key, e]));
 }
 
-/** The session id of a failed child actor's error event (a session actor's id is its session id). */
-function failedSessionId(event: DaemonEvent): string {
+/** The id of a failed child actor, from its error event (a session actor's id is its session id). */
+function failedChildId(event: DaemonEvent): string {
   return event.type.startsWith(ERROR_ACTOR) ? event.type.slice(ERROR_ACTOR.length) : '';
 }
 const ERROR_ACTOR = 'xstate.error.actor.';
 
+/** Why a failed child actor failed, from its error event. */
+function failureReason(event: DaemonEvent): string {
+  const error = 'error' in event ? event.error : undefined;
+  return error instanceof Error ? error.message : String(error);
+}
+
+type FailedChild = { agent: string; reason: string };
+
+/** The agent whose schedule actor failed, and why; undefined when the failed child is no schedule. */
+function failedScheduleOf(event: DaemonEvent): FailedChild | undefined {
+  const id = failedChildId(event);
+  if (!id.startsWith(SCHEDULE_ACTOR)) return undefined;
+  return { agent: id.slice(SCHEDULE_ACTOR.length), reason: failureReason(event) };
+}
+
 /** A session whose actor failed, with its one outcome: error, in the phase it was in, and why. */
 function failedSession(context: DaemonContext, event: DaemonEvent): SettledSession {
-  const snapshot = context.sessions[failedSessionId(event)]?.getSnapshot();
+  const snapshot = context.sessions[failedChildId(event)]?.getSnapshot();
   if (snapshot === undefined) throw new Error(`no session actor failed: ${event.type}`);
-  const error = 'error' in event ? event.error : undefined;
-  const reason = error instanceof Error ? error.message : String(error);
+  const reason = failureReason(event);
   return {
     request: snapshot.context.request,
     outcome: {
@@ -1472,8 +1547,9 @@ function queuedScheduled(context: DaemonContext, agent: string): number {
 
 /** Child ids of schedule actors; session actors are named by their 16-hex session id. */
 function scheduleActorId(agent: string): string {
-  return `schedule:${agent}`;
+  return `${SCHEDULE_ACTOR}${agent}`;
 }
+const SCHEDULE_ACTOR = 'schedule:';
 
 function schedulesByName(agents: readonly AgentConfig[]): Map<string, ScheduleConfig | undefined> {
   return new Map(agents.map((a) => [a.name, a.schedule]));

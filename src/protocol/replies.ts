@@ -83,8 +83,10 @@ export const scheduleViewSchema = z.object({
   timezone: z.string().optional(),
   overlap: z.enum(['skip', 'queue']),
   catchUp: z.enum(['none', 'latest']),
-  /** ISO time; absent when the expression never fires again. */
+  /** ISO time; absent when the expression never fires again, or the schedule failed. */
   next: z.string().optional(),
+  /** Set when the schedule's actor failed: why, and that it fires no more until a reload or a restart. */
+  failed: z.string().optional(),
 });
 export type ScheduleView = z.infer<typeof scheduleViewSchema>;
 /** One host as `agentd hosts` shows it. */

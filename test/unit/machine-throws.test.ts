@@ -2,12 +2,15 @@
  * An exception inside a machine's action (a record write that fails, a bug): a session actor's own is
  * that session's end, with one outcome; one that stops the daemon machine is said to every client as
  * the daemon's failure, and a trigger the machine recorded before it failed is answered as accepted
- * (its session is queued on disk, and the next start runs it), never as rejected.
+ * (its session is queued on disk, and the next start runs it), never as rejected. A schedule actor's
+ * own is that schedule's end: it fires no more until a reload, and the daemon goes on.
  */
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type Actor, createActor, raise } from 'xstate';
+import type { AgentConfig, ScheduleConfig } from '../../src/config/types.js';
 import { createDaemonPort, failureOf, sendEvent } from '../../src/daemon/port.js';
 import type { DaemonEmitted, daemonMachine } from '../../src/machines/daemon.machine.js';
+import { scheduleMachine } from '../../src/machines/schedule.machine.js';
 import type { DaemonPort } from '../../src/protocol/context.js';
 import { AGENTS, Fakes, settle } from '../helpers/machine-fakes.js';
 
@@ -112,13 +115,99 @@ describe('a session actor whose own action throws', () => {
     actor.stop();
   });
 
-  it('a schedule actor that throws is not absorbed: the daemon machine fails', async () => {
+  it('a host actor that throws is not absorbed: the daemon machine fails', async () => {
     const fakes = new Fakes();
     const actor = await readyDaemon(fakes);
-    // Not a session: nothing to settle it with. main.ts logs daemon.crashed and exits.
-    actor.send({ type: 'xstate.error.actor.demo', error: new Error('schedule log: ENOSPC') } as never);
+    // Neither a session nor a schedule: main.ts logs daemon.crashed and exits.
+    actor.send({ type: 'xstate.error.actor.host-local', error: new Error('probe: bug') } as never);
     expect(actor.getSnapshot().status).toBe('error');
   });
+});
+
+describe('a schedule actor whose own action throws', () => {
+  const EVERY_5S: ScheduleConfig = { cron: '*/5 * * * * *', overlap: 'queue', catchUp: 'none' };
+  const scheduled = (name: string): AgentConfig => ({
+    ...(AGENTS[0] as AgentConfig),
+    name,
+    schedule: EVERY_5S,
+  });
+  const agents = [scheduled('bad'), scheduled('good'), ...AGENTS];
+
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    vi.setSystemTime(new Date('2026-06-01T10:00:02.000Z'));
+  });
+  afterEach(() => vi.useRealTimers());
+
+  /**
+   * The daemon with agents `bad` and `good` on a schedule; bad's recordProgress (the schedule log's
+   * write, in main.ts) throws at the call `throwAt` (1: the schedule's start, 2: its first firing).
+   */
+  async function scheduledDaemon(throwAt: number) {
+    const fakes = new Fakes();
+    const failures: { agent: string; reason: string }[] = [];
+    let calls = 0;
+    const schedule = scheduleMachine.provide({
+      actions: {
+        recordProgress: (_, { agent }) => {
+          if (agent === 'bad' && ++calls === throwAt)
+            throw new Error("EIO: i/o error, open 'schedules.json'");
+        },
+      },
+    });
+    const machine = fakes.daemon().provide({
+      actors: { schedule },
+      actions: { announceScheduleFailed: (_, failed) => failures.push(failed) },
+    });
+    const actor = createActor(machine, { input: { agents, maxSessions: 10 } });
+    actor.subscribe({ error: () => {} });
+    actor.start();
+    await settle();
+    return { fakes, failures, actor, port: portOver(actor, new Set()) };
+  }
+
+  const reason = "EIO: i/o error, open 'schedules.json'";
+  const firedBy = (fakes: Fakes, agent: string) =>
+    fakes.accepted.filter((r) => r.agent === agent).map((r) => r.scheduledFor);
+
+  for (const [when, throwAt] of [
+    ['at its start', 1],
+    ['at a firing', 2],
+  ] as const) {
+    it(`${when}: that schedule stops, says why in status, the daemon and the others go on; a reload starts it again`, async () => {
+      const { fakes, failures, actor, port } = await scheduledDaemon(throwAt);
+      await vi.advanceTimersByTimeAsync(9_000);
+
+      expect(actor.getSnapshot().status).toBe('active');
+      expect(actor.getSnapshot().value).toBe('ready');
+      expect(failures).toEqual([{ agent: 'bad', reason }]);
+      expect(Object.keys(actor.getSnapshot().context.schedules)).toEqual(['good']);
+      // The other schedule fires on, and a client's trigger is accepted.
+      expect(firedBy(fakes, 'good')).toEqual(['2026-06-01T10:00:05.000Z', '2026-06-01T10:00:10.000Z']);
+      expect(firedBy(fakes, 'bad')).toEqual([]);
+      expect(port.send({ type: 'trigger', sessionId: 's1', agent: 'demo' })).toMatchObject([
+        { type: 'trigger.accepted', sessionId: 's1' },
+      ]);
+      const views = port.status().schedules ?? [];
+      expect(views.map((s) => [s.agent, s.failed === undefined, s.next !== undefined])).toEqual([
+        ['bad', false, false],
+        ['good', true, true],
+      ]);
+      expect(views[0]?.failed).toBe(
+        `the schedule failed and fires no more: ${reason}; \`agentd reload\` or a restart starts it again`,
+      );
+
+      // A reload starts it again, from the reload.
+      actor.send({ type: 'reload', agents, maxSessions: 10 });
+      await settle();
+      expect(Object.keys(actor.getSnapshot().context.schedules).sort()).toEqual(['bad', 'good']);
+      expect(port.status().schedules?.every((s) => s.failed === undefined)).toBe(true);
+      await vi.advanceTimersByTimeAsync(5_000);
+      expect(firedBy(fakes, 'bad')).toEqual(['2026-06-01T10:00:15.000Z']);
+      expect(failures).toHaveLength(1);
+      actor.stop();
+    });
+  }
 });
 
 /** The daemon machine whose recordAccepted throws: after the session's record was written, or before. */
