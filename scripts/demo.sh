@@ -179,7 +179,8 @@ $(cat "$tmp/daemon.log")"
   sleep 0.1
 done
 [ -S "$AGENTD_SOCKET" ] || die 'the daemon did not open its socket within 60 s'
-instance="$("${agentd[@]}" status --json | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).instanceId))')"
+# `status` exits non-zero (10 to 13) for a daemon that is not ready; its JSON says the instance all the same.
+instance="$({ "${agentd[@]}" status --json || true; } | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).instanceId))')"
 note "daemon pid $daemon_pid, log $tmp/daemon.log"
 note "instance $instance: its containers and secrets are named agentd-${instance:0:8}-*"
 

@@ -19,6 +19,17 @@ export const EXIT = {
    * session goes on. Not a retry: the session was accepted.
    */
   connectionLost: 8,
+  /**
+   * `status`: the daemon answers but is `degraded` (its state dir takes no writes): it supervises what
+   * runs and rejects triggers until the state dir takes writes again.
+   */
+  degraded: 10,
+  /** `status`: the daemon is not ready yet (`opening`, or a state this CLI does not know). */
+  notReady: 11,
+  /** `status`: the daemon is shutting down (`shutdown.draining`): it takes no triggers and will exit. */
+  shuttingDown: 12,
+  /** `status`: the daemon machine failed (`failed`): it takes no triggers and is exiting; restart it. */
+  daemonFailed: 13,
   unreachable: 69,
   /** The daemon's socket is there but this user may not connect to it (sysexits EX_NOPERM). */
   permissionDenied: 77,
@@ -64,6 +75,25 @@ export function exitCodeForRecord(
   const own = record.exitCode;
   if (mode === 'command' && outcome === 'failed' && own !== undefined && own > 0 && own < 256) return own;
   return exitCodeForOutcome(outcome);
+}
+
+/**
+ * The exit code of `agentd status` for the state the daemon reported, so that a health check or a
+ * systemd/cron script tells a sick daemon from a healthy one without reading the JSON: 0 only when it
+ * is `ready` and not degraded. `--json` prints the whole status whatever the code. Documented in the
+ * README (Outcomes and exit codes).
+ */
+export function exitCodeForStatus(status: {
+  state: string;
+  degraded?: string | undefined;
+  failed?: string | undefined;
+}): number {
+  if (status.failed !== undefined || status.state === 'failed') return EXIT.daemonFailed;
+  if (status.degraded !== undefined || status.state === 'degraded') return EXIT.degraded;
+  if (status.state === 'ready') return EXIT.succeeded;
+  if (status.state === 'shutdown' || status.state.startsWith('shutdown.')) return EXIT.shuttingDown;
+  // opening, reconciling, and any state a newer daemon may add: not something to rely on.
+  return EXIT.notReady;
 }
 
 /** A refusal of the daemon: 75 when it says "not now" (retryable), 3 when it says "never". */

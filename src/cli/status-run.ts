@@ -1,7 +1,7 @@
 import { formatDuration } from '../duration.js';
 import type { StatusReply } from '../protocol/replies.js';
 import { type ClientIo, connectDaemon, failOnReply } from './client-io.js';
-import { EXIT } from './exit-codes.js';
+import { exitCodeForStatus } from './exit-codes.js';
 import { outcomeText } from './format.js';
 import { checkStatusReply } from './reply-check.js';
 import { jsonText, shownOn } from './terminal.js';
@@ -22,12 +22,11 @@ export async function runStatus(options: StatusOptions, io: ClientIo): Promise<n
     const malformed = checkStatusReply(reply);
     if (malformed) return failOnReply(io, options.json, malformed);
     const { type: _type, v: _v, ...status } = reply;
-    if (options.json) {
-      io.stdout.write(`${jsonText(status)}\n`);
-      return EXIT.succeeded;
-    }
-    io.stdout.write(shownOn(io.stdout, render(reply)));
-    return EXIT.succeeded;
+    // 0 only for a ready daemon: a degraded, starting, stopping or failed one exits with its own code,
+    // and prints the same status (the whole object with --json) as a ready one.
+    if (options.json) io.stdout.write(`${jsonText(status)}\n`);
+    else io.stdout.write(shownOn(io.stdout, render(reply)));
+    return exitCodeForStatus(reply);
   } finally {
     client.close();
   }

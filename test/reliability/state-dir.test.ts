@@ -23,6 +23,7 @@ import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { EXIT } from '../../src/cli/exit-codes.js';
 import {
   CLI,
   launchDaemon,
@@ -98,10 +99,12 @@ function tempFiles(d: TestDaemon): string[] {
     : [];
 }
 
+/** The daemon's state, as `status --json` says it; its exit code is the state's (0 only when ready). */
 async function state(d: TestDaemon): Promise<string> {
   const result = await d.cli(['status', '--json']);
-  expect(result.code, result.stderr).toBe(0);
-  return (JSON.parse(result.stdout) as { state: string }).state;
+  const { state } = JSON.parse(result.stdout) as { state: string };
+  expect(result.code, result.stderr).toBe(state === 'degraded' ? EXIT.degraded : EXIT.succeeded);
+  return state;
 }
 
 /** A line longer than a page: appending it always needs a new page of the filesystem. */
@@ -267,6 +270,44 @@ describe('a full state dir', () => {
     expect(next.logs().filter((l) => l.session === id && l.event === 'session.outcome')).toEqual([]);
     figures.sessions++;
     expect(await next.stop()).toBe(0);
+  });
+});
+
+describe('agentd status of a degraded daemon', () => {
+  it('exits 10 while the state dir is full, with the reason and the whole status with --json, and 0 once it takes writes again', async () => {
+    const files = prepareDaemon({ agents: [agent('quick', git.url(), ['echo', 'quick-done'])] });
+    mountTmpfs(files.stateDir, 1024);
+    const d = tracked(launchDaemon(files));
+    await d.ready();
+    const ready = await d.cli(['status']);
+    expect(ready.code, ready.stderr).toBe(EXIT.succeeded);
+    const filler = fill(files.stateDir);
+    figures.faultsInjected++;
+    // The daemon finds the disk full at its next write: the record of a trigger.
+    expect((await d.cli(['trigger', 'quick'])).code).toBe(EXIT.retry);
+
+    // Before, both exited 0: a health check could not tell this daemon from a ready one.
+    const text = await d.cli(['status']);
+    expect(text.code, text.stderr).toBe(EXIT.degraded);
+    expect(text.stderr).toBe('');
+    expect(text.stdout).toMatch(new RegExp(`^agentd \\S+: degraded, pid ${d.pid}, `));
+    expect(text.stdout).toMatch(/^degraded: state dir full: cannot record session [0-9a-f]{16} \(ENOSPC/m);
+    const json = await d.cli(['status', '--json']);
+    expect(json.code, json.stderr).toBe(EXIT.degraded);
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      state: 'degraded',
+      degraded: expect.stringMatching(/^state dir full: /),
+      pid: d.pid,
+      running: [],
+      queued: [],
+    });
+
+    rmSync(filler);
+    await d.waitForLog((l) => l.event === 'daemon.state_dir_writable', 20_000);
+    const again = await d.cli(['status', '--json']);
+    expect(again.code, again.stderr).toBe(EXIT.succeeded);
+    expect(JSON.parse(again.stdout)).toMatchObject({ state: 'ready' });
+    expect(await d.stop()).toBe(0);
   });
 });
 

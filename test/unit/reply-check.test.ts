@@ -120,12 +120,13 @@ describe('status', () => {
     expect(replySchema.safeParse(degraded).success).toBe(true);
     const path = await fakeDaemon(degraded);
     const text = await run(['status', '--socket', path]);
-    expect(text.code, text.stderr).toBe(EXIT.succeeded);
+    expect(text.code, text.stderr).toBe(EXIT.degraded);
     expect(text.stdout.split('\n').slice(0, 2)).toEqual([
       'agentd 0.1.0: degraded, pid 42, up 1.0s, socket /run/agentd.sock',
       `degraded: ${reason}; triggers are rejected and queued sessions wait until the state dir takes writes again (looked at every second)`,
     ]);
     const json = await run(['status', '--json', '--socket', path]);
+    expect(json.code, json.stderr).toBe(EXIT.degraded);
     expect(JSON.parse(json.stdout)).toMatchObject({ state: 'degraded', degraded: reason });
   });
 
@@ -135,7 +136,7 @@ describe('status', () => {
     expect(replySchema.safeParse(reply).success).toBe(true);
     const path = await fakeDaemon(reply);
     const text = await run(['status', '--socket', path]);
-    expect(text.code, text.stderr).toBe(EXIT.succeeded);
+    expect(text.code, text.stderr).toBe(EXIT.daemonFailed);
     expect(text.stdout.split('\n').slice(0, 2)).toEqual([
       'agentd 0.1.0: failed, pid 42, up 1.0s, socket /run/agentd.sock',
       failed,

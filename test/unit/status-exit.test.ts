@@ -1,0 +1,126 @@
+/**
+ * `agentd status` exits 0 only for a daemon that is `ready` and not degraded, so that a health check or a
+ * systemd/cron script tells a sick daemon from a healthy one without reading the JSON: 10 degraded,
+ * 11 not ready yet, 12 shutting down, 13 failed (README: Outcomes and exit codes). `--json` prints the
+ * whole status whatever the code. Before, every answered status exited 0.
+ */
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { EXIT, exitCodeForStatus } from '../../src/cli/exit-codes.js';
+import { runCliInProcess as run } from '../helpers/cli-in-process.js';
+import { cleanupAll, makeTempDir } from '../helpers/resources.js';
+
+afterEach(() => cleanupAll());
+
+describe('exitCodeForStatus', () => {
+  it.each([
+    [{ state: 'ready' }, EXIT.succeeded],
+    [{ state: 'degraded', degraded: 'state dir full: cannot record session ...' }, EXIT.degraded],
+    // A reason without the state, or the state without one: degraded either way.
+    [{ state: 'degraded' }, EXIT.degraded],
+    [{ state: 'ready', degraded: 'state dir full' }, EXIT.degraded],
+    [{ state: 'opening' }, EXIT.notReady],
+    [{ state: 'reconciling' }, EXIT.notReady],
+    [{ state: 'shutdown.draining' }, EXIT.shuttingDown],
+    [{ state: 'shutdown.stopped' }, EXIT.shuttingDown],
+    [{ state: 'failed', failed: 'the daemon failed: EIO; it is exiting, restart it' }, EXIT.daemonFailed],
+    [{ state: 'failed' }, EXIT.daemonFailed],
+    // A failure said beside any state wins: the daemon is exiting.
+    [{ state: 'degraded', degraded: 'x', failed: 'the daemon failed: x' }, EXIT.daemonFailed],
+    // A state a newer daemon may add is no reason for a script to think all is well.
+    [{ state: 'hibernating' }, EXIT.notReady],
+    [{ state: '' }, EXIT.notReady],
+  ])('%j exits %i', (status, code) => {
+    expect(exitCodeForStatus(status)).toBe(code);
+  });
+
+  it('gives each state its own code, none of them another client code', () => {
+    const codes = [EXIT.degraded, EXIT.notReady, EXIT.shuttingDown, EXIT.daemonFailed];
+    expect(new Set(codes).size).toBe(codes.length);
+    const others = Object.entries(EXIT)
+      .filter(([name]) => !['degraded', 'notReady', 'shuttingDown', 'daemonFailed'].includes(name))
+      .map(([, code]) => code);
+    for (const code of codes) expect(others).not.toContain(code);
+  });
+});
+
+/** A status reply as the daemon sends it, in `state`. */
+function statusReply(id: string | undefined, fields: Record<string, unknown>): string {
+  return JSON.stringify({
+    v: 2,
+    id,
+    type: 'status',
+    pid: 4242,
+    version: '1.2.3',
+    instanceId: 'abcdef0123456789',
+    socket: '/run/agentd/agentd.sock',
+    uptimeMs: 1500,
+    maxSessions: 4,
+    running: [],
+    queued: [],
+    recent: [],
+    ...fields,
+  });
+}
+
+/** A daemon on a Unix socket that answers every request with a status reply of `fields`. */
+async function fakeDaemon(fields: Record<string, unknown>): Promise<{ path: string; server: Server }> {
+  const path = join(makeTempDir('agentd-unit-status-'), 'agentd.sock');
+  const server = createServer((socket) => {
+    socket.on('error', () => {});
+    let buffered = '';
+    socket.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      for (let nl = buffered.indexOf('\n'); nl !== -1; nl = buffered.indexOf('\n')) {
+        const request = JSON.parse(buffered.slice(0, nl)) as { id?: string };
+        buffered = buffered.slice(nl + 1);
+        socket.write(`${statusReply(request.id, fields)}\n`);
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  return { path, server };
+}
+
+describe('agentd status against a daemon in each state', () => {
+  it.each([
+    [{ state: 'ready' }, EXIT.succeeded, /^agentd 1\.2\.3: ready, pid 4242/],
+    [
+      { state: 'degraded', degraded: 'state dir full: cannot record session 0123456789abcdef (ENOSPC)' },
+      EXIT.degraded,
+      /^agentd 1\.2\.3: degraded, .*\ndegraded: state dir full: cannot record session/,
+    ],
+    [{ state: 'opening' }, EXIT.notReady, /^agentd 1\.2\.3: opening, /],
+    [{ state: 'shutdown.draining' }, EXIT.shuttingDown, /^agentd 1\.2\.3: shutdown\.draining, /],
+    [
+      { state: 'failed', failed: 'the daemon failed: EIO; it is exiting, restart it' },
+      EXIT.daemonFailed,
+      /^agentd 1\.2\.3: failed, .*\nthe daemon failed: EIO; it is exiting, restart it\n/,
+    ],
+  ])('%j: exit %i, the same status printed, the whole object with --json', async (fields, code, text) => {
+    const { path, server } = await fakeDaemon(fields);
+    try {
+      for (const argv of [
+        ['status', '--socket', path],
+        ['status', '--socket', path, '--json'],
+      ]) {
+        const result = await run(argv);
+        expect(result.code, argv.join(' ')).toBe(code);
+        expect(result.stderr, argv.join(' ')).toBe('');
+        if (argv.includes('--json')) {
+          const printed = JSON.parse(result.stdout) as Record<string, unknown>;
+          expect(printed).toEqual(
+            JSON.parse(statusReply(undefined, fields), (key, value) =>
+              key === 'v' || key === 'type' ? undefined : value,
+            ),
+          );
+        } else {
+          expect(result.stdout).toMatch(text);
+        }
+      }
+    } finally {
+      server.close();
+    }
+  });
+});
