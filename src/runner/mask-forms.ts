@@ -367,24 +367,25 @@ export function* formsInSteps(value: MaskedValue): Generator<void, string[]> {
   for (const text of texts) {
     add(text);
     add(text.replace(/[\r\n]+$/, ''));
+    // Without the spaces and tabs around it too: `echo $TOKEN` unquoted, `.strip()`, `.trim()` and
+    // `read` drop them, and a value pasted into its file with a trailing space was printed in clear.
+    add(text.replace(ASCII_SPACE_AROUND, ''));
     const lines = text.split(/\r\n|\r|\n/);
     if (lines.length > 1) for (const line of lines) add(line);
     // `set -x` and shlex.quote keep a newline as it is: each line of the value, with its quotes quoted.
     if (lines.length > 1)
       for (const line of lines) if (line.includes("'")) for (const quoted of singleQuoted(line)) add(quoted);
     yield;
-    for (const whole of new Set([text, text.replace(/[\r\n]+$/, '')])) {
+    for (const whole of new Set([text, text.replace(/[\r\n]+$/, ''), text.replace(ASCII_SPACE_AROUND, '')])) {
       for (const quoted of quotedForms(whole)) if (quoted !== whole) add(quoted);
       yield;
     }
   }
-  const trimmed = trimTrailingNewlines(bytes);
-  if (needsEscaping(bytes)) {
-    for (const form of trimmed.length === bytes.length ? [bytes] : [bytes, trimmed]) {
-      for (const escaped of yield* escapedForms(form)) add(escaped);
-    }
+  const variants = variantsOf(bytes);
+  for (const form of variants) {
+    if (needsEscaping(form)) for (const escaped of yield* escapedForms(form)) add(escaped);
   }
-  for (const form of trimmed.length === bytes.length ? [bytes] : [bytes, trimmed]) {
+  for (const form of variants) {
     const base64 = form.toString('base64');
     add(base64);
     add(base64.replace(/=+$/, ''));
@@ -439,9 +440,8 @@ function base64Cores(value: Buffer): string[] {
  */
 export function wrappedPiecesOf(value: MaskedValue): string[] {
   const bytes = typeof value === 'string' ? Buffer.from(value, 'utf8') : Buffer.from(value);
-  const trimmed = trimTrailingNewlines(bytes);
   const pieces: string[] = [];
-  for (const form of trimmed.length === bytes.length ? [bytes] : [bytes, trimmed]) {
+  for (const form of variantsOf(bytes)) {
     for (const { encoded, start, end } of coreSpans(form)) {
       for (const width of [76, 64]) {
         if (end <= width) continue;
@@ -473,9 +473,8 @@ function coreSpans(value: Buffer): { encoded: string; start: number; end: number
  */
 export function coresOf(value: MaskedValue): string[] {
   const bytes = typeof value === 'string' ? Buffer.from(value, 'utf8') : Buffer.from(value);
-  const trimmed = trimTrailingNewlines(bytes);
   const cores = new Set<string>();
-  for (const form of trimmed.length === bytes.length ? [bytes] : [bytes, trimmed]) {
+  for (const form of variantsOf(bytes)) {
     for (const { encoded, start, end } of coreSpans(form)) {
       if (end - start >= MIN_DERIVED_LENGTH) cores.add(encoded.slice(start, end));
     }
@@ -487,6 +486,33 @@ function trimTrailingNewlines(bytes: Buffer): Buffer {
   let end = bytes.length;
   while (end > 0 && (bytes[end - 1] === 0x0a || bytes[end - 1] === 0x0d)) end--;
   return bytes.subarray(0, end);
+}
+
+/** Spaces, tabs and line endings at a text's start or end (what `.strip()` and word splitting drop). */
+const ASCII_SPACE_AROUND = /^[\t\n\v\f\r ]+|[\t\n\v\f\r ]+$/g;
+
+/** Whether a byte is one of ASCII_SPACE_AROUND's. */
+function isAsciiSpace(byte: number | undefined): boolean {
+  return byte === 0x20 || (byte !== undefined && byte >= 0x09 && byte <= 0x0d);
+}
+
+/**
+ * The value's bytes as the agent may print them: as they are, without trailing line endings, and
+ * without the spaces, tabs and line endings around it (each once, when it differs; the last only when
+ * it is no shorter than MIN_MASKED_LENGTH).
+ */
+function variantsOf(bytes: Buffer): Buffer[] {
+  const variants = [bytes];
+  const trimmed = trimTrailingNewlines(bytes);
+  if (trimmed.length !== bytes.length && trimmed.length > 0) variants.push(trimmed);
+  let start = 0;
+  let end = bytes.length;
+  while (start < end && isAsciiSpace(bytes[start])) start++;
+  while (end > start && isAsciiSpace(bytes[end - 1])) end--;
+  // Not one shorter than a masked text: its encodings would mask ordinary output.
+  if (end - start >= MIN_MASKED_LENGTH && end - start !== trimmed.length)
+    variants.push(bytes.subarray(start, end));
+  return variants;
 }
 
 /** What encodeURIComponent leaves as it is. */

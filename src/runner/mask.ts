@@ -26,7 +26,8 @@ export const MASK = '********';
  * time, decoded as UTF-8 (invalid bytes become U+FFFD, exactly as the output reader decodes them), so
  * each value is looked for in every form an agent is likely to print:
  *
- * - the value itself, and without its trailing CR/LF (`echo "$TOKEN"` of a value read with `\r\n`);
+ * - the value itself, and without its trailing CR/LF (`echo "$TOKEN"` of a value read with `\r\n`), and
+ *   without the spaces and tabs around it (`echo $TOKEN` unquoted, `.strip()`), in every form below;
  * - each line of a multi-line value (a PEM key printed as it is), without its CR;
  * - its bytes read as Latin-1 (a non-UTF-8 value the agent converted to UTF-8);
  * - standard base64 of its bytes, with and without padding, and inside a longer base64 text (the value

@@ -1,6 +1,14 @@
-import { describe, expect, it } from 'vitest';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { fileHoldsAny } from '../../src/adapters/output-archive.js';
+import { outputSearch } from '../../src/runner/actors.js';
 import { createMasker, MASK } from '../../src/runner/mask.js';
+import { SecretValue } from '../../src/secret-value.js';
 import { fastest } from '../helpers/fastest.js';
+import { cleanupAll, makeTempDir } from '../helpers/resources.js';
+
+afterEach(cleanupAll);
 
 /** What the output reader hands the masker: UTF-8-decoded lines, split at \n, \r\n and lone \r. */
 function printed(bytes: Buffer): string[] {
@@ -37,6 +45,40 @@ describe('masking what agents really print', () => {
     const mask = createMasker(['s3cr3t-with-newline\n']);
     expect(mask('token=s3cr3t-with-newline;')).toBe(`token=${MASK};`);
     expect(mask('s3cr3t-with-newline')).toBe(MASK);
+  });
+
+  it('masks a value with spaces or tabs around it wherever it is printed without them (echo $V, .strip())', () => {
+    // A file pasted with a trailing space and tab, a variable with a leading space: word splitting,
+    // `.strip()`, `.trim()` and `read` drop them, and what was printed was the rest, in clear.
+    for (const value of [
+      'S3cr3t-with-space-around \t',
+      ' S3cr3t-with-space-around',
+      '\tS3cr3t-with-space-around \n',
+    ]) {
+      const mask = createMasker([value]);
+      for (const line of [
+        'token: S3cr3t-with-space-around',
+        '{"token":"S3cr3t-with-space-around"}',
+        Buffer.from('S3cr3t-with-space-around').toString('base64'),
+        Buffer.from('S3cr3t-with-space-around').toString('hex'),
+      ]) {
+        const masked = mask(line);
+        expect(masked, `${JSON.stringify(value)} in ${line}`).toContain(MASK);
+        expect(masked).not.toMatch(/S3cr3t|UzNjcjN0|533363723374/);
+      }
+    }
+  });
+
+  it('finds a value with spaces around it in the output archive without them (echo $V > /agentd/out/f)', async () => {
+    const dir = makeTempDir('agentd-unit-mask-space-');
+    const file = join(dir, 'out.tar');
+    const { needles, masking } = await outputSearch([new SecretValue('S3cr3t-with-space-around \t')]);
+    writeFileSync(file, 'header\0\0\0S3cr3t-with-space-around\n');
+    expect((await fileHoldsAny(file, needles, undefined, masking))?.held).toBe(true);
+    writeFileSync(file, `header\0\0\0${Buffer.from('S3cr3t-with-space-around').toString('base64')}\n`);
+    expect((await fileHoldsAny(file, needles, undefined, masking))?.held).toBe(true);
+    writeFileSync(file, 'header\0\0\0nothing here\n');
+    expect((await fileHoldsAny(file, needles, undefined, masking))?.held).toBe(false);
   });
 
   it('masks Latin-1 bytes as they arrive in UTF-8-decoded output, and as UTF-8 after conversion', () => {
