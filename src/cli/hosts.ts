@@ -11,7 +11,8 @@ export class HostsCommand extends ClientCommand {
   static override usage = Command.Usage({
     description: 'List the Podman hosts sessions run on, with their state and sessions',
     details: `
-      One line per host: its name, state (up, down or reconciling; drained when no new sessions go there),
+      One line per host: its name, state (up, down, reconciling, or failed: the daemon's supervision of it
+      failed, see below; drained when no new sessions go there),
       running/max sessions, how agentd reaches it, its Podman version and the last probe. Without hosts: in
       the configuration, the one host is \`local\`, the Podman of this machine.
     `,
@@ -71,6 +72,10 @@ export function renderHosts(hosts: readonly HostStatus[], now: number): string {
       .trimEnd();
   const problems = hosts
     .filter((h) => h.problem !== undefined)
-    .map((h) => `${h.name}: down since ${h.downSince ?? '?'}: ${h.problem}`);
+    .map((h) =>
+      h.state === 'failed'
+        ? `${h.name}: failed: ${h.problem}`
+        : `${h.name}: down since ${h.downSince ?? '?'}: ${h.problem}`,
+    );
   return `${[line(header), ...rows.map(line), ...(problems.length > 0 ? ['', ...problems] : [])].join('\n')}\n`;
 }

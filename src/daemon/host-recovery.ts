@@ -54,11 +54,15 @@ export function abandonedWaiting(
   records: readonly SessionRecord[],
   host: string,
   graceMs: number,
+  /** Set when the host's actor failed: why (the host was not waited for until the grace ended). */
+  failure?: string,
 ): SettledSession[] {
   return records.map((record) =>
     abandon(
       record,
-      `the daemon restarted while it was ${record.phase}, and its host ${host} did not answer within ${durationSetting(graceMs)} (daemon.host_down_grace); its container, if it still runs, is removed when the host is reconciled`,
+      failure === undefined
+        ? `the daemon restarted while it was ${record.phase}, and its host ${host} did not answer within ${durationSetting(graceMs)} (daemon.host_down_grace); its container, if it still runs, is removed when the host is reconciled`
+        : `the daemon restarted while it was ${record.phase}, and the daemon's supervision of its host ${host} failed before the host was reconciled (${failure}); its container, if it still runs, is removed when the host is reconciled`,
     ),
   );
 }

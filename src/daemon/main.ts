@@ -574,11 +574,11 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
         }
       }),
       reportSettled: (_, { sessions }) => settle(sessions),
-      abandonWaiting: (_, { host }) => {
+      abandonWaiting: (_, { host, reason }) => {
         const abandon = () => {
           const records = waiting.get(host) ?? [];
           waiting.delete(host);
-          const abandoned = abandonedWaiting(records, host, config.hostDownGraceMs);
+          const abandoned = abandonedWaiting(records, host, config.hostDownGraceMs, reason);
           metrics.recovered('settled', abandoned.length);
           settle(abandoned);
         };
@@ -692,6 +692,11 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
           `host ${host} is up again and reconciled: it takes sessions`,
         );
       },
+      announceHostFailed: (_, { host, reason }) =>
+        log.error(
+          { event: 'host.failed', host, reason },
+          `the daemon's supervision of host ${host} failed: ${reason}; no new sessions go there, its running sessions go on, the other hosts and the daemon too: \`agentd reload\` (or a restart) probes and reconciles it again`,
+        ),
       announceHostDown: (_, { host, reason }) =>
         log.warn(
           { event: 'host.down', host, reason },

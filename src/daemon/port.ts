@@ -10,7 +10,7 @@ import {
   type daemonMachine,
   makesNoSession,
 } from '../machines/daemon.machine.js';
-import { hostStateOf } from '../machines/host.machine.js';
+import { hostFailure, hostStateOf } from '../machines/host.machine.js';
 import { sessionPhaseOf } from '../machines/session.machine.js';
 import type { DaemonPort, DaemonState, DaemonStatus } from '../protocol/context.js';
 import { publicState } from '../protocol/public-state.js';
@@ -239,6 +239,9 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
         const url = options.hosts?.find((h) => h.name === info.name)?.url;
         const host = snapshot?.context;
         const maxSessions = host?.maxSessions ?? info.maxSessions;
+        // Its actor failed: why and what to do, over what the actor last held (down or not).
+        const failure = snapshot === undefined ? undefined : hostFailure(snapshot);
+        const problem = failure ?? host?.problem;
         return {
           name: info.name,
           ...(url === undefined ? {} : { url }),
@@ -250,8 +253,8 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
           labels: host?.labels ?? info.labels,
           ...(host?.version === undefined ? {} : { version: host.version }),
           ...(host?.lastProbe === undefined ? {} : { lastProbe: host.lastProbe }),
-          ...(host?.problem === undefined ? {} : { problem: host.problem }),
-          ...(host?.downSince === undefined ? {} : { downSince: host.downSince }),
+          ...(problem === undefined ? {} : { problem }),
+          ...(failure !== undefined || host?.downSince === undefined ? {} : { downSince: host.downSince }),
         };
       });
     },

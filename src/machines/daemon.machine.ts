@@ -479,6 +479,7 @@ const whileUp = (queuedStart: readonly 'startQueuedSessions'[]) =>
         'stopChangedSchedules',
         'forgetFailedSchedules',
         'startSchedules',
+        'restartFailedHosts',
         ...queuedStart,
       ],
     },
@@ -662,10 +663,13 @@ export const daemonMachine = setup({
     /** Side effect (provided): a host stopped answering: no new sessions go there. */
     announceHostDown: (_, _params: HostDownEvent) => {},
     /**
-     * Side effect (provided): a host down for longer than the grace period; the sessions of an earlier
-     * daemon that waited for it since the start are settled `abandoned`.
+     * Side effect (provided): a host down for longer than the grace period, or whose actor failed
+     * (`reason`); the sessions of an earlier daemon that waited for it since the start are settled
+     * `abandoned`.
      */
-    abandonWaiting: (_, _params: { host: string }) => {},
+    abandonWaiting: (_, _params: { host: string; reason?: string }) => {},
+    /** Side effect (provided): a host's actor failed; the host takes no new sessions until a reload or a restart. */
+    announceHostFailed: (_, _params: { host: string; reason: string }) => {},
     /** Side effect (provided): hosts the start could not reach; they are retried. */
     announceHostsDown: (_, _params: { host: string; reason: string }[]) => {},
     /** Side effect (provided): sessions settled without a session actor get their outcome recorded and reported. */
@@ -739,7 +743,7 @@ export const daemonMachine = setup({
         const reason = context.hostsFound?.down.find((d) => d.host === host.name)?.reason;
         const version = context.hostsFound?.versions[host.name];
         return spawn('host', {
-          id: `host-${host.name}`,
+          id: hostActorId(host.name),
           input: {
             host,
             ...(reason === undefined ? {} : { down: reason }),
@@ -748,6 +752,31 @@ export const daemonMachine = setup({
         });
       }),
     })),
+    /**
+     * A reload watches again a host whose actor failed: a new actor, which starts down, so that the host
+     * is probed and reconciled before it takes sessions.
+     */
+    restartFailedHosts: enqueueActions(({ context, enqueue }) => {
+      const failed = context.hosts.filter((ref) => ref.getSnapshot().status === 'error');
+      if (failed.length === 0) return;
+      for (const ref of failed) enqueue.stopChild(ref);
+      enqueue.assign({
+        hosts: ({ context: now, spawn }) =>
+          now.hosts.map((ref) => {
+            const host = failed.includes(ref)
+              ? now.hostInfo.find((h) => ref.id === hostActorId(h.name))
+              : undefined;
+            if (host === undefined) return ref;
+            return spawn('host', {
+              id: hostActorId(host.name),
+              input: {
+                host,
+                down: 'its supervision failed and a reload started it again: it is probed and reconciled before it takes sessions',
+              },
+            });
+          }),
+      });
+    }),
     /**
      * A second shutdown: the hosts are watched no more (no probe, no reconciliation; one under way is cut
      * short). Their actors stay in the context, stopped, for what `agentd hosts` shows of them.
@@ -972,8 +1001,10 @@ export const daemonMachine = setup({
     // write, a bug) ends with one outcome, error with the reason, recorded as a session settled without
     // an actor is, and the daemon goes on; its followers and its key hear it as any other end. A
     // schedule actor that failed fires no more (until a reload or a restart), said in the log and in
-    // `status`, and the daemon goes on. A host's failure is not absorbed: the machine fails, and
-    // src/daemon/main.ts exits.
+    // `status`, and the daemon goes on. A host actor that failed takes no new sessions (placement reads
+    // its status), the sessions of an earlier daemon that waited for it are settled, its running
+    // sessions go on under their own actors, and a reload starts a new one. Any other child's failure
+    // is not absorbed: the machine fails, and src/daemon/main.ts exits.
     'xstate.error.actor.*': [
       {
         guard: ({ context, event }) => failedChildId(event) in context.sessions,
@@ -993,6 +1024,19 @@ export const daemonMachine = setup({
         actions: [
           { type: 'stopFailedSchedule', params: ({ event }) => failedScheduleOf(event) as FailedChild },
           { type: 'announceScheduleFailed', params: ({ event }) => failedScheduleOf(event) as FailedChild },
+        ],
+      },
+      {
+        guard: ({ context, event }) => failedHostOf(context, event) !== undefined,
+        actions: [
+          {
+            type: 'abandonWaiting',
+            params: ({ context, event }) => failedHostOf(context, event) as { host: string; reason: string },
+          },
+          {
+            type: 'announceHostFailed',
+            params: ({ context, event }) => failedHostOf(context, event) as { host: string; reason: string },
+          },
         ],
       },
     ],
@@ -1416,6 +1460,22 @@ function failedScheduleOf(event: DaemonEvent): FailedChild | undefined {
   const id = failedChildId(event);
   if (!id.startsWith(SCHEDULE_ACTOR)) return undefined;
   return { agent: id.slice(SCHEDULE_ACTOR.length), reason: failureReason(event) };
+}
+
+/** The host whose actor failed, and why; undefined when the failed child is no host of this daemon. */
+function failedHostOf(
+  context: DaemonContext,
+  event: DaemonEvent,
+): { host: string; reason: string } | undefined {
+  const id = failedChildId(event);
+  const ref = context.hosts.find((h) => h.id === id);
+  if (ref === undefined || ref.getSnapshot().status !== 'error') return undefined;
+  return { host: ref.getSnapshot().context.name, reason: failureReason(event) };
+}
+
+/** A host actor's id: `host-` and the host's name. */
+function hostActorId(name: string): string {
+  return `host-${name}`;
 }
 
 /** A session whose actor failed, with its one outcome: error, in the phase it was in, and why. */

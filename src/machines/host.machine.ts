@@ -325,16 +325,30 @@ export const hostMachine = setup({
 export type HostRef = ActorRefFrom<typeof hostMachine>;
 export type HostSnapshot = SnapshotFrom<typeof hostMachine>;
 
-/** How `agentd hosts` names the state of a host. */
-export type HostState = 'up' | 'down' | 'reconciling';
+/** How `agentd hosts` names the state of a host; `failed`: its actor failed (see hostFailure). */
+export type HostState = 'up' | 'down' | 'reconciling' | 'failed';
 
 export function hostStateOf(snapshot: HostSnapshot): HostState {
+  if (snapshot.status === 'error') return 'failed';
   if (snapshot.hasTag('reachable')) return 'up';
   if (snapshot.hasTag('settling')) return 'reconciling';
   return 'down';
 }
 
-/** The host takes new sessions: reachable, reconciled and not drained. */
+/**
+ * The host takes new sessions: its actor runs (one that failed keeps the tags of the state it failed
+ * in), and it is reachable, reconciled and not drained.
+ */
 export function hostAccepts(snapshot: HostSnapshot): boolean {
-  return snapshot.hasTag('reachable') && !snapshot.hasTag('drained');
+  return snapshot.status === 'active' && snapshot.hasTag('reachable') && !snapshot.hasTag('drained');
+}
+
+/**
+ * Why the host's actor failed (an exception in one of its actions), said to the operator with what it
+ * means and what to do; undefined while it runs.
+ */
+export function hostFailure(snapshot: HostSnapshot): string | undefined {
+  if (snapshot.status !== 'error') return undefined;
+  const { error } = snapshot;
+  return `the daemon's supervision of this host failed: ${messageOf(error)}; no new sessions go there, its running sessions go on: \`agentd reload\` (or a restart) probes and reconciles it again`;
 }

@@ -94,7 +94,8 @@ export const hostStatusSchema = z.object({
   name: z.string(),
   /** How agentd reaches it; absent for the local Podman. */
   url: z.string().optional(),
-  state: z.enum(['up', 'down', 'reconciling']),
+  /** `failed`: the daemon's supervision of the host failed; `problem` says why and what to do. */
+  state: z.enum(['up', 'down', 'reconciling', 'failed']),
   drained: z.boolean(),
   running: z.number(),
   maxSessions: z.number(),
@@ -103,7 +104,7 @@ export const hostStatusSchema = z.object({
   lastProbe: z
     .object({ at: z.string(), ok: z.boolean(), ms: z.number().optional(), error: z.string().optional() })
     .optional(),
-  /** Why it is down, since when. */
+  /** Why it is down (since when), or why it failed. */
   problem: z.string().optional(),
   downSince: z.string().optional(),
 });

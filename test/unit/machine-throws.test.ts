@@ -115,12 +115,108 @@ describe('a session actor whose own action throws', () => {
     actor.stop();
   });
 
-  it('a host actor that throws is not absorbed: the daemon machine fails', async () => {
+  it('a failed child that is no session, schedule or host of its own is not absorbed: the daemon machine fails', async () => {
     const fakes = new Fakes();
     const actor = await readyDaemon(fakes);
-    // Neither a session nor a schedule: main.ts logs daemon.crashed and exits.
-    actor.send({ type: 'xstate.error.actor.host-local', error: new Error('probe: bug') } as never);
+    // main.ts logs daemon.crashed and exits.
+    actor.send({ type: 'xstate.error.actor.other', error: new Error('bug') } as never);
     expect(actor.getSnapshot().status).toBe('error');
+  });
+});
+
+describe('a host actor whose own action throws', () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    vi.setSystemTime(new Date('2026-06-01T10:00:00.000Z'));
+  });
+  afterEach(() => vi.useRealTimers());
+
+  it('that host takes no new sessions and says why, its sessions and the others go on; a reload watches it again', async () => {
+    const fakes = new Fakes({ probeIntervalMs: 1_000 });
+    const failures: { host: string; reason: string }[] = [];
+    const abandoned: { host: string; reason?: string }[] = [];
+    let throws = false;
+    // Host a's probe answer is taken by an action that throws once (a bug in reading it).
+    const host = fakes.host().provide({
+      actions: {
+        probed: ({ context }) => {
+          if (throws && context.name === 'a') {
+            throws = false;
+            throw new Error('probe answer: bug');
+          }
+        },
+      },
+    });
+    const machine = fakes.daemon().provide({
+      actors: { host },
+      actions: {
+        announceHostFailed: (_, failed) => failures.push(failed),
+        abandonWaiting: (_, params) => abandoned.push(params),
+      },
+    });
+    const actor = createActor(machine, {
+      input: {
+        agents: AGENTS,
+        maxSessions: 10,
+        hosts: [
+          { name: 'a', maxSessions: 5, labels: {} },
+          { name: 'b', maxSessions: 1, labels: {} },
+        ],
+      },
+    });
+    actor.subscribe({ error: () => {} });
+    actor.start();
+    await settle();
+    const port = portOver(actor, new Set());
+    const placed = () =>
+      Object.fromEntries(
+        Object.entries(actor.getSnapshot().context.sessions).map(([id, ref]) => [
+          id,
+          ref.getSnapshot().context.host,
+        ]),
+      );
+    // s0 runs on a (the most free slots).
+    port.send({ type: 'trigger', sessionId: 's0', agent: 'demo' });
+    await settle();
+    expect(placed()).toEqual({ s0: 'a' });
+
+    throws = true;
+    await vi.advanceTimersByTimeAsync(1_000);
+
+    expect(actor.getSnapshot().status).toBe('active');
+    expect(actor.getSnapshot().value).toBe('ready');
+    expect(failures).toEqual([{ host: 'a', reason: 'probe answer: bug' }]);
+    // What an earlier daemon left waiting for it is settled now: nothing would reconcile the host.
+    expect(abandoned).toEqual([{ host: 'a', reason: 'probe answer: bug' }]);
+    const a = port.hosts().find((h) => h.name === 'a');
+    expect(a).toMatchObject({
+      state: 'failed',
+      running: 1,
+      problem:
+        "the daemon's supervision of this host failed: probe answer: bug; no new sessions go there, its running sessions go on: `agentd reload` (or a restart) probes and reconciles it again",
+    });
+    expect(port.hosts().find((h) => h.name === 'b')?.state).toBe('up');
+    // New sessions go to b only (one slot): s2 waits.
+    port.send({ type: 'trigger', sessionId: 's1', agent: 'demo' });
+    port.send({ type: 'trigger', sessionId: 's2', agent: 'demo' });
+    await settle();
+    expect(placed()).toEqual({ s0: 'a', s1: 'b' });
+    expect(actor.getSnapshot().context.queue.map((s) => s.request.sessionId)).toEqual(['s2']);
+    // s0 runs on and ends once, as it ends.
+    fakes.run('s0').finish();
+    await settle();
+    expect(fakes.reportsOf('s0').map((r) => r.outcome.outcome)).toEqual(['succeeded']);
+
+    // A reload watches it again: probed, reconciled, then it takes the waiting session.
+    actor.send({ type: 'reload', agents: AGENTS, maxSessions: 10 });
+    await settle();
+    expect(port.hosts().find((h) => h.name === 'a')?.state).toBe('down');
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(fakes.reconciledHosts).toEqual(['a']);
+    expect(port.hosts().find((h) => h.name === 'a')?.state).toBe('up');
+    expect(placed()).toEqual({ s1: 'b', s2: 'a' });
+    expect(failures).toHaveLength(1);
+    actor.stop();
   });
 });
 
