@@ -80,6 +80,7 @@ export const STATUS_SHAPE: Record<string, Shape> = {
   uptimeMs: 'number',
   degraded: optional('string'),
   failed: optional('string'),
+  failedHosts: optional({ array: { object: { name: 'string', problem: 'string' } } }),
   maxSessions: 'number',
   running: { array: RUNNING },
   queued: { array: QUEUED },

@@ -41,6 +41,7 @@ function render(s: StatusReply): string {
           `degraded: ${s.degraded}; triggers are rejected and queued sessions wait until the state dir takes writes again (looked at every second)`,
         ]),
     ...(s.failed === undefined ? [] : [s.failed]),
+    ...(s.failedHosts ?? []).map((h) => `host ${h.name} failed: ${h.problem}`),
     `running ${s.running.length}/${s.maxSessions}, queued ${s.queued.length}`,
   ];
   if (s.running.length > 0) {

@@ -160,9 +160,15 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
       const now = Date.now();
       const current = state();
       const failed = failureOf(actor);
+      const failedHosts = context.hosts.flatMap((ref) => {
+        const problem = hostFailure(ref.getSnapshot());
+        return problem === undefined ? [] : [{ name: ref.getSnapshot().context.name, problem }];
+      });
       return {
         state: current,
         ...(failed === undefined ? {} : { failed }),
+        // Where an operator looks first: the sessions queued for it wait for a reload or a restart.
+        ...(failedHosts.length === 0 ? {} : { failedHosts }),
         pid: process.pid,
         version: options.version,
         instanceId: options.instanceId,

@@ -235,6 +235,8 @@ export const replySchema = z.discriminatedUnion('type', [
     degraded: z.string().optional(),
     /** While `state` is `failed` (the daemon machine stopped on an error and the daemon exits): why. */
     failed: z.string().optional(),
+    /** Hosts whose supervision failed (no new sessions go there until a reload or a restart): why. */
+    failedHosts: z.array(z.object({ name: z.string(), problem: z.string() })).optional(),
     maxSessions: z.number(),
     running: z.array(runningSession),
     queued: z.array(queuedSession),

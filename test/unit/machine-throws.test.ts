@@ -196,6 +196,11 @@ describe('a host actor whose own action throws', () => {
         "the daemon's supervision of this host failed: probe answer: bug; no new sessions go there, its running sessions go on: `agentd reload` (or a restart) probes and reconciles it again",
     });
     expect(port.hosts().find((h) => h.name === 'b')?.state).toBe('up');
+    // status says so too, where an operator looks first.
+    expect(port.status()).toMatchObject({
+      state: 'ready',
+      failedHosts: [{ name: 'a', problem: a?.problem }],
+    });
     // New sessions go to b only (one slot): s2 waits.
     port.send({ type: 'trigger', sessionId: 's1', agent: 'demo' });
     port.send({ type: 'trigger', sessionId: 's2', agent: 'demo' });
@@ -214,6 +219,7 @@ describe('a host actor whose own action throws', () => {
     await vi.advanceTimersByTimeAsync(1_000);
     expect(fakes.reconciledHosts).toEqual(['a']);
     expect(port.hosts().find((h) => h.name === 'a')?.state).toBe('up');
+    expect(port.status()).not.toHaveProperty('failedHosts');
     expect(placed()).toEqual({ s1: 'b', s2: 'a' });
     expect(failures).toHaveLength(1);
     actor.stop();
