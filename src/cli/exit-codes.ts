@@ -30,6 +30,11 @@ export const EXIT = {
   shuttingDown: 12,
   /** `status`: the daemon machine failed (`failed`): it takes no triggers and is exiting; restart it. */
   daemonFailed: 13,
+  /**
+   * `status`: the daemon is `ready` but no Podman host answers its probes: it accepts triggers, and their
+   * sessions wait in the queue until a host answers (what /readyz answers 503 for).
+   */
+  noHost: 14,
   unreachable: 69,
   /** The daemon's socket is there but this user may not connect to it (sysexits EX_NOPERM). */
   permissionDenied: 77,
@@ -80,17 +85,18 @@ export function exitCodeForRecord(
 /**
  * The exit code of `agentd status` for the state the daemon reported, so that a health check or a
  * systemd/cron script tells a sick daemon from a healthy one without reading the JSON: 0 only when it
- * is `ready` and not degraded. `--json` prints the whole status whatever the code. Documented in the
+ * is `ready`, not degraded, and a Podman host answers. `--json` prints the whole status whatever the code. Documented in the
  * README (Outcomes and exit codes).
  */
 export function exitCodeForStatus(status: {
   state: string;
   degraded?: string | undefined;
   failed?: string | undefined;
+  noHost?: string | undefined;
 }): number {
   if (status.failed !== undefined || status.state === 'failed') return EXIT.daemonFailed;
   if (status.degraded !== undefined || status.state === 'degraded') return EXIT.degraded;
-  if (status.state === 'ready') return EXIT.succeeded;
+  if (status.state === 'ready') return status.noHost === undefined ? EXIT.succeeded : EXIT.noHost;
   if (status.state === 'shutdown' || status.state.startsWith('shutdown.')) return EXIT.shuttingDown;
   // opening, reconciling, and any state a newer daemon may add: not something to rely on.
   return EXIT.notReady;

@@ -81,6 +81,7 @@ export const STATUS_SHAPE: Record<string, Shape> = {
   degraded: optional('string'),
   failed: optional('string'),
   failedHosts: optional({ array: { object: { name: 'string', problem: 'string' } } }),
+  noHost: optional('string'),
   maxSessions: 'number',
   running: { array: RUNNING },
   queued: { array: QUEUED },

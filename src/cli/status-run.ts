@@ -42,6 +42,7 @@ function render(s: StatusReply): string {
         ]),
     ...(s.failed === undefined ? [] : [s.failed]),
     ...(s.failedHosts ?? []).map((h) => `host ${h.name} failed: ${h.problem}`),
+    ...(s.noHost === undefined ? [] : [s.noHost]),
     `running ${s.running.length}/${s.maxSessions}, queued ${s.queued.length}`,
   ];
   if (s.running.length > 0) {

@@ -32,6 +32,19 @@ const ANSWERS = [
   'drain.rejected',
 ] as const;
 
+/**
+ * `noHost` of the status while no Podman host answers its probes (every one down or not yet reconciled):
+ * which hosts, and that sessions wait; nothing while one is up. Names and states only, as /readyz (the
+ * problem of each is in `agentd hosts`).
+ */
+export function noHostAnswers(hosts: readonly HostStatus[]): { noHost?: string } {
+  if (hosts.length === 0 || hosts.some((h) => h.state === 'up')) return {};
+  const which = hosts.map((h) => `${h.name}: ${h.state}`).join('; ');
+  return {
+    noHost: `no Podman host answers (${which}): sessions wait in the queue until one does; \`agentd hosts\` says why`,
+  };
+}
+
 /** Finished sessions `status` shows. */
 const RECENT_SHOWN = 10;
 
@@ -152,6 +165,39 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
   // A machine that failed keeps the state it failed in: clients are told `failed` instead.
   const state = () =>
     failureOf(actor) === undefined ? publicState(stateName(actor.getSnapshot().value)) : 'failed';
+  const hosts = (): HostStatus[] => {
+    const { context } = actor.getSnapshot();
+    const running = new Map<string, number>();
+    for (const ref of Object.values(context.sessions)) {
+      const { host } = ref.getSnapshot().context;
+      if (host !== undefined) running.set(host, (running.get(host) ?? 0) + 1);
+    }
+    // Until the daemon is up (its socket open), the hosts have no actors yet.
+    const actors = new Map(context.hosts.map((ref) => [ref.getSnapshot().context.name, ref.getSnapshot()]));
+    return context.hostInfo.map((info): HostStatus => {
+      const snapshot = actors.get(info.name);
+      const url = options.hosts?.find((h) => h.name === info.name)?.url;
+      const host = snapshot?.context;
+      const maxSessions = host?.maxSessions ?? info.maxSessions;
+      // Its actor failed: why and what to do, over what the actor last held (down or not).
+      const failure = snapshot === undefined ? undefined : hostFailure(snapshot);
+      const problem = failure ?? host?.problem;
+      return {
+        name: info.name,
+        ...(url === undefined ? {} : { url }),
+        state: snapshot === undefined ? 'reconciling' : hostStateOf(snapshot),
+        drained: snapshot?.hasTag('drained') ?? false,
+        running: running.get(info.name) ?? 0,
+        // Without hosts, the local Podman's only limit is the daemon's.
+        maxSessions: Number.isFinite(maxSessions) ? maxSessions : context.maxSessions,
+        labels: host?.labels ?? info.labels,
+        ...(host?.version === undefined ? {} : { version: host.version }),
+        ...(host?.lastProbe === undefined ? {} : { lastProbe: host.lastProbe }),
+        ...(problem === undefined ? {} : { problem }),
+        ...(failure !== undefined || host?.downSince === undefined ? {} : { downSince: host.downSince }),
+      };
+    });
+  };
   return {
     state,
     send: (event) => sendEvent(actor, event, (sessionId) => journal.used(sessionId)),
@@ -178,6 +224,8 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
         ...(current === 'degraded'
           ? { degraded: context.stateDir?.reason ?? 'the state dir takes no writes' }
           : {}),
+        // A daemon that is up but can start no session: /readyz says 503, and so must status.
+        ...(current === 'ready' || current === 'degraded' ? noHostAnswers(hosts()) : {}),
         maxSessions: context.maxSessions,
         running: Object.values(context.sessions).map((ref) => {
           const snapshot = ref.getSnapshot();
@@ -231,39 +279,7 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
         unfollow();
       };
     },
-    hosts: (): HostStatus[] => {
-      const { context } = actor.getSnapshot();
-      const running = new Map<string, number>();
-      for (const ref of Object.values(context.sessions)) {
-        const { host } = ref.getSnapshot().context;
-        if (host !== undefined) running.set(host, (running.get(host) ?? 0) + 1);
-      }
-      // Until the daemon is up (its socket open), the hosts have no actors yet.
-      const actors = new Map(context.hosts.map((ref) => [ref.getSnapshot().context.name, ref.getSnapshot()]));
-      return context.hostInfo.map((info): HostStatus => {
-        const snapshot = actors.get(info.name);
-        const url = options.hosts?.find((h) => h.name === info.name)?.url;
-        const host = snapshot?.context;
-        const maxSessions = host?.maxSessions ?? info.maxSessions;
-        // Its actor failed: why and what to do, over what the actor last held (down or not).
-        const failure = snapshot === undefined ? undefined : hostFailure(snapshot);
-        const problem = failure ?? host?.problem;
-        return {
-          name: info.name,
-          ...(url === undefined ? {} : { url }),
-          state: snapshot === undefined ? 'reconciling' : hostStateOf(snapshot),
-          drained: snapshot?.hasTag('drained') ?? false,
-          running: running.get(info.name) ?? 0,
-          // Without hosts, the local Podman's only limit is the daemon's.
-          maxSessions: Number.isFinite(maxSessions) ? maxSessions : context.maxSessions,
-          labels: host?.labels ?? info.labels,
-          ...(host?.version === undefined ? {} : { version: host.version }),
-          ...(host?.lastProbe === undefined ? {} : { lastProbe: host.lastProbe }),
-          ...(problem === undefined ? {} : { problem }),
-          ...(failure !== undefined || host?.downSince === undefined ? {} : { downSince: host.downSince }),
-        };
-      });
-    },
+    hosts,
     follow: (sessionId, listener) => journal.follow(sessionId, listener),
     followAll: (listener) => journal.followAll(listener),
     record: (sessionId) => journal.record(sessionId),

@@ -237,6 +237,11 @@ export const replySchema = z.discriminatedUnion('type', [
     failed: z.string().optional(),
     /** Hosts whose supervision failed (no new sessions go there until a reload or a restart): why. */
     failedHosts: z.array(z.object({ name: z.string(), problem: z.string() })).optional(),
+    /**
+     * While the daemon is up (`ready` or `degraded`) but no Podman host answers its probes: which hosts and
+     * their states; sessions wait in the queue until one answers (`agentd hosts` says why).
+     */
+    noHost: z.string().optional(),
     maxSessions: z.number(),
     running: z.array(runningSession),
     queued: z.array(queuedSession),

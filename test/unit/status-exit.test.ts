@@ -1,13 +1,16 @@
 /**
  * `agentd status` exits 0 only for a daemon that is `ready` and not degraded, so that a health check or a
  * systemd/cron script tells a sick daemon from a healthy one without reading the JSON: 10 degraded,
- * 11 not ready yet, 12 shutting down, 13 failed (README: Outcomes and exit codes). `--json` prints the
+ * 11 not ready yet, 12 shutting down, 13 failed, 14 ready but no Podman host answers (README: Outcomes
+ * and exit codes). `--json` prints the
  * whole status whatever the code. Before, every answered status exited 0.
  */
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EXIT, exitCodeForStatus } from '../../src/cli/exit-codes.js';
+import { noHostAnswers } from '../../src/daemon/port.js';
+import type { HostStatus } from '../../src/protocol/replies.js';
 import { runCliInProcess as run } from '../helpers/cli-in-process.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
 
@@ -20,6 +23,9 @@ describe('exitCodeForStatus', () => {
     // A reason without the state, or the state without one: degraded either way.
     [{ state: 'degraded' }, EXIT.degraded],
     [{ state: 'ready', degraded: 'state dir full' }, EXIT.degraded],
+    [{ state: 'ready', noHost: 'no Podman host answers (local: down): ...' }, EXIT.noHost],
+    // The state dir is the first thing to fix: it is said even when no host answers either.
+    [{ state: 'degraded', degraded: 'state dir full', noHost: 'no Podman host answers' }, EXIT.degraded],
     [{ state: 'opening' }, EXIT.notReady],
     [{ state: 'reconciling' }, EXIT.notReady],
     [{ state: 'shutdown.draining' }, EXIT.shuttingDown],
@@ -36,12 +42,31 @@ describe('exitCodeForStatus', () => {
   });
 
   it('gives each state its own code, none of them another client code', () => {
-    const codes = [EXIT.degraded, EXIT.notReady, EXIT.shuttingDown, EXIT.daemonFailed];
+    const codes = [EXIT.degraded, EXIT.notReady, EXIT.shuttingDown, EXIT.daemonFailed, EXIT.noHost];
     expect(new Set(codes).size).toBe(codes.length);
     const others = Object.entries(EXIT)
-      .filter(([name]) => !['degraded', 'notReady', 'shuttingDown', 'daemonFailed'].includes(name))
+      .filter(([name]) => !['degraded', 'notReady', 'shuttingDown', 'daemonFailed', 'noHost'].includes(name))
       .map(([, code]) => code);
     for (const code of codes) expect(others).not.toContain(code);
+  });
+});
+
+function host(name: string, state: HostStatus['state'], drained = false): HostStatus {
+  return { name, state, drained, running: 0, maxSessions: 4, labels: {} };
+}
+
+describe('noHostAnswers: the status of a daemon no Podman host answers', () => {
+  it('says nothing while one host is up, drained or not (as /readyz)', () => {
+    expect(noHostAnswers([host('local', 'up')])).toEqual({});
+    expect(noHostAnswers([host('a', 'down'), host('b', 'up', true)])).toEqual({});
+    expect(noHostAnswers([host('a', 'reconciling'), host('b', 'up')])).toEqual({});
+  });
+
+  it('names every host and its state, never its problem, when none is up', () => {
+    expect(noHostAnswers([host('a', 'down'), host('b', 'reconciling')])).toEqual({
+      noHost:
+        'no Podman host answers (a: down; b: reconciling): sessions wait in the queue until one does; `agentd hosts` says why',
+    });
   });
 });
 
@@ -90,6 +115,14 @@ describe('agentd status against a daemon in each state', () => {
       { state: 'degraded', degraded: 'state dir full: cannot record session 0123456789abcdef (ENOSPC)' },
       EXIT.degraded,
       /^agentd 1\.2\.3: degraded, .*\ndegraded: state dir full: cannot record session/,
+    ],
+    [
+      {
+        state: 'ready',
+        noHost: 'no Podman host answers (gone: down): sessions wait in the queue until one does',
+      },
+      EXIT.noHost,
+      /^agentd 1\.2\.3: ready, .*\nno Podman host answers \(gone: down\): sessions wait/,
     ],
     [{ state: 'opening' }, EXIT.notReady, /^agentd 1\.2\.3: opening, /],
     [{ state: 'shutdown.draining' }, EXIT.shuttingDown, /^agentd 1\.2\.3: shutdown\.draining, /],
