@@ -552,8 +552,9 @@ export const daemonMachine = setup({
     /** overlap: queue, and SCHEDULE_QUEUED_MAX sessions from this agent's schedule wait already. */
     scheduleQueueFull: ({ context }, fired: ScheduleFiredEvent) =>
       queuedScheduled(context, fired.agent) >= SCHEDULE_QUEUED_MAX,
+    /** A host with an actor that has not failed (a failed one takes no drain: see rejectDrain). */
     hostKnown: ({ context }, host: string) =>
-      context.hosts.some((h) => h.getSnapshot().context.name === host),
+      context.hosts.some((h) => h.getSnapshot().context.name === host && h.getSnapshot().status !== 'error'),
     keyRemembered: ({ context }, trigger: TriggerEvent) => liveKey(context, trigger.key) !== undefined,
     keyOfOtherAgent: ({ context }, trigger: TriggerEvent) => {
       const entry = liveKey(context, trigger.key);
@@ -754,12 +755,13 @@ export const daemonMachine = setup({
     })),
     /**
      * A reload watches again a host whose actor failed: a new actor, which starts down, so that the host
-     * is probed and reconciled before it takes sessions.
+     * is probed and reconciled before it takes sessions; drained again if the failed one was.
      */
     restartFailedHosts: enqueueActions(({ context, enqueue }) => {
       const failed = context.hosts.filter((ref) => ref.getSnapshot().status === 'error');
       if (failed.length === 0) return;
       for (const ref of failed) enqueue.stopChild(ref);
+      const drained = failed.filter((ref) => ref.getSnapshot().hasTag('drained')).map((ref) => ref.id);
       enqueue.assign({
         hosts: ({ context: now, spawn }) =>
           now.hosts.map((ref) => {
@@ -776,6 +778,8 @@ export const daemonMachine = setup({
             });
           }),
       });
+      // To the new actors, by id: the assign above has made them.
+      for (const id of drained) enqueue.sendTo(id, { type: 'drain' });
     }),
     /**
      * A second shutdown: the hosts are watched no more (no probe, no reconciliation; one under way is cut
@@ -807,9 +811,13 @@ export const daemonMachine = setup({
     rejectDrain: emit(({ context }, params: { host: string; requestId?: string }) => ({
       type: 'drain.rejected' as const,
       ...params,
-      reason: context.hostInfo.some((h) => h.name === params.host)
-        ? 'the daemon is starting: hosts can be drained once it is ready'
-        : `no host ${JSON.stringify(params.host)}; known hosts: ${context.hostInfo.map((h) => h.name).join(', ')}`,
+      reason: context.hosts.some(
+        (h) => h.id === hostActorId(params.host) && h.getSnapshot().status === 'error',
+      )
+        ? `the daemon's supervision of host ${params.host} failed: it takes no new sessions; \`agentd reload\` (or a restart) watches it again, drain or undrain it then`
+        : context.hostInfo.some((h) => h.name === params.host)
+          ? 'the daemon is starting: hosts can be drained once it is ready'
+          : `no host ${JSON.stringify(params.host)}; known hosts: ${context.hostInfo.map((h) => h.name).join(', ')}`,
     })),
     /** A schedule actor for every scheduled agent that has none yet (when the daemon is first up). */
     startSchedules: assign(({ context, spawn }) => {

@@ -310,6 +310,59 @@ describe('a schedule actor whose own action throws', () => {
       actor.stop();
     });
   }
+
+  it('a drain holds across it: a failed host takes none, the reload brings it back drained', async () => {
+    const fakes = new Fakes({ probeIntervalMs: 1_000 });
+    let throws = false;
+    const host = fakes.host().provide({
+      actions: {
+        probed: ({ context }) => {
+          if (throws && context.name === 'a') {
+            throws = false;
+            throw new Error('probe answer: bug');
+          }
+        },
+      },
+    });
+    const actor = createActor(fakes.daemon().provide({ actors: { host } }), {
+      input: {
+        agents: AGENTS,
+        maxSessions: 10,
+        hosts: [
+          { name: 'a', maxSessions: 5, labels: {} },
+          { name: 'b', maxSessions: 5, labels: {} },
+        ],
+      },
+    });
+    actor.subscribe({ error: () => {} });
+    actor.start();
+    await settle();
+    const port = portOver(actor, new Set());
+    expect(port.send({ type: 'drain', host: 'a' })).toMatchObject([
+      { type: 'drain.applied', host: 'a', drained: true },
+    ]);
+    throws = true;
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(port.hosts().find((h) => h.name === 'a')).toMatchObject({ state: 'failed', drained: true });
+
+    // Its actor takes nothing: the operator is told so, not that it was undrained.
+    expect(port.send({ type: 'undrain', host: 'a' })).toMatchObject([
+      {
+        type: 'drain.rejected',
+        host: 'a',
+        reason:
+          "the daemon's supervision of host a failed: it takes no new sessions; `agentd reload` (or a restart) watches it again, drain or undrain it then",
+      },
+    ]);
+
+    actor.send({ type: 'reload', agents: AGENTS, maxSessions: 10 });
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(port.hosts().find((h) => h.name === 'a')).toMatchObject({ state: 'up', drained: true });
+    port.send({ type: 'trigger', sessionId: 's1', agent: 'demo' });
+    await settle();
+    expect(actor.getSnapshot().context.sessions.s1?.getSnapshot().context.host).toBe('b');
+    actor.stop();
+  });
 });
 
 /** The daemon machine whose recordAccepted throws: after the session's record was written, or before. */
