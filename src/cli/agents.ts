@@ -59,7 +59,7 @@ export function renderAgent(a: AgentView): string {
   if (a.schedule) {
     const s = a.schedule;
     lines.push(
-      `    schedule "${s.cron}"${s.timezone === undefined ? '' : ` ${s.timezone}`}, overlap ${s.overlap}, catch_up ${s.catchUp}; next ${s.next ?? 'never'}`,
+      `    schedule "${s.cron}"${s.timezone === undefined ? '' : ` ${s.timezone}`}, overlap ${s.overlap}, catch_up ${s.catchUp}; ${s.failed === undefined ? `next ${s.next ?? 'never'}` : `FAILED: ${s.failed}`}`,
     );
   }
   return `${lines.join('\n')}\n`;

@@ -285,9 +285,12 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
     record: (sessionId) => journal.record(sessionId),
     history: (filter) => journal.history(filter),
     agents: () => {
-      const { agents, schedules } = actor.getSnapshot().context;
-      const next = new Map(scheduleViews(schedules).map((s) => [s.agent, s.next]));
-      return agents.map((agent) => describeAgent(agent, next.get(agent.name)));
+      const { agents, schedules, failedSchedules } = actor.getSnapshot().context;
+      const views = new Map(scheduleViews(schedules, failedSchedules).map((s) => [s.agent, s]));
+      return agents.map((agent) => {
+        const view = views.get(agent.name);
+        return describeAgent(agent, view?.next, view?.failed);
+      });
     },
     readLog: (sessionId) => journal.readLog(sessionId),
     makesNoSession: (sessionId, fields) => {

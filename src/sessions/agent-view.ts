@@ -38,13 +38,18 @@ export const agentViewSchema = z.object({
       catchUp: z.enum(['none', 'latest']),
       /** The next firing (ISO 8601), from the daemon's schedule actor; absent when it never fires again. */
       next: z.string().optional(),
+      /** Set when the schedule failed (the daemon's supervision of it): why; it fires no more until a reload. */
+      failed: z.string().optional(),
     })
     .optional(),
 });
 export type AgentView = z.infer<typeof agentViewSchema>;
 
-/** `next`: the schedule's next firing, as the daemon's schedule actor has it. */
-export function describeAgent(agent: AgentConfig, next?: string): AgentView {
+/**
+ * `next`: the schedule's next firing, as the daemon's schedule actor has it; `failed`: why the schedule
+ * failed, when it did.
+ */
+export function describeAgent(agent: AgentConfig, next?: string, failed?: string): AgentView {
   const { resources: r } = agent;
   return {
     name: agent.name,
@@ -77,6 +82,12 @@ export function describeAgent(agent: AgentConfig, next?: string): AgentView {
     ...(agent.maxConcurrent === undefined ? {} : { maxConcurrent: agent.maxConcurrent }),
     ...(agent.schedule === undefined
       ? {}
-      : { schedule: { ...agent.schedule, ...(next === undefined ? {} : { next }) } }),
+      : {
+          schedule: {
+            ...agent.schedule,
+            ...(next === undefined ? {} : { next }),
+            ...(failed === undefined ? {} : { failed }),
+          },
+        }),
   };
 }

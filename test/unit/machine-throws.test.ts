@@ -299,6 +299,11 @@ describe('a schedule actor whose own action throws', () => {
         `the schedule failed and fires no more: ${reason}; \`agentd reload\` or a restart starts it again`,
       );
 
+      // `agentd agents` says so too, not "next never".
+      const bad = port.agents().find((a) => a.name === 'bad')?.schedule;
+      expect(bad?.failed).toBe(views[0]?.failed);
+      expect(bad).not.toHaveProperty('next');
+
       // A reload starts it again, from the reload.
       actor.send({ type: 'reload', agents, maxSessions: 10 });
       await settle();
