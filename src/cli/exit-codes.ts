@@ -35,6 +35,11 @@ export const EXIT = {
    * sessions wait in the queue until a host answers (what /readyz answers 503 for).
    */
   noHost: 14,
+  /**
+   * `status`: the daemon is `ready` but it stopped supervising a schedule (it fires no more) or a host (no
+   * new sessions go there) after an exception in it: `agentd reload` or a restart starts it again.
+   */
+  supervisionFailed: 15,
   unreachable: 69,
   /** The daemon's socket is there but this user may not connect to it (sysexits EX_NOPERM). */
   permissionDenied: 77,
@@ -85,18 +90,25 @@ export function exitCodeForRecord(
 /**
  * The exit code of `agentd status` for the state the daemon reported, so that a health check or a
  * systemd/cron script tells a sick daemon from a healthy one without reading the JSON: 0 only when it
- * is `ready`, not degraded, and a Podman host answers. `--json` prints the whole status whatever the code. Documented in the
- * README (Outcomes and exit codes).
+ * is `ready`, not degraded, a Podman host answers and no schedule or host has failed. `--json` prints
+ * the whole status whatever the code. Documented in the README (Outcomes and exit codes).
  */
 export function exitCodeForStatus(status: {
   state: string;
   degraded?: string | undefined;
   failed?: string | undefined;
   noHost?: string | undefined;
+  failedHosts?: readonly unknown[] | undefined;
+  schedules?: readonly { failed?: string | undefined }[] | undefined;
 }): number {
   if (status.failed !== undefined || status.state === 'failed') return EXIT.daemonFailed;
   if (status.degraded !== undefined || status.state === 'degraded') return EXIT.degraded;
-  if (status.state === 'ready') return status.noHost === undefined ? EXIT.succeeded : EXIT.noHost;
+  if (status.state === 'ready') {
+    if (status.noHost !== undefined) return EXIT.noHost;
+    const stopped =
+      (status.failedHosts?.length ?? 0) > 0 || (status.schedules ?? []).some((s) => s.failed !== undefined);
+    return stopped ? EXIT.supervisionFailed : EXIT.succeeded;
+  }
   if (status.state === 'shutdown' || status.state.startsWith('shutdown.')) return EXIT.shuttingDown;
   // opening, reconciling, and any state a newer daemon may add: not something to rely on.
   return EXIT.notReady;

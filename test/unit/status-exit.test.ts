@@ -1,8 +1,8 @@
 /**
  * `agentd status` exits 0 only for a daemon that is `ready` and not degraded, so that a health check or a
  * systemd/cron script tells a sick daemon from a healthy one without reading the JSON: 10 degraded,
- * 11 not ready yet, 12 shutting down, 13 failed, 14 ready but no Podman host answers (README: Outcomes
- * and exit codes). `--json` prints the
+ * 11 not ready yet, 12 shutting down, 13 failed, 14 ready but no Podman host answers, 15 ready but a
+ * schedule or a host is no longer supervised (README: Outcomes and exit codes). `--json` prints the
  * whole status whatever the code. Before, every answered status exited 0.
  */
 import { createServer, type Server } from 'node:net';
@@ -26,6 +26,19 @@ describe('exitCodeForStatus', () => {
     [{ state: 'ready', noHost: 'no Podman host answers (local: down): ...' }, EXIT.noHost],
     // The state dir is the first thing to fix: it is said even when no host answers either.
     [{ state: 'degraded', degraded: 'state dir full', noHost: 'no Podman host answers' }, EXIT.degraded],
+    [
+      { state: 'ready', schedules: [{}, { failed: 'the schedule failed and fires no more: ...' }] },
+      EXIT.supervisionFailed,
+    ],
+    [{ state: 'ready', schedules: [{}, {}] }, EXIT.succeeded],
+    [{ state: 'ready', failedHosts: [{ name: 'b', problem: '...' }] }, EXIT.supervisionFailed],
+    [{ state: 'ready', failedHosts: [] }, EXIT.succeeded],
+    // Nothing runs at all: said before what a reload would fix.
+    [
+      { state: 'ready', noHost: 'no Podman host answers', failedHosts: [{ name: 'b', problem: '' }] },
+      EXIT.noHost,
+    ],
+    [{ state: 'degraded', schedules: [{ failed: '...' }] }, EXIT.degraded],
     [{ state: 'opening' }, EXIT.notReady],
     [{ state: 'reconciling' }, EXIT.notReady],
     [{ state: 'shutdown.draining' }, EXIT.shuttingDown],
@@ -42,10 +55,11 @@ describe('exitCodeForStatus', () => {
   });
 
   it('gives each state its own code, none of them another client code', () => {
-    const codes = [EXIT.degraded, EXIT.notReady, EXIT.shuttingDown, EXIT.daemonFailed, EXIT.noHost];
+    const own = ['degraded', 'notReady', 'shuttingDown', 'daemonFailed', 'noHost', 'supervisionFailed'];
+    const codes = own.map((name) => EXIT[name as keyof typeof EXIT]);
     expect(new Set(codes).size).toBe(codes.length);
     const others = Object.entries(EXIT)
-      .filter(([name]) => !['degraded', 'notReady', 'shuttingDown', 'daemonFailed', 'noHost'].includes(name))
+      .filter(([name]) => !own.includes(name))
       .map(([, code]) => code);
     for (const code of codes) expect(others).not.toContain(code);
   });
@@ -123,6 +137,28 @@ describe('agentd status against a daemon in each state', () => {
       },
       EXIT.noHost,
       /^agentd 1\.2\.3: ready, .*\nno Podman host answers \(gone: down\): sessions wait/,
+    ],
+    [
+      {
+        state: 'ready',
+        schedules: [
+          {
+            agent: 'tick',
+            cron: '*/5 * * * * *',
+            overlap: 'skip',
+            catchUp: 'none',
+            failed:
+              'the schedule failed and fires no more: EIO; `agentd reload` or a restart starts it again',
+          },
+        ],
+      },
+      EXIT.supervisionFailed,
+      /\nSCHEDULES\n {2}tick {2}"\*\/5 \* \* \* \* \*" {2}FAILED/,
+    ],
+    [
+      { state: 'ready', failedHosts: [{ name: 'b', problem: 'the supervision of this host failed: EIO' }] },
+      EXIT.supervisionFailed,
+      /^agentd 1\.2\.3: ready, .*\nhost b failed: the supervision of this host failed: EIO\n/,
     ],
     [{ state: 'opening' }, EXIT.notReady, /^agentd 1\.2\.3: opening, /],
     [{ state: 'shutdown.draining' }, EXIT.shuttingDown, /^agentd 1\.2\.3: shutdown\.draining, /],
