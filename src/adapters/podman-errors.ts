@@ -44,9 +44,97 @@ const UNREACHABLE =
 /** Podman 4.3's secrets files (secrets.json, filedriver/secretsdata.json) cut short or out of step. */
 const SECRET_STORE = /unexpected end of JSON input|no secret data with ID/i;
 
+/**
+ * A line of Podman 4.3 (containers/image) saying a pull from a registry failed: whatever it says of the
+ * network (connection refused, reset, i/o timeout) is the registry's or its proxy's, not the Podman host's.
+ */
+const REGISTRY_ERROR =
+  /initializing source docker:\/\/|pinging container registry|reading manifest |reading image "docker:\/\/|unable to copy from source|(?:reading|writing|fetching|copying) blob|copying system image|proxyconnect tcp/i;
+
 /** Podman's stderr says it could not reach the engine (whatever exit code it chose). */
 export function unreachableOutput(stderr: string): boolean {
-  return UNREACHABLE.test(stderr);
+  return pullFailure(stderr) === undefined && UNREACHABLE.test(stderr);
+}
+
+interface PullFailure {
+  /** The registry's host[:port], when Podman named it or the image reference does. */
+  registry: string | undefined;
+  /** The error without Podman's prefixes, e.g. `dial tcp 127.0.0.1:1: connect: connection refused`. */
+  reason: string;
+  /** The image reference Podman tried to pull. */
+  ref: string | undefined;
+}
+
+/**
+ * The pull of an image from its registry failed: Podman's own final `Error:` line (the retries before it
+ * are warnings) is one of containers/image's. Undefined when the final error is about anything else (an
+ * engine that cannot be reached after "Trying to pull" stays that).
+ */
+function pullFailure(stderr: string): PullFailure | undefined {
+  if (
+    !/initializing source|pinging container registry|reading manifest|blob|proxyconnect|docker:\/\//i.test(
+      stderr,
+    )
+  )
+    return undefined;
+  const lines = stderr.split('\n').filter((line) => line.trim() !== '');
+  const last = [...lines].reverse().find((line) => line.startsWith('Error: ')) ?? lines.at(-1) ?? '';
+  if (!REGISTRY_ERROR.test(last)) return undefined;
+  const line = last.replace(/^Error: /, '').slice(0, DETAIL_LINE_CHARS);
+  const ref = /docker:\/\/([^\s"]+?)"?: /.exec(line)?.[1];
+  const registry =
+    /pinging container registry ([^\s:]+(?::[0-9]+)?):/.exec(line)?.[1] ??
+    /reading manifest \S+ in ([^\s/]+)\//.exec(line)?.[1];
+  const reason = line.replace(
+    /^(?:unable to copy from source |initializing source |reading image )"?docker:\/\/[^\s"]+?"?: /,
+    '',
+  );
+  return { registry, reason, ref };
+}
+
+/** The registry an image reference pulls from (Podman's rule: a first part with a dot or a port, or localhost). */
+function registryOf(image: string): string | undefined {
+  const first = image.split('/')[0] ?? '';
+  return image.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost')
+    ? first
+    : undefined;
+}
+
+function pullError(operation: string, image: string | undefined, pull: PullFailure, failure: PodmanFailure) {
+  const ref = image ?? pull.ref ?? 'the image';
+  const registry = pull.registry ?? (image === undefined ? undefined : registryOf(image)) ?? 'its registry';
+  const { reason } = pull;
+  const where = 'the machine Podman runs on (for a host in hosts:, that host)';
+  if (/manifest unknown|name unknown|not found/i.test(reason)) {
+    return new PodmanError(
+      'IMAGE_NOT_FOUND',
+      `${operation}: image ${ref} is not in ${registry} (${reason}); check the name and the tag (\`podman pull ${ref}\` on ${where})`,
+      failure,
+    );
+  }
+  let fix: string;
+  if (/proxyconnect/i.test(reason)) {
+    fix = `the proxy Podman is set to use (HTTPS_PROXY in the environment of podman, or of its API service on a host) did not let it through: fix that proxy, or add ${registry} to NO_PROXY`;
+  } else if (/no such host|server misbehaving|name resolution/i.test(reason)) {
+    fix = `the registry's name does not resolve on ${where}: check the image name and that machine's DNS`;
+  } else if (/unauthorized|authentication required|denied/i.test(reason)) {
+    fix = `the registry refused the pull: log in on ${where} as the user Podman runs as (\`podman login ${registry}\`), or check the name (registries answer this for an image that does not exist too)`;
+  } else if (/x509|certificate|HTTP response to HTTPS client|tls: /i.test(reason)) {
+    fix = `the registry's TLS failed: give it a certificate that machine trusts, or, for a registry without TLS, list it with insecure = true in registries.conf there`;
+  } else if (
+    /connection refused|connection reset|no route to host|network is unreachable|timeout|unexpected EOF|broken pipe/i.test(
+      reason,
+    )
+  ) {
+    fix = `the registry (or a proxy on the way) did not answer: check that ${registry} runs and that ${where} can reach it (firewall, HTTPS_PROXY/NO_PROXY); the Podman host itself answered`;
+  } else {
+    fix = `check the name and the registry (\`podman pull ${ref}\` on ${where})`;
+  }
+  return new PodmanError(
+    'IMAGE_PULL_FAILED',
+    `${operation}: image ${ref} could not be pulled from ${registry}: ${reason}; ${fix}`,
+    failure,
+  );
 }
 
 /** Turns a raw podman failure into an error an operator can act on. */
@@ -77,6 +165,8 @@ export function classifyPodmanFailure(failure: PodmanFailure, image?: string): P
   }
   const ssh = sshProblem(failure, detail);
   if (ssh !== undefined) return new PodmanError(ssh.code, `${operation}: ${ssh.message}`, failure);
+  const pull = pullFailure(stderr);
+  if (pull !== undefined) return pullError(operation, image, pull, failure);
   if (UNREACHABLE.test(stderr)) {
     return new PodmanError(
       'PODMAN_UNREACHABLE',

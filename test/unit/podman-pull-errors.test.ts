@@ -1,0 +1,124 @@
+import { describe, expect, it } from 'vitest';
+import { classifyPodmanFailure, unreachableOutput } from '../../src/adapters/podman-errors.js';
+
+// Podman 4.3.1's stderr, captured from `podman run` / `podman --url unix://... create` against registries on
+// 127.0.0.1 (a closed port, a listener that never answers, one that resets, plain HTTP), a proxy on a
+// closed port, a .invalid name, and an insecure registry answering 404 and 401.
+const warn = (n: number, error: string) =>
+  `time="2026-12-07T01:20:2${n}Z" level=warning msg="Failed, retrying in 1s ... (${n}/3). Error: ${error.replaceAll('"', '\\"')}"`;
+const localRun = (error: string, ref = '127.0.0.1:1/x:1') =>
+  [`Trying to pull ${ref}...`, warn(1, error), warn(2, error), warn(3, error), `Error: ${error}`].join('\n');
+const REFUSED =
+  'initializing source docker://127.0.0.1:1/x:1: pinging container registry 127.0.0.1:1: Get "https://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused';
+const HANG =
+  'initializing source docker://127.0.0.1:47311/x:1: pinging container registry 127.0.0.1:47311: Get "https://127.0.0.1:47311/v2/": net/http: TLS handshake timeout';
+const RESET =
+  'initializing source docker://127.0.0.1:47313/x:1: pinging container registry 127.0.0.1:47313: Get "https://127.0.0.1:47313/v2/": read tcp 127.0.0.1:33332->127.0.0.1:47313: read: connection reset by peer';
+const PROXY =
+  'initializing source docker://registry.example.invalid/x:1: pinging container registry registry.example.invalid: Get "https://registry.example.invalid/v2/": proxyconnect tcp: dial tcp 127.0.0.1:1: connect: connection refused';
+const DNS =
+  'Trying to pull registry.example.invalid/x:1...\nError: initializing source docker://registry.example.invalid/x:1: pinging container registry registry.example.invalid: Get "https://registry.example.invalid/v2/": dial tcp: lookup registry.example.invalid on 10.255.255.53:53: no such host';
+const PLAIN_HTTP =
+  'Trying to pull 127.0.0.1:47312/x:1...\nError: initializing source docker://127.0.0.1:47312/x:1: pinging container registry 127.0.0.1:47312: Get "https://127.0.0.1:47312/v2/": http: server gave HTTP response to HTTPS client';
+const MANIFEST_UNKNOWN =
+  'Trying to pull 127.0.0.1:47320/x:1...\nError: initializing source docker://127.0.0.1:47320/x:1: reading manifest 1 in 127.0.0.1:47320/x: manifest unknown';
+const UNAUTHORIZED =
+  'Trying to pull 127.0.0.1:47320/secret:1...\nError: initializing source docker://127.0.0.1:47320/secret:1: reading manifest 1 in 127.0.0.1:47320/secret: unauthorized';
+const MANIFEST_INSPECT =
+  'Error: reading image "docker://127.0.0.1:1/x:1": pinging container registry 127.0.0.1:1: Get "https://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused';
+
+const run = (stderr: string, image = '127.0.0.1:1/x:1') =>
+  classifyPodmanFailure(
+    {
+      operation: 'run container agentd-x',
+      argv: ['run', '--name', 'agentd-x', image],
+      exitCode: 125,
+      stderr,
+    },
+    image,
+  );
+const remoteCreate = (stderr: string, image = '127.0.0.1:1/x:1') =>
+  classifyPodmanFailure(
+    {
+      operation: 'create container agentd-x',
+      argv: [
+        '--url',
+        'ssh://agent@127.0.0.1:2222/run/podman/podman.sock',
+        'create',
+        '--name',
+        'agentd-x',
+        image,
+      ],
+      exitCode: 125,
+      stderr,
+    },
+    image,
+  );
+
+describe('a pull that fails at the registry is not the Podman host unreachable', () => {
+  it('says a registry that refuses, hangs or resets could not be pulled from, naming it and the reason', () => {
+    for (const [stderr, registry, reason] of [
+      [localRun(REFUSED), '127.0.0.1:1', 'connect: connection refused'],
+      [localRun(HANG, '127.0.0.1:47311/x:1'), '127.0.0.1:47311', 'TLS handshake timeout'],
+      [localRun(RESET, '127.0.0.1:47313/x:1'), '127.0.0.1:47313', 'connection reset by peer'],
+      // `podman --url ... create` prints no retries, only the final error.
+      [`Trying to pull 127.0.0.1:1/x:1...\nError: ${REFUSED}`, '127.0.0.1:1', 'connection refused'],
+    ] as const) {
+      for (const error of [run(stderr), remoteCreate(stderr)]) {
+        expect(error.code, error.message).toBe('IMAGE_PULL_FAILED');
+        expect(error.message).toContain(`could not be pulled from ${registry}: pinging container registry`);
+        expect(error.message).toContain(reason);
+        expect(error.message).toContain(`check that ${registry} runs`);
+        expect(error.message).not.toMatch(/cannot reach the Podman host|podman\.socket/);
+        // Podman's retry warnings are not repeated: the final error says it all.
+        expect(error.message).not.toContain('retrying');
+      }
+      expect(unreachableOutput(stderr)).toBe(false);
+    }
+  });
+
+  it('names the proxy, the name that does not resolve, TLS, a refused login and a missing manifest', () => {
+    const proxy = run(localRun(PROXY, 'registry.example.invalid/x:1'), 'registry.example.invalid/x:1');
+    expect(proxy.code).toBe('IMAGE_PULL_FAILED');
+    expect(proxy.message).toContain('could not be pulled from registry.example.invalid: ');
+    expect(proxy.message).toContain('HTTPS_PROXY');
+    expect(proxy.message).not.toContain('Podman host (');
+    const dns = remoteCreate(DNS, 'registry.example.invalid/x:1');
+    expect(dns.code).toBe('IMAGE_PULL_FAILED');
+    expect(dns.message).toContain('no such host');
+    expect(dns.message).toContain('does not resolve');
+    const tls = run(PLAIN_HTTP, '127.0.0.1:47312/x:1');
+    expect(tls.code).toBe('IMAGE_PULL_FAILED');
+    expect(tls.message).toContain('server gave HTTP response to HTTPS client');
+    expect(tls.message).toContain('insecure = true in registries.conf');
+    const login = run(UNAUTHORIZED, '127.0.0.1:47320/secret:1');
+    expect(login.code).toBe('IMAGE_PULL_FAILED');
+    expect(login.message).toContain('podman login 127.0.0.1:47320');
+    const missing = run(MANIFEST_UNKNOWN, '127.0.0.1:47320/x:1');
+    expect(missing.code).toBe('IMAGE_NOT_FOUND');
+    expect(missing.message).toContain(
+      'image 127.0.0.1:47320/x:1 is not in 127.0.0.1:47320 (reading manifest 1',
+    );
+    expect(missing.message).toContain('podman pull 127.0.0.1:47320/x:1');
+    const inspect = classifyPodmanFailure({
+      operation: 'read the image from its registry',
+      argv: ['manifest', 'inspect', '--', '127.0.0.1:1/x:1'],
+      exitCode: 125,
+      stderr: MANIFEST_INSPECT,
+    });
+    expect(inspect.code).toBe('IMAGE_PULL_FAILED');
+    expect(inspect.message).toContain('image 127.0.0.1:1/x:1 could not be pulled from 127.0.0.1:1');
+  });
+
+  it('still says a host whose socket is gone, or whose ssh port refuses, cannot be reached', () => {
+    const gone =
+      'Cannot connect to Podman. Please verify your connection to the Linux system using `podman system connection list`, or try `podman machine init` and `podman machine start` to manage a new Linux VM\nError: unable to connect to Podman socket: Get "http://d/v4.3.1/libpod/_ping": dial unix /tmp/gone.sock: connect: no such file or directory';
+    const refused = 'Error: failed to connect: dial tcp 127.0.0.1:1: connect: connection refused';
+    // The engine's connection lost after the pull began is the host's, not the registry's.
+    const dropped = `Trying to pull 127.0.0.1:1/x:1...\nError: unable to connect to Podman socket: Get "http://d/v4.3.1/libpod/_ping": dial tcp 127.0.0.1:1: connect: connection refused`;
+    for (const stderr of [gone, refused, dropped]) {
+      expect(remoteCreate(stderr).code).toBe('PODMAN_UNREACHABLE');
+      expect(unreachableOutput(stderr)).toBe(true);
+    }
+  });
+});
