@@ -26,7 +26,10 @@ export interface DaemonGauges {
   running: number;
   queued: number;
   maxSessions: number;
-  schedules: { agent: string; next?: string }[];
+  /** Each schedule: its next firing, or `failed` (why) when its supervision failed. */
+  schedules: { agent: string; next?: string; failed?: string }[];
+  /** The hosts whose supervision failed (they take no new sessions until a reload). */
+  failedHosts?: string[];
 }
 
 export interface MetricsSources {
@@ -164,6 +167,28 @@ export class DaemonMetrics implements MetricsRecorder {
         for (const { agent, next } of sources.gauges().schedules) {
           if (next !== undefined) this.set({ agent }, Date.parse(next) / 1000);
         }
+      },
+    });
+    new Gauge({
+      name: 'agentd_schedule_failed',
+      help: "1 for each agent's schedule whose supervision failed: it fires no more until a reload or a restart.",
+      labelNames: ['agent'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const { agent, failed } of sources.gauges().schedules) {
+          if (failed !== undefined) this.set({ agent }, 1);
+        }
+      },
+    });
+    new Gauge({
+      name: 'agentd_host_failed',
+      help: '1 for each host whose supervision failed: it takes no new sessions until a reload or a restart.',
+      labelNames: ['host'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const host of sources.gauges().failedHosts ?? []) this.set({ host }, 1);
       },
     });
   }

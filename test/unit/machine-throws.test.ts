@@ -8,6 +8,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type Actor, createActor, raise } from 'xstate';
 import type { AgentConfig, ScheduleConfig } from '../../src/config/types.js';
+import { gaugesOf } from '../../src/daemon/observe.js';
 import { createDaemonPort, failureOf, sendEvent } from '../../src/daemon/port.js';
 import type { DaemonEmitted, daemonMachine } from '../../src/machines/daemon.machine.js';
 import { scheduleMachine } from '../../src/machines/schedule.machine.js';
@@ -196,6 +197,7 @@ describe('a host actor whose own action throws', () => {
         "the daemon's supervision of this host failed: probe answer: bug; no new sessions go there, its running sessions go on: `agentd reload` (or a restart) probes and reconciles it again",
     });
     expect(port.hosts().find((h) => h.name === 'b')?.state).toBe('up');
+    expect(gaugesOf(actor).failedHosts).toEqual(['a']);
     // status says so too, where an operator looks first.
     expect(port.status()).toMatchObject({
       state: 'ready',
@@ -299,6 +301,11 @@ describe('a schedule actor whose own action throws', () => {
         `the schedule failed and fires no more: ${reason}; \`agentd reload\` or a restart starts it again`,
       );
 
+      expect(
+        gaugesOf(actor)
+          .schedules.filter((g) => g.failed !== undefined)
+          .map((g) => g.agent),
+      ).toEqual(['bad']);
       // `agentd agents` says so too, not "next never".
       const bad = port.agents().find((a) => a.name === 'bad')?.schedule;
       expect(bad?.failed).toBe(views[0]?.failed);

@@ -134,6 +134,27 @@ describe('metrics', () => {
     expect(m.contentType).toMatch(/^text\/plain; version=0\.0\.4/);
   });
 
+  it('counts a schedule and a host whose supervision failed, and forgets them once they run again', async () => {
+    const gauges: DaemonGauges = {
+      ...GAUGES,
+      schedules: [
+        { agent: 'nightly', failed: 'the schedule failed ...' },
+        { agent: 'hourly', next: GAUGES.schedules[0]?.next as string },
+      ],
+      failedHosts: ['build2'],
+    };
+    const m = metrics(gauges);
+    let text = await m.text();
+    expect(sample(text, 'agentd_schedule_failed{agent="nightly"}')).toBe(1);
+    expect(text).not.toContain('agentd_schedule_failed{agent="hourly"}');
+    expect(text).not.toContain('agentd_schedule_next_firing_timestamp_seconds{agent="nightly"}');
+    expect(sample(text, 'agentd_host_failed{host="build2"}')).toBe(1);
+    Object.assign(gauges, { schedules: GAUGES.schedules, failedHosts: [] });
+    text = await m.text();
+    expect(text).not.toContain('agentd_schedule_failed{');
+    expect(text).not.toContain('agentd_host_failed{');
+  });
+
   it('counts reconciliation, schedule firings, notifications and HTTP requests', async () => {
     const m = metrics();
     m.reconciled({
