@@ -92,6 +92,29 @@ function pullFailure(stderr: string): PullFailure | undefined {
   return { registry, reason, ref };
 }
 
+/**
+ * Podman was still pulling when the call's deadline passed: the Podman host answered, the registry did
+ * not (in time). Podman's last retry warning, if any, says why.
+ */
+function pullTimedOut(operation: string, image: string, failure: PodmanFailure): PodmanError {
+  const registry = registryOf(image) ?? 'its registry';
+  const warning = [
+    ...failure.stderr.matchAll(/level=warning msg="Failed, retrying in .*?\. Error: (.*)"\s*$/gm),
+  ].at(-1)?.[1];
+  const reason =
+    warning === undefined
+      ? ''
+      : ` (its last try: ${warning
+          .replaceAll('\\"', '"')
+          .replace(/^initializing source docker:\/\/[^\s"]+?: /, '')
+          .slice(0, DETAIL_LINE_CHARS)})`;
+  return new PodmanError(
+    'PODMAN_TIMEOUT',
+    `${operation}: Podman was still pulling image ${image} from ${registry} when the call's deadline of ${durationSetting(failure.timeoutMs ?? 0)} (daemon.podman_timeout) passed${reason}; the Podman host answered, the registry did not in time: check that ${registry} answers from the machine Podman runs on (for a host in hosts:, that host), or, for an image that takes long to pull, pull it there beforehand (\`podman pull ${image}\`) or raise daemon.podman_timeout`,
+    failure,
+  );
+}
+
 /** The registry an image reference pulls from (Podman's rule: a first part with a dot or a port, or localhost). */
 function registryOf(image: string): string | undefined {
   const first = image.split('/')[0] ?? '';
@@ -157,6 +180,8 @@ export function classifyPodmanFailure(failure: PodmanFailure, image?: string): P
     );
   }
   if (failure.timedOut) {
+    const pulling = /^Trying to pull (\S+?)\.\.\.$/m.exec(stderr)?.[1];
+    if (pulling !== undefined) return pullTimedOut(operation, image ?? pulling, failure);
     return new PodmanError(
       'PODMAN_TIMEOUT',
       `${operation}: podman did not answer within ${durationSetting(failure.timeoutMs ?? 0)} (${truncate(cmd)}); check that Podman is healthy with \`podman info\``,

@@ -121,4 +121,44 @@ describe('a pull that fails at the registry is not the Podman host unreachable',
       expect(unreachableOutput(stderr)).toBe(true);
     }
   });
+
+  it('says a pull still running at the deadline waited on the registry, not on a sick Podman', () => {
+    // What `podman run` / `podman --url ... create` had printed when agentd's deadline ended them: the
+    // registry on 127.0.0.1:47311 accepts connections and never answers (Podman retries every ~21 s).
+    for (const [stderr, last] of [
+      ['Trying to pull 127.0.0.1:47311/x:1...', undefined],
+      [`Trying to pull 127.0.0.1:47311/x:1...\n${warn(1, HANG)}`, 'TLS handshake timeout'],
+    ] as const) {
+      const error = classifyPodmanFailure(
+        {
+          operation: 'run container agentd-x',
+          argv: ['run', '--name', 'agentd-x', '127.0.0.1:47311/x:1'],
+          stderr,
+          timedOut: true,
+          timeoutMs: 10_000,
+        },
+        '127.0.0.1:47311/x:1',
+      );
+      expect(error.code).toBe('PODMAN_TIMEOUT');
+      expect(error.message).toContain(
+        "Podman was still pulling image 127.0.0.1:47311/x:1 from 127.0.0.1:47311 when the call's deadline of 10s (daemon.podman_timeout) passed",
+      );
+      expect(error.message).toContain('podman pull 127.0.0.1:47311/x:1');
+      expect(error.message).not.toContain('podman info');
+      if (last === undefined) expect(error.message).not.toContain('its last try');
+      else
+        expect(error.message).toContain(
+          `(its last try: pinging container registry 127.0.0.1:47311: Get "https://127.0.0.1:47311/v2/": net/http: ${last})`,
+        );
+    }
+    // A deadline with no pull under way is Podman's own.
+    const hung = classifyPodmanFailure({
+      operation: 'list containers',
+      argv: ['ps'],
+      stderr: '',
+      timedOut: true,
+      timeoutMs: 10_000,
+    });
+    expect(hung.message).toContain('check that Podman is healthy with `podman info`');
+  });
 });
