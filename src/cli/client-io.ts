@@ -11,11 +11,15 @@ export interface ClientIo {
   stderr: Writable;
 }
 
-/** Connects, or prints why not and returns the exit code for "daemon not reachable". */
+/**
+ * Connects, or prints why not and returns the exit code for "daemon not reachable". `whenAbsent` may
+ * say otherwise of a socket that is not there or refuses connections (it printed why: its exit code).
+ */
 export async function connectDaemon(
   socket: string | undefined,
   io: ClientIo,
   json = false,
+  whenAbsent?: (path: string) => Promise<number | undefined>,
 ): Promise<DaemonClient | number> {
   const path = resolveSocketPath(socket);
   try {
@@ -31,6 +35,8 @@ export async function connectDaemon(
           EXIT.permissionDenied,
         );
       }
+      const instead = error.kind === 'absent' ? await whenAbsent?.(path) : undefined;
+      if (instead !== undefined) return instead;
       return failWith(io, json, { error: 'unreachable', message: error.message }, EXIT.unreachable);
     }
     throw error;

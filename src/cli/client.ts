@@ -55,7 +55,7 @@ export class DaemonUnreachable extends Error {
   constructor(
     readonly socketPath: string,
     readonly reason: string,
-    kind: UnreachableKind = 'absent',
+    readonly kind: UnreachableKind = 'absent',
   ) {
     super(unreachableMessage(socketPath, reason, kind));
     this.name = 'DaemonUnreachable';

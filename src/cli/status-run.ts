@@ -1,7 +1,7 @@
 import { formatDuration } from '../duration.js';
 import type { StatusReply } from '../protocol/replies.js';
-import { type ClientIo, connectDaemon, failOnReply } from './client-io.js';
-import { exitCodeForStatus } from './exit-codes.js';
+import { type ClientIo, connectDaemon, failOnReply, failWith } from './client-io.js';
+import { EXIT, exitCodeForStatus } from './exit-codes.js';
 import { outcomeText } from './format.js';
 import { checkStatusReply } from './reply-check.js';
 import { jsonText, shownOn } from './terminal.js';
@@ -13,7 +13,9 @@ export interface StatusOptions {
 
 /** `agentd status`, free of clipanion: StatusCommand and the quick path (quick.ts) both run it. */
 export async function runStatus(options: StatusOptions, io: ClientIo): Promise<number> {
-  const client = await connectDaemon(options.socket, io, options.json);
+  const client = await connectDaemon(options.socket, io, options.json, (path) =>
+    startingDaemon(io, options.json, path),
+  );
   if (typeof client === 'number') return client;
   try {
     const reply = await client.request({ type: 'status' });
@@ -30,6 +32,27 @@ export async function runStatus(options: StatusOptions, io: ClientIo): Promise<n
   } finally {
     client.close();
   }
+}
+
+/**
+ * A daemon that holds no socket yet because it is starting (it reconciles Podman first): not ready (11),
+ * rather than "no daemon answers" (69). Undefined when none is starting there.
+ */
+async function startingDaemon(io: ClientIo, json: boolean, path: string): Promise<number | undefined> {
+  // Loaded only when the socket is not there: a plain status against a running daemon never needs it.
+  const { startingDaemonPid } = await import('../adapters/starting-marker.js');
+  const pid = startingDaemonPid(path);
+  if (pid === undefined) return undefined;
+  return failWith(
+    io,
+    json,
+    {
+      error: 'starting',
+      message: `agentd (pid ${pid}) is starting and has not opened its socket ${path} yet: it reconciles Podman first (minutes after a crash that left many containers and secrets); try again in a moment`,
+      pid,
+    },
+    EXIT.notReady,
+  );
 }
 
 function render(s: StatusReply): string {

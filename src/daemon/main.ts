@@ -25,7 +25,8 @@ import { prepareSeccompProfile, SECCOMP_FALLBACK } from '../adapters/seccomp-pro
 import { SessionFiles } from '../adapters/session-files.js';
 import { SessionStore, StateDirError } from '../adapters/session-store.js';
 import { SocketServer } from '../adapters/socket-server.js';
-import { removeQuietly } from '../adapters/state-files.js';
+import { startingMarkerPath } from '../adapters/starting-marker.js';
+import { removeQuietly, writeFileAtomic } from '../adapters/state-files.js';
 import { hostAllowed, hostsOf, LOCAL_HOST, seesThisMachine, transportOf } from '../config/hosts.js';
 import type { HostConfig, NotifyTarget, Settings } from '../config/types.js';
 import {
@@ -122,10 +123,19 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       'took over a stale pid file',
     );
   }
+  // Until the socket is bound (after the start's reconciliation), `agentd status` finds this daemon by
+  // its marker: starting, not absent. Best effort: without it, status says no daemon answers, as before.
+  const marker = startingMarkerPath(socket);
+  try {
+    writeFileAtomic(marker, `${process.pid}\n`, { operation: 'mark the daemon as starting' });
+  } catch {
+    // A socket directory that takes no write: the socket's bind will say so.
+  }
   const hangups = takeHangups(log);
   try {
     return await supervise(options, pidFile, hangups);
   } finally {
+    removeQuietly(marker);
     hangups.release();
     pidFile.release();
   }
@@ -538,6 +548,7 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
       }),
       openSocket: fromPromise(async (): Promise<OpenResult> => {
         await server.listen();
+        removeQuietly(startingMarkerPath(config.socket));
         if (config.http && port && prometheus) {
           const { openHttpApi } = await import('./http.js');
           http = await openHttpApi({ settings: config.http, port, metrics: prometheus, env, log });

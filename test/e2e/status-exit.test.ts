@@ -5,10 +5,12 @@
  * test/reliability/state-dir.test.ts (it needs a full tmpfs); every state's code in
  * test/unit/status-exit.test.ts.
  */
+import { existsSync, rmSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/exit-codes.js';
-import { leftoversOfDaemons, startDaemon } from '../helpers/daemon.js';
+import { launchDaemon, leftoversOfDaemons, prepareDaemon, startDaemon } from '../helpers/daemon.js';
 import { type Gate, startGate } from '../helpers/gate.js';
 import { type GitServer, startGitServer } from '../helpers/git-server.js';
 import { TEST_IMAGE } from '../helpers/podman.js';
@@ -61,6 +63,48 @@ describe('agentd status exit codes', () => {
       pid: d.pid,
     });
     expect(await d.stop()).toBe(0);
+  });
+
+  it('exits 11 while the daemon starts (its socket not open yet: the start waits on a stalled host), then 0', async () => {
+    // A Podman host that takes the connection and never answers: the start waits for its probe.
+    const dir = makeTempDir('agentd-e2e-status-');
+    const stallPath = join(dir, 'stall.sock');
+    const held: Socket[] = [];
+    const stall = createServer((socket) => {
+      socket.on('error', () => {});
+      held.push(socket);
+    });
+    await new Promise<void>((resolve) => stall.listen(stallPath, resolve));
+    try {
+      const files = prepareDaemon({
+        agents: [agent('quick', ['echo', 'hi'])],
+        daemon: { host_probe_timeout: '4s' },
+        hosts: [{ name: 'local' }, { name: 'stall', url: `unix://${stallPath}` }],
+      });
+      const d = launchDaemon(files);
+      const marker = `${files.socketPath}.starting`;
+      for (let waited = 0; !existsSync(marker); waited += 20) {
+        expect(waited, 'the starting marker').toBeLessThan(30_000);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect(existsSync(files.socketPath), 'the socket is not open yet').toBe(false);
+      // Before, this said "no agentd daemon answers ... Start one with `agentd start`" and exited 69.
+      const starting = await d.cli(['status']);
+      expect(starting.code, starting.stderr).toBe(EXIT.notReady);
+      expect(starting.stderr).toMatch(
+        new RegExp(`^agentd: agentd \\(pid ${d.pid}\\) is starting and has not opened its socket `),
+      );
+      await d.ready();
+      expect(existsSync(marker), 'the marker once the socket is open').toBe(false);
+      const ready = await d.cli(['status']);
+      expect(ready.code, ready.stderr).toBe(EXIT.succeeded);
+      expect(await d.stop()).toBe(0);
+      expect(existsSync(marker)).toBe(false);
+    } finally {
+      for (const socket of held) socket.destroy();
+      await new Promise((resolve) => stall.close(resolve));
+      rmSync(stallPath, { force: true });
+    }
   });
 
   it('exits 0 when ready with the local Podman, and 12 while it drains a running session', async () => {

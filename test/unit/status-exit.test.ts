@@ -5,6 +5,8 @@
  * schedule or a host is no longer supervised (README: Outcomes and exit codes). `--json` prints the
  * whole status whatever the code. Before, every answered status exited 0.
  */
+import { spawnSync } from 'node:child_process';
+import { symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -190,6 +192,48 @@ describe('agentd status against a daemon in each state', () => {
       }
     } finally {
       server.close();
+    }
+  });
+});
+
+describe('agentd status while a daemon starts (no socket yet: it reconciles Podman first)', () => {
+  it('exits 11 and says which daemon is starting, where before it said no daemon answers (69)', async () => {
+    const socket = join(makeTempDir('agentd-unit-status-'), 'agentd.sock');
+    writeFileSync(`${socket}.starting`, `${process.pid}\n`, { mode: 0o600 });
+    const text = await run(['status', '--socket', socket]);
+    expect(text.code).toBe(EXIT.notReady);
+    expect(text.stdout).toBe('');
+    expect(text.stderr).toBe(
+      `agentd: agentd (pid ${process.pid}) is starting and has not opened its socket ${socket} yet: it reconciles Podman first (minutes after a crash that left many containers and secrets); try again in a moment\n`,
+    );
+    const json = await run(['status', '--socket', socket, '--json']);
+    expect(json.code).toBe(EXIT.notReady);
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      error: 'starting',
+      pid: process.pid,
+      code: EXIT.notReady,
+    });
+    // Other commands keep their code: no daemon answers them yet.
+    expect((await run(['history', '--socket', socket])).code).toBe(EXIT.unreachable);
+  });
+
+  it('ignores a marker whose process is gone, that is not a pid, or that is a symbolic link', async () => {
+    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {
+      encoding: 'utf8',
+    });
+    const dir = makeTempDir('agentd-unit-status-');
+    const target = join(dir, 'elsewhere');
+    writeFileSync(target, `${process.pid}\n`);
+    for (const [name, plant] of [
+      ['gone', (path: string) => writeFileSync(path, `${gone.stdout}\n`)],
+      ['junk', (path: string) => writeFileSync(path, 'not a pid\n')],
+      ['link', (path: string) => symlinkSync(target, path)],
+    ] as const) {
+      const socket = join(dir, `${name}.sock`);
+      plant(`${socket}.starting`);
+      const result = await run(['status', '--socket', socket]);
+      expect(result.code, name).toBe(EXIT.unreachable);
+      expect(result.stderr, name).toMatch(/^agentd: no agentd daemon answers on /);
     }
   });
 });
