@@ -277,6 +277,28 @@ export function nameBatches(names: readonly string[], count: number, bytes = ARG
  * run` killed by it exits while its container runs on (the session was ended `failed` and its container
  * removed), and a `secret rm` cut short can corrupt Podman 4.3's secrets file. Only the daemon gets it.
  */
+/**
+ * The url as Podman 4.3 takes it: an ssh:// url without a port fails every call there with
+ * `Error: strconv.Atoi: parsing "": invalid syntax` (measured with Podman 4.3.1, whatever the host), so
+ * ssh's own default port, 22, is written out.
+ */
+export function podmanUrl(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return url;
+  }
+  if (parsed.protocol !== 'ssh:' || parsed.port !== '' || parsed.hostname === '') return url;
+  // The authority ends at the path: the port goes there, after `user@host` (or a bare `host:`).
+  const start = url.indexOf('//') + 2;
+  const slash = url.slice(start).search(/[/?#]/);
+  const end = slash === -1 ? url.length : start + slash;
+  const authority = url.slice(start, end);
+  if (!authority.endsWith(parsed.hostname) && !authority.endsWith(':')) return url;
+  return `${url.slice(0, end)}${authority.endsWith(':') ? '' : ':'}22${url.slice(end)}`;
+}
+
 /** A narrow client over the podman CLI: the only code in agentd that runs podman. */
 export class PodmanClient implements PodmanPort {
   readonly bin: string;
@@ -295,7 +317,11 @@ export class PodmanClient implements PodmanPort {
     this.global =
       options.url === undefined
         ? []
-        : ['--url', options.url, ...(options.identity === undefined ? [] : ['--identity', options.identity])];
+        : [
+            '--url',
+            podmanUrl(options.url),
+            ...(options.identity === undefined ? [] : ['--identity', options.identity]),
+          ];
     this.remote = options.url !== undefined;
   }
 
