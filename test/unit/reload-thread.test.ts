@@ -207,6 +207,76 @@ describe("a reload's thread", () => {
     await Promise.all([failing.close(), ending.close()]);
   });
 
+  it('that takes longer than its time limit is ended and refused, and the next reload has a thread of its own', async () => {
+    const dir = makeTempDir('agentd-unit-reload-thread-');
+    const beat = join(dir, 'beat');
+    const quick = join(dir, 'quick');
+    writeFileSync(beat, '');
+    // Never answers for the file "beat" (says it is alive there, as a check that never ends); answers at
+    // once for any other.
+    const sometimes = workerOf(`
+      import { appendFileSync } from 'node:fs';
+      import { parentPort, workerData } from 'node:worker_threads';
+      if (workerData.file.endsWith('beat')) setInterval(() => appendFileSync(workerData.file, '.'), 2);
+      else parentPort.postMessage({
+        settings: { file: workerData.file, daemon: {}, hosts: [], agents: [{ name: 'a' }] },
+        fingerprints: { names: ['a'], digests: ['d'] },
+      });
+    `);
+    const loader = createThreadedLoader({ worker: sometimes, timeLimitMs: 3000 });
+    const error = await loader.load(beat, []).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(AgentdError);
+    expect((error as AgentdError).message).toBe(
+      `reading and checking ${beat} took more than the 3 s a reload may take, and was ended; make it smaller (an agent of thousands of mounts takes minutes to check; agentd validate --config ${beat} shows how long), or restart the daemon to load it (a start has no such limit)`,
+    );
+    expect((error as AgentdError).operation).toBe('reload configuration');
+    // The thread was ended: it writes no more.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const size = readFileSync(beat).length;
+    expect(size).toBeGreaterThan(0);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(readFileSync(beat).length).toBe(size);
+    // The next reload is not held behind it.
+    expect((await loader.load(quick, [])).agents).toEqual([{ name: 'a' }]);
+    await loader.close();
+  });
+
+  it('that takes longer than its time limit is told as a reload that changed nothing, and the next one applies', async () => {
+    const dir = makeTempDir('agentd-unit-reload-thread-');
+    const slow = join(dir, 'slow');
+    const endless = workerOf(`
+      import { parentPort, workerData } from 'node:worker_threads';
+      if (workerData.file.endsWith('slow')) setInterval(() => {}, 1000);
+      else parentPort.postMessage({ error: { message: 'answered' } });
+    `);
+    const loader = createThreadedLoader({ worker: endless, timeLimitMs: 3000 });
+    let file = slow;
+    const actor = {
+      getSnapshot: () => ({
+        context: { agents: [], maxSessions: 1, sessions: {}, queue: [] },
+        matches: () => false,
+      }),
+    } as unknown as Actor<typeof daemonMachine>;
+    const reload = createReloader({
+      started: { file: slow } as Settings,
+      actor,
+      log: pino({ level: 'silent' }),
+      notify: { reloading: () => {}, ready: () => {} } as unknown as ServiceNotifier,
+      load: (_, running) => loader.load(file, running),
+    });
+    const first = await reload('request');
+    expect(first.type).toBe('reload_failed');
+    expect(first.message).toMatch(
+      /took more than the 3 s a reload may take, and was ended; .*\nThe daemon keeps running with the configuration it had\.$/,
+    );
+    file = join(dir, 'other');
+    expect((await reload('request')).message).toMatch(/^answered\n/);
+    await loader.close();
+  });
+
   it('is ended by a stop: its reload is refused, and so is one asked for after', async () => {
     const dir = makeTempDir('agentd-unit-reload-thread-');
     const beat = join(dir, 'beat');
