@@ -276,6 +276,20 @@ function sshProblem(
       message: `the host's ssh key is not the one ~/.ssh/known_hosts of the daemon's user holds for it (${detail}); if the host's key changed (reinstalled), compare the new fingerprint (\`ssh-keyscan ${port}${url.hostname} | ssh-keygen -lf -\`) and replace its line there, else something else answers at that address`,
     };
   }
+  // Podman's dial of the ssh port itself failed: its API service is not reached before ssh is.
+  const dial =
+    /failed to connect: dial tcp\b.*?: (connection refused|connection reset by peer|no route to host|network is unreachable|i\/o timeout|no such host|server misbehaving)/i.exec(
+      stderr,
+    )?.[1];
+  if (dial !== undefined) {
+    const at = `${url.hostname} port ${url.port === '' ? '22' : url.port}`;
+    return {
+      code: 'PODMAN_UNREACHABLE',
+      message: /no such host|server misbehaving/i.test(dial)
+        ? `the name of the host in its url, ${url.hostname}, does not resolve on this machine (${detail}); check the url and this machine's DNS (or /etc/hosts)`
+        : `this machine cannot open an ssh connection to ${at} (${detail}); check that the host's ssh server runs and listens there (the url's port, 22 when it has none) and that no firewall is in the way: \`ssh ${port}${url.username}@${url.hostname}\` from here must connect. The Podman API service behind it is reached only through ssh`,
+    };
+  }
   if (/ssh: rejected: connect failed/i.test(stderr)) {
     return {
       code: 'PODMAN_UNREACHABLE',

@@ -57,10 +57,27 @@ describe("an ssh:// host's refusal", () => {
     expect(error.message).toContain("the host's identity: key cannot be read");
   });
 
-  it('is not taken for one over unix:// or a plain connection refused', () => {
-    const refused = probe('Error: failed to connect: dial tcp 127.0.0.1:22988: connect: connection refused');
-    expect(refused.code).toBe('PODMAN_UNREACHABLE');
-    expect(refused.message).toContain('check that its Podman API service runs');
+  it('of the connection itself (a closed port, a reset, a name that does not resolve): names sshd, not the API service', () => {
+    // Podman 4.3.1 against ssh://nobody@127.0.0.1:1/..., a listener on 127.0.0.1 that resets, and a .invalid name.
+    for (const stderr of [
+      'Error: failed to connect: dial tcp 127.0.0.1:22987: connect: connection refused',
+      'Error: failed to connect: dial tcp 127.0.0.1:22987: connect: connection reset by peer',
+    ]) {
+      const error = probe(stderr);
+      expect(error.code).toBe('PODMAN_UNREACHABLE');
+      expect(error.message).toContain('cannot open an ssh connection to 127.0.0.1 port 22987');
+      expect(error.message).toContain('`ssh -p 22987 agentd@127.0.0.1`');
+      expect(error.message).not.toContain('systemctl enable --now podman.socket');
+    }
+    const dns = probe(
+      'Error: failed to connect: dial tcp: lookup podman-host.invalid on 10.255.255.53:53: no such host',
+      ['--url', 'ssh://agentd@podman-host.invalid:22/run/podman/podman.sock', 'version'],
+    );
+    expect(dns.code).toBe('PODMAN_UNREACHABLE');
+    expect(dns.message).toContain('podman-host.invalid, does not resolve on this machine');
+  });
+
+  it('is not taken for one over unix://', () => {
     const unix = probe('Error: unable to connect to Podman socket: ssh: rejected: connect failed', [
       '--url',
       'unix:///run/podman/podman.sock',
