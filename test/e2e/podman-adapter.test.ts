@@ -1,4 +1,5 @@
 import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -178,6 +179,34 @@ describe('PodmanClient against real Podman', () => {
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(error.code).toBe('IMAGE_NOT_FOUND');
     expect(error.message).toContain('localhost/agentd-no-such-image:latest is not available');
+  });
+
+  it("says an image whose registry refuses could not be pulled from it, not that Podman's host is unreachable", async () => {
+    // A port on 127.0.0.1 that nothing listens on: Podman's pull says "connection refused".
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    await new Promise((resolve) => server.close(resolve));
+    const name = containerName(instanceId, 'a', randomSessionId());
+    track.container(name);
+    const error = (await podman
+      .createContainer({
+        name,
+        image: `127.0.0.1:${port}/agentd-no-such-image:1`,
+        labels: {},
+        env: {},
+        secrets: [],
+        network: 'none',
+        entrypoint: ['/bin/sh'],
+        args: ['-c', 'true'],
+      })
+      .catch((e: unknown) => e)) as PodmanError;
+    expect(error.code, error.message).toBe('IMAGE_PULL_FAILED');
+    expect(error.message).toContain(
+      `image 127.0.0.1:${port}/agentd-no-such-image:1 could not be pulled from 127.0.0.1:${port}: `,
+    );
+    expect(error.message).toContain('connection refused');
+    expect(error.message).not.toContain('cannot reach the Podman host');
   });
 
   it('reports a podman binary that is not installed', async () => {
