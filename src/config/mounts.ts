@@ -56,6 +56,52 @@ export function overlaps(a: string, b: string): boolean {
   return a === b || isInside(a, b) || isInside(b, a);
 }
 
+/** A part of a path in firstOverlaps' tree: the first path that ends here, the first that goes on below. */
+interface PathNode {
+  parts: Map<string, PathNode>;
+  ends?: number;
+  below?: number;
+}
+
+/**
+ * For each path, the index of the first path before it that overlaps it (as `overlaps` says), or
+ * undefined. The paths are put in a tree of their parts, so each is looked at once: comparing each with
+ * every one before it cost 118 s for one agent of 61,786 mounts (a 4 MiB file).
+ */
+export function firstOverlaps(paths: readonly string[]): (number | undefined)[] {
+  const tree: PathNode = { parts: new Map() };
+  /** `/` holds every other path (isInside): the first one. */
+  let root: number | undefined;
+  const min = (a: number | undefined, b: number | undefined) =>
+    a === undefined ? b : b === undefined ? a : Math.min(a, b);
+  return paths.map((path, index) => {
+    if (path === '/') {
+      const first = index > 0 ? 0 : undefined;
+      root ??= index;
+      return first;
+    }
+    let found = root;
+    let node = tree;
+    const parts = path.split('/');
+    // `a` lies inside `b` when b's parts begin a's and a has more: b + '/' begins a.
+    for (const part of parts) {
+      found = min(found, node === tree ? undefined : node.ends);
+      let next = node.parts.get(part);
+      if (next === undefined) {
+        next = { parts: new Map() };
+        node.parts.set(part, next);
+      }
+      node.below ??= index;
+      node = next;
+    }
+    // The same path, and those inside it. node.below was set by paths before this one only: this one
+    // set it on the nodes above its own.
+    found = min(found, min(node.ends, node.below));
+    node.ends ??= index;
+    return found;
+  });
+}
+
 /** True when `path` lies strictly inside `dir`. */
 export function isInside(path: string, dir: string): boolean {
   return dir === '/' ? path !== '/' : path.startsWith(`${dir}/`);

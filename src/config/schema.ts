@@ -6,7 +6,7 @@ import { OUTCOMES } from '../outcomes.js';
 import { describeRepoProblem, parseOrigin, parseRepoUrl } from '../repo-url.js';
 import { HOST_NAME_MAX, HOST_NAME_RE, hostUrlProblem } from './hosts.js';
 import { HTTP_SCOPES, parseListen } from './http.js';
-import { CONTEXT_TARGET, overlaps, sourceProblem, targetClash, targetProblem } from './mounts.js';
+import { CONTEXT_TARGET, firstOverlaps, sourceProblem, targetClash, targetProblem } from './mounts.js';
 import { quoted } from './quoted.js';
 import {
   capabilityName,
@@ -950,6 +950,9 @@ function targetCheck(agent: Record<string, unknown>, name: string, i: number, ct
   if (typeof agent.context === 'string') {
     targets.push({ path: ['agents', i, 'context'], target: CONTEXT_TARGET, what: 'context' });
   }
+  // The first target before each that overlaps it, found once for all: one agent of 61,786 mounts
+  // compared each with every one before it for 118 s.
+  const overlapping = firstOverlaps(targets.map((t) => t.target));
   targets.forEach((entry, k) => {
     if (entry.what === 'context' || targetProblem(entry.target) !== undefined) return;
     const clash = targetClash(entry.target, name);
@@ -957,7 +960,8 @@ function targetCheck(agent: Record<string, unknown>, name: string, i: number, ct
       ctx.addIssue({ code: 'custom', path: entry.path, input: entry.target, message: clash });
       return;
     }
-    const other = targets.slice(0, k).find((t) => overlaps(t.target, entry.target));
+    const first = overlapping[k];
+    const other = first === undefined ? undefined : targets[first];
     if (other !== undefined) {
       ctx.addIssue({
         code: 'custom',
