@@ -135,6 +135,17 @@ function pullError(operation: string, image: string | undefined, pull: PullFailu
       failure,
     );
   }
+  // Fetched, but not stored where Podman runs: not the registry's failure.
+  if (/no space left on device|disk quota exceeded|adding layer|ApplyLayer|insufficient UIDs/i.test(reason)) {
+    const room = /no space left on device|disk quota exceeded/i.test(reason)
+      ? 'it has no room left there: free space (`podman system df`, `podman image prune`) or give its image store more'
+      : 'check its image store (rootless: the subordinate ids in /etc/subuid and /etc/subgid)';
+    return new PodmanError(
+      'IMAGE_PULL_FAILED',
+      `${operation}: image ${ref} was fetched from ${registry} but could not be stored by Podman on ${where}: ${reason}; ${room}`,
+      failure,
+    );
+  }
   let fix: string;
   if (/proxyconnect/i.test(reason)) {
     fix = `the proxy Podman is set to use (HTTPS_PROXY in the environment of podman, or of its API service on a host) did not let it through: fix that proxy, or add ${registry} to NO_PROXY`;

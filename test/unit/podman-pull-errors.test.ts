@@ -161,4 +161,28 @@ describe('a pull that fails at the registry is not the Podman host unreachable',
     });
     expect(hung.message).toContain('check that Podman is healthy with `podman info`');
   });
+
+  it('says a blob cut short came from the registry, and a disk that is full is where Podman runs', () => {
+    // Podman 4.3.1 pulling from a registry on 127.0.0.1 that closes the connection 1 MB into the layer,
+    // and into an image store on a 40 MB tmpfs.
+    const head =
+      'Trying to pull 127.0.0.1:47322/base:1...\nGetting image source signatures\nCopying blob sha256:f69ee9c96ce4b58b12756f6bb46755a7149de9de523000243e7f6d8791c09d83\n';
+    const cut = remoteCreate(
+      `${head}Error: writing blob: storing blob to file "/var/tmp/storage3230019084/1": happened during read: unexpected EOF`,
+      '127.0.0.1:47322/base:1',
+    );
+    expect(cut.code).toBe('IMAGE_PULL_FAILED');
+    expect(cut.message).toContain('could not be pulled from 127.0.0.1:47322: writing blob: ');
+    expect(cut.message).toContain('check that 127.0.0.1:47322 runs');
+    expect(cut.message).not.toContain('cannot reach the Podman host');
+    const full = run(
+      `${head}Error: writing blob: adding layer with blob "sha256:f69ee9c96ce4b58b12756f6bb46755a7149de9de523000243e7f6d8791c09d83": processing tar file(write /usr/lib/git-core/git-http-fetch: no space left on device): exit status 1`,
+      '127.0.0.1:47322/base:1',
+    );
+    expect(full.code).toBe('IMAGE_PULL_FAILED');
+    expect(full.message).toContain('was fetched from 127.0.0.1:47322 but could not be stored by Podman');
+    expect(full.message).toContain('no space left on device');
+    expect(full.message).toContain('podman system df');
+    expect(full.message).not.toContain('check that 127.0.0.1:47322 runs');
+  });
 });
