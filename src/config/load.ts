@@ -21,7 +21,7 @@ import { parseOrigin, parseRepoUrl } from '../repo-url.js';
 import { readConfigFile } from './config-file.js';
 import { hostAllowed, seesThisMachine, tcpHostExposure, transportOf } from './hosts.js';
 import { type HttpListen, parseListen } from './http.js';
-import { cacheVolumeKey, isInside, overlaps } from './mounts.js';
+import { cacheVolumeKey, isInside, overlaps, PathIndex } from './mounts.js';
 import { configSearchPath, defaultSocketPath, defaultStateDir } from './paths.js';
 import { podmanPathCheck, podmanPaths, programPaths } from './podman-paths.js';
 import { MAX_SHOWN_CHARS, quoted } from './quoted.js';
@@ -682,9 +682,21 @@ function writableSourceCheck(settings: Settings, ctx: ConvertContext): void {
       places.push({ path: ['agents', i, 'context'], source: agent.context, file: false });
   });
   for (const { path, source } of secretFiles(settings)) places.push({ path, source, file: true });
+  // The first writable mount that reaches each place (as `reaches` says), asked of an index of their
+  // paths: comparing each place with each mount took 55 s for 30,664 agents of one such mount each.
+  const byReal = new PathIndex();
+  const bySource = new PathIndex();
+  writable.forEach((w, i) => {
+    byReal.add(w.real, i);
+    bySource.add(w.source, i);
+  });
   for (const { path, source, file } of places) {
     const resolved = resolvedPath(source);
-    const under = writable.find((w) => reaches(w, source, resolved, file));
+    const inReal = byReal.firstHolding(resolved, file);
+    const inSource = bySource.firstHolding(source, file);
+    const first =
+      inReal === undefined ? inSource : inSource === undefined ? inReal : Math.min(inReal, inSource);
+    const under = first === undefined ? undefined : writable[first];
     if (under === undefined) continue;
     if (path.length === 0) {
       // The configuration file has no line of its own: the mount that reaches it is told.

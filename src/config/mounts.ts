@@ -56,6 +56,50 @@ export function overlaps(a: string, b: string): boolean {
   return a === b || isInside(a, b) || isInside(b, a);
 }
 
+/**
+ * Paths added with an index, asked which hold a path: the first one that the path lies inside (as
+ * isInside says) or, with `orSame`, is. Through a tree of the paths' parts, so that a question costs the
+ * asked path's length, not the number of paths: asking each of 30,664 agents' mounts against all of
+ * them took 55 s of a 4 MiB file's check.
+ */
+export class PathIndex {
+  private readonly tree: PathNode = { parts: new Map() };
+  /** `/` holds every other path. */
+  private root: number | undefined;
+
+  add(path: string, index: number): void {
+    if (path === '/') {
+      this.root ??= index;
+      return;
+    }
+    let node = this.tree;
+    for (const part of path.split('/')) {
+      let next = node.parts.get(part);
+      if (next === undefined) {
+        next = { parts: new Map() };
+        node.parts.set(part, next);
+      }
+      node = next;
+    }
+    node.ends = Math.min(node.ends ?? index, index);
+  }
+
+  firstHolding(path: string, orSame: boolean): number | undefined {
+    let found = path !== '/' || orSame ? this.root : undefined;
+    const take = (index: number | undefined) => {
+      if (index !== undefined && (found === undefined || index < found)) found = index;
+    };
+    let node: PathNode | undefined = this.tree;
+    for (const part of path.split('/')) {
+      if (node !== this.tree) take(node.ends);
+      node = node.parts.get(part);
+      if (node === undefined) return found;
+    }
+    if (orSame) take(node.ends);
+    return found;
+  }
+}
+
 /** A part of a path in firstOverlaps' tree: the first path that ends here, the first that goes on below. */
 interface PathNode {
   parts: Map<string, PathNode>;

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { ConfigError, type ConfigProblem, parseConfig } from '../../src/config/index.js';
-import { firstOverlaps, overlaps } from '../../src/config/mounts.js';
+import { firstOverlaps, isInside, overlaps, PathIndex } from '../../src/config/mounts.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'agentd-mount-targets-'));
 const source = join(dir, 'source');
@@ -76,6 +76,40 @@ describe('firstOverlaps', () => {
         return at === -1 ? undefined : at;
       });
       expect(firstOverlaps(paths), JSON.stringify(paths)).toEqual(pairwise);
+    }
+  });
+});
+
+describe('PathIndex', () => {
+  it('is the first path added that holds the one asked (or is it, with orSame), as isInside says', () => {
+    const parts = ['', 'a', 'b', 'ab'];
+    let seed = 11;
+    const random = (n: number) => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed % n;
+    };
+    const path = () => {
+      const kind = random(10);
+      if (kind === 0) return '/';
+      if (kind === 1) return '';
+      const body = Array.from({ length: 1 + random(4) }, () => parts[random(parts.length)]).join('/');
+      return kind === 2 ? body : `/${body}`;
+    };
+    for (let round = 0; round < 300; round++) {
+      const added = Array.from({ length: 1 + random(8) }, path);
+      const index = new PathIndex();
+      added.forEach((p, i) => {
+        index.add(p, i);
+      });
+      for (let ask = 0; ask < 5; ask++) {
+        const asked = path();
+        for (const orSame of [false, true]) {
+          const at = added.findIndex((p) => isInside(asked, p) || (orSame && asked === p));
+          expect(index.firstHolding(asked, orSame), JSON.stringify([added, asked, orSame])).toBe(
+            at === -1 ? undefined : at,
+          );
+        }
+      }
     }
   });
 });
