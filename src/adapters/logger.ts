@@ -38,6 +38,34 @@ export interface LostLines {
   to: Date;
 }
 
+/** The log's stderr takes no writes: since when, why, and what it has lost and holds so far. */
+export interface LogUnwritten {
+  code: string;
+  since: Date;
+  /** Lines dropped beyond LOG_HELD_MAX_BYTES: they will never be written. */
+  lostLines: number;
+  /** Bytes held to be written once stderr takes writes again. */
+  heldBytes: number;
+}
+
+/** What `agentd status` says (its `degraded` reason) while the daemon's log cannot be written. */
+export function logUnwrittenReason(u: LogUnwritten): string {
+  const full = u.code === 'ENOSPC' || u.code === 'EDQUOT';
+  const lost = u.lostLines === 0 ? 'no line lost yet' : `${u.lostLines} line(s) lost`;
+  const fix = full ? 'free space on the filesystem stderr is written to' : 'fix where stderr goes';
+  return `the daemon's log could not be written since ${u.since.toISOString()}: ${lost}, ${u.heldBytes} bytes held to write once it can (${u.code}); ${fix}`;
+}
+
+const SINK = Symbol('agentd.logSink');
+
+/**
+ * Why the daemon's log is not being written, while it is not (undefined for a logger that createLogger
+ * did not make, and while it is written). Child loggers answer for their root's sink.
+ */
+export function logUnwritten(log: Logger): LogUnwritten | undefined {
+  return (log as unknown as { [SINK]?: LogSink })[SINK]?.unwritten();
+}
+
 /** The message of the line that says lines were lost. */
 export function lostLinesMessage(lost: LostLines): string {
   const why =
@@ -98,6 +126,23 @@ export class LogSink {
     return this.heldBytes;
   }
 
+  /**
+   * Why the log is not being written, while it is not: stderr has failed its writes for a retry at least
+   * (a pipe that was busy for a moment is not said), or lines were already dropped. Undefined once a
+   * write succeeds again and what was held is written.
+   */
+  unwritten(now: Date = new Date()): LogUnwritten | undefined {
+    const failed = this.failed;
+    if (failed === undefined) return undefined;
+    if (this.dropped.lines === 0 && now.getTime() - failed.since.getTime() < LOG_RETRY_MS) return undefined;
+    return {
+      code: failed.code,
+      since: failed.since,
+      lostLines: this.dropped.lines,
+      heldBytes: this.heldBytes,
+    };
+  }
+
   private drain(): void {
     for (;;) {
       const head = this.held[0];
@@ -149,7 +194,7 @@ export async function createLogger(format: LogFormat, level: string): Promise<Lo
         done();
       },
     });
-    return pino(options, pretty({ destination, sync: true, ignore: 'pid,hostname' }));
+    return withSink(pino(options, pretty({ destination, sync: true, ignore: 'pid,hostname' })), sink);
   }
   const sink = new LogSink(
     2,
@@ -167,10 +212,19 @@ export async function createLogger(format: LogFormat, level: string): Promise<Lo
         msg: lostLinesMessage(lost),
       })}\n`,
   );
-  return pino(options, {
-    write: (line: string) => sink.write(inertJson(line)),
-    flush: () => sink.flush(),
-  } as DestinationStream);
+  return withSink(
+    pino(options, {
+      write: (line: string) => sink.write(inertJson(line)),
+      flush: () => sink.flush(),
+    } as DestinationStream),
+    sink,
+  );
+}
+
+/** Keeps the sink where logUnwritten finds it: pino's children inherit it (they are made by Object.create). */
+function withSink(log: Logger, sink: LogSink): Logger {
+  Object.defineProperty(log, SINK, { value: sink });
+  return log;
 }
 
 export type { Logger };

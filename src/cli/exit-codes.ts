@@ -21,7 +21,8 @@ export const EXIT = {
   connectionLost: 8,
   /**
    * `status`: the daemon answers but is `degraded` (its state dir takes no writes): it supervises what
-   * runs and rejects triggers until the state dir takes writes again.
+   * runs and rejects triggers until the state dir takes writes again. Also a `ready` daemon whose own log
+   * cannot be written (its `degraded` says so): it runs sessions, but nothing it does is logged.
    */
   degraded: 10,
   /** `status`: the daemon is not ready yet (`opening`, or a state this CLI does not know). */

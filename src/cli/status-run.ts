@@ -61,7 +61,10 @@ function render(s: StatusReply): string {
     ...(s.degraded === undefined
       ? []
       : [
-          `degraded: ${s.degraded}; triggers are rejected and queued sessions wait until the state dir takes writes again (looked at every second)`,
+          // Only the state dir's makes the daemon reject triggers: a log that cannot be written does not.
+          s.state === 'degraded'
+            ? `degraded: ${s.degraded}; triggers are rejected and queued sessions wait until the state dir takes writes again (looked at every second)`
+            : `degraded: ${s.degraded}; sessions still run, and this clears within a second of stderr taking writes again`,
         ]),
     ...(s.failed === undefined ? [] : [s.failed]),
     ...(s.failedHosts ?? []).map((h) => `host ${h.name} failed: ${h.problem}`),

@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Actor, StateValue } from 'xstate';
+import { type LogUnwritten, logUnwritten, logUnwrittenReason } from '../adapters/logger.js';
 import { compareText } from '../compare.js';
 import type { HostConfig, ScheduleConfig } from '../config/types.js';
 import {
@@ -142,6 +143,15 @@ export function stateName(value: StateValue): string {
     .join(',');
 }
 
+/** `degraded` of the status: the state dir's reason, the log's, or both. */
+function degradedReason(stateDir: string | undefined, log: LogUnwritten | undefined): { degraded?: string } {
+  const reasons = [
+    ...(stateDir === undefined ? [] : [stateDir]),
+    ...(log === undefined ? [] : [logUnwrittenReason(log)]),
+  ];
+  return reasons.length === 0 ? {} : { degraded: reasons.join('; and ') };
+}
+
 export interface PortOptions {
   actor: DaemonActor;
   journal: SessionJournal;
@@ -221,9 +231,11 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
         socket: options.socket,
         uptimeMs: Math.round(performance.now() - startedAt),
         // Why, where `status` is read: the log's daemon.degraded line is not where an operator looks first.
-        ...(current === 'degraded'
-          ? { degraded: context.stateDir?.reason ?? 'the state dir takes no writes' }
-          : {}),
+        ...degradedReason(
+          current === 'degraded' ? (context.stateDir?.reason ?? 'the state dir takes no writes') : undefined,
+          // A daemon whose log went silent is not healthy either (exit 10), though it runs what it is given.
+          current === 'failed' ? undefined : logUnwritten(options.log),
+        ),
         // A daemon that is up but can start no session: /readyz says 503, and so must status.
         ...(current === 'ready' || current === 'degraded' ? noHostAnswers(hosts()) : {}),
         maxSessions: context.maxSessions,

@@ -231,7 +231,10 @@ export const replySchema = z.discriminatedUnion('type', [
     instanceId: z.string(),
     socket: z.string(),
     uptimeMs: z.number(),
-    /** While `state` is `degraded`: why (the write that failed, its errno, the fix). */
+    /**
+     * While `state` is `degraded`: why (the write that failed, its errno, the fix). Also while the daemon's
+     * own log cannot be written (stderr took no writes for a second or more), whatever the state.
+     */
     degraded: z.string().optional(),
     /** While `state` is `failed` (the daemon machine stopped on an error and the daemon exits): why. */
     failed: z.string().optional(),

@@ -589,7 +589,8 @@ describe('a daemon whose log cannot be written', () => {
     });
     const cli = (args: string[]) => runCli([...args, '--socket', files.socketPath]);
     const deadline = Date.now() + 60_000;
-    while ((await cli(['status'])).code !== 0) {
+    // Up: ready (0), or already telling that its log cannot be written (10).
+    while (![0, 10].includes((await cli(['status'])).code)) {
       expect(child.exitCode, 'the daemon exited instead of starting').toBeNull();
       expect(Date.now()).toBeLessThan(deadline);
       await new Promise((resolve) => setTimeout(resolve, 200));
@@ -599,8 +600,21 @@ describe('a daemon whose log cannot be written', () => {
       expect(ran.code, ran.stderr).toBe(0);
       expect(ran.stdout).toMatch(/echoed/);
     }
+    // Before, status said ready and exited 0: an operator whose log went silent could not tell. Now it
+    // exits 10 (degraded) and says why, while the sessions still run (above).
     const status = await cli(['status', '--json']);
-    expect(JSON.parse(status.stdout)).toMatchObject({ state: 'ready' });
+    expect(status.code, status.stdout).toBe(10);
+    expect(JSON.parse(status.stdout)).toMatchObject({
+      state: 'ready',
+      degraded: expect.stringMatching(
+        /^the daemon's log could not be written since \S+: .*\(ENOSPC\); free space on the filesystem stderr is written to$/,
+      ),
+    });
+    const plain = await cli(['status']);
+    expect(plain.code).toBe(10);
+    expect(plain.stdout).toMatch(
+      /^degraded: the daemon's log could not be written since .*; sessions still run/m,
+    );
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
   });

@@ -9,13 +9,18 @@
  */
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { createActor } from 'xstate';
 import {
   createLogger,
   LOG_HELD_MAX_BYTES,
   LOG_RETRY_MS,
   type LogFormat,
   LogSink,
+  logUnwrittenReason,
 } from '../../src/adapters/logger.js';
+import { EXIT, exitCodeForStatus } from '../../src/cli/exit-codes.js';
+import { createDaemonPort } from '../../src/daemon/port.js';
+import { AGENTS, Fakes, settle } from '../helpers/machine-fakes.js';
 
 /** What fd 2 does with a write: take it, take only part of it, or fail with ENOSPC. */
 const stderr = {
@@ -159,5 +164,69 @@ describe('LogSink', () => {
     sink.write('never taken\n');
     sink.flush();
     expect(sink.pending).toBe('never taken\n'.length);
+  });
+});
+
+/**
+ * `agentd status` while the log cannot be written: before, the daemon counted what it dropped in a
+ * `daemon.log_lost` line nobody could read, and `status` said ready and exited 0, so an operator whose log
+ * went silent had no way to tell. It says so now, as a degraded reason (exit 10), while it lasts.
+ */
+describe('the status of a daemon whose log cannot be written', () => {
+  async function portWith(log: Awaited<ReturnType<typeof createLogger>>) {
+    const fakes = new Fakes();
+    const actor = createActor(fakes.daemon(), { input: { agents: AGENTS, maxSessions: 2 } });
+    actor.start();
+    await settle();
+    expect(actor.getSnapshot().value).toBe('ready');
+    return createDaemonPort({
+      actor,
+      journal: { used: () => false, record: () => undefined, recent: () => [] } as never,
+      reload: async () => {
+        throw new Error('no reload here');
+      },
+      version: '0.0.0-test',
+      instanceId: 'test',
+      socket: '/tmp/none.sock',
+      // A child, as the daemon's modules log through: it answers for the root's stderr.
+      log: log.child({ module: 'port' }),
+    });
+  }
+
+  it.each(['json', 'pretty'] as const)(
+    'says why and exits 10 while it lasts, and clears once stderr takes writes (%s)',
+    async (format) => {
+      vi.useRealTimers();
+      const log = await logger(format);
+      const port = await portWith(log);
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+      log.info({ event: 'before' }, 'line before');
+      expect(port.status().degraded).toBeUndefined();
+
+      stderr.mode = 'full';
+      log.info({ event: 'first' }, 'first line that fails');
+      // A write that failed a moment ago (a pipe busy for an instant) is not said yet.
+      expect(port.status().degraded).toBeUndefined();
+      vi.advanceTimersByTime(LOG_RETRY_MS);
+      for (let i = 0; i < 10_000; i++) log.info({ event: 'probe', n: i, pad: 'x'.repeat(200) }, `probe ${i}`);
+      const status = port.status();
+      expect(status.state).toBe('ready');
+      expect(status.degraded).toMatch(
+        /^the daemon's log could not be written since \S+Z: [1-9]\d* line\(s\) lost, \d+ bytes held to write once it can \(ENOSPC\); free space on the filesystem stderr is written to$/,
+      );
+      expect(exitCodeForStatus(status)).toBe(EXIT.degraded);
+
+      stderr.mode = 'ok';
+      vi.advanceTimersByTime(LOG_RETRY_MS);
+      expect(port.status().degraded).toBeUndefined();
+      expect(exitCodeForStatus(port.status())).not.toBe(EXIT.degraded);
+    },
+  );
+
+  it('names the error and where stderr goes for a closed pipe', () => {
+    const since = new Date();
+    expect(logUnwrittenReason({ code: 'EPIPE', since, lostLines: 0, heldBytes: 2 })).toBe(
+      `the daemon's log could not be written since ${since.toISOString()}: no line lost yet, 2 bytes held to write once it can (EPIPE); fix where stderr goes`,
+    );
   });
 });
