@@ -28,12 +28,18 @@ export class PodmanError extends AgentdError {
   readonly argv: string[];
   readonly exitCode: number | undefined;
   readonly stderr: string;
-  constructor(code: ErrorCode, message: string, failure: PodmanFailure) {
+  /**
+   * What to do about it, as `agentd doctor` says it, when the failure tells (an ssh:// host's refusal):
+   * else doctor's fix is the one for the host's transport.
+   */
+  readonly fix: string | undefined;
+  constructor(code: ErrorCode, message: string, failure: PodmanFailure, fix?: string) {
     super(code, message, { operation: failure.operation, cause: failure.cause });
     this.name = 'PodmanError';
     this.argv = failure.argv;
     this.exitCode = failure.exitCode;
     this.stderr = failure.stderr;
+    this.fix = fix;
   }
 }
 
@@ -200,7 +206,7 @@ export function classifyPodmanFailure(failure: PodmanFailure, image?: string): P
     );
   }
   const ssh = sshProblem(failure, detail);
-  if (ssh !== undefined) return new PodmanError(ssh.code, `${operation}: ${ssh.message}`, failure);
+  if (ssh !== undefined) return new PodmanError(ssh.code, `${operation}: ${ssh.message}`, failure, ssh.fix);
   const pull = pullFailure(stderr);
   if (pull !== undefined) return pullError(operation, image, pull, failure);
   if (UNREACHABLE.test(stderr)) {
@@ -254,7 +260,7 @@ export function classifyPodmanFailure(failure: PodmanFailure, image?: string): P
 function sshProblem(
   failure: PodmanFailure,
   detail: string,
-): { code: 'PODMAN_UNREACHABLE' | 'PODMAN_FAILED'; message: string } | undefined {
+): { code: 'PODMAN_UNREACHABLE' | 'PODMAN_FAILED'; message: string; fix: string } | undefined {
   const { stderr, argv } = failure;
   const option = (name: string) => {
     const at = argv.indexOf(name);
@@ -273,18 +279,21 @@ function sshProblem(
     return {
       code: 'PODMAN_FAILED',
       message: `the host's identity: key cannot be read (${detail}); give the path of the private key there (readable by the daemon's user, mode 0600)`,
+      fix: `Give the host's identity: the path of the private key for ${url.username}@${url.hostname}, readable by the daemon's user (mode 0600)`,
     };
   }
   if (/unable to authenticate|no supported methods remain/i.test(stderr)) {
     return {
       code: 'PODMAN_UNREACHABLE',
       message: `the host's ssh server refused this machine's key (${detail}); put the public half of the host's identity: key${identity === undefined ? ' (none is set: give one)' : ` (\`ssh-keygen -y -f ${identity}\` prints it)`} in ~/.ssh/authorized_keys of the url's user there, and check that \`ssh -i ${identity ?? 'KEY'} ${port}${url.username}@${url.hostname}\` works without a prompt`,
+      fix: `On ${url.hostname}: put the public half of the identity: key${identity === undefined ? ' (none is set: give one)' : ` (\`ssh-keygen -y -f ${identity}\` prints it)`} in ~/.ssh/authorized_keys of ${url.username}; here: \`ssh -i ${identity ?? 'KEY'} ${port}${url.username}@${url.hostname}\` must work without a prompt`,
     };
   }
   if (/knownhosts: key mismatch|host key mismatch/i.test(stderr)) {
     return {
       code: 'PODMAN_UNREACHABLE',
       message: `the host's ssh key is not the one ~/.ssh/known_hosts of the daemon's user holds for it (${detail}); if the host's key changed (reinstalled), compare the new fingerprint (\`ssh-keyscan ${port}${url.hostname} | ssh-keygen -lf -\`) and replace its line there, else something else answers at that address`,
+      fix: `If ${url.hostname}'s ssh key changed, compare its fingerprint (\`ssh-keyscan ${port}${url.hostname} | ssh-keygen -lf -\`) and replace its line in ~/.ssh/known_hosts of the daemon's user; else something else answers at that address`,
     };
   }
   // Podman's dial of the ssh port itself failed: its API service is not reached before ssh is.
@@ -294,9 +303,13 @@ function sshProblem(
     )?.[1];
   if (dial !== undefined) {
     const at = `${url.hostname} port ${url.port === '' ? '22' : url.port}`;
+    const unresolved = /no such host|server misbehaving/i.test(dial);
     return {
       code: 'PODMAN_UNREACHABLE',
-      message: /no such host|server misbehaving/i.test(dial)
+      fix: unresolved
+        ? `Fix the host name in the url (${url.hostname}) or this machine's DNS (or /etc/hosts) so that it resolves here`
+        : `On ${url.hostname}: start its ssh server and have it listen on port ${url.port === '' ? '22' : url.port}, with no firewall in the way; here: \`ssh ${port}${url.username}@${url.hostname}\` must connect (the Podman API service is reached only through ssh)`,
+      message: unresolved
         ? `the name of the host in its url, ${url.hostname}, does not resolve on this machine (${detail}); check the url and this machine's DNS (or /etc/hosts)`
         : `this machine cannot open an ssh connection to ${at} (${detail}); check that the host's ssh server runs and listens there (the url's port, 22 when it has none) and that no firewall is in the way: \`ssh ${port}${url.username}@${url.hostname}\` from here must connect. The Podman API service behind it is reached only through ssh`,
     };
@@ -305,6 +318,7 @@ function sshProblem(
     return {
       code: 'PODMAN_UNREACHABLE',
       message: `the host's ssh server took the key but could not open the Podman socket the url names (${detail}); check that the path exists there (rootful: /run/podman/podman.sock, rootless: /run/user/UID/podman/podman.sock) and that Podman's API service runs (systemctl enable --now podman.socket), and that its sshd allows AllowStreamLocalForwarding`,
+      fix: `On ${url.hostname}: systemctl enable --now podman.socket (rootless: systemctl --user enable --now podman.socket, and loginctl enable-linger ${url.username}), and the socket path in the url (${url.pathname}) must exist there; its sshd must allow AllowStreamLocalForwarding`,
     };
   }
   return undefined;

@@ -325,12 +325,16 @@ async function checkPodman({ signal, settings }: PreflightOptions, target: Targe
       message: missing ? 'podman is not installed or not on PATH' : errorMessage(error),
       fix: missing
         ? 'Install Podman 4+ and runc (Debian: apt-get install -y podman runc), or fix the PATH agentd runs with'
-        : unreachable && host !== undefined
-          ? reachFix(host)
-          : host?.url !== undefined
-            ? // Not this machine's podman: the engine at the url is the one that failed (a timeout, say).
-              `Check that Podman answers there: podman --url ${host.url}${host.identity === undefined ? '' : ` --identity ${host.identity}`} info`
-            : 'Check that Podman works for this user: podman info',
+        : // An ssh:// host's refusal names its own fix (sshd, the key, known_hosts): the transport's is
+          // the API service, which is reached only after ssh is.
+          error instanceof PodmanError && error.fix !== undefined
+          ? error.fix
+          : unreachable && host !== undefined
+            ? reachFix(host)
+            : host?.url !== undefined
+              ? // Not this machine's podman: the engine at the url is the one that failed (a timeout, say).
+                `Check that Podman answers there: podman --url ${host.url}${host.identity === undefined ? '' : ` --identity ${host.identity}`} info`
+              : 'Check that Podman works for this user: podman info',
     };
   }
 }
