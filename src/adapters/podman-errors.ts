@@ -18,6 +18,8 @@ export interface PodmanFailure {
   spawnErrorCode?: string;
   timedOut?: boolean;
   timeoutMs?: number;
+  /** The setting that gave timeoutMs (daemon.podman_timeout when absent). */
+  timeoutSetting?: string;
   /** The call printed more than it may (its maxBuffer) and was ended. */
   tooLarge?: boolean;
   cause?: unknown;
@@ -104,6 +106,7 @@ function pullFailure(stderr: string): PullFailure | undefined {
  */
 function pullTimedOut(operation: string, image: string, failure: PodmanFailure): PodmanError {
   const registry = registryOf(image) ?? 'its registry';
+  const setting = failure.timeoutSetting ?? 'daemon.podman_timeout';
   const warning = [
     ...failure.stderr.matchAll(/level=warning msg="Failed, retrying in .*?\. Error: (.*)"\s*$/gm),
   ].at(-1)?.[1];
@@ -116,7 +119,7 @@ function pullTimedOut(operation: string, image: string, failure: PodmanFailure):
           .slice(0, DETAIL_LINE_CHARS)})`;
   return new PodmanError(
     'PODMAN_TIMEOUT',
-    `${operation}: Podman was still pulling image ${image} from ${registry} when the call's deadline of ${durationSetting(failure.timeoutMs ?? 0)} (daemon.podman_timeout) passed${reason}; the Podman host answered, the registry did not in time: check that ${registry} answers from the machine Podman runs on (for a host in hosts:, that host), or, for an image that takes long to pull, pull it there beforehand (\`podman pull ${image}\`) or raise daemon.podman_timeout`,
+    `${operation}: Podman was still pulling image ${image} from ${registry} when the call's deadline of ${durationSetting(failure.timeoutMs ?? 0)} (${setting}) passed${reason}; the Podman host answered, the registry did not in time: check that ${registry} answers from the machine Podman runs on (for a host in hosts:, that host), or, for an image that takes long to pull, pull it there beforehand (\`podman pull ${image}\`) or raise ${setting}`,
     failure,
   );
 }

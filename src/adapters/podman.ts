@@ -44,6 +44,8 @@ export interface PodmanClientOptions {
   identity?: string;
   /** Deadline for every short podman call. */
   timeoutMs?: number;
+  /** Deadline of the `podman pull` of a registry image a container needs and the host lacks (10 minutes by default). */
+  pullTimeoutMs?: number;
   /** Observes every podman invocation (argv only; values never travel on argv). */
   onCall?: (argv: readonly string[]) => void;
   /**
@@ -58,6 +60,8 @@ export interface CallOptions {
   /** Written to podman's stdin as is (bytes are never re-encoded). */
   input?: string | Uint8Array;
   timeoutMs?: number;
+  /** The setting that gives timeoutMs, for the error of a call it ended (daemon.podman_timeout when absent). */
+  timeoutSetting?: string;
   signal?: AbortSignal;
   /** Exit codes that are answers, not failures (e.g. 1 for `image exists`). */
   okExitCodes?: number[];
@@ -304,6 +308,12 @@ export class PodmanClient implements PodmanPort {
   readonly bin: string;
   readonly remote: boolean;
   private readonly timeoutMs: number;
+  private readonly pullTimeoutMs: number;
+  /** Pulls under way, by image: the sessions that need the same missing image share one `podman pull`. */
+  private readonly pulls = new Map<
+    string,
+    { done: Promise<void>; waiters: number; abort: AbortController }
+  >();
   private readonly onCall: ((argv: readonly string[]) => void) | undefined;
   private readonly cwd: string | undefined;
   /** `--url URL [--identity FILE]` before every command, for a remote host. */
@@ -312,6 +322,7 @@ export class PodmanClient implements PodmanPort {
   constructor(options: PodmanClientOptions = {}) {
     this.bin = options.bin ?? 'podman';
     this.timeoutMs = options.timeoutMs ?? 60_000;
+    this.pullTimeoutMs = options.pullTimeoutMs ?? 600_000;
     this.onCall = options.onCall;
     this.cwd = options.cwd;
     this.global =
@@ -380,6 +391,7 @@ export class PodmanClient implements PodmanPort {
         spawnErrorCode: (result as { code?: string }).code,
         timedOut: result.timedOut,
         timeoutMs,
+        ...(options.timeoutSetting === undefined ? {} : { timeoutSetting: options.timeoutSetting }),
         tooLarge: result.isMaxBuffer,
         cause: result.isCanceled ? options.signal?.reason : result,
       },
@@ -512,7 +524,65 @@ export class PodmanClient implements PodmanPort {
     if (failure !== undefined) throw failure;
   }
 
+  /**
+   * `podman pull` of a registry image, within daemon.pull_timeout: a session whose image the host lacks
+   * pulls it first, so that `podman run`/`create` (with `--pull never`) stay within the short deadline.
+   * Concurrent callers of the same image share one pull; it is cut short when every one of them has
+   * gone (their signals). A failure throws the classified pull error (IMAGE_PULL_FAILED, IMAGE_NOT_FOUND).
+   */
+  async pullImage(image: string, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    let pull = this.pulls.get(image);
+    if (pull === undefined) {
+      const abort = new AbortController();
+      const done = this.call(`pull image ${image}`, ['pull', '--', image], {
+        signal: abort.signal,
+        image,
+        timeoutMs: this.pullTimeoutMs,
+        timeoutSetting: 'daemon.pull_timeout',
+      }).then(() => undefined);
+      const entry = { done, waiters: 0, abort };
+      pull = entry;
+      this.pulls.set(image, entry);
+      const forget = () => {
+        if (this.pulls.get(image) === entry) this.pulls.delete(image);
+      };
+      done.then(forget, forget);
+    }
+    const entry = pull;
+    entry.waiters += 1;
+    let onAbort: (() => void) | undefined;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        entry.done.then(resolve, reject);
+        if (signal === undefined) return;
+        onAbort = () => reject(signal.reason);
+        signal.addEventListener('abort', onAbort, { once: true });
+      });
+    } finally {
+      if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
+      entry.waiters -= 1;
+      // The last session that waited for it went (cancelled, stopped): the pull is not needed now.
+      if (entry.waiters === 0 && signal?.aborted) {
+        if (this.pulls.get(image) === entry) this.pulls.delete(image);
+        entry.abort.abort();
+      }
+    }
+  }
+
   async createContainer(options: CreateContainerOptions): Promise<string> {
+    try {
+      return await this.createOnce(options);
+    } catch (error) {
+      // `--pull never` found no such image here: a registry image is pulled (pullImage), then made.
+      if (!pullable(options.image) || !(error instanceof PodmanError) || !IMAGE_MISSING.test(error.stderr))
+        throw error;
+      await this.pullImage(options.image, options.signal);
+      return this.createOnce(options);
+    }
+  }
+
+  private async createOnce(options: CreateContainerOptions): Promise<string> {
     const argv = ['create', ...containerArgs(options)];
     try {
       const { stdout } = await this.call(`create container ${options.name}`, argv, {
@@ -535,12 +605,47 @@ export class PodmanClient implements PodmanPort {
   }
 
   runAttached(options: CreateContainerOptions, onLine: OutputHandler, signal?: AbortSignal): AttachedRun {
+    const first = this.runOnce(options, onLine, signal);
+    if (!pullable(options.image)) return first;
+    // `--pull never` found no such image here (podman made no container): the image is pulled within
+    // daemon.pull_timeout (pullImage), then run again with the short deadline.
+    let current = first;
+    let paused = false;
+    const exitCode = first.exitCode.then(async (code) => {
+      if (code !== PODMAN_OWN_FAILURE || !IMAGE_MISSING.test(first.stderr())) return code;
+      try {
+        await this.pullImage(options.image, signal);
+      } catch (error) {
+        // Cut short by a stop: as a `podman run` killed by it, which ends with no exit code of its own.
+        if (signal?.aborted) return -1;
+        throw error;
+      }
+      current = this.runOnce(options, onLine, signal);
+      if (paused) current.pause();
+      return current.exitCode;
+    });
+    return {
+      exitCode,
+      stderr: () => current.stderr(),
+      pause: () => {
+        paused = true;
+        current.pause();
+      },
+      resume: () => {
+        paused = false;
+        current.resume();
+      },
+    };
+  }
+
+  private runOnce(options: CreateContainerOptions, onLine: OutputHandler, signal?: AbortSignal): AttachedRun {
     const operation = `run container ${options.name}`;
     // --sig-proxy=false: ending the attachment (a lost host, the daemon's own end) ends podman, never the
     // container; a stop is `podman stop`.
     const argv = ['run', '--sig-proxy=false', ...containerArgs(options)];
     // Until the container prints (the setup step's first line comes at once), `podman run` is creating
-    // it, maybe pulling its image: the deadline of every other call holds, as it did for `podman create`.
+    // it (never pulling its image: see runAttached): the deadline of every other call holds, as it does
+    // for `podman create`.
     const deadline = new AbortController();
     const timer = setTimeout(() => deadline.abort(), this.timeoutMs);
     timer.unref();
@@ -1091,8 +1196,10 @@ function parseFileStream(out: Buffer, failure: PodmanFailure): Map<string, Buffe
 /** `podman create` (or `run`) arguments after the subcommand: everything a session container is made with. */
 function containerArgs(options: CreateContainerOptions): string[] {
   const argv = ['--name', options.name, ...labelArgs(options.labels)];
-  // Pulling a missing localhost/ image retries against https://localhost for seconds; never pull those.
-  if (options.image.startsWith('localhost/')) argv.push('--pull', 'never');
+  // Never pulled under the short deadline: a missing registry image is pulled first (pullImage), within
+  // daemon.pull_timeout; a missing localhost/ image is never pulled (that retries against
+  // https://localhost for seconds).
+  argv.push('--pull', 'never');
   // Podman copies the proxy variables of its own environment (agentd's, or the remote service's) into
   // every container: with a proxy's password in them, and to agents that were given no credential.
   argv.push('--init', '--http-proxy=false', '--user', '0:0', '--network', options.network);
@@ -1135,6 +1242,12 @@ export function hardeningArgs(
 
 /** The exit code podman gives a failure of its own (126 and 127: the container's command could not run). */
 const PODMAN_OWN_FAILURE = 125;
+
+/** Podman 4.3's answer to `run`/`create --pull never` of an image the host does not have (no container is made). */
+const IMAGE_MISSING = /^Error: \S+: image not known$/m;
+
+/** An image a missing copy of is pulled from its registry: any but a localhost/ one (those are built here). */
+const pullable = (image: string): boolean => !image.startsWith('localhost/');
 
 /** How podman begins a message of its own on stderr. */
 const PODMAN_ERROR_PREFIX = 'Error: ';

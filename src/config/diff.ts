@@ -30,6 +30,7 @@ const FIXED: { field: keyof DaemonSettings; key: string; show: (v: never) => str
   { field: 'stateDir', key: 'daemon.state_dir', show: (v: string | number) => String(v) },
   { field: 'stopGraceMs', key: 'daemon.stop_grace', show: (v: number) => formatDuration(v) },
   { field: 'podmanTimeoutMs', key: 'daemon.podman_timeout', show: (v: number) => formatDuration(v) },
+  { field: 'pullTimeoutMs', key: 'daemon.pull_timeout', show: (v: number) => formatDuration(v) },
   { field: 'logMaxBytes', key: 'daemon.log_max_bytes', show: (v: string | number) => String(v) },
   { field: 'historyLimit', key: 'daemon.history', show: (v: string | number) => String(v) },
   { field: 'recordsDir', key: 'daemon.records_dir', show: (v: string | number) => String(v) },

@@ -53,6 +53,7 @@ export const DEFAULTS = {
   maxSessions: 4,
   stopGraceMs: 10_000,
   podmanTimeoutMs: 60_000,
+  pullTimeoutMs: 600_000,
   logMaxBytes: 1_048_576,
   historyLimit: 200,
   network: 'bridge',
@@ -452,6 +453,8 @@ function toSettings(raw: RawConfig, file: string, ctx: ConvertContext): Settings
       stopGraceMs: daemon.stop_grace !== undefined ? durationMs(daemon.stop_grace) : DEFAULTS.stopGraceMs,
       podmanTimeoutMs:
         daemon.podman_timeout !== undefined ? durationMs(daemon.podman_timeout) : DEFAULTS.podmanTimeoutMs,
+      pullTimeoutMs:
+        daemon.pull_timeout !== undefined ? durationMs(daemon.pull_timeout) : DEFAULTS.pullTimeoutMs,
       logMaxBytes: daemon.log_max_bytes ?? DEFAULTS.logMaxBytes,
       historyLimit: daemon.history ?? DEFAULTS.historyLimit,
       recordsDir,

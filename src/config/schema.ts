@@ -601,6 +601,7 @@ const daemonShape = {
   max_sessions: wholeNumber(1, 4).optional(),
   stop_grace: duration().optional(),
   podman_timeout: duration().optional(),
+  pull_timeout: duration().optional(),
   log_max_bytes: wholeNumber(4096, 1_048_576).optional(),
   history: wholeNumber(0, 200).optional(),
   host_probe_interval: duration().optional(),

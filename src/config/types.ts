@@ -145,6 +145,8 @@ export interface DaemonSettings {
   stopGraceMs: number;
   /** Deadline of every short podman call (create, rm, secret ...). */
   podmanTimeoutMs: number;
+  /** Deadline of the `podman pull` of a registry image a session needs and the host lacks. */
+  pullTimeoutMs: number;
   /** Bytes of output kept per session log file (the newest is kept). */
   logMaxBytes: number;
   /** Finished session records kept in the state dir. */

@@ -165,8 +165,12 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
   const hosts = hostsOf(settings);
   // Asked of Podman (podman info) while the journal loads; needed before the first session.
   const seccompProfiled = localSeccompProfile(hosts, config, log);
-  const ports = hostPorts(hosts, config.podmanTimeoutMs, config.stateDir, (port, host) =>
-    observePodman(port, (call) => metrics.podmanCall(call, host)),
+  const ports = hostPorts(
+    hosts,
+    config.podmanTimeoutMs,
+    config.pullTimeoutMs,
+    config.stateDir,
+    (port, host) => observePodman(port, (call) => metrics.podmanCall(call, host)),
   );
   // Set once the actor exists: a record write that fails makes the daemon degraded.
   let send: (event: DaemonEvent) => void = () => {};
@@ -967,6 +971,7 @@ async function localSeccompProfile(
 function hostPorts(
   hosts: readonly HostConfig[],
   timeoutMs: number,
+  pullTimeoutMs: number,
   cwd: string,
   wrap: (port: PodmanPort, host: string) => PodmanPort,
 ): (host: string | undefined) => PodmanPort {
@@ -976,6 +981,7 @@ function hostPorts(
       wrap(
         new PodmanClient({
           timeoutMs,
+          pullTimeoutMs,
           cwd,
           ...(h.url === undefined ? {} : { url: h.url }),
           ...(h.identity === undefined ? {} : { identity: h.identity }),

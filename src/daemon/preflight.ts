@@ -437,7 +437,7 @@ async function checkImages(options: PreflightOptions, target: Target): Promise<I
           result: {
             check,
             status: 'warn',
-            message: `not present (${usedBy}); Podman pulls it when the first session starts`,
+            message: `not present (${usedBy}); the first session pulls it (within daemon.pull_timeout)`,
             fix: `Pull it now to be sure it can be: podman pull ${image}`,
           },
         };
@@ -450,7 +450,7 @@ async function checkImages(options: PreflightOptions, target: Target): Promise<I
           result: {
             check,
             status: 'ok',
-            message: `not present, and pullable: Podman pulls it when the first session starts (${usedBy})`,
+            message: `not present, and pullable: the first session pulls it (within daemon.pull_timeout) (${usedBy})`,
           },
         };
       } catch (error) {

@@ -9,6 +9,7 @@ const DAEMON: DaemonSettings = {
   maxSessions: 4,
   stopGraceMs: 10_000,
   podmanTimeoutMs: 60_000,
+  pullTimeoutMs: 600_000,
   logMaxBytes: 1_048_576,
   historyLimit: 200,
   recordsDir: '/var/lib/agentd/records',

@@ -58,6 +58,7 @@ describe('parseConfig: valid files', () => {
       maxSessions: 4,
       stopGraceMs: 10_000,
       podmanTimeoutMs: 60_000,
+      pullTimeoutMs: 600_000,
       logMaxBytes: 1_048_576,
       historyLimit: 200,
       recordsDir: '/home/u/.local/state/agentd/records',
@@ -110,6 +111,7 @@ describe('parseConfig: valid files', () => {
     const text = `daemon:
   max_sessions: 2
   stop_grace: 1m30s
+  pull_timeout: 30m
   log_max_bytes: 4096
   history: 0
 agents:
@@ -125,6 +127,7 @@ ${agent(`    repo: https://example.com/org/repo.git
     expect(settings.daemon).toMatchObject({
       maxSessions: 2,
       stopGraceMs: 90_000,
+      pullTimeoutMs: 1_800_000,
       logMaxBytes: 4096,
       historyLimit: 0,
     });
@@ -265,6 +268,16 @@ describe('parseConfig: rejected files', () => {
       `daemon:\n  stop_grace: 10\nagents:\n${agent()}`,
       'daemon.stop_grace',
       'like 90s, 10m or 2h',
+    );
+    expectProblem(
+      `daemon:\n  pull_timeout: 10 minutes\nagents:\n${agent()}`,
+      'daemon.pull_timeout',
+      'like 90s, 10m or 2h',
+    );
+    expectProblem(
+      `daemon:\n  pull_timeout: 0s\nagents:\n${agent()}`,
+      'daemon.pull_timeout',
+      'longer than zero',
     );
     expectProblem(`agents:\n${agent('    timeout: 0s\n')}`, 'agents[0].timeout', 'longer than zero');
     expectProblem(
