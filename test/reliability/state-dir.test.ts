@@ -5,13 +5,15 @@
  * everyone; symbolic links planted where the daemon writes; a socket owned by another user; corrupt
  * records after a crash; FIFOs planted where it reads.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import {
   chmodSync,
   chownSync,
+  closeSync,
   existsSync,
   lstatSync,
   mkdirSync,
+  openSync,
   readdirSync,
   readFileSync,
   rmSync,
@@ -308,6 +310,61 @@ describe('agentd status of a degraded daemon', () => {
     expect(again.code, again.stderr).toBe(EXIT.succeeded);
     expect(JSON.parse(again.stdout)).toMatchObject({ state: 'ready' });
     expect(await d.stop()).toBe(0);
+  });
+
+  it('exits 10 while its own log cannot be written (stderr a file on a full disk), naming the log, and 0 once it can', async () => {
+    // Before, status said ready and exited 0 while every log line was held or dropped: an operator whose
+    // log went silent could not tell.
+    const files = prepareDaemon({ agents: [agent('quick', git.url(), ['echo', 'quick-done'])] });
+    const logDir = makeTempDir('agentd-rel-log-');
+    mountTmpfs(logDir, 256);
+    const logFile = join(logDir, 'agentd.log');
+    const fd = openSync(logFile, 'a');
+    const child = spawn(process.execPath, [CLI, 'start', '--config', files.configPath], {
+      stdio: ['ignore', 'ignore', fd],
+    });
+    closeSync(fd);
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    track.onCleanup(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+    const cli = (args: string[]) => runCli([...args, '--socket', files.socketPath]);
+    await waitUntil(
+      async () => (await cli(['status'])).code === EXIT.succeeded,
+      () => 'the daemon to be ready',
+    );
+    const filler = fill(logDir);
+    figures.faultsInjected++;
+    // Each reload logs two lines: more than the last page of the log file holds.
+    for (let i = 0; i < 30; i++) expect((await cli(['reload'])).code).toBe(0);
+    const degraded = await waitUntil(
+      async () => {
+        const r = await cli(['status', '--json']);
+        return r.code === EXIT.degraded ? r : undefined;
+      },
+      () => 'status to exit 10',
+      10_000,
+    );
+    expect(JSON.parse(degraded.stdout)).toMatchObject({
+      state: 'ready',
+      degraded: expect.stringMatching(
+        /^the daemon's log could not be written since \S+: no line lost yet, \d+ bytes held to write once it can \(ENOSPC\); free space on the filesystem stderr is written to$/,
+      ),
+    });
+    const text = await cli(['status']);
+    expect(text.code).toBe(EXIT.degraded);
+    expect(text.stdout).toMatch(/^degraded: the daemon's log could not be written since /m);
+
+    rmSync(filler);
+    await waitUntil(
+      async () => (await cli(['status'])).code === EXIT.succeeded,
+      () => 'status to exit 0 once the log takes writes',
+      10_000,
+    );
+    // What was held was written, in order.
+    expect(readFileSync(logFile, 'utf8').match(/"event":"daemon.reloaded"/g)?.length).toBe(30);
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
   });
 });
 
