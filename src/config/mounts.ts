@@ -66,10 +66,12 @@ export class PathIndex {
   private readonly tree: PathNode = { parts: new Map() };
   /** `/` holds every other path. */
   private root: number | undefined;
+  private readonly roots: number[] = [];
 
   add(path: string, index: number): void {
     if (path === '/') {
       this.root ??= index;
+      this.roots.push(index);
       return;
     }
     let node = this.tree;
@@ -82,6 +84,25 @@ export class PathIndex {
       node = next;
     }
     node.ends = Math.min(node.ends ?? index, index);
+    node.all ??= [];
+    node.all.push(index);
+  }
+
+  /** Every index whose path holds the one asked (or is it, with `orSame`), in no order. */
+  allHolding(path: string, orSame: boolean): number[] {
+    const found: number[] = [];
+    const take = (indices: readonly number[] | undefined) => {
+      for (const index of indices ?? []) found.push(index);
+    };
+    if (path !== '/' || orSame) take(this.roots);
+    let node: PathNode | undefined = this.tree;
+    for (const part of path.split('/')) {
+      if (node !== this.tree) take(node.all);
+      node = node.parts.get(part);
+      if (node === undefined) return found;
+    }
+    if (orSame) take(node.all);
+    return found;
   }
 
   firstHolding(path: string, orSame: boolean): number | undefined {
@@ -105,6 +126,8 @@ interface PathNode {
   parts: Map<string, PathNode>;
   ends?: number;
   below?: number;
+  /** PathIndex: every index added that ends here. */
+  all?: number[];
 }
 
 /**

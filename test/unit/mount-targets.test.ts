@@ -81,7 +81,7 @@ describe('firstOverlaps', () => {
 });
 
 describe('PathIndex', () => {
-  it('is the first path added that holds the one asked (or is it, with orSame), as isInside says', () => {
+  it('is the first path added that holds the one asked (or is it, with orSame), and all of them, as isInside says', () => {
     const parts = ['', 'a', 'b', 'ab'];
     let seed = 11;
     const random = (n: number) => {
@@ -108,6 +108,11 @@ describe('PathIndex', () => {
           expect(index.firstHolding(asked, orSame), JSON.stringify([added, asked, orSame])).toBe(
             at === -1 ? undefined : at,
           );
+          const all = added.flatMap((p, i) => (isInside(asked, p) || (orSame && asked === p) ? [i] : []));
+          expect(
+            index.allHolding(asked, orSame).sort((a, b) => a - b),
+            JSON.stringify([added, asked, orSame]),
+          ).toEqual(all);
         }
       }
     }
