@@ -128,11 +128,23 @@ export function diffConfiguration(
 }
 
 /** One line an operator reads: what the reload did. */
+/**
+ * How many agents a reload's message and log line name in each of added, changed and removed: a 4 MiB
+ * file of 75,000 one-line agents made a 591 KB reply and log line that named them all.
+ */
+export const MAX_NAMED_AGENTS = 20;
+
+/** At most MAX_NAMED_AGENTS of the names, then how many more: "a, b and 75,000 more". */
+export function someNames(names: readonly string[], max = MAX_NAMED_AGENTS): string {
+  if (names.length <= max) return names.join(', ');
+  return `${names.slice(0, max).join(', ')} and ${(names.length - max).toLocaleString('en-US')} more`;
+}
+
 export function describeChanges(changes: ConfigChanges): string {
   const parts = [
-    changes.added.length > 0 ? `added ${changes.added.join(', ')}` : '',
-    changes.changed.length > 0 ? `changed ${changes.changed.join(', ')}` : '',
-    changes.removed.length > 0 ? `removed ${changes.removed.join(', ')}` : '',
+    changes.added.length > 0 ? `added ${someNames(changes.added)}` : '',
+    changes.changed.length > 0 ? `changed ${someNames(changes.changed)}` : '',
+    changes.removed.length > 0 ? `removed ${someNames(changes.removed)}` : '',
     changes.maxSessions ? `max_sessions ${changes.maxSessions.from} -> ${changes.maxSessions.to}` : '',
   ].filter(Boolean);
   return parts.length > 0 ? parts.join('; ') : 'no agent or max_sessions change';

@@ -1,7 +1,13 @@
 import type { Logger } from 'pino';
 import type { Actor } from 'xstate';
 import type { ServiceNotifier } from '../adapters/sd-notify.js';
-import { describeChanges, describeRestartNeeded, diffConfiguration, hostChanges } from '../config/diff.js';
+import {
+  describeChanges,
+  describeRestartNeeded,
+  diffConfiguration,
+  hostChanges,
+  MAX_NAMED_AGENTS,
+} from '../config/diff.js';
 import { tcpHostExposure } from '../config/hosts.js';
 import { ConfigError, loadConfig } from '../config/load.js';
 import type { AgentConfig, Settings } from '../config/types.js';
@@ -121,10 +127,16 @@ export function createReloader(
         event: 'daemon.reloaded',
         trigger,
         config: file,
-        agents: answer.agents,
-        added: changes.added,
-        changed: changes.changed,
-        removed: changes.removed,
+        // Counts, and at most MAX_NAMED_AGENTS names of each change: the reply has them all.
+        agents: answer.agents.length,
+        added: changes.added.slice(0, MAX_NAMED_AGENTS),
+        changed: changes.changed.slice(0, MAX_NAMED_AGENTS),
+        removed: changes.removed.slice(0, MAX_NAMED_AGENTS),
+        counts: {
+          added: changes.added.length,
+          changed: changes.changed.length,
+          removed: changes.removed.length,
+        },
         maxSessions: answer.maxSessions,
       },
       `configuration reloaded: ${summary}`,

@@ -178,3 +178,26 @@ describe('diffConfiguration', () => {
     }
   });
 });
+
+describe("a reload's summary of many changed agents", () => {
+  it('names at most 20 agents of each change and counts the rest, however many the file has', () => {
+    const names = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
+    const summary = (n: number) =>
+      describeChanges({
+        added: names('added', n),
+        changed: names('changed', n),
+        removed: names('removed', n),
+        maxSessions: undefined,
+        restartNeeded: [],
+      });
+    // 75,000 one-line agents added made a 591 KB message; now its size does not grow with their number.
+    expect(summary(75_000).length).toBeLessThan(2_000);
+    expect(summary(75_000).length - summary(100).length).toBeLessThan(20);
+    expect(summary(75_000)).toContain('added added-0, added-1,');
+    expect(summary(75_000)).toContain('added-19 and 74,980 more; changed changed-0,');
+    expect(summary(75_000)).not.toContain('added-20');
+    // Up to 20 are all named, as before.
+    expect(summary(20)).toContain('added-19; changed');
+    expect(summary(20)).not.toContain('more');
+  });
+});
