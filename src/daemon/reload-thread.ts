@@ -26,11 +26,21 @@ export const RELOAD_HEAP_MB = 1024;
  */
 export const RELOAD_TIME_LIMIT_MS = 60_000;
 
-/** The running agents as a reload's thread compares them: names and agentFingerprint, in their order. */
+/**
+ * The running agents as a reload's thread compares them: names and agentFingerprint, in their order, one
+ * a line (neither has a line break). Two strings, not 2 x 75,000: copied between threads in one piece.
+ */
 export interface Fingerprints {
-  names: string[];
-  digests: string[];
+  names: string;
+  digests: string;
 }
+
+/**
+ * How many agents the daemon's thread makes from a reload's answer before it lets the event loop turn.
+ * Taking 75,000 agents back as objects (postMessage's structured clone) held it 1.8 s at once, and the
+ * whole hand-over about 4 s; as text parsed this many at a time, each step is a few ms.
+ */
+export const AGENTS_PER_STEP = 500;
 
 /**
  * What the thread is given: the file, and the definitions running (for the agents that did not change),
@@ -50,12 +60,14 @@ export interface ErrorData {
 }
 
 /**
- * The thread's answer: the settings with each agent the file leaves as it runs given as its index in
- * `running` (not copied back, nor compared again: 12,500 agents cost 100 ms to copy and 600 ms to compare
- * on the daemon's thread), and the fingerprints of its agents for the next reload's thread; or the error.
+ * The thread's answer: the settings but their agents, and the agents as text, one a line: the JSON of a
+ * definition, or the index in `running` of one the file leaves as it runs (not copied back, nor compared
+ * again: 12,500 agents cost 100 ms to copy and 600 ms to compare on the daemon's thread); and the
+ * fingerprints of its agents for the next reload's thread. Or the error. Strings cross between threads
+ * in one piece, and the daemon's thread parses the lines a step at a time (settingsOf).
  */
 export type ReloadAnswer =
-  | { settings: Omit<Settings, 'agents'> & { agents: (AgentConfig | number)[] }; fingerprints: Fingerprints }
+  | { settings: Omit<Settings, 'agents'>; agents: string; fingerprints: Fingerprints }
   | { error: ErrorData };
 
 /** The thread's work, in any thread: reads and validates the file, and marks the agents that did not change. */
@@ -69,32 +81,64 @@ export async function loadForReload(
   } catch (error) {
     return { error: errorData(error) };
   }
-  const running = Array.isArray(job.running)
+  const given = Array.isArray(job.running)
     ? fingerprintsOf(job.running as readonly AgentConfig[])
     : (job.running as Fingerprints);
-  const byName = new Map(running.names.map((name, index) => [name, index]));
-  const fingerprints = fingerprintsOf(settings.agents);
+  const runningDigests = linesOf(given.digests);
+  const byName = new Map(linesOf(given.names).map((name, index) => [name, index]));
+  const names = settings.agents.map((a) => a.name);
+  const digests = settings.agents.map(agentFingerprint);
   const agents = settings.agents.map((agent, at) => {
     const index = byName.get(agent.name);
-    return index !== undefined && running.digests[index] === fingerprints.digests[at] ? index : agent;
+    return index !== undefined && runningDigests[index] === digests[at]
+      ? String(index)
+      : JSON.stringify(agent);
   });
-  return { settings: { ...settings, agents }, fingerprints };
+  const { agents: _, ...rest } = settings;
+  return {
+    settings: rest,
+    agents: agents.join('\n'),
+    fingerprints: { names: names.join('\n'), digests: digests.join('\n') },
+  };
 }
 
 function fingerprintsOf(agents: readonly AgentConfig[]): Fingerprints {
-  return { names: agents.map((a) => a.name), digests: agents.map(agentFingerprint) };
+  return { names: agents.map((a) => a.name).join('\n'), digests: agents.map(agentFingerprint).join('\n') };
 }
 
-/** The settings of an answer, with the running definitions in place; throws its error. */
-export function settingsOf(answer: ReloadAnswer, running: readonly AgentConfig[]): Settings {
+/** The lines of a text of one item a line: none for an empty one. */
+function linesOf(text: string): string[] {
+  return text === '' ? [] : text.split('\n');
+}
+
+/** Lets the event loop turn (timers, the socket, sessions' output) between two steps. */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * The settings of an answer, with the running definitions in place; rejects with its error. The agents
+ * are made AGENTS_PER_STEP at a time, the event loop turning in between (`pause`); nothing is applied
+ * before the last one is made, so the reload stays whole or nothing.
+ */
+export async function settingsOf(
+  answer: ReloadAnswer,
+  running: readonly AgentConfig[],
+  pause: () => Promise<void> = nextTurn,
+): Promise<Settings> {
   if ('error' in answer) throw rebuiltError(answer.error);
-  const agents = answer.settings.agents.map((agent) => {
-    if (typeof agent !== 'number') return agent;
-    const found = running[agent];
+  const lines = linesOf(answer.agents);
+  const agents: AgentConfig[] = [];
+  for (let at = 0; at < lines.length; at++) {
+    if (at > 0 && at % AGENTS_PER_STEP === 0) await pause();
+    const line = lines[at] as string;
+    if (line.startsWith('{')) {
+      agents.push(JSON.parse(line) as AgentConfig);
+      continue;
+    }
+    const found = running[Number(line)];
     if (found === undefined)
-      throw new AgentdError('INTERNAL', `the reload's thread named agent ${agent} of ${running.length}`);
-    return found;
-  });
+      throw new AgentdError('INTERNAL', `the reload's thread named agent ${line} of ${running.length}`);
+    agents.push(found);
+  }
   return { ...answer.settings, agents };
 }
 
@@ -189,24 +233,29 @@ export function createThreadedLoader(options: ThreadedLoaderOptions = {}): Threa
           reject(tooSlow(file, timeLimitMs));
           void thread.terminate();
         }, timeLimitMs);
+        let answered = false;
         thread.once('message', (answer: ReloadAnswer) => {
+          answered = true;
           clearTimeout(timer);
-          try {
-            const settings = settingsOf(answer, running);
+          void thread.terminate();
+          settingsOf(answer, running).then((settings) => {
+            // A stop while the agents were made: the reload is refused, as one whose thread it ended.
+            if (closed) {
+              reject(stopping());
+              return;
+            }
             if ('fingerprints' in answer) fingerprints.set(settings.agents, answer.fingerprints);
             resolve(settings);
-          } catch (error) {
-            reject(error);
-          }
-          void thread.terminate();
+          }, reject);
         });
         thread.once('error', (error) => {
           failure = error;
         });
-        // After a message this changes nothing: the promise is settled.
+        // After a message this changes nothing: the answer settles the promise.
         thread.once('exit', (code) => {
           clearTimeout(timer);
           threads.delete(thread);
+          if (answered) return;
           if (closed) reject(stopping());
           else if (failure !== undefined) reject(threadFailed(file, failure, heapMb));
           else

@@ -16,6 +16,7 @@ import { ConfigError, loadConfig, MAX_LISTED_PROBLEMS } from '../../src/config/l
 import type { Settings } from '../../src/config/types.js';
 import { createReloader } from '../../src/daemon/reload.js';
 import {
+  AGENTS_PER_STEP,
   createThreadedLoader,
   loadForReload,
   type ReloadAnswer,
@@ -39,6 +40,14 @@ function agent(name: string, command: string): string {
   return `  - name: ${name}\n    image: localhost/x:1\n    command: [sh, -c, '${command}']\n    env: {A: "1"}\n`;
 }
 
+/** The agents of an answer as the thread gives them: a running one's index, or a new definition's name. */
+function agentsOf(answer: ReloadAnswer): (number | string)[] {
+  if (!('agents' in answer)) throw new Error('not loaded');
+  return answer.agents
+    .split('\n')
+    .map((line) => (line.startsWith('{') ? JSON.parse(line).name : Number(line)));
+}
+
 /** As the thread's answer crosses to this one: postMessage's structured clone. */
 async function throughThread(file: string, running: Settings['agents']): Promise<ReloadAnswer> {
   return structuredClone(await loadForReload({ file, running }));
@@ -53,10 +62,8 @@ describe("a reload's parse, as its thread hands it back", () => {
     writeFileSync(file, configText(dir, [agent('c', 'echo c'), agent('b', 'echo B'), agent('d', 'echo d')]));
     const answer = await throughThread(file, running);
     // Only what changed crosses: c is the running one's index.
-    expect(
-      'settings' in answer && answer.settings.agents.map((a) => (typeof a === 'number' ? a : a.name)),
-    ).toEqual([2, 'b', 'd']);
-    const next = settingsOf(answer, running);
+    expect(agentsOf(answer)).toEqual([2, 'b', 'd']);
+    const next = await settingsOf(answer, running);
     expect(next).toEqual(await loadConfig({ flag: file }));
     expect(next.agents[0]).toBe(running[2]);
     expect(next.agents[1]).not.toBe(running[1]);
@@ -64,12 +71,42 @@ describe("a reload's parse, as its thread hands it back", () => {
     if (!('settings' in answer)) throw new Error('not loaded');
     const fromFingerprints = structuredClone(await loadForReload({ file, running: answer.fingerprints }));
     expect(fromFingerprints).toEqual(structuredClone(await loadForReload({ file, running: next.agents })));
-    expect('settings' in fromFingerprints && fromFingerprints.settings.agents).toEqual([0, 1, 2]);
+    expect(agentsOf(fromFingerprints)).toEqual([0, 1, 2]);
     writeFileSync(file, configText(dir, [agent('c', 'echo c'), agent('b', 'echo b'), agent('d', 'echo d')]));
     const changed = structuredClone(await loadForReload({ file, running: answer.fingerprints }));
-    expect(
-      'settings' in changed && changed.settings.agents.map((a) => (typeof a === 'number' ? a : a.name)),
-    ).toEqual([0, 'b', 2]);
+    expect(agentsOf(changed)).toEqual([0, 'b', 2]);
+  });
+
+  it('crosses as a few strings however many agents the file has, made into agents a step at a time', async () => {
+    /** The objects, arrays and their items a structured clone copies one by one. */
+    const items = (value: unknown): number => {
+      if (value === null || typeof value !== 'object') return 1;
+      return 1 + Object.values(value).reduce((sum: number, v) => sum + items(v), 0);
+    };
+    const many = (n: number) =>
+      ({
+        file: '/x.yaml',
+        daemon: { maxSessions: 4 },
+        hosts: [],
+        agents: Array.from({ length: n }, (_, i) => ({ name: `agent-${i}`, image: 'x', command: ['true'] })),
+      }) as unknown as Settings;
+    const answerFor = (n: number, running: Settings['agents'] = []) =>
+      loadForReload({ file: '/x.yaml', running }, async () => many(n));
+    // 75,000 agents crossed as 75,000 objects (and 150,000 fingerprints): 1.8 s of the daemon's thread.
+    const small = items(await answerFor(10));
+    expect(items(await answerFor(5_000))).toBe(small);
+    expect(small).toBeLessThan(20);
+    // The daemon's thread makes them AGENTS_PER_STEP at a time, letting its loop turn in between.
+    let pauses = 0;
+    const running = many(1_000).agents;
+    const settings = await settingsOf(await answerFor(2_000, running), running, async () => {
+      pauses++;
+    });
+    expect(pauses).toBe(Math.ceil(2_000 / AGENTS_PER_STEP) - 1);
+    expect(settings).toEqual(many(2_000));
+    // The agents the file left as they run are the running definitions, not copies.
+    expect(settings.agents[999]).toBe(running[999]);
+    expect(settings.agents[1_000]).not.toBe(undefined);
   });
 
   it('gives the same errors: every problem with its line, the count past those listed, the file that is gone', async () => {
@@ -92,13 +129,13 @@ describe("a reload's parse, as its thread hands it back", () => {
     expect(invalid).toBeInstanceOf(ConfigError);
     expect(invalid.total).toBeGreaterThan(MAX_LISTED_PROBLEMS);
     const answer = await throughThread(file, []);
-    const rebuilt = (() => {
+    const rebuilt = (await (async () => {
       try {
-        settingsOf(answer, []);
+        await settingsOf(answer, []);
       } catch (error) {
         return error;
       }
-    })() as ConfigError;
+    })()) as ConfigError;
     expect(rebuilt).toBeInstanceOf(ConfigError);
     expect(rebuilt.message).toBe(invalid.message);
     expect(rebuilt.problems).toEqual(invalid.problems);
@@ -139,8 +176,9 @@ describe("a reload's thread", () => {
       let n = 0;
       for (let i = 0; i < 3e8; i++) n = (n + i) % 7;
       parentPort.postMessage({
-        settings: { file: workerData.file, daemon: {}, hosts: [], agents: [0, { name: 'b' }] },
-        fingerprints: { names: ['a', 'b'], digests: ['x', 'y'] },
+        settings: { file: workerData.file, daemon: {}, hosts: [] },
+        agents: '0\\n{"name":"b"}',
+        fingerprints: { names: 'a\\nb', digests: 'x\\ny' },
       });
     `);
     const loader = createThreadedLoader({ worker: busy });
@@ -168,8 +206,9 @@ describe("a reload's thread", () => {
       import { parentPort, workerData } from 'node:worker_threads';
       const given = Array.isArray(workerData.running) ? 'definitions' : 'fingerprints';
       parentPort.postMessage({
-        settings: { file: workerData.file, daemon: { given }, hosts: [], agents: [{ name: 'a' }] },
-        fingerprints: { names: ['a'], digests: ['d'] },
+        settings: { file: workerData.file, daemon: { given }, hosts: [] },
+        agents: '{"name":"a"}',
+        fingerprints: { names: 'a', digests: 'd' },
       });
     `);
     const loader = createThreadedLoader({ worker: echo });
@@ -219,8 +258,9 @@ describe("a reload's thread", () => {
       import { parentPort, workerData } from 'node:worker_threads';
       if (workerData.file.endsWith('beat')) setInterval(() => appendFileSync(workerData.file, '.'), 2);
       else parentPort.postMessage({
-        settings: { file: workerData.file, daemon: {}, hosts: [], agents: [{ name: 'a' }] },
-        fingerprints: { names: ['a'], digests: ['d'] },
+        settings: { file: workerData.file, daemon: {}, hosts: [] },
+        agents: '{"name":"a"}',
+        fingerprints: { names: 'a', digests: 'd' },
       });
     `);
     const loader = createThreadedLoader({ worker: sometimes, timeLimitMs: 3000 });
