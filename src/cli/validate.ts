@@ -95,12 +95,15 @@ export class ValidateCommand extends AgentdCommand {
  * A schedule without `timezone:` follows this process's local time, which V8 leaves at UTC for a TZ it
  * cannot read: such a schedule would fire hours off the zone named. One warning per such agent.
  */
-function zoneWarnings(agents: readonly AgentConfig[]): ConfigWarning[] {
-  const local = agents.filter((a) => a.schedule !== undefined && a.schedule.timezone === undefined);
+export function zoneWarnings(agents: readonly AgentConfig[]): ConfigWarning[] {
+  // Each with its index, found once: agents.indexOf for each one read 648 million entries for 36,000 agents (0.3 s).
+  const local = agents.flatMap((agent, at) =>
+    agent.schedule !== undefined && agent.schedule.timezone === undefined ? [{ agent, at }] : [],
+  );
   const problem = local.length === 0 ? undefined : localTimeZoneProblem(processTimeZone());
   if (problem === undefined) return [];
-  return local.map((agent) => ({
-    path: `agents[${agents.indexOf(agent)}].schedule`,
+  return local.map(({ agent, at }) => ({
+    path: `agents[${at}].schedule`,
     agent: agent.name,
     message: `has no timezone: and follows this process's time zone (TZ, else /etc/localtime): ${problem}`,
     fix: 'set TZ to a zone name as in /usr/share/zoneinfo (case matters), or give the schedule a timezone:',
