@@ -14,8 +14,10 @@ export type MaskedValue = string | Uint8Array;
  * A value as string escaping and quoting print it: JSON (also with `\/`, and with `\u00XX` for what
  * is not ASCII, as Python's json.dumps does), shell single quotes (`'\''` as bash's `set -x` prints a
  * quote, `'"'"'` as Python's shlex.quote), backslashes before `\ " $ \`` (`declare -p`, double-quoted
- * shell), and backslashes before `\ '` (Python's repr, Node's inspect). `printf %q` of a value with
- * any other punctuation is found in a view instead (see printfQSign).
+ * shell), backslashes before `\ '` (Python's repr, Node's inspect), and for a value with the character
+ * concerned: HTML and XML entities (see markupForms), `''` for a quote (YAML, SQL) and `""` for a
+ * double quote (CSV). `printf %q` of a value with any other punctuation is found in a view instead
+ * (see printfQSign).
  */
 function quotedForms(text: string): string[] {
   const json = JSON.stringify(text).slice(1, -1);
@@ -29,7 +31,46 @@ function quotedForms(text: string): string[] {
   ];
   if (text.includes("'")) forms.push(...singleQuoted(text));
   forms.push(text.replace(/[\\"$`]/g, '\\$&'), text.replace(/[\\']/g, '\\$&'));
+  // Only for a value with the character concerned: any other has the forms it had.
+  if (/[&<>"']/.test(text)) forms.push(...markupForms(text));
+  // A quote doubled: `''` in a YAML single-quoted scalar and an SQL string, `""` in a CSV field.
+  if (text.includes("'")) forms.push(text.replaceAll("'", "''"));
+  if (text.includes('"')) forms.push(text.replaceAll('"', '""'));
   return forms;
+}
+
+/**
+ * How the escapers of HTML and XML write `"` and `'` (`&`, `<` and `>` are `&amp;`, `&lt;` and `&gt;`
+ * in all): as they are (XML text, Python's xml.sax.saxutils.escape and html.escape with quote=False),
+ * `"` alone (PHP's htmlspecialchars before 8.1), `&quot;` `&#x27;` (Python's html.escape), `&quot;`
+ * `&#39;` (lodash, Ruby's CGI.escapeHTML, .NET), `&#34;` `&#39;` (Go's html.EscapeString and
+ * html/template, Jinja's markupsafe), `&quot;` `&apos;` (XML attributes, Java's escapeXml), `&quot;`
+ * `&#039;` (PHP's htmlspecialchars since 8.1).
+ */
+const QUOTE_ENTITIES: readonly (readonly [string, string])[] = [
+  ['"', "'"],
+  ['&quot;', "'"],
+  ['&quot;', '&#x27;'],
+  ['&quot;', '&#39;'],
+  ['&#34;', '&#39;'],
+  ['&quot;', '&apos;'],
+  ['&quot;', '&#039;'],
+];
+
+/** A value as HTML or XML text or an attribute holds it (an agent's HTML report, an XML config). */
+function markupForms(text: string): string[] {
+  const forms = new Set<string>();
+  for (const [double, single] of QUOTE_ENTITIES) {
+    const entities: Record<string, string> = {
+      '&': '&amp;',
+      '<': '&lt;',
+      '>': '&gt;',
+      '"': double,
+      "'": single,
+    };
+    forms.add(text.replace(/[&<>"']/g, (char) => entities[char] as string));
+  }
+  return [...forms];
 }
 
 /** Inside shell single quotes: `'\\''` as bash's `set -x` prints a quote, `'"'"'` as Python's shlex.quote. */

@@ -1,9 +1,11 @@
+import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fileHoldsAny } from '../../src/adapters/output-archive.js';
 import { outputSearch } from '../../src/runner/actors.js';
 import { createMasker, MASK } from '../../src/runner/mask.js';
+import { formsOf } from '../../src/runner/mask-forms.js';
 import { SecretValue } from '../../src/secret-value.js';
 import { fastest } from '../helpers/fastest.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
@@ -45,6 +47,79 @@ describe('masking what agents really print', () => {
     const mask = createMasker(['s3cr3t-with-newline\n']);
     expect(mask('token=s3cr3t-with-newline;')).toBe(`token=${MASK};`);
     expect(mask('s3cr3t-with-newline')).toBe(MASK);
+  });
+
+  it('masks a value with & < > and quotes as HTML/XML entities and with its quotes doubled (YAML, SQL, CSV)', () => {
+    const value = `p&ss'w"rd<Secret>42`;
+    const mask = createMasker([value]);
+    for (const line of [
+      // Python's html.escape, lodash / Ruby / .NET, Go's html and markupsafe, XML attributes, PHP.
+      '<td>p&amp;ss&#x27;w&quot;rd&lt;Secret&gt;42</td>',
+      '<td>p&amp;ss&#39;w&quot;rd&lt;Secret&gt;42</td>',
+      '<td>p&amp;ss&#39;w&#34;rd&lt;Secret&gt;42</td>',
+      '<key value="p&amp;ss&apos;w&quot;rd&lt;Secret&gt;42"/>',
+      '<td>p&amp;ss&#039;w&quot;rd&lt;Secret&gt;42</td>',
+      // XML text (quotes as they are), PHP's htmlspecialchars before 8.1 (`'` as it is).
+      `<key>p&amp;ss'w"rd&lt;Secret&gt;42</key>`,
+      `<td>p&amp;ss'w&quot;rd&lt;Secret&gt;42</td>`,
+      // A YAML single-quoted scalar, an SQL string, a CSV field.
+      `token: 'p&ss''w"rd<Secret>42'`,
+      `INSERT INTO t VALUES ('p&ss''w"rd<Secret>42');`,
+      `name,"p&ss'w""rd<Secret>42",x`,
+    ]) {
+      const masked = mask(line);
+      expect(masked, line).toContain(MASK);
+      expect(masked, line).not.toContain('Secret');
+    }
+  });
+
+  it('gives a value without & < > or quotes the forms it had before HTML/XML and doubled quotes', () => {
+    // The forms the code before them made, in order (nothing added, no cost).
+    expect(formsOf('S3cr3t/Val+ue$42 x\\y')).toEqual([
+      'S3cr3t/Val+ue$42 x\\y',
+      'S3cr3t/Val+ue$42 x\\y',
+      'S3cr3t/Val+ue$42 x\\y',
+      'S3cr3t/Val+ue$42 x\\\\y',
+      'S3cr3t\\/Val+ue$42 x\\\\y',
+      'S3cr3t/Val+ue$42 x\\\\y',
+      'S3cr3t/Val+ue$42 x\\\\y',
+      'S3cr3t/Val+ue\\$42 x\\\\y',
+      'S3cr3t/Val+ue$42 x\\\\y',
+      'UzNjcjN0L1ZhbCt1ZSQ0MiB4XHk=',
+      'UzNjcjN0L1ZhbCt1ZSQ0MiB4XHk',
+      'UzNjcjN0L1ZhbCt1ZSQ0MiB4XH',
+      'MzY3IzdC9WYWwrdWUkNDIgeFx5',
+      'TM2NyM3QvVmFsK3VlJDQyIHhce',
+      '5333637233742f56616c2b756524343220785c79',
+      '5333637233742F56616C2B756524343220785C79',
+      'S3cr3t%2FVal%2Bue%2442%20x%5Cy',
+      'S3cr3t%2fVal%2bue%2442%20x%5cy',
+      'S3cr3t%2FVal%2Bue%2442+x%5Cy',
+      'S3cr3t%2fVal%2bue%2442+x%5cy',
+      'S3cr3t%2FVal%2Bue%2442%20x%5Cy',
+      'S3cr3t%2fVal%2bue%2442%20x%5cy',
+      'S3cr3t%2FVal%2Bue%2442+x%5Cy',
+      'S3cr3t%2fVal%2bue%2442+x%5cy',
+    ]);
+    // A multi-line value with non-ASCII, a tab and spaces around it (escaped forms, its lines, its
+    // variants): its 62 forms as the code before made them, by their SHA-256.
+    const forms = formsOf(' pässwörd\tSecret-1\nline-2 ');
+    expect(forms).toHaveLength(62);
+    expect(createHash('sha256').update(JSON.stringify(forms)).digest('hex')).toBe(
+      '16ee029060abba67395e3cd43f847f60083315df88f07034d4da7d6c8215480c',
+    );
+  });
+
+  it('finds a value in the output archive as HTML entities and with its quotes doubled', async () => {
+    const dir = makeTempDir('agentd-unit-mask-markup-');
+    const file = join(dir, 'out.tar');
+    const { needles, masking } = await outputSearch([new SecretValue(`p&ss'w"rd<Secret>42`)]);
+    for (const text of ['<td>p&amp;ss&#39;w&quot;rd&lt;Secret&gt;42</td>', `k: 'p&ss''w"rd<Secret>42'`]) {
+      writeFileSync(file, `header\0\0\0${text}\n`);
+      expect((await fileHoldsAny(file, needles, undefined, masking))?.held, text).toBe(true);
+    }
+    writeFileSync(file, 'header\0\0\0nothing here\n');
+    expect((await fileHoldsAny(file, needles, undefined, masking))?.held).toBe(false);
   });
 
   it('masks a value with spaces or tabs around it wherever it is printed without them (echo $V, .strip())', () => {
