@@ -25,26 +25,33 @@ const PODMAN_TIMEOUT_MS = 400;
  * Podman 4.3 as seen from the client: the image is present once `${bin}.image` exists; `pull` takes
  * PULL_SECONDS (or fails as a refusing registry does, with `pullFails`); `run`/`create --pull never`
  * of a missing image fail at once with "image not known" and make nothing; without `--pull never` they
- * pull it themselves first (what Podman does). Every call is logged in `${bin}.log`.
+ * pull it themselves first (what Podman does). Every call is logged in `${bin}.log`. `sharedBy`: the pull
+ * answers only once that many `run`/`create` calls have found no image (at most 10 s), and then after a
+ * second or PULL_SECONDS more, so that the sessions a test starts together all wait for this pull whatever
+ * the machine's load (a pull that failed at once ended before the second session's first run had failed,
+ * and that session pulled again: seen in CI).
  */
-function podman(options: { pullFails?: boolean; pullSeconds?: number } = {}) {
+function podman(options: { pullFails?: boolean; pullSeconds?: number; sharedBy?: number } = {}) {
   const seconds = options.pullSeconds ?? PULL_SECONDS;
+  const sharedBy = options.sharedBy ?? 0;
   return standInPodman(
     dir,
     (self) => `echo "$1" >> '${self}.log'
 case "$1" in
   pull)
     echo "Trying to pull ${IMAGE}..." >&2
+    n=0
+    while [ "$(grep -c -e '^missing$' '${self}.log')" -lt ${sharedBy} ] && [ "$n" -lt 500 ]; do sleep 0.02; n=$((n + 1)); done
     ${
       options.pullFails
-        ? `echo 'Error: initializing source docker://${IMAGE}: pinging container registry 127.0.0.1:5000: Get "https://127.0.0.1:5000/v2/": dial tcp 127.0.0.1:5000: connect: connection refused' >&2; exit 125`
+        ? `sleep 1; echo 'Error: initializing source docker://${IMAGE}: pinging container registry 127.0.0.1:5000: Get "https://127.0.0.1:5000/v2/": dial tcp 127.0.0.1:5000: connect: connection refused' >&2; exit 125`
         : `sleep ${seconds}; touch '${self}.image'; echo pulled >> '${self}.log'; echo 0123abcd`
     }
     ;;
   run|create)
     if [ ! -e '${self}.image' ]; then
       case " $* " in
-        *" --pull never "*) echo "Error: ${IMAGE}: image not known" >&2; exit 125 ;;
+        *" --pull never "*) echo missing >> '${self}.log'; echo "Error: ${IMAGE}: image not known" >&2; exit 125 ;;
       esac
       echo "Trying to pull ${IMAGE}..." >&2
       sleep ${seconds}; touch '${self}.image'
@@ -88,7 +95,7 @@ describe('a session whose registry image the host lacks', () => {
   it('pulls it within pull_timeout, though the pull takes longer than podman_timeout; two sessions share one pull', {
     timeout: 20_000,
   }, async () => {
-    const { bin } = podman();
+    const { bin } = podman({ sharedBy: 2 });
     const podmanClient = client(bin);
     const a = run(podmanClient, 'agentd-a');
     const b = run(podmanClient, 'agentd-b');
@@ -115,7 +122,7 @@ describe('a session whose registry image the host lacks', () => {
   it('creates the container of a host behind a connection after the same shared pull', {
     timeout: 20_000,
   }, async () => {
-    const { bin } = podman();
+    const { bin } = podman({ sharedBy: 2 });
     const podmanClient = client(bin);
     const ids = await Promise.all([
       podmanClient.createContainer(options('agentd-a')),
@@ -126,7 +133,7 @@ describe('a session whose registry image the host lacks', () => {
   });
 
   it('ends every waiting session with the pull error when the pull fails', { timeout: 20_000 }, async () => {
-    const { bin } = podman({ pullFails: true });
+    const { bin } = podman({ pullFails: true, sharedBy: 2 });
     const podmanClient = client(bin);
     const errors = await Promise.all(
       ['agentd-a', 'agentd-b'].map((name) =>
