@@ -46,6 +46,10 @@ export interface PodmanClientOptions {
   timeoutMs?: number;
   /** Deadline of the `podman pull` of a registry image a container needs and the host lacks (10 minutes by default). */
   pullTimeoutMs?: number;
+  /** How long a failed pull is remembered (PULL_FAILURE_MEMORY_MS by default). */
+  pullFailureMemoryMs?: number;
+  /** The steady clock, in ms, that times the remembered pull failures (`performance.now` by default). */
+  now?: () => number;
   /** Observes every podman invocation (argv only; values never travel on argv). */
   onCall?: (argv: readonly string[]) => void;
   /**
@@ -255,6 +259,26 @@ export const CONTAINER_REMOVE_BATCH = 500;
  * its 128 KiB per argument, so a call never fails with E2BIG however many objects there are.
  */
 export const ARGV_NAMES_BYTES = 128 * 1024;
+/**
+ * How long a failed pull of an image is remembered on its host: meanwhile a session of that image that
+ * finds it missing ends `error` at once with the same error instead of pulling again. Without it a burst
+ * of triggers of an agent whose image cannot be pulled (a typo, a private registry without a login, a
+ * registry that is down or hangs) made one `podman pull` per session in turn, each up to
+ * daemon.pull_timeout, hammering the registry. 30 s absorbs such a burst (one pull per 30 s whatever the
+ * number of sessions), yet the fix an operator makes (`podman login`, the tag pushed, the registry back)
+ * is used by the sessions that come at most 30 s later, with no restart; an image made present by hand
+ * (`podman pull` there) is used at once, since only a session that finds it missing asks.
+ */
+export const PULL_FAILURE_MEMORY_MS = 30_000;
+/**
+ * Failed pulls remembered per host at most: the oldest is forgotten for a newer one (and pulled again by
+ * its next session), so that many distinct image names cannot grow the memory without bound. Each holds
+ * the error's message (bounded: its reason is cut at DETAIL_LINE_CHARS) and PULL_FAILURE_STDERR_CHARS of
+ * Podman's stderr.
+ */
+export const PULL_FAILURES_MAX = 256;
+/** Characters of a failed pull's stderr its remembered error keeps (the end: Podman's final error). */
+const PULL_FAILURE_STDERR_CHARS = 2048;
 
 /** Splits names into batches of at most `count` names and ARGV_NAMES_BYTES bytes each, in order. */
 export function nameBatches(names: readonly string[], count: number, bytes = ARGV_NAMES_BYTES): string[][] {
@@ -314,6 +338,13 @@ export class PodmanClient implements PodmanPort {
     string,
     { done: Promise<void>; waiters: number; abort: AbortController }
   >();
+  /**
+   * Pulls that failed lately (within pullFailureMemoryMs), by image, oldest first: see PULL_FAILURE_MEMORY_MS.
+   * A session asks only when its image is missing (`--pull never` said so), so one made present is used.
+   */
+  private readonly failedPulls = new Map<string, { error: PodmanError; at: number }>();
+  private readonly pullFailureMemoryMs: number;
+  private readonly now: () => number;
   private readonly onCall: ((argv: readonly string[]) => void) | undefined;
   private readonly cwd: string | undefined;
   /** `--url URL [--identity FILE]` before every command, for a remote host. */
@@ -323,6 +354,8 @@ export class PodmanClient implements PodmanPort {
     this.bin = options.bin ?? 'podman';
     this.timeoutMs = options.timeoutMs ?? 60_000;
     this.pullTimeoutMs = options.pullTimeoutMs ?? 600_000;
+    this.pullFailureMemoryMs = options.pullFailureMemoryMs ?? PULL_FAILURE_MEMORY_MS;
+    this.now = options.now ?? (() => performance.now());
     this.onCall = options.onCall;
     this.cwd = options.cwd;
     this.global =
@@ -528,12 +561,16 @@ export class PodmanClient implements PodmanPort {
    * `podman pull` of a registry image, within daemon.pull_timeout: a session whose image the host lacks
    * pulls it first, so that `podman run`/`create` (with `--pull never`) stay within the short deadline.
    * Concurrent callers of the same image share one pull; it is cut short when every one of them has
-   * gone (their signals). A failure throws the classified pull error (IMAGE_PULL_FAILED, IMAGE_NOT_FOUND).
+   * gone (their signals). A failure throws the classified pull error (IMAGE_PULL_FAILED, IMAGE_NOT_FOUND,
+   * PODMAN_TIMEOUT), which is remembered for PULL_FAILURE_MEMORY_MS: a caller meanwhile gets it at once,
+   * saying so, and makes no pull. A pull cut short by its callers' signals is no failure of the image.
    */
   async pullImage(image: string, signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
     let pull = this.pulls.get(image);
     if (pull === undefined) {
+      const remembered = this.rememberedPullFailure(image);
+      if (remembered !== undefined) throw remembered;
       const abort = new AbortController();
       const done = this.call(`pull image ${image}`, ['pull', '--', image], {
         signal: abort.signal,
@@ -544,10 +581,14 @@ export class PodmanClient implements PodmanPort {
       const entry = { done, waiters: 0, abort };
       pull = entry;
       this.pulls.set(image, entry);
-      const forget = () => {
-        if (this.pulls.get(image) === entry) this.pulls.delete(image);
+      // In one step with the pull's end, so that no caller finds neither the pull nor its failure.
+      const forget = (error?: unknown) => {
+        if (this.pulls.get(image) !== entry) return;
+        this.pulls.delete(image);
+        if (error === undefined) this.failedPulls.delete(image);
+        else if (!abort.signal.aborted) this.rememberPullFailure(image, error);
       };
-      done.then(forget, forget);
+      done.then(() => forget(), forget);
     }
     const entry = pull;
     entry.waiters += 1;
@@ -570,9 +611,61 @@ export class PodmanClient implements PodmanPort {
     }
   }
 
+  /**
+   * Remembers a pull's failure when it is the image's, its registry's or the pull's own (classified as
+   * such), not the host's (unreachable, a podman that does not answer): that one the host's probes see.
+   * The error is kept without its cause (execa's result, with up to a MiB of output) and with the end of
+   * its stderr only.
+   */
+  private rememberPullFailure(image: string, error: unknown): void {
+    if (!(error instanceof PodmanError)) return;
+    const pulling = error.code === 'PODMAN_TIMEOUT' && /^Trying to pull /m.test(error.stderr);
+    if (error.code !== 'IMAGE_PULL_FAILED' && error.code !== 'IMAGE_NOT_FOUND' && !pulling) return;
+    const at = this.now();
+    this.failedPulls.delete(image);
+    // Oldest first: the expired ones, then as many as make room for this one.
+    for (const [name, failure] of this.failedPulls) {
+      if (at - failure.at < this.pullFailureMemoryMs && this.failedPulls.size < PULL_FAILURES_MAX) break;
+      this.failedPulls.delete(name);
+    }
+    const kept = new PodmanError(error.code, error.message, {
+      operation: error.operation ?? `pull image ${image}`,
+      argv: error.argv,
+      ...(error.exitCode === undefined ? {} : { exitCode: error.exitCode }),
+      stderr: error.stderr.slice(-PULL_FAILURE_STDERR_CHARS),
+    });
+    this.failedPulls.set(image, { error: kept, at });
+  }
+
+  /** The remembered failure of the image's last pull, said to be one, while PULL_FAILURE_MEMORY_MS lasts. */
+  private rememberedPullFailure(image: string): PodmanError | undefined {
+    const failure = this.failedPulls.get(image);
+    if (failure === undefined) return undefined;
+    const age = this.now() - failure.at;
+    if (age >= this.pullFailureMemoryMs) {
+      this.failedPulls.delete(image);
+      return undefined;
+    }
+    const { error } = failure;
+    const left = Math.ceil((this.pullFailureMemoryMs - age) / 1000);
+    const next = new Date(Date.now() + (this.pullFailureMemoryMs - age)).toISOString().slice(11, 19);
+    return new PodmanError(
+      error.code,
+      `${error.message} [the remembered result of the pull made on this host ${Math.round(age / 1000)} s ago: for ${Math.round(this.pullFailureMemoryMs / 1000)} s after a failed pull, a session that finds the image missing ends with its error instead of pulling again; the next pull is made by the first session after ${next} UTC (in ${left} s), and a session that finds the image present (pulled there by hand) runs at once]`,
+      { operation: error.operation ?? `pull image ${image}`, argv: error.argv, stderr: error.stderr },
+    );
+  }
+
+  /** A session found its image present: a failure of its pull remembered before is over. */
+  private imagePresent(image: string): void {
+    if (this.failedPulls.size > 0) this.failedPulls.delete(image);
+  }
+
   async createContainer(options: CreateContainerOptions): Promise<string> {
     try {
-      return await this.createOnce(options);
+      const id = await this.createOnce(options);
+      this.imagePresent(options.image);
+      return id;
     } catch (error) {
       // `--pull never` found no such image here: a registry image is pulled (pullImage), then made.
       if (!pullable(options.image) || !(error instanceof PodmanError) || !IMAGE_MISSING.test(error.stderr))
@@ -612,7 +705,11 @@ export class PodmanClient implements PodmanPort {
     let current = first;
     let paused = false;
     const exitCode = first.exitCode.then(async (code) => {
-      if (code !== PODMAN_OWN_FAILURE || !IMAGE_MISSING.test(first.stderr())) return code;
+      if (code !== PODMAN_OWN_FAILURE || !IMAGE_MISSING.test(first.stderr())) {
+        // The container ran (its own exit code): its image is here.
+        if (code !== PODMAN_OWN_FAILURE) this.imagePresent(options.image);
+        return code;
+      }
       try {
         await this.pullImage(options.image, signal);
       } catch (error) {
