@@ -432,14 +432,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
                         target: '#runner.tearingDown',
                         actions: { type: 'decide', params: ({ event }) => failed('creating', event.error) },
                       },
-                      stop: {
-                        target: 'finishing',
-                        actions: {
-                          type: 'decide',
-                          params: ({ context, event }) =>
-                            stopped(event.reason, 'creating', context.session.spec.timeoutMs),
-                        },
-                      },
+                      stop: { target: 'finishing', ...stopHere(CREATING) },
                     },
                   },
                   finishing: {
@@ -490,14 +483,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
                     target: '#runner.tearingDown',
                     actions: { type: 'decide', params: ({ event }) => failed('creating', event.error) },
                   },
-                  stop: {
-                    target: 'aborting',
-                    actions: {
-                      type: 'decide',
-                      params: ({ context, event }) =>
-                        stopped(event.reason, 'creating', context.session.spec.timeoutMs),
-                    },
-                  },
+                  stop: { target: 'aborting', ...stopHere(CREATING) },
                 },
               },
               aborting: {
@@ -535,14 +521,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
               },
             },
             on: {
-              stop: {
-                target: '#runner.tearingDown',
-                actions: {
-                  type: 'decide',
-                  params: ({ context, event }) =>
-                    stopped(event.reason, 'creating', context.session.spec.timeoutMs),
-                },
-              },
+              stop: { target: '#runner.tearingDown', ...stopHere(CREATING) },
             },
           },
           attached: {
@@ -985,7 +964,10 @@ export function runnerMachineFor(settings: RunnerSettings) {
   });
 }
 
-/** A stop while attached decides the fate by the phase the session is in (the stop region stops the container). */
+/**
+ * A stop decides the fate by the phase the session is in: in a podman call of the creating phase the
+ * transition names where the machine goes; while attached the stop region stops the container.
+ */
 function stopHere(phase: { phase: Phase }) {
   return {
     actions: {
