@@ -71,8 +71,9 @@ export function exitCodeForOutcome(outcome: Outcome): number {
 }
 
 /**
- * The exit code of a finished session. With `command`, a `failed` session exits with its command's
- * own code (1 to 255) as `podman run` does; every other outcome keeps its code. A `blocked` or
+ * The exit code of a finished session. With `command`, a `failed` session whose command ran exits with
+ * the command's own code (1 to 255) as `podman run` does; one whose clone or setup failed exits 1, and
+ * every other outcome keeps its code. A `blocked` or
  * `nothing_ready` session succeeded (0), unless `strict`: then it counts as failed.
  */
 export function exitCodeForRecord(
@@ -84,7 +85,12 @@ export function exitCodeForRecord(
   const outcome =
     strict && record.outcome === 'succeeded' && notDone ? 'failed' : (record.outcome ?? 'error');
   const own = record.exitCode;
-  if (mode === 'command' && outcome === 'failed' && own !== undefined && own > 0 && own < 256) return own;
+  // The command's own code only when the command ran and ended by itself: a record has a `kind` then.
+  // A failed clone or setup has git's or the setup step's code (git's 128, the step's 126 for a missing
+  // setpriv), which a script reading `--exit-code command` would take for the agent's.
+  const ran = record.kind !== undefined;
+  if (mode === 'command' && outcome === 'failed' && ran && own !== undefined && own > 0 && own < 256)
+    return own;
   return exitCodeForOutcome(outcome);
 }
 

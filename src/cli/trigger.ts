@@ -84,7 +84,8 @@ export class TriggerCommand extends ClientCommand {
     validator: isKey,
   });
   exitCode = Option.String('--exit-code', {
-    description: "outcome (default) or command: a failed session exits with its command's own code",
+    description:
+      "outcome (default) or command: a failed session whose command ran exits with the command's own code",
     validator: isOneOf(EXIT_CODE_MODES),
   });
   strict = Option.Boolean('--strict', false, {

@@ -32,7 +32,8 @@ export class WaitCommand extends ClientCommand {
   });
   json = Option.Boolean('--json', false, { description: 'Print the outcome as one JSON object' });
   exitCode = Option.String('--exit-code', {
-    description: "outcome (default) or command: a failed session exits with its command's own code",
+    description:
+      "outcome (default) or command: a failed session whose command ran exits with the command's own code",
     validator: isOneOf(EXIT_CODE_MODES),
   });
   strict = Option.Boolean('--strict', false, {
