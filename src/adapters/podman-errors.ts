@@ -57,7 +57,21 @@ const SECRET_STORE = /unexpected end of JSON input|no secret data with ID/i;
  * network (connection refused, reset, i/o timeout) is the registry's or its proxy's, not the Podman host's.
  */
 const REGISTRY_ERROR =
-  /initializing source docker:\/\/|pinging container registry|reading manifest |reading image "docker:\/\/|unable to copy from source|(?:reading|writing|fetching|copying) blob|copying system image|proxyconnect tcp/i;
+  /initializing source docker:\/\/|pinging container registry|reading manifest |reading image "docker:\/\/|unable to copy from source|(?:reading|writing|fetching|copying) blob|copying system image|parsing image configuration|proxyconnect tcp/i;
+
+/**
+ * The query of every URL in a text, which is hidden: a registry that keeps its blobs in object storage
+ * answers a blob's GET with a redirect to a presigned URL (X-Amz-Signature, X-Goog-Signature, `sig=`, a
+ * token), and Podman's error for a blob it then could not fetch (`reading blob sha256:...: Get
+ * "https://...?X-Amz-Signature=...": ...`, `parsing image configuration: Get ...` for the image's config)
+ * names that URL whole: a credential to the image's layers in the session's record and the daemon's log.
+ */
+const URL_QUERY = /(\b[a-z][a-z0-9+.-]*:\/\/[^\s"'?#\\]*)\?[^\s"'#\\]*/gi;
+
+/** The text with the query of each URL in it hidden (URL_QUERY). */
+function hideUrlQueries(text: string): string {
+  return text.replace(URL_QUERY, '$1?(query hidden)');
+}
 
 /** Podman's stderr says it could not reach the engine (whatever exit code it chose). */
 export function unreachableOutput(stderr: string): boolean {
@@ -80,7 +94,7 @@ interface PullFailure {
  */
 function pullFailure(stderr: string): PullFailure | undefined {
   if (
-    !/initializing source|pinging container registry|reading manifest|blob|proxyconnect|docker:\/\//i.test(
+    !/initializing source|pinging container registry|reading manifest|blob|image configuration|proxyconnect|docker:\/\//i.test(
       stderr,
     )
   )
@@ -88,7 +102,7 @@ function pullFailure(stderr: string): PullFailure | undefined {
   const lines = stderr.split('\n').filter((line) => line.trim() !== '');
   const last = [...lines].reverse().find((line) => line.startsWith('Error: ')) ?? lines.at(-1) ?? '';
   if (!REGISTRY_ERROR.test(last)) return undefined;
-  const line = last.replace(/^Error: /, '').slice(0, DETAIL_LINE_CHARS);
+  const line = hideUrlQueries(last.replace(/^Error: /, '')).slice(0, DETAIL_LINE_CHARS);
   const ref = /docker:\/\/([^\s"]+?)"?: /.exec(line)?.[1];
   const registry =
     /pinging container registry ([^\s:]+(?::[0-9]+)?):/.exec(line)?.[1] ??
@@ -113,10 +127,9 @@ function pullTimedOut(operation: string, image: string, failure: PodmanFailure):
   const reason =
     warning === undefined
       ? ''
-      : ` (its last try: ${warning
-          .replaceAll('\\"', '"')
-          .replace(/^initializing source docker:\/\/[^\s"]+?: /, '')
-          .slice(0, DETAIL_LINE_CHARS)})`;
+      : ` (its last try: ${hideUrlQueries(
+          warning.replaceAll('\\"', '"').replace(/^initializing source docker:\/\/[^\s"]+?: /, ''),
+        ).slice(0, DETAIL_LINE_CHARS)})`;
   return new PodmanError(
     'PODMAN_TIMEOUT',
     `${operation}: Podman was still pulling image ${image} from ${registry} when the call's deadline of ${durationSetting(failure.timeoutMs ?? 0)} (${setting}) passed${reason}; the Podman host answered, the registry did not in time: check that ${registry} answers from the machine Podman runs on (for a host in hosts:, that host), or, for an image that takes long to pull, pull it there beforehand (\`podman pull ${image}\`) or raise ${setting}`,
@@ -350,7 +363,7 @@ function lastLines(text: string, n: number): string {
     const start = trimmed.lastIndexOf('\n', end - 1) + 1;
     let line = trimmed.slice(start, Math.min(end, start + DETAIL_LINE_CHARS + 1));
     if (start === 0) line = line.trimStart();
-    if (line !== '') lines.unshift(truncate(line, DETAIL_LINE_CHARS));
+    if (line !== '') lines.unshift(truncate(hideUrlQueries(line), DETAIL_LINE_CHARS));
     end = start - 1;
   }
   return lines.join(' | ');

@@ -185,4 +185,57 @@ describe('a pull that fails at the registry is not the Podman host unreachable',
     expect(full.message).toContain('podman system df');
     expect(full.message).not.toContain('check that 127.0.0.1:47322 runs');
   });
+
+  it('says a blob the registry redirected to storage that failed could not be pulled, and hides the presigned URL', () => {
+    // Podman 4.3.1 pulling from a registry on 127.0.0.1 that answers a blob's GET with a 307 to a presigned
+    // URL (as registries that keep blobs in object storage do) where nothing answers: for the image's
+    // config, then for a layer (the config served).
+    const url =
+      'http://127.0.0.1:1/blobs/data?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAPULLMEMOEXAMPLE%2F20261207%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=5ecre75ecre75ecre75ecre75ecre75ecre75ecre75ecre75ecre75ecre7abcd&token=REGISTRYTOKENpullmemo';
+    const config = `parsing image configuration: Get "${url}": dial tcp 127.0.0.1:1: connect: connection refused`;
+    const layer = `reading blob sha256:09ecb6ebc8bcefc733f6f2ec44f791abeed6a99edf0cc31519637898aebd52d8: Get "${url}": dial tcp 127.0.0.1:1: connect: connection refused`;
+    const copying =
+      'Getting image source signatures\nCopying blob sha256:09ecb6ebc8bcefc733f6f2ec44f791abeed6a99edf0cc31519637898aebd52d8';
+    const image = '127.0.0.1:47124/agentd-pullmemo/presigned:1';
+    const stderrs = [
+      `Trying to pull ${image}...\n${[1, 2, 3].map((n) => warn(n, config)).join('\n')}\nError: ${config}`,
+      `Trying to pull ${image}...\n${[1, 2, 3].map((n) => `${copying}\n${warn(n, layer)}`).join('\n')}\n${copying}\nError: ${layer}`,
+    ];
+    for (const stderr of stderrs) {
+      expect(unreachableOutput(stderr)).toBe(false);
+      for (const error of [run(stderr, image), remoteCreate(stderr, image)]) {
+        expect(error.code, error.message).toBe('IMAGE_PULL_FAILED');
+        expect(error.message).toContain(`image ${image} could not be pulled from 127.0.0.1:47124: `);
+        expect(error.message).toContain(
+          'Get "http://127.0.0.1:1/blobs/data?(query hidden)": dial tcp 127.0.0.1:1',
+        );
+        expect(error.message).not.toContain('cannot reach the Podman host');
+        for (const secret of ['X-Amz', 'AKIAPULLMEMOEXAMPLE', '5ecre75ecre7', 'REGISTRYTOKENpullmemo'])
+          expect(error.message).not.toContain(secret);
+      }
+    }
+    // Its last try, for a pull still running at the deadline, and any other error's repeated lines.
+    const [configStderr = ''] = stderrs;
+    const stillPulling = classifyPodmanFailure(
+      {
+        operation: 'pull image x',
+        argv: ['pull', '--', image],
+        stderr: configStderr,
+        timedOut: true,
+        timeoutMs: 600_000,
+      },
+      image,
+    );
+    expect(stillPulling.message).toContain(
+      'its last try: parsing image configuration: Get "http://127.0.0.1:1/blobs/data?(query hidden)"',
+    );
+    const other = classifyPodmanFailure({
+      operation: 'list containers',
+      argv: ['ps'],
+      exitCode: 125,
+      stderr: `Error: something else: Get "${url}": EOF`,
+    });
+    expect(other.message).toContain('blobs/data?(query hidden)');
+    expect(other.message).not.toContain('5ecre75ecre7');
+  });
 });
