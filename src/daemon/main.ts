@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import type { Logger } from 'pino';
@@ -14,7 +13,6 @@ import {
 import { cacheImagesOn, cachesDirOf, removeCacheImages } from '../adapters/cache-image.js';
 import { resolveCredentials } from '../adapters/credentials.js';
 import { NotifyOutbox } from '../adapters/notify-outbox.js';
-import { markNothingToSearch, wasSearched } from '../adapters/output-archive.js';
 import { removeLeftOutputDirs } from '../adapters/output-channel.js';
 import { ensurePrivateDir } from '../adapters/ownership.js';
 import { claimPidFile, type PidFileClaim } from '../adapters/pid-file.js';
@@ -27,7 +25,7 @@ import { SessionStore, StateDirError } from '../adapters/session-store.js';
 import { SocketServer } from '../adapters/socket-server.js';
 import { startingMarkerPath } from '../adapters/starting-marker.js';
 import { removeQuietly, writeFileAtomic } from '../adapters/state-files.js';
-import { hostAllowed, hostsOf, LOCAL_HOST, seesThisMachine, transportOf } from '../config/hosts.js';
+import { hostsOf, LOCAL_HOST, seesThisMachine, transportOf } from '../config/hosts.js';
 import type { HostConfig, NotifyTarget, Settings } from '../config/types.js';
 import {
   CLIENT_IDLE_MS,
@@ -35,9 +33,6 @@ import {
   CLIENT_LINGER_MS,
   CLIENT_STALL_MS,
   LABEL_INSTANCE,
-  LABEL_SECRETS,
-  LABEL_SESSION,
-  LIVE_CONTAINER_STATES,
   MAX_BUFFERED_BYTES,
   MAX_LINE_BYTES,
   PROTOCOL_VERSION,
@@ -59,11 +54,12 @@ import { type SessionInput, sessionMachine } from '../machines/session.machine.j
 import { type DaemonPort, replyError } from '../protocol/context.js';
 import { busyReply, dispatch } from '../protocol/dispatch.js';
 import type { HostPorts } from '../runner/actors.js';
-import { readContainerValues, runnerActors, screenOutputArchive } from '../runner/actors.js';
+import { runnerActors } from '../runner/actors.js';
 import { type SessionRecord, sessionRecordSchema } from '../sessions/records.js';
 import { watchClock } from './clock-watch.js';
 import { type Hangups, takeHangups } from './hangup.js';
-import { abandonedWaiting, keptDeadContainers, sortByHost, staleContainers } from './host-recovery.js';
+import { reconcileHost } from './host-reconcile.js';
+import { abandonedWaiting, sortByHost } from './host-recovery.js';
 import { instanceIdOf } from './instance-id.js';
 import { SessionJournal } from './journal.js';
 import { Leftovers } from './leftovers.js';
@@ -72,9 +68,8 @@ import { type MetricsRecorder, noMetrics } from './metrics-recorder.js';
 import { Notifier, outboxFailureLog } from './notifier.js';
 import { agentOf, gaugesOf, observeDaemon } from './observe.js';
 import { createDaemonPort, type DaemonActor, stateName } from './port.js';
-import { reconcile } from './reconcile.js';
 import { RecordKeeper } from './record-keeper.js';
-import { planRecovery, readWhenExited, recordsFromLabels } from './recovery.js';
+import { planRecovery } from './recovery.js';
 import { createReloader, readyStatus } from './reload.js';
 import { createThreadedLoader } from './reload-thread.js';
 import { ScheduleLog } from './schedule-log.js';
@@ -254,118 +249,23 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
   /** Reconciliations the start stopped waiting for: their hosts' actors take them over. */
   const startReconciliations = new StartReconciliations<HostReconciled>();
   /** Reconciles one host and plans the recovery of its sessions that nobody supervises. */
-  const reconcileHost = async (host: string, signal: AbortSignal): Promise<HostReconciled> => {
-    const supervised = supervisedOn(host);
-    // A session whose record says creating, cloning or running may have run its command, or printed, in a
-    // container that has exited since: its container stays until the plan below says whether it is
-    // adopted (its log read).
-    const engine = { remote: ports(host).remote === true };
-    // So does the container of one whose record says it was torn down with its outcome decided, on this
-    // machine: its output archive may not have been searched yet, and Podman's copies of the values it
-    // was given are read from it for that (below).
-    const keepDead = new Set(
-      (waiting.get(host) ?? [])
-        .filter(
-          (record) =>
-            readWhenExited(record, engine) ||
-            (!engine.remote && record.phase === 'tearing_down' && record.decided !== undefined),
-        )
-        .map((r) => r.id),
-    );
-    const { summary, containers } = await reconcile(ports(host), instanceId, log, signal, {
-      host,
-      supervised,
-      keepDead,
-    });
-    if (supervised.size === 0) await pruneCacheImages(host, signal);
-    // A container without a readable record still belongs to a session: rebuild it from the labels, if
-    // it could have run there (a remote host's answer is not to be trusted).
-    const agents = current?.getSnapshot().context.agents ?? settings.agents;
-    const where = hosts.find((h) => h.name === host);
-    const slots = where?.maxSessions ?? 1;
-    const orphans = recordsFromLabels(containers, journal, {
-      allowed: (name) => {
-        const agent = agents.find((a) => a.name === name);
-        // An agent no longer configured: its session is settled `abandoned`, its container stopped.
-        return agent === undefined || (where !== undefined && hostAllowed(agent, where));
+  const reconcileHostOf = (host: string, signal: AbortSignal): Promise<HostReconciled> =>
+    reconcileHost(
+      {
+        instanceId,
+        log,
+        ports,
+        waiting,
+        supervisedOn,
+        agents: () => current?.getSnapshot().context.agents ?? settings.agents,
+        hosts,
+        journal,
+        files,
+        pruneCacheImages,
       },
-      maxLive: slots,
-      maxRecords: Math.max(REBUILT_RECORDS_MIN, 4 * slots),
-    }).map((record) => ({ ...record, host }));
-    for (const record of orphans) {
-      journal.rebuilt(record);
-      log.warn(
-        { event: 'daemon.record_rebuilt', session: record.id, container: record.container, host },
-        `session ${record.id} had no readable record; rebuilt it from the labels of container ${record.container}`,
-      );
-    }
-    const records = [...(waiting.get(host) ?? []), ...orphans];
-    // Rebuilt, their ids are used: should what follows fail, the next try plans them with the waiting.
-    if (orphans.length > 0) waiting.set(host, records);
-    const { remove, ...recovery } = planRecovery(records, containers, agents, Date.now(), engine);
-    // A session settled from its exited container's exit code left its output archive unsearched; one
-    // given no secret (its label says) has no value to search for, and keeps it. Any other is withheld.
-    for (const { request } of recovery.finished) {
-      const container = containers.find((c) => c.Labels?.[LABEL_SESSION] === request.sessionId);
-      if (container === undefined) continue;
-      const paths = files.paths(request.sessionId);
-      if (container.Labels?.[LABEL_SECRETS] === '0') {
-        markNothingToSearch(paths.archive, paths.searched);
-        continue;
-      }
-      // One whose daemon died while its teardown searched the archive (a large one takes seconds): its
-      // exited container still holds the values it was given, so the search is made now, as it would
-      // have been, instead of withholding the whole output for want of it.
-      if (engine.remote || LIVE_CONTAINER_STATES.has(container.State)) continue;
-      if (
-        !existsSync(paths.archive) ||
-        existsSync(paths.withheld) ||
-        wasSearched(paths.archive, paths.searched)
-      )
-        continue;
-      const name = container.Names[0] ?? container.Id;
-      try {
-        const values = await readContainerValues(ports(host), name, signal);
-        await screenOutputArchive({ ...paths, values }, signal);
-        log.info(
-          { event: 'daemon.output_searched', session: request.sessionId, container: name, host },
-          `searched the output archive of session ${request.sessionId}, which its teardown had left unsearched, with the values read back from its container ${name}`,
-        );
-      } catch (error) {
-        // Unmarked, the seal withholds it, as before.
-        if (signal.aborted) throw error;
-        log.warn(
-          {
-            event: 'daemon.output_unsearched',
-            session: request.sessionId,
-            container: name,
-            host,
-            ...errorFields(error),
-          },
-          `could not search the output archive of session ${request.sessionId} left unsearched: ${errorMessage(error)}; it is withheld`,
-        );
-      }
-    }
-    // Running containers that nobody will supervise (their agent is gone, their session is over or could
-    // not have run there) stop now.
-    const stale = staleContainers(containers, new Set(records.map((r) => r.id)));
-    const adopted = new Set(recovery.adopted.map((a) => a.request.sessionId));
-    const keptDead = keptDeadContainers(containers, keepDead, adopted);
-    await ports(host).removeContainers([...remove, ...stale, ...keptDead], signal);
-    if (keptDead.length > 0) {
-      log.info(
-        { event: 'daemon.recovery_removed', host, containers: keptDead },
-        `removed ${keptDead.length} dead container(s) of sessions settled without adoption`,
-      );
-    }
-    waiting.delete(host);
-    return {
-      // The kept ones removed after the plan count with the rest (agentd_reconcile_removed_total).
-      summary: { ...summary, removedContainers: summary.removedContainers + keptDead.length },
-      adopted: recovery.adopted.map((session) => ({ ...session, host })),
-      finished: recovery.finished,
-    };
-  };
+      host,
+      signal,
+    );
 
   /** Records and reports sessions settled without a session actor. */
   const settle = (sessions: readonly SettledSession[]) => {
@@ -480,7 +380,7 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
             return { version, ms: Math.round(performance.now() - started) };
           }),
           reconcileHost: fromPromise(({ input, signal }) =>
-            startReconciliations.take(input.host, () => reconcileHost(input.host, signal), signal),
+            startReconciliations.take(input.host, () => reconcileHostOf(input.host, signal), signal),
           ),
         },
         delays: { probeInterval: config.hostProbeIntervalMs, downGrace: config.hostDownGraceMs },
@@ -506,7 +406,7 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
             required,
             waitMs: START_WAIT_PROBE_TIMEOUTS * config.hostProbeTimeoutMs,
             probe: (host) => ports(host).probe(config.hostProbeTimeoutMs, signal),
-            reconcile: (host) => reconcileHost(host, signal),
+            reconcile: (host) => reconcileHostOf(host, signal),
             late: startReconciliations,
           },
         );
@@ -1014,11 +914,6 @@ function sum(values: number[]): number {
 const LEFTOVERS_AT_STOP_MS = 10_000;
 /** How long the end waits for the outcomes being recorded to reach their followers. */
 const OUTCOMES_AT_STOP_MS = 5000;
-/**
- * Records rebuilt from one host's labels at most (four per slot, at least this many): a daemon that lost
- * its records had no more sessions there than its slots, and their dead containers are removed each time.
- */
-const REBUILT_RECORDS_MIN = 64;
 /** Sessions whose webhooks wait for their outcome to be published, at most (the queue holds 10,000). */
 const ACCEPTED_NOTIFY_MAX = 20_000;
 

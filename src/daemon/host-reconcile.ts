@@ -1,0 +1,158 @@
+import { existsSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { markNothingToSearch, wasSearched } from '../adapters/output-archive.js';
+import type { PodmanPort } from '../adapters/podman.js';
+import type { WorkPaths } from '../adapters/session-files.js';
+import { hostAllowed } from '../config/hosts.js';
+import type { AgentConfig, HostConfig } from '../config/types.js';
+import { LABEL_SECRETS, LABEL_SESSION, LIVE_CONTAINER_STATES } from '../constants.js';
+import { errorFields, errorMessage } from '../errors.js';
+import type { HostReconciled } from '../machines/host.machine.js';
+import { readContainerValues, screenOutputArchive } from '../runner/actors.js';
+import type { SessionRecord } from '../sessions/records.js';
+import { keptDeadContainers, staleContainers } from './host-recovery.js';
+import { reconcile } from './reconcile.js';
+import { planRecovery, readWhenExited, recordsFromLabels } from './recovery.js';
+
+/**
+ * Records rebuilt from one host's labels at most (four per slot, at least this many): a daemon that lost
+ * its records had no more sessions there than its slots, and their dead containers are removed each time.
+ */
+const REBUILT_RECORDS_MIN = 64;
+
+/** What reconciling one host needs of the daemon. */
+export interface HostReconcileDeps {
+  instanceId: string;
+  log: Logger;
+  ports: (host: string) => PodmanPort;
+  /** The started sessions of an earlier daemon that wait for their host's reconciliation, by host. */
+  waiting: Map<string, SessionRecord[]>;
+  /** Sessions with a live session actor on the host: reconciliation leaves their objects alone. */
+  supervisedOn: (host: string) => ReadonlySet<string>;
+  /** The agents as configured now. */
+  agents: () => readonly AgentConfig[];
+  hosts: readonly HostConfig[];
+  journal: { used(sessionId: string): boolean; rebuilt(record: SessionRecord): void };
+  files: { paths(sessionId: string): WorkPaths };
+  /** Removes the files of bounded caches whose volume is gone (housekeeping: never throws but on abort). */
+  pruneCacheImages: (host: string, signal: AbortSignal) => Promise<void>;
+}
+
+/** Reconciles one host and plans the recovery of its sessions that nobody supervises. */
+export async function reconcileHost(
+  deps: HostReconcileDeps,
+  host: string,
+  signal: AbortSignal,
+): Promise<HostReconciled> {
+  const { instanceId, log, ports, waiting, journal, files, hosts } = deps;
+  const supervised = deps.supervisedOn(host);
+  // A session whose record says creating, cloning or running may have run its command, or printed, in a
+  // container that has exited since: its container stays until the plan below says whether it is
+  // adopted (its log read).
+  const engine = { remote: ports(host).remote === true };
+  // So does the container of one whose record says it was torn down with its outcome decided, on this
+  // machine: its output archive may not have been searched yet, and Podman's copies of the values it
+  // was given are read from it for that (below).
+  const keepDead = new Set(
+    (waiting.get(host) ?? [])
+      .filter(
+        (record) =>
+          readWhenExited(record, engine) ||
+          (!engine.remote && record.phase === 'tearing_down' && record.decided !== undefined),
+      )
+      .map((r) => r.id),
+  );
+  const { summary, containers } = await reconcile(ports(host), instanceId, log, signal, {
+    host,
+    supervised,
+    keepDead,
+  });
+  if (supervised.size === 0) await deps.pruneCacheImages(host, signal);
+  // A container without a readable record still belongs to a session: rebuild it from the labels, if
+  // it could have run there (a remote host's answer is not to be trusted).
+  const agents = deps.agents();
+  const where = hosts.find((h) => h.name === host);
+  const slots = where?.maxSessions ?? 1;
+  const orphans = recordsFromLabels(containers, journal, {
+    allowed: (name) => {
+      const agent = agents.find((a) => a.name === name);
+      // An agent no longer configured: its session is settled `abandoned`, its container stopped.
+      return agent === undefined || (where !== undefined && hostAllowed(agent, where));
+    },
+    maxLive: slots,
+    maxRecords: Math.max(REBUILT_RECORDS_MIN, 4 * slots),
+  }).map((record) => ({ ...record, host }));
+  for (const record of orphans) {
+    journal.rebuilt(record);
+    log.warn(
+      { event: 'daemon.record_rebuilt', session: record.id, container: record.container, host },
+      `session ${record.id} had no readable record; rebuilt it from the labels of container ${record.container}`,
+    );
+  }
+  const records = [...(waiting.get(host) ?? []), ...orphans];
+  // Rebuilt, their ids are used: should what follows fail, the next try plans them with the waiting.
+  if (orphans.length > 0) waiting.set(host, records);
+  const { remove, ...recovery } = planRecovery(records, containers, agents, Date.now(), engine);
+  // A session settled from its exited container's exit code left its output archive unsearched; one
+  // given no secret (its label says) has no value to search for, and keeps it. Any other is withheld.
+  for (const { request } of recovery.finished) {
+    const container = containers.find((c) => c.Labels?.[LABEL_SESSION] === request.sessionId);
+    if (container === undefined) continue;
+    const paths = files.paths(request.sessionId);
+    if (container.Labels?.[LABEL_SECRETS] === '0') {
+      markNothingToSearch(paths.archive, paths.searched);
+      continue;
+    }
+    // One whose daemon died while its teardown searched the archive (a large one takes seconds): its
+    // exited container still holds the values it was given, so the search is made now, as it would
+    // have been, instead of withholding the whole output for want of it.
+    if (engine.remote || LIVE_CONTAINER_STATES.has(container.State)) continue;
+    if (
+      !existsSync(paths.archive) ||
+      existsSync(paths.withheld) ||
+      wasSearched(paths.archive, paths.searched)
+    )
+      continue;
+    const name = container.Names[0] ?? container.Id;
+    try {
+      const values = await readContainerValues(ports(host), name, signal);
+      await screenOutputArchive({ ...paths, values }, signal);
+      log.info(
+        { event: 'daemon.output_searched', session: request.sessionId, container: name, host },
+        `searched the output archive of session ${request.sessionId}, which its teardown had left unsearched, with the values read back from its container ${name}`,
+      );
+    } catch (error) {
+      // Unmarked, the seal withholds it, as before.
+      if (signal.aborted) throw error;
+      log.warn(
+        {
+          event: 'daemon.output_unsearched',
+          session: request.sessionId,
+          container: name,
+          host,
+          ...errorFields(error),
+        },
+        `could not search the output archive of session ${request.sessionId} left unsearched: ${errorMessage(error)}; it is withheld`,
+      );
+    }
+  }
+  // Running containers that nobody will supervise (their agent is gone, their session is over or could
+  // not have run there) stop now.
+  const stale = staleContainers(containers, new Set(records.map((r) => r.id)));
+  const adopted = new Set(recovery.adopted.map((a) => a.request.sessionId));
+  const keptDead = keptDeadContainers(containers, keepDead, adopted);
+  await ports(host).removeContainers([...remove, ...stale, ...keptDead], signal);
+  if (keptDead.length > 0) {
+    log.info(
+      { event: 'daemon.recovery_removed', host, containers: keptDead },
+      `removed ${keptDead.length} dead container(s) of sessions settled without adoption`,
+    );
+  }
+  waiting.delete(host);
+  return {
+    // The kept ones removed after the plan count with the rest (agentd_reconcile_removed_total).
+    summary: { ...summary, removedContainers: summary.removedContainers + keptDead.length },
+    adopted: recovery.adopted.map((session) => ({ ...session, host })),
+    finished: recovery.finished,
+  };
+}
