@@ -7,12 +7,12 @@ import { hostAllowed } from '../config/hosts.js';
 import type { AgentConfig, HostConfig } from '../config/types.js';
 import { LABEL_SECRETS, LABEL_SESSION, LIVE_CONTAINER_STATES } from '../constants.js';
 import { errorFields, errorMessage } from '../errors.js';
-import type { HostReconciled } from '../machines/host.machine.js';
+import type { HostReconciled, SettledSession } from '../machines/host.machine.js';
 import { readContainerValues, screenOutputArchive } from '../runner/actors.js';
 import type { SessionRecord } from '../sessions/records.js';
 import { keptDeadContainers, staleContainers } from './host-recovery.js';
 import { reconcile } from './reconcile.js';
-import { planRecovery, readWhenExited, recordsFromLabels } from './recovery.js';
+import { planRecovery, recordsFromLabels } from './recovery.js';
 
 /**
  * Records rebuilt from one host's labels at most (four per slot, at least this many): a daemon that lost
@@ -34,6 +34,11 @@ export interface HostReconcileDeps {
   hosts: readonly HostConfig[];
   journal: { used(sessionId: string): boolean; rebuilt(record: SessionRecord): void };
   files: { paths(sessionId: string): WorkPaths };
+  /**
+   * Records the outcomes of sessions settled from what their host holds (an exited container's exit
+   * code), before the containers are removed; resolves once they are recorded (a failure is logged).
+   */
+  record: (sessions: readonly SettledSession[]) => Promise<void>;
   /** Removes the files of bounded caches whose volume is gone (housekeeping: never throws but on abort). */
   pruneCacheImages: (host: string, signal: AbortSignal) => Promise<void>;
 }
@@ -46,22 +51,14 @@ export async function reconcileHost(
 ): Promise<HostReconciled> {
   const { instanceId, log, ports, waiting, journal, files, hosts } = deps;
   const supervised = deps.supervisedOn(host);
-  // A session whose record says creating, cloning or running may have run its command, or printed, in a
-  // container that has exited since: its container stays until the plan below says whether it is
-  // adopted (its log read).
   const engine = { remote: ports(host).remote === true };
-  // So does the container of one whose record says it was torn down with its outcome decided, on this
-  // machine: its output archive may not have been searched yet, and Podman's copies of the values it
-  // was given are read from it for that (below).
-  const keepDead = new Set(
-    (waiting.get(host) ?? [])
-      .filter(
-        (record) =>
-          readWhenExited(record, engine) ||
-          (!engine.remote && record.phase === 'tearing_down' && record.decided !== undefined),
-      )
-      .map((r) => r.id),
-  );
+  // The dead container of every session that waits for this host stays until the plan below has said
+  // what became of it, and what it says is recorded: one whose record says creating, cloning or running
+  // may have run its command, or printed, since (its log is read: adopted); the values one torn down
+  // with its outcome decided was given are read back from it to search its output archive; and the exit
+  // code of the others is their outcome. Removed first, a try that failed after (a host that stopped
+  // answering, its actor failed) left the next one only "its container is gone": `abandoned`.
+  const keepDead = new Set((waiting.get(host) ?? []).map((r) => r.id));
   const { summary, containers } = await reconcile(ports(host), instanceId, log, signal, {
     host,
     supervised,
@@ -136,6 +133,16 @@ export async function reconcileHost(
       );
     }
   }
+  // What the plan settled is recorded before any container is removed, and waits no more: neither a
+  // next try nor the failure of the host's actor (abandonWaiting) settles it a second time.
+  const settled = new Set(recovery.finished.map((s) => s.request.sessionId));
+  const recording = deps.record(recovery.finished);
+  waiting.set(
+    host,
+    records.filter((r) => !settled.has(r.id)),
+  );
+  await recording;
+  if (signal.aborted) throw signal.reason;
   // Running containers that nobody will supervise (their agent is gone, their session is over or could
   // not have run there) stop now.
   const stale = staleContainers(containers, new Set(records.map((r) => r.id)));
@@ -153,6 +160,6 @@ export async function reconcileHost(
     // The kept ones removed after the plan count with the rest (agentd_reconcile_removed_total).
     summary: { ...summary, removedContainers: summary.removedContainers + keptDead.length },
     adopted: recovery.adopted.map((session) => ({ ...session, host })),
-    finished: recovery.finished,
+    finished: recovery.finished.map((s) => ({ ...s, recorded: true as const })),
   };
 }

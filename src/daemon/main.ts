@@ -262,25 +262,33 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
         journal,
         files,
         pruneCacheImages,
+        record: settle,
       },
       host,
       signal,
     );
 
-  /** Records and reports sessions settled without a session actor. */
-  const settle = (sessions: readonly SettledSession[]) => {
+  /**
+   * Records and reports sessions settled without a session actor; resolves once they are recorded. One
+   * its host's reconciliation recorded already (before it removed the container it was read from) is not
+   * recorded again.
+   */
+  const settle = (sessions: readonly SettledSession[]): Promise<void> =>
     // Sealed in the background; a crash before the end is finished by the next start (recover).
-    for (const { request, outcome } of sessions) {
-      journal
-        .finish(request, outcome)
-        .catch((error: unknown) =>
-          log.error(
-            { event: 'session.report_failed', session: request.sessionId, err: error },
-            'could not report a settled session',
-          ),
-        );
-    }
-  };
+    Promise.all(
+      sessions
+        .filter((s) => s.recorded !== true)
+        .map(({ request, outcome }) =>
+          journal
+            .finish(request, outcome)
+            .catch((error: unknown) =>
+              log.error(
+                { event: 'session.report_failed', session: request.sessionId, err: error },
+                'could not report a settled session',
+              ),
+            ),
+        ),
+    ).then(() => {});
 
   const seccomp = await seccompProfiled;
   /**
@@ -552,7 +560,7 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
         notify.stopping('stopping: the start reconciles Podman first');
         log.info(
           { event: 'daemon.shutdown_pending' },
-          "shutting down once the start's reconciliation has ended and the outcomes it read are recorded (each podman call within its deadline, daemon.podman_timeout); a second signal stops at once, and a session whose exited container it had removed is then recorded abandoned by the next start",
+          "shutting down once the start's reconciliation has ended and the outcomes it read are recorded (each podman call within its deadline, daemon.podman_timeout); a second signal stops at once, and an exited container whose outcome was not recorded by then is left for the next start to read",
         );
       },
       announceReconcileFailed: (_, reason) => {
@@ -590,7 +598,7 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
           `shutting down now: cancelling ${running} running session(s)${
             reconciling.length === 0
               ? ''
-              : `; the reconciliation of host(s) ${reconciling.join(', ')} is cut short (a session whose exited container it had removed is recorded abandoned by the next start)`
+              : `; the reconciliation of host(s) ${reconciling.join(', ')} is cut short (an exited container whose outcome it had not recorded is left for the next start to read)`
           }`,
         ),
       announceHostUp: (_, { host, adopted, finished }) => {
@@ -731,8 +739,8 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
   hangups.stopping();
   await reloadLoader.close();
   // A host's reconciliation the start left going that its actor did not take over (the daemon stopped
-  // first) is waited for, as a reconciliation under way is: the outcomes it read from the exited
-  // containers it removed are nowhere else. The sessions it found running are left to the next start.
+  // first) is waited for, as a reconciliation under way is: it records the outcomes it reads from exited
+  // containers before it removes them. The sessions it found running are left to the next start.
   for (const [host, reconciled] of await startReconciliations.untaken()) {
     log.info(
       {

@@ -102,7 +102,7 @@ export class StartReconciliations<T> {
   /**
    * At the daemon's end: the results of the reconciliations the start left going that no host's actor
    * took over, once they have ended (each podman call within its deadline), by host. What they settled
-   * from the exited containers they removed is nowhere else.
+   * from exited containers they recorded before removing them; it is logged and counted from here.
    */
   async untaken(): Promise<Map<string, T>> {
     const left = [...this.late.entries()];

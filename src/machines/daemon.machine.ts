@@ -540,8 +540,8 @@ export const daemonMachine = setup({
     },
     noSessionsRunning: ({ context }) => Object.keys(context.sessions).length === 0,
     /**
-     * A host back after an outage is being reconciled: the outcomes it reads from the exited containers
-     * it removes are nowhere else until its `host.up` reports them.
+     * A host back after an outage is being reconciled: it records the outcomes it reads from exited
+     * containers before it removes them, and its `host.up` reports them.
      */
     hostReconciling: ({ context }) => reconcilingHosts(context).length > 0,
     /** A shutdown came while the start's reconciliation ran. */
@@ -1082,7 +1082,7 @@ export const daemonMachine = setup({
         },
         stopping: {
           description:
-            'A shutdown came: the reconciliation ends first (each podman call within its deadline), since the outcomes it read from exited containers it removed are nowhere else; they are recorded, then the daemon stops, leaving the queued and adopted sessions it found to the next start. A reconciliation that fails is logged and the daemon stops all the same. A second shutdown stops at once: a session whose container was removed by then is recorded abandoned by the next start.',
+            'A shutdown came: the reconciliation ends first (each podman call within its deadline), since it records the outcomes it reads from exited containers before it removes them; then the daemon stops, leaving the queued and adopted sessions it found to the next start. A reconciliation that fails is logged and the daemon stops all the same. A second shutdown stops at once: an exited container whose outcome was not recorded by then is left, and the next start reads it.',
           entry: 'announceShutdownPending',
           on: {
             reload: { actions: { type: 'rejectReload', params: ({ event }) => event } },
@@ -1332,7 +1332,7 @@ export const daemonMachine = setup({
       states: {
         draining: {
           description:
-            "Queued sessions are dropped with a reported outcome; running ones finish. A host back after an outage that is being reconciled is waited for (each podman call within its deadline): the outcomes it reads from the exited containers it removes are nowhere else, so they are recorded (`host.up`) before the daemon stops; the sessions whose containers it found still running are left to the next start, which adopts them. A second shutdown cancels the running sessions and stops the hosts' actors (a reconciliation under way is cut short: a session whose container it had removed is recorded abandoned by the next start); with none running, it stops at once.",
+            "Queued sessions are dropped with a reported outcome; running ones finish. A host back after an outage that is being reconciled is waited for (each podman call within its deadline): it records the outcomes it reads from exited containers before it removes them, and they are reported (`host.up`) before the daemon stops; the sessions whose containers it found still running are left to the next start, which adopts them. A second shutdown cancels the running sessions and stops the hosts' actors (a reconciliation under way is cut short: an exited container whose outcome it had not recorded is left, and the next start reads it); with none running, it stops at once.",
           entry: [
             {
               type: 'reportSettled',

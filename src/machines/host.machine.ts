@@ -23,6 +23,11 @@ export interface ReconcileSummary {
 export interface SettledSession {
   request: SessionRequest;
   outcome: SessionOutcome;
+  /**
+   * Already recorded (its followers told), by the host's reconciliation that read it from a container,
+   * before it removed that container: counted and logged with the rest, never recorded a second time.
+   */
+  recorded?: true;
 }
 
 /** A session whose container still runs: a session actor supervises it from where it is. */
