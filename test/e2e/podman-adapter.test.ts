@@ -207,6 +207,27 @@ describe('PodmanClient against real Podman', () => {
     );
     expect(error.message).toContain('connection refused');
     expect(error.message).not.toContain('cannot reach the Podman host');
+
+    // The next session of that image within PULL_FAILURE_MEMORY_MS: the same error at once, no pull.
+    const pulls = () => argvSeen.filter((argv) => argv[0] === 'pull').length;
+    const before = pulls();
+    expect(before).toBeGreaterThan(0);
+    const again = (await podman
+      .createContainer({
+        name,
+        image: `127.0.0.1:${port}/agentd-no-such-image:1`,
+        labels: {},
+        env: {},
+        secrets: [],
+        network: 'none',
+        entrypoint: ['/bin/sh'],
+        args: ['-c', 'true'],
+      })
+      .catch((e: unknown) => e)) as PodmanError;
+    expect(pulls()).toBe(before);
+    expect(again.code, again.message).toBe('IMAGE_PULL_FAILED');
+    expect(again.message.startsWith(error.message)).toBe(true);
+    expect(again.message).toContain('the remembered result of the pull made on this host');
   });
 
   it('reports a podman binary that is not installed', async () => {
