@@ -1,3 +1,5 @@
+import { isUtf8 } from 'node:buffer';
+
 /** Shortest text that is masked; shorter ones would mask ordinary text. */
 export const MIN_MASKED_LENGTH = 4;
 /** Shortest part of an encoding that is masked (a base64 core, one line of wrapped base64). */
@@ -14,30 +16,57 @@ export type MaskedValue = string | Uint8Array;
  * A value as string escaping and quoting print it: JSON (also with `\/`, and with `\u00XX` for what
  * is not ASCII, as Python's json.dumps does), shell single quotes (`'\''` as bash's `set -x` prints a
  * quote, `'"'"'` as Python's shlex.quote), backslashes before `\ " $ \`` (`declare -p`, double-quoted
- * shell), backslashes before `\ '` (Python's repr, Node's inspect), and for a value with the character
- * concerned: HTML and XML entities (see markupForms), `''` for a quote (YAML, SQL) and `""` for a
- * double quote (CSV). `printf %q` of a value with any other punctuation is found in a view instead
- * (see printfQSign).
+ * shell), backslashes before `\ '` (Python's repr, Node's inspect), and with `markup` (the value is
+ * text, read as UTF-8) for a value with the character concerned: HTML and XML entities (see
+ * markupForms), also of its JSON escaping, `''` for a quote (YAML, SQL) and `""` for a double quote
+ * (CSV).
+ * `printf %q` of a value with any other punctuation is found in a view instead (see printfQSign).
  */
-function quotedForms(text: string): string[] {
+function quotedForms(text: string, markup: boolean): string[] {
   const json = JSON.stringify(text).slice(1, -1);
+  const ascii = asciiJson(json);
   const forms = [
     json,
     json.replaceAll('/', '\\/'),
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: everything that is ASCII stays.
-    json.replace(/[^\x00-\x7f]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`),
+    ascii,
     // Go's encoding/json (json.Marshal, a Go program's JSON log) escapes `<`, `>` and `&` for HTML.
     json.replace(/[<>&\u2028\u2029]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`),
   ];
   if (text.includes("'")) forms.push(...singleQuoted(text));
   forms.push(text.replace(/[\\"$`]/g, '\\$&'), text.replace(/[\\']/g, '\\$&'));
   // Only for a value with the character concerned: any other has the forms it had.
-  if (/[&<>"']/.test(text)) forms.push(...markupForms(text));
-  // A quote doubled: `''` in a YAML single-quoted scalar and an SQL string, `""` in a CSV field.
+  if (markup && /[&<>"']/.test(text)) {
+    forms.push(...markupForms(text));
+    // Its JSON escaping in HTML (`\&quot;`: a JSON dump in an HTML report), for a value that is not long.
+    if (text.length <= COMBINED_MAX)
+      for (const escaped of new Set([json, ascii]))
+        if (escaped !== text && /[&<>"']/.test(escaped)) forms.push(...markupForms(escaped));
+  }
+  if (markup) forms.push(...doubledQuotes(text));
+  return forms;
+}
+
+/** A quote doubled: `''` in a YAML single-quoted scalar and an SQL string, `""` in a CSV field. */
+function doubledQuotes(text: string): string[] {
+  const forms: string[] = [];
   if (text.includes("'")) forms.push(text.replaceAll("'", "''"));
   if (text.includes('"')) forms.push(text.replaceAll('"', '""'));
   return forms;
 }
+
+/** JSON escaping with `\u00XX` for what is not ASCII (Python's json.dumps, JavaScript's ensure-ASCII printers). */
+function asciiJson(json: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: everything that is ASCII stays.
+  return json.replace(/[^\x00-\x7f]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/**
+ * The longest value (in characters or bytes) whose encodings of encodings are made: JSON escaping in
+ * HTML, each line of a multi-line value in HTML. Credentials that are printed so (a password,
+ * a token, a PEM key, a service account file) are far shorter; each such form of a 128 KB value would
+ * be hundreds of KB more of every masker's memory.
+ */
+const COMBINED_MAX = 16 * 1024;
 
 /**
  * How the escapers of HTML and XML write `"` and `'` (`&`, `<` and `>` are `&amp;`, `&lt;` and `&gt;`
@@ -329,6 +358,18 @@ export function printfQSign(text: string): string | undefined {
 
 const ALNUM = /^[A-Za-z0-9]$/;
 
+/** Whether a text is a JSON document (an object or an array). */
+function isJsonDocument(text: string): boolean {
+  const trimmed = text.trim();
+  if (!trimmed.startsWith('{') && !trimmed.startsWith('[')) return false;
+  try {
+    JSON.parse(trimmed);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * The parts of a structured value that a program reading it prints on their own: the strings of a
  * JSON document (a service account file's private_key), or the values of `key = value` and
@@ -404,7 +445,13 @@ export function* formsInSteps(value: MaskedValue): Generator<void, string[]> {
   const add = (text: string) => {
     if (text.length >= MIN_MASKED_LENGTH) forms.push(text);
   };
-  const texts = new Set([bytes.toString('utf8'), bytes.toString('latin1')]);
+  const utf8 = bytes.toString('utf8');
+  // HTML and XML entities and doubled quotes only of a value that is text (UTF-8) as it is: the escapers
+  // that print them take text, and a value of bytes (or its Latin-1 reading) reaches one only through a
+  // lossy decoding of the agent's choice. Each such form of a value of 128 KB of random bytes (which has
+  // every one of `& < > " '`) was 128-256 KB more of every masker built of it.
+  const markup = isUtf8(bytes);
+  const texts = new Set([utf8, bytes.toString('latin1')]);
   for (const text of texts) {
     add(text);
     add(text.replace(/[\r\n]+$/, ''));
@@ -416,9 +463,20 @@ export function* formsInSteps(value: MaskedValue): Generator<void, string[]> {
     // `set -x` and shlex.quote keep a newline as it is: each line of the value, with its quotes quoted.
     if (lines.length > 1)
       for (const line of lines) if (line.includes("'")) for (const quoted of singleQuoted(line)) add(quoted);
+    // An escaper of HTML, a YAML or CSV writer, keeps a newline as it is: each line of a value of at
+    // most COMBINED_MAX bytes (an HTML report of a .env file) with `& < > " '` in entities, with its
+    // quotes doubled. Not the lines of a JSON document (`"type": "service_account",` is in every other
+    // one: its strings are parts, see partsOf), nor those without four letters or digits in a row.
+    const markupText = markup && text === utf8;
+    if (lines.length > 1 && markupText && bytes.length <= COMBINED_MAX && !isJsonDocument(text))
+      for (const line of lines) {
+        if (!/[A-Za-z0-9]{4}/.test(line)) continue;
+        if (/[&<>"']/.test(line)) for (const form of markupForms(line)) if (form !== line) add(form);
+        for (const form of doubledQuotes(line)) add(form);
+      }
     yield;
     for (const whole of new Set([text, text.replace(/[\r\n]+$/, ''), text.replace(ASCII_SPACE_AROUND, '')])) {
-      for (const quoted of quotedForms(whole)) if (quoted !== whole) add(quoted);
+      for (const quoted of quotedForms(whole, markupText)) if (quoted !== whole) add(quoted);
       yield;
     }
   }

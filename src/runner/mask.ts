@@ -40,8 +40,9 @@ export const MASK = '********';
  * - hex of its bytes, either case, also inside the hex of a longer text;
  * - shell and source-code quoting of `'`, `"`, `\`, `$` and backticks (`set -x`, `declare -p`,
  *   Python's repr), and a backslash before any punctuation or space (`printf %q`);
- * - a value with `& < > " '` in HTML or XML entities (each escaper's choice for the quotes), and
- *   with its quotes doubled (`''` in YAML and SQL, `""` in CSV);
+ * - a value that is text with `& < > " '` in HTML or XML entities (each escaper's choice for the
+ *   quotes), also its JSON escaping so, and with its quotes doubled (`''` in YAML and SQL, `""` in CSV),
+ *   each line of a multi-line one too;
  * - control characters and non-ASCII escaped: bash's `$'...'` (octal in the C locale), coreutils' file
  *   names, Python's repr of a str or bytes, Node's inspect, Go's `%q` (see escapedForms);
  * - with terminal escape sequences (colours) anywhere inside it, also between `printf %q`'s backslashes;

@@ -122,6 +122,58 @@ describe('masking what agents really print', () => {
     expect((await fileHoldsAny(file, needles, undefined, masking))?.held).toBe(false);
   });
 
+  it('masks each line of a multi-line value in HTML or XML entities and with its quotes doubled (an HTML report of a .env file)', () => {
+    const value = `DB_PASSWORD="p&ss<Zq7Xw9Kp>"\nAPI_KEY='k3y"Zq7Xw9Kp'\n`;
+    const mask = createMasker([value]);
+    for (const line of [
+      // Python's html.escape of the file (or of each line), XML text.
+      'DB_PASSWORD=&quot;p&amp;ss&lt;Zq7Xw9Kp&gt;&quot;',
+      'API_KEY=&#x27;k3y&quot;Zq7Xw9Kp&#x27;',
+      'DB_PASSWORD="p&amp;ss&lt;Zq7Xw9Kp&gt;"',
+      // yaml.dump of the file (a single-quoted scalar keeps its newlines), a CSV field.
+      `  API_KEY=''k3y"Zq7Xw9Kp''`,
+      `"DB_PASSWORD=""p&ss<Zq7Xw9Kp>""`,
+      `API_KEY='k3y""Zq7Xw9Kp'`,
+    ]) {
+      expect(mask(line), line).not.toContain('Zq7Xw9Kp');
+    }
+  });
+
+  it('masks the JSON escaping of a value with a quote in HTML entities (a JSON dump in an HTML report)', () => {
+    const mask = createMasker([`Ab&cd'ef"gh<ij>Zq7Xw9Kp`]);
+    // Python's html.escape(json.dumps({"token": value})).
+    const line = '{&quot;token&quot;: &quot;Ab&amp;cd&#x27;ef\\&quot;gh&lt;ij&gt;Zq7Xw9Kp&quot;}';
+    expect(mask(line)).toBe(`{&quot;token&quot;: &quot;${MASK}&quot;}`);
+  });
+
+  it('finds each line of a multi-line value in HTML entities in the output archive, not the lines every JSON file has', async () => {
+    const dir = makeTempDir('agentd-unit-mask-lines-');
+    const file = join(dir, 'report.html');
+    const env = `DB_PASSWORD="p&ss<Zq7Xw9Kp>"\nAPI_KEY='k3y"Zq7Xw9Kp'\n`;
+    const account = JSON.stringify(
+      { type: 'service_account', private_key_id: 'a1b2c3d4e5f6a7b8c9d0e1f2', client_email: 'x@y.example' },
+      null,
+      2,
+    );
+    const { needles, masking } = await outputSearch([new SecretValue(env), new SecretValue(account)]);
+    writeFileSync(file, '<pre>\nAPI_KEY=&#x27;k3y&quot;Zq7Xw9Kp&#x27;\n</pre>\n');
+    expect((await fileHoldsAny(file, needles, undefined, masking))?.held).toBe(true);
+    // Another service account's file in an HTML page: its lines are in every such file.
+    writeFileSync(file, '<pre>\n  &quot;type&quot;: &quot;service_account&quot;,\n</pre>\n');
+    expect((await fileHoldsAny(file, needles, undefined, masking))?.held).toBe(false);
+  });
+
+  it('makes no HTML/XML entity or doubled-quote forms of a value that is not UTF-8 (no escaper of text prints it so)', () => {
+    // 128 KB of random bytes has every one of & < > " ': each such form was 128-256 KB of every masker.
+    const value = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(`a&b<c>d"e'f-Secret`)]);
+    const forms = formsOf(value);
+    expect(forms.filter((form) => /&amp;|&lt;|&gt;|&quot;|d""e|e''f/.test(form))).toEqual([]);
+    // Its other forms are still made: as it is read (U+FFFD), as Latin-1, JSON-escaped, in base64.
+    expect(forms).toContain(value.toString('utf8'));
+    expect(forms).toContain(value.toString('latin1'));
+    expect(forms).toContain(value.toString('base64'));
+  });
+
   it('masks a value with spaces or tabs around it wherever it is printed without them (echo $V, .strip())', () => {
     // A file pasted with a trailing space and tab, a variable with a leading space: word splitting,
     // `.strip()`, `.trim()` and `read` drop them, and what was printed was the rest, in clear.
