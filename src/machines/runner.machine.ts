@@ -620,10 +620,20 @@ export function runnerMachineFor(settings: RunnerSettings) {
                       'setup.running': 'running',
                       stop: stopHere(CLONING),
                       // An adopted container that exited while no daemon watched: its log says how far
-                      // the setup step got, if it still holds its first lines.
+                      // the setup step got, if it still holds its first lines. Without them, a report of
+                      // status 0 is still the command's: the step reports a failed clone or setup with
+                      // that step's own non-zero status, so only a command that ran ends `ended 0`.
                       'container.exited': exited(({ context, event }) =>
                         event.adoptedSetup === 'lost'
-                          ? setupUnknown(event.exitCode)
+                          ? event.commandEnd?.status === 0
+                            ? commandExited(
+                                0,
+                                context.session.spec.command[0] ?? '',
+                                oomOf(context, event),
+                                context.session.spec.exitCodes,
+                                true,
+                              )
+                            : setupUnknown(event.exitCode)
                           : event.outputIncomplete
                             ? outputIncomplete('cloning', event.exitCode)
                             : setupFailed(
