@@ -19,7 +19,7 @@ export type MaskedValue = string | Uint8Array;
  * shell), backslashes before `\ '` (Python's repr, Node's inspect), and with `markup` (the value is
  * text, read as UTF-8) for a value with the character concerned: HTML and XML entities (see
  * markupForms), also of its JSON escaping, `''` for a quote (YAML, SQL) and `""` for a double quote
- * (CSV).
+ * (CSV), and for one with non-ASCII: `\u00XX` in upper case (Java) and XML character references.
  * `printf %q` of a value with any other punctuation is found in a view instead (see printfQSign).
  */
 function quotedForms(text: string, markup: boolean): string[] {
@@ -32,6 +32,10 @@ function quotedForms(text: string, markup: boolean): string[] {
     // Go's encoding/json (json.Marshal, a Go program's JSON log) escapes `<`, `>` and `&` for HTML.
     json.replace(/[<>&\u2028\u2029]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`),
   ];
+  // The same in upper-case hex (Java: Jackson's ESCAPE_NON_ASCII, Properties.store, native2ascii), only
+  // for text with a character of non-ASCII whose code has a letter: any other has the forms it had.
+  const upper = ascii.replace(/\\u[0-9a-f]{4}/g, (code) => `\\u${code.slice(2).toUpperCase()}`);
+  if (markup && upper !== ascii && ascii !== json) forms.push(upper);
   if (text.includes("'")) forms.push(...singleQuoted(text));
   forms.push(text.replace(/[\\"$`]/g, '\\$&'), text.replace(/[\\']/g, '\\$&'));
   // Only for a value with the character concerned: any other has the forms it had.
@@ -42,9 +46,19 @@ function quotedForms(text: string, markup: boolean): string[] {
       for (const escaped of new Set([json, ascii]))
         if (escaped !== text && /[&<>"']/.test(escaped)) forms.push(...markupForms(escaped));
   }
+  // XML with what is not ASCII as character references (`&#228;`: ElementTree's tostring and write,
+  // whose encoding is US-ASCII unless told), for a value with non-ASCII that is not long.
+  if (markup && text.length <= COMBINED_MAX && NON_ASCII.test(text))
+    for (const form of /[&<>"']/.test(text) ? markupForms(text) : [text])
+      forms.push(form.replace(NON_ASCII_ALL, (char) => `&#${char.codePointAt(0)};`));
   if (markup) forms.push(...doubledQuotes(text));
   return forms;
 }
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: everything that is ASCII stays.
+const NON_ASCII = /[^\x00-\x7f]/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: everything that is ASCII stays.
+const NON_ASCII_ALL = /[^\x00-\x7f]/gu;
 
 /** A quote doubled: `''` in a YAML single-quoted scalar and an SQL string, `""` in a CSV field. */
 function doubledQuotes(text: string): string[] {
@@ -62,7 +76,7 @@ function asciiJson(json: string): string {
 
 /**
  * The longest value (in characters or bytes) whose encodings of encodings are made: JSON escaping in
- * HTML, each line of a multi-line value in HTML. Credentials that are printed so (a password,
+ * HTML, each line of a multi-line value in HTML, XML character references. Credentials that are printed so (a password,
  * a token, a PEM key, a service account file) are far shorter; each such form of a 128 KB value would
  * be hundreds of KB more of every masker's memory.
  */
@@ -132,7 +146,8 @@ function needsEscaping(bytes: Buffer): boolean {
  *   for each byte of non-ASCII), inside `'` (`\'`) or `"` (a quote as it is);
  * - Node's inspect (`console.log` of an object): `\b \t \n \f \r`, `\xNN` with upper-case hex, the
  *   quote it is in escaped (or none: in `"` or backticks);
- * - Go's `%q` (`strconv.Quote`): `\a \b \f \n \r \t \v`, `\x1b`, `\u0085`, `\"` and `\\`.
+ * - Go's `%q` (`strconv.Quote`): `\a \b \f \n \r \t \v`, `\x1b`, `\u0085`, `\"` and `\\`;
+ * - PyYAML's double-quoted scalar, of a value that is UTF-8 (see pyyamlQuoted).
  *
  * JSON escaping (quotedForms) is one of these for most values: a value with only newlines and no quote
  * (a PEM key) adds no form but coreutils'.
@@ -185,6 +200,11 @@ function* escapedForms(bytes: Buffer): Generator<void, string[]> {
     yield;
   }
   forms.add(printed(goQuoted));
+  // PyYAML takes text: a value of bytes it dumps as `!!binary` base64 (found as base64).
+  if (isUtf8(bytes)) {
+    yield;
+    for (const unicode of [false, true]) forms.add(printed((char) => pyyamlQuoted(char, unicode)));
+  }
   return [...forms];
 }
 
@@ -311,6 +331,51 @@ function nodeInspect(char: Char, quote: "'" | ''): string {
   if (point < 0) return '\ufffd';
   if (isControl(point)) return hex(point, true);
   return String.fromCodePoint(point);
+}
+
+/** PyYAML's escapes in a double-quoted scalar (its emitter's ESCAPE_REPLACEMENTS). */
+const YAML_ESCAPES: Record<number, string> = {
+  0: '0',
+  7: 'a',
+  8: 'b',
+  9: 't',
+  10: 'n',
+  11: 'v',
+  12: 'f',
+  13: 'r',
+  27: 'e',
+  34: '"',
+  92: '\\',
+  133: 'N',
+  160: '_',
+  8232: 'L',
+  8233: 'P',
+};
+
+/**
+ * PyYAML's double-quoted scalar (yaml.dump, yaml.safe_dump of a value with a control character, or
+ * by default with anything not ASCII): `\t`, `\e`, `\xE4`, `\u03A9`, `\U0001F511` in upper-case hex;
+ * with allow_unicode, what is printable stays as it is. A long value is folded over lines, not found.
+ */
+function pyyamlQuoted(char: Char, unicode: boolean): string {
+  const point = char.point < 0 ? 0xfffd : char.point;
+  const printable =
+    (point >= 0x20 && point <= 0x7e) ||
+    (unicode && ((point >= 0xa0 && point <= 0xd7ff) || (point >= 0xe000 && point <= 0xfffd)));
+  if (
+    printable &&
+    point !== 0x22 &&
+    point !== 0x5c &&
+    point !== 0x2028 &&
+    point !== 0x2029 &&
+    point !== 0xfeff
+  )
+    return String.fromCodePoint(point);
+  const named = YAML_ESCAPES[point];
+  if (named !== undefined) return `\\${named}`;
+  const digits = point.toString(16).toUpperCase();
+  if (point <= 0xff) return `\\x${digits.padStart(2, '0')}`;
+  return point <= 0xffff ? `\\u${digits.padStart(4, '0')}` : `\\U${digits.padStart(8, '0')}`;
 }
 
 function goQuoted(char: Char): string {

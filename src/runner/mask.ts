@@ -36,15 +36,16 @@ export const MASK = '********';
  * - URL (percent) encoding of any of its characters (every encoder's choice of which to encode),
  *   either hex case, and with a space as `+` (form encoding);
  * - JSON string escaping (a multi-line value printed inside JSON stays on one line), also with `\/`
- *   with `\u00XX` for what is not ASCII, and with `\u0026` for `&` and `<`, `>` as Go's json.Marshal;
+ *   with `\u00XX` for what is not ASCII (also in upper case: Jackson, Java's Properties.store), and with
+ *   `\u0026` for `&` and `<`, `>` as Go's json.Marshal;
  * - hex of its bytes, either case, also inside the hex of a longer text;
  * - shell and source-code quoting of `'`, `"`, `\`, `$` and backticks (`set -x`, `declare -p`,
  *   Python's repr), and a backslash before any punctuation or space (`printf %q`);
  * - a value that is text with `& < > " '` in HTML or XML entities (each escaper's choice for the
  *   quotes), also its JSON escaping so, and with its quotes doubled (`''` in YAML and SQL, `""` in CSV),
- *   each line of a multi-line one too;
+ *   each line of a multi-line one too; with non-ASCII as XML character references (`&#228;`);
  * - control characters and non-ASCII escaped: bash's `$'...'` (octal in the C locale), coreutils' file
- *   names, Python's repr of a str or bytes, Node's inspect, Go's `%q` (see escapedForms);
+ *   names, Python's repr of a str or bytes, Node's inspect, Go's `%q`, PyYAML (see escapedForms);
  * - with terminal escape sequences (colours) anywhere inside it, also between `printf %q`'s backslashes;
  * - each part of a structured value on its own: the strings of a JSON credential file (a service
  *   account's private key), the values of its `key = value` or `key: value` lines (an AWS credentials

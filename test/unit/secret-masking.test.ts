@@ -74,7 +74,7 @@ describe('masking what agents really print', () => {
   });
 
   it('gives a value without & < > or quotes the forms it had before HTML/XML and doubled quotes', () => {
-    // The forms the code before them made, in order (nothing added, no cost).
+    // The forms the code before them made, in order (no entity, no doubled quote).
     expect(formsOf('S3cr3t/Val+ue$42 x\\y')).toEqual([
       'S3cr3t/Val+ue$42 x\\y',
       'S3cr3t/Val+ue$42 x\\y',
@@ -102,8 +102,21 @@ describe('masking what agents really print', () => {
       'S3cr3t%2fVal%2bue%2442+x%5cy',
     ]);
     // A multi-line value with non-ASCII, a tab and spaces around it (escaped forms, its lines, its
-    // variants): its 62 forms as the code before made them, by their SHA-256.
-    const forms = formsOf(' pässwörd\tSecret-1\nline-2 ');
+    // variants): its 62 forms as the code before made them, by their SHA-256, and only the other
+    // escapes of non-ASCII (PyYAML's `\xE4`, Java's `\u00E4`, XML's `&#228;`) besides.
+    const value = ' pässwörd\tSecret-1\nline-2 ';
+    const all = formsOf(value);
+    const escapes = /\\(x|u00)[0-9A-F]*[A-F]|&#\d+;/;
+    const forms = all.filter((form) => !escapes.test(form));
+    expect(all.filter((form) => escapes.test(form))).toEqual([
+      ' p\\u00E4ssw\\u00F6rd\\tSecret-1\\nline-2 ',
+      ' p&#228;ssw&#246;rd\tSecret-1\nline-2 ',
+      'p\\u00E4ssw\\u00F6rd\\tSecret-1\\nline-2',
+      'p&#228;ssw&#246;rd\tSecret-1\nline-2',
+      ' p\\xE4ssw\\xF6rd\\tSecret-1\\nline-2 ',
+      'p\\xE4ssw\\xF6rd\\tSecret-1\\nline-2',
+    ]);
+    expect(all.length - forms.length).toBe(6);
     expect(forms).toHaveLength(62);
     expect(createHash('sha256').update(JSON.stringify(forms)).digest('hex')).toBe(
       '16ee029060abba67395e3cd43f847f60083315df88f07034d4da7d6c8215480c',
@@ -172,6 +185,29 @@ describe('masking what agents really print', () => {
     expect(forms).toContain(value.toString('utf8'));
     expect(forms).toContain(value.toString('latin1'));
     expect(forms).toContain(value.toString('base64'));
+  });
+
+  it('masks a value with non-ASCII or control characters as PyYAML, Java and ElementTree escape it (\\xE4, \\u03A9, \\U0001F511, \\e, &#228;)', () => {
+    const unicode = 'pässwörd-Ωmega-密码-Zq7Xw9Kp';
+    const emoji = 's3cr3t-\u{1F511}-Zq7Xw9Kp';
+    const mask = createMasker([unicode, emoji, 'ab\tcd\x1b-Zq7Xw9Kp', 'pässwörd\x07-Zq7Xw9Kp']);
+    for (const line of [
+      // yaml.dump / yaml.safe_dump (allow_unicode=False, the default).
+      'k: "p\\xE4ssw\\xF6rd-\\u03A9mega-\\u5BC6\\u7801-Zq7Xw9Kp"',
+      'k: "s3cr3t-\\U0001F511-Zq7Xw9Kp"',
+      'k: "ab\\tcd\\e-Zq7Xw9Kp"',
+      'k: "p\\xE4ssw\\xF6rd\\a-Zq7Xw9Kp"',
+      // yaml.dump(allow_unicode=True) of a value with a control character.
+      'k: "pässwörd\\a-Zq7Xw9Kp"',
+      // Jackson with ESCAPE_NON_ASCII, Java's Properties.store (upper-case hex, surrogate pairs).
+      '{"k":"p\\u00E4ssw\\u00F6rd-\\u03A9mega-\\u5BC6\\u7801-Zq7Xw9Kp"}',
+      '{"k":"s3cr3t-\\uD83D\\uDD11-Zq7Xw9Kp"}',
+      // ElementTree's tostring and write (US-ASCII unless told): character references.
+      '<cfg password="p&#228;ssw&#246;rd-&#937;mega-&#23494;&#30721;-Zq7Xw9Kp" />',
+      '<cfg>s3cr3t-&#128273;-Zq7Xw9Kp</cfg>',
+    ]) {
+      expect(mask(line), line).not.toContain('Zq7Xw9Kp');
+    }
   });
 
   it('masks a value with spaces or tabs around it wherever it is printed without them (echo $V, .strip())', () => {
