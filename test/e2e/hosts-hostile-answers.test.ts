@@ -4,29 +4,21 @@
  * came (a version, an error message). The host stays down, and what the log and `agentd hosts` say of
  * it stays small.
  */
-import { rmSync } from 'node:fs';
-import http from 'node:http';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LogLine, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { TEST_IMAGE } from '../helpers/podman.js';
-import { type SideHost, type SideHosts, startSideHosts } from '../helpers/podman-hosts.js';
+import { type HostProxy, proxyInFrontOf, type SideHosts, startSideHosts } from '../helpers/podman-hosts.js';
 import { cleanupAll } from '../helpers/resources.js';
 
 /** What the proxy does to the answers of the odd host now. */
 let mode: 'huge-version' | 'huge-error' = 'huge-version';
 let side: SideHosts;
-let odd: SideHost;
-let proxy: http.Server;
-let proxySocket: string;
+let proxy: HostProxy;
 const daemons: TestDaemon[] = [];
 
 beforeAll(async () => {
   side = await startSideHosts(['odd']);
-  odd = side.hosts[0] as SideHost;
-  proxySocket = join(odd.dir, 'proxy.sock');
-  rmSync(proxySocket, { force: true });
-  proxy = http.createServer((req, res) => {
+  proxy = await proxyInFrontOf(side, 'odd', (req, res, forward) => {
     const url = req.url ?? '';
     if (mode === 'huge-version' && /\/version$/.test(url)) {
       // A version of 5 MB.
@@ -40,24 +32,14 @@ beforeAll(async () => {
       res.end(JSON.stringify({ cause: 'x', message: 'E'.repeat(500_000), response: 500 }));
       return;
     }
-    const upstream = http.request(
-      { socketPath: odd.socket, path: url, method: req.method, headers: req.headers },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      },
-    );
-    upstream.on('error', () => res.destroy());
-    req.pipe(upstream);
+    forward();
   });
-  await new Promise<void>((resolve) => proxy.listen(proxySocket, resolve));
 }, 300_000);
 
 afterAll(async () => {
   try {
     for (const d of daemons.splice(0)) if (d.running) await d.stop('SIGTERM', 60_000);
-    proxy?.closeAllConnections();
-    await new Promise((resolve) => proxy?.close(resolve));
+    await proxy?.close();
     await side?.close();
   } finally {
     await cleanupAll();
@@ -71,7 +53,7 @@ describe('a host that answers with megabytes', () => {
   it('stays down with a short reason; the daemon and the other host go on', async () => {
     const d = await startDaemon({
       daemon: { host_probe_interval: '1s', host_probe_timeout: '5s' },
-      hosts: [{ name: 'local' }, { name: 'odd', url: `unix://${proxySocket}` }],
+      hosts: [{ name: 'local' }, { name: 'odd', url: `unix://${proxy.socket}` }],
       agents: [{ name: 'quick', image: TEST_IMAGE, command: ['true'], network: 'none' }],
     });
     daemons.push(d);

@@ -4,52 +4,31 @@
  * Podman stalled on a lock would, beside the local Podman. The daemon is ready long before that host's
  * reconciliation ends; the host is down at start, and up once its reconciliation is done.
  */
-import { rmSync } from 'node:fs';
-import http from 'node:http';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { TEST_IMAGE } from '../helpers/podman.js';
-import { type SideHost, type SideHosts, startSideHosts } from '../helpers/podman-hosts.js';
+import { type HostProxy, proxyInFrontOf, type SideHosts, startSideHosts } from '../helpers/podman-hosts.js';
 import { cleanupAll } from '../helpers/resources.js';
 
 /** How long the proxy holds each `ps` of the slow host. */
 const HOLD_MS = 25_000;
 
 let side: SideHosts;
-let slow: SideHost;
-let proxy: http.Server;
-let proxySocket: string;
+let proxy: HostProxy;
 const daemons: TestDaemon[] = [];
 
 beforeAll(async () => {
   side = await startSideHosts(['slow']);
-  slow = side.hosts[0] as SideHost;
-  proxySocket = join(slow.dir, 'proxy.sock');
-  rmSync(proxySocket, { force: true });
-  proxy = http.createServer((req, res) => {
-    const forward = () => {
-      const upstream = http.request(
-        { socketPath: slow.socket, path: req.url, method: req.method, headers: req.headers },
-        (answer) => {
-          res.writeHead(answer.statusCode ?? 502, answer.headers);
-          answer.pipe(res);
-        },
-      );
-      upstream.on('error', () => res.destroy());
-      req.pipe(upstream);
-    };
+  proxy = await proxyInFrontOf(side, 'slow', (req, _res, forward) => {
     if (/\/containers\/json/.test(req.url ?? '')) setTimeout(forward, HOLD_MS);
     else forward();
   });
-  await new Promise<void>((resolve) => proxy.listen(proxySocket, resolve));
 }, 300_000);
 
 afterAll(async () => {
   try {
     for (const d of daemons.splice(0)) if (d.running) await d.stop('SIGTERM', 60_000);
-    proxy?.closeAllConnections();
-    await new Promise((resolve) => proxy?.close(resolve));
+    await proxy?.close();
     await side?.close();
   } finally {
     await cleanupAll();
@@ -63,7 +42,7 @@ describe('a host slow to reconcile at start', () => {
       // A probe timeout with room for a loaded machine (a probe that fails would make the host down for
       // another reason); the start then waits 9 s at most.
       daemon: { host_probe_interval: '1s', host_probe_timeout: '3s', podman_timeout: '60s' },
-      hosts: [{ name: 'local' }, { name: 'slow', url: `unix://${proxySocket}` }],
+      hosts: [{ name: 'local' }, { name: 'slow', url: `unix://${proxy.socket}` }],
       agents: [{ name: 'quick', image: TEST_IMAGE, command: ['true'], network: 'none' }],
     });
     daemons.push(d);

@@ -6,8 +6,10 @@ import {
   openSync,
   readdirSync,
   readFileSync,
+  rmSync,
   writeFileSync,
 } from 'node:fs';
+import http from 'node:http';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { freePort, waitForPort } from './git-server.js';
@@ -97,6 +99,52 @@ export async function startSideHosts(names: string[], options: { ssh?: string } 
   // Whatever happens to the test: no service, sshd or mount is left (cleanupAll removes the dir after).
   track.onCleanup(() => result.close());
   return result;
+}
+
+/** A unix:// socket in front of a side host's (proxyInFrontOf). */
+export interface HostProxy {
+  /** Its socket: agentd reaches the host through it at `unix://SOCKET`. */
+  socket: string;
+  /** Ends its connections and closes it. */
+  close(): Promise<void>;
+}
+
+/**
+ * A proxy in front of the host `name` of side, its socket `proxy.sock` in the host's dir, for a test to
+ * change what the host answers: each request goes to `answer`, which answers it itself or calls
+ * `forward` (now or later) to hand it on to the host as it came.
+ */
+export async function proxyInFrontOf(
+  side: SideHosts,
+  name: string,
+  answer: (req: http.IncomingMessage, res: http.ServerResponse, forward: () => void) => void,
+): Promise<HostProxy> {
+  const host = side.hosts.find((h) => h.name === name);
+  if (host === undefined) throw new Error(`no side host ${name}`);
+  const socket = join(host.dir, 'proxy.sock');
+  rmSync(socket, { force: true });
+  const server = http.createServer((req, res) => {
+    const forward = () => {
+      const upstream = http.request(
+        { socketPath: host.socket, path: req.url, method: req.method, headers: req.headers },
+        (reply) => {
+          res.writeHead(reply.statusCode ?? 502, reply.headers);
+          reply.pipe(res);
+        },
+      );
+      upstream.on('error', () => res.destroy());
+      req.pipe(upstream);
+    };
+    answer(req, res, forward);
+  });
+  await new Promise<void>((resolve) => server.listen(socket, resolve));
+  return {
+    socket,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
 }
 
 function startHost(dir: string, name: string): Promise<SideHost> {
