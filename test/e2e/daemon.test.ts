@@ -5,15 +5,16 @@ import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { LABEL_AGENT, LABEL_INSTANCE, LABEL_SESSION } from '../../src/constants.js';
 import { containerName, secretName } from '../../src/runner/names.js';
 import {
   allowLeftover,
   CLI,
   containerEventsSince,
+  gitAndGate,
   launchDaemon,
-  leftoversOfDaemons,
+  leftoversAfterCleanup,
   plantContainer,
   plantSecret,
   prepareDaemon,
@@ -21,34 +22,16 @@ import {
   startDaemon,
   writeFileAt,
 } from '../helpers/daemon.js';
-import { type Gate, startGate } from '../helpers/gate.js';
-import { type GitServer, startGitServer, startHttpGitServer } from '../helpers/git-server.js';
+import { startHttpGitServer } from '../helpers/git-server.js';
 import { randomSessionId, testInstanceId } from '../helpers/ids.js';
-import { TEST_IMAGE } from '../helpers/podman.js';
-import { cleanupAll, makeTempDir, track } from '../helpers/resources.js';
+import { makeTempDir, track } from '../helpers/resources.js';
 
-let git: GitServer;
-let gate: Gate;
-
-beforeAll(async () => {
-  [git, gate] = await Promise.all([startGitServer(), startGate()]);
-});
-
-afterAll(async () => {
-  await Promise.allSettled([git?.stop(), gate?.close()]);
-});
+const { gate, agent } = gitAndGate();
 
 afterEach(async () => {
   // Read what a user would see before cleaning up, so a leak fails the test instead of being hidden.
-  const left = await leftoversOfDaemons();
-  await cleanupAll();
-  expect(left, 'podman objects the test daemons left behind').toEqual([]);
+  expect(await leftoversAfterCleanup(), 'podman objects the test daemons left behind').toEqual([]);
 });
-
-/** An agent as written in the YAML config: the test image, the test repository, host network. */
-function agent(name: string, command: string[], extra: Record<string, unknown> = {}) {
-  return { name, image: TEST_IMAGE, command, repo: git.url(), network: 'host', ...extra };
-}
 
 const SESSION_ID = /session ([0-9a-f]{16}) accepted/;
 

@@ -4,31 +4,17 @@ import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { SessionRecord } from '../../src/sessions/records.js';
-import { leftoversOfDaemons, startDaemon } from '../helpers/daemon.js';
-import { type Gate, startGate } from '../helpers/gate.js';
-import { type GitServer, startGitServer } from '../helpers/git-server.js';
-import { TEST_IMAGE } from '../helpers/podman.js';
-import { cleanupAll, makeTempDir } from '../helpers/resources.js';
+import { gitAndGate, leftoversAfterCleanup, startDaemon } from '../helpers/daemon.js';
+import { makeTempDir } from '../helpers/resources.js';
 import { mulberry32 } from '../reliability/fuzz.js';
 
-let git: GitServer;
-let gate: Gate;
-
-beforeAll(async () => {
-  [git, gate] = await Promise.all([startGitServer(), startGate()]);
-});
-
-afterAll(async () => {
-  await Promise.allSettled([git?.stop(), gate?.close()]);
-});
+const { gate, agent } = gitAndGate();
 
 afterEach(async () => {
   gate.hold();
-  const left = await leftoversOfDaemons();
-  await cleanupAll();
-  expect(left, 'podman objects the test daemons left behind').toEqual([]);
+  expect(await leftoversAfterCleanup(), 'podman objects the test daemons left behind').toEqual([]);
 });
 
 const TOKENS = {
@@ -39,10 +25,6 @@ const TOKENS = {
 const CI = TOKENS.AGENTD_E2E_TOKEN_CI;
 const VIEW = TOKENS.AGENTD_E2E_TOKEN_VIEW;
 const ADMIN = TOKENS.AGENTD_E2E_TOKEN_ADMIN;
-
-function agent(name: string, command: string[], extra: Record<string, unknown> = {}) {
-  return { name, image: TEST_IMAGE, command, repo: git.url(), network: 'host', ...extra };
-}
 
 function httpConfig(extra: Record<string, unknown> = {}) {
   return {

@@ -1,34 +1,22 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { leftoversOfDaemons, startDaemon, type TestDaemon, writeDaemonConfig } from '../helpers/daemon.js';
-import { type Gate, startGate } from '../helpers/gate.js';
-import { type GitServer, startGitServer } from '../helpers/git-server.js';
+import {
+  gitAndGate,
+  leftoversAfterCleanup,
+  startDaemon,
+  type TestDaemon,
+  writeDaemonConfig,
+} from '../helpers/daemon.js';
 import { TEST_IMAGE } from '../helpers/podman.js';
-import { cleanupAll } from '../helpers/resources.js';
 
-let git: GitServer;
-let gate: Gate;
-
-beforeAll(async () => {
-  [git, gate] = await Promise.all([startGitServer(), startGate()]);
-});
-
-afterAll(async () => {
-  await Promise.allSettled([git?.stop(), gate?.close()]);
-});
+const { gate, agent } = gitAndGate();
 
 afterEach(async () => {
   gate.hold();
-  const left = await leftoversOfDaemons();
-  await cleanupAll();
-  expect(left, 'podman objects the test daemons left behind').toEqual([]);
+  expect(await leftoversAfterCleanup(), 'podman objects the test daemons left behind').toEqual([]);
 });
-
-function agent(name: string, command: string[]) {
-  return { name, image: TEST_IMAGE, command, repo: git.url(), network: 'host' };
-}
 
 /** Rewrites the daemon's configuration file in place, keeping its socket and state dir. */
 function rewrite(d: TestDaemon, agents: Record<string, unknown>[], daemon: Record<string, unknown> = {}) {

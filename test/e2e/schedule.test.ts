@@ -1,43 +1,26 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import type { SessionRecord } from '../../src/sessions/records.js';
 import {
+  gitAndGate,
   type LogLine,
   launchDaemon,
-  leftoversOfDaemons,
+  leftoversAfterCleanup,
   prepareDaemon,
   startDaemon,
   type TestDaemon,
 } from '../helpers/daemon.js';
-import { type Gate, startGate } from '../helpers/gate.js';
-import { type GitServer, startGitServer } from '../helpers/git-server.js';
-import { listAgentdContainers, TEST_IMAGE } from '../helpers/podman.js';
-import { cleanupAll } from '../helpers/resources.js';
+import { listAgentdContainers } from '../helpers/podman.js';
 
-let git: GitServer;
-let gate: Gate;
-
-beforeAll(async () => {
-  [git, gate] = await Promise.all([startGitServer(), startGate()]);
-});
-
-afterAll(async () => {
-  await Promise.allSettled([git?.stop(), gate?.close()]);
-});
+const { gate, agent } = gitAndGate();
 
 afterEach(async () => {
   gate.hold();
-  const left = await leftoversOfDaemons();
-  await cleanupAll();
-  expect(left, 'podman objects the test daemons left behind').toEqual([]);
+  expect(await leftoversAfterCleanup(), 'podman objects the test daemons left behind').toEqual([]);
 });
-
-function agent(name: string, command: string[], extra: Record<string, unknown> = {}) {
-  return { name, image: TEST_IMAGE, command, repo: git.url(), network: 'host', ...extra };
-}
 
 /** Resolves once `count` log lines match; rejects after timeoutMs. */
 async function waitForLogs(d: TestDaemon, match: (l: LogLine) => boolean, count: number, timeoutMs = 60_000) {

@@ -8,35 +8,23 @@
 import { existsSync, rmSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/exit-codes.js';
-import { launchDaemon, leftoversOfDaemons, prepareDaemon, startDaemon } from '../helpers/daemon.js';
-import { type Gate, startGate } from '../helpers/gate.js';
-import { type GitServer, startGitServer } from '../helpers/git-server.js';
-import { TEST_IMAGE } from '../helpers/podman.js';
-import { cleanupAll, makeTempDir } from '../helpers/resources.js';
+import {
+  gitAndGate,
+  launchDaemon,
+  leftoversAfterCleanup,
+  prepareDaemon,
+  startDaemon,
+} from '../helpers/daemon.js';
+import { makeTempDir } from '../helpers/resources.js';
 
-let git: GitServer;
-let gate: Gate;
-
-beforeAll(async () => {
-  [git, gate] = await Promise.all([startGitServer(), startGate()]);
-});
-
-afterAll(async () => {
-  await Promise.allSettled([git?.stop(), gate?.close()]);
-});
+const { gate, agent } = gitAndGate();
 
 afterEach(async () => {
   gate.hold();
-  const left = await leftoversOfDaemons();
-  await cleanupAll();
-  expect(left, 'podman objects the test daemons left behind').toEqual([]);
+  expect(await leftoversAfterCleanup(), 'podman objects the test daemons left behind').toEqual([]);
 });
-
-function agent(name: string, command: string[]) {
-  return { name, image: TEST_IMAGE, command, repo: git.url(), network: 'host' };
-}
 
 describe('agentd status exit codes', () => {
   it('exits 14 while no Podman host answers, saying which; the JSON says ready with noHost', async () => {

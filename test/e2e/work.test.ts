@@ -16,48 +16,29 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { execa, execaSync } from 'execa';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { OutputSummary } from '../../src/adapters/sealed-records.js';
 import { cacheVolumeName } from '../../src/runner/names.js';
 import {
   CLI,
+  gitAndGate,
   launchDaemon,
-  leftoversOfDaemons,
+  leftoversAfterCleanup,
   runCli,
   startDaemon,
   writeDaemonConfig,
 } from '../helpers/daemon.js';
-import { type Gate, startGate } from '../helpers/gate.js';
-import { type GitServer, startGitServer } from '../helpers/git-server.js';
 import { listAgentdContainers, listVolumes, TEST_IMAGE } from '../helpers/podman.js';
-import { cleanupAll, endProcessGroup, makeTempDir } from '../helpers/resources.js';
+import { endProcessGroup, makeTempDir } from '../helpers/resources.js';
 
-let git: GitServer;
-let gate: Gate;
-
-beforeAll(async () => {
-  [git, gate] = await Promise.all([startGitServer(), startGate()]);
-});
-
-afterAll(async () => {
-  await Promise.allSettled([git?.stop(), gate?.close()]);
-});
+const { git, gate, agent: agentRunning } = gitAndGate();
 
 afterEach(async () => {
-  const left = await leftoversOfDaemons();
-  await cleanupAll();
-  expect(left, 'podman objects the test daemons left behind').toEqual([]);
+  expect(await leftoversAfterCleanup(), 'podman objects the test daemons left behind').toEqual([]);
 });
 
 function agent(name: string, script: string, extra: Record<string, unknown> = {}) {
-  return {
-    name,
-    image: TEST_IMAGE,
-    command: ['sh', '-c', script],
-    repo: git.url(),
-    network: 'host',
-    ...extra,
-  };
+  return agentRunning(name, ['sh', '-c', script], extra);
 }
 
 /** Blocks the command until the test opens the gate. */

@@ -5,12 +5,15 @@ import { constants as osConstants } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
+import { afterAll, beforeAll } from 'vitest';
 import { stringify } from 'yaml';
 import { instanceIdOf } from '../../src/daemon/instance-id.js';
 import { instanceSecretPrefix } from '../../src/runner/names.js';
 import type { SessionRecord } from '../../src/sessions/records.js';
+import { type Gate, startGate } from './gate.js';
+import { type GitServer, startGitServer } from './git-server.js';
 import { listAgentdContainers, listSecrets, listVolumes, TEST_IMAGE } from './podman.js';
-import { endProcessGroup, makeTempDir, track } from './resources.js';
+import { cleanupAll, endProcessGroup, makeTempDir, track } from './resources.js';
 import { recordInstance } from './run-instances.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -156,6 +159,65 @@ export async function leftoversOfDaemons(): Promise<string[]> {
     for (const s of secrets) if (!planted.has(s)) out.push(`secret ${s}`);
   }
   return out;
+}
+
+/**
+ * What the daemons of this test file left in Podman (leftoversOfDaemons), read before cleanupAll()
+ * removes it with everything else the file tracked. In afterEach:
+ * `expect(await leftoversAfterCleanup(), 'podman objects the test daemons left behind').toEqual([])`.
+ */
+export async function leftoversAfterCleanup(): Promise<string[]> {
+  const left = await leftoversOfDaemons();
+  await cleanupAll();
+  return left;
+}
+
+/** The git server and gate of a test file (gitAndGate), and its agents' definitions over them. */
+export interface GitAndGate {
+  /** Serves the agents' repository on 127.0.0.1 (git://). */
+  readonly git: GitServer;
+  /** What gated agents wait at (gate.command) until the test opens it. */
+  readonly gate: Gate;
+  /** An agent as written in the YAML config: the test image, the git server's repository, host network. */
+  agent(name: string, command: string[], extra?: Record<string, unknown>): Record<string, unknown>;
+}
+
+/**
+ * For a test file whose daemons' agents clone from a local git server and wait at a gate: starts both
+ * in a beforeAll and stops them in an afterAll. Call once at the file's top level, before its own hooks:
+ * `git` and `gate` can be used from its own beforeAll on, and its own afterAll runs before they stop.
+ */
+export function gitAndGate(): GitAndGate {
+  let git: GitServer | undefined;
+  let gate: Gate | undefined;
+  beforeAll(async () => {
+    [git, gate] = await Promise.all([startGitServer(), startGate()]);
+  });
+  afterAll(async () => {
+    await Promise.allSettled([git?.stop(), gate?.close()]);
+  });
+  const started = <T extends object>(name: string, get: () => T | undefined): T =>
+    new Proxy({} as T, {
+      get: (_, key) => {
+        const value = get();
+        if (value === undefined)
+          throw new Error(`the ${name} is started in beforeAll: use it in a hook or test`);
+        return Reflect.get(value, key);
+      },
+    });
+  const gitServer = started('git server', () => git);
+  return {
+    git: gitServer,
+    gate: started('gate', () => gate),
+    agent: (name, command, extra = {}) => ({
+      name,
+      image: TEST_IMAGE,
+      command,
+      repo: gitServer.url(),
+      network: 'host',
+      ...extra,
+    }),
+  };
 }
 
 /** A real daemon process (`node dist/cli/index.js start`) and the CLI pointed at it. */
