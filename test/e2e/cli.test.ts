@@ -6,16 +6,13 @@ import { createInterface } from 'node:readline';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   containerEventsSince,
-  leftoversOfDaemons,
-  removeInstanceObjects,
+  gitAndGate,
   runCli,
+  settleSharedDaemon,
   spawnCli,
   startDaemon,
-  stopCliProcesses,
   type TestDaemon,
 } from '../helpers/daemon.js';
-import { type Gate, startGate } from '../helpers/gate.js';
-import { type GitServer, startGitServer } from '../helpers/git-server.js';
 import { TEST_IMAGE } from '../helpers/podman.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
 
@@ -31,21 +28,11 @@ const DURATION = '[0-9.]+m?s';
 const UNREACHABLE_HINT =
   'Start one with `agentd start --config PATH`, or point at a running one with --socket PATH or $AGENTD_SOCKET.';
 
-let git: GitServer;
-let gate: Gate;
+const { git, gate, agent } = gitAndGate();
 /** One daemon shared by the tests of this file; each test leaves it idle and empty. */
 let d: TestDaemon;
 
 beforeAll(async () => {
-  [git, gate] = await Promise.all([startGitServer(), startGate()]);
-  const agent = (name: string, command: string[], extra: Record<string, unknown> = {}) => ({
-    name,
-    image: TEST_IMAGE,
-    command,
-    repo: git.url(),
-    network: 'host',
-    ...extra,
-  });
   d = await startDaemon(
     {
       agents: [
@@ -67,32 +54,14 @@ beforeAll(async () => {
 afterAll(async () => {
   if (d?.running) expect(await d.stop('SIGTERM', 30_000)).toBe(0);
   await cleanupAll();
-  await Promise.allSettled([git?.stop(), gate?.close()]);
 });
 
 afterEach(async () => {
-  await stopCliProcesses();
-  gate.open();
-  // A test that failed halfway may leave sessions behind; cancel them so the next test starts clean.
-  const busy = await quiesce(d);
-  const left = await leftoversOfDaemons();
-  await removeInstanceObjects(d.prefix);
-  gate.hold();
+  // A test that failed halfway may leave sessions behind: they are cancelled so the next test starts clean.
+  const { busy, left } = await settleSharedDaemon(d, gate);
   expect(busy, 'sessions still queued or running after the test').toEqual([]);
   expect(left, 'podman objects left behind').toEqual([]);
 });
-
-/** Cancels whatever is still queued or running and waits for its outcome; returns those ids. */
-async function quiesce(daemon: TestDaemon): Promise<string[]> {
-  if (!daemon?.running) return [];
-  const status = (await daemon.request({ type: 'status' })) as
-    | { running: { id: string }[]; queued: { id: string }[] }
-    | undefined;
-  const ids = [...(status?.running ?? []), ...(status?.queued ?? [])].map((s) => s.id);
-  for (const id of ids) await daemon.request({ type: 'cancel', sessionId: id });
-  await Promise.all(ids.map((id) => daemon.waitForOutcome(id, 60_000)));
-  return ids;
-}
 
 function lines(text: string): string[] {
   return text.split('\n').slice(0, -1);

@@ -4,35 +4,17 @@
  * daemon, as a script would use them.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  leftoversOfDaemons,
-  removeInstanceObjects,
-  startDaemon,
-  stopCliProcesses,
-  type TestDaemon,
-} from '../helpers/daemon.js';
-import { type Gate, startGate } from '../helpers/gate.js';
-import { type GitServer, startGitServer } from '../helpers/git-server.js';
+import { gitAndGate, settleSharedDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { TEST_IMAGE } from '../helpers/podman.js';
 import { cleanupAll } from '../helpers/resources.js';
 
 const ID = /^[0-9a-f]{16}$/;
 const SECRET = 'sk-clients-7e3c1f0a9b8d2e4f';
 
-let git: GitServer;
-let gate: Gate;
+const { git, gate, agent } = gitAndGate();
 let d: TestDaemon;
 
 beforeAll(async () => {
-  [git, gate] = await Promise.all([startGitServer(), startGate()]);
-  const agent = (name: string, command: string[], extra: Record<string, unknown> = {}) => ({
-    name,
-    image: TEST_IMAGE,
-    command,
-    repo: git.url(),
-    network: 'host',
-    ...extra,
-  });
   d = await startDaemon(
     {
       agents: [
@@ -51,23 +33,12 @@ beforeAll(async () => {
 afterAll(async () => {
   if (d?.running) expect(await d.stop('SIGTERM', 30_000)).toBe(0);
   await cleanupAll();
-  await Promise.allSettled([git?.stop(), gate?.close()]);
 });
 
 afterEach(async () => {
-  await stopCliProcesses();
-  gate.open();
-  const status = (await d.request({ type: 'status' })) as {
-    running: { id: string }[];
-    queued: { id: string }[];
-  };
-  const ids = [...status.running, ...status.queued].map((s) => s.id);
-  for (const id of ids) await d.request({ type: 'cancel', sessionId: id });
-  await Promise.all(ids.map((id) => d.waitForOutcome(id, 60_000)));
-  const left = await leftoversOfDaemons();
-  await removeInstanceObjects(d.prefix);
-  gate.hold();
-  expect(ids, 'sessions still queued or running after the test').toEqual([]);
+  // A test that failed halfway may leave sessions behind: they are cancelled so the next test starts clean.
+  const { busy, left } = await settleSharedDaemon(d, gate);
+  expect(busy, 'sessions still queued or running after the test').toEqual([]);
   expect(left, 'podman objects left behind').toEqual([]);
 });
 

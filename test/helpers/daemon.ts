@@ -220,6 +220,38 @@ export function gitAndGate(): GitAndGate {
   };
 }
 
+/**
+ * After a test of a file whose tests share one daemon (and a gate): ends the CLI processes still
+ * running, opens the gate and cancels whatever is still queued or running, waiting for its outcomes
+ * (a test that failed halfway may leave sessions behind), reads what the file's daemons left in Podman
+ * and removes this daemon's objects, and holds the gate again, so the next test starts clean. Returns
+ * the ids it had to cancel (`busy`) and the leftovers (`left`), for the file's afterEach to assert empty.
+ */
+export async function settleSharedDaemon(
+  d: TestDaemon,
+  gate: Gate,
+): Promise<{ busy: string[]; left: string[] }> {
+  await stopCliProcesses();
+  gate.open();
+  const busy = await quiesce(d);
+  const left = await leftoversOfDaemons();
+  await removeInstanceObjects(d.prefix);
+  gate.hold();
+  return { busy, left };
+}
+
+/** Cancels whatever is still queued or running and waits for its outcome; returns those ids. */
+async function quiesce(daemon: TestDaemon): Promise<string[]> {
+  if (!daemon?.running) return [];
+  const status = (await daemon.request({ type: 'status' })) as
+    | { running: { id: string }[]; queued: { id: string }[] }
+    | undefined;
+  const ids = [...(status?.running ?? []), ...(status?.queued ?? [])].map((s) => s.id);
+  for (const id of ids) await daemon.request({ type: 'cancel', sessionId: id });
+  await Promise.all(ids.map((id) => daemon.waitForOutcome(id, 60_000)));
+  return ids;
+}
+
 /** A real daemon process (`node dist/cli/index.js start`) and the CLI pointed at it. */
 export class TestDaemon {
   readonly files: DaemonFiles;
