@@ -76,7 +76,7 @@ function asciiJson(json: string): string {
 
 /**
  * The longest value (in characters or bytes) whose encodings of encodings are made: JSON escaping in
- * HTML, each line of a multi-line value in HTML, XML character references. Credentials that are printed so (a password,
+ * HTML, base64 of its JSON escaping, base64 of its base64. Credentials that are printed so (a password,
  * a token, a PEM key, a service account file) are far shorter; each such form of a 128 KB value would
  * be hundreds of KB more of every masker's memory.
  */
@@ -560,6 +560,7 @@ export function* formsInSteps(value: MaskedValue): Generator<void, string[]> {
     if (/[+/]/.test(base64)) add(toUrlSafe(base64.replace(/=+$/, '')));
     for (const core of base64Cores(form))
       if (core.length >= MIN_DERIVED_LENGTH && /[+/]/.test(core)) forms.push(toUrlSafe(core));
+    if (form.length <= COMBINED_MAX) for (const core of encodedTwice(form, markup)) forms.push(core);
     yield;
     // Hex of its bytes, either case (Python's .hex(), xxd -p, Buffer's 'hex', hexdump with a format):
     // whole bytes, so the same inside the hex of a longer text.
@@ -579,6 +580,27 @@ export function* formsInSteps(value: MaskedValue): Generator<void, string[]> {
     }
   }
   return forms;
+}
+
+/**
+ * Base64 inside base64, for a value of at most COMBINED_MAX bytes: the cores (see base64Cores) of the
+ * base64 of a JSON document that holds the value's base64 (a Kubernetes secret's
+ * `.dockerconfigjson`, whose `auth` is the base64 of `user:TOKEN`, as `kubectl get secret -o
+ * jsonpath` prints it), and of one that holds the value JSON-escaped (with `\"`, `\n` or `\u00e9`: a
+ * config file's base64), where that differs from the value (`text`: it is UTF-8).
+ */
+function encodedTwice(form: Buffer, text: boolean): string[] {
+  const inner = new Set(base64Cores(form).filter((core) => core.length >= MIN_DERIVED_LENGTH));
+  if (text) {
+    const plain = form.toString('utf8');
+    const json = JSON.stringify(plain).slice(1, -1);
+    for (const escaped of new Set([json, asciiJson(json)])) if (escaped !== plain) inner.add(escaped);
+  }
+  const cores: string[] = [];
+  for (const each of inner)
+    for (const core of base64Cores(Buffer.from(each, 'utf8')))
+      if (core.length >= MIN_DERIVED_LENGTH) cores.push(core);
+  return cores;
 }
 
 function toUrlSafe(base64: string): string {

@@ -32,7 +32,8 @@ export const MASK = '********';
  * - its bytes read as Latin-1 (a non-UTF-8 value the agent converted to UTF-8);
  * - standard base64 of its bytes, with and without padding, and inside a longer base64 text (the value
  *   after other bytes, as `user:TOKEN` in HTTP Basic auth), each line of it wrapped at 76 or 64 columns,
- *   and in the URL-safe alphabet (a JWT);
+ *   and in the URL-safe alphabet (a JWT); and base64 of a JSON document holding its base64 or its JSON
+ *   escaping (a Kubernetes `.dockerconfigjson`);
  * - URL (percent) encoding of any of its characters (every encoder's choice of which to encode),
  *   either hex case, and with a space as `+` (form encoding);
  * - JSON string escaping (a multi-line value printed inside JSON stays on one line), also with `\/`

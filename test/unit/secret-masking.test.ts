@@ -17,6 +17,27 @@ function printed(bytes: Buffer): string[] {
   return bytes.toString('utf8').split(/\r\n|\r|\n/);
 }
 
+/** The base64 of a value after 0, 1 or 2 other bytes, without the characters that carry theirs. */
+function base64Cores(bytes: Buffer): string[] {
+  return [0, 1, 2].map((offset) =>
+    Buffer.concat([Buffer.alloc(offset), bytes])
+      .toString('base64')
+      .slice(Math.ceil((offset * 8) / 6), Math.floor(((offset + bytes.length) * 8) / 6)),
+  );
+}
+
+/** A value's base64 inside base64: the cores of each of its cores, and of its JSON escapings that differ. */
+function twiceEncoded(value: string): string[] {
+  const json = JSON.stringify(value).slice(1, -1);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: everything that is ASCII stays.
+  const ascii = json.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  const inner = [
+    ...base64Cores(Buffer.from(value)),
+    ...new Set([json, ascii].filter((text) => text !== value)),
+  ];
+  return inner.flatMap((text) => base64Cores(Buffer.from(text)).filter((core) => core.length >= 8));
+}
+
 const PEM = [
   '-----BEGIN PRIVATE KEY-----',
   'MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj',
@@ -74,7 +95,7 @@ describe('masking what agents really print', () => {
   });
 
   it('gives a value without & < > or quotes the forms it had before HTML/XML and doubled quotes', () => {
-    // The forms the code before them made, in order (no entity, no doubled quote).
+    // The forms the code before them made, in order (no entity, no doubled quote), and base64 in base64.
     expect(formsOf('S3cr3t/Val+ue$42 x\\y')).toEqual([
       'S3cr3t/Val+ue$42 x\\y',
       'S3cr3t/Val+ue$42 x\\y',
@@ -90,6 +111,8 @@ describe('masking what agents really print', () => {
       'UzNjcjN0L1ZhbCt1ZSQ0MiB4XH',
       'MzY3IzdC9WYWwrdWUkNDIgeFx5',
       'TM2NyM3QvVmFsK3VlJDQyIHhce',
+      // Base64 of JSON holding its base64 (the cores of each core's base64) or its JSON escaping (`\\`).
+      ...twiceEncoded('S3cr3t/Val+ue$42 x\\y'),
       '5333637233742f56616c2b756524343220785c79',
       '5333637233742F56616C2B756524343220785C79',
       'S3cr3t%2FVal%2Bue%2442%20x%5Cy',
@@ -102,12 +125,13 @@ describe('masking what agents really print', () => {
       'S3cr3t%2fVal%2bue%2442+x%5cy',
     ]);
     // A multi-line value with non-ASCII, a tab and spaces around it (escaped forms, its lines, its
-    // variants): its 62 forms as the code before made them, by their SHA-256, and only the other
-    // escapes of non-ASCII (PyYAML's `\xE4`, Java's `\u00E4`, XML's `&#228;`) besides.
+    // variants): its 62 forms as the code before made them, by their SHA-256, and only base64 in base64
+    // and the other escapes of non-ASCII (PyYAML's `\xE4`, Java's `\u00E4`, XML's `&#228;`) besides.
     const value = ' pässwörd\tSecret-1\nline-2 ';
+    const twice = new Set([value, value.trim()].flatMap(twiceEncoded));
     const all = formsOf(value);
     const escapes = /\\(x|u00)[0-9A-F]*[A-F]|&#\d+;/;
-    const forms = all.filter((form) => !escapes.test(form));
+    const forms = all.filter((form) => !twice.has(form) && !escapes.test(form));
     expect(all.filter((form) => escapes.test(form))).toEqual([
       ' p\\u00E4ssw\\u00F6rd\\tSecret-1\\nline-2 ',
       ' p&#228;ssw&#246;rd\tSecret-1\nline-2 ',
@@ -116,7 +140,7 @@ describe('masking what agents really print', () => {
       ' p\\xE4ssw\\xF6rd\\tSecret-1\\nline-2 ',
       'p\\xE4ssw\\xF6rd\\tSecret-1\\nline-2',
     ]);
-    expect(all.length - forms.length).toBe(6);
+    expect(all.length - forms.length).toBe(6 + twice.size);
     expect(forms).toHaveLength(62);
     expect(createHash('sha256').update(JSON.stringify(forms)).digest('hex')).toBe(
       '16ee029060abba67395e3cd43f847f60083315df88f07034d4da7d6c8215480c',
@@ -208,6 +232,48 @@ describe('masking what agents really print', () => {
     ]) {
       expect(mask(line), line).not.toContain('Zq7Xw9Kp');
     }
+  });
+
+  it('masks base64 of a JSON document holding the value in base64 or JSON-escaped (a Kubernetes .dockerconfigjson)', () => {
+    const token = 'ghp_abcdef0123456789Zq7Xw9Kp';
+    const quoted = `Ab&cd'ef"gh<ij>Zq7Xw9Kp`;
+    const unicode = 'pässwörd-Ωmega-密码-Zq7Xw9Kp';
+    const mask = createMasker([token, quoted, unicode]);
+    for (const [line, document] of [
+      // base64 of {"auths": {"ghcr.io": {"auth": base64("bot:" + token)}}}: kubectl get secret -o jsonpath.
+      [
+        'eyJhdXRocyI6IHsiZ2hjci5pbyI6IHsiYXV0aCI6ICJZbTkwT21kb2NGOWhZbU5rWldZd01USXpORFUyTnpnNVduRTNXSGM1UzNBPSJ9fX0=',
+        2,
+      ],
+      // base64 of Python's json.dumps({"token": value}): `\\"`, and `\\u00e4` for what is not ASCII.
+      ['eyJ0b2tlbiI6ICJBYiZjZCdlZlwiZ2g8aWo+WnE3WHc5S3AifQ==', 1],
+      ['eyJ0b2tlbiI6ICJwXHUwMGU0c3N3XHUwMGY2cmQtXHUwM2E5bWVnYS1cdTViYzZcdTc4MDEtWnE3WHc5S3AifQ==', 1],
+    ] as const) {
+      const masked = mask(line);
+      expect(masked, line).toContain(MASK);
+      // What is left in clear decodes (once or twice) to no part of the value.
+      let clear = masked
+        .split(MASK)
+        .map((part) =>
+          Buffer.from(part.slice(0, part.length - (part.length % 4)), 'base64').toString('latin1'),
+        );
+      if (document === 2)
+        clear = clear
+          .flatMap((text) => text.match(/[A-Za-z0-9+/]{8,}/g) ?? [])
+          .map((run) => Buffer.from(run, 'base64').toString('latin1'));
+      expect(clear.join('|'), line).not.toMatch(/Zq7X|w9Kp|abcdef01|Ab&cd|ssw/);
+    }
+  });
+
+  it('finds base64 of a JSON document holding the value in base64 in the output archive', async () => {
+    const dir = makeTempDir('agentd-unit-mask-twice-');
+    const file = join(dir, 'secret.yaml');
+    const { needles, masking } = await outputSearch([new SecretValue('ghp_abcdef0123456789Zq7Xw9Kp')]);
+    writeFileSync(
+      file,
+      'data:\n  .dockerconfigjson: eyJhdXRocyI6IHsiZ2hjci5pbyI6IHsiYXV0aCI6ICJZbTkwT21kb2NGOWhZbU5rWldZd01USXpORFUyTnpnNVduRTNXSGM1UzNBPSJ9fX0=\n',
+    );
+    expect((await fileHoldsAny(file, needles, undefined, masking))?.held).toBe(true);
   });
 
   it('masks a value with spaces or tabs around it wherever it is printed without them (echo $V, .strip())', () => {
