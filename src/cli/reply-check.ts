@@ -49,6 +49,8 @@ const SCHEDULE: Shape = {
     catchUp: 'string',
     next: optional('string'),
     failed: optional('string'),
+    attempts: optional('number'),
+    retryAt: optional('string'),
   },
 };
 /** The fields of a session record that `status` shows (the record has more; --json passes them on). */
@@ -80,7 +82,16 @@ export const STATUS_SHAPE: Record<string, Shape> = {
   uptimeMs: 'number',
   degraded: optional('string'),
   failed: optional('string'),
-  failedHosts: optional({ array: { object: { name: 'string', problem: 'string' } } }),
+  failedHosts: optional({
+    array: {
+      object: {
+        name: 'string',
+        problem: 'string',
+        attempts: optional('number'),
+        retryAt: optional('string'),
+      },
+    },
+  }),
   noHost: optional('string'),
   maxSessions: 'number',
   running: { array: RUNNING },

@@ -41,13 +41,20 @@ import { AgentdError, errorFields, errorMessage } from '../errors.js';
 import type { HttpServer } from '../http/server.js';
 import { LogBudget } from '../log-budget.js';
 import {
+  type ChildRestart,
   type DaemonEvent,
   daemonMachine,
   type KeyEntry,
   type OpenResult,
+  retryNote,
   type StateDirProblem,
 } from '../machines/daemon.machine.js';
-import { type HostReconciled, hostMachine, type SettledSession } from '../machines/host.machine.js';
+import {
+  downGraceLeft,
+  type HostReconciled,
+  hostMachine,
+  type SettledSession,
+} from '../machines/host.machine.js';
 import { decidedOf, leftByRunner, type RunnerActor, runnerMachineFor } from '../machines/runner.machine.js';
 import { scheduleMachine } from '../machines/schedule.machine.js';
 import { type SessionInput, sessionMachine } from '../machines/session.machine.js';
@@ -391,7 +398,10 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
             startReconciliations.take(input.host, () => reconcileHostOf(input.host, signal), signal),
           ),
         },
-        delays: { probeInterval: config.hostProbeIntervalMs, downGrace: config.hostDownGraceMs },
+        delays: {
+          probeInterval: config.hostProbeIntervalMs,
+          downGrace: downGraceLeft(config.hostDownGraceMs),
+        },
       }),
       schedule: scheduleMachine.provide({
         actions: named<ActionsOf<typeof scheduleMachine>>({
@@ -583,14 +593,33 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
           `schedule of ${agent} fired (${firing}) but no session could be accepted: ${reason}`,
         );
       },
-      announceScheduleFailed: (_, { agent, reason }) => {
+      announceScheduleFailed: (_, { agent, reason, restart }) => {
         // Absorbed: the action the schedule's exception came from is said here, not by a later crash.
         const action = crash.action;
         crash.action = undefined;
         log.error(
-          { event: 'schedule.failed', agent, reason, ...(action === undefined ? {} : { action }) },
-          `the schedule of agent ${agent} failed${action === undefined ? '' : ` in ${action}`}: ${reason}; it fires no more, the daemon and the other schedules go on: \`agentd reload\` (or a restart) starts it again`,
+          {
+            event: 'schedule.failed',
+            agent,
+            reason,
+            ...(action === undefined ? {} : { action }),
+            ...restartFields(restart),
+          },
+          `the schedule of agent ${agent} failed${action === undefined ? '' : ` in ${action}`}: ${reason}; it fires no more until it starts again, the daemon and the other schedules go on: ${retryNote(restart)}`,
         );
+      },
+      announceRestarted: (_, { kind, name, attempt }) => {
+        metrics.restarted(kind, name);
+        if (kind === 'schedule')
+          log.info(
+            { event: 'schedule.restarted', agent: name, attempt },
+            `the schedule of agent ${name} starts again after its failure (attempt ${attempt}), from now: the firings it missed are not made up`,
+          );
+        else
+          log.info(
+            { event: 'host.restarted', host: name, attempt },
+            `the daemon watches host ${name} again after its supervision failed (attempt ${attempt}): it is probed and reconciled before it takes sessions`,
+          );
       },
       announceCancelAll: (_, { running, reconciling }) =>
         log.info(
@@ -615,10 +644,10 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
           `host ${host} is up again and reconciled: it takes sessions`,
         );
       },
-      announceHostFailed: (_, { host, reason }) =>
+      announceHostFailed: (_, { host, reason, restart }) =>
         log.error(
-          { event: 'host.failed', host, reason },
-          `the daemon's supervision of host ${host} failed: ${reason}; no new sessions go there, its running sessions go on, the other hosts and the daemon too: \`agentd reload\` (or a restart) probes and reconciles it again`,
+          { event: 'host.failed', host, reason, ...restartFields(restart) },
+          `the daemon's supervision of host ${host} failed: ${reason}; no new sessions go there, its running sessions go on, the other hosts and the daemon too: ${retryNote(restart)}`,
         ),
       announceHostDown: (_, { host, reason }) =>
         log.warn(
@@ -1190,4 +1219,13 @@ function stateDirProblem(error: unknown): StateDirProblem {
     return { code: error.full ? 'state_dir_full' : 'state_dir_unwritable', reason: error.message };
   }
   return { code: 'state_dir_unwritable', reason: `state dir not writable: ${errorMessage(error)}` };
+}
+
+/** The log fields of a host's or schedule's failure: its attempt and when it is tried again. */
+function restartFields(restart: ChildRestart | undefined): { attempt?: number; retryAt?: string } {
+  if (restart === undefined) return {};
+  return {
+    attempt: restart.attempts,
+    ...(restart.retryAt === undefined ? {} : { retryAt: new Date(restart.retryAt).toISOString() }),
+  };
 }

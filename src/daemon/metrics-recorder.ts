@@ -29,6 +29,8 @@ export interface MetricsRecorder {
   /** Sessions of an earlier daemon recovered later: by a host that was down at start, once it is back. */
   recovered(how: RecoveredHow, count: number): void;
   firing(agent: string, result: FiringResult): void;
+  /** A failed host or schedule started again after its backoff (agentd_host_restarts_total, agentd_schedule_restarts_total). */
+  restarted(kind: 'host' | 'schedule', name: string): void;
   notification(result: NotificationResult): void;
   notificationAttempt(result: string): void;
 }
@@ -43,6 +45,7 @@ export const noMetrics: MetricsRecorder = {
   reconciled() {},
   recovered() {},
   firing() {},
+  restarted() {},
   notification() {},
   notificationAttempt() {},
 };

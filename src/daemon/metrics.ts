@@ -47,6 +47,16 @@ export class DaemonMetrics implements MetricsRecorder {
   /** Sessions seen on the bus, by id: output is counted per agent without a lookup per line. */
   private readonly agents = new Map<string, string>();
 
+  private readonly hostRestarts = this.counter(
+    'agentd_host_restarts_total',
+    'Host actors started again after their supervision failed, by the backoff (host.restarted; a reload is not counted).',
+    ['host'],
+  );
+  private readonly scheduleRestarts = this.counter(
+    'agentd_schedule_restarts_total',
+    'Schedules started again after their supervision failed, by the backoff (schedule.restarted; a reload is not counted).',
+    ['agent'],
+  );
   private readonly accepted = this.counter(
     'agentd_sessions_accepted_total',
     'Triggers accepted as sessions (recorded, then queued or started).',
@@ -171,7 +181,7 @@ export class DaemonMetrics implements MetricsRecorder {
     });
     new Gauge({
       name: 'agentd_schedule_failed',
-      help: "1 for each agent's schedule whose supervision failed: it fires no more until a reload or a restart.",
+      help: "1 for each agent's schedule whose supervision failed: it fires no more until it is started again after its backoff, or by a reload or a restart.",
       labelNames: ['agent'],
       registers: [this.registry],
       collect() {
@@ -183,7 +193,7 @@ export class DaemonMetrics implements MetricsRecorder {
     });
     new Gauge({
       name: 'agentd_host_failed',
-      help: '1 for each host whose supervision failed: it takes no new sessions until a reload or a restart.',
+      help: '1 for each host whose supervision failed: it takes no new sessions until it is started again after its backoff (and reconciled), or by a reload or a restart.',
       labelNames: ['host'],
       registers: [this.registry],
       collect() {
@@ -249,6 +259,11 @@ export class DaemonMetrics implements MetricsRecorder {
 
   recovered(how: RecoveredHow, count: number): void {
     this.recoveredSessions.inc({ how }, count);
+  }
+
+  restarted(kind: 'host' | 'schedule', name: string): void {
+    if (kind === 'host') this.hostRestarts.inc({ host: name });
+    else this.scheduleRestarts.inc({ agent: name });
   }
 
   firing(agent: string, result: FiringResult): void {

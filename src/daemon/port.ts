@@ -9,7 +9,11 @@ import {
   type DaemonContext,
   type DaemonEmitted,
   type daemonMachine,
+  hostActorId,
   makesNoSession,
+  retryFields,
+  retryNote,
+  scheduleActorId,
 } from '../machines/daemon.machine.js';
 import { hostFailure, hostStateOf } from '../machines/host.machine.js';
 import { sessionPhaseOf } from '../machines/session.machine.js';
@@ -115,6 +119,7 @@ function answersTo(actor: DaemonActor, event: ClientEvent): DaemonEmitted[] {
 export function scheduleViews(
   schedules: DaemonContext['schedules'],
   failed: DaemonContext['failedSchedules'] = {},
+  restarts: DaemonContext['restarts'] = {},
 ): ScheduleView[] {
   const view = (agent: string, schedule: ScheduleConfig) => ({
     agent,
@@ -128,10 +133,14 @@ export function scheduleViews(
       const { agent, schedule, next } = ref.getSnapshot().context;
       return { ...view(agent, schedule), ...(next === undefined ? {} : { next }) };
     }),
-    ...Object.entries(failed).map(([agent, { schedule, reason }]) => ({
-      ...view(agent, schedule),
-      failed: `the schedule failed and fires no more: ${reason}; \`agentd reload\` or a restart starts it again`,
-    })),
+    ...Object.entries(failed).map(([agent, { schedule, reason }]) => {
+      const restart = restarts[scheduleActorId(agent)];
+      return {
+        ...view(agent, schedule),
+        failed: `the schedule failed and fires no more until it starts again: ${reason}; ${retryNote(restart)}`,
+        ...retryFields(restart),
+      };
+    }),
   ].sort((a, b) => compareText(a.agent, b.agent));
 }
 
@@ -190,7 +199,10 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
       const host = snapshot?.context;
       const maxSessions = host?.maxSessions ?? info.maxSessions;
       // Its actor failed: why and what to do, over what the actor last held (down or not).
-      const failure = snapshot === undefined ? undefined : hostFailure(snapshot);
+      const failure =
+        snapshot === undefined
+          ? undefined
+          : hostFailure(snapshot, retryNote(context.restarts[hostActorId(info.name)]));
       const problem = failure ?? host?.problem;
       return {
         name: info.name,
@@ -217,13 +229,16 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
       const current = state();
       const failed = failureOf(actor);
       const failedHosts = context.hosts.flatMap((ref) => {
-        const problem = hostFailure(ref.getSnapshot());
-        return problem === undefined ? [] : [{ name: ref.getSnapshot().context.name, problem }];
+        const restart = context.restarts[ref.id];
+        const problem = hostFailure(ref.getSnapshot(), retryNote(restart));
+        return problem === undefined
+          ? []
+          : [{ name: ref.getSnapshot().context.name, problem, ...retryFields(restart) }];
       });
       return {
         state: current,
         ...(failed === undefined ? {} : { failed }),
-        // Where an operator looks first: the sessions queued for it wait for a reload or a restart.
+        // Where an operator looks first: the sessions queued for it wait for its retry or a reload.
         ...(failedHosts.length === 0 ? {} : { failedHosts }),
         pid: process.pid,
         version: options.version,
@@ -266,7 +281,7 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
           waitingMs: Math.max(0, now - Date.parse(request.acceptedAt)),
         })),
         recent: journal.recent(RECENT_SHOWN),
-        schedules: scheduleViews(context.schedules, context.failedSchedules),
+        schedules: scheduleViews(context.schedules, context.failedSchedules, context.restarts),
       };
     },
     sessions: (): DaemonState => {
@@ -298,7 +313,12 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
     history: (filter) => journal.history(filter),
     agents: () => {
       const { agents, schedules, failedSchedules } = actor.getSnapshot().context;
-      const views = new Map(scheduleViews(schedules, failedSchedules).map((s) => [s.agent, s]));
+      const views = new Map(
+        scheduleViews(schedules, failedSchedules, actor.getSnapshot().context.restarts).map((s) => [
+          s.agent,
+          s,
+        ]),
+      );
       return agents.map((agent) => {
         const view = views.get(agent.name);
         return describeAgent(agent, view?.next, view?.failed);

@@ -148,7 +148,62 @@ export type InternalEvent =
   /** Finished records were removed from the state dir: their keys are forgotten. */
   | { type: 'records.pruned'; sessionIds: string[] }
   /** A child actor failed: an exception in one of its actions (XState sends it, the id its own). */
-  | ErrorActorEvent;
+  | ErrorActorEvent
+  /** A failed host or schedule actor's backoff is over: it is started again (a delayed raise, id retry:ID). */
+  | ChildRetryEvent;
+
+/** The backoff of a failed host or schedule actor is over: `id` is its actor's id. */
+export type ChildRetryEvent = { type: 'child.retry'; kind: 'host' | 'schedule'; name: string; id: string };
+
+/** The first restart of a failed host or schedule actor comes this long after its failure. */
+export const RESTART_FIRST_MS = 5_000;
+/** Each failure in a row doubles the wait before the restart, up to this. */
+export const RESTART_MAX_MS = 300_000;
+/** A failure this long after the last restart (up and well that long) counts from attempt 1 again. */
+export const RESTART_RESET_MS = 600_000;
+
+/**
+ * The restarts of a failed host or schedule actor, by its actor's id: why it failed last, how many
+ * failures in a row (the restart at retryAt is attempt `attempts`), when it was last restarted, and,
+ * while it is failed and the daemon is up, when it is tried again. A reload forgets them all.
+ */
+export interface ChildRestart {
+  kind: 'host' | 'schedule';
+  name: string;
+  reason: string;
+  attempts: number;
+  /** When a retry last started it again (ms since the epoch). */
+  lastRestartAt?: number;
+  /** While failed: when it is tried again (ms since the epoch); absent while shutting down. */
+  retryAt?: number;
+  /** A host's: when it went down (or failed, if it was up), so that its next actor's grace counts from then. */
+  downSince?: string;
+}
+
+/** How long a failed child waits before its restart number `attempts`: 5 s, doubling, at most 5 min. */
+export function restartDelay(attempts: number): number {
+  return Math.min(RESTART_FIRST_MS * 2 ** Math.min(attempts - 1, 30), RESTART_MAX_MS);
+}
+
+/** What a failed child's attempts are at a new failure: one more, or 1 after RESTART_RESET_MS up. */
+function attemptsAt(before: ChildRestart | undefined, now: number): number {
+  if (before === undefined || before.lastRestartAt === undefined) return (before?.attempts ?? 0) + 1;
+  return now - before.lastRestartAt > RESTART_RESET_MS ? 1 : before.attempts + 1;
+}
+
+/** A failed child's attempt and retry time (ISO) as `status` gives them; none while shutting down. */
+export function retryFields(restart: ChildRestart | undefined): { attempts?: number; retryAt?: string } {
+  if (restart?.retryAt === undefined) return {};
+  return { attempts: restart.attempts, retryAt: new Date(restart.retryAt).toISOString() };
+}
+
+/** How `status` and `agentd hosts` say what comes of a failed child: its retry, or none while stopping. */
+export function retryNote(restart: ChildRestart | undefined): string {
+  if (restart?.retryAt === undefined)
+    return 'it is not tried again while the daemon shuts down; the next start starts it';
+  const at = new Date(restart.retryAt).toISOString().slice(11, 19);
+  return `it is tried again at ${at} UTC (attempt ${restart.attempts}), or now by \`agentd reload\``;
+}
 
 /** A trigger as the machine receives it: from the socket, the CLI or a script. */
 export type TriggerEvent = TriggerFields & {
@@ -245,9 +300,11 @@ export interface DaemonContext {
   schedules: Record<string, ScheduleRef>;
   /**
    * Schedules whose actor failed (an exception in one of its actions), by agent name: they fire no more
-   * until a reload or a restart starts them again; `status` shows them with why.
+   * until their retry (restarts) or a reload starts them again; `status` shows them with why.
    */
   failedSchedules: Record<string, FailedSchedule>;
+  /** The failures and restarts of host and schedule actors, by actor id (see ChildRestart). */
+  restarts: Record<string, ChildRestart>;
   /** From the input, for the schedules started when the daemon is first up; empty after that. */
   scheduleSince: Record<string, string>;
   /** Idempotency keys, by key: the machine is the one place that decides whether a trigger is new. */
@@ -473,9 +530,12 @@ const whileUp = (queuedStart: readonly 'startQueuedSessions'[]) =>
       ],
     },
     reload: {
-      // A schedule whose actor failed starts again, as the reload configures it.
+      // A schedule or host whose actor failed starts again at once, as the reload configures it, and
+      // counts its attempts from 1 again: its pending retry is cancelled.
       actions: [
         ...applyReload.actions,
+        'cancelRetries',
+        'forgetRestarts',
         'stopChangedSchedules',
         'forgetFailedSchedules',
         'startSchedules',
@@ -484,6 +544,21 @@ const whileUp = (queuedStart: readonly 'startQueuedSessions'[]) =>
       ],
     },
     'host.up': { actions: [...hostUp({ adopt: true }), ...queuedStart] },
+    // A failed host or schedule's backoff is over: it starts again (a host takes sessions once reconciled).
+    'child.retry': {
+      guard: { type: 'retryDue', params: ({ event }: { event: ChildRetryEvent }) => event },
+      actions: [
+        { type: 'restartChild', params: ({ event }: { event: ChildRetryEvent }) => event },
+        {
+          type: 'announceRestarted',
+          params: ({ context, event }: { context: DaemonContext; event: ChildRetryEvent }) => ({
+            kind: event.kind,
+            name: event.name,
+            attempt: context.restarts[event.id]?.attempts ?? 0,
+          }),
+        },
+      ],
+    },
     // A host undrained may take the sessions waiting for it.
     'host.admission': { actions: [...queuedStart] },
     shutdown: 'shutdown',
@@ -561,6 +636,13 @@ export const daemonMachine = setup({
       return entry !== undefined && entry.agent !== trigger.agent;
     },
     stateDirUnwritable: (_, opened: OpenResult | undefined) => opened?.stateDir !== undefined,
+    /** A failed child's retry that still stands: it is failed, and no reload started it meanwhile. */
+    retryDue: ({ context }, retry: ChildRetryEvent) => {
+      const restart = Object.hasOwn(context.restarts, retry.id) ? context.restarts[retry.id] : undefined;
+      if (restart?.retryAt === undefined) return false;
+      if (retry.kind === 'schedule') return Object.hasOwn(context.failedSchedules, retry.name);
+      return context.hosts.some((h) => h.id === retry.id && h.getSnapshot().status === 'error');
+    },
   },
   actions: {
     queueSession: assign({
@@ -664,13 +746,16 @@ export const daemonMachine = setup({
     /** Side effect (provided): a host stopped answering: no new sessions go there. */
     announceHostDown: (_, _params: HostDownEvent) => {},
     /**
-     * Side effect (provided): a host down for longer than the grace period, or whose actor failed
-     * (`reason`); the sessions of an earlier daemon that waited for it since the start are settled
+     * Side effect (provided): a host down for longer than the grace period, or whose actor failed while
+     * the daemon shuts down (`reason`); the sessions of an earlier daemon that waited for it since the start are settled
      * `abandoned`.
      */
     abandonWaiting: (_, _params: { host: string; reason?: string }) => {},
-    /** Side effect (provided): a host's actor failed; the host takes no new sessions until a reload or a restart. */
-    announceHostFailed: (_, _params: { host: string; reason: string }) => {},
+    /**
+     * Side effect (provided): a host's actor failed; the host takes no new sessions until its retry
+     * (`restart`: its attempt and when; no retryAt while shutting down) or a reload.
+     */
+    announceHostFailed: (_, _params: { host: string; reason: string; restart?: ChildRestart }) => {},
     /** Side effect (provided): hosts the start could not reach; they are retried. */
     announceHostsDown: (_, _params: { host: string; reason: string }[]) => {},
     /** Side effect (provided): sessions settled without a session actor get their outcome recorded and reported. */
@@ -769,11 +854,14 @@ export const daemonMachine = setup({
               ? now.hostInfo.find((h) => ref.id === hostActorId(h.name))
               : undefined;
             if (host === undefined) return ref;
+            // The sessions that wait for it still wait, for host_down_grace from when it went down.
+            const downSince = ref.getSnapshot().context.downSince;
             return spawn('host', {
               id: hostActorId(host.name),
               input: {
                 host,
                 down: 'its supervision failed and a reload started it again: it is probed and reconciled before it takes sessions',
+                ...(downSince === undefined ? {} : { downSince }),
               },
             });
           }),
@@ -856,8 +944,7 @@ export const daemonMachine = setup({
     }),
     /**
      * A schedule actor failed (an exception in one of its actions): it is stopped and fires no more, and
-     * is kept with why for `status`, until a reload or a restart. One a reload replaced already (its
-     * error came after) changes nothing.
+     * is kept with why for `status`, until its retry (restartChild) or a reload.
      */
     stopFailedSchedule: enqueueActions(({ context, enqueue }, failed: { agent: string; reason: string }) => {
       const ref = Object.hasOwn(context.schedules, failed.agent)
@@ -881,8 +968,113 @@ export const daemonMachine = setup({
     }),
     /** A reload starts the schedules whose actor failed again (startSchedules). */
     forgetFailedSchedules: assign({ failedSchedules: {} }),
-    /** Side effect (provided): a schedule's actor failed; it fires no more until a reload or a restart. */
-    announceScheduleFailed: (_, _params: { agent: string; reason: string }) => {},
+    /**
+     * A host or schedule actor failed (an exception in one of its actions): its failure is counted and,
+     * unless the daemon shuts down, its restart is set for after the backoff (restartDelay). A schedule's
+     * actor is stopped (stopFailedSchedule); a host's stays, failed, for what `agentd hosts` shows.
+     */
+    noteFailure: enqueueActions(({ context, enqueue }, failed: FailedChildOf & { retry: boolean }) => {
+      const id = failed.kind === 'host' ? hostActorId(failed.name) : scheduleActorId(failed.name);
+      const now = Date.now();
+      const before = Object.hasOwn(context.restarts, id) ? context.restarts[id] : undefined;
+      const attempts = attemptsAt(before, now);
+      const retrying = failed.retry;
+      const delay = restartDelay(attempts);
+      const hostRef = failed.kind === 'host' ? context.hosts.find((h) => h.id === id) : undefined;
+      const restart: ChildRestart = {
+        kind: failed.kind,
+        name: failed.name,
+        reason: failed.reason,
+        attempts,
+        ...(before?.lastRestartAt === undefined ? {} : { lastRestartAt: before.lastRestartAt }),
+        ...(retrying ? { retryAt: now + delay } : {}),
+        ...(hostRef === undefined
+          ? {}
+          : { downSince: hostRef.getSnapshot().context.downSince ?? new Date(now).toISOString() }),
+      };
+      enqueue.assign({ restarts: { ...context.restarts, [id]: restart } });
+      if (retrying) {
+        enqueue.raise(
+          { type: 'child.retry', kind: failed.kind, name: failed.name, id },
+          { id: retryId(id), delay },
+        );
+      }
+    }),
+    /** A reload (which starts every failed child at once) and a shutdown cancel the pending retries. */
+    cancelRetries: enqueueActions(({ context, enqueue }) => {
+      for (const [id, restart] of Object.entries(context.restarts)) {
+        if (restart.retryAt !== undefined) enqueue.cancel(retryId(id));
+      }
+      enqueue.assign({
+        restarts: Object.fromEntries(
+          Object.entries(context.restarts).map(([id, { retryAt: _retryAt, ...rest }]) => [id, rest]),
+        ),
+      });
+    }),
+    /** A reload starts every failed child afresh: attempts count from 1 again. */
+    forgetRestarts: assign({ restarts: {} }),
+    /**
+     * A failed host or schedule's backoff is over: a schedule starts again as startSchedules starts one,
+     * from now (no catch-up of the firings it missed); a host gets a new actor, which starts down (probed
+     * and reconciled before it takes sessions), drained if the failed one was, and whose host_down_grace
+     * counts from when the host went down (the sessions waiting for it wait no longer for the failure).
+     */
+    restartChild: enqueueActions(({ context, enqueue }, retry: ChildRetryEvent) => {
+      const restart = context.restarts[retry.id];
+      if (restart === undefined) return;
+      const { retryAt: _retryAt, ...rest } = restart;
+      const restarted: ChildRestart = { ...rest, lastRestartAt: Date.now() };
+      if (retry.kind === 'schedule') {
+        if (!Object.hasOwn(context.failedSchedules, retry.name)) return;
+        const agent = context.agents.find((a) => a.name === retry.name);
+        const { [retry.name]: _failed, ...failedSchedules } = context.failedSchedules;
+        enqueue.assign({ failedSchedules, restarts: { ...context.restarts, [retry.id]: restarted } });
+        if (agent?.schedule === undefined || Object.hasOwn(context.schedules, agent.name)) return;
+        const schedule = agent.schedule;
+        enqueue.assign({
+          schedules: ({ context: now, spawn }) => ({
+            ...now.schedules,
+            [retry.name]: spawn('schedule', {
+              id: retry.id,
+              input: { agent: retry.name, schedule },
+            }),
+          }),
+        });
+        return;
+      }
+      const ref = context.hosts.find((h) => h.id === retry.id);
+      const host = context.hostInfo.find((h) => h.name === retry.name);
+      if (ref === undefined || ref.getSnapshot().status !== 'error' || host === undefined) return;
+      const drained = ref.getSnapshot().hasTag('drained');
+      enqueue.stopChild(ref);
+      enqueue.assign({
+        restarts: { ...context.restarts, [retry.id]: restarted },
+        hosts: ({ context: now, spawn }) =>
+          now.hosts.map((each) =>
+            each !== ref
+              ? each
+              : spawn('host', {
+                  id: retry.id,
+                  input: {
+                    host,
+                    down: `its supervision failed and was started again (attempt ${restart.attempts}): it is probed and reconciled before it takes sessions`,
+                    ...(restart.downSince === undefined ? {} : { downSince: restart.downSince }),
+                  },
+                }),
+          ),
+      });
+      if (drained) enqueue.sendTo(retry.id, { type: 'drain' });
+    }),
+    /**
+     * Side effect (provided): a failed host's or schedule's backoff is over and it starts again (restart
+     * number `attempt`).
+     */
+    announceRestarted: (_, _params: { kind: 'host' | 'schedule'; name: string; attempt: number }) => {},
+    /**
+     * Side effect (provided): a schedule's actor failed; it fires no more until its retry (`restart`:
+     * its attempt and when; no retryAt while shutting down) or a reload.
+     */
+    announceScheduleFailed: (_, _params: { agent: string; reason: string; restart?: ChildRestart }) => {},
     stopSchedules: enqueueActions(({ context, enqueue }) => {
       for (const ref of Object.values(context.schedules)) enqueue.stopChild(ref);
       enqueue.assign({ schedules: {} });
@@ -995,6 +1187,7 @@ export const daemonMachine = setup({
     adoptions: [],
     schedules: {},
     failedSchedules: {},
+    restarts: {},
     scheduleSince: input.scheduleSince ?? {},
     hostInfo: input.hosts ?? [LOCAL_ONLY],
     hosts: [],
@@ -1008,11 +1201,12 @@ export const daemonMachine = setup({
     // A session actor that failed (an exception in one of its own actions: a record it could not
     // write, a bug) ends with one outcome, error with the reason, recorded as a session settled without
     // an actor is, and the daemon goes on; its followers and its key hear it as any other end. A
-    // schedule actor that failed fires no more (until a reload or a restart), said in the log and in
-    // `status`, and the daemon goes on. A host actor that failed takes no new sessions (placement reads
-    // its status), the sessions of an earlier daemon that waited for it are settled, its running
-    // sessions go on under their own actors, and a reload starts a new one. Any other child's failure
-    // is not absorbed: the machine fails, and src/daemon/main.ts exits.
+    // schedule actor that failed fires no more until it is started again after a backoff (noteFailure,
+    // child.retry) or by a reload, said in the log and in `status`, and the daemon goes on. A host actor
+    // that failed takes no new sessions (placement reads its status), its running sessions go on under
+    // their own actors, and a new actor is started after the backoff or by a reload; the sessions of an
+    // earlier daemon that wait for it wait for that one (settled at once only while shutting down). Any
+    // other child's failure is not absorbed: the machine fails, and src/daemon/main.ts exits.
     'xstate.error.actor.*': [
       {
         guard: ({ context, event }) => failedChildId(event) in context.sessions,
@@ -1028,22 +1222,68 @@ export const daemonMachine = setup({
         ],
       },
       {
-        guard: ({ event }) => failedScheduleOf(event) !== undefined,
+        // Its own actor, failed (one a reload replaced already, whose error came after, changes nothing).
+        guard: ({ context, event }) => liveFailedSchedule(context, event) !== undefined,
         actions: [
+          {
+            type: 'noteFailure',
+            params: ({ event }) => {
+              const { agent, reason } = failedScheduleOf(event) as FailedChild;
+              // Never while shutting down: the schedules stopped then (stopSchedules).
+              return { kind: 'schedule' as const, name: agent, reason, retry: true };
+            },
+          },
           { type: 'stopFailedSchedule', params: ({ event }) => failedScheduleOf(event) as FailedChild },
-          { type: 'announceScheduleFailed', params: ({ event }) => failedScheduleOf(event) as FailedChild },
+          {
+            type: 'announceScheduleFailed',
+            params: ({ context, event }) => ({
+              ...(failedScheduleOf(event) as FailedChild),
+              restart: context.restarts[failedChildId(event)],
+            }),
+          },
         ],
       },
+      { guard: ({ event }) => failedScheduleOf(event) !== undefined },
       {
-        guard: ({ context, event }) => failedHostOf(context, event) !== undefined,
+        // While shutting down nothing restarts it: what waited for it is settled now, as nothing would
+        // reconcile the host any more.
+        guard: and([
+          ({ context, event }) => failedHostOf(context, event) !== undefined,
+          stateIn('#daemon.shutdown'),
+        ]),
         actions: [
+          {
+            type: 'noteFailure',
+            params: ({ context, event }) => ({ ...failedHostChild(context, event), retry: false }),
+          },
           {
             type: 'abandonWaiting',
             params: ({ context, event }) => failedHostOf(context, event) as { host: string; reason: string },
           },
           {
             type: 'announceHostFailed',
-            params: ({ context, event }) => failedHostOf(context, event) as { host: string; reason: string },
+            params: ({ context, event }) => ({
+              ...(failedHostOf(context, event) as { host: string; reason: string }),
+              restart: context.restarts[failedChildId(event)],
+            }),
+          },
+        ],
+      },
+      {
+        // Restarted after a backoff: the sessions waiting for it wait on, for host_down_grace from when it
+        // went down, and the new actor's reconciliation settles them (or its grace abandons them).
+        guard: ({ context, event }) => failedHostOf(context, event) !== undefined,
+        actions: [
+          {
+            type: 'noteFailure',
+            params: ({ context, event }) => ({ ...failedHostChild(context, event), retry: true }),
+          },
+          {
+            type: 'announceHostFailed',
+            params: ({ context, event }) => ({
+              ...(failedHostOf(context, event) as { host: string; reason: string }),
+              restart: context.restarts[failedChildId(event)],
+            }),
           },
         ],
       },
@@ -1327,6 +1567,8 @@ export const daemonMachine = setup({
           }),
         },
         'stopSchedules',
+        // No restart during the drain: a failed host or schedule stays failed until the next start.
+        'cancelRetries',
       ],
       initial: 'draining',
       states: {
@@ -1470,6 +1712,27 @@ function failedScheduleOf(event: DaemonEvent): FailedChild | undefined {
   return { agent: id.slice(SCHEDULE_ACTOR.length), reason: failureReason(event) };
 }
 
+/** The agent of a failed schedule actor that is still the agent's schedule, with why; else undefined. */
+function liveFailedSchedule(context: DaemonContext, event: DaemonEvent): FailedChild | undefined {
+  const failed = failedScheduleOf(event);
+  if (failed === undefined || !Object.hasOwn(context.schedules, failed.agent)) return undefined;
+  return context.schedules[failed.agent]?.getSnapshot().status === 'error' ? failed : undefined;
+}
+
+/** A failed host or schedule actor: which, and why. */
+type FailedChildOf = { kind: 'host' | 'schedule'; name: string; reason: string };
+
+/** A failed host actor as noteFailure takes it. */
+function failedHostChild(context: DaemonContext, event: DaemonEvent): FailedChildOf & { kind: 'host' } {
+  const { host, reason } = failedHostOf(context, event) as { host: string; reason: string };
+  return { kind: 'host', name: host, reason };
+}
+
+/** The id of the delayed child.retry of a failed child actor. */
+function retryId(actorId: string): string {
+  return `retry:${actorId}`;
+}
+
 /** The host whose actor failed, and why; undefined when the failed child is no host of this daemon. */
 function failedHostOf(
   context: DaemonContext,
@@ -1482,7 +1745,7 @@ function failedHostOf(
 }
 
 /** A host actor's id: `host-` and the host's name. */
-function hostActorId(name: string): string {
+export function hostActorId(name: string): string {
   return `host-${name}`;
 }
 
@@ -1614,7 +1877,7 @@ function queuedScheduled(context: DaemonContext, agent: string): number {
 }
 
 /** Child ids of schedule actors; session actors are named by their 16-hex session id. */
-function scheduleActorId(agent: string): string {
+export function scheduleActorId(agent: string): string {
   return `${SCHEDULE_ACTOR}${agent}`;
 }
 const SCHEDULE_ACTOR = 'schedule:';

@@ -49,6 +49,11 @@ export interface HostInput {
   down?: string;
   /** The host's Podman version, when the start's probe read it. */
   version?: string;
+  /**
+   * With `down`: since when it has been down (ISO), when this actor replaces one that failed, so that
+   * daemon.host_down_grace counts from then (see downGraceLeft); else from this actor's start.
+   */
+  downSince?: string;
 }
 
 export interface HostProbe {
@@ -97,6 +102,17 @@ function notProvided(name: string): never {
   throw new Error(`host machine: actor ${name} must be provided by the daemon`);
 }
 
+/**
+ * The delay of daemon.host_down_grace (`graceMs`) for a host's actor: what is left of it since the host
+ * went down (downSince), which is the whole grace but for an actor that replaces one that failed.
+ */
+export function downGraceLeft(graceMs: number): (args: { context: HostContext }) => number {
+  return ({ context }) => {
+    const since = Date.parse(context.downSince ?? '');
+    return Number.isNaN(since) ? graceMs : Math.max(0, graceMs - Math.max(0, Date.now() - since));
+  };
+}
+
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -116,8 +132,8 @@ export const hostMachine = setup({
   delays: {
     /** Provided: daemon.host_probe_interval. */
     probeInterval: 10_000,
-    /** Provided: daemon.host_down_grace. */
-    downGrace: 600_000,
+    /** Provided: daemon.host_down_grace, what is left of it since the host went down (downGraceLeft). */
+    downGrace: downGraceLeft(600_000),
   },
   guards: {
     startsDown: ({ context }) => context.problem !== undefined,
@@ -168,7 +184,9 @@ export const hostMachine = setup({
     name: input.host.name,
     maxSessions: input.host.maxSessions,
     labels: input.host.labels,
-    ...(input.down === undefined ? {} : { problem: input.down, downSince: new Date().toISOString() }),
+    ...(input.down === undefined
+      ? {}
+      : { problem: input.down, downSince: input.downSince ?? new Date().toISOString() }),
     ...(input.version === undefined ? {} : { version: input.version }),
   }),
   on: {
@@ -352,8 +370,12 @@ export function hostAccepts(snapshot: HostSnapshot): boolean {
  * Why the host's actor failed (an exception in one of its actions), said to the operator with what it
  * means and what to do; undefined while it runs.
  */
-export function hostFailure(snapshot: HostSnapshot): string | undefined {
+export function hostFailure(
+  snapshot: HostSnapshot,
+  /** What comes of it (its retry), as the daemon machine says it (retryNote). */
+  then = '`agentd reload` (or a restart) probes and reconciles it again',
+): string | undefined {
   if (snapshot.status !== 'error') return undefined;
   const { error } = snapshot;
-  return `the daemon's supervision of this host failed: ${messageOf(error)}; no new sessions go there, its running sessions go on: \`agentd reload\` (or a restart) probes and reconciles it again`;
+  return `the daemon's supervision of this host failed: ${messageOf(error)}; no new sessions go there, its running sessions go on: ${then}`;
 }

@@ -85,8 +85,15 @@ export const scheduleViewSchema = z.object({
   catchUp: z.enum(['none', 'latest']),
   /** ISO time; absent when the expression never fires again, or the schedule failed. */
   next: z.string().optional(),
-  /** Set when the schedule's actor failed: why, and that it fires no more until a reload or a restart. */
+  /**
+   * Set when the schedule's actor failed: why, and that it fires no more until it is tried again after
+   * its backoff (retryAt), or started now by a reload.
+   */
   failed: z.string().optional(),
+  /** With `failed`, while the daemon is up: the restart it waits for is its attempt number `attempts`. */
+  attempts: z.number().optional(),
+  /** With `failed`, while the daemon is up: when it is started again (ISO). */
+  retryAt: z.string().optional(),
 });
 export type ScheduleView = z.infer<typeof scheduleViewSchema>;
 /** One host as `agentd hosts` shows it. */
@@ -238,8 +245,21 @@ export const replySchema = z.discriminatedUnion('type', [
     degraded: z.string().optional(),
     /** While `state` is `failed` (the daemon machine stopped on an error and the daemon exits): why. */
     failed: z.string().optional(),
-    /** Hosts whose supervision failed (no new sessions go there until a reload or a restart): why. */
-    failedHosts: z.array(z.object({ name: z.string(), problem: z.string() })).optional(),
+    /**
+     * Hosts whose supervision failed: why; no new sessions go there until its new actor, started after
+     * a backoff (`retryAt`, restart number `attempts`; absent while shutting down) or by a reload, has
+     * reconciled it.
+     */
+    failedHosts: z
+      .array(
+        z.object({
+          name: z.string(),
+          problem: z.string(),
+          attempts: z.number().optional(),
+          retryAt: z.string().optional(),
+        }),
+      )
+      .optional(),
     /**
      * While the daemon is up (`ready` or `degraded`) but no Podman host answers its probes: which hosts and
      * their states; sessions wait in the queue until one answers (`agentd hosts` says why).

@@ -13,7 +13,7 @@ import {
   type RecoveryPlan,
   type StateDirProblem,
 } from '../../src/machines/daemon.machine.js';
-import { type HostReconciled, hostMachine } from '../../src/machines/host.machine.js';
+import { downGraceLeft, type HostReconciled, hostMachine } from '../../src/machines/host.machine.js';
 import type { AdoptedSession, RunnerInput, runnerMachine } from '../../src/machines/runner.machine.js';
 import {
   type SessionInput,
@@ -393,7 +393,7 @@ export class Fakes {
       },
       delays: {
         probeInterval: this.options.probeIntervalMs ?? 3_600_000,
-        downGrace: this.options.downGraceMs ?? 3_600_000,
+        downGrace: downGraceLeft(this.options.downGraceMs ?? 3_600_000),
       },
     });
   }

@@ -135,6 +135,7 @@ describe('a host actor whose own action throws', () => {
   it('that host takes no new sessions and says why, its sessions and the others go on; a reload watches it again', async () => {
     const fakes = new Fakes({ probeIntervalMs: 1_000 });
     const failures: { host: string; reason: string }[] = [];
+    const restarted: unknown[] = [];
     const abandoned: { host: string; reason?: string }[] = [];
     let throws = false;
     // Host a's probe answer is taken by an action that throws once (a bug in reading it).
@@ -151,8 +152,9 @@ describe('a host actor whose own action throws', () => {
     const machine = fakes.daemon().provide({
       actors: { host },
       actions: {
-        announceHostFailed: (_, failed) => failures.push(failed),
+        announceHostFailed: (_, { host, reason }) => failures.push({ host, reason }),
         abandonWaiting: (_, params) => abandoned.push(params),
+        announceRestarted: (_, params) => restarted.push(params),
       },
     });
     const actor = createActor(machine, {
@@ -187,21 +189,21 @@ describe('a host actor whose own action throws', () => {
     expect(actor.getSnapshot().status).toBe('active');
     expect(actor.getSnapshot().value).toBe('ready');
     expect(failures).toEqual([{ host: 'a', reason: 'probe answer: bug' }]);
-    // What an earlier daemon left waiting for it is settled now: nothing would reconcile the host.
-    expect(abandoned).toEqual([{ host: 'a', reason: 'probe answer: bug' }]);
+    // What an earlier daemon left waiting for it waits on: the host's next actor reconciles it.
+    expect(abandoned).toEqual([]);
     const a = port.hosts().find((h) => h.name === 'a');
     expect(a).toMatchObject({
       state: 'failed',
       running: 1,
       problem:
-        "the daemon's supervision of this host failed: probe answer: bug; no new sessions go there, its running sessions go on: `agentd reload` (or a restart) probes and reconciles it again",
+        "the daemon's supervision of this host failed: probe answer: bug; no new sessions go there, its running sessions go on: it is tried again at 10:00:06 UTC (attempt 1), or now by `agentd reload`",
     });
     expect(port.hosts().find((h) => h.name === 'b')?.state).toBe('up');
     expect(gaugesOf(actor).failedHosts).toEqual(['a']);
     // status says so too, where an operator looks first.
     expect(port.status()).toMatchObject({
       state: 'ready',
-      failedHosts: [{ name: 'a', problem: a?.problem }],
+      failedHosts: [{ name: 'a', problem: a?.problem, attempts: 1, retryAt: '2026-06-01T10:00:06.000Z' }],
     });
     // New sessions go to b only (one slot): s2 waits.
     port.send({ type: 'trigger', sessionId: 's1', agent: 'demo' });
@@ -224,6 +226,11 @@ describe('a host actor whose own action throws', () => {
     expect(port.status()).not.toHaveProperty('failedHosts');
     expect(placed()).toEqual({ s1: 'b', s2: 'a' });
     expect(failures).toHaveLength(1);
+    // Its retry was cancelled by the reload: no second actor, no second reconciliation.
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(restarted).toEqual([]);
+    expect(fakes.reconciledHosts).toEqual(['a']);
+    expect(abandoned).toEqual([]);
     actor.stop();
   });
 });
@@ -261,7 +268,7 @@ describe('a schedule actor whose own action throws', () => {
     });
     const machine = fakes.daemon().provide({
       actors: { schedule },
-      actions: { announceScheduleFailed: (_, failed) => failures.push(failed) },
+      actions: { announceScheduleFailed: (_, { agent, reason }) => failures.push({ agent, reason }) },
     });
     const actor = createActor(machine, { input: { agents, maxSessions: 10 } });
     actor.subscribe({ error: () => {} });
@@ -280,14 +287,14 @@ describe('a schedule actor whose own action throws', () => {
   ] as const) {
     it(`${when}: that schedule stops, says why in status, the daemon and the others go on; a reload starts it again`, async () => {
       const { fakes, failures, actor, port } = await scheduledDaemon(throwAt);
-      await vi.advanceTimersByTimeAsync(9_000);
+      await vi.advanceTimersByTimeAsync(3_000);
 
       expect(actor.getSnapshot().status).toBe('active');
       expect(actor.getSnapshot().value).toBe('ready');
       expect(failures).toEqual([{ agent: 'bad', reason }]);
       expect(Object.keys(actor.getSnapshot().context.schedules)).toEqual(['good']);
       // The other schedule fires on, and a client's trigger is accepted.
-      expect(firedBy(fakes, 'good')).toEqual(['2026-06-01T10:00:05.000Z', '2026-06-01T10:00:10.000Z']);
+      expect(firedBy(fakes, 'good')).toEqual(['2026-06-01T10:00:05.000Z']);
       expect(firedBy(fakes, 'bad')).toEqual([]);
       expect(port.send({ type: 'trigger', sessionId: 's1', agent: 'demo' })).toMatchObject([
         { type: 'trigger.accepted', sessionId: 's1' },
@@ -297,9 +304,12 @@ describe('a schedule actor whose own action throws', () => {
         ['bad', false, false],
         ['good', true, true],
       ]);
+      // Tried again 5 s after it failed (at its start, 10:00:02, or at its first firing, 10:00:05).
+      const retryAt = throwAt === 1 ? '10:00:07' : '10:00:10';
       expect(views[0]?.failed).toBe(
-        `the schedule failed and fires no more: ${reason}; \`agentd reload\` or a restart starts it again`,
+        `the schedule failed and fires no more until it starts again: ${reason}; it is tried again at ${retryAt} UTC (attempt 1), or now by \`agentd reload\``,
       );
+      expect(views[0]).toMatchObject({ attempts: 1, retryAt: `2026-06-01T${retryAt}.000Z` });
 
       expect(
         gaugesOf(actor)
@@ -317,8 +327,10 @@ describe('a schedule actor whose own action throws', () => {
       expect(Object.keys(actor.getSnapshot().context.schedules).sort()).toEqual(['bad', 'good']);
       expect(port.status().schedules?.every((s) => s.failed === undefined)).toBe(true);
       await vi.advanceTimersByTimeAsync(5_000);
-      expect(firedBy(fakes, 'bad')).toEqual(['2026-06-01T10:00:15.000Z']);
+      expect(firedBy(fakes, 'bad')).toEqual(['2026-06-01T10:00:10.000Z']);
       expect(failures).toHaveLength(1);
+      // The retry the reload cancelled starts no second actor.
+      expect(actor.getSnapshot().context.restarts).toEqual({});
       actor.stop();
     });
   }
