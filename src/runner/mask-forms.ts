@@ -152,7 +152,7 @@ function needsEscaping(bytes: Buffer): boolean {
  * JSON escaping (quotedForms) is one of these for most values: a value with only newlines and no quote
  * (a PEM key) adds no form but coreutils'.
  */
-function* escapedForms(bytes: Buffer): Generator<void, string[]> {
+function* escapedForms(bytes: Buffer, text: boolean): Generator<void, string[]> {
   const chars = decodeChars(bytes);
   const forms = new Set<string>();
   // What a printer makes of an ASCII character depends on it alone (its bytes are its code): made
@@ -201,7 +201,7 @@ function* escapedForms(bytes: Buffer): Generator<void, string[]> {
   }
   forms.add(printed(goQuoted));
   // PyYAML takes text: a value of bytes it dumps as `!!binary` base64 (found as base64).
-  if (isUtf8(bytes)) {
+  if (text) {
     yield;
     for (const unicode of [false, true]) forms.add(printed((char) => pyyamlQuoted(char, unicode)));
   }
@@ -514,8 +514,9 @@ export function* formsInSteps(value: MaskedValue): Generator<void, string[]> {
   // HTML and XML entities and doubled quotes only of a value that is text (UTF-8) as it is: the escapers
   // that print them take text, and a value of bytes (or its Latin-1 reading) reaches one only through a
   // lossy decoding of the agent's choice. Each such form of a value of 128 KB of random bytes (which has
-  // every one of `& < > " '`) was 128-256 KB more of every masker built of it.
-  const markup = isUtf8(bytes);
+  // every one of `& < > " '`) was 128-256 KB more of every masker built of it. Nor of a text with
+  // U+FFFD: a part of such a value (see partsOf) is one, read as UTF-8.
+  const markup = isUtf8(bytes) && !utf8.includes('\ufffd');
   const texts = new Set([utf8, bytes.toString('latin1')]);
   for (const text of texts) {
     add(text);
@@ -547,7 +548,7 @@ export function* formsInSteps(value: MaskedValue): Generator<void, string[]> {
   }
   const variants = variantsOf(bytes);
   for (const form of variants) {
-    if (needsEscaping(form)) for (const escaped of yield* escapedForms(form)) add(escaped);
+    if (needsEscaping(form)) for (const escaped of yield* escapedForms(form, markup)) add(escaped);
   }
   for (const form of variants) {
     const base64 = form.toString('base64');
@@ -560,7 +561,7 @@ export function* formsInSteps(value: MaskedValue): Generator<void, string[]> {
     if (/[+/]/.test(base64)) add(toUrlSafe(base64.replace(/=+$/, '')));
     for (const core of base64Cores(form))
       if (core.length >= MIN_DERIVED_LENGTH && /[+/]/.test(core)) forms.push(toUrlSafe(core));
-    if (form.length <= COMBINED_MAX) for (const core of encodedTwice(form, markup)) forms.push(core);
+    if (markup && form.length <= COMBINED_MAX) for (const core of encodedTwice(form)) forms.push(core);
     yield;
     // Hex of its bytes, either case (Python's .hex(), xxd -p, Buffer's 'hex', hexdump with a format):
     // whole bytes, so the same inside the hex of a longer text.
@@ -587,15 +588,13 @@ export function* formsInSteps(value: MaskedValue): Generator<void, string[]> {
  * base64 of a JSON document that holds the value's base64 (a Kubernetes secret's
  * `.dockerconfigjson`, whose `auth` is the base64 of `user:TOKEN`, as `kubectl get secret -o
  * jsonpath` prints it), and of one that holds the value JSON-escaped (with `\"`, `\n` or `\u00e9`: a
- * config file's base64), where that differs from the value (`text`: it is UTF-8).
+ * config file's base64), where that differs from the value; of a value that is text (UTF-8).
  */
-function encodedTwice(form: Buffer, text: boolean): string[] {
+function encodedTwice(form: Buffer): string[] {
   const inner = new Set(base64Cores(form).filter((core) => core.length >= MIN_DERIVED_LENGTH));
-  if (text) {
-    const plain = form.toString('utf8');
-    const json = JSON.stringify(plain).slice(1, -1);
-    for (const escaped of new Set([json, asciiJson(json)])) if (escaped !== plain) inner.add(escaped);
-  }
+  const plain = form.toString('utf8');
+  const json = JSON.stringify(plain).slice(1, -1);
+  for (const escaped of new Set([json, asciiJson(json)])) if (escaped !== plain) inner.add(escaped);
   const cores: string[] = [];
   for (const each of inner)
     for (const core of base64Cores(Buffer.from(each, 'utf8')))

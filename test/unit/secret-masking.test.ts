@@ -211,6 +211,20 @@ describe('masking what agents really print', () => {
     expect(forms).toContain(value.toString('base64'));
   });
 
+  it('makes none of the forms only text is printed in of a part of a binary value (read as UTF-8, with U+FFFD)', () => {
+    // What partsOf takes of 128 KB of random bytes: 32 `key=value` lines of a thousand characters each.
+    const part = `\ufffd\ufffdA&b<c>d"e'f\u00e9-Secret-${'x'.repeat(40)}`;
+    const forms = formsOf(part);
+    // No entities, doubled quotes, XML character references, PyYAML or upper-case `\u` escapes...
+    expect(forms.filter((form) => /&amp;|&lt;|&#\d+;|d""e|e''f|\\u00E9|\\xE9/.test(form))).toEqual([]);
+    // ... nor base64 in base64.
+    const twice = new Set(twiceEncoded(part));
+    expect(twice.size).toBeGreaterThan(0);
+    expect(forms.filter((form) => twice.has(form))).toEqual([]);
+    expect(forms).toContain(part);
+    expect(forms).toContain(Buffer.from(part).toString('base64'));
+  });
+
   it('masks a value with non-ASCII or control characters as PyYAML, Java and ElementTree escape it (\\xE4, \\u03A9, \\U0001F511, \\e, &#228;)', () => {
     const unicode = 'pässwörd-Ωmega-密码-Zq7Xw9Kp';
     const emoji = 's3cr3t-\u{1F511}-Zq7Xw9Kp';
