@@ -32,7 +32,12 @@ export interface HostReconcileDeps {
   /** The agents as configured now. */
   agents: () => readonly AgentConfig[];
   hosts: readonly HostConfig[];
-  journal: { used(sessionId: string): boolean; rebuilt(record: SessionRecord): void };
+  journal: {
+    used(sessionId: string): boolean;
+    rebuilt(record: SessionRecord): void;
+    /** Its record says queued again, with no start and no host. */
+    requeued(sessionId: string): void;
+  };
   files: { paths(sessionId: string): WorkPaths };
   /**
    * Records the outcomes of sessions settled from what their host holds (an exited container's exit
@@ -152,14 +157,18 @@ export async function reconcileHost(
   if (keptDead.length > 0) {
     log.info(
       { event: 'daemon.recovery_removed', host, containers: keptDead },
-      `removed ${keptDead.length} dead container(s) of sessions settled without adoption`,
+      `removed ${keptDead.length} dead container(s) of sessions settled without adoption, or run again since their container never started`,
     );
   }
+  // Those whose container never started run again: their container is gone now (keptDead), and their
+  // records say queued, so a daemon that stops before it runs them leaves them to the next start.
+  for (const { request } of recovery.queued) journal.requeued(request.sessionId);
   waiting.delete(host);
   return {
     // The kept ones removed after the plan count with the rest (agentd_reconcile_removed_total).
     summary: { ...summary, removedContainers: summary.removedContainers + keptDead.length },
     adopted: recovery.adopted.map((session) => ({ ...session, host })),
     finished: recovery.finished.map((s) => ({ ...s, recorded: true as const })),
+    queued: recovery.queued,
   };
 }

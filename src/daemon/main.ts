@@ -435,7 +435,7 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
           if (record.phase === 'resolving' && again.has(record.id)) journal.requeued(record.id);
         const up = results.flatMap((r) => (r.reconciled === undefined ? [] : [r.reconciled]));
         const recovery = {
-          queued: requeued.queued,
+          queued: [...requeued.queued, ...up.flatMap((r) => r.queued ?? [])],
           adopted: up.flatMap((r) => r.adopted),
           finished: [...requeued.finished, ...recovered.lost, ...up.flatMap((r) => r.finished)],
         };
@@ -630,16 +630,18 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
               : `; the reconciliation of host(s) ${reconciling.join(', ')} is cut short (an exited container whose outcome it had not recorded is left for the next start to read)`
           }`,
         ),
-      announceHostUp: (_, { host, adopted, finished }) => {
+      announceHostUp: (_, { host, adopted, finished, queued = [] }) => {
         // What a host down at start recovers once it is back (the start's own are counted with its result).
         metrics.recovered('adopted', adopted.length);
         metrics.recovered('settled', finished.length);
+        metrics.recovered('requeued', queued.length);
         log.info(
           {
             event: 'host.up',
             host,
             adopted: adopted.map((s) => s.request.sessionId),
             settled: finished.map((s) => s.request.sessionId),
+            ...(queued.length === 0 ? {} : { requeued: queued.map((s) => s.request.sessionId) }),
           },
           `host ${host} is up again and reconciled: it takes sessions`,
         );

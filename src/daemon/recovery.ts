@@ -124,6 +124,22 @@ export function planRecovery(
         });
       continue;
     }
+    // Killed while `podman run` made its container, before the container started (the run killed with
+    // the daemon, as a service manager does): neither the setup step nor the command ran, so it runs
+    // again, as one killed while it resolved its credentials does; its container is removed first
+    // (keptDeadContainers). One that Podman 4 made `created` again at its host's restart has a start
+    // time, and one whose start time Podman did not list may have run: neither is run again.
+    if (
+      record.phase === 'creating' &&
+      agent &&
+      container !== undefined &&
+      NEVER_STARTED_STATES.has(container.State) &&
+      container.StartedAt !== undefined &&
+      container.StartedAt <= 0
+    ) {
+      plan.queued.push({ request, agent });
+      continue;
+    }
     const exitCode = container?.ExitCode;
     if (
       pastDeadline(container, deadline, timeoutMs) &&

@@ -447,7 +447,13 @@ function hostUp({ adopt }: { adopt: boolean }) {
   return [
     { type: 'reportSettled', params: ({ event }: { event: HostUpEvent }) => ({ sessions: event.finished }) },
     ...(adopt
-      ? [{ type: 'spawnAdopted', params: ({ event }: { event: HostUpEvent }) => event.adopted } as const]
+      ? [
+          { type: 'spawnAdopted', params: ({ event }: { event: HostUpEvent }) => event.adopted } as const,
+          {
+            type: 'queueRecovered',
+            params: ({ event }: { event: HostUpEvent }) => event.queued ?? [],
+          } as const,
+        ]
       : []),
     {
       type: 'tellSessionsOn',
@@ -774,6 +780,10 @@ export const daemonMachine = setup({
       }
       return { sessions, adoptions: [] };
     }),
+    /** Sessions of a host's reconciliation whose container never started: they wait first in the queue. */
+    queueRecovered: assign(({ context }, queued: SessionInput[]) =>
+      queued.length === 0 ? {} : { queue: [...queued, ...context.queue] },
+    ),
     /** Sessions of a host that came back, whose containers run on: supervised from where they are. */
     spawnAdopted: assign(({ context, spawn }, adopted: AdoptedInput[]) => {
       const sessions = { ...context.sessions };

@@ -38,6 +38,11 @@ export interface HostReconciled {
   summary: ReconcileSummary;
   adopted: AdoptedInput[];
   finished: SettledSession[];
+  /**
+   * Sessions an earlier daemon was killed making the container of, before it started: their records say
+   * queued again, and they wait in the daemon's queue (a daemon shutting down leaves them to the next start).
+   */
+  queued?: SessionInput[];
 }
 
 /** A host as placement needs it: its name, slots and labels. */

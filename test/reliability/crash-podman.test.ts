@@ -122,12 +122,12 @@ describe('crash recovery around podman calls', () => {
     expect(await next.stop()).toBe(0);
   });
 
-  it('abandons a session killed after its container was created and before it started', async () => {
+  it('runs again a session killed after its container was created and before it started', async () => {
     const fake = new FakePodman();
     // `podman run` held after it created the container and before it started it.
     const rule: FaultRule = { subcommand: 'run', call: 1, action: 'create-hang' };
     fake.setRules([rule]);
-    const d = await start(fake, ['true']);
+    const d = await start(fake, ['sh', '-c', 'echo ran once']);
     const id = await detach(d);
     const container = containerName(d.instanceId, 'victim', id);
     await fake.waitForFault('run');
@@ -138,15 +138,22 @@ describe('crash recovery around podman calls', () => {
     const { next } = await crashInside(d, fake, rule, id);
     const reconciled = await next.waitForLog((l) => l.event === 'daemon.reconciled');
     // Kept for the plan (its record says creating: had it started, its log would say what ran), then
-    // removed as never started.
+    // removed as never started, and the session queued again: neither its setup step nor its command ran.
     expect(reconciled).toMatchObject({ removedContainers: 0, removedSecrets: 1, containers: [] });
     const removed = await next.waitForLog((l) => l.event === 'daemon.recovery_removed');
     expect(removed).toMatchObject({ containers: [container] });
+    const recovered = await next.waitForLog((l) => l.event === 'daemon.recovered');
+    expect(recovered).toMatchObject({ requeued: [id], adopted: [], settled: [] });
+    const waited = await next.cli(['wait', id, '--json']);
+    expect(waited.code, waited.stderr).toBe(0);
     const record = next.record(id);
-    // The record may not name the container: the daemon died inside the call that makes it.
-    expect(record).toMatchObject({ outcome: 'abandoned', phase: 'finished' });
-    expect(record?.message).toMatch(/its container never ran the command/);
-    expect(await inspectContainer(container)).toBeUndefined();
+    expect(record).toMatchObject({ outcome: 'succeeded', phase: 'finished', exitCode: 0 });
+    expect(next.logs().filter((l) => l.event === 'session.outcome' && l.session === id)).toHaveLength(1);
+    expect((await next.cli(['logs', id])).stdout).toContain('ran once');
+    await waitUntil(
+      async () => (await inspectContainer(container)) === undefined,
+      () => `container ${container} removed after its second run`,
+    );
     figures.sessionsRecovered++;
     figures.sessions++;
     await stillWorks(next);

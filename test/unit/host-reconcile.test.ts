@@ -116,7 +116,11 @@ function daemon(fake: FakeHost, records: SessionRecord[]) {
     agents: () => AGENTS,
     hosts: [host],
     // Every waiting session has its record: its id is used.
-    journal: { used: (id: string) => records.some((r) => r.id === id), rebuilt: () => {} },
+    journal: {
+      used: (id: string) => records.some((r) => r.id === id),
+      rebuilt: () => {},
+      requeued: (id: string) => fake.events.push(`requeued ${id}`),
+    },
     files: { paths: (id: string) => workPaths(stateDir, id) },
     pruneCacheImages: async () => {},
     record: async (sessions: readonly SettledSession[]) => {
@@ -174,5 +178,32 @@ describe("a host's reconciliation that fails part way", () => {
     // A reload (or the next try) reconciles the host again: S1 is not settled a second time.
     const again = await reconcileHost(deps, HOST, new AbortController().signal);
     expect(outcomes(again.finished)).toHaveLength(1);
+  });
+});
+
+describe("a host's reconciliation of a session whose container never started", () => {
+  it('removes the container, says the record is queued again and hands the session to the queue, with no outcome', async () => {
+    // The earlier daemon was killed while `podman run` had made the container and not started it yet.
+    const never: ContainerSummary = {
+      ...exited(S1, 0),
+      State: 'created',
+      StartedAt: -62135596800,
+      ExitedAt: -62135596800,
+    };
+    const creating: SessionRecord = {
+      ...running(S1),
+      phase: 'creating',
+      phases: [{ phase: 'creating', at: STARTED }],
+    };
+    const fake = new FakeHost([never]);
+    const { deps, outcomes, waiting } = daemon(fake, [creating]);
+    const result = await reconcileHost(deps, HOST, new AbortController().signal);
+    expect(result.queued?.map((q) => q.request.sessionId)).toEqual([S1]);
+    expect(outcomes(result.finished)).toEqual([]);
+    const name = containerName(INSTANCE, 'demo', S1);
+    // Its container (of the same name as the run's next one) is gone before the record says queued.
+    expect(fake.events).toEqual([`removed ${name}`, `requeued ${S1}`]);
+    expect(fake.containers).toEqual([]);
+    expect(waiting.has(HOST)).toBe(false);
   });
 });

@@ -246,6 +246,33 @@ describe('hosts that are down', () => {
     expect(d.placed()).toEqual({ q1: 'a' });
   });
 
+  it('runs the sessions a host that comes back hands back as never started, before newer queued ones', async () => {
+    const d = await startDaemon({
+      probeIntervalMs: 10,
+      hosts: [{ name: 'a', maxSessions: 1, labels: {} }],
+      reconciled: { ...RECONCILED, down: [{ host: 'a', reason: 'no route to host' }] },
+      unreachable: { a: 'no route to host' },
+    });
+    d.trigger('q1');
+    expect(d.queued()).toEqual(['q1']);
+    // The earlier daemon was killed while `podman run` made r3's container: it never started.
+    d.fakes.hostRecovery.set('a', {
+      summary: { removedContainers: 1, removedSecrets: 0, runningContainers: 0 },
+      adopted: [],
+      finished: [],
+      queued: [sessionInput('r3')],
+    });
+    d.fakes.unreachable.delete('a');
+    await until(() => d.hostState('a') === 'up', 'a up');
+    await settle();
+    expect(d.placed()).toEqual({ r3: 'a' });
+    expect(d.fakes.run('r3').input.adopted).toBeUndefined();
+    expect(d.fakes.reportsOf('r3')).toEqual([]);
+    d.fakes.run('r3').finish();
+    await settle();
+    expect(d.placed()).toEqual({ q1: 'a' });
+  });
+
   it('abandons what waited since the start for a host that stays down past the grace period', async () => {
     const d = await startDaemon({
       probeIntervalMs: 5,

@@ -397,6 +397,33 @@ describe('recovery planning', () => {
     ]);
   });
 
+  it('runs again a session killed while `podman run` made its container, before it started', () => {
+    // Podman's zero time, as `podman ps -a` lists a container that never started.
+    const never = { StartedAt: -62135596800, ExitedAt: -62135596800, ExitCode: 0 };
+    const plan = planRecovery(
+      [
+        record(id(1), 'creating'),
+        record(id(2), 'creating'),
+        record(id(3), 'creating'),
+        record(id(4), 'creating', { agent: 'retired' }),
+      ],
+      [
+        container(id(1), 'created', never),
+        // Podman 4 makes a container that ran `created` again at its host's restart: it has a start time.
+        container(id(2), 'created', { StartedAt: Date.parse(STARTED) / 1000, ExitCode: 0 }),
+        // No start time listed: it may have run.
+        container(id(3), 'created'),
+        container(id(4), 'created', never),
+      ],
+      AGENTS,
+      NOW,
+    );
+    expect(plan.queued.map((q) => q.request.sessionId)).toEqual([id(1)]);
+    const fates = Object.fromEntries(plan.finished.map((f) => [f.request.sessionId, f.outcome]));
+    expect(Object.keys(fates).sort()).toEqual([id(2), id(3), id(4)]);
+    expect(fates[id(4)]?.message).toMatch(/agent retired is no longer configured|never ran the command/);
+  });
+
   it('abandons, with the reason, what cannot be run or judged', () => {
     const plan = planRecovery(
       [
