@@ -120,8 +120,30 @@ export class SessionJournal {
       this.store.put(complete);
       this.index.set(complete);
     }
-    if (unpublished && record.output === undefined)
+    if (unpublished && record.output === undefined) {
+      // Its daemon died while sealing it, before it logged the outcome: the log has it once, now.
+      this.logOutcome(complete);
       this.bus.publish({ type: 'outcome', sessionId: complete.id, record: complete });
+    }
+  }
+
+  /** The session.outcome line: once per session, when its outcome is published. */
+  private logOutcome(record: SessionRecord, phase?: SessionOutcome['phase']): void {
+    this.log.info(
+      {
+        event: 'session.outcome',
+        session: record.id,
+        agent: record.agent,
+        outcome: record.outcome,
+        kind: record.kind,
+        exitCode: record.exitCode,
+        phase,
+        durationMs: record.durationMs,
+        timings: record.timings,
+        message: record.message,
+      },
+      `session ${record.outcome}${record.kind === undefined || record.kind === 'success' ? '' : ` (${record.kind})`}`,
+    );
   }
 
   /**
@@ -372,21 +394,7 @@ export class SessionJournal {
     this.index.set(record);
     // Gone before anyone hears of the outcome; kept, with the output and the log, for a seal that failed.
     if (!unsealed) this.files.remove(record.id);
-    this.log.info(
-      {
-        event: 'session.outcome',
-        session: record.id,
-        agent: record.agent,
-        outcome: record.outcome,
-        kind: record.kind,
-        exitCode: record.exitCode,
-        phase: outcome.phase,
-        durationMs: record.durationMs,
-        timings: outcome.timings,
-        message: record.message,
-      },
-      `session ${record.outcome}${record.kind === undefined || record.kind === 'success' ? '' : ` (${record.kind})`}`,
-    );
+    this.logOutcome(record, outcome.phase);
     this.bus.publish({ type: 'outcome', sessionId: record.id, record });
     if (++this.finishedSincePrune >= PRUNE_EVERY) {
       this.finishedSincePrune = 0;

@@ -20,8 +20,12 @@ afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-function journalIn(stateDir: string, historyLimit: number, maxStagedBytes?: number) {
-  const log = pino({ level: 'silent' });
+function journalIn(
+  stateDir: string,
+  historyLimit: number,
+  maxStagedBytes?: number,
+  log: pino.Logger = pino({ level: 'silent' }),
+) {
   const store = new SessionStore(stateDir, sessionRecordSchema);
   const files = new SessionFiles(stateDir, maxStagedBytes);
   const keeper = new RecordKeeper(
@@ -229,6 +233,50 @@ function daemonIn(stateDir: string) {
   });
   return { ...daemon, notifier, posts, published };
 }
+
+describe('SessionJournal: the session.outcome log line', () => {
+  it('is logged once for a session whose daemon died while sealing its record, by the start that completes it', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'agentd-journal-'));
+    dirs.push(stateDir);
+    const lines: { event?: string; session?: string; outcome?: string; exitCode?: number }[] = [];
+    const logger = () =>
+      pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const outcomesOf = (id: string) => lines.filter((l) => l.event === 'session.outcome' && l.session === id);
+    const earlier = journalIn(stateDir, 100, undefined, logger());
+    earlier.journal.load(() => {});
+    await earlier.journal.recover();
+    const accept = (i: number) => {
+      const request = { ...requestOf(finished(i)), acceptedAt: new Date().toISOString() };
+      earlier.journal.accept(request, 1 << 20);
+      return request;
+    };
+    const done = accept(1);
+    const cut = accept(2);
+    await earlier.journal.finish(done, { outcome: 'succeeded', phase: 'running', exitCode: 0 });
+    expect(outcomesOf(done.sessionId)).toHaveLength(1);
+    // Killed while it seals the record: the state dir's record says finished, nothing logged it.
+    const sealing: string[] = [];
+    earlier.keeper.seal = async (record) => {
+      sealing.push(record.id);
+      return new Promise(() => {});
+    };
+    void earlier.journal.finish(cut, { outcome: 'failed', phase: 'running', exitCode: 7 });
+    await vi.waitFor(() => expect(sealing).toEqual([cut.sessionId]));
+    expect(outcomesOf(cut.sessionId)).toEqual([]);
+
+    const next = journalIn(stateDir, 100, undefined, logger());
+    next.journal.load(() => {});
+    await next.journal.recover();
+    expect(outcomesOf(cut.sessionId)).toMatchObject([{ outcome: 'failed', exitCode: 7 }]);
+    expect(outcomesOf(done.sessionId)).toHaveLength(1);
+    // A later start logs neither again.
+    const third = journalIn(stateDir, 100, undefined, logger());
+    third.journal.load(() => {});
+    await third.journal.recover();
+    expect(outcomesOf(cut.sessionId)).toHaveLength(1);
+    expect(outcomesOf(done.sessionId)).toHaveLength(1);
+  });
+});
 
 describe('SessionJournal while a session tears down', () => {
   it('keeps the decided outcome in the record until the outcome is recorded, for a restarted daemon', async () => {
