@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Crash-recovery chaos, by hand (never in CI: random by design). A real daemon of its own instance (state
-// dir, socket and a loopback git daemon and webhook receiver under a new temp dir), sessions of five
-// shapes (`true`, `sleep 2`, 8 MB of base64, two credentials, a clone check), SIGKILL of the daemon 0-3 s
+// dir, socket and a loopback git daemon and webhook receiver under a new temp dir), sessions of six
+// shapes (`true`, `sleep 2`, 8 MB of base64, two credentials, a clone check, 40 MB in /agentd/out;
+// CHAOS_SHAPES=a,b picks them), SIGKILL of the daemon 0-3 s
 // after the first trigger (the podman processes it left killed too in half the rounds, as a service
 // manager does, `podman secret` never), now and then again while it restarts; then it waits for every
 // outcome and checks: one outcome each (show, history, the log's session.outcome lines), one delivery
@@ -124,9 +125,21 @@ writeFileSync(
       creds:
         '    credentials:\n      - name: CA\n        source: env:CHAOS_CRED_A\n      - name: CB\n        source: env:CHAOS_CRED_B\n',
     }) +
-    agent('cloner', ['sh', '-c', 'test -f README.md && sleep 0.5']),
+    agent('cloner', ['sh', '-c', 'test -f README.md && sleep 0.5']) +
+    agent(
+      'archiver',
+      [
+        'sh',
+        '-c',
+        'head -c 40000000 /dev/urandom > "$AGENTD_OUTPUT_DIR/data.bin" && echo "key given" > "$AGENTD_OUTPUT_DIR/note.txt" && echo archived',
+      ],
+      {
+        creds:
+          '    credentials:\n      - name: CA\n        source: env:CHAOS_CRED_A\n      - name: CB\n        source: env:CHAOS_CRED_B\n',
+      },
+    ),
 );
-const SHAPES = ['quick', 'sleeper', 'flood', 'creds', 'cloner'];
+const SHAPES = (process.env.CHAOS_SHAPES ?? 'quick,sleeper,flood,creds,cloner,archiver').split(',');
 const EXPECTED = 'succeeded';
 
 const denv = {
@@ -331,6 +344,14 @@ async function round(n) {
     }
     const o = rec.outcome;
     const outcome = typeof o === 'string' ? o : (o?.outcome ?? o?.kind ?? JSON.stringify(o));
+    if (all.get(id).agent === 'archiver' && outcome === EXPECTED) {
+      // Its two files hold no credential value: kept whole, whenever the kill came.
+      const out = rec.output ?? {};
+      if (out.files !== 2 || out.missing) {
+        violations++;
+        say(`  VIOLATION: archiver ${id} output ${JSON.stringify(out).slice(0, 300)}`);
+      }
+    }
     if (outcome !== EXPECTED) {
       say(
         `  NOTE ${id} ${all.get(id).agent}: ${JSON.stringify(o)} ${JSON.stringify(rec.message ?? rec.outcome?.message ?? '')} (last event before kill: ${phases[id] ?? '-'})`,
