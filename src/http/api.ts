@@ -6,7 +6,7 @@ import { IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE, MAX_BUFFERED_BYTES } fro
 import { GrowingBuffer } from '../growing-buffer.js';
 import { LogBudget } from '../log-budget.js';
 import type { DaemonPort } from '../protocol/context.js';
-import { shownFieldName } from '../protocol/problems.js';
+import { problemsOf } from '../protocol/problems.js';
 import { submitTrigger } from '../protocol/submit.js';
 import { RETRYABLE_REJECTIONS, type RejectionCode } from '../sessions/check-trigger.js';
 import type { HistoryFilter } from '../sessions/history.js';
@@ -347,17 +347,13 @@ function check(c: Context<Env>, op: Operation, parsed: { body: unknown } | { res
     if (schema === undefined) return value;
     const result = schema.safeParse(value);
     if (result.success) return result.data;
-    for (const issue of result.error.issues) {
-      if (issue.code === 'unrecognized_keys') {
-        for (const key of issue.keys)
-          problems.push({
-            path: [where, ...issue.path, shownFieldName(key)].join('.'),
-            message: 'unknown field',
-          });
-      } else {
-        problems.push({ path: [where, ...issue.path].join('.'), message: issue.message });
-      }
-    }
+    // In the socket's words: zod's own said "Invalid input: expected string, received undefined" of
+    // a field left out, where the socket says "required: string".
+    for (const problem of problemsOf(result.error, []))
+      problems.push({
+        path: problem.path === '' ? where : `${where}.${problem.path}`,
+        message: problem.message,
+      });
     return undefined;
   };
   const params = take('params', op.params, c.req.param()) as Record<string, string>;

@@ -299,6 +299,29 @@ describe('HTTP API: bad requests', () => {
     expect(await codes(await a.request('/v2/anything', { token: ENV.T_CI }))).toEqual([404, 'not_found']);
   });
 
+  it('words the problems of a body as the socket does: a field left out is required, no zod prefix', async () => {
+    const a = await api();
+    const post = async (body: unknown) => {
+      const response = await a.request('/v1/sessions', {
+        method: 'POST',
+        token: ENV.T_CI,
+        body: JSON.stringify(body),
+        headers: { 'content-type': 'application/json' },
+      });
+      return (await response.json()) as { message: string; problems: { path: string; message: string }[] };
+    };
+    const missing = await post({ repo: 'https://example.com/r.git' });
+    expect(missing.problems).toEqual([{ path: 'body.agent', message: 'required: string' }]);
+    expect(missing.message).toBe('invalid request: body.agent: required: string; see docs/openapi.json');
+    const mistyped = await post({ agent: 7, inputs: 'x' });
+    expect(mistyped.problems).toEqual([
+      { path: 'body.agent', message: 'expected string, received number' },
+      { path: 'body.inputs', message: 'expected array, received string' },
+    ]);
+    const notObject = await post([1]);
+    expect(notObject.problems).toEqual([{ path: 'body', message: 'expected object, received array' }]);
+  });
+
   it('answers an unknown long path with a short 404: an answer never grows with the request', async () => {
     const a = await api();
     // A quote is sent as %22: a path of 15,000 of them would come back as 45,000 bytes.
