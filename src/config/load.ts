@@ -977,7 +977,9 @@ function tokenOrigins(
   agent: AgentConfig,
   ctx: ConvertContext,
 ): string[] {
-  const origins: string[] = [];
+  // A Set, not origins.includes: measured, 50,000 listed origins (1.3 MB) held `validate` or a reload
+  // for 70 s, each origin compared with every one before it.
+  const origins = new Set<string>();
   const hasToken = raw.repo_token !== undefined;
   const insecure = (origin: string, where: readonly PropertyKey[]) => {
     if (origin.startsWith('http://') && !agent.allowInsecureHttp && hasToken) {
@@ -991,14 +993,14 @@ function tokenOrigins(
     const check = parseRepoUrl(agent.repo);
     if (check.ok && check.repo.scheme !== 'git') {
       insecure(check.repo.origin, [...path, 'repo']);
-      origins.push(check.repo.origin);
+      origins.add(check.repo.origin);
     }
   }
   (raw.repo_token_hosts ?? []).forEach((entry, i) => {
     const check = parseOrigin(entry);
     if (!check.ok) return;
     insecure(check.origin, [...path, 'repo_token_hosts', i]);
-    if (!origins.includes(check.origin)) origins.push(check.origin);
+    origins.add(check.origin);
   });
   if (!hasToken) {
     for (const key of ['repo_token_hosts', 'repo_token_required'] as const) {
@@ -1010,7 +1012,7 @@ function tokenOrigins(
         });
       }
     }
-  } else if (origins.length === 0) {
+  } else if (origins.size === 0) {
     ctx.problems.push({
       path: [...path, 'repo_token'],
       message:
@@ -1018,7 +1020,7 @@ function tokenOrigins(
         'and this agent has neither; set repo to an https:// URL or list origins under repo_token_hosts',
     });
   }
-  return origins;
+  return [...origins];
 }
 
 /**
