@@ -123,6 +123,9 @@ function resetByRestart(info: ContainerInspect): boolean {
 }
 
 /** Thrown where the engine confirms an end: the attachment says `container.reset`, not an exit. */
+/** The codes podman run and start --attach give, besides the container's own, when they fail to read its exit. */
+const podmansOwnExit = (code: number): boolean => code === 126 || code === 127;
+
 class ContainerResetError extends Error {
   override name = 'ContainerResetError';
 }
@@ -476,6 +479,37 @@ async function attach(
     reader.bind(run);
     const ended = await run.exitCode;
     let exitCode: number | undefined = ended;
+    if (
+      !port.remote &&
+      podmansOwnExit(ended) &&
+      commandEnd === undefined &&
+      containerStarted &&
+      !signal.aborted
+    ) {
+      // 126 and 127 after the setup step started without its report may be podman's own: it could not
+      // read how the container ended (its conmon, which records the exit, was killed: "getting exit code
+      // of container ... from DB: no such exit code (container in state running)"). The engine says
+      // whether the container exited with that code; the command's end is not known otherwise.
+      const info = await port.inspectContainer(container, signal).catch(() => undefined);
+      const status = info?.State.Status;
+      if (
+        info !== undefined &&
+        status !== undefined &&
+        (LIVE_CONTAINER_STATES.has(status) || info.State.ExitCode !== ended)
+      ) {
+        await out.close();
+        const listed = LIVE_CONTAINER_STATES.has(status)
+          ? status
+          : `${status} with code ${info.State.ExitCode}`;
+        send({
+          type: 'container.lost',
+          error: new Error(
+            `${input.run ? 'podman run' : 'podman start --attach'} exited ${ended} without the container's exit: Podman still lists container ${container} as ${listed} (the conmon process that records its exit may have been killed), so how the command ended is not known`,
+          ),
+        });
+        return;
+      }
+    }
     if (port.remote) {
       // Over a remote connection the stream also ends when the connection drops, and podman then says
       // 0: the engine says whether the container exited. A host that does not answer throws (unreachable).

@@ -177,6 +177,28 @@ describe('runner machine', () => {
     expect(missing.message).toMatch(/^command not found: \S+ \(exit 127\); check the agent's command/);
   });
 
+  it("says Podman lost the container's exit, not that the command was not found, when podman run's 127 is its own", async () => {
+    // Measured (scripts/chaos.mjs, CHAOS_FAULTS=podman, the session's conmon killed while `sleep 6` ran):
+    // `podman run` exited 127 twenty seconds later ("getting exit code of container ... from DB: no such
+    // exit code (container in state running)"), and the session ended failed, "command not found: sh
+    // (exit 127); check the agent's command and the image", though sh had run for seconds.
+    const podman = new FakePodman('auto');
+    const run = start(podman);
+    await until(() => podman.stream() !== undefined, 'attached');
+    const stream = podman.stream() ?? expect.fail('no stream');
+    const marker = podman.markerOf(CONTAINER);
+    for (const line of ['started', 'phase cloning', 'phase running']) stream.line(`${marker} ${line}`);
+    stream.exit(127);
+    // Podman's records still say the container runs: nothing recorded its exit.
+    podman.containers.set(CONTAINER, 'running');
+    podman.exitCodes.set(CONTAINER, 0);
+    const result = await run.result;
+    expect(result).toMatchObject({ outcome: 'error', phase: 'running' });
+    expect(result.message).toMatch(/podman run exited 127 .*still lists container \S+ as running/);
+    expect(result.message).not.toMatch(/command not found/);
+    expect(podman.containers.has(CONTAINER)).toBe(false);
+  });
+
   it('names the signal that ended a cancelled command, not only its exit code', async () => {
     const podman = new FakePodman('auto');
     const run = start(podman);
