@@ -510,6 +510,16 @@ async function attach(
         return;
       }
     }
+    if (!port.remote && ended === -1 && commandEnd === undefined && containerStarted && !signal.aborted) {
+      // podman itself was killed (by a signal: no exit code), not the container, which --sig-proxy=false
+      // keeps running: the engine says whether it exited. One still running is followed from where the
+      // log ends, as an adopted one is; an exited one's code is its own.
+      const info = await port.inspectContainer(container, signal).catch(() => undefined);
+      const status = info?.State.Status ?? '';
+      if (LIVE_CONTAINER_STATES.has(status)) exitCode = undefined;
+      else if (info !== undefined && (status === 'exited' || status === 'stopped'))
+        exitCode = info.State.ExitCode;
+    }
     if (port.remote) {
       // Over a remote connection the stream also ends when the connection drops, and podman then says
       // 0: the engine says whether the container exited. A host that does not answer throws (unreachable).

@@ -199,6 +199,34 @@ describe('runner machine', () => {
     expect(podman.containers.has(CONTAINER)).toBe(false);
   });
 
+  it('follows the container on when its podman run is killed and the container runs on', async () => {
+    // Measured (scripts/chaos.mjs, CHAOS_FAULTS=podman, the session's `podman run` killed from outside
+    // while `sleep 6; echo long-done` ran): the session ended failed, "command exited with code -1",
+    // though the container (run with --sig-proxy=false) ran on and printed its last line.
+    const podman = new FakePodman('auto');
+    const run = start(podman);
+    await until(() => podman.stream() !== undefined, 'attached');
+    const attached = podman.stream() ?? expect.fail('no stream');
+    const marker = podman.markerOf(CONTAINER);
+    const printed = ['started', 'phase cloning', 'phase running'].map((line) => `${marker} ${line}`);
+    for (const line of printed) attached.line(line);
+    attached.line('first line');
+    await until(() => run.phases.includes('running'), 'running');
+    attached.exit(-1);
+    podman.containers.set(CONTAINER, 'running');
+    podman.exitCodes.delete(CONTAINER);
+    // Podman's copy of the output holds what the container printed so far, and the follow replays it.
+    const copy = [...printed, 'first line'];
+    podman.held.set(CONTAINER, copy);
+    await until(() => podman.streams.length === 2, 'followed');
+    const followed = podman.stream() ?? expect.fail('no follow');
+    for (const line of [...copy, 'second line', `${marker} ended 0 0`]) followed.line(line);
+    followed.exit(0);
+    const result = await run.result;
+    expect(result).toMatchObject({ outcome: 'succeeded', exitCode: 0, phase: 'running' });
+    expect(run.output).toEqual(['first line', 'second line']);
+  });
+
   it('names the signal that ended a cancelled command, not only its exit code', async () => {
     const podman = new FakePodman('auto');
     const run = start(podman);
