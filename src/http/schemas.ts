@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { MAX_INPUT_FILES, MAX_REQUEST_BYTES, SESSION_ID_PATTERN } from '../constants.js';
-import { historyFilterFields } from '../protocol/messages.js';
+import { AFTER_RULE, historyFilterFields, LIMIT_RULE } from '../protocol/messages.js';
 import { reloadReplySchema, replySchema } from '../protocol/replies.js';
 import { triggerFieldsSchema } from '../sessions/check-trigger.js';
 import { HISTORY_MAX_LIMIT } from '../sessions/history.js';
@@ -79,7 +79,12 @@ export const createdSchema = z.object({
 /** GET /v1/sessions: the `history` request's filters, as query parameters. */
 export const historyQuerySchema = z.strictObject({
   ...historyFilterFields,
-  limit: z.coerce.number().int().min(1).max(HISTORY_MAX_LIMIT).optional(),
+  limit: z.coerce
+    .number({ error: LIMIT_RULE })
+    .int({ error: LIMIT_RULE })
+    .min(1, { error: LIMIT_RULE })
+    .max(HISTORY_MAX_LIMIT, { error: LIMIT_RULE })
+    .optional(),
 });
 export const historySchema = replyBody('history');
 export const agentsSchema = replyBody('agents');
@@ -87,7 +92,11 @@ export const agentsSchema = replyBody('agents');
 /** GET /v1/sessions/{id}/log: where to resume, whether to follow, which format. */
 export const logQuerySchema = z.strictObject({
   /** Send only lines after this sequence number (a resumed stream's last `seq`; SSE: Last-Event-ID). */
-  after: z.coerce.number().int().min(0).optional(),
+  after: z.coerce
+    .number({ error: AFTER_RULE })
+    .int({ error: AFTER_RULE })
+    .min(0, { error: AFTER_RULE })
+    .optional(),
   /** `false`: what is stored, then the outcome if there is one, and the end; default: until the outcome. */
   follow: z.enum(['true', 'false']).optional(),
   /** `sse` (text/event-stream) or `ndjson` (application/x-ndjson); default: from Accept, else ndjson. */

@@ -20,6 +20,13 @@ const base64 = z
 
 const sessionId = z.string().regex(SESSION_ID_PATTERN, 'a session id is 16 lowercase hex characters');
 
+/**
+ * What `limit` and `after` take, said whatever was wrong: zod's own words were "expected int, received
+ * number" for 1.5, and over HTTP, where a query is text, "expected number, received NaN" for `limit=abc`.
+ */
+export const LIMIT_RULE = `a whole number from 1 to ${HISTORY_MAX_LIMIT}`;
+export const AFTER_RULE = "a line's seq: a whole number, 0 or more";
+
 /** The filters of the `history` request (sessions/history.ts applies them). */
 export const historyFilterFields = {
   agent: boundedText(64, {
@@ -35,7 +42,12 @@ export const historyFilterFields = {
     .max(64)
     .refine((text) => parseSince(text, 0) !== undefined, { error: `since ${SINCE_RULE}` })
     .optional(),
-  limit: z.number().int().min(1).max(HISTORY_MAX_LIMIT).optional(),
+  limit: z
+    .number({ error: LIMIT_RULE })
+    .int({ error: LIMIT_RULE })
+    .min(1, { error: LIMIT_RULE })
+    .max(HISTORY_MAX_LIMIT, { error: LIMIT_RULE })
+    .optional(),
 };
 
 /** A host of `hosts drain` and `undrain`. */
@@ -93,7 +105,11 @@ export const requestSchema = z.discriminatedUnion('type', [
     sessionId,
     follow: z.boolean().optional(),
     /** Only the output after this sequence number: where a follower that lost its connection resumes. */
-    after: z.number().int().min(0).optional(),
+    after: z
+      .number({ error: AFTER_RULE })
+      .int({ error: AFTER_RULE })
+      .min(0, { error: AFTER_RULE })
+      .optional(),
     /** With `follow`, a `heartbeat` reply every HEARTBEAT_MS while the stream is open. */
     heartbeat: z.boolean().optional(),
   }),

@@ -485,6 +485,23 @@ describe('HTTP API: sessions', () => {
     expect(problems).toEqual(['query.colour', 'query.limit', 'query.outcome']);
   });
 
+  it('says what a number in the query takes: not zod\'s "expected number, received NaN"', async () => {
+    const a = await api({ history: () => ({ sessions: [], more: 0 }) } as Partial<DaemonPort>);
+    const problems = async (path: string) => {
+      const response = await a.request(path, { token: ENV.T_VIEW });
+      expect(response.status, path).toBe(400);
+      return ((await response.json()) as { problems: { path: string; message: string }[] }).problems;
+    };
+    for (const value of ['abc', '1.5', 'Infinity', '', '0', '1001'])
+      expect(await problems(`/v1/sessions?limit=${value}`), value).toEqual([
+        { path: 'query.limit', message: 'a whole number from 1 to 1000' },
+      ]);
+    for (const value of ['abc', '-1', '0.5'])
+      expect(await problems(`/v1/sessions/0123456789abcdef/log?after=${value}`), value).toEqual([
+        { path: 'query.after', message: "a line's seq: a whole number, 0 or more" },
+      ]);
+  });
+
   it('shows a token the key it gave as it gave it; another key as the daemon keeps it', async () => {
     const keyed = { ...RECORD, key: 'http:ci:pr-42-rev-1' };
     const a = await api({

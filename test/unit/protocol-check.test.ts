@@ -119,4 +119,16 @@ describe('check: requests', () => {
       failure('{"v":2,"type":"history","since":"yesterday","limit":0}').problems.map((p) => p.path),
     ).toEqual(['since', 'limit']);
   });
+
+  it('says what limit and after take, whatever was wrong with them', () => {
+    const limit = { path: 'limit', message: 'a whole number from 1 to 1000' };
+    for (const value of ['1.5', '0', '1001', '"5"', '1e400', 'null'])
+      expect(failure(`{"v":2,"type":"history","limit":${value}}`).problems, value).toEqual([limit]);
+    const after = { path: 'after', message: "a line's seq: a whole number, 0 or more" };
+    for (const value of ['-1', '0.5', '"3"', '1e400'])
+      expect(
+        failure(`{"v":2,"type":"logs","sessionId":"0123456789abcdef","after":${value}}`).problems,
+        value,
+      ).toEqual([after]);
+  });
 });
