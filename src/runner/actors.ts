@@ -122,10 +122,10 @@ function resetByRestart(info: ContainerInspect): boolean {
   return inspectedResetByRestart(info.State);
 }
 
-/** Thrown where the engine confirms an end: the attachment says `container.reset`, not an exit. */
 /** The codes podman run and start --attach give, besides the container's own, when they fail to read its exit. */
 const podmansOwnExit = (code: number): boolean => code === 126 || code === 127;
 
+/** Thrown where the engine confirms an end: the attachment says `container.reset`, not an exit. */
 class ContainerResetError extends Error {
   override name = 'ContainerResetError';
 }
