@@ -380,6 +380,8 @@ export function parseConfig(
       },
     ]);
   }
+  const unwritable = unwritableText(data);
+  if (unwritable.length > 0) return fail(unwritable);
   const result = configSchema.safeParse(data, { error: fallbackError });
   if (!result.success) return fail(result.error.issues.flatMap(issueProblems));
 
@@ -387,6 +389,48 @@ export function parseConfig(
   const settings = toSettings(result.data, absFile, { env, uid, home, locator, problems });
   if (problems.length > 0) return fail(problems);
   return settings;
+}
+
+/**
+ * Text no key or value of agentd.yaml can hold, whatever its key: a NUL (`"\0"`, `"\x00"` in double
+ * quotes), which no path, command argument, environment value or image name can carry (measured: validate
+ * said valid, then a start failed "cannot create state dir ...: ERR_INVALID_ARG_VALUE", and a session would
+ * fail at its credential file or at `podman run`), and a lone surrogate (`"\ud800"` without its pair),
+ * which is no character and would reach Podman or the disk as U+FFFD, changed without a word. Found on
+ * the values as the aliases made them, each at its key path; a key is told at itself.
+ */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+function unwritableText(data: unknown): Found[] {
+  const found: Found[] = [];
+  const check = (text: string, path: readonly PropertyKey[], onKey: boolean) => {
+    const nul = text.indexOf('\0');
+    if (nul >= 0) {
+      found.push({
+        path,
+        onKey,
+        message: `${onKey ? 'the key ' : ''}holds a NUL character (\\0) at character ${nul + 1}, which no path, command argument, environment value or name can carry; remove it`,
+      });
+    } else if (LONE_SURROGATE.test(text)) {
+      found.push({
+        path,
+        onKey,
+        message: `${onKey ? 'the key ' : ''}holds a lone surrogate (an escape like "\\ud800" without its pair), which is not a character and would be passed on as U+FFFD; write the character itself, or both escapes of its pair`,
+      });
+    }
+  };
+  const walk = (value: unknown, path: readonly PropertyKey[]): void => {
+    if (typeof value === 'string') check(value, path, false);
+    else if (Array.isArray(value)) value.forEach((item, i) => walk(item, [...path, i]));
+    else if (isRecord(value) && !ArrayBuffer.isView(value)) {
+      for (const [key, item] of Object.entries(value)) {
+        check(key, [...path, key], true);
+        walk(item, [...path, key]);
+      }
+    }
+  };
+  walk(data, []);
+  return found;
 }
 
 interface ConvertContext {
