@@ -421,8 +421,11 @@ function unwritableText(data: unknown): Found[] {
   };
   const walk = (value: unknown, path: readonly PropertyKey[]): void => {
     if (typeof value === 'string') check(value, path, false);
-    else if (Array.isArray(value)) value.forEach((item, i) => walk(item, [...path, i]));
-    else if (isRecord(value) && !ArrayBuffer.isView(value)) {
+    else if (Array.isArray(value)) {
+      value.forEach((item, i) => {
+        walk(item, [...path, i]);
+      });
+    } else if (isRecord(value) && !ArrayBuffer.isView(value)) {
       for (const [key, item] of Object.entries(value)) {
         check(key, [...path, key], true);
         walk(item, [...path, key]);
