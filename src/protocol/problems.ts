@@ -26,8 +26,15 @@ export function shownFieldName(key: string): string {
 /** Every problem zod found, one per field (an unknown field each), in the protocol's words; not capped. */
 export function problemsOf(error: z.ZodError, requestTypes: readonly string[]): Problem[] {
   const problems: Problem[] = [];
+  // A field of the wrong type gets that one problem: zod also runs a length check on anything with a
+  // length, so `"agent":[]` was told both "expected string, received array" and "is empty; name an
+  // agent", and `"since":[]` "Too small: expected array to have >=1 items".
+  const mistyped = new Set(
+    error.issues.filter((i) => i.code === 'invalid_type').map((i) => i.path.map(String).join('.')),
+  );
   for (const issue of error.issues) {
     const path = issue.path.map(String).join('.');
+    if (issue.code !== 'invalid_type' && mistyped.has(path)) continue;
     if (issue.code === 'unrecognized_keys') {
       for (const key of issue.keys.map(shownFieldName)) {
         problems.push({

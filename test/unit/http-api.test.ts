@@ -318,6 +318,10 @@ describe('HTTP API: bad requests', () => {
       { path: 'body.agent', message: 'expected string, received number' },
       { path: 'body.inputs', message: 'expected array, received string' },
     ]);
+    // One problem for a mistyped field: zod also checked an array's length against the string's bounds.
+    expect((await post({ agent: [] })).problems).toEqual([
+      { path: 'body.agent', message: 'expected string, received array' },
+    ]);
     const notObject = await post([1]);
     expect(notObject.problems).toEqual([{ path: 'body', message: 'expected object, received array' }]);
   });

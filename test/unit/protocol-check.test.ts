@@ -131,4 +131,15 @@ describe('check: requests', () => {
         value,
       ).toEqual([after]);
   });
+
+  it('gives a field of the wrong type one problem, not also a length zod checked on an array', () => {
+    expect(failure('{"v":2,"type":"history","agent":[],"since":[],"workUnit":[]}').problems).toEqual([
+      { path: 'agent', message: 'expected string, received array' },
+      { path: 'workUnit', message: 'expected string, received array' },
+      { path: 'since', message: 'expected string, received array' },
+    ]);
+    expect(
+      failure('{"v":2,"type":"trigger","agent":"a","inputs":[{"name":[],"data":"aGk="}]}').problems,
+    ).toEqual([{ path: 'inputs.0.name', message: 'expected string, received array' }]);
+  });
 });
