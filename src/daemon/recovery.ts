@@ -240,7 +240,7 @@ export function planRecovery(
               ? `the daemon stopped while the session was ${record.phase}; its container never ran the command`
               : commandNeverRan
                 ? `the daemon stopped while the session was ${record.phase}, before its command ran (it had got to ${before}); its container ${container.State === 'exited' ? `exited${exitCode === undefined ? '' : ` with code ${exitCode}`}` : `was ${container.State}`}, which is not the command's exit, and whether a cancel, a timeout or a failed setup ended it is not known`
-                : `the daemon stopped while the session was ${record.phase}; its container ${container.State === 'exited' ? `exited${exitCode === undefined ? '' : ` with code ${exitCode}`}` : `was ${container.State}`} with no daemon watching, so whether the agent's command ran is not known`,
+                : `the daemon stopped while the session was ${record.phase}; its container ${container.State === 'exited' ? `exited${exitCode === undefined ? '' : ` with code ${exitCode}`}` : `was ${container.State}`} with no daemon watching, ${agent ? 'so' : `and agent ${record.agent} is no longer configured, so its log, which says how far the setup step got, was not read and`} whether the agent's command ran is not known`,
       ),
     });
   }

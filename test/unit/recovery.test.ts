@@ -451,11 +451,13 @@ describe('recovery planning', () => {
       message: expect.stringMatching(/never ran the command/),
     });
     // Started and exited with no daemon watching, and no agent to adopt it: the clone and the command
-    // share the container, so the command may have run; the outcome does not say it did not.
+    // share the container, so the command may have run; the outcome does not say it did not, and says
+    // why its log was not read (scripts/chaos.mjs, a reload removing the agent then a SIGKILL: the
+    // message gave no reason, so an exit 0 with the report in the log looked unreadable).
     expect(fates[id(5)]).toMatchObject({
       outcome: 'abandoned',
       message:
-        "the daemon stopped while the session was cloning; its container exited with code 0 with no daemon watching, so whether the agent's command ran is not known",
+        "the daemon stopped while the session was cloning; its container exited with code 0 with no daemon watching, and agent retired is no longer configured, so its log, which says how far the setup step got, was not read and whether the agent's command ran is not known",
     });
     expect(fates[id(3)]?.message).toMatch(/agent retired is no longer configured/);
     expect(fates[id(4)]?.message).toMatch(/agent retired is no longer configured/);
