@@ -9,6 +9,11 @@
 // id per session, nothing of the instance left in Podman, no credential value in the state dir, the log
 // or a notification, a flood's log without a line twice (unless a note says so) and with its last line.
 // Each round logs its seed and what each session was doing when the kill came (the daemon's log).
+// CHAOS_FAULTS=kill,reload,drain,podman picks other faults per round (see FAULTS below: a reload that
+// changes, adds and removes agents racing the sessions and the kill; SIGTERM then SIGKILL, a second
+// SIGTERM or nothing during the drain; conmon or `podman run` killed, the container `rm -f`'d or stopped,
+// or the session's secret removed from outside while the daemon lives, CHAOS_PODMAN=conmon,run,... picks
+// them), with a seventh shape, `long` (`sleep 6; echo long-done`), which may succeed only with that line.
 //   source scripts/test-env.sh && npm run build && node scripts/chaos.mjs [rounds=30] [seed=<now>]
 // Leaves its temp dir (daemon.log, report.log) for reading; removes its Podman objects by stopping.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -20,6 +25,7 @@ import {
   openSync,
   readdirSync,
   readFileSync,
+  renameSync,
   writeFileSync,
 } from 'node:fs';
 import { createServer } from 'node:http';
@@ -115,31 +121,50 @@ const CRED_A = `chaosA-${createHash('sha1').update(String(Math.random())).digest
 const CRED_B = `chaosB-${createHash('sha1').update(String(Math.random())).digest('hex')}`;
 const agent = (name, command, extra = {}) =>
   `  - name: ${name}\n    image: ${IMAGE}\n    network: host\n    repo: ${repo}\n    command: ${JSON.stringify(command)}\n${extra.creds ?? ''}`;
-writeFileSync(
-  cfg,
-  `daemon:\n  socket: ${socket}\n  state_dir: ${stateDir}\n  stop_grace: 2s\n  max_sessions: 4\n  log_max_bytes: 65536\n  notify:\n    - url: http://127.0.0.1:${hookPort}/hook\n      secret: env:CHAOS_HOOK\nagents:\n` +
-    agent('quick', ['true']) +
-    agent('sleeper', ['sleep', '2']) +
-    agent('flood', ['sh', '-c', 'head -c 6000000 /dev/urandom | base64; echo flood-done']) +
-    agent('creds', ['sh', '-c', 'test -n "$CA" && test -n "$CB" && echo "a=$CA b=$CB" && sleep 1'], {
-      creds:
-        '    credentials:\n      - name: CA\n        source: env:CHAOS_CRED_A\n      - name: CB\n        source: env:CHAOS_CRED_B\n',
-    }) +
-    agent('cloner', ['sh', '-c', 'test -f README.md && sleep 0.5']) +
-    agent(
-      'archiver',
-      [
-        'sh',
-        '-c',
-        'head -c 40000000 /dev/urandom > "$AGENTD_OUTPUT_DIR/data.bin" && echo "key given" > "$AGENTD_OUTPUT_DIR/note.txt" && echo archived',
-      ],
-      {
-        creds:
-          '    credentials:\n      - name: CA\n        source: env:CHAOS_CRED_A\n      - name: CB\n        source: env:CHAOS_CRED_B\n',
-      },
-    ),
-);
+// The configuration: `base`, or `changed` (a reload's: quick changed, sleeper and creds removed, extra added,
+// max_sessions 2). Written beside and renamed over, as the README asks.
+function writeConfig(variant) {
+  const changed = variant === 'changed';
+  writeFileSync(
+    `${cfg}.new`,
+    `daemon:\n  socket: ${socket}\n  state_dir: ${stateDir}\n  stop_grace: 2s\n  max_sessions: ${changed ? 2 : 4}\n  log_max_bytes: 65536\n  notify:\n    - url: http://127.0.0.1:${hookPort}/hook\n      secret: env:CHAOS_HOOK\nagents:\n` +
+      agent('quick', changed ? ['sh', '-c', 'true'] : ['true']) +
+      (changed ? agent('extra', ['sleep', '1']) : agent('sleeper', ['sleep', '2'])) +
+      agent('flood', ['sh', '-c', 'head -c 6000000 /dev/urandom | base64; echo flood-done']) +
+      (changed
+        ? ''
+        : agent('creds', ['sh', '-c', 'test -n "$CA" && test -n "$CB" && echo "a=$CA b=$CB" && sleep 1'], {
+            creds:
+              '    credentials:\n      - name: CA\n        source: env:CHAOS_CRED_A\n      - name: CB\n        source: env:CHAOS_CRED_B\n',
+          })) +
+      agent('long', ['sh', '-c', 'sleep 6; echo long-done']) +
+      agent('cloner', ['sh', '-c', 'test -f README.md && sleep 0.5']) +
+      agent(
+        'archiver',
+        [
+          'sh',
+          '-c',
+          'head -c 40000000 /dev/urandom > "$AGENTD_OUTPUT_DIR/data.bin" && echo "key given" > "$AGENTD_OUTPUT_DIR/note.txt" && echo archived',
+        ],
+        {
+          creds:
+            '    credentials:\n      - name: CA\n        source: env:CHAOS_CRED_A\n      - name: CB\n        source: env:CHAOS_CRED_B\n',
+        },
+      ),
+  );
+  renameSync(`${cfg}.new`, cfg);
+}
+writeConfig('base');
 const SHAPES = (process.env.CHAOS_SHAPES ?? 'quick,sleeper,flood,creds,cloner,archiver').split(',');
+// What each round does to the daemon (CHAOS_FAULTS=a,b: one picked per round by a second generator of the
+// round's seed, so that a `kill` round of a seed does what it did before): `kill` (SIGKILL), `reload` (the
+// configuration changed and reloaded by SIGHUP or `agentd reload` while sessions are queued and run, then
+// in most rounds the SIGKILL too, the restart reading the changed file), `drain` (SIGTERM, then SIGKILL, a
+// second SIGTERM or nothing at a random instant of the drain), `podman` (the daemon lives; one session's
+// `conmon` or `podman run`/`start --attach` killed, its container `rm -f`'d or stopped, or its secret
+// removed, from outside, at a random instant of its life; a `long` session may succeed only with its last
+// line).
+const FAULTS = (process.env.CHAOS_FAULTS ?? 'kill').split(',');
 const EXPECTED = 'succeeded';
 
 const denv = {
@@ -264,21 +289,103 @@ function lastPhases(ids) {
   return phase;
 }
 
+function waitExit(ms) {
+  return new Promise((r) => {
+    if (daemon.exitCode !== null || daemon.signalCode) return r(true);
+    const t = setTimeout(() => r(false), ms);
+    daemon.once('exit', () => {
+      clearTimeout(t);
+      r(true);
+    });
+  });
+}
+async function killDaemon() {
+  try {
+    process.kill(daemon.pid, 'SIGKILL');
+  } catch {}
+  await waitExit(60_000);
+}
+function inspect(name, format) {
+  const r = spawnSync('podman', ['inspect', '--format', format, name], { encoding: 'utf8', timeout: 30_000 });
+  return (r.stdout ?? '').trim();
+}
+// One fault from outside Podman's side on a running session of this instance; returns what it did.
+function podmanFault(rnd) {
+  const rows = podmanLines([
+    'ps',
+    '--filter',
+    `label=io.agentd.instance=${instanceId}`,
+    '--format',
+    '{{.Names}} {{.Labels}}',
+  ]);
+  if (rows.length === 0) return undefined;
+  const row = rows[Math.floor(rnd() * rows.length)];
+  const name = row.split(' ')[0];
+  const sid = /io\.agentd\.session:([0-9a-f-]+)/.exec(row)?.[1];
+  const kinds = (process.env.CHAOS_PODMAN ?? 'conmon,run,rm,stop,secret').split(',');
+  const kind = kinds[Math.floor(rnd() * kinds.length)];
+  const state = inspect(name, '{{.State.Status}}');
+  let did = kind;
+  if (kind === 'conmon') {
+    const pid = Number(inspect(name, '{{.State.ConmonPid}}'));
+    if (pid > 0)
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch (e) {
+        did += ` (${e.code})`;
+      }
+    else did += ' (no pid)';
+  } else if (kind === 'run') {
+    const ps = orphanPodmans().filter((o) => o.args.includes(name) && !/\bsecret\b/.test(o.args));
+    for (const o of ps)
+      try {
+        process.kill(o.pid, 'SIGKILL');
+      } catch {}
+    did += ` (${ps.length} killed: ${ps.map((o) => o.args.split(' ').slice(1, 3).join(' ')).join(',')})`;
+  } else if (kind === 'rm') spawnSync('podman', ['rm', '-f', '-t', '0', name], { timeout: 60_000 });
+  else if (kind === 'stop') spawnSync('podman', ['stop', '-t', '1', name], { timeout: 60_000 });
+  else if (kind === 'secret') {
+    const secrets = podmanLines(['secret', 'ls', '--format', '{{.Name}}']).filter(
+      (s) => sid && s.startsWith(`${prefix}${sid.slice(0, 16)}-`),
+    );
+    for (const s of secrets) spawnSync('podman', ['secret', 'rm', s], { timeout: 60_000 });
+    did += ` (${secrets.length})`;
+  }
+  return { name, sid, kind, did, state };
+}
+
 async function round(n) {
   const seed = baseSeed + n;
   const rnd = mulberry32(seed);
+  const frnd = mulberry32(seed ^ 0x5bd1e995);
+  const fault = FAULTS[Math.floor(frnd() * FAULTS.length)];
   const count = 2 + Math.floor(rnd() * 4);
   const shapes = Array.from({ length: count }, () => SHAPES[Math.floor(rnd() * SHAPES.length)]);
   const killAt = Math.floor(rnd() * 3000);
   const killOrph = rnd() < 0.5;
   const staggered = rnd() < 0.5;
   const secondKill = rnd() < 0.3 ? Math.floor(rnd() * 2500) : undefined;
+  // The fault's own choices, from its own generator.
+  const reloadAt = Math.floor(frnd() * 3000);
+  const reloadBy = frnd() < 0.5 ? 'SIGHUP' : 'agentd reload';
+  const reloadKill = frnd() < 0.7;
+  const drainEnd = ['SIGKILL', 'SIGTERM', 'none'][Math.floor(frnd() * 3)];
+  const drainAt = Math.floor(frnd() * 3000);
+  const faultAt = 300 + Math.floor(frnd() * 4500);
+  if (fault === 'podman' && !shapes.includes('long')) shapes.push('long');
+  const what =
+    fault === 'kill'
+      ? ''
+      : fault === 'reload'
+        ? ` reload by ${reloadBy} at ${reloadAt} ms, ${reloadKill ? `the kill ${Math.floor(killAt / 3)} ms later` : 'no kill'}`
+        : fault === 'drain'
+          ? ` SIGTERM at ${killAt} ms, ${drainEnd} ${drainAt} ms later`
+          : ` a podman fault at ${faultAt} ms`;
   say(
-    `round ${n} seed ${seed}: shapes ${shapes.join(',')} kill at ${killAt} ms, orphans ${killOrph ? 'killed' : 'kept'}, staggered ${staggered}`,
+    `round ${n} seed ${seed} fault ${fault}:${what} shapes ${shapes.join(',')} kill at ${killAt} ms, orphans ${killOrph ? 'killed' : 'kept'}, staggered ${staggered}`,
   );
   const ids = [];
   const t0 = Date.now();
-  const killTimer = new Promise((r) => setTimeout(r, killAt));
   let killed = false;
   const triggering = (async () => {
     for (const s of shapes) {
@@ -292,30 +399,82 @@ async function round(n) {
       if (staggered) await sleep(Math.floor(rnd() * 400));
     }
   })();
-  await killTimer;
-  killed = true;
-  try {
-    process.kill(daemon.pid, 'SIGKILL');
-  } catch {}
-  await new Promise((r) => (daemon.exitCode !== null || daemon.signalCode ? r() : daemon.once('exit', r)));
-  await triggering;
-  const phases = lastPhases(ids);
-  killPhases.push(...Object.values(phases));
-  say(`  killed at ${Date.now() - t0} ms; ${ids.length} accepted; last events ${JSON.stringify(phases)}`);
-  if (killOrph) killOrphans();
-  startDaemon(`round ${n} restart`);
-  if (secondKill !== undefined) {
-    // Killed again while it starts: reconciling, adopting, recovering.
-    await sleep(secondKill);
+  let phases = {};
+  const faults = new Map(); // session -> what a podman fault did to it
+  let reloaded = false;
+  if (fault === 'reload') {
+    const reloading = (async () => {
+      await sleep(reloadAt);
+      writeConfig('changed');
+      reloaded = true;
+      if (reloadBy === 'SIGHUP')
+        try {
+          process.kill(daemon.pid, 'SIGHUP');
+        } catch {}
+      else {
+        const r = await cli(['reload', '--json'], 30_000);
+        say(`  reload: ${r.code} ${(r.out || r.err).trim().slice(0, 200)}`);
+      }
+    })();
+    if (reloadKill) {
+      // The kill 0-1 s after the reload was asked for: while its thread reads the file, or just after.
+      await sleep(reloadAt + Math.floor(killAt / 3));
+      killed = true;
+      await killDaemon();
+    }
+    await reloading;
+  } else if (fault === 'podman') {
+    await sleep(faultAt);
+    const f = podmanFault(frnd);
+    if (f) {
+      if (f.sid) faults.set(f.sid, f);
+      say(`  podman fault at ${Date.now() - t0} ms: ${f.did} on ${f.name} (${f.state})`);
+    } else say('  podman fault: no container ran');
+  } else if (fault === 'drain') {
+    await sleep(killAt);
+    killed = true;
     try {
-      process.kill(daemon.pid, 'SIGKILL');
+      process.kill(daemon.pid, 'SIGTERM');
     } catch {}
-    await new Promise((r) => (daemon.exitCode !== null || daemon.signalCode ? r() : daemon.once('exit', r)));
-    const phases2 = lastPhases(ids);
-    say(`  killed again ${secondKill} ms into its restart; last events ${JSON.stringify(phases2)}`);
-    if (killOrph) killOrphans();
-    startDaemon(`round ${n} restart 2`);
+    await sleep(drainAt);
+    if (drainEnd === 'SIGKILL') await killDaemon();
+    else {
+      if (drainEnd === 'SIGTERM')
+        try {
+          process.kill(daemon.pid, 'SIGTERM');
+        } catch {}
+      if (!(await waitExit(90_000))) {
+        violations++;
+        say(`  VIOLATION: the drain (${drainEnd}) did not end in 90 s`);
+        await killDaemon();
+      } else if (daemon.exitCode !== 0) {
+        violations++;
+        say(`  VIOLATION: the drained daemon exited ${daemon.exitCode} ${daemon.signalCode ?? ''}`);
+      }
+    }
+  } else {
+    await sleep(killAt);
+    killed = true;
+    await killDaemon();
   }
+  await triggering;
+  const down = daemon.exitCode !== null || daemon.signalCode;
+  if (down) {
+    phases = lastPhases(ids);
+    killPhases.push(...Object.values(phases));
+    say(`  down at ${Date.now() - t0} ms; ${ids.length} accepted; last events ${JSON.stringify(phases)}`);
+    if (killOrph) killOrphans();
+    startDaemon(`round ${n} restart`);
+    if (secondKill !== undefined) {
+      // Killed again while it starts: reconciling, adopting, recovering.
+      await sleep(secondKill);
+      await killDaemon();
+      const phases2 = lastPhases(ids);
+      say(`  killed again ${secondKill} ms into its restart; last events ${JSON.stringify(phases2)}`);
+      if (killOrph) killOrphans();
+      startDaemon(`round ${n} restart 2`);
+    }
+  } else say(`  daemon kept running; ${ids.length} accepted`);
   await waitReady();
   // wait for all outcomes of all sessions so far (this round's)
   const end = Date.now() + 120_000;
@@ -352,7 +511,20 @@ async function round(n) {
         say(`  VIOLATION: archiver ${id} output ${JSON.stringify(out).slice(0, 300)}`);
       }
     }
-    if (outcome !== EXPECTED) {
+    if (all.get(id).agent === 'long' && outcome === EXPECTED) {
+      // `sleep 6; echo long-done`: a success whose command was killed (stopped, removed) is a lie.
+      const r = await cli(['logs', id], 30_000);
+      if (!r.out.split('\n').includes('long-done')) {
+        violations++;
+        say(`  VIOLATION: long ${id} succeeded without its last line (fault: ${faults.get(id)?.did ?? '-'})`);
+      }
+    }
+    const f = faults.get(id);
+    if (f)
+      say(
+        `  fault ${f.did} on ${id} ${all.get(id).agent}: ${outcome} ${JSON.stringify(o?.message ?? rec.message ?? '')}`,
+      );
+    else if (outcome !== EXPECTED) {
       say(
         `  NOTE ${id} ${all.get(id).agent}: ${JSON.stringify(o)} ${JSON.stringify(rec.message ?? rec.outcome?.message ?? '')} (last event before kill: ${phases[id] ?? '-'})`,
       );
@@ -422,6 +594,11 @@ async function round(n) {
     }
   });
   if (mine.length) say(`  NOTE: dead daemons' output dirs in tmp: ${mine.join(',')}`);
+  if (reloaded) {
+    writeConfig('base');
+    const r = await cli(['reload', '--json'], 30_000);
+    if (r.code !== 0) say(`  reload back to base: ${r.code} ${(r.out || r.err).trim().slice(0, 200)}`);
+  }
 }
 
 startDaemon('initial');
