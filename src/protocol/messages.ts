@@ -36,10 +36,17 @@ export const historyFilterFields = {
   outcome: z.enum(OUTCOMES).optional(),
   // As a trigger's: `agentd history --work-unit` refuses what a trigger would.
   workUnit: workUnitText.optional(),
+  // Its bounds stop the check: a since of 5000 characters was also told it is neither a time nor a duration.
   since: z
     .string()
-    .min(1)
-    .max(64)
+    .min(1, {
+      error: 'is empty; give a time (2026-11-26) or a duration back from now (2h), or leave it out',
+      abort: true,
+    })
+    .max(64, {
+      error: (issue) => `has ${String(issue.input).length} characters; a time or a duration has at most 64`,
+      abort: true,
+    })
     .refine((text) => parseSince(text, 0) !== undefined, { error: `since ${SINCE_RULE}` })
     .optional(),
   limit: z

@@ -142,4 +142,16 @@ describe('check: requests', () => {
       failure('{"v":2,"type":"trigger","agent":"a","inputs":[{"name":[],"data":"aGk="}]}').problems,
     ).toEqual([{ path: 'inputs.0.name', message: 'expected string, received array' }]);
   });
+
+  it('gives a since out of its bounds one problem, in words, not also "is neither a time nor a duration"', () => {
+    expect(failure('{"v":2,"type":"history","since":""}').problems).toEqual([
+      {
+        path: 'since',
+        message: 'is empty; give a time (2026-11-26) or a duration back from now (2h), or leave it out',
+      },
+    ]);
+    expect(failure(`{"v":2,"type":"history","since":"${'y'.repeat(5000)}"}`).problems).toEqual([
+      { path: 'since', message: 'has 5000 characters; a time or a duration has at most 64' },
+    ]);
+  });
 });
