@@ -345,9 +345,11 @@ function podmanFault(rnd) {
   } else if (kind === 'rm') spawnSync('podman', ['rm', '-f', '-t', '0', name], { timeout: 60_000 });
   else if (kind === 'stop') spawnSync('podman', ['stop', '-t', '1', name], { timeout: 60_000 });
   else if (kind === 'secret') {
-    const secrets = podmanLines(['secret', 'ls', '--format', '{{.Name}}']).filter(
-      (s) => sid && s.startsWith(`${prefix}${sid.slice(0, 16)}-`),
-    );
+    // The daemon removes a session's secrets once its container started: those of any session of the
+    // instance still holding some (created, not yet started) go, when the chosen one has none.
+    const all = podmanLines(['secret', 'ls', '--format', '{{.Name}}']).filter((s) => s.startsWith(prefix));
+    const own = all.filter((s) => sid && s.startsWith(`${prefix}${sid.slice(0, 16)}-`));
+    const secrets = own.length > 0 ? own : all;
     for (const s of secrets) spawnSync('podman', ['secret', 'rm', s], { timeout: 60_000 });
     did += ` (${secrets.length})`;
   }
