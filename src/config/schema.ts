@@ -200,8 +200,21 @@ function imageProblem(image: string): string | undefined {
   if (image.trim() === '' || image.startsWith('-') || /\s/.test(image)) {
     return `${describe(image)} is not an image reference; write a name like localhost/agentd-base:bookworm`;
   }
+  // After an @ comes a digest (name@sha256:<hex>) and nothing else. `docker://user:password@registry/x`
+  // was said valid and shown by validate, logged at start and reload, and then refused by Podman
+  // ("invalid reference format"): the value is not shown, it may hold a password.
+  const at = image.indexOf('@');
+  if (at !== -1 && !DIGEST_RE.test(image.slice(at + 1))) {
+    return (
+      'is not an image reference: what follows its @ must be a digest like sha256:<64 hex digits> ' +
+      '(the value is not shown: it may hold a password); a registry login goes to podman login, never into the image name'
+    );
+  }
   return undefined;
 }
+
+/** A digest of an image reference, as Podman's reference grammar has it (`sha256:<hex>`). */
+const DIGEST_RE = /^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}$/;
 
 function repoProblem(repo: string): string | undefined {
   const check = parseRepoUrl(repo);
