@@ -81,7 +81,7 @@ export const historyQuerySchema = z.strictObject({
   ...historyFilterFields,
   limit: z.coerce
     .number({ error: LIMIT_RULE })
-    .int({ error: LIMIT_RULE })
+    .int({ error: LIMIT_RULE, abort: true })
     .min(1, { error: LIMIT_RULE })
     .max(HISTORY_MAX_LIMIT, { error: LIMIT_RULE })
     .optional(),
@@ -94,7 +94,7 @@ export const logQuerySchema = z.strictObject({
   /** Send only lines after this sequence number (a resumed stream's last `seq`; SSE: Last-Event-ID). */
   after: z.coerce
     .number({ error: AFTER_RULE })
-    .int({ error: AFTER_RULE })
+    .int({ error: AFTER_RULE, abort: true })
     .min(0, { error: AFTER_RULE })
     .optional(),
   /** `false`: what is stored, then the outcome if there is one, and the end; default: until the outcome. */

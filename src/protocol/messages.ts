@@ -51,7 +51,7 @@ export const historyFilterFields = {
     .optional(),
   limit: z
     .number({ error: LIMIT_RULE })
-    .int({ error: LIMIT_RULE })
+    .int({ error: LIMIT_RULE, abort: true })
     .min(1, { error: LIMIT_RULE })
     .max(HISTORY_MAX_LIMIT, { error: LIMIT_RULE })
     .optional(),
@@ -114,7 +114,7 @@ export const requestSchema = z.discriminatedUnion('type', [
     /** Only the output after this sequence number: where a follower that lost its connection resumes. */
     after: z
       .number({ error: AFTER_RULE })
-      .int({ error: AFTER_RULE })
+      .int({ error: AFTER_RULE, abort: true })
       .min(0, { error: AFTER_RULE })
       .optional(),
     /** With `follow`, a `heartbeat` reply every HEARTBEAT_MS while the stream is open. */

@@ -496,7 +496,7 @@ describe('HTTP API: sessions', () => {
       expect(response.status, path).toBe(400);
       return ((await response.json()) as { problems: { path: string; message: string }[] }).problems;
     };
-    for (const value of ['abc', '1.5', 'Infinity', '', '0', '1001'])
+    for (const value of ['abc', '1.5', 'Infinity', '', '0', '1001', '1e308'])
       expect(await problems(`/v1/sessions?limit=${value}`), value).toEqual([
         { path: 'query.limit', message: 'a whole number from 1 to 1000' },
       ]);

@@ -122,10 +122,11 @@ describe('check: requests', () => {
 
   it('says what limit and after take, whatever was wrong with them', () => {
     const limit = { path: 'limit', message: 'a whole number from 1 to 1000' };
-    for (const value of ['1.5', '0', '1001', '"5"', '1e400', 'null'])
+    // 1e308 is no safe integer and over 1000: one problem still.
+    for (const value of ['1.5', '0', '1001', '"5"', '1e400', 'null', '1e308', '1152921504606846976'])
       expect(failure(`{"v":2,"type":"history","limit":${value}}`).problems, value).toEqual([limit]);
     const after = { path: 'after', message: "a line's seq: a whole number, 0 or more" };
-    for (const value of ['-1', '0.5', '"3"', '1e400'])
+    for (const value of ['-1', '0.5', '"3"', '1e400', '-1e308'])
       expect(
         failure(`{"v":2,"type":"logs","sessionId":"0123456789abcdef","after":${value}}`).problems,
         value,
