@@ -23,7 +23,8 @@ const finding = (what, detail) => {
 };
 
 // ---------- the daemon ----------
-const dir = mkdtempSync(join(tmpdir(), 'protofuzz-'));
+// PROTOFUZZ_DUMP only prints cases: no daemon, no temp dir.
+const dir = process.env.PROTOFUZZ_DUMP ? tmpdir() : mkdtempSync(join(tmpdir(), 'protofuzz-'));
 const socketPath = join(dir, 'run', 'agentd.sock');
 const config = `daemon:
   socket: ${socketPath}
@@ -43,7 +44,7 @@ agents:
     command: ["true"]
     repo: git://127.0.0.1:1/none.git
 `;
-writeFileSync(join(dir, 'agentd.yaml'), config);
+if (!process.env.PROTOFUZZ_DUMP) writeFileSync(join(dir, 'agentd.yaml'), config);
 if (process.env.PROTOFUZZ_DUMP) {
   const [from, to] = process.env.PROTOFUZZ_DUMP.split(':').map(Number);
   setImmediate(() => {
