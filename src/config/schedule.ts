@@ -86,6 +86,12 @@ export function workUnitTemplateProblem(template: string): string | undefined {
   if (unknown.length > 0) {
     return `uses {${unknown[0]}}, which is not a placeholder; use ${WORK_UNIT_PLACEHOLDERS.map((p) => `{${p}}`).join(', ')}`;
   }
+  // A brace left over is a placeholder written wrong ("nightly-{date"): every firing's work unit would
+  // carry it as it is, without a word.
+  const stray = /[{}]/.exec(template.replace(/\{([a-z]+)\}/g, (whole) => '.'.repeat(whole.length)));
+  if (stray !== null) {
+    return `has a ${stray[0]} at position ${stray.index + 1} that is not part of a placeholder; write each placeholder whole: ${WORK_UNIT_PLACEHOLDERS.map((p) => `{${p}}`).join(', ')}`;
+  }
   const longest = template.replace(/\{([a-z]+)\}/g, (_, name: keyof typeof PLACEHOLDER_MAX) =>
     '.'.repeat(PLACEHOLDER_MAX[name]),
   ).length;
