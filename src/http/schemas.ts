@@ -1,6 +1,12 @@
 import { z } from 'zod';
 import { MAX_INPUT_FILES, MAX_REQUEST_BYTES, SESSION_ID_PATTERN } from '../constants.js';
-import { AFTER_RULE, historyFilterFields, LIMIT_RULE } from '../protocol/messages.js';
+import {
+  AFTER_RULE,
+  historyFilterFields,
+  INPUT_FILES_RULE,
+  inputFileName,
+  LIMIT_RULE,
+} from '../protocol/messages.js';
 import { reloadReplySchema, replySchema } from '../protocol/replies.js';
 import { triggerFieldsSchema } from '../sessions/check-trigger.js';
 import { HISTORY_MAX_LIMIT } from '../sessions/history.js';
@@ -58,11 +64,11 @@ export const createSessionSchema = z.strictObject({
   inputs: z
     .array(
       z.strictObject({
-        name: z.string().min(1).max(128),
+        name: inputFileName,
         data: z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64'),
       }),
     )
-    .max(MAX_INPUT_FILES)
+    .max(MAX_INPUT_FILES, { error: INPUT_FILES_RULE })
     .optional(),
 });
 export type CreateSession = z.infer<typeof createSessionSchema>;

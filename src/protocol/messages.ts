@@ -57,6 +57,13 @@ export const historyFilterFields = {
     .optional(),
 };
 
+/** An input file's name, in words (zod's were "Too big: expected string to have <=128 characters"). */
+export const inputFileName = boundedText(128, {
+  empty: 'is empty; name the file as the agent is to see it in /agentd/input',
+  long: (length, max) => `has ${length} characters; an input file's name has at most ${max}`,
+});
+export const INPUT_FILES_RULE = `at most ${MAX_INPUT_FILES} input files`;
+
 /** A host of `hosts drain` and `undrain`. */
 const hostName = boundedText(64, {
   empty: "is empty; name one of the daemon's hosts (agentd hosts lists them)",
@@ -85,7 +92,12 @@ export const requestSchema = z.discriminatedUnion('type', [
     ...base,
     v: versionSchema.optional(),
     type: z.literal('hello'),
-    client: z.string().max(128).optional(),
+    client: z
+      .string()
+      .max(128, {
+        error: (issue) => `has ${String(issue.input).length} characters; a client's name has at most 128`,
+      })
+      .optional(),
   }),
   z.strictObject({
     ...base,
@@ -100,8 +112,8 @@ export const requestSchema = z.discriminatedUnion('type', [
     request: base64.optional(),
     /** Input files by content, base64; each reaches the agent as /agentd/input/NAME. */
     inputs: z
-      .array(z.strictObject({ name: z.string().min(1).max(128), data: base64 }))
-      .max(MAX_INPUT_FILES)
+      .array(z.strictObject({ name: inputFileName, data: base64 }))
+      .max(MAX_INPUT_FILES, { error: INPUT_FILES_RULE })
       .optional(),
   }),
   z.strictObject({ ...base, type: z.literal('status') }),

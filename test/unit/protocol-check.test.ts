@@ -155,4 +155,28 @@ describe('check: requests', () => {
       { path: 'since', message: 'has 5000 characters; a time or a duration has at most 64' },
     ]);
   });
+
+  it('words the bounds of a client name, an input file name and the number of input files', () => {
+    const inputs = (list: unknown[]) =>
+      `{"v":2,"type":"trigger","agent":"a","inputs":${JSON.stringify(list)}}`;
+    expect(failure(`{"v":2,"type":"hello","client":"${'c'.repeat(200)}"}`).problems).toEqual([
+      { path: 'client', message: "has 200 characters; a client's name has at most 128" },
+    ]);
+    expect(
+      failure(
+        inputs([
+          { name: '', data: '' },
+          { name: 'n'.repeat(130), data: '' },
+        ]),
+      ).problems,
+    ).toEqual([
+      {
+        path: 'inputs.0.name',
+        message: 'is empty; name the file as the agent is to see it in /agentd/input',
+      },
+      { path: 'inputs.1.name', message: "has 130 characters; an input file's name has at most 128" },
+    ]);
+    const many = Array.from({ length: 65 }, (_, i) => ({ name: `f${i}`, data: '' }));
+    expect(failure(inputs(many)).problems).toEqual([{ path: 'inputs', message: 'at most 64 input files' }]);
+  });
 });
