@@ -468,8 +468,11 @@ function toSettings(raw: RawConfig, file: string, ctx: ConvertContext): Settings
       message: `the state dir ${describe(stateDir)} contains "${separator}", which podman would read as a separator when it mounts each session's work files from it; ${daemon.state_dir === undefined ? 'set daemon.state_dir to' : 'use'} a path without : and ,`,
     });
   }
+  notADirectoryCheck(stateDir, ['daemon', 'state_dir'], 'the state dir', ctx);
   const recordsDir =
     daemon.records_dir !== undefined ? resolve(dir, daemon.records_dir) : join(stateDir, 'records');
+  if (daemon.records_dir !== undefined)
+    notADirectoryCheck(recordsDir, ['daemon', 'records_dir'], 'the records dir', ctx);
   // What an agent may never be handed: the daemon's own files (other sessions' requests and records),
   // and the directories of its sockets (an agent that writes there could put its own socket in place).
   const httpListen = daemon.http?.listen === undefined ? undefined : parseListen(daemon.http.listen);
@@ -1068,6 +1071,30 @@ function tokenOrigins(
     });
   }
   return [...origins];
+}
+
+/**
+ * A directory of the daemon's that exists as something else (a file, a FIFO), or lies under a file: the
+ * start would fail on it, so validate and a reload say so now. One that does not exist yet is made at
+ * the start, and one that cannot be looked at (permissions) is the start's to report.
+ */
+function notADirectoryCheck(
+  path: string,
+  at: readonly PropertyKey[],
+  what: string,
+  ctx: ConvertContext,
+): void {
+  let problem: string | undefined;
+  try {
+    if (!statSync(path).isDirectory()) problem = 'exists and is not a directory';
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOTDIR') problem = 'lies under a file, not a directory';
+  }
+  if (problem === undefined) return;
+  ctx.problems.push({
+    path: at,
+    message: `${what} ${describe(path)} ${problem}; point it at a directory, or at a path agentd may create`,
+  });
 }
 
 /**
