@@ -25,7 +25,7 @@ import { bundleChunkName, unbundle } from './credential-bundle.js';
 import { FollowedPieces, matchFollowed, pieceKey } from './followed-pieces.js';
 import { ImageCache, type ImageInfo } from './image-cache.js';
 import { type MaskForms, maskerOf, maskFormsYielding, type searchOf, searchOfYielding } from './mask.js';
-import { MIN_MASKED_LENGTH } from './mask-forms.js';
+import { isJsonDocument, MIN_MASKED_LENGTH, WORD } from './mask-forms.js';
 import { indexOfSecret } from './names.js';
 import { ANCHOR_LINES, ResumeAnchor } from './resume-overlap.js';
 import { type OutputBlock, type OutputLine, resumeTail } from './session-log.js';
@@ -1010,7 +1010,7 @@ export async function outputSearch(
     const text = bytes.toString('utf8');
     const split = text.split(/\r\n|\r|\n/);
     if (split.length < 2) continue;
-    const json = isJson(text);
+    const json = isJsonDocument(text);
     for (const line of split) if (json || PEM_ARMOUR.test(line) || !WORD.test(line)) lines.add(line);
   }
   // The forms the session's output was masked for, made once for the session (in steps, as for its
@@ -1079,19 +1079,6 @@ function forgetSessionForms(values: readonly SecretValue[]): void {
 
 /** A PEM block's first or last line. */
 const PEM_ARMOUR = /^-----(BEGIN|END) [A-Z0-9 ]+-----$/;
-/** Four letters or digits in a row: a line without is punctuation (`{`, `},`). */
-const WORD = /[A-Za-z0-9]{4}/;
-
-function isJson(text: string): boolean {
-  const trimmed = text.trim();
-  if (!trimmed.startsWith('{') && !trimmed.startsWith('[')) return false;
-  try {
-    JSON.parse(trimmed);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * A container's own root-only copies of its secrets: the values it really received (an adopted session's,

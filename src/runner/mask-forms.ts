@@ -423,8 +423,11 @@ export function printfQSign(text: string): string | undefined {
 
 const ALNUM = /^[A-Za-z0-9]$/;
 
+/** Four letters or digits in a row: a line of a value without them is punctuation (`{`, `},`). */
+export const WORD = /[A-Za-z0-9]{4}/;
+
 /** Whether a text is a JSON document (an object or an array). */
-function isJsonDocument(text: string): boolean {
+export function isJsonDocument(text: string): boolean {
   const trimmed = text.trim();
   if (!trimmed.startsWith('{') && !trimmed.startsWith('[')) return false;
   try {
@@ -536,7 +539,7 @@ export function* formsInSteps(value: MaskedValue): Generator<void, string[]> {
     const markupText = markup && text === utf8;
     if (lines.length > 1 && markupText && bytes.length <= COMBINED_MAX && !isJsonDocument(text))
       for (const line of lines) {
-        if (!/[A-Za-z0-9]{4}/.test(line)) continue;
+        if (!WORD.test(line)) continue;
         if (/[&<>"']/.test(line)) for (const form of markupForms(line)) if (form !== line) add(form);
         for (const form of doubledQuotes(line)) add(form);
       }
