@@ -357,7 +357,7 @@ function check(c: Context<Env>, op: Operation, parsed: { body: unknown } | { res
     return undefined;
   };
   const params = take('params', op.params, c.req.param()) as Record<string, string>;
-  const query = take('query', op.query, c.req.query()) as Record<string, unknown>;
+  const query = take('query', op.query, singleQuery(c, op, problems)) as Record<string, unknown>;
   const body = take('body', op.body, parsed.body);
   if (problems.length > 0) {
     const shown = problems.slice(0, 100);
@@ -365,6 +365,27 @@ function check(c: Context<Env>, op: Operation, parsed: { body: unknown } | { res
     return { problems: true, response: errorResponse(c, 400, 'bad_request', message, shown) };
   }
   return { params: params ?? {}, query: query ?? {}, body };
+}
+
+/**
+ * The query as one value per parameter, a parameter of the operation given more than once told instead
+ * (`?limit=5&limit=500`): hono's query() answered with the first, so which one a client, a proxy or a
+ * framework that appends meant was guessed in silence.
+ */
+function singleQuery(
+  c: Context<Env>,
+  op: Operation,
+  problems: { path: string; message: string }[],
+): Record<string, string> {
+  const single: [string, string][] = [];
+  const known = op.query?.shape ?? {};
+  for (const [name, values] of Object.entries(c.req.queries())) {
+    if (values.length > 1 && Object.hasOwn(known, name)) {
+      problems.push({ path: `query.${name}`, message: `given ${values.length} times; give it once` });
+    } else if (values[0] !== undefined) single.push([name, values[0]]);
+  }
+  // fromEntries: a parameter named __proto__ is an own field (an unknown one), not the prototype.
+  return Object.fromEntries(single);
 }
 
 function handlersOf(options: ApiOptions): Record<string, Handler> {

@@ -82,15 +82,29 @@ export const createdSchema = z.object({
   existing: z.boolean().optional(),
 });
 
+/** Decimal digits, without a sign, a space or a leading zero: how a whole number is written in a query. */
+const DECIMAL_DIGITS = /^(?:0|[1-9][0-9]*)$/;
+
+/**
+ * A whole number in a query parameter, written in decimal digits only. z.coerce's Number() took
+ * `?limit=0x10` for 16, `1e1` for 10, `0b11` for 3, ` 5`, `+5`, `5.0` and `05` for 5, and an empty
+ * `?after=` for 0: a client's mistake (or a proxy's rewriting) got an answer to another question. The
+ * document keeps it an integer with its bounds (a refine adds no `pattern`).
+ */
+function queryWholeNumber(rule: string, example: number, min: number, max: number) {
+  const form = `${rule}, in decimal digits only (like ${example}: no sign, space, leading zero, decimal point, exponent or 0x)`;
+  return z
+    .string()
+    .refine((text) => DECIMAL_DIGITS.test(text), { error: form, abort: true })
+    .transform(Number)
+    .pipe(z.number().int({ error: rule, abort: true }).min(min, { error: rule }).max(max, { error: rule }))
+    .meta({ type: 'integer', minimum: min, maximum: max, description: `${rule}, in decimal digits` });
+}
+
 /** GET /v1/sessions: the `history` request's filters, as query parameters. */
 export const historyQuerySchema = z.strictObject({
   ...historyFilterFields,
-  limit: z.coerce
-    .number({ error: LIMIT_RULE })
-    .int({ error: LIMIT_RULE, abort: true })
-    .min(1, { error: LIMIT_RULE })
-    .max(HISTORY_MAX_LIMIT, { error: LIMIT_RULE })
-    .optional(),
+  limit: queryWholeNumber(LIMIT_RULE, 50, 1, HISTORY_MAX_LIMIT).optional(),
 });
 export const historySchema = replyBody('history');
 export const agentsSchema = replyBody('agents');
@@ -98,11 +112,7 @@ export const agentsSchema = replyBody('agents');
 /** GET /v1/sessions/{id}/log: where to resume, whether to follow, which format. */
 export const logQuerySchema = z.strictObject({
   /** Send only lines after this sequence number (a resumed stream's last `seq`; SSE: Last-Event-ID). */
-  after: z.coerce
-    .number({ error: AFTER_RULE })
-    .int({ error: AFTER_RULE, abort: true })
-    .min(0, { error: AFTER_RULE })
-    .optional(),
+  after: queryWholeNumber(AFTER_RULE, 120, 0, Number.MAX_SAFE_INTEGER).optional(),
   /** `false`: what is stored, then the outcome if there is one, and the end; default: until the outcome. */
   follow: z.enum(['true', 'false']).optional(),
   /** `sse` (text/event-stream) or `ndjson` (application/x-ndjson); default: from Accept, else ndjson. */

@@ -496,14 +496,76 @@ describe('HTTP API: sessions', () => {
       expect(response.status, path).toBe(400);
       return ((await response.json()) as { problems: { path: string; message: string }[] }).problems;
     };
-    for (const value of ['abc', '1.5', 'Infinity', '', '0', '1001', '1e308'])
+    const form = 'in decimal digits only (like';
+    for (const value of ['abc', '1.5', 'Infinity', '', '1e308'])
+      expect(await problems(`/v1/sessions?limit=${value}`), value).toEqual([
+        {
+          path: 'query.limit',
+          message: expect.stringMatching(/^a whole number from 1 to 1000, in decimal digits/),
+        },
+      ]);
+    for (const value of ['0', '1001', '99999999999999999999'])
       expect(await problems(`/v1/sessions?limit=${value}`), value).toEqual([
         { path: 'query.limit', message: 'a whole number from 1 to 1000' },
       ]);
     for (const value of ['abc', '-1', '0.5'])
       expect(await problems(`/v1/sessions/0123456789abcdef/log?after=${value}`), value).toEqual([
-        { path: 'query.after', message: "a line's seq: a whole number, 0 or more" },
+        { path: 'query.after', message: expect.stringContaining("a line's seq: a whole number, 0 or more") },
       ]);
+    expect((await problems('/v1/sessions?limit=0x10'))[0]?.message).toContain(form);
+  });
+
+  it('takes a number in the query in decimal digits only: 0x10, 1e1, " 5", "+5", "5.0", "05" and an empty one are refused, not read as 16, 10 or 5', async () => {
+    const filters: unknown[] = [];
+    const a = await api({
+      history: (filter) => {
+        filters.push(filter);
+        return { sessions: [], more: 0 };
+      },
+      readLog: () => undefined,
+      record: () => undefined,
+    } as Partial<DaemonPort>);
+    for (const value of ['0x10', '1e1', '%205', '5%20', '+5', '5.0', '05', '0b11', '']) {
+      for (const path of [
+        `/v1/sessions?limit=${value}`,
+        `/v1/sessions/0123456789abcdef/log?after=${value}`,
+      ]) {
+        const response = await a.request(path, { token: ENV.T_VIEW });
+        expect(response.status, path).toBe(400);
+        const body = (await response.json()) as {
+          message: string;
+          problems: { path: string; message: string }[];
+        };
+        expect(body.problems, path).toHaveLength(1);
+        expect(body.problems[0]?.path, path).toBe(path.includes('limit') ? 'query.limit' : 'query.after');
+        expect(body.problems[0]?.message, path).toContain('decimal digits only');
+      }
+    }
+    expect(filters).toEqual([]);
+    const ok = await a.request('/v1/sessions?limit=50', { token: ENV.T_VIEW });
+    expect(ok.status).toBe(200);
+    expect(filters).toEqual([{ limit: 50 }]);
+  });
+
+  it('refuses a query parameter given twice (?limit=5&limit=500) naming it, instead of using the first', async () => {
+    const filters: unknown[] = [];
+    const a = await api({
+      history: (filter) => {
+        filters.push(filter);
+        return { sessions: [], more: 0 };
+      },
+    } as Partial<DaemonPort>);
+    const response = await a.request('/v1/sessions?limit=5&agent=demo&limit=500', { token: ENV.T_VIEW });
+    expect(response.status).toBe(400);
+    const body = (await response.json()) as { code: string; problems: unknown[] };
+    expect(body.code).toBe('bad_request');
+    expect(body.problems).toEqual([{ path: 'query.limit', message: 'given 2 times; give it once' }]);
+    // An unknown parameter given twice is told as unknown; one given once is taken.
+    const unknown = await a.request('/v1/sessions?colour=1&colour=2', { token: ENV.T_VIEW });
+    expect(((await unknown.json()) as { problems: unknown[] }).problems).toEqual([
+      { path: 'query.colour', message: 'unknown field' },
+    ]);
+    expect(filters).toEqual([]);
   });
 
   it('shows a token the key it gave as it gave it; another key as the daemon keeps it', async () => {
