@@ -3,7 +3,7 @@ import { createServer as createHttpServer, type Server, type ServerResponse, STA
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { dirname } from 'node:path';
-import { createAdaptorServer } from '@hono/node-server';
+import { getRequestListener, RequestError } from '@hono/node-server';
 import type { Hono } from 'hono';
 import { ensurePrivateDir } from '../adapters/ownership.js';
 import { claimSocketPath } from '../adapters/socket-server.js';
@@ -69,16 +69,18 @@ export class HttpServer {
     let server: Server;
     const connections = new Connections(CONNECTIONS);
     try {
-      server = createAdaptorServer({
-        fetch: app.fetch,
-        ...(settings.tls
-          ? {
-              createServer: createHttpsServer,
-              // A TLS client gets the headers' deadline for its handshake too (Node's default is 120 s).
-              serverOptions: { ...LIMITS, handshakeTimeout: HEADERS_TIMEOUT_MS, ...tlsOptions(settings.tls) },
-            }
-          : { createServer: createHttpServer, serverOptions: LIMITS }),
-      }) as Server;
+      // As @hono/node-server's createAdaptorServer, with an answer in the one error shape for a request
+      // it cannot make a URL of (its own is a 400 without a body).
+      const listener = getRequestListener(app.fetch, {
+        errorHandler: (error) => unreadableRequest(error, answered),
+      });
+      server = settings.tls
+        ? // A TLS client gets the headers' deadline for its handshake too (Node's default is 120 s).
+          createHttpsServer(
+            { ...LIMITS, handshakeTimeout: HEADERS_TIMEOUT_MS, ...tlsOptions(settings.tls) },
+            listener,
+          )
+        : createHttpServer(LIMITS, listener);
       server.maxRequestsPerSocket = MAX_REQUESTS_PER_CONNECTION;
       // Node would answer requests past the limit 503 and keep the connection (its parser reads on):
       // the last one's answer closes it instead.
@@ -147,6 +149,45 @@ export class HttpServer {
     await closed;
     if (this.socketPath !== undefined) rmSync(this.socketPath, { force: true });
   }
+}
+
+/**
+ * The answer to a request Node read but @hono/node-server could not make a URL of, before the app sees
+ * it: a target that is not a path (`OPTIONS *`, `GET v1/status`), a backslash in the path, a Host that is
+ * no host. Its own was a 400 with no body, neither logged nor counted: a client was told nothing of what
+ * to send instead. Anything else thrown before a response (a bug) is a 500 in the same shape.
+ */
+function unreadableRequest(
+  error: unknown,
+  answered: ((method: string, route: 'refused' | 'unparsed', status: number) => void) | undefined,
+): Response {
+  const readable = !(error instanceof RequestError);
+  const status = readable ? 500 : 400;
+  if (!readable) answered?.('unknown', 'unparsed', status);
+  const why = readable
+    ? 'the daemon failed to answer this request; see its log'
+    : `the request cannot be read (${requestErrorWords(error.message)}); send a path like /v1/status, and the Host of the address the API listens on; the operations are in docs/openapi.json`;
+  const body = {
+    type: 'error',
+    code: readable ? 'internal' : 'bad_request',
+    message: why,
+    problems: [],
+    retryable: false,
+  };
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { 'content-type': 'application/json', connection: 'close' },
+  });
+}
+
+/** @hono/node-server's reasons, in the API's words. */
+function requestErrorWords(message: string): string {
+  if (message === 'Invalid URL')
+    return 'the request target is not a path starting with / (as OPTIONS * is), or the Host header is not a host name or address';
+  if (message === 'Backslash in request path') return 'the path holds a backslash';
+  if (message === 'Invalid host header') return 'the Host header is not a host name or address';
+  if (message === 'Invalid absolute URL') return 'the absolute URL given as the target is not valid';
+  return 'its URL is not valid';
 }
 
 /** The status Node answers a request it could not read with (lib/_http_server.js, socketOnError). */
