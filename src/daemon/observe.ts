@@ -68,7 +68,7 @@ export function gaugesOf(actor: DaemonActor | undefined): DaemonGauges {
     running: Object.keys(context.sessions).length,
     queued: context.queue.length,
     maxSessions: context.maxSessions,
-    schedules: scheduleViews(context.schedules, context.failedSchedules, context.restarts),
+    schedules: scheduleViews(context.schedules, context.restarts),
     failedHosts: context.hosts
       .filter((ref) => ref.getSnapshot().status === 'error')
       .map((ref) => ref.getSnapshot().context.name),

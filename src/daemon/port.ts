@@ -4,6 +4,7 @@ import type { Actor, StateValue } from 'xstate';
 import { type LogUnwritten, logUnwritten, logUnwrittenReason } from '../adapters/logger.js';
 import { compareText } from '../compare.js';
 import type { HostConfig, ScheduleConfig } from '../config/types.js';
+import { errorMessage } from '../errors.js';
 import {
   type ClientEvent,
   type DaemonContext,
@@ -113,12 +114,11 @@ function answersTo(actor: DaemonActor, event: ClientEvent): DaemonEmitted[] {
 }
 
 /**
- * Each running schedule with its next firing, and each one whose actor failed (`failed`: why, and what
- * starts it again), in agent order.
+ * Each running schedule with its next firing, and each one whose actor failed (`failed`: why, from its
+ * actor's error, and what starts it again, from its restarts), in agent order.
  */
 export function scheduleViews(
   schedules: DaemonContext['schedules'],
-  failed: DaemonContext['failedSchedules'] = {},
   restarts: DaemonContext['restarts'] = {},
 ): ScheduleView[] {
   const view = (agent: string, schedule: ScheduleConfig) => ({
@@ -128,20 +128,20 @@ export function scheduleViews(
     overlap: schedule.overlap,
     catchUp: schedule.catchUp,
   });
-  return [
-    ...Object.values(schedules).map((ref) => {
-      const { agent, schedule, next } = ref.getSnapshot().context;
-      return { ...view(agent, schedule), ...(next === undefined ? {} : { next }) };
-    }),
-    ...Object.entries(failed).map(([agent, { schedule, reason }]) => {
+  return Object.values(schedules)
+    .map((ref): ScheduleView => {
+      const snapshot = ref.getSnapshot();
+      const { agent, schedule, next } = snapshot.context;
+      if (snapshot.status !== 'error')
+        return { ...view(agent, schedule), ...(next === undefined ? {} : { next }) };
       const restart = restarts[scheduleActorId(agent)];
       return {
         ...view(agent, schedule),
-        failed: `the schedule failed and fires no more until it starts again: ${reason}; ${retryNote(restart)}`,
+        failed: `the schedule failed and fires no more until it starts again: ${errorMessage(snapshot.error)}; ${retryNote(restart)}`,
         ...retryFields(restart),
       };
-    }),
-  ].sort((a, b) => compareText(a.agent, b.agent));
+    })
+    .sort((a, b) => compareText(a.agent, b.agent));
 }
 
 /** `shutdown.draining` for { shutdown: 'draining' }. */
@@ -281,7 +281,7 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
           waitingMs: Math.max(0, now - Date.parse(request.acceptedAt)),
         })),
         recent: journal.recent(RECENT_SHOWN),
-        schedules: scheduleViews(context.schedules, context.failedSchedules, context.restarts),
+        schedules: scheduleViews(context.schedules, context.restarts),
       };
     },
     sessions: (): DaemonState => {
@@ -312,13 +312,8 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
     record: (sessionId) => journal.record(sessionId),
     history: (filter) => journal.history(filter),
     agents: () => {
-      const { agents, schedules, failedSchedules } = actor.getSnapshot().context;
-      const views = new Map(
-        scheduleViews(schedules, failedSchedules, actor.getSnapshot().context.restarts).map((s) => [
-          s.agent,
-          s,
-        ]),
-      );
+      const { agents, schedules, restarts } = actor.getSnapshot().context;
+      const views = new Map(scheduleViews(schedules, restarts).map((s) => [s.agent, s]));
       return agents.map((agent) => {
         const view = views.get(agent.name);
         return describeAgent(agent, view?.next, view?.failed);

@@ -163,14 +163,14 @@ export const RESTART_MAX_MS = 300_000;
 export const RESTART_RESET_MS = 600_000;
 
 /**
- * The restarts of a failed host or schedule actor, by its actor's id: why it failed last, how many
- * failures in a row (the restart at retryAt is attempt `attempts`), when it was last restarted, and,
- * while it is failed and the daemon is up, when it is tried again. A reload forgets them all.
+ * The restarts of a failed host or schedule actor, by its actor's id: how many failures in a row (the
+ * restart at retryAt is attempt `attempts`), when it was last restarted, and, while it is failed and the
+ * daemon is up, when it is tried again. Whether it is failed, and why, is its actor's own (status
+ * `error`, and its error): not kept here. A reload forgets them all.
  */
 export interface ChildRestart {
   kind: 'host' | 'schedule';
   name: string;
-  reason: string;
   attempts: number;
   /** When a retry last started it again (ms since the epoch). */
   lastRestartAt?: number;
@@ -265,12 +265,6 @@ export type DaemonEmitted =
 
 type SessionRef = ActorRefFrom<typeof sessionMachine>;
 
-/** A schedule whose actor failed: as it was configured, and why it failed. */
-export interface FailedSchedule {
-  schedule: ScheduleConfig;
-  reason: string;
-}
-
 export interface DaemonContext {
   agents: AgentConfig[];
   maxSessions: number;
@@ -296,13 +290,12 @@ export interface DaemonContext {
   failure?: string;
   /** While `degraded`: why the state dir takes no writes (what a rejected trigger is told). */
   stateDir?: StateDirProblem;
-  /** The schedule actor of each scheduled agent, by agent name. */
-  schedules: Record<string, ScheduleRef>;
   /**
-   * Schedules whose actor failed (an exception in one of its actions), by agent name: they fire no more
-   * until their retry (restarts) or a reload starts them again; `status` shows them with why.
+   * The schedule actor of each scheduled agent, by agent name. One that failed (an exception in one of
+   * its actions: status `error`, and its error says why) stays, as a failed host's does, and fires no
+   * more until its retry (restarts) or a reload starts a new one; `status` shows it with why.
    */
-  failedSchedules: Record<string, FailedSchedule>;
+  schedules: Record<string, ScheduleRef>;
   /** The failures and restarts of host and schedule actors, by actor id (see ChildRestart). */
   restarts: Record<string, ChildRestart>;
   /** From the input, for the schedules started when the daemon is first up; empty after that. */
@@ -543,7 +536,6 @@ const whileUp = (queuedStart: readonly 'startQueuedSessions'[]) =>
         'cancelRetries',
         'forgetRestarts',
         'stopChangedSchedules',
-        'forgetFailedSchedules',
         'startSchedules',
         'restartFailedHosts',
         ...queuedStart,
@@ -646,7 +638,7 @@ export const daemonMachine = setup({
     retryDue: ({ context }, retry: ChildRetryEvent) => {
       const restart = Object.hasOwn(context.restarts, retry.id) ? context.restarts[retry.id] : undefined;
       if (restart?.retryAt === undefined) return false;
-      if (retry.kind === 'schedule') return Object.hasOwn(context.failedSchedules, retry.name);
+      if (retry.kind === 'schedule') return failedScheduleRef(context, retry.name)?.id === retry.id;
       return context.hosts.some((h) => h.id === retry.id && h.getSnapshot().status === 'error');
     },
   },
@@ -922,9 +914,9 @@ export const daemonMachine = setup({
       const schedules = { ...context.schedules };
       for (const agent of context.agents) {
         // Own keys only: an agent named `constructor` has no schedule yet.
+        // One whose actor failed is here too: it waits for its retry (restartChild), or a reload's
+        // stopChangedSchedules.
         if (agent.schedule === undefined || Object.hasOwn(schedules, agent.name)) continue;
-        // One whose actor failed waits for a reload (forgetFailedSchedules) or a restart.
-        if (Object.hasOwn(context.failedSchedules, agent.name)) continue;
         // Own keys here too: `constructor` would be Object's function, not a time.
         const since = Object.hasOwn(context.scheduleSince, agent.name)
           ? context.scheduleSince[agent.name]
@@ -938,7 +930,8 @@ export const daemonMachine = setup({
     }),
     /**
      * After a reload: a schedule that changed or went away stops (startSchedules then starts the new
-     * and changed ones from now, without catch-up); one that is the same keeps its actor and timing.
+     * and changed ones from now, without catch-up); one that is the same keeps its actor and timing,
+     * unless its actor failed (it starts again, as the reload configures it).
      */
     stopChangedSchedules: enqueueActions(({ context, enqueue }) => {
       const kept: Record<string, ScheduleRef> = {};
@@ -947,41 +940,17 @@ export const daemonMachine = setup({
       const schedules = schedulesByName(context.agents);
       for (const [name, ref] of Object.entries(context.schedules)) {
         const now = schedules.get(name);
-        if (now !== undefined && sameSchedule(now, ref.getSnapshot().context.schedule)) kept[name] = ref;
+        const snapshot = ref.getSnapshot();
+        if (now !== undefined && snapshot.status !== 'error' && sameSchedule(now, snapshot.context.schedule))
+          kept[name] = ref;
         else enqueue.stopChild(ref);
       }
       enqueue.assign({ schedules: kept });
     }),
     /**
-     * A schedule actor failed (an exception in one of its actions): it is stopped and fires no more, and
-     * is kept with why for `status`, until its retry (restartChild) or a reload.
-     */
-    stopFailedSchedule: enqueueActions(({ context, enqueue }, failed: { agent: string; reason: string }) => {
-      const ref = Object.hasOwn(context.schedules, failed.agent)
-        ? context.schedules[failed.agent]
-        : undefined;
-      if (ref === undefined || ref.getSnapshot().status !== 'error') return;
-      enqueue.stopChild(ref);
-      const { [failed.agent]: _failed, ...rest } = context.schedules;
-      const schedule = context.agents.find((a) => a.name === failed.agent)?.schedule;
-      enqueue.assign({
-        schedules: rest,
-        ...(schedule === undefined
-          ? {}
-          : {
-              failedSchedules: {
-                ...context.failedSchedules,
-                [failed.agent]: { schedule, reason: failed.reason },
-              },
-            }),
-      });
-    }),
-    /** A reload starts the schedules whose actor failed again (startSchedules). */
-    forgetFailedSchedules: assign({ failedSchedules: {} }),
-    /**
      * A host or schedule actor failed (an exception in one of its actions): its failure is counted and,
-     * unless the daemon shuts down, its restart is set for after the backoff (restartDelay). A schedule's
-     * actor is stopped (stopFailedSchedule); a host's stays, failed, for what `agentd hosts` shows.
+     * unless the daemon shuts down, its restart is set for after the backoff (restartDelay). Its actor
+     * stays, failed, for what `status` and `agentd hosts` show (why: its error), until it starts again.
      */
     noteFailure: enqueueActions(({ context, enqueue }, failed: FailedChildOf & { retry: boolean }) => {
       const id = failed.kind === 'host' ? hostActorId(failed.name) : scheduleActorId(failed.name);
@@ -994,7 +963,6 @@ export const daemonMachine = setup({
       const restart: ChildRestart = {
         kind: failed.kind,
         name: failed.name,
-        reason: failed.reason,
         attempts,
         ...(before?.lastRestartAt === undefined ? {} : { lastRestartAt: before.lastRestartAt }),
         ...(retrying ? { retryAt: now + delay } : {}),
@@ -1035,11 +1003,13 @@ export const daemonMachine = setup({
       const { retryAt: _retryAt, ...rest } = restart;
       const restarted: ChildRestart = { ...rest, lastRestartAt: Date.now() };
       if (retry.kind === 'schedule') {
-        if (!Object.hasOwn(context.failedSchedules, retry.name)) return;
+        const failed = failedScheduleRef(context, retry.name);
+        if (failed === undefined) return;
+        enqueue.stopChild(failed);
         const agent = context.agents.find((a) => a.name === retry.name);
-        const { [retry.name]: _failed, ...failedSchedules } = context.failedSchedules;
-        enqueue.assign({ failedSchedules, restarts: { ...context.restarts, [retry.id]: restarted } });
-        if (agent?.schedule === undefined || Object.hasOwn(context.schedules, agent.name)) return;
+        const { [retry.name]: _failed, ...schedules } = context.schedules;
+        enqueue.assign({ schedules, restarts: { ...context.restarts, [retry.id]: restarted } });
+        if (agent?.schedule === undefined) return;
         const schedule = agent.schedule;
         enqueue.assign({
           schedules: ({ context: now, spawn }) => ({
@@ -1085,9 +1055,14 @@ export const daemonMachine = setup({
      * its attempt and when; no retryAt while shutting down) or a reload.
      */
     announceScheduleFailed: (_, _params: { agent: string; reason: string; restart?: ChildRestart }) => {},
+    /** A shutdown: no schedule fires any more; the failed ones stay, for what `status` shows of them. */
     stopSchedules: enqueueActions(({ context, enqueue }) => {
-      for (const ref of Object.values(context.schedules)) enqueue.stopChild(ref);
-      enqueue.assign({ schedules: {} });
+      const failed: Record<string, ScheduleRef> = {};
+      for (const [name, ref] of Object.entries(context.schedules)) {
+        if (ref.getSnapshot().status === 'error') failed[name] = ref;
+        else enqueue.stopChild(ref);
+      }
+      enqueue.assign({ schedules: failed });
     }),
     /** A firing becomes a trigger like any other, with a session id of its own (see scheduledSessionId). */
     triggerScheduled: raise(({ context }, fired: ScheduleFiredEvent): TriggerEvent => {
@@ -1196,7 +1171,6 @@ export const daemonMachine = setup({
     queue: [],
     adoptions: [],
     schedules: {},
-    failedSchedules: {},
     restarts: {},
     scheduleSince: input.scheduleSince ?? {},
     hostInfo: input.hosts ?? [LOCAL_ONLY],
@@ -1243,7 +1217,6 @@ export const daemonMachine = setup({
               return { kind: 'schedule' as const, name: agent, reason, retry: true };
             },
           },
-          { type: 'stopFailedSchedule', params: ({ event }) => failedScheduleOf(event) as FailedChild },
           {
             type: 'announceScheduleFailed',
             params: ({ context, event }) => ({
@@ -1720,6 +1693,12 @@ function failedScheduleOf(event: DaemonEvent): FailedChild | undefined {
   const id = failedChildId(event);
   if (!id.startsWith(SCHEDULE_ACTOR)) return undefined;
   return { agent: id.slice(SCHEDULE_ACTOR.length), reason: failureReason(event) };
+}
+
+/** The schedule actor of agent, if it failed (it stays until its retry or a reload starts a new one). */
+function failedScheduleRef(context: DaemonContext, agent: string): ScheduleRef | undefined {
+  const ref = Object.hasOwn(context.schedules, agent) ? context.schedules[agent] : undefined;
+  return ref?.getSnapshot().status === 'error' ? ref : undefined;
 }
 
 /** The agent of a failed schedule actor that is still the agent's schedule, with why; else undefined. */

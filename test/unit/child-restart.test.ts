@@ -151,6 +151,60 @@ describe('a schedule whose actor failed', () => {
     expect(actor.getSnapshot().value).toBe('ready');
     actor.stop();
   });
+  it('is held in one place, its failed actor (why: its error), through a shutdown; a reload that drops it forgets it', async () => {
+    const fakes = new Fakes();
+    const schedule = scheduleMachine.provide({
+      actions: {
+        recordProgress: ({ context }) => {
+          if (context.agent === 'bad') throw new Error('EIO: schedules.json');
+        },
+      },
+    });
+    const machine = fakes.daemon().provide({ actors: { schedule } });
+    const actor = createActor(machine, { input: { agents, maxSessions: 10 } });
+    actor.subscribe({ error: () => {} });
+    actor.start();
+    await settle();
+    const port = portOver(actor);
+    const { context } = actor.getSnapshot();
+    // No second record of it beside its actor: the backoff alone is in restarts.
+    expect(context).not.toHaveProperty('failedSchedules');
+    expect(context.schedules.bad?.getSnapshot().status).toBe('error');
+    expect(context.restarts['schedule:bad']).toEqual({
+      kind: 'schedule',
+      name: 'bad',
+      attempts: 1,
+      retryAt: T0 + 5_000,
+    });
+    const failed = (view: { failed?: string } | undefined) => view?.failed;
+    expect(failed(port.status().schedules?.find((v) => v.agent === 'bad'))).toBe(
+      'the schedule failed and fires no more until it starts again: EIO: schedules.json; it is tried again at 10:00:05 UTC (attempt 1), or now by `agentd reload`',
+    );
+
+    // A reload that keeps the agent but drops its schedule forgets the failed one: no view, no retry.
+    const unscheduled = agents.map((a) => (a.name === 'bad' ? { ...a, schedule: undefined } : a));
+    actor.send({ type: 'reload', agents: unscheduled, maxSessions: 10 });
+    await settle();
+    expect(actor.getSnapshot().context.schedules).toEqual({});
+    expect(port.status().schedules).toEqual([]);
+    expect(port.agents().find((a) => a.name === 'bad')).not.toHaveProperty('schedule');
+
+    // Scheduled again, it fails again; a shutdown (a session keeps it draining) shows it still, unretried.
+    actor.send({ type: 'reload', agents, maxSessions: 10 });
+    await settle();
+    port.send({ type: 'trigger', sessionId: 's1', agent: 'demo' });
+    await settle();
+    actor.send({ type: 'shutdown' });
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(actor.getSnapshot().value).toEqual({ shutdown: 'draining' });
+    expect(failed(port.status().schedules?.find((v) => v.agent === 'bad'))).toBe(
+      'the schedule failed and fires no more until it starts again: EIO: schedules.json; it is not tried again while the daemon shuts down; the next start starts it',
+    );
+    expect(actor.getSnapshot().context.schedules.bad?.getSnapshot().status).toBe('error');
+    fakes.run('s1').finish();
+    await settle();
+    expect(actor.getSnapshot().value).toEqual({ shutdown: 'stopped' });
+  });
 });
 
 describe('a host whose actor failed', () => {
@@ -195,6 +249,8 @@ describe('a host whose actor failed', () => {
     expect(port.status().failedHosts?.[0]?.problem).toContain(
       'it is tried again at 10:00:38 UTC (attempt 3), or now by `agentd reload`',
     );
+    // Why it failed is its failed actor's error alone, as for a schedule: the backoff is in restarts.
+    expect(actor.getSnapshot().context.restarts['host-a']).not.toHaveProperty('reason');
     failing = false;
     await vi.advanceTimersByTimeAsync(15_000);
 

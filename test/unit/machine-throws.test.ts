@@ -292,7 +292,17 @@ describe('a schedule actor whose own action throws', () => {
       expect(actor.getSnapshot().status).toBe('active');
       expect(actor.getSnapshot().value).toBe('ready');
       expect(failures).toEqual([{ agent: 'bad', reason }]);
-      expect(Object.keys(actor.getSnapshot().context.schedules)).toEqual(['good']);
+      // Its failed actor is where the failure is held (why: its error), as a failed host's is.
+      const { schedules, restarts } = actor.getSnapshot().context;
+      expect(Object.entries(schedules).map(([name, ref]) => [name, ref.getSnapshot().status])).toEqual([
+        ['bad', 'error'],
+        ['good', 'active'],
+      ]);
+      expect(schedules.bad?.getSnapshot().error).toEqual(new Error(reason));
+      expect(actor.getSnapshot().context).not.toHaveProperty('failedSchedules');
+      expect(Object.values(restarts).map((r) => Object.keys(r).sort())).toEqual([
+        ['attempts', 'kind', 'name', 'retryAt'],
+      ]);
       // The other schedule fires on, and a client's trigger is accepted.
       expect(firedBy(fakes, 'good')).toEqual(['2026-06-01T10:00:05.000Z']);
       expect(firedBy(fakes, 'bad')).toEqual([]);
