@@ -135,10 +135,18 @@ export interface OutputChannels {
 const OUTPUT_DIR_PREFIX = 'agentd-output-';
 
 /**
- * Removes the output-channel directories of daemons that are gone (killed while connecting a child's
- * output): this user's, named with a pid no process has. Quiet: what cannot be removed stays.
+ * The temp dir a `podman cp` into a container of a remote host gets (PodmanClient.copyIntoContainer):
+ * Podman 4.3 writes the copied archive (a trigger's request and inputs, up to 9 MiB) into a file there,
+ * which a daemon killed during the copy leaves.
  */
-export function removeLeftOutputDirs(parent = tmpdir()): string[] {
+export const COPY_DIR_PREFIX = 'agentd-cp-';
+
+/**
+ * Removes the temp directories of daemons that are gone (killed while connecting a child's output, or
+ * while copying a session's files into its container on a remote host): this user's, named with a pid
+ * no process has. Quiet: what cannot be removed stays.
+ */
+export function removeLeftTempDirs(parent = tmpdir()): string[] {
   const removed: string[] = [];
   let names: string[];
   try {
@@ -147,8 +155,9 @@ export function removeLeftOutputDirs(parent = tmpdir()): string[] {
     return removed;
   }
   for (const name of names) {
-    if (!name.startsWith(OUTPUT_DIR_PREFIX)) continue;
-    const pid = /^(\d+)-./.exec(name.slice(OUTPUT_DIR_PREFIX.length))?.[1];
+    const prefix = [OUTPUT_DIR_PREFIX, COPY_DIR_PREFIX].find((p) => name.startsWith(p));
+    if (prefix === undefined) continue;
+    const pid = /^(\d+)-./.exec(name.slice(prefix.length))?.[1];
     if (pid === undefined || isAlive(Number(pid))) continue;
     const path = join(parent, name);
     try {
@@ -176,7 +185,7 @@ export function openOutputChannels(count: number, parent = tmpdir()): OutputChan
   let dir: string | undefined;
   try {
     // Named with the pid: a daemon killed between here and the connections leaves the directory, which
-    // the next start removes (removeLeftOutputDirs) once no process has that pid.
+    // the next start removes (removeLeftTempDirs) once no process has that pid.
     dir = mkdtempSync(join(parent, `${OUTPUT_DIR_PREFIX}${process.pid}-`));
     for (let i = 0; i < count; i++) {
       const path = join(dir, `${i}.sock`);

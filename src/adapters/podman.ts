@@ -15,7 +15,7 @@ import {
 } from '../constants.js';
 import { AgentdError, errorMessage } from '../errors.js';
 import { type CacheBound, cacheBoundProblem, cacheVolumeOptions, makeCacheImage } from './cache-image.js';
-import { type ChunkSource, openOutputChannels } from './output-channel.js';
+import { type ChunkSource, COPY_DIR_PREFIX, openOutputChannels } from './output-channel.js';
 import { OutputReader } from './output-reader.js';
 import {
   classifyPodmanFailure,
@@ -1075,8 +1075,9 @@ export class PodmanClient implements PodmanPort {
 
   async copyIntoContainer(name: string, archive: Uint8Array, signal?: AbortSignal): Promise<void> {
     // Podman 4.3 copies stdin into a temp file under TMPDIR and never removes it (one file the size
-    // of the archive per call): it gets a directory of its own, removed after the call.
-    const tmp = await mkdtemp(join(tmpdir(), 'agentd-cp-'));
+    // of the archive per call): it gets a directory of its own, removed after the call. Named with the
+    // pid: a daemon killed during the copy leaves it, which the next start removes (removeLeftTempDirs).
+    const tmp = await mkdtemp(join(tmpdir(), `${COPY_DIR_PREFIX}${process.pid}-`));
     try {
       await this.call(`copy files into container ${name}`, ['cp', '--', '-', `${name}:/`], {
         input: archive,

@@ -13,7 +13,7 @@ import {
 import { cacheImagesOn, cachesDirOf, removeCacheImages } from '../adapters/cache-image.js';
 import { resolveCredentials } from '../adapters/credentials.js';
 import { NotifyOutbox } from '../adapters/notify-outbox.js';
-import { removeLeftOutputDirs } from '../adapters/output-channel.js';
+import { removeLeftTempDirs } from '../adapters/output-channel.js';
 import { ensurePrivateDir } from '../adapters/ownership.js';
 import { claimPidFile, type PidFileClaim } from '../adapters/pid-file.js';
 import { PodmanClient, type PodmanPort } from '../adapters/podman.js';
@@ -180,7 +180,7 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
     onWriteFailure: (error) => send({ type: 'stateDir.unwritable', ...stateDirProblem(error) }),
   });
   const files = new SessionFiles(config.stateDir);
-  for (const dir of removeLeftOutputDirs()) {
+  for (const dir of removeLeftTempDirs()) {
     log.info({ event: 'daemon.output_dir_removed', dir }, `removed ${dir}, left by a daemon that was killed`);
   }
   const leftovers = new Leftovers(log);

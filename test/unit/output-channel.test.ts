@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   type ChunkSource,
   openOutputChannels,
-  removeLeftOutputDirs,
+  removeLeftTempDirs,
 } from '../../src/adapters/output-channel.js';
 import { makeTempDir } from '../helpers/resources.js';
 
@@ -143,9 +143,29 @@ describe('output-channel directories left by a killed daemon', () => {
     mkdirSync(live);
     const other = join(parent, 'agentd-output-notapid');
     mkdirSync(other);
-    expect(removeLeftOutputDirs(parent)).toEqual([left]);
+    expect(removeLeftTempDirs(parent)).toEqual([left]);
     expect(existsSync(left)).toBe(false);
     expect(existsSync(live) && existsSync(other)).toBe(true);
+  });
+
+  it('and the copy dirs of a daemon killed during a podman cp, with what Podman wrote there, go too', async () => {
+    const parent = makeTempDir('agentd-unit-outdirs-');
+    const dead = spawn(process.execPath, ['-e', '0']);
+    await new Promise((resolve) => dead.once('exit', resolve));
+    // What a daemon killed while it copied a session's files into a remote host's container leaves:
+    // Podman 4.3's copy of the archive, up to the trigger's 9 MiB (a start removed none, and every such
+    // kill added one for good).
+    const left = join(parent, `agentd-cp-${dead.pid}-Y82zgq`);
+    mkdirSync(left);
+    writeFileSync(join(left, 'podman-cp-archive'), Buffer.alloc(64 * 1024));
+    const live = join(parent, `agentd-cp-${process.pid}-fK7GlJ`);
+    mkdirSync(live);
+    // An earlier agentd's, without a pid: whose it is cannot be told (another daemon may be copying).
+    const unnamed = join(parent, 'agentd-cp-ktSqds');
+    mkdirSync(unnamed);
+    expect(removeLeftTempDirs(parent)).toEqual([left]);
+    expect(existsSync(left)).toBe(false);
+    expect(existsSync(live) && existsSync(unnamed)).toBe(true);
   });
 
   it('are named with the pid of the daemon that makes them', async () => {
