@@ -48,6 +48,7 @@ import type {
 import { inlineAliases } from './yaml-aliases.js';
 import { MAX_YAML_DEPTH, yamlTokens } from './yaml-depth.js';
 import { type DuplicateKey, duplicateKeys, PairIndex } from './yaml-keys.js';
+import { customTags } from './yaml-tags.js';
 
 export const DEFAULTS = {
   maxSessions: 4,
@@ -349,6 +350,8 @@ export function parseConfig(
   const fail = (found: Found[]): never => {
     throw new ConfigError(absFile, found.map((f) => locator.problem(f)).sort(byPosition));
   };
+  const tagged = customTags(doc);
+  if (tagged.length > 0) return fail(tagged);
 
   // Aliases are put in place and counted here (yaml-aliases.ts), not by toJS.
   const inlined = inlineAliases(doc);
