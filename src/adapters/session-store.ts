@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { lstatSync, readdirSync, renameSync } from 'node:fs';
+import { lstatSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ensurePrivateDir } from './ownership.js';
 import {
@@ -32,6 +32,17 @@ const RESERVE_TEMP = /^\.reserve\.\d+\.[0-9a-f]+\.tmp$/;
 /** Kept free in the state dir (the reserve file), and left free by a seal (see sealed-records.ts). */
 export const RESERVE_BYTES = 128 * 1024;
 
+/**
+ * Files sessions/quarantine keeps: records moved aside and the logs that joined them (tidyQuarantine).
+ * The newest are kept; older ones are removed at start. Without a bound, every start that found
+ * unreadable records added them for good, with their logs (up to log_max_bytes each) left in sessions/.
+ */
+export const QUARANTINE_MAX_FILES = 200;
+/** A file the quarantine holds: its name when moved there, and when (ms since the epoch). */
+const QUARANTINED = /^(.+)\.(\d+)$/;
+/** A quarantined record of a session id: `<id>.json.<ms>`. */
+const QUARANTINED_RECORD = /^([0-9a-f]{16})\.json\.\d+$/;
+
 /** What the store needs of a record; the record's schema is the sessions layer's (sessions/records.ts). */
 export interface StoredRecord {
   id: string;
@@ -56,8 +67,8 @@ export interface QuarantinedRecord {
   reason: string;
   /**
    * The session's log, left in sessions/ (a session rebuilt later from its container's labels is
-   * followed from where it ends): nothing removes it but the operator, once no container of the
-   * session is left. Undefined when it has none.
+   * followed from where it ends): the next start moves it into the quarantine when the session has no
+   * record again (tidyQuarantine). Undefined when it has none.
    */
   log?: string;
 }
@@ -80,6 +91,8 @@ export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
   /** Room kept in the state dir for what waits in memory when the daemon stops (writeWaiting). */
   private readonly reservePath: string;
   private reserved: boolean;
+  /** The sessions whose record this start's `list` quarantined: their logs stay for now (see tidyQuarantine). */
+  private readonly quarantinedNow = new Set<string>();
 
   constructor(
     stateDir: string,
@@ -216,6 +229,56 @@ export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
     return records;
   }
 
+  /**
+   * At start, once every record is known (`list`, and those rebuilt from record directories: `hasRecord`):
+   * the log of a session whose record an earlier start quarantined, and which has no record again (none
+   * was rebuilt from its container's labels since), is moved beside its record (a log of a record
+   * quarantined by this start stays where it is, for a session rebuilt from its container's labels); then
+   * the quarantine keeps its newest QUARANTINE_MAX_FILES files. Returns the logs moved and the number of
+   * files removed; quiet about what cannot be moved or removed.
+   */
+  tidyQuarantine(hasRecord: (id: string) => boolean): { logsMoved: string[]; removed: number } {
+    const logsMoved: string[] = [];
+    let names: string[];
+    try {
+      names = readdirSync(this.quarantineDir);
+    } catch {
+      return { logsMoved, removed: 0 };
+    }
+    const now = Date.now();
+    for (const name of names) {
+      const id = QUARANTINED_RECORD.exec(name)?.[1];
+      if (id === undefined || this.quarantinedNow.has(id) || hasRecord(id)) continue;
+      for (const log of [this.logPath(id), `${this.logPath(id)}.1`]) {
+        if (!present(log)) continue;
+        const moved = `${log.slice(this.dir.length + 1)}.${now}`;
+        try {
+          // rename moves a symbolic link itself, never its target.
+          renameSync(log, join(this.quarantineDir, moved));
+          names.push(moved);
+          logsMoved.push(log);
+        } catch {
+          // Left where it is.
+        }
+      }
+    }
+    const held = names
+      .map((name) => ({ name, at: Number(QUARANTINED.exec(name)?.[2]) }))
+      .filter((entry) => Number.isSafeInteger(entry.at))
+      .sort((a, b) => b.at - a.at || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    let removed = 0;
+    for (const { name } of held.slice(QUARANTINE_MAX_FILES)) {
+      try {
+        // A directory planted where a record goes was moved here as it was.
+        rmSync(join(this.quarantineDir, name), { recursive: true, force: true });
+        removed++;
+      } catch {
+        // Stays.
+      }
+    }
+    return { logsMoved, removed };
+  }
+
   /** Removes records and their logs (the caller knows which: the journal's index holds every record). */
   remove(ids: readonly string[]): void {
     for (const id of ids) {
@@ -290,6 +353,7 @@ export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
       movedTo = undefined;
     }
     const id = name.slice(0, -'.json'.length);
+    if (movedTo !== undefined) this.quarantinedNow.add(id);
     const log = SESSION_ID.test(id) && present(this.logPath(id)) ? this.logPath(id) : undefined;
     return { file, movedTo, reason, ...(log === undefined ? {} : { log }) };
   }

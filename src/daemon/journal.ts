@@ -1,7 +1,11 @@
 import type { Logger } from 'pino';
 import type { OutputSummary } from '../adapters/sealed-records.js';
 import type { SessionFiles } from '../adapters/session-files.js';
-import type { QuarantinedRecord, SessionStore } from '../adapters/session-store.js';
+import {
+  QUARANTINE_MAX_FILES,
+  type QuarantinedRecord,
+  type SessionStore,
+} from '../adapters/session-store.js';
 import { closeSessionLog, LogReader, type OutputBlock, type OutputLine } from '../runner/session-log.js';
 import { type HistoryFilter, type HistoryPage, SessionIndex } from '../sessions/history.js';
 import type { SessionRecord } from '../sessions/records.js';
@@ -77,6 +81,21 @@ export class SessionJournal {
       this.log.warn(
         { event: 'daemon.record_unreadable', dir },
         `the record directory ${dir} is open but neither it nor the state dir has a readable record of its session; look at it and remove it (rm -r ${dir})`,
+      );
+    }
+    // The logs of sessions quarantined by an earlier start and not rebuilt since join their records, and
+    // the quarantine keeps its newest files.
+    const recorded = new Set(records.map((r) => r.id));
+    const tidied = this.store.tidyQuarantine((id) => recorded.has(id));
+    if (tidied.logsMoved.length > 0 || tidied.removed > 0) {
+      this.log.info(
+        {
+          event: 'daemon.quarantine_tidied',
+          logsMoved: tidied.logsMoved.length,
+          removed: tidied.removed,
+          dir: this.store.quarantineDir,
+        },
+        `moved ${tidied.logsMoved.length} log(s) of quarantined records into ${this.store.quarantineDir} and removed its ${tidied.removed} oldest file(s) beyond the newest ${QUARANTINE_MAX_FILES}`,
       );
     }
     this.loaded = records;

@@ -1183,7 +1183,7 @@ function loadJournal(
         : `skipped an unreadable session record (${bad.reason}); it could not be moved aside`) +
         (bad.log === undefined
           ? ''
-          : `; its log ${bad.log} is left in place (a session recovered from its container goes on from where it ends) and nothing removes it: remove it, and ${bad.log}.1 if there is one, once no container of that session is left`),
+          : `; its log ${bad.log} is left in place (a session recovered from its container goes on from where it ends); the next start moves it into the quarantine if no session was recovered from a container by then`),
     ),
   );
   return { keys: keysOf(records), unfinished };

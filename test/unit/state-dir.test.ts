@@ -16,7 +16,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { withoutFinalLineEnding } from '../../src/adapters/credentials.js';
 import { ensurePrivateDir, untrustedSocketProblem } from '../../src/adapters/ownership.js';
 import { claimPidFile } from '../../src/adapters/pid-file.js';
-import { SessionStore, type StateDirError } from '../../src/adapters/session-store.js';
+import { QUARANTINE_MAX_FILES, SessionStore, type StateDirError } from '../../src/adapters/session-store.js';
 import { SessionLog } from '../../src/runner/session-log.js';
 import { sessionRecordSchema } from '../../src/sessions/records.js';
 import { sessionRecord } from '../helpers/session-record.js';
@@ -127,6 +127,72 @@ describe('session records', () => {
     ]);
     // Not moved: a session rebuilt from its container's labels goes on from where it ends.
     expect(readdirSync(store.dir).sort()).toEqual([`${withLog}.log`, 'quarantine']);
+  });
+
+  it("moves a quarantined record's log beside it at the next start when the session has no record again", () => {
+    const state = tempDir();
+    const first = new SessionStore(state, sessionRecordSchema);
+    const orphan = '8888888888888888';
+    const rebuilt = '9999999999999999';
+    for (const id of [orphan, rebuilt]) {
+      writeFileSync(join(first.dir, `${id}.json`), 'garbage');
+      writeFileSync(join(first.dir, `${id}.log`), 'x'.repeat(40_000));
+    }
+    writeFileSync(join(first.dir, `${orphan}.log.1`), 'y'.repeat(40_000));
+    first.list(() => {});
+    // This start leaves them: a session rebuilt from its container's labels goes on from where it ends.
+    expect(first.tidyQuarantine(() => false)).toEqual({ logsMoved: [], removed: 0 });
+    expect(readdirSync(first.dir).sort()).toEqual([
+      `${orphan}.log`,
+      `${orphan}.log.1`,
+      `${rebuilt}.log`,
+      'quarantine',
+    ]);
+    // One of them was rebuilt from its container and has a record again; the other has none.
+    first.accept(record(rebuilt));
+    const next = new SessionStore(state, sessionRecordSchema);
+    const ids = next.list(() => {}).map((r) => r.id);
+    expect(next.tidyQuarantine((id) => ids.includes(id))).toEqual({
+      logsMoved: [join(next.dir, `${orphan}.log`), join(next.dir, `${orphan}.log.1`)],
+      removed: 0,
+    });
+    expect(readdirSync(next.dir).sort()).toEqual([`${rebuilt}.json`, `${rebuilt}.log`, 'quarantine']);
+    expect(readdirSync(next.quarantineDir).sort()).toEqual([
+      expect.stringMatching(new RegExp(`^${orphan}\\.json\\.\\d+$`)),
+      expect.stringMatching(new RegExp(`^${orphan}\\.log\\.1\\.\\d+$`)),
+      expect.stringMatching(new RegExp(`^${orphan}\\.log\\.\\d+$`)),
+      expect.stringMatching(new RegExp(`^${rebuilt}\\.json\\.\\d+$`)),
+    ]);
+  });
+
+  it(`keeps the newest ${QUARANTINE_MAX_FILES} files in the quarantine, removing older ones at start`, () => {
+    const state = tempDir();
+    const store = new SessionStore(state, sessionRecordSchema);
+    mkdirSync(store.quarantineDir);
+    // What earlier starts moved aside, oldest first, a directory planted where a record goes among them.
+    const old = Date.now() - 1_000_000;
+    for (let i = 0; i < QUARANTINE_MAX_FILES + 50; i++) {
+      writeFileSync(
+        join(store.quarantineDir, `${i.toString(16).padStart(16, 'a')}.json.${old + i}`),
+        'garbage',
+      );
+    }
+    mkdirSync(join(store.quarantineDir, `planted.json.${old - 1}`));
+    writeFileSync(join(store.quarantineDir, `planted.json.${old - 1}`, 'inside'), 'x');
+    // Not one agentd moved there: left alone.
+    writeFileSync(join(store.quarantineDir, 'README'), 'notes');
+    writeFileSync(join(store.dir, `${ID}.json`), 'garbage');
+    store.list(() => {});
+    expect(store.tidyQuarantine(() => false)).toEqual({ logsMoved: [], removed: 52 });
+    const kept = readdirSync(store.quarantineDir);
+    expect(kept).toHaveLength(QUARANTINE_MAX_FILES + 1);
+    expect(kept).toContain('README');
+    expect(kept).toContainEqual(expect.stringMatching(new RegExp(`^${ID}\\.json\\.\\d+$`)));
+    expect(kept).toContain(
+      `${(QUARANTINE_MAX_FILES + 49).toString(16).padStart(16, 'a')}.json.${old + QUARANTINE_MAX_FILES + 49}`,
+    );
+    expect(kept).not.toContain(`${'0'.padStart(16, 'a')}.json.${old}`);
+    expect(kept).not.toContain(`planted.json.${old - 1}`);
   });
 
   it('never writes through a planted link and leaves no temp file', () => {
