@@ -44,6 +44,7 @@ import {
   type ChildRestart,
   type DaemonEvent,
   daemonMachine,
+  failedHostGraceLeft,
   type KeyEntry,
   type OpenResult,
   retryNote,
@@ -494,6 +495,8 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
         return () => clearInterval(timer);
       }),
     },
+    // A failed host's grace, as its actors count it (the host machine's downGrace, above).
+    delays: { hostDownGrace: failedHostGraceLeft(config.hostDownGraceMs) },
     guards: {
       sessionIdRecorded: (_, sessionId) => journal.used(sessionId),
     },

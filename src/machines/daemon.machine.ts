@@ -22,6 +22,7 @@ import type { SessionRequest } from '../sessions/types.js';
 import type { WorkManifest } from '../sessions/work.js';
 import {
   type AdoptedInput,
+  downGraceLeft,
   type HostDownEvent,
   type HostInfo,
   type HostNotice,
@@ -150,10 +151,28 @@ export type InternalEvent =
   /** A child actor failed: an exception in one of its actions (XState sends it, the id its own). */
   | ErrorActorEvent
   /** A failed host or schedule actor's backoff is over: it is started again (a delayed raise, id retry:ID). */
-  | ChildRetryEvent;
+  | ChildRetryEvent
+  /** A failed host's host_down_grace ended during its backoff: what waited for it is abandoned. */
+  | HostGraceOverEvent;
 
 /** The backoff of a failed host or schedule actor is over: `id` is its actor's id. */
 export type ChildRetryEvent = { type: 'child.retry'; kind: 'host' | 'schedule'; name: string; id: string };
+
+/**
+ * daemon.host_down_grace of a host whose actor failed ends (counted from `downSince`, when it went down):
+ * raised at its failure, for the sessions that wait for it while no actor counts the grace.
+ */
+export type HostGraceOverEvent = { type: 'host.graceOver'; host: string; downSince: string };
+
+/**
+ * The daemon machine's hostDownGrace delay: what is left of daemon.host_down_grace (`graceMs`) since a
+ * failed host went down, as its actors count it (downGraceLeft).
+ */
+export function failedHostGraceLeft(graceMs: number): (_: unknown, failed: unknown) => number {
+  const left = downGraceLeft(graceMs);
+  // The params of awaitHostGrace, the one action that uses this delay.
+  return (_, failed) => left({ context: failed as { downSince: string } });
+}
 
 /** The first restart of a failed host or schedule actor comes this long after its failure. */
 export const RESTART_FIRST_MS = 5_000;
@@ -178,6 +197,11 @@ export interface ChildRestart {
   retryAt?: number;
   /** A host's: when it went down (or failed, if it was up), so that its next actor's grace counts from then. */
   downSince?: string;
+  /**
+   * A host's: host_down_grace ended in this outage and what waited for it was abandoned (before the
+   * failure, or by host.graceOver during the backoff): its next actor abandons nothing a second time.
+   */
+  lost?: true;
 }
 
 /** How long a failed child waits before its restart number `attempts`: 5 s, doubling, at most 5 min. */
@@ -534,10 +558,11 @@ const whileUp = (queuedStart: readonly 'startQueuedSessions'[]) =>
       actions: [
         ...applyReload.actions,
         'cancelRetries',
+        // Before the restarts are forgotten: a host's new actor gets whether its grace is over (lost).
+        'restartFailedHosts',
         'forgetRestarts',
         'stopChangedSchedules',
         'startSchedules',
-        'restartFailedHosts',
         ...queuedStart,
       ],
     },
@@ -641,6 +666,20 @@ export const daemonMachine = setup({
       if (retry.kind === 'schedule') return failedScheduleRef(context, retry.name)?.id === retry.id;
       return context.hosts.some((h) => h.id === retry.id && h.getSnapshot().status === 'error');
     },
+    /**
+     * A failed host's grace that still stands: the host is failed still, in the same outage (a new actor
+     * counts the grace itself), and what waited for it was not abandoned yet.
+     */
+    graceOverDue: ({ context }, over: HostGraceOverEvent) => {
+      const id = hostActorId(over.host);
+      const restart = Object.hasOwn(context.restarts, id) ? context.restarts[id] : undefined;
+      if (restart === undefined || restart.lost || restart.downSince !== over.downSince) return false;
+      return context.hosts.some((h) => h.id === id && h.getSnapshot().status === 'error');
+    },
+  },
+  delays: {
+    /** Provided: what is left of daemon.host_down_grace since a failed host went down (failedHostGraceLeft). */
+    hostDownGrace: failedHostGraceLeft(600_000),
   },
   actions: {
     queueSession: assign({
@@ -856,14 +895,17 @@ export const daemonMachine = setup({
               ? now.hostInfo.find((h) => ref.id === hostActorId(h.name))
               : undefined;
             if (host === undefined) return ref;
-            // The sessions that wait for it still wait, for host_down_grace from when it went down.
+            // The sessions that wait for it still wait, for host_down_grace from when it went down (none
+            // if the grace ended during the backoff: they were abandoned then).
             const downSince = ref.getSnapshot().context.downSince;
+            const lost = Object.hasOwn(now.restarts, ref.id) && now.restarts[ref.id]?.lost === true;
             return spawn('host', {
               id: hostActorId(host.name),
               input: {
                 host,
                 down: 'its supervision failed and a reload started it again: it is probed and reconciled before it takes sessions',
                 ...(downSince === undefined ? {} : { downSince }),
+                ...(downSince !== undefined && lost ? { lost: true } : {}),
               },
             });
           }),
@@ -969,6 +1011,9 @@ export const daemonMachine = setup({
         ...(hostRef === undefined
           ? {}
           : { downSince: hostRef.getSnapshot().context.downSince ?? new Date(now).toISOString() }),
+        ...(hostRef?.getSnapshot().matches({ connection: { away: { grace: 'lost' } } })
+          ? { lost: true }
+          : {}),
       };
       enqueue.assign({ restarts: { ...context.restarts, [id]: restart } });
       if (retrying) {
@@ -977,6 +1022,28 @@ export const daemonMachine = setup({
           { id: retryId(id), delay },
         );
       }
+    }),
+    /**
+     * A host's actor failed: its grace ends when it would have ended for that actor (host.graceOver), so
+     * that the sessions waiting for it are abandoned then, not when the next actor starts after the
+     * backoff. One that comes after a new actor took over, or after they were abandoned, changes nothing.
+     */
+    awaitHostGrace: raise(
+      (_, failed: { host: string; downSince: string }): HostGraceOverEvent => ({
+        type: 'host.graceOver',
+        ...failed,
+      }),
+      { delay: 'hostDownGrace' },
+    ),
+    /** A failed host's grace ended during its backoff: its next actor abandons nothing a second time. */
+    markHostLost: assign({
+      restarts: ({ context }, host: string) => {
+        const id = hostActorId(host);
+        const restart = context.restarts[id];
+        return restart === undefined
+          ? context.restarts
+          : { ...context.restarts, [id]: { ...restart, lost: true as const } };
+      },
     }),
     /** A reload (which starts every failed child at once) and a shutdown cancel the pending retries. */
     cancelRetries: enqueueActions(({ context, enqueue }) => {
@@ -1039,6 +1106,7 @@ export const daemonMachine = setup({
                     host,
                     down: `its supervision failed and was started again (attempt ${restart.attempts}): it is probed and reconciled before it takes sessions`,
                     ...(restart.downSince === undefined ? {} : { downSince: restart.downSince }),
+                    ...(restart.lost ? { lost: true } : {}),
                   },
                 }),
           ),
@@ -1262,6 +1330,13 @@ export const daemonMachine = setup({
             params: ({ context, event }) => ({ ...failedHostChild(context, event), retry: true }),
           },
           {
+            type: 'awaitHostGrace',
+            params: ({ context, event }) => ({
+              host: failedHostChild(context, event).name,
+              downSince: context.restarts[failedChildId(event)]?.downSince as string,
+            }),
+          },
+          {
             type: 'announceHostFailed',
             params: ({ context, event }) => ({
               ...(failedHostOf(context, event) as { host: string; reason: string }),
@@ -1290,6 +1365,15 @@ export const daemonMachine = setup({
       ],
     },
     'host.lost': { actions: { type: 'abandonWaiting', params: ({ event }) => ({ host: event.host }) } },
+    // A failed host's grace ended while no actor counted it (its backoff): what waited for it is
+    // abandoned now, as a host down that long gets it abandoned (host.lost).
+    'host.graceOver': {
+      guard: { type: 'graceOverDue', params: ({ event }) => event },
+      actions: [
+        { type: 'markHostLost', params: ({ event }) => event.host },
+        { type: 'abandonWaiting', params: ({ event }) => ({ host: event.host }) },
+      ],
+    },
     drain: drainHandler('drain'),
     undrain: drainHandler('undrain'),
   },

@@ -59,6 +59,11 @@ export interface HostInput {
    * daemon.host_down_grace counts from then (see downGraceLeft); else from this actor's start.
    */
   downSince?: string;
+  /**
+   * With downSince: host_down_grace ended already in this outage and what waited for the host was
+   * abandoned (by the actor this one replaces, or by the daemon during its backoff): not a second time.
+   */
+  lost?: true;
 }
 
 export interface HostProbe {
@@ -81,6 +86,8 @@ export interface HostContext {
   problem?: string;
   /** When the host went down (while it is). */
   downSince?: string;
+  /** From the input: this outage's grace ended before this actor started (see HostInput.lost). */
+  lost?: true;
   reconciled?: ReconcileSummary;
 }
 
@@ -111,7 +118,7 @@ function notProvided(name: string): never {
  * The delay of daemon.host_down_grace (`graceMs`) for a host's actor: what is left of it since the host
  * went down (downSince), which is the whole grace but for an actor that replaces one that failed.
  */
-export function downGraceLeft(graceMs: number): (args: { context: HostContext }) => number {
+export function downGraceLeft(graceMs: number): (args: { context: { downSince?: string } }) => number {
   return ({ context }) => {
     const since = Date.parse(context.downSince ?? '');
     return Number.isNaN(since) ? graceMs : Math.max(0, graceMs - Math.max(0, Date.now() - since));
@@ -144,6 +151,8 @@ export const hostMachine = setup({
     startsDown: ({ context }) => context.problem !== undefined,
     /** A reconciliation runs: the sessions waiting for the host are its to recover (or, if it fails, to abandon). */
     reconciling: stateIn('#host.connection.away.link.reconciling'),
+    /** This outage's grace ended before this actor started (HostInput.lost). */
+    lostBefore: ({ context }) => context.lost === true,
   },
   actions: {
     probed: assign((_, probe: ProbeResult) => ({
@@ -160,6 +169,7 @@ export const hostMachine = setup({
     markUp: assign((_, summary: ReconcileSummary) => ({
       problem: undefined,
       downSince: undefined,
+      lost: undefined,
       reconciled: summary,
     })),
     reconfigure: assign((_, update: { maxSessions: number; labels: Record<string, string> }) => update),
@@ -191,7 +201,11 @@ export const hostMachine = setup({
     labels: input.host.labels,
     ...(input.down === undefined
       ? {}
-      : { problem: input.down, downSince: input.downSince ?? new Date().toISOString() }),
+      : {
+          problem: input.down,
+          downSince: input.downSince ?? new Date().toISOString(),
+          ...(input.downSince !== undefined && input.lost ? { lost: true as const } : {}),
+        }),
     ...(input.version === undefined ? {} : { version: input.version }),
   }),
   on: {
@@ -310,7 +324,9 @@ export const hostMachine = setup({
               initial: 'counting',
               states: {
                 counting: {
-                  description: 'The sessions of an earlier run waiting for the host still wait.',
+                  description:
+                    "The sessions of an earlier run waiting for the host still wait; none do when this outage's grace ended before this actor started (it replaces one that failed): they were abandoned then.",
+                  always: { guard: 'lostBefore', target: 'lost' },
                   after: { downGrace: 'expired' },
                 },
                 expired: {

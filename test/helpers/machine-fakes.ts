@@ -8,6 +8,7 @@ import { defaultResources } from '../../src/config/resources.js';
 import type { AgentConfig } from '../../src/config/types.js';
 import {
   daemonMachine,
+  failedHostGraceLeft,
   type OpenResult,
   type ReconcileResult,
   type RecoveryPlan,
@@ -419,6 +420,7 @@ export class Fakes {
           };
         }),
       },
+      delays: { hostDownGrace: failedHostGraceLeft(this.options.downGraceMs ?? 3_600_000) },
       guards: {
         sessionIdRecorded: (_, sessionId) => this.recorded.has(sessionId),
       },

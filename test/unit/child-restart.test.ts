@@ -313,7 +313,7 @@ describe('a session of an earlier daemon waiting for a host whose actor failed',
   ];
 
   /** Host b was down at start, with w1 waiting for it; its actor fails at its first retry (1 s). */
-  async function waitingDaemon(downGraceMs = 3_600_000) {
+  async function waitingDaemon(downGraceMs = 3_600_000, abandonedBefore: string[] = []) {
     const down = [{ host: 'b', reason: 'connection refused' }];
     const fakes = new Fakes({ probeIntervalMs: 1_000, downGraceMs, reconcile: { ...RECONCILED, down } });
     fakes.unreachable.set('b', 'connection refused');
@@ -337,8 +337,8 @@ describe('a session of an earlier daemon waiting for a host whose actor failed',
     await settle();
     await vi.advanceTimersByTimeAsync(1_000);
     expect(log.failed.map((f) => f.name)).toEqual(['b']);
-    // Not abandoned at the failure: the host's next actor reconciles it.
-    expect(fakes.abandonedHosts).toEqual([]);
+    // Not abandoned at the failure: the host's next actor reconciles it (or its grace abandons it).
+    expect(fakes.abandonedHosts).toEqual(abandonedBefore);
     return { fakes, log, actor, port: portOver(actor) };
   }
 
@@ -377,10 +377,16 @@ describe('a session of an earlier daemon waiting for a host whose actor failed',
     expect(outcomesOf(fakes)).toEqual([]);
   });
 
-  it('is abandoned once when host_down_grace, counted from when the host went down, ends during the backoff', async () => {
+  it('is abandoned once, when host_down_grace (counted from when the host went down) ends during the backoff', async () => {
     const { fakes, log, actor } = await waitingDaemon(3_000);
-    await vi.advanceTimersByTimeAsync(5_500);
-    // The new actor (at 6 s) finds the grace over (it went down at 0): abandoned at once, not at 9 s.
+    // It went down at 0 and failed at 1 s: the grace ends at 3 s, during the backoff (retry at 6 s).
+    await vi.advanceTimersByTimeAsync(1_999);
+    expect(outcomesOf(fakes)).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(outcomesOf(fakes)).toEqual(['abandoned (b)']);
+    expect(log.restarted).toEqual([]);
+    // The new actor (at 6 s) finds the grace over: it abandons nothing a second time.
+    await vi.advanceTimersByTimeAsync(3_500);
     expect(log.restarted.map((r) => r.at)).toEqual([6_000]);
     expect(outcomesOf(fakes)).toEqual(['abandoned (b)']);
     // Back later, it is reconciled; what waited is not settled a second time by the machine.
@@ -388,6 +394,36 @@ describe('a session of an earlier daemon waiting for a host whose actor failed',
     fakes.unreachable.delete('b');
     await vi.advanceTimersByTimeAsync(60_000);
     expect(fakes.reconciledHosts).toEqual(['b']);
+    expect(outcomesOf(fakes)).toEqual(['abandoned (b)']);
+    actor.stop();
+  });
+
+  it('is abandoned once when the grace ends during the backoff and a reload then starts the host again', async () => {
+    const { fakes, log, actor } = await waitingDaemon(3_000);
+    await vi.advanceTimersByTimeAsync(2_500);
+    expect(outcomesOf(fakes)).toEqual(['abandoned (b)']);
+    actor.send({ type: 'reload', agents: AGENTS, maxSessions: 10 });
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(log.restarted).toEqual([]);
+    expect(outcomesOf(fakes)).toEqual(['abandoned (b)']);
+    actor.stop();
+  });
+
+  it('is not abandoned again by the next actor when the grace had ended before the failure', async () => {
+    // The grace (0.5 s) ends before the failure (1 s): abandoned then, by the actor that fails after.
+    const { fakes, log, actor } = await waitingDaemon(500, ['b']);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(log.restarted.map((r) => r.at)).toEqual([6_000]);
+    expect(outcomesOf(fakes)).toEqual(['abandoned (b)']);
+    actor.stop();
+  });
+
+  it('a reload before the grace ends leaves the grace to the new actor: abandoned once, when it ends', async () => {
+    const { fakes, actor } = await waitingDaemon(3_000);
+    actor.send({ type: 'reload', agents: AGENTS, maxSessions: 10 });
+    await vi.advanceTimersByTimeAsync(1_999);
+    expect(outcomesOf(fakes)).toEqual([]);
+    await vi.advanceTimersByTimeAsync(60_000);
     expect(outcomesOf(fakes)).toEqual(['abandoned (b)']);
     actor.stop();
   });
