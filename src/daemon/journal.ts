@@ -69,7 +69,10 @@ export class SessionJournal {
     // it (its container adopted, or the session settled), or it would look unfinished for ever.
     const known = new Set(records.map((r) => r.id));
     const strays = this.keeper.strays((id) => known.has(id));
-    for (const record of strays.records) {
+    for (const stray of strays.records) {
+      // Its record directory's copy is written behind the state dir's, so it may lag the container's
+      // call: it does not say whether that call was made (as an older daemon's record does not).
+      const { containerCallStarted: _call, ...record } = stray;
       this.store.put(record);
       records.push(record);
       this.log.warn(
@@ -298,6 +301,19 @@ export class SessionJournal {
   phase(sessionId: string, phase: SessionPhase, host?: string, decided?: SessionRecord['decided']): void {
     // A phase never comes after the outcome (some are written a microtask late: see main.ts).
     if (this.index.get(sessionId)?.outcome !== undefined) return;
+    const before = this.index.get(sessionId);
+    // Written already, with its container's call (containerCall: a session with no secret to make).
+    if (phase === 'creating' && before?.phase === 'creating') return;
+    this.enter(sessionId, phase, host, decided);
+  }
+
+  private enter(
+    sessionId: string,
+    phase: SessionPhase,
+    host?: string,
+    decided?: SessionRecord['decided'],
+    containerCallStarted = false,
+  ): void {
     const at = new Date().toISOString();
     const before = this.index.get(sessionId);
     if (before !== undefined && before.startedAt === undefined)
@@ -309,9 +325,24 @@ export class SessionJournal {
       startedAt: r.startedAt ?? at,
       ...(host === undefined ? {} : { host }),
       ...(decided === undefined ? {} : { decided }),
+      // From creating on, whether the call that makes its container was started (recovery.ts).
+      ...(phase === 'creating' ? { containerCallStarted } : {}),
     }));
     this.log.info({ event: 'session.phase', session: sessionId, phase }, `session ${phase}`);
     this.bus.publish({ type: 'phase', sessionId, agent: record?.agent ?? '', phase });
+  }
+
+  /**
+   * The podman call that makes a session's container is spawned right after this: its record says so
+   * first (and says creating, if a session with no secret to make had not written it yet), so that one
+   * without it had no container (recovery runs it again) and one with it may have run its command.
+   */
+  containerCall(sessionId: string): void {
+    const current = this.index.get(sessionId);
+    if (current === undefined || current.outcome !== undefined || current.containerCallStarted === true)
+      return;
+    if (current.phase === 'creating') this.update(sessionId, (r) => ({ ...r, containerCallStarted: true }));
+    else this.enter(sessionId, 'creating', undefined, undefined, true);
   }
 
   /**
@@ -320,7 +351,7 @@ export class SessionJournal {
    */
   requeued(sessionId: string): void {
     const at = new Date().toISOString();
-    this.update(sessionId, ({ startedAt: _startedAt, host: _host, ...r }) => ({
+    this.update(sessionId, ({ startedAt: _startedAt, host: _host, containerCallStarted: _call, ...r }) => ({
       ...r,
       phase: 'queued',
       phases: [...r.phases, { phase: 'queued', at }],
@@ -384,19 +415,22 @@ export class SessionJournal {
     this.steadyStarts.delete(request.sessionId);
     if (this.index.get(request.sessionId) !== undefined)
       this.onFinishing({ id: request.sessionId, agent: request.agent }, outcome.outcome);
-    let record = this.rewrite(request.sessionId, ({ decided: _decided, ...r }) => ({
-      ...r,
-      phase: 'finished',
-      phases: [...r.phases, { phase: 'finished', at: finishedAt.toISOString() }],
-      finishedAt: finishedAt.toISOString(),
-      durationMs: sessionDuration(r, finishedAt, outcome.timings, steadyStart),
-      outcome: outcome.outcome,
-      ...(outcome.kind === undefined ? {} : { kind: outcome.kind }),
-      ...(outcome.exitCode === undefined ? {} : { exitCode: outcome.exitCode }),
-      ...(outcome.signal === undefined ? {} : { signal: outcome.signal }),
-      ...(outcome.message === undefined ? {} : { message: outcome.message }),
-      ...(outcome.timings === undefined ? {} : { timings: outcome.timings }),
-    }));
+    let record = this.rewrite(
+      request.sessionId,
+      ({ decided: _decided, containerCallStarted: _call, ...r }) => ({
+        ...r,
+        phase: 'finished',
+        phases: [...r.phases, { phase: 'finished', at: finishedAt.toISOString() }],
+        finishedAt: finishedAt.toISOString(),
+        durationMs: sessionDuration(r, finishedAt, outcome.timings, steadyStart),
+        outcome: outcome.outcome,
+        ...(outcome.kind === undefined ? {} : { kind: outcome.kind }),
+        ...(outcome.exitCode === undefined ? {} : { exitCode: outcome.exitCode }),
+        ...(outcome.signal === undefined ? {} : { signal: outcome.signal }),
+        ...(outcome.message === undefined ? {} : { message: outcome.message }),
+        ...(outcome.timings === undefined ? {} : { timings: outcome.timings }),
+      }),
+    );
     if (!record) {
       this.files.remove(request.sessionId);
       return;

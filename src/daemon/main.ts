@@ -1019,6 +1019,9 @@ function sessionLogic(
       },
       announceContainer: ({ context }, { container }) =>
         journal.container(context.session.invocation.sessionId, container),
+      // Written before the call is spawned, not a microtask after it: a record at creating without it
+      // is run again by a restarted daemon that finds no container (recovery.ts).
+      announceContainerCall: ({ context }) => journal.containerCall(context.session.invocation.sessionId),
       announceMasking: ({ context }, masking) => {
         const session = context.session.invocation.sessionId;
         if ('values' in masking)

@@ -114,8 +114,14 @@ export function planRecovery(
       continue;
     }
     // Killed while it resolved its credentials: its secret and container are made after its record says
-    // creating, so it never ran, and runs again as a queued one does.
-    if (record.phase === 'queued' || (record.phase === 'resolving' && container === undefined)) {
+    // creating, so it never ran, and runs again as a queued one does. So does one killed at creating
+    // before the call that makes its container was spawned (while it made its secrets): its record says
+    // so (containerCallStarted false, written before that call), and no container of it is listed.
+    if (
+      record.phase === 'queued' ||
+      (record.phase === 'resolving' && container === undefined) ||
+      (record.phase === 'creating' && record.containerCallStarted === false && container === undefined)
+    ) {
       if (agent) plan.queued.push({ request, agent });
       else
         plan.finished.push({
@@ -233,7 +239,9 @@ export function planRecovery(
       outcome: abandoned(
         record,
         container === undefined
-          ? `the daemon stopped while the session was ${record.phase} and its container is gone`
+          ? record.phase === 'creating' && record.containerCallStarted === true
+            ? `the daemon stopped while the session was creating, after it had started the podman call that makes its container, and no container of it is left, so whether its command ran is not known (a container torn down before its record said so leaves none either): it is not run again, trigger it again if it should run`
+            : `the daemon stopped while the session was ${record.phase} and its container is gone`
           : reset
             ? `the daemon stopped while the session was ${record.phase}; its container is ${exitedByRestart ? `${container.State} with no exit time` : `${container.State} again`}, as Podman leaves a container that was running when its host restarted, so how the agent's command ended is not known`
             : never

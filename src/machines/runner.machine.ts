@@ -223,6 +223,12 @@ export function runnerMachineFor(settings: RunnerSettings) {
       announcePhase: (_, _params: { phase: Phase }) => {},
       /** Side effect (provided): the container exists; its name goes into the session's record. */
       announceContainer: (_, _params: { container: string }) => {},
+      /**
+       * Side effect (provided): the podman call that makes the container starts in this step; the session's
+       * record says so before it is spawned (actors start after a step's actions), so a record without
+       * it had no container for a restarted daemon to miss (recovery runs it again).
+       */
+      announceContainerCall: () => {},
       /** Side effect (provided): the commit the clone checked out, for the session's record. */
       announceCommit: (_, _params: { commit: string }) => {},
       /** Side effect (provided): the image the container runs, for the session's record. */
@@ -398,7 +404,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
                     guard: and(['allSecretsCreated', 'runsInOneCall']),
                     target: '#runner.live.attached',
                     // Announced once its setup step says it started: a run that fails made none.
-                    actions: 'claimContainer',
+                    actions: ['announceContainerCall', 'claimContainer'],
                   },
                   { guard: 'allSecretsCreated', target: '#runner.live.creatingContainer' },
                   { target: 'creating' },
@@ -451,7 +457,7 @@ export function runnerMachineFor(settings: RunnerSettings) {
             description:
               'On a host behind a connection: create the container (not started): the setup step as entrypoint, the secrets mounted root-only, the engine-enforced deadline. (On the local Podman, `podman run` creates and starts it in the attachment: one call.)',
             tags: ['creating'],
-            entry: 'claimContainer',
+            entry: ['announceContainerCall', 'claimContainer'],
             invoke: {
               id: 'createContainer',
               src: 'createContainer',

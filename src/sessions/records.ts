@@ -97,6 +97,15 @@ export const sessionRecordSchema = z.object({
   /** The host it ran on (`hosts:`; `local` without). */
   host: z.string().optional(),
   /**
+   * Whether the podman call that makes the session's container (`podman run`, or `create` on a host behind
+   * a connection) had been started: false from the phase creating on until it is, true from just before
+   * its spawn (written synchronously first). A record at creating that says false and has no container
+   * never ran its command, so recovery runs it again; one that says true and has no container may have
+   * (torn down while its record lagged). Absent in a record of an older daemon, which did not say. Gone
+   * once the session is requeued or finished.
+   */
+  containerCallStarted: z.boolean().optional(),
+  /**
    * The outcome decided before the teardown began, kept while the session tears down (a cancel or
    * timeout, a failed setup, the command's exit): a daemon restarted then settles the session with it,
    * since the exited container's code alone does not say whether a stop ended it. Gone once `outcome` is set.

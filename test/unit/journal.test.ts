@@ -305,6 +305,68 @@ describe('SessionJournal while a session tears down', () => {
   });
 });
 
+describe("SessionJournal saying when a session's container call starts", () => {
+  it('writes it before the call, at creating or with it, and forgets it when requeued or finished', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'agentd-journal-'));
+    dirs.push(stateDir);
+    const { journal, store } = journalIn(stateDir, 100);
+    journal.load(() => {});
+    await journal.recover();
+    // With secrets: creating says the call is not started (a restarted daemon may run it again), then it is.
+    const { finishedAt: _f, outcome: _o, ...one } = finished(3);
+    journal.rebuilt({ ...one, phase: 'queued' });
+    journal.phase(one.id, 'resolving', 'local');
+    journal.phase(one.id, 'creating');
+    expect(store.read(one.id)).toMatchObject({ phase: 'creating', containerCallStarted: false });
+    journal.containerCall(one.id);
+    expect(store.read(one.id)).toMatchObject({ phase: 'creating', containerCallStarted: true });
+    journal.requeued(one.id);
+    expect(store.read(one.id)).not.toHaveProperty('containerCallStarted');
+    // No secret to make: the call comes in the step that enters creating, whose own write (a microtask
+    // later) comes after the call's spawn; the record says both before it, and the phase once.
+    const { finishedAt: _g, outcome: _p, ...two } = finished(4);
+    journal.rebuilt({ ...two, phase: 'queued' });
+    journal.phase(two.id, 'resolving', 'local');
+    journal.containerCall(two.id);
+    journal.phase(two.id, 'creating');
+    const written = store.read(two.id);
+    expect(written).toMatchObject({ phase: 'creating', containerCallStarted: true });
+    expect(written?.phases.map((p) => p.phase)).toEqual(['queued', 'resolving', 'creating']);
+    await journal.finish(requestOf(written as SessionRecord), {
+      outcome: 'succeeded',
+      phase: 'running',
+      timings: {},
+    });
+    expect(store.read(two.id)).toMatchObject({ phase: 'finished' });
+    expect(store.read(two.id)).not.toHaveProperty('containerCallStarted');
+    await journal.settled();
+  });
+});
+
+describe('SessionJournal rebuilding a record from its record directory', () => {
+  it("does not take the copy's word that the container's call was not started: it is written behind", async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'agentd-journal-'));
+    dirs.push(stateDir);
+    const earlier = journalIn(stateDir, 100);
+    earlier.journal.load(() => {});
+    await earlier.journal.recover();
+    const { finishedAt: _f, outcome: _o, ...one } = finished(5);
+    earlier.journal.accept(requestOf({ ...one, phase: 'queued' }), 1 << 20);
+    earlier.journal.phase(one.id, 'resolving', 'local');
+    earlier.journal.phase(one.id, 'creating');
+    await earlier.journal.settled();
+    // The state dir's record is gone (deleted, or quarantined); its record directory says creating.
+    rmSync(join(stateDir, 'sessions', `${one.id}.json`));
+    const later = journalIn(stateDir, 100);
+    const { unfinished } = later.journal.load(() => {});
+    expect(unfinished.map((r) => [r.id, r.phase])).toEqual([[one.id, 'creating']]);
+    expect(unfinished[0]).not.toHaveProperty('containerCallStarted');
+    expect(later.store.read(one.id)).not.toHaveProperty('containerCallStarted');
+    await later.journal.recover();
+    await later.journal.settled();
+  });
+});
+
 describe('SessionJournal requeuing a session an earlier daemon was resolving', () => {
   it('records it queued again, with no start and no host, so that it starts afresh', async () => {
     const stateDir = mkdtempSync(join(tmpdir(), 'agentd-journal-'));

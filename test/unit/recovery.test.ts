@@ -424,6 +424,46 @@ describe('recovery planning', () => {
     expect(fates[id(4)]?.message).toMatch(/agent retired is no longer configured|never ran the command/);
   });
 
+  it('runs again a session killed at creating before the call that makes its container, and only that one', () => {
+    const never = { StartedAt: -62135596800, ExitedAt: -62135596800, ExitCode: 0 };
+    const plan = planRecovery(
+      [
+        // Killed while it made its secrets: its record says the container's call was not started.
+        record(id(1), 'creating', { containerCallStarted: false }),
+        // Started: no container left may be one torn down while its record lagged.
+        record(id(2), 'creating', { containerCallStarted: true }),
+        // An older daemon's record does not say.
+        record(id(3), 'creating'),
+        record(id(4), 'creating', { containerCallStarted: false, agent: 'retired' }),
+        // A container of it is listed after all: what it says decides, as before (adopted, to read its log).
+        record(id(5), 'creating', { containerCallStarted: false }),
+        // Still a never-started one whose container is listed runs again (removed first), with the marker set.
+        record(id(6), 'creating', { containerCallStarted: true }),
+      ],
+      [container(id(5), 'exited', { ExitCode: 0 }), container(id(6), 'created', never)],
+      AGENTS,
+      NOW,
+    );
+    expect(plan.queued.map((q) => q.request.sessionId)).toEqual([id(1), id(6)]);
+    expect(plan.adopted.map((a) => a.request.sessionId)).toEqual([id(5)]);
+    const fates = Object.fromEntries(plan.finished.map((f) => [f.request.sessionId, f.outcome]));
+    expect(Object.keys(fates).sort()).toEqual([id(2), id(3), id(4)]);
+    expect(fates[id(2)]).toEqual({
+      outcome: 'abandoned',
+      phase: 'creating',
+      message:
+        'the daemon stopped while the session was creating, after it had started the podman call that makes its container, and no container of it is left, so whether its command ran is not known (a container torn down before its record said so leaves none either): it is not run again, trigger it again if it should run',
+    });
+    expect(fates[id(3)]?.message).toBe(
+      'the daemon stopped while the session was creating and its container is gone',
+    );
+    expect(fates[id(4)]).toEqual({
+      outcome: 'abandoned',
+      phase: 'creating',
+      message: 'agent retired is no longer configured',
+    });
+  });
+
   it('abandons, with the reason, what cannot be run or judged', () => {
     const plan = planRecovery(
       [

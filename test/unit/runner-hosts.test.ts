@@ -31,6 +31,8 @@ function start(
   const dir = makeTempDir('agentd-unit-runner-hosts-');
   const output: string[] = [];
   const warnings: string[] = [];
+  /** The podman calls made (or under way) when the record said the container's call was started. */
+  const containerCalls: string[][] = [];
   const machine = runnerMachineFor({
     instanceId: 'e'.repeat(32),
     stopGraceMs: 1000,
@@ -46,11 +48,14 @@ function start(
       logMaxBytes: 100_000,
       line: (_, line) => output.push(line.text),
     }),
-    actions: { warn: (_, { message }) => warnings.push(message) },
+    actions: {
+      warn: (_, { message }) => warnings.push(message),
+      announceContainerCall: () => containerCalls.push(podman.calls.map((c) => c.op)),
+    },
     ...(options.stopExitMs === undefined ? {} : { delays: { stopExit: options.stopExitMs } }),
   });
   const actor = createActor(machine, { input: { session, host: 'b1' } }).start();
-  return { actor, output, warnings, result: toPromise(actor) as Promise<RunResult> };
+  return { actor, output, warnings, containerCalls, result: toPromise(actor) as Promise<RunResult> };
 }
 
 async function until(check: () => boolean, what: string): Promise<void> {
@@ -73,6 +78,19 @@ function remote(): FakePodman {
   podman.remote = true;
   return podman;
 }
+
+describe('a session on a host behind a connection', () => {
+  it("says the container's call is started before `podman create` is asked for, once", async () => {
+    const podman = remote();
+    const run = start(podman);
+    const stream = await toRunning(podman);
+    expect(run.containerCalls).toEqual([['createSecret']]);
+    expect(podman.calls.map((c) => c.op)).toContain('createContainer');
+    stream.exit(0);
+    await run.result;
+    expect(run.containerCalls).toHaveLength(1);
+  });
+});
 
 describe('a session whose host stops answering', () => {
   it('waits, follows its container again when the host is back, and ends with the real exit code', async () => {

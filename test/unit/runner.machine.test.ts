@@ -53,6 +53,8 @@ function start(
   /** What the daemon's record keeps as the outcome when the teardown begins (main.ts). */
   const decided: RunFate[] = [];
   const warnings: { message: string; retrying: boolean }[] = [];
+  /** The podman calls made (or under way) when the record said the container's call was started. */
+  const containerCalls: string[][] = [];
   const machine = runnerMachineFor(SETTINGS).provide({
     actors: runnerActors(podman, {
       logFile: (id) => `${dir}/${id}.log`,
@@ -66,10 +68,19 @@ function start(
       },
       warn: (_, { message }) => warnings.push({ message, retrying: false }),
       noteTeardownRetry: (_, { message }) => warnings.push({ message, retrying: true }),
+      announceContainerCall: () => containerCalls.push(podman.calls.map((c) => c.op)),
     },
   });
   const actor = createActor(machine, { input: { session, ...(adopted ? { adopted } : {}) } }).start();
-  return { actor, output, phases, decided, warnings, result: toPromise(actor) as Promise<RunResult> };
+  return {
+    actor,
+    output,
+    phases,
+    decided,
+    warnings,
+    containerCalls,
+    result: toPromise(actor) as Promise<RunResult>,
+  };
 }
 
 /**
@@ -136,6 +147,23 @@ describe('runner machine', () => {
     ]);
     const removals = podman.calls.filter((c) => c.op === 'removeSecrets');
     expect(removals.length).toBeGreaterThan(0);
+  });
+
+  it("says the container's call is started once its secrets exist and before podman is asked to make it", async () => {
+    // A restarted daemon runs again a session whose record does not say so, when no container of it is
+    // left (recovery.ts): said after the call, a kill in between would run its command twice.
+    for (const credentials of [resolvedCredentials().credentials, []]) {
+      const podman = new FakePodman('auto');
+      const run = start(podman, undefined, undefined, { credentials });
+      await until(() => podman.stream() !== undefined, 'attached');
+      // Said once, when the secret (if any) was made and `podman run` was not asked for yet.
+      expect(run.containerCalls).toEqual([credentials.length === 0 ? [] : ['createSecret']]);
+      run.actor.send({ type: 'cancel' });
+      await until(() => podman.stream()?.signal?.aborted === true, 'the run cut short');
+      podman.stream()?.exit(143);
+      expect(await run.result).toMatchObject({ outcome: 'cancelled', phase: 'creating' });
+      expect(run.containerCalls).toHaveLength(1);
+    }
   });
 
   it('reports an out-of-memory kill the setup step saw, which Podman does not', async () => {
