@@ -24,7 +24,7 @@ import { type HttpListen, parseListen } from './http.js';
 import { cacheVolumeKey, isInside, overlaps, PathIndex } from './mounts.js';
 import { configSearchPath, defaultSocketPath, defaultStateDir } from './paths.js';
 import { podmanPathCheck, podmanPaths, programPaths } from './podman-paths.js';
-import { MAX_SHOWN_CHARS, quoted } from './quoted.js';
+import { hiddenValue, looksLikeSecret, MAX_SHOWN_CHARS, quoted } from './quoted.js';
 import { capabilityName, parseSize, type RawResources, resolveResources } from './resources.js';
 import {
   allowedKeysAt,
@@ -148,6 +148,8 @@ export function formatPath(path: readonly PropertyKey[]): string {
   for (const part of path) {
     const text = String(part);
     if (typeof part === 'number') out += `[${part}]`;
+    // A key that looks like a credential (a token pasted as an env name) is not shown, as a value is not.
+    else if (looksLikeSecret(text)) out += `[${hiddenValue(text.length, 'a key')}]`;
     else if (text.length <= MAX_SHOWN_CHARS && /^[A-Za-z_][A-Za-z0-9_-]*$/.test(text)) {
       out += `${out === '' ? '' : '.'}${text}`;
     } else out += `[${quoted(text)}]`;

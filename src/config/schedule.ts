@@ -1,7 +1,7 @@
 import { Cron } from 'croner';
 import { AGENT_NAME_MAX, WORK_UNIT_MAX } from '../constants.js';
 import { firstControl } from '../repo-url.js';
-import { quoted } from './quoted.js';
+import { looksLikeSecret, quoted } from './quoted.js';
 
 /**
  * The `schedule:` rules: a cron expression as croner reads it (five fields, or six with a leading
@@ -42,9 +42,12 @@ export function cronProblem(expression: string): string | undefined {
     if (next === null) return `${quoted(expression)} never fires; check the day and month fields`;
     return undefined;
   } catch (error) {
-    const reason = (error instanceof Error ? error.message : String(error)).replace(/^CronPattern: /, '');
+    // croner's reason repeats the expression: none when quoted does not show it.
+    const reason = looksLikeSecret(expression)
+      ? ''
+      : ` (${(error instanceof Error ? error.message : String(error)).replace(/^CronPattern: /, '')})`;
     return (
-      `${quoted(expression)} is not a cron expression (${reason}); write five fields ` +
+      `${quoted(expression)} is not a cron expression${reason}; write five fields ` +
       '"minute hour day-of-month month day-of-week" like "0 3 * * *", or six with leading seconds like "*/10 * * * * *"'
     );
   }

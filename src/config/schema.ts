@@ -3,11 +3,11 @@ import { AGENT_NAME_MAX, MAX_LINE_BYTES, NOTIFY_BACKOFF_MAX_MS } from '../consta
 import { ageProblem, durationProblem, MAX_DURATION_MS, parseDuration } from '../duration.js';
 import { OUTCOME_KINDS } from '../outcome-kinds.js';
 import { OUTCOMES } from '../outcomes.js';
-import { describeRepoProblem, parseOrigin, parseRepoUrl } from '../repo-url.js';
+import { describeRepoProblem, parseOrigin, parseRepoUrl, type RepoUrlCheck } from '../repo-url.js';
 import { HOST_NAME_MAX, HOST_NAME_RE, hostUrlProblem } from './hosts.js';
 import { HTTP_SCOPES, parseListen } from './http.js';
 import { CONTEXT_TARGET, firstOverlaps, sourceProblem, targetClash, targetProblem } from './mounts.js';
-import { quoted } from './quoted.js';
+import { hiddenValue, looksLikeSecret, quoted } from './quoted.js';
 import {
   capabilityName,
   formatSize,
@@ -218,12 +218,19 @@ const DIGEST_RE = /^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA
 
 function repoProblem(repo: string): string | undefined {
   const check = parseRepoUrl(repo);
-  return check.ok ? undefined : describeRepoProblem(repo, check);
+  return check.ok ? undefined : repoUrlProblem(repo, check);
+}
+
+/** A repository URL's problem, without the URL when it looks like a credential (quoted's rule). */
+function repoUrlProblem(raw: string, check: Extract<RepoUrlCheck, { ok: false }>): string {
+  return check.showValue && looksLikeSecret(raw)
+    ? `${hiddenValue(raw.length)} ${check.problem}`
+    : describeRepoProblem(raw, check);
 }
 
 function originProblem(origin: string): string | undefined {
   const check = parseOrigin(origin);
-  if (!check.ok) return describeRepoProblem(origin, check);
+  if (!check.ok) return repoUrlProblem(origin, check);
   if (check.origin.startsWith('git://')) {
     return `${describe(origin)}: git:// never carries a token; list https:// origins (or http:// with allow_insecure_http: true)`;
   }
