@@ -1335,6 +1335,10 @@ export function hardeningArgs(
   for (const mount of options.tmpfs ?? []) {
     argv.push('--tmpfs', `${mount.path}:rw,exec,nosuid,nodev,size=${mount.bytes},mode=${mount.mode}`);
   }
+  // A VOLUME of the image is a tmpfs (its content copied in, counted against the memory limit), not
+  // Podman's default anonymous volume: that is on the host's disk, outside every bound (an image's
+  // world-writable VOLUME took whatever the agent wrote), and `podman rm` leaves it, one a session.
+  argv.push('--image-volume', 'tmpfs');
   return argv;
 }
 

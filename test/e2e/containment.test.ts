@@ -387,6 +387,58 @@ describe('disk', () => {
     ]);
     expect(await probe).toBeLessThan(1024);
   });
+
+  describe('with a world-writable VOLUME in the image', () => {
+    const image = `localhost/agentd-e2e-volume:${randomSessionId()}`;
+
+    beforeAll(async () => {
+      const dir = makeTempDir('agentd-e2e-volume-');
+      writeFileSync(
+        join(dir, 'Containerfile'),
+        [
+          `FROM ${TEST_IMAGE}`,
+          'RUN mkdir /data && echo shipped > /data/shipped && chmod 1777 /data',
+          'VOLUME /data',
+        ].join('\n'),
+      );
+      await execa('podman', ['build', '--pull=never', '--quiet', '-t', image, dir], { timeout: 120_000 });
+    });
+
+    afterAll(async () => {
+      await execa('podman', ['rmi', '--force', image], { reject: false });
+    });
+
+    it("mounts it as a tmpfs with the image's files, not as a volume on the host's disk that podman rm leaves", async () => {
+      let probe: Promise<{ Type: string; Destination: string }[]> | undefined;
+      let container = '';
+      const script = [
+        'cat /data/shipped',
+        'if dd if=/dev/zero of=/data/fill bs=1M count=8 2>/dev/null; then echo "data: wrote 8m"; fi',
+        'grep " /data " /proc/mounts | cut -d" " -f3',
+        'echo ready',
+        waitAtGate(),
+      ].join('\n');
+      const session = await run({
+        spec: { image, command: ['sh', '-c', script], resources: limits({ memory: '256m', disk: '16m' }) },
+        onEvent: (event) => {
+          if (event.type === 'container') container = event.name;
+          if (event.type === 'output' && event.line === 'ready') {
+            probe = whileHeld(async () => {
+              const info = (await inspect(container)) as unknown as {
+                Mounts: { Type: string; Destination: string }[];
+              };
+              return info.Mounts;
+            });
+          }
+        },
+      });
+      expect(session.result.outcome).toBe('succeeded');
+      // Its writes count against the session's memory, like the disk bound's tmpfs mounts.
+      expect(session.lines).toEqual(['shipped', 'data: wrote 8m', 'tmpfs', 'ready']);
+      // Podman's default made an anonymous volume of it, under its storage, kept after the container.
+      expect((await probe)?.filter((m) => m.Type === 'volume')).toEqual([]);
+    });
+  });
 });
 
 describe('privileges', () => {

@@ -41,6 +41,9 @@ describe('containerPolicy → podman flags', () => {
       `/run/lock:rw,exec,nosuid,nodev,size=${1024 ** 3},mode=1777`,
       '--tmpfs',
       `/agentd/out:rw,exec,nosuid,nodev,size=${64 * 1024 ** 2},mode=0700`,
+      // An image's VOLUME: not an anonymous volume on the host's disk, which podman rm leaves behind.
+      '--image-volume',
+      'tmpfs',
     ]);
   });
 
