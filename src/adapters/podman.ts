@@ -485,6 +485,7 @@ export class PodmanClient implements PodmanPort {
     signal?: AbortSignal,
   ): Promise<void> {
     const argv = ['secret', 'create', ...labelArgs(labels), name, '-'];
+    let replaced = false;
     for (let attempt = 1; ; attempt++) {
       try {
         await this.call(`create secret ${name}`, argv, { input: value, signal });
@@ -494,6 +495,15 @@ export class PodmanClient implements PodmanPort {
         // writes them fails with "unexpected end of JSON input" and made nothing. Try again a little
         // later; a name in use then is the earlier attempt's secret (the names are this session's own).
         const stderr = error instanceof PodmanError ? error.stderr : '';
+        if (attempt === 1 && !replaced && /in use/i.test(stderr)) {
+          // In use at the first try: made by the create of an earlier daemon, killed while it made this
+          // session's secret, that finished after the next start's reconciliation removed the session's
+          // secrets (it runs again). Its value may be older: it is removed and made again, once.
+          replaced = true;
+          await this.removeSecrets([name]);
+          attempt = 0;
+          continue;
+        }
         if (attempt > 1 && /in use/i.test(stderr)) return;
         if (
           attempt >= SECRET_CREATE_ATTEMPTS ||

@@ -160,6 +160,40 @@ describe('crash recovery around podman calls', () => {
     expect(await next.stop()).toBe(0);
   });
 
+  it('runs again a session whose killed daemon left a secret create that finished after the restart', async () => {
+    const fake = new FakePodman();
+    // The first create is slow (a busy secrets file): it outlives the daemon, and makes its secret only
+    // once the next daemon has reconciled; the next daemon's own create of that name comes after it.
+    fake.setRules([{ subcommand: 'secret-create', call: 1, action: { sleepSeconds: 4 } }]);
+    const d = await start(fake, ['sh', '-c', 'echo ran once']);
+    const id = await detach(d);
+    const secret = secretName(d.instanceId, id, 0);
+    await fake.waitForFault('secret-create');
+    await waitUntil(
+      () => d.record(id)?.phase === 'creating',
+      () => 'the record at creating',
+    );
+    // Killed; its podman children live on (no service manager ends them), the create among them.
+    await crash(d);
+    figures.faultsInjected++;
+    fake.setRules([{ subcommand: 'secret-create', call: 2, action: { sleepSeconds: 6 } }]);
+    const next = launchDaemon(d.files, { env: { PATH: fake.path, [TOKEN_ENV]: token } });
+    daemons.push(next);
+    await next.ready();
+    const recovered = await next.waitForLog((l) => l.event === 'daemon.recovered');
+    expect(recovered).toMatchObject({ requeued: [id], adopted: [], settled: [] });
+    const waited = await next.cli(['wait', id, '--json']);
+    const record = next.record(id);
+    expect(record?.message).toBeUndefined();
+    expect(record).toMatchObject({ outcome: 'succeeded', phase: 'finished', exitCode: 0 });
+    expect(waited.code, waited.stderr).toBe(0);
+    expect((await next.cli(['logs', id])).stdout).toBe('ran once\n');
+    expect(await listSecrets(d.prefix)).not.toContain(secret);
+    figures.sessionsRecovered++;
+    figures.sessions++;
+    expect(await next.stop()).toBe(0);
+  });
+
   it('runs again a session killed after its container was created and before it started', async () => {
     const fake = new FakePodman();
     // `podman run` held after it created the container and before it started it.
