@@ -6,7 +6,7 @@ import { IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE, MAX_BUFFERED_BYTES } fro
 import { GrowingBuffer } from '../growing-buffer.js';
 import { LogBudget } from '../log-budget.js';
 import type { DaemonPort } from '../protocol/context.js';
-import { problemsOf } from '../protocol/problems.js';
+import { encodingMistake, problemsOf } from '../protocol/problems.js';
 import { submitTrigger } from '../protocol/submit.js';
 import { RETRYABLE_REJECTIONS, type RejectionCode } from '../sessions/check-trigger.js';
 import type { HistoryFilter } from '../sessions/history.js';
@@ -330,12 +330,12 @@ async function bodyOf(
     if (!read.drained) response.headers.set('connection', 'close');
     return { response };
   }
+  const text = read.toString('utf8');
   try {
-    return { body: JSON.parse(read.toString('utf8')) };
+    return { body: JSON.parse(text) };
   } catch (error) {
-    return {
-      response: errorResponse(c, 400, 'bad_json', `the body is not JSON: ${(error as Error).message}`),
-    };
+    const message = encodingMistake(text, 'body') ?? `the body is not JSON: ${(error as Error).message}`;
+    return { response: errorResponse(c, 400, 'bad_json', message) };
   }
 }
 

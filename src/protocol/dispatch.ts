@@ -3,7 +3,7 @@ import { PROTOCOL_VERSIONS, type ProtocolVersion } from '../constants.js';
 import { type DaemonPort, errorReply, type Handler, type RequestHead, replyError } from './context.js';
 import { handlers } from './handlers/index.js';
 import { REQUEST_SINCE, REQUEST_TYPES, type Request, requestIdSchema, requestSchema } from './messages.js';
-import { capped, type Problem, problemsOf } from './problems.js';
+import { capped, encodingMistake, type Problem, problemsOf } from './problems.js';
 import { MAX_STREAMS_PER_CONNECTION, opensStream, streamAllowed } from './streams.js';
 
 /**
@@ -65,7 +65,8 @@ export function check(line: string): Checked {
   try {
     parsed = JSON.parse(line);
   } catch {
-    return { ok: false, head: {}, code: 'bad_json', message: 'the line is not valid JSON', problems: [] };
+    const message = encodingMistake(line, 'line') ?? 'the line is not valid JSON';
+    return { ok: false, head: {}, code: 'bad_json', message, problems: [] };
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     return {

@@ -23,6 +23,23 @@ export function shownFieldName(key: string): string {
     : key;
 }
 
+/**
+ * Why a line (or an HTTP body) is not JSON, when it is a known mistake of encoding; undefined otherwise.
+ * A UTF-8 byte order mark (what PowerShell 5's `Out-File` and `Set-Content -Encoding UTF8` put first) got
+ * only "the line is not valid JSON", though the JSON after it was fine; UTF-16 text likewise.
+ */
+export function encodingMistake(text: string, what: 'line' | 'body'): string | undefined {
+  if (text.startsWith('\uFEFF')) {
+    return `the ${what} starts with a UTF-8 byte order mark (bytes EF BB BF, U+FEFF), which JSON does not allow; send the JSON without it (PowerShell: -Encoding utf8NoBOM, or [IO.File]::WriteAllText; otherwise strip the first 3 bytes)`;
+  }
+  // UTF-16 read as UTF-8: its byte order mark FF FE is two U+FFFD, and every other byte of ASCII is NUL.
+  const rest = text.replace(/^\uFFFD\uFFFD/, '');
+  if (rest.length >= 2 && (rest[0] === '\u0000' || rest[1] === '\u0000')) {
+    return `the ${what} holds NUL bytes: it looks like UTF-16 (PowerShell 5's default for > and Out-File); send it as UTF-8 without a byte order mark`;
+  }
+  return undefined;
+}
+
 /** Every problem zod found, one per field (an unknown field each), in the protocol's words; not capped. */
 export function problemsOf(error: z.ZodError, requestTypes: readonly string[]): Problem[] {
   const problems: Problem[] = [];

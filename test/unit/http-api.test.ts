@@ -278,6 +278,11 @@ describe('HTTP API: bad requests', () => {
       a.request('/v1/sessions', { method: 'POST', token: ENV.T_CI, body, headers: { 'content-type': type } });
     const codes = async (r: Response) => [r.status, ((await r.json()) as { code: string }).code];
     expect(await codes(await post('{"agent":'))).toEqual([400, 'bad_json']);
+    const bom = await post('\uFEFF{"agent":"x"}');
+    expect(bom.status).toBe(400);
+    expect(((await bom.json()) as { message: string }).message).toMatch(
+      /^the body starts with a UTF-8 byte order mark/,
+    );
     expect(await codes(await post('{"agent":"x"}', 'text/plain'))).toEqual([415, 'unsupported_media_type']);
     expect(await codes(await post(JSON.stringify({ agent: 'x', request: 'y'.repeat(2000) })))).toEqual([
       413,

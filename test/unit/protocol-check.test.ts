@@ -31,6 +31,21 @@ describe('check: requests', () => {
     }
   });
 
+  it('names a UTF-8 byte order mark before the JSON, and UTF-16, with the fix, instead of "not valid JSON"', () => {
+    const bom = failure(`\uFEFF{"v":2,"type":"status","id":"s"}`);
+    expect(bom).toMatchObject({ code: 'bad_json', head: {}, problems: [] });
+    expect(bom.message).toMatch(/^the line starts with a UTF-8 byte order mark \(bytes EF BB BF, U\+FEFF\)/);
+    expect(bom.message).toContain('send the JSON without it');
+    const utf16 = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('{"type":"hello"}', 'utf16le')]);
+    expect(failure(utf16.toString('utf8')).message).toMatch(
+      /^the line holds NUL bytes: it looks like UTF-16/,
+    );
+    expect(failure(Buffer.from('{"type":"hello"}', 'utf16le').toString('utf8')).message).toMatch(/UTF-16/);
+    // Any other line that is not JSON is told as before.
+    expect(failure('not json').message).toBe('the line is not valid JSON');
+    expect(failure('{"a":"\u0000"').message).toBe('the line is not valid JSON');
+  });
+
   it('lists every problem, unknown fields one by one', () => {
     const line = JSON.stringify({
       v: 2,
