@@ -6,9 +6,14 @@ import type { Readable } from 'node:stream';
 import { isAlive } from './pid-file.js';
 
 /**
- * Where an OutputReader gets a stream's bytes. Each chunk is the reader's to keep. onChunk returning
- * false stops the reading until resume(); onEnd is called once, at the end of the stream or when it
- * fails (a pipe that broke ends the output: the exit code says the rest).
+ * Where an OutputReader gets a stream's bytes. onChunk returning false stops the reading until
+ * resume(); onEnd is called once, at the end of the stream or when it fails (a pipe that broke ends the
+ * output: the exit code says the rest).
+ *
+ * A chunk's bytes may be the source's own buffer, read into again later: they stay as they are until
+ * the consumer lets go of the chunk (onChunk returns true, or it calls resume()) and the callbacks it
+ * scheduled with setImmediate before that have run (the session bus hands a turn's blocks of lines on
+ * so). What a consumer keeps longer, it copies.
  */
 export interface ChunkSource {
   start(onChunk: (chunk: Buffer) => boolean, onEnd: () => void): void;
@@ -52,6 +57,12 @@ const COALESCE_MS = 1;
  * CPU per MB; read here, after a small read the next one waits COALESCE_MS and takes what came
  * meanwhile at once (measured 1.2 to 2.3 ms per MB with the copy, see docs/benchmarks.md). The writer
  * blocks on the full socket meanwhile, as on a pipe.
+ *
+ * The consumer gets a view of that buffer, not a copy (see ChunkSource): after each read the socket
+ * stops, and reads again only in a later turn once the consumer let go of the chunk, after the
+ * immediates it scheduled meanwhile. A copy per read (200 MB of buffers for four sessions printing 50
+ * MB) cost the daemon about a third of its CPU per MB of output, most of it in the page faults of the
+ * new buffers and the full collections their external memory set off (bench/findings.md).
  */
 class SocketSource implements ChunkSource {
   private onChunk: (chunk: Buffer) => boolean = () => true;
@@ -59,8 +70,10 @@ class SocketSource implements ChunkSource {
   private ended = false;
   /** The consumer has not taken all of the last chunk yet. */
   private held = false;
-  /** Waiting COALESCE_MS after a small read. */
-  private waiting = false;
+  /** The next read waits COALESCE_MS after a small read. */
+  private coalescing = false;
+  /** ... and for a later turn, after the immediates scheduled before the consumer let go of the chunk. */
+  private deferred = false;
   private readonly socket: Socket;
   /** Settles once the socket is connected, or failed to connect. */
   readonly connected: Promise<void>;
@@ -89,7 +102,7 @@ class SocketSource implements ChunkSource {
 
   resume(): void {
     this.held = false;
-    if (!this.waiting) this.socket.resume();
+    this.defer();
   }
 
   /** Stops reading for good (the child never started). */
@@ -99,17 +112,31 @@ class SocketSource implements ChunkSource {
   }
 
   private read(buffer: Buffer, bytes: number): boolean {
-    // The buffer is read into again once this returns: the consumer gets a copy.
-    this.held = !this.onChunk(Buffer.from(buffer.subarray(0, bytes)));
+    // The consumer's view of the buffer: not read into again in this turn (false stops the socket).
+    this.held = !this.onChunk(buffer.subarray(0, bytes));
     if (bytes < COALESCE_BELOW_BYTES) {
-      this.waiting = true;
+      this.coalescing = true;
       setTimeout(() => {
-        this.waiting = false;
-        if (!this.held) this.socket.resume();
+        this.coalescing = false;
+        this.readOn();
       }, COALESCE_MS);
-      return false;
-    }
-    return !this.held;
+    } else this.defer();
+    return false;
+  }
+
+  /** The next read waits for an immediate: after those scheduled so far (see ChunkSource). */
+  private defer(): void {
+    if (this.deferred) return;
+    this.deferred = true;
+    setImmediate(() => {
+      this.deferred = false;
+      this.readOn();
+    });
+  }
+
+  /** Reads again once nothing holds the buffer or makes the next read wait. */
+  private readOn(): void {
+    if (!this.held && !this.coalescing && !this.deferred) this.socket.resume();
   }
 
   private end(): void {

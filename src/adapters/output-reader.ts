@@ -83,7 +83,8 @@ export class LineSplitter {
     }
     if (brk === -1) {
       if (lineEnd > at) {
-        this.parts.push(chunk.subarray(at, lineEnd));
+        // A copy: the chunk may be the source's buffer, read into again (see ChunkSource).
+        this.parts.push(Buffer.from(chunk.subarray(at, lineEnd)));
         this.size += lineEnd - at;
       }
       this.chunk = undefined;

@@ -39,7 +39,10 @@ export interface OutputLine {
  * Lines that came at once (whole lines of a chunk of the container's output with nothing in them that
  * needs a line of its own): `count` lines numbered from `seq`, all read at `time`, masked, as UTF-8
  * bytes, each ending in `\n`. The log encodes them as records only when it writes them, and a reader
- * gets them as OutputLines (linesOfBlock) only when it asks.
+ * gets them as OutputLines (linesOfBlock) only when it asks. The bytes handed on as the container's
+ * output comes may be a view of the reader's buffer (see ChunkSource): they hold until the turn's
+ * immediates have run (the session bus's batch), and whatever keeps them longer copies them (the log
+ * does).
  */
 export interface OutputBlock {
   seq: number;

@@ -82,7 +82,9 @@ export class SessionBus {
 
 /**
  * An `output` event: its lines are made (a block's decoded and split) the first time a follower asks,
- * once for all of them; with nobody following, never.
+ * once for all of them; with nobody following, never. A follower asks while the event is handed to it:
+ * a block's bytes may be the output reader's buffer, which it reads into again after this turn's
+ * immediates (see OutputBlock).
  */
 class OutputBatch {
   readonly type = 'output';

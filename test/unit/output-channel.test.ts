@@ -29,7 +29,7 @@ async function run(script: string) {
   return { child, exited, sources: channels.sources as [ChunkSource, ChunkSource] };
 }
 
-/** Everything a source gives, and in how many chunks; `take` false stops the reading until resume(). */
+/** Everything a source gives (copied), and in how many chunks; `take` false stops the reading until resume(). */
 function collect(source: ChunkSource, take: (chunk: Buffer) => boolean = () => true) {
   const chunks: Buffer[] = [];
   let first = () => {};
@@ -38,7 +38,8 @@ function collect(source: ChunkSource, take: (chunk: Buffer) => boolean = () => t
   });
   const ended = new Promise<void>((resolve) =>
     source.start((chunk) => {
-      chunks.push(chunk);
+      // A copy: a chunk is a view of the source's buffer, read into again later.
+      chunks.push(Buffer.from(chunk));
       first();
       return take(chunk);
     }, resolve),
@@ -107,6 +108,81 @@ describe('output channels', () => {
     await Promise.all([out.ended, err.ended]);
     expect(await exited).toBe(0);
     expect(Buffer.concat(out.chunks).length).toBe(160 * 65536);
+  });
+
+  it('hand on views of one reused buffer, not a buffer per read', async () => {
+    // 16 MB in 64 KiB writes: reads far larger than Buffer's pool.
+    const { exited, sources } = await run(`
+      const fs = require('node:fs');
+      const block = Buffer.alloc(65536, 'v');
+      for (let i = 0; i < 256; i++) fs.writeSync(1, block);
+    `);
+    const buffers = new Set<ArrayBufferLike>();
+    let chunks = 0;
+    let bytes = 0;
+    const ended = new Promise<void>((resolve) =>
+      sources[0].start((chunk) => {
+        buffers.add(chunk.buffer);
+        chunks++;
+        bytes += chunk.length;
+        return true;
+      }, resolve),
+    );
+    collect(sources[1]);
+    await ended;
+    expect(await exited).toBe(0);
+    expect(bytes).toBe(256 * 65536);
+    expect(chunks).toBeGreaterThan(1);
+    // A copy per read made a new ArrayBuffer for each chunk.
+    expect(buffers.size).toBe(1);
+  });
+
+  it('keep a chunk as it is until the consumer let go of it and its immediates ran', async () => {
+    // Random bytes, in pieces of 8 KiB and of 200 KB.
+    // Made before the first write: the writer keeps the socket full, as a flood does.
+    const { exited, sources } = await run(`
+      const fs = require('node:fs');
+      const bytes = require('node:crypto').randomBytes(400 * 200000);
+      for (let i = 0, at = 0; i < 400; i++) {
+        const size = i % 3 === 0 ? 200000 : 8192;
+        fs.writeSync(1, bytes.subarray(at, at + size));
+        at += size;
+      }
+    `);
+    collect(sources[1]);
+    const copies: Buffer[] = [];
+    let changed = 0;
+    let n = 0;
+    const ended = new Promise<void>((resolve) =>
+      sources[0].start((chunk) => {
+        const copy = Buffer.from(chunk);
+        copies.push(copy);
+        // What the session bus does: the chunk's bytes are read again in an immediate.
+        setImmediate(() => {
+          if (!chunk.equals(copy)) changed++;
+        });
+        // Every third chunk is held for a while and let go with resume(), the others at once, after a
+        // moment of work (the writer fills the socket again meanwhile: a read would find bytes at once).
+        if (n++ % 3 !== 0) {
+          for (const until = performance.now() + 3; performance.now() < until; );
+          return true;
+        }
+        setTimeout(() => {
+          setImmediate(() => {
+            if (!chunk.equals(copy)) changed++;
+          });
+          sources[0].resume();
+        }, 2);
+        return false;
+      }, resolve),
+    );
+    await ended;
+    expect(await exited).toBe(0);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(Buffer.concat(copies).length).toBe(
+      Math.ceil(400 / 3) * 200000 + (400 - Math.ceil(400 / 3)) * 8192,
+    );
+    expect(changed).toBe(0);
   });
 
   it('end when the child dies mid-stream', async () => {

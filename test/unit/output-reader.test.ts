@@ -24,6 +24,15 @@ describe('LineSplitter', () => {
     expect(splitAll(100, ['x\n\n'])).toEqual([line('x'), line('')]);
   });
 
+  it('keeps a copy of a line a chunk ends in, not a view of the chunk (read into again by its source)', () => {
+    const splitter = new LineSplitter(100);
+    const chunk = Buffer.from('a\nbeginning of a ');
+    expect([...splitter.split(chunk)]).toEqual([line('a')]);
+    // The source reads the next bytes into the same buffer.
+    chunk.fill('#');
+    expect([...splitter.split(Buffer.from('line\n'))]).toEqual([line('beginning of a line')]);
+  });
+
   it('cuts a line longer than the maximum into pieces, the last one ending the line', () => {
     expect(splitAll(4, ['abcdefghij\nkl'])).toEqual([part('abcd'), part('efgh'), line('ij'), line('kl')]);
     // The same when the line arrives in small chunks.
