@@ -1,5 +1,11 @@
 import { chmodSync, rmSync } from 'node:fs';
-import { createServer as createHttpServer, type Server, type ServerResponse, STATUS_CODES } from 'node:http';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+  STATUS_CODES,
+} from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { dirname } from 'node:path';
@@ -71,9 +77,20 @@ export class HttpServer {
     try {
       // As @hono/node-server's createAdaptorServer, with an answer in the one error shape for a request
       // it cannot make a URL of (its own is a 400 without a body).
-      const listener = getRequestListener(app.fetch, {
-        errorHandler: (error) => unreadableRequest(error, answered),
+      // The request being turned into a URL: hono calls errorHandler for it synchronously, within the
+      // listener's call, so it is the one this holds (and which part is at fault can be said).
+      let current: IncomingMessage | undefined;
+      const hono = getRequestListener(app.fetch, {
+        errorHandler: (error) => unreadableRequest(error, current, answered),
       });
+      const listener = (request: IncomingMessage, response: ServerResponse) => {
+        current = request;
+        try {
+          return hono(request, response);
+        } finally {
+          current = undefined;
+        }
+      };
       server = settings.tls
         ? // A TLS client gets the headers' deadline for its handshake too (Node's default is 120 s).
           createHttpsServer(
@@ -153,41 +170,56 @@ export class HttpServer {
 
 /**
  * The answer to a request Node read but @hono/node-server could not make a URL of, before the app sees
- * it: a target that is not a path (`OPTIONS *`, `GET v1/status`), a backslash in the path, a Host that is
- * no host. Its own was a 400 with no body, neither logged nor counted: a client was told nothing of what
+ * it: a target that is not a path (`OPTIONS *`), a backslash in the path, no Host (HTTP/1.0) or a Host that
+ * is no host. Its own was a 400 with no body, neither logged nor counted: a client was told nothing of what
  * to send instead. Anything else thrown before a response (a bug) is a 500 in the same shape.
  */
 function unreadableRequest(
   error: unknown,
+  request: IncomingMessage | undefined,
   answered: ((method: string, route: 'refused' | 'unparsed', status: number) => void) | undefined,
 ): Response {
-  const readable = !(error instanceof RequestError);
-  const status = readable ? 500 : 400;
-  if (!readable) answered?.('unknown', 'unparsed', status);
-  const why = readable
-    ? 'the daemon failed to answer this request; see its log'
-    : `the request cannot be read (${requestErrorWords(error.message)}); send a path like /v1/status, and the Host of the address the API listens on; the operations are in docs/openapi.json`;
-  const body = {
-    type: 'error',
-    code: readable ? 'internal' : 'bad_request',
-    message: why,
-    problems: [],
-    retryable: false,
-  };
+  let body: Record<string, unknown>;
+  if (error instanceof RequestError) {
+    answered?.('unknown', 'unparsed', 400);
+    const problem = requestProblem(error.message, request?.url ?? '');
+    body = {
+      type: 'error',
+      code: 'bad_request',
+      message: `invalid request: ${problem.path}: ${problem.message}; the operations are in docs/openapi.json`,
+      problems: [problem],
+      retryable: false,
+    };
+  } else {
+    body = {
+      type: 'error',
+      code: 'internal',
+      message: 'the daemon failed to answer this request; see its log',
+      problems: [],
+      retryable: false,
+    };
+  }
   return new Response(JSON.stringify(body), {
-    status,
+    status: error instanceof RequestError ? 400 : 500,
     headers: { 'content-type': 'application/json', connection: 'close' },
   });
 }
 
-/** @hono/node-server's reasons, in the API's words. */
-function requestErrorWords(message: string): string {
-  if (message === 'Invalid URL')
-    return 'the request target is not a path starting with / (as OPTIONS * is), or the Host header is not a host name or address';
-  if (message === 'Backslash in request path') return 'the path holds a backslash';
-  if (message === 'Invalid host header') return 'the Host header is not a host name or address';
-  if (message === 'Invalid absolute URL') return 'the absolute URL given as the target is not valid';
-  return 'its URL is not valid';
+/** @hono/node-server's reason, as the problem of the part at fault: the request target or its Host. */
+function requestProblem(reason: string, target: string): { path: string; message: string } {
+  const host = 'send the Host of the address the API listens on (HTTP/1.1)';
+  if (reason === 'Missing host header') return { path: 'header.host', message: `is missing; ${host}` };
+  if (reason === 'Invalid host header' || (reason === 'Invalid URL' && target.startsWith('/')))
+    return { path: 'header.host', message: `is not a host name or address; ${host}` };
+  if (reason === 'Backslash in request path')
+    return { path: 'target', message: 'holds a backslash in its path; write the path with /' };
+  if (reason === 'Invalid absolute URL')
+    return { path: 'target', message: 'is not a valid absolute URL; send a path like /v1/status' };
+  return {
+    path: 'target',
+    message:
+      'is not a path starting with / (OPTIONS * asks about the server, which this API does not answer); send a path like /v1/status',
+  };
 }
 
 /** The status Node answers a request it could not read with (lib/_http_server.js, socketOnError). */

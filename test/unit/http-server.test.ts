@@ -186,26 +186,31 @@ describe('HTTP server limits', () => {
     ]);
   });
 
-  it('answers a request it cannot make a URL of (OPTIONS *, a backslash, a Host that is no host) in the one error shape, counted, not an empty 400', async () => {
+  it('answers a request it cannot make a URL of (OPTIONS *, a backslash, a Host that is no host or none) in the one error shape, counted, not an empty 400', async () => {
     const answered: string[] = [];
     const { port } = await serve(undefined, undefined, (method, route, status) =>
       answered.push(`${method} ${route} ${status}`),
     );
-    const cases: [string, string][] = [
-      ['OPTIONS * HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n', 'not a path starting with /'],
-      ['GET /x\\y HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n', 'backslash'],
-      ['GET /x HTTP/1.1\r\nHost: a b\r\n\r\n', 'or the Host header is not a host name'],
+    const cases: [string, string, string][] = [
+      ['OPTIONS * HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n', 'target', 'is not a path starting with /'],
+      ['GET /x\\y HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n', 'target', 'backslash'],
+      ['GET /x HTTP/1.1\r\nHost: a b\r\n\r\n', 'header.host', 'is not a host name or address'],
+      ['GET /x HTTP/1.0\r\n\r\n', 'header.host', 'is missing'],
     ];
-    for (const [request, words] of cases) {
+    for (const [request, path, words] of cases) {
       const answer = await exchange(port, request);
       expect(answer, request).toMatch(/^HTTP\/1\.1 400 /);
       expect(answer, request).toMatch(/content-type: application\/json/i);
-      const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>;
-      expect(body).toMatchObject({ type: 'error', code: 'bad_request', problems: [], retryable: false });
-      expect(body.message, request).toContain(words);
+      const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as {
+        message: string;
+        problems: { path: string; message: string }[];
+      };
+      expect(body).toMatchObject({ type: 'error', code: 'bad_request', retryable: false });
+      expect(body.problems, request).toEqual([{ path, message: expect.stringContaining(words) }]);
+      expect(body.message, request).toContain(`${path}: `);
       expect(body.message, request).toContain('docs/openapi.json');
     }
-    expect(answered).toEqual(['unknown unparsed 400', 'unknown unparsed 400', 'unknown unparsed 400']);
+    expect(answered).toEqual(Array(4).fill('unknown unparsed 400'));
   });
 
   it('closes a connection after 100 requests, one after the other, instead of answering without end', async () => {
