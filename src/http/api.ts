@@ -6,7 +6,7 @@ import { IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE, MAX_BUFFERED_BYTES } fro
 import { GrowingBuffer } from '../growing-buffer.js';
 import { LogBudget } from '../log-budget.js';
 import type { DaemonPort } from '../protocol/context.js';
-import { encodingMistake, problemsOf } from '../protocol/problems.js';
+import { encodingMistake, MAX_PROBLEMS, problemsOf, shownFieldName } from '../protocol/problems.js';
 import { submitTrigger } from '../protocol/submit.js';
 import { RETRYABLE_REJECTIONS, type RejectionCode } from '../sessions/check-trigger.js';
 import type { HistoryFilter } from '../sessions/history.js';
@@ -379,7 +379,20 @@ function singleQuery(
 ): Record<string, string> {
   const single: [string, string][] = [];
   const known = op.query?.shape ?? {};
-  for (const [name, values] of Object.entries(c.req.queries())) {
+  const queries = Object.entries(c.req.queries());
+  // A /v1 operation without query parameters refuses them, as one with them refuses an unknown one:
+  // `POST /v1/reload?dry_run=true` reloaded, `cancel?force=true` cancelled as without it. /healthz,
+  // /readyz and /metrics take what probes and scrapers add.
+  if (op.query === undefined && op.path.startsWith('/v1/')) {
+    for (const [name] of queries.slice(0, MAX_PROBLEMS)) {
+      problems.push({
+        path: `query.${shownFieldName(name)}`,
+        message: 'unknown field; this operation takes no query parameters',
+      });
+    }
+    return {};
+  }
+  for (const [name, values] of queries) {
     if (values.length > 1 && Object.hasOwn(known, name)) {
       problems.push({ path: `query.${name}`, message: `given ${values.length} times; give it once` });
     } else if (values[0] !== undefined) single.push([name, values[0]]);

@@ -552,6 +552,26 @@ describe('HTTP API: sessions', () => {
     expect(filters).toEqual([{ limit: 50 }]);
   });
 
+  it('refuses a query parameter of a /v1 operation that takes none (cancel?force=true), instead of ignoring it; probes keep theirs', async () => {
+    const a = await api();
+    const cancel = await a.request('/v1/sessions/0123456789abcdef/cancel?force=true', {
+      method: 'POST',
+      token: ENV.T_ROOT,
+    });
+    expect(cancel.status).toBe(400);
+    expect(((await cancel.json()) as { problems: unknown[] }).problems).toEqual([
+      { path: 'query.force', message: 'unknown field; this operation takes no query parameters' },
+    ]);
+    expect(a.sent).toEqual([]);
+    const status = await a.request(`/v1/status?verbose=1&${'k'.repeat(100)}=2`, { token: ENV.T_VIEW });
+    expect(status.status).toBe(400);
+    expect(((await status.json()) as { problems: { path: string }[] }).problems.map((p) => p.path)).toEqual([
+      'query.verbose',
+      `query.${'k'.repeat(64)}... (100 characters)`,
+    ]);
+    expect((await a.request('/healthz?probe=1')).status).toBe(200);
+  });
+
   it('refuses a query parameter given twice (?limit=5&limit=500) naming it, instead of using the first', async () => {
     const filters: unknown[] = [];
     const a = await api({
