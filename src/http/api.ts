@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import { type Context, Hono, type MiddlewareHandler } from 'hono';
 import type { Logger } from 'pino';
@@ -237,6 +238,17 @@ function middlewaresOf(op: Operation, options: ApiOptions): MiddlewareHandler<En
           `the body must be JSON: send Content-Type: application/json${type === '' ? '' : `, not ${type.slice(0, 64)}`}`,
         );
       }
+      // The body is read as UTF-8 whatever it says: a Latin-1 body ("caf\xe9") reached the agent as
+      // "caf\uFFFD", changed without a word. Another charset is refused, as other media types are.
+      const charset = /;\s*charset\s*=\s*"?([^";\s]*)"?/i.exec(type)?.[1];
+      if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
+        return errorResponse(
+          c,
+          415,
+          'unsupported_media_type',
+          `the body must be UTF-8: send Content-Type: application/json (or with charset=utf-8), not charset=${charset.slice(0, 32)}, and the body encoded in UTF-8`,
+        );
+      }
       await next();
     });
   }
@@ -331,11 +343,18 @@ async function bodyOf(
     return { response };
   }
   const text = read.toString('utf8');
+  const mistake =
+    encodingMistake(text, 'body') ??
+    (isUtf8(read)
+      ? undefined
+      : 'the body holds bytes that are not UTF-8 (Latin-1 or another encoding?), which would reach the agent as U+FFFD; send the JSON encoded in UTF-8');
+  if (mistake !== undefined) return { response: errorResponse(c, 400, 'bad_json', mistake) };
   try {
     return { body: JSON.parse(text) };
   } catch (error) {
-    const message = encodingMistake(text, 'body') ?? `the body is not JSON: ${(error as Error).message}`;
-    return { response: errorResponse(c, 400, 'bad_json', message) };
+    return {
+      response: errorResponse(c, 400, 'bad_json', `the body is not JSON: ${(error as Error).message}`),
+    };
   }
 }
 

@@ -24,7 +24,7 @@ const REASONS: Record<number, string> = {
   404: 'unknown_session or not_found',
   409: 'the session id or idempotency key is taken (duplicate_session, key_conflict)',
   413: 'payload_too_large: the body is over daemon.http.body_limit',
-  415: 'unsupported_media_type: the body is not application/json',
+  415: 'unsupported_media_type: the body is not application/json, or names a charset other than UTF-8',
   422: 'the trigger was rejected (unknown_agent, no_repo, bad_repo, bad_timeout, bad_input, repo_token_withheld)',
   500: 'internal',
   503: 'not now (not_accepting, state_dir_full, state_dir_unwritable, queue_full, busy); retryable',

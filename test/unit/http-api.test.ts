@@ -272,6 +272,40 @@ describe('HTTP API: a body that arrives in pieces', () => {
 });
 
 describe('HTTP API: bad requests', () => {
+  it('refuses a body in another charset than UTF-8, or with bytes that are not UTF-8, instead of handing the agent U+FFFD', async () => {
+    const submitted: unknown[] = [];
+    const a = await api({
+      newSessionId: () => '0123456789abcdef',
+      send: (event: ClientEvent) => {
+        submitted.push(event);
+        return [];
+      },
+    } as Partial<DaemonPort>);
+    const post = (body: string | Uint8Array, type: string) =>
+      a.request('/v1/sessions', { method: 'POST', token: ENV.T_CI, body, headers: { 'content-type': type } });
+    const latin1 = Buffer.concat([
+      Buffer.from('{"agent":"demo","request":"caf'),
+      Buffer.from([0xe9]),
+      Buffer.from('"}'),
+    ]);
+    const declared = await post(latin1, 'application/json; charset=ISO-8859-1');
+    expect(declared.status).toBe(415);
+    expect(((await declared.json()) as { message: string }).message).toContain('not charset=ISO-8859-1');
+    const undeclared = await post(latin1, 'application/json');
+    expect(undeclared.status).toBe(400);
+    expect(await undeclared.json()).toMatchObject({
+      code: 'bad_json',
+      message: expect.stringMatching(/^the body holds bytes that are not UTF-8/),
+    });
+    expect(submitted).toEqual([]);
+    // UTF-8, said or not, is taken as before.
+    for (const type of ['application/json; charset=utf-8', 'application/json;charset="UTF8"']) {
+      const ok = await post('{"agent":"demo","request":"café"}', type);
+      expect(ok.status, type).not.toBe(415);
+      expect(ok.status, type).not.toBe(400);
+    }
+  });
+
   it('answers malformed, oversized, mistyped and unknown-field bodies with the error shape', async () => {
     const a = await api();
     const post = (body: string, type = 'application/json') =>
