@@ -45,6 +45,16 @@ export function freeBytes(path: string): { checked: string; bytes: number } {
   return { checked, bytes: fs.bavail * fs.bsize };
 }
 
+/**
+ * The size of the filesystem a path is on (its nearest existing directory), in bytes: all of it, used
+ * or free.
+ */
+export function filesystemBytes(path: string): { checked: string; bytes: number } {
+  const checked = nearestExisting(path);
+  const fs = statfsSync(checked);
+  return { checked, bytes: fs.blocks * fs.bsize };
+}
+
 /** Whether an executable of that name is on the PATH (what a spawn of it would find). */
 export function onPath(name: string, path: string = process.env.PATH ?? ''): boolean {
   return path

@@ -5,6 +5,7 @@ import { refusalFix, resolveCredentials, unsetVariableFix } from '../adapters/cr
 import {
   type CgroupVersion,
   cgroupVersion,
+  filesystemBytes,
   freeBytes,
   loopDevices,
   onPath,
@@ -14,10 +15,12 @@ import { PodmanClient } from '../adapters/podman.js';
 import { PodmanError } from '../adapters/podman-errors.js';
 import { readSeccompDefault, SECCOMP_FALLBACK, SECCOMP_PROFILE_FILE } from '../adapters/seccomp-profile.js';
 import { hostAllowed, seesThisMachine, tcpOnLoopback, transportOf } from '../config/hosts.js';
+import { formatSize } from '../config/resources.js';
 import type { AgentConfig, CredentialSource, HostConfig, Settings } from '../config/types.js';
 import { configWarnings } from '../config/warnings.js';
 import { AgentdError, errorMessage } from '../errors.js';
 import { packageFile } from '../package-files.js';
+import { outputArchiveLimit } from '../sessions/run-plan.js';
 import type { CheckResult } from './check-result.js';
 import { checkHttpAndNotify } from './preflight-http.js';
 
@@ -636,7 +639,47 @@ function checkDirectories(settings: Settings): CheckResult[] {
   } catch (error) {
     results.push({ check: 'free space', status: 'warn', message: `cannot check: ${errorMessage(error)}` });
   }
+  results.push(...checkRecordsRoom(settings));
   return results;
+}
+
+/**
+ * Whether daemon.records_max_size fits the records' filesystem beside the room a session's output takes
+ * while it is sealed (its archive in the work dir and the copy unpacked from it, up to twice the
+ * archive's bound of the largest resources.output, per session running at once). A bound that does not
+ * fit never removes a record before the records fill the filesystem, and then the sessions' outputs
+ * are not kept, their records wait unsealed for room, and a state dir on that filesystem turns the
+ * daemon degraded, until someone frees space by hand: retention goes by records_max_age, _size and
+ * _count only. Said only when it does not fit.
+ */
+function checkRecordsRoom(settings: Settings): CheckResult[] {
+  const { recordsDir, recordsMaxBytes, maxSessions } = settings.daemon;
+  let room: { checked: string; bytes: number };
+  try {
+    room = filesystemBytes(recordsDir);
+  } catch (error) {
+    return [{ check: 'records size', status: 'warn', message: `cannot check: ${errorMessage(error)}` }];
+  }
+  const largestOutput = Math.max(0, ...settings.agents.map((agent) => agent.resources.output.bytes));
+  const sealing = largestOutput === 0 ? 0 : 2 * outputArchiveLimit(largestOutput) * maxSessions;
+  if (room.bytes <= 0 || recordsMaxBytes + sealing <= room.bytes) return [];
+  const whole = `${Math.floor(room.bytes / MiB)} MiB`;
+  const fits = Math.floor((room.bytes - sealing) / MiB) * MiB;
+  const beside =
+    sealing === 0
+      ? ''
+      : ` beside ${Math.ceil(sealing / MiB)} MiB for the outputs of ${maxSessions} session(s) being sealed (twice the archive of resources.output ${formatSize(largestOutput)} each)`;
+  return [
+    {
+      check: 'records size',
+      status: 'warn',
+      message: `daemon.records_max_size is ${formatSize(recordsMaxBytes)}, more than the filesystem of ${recordsDir} (${whole}, on ${room.checked}) holds${beside}: retention removes no record for size before the records fill it; then sessions' outputs are not kept (their output says the state dir was full), records wait unsealed for room, and a state dir on that filesystem turns the daemon degraded, until space is freed by hand`,
+      fix:
+        fits >= MiB
+          ? `Set daemon.records_max_size to ${formatSize(fits)} or less (less still for the state dir's own files, if it shares that filesystem), or daemon.records_dir on a larger filesystem`
+          : `Set daemon.records_dir on a larger filesystem, or lower resources.output`,
+    },
+  ];
 }
 
 function imageFix(image: string): string {

@@ -1,0 +1,62 @@
+import { statfsSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.js';
+import { type PreflightPodman, runPreflight } from '../../src/daemon/preflight.js';
+import { cleanupAll, makeTempDir } from '../helpers/resources.js';
+
+afterEach(cleanupAll);
+
+const ENV = { HOME: '/home/u', XDG_RUNTIME_DIR: '/run/user/1000' };
+const MiB = 1024 ** 2;
+const GiB = 1024 ** 3;
+
+const podman: PreflightPodman = {
+  version: async () => '4.3.1',
+  probe: async () => '4.3.1',
+  imageExists: async () => true,
+  smokeRun: async () => undefined,
+  inspectRemoteImage: async () => undefined,
+  rootless: async () => true,
+};
+
+async function recordsChecks(recordsMaxSize: (filesystemBytes: number) => string) {
+  const dir = makeTempDir('agentd-unit-preflight-records-');
+  const fs = statfsSync(dir);
+  const text = `daemon:\n  state_dir: ${join(dir, 'state')}\n  records_max_size: ${recordsMaxSize(fs.blocks * fs.bsize)}\nagents:\n  - name: demo\n    image: localhost/agentd-base:bookworm\n    command: ["run"]\n`;
+  const settings = parseConfig(text, join(dir, 'agentd.yaml'), ENV, 1000);
+  const results = await runPreflight({ settings, podman, env: ENV, depth: 'cheap', uid: 1000 });
+  return { dir, checks: results.filter((r) => r.check === 'records size') };
+}
+
+describe('preflight: records_max_size against the records filesystem', () => {
+  it('warns when records_max_size is more than the whole filesystem of records_dir, naming the key and the fix', async () => {
+    const { dir, checks } = await recordsChecks((bytes) => `${Math.ceil(bytes / GiB) + 1}g`);
+    expect(checks).toHaveLength(1);
+    expect(checks[0]).toMatchObject({ check: 'records size', status: 'warn' });
+    expect(checks[0]?.message).toContain('daemon.records_max_size is ');
+    expect(checks[0]?.message).toContain(`more than the filesystem of ${join(dir, 'state', 'records')} (`);
+    expect(checks[0]?.message).toContain('retention removes no record for size before the records fill it');
+    expect(checks[0]?.fix).toMatch(
+      /^Set daemon\.records_max_size to \d+[mgt] or less \(less still for the state dir's own files, if it shares that filesystem\), or daemon\.records_dir on a larger filesystem$/,
+    );
+  });
+
+  it('counts the room the outputs of the sessions running at once take while sealed (4 of 64m: 640 MiB)', async () => {
+    // Within the filesystem by 100 MiB, which the sealing room (2 x 80 MiB archive x 4 sessions) exceeds.
+    const { checks } = await recordsChecks((bytes) => `${Math.floor(bytes / MiB) - 100}m`);
+    expect(checks).toHaveLength(1);
+    expect(checks[0]?.message).toContain(
+      'beside 640 MiB for the outputs of 4 session(s) being sealed (twice the archive of resources.output 64m each)',
+    );
+    const suggested = Number(/to (\d+)m or less/.exec(checks[0]?.fix ?? '')?.[1]);
+    // What it suggests leaves that room.
+    const { checks: after } = await recordsChecks(() => `${suggested}m`);
+    expect(after).toEqual([]);
+  });
+
+  it('says nothing when records_max_size fits the filesystem', async () => {
+    const { checks } = await recordsChecks(() => '1m');
+    expect(checks).toEqual([]);
+  });
+});
