@@ -44,6 +44,8 @@ export interface HostReconcileDeps {
    * code), before the containers are removed; resolves once they are recorded (a failure is logged).
    */
   record: (sessions: readonly SettledSession[]) => Promise<void>;
+  /** How long reconciliation waits for `secret create` commands a killed daemon left running (see reconcile). */
+  leftCreatesMs?: number;
   /** Removes the files of bounded caches whose volume is gone (housekeeping: never throws but on abort). */
   pruneCacheImages: (host: string, signal: AbortSignal) => Promise<void>;
 }
@@ -68,6 +70,7 @@ export async function reconcileHost(
     host,
     supervised,
     keepDead,
+    ...(deps.leftCreatesMs === undefined ? {} : { leftCreatesMs: deps.leftCreatesMs }),
   });
   if (supervised.size === 0) await deps.pruneCacheImages(host, signal);
   // A container without a readable record still belongs to a session: rebuild it from the labels, if

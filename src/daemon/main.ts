@@ -254,6 +254,11 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
     }
   };
 
+  /**
+   * How long reconciliation waits at most for the `secret create` commands a killed daemon left running
+   * (daemon.podman_timeout when shorter).
+   */
+  const LEFT_CREATES_WAIT_MS = 10_000;
   /** Reconciliations the start stopped waiting for: their hosts' actors take them over. */
   const startReconciliations = new StartReconciliations<HostReconciled>();
   /** Reconciles one host and plans the recovery of its sessions that nobody supervises. */
@@ -271,6 +276,8 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
         files,
         pruneCacheImages,
         record: settle,
+        // A create takes well under a second; one hung for good must not hold the start for long.
+        leftCreatesMs: Math.min(config.podmanTimeoutMs, LEFT_CREATES_WAIT_MS),
       },
       host,
       signal,

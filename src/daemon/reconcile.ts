@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { ContainerSummary, PodmanPort } from '../adapters/podman.js';
+import { settleLeftSecretCreates } from '../adapters/secret-writers.js';
 import { AGENT_NAME_RE } from '../config/schema.js';
 import {
   AGENT_NAME_MAX,
@@ -43,6 +44,11 @@ export interface ReconcileScope {
    * so whether the command ran is in the container's log (recovery adopts them, or removes them).
    */
   keepDead?: ReadonlySet<string>;
+  /**
+   * How long to wait, before the secrets are listed, for `podman secret create` commands of this instance
+   * that a killed daemon left running (settleLeftSecretCreates); without, they are not waited for.
+   */
+  leftCreatesMs?: number;
 }
 
 /**
@@ -92,6 +98,15 @@ export async function reconcile(
   };
   const secretSide = async () => {
     const prefix = instanceSecretPrefix(instanceId);
+    // One that made its secret after the list would leave it (and the value in it) until the next start.
+    if (scope.leftCreatesMs !== undefined) {
+      const left = await settleLeftSecretCreates(prefix, scope.leftCreatesMs, signal);
+      if (left > 0)
+        log.info(
+          { event: 'daemon.secret_creates_waited', host: scope.host, count: left },
+          `waited for the podman secret create command(s) an earlier daemon of this instance left running (${left} process(es)), so that what they make is removed with the rest`,
+        );
+    }
     const candidates = (await podman.listSecretNames(signal)).filter((name) => {
       const session = name.startsWith(prefix) ? sessionOfSecret(instanceId, name) : undefined;
       return session !== undefined && !supervised.has(session);

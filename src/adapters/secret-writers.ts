@@ -1,0 +1,57 @@
+import { readdirSync, readFileSync } from 'node:fs';
+
+/**
+ * `podman secret create` commands on this machine that name a secret starting with `prefix` and that this
+ * process did not start: those a killed daemon of the instance left running (its children live on after
+ * a SIGKILL unless a service manager ends them, and a `podman secret` command must never be killed: see
+ * README). Their pids; none where /proc cannot be read. Remote hosts are reached by a podman CLI running
+ * here, so their creates are found too.
+ */
+export function leftSecretCreates(prefix: string, self: number = process.pid, proc = '/proc'): number[] {
+  let entries: string[];
+  try {
+    entries = readdirSync(proc);
+  } catch {
+    return [];
+  }
+  const pids: number[] = [];
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry) || Number(entry) === self) continue;
+    let argv: string[];
+    let parent: number;
+    try {
+      argv = readFileSync(`${proc}/${entry}/cmdline`, 'latin1').split('\0');
+      // The parent's pid is the 4th field, after the command name in parentheses (which may hold spaces).
+      const stat = readFileSync(`${proc}/${entry}/stat`, 'latin1');
+      parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    } catch {
+      continue;
+    }
+    if (parent === self) continue;
+    const at = argv.indexOf('secret');
+    if (at < 0 || argv[at + 1] !== 'create') continue;
+    if (argv.some((arg, i) => i > at + 1 && arg.startsWith(prefix))) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+/**
+ * Waits until no left `secret create` of the instance runs (see leftSecretCreates), at most `timeoutMs`:
+ * one that finished after the secrets were reconciled would leave its secret, and the credential value
+ * in it, in Podman until the next start. Resolves with how many there were at first.
+ */
+export async function settleLeftSecretCreates(
+  prefix: string,
+  timeoutMs: number,
+  signal?: AbortSignal,
+  find: () => number[] = () => leftSecretCreates(prefix),
+): Promise<number> {
+  const first = find().length;
+  if (first === 0) return 0;
+  const deadline = performance.now() + timeoutMs;
+  while (find().length > 0 && performance.now() < deadline) {
+    signal?.throwIfAborted();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return first;
+}

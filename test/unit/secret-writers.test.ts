@@ -1,0 +1,70 @@
+/**
+ * The `podman secret create` commands a killed daemon left running (src/adapters/secret-writers.ts): found
+ * in a stand-in /proc by their argv and parent, and waited for before reconciliation lists the secrets.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { leftSecretCreates, settleLeftSecretCreates } from '../../src/adapters/secret-writers.js';
+
+const proc = mkdtempSync(join(tmpdir(), 'agentd-unit-proc-'));
+afterAll(() => rmSync(proc, { recursive: true, force: true }));
+
+const SELF = 100;
+const PREFIX = 'agentd-0cbb0c70-';
+
+function processIn(pid: number, parent: number, argv: string[], name = 'podman'): void {
+  mkdirSync(join(proc, String(pid)));
+  writeFileSync(join(proc, String(pid), 'cmdline'), `${argv.join('\0')}\0`);
+  writeFileSync(join(proc, String(pid), 'stat'), `${pid} (${name}) S ${parent} ${pid} ${pid} 0 -1`);
+}
+
+describe('leftSecretCreates', () => {
+  it("finds the instance's secret creates this process did not start, and nothing else", () => {
+    const create = [
+      'podman',
+      'secret',
+      'create',
+      '--label',
+      'io.agentd.instance=x',
+      `${PREFIX}8905ab6e396c4f70-0`,
+      '-',
+    ];
+    processIn(201, 1, create);
+    // Over a connection, and a command name with a space and parentheses in it.
+    processIn(202, 1, ['podman', '--url', 'ssh://h', ...create.slice(1)], 'pod man) x');
+    processIn(203, SELF, create); // this daemon's own
+    processIn(204, 1, ['podman', 'secret', 'rm', '--', `${PREFIX}8905ab6e396c4f70-0`]);
+    processIn(205, 1, ['podman', 'secret', 'create', 'agentd-ffffffff-8905ab6e396c4f70-0', '-']);
+    processIn(206, 1, ['sleep', '3600']);
+    mkdirSync(join(proc, '207')); // gone while it was read
+    mkdirSync(join(proc, 'self'));
+    expect(leftSecretCreates(PREFIX, SELF, proc).sort()).toEqual([201, 202]);
+    expect(leftSecretCreates(PREFIX, SELF, join(proc, 'missing'))).toEqual([]);
+  });
+});
+
+describe('settleLeftSecretCreates', () => {
+  it('waits until none runs, and looks no more when none ran', async () => {
+    let left = 2;
+    let looks = 0;
+    const find = () => {
+      looks++;
+      return Array.from({ length: left > 0 ? left-- : 0 }, (_, i) => i);
+    };
+    expect(await settleLeftSecretCreates(PREFIX, 60_000, undefined, find)).toBe(2);
+    expect(left).toBe(0);
+    looks = 0;
+    const none = () => {
+      looks++;
+      return [];
+    };
+    expect(await settleLeftSecretCreates(PREFIX, 60_000, undefined, none)).toBe(0);
+    expect(looks).toBe(1);
+  });
+
+  it('stops waiting at its bound for a create that never ends', async () => {
+    expect(await settleLeftSecretCreates(PREFIX, 0, undefined, () => [1])).toBe(1);
+  });
+});
