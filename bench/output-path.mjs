@@ -3,6 +3,7 @@
 // one value, the setup marker looked for; whole lines at once where the build can) -> SessionLog (the
 // default 1 MiB bound), a chunk a turn as the reader takes them, as fast as the log
 // takes them; prints the process's CPU per MB. DIST (default ./dist) lets two builds be compared.
+// BENCH_OUTPUT_TEXT=log prints log-like lines instead (below).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -16,7 +17,18 @@ const { findCommandEnd } = await import(`${dist}/runner/command-end.js`);
 
 const mb = Number(process.env.BENCH_OUTPUT_MB ?? 50);
 const dir = mkdtempSync(join(tmpdir(), 'agentd-output-path-'));
-const chunk = Buffer.from(`${'x'.repeat(99)}\n`.repeat(655));
+// BENCH_OUTPUT_TEXT=log: log-like lines of varied characters instead of the benchmark's `x`s (what a
+// search of the text for the masked forms costs depends on which bytes are common in it).
+const chunk =
+  process.env.BENCH_OUTPUT_TEXT === 'log'
+    ? Buffer.from(
+        Array.from(
+          { length: 560 },
+          (_, i) =>
+            `2026-12-07T07:${String(i % 60).padStart(2, '0')}:00.${i % 1000}Z INFO request ${i} handled in ${(i * 7) % 300}ms path=/api/v1/items/${i * 31} status=200\n`,
+        ).join(''),
+      )
+    : Buffer.from(`${'x'.repeat(99)}\n`.repeat(655));
 const marker = 'AGENTD-0123456789abcdef';
 const started = process.cpuUsage();
 const wall = performance.now();

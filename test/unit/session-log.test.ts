@@ -452,8 +452,16 @@ describe('SessionOutput', () => {
       expect(out.writeBlock(plain, 1000, 'stdout')).toBe(true);
       const forms = mask.forms.filter((form) => !/[\r\n]/.test(form)).map((form) => Buffer.from(form));
       const searched = searches.mock.calls.map(([needle]) => needle);
+      // Each form, or its end from its rarest byte on (see anchorOf in session-output.ts).
       for (const form of forms)
-        expect(searched.some((needle) => Buffer.isBuffer(needle) && needle.equals(form))).toBe(true);
+        expect(
+          searched.some(
+            (needle) =>
+              Buffer.isBuffer(needle) &&
+              needle.length >= Math.min(12, form.length) &&
+              form.subarray(form.length - needle.length).equals(needle),
+          ),
+        ).toBe(true);
     } finally {
       searches.mockRestore();
     }
