@@ -14,25 +14,32 @@ export function leftSecretCreates(prefix: string, self: number = process.pid, pr
   } catch {
     return [];
   }
-  const pids: number[] = [];
+  const parents = new Map<number, number>();
+  const creates: number[] = [];
   for (const entry of entries) {
-    if (!/^\d+$/.test(entry) || Number(entry) === self) continue;
-    let argv: string[];
-    let parent: number;
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
     try {
-      argv = readFileSync(`${proc}/${entry}/cmdline`, 'latin1').split('\0');
       // The parent's pid is the 4th field, after the command name in parentheses (which may hold spaces).
       const stat = readFileSync(`${proc}/${entry}/stat`, 'latin1');
-      parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      parents.set(pid, Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+      const argv = readFileSync(`${proc}/${entry}/cmdline`, 'latin1').split('\0');
+      const at = argv.indexOf('secret');
+      if (at >= 0 && argv[at + 1] === 'create' && argv.some((arg, i) => i > at + 1 && arg.startsWith(prefix)))
+        creates.push(pid);
     } catch {
-      continue;
+      // Ended while it was read.
     }
-    if (parent === self) continue;
-    const at = argv.indexOf('secret');
-    if (at < 0 || argv[at + 1] !== 'create') continue;
-    if (argv.some((arg, i) => i > at + 1 && arg.startsWith(prefix))) pids.push(Number(entry));
   }
-  return pids;
+  // Not this process's own: its podman calls run under a shell of its own (stdin), podman under itself.
+  const ours = (pid: number): boolean => {
+    for (let at: number | undefined = pid, hops = 0; at !== undefined && at > 1 && hops < 64; hops++) {
+      if (at === self) return true;
+      at = parents.get(at);
+    }
+    return false;
+  };
+  return creates.filter((pid) => !ours(pid));
 }
 
 /**

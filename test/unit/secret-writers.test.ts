@@ -34,7 +34,9 @@ describe('leftSecretCreates', () => {
     processIn(201, 1, create);
     // Over a connection, and a command name with a space and parentheses in it.
     processIn(202, 1, ['podman', '--url', 'ssh://h', ...create.slice(1)], 'pod man) x');
-    processIn(203, SELF, create); // this daemon's own
+    processIn(203, SELF, create); // this daemon's own, and its podman under the shell it runs it in
+    processIn(208, 209, create);
+    processIn(209, SELF, ['/bin/sh', '-c', 'cat | exec "$0" "$@"', ...create]);
     processIn(204, 1, ['podman', 'secret', 'rm', '--', `${PREFIX}8905ab6e396c4f70-0`]);
     processIn(205, 1, ['podman', 'secret', 'create', 'agentd-ffffffff-8905ab6e396c4f70-0', '-']);
     processIn(206, 1, ['sleep', '3600']);
