@@ -156,11 +156,24 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
   // Set once the actor exists: the gauges read it at each scrape, reconciling a host reads which
   // sessions the daemon supervises.
   let current: DaemonActor | undefined;
+  // Set once the notifier exists: the gauges read how many notifications it holds.
+  let notifying: Notifier | undefined;
   // The Prometheus registry and the HTTP API are loaded only when daemon.http is set (it waits for a
   // restart): a daemon without them starts with about 10 MB less RSS.
   const prometheus: DaemonMetrics | undefined = config.http
     ? new (await import('./metrics.js')).DaemonMetrics({
-        gauges: () => gaugesOf(current),
+        gauges: () => ({
+          ...gaugesOf(current),
+          ...(notifying === undefined
+            ? {}
+            : {
+                notifications: {
+                  underWay: notifying.underWay,
+                  waiting: notifying.waiting,
+                  deferred: notifying.deferred,
+                },
+              }),
+        }),
         agentOf: (sessionId) => agentOf(current, sessionId),
       })
     : undefined;
@@ -710,6 +723,7 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
     version: options.version,
     outbox,
   });
+  notifying = notifier;
   journal.onFinishing = (session, outcome) => notifier.prepare(session, outcome);
   // Before any session can finish: what an earlier daemon did not get taken is sent again.
   notifier.resume((id) => journal.record(id));

@@ -30,6 +30,11 @@ export interface DaemonGauges {
   schedules: { agent: string; next?: string; failed?: string }[];
   /** The hosts whose supervision failed (they take no new sessions until a reload). */
   failedHosts?: string[];
+  /**
+   * Outcome notifications not taken yet, each with its entry in the notification outbox: under way (a
+   * POST, or a wait between attempts), waiting their turn, or left in the outbox until there is room.
+   */
+  notifications?: { underWay: number; waiting: number; deferred: number };
 }
 
 export interface MetricsSources {
@@ -189,6 +194,18 @@ export class DaemonMetrics implements MetricsRecorder {
         for (const { agent, failed } of sources.gauges().schedules) {
           if (failed !== undefined) this.set({ agent }, 1);
         }
+      },
+    });
+    new Gauge({
+      name: 'agentd_notifications_held',
+      help: 'Outcome notifications not taken yet (each kept in the notification outbox): under_way, waiting their turn, or deferred (left in the outbox until there is room; past 4096 of those, more are dropped).',
+      labelNames: ['state'],
+      registers: [this.registry],
+      collect() {
+        const held = sources.gauges().notifications ?? { underWay: 0, waiting: 0, deferred: 0 };
+        this.set({ state: 'under_way' }, held.underWay);
+        this.set({ state: 'waiting' }, held.waiting);
+        this.set({ state: 'deferred' }, held.deferred);
       },
     });
     new Gauge({

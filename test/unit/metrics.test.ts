@@ -155,6 +155,19 @@ describe('metrics', () => {
     expect(text).not.toContain('agentd_host_failed{');
   });
 
+  it('shows the notifications held (under way, waiting, deferred), zero before the notifier exists', async () => {
+    const gauges: DaemonGauges = { ...GAUGES };
+    const m = metrics(gauges);
+    let text = await m.text();
+    for (const state of ['under_way', 'waiting', 'deferred'])
+      expect(sample(text, `agentd_notifications_held{state="${state}"}`)).toBe(0);
+    Object.assign(gauges, { notifications: { underWay: 64, waiting: 10_000, deferred: 17 } });
+    text = await m.text();
+    expect(sample(text, 'agentd_notifications_held{state="under_way"}')).toBe(64);
+    expect(sample(text, 'agentd_notifications_held{state="waiting"}')).toBe(10_000);
+    expect(sample(text, 'agentd_notifications_held{state="deferred"}')).toBe(17);
+  });
+
   it('counts reconciliation, schedule firings, notifications and HTTP requests', async () => {
     const m = metrics();
     m.reconciled({
