@@ -298,8 +298,9 @@ describe('mounts, context and caches', () => {
     const imagePath = '/opt/tools/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
     const base = `pathimg-${tag}`;
     // Without gosu: the step falls back to setpriv, and must not take a gosu the cache holds instead.
-    await execa('podman', ['run', '--name', base, TEST_IMAGE, 'rm', '-f', '/usr/sbin/gosu']);
+    // In the try: a `podman run` that fails leaves its exited container, which no instance prefix names.
     try {
+      await execa('podman', ['run', '--name', base, TEST_IMAGE, 'rm', '-f', '/usr/sbin/gosu']);
       await execa('podman', ['commit', '--quiet', '--change', `ENV PATH=${imagePath}`, base, image]);
     } finally {
       await execa('podman', ['rm', '-f', base], { reject: false });
@@ -352,16 +353,16 @@ describe('mounts, context and caches', () => {
     const tag = randomBytes(4).toString('hex');
     const image = `localhost/agentd-test-gosu:${tag}`;
     const base = `gosuimg-${tag}`;
-    await execa('podman', [
-      'run',
-      '--name',
-      base,
-      TEST_IMAGE,
-      'sh',
-      '-c',
-      'mv /usr/sbin/gosu /usr/local/bin/gosu && chmod 0777 /usr/local/bin',
-    ]);
     try {
+      await execa('podman', [
+        'run',
+        '--name',
+        base,
+        TEST_IMAGE,
+        'sh',
+        '-c',
+        'mv /usr/sbin/gosu /usr/local/bin/gosu && chmod 0777 /usr/local/bin',
+      ]);
       await execa('podman', ['commit', '--quiet', base, image]);
     } finally {
       await execa('podman', ['rm', '-f', base], { reject: false });

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { endProcessGroup, makeTempDir } from '../helpers/resources.js';
+import { endProcessGroup, makeTempDir, track } from '../helpers/resources.js';
 
 it('kills the group at once except a podman secret command, which it lets finish', async () => {
   const dir = makeTempDir('agentd-unit-pgroup-');
@@ -14,13 +14,12 @@ it('kills the group at once except a podman secret command, which it lets finish
   copyFileSync('/bin/bash', podman);
   const base = join(dir, 'x');
   const script = 'mkfifo "$0.fifo"; : > "$0.started"; read -t 1 <> "$0.fifo"; : > "$0.written"';
-  const leader = spawn(
-    '/bin/sh',
-    ['-c', `"${podman}" -c '${script}' "${base}" secret create & sleep 300 & wait`],
-    {
+  // Tracked: a test that fails before endProcessGroup would otherwise leave the group (a sleep 300) behind.
+  const leader = track.process(
+    spawn('/bin/sh', ['-c', `"${podman}" -c '${script}' "${base}" secret create & sleep 300 & wait`], {
       detached: true,
       stdio: 'ignore',
-    },
+    }),
   );
   const exited = new Promise((resolve) => leader.once('exit', (_, signal) => resolve(signal)));
   while (!existsSync(`${base}.started`)) await new Promise((r) => setTimeout(r, 20));
