@@ -12,6 +12,18 @@ import { outputArchiveLimit } from '../sessions/run-plan.js';
 /** The output size a record without one was run with (the built-in default). */
 const DEFAULT_OUTPUT_BYTES = 64 * 1024 * 1024;
 
+/**
+ * Whether a session's missing output is one its container's archive could not be written for in the
+ * state dir (the setup step's words in out.withheld: src/runner/setup-script.ts), not one withheld for a
+ * credential value or never made.
+ */
+function archiveUnkept(reason: string): boolean {
+  return (
+    reason.startsWith('the state dir was full when the session ended') ||
+    reason.startsWith('its output could not be archived in the state dir')
+  );
+}
+
 export interface RecordKeeperOptions {
   recordsDir: string;
   maxAgeMs: number;
@@ -243,6 +255,7 @@ export class RecordKeeper {
       this.failed.delete(record.id);
       this.unsealed.delete(record.id);
       this.prune();
+      if (withheld !== undefined && archiveUnkept(withheld)) this.unkept(record.id, withheld);
       return { output: described(output), sealed: true };
     } catch (error) {
       if (noRoom(error)) {
@@ -255,6 +268,17 @@ export class RecordKeeper {
       this.warn(record.id, error);
       return { output: sealFailed(error), sealed: false };
     }
+  }
+
+  /**
+   * A warning once a session's record is sealed without the output its container left, which the state
+   * dir had no room to archive (or refused otherwise): without it only `agentd show` would say so.
+   */
+  private unkept(session: string, reason: string): void {
+    this.log.warn(
+      { event: 'session.output_unkept', session, reason },
+      `the output of session ${session} is not kept: ${reason}; free space there (the records take up to daemon.records_max_size, whatever the filesystem holds: see agentd doctor)`,
+    );
   }
 
   /**

@@ -69,6 +69,51 @@ describe('the sealed record and the output archive', () => {
   });
 });
 
+describe('an output the state dir had no room to archive', () => {
+  function logged() {
+    const stateDir = makeTempDir('agentd-unit-keeper-');
+    const files = new SessionFiles(stateDir);
+    const lines: Record<string, unknown>[] = [];
+    const keeper = new RecordKeeper(
+      { recordsDir: join(stateDir, 'records'), maxAgeMs: 86_400_000, maxBytes: 1 << 30 },
+      files,
+      pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) }),
+    );
+    /** A finished session whose setup step left this note instead of an archive. */
+    const sealed = async (n: number, note: string) => {
+      const id = `0000000000000${String(n).padStart(3, '0')}`;
+      const paths = files.paths(id);
+      mkdirSync(paths.copy, { recursive: true });
+      writeFileSync(paths.withheld, note);
+      return keeper.seal(finishedRecord(id, 'succeeded'), join(stateDir, 'none.log'));
+    };
+    return { lines, sealed };
+  }
+
+  it('is said in the log once its record is sealed (a warning naming the session and why), not only in the record', async () => {
+    const { lines, sealed } = logged();
+    const full =
+      "the state dir was full when the session ended: its output could not be archived (free space on the state dir's filesystem: No space left on device, 6840 KiB free beyond the 128 KiB agentd keeps for its other writes)";
+    const output = await sealed(1, full);
+    expect(output?.missing).toBe(full);
+    const unkept = lines.filter((l) => l.event === 'session.output_unkept');
+    expect(unkept).toEqual([
+      expect.objectContaining({ level: 40, session: '0000000000000001', reason: full }),
+    ]);
+    expect(unkept[0]?.msg).toBe(
+      `the output of session 0000000000000001 is not kept: ${full}; free space there (the records take up to daemon.records_max_size, whatever the filesystem holds: see agentd doctor)`,
+    );
+    await sealed(2, 'its output could not be archived in the state dir (Read-only file system)');
+    expect(lines.filter((l) => l.event === 'session.output_unkept')).toHaveLength(2);
+  });
+
+  it('says nothing of an output withheld for another reason', async () => {
+    const { lines, sealed } = logged();
+    await sealed(3, 'withheld: the output held a credential value');
+    expect(lines.filter((l) => l.event === 'session.output_unkept')).toEqual([]);
+  });
+});
+
 describe('retention in one go', () => {
   it('logs how many records it removed and at most 100 of their ids, not a line of every one', async () => {
     const { stateDir, keeper, session } = setup();
