@@ -29,8 +29,9 @@ const TIMEOUT = 20_000;
 const dirs: string[] = [];
 const rescuers: ChildProcess[] = [];
 afterEach(() => {
-  // The rescuers first: one that outlived its FIFO would create a file where it was.
-  for (const child of rescuers.splice(0)) child.kill('SIGKILL');
+  // The rescuers first: one that outlived its FIFO would create a file where it was. Each is the
+  // leader of its own process group: killing the shell alone left its `sleep` running past the test.
+  for (const child of rescuers.splice(0)) killGroup(child);
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -45,7 +46,15 @@ function plantFifo(path: string): void {
   execFileSync('mkfifo', ['-m', '0600', path]);
   const seconds = String(RESCUE_MS / 1000);
   const script = `while :; do sleep ${seconds}; [ -p "$1" ] || exit 0; exec 3<>"$1"; exec 3>&-; done`;
-  rescuers.push(spawn('sh', ['-c', script, 'rescuer', path], { stdio: 'ignore' }));
+  rescuers.push(spawn('sh', ['-c', script, 'rescuer', path], { stdio: 'ignore', detached: true }));
+}
+
+function killGroup(child: ChildProcess): void {
+  try {
+    process.kill(-(child.pid as number), 'SIGKILL');
+  } catch {
+    // Gone already.
+  }
 }
 
 /** What fn returned or threw, and how long it took. */
