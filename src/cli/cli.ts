@@ -18,6 +18,7 @@ export const COMMANDS: Record<string, () => Promise<CommandClass | CommandClass[
   send: async () => (await import('./send.js')).SendCommand,
   validate: async () => (await import('./validate.js')).ValidateCommand,
   reload: async () => (await import('./reload.js')).ReloadCommand,
+  stop: async () => (await import('./stop.js')).StopCommand,
   doctor: async () => (await import('./doctor.js')).DoctorCommand,
   hosts: async () => [
     (await import('./hosts.js')).HostsCommand,

@@ -12,7 +12,10 @@ export const EXIT = {
   cancelled: 5,
   /** No such session (wait, show, logs, cancel). */
   unknownSession: 6,
-  /** `wait --timeout` ran out before the session finished; it goes on. */
+  /**
+   * `wait --timeout` ran out before the session finished; it goes on. `stop --timeout` ran out before the
+   * daemon exited; it goes on shutting down.
+   */
   stillRunning: 7,
   /**
    * The daemon closed the connection of a follower (`trigger`, `logs --follow`) that stopped reading; the
@@ -25,7 +28,10 @@ export const EXIT = {
    * cannot be written (its `degraded` says so): it runs sessions, but nothing it does is logged.
    */
   degraded: 10,
-  /** `status`: the daemon is not ready yet (`opening`, or a state this CLI does not know). */
+  /**
+   * `status`: the daemon is not ready yet (`opening`, or a state this CLI does not know). `stop`: it is
+   * starting and has no socket yet to be asked over.
+   */
   notReady: 11,
   /** `status`: the daemon is shutting down (`shutdown.draining`): it takes no triggers and will exit. */
   shuttingDown: 12,

@@ -49,4 +49,5 @@ export const TOP_LEVEL_EXAMPLES: readonly [string, string][] = [
   ],
   ["A session's sealed record (output included) as a tar.gz", 'agentd export 3f9c2a71b0d4e812 -o s.tar.gz'],
   ['Apply an edited configuration file', 'agentd reload'],
+  ['Stop the daemon, letting running sessions finish, and wait until it has exited', 'agentd stop'],
 ];

@@ -26,6 +26,7 @@ const COMMANDS: string[][] = [
   ['logs', ID],
   ['cancel', ID],
   ['reload'],
+  ['stop'],
   ['trigger', 'demo'],
 ];
 
@@ -101,7 +102,7 @@ describe('a daemon that answers wrong, or not at all', () => {
     async (line) => {
       const { path, server } = await fakeDaemon(() => line);
       try {
-        for (const argv of [['show', ID], ['agents'], ['status'], ['reload']]) {
+        for (const argv of [['show', ID], ['agents'], ['status'], ['reload'], ['stop']]) {
           const result = await run([...argv, '--json', '--socket', path]);
           expect(result.code, `${argv[0]}: ${result.stderr}`).toBe(EXIT.infrastructure);
           expect(JSON.parse(result.stdout.trim())).toMatchObject({

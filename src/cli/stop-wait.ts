@@ -1,0 +1,87 @@
+/**
+ * What `agentd stop` does once it has asked the daemon to shut down: it waits until the daemon's process
+ * is gone, saying what the daemon still waits for (its running sessions), or until --timeout. Free of
+ * sockets and clocks: the command gives it its ports, the tests give it fakes.
+ */
+
+/** What `stop` reads of a status reply. */
+export interface StopView {
+  state: string;
+  pid: number;
+  running: readonly { id: string; agent: string }[];
+}
+
+/** One look at the daemon: its status, nothing on the socket any more, or an answer that is no status. */
+export type StopProbe = { kind: 'status'; status: StopView } | { kind: 'gone' } | { kind: 'other' };
+
+export interface StopPorts {
+  /** The daemon's status, asked on a new connection, within `timeoutMs`. */
+  probe(timeoutMs: number): Promise<StopProbe>;
+  /** Whether the process is still there (a zombie is not). */
+  alive(pid: number): boolean;
+  sleep(ms: number): Promise<void>;
+  /** A steady clock, in ms. */
+  now(): number;
+  /** A line of progress (not printed with --quiet or --json). */
+  say(line: string): void;
+}
+
+export type StopResult =
+  | { kind: 'stopped' }
+  /** --timeout ran out: the daemon's process is still there, its socket `open` or not, `running` sessions. */
+  | { kind: 'timeout'; open: boolean; running: number };
+
+/** How often the daemon is looked at while it stops. */
+export const STOP_POLL_MS = 250;
+/** How long one look waits for the status: a daemon that hangs must not hold `stop` past its --timeout. */
+export const STOP_PROBE_MS = 5000;
+
+/** The sessions a draining daemon waits for, in words. */
+export function runningText(running: StopView['running']): string {
+  if (running.length === 0) return 'no session runs';
+  const shown = running.slice(0, 5).map((s) => `${s.id} (${s.agent})`);
+  const more = running.length > shown.length ? ` and ${running.length - shown.length} more` : '';
+  return `${running.length} running session(s) to finish: ${shown.join(', ')}${more}`;
+}
+
+/**
+ * Waits until the daemon of `pid` has exited: its socket no longer answers as it (nothing there, or a
+ * new daemon with another pid) and its process is gone. The process, not the socket alone: the daemon
+ * closes its socket first, then records, notifies and releases its pid file. `deadline` (steady clock)
+ * ends the wait with `timeout`; undefined waits for as long as it takes, as the daemon's drain does.
+ */
+export async function waitForStop(
+  first: StopView,
+  deadline: number | undefined,
+  ports: StopPorts,
+): Promise<StopResult> {
+  const pid = first.pid;
+  let said = first.running.map((s) => s.id).join(',');
+  let open = true;
+  let running = first.running.length;
+  for (;;) {
+    const left = deadline === undefined ? STOP_PROBE_MS : Math.max(1, deadline - ports.now());
+    const probe = await ports.probe(Math.min(STOP_PROBE_MS, left));
+    if (probe.kind === 'status' && probe.status.pid === pid) {
+      const now = probe.status.running.map((s) => s.id).join(',');
+      running = probe.status.running.length;
+      if (now !== said) {
+        said = now;
+        ports.say(`waiting: ${runningText(probe.status.running)}`);
+      }
+    } else if (probe.kind !== 'other') {
+      // Nothing answers as this daemon any more: its process says whether it is gone.
+      if (!ports.alive(pid)) return { kind: 'stopped' };
+      if (open) {
+        open = false;
+        running = 0;
+        ports.say(`the daemon closed its socket; waiting for its process (pid ${pid}) to exit`);
+      }
+    } else if (!ports.alive(pid)) {
+      return { kind: 'stopped' };
+    }
+    if (deadline !== undefined && ports.now() >= deadline) return { kind: 'timeout', open, running };
+    const wait = deadline === undefined ? STOP_POLL_MS : Math.min(STOP_POLL_MS, deadline - ports.now());
+    await ports.sleep(Math.max(1, wait));
+  }
+}

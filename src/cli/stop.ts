@@ -1,0 +1,193 @@
+import { Command, Option } from 'clipanion';
+import { isAlive } from '../adapters/pid-file.js';
+import { formatDuration, parseDuration } from '../duration.js';
+import { ANSWER_TIMEOUT_MS, type ClientSideError, DaemonClient, DaemonUnreachable } from './client.js';
+import { ClientCommand } from './client-command.js';
+import { type ClientIo, connectDaemon, failOnReply, failWith, printJson } from './client-io.js';
+import { EXIT } from './exit-codes.js';
+import { checkStatusReply } from './reply-check.js';
+import { resolveSocketPath } from './socket-path.js';
+import { runningText, type StopPorts, type StopProbe, type StopView, waitForStop } from './stop-wait.js';
+import { shownOn } from './terminal.js';
+import { isDuration } from './validators.js';
+
+export class StopCommand extends ClientCommand {
+  static override paths = [['stop']];
+  static override usage = Command.Usage({
+    description: 'Shut the daemon down (as SIGTERM does) and wait until it has exited',
+    details: `
+      Asks the daemon over its socket to shut down, as a first SIGTERM does: queued sessions are dropped
+      (\`cancelled\`), running ones finish, new triggers are refused. Then waits until the daemon's process has
+      exited (its socket and pid file removed), saying which sessions it still waits for.
+      A daemon already shutting down is not asked again: \`stop\` waits for it. --force is a second SIGTERM:
+      the running sessions are cancelled (stopped and torn down) and the daemon exits once they are.
+      Exits 0 once the daemon has exited; 7 when --timeout ran out first (the daemon goes on shutting down);
+      11 a daemon still starting (no socket yet: \`kill PID\` stops it once its reconciliation ends);
+      69 no daemon answers; 75 a daemon too busy to answer; 77 this user may not use its socket.
+    `,
+    examples: [
+      ['Stop the daemon, letting running sessions finish', '$0 stop'],
+      ['At most ten minutes, then cancel what still runs', '$0 stop --timeout 10m || $0 stop --force'],
+      ['Stop now: cancel the running sessions', '$0 stop --force'],
+      ['The daemon on another socket, quietly', '$0 stop --socket /run/agentd/agentd.sock --quiet'],
+    ],
+  });
+
+  timeout = Option.String('--timeout', {
+    description: 'Stop waiting after this long (90s, 10m, 2h): exit 7, the daemon goes on shutting down',
+    validator: isDuration,
+  });
+  force = Option.Boolean('--force', false, {
+    description: 'Cancel the running sessions (a second SIGTERM) instead of letting them finish',
+  });
+  quiet = Option.Boolean('--quiet,-q', false, { description: 'Print nothing but errors' });
+  json = Option.Boolean('--json', false, {
+    description: 'Print one JSON object at the end: {"stopped":true,"pid":N,...} or the failure',
+  });
+
+  async execute(): Promise<number> {
+    const io = this.context;
+    const started = performance.now();
+    const deadline = this.timeout === undefined ? undefined : started + (parseDuration(this.timeout) ?? 0);
+    const say = (line: string) => {
+      if (!this.quiet && !this.json) io.stdout.write(`${shownOn(io.stdout, line)}\n`);
+    };
+    const client = await connectDaemon(this.socket, io, this.json, (path) =>
+      startingDaemon(io, this.json, path),
+    );
+    if (typeof client === 'number') return client;
+    // A daemon that takes the connection and never answers holds `stop` no longer than its --timeout.
+    const answerWithin = () =>
+      deadline === undefined
+        ? ANSWER_TIMEOUT_MS
+        : Math.max(1, Math.min(ANSWER_TIMEOUT_MS, deadline - performance.now()));
+    let first: StopView;
+    try {
+      const reply = await client.request({ type: 'status' }, answerWithin());
+      if (reply?.type !== 'status') return failOnReply(io, this.json, reply);
+      const malformed = checkStatusReply(reply) ?? pidProblem(reply.pid);
+      if (malformed) return failOnReply(io, this.json, malformed);
+      first = { state: reply.state, pid: reply.pid, running: reply.running };
+      const plan = shutdownPlan(reply.state, this.force);
+      for (let sent = 0; sent < plan.send; sent++) {
+        const answer = await client.request({ type: 'event', event: { type: 'shutdown' } }, answerWithin());
+        // A daemon with nothing to wait for stops at once: it may close the connection first.
+        if (answer === undefined) break;
+        if (answer.type !== 'event.result') return failOnReply(io, this.json, answer);
+      }
+      say(plan.say(first));
+    } finally {
+      client.close();
+    }
+    const path = resolveSocketPath(this.socket);
+    const result = await waitForStop(first, deadline, {
+      probe: (timeoutMs) => probeDaemon(path, timeoutMs),
+      alive: isAlive,
+      sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+      now: () => performance.now(),
+      say,
+    } satisfies StopPorts);
+    const waitedMs = Math.round(performance.now() - started);
+    if (result.kind === 'stopped') {
+      if (this.json) printJson(io, { stopped: true, pid: first.pid, waitedMs, code: EXIT.succeeded });
+      else say(`agentd (pid ${first.pid}) stopped after ${formatDuration(waitedMs)}`);
+      return EXIT.succeeded;
+    }
+    const what = result.open
+      ? `it still waits for ${result.running} running session(s)`
+      : 'it closed its socket, and its process is still finishing (records, notifications)';
+    return failWith(
+      io,
+      this.json,
+      {
+        error: 'still_running',
+        pid: first.pid,
+        running: result.running,
+        message: `agentd (pid ${first.pid}) has not stopped after ${this.timeout}: ${what}; it goes on shutting down: wait again with agentd stop${result.open && result.running > 0 ? ', or cancel them with agentd stop --force' : ''}`,
+      },
+      EXIT.stillRunning,
+    );
+  }
+}
+
+/**
+ * How many shutdown events `stop` sends for the state the daemon is in, and what it says. The daemon
+ * machine's rule: a first shutdown drains, a second cancels the running sessions (as a second SIGTERM).
+ * A daemon already draining is not sent another unless --force; a failed one is exiting by itself.
+ */
+export function shutdownPlan(state: string, force: boolean): { send: number; say: (s: StopView) => string } {
+  const who = (s: StopView) => `agentd (pid ${s.pid})`;
+  if (state === 'failed') {
+    return { send: 0, say: (s) => `${who(s)} has failed and is exiting; waiting for it` };
+  }
+  const draining = state === 'shutdown' || state.startsWith('shutdown.');
+  if (force) {
+    return {
+      send: draining ? 1 : 2,
+      say: (s) =>
+        s.running.length === 0
+          ? `asked ${who(s)} to shut down now: no session runs`
+          : `asked ${who(s)} to shut down now: cancelling its ${s.running.length} running session(s)`,
+    };
+  }
+  const cut = (s: StopView) => (s.running.length === 0 ? '' : '; agentd stop --force cancels them');
+  if (draining) {
+    return {
+      send: 0,
+      say: (s) => `${who(s)} is already shutting down: ${runningText(s.running)}${cut(s)}`,
+    };
+  }
+  return { send: 1, say: (s) => `asked ${who(s)} to shut down: ${runningText(s.running)}${cut(s)}` };
+}
+
+/**
+ * A status whose pid is no process's (0, -1: a signal to a whole group, or to every process, which would
+ * always find one alive), as the `bad_reply` it is: `stop` would wait on it for ever.
+ */
+export function pidProblem(pid: number): ClientSideError | undefined {
+  if (Number.isSafeInteger(pid) && pid > 0) return undefined;
+  return {
+    type: 'error',
+    code: 'bad_reply',
+    message: `the daemon's status gave ${JSON.stringify(pid)} as its pid, which is no process id (is something else listening on the socket?)`,
+  };
+}
+
+/** One look at the daemon on `path`: its status, or `gone` when nothing answers there any more. */
+async function probeDaemon(path: string, timeoutMs: number): Promise<StopProbe> {
+  let client: DaemonClient;
+  try {
+    client = await DaemonClient.connect(path, timeoutMs);
+  } catch (error) {
+    if (error instanceof DaemonUnreachable) return { kind: 'gone' };
+    throw error;
+  }
+  try {
+    const reply = await client.request({ type: 'status' }, timeoutMs);
+    if (reply?.type !== 'status' || checkStatusReply(reply) !== undefined || pidProblem(reply.pid))
+      return { kind: 'other' };
+    return { kind: 'status', status: { state: reply.state, pid: reply.pid, running: reply.running } };
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * A daemon that has no socket yet because it is starting: it cannot be asked over its socket, so `stop`
+ * says how to stop it instead (11, as `status` exits for it). Undefined when none is starting there.
+ */
+async function startingDaemon(io: ClientIo, json: boolean, path: string): Promise<number | undefined> {
+  const { startingDaemonPid } = await import('../adapters/starting-marker.js');
+  const pid = startingDaemonPid(path);
+  if (pid === undefined) return undefined;
+  return failWith(
+    io,
+    json,
+    {
+      error: 'starting',
+      message: `agentd (pid ${pid}) is starting and has not opened its socket ${path} yet, so it cannot be asked to stop over it: try again in a moment, or kill ${pid} (SIGTERM: it stops once its start's reconciliation has ended)`,
+      pid,
+    },
+    EXIT.notReady,
+  );
+}

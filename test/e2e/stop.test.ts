@@ -1,0 +1,70 @@
+/**
+ * `agentd stop` against a real daemon and the real CLI: it asks the daemon to shut down as a first SIGTERM
+ * does, says which running session it waits for, and exits 0 only once the daemon has exited (its socket and
+ * pid file gone), the session finished as it would have, and nothing of the daemon's left in Podman.
+ * --force cancels what runs, as a second SIGTERM does. The wait's rules are in test/unit/stop.test.ts.
+ */
+import { existsSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { EXIT } from '../../src/cli/exit-codes.js';
+import { gitAndGate, leftoversAfterCleanup, startDaemon } from '../helpers/daemon.js';
+
+const { gate, agent } = gitAndGate();
+
+afterEach(async () => {
+  gate.hold();
+  expect(await leftoversAfterCleanup(), 'podman objects the test daemons left behind').toEqual([]);
+});
+
+describe('agentd stop', () => {
+  it('drains the daemon, waits for its running session and for the process, then exits 0', async () => {
+    gate.hold();
+    const d = await startDaemon({ agents: [agent('gated', gate.command)] });
+    const accepted = await d.cli(['trigger', 'gated', '--detach']);
+    expect(accepted.code, accepted.stderr).toBe(0);
+    const id = accepted.stdout.trim();
+    await gate.waitFor(1);
+    const stop = d.spawnCli(['stop']);
+    await stop.waitForStdout(
+      new RegExp(
+        `^asked agentd \\(pid ${d.pid}\\) to shut down: 1 running session\\(s\\) to finish: ${id} \\(gated\\)`,
+        'm',
+      ),
+    );
+    // Draining: new triggers are refused, the session goes on; `stop` has not returned.
+    const refused = await d.cli(['trigger', 'gated', '--detach']);
+    expect(refused.code).toBe(EXIT.retry);
+    expect(d.running).toBe(true);
+    gate.open();
+    const result = await stop.result;
+    expect(result.code, result.stderr).toBe(EXIT.succeeded);
+    expect(result.stderr).toBe('');
+    expect(result.stdout).toMatch(new RegExp(`agentd \\(pid ${d.pid}\\) stopped after \\S+\n$`));
+    // Exited by the time `stop` said so (its parent, this test, may reap it a moment later), cleanly, and
+    // with what it holds removed.
+    expect(await d.waitForExit(5000)).toBe(0);
+    expect(existsSync(d.files.socketPath)).toBe(false);
+    expect(existsSync(d.files.pidFile)).toBe(false);
+    const outcome = await d.waitForOutcome(id);
+    expect(outcome.outcome).toBe('succeeded');
+    expect(await d.leftovers()).toEqual({ containers: [], secrets: [] });
+  });
+
+  it('--force cancels the running session, as a second SIGTERM does, and exits 0 once the daemon has gone', async () => {
+    gate.hold();
+    const d = await startDaemon({ agents: [agent('gated', gate.command)] });
+    const accepted = await d.cli(['trigger', 'gated', '--detach']);
+    const id = accepted.stdout.trim();
+    await gate.waitFor(1);
+    const result = await d.cli(['stop', '--force', '--json']);
+    expect(result.code, result.stderr).toBe(EXIT.succeeded);
+    expect(JSON.parse(result.stdout)).toMatchObject({ stopped: true, pid: d.pid, code: 0 });
+    expect(await d.waitForExit(5000)).toBe(0);
+    expect(existsSync(d.files.socketPath)).toBe(false);
+    expect(existsSync(d.files.pidFile)).toBe(false);
+    expect((await d.waitForOutcome(id)).outcome).toBe('cancelled');
+    expect(await d.leftovers()).toEqual({ containers: [], secrets: [] });
+    // Nothing answers any more: the usual 69.
+    expect((await d.cli(['stop'])).code).toBe(EXIT.unreachable);
+  });
+});

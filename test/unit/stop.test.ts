@@ -1,0 +1,335 @@
+/**
+ * `agentd stop`: it asks the daemon over its socket to shut down (the daemon machine's `shutdown` event, what
+ * a SIGTERM sends), as many times as the state and --force call for, then waits until the daemon's process
+ * is gone, or --timeout. The wait with fakes (no clock, no socket); the command against a fake daemon on
+ * a real Unix socket, whose "process" is a child this test ends.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { EXIT } from '../../src/cli/exit-codes.js';
+import { shutdownPlan } from '../../src/cli/stop.js';
+import { type StopPorts, type StopProbe, type StopView, waitForStop } from '../../src/cli/stop-wait.js';
+import { runCliInProcess as run, runEntryInProcess } from '../helpers/cli-in-process.js';
+import { makeTempDir } from '../helpers/resources.js';
+
+const ID1 = '0123456789abcdef';
+const ID2 = 'fedcba9876543210';
+const view = (pid: number, running: string[], state = 'shutdown.draining'): StopView => ({
+  state,
+  pid,
+  running: running.map((id) => ({ id, agent: 'demo' })),
+});
+
+/** Ports whose looks at the daemon follow `script` (the last one repeats); time moves only by sleep. */
+function fakePorts(script: StopProbe[], alive: (look: number) => boolean) {
+  let clock = 0;
+  let looks = 0;
+  const said: string[] = [];
+  const ports: StopPorts = {
+    probe: async () => script[Math.min(looks++, script.length - 1)] as StopProbe,
+    alive: () => alive(looks),
+    sleep: async (ms) => {
+      clock += ms;
+    },
+    now: () => clock,
+    say: (line) => said.push(line),
+  };
+  return { ports, said, looks: () => looks, clock: () => clock };
+}
+
+describe('waitForStop', () => {
+  it('waits while the daemon answers, saying which sessions it still waits for, and ends when its process is gone', async () => {
+    const fake = fakePorts(
+      [
+        { kind: 'status', status: view(42, [ID1, ID2]) },
+        { kind: 'status', status: view(42, [ID2]) },
+        { kind: 'status', status: view(42, [ID2]) },
+        { kind: 'gone' },
+        { kind: 'gone' },
+        { kind: 'gone' },
+      ],
+      // The process outlives its socket by two looks (records, notifications).
+      (looks) => looks < 6,
+    );
+    const result = await waitForStop(view(42, [ID1, ID2]), undefined, fake.ports);
+    expect(result).toEqual({ kind: 'stopped' });
+    expect(fake.looks()).toBe(6);
+    expect(fake.said).toEqual([
+      `waiting: 1 running session(s) to finish: ${ID2} (demo)`,
+      'the daemon closed its socket; waiting for its process (pid 42) to exit',
+    ]);
+  });
+
+  it('never takes a daemon that still answers for stopped, even when its pid looks dead (another pid namespace)', async () => {
+    const fake = fakePorts(
+      [
+        { kind: 'status', status: view(42, [ID1]) },
+        { kind: 'status', status: view(42, []) },
+        { kind: 'gone' },
+      ],
+      () => false,
+    );
+    expect(await waitForStop(view(42, [ID1]), undefined, fake.ports)).toEqual({ kind: 'stopped' });
+    expect(fake.looks()).toBe(3);
+  });
+
+  it('a new daemon on the socket (another pid) is not the one it waits for: its own pid decides', async () => {
+    const fake = fakePorts([{ kind: 'status', status: view(77, [], 'ready') }], (looks) => looks < 3);
+    expect(await waitForStop(view(42, []), undefined, fake.ports)).toEqual({ kind: 'stopped' });
+    expect(fake.looks()).toBe(3);
+  });
+
+  it('--timeout ends the wait with what the daemon still waits for, at the deadline and not past it', async () => {
+    const fake = fakePorts([{ kind: 'status', status: view(42, [ID1]) }], () => true);
+    expect(await waitForStop(view(42, [ID1]), 1000, fake.ports)).toEqual({
+      kind: 'timeout',
+      open: true,
+      running: 1,
+    });
+    expect(fake.clock()).toBe(1000);
+    const closed = fakePorts([{ kind: 'gone' }], () => true);
+    expect(await waitForStop(view(42, [ID1]), 600, closed.ports)).toEqual({
+      kind: 'timeout',
+      open: false,
+      running: 0,
+    });
+    expect(closed.said).toHaveLength(1);
+  });
+});
+
+describe('shutdownPlan', () => {
+  it('sends one shutdown to a running daemon, none to one already draining or failed; --force one more', () => {
+    const sends = (state: string, force: boolean) => shutdownPlan(state, force).send;
+    for (const state of ['ready', 'degraded', 'opening']) {
+      expect(sends(state, false), state).toBe(1);
+      // A first shutdown drains, a second cancels the running sessions: the daemon machine's rule.
+      expect(sends(state, true), state).toBe(2);
+    }
+    expect(sends('shutdown.draining', false)).toBe(0);
+    expect(sends('shutdown.draining', true)).toBe(1);
+    expect(sends('failed', false)).toBe(0);
+    expect(sends('failed', true)).toBe(0);
+    expect(shutdownPlan('shutdown.draining', false).say(view(42, [ID1]))).toBe(
+      `agentd (pid 42) is already shutting down: 1 running session(s) to finish: ${ID1} (demo); agentd stop --force cancels them`,
+    );
+  });
+});
+
+/** A daemon on a Unix socket: answers `status` as `state()` says, and takes events; its process is `child`. */
+interface FakeDaemon {
+  path: string;
+  requests: { type: string; event?: { type: string } }[];
+  close(): Promise<void>;
+}
+
+const cleanups: (() => void | Promise<void>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function sleeper(): ChildProcess {
+  const child = spawn('sleep', ['60'], { stdio: 'ignore' });
+  cleanups.push(() => {
+    child.kill('SIGKILL');
+  });
+  return child;
+}
+
+async function fakeDaemon(
+  pid: number,
+  state: () => string,
+  onEvent: (daemon: FakeDaemon) => void,
+  silent = false,
+): Promise<FakeDaemon> {
+  const path = join(makeTempDir('agentd-unit-stop-'), 'agentd.sock');
+  const sockets = new Set<Socket>();
+  const daemon: FakeDaemon = {
+    path,
+    requests: [],
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+        rmSync(path, { force: true });
+      }),
+  };
+  const server: Server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    let buffered = '';
+    socket.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      for (let nl = buffered.indexOf('\n'); nl !== -1; nl = buffered.indexOf('\n')) {
+        const request = JSON.parse(buffered.slice(0, nl)) as {
+          id?: string;
+          type: string;
+          event?: { type: string };
+        };
+        buffered = buffered.slice(nl + 1);
+        daemon.requests.push(request);
+        if (silent) continue;
+        const base = { v: 2, ...(request.id === undefined ? {} : { id: request.id }) };
+        if (request.type === 'status') {
+          const status = {
+            ...base,
+            type: 'status',
+            state: state(),
+            pid,
+            version: '0.0.0',
+            instanceId: 'fake',
+            socket: path,
+            uptimeMs: 1,
+            maxSessions: 4,
+            running: [
+              {
+                id: ID1,
+                agent: 'demo',
+                repo: 'git://x/y.git',
+                phase: 'running',
+                startedAt: new Date(0).toISOString(),
+                elapsedMs: 1,
+              },
+            ],
+            queued: [],
+            recent: [],
+          };
+          socket.write(`${JSON.stringify(status)}\n`);
+        } else if (request.type === 'event') {
+          const event = request.event;
+          socket.write(
+            `${JSON.stringify({ ...base, type: 'event.result', event, answers: [], state: state() })}\n`,
+          );
+          onEvent(daemon);
+        }
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  cleanups.push(() => daemon.close());
+  return daemon;
+}
+
+describe('agentd stop', () => {
+  it('sends one shutdown, waits until the socket is gone and the process has exited, then exits 0', async () => {
+    const child = sleeper();
+    const pid = child.pid as number;
+    let state = 'ready';
+    let events = 0;
+    const daemon = await fakeDaemon(
+      pid,
+      () => state,
+      (d) => {
+        state = 'shutdown.draining';
+        events++;
+        // Drains for a moment, closes its socket, and its process ends a moment later.
+        setTimeout(() => {
+          void d.close().then(() => setTimeout(() => child.kill('SIGKILL'), 300));
+        }, 300);
+      },
+    );
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    const result = await run(['stop', '--socket', daemon.path]);
+    expect(result.code, result.stderr).toBe(EXIT.succeeded);
+    expect(events).toBe(1);
+    // Not before the process had gone: the socket closing alone is not the end.
+    expect(child.exitCode !== null || child.signalCode !== null).toBe(true);
+    await exited;
+    expect(result.stdout).toMatch(
+      new RegExp(
+        `^asked agentd \\(pid ${pid}\\) to shut down: 1 running session\\(s\\) to finish: ${ID1} \\(demo\\); agentd stop --force cancels them\n`,
+      ),
+    );
+    expect(result.stdout).toMatch(new RegExp(`agentd \\(pid ${pid}\\) stopped after \\S+\n$`));
+    expect(result.stderr).toBe('');
+  });
+
+  it('does not send a second shutdown to a daemon already draining (that would cancel its sessions) unless --force', async () => {
+    const child = sleeper();
+    const daemon = await fakeDaemon(
+      child.pid as number,
+      () => 'shutdown.draining',
+      () => {},
+    );
+    const waited = await run(['stop', '--socket', daemon.path, '--timeout', '300ms', '--json']);
+    expect(waited.code, waited.stderr).toBe(EXIT.stillRunning);
+    expect(JSON.parse(waited.stdout)).toMatchObject({
+      error: 'still_running',
+      pid: child.pid,
+      running: 1,
+      code: EXIT.stillRunning,
+    });
+    expect(daemon.requests.filter((r) => r.type === 'event')).toEqual([]);
+    const forced = await run(['stop', '--socket', daemon.path, '--timeout', '300ms', '--force', '--quiet']);
+    expect(forced.code).toBe(EXIT.stillRunning);
+    expect(forced.stdout).toBe('');
+    expect(daemon.requests.filter((r) => r.type === 'event').map((r) => r.event)).toEqual([
+      { type: 'shutdown' },
+    ]);
+  });
+
+  it('--force on a ready daemon sends two shutdowns: the second cancels the running sessions', async () => {
+    const child = sleeper();
+    const daemon = await fakeDaemon(
+      child.pid as number,
+      () => 'ready',
+      () => {},
+    );
+    const result = await run(['stop', '--socket', daemon.path, '--timeout', '200ms', '--force', '--json']);
+    expect(result.code).toBe(EXIT.stillRunning);
+    expect(daemon.requests.filter((r) => r.type === 'event')).toHaveLength(2);
+  });
+
+  it('a daemon that takes the connection and never answers holds it no longer than --timeout (not 120 s)', async () => {
+    const daemon = await fakeDaemon(
+      process.pid,
+      () => 'ready',
+      () => {},
+      true,
+    );
+    // Before, the status request waited ANSWER_TIMEOUT_MS (120 s) whatever --timeout said: this test timed out.
+    const result = await run(['stop', '--socket', daemon.path, '--timeout', '300ms', '--json']);
+    expect(result.code).toBe(EXIT.infrastructure);
+    expect(JSON.parse(result.stdout)).toMatchObject({ error: 'no_answer', code: EXIT.infrastructure });
+    expect(daemon.requests.map((r) => r.type)).toEqual(['status']);
+  });
+
+  it.each([-1, 0, 1.5])(
+    'a status whose pid is %s (no process id) is a bad reply, and no shutdown is sent',
+    async (pid) => {
+      const daemon = await fakeDaemon(
+        pid,
+        () => 'ready',
+        () => {},
+      );
+      // Before, `stop` sent the shutdown and waited on kill(-1, 0), which always finds a process: for ever.
+      const result = await run(['stop', '--socket', daemon.path, '--json', '--timeout', '1s']);
+      expect(result.code).toBe(EXIT.infrastructure);
+      expect(JSON.parse(result.stdout)).toMatchObject({ error: 'bad_reply', code: EXIT.infrastructure });
+      expect(result.stderr).toMatch(/is no process id/);
+      expect(daemon.requests.map((r) => r.type)).toEqual(['status']);
+    },
+  );
+
+  it('no daemon: 69, as every client command', async () => {
+    const path = join(makeTempDir('agentd-unit-stop-'), 'agentd.sock');
+    const result = await run(['stop', '--socket', path]);
+    expect(result.code).toBe(EXIT.unreachable);
+    expect(result.stderr).toMatch(/^agentd: no agentd daemon answers on /);
+  });
+
+  it('refuses a --timeout that is no duration (usage, 2) before it asks anything', async () => {
+    const result = await runEntryInProcess([
+      'stop',
+      '--timeout',
+      'soon',
+      '--socket',
+      '/nonexistent/agentd.sock',
+    ]);
+    expect(result.code).toBe(EXIT.usage);
+    expect(result.stderr).toMatch(/--timeout/);
+  });
+});
