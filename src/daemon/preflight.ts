@@ -8,6 +8,7 @@ import {
   filesystemBytes,
   freeBytes,
   loopDevices,
+  nearestExisting,
   onPath,
   ownDirProblem,
 } from '../adapters/fs-checks.js';
@@ -653,22 +654,25 @@ function checkDirectories(settings: Settings): CheckResult[] {
  * _count only. Said only when it does not fit.
  */
 function checkRecordsRoom(settings: Settings): CheckResult[] {
-  const { recordsDir, recordsMaxBytes, maxSessions } = settings.daemon;
+  const { recordsDir, recordsMaxBytes, maxSessions, stateDir } = settings.daemon;
   let room: { checked: string; bytes: number };
+  // The archive waits in the state dir's work dir: on the records' filesystem only when both share it.
+  let copies: 1 | 2;
   try {
     room = filesystemBytes(recordsDir);
+    copies = statSync(room.checked).dev === statSync(nearestExisting(stateDir)).dev ? 2 : 1;
   } catch (error) {
     return [{ check: 'records size', status: 'warn', message: `cannot check: ${errorMessage(error)}` }];
   }
   const largestOutput = Math.max(0, ...settings.agents.map((agent) => agent.resources.output.bytes));
-  const sealing = largestOutput === 0 ? 0 : 2 * outputArchiveLimit(largestOutput) * maxSessions;
+  const sealing = largestOutput === 0 ? 0 : copies * outputArchiveLimit(largestOutput) * maxSessions;
   if (room.bytes <= 0 || recordsMaxBytes + sealing <= room.bytes) return [];
   const whole = `${Math.floor(room.bytes / MiB)} MiB`;
   const fits = Math.floor((room.bytes - sealing) / MiB) * MiB;
   const beside =
     sealing === 0
       ? ''
-      : ` beside ${Math.ceil(sealing / MiB)} MiB for the outputs of ${maxSessions} session(s) being sealed (twice the archive of resources.output ${formatSize(largestOutput)} each)`;
+      : ` beside ${Math.ceil(sealing / MiB)} MiB for the outputs of ${maxSessions} session(s) being sealed (${copies === 2 ? 'twice the archive' : 'the archive'} of resources.output ${formatSize(largestOutput)} each)`;
   return [
     {
       check: 'records size',

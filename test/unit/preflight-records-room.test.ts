@@ -1,5 +1,6 @@
-import { statfsSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, statfsSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { type PreflightPodman, runPreflight } from '../../src/daemon/preflight.js';
@@ -20,10 +21,11 @@ const podman: PreflightPodman = {
   rootless: async () => true,
 };
 
-async function recordsChecks(recordsMaxSize: (filesystemBytes: number) => string) {
+async function recordsChecks(recordsMaxSize: (filesystemBytes: number) => string, recordsDir?: string) {
   const dir = makeTempDir('agentd-unit-preflight-records-');
-  const fs = statfsSync(dir);
-  const text = `daemon:\n  state_dir: ${join(dir, 'state')}\n  records_max_size: ${recordsMaxSize(fs.blocks * fs.bsize)}\nagents:\n  - name: demo\n    image: localhost/agentd-base:bookworm\n    command: ["run"]\n`;
+  const fs = statfsSync(recordsDir === undefined ? dir : dirname(recordsDir));
+  const records = recordsDir === undefined ? '' : `  records_dir: ${recordsDir}\n`;
+  const text = `daemon:\n  state_dir: ${join(dir, 'state')}\n${records}  records_max_size: ${recordsMaxSize(fs.blocks * fs.bsize)}\nagents:\n  - name: demo\n    image: localhost/agentd-base:bookworm\n    command: ["run"]\n`;
   const settings = parseConfig(text, join(dir, 'agentd.yaml'), ENV, 1000);
   const results = await runPreflight({ settings, podman, env: ENV, depth: 'cheap', uid: 1000 });
   return { dir, checks: results.filter((r) => r.check === 'records size') };
@@ -54,6 +56,21 @@ describe('preflight: records_max_size against the records filesystem', () => {
     const { checks: after } = await recordsChecks(() => `${suggested}m`);
     expect(after).toEqual([]);
   });
+
+  // Another filesystem than the temp dir's, if this machine has one (a tmpfs): the archive waits in the
+  // state dir's work dir, so only the copy unpacked from it is counted there.
+  const other = existsSync('/dev/shm') && statSync('/dev/shm').dev !== statSync(tmpdir()).dev;
+  it.skipIf(!other)(
+    'counts the archive once when records_dir is on another filesystem than the state dir',
+    async () => {
+      const { checks } = await recordsChecks(
+        (bytes) => `${Math.ceil(bytes / MiB) + 1}m`,
+        '/dev/shm/agentd-unit-records',
+      );
+      expect(checks).toHaveLength(1);
+      expect(checks[0]?.message).toContain('(the archive of resources.output 64m each)');
+    },
+  );
 
   it('says nothing when records_max_size fits the filesystem', async () => {
     const { checks } = await recordsChecks(() => '1m');
