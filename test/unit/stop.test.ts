@@ -5,7 +5,7 @@
  * a real Unix socket, whose "process" is a child this test ends.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -313,6 +313,19 @@ describe('agentd stop', () => {
       expect(daemon.requests.map((r) => r.type)).toEqual(['status']);
     },
   );
+
+  it('a daemon still starting (no socket yet, its marker holds its pid): 11, naming the pid and how to stop it', async () => {
+    const socket = join(makeTempDir('agentd-unit-stop-'), 'agentd.sock');
+    writeFileSync(`${socket}.starting`, `${process.pid}\n`, { mode: 0o600 });
+    const result = await run(['stop', '--socket', socket, '--json']);
+    expect(result.code).toBe(EXIT.notReady);
+    expect(JSON.parse(result.stdout)).toMatchObject({
+      error: 'starting',
+      pid: process.pid,
+      code: EXIT.notReady,
+    });
+    expect(result.stderr).toContain(`kill ${process.pid}`);
+  });
 
   it('no daemon: 69, as every client command', async () => {
     const path = join(makeTempDir('agentd-unit-stop-'), 'agentd.sock');
