@@ -67,6 +67,17 @@ describe('diffConfiguration', () => {
     );
   });
 
+  it('shows a changed records_max_size as a size, as it is written (10g -> 40m), not in bytes', () => {
+    const changes = diffConfiguration(
+      { agents: AGENTS, maxSessions: 4, daemon: DAEMON },
+      { agents: AGENTS, daemon: { ...DAEMON, recordsMaxBytes: 40 * 1024 ** 2 } },
+    );
+    expect(changes.restartNeeded).toEqual([{ key: 'daemon.records_max_size', from: '10g', to: '40m' }]);
+    expect(describeRestartNeeded(changes.restartNeeded)).toMatch(
+      /^daemon\.records_max_size \(10g -> 40m\) cannot change while agentd runs/,
+    );
+  });
+
   it('names daemon.notify and daemon.http when they change: they need a restart', () => {
     const source = { kind: 'env' as const, name: 'K', raw: 'env:K' };
     const changes = diffConfiguration(
