@@ -601,7 +601,7 @@ describe('hostile output', () => {
       () => 'some output in the session log',
     );
     await crash(d);
-    killOrphans(d);
+    await killOrphans(d);
     // No daemon: Podman alone copies the output into its log while the agent goes on printing.
     await sleep(2000);
     const next = launchDaemon(d.files);
@@ -664,7 +664,7 @@ describe('hostile output', () => {
       () => 'the early lines in the session log',
     );
     await crash(d);
-    killOrphans(d);
+    await killOrphans(d);
     // The flood goes into Podman's copy while no daemon runs, and empties it once.
     const copy = await waitUntil(
       () => {

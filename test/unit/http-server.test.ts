@@ -17,7 +17,7 @@ const sockets: Socket[] = [];
 afterEach(async () => {
   for (const socket of sockets.splice(0)) socket.destroy();
   for (const server of servers.splice(0)) await server.close();
-  cleanupAll();
+  await cleanupAll();
 });
 
 /** A server whose /hold answers wait until the test calls the function `release` gets for it. */

@@ -33,9 +33,9 @@ vi.mock('../../src/adapters/state-files.js', async (importOriginal) => {
   };
 });
 
-afterEach(() => {
+afterEach(async () => {
   delete fail.errno;
-  cleanupAll();
+  await cleanupAll();
 });
 
 const DEFAULT_PROFILE = {
