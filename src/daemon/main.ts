@@ -743,6 +743,15 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
     log,
     hosts: settings.hosts,
     turnedAway: (code) => metrics.rejectedTrigger(code),
+    // The path of a SIGTERM (onSignal below), for a shutdown asked over the socket: said in the log, which
+    // had only `daemon.shutdown` and no word of who asked, and a reload under way ended.
+    onShutdown: () => {
+      log.info(
+        { event: 'daemon.shutdown_requested' },
+        'shutdown asked over the socket (agentd stop, or a shutdown event)',
+      );
+      void reloadLoader.close();
+    },
   });
 
   // A second shutdown cancels the running sessions: the machine's rule, not counted here.

@@ -173,6 +173,11 @@ export interface PortOptions {
   hosts?: readonly HostConfig[];
   /** Told of a trigger turned away before the machine saw it (the metrics count it). */
   turnedAway?: (code: RejectionCode) => void;
+  /**
+   * Told of a `shutdown` a client sent (`agentd stop`, `agentd send`), before the machine gets it: what a
+   * SIGTERM does first (main.ts: a log line saying who asked, and the end of a reload under way).
+   */
+  onShutdown?: () => void;
 }
 
 /** The socket handlers' view of the daemon (protocol/context.ts), over its machine and its journal. */
@@ -222,7 +227,10 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
   };
   return {
     state,
-    send: (event) => sendEvent(actor, event, (sessionId) => journal.used(sessionId)),
+    send: (event) => {
+      if (event.type === 'shutdown') options.onShutdown?.();
+      return sendEvent(actor, event, (sessionId) => journal.used(sessionId));
+    },
     status: (): DaemonStatus => {
       const { context } = actor.getSnapshot();
       const now = Date.now();

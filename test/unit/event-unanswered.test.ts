@@ -20,7 +20,7 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-async function daemon(options: FakeOptions = {}) {
+async function daemon(options: FakeOptions = {}, onShutdown?: () => void) {
   const fakes = new Fakes(options);
   const actor = createActor(fakes.daemon(), { input: { agents: AGENTS, maxSessions: 2 } });
   actor.start();
@@ -33,6 +33,7 @@ async function daemon(options: FakeOptions = {}) {
     instanceId: 'test',
     socket: '/nowhere',
     log: pino({ level: 'silent' }),
+    ...(onShutdown === undefined ? {} : { onShutdown }),
   });
   const { connection, sent } = fakeConnection();
   const send = (event: object) => {
@@ -43,6 +44,22 @@ async function daemon(options: FakeOptions = {}) {
   };
   return { actor, send };
 }
+
+describe('event: a shutdown over the socket takes the path of a SIGTERM', () => {
+  it('main.ts is told of each shutdown event (agentd stop, send) before the machine gets it, and of nothing else', async () => {
+    const seen: string[] = [];
+    const d = await daemon({}, () => seen.push(String(d.actor.getSnapshot().value)));
+    d.send({ type: 'cancel', sessionId: ID });
+    d.send({ type: 'trigger', agent: 'nosuch', sessionId: ID });
+    expect(seen).toEqual([]);
+    // Before, nothing was told: the log had no word of who asked, and a reload under way went on.
+    expect(d.send({ type: 'shutdown' })).toMatchObject({ state: 'shutdown.draining' });
+    expect(seen).toEqual(['ready']);
+    d.send({ type: 'shutdown' });
+    expect(seen).toHaveLength(2);
+    d.actor.stop();
+  });
+});
 
 describe('event: what the machine answers nothing to', () => {
   it('a trigger and a cancel after the machine has stopped are refused, not answered with an empty list', async () => {
