@@ -63,6 +63,9 @@ export interface FaultRule {
   action: 'fail' | 'hang' | 'create-hang' | { sleepSeconds: number };
 }
 
+/** The fakes made since the last afterEachTest, whose held calls it ends. */
+const livingFakes = new Set<FakePodman>();
+
 /**
  * A `podman` on PATH that delegates to the real one except for the faults its rules name. The rules
  * are read on every call, so a test can change them between daemon runs; every call is counted per
@@ -73,6 +76,7 @@ export class FakePodman {
   readonly binDir: string;
   constructor() {
     this.dir = makeTempDir('agentd-rel-podman-');
+    livingFakes.add(this);
     this.binDir = join(this.dir, 'bin');
     mkdirSync(this.binDir);
     mkdirSync(join(this.dir, 'count'));
@@ -95,12 +99,17 @@ case "$action" in
     echo "Error: injected failure of podman $key (call $n)" >&2
     exit 125
     ;;
-  hang) exec sleep 3600 ;;
+  hang)
+    # Noted, so that the test's afterEach ends it (its daemon's group was ended, this call's was not).
+    echo $$ >> "$dir/held"
+    exec sleep 3600
+    ;;
   create-hang)
     shift
     # What \`podman run\` takes and \`podman create\` does not.
     [ "$1" = --sig-proxy=false ] && shift
     ${REAL_PODMAN} create "$@" >/dev/null
+    echo $$ >> "$dir/held"
     exec sleep 3600
     ;;
   sleep:*) sleep "\${action#sleep:}" ;;
@@ -153,6 +162,30 @@ exec ${REAL_PODMAN} "$@"
     return this.calls().filter((c) => c.action !== 'pass').length;
   }
 
+  /**
+   * Ends the calls this fake holds (\`hang\`, \`create-hang\`: a \`sleep\` in the call's own process group,
+   * never a real podman), which would otherwise sleep on for an hour after the test.
+   */
+  endHeldCalls(): void {
+    let pids: number[] = [];
+    try {
+      pids = readFileSync(join(this.dir, 'held'), 'utf8').split('\n').filter(Boolean).map(Number);
+    } catch {
+      return;
+    }
+    for (const pid of pids) {
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // Gone already.
+        }
+      }
+    }
+  }
+
   /** Resolves once a call of subcommand has hit its fault (it is hanging or failed). */
   waitForFault(subcommand: string, timeoutMs = 60_000): Promise<void> {
     return waitUntil(
@@ -201,6 +234,8 @@ export async function inspectContainer(name: string): Promise<Record<string, unk
  */
 export async function afterEachTest(figures: { objectsLeftBehind: number }, daemons: TestDaemon[]) {
   await Promise.all(daemons.splice(0).map((d) => killOrphans(d)));
+  for (const fake of livingFakes) fake.endHeldCalls();
+  livingFakes.clear();
   let left: string[] = [];
   try {
     left = await leftoversOfDaemons();
