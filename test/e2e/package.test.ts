@@ -4,9 +4,13 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { instanceIdOf } from '../../src/daemon/instance-id.js';
+import { instanceSecretPrefix } from '../../src/runner/names.js';
+import { removeInstanceObjects } from '../helpers/daemon.js';
 import { type GitServer, startGitServer } from '../helpers/git-server.js';
 import { listAgentdContainers, listSecrets, TEST_IMAGE } from '../helpers/podman.js';
 import { cleanupAll, makeTempDir, track } from '../helpers/resources.js';
+import { recordInstance } from '../helpers/run-instances.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -149,6 +153,11 @@ describe('the npm package, installed into a clean prefix', () => {
       }),
     );
     const repo = await git.addRepo('packed', { 'README.md': 'packed\n' });
+    // Whatever happens to the test, this daemon's containers and secrets go once cleanup has killed it,
+    // and the run's teardown checks that none was left.
+    const objects = instanceSecretPrefix(instanceIdOf(socket, join(dir, 'state')));
+    recordInstance(objects);
+    track.onCleanup(() => removeInstanceObjects(objects));
     const daemon = track.process(
       spawn(agentd, ['start', '--config', config, '--log-format', 'pretty'], {
         detached: true,
