@@ -15,6 +15,7 @@ import {
   gitAndGate,
   launchDaemon,
   leftoversAfterCleanup,
+  ownInstance,
   plantContainer,
   plantSecret,
   prepareDaemon,
@@ -561,6 +562,7 @@ describe('a daemon whose log cannot be written', () => {
     // Before, the first log line threw ENOSPC out of the logger: the start ended with exit 4 and no
     // word; a daemon whose log filled up later had its machine stopped by a line logged in an action.
     const files = prepareDaemon({ agents: [agent('echoer', ['echo', 'echoed'])] });
+    ownInstance(files);
     const full = openSync('/dev/full', 'w');
     const child = spawn(process.execPath, [CLI, 'start', '--config', files.configPath], {
       stdio: ['ignore', 'ignore', full],

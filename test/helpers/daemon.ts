@@ -123,6 +123,16 @@ export function prepareDaemon(config: DaemonConfig): DaemonFiles {
   };
 }
 
+/**
+ * For a daemon a test spawns itself on prepared files, what launchDaemon does for its own: the instance
+ * noted for the run's teardown check, and its containers and secrets removed at cleanup whatever happens.
+ * Call it before registering the callback that kills the daemon (callbacks run last registered first).
+ */
+export function ownInstance(files: DaemonFiles): void {
+  recordInstance(files.prefix);
+  track.onCleanup(() => removeInstanceObjects(files.prefix));
+}
+
 /** Writes a config, starts `agentd start` on it and waits until its socket accepts. */
 export async function startDaemon(config: DaemonConfig, options: LaunchOptions = {}): Promise<TestDaemon> {
   const daemon = launchDaemon(prepareDaemon(config), options);

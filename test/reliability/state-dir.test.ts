@@ -29,6 +29,7 @@ import { EXIT } from '../../src/cli/exit-codes.js';
 import {
   CLI,
   launchDaemon,
+  ownInstance,
   prepareDaemon,
   runCli,
   spawnCli,
@@ -316,6 +317,7 @@ describe('agentd status of a degraded daemon', () => {
     // Before, status said ready and exited 0 while every log line was held or dropped: an operator whose
     // log went silent could not tell.
     const files = prepareDaemon({ agents: [agent('quick', git.url(), ['echo', 'quick-done'])] });
+    ownInstance(files);
     const logDir = makeTempDir('agentd-rel-log-');
     mountTmpfs(logDir, 256);
     const logFile = join(logDir, 'agentd.log');
