@@ -65,12 +65,17 @@ describe('PodmanClient against real Podman', () => {
     await racing.createSecret(name, Buffer.from('raced-value'), ownershipLabels(instanceId, session, 'a'));
     expect(await listSecrets(prefix)).toEqual([name]);
     expect(calls.filter((c) => c[1] === 'create')).toHaveLength(2);
-    // Any other failure is not tried again.
-    await expect(
-      racing.createSecret(name, Buffer.from('again'), ownershipLabels(instanceId, session, 'a')),
-    ).rejects.toThrow(/in use/);
-    expect(calls.filter((c) => c[1] === 'create')).toHaveLength(3);
+    // A name in use at a first try is an earlier daemon's leftover create for this session (30a8791):
+    // removed and made again, once (in use again after that is an error: podman-secret-create.test.ts).
+    await racing.createSecret(name, Buffer.from('again'), ownershipLabels(instanceId, session, 'a'));
+    expect(calls.slice(2).map((c) => c.slice(0, 2))).toEqual([
+      ['secret', 'create'],
+      ['secret', 'rm'],
+      ['secret', 'create'],
+    ]);
+    expect(await listSecrets(prefix)).toEqual([name]);
     await racing.removeSecrets([name]);
+    expect(await listSecrets(prefix)).toEqual([]);
   });
 
   it('creates, lists, starts attached, inspects and removes a container', async () => {
