@@ -36,9 +36,16 @@ export async function runStatus(options: StatusOptions, io: ClientIo): Promise<n
 
 /**
  * A daemon that holds no socket yet because it is starting (it reconciles Podman first): not ready (11),
- * rather than "no daemon answers" (69). Undefined when none is starting there.
+ * rather than "no daemon answers" (69). Undefined when none is starting there. `then` says what the
+ * operator can do meanwhile (after "agentd (pid N) is starting and has not opened its socket PATH yet").
  */
-async function startingDaemon(io: ClientIo, json: boolean, path: string): Promise<number | undefined> {
+export async function startingDaemon(
+  io: ClientIo,
+  json: boolean,
+  path: string,
+  then: (pid: number) => string = () =>
+    ': it reconciles Podman first (minutes after a crash that left many containers and secrets); try again in a moment',
+): Promise<number | undefined> {
   // Loaded only when the socket is not there: a plain status against a running daemon never needs it.
   const { startingDaemonPid } = await import('../adapters/starting-marker.js');
   const pid = startingDaemonPid(path);
@@ -48,7 +55,7 @@ async function startingDaemon(io: ClientIo, json: boolean, path: string): Promis
     json,
     {
       error: 'starting',
-      message: `agentd (pid ${pid}) is starting and has not opened its socket ${path} yet: it reconciles Podman first (minutes after a crash that left many containers and secrets); try again in a moment`,
+      message: `agentd (pid ${pid}) is starting and has not opened its socket ${path} yet${then(pid)}`,
       pid,
     },
     EXIT.notReady,

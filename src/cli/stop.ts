@@ -3,10 +3,11 @@ import { isAlive } from '../adapters/pid-file.js';
 import { formatDuration, parseDuration } from '../duration.js';
 import { ANSWER_TIMEOUT_MS, type ClientSideError, DaemonClient, DaemonUnreachable } from './client.js';
 import { ClientCommand } from './client-command.js';
-import { type ClientIo, connectDaemon, failOnReply, failWith, printJson } from './client-io.js';
+import { connectDaemon, failOnReply, failWith, printJson } from './client-io.js';
 import { EXIT } from './exit-codes.js';
 import { checkStatusReply } from './reply-check.js';
 import { resolveSocketPath } from './socket-path.js';
+import { startingDaemon } from './status-run.js';
 import { runningText, type StopPorts, type StopProbe, type StopView, waitForStop } from './stop-wait.js';
 import { shownOn } from './terminal.js';
 import { isDuration } from './validators.js';
@@ -53,7 +54,7 @@ export class StopCommand extends ClientCommand {
       if (!this.quiet && !this.json) io.stdout.write(`${shownOn(io.stdout, line)}\n`);
     };
     const client = await connectDaemon(this.socket, io, this.json, (path) =>
-      startingDaemon(io, this.json, path),
+      startingDaemon(io, this.json, path, stopWhileStarting),
     );
     if (typeof client === 'number') return client;
     // A daemon that takes the connection and never answers holds `stop` no longer than its --timeout.
@@ -172,22 +173,6 @@ async function probeDaemon(path: string, timeoutMs: number): Promise<StopProbe> 
   }
 }
 
-/**
- * A daemon that has no socket yet because it is starting: it cannot be asked over its socket, so `stop`
- * says how to stop it instead (11, as `status` exits for it). Undefined when none is starting there.
- */
-async function startingDaemon(io: ClientIo, json: boolean, path: string): Promise<number | undefined> {
-  const { startingDaemonPid } = await import('../adapters/starting-marker.js');
-  const pid = startingDaemonPid(path);
-  if (pid === undefined) return undefined;
-  return failWith(
-    io,
-    json,
-    {
-      error: 'starting',
-      message: `agentd (pid ${pid}) is starting and has not opened its socket ${path} yet, so it cannot be asked to stop over it: try again in a moment, or kill ${pid} (SIGTERM: it stops once its start's reconciliation has ended)`,
-      pid,
-    },
-    EXIT.notReady,
-  );
-}
+/** What `stop` says of a daemon still starting (status-run.ts's startingDaemon: exit 11, as `status`). */
+const stopWhileStarting = (pid: number) =>
+  `, so it cannot be asked to stop over it: try again in a moment, or kill ${pid} (SIGTERM: it stops once its start's reconciliation has ended)`;
