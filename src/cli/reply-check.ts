@@ -93,6 +93,14 @@ export const STATUS_SHAPE: Record<string, Shape> = {
     },
   }),
   noHost: optional('string'),
+  unsealed: optional({
+    object: {
+      count: 'number',
+      oldest: 'string',
+      oldestFinishedAt: optional('string'),
+      waitingMs: optional('number'),
+    },
+  }),
   maxSessions: 'number',
   running: { array: RUNNING },
   queued: { array: QUEUED },

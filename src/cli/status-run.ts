@@ -62,6 +62,19 @@ export async function startingDaemon(
   );
 }
 
+/**
+ * The finished sessions whose record waits to be sealed: their output and logs are still held in the
+ * state dir (most often because the records' filesystem is full), which nothing else in `status` shows.
+ */
+export function unsealedLine(u: NonNullable<StatusReply['unsealed']>): string {
+  const records =
+    u.count === 1
+      ? '1 finished session waits for its record to be sealed'
+      : `${u.count} finished sessions wait for their records to be sealed`;
+  const ago = u.waitingMs === undefined ? '' : `, ended ${formatDuration(u.waitingMs)} ago`;
+  return `unsealed: ${records} (the oldest: ${u.oldest}${ago}); output and logs are held in the state dir until the records' filesystem has room (the log's session.record_unsealed says why; agentd doctor checks records size)`;
+}
+
 function render(s: StatusReply): string {
   const lines = [
     `agentd ${s.version}: ${s.state}, pid ${s.pid}, up ${formatDuration(s.uptimeMs)}, socket ${s.socket}`,
@@ -76,6 +89,7 @@ function render(s: StatusReply): string {
     ...(s.failed === undefined ? [] : [s.failed]),
     ...(s.failedHosts ?? []).map((h) => `host ${h.name} failed: ${h.problem}`),
     ...(s.noHost === undefined ? [] : [s.noHost]),
+    ...(s.unsealed === undefined ? [] : [unsealedLine(s.unsealed)]),
     `running ${s.running.length}/${s.maxSessions}, queued ${s.queued.length}`,
   ];
   if (s.running.length > 0) {

@@ -12,7 +12,7 @@ import type { SessionRecord } from '../sessions/records.js';
 import { type BusEvent, SessionBus } from '../sessions/session-bus.js';
 import type { Outcome, SessionOutcome, SessionPhase, SessionRequest } from '../sessions/types.js';
 import type { WorkPayload } from '../sessions/work.js';
-import { isSealPending, type RecordKeeper, sealPending } from './record-keeper.js';
+import { isSealPending, type RecordKeeper, sealPending, type WaitingToSeal } from './record-keeper.js';
 
 /** Outcomes between two prunings of the state dir. */
 const PRUNE_EVERY = 20;
@@ -519,6 +519,11 @@ export class SessionJournal {
   /** At the end: records still waiting in memory written in the room kept for them; the ids that were not. */
   writeWaiting(): string[] {
     return this.store.writeWaiting();
+  }
+
+  /** Finished sessions whose record waits to be sealed, their output and log held in their work dir. */
+  waitingToSeal(): WaitingToSeal {
+    return this.keeper.waitingToSeal();
   }
 
   /** Records waiting in memory for the state dir to take writes. */

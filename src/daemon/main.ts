@@ -72,11 +72,11 @@ import { instanceIdOf } from './instance-id.js';
 import { SessionJournal } from './journal.js';
 import { Leftovers } from './leftovers.js';
 import type { DaemonMetrics } from './metrics.js';
-import { type MetricsRecorder, noMetrics } from './metrics-recorder.js';
+import { type MetricsRecorder, noMetrics, unsealedGauge } from './metrics-recorder.js';
 import { Notifier, outboxFailureLog } from './notifier.js';
 import { agentOf, gaugesOf, observeDaemon } from './observe.js';
 import { createDaemonPort, type DaemonActor, stateName } from './port.js';
-import { RecordKeeper } from './record-keeper.js';
+import { RecordKeeper, type WaitingToSeal } from './record-keeper.js';
 import { planRecovery } from './recovery.js';
 import { createReloader, readyStatus } from './reload.js';
 import { createThreadedLoader } from './reload-thread.js';
@@ -158,6 +158,8 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
   let current: DaemonActor | undefined;
   // Set once the notifier exists: the gauges read how many notifications it holds.
   let notifying: Notifier | undefined;
+  // Set once the journal exists: the gauges read the records that wait to be sealed.
+  let unsealedNow: (() => WaitingToSeal) | undefined;
   // The Prometheus registry and the HTTP API are loaded only when daemon.http is set (it waits for a
   // restart): a daemon without them starts with about 10 MB less RSS.
   const prometheus: DaemonMetrics | undefined = config.http
@@ -173,6 +175,7 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
                   deferred: notifying.deferred,
                 },
               }),
+          ...(unsealedNow === undefined ? {} : { unsealed: unsealedGauge(unsealedNow(), Date.now()) }),
         }),
         agentOf: (sessionId) => agentOf(current, sessionId),
       })
@@ -209,6 +212,7 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
     log,
   );
   const journal = new SessionJournal(store, files, keeper, log, config.historyLimit);
+  unsealedNow = () => journal.waitingToSeal();
   const outbox = new NotifyOutbox(config.stateDir, outboxFailureLog(log));
   const { keys, unfinished } = loadJournal(journal, log);
 

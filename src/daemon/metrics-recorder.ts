@@ -49,3 +49,15 @@ export const noMetrics: MetricsRecorder = {
   notification() {},
   notificationAttempt() {},
 };
+
+/** The gauges' view of the records that wait to be sealed (see RecordKeeper.waitingToSeal). */
+export function unsealedGauge(
+  waiting: { count: number; oldest: { finishedAt?: string } | undefined },
+  now: number,
+): { count: number; oldestSeconds: number } {
+  const ended = waiting.oldest?.finishedAt === undefined ? Number.NaN : Date.parse(waiting.oldest.finishedAt);
+  return {
+    count: waiting.count,
+    oldestSeconds: waiting.count === 0 || Number.isNaN(ended) ? 0 : Math.max(0, (now - ended) / 1000),
+  };
+}

@@ -35,6 +35,8 @@ export interface DaemonGauges {
    * POST, or a wait between attempts), waiting their turn, or left in the outbox until there is room.
    */
   notifications?: { underWay: number; waiting: number; deferred: number };
+  /** Finished sessions whose record waits to be sealed, and how long ago the oldest of them ended. */
+  unsealed?: { count: number; oldestSeconds: number };
 }
 
 export interface MetricsSources {
@@ -206,6 +208,22 @@ export class DaemonMetrics implements MetricsRecorder {
         this.set({ state: 'under_way' }, held.underWay);
         this.set({ state: 'waiting' }, held.waiting);
         this.set({ state: 'deferred' }, held.deferred);
+      },
+    });
+    new Gauge({
+      name: 'agentd_records_unsealed',
+      help: 'Finished sessions whose sealed record waits for room (their output and log held in the state dir until it is sealed; session.record_unsealed says why).',
+      registers: [this.registry],
+      collect() {
+        this.set(sources.gauges().unsealed?.count ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'agentd_records_unsealed_oldest_seconds',
+      help: 'How long ago the oldest session whose record waits to be sealed ended; 0 when none waits.',
+      registers: [this.registry],
+      collect() {
+        this.set(sources.gauges().unsealed?.oldestSeconds ?? 0);
       },
     });
     new Gauge({

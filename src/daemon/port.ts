@@ -24,6 +24,7 @@ import type { HostStatus, ReloadReply, ScheduleView } from '../protocol/replies.
 import { describeAgent } from '../sessions/agent-view.js';
 import type { RejectionCode } from '../sessions/check-trigger.js';
 import type { SessionJournal } from './journal.js';
+import type { WaitingToSeal } from './record-keeper.js';
 
 export type DaemonActor = Actor<typeof daemonMachine>;
 
@@ -50,6 +51,26 @@ export function noHostAnswers(hosts: readonly HostStatus[]): { noHost?: string }
     noHost: `no Podman host answers (${which}): sessions wait in the queue until one does; \`agentd hosts\` says why`,
   };
 }
+
+/**
+ * `unsealed` of the status: the finished sessions whose record waits to be sealed, and the oldest of
+ * them with how long ago it ended (by the wall clock of its record, never negative); nothing when none.
+ */
+export function unsealedOf(waiting: WaitingToSeal, now: number): { unsealed?: StatusUnsealed } {
+  const { count, oldest } = waiting;
+  if (count === 0 || oldest === undefined) return {};
+  const ended = oldest.finishedAt === undefined ? Number.NaN : Date.parse(oldest.finishedAt);
+  return {
+    unsealed: {
+      count,
+      oldest: oldest.session,
+      ...(oldest.finishedAt === undefined ? {} : { oldestFinishedAt: oldest.finishedAt }),
+      ...(Number.isNaN(ended) ? {} : { waitingMs: Math.max(0, now - ended) }),
+    },
+  };
+}
+
+type StatusUnsealed = NonNullable<DaemonStatus['unsealed']>;
 
 /** Finished sessions `status` shows. */
 const RECENT_SHOWN = 10;
@@ -261,6 +282,8 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
         ),
         // A daemon that is up but can start no session: /readyz says 503, and so must status.
         ...(current === 'ready' || current === 'degraded' ? noHostAnswers(hosts()) : {}),
+        // Work the daemon still holds after the outcome: output and logs in the state dir, awaiting room.
+        ...unsealedOf(journal.waitingToSeal(), now),
         maxSessions: context.maxSessions,
         running: Object.values(context.sessions).map((ref) => {
           const snapshot = ref.getSnapshot();

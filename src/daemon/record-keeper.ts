@@ -112,6 +112,16 @@ interface SealAttempt {
   sealed: boolean;
 }
 
+/**
+ * The finished sessions whose record waits to be sealed (their output and log held in the state dir's
+ * work dir until there is room), as `agentd status` and the metrics show them: how many, and the one
+ * that ended first, with when it ended (its record's wall-clock time; absent in a record that has none).
+ */
+export interface WaitingToSeal {
+  count: number;
+  oldest: { session: string; finishedAt?: string } | undefined;
+}
+
 /** A finished session whose seal failed: sealed again when due. */
 interface Unsealed {
   record: SessionRecord;
@@ -292,6 +302,24 @@ export class RecordKeeper {
     if (record.recordDir === undefined || (record.output !== undefined && !isSealPending(record.output)))
       return false;
     return this.records.isOpen(record.recordDir);
+  }
+
+  /**
+   * The finished sessions this daemon holds whose record waits to be sealed (see WaitingToSeal): those
+   * whose seal failed for lack of room, by this daemon or at its start's recovery, and not sealed since.
+   */
+  waitingToSeal(): WaitingToSeal {
+    let oldest: { session: string; finishedAt?: string } | undefined;
+    let oldestAt = Number.POSITIVE_INFINITY;
+    for (const [session, { record }] of this.unsealed) {
+      const at = record.finishedAt === undefined ? Number.NaN : Date.parse(record.finishedAt);
+      // One without a readable time counts, but is named only when no other has one.
+      if (oldest === undefined || at < oldestAt) {
+        oldest = { session, ...(record.finishedAt === undefined ? {} : { finishedAt: record.finishedAt }) };
+        if (!Number.isNaN(at)) oldestAt = at;
+      }
+    }
+    return { count: this.unsealed.size, oldest };
   }
 
   private waitingById(id: string, finished: ReadonlyMap<string, SessionRecord>): boolean {

@@ -265,6 +265,20 @@ export const replySchema = z.discriminatedUnion('type', [
      * their states; sessions wait in the queue until one answers (`agentd hosts` says why).
      */
     noHost: z.string().optional(),
+    /**
+     * Finished sessions whose sealed record waits for room (their output and log held in the state dir's
+     * work dir until it can be sealed; the log's `session.record_unsealed` says why): how many, and the
+     * one that ended first (`oldest`, its `finishedAt` and how long ago that was, `waitingMs`). Absent
+     * when none waits.
+     */
+    unsealed: z
+      .object({
+        count: z.number(),
+        oldest: z.string(),
+        oldestFinishedAt: z.string().optional(),
+        waitingMs: z.number().optional(),
+      })
+      .optional(),
     maxSessions: z.number(),
     running: z.array(runningSession),
     queued: z.array(queuedSession),

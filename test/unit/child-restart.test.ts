@@ -32,7 +32,12 @@ afterEach(() => vi.useRealTimers());
 function portOver(actor: DaemonActor) {
   return createDaemonPort({
     actor,
-    journal: { used: () => false, record: () => undefined, recent: () => [] } as never,
+    journal: {
+      used: () => false,
+      record: () => undefined,
+      recent: () => [],
+      waitingToSeal: () => ({ count: 0, oldest: undefined }),
+    } as never,
     reload: async () => {
       throw new Error('no reload here');
     },

@@ -11,14 +11,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { createActor } from 'xstate';
 import { NotifyOutbox } from '../../src/adapters/notify-outbox.js';
 import { markNothingToSearch } from '../../src/adapters/output-archive.js';
 import { SessionStore } from '../../src/adapters/session-store.js';
 import type { WebhookRequest } from '../../src/adapters/webhook.js';
+import { checkStatusReply } from '../../src/cli/reply-check.js';
+import { unsealedLine } from '../../src/cli/status-run.js';
 import { Notifier } from '../../src/daemon/notifier.js';
+import { createDaemonPort } from '../../src/daemon/port.js';
 import { requestOf } from '../../src/daemon/recovery.js';
 import { sessionRecordSchema } from '../../src/sessions/records.js';
 import { journalOver } from '../helpers/journal-fixture.js';
+import { AGENTS, Fakes, settle } from '../helpers/machine-fakes.js';
 
 const faults = vi.hoisted(() => ({ mkdirOut: false }));
 
@@ -316,5 +321,58 @@ describe('a session whose record cannot be sealed when it ends', () => {
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(next.published).toEqual([]);
     expect(next.posts).toEqual([]);
+  });
+});
+
+/**
+ * `agentd status` of a daemon that holds finished sessions whose record waits to be sealed: before, it
+ * said `ready` with nothing about them (measured with a real daemon whose records_dir was a full 2 MiB
+ * tmpfs: a session of 3 MB of output waited unsealed, its archive in the state dir's work dir, while
+ * `status` and `status --json` showed only the ready daemon), so an operator could not see the output the
+ * daemon held, nor for how long.
+ */
+describe('the status of a daemon with records waiting to be sealed', () => {
+  it('says how many wait and which ended first, and stops saying so once it is sealed', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'agentd-unsealed-'));
+    dirs.push(stateDir);
+    const daemon = await endedWithNoRoom(stateDir, 100);
+    const actor = createActor(new Fakes().daemon(), { input: { agents: AGENTS, maxSessions: 2 } });
+    actor.start();
+    closing.push(() => actor.stop());
+    await settle();
+    const port = createDaemonPort({
+      actor,
+      journal: daemon.journal,
+      reload: async () => {
+        throw new Error('no reload here');
+      },
+      version: '0.0.0-test',
+      instanceId: 'test',
+      socket: '/tmp/none.sock',
+      log: pino({ level: 'silent' }),
+    });
+    const finishedAt = daemon.journal.record(ID)?.finishedAt;
+    expect(finishedAt).toBeDefined();
+    const status = port.status();
+    expect(status.state).toBe('ready');
+    expect(status.unsealed).toEqual({
+      count: 1,
+      oldest: ID,
+      oldestFinishedAt: finishedAt,
+      waitingMs: expect.any(Number),
+    });
+    // The CLI takes it (its hand-made table) and shows it on a line of its own.
+    expect(checkStatusReply({ v: 2, type: 'status', ...status })).toBeUndefined();
+    expect(unsealedLine(status.unsealed as NonNullable<typeof status.unsealed>)).toMatch(
+      new RegExp(
+        `^unsealed: 1 finished session waits for its record to be sealed \\(the oldest: ${ID}, ended .* ago\\); output and logs are held in the state dir`,
+      ),
+    );
+
+    // Sealed once there is room: no longer said.
+    vi.spyOn(performance, 'now').mockReturnValue(performance.now() + 60_000);
+    await daemon.keeper.retry();
+    expect(daemon.journal.record(ID)?.output).toMatchObject({ files: 1 });
+    expect(port.status().unsealed).toBeUndefined();
   });
 });

@@ -181,7 +181,12 @@ describe('the status of a daemon whose log cannot be written', () => {
     expect(actor.getSnapshot().value).toBe('ready');
     return createDaemonPort({
       actor,
-      journal: { used: () => false, record: () => undefined, recent: () => [] } as never,
+      journal: {
+        used: () => false,
+        record: () => undefined,
+        recent: () => [],
+        waitingToSeal: () => ({ count: 0, oldest: undefined }),
+      } as never,
       reload: async () => {
         throw new Error('no reload here');
       },

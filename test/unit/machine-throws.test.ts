@@ -417,6 +417,7 @@ function portOver(actor: DaemonActor, recorded: Set<string>): DaemonPort {
     used: (id: string) => recorded.has(id),
     record: () => undefined,
     recent: () => [],
+    waitingToSeal: () => ({ count: 0, oldest: undefined }),
   };
   return createDaemonPort({
     actor,

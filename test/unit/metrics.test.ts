@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { observePodman, type PodmanCall } from '../../src/adapters/podman-observed.js';
 import { type DaemonGauges, DaemonMetrics } from '../../src/daemon/metrics.js';
+import { unsealedGauge } from '../../src/daemon/metrics-recorder.js';
 import type { SessionRecord } from '../../src/sessions/records.js';
 import { FakePodman } from '../helpers/fake-podman.js';
 import { RECONCILED, sessionInput } from '../helpers/machine-fakes.js';
@@ -166,6 +167,25 @@ describe('metrics', () => {
     expect(sample(text, 'agentd_notifications_held{state="under_way"}')).toBe(64);
     expect(sample(text, 'agentd_notifications_held{state="waiting"}')).toBe(10_000);
     expect(sample(text, 'agentd_notifications_held{state="deferred"}')).toBe(17);
+  });
+
+  it('shows the records waiting to be sealed and how long ago the oldest ended, zero when none', async () => {
+    const gauges: DaemonGauges = { ...GAUGES };
+    const m = metrics(gauges);
+    let text = await m.text();
+    expect(sample(text, 'agentd_records_unsealed')).toBe(0);
+    expect(sample(text, 'agentd_records_unsealed_oldest_seconds')).toBe(0);
+    const now = Date.parse('2026-12-07T10:00:00Z');
+    Object.assign(gauges, {
+      unsealed: unsealedGauge({ count: 3, oldest: { finishedAt: '2026-12-07T09:58:00Z' } }, now),
+    });
+    text = await m.text();
+    expect(sample(text, 'agentd_records_unsealed')).toBe(3);
+    expect(sample(text, 'agentd_records_unsealed_oldest_seconds')).toBe(120);
+    // A clock set back: never negative.
+    expect(
+      unsealedGauge({ count: 1, oldest: { finishedAt: '2026-12-07T10:05:00Z' } }, now).oldestSeconds,
+    ).toBe(0);
   });
 
   it('counts reconciliation, schedule firings, notifications and HTTP requests', async () => {
