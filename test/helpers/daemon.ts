@@ -15,6 +15,7 @@ import { type GitServer, startGitServer } from './git-server.js';
 import { listAgentdContainers, listSecrets, listVolumes, TEST_IMAGE } from './podman.js';
 import { cleanupAll, endProcessGroup, makeTempDir, track } from './resources.js';
 import { recordInstance } from './run-instances.js';
+import { RUN_MARKER } from './run-processes.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 /** The built CLI; the vitest globalSetup builds dist/ before any test file runs. */
@@ -690,9 +691,14 @@ export function writeFileAt(path: string, content: string): void {
   writeFileSync(path, content);
 }
 
-/** The user's own agentd settings must not leak into a test (AGENTD_SOCKET, AGENTD_CONFIG). */
+/**
+ * The user's own agentd settings must not leak into a test (AGENTD_SOCKET, AGENTD_CONFIG). The run's
+ * marker stays: the run's teardown finds the processes the tests left running by it (run-processes.ts).
+ */
 function withoutAgentdEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(env).filter(([key]) => !key.startsWith('AGENTD_')));
+  return Object.fromEntries(
+    Object.entries(env).filter(([key]) => !key.startsWith('AGENTD_') || key === RUN_MARKER),
+  );
 }
 
 function mergeEnv(base: NodeJS.ProcessEnv, extra: Record<string, string | undefined>): NodeJS.ProcessEnv {

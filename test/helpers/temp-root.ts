@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { mountsUnder } from './mounts.js';
 import { INSTANCES_FILE } from './run-instances.js';
+import { leakedProcesses, RUN_MARKER } from './run-processes.js';
 
 /** Set while a run owns a temp root, so a second project's setup reuses it instead of nesting one. */
 const OWNER = 'AGENTD_TEST_TMP_ROOT';
@@ -11,10 +12,11 @@ const OWNER = 'AGENTD_TEST_TMP_ROOT';
 /**
  * A global setup of every project: the run gets its own TMPDIR, a fresh directory under the
  * system's, which the test workers, the daemons and CLIs they start and their helpers all inherit.
- * The teardown fails the run if anything is left in it (a temp dir a test made and did not remove)
- * or if Podman still holds a container, secret or volume of one of the run's instances; it removes
- * both. Only this run's directory and instances are checked: other runs on the machine may be
- * creating and removing their own at the same time.
+ * The teardown fails the run if a process the run started is still running (run-processes.ts: every
+ * one inherits a marker naming this run), if anything is left in it (a temp dir a test made and did
+ * not remove) or if Podman still holds a container, secret or volume of one of the run's instances;
+ * it ends or removes all three. Only this run's processes, directory and instances are checked: other
+ * runs on the machine may be creating and removing their own at the same time.
  */
 export default function setup(): (() => Promise<void>) | undefined {
   if (process.env[OWNER] !== undefined) return undefined;
@@ -24,10 +26,22 @@ export default function setup(): (() => Promise<void>) | undefined {
   chmodSync(root, 0o755);
   process.env[OWNER] = root;
   process.env.TMPDIR = root;
+  process.env[RUN_MARKER] = root;
   return async () => {
     if (previous === undefined) delete process.env.TMPDIR;
     else process.env.TMPDIR = previous;
     delete process.env[OWNER];
+    delete process.env[RUN_MARKER];
+    // First: a leaked daemon or server would go on writing under the root and making Podman objects.
+    const processes = await leakedProcesses(root, new Set([process.pid]));
+    if (processes.length > 0) {
+      process.stderr.write(
+        `\nFAIL test processes: the tests left ${processes.length} process(es) running (now killed, but for podman secret commands, let finish):\n` +
+          processes.map((p) => `  pid ${p.pid}: ${p.command}\n`).join('') +
+          'Spawn them with track.process (test/helpers/resources.ts), or end them in the test.\n',
+      );
+      process.exitCode = 1;
+    }
     const instancesFile = join(root, INSTANCES_FILE);
     const prefixes = existsSync(instancesFile)
       ? [...new Set(readFileSync(instancesFile, 'utf8').split('\n').filter(Boolean))]
