@@ -9,6 +9,7 @@ import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { instanceIdOf } from '../../src/daemon/instance-id.js';
 import { instanceSecretPrefix } from '../../src/runner/names.js';
+import { ownInstance } from '../helpers/daemon.js';
 import { type GitServer, startGitServer } from '../helpers/git-server.js';
 import { listAgentdContainers, listSecrets, TEST_IMAGE } from '../helpers/podman.js';
 import { cleanupAll, makeTempDir, track } from '../helpers/resources.js';
@@ -126,6 +127,8 @@ beforeAll(async () => {
   socket = join(dir, 'agentd.sock');
   const stateDir = join(dir, 'state');
   prefix = instanceSecretPrefix(instanceIdOf(socket, stateDir));
+  // Its containers and secrets are noted for the run's teardown check and removed whatever happens.
+  ownInstance({ prefix });
   git = await startGitServer();
   track.onCleanup(() => git.stop());
   const config = join(dir, 'agentd.yaml');
@@ -182,11 +185,14 @@ afterAll(async () => {
       await exited(daemon, 15_000);
     }
   }
+  // What the stopped daemon left is a leak: read before cleanupAll removes it, then asserted.
+  const left: string[] = [];
   if (prefix !== undefined) {
-    for (const c of await listAgentdContainers(prefix)) track.container(c.name);
-    for (const s of await listSecrets(prefix)) track.secret(s);
+    for (const c of await listAgentdContainers(prefix)) left.push(`container ${c.name} (${c.state})`);
+    for (const s of await listSecrets(prefix)) left.push(`secret ${s}`);
   }
   await cleanupAll();
+  expect(left, 'podman objects the inspector daemon left behind').toEqual([]);
 });
 
 describe('agentd start --inspect', () => {

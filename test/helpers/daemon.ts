@@ -129,7 +129,7 @@ export function prepareDaemon(config: DaemonConfig): DaemonFiles {
  * noted for the run's teardown check, and its containers and secrets removed at cleanup whatever happens.
  * Call it before registering the callback that kills the daemon (callbacks run last registered first).
  */
-export function ownInstance(files: DaemonFiles): void {
+export function ownInstance(files: Pick<DaemonFiles, 'prefix'>): void {
   recordInstance(files.prefix);
   track.onCleanup(() => removeInstanceObjects(files.prefix));
 }
