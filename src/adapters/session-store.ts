@@ -38,6 +38,17 @@ export const RESERVE_BYTES = 128 * 1024;
  * unreadable records added them for good, with their logs (up to log_max_bytes each) left in sessions/.
  */
 export const QUARANTINE_MAX_FILES = 200;
+/**
+ * What the quarantine's files take on disk at most (their allocated blocks: a sparse file counts what it
+ * takes, a directory planted where a record goes what is under it), beside QUARANTINE_MAX_FILES: a
+ * session's log is up to log_max_bytes (1 MiB) and a record moved aside for its size has no bound at all,
+ * so 200 files could hold hundreds of megabytes of the state dir's filesystem for good (measured: three
+ * starts that found 70 unreadable records of 1.5 MiB each left 300 MiB there). The newest file is kept
+ * whatever its size, for the operator the warning named it to.
+ */
+export const QUARANTINE_MAX_BYTES = 64 * 1024 * 1024;
+/** Entries under a directory in the quarantine looked at to size it; what lies beyond is not counted. */
+const SIZED_ENTRIES_MAX = 10_000;
 /** A file the quarantine holds: its name when moved there, and when (ms since the epoch). */
 const QUARANTINED = /^(.+)\.(\d+)$/;
 /** A quarantined record of a session id: `<id>.json.<ms>`. */
@@ -58,6 +69,20 @@ export interface RecordSchema<R> {
 export interface SessionStoreOptions {
   /** A record write failed and is kept in memory until the state dir takes writes again. */
   onWriteFailure?: (error: StateDirError) => void;
+  /** The quarantine's bound on disk (QUARANTINE_MAX_BYTES unless given: tests give a small one). */
+  quarantineMaxBytes?: number;
+}
+
+/** What tidyQuarantine did. */
+export interface QuarantineTidied {
+  /** Logs of quarantined records moved into the quarantine. */
+  logsMoved: string[];
+  /** Files (or planted directories) removed, the oldest, beyond the quarantine's bounds. */
+  removed: number;
+  /** What those took on disk. */
+  removedBytes: number;
+  /** What the quarantine's files still take on disk. */
+  keptBytes: number;
 }
 
 /** A record file that could not be read, moved aside at start. */
@@ -234,16 +259,17 @@ export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
    * the log of a session whose record an earlier start quarantined, and which has no record again (none
    * was rebuilt from its container's labels since), is moved beside its record (a log of a record
    * quarantined by this start stays where it is, for a session rebuilt from its container's labels); then
-   * the quarantine keeps its newest QUARANTINE_MAX_FILES files. Returns the logs moved and the number of
-   * files removed; quiet about what cannot be moved or removed.
+   * the quarantine keeps its newest files, at most QUARANTINE_MAX_FILES of them and at most
+   * QUARANTINE_MAX_BYTES on disk (the newest is kept whatever its size); older ones are removed. Returns
+   * the logs moved and what was removed; quiet about what cannot be moved or removed.
    */
-  tidyQuarantine(hasRecord: (id: string) => boolean): { logsMoved: string[]; removed: number } {
+  tidyQuarantine(hasRecord: (id: string) => boolean): QuarantineTidied {
     const logsMoved: string[] = [];
     let names: string[];
     try {
       names = readdirSync(this.quarantineDir);
     } catch {
-      return { logsMoved, removed: 0 };
+      return { logsMoved, removed: 0, removedBytes: 0, keptBytes: 0 };
     }
     const now = Date.now();
     for (const name of names) {
@@ -266,17 +292,30 @@ export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
       .map((name) => ({ name, at: Number(QUARANTINED.exec(name)?.[2]) }))
       .filter((entry) => Number.isSafeInteger(entry.at))
       .sort((a, b) => b.at - a.at || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const maxBytes = this.options.quarantineMaxBytes ?? QUARANTINE_MAX_BYTES;
     let removed = 0;
-    for (const { name } of held.slice(QUARANTINE_MAX_FILES)) {
-      try {
-        // A directory planted where a record goes was moved here as it was.
-        rmSync(join(this.quarantineDir, name), { recursive: true, force: true });
-        removed++;
-      } catch {
-        // Stays.
+    let removedBytes = 0;
+    let keptBytes = 0;
+    let cutting = false;
+    for (const [index, { name }] of held.entries()) {
+      const path = join(this.quarantineDir, name);
+      const bytes = diskBytes(path);
+      // Newest first: the first file past either bound goes, and every older one.
+      cutting ||= index >= QUARANTINE_MAX_FILES || (index > 0 && keptBytes + bytes > maxBytes);
+      if (cutting) {
+        try {
+          // A directory planted where a record goes was moved here as it was.
+          rmSync(path, { recursive: true, force: true });
+          removed++;
+          removedBytes += bytes;
+          continue;
+        } catch {
+          // Stays.
+        }
       }
+      keptBytes += bytes;
     }
-    return { logsMoved, removed };
+    return { logsMoved, removed, removedBytes, keptBytes };
   }
 
   /** Removes records and their logs (the caller knows which: the journal's index holds every record). */
@@ -357,6 +396,26 @@ export class SessionStore<SessionRecord extends StoredRecord = StoredRecord> {
     const log = SESSION_ID.test(id) && present(this.logPath(id)) ? this.logPath(id) : undefined;
     return { file, movedTo, reason, ...(log === undefined ? {} : { log }) };
   }
+}
+
+/**
+ * What a path takes on disk (allocated blocks, so a sparse file counts what it takes), a directory with
+ * what is under it (at most SIZED_ENTRIES_MAX entries looked at); never follows a link; 0 when gone.
+ */
+function diskBytes(path: string): number {
+  let total = 0;
+  let budget = SIZED_ENTRIES_MAX;
+  const pending = [path];
+  for (let next = pending.pop(); next !== undefined && budget-- > 0; next = pending.pop()) {
+    try {
+      const stat = lstatSync(next);
+      total += stat.blocks * 512;
+      if (stat.isDirectory()) for (const name of readdirSync(next)) pending.push(join(next, name));
+    } catch {
+      // Gone, or not readable: counts as nothing.
+    }
+  }
+  return total;
 }
 
 /** Whether something is at path (a link itself, not followed). */

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { OutputSummary } from '../adapters/sealed-records.js';
 import type { SessionFiles } from '../adapters/session-files.js';
 import {
+  QUARANTINE_MAX_BYTES,
   QUARANTINE_MAX_FILES,
   type QuarantinedRecord,
   type SessionStore,
@@ -96,9 +97,11 @@ export class SessionJournal {
           event: 'daemon.quarantine_tidied',
           logsMoved: tidied.logsMoved.length,
           removed: tidied.removed,
+          removedBytes: tidied.removedBytes,
+          keptBytes: tidied.keptBytes,
           dir: this.store.quarantineDir,
         },
-        `moved ${tidied.logsMoved.length} log(s) of quarantined records into ${this.store.quarantineDir} and removed its ${tidied.removed} oldest file(s) beyond the newest ${QUARANTINE_MAX_FILES}`,
+        `moved ${tidied.logsMoved.length} log(s) of quarantined records into ${this.store.quarantineDir} and removed its ${tidied.removed} oldest file(s) (${mib(tidied.removedBytes)}) beyond the newest ${QUARANTINE_MAX_FILES} or ${mib(QUARANTINE_MAX_BYTES)}; it keeps ${mib(tidied.keptBytes)}`,
       );
     }
     this.loaded = records;
@@ -547,4 +550,9 @@ export function sessionDuration(
   const wall = finishedAt.getTime() - Date.parse(record.startedAt ?? record.acceptedAt);
   const phases = Object.values(timings ?? {}).reduce((sum, ms) => sum + ms, 0);
   return Math.max(0, Number.isNaN(wall) ? 0 : wall, phases);
+}
+
+/** Bytes in MiB, one decimal, for a log message. */
+function mib(bytes: number): string {
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import {
   chmodSync,
   chownSync,
@@ -141,7 +142,7 @@ describe('session records', () => {
     writeFileSync(join(first.dir, `${orphan}.log.1`), 'y'.repeat(40_000));
     first.list(() => {});
     // This start leaves them: a session rebuilt from its container's labels goes on from where it ends.
-    expect(first.tidyQuarantine(() => false)).toEqual({ logsMoved: [], removed: 0 });
+    expect(first.tidyQuarantine(() => false)).toMatchObject({ logsMoved: [], removed: 0 });
     expect(readdirSync(first.dir).sort()).toEqual([
       `${orphan}.log`,
       `${orphan}.log.1`,
@@ -152,7 +153,7 @@ describe('session records', () => {
     first.accept(record(rebuilt));
     const next = new SessionStore(state, sessionRecordSchema);
     const ids = next.list(() => {}).map((r) => r.id);
-    expect(next.tidyQuarantine((id) => ids.includes(id))).toEqual({
+    expect(next.tidyQuarantine((id) => ids.includes(id))).toMatchObject({
       logsMoved: [join(next.dir, `${orphan}.log`), join(next.dir, `${orphan}.log.1`)],
       removed: 0,
     });
@@ -183,7 +184,7 @@ describe('session records', () => {
     writeFileSync(join(store.quarantineDir, 'README'), 'notes');
     writeFileSync(join(store.dir, `${ID}.json`), 'garbage');
     store.list(() => {});
-    expect(store.tidyQuarantine(() => false)).toEqual({ logsMoved: [], removed: 52 });
+    expect(store.tidyQuarantine(() => false)).toMatchObject({ logsMoved: [], removed: 52 });
     const kept = readdirSync(store.quarantineDir);
     expect(kept).toHaveLength(QUARANTINE_MAX_FILES + 1);
     expect(kept).toContain('README');
@@ -193,6 +194,32 @@ describe('session records', () => {
     );
     expect(kept).not.toContain(`${'0'.padStart(16, 'a')}.json.${old}`);
     expect(kept).not.toContain(`planted.json.${old - 1}`);
+  });
+
+  it('keeps the newest files the quarantine holds within its bound on disk, removing older ones at start', () => {
+    const state = tempDir();
+    const limit = 64 * 1024;
+    const store = new SessionStore(state, sessionRecordSchema, { quarantineMaxBytes: limit });
+    mkdirSync(store.quarantineDir);
+    // Ten earlier logs and records of 20 KiB each (random: every block allocated), oldest first, and a
+    // directory planted where a record went, older still, holding 200 KiB.
+    const old = Date.now() - 1_000_000;
+    const name = (i: number) => `${i.toString(16).padStart(16, 'b')}.json.${old + i}`;
+    for (let i = 0; i < 10; i++) writeFileSync(join(store.quarantineDir, name(i)), randomBytes(20 * 1024));
+    mkdirSync(join(store.quarantineDir, `planted.json.${old - 1}`));
+    writeFileSync(join(store.quarantineDir, `planted.json.${old - 1}`, 'inside'), randomBytes(200 * 1024));
+    const tidied = store.tidyQuarantine(() => false);
+    // Far fewer than QUARANTINE_MAX_FILES, yet only the newest three fit in 64 KiB.
+    expect(tidied).toMatchObject({ logsMoved: [], removed: 8 });
+    expect(tidied.removedBytes).toBeGreaterThanOrEqual(7 * 20 * 1024 + 200 * 1024);
+    expect(tidied.keptBytes).toBeGreaterThanOrEqual(3 * 20 * 1024);
+    expect(tidied.keptBytes).toBeLessThanOrEqual(limit);
+    expect(readdirSync(store.quarantineDir).sort()).toEqual([name(7), name(8), name(9)]);
+
+    // The newest is kept whatever its size (the warning that moved it there named it); the rest go.
+    writeFileSync(join(store.quarantineDir, name(20)), randomBytes(100 * 1024));
+    expect(store.tidyQuarantine(() => false)).toMatchObject({ removed: 3 });
+    expect(readdirSync(store.quarantineDir)).toEqual([name(20)]);
   });
 
   it('never writes through a planted link and leaves no temp file', () => {
