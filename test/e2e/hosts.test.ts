@@ -15,6 +15,7 @@ import {
   type DaemonFiles,
   type LogLine,
   launchDaemon,
+  leftoversOfDaemons,
   prepareDaemon,
   runCli,
   startDaemon,
@@ -23,7 +24,7 @@ import {
 import { type Gate, startGate } from '../helpers/gate.js';
 import { type GitServer, startGitServer } from '../helpers/git-server.js';
 import { TEST_IMAGE } from '../helpers/podman.js';
-import { type SideHost, type SideHosts, startSideHosts } from '../helpers/podman-hosts.js';
+import { leftoversOnHosts, type SideHost, type SideHosts, startSideHosts } from '../helpers/podman-hosts.js';
 import { cleanupAll } from '../helpers/resources.js';
 
 let git: GitServer;
@@ -56,8 +57,16 @@ afterEach(async () => {
   // A test that failed halfway may leave a host's service dead.
   for (const host of side.hosts) if (host.pid === undefined) await host.start();
   gate.open();
-  for (const d of daemons.splice(0)) if (d.running) await d.stop('SIGTERM', 60_000);
+  const stopped = daemons.splice(0);
+  for (const d of stopped) if (d.running) await d.stop('SIGTERM', 60_000);
   gate.hold();
+  // A drained daemon leaves nothing on any host; side.close() would empty the hosts unseen at the end.
+  const left = await leftoversOnHosts(
+    side.hosts,
+    stopped.map((d) => d.prefix),
+  );
+  expect(left, 'podman objects the stopped daemons left on the hosts').toEqual([]);
+  expect(await leftoversOfDaemons(), 'podman objects the test daemons left on this machine').toEqual([]);
 });
 
 afterAll(async () => {
@@ -165,14 +174,8 @@ async function hosts(d: TestDaemon): Promise<HostRow[]> {
 }
 
 /** What the daemons of this file left on every host: containers and secrets under their prefix. */
-async function leftovers(prefix: string): Promise<string[]> {
-  const left: string[] = [];
-  for (const host of side.hosts) {
-    for (const container of await host.containers(prefix))
-      left.push(`${host.name}: container ${container.name}`);
-    for (const secret of await host.secrets(prefix)) left.push(`${host.name}: secret ${secret}`);
-  }
-  return left;
+function leftovers(prefix: string): Promise<string[]> {
+  return leftoversOnHosts(side.hosts, [prefix]);
 }
 
 function outcomesOf(d: TestDaemon, id: string): LogLine[] {

@@ -5,10 +5,10 @@
  * started again once the next daemon is up.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { launchDaemon, leftoversOfDaemons, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { type GitServer, startGitServer } from '../helpers/git-server.js';
 import { TEST_IMAGE } from '../helpers/podman.js';
-import { type SideHost, type SideHosts, startSideHosts } from '../helpers/podman-hosts.js';
+import { leftoversOnHosts, type SideHost, type SideHosts, startSideHosts } from '../helpers/podman-hosts.js';
 import { cleanupAll } from '../helpers/resources.js';
 
 const TOKEN = 'metrics-hosts-e2e-token';
@@ -28,14 +28,28 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
+  // What the daemons left here and on the side host is read once they stopped, before side.close()
+  // and cleanupAll() remove it unseen, and fails the file.
+  let left: string[] = [];
   try {
     if (host !== undefined && host.pid === undefined) await host.start();
-    for (const d of daemons.splice(0)) if (d.running) await d.stop('SIGTERM', 60_000);
+    const stopped = daemons.splice(0);
+    for (const d of stopped) if (d.running) await d.stop('SIGTERM', 60_000);
+    left = [
+      ...(await leftoversOfDaemons()),
+      ...(side === undefined
+        ? []
+        : await leftoversOnHosts(
+            side.hosts,
+            stopped.map((d) => d.prefix),
+          )),
+    ];
     await side?.close();
   } finally {
     await cleanupAll();
     await git?.stop();
   }
+  expect(left, 'podman objects the test daemons left behind').toEqual([]);
 }, 120_000);
 
 async function scrape(d: TestDaemon): Promise<string> {

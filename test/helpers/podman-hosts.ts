@@ -101,6 +101,23 @@ export async function startSideHosts(names: string[], options: { ssh?: string } 
   return result;
 }
 
+/**
+ * What daemons with these instance prefixes left on the side hosts, as `HOST: container NAME (STATE)` /
+ * `HOST: secret NAME` lines. Read it once the daemons stopped and before `close()`, which empties every
+ * host unseen: a session's container or secret left on a host is a leak like one left locally.
+ */
+export async function leftoversOnHosts(hosts: SideHost[], prefixes: string[]): Promise<string[]> {
+  const left: string[] = [];
+  for (const host of hosts) {
+    for (const prefix of new Set(prefixes)) {
+      for (const c of await host.containers(prefix))
+        left.push(`${host.name}: container ${c.name} (${c.state})`);
+      for (const secret of await host.secrets(prefix)) left.push(`${host.name}: secret ${secret}`);
+    }
+  }
+  return left;
+}
+
 /** A unix:// socket in front of a side host's (proxyInFrontOf). */
 export interface HostProxy {
   /** Its socket: agentd reaches the host through it at `unix://SOCKET`. */
