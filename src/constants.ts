@@ -15,6 +15,13 @@ export const SECRET_MOUNT_DIR = '/run/secrets/agentd';
 /** Protocol versions the daemon speaks on its socket (docs/protocol.md), oldest first. */
 export const PROTOCOL_VERSIONS = [1, 2] as const;
 export type ProtocolVersion = (typeof PROTOCOL_VERSIONS)[number];
+
+/**
+ * What a client's shutdown asks for (the `mode` of the `shutdown` event), which the daemon machine decides in
+ * one step: `graceful` (`agentd stop`) drains and never cancels, `force` (`--force`) cancels what runs.
+ */
+export const SHUTDOWN_MODES = ['graceful', 'force'] as const;
+export type ShutdownMode = (typeof SHUTDOWN_MODES)[number];
 /** The newest version: what the CLI speaks, and what the daemon answers in when a request names none. */
 export const PROTOCOL_VERSION = 2 satisfies ProtocolVersion;
 /** Longest request line the socket accepts: room for a trigger's request and input files, base64-encoded. */

@@ -1,7 +1,13 @@
 import { Command, Option } from 'clipanion';
 import { isAlive } from '../adapters/pid-file.js';
 import { formatDuration, parseDuration } from '../duration.js';
-import { ANSWER_TIMEOUT_MS, type ClientSideError, DaemonClient, DaemonUnreachable } from './client.js';
+import {
+  ANSWER_TIMEOUT_MS,
+  type ClientSideError,
+  DaemonClient,
+  DaemonUnreachable,
+  type Reply,
+} from './client.js';
 import { ClientCommand } from './client-command.js';
 import { connectDaemon, failOnReply, failWith, printJson } from './client-io.js';
 import { EXIT } from './exit-codes.js';
@@ -20,8 +26,10 @@ export class StopCommand extends ClientCommand {
       Asks the daemon over its socket to shut down, as a first SIGTERM does: queued sessions are dropped
       (\`cancelled\`), running ones finish, new triggers are refused. Then waits until the daemon's process has
       exited (its socket and pid file removed), saying which sessions it still waits for.
-      A daemon already shutting down is not asked again: \`stop\` waits for it. --force is a second SIGTERM:
-      the running sessions are cancelled (stopped and torn down) and the daemon exits once they are.
+      The daemon decides in one step, whatever shutdown came before: to one already shutting down \`stop\`
+      changes nothing (it never cancels a session), and waits for it. --force is a second SIGTERM: the running
+      sessions are cancelled (stopped and torn down), whether the daemon was draining or not, and it exits
+      once they are.
       Exits 0 once the daemon has exited; 7 when --timeout ran out first (the daemon goes on shutting down);
       11 a daemon still starting (no socket yet: \`kill PID\` stops it once its reconciliation ends);
       69 no daemon answers; 75 a daemon too busy to answer; 77 this user may not use its socket.
@@ -68,13 +76,33 @@ export class StopCommand extends ClientCommand {
       if (reply?.type !== 'status') return failOnReply(io, this.json, reply);
       const malformed = checkStatusReply(reply) ?? pidProblem(reply.pid);
       if (malformed) return failOnReply(io, this.json, malformed);
+      // Read for its pid (what the wait watches) and what to say: the daemon decides what the shutdown does.
       first = { state: reply.state, pid: reply.pid, running: reply.running };
       const plan = shutdownPlan(reply.state, this.force);
-      for (let sent = 0; sent < plan.send; sent++) {
-        const answer = await client.request({ type: 'event', event: { type: 'shutdown' } }, answerWithin());
+      if (reply.state !== 'failed') {
+        // One event whose mode the daemon applies in one step to the state it is in when it comes: a
+        // SIGTERM or another `stop` landing since the status above never turns a graceful stop into the
+        // second shutdown, which would cancel the running sessions.
+        const mode = this.force ? 'force' : 'graceful';
+        const answer = await client.request(
+          { type: 'event', event: { type: 'shutdown', mode } },
+          answerWithin(),
+        );
         // A daemon with nothing to wait for stops at once: it may close the connection first.
-        if (answer === undefined) break;
-        if (answer.type !== 'event.result') return failOnReply(io, this.json, answer);
+        if (refusesShutdownMode(answer)) {
+          // A daemon older than the mode (the refused event changed nothing): as many plain shutdowns as
+          // the state it said calls for, as before.
+          for (let sent = 0; sent < plan.send; sent++) {
+            const again = await client.request(
+              { type: 'event', event: { type: 'shutdown' } },
+              answerWithin(),
+            );
+            if (again === undefined) break;
+            if (again.type !== 'event.result') return failOnReply(io, this.json, again);
+          }
+        } else if (answer !== undefined && answer.type !== 'event.result') {
+          return failOnReply(io, this.json, answer);
+        }
       }
       say(plan.say(first));
     } finally {
@@ -112,9 +140,23 @@ export class StopCommand extends ClientCommand {
 }
 
 /**
- * How many shutdown events `stop` sends for the state the daemon is in, and what it says. The daemon
- * machine's rule: a first shutdown drains, a second cancels the running sessions (as a second SIGTERM).
- * A daemon already draining is not sent another unless --force; a failed one is exiting by itself.
+ * A daemon older than the shutdown event's `mode` refuses it (`bad_request`, problem path `event.mode`): the
+ * event changed nothing, and `stop` sends plain ones as the state it read calls for (shutdownPlan).
+ */
+export function refusesShutdownMode(reply: Reply | undefined): boolean {
+  return (
+    reply?.type === 'error' &&
+    reply.code === 'bad_request' &&
+    'problems' in reply &&
+    reply.problems.some((problem) => problem.path === 'event.mode')
+  );
+}
+
+/**
+ * What `stop` says for the state the daemon was in, and how many plain shutdown events it sends to a daemon
+ * older than the event's `mode` (refusesShutdownMode). The daemon machine's rule for plain ones: a first
+ * shutdown drains, a second cancels the running sessions (as a second SIGTERM). A daemon already draining
+ * is not sent another unless --force; a failed one is exiting by itself.
  */
 export function shutdownPlan(state: string, force: boolean): { send: number; say: (s: StopView) => string } {
   const who = (s: StopView) => `agentd (pid ${s.pid})`;

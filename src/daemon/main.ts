@@ -749,10 +749,10 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
     turnedAway: (code) => metrics.rejectedTrigger(code),
     // The path of a SIGTERM (onSignal below), for a shutdown asked over the socket: said in the log, which
     // had only `daemon.shutdown` and no word of who asked, and a reload under way ended.
-    onShutdown: () => {
+    onShutdown: (mode) => {
       log.info(
-        { event: 'daemon.shutdown_requested' },
-        'shutdown asked over the socket (agentd stop, or a shutdown event)',
+        { event: 'daemon.shutdown_requested', ...(mode === undefined ? {} : { mode }) },
+        `${mode === undefined ? 'shutdown' : `${mode} shutdown`} asked over the socket (agentd stop, or a shutdown event)`,
       );
       void reloadLoader.close();
     },

@@ -4,6 +4,7 @@ import type { Actor, StateValue } from 'xstate';
 import { type LogUnwritten, logUnwritten, logUnwrittenReason } from '../adapters/logger.js';
 import { compareText } from '../compare.js';
 import type { HostConfig, ScheduleConfig } from '../config/types.js';
+import type { ShutdownMode } from '../constants.js';
 import { errorMessage } from '../errors.js';
 import {
   type ClientEvent,
@@ -198,7 +199,7 @@ export interface PortOptions {
    * Told of a `shutdown` a client sent (`agentd stop`, `agentd send`), before the machine gets it: what a
    * SIGTERM does first (main.ts: a log line saying who asked, and the end of a reload under way).
    */
-  onShutdown?: () => void;
+  onShutdown?: (mode: ShutdownMode | undefined) => void;
 }
 
 /** The socket handlers' view of the daemon (protocol/context.ts), over its machine and its journal. */
@@ -249,7 +250,7 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
   return {
     state,
     send: (event) => {
-      if (event.type === 'shutdown') options.onShutdown?.();
+      if (event.type === 'shutdown') options.onShutdown?.(event.mode);
       return sendEvent(actor, event, (sessionId) => journal.used(sessionId));
     },
     status: (): DaemonStatus => {

@@ -15,6 +15,7 @@ import {
 } from 'xstate';
 import { LOCAL_HOST } from '../config/hosts.js';
 import type { AgentConfig, ScheduleConfig } from '../config/types.js';
+import type { ShutdownMode } from '../constants.js';
 import { checkTrigger, type RejectionCode, type TriggerFields } from '../sessions/check-trigger.js';
 import { type HostSlots, placeQueued } from '../sessions/placement.js';
 import { scheduledSessionId, workUnitFor } from '../sessions/schedule.js';
@@ -254,6 +255,14 @@ export type ReloadEvent = {
   requestId?: string;
 };
 
+/**
+ * What a client that asks for a shutdown wants, decided by the machine in one step whatever shutdown came
+ * before: `graceful` (`agentd stop`) drains a daemon not draining yet and is nothing more to one that is,
+ * so it never cancels sessions; `force` (`agentd stop --force`) cancels the running sessions, draining first
+ * if it was not. Without a mode (a signal, a scripted `shutdown` event): the first drains, the next cancels.
+ */
+export type ShutdownEvent = { type: 'shutdown'; mode?: ShutdownMode; requestId?: string };
+
 /** `agentd hosts drain NAME` / `undrain NAME`: no new sessions there, or again. */
 export type DrainEvent = { type: 'drain' | 'undrain'; host: string; requestId?: string };
 
@@ -261,7 +270,7 @@ export type DaemonEvent =
   | TriggerEvent
   | { type: 'cancel'; sessionId: string; requestId?: string }
   | DrainEvent
-  | { type: 'shutdown'; requestId?: string }
+  | ShutdownEvent
   | ReloadEvent
   | InternalEvent;
 
@@ -584,7 +593,15 @@ const whileUp = (queuedStart: readonly 'startQueuedSessions'[]) =>
     },
     // A host undrained may take the sessions waiting for it.
     'host.admission': { actions: [...queuedStart] },
-    shutdown: 'shutdown',
+    shutdown: [
+      // A forced shutdown is the two a signal takes, in one step: the drain, then its cancel of what runs.
+      {
+        guard: { type: 'forcedShutdown', params: ({ event }: { event: ShutdownEvent }) => event },
+        target: 'shutdown',
+        actions: { type: 'raiseShutdown', params: ({ event }: { event: ShutdownEvent }) => event },
+      },
+      { target: 'shutdown' },
+    ],
   }) as const;
 
 /** Params of the provided announceFiring* actions. */
@@ -644,6 +661,10 @@ export const daemonMachine = setup({
     hostReconciling: ({ context }) => reconcilingHosts(context).length > 0,
     /** A shutdown came while the start's reconciliation ran. */
     shutdownPending: stateIn('#daemon.reconciling.stopping'),
+    /** A shutdown that never goes further than a drain (`agentd stop`): see ShutdownEvent. */
+    gracefulShutdown: (_, event: ShutdownEvent) => event.mode === 'graceful',
+    /** A shutdown that cancels the running sessions whatever came before (`agentd stop --force`). */
+    forcedShutdown: (_, event: ShutdownEvent) => event.mode === 'force',
     /** overlap: skip, and a session from this agent's schedule is queued or running. */
     overlapSkips: ({ context }, fired: ScheduleFiredEvent) =>
       overlapOf(context, fired.agent) === 'skip' && activeScheduled(context, fired.agent) !== undefined,
@@ -746,6 +767,8 @@ export const daemonMachine = setup({
     })),
     /** The trigger rules, applied once per trigger: trigger.valid with the session, or trigger.invalid with why. */
     checkTrigger: raise(({ context }, trigger: TriggerEvent) => checked(context.agents, trigger)),
+    /** The shutdown again, in the same step: a forced one's cancel, once the drain has begun. */
+    raiseShutdown: raise((_, shutdown: ShutdownEvent) => shutdown),
     /** Side effect (provided): the daemon takes requests; says so (log, service manager). */
     announceUp: (_, _params: undefined) => {},
     /** Side effect (provided): the state dir took no write; triggers are rejected until it does. */
@@ -1393,6 +1416,8 @@ export const daemonMachine = setup({
           entry: 'announceShutdownPending',
           on: {
             reload: { actions: { type: 'rejectReload', params: ({ event }) => event } },
+            // A graceful one asks for what is under way already; any other falls through: it stops at once.
+            shutdown: { guard: { type: 'gracefulShutdown', params: ({ event }) => event } },
           },
         },
       },
@@ -1641,7 +1666,7 @@ export const daemonMachine = setup({
       states: {
         draining: {
           description:
-            "Queued sessions are dropped with a reported outcome; running ones finish. A host back after an outage that is being reconciled is waited for (each podman call within its deadline): it records the outcomes it reads from exited containers before it removes them, and they are reported (`host.up`) before the daemon stops; the sessions whose containers it found still running are left to the next start, which adopts them. A second shutdown cancels the running sessions and stops the hosts' actors (a reconciliation under way is cut short: an exited container whose outcome it had not recorded is left, and the next start reads it); with none running, it stops at once.",
+            "Queued sessions are dropped with a reported outcome; running ones finish. A host back after an outage that is being reconciled is waited for (each podman call within its deadline): it records the outcomes it reads from exited containers before it removes them, and they are reported (`host.up`) before the daemon stops; the sessions whose containers it found still running are left to the next start, which adopts them. A second shutdown cancels the running sessions and stops the hosts' actors (a reconciliation under way is cut short: an exited container whose outcome it had not recorded is left, and the next start reads it); with none running, it stops at once. A graceful one (`agentd stop`) changes nothing here, whatever came first; a forced one (`agentd stop --force`) is that second shutdown, and one that came to a daemon not draining yet is both at once.",
           entry: [
             {
               type: 'reportSettled',
@@ -1674,6 +1699,8 @@ export const daemonMachine = setup({
             reload: { actions: { type: 'rejectReload', params: ({ event }) => event } },
             'host.up': { actions: hostUp({ adopt: false }) },
             shutdown: [
+              // `agentd stop` while draining (another stop, a SIGTERM came first): the drain goes on as it is.
+              { guard: { type: 'gracefulShutdown', params: ({ event }) => event } },
               // Only a host's reconciliation was waited for.
               {
                 guard: 'noSessionsRunning',

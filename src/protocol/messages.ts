@@ -7,6 +7,7 @@ import {
   PROTOCOL_VERSIONS,
   type ProtocolVersion,
   SESSION_ID_PATTERN,
+  SHUTDOWN_MODES,
 } from '../constants.js';
 import { boundedText, triggerFieldsSchema, workUnitText } from '../sessions/check-trigger.js';
 import { HISTORY_MAX_LIMIT, parseSince, SINCE_RULE } from '../sessions/history.js';
@@ -75,7 +76,8 @@ const hostName = boundedText(64, {
 export const daemonEventSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('trigger'), sessionId: sessionId.optional(), ...triggerFieldsSchema }),
   z.strictObject({ type: z.literal('cancel'), sessionId }),
-  z.strictObject({ type: z.literal('shutdown') }),
+  // No mode: as a signal (the first drains, the next cancels); `graceful` never cancels, `force` always does.
+  z.strictObject({ type: z.literal('shutdown'), mode: z.enum(SHUTDOWN_MODES).optional() }),
 ]);
 export type InjectedEvent = z.infer<typeof daemonEventSchema>;
 

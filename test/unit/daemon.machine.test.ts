@@ -198,6 +198,14 @@ describe('daemon machine: start', () => {
     expect(d.fakes.reports).toEqual([]);
   });
 
+  it('waits for the reconciliation still on a graceful shutdown after the first', async () => {
+    const d = await startDaemon({ reconcile: 'manual' });
+    d.send({ type: 'shutdown' });
+    d.send({ type: 'shutdown', mode: 'graceful' });
+    expect(d.value()).toEqual({ reconciling: 'stopping' });
+    expect(d.fakes.signals.reconcile[0]?.aborted).toBe(false);
+  });
+
   it('stops as asked when the reconciliation fails after a shutdown, and logs the failure', async () => {
     // The operator asked for a stop: the daemon stops (exit 0, as a stop during the reconciliation did
     // before it was waited for), not `failed`; the reconciliation's failure is logged.
@@ -677,6 +685,66 @@ describe('daemon machine: shutdown', () => {
       ['s1', 'cancelled'],
       ['s2', 'cancelled'],
     ]);
+  });
+
+  it('lets running sessions finish on a graceful shutdown that comes while draining (agentd stop after a SIGTERM)', async () => {
+    const d = await startDaemon({ maxSessions: 2, onCancel: 'note' });
+    d.trigger('s1');
+    d.trigger('s2');
+    await settle();
+    d.send({ type: 'shutdown' });
+    d.send({ type: 'shutdown', mode: 'graceful' });
+    d.send({ type: 'shutdown', mode: 'graceful' });
+    expect(d.value()).toEqual({ shutdown: 'draining' });
+    expect([d.fakes.run('s1').cancelRequested, d.fakes.run('s2').cancelRequested]).toEqual([false, false]);
+    d.fakes.run('s1').finish();
+    d.fakes.run('s2').finish();
+    await settle();
+    expect(d.value()).toEqual({ shutdown: 'stopped' });
+    expect(d.fakes.reports.map((r) => [r.sessionId, r.outcome.outcome])).toEqual([
+      ['s1', 'succeeded'],
+      ['s2', 'succeeded'],
+    ]);
+  });
+
+  it('drains on a graceful shutdown of a ready daemon, and a signal after it still cancels', async () => {
+    const d = await startDaemon({ maxSessions: 1, onCancel: 'note' });
+    d.trigger('s1');
+    d.trigger('s2');
+    await settle();
+    d.send({ type: 'shutdown', mode: 'graceful' });
+    expect(d.value()).toEqual({ shutdown: 'draining' });
+    expect(d.queued()).toEqual([]);
+    expect(d.fakes.run('s1').cancelRequested).toBe(false);
+    d.send({ type: 'shutdown' });
+    expect(d.fakes.run('s1').cancelRequested).toBe(true);
+  });
+
+  it('cancels the running sessions on a forced shutdown, in one step from ready and once while draining', async () => {
+    const d = await startDaemon({ maxSessions: 2, onCancel: 'note' });
+    d.trigger('s1');
+    d.trigger('s2');
+    await settle();
+    d.send({ type: 'shutdown', mode: 'force' });
+    expect(d.value()).toEqual({ shutdown: 'draining' });
+    expect([d.fakes.run('s1').cancelRequested, d.fakes.run('s2').cancelRequested]).toEqual([true, true]);
+    d.fakes.run('s1').finish('cancelled');
+    d.fakes.run('s2').finish('cancelled');
+    await settle();
+    expect(d.value()).toEqual({ shutdown: 'stopped' });
+
+    const e = await startDaemon({ maxSessions: 1, onCancel: 'note' });
+    e.trigger('s1');
+    await settle();
+    e.send({ type: 'shutdown' });
+    e.send({ type: 'shutdown', mode: 'force' });
+    expect(e.fakes.run('s1').cancelRequested).toBe(true);
+  });
+
+  it('stops at once on a forced shutdown when nothing runs', async () => {
+    const d = await startDaemon();
+    d.send({ type: 'shutdown', mode: 'force' });
+    expect(d.value()).toEqual({ shutdown: 'stopped' });
   });
 
   it('rejects triggers while draining because it is shutting down', async () => {

@@ -1,6 +1,7 @@
 /**
- * `agentd stop`: it asks the daemon over its socket to shut down (the daemon machine's `shutdown` event, what
- * a SIGTERM sends), as many times as the state and --force call for, then waits until the daemon's process
+ * `agentd stop`: it asks the daemon over its socket to shut down (the daemon machine's `shutdown` event, with
+ * the mode the daemon decides in one step: graceful, or --force; plain ones, as many as the state calls for, to
+ * a daemon older than the mode), then waits until the daemon's process
  * is gone, or --timeout. The wait with fakes (no clock, no socket); the command against a fake daemon on
  * a real Unix socket, whose "process" is a child this test ends.
  */
@@ -121,7 +122,7 @@ describe('shutdownPlan', () => {
 /** A daemon on a Unix socket: answers `status` as `state()` says, and takes events; its process is `child`. */
 interface FakeDaemon {
   path: string;
-  requests: { type: string; event?: { type: string } }[];
+  requests: { type: string; event?: { type: string; mode?: string } }[];
   close(): Promise<void>;
 }
 
@@ -143,6 +144,8 @@ async function fakeDaemon(
   state: () => string,
   onEvent: (daemon: FakeDaemon) => void,
   silent = false,
+  /** A daemon older than the shutdown event's mode: it refuses the field, as the real one did. */
+  older = false,
 ): Promise<FakeDaemon> {
   const path = join(makeTempDir('agentd-unit-stop-'), 'agentd.sock');
   const sockets = new Set<Socket>();
@@ -167,7 +170,7 @@ async function fakeDaemon(
         const request = JSON.parse(buffered.slice(0, nl)) as {
           id?: string;
           type: string;
-          event?: { type: string };
+          event?: { type: string; mode?: string };
         };
         buffered = buffered.slice(nl + 1);
         daemon.requests.push(request);
@@ -200,6 +203,17 @@ async function fakeDaemon(
           socket.write(`${JSON.stringify(status)}\n`);
         } else if (request.type === 'event') {
           const event = request.event;
+          if (older && event !== undefined && 'mode' in event) {
+            const refusal = {
+              ...base,
+              type: 'error',
+              code: 'bad_request',
+              message: 'invalid request',
+              problems: [{ path: 'event.mode', message: 'unknown field' }],
+            };
+            socket.write(`${JSON.stringify(refusal)}\n`);
+            continue;
+          }
           socket.write(
             `${JSON.stringify({ ...base, type: 'event.result', event, answers: [], state: state() })}\n`,
           );
@@ -247,12 +261,36 @@ describe('agentd stop', () => {
     expect(result.stderr).toBe('');
   });
 
-  it('does not send a second shutdown to a daemon already draining (that would cancel its sessions) unless --force', async () => {
+  it('sends one graceful shutdown, or one forced, and lets the daemon decide: no second plain one, whatever the state it read', async () => {
+    const child = sleeper();
+    for (const state of ['ready', 'shutdown.draining']) {
+      const daemon = await fakeDaemon(
+        child.pid as number,
+        () => state,
+        () => {},
+      );
+      const graceful = await run(['stop', '--socket', daemon.path, '--timeout', '200ms', '--quiet']);
+      expect(graceful.code, state).toBe(EXIT.stillRunning);
+      const forced = await run(['stop', '--socket', daemon.path, '--timeout', '200ms', '--force', '--quiet']);
+      expect(forced.code, state).toBe(EXIT.stillRunning);
+      expect(
+        daemon.requests.filter((r) => r.type === 'event').map((r) => r.event),
+        state,
+      ).toEqual([
+        { type: 'shutdown', mode: 'graceful' },
+        { type: 'shutdown', mode: 'force' },
+      ]);
+    }
+  });
+
+  it('a daemon older than the mode (it refuses the field): plain shutdowns as its state calls for, none more to one already draining unless --force', async () => {
     const child = sleeper();
     const daemon = await fakeDaemon(
       child.pid as number,
       () => 'shutdown.draining',
       () => {},
+      false,
+      true,
     );
     const waited = await run(['stop', '--socket', daemon.path, '--timeout', '300ms', '--json']);
     expect(waited.code, waited.stderr).toBe(EXIT.stillRunning);
@@ -262,25 +300,35 @@ describe('agentd stop', () => {
       running: 1,
       code: EXIT.stillRunning,
     });
-    expect(daemon.requests.filter((r) => r.type === 'event')).toEqual([]);
+    expect(daemon.requests.filter((r) => r.type === 'event').map((r) => r.event)).toEqual([
+      { type: 'shutdown', mode: 'graceful' },
+    ]);
     const forced = await run(['stop', '--socket', daemon.path, '--timeout', '300ms', '--force', '--quiet']);
     expect(forced.code).toBe(EXIT.stillRunning);
     expect(forced.stdout).toBe('');
     expect(daemon.requests.filter((r) => r.type === 'event').map((r) => r.event)).toEqual([
+      { type: 'shutdown', mode: 'graceful' },
+      { type: 'shutdown', mode: 'force' },
       { type: 'shutdown' },
     ]);
   });
 
-  it('--force on a ready daemon sends two shutdowns: the second cancels the running sessions', async () => {
+  it('--force on a ready daemon older than the mode sends two plain shutdowns: the second cancels the running sessions', async () => {
     const child = sleeper();
     const daemon = await fakeDaemon(
       child.pid as number,
       () => 'ready',
       () => {},
+      false,
+      true,
     );
     const result = await run(['stop', '--socket', daemon.path, '--timeout', '200ms', '--force', '--json']);
     expect(result.code).toBe(EXIT.stillRunning);
-    expect(daemon.requests.filter((r) => r.type === 'event')).toHaveLength(2);
+    expect(daemon.requests.filter((r) => r.type === 'event').map((r) => r.event)).toEqual([
+      { type: 'shutdown', mode: 'force' },
+      { type: 'shutdown' },
+      { type: 'shutdown' },
+    ]);
   });
 
   it('a daemon that takes the connection and never answers holds it no longer than --timeout (not 120 s)', async () => {
