@@ -7,6 +7,14 @@ import { IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE, MAX_BUFFERED_BYTES } fro
 import { GrowingBuffer } from '../growing-buffer.js';
 import { LogBudget } from '../log-budget.js';
 import type { DaemonPort } from '../protocol/context.js';
+import {
+  keyCount,
+  REPEATED_KEY_RULE,
+  repeatedKeys,
+  shapeOf,
+  TOO_DEEP_RULE,
+  TOO_MANY_KEYS_RULE,
+} from '../protocol/json-keys.js';
 import { encodingMistake, MAX_PROBLEMS, problemsOf, shownFieldName } from '../protocol/problems.js';
 import { submitTrigger } from '../protocol/submit.js';
 import { RETRYABLE_REJECTIONS, type RejectionCode } from '../sessions/check-trigger.js';
@@ -314,12 +322,7 @@ const BODIES_MAX_BYTES = MAX_BUFFERED_BYTES;
 type Checked = Input | { problems: true; response: Response };
 
 /** The body as JSON, or the payload_too_large or bad_json response. */
-async function bodyOf(
-  c: Context<Env>,
-  op: Operation,
-  limit: number,
-  bodies: SharedBudget,
-): Promise<{ body: unknown } | { response: Response }> {
+async function bodyOf(c: Context<Env>, op: Operation, limit: number, bodies: SharedBudget): Promise<Parsed> {
   if (op.body === undefined) return { body: undefined };
   const read = await readBody(c, limit, bodies);
   if ('busy' in read) {
@@ -349,19 +352,38 @@ async function bodyOf(
       ? undefined
       : 'the body holds bytes that are not UTF-8 (Latin-1 or another encoding?), which would reach the agent as U+FFFD; send the JSON encoded in UTF-8');
   if (mistake !== undefined) return { response: errorResponse(c, 400, 'bad_json', mistake) };
+  // Bounded before JSON.parse, which takes any depth and any number of keys at a cost (src/protocol/json-keys.ts).
+  const shape = shapeOf(text);
+  if (!('keys' in shape)) {
+    const problem = { path: 'body', message: 'tooDeep' in shape ? TOO_DEEP_RULE : TOO_MANY_KEYS_RULE };
+    return {
+      response: errorResponse(c, 400, 'bad_request', `invalid request: body ${problem.message}`, [problem]),
+    };
+  }
+  let body: unknown;
   try {
-    return { body: JSON.parse(text) };
+    body = JSON.parse(text);
   } catch (error) {
     return {
       response: errorResponse(c, 400, 'bad_json', `the body is not JSON: ${(error as Error).message}`),
     };
   }
+  // A key given twice: JSON.parse kept the last value, where a proxy or the client's own log may show the first.
+  if (keyCount(body) === shape.keys) return { body };
+  const repeated = repeatedKeys(text, MAX_PROBLEMS).map((path) => ({
+    path: ['body', ...path].map(shownFieldName).join('.'),
+    message: REPEATED_KEY_RULE,
+  }));
+  return { body, repeated };
 }
 
+/** The body as JSON (with the keys it repeats, each a problem), or the response that refused it. */
+type Parsed = { body: unknown; repeated?: { path: string; message: string }[] } | { response: Response };
+
 /** Path parameters, query and body checked against the operation's schemas; every problem at once. */
-function check(c: Context<Env>, op: Operation, parsed: { body: unknown } | { response: Response }): Checked {
+function check(c: Context<Env>, op: Operation, parsed: Parsed): Checked {
   if ('response' in parsed) return { problems: true, response: parsed.response };
-  const problems: { path: string; message: string }[] = [];
+  const problems: { path: string; message: string }[] = [...(parsed.repeated ?? [])];
   const take = (where: string, schema: z.ZodType | undefined, value: unknown): unknown => {
     if (schema === undefined) return value;
     const result = schema.safeParse(value);

@@ -2,8 +2,23 @@ import type { Connection } from '../adapters/socket-server.js';
 import { PROTOCOL_VERSIONS, type ProtocolVersion } from '../constants.js';
 import { type DaemonPort, errorReply, type Handler, type RequestHead, replyError } from './context.js';
 import { handlers } from './handlers/index.js';
+import {
+  keyCount,
+  REPEATED_KEY_RULE,
+  repeatedKeys,
+  shapeOf,
+  TOO_DEEP_RULE,
+  TOO_MANY_KEYS_RULE,
+} from './json-keys.js';
 import { REQUEST_SINCE, REQUEST_TYPES, type Request, requestIdSchema, requestSchema } from './messages.js';
-import { capped, encodingMistake, type Problem, problemsOf } from './problems.js';
+import {
+  capped,
+  encodingMistake,
+  MAX_PROBLEMS,
+  type Problem,
+  problemsOf,
+  shownFieldName,
+} from './problems.js';
 import { MAX_STREAMS_PER_CONNECTION, opensStream, streamAllowed } from './streams.js';
 
 /**
@@ -61,6 +76,17 @@ type Checked =
 
 /** A request line, checked: the request, or the error it gets. Pure, so tests can table it. */
 export function check(line: string): Checked {
+  const shape = shapeOf(line);
+  if (!('keys' in shape)) {
+    const rule = 'tooDeep' in shape ? TOO_DEEP_RULE : TOO_MANY_KEYS_RULE;
+    return {
+      ok: false,
+      head: {},
+      code: 'bad_request',
+      message: 'invalid request',
+      problems: [{ path: '', message: `the request ${rule}` }],
+    };
+  }
   let parsed: unknown;
   try {
     parsed = JSON.parse(line);
@@ -78,7 +104,23 @@ export function check(line: string): Checked {
     };
   }
   const raw = parsed as Record<string, unknown>;
-  const head = headOf(raw);
+  const repeated = keyCount(parsed) === shape.keys ? [] : repeatedProblems(line);
+  // An id given twice is not echoed: the client could match the reply to neither request it meant.
+  const head = headOf(
+    raw,
+    repeated.some((p) => p.path === 'id'),
+  );
+  if (repeated.length > 0) {
+    const result = requestSchema.safeParse(parsed);
+    const others = result.success ? [] : problemsOf(result.error, REQUEST_TYPES);
+    return {
+      ok: false,
+      head,
+      code: 'bad_request',
+      message: 'invalid request',
+      problems: capped([...repeated, ...others]),
+    };
+  }
   const version = head.v;
   if (raw.v !== undefined && version === undefined) {
     return {
@@ -121,9 +163,23 @@ function tooNewFor(request: Request, version: ProtocolVersion | undefined): Prob
   return { path: 'type', message: `${request.type} needs protocol version ${since} or later` };
 }
 
-/** The id (when valid) and version (when spoken) of a request object: what a reply to it repeats. */
-function headOf(raw: Record<string, unknown>): RequestHead {
-  const id = typeof raw.id === 'string' && requestIdSchema.safeParse(raw.id).success ? raw.id : undefined;
+/** Every key the line repeats, as problems, at most MAX_PROBLEMS. */
+function repeatedProblems(line: string): Problem[] {
+  return repeatedKeys(line, MAX_PROBLEMS).map((path) => ({
+    path: path.map(shownFieldName).join('.'),
+    message: REPEATED_KEY_RULE,
+  }));
+}
+
+/**
+ * The id (when valid, and given once) and version (when spoken) of a request object: what a reply to it
+ * repeats.
+ */
+function headOf(raw: Record<string, unknown>, idRepeated = false): RequestHead {
+  const id =
+    !idRepeated && typeof raw.id === 'string' && requestIdSchema.safeParse(raw.id).success
+      ? raw.id
+      : undefined;
   const version = PROTOCOL_VERSIONS.find((v) => v === raw.v);
   return { ...(id === undefined ? {} : { id }), ...(version ? { v: version } : {}) };
 }
@@ -136,14 +192,24 @@ export function busyReply(
   firstLine: string | undefined,
   message = 'too many connections; retry later',
 ): object {
-  let head: RequestHead = {};
+  return errorReply(firstLine === undefined ? {} : headOfLine(firstLine), 'busy', message);
+}
+
+/**
+ * The head of a line that gets an error before it is checked (a refused connection's first line): from its JSON when it is a JSON object within the bounds, with an id given once;
+ * otherwise none.
+ */
+function headOfLine(line: string): RequestHead {
+  const shape = shapeOf(line);
+  if (!('keys' in shape)) return {};
   try {
-    const parsed: unknown = firstLine === undefined ? undefined : JSON.parse(firstLine);
+    const parsed: unknown = JSON.parse(line);
     if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
-      head = headOf(parsed as Record<string, unknown>);
+      const repeated = keyCount(parsed) !== shape.keys && repeatedProblems(line).some((p) => p.path === 'id');
+      return headOf(parsed as Record<string, unknown>, repeated);
     }
   } catch {
     // Not JSON: answered without an id.
   }
-  return errorReply(head, 'busy', message);
+  return {};
 }

@@ -184,7 +184,8 @@ describe('hostile clients', () => {
       ['unknown type', '{"v":1,"type":"reboot"}', 'bad_request'],
       ['wrong version', '{"v":3,"type":"hello"}', 'unsupported_version'],
       ['not an object', '[1,2,3]', 'bad_request'],
-      ['deep arrays, unclosed', '['.repeat(100_000), 'bad_json'],
+      // Refused for its depth before it is parsed (src/protocol/json-keys.ts), closed or not.
+      ['deep arrays, unclosed', '['.repeat(100_000), 'bad_request'],
       ['deep arrays, closed', `${'['.repeat(100_000)}${']'.repeat(100_000)}`, 'bad_request'],
       [
         'deep objects',

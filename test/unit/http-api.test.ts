@@ -272,6 +272,60 @@ describe('HTTP API: a body that arrives in pieces', () => {
 });
 
 describe('HTTP API: bad requests', () => {
+  it('refuses a body that repeats a key, naming its path, instead of acting on the last value', async () => {
+    const submitted: unknown[] = [];
+    const a = await api(
+      {
+        newSessionId: () => '0123456789abcdef',
+        send: (event: ClientEvent) => {
+          submitted.push(event);
+          return [];
+        },
+      } as Partial<DaemonPort>,
+      1 << 20,
+    );
+    const post = (body: string) =>
+      a.request('/v1/sessions', {
+        method: 'POST',
+        token: ENV.T_CI,
+        body,
+        headers: { 'content-type': 'application/json' },
+      });
+    const refused = await post('{"agent":"nope","agent":"demo","workUnit":"w"}');
+    expect(refused.status).toBe(400);
+    const body = (await refused.json()) as { code: string; message: string; problems: unknown[] };
+    expect(body.code).toBe('bad_request');
+    expect(body.problems).toEqual([
+      { path: 'body.agent', message: expect.stringMatching(/^given more than once.*give each field once/) },
+    ]);
+    expect(body.message).toMatch(/^invalid request: body\.agent: given more than once/);
+    // Nested and escaped, with the body's other problems.
+    const nested = await post('{"agent":"demo","inputs":[{"name":"a","data":"","n\\u0061me":"b"}],"x":1}');
+    expect(((await nested.json()) as { problems: { path: string }[] }).problems.map((p) => p.path)).toEqual([
+      'body.inputs.0.name',
+      'body.x',
+    ]);
+    // Too deep, or too many fields, is refused before JSON.parse reads it.
+    const deep = await post(`{"agent":"demo","x":${'['.repeat(50_000)}${']'.repeat(50_000)}}`);
+    expect(deep.status).toBe(400);
+    expect(await deep.json()).toMatchObject({
+      code: 'bad_request',
+      problems: [
+        { path: 'body', message: expect.stringMatching(/^nests objects and arrays more than 32 deep/) },
+      ],
+    });
+    const fields = await post(
+      JSON.stringify(Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`k${i}`, 0]))),
+    );
+    expect(await fields.json()).toMatchObject({
+      code: 'bad_request',
+      problems: [{ path: 'body', message: expect.stringMatching(/^holds more than 4096 fields/) }],
+    });
+    expect(submitted).toEqual([]);
+    // The same body without the repetition is taken.
+    expect((await post('{"agent":"demo","workUnit":"w"}')).status).not.toBe(400);
+  });
+
   it('refuses a body in another charset than UTF-8, or with bytes that are not UTF-8, instead of handing the agent U+FFFD', async () => {
     const submitted: unknown[] = [];
     const a = await api({

@@ -195,3 +195,53 @@ describe('check: requests', () => {
     expect(failure(inputs(many)).problems).toEqual([{ path: 'inputs', message: 'at most 64 input files' }]);
   });
 });
+
+describe('check: repeated keys, depth, fields and bytes that are not UTF-8', () => {
+  it('refuses a key given twice, naming its path, instead of acting on the last value', () => {
+    const result = failure('{"v":2,"id":"r","type":"trigger","agent":"a","agent":"b"}');
+    expect(result).toMatchObject({ code: 'bad_request', head: { v: 2, id: 'r' } });
+    expect(result.problems).toEqual([
+      { path: 'agent', message: expect.stringMatching(/^given more than once/) },
+    ]);
+    expect(result.problems[0]?.message).toContain('give each field once');
+    // A repeated type would have made a status request a trigger.
+    expect(
+      failure('{"v":2,"type":"status","type":"trigger","agent":"a"}').problems.map((p) => p.path),
+    ).toEqual(['type']);
+    // Nested, escaped, and with the request's other problems.
+    expect(
+      failure('{"v":2,"type":"event","event":{"type":"cancel","type":"shutdown"}}').problems.map(
+        (p) => p.path,
+      ),
+    ).toEqual(['event.type']);
+    expect(
+      failure(
+        '{"v":2,"type":"trigger","agent":"a","inputs":[{"name":"x","data":"","n\\u0061me":"y"}],"bogus":1}',
+      ).problems.map((p) => p.path),
+    ).toEqual(['inputs.0.name', 'bogus']);
+  });
+
+  it('does not echo an id given twice: the client could match the reply to neither', () => {
+    const result = failure('{"v":2,"id":"a","type":"status","id":"b"}');
+    expect(result.head).toEqual({ v: 2 });
+    expect(result.problems.map((p) => p.path)).toEqual(['id']);
+  });
+
+  it('shortens a long repeated key as it does an unknown one', () => {
+    const key = 'k'.repeat(10_000);
+    const result = failure(`{"v":2,"type":"status","${key}":1,"${key}":2}`);
+    expect(result.problems[0]?.path).toBe(`${'k'.repeat(64)}... (10000 characters)`);
+  });
+
+  it('refuses a line nested too deep or with too many fields before JSON.parse reads it', () => {
+    const deep = failure(`{"v":2,"type":"status","x":${'['.repeat(100_000)}${']'.repeat(100_000)}}`);
+    expect(deep).toMatchObject({ code: 'bad_request', head: {} });
+    expect(deep.problems).toEqual([
+      { path: '', message: expect.stringMatching(/^the request nests objects and arrays more than 32 deep/) },
+    ]);
+    const fields = Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`k${i}`, 0]));
+    expect(failure(JSON.stringify({ v: 2, type: 'status', ...fields })).problems).toEqual([
+      { path: '', message: expect.stringMatching(/^the request holds more than 4096 fields in all/) },
+    ]);
+  });
+});

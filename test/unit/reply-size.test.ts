@@ -40,7 +40,7 @@ describe('a socket request line', () => {
   });
 
   it('with a version the daemon does not speak gets a short unsupported_version, whatever the version is', () => {
-    const deep = `${'['.repeat(100_000)}${']'.repeat(100_000)}`;
+    const deep = `${'['.repeat(30)}${']'.repeat(30)}`;
     for (const [v, named] of [
       [deep, 'an array'],
       [`{"a":${deep}}`, 'an object'],
@@ -59,6 +59,11 @@ describe('a socket request line', () => {
         supported: [1, 2],
       });
     }
+    // Deeper than any request nests: refused before it is parsed, as briefly.
+    const deeper = `${'['.repeat(100_000)}${']'.repeat(100_000)}`;
+    const reply = answer(`{"v":${deeper},"id":"r","type":"hello"}`);
+    expect(reply.length).toBeLessThan(1024);
+    expect(JSON.parse(reply)).toMatchObject({ type: 'error', code: 'bad_request' });
   });
 });
 
