@@ -3,6 +3,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { AgentdError, errorMessage } from '../errors.js';
 import { GrowingBuffer } from '../growing-buffer.js';
+import { firstNonUtf8 } from '../utf8-offset.js';
 import { ensurePrivateDir } from './ownership.js';
 import { takeLock } from './pid-file.js';
 
@@ -75,7 +76,11 @@ export interface SocketServerOptions {
   maxPendingWriteBytes: number;
   /** A client was closed for not reading. */
   onStalled?: (connection: Connection) => void;
-  onLine: (line: string, connection: Connection) => void;
+  /**
+   * A complete request line. `notUtf8At`: the offset of its first byte that is not UTF-8, when it has one
+   * (the line is then what Node decodes, each such byte a U+FFFD).
+   */
+  onLine: (line: string, connection: Connection, notUtf8At?: number) => void;
   onLineTooLong: (connection: Connection) => void;
   onRejectedConnection?: () => void;
   /**
@@ -378,7 +383,8 @@ export class SocketServer {
           armQuietTimer(true);
           continue;
         }
-        const line = partial.take(piece).toString('utf8');
+        const bytes = partial.take(piece);
+        const line = bytes.toString('utf8');
         release();
         sentLine = true;
         // The next line (or the idle wait) has its own time from now.
@@ -391,7 +397,8 @@ export class SocketServer {
             });
           }
           try {
-            options.onLine(line, connection);
+            const notUtf8At = firstNonUtf8(bytes);
+            options.onLine(line, connection, notUtf8At === -1 ? undefined : notUtf8At);
           } catch {
             // The handler's own failure handling answers the client; nothing reaches the process.
           }

@@ -359,8 +359,8 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
   };
   let port: DaemonPort | undefined;
   let http: HttpServer | undefined;
-  const server = socketServer(settings, log, (line, connection) => {
-    if (port) dispatch(line, connection, port);
+  const server = socketServer(settings, log, (line, connection, notUtf8At) => {
+    if (port) dispatch(line, connection, port, notUtf8At);
   });
   /** Records an accepted trigger's session durably (the daemon machine's recordAccepted). */
   const recordAccepted = (session: SessionInput, requestId: string | undefined) => {

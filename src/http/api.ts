@@ -1,4 +1,3 @@
-import { isUtf8 } from 'node:buffer';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import { type Context, Hono, type MiddlewareHandler } from 'hono';
 import type { Logger } from 'pino';
@@ -20,6 +19,7 @@ import { submitTrigger } from '../protocol/submit.js';
 import { RETRYABLE_REJECTIONS, type RejectionCode } from '../sessions/check-trigger.js';
 import type { HistoryFilter } from '../sessions/history.js';
 import { decodeBase64, type WorkPayload } from '../sessions/work.js';
+import { firstNonUtf8 } from '../utf8-offset.js';
 import { allows, type Tokens } from './auth.js';
 import type { HostCheck } from './hosts.js';
 import { logStream, MAX_STREAMS, MAX_STREAMS_PER_TOKEN } from './log-stream.js';
@@ -346,11 +346,12 @@ async function bodyOf(c: Context<Env>, op: Operation, limit: number, bodies: Sha
     return { response };
   }
   const text = read.toString('utf8');
+  const notUtf8At = firstNonUtf8(read);
   const mistake =
     encodingMistake(text, 'body') ??
-    (isUtf8(read)
+    (notUtf8At === -1
       ? undefined
-      : 'the body holds bytes that are not UTF-8 (Latin-1 or another encoding?), which would reach the agent as U+FFFD; send the JSON encoded in UTF-8');
+      : `the body holds bytes that are not UTF-8 (Latin-1 or another encoding?), the first at byte ${notUtf8At}, which would reach the agent as U+FFFD; send the JSON encoded in UTF-8`);
   if (mistake !== undefined) return { response: errorResponse(c, 400, 'bad_json', mistake) };
   // Bounded before JSON.parse, which takes any depth and any number of keys at a cost (src/protocol/json-keys.ts).
   const shape = shapeOf(text);

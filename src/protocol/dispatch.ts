@@ -26,10 +26,10 @@ import { MAX_STREAMS_PER_CONNECTION, opensStream, streamAllowed } from './stream
  * with every problem. A reply carries the request's id only when the id is valid (a client must be
  * able to match it), and is in the request's version when the daemon speaks it.
  */
-export function dispatch(line: string, connection: Connection, daemon: DaemonPort): void {
+export function dispatch(line: string, connection: Connection, daemon: DaemonPort, notUtf8At?: number): void {
   let checked: Checked;
   try {
-    checked = check(line);
+    checked = check(line, notUtf8At);
   } catch (error) {
     // A bug, but the line still gets its answer: the socket server drops what a dispatch throws.
     daemon.log.error({ event: 'socket.handler_failed', err: error }, 'a request line could not be checked');
@@ -74,8 +74,19 @@ type Checked =
       extra?: { supported: number[] };
     };
 
-/** A request line, checked: the request, or the error it gets. Pure, so tests can table it. */
-export function check(line: string): Checked {
+/**
+ * A request line, checked: the request, or the error it gets. Pure, so tests can table it. `notUtf8At`:
+ * where the line's bytes stop being UTF-8, when they do (the socket server decoded them regardless).
+ */
+export function check(line: string, notUtf8At?: number): Checked {
+  if (notUtf8At !== undefined) {
+    // Its text fields would have reached the agent, the records and the log with U+FFFD in place of what
+    // the client meant ("caf\xe9" as "caf\uFFFD"), as the HTTP API's bodies no longer do.
+    const message =
+      encodingMistake(line, 'line') ??
+      `the line holds bytes that are not UTF-8 (Latin-1 or another encoding?), the first at byte ${notUtf8At} of the line; send the request encoded in UTF-8`;
+    return { ok: false, head: headOfLine(line), code: 'bad_json', message, problems: [] };
+  }
   const shape = shapeOf(line);
   if (!('keys' in shape)) {
     const rule = 'tooDeep' in shape ? TOO_DEEP_RULE : TOO_MANY_KEYS_RULE;
@@ -196,7 +207,8 @@ export function busyReply(
 }
 
 /**
- * The head of a line that gets an error before it is checked (a refused connection's first line): from its JSON when it is a JSON object within the bounds, with an id given once;
+ * The head of a line that gets an error before it is checked (a refused connection's first line, a line
+ * that is not UTF-8): from its JSON when it is a JSON object within the bounds, with an id given once;
  * otherwise none.
  */
 function headOfLine(line: string): RequestHead {

@@ -244,4 +244,31 @@ describe('check: repeated keys, depth, fields and bytes that are not UTF-8', () 
       { path: '', message: expect.stringMatching(/^the request holds more than 4096 fields in all/) },
     ]);
   });
+
+  it('refuses a line that is not UTF-8, naming the byte, with the id when the line has one', () => {
+    const bytes = Buffer.concat([
+      Buffer.from('{"v":2,"id":"w","type":"trigger","agent":"a","workUnit":"caf'),
+      Buffer.from([0xe9]),
+      Buffer.from('"}'),
+    ]);
+    const result = check(bytes.toString('utf8'), 61);
+    expect(result).toMatchObject({ ok: false, code: 'bad_json', head: { v: 2, id: 'w' }, problems: [] });
+    if (result.ok) throw new Error('accepted');
+    expect(result.message).toBe(
+      'the line holds bytes that are not UTF-8 (Latin-1 or another encoding?), the first at byte 61 of the line; send the request encoded in UTF-8',
+    );
+    // UTF-16 (not UTF-8 either) keeps its own words.
+    const utf16 = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('{"type":"hello"}', 'utf16le')]);
+    expect(failure2(utf16.toString('utf8'), 0).message).toMatch(
+      /^the line holds NUL bytes: it looks like UTF-16/,
+    );
+    // Not JSON as well: no id.
+    expect(failure2('\uFFFD{', 0).head).toEqual({});
+  });
 });
+
+function failure2(line: string, notUtf8At: number) {
+  const result = check(line, notUtf8At);
+  if (result.ok) throw new Error(`${line} was accepted`);
+  return result;
+}

@@ -30,6 +30,8 @@ async function serve(
   const path = join(makeTempDir('agentd-unit-sock-'), 's.sock');
   const lines: string[] = [];
   const tooLong: number[] = [];
+  /** Per line, where its bytes stop being UTF-8 (undefined: they are UTF-8). */
+  const notUtf8: (number | undefined)[] = [];
   /** Replies owed (a request with "hold" is answered later, as a follow is): call one to settle it. */
   const owed: (() => void)[] = [];
   const server = new SocketServer({
@@ -43,8 +45,9 @@ async function serve(
     lagBytes: 64 * 1024,
     stallTimeoutMs: 30_000,
     lingerMs: 1000,
-    onLine: (line: string, connection: Connection) => {
+    onLine: (line: string, connection: Connection, notUtf8At?: number) => {
       lines.push(line);
+      notUtf8.push(notUtf8At);
       if (line.includes('"hold"')) owed.push(connection.owe());
       connection.send({ echo: line });
     },
@@ -56,7 +59,7 @@ async function serve(
   });
   await server.listen();
   servers.push(server);
-  return { path, lines, tooLong, owed };
+  return { path, lines, tooLong, owed, notUtf8 };
 }
 
 function client(path: string): Promise<{ socket: Socket; received: () => string; closed: Promise<void> }> {
@@ -75,6 +78,28 @@ function client(path: string): Promise<{ socket: Socket; received: () => string;
 const tick = (ms = 30) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('socket framing', () => {
+  it('says where a line stops being UTF-8, however the line arrived, and reads on', async () => {
+    const { path, lines, notUtf8 } = await serve({ maxLineBytes: 256 });
+    const c = await client(path);
+    const latin1 = Buffer.from('{"workUnit":"caf\xe9"}', 'latin1');
+    // A line in two pieces, a 4-byte character cut short, a stray continuation byte, an overlong form, a
+    // surrogate; then lines of UTF-8, among them a character split across writes.
+    c.socket.write(latin1.subarray(0, 5));
+    await tick();
+    c.socket.write(Buffer.concat([latin1.subarray(5), Buffer.from('\n')]));
+    c.socket.write(Buffer.from([0x61, 0xf0, 0x9f, 0x98, 0x0a]));
+    c.socket.write(Buffer.from([0x7b, 0x80, 0x7d, 0x0a, 0xc0, 0xaf, 0x0a, 0x41, 0xed, 0xa0, 0x80, 0x0a]));
+    const smile = Buffer.from('{"a":"\u{1F600}é"}\n');
+    c.socket.write(smile.subarray(0, 8));
+    await tick();
+    c.socket.write(smile.subarray(8));
+    c.socket.write('{"type":"status"}\n');
+    for (let i = 0; i < 200 && lines.length < 7; i++) await tick(10);
+    expect(notUtf8).toEqual([16, 1, 1, 0, 1, undefined, undefined]);
+    expect(lines[5]).toBe('{"a":"\u{1F600}é"}');
+    c.socket.destroy();
+  });
+
   it('joins a line written in pieces, splits lines written together, skips blank ones', async () => {
     const { path, lines } = await serve();
     const c = await client(path);
