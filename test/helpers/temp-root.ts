@@ -82,22 +82,41 @@ export default function setup(): (() => Promise<void>) | undefined {
       );
       process.exitCode = 1;
     }
-    const objects = await removeObjectsOf(prefixes);
+    const { objects, unlisted } = await removeObjectsOf(prefixes);
     if (objects.length > 0) {
       process.stderr.write(
         `\nFAIL podman objects: the run's instances left ${objects.length} in Podman (now removed): ${list(objects)}\n`,
       );
       process.exitCode = 1;
     }
+    // A listing that failed found nothing: the check did not happen, which is no pass.
+    if (unlisted.length > 0) {
+      process.stderr.write(
+        `\nFAIL podman objects: what the run's instances left could not be checked:\n${unlisted.join('\n')}\n`,
+      );
+      process.exitCode = 1;
+    }
   };
 }
 
-/** Removes the containers, secrets and volumes whose names start with one of prefixes; returns what it found. */
-async function removeObjectsOf(prefixes: string[]): Promise<string[]> {
-  if (prefixes.length === 0) return [];
+/**
+ * Removes the containers, secrets and volumes whose names start with one of prefixes; returns what it
+ * found, and each listing command that failed (`podman ... exited with N: STDERR`).
+ */
+async function removeObjectsOf(prefixes: string[]): Promise<{ objects: string[]; unlisted: string[] }> {
+  if (prefixes.length === 0) return { objects: [], unlisted: [] };
+  const unlisted: string[] = [];
   const ours = (stdout: string) =>
     stdout.split('\n').filter((name) => name !== '' && prefixes.some((prefix) => name.startsWith(prefix)));
-  const list = (args: string[]) => execa('podman', args, { reject: false }).then((r) => ours(r.stdout ?? ''));
+  const list = (args: string[]) =>
+    execa('podman', args, { reject: false }).then((r) => {
+      if (r.exitCode !== 0) {
+        unlisted.push(
+          `  podman ${args.join(' ')} exited with ${r.exitCode}: ${(r.stderr ?? '').trim() || r.message}`,
+        );
+      }
+      return ours(r.stdout ?? '');
+    });
   const [containers, secrets, volumes] = await Promise.all([
     list(['ps', '--all', '--format', '{{.Names}}']),
     list(['secret', 'ls', '--format', '{{.Name}}']),
@@ -107,11 +126,12 @@ async function removeObjectsOf(prefixes: string[]): Promise<string[]> {
     await execa('podman', ['rm', '--force', '--ignore', '--time', '0', ...containers], { reject: false });
   if (secrets.length > 0) await execa('podman', ['secret', 'rm', ...secrets], { reject: false });
   if (volumes.length > 0) await execa('podman', ['volume', 'rm', '--force', ...volumes], { reject: false });
-  return [
+  const objects = [
     ...containers.map((c) => `container ${c}`),
     ...secrets.map((s) => `secret ${s}`),
     ...volumes.map((v) => `volume ${v}`),
   ];
+  return { objects, unlisted };
 }
 
 function list(names: string[]): string {
