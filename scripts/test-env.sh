@@ -34,3 +34,24 @@ if [ ! -x /usr/sbin/sshd ]; then
   if [ -n "$_agentd_policy" ]; then $_agentd_sudo rm -f /usr/sbin/policy-rc.d; fi
   unset _agentd_sudo _agentd_policy
 fi
+
+# user_namespace: auto (test/e2e/userns.test.ts): a rootful Podman gives each such session a range of
+# 65536 ids from the `containers` entries of /etc/subuid and /etc/subgid. A range of 32 sessions that
+# overlaps no entry of either file is added to each file that has none (once: a second run adds nothing).
+_agentd_sudo=''
+if [ "$(id -u)" -ne 0 ]; then _agentd_sudo='sudo'; fi
+_agentd_start=$(cat /etc/subuid /etc/subgid 2>/dev/null | awk -F: -v want=2097152 '
+  NF == 3 && $2 ~ /^[0-9]+$/ && $3 ~ /^[0-9]+$/ { n++; st[n] = $2 + 0; ct[n] = $3 + 0 }
+  END {
+    s = 2000000
+    do { moved = 0; for (i = 1; i <= n; i++) if (st[i] < s + want && st[i] + ct[i] > s) { s = st[i] + ct[i]; moved = 1 } } while (moved)
+    print s
+  }')
+for _agentd_file in /etc/subuid /etc/subgid; do
+  if ! grep -q '^containers:' "$_agentd_file" 2>/dev/null; then
+    echo "test-env: adding containers:$_agentd_start:2097152 to $_agentd_file (for user_namespace: auto)" >&2
+    echo "containers:$_agentd_start:2097152" | $_agentd_sudo tee -a "$_agentd_file" >/dev/null ||
+      echo "test-env: could not add a containers range to $_agentd_file; test/e2e/userns.test.ts will fail" >&2
+  fi
+done
+unset _agentd_sudo _agentd_start _agentd_file

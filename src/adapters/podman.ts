@@ -84,6 +84,11 @@ export interface CreateContainerOptions {
   /** Mount-type secrets: podman secret name and target path, readable by root only. */
   secrets: { name: string; target: string }[];
   network: string;
+  /**
+   * `auto`: a user namespace of its own, a range of USER_NAMESPACE_SIZE host uids from the engine's
+   * `containers` entry in /etc/subuid and /etc/subgid (`--userns=auto`); the host's when absent.
+   */
+  userns?: 'auto';
   /** Engine-enforced deadline in whole seconds. */
   timeoutSeconds?: number;
   /** Resource limits (`--memory`, `--memory-swap`, `--cpus`, `--pids-limit`). */
@@ -99,8 +104,12 @@ export interface CreateContainerOptions {
   seccompProfile?: string;
   /** Size-limited tmpfs mounts (rw, exec, nosuid, nodev). */
   tmpfs?: { path: string; bytes: number; mode: string }[];
-  /** Host paths bound into the container (nosuid, nodev); paths hold no `:` or `,` (config checks it). */
-  mounts?: { source: string; target: string; readOnly: boolean }[];
+  /**
+   * Host paths bound into the container (nosuid, nodev); paths hold no `:` or `,` (config checks it).
+   * `chown`: Podman hands the source to the container's root first (`U`), for a directory of the
+   * session's own in a user namespace.
+   */
+  mounts?: { source: string; target: string; readOnly: boolean; chown?: boolean }[];
   /**
    * Named volumes (nosuid, nodev), read-write; `labels` are for creating one that is missing, `bound` for
    * one whose size is bounded (a filesystem in a file on this machine).
@@ -1301,8 +1310,16 @@ function parseFileStream(out: Buffer, failure: PodmanFailure): Map<string, Buffe
   return files;
 }
 
+/**
+ * The host uids (and gids) of a session in a user namespace of its own: the agent's user, uid 61000,
+ * and the image's `nobody` (65534) inside it. Podman takes each session's range from the `containers`
+ * entry of /etc/subuid and /etc/subgid, so that entry's count divided by this is how many such sessions
+ * run at once.
+ */
+export const USER_NAMESPACE_SIZE = 65536;
+
 /** `podman create` (or `run`) arguments after the subcommand: everything a session container is made with. */
-function containerArgs(options: CreateContainerOptions): string[] {
+export function containerArgs(options: CreateContainerOptions): string[] {
   const argv = ['--name', options.name, ...labelArgs(options.labels)];
   // Never pulled under the short deadline: a missing registry image is pulled first (pullImage), within
   // daemon.pull_timeout; a missing localhost/ image is never pulled (that retries against
@@ -1311,6 +1328,7 @@ function containerArgs(options: CreateContainerOptions): string[] {
   // Podman copies the proxy variables of its own environment (agentd's, or the remote service's) into
   // every container: with a proxy's password in them, and to agents that were given no credential.
   argv.push('--init', '--http-proxy=false', '--user', '0:0', '--network', options.network);
+  if (options.userns === 'auto') argv.push(`--userns=auto:size=${USER_NAMESPACE_SIZE}`);
   // Podman's own copy of the output (k8s-file, under its storage) is capped: conmon empties it when
   // full. `podman logs` (crash adoption) then replays what it still holds.
   argv.push('--log-driver', 'k8s-file', '--log-opt', `max-size=${CONTAINER_LOG_MAX_BYTES}`);
@@ -1426,7 +1444,10 @@ export class HeldErrorLines {
 export function mountArgs(options: Pick<CreateContainerOptions, 'mounts' | 'volumes'>): string[] {
   const argv: string[] = [];
   for (const mount of options.mounts ?? []) {
-    argv.push('--volume', `${mount.source}:${mount.target}:${mount.readOnly ? 'ro' : 'rw'},nosuid,nodev`);
+    argv.push(
+      '--volume',
+      `${mount.source}:${mount.target}:${mount.readOnly ? 'ro' : 'rw'},nosuid,nodev${mount.chown ? ',U' : ''}`,
+    );
   }
   for (const volume of options.volumes ?? []) {
     argv.push('--volume', `${volume.name}:${volume.target}:rw,nosuid,nodev`);

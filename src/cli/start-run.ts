@@ -3,7 +3,8 @@ import { systemdNotifier } from '../adapters/sd-notify.js';
 import { loadConfig } from '../config/load.js';
 import type { Settings } from '../config/types.js';
 import { runDaemon } from '../daemon/main.js';
-import { logPreflight } from '../daemon/preflight.js';
+import { checkUserNamespaces, logPreflight } from '../daemon/preflight.js';
+import { AgentdError } from '../errors.js';
 import type { InspectorServer } from '../inspector/server.js';
 import { localUtcOffset, processTimeZone } from '../time-zone.js';
 import { exitWithin } from './bounded-exit.js';
@@ -33,6 +34,16 @@ export async function runStart(options: StartOptions, stderr: NodeJS.WritableStr
     settings = await loadConfig(options.config === undefined ? {} : { flag: options.config });
   } catch (error) {
     reportStartFailure(log, stderr, error);
+    return EXIT.failed;
+  }
+  // Without the ranges every session of such an agent would fail at its start: said now, with the fix.
+  const userns = checkUserNamespaces(settings).find((r) => r.status === 'fail');
+  if (userns !== undefined) {
+    reportStartFailure(
+      log,
+      stderr,
+      new AgentdError('START_FAILED', `${userns.message}; to fix: ${userns.fix}`, { operation: 'user namespaces' }),
+    );
     return EXIT.failed;
   }
   log.info(

@@ -959,6 +959,7 @@ function toAgent(
     image: raw.image,
     command: [...raw.command],
     network: raw.network ?? DEFAULTS.network,
+    userNamespace: raw.user_namespace ?? 'host',
     env: toEnv(raw.env ?? {}, [...path, 'env'], ctx.locator),
     credentials: (raw.credentials ?? []).map((c) => ({ name: c.name, source: toSource(c.source, dir) })),
     repoTokenOrigins: [],
@@ -974,6 +975,7 @@ function toAgent(
     ),
     hostLabels: toEnv(raw.host_labels ?? {}, [...path, 'host_labels'], ctx.locator),
   };
+  if (agent.userNamespace === 'auto') userNamespaceCheck(raw, path, ctx);
   if (raw.hosts !== undefined && raw.hosts !== null) agent.hosts = [...new Set(raw.hosts)];
   if (raw.context !== undefined) agent.context = raw.context;
   if (raw.repo !== undefined) {
@@ -1106,6 +1108,42 @@ function notADirectoryCheck(
  * A mount source or context must exist when the configuration is read (a typo is caught here, not at
  * the first trigger), and must not be, contain or lie inside agentd's own directories.
  */
+/**
+ * What `user_namespace: auto` cannot give: each session's uids are another range of host uids, so what
+ * a session writes in a place that outlives it (a cache volume, a read-write mount) belongs to uids the
+ * next session does not have (its root setup step cannot even hand it to the agent's user); and runc
+ * cannot mount /sys in a user namespace that shares the host's network.
+ */
+function userNamespaceCheck(
+  raw: RawConfig['agents'][number],
+  path: readonly (string | number)[],
+  ctx: ConvertContext,
+): void {
+  if (Object.keys(raw.caches ?? {}).length > 0) {
+    ctx.problems.push({
+      path: [...path, 'caches'],
+      onKey: true,
+      message:
+        "cannot be used with user_namespace: auto: each session runs as another range of host uids, and a cache keeps the files of the session that wrote them, which the next session's setup step could not hand to its user; remove caches:, or remove user_namespace: auto",
+    });
+  }
+  (raw.mounts ?? []).forEach((m, j) => {
+    if (m.read_only !== false) return;
+    ctx.problems.push({
+      path: [...path, 'mounts', j, 'read_only'],
+      message:
+        'false cannot be used with user_namespace: auto: each session runs as another range of host uids, so the agent could not write a host directory made writable for one uid, and what it wrote would belong to a uid later sessions do not have; make the mount read-only, or remove user_namespace: auto',
+    });
+  });
+  if (raw.network === 'host') {
+    ctx.problems.push({
+      path: [...path, 'network'],
+      message:
+        "host cannot be used with user_namespace: auto: the runtime cannot mount /sys in a user namespace on the host's network (sessions would fail to start); use bridge or none, or remove user_namespace: auto",
+    });
+  }
+}
+
 function hostPathCheck(
   path: string,
   at: readonly PropertyKey[],

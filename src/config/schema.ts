@@ -27,6 +27,8 @@ import { FETCH_BLOCKED_PORTS, shownWebhookUrl } from './webhook-url.js';
 /** Zod schema for the raw agentd.yaml. Messages name what is expected so the operator can fix the file. */
 
 export const NETWORKS = ['bridge', 'none', 'host'] as const;
+/** `user_namespace:` host (no user namespace: the container's uids are the host's) or auto (a range of its own). */
+export const USER_NAMESPACES = ['host', 'auto'] as const;
 export const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export const AGENT_NAME_RE = /^[a-z_][a-z0-9_-]*$/;
 /** setTimeout fires at once for delays above 2^31-1 ms, so longer durations would end sessions immediately. */
@@ -786,6 +788,14 @@ const agentShape = {
       error: (iss) =>
         iss.code === 'invalid_value'
           ? `${describe(iss.input)} is not allowed; must be one of ${NETWORKS.join(', ')}`
+          : undefined,
+    })
+    .optional(),
+  user_namespace: z
+    .enum(USER_NAMESPACES, {
+      error: (iss) =>
+        iss.code === 'invalid_value'
+          ? `${describe(iss.input)} is not allowed; must be host (the default: no user namespace) or auto (each session its own range of host uids)`
           : undefined,
     })
     .optional(),

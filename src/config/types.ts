@@ -7,6 +7,8 @@ export type { Resources, Size } from './resources.js';
 
 /** Typed settings produced from a validated agentd.yaml. */
 export type Network = 'bridge' | 'none' | 'host';
+/** `host`: the container's uids are the host's (uid 61000 for every agent); `auto`: Podman's `--userns=auto`. */
+export type UserNamespace = 'host' | 'auto';
 
 /** Where a credential's value comes from. `raw` is the string the operator wrote, for messages. */
 export type CredentialSource =
@@ -74,6 +76,8 @@ export interface AgentConfig {
   repo?: string;
   timeoutMs?: number;
   network: Network;
+  /** `user_namespace:`: `auto` runs each session in a user namespace of its own (a range of host uids). */
+  userNamespace: UserNamespace;
   env: Record<string, string>;
   credentials: CredentialConfig[];
   repoToken?: CredentialSource;

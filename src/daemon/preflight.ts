@@ -12,9 +12,17 @@ import {
   onPath,
   ownDirProblem,
 } from '../adapters/fs-checks.js';
-import { PodmanClient } from '../adapters/podman.js';
+import { PodmanClient, USER_NAMESPACE_SIZE } from '../adapters/podman.js';
 import { PodmanError } from '../adapters/podman-errors.js';
 import { readSeccompDefault, SECCOMP_FALLBACK, SECCOMP_PROFILE_FILE } from '../adapters/seccomp-profile.js';
+import {
+  AUTO_USERNS_USER,
+  freeRangeStart,
+  readSubordinateIds,
+  SUBGID_FILE,
+  SUBUID_FILE,
+  type SubordinateRange,
+} from '../adapters/subordinate-ids.js';
 import { hostAllowed, seesThisMachine, tcpOnLoopback, transportOf } from '../config/hosts.js';
 import { formatSize } from '../config/resources.js';
 import type { AgentConfig, CredentialSource, HostConfig, Settings } from '../config/types.js';
@@ -135,6 +143,7 @@ export async function runPreflight(options: PreflightOptions): Promise<CheckResu
     ...(await checkCredentials(settings.agents, options.env)),
     ...checkDirectories(settings),
     ...checkBoundedCaches(settings, options.env),
+    ...checkUserNamespaces(settings, options.uid),
     ...checkConfigWarnings(settings),
     ...checkCgroups(settings),
     // Binding the HTTP address to test it would race the server start opens: doctor only.
@@ -181,6 +190,77 @@ export function checkBoundedCaches(
   }
   return [
     { check, status: 'ok', message: `fallocate, mkfs.ext4 and loop devices for the caches of ${names}` },
+  ];
+}
+
+/**
+ * What `user_namespace: auto` needs of this machine: a rootful Podman gives each such session a range
+ * of USER_NAMESPACE_SIZE ids from the `containers` entries of /etc/subuid and /etc/subgid, and without
+ * them every session fails (Podman: "could not find enough available IDs"). A host that is another
+ * machine (ssh://, tcp://) has its own files, which are not looked at; a rootless Podman takes the
+ * ranges from its user's own, which are not looked at either. `agentd start` refuses to start on a fail.
+ */
+export function checkUserNamespaces(
+  settings: Pick<Settings, 'agents' | 'hosts' | 'daemon'>,
+  uid: number = process.getuid?.() ?? 0,
+  read: (path: string) => SubordinateRange[] | undefined = readSubordinateIds,
+): CheckResult[] {
+  const here = settings.hosts.filter((h) => seesThisMachine(h));
+  const agents = settings.agents.filter(
+    (a) => a.userNamespace === 'auto' && (settings.hosts.length === 0 || here.some((h) => hostAllowed(a, h))),
+  );
+  if (agents.length === 0 || uid !== 0) return [];
+  const check = 'user namespaces';
+  const names = `${agents.map((a) => a.name).join(', ')} (user_namespace: auto)`;
+  const files = [SUBUID_FILE, SUBGID_FILE].map((path) => ({ path, ranges: read(path) }));
+  const unreadable = files.filter((f) => f.ranges === undefined).map((f) => f.path);
+  if (unreadable.length > 0) {
+    return [
+      {
+        check,
+        status: 'fail',
+        message: `${unreadable.join(' and ')} cannot be read: the sessions of ${names} need a ${AUTO_USERNS_USER} range there`,
+        fix: `Make ${unreadable.join(' and ')} readable by root`,
+      },
+    ];
+  }
+  const counts = files.map((f) =>
+    (f.ranges ?? []).filter((r) => r.user === AUTO_USERNS_USER).reduce((n, r) => n + r.count, 0),
+  );
+  const fit = Math.floor(Math.min(...counts) / USER_NAMESPACE_SIZE);
+  if (fit === 0) {
+    const start = freeRangeStart(
+      files.map((f) => f.ranges ?? []),
+      32 * USER_NAMESPACE_SIZE,
+    );
+    const short = files.filter((_, i) => (counts[i] ?? 0) < USER_NAMESPACE_SIZE).map((f) => f.path);
+    return [
+      {
+        check,
+        status: 'fail',
+        message: `${short.join(' and ')} ${short.length > 1 ? 'have' : 'has'} no ${AUTO_USERNS_USER} range of at least ${USER_NAMESPACE_SIZE} ids: every session of ${names} would fail to start (Podman: could not find enough available IDs)`,
+        fix: `Add the line ${AUTO_USERNS_USER}:${start}:${32 * USER_NAMESPACE_SIZE} to /etc/subuid and /etc/subgid (ids no other entry there has; room for 32 such sessions at once), or remove user_namespace: auto`,
+      },
+    ];
+  }
+  const most =
+    settings.hosts.length === 0 ? settings.daemon.maxSessions : here.reduce((n, h) => n + h.maxSessions, 0);
+  if (fit < most) {
+    return [
+      {
+        check,
+        status: 'warn',
+        message: `the ${AUTO_USERNS_USER} ranges of /etc/subuid and /etc/subgid hold ${fit} sessions of ${USER_NAMESPACE_SIZE} ids at once, fewer than the ${most} that may run here: a session of ${names} beyond them fails to start`,
+        fix: `Give ${AUTO_USERNS_USER} ${most * USER_NAMESPACE_SIZE} ids or more in both files (ids no other entry there has)`,
+      },
+    ];
+  }
+  return [
+    {
+      check,
+      status: 'ok',
+      message: `${AUTO_USERNS_USER} ranges in /etc/subuid and /etc/subgid for ${fit} sessions of ${names} at once`,
+    },
   ];
 }
 

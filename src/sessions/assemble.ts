@@ -42,6 +42,7 @@ export function assembleSession(
       credentials: resolved.credentials,
       env: { ...agent.env },
       network: agent.network,
+      ...(agent.userNamespace === 'auto' ? { userNamespace: 'auto' as const } : {}),
       resources: agent.resources,
       capAdd: [...agent.capAdd],
       mounts: agent.mounts.map((m) => ({ ...m })),

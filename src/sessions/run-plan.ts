@@ -177,6 +177,7 @@ export function planRun(session: AssembledSession, settings: RunnerSettings, hos
     env,
     secrets: secrets.map(({ name, target }) => ({ name, target })),
     network: spec.network,
+    ...(spec.userNamespace === 'auto' ? { userns: 'auto' as const } : {}),
     ...policy,
     mounts,
     volumes,
@@ -239,7 +240,16 @@ function mountsOf(
   }
   mounts.push(...(spec.mounts ?? []).map((m) => ({ ...m })));
   // The setup step leaves its archive in the container's own /run/agentd/out (it makes the directory).
-  if (!copy) mounts.push({ source: paths.copy, target: OUTPUT_COPY_TARGET, readOnly: false });
+  // In a user namespace of its own the container's root is another host uid, which may not write
+  // the root-only directory: Podman hands it this session's directory first.
+  if (!copy) {
+    mounts.push({
+      source: paths.copy,
+      target: OUTPUT_COPY_TARGET,
+      readOnly: false,
+      ...(spec.userNamespace === 'auto' ? { chown: true } : {}),
+    });
+  }
   env.AGENTD_OUTPUT_DIR = OUTPUT_TARGET;
   env.AGENTD_SETUP_COPY = OUTPUT_COPY_TARGET;
   const output = (spec.resources ?? defaultResources()).output.bytes;

@@ -43,6 +43,8 @@ export interface SessionSpec {
   credentials: { name: string; value: Uint8Array }[];
   env: Record<string, string>;
   network: Network;
+  /** `auto`: the container gets a user namespace of its own (`user_namespace:`); the host's when absent. */
+  userNamespace?: 'auto';
   /** Limits of the container; the defaults (see src/config/resources.ts) when absent. */
   resources?: Resources;
   /** Capabilities the agent's command gets (`cap_add:`); none when absent. */

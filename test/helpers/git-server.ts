@@ -63,27 +63,28 @@ async function createDefaultRepo(baseDir: string): Promise<void> {
 }
 
 /** A port nobody listens on right now (the OS picks it). */
-export async function freePort(): Promise<number> {
+export async function freePort(host = '127.0.0.1'): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
+    server.listen(0, host, resolve);
   });
   const { port } = server.address() as AddressInfo;
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
 }
 
-/** Resolves once 127.0.0.1:port accepts a connection; rejects after timeoutMs or when `alive()` says no. */
+/** Resolves once host:port accepts a connection; rejects after timeoutMs or when `alive()` says no. */
 export async function waitForPort(
   port: number,
   timeoutMs = 10_000,
   alive: () => boolean = () => true,
+  host = '127.0.0.1',
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const ok = await new Promise<boolean>((resolve) => {
-      const socket = createConnection({ host: '127.0.0.1', port });
+      const socket = createConnection({ host, port });
       socket.once('connect', () => {
         socket.destroy();
         resolve(true);
@@ -94,7 +95,7 @@ export async function waitForPort(
     if (!alive()) throw new Error(`the server for port ${port} exited before listening`);
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error(`nothing accepted connections on 127.0.0.1:${port} within ${timeoutMs} ms`);
+  throw new Error(`nothing accepted connections on ${host}:${port} within ${timeoutMs} ms`);
 }
 
 async function stopProcess(child: ChildProcess): Promise<void> {
@@ -114,14 +115,17 @@ async function stopProcess(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-/** Serves bare repositories over git:// on 127.0.0.1 (sessions reach it with network host). */
-export async function startGitServer(): Promise<GitServer> {
+/**
+ * Serves bare repositories over git:// on 127.0.0.1 (sessions reach it with network host), or on
+ * another address of this machine (Podman's bridge gateway, for sessions on the bridge).
+ */
+export async function startGitServer(host = '127.0.0.1'): Promise<GitServer> {
   const dir = mkdtempSync(join(tmpdir(), 'agentd-git-'));
   try {
     await createDefaultRepo(dir);
     // Another process may take the free port between the probe and the bind: try a few.
     for (let attempt = 0; ; attempt++) {
-      const port = await freePort();
+      const port = await freePort(host);
       let stderr = '';
       const child = spawn(
         'git',
@@ -129,7 +133,7 @@ export async function startGitServer(): Promise<GitServer> {
           'daemon',
           '--export-all',
           `--base-path=${dir}`,
-          '--listen=127.0.0.1',
+          `--listen=${host}`,
           `--port=${port}`,
           '--reuseaddr',
           // Clients then see why a clone failed (e.g. a wrong path), as users of a real server would.
@@ -142,7 +146,7 @@ export async function startGitServer(): Promise<GitServer> {
         stderr += chunk.toString();
       });
       try {
-        await waitForPort(port, 10_000, () => child.exitCode === null && child.signalCode === null);
+        await waitForPort(port, 10_000, () => child.exitCode === null && child.signalCode === null, host);
       } catch (error) {
         await stopProcess(child);
         if (attempt < 3) continue;
@@ -150,10 +154,10 @@ export async function startGitServer(): Promise<GitServer> {
       }
       return {
         dir,
-        url: (name = 'repo.git') => `git://127.0.0.1:${port}/${name}`,
+        url: (name = 'repo.git') => `git://${host}:${port}/${name}`,
         addRepo: async (name, files) => {
           await createBareRepo(dir, name, [files]);
-          return `git://127.0.0.1:${port}/${name}`;
+          return `git://${host}:${port}/${name}`;
         },
         stop: async () => {
           await stopProcess(child);

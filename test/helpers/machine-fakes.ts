@@ -49,6 +49,7 @@ export const AGENT_DEFAULTS = {
   exitCodes: {},
   hostLabels: {},
   notify: [],
+  userNamespace: 'host',
 } satisfies Partial<AgentConfig>;
 
 export const AGENTS: AgentConfig[] = [

@@ -77,6 +77,7 @@ describe('parseConfig: valid files', () => {
         image: 'localhost/agentd-base:bookworm',
         command: ['run'],
         network: 'bridge',
+        userNamespace: 'host',
         env: {},
         credentials: [],
         repoTokenOrigins: [],
