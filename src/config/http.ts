@@ -8,7 +8,7 @@ import { quoted } from './quoted.js';
 export type HttpListen = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
 
 export const HTTP_SCOPES = ['trigger', 'read', 'cancel', 'admin'] as const;
-/** What a token may do: `trigger` sessions, `read` status, sessions, logs and metrics, `cancel` them; `admin` all of it and reload. */
+/** What a token may do: `trigger` sessions, `read` status, sessions, logs and metrics, `cancel` them; `admin` all of it, reload and shutdown. */
 export type HttpScope = (typeof HTTP_SCOPES)[number];
 
 /** Longest Unix socket path: sun_path is 108 bytes including the terminating NUL. */

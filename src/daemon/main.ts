@@ -747,12 +747,12 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
     log,
     hosts: settings.hosts,
     turnedAway: (code) => metrics.rejectedTrigger(code),
-    // The path of a SIGTERM (onSignal below), for a shutdown asked over the socket: said in the log, which
+    // The path of a SIGTERM (onSignal below), for a shutdown asked over the socket or the HTTP API: said in the log, which
     // had only `daemon.shutdown` and no word of who asked, and a reload under way ended.
     onShutdown: (mode) => {
       log.info(
         { event: 'daemon.shutdown_requested', ...(mode === undefined ? {} : { mode }) },
-        `${mode === undefined ? 'shutdown' : `${mode} shutdown`} asked over the socket (agentd stop, or a shutdown event)`,
+        `${mode === undefined ? 'shutdown' : `${mode} shutdown`} asked by a client (agentd stop, a shutdown event, POST /v1/shutdown)`,
       );
       void reloadLoader.close();
     },

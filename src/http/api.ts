@@ -24,7 +24,7 @@ import { allows, type Tokens } from './auth.js';
 import type { HostCheck } from './hosts.js';
 import { logStream, MAX_STREAMS, MAX_STREAMS_PER_TOKEN } from './log-stream.js';
 import { OPERATIONS, type Operation, routeOf } from './operations.js';
-import type { CreateSession, ErrorBody, logQuerySchema } from './schemas.js';
+import type { CreateSession, ErrorBody, logQuerySchema, shutdownQuerySchema } from './schemas.js';
 import { SharedBudget } from './shared-budget.js';
 
 export interface ApiMetrics {
@@ -554,6 +554,12 @@ function handlersOf(options: ApiOptions): Record<string, Handler> {
     reload: async (c) => {
       const { type, ...result } = await daemon.reload('request');
       return c.json({ type, ...result }, type === 'reloaded' ? 200 : 422);
+    },
+    shutdown: (c, { query }) => {
+      const { mode = 'graceful' } = query as z.infer<typeof shutdownQuerySchema>;
+      // As the socket's shutdown event: the port logs daemon.shutdown_requested, the machine decides.
+      daemon.send({ type: 'shutdown', mode });
+      return c.json({ mode, state: daemon.state() }, 202);
     },
   };
 }

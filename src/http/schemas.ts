@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { MAX_INPUT_FILES, MAX_REQUEST_BYTES, SESSION_ID_PATTERN } from '../constants.js';
+import { MAX_INPUT_FILES, MAX_REQUEST_BYTES, SESSION_ID_PATTERN, SHUTDOWN_MODES } from '../constants.js';
 import {
   AFTER_RULE,
   historyFilterFields,
@@ -161,3 +161,13 @@ export type LogEvent = z.infer<typeof logEventSchema>;
 export const cancelledSchema = z.object({ sessionId: z.string(), wasQueued: z.boolean() });
 
 export const reloadSchema = reloadReplySchema;
+
+/** `POST /v1/shutdown?mode=`: `graceful` (the default, `agentd stop`) or `force` (`agentd stop --force`). */
+export const shutdownQuerySchema = z.strictObject({ mode: z.enum(SHUTDOWN_MODES).optional() });
+
+export const shutdownSchema = z.object({
+  /** What was asked for. */
+  mode: z.enum(SHUTDOWN_MODES),
+  /** The daemon's state once it took the shutdown: `shutdown.draining` (it exits once nothing runs), or `failed`. */
+  state: z.string(),
+});

@@ -109,6 +109,44 @@ describe('HTTP API: tokens and scopes', () => {
     expect(a.sent).toEqual([{ type: 'cancel', sessionId: '0123456789abcdef' }]);
   });
 
+  it('shuts the daemon down only for an admin token: graceful by default, force when asked, as agentd stop does', async () => {
+    let state = 'ready';
+    const a = await api({
+      send: (event: ClientEvent) => {
+        a.sent.push(event);
+        state = 'shutdown.draining';
+        return [];
+      },
+      state: () => state,
+    });
+    expect((await a.request('/v1/shutdown', { method: 'POST' })).status).toBe(401);
+    for (const token of [ENV.T_CI, ENV.T_VIEW]) {
+      expect((await a.request('/v1/shutdown', { method: 'POST', token })).status).toBe(403);
+    }
+    expect(a.sent).toEqual([]);
+    const graceful = await a.request('/v1/shutdown', { method: 'POST', token: ENV.T_ROOT });
+    expect(graceful.status).toBe(202);
+    expect(await graceful.json()).toEqual({ mode: 'graceful', state: 'shutdown.draining' });
+    const forced = await a.request('/v1/shutdown?mode=force', { method: 'POST', token: ENV.T_ROOT });
+    expect(forced.status).toBe(202);
+    expect(await forced.json()).toEqual({ mode: 'force', state: 'shutdown.draining' });
+    // No mode but those two, nor any other parameter: a typo must not shut down in another mode.
+    for (const query of ['mode=now', 'force=true', 'mode=force&mode=graceful']) {
+      const refused = await a.request(`/v1/shutdown?${query}`, { method: 'POST', token: ENV.T_ROOT });
+      expect(refused.status, query).toBe(400);
+    }
+    expect(a.sent).toEqual([
+      { type: 'shutdown', mode: 'graceful' },
+      { type: 'shutdown', mode: 'force' },
+    ]);
+    expect(a.counted).toContain('POST /v1/shutdown 202');
+    expect(a.lines.filter((l) => l.route === '/v1/shutdown' && l.status === 202)).toHaveLength(2);
+    expect(
+      a.lines.find((l) => l.route === '/v1/shutdown' && l.status === 202),
+      'the request line at info, with the token name',
+    ).toMatchObject({ level: 30, tokenName: 'root' });
+  });
+
   it('reads the Bearer scheme case-insensitively (RFC 7235), and says so when the header is not Bearer TOKEN', async () => {
     const a = await api();
     for (const header of [`bearer ${ENV.T_VIEW}`, `BEARER ${ENV.T_VIEW}`, `Bearer  ${ENV.T_VIEW}`]) {
