@@ -55,6 +55,23 @@ export function filesystemBytes(path: string): { checked: string; bytes: number 
   return { checked, bytes: fs.blocks * fs.bsize };
 }
 
+/**
+ * What the daemon reads of the filesystem a directory is on: bytes an unprivileged writer may still use
+ * (`free`) and its whole size (`total`). Undefined when it cannot be read. The record keeper takes it as
+ * a parameter, so that tests give it a filesystem as full as they need.
+ */
+export type DiskSpace = (path: string) => { free: number; total: number } | undefined;
+
+/** DiskSpace by statfs(2). */
+export const diskSpace: DiskSpace = (path) => {
+  try {
+    const fs = statfsSync(path);
+    return { free: fs.bavail * fs.bsize, total: fs.blocks * fs.bsize };
+  } catch {
+    return undefined;
+  }
+};
+
 /** Whether an executable of that name is on the PATH (what a spawn of it would find). */
 export function onPath(name: string, path: string = process.env.PATH ?? ''): boolean {
   return path

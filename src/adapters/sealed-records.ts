@@ -105,6 +105,11 @@ export class SealedRecords {
   private readonly removing: string;
   private emptying: Promise<void> = Promise.resolve();
   private discarded = 0;
+  /**
+   * What the records taken out by retention take until their files are removed (in the background), by
+   * their name in the directory of records being removed: the room they free is not free yet.
+   */
+  private readonly releasing = new Map<string, number>();
 
   constructor(
     readonly dir: string,
@@ -378,6 +383,11 @@ export class SealedRecords {
       count--;
       removed.push(entry);
     }
+    this.removeEmptyAgentDirs(removed);
+    return removed;
+  }
+
+  private removeEmptyAgentDirs(removed: readonly RecordEntry[]): void {
     for (const agent of new Set(removed.map((e) => e.agent))) {
       try {
         // An agent directory left empty goes too.
@@ -386,7 +396,33 @@ export class SealedRecords {
         // Not empty: other sessions' records are in it.
       }
     }
+  }
+
+  /**
+   * Retention for room: the oldest sealed records go, but never the newest `keepNewest` sealed ones, until
+   * what they take is at least `needBytes`. Records still being written (a running session's, or one
+   * whose seal waits for room) are never removed. Returns what was removed.
+   */
+  pruneForRoom(needBytes: number, keepNewest: number): RecordEntry[] {
+    const sealed = [...this.index.values()].filter((e) => e.sealed).sort((a, b) => a.at - b.at);
+    const removed: RecordEntry[] = [];
+    let freed = 0;
+    for (const entry of sealed.slice(0, Math.max(0, sealed.length - keepNewest))) {
+      if (freed >= needBytes) break;
+      this.discard(entry);
+      this.index.delete(entry.dir);
+      freed += entry.bytes;
+      removed.push(entry);
+    }
+    this.removeEmptyAgentDirs(removed);
     return removed;
+  }
+
+  /** What the records retention took out take until their files are removed (see `releasing`). */
+  get releasingBytes(): number {
+    let bytes = 0;
+    for (const size of this.releasing.values()) bytes += size;
+    return bytes;
   }
 
   /** Resolves once the records retention removed are gone from the disk. */
@@ -413,6 +449,7 @@ export class SealedRecords {
       removeTree(entry.dir);
       return;
     }
+    this.releasing.set(`${entry.agent}.${entry.sessionId}`, entry.bytes);
     this.empty();
   }
 
@@ -426,7 +463,10 @@ export class SealedRecords {
       } catch {
         return;
       }
-      for (const name of names) await removeTreeAsync(join(this.removing, name));
+      for (const name of names) {
+        await removeTreeAsync(join(this.removing, name));
+        this.releasing.delete(name);
+      }
     });
   }
 }

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { compareText } from '../compare.js';
 import { formatDuration } from '../duration.js';
 import { describeListen } from './http.js';
-import { formatSize } from './resources.js';
+import { formatMinFree, formatSize, type MinFree } from './resources.js';
 import type { AgentConfig, DaemonSettings, HostConfig, HttpSettings, NotifyTarget } from './types.js';
 import { shownWebhookUrl } from './webhook-url.js';
 
@@ -37,6 +37,7 @@ const FIXED: { field: keyof DaemonSettings; key: string; show: (v: never) => str
   { field: 'recordsMaxAgeMs', key: 'daemon.records_max_age', show: (v: number) => formatDuration(v) },
   { field: 'recordsMaxBytes', key: 'daemon.records_max_size', show: (v: number) => formatSize(v) },
   { field: 'recordsMaxCount', key: 'daemon.records_max_count', show: (v: string | number) => String(v) },
+  { field: 'recordsMinFree', key: 'daemon.records_min_free', show: (v: MinFree) => formatMinFree(v) },
   { field: 'hostProbeIntervalMs', key: 'daemon.host_probe_interval', show: (v: number) => formatDuration(v) },
   { field: 'hostProbeTimeoutMs', key: 'daemon.host_probe_timeout', show: (v: number) => formatDuration(v) },
   { field: 'hostDownGraceMs', key: 'daemon.host_down_grace', show: (v: number) => formatDuration(v) },

@@ -25,7 +25,14 @@ import { cacheVolumeKey, isInside, overlaps, PathIndex } from './mounts.js';
 import { configSearchPath, defaultSocketPath, defaultStateDir } from './paths.js';
 import { podmanPathCheck, podmanPaths, programPaths } from './podman-paths.js';
 import { hiddenValue, looksLikeSecret, MAX_SHOWN_CHARS, quoted } from './quoted.js';
-import { capabilityName, parseSize, type RawResources, resolveResources } from './resources.js';
+import {
+  capabilityName,
+  type MinFree,
+  parseMinFree,
+  parseSize,
+  type RawResources,
+  resolveResources,
+} from './resources.js';
 import {
   allowedKeysAt,
   configSchema,
@@ -61,6 +68,7 @@ export const DEFAULTS = {
   recordsMaxAge: '30d',
   recordsMaxBytes: 10 * 1024 ** 3,
   recordsMaxCount: 100_000,
+  recordsMinFree: '5%',
   hostMaxSessions: 4,
   hostProbeIntervalMs: 10_000,
   hostProbeTimeoutMs: 5_000,
@@ -519,6 +527,9 @@ function toSettings(raw: RawConfig, file: string, ctx: ConvertContext): Settings
           ? (parseSize(daemon.records_max_size)?.bytes ?? DEFAULTS.recordsMaxBytes)
           : DEFAULTS.recordsMaxBytes,
       recordsMaxCount: daemon.records_max_count ?? DEFAULTS.recordsMaxCount,
+      recordsMinFree:
+        parseMinFree(daemon.records_min_free ?? DEFAULTS.recordsMinFree) ??
+        (parseMinFree(DEFAULTS.recordsMinFree) as MinFree),
       hostProbeIntervalMs: optionalMs(daemon.host_probe_interval, DEFAULTS.hostProbeIntervalMs),
       hostProbeTimeoutMs: optionalMs(daemon.host_probe_timeout, DEFAULTS.hostProbeTimeoutMs),
       hostDownGraceMs: optionalMs(daemon.host_down_grace, DEFAULTS.hostDownGraceMs),

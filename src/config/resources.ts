@@ -179,3 +179,44 @@ export function resolveResources(agent: RawResources, daemon: RawResources): Res
 export function defaultResources(): Resources {
   return resolveResources({}, {});
 }
+
+/**
+ * daemon.records_min_free: the free space the records' filesystem keeps, as a share of its size
+ * (`percent`) or in bytes; `{ bytes: 0 }` is no floor.
+ */
+export type MinFree = { percent: number } | { bytes: number };
+
+/** The most of a filesystem records_min_free may ask to keep free: more would leave records no room. */
+export const MIN_FREE_MAX_PERCENT = 50;
+
+/** `5%` (a share), `2g` (a size) or `0` (none); undefined when it is none of these. */
+export function parseMinFree(value: string | number): MinFree | undefined {
+  if (value === 0 || (typeof value === 'string' && /^\s*0\s*%?\s*$/.test(value))) return { bytes: 0 };
+  if (typeof value === 'string') {
+    const match = /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(value);
+    if (match) {
+      const percent = Number(match[1]);
+      return percent <= MIN_FREE_MAX_PERCENT ? { percent } : undefined;
+    }
+  }
+  const size = parseSize(value);
+  return size === undefined ? undefined : { bytes: size.bytes };
+}
+
+/** Why a records_min_free value is not acceptable, or undefined. `describe` renders it as written. */
+export function minFreeProblem(value: string | number, describe: string): string | undefined {
+  if (parseMinFree(value) !== undefined) return undefined;
+  if (typeof value === 'string' && /%\s*$/.test(value))
+    return `${describe} is not a share agentd keeps free; write a percentage from 0% to ${MIN_FREE_MAX_PERCENT}%, like 5%`;
+  return `${describe} is not a share of the filesystem like 5% or a size like 2g (k, m, g, t: powers of 1024); 0 keeps no floor`;
+}
+
+/** As it is written: `5%`, `2g`, `0`. */
+export function formatMinFree(minFree: MinFree): string {
+  return 'percent' in minFree ? `${minFree.percent}%` : formatSize(minFree.bytes);
+}
+
+/** The bytes a floor keeps free on a filesystem of `total` bytes. */
+export function minFreeBytes(minFree: MinFree, total: number): number {
+  return 'percent' in minFree ? Math.floor((total * minFree.percent) / 100) : minFree.bytes;
+}

@@ -17,6 +17,7 @@ import {
   MIN_MEMORY_BYTES,
   MIN_OUTPUT_BYTES,
   MIN_PIDS,
+  minFreeProblem,
   parseSize,
   RESOURCE_DEFAULTS,
   sizeProblem,
@@ -375,6 +376,23 @@ function size(min: number, example: string) {
     });
 }
 
+/**
+ * A floor of free space: a share of the filesystem (`5%`, at most 50%) or a size (`2g`); `0` turns it off.
+ */
+function minFree() {
+  return z
+    .union([z.string(), z.number()], {
+      error: (iss) =>
+        iss.input === null
+          ? 'is empty; set it to a share of the filesystem like 5% or a size like 2g, or remove the key'
+          : `must be a share of the filesystem like 5% or a size like 2g, not ${describe(iss.input)}`,
+    })
+    .superRefine((value, ctx) => {
+      const problem = minFreeProblem(value, describe(value));
+      if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem, input: value });
+    });
+}
+
 const resourcesShape = {
   memory: size(MIN_MEMORY_BYTES, '2g').optional(),
   memory_swap: size(MIN_MEMORY_BYTES, '4g').optional(),
@@ -636,6 +654,7 @@ const daemonShape = {
   records_max_age: age().optional(),
   records_max_size: size(1024 ** 2, '10g').optional(),
   records_max_count: wholeNumber(1, 100_000).optional(),
+  records_min_free: minFree().optional(),
   resources: resources(),
   notify: notify(),
   http: strict(httpShape, 'a mapping with listen: and tokens:').optional(),

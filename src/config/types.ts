@@ -1,7 +1,7 @@
 import type { OutcomeKind } from '../outcome-kinds.js';
 import type { Outcome } from '../outcomes.js';
 import type { HttpListen, HttpScope } from './http.js';
-import type { Resources } from './resources.js';
+import type { MinFree, Resources } from './resources.js';
 
 export type { Resources, Size } from './resources.js';
 
@@ -169,6 +169,11 @@ export interface DaemonSettings {
   recordsMaxBytes: number;
   /** ... and while there are more of them than this (each costs the daemon memory: its index entry). */
   recordsMaxCount: number;
+  /**
+   * ... and, while the records' filesystem has less free than this, the oldest sealed ones beyond the
+   * newest few, until it has (`{ bytes: 0 }`: no floor).
+   */
+  recordsMinFree: MinFree;
   /** Webhooks told of every agent's outcomes. */
   notify: NotifyTarget[];
   /** The HTTP API, when configured. */

@@ -207,6 +207,7 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
       maxAgeMs: config.recordsMaxAgeMs,
       maxBytes: config.recordsMaxBytes,
       maxCount: config.recordsMaxCount,
+      minFree: config.recordsMinFree,
     },
     files,
     log,

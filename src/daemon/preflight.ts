@@ -730,8 +730,9 @@ function checkDirectories(settings: Settings): CheckResult[] {
  * archive's bound of the largest resources.output, per session running at once). A bound that does not
  * fit never removes a record before the records fill the filesystem, and then the sessions' outputs
  * are not kept, their records wait unsealed for room, and a state dir on that filesystem turns the
- * daemon degraded, until someone frees space by hand: retention goes by records_max_age, _size and
- * _count only. Said only when it does not fit.
+ * daemon degraded, until someone frees space by hand or records_min_free removes old records (it keeps
+ * the newest ten, and its default 5% is less than that room on a small filesystem). Said only when it does
+ * not fit.
  */
 function checkRecordsRoom(settings: Settings): CheckResult[] {
   const { recordsDir, recordsMaxBytes, maxSessions, stateDir } = settings.daemon;

@@ -1,9 +1,11 @@
 import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
+import { type DiskSpace, diskSpace } from '../adapters/fs-checks.js';
 import { cutNoteOf, wasSearched, withheldReason } from '../adapters/output-archive.js';
 import { type OutputSummary, SealedRecords } from '../adapters/sealed-records.js';
 import type { SessionFiles } from '../adapters/session-files.js';
 import { StateDirError } from '../adapters/state-files.js';
+import { formatMinFree, type MinFree, minFreeBytes } from '../config/resources.js';
 import { errorFields, errorMessage } from '../errors.js';
 import { renderSessionLog, writeOwedGapNote } from '../runner/session-log.js';
 import { type SessionRecord, sessionRecordSchema } from '../sessions/records.js';
@@ -30,7 +32,21 @@ export interface RecordKeeperOptions {
   maxBytes: number;
   /** At most this many sealed records are kept (the oldest go first). */
   maxCount?: number;
+  /**
+   * daemon.records_min_free: while the records' filesystem has less free, the oldest sealed records go
+   * (never the newest RECORDS_KEPT_FOR_ROOM), until it has. None when absent.
+   */
+  minFree?: MinFree;
+  /** How the records' filesystem's free space is read (statfs unless given: tests give a fake). */
+  space?: DiskSpace;
 }
+
+/**
+ * The newest sealed records records_min_free never removes: the records of sessions that just ended, which
+ * an operator looks at first, are not removed seconds after their seal because something else filled the
+ * filesystem (removing them would not make room that lasts either).
+ */
+export const RECORDS_KEPT_FOR_ROOM = 10;
 
 /** Ids a `records.pruned` line lists at most; `count` says how many were removed. */
 const PRUNED_IDS_LOGGED = 100;
@@ -145,6 +161,8 @@ interface Unsealed {
 export class RecordKeeper {
   readonly records: SealedRecords;
   private readonly failed = new Set<string>();
+  /** records.room_low was logged, and the floor has not been reached since. */
+  private roomLow = false;
   /** Finished sessions whose seal failed, oldest first: their work dir (output and log) waits for it. */
   private readonly unsealed = new Map<string, Unsealed>();
   private retrying: Promise<void> | undefined;
@@ -357,6 +375,8 @@ export class RecordKeeper {
   }
 
   private async retryDue(now: number): Promise<void> {
+    // Room for them first: the floor frees it from the oldest sealed records (records_min_free).
+    this.keepRoom();
     for (const [id, { record, logFile, due }] of [...this.unsealed]) {
       if (due > now || !this.unsealed.has(id)) continue;
       const attempt = await this.attempt(record, logFile);
@@ -395,6 +415,8 @@ export class RecordKeeper {
       if (oldest !== undefined) this.unsealed.delete(oldest);
     }
     this.schedule();
+    // A seal that found no room: the floor makes some from the oldest sealed records, for its next try.
+    this.keepRoom();
     if (before !== undefined) return;
     const message = errorMessage(error);
     // The reason, without a stack: a full disk is not a bug, and this comes once per session.
@@ -461,6 +483,59 @@ export class RecordKeeper {
     this.prune();
   }
 
+  /**
+   * records_min_free: while the records' filesystem has less free space than the floor (counting the room
+   * of records being removed in the background as free), the oldest sealed records go until what they take
+   * makes up the difference, never the newest RECORDS_KEPT_FOR_ROOM, nor an open one (a running session's,
+   * or one whose seal waits for room). Logged as records.pruned; a floor it cannot reach is warned of once
+   * (records.room_low) until the filesystem has that room again.
+   */
+  keepRoom(): void {
+    const { minFree } = this.options;
+    if (minFree === undefined) return;
+    const space = (this.options.space ?? diskSpace)(this.options.recordsDir);
+    if (space === undefined) return;
+    const floor = minFreeBytes(minFree, space.total);
+    const free = space.free + this.records.releasingBytes;
+    if (floor <= 0 || free >= floor) {
+      this.roomLow = false;
+      return;
+    }
+    const need = floor - free;
+    const removed = this.records.pruneForRoom(need, RECORDS_KEPT_FOR_ROOM);
+    const freed = removed.reduce((sum, r) => sum + r.bytes, 0);
+    if (removed.length > 0) {
+      this.log.info(
+        {
+          event: 'records.pruned',
+          reason: 'records_min_free',
+          count: removed.length,
+          bytes: freed,
+          free: space.free,
+          minFree: floor,
+          removed: removed.slice(0, PRUNED_IDS_LOGGED).map((r) => r.sessionId),
+        },
+        `removed ${removed.length} sealed record(s), the oldest, taking ${kib(freed)} KiB: the filesystem of ${this.options.recordsDir} had ${kib(space.free)} KiB free, less than daemon.records_min_free (${formatMinFree(minFree)}: ${kib(floor)} KiB)`,
+      );
+    }
+    if (freed >= need) {
+      this.roomLow = false;
+      return;
+    }
+    if (this.roomLow) return;
+    this.roomLow = true;
+    this.log.warn(
+      {
+        event: 'records.room_low',
+        dir: this.options.recordsDir,
+        free: space.free,
+        minFree: floor,
+        kept: RECORDS_KEPT_FOR_ROOM,
+      },
+      `the filesystem of ${this.options.recordsDir} has ${kib(space.free)} KiB free, less than daemon.records_min_free (${formatMinFree(minFree)}: ${kib(floor)} KiB), and retention can remove no more: it keeps the newest ${RECORDS_KEPT_FOR_ROOM} sealed records and never an open one. Free space on that filesystem (what else takes it?), or give the records a larger one`,
+    );
+  }
+
   private prune(): void {
     const removed = this.records.prune(this.options.maxAgeMs, this.options.maxBytes, this.options.maxCount);
     if (removed.length > 0) {
@@ -475,6 +550,8 @@ export class RecordKeeper {
         `removed ${removed.length} sealed record(s) past records_max_age, records_max_size or records_max_count`,
       );
     }
+    // What age, size and count removed is counted as free already (being removed in the background).
+    this.keepRoom();
   }
 
   private warn(sessionId: string, error: unknown): void {
@@ -496,4 +573,9 @@ export class RecordKeeper {
 /** What session.json holds: the session's record, which never holds a credential value. */
 function sessionJson(record: SessionRecord): object {
   return { ...record };
+}
+
+/** Bytes in KiB, rounded down, for a log message. */
+function kib(bytes: number): number {
+  return Math.floor(bytes / 1024);
 }

@@ -16,6 +16,7 @@ const DAEMON: DaemonSettings = {
   recordsMaxAgeMs: 30 * 86_400_000,
   recordsMaxBytes: 10 * 1024 ** 3,
   recordsMaxCount: 100_000,
+  recordsMinFree: { percent: 5 },
   hostProbeIntervalMs: 10_000,
   hostProbeTimeoutMs: 5_000,
   hostDownGraceMs: 600_000,
@@ -76,6 +77,14 @@ describe('diffConfiguration', () => {
     expect(describeRestartNeeded(changes.restartNeeded)).toMatch(
       /^daemon\.records_max_size \(10g -> 40m\) cannot change while agentd runs/,
     );
+  });
+
+  it('shows a changed records_min_free as it is written (5% -> 2g)', () => {
+    const changes = diffConfiguration(
+      { agents: AGENTS, maxSessions: 4, daemon: { ...DAEMON, recordsMinFree: { percent: 5 } } },
+      { agents: AGENTS, daemon: { ...DAEMON, recordsMinFree: { bytes: 2 * 1024 ** 3 } } },
+    );
+    expect(changes.restartNeeded).toEqual([{ key: 'daemon.records_min_free', from: '5%', to: '2g' }]);
   });
 
   it('names daemon.notify and daemon.http when they change: they need a restart', () => {

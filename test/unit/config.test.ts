@@ -65,6 +65,7 @@ describe('parseConfig: valid files', () => {
       recordsMaxAgeMs: 30 * 86_400_000,
       recordsMaxBytes: 10 * 1024 ** 3,
       recordsMaxCount: 100_000,
+      recordsMinFree: { percent: 5 },
       hostProbeIntervalMs: 10_000,
       hostProbeTimeoutMs: 5_000,
       hostDownGraceMs: 600_000,
@@ -143,6 +144,26 @@ ${agent(`    repo: https://example.com/org/repo.git
       ],
       repoToken: { kind: 'env', name: 'REPO_TOKEN', raw: 'REPO_TOKEN' },
     });
+  });
+
+  it('reads records_min_free as a share of the filesystem, a size or 0 (none), and refuses anything else', () => {
+    const minFree = (value: string) =>
+      parse(`daemon:\n  records_min_free: ${value}\nagents:\n${agent()}`).daemon.recordsMinFree;
+    expect(minFree('10%')).toEqual({ percent: 10 });
+    expect(minFree('2.5%')).toEqual({ percent: 2.5 });
+    expect(minFree('2g')).toEqual({ bytes: 2 * 1024 ** 3 });
+    expect(minFree('0')).toEqual({ bytes: 0 });
+    expect(minFree('"0%"')).toEqual({ bytes: 0 });
+    expectProblem(
+      `daemon:\n  records_min_free: 60%\nagents:\n${agent()}`,
+      'daemon.records_min_free',
+      'from 0% to 50%',
+    );
+    expectProblem(
+      `daemon:\n  records_min_free: lots\nagents:\n${agent()}`,
+      'daemon.records_min_free',
+      'like 5% or a size like 2g',
+    );
   });
 
   it('reads a bare NAME source as env:NAME and keeps absolute file: sources', () => {

@@ -1,0 +1,74 @@
+/**
+ * daemon.records_min_free on a real filesystem: records_dir on a tmpfs of 8 MiB that keeps half of it free.
+ * The daemon removes the oldest sealed records as the newest fill it, keeps the newest ten, and every
+ * session keeps its output. Before it, retention went by age, size and count only, and the records filled
+ * the filesystem until outputs were lost (cbd7177: measured on a 50 MiB tmpfs).
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, statfsSync } from 'node:fs';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  gitAndGate,
+  launchDaemon,
+  prepareDaemon,
+  type TestDaemon,
+  writeDaemonConfig,
+} from '../helpers/daemon.js';
+import { track } from '../helpers/resources.js';
+
+const { agent } = gitAndGate();
+const daemons: TestDaemon[] = [];
+
+beforeAll(() => {
+  if (process.geteuid?.() !== 0) throw new Error('this test mounts a tmpfs: run it as root');
+});
+afterEach(async () => {
+  for (const d of daemons.splice(0)) if (d.running) await d.stop();
+});
+
+describe('records_min_free', () => {
+  it('removes the oldest sealed records to keep the records filesystem half free, never the newest ten', async () => {
+    const files = prepareDaemon({ agents: [] });
+    const recordsDir = join(files.dir, 'records');
+    mkdirSync(recordsDir, { mode: 0o700 });
+    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=8192k,mode=0700', 'tmpfs', recordsDir]);
+    expect(mounted.status, String(mounted.stderr)).toBe(0);
+    track.onCleanup(() => execa('umount', ['-l', recordsDir], { reject: false }));
+    writeDaemonConfig(files, {
+      daemon: { records_dir: recordsDir, records_min_free: '50%', max_sessions: 1 },
+      // 300 KB of output each: random, so that it takes its room.
+      agents: [agent('out', ['sh', '-c', 'head -c 300000 /dev/urandom > /agentd/out/data.bin'])],
+    });
+    const d = launchDaemon(files);
+    daemons.push(d);
+    await d.ready();
+
+    const ids: string[] = [];
+    for (let i = 0; i < 14; i++) {
+      const run = await d.cli(['trigger', 'out', '--json']);
+      expect(run.code, run.stdout + run.stderr).toBe(0);
+      ids.push(JSON.parse(run.stdout).sessionId);
+    }
+    // Every session kept its output: the floor made room before the filesystem filled.
+    for (const id of ids) expect(d.record(id)?.output, id).toMatchObject({ files: 1, bytes: 300000 });
+    const pruned = d.logs().filter((l) => l.event === 'records.pruned');
+    expect(pruned.length).toBeGreaterThan(0);
+    expect(pruned.every((l) => l.reason === 'records_min_free')).toBe(true);
+    const removed = pruned.flatMap((l) => l.removed as string[]);
+    // The oldest went, in order; the newest ten stay.
+    expect(removed).toEqual(ids.slice(0, removed.length));
+    for (const id of ids.slice(-10)) expect(existsSync(join(recordsDir, 'out', id)), id).toBe(true);
+    for (const id of removed) expect(existsSync(join(recordsDir, 'out', id)), id).toBe(false);
+    expect(d.logs().filter((l) => l.event === 'records.room_low')).toEqual([]);
+    // Half of it free again once the removed records are gone (in the background).
+    await expect
+      .poll(() => {
+        const fs = statfsSync(recordsDir);
+        return fs.bavail / fs.blocks;
+      })
+      .toBeGreaterThanOrEqual(0.5);
+    expect(await d.stop()).toBe(0);
+  });
+});
