@@ -446,7 +446,20 @@ function singleQuery(
 function handlersOf(options: ApiOptions): Record<string, Handler> {
   const { daemon } = options;
   return {
-    health: (c) => c.json({ status: 'alive', pid: process.pid, version: daemon.version }),
+    // The machine's own state (a failed one's, from its snapshot: port.ts): alive until it has failed.
+    health: (c) =>
+      daemon.state() === 'failed'
+        ? c.json(
+            {
+              status: 'failed',
+              pid: process.pid,
+              version: daemon.version,
+              reason:
+                'the daemon machine failed and the process is exiting; its log says why (daemon.crashed): restart it',
+            },
+            503,
+          )
+        : c.json({ status: 'alive', pid: process.pid, version: daemon.version }),
     ready: async (c) => {
       const { ready, reason } = await options.readiness();
       const state = daemon.state();

@@ -57,8 +57,12 @@ export const OPERATIONS: readonly Operation[] = [
     method: 'get',
     path: '/healthz',
     summary: 'The process is alive',
-    description: 'No token needed. Answers as long as the daemon process runs, whatever its state.',
-    responses: { 200: { description: 'alive', content: 'json', schema: healthSchema } },
+    description:
+      'No token needed. 200 as long as the daemon process runs and its machine has not failed, whatever its state (starting, degraded, shutting down); 503 `failed` once the daemon machine stopped on an error and the process is exiting (its last records and sweeps), with what to do.',
+    responses: {
+      200: { description: 'alive', content: 'json', schema: healthSchema },
+      503: { description: 'failed: the process is exiting', content: 'json', schema: healthSchema },
+    },
   },
   {
     id: 'ready',

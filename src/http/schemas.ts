@@ -43,7 +43,14 @@ export const errorSchema = z.object({
 });
 export type ErrorBody = z.infer<typeof errorSchema>;
 
-export const healthSchema = z.object({ status: z.literal('alive'), pid: z.number(), version: z.string() });
+export const healthSchema = z.object({
+  /** `failed`: the daemon machine stopped on an error, and the process is exiting (503). */
+  status: z.enum(['alive', 'failed']),
+  pid: z.number(),
+  version: z.string(),
+  /** While `failed`: what to do (why is in the log, `daemon.crashed`; this answers without a token). */
+  reason: z.string().optional(),
+});
 export const readySchema = z.object({
   status: z.enum(['ready', 'not_ready']),
   /** The daemon machine's state, e.g. `ready`, `degraded`, `reconciling`. */

@@ -8,8 +8,11 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type Actor, createActor, raise } from 'xstate';
 import type { AgentConfig, ScheduleConfig } from '../../src/config/types.js';
+import { readiness } from '../../src/daemon/http.js';
 import { gaugesOf } from '../../src/daemon/observe.js';
 import { createDaemonPort, failureOf, sendEvent } from '../../src/daemon/port.js';
+import { createApi } from '../../src/http/api.js';
+import { Tokens } from '../../src/http/auth.js';
 import type { DaemonEmitted, daemonMachine } from '../../src/machines/daemon.machine.js';
 import { scheduleMachine } from '../../src/machines/schedule.machine.js';
 import type { DaemonPort } from '../../src/protocol/context.js';
@@ -467,6 +470,33 @@ describe('a daemon machine stopped by an exception in an action', () => {
     expect(actor.getSnapshot().value).toBe('ready');
     expect(port.state()).toBe('failed');
     expect(port.status()).toMatchObject({ state: 'failed', failed });
+  });
+
+  it('/healthz says failed (503) and /readyz not ready from the machine itself, for as long as the process takes to exit', async () => {
+    const fakes = new Fakes();
+    const actor = await readyDaemon(fakes, throwingDaemon(fakes, new Set(), 'before'));
+    const port = portOver(actor, new Set());
+    const app = createApi({
+      daemon: port,
+      tokens: await Tokens.resolve([], {}),
+      metrics: { text: async () => '', contentType: 'text/plain', httpRequest: () => {} },
+      readiness: async () => readiness(port),
+      log: { info() {}, debug() {}, warn() {}, error() {} } as never,
+      bodyLimitBytes: 1024,
+    });
+    expect((await app.request('/healthz')).status).toBe(200);
+    port.send({ type: 'trigger', sessionId: 's1', agent: 'demo' });
+    expect(actor.getSnapshot().status).toBe('error');
+    // Before, 200 `alive` until the HTTP server closed: after the stop's sweeps, up to some 15 s.
+    const health = await app.request('/healthz');
+    expect(health.status).toBe(503);
+    expect(await health.json()).toMatchObject({
+      status: 'failed',
+      reason: expect.stringContaining('restart it'),
+    });
+    const ready = await app.request('/readyz');
+    expect(ready.status).toBe(503);
+    expect(await ready.json()).toMatchObject({ status: 'not_ready', state: 'failed' });
   });
 
   it('a machine that runs is answered by the machine alone', async () => {
