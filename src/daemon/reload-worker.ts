@@ -3,6 +3,11 @@
  * the answer back as plain data. Nothing else runs here; the thread ends once it has answered.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { loadConfig } from '../config/load.js';
 import { loadForReload, type ReloadJob } from './reload-thread.js';
+import { collectGarbage } from './young-generation.js';
 
-parentPort?.postMessage(await loadForReload(workerData as ReloadJob));
+// The thread's heap is collected once the YAML's tokens are garbage (see collectGarbage).
+parentPort?.postMessage(
+  await loadForReload(workerData as ReloadJob, (file) => loadConfig({ flag: file, collect: collectGarbage })),
+);
