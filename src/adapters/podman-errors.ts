@@ -246,6 +246,14 @@ export function classifyPodmanFailure(failure: PodmanFailure, image?: string): P
       failure,
     );
   }
+  if (/could not find enough available IDs/i.test(stderr)) {
+    // --userns=auto (user_namespace: auto) with no range of the containers entries left to give.
+    return new PodmanError(
+      'PODMAN_FAILED',
+      `${operation}: Podman found no free range of host uids for the container's user namespace (user_namespace: auto): ${detail}; the containers entries of /etc/subuid and /etc/subgid on the machine Podman runs on are missing, or all held by the containers running there: add or widen them in both files (\`agentd doctor\` prints a line to add), or run fewer such sessions at once (max_sessions)`,
+      failure,
+    );
+  }
   if (SECRET_STORE.test(stderr) && failure.argv.some((arg) => arg === 'secret' || arg === '--secret')) {
     return new PodmanError(
       'PODMAN_FAILED',

@@ -42,7 +42,9 @@ export async function runStart(options: StartOptions, stderr: NodeJS.WritableStr
     reportStartFailure(
       log,
       stderr,
-      new AgentdError('START_FAILED', `${userns.message}; to fix: ${userns.fix}`, { operation: 'user namespaces' }),
+      new AgentdError('START_FAILED', `${userns.message}; to fix: ${userns.fix}`, {
+        operation: 'user namespaces',
+      }),
     );
     return EXIT.failed;
   }

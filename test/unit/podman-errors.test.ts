@@ -26,6 +26,22 @@ describe('classifyPodmanFailure: errors an operator can act on', () => {
     expect(error.message).toContain('CONTAINERS_CONF');
   });
 
+  it('names the subordinate id files when user_namespace: auto finds no free range', () => {
+    // What Podman 4.3 printed for a second session at once with containers:2000000:65536.
+    const stderr = 'Error: creating container storage: could not find enough available IDs';
+    const error = classifyPodmanFailure({
+      ...base,
+      argv: ['run', '--name', 'agentd-x', 'img'],
+      exitCode: 125,
+      stderr,
+    });
+    expect(error.code).toBe('PODMAN_FAILED');
+    expect(error.message).toContain('user_namespace: auto');
+    expect(error.message).toContain('could not find enough available IDs');
+    expect(error.message).toContain('/etc/subuid and /etc/subgid');
+    expect(error.message).toContain('agentd doctor');
+  });
+
   it('names a damaged secret store, its cause and where the repair is described', () => {
     for (const [argv, stderr] of [
       [['secret', 'create', 'agentd-x-s-0', '-'], 'Error: unexpected end of JSON input'],
