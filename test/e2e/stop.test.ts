@@ -4,10 +4,67 @@
  * pid file gone), the session finished as it would have, and nothing of the daemon's left in Podman.
  * --force cancels what runs, as a second SIGTERM does. The wait's rules are in test/unit/stop.test.ts.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
+import { connect, createServer, type Server } from 'node:net';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/exit-codes.js';
 import { gitAndGate, leftoversAfterCleanup, startDaemon } from '../helpers/daemon.js';
+import { makeTempDir } from '../helpers/resources.js';
+
+/**
+ * A Unix socket in front of the daemon's that holds every request line naming a shutdown until `release`:
+ * the window between `stop`'s status and its shutdown, made as wide as a test needs. Once the daemon no
+ * longer answers, it closes and removes its socket, as the daemon's own would be gone.
+ */
+function holdingProxy(upstream: string) {
+  const path = join(makeTempDir('agentd-e2e-stop-'), 'proxy.sock');
+  let release: () => void = () => {};
+  const released = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let held: () => void = () => {};
+  const holding = new Promise<void>((resolve) => {
+    held = resolve;
+  });
+  const server: Server = createServer((client) => {
+    const daemon = connect(upstream);
+    client.on('error', () => daemon.destroy());
+    daemon.on('error', () => {
+      client.destroy();
+      server.close();
+      rmSync(path, { force: true });
+    });
+    daemon.pipe(client);
+    let buffered = '';
+    let sending = Promise.resolve();
+    client.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      for (let nl = buffered.indexOf('\n'); nl !== -1; nl = buffered.indexOf('\n')) {
+        const line = buffered.slice(0, nl + 1);
+        buffered = buffered.slice(nl + 1);
+        sending = sending.then(async () => {
+          if (line.includes('"shutdown"')) {
+            held();
+            await released;
+          }
+          daemon.write(line);
+        });
+      }
+    });
+  });
+  const listening = new Promise<void>((resolve) => server.listen(path, resolve));
+  return {
+    path,
+    listening,
+    holding,
+    release: () => release(),
+    close: () => {
+      server.close();
+      rmSync(path, { force: true });
+    },
+  };
+}
 
 const { gate, agent } = gitAndGate();
 
@@ -48,6 +105,37 @@ describe('agentd stop', () => {
     const outcome = await d.waitForOutcome(id);
     expect(outcome.outcome).toBe('succeeded');
     expect(await d.leftovers()).toEqual({ containers: [], secrets: [] });
+  });
+
+  it('a SIGTERM landing between its status and its shutdown does not make its shutdown the second: the session finishes', async () => {
+    gate.hold();
+    const d = await startDaemon({ agents: [agent('gated', gate.command)] });
+    const accepted = await d.cli(['trigger', 'gated', '--detach']);
+    expect(accepted.code, accepted.stderr).toBe(0);
+    const id = accepted.stdout.trim();
+    await gate.waitFor(1);
+    const proxy = holdingProxy(d.files.socketPath);
+    try {
+      await proxy.listening;
+      const stop = d.spawnCli(['stop', '--socket', proxy.path]);
+      await proxy.holding;
+      // systemd (or another operator) stops it too, after `stop` read it `ready`.
+      d.signal('SIGTERM');
+      await d.waitForLog((l) => l.event === 'daemon.shutdown');
+      proxy.release();
+      await d.waitForLog((l) => l.event === 'daemon.shutdown_requested');
+      // Before, the daemon took `stop`'s shutdown for the second and cancelled the session here.
+      expect(d.logs().some((l) => l.event === 'daemon.cancelling')).toBe(false);
+      expect(d.running).toBe(true);
+      gate.open();
+      const result = await stop.result;
+      expect(result.code, result.stderr).toBe(EXIT.succeeded);
+      expect(await d.waitForExit(5000)).toBe(0);
+      expect((await d.waitForOutcome(id)).outcome).toBe('succeeded');
+      expect(d.logs().some((l) => l.event === 'daemon.cancelling')).toBe(false);
+    } finally {
+      proxy.close();
+    }
   });
 
   it('--force cancels the running session, as a second SIGTERM does, and exits 0 once the daemon has gone', async () => {
