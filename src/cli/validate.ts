@@ -82,6 +82,11 @@ export class ValidateCommand extends AgentdCommand {
       if (agent.capAdd.length > 0) {
         out.push(`    cap_add ${agent.capAdd.join(', ')}: the command runs with these capabilities`);
       }
+      if (agent.userNamespace === 'auto') {
+        out.push(
+          '    user_namespace auto: each session runs as host uids of its own (the containers ranges of /etc/subuid and /etc/subgid)',
+        );
+      }
       if (agent.maxConcurrent !== undefined) out.push(`    max_concurrent ${agent.maxConcurrent}`);
       if (agent.schedule) out.push(`    ${describeSchedule(agent.schedule)}`);
     }

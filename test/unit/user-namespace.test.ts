@@ -3,13 +3,18 @@
  * and refuses what it cannot keep working, the podman flags of its containers, and the check of the
  * `containers` ranges in /etc/subuid and /etc/subgid that doctor runs and start fails on.
  */
-import { describe, expect, it } from 'vitest';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { Cli } from 'clipanion';
+import { afterEach, describe, expect, it } from 'vitest';
 import { containerArgs, USER_NAMESPACE_SIZE } from '../../src/adapters/podman.js';
 import {
   freeRangeStart,
   parseSubordinateIds,
   type SubordinateRange,
 } from '../../src/adapters/subordinate-ids.js';
+import { buildCli } from '../../src/cli/cli.js';
 import { ConfigError, parseConfig } from '../../src/config/index.js';
 import type { AgentConfig, Settings } from '../../src/config/types.js';
 import { AGENT_UID } from '../../src/constants.js';
@@ -17,6 +22,9 @@ import { checkUserNamespaces } from '../../src/daemon/preflight.js';
 import { assembleSession } from '../../src/sessions/assemble.js';
 import { planRun } from '../../src/sessions/run-plan.js';
 import { AGENTS, request } from '../helpers/machine-fakes.js';
+import { cleanupAll, makeTempDir } from '../helpers/resources.js';
+
+afterEach(cleanupAll);
 
 const FILE = '/etc/agentd/agentd.yaml';
 const ENV = { HOME: '/home/u', XDG_RUNTIME_DIR: '/run/user/1000' };
@@ -71,6 +79,29 @@ describe('user_namespace: in the configuration', () => {
     // The read-only mount is fine.
     expect(at('agents[0].mounts[0].read_only')).toBeUndefined();
     expect(found.filter((p) => p.message.includes('user_namespace'))).toHaveLength(3);
+  });
+
+  it('is shown by validate for the agents that have it', async () => {
+    const dir = makeTempDir('agentd-unit-userns-');
+    const file = join(dir, 'agentd.yaml');
+    const second = '  - name: plain\n    image: localhost/agentd-base:bookworm\n    command: ["run"]\n';
+    writeFileSync(
+      file,
+      `daemon:\n  state_dir: ${join(dir, 'state')}\n${config('    user_namespace: auto\n')}${second}`,
+    );
+    let out = '';
+    const stdout = new PassThrough().on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+    });
+    const code = await (await buildCli('validate')).run(['validate', '--config', file], {
+      ...Cli.defaultContext,
+      stdout,
+      stderr: new PassThrough(),
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(code).toBe(0);
+    expect(out.match(/user_namespace auto: each session runs as host uids of its own/g)).toHaveLength(1);
+    expect(out.indexOf('user_namespace auto')).toBeLessThan(out.indexOf('- plain:'));
   });
 
   it('keeps caches, read-write mounts and the host network for agents without it', () => {
