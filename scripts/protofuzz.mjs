@@ -276,7 +276,7 @@ function* socketCases() {
           raw: { base: { v, ...template }, field: key, text: '{"polluted":"yes","isAdmin":true}' },
         };
       }
-      // Duplicate keys: the last wins in JSON.parse.
+      // Duplicate keys: refused, naming the key (src/protocol/json-keys.ts); JSON.parse alone kept the last.
       yield {
         label: `${name} dup type`,
         text: `{"v":${v},"type":"status","type":${JSON.stringify(name === 'eventTrigger' ? 'event' : template.type)}}`,
@@ -289,8 +289,10 @@ function* socketCases() {
 function encode(c) {
   if (c.text) return c.text;
   if (c.raw) {
-    const base = JSON.stringify(c.raw.base);
-    return `${base.slice(0, -1)},${JSON.stringify(c.raw.field)}:${c.raw.text}}`;
+    // The field once, with the raw number in place of its value: a field given twice is refused as such.
+    const { [c.raw.field]: _, ...rest } = c.raw.base;
+    const base = JSON.stringify(rest);
+    return `${base.slice(0, -1)}${base === '{}' ? '' : ','}${JSON.stringify(c.raw.field)}:${c.raw.text}}`;
   }
   return JSON.stringify(c.msg);
 }

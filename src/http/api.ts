@@ -8,6 +8,7 @@ import { LogBudget } from '../log-budget.js';
 import type { DaemonPort } from '../protocol/context.js';
 import {
   keyCount,
+  outsideRepeated,
   REPEATED_KEY_RULE,
   repeatedKeys,
   shapeOf,
@@ -402,7 +403,10 @@ function check(c: Context<Env>, op: Operation, parsed: Parsed): Checked {
   const query = take('query', op.query, singleQuery(c, op, problems)) as Record<string, unknown>;
   const body = take('body', op.body, parsed.body);
   if (problems.length > 0) {
-    const shown = problems.slice(0, 100);
+    // A repeated key has its one problem, not also one of the value JSON.parse kept.
+    const repeated = parsed.repeated ?? [];
+    const others = problems.slice(repeated.length).filter(outsideRepeated(repeated));
+    const shown = [...repeated, ...others].slice(0, 100);
     const message = `invalid request: ${shown.map((p) => `${p.path}: ${p.message}`).join('; ')}; see docs/openapi.json`;
     return { problems: true, response: errorResponse(c, 400, 'bad_request', message, shown) };
   }

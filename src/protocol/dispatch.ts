@@ -4,6 +4,7 @@ import { type DaemonPort, errorReply, type Handler, type RequestHead, replyError
 import { handlers } from './handlers/index.js';
 import {
   keyCount,
+  outsideRepeated,
   REPEATED_KEY_RULE,
   repeatedKeys,
   shapeOf,
@@ -92,7 +93,7 @@ export function check(line: string, notUtf8At?: number): Checked {
     const rule = 'tooDeep' in shape ? TOO_DEEP_RULE : TOO_MANY_KEYS_RULE;
     return {
       ok: false,
-      head: {},
+      head: headOf(shape.head),
       code: 'bad_request',
       message: 'invalid request',
       problems: [{ path: '', message: `the request ${rule}` }],
@@ -123,7 +124,9 @@ export function check(line: string, notUtf8At?: number): Checked {
   );
   if (repeated.length > 0) {
     const result = requestSchema.safeParse(parsed);
-    const others = result.success ? [] : problemsOf(result.error, REQUEST_TYPES);
+    const others = result.success
+      ? []
+      : problemsOf(result.error, REQUEST_TYPES).filter(outsideRepeated(repeated));
     return {
       ok: false,
       head,
@@ -213,7 +216,7 @@ export function busyReply(
  */
 function headOfLine(line: string): RequestHead {
   const shape = shapeOf(line);
-  if (!('keys' in shape)) return {};
+  if (!('keys' in shape)) return headOf(shape.head);
   try {
     const parsed: unknown = JSON.parse(line);
     if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {

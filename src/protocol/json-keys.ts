@@ -44,6 +44,12 @@ const COLON = 0x3a;
 const NOT_SPACE = /[^ \t\n\r]/g;
 
 /**
+ * The top-level `id` and `v` of a text refused for its shape, read before the bound was passed (each
+ * given once, written without escapes): what a socket reply repeats, so that a client can match it.
+ */
+export type ShapeHead = { id?: unknown; v?: unknown };
+
+/**
  * Before JSON.parse: whether `text` nests deeper than `maxDepth` or holds more than `maxKeys` keys
  * (strings followed by a colon, every object's together), and otherwise how many keys it holds. Any text,
  * JSON or not: it never throws, and stops at the first bound passed.
@@ -52,9 +58,12 @@ export function shapeOf(
   text: string,
   maxDepth = MAX_JSON_DEPTH,
   maxKeys = MAX_JSON_KEYS,
-): { tooDeep: true } | { tooManyKeys: true } | { keys: number } {
+): { tooDeep: true; head: ShapeHead } | { tooManyKeys: true; head: ShapeHead } | { keys: number } {
   let depth = 0;
   let keys = 0;
+  /** Where the values of the top-level id and v begin: -1 not seen, -2 given twice. */
+  let idAt = -1;
+  let vAt = -1;
   const length = text.length;
   const strings = new StringEnds(text);
   const notSpace = new RegExp(NOT_SPACE);
@@ -65,11 +74,13 @@ export function shapeOf(
       let next = end + 1;
       while (next < length && isSpace(text.charCodeAt(next))) next++;
       if (text.charCodeAt(next) === COLON) {
-        if (++keys > maxKeys) return { tooManyKeys: true };
+        if (++keys > maxKeys) return { tooManyKeys: true, head: headAt(text, idAt, vAt) };
+        if (depth === 1 && end - i === 3 && text.startsWith('id', i + 1)) idAt = idAt === -1 ? next + 1 : -2;
+        if (depth === 1 && end - i === 2 && text.charCodeAt(i + 1) === 0x76) vAt = vAt === -1 ? next + 1 : -2;
         i = next;
       } else i = end;
     } else if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
-      if (++depth > maxDepth) return { tooDeep: true };
+      if (++depth > maxDepth) return { tooDeep: true, head: headAt(text, idAt, vAt) };
     } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) depth--;
     else if (c === 0x20 && text.charCodeAt(i + 1) === 0x20) {
       notSpace.lastIndex = i;
@@ -77,6 +88,42 @@ export function shapeOf(
     }
   }
   return { keys };
+}
+
+function headAt(text: string, idAt: number, vAt: number): ShapeHead {
+  const id = valueAt(text, idAt);
+  const v = valueAt(text, vAt);
+  return { ...(id === undefined ? {} : { id }), ...(v === undefined ? {} : { v }) };
+}
+
+/** A number, or a string, that begins at `at` (after whitespace); undefined for anything else. */
+function valueAt(text: string, at: number): unknown {
+  if (at < 0) return undefined;
+  let start = at;
+  while (start < text.length && isSpace(text.charCodeAt(start))) start++;
+  let end: number;
+  if (text.charCodeAt(start) === QUOTE) end = new StringEnds(text).end(start) + 1;
+  else {
+    const number = /-?[0-9][0-9.eE+-]*/y;
+    number.lastIndex = start;
+    if (!number.test(text)) return undefined;
+    end = number.lastIndex;
+  }
+  try {
+    return JSON.parse(text.slice(start, end));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether a problem's path is outside every repeated key's: a repeated key gets its one problem, not also
+ * one of the value JSON.parse happened to keep (`{"type":"hello","type":1e400}` was told both).
+ */
+export function outsideRepeated(
+  repeated: readonly { path: string }[],
+): (problem: { path: string }) => boolean {
+  return ({ path }) => !repeated.some((r) => path === r.path || path.startsWith(`${r.path}.`));
 }
 
 /**

@@ -343,6 +343,11 @@ describe('HTTP API: bad requests', () => {
       'body.inputs.0.name',
       'body.x',
     ]);
+    // A repeated field has its one problem, not also one of the value JSON.parse kept.
+    const mistyped = await post('{"agent":"demo","agent":42,"timeout":7}');
+    expect(((await mistyped.json()) as { problems: { path: string }[] }).problems.map((p) => p.path)).toEqual(
+      ['body.agent', 'body.timeout'],
+    );
     // Too deep, or too many fields, is refused before JSON.parse reads it.
     const deep = await post(`{"agent":"demo","x":${'['.repeat(50_000)}${']'.repeat(50_000)}}`);
     expect(deep.status).toBe(400);

@@ -107,15 +107,26 @@ describe('bounds before JSON.parse', () => {
   it('refuses a text nested deeper than the bound, or with more keys, at the first one past it', () => {
     const deep = (n: number) => `${'['.repeat(n)}${']'.repeat(n)}`;
     expect(shapeOf(deep(MAX_JSON_DEPTH))).toEqual({ keys: 0 });
-    expect(shapeOf(deep(MAX_JSON_DEPTH + 1))).toEqual({ tooDeep: true });
+    expect(shapeOf(deep(MAX_JSON_DEPTH + 1))).toEqual({ tooDeep: true, head: {} });
     expect(shapeOf(`${'{"a":'.repeat(MAX_JSON_DEPTH + 1)}1${'}'.repeat(MAX_JSON_DEPTH + 1)}`)).toEqual({
       tooDeep: true,
+      head: {},
     });
+    // The top-level id and v read before the bound, for the reply to repeat; not one given twice, nor a
+    // nested one.
+    const nest = `${'['.repeat(MAX_JSON_DEPTH)}${']'.repeat(MAX_JSON_DEPTH)}`;
+    expect(shapeOf(`{ "id" : "r\\"1", "v":2, "x":{"id":"n","v":1,"y":${nest}}}`)).toEqual({
+      tooDeep: true,
+      head: { id: 'r"1', v: 2 },
+    });
+    expect(shapeOf(`{"id":"a","id":"b","v":[1],"x":${nest}}`)).toEqual({ tooDeep: true, head: {} });
+    expect(shapeOf(`{"v":-1.5e3,"id":7,"x":${nest}}`)).toEqual({ tooDeep: true, head: { v: -1500, id: 7 } });
+    expect(shapeOf(`{"v":tru,"id":"x${nest}`)).toEqual({ keys: 2 });
     // Brackets in strings do not count.
     expect(shapeOf(JSON.stringify({ a: '['.repeat(1000) }))).toEqual({ keys: 1 });
     const keys = (n: number) => `{${Array.from({ length: n }, (_, i) => `"k${i}":0`).join(',')}}`;
     expect(shapeOf(keys(MAX_JSON_KEYS))).toEqual({ keys: MAX_JSON_KEYS });
-    expect(shapeOf(keys(MAX_JSON_KEYS + 1))).toEqual({ tooManyKeys: true });
+    expect(shapeOf(keys(MAX_JSON_KEYS + 1))).toEqual({ tooManyKeys: true, head: {} });
     // A string value followed by a colon inside another string is no key.
     expect(shapeOf('["a:", "b" ,"c"]')).toEqual({ keys: 0 });
   });
@@ -140,7 +151,7 @@ describe('bounds before JSON.parse', () => {
   it('scans a million levels of nesting without a stack overflow', () => {
     const n = 1_000_000;
     const arrays = `${'['.repeat(n)}${']'.repeat(n)}`;
-    expect(shapeOf(arrays)).toEqual({ tooDeep: true });
+    expect(shapeOf(arrays)).toEqual({ tooDeep: true, head: {} });
     expect(shapeOf(arrays, Number.POSITIVE_INFINITY)).toEqual({ keys: 0 });
     const objects = `${'{"a":'.repeat(n)}1${'}'.repeat(n)}`;
     expect(repeatedKeys(objects)).toEqual([]);

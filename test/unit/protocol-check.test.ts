@@ -221,6 +221,17 @@ describe('check: repeated keys, depth, fields and bytes that are not UTF-8', () 
     ).toEqual(['inputs.0.name', 'bogus']);
   });
 
+  it('gives a repeated field its one problem, not also one of the value JSON.parse kept', () => {
+    expect(failure('{"v":2,"type":"hello","client":"c","type":1e400}').problems.map((p) => p.path)).toEqual([
+      'type',
+    ]);
+    expect(
+      failure(
+        '{"v":2,"type":"event","event":{"type":"cancel"},"event":{"type":"x","y":1},"z":1}',
+      ).problems.map((p) => p.path),
+    ).toEqual(['event', 'z']);
+  });
+
   it('does not echo an id given twice: the client could match the reply to neither', () => {
     const result = failure('{"v":2,"id":"a","type":"status","id":"b"}');
     expect(result.head).toEqual({ v: 2 });
@@ -234,8 +245,9 @@ describe('check: repeated keys, depth, fields and bytes that are not UTF-8', () 
   });
 
   it('refuses a line nested too deep or with too many fields before JSON.parse reads it', () => {
-    const deep = failure(`{"v":2,"type":"status","x":${'['.repeat(100_000)}${']'.repeat(100_000)}}`);
-    expect(deep).toMatchObject({ code: 'bad_request', head: {} });
+    const deep = failure(`{"v":2,"id":"d","type":"status","x":${'['.repeat(100_000)}${']'.repeat(100_000)}}`);
+    // The id read before the bound is repeated: a client matching replies by id is not left waiting.
+    expect(deep).toMatchObject({ code: 'bad_request', head: { v: 2, id: 'd' } });
     expect(deep.problems).toEqual([
       { path: '', message: expect.stringMatching(/^the request nests objects and arrays more than 32 deep/) },
     ]);
