@@ -57,16 +57,23 @@ export function filesystemBytes(path: string): { checked: string; bytes: number 
 
 /**
  * What the daemon reads of the filesystem a directory is on: bytes an unprivileged writer may still use
- * (`free`) and its whole size (`total`). Undefined when it cannot be read. The record keeper takes it as
+ * (`free`) and its whole size (`total`), and the same of its inodes when it has a fixed number. Undefined when it cannot be read. The record keeper takes it as
  * a parameter, so that tests give it a filesystem as full as they need.
  */
-export type DiskSpace = (path: string) => { free: number; total: number } | undefined;
+export type DiskSpace = (
+  path: string,
+) => { free: number; total: number; freeInodes?: number; totalInodes?: number } | undefined;
 
-/** DiskSpace by statfs(2). */
+/** DiskSpace by statfs(2); inodes too (a filesystem without a fixed number, btrfs, says 0 of 0). */
 export const diskSpace: DiskSpace = (path) => {
   try {
     const fs = statfsSync(path);
-    return { free: fs.bavail * fs.bsize, total: fs.blocks * fs.bsize };
+    return {
+      free: fs.bavail * fs.bsize,
+      total: fs.blocks * fs.bsize,
+      freeInodes: fs.ffree,
+      totalInodes: fs.files,
+    };
   } catch {
     return undefined;
   }

@@ -85,6 +85,8 @@ export interface RecordEntry {
    */
   at: number;
   bytes: number;
+  /** Its files and directories (inodes: a file of many names once), the record's own directory included. */
+  inodes: number;
 }
 
 /**
@@ -109,7 +111,7 @@ export class SealedRecords {
    * What the records taken out by retention take until their files are removed (in the background), by
    * their name in the directory of records being removed: the room they free is not free yet.
    */
-  private readonly releasing = new Map<string, number>();
+  private readonly releasing = new Map<string, { bytes: number; inodes: number }>();
 
   constructor(
     readonly dir: string,
@@ -289,8 +291,9 @@ export class SealedRecords {
       const path = (error as NodeJS.ErrnoException).path;
       throw new StateDirError(`seal the record of session ${sessionId}`, path ?? dir, error);
     }
-    const bytes = await sealTree(dir);
-    this.index.set(dir, { agent, sessionId, dir, sealed: true, at: this.now(), bytes });
+    const tally = { inodes: 1 };
+    const bytes = await sealTree(dir, new Set(), tally);
+    this.index.set(dir, { agent, sessionId, dir, sealed: true, at: this.now(), bytes, inodes: tally.inodes });
     return { dir, output };
   }
 
@@ -328,7 +331,17 @@ export class SealedRecords {
       } catch {
         at = lstatSync(dir).mtimeMs;
       }
-      this.index.set(dir, { agent, sessionId, dir, sealed: this.isSealed(dir), at, bytes: sizeOf(dir) });
+      const tally = { inodes: 1 };
+      const bytes = sizeOf(dir, new Set(), tally);
+      this.index.set(dir, {
+        agent,
+        sessionId,
+        dir,
+        sealed: this.isSealed(dir),
+        at,
+        bytes,
+        inodes: tally.inodes,
+      });
     }
     return [...this.index.values()];
   }
@@ -400,18 +413,20 @@ export class SealedRecords {
 
   /**
    * Retention for room: the oldest sealed records go, but never the newest `keepNewest` sealed ones, until
-   * what they take is at least `needBytes`. Records still being written (a running session's, or one
+   * what they take is at least `need` (bytes, and inodes). Records still being written (a running session's, or one
    * whose seal waits for room) are never removed. Returns what was removed.
    */
-  pruneForRoom(needBytes: number, keepNewest: number): RecordEntry[] {
+  pruneForRoom(need: { bytes: number; inodes: number }, keepNewest: number): RecordEntry[] {
     const sealed = [...this.index.values()].filter((e) => e.sealed).sort((a, b) => a.at - b.at);
     const removed: RecordEntry[] = [];
-    let freed = 0;
+    let bytes = 0;
+    let inodes = 0;
     for (const entry of sealed.slice(0, Math.max(0, sealed.length - keepNewest))) {
-      if (freed >= needBytes) break;
+      if (bytes >= need.bytes && inodes >= need.inodes) break;
       this.discard(entry);
       this.index.delete(entry.dir);
-      freed += entry.bytes;
+      bytes += entry.bytes;
+      inodes += entry.inodes;
       removed.push(entry);
     }
     this.removeEmptyAgentDirs(removed);
@@ -419,10 +434,13 @@ export class SealedRecords {
   }
 
   /** What the records retention took out take until their files are removed (see `releasing`). */
-  get releasingBytes(): number {
-    let bytes = 0;
-    for (const size of this.releasing.values()) bytes += size;
-    return bytes;
+  get releasingRoom(): { bytes: number; inodes: number } {
+    const room = { bytes: 0, inodes: 0 };
+    for (const { bytes, inodes } of this.releasing.values()) {
+      room.bytes += bytes;
+      room.inodes += inodes;
+    }
+    return room;
   }
 
   /** Resolves once the records retention removed are gone from the disk. */
@@ -449,7 +467,7 @@ export class SealedRecords {
       removeTree(entry.dir);
       return;
     }
-    this.releasing.set(`${entry.agent}.${entry.sessionId}`, entry.bytes);
+    this.releasing.set(`${entry.agent}.${entry.sessionId}`, { bytes: entry.bytes, inodes: entry.inodes });
     this.empty();
   }
 
@@ -934,7 +952,11 @@ function copyLog(from: string | (() => Uint8Array), to: string, operation: strin
  * takes on disk (see sizeOf), in one walk. In the thread pool, a few calls at a time: an agent can leave
  * 10,000 files, and chmod and lstat of each on the event loop held it for a quarter of a second a seal.
  */
-async function sealTree(dir: string, seen: Set<string> = new Set()): Promise<number> {
+async function sealTree(
+  dir: string,
+  seen: Set<string> = new Set(),
+  tally: { inodes: number } = { inodes: 0 },
+): Promise<number> {
   let names: string[];
   try {
     names = await readdir(dir);
@@ -953,11 +975,15 @@ async function sealTree(dir: string, seen: Set<string> = new Set()): Promise<num
           return 0;
         }
         const own = entryBytes(stat, seen);
-        if (stat.isDirectory()) return own + (await sealTree(path, seen));
+        if (stat.isDirectory()) {
+          tally.inodes++;
+          return own + (await sealTree(path, seen, tally));
+        }
         if (!stat.isFile()) {
           await removeTreeAsync(path);
           return 0;
         }
+        if (own > 0) tally.inodes++;
         await chmod(path, 0o444).catch(() => {});
         return own;
       }),
@@ -975,14 +1001,20 @@ const SEAL_CONCURRENCY = 8;
  * What a record takes on disk, as retention counts it: each file and directory its blocks, and at
  * least ENTRY_MIN_BYTES (its inode and a block), so that 10,000 empty files are not counted as nothing.
  */
-function sizeOf(dir: string, seen: Set<string> = new Set()): number {
+function sizeOf(
+  dir: string,
+  seen: Set<string> = new Set(),
+  tally: { inodes: number } = { inodes: 0 },
+): number {
   let bytes = 0;
   for (const name of safeReaddir(dir)) {
     const path = join(dir, name);
     try {
       const stat = lstatSync(path);
-      bytes += entryBytes(stat, seen);
-      if (stat.isDirectory()) bytes += sizeOf(path, seen);
+      const own = entryBytes(stat, seen);
+      bytes += own;
+      if (own > 0) tally.inodes++;
+      if (stat.isDirectory()) bytes += sizeOf(path, seen, tally);
     } catch {
       // Gone meanwhile.
     }

@@ -495,15 +495,23 @@ export class RecordKeeper {
     if (minFree === undefined) return;
     const space = (this.options.space ?? diskSpace)(this.options.recordsDir);
     if (space === undefined) return;
+    const releasing = this.records.releasingRoom;
     const floor = minFreeBytes(minFree, space.total);
-    const free = space.free + this.records.releasingBytes;
-    if (floor <= 0 || free >= floor) {
+    const need = { bytes: Math.max(0, floor - space.free - releasing.bytes), inodes: 0 };
+    // A share keeps as many inodes free: 10,000 empty files a record use them up long before the bytes.
+    const totalInodes = space.totalInodes ?? 0;
+    const inodeFloor =
+      'percent' in minFree && totalInodes > 0 ? Math.floor((totalInodes * minFree.percent) / 100) : 0;
+    if (inodeFloor > 0) need.inodes = Math.max(0, inodeFloor - (space.freeInodes ?? 0) - releasing.inodes);
+    if (need.bytes === 0 && need.inodes === 0) {
       this.roomLow = false;
       return;
     }
-    const need = floor - free;
     const removed = this.records.pruneForRoom(need, RECORDS_KEPT_FOR_ROOM);
     const freed = removed.reduce((sum, r) => sum + r.bytes, 0);
+    const freedInodes = removed.reduce((sum, r) => sum + r.inodes, 0);
+    const what = `${kib(space.free)} KiB${inodeFloor > 0 ? ` and ${space.freeInodes ?? 0} inodes` : ''} free`;
+    const wanted = `${kib(floor)} KiB${inodeFloor > 0 ? ` and ${inodeFloor} inodes` : ''}`;
     if (removed.length > 0) {
       this.log.info(
         {
@@ -511,14 +519,16 @@ export class RecordKeeper {
           reason: 'records_min_free',
           count: removed.length,
           bytes: freed,
+          inodes: freedInodes,
           free: space.free,
           minFree: floor,
+          ...(inodeFloor > 0 ? { freeInodes: space.freeInodes, minFreeInodes: inodeFloor } : {}),
           removed: removed.slice(0, PRUNED_IDS_LOGGED).map((r) => r.sessionId),
         },
-        `removed ${removed.length} sealed record(s), the oldest, taking ${kib(freed)} KiB: the filesystem of ${this.options.recordsDir} had ${kib(space.free)} KiB free, less than daemon.records_min_free (${formatMinFree(minFree)}: ${kib(floor)} KiB)`,
+        `removed ${removed.length} sealed record(s), the oldest, taking ${kib(freed)} KiB and ${freedInodes} inodes: the filesystem of ${this.options.recordsDir} had ${what}, less than daemon.records_min_free (${formatMinFree(minFree)}: ${wanted})`,
       );
     }
-    if (freed >= need) {
+    if (freed >= need.bytes && freedInodes >= need.inodes) {
       this.roomLow = false;
       return;
     }
@@ -530,9 +540,10 @@ export class RecordKeeper {
         dir: this.options.recordsDir,
         free: space.free,
         minFree: floor,
+        ...(inodeFloor > 0 ? { freeInodes: space.freeInodes, minFreeInodes: inodeFloor } : {}),
         kept: RECORDS_KEPT_FOR_ROOM,
       },
-      `the filesystem of ${this.options.recordsDir} has ${kib(space.free)} KiB free, less than daemon.records_min_free (${formatMinFree(minFree)}: ${kib(floor)} KiB), and retention can remove no more: it keeps the newest ${RECORDS_KEPT_FOR_ROOM} sealed records and never an open one. Free space on that filesystem (what else takes it?), or give the records a larger one`,
+      `the filesystem of ${this.options.recordsDir} has ${what}, less than daemon.records_min_free (${formatMinFree(minFree)}: ${wanted}), and retention can remove no more: it keeps the newest ${RECORDS_KEPT_FOR_ROOM} sealed records and never an open one. Free space on that filesystem (what else takes it?), or give the records a larger one`,
     );
   }
 

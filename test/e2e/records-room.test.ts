@@ -71,4 +71,46 @@ describe('records_min_free', () => {
       .toBeGreaterThanOrEqual(0.5);
     expect(await d.stop()).toBe(0);
   });
+
+  it('removes the oldest sealed records to keep a share of the inodes free: records of many empty files', async () => {
+    const files = prepareDaemon({ agents: [] });
+    const recordsDir = join(files.dir, 'records');
+    mkdirSync(recordsDir, { mode: 0o700 });
+    // Bytes aplenty, 2,000 inodes: 30% of them (600) kept free.
+    const mounted = spawnSync('mount', [
+      '-t',
+      'tmpfs',
+      '-o',
+      'size=65536k,nr_inodes=2000,mode=0700',
+      'tmpfs',
+      recordsDir,
+    ]);
+    expect(mounted.status, String(mounted.stderr)).toBe(0);
+    track.onCleanup(() => execa('umount', ['-l', recordsDir], { reject: false }));
+    writeDaemonConfig(files, {
+      daemon: { records_dir: recordsDir, records_min_free: '30%', max_sessions: 1 },
+      agents: [agent('many', ['sh', '-c', 'cd /agentd/out && for i in $(seq 1 100); do : > f$i; done'])],
+    });
+    const d = launchDaemon(files);
+    daemons.push(d);
+    await d.ready();
+    const ids: string[] = [];
+    for (let i = 0; i < 16; i++) {
+      const run = await d.cli(['trigger', 'many', '--json']);
+      expect(run.code, run.stdout + run.stderr).toBe(0);
+      ids.push(JSON.parse(run.stdout).sessionId);
+    }
+    for (const id of ids) expect(d.record(id)?.output, id).toMatchObject({ files: 100 });
+    const pruned = d.logs().filter((l) => l.event === 'records.pruned');
+    expect(pruned.length).toBeGreaterThan(0);
+    expect(pruned[0]).toMatchObject({ reason: 'records_min_free', minFreeInodes: 600 });
+    const removed = pruned.flatMap((l) => l.removed as string[]);
+    expect(removed).toEqual(ids.slice(0, removed.length));
+    for (const id of ids.slice(-10)) expect(existsSync(join(recordsDir, 'many', id)), id).toBe(true);
+    expect(
+      d.logs().filter((l) => l.event === 'records.room_low' || l.event === 'session.record_unsealed'),
+    ).toEqual([]);
+    await expect.poll(() => statfsSync(recordsDir).ffree).toBeGreaterThanOrEqual(600);
+    expect(await d.stop()).toBe(0);
+  });
 });

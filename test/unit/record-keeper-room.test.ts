@@ -32,7 +32,7 @@ function daemonIn(stateDir: string, minFree: MinFree | undefined) {
   const lines: Record<string, unknown>[] = [];
   const log = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
   const files = new SessionFiles(stateDir);
-  const disk = { free: 50 * MiB, reads: 0 };
+  const disk = { free: 50 * MiB, reads: 0, freeInodes: 0, totalInodes: 0 };
   const keeper = new RecordKeeper(
     {
       recordsDir: join(stateDir, 'records'),
@@ -42,7 +42,7 @@ function daemonIn(stateDir: string, minFree: MinFree | undefined) {
       ...(minFree === undefined ? {} : { minFree }),
       space: () => {
         disk.reads++;
-        return { free: disk.free, total: TOTAL };
+        return { free: disk.free, total: TOTAL, freeInodes: disk.freeInodes, totalInodes: disk.totalInodes };
       },
     },
     files,
@@ -134,6 +134,39 @@ describe('records_min_free', () => {
     daemon.disk.free = 0;
     daemon.keeper.keepRoom();
     expect(low()).toHaveLength(2);
+  });
+
+  it('keeps as many inodes free as its share says: records of many files use them up before the bytes', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'agentd-room-'));
+    dirs.push(stateDir);
+    const daemon = daemonIn(stateDir, { percent: 10 });
+    // 10,000 inodes, 1,000 of them free: the floor exactly.
+    Object.assign(daemon.disk, { totalInodes: 10_000, freeInodes: 1000 });
+    await daemon.journal.recover();
+    for (let i = 1; i <= 12; i++) await ran(daemon, idOf(i));
+    expect(daemon.lines.filter((l) => l.event === 'records.pruned')).toEqual([]);
+    // 5 inodes short, bytes aplenty: the oldest go until their inodes (directories and files) make it up.
+    daemon.disk.freeInodes = 995;
+    daemon.keeper.keepRoom();
+    const pruned = daemon.lines.filter((l) => l.event === 'records.pruned');
+    expect(pruned).toEqual([
+      expect.objectContaining({
+        reason: 'records_min_free',
+        removed: [idOf(1), idOf(2)].slice(0, Number(pruned[0]?.count)),
+        minFreeInodes: 1000,
+        freeInodes: 995,
+      }),
+    ]);
+    expect(Number(pruned[0]?.inodes)).toBeGreaterThanOrEqual(5);
+    expect(existsSync(daemon.keeper.dirOf('demo', idOf(1)))).toBe(false);
+    expect(existsSync(daemon.keeper.dirOf('demo', idOf(3)))).toBe(true);
+    // A size floor keeps bytes only (a filesystem without a fixed number of inodes says 0 of 0 anyway).
+    const sized = daemonIn(mkdtempSync(join(tmpdir(), 'agentd-room-')), { bytes: MiB });
+    dirs.push(join(sized.keeper.dirOf('demo', idOf(1)), '..', '..', '..'));
+    Object.assign(sized.disk, { totalInodes: 10_000, freeInodes: 0 });
+    await sized.journal.recover();
+    for (let i = 1; i <= 12; i++) await ran(sized, idOf(i));
+    expect(sized.lines.filter((l) => l.event === 'records.pruned')).toEqual([]);
   });
 
   it('runs after every seal, and not at all without a floor', async () => {
