@@ -6,7 +6,7 @@ import {
   describeRestartNeeded,
   diffConfiguration,
   hostChanges,
-  MAX_NAMED_AGENTS,
+  listedChanges,
 } from '../config/diff.js';
 import { tcpHostExposure } from '../config/hosts.js';
 import { ConfigError, loadConfig } from '../config/load.js';
@@ -122,20 +122,21 @@ export function createReloader(
       return { type: 'reload_failed', file, message: `reload not applied: ${reason}` };
     }
     const summary = describeChanges(changes);
+    // At most MAX_NAMED_AGENTS names of each change, and how many: in the reply as in the log line.
+    const listed = listedChanges(answer.agents, changes);
     log.info(
       {
         event: 'daemon.reloaded',
         trigger,
         config: file,
-        // Counts, and at most MAX_NAMED_AGENTS names of each change: the reply has them all.
-        agents: answer.agents.length,
-        added: changes.added.slice(0, MAX_NAMED_AGENTS),
-        changed: changes.changed.slice(0, MAX_NAMED_AGENTS),
-        removed: changes.removed.slice(0, MAX_NAMED_AGENTS),
+        agents: listed.counts.agents,
+        added: listed.added,
+        changed: listed.changed,
+        removed: listed.removed,
         counts: {
-          added: changes.added.length,
-          changed: changes.changed.length,
-          removed: changes.removed.length,
+          added: listed.counts.added,
+          changed: listed.counts.changed,
+          removed: listed.counts.removed,
         },
         maxSessions: answer.maxSessions,
       },
@@ -153,10 +154,7 @@ export function createReloader(
     return {
       type: 'reloaded',
       file,
-      agents: answer.agents,
-      added: changes.added,
-      changed: changes.changed,
-      removed: changes.removed,
+      ...listed,
       maxSessions: answer.maxSessions,
       restartNeeded: changes.restartNeeded,
       message,

@@ -120,10 +120,13 @@ export type HostStatus = z.infer<typeof hostStatusSchema>;
 const reloaded = {
   type: z.literal('reloaded'),
   file: z.string(),
+  /** The agents in force and the names each change holds: at most the first 20 of each (`counts` has how many). */
   agents: z.array(z.string()),
   added: z.array(z.string()),
   changed: z.array(z.string()),
   removed: z.array(z.string()),
+  /** How many agents are in force and how many each change holds. */
+  counts: z.object({ agents: z.number(), added: z.number(), changed: z.number(), removed: z.number() }),
   maxSessions: z.number(),
   /** Settings that differ in the file but apply only after a restart (socket, state dir, ...). */
   restartNeeded: z.array(z.object({ key: z.string(), from: z.string(), to: z.string() })),
