@@ -2,7 +2,8 @@
  * daemon.records_min_free on a real filesystem: records_dir on a tmpfs of 8 MiB that keeps half of it free.
  * The daemon removes the oldest sealed records as the newest fill it, keeps the newest ten, and every
  * session keeps its output. Before it, retention went by age, size and count only, and the records filled
- * the filesystem until outputs were lost (cbd7177: measured on a 50 MiB tmpfs).
+ * the filesystem until outputs were lost (cbd7177: measured on a 50 MiB tmpfs). And `agentd status` on a
+ * records filesystem too small for a session's output: the record that waits to be sealed is shown.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, statfsSync } from 'node:fs';
@@ -111,6 +112,46 @@ describe('records_min_free', () => {
       d.logs().filter((l) => l.event === 'records.room_low' || l.event === 'session.record_unsealed'),
     ).toEqual([]);
     await expect.poll(() => statfsSync(recordsDir).ffree).toBeGreaterThanOrEqual(600);
+    expect(await d.stop()).toBe(0);
+  });
+
+  it('`status` shows a record that waits to be sealed for room, and stops once it is sealed', async () => {
+    const files = prepareDaemon({ agents: [] });
+    const recordsDir = join(files.dir, 'records');
+    mkdirSync(recordsDir, { mode: 0o700 });
+    // 2 MiB: no room for an output of 3 MB.
+    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2048k,mode=0700', 'tmpfs', recordsDir]);
+    expect(mounted.status, String(mounted.stderr)).toBe(0);
+    track.onCleanup(() => execa('umount', ['-l', recordsDir], { reject: false }));
+    writeDaemonConfig(files, {
+      daemon: { records_dir: recordsDir },
+      agents: [agent('big', ['sh', '-c', 'head -c 3000000 /dev/urandom > /agentd/out/big.bin'])],
+    });
+    const d = launchDaemon(files);
+    daemons.push(d);
+    await d.ready();
+    const run = await d.cli(['trigger', 'big', '--json']);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    const id = JSON.parse(run.stdout).sessionId as string;
+    const status = await d.cli(['status']);
+    // Held work, not a fault: still exit 0.
+    expect(status.code).toBe(0);
+    expect(status.stdout).toMatch(
+      new RegExp(
+        `^unsealed: 1 finished session waits for its record to be sealed \\(the oldest: ${id}, ended .* ago\\)`,
+        'm',
+      ),
+    );
+    const json = JSON.parse((await d.cli(['status', '--json'])).stdout);
+    expect(json.unsealed).toMatchObject({ count: 1, oldest: id, waitingMs: expect.any(Number) });
+
+    // Room: the record is sealed at its next try, and status no longer says so.
+    const grown = spawnSync('mount', ['-o', 'remount,size=16384k', recordsDir]);
+    expect(grown.status, String(grown.stderr)).toBe(0);
+    await d.waitForLog((l) => l.event === 'session.record_sealed' && l.session === id, 60_000);
+    const after = JSON.parse((await d.cli(['status', '--json'])).stdout);
+    expect(after.unsealed).toBeUndefined();
+    expect(d.record(id)?.output).toMatchObject({ files: 1, bytes: 3000000 });
     expect(await d.stop()).toBe(0);
   });
 });
