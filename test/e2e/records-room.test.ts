@@ -29,6 +29,18 @@ afterEach(async () => {
   for (const d of daemons.splice(0)) if (d.running) await d.stop();
 });
 
+const TOKEN = 'records-room-e2e-token';
+
+/** The daemon's /metrics, as a scraper with a read token gets it. */
+async function scrape(d: TestDaemon): Promise<string> {
+  const listening = await d.waitForLog((l) => l.event === 'http.listening');
+  const response = await fetch(`${String(listening.address)}/metrics`, {
+    headers: { authorization: `Bearer ${TOKEN}` },
+  });
+  expect(response.status).toBe(200);
+  return response.text();
+}
+
 describe('records_min_free', () => {
   it('removes the oldest sealed records to keep the records filesystem half free, never the newest ten', async () => {
     const files = prepareDaemon({ agents: [] });
@@ -124,10 +136,16 @@ describe('records_min_free', () => {
     expect(mounted.status, String(mounted.stderr)).toBe(0);
     track.onCleanup(() => execa('umount', ['-l', recordsDir], { reject: false }));
     writeDaemonConfig(files, {
-      daemon: { records_dir: recordsDir },
+      daemon: {
+        records_dir: recordsDir,
+        http: {
+          listen: '127.0.0.1:0',
+          tokens: [{ name: 'view', source: 'env:AGENTD_E2E_ROOM_TOKEN', scopes: ['read'] }],
+        },
+      },
       agents: [agent('big', ['sh', '-c', 'head -c 3000000 /dev/urandom > /agentd/out/big.bin'])],
     });
-    const d = launchDaemon(files);
+    const d = launchDaemon(files, { env: { AGENTD_E2E_ROOM_TOKEN: TOKEN } });
     daemons.push(d);
     await d.ready();
     const run = await d.cli(['trigger', 'big', '--json']);
@@ -144,6 +162,7 @@ describe('records_min_free', () => {
     );
     const json = JSON.parse((await d.cli(['status', '--json'])).stdout);
     expect(json.unsealed).toMatchObject({ count: 1, oldest: id, waitingMs: expect.any(Number) });
+    expect(await scrape(d)).toMatch(/^agentd_records_unsealed 1$/m);
 
     // Room: the record is sealed at its next try, and status no longer says so.
     const grown = spawnSync('mount', ['-o', 'remount,size=16384k', recordsDir]);
@@ -151,6 +170,9 @@ describe('records_min_free', () => {
     await d.waitForLog((l) => l.event === 'session.record_sealed' && l.session === id, 60_000);
     const after = JSON.parse((await d.cli(['status', '--json'])).stdout);
     expect(after.unsealed).toBeUndefined();
+    const text = await scrape(d);
+    expect(text).toMatch(/^agentd_records_unsealed 0$/m);
+    expect(text).toMatch(/^agentd_records_unsealed_oldest_seconds 0$/m);
     expect(d.record(id)?.output).toMatchObject({ files: 1, bytes: 3000000 });
     expect(await d.stop()).toBe(0);
   });
