@@ -24,7 +24,7 @@ import {
   type SubordinateRange,
 } from '../adapters/subordinate-ids.js';
 import { hostAllowed, seesThisMachine, tcpOnLoopback, transportOf } from '../config/hosts.js';
-import { formatSize } from '../config/resources.js';
+import { formatSize, minFreeBytes } from '../config/resources.js';
 import type { AgentConfig, CredentialSource, HostConfig, Settings } from '../config/types.js';
 import { configWarnings } from '../config/warnings.js';
 import { AgentdError, errorMessage } from '../errors.js';
@@ -730,12 +730,12 @@ function checkDirectories(settings: Settings): CheckResult[] {
  * archive's bound of the largest resources.output, per session running at once). A bound that does not
  * fit never removes a record before the records fill the filesystem, and then the sessions' outputs
  * are not kept, their records wait unsealed for room, and a state dir on that filesystem turns the
- * daemon degraded, until someone frees space by hand or records_min_free removes old records (it keeps
- * the newest ten, and its default 5% is less than that room on a small filesystem). Said only when it does
- * not fit.
+ * daemon degraded, until someone frees space by hand. Not said when records_min_free keeps that room
+ * free (it removes the oldest records for it): its default 5% does on a large filesystem, not on a small
+ * one.
  */
 function checkRecordsRoom(settings: Settings): CheckResult[] {
-  const { recordsDir, recordsMaxBytes, maxSessions, stateDir } = settings.daemon;
+  const { recordsDir, recordsMaxBytes, recordsMinFree, maxSessions, stateDir } = settings.daemon;
   let room: { checked: string; bytes: number };
   // The archive waits in the state dir's work dir: on the records' filesystem only when both share it.
   let copies: 1 | 2;
@@ -748,6 +748,9 @@ function checkRecordsRoom(settings: Settings): CheckResult[] {
   const largestOutput = Math.max(0, ...settings.agents.map((agent) => agent.resources.output.bytes));
   const sealing = largestOutput === 0 ? 0 : copies * outputArchiveLimit(largestOutput) * maxSessions;
   if (room.bytes <= 0 || recordsMaxBytes + sealing <= room.bytes) return [];
+  // records_min_free keeps at least that room free by removing the oldest records: the seals find it.
+  const floor = minFreeBytes(recordsMinFree, room.bytes);
+  if (floor > 0 && floor >= sealing) return [];
   const whole = `${Math.floor(room.bytes / MiB)} MiB`;
   const fits = Math.floor((room.bytes - sealing) / MiB) * MiB;
   const beside =
@@ -761,7 +764,7 @@ function checkRecordsRoom(settings: Settings): CheckResult[] {
       message: `daemon.records_max_size is ${formatSize(recordsMaxBytes)}, more than the filesystem of ${recordsDir} (${whole}, on ${room.checked}) holds${beside}: retention removes no record for size before the records fill it; then sessions' outputs are not kept (their output says the state dir was full), records wait unsealed for room, and a state dir on that filesystem turns the daemon degraded, until space is freed by hand`,
       fix:
         fits >= MiB
-          ? `Set daemon.records_max_size to ${formatSize(fits)} or less (less still for the state dir's own files, if it shares that filesystem), or daemon.records_dir on a larger filesystem`
+          ? `Set daemon.records_max_size to ${formatSize(fits)} or less (less still for the state dir's own files, if it shares that filesystem), or daemon.records_min_free to ${Math.ceil(sealing / MiB)}m or more, or daemon.records_dir on a larger filesystem`
           : `Set daemon.records_dir on a larger filesystem, or lower resources.output`,
     },
   ];

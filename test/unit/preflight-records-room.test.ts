@@ -21,11 +21,15 @@ const podman: PreflightPodman = {
   rootless: async () => true,
 };
 
-async function recordsChecks(recordsMaxSize: (filesystemBytes: number) => string, recordsDir?: string) {
+async function recordsChecks(
+  recordsMaxSize: (filesystemBytes: number) => string,
+  recordsDir?: string,
+  minFree = '0',
+) {
   const dir = makeTempDir('agentd-unit-preflight-records-');
   const fs = statfsSync(recordsDir === undefined ? dir : dirname(recordsDir));
   const records = recordsDir === undefined ? '' : `  records_dir: ${recordsDir}\n`;
-  const text = `daemon:\n  state_dir: ${join(dir, 'state')}\n${records}  records_max_size: ${recordsMaxSize(fs.blocks * fs.bsize)}\nagents:\n  - name: demo\n    image: localhost/agentd-base:bookworm\n    command: ["run"]\n`;
+  const text = `daemon:\n  state_dir: ${join(dir, 'state')}\n${records}  records_max_size: ${recordsMaxSize(fs.blocks * fs.bsize)}\n  records_min_free: ${minFree}\nagents:\n  - name: demo\n    image: localhost/agentd-base:bookworm\n    command: ["run"]\n`;
   const settings = parseConfig(text, join(dir, 'agentd.yaml'), ENV, 1000);
   const results = await runPreflight({ settings, podman, env: ENV, depth: 'cheap', uid: 1000 });
   return { dir, checks: results.filter((r) => r.check === 'records size') };
@@ -40,7 +44,7 @@ describe('preflight: records_max_size against the records filesystem', () => {
     expect(checks[0]?.message).toContain(`more than the filesystem of ${join(dir, 'state', 'records')} (`);
     expect(checks[0]?.message).toContain('retention removes no record for size before the records fill it');
     expect(checks[0]?.fix).toMatch(
-      /^Set daemon\.records_max_size to \d+[mgt] or less \(less still for the state dir's own files, if it shares that filesystem\), or daemon\.records_dir on a larger filesystem$/,
+      /^Set daemon\.records_max_size to \d+[mgt] or less \(less still for the state dir's own files, if it shares that filesystem\), or daemon\.records_min_free to 640m or more, or daemon\.records_dir on a larger filesystem$/,
     );
   });
 
@@ -71,6 +75,15 @@ describe('preflight: records_max_size against the records filesystem', () => {
       expect(checks[0]?.message).toContain('(the archive of resources.output 64m each)');
     },
   );
+
+  it('says nothing when records_min_free keeps the room of the outputs being sealed free, and only then', async () => {
+    const tooLarge = (bytes: number) => `${Math.ceil(bytes / GiB) + 1}g`;
+    // 640 MiB: twice the archive of 64m for each of 4 sessions.
+    expect((await recordsChecks(tooLarge, undefined, '640m')).checks).toEqual([]);
+    const short = await recordsChecks(tooLarge, undefined, '639m');
+    expect(short.checks).toHaveLength(1);
+    expect(short.checks[0]?.fix).toContain('or daemon.records_min_free to 640m or more');
+  });
 
   it('says nothing when records_max_size fits the filesystem', async () => {
     const { checks } = await recordsChecks(() => '1m');
