@@ -12,8 +12,7 @@ import {
   REPEATED_KEY_RULE,
   repeatedKeys,
   shapeOf,
-  TOO_DEEP_RULE,
-  TOO_MANY_KEYS_RULE,
+  shapeRule,
 } from '../protocol/json-keys.js';
 import { encodingMistake, MAX_PROBLEMS, problemsOf, shownFieldName } from '../protocol/problems.js';
 import { submitTrigger } from '../protocol/submit.js';
@@ -357,7 +356,7 @@ async function bodyOf(c: Context<Env>, op: Operation, limit: number, bodies: Sha
   // Bounded before JSON.parse, which takes any depth and any number of keys at a cost (src/protocol/json-keys.ts).
   const shape = shapeOf(text);
   if (!('keys' in shape)) {
-    const problem = { path: 'body', message: 'tooDeep' in shape ? TOO_DEEP_RULE : TOO_MANY_KEYS_RULE };
+    const problem = { path: 'body', message: shapeRule(shape) };
     return {
       response: errorResponse(c, 400, 'bad_request', `invalid request: body ${problem.message}`, [problem]),
     };

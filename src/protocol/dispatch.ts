@@ -8,8 +8,7 @@ import {
   REPEATED_KEY_RULE,
   repeatedKeys,
   shapeOf,
-  TOO_DEEP_RULE,
-  TOO_MANY_KEYS_RULE,
+  shapeRule,
 } from './json-keys.js';
 import { REQUEST_SINCE, REQUEST_TYPES, type Request, requestIdSchema, requestSchema } from './messages.js';
 import {
@@ -90,7 +89,7 @@ export function check(line: string, notUtf8At?: number): Checked {
   }
   const shape = shapeOf(line);
   if (!('keys' in shape)) {
-    const rule = 'tooDeep' in shape ? TOO_DEEP_RULE : TOO_MANY_KEYS_RULE;
+    const rule = shapeRule(shape);
     return {
       ok: false,
       head: headOf(shape.head),

@@ -21,6 +21,13 @@ export const MAX_JSON_DEPTH = 32;
  */
 export const MAX_JSON_KEYS = 4096;
 
+/**
+ * How many objects and arrays a request may hold in all: no request holds more than some 70 (a trigger,
+ * its `inputs` and 64 of them). A 16 MiB line of `[{},{},...]` (5.6 million empty objects, none deep and
+ * no key) held the daemon's event loop for 12 to 26 s and took its RSS to 1.1 GB, as `[[[[...` did.
+ */
+export const MAX_JSON_CONTAINERS = 4096;
+
 /** What a problem says of a key given twice, whatever door it came through. */
 export const REPEATED_KEY_RULE =
   'given more than once in one object; give each field once (JSON readers differ on which of its values counts)';
@@ -30,6 +37,17 @@ export const TOO_DEEP_RULE = `nests objects and arrays more than ${MAX_JSON_DEPT
 
 /** What a problem says of a request with too many keys. */
 export const TOO_MANY_KEYS_RULE = `holds more than ${MAX_JSON_KEYS} fields in all, and no request holds more than some 150; send only the fields the request takes`;
+
+/** What a problem says of a request with too many objects and arrays. */
+export const TOO_MANY_CONTAINERS_RULE = `holds more than ${MAX_JSON_CONTAINERS} objects and arrays in all, and no request holds more than some 70; send only the fields the request takes`;
+
+/** What a problem says of a request `shapeOf` refused. */
+export function shapeRule(
+  shape: { tooDeep: true } | { tooManyKeys: true } | { tooManyContainers: true },
+): string {
+  if ('tooDeep' in shape) return TOO_DEEP_RULE;
+  return 'tooManyKeys' in shape ? TOO_MANY_KEYS_RULE : TOO_MANY_CONTAINERS_RULE;
+}
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -50,17 +68,24 @@ const NOT_SPACE = /[^ \t\n\r]/g;
 export type ShapeHead = { id?: unknown; v?: unknown };
 
 /**
- * Before JSON.parse: whether `text` nests deeper than `maxDepth` or holds more than `maxKeys` keys
- * (strings followed by a colon, every object's together), and otherwise how many keys it holds. Any text,
- * JSON or not: it never throws, and stops at the first bound passed.
+ * Before JSON.parse: whether `text` nests deeper than `maxDepth`, holds more than `maxKeys` keys (strings
+ * followed by a colon, every object's together) or more than `maxContainers` objects and arrays, and
+ * otherwise how many keys it holds. Any text, JSON or not: it never throws, and stops at the first bound
+ * passed.
  */
 export function shapeOf(
   text: string,
   maxDepth = MAX_JSON_DEPTH,
   maxKeys = MAX_JSON_KEYS,
-): { tooDeep: true; head: ShapeHead } | { tooManyKeys: true; head: ShapeHead } | { keys: number } {
+  maxContainers = MAX_JSON_CONTAINERS,
+):
+  | { tooDeep: true; head: ShapeHead }
+  | { tooManyKeys: true; head: ShapeHead }
+  | { tooManyContainers: true; head: ShapeHead }
+  | { keys: number } {
   let depth = 0;
   let keys = 0;
+  let containers = 0;
   /** Where the values of the top-level id and v begin: -1 not seen, -2 given twice. */
   let idAt = -1;
   let vAt = -1;
@@ -81,6 +106,7 @@ export function shapeOf(
       } else i = end;
     } else if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
       if (++depth > maxDepth) return { tooDeep: true, head: headAt(text, idAt, vAt) };
+      if (++containers > maxContainers) return { tooManyContainers: true, head: headAt(text, idAt, vAt) };
     } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) depth--;
     else if (c === 0x20 && text.charCodeAt(i + 1) === 0x20) {
       notSpace.lastIndex = i;

@@ -364,6 +364,14 @@ describe('HTTP API: bad requests', () => {
       code: 'bad_request',
       problems: [{ path: 'body', message: expect.stringMatching(/^holds more than 4096 fields/) }],
     });
+    const objects = await post(`{"agent":"demo","x":[${'{},'.repeat(100_000)}{}]}`);
+    expect(objects.status).toBe(400);
+    expect(await objects.json()).toMatchObject({
+      code: 'bad_request',
+      problems: [
+        { path: 'body', message: expect.stringMatching(/^holds more than 4096 objects and arrays/) },
+      ],
+    });
     expect(submitted).toEqual([]);
     // The same body without the repetition is taken.
     expect((await post('{"agent":"demo","workUnit":"w"}')).status).not.toBe(400);

@@ -6,15 +6,18 @@
 import { describe, expect, it } from 'vitest';
 import {
   keyCount,
+  MAX_JSON_CONTAINERS,
   MAX_JSON_DEPTH,
   MAX_JSON_KEYS,
   repeatedKeys,
   shapeOf,
+  shapeRule,
+  TOO_MANY_CONTAINERS_RULE,
 } from '../../src/protocol/json-keys.js';
 
 /** What the daemon concludes of a JSON text: the keys it repeats, by the counts and then the scanner. */
 function repeats(text: string): string[][] {
-  const shape = shapeOf(text, Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY);
+  const shape = shapeOf(text, Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY);
   if (!('keys' in shape)) throw new Error('unbounded');
   return keyCount(JSON.parse(text)) === shape.keys ? [] : repeatedKeys(text);
 }
@@ -131,6 +134,25 @@ describe('bounds before JSON.parse', () => {
     expect(shapeOf('["a:", "b" ,"c"]')).toEqual({ keys: 0 });
   });
 
+  it('refuses a text of more objects and arrays than the bound, however flat and keyless', () => {
+    // A 16 MiB line of `[{},{},...]` (5.6 million objects, depth 2, no key) held the event loop for 12 s
+    // and the daemon's RSS at 1.1 GB.
+    const flat = (n: number, item: string) => `{"id":"r1","x":[${Array(n).fill(item).join(',')}]}`;
+    expect(shapeOf(flat(MAX_JSON_CONTAINERS - 2, '{}'))).toEqual({ keys: 2 });
+    expect(shapeOf(flat(MAX_JSON_CONTAINERS - 1, '{}'))).toEqual({
+      tooManyContainers: true,
+      head: { id: 'r1' },
+    });
+    expect(shapeOf(flat(MAX_JSON_CONTAINERS - 1, '[]'))).toEqual({
+      tooManyContainers: true,
+      head: { id: 'r1' },
+    });
+    expect(shapeRule({ tooManyContainers: true })).toBe(TOO_MANY_CONTAINERS_RULE);
+    // Scalars and brackets in strings do not count.
+    expect(shapeOf(flat(100_000, '0'))).toEqual({ keys: 2 });
+    expect(shapeOf(flat(100_000, '"{}"'))).toEqual({ keys: 2 });
+  });
+
   it('takes any text without throwing: unterminated strings, stray escapes, unbalanced brackets', () => {
     for (const text of [
       '"',
@@ -152,7 +174,9 @@ describe('bounds before JSON.parse', () => {
     const n = 1_000_000;
     const arrays = `${'['.repeat(n)}${']'.repeat(n)}`;
     expect(shapeOf(arrays)).toEqual({ tooDeep: true, head: {} });
-    expect(shapeOf(arrays, Number.POSITIVE_INFINITY)).toEqual({ keys: 0 });
+    expect(shapeOf(arrays, Number.POSITIVE_INFINITY, MAX_JSON_KEYS, Number.POSITIVE_INFINITY)).toEqual({
+      keys: 0,
+    });
     const objects = `${'{"a":'.repeat(n)}1${'}'.repeat(n)}`;
     expect(repeatedKeys(objects)).toEqual([]);
     expect(repeatedKeys(`${'{"a":'.repeat(n)}{"b":1,"b":2}${'}'.repeat(n)}`)[0]).toHaveLength(n + 1);
