@@ -761,6 +761,16 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
 
   // A second shutdown cancels the running sessions: the machine's rule, not counted here.
   const onSignal = (signal: NodeJS.Signals) => {
+    // The machine has stopped: the daemon writes its last records and gives notifications their grace.
+    // A signal now must not end it mid-way (its default action did: exit 143, pid file left, deliveries
+    // under way neither written back nor said abandoned); it is bounded, and SIGKILL ends it at once.
+    if (actor.getSnapshot().status !== 'active') {
+      log.info(
+        { event: 'daemon.signal', signal, finishing: true },
+        `received ${signal} while finishing the stop (its last sweep, records and outcome notifications: some 20 s at most); it goes on, SIGKILL ends it at once`,
+      );
+      return;
+    }
     log.info({ event: 'daemon.signal', signal }, `received ${signal}`);
     // A reload under way is ended (its thread too) and none begins: one while the daemon stops changes nothing.
     void reloadLoader.close();
@@ -839,8 +849,6 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
         .catch(() => {}),
     ),
   );
-  process.off('SIGTERM', onSignal);
-  process.off('SIGINT', onSignal);
   // Sessions settled on the way out (queued ones dropped) are sealed in the background: their
   // followers get the outcome before their connections are closed.
   await journal.outcomesPublished(OUTCOMES_AT_STOP_MS);
@@ -866,6 +874,9 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
   // Notifications of the last outcomes get a moment; a receiver that is down does not hold the stop up.
   await notifier.close(NOTIFY_GRACE_MS);
   await notify.flush();
+  // Only now: until here a signal's default action would have ended the stop mid-way (onSignal).
+  process.off('SIGTERM', onSignal);
+  process.off('SIGINT', onSignal);
   // Said by daemon.crashed: not a start that failed.
   if (crashed) return DAEMON_CRASHED_EXIT;
   if (!end?.matches({ shutdown: 'stopped' })) {

@@ -5,7 +5,7 @@
  * --force cancels what runs, as a second SIGTERM does. The wait's rules are in test/unit/stop.test.ts.
  */
 import { existsSync, rmSync } from 'node:fs';
-import { connect, createServer, type Server } from 'node:net';
+import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/exit-codes.js';
@@ -135,6 +135,50 @@ describe('agentd stop', () => {
       expect(d.logs().some((l) => l.event === 'daemon.cancelling')).toBe(false);
     } finally {
       proxy.close();
+    }
+  });
+
+  it('a signal while the stop writes its last records and gives notifications their grace does not end it mid-way: exit 0', async () => {
+    // A webhook that takes the POST and never answers: the stop gives it its grace (5 s).
+    const held: Socket[] = [];
+    let posted: () => void = () => {};
+    const posting = new Promise<void>((resolve) => {
+      posted = resolve;
+    });
+    const hook = createServer((socket) => {
+      held.push(socket);
+      socket.on('error', () => {});
+      posted();
+    });
+    await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (hook.address() as AddressInfo).port;
+      const d = await startDaemon(
+        {
+          agents: [agent('quick', ['true'])],
+          daemon: { notify: [{ url: `http://127.0.0.1:${port}/hook`, secret: 'env:AGENTD_E2E_HOOK_KEY' }] },
+        },
+        { env: { AGENTD_E2E_HOOK_KEY: 'stop-hook-key-0123456789abcdef' } },
+      );
+      const run = await d.cli(['trigger', 'quick']);
+      expect(run.code, run.stderr).toBe(EXIT.succeeded);
+      await posting;
+      d.signal('SIGTERM');
+      // Its socket closed: the machine has stopped and the daemon waits for the POST under way.
+      const closing = Date.now();
+      while (existsSync(d.files.socketPath) && Date.now() - closing < 20_000)
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(existsSync(d.files.socketPath)).toBe(false);
+      expect(d.running).toBe(true);
+      // Before, the signal's default action ended it here: exit 143, no daemon.stopped, the pid file left.
+      d.signal('SIGTERM');
+      expect(await d.waitForExit(30_000)).toBe(0);
+      expect(d.logs().some((l) => l.event === 'daemon.signal' && l.finishing === true)).toBe(true);
+      expect(d.logs().some((l) => l.event === 'daemon.stopped')).toBe(true);
+      expect(existsSync(d.files.pidFile)).toBe(false);
+    } finally {
+      for (const socket of held) socket.destroy();
+      await new Promise<void>((resolve) => hook.close(() => resolve()));
     }
   });
 
