@@ -1,0 +1,146 @@
+/**
+ * The README's reference tables are what an operator reads instead of the code: the `daemon:`, `agents:`,
+ * resources and hosts key tables (every key with its default), the HTTP API's operations with their scopes,
+ * and the log events. They drifted unseen before (an event renamed in the code, a key added without a row),
+ * so each is compared here with what the code has: a key, an operation or an event added, renamed or
+ * removed without its row fails this test.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { DEFAULTS } from '../../src/config/load.js';
+import { parseMinFree, parseSize, RESOURCE_DEFAULTS } from '../../src/config/resources.js';
+import { KEYS } from '../../src/config/schema.js';
+import { parseAge, parseDuration } from '../../src/duration.js';
+import { OPERATIONS } from '../../src/http/operations.js';
+import { readmeSection } from '../helpers/readme.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
+
+/** The rows of the first table after `heading` (a line of the README) whose header starts with `| key |`. */
+function keyTable(heading: string): Map<string, string[]> {
+  const start = README.indexOf(`\n${heading}\n`);
+  if (start < 0) throw new Error(`README.md has no heading ${heading}`);
+  const rest = README.slice(start).split('\n');
+  const header = rest.findIndex((line) => line.startsWith('| key |'));
+  const rows = new Map<string, string[]>();
+  for (const line of rest.slice(header + 2)) {
+    if (!line.startsWith('|')) break;
+    const cells = line.split(' | ').map((cell) => cell.replace(/^\| /, '').trim());
+    const key = /^`([a-z_]+)`$/.exec(cells[0] ?? '')?.[1];
+    if (key === undefined) throw new Error(`a row of ${heading} does not start with a key: ${line}`);
+    rows.set(key, cells.slice(1));
+  }
+  return rows;
+}
+
+/** The default column's value without its backquotes: `10s` → 10s. */
+function defaultOf(rows: Map<string, string[]>, key: string): string {
+  const cell = rows.get(key)?.[0] ?? '';
+  return /^`([^`]+)`$/.exec(cell)?.[1] ?? cell;
+}
+
+describe('README configuration tables', () => {
+  const daemon = keyTable('### `daemon:` (optional)');
+  const agents = keyTable('### `agents:` (required, at least one)');
+  const resources = keyTable('### Resource limits (`resources:`)');
+  const hosts = keyTable('## Running a fleet of Podman hosts');
+
+  it('have one row for every key of the schema, and none for a key it does not have', () => {
+    expect([...daemon.keys()].sort()).toEqual([...KEYS.daemon].sort());
+    expect([...agents.keys()].sort()).toEqual([...KEYS.agent].sort());
+    expect([...resources.keys()].sort()).toEqual([...KEYS.resources].sort());
+    expect([...hosts.keys()].sort()).toEqual([...KEYS.host].sort());
+  });
+
+  it('give the defaults the code applies', () => {
+    const durations = {
+      stop_grace: DEFAULTS.stopGraceMs,
+      podman_timeout: DEFAULTS.podmanTimeoutMs,
+      pull_timeout: DEFAULTS.pullTimeoutMs,
+      host_probe_interval: DEFAULTS.hostProbeIntervalMs,
+      host_probe_timeout: DEFAULTS.hostProbeTimeoutMs,
+      host_down_grace: DEFAULTS.hostDownGraceMs,
+    };
+    for (const [key, ms] of Object.entries(durations))
+      expect([key, parseDuration(defaultOf(daemon, key))]).toEqual([key, ms]);
+    expect(Number(defaultOf(daemon, 'max_sessions'))).toBe(DEFAULTS.maxSessions);
+    expect(Number(defaultOf(daemon, 'log_max_bytes'))).toBe(DEFAULTS.logMaxBytes);
+    expect(Number(defaultOf(daemon, 'history'))).toBe(DEFAULTS.historyLimit);
+    expect(Number(defaultOf(daemon, 'records_max_count'))).toBe(DEFAULTS.recordsMaxCount);
+    expect(parseAge(defaultOf(daemon, 'records_max_age'))).toBe(parseAge(DEFAULTS.recordsMaxAge));
+    expect(parseSize(defaultOf(daemon, 'records_max_size'))?.bytes).toBe(DEFAULTS.recordsMaxBytes);
+    expect(parseMinFree(defaultOf(daemon, 'records_min_free'))).toEqual(
+      parseMinFree(DEFAULTS.recordsMinFree),
+    );
+    expect(defaultOf(agents, 'network')).toBe(DEFAULTS.network);
+    expect(Number(defaultOf(hosts, 'max_sessions'))).toBe(DEFAULTS.hostMaxSessions);
+    for (const [key, value] of Object.entries(RESOURCE_DEFAULTS)) {
+      expect([key, defaultOf(resources, key)]).toEqual([key, String(value)]);
+    }
+  });
+});
+
+describe('README HTTP API table', () => {
+  it('lists every operation with the scope it needs, and none that does not exist', () => {
+    const { text } = readmeSection(/^## HTTP API$/);
+    const rows = [...text.matchAll(/^\| `(GET|POST) (\/[^`]*)` \| ([a-z]+) \|/gm)].map(
+      (m) => `${m[1]} ${m[2]} ${m[3]}`,
+    );
+    const operations = OPERATIONS.map((op) => `${op.method.toUpperCase()} ${op.path} ${op.scope ?? 'none'}`);
+    expect(rows.sort()).toEqual([...operations].sort());
+  });
+});
+
+/** Every `event: 'x.y'` a module of src/ logs. */
+function emittedEvents(): Set<string> {
+  const src = join(ROOT, 'src');
+  const events = new Set<string>();
+  for (const file of readdirSync(src, { recursive: true, encoding: 'utf8' })) {
+    if (!file.endsWith('.ts')) continue;
+    const code = readFileSync(join(src, file), 'utf8');
+    for (const m of code.matchAll(/\bevent: ['"]([a-z_]+\.[a-z_]+)['"]/g)) events.add(m[1] as string);
+  }
+  return events;
+}
+
+/** Events only ever logged at `debug`, which the table leaves out. */
+const DEBUG_ONLY = ['http.aborted'];
+
+describe('README log table', () => {
+  const { text } = readmeSection(/^## Logs$/);
+  const table = text.split('\n').filter((line) => line.startsWith('| ') && !line.startsWith('| event |'));
+  const named = (cell: string) => [...cell.matchAll(/`([a-z_]+\.[a-z_]+)`/g)].map((m) => m[1] as string);
+  /** Text outside parentheses: the `warnings` row's notes name record fields (`output.missing`), not events. */
+  const outsideParentheses = (cell: string) => {
+    let depth = 0;
+    let kept = '';
+    for (const c of cell) {
+      if (c === '(') depth += 1;
+      else if (c === ')') depth -= 1;
+      else if (depth === 0) kept += c;
+    }
+    return kept;
+  };
+  /** The events a row is about: its first column, or the second of the `errors` and `warnings` rows. */
+  const listed = new Set(
+    table.flatMap((line) => {
+      const [first = '', second = ''] = line.slice(2).split(' | ');
+      return first === 'errors' || first === 'warnings' ? named(outsideParentheses(second)) : named(first);
+    }),
+  );
+  /** Any event the section names, also in another's row (`session.teardown_warning` under `session.teardown_retry`). */
+  const mentioned = new Set(named(text));
+  const emitted = emittedEvents();
+
+  it('names every event the daemon logs', () => {
+    const missing = [...emitted].filter((event) => !mentioned.has(event) && !DEBUG_ONLY.includes(event));
+    expect(missing).toEqual([]);
+  });
+
+  it('lists no event the daemon no longer logs', () => {
+    expect(emitted.size).toBeGreaterThan(50);
+    expect([...listed].filter((event) => !emitted.has(event))).toEqual([]);
+  });
+});
