@@ -55,6 +55,7 @@ import type {
 import { inlineAliases } from './yaml-aliases.js';
 import { MAX_YAML_DEPTH, yamlTokens } from './yaml-depth.js';
 import { type DuplicateKey, duplicateKeys, PairIndex } from './yaml-keys.js';
+import { oddNumbers } from './yaml-numbers.js';
 import { customTags } from './yaml-tags.js';
 
 export const DEFAULTS = {
@@ -379,6 +380,8 @@ export function parseConfig(
   };
   const tagged = customTags(doc);
   if (tagged.length > 0) return fail(tagged);
+  const numbers = oddNumbers(doc);
+  if (numbers.length > 0) return fail(numbers);
 
   // Aliases are put in place and counted here (yaml-aliases.ts), not by toJS.
   const inlined = inlineAliases(doc);
