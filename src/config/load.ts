@@ -518,7 +518,9 @@ function toSettings(raw: RawConfig, file: string, ctx: ConvertContext): Settings
       : []),
   ].map(resolvedPath);
   const hosts = toHosts(raw.hosts ?? [], ctx);
-  const agents = raw.agents.map((agent, i) => toAgent(agent, i, dir, daemon.resources ?? {}, own, ctx));
+  const agents = raw.agents.map((agent, i) =>
+    toAgent(agent, i, dir, daemon.resources ?? {}, own, ctx, daemon.user_namespace),
+  );
   placementCheck(raw, agents, hosts, ctx);
   tcpReachCheck(hosts, agents, ctx);
   cacheNameCheck(agents, ctx);
@@ -978,6 +980,8 @@ function toAgent(
   daemonResources: RawResources,
   own: readonly string[],
   ctx: ConvertContext,
+  /** `daemon.user_namespace`: the agents' default. */
+  daemonUserNamespace?: AgentConfig['userNamespace'],
 ): AgentConfig {
   const path = ['agents', index] as const;
   const mounts: MountConfig[] = (raw.mounts ?? []).map((m, j) => {
@@ -990,7 +994,7 @@ function toAgent(
     image: raw.image,
     command: [...raw.command],
     network: raw.network ?? DEFAULTS.network,
-    userNamespace: raw.user_namespace ?? 'host',
+    userNamespace: raw.user_namespace ?? daemonUserNamespace ?? 'host',
     env: toEnv(raw.env ?? {}, [...path, 'env'], ctx.locator),
     credentials: (raw.credentials ?? []).map((c) => ({ name: c.name, source: toSource(c.source, dir) })),
     repoTokenOrigins: [],
@@ -1006,7 +1010,7 @@ function toAgent(
     ),
     hostLabels: toEnv(raw.host_labels ?? {}, [...path, 'host_labels'], ctx.locator),
   };
-  if (agent.userNamespace === 'auto') userNamespaceCheck(raw, path, ctx);
+  if (agent.userNamespace === 'auto') userNamespaceCheck(raw, path, ctx, raw.user_namespace === undefined);
   if (raw.hosts !== undefined && raw.hosts !== null) agent.hosts = [...new Set(raw.hosts)];
   if (raw.context !== undefined) agent.context = raw.context;
   if (raw.repo !== undefined) {
@@ -1149,28 +1153,31 @@ function userNamespaceCheck(
   raw: RawConfig['agents'][number],
   path: readonly (string | number)[],
   ctx: ConvertContext,
+  /** Set by daemon.user_namespace, not by the agent: the fix is then the agent's own `host`. */
+  inherited: boolean,
 ): void {
+  const off = inherited
+    ? 'or give this agent user_namespace: host (daemon.user_namespace is auto)'
+    : 'or remove user_namespace: auto';
+  const auto = inherited ? 'user_namespace: auto (from daemon.user_namespace)' : 'user_namespace: auto';
   if (Object.keys(raw.caches ?? {}).length > 0) {
     ctx.problems.push({
       path: [...path, 'caches'],
       onKey: true,
-      message:
-        "cannot be used with user_namespace: auto: each session runs as another range of host uids, and a cache keeps the files of the session that wrote them, which the next session's setup step could not hand to its user; remove caches:, or remove user_namespace: auto",
+      message: `cannot be used with ${auto}: each session runs as another range of host uids, and a cache keeps the files of the session that wrote them, which the next session's setup step could not hand to its user; remove caches:, ${off}`,
     });
   }
   (raw.mounts ?? []).forEach((m, j) => {
     if (m.read_only !== false) return;
     ctx.problems.push({
       path: [...path, 'mounts', j, 'read_only'],
-      message:
-        'false cannot be used with user_namespace: auto: each session runs as another range of host uids, so the agent could not write a host directory made writable for one uid, and what it wrote would belong to a uid later sessions do not have; make the mount read-only, or remove user_namespace: auto',
+      message: `false cannot be used with ${auto}: each session runs as another range of host uids, so the agent could not write a host directory made writable for one uid, and what it wrote would belong to a uid later sessions do not have; make the mount read-only, ${off}`,
     });
   });
   if (raw.network === 'host') {
     ctx.problems.push({
       path: [...path, 'network'],
-      message:
-        "host cannot be used with user_namespace: auto: the runtime cannot mount /sys in a user namespace on the host's network (sessions would fail to start); use bridge or none, or remove user_namespace: auto",
+      message: `host cannot be used with ${auto}: the runtime cannot mount /sys in a user namespace on the host's network (sessions would fail to start); use bridge or none, ${off}`,
     });
   }
 }

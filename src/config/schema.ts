@@ -632,6 +632,13 @@ const httpShape = {
     .optional(),
 };
 
+const userNamespace = z.enum(USER_NAMESPACES, {
+  error: (iss) =>
+    iss.code === 'invalid_value'
+      ? `${describe(iss.input)} is not allowed; must be host (the default: no user namespace) or auto (each session its own range of host uids)`
+      : undefined,
+});
+
 const daemonShape = {
   socket: checkedString(
     'a path for the Unix socket',
@@ -656,6 +663,8 @@ const daemonShape = {
   records_max_count: wholeNumber(1, 100_000).optional(),
   records_min_free: minFree().optional(),
   resources: resources(),
+  // The user_namespace of every agent that sets none.
+  user_namespace: userNamespace.optional(),
   notify: notify(),
   http: strict(httpShape, 'a mapping with listen: and tokens:').optional(),
 };
@@ -810,14 +819,7 @@ const agentShape = {
           : undefined,
     })
     .optional(),
-  user_namespace: z
-    .enum(USER_NAMESPACES, {
-      error: (iss) =>
-        iss.code === 'invalid_value'
-          ? `${describe(iss.input)} is not allowed; must be host (the default: no user namespace) or auto (each session its own range of host uids)`
-          : undefined,
-    })
-    .optional(),
+  user_namespace: userNamespace.optional(),
   // null is accepted for collections so that commenting out every entry does not make the file invalid.
   env: env.nullish(),
   credentials: z

@@ -51,6 +51,28 @@ describe('user_namespace: in the configuration', () => {
     expect(auto.agents[0]?.userNamespace).toBe('auto');
   });
 
+  it('takes daemon.user_namespace for agents that set none; an agent says host to keep what auto refuses', () => {
+    const text = [
+      'daemon:',
+      '  user_namespace: auto',
+      config(''),
+      '  - name: cached',
+      '    image: localhost/agentd-base:bookworm',
+      '    command: ["run"]',
+      '    user_namespace: host',
+      '    caches: { npm: /home/cached/.npm }',
+      '',
+    ].join('\n');
+    const settings = parseConfig(text, FILE, ENV, 1000);
+    expect(settings.agents.map((a) => a.userNamespace)).toEqual(['auto', 'host']);
+    // An agent that inherits auto is told to say host, not to remove a key it does not have.
+    const [problem] = problems(text.replace('    user_namespace: host\n', ''));
+    expect(problem?.path).toBe('agents[1].caches');
+    expect(problem?.message).toContain('user_namespace: auto (from daemon.user_namespace)');
+    expect(problem?.message).toContain('give this agent user_namespace: host');
+    expect(problems(`daemon:\n  user_namespace: yes\n${config('')}`)[0]?.path).toBe('daemon.user_namespace');
+  });
+
   it('refuses another value, naming the two', () => {
     const [problem] = problems(config('    user_namespace: private\n'));
     expect(problem?.path).toBe('agents[0].user_namespace');
