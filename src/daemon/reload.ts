@@ -15,7 +15,9 @@ import { AgentdError, errorMessage } from '../errors.js';
 import { LogBudget } from '../log-budget.js';
 import type { daemonMachine } from '../machines/daemon.machine.js';
 import type { ReloadReply } from '../protocol/replies.js';
+import type { CheckResult } from './check-result.js';
 import { sendEvent } from './port.js';
+import { checkUserNamespaces } from './preflight.js';
 
 export interface ReloaderOptions {
   /** The settings the daemon started with: their file is re-read, their daemon section stays in force. */
@@ -29,6 +31,12 @@ export interface ReloaderOptions {
    * force when the reload began: it may hand back those the file leaves as they are.
    */
   load?: (file: string, running: readonly AgentConfig[]) => Promise<Settings>;
+  /**
+   * The check `agentd start` refuses to start on when an agent has `user_namespace: auto` and the
+   * containers ranges of /etc/subuid and /etc/subgid cannot hold a session (default: checkUserNamespaces;
+   * tests give the files).
+   */
+  userNamespaces?: (settings: Pick<Settings, 'agents' | 'hosts' | 'daemon'>) => CheckResult[];
 }
 
 /**
@@ -102,6 +110,20 @@ export function createReloader(
     });
     if (exposed.length > 0) {
       const message = `${file}: ${exposed.join('\n')}\nThe daemon keeps running with the configuration it had.`;
+      log.error({ event: 'daemon.reload_failed', trigger, config: file }, message);
+      return { type: 'reload_failed', file, message };
+    }
+    // What `agentd start` refuses to start on refuses the reload too: every session of an agent turned to
+    // user_namespace: auto would end `error` for want of the ranges.
+    const userns = next.agents.some((a) => a.userNamespace === 'auto')
+      ? (options.userNamespaces ?? checkUserNamespaces)({
+          agents: next.agents,
+          hosts: started.hosts,
+          daemon: started.daemon,
+        }).find((r) => r.status === 'fail')
+      : undefined;
+    if (userns !== undefined) {
+      const message = `${file}: ${userns.message}; to fix: ${userns.fix}\nThe daemon keeps running with the configuration it had.`;
       log.error({ event: 'daemon.reload_failed', trigger, config: file }, message);
       return { type: 'reload_failed', file, message };
     }
