@@ -8,9 +8,10 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import type { z } from 'zod';
 import { DEFAULTS } from '../../src/config/load.js';
 import { parseMinFree, parseSize, RESOURCE_DEFAULTS } from '../../src/config/resources.js';
-import { KEYS } from '../../src/config/schema.js';
+import { configSchema, KEYS } from '../../src/config/schema.js';
 import { parseAge, parseDuration } from '../../src/duration.js';
 import { OPERATIONS } from '../../src/http/operations.js';
 import { readmeSection } from '../helpers/readme.js';
@@ -79,6 +80,63 @@ describe('README configuration tables', () => {
     for (const [key, value] of Object.entries(RESOURCE_DEFAULTS)) {
       expect([key, defaultOf(resources, key)]).toEqual([key, String(value)]);
     }
+  });
+});
+
+// biome-ignore lint/suspicious/noExplicitAny: zod's internal definitions are read to reach a key's schema.
+type Def = any;
+/** The schema of a key, at `path` in the configuration: names of mappings, and `[]` for a list's entries. */
+function schemaAt(path: string[]): z.ZodType {
+  let schema = configSchema as unknown as z.ZodType;
+  for (const step of path) {
+    for (;;) {
+      const def: Def = (schema as unknown as { _zod: { def: Def } })._zod.def;
+      if (['optional', 'nullable', 'default'].includes(def.type)) schema = def.innerType;
+      else if (step === '[]' && def.type === 'array') {
+        schema = def.element;
+        break;
+      } else if (def.type === 'object') {
+        schema = def.shape[step];
+        break;
+      } else throw new Error(`no ${step} in ${path.join('.')}`);
+    }
+  }
+  return schema;
+}
+
+/** The least value a key takes, as its "too small" problem says it (`use 32 or more`, `the least is 1m`). */
+function leastOf(schema: z.ZodType): string | undefined {
+  for (const value of [-1, 1]) {
+    const result = schema.safeParse(value);
+    const message = result.success ? '' : (result.error.issues[0]?.message ?? '');
+    const least = /use ([\d.]+) or more|the least is ([^\s;,]+)/.exec(message);
+    if (least) return least[1] ?? `\`${least[2]}\``;
+  }
+  return undefined;
+}
+
+describe('README configuration tables: the least values', () => {
+  const tables: [string, string[]][] = [
+    ['### `daemon:` (optional)', ['daemon']],
+    ['### `agents:` (required, at least one)', ['agents', '[]']],
+    ['### Resource limits (`resources:`)', ['daemon', 'resources']],
+    ['## Running a fleet of Podman hosts', ['hosts', '[]']],
+  ];
+
+  it('give the least value the configuration takes for every key that has one', () => {
+    const unsaid: string[] = [];
+    for (const [heading, path] of tables) {
+      for (const [key, cells] of keyTable(heading)) {
+        // memory_swap's least is `memory`, which its row says.
+        if (key === 'memory_swap') continue;
+        const least = leastOf(schemaAt([...path, key]));
+        if (least === undefined) continue;
+        const meaning = cells.slice(1).join(' | ');
+        if (!meaning.includes(`≥ ${least}`) && !meaning.includes(`${least} to `))
+          unsaid.push(`${key}: ${least}`);
+      }
+    }
+    expect(unsaid).toEqual([]);
   });
 });
 
