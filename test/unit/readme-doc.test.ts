@@ -9,6 +9,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { z } from 'zod';
+import { EXIT } from '../../src/cli/exit-codes.js';
 import { DEFAULTS } from '../../src/config/load.js';
 import { parseMinFree, parseSize, RESOURCE_DEFAULTS } from '../../src/config/resources.js';
 import { configSchema, KEYS } from '../../src/config/schema.js';
@@ -137,6 +138,35 @@ describe('README configuration tables: the least values', () => {
       }
     }
     expect(unsaid).toEqual([]);
+  });
+});
+
+describe('README configuration keys without a table of their own', () => {
+  it('names every key of schedules, notifications, the HTTP API, mounts and credentials', () => {
+    const keys = [
+      KEYS.top,
+      KEYS.schedule,
+      KEYS.notify,
+      KEYS.http,
+      KEYS.token,
+      KEYS.tls,
+      KEYS.mount,
+      KEYS.credential,
+    ];
+    const unnamed = keys
+      .flat()
+      .filter((key) => !README.includes(`\`${key}\``) && !README.includes(`${key}:`));
+    expect(unnamed).toEqual([]);
+  });
+});
+
+describe('README exit codes', () => {
+  it('has a row for every exit code of the CLI, and none it does not use', () => {
+    const { text } = readmeSection(/^## Outcomes and exit codes$/);
+    const table = text.slice(0, text.indexOf('### Outcome kinds'));
+    const rows = [...table.matchAll(/^\| (\d+) \|/gm)].map((m) => Number(m[1]));
+    const byNumber = (a: number, b: number) => a - b;
+    expect(rows.sort(byNumber)).toEqual([...new Set(Object.values(EXIT))].sort(byNumber));
   });
 });
 
