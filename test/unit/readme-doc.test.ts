@@ -181,6 +181,23 @@ describe('README HTTP API table', () => {
   });
 });
 
+describe('README HTTP API errors', () => {
+  it('names every error code the API answers with, and its status', () => {
+    const { text } = readmeSection(/^## HTTP API$/);
+    const api = readFileSync(join(ROOT, 'src', 'http', 'api.ts'), 'utf8');
+    const answered = [...api.matchAll(/errorResponse\(\s*c,\s*(\d+),\s*'([a-z_]+)'/g)].map((m) => [
+      m[2],
+      m[1],
+    ]);
+    expect(answered.length).toBeGreaterThan(10);
+    const unsaid = answered.filter(
+      ([code, status]) =>
+        !new RegExp(`\`${code}\`[^;]{0,80}?\\b${status}\\b|\\b${status} \\(\`${code}\``).test(text),
+    );
+    expect(unsaid).toEqual([]);
+  });
+});
+
 /** Every `event: 'x.y'` a module of src/ logs. */
 function emittedEvents(): Set<string> {
   const src = join(ROOT, 'src');
