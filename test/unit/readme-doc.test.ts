@@ -12,7 +12,7 @@ import type { z } from 'zod';
 import { EXIT } from '../../src/cli/exit-codes.js';
 import { DEFAULTS } from '../../src/config/load.js';
 import { parseMinFree, parseSize, RESOURCE_DEFAULTS } from '../../src/config/resources.js';
-import { configSchema, KEYS } from '../../src/config/schema.js';
+import { allowedKeysAt, configSchema, KEYS } from '../../src/config/schema.js';
 import { parseAge, parseDuration } from '../../src/duration.js';
 import { OPERATIONS } from '../../src/http/operations.js';
 import { readmeSection } from '../helpers/readme.js';
@@ -138,6 +138,23 @@ describe('README configuration tables: the least values', () => {
       }
     }
     expect(unsaid).toEqual([]);
+  });
+});
+
+describe('README validate examples', () => {
+  it('list the allowed keys an unknown key is told of as the configuration has them', () => {
+    const examples = [
+      ...README.matchAll(/^ +(\S+) \(line \d+, col \d+\): unknown key "[^"]+"; allowed keys are ([^;]+);/gm),
+    ];
+    expect(examples.length).toBeGreaterThan(0);
+    for (const [, path = '', keys] of examples) {
+      const parent = path
+        .split(/\.|\[(\d+)\]/)
+        .filter((step) => step !== undefined && step !== '')
+        .slice(0, -1)
+        .map((step) => (/^\d+$/.test(step) ? Number(step) : step));
+      expect([path, keys]).toEqual([path, allowedKeysAt(parent).join(', ')]);
+    }
   });
 });
 
