@@ -572,6 +572,16 @@ function handlersOf(options: ApiOptions): Record<string, Handler> {
       return c.json({ type, ...result }, type === 'reloaded' ? 200 : 422);
     },
     shutdown: (c, { query }) => {
+      // A body is not read: `{"mode":"force"}` there was a graceful shutdown answered 202, the stop the
+      // client asked for not done. The mode is the query's, as the typo the query refuses.
+      const length = c.req.header('content-length');
+      if ((length !== undefined && length !== '0') || c.req.header('transfer-encoding') !== undefined) {
+        const problem = {
+          path: 'body',
+          message: 'POST /v1/shutdown takes no body; give the mode as ?mode=force or ?mode=graceful',
+        };
+        return errorResponse(c, 400, 'bad_request', `invalid request: ${problem.message}`, [problem]);
+      }
       const { mode = 'graceful' } = query as z.infer<typeof shutdownQuerySchema>;
       // As the socket's shutdown event: the port logs daemon.shutdown_requested, the machine decides.
       daemon.send({ type: 'shutdown', mode });

@@ -135,6 +135,19 @@ describe('HTTP API: tokens and scopes', () => {
       const refused = await a.request(`/v1/shutdown?${query}`, { method: 'POST', token: ENV.T_ROOT });
       expect(refused.status, query).toBe(400);
     }
+    // Nor a mode in a body, which is not read: it was a graceful shutdown, answered 202. (A client sends a
+    // body with its length, or chunked; app.request sets neither itself.)
+    for (const [body, headers] of [
+      ['{"mode":"force"}', { 'content-type': 'application/json', 'content-length': '16' }],
+      ['mode=force', { 'transfer-encoding': 'chunked' }],
+    ] as const) {
+      const refused = await a.request('/v1/shutdown', { method: 'POST', token: ENV.T_ROOT, body, headers });
+      expect(refused.status, body).toBe(400);
+      expect(await refused.json(), body).toMatchObject({
+        code: 'bad_request',
+        problems: [{ path: 'body', message: expect.stringContaining('?mode=force') }],
+      });
+    }
     expect(a.sent).toEqual([
       { type: 'shutdown', mode: 'graceful' },
       { type: 'shutdown', mode: 'force' },
