@@ -196,6 +196,23 @@ describe('README HTTP API table', () => {
     const operations = OPERATIONS.map((op) => `${op.method.toUpperCase()} ${op.path} ${op.scope ?? 'none'}`);
     expect(rows.sort()).toEqual([...operations].sort());
   });
+
+  it("names every query parameter and body field of each operation in the operation's row", () => {
+    const { text } = readmeSection(/^## HTTP API$/);
+    const unnamed: string[] = [];
+    for (const op of OPERATIONS) {
+      const row =
+        text.split('\n').find((line) => line.startsWith(`| \`${op.method.toUpperCase()} ${op.path}\` |`)) ??
+        '';
+      const shapeOf = (schema: unknown) =>
+        Object.keys((schema as { shape?: object } | undefined)?.shape ?? {});
+      for (const name of shapeOf(op.query))
+        if (!row.includes(`${name}=`)) unnamed.push(`${op.path} ?${name}=`);
+      for (const name of shapeOf(op.body))
+        if (!row.includes(`"${name}"`)) unnamed.push(`${op.path} "${name}"`);
+    }
+    expect(unnamed).toEqual([]);
+  });
 });
 
 describe('README HTTP API errors', () => {
