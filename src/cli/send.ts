@@ -2,7 +2,9 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { Command, Option, UsageError } from 'clipanion';
 import { PROTOCOL_VERSION } from '../constants.js';
 import { errorMessage } from '../errors.js';
+import { keyCount, REPEATED_KEY_RULE, repeatedKeys, shapeOf } from '../protocol/json-keys.js';
 import type { InjectedEvent } from '../protocol/messages.js';
+import { describeProblems, MAX_PROBLEMS } from '../protocol/problems.js';
 import { isClientSideError, type Reply } from './client.js';
 import { ClientCommand } from './client-command.js';
 import { EXIT } from './exit-codes.js';
@@ -60,24 +62,13 @@ export class SendCommand extends ClientCommand {
     };
     try {
       for (const [index, { line, number }] of events.entries()) {
-        let event: unknown;
-        try {
-          event = JSON.parse(line);
-        } catch {
+        const read = readEvent(line, where, number);
+        if ('error' in read) {
           rejected++;
-          // The shape of the daemon's own bad_json error, so a script reads one kind of error.
-          const error = {
-            v: PROTOCOL_VERSION,
-            id: String(number),
-            type: 'error',
-            code: 'bad_json',
-            message: `${where}:${number}: not valid JSON`,
-            problems: [],
-            retryable: false,
-          };
-          print({ line: number, ...error });
+          print({ line: number, ...read.error });
           continue;
         }
+        const { event } = read;
         // Sent as written: the daemon validates it and says what is wrong, field by field.
         const reply = await client.request({
           type: 'event',
@@ -166,4 +157,42 @@ async function readStdin(stdin: NodeJS.ReadableStream, limit = MAX_EVENTS_BYTES)
     chunks.push(bytes);
   }
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/**
+ * One event line of a script: the event, or the error it gets in the shape of the daemon's own, so a
+ * script reads one kind of error. A key given twice (`{"type":"cancel","sessionId":"a","sessionId":"b"}`)
+ * is refused here as the daemon refuses it: JSON.parse kept the last value, and the event sent would have
+ * been another than the line the operator reads.
+ */
+export function readEvent(
+  line: string,
+  where: string,
+  number: number,
+): { event: unknown } | { error: Record<string, unknown> } {
+  const error = (code: string, message: string, problems: { path: string; message: string }[]) => ({
+    error: {
+      v: PROTOCOL_VERSION,
+      id: String(number),
+      type: 'error',
+      code,
+      message,
+      problems,
+      retryable: false,
+    },
+  });
+  let event: unknown;
+  try {
+    event = JSON.parse(line);
+  } catch {
+    return error('bad_json', `${where}:${number}: not valid JSON`, []);
+  }
+  // The operator's own file: no bound on its shape, only the keys counted.
+  const shape = shapeOf(line, Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY);
+  if (!('keys' in shape) || keyCount(event) === shape.keys) return { event };
+  const problems = repeatedKeys(line, MAX_PROBLEMS).map((path) => ({
+    path: ['event', ...path].join('.'),
+    message: REPEATED_KEY_RULE,
+  }));
+  return error('bad_request', `${where}:${number}: invalid event: ${describeProblems(problems)}`, problems);
 }

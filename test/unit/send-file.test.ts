@@ -5,7 +5,7 @@ import { Cli } from 'clipanion';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildCli } from '../../src/cli/cli.js';
 import { EXIT } from '../../src/cli/exit-codes.js';
-import { readEventFile, sourceProblem } from '../../src/cli/send.js';
+import { readEvent, readEventFile, sourceProblem } from '../../src/cli/send.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
 
 afterEach(() => cleanupAll());
@@ -98,3 +98,30 @@ function captured(run: () => unknown): unknown {
   }
   throw new Error('no error');
 }
+
+describe('agentd send: an event line that gives a key twice', () => {
+  it("is refused in the daemon's error shape, naming the key, instead of sending the last value", () => {
+    const read = readEvent(
+      '{"type":"cancel","sessionId":"0123456789abcdef","sessionId":"fedcba9876543210"}',
+      'f',
+      3,
+    );
+    expect(read).toEqual({
+      error: {
+        v: 2,
+        id: '3',
+        type: 'error',
+        code: 'bad_request',
+        message: expect.stringMatching(/^f:3: invalid event: event\.sessionId: given more than once/),
+        problems: [{ path: 'event.sessionId', message: expect.stringMatching(/^given more than once/) }],
+        retryable: false,
+      },
+    });
+    expect(readEvent('{"type":"cancel","sessionId":"0123456789abcdef"}', 'f', 1)).toEqual({
+      event: { type: 'cancel', sessionId: '0123456789abcdef' },
+    });
+    expect(readEvent('{"type":', 'f', 2)).toMatchObject({
+      error: { code: 'bad_json', message: 'f:2: not valid JSON' },
+    });
+  });
+});
