@@ -9,6 +9,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { z } from 'zod';
+import { buildCli } from '../../src/cli/cli.js';
 import { EXIT } from '../../src/cli/exit-codes.js';
 import { DEFAULTS } from '../../src/config/load.js';
 import { parseMinFree, parseSize, RESOURCE_DEFAULTS } from '../../src/config/resources.js';
@@ -173,6 +174,35 @@ describe('README configuration keys without a table of their own', () => {
     const unnamed = keys
       .flat()
       .filter((key) => !README.includes(`\`${key}\``) && !README.includes(`${key}:`));
+    expect(unnamed).toEqual([]);
+  });
+});
+
+describe('README commands', () => {
+  it('names every command, and each option in a paragraph, row or item about its command', async () => {
+    const cli = await buildCli(undefined);
+    // Paragraphs, table rows and list items.
+    const pieces = README.split(/\n\s*\n|\n(?=\| )|\n(?=- )/);
+    const unnamed: string[] = [];
+    for (const definition of cli.definitions()) {
+      const command = definition.path.replace(/^agentd ?/, '');
+      if (command === '' || command === 'help') continue;
+      if (!README.includes(`agentd ${command}`)) unnamed.push(command);
+      const about = pieces.filter(
+        (piece) =>
+          piece.includes(`agentd ${command}`) ||
+          piece.includes(`\`${command}`) ||
+          piece.includes(`${command} --`),
+      );
+      for (const option of definition.options) {
+        const names = option.definition.split(/[ ,]/).filter((name) => name.startsWith('-'));
+        // --socket is every client's, said once for all of them.
+        if (names.includes('--socket')) continue;
+        if (!about.some((piece) => names.some((name) => new RegExp(`${name}\\b`).test(piece)))) {
+          unnamed.push(`${command} ${names.join(',')}`);
+        }
+      }
+    }
     expect(unnamed).toEqual([]);
   });
 });
