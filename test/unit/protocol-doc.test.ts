@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { z } from 'zod';
-import { requestSchema } from '../../src/protocol/messages.js';
+import { daemonEventSchema, requestSchema } from '../../src/protocol/messages.js';
 import { ERROR_CODES, RETRYABLE_ERRORS, replySchema } from '../../src/protocol/replies.js';
 import { REJECTION_CODES, RETRYABLE_REJECTIONS } from '../../src/sessions/check-trigger.js';
 
@@ -107,6 +107,26 @@ describe('docs/protocol.md', () => {
         if (['v', 'id', 'type'].includes(name)) continue;
         const mark = unwrap(schema).optional ? '?' : '';
         expect([type, fields.includes(`\`${name}${mark}\``)]).toEqual([type, true]);
+      }
+    }
+  });
+
+  it('lists every event a client may send with its fields, an optional one marked with ?', () => {
+    const rows = table('| event | fields |');
+    const options = defOf(daemonEventSchema).options as z.ZodType[];
+    expect(rows.map(([event = '']) => /"type":"([a-z]+)"/.exec(event)?.[1]).sort()).toEqual(
+      options.map(typeOf).sort(),
+    );
+    for (const option of options) {
+      const type = typeOf(option);
+      const row = (rows.find(([event = '']) => event.includes(`"type":"${type}"`)) as string[]).join(' | ');
+      for (const [name, schema] of Object.entries(defOf(option).shape as Record<string, z.ZodType>)) {
+        if (name === 'type') continue;
+        const optional = unwrap(schema).optional;
+        const named = optional
+          ? row.includes(`\`${name}?\``) || row.includes(`"${name}"?`)
+          : row.includes(`\`${name}\``) || row.includes(`"${name}":`);
+        expect([type, name, named]).toEqual([type, name, true]);
       }
     }
   });
