@@ -69,7 +69,7 @@ export const DEFAULTS = {
   recordsMaxAge: '30d',
   recordsMaxBytes: 10 * 1024 ** 3,
   recordsMaxCount: 100_000,
-  recordsMinFree: '5%',
+  recordsMinFree: '0',
   hostMaxSessions: 4,
   hostProbeIntervalMs: 10_000,
   hostProbeTimeoutMs: 5_000,

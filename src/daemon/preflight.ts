@@ -731,7 +731,7 @@ function checkDirectories(settings: Settings): CheckResult[] {
  * fit never removes a record before the records fill the filesystem, and then the sessions' outputs
  * are not kept, their records wait unsealed for room, and a state dir on that filesystem turns the
  * daemon degraded, until someone frees space by hand. Not said when records_min_free keeps that room
- * free (it removes the oldest records for it): its default 5% does on a large filesystem, not on a small
+ * free (it removes the oldest records for it): a floor of 5% does on a large filesystem, not on a small
  * one.
  */
 function checkRecordsRoom(settings: Settings): CheckResult[] {

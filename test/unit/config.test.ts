@@ -65,7 +65,7 @@ describe('parseConfig: valid files', () => {
       recordsMaxAgeMs: 30 * 86_400_000,
       recordsMaxBytes: 10 * 1024 ** 3,
       recordsMaxCount: 100_000,
-      recordsMinFree: { percent: 5 },
+      recordsMinFree: { bytes: 0 },
       hostProbeIntervalMs: 10_000,
       hostProbeTimeoutMs: 5_000,
       hostDownGraceMs: 600_000,
