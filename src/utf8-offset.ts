@@ -8,8 +8,17 @@ import { isUtf8 } from 'node:buffer';
  */
 export function firstNonUtf8(bytes: Uint8Array): number {
   if (isUtf8(bytes)) return -1;
-  const length = bytes.length;
-  for (let at = 0; at < length; ) {
+  const at = nonUtf8At(bytes, 0, bytes.length);
+  // isUtf8 and this walk disagree only if one of them is wrong: say where the walk stopped, the end.
+  return at === -1 ? bytes.length : at;
+}
+
+/**
+ * The offset of the first byte of bytes[from, to) that is not part of well-formed UTF-8, or -1: the walk
+ * itself, without isUtf8 (for a short run of a larger buffer, which isUtf8 would need a view of).
+ */
+export function nonUtf8At(bytes: Uint8Array, from: number, to: number): number {
+  for (let at = from; at < to; ) {
     const lead = bytes[at] as number;
     if (lead < 0x80) {
       at++;
@@ -29,12 +38,11 @@ export function firstNonUtf8(bytes: Uint8Array): number {
       if (lead === 0xf0) low = 0x90;
       if (lead === 0xf4) high = 0x8f;
     } else return at;
-    if (at + size > length) return at;
+    if (at + size > to) return at;
     const second = bytes[at + 1] as number;
     if (second < low || second > high) return at;
     for (let i = 2; i < size; i++) if (((bytes[at + i] as number) & 0xc0) !== 0x80) return at;
     at += size;
   }
-  // isUtf8 and this walk disagree only if one of them is wrong: say where the walk stopped, the end.
-  return length;
+  return -1;
 }

@@ -6,14 +6,7 @@ import { IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE, MAX_BUFFERED_BYTES } fro
 import { GrowingBuffer } from '../growing-buffer.js';
 import { LogBudget } from '../log-budget.js';
 import type { DaemonPort } from '../protocol/context.js';
-import {
-  keyCount,
-  outsideRepeated,
-  REPEATED_KEY_RULE,
-  repeatedKeys,
-  shapeOf,
-  shapeRule,
-} from '../protocol/json-keys.js';
+import { outsideRepeated, REPEATED_KEY_RULE, readJson } from '../protocol/json-keys.js';
 import { encodingMistake, MAX_PROBLEMS, problemsOf, shownFieldName } from '../protocol/problems.js';
 import { submitTrigger } from '../protocol/submit.js';
 import { RETRYABLE_REJECTIONS, type RejectionCode } from '../sessions/check-trigger.js';
@@ -354,28 +347,23 @@ async function bodyOf(c: Context<Env>, op: Operation, limit: number, bodies: Sha
       : `the body holds bytes that are not UTF-8 (Latin-1 or another encoding?), the first at byte ${notUtf8At}, which would reach the agent as U+FFFD; send the JSON encoded in UTF-8`);
   if (mistake !== undefined) return { response: errorResponse(c, 400, 'bad_json', mistake) };
   // Bounded before JSON.parse, which takes any depth and any number of keys at a cost (src/protocol/json-keys.ts).
-  const shape = shapeOf(text);
-  if (!('keys' in shape)) {
-    const problem = { path: 'body', message: shapeRule(shape) };
+  const json = readJson(text, MAX_PROBLEMS);
+  if ('refused' in json) {
+    const problem = { path: 'body', message: json.refused };
     return {
       response: errorResponse(c, 400, 'bad_request', `invalid request: body ${problem.message}`, [problem]),
     };
   }
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch (error) {
-    return {
-      response: errorResponse(c, 400, 'bad_json', `the body is not JSON: ${(error as Error).message}`),
-    };
+  if ('notJson' in json) {
+    return { response: errorResponse(c, 400, 'bad_json', `the body is not JSON: ${json.notJson.message}`) };
   }
   // A key given twice: JSON.parse kept the last value, where a proxy or the client's own log may show the first.
-  if (keyCount(body) === shape.keys) return { body };
-  const repeated = repeatedKeys(text, MAX_PROBLEMS).map((path) => ({
+  if (json.repeated.length === 0) return { body: json.value };
+  const repeated = json.repeated.map((path) => ({
     path: ['body', ...path].map(shownFieldName).join('.'),
     message: REPEATED_KEY_RULE,
   }));
-  return { body, repeated };
+  return { body: json.value, repeated };
 }
 
 /** The body as JSON (with the keys it repeats, each a problem), or the response that refused it. */

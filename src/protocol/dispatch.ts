@@ -2,14 +2,7 @@ import type { Connection } from '../adapters/socket-server.js';
 import { PROTOCOL_VERSIONS, type ProtocolVersion } from '../constants.js';
 import { type DaemonPort, errorReply, type Handler, type RequestHead, replyError } from './context.js';
 import { handlers } from './handlers/index.js';
-import {
-  keyCount,
-  outsideRepeated,
-  REPEATED_KEY_RULE,
-  repeatedKeys,
-  shapeOf,
-  shapeRule,
-} from './json-keys.js';
+import { outsideRepeated, REPEATED_KEY_RULE, readJson } from './json-keys.js';
 import { REQUEST_SINCE, REQUEST_TYPES, type Request, requestIdSchema, requestSchema } from './messages.js';
 import {
   capped,
@@ -87,24 +80,21 @@ export function check(line: string, notUtf8At?: number): Checked {
       `the line holds bytes that are not UTF-8 (Latin-1 or another encoding?), the first at byte ${notUtf8At} of the line; send the request encoded in UTF-8`;
     return { ok: false, head: headOfLine(line), code: 'bad_json', message, problems: [] };
   }
-  const shape = shapeOf(line);
-  if (!('keys' in shape)) {
-    const rule = shapeRule(shape);
+  const read = readJson(line, MAX_PROBLEMS);
+  if ('refused' in read) {
     return {
       ok: false,
-      head: headOf(shape.head),
+      head: headOf(read.head),
       code: 'bad_request',
       message: 'invalid request',
-      problems: [{ path: '', message: `the request ${rule}` }],
+      problems: [{ path: '', message: `the request ${read.refused}` }],
     };
   }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(line);
-  } catch {
+  if ('notJson' in read) {
     const message = encodingMistake(line, 'line') ?? 'the line is not valid JSON';
     return { ok: false, head: {}, code: 'bad_json', message, problems: [] };
   }
+  const parsed = read.value;
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     return {
       ok: false,
@@ -115,7 +105,7 @@ export function check(line: string, notUtf8At?: number): Checked {
     };
   }
   const raw = parsed as Record<string, unknown>;
-  const repeated = keyCount(parsed) === shape.keys ? [] : repeatedProblems(line);
+  const repeated = repeatedProblems(read.repeated);
   // An id given twice is not echoed: the client could match the reply to neither request it meant.
   const head = headOf(
     raw,
@@ -176,9 +166,9 @@ function tooNewFor(request: Request, version: ProtocolVersion | undefined): Prob
   return { path: 'type', message: `${request.type} needs protocol version ${since} or later` };
 }
 
-/** Every key the line repeats, as problems, at most MAX_PROBLEMS. */
-function repeatedProblems(line: string): Problem[] {
-  return repeatedKeys(line, MAX_PROBLEMS).map((path) => ({
+/** The keys a line repeats (readJson's paths), as problems. */
+function repeatedProblems(paths: readonly string[][]): Problem[] {
+  return paths.map((path) => ({
     path: path.map(shownFieldName).join('.'),
     message: REPEATED_KEY_RULE,
   }));
@@ -214,16 +204,11 @@ export function busyReply(
  * otherwise none.
  */
 function headOfLine(line: string): RequestHead {
-  const shape = shapeOf(line);
-  if (!('keys' in shape)) return headOf(shape.head);
-  try {
-    const parsed: unknown = JSON.parse(line);
-    if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
-      const repeated = keyCount(parsed) !== shape.keys && repeatedProblems(line).some((p) => p.path === 'id');
-      return headOf(parsed as Record<string, unknown>, repeated);
-    }
-  } catch {
-    // Not JSON: answered without an id.
-  }
-  return {};
+  const read = readJson(line);
+  if ('refused' in read) return headOf(read.head);
+  // Not JSON, or not an object: answered without an id.
+  if ('notJson' in read || typeof read.value !== 'object' || read.value === null || Array.isArray(read.value))
+    return {};
+  const repeated = read.repeated.some((path) => path.length === 1 && path[0] === 'id');
+  return headOf(read.value as Record<string, unknown>, repeated);
 }

@@ -143,6 +143,27 @@ function valueAt(text: string, at: number): unknown {
 }
 
 /**
+ * `text` read as a request is, on the socket and over HTTP: refused before JSON.parse for its shape
+ * (shapeOf: the rule, and the head read before the bound), refused by JSON.parse (its error), or its
+ * value with the paths of the keys it repeats (empty when none; the scan runs only when JSON.parse
+ * dropped some, at most `maxRepeated` of them).
+ */
+export function readJson(
+  text: string,
+  maxRepeated = Number.POSITIVE_INFINITY,
+): { refused: string; head: ShapeHead } | { notJson: Error } | { value: unknown; repeated: string[][] } {
+  const shape = shapeOf(text);
+  if (!('keys' in shape)) return { refused: shapeRule(shape), head: shape.head };
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    return { notJson: error as Error };
+  }
+  return { value, repeated: keyCount(value) === shape.keys ? [] : repeatedKeys(text, maxRepeated) };
+}
+
+/**
  * Whether a problem's path is outside every repeated key's: a repeated key gets its one problem, not also
  * one of the value JSON.parse happened to keep (`{"type":"hello","type":1e400}` was told both).
  */

@@ -1,4 +1,5 @@
 import { isUtf8 } from 'node:buffer';
+import { nonUtf8At } from '../utf8-offset.js';
 
 /**
  * Other readings of an output line, in which a value printed with something woven into it shows as
@@ -341,7 +342,7 @@ export class LineReadings {
           if (value >= 0x80) high = true;
           at += 3;
         } while (at + 2 < end && bytes[at] === 0x25 && isHex(bytes[at + 1]) && isHex(bytes[at + 2]));
-        if (high && !validUtf8(out, run, length)) length = latin1AsUtf8(out, run, length);
+        if (high && nonUtf8At(out, run, length) !== -1) length = latin1AsUtf8(out, run, length);
         this.changed(run, length, any);
         any = true;
         decoded = true;
@@ -472,37 +473,6 @@ for (let byte = 0x20; byte < 0x7f; byte++) {
 
 function hexValue(byte: number): number {
   return byte <= 0x39 ? byte - 0x30 : (byte | 0x20) - 0x57;
-}
-
-/** Whether bytes[from, to) are UTF-8 (as isUtf8, without a view of them: a run of escapes is short). */
-function validUtf8(bytes: Buffer, from: number, to: number): boolean {
-  for (let at = from; at < to; ) {
-    const lead = bytes[at] as number;
-    if (lead < 0x80) {
-      at++;
-      continue;
-    }
-    // The length of the sequence, and the bounds of its second byte (no overlong form, no surrogate).
-    let size: number;
-    let low = 0x80;
-    let high = 0xbf;
-    if (lead >= 0xc2 && lead <= 0xdf) size = 2;
-    else if (lead >= 0xe0 && lead <= 0xef) {
-      size = 3;
-      if (lead === 0xe0) low = 0xa0;
-      if (lead === 0xed) high = 0x9f;
-    } else if (lead >= 0xf0 && lead <= 0xf4) {
-      size = 4;
-      if (lead === 0xf0) low = 0x90;
-      if (lead === 0xf4) high = 0x8f;
-    } else return false;
-    if (at + size > to) return false;
-    const second = bytes[at + 1] as number;
-    if (second < low || second > high) return false;
-    for (let i = 2; i < size; i++) if (((bytes[at + i] as number) & 0xc0) !== 0x80) return false;
-    at += size;
-  }
-  return true;
 }
 
 /** Re-encodes out[from, to) (bytes read as Latin-1) as UTF-8, in place: the new end. */
