@@ -440,16 +440,7 @@ function handlersOf(options: ApiOptions): Record<string, Handler> {
     // The machine's own state (a failed one's, from its snapshot: port.ts): alive until it has failed.
     health: (c) =>
       daemon.state() === 'failed'
-        ? c.json(
-            {
-              status: 'failed',
-              pid: process.pid,
-              version: daemon.version,
-              reason:
-                'the daemon machine failed and the process is exiting; its log says why (daemon.crashed): restart it',
-            },
-            503,
-          )
+        ? c.json({ status: 'failed', pid: process.pid, version: daemon.version, reason: FAILED_REASON }, 503)
         : c.json({ status: 'alive', pid: process.pid, version: daemon.version }),
     ready: async (c) => {
       const { ready, reason } = await options.readiness();
@@ -571,11 +562,34 @@ function handlersOf(options: ApiOptions): Record<string, Handler> {
         return errorResponse(c, 400, 'bad_request', `invalid request: ${problem.message}`, [problem]);
       }
       const { mode = 'graceful' } = query as z.infer<typeof shutdownQuerySchema>;
+      // A failed machine takes no event: the process exits by itself, and 202 said it would drain. As
+      // /healthz answers then, from the machine's snapshot (port.ts), before and after the event.
+      if (daemon.state() === 'failed') return failedDaemon(c);
       // As the socket's shutdown event: the port logs daemon.shutdown_requested, the machine decides.
       daemon.send({ type: 'shutdown', mode });
-      return c.json({ mode, state: daemon.state() }, 202);
+      const state = daemon.state();
+      return state === 'failed' ? failedDaemon(c) : c.json({ mode, state }, 202);
     },
   };
+}
+
+/** What /healthz says of a failed daemon machine (it answers without a token: why is in the log). */
+const FAILED_REASON =
+  'the daemon machine failed and the process is exiting; its log says why (daemon.crashed): restart it';
+
+/**
+ * A request that a failed daemon machine cannot act on (shutdown: the process exits by itself): 503 `failed`,
+ * as /healthz answers, and not retryable: a retry would reach the daemon started in its place.
+ */
+function failedDaemon(c: Context<Env>): Response {
+  const body: ErrorBody = {
+    type: 'error',
+    code: 'failed',
+    message: FAILED_REASON,
+    problems: [],
+    retryable: false,
+  };
+  return c.json(body, 503);
 }
 
 /** A rejected trigger: its rejection code, with the status that says whether to try again. */

@@ -49,7 +49,13 @@ function parameters(op: Operation): Json[] {
 function operation(op: Operation): Json {
   const responses: Json = {};
   for (const [status, spec] of Object.entries(op.responses)) {
-    const schema = spec.schema ? schemaOf(spec.schema, 'output') : { type: 'string' };
+    // An operation's own answer in the error shape (its description says which) is the one Error schema.
+    const schema =
+      spec.schema === errorSchema
+        ? { $ref: '#/components/schemas/Error' }
+        : spec.schema
+          ? schemaOf(spec.schema, 'output')
+          : { type: 'string' };
     const content: Json = {};
     for (const kind of [spec.content, ...(spec.alsoAs ?? [])]) content[MEDIA[kind]] = { schema };
     responses[status] = { description: spec.description, content };

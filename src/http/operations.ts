@@ -5,6 +5,7 @@ import {
   cancelledSchema,
   createdSchema,
   createSessionSchema,
+  errorSchema,
   healthSchema,
   historyQuerySchema,
   historySchema,
@@ -202,10 +203,18 @@ export const OPERATIONS: readonly Operation[] = [
     path: '/v1/shutdown',
     summary: 'Shut the daemon down',
     description:
-      "As `agentd stop` (`?mode=graceful`, the default) or `agentd stop --force` (`?mode=force`), decided by the daemon in one step whatever shutdown came before: graceful drains a daemon not draining yet (queued sessions end `cancelled`, running ones finish, new triggers are refused) and changes nothing in one that is, so it never cancels a session; force cancels the running sessions, draining first if it was not. It takes no body (one is refused: a mode there would not be read). 202 at once with the state it left the daemon in; the daemon exits 0 once nothing runs, and this API closes with it (poll /healthz until it no longer answers). A daemon that exits 0 is not restarted by systemd's `Restart=on-failure`: a token with this scope can stop the service until someone starts it.",
+      "As `agentd stop` (`?mode=graceful`, the default) or `agentd stop --force` (`?mode=force`), decided by the daemon in one step whatever shutdown came before: graceful drains a daemon not draining yet (queued sessions end `cancelled`, running ones finish, new triggers are refused) and changes nothing in one that is, so it never cancels a session; force cancels the running sessions, draining first if it was not. It takes no body (one is refused: a mode there would not be read). 202 at once with the state it left the daemon in (503 `failed` to a daemon whose machine failed, as /healthz answers: it is exiting by itself); the daemon exits 0 once nothing runs, and this API closes with it (poll /healthz until it no longer answers). A daemon that exits 0 is not restarted by systemd's `Restart=on-failure`: a token with this scope can stop the service until someone starts it.",
     scope: 'admin',
     query: shutdownQuerySchema,
-    responses: { 202: { description: 'shutting down', content: 'json', schema: shutdownSchema } },
+    responses: {
+      202: { description: 'shutting down', content: 'json', schema: shutdownSchema },
+      503: {
+        description:
+          'failed (code `failed`, not retryable): the daemon machine failed and the process is exiting by itself, as /healthz says; nothing was sent',
+        content: 'json',
+        schema: errorSchema,
+      },
+    },
   },
 ];
 

@@ -175,6 +175,6 @@ export const shutdownQuerySchema = z.strictObject({ mode: z.enum(SHUTDOWN_MODES)
 export const shutdownSchema = z.object({
   /** What was asked for. */
   mode: z.enum(SHUTDOWN_MODES),
-  /** The daemon's state once it took the shutdown: `shutdown.draining` (it exits once nothing runs), or `failed`. */
+  /** The daemon's state once it took the shutdown: `shutdown.draining` (it exits once nothing runs). */
   state: z.string(),
 });

@@ -499,6 +499,52 @@ describe('a daemon machine stopped by an exception in an action', () => {
     expect(await ready.json()).toMatchObject({ status: 'not_ready', state: 'failed' });
   });
 
+  it('POST /v1/shutdown to a failed machine answers 503 `failed` as /healthz does, not 202 as if it would drain', async () => {
+    const fakes = new Fakes();
+    const actor = await readyDaemon(fakes, throwingDaemon(fakes, new Set(), 'before'));
+    const port = portOver(actor, new Set());
+    const shutdowns: (string | undefined)[] = [];
+    const sent = port.send;
+    port.send = (event) => {
+      if (event.type === 'shutdown') shutdowns.push(event.mode);
+      return sent(event);
+    };
+    const env = { T_ADMIN: 'admin-token-0123456789' };
+    const app = createApi({
+      daemon: port,
+      tokens: await Tokens.resolve(
+        [{ name: 'ops', source: { kind: 'env', name: 'T_ADMIN', raw: 'env:T_ADMIN' }, scopes: ['admin'] }],
+        env,
+      ),
+      metrics: { text: async () => '', contentType: 'text/plain', httpRequest: () => {} },
+      readiness: async () => readiness(port),
+      log: { info() {}, debug() {}, warn() {}, error() {} } as never,
+      bodyLimitBytes: 1024,
+    });
+    port.send({ type: 'trigger', sessionId: 's1', agent: 'demo' });
+    expect(actor.getSnapshot().status).toBe('error');
+    shutdowns.length = 0;
+    const health = await app.request('/healthz');
+    expect(health.status).toBe(503);
+    for (const query of ['', '?mode=force']) {
+      // Before: 202 {"mode":"graceful","state":"failed"}, as if the daemon would drain and exit 0.
+      const answer = await app.request(`/v1/shutdown${query}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${env.T_ADMIN}` },
+      });
+      expect(answer.status, query).toBe(503);
+      expect(await answer.json(), query).toEqual({
+        type: 'error',
+        code: 'failed',
+        message: expect.stringContaining('restart it'),
+        problems: [],
+        retryable: false,
+      });
+    }
+    // Nothing sent: a failed machine takes no event, and no shutdown is logged as asked.
+    expect(shutdowns).toEqual([]);
+  });
+
   it('a machine that runs is answered by the machine alone', async () => {
     const fakes = new Fakes();
     const actor = await readyDaemon(fakes);
