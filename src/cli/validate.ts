@@ -1,4 +1,5 @@
 import { Command, Option } from 'clipanion';
+import { hostsOf } from '../config/hosts.js';
 import { describeListen } from '../config/http.js';
 import type { AgentConfig, Resources, ScheduleConfig } from '../config/types.js';
 import { type ConfigWarning, configWarnings } from '../config/warnings.js';
@@ -46,7 +47,7 @@ export class ValidateCommand extends AgentdCommand {
         socket: settings.daemon.socket,
         stateDir: settings.daemon.stateDir,
         maxSessions: settings.daemon.maxSessions,
-        agents: settings.agents.map((agent) => describeAgent(agent)),
+        agents: settings.agents.map((agent) => describeAgent(agent, { hosts: hostsOf(settings) })),
         warnings,
       });
       return EXIT.succeeded;

@@ -344,11 +344,11 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
     record: (sessionId) => journal.record(sessionId),
     history: (filter) => journal.history(filter),
     agents: () => {
-      const { agents, schedules, restarts } = actor.getSnapshot().context;
+      const { agents, schedules, restarts, hostInfo } = actor.getSnapshot().context;
       const views = new Map(scheduleViews(schedules, restarts).map((s) => [s.agent, s]));
       return agents.map((agent) => {
         const view = views.get(agent.name);
-        return describeAgent(agent, view?.next, view?.failed);
+        return describeAgent(agent, { hosts: hostInfo, next: view?.next, failed: view?.failed });
       });
     },
     readLog: (sessionId) => journal.readLog(sessionId),

@@ -1,5 +1,7 @@
 import { z } from 'zod';
-import type { AgentConfig } from '../config/types.js';
+import { hostAllowed } from '../config/hosts.js';
+import type { AgentConfig, HostConfig } from '../config/types.js';
+import { shownWebhookUrl } from '../config/webhook-url.js';
 
 /**
  * A configured agent as clients see it (the `agents` request, `agentd agents`): what it runs and where
@@ -28,6 +30,30 @@ export const agentViewSchema = z.object({
     cache: z.string().optional(),
   }),
   capAdd: z.array(z.string()),
+  /*
+   * What each session can reach besides its repository and network, as loaded (after
+   * daemon.user_namespace and the other defaults). Optional: a daemon before they were shown did not
+   * send them.
+   */
+  /** `host`: the container's uids are the host's; `auto`: a range of host uids of its own. */
+  userNamespace: z.enum(['host', 'auto']).optional(),
+  /** Host paths every session sees (`mounts:`), and whether the agent may write to them. */
+  mounts: z.array(z.object({ source: z.string(), target: z.string(), readOnly: z.boolean() })).optional(),
+  /** `context:`: the host directory mounted read-only at /agentd/context. */
+  context: z.string().optional(),
+  /** Named volumes that outlive sessions (`caches:`), shared by every session of the agent. */
+  caches: z.array(z.object({ name: z.string(), target: z.string() })).optional(),
+  /** The Podman hosts its sessions may run on now: its `hosts:` and `host_labels:` over those configured. */
+  hosts: z.array(z.string()).optional(),
+  /** `host_labels:` as configured (empty: any host its `hosts:` allows). */
+  hostLabels: z.record(z.string(), z.string()).optional(),
+  /**
+   * The agent's own webhooks (`notify:`), besides the daemon's: each URL as agentd shows it (without
+   * a query or what looks like a token in it), the source of its signing key, the outcomes told.
+   */
+  notify: z
+    .array(z.object({ url: z.string(), secret: z.string(), outcomes: z.array(z.string()).optional() }))
+    .optional(),
   maxConcurrent: z.number().optional(),
   schedule: z
     .object({
@@ -45,12 +71,19 @@ export const agentViewSchema = z.object({
 });
 export type AgentView = z.infer<typeof agentViewSchema>;
 
-/**
- * `next`: the schedule's next firing, as the daemon's schedule actor has it; `failed`: why the schedule
- * failed, when it did.
- */
-export function describeAgent(agent: AgentConfig, next?: string, failed?: string): AgentView {
+/** What of the daemon's state the view of an agent needs besides its configuration. */
+export interface AgentViewContext {
+  /** The hosts configured now (`local` alone without `hosts:`): where the agent may run is read from them. */
+  hosts?: readonly Pick<HostConfig, 'name' | 'labels'>[];
+  /** The schedule's next firing, as the daemon's schedule actor has it. */
+  next?: string;
+  /** Why the schedule failed, when it did. */
+  failed?: string;
+}
+
+export function describeAgent(agent: AgentConfig, context: AgentViewContext = {}): AgentView {
   const { resources: r } = agent;
+  const { next, failed } = context;
   return {
     name: agent.name,
     image: agent.image,
@@ -79,6 +112,19 @@ export function describeAgent(agent: AgentConfig, next?: string, failed?: string
       ...(r.cache === undefined ? {} : { cache: r.cache.text }),
     },
     capAdd: agent.capAdd,
+    userNamespace: agent.userNamespace,
+    mounts: agent.mounts.map((m) => ({ source: m.source, target: m.target, readOnly: m.readOnly })),
+    ...(agent.context === undefined ? {} : { context: agent.context }),
+    caches: agent.caches.map((c) => ({ name: c.name, target: c.target })),
+    ...(context.hosts === undefined
+      ? {}
+      : { hosts: context.hosts.filter((h) => hostAllowed(agent, h)).map((h) => h.name) }),
+    hostLabels: { ...agent.hostLabels },
+    notify: agent.notify.map((n) => ({
+      url: shownWebhookUrl(n.url),
+      secret: n.secret.raw,
+      ...(n.outcomes === undefined ? {} : { outcomes: [...n.outcomes] }),
+    })),
     ...(agent.maxConcurrent === undefined ? {} : { maxConcurrent: agent.maxConcurrent }),
     ...(agent.schedule === undefined
       ? {}

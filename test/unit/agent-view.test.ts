@@ -1,0 +1,136 @@
+/**
+ * What `agentd agents` (and the `agents` request, GET /v1/agents, `validate --json`) says an agent's
+ * sessions reach on the host side, as loaded: the hosts they may run on, their user namespace (the
+ * daemon's default included), the host paths they see, their caches and the agent's own webhooks. No
+ * credential value, no webhook query or token-like part of its URL, only each source's kind and name.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { renderAgent } from '../../src/cli/agents.js';
+import { hostsOf } from '../../src/config/hosts.js';
+import { parseConfig } from '../../src/config/load.js';
+import type { Settings } from '../../src/config/types.js';
+import { type AgentView, describeAgent } from '../../src/sessions/agent-view.js';
+import { cleanupAll, makeTempDir } from '../helpers/resources.js';
+
+afterEach(cleanupAll);
+
+const HOOK_KEY = 'whsec-agent-view-6d1f0c9e7d3b2a41';
+const ENV = { HOME: '/home/u', XDG_RUNTIME_DIR: '/run/user/1000', AGENT_HOOK_KEY: HOOK_KEY };
+const HOOK_URL =
+  'https://hooks.example.com/services/T0AB12CD3/B0EF45GH6/abcdefghijklmnopqrstuvwx?token=q7x9z2';
+
+function load(dir: string, text: string): Settings {
+  const file = join(dir, 'agentd.yaml');
+  writeFileSync(file, text);
+  return parseConfig(text, file, ENV, 1000);
+}
+
+function views(settings: Settings): AgentView[] {
+  return settings.agents.map((agent) => describeAgent(agent, { hosts: hostsOf(settings) }));
+}
+
+describe('the agents view: what its sessions reach', () => {
+  it('has the user namespace as loaded, mounts, context, caches, hosts and own webhooks', () => {
+    const dir = makeTempDir('agentd-unit-agent-view-');
+    for (const d of ['data', 'ctx', 'out']) mkdirSync(join(dir, d));
+    writeFileSync(join(dir, 'key'), 'not really a key', { mode: 0o600 });
+    const settings = load(
+      dir,
+      `daemon:\n  state_dir: ${join(dir, 'state')}\n  user_namespace: auto\n` +
+        'hosts:\n' +
+        `  - { name: build1, url: "unix://${join(dir, 'podman.sock')}", labels: { gpu: "yes" } }\n` +
+        `  - { name: build2, url: "ssh://agentd@build2.example:22/run/podman/podman.sock", identity: ${join(dir, 'key')} }\n` +
+        'agents:\n' +
+        '  - name: inherits\n    image: localhost/agentd-base:bookworm\n    command: ["run"]\n' +
+        `    mounts:\n      - { source: ${join(dir, 'data')}, target: /data }\n` +
+        '  - name: own\n    image: localhost/agentd-base:bookworm\n    command: ["run"]\n' +
+        '    user_namespace: host\n    host_labels: { gpu: "yes" }\n' +
+        `    mounts:\n      - { source: ${join(dir, 'out')}, target: /results, read_only: false }\n` +
+        `    context: ${join(dir, 'ctx')}\n` +
+        '    caches: { npm: /home/own/.npm }\n' +
+        `    notify:\n      - { url: "${HOOK_URL}", secret: env:AGENT_HOOK_KEY, outcomes: [failed, error] }\n`,
+    );
+    const [inherits, own] = views(settings);
+    expect(inherits).toMatchObject({
+      userNamespace: 'auto',
+      mounts: [{ source: join(dir, 'data'), target: '/data', readOnly: true }],
+      caches: [],
+      hosts: ['build1', 'build2'],
+      hostLabels: {},
+      notify: [],
+    });
+    expect(inherits?.context).toBeUndefined();
+    expect(own).toMatchObject({
+      userNamespace: 'host',
+      mounts: [{ source: join(dir, 'out'), target: '/results', readOnly: false }],
+      context: join(dir, 'ctx'),
+      caches: [{ name: 'npm', target: '/home/own/.npm' }],
+      hosts: ['build1'],
+      hostLabels: { gpu: 'yes' },
+      notify: [
+        {
+          url: 'https://hooks.example.com/services/…/…/…?…',
+          secret: 'env:AGENT_HOOK_KEY',
+          outcomes: ['failed', 'error'],
+        },
+      ],
+    });
+    const text = [inherits, own].map((v) => renderAgent(v as AgentView)).join('');
+    expect(text).toContain('\n    hosts build1, build2, user_namespace auto\n');
+    expect(text).toContain(`\n    mount ${join(dir, 'data')} at /data, read-only\n`);
+    expect(text).toContain('\n    hosts build1 (host_labels gpu=yes), user_namespace host\n');
+    expect(text).toContain(`\n    mount ${join(dir, 'out')} at /results, read-write\n`);
+    expect(text).toContain(`\n    context ${join(dir, 'ctx')} at /agentd/context, read-only\n`);
+    expect(text).toContain('\n    caches npm at /home/own/.npm\n');
+    expect(text).toContain(
+      '\n    notify https://hooks.example.com/services/…/…/…?… (signed with env:AGENT_HOOK_KEY), on failed, error\n',
+    );
+    // Neither a host's URL (a user name in it) nor the webhook's query or token-like path.
+    for (const out of [JSON.stringify([inherits, own]), text]) {
+      for (const hidden of ['agentd@', 'token=q7x9z2', 'abcdefghijklmnopqrstuvwx', 'T0AB12CD3', HOOK_KEY]) {
+        expect(out).not.toContain(hidden);
+      }
+    }
+  });
+
+  it('says `local` without hosts:, and user_namespace host by default', () => {
+    const dir = makeTempDir('agentd-unit-agent-view-');
+    const settings = load(
+      dir,
+      `daemon:\n  state_dir: ${join(dir, 'state')}\n` +
+        'agents:\n  - name: demo\n    image: localhost/agentd-base:bookworm\n    command: ["run"]\n',
+    );
+    const [demo] = views(settings);
+    expect(demo).toMatchObject({
+      userNamespace: 'host',
+      mounts: [],
+      caches: [],
+      hosts: ['local'],
+      notify: [],
+    });
+    const text = renderAgent(demo as AgentView);
+    expect(text).toContain('\n    hosts local, user_namespace host\n');
+    expect(text).not.toMatch(/mount |context |caches |notify /);
+  });
+
+  it('prints a reply of a daemon that does not send these fields as before', () => {
+    const old: AgentView = {
+      name: 'demo',
+      image: 'localhost/agentd-base:bookworm',
+      command: ['true'],
+      network: 'bridge',
+      env: [],
+      credentials: [],
+      resources: { memory: '2g', memorySwap: '2g', pids: 4096, disk: '1g' },
+      capAdd: [],
+    };
+    expect(renderAgent(old)).toBe(
+      'demo: localhost/agentd-base:bookworm ["true"]\n' +
+        '    repo (none: give one per trigger), network bridge, no timeout\n' +
+        '    credentials none\n' +
+        '    limits memory 2g (no swap), cpus unlimited, pids 4096, disk 1g\n',
+    );
+  });
+});
