@@ -16,7 +16,7 @@ import { firstNonUtf8 } from '../utf8-offset.js';
 import { allows, type Tokens } from './auth.js';
 import type { HostCheck } from './hosts.js';
 import { logStream, MAX_STREAMS, MAX_STREAMS_PER_TOKEN } from './log-stream.js';
-import { OPERATIONS, type Operation, routeOf } from './operations.js';
+import { OPERATIONS, type Operation, refusesUnread, routeOf } from './operations.js';
 import type { CreateSession, ErrorBody, logQuerySchema, shutdownQuerySchema } from './schemas.js';
 import { SharedBudget } from './shared-budget.js';
 
@@ -386,6 +386,13 @@ function check(c: Context<Env>, op: Operation, parsed: Parsed): Checked {
       });
     return undefined;
   };
+  // A body an operation does not read is refused (refusesUnread), with the query's problems.
+  if (op.body === undefined && refusesUnread(op) && carriesBody(c)) {
+    problems.push({
+      path: 'body',
+      message: `${op.method.toUpperCase()} ${op.path} takes no body; ${op.noBody ?? queryInstead(op)}`,
+    });
+  }
   const params = take('params', op.params, c.req.param()) as Record<string, string>;
   const query = take('query', op.query, singleQuery(c, op, problems)) as Record<string, unknown>;
   const body = take('body', op.body, parsed.body);
@@ -398,6 +405,19 @@ function check(c: Context<Env>, op: Operation, parsed: Parsed): Checked {
     return { problems: true, response: errorResponse(c, 400, 'bad_request', message, shown) };
   }
   return { params: params ?? {}, query: query ?? {}, body };
+}
+
+/** Where the options a body would have given go: the query's parameters, if the operation has any. */
+function queryInstead(op: Operation): string {
+  const names = Object.keys(op.query?.shape ?? {});
+  if (names.length === 0) return 'nothing in one would be read: send none';
+  return `nothing in one would be read: give ${names.map((name) => `?${name}=`).join(', ')} in the query`;
+}
+
+/** Whether a request carries a body: a Content-Length other than 0, or a Transfer-Encoding (chunked). */
+function carriesBody(c: Context<Env>): boolean {
+  const length = c.req.header('content-length');
+  return (length !== undefined && Number(length) !== 0) || c.req.header('transfer-encoding') !== undefined;
 }
 
 /**
@@ -414,9 +434,8 @@ function singleQuery(
   const known = op.query?.shape ?? {};
   const queries = Object.entries(c.req.queries());
   // A /v1 operation without query parameters refuses them, as one with them refuses an unknown one:
-  // `POST /v1/reload?dry_run=true` reloaded, `cancel?force=true` cancelled as without it. /healthz,
-  // /readyz and /metrics take what probes and scrapers add.
-  if (op.query === undefined && op.path.startsWith('/v1/')) {
+  // `POST /v1/reload?dry_run=true` reloaded, `cancel?force=true` cancelled as without it (refusesUnread).
+  if (op.query === undefined && refusesUnread(op)) {
     for (const [name] of queries.slice(0, MAX_PROBLEMS)) {
       problems.push({
         path: `query.${shownFieldName(name)}`,
@@ -551,16 +570,6 @@ function handlersOf(options: ApiOptions): Record<string, Handler> {
       return c.json({ type, ...result }, type === 'reloaded' ? 200 : 422);
     },
     shutdown: (c, { query }) => {
-      // A body is not read: `{"mode":"force"}` there was a graceful shutdown answered 202, the stop the
-      // client asked for not done. The mode is the query's, as the typo the query refuses.
-      const length = c.req.header('content-length');
-      if ((length !== undefined && length !== '0') || c.req.header('transfer-encoding') !== undefined) {
-        const problem = {
-          path: 'body',
-          message: 'POST /v1/shutdown takes no body; give the mode as ?mode=force or ?mode=graceful',
-        };
-        return errorResponse(c, 400, 'bad_request', `invalid request: ${problem.message}`, [problem]);
-      }
       const { mode = 'graceful' } = query as z.infer<typeof shutdownQuerySchema>;
       // A failed machine takes no event: the process exits by itself, and 202 said it would drain. As
       // /healthz answers then, from the machine's snapshot (port.ts), before and after the event.

@@ -95,7 +95,7 @@ export function openApiDocument(): Json {
       title: 'agentd HTTP API',
       version: '1',
       description:
-        "The socket protocol's operations over HTTP (`daemon.http`). Every /v1 request and /metrics need `Authorization: Bearer TOKEN` with the scope named by x-agentd-scope (admin covers all). Errors have one shape with the socket protocol's codes. Generated from src/http/operations.ts; do not edit.",
+        "The socket protocol's operations over HTTP (`daemon.http`). Every /v1 request and /metrics need `Authorization: Bearer TOKEN` with the scope named by x-agentd-scope (admin covers all). Errors have one shape with the socket protocol's codes. A /v1 operation refuses (400 `bad_request`) what it would not read: a query parameter it does not take, and any body when it has no requestBody (problem path `body`). Generated from src/http/operations.ts; do not edit.",
     },
     paths,
     components: {

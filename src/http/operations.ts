@@ -50,6 +50,8 @@ export interface Operation {
   responses: Record<number, ResponseSpec>;
   /** Error statuses this operation answers besides the ones its scope and body imply. */
   errors?: number[];
+  /** Told to a client that sends this operation (one without `body`) a body: where its options go instead. */
+  noBody?: string;
 }
 
 export const OPERATIONS: readonly Operation[] = [
@@ -206,6 +208,7 @@ export const OPERATIONS: readonly Operation[] = [
       "As `agentd stop` (`?mode=graceful`, the default) or `agentd stop --force` (`?mode=force`), decided by the daemon in one step whatever shutdown came before: graceful drains a daemon not draining yet (queued sessions end `cancelled`, running ones finish, new triggers are refused) and changes nothing in one that is, so it never cancels a session; force cancels the running sessions, draining first if it was not. It takes no body (one is refused: a mode there would not be read). 202 at once with the state it left the daemon in (503 `failed` to a daemon whose machine failed, as /healthz answers: it is exiting by itself); the daemon exits 0 once nothing runs, and this API closes with it (poll /healthz until it no longer answers). A daemon that exits 0 is not restarted by systemd's `Restart=on-failure`: a token with this scope can stop the service until someone starts it.",
     scope: 'admin',
     query: shutdownQuerySchema,
+    noBody: 'give the mode as ?mode=force or ?mode=graceful',
     responses: {
       202: { description: 'shutting down', content: 'json', schema: shutdownSchema },
       503: {
@@ -223,6 +226,15 @@ export function routeOf(path: string): string {
   return path.replace(/\{([a-zA-Z]+)\}/g, ':$1');
 }
 
+/**
+ * Whether the operation refuses what it does not read: a query parameter it does not take, and a body when
+ * it takes none (`POST /v1/reload?dry_run=true` reloaded, `{"mode":"force"}` to /v1/shutdown drained, a
+ * body's options dropped in silence). /healthz, /readyz and /metrics take what probes and scrapers add.
+ */
+export function refusesUnread(op: Operation): boolean {
+  return op.path.startsWith('/v1/');
+}
+
 /** Statuses every operation may answer with the Error schema, from its scope and body. */
 export function errorStatuses(op: Operation): number[] {
   const statuses = new Set<number>(op.errors ?? []);
@@ -230,7 +242,8 @@ export function errorStatuses(op: Operation): number[] {
     statuses.add(401);
     statuses.add(403);
   }
-  if (op.body !== undefined || op.params !== undefined || op.query !== undefined) statuses.add(400);
+  if (op.body !== undefined || op.params !== undefined || op.query !== undefined || refusesUnread(op))
+    statuses.add(400);
   if (op.body !== undefined) {
     statuses.add(413);
     statuses.add(415);

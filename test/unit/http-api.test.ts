@@ -4,6 +4,7 @@ import type { HttpToken } from '../../src/config/types.js';
 import { createApi } from '../../src/http/api.js';
 import { Tokens } from '../../src/http/auth.js';
 import { LAG_LIMIT_BYTES, MAX_STREAMS_PER_TOKEN } from '../../src/http/log-stream.js';
+import { OPERATIONS } from '../../src/http/operations.js';
 import type { ClientEvent, DaemonEmitted } from '../../src/machines/daemon.machine.js';
 import type { DaemonPort } from '../../src/protocol/context.js';
 import type { OutputLine } from '../../src/runner/session-log.js';
@@ -54,6 +55,78 @@ async function api(overrides: Partial<DaemonPort> = {}, bodyLimitBytes = 1024, b
   };
   return { request, lines, sent, counted };
 }
+
+describe('HTTP API: a body where none is read', () => {
+  it('every /v1 operation without a request body refuses one (400, path body) and does nothing; no body, or Content-Length 0, is taken', async () => {
+    let reloads = 0;
+    const a = await api({
+      reload: async () => {
+        reloads++;
+        return { type: 'reloaded' } as never;
+      },
+    });
+    const noBody = OPERATIONS.filter((op) => op.body === undefined && op.path.startsWith('/v1/'));
+    expect(noBody.map((op) => op.id).sort()).toEqual(
+      [
+        'agents',
+        'cancelSession',
+        'getSession',
+        'listSessions',
+        'reload',
+        'sessionLog',
+        'shutdown',
+        'status',
+      ].sort(),
+    );
+    for (const op of noBody) {
+      const path = op.path.replace('{id}', '0123456789abcdef');
+      // A client sends a body with its length, or chunked; app.request sets neither itself. (A GET's is
+      // announced by its headers alone: fetch's Request takes no body for GET.)
+      const announced: Record<string, string>[] = [
+        { 'content-type': 'application/json', 'content-length': '27' },
+        { 'transfer-encoding': 'chunked' },
+      ];
+      for (const headers of announced) {
+        const body = op.method === 'post' ? '{"config":"/etc/other.yml"}' : undefined;
+        const refused = await a.request(path, {
+          method: op.method.toUpperCase(),
+          token: ENV.T_ROOT,
+          body,
+          headers,
+        });
+        expect(refused.status, `${op.id} ${JSON.stringify(headers)}`).toBe(400);
+        expect(await refused.json(), op.id).toMatchObject({
+          code: 'bad_request',
+          problems: [
+            {
+              path: 'body',
+              message: expect.stringMatching(new RegExp(`^${op.method.toUpperCase()} \\S+ takes no body`)),
+            },
+          ],
+        });
+      }
+    }
+    // Before: POST /v1/reload with {"config":...} reloaded the daemon's own file (200), and a cancel with a
+    // body cancelled, their bodies never read.
+    expect(reloads).toBe(0);
+    expect(a.sent).toEqual([]);
+    const empty = await a.request('/v1/reload', {
+      method: 'POST',
+      token: ENV.T_ROOT,
+      headers: { 'content-length': '0' },
+    });
+    expect(empty.status).toBe(200);
+    expect((await a.request('/v1/reload', { method: 'POST', token: ENV.T_ROOT })).status).toBe(200);
+    expect(reloads).toBe(2);
+    // Without a token, the token's refusal comes first: nothing about the request is told.
+    expect(
+      (await a.request('/v1/reload', { method: 'POST', body: '{}', headers: { 'content-length': '2' } }))
+        .status,
+    ).toBe(401);
+    // Probes and scrapers are not held to it.
+    expect((await a.request('/healthz', { headers: { 'content-length': '5' } })).status).toBe(200);
+  });
+});
 
 describe('HTTP API: tokens and scopes', () => {
   it('needs no token for /healthz and /readyz, and says why it is not ready', async () => {
