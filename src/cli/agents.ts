@@ -6,6 +6,7 @@ import type { AgentView } from '../sessions/agent-view.js';
 import { ClientCommand } from './client-command.js';
 import { failOnReply, printJson } from './client-io.js';
 import { EXIT } from './exit-codes.js';
+import { checkAgentsReply } from './reply-check.js';
 import { shownOn } from './terminal.js';
 
 export class AgentsCommand extends ClientCommand {
@@ -28,6 +29,8 @@ export class AgentsCommand extends ClientCommand {
     try {
       const reply = await client.request({ type: 'agents' });
       if (reply?.type !== 'agents') return failOnReply(this.context, this.json, reply);
+      const malformed = await checkAgentsReply(reply);
+      if (malformed) return failOnReply(this.context, this.json, malformed);
       if (this.json) printJson(this.context, { agents: reply.agents });
       else this.context.stdout.write(shownOn(this.context.stdout, reply.agents.map(renderAgent).join('')));
       return EXIT.succeeded;

@@ -171,6 +171,31 @@ export async function checkOutcomeReply(reply: Reply): Promise<ClientSideError |
   return badReply('outcome', `${where}: ${issue?.message ?? 'does not match the protocol'}`);
 }
 
+/**
+ * An `agents` reply that is not a list of agents as the protocol has them (checked with the agents view's
+ * schema: extra fields pass, for a newer daemon's), as a `bad_reply` error; else undefined. Without it,
+ * `agentd agents --json` printed `{}` and exited 0 for `{"type":"agents"}`, and the text view failed
+ * with "Cannot read properties of undefined". zod is loaded here, by `agents` only.
+ */
+export async function checkAgentsReply(reply: Reply): Promise<ClientSideError | undefined> {
+  const [{ z }, { agentViewSchema }] = await Promise.all([
+    import('zod'),
+    import('../sessions/agent-view.js'),
+  ]);
+  const result = z.object({ agents: z.array(agentViewSchema) }).safeParse(reply);
+  if (result.success) return undefined;
+  const issue = result.error.issues[0];
+  const where = issue === undefined || issue.path.length === 0 ? 'reply' : issuePath(issue.path);
+  return badReply('agents', `${where}: ${issue?.message ?? 'does not match the protocol'}`);
+}
+
+/** `agents[0].resources.memory`, as `shapeProblem` names a place. */
+function issuePath(path: readonly PropertyKey[]): string {
+  return path
+    .map((key, i) => (typeof key === 'number' ? `[${key}]` : `${i === 0 ? '' : '.'}${String(key)}`))
+    .join('');
+}
+
 function badReply(type: string, problem: string): ClientSideError {
   return {
     type: 'error',

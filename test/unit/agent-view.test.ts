@@ -5,16 +5,23 @@
  * credential value, no webhook query or token-like part of its URL, only each source's kind and name.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { renderAgent } from '../../src/cli/agents.js';
+import { EXIT } from '../../src/cli/exit-codes.js';
 import { hostsOf } from '../../src/config/hosts.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { Settings } from '../../src/config/types.js';
 import { type AgentView, describeAgent } from '../../src/sessions/agent-view.js';
+import { runCliInProcess as run } from '../helpers/cli-in-process.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
 
-afterEach(cleanupAll);
+const servers: Server[] = [];
+afterEach(async () => {
+  for (const server of servers.splice(0)) await new Promise((resolve) => server.close(resolve));
+  await cleanupAll();
+});
 
 const HOOK_KEY = 'whsec-agent-view-6d1f0c9e7d3b2a41';
 const ENV = { HOME: '/home/u', XDG_RUNTIME_DIR: '/run/user/1000', AGENT_HOOK_KEY: HOOK_KEY };
@@ -132,5 +139,68 @@ describe('the agents view: what its sessions reach', () => {
         '    credentials none\n' +
         '    limits memory 2g (no swap), cpus unlimited, pids 4096, disk 1g\n',
     );
+  });
+});
+
+/** A daemon that answers every request line with `reply` (its id added). */
+async function fakeDaemon(reply: object): Promise<string> {
+  const path = join(makeTempDir('agentd-unit-agent-view-'), 'agentd.sock');
+  const server = createServer((socket) => {
+    socket.on('error', () => {});
+    let buffered = '';
+    socket.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      for (let nl = buffered.indexOf('\n'); nl !== -1; nl = buffered.indexOf('\n')) {
+        const { id } = JSON.parse(buffered.slice(0, nl)) as { id?: string };
+        buffered = buffered.slice(nl + 1);
+        socket.write(`${JSON.stringify({ ...reply, ...(id === undefined ? {} : { id }) })}\n`);
+      }
+    });
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  return path;
+}
+
+describe('agentd agents against a reply that is not a list of agents', () => {
+  it('is a bad reply naming the field (exit 4), not {} with exit 0 or "Cannot read properties"', async () => {
+    for (const [reply, where] of [
+      [{ v: 2, type: 'agents' }, '(agents: '],
+      [{ v: 2, type: 'agents', agents: 'x' }, '(agents: '],
+      [{ v: 2, type: 'agents', agents: [null] }, '(agents[0]: '],
+      [{ v: 2, type: 'agents', agents: [{ name: 'x' }] }, '(agents[0].image: '],
+    ] as const) {
+      const path = await fakeDaemon(reply);
+      const json = await run(['agents', '--json', '--socket', path]);
+      expect(json.code, JSON.stringify(reply)).toBe(EXIT.infrastructure);
+      const failure = JSON.parse(json.stdout.trim()) as { error: string; message: string };
+      expect(failure).toMatchObject({ error: 'bad_reply', code: EXIT.infrastructure });
+      expect(failure.message).toContain(`the daemon sent a malformed agents reply ${where}`);
+      const text = await run(['agents', '--socket', path]);
+      expect(text.code).toBe(EXIT.infrastructure);
+      expect(text.stdout).toBe('');
+      expect(text.stderr).toContain(`agentd: the daemon sent a malformed agents reply ${where}`);
+      expect(text.stderr).not.toContain('Cannot read properties');
+    }
+  });
+
+  it('takes a whole reply, and one of a daemon that does not send the newer fields', async () => {
+    const dir = makeTempDir('agentd-unit-agent-view-');
+    const settings = load(
+      dir,
+      `daemon:\n  state_dir: ${join(dir, 'state')}\n` +
+        'agents:\n  - name: demo\n    image: localhost/agentd-base:bookworm\n    command: ["run"]\n',
+    );
+    const whole = views(settings);
+    const { userNamespace, mounts, caches, hosts, hostLabels, notify, ...older } = whole[0] as AgentView;
+    for (const agents of [whole, [older]]) {
+      const path = await fakeDaemon({ v: 2, type: 'agents', agents });
+      const text = await run(['agents', '--socket', path]);
+      expect(text.code, text.stderr).toBe(EXIT.succeeded);
+      expect(text.stdout).toMatch(/^demo: localhost\/agentd-base:bookworm \["run"\]\n/);
+      const json = await run(['agents', '--json', '--socket', path]);
+      expect(json.code, json.stderr).toBe(EXIT.succeeded);
+      expect(JSON.parse(json.stdout)).toEqual({ agents });
+    }
   });
 });

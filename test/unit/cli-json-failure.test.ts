@@ -213,11 +213,23 @@ describe('a daemon that answers wrong, or not at all', () => {
   });
 
   it('a reply without its fields is an unexpected error: exit 4, its message, no stack', async () => {
+    const { path, server } = await fakeDaemon(() => '{"type":"hosts"}');
+    try {
+      const result = await run(['hosts', '--socket', path]);
+      expect(result.code).toBe(EXIT.infrastructure);
+      expect(result.stderr).toMatch(/^agentd: unexpected error: /);
+      expect(result.stderr + result.stdout).not.toMatch(/\n\s+at /);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('an agents reply without its agents is a bad reply: exit 4, what is missing, no stack', async () => {
     const { path, server } = await fakeDaemon(() => '{"type":"agents"}');
     try {
       const result = await run(['agents', '--socket', path]);
       expect(result.code).toBe(EXIT.infrastructure);
-      expect(result.stderr).toMatch(/^agentd: unexpected error: /);
+      expect(result.stderr).toMatch(/^agentd: the daemon sent a malformed agents reply \(agents: /);
       expect(result.stderr + result.stdout).not.toMatch(/\n\s+at /);
     } finally {
       server.close();
