@@ -34,7 +34,7 @@ export interface RecordKeeperOptions {
   maxCount?: number;
   /**
    * daemon.records_min_free: while the records' filesystem has less free, the oldest sealed records go
-   * (never the newest RECORDS_KEPT_FOR_ROOM), until it has. None when absent.
+   * (never the newest RECORDS_KEPT_FOR_ROOM), until it has. None when absent or 0 (0%): no statfs then.
    */
   minFree?: MinFree;
   /** How the records' filesystem's free space is read (statfs unless given: tests give a fake). */
@@ -492,7 +492,8 @@ export class RecordKeeper {
    */
   keepRoom(): void {
     const { minFree } = this.options;
-    if (minFree === undefined) return;
+    // Off (0, the default; 0% too): no statfs at each seal for a floor that asks for nothing.
+    if (minFree === undefined || ('percent' in minFree ? minFree.percent : minFree.bytes) === 0) return;
     const space = (this.options.space ?? diskSpace)(this.options.recordsDir);
     if (space === undefined) return;
     const releasing = this.records.releasingRoom;

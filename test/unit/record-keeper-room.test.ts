@@ -11,7 +11,7 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SessionFiles } from '../../src/adapters/session-files.js';
 import { SessionStore } from '../../src/adapters/session-store.js';
-import type { MinFree } from '../../src/config/resources.js';
+import { type MinFree, parseMinFree } from '../../src/config/resources.js';
 import { SessionJournal } from '../../src/daemon/journal.js';
 import { RECORDS_KEPT_FOR_ROOM, RecordKeeper } from '../../src/daemon/record-keeper.js';
 import { requestOf } from '../../src/daemon/recovery.js';
@@ -190,5 +190,23 @@ describe('records_min_free', () => {
     for (let i = 1; i <= 12; i++) await ran(off, idOf(i));
     expect(off.disk.reads).toBe(0);
     expect(existsSync(off.keeper.dirOf('demo', idOf(1)))).toBe(true);
+  });
+
+  it('reads no free space when it is 0 (off, the default), and once a seal when it is set', async () => {
+    // `0` (the default), `0%` and `0g` are { bytes: 0 }, `0.0%` is { percent: 0 }: each keeps no floor.
+    for (const minFree of [parseMinFree('0'), parseMinFree('0.0%'), parseMinFree(0)] as MinFree[]) {
+      const off = daemonIn(mkdtempSync(join(tmpdir(), 'agentd-room-')), minFree);
+      dirs.push(join(off.keeper.dirOf('demo', idOf(1)), '..', '..', '..'));
+      await off.journal.recover();
+      for (let i = 1; i <= 5; i++) await ran(off, idOf(i));
+      off.keeper.keepRoom();
+      expect(off.disk.reads, JSON.stringify(minFree)).toBe(0);
+    }
+    const on = daemonIn(mkdtempSync(join(tmpdir(), 'agentd-room-')), parseMinFree('1%'));
+    dirs.push(join(on.keeper.dirOf('demo', idOf(1)), '..', '..', '..'));
+    await on.journal.recover();
+    const atStart = on.disk.reads;
+    for (let i = 1; i <= 5; i++) await ran(on, idOf(i));
+    expect(on.disk.reads - atStart).toBe(5);
   });
 });
