@@ -51,9 +51,9 @@ function describeSwap(memory: string, memorySwap: string): string {
 /**
  * What a session can reach on the host side besides its repository and network: where it runs and as
  * which uids, the host paths it sees, its caches and the agent's own webhooks. A field a daemon before
- * it was shown did not send is left out.
+ * it was shown did not send is left out. `validate` prints the same lines.
  */
-function reach(a: AgentView): string[] {
+export function reachLines(a: AgentView): string[] {
   const lines: string[] = [];
   const where: string[] = [];
   if (a.hosts !== undefined) {
@@ -90,7 +90,7 @@ export function renderAgent(a: AgentView): string {
     `    limits memory ${a.resources.memory} (${describeSwap(a.resources.memory, a.resources.memorySwap)}), ${a.resources.cpus === undefined ? 'cpus unlimited' : `cpus ${a.resources.cpus}`}, pids ${a.resources.pids}, disk ${a.resources.disk}${a.resources.output === undefined ? '' : `, output ${a.resources.output}`}${a.resources.cache === undefined ? '' : `, cache ${a.resources.cache}`}`,
   ];
   if (a.capAdd.length > 0) lines.push(`    cap_add ${a.capAdd.join(', ')}`);
-  lines.push(...reach(a));
+  lines.push(...reachLines(a));
   if (a.maxConcurrent !== undefined) lines.push(`    max_concurrent ${a.maxConcurrent}`);
   if (a.schedule) {
     const s = a.schedule;

@@ -9,6 +9,7 @@ import { describeAgent } from '../sessions/agent-view.js';
 import { nextFiring } from '../sessions/schedule.js';
 import { localTimeZoneProblem, localUtcOffset, processTimeZone } from '../time-zone.js';
 import { AgentdCommand } from './agentd-command.js';
+import { reachLines } from './agents.js';
 import { printJson } from './client-io.js';
 import { configOption, loadSettingsOrFailure } from './config-option.js';
 import { EXIT } from './exit-codes.js';
@@ -66,6 +67,7 @@ export class ValidateCommand extends AgentdCommand {
     }
     for (const target of notify)
       out.push(`  notify ${shownWebhookUrl(target.url)} (signed with ${target.secret.raw})`);
+    const hosts = hostsOf(settings);
     for (const agent of settings.agents) {
       const timeout =
         agent.timeoutMs === undefined ? 'no timeout' : `timeout ${formatDuration(agent.timeoutMs)}`;
@@ -83,6 +85,7 @@ export class ValidateCommand extends AgentdCommand {
       if (agent.capAdd.length > 0) {
         out.push(`    cap_add ${agent.capAdd.join(', ')}: the command runs with these capabilities`);
       }
+      out.push(...reachLines(describeAgent(agent, { hosts })));
       if (agent.userNamespace === 'auto') {
         out.push(
           '    user_namespace auto: each session runs as host uids of its own (the containers ranges of /etc/subuid and /etc/subgid)',

@@ -102,6 +102,27 @@ describe('the agents view: what its sessions reach', () => {
     }
   });
 
+  it('validate prints the same lines for each agent', async () => {
+    const dir = makeTempDir('agentd-unit-agent-view-');
+    mkdirSync(join(dir, 'out'));
+    const file = join(dir, 'agentd.yaml');
+    writeFileSync(
+      file,
+      `daemon:\n  state_dir: ${join(dir, 'state')}\n  socket: ${join(dir, 'run', 'agentd.sock')}\n  user_namespace: auto\n` +
+        'agents:\n  - name: own\n    image: localhost/agentd-base:bookworm\n    command: ["run"]\n' +
+        '    user_namespace: host\n' +
+        `    mounts:\n      - { source: ${join(dir, 'out')}, target: /results, read_only: false }\n` +
+        '    caches: { npm: /home/own/.npm }\n',
+    );
+    const result = await run(['validate', '--config', file]);
+    expect(result.code, result.stderr).toBe(EXIT.succeeded);
+    expect(result.stdout).toContain(
+      '    hosts local, user_namespace host\n' +
+        `    mount ${join(dir, 'out')} at /results, read-write\n` +
+        '    caches npm at /home/own/.npm\n',
+    );
+  });
+
   it('says `local` without hosts:, and user_namespace host by default', () => {
     const dir = makeTempDir('agentd-unit-agent-view-');
     const settings = load(
