@@ -178,7 +178,7 @@ export const OPERATIONS: readonly Operation[] = [
     path: '/v1/agents',
     summary: 'The configured agents',
     description:
-      'As `agentd agents`: what each runs, its limits, where its credentials come from (never a value), its schedule and next firing.',
+      'As `agentd agents`: what each runs, its limits, where its credentials come from (never a value), what its sessions reach on the host side (the hosts they may run on, user namespace, mounts, context, caches, its own webhooks), its schedule and next firing.',
     scope: 'read',
     responses: { 200: { description: 'the agents', content: 'json', schema: agentsSchema } },
   },
