@@ -14,7 +14,8 @@ export const EXIT = {
   unknownSession: 6,
   /**
    * `wait --timeout` ran out before the session finished; it goes on. `stop --timeout` ran out before the
-   * daemon exited; it goes on shutting down.
+   * daemon exited; it goes on shutting down. `stop` gave up because nothing went toward the daemon's exit
+   * for STOP_STUCK_MS (`not_stopping`).
    */
   stillRunning: 7,
   /**

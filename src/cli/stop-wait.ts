@@ -26,15 +26,38 @@ export interface StopPorts {
   say(line: string): void;
 }
 
+/**
+ * Why the wait gave up before --timeout: for STOP_STUCK_MS on end nothing went toward the daemon's exit.
+ * `ignored`: it answers as itself (its pid) but is not shutting down (`state`); `other`: what answers on the
+ * socket is not its status (another program, or a daemon that does not answer) while its process lives;
+ * `exiting`: its socket is gone (or another daemon's) and its process has not exited.
+ */
+export type StopStuck = { why: 'ignored'; state: string } | { why: 'other' } | { why: 'exiting' };
+
 export type StopResult =
   | { kind: 'stopped' }
   /** --timeout ran out: the daemon's process is still there, its socket `open` or not, `running` sessions. */
-  | { kind: 'timeout'; open: boolean; running: number };
+  | { kind: 'timeout'; open: boolean; running: number }
+  /** Nothing went toward the exit for STOP_STUCK_MS: waiting longer would be waiting for ever. */
+  | ({ kind: 'stuck'; open: boolean; running: number } & StopStuck);
 
 /** How often the daemon is looked at while it stops. */
 export const STOP_POLL_MS = 250;
 /** How long one look waits for the status: a daemon that hangs must not hold `stop` past its --timeout. */
 export const STOP_PROBE_MS = 5000;
+
+/**
+ * How long the wait goes on while nothing goes toward the daemon's exit (see StopStuck): a draining daemon is
+ * waited for as long as its sessions run, but one that ignored the shutdown, something else answering on
+ * its socket, or a process that outlives its socket by more than its stop takes (some 20 s: its last sweep,
+ * records and notifications, then at most EXIT_HELD_MS) held `stop` without --timeout for ever.
+ */
+export const STOP_STUCK_MS = 60_000;
+
+/** Whether a daemon in `state` is on its way out: draining, or failed (it exits by itself). */
+function stopping(state: string): boolean {
+  return state === 'failed' || state === 'shutdown' || state.startsWith('shutdown.');
+}
 
 /** The sessions a draining daemon waits for, in words. */
 export function runningText(running: StopView['running']): string {
@@ -59,9 +82,12 @@ export async function waitForStop(
   let said = first.running.map((s) => s.id).join(',');
   let open = true;
   let running = first.running.length;
+  /** Since when every look found nothing going toward the exit (StopStuck), on the steady clock. */
+  let stuckSince: number | undefined;
   for (;;) {
     const left = deadline === undefined ? STOP_PROBE_MS : Math.max(1, deadline - ports.now());
     const probe = await ports.probe(Math.min(STOP_PROBE_MS, left));
+    let stuck: StopStuck | undefined;
     if (probe.kind === 'status' && probe.status.pid === pid) {
       const now = probe.status.running.map((s) => s.id).join(',');
       running = probe.status.running.length;
@@ -69,6 +95,7 @@ export async function waitForStop(
         said = now;
         ports.say(`waiting: ${runningText(probe.status.running)}`);
       }
+      if (!stopping(probe.status.state)) stuck = { why: 'ignored', state: probe.status.state };
     } else if (probe.kind !== 'other') {
       // Nothing answers as this daemon any more: its process says whether it is gone.
       if (!ports.alive(pid)) return { kind: 'stopped' };
@@ -77,8 +104,16 @@ export async function waitForStop(
         running = 0;
         ports.say(`the daemon closed its socket; waiting for its process (pid ${pid}) to exit`);
       }
+      stuck = { why: 'exiting' };
     } else if (!ports.alive(pid)) {
       return { kind: 'stopped' };
+    } else {
+      stuck = { why: 'other' };
+    }
+    if (stuck === undefined) stuckSince = undefined;
+    else {
+      stuckSince ??= ports.now();
+      if (ports.now() - stuckSince >= STOP_STUCK_MS) return { kind: 'stuck', open, running, ...stuck };
     }
     if (deadline !== undefined && ports.now() >= deadline) return { kind: 'timeout', open, running };
     const wait = deadline === undefined ? STOP_POLL_MS : Math.min(STOP_POLL_MS, deadline - ports.now());

@@ -14,7 +14,15 @@ import { EXIT } from './exit-codes.js';
 import { checkStatusReply } from './reply-check.js';
 import { resolveSocketPath } from './socket-path.js';
 import { startingDaemon } from './status-run.js';
-import { runningText, type StopPorts, type StopProbe, type StopView, waitForStop } from './stop-wait.js';
+import {
+  runningText,
+  STOP_STUCK_MS,
+  type StopPorts,
+  type StopProbe,
+  type StopStuck,
+  type StopView,
+  waitForStop,
+} from './stop-wait.js';
 import { shownOn } from './terminal.js';
 import { isDuration } from './validators.js';
 
@@ -30,7 +38,9 @@ export class StopCommand extends ClientCommand {
       changes nothing (it never cancels a session), and waits for it. --force is a second SIGTERM: the running
       sessions are cancelled (stopped and torn down), whether the daemon was draining or not, and it exits
       once they are.
-      Exits 0 once the daemon has exited; 7 when --timeout ran out first (the daemon goes on shutting down);
+      Exits 0 once the daemon has exited; 7 when --timeout ran out first (the daemon goes on shutting down),
+      or when for 60 s nothing went toward the daemon's exit (it did not take the shutdown, something else
+      answers on its socket, or its process outlives its socket): the message says what to do;
       11 a daemon still starting (no socket yet: \`kill PID\` stops it once its reconciliation ends);
       69 no daemon answers; 75 a daemon too busy to answer; 77 this user may not use its socket.
     `,
@@ -122,6 +132,20 @@ export class StopCommand extends ClientCommand {
       else say(`agentd (pid ${first.pid}) stopped after ${formatDuration(waitedMs)}`);
       return EXIT.succeeded;
     }
+    if (result.kind === 'stuck') {
+      return failWith(
+        io,
+        this.json,
+        {
+          error: 'not_stopping',
+          pid: first.pid,
+          why: result.why,
+          ...(result.why === 'ignored' ? { state: result.state } : {}),
+          message: stuckMessage(result, first.pid, path),
+        },
+        EXIT.stillRunning,
+      );
+    }
     const what = result.open
       ? `it still waits for ${result.running} running session(s)`
       : 'it closed its socket, and its process is still finishing (records, notifications)';
@@ -136,6 +160,22 @@ export class StopCommand extends ClientCommand {
       },
       EXIT.stillRunning,
     );
+  }
+}
+
+/**
+ * What `stop` says when it gave up waiting (waitForStop's `stuck`): what it waited for, for how long, and
+ * what to do, with the pid it read from the daemon's status.
+ */
+export function stuckMessage(stuck: StopStuck, pid: number, socket: string): string {
+  const waited = `${STOP_STUCK_MS / 1000} s`;
+  switch (stuck.why) {
+    case 'ignored':
+      return `agentd (pid ${pid}) on ${socket} still says it is ${stuck.state} ${waited} after it was asked to shut down: it did not take the shutdown (is it an agentd daemon, or another program answering on its socket?); stopped waiting: look at its log, then agentd stop --force, or end it with kill ${pid}`;
+    case 'other':
+      return `nothing on ${socket} has answered as agentd (pid ${pid}) for ${waited}, and that process is still alive: the daemon does not answer (hung?) or another program took its socket; stopped waiting: look at its log and ps -p ${pid}, then end it with kill ${pid} (kill -9 ${pid} if it stays)`;
+    case 'exiting':
+      return `agentd (pid ${pid}) closed its socket ${waited} ago, and process ${pid} has not exited (its stop takes some 20 s): it seems hung, or ${pid} is another process here (the daemon ran in another pid namespace); stopped waiting: look at ps -p ${pid}, then end it with kill ${pid} (kill -9 ${pid} if it stays)`;
   }
 }
 

@@ -9,10 +9,17 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { EXIT } from '../../src/cli/exit-codes.js';
 import { shutdownPlan } from '../../src/cli/stop.js';
-import { type StopPorts, type StopProbe, type StopView, waitForStop } from '../../src/cli/stop-wait.js';
+import {
+  STOP_POLL_MS,
+  STOP_STUCK_MS,
+  type StopPorts,
+  type StopProbe,
+  type StopView,
+  waitForStop,
+} from '../../src/cli/stop-wait.js';
 import { runCliInProcess as run, runEntryInProcess } from '../helpers/cli-in-process.js';
 import { makeTempDir } from '../helpers/resources.js';
 
@@ -30,7 +37,11 @@ function fakePorts(script: StopProbe[], alive: (look: number) => boolean) {
   let looks = 0;
   const said: string[] = [];
   const ports: StopPorts = {
-    probe: async () => script[Math.min(looks++, script.length - 1)] as StopProbe,
+    probe: async () => {
+      // A wait that never ends fails instead of holding the test (and its worker) for ever.
+      if (looks > 100_000) throw new Error('waitForStop looked 100,000 times: it waits for ever');
+      return script[Math.min(looks++, script.length - 1)] as StopProbe;
+    },
     alive: () => alive(looks),
     sleep: async (ms) => {
       clock += ms;
@@ -98,6 +109,62 @@ describe('waitForStop', () => {
       running: 0,
     });
     expect(closed.said).toHaveLength(1);
+  });
+});
+
+describe('waitForStop: a wait that would never end', () => {
+  /** A script of `n` looks of `probe`, then those of `rest`. */
+  const times = (n: number, probe: StopProbe): StopProbe[] => Array.from({ length: n }, () => probe);
+  const draining = { kind: 'status', status: view(42, [ID1]) } as const;
+
+  it.each([
+    [
+      'ignored',
+      { kind: 'status', status: view(42, [], 'ready') },
+      { why: 'ignored', state: 'ready', open: true },
+    ],
+    ['other', { kind: 'other' }, { why: 'other', open: true }],
+    ['exiting', { kind: 'gone' }, { why: 'exiting', open: false }],
+    // Another daemon's status on the socket: this one's is gone.
+    ['exiting', { kind: 'status', status: view(77, [], 'ready') }, { why: 'exiting', open: false }],
+  ] as const)(
+    'gives up (%s) once nothing went toward the exit for STOP_STUCK_MS, without --timeout',
+    async (_, probe, stuck) => {
+      // Before, these waited for ever: this test never ended.
+      const fake = fakePorts([probe], () => true);
+      const result = await waitForStop(view(42, []), undefined, fake.ports);
+      expect(result).toMatchObject({ kind: 'stuck', ...stuck });
+      expect(fake.clock()).toBeGreaterThanOrEqual(STOP_STUCK_MS);
+      expect(fake.clock()).toBeLessThan(STOP_STUCK_MS + 2 * STOP_POLL_MS);
+    },
+  );
+
+  it('waits for a draining daemon as long as its sessions run, and a stuck stretch ended by progress counts anew', async () => {
+    const looks = STOP_STUCK_MS / STOP_POLL_MS;
+    const fake = fakePorts(
+      [
+        ...times(3 * looks, draining),
+        // Most of the bound with no answer (a daemon busy for a while), then an answer again.
+        ...times(looks - 10, { kind: 'other' }),
+        draining,
+        ...times(looks - 10, { kind: 'other' }),
+        draining,
+        // Its socket closed: its process outlives it for a while (records, notifications), then ends.
+        ...times(looks - 10, { kind: 'gone' }),
+      ],
+      (look) => look <= 6 * looks - 30,
+    );
+    expect(await waitForStop(view(42, [ID1]), undefined, fake.ports)).toEqual({ kind: 'stopped' });
+    expect(fake.clock()).toBeGreaterThan(5 * STOP_STUCK_MS);
+  });
+
+  it('--timeout earlier than the bound still ends it as a timeout', async () => {
+    const fake = fakePorts([{ kind: 'other' }], () => true);
+    expect(await waitForStop(view(42, []), 1000, fake.ports)).toEqual({
+      kind: 'timeout',
+      open: true,
+      running: 0,
+    });
   });
 });
 
@@ -344,6 +411,47 @@ describe('agentd stop', () => {
     expect(JSON.parse(result.stdout)).toMatchObject({ error: 'no_answer', code: EXIT.infrastructure });
     expect(daemon.requests.map((r) => r.type)).toEqual(['status']);
   });
+
+  it('something on the socket that answers as a daemon but never shuts down: gives up after STOP_STUCK_MS, naming the pid and what to do (7)', async () => {
+    const child = sleeper();
+    const pid = child.pid as number;
+    // Takes the shutdown and answers it, and stays `ready`: not an agentd daemon, or one that ignores it.
+    const daemon = await fakeDaemon(
+      pid,
+      () => 'ready',
+      () => {},
+    );
+    // The steady clock alone is fake (sockets and sleeps are real): moved on while `stop` waits. Before,
+    // it waited for ever without --timeout: this test timed out.
+    vi.useFakeTimers({ toFake: ['performance'] });
+    cleanups.push(() => {
+      vi.useRealTimers();
+    });
+    let done = false;
+    const running = run(['stop', '--socket', daemon.path, '--json']).finally(() => {
+      done = true;
+    });
+    for (let i = 0; i < 200 && !done; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      vi.advanceTimersByTime(1000);
+    }
+    const result = await running;
+    expect(result.code, result.stderr).toBe(EXIT.stillRunning);
+    expect(JSON.parse(result.stdout)).toMatchObject({
+      error: 'not_stopping',
+      why: 'ignored',
+      state: 'ready',
+      pid,
+      code: EXIT.stillRunning,
+    });
+    expect(result.stderr).toContain(`after it was asked to shut down`);
+    expect(result.stderr).toContain(`agentd stop --force, or end it with kill ${pid}`);
+    expect(result.stderr).toContain(daemon.path);
+    expect(daemon.requests.filter((r) => r.type === 'event')).toHaveLength(1);
+    // It looked again and again before it gave up, and the process was never touched.
+    expect(daemon.requests.filter((r) => r.type === 'status').length).toBeGreaterThan(2);
+    expect(child.exitCode).toBeNull();
+  }, 30_000);
 
   it.each([-1, 0, 1.5])(
     'a status whose pid is %s (no process id) is a bad reply, and no shutdown is sent',
