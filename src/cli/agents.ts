@@ -29,7 +29,7 @@ export class AgentsCommand extends ClientCommand {
     try {
       const reply = await client.request({ type: 'agents' });
       if (reply?.type !== 'agents') return failOnReply(this.context, this.json, reply);
-      const malformed = await checkAgentsReply(reply);
+      const malformed = checkAgentsReply(reply);
       if (malformed) return failOnReply(this.context, this.json, malformed);
       if (this.json) printJson(this.context, { agents: reply.agents });
       else this.context.stdout.write(shownOn(this.context.stdout, reply.agents.map(renderAgent).join('')));

@@ -10,10 +10,11 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { renderAgent } from '../../src/cli/agents.js';
 import { EXIT } from '../../src/cli/exit-codes.js';
+import { AGENT_SHAPE, type Shape, shapeProblem } from '../../src/cli/reply-check.js';
 import { hostsOf } from '../../src/config/hosts.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { Settings } from '../../src/config/types.js';
-import { type AgentView, describeAgent } from '../../src/sessions/agent-view.js';
+import { type AgentView, agentViewSchema, describeAgent } from '../../src/sessions/agent-view.js';
 import { runCliInProcess as run } from '../helpers/cli-in-process.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
 
@@ -186,10 +187,10 @@ async function fakeDaemon(reply: object): Promise<string> {
 describe('agentd agents against a reply that is not a list of agents', () => {
   it('is a bad reply naming the field (exit 4), not {} with exit 0 or "Cannot read properties"', async () => {
     for (const [reply, where] of [
-      [{ v: 2, type: 'agents' }, '(agents: '],
-      [{ v: 2, type: 'agents', agents: 'x' }, '(agents: '],
-      [{ v: 2, type: 'agents', agents: [null] }, '(agents[0]: '],
-      [{ v: 2, type: 'agents', agents: [{ name: 'x' }] }, '(agents[0].image: '],
+      [{ v: 2, type: 'agents' }, '(agents is missing)'],
+      [{ v: 2, type: 'agents', agents: 'x' }, '(agents is not a list)'],
+      [{ v: 2, type: 'agents', agents: [null] }, '(agents[0] is not an object)'],
+      [{ v: 2, type: 'agents', agents: [{ name: 'x' }] }, '(agents[0].image is missing)'],
     ] as const) {
       const path = await fakeDaemon(reply);
       const json = await run(['agents', '--json', '--socket', path]);
@@ -223,5 +224,76 @@ describe('agentd agents against a reply that is not a list of agents', () => {
       expect(json.code, json.stderr).toBe(EXIT.succeeded);
       expect(JSON.parse(json.stdout)).toEqual({ agents });
     }
+  });
+});
+
+describe('the CLI’s table of an agent (AGENT_SHAPE)', () => {
+  /** An agent with every field, optional ones included. */
+  const FULL: AgentView = {
+    name: 'demo',
+    image: 'localhost/agentd-base:bookworm',
+    command: ['run'],
+    repo: 'https://example.com/x.git',
+    timeoutMs: 60_000,
+    network: 'bridge',
+    env: ['LOG_LEVEL'],
+    credentials: [{ name: 'A', source: 'env:A' }],
+    repoToken: { source: 'env:T', origins: ['https://example.com'], required: false },
+    resources: {
+      memory: '2g',
+      memorySwap: '2g',
+      cpus: 1,
+      pids: 4096,
+      disk: '1g',
+      output: '64m',
+      cache: '1g',
+    },
+    capAdd: ['NET_RAW'],
+    userNamespace: 'host',
+    mounts: [{ source: '/srv', target: '/srv', readOnly: true }],
+    context: '/ctx',
+    caches: [{ name: 'npm', target: '/home/demo/.npm' }],
+    hosts: ['local'],
+    hostLabels: { gpu: 'yes' },
+    notify: [{ url: 'https://hooks.example.com/x', secret: 'env:H', outcomes: ['failed'] }],
+    maxConcurrent: 2,
+    schedule: {
+      cron: '0 * * * *',
+      timezone: 'UTC',
+      workUnit: 'w',
+      overlap: 'skip',
+      catchUp: 'none',
+      next: 'n',
+      failed: 'f',
+    },
+  };
+
+  it('names every field of the schema, and refuses what the schema refuses: each one missing or of another type', () => {
+    expect(Object.keys(AGENT_SHAPE).sort()).toEqual(Object.keys(agentViewSchema.shape).sort());
+    expect(agentViewSchema.safeParse(FULL).success).toBe(true);
+    expect(shapeProblem(FULL, { object: AGENT_SHAPE }, '')).toBeUndefined();
+    for (const [key, shape] of Object.entries(AGENT_SHAPE)) {
+      const stringly =
+        shape === 'string' ||
+        (typeof shape === 'object' && 'optional' in shape && shape.optional === 'string');
+      const wrong = { ...FULL, [key]: stringly ? 7 : 'seven' };
+      expect(shapeProblem(wrong, { object: AGENT_SHAPE }, ''), key).toBeDefined();
+      expect(agentViewSchema.safeParse(wrong).success, key).toBe(false);
+      const without: Record<string, unknown> = { ...FULL };
+      delete without[key];
+      const optional = typeof shape === 'object' && 'optional' in shape;
+      expect(shapeProblem(without, { object: AGENT_SHAPE }, '') === undefined, key).toBe(optional);
+      expect(agentViewSchema.safeParse(without).success, key).toBe(optional);
+    }
+  });
+
+  it('checks the fields inside: a label that is no text, a mount without readOnly', () => {
+    const shape: Shape = { object: AGENT_SHAPE };
+    expect(shapeProblem({ ...FULL, hostLabels: { gpu: 1 } }, shape, '')).toBe(
+      'hostLabels.gpu is not a string',
+    );
+    expect(shapeProblem({ ...FULL, mounts: [{ source: '/a', target: '/b' }] }, shape, '')).toBe(
+      'mounts[0].readOnly is missing',
+    );
   });
 });

@@ -229,7 +229,9 @@ describe('a daemon that answers wrong, or not at all', () => {
     try {
       const result = await run(['agents', '--socket', path]);
       expect(result.code).toBe(EXIT.infrastructure);
-      expect(result.stderr).toMatch(/^agentd: the daemon sent a malformed agents reply \(agents: /);
+      expect(result.stderr).toMatch(
+        /^agentd: the daemon sent a malformed agents reply \(agents is missing\)/,
+      );
       expect(result.stderr + result.stdout).not.toMatch(/\n\s+at /);
     } finally {
       server.close();
