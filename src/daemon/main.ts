@@ -75,7 +75,7 @@ import type { DaemonMetrics } from './metrics.js';
 import { type MetricsRecorder, noMetrics, unsealedGauge } from './metrics-recorder.js';
 import { Notifier, outboxFailureLog } from './notifier.js';
 import { agentOf, gaugesOf, observeDaemon } from './observe.js';
-import { createDaemonPort, type DaemonActor, stateName } from './port.js';
+import { createDaemonPort, type DaemonActor, shutdownRequestLog, stateName } from './port.js';
 import { RecordKeeper, type WaitingToSeal } from './record-keeper.js';
 import { planRecovery } from './recovery.js';
 import { createReloader, readyStatus } from './reload.js';
@@ -737,6 +737,7 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
   journal.onPruned = (sessionIds) => actor.send({ type: 'records.pruned', sessionIds });
   // A reload reads and validates the file in a thread of its own: the event loop goes on meanwhile.
   const reloadLoader = createThreadedLoader();
+  const logShutdownRequest = shutdownRequestLog(log);
   const reload = createReloader({ started: settings, actor, log, notify, load: reloadLoader.load });
   port = createDaemonPort({
     actor,
@@ -751,10 +752,8 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
     // The path of a SIGTERM (onSignal below), for a shutdown asked over the socket or the HTTP API: said in the log, which
     // had only `daemon.shutdown` and no word of who asked, and a reload under way ended.
     onShutdown: (mode) => {
-      log.info(
-        { event: 'daemon.shutdown_requested', ...(mode === undefined ? {} : { mode }) },
-        `${mode === undefined ? 'shutdown' : `${mode} shutdown`} asked by a client (agentd stop, a shutdown event, POST /v1/shutdown)`,
-      );
+      // Each one, up to a budget: a client asking in a loop must not fill the log.
+      logShutdownRequest(mode);
       void reloadLoader.close();
     },
   });

@@ -6,6 +6,7 @@ import { compareText } from '../compare.js';
 import type { HostConfig, ScheduleConfig } from '../config/types.js';
 import type { ShutdownMode } from '../constants.js';
 import { errorMessage } from '../errors.js';
+import { LogBudget } from '../log-budget.js';
 import {
   type ClientEvent,
   type DaemonContext,
@@ -86,6 +87,29 @@ export function failureOf(actor: DaemonActor): string | undefined {
   const error: unknown = snapshot.error;
   const reason = (error instanceof Error ? error.message : String(error)).slice(0, FAILURE_MAX_CHARS);
   return `the daemon failed: ${reason}; it is exiting, restart it`;
+}
+
+/**
+ * Logs each shutdown a client asks for (`daemon.shutdown_requested`, with its mode), as `daemon.signal` says
+ * of a signal: up to a budget per mode (100 at once, then 10 a second), past it at debug, with a line a
+ * minute saying how many (`daemon.shutdowns_unlogged`). A client asking in a loop (an admin token, anyone
+ * who may use the socket) wrote one info line per request; a mode of its own for each, so a loop of graceful
+ * ones cannot hide the forced one that cancels the sessions.
+ */
+export function shutdownRequestLog(log: Logger): (mode: ShutdownMode | undefined) => void {
+  const budget = new LogBudget((mode, count) =>
+    log.info(
+      { event: 'daemon.shutdowns_unlogged', ...(mode === 'plain' ? {} : { mode }), count },
+      `${count} ${mode === 'plain' ? '' : `${mode} `}shutdown request(s) logged at debug only (more than 10 a second)`,
+    ),
+  );
+  return (mode) => {
+    const level = budget.take(mode ?? 'plain') ? 'info' : 'debug';
+    log[level](
+      { event: 'daemon.shutdown_requested', ...(mode === undefined ? {} : { mode }) },
+      `${mode === undefined ? 'shutdown' : `${mode} shutdown`} asked by a client (agentd stop, a shutdown event, POST /v1/shutdown)`,
+    );
+  };
 }
 
 /** Of the error that stopped the daemon machine, what clients are told at most. */
