@@ -89,6 +89,8 @@ export function renderAgent(a: AgentView): string {
     `    credentials ${credentials}${a.repoToken ? `, repo_token <- ${a.repoToken.source} (for ${a.repoToken.origins.join(', ')})` : ''}`,
     `    limits memory ${a.resources.memory} (${describeSwap(a.resources.memory, a.resources.memorySwap)}), ${a.resources.cpus === undefined ? 'cpus unlimited' : `cpus ${a.resources.cpus}`}, pids ${a.resources.pids}, disk ${a.resources.disk}${a.resources.output === undefined ? '' : `, output ${a.resources.output}`}${a.resources.cache === undefined ? '' : `, cache ${a.resources.cache}`}`,
   ];
+  // By name only: the file calls them non-secret, but an operator may not have kept to that.
+  if (a.env.length > 0) lines.push(`    env ${a.env.join(', ')} (values not shown)`);
   if (a.capAdd.length > 0) lines.push(`    cap_add ${a.capAdd.join(', ')}`);
   lines.push(...reachLines(a));
   if (a.maxConcurrent !== undefined) lines.push(`    max_concurrent ${a.maxConcurrent}`);

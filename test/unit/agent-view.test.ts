@@ -144,6 +144,19 @@ describe('the agents view: what its sessions reach', () => {
     expect(text).not.toMatch(/mount |context |caches |notify /);
   });
 
+  it('names the environment variables, as the README says, and never their values', () => {
+    const dir = makeTempDir('agentd-unit-agent-view-');
+    const settings = load(
+      dir,
+      `daemon:\n  state_dir: ${join(dir, 'state')}\n` +
+        'agents:\n  - name: demo\n    image: localhost/agentd-base:bookworm\n    command: ["run"]\n' +
+        '    env: { LOG_LEVEL: debug, GREETING: hello-6e1d2c }\n',
+    );
+    const text = renderAgent(views(settings)[0] as AgentView);
+    expect(text).toContain('\n    env LOG_LEVEL, GREETING (values not shown)\n');
+    expect(text).not.toMatch(/debug|hello-6e1d2c/);
+  });
+
   it('prints a reply of a daemon that does not send these fields as before', () => {
     const old: AgentView = {
       name: 'demo',
