@@ -1,3 +1,4 @@
+import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, constants, existsSync, fstatSync, openSync, readSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { Socket } from 'node:net';
@@ -334,6 +335,58 @@ export function podmanUrl(url: string): string {
   const authority = url.slice(start, end);
   if (!authority.endsWith(parsed.hostname) && !authority.endsWith(':')) return url;
   return `${url.slice(0, end)}${authority.endsWith(':') ? '' : ':'}22${url.slice(end)}`;
+}
+
+/** After a cancel's SIGTERM, a streaming podman that has not exited by then is killed (execa's default). */
+const STREAM_KILL_AFTER_MS = 5000;
+
+/**
+ * Spawns a podman whose output goes straight into the daemon's output sockets (`stdio`), in its own
+ * process group (DETACHED), and resolves with how it exited: its exit code (undefined when a signal
+ * ended it), or `code` when it could not be spawned (ENOENT). A cancel (`signal`) sends it SIGTERM, and
+ * SIGKILL `killAfterMs` (STREAM_KILL_AFTER_MS) later if it is still there. Not execa, which captures
+ * nothing here either: it took the daemon's closing of its copies of the sockets (which it must do at
+ * once) for streams that ended early, so every attached run, a successful one too, came back "failed",
+ * with an error whose message escaped the whole command line (the ~15 KB setup script) twice: about 2 ms
+ * of the daemon's CPU at every session (4.2 against 2.0 ms an attached run, bench/findings.md).
+ */
+export function spawnAttached(
+  bin: string,
+  argv: string[],
+  options: { cwd?: string; signal?: AbortSignal; stdout: Socket; stderr: Socket; killAfterMs?: number },
+): Promise<{ exitCode?: number; code?: string }> {
+  const { signal, killAfterMs = STREAM_KILL_AFTER_MS } = options;
+  let child: ChildProcess;
+  try {
+    child = spawn(bin, argv, {
+      ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+      detached: true,
+      stdio: ['ignore', options.stdout, options.stderr],
+    });
+  } catch (error) {
+    return Promise.resolve({ code: (error as NodeJS.ErrnoException).code ?? 'ESPAWN' });
+  }
+  return new Promise((resolve) => {
+    let spawnError: string | undefined;
+    let killer: NodeJS.Timeout | undefined;
+    const cancel = () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      killer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+      killer.unref();
+    };
+    child.once('error', (error: NodeJS.ErrnoException) => {
+      // Only a spawn that failed has no pid; a later error (a kill that found it gone) changes nothing.
+      if (child.pid === undefined) spawnError = error.code ?? 'ESPAWN';
+    });
+    child.once('close', (code: number | null) => {
+      clearTimeout(killer);
+      signal?.removeEventListener('abort', cancel);
+      resolve(spawnError !== undefined ? { code: spawnError } : code === null ? {} : { exitCode: code });
+    });
+    if (signal?.aborted) cancel();
+    else signal?.addEventListener('abort', cancel, { once: true });
+  });
 }
 
 /** A narrow client over the podman CLI: the only code in agentd that runs podman. */
@@ -907,14 +960,10 @@ export class PodmanClient implements PodmanPort {
       ([stdout, stderr]) => {
         this.onCall?.(argv);
         try {
-          // execa spawns at once: the child has its copies of the ends when this returns.
-          return execa(this.bin, argv, {
+          // spawn is synchronous: the child has its copies of the ends when this returns.
+          return spawnAttached(this.bin, argv, {
             ...this.where(),
-            buffer: false,
-            reject: false,
-            detached: true,
-            cancelSignal: signal,
-            stdin: 'ignore',
+            signal,
             stdout: stdout as Socket,
             stderr: stderr as Socket,
           });
@@ -933,7 +982,7 @@ export class PodmanClient implements PodmanPort {
     );
     const exitCode = child.then(async (result) => {
       await Promise.all([out.done, err.done]);
-      if ((result as { code?: string }).code === 'ENOENT') {
+      if (result.code === 'ENOENT') {
         throw classifyPodmanFailure({ operation, argv, stderr: '', spawnErrorCode: 'ENOENT' });
       }
       if (result.exitCode !== undefined && podmanFailed(result.exitCode)) held.drop();
