@@ -21,7 +21,7 @@ import { parseOrigin, parseRepoUrl } from '../repo-url.js';
 import { readConfigFile } from './config-file.js';
 import { hostAllowed, seesThisMachine, tcpHostExposure, transportOf } from './hosts.js';
 import { type HttpListen, parseListen } from './http.js';
-import { cacheVolumeKey, isInside, overlaps, PathIndex } from './mounts.js';
+import { cacheVolumeKey, forbiddenHostRoot, isInside, overlaps, PathIndex } from './mounts.js';
 import { configSearchPath, defaultSocketPath, defaultStateDir } from './paths.js';
 import { podmanPathCheck, podmanPaths, programPaths } from './podman-paths.js';
 import { hiddenValue, looksLikeSecret, MAX_SHOWN_CHARS, quoted } from './quoted.js';
@@ -1214,6 +1214,15 @@ function hostPathCheck(
     ctx.problems.push({
       path: at,
       message: `${describe(path)} is neither a directory nor a regular file; mount a directory or a file`,
+    });
+    return;
+  }
+  // The path as written was checked by the schema; a link can lead where it may not.
+  const forbidden = real === path ? undefined : forbiddenHostRoot(real);
+  if (forbidden !== undefined) {
+    ctx.problems.push({
+      path: at,
+      message: `${describe(path)} is a link to ${describe(real)}, under ${forbidden}, which is never handed to an agent; mount another directory`,
     });
     return;
   }

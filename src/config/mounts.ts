@@ -194,12 +194,20 @@ function syntaxProblem(path: string, what: string): string | undefined {
   return undefined;
 }
 
+/**
+ * The root of HOST_FORBIDDEN a path is or lies under, or undefined. The loader asks it of a source's
+ * real path too: a link such as /srv/data -> /proc passes the check of the path as written.
+ */
+export function forbiddenHostRoot(path: string): string | undefined {
+  return HOST_FORBIDDEN.find((root) => path === root || isInside(path, root));
+}
+
 /** Why a host path cannot be a mount source, or undefined (existence is the loader's check). */
 export function sourceProblem(path: string): string | undefined {
   const syntax = syntaxProblem(path, 'host path');
   if (syntax !== undefined) return syntax;
   if (path === '/') return 'is the whole host; mount the directory the agent needs';
-  const forbidden = HOST_FORBIDDEN.find((root) => path === root || isInside(path, root));
+  const forbidden = forbiddenHostRoot(path);
   if (forbidden !== undefined) {
     return `${quoted(path)} is under ${forbidden}, which is never handed to an agent; mount another directory`;
   }

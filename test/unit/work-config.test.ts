@@ -201,6 +201,23 @@ describe('mounts, context and caches', () => {
     );
   });
 
+  it('refuses a source or context that is a link to a path never handed to an agent (Podman follows the link)', () => {
+    const toProc = join(dir, 'to-proc');
+    const toDev = join(dir, 'to-dev');
+    symlinkSync('/proc', toProc);
+    symlinkSync('/dev/shm', toDev);
+    const text = config(`    mounts:
+      - source: ${toProc}
+        target: /p
+      - source: ${toDev}
+        target: /d
+    context: ${toProc}
+`);
+    expectProblem(text, 'agents[0].mounts[0].source', 8, `"${toProc}" is a link to "/proc", under /proc`);
+    expectProblem(text, 'agents[0].mounts[1].source', 10, `"${toDev}" is a link to "/dev/shm", under /dev`);
+    expectProblem(text, 'agents[0].context', 12, `"${toProc}" is a link to "/proc", under /proc`);
+  });
+
   it('refuses a source inside a writable mount of any agent: its sessions could swap a directory on the way for a link', () => {
     const shared = join(dir, 'shared');
     mkdirSync(join(shared, 'ref', 'deep'), { recursive: true });
