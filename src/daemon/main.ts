@@ -64,6 +64,7 @@ import { busyReply, dispatch } from '../protocol/dispatch.js';
 import type { HostPorts } from '../runner/actors.js';
 import { runnerActors } from '../runner/actors.js';
 import { type SessionRecord, sessionRecordSchema } from '../sessions/records.js';
+import { agentsInForce } from './agents-in-force.js';
 import { watchClock } from './clock-watch.js';
 import { type Hangups, takeHangups } from './hangup.js';
 import { reconcileHost } from './host-reconcile.js';
@@ -695,15 +696,16 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
     }),
   });
 
+  const input = {
+    agents: settings.agents,
+    maxSessions: config.maxSessions,
+    scheduleSince,
+    ...(settings.hosts.length === 0 ? {} : { hosts: settings.hosts.map(hostInfo) }),
+    keys,
+    keyLimit: config.historyLimit,
+  };
   const actor: DaemonActor = createActor(machine, {
-    input: {
-      agents: settings.agents,
-      maxSessions: config.maxSessions,
-      scheduleSince,
-      ...(settings.hosts.length === 0 ? {} : { hosts: settings.hosts.map(hostInfo) }),
-      keys,
-      keyLimit: config.historyLimit,
-    },
+    input,
     // The last event the machine was sent, for daemon.crashed; then the live inspector, if any.
     inspect: (inspection) => {
       if (inspection.type === '@xstate.event' && inspection.actorRef === current)
@@ -780,6 +782,9 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
   // A step of the system clock while the daemon runs is warned of (daemon.clock_stepped).
   const clock = watchClock(log);
   actor.start();
+  // The machine holds the agents in force from now on: the settings the daemon started with, and its
+  // input, read them there instead of keeping the start's definitions once a reload replaced them.
+  agentsInForce([settings, input], () => actor.getSnapshot().context.agents);
   // SIGHUP re-reads the configuration (systemd's ExecReload); one that came while starting does now.
   hangups.reloadWith(() => void reload('SIGHUP'));
   // `stopped` is final inside `shutdown`; `failed` is final at the top.

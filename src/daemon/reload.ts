@@ -21,7 +21,7 @@ import { checkUserNamespaces } from './preflight.js';
 
 export interface ReloaderOptions {
   /** The settings the daemon started with: their file is re-read, their daemon section stays in force. */
-  started: Settings;
+  started: Pick<Settings, 'file' | 'daemon' | 'hosts'>;
   actor: Actor<typeof daemonMachine>;
   log: Logger;
   notify: ServiceNotifier;
@@ -49,26 +49,30 @@ export interface ReloaderOptions {
 export function createReloader(
   options: ReloaderOptions,
 ): (trigger: 'SIGHUP' | 'request') => Promise<ReloadReply> {
-  const { started, actor, notify } = options;
+  // Of the settings the daemon started with, what a reload reads: not their agents, which a reload
+  // replaces (the closures below holding `started` kept every definition of the start for the daemon's
+  // life), nor `options`, which holds them.
+  const { file, daemon, hosts: startedHosts } = options.started;
+  const { actor, notify, log: daemonLog } = options;
+  const userNamespaces = options.userNamespaces ?? checkUserNamespaces;
   /** The same lines at debug. */
   const quiet = {
-    info: options.log.debug.bind(options.log),
-    warn: options.log.debug.bind(options.log),
-    error: options.log.debug.bind(options.log),
+    info: daemonLog.debug.bind(daemonLog),
+    warn: daemonLog.debug.bind(daemonLog),
+    error: daemonLog.debug.bind(daemonLog),
   } as unknown as Logger; // Only info, warn and error are called below.
-  const file = started.file;
   const load = options.load ?? ((path: string) => loadConfig({ flag: path }));
   let chain: Promise<unknown> = Promise.resolve();
 
   // Reloads one after the other (a client asking in a loop) are logged up to a budget; past it, at debug.
   const budget = new LogBudget((_, count) =>
-    options.log.info(
+    daemonLog.info(
       { event: 'daemon.reloads_unlogged', count },
       `${count} reload(s) logged at debug only (more than 10 a second)`,
     ),
   );
   const reloadOnce = async (trigger: 'SIGHUP' | 'request'): Promise<ReloadReply> => {
-    const log = budget.take('reload') ? options.log : quiet;
+    const log = budget.take('reload') ? daemonLog : quiet;
     log.info({ event: 'daemon.reloading', trigger, config: file }, 'reloading the configuration');
     notify.reloading(`reloading ${file}`);
     try {
@@ -97,11 +101,11 @@ export function createReloader(
     }
     const context = actor.getSnapshot().context;
     const changes = diffConfiguration(
-      { agents: context.agents, maxSessions: context.maxSessions, daemon: started.daemon },
+      { agents: context.agents, maxSessions: context.maxSessions, daemon },
       next,
     );
     // Hosts keep running as they started; their max_sessions and labels follow the file.
-    const hosts = hostChanges(started.hosts, next.hosts);
+    const hosts = hostChanges(startedHosts, next.hosts);
     // The loader checked the file's hosts; a host whose url changed runs with its old one until a restart,
     // and the file's agents must not reach that one either.
     const exposed = hosts.hosts.flatMap((host) => {
@@ -116,11 +120,7 @@ export function createReloader(
     // What `agentd start` refuses to start on refuses the reload too: every session of an agent turned to
     // user_namespace: auto would end `error` for want of the ranges.
     const userns = next.agents.some((a) => a.userNamespace === 'auto')
-      ? (options.userNamespaces ?? checkUserNamespaces)({
-          agents: next.agents,
-          hosts: started.hosts,
-          daemon: started.daemon,
-        }).find((r) => r.status === 'fail')
+      ? userNamespaces({ agents: next.agents, hosts: startedHosts, daemon }).find((r) => r.status === 'fail')
       : undefined;
     if (userns !== undefined) {
       const message = `${file}: ${userns.message}; to fix: ${userns.fix}\nThe daemon keeps running with the configuration it had.`;
@@ -132,7 +132,7 @@ export function createReloader(
       type: 'reload',
       agents: next.agents,
       maxSessions: next.daemon.maxSessions,
-      ...(started.hosts.length === 0
+      ...(startedHosts.length === 0
         ? {}
         : {
             hosts: hosts.hosts.map(({ name, maxSessions, labels }) => ({ name, maxSessions, labels })),
@@ -193,9 +193,13 @@ export function createReloader(
       waiting = undefined;
       return reloadOnce(trigger);
     });
-    chain = result.catch(() => undefined);
+    // Not the reply (a catch passes it on): the chain would hold the last one until the next reload.
+    chain = result.then(
+      () => undefined,
+      () => undefined,
+    );
     waiting = result.catch((error: unknown) => {
-      options.log.error({ event: 'daemon.reload_failed', trigger, err: error }, 'reload failed');
+      daemonLog.error({ event: 'daemon.reload_failed', trigger, err: error }, 'reload failed');
       return { type: 'reload_failed' as const, file, message: `reload failed: ${errorMessage(error)}` };
     });
     return waiting;
