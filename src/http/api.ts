@@ -566,8 +566,13 @@ function handlersOf(options: ApiOptions): Record<string, Handler> {
       );
     },
     reload: async (c) => {
+      // A daemon on its way out reloads nothing, and its file is not at fault: 422 said "the file is
+      // invalid; the old configuration stays" of a daemon that was draining (its reload ended by the stop).
+      const before = notReloading(c, daemon.state());
+      if (before !== undefined) return before;
       const { type, ...result } = await daemon.reload('request');
-      return c.json({ type, ...result }, type === 'reloaded' ? 200 : 422);
+      if (type === 'reloaded') return c.json({ type, ...result }, 200);
+      return notReloading(c, daemon.state()) ?? c.json({ type, ...result }, 422);
     },
     shutdown: (c, { query }) => {
       const { mode = 'graceful' } = query as z.infer<typeof shutdownQuerySchema>;
@@ -599,6 +604,18 @@ function failedDaemon(c: Context<Env>): Response {
     retryable: false,
   };
   return c.json(body, 503);
+}
+
+/** The answer to a reload asked of a daemon in `state` that cannot reload (failed, shutting down); none when it can. */
+function notReloading(c: Context<Env>, state: string): Response | undefined {
+  if (state === 'failed') return failedDaemon(c);
+  if (state !== 'shutdown' && !state.startsWith('shutdown.')) return undefined;
+  return errorResponse(
+    c,
+    503,
+    'not_accepting',
+    'the daemon is shutting down: nothing was reloaded, and the configuration file was not judged; the next start reads it',
+  );
 }
 
 /** A rejected trigger: its rejection code, with the status that says whether to try again. */

@@ -188,7 +188,7 @@ export const OPERATIONS: readonly Operation[] = [
     path: '/v1/reload',
     summary: 'Re-read the configuration file',
     description:
-      'As `agentd reload` or SIGHUP. 200 with what changed; 422 when the file is invalid (nothing changed).',
+      'As `agentd reload` or SIGHUP. 200 with what changed; 422 when the file is invalid (nothing changed); 503 to a daemon that cannot reload: `not_accepting` while it shuts down (a stop ends a reload under way), `failed` (not retryable) once its machine has failed, as /healthz answers.',
     scope: 'admin',
     responses: {
       200: { description: 'reloaded', content: 'json', schema: reloadSchema },
@@ -196,6 +196,12 @@ export const OPERATIONS: readonly Operation[] = [
         description: 'the file is invalid; the old configuration stays',
         content: 'json',
         schema: reloadSchema,
+      },
+      503: {
+        description:
+          'the daemon cannot reload: `not_accepting` while it shuts down, `failed` (not retryable) once its machine has failed; nothing changed',
+        content: 'json',
+        schema: errorSchema,
       },
     },
   },

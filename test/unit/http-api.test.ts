@@ -128,6 +128,65 @@ describe('HTTP API: a body where none is read', () => {
   });
 });
 
+describe('HTTP API: a reload asked of a daemon that cannot reload', () => {
+  it('answers 503 not_accepting while it shuts down, and failed once its machine has failed, never 422 (the file was not judged)', async () => {
+    let state = 'shutdown.draining';
+    let reloads = 0;
+    const a = await api({
+      state: () => state,
+      // As the daemon answers a reload its stop ended (reload-thread.ts): reload_failed.
+      reload: async () => {
+        reloads++;
+        return {
+          type: 'reload_failed',
+          file: '/etc/agentd.yaml',
+          message:
+            'the daemon is stopping: the file was not read to the end and nothing changed\nThe daemon keeps running with the configuration it had.',
+        } as never;
+      },
+    });
+    const reload = () => a.request('/v1/reload', { method: 'POST', token: ENV.T_ROOT });
+    // Before: 422, which says the file is invalid and the old configuration stays.
+    const draining = await reload();
+    expect(draining.status).toBe(503);
+    expect(await draining.json()).toMatchObject({
+      code: 'not_accepting',
+      message: expect.stringContaining('shutting down'),
+      retryable: true,
+    });
+    expect(reloads).toBe(0);
+    state = 'failed';
+    const failed = await reload();
+    expect(failed.status).toBe(503);
+    expect(await failed.json()).toMatchObject({ code: 'failed', retryable: false });
+    expect(reloads).toBe(0);
+    // A stop that comes while the file is read ends the reload: told as the stop, not as the file's fault.
+    state = 'ready';
+    const a2 = await api({
+      state: () => state,
+      reload: async () => {
+        state = 'shutdown.draining';
+        return {
+          type: 'reload_failed',
+          file: '/etc/agentd.yaml',
+          message: 'the daemon is stopping',
+        } as never;
+      },
+    });
+    const ended = await a2.request('/v1/reload', { method: 'POST', token: ENV.T_ROOT });
+    expect(ended.status).toBe(503);
+    expect(await ended.json()).toMatchObject({ code: 'not_accepting' });
+    // An invalid file on a running daemon is still 422.
+    state = 'ready';
+    const a3 = await api({
+      state: () => state,
+      reload: async () =>
+        ({ type: 'reload_failed', file: '/etc/agentd.yaml', message: 'agents.0: bad' }) as never,
+    });
+    expect((await a3.request('/v1/reload', { method: 'POST', token: ENV.T_ROOT })).status).toBe(422);
+  });
+});
+
 describe('HTTP API: tokens and scopes', () => {
   it('needs no token for /healthz and /readyz, and says why it is not ready', async () => {
     const a = await api();
