@@ -558,6 +558,9 @@ function handlersOf(options: ApiOptions): Record<string, Handler> {
       const sessionId = params.id as string;
       const [answer] = daemon.send({ type: 'cancel', sessionId });
       if (answer?.type === 'cancel.accepted') return c.json({ sessionId, wasQueued: answer.wasQueued }, 202);
+      // Refused because the machine has failed (port.ts), not for want of the session: 404 said there was
+      // none, while its container goes on until the next start adopts it.
+      if (daemon.state() === 'failed') return failedDaemon(c);
       return errorResponse(
         c,
         404,

@@ -166,10 +166,18 @@ export const OPERATIONS: readonly Operation[] = [
     path: '/v1/sessions/{id}/cancel',
     summary: 'Cancel a queued or running session',
     description:
-      'A queued session leaves the queue at once; a running one is stopped and torn down, and ends `cancelled`.',
+      'A queued session leaves the queue at once; a running one is stopped and torn down, and ends `cancelled`. 503 `failed` (not retryable) once the daemon machine has failed, as /healthz answers: nothing can be cancelled, and the next start adopts what runs.',
     scope: 'cancel',
     params: sessionIdParam,
-    responses: { 202: { description: 'cancelling', content: 'json', schema: cancelledSchema } },
+    responses: {
+      202: { description: 'cancelling', content: 'json', schema: cancelledSchema },
+      503: {
+        description:
+          'failed (code `failed`, not retryable): the daemon machine failed and the process is exiting',
+        content: 'json',
+        schema: errorSchema,
+      },
+    },
     errors: [404],
   },
   {

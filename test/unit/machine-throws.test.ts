@@ -545,6 +545,51 @@ describe('a daemon machine stopped by an exception in an action', () => {
     expect(shutdowns).toEqual([]);
   });
 
+  it('POST /v1/sessions/{id}/cancel of a session the failed machine still holds answers 503 `failed`, not 404 (no such session)', async () => {
+    const fakes = new Fakes();
+    // The first trigger is recorded; the second one's record throws and stops the machine.
+    const machine = fakes.daemon().provide({
+      actions: {
+        recordAccepted: raise((_, { session, requestId }) => {
+          if (session.request.sessionId === 's2')
+            throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+          return {
+            type: 'trigger.recorded' as const,
+            session,
+            ...(requestId === undefined ? {} : { requestId }),
+          };
+        }),
+      },
+    });
+    const actor = await readyDaemon(fakes, machine);
+    const port = portOver(actor, new Set());
+    const env = { T_OPS: 'ops-token-0123456789' };
+    const app = createApi({
+      daemon: port,
+      tokens: await Tokens.resolve(
+        [{ name: 'ops', source: { kind: 'env', name: 'T_OPS', raw: 'env:T_OPS' }, scopes: ['cancel'] }],
+        env,
+      ),
+      metrics: { text: async () => '', contentType: 'text/plain', httpRequest: () => {} },
+      readiness: async () => readiness(port),
+      log: { info() {}, debug() {}, warn() {}, error() {} } as never,
+      bodyLimitBytes: 1024,
+    });
+    const s1 = '0123456789abcdef';
+    expect(port.send({ type: 'trigger', sessionId: s1, agent: 'demo' })).toMatchObject([
+      { type: 'trigger.accepted' },
+    ]);
+    port.send({ type: 'trigger', sessionId: 's2', agent: 'demo' });
+    expect(actor.getSnapshot().status).toBe('error');
+    const answer = await app.request(`/v1/sessions/${s1}/cancel`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${env.T_OPS}` },
+    });
+    // Before: 404 unknown_session, while the session's container goes on until the next start adopts it.
+    expect(answer.status).toBe(503);
+    expect(await answer.json()).toMatchObject({ code: 'failed', retryable: false });
+  });
+
   it('a machine that runs is answered by the machine alone', async () => {
     const fakes = new Fakes();
     const actor = await readyDaemon(fakes);
