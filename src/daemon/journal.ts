@@ -263,12 +263,22 @@ export class SessionJournal {
     this.bus.publish({ type: 'phase', sessionId: record.id, agent: record.agent, phase: 'queued' });
   }
 
-  /** Changes a session's record: in the state dir, in its record directory and in the index. */
+  /**
+   * Changes a session's record: in the state dir, in its record directory and in the index. Not in the
+   * state dir when `durable` is false: a change recovery decides nothing by, which the next write
+   * carries (see enter).
+   */
   private update(
     sessionId: string,
     change: (record: SessionRecord) => SessionRecord,
+    durable = true,
   ): SessionRecord | undefined {
-    const record = this.rewrite(sessionId, change);
+    let record: SessionRecord | undefined;
+    if (durable) record = this.rewrite(sessionId, change);
+    else {
+      const current = this.index.get(sessionId);
+      record = current === undefined ? undefined : change(current);
+    }
     if (record) {
       this.index.set(record);
       this.keeper.write(record);
@@ -321,16 +331,24 @@ export class SessionJournal {
     const before = this.index.get(sessionId);
     if (before !== undefined && before.startedAt === undefined)
       this.steadyStarts.set(sessionId, performance.now());
-    const record = this.update(sessionId, (r) => ({
-      ...r,
-      phase,
-      phases: [...r.phases, { phase, at }],
-      startedAt: r.startedAt ?? at,
-      ...(host === undefined ? {} : { host }),
-      ...(decided === undefined ? {} : { decided }),
-      // From creating on, whether the call that makes its container was started (recovery.ts).
-      ...(phase === 'creating' ? { containerCallStarted } : {}),
-    }));
+    // `resolving` is not written to the state dir: recovery takes a record at resolving for a queued one
+    // (no Podman object of it is made before its record says creating: recovery.ts, host-recovery.ts),
+    // and requeues it without its start and host, so that write (a synchronous rename, about 0.5 ms of the
+    // daemon's CPU) changed nothing a restart does. `creating`, written next, carries it.
+    const record = this.update(
+      sessionId,
+      (r) => ({
+        ...r,
+        phase,
+        phases: [...r.phases, { phase, at }],
+        startedAt: r.startedAt ?? at,
+        ...(host === undefined ? {} : { host }),
+        ...(decided === undefined ? {} : { decided }),
+        // From creating on, whether the call that makes its container was started (recovery.ts).
+        ...(phase === 'creating' ? { containerCallStarted } : {}),
+      }),
+      phase !== 'resolving',
+    );
     this.log.info({ event: 'session.phase', session: sessionId, phase }, `session ${phase}`);
     this.bus.publish({ type: 'phase', sessionId, agent: record?.agent ?? '', phase });
   }

@@ -375,15 +375,44 @@ describe('SessionJournal requeuing a session an earlier daemon was resolving', (
     journal.load(() => {});
     await journal.recover();
     const { finishedAt: _f, outcome: _o, ...rest } = finished(2);
-    journal.rebuilt({ ...rest, phase: 'queued' });
-    journal.phase(rest.id, 'resolving', 'local');
-    expect(store.read(rest.id)).toMatchObject({ phase: 'resolving', host: 'local' });
+    // As a daemon before 2026-12-07 wrote it (resolving is no longer written to the state dir).
+    journal.rebuilt({
+      ...rest,
+      phase: 'resolving',
+      phases: [...rest.phases, { phase: 'resolving', at: rest.acceptedAt }],
+      startedAt: rest.acceptedAt,
+      host: 'local',
+    });
     journal.requeued(rest.id);
     const record = store.read(rest.id);
     expect(record).toMatchObject({ phase: 'queued' });
     expect(record?.phases.map((p) => p.phase)).toEqual(['queued', 'resolving', 'queued']);
     expect(record).not.toHaveProperty('startedAt');
     expect(record).not.toHaveProperty('host');
+    await journal.settled();
+  });
+});
+
+describe('SessionJournal at resolving', () => {
+  it('writes no record to the state dir (recovery takes it for queued); creating carries it', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'agentd-journal-'));
+    dirs.push(stateDir);
+    const { journal, store } = journalIn(stateDir, 100);
+    journal.load(() => {});
+    await journal.recover();
+    const { finishedAt: _f, outcome: _o, ...one } = finished(7);
+    journal.accept(requestOf({ ...one, phase: 'queued' }), 1 << 20);
+    const file = join(stateDir, 'sessions', `${one.id}.json`);
+    const accepted = readFileSync(file, 'utf8');
+    journal.phase(one.id, 'resolving', 'local');
+    // The state dir's record is the accepted one, untouched; status and history see resolving.
+    expect(readFileSync(file, 'utf8')).toBe(accepted);
+    expect(journal.record(one.id)).toMatchObject({ phase: 'resolving', host: 'local' });
+    journal.phase(one.id, 'creating');
+    const written = store.read(one.id);
+    expect(written).toMatchObject({ phase: 'creating', host: 'local', containerCallStarted: false });
+    expect(written?.phases.map((p) => p.phase)).toEqual(['queued', 'resolving', 'creating']);
+    expect(written?.startedAt).toBe(written?.phases[1]?.at);
     await journal.settled();
   });
 });
