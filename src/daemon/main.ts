@@ -740,7 +740,14 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
   // A reload reads and validates the file in a thread of its own: the event loop goes on meanwhile.
   const reloadLoader = createThreadedLoader();
   const logShutdownRequest = shutdownRequestLog(log);
-  const reload = createReloader({ started: settings, actor, log, notify, load: reloadLoader.load });
+  const reload = createReloader({
+    started: settings,
+    actor,
+    log,
+    notify,
+    load: reloadLoader.load,
+    collect: collectStartGarbage,
+  });
   port = createDaemonPort({
     actor,
     journal,

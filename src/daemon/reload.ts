@@ -37,6 +37,15 @@ export interface ReloaderOptions {
    * tests give the files).
    */
   userNamespaces?: (settings: Pick<Settings, 'agents' | 'hosts' | 'daemon'>) => CheckResult[];
+  /**
+   * Collects the garbage a reload that changed agents leaves, once a reload however many asked for it
+   * (the daemon gives collectStartGarbage). Without it the replaced definitions waited in V8's old
+   * generation: 52,401 one-line agents that all changed left the daemon at 258 MB of RSS, 160 MB with it,
+   * against 135 MB for a daemon started on the new file (bench/reload-memory.mjs's file). It holds the
+   * event loop for one full collection (measured on a heap of 3,000 such agents: 9 to 18 ms; of 100,000:
+   * 225 to 477 ms, at a load of 10 to 16), as the start's does; the largest files' reloads take seconds.
+   */
+  collect?: () => void;
 }
 
 /**
@@ -55,6 +64,7 @@ export function createReloader(
   const { file, daemon, hosts: startedHosts } = options.started;
   const { actor, notify, log: daemonLog } = options;
   const userNamespaces = options.userNamespaces ?? checkUserNamespaces;
+  const { collect } = options;
   /** The same lines at debug. */
   const quiet = {
     info: daemonLog.debug.bind(daemonLog),
@@ -76,7 +86,11 @@ export function createReloader(
     log.info({ event: 'daemon.reloading', trigger, config: file }, 'reloading the configuration');
     notify.reloading(`reloading ${file}`);
     try {
-      return await apply(trigger, log);
+      const reply = await apply(trigger, log);
+      // The definitions it replaced are garbage now, in V8's old generation.
+      if (reply.type === 'reloaded' && reply.counts.added + reply.counts.changed + reply.counts.removed > 0)
+        collect?.();
+      return reply;
     } finally {
       notify.ready(readyStatus(actor));
     }

@@ -95,6 +95,31 @@ describe('the configuration a daemon started with, once a reload replaced it', (
     expect(typeof reload).toBe('function');
   });
 
+  it('is collected once after a reload that changed agents, not after one that changed none or failed', async () => {
+    const dir = makeTempDir('agentd-unit-reload-retention-');
+    const file = join(dir, 'agentd.yaml');
+    writeFileSync(file, configText(dir, 'one'));
+    const started = await loadConfig({ flag: file });
+    let collected = 0;
+    const reload = createReloader({
+      started,
+      actor: fakeActor(started.agents),
+      log: pino({ level: 'silent' }),
+      notify: { reloading: () => {}, ready: () => {} } as unknown as ServiceNotifier,
+      collect: () => collected++,
+    });
+    expect((await reload('request')).type).toBe('reloaded');
+    expect(collected).toBe(0);
+    writeFileSync(file, configText(dir, 'two'));
+    // A burst answered by one reload: one collection.
+    const answers = await Promise.all([reload('request'), reload('SIGHUP'), reload('request')]);
+    expect(answers.map((a) => a.type)).toEqual(['reloaded', 'reloaded', 'reloaded']);
+    expect(collected).toBe(1);
+    writeFileSync(file, 'agents: [');
+    expect((await reload('request')).type).toBe('reload_failed');
+    expect(collected).toBe(1);
+  });
+
   it('is not held by the settings and input the start keeps: they read the agents in force', async () => {
     let current = [{ name: 'started' }] as AgentConfig[];
     const settings = { file: '/etc/agentd/agentd.yaml', agents: current };
