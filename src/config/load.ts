@@ -384,10 +384,12 @@ export function parseConfig(
   if (numbers.length > 0) return fail(numbers);
 
   // Aliases are put in place and counted here (yaml-aliases.ts), not by toJS.
-  const inlined = inlineAliases(doc);
+  const inlined = inlineAliases(doc, undefined, undefined, (offset) => lines.linePos(offset).line);
   if ('message' in inlined) {
     const at = lines.linePos(inlined.offset);
-    throw new ConfigError(absFile, [{ path: '', message: inlined.message, line: at.line, column: at.col }]);
+    throw new ConfigError(absFile, [
+      { path: formatPath(inlined.path), message: inlined.message, line: at.line, column: at.col },
+    ]);
   }
   let data: unknown;
   try {

@@ -6,7 +6,7 @@
 
 import { describe, expect, it, vi } from 'vitest';
 import { Alias } from 'yaml';
-import { MAX_ALIAS_VALUES } from '../../src/config/yaml-aliases.js';
+import { MAX_ALIAS_VALUES, MAX_EXPANDED_BYTES } from '../../src/config/yaml-aliases.js';
 import { parseConfigText, problemsOf } from '../helpers/config-problems.js';
 
 const merged = (agents: number) =>
@@ -37,7 +37,7 @@ describe('anchors and aliases', () => {
     const error = problemsOf(`${laughs.join('\n')}\nagents: *i\n`);
     expect(error.problems).toEqual([
       {
-        path: '',
+        path: 'g[0]',
         line: 7,
         column: 8,
         message: `the aliases up to this one (*f) stand for more than ${MAX_ALIAS_VALUES} values in all (an alias of anchors with aliases multiplies them); agentd.yaml needs a few, such as <<: *defaults in each agent: is it the right file?`,
@@ -45,10 +45,46 @@ describe('anchors and aliases', () => {
     ]);
   });
 
+  it('refuses aliases whose values add up past the bound in bytes, at the alias and its key, with what to do', () => {
+    // One 1 MiB argument used by 600 agents (a 1 MB file) loaded, and its agents could not be shown.
+    const mib = 1024 * 1024;
+    const agents = (n: number) =>
+      `agents:\n  - {name: a0, image: x, command: [&big "${'x'.repeat(mib)}"]}\n${Array.from(
+        { length: n - 1 },
+        (_, i) => `  - {name: a${i + 1}, image: x, command: [*big]}\n`,
+      ).join('')}`;
+    const error = problemsOf(agents(600));
+    expect(error.file).toBe('/etc/agentd/agentd.yaml');
+    expect(error.problems).toEqual([
+      {
+        path: 'agents[15].command[0]',
+        line: 17,
+        column: 37,
+        message: `the aliases up to this one (*big) make the configuration more than ${MAX_EXPANDED_BYTES / mib} MiB of text once expanded (the anchor &big at line 2 stands for 1 MiB, and each alias of it adds that again); agentd reads at most 4 MiB as written and 16 MiB expanded: write a large value once, in the one place that uses it, or shorten it (is it the right file?)`,
+      },
+    ]);
+    // Just under the bound, the agents share the one value.
+    const settings = parseConfigText(agents(15));
+    expect(settings.agents).toHaveLength(15);
+    expect(settings.agents[14]?.command[0]).toHaveLength(mib);
+  });
+
+  it('counts the bytes an anchor of aliases stands for, so that nesting them multiplies them', () => {
+    // 16 KiB, 64 times in b (1 MiB), b 17 times: past 16 MiB with a file of 20 KiB.
+    const text = `a: &a "${'y'.repeat(16 * 1024)}"\nb: &b [${Array(64).fill('*a').join(', ')}]\nagents: [${Array(17).fill('*b').join(', ')}]\n`;
+    expect(problemsOf(text).problems).toMatchObject([
+      {
+        path: 'agents[14]',
+        line: 3,
+        message: expect.stringContaining('the anchor &b at line 2 stands for 1 MiB'),
+      },
+    ]);
+  });
+
   it('refuses an alias inside its own anchor', () => {
     expect(problemsOf('agents: &a\n  - *a\n').problems).toEqual([
       {
-        path: '',
+        path: 'agents[0]',
         line: 2,
         column: 5,
         message:
