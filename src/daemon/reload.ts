@@ -101,6 +101,14 @@ export function createReloader(
     try {
       next = await load(file, actor.getSnapshot().context.agents);
     } catch (error) {
+      // A stop ends the reload (the loader is closed): the daemon does not keep running, nor is that an
+      // error of the file's. It said "The daemon keeps running with the configuration it had.", at error.
+      const snapshot = actor.getSnapshot();
+      if (snapshot.matches('shutdown') || ['error', 'stopped', 'done'].includes(snapshot.status)) {
+        const message = `${loadProblem(error, file)}; the daemon is shutting down: its next start reads ${file}`;
+        log.info({ event: 'daemon.reload_failed', trigger, config: file, stopping: true }, message);
+        return { type: 'reload_failed', file, message };
+      }
       const message = `${loadProblem(error, file)}\nThe daemon keeps running with the configuration it had.`;
       log.error(
         {

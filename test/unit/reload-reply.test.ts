@@ -116,4 +116,39 @@ describe("a reload's reply", () => {
     expect(big.added.at(-1)).toBe(`agent-${MAX_NAMED_AGENTS - 1}`);
     expect(big.counts).toEqual({ agents: 75_000, added: 75_000, changed: 0, removed: 0 });
   });
+
+  it('a reload a stop ended says the daemon is shutting down, at info, not that it keeps running with its configuration', async () => {
+    const dir = makeTempDir('agentd-unit-reload-reply-');
+    const file = join(dir, 'agentd.yaml');
+    writeFileSync(file, configText(dir, [{ name: 'a', word: 'one' }]));
+    const started = await loadConfig({ flag: file });
+    const actor = fakeActor(started.agents);
+    const snapshot = actor.getSnapshot();
+    // Draining: the stop closed the reload's loader (reload-thread.ts).
+    (actor as unknown as { getSnapshot: () => unknown }).getSnapshot = () => ({
+      ...snapshot,
+      matches: (state: string) => state === 'shutdown',
+    });
+    const lines: Record<string, unknown>[] = [];
+    const reload = createReloader({
+      started,
+      actor,
+      log: pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) }),
+      notify: { reloading: () => {}, ready: () => {} } as unknown as ServiceNotifier,
+      load: async () => {
+        throw new Error('the daemon is stopping: the file was not read to the end and nothing changed');
+      },
+    });
+    const reply = await reload('request');
+    expect(reply.type).toBe('reload_failed');
+    // Before: "...nothing changed\nThe daemon keeps running with the configuration it had.", logged at error.
+    expect(reply.message).not.toContain('keeps running');
+    expect(reply.message).toBe(
+      `the daemon is stopping: the file was not read to the end and nothing changed; the daemon is shutting down: its next start reads ${file}`,
+    );
+    expect(lines.find((line) => line.event === 'daemon.reload_failed')).toMatchObject({
+      level: 30,
+      stopping: true,
+    });
+  });
 });
