@@ -5,11 +5,12 @@ import { MAX_CONFIG_BYTES } from './config-file.js';
 export const MAX_ALIAS_VALUES = 1_000_000;
 
 /**
- * Bytes of text (keys and scalar values, in UTF-8) the configuration may hold once its aliases are expanded:
- * four times what the file may hold as written. The values bound alone let one anchor of a 1 MiB argument
- * be used by 600 agents from a 1 MB file (measured): the daemon started and held them as one string, but
- * every `agents` request failed ("could not handle agents": its 600 MB answer past V8's longest string) and
- * its RSS stayed at 727 MB, and `agentd validate` failed with "Invalid string length" at 731 MB.
+ * Bytes of text (keys and scalar values, as JSON strings in UTF-8: what the daemon's replies carry) the
+ * configuration may hold once its aliases are expanded: four times what the file may hold as written. The
+ * values bound alone let one anchor of a 1 MiB argument be used by 600 agents from a 1 MB file (measured):
+ * the daemon started and held them as one string, but every `agents` request failed ("could not handle
+ * agents": its 600 MB answer past V8's longest string) and its RSS stayed at 727 MB, and `agentd validate`
+ * failed with "Invalid string length" at 731 MB.
  */
 export const MAX_EXPANDED_BYTES = 4 * MAX_CONFIG_BYTES;
 
@@ -157,13 +158,14 @@ export function inlineAliases(
   return { restore };
 }
 
-/** The bytes a scalar's value takes as text: a string's in UTF-8, another value's as written. */
-function scalarBytes(node: {
-  value: unknown;
-  source?: string;
-  range?: [number, number, number] | null;
-}): number {
-  if (typeof node.value === 'string') return Buffer.byteLength(node.value);
+/**
+ * The bytes a scalar's value takes as text: a string's as the daemon's replies carry it (JSON, in UTF-8, so
+ * that a control character counts the six bytes of its escape), another value's as written. Counted in
+ * UTF-8 alone, 15 aliases of an anchor of 1 MiB of "\x01" (a 4 MiB file) were within the bound, and the
+ * `agents` reply of 90 MB was refused by the CLI as longer than any reply of agentd's.
+ */
+function scalarBytes(node: { value: unknown; range?: [number, number, number] | null }): number {
+  if (typeof node.value === 'string') return Buffer.byteLength(JSON.stringify(node.value)) - 2;
   const range = node.range;
   return range ? range[1] - range[0] : String(node.value).length;
 }

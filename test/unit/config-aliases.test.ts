@@ -81,6 +81,22 @@ describe('anchors and aliases', () => {
     ]);
   });
 
+  it('counts a control character as its JSON escape, as the agents reply carries it', () => {
+    // 15 aliases of 1M characters "\x01" were 15 MiB, and the `agents` reply of 90 MB was refused by the CLI.
+    const ctl = '\\x01'.repeat(1_000_000); // a file of 4 MB
+    const text = `agents:\n  - {name: a0, image: x, command: [&c "${ctl}"]}\n${Array.from(
+      { length: 14 },
+      (_, i) => `  - {name: a${i + 1}, image: x, command: [*c]}\n`,
+    ).join('')}`;
+    expect(problemsOf(text).problems).toMatchObject([
+      {
+        path: 'agents[2].command[0]',
+        line: 4,
+        message: expect.stringContaining('&c at line 2 stands for 5.7 MiB'),
+      },
+    ]);
+  });
+
   it('refuses an alias inside its own anchor', () => {
     expect(problemsOf('agents: &a\n  - *a\n').problems).toEqual([
       {
