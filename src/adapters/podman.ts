@@ -453,7 +453,10 @@ export class PodmanClient implements PodmanPort {
         : ['/bin/sh', ['-c', 'cat | exec "$0" "$@"', this.bin, ...argv]];
     const subprocess = execa(file, args, {
       ...this.where(),
-      input: options.input ?? '',
+      // Nothing to read but the input, if any: no stdin at all otherwise (/dev/null), rather than an empty
+      // `input`, which made a socket pair and a stream per call for nothing (about 1 ms of the daemon's
+      // CPU a call, two calls of every session: bench/findings.md).
+      ...(options.input === undefined ? { stdin: 'ignore' as const } : { input: options.input }),
       ...(options.env === undefined ? {} : { env: options.env }),
       timeout: timeoutMs,
       cancelSignal: options.signal,
