@@ -103,8 +103,15 @@ export function inlineAliases(
     return size;
   };
 
+  // A merge key's value is the library's symbol for it: it is told as written, `<<`.
   const keyOf = (key: unknown): string =>
-    isScalar(key) ? String(key.value) : isAlias(key) ? `*${key.source}` : '?';
+    isScalar(key)
+      ? typeof key.value === 'symbol'
+        ? (key.source ?? '<<')
+        : String(key.value)
+      : isAlias(key)
+        ? `*${key.source}`
+        : '?';
 
   const walk = (node: unknown): number => {
     if (stop !== undefined || !isNode(node)) return 1;

@@ -97,6 +97,14 @@ describe('anchors and aliases', () => {
     ]);
   });
 
+  it('names a merge key in the path as written', () => {
+    const text = `agents:\n  - &d {name: a0, image: "${'x'.repeat(1024 * 1024)}", command: [run]}\n${Array.from(
+      { length: 15 },
+      (_, i) => `  - {<<: *d, name: a${i + 1}}\n`,
+    ).join('')}`;
+    expect(problemsOf(text).problems).toMatchObject([{ path: 'agents[15]["<<"]', line: 17 }]);
+  });
+
   it('refuses an alias inside its own anchor', () => {
     expect(problemsOf('agents: &a\n  - *a\n').problems).toEqual([
       {
