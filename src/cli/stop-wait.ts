@@ -11,8 +11,15 @@ export interface StopView {
   running: readonly { id: string; agent: string }[];
 }
 
-/** One look at the daemon: its status, nothing on the socket any more, or an answer that is no status. */
-export type StopProbe = { kind: 'status'; status: StopView } | { kind: 'gone' } | { kind: 'other' };
+/**
+ * One look at the daemon: its status, nothing on the socket any more, an answer that is no status, or a
+ * daemon's `busy` (its connections all taken), which is not taken for a daemon that does not stop.
+ */
+export type StopProbe =
+  | { kind: 'status'; status: StopView }
+  | { kind: 'gone' }
+  | { kind: 'other' }
+  | { kind: 'busy' };
 
 export interface StopPorts {
   /** The daemon's status, asked on a new connection, within `timeoutMs`. */
@@ -88,7 +95,11 @@ export async function waitForStop(
     const left = deadline === undefined ? STOP_PROBE_MS : Math.max(1, deadline - ports.now());
     const probe = await ports.probe(Math.min(STOP_PROBE_MS, left));
     let stuck: StopStuck | undefined;
-    if (probe.kind === 'status' && probe.status.pid === pid) {
+    if (probe.kind === 'busy') {
+      // An agentd daemon answered (its `busy`: its connections taken by other clients), too busy to say how
+      // it goes: not taken for one that does not stop, and the count starts again.
+      if (!ports.alive(pid)) return { kind: 'stopped' };
+    } else if (probe.kind === 'status' && probe.status.pid === pid) {
       const now = probe.status.running.map((s) => s.id).join(',');
       running = probe.status.running.length;
       if (now !== said) {

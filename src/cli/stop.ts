@@ -247,6 +247,7 @@ async function probeDaemon(path: string, timeoutMs: number): Promise<StopProbe> 
   }
   try {
     const reply = await client.request({ type: 'status' }, timeoutMs);
+    if (reply?.type === 'error' && reply.code === 'busy') return { kind: 'busy' };
     if (reply?.type !== 'status' || checkStatusReply(reply) !== undefined || pidProblem(reply.pid))
       return { kind: 'other' };
     return { kind: 'status', status: { state: reply.state, pid: reply.pid, running: reply.running } };

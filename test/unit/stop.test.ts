@@ -158,6 +158,15 @@ describe('waitForStop: a wait that would never end', () => {
     expect(fake.clock()).toBeGreaterThan(5 * STOP_STUCK_MS);
   });
 
+  it("a daemon's `busy` (its connections all taken) is not taken for one that does not stop", async () => {
+    const looks = STOP_STUCK_MS / STOP_POLL_MS;
+    const fake = fakePorts(
+      [...times(3 * looks, { kind: 'busy' }), ...times(looks - 10, { kind: 'gone' })],
+      (look) => look <= 4 * looks - 10,
+    );
+    expect(await waitForStop(view(42, [ID1]), undefined, fake.ports)).toEqual({ kind: 'stopped' });
+  });
+
   it('--timeout earlier than the bound still ends it as a timeout', async () => {
     const fake = fakePorts([{ kind: 'other' }], () => true);
     expect(await waitForStop(view(42, []), 1000, fake.ports)).toEqual({
