@@ -55,18 +55,61 @@ const SCHEDULE: Shape = {
     retryAt: optional('string'),
   },
 };
-/** The fields of a session record that `status` shows (the record has more; --json passes them on). */
-const RECENT: Shape = {
+const DIGEST: Shape = { object: { bytes: 'number', sha256: 'string' } };
+/** A session record, every field (sessions/records.ts has the schema): history, show, status and outcomes carry them. */
+const RECORD: Shape = {
   object: {
+    version: 'number',
     id: 'string',
     agent: 'string',
     repo: 'string',
+    workUnit: optional('string'),
+    timeoutMs: optional('number'),
+    request: optional(DIGEST),
+    inputs: optional({ array: { object: { bytes: 'number', sha256: 'string', name: 'string' } } }),
+    key: optional('string'),
+    acceptedAt: 'string',
+    scheduledFor: optional('string'),
+    startedAt: optional('string'),
+    finishedAt: optional('string'),
+    phase: 'string',
+    phases: { array: { object: { phase: 'string', at: 'string' } } },
+    container: optional('string'),
+    image: optional('string'),
+    imageId: optional('string'),
+    imageDigest: optional('string'),
+    commit: optional('string'),
+    recordDir: optional('string'),
+    outputLimit: optional('number'),
+    output: optional({
+      object: {
+        files: 'number',
+        bytes: 'number',
+        truncated: 'boolean',
+        skipped: 'number',
+        missing: optional('string'),
+        damaged: optional('string'),
+      },
+    }),
+    timings: optional({ record: 'number' }),
     host: optional('string'),
+    containerCallStarted: optional('boolean'),
+    decided: optional({
+      object: {
+        outcome: 'string',
+        kind: optional('string'),
+        phase: 'string',
+        exitCode: optional('number'),
+        signal: optional('string'),
+        message: optional('string'),
+      },
+    }),
     outcome: optional('string'),
     kind: optional('string'),
     exitCode: optional('number'),
+    signal: optional('string'),
+    message: optional('string'),
     durationMs: optional('number'),
-    finishedAt: optional('string'),
   },
 };
 
@@ -106,40 +149,65 @@ export const STATUS_SHAPE: Record<string, Shape> = {
   maxSessions: 'number',
   running: { array: RUNNING },
   queued: { array: QUEUED },
-  recent: { array: RECENT },
+  recent: { array: RECORD },
   schedules: optional({ array: SCHEDULE }),
 };
 
 /** Where `value` departs from `shape` (`running[0].elapsedMs is missing`), or undefined. */
 export function shapeProblem(value: unknown, shape: Shape, path: string): string | undefined {
-  if (typeof shape === 'object' && 'optional' in shape) {
-    return value === undefined ? undefined : shapeProblem(value, shape.optional, path);
+  const problem = departure(value, shape);
+  if (problem === undefined) return undefined;
+  // The path is put together only for a departure: a history of 200 records checks some 8,000 fields.
+  let where = path;
+  for (const step of problem.path.reverse()) {
+    where = typeof step === 'number' ? `${where}[${step}]` : where === '' ? step : `${where}.${step}`;
   }
-  if (value === undefined) return `${path} is missing`;
-  if (typeof shape === 'string') return typeof value === shape ? undefined : `${path} is not a ${shape}`;
+  return `${where} ${problem.what}`;
+}
+
+/** How `value` departs from `shape`: what is wrong, and where, innermost step last once reversed. */
+function departure(value: unknown, shape: Shape): { path: (string | number)[]; what: string } | undefined {
+  if (typeof shape === 'string') {
+    if (typeof value === shape) return undefined;
+    return { path: [], what: value === undefined ? 'is missing' : `is not a ${shape}` };
+  }
+  if ('optional' in shape) return value === undefined ? undefined : departure(value, shape.optional);
+  if (value === undefined) return { path: [], what: 'is missing' };
   if ('array' in shape) {
-    if (!Array.isArray(value)) return `${path} is not a list`;
-    for (const [index, item] of value.entries()) {
-      const problem = shapeProblem(item, shape.array, `${path}[${index}]`);
-      if (problem !== undefined) return problem;
+    if (!Array.isArray(value)) return { path: [], what: 'is not a list' };
+    for (let index = 0; index < value.length; index++) {
+      const problem = departure(value[index], shape.array);
+      if (problem !== undefined) {
+        problem.path.push(index);
+        return problem;
+      }
     }
     return undefined;
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return `${path} is not an object`;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return { path: [], what: 'is not an object' };
+  }
+  const fields = value as Record<string, unknown>;
   if ('record' in shape) {
-    for (const [key, item] of Object.entries(value)) {
-      const problem = shapeProblem(item, shape.record, `${path}.${key}`);
-      if (problem !== undefined) return problem;
+    for (const key in fields) {
+      if (!Object.hasOwn(fields, key)) continue;
+      const problem = departure(fields[key], shape.record);
+      if (problem !== undefined) {
+        problem.path.push(key);
+        return problem;
+      }
     }
     return undefined;
   }
-  for (const [key, field] of Object.entries(shape.object)) {
-    const problem = shapeProblem(
-      (value as Record<string, unknown>)[key],
-      field,
-      path === '' ? key : `${path}.${key}`,
+  for (const key in shape.object) {
+    const problem = departure(
+      Object.hasOwn(fields, key) ? fields[key] : undefined,
+      shape.object[key] as Shape,
     );
-    if (problem !== undefined) return problem;
+    if (problem !== undefined) {
+      problem.path.push(key);
+      return problem;
+    }
   }
   return undefined;
 }
@@ -231,14 +299,106 @@ export const AGENT_SHAPE: Record<string, Shape> = {
   }),
 };
 
+const HOST: Shape = {
+  object: {
+    name: 'string',
+    url: optional('string'),
+    state: 'string',
+    drained: 'boolean',
+    running: 'number',
+    maxSessions: 'number',
+    labels: { record: 'string' },
+    version: optional('string'),
+    lastProbe: optional({
+      object: { at: 'string', ok: 'boolean', ms: optional('number'), error: optional('string') },
+    }),
+    problem: optional('string'),
+    downSince: optional('string'),
+  },
+};
+const NAMES: Shape = { array: 'string' };
+
 /**
- * An `agents` reply that is not a list of agents as `agentd agents` prints them, as the `bad_reply`
- * error it is; else undefined. Without it, `agentd agents --json` printed `{}` and exited 0 for
- * `{"type":"agents"}`, and the text view failed with "Cannot read properties of undefined".
+ * Every reply's fields besides `v`, `id` and `type`, by its type, as protocol/replies.ts has them (enums and
+ * literals by the type of their values; of a list of answers, each one's `type`). The client checks each
+ * reply it reads against its table (client.ts), so that no command prints `{}`, `undefined` or "unexpected
+ * error" for a reply that has the right type and not its fields. By hand rather than with zod, which would
+ * add some 100 ms to every command; test/unit/reply-check.test.ts holds each table to the schema.
  */
-export function checkAgentsReply(reply: Reply): ClientSideError | undefined {
-  const problem = shapeProblem(reply, { object: { agents: { array: { object: AGENT_SHAPE } } } }, '');
-  return problem === undefined ? undefined : badReply('agents', problem);
+export const REPLY_SHAPES: Record<string, Record<string, Shape>> = {
+  error: {
+    code: 'string',
+    message: 'string',
+    problems: { array: { object: { path: 'string', message: 'string' } } },
+    retryable: 'boolean',
+    supported: optional({ array: 'number' }),
+  },
+  hello: {
+    protocol: 'number',
+    protocols: { array: 'number' },
+    version: 'string',
+    pid: 'number',
+    instanceId: 'string',
+    state: 'string',
+  },
+  accepted: { sessionId: 'string', queued: 'boolean', position: 'number', existing: optional('boolean') },
+  rejected: { sessionId: optional('string'), code: 'string', reason: 'string', retryable: 'boolean' },
+  phase: { sessionId: 'string', agent: optional('string'), phase: 'string' },
+  output: {
+    sessionId: 'string',
+    line: 'string',
+    seq: optional('number'),
+    stream: optional('string'),
+    time: optional('string'),
+    cont: optional('boolean'),
+    skipped: optional({
+      object: { fromSeq: 'number', toSeq: 'number', count: 'number', reason: 'string' },
+    }),
+  },
+  heartbeat: {},
+  closing: { reason: 'string', message: 'string' },
+  outcome: { sessionId: 'string', agent: optional('string'), outcome: optional('string'), record: RECORD },
+  session: { sessionId: 'string', record: RECORD },
+  history: { sessions: { array: RECORD }, more: 'number' },
+  agents: { agents: { array: { object: AGENT_SHAPE } } },
+  cancelling: { sessionId: 'string', wasQueued: 'boolean' },
+  status: STATUS_SHAPE,
+  'event.result': {
+    event: { object: { type: 'string' } },
+    answers: { array: { object: { type: 'string' } } },
+    state: 'string',
+  },
+  state: {
+    state: 'string',
+    running: { array: { object: { id: 'string', agent: 'string', phase: 'string' } } },
+    queued: NAMES,
+  },
+  reloaded: {
+    file: 'string',
+    agents: NAMES,
+    added: NAMES,
+    changed: NAMES,
+    removed: NAMES,
+    counts: { object: { agents: 'number', added: 'number', changed: 'number', removed: 'number' } },
+    maxSessions: 'number',
+    restartNeeded: { array: { object: { key: 'string', from: 'string', to: 'string' } } },
+    message: 'string',
+  },
+  reload_failed: { file: 'string', message: 'string' },
+  hosts: { hosts: { array: HOST } },
+  drained: { host: 'string', drained: 'boolean' },
+};
+
+/**
+ * A reply of a type the protocol has, without the fields its table gives it, as the `bad_reply` error it
+ * is; else undefined (a type the protocol does not have is left to the command, which says it did not
+ * expect it).
+ */
+export function checkReply(reply: { type: string }): ClientSideError | undefined {
+  if (!Object.hasOwn(REPLY_SHAPES, reply.type)) return undefined;
+  const shape = REPLY_SHAPES[reply.type] as Record<string, Shape>;
+  const problem = shapeProblem(reply, { object: shape }, '');
+  return problem === undefined ? undefined : badReply(reply.type, problem);
 }
 
 function badReply(type: string, problem: string): ClientSideError {

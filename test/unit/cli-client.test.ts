@@ -13,7 +13,16 @@ import { waitForSession } from '../../src/cli/session-wait.js';
 import { makeTempDir } from '../helpers/resources.js';
 
 const ID = '0123456789abcdef';
-const RECORD = { version: 1, id: ID, agent: 'a', repo: 'git://127.0.0.1/x.git', outcome: 'succeeded' };
+const RECORD = {
+  version: 1,
+  id: ID,
+  agent: 'a',
+  repo: 'git://127.0.0.1/x.git',
+  acceptedAt: '2026-01-01T00:00:00.000Z',
+  phase: 'finished',
+  phases: [{ phase: 'finished', at: '2026-01-01T00:00:00.005Z' }],
+  outcome: 'succeeded',
+};
 
 const servers: Server[] = [];
 afterEach(async () => {
@@ -116,7 +125,7 @@ describe('the CLI client when the daemon resets the connection', () => {
     const first = await daemon.next();
     // The first line arrives (the follow sends its request on the connection it is given); the daemon then
     // dies with the request unread.
-    first.write(`${JSON.stringify({ v: 2, type: 'output', seq: 1, line: 'one' })}\n`);
+    first.write(`${JSON.stringify({ v: 2, type: 'output', sessionId: ID, seq: 1, line: 'one' })}\n`);
     const result = followSession({
       socket: daemon.path,
       sessionId: ID,
@@ -129,7 +138,7 @@ describe('the CLI client when the daemon resets the connection', () => {
     const second = await daemon.next();
     const request = new Promise<string>((resolve) => second.once('data', (chunk) => resolve(String(chunk))));
     answer(second, [
-      { type: 'output', seq: 2, line: 'two' },
+      { type: 'output', sessionId: ID, seq: 2, line: 'two' },
       { type: 'outcome', sessionId: ID, record: RECORD },
     ]);
     expect(JSON.parse(await request)).toMatchObject({

@@ -151,7 +151,10 @@ describe('a daemon that answers wrong, or not at all', () => {
 
   it('trigger to a daemon that takes it and never accepts or rejects it ends with no_answer (exit 4)', async () => {
     // Something that answers every line with a message of no kind the trigger waits for.
-    const { path, server } = await fakeDaemon(() => '{"type":"hello"}');
+    const { path, server } = await fakeDaemon(
+      () =>
+        '{"type":"hello","protocol":2,"protocols":[1,2],"version":"0.1.0","pid":1,"instanceId":"x","state":"ready"}',
+    );
     try {
       const result = await runPastAnswerTimeout(['trigger', 'demo', '--json', '--socket', path]);
       expect(result.code, result.stderr).toBe(EXIT.infrastructure);
@@ -165,7 +168,7 @@ describe('a daemon that answers wrong, or not at all', () => {
   });
 
   it('logs (without --follow) gives up on a daemon that stops sending the history: no_answer, exit 4', async () => {
-    const { path, server } = await fakeDaemon(() => '{"type":"output","line":"first"}');
+    const { path, server } = await fakeDaemon(() => `{"type":"output","sessionId":"${ID}","line":"first"}`);
     try {
       const result = await runPastAnswerTimeout(['logs', ID, '--json', '--socket', path]);
       expect(result.code, result.stderr).toBe(EXIT.infrastructure);
@@ -212,12 +215,12 @@ describe('a daemon that answers wrong, or not at all', () => {
     }
   });
 
-  it('a reply without its fields is an unexpected error: exit 4, its message, no stack', async () => {
+  it('a reply without its fields is a bad reply: exit 4, what is missing, no stack', async () => {
     const { path, server } = await fakeDaemon(() => '{"type":"hosts"}');
     try {
       const result = await run(['hosts', '--socket', path]);
       expect(result.code).toBe(EXIT.infrastructure);
-      expect(result.stderr).toMatch(/^agentd: unexpected error: /);
+      expect(result.stderr).toMatch(/^agentd: the daemon sent a malformed hosts reply \(hosts is missing\)/);
       expect(result.stderr + result.stdout).not.toMatch(/\n\s+at /);
     } finally {
       server.close();
@@ -243,8 +246,20 @@ describe('a daemon that answers wrong, or not at all', () => {
     const recordDir = join(dir, 'records', 'demo', ID);
     mkdirSync(recordDir, { recursive: true });
     writeFileSync(join(recordDir, 'session.json'), '{}');
-    const record = { version: 1, id: ID, agent: 'demo', repo: 'x', outcome: 'succeeded', recordDir };
-    const { path, server } = await fakeDaemon(() => JSON.stringify({ type: 'session', record }));
+    const record = {
+      version: 1,
+      id: ID,
+      agent: 'demo',
+      repo: 'x',
+      acceptedAt: '2026-01-01T00:00:00.000Z',
+      phase: 'finished',
+      phases: [],
+      outcome: 'succeeded',
+      recordDir,
+    };
+    const { path, server } = await fakeDaemon(() =>
+      JSON.stringify({ type: 'session', sessionId: ID, record }),
+    );
     try {
       const existing = join(dir, 'existing.tgz');
       writeFileSync(existing, 'keep');
@@ -258,7 +273,7 @@ describe('a daemon that answers wrong, or not at all', () => {
       // A record directory that is gone: no empty file is left behind (a retry would meet EEXIST).
       const gone = { ...record, recordDir: join(dir, 'records', 'demo', 'gone') };
       const { path: other, server: second } = await fakeDaemon(() =>
-        JSON.stringify({ type: 'session', record: gone }),
+        JSON.stringify({ type: 'session', sessionId: ID, record: gone }),
       );
       try {
         const result = await run(['export', ID, '-o', join(dir, 'none.tgz'), '--socket', other]);

@@ -28,7 +28,9 @@ async function planted(path: string): Promise<{ seen: string[] }> {
     socket.on('error', () => {});
     socket.on('data', (chunk: Buffer) => {
       seen.push(chunk.toString());
-      socket.end(`${JSON.stringify({ v: 2, type: 'error', code: 'internal', message: 'planted' })}\n`);
+      socket.end(
+        `${JSON.stringify({ v: 2, type: 'error', code: 'internal', message: 'planted', problems: [], retryable: false })}\n`,
+      );
     });
   });
   servers.push(server);

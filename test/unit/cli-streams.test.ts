@@ -28,7 +28,9 @@ const RECORD = {
   id: ID,
   agent: 'demo',
   repo: 'git://127.0.0.1/x.git',
+  acceptedAt: '2026-01-01T00:00:00.000Z',
   phase: 'finished',
+  phases: [{ phase: 'finished', at: '2026-01-01T00:00:00.005Z' }],
   outcome: 'succeeded',
   durationMs: 5,
 };

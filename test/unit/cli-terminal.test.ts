@@ -60,7 +60,7 @@ async function daemon(): Promise<string> {
             instanceId: 'i',
             state: 'ready',
           });
-        else if (request.type === 'show') send({ type: 'session', record: RECORD });
+        else if (request.type === 'show') send({ type: 'session', sessionId: ID, record: RECORD });
         else if (request.type === 'trigger') {
           send({ type: 'accepted', sessionId: ID, queued: false, position: 0 });
           send({

@@ -54,14 +54,24 @@ describe('agentd export --output FILE that cannot be made', () => {
     const recordDir = join(dir, 'records', 'demo', ID);
     mkdirSync(recordDir, { recursive: true });
     writeFileSync(join(recordDir, 'session.json'), '{}');
-    const record = { version: 1, id: ID, agent: 'demo', repo: 'x', outcome: 'succeeded', recordDir };
+    const record = {
+      version: 1,
+      id: ID,
+      agent: 'demo',
+      repo: 'x',
+      acceptedAt: '2026-01-01T00:00:00.000Z',
+      phase: 'finished',
+      phases: [],
+      outcome: 'succeeded',
+      recordDir,
+    };
     // A daemon that answers every `show` with the record above.
     server = createServer((socket) => {
       socket.on('error', () => {});
       socket.on('data', (chunk: Buffer) => {
         for (const line of chunk.toString().split('\n').filter(Boolean)) {
           const { id } = JSON.parse(line) as { id?: string };
-          socket.write(`${JSON.stringify({ type: 'session', id, record })}\n`);
+          socket.write(`${JSON.stringify({ type: 'session', id, sessionId: ID, record })}\n`);
         }
       });
     });

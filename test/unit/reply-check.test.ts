@@ -9,7 +9,13 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { EXIT } from '../../src/cli/exit-codes.js';
-import { type Shape, STATUS_SHAPE, shapeProblem } from '../../src/cli/reply-check.js';
+import {
+  checkReply,
+  REPLY_SHAPES,
+  type Shape,
+  STATUS_SHAPE,
+  shapeProblem,
+} from '../../src/cli/reply-check.js';
 import { replySchema } from '../../src/protocol/replies.js';
 import { runCliInProcess as run } from '../helpers/cli-in-process.js';
 import { makeTempDir } from '../helpers/resources.js';
@@ -148,6 +154,9 @@ describe('status', () => {
 function shapeOf(schema: z.ZodType): Shape {
   if (schema instanceof z.ZodOptional) return { optional: shapeOf(schema.unwrap() as z.ZodType) };
   if (schema instanceof z.ZodArray) return { array: shapeOf(schema.element as z.ZodType) };
+  if (schema instanceof z.ZodRecord) return { record: shapeOf(schema.valueType as z.ZodType) };
+  // Of a union of objects (an event's answers), the field that tells them apart: what the CLI reads.
+  if (schema instanceof z.ZodDiscriminatedUnion) return { object: { [schema.def.discriminator]: 'string' } };
   if (schema instanceof z.ZodObject) {
     const fields = Object.entries(schema.shape as Record<string, z.ZodType>);
     return { object: Object.fromEntries(fields.map(([key, field]) => [key, shapeOf(field)])) };
@@ -162,19 +171,39 @@ function shapeOf(schema: z.ZodType): Shape {
   throw new Error('a kind of schema this test does not map: extend shapeOf');
 }
 
+/** A reply's fields but `v`, `id` and `type`, as the Shapes of its schema. */
+function fieldsOf(type: string): Record<string, Shape> {
+  const option = replySchema.options.find((o) => (o.shape.type as z.ZodLiteral).values.has(type));
+  if (option === undefined) throw new Error(`no reply of type ${type}`);
+  const { v: _v, id: _id, type: _type, ...fields } = option.shape as Record<string, z.ZodType>;
+  return Object.fromEntries(Object.entries(fields).map(([key, field]) => [key, shapeOf(field)]));
+}
+
+describe("the CLI's tables of the replies and the protocol's schema", () => {
+  it('has one table per reply type, each with every field of its schema and the schema’s types', () => {
+    const types = replySchema.options.flatMap((o) => [...(o.shape.type as z.ZodLiteral).values].map(String));
+    expect(Object.keys(REPLY_SHAPES).sort()).toEqual([...types].sort());
+    for (const type of types) expect(REPLY_SHAPES[type], type).toEqual(fieldsOf(type));
+  });
+
+  it('checks each reply the client reads: one of the protocol passes, one without a field fails, naming it', () => {
+    const record = { type: 'session', sessionId: ID, record: RECORD };
+    expect(replySchema.safeParse({ v: 2, ...record }).success).toBe(true);
+    expect(checkReply(record)).toBeUndefined();
+    const { phases: _phases, ...partial } = RECORD;
+    const malformed = { ...record, record: partial };
+    expect(checkReply(malformed)?.message).toBe(
+      'the daemon sent a malformed session reply (record.phases is missing); is something other than agentd listening on the socket?',
+    );
+    // A type the protocol does not have is the command's to refuse ("unexpected reply").
+    expect(checkReply({ type: 'surprise' })).toBeUndefined();
+    expect(checkReply({ type: 'constructor' })).toBeUndefined();
+  });
+});
+
 describe("status's hand-made check and the protocol's schema", () => {
-  it('has every field of the status reply, its lists and schedules, with the schema’s types; of a record, the ones status shows', () => {
-    const option = replySchema.options.find((o) =>
-      (o.shape.type as z.ZodLiteral).values.has('status'),
-    ) as z.ZodObject;
-    const { v: _v, id: _id, type: _type, ...fields } = option.shape as Record<string, z.ZodType>;
-    // A record has many fields the status lines do not show: the hand-made check reads those it shows.
-    const shown = (STATUS_SHAPE.recent as { array: { object: Record<string, Shape> } }).array.object;
-    const record = (fields.recent as z.ZodArray).element as z.ZodObject;
-    const mask = Object.fromEntries(Object.keys(shown).map((key) => [key, true]));
-    fields.recent = z.array(record.pick(mask as Parameters<typeof record.pick>[0]));
-    const derived = Object.fromEntries(Object.entries(fields).map(([key, field]) => [key, shapeOf(field)]));
-    expect(STATUS_SHAPE).toEqual(derived);
+  it('has every field of the status reply, its lists, schedules and records, with the schema’s types', () => {
+    expect(STATUS_SHAPE).toEqual(fieldsOf('status'));
   });
 
   it('refuses what the schema refuses, field by field: each one missing or of another type', () => {
@@ -197,12 +226,13 @@ describe("status's hand-made check and the protocol's schema", () => {
 
 describe('wait', () => {
   it('an outcome whose record lacks its id is a bad reply: exit 4, not "session undefined succeeded"', async () => {
-    const path = await fakeDaemon({ v: 2, type: 'outcome', record: { outcome: 'succeeded' } });
+    const { id: _id, ...record } = RECORD;
+    const path = await fakeDaemon({ v: 2, type: 'outcome', sessionId: ID, record });
     const json = await run(['wait', ID, '--json', '--socket', path]);
     expect(json.code, json.stderr).toBe(EXIT.infrastructure);
     const failure = JSON.parse(json.stdout.trim()) as { error: string; message: string };
     expect(failure).toMatchObject({ error: 'bad_reply', code: EXIT.infrastructure });
-    expect(failure.message).toMatch(/^the daemon sent a malformed outcome reply \(record\.id: /);
+    expect(failure.message).toMatch(/^the daemon sent a malformed outcome reply \(record\.id is missing\)/);
     const text = await run(['wait', ID, '--socket', path]);
     expect(text.code).toBe(EXIT.infrastructure);
     expect(text.stdout).not.toContain('undefined');
@@ -226,4 +256,62 @@ describe('wait', () => {
     expect(result.code, result.stderr).toBe(EXIT.succeeded);
     expect(result.stdout).toBe(`session ${ID} succeeded, exit code 0, in 5.0s\n`);
   });
+});
+
+describe('every command that prints a reply', () => {
+  const OUT = join(makeTempDir('agentd-unit-reply-out-'), 'record.tar.gz');
+  /**
+   * A reply of the right type without (some of) its fields, and the command that reads it. Each printed
+   * `{}`, `undefined` lines or "unexpected error", or exited 0 (cancel, hosts drain, reload, trigger
+   * --detach, history), before the client checked each reply against its table.
+   */
+  const CASES: [string[], { type: string; [field: string]: unknown }, string][] = [
+    [['hosts'], { type: 'hosts' }, 'hosts is missing'],
+    [['hosts'], { type: 'hosts', hosts: [{}] }, 'hosts[0].name is missing'],
+    [['history'], { type: 'history' }, 'sessions is missing'],
+    [['history'], { type: 'history', sessions: [{}], more: 0 }, 'sessions[0].version is missing'],
+    [['history'], { type: 'history', sessions: [RECORD] }, 'more is missing'],
+    [['show', ID], { type: 'session', sessionId: ID }, 'record is missing'],
+    [
+      ['show', ID],
+      { type: 'session', sessionId: ID, record: { ...RECORD, phases: 'all' } },
+      'record.phases is not a list',
+    ],
+    [
+      ['export', ID, '--output', 'OUT'],
+      { type: 'session', sessionId: ID, record: {} },
+      'record.version is missing',
+    ],
+    [['cancel', ID], { type: 'cancelling' }, 'sessionId is missing'],
+    [['hosts', 'drain', 'build2'], { type: 'drained', host: 'build2' }, 'drained is missing'],
+    [['reload'], { type: 'reloaded' }, 'file is missing'],
+    [['reload'], { type: 'reload_failed', file: '/etc/agentd.yaml' }, 'message is missing'],
+    [['logs', ID], { type: 'output', sessionId: ID }, 'line is missing'],
+    [['logs', ID], { type: 'outcome', sessionId: ID, record: {} }, 'record.version is missing'],
+    [
+      ['trigger', 'demo', 'https://example.com/x.git', '--detach'],
+      { type: 'accepted' },
+      'sessionId is missing',
+    ],
+    [['trigger', 'demo', 'https://example.com/x.git', '--detach'], { type: 'rejected' }, 'code is missing'],
+    [['status'], { type: 'error' }, 'code is missing'],
+  ];
+
+  it.each(CASES)(
+    'agentd %j: bad_reply, exit 4, naming the field, nothing printed on stdout',
+    async (argv, body, problem) => {
+      const reply = { v: 2, ...body };
+      const path = await fakeDaemon(reply);
+      const text = await run([...argv.map((arg) => (arg === 'OUT' ? OUT : arg)), '--socket', path]);
+      expect(text.code, text.stderr).toBe(EXIT.infrastructure);
+      expect(text.stdout).toBe('');
+      expect(text.stderr).toBe(
+        `agentd: the daemon sent a malformed ${reply.type} reply (${problem}); is something other than agentd listening on the socket?\n`,
+      );
+      if (argv[0] === 'export' || (argv[0] === 'hosts' && argv[1] === 'drain')) return;
+      const json = await run([...argv, '--json', '--socket', path]);
+      expect(json.code, json.stderr).toBe(EXIT.infrastructure);
+      expect(JSON.parse(json.stdout)).toMatchObject({ error: 'bad_reply', code: EXIT.infrastructure });
+    },
+  );
 });

@@ -36,7 +36,14 @@ async function fakeDaemon(): Promise<{ path: string; server: Server; seen: strin
           request.event.agent === 'nope'
             ? { type: 'trigger.rejected', sessionId, code: 'unknown_agent', reason: 'unknown agent "nope"' }
             : { type: 'trigger.accepted', sessionId, queued: false, position: 0 };
-        const reply = { v: 2, id: request.id, type: 'event.result', event: request.event, answers: [answer] };
+        const reply = {
+          v: 2,
+          id: request.id,
+          type: 'event.result',
+          event: request.event,
+          answers: [answer],
+          state: 'ready',
+        };
         socket.write(`${JSON.stringify(reply)}\n`);
       }
     });

@@ -286,6 +286,7 @@ async function fakeDaemon(
               code: 'bad_request',
               message: 'invalid request',
               problems: [{ path: 'event.mode', message: 'unknown field' }],
+              retryable: false,
             };
             socket.write(`${JSON.stringify(refusal)}\n`);
             continue;
