@@ -120,7 +120,8 @@ const FAILURE_MAX_CHARS = 500;
  * processes events synchronously, so every answer has arrived when send() returns. A machine that
  * failed answers nothing: a trigger is then rejected with why, unless the machine had recorded its
  * session before it failed (that session is queued on disk and the next start runs it: its client is
- * told it was accepted, not rejected and retried into a second session); a cancel is refused.
+ * told it was accepted, not rejected and retried into a second session); a cancel, drain or undrain is
+ * refused with why.
  */
 export function sendEvent(
   actor: DaemonActor,
@@ -140,6 +141,8 @@ export function sendEvent(
   }
   if (event.type === 'cancel')
     return [{ type: 'cancel.rejected', sessionId: event.sessionId, reason: failure }];
+  if (event.type === 'drain' || event.type === 'undrain')
+    return [{ type: 'drain.rejected', host: event.host, reason: failure }];
   return answers;
 }
 

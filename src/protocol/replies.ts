@@ -21,6 +21,8 @@ export const ERROR_CODES = [
   'busy',
   'unknown_session',
   'unknown_host',
+  /** The daemon machine failed and the process is exiting: it acts on nothing more; restart it. */
+  'failed',
   'internal',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -16,6 +16,9 @@ import { Tokens } from '../../src/http/auth.js';
 import type { DaemonEmitted, daemonMachine } from '../../src/machines/daemon.machine.js';
 import { scheduleMachine } from '../../src/machines/schedule.machine.js';
 import type { DaemonPort } from '../../src/protocol/context.js';
+import { dispatch } from '../../src/protocol/dispatch.js';
+import { replySchema } from '../../src/protocol/replies.js';
+import { fakeConnection } from '../helpers/fake-connection.js';
 import { AGENTS, Fakes, settle } from '../helpers/machine-fakes.js';
 
 type DaemonActor = Actor<typeof daemonMachine>;
@@ -588,6 +591,55 @@ describe('a daemon machine stopped by an exception in an action', () => {
     // Before: 404 unknown_session, while the session's container goes on until the next start adopts it.
     expect(answer.status).toBe(503);
     expect(await answer.json()).toMatchObject({ code: 'failed', retryable: false });
+  });
+
+  it('the socket: cancel, drain and undrain of a failed daemon answer `failed` (not retryable), not unknown_session / unknown_host', async () => {
+    const fakes = new Fakes();
+    const machine = fakes.daemon().provide({
+      actions: {
+        recordAccepted: raise((_, { session, requestId }) => {
+          if (session.request.sessionId === 's2')
+            throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+          return {
+            type: 'trigger.recorded' as const,
+            session,
+            ...(requestId === undefined ? {} : { requestId }),
+          };
+        }),
+      },
+    });
+    const actor = await readyDaemon(fakes, machine);
+    const port = portOver(actor, new Set());
+    const s1 = '0123456789abcdef';
+    const { connection, sent } = fakeConnection();
+    const ask = (request: object) => {
+      sent.length = 0;
+      dispatch(JSON.stringify({ v: 2, id: 'r', ...request }), connection, port);
+      expect(sent).toHaveLength(1);
+      return sent[0];
+    };
+    expect(port.send({ type: 'trigger', sessionId: s1, agent: 'demo' })).toMatchObject([
+      { type: 'trigger.accepted' },
+    ]);
+    // Before the failure, a host that is not configured is unknown_host, as it stays on a running daemon.
+    expect(ask({ type: 'drain', host: 'nope' })).toMatchObject({ type: 'error', code: 'unknown_host' });
+    port.send({ type: 'trigger', sessionId: 's2', agent: 'demo' });
+    expect(actor.getSnapshot().status).toBe('error');
+    const failed = {
+      v: 2,
+      id: 'r',
+      type: 'error',
+      code: 'failed',
+      message: expect.stringMatching(/^the daemon failed: ENOSPC: .*restart it$/),
+      problems: [],
+      retryable: false,
+    };
+    // Before: unknown_session, so `agentd cancel` said "no such session" (exit 6) while s1 ran on.
+    expect(ask({ type: 'cancel', sessionId: s1 })).toEqual(failed);
+    expect(ask({ type: 'drain', host: 'local' })).toEqual(failed);
+    expect(ask({ type: 'undrain', host: 'local' })).toEqual(failed);
+    // The reply is one the protocol's schema takes.
+    expect(replySchema.safeParse(ask({ type: 'cancel', sessionId: s1 })).success).toBe(true);
   });
 
   it('a machine that runs is answered by the machine alone', async () => {

@@ -10,10 +10,12 @@ export const cancel: Handler<'cancel'> = (request, connection, daemon) => {
     });
     return;
   }
+  // A failed machine refuses every cancel: the session may well run on (until the next start adopts it),
+  // and `unknown_session` told the client there was none.
   replyError(
     connection,
     request,
-    'unknown_session',
+    daemon.state() === 'failed' ? 'failed' : 'unknown_session',
     answer?.type === 'cancel.rejected'
       ? answer.reason
       : `session ${request.sessionId} cannot be cancelled now`,

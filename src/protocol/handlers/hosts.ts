@@ -17,10 +17,11 @@ function admission(
     reply(connection, request, { type: 'drained', host: answer.host, drained: answer.drained });
     return;
   }
+  // A failed machine refuses every drain: the host is there, and `unknown_host` said it was not.
   replyError(
     connection,
     request,
-    'unknown_host',
+    daemon.state() === 'failed' ? 'failed' : 'unknown_host',
     answer?.type === 'drain.rejected' ? answer.reason : `host ${request.host} cannot be drained now`,
   );
 }
