@@ -9,7 +9,7 @@ export class CancelCommand extends ClientCommand {
   static override usage = Command.Usage({
     description: 'Cancel a queued or running session',
     details:
-      'A running session is stopped (SIGTERM, then SIGKILL after the grace period) and torn down. Exits 0 when the cancel was accepted, 6 when no such session is queued or running (or it is already tearing down: its outcome is decided).',
+      'A running session is stopped (SIGTERM, then SIGKILL after the grace period) and torn down. Exits 0 when the cancel was accepted, 6 when no such session is queued or running (or it is already tearing down: its outcome is decided), 13 when the daemon failed and is exiting (restart it, then cancel again).',
     examples: [
       ['Cancel a session', '$0 cancel 3f9c2a71b0d4e812'],
       ['Cancel, and say what happened as JSON', '$0 cancel 3f9c2a71b0d4e812 --json'],

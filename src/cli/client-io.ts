@@ -74,6 +74,10 @@ export function exitCodeForReply(reply: Reply | undefined): number {
   switch (reply.code) {
     case 'unknown_session':
       return EXIT.unknownSession;
+    case 'failed':
+      // The daemon machine failed and the process is exiting (`cancel`, `hosts drain`): not "no such
+      // session" nor a refusal of this request; what `status` exits with for that daemon.
+      return EXIT.daemonFailed;
     case 'bad_request':
       return EXIT.usage;
     default:

@@ -36,7 +36,10 @@ export const EXIT = {
   notReady: 11,
   /** `status`: the daemon is shutting down (`shutdown.draining`): it takes no triggers and will exit. */
   shuttingDown: 12,
-  /** `status`: the daemon machine failed (`failed`): it takes no triggers and is exiting; restart it. */
+  /**
+   * `status`: the daemon machine failed (`failed`): it takes no triggers and is exiting; restart it. Also
+   * any command the daemon answered `error` `failed` for that reason (`cancel`, `hosts drain`/`undrain`).
+   */
   daemonFailed: 13,
   /**
    * `status`: the daemon is `ready` but no Podman host answers its probes: it accepts triggers, and their

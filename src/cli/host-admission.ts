@@ -24,8 +24,13 @@ export async function runAdmission(
     }
     // The daemon refused (no such host): the operation failed (1). A lost connection, a reply that is
     // not one (bad_reply, no_answer: the client's own) or a daemon that says "not now" gets the code
-    // every client command gives it (4, 75).
-    if (reply?.type === 'error' && !isClientSideError(reply) && !('retryable' in reply && reply.retryable)) {
+    // every client command gives it (4, 75), and so does a daemon that failed and is exiting (13).
+    if (
+      reply?.type === 'error' &&
+      !isClientSideError(reply) &&
+      reply.code !== 'failed' &&
+      !('retryable' in reply && reply.retryable)
+    ) {
       return fail(io, reply.message, EXIT.failed);
     }
     return failOnReply(io, false, reply);

@@ -1,0 +1,67 @@
+/**
+ * What the CLI makes of a daemon whose machine failed (it is exiting): `cancel` and `hosts drain`/`undrain`
+ * are answered `error` `failed`, which the CLI prints with the daemon's words and exits 13 (the daemon failed,
+ * as `status` does), not 6 "no such session" or 1 "no such host", while the session or host is still there.
+ */
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { exitCodeForReply } from '../../src/cli/client-io.js';
+import { EXIT } from '../../src/cli/exit-codes.js';
+import { runCliInProcess as run } from '../helpers/cli-in-process.js';
+import { cleanupAll, makeTempDir } from '../helpers/resources.js';
+
+const servers: Server[] = [];
+afterEach(async () => {
+  for (const server of servers.splice(0)) await new Promise((resolve) => server.close(resolve));
+  await cleanupAll();
+});
+
+const FAILED = 'the daemon failed: ENOSPC: no space left on device, write; it is exiting, restart it';
+const REPLY = { v: 2, type: 'error', code: 'failed', message: FAILED, problems: [], retryable: false };
+
+/** A daemon that answers every request line with `reply` (its id added). */
+async function fakeDaemon(reply: object): Promise<string> {
+  const path = join(makeTempDir('agentd-unit-cli-failed-'), 'agentd.sock');
+  const server = createServer((socket) => {
+    socket.on('error', () => {});
+    let buffered = '';
+    socket.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      for (let nl = buffered.indexOf('\n'); nl !== -1; nl = buffered.indexOf('\n')) {
+        const { id } = JSON.parse(buffered.slice(0, nl)) as { id?: string };
+        buffered = buffered.slice(nl + 1);
+        socket.write(`${JSON.stringify({ ...reply, ...(id === undefined ? {} : { id }) })}\n`);
+      }
+    });
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  return path;
+}
+
+describe('the CLI against a failed daemon', () => {
+  it('an error `failed` is exit 13 (the daemon failed), whatever the command', () => {
+    expect(exitCodeForReply(REPLY as never)).toBe(EXIT.daemonFailed);
+  });
+
+  it('cancel says the daemon failed and to restart it, exit 13, not 6 "no such session"', async () => {
+    const path = await fakeDaemon(REPLY);
+    const text = await run(['cancel', '0123456789abcdef', '--socket', path]);
+    expect(text).toEqual({ code: EXIT.daemonFailed, stdout: '', stderr: `agentd: ${FAILED}\n` });
+    const json = await run(['cancel', '0123456789abcdef', '--json', '--socket', path]);
+    expect(json.code).toBe(EXIT.daemonFailed);
+    expect(JSON.parse(json.stdout)).toEqual({ error: 'failed', message: FAILED, code: EXIT.daemonFailed });
+  });
+
+  it('hosts drain and undrain say the daemon failed, exit 13, not 1 as for a host that is not configured', async () => {
+    const path = await fakeDaemon(REPLY);
+    for (const type of ['drain', 'undrain']) {
+      const answer = await run(['hosts', type, 'local', '--socket', path]);
+      expect(answer, type).toEqual({ code: EXIT.daemonFailed, stdout: '', stderr: `agentd: ${FAILED}\n` });
+    }
+    // A host the daemon does not know is still the operation's failure (1).
+    const unknown = await fakeDaemon({ ...REPLY, code: 'unknown_host', message: 'no host "nope"' });
+    expect((await run(['hosts', 'drain', 'nope', '--socket', unknown])).code).toBe(EXIT.failed);
+  });
+});
