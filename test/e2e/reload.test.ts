@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
@@ -114,6 +114,38 @@ describe('reload (SIGHUP and agentd reload)', () => {
     expect(session.code, session.stderr).toBe(0);
     expect(session.stdout).toContain('still here');
     expect(d.running).toBe(true);
+    expect(await d.stop()).toBe(0);
+  });
+
+  it('a file whose aliases expand past their bound is refused at the alias; the daemon keeps its agents, its memory bounded', async () => {
+    // One 1 MiB argument used by 600 agents through an alias (a 1.1 MB file): the reload's thread took the
+    // daemon to a VmHWM of 755 MB before it failed "Invalid string length", naming no key or alias.
+    const d = await startDaemon({ agents: [agent('demo', ['sh', '-c', 'echo still here'])] });
+    const peak = () =>
+      Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${d.pid}/status`, 'utf8'))?.[1]) * 1024;
+    const before = peak();
+    const big = 'x'.repeat(1024 * 1024);
+    const lines = [`  - {name: a0, image: ${TEST_IMAGE}, command: [&big "${big}"]}`];
+    for (let i = 1; i < 600; i++) lines.push(`  - {name: a${i}, image: ${TEST_IMAGE}, command: [*big]}`);
+    writeFileSync(
+      d.files.configPath,
+      `daemon:\n  socket: ${d.files.socketPath}\n  state_dir: ${d.files.stateDir}\nagents:\n${lines.join('\n')}\n`,
+    );
+    const cli = await d.cli(['reload']);
+    expect(cli.code).toBe(1);
+    expect(cli.stderr).toContain(d.files.configPath);
+    expect(cli.stderr).toMatch(
+      /agents\[15\]\.command\[0\] \(line 20, col \d+\): the aliases up to this one \(\*big\) make the configuration more than 16 MiB/,
+    );
+    expect(cli.stderr).toContain('keeps running with the configuration it had');
+    expect(peak() - before).toBeLessThan(200 * 1024 * 1024);
+    const agents = await d.cli(['agents', '--json']);
+    expect(agents.code, agents.stderr).toBe(0);
+    expect((JSON.parse(agents.stdout) as { agents: { name: string }[] }).agents.map((a) => a.name)).toEqual([
+      'demo',
+    ]);
+    const status = JSON.parse((await d.cli(['status', '--json'])).stdout) as { state: string };
+    expect(status.state).toBe('ready');
     expect(await d.stop()).toBe(0);
   });
 
