@@ -2,6 +2,7 @@ import { connect, type Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import { untrustedSocketProblem } from '../adapters/ownership-checks.js';
 import { PROTOCOL_VERSION } from '../constants.js';
+import { durationSetting } from '../duration.js';
 import { HEARTBEAT_MS, HEARTBEATS_MISSED, MAX_REPLY_LINE_BYTES } from '../protocol/limits.js';
 import type { RequestBody } from '../protocol/messages.js';
 import type { Reply as DaemonReply } from '../protocol/replies.js';
@@ -320,7 +321,7 @@ export class DaemonClient {
     return {
       type: 'error',
       code: 'no_answer',
-      message: `the daemon took the connection but did not answer within ${Math.round(timeoutMs / 1000)} s; look at its log (journalctl -u agentd)`,
+      message: `the daemon took the connection but did not answer within ${durationSetting(timeoutMs)}; look at its log (journalctl -u agentd)`,
     };
   }
 

@@ -6,6 +6,7 @@ import {
   type ClientSideError,
   DaemonClient,
   DaemonUnreachable,
+  isClientSideError,
   type Reply,
 } from './client.js';
 import { ClientCommand } from './client-command.js';
@@ -80,9 +81,39 @@ export class StopCommand extends ClientCommand {
       deadline === undefined
         ? ANSWER_TIMEOUT_MS
         : Math.max(1, Math.min(ANSWER_TIMEOUT_MS, deadline - performance.now()));
+    // Whether the answer about to be waited for is cut short by --timeout, not by the client's own bound:
+    // its `no_answer` is then --timeout running out, not a daemon that does not answer.
+    const cutByTimeout = () => deadline !== undefined && deadline - performance.now() < ANSWER_TIMEOUT_MS;
+    // --timeout ran out before the daemon answered a request: said as such (not "the daemon did not answer
+    // within 0 s"), with whether it was asked to stop. Asked, it goes on shutting down (7, as when --timeout
+    // runs out while stop waits); not asked, it was not reached in time (4, as a daemon that does not answer).
+    const ranOut = (asked: StopView | undefined) =>
+      asked === undefined
+        ? failWith(
+            io,
+            this.json,
+            {
+              error: 'no_answer',
+              message: `--timeout ${this.timeout} ran out before the daemon answered stop's first request (its status): it was not asked to stop; give a longer --timeout (a daemon that is well answers within milliseconds; one that stays silent is hung: look at its log)`,
+            },
+            EXIT.infrastructure,
+          )
+        : failWith(
+            io,
+            this.json,
+            {
+              error: 'still_running',
+              pid: asked.pid,
+              running: asked.running.length,
+              message: `--timeout ${this.timeout} ran out before agentd (pid ${asked.pid}) answered the shutdown request, which it may have taken: it then goes on shutting down; see agentd status, or wait with agentd stop`,
+            },
+            EXIT.stillRunning,
+          );
     let first: StopView;
     try {
+      const statusCut = cutByTimeout();
       const reply = await client.request({ type: 'status' }, answerWithin());
+      if (statusCut && isNoAnswer(reply)) return ranOut(undefined);
       if (reply?.type !== 'status') return failOnReply(io, this.json, reply);
       const malformed = checkStatusReply(reply) ?? pidProblem(reply.pid);
       if (malformed) return failOnReply(io, this.json, malformed);
@@ -94,20 +125,24 @@ export class StopCommand extends ClientCommand {
         // SIGTERM or another `stop` landing since the status above never turns a graceful stop into the
         // second shutdown, which would cancel the running sessions.
         const mode = this.force ? 'force' : 'graceful';
+        const eventCut = cutByTimeout();
         const answer = await client.request(
           { type: 'event', event: { type: 'shutdown', mode } },
           answerWithin(),
         );
+        if (eventCut && isNoAnswer(answer)) return ranOut(first);
         // A daemon with nothing to wait for stops at once: it may close the connection first.
         if (refusesShutdownMode(answer)) {
           // A daemon older than the mode (the refused event changed nothing): as many plain shutdowns as
           // the state it said calls for, as before.
           for (let sent = 0; sent < plan.send; sent++) {
+            const againCut = cutByTimeout();
             const again = await client.request(
               { type: 'event', event: { type: 'shutdown' } },
               answerWithin(),
             );
             if (again === undefined) break;
+            if (againCut && isNoAnswer(again)) return ranOut(first);
             if (again.type !== 'event.result') return failOnReply(io, this.json, again);
           }
         } else if (answer !== undefined && answer.type !== 'event.result') {
@@ -161,6 +196,11 @@ export class StopCommand extends ClientCommand {
       EXIT.stillRunning,
     );
   }
+}
+
+/** The client's own `no_answer`: no reply came within the time the request was given. */
+function isNoAnswer(reply: Reply | undefined): boolean {
+  return reply?.type === 'error' && isClientSideError(reply) && reply.code === 'no_answer';
 }
 
 /**

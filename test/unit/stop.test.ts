@@ -10,6 +10,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { DaemonClient } from '../../src/cli/client.js';
 import { EXIT } from '../../src/cli/exit-codes.js';
 import { shutdownPlan } from '../../src/cli/stop.js';
 import {
@@ -219,7 +220,8 @@ async function fakeDaemon(
   pid: number,
   state: () => string,
   onEvent: (daemon: FakeDaemon) => void,
-  silent = false,
+  /** Answers nothing (true), or nothing to events only (`events`: it answers status, then goes silent). */
+  silent: boolean | 'events' = false,
   /** A daemon older than the shutdown event's mode: it refuses the field, as the real one did. */
   older = false,
 ): Promise<FakeDaemon> {
@@ -250,7 +252,7 @@ async function fakeDaemon(
         };
         buffered = buffered.slice(nl + 1);
         daemon.requests.push(request);
-        if (silent) continue;
+        if (silent === true) continue;
         const base = { v: 2, ...(request.id === undefined ? {} : { id: request.id }) };
         if (request.type === 'status') {
           const status = {
@@ -278,6 +280,7 @@ async function fakeDaemon(
           };
           socket.write(`${JSON.stringify(status)}\n`);
         } else if (request.type === 'event') {
+          if (silent === 'events') continue;
           const event = request.event;
           if (older && event !== undefined && 'mode' in event) {
             const refusal = {
@@ -420,6 +423,61 @@ describe('agentd stop', () => {
     expect(result.code).toBe(EXIT.infrastructure);
     expect(JSON.parse(result.stdout)).toMatchObject({ error: 'no_answer', code: EXIT.infrastructure });
     expect(daemon.requests.map((r) => r.type)).toEqual(['status']);
+  });
+
+  it('--timeout that runs out before the daemon answers says so, with whether the stop was asked (not "did not answer within 0 s")', async () => {
+    // Asked: the shutdown went out and its answer did not come in time. Before: exit 4, "the daemon took the
+    // connection but did not answer within 0 s; look at its log", while a real daemon had taken it and stopped.
+    const asked = await fakeDaemon(
+      process.pid,
+      () => 'ready',
+      () => {},
+      'events',
+    );
+    const json = await run(['stop', '--socket', asked.path, '--timeout', '1500ms', '--json']);
+    expect(json.code).toBe(EXIT.stillRunning);
+    expect(JSON.parse(json.stdout)).toEqual({
+      error: 'still_running',
+      pid: process.pid,
+      running: 1,
+      message: `--timeout 1500ms ran out before agentd (pid ${process.pid}) answered the shutdown request, which it may have taken: it then goes on shutting down; see agentd status, or wait with agentd stop`,
+      code: EXIT.stillRunning,
+    });
+    expect(asked.requests.map((r) => r.type)).toEqual(['status', 'event']);
+    // Not asked: the status itself did not come in time. Still no_answer (4), in words that name --timeout.
+    const silent = await fakeDaemon(
+      process.pid,
+      () => 'ready',
+      () => {},
+      true,
+    );
+    const text = await run(['stop', '--socket', silent.path, '--timeout', '1ms']);
+    expect(text.code).toBe(EXIT.infrastructure);
+    expect(text.stderr).toMatch(
+      /^agentd: --timeout 1ms ran out before the daemon answered stop's first request \(its status\): it was not asked to stop; give a longer --timeout/,
+    );
+    expect(text.stderr).not.toContain('0 s');
+  });
+
+  it("a request's own answer bound is named as set (1ms), never rounded to 0 s", async () => {
+    const silent = await fakeDaemon(
+      process.pid,
+      () => 'ready',
+      () => {},
+      true,
+    );
+    const client = await DaemonClient.connect(silent.path);
+    try {
+      const reply = await client.request({ type: 'status' }, 1);
+      expect(reply).toEqual({
+        type: 'error',
+        code: 'no_answer',
+        message:
+          'the daemon took the connection but did not answer within 1ms; look at its log (journalctl -u agentd)',
+      });
+    } finally {
+      client.close();
+    }
   });
 
   it('something on the socket that answers as a daemon but never shuts down: gives up after STOP_STUCK_MS, naming the pid and what to do (7)', async () => {
