@@ -560,8 +560,13 @@ describe('CLI', () => {
           type: 'outcome',
           sessionId: id,
           record: {
+            version: 1,
             id,
             agent: 'ok',
+            repo: 'git://127.0.0.1/x.git',
+            acceptedAt: '2026-01-01T00:00:00.000Z',
+            phase: 'finished',
+            phases: [{ phase: 'finished', at: '2026-01-01T00:00:00.040Z' }],
             outcome: 'cancelled',
             durationMs: 40,
             message: 'session cancelled while creating',
