@@ -54,6 +54,12 @@ describe('the CLI against a failed daemon', () => {
     expect(JSON.parse(json.stdout)).toEqual({ error: 'failed', message: FAILED, code: EXIT.daemonFailed });
   });
 
+  it('reload says the daemon failed, exit 13, not 1 as for a file that kept the old configuration', async () => {
+    const path = await fakeDaemon(REPLY);
+    const answer = await run(['reload', '--socket', path]);
+    expect(answer).toEqual({ code: EXIT.daemonFailed, stdout: '', stderr: `agentd: ${FAILED}\n` });
+  });
+
   it('hosts drain and undrain say the daemon failed, exit 13, not 1 as for a host that is not configured', async () => {
     const path = await fakeDaemon(REPLY);
     for (const type of ['drain', 'undrain']) {

@@ -593,7 +593,7 @@ describe('a daemon machine stopped by an exception in an action', () => {
     expect(await answer.json()).toMatchObject({ code: 'failed', retryable: false });
   });
 
-  it('the socket: cancel, drain and undrain of a failed daemon answer `failed` (not retryable), not unknown_session / unknown_host', async () => {
+  it('the socket: cancel, drain, undrain and reload of a failed daemon answer `failed` (not retryable), not unknown_session / unknown_host', async () => {
     const fakes = new Fakes();
     const machine = fakes.daemon().provide({
       actions: {
@@ -638,8 +638,53 @@ describe('a daemon machine stopped by an exception in an action', () => {
     expect(ask({ type: 'cancel', sessionId: s1 })).toEqual(failed);
     expect(ask({ type: 'drain', host: 'local' })).toEqual(failed);
     expect(ask({ type: 'undrain', host: 'local' })).toEqual(failed);
+    // Before: the reloader's reload_failed ("the daemon did not answer", main.ts), which `agentd reload` prints
+    // as a file it kept the old configuration for (exit 1). Now the file is not read at all.
+    let reloads = 0;
+    port.reload = async () => {
+      reloads++;
+      return {
+        type: 'reload_failed',
+        file: '/etc/agentd.yaml',
+        message: 'reload not applied: the daemon did not answer',
+      };
+    };
+    expect(ask({ type: 'reload' })).toEqual(failed);
+    expect(reloads).toBe(0);
     // The reply is one the protocol's schema takes.
     expect(replySchema.safeParse(ask({ type: 'cancel', sessionId: s1 })).success).toBe(true);
+  });
+
+  it('the socket: a reload during which the machine fails answers `failed`, not reload_failed', async () => {
+    const fakes = new Fakes();
+    const actor = await readyDaemon(fakes, throwingDaemon(fakes, new Set(), 'before'));
+    const port = portOver(actor, new Set());
+    // The machine fails while the file is read (a trigger's record throws ENOSPC); the reload is then not
+    // applied, and main.ts answers reload_failed "the daemon did not answer".
+    port.reload = async () => {
+      port.send({ type: 'trigger', sessionId: 's1', agent: 'demo' });
+      return {
+        type: 'reload_failed',
+        file: '/etc/agentd.yaml',
+        message: 'reload not applied: the daemon did not answer',
+      };
+    };
+    const { connection, sent, owed } = fakeConnection();
+    dispatch(JSON.stringify({ v: 2, id: 'r', type: 'reload' }), connection, port);
+    await settle();
+    expect(actor.getSnapshot().status).toBe('error');
+    expect(sent).toEqual([
+      {
+        v: 2,
+        id: 'r',
+        type: 'error',
+        code: 'failed',
+        message: expect.stringMatching(/^the daemon failed: ENOSPC: .*restart it$/),
+        problems: [],
+        retryable: false,
+      },
+    ]);
+    expect(owed()).toBe(0);
   });
 
   it('a machine that runs is answered by the machine alone', async () => {
