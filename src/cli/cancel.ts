@@ -26,7 +26,8 @@ export class CancelCommand extends ClientCommand {
     if (typeof client === 'number') return client;
     try {
       const reply = await client.request({ type: 'cancel', sessionId: this.sessionId });
-      if (reply?.type !== 'cancelling') return failOnReply(this.context, this.json, reply);
+      if (reply?.type !== 'cancelling')
+        return failOnReply(this.context, this.json, reply, `session ${this.sessionId} was not cancelled`);
       if (this.json) printJson(this.context, { sessionId: reply.sessionId, wasQueued: reply.wasQueued });
       else {
         this.context.stdout.write(

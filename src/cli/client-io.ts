@@ -85,8 +85,11 @@ export function exitCodeForReply(reply: Reply | undefined): number {
   }
 }
 
-/** A reply that is not the one expected, as a failure. */
-export function failOnReply(io: ClientIo, json: boolean, reply: Reply | undefined): number {
+/**
+ * A reply that is not the one expected, as a failure. `notDone` says what was not done when the daemon
+ * answers `failed` (it failed and is exiting: "session X was not cancelled"), before the daemon's words.
+ */
+export function failOnReply(io: ClientIo, json: boolean, reply: Reply | undefined, notDone?: string): number {
   if (reply === undefined) {
     return failWith(
       io,
@@ -96,7 +99,9 @@ export function failOnReply(io: ClientIo, json: boolean, reply: Reply | undefine
     );
   }
   if (reply.type === 'error') {
-    return failWith(io, json, { error: reply.code, message: reply.message }, exitCodeForReply(reply));
+    const message =
+      reply.code === 'failed' && notDone !== undefined ? `${notDone}: ${reply.message}` : reply.message;
+    return failWith(io, json, { error: reply.code, message }, exitCodeForReply(reply));
   }
   return failWith(
     io,

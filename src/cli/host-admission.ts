@@ -33,7 +33,7 @@ export async function runAdmission(
     ) {
       return fail(io, reply.message, EXIT.failed);
     }
-    return failOnReply(io, false, reply);
+    return failOnReply(io, false, reply, `host ${host} was not ${type}ed`);
   } finally {
     client.close();
   }

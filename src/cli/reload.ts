@@ -40,7 +40,7 @@ export class ReloadCommand extends ClientCommand {
         }
         return this.fail(reply.message, EXIT.failed);
       }
-      return failOnReply(this.context, this.json, reply);
+      return failOnReply(this.context, this.json, reply, 'nothing was reloaded');
     } finally {
       client.close();
     }

@@ -48,23 +48,39 @@ describe('the CLI against a failed daemon', () => {
   it('cancel says the daemon failed and to restart it, exit 13, not 6 "no such session"', async () => {
     const path = await fakeDaemon(REPLY);
     const text = await run(['cancel', '0123456789abcdef', '--socket', path]);
-    expect(text).toEqual({ code: EXIT.daemonFailed, stdout: '', stderr: `agentd: ${FAILED}\n` });
+    expect(text).toEqual({
+      code: EXIT.daemonFailed,
+      stdout: '',
+      stderr: `agentd: session 0123456789abcdef was not cancelled: ${FAILED}\n`,
+    });
     const json = await run(['cancel', '0123456789abcdef', '--json', '--socket', path]);
     expect(json.code).toBe(EXIT.daemonFailed);
-    expect(JSON.parse(json.stdout)).toEqual({ error: 'failed', message: FAILED, code: EXIT.daemonFailed });
+    expect(JSON.parse(json.stdout)).toEqual({
+      error: 'failed',
+      message: `session 0123456789abcdef was not cancelled: ${FAILED}`,
+      code: EXIT.daemonFailed,
+    });
   });
 
   it('reload says the daemon failed, exit 13, not 1 as for a file that kept the old configuration', async () => {
     const path = await fakeDaemon(REPLY);
     const answer = await run(['reload', '--socket', path]);
-    expect(answer).toEqual({ code: EXIT.daemonFailed, stdout: '', stderr: `agentd: ${FAILED}\n` });
+    expect(answer).toEqual({
+      code: EXIT.daemonFailed,
+      stdout: '',
+      stderr: `agentd: nothing was reloaded: ${FAILED}\n`,
+    });
   });
 
   it('hosts drain and undrain say the daemon failed, exit 13, not 1 as for a host that is not configured', async () => {
     const path = await fakeDaemon(REPLY);
     for (const type of ['drain', 'undrain']) {
       const answer = await run(['hosts', type, 'local', '--socket', path]);
-      expect(answer, type).toEqual({ code: EXIT.daemonFailed, stdout: '', stderr: `agentd: ${FAILED}\n` });
+      expect(answer, type).toEqual({
+        code: EXIT.daemonFailed,
+        stdout: '',
+        stderr: `agentd: host local was not ${type}ed: ${FAILED}\n`,
+      });
     }
     // A host the daemon does not know is still the operation's failure (1).
     const unknown = await fakeDaemon({ ...REPLY, code: 'unknown_host', message: 'no host "nope"' });
