@@ -5,15 +5,11 @@ import { PROTOCOL_VERSION } from '../constants.js';
 import { durationSetting } from '../duration.js';
 import { HEARTBEAT_MS, HEARTBEATS_MISSED, MAX_REPLY_LINE_BYTES } from '../protocol/limits.js';
 import type { RequestBody } from '../protocol/messages.js';
-import type { Reply as DaemonReply } from '../protocol/replies.js';
-import { checkReply } from './reply-check.js';
+import { type ClientSideError, checkReply, type Reply } from './reply-check.js';
 import { type UnreachableKind, unreachableMessage } from './unreachable.js';
 
-/** What the client makes of a line that is not a reply, or of no answer at all. */
-export type ClientSideError = { type: 'error'; code: 'bad_reply' | 'no_answer'; message: string };
-
-/** A reply from the daemon (one JSON object per line), or what the client makes of a line that is not one. */
-export type Reply = DaemonReply | ClientSideError;
+// Defined beside the reply check, which makes them (client.ts imports it: no cycle back).
+export type { ClientSideError, Reply } from './reply-check.js';
 
 /** An error the client made of what it got (a line that is no reply, or no answer), not the daemon's own. */
 export function isClientSideError(reply: Reply): reply is ClientSideError {

@@ -1,4 +1,10 @@
-import type { ClientSideError, Reply } from './client.js';
+import type { Reply as DaemonReply } from '../protocol/replies.js';
+
+/** What the client makes of a line that is not a reply, or of no answer at all. */
+export type ClientSideError = { type: 'error'; code: 'bad_reply' | 'no_answer'; message: string };
+
+/** A reply from the daemon (one JSON object per line), or what the client makes of a line that is not one. */
+export type Reply = DaemonReply | ClientSideError;
 
 /**
  * Replies that the CLI takes for success only when they have the protocol's shape: a line with the right
