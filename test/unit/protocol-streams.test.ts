@@ -79,6 +79,8 @@ describe('reloads not yet answered', () => {
         reloads++;
         return new Promise<object>((resolve) => answers.push(() => resolve({ changed: [] })));
       },
+      // A running daemon: a failed one answers `failed` without reloading (64a60de).
+      state: () => 'ready',
       log: { error: () => {}, warn: () => {} },
     } as unknown as DaemonPort;
     const reload = (n: number) => JSON.stringify({ v: 2, id: `r${n}`, type: 'reload' });
