@@ -218,12 +218,6 @@ function departure(value: unknown, shape: Shape): { path: (string | number)[]; w
   return undefined;
 }
 
-/** A `status` reply without the fields `agentd status` shows, as the `bad_reply` error it is; else undefined. */
-export function checkStatusReply(reply: Reply): ClientSideError | undefined {
-  const problem = shapeProblem(reply, { object: STATUS_SHAPE }, '');
-  return problem === undefined ? undefined : badReply('status', problem);
-}
-
 /**
  * An `outcome` reply whose record lacks what the CLI shows and decides the exit code by (checked with the
  * protocol's record schema), as a `bad_reply` error; else undefined. zod is loaded here, once the outcome

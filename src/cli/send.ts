@@ -2,7 +2,7 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { Command, Option, UsageError } from 'clipanion';
 import { PROTOCOL_VERSION } from '../constants.js';
 import { errorMessage } from '../errors.js';
-import { keyCount, REPEATED_KEY_RULE, repeatedKeys, shapeOf } from '../protocol/json-keys.js';
+import { REPEATED_KEY_RULE, readJson } from '../protocol/json-keys.js';
 import type { InjectedEvent } from '../protocol/messages.js';
 import { describeProblems, MAX_PROBLEMS } from '../protocol/problems.js';
 import { isClientSideError, type Reply } from './client.js';
@@ -181,16 +181,11 @@ export function readEvent(
       retryable: false,
     },
   });
-  let event: unknown;
-  try {
-    event = JSON.parse(line);
-  } catch {
-    return error('bad_json', `${where}:${number}: not valid JSON`, []);
-  }
   // The operator's own file: no bound on its shape, only the keys counted.
-  const shape = shapeOf(line, Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY);
-  if (!('keys' in shape) || keyCount(event) === shape.keys) return { event };
-  const problems = repeatedKeys(line, MAX_PROBLEMS).map((path) => ({
+  const read = readJson(line, MAX_PROBLEMS, false);
+  if (!('value' in read)) return error('bad_json', `${where}:${number}: not valid JSON`, []);
+  if (read.repeated.length === 0) return { event: read.value };
+  const problems = read.repeated.map((path) => ({
     path: ['event', ...path].join('.'),
     message: REPEATED_KEY_RULE,
   }));

@@ -146,13 +146,17 @@ function valueAt(text: string, at: number): unknown {
  * `text` read as a request is, on the socket and over HTTP: refused before JSON.parse for its shape
  * (shapeOf: the rule, and the head read before the bound), refused by JSON.parse (its error), or its
  * value with the paths of the keys it repeats (empty when none; the scan runs only when JSON.parse
- * dropped some, at most `maxRepeated` of them).
+ * dropped some, at most `maxRepeated` of them). `bounded` false: no bound on its shape.
  */
 export function readJson(
   text: string,
   maxRepeated = Number.POSITIVE_INFINITY,
+  bounded = true,
 ): { refused: string; head: ShapeHead } | { notJson: Error } | { value: unknown; repeated: string[][] } {
-  const shape = shapeOf(text);
+  // Unbounded (the operator's own file, `agentd send`): only the keys counted.
+  const shape = bounded
+    ? shapeOf(text)
+    : shapeOf(text, Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY);
   if (!('keys' in shape)) return { refused: shapeRule(shape), head: shape.head };
   let value: unknown;
   try {

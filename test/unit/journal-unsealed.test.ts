@@ -16,7 +16,7 @@ import { NotifyOutbox } from '../../src/adapters/notify-outbox.js';
 import { markNothingToSearch } from '../../src/adapters/output-archive.js';
 import { SessionStore } from '../../src/adapters/session-store.js';
 import type { WebhookRequest } from '../../src/adapters/webhook.js';
-import { checkStatusReply } from '../../src/cli/reply-check.js';
+import { checkReply } from '../../src/cli/reply-check.js';
 import { unsealedLine } from '../../src/cli/status-run.js';
 import { Notifier } from '../../src/daemon/notifier.js';
 import { createDaemonPort } from '../../src/daemon/port.js';
@@ -362,7 +362,8 @@ describe('the status of a daemon with records waiting to be sealed', () => {
       waitingMs: expect.any(Number),
     });
     // The CLI takes it (its hand-made table) and shows it on a line of its own.
-    expect(checkStatusReply({ v: 2, type: 'status', ...status })).toBeUndefined();
+    const reply = { v: 2, type: 'status', ...status };
+    expect(checkReply(reply)).toBeUndefined();
     expect(unsealedLine(status.unsealed as NonNullable<typeof status.unsealed>)).toMatch(
       new RegExp(
         `^unsealed: 1 finished session waits for its record to be sealed \\(the oldest: ${ID}, ended .* ago\\); output and logs are held in the state dir`,
