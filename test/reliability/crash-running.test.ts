@@ -395,6 +395,15 @@ describe('a crash while the teardown searches the output archive', () => {
     for (const name of ['clean', 'leaky']) {
       const id = await detach(d, name);
       await d.waitForPhase(id, 'tearing_down', 120_000);
+      // The record says tearing_down before the teardown has copied the archive out (CI once killed the
+      // daemon in between): killed once it is there, while its search (a second or more) goes on.
+      const tar = join(d.files.stateDir, 'work', id, 'out', 'out.tar');
+      await waitUntil(
+        () => existsSync(tar),
+        () => `${tar} to be written`,
+        120_000,
+        10,
+      );
       await crash(d);
       figures.faultsInjected++;
       await killOrphans(d);
