@@ -25,6 +25,7 @@ import {
   type PodmanFailure,
   unreachableOutput,
 } from './podman-errors.js';
+import { processEndCause, runProcess } from './podman-process.js';
 import {
   type ContainerInspect,
   type ContainerSummary,
@@ -73,7 +74,7 @@ export interface CallOptions {
   image?: string;
   /** Added to the environment podman runs with. */
   env?: Record<string, string>;
-  /** Stdout read at most (execa's 100 MB when absent): more fails the call. */
+  /** Stdout read at most (100 MB when absent): more fails the call. */
   maxStdoutBytes?: number;
 }
 
@@ -240,6 +241,8 @@ export type OutputHandler = ((text: string, end: boolean, stream: 'stdout' | 'st
  * is ended as failed.
  */
 export const PODMAN_STDERR_MAX_BYTES = 1024 * 1024;
+/** Stdout a call reads at most when it names no bound of its own: more fails the call. */
+const PODMAN_STDOUT_MAX_BYTES = 100 * 1024 * 1024;
 /**
  * Bytes a probe reads (`podman version --format json` prints ~400): every probe interval a host that
  * answers with more would otherwise be read up to execa's 100 MB, and its version shown as it came.
@@ -451,28 +454,18 @@ export class PodmanClient implements PodmanPort {
       options.input === undefined
         ? [this.bin, argv]
         : ['/bin/sh', ['-c', 'cat | exec "$0" "$@"', this.bin, ...argv]];
-    const subprocess = execa(file, args, {
+    const result = await runProcess(file, args, {
       ...this.where(),
-      // Nothing to read but the input, if any: no stdin at all otherwise (/dev/null), rather than an empty
-      // `input`, which made a socket pair and a stream per call for nothing (about 1 ms of the daemon's
-      // CPU a call, two calls of every session: bench/findings.md).
-      ...(options.input === undefined ? { stdin: 'ignore' as const } : { input: options.input }),
+      // Nothing to read but the input, if any: no stdin at all otherwise (/dev/null).
+      ...(options.input === undefined ? {} : { input: options.input }),
       ...(options.env === undefined ? {} : { env: options.env }),
-      timeout: timeoutMs,
-      cancelSignal: options.signal,
-      reject: false,
-      forceKillAfterDelay: 2000,
-      stripFinalNewline: true,
+      timeoutMs,
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+      forceKillAfterMs: 2000,
       // What a host writes on stderr is held whole only up to a bound (PODMAN_STDERR_MAX_BYTES).
-      maxBuffer: {
-        stderr: PODMAN_STDERR_MAX_BYTES,
-        ...(options.maxStdoutBytes === undefined ? {} : { stdout: options.maxStdoutBytes }),
-      },
-      // Its own process group (DETACHED): and the bridging shell's, see below.
-      detached: true,
+      maxStderrBytes: PODMAN_STDERR_MAX_BYTES,
+      maxStdoutBytes: options.maxStdoutBytes ?? PODMAN_STDOUT_MAX_BYTES,
     });
-    killGroupWhenKilled(subprocess);
-    const result = await subprocess;
     const exitCode = result.exitCode ?? -1;
     // An exit code that is an answer (125: no such container) is none when the engine was not reached.
     const answered =
@@ -486,12 +479,12 @@ export class PodmanClient implements PodmanPort {
         argv,
         exitCode: result.exitCode,
         stderr: result.stderr,
-        spawnErrorCode: (result as { code?: string }).code,
+        spawnErrorCode: result.code,
         timedOut: result.timedOut,
         timeoutMs,
         ...(options.timeoutSetting === undefined ? {} : { timeoutSetting: options.timeoutSetting }),
         tooLarge: result.isMaxBuffer,
-        cause: result.isCanceled ? options.signal?.reason : result,
+        cause: result.isCanceled ? options.signal?.reason : processEndCause(result),
       },
       options.image,
     );
@@ -689,7 +682,7 @@ export class PodmanClient implements PodmanPort {
   /**
    * Remembers a pull's failure when it is the image's, its registry's or the pull's own (classified as
    * such), not the host's (unreachable, a podman that does not answer): that one the host's probes see.
-   * The error is kept without its cause (execa's result, with up to a MiB of output) and with the end of
+   * The error is kept without its cause and with the end of
    * its stderr only.
    */
   private rememberPullFailure(image: string, error: unknown): void {

@@ -70,3 +70,32 @@ wait
     expect(alive(child)).toBe(false);
   });
 });
+
+describe('a podman call that exited while something it started holds its output', () => {
+  it('returns at its deadline, and what holds the output is killed', { timeout: 20_000 }, async () => {
+    // podman itself exits 0 at once; its child keeps stdout and stderr open for 60 s. The call's end
+    // waits for its output to close, so only the deadline ends it: then the group goes, though the
+    // podman process is no longer there to be killed (before, the call waited the 60 s).
+    const { bin } = standInPodman(
+      dir,
+      (self) => `sleep 60 &
+echo $! > '${self}.child'
+exit 0
+`,
+    );
+    const client = new PodmanClient({ bin, timeoutMs: 300 });
+    const began = Date.now();
+    const error = await client.version().then(
+      () => expect.fail('the call succeeded'),
+      (e: unknown) => e,
+    );
+    const child = Number(readFileSync(`${bin}.child`, 'utf8'));
+    started.push(child);
+    expect(error).toMatchObject({ code: 'PODMAN_TIMEOUT' });
+    expect(Date.now() - began).toBeLessThan(10_000);
+    for (let waited = 0; alive(child) && waited < 10_000; waited += 20) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(alive(child)).toBe(false);
+  });
+});

@@ -1,0 +1,81 @@
+// The daemon's CPU (utime + stime, from /proc) per session, for two builds side by side:
+// `node bench/daemon-cpu.mjs DIST_A DIST_B` (each a dist/ directory; B defaults to this checkout's).
+// Starts one daemon of each build, then in BENCH_CPU_ROUNDS (default 6) rounds, alternating A and B,
+// triggers BENCH_CPU_SESSIONS (default 5) sessions one after the other on its socket and reads the
+// daemon's CPU before and after. Prints each round's ms per session and the medians. Cleans up.
+import { spawn } from 'node:child_process';
+import { openSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import {
+  cleanupPodman,
+  removeDir,
+  serveRepo,
+  TOKEN,
+  TOKEN_ENV,
+  triggerOnSocket,
+  untilReady,
+  workDir,
+  writeConfig,
+} from './lib/fixture.mjs';
+
+const builds = [process.argv[2], process.argv[3] ?? join(import.meta.dirname, '..', 'dist')].map((d) =>
+  resolve(d),
+);
+if (process.argv[2] === undefined) {
+  console.error('usage: node bench/daemon-cpu.mjs DIST_A [DIST_B]');
+  process.exit(2);
+}
+const rounds = Number(process.env.BENCH_CPU_ROUNDS ?? 6);
+const perRound = Number(process.env.BENCH_CPU_SESSIONS ?? 5);
+const ticks = 100; // USER_HZ on Linux
+const cpuMs = (pid) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticks;
+};
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+const dir = workDir();
+const repo = await serveRepo(dir);
+const daemons = [];
+try {
+  for (const [i, build] of builds.entries()) {
+    const home = join(dir, `d${i}`);
+    const config = writeConfig(home, { maxSessions: 4 });
+    const log = openSync(join(home, 'daemon.log'), 'a');
+    const child = spawn(
+      process.execPath,
+      [join(build, 'cli', 'index.js'), 'start', '--config', config.file],
+      {
+        env: { ...process.env, [TOKEN_ENV]: TOKEN },
+        stdio: ['ignore', log, log],
+      },
+    );
+    await untilReady(config.socket, { child });
+    const { instanceIdOf } = await import(join(build, 'daemon', 'instance-id.js'));
+    daemons.push({ build, child, config, instanceId: instanceIdOf(config.socket, config.stateDir), per: [] });
+  }
+  // A warm-up session each: the first one loads modules the others do not.
+  for (const d of daemons) await triggerOnSocket(d.config.socket, { agent: 'demo', repo: repo.url });
+  for (let r = 0; r < rounds; r++) {
+    for (const d of daemons) {
+      const before = cpuMs(d.child.pid);
+      for (let s = 0; s < perRound; s++)
+        await triggerOnSocket(d.config.socket, { agent: 'demo', repo: repo.url });
+      d.per.push((cpuMs(d.child.pid) - before) / perRound);
+    }
+    console.log(`round ${r + 1}: ${daemons.map((d) => d.per.at(-1).toFixed(1)).join(' vs ')} ms a session`);
+  }
+  for (const d of daemons)
+    console.log(`${d.build}: median ${median(d.per).toFixed(1)} ms of daemon CPU a session`);
+} finally {
+  for (const d of daemons) {
+    d.child.kill('SIGTERM');
+    await new Promise((r) => (d.child.exitCode === null ? d.child.once('exit', r) : r()));
+  }
+  await cleanupPodman({
+    instanceIds: daemons.map((d) => d.instanceId),
+    secretPrefixes: daemons.map((d) => `agentd-${d.instanceId.slice(0, 8)}-`),
+  });
+  repo.stop();
+  removeDir(dir);
+}
