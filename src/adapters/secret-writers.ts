@@ -1,13 +1,21 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
 /**
  * `podman secret create` commands on this machine that name a secret starting with `prefix` and that this
  * process did not start: those a killed daemon of the instance left running (its children live on after
  * a SIGKILL unless a service manager ends them, and a `podman secret` command must never be killed: see
  * README). Their pids; none where /proc cannot be read. Remote hosts are reached by a podman CLI running
- * here, so their creates are found too.
+ * here, so their creates are found too. Only processes of this daemon's user (`uid`) in its pid namespace
+ * count, as a daemon's podman runs: a session's processes are in /proc too, and an agent that names its
+ * own `secret create ...` of this instance (the prefix follows from the state dir, which its mounts show)
+ * held every reconciliation of the daemon for the whole wait (10 s at each start and each host's return).
  */
-export function leftSecretCreates(prefix: string, self: number = process.pid, proc = '/proc'): number[] {
+export function leftSecretCreates(
+  prefix: string,
+  self: number = process.pid,
+  proc = '/proc',
+  uid: number | undefined = process.getuid?.(),
+): number[] {
   let entries: string[];
   try {
     entries = readdirSync(proc);
@@ -16,6 +24,25 @@ export function leftSecretCreates(prefix: string, self: number = process.pid, pr
   }
   const parents = new Map<number, number>();
   const creates: number[] = [];
+  const pidNamespace = (pid: string): string | undefined => {
+    try {
+      return readlinkSync(`${proc}/${pid}/ns/pid`);
+    } catch {
+      return undefined;
+    }
+  };
+  const ownNamespace = pidNamespace(String(self));
+  // Its real uid as this daemon sees it (a rootless podman's own user namespace maps it back to the
+  // daemon's), and its pid namespace where both can be read (a rootless container's root is the
+  // daemon's uid too).
+  const runsAsDaemon = (pid: string): boolean => {
+    if (uid !== undefined) {
+      const real = /^Uid:\s+(\d+)/m.exec(readFileSync(`${proc}/${pid}/status`, 'latin1'))?.[1];
+      if (real === undefined || Number(real) !== uid) return false;
+    }
+    const namespace = pidNamespace(pid);
+    return ownNamespace === undefined || namespace === undefined || namespace === ownNamespace;
+  };
   for (const entry of entries) {
     if (!/^\d+$/.test(entry)) continue;
     const pid = Number(entry);
@@ -26,7 +53,7 @@ export function leftSecretCreates(prefix: string, self: number = process.pid, pr
       const argv = readFileSync(`${proc}/${entry}/cmdline`, 'latin1').split('\0');
       const at = argv.indexOf('secret');
       if (at >= 0 && argv[at + 1] === 'create' && argv.some((arg, i) => i > at + 1 && arg.startsWith(prefix)))
-        creates.push(pid);
+        if (runsAsDaemon(entry)) creates.push(pid);
     } catch {
       // Ended while it was read.
     }

@@ -1,8 +1,9 @@
 /**
  * The `podman secret create` commands a killed daemon left running (src/adapters/secret-writers.ts): found
- * in a stand-in /proc by their argv and parent, and waited for before reconciliation lists the secrets.
+ * in a stand-in /proc by their argv, parent, user and pid namespace, and waited for before reconciliation
+ * lists the secrets.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -12,12 +13,23 @@ const proc = mkdtempSync(join(tmpdir(), 'agentd-unit-proc-'));
 afterAll(() => rmSync(proc, { recursive: true, force: true }));
 
 const SELF = 100;
+/** The daemon's user. */
+const UID = 0;
+const HOST_PIDS = 'pid:[4026531836]';
 const PREFIX = 'agentd-0cbb0c70-';
 
-function processIn(pid: number, parent: number, argv: string[], name = 'podman'): void {
-  mkdirSync(join(proc, String(pid)));
+function processIn(
+  pid: number,
+  parent: number,
+  argv: string[],
+  name = 'podman',
+  { uid = UID, pids = HOST_PIDS }: { uid?: number; pids?: string } = {},
+): void {
+  mkdirSync(join(proc, String(pid), 'ns'), { recursive: true });
   writeFileSync(join(proc, String(pid), 'cmdline'), `${argv.join('\0')}\0`);
   writeFileSync(join(proc, String(pid), 'stat'), `${pid} (${name}) S ${parent} ${pid} ${pid} 0 -1`);
+  writeFileSync(join(proc, String(pid), 'status'), `Name:\t${name}\nUid:\t${uid}\t${uid}\t${uid}\t${uid}\n`);
+  symlinkSync(pids, join(proc, String(pid), 'ns', 'pid'));
 }
 
 describe('leftSecretCreates', () => {
@@ -42,8 +54,16 @@ describe('leftSecretCreates', () => {
     processIn(206, 1, ['sleep', '3600']);
     mkdirSync(join(proc, '207')); // gone while it was read
     mkdirSync(join(proc, 'self'));
-    expect(leftSecretCreates(PREFIX, SELF, proc).sort()).toEqual([201, 202]);
-    expect(leftSecretCreates(PREFIX, SELF, join(proc, 'missing'))).toEqual([]);
+    // A session's processes name one too: an agent's (uid 61000), and one of the daemon's uid in the
+    // container's pid namespace (a rootless container's root). Neither is a daemon's podman.
+    processIn(210, 1, ['bash', '-c', 'sleep 600; :', '_', ...create.slice(1)], 'bash', { uid: 61000 });
+    processIn(211, 1, ['bash', '-c', 'sleep 600; :', '_', ...create.slice(1)], 'bash', {
+      pids: 'pid:[4026532999]',
+    });
+    mkdirSync(join(proc, String(SELF), 'ns'), { recursive: true });
+    symlinkSync(HOST_PIDS, join(proc, String(SELF), 'ns', 'pid'));
+    expect(leftSecretCreates(PREFIX, SELF, proc, UID).sort()).toEqual([201, 202]);
+    expect(leftSecretCreates(PREFIX, SELF, join(proc, 'missing'), UID)).toEqual([]);
   });
 });
 
