@@ -1,6 +1,7 @@
 import { Command, Option } from 'clipanion';
 import { hostsOf } from '../config/hosts.js';
 import { describeListen } from '../config/http.js';
+import { hideSecretParts } from '../config/quoted.js';
 import type { AgentConfig, Resources, ScheduleConfig } from '../config/types.js';
 import { type ConfigWarning, configWarnings } from '../config/warnings.js';
 import { shownWebhookUrl } from '../config/webhook-url.js';
@@ -72,7 +73,7 @@ export class ValidateCommand extends AgentdCommand {
       const timeout =
         agent.timeoutMs === undefined ? 'no timeout' : `timeout ${formatDuration(agent.timeoutMs)}`;
       out.push(
-        `- ${agent.name}: ${agent.image} ${JSON.stringify(agent.command)}`,
+        `- ${agent.name}: ${agent.image} ${JSON.stringify(agent.command.map(hideSecretParts))}`,
         `    repo ${agent.repo ?? '(none: give one per trigger)'}, network ${agent.network}, ${timeout}`,
         `    credentials ${agent.credentials.map((c) => `${c.name} <- ${c.source.raw}`).join(', ') || 'none'}${agent.repoToken ? `, repo_token <- ${agent.repoToken.raw}` : ''}`,
       );

@@ -50,15 +50,47 @@ export function looksLikeSecret(text: string): boolean {
   ) {
     return true;
   }
-  for (const piece of text.split(SEPARATORS)) {
-    if (piece.length < 16) continue;
-    if (mixedCaseWithDigit(piece) && /[A-Za-z0-9]{12}/.test(piece)) return true;
-    for (const run of piece.match(/[A-Za-z0-9]{16,}/g) ?? []) {
-      if (/[0-9]/.test(run) && /[A-Za-z]/.test(run)) return true;
-    }
+  return text.split(SEPARATORS).some(pieceLooksSecret);
+}
+
+/** A piece between separators that looks like a token (looksLikeSecret's first two rules). */
+function pieceLooksSecret(piece: string): boolean {
+  if (piece.length < 16) return false;
+  if (mixedCaseWithDigit(piece) && /[A-Za-z0-9]{12}/.test(piece)) return true;
+  for (const run of piece.match(/[A-Za-z0-9]{16,}/g) ?? []) {
+    if (/[0-9]/.test(run) && /[A-Za-z]/.test(run)) return true;
   }
   return false;
 }
+
+/** What stands in for a part of a text that looks like a credential value (hideSecretParts). */
+export const HIDDEN_PART = '<hidden>';
+
+/**
+ * A text shown with each part that looks like a credential value replaced by HIDDEN_PART, the rest as
+ * it is: a command's `sh -c` script stays readable, `Authorization: Bearer ghp_…` shows as
+ * `Authorization: Bearer <hidden>`, `--key=<base64>` as `--key=<hidden>`. The parts are
+ * looksLikeSecret's: a piece between separators made like a token, or a word of 32 characters or more
+ * of the base64 alphabet (after a `--flag=`). For what an operator wrote where anything may be (an
+ * agent's command and env values), which agentd shows and which should have been a credential.
+ */
+export function hideSecretParts(text: string): string {
+  return text.replace(/[^\s"'`]+/g, (word) => {
+    const flag = /^(-{1,2}[A-Za-z0-9_.-]+=)(.+)$/.exec(word);
+    const [prefix, rest] = flag ? [flag[1] ?? '', flag[2] ?? ''] : ['', word];
+    if (
+      rest.length >= 32 &&
+      /^[A-Za-z0-9+/=_-]+$/.test(rest) &&
+      !/^[/.~]/.test(rest) &&
+      mixedCaseWithDigit(rest)
+    )
+      return `${prefix}${HIDDEN_PART}`;
+    return prefix + rest.replace(PIECES, (piece) => (pieceLooksSecret(piece) ? HIDDEN_PART : piece));
+  });
+}
+
+/** The pieces SEPARATORS leaves (the same characters, as a match). */
+const PIECES = /[^\s/\\:@,;=?&#%"'`()[\]{}<>|!*$^]+/g;
 
 function mixedCaseWithDigit(text: string): boolean {
   return /[a-z]/.test(text) && /[A-Z]/.test(text) && /[0-9]/.test(text);

@@ -1,3 +1,4 @@
+import { hideSecretParts } from './quoted.js';
 import type { AgentConfig } from './types.js';
 
 /**
@@ -22,6 +23,7 @@ const NETWORK_CAPABILITIES = ['NET_RAW', 'NET_ADMIN'] as const;
 export function configWarnings(settings: { agents: readonly AgentConfig[] }): ConfigWarning[] {
   const warnings: ConfigWarning[] = [];
   settings.agents.forEach((agent, i) => {
+    warnings.push(...pastedValueWarnings(agent, i));
     if (agent.network === 'none') return;
     const caps = NETWORK_CAPABILITIES.filter((c) => agent.capAdd.includes(c));
     if (caps.length === 0) return;
@@ -41,5 +43,38 @@ export function configWarnings(settings: { agents: readonly AgentConfig[] }): Co
       fix: `remove ${which} from cap_add, or give the agent network: none`,
     });
   });
+  return warnings;
+}
+
+/**
+ * A command argument or env value with a part that looks like a credential value (hideSecretParts):
+ * the command is on the host's process list (`podman run`'s arguments) and the container's, env values
+ * in `podman inspect`, and both reach any process in the container. `agents` and `validate` show such a
+ * part as `<hidden>`; the warning says where it is, never the part.
+ */
+function pastedValueWarnings(agent: AgentConfig, i: number): ConfigWarning[] {
+  const warnings: ConfigWarning[] = [];
+  const fix = (what: string) =>
+    `move the value to a credential (credentials: [{ name: NAME, source: env:... or file:... }]) and use $NAME ${what}`;
+  agent.command.forEach((arg, j) => {
+    if (hideSecretParts(arg) === arg) return;
+    warnings.push({
+      path: `agents[${i}].command[${j}]`,
+      agent: agent.name,
+      message:
+        "holds what looks like a credential value: a command is on this host's process list and visible to every process in the container (shown as <hidden> by agents and validate)",
+      fix: fix('in the command (through sh -c)'),
+    });
+  });
+  for (const [name, value] of Object.entries(agent.env)) {
+    if (hideSecretParts(value) === value) continue;
+    warnings.push({
+      path: `agents[${i}].env.${name}`,
+      agent: agent.name,
+      message:
+        "holds what looks like a credential value: env values are plain, in the container's configuration (podman inspect) and never masked in the session's output",
+      fix: fix('instead of this variable'),
+    });
+  }
   return warnings;
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { hostAllowed } from '../config/hosts.js';
+import { hideSecretParts } from '../config/quoted.js';
 import type { AgentConfig, HostConfig } from '../config/types.js';
 import { shownWebhookUrl } from '../config/webhook-url.js';
 
@@ -87,7 +88,8 @@ export function describeAgent(agent: AgentConfig, context: AgentViewContext = {}
   return {
     name: agent.name,
     image: agent.image,
-    command: agent.command,
+    // A token pasted into the command is not repeated (validate warns of it, naming the argument).
+    command: agent.command.map(hideSecretParts),
     ...(agent.repo === undefined ? {} : { repo: agent.repo }),
     ...(agent.timeoutMs === undefined ? {} : { timeoutMs: agent.timeoutMs }),
     network: agent.network,

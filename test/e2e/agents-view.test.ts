@@ -3,7 +3,7 @@
  * agent's sessions reach on the host side, as the daemon loaded it (daemon.user_namespace inherited or
  * overridden, each mount read-only or read-write, the context directory, caches, the hosts it may run on,
  * its own webhooks), in the text and in `--json`; never a credential value, a webhook's query or the
- * token-like parts of its URL.
+ * token-like parts of its URL, nor a token pasted into a command.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,6 +16,8 @@ const SECRET = 'sk-agents-view-3b9e1d7c5a2f4e60';
 const HOOK_SECRET = 'whsec-agents-view-8c2d4f6a1e3b5d70';
 const HOOK_URL = 'http://127.0.0.1:65000/services/T0AB12CD3/B0EF45GH6/abcdefghijklmnopqrstuvwx?token=q7x9z2';
 const SHOWN_HOOK = 'http://127.0.0.1:65000/services/…/…/…?…';
+/** A token the operator pasted into a command instead of making it a credential. */
+const PASTED = 'ghp_16C7e42F292c6912E7710c838347Ae178B4a';
 
 let d: TestDaemon;
 let dir: string;
@@ -36,7 +38,7 @@ beforeAll(async () => {
         {
           name: 'own',
           image: TEST_IMAGE,
-          command: ['true'],
+          command: ['sh', '-c', `test -n 'Authorization: Bearer ${PASTED}'`],
           user_namespace: 'host',
           mounts: [{ source: join(dir, 'results'), target: '/results', read_only: false }],
           context: join(dir, 'ctx'),
@@ -77,6 +79,8 @@ describe('agentd agents', () => {
       hosts: ['local'],
       credentials: [{ name: 'API_KEY', source: 'env:AGENTD_E2E_VIEW_KEY' }],
       notify: [{ url: SHOWN_HOOK, secret: 'env:AGENTD_E2E_VIEW_HOOK', outcomes: ['failed'] }],
+      // The rest of the command as written; the pasted token not repeated.
+      command: ['sh', '-c', "test -n 'Authorization: Bearer <hidden>'"],
     });
 
     const text = await d.cli(['agents']);
@@ -97,7 +101,14 @@ describe('agentd agents', () => {
         `    notify ${SHOWN_HOOK} (signed with env:AGENTD_E2E_VIEW_HOOK), on failed\n`,
     );
     for (const out of [result.stdout, text.stdout]) {
-      for (const hidden of [SECRET, HOOK_SECRET, 'token=q7x9z2', 'abcdefghijklmnopqrstuvwx', 'T0AB12CD3']) {
+      for (const hidden of [
+        SECRET,
+        HOOK_SECRET,
+        PASTED,
+        'token=q7x9z2',
+        'abcdefghijklmnopqrstuvwx',
+        'T0AB12CD3',
+      ]) {
         expect(out).not.toContain(hidden);
       }
     }

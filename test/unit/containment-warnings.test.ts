@@ -166,3 +166,37 @@ describe('cgroup version', () => {
     expect(cgroupVersionOf(0x9fa0)).toBeUndefined();
   });
 });
+
+describe('a credential value pasted into a command or an env value', () => {
+  const TOKEN = 'ghp_16C7e42F292c6912E7710c838347Ae178B4a';
+  const PASTED = `agents:\n${agent(`    env:\n      MODE: fast\n      API_KEY: ${TOKEN}\n`, 'leaky').replace(
+    'command: ["run"]',
+    `command: ["sh", "-c", "curl -H 'Authorization: Bearer ${TOKEN}' https://example.invalid/x\\necho done", "--key=QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY="]`,
+  )}${agent('', 'clean')}`;
+
+  it('is warned about, naming the argument or variable and never the value', () => {
+    const warnings = configWarnings(parse(PASTED));
+    expect(warnings.map((w) => w.path)).toEqual([
+      'agents[0].command[2]',
+      'agents[0].command[3]',
+      'agents[0].env.API_KEY',
+    ]);
+    expect(JSON.stringify(warnings)).not.toContain(TOKEN);
+    expect(warnings[0]?.fix).toContain('credentials:');
+  });
+
+  it('is shown as <hidden> by validate, the rest of the command as written, and warned about', async () => {
+    const dir = makeTempDir('agentd-unit-pasted-');
+    const file = join(dir, 'agentd.yaml');
+    writeFileSync(file, PASTED);
+    for (const json of [false, true]) {
+      const { code, stdout } = await validate(['validate', '--config', file, ...(json ? ['--json'] : [])]);
+      expect(code).toBe(0);
+      expect(stdout).not.toContain(TOKEN);
+      expect(stdout).not.toContain('QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY');
+      expect(stdout).toContain('Authorization: Bearer <hidden>');
+      expect(stdout).toContain('--key=<hidden>');
+      expect(stdout).toContain('agents[0].env.API_KEY');
+    }
+  });
+});
