@@ -1,6 +1,7 @@
 import type { Writable } from 'node:stream';
 import { DaemonClient, DaemonUnreachable, type Reply } from './client.js';
 import { EXIT, exitCodeForRefusal } from './exit-codes.js';
+import { shownValue } from './reply-check.js';
 import { resolveSocketPath } from './socket-path.js';
 import { jsonText, shownOn } from './terminal.js';
 import { isAccessDenied } from './unreachable.js';
@@ -106,7 +107,7 @@ export function failOnReply(io: ClientIo, json: boolean, reply: Reply | undefine
   return failWith(
     io,
     json,
-    { error: 'bad_reply', message: `unexpected reply ${reply.type}` },
+    { error: 'bad_reply', message: `unexpected reply ${shownValue(reply.type)}` },
     EXIT.infrastructure,
   );
 }

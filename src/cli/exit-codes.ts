@@ -127,7 +127,8 @@ export function exitCodeForStatus(status: {
     return stopped ? EXIT.supervisionFailed : EXIT.succeeded;
   }
   if (status.state === 'shutdown' || status.state.startsWith('shutdown.')) return EXIT.shuttingDown;
-  // opening, reconciling, and any state a newer daemon may add: not something to rely on.
+  // opening, and reconciling (which no client is told): not something to rely on. A state a newer daemon
+  // adds never gets here: the client refuses the reply (reply-check.ts, docs/protocol.md Compatibility).
   return EXIT.notReady;
 }
 

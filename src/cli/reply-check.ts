@@ -1,4 +1,12 @@
+import { CATCH_UPS, OVERLAPS, USER_NAMESPACES } from '../config/types.js';
+import { OUTCOME_KINDS } from '../outcome-kinds.js';
+import { OUTCOMES } from '../outcomes.js';
+import { DAEMON_STATES } from '../protocol/public-state.js';
 import type { Reply as DaemonReply } from '../protocol/replies.js';
+import { CLOSING_REASONS, ERROR_CODES, HOST_STATES, OUTPUT_STREAMS } from '../protocol/values.js';
+import { RECORD_VERSION, REJECTION_CODES, RUN_PHASES, SESSION_PHASES } from '../sessions/types.js';
+import { VALUE_FORMATS, type ValueFormat } from '../value-formats.js';
+import { inertJson } from '../visible-text.js';
 
 /** What the client makes of a line that is not a reply, or of no answer at all. */
 export type ClientSideError = { type: 'error'; code: 'bad_reply' | 'no_answer'; message: string };
@@ -12,11 +20,18 @@ export type Reply = DaemonReply | ClientSideError;
  * print `{}` or `session undefined succeeded` and exit 0.
  */
 
-/** What a field holds, as far as the CLI relies on it. `?` marks an optional field. */
+/**
+ * What a field holds, as far as the CLI relies on it: a type, a string of a form (value-formats.ts: an
+ * ISO time, a session id, an agent name), or one of the values of a list the protocol enumerates (the
+ * very list its zod schema uses, so that the two cannot drift apart).
+ */
 export type Shape =
   | 'string'
+  /** A finite number: JSON's `1e999` reads as Infinity, which zod refuses too. */
   | 'number'
   | 'boolean'
+  | ValueFormat
+  | { oneOf: readonly (string | number)[] }
   | { optional: Shape }
   | { array: Shape }
   /** An object of any keys, each value of this shape. */
@@ -24,6 +39,8 @@ export type Shape =
   | { object: Record<string, Shape> };
 
 const optional = (shape: Shape): Shape => ({ optional: shape });
+const oneOf = (values: readonly (string | number)[]): Shape => ({ oneOf: values });
+const PHASE = oneOf(SESSION_PHASES);
 
 const RUNNING: Shape = {
   object: {
@@ -32,8 +49,8 @@ const RUNNING: Shape = {
     repo: 'string',
     host: optional('string'),
     workUnit: optional('string'),
-    phase: 'string',
-    startedAt: 'string',
+    phase: PHASE,
+    startedAt: 'time',
     elapsedMs: 'number',
   },
 };
@@ -44,7 +61,7 @@ const QUEUED: Shape = {
     repo: 'string',
     workUnit: optional('string'),
     position: 'number',
-    acceptedAt: 'string',
+    acceptedAt: 'time',
     waitingMs: 'number',
   },
 };
@@ -53,33 +70,33 @@ const SCHEDULE: Shape = {
     agent: 'string',
     cron: 'string',
     timezone: optional('string'),
-    overlap: 'string',
-    catchUp: 'string',
-    next: optional('string'),
+    overlap: oneOf(OVERLAPS),
+    catchUp: oneOf(CATCH_UPS),
+    next: optional('time'),
     failed: optional('string'),
     attempts: optional('number'),
-    retryAt: optional('string'),
+    retryAt: optional('time'),
   },
 };
 const DIGEST: Shape = { object: { bytes: 'number', sha256: 'string' } };
 /** A session record, every field (sessions/records.ts has the schema): history, show, status and outcomes carry them. */
 const RECORD: Shape = {
   object: {
-    version: 'number',
-    id: 'string',
-    agent: 'string',
+    version: oneOf([RECORD_VERSION]),
+    id: 'sessionId',
+    agent: 'agentName',
     repo: 'string',
     workUnit: optional('string'),
     timeoutMs: optional('number'),
     request: optional(DIGEST),
     inputs: optional({ array: { object: { bytes: 'number', sha256: 'string', name: 'string' } } }),
     key: optional('string'),
-    acceptedAt: 'string',
-    scheduledFor: optional('string'),
-    startedAt: optional('string'),
-    finishedAt: optional('string'),
-    phase: 'string',
-    phases: { array: { object: { phase: 'string', at: 'string' } } },
+    acceptedAt: 'time',
+    scheduledFor: optional('time'),
+    startedAt: optional('time'),
+    finishedAt: optional('time'),
+    phase: PHASE,
+    phases: { array: { object: { phase: PHASE, at: 'time' } } },
     container: optional('string'),
     image: optional('string'),
     imageId: optional('string'),
@@ -102,16 +119,16 @@ const RECORD: Shape = {
     containerCallStarted: optional('boolean'),
     decided: optional({
       object: {
-        outcome: 'string',
-        kind: optional('string'),
-        phase: 'string',
+        outcome: oneOf(OUTCOMES),
+        kind: optional(oneOf(OUTCOME_KINDS)),
+        phase: oneOf(RUN_PHASES),
         exitCode: optional('number'),
         signal: optional('string'),
         message: optional('string'),
       },
     }),
-    outcome: optional('string'),
-    kind: optional('string'),
+    outcome: optional(oneOf(OUTCOMES)),
+    kind: optional(oneOf(OUTCOME_KINDS)),
     exitCode: optional('number'),
     signal: optional('string'),
     message: optional('string'),
@@ -125,7 +142,7 @@ const RECORD: Shape = {
  * keeps near 80; test/unit/reply-check.test.ts holds this table to the schema.
  */
 export const STATUS_SHAPE: Record<string, Shape> = {
-  state: 'string',
+  state: oneOf(DAEMON_STATES),
   pid: 'number',
   version: 'string',
   instanceId: 'string',
@@ -139,7 +156,7 @@ export const STATUS_SHAPE: Record<string, Shape> = {
         name: 'string',
         problem: 'string',
         attempts: optional('number'),
-        retryAt: optional('string'),
+        retryAt: optional('time'),
       },
     },
   }),
@@ -148,7 +165,7 @@ export const STATUS_SHAPE: Record<string, Shape> = {
     object: {
       count: 'number',
       oldest: 'string',
-      oldestFinishedAt: optional('string'),
+      oldestFinishedAt: optional('time'),
       waitingMs: optional('number'),
     },
   }),
@@ -159,26 +176,83 @@ export const STATUS_SHAPE: Record<string, Shape> = {
   schedules: optional({ array: SCHEDULE }),
 };
 
+/** How a departure from a table is put: what is wrong, where, and whether it is a value this CLI does not know. */
+interface Departure {
+  /** Keys and indices from the field out to the reply, innermost first (reversed once it is named). */
+  path: (string | number)[];
+  what: string;
+  /** A value of the right type that no list of this CLI has: a daemon newer than it may send one. */
+  unknown?: true;
+}
+
 /** Where `value` departs from `shape` (`running[0].elapsedMs is missing`), or undefined. */
 export function shapeProblem(value: unknown, shape: Shape, path: string): string | undefined {
   const problem = departure(value, shape);
-  if (problem === undefined) return undefined;
+  return problem === undefined ? undefined : named(problem, path);
+}
+
+function named(problem: Departure, path: string): string {
   // The path is put together only for a departure: a history of 200 records checks some 8,000 fields.
   let where = path;
   for (const step of problem.path.reverse()) {
-    where = typeof step === 'number' ? `${where}[${step}]` : where === '' ? step : `${where}.${step}`;
+    if (typeof step === 'number') where = `${where}[${step}]`;
+    // A key of a record (a label, a timing) is the daemon's text: quoted and cut unless it is a plain name.
+    else if (!PLAIN_KEY.test(step)) where = `${where}[${shownValue(step)}]`;
+    else where = where === '' ? step : `${where}.${step}`;
   }
   return `${where} ${problem.what}`;
 }
 
+const PLAIN_KEY = /^[A-Za-z_][A-Za-z0-9_-]{0,63}$/;
+
+/** How much of a value a problem shows: enough to recognise it, never a flood of it. */
+const SHOWN_CHARS = 64;
+
+/**
+ * A value as a problem shows it: JSON, cut to its first SHOWN_CHARS characters (the length said), with
+ * every character a terminal would act on escaped (ESC, DEL, the C1 controls, bidirectional and invisible
+ * ones), whether or not the message reaches a terminal.
+ */
+export function shownValue(value: string | number): string {
+  if (typeof value === 'number') return String(value);
+  if (value.length <= SHOWN_CHARS) return inertJson(JSON.stringify(value));
+  let cut = value.slice(0, SHOWN_CHARS);
+  // Not half of a character: a lone surrogate would be shown as an escape of nothing.
+  if (/[\uD800-\uDBFF]$/.test(cut)) cut = cut.slice(0, -1);
+  return `${inertJson(JSON.stringify(cut))}... (${value.length} characters)`;
+}
+
 /** How `value` departs from `shape`: what is wrong, and where, innermost step last once reversed. */
-function departure(value: unknown, shape: Shape): { path: (string | number)[]; what: string } | undefined {
+function departure(value: unknown, shape: Shape): Departure | undefined {
   if (typeof shape === 'string') {
-    if (typeof value === shape) return undefined;
-    return { path: [], what: value === undefined ? 'is missing' : `is not a ${shape}` };
+    if (value === undefined) return { path: [], what: 'is missing' };
+    switch (shape) {
+      case 'number':
+        if (typeof value !== 'number') return { path: [], what: 'is not a number' };
+        return Number.isFinite(value) ? undefined : { path: [], what: 'is not a finite number' };
+      case 'string':
+      case 'boolean':
+        return typeof value === shape ? undefined : { path: [], what: `is not a ${shape}` };
+      default: {
+        if (typeof value !== 'string') return { path: [], what: 'is not a string' };
+        const format = VALUE_FORMATS[shape];
+        return format.test(value)
+          ? undefined
+          : { path: [], what: `${shownValue(value)} is not ${format.what}` };
+      }
+    }
   }
   if ('optional' in shape) return value === undefined ? undefined : departure(value, shape.optional);
   if (value === undefined) return { path: [], what: 'is missing' };
+  if ('oneOf' in shape) {
+    if (shape.oneOf.includes(value as string | number)) return undefined;
+    const kind = typeof shape.oneOf[0];
+    if (typeof value !== kind) return { path: [], what: `is not a ${kind}` };
+    // Every value the list has: the lists are short, and a person can tell which was meant.
+    const known = shape.oneOf.map(String).join(', ');
+    const shown = shownValue(value as string | number);
+    return { path: [], what: `${shown} is not one this agentd knows (${known})`, unknown: true };
+  }
   if ('array' in shape) {
     if (!Array.isArray(value)) return { path: [], what: 'is not a list' };
     for (let index = 0; index < value.length; index++) {
@@ -219,36 +293,6 @@ function departure(value: unknown, shape: Shape): { path: (string | number)[]; w
 }
 
 /**
- * An `outcome` reply whose record lacks what the CLI shows and decides the exit code by (checked with the
- * protocol's record schema), as a `bad_reply` error; else undefined. zod is loaded here, once the outcome
- * has come (the end of a wait), not at every start.
- */
-export async function checkOutcomeReply(reply: Reply): Promise<ClientSideError | undefined> {
-  const [{ z }, { sessionRecordSchema }] = await Promise.all([
-    import('zod'),
-    import('../sessions/records.js'),
-  ]);
-  // What outcomeLine, outcomeJson and exitCodeForRecord read; the rest of the record is the daemon's.
-  const schema = z.object({
-    record: sessionRecordSchema.pick({
-      id: true,
-      agent: true,
-      outcome: true,
-      kind: true,
-      exitCode: true,
-      signal: true,
-      message: true,
-      durationMs: true,
-    }),
-  });
-  const result = schema.safeParse(reply);
-  if (result.success) return undefined;
-  const issue = result.error.issues[0];
-  const where = issue === undefined || issue.path.length === 0 ? 'reply' : issue.path.map(String).join('.');
-  return badReply('outcome', `${where}: ${issue?.message ?? 'does not match the protocol'}`);
-}
-
-/**
  * One agent of an `agents` reply, as `agentd agents` prints it (sessions/agent-view.ts has the schema; the
  * fields a daemon before them did not send are optional). Checked by hand, as the status reply is, rather
  * than with zod, which made every `agentd agents` some 100 ms slower; test/unit/agent-view.test.ts holds
@@ -276,7 +320,7 @@ export const AGENT_SHAPE: Record<string, Shape> = {
     },
   },
   capAdd: { array: 'string' },
-  userNamespace: optional('string'),
+  userNamespace: optional(oneOf(USER_NAMESPACES)),
   mounts: optional({ array: { object: { source: 'string', target: 'string', readOnly: 'boolean' } } }),
   context: optional('string'),
   caches: optional({ array: { object: { name: 'string', target: 'string' } } }),
@@ -291,9 +335,9 @@ export const AGENT_SHAPE: Record<string, Shape> = {
       cron: 'string',
       timezone: optional('string'),
       workUnit: optional('string'),
-      overlap: 'string',
-      catchUp: 'string',
-      next: optional('string'),
+      overlap: oneOf(OVERLAPS),
+      catchUp: oneOf(CATCH_UPS),
+      next: optional('time'),
       failed: optional('string'),
     },
   }),
@@ -303,31 +347,33 @@ const HOST: Shape = {
   object: {
     name: 'string',
     url: optional('string'),
-    state: 'string',
+    state: oneOf(HOST_STATES),
     drained: 'boolean',
     running: 'number',
     maxSessions: 'number',
     labels: { record: 'string' },
     version: optional('string'),
     lastProbe: optional({
-      object: { at: 'string', ok: 'boolean', ms: optional('number'), error: optional('string') },
+      object: { at: 'time', ok: 'boolean', ms: optional('number'), error: optional('string') },
     }),
     problem: optional('string'),
-    downSince: optional('string'),
+    downSince: optional('time'),
   },
 };
 const NAMES: Shape = { array: 'string' };
 
 /**
- * Every reply's fields besides `v`, `id` and `type`, by its type, as protocol/replies.ts has them (enums and
- * literals by the type of their values; of a list of answers, each one's `type`). The client checks each
- * reply it reads against its table (client.ts), so that no command prints `{}`, `undefined` or "unexpected
- * error" for a reply that has the right type and not its fields. By hand rather than with zod, which would
- * add some 100 ms to every command; test/unit/reply-check.test.ts holds each table to the schema.
+ * Every reply's fields besides `v`, `id` and `type`, by its type, as protocol/replies.ts has them (enums
+ * and literals by the same lists of values, refined strings by the same tests; of a list of answers, each
+ * one's `type`). The client checks each reply it reads against its table (client.ts), so that no command
+ * prints `{}`, `undefined`, `Invalid Date` or a value it does not know, or "unexpected error", for a reply
+ * that has the right type and not the protocol's fields and values. By hand rather than with zod, which
+ * would add some 100 ms to every command (`wait` too); test/unit/reply-check.test.ts holds each table to the
+ * schema, its lists of values included.
  */
 export const REPLY_SHAPES: Record<string, Record<string, Shape>> = {
   error: {
-    code: 'string',
+    code: oneOf(ERROR_CODES),
     message: 'string',
     problems: { array: { object: { path: 'string', message: 'string' } } },
     retryable: 'boolean',
@@ -339,25 +385,35 @@ export const REPLY_SHAPES: Record<string, Record<string, Shape>> = {
     version: 'string',
     pid: 'number',
     instanceId: 'string',
-    state: 'string',
+    state: oneOf(DAEMON_STATES),
   },
   accepted: { sessionId: 'string', queued: 'boolean', position: 'number', existing: optional('boolean') },
-  rejected: { sessionId: optional('string'), code: 'string', reason: 'string', retryable: 'boolean' },
-  phase: { sessionId: 'string', agent: optional('string'), phase: 'string' },
+  rejected: {
+    sessionId: optional('string'),
+    code: oneOf(REJECTION_CODES),
+    reason: 'string',
+    retryable: 'boolean',
+  },
+  phase: { sessionId: 'string', agent: optional('string'), phase: PHASE },
   output: {
     sessionId: 'string',
     line: 'string',
     seq: optional('number'),
-    stream: optional('string'),
-    time: optional('string'),
+    stream: optional(oneOf(OUTPUT_STREAMS)),
+    time: optional('time'),
     cont: optional('boolean'),
     skipped: optional({
       object: { fromSeq: 'number', toSeq: 'number', count: 'number', reason: 'string' },
     }),
   },
   heartbeat: {},
-  closing: { reason: 'string', message: 'string' },
-  outcome: { sessionId: 'string', agent: optional('string'), outcome: optional('string'), record: RECORD },
+  closing: { reason: oneOf(CLOSING_REASONS), message: 'string' },
+  outcome: {
+    sessionId: 'string',
+    agent: optional('string'),
+    outcome: optional(oneOf(OUTCOMES)),
+    record: RECORD,
+  },
   session: { sessionId: 'string', record: RECORD },
   history: { sessions: { array: RECORD }, more: 'number' },
   agents: { agents: { array: { object: AGENT_SHAPE } } },
@@ -366,11 +422,11 @@ export const REPLY_SHAPES: Record<string, Record<string, Shape>> = {
   'event.result': {
     event: { object: { type: 'string' } },
     answers: { array: { object: { type: 'string' } } },
-    state: 'string',
+    state: oneOf(DAEMON_STATES),
   },
   state: {
-    state: 'string',
-    running: { array: { object: { id: 'string', agent: 'string', phase: 'string' } } },
+    state: oneOf(DAEMON_STATES),
+    running: { array: { object: { id: 'string', agent: 'string', phase: PHASE } } },
     queued: NAMES,
   },
   reloaded: {
@@ -390,21 +446,20 @@ export const REPLY_SHAPES: Record<string, Record<string, Shape>> = {
 };
 
 /**
- * A reply of a type the protocol has, without the fields its table gives it, as the `bad_reply` error it
- * is; else undefined (a type the protocol does not have is left to the command, which says it did not
- * expect it).
+ * A reply of a type the protocol has, without the fields its table gives it or with a value the protocol
+ * does not allow, as the `bad_reply` error it is; else undefined (a type the protocol does not have is left
+ * to the command, which says it did not expect it).
  */
 export function checkReply(reply: { type: string }): ClientSideError | undefined {
   if (!Object.hasOwn(REPLY_SHAPES, reply.type)) return undefined;
   const shape = REPLY_SHAPES[reply.type] as Record<string, Shape>;
-  const problem = shapeProblem(reply, { object: shape }, '');
-  return problem === undefined ? undefined : badReply(reply.type, problem);
-}
-
-function badReply(type: string, problem: string): ClientSideError {
-  return {
-    type: 'error',
-    code: 'bad_reply',
-    message: `the daemon sent a malformed ${type} reply (${problem}); is something other than agentd listening on the socket?`,
-  };
+  const problem = departure(reply, { object: shape });
+  if (problem === undefined) return undefined;
+  const where = named(problem, '');
+  // A value of a list this CLI does not know (a new outcome kind, state or code) is what a newer daemon
+  // would send (docs/protocol.md, Compatibility): said so, rather than blamed on another program.
+  const message = problem.unknown
+    ? `the daemon sent ${/^[aeiou]/.test(reply.type) ? 'an' : 'a'} ${reply.type} reply with a value this agentd does not know (${where}); is the daemon newer than this agentd? Use the agentd command of the daemon's version`
+    : `the daemon sent a malformed ${reply.type} reply (${where}); is something other than agentd listening on the socket?`;
+  return { type: 'error', code: 'bad_reply', message };
 }

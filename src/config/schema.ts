@@ -23,13 +23,14 @@ import {
   sizeProblem,
 } from './resources.js';
 import { cronProblem, timezoneProblem, workUnitTemplateProblem } from './schedule.js';
+import { CATCH_UPS, OVERLAPS, USER_NAMESPACES } from './types.js';
 import { FETCH_BLOCKED_PORTS, shownWebhookUrl } from './webhook-url.js';
 
 /** Zod schema for the raw agentd.yaml. Messages name what is expected so the operator can fix the file. */
 
 export const NETWORKS = ['bridge', 'none', 'host'] as const;
-/** `user_namespace:` host (no user namespace: the container's uids are the host's) or auto (a range of its own). */
-export const USER_NAMESPACES = ['host', 'auto'] as const;
+// In types.ts, which loads no zod: the CLI's reply tables check an agent's view by them.
+export { CATCH_UPS, OVERLAPS, USER_NAMESPACES } from './types.js';
 export const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export const AGENT_NAME_RE = /^[a-z_][a-z0-9_-]*$/;
 /** setTimeout fires at once for delays above 2^31-1 ms, so longer durations would end sessions immediately. */
@@ -715,9 +716,6 @@ const env = z.record(
   envValue,
   { error: typeError('a mapping of NAME: value pairs, e.g. { LOG_LEVEL: info }') },
 );
-
-export const OVERLAPS = ['skip', 'queue'] as const;
-export const CATCH_UPS = ['none', 'latest'] as const;
 
 function choice<T extends readonly [string, ...string[]]>(values: T, meaning: string) {
   return z

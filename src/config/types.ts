@@ -3,6 +3,12 @@ import type { Outcome } from '../outcomes.js';
 import type { HttpListen, HttpScope } from './http.js';
 import type { MinFree, Resources } from './resources.js';
 
+/** `user_namespace:` host (no user namespace: the container's uids are the host's) or auto (a range of its own). */
+export const USER_NAMESPACES = ['host', 'auto'] as const;
+/** A schedule's `overlap:` and `catch_up:`. */
+export const OVERLAPS = ['skip', 'queue'] as const;
+export const CATCH_UPS = ['none', 'latest'] as const;
+
 export type { Resources, Size } from './resources.js';
 
 /** Typed settings produced from a validated agentd.yaml. */

@@ -8,6 +8,7 @@ import {
   LIMIT_RULE,
 } from '../protocol/messages.js';
 import { reloadReplySchema, replySchema } from '../protocol/replies.js';
+import { OUTPUT_STREAMS } from '../protocol/values.js';
 import { triggerFieldsSchema } from '../sessions/check-trigger.js';
 import { HISTORY_MAX_LIMIT } from '../sessions/history.js';
 import { sessionRecordSchema } from '../sessions/records.js';
@@ -134,7 +135,7 @@ export const logEventSchema = z.discriminatedUnion('type', [
     seq: z.number(),
     line: z.string(),
     /** stdout, stderr, or agentd (a line agentd adds). */
-    stream: z.enum(['stdout', 'stderr', 'agentd']).optional(),
+    stream: z.enum(OUTPUT_STREAMS).optional(),
     /** When the daemon read the line (ISO 8601). */
     time: z.string().optional(),
     /** Continues the line before it: no line is longer than 64 KiB. */

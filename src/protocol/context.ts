@@ -11,6 +11,7 @@ import type { BusEvent } from '../sessions/session-bus.js';
 import type { WorkPayload } from '../sessions/work.js';
 import type { Request, RequestOf } from './messages.js';
 import { describeProblems, type Problem } from './problems.js';
+import type { DaemonStateName } from './public-state.js';
 import {
   type ErrorCode,
   type HostStatus,
@@ -32,7 +33,7 @@ export type DaemonState = Omit<ReplyOf<'state'>, 'v' | 'id' | 'type'>;
  */
 export interface DaemonPort {
   /** The daemon machine's state as clients see it, e.g. `ready` or `shutdown.draining`. */
-  state(): string;
+  state(): DaemonStateName;
   /** Sends one client event to the daemon machine and returns what it answered to it. */
   send(event: ClientEvent): DaemonEmitted[];
   /** Everything `status` reports. */

@@ -1,8 +1,11 @@
 import { z } from 'zod';
+import { CATCH_UPS, OVERLAPS } from '../config/types.js';
 import { PROTOCOL_VERSIONS } from '../constants.js';
 import { agentViewSchema } from '../sessions/agent-view.js';
-import { REJECTION_CODES } from '../sessions/check-trigger.js';
-import { outcomeSchema, phaseSchema, sessionRecordSchema } from '../sessions/records.js';
+import { outcomeSchema, phaseSchema, sessionRecordSchema, timeSchema } from '../sessions/records.js';
+import { REJECTION_CODES } from '../sessions/types.js';
+import { DAEMON_STATES } from './public-state.js';
+import { CLOSING_REASONS, ERROR_CODES, type ErrorCode, HOST_STATES, OUTPUT_STREAMS } from './values.js';
 
 /**
  * Every reply the daemon sends (docs/protocol.md). The daemon's handlers build them through these types
@@ -12,20 +15,7 @@ import { outcomeSchema, phaseSchema, sessionRecordSchema } from '../sessions/rec
 const sessionId = z.string();
 const base = { v: z.literal(PROTOCOL_VERSIONS), id: z.string().optional() };
 
-/** The `code` of an `error` reply; docs/protocol.md says when each is sent. */
-export const ERROR_CODES = [
-  'bad_json',
-  'bad_request',
-  'unsupported_version',
-  'line_too_long',
-  'busy',
-  'unknown_session',
-  'unknown_host',
-  /** The daemon machine failed and the process is exiting: it acts on nothing more; restart it. */
-  'failed',
-  'internal',
-] as const;
-export type ErrorCode = (typeof ERROR_CODES)[number];
+export { ERROR_CODES, type ErrorCode } from './values.js';
 /** Errors that say "not now": the same request may succeed later. */
 export const RETRYABLE_ERRORS: readonly ErrorCode[] = ['busy'];
 
@@ -64,7 +54,7 @@ const runningSession = z.object({
   host: z.string().optional(),
   workUnit: z.string().optional(),
   phase: phaseSchema,
-  startedAt: z.string(),
+  startedAt: timeSchema('startedAt'),
   elapsedMs: z.number(),
 });
 
@@ -74,7 +64,7 @@ const queuedSession = z.object({
   repo: z.string(),
   workUnit: z.string().optional(),
   position: z.number(),
-  acceptedAt: z.string(),
+  acceptedAt: timeSchema('acceptedAt'),
   waitingMs: z.number(),
 });
 
@@ -83,10 +73,10 @@ export const scheduleViewSchema = z.object({
   agent: z.string(),
   cron: z.string(),
   timezone: z.string().optional(),
-  overlap: z.enum(['skip', 'queue']),
-  catchUp: z.enum(['none', 'latest']),
+  overlap: z.enum(OVERLAPS),
+  catchUp: z.enum(CATCH_UPS),
   /** ISO time; absent when the expression never fires again, or the schedule failed. */
-  next: z.string().optional(),
+  next: timeSchema('next').optional(),
   /**
    * Set when the schedule's actor failed: why, and that it fires no more until it is tried again after
    * its backoff (retryAt), or started now by a reload.
@@ -95,7 +85,7 @@ export const scheduleViewSchema = z.object({
   /** With `failed`, while the daemon is up: the restart it waits for is its attempt number `attempts`. */
   attempts: z.number().optional(),
   /** With `failed`, while the daemon is up: when it is started again (ISO). */
-  retryAt: z.string().optional(),
+  retryAt: timeSchema('retryAt').optional(),
 });
 export type ScheduleView = z.infer<typeof scheduleViewSchema>;
 /** One host as `agentd hosts` shows it. */
@@ -104,18 +94,23 @@ export const hostStatusSchema = z.object({
   /** How agentd reaches it; absent for the local Podman. */
   url: z.string().optional(),
   /** `failed`: the daemon's supervision of the host failed; `problem` says why and what to do. */
-  state: z.enum(['up', 'down', 'reconciling', 'failed']),
+  state: z.enum(HOST_STATES),
   drained: z.boolean(),
   running: z.number(),
   maxSessions: z.number(),
   labels: z.record(z.string(), z.string()),
   version: z.string().optional(),
   lastProbe: z
-    .object({ at: z.string(), ok: z.boolean(), ms: z.number().optional(), error: z.string().optional() })
+    .object({
+      at: timeSchema('at'),
+      ok: z.boolean(),
+      ms: z.number().optional(),
+      error: z.string().optional(),
+    })
     .optional(),
   /** Why it is down (since when), or why it failed. */
   problem: z.string().optional(),
-  downSince: z.string().optional(),
+  downSince: timeSchema('downSince').optional(),
 });
 export type HostStatus = z.infer<typeof hostStatusSchema>;
 
@@ -165,7 +160,7 @@ export const replySchema = z.discriminatedUnion('type', [
     version: z.string(),
     pid: z.number(),
     instanceId: z.string(),
-    state: z.string(),
+    state: z.enum(DAEMON_STATES),
   }),
   z.object({
     ...base,
@@ -199,9 +194,9 @@ export const replySchema = z.discriminatedUnion('type', [
     line: z.string(),
     /** 1, 2, 3, ... per session; absent on a `skipped` marker. */
     seq: z.number().optional(),
-    stream: z.enum(['stdout', 'stderr', 'agentd']).optional(),
+    stream: z.enum(OUTPUT_STREAMS).optional(),
     /** When the daemon read the line (ISO 8601). */
-    time: z.string().optional(),
+    time: timeSchema('time').optional(),
     /** Continues the line before it (which was cut at the maximum line length). */
     cont: z.boolean().optional(),
     /** Present on a marker for lines this client does not get: lag, or a log trimmed to its bound. */
@@ -215,7 +210,7 @@ export const replySchema = z.discriminatedUnion('type', [
    */
   z.object({ ...base, type: z.literal('heartbeat') }),
   /** The daemon closes this connection: its client stopped reading (docs/protocol.md). The last message. */
-  z.object({ ...base, type: z.literal('closing'), reason: z.literal('stalled'), message: z.string() }),
+  z.object({ ...base, type: z.literal('closing'), reason: z.enum(CLOSING_REASONS), message: z.string() }),
   z.object({
     ...base,
     type: z.literal('outcome'),
@@ -237,7 +232,7 @@ export const replySchema = z.discriminatedUnion('type', [
   z.object({
     ...base,
     type: z.literal('status'),
-    state: z.string(),
+    state: z.enum(DAEMON_STATES),
     pid: z.number(),
     version: z.string(),
     instanceId: z.string(),
@@ -261,7 +256,7 @@ export const replySchema = z.discriminatedUnion('type', [
           name: z.string(),
           problem: z.string(),
           attempts: z.number().optional(),
-          retryAt: z.string().optional(),
+          retryAt: timeSchema('retryAt').optional(),
         }),
       )
       .optional(),
@@ -280,7 +275,7 @@ export const replySchema = z.discriminatedUnion('type', [
       .object({
         count: z.number(),
         oldest: z.string(),
-        oldestFinishedAt: z.string().optional(),
+        oldestFinishedAt: timeSchema('oldestFinishedAt').optional(),
         waitingMs: z.number().optional(),
       })
       .optional(),
@@ -295,12 +290,12 @@ export const replySchema = z.discriminatedUnion('type', [
     type: z.literal('event.result'),
     event: z.looseObject({ type: z.string() }),
     answers: z.array(answerSchema),
-    state: z.string(),
+    state: z.enum(DAEMON_STATES),
   }),
   z.object({
     ...base,
     type: z.literal('state'),
-    state: z.string(),
+    state: z.enum(DAEMON_STATES),
     running: z.array(z.object({ id: sessionId, agent: z.string(), phase: phaseSchema })),
     queued: z.array(sessionId),
   }),

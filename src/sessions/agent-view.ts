@@ -1,8 +1,9 @@
 import { z } from 'zod';
 import { hostAllowed } from '../config/hosts.js';
 import { hideSecretParts } from '../config/quoted.js';
-import type { AgentConfig, HostConfig } from '../config/types.js';
+import { type AgentConfig, CATCH_UPS, type HostConfig, OVERLAPS, USER_NAMESPACES } from '../config/types.js';
 import { shownWebhookUrl } from '../config/webhook-url.js';
+import { timeSchema } from './records.js';
 
 /**
  * A configured agent as clients see it (the `agents` request, `agentd agents`): what it runs and where
@@ -37,7 +38,7 @@ export const agentViewSchema = z.object({
    * send them.
    */
   /** `host`: the container's uids are the host's; `auto`: a range of host uids of its own. */
-  userNamespace: z.enum(['host', 'auto']).optional(),
+  userNamespace: z.enum(USER_NAMESPACES).optional(),
   /** Host paths every session sees (`mounts:`), and whether the agent may write to them. */
   mounts: z.array(z.object({ source: z.string(), target: z.string(), readOnly: z.boolean() })).optional(),
   /** `context:`: the host directory mounted read-only at /agentd/context. */
@@ -61,10 +62,10 @@ export const agentViewSchema = z.object({
       cron: z.string(),
       timezone: z.string().optional(),
       workUnit: z.string().optional(),
-      overlap: z.enum(['skip', 'queue']),
-      catchUp: z.enum(['none', 'latest']),
+      overlap: z.enum(OVERLAPS),
+      catchUp: z.enum(CATCH_UPS),
       /** The next firing (ISO 8601), from the daemon's schedule actor; absent when it never fires again. */
-      next: z.string().optional(),
+      next: timeSchema('next').optional(),
       /** Set when the schedule failed (the daemon's supervision of it): why; it fires no more until a reload. */
       failed: z.string().optional(),
     })

@@ -10,6 +10,7 @@ import { durationProblem, parseDuration } from '../duration.js';
 import { describeRepoProblem, firstControl, parseRepoUrl } from '../repo-url.js';
 import { WORK_UNIT_CONTROL, WORK_UNIT_EMPTY, workUnitTooLong } from '../work-unit.js';
 import { repoTokenUse } from './repo-token.js';
+import type { RejectionCode } from './types.js';
 
 /** What a text field of a trigger is called where its bounds are refused, and what to give instead. */
 export interface TextWords {
@@ -57,22 +58,8 @@ export const triggerFieldsSchema = {
 };
 export type TriggerFields = z.infer<z.ZodObject<typeof triggerFieldsSchema>>;
 
-/** Why a trigger is turned away: by checkTrigger (the first five) or by the daemon's state. */
-export const REJECTION_CODES = [
-  'unknown_agent',
-  'no_repo',
-  'bad_repo',
-  'repo_token_withheld',
-  'bad_timeout',
-  'bad_input',
-  'duplicate_session',
-  'not_accepting',
-  'state_dir_full',
-  'state_dir_unwritable',
-  'key_conflict',
-  'queue_full',
-] as const;
-export type RejectionCode = (typeof REJECTION_CODES)[number];
+// REJECTION_CODES is in types.ts, which loads no zod: the CLI's reply tables check a rejection's code by it.
+export { REJECTION_CODES, type RejectionCode } from './types.js';
 
 /** Rejections that say "not now" rather than "never": the same trigger may succeed later. */
 export const RETRYABLE_REJECTIONS: readonly RejectionCode[] = [

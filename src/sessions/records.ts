@@ -1,38 +1,51 @@
 import { z } from 'zod';
-import { AGENT_NAME_MAX, AGENT_NAME_PATTERN, SESSION_ID_PATTERN } from '../constants.js';
+import { AGENT_NAME_MAX } from '../constants.js';
 import { OUTCOME_KINDS } from '../outcome-kinds.js';
-import { OUTCOMES, RUN_PHASES, SESSION_PHASES } from './types.js';
+import { VALUE_FORMATS, type ValueFormat } from '../value-formats.js';
+import { OUTCOMES, RECORD_VERSION, RUN_PHASES, SESSION_PHASES } from './types.js';
 
 export const outcomeSchema = z.enum(OUTCOMES);
 export const phaseSchema = z.enum(SESSION_PHASES);
 const digestSchema = z.object({ bytes: z.number(), sha256: z.string() });
 
 /**
+ * The string schemas refined with a test of value-formats.ts, by format: test/unit/reply-check.test.ts
+ * reads it to hold the CLI's reply tables, which check these forms without zod, to the schemas.
+ */
+export const FORMATTED = new WeakMap<z.ZodType, ValueFormat>();
+
+function formatted<T extends z.ZodType>(schema: T, format: ValueFormat): T {
+  FORMATTED.set(schema, format);
+  return schema;
+}
+
+/**
  * A record's agent is a directory of records_dir (`<records_dir>/<agent>/<session>/`): a record read
  * back from the state dir whose agent is not a name agentd takes (`../../etc`, a control character)
  * would have its session sealed (written, made 0555) wherever that path leads. Not a record agentd wrote.
  */
-const agentSchema = z
-  .string()
-  .refine((agent) => AGENT_NAME_PATTERN.test(agent) && agent.length <= AGENT_NAME_MAX, {
+const agentSchema = formatted(
+  z.string().refine(VALUE_FORMATS.agentName.test, {
     error: (issue) =>
       `its agent ${JSON.stringify(String(issue.input).slice(0, 64))} is not an agent name (lowercase letters, digits, _ and -, at most ${AGENT_NAME_MAX})`,
-  });
-
-/** An ISO 8601 time with its zone, as agentd writes one (`2026-12-06T12:52:22.065Z`) or a person would. */
-const ISO_TIME =
-  /^(?:\d{4}|[+-]\d{6})-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2})$/;
+  }),
+  'agentName',
+);
 
 /**
  * A time recovery counts with (the deadline of an adopted session is its start plus its timeout): one
  * that is no time would make that NaN, and an adopted session that still had minutes to run was stopped
  * at once as timed out. Not a record agentd wrote: quarantined, the session is rebuilt from its record
- * directory or its container.
+ * directory or its container. Every time of the protocol's replies is one too: the CLI prints them, and
+ * one that is no time printed `Invalid Date` or NaN.
  */
-function timeSchema(field: string) {
-  return z.string().refine((time) => ISO_TIME.test(time) && !Number.isNaN(Date.parse(time)), {
-    error: (issue) => `its ${field} ${JSON.stringify(String(issue.input).slice(0, 64))} is not a time`,
-  });
+export function timeSchema(field: string) {
+  return formatted(
+    z.string().refine(VALUE_FORMATS.time.test, {
+      error: (issue) => `its ${field} ${JSON.stringify(String(issue.input).slice(0, 64))} is not a time`,
+    }),
+    'time',
+  );
 }
 
 /**
@@ -41,14 +54,17 @@ function timeSchema(field: string) {
  * `<records_dir>/<agent>/.`, which made the agent's whole directory 0555, every running session's open
  * record in it taken for sealed (its log and output never kept). Not a record agentd wrote.
  */
-const idSchema = z.string().refine((id) => SESSION_ID_PATTERN.test(id), {
-  error: (issue) =>
-    `its id ${JSON.stringify(String(issue.input).slice(0, 64))} is not a session id (16 lowercase hex characters)`,
-});
+const idSchema = formatted(
+  z.string().refine(VALUE_FORMATS.sessionId.test, {
+    error: (issue) =>
+      `its id ${JSON.stringify(String(issue.input).slice(0, 64))} is not a session id (16 lowercase hex characters)`,
+  }),
+  'sessionId',
+);
 
 /** A session as written to the state dir: enough to answer `status` and to recover after a crash. */
 export const sessionRecordSchema = z.object({
-  version: z.literal(1),
+  version: z.literal(RECORD_VERSION),
   id: idSchema,
   agent: agentSchema,
   repo: z.string(),
@@ -65,11 +81,11 @@ export const sessionRecordSchema = z.object({
   key: z.string().optional(),
   acceptedAt: timeSchema('acceptedAt'),
   /** The schedule firing that made the session (ISO time); unset for a triggered one. */
-  scheduledFor: z.string().optional(),
+  scheduledFor: timeSchema('scheduledFor').optional(),
   startedAt: timeSchema('startedAt').optional(),
   finishedAt: timeSchema('finishedAt').optional(),
   phase: phaseSchema,
-  phases: z.array(z.object({ phase: phaseSchema, at: z.string() })),
+  phases: z.array(z.object({ phase: phaseSchema, at: timeSchema('phases[].at') })),
   container: z.string().optional(),
   /** The image the container ran: the reference, its id and its registry digest (when it has one). */
   image: z.string().optional(),

@@ -18,6 +18,26 @@ export type Phase = (typeof RUN_PHASES)[number];
 export const SESSION_PHASES = ['queued', 'resolving', ...RUN_PHASES, 'finished'] as const;
 export type SessionPhase = (typeof SESSION_PHASES)[number];
 
+/** The `version` of a session record (records.ts): the CLI's reply tables check it too. */
+export const RECORD_VERSION = 1;
+
+/** Why a trigger is turned away: by checkTrigger (the first five) or by the daemon's state. */
+export const REJECTION_CODES = [
+  'unknown_agent',
+  'no_repo',
+  'bad_repo',
+  'repo_token_withheld',
+  'bad_timeout',
+  'bad_input',
+  'duplicate_session',
+  'not_accepting',
+  'state_dir_full',
+  'state_dir_unwritable',
+  'key_conflict',
+  'queue_full',
+] as const;
+export type RejectionCode = (typeof REJECTION_CODES)[number];
+
 /** What the daemon accepted: the agent, repository and limits of one session. */
 export interface SessionRequest {
   sessionId: string;

@@ -4,9 +4,9 @@ import { expect, vi } from 'vitest';
 import { buildCli } from '../../src/cli/cli.js';
 import { runQuick } from '../../src/cli/quick.js';
 
-/** A stream that keeps what is written to it, as text. */
-export function collector(): { stream: PassThrough; text: () => string } {
-  const stream = new PassThrough();
+/** A stream that keeps what is written to it, as text; with `terminal`, one that says it is a terminal. */
+export function collector(terminal = false): { stream: PassThrough; text: () => string } {
+  const stream = terminal ? Object.assign(new PassThrough(), { isTTY: true }) : new PassThrough();
   let text = '';
   stream.on('data', (chunk: Buffer) => {
     text += chunk.toString();
@@ -16,12 +16,14 @@ export function collector(): { stream: PassThrough; text: () => string } {
 
 /**
  * The CLI run in this process as bin/agentd runs it: the quick path first (plain status, history,
- * trigger), then clipanion; its exit code and what it wrote.
+ * trigger), then clipanion; its exit code and what it wrote. With `terminal`, stdout and stderr say they
+ * are a terminal (what the CLI makes visible there).
  */
 export async function runCliInProcess(
   argv: string[],
+  options: { terminal?: boolean } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const [out, err] = [collector(), collector()];
+  const [out, err] = [collector(options.terminal), collector(options.terminal)];
   const quick = await runQuick(argv, { stdout: out.stream, stderr: err.stream });
   const context = { ...Cli.defaultContext, stdout: out.stream, stderr: err.stream };
   const code = quick ?? (await (await buildCli(argv[0])).run(argv, context));

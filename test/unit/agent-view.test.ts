@@ -276,7 +276,7 @@ describe('the CLI’s table of an agent (AGENT_SHAPE)', () => {
       workUnit: 'w',
       overlap: 'skip',
       catchUp: 'none',
-      next: 'n',
+      next: '2026-12-05T02:00:00.000Z',
       failed: 'f',
     },
   };

@@ -17,8 +17,11 @@ import { describe, expect, it } from 'vitest';
 
 const SRC = join(import.meta.dirname, '..', '..', 'src');
 
-/** The static imports of a source file as emitted: relative ones as src paths, packages and built-ins as named. */
-function staticImports(file: string): string[] {
+/**
+ * The imports of a source file as emitted: relative ones as src paths, packages and built-ins as named;
+ * static ones only, or `import()`s too.
+ */
+function staticImports(file: string, dynamic = false): string[] {
   const { outputText } = ts.transpileModule(readFileSync(file, 'utf8'), {
     compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
     fileName: file,
@@ -26,21 +29,25 @@ function staticImports(file: string): string[] {
   const specifiers = [
     ...outputText.matchAll(/^\s*(?:import|export)\s[^;]*?\sfrom\s+'([^']+)'/gm),
     ...outputText.matchAll(/^\s*import\s+'([^']+)'/gm),
+    ...(dynamic ? outputText.matchAll(/\bimport\(\s*'([^']+)'\s*\)/g) : []),
   ].map((match) => match[1] as string);
   return specifiers.map((specifier) =>
     specifier.startsWith('.') ? resolve(dirname(file), specifier).replace(/\.js$/, '.ts') : specifier,
   );
 }
 
-/** Everything the entry files load statically, as src-relative paths and package or built-in names. */
-function loadedBy(entries: string[]): Set<string> {
+/**
+ * Everything the entry files load statically (with `dynamic`, also whatever they may load later through
+ * `import()`), as src-relative paths and package or built-in names.
+ */
+function loadedBy(entries: string[], dynamic = false): Set<string> {
   const seen = new Set<string>();
   const queue = entries.map((entry) => join(SRC, entry));
   for (let file = queue.shift(); file !== undefined; file = queue.shift()) {
     const name = file.startsWith(SRC) ? relative(SRC, file) : file;
     if (seen.has(name)) continue;
     seen.add(name);
-    if (file.startsWith(SRC)) queue.push(...staticImports(file));
+    if (file.startsWith(SRC)) queue.push(...staticImports(file, dynamic));
   }
   return seen;
 }
@@ -79,6 +86,24 @@ describe('what a plain trigger and status load at their start', () => {
   it('trigger leaves out what only a lost connection needs (session-follow, session-wait)', () => {
     for (const absent of ['cli/session-follow.ts', 'cli/session-wait.ts']) {
       expect(TRIGGER.has(absent), absent).toBe(false);
+    }
+  });
+});
+
+describe('what `agentd wait` may load', () => {
+  // The entry and clipanion's commands table load each command with import(): their static graphs, and
+  // wait's whole, import() included (it loaded zod once the outcome came, to check its record).
+  const WAIT = new Set([...loadedBy(['cli/index.ts', 'cli/cli.ts']), ...loadedBy(['cli/wait.ts'], true)]);
+
+  it('follows the real graph: the client, its reply check and the wait across a restart', () => {
+    for (const needed of ['cli/client.ts', 'cli/reply-check.ts', 'cli/session-wait.ts', 'clipanion']) {
+      expect(WAIT.has(needed), needed).toBe(true);
+    }
+  });
+
+  it('loads no zod, nor any schema of it, at any point: the outcome is checked by the reply tables', () => {
+    for (const absent of ['zod', 'sessions/records.ts', 'protocol/replies.ts', 'daemon/main.ts']) {
+      expect(WAIT.has(absent), absent).toBe(false);
     }
   });
 });

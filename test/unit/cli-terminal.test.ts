@@ -86,7 +86,7 @@ async function daemon(): Promise<string> {
         } else
           send({
             type: 'error',
-            code: 'not_found',
+            code: 'unknown_session',
             message: `no session ${HOSTILE}`,
             problems: [],
             retryable: false,

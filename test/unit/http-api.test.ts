@@ -7,6 +7,7 @@ import { LAG_LIMIT_BYTES, MAX_STREAMS_PER_TOKEN } from '../../src/http/log-strea
 import { OPERATIONS } from '../../src/http/operations.js';
 import type { ClientEvent, DaemonEmitted } from '../../src/machines/daemon.machine.js';
 import type { DaemonPort } from '../../src/protocol/context.js';
+import type { DaemonStateName } from '../../src/protocol/public-state.js';
 import type { OutputLine } from '../../src/runner/session-log.js';
 import type { SessionRecord } from '../../src/sessions/records.js';
 import type { BusEvent } from '../../src/sessions/session-bus.js';
@@ -130,7 +131,7 @@ describe('HTTP API: a body where none is read', () => {
 
 describe('HTTP API: a reload asked of a daemon that cannot reload', () => {
   it('answers 503 not_accepting while it shuts down, and failed once its machine has failed, never 422 (the file was not judged)', async () => {
-    let state = 'shutdown.draining';
+    let state: DaemonStateName = 'shutdown.draining';
     let reloads = 0;
     const a = await api({
       state: () => state,
@@ -242,7 +243,7 @@ describe('HTTP API: tokens and scopes', () => {
   });
 
   it('shuts the daemon down only for an admin token: graceful by default, force when asked, as agentd stop does', async () => {
-    let state = 'ready';
+    let state: DaemonStateName = 'ready';
     const a = await api({
       send: (event: ClientEvent) => {
         a.sent.push(event);

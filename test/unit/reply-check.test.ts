@@ -4,9 +4,8 @@
  * without its record's id printed `session undefined succeeded`.
  */
 
-import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { EXIT } from '../../src/cli/exit-codes.js';
 import {
@@ -17,7 +16,9 @@ import {
   shapeProblem,
 } from '../../src/cli/reply-check.js';
 import { replySchema } from '../../src/protocol/replies.js';
+import { FORMATTED } from '../../src/sessions/records.js';
 import { runCliInProcess as run } from '../helpers/cli-in-process.js';
+import { fakeDaemon } from '../helpers/fake-daemon.js';
 import { makeTempDir } from '../helpers/resources.js';
 
 const ID = '0123456789abcdef';
@@ -58,31 +59,6 @@ const STATUS = {
   recent: [RECORD],
   schedules: [{ agent: 'demo', cron: '0 * * * *', overlap: 'skip', catchUp: 'none' }],
 };
-
-const servers: Server[] = [];
-afterEach(async () => {
-  for (const server of servers.splice(0)) await new Promise((resolve) => server.close(resolve));
-});
-
-/** A daemon that answers every request line with `reply` (its id added). */
-async function fakeDaemon(reply: object): Promise<string> {
-  const path = join(makeTempDir('agentd-unit-reply-'), 'agentd.sock');
-  const server = createServer((socket) => {
-    socket.on('error', () => {});
-    let buffered = '';
-    socket.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      for (let nl = buffered.indexOf('\n'); nl !== -1; nl = buffered.indexOf('\n')) {
-        const { id } = JSON.parse(buffered.slice(0, nl)) as { id?: string };
-        buffered = buffered.slice(nl + 1);
-        socket.write(`${JSON.stringify({ ...reply, ...(id === undefined ? {} : { id }) })}\n`);
-      }
-    });
-  });
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(path, resolve));
-  return path;
-}
 
 describe('status', () => {
   it('a status reply without its fields is a bad reply: exit 4, one JSON object naming the field', async () => {
@@ -150,8 +126,14 @@ describe('status', () => {
   });
 });
 
-/** A zod schema as the Shape the CLI checks by hand (enums and literals by their values' type). */
+/**
+ * A zod schema as the Shape the CLI checks by hand: an enum or literal as the list of its values, a string
+ * refined by a test of value-formats.ts as that format. Each list the tables have is compared whole, so a
+ * value added to a schema's enum and not to the table's (or the other way round) fails here.
+ */
 function shapeOf(schema: z.ZodType): Shape {
+  const format = FORMATTED.get(schema);
+  if (format !== undefined) return format;
   if (schema instanceof z.ZodOptional) return { optional: shapeOf(schema.unwrap() as z.ZodType) };
   if (schema instanceof z.ZodArray) return { array: shapeOf(schema.element as z.ZodType) };
   if (schema instanceof z.ZodRecord) return { record: shapeOf(schema.valueType as z.ZodType) };
@@ -161,13 +143,12 @@ function shapeOf(schema: z.ZodType): Shape {
     const fields = Object.entries(schema.shape as Record<string, z.ZodType>);
     return { object: Object.fromEntries(fields.map(([key, field]) => [key, shapeOf(field)])) };
   }
-  if (schema instanceof z.ZodString || schema instanceof z.ZodEnum) return 'string';
+  if (schema instanceof z.ZodEnum) return { oneOf: schema.options as (string | number)[] };
+  if (schema instanceof z.ZodLiteral) return { oneOf: [...schema.values] as (string | number)[] };
+  // A refinement the tables cannot know of would pass for a plain string: refuse to map it.
+  if (schema instanceof z.ZodString && (schema.def.checks ?? []).length === 0) return 'string';
   if (schema instanceof z.ZodNumber) return 'number';
   if (schema instanceof z.ZodBoolean) return 'boolean';
-  if (schema instanceof z.ZodLiteral) {
-    const kinds = new Set([...schema.values].map((value) => typeof value));
-    if (kinds.size === 1 && (kinds.has('string') || kinds.has('number'))) return [...kinds][0] as Shape;
-  }
   throw new Error('a kind of schema this test does not map: extend shapeOf');
 }
 
