@@ -7,18 +7,25 @@ import { READ_NO_FOLLOW, removeQuietly, StateDirError, writeFileAtomic } from '.
 
 /**
  * The seccomp profile of session containers on the local Podman: the host's default profile (the one
- * Podman would apply) with user namespaces refused. Podman's default allows clone, clone3 and unshare
- * unconditionally, so an agent without capabilities can still make a user namespace and be root with a
- * full capability set inside it, which opens the kernel's namespace-only code (nf_tables, mounts,
- * overlayfs) to it. Derived at each start, so a host's updated default profile is followed.
+ * Podman would apply) with user namespaces and the kernel's keyrings refused. Podman's default allows
+ * clone, clone3 and unshare unconditionally, so an agent without capabilities can still make a user
+ * namespace and be root with a full capability set inside it, which opens the kernel's namespace-only
+ * code (nf_tables, mounts, overlayfs) to it. It allows keyctl too, and keyrings are not namespaced:
+ * every session's agent user (host uid 61000 without `user_namespace: auto`) shares one user keyring
+ * on the host, where a session left a credential that a later session of any agent read. Derived at
+ * each start, so a host's updated default profile is followed.
  */
 
 /** CLONE_NEWUSER: the flag of clone and unshare that makes a user namespace. */
 export const CLONE_NEWUSER = 0x10000000;
 /** Where the derived profile is kept, in the daemon's state dir. */
 export const SECCOMP_PROFILE_FILE = 'seccomp.json';
-/** The syscalls whose rules the derivation replaces: every other rule of the host's profile stays as it is. */
+/** The syscalls of user namespaces, whose rules the derivation replaces (namespaceRules). */
 export const NAMESPACE_SYSCALLS: readonly string[] = ['clone', 'clone3', 'unshare'];
+/** The syscalls of the kernel's keyrings, refused to every session (keyringRules). */
+export const KEYRING_SYSCALLS: readonly string[] = ['keyctl', 'add_key', 'request_key'];
+/** The syscalls whose rules the derivation replaces: every other rule of the host's profile stays as it is. */
+const REPLACED_SYSCALLS: readonly string[] = [...NAMESPACE_SYSCALLS, ...KEYRING_SYSCALLS];
 /** More than any real profile (Podman's is 16 KB): a profile this large is not read whole. */
 const MAX_PROFILE_BYTES = 4 * 1024 * 1024;
 const EPERM = 1;
@@ -116,9 +123,22 @@ export function namespaceRules(): SeccompRule[] {
 }
 
 /**
- * The host's default profile (its text) with user namespaces refused: clone, clone3 and unshare taken
- * out of every rule that names them (a rule left without names goes) and namespaceRules() added;
- * everything else as it was. The problem, when the text is not a profile Podman would read.
+ * The rules that take the place of every rule of the host's profile for keyctl, add_key and
+ * request_key: ENOSYS, as a kernel without keyrings answers (what programs fall back on; Podman's
+ * default answers add_key and request_key so already), whatever the container's capabilities: a
+ * keyring is shared by every process of its uid on the host, capabilities or not (Docker's default
+ * profile refuses the three for the same reason). runc joins the container's session keyring before
+ * the profile applies.
+ */
+export function keyringRules(): SeccompRule[] {
+  return [{ names: [...KEYRING_SYSCALLS], action: 'SCMP_ACT_ERRNO', errnoRet: ENOSYS }];
+}
+
+/**
+ * The host's default profile (its text) with user namespaces and keyrings refused: clone, clone3,
+ * unshare, keyctl, add_key and request_key taken out of every rule that names them (a rule left without
+ * names goes), and namespaceRules() and keyringRules() added; everything else as it was. The problem,
+ * when the text is not a profile Podman would read.
  */
 export function deriveSeccompProfile(text: string): { profile: SeccompProfile } | { problem: string } {
   let json: unknown;
@@ -137,16 +157,16 @@ export function deriveSeccompProfile(text: string): { profile: SeccompProfile } 
   }
   const kept: SeccompRule[] = [];
   for (const rule of parsed.data.syscalls ?? []) {
-    if (rule.name !== undefined && NAMESPACE_SYSCALLS.includes(rule.name)) continue;
+    if (rule.name !== undefined && REPLACED_SYSCALLS.includes(rule.name)) continue;
     if (rule.names === undefined || rule.names === null) {
       kept.push(rule);
       continue;
     }
-    const names = rule.names.filter((name) => !NAMESPACE_SYSCALLS.includes(name));
+    const names = rule.names.filter((name) => !REPLACED_SYSCALLS.includes(name));
     if (names.length === rule.names.length) kept.push(rule);
     else if (names.length > 0 || rule.name !== undefined) kept.push({ ...rule, names });
   }
-  return { profile: { ...parsed.data, syscalls: [...kept, ...namespaceRules()] } };
+  return { profile: { ...parsed.data, syscalls: [...kept, ...namespaceRules(), ...keyringRules()] } };
 }
 
 /** What Podman says of its seccomp: whether it applies one, and the file of its default profile ('' for its built-in one). */
@@ -164,7 +184,7 @@ export interface SeccompProfileProblem {
 
 /** What the agents can do when their containers get Podman's default profile instead. */
 export const SECCOMP_FALLBACK =
-  "session containers on this machine get Podman's default seccomp profile, under which agents can create user namespaces (and reach the kernel code only those open: nf_tables, mounts, overlayfs)";
+  "session containers on this machine get Podman's default seccomp profile, under which agents can create user namespaces (and reach the kernel code only those open: nf_tables, mounts, overlayfs) and share the kernel's keyrings of their uid with other sessions";
 
 /**
  * The local Podman's default profile (`source`) and the profile derived from it; never throws: a

@@ -941,7 +941,7 @@ async function localSeccompProfile(
   const written = () =>
     log.info(
       { event: 'daemon.seccomp_profile', file: path, source },
-      `session containers on this machine refuse user namespaces: seccomp profile ${path}, derived from ${source}`,
+      `session containers on this machine refuse user namespaces and keyrings: seccomp profile ${path}, derived from ${source}`,
     );
   let unwritten = prepared.unwritten;
   if (unwritten === undefined) {

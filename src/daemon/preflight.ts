@@ -343,7 +343,7 @@ async function checkSeccomp({ signal, settings }: PreflightOptions, target: Targ
     {
       check,
       status: 'ok',
-      message: `Podman's default ${found.source} with user namespaces refused (${settings.daemon.stateDir}/${SECCOMP_PROFILE_FILE}, written at start)`,
+      message: `Podman's default ${found.source} with user namespaces and keyrings refused (${settings.daemon.stateDir}/${SECCOMP_PROFILE_FILE}, written at start)`,
     },
   ];
 }

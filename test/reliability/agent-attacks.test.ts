@@ -6,7 +6,7 @@
  * record and its size on disk, `podman ps -a`, and that the daemon is still `ready` with exactly one
  * outcome per session.
  */
-import { execSync } from 'node:child_process';
+import { execSync, spawnSync } from 'node:child_process';
 import { lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -118,6 +118,40 @@ const FULL_MEMORY = [
   `echo "used $(( ${USED} / 1048576 )) MiB of 96"`,
 ].join('\n');
 
+/** keyctl's number, in the perl the test image has (perl-base): the image has no keyctl program. */
+const KEYCTL = [
+  'chomp(my $arch = `uname -m`);',
+  'my $k = { x86_64 => 250, aarch64 => 219 }->{$arch} or die "no keyctl number for $arch\\n";',
+].join('\n');
+
+/**
+ * Leaves its credential where a later session of another agent may find it: a keyring named with it,
+ * linked into the user keyring of its uid (61000 on the host, for every agent), which outlives the session.
+ */
+const STASH = [
+  KEYCTL,
+  'my $name = "agentd-test-drop:" . $ENV{API_KEY};',
+  'my $u = syscall($k, 0, -4, 1);',
+  'my $s = $u < 0 ? -1 : syscall($k, 1, $name);',
+  'my $l = $s < 0 ? -1 : syscall($k, 8, $s, $u);',
+  'print $l < 0 ? "refused: $!\\n" : "stashed\\n";',
+].join('\n');
+
+/** Lists the user keyring of its uid, and what each key in it is called. */
+const PEEK = [
+  KEYCTL,
+  'my $u = syscall($k, 0, -4, 0);',
+  'if ($u < 0) { print "refused: $!\\n"; exit 0 }',
+  'my $ids = "\\0" x 4096;',
+  'my $n = syscall($k, 11, $u, $ids, 4096);',
+  'for my $id (unpack("l*", substr($ids, 0, $n > 0 ? $n : 0))) {',
+  '  my $d = "\\0" x 4096;',
+  '  my $m = syscall($k, 6, $id, $d, 4096);',
+  '  print "found: ", substr($d, 0, $m - 1), "\\n" if $m > 0;',
+  '}',
+  'print "looked\\n";',
+].join('\n');
+
 const AGENTS = {
   pry: PRY,
   outlive: OUTLIVE,
@@ -128,6 +162,28 @@ const AGENTS = {
   'full-memory': FULL_MEMORY,
 } as const;
 type Attack = keyof typeof AGENTS;
+
+/**
+ * Unlinks from the host's user keyring of uid 61000 what a stash left there, should the profile ever let
+ * one through (as uid 61000: setpriv and perl on the host; nothing to do when they are missing).
+ */
+function unlinkStashed(): void {
+  const keyctl = { x64: 250, arm64: 219 }[process.arch as 'x64' | 'arm64'];
+  if (keyctl === undefined) return;
+  const unlink = [
+    `my $k = ${keyctl};`,
+    'my $u = syscall($k, 0, -4, 0);',
+    'exit 0 if $u < 0;',
+    'my $ids = "\\0" x 4096;',
+    'my $n = syscall($k, 11, $u, $ids, 4096);',
+    'for my $id (unpack("l*", substr($ids, 0, $n > 0 ? $n : 0))) {',
+    '  my $d = "\\0" x 4096;',
+    '  my $m = syscall($k, 6, $id, $d, 4096);',
+    '  syscall($k, 9, $id, $u) if $m > 0 && substr($d, 0, $m - 1) =~ /;agentd-test-drop:/;',
+    '}',
+  ].join('\n');
+  spawnSync('setpriv', ['--reuid', '61000', '--regid', '61000', '--clear-groups', 'perl', '-e', unlink]);
+}
 
 interface Reply {
   sessionId: string;
@@ -156,14 +212,19 @@ beforeAll(async () => {
   origin = await startHttpGitServer({ token: TOKEN });
   const files = prepareDaemon({ agents: [] });
   writeDaemonConfig(files, {
-    agents: Object.entries(AGENTS).map(([name, script]) =>
-      agent(
-        name,
-        script,
-        name === 'inodes' || name === 'full-memory' ? { resources: { memory: '96m' } } : {},
+    agents: [
+      ...Object.entries(AGENTS).map(([name, script]) =>
+        agent(
+          name,
+          script,
+          name === 'inodes' || name === 'full-memory' ? { resources: { memory: '96m' } } : {},
+        ),
       ),
-    ),
-    daemon: { max_sessions: Object.keys(AGENTS).length },
+      agent('stash', '', { command: ['perl', '-e', STASH] }),
+      // Another agent, given no credential: nothing of its output is masked.
+      agent('peek', '', { command: ['perl', '-e', PEEK], credentials: [] }),
+    ],
+    daemon: { max_sessions: Object.keys(AGENTS).length + 2 },
   });
   d = launchDaemon(files, { env });
   await d.ready();
@@ -180,13 +241,14 @@ afterAll(async () => {
       .logs()
       .filter((l) => l.event === 'session.outcome')
       .map((l) => l.session);
-    expect(ids).toHaveLength(Object.keys(AGENTS).length);
+    expect(ids).toHaveLength(Object.keys(AGENTS).length + 2);
     expect(new Set(ids).size).toBe(ids.length);
     expect(await d.stop('SIGTERM', 30_000)).toBe(0);
   }
   const left = await leftoversOfDaemons();
   await cleanupAll();
   await origin?.stop();
+  unlinkStashed();
   expect(left, 'podman objects the test daemons left behind').toEqual([]);
 });
 
@@ -286,6 +348,26 @@ describe('an agent that fills memory', () => {
     expect(output).toMatchObject({ files: 2, bytes: 2_000_005, truncated: false, skipped: 0 });
     expect(output.missing).toBeUndefined();
     expect(readFileSync(join(dir, 'out', 'result.txt'), 'utf8')).toBe('kept\n');
+  });
+});
+
+describe('an agent that leaves its credential for another agent', () => {
+  it("cannot reach the kernel's keyrings, which every session's user shares on the host", async () => {
+    // Keyrings are not namespaced: the user keyring of host uid 61000 was every agent's (without
+    // user_namespace: auto), and one session's keyring linked there outlived it for any later one to list.
+    const run = async (name: string) => {
+      const reply = JSON.parse((await d.cli(['trigger', name, '--json'])).stdout) as Reply;
+      const log = (await d.cli(['logs', reply.sessionId])).stdout;
+      expect(reply.outcome, log).toBe('succeeded');
+      return log;
+    };
+    const stashed = await run('stash');
+    const peeked = await run('peek');
+    expect(peeked).not.toContain(KEY);
+    expect(peeked).not.toContain('found:');
+    // ENOSYS, as a kernel without keyrings answers.
+    expect(stashed).toBe('refused: Function not implemented\n');
+    expect(peeked).toBe('refused: Function not implemented\n');
   });
 });
 

@@ -1,6 +1,6 @@
 /**
- * The session containers' seccomp profile: the host's default Podman profile with user namespaces
- * refused (src/adapters/seccomp-profile.ts), what doctor says of it, and what happens without one.
+ * The session containers' seccomp profile: the host's default Podman profile with user namespaces and
+ * keyrings refused (src/adapters/seccomp-profile.ts), what doctor says of it, and what happens without one.
  */
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,6 +8,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   CLONE_NEWUSER,
   deriveSeccompProfile,
+  KEYRING_SYSCALLS,
+  keyringRules,
   NAMESPACE_SYSCALLS,
   namespaceRules,
   prepareSeccompProfile,
@@ -39,7 +41,7 @@ const DEFAULT_PROFILE = {
       errno: 'EPERM',
     },
     {
-      names: ['read', 'clone', 'clone3', 'execve', 'unshare', 'write'],
+      names: ['read', 'clone', 'clone3', 'execve', 'keyctl', 'unshare', 'write'],
       action: 'SCMP_ACT_ALLOW',
       args: [],
       comment: '',
@@ -132,13 +134,13 @@ const CLONE_NEWNS = 0x00020000;
 const CLONE_FILES = 0x00000400;
 
 describe('the derived profile', () => {
-  it('keeps every rule of the default but those of clone, clone3 and unshare, which it replaces', () => {
+  it('keeps every rule of the default but those of clone, clone3, unshare and the keyrings, which it replaces', () => {
     const profile = derived();
     const { syscalls, ...rest } = profile;
     const { syscalls: defaults, ...defaultRest } = DEFAULT_PROFILE;
     // Everything around the rules, as it was.
     expect(rest).toEqual(defaultRest);
-    const added = namespaceRules();
+    const added = [...namespaceRules(), ...keyringRules()];
     const kept = (syscalls ?? []).slice(0, (syscalls ?? []).length - added.length);
     expect((syscalls ?? []).slice(kept.length)).toEqual(added);
     // The default's rules in order, without the three names; a rule left without a name is gone.
@@ -150,7 +152,18 @@ describe('the derived profile', () => {
       defaults[5],
     ]);
     for (const rule of kept) {
-      for (const name of NAMESPACE_SYSCALLS) expect(rule.names).not.toContain(name);
+      for (const name of [...NAMESPACE_SYSCALLS, ...KEYRING_SYSCALLS]) expect(rule.names).not.toContain(name);
+    }
+  });
+
+  it('refuses the kernel keyrings (ENOSYS, as a kernel without them), whatever the capabilities', () => {
+    // Podman's default allows keyctl; a keyring is not namespaced: every session's agent (host uid
+    // 61000) shared one user keyring, where one session left a credential for the next to read.
+    const profile = derived();
+    for (const caps of [undefined, ['CAP_SYS_ADMIN', 'CAP_SETUID']]) {
+      for (const name of ['keyctl', 'add_key', 'request_key']) {
+        expect(decide(profile, { name, ...(caps === undefined ? {} : { caps }) })).toBe('SCMP_ACT_ERRNO(38)');
+      }
     }
   });
 
