@@ -6,6 +6,7 @@ import {
   Composer,
   type CST,
   type Document,
+  isAlias,
   isMap,
   isNode,
   isScalar,
@@ -78,6 +79,16 @@ export const DEFAULTS = {
   httpBodyLimitBytes: 2 * 1024 ** 2,
   notifyBackoffMs: 2000,
 } as const;
+
+/**
+ * Agents one configuration may hold. The file's text is bounded (4 MiB, 16 MiB with its aliases expanded),
+ * not how many agents it makes: `- {<<: *d, name: aN}` is some 25 bytes, and 124,000 of them took
+ * `agentd validate` to 900 MB. Measured with a real daemon at 10,000 agents (one-line, merged and of 15
+ * lines): 87 to 99 MB idle against 71 MB with one agent (2 to 3 KB each), an `agents` reply of 3 to 4 MB
+ * that took 17 to 23 MB more while it was sent, a reload's peak 233 to 430 MB (the thread's, given back).
+ * Counted before the aliases are put in place, the first step whose memory grows with the agents.
+ */
+export const MAX_AGENTS = 10_000;
 
 /** Longest Unix socket path: sun_path is 108 bytes including the terminating NUL. */
 const MAX_SOCKET_BYTES = 107;
@@ -382,6 +393,8 @@ export function parseConfig(
   if (tagged.length > 0) return fail(tagged);
   const numbers = oddNumbers(doc);
   if (numbers.length > 0) return fail(numbers);
+  const agents = agentCount(doc, locator);
+  if (agents > MAX_AGENTS) return fail([{ path: ['agents'], message: tooManyAgents(agents) }]);
 
   // Aliases are put in place and counted here (yaml-aliases.ts), not by toJS.
   const inlined = inlineAliases(doc, undefined, undefined, (offset) => lines.linePos(offset).line);
@@ -424,6 +437,19 @@ export function parseConfig(
   const settings = toSettings(result.data, absFile, { env, uid, home, locator, problems });
   if (problems.length > 0) return fail(problems);
   return settings;
+}
+
+/** The items of the top-level `agents:` list as written (an alias of a list: the list's), 0 for no list. */
+function agentCount(doc: Document, locator: Locator): number {
+  let node = locator.node(['agents']);
+  if (isAlias(node)) node = node.resolve(doc);
+  return isSeq(node) ? node.items.length : 0;
+}
+
+function tooManyAgents(count: number): string {
+  // Thousands by hand: toLocaleString loads ICU's locale data (see diff.ts).
+  const n = (value: number) => String(value).replace(/\B(?=(\d{3})+$)/g, ',');
+  return `${n(count)} agents, more than the ${n(MAX_AGENTS)} one daemon takes (each costs it some 2 to 3 KB of memory for its whole life, and 400 bytes of every agents reply); split them between daemons of their own (each with its own config file, daemon.socket and daemon.state_dir), or remove the agents no one triggers`;
 }
 
 /**

@@ -10,6 +10,7 @@ import { connect, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MAX_CONFIG_BYTES } from '../../src/config/config-file.js';
+import { MAX_AGENTS } from '../../src/config/load.js';
 import { launchDaemon, leftoversOfDaemons, prepareDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { TEST_IMAGE } from '../helpers/podman.js';
 import { cleanupAll } from '../helpers/resources.js';
@@ -20,21 +21,24 @@ afterEach(async () => {
   expect(left, 'podman objects the test daemons left behind').toEqual([]);
 });
 
-/** A daemon whose file holds as many agents of 15 lines as fit in 4 MiB less 64 KiB (some 12,000). */
-async function largeDaemon(): Promise<{ daemon: TestDaemon; agents: number }> {
+/**
+ * A daemon whose file holds as many agents of 16 lines as fit in 4 MiB less 64 KiB and MAX_AGENTS allows
+ * (10,000: the 16th line, a note, fills the file as 12,000 agents of 15 lines did before that bound).
+ */
+async function largeDaemon(): Promise<{ daemon: TestDaemon; agents: number; bytes: number }> {
   const files = prepareDaemon({ agents: [] });
   let text = `daemon:\n  socket: ${files.socketPath}\n  state_dir: ${files.stateDir}\n  stop_grace: 2s\nagents:\n`;
   let agents = 0;
   for (;;) {
-    const entry = `  - name: agent-${agents}\n    image: ${TEST_IMAGE}\n    network: none\n    command: [sh, -c, 'echo hello from agent ${agents}; exit 0']\n    timeout: 10m\n    env:\n      LOG_LEVEL: debug\n      WHO: agent-${agents}\n      MODE: review\n    resources:\n      memory: 512m\n      cpus: 1\n      pids: 256\n    exit_codes:\n      3: nothing_ready\n`;
-    if (text.length + entry.length > MAX_CONFIG_BYTES - 65_536) break;
+    const entry = `  - name: agent-${agents}\n    image: ${TEST_IMAGE}\n    network: none\n    command: [sh, -c, 'echo hello from agent ${agents}; exit 0']\n    timeout: 10m\n    env:\n      LOG_LEVEL: debug\n      WHO: agent-${agents}\n      MODE: review\n      NOTE: reviews the change it is given and says what it found\n    resources:\n      memory: 512m\n      cpus: 1\n      pids: 256\n    exit_codes:\n      3: nothing_ready\n`;
+    if (agents === MAX_AGENTS || text.length + entry.length > MAX_CONFIG_BYTES - 65_536) break;
     text += entry;
     agents++;
   }
   writeFileSync(files.configPath, text);
   const daemon = launchDaemon(files);
   await daemon.ready(180_000);
-  return { daemon, agents };
+  return { daemon, agents, bytes: text.length };
 }
 
 interface Exchange {
@@ -86,8 +90,9 @@ function reloadWhilePinging(socketPath: string): Exchange {
 
 describe('a reload of a 4 MiB configuration', () => {
   it('leaves the daemon answering while the file is read, and then applies it', async () => {
-    const { daemon, agents } = await largeDaemon();
-    expect(agents).toBeGreaterThan(10_000);
+    const { daemon, agents, bytes } = await largeDaemon();
+    expect(agents).toBe(MAX_AGENTS);
+    expect(bytes).toBeGreaterThan(MAX_CONFIG_BYTES * 0.9);
     const exchange = reloadWhilePinging(daemon.socketPath);
     const reply = await exchange.reply;
     const answered = exchange.answered();

@@ -149,6 +149,39 @@ describe('reload (SIGHUP and agentd reload)', () => {
     expect(await d.stop()).toBe(0);
   });
 
+  it('a file of more agents than MAX_AGENTS is refused with the count and the limit; the daemon keeps its agents', async () => {
+    // 20,000 merged agents (540 KB) were loaded: some 2 to 3 KB of the daemon's memory each, for its life.
+    const d = await startDaemon({
+      agents: [agent('demo', ['sh', '-c', 'echo still here']), agent('other', ['true'])],
+    });
+    const lines = [`  - &d {name: a0, image: ${TEST_IMAGE}, command: [echo, hi]}`];
+    for (let i = 1; i < 20_000; i++) lines.push(`  - {<<: *d, name: a${i}}`);
+    writeFileSync(
+      d.files.configPath,
+      `daemon:\n  socket: ${d.files.socketPath}\n  state_dir: ${d.files.stateDir}\nagents:\n${lines.join('\n')}\n`,
+    );
+    const cli = await d.cli(['reload']);
+    expect(cli.code).toBe(1);
+    expect(cli.stderr).toContain(`${d.files.configPath}: 1 problem in the configuration`);
+    expect(cli.stderr).toMatch(
+      /agents \(line 5, col 3\): 20,000 agents, more than the 10,000 one daemon takes .*; split them between daemons of their own/,
+    );
+    expect(cli.stderr).toContain('keeps running with the configuration it had');
+    expect(d.logs().filter((l) => l.event === 'daemon.reload_failed')).toHaveLength(1);
+    const status = JSON.parse((await d.cli(['status', '--json'])).stdout) as { state: string };
+    expect(status.state).toBe('ready');
+    const agents = await d.cli(['agents', '--json']);
+    expect(agents.code, agents.stderr).toBe(0);
+    expect((JSON.parse(agents.stdout) as { agents: { name: string }[] }).agents.map((a) => a.name)).toEqual([
+      'demo',
+      'other',
+    ]);
+    const session = await d.cli(['trigger', 'demo']);
+    expect(session.code, session.stderr).toBe(0);
+    expect(session.stdout).toContain('still here');
+    expect(await d.stop()).toBe(0);
+  });
+
   it('names the settings that need a restart and keeps using the old socket and state dir', async () => {
     const d = await startDaemon({ agents: [agent('demo', ['true'])] });
     writeFileSync(

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
 import { describe, expect, it } from 'vitest';
 import { LineCounter } from 'yaml';
-import { ConfigError, loadConfig } from '../../src/config/load.js';
+import { ConfigError, loadConfig, MAX_AGENTS } from '../../src/config/load.js';
 import { yamlTokens } from '../../src/config/yaml-depth.js';
 import { collectGarbage } from '../../src/daemon/young-generation.js';
 import { makeTempDir } from '../helpers/resources.js';
@@ -33,7 +33,8 @@ describe('checking a configuration file', () => {
   it('calls collect once, when the tokens are no longer held: what lives then is a fraction of them', async () => {
     const dir = makeTempDir('agentd-unit-config-collect-');
     const file = join(dir, 'agentd.yaml');
-    const text = configText(dir, 12_000);
+    // As many agents as a file may hold (MAX_AGENTS).
+    const text = configText(dir, MAX_AGENTS);
     writeFileSync(file, text);
 
     // What the tokens of this text take, held.
@@ -47,7 +48,7 @@ describe('checking a configuration file', () => {
     const atCollect: number[] = [];
     const base = liveHeap();
     const settings = await loadConfig({ flag: file, collect: () => atCollect.push(liveHeap() - base) });
-    expect(settings.agents).toHaveLength(12_000);
+    expect(settings.agents).toHaveLength(MAX_AGENTS);
     expect(atCollect).toHaveLength(1);
     // The composed document (and the text) only: with the tokens still held it is more than they are.
     expect(atCollect[0]).toBeLessThan(tokens * 0.6);
