@@ -17,7 +17,8 @@ import { fileURLToPath } from 'node:url';
 import { podman, run, sleep } from './proc.mjs';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const CLI = join(ROOT, 'dist', 'cli', 'index.js');
+/** The built CLI as bin/agentd runs it (dist/cli/index.js in one file: scripts/bundle-cli.mjs). */
+export const CLI = join(ROOT, 'dist', 'cli', 'agentd.cjs');
 /** The `agentd` command as installed (package.json "bin"): the sh wrapper that runs CLI. */
 export const BIN = join(ROOT, 'bin', 'agentd');
 export const IMAGE = process.env.BENCH_IMAGE ?? 'localhost/agentd-base:bookworm';

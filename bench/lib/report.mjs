@@ -108,7 +108,7 @@ export function decompositionMarkdown(rows, nodeStart, nodeBareStart) {
       : []),
     ...(viaNode
       ? [
-          `\`agentd\` (bin/agentd) runs \`trigger\` without NODE_EXTRA_CA_CERTS; \`node dist/cli/index.js trigger\`, ` +
+          `\`agentd\` (bin/agentd) runs \`trigger\` without NODE_EXTRA_CA_CERTS; \`node dist/cli/agentd.cjs trigger\`, ` +
             `which loads it, took ${fmt(viaNode.a.median)} (ratio ${viaNode.ratio.toFixed(2)}): Node before 22 parses ` +
             `that file and builds its root store at every start.`,
         ]

@@ -39,8 +39,8 @@ export async function clientSuite(ctx) {
         },
         {
           id: 'status-node',
-          name: '`node dist/cli/index.js status` (no bin/agentd: NODE_EXTRA_CA_CERTS loaded)',
-          a: { label: 'node dist/cli/index.js status', ...results.statusNode },
+          name: '`node dist/cli/agentd.cjs status` (no bin/agentd: NODE_EXTRA_CA_CERTS loaded)',
+          a: { label: 'node dist/cli/agentd.cjs status', ...results.statusNode },
           b: { label: '`node -e 0`', ...results.node },
         },
       ]

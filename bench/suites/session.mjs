@@ -7,7 +7,7 @@ import { interleave } from '../lib/stats.mjs';
 
 /**
  * One `agentd trigger ... --quiet` as a whole process, as an operator runs it (bin/agentd); with `node`,
- * `node dist/cli/index.js` instead (no wrapper: NODE_EXTRA_CA_CERTS is loaded when set). Checks the
+ * `node dist/cli/agentd.cjs` instead (no wrapper: NODE_EXTRA_CA_CERTS is loaded when set). Checks the
  * session succeeded.
  */
 export async function triggerOnce(socket, repoUrl, { agent = 'demo', env, node = false } = {}) {
@@ -142,8 +142,8 @@ export async function sessionSuite(ctx) {
         ? [
             {
               id: 'session-node',
-              name: 'Session overhead, `node dist/cli/index.js trigger` (no bin/agentd: NODE_EXTRA_CA_CERTS loaded)',
-              a: { label: 'node dist/cli/index.js trigger', ...results.agentdNode },
+              name: 'Session overhead, `node dist/cli/agentd.cjs trigger` (no bin/agentd: NODE_EXTRA_CA_CERTS loaded)',
+              a: { label: 'node dist/cli/agentd.cjs trigger', ...results.agentdNode },
               b: { label: 'bare session script', ...results.baseline },
             },
           ]

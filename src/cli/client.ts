@@ -17,6 +17,15 @@ export function isClientSideError(reply: Reply): reply is ClientSideError {
 }
 
 /**
+ * The steady clock in milliseconds, as performance.now() is: the first use of `performance` loads
+ * perf_hooks and nine modules with it, about 2 ms of every `trigger` and `status` that never
+ * needed them (bench/findings.md, "The CLI's start-up").
+ */
+export function steadyMs(): number {
+  return Number(process.hrtime.bigint() / 1000n) / 1000;
+}
+
+/**
  * How long a one-shot request waits for its answer: a daemon that took the connection and never answers
  * (hung, or something else on its socket) must not hold a script for ever; a reload's checks take seconds.
  */
@@ -133,17 +142,13 @@ export class DaemonClient {
 
   static async connect(socketPath: string, timeoutMs = 5000): Promise<DaemonClient> {
     // By the steady clock, as every client timer: a wall clock set back would stretch the wait.
-    const deadline = performance.now() + timeoutMs;
+    const deadline = steadyMs() + timeoutMs;
     for (;;) {
       try {
-        return await DaemonClient.connectOnce(socketPath, Math.max(1, deadline - performance.now()));
+        return await DaemonClient.connectOnce(socketPath, Math.max(1, deadline - steadyMs()));
       } catch (error) {
         // A full listen queue (a burst of clients) is worth waiting out; anything else is an answer.
-        if (
-          !(error instanceof DaemonUnreachable) ||
-          error.reason !== 'EAGAIN' ||
-          performance.now() >= deadline
-        )
+        if (!(error instanceof DaemonUnreachable) || error.reason !== 'EAGAIN' || steadyMs() >= deadline)
           throw error;
         await new Promise((resolve) => setTimeout(resolve, 50));
       }

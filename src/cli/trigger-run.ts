@@ -1,7 +1,14 @@
 import type { RequestBody } from '../protocol/messages.js';
 import type { TriggerFields } from '../sessions/check-trigger.js';
 import type { WorkPayload } from '../sessions/work.js';
-import { ANSWER_TIMEOUT_MS, type Reply, refusesHeartbeat, SILENCE_MS, silenceMessage } from './client.js';
+import {
+  ANSWER_TIMEOUT_MS,
+  type Reply,
+  refusesHeartbeat,
+  SILENCE_MS,
+  silenceMessage,
+  steadyMs,
+} from './client.js';
 import { type ClientIo, connectDaemon, exitCodeForReply, fail, failWith, printJson } from './client-io.js';
 import { EXIT, type ExitCodeMode, exitCodeForRecord, exitCodeForRefusal } from './exit-codes.js';
 import { outcomeJson, outcomeLine } from './format.js';
@@ -34,7 +41,7 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
   const client = await connectDaemon(options.socket, io, options.json);
   if (typeof client === 'number') return client;
   const { stdout } = io;
-  const started = performance.now();
+  const started = steadyMs();
   const show = outputFilter(stdout, options.raw);
   const showErr = outputFilter(io.stderr, options.raw);
   // A reader that went away (`agentd trigger x | head`) stops the printing, not the following: the
@@ -96,7 +103,7 @@ export async function runTrigger(options: TriggerOptions, io: ClientIo): Promise
   const finished = (record: Extract<Reply, { type: 'outcome' }>['record']): number => {
     const code = exitCodeForRecord(record, options.exitCode, options.strict);
     if (options.json)
-      printJson(io, { ...outcomeJson(record, code), elapsedMs: Math.round(performance.now() - started) });
+      printJson(io, { ...outcomeJson(record, code), elapsedMs: Math.round(steadyMs() - started) });
     // agentd's own line, made visible on a terminal even with --raw (which is for the output): its
     // message can hold a git server's `remote:` lines.
     else print(`${shownOn(stdout, outcomeLine(record))}\n`);

@@ -68,6 +68,7 @@ describe('the npm package, installed into a clean prefix', () => {
       expect.arrayContaining([
         'bin/agentd',
         'dist/cli/index.js',
+        'dist/cli/agentd.cjs',
         'examples/agentd.yaml',
         'examples/agentd.service',
         'scripts/build-image.sh',

@@ -18,8 +18,11 @@ import { recordInstance } from './run-instances.js';
 import { RUN_MARKER } from './run-processes.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
-/** The built CLI; the vitest globalSetup builds dist/ before any test file runs. */
-export const CLI = join(ROOT, 'dist', 'cli', 'index.js');
+/**
+ * The built CLI as bin/agentd runs it: dist/cli/index.js in one CommonJS file (scripts/bundle-cli.mjs).
+ * The vitest globalSetup builds dist/ before any test file runs.
+ */
+export const CLI = join(ROOT, 'dist', 'cli', 'agentd.cjs');
 
 /** One JSON line of the daemon's log (pino). */
 export interface LogLine {
@@ -263,7 +266,7 @@ async function quiesce(daemon: TestDaemon): Promise<string[]> {
   return ids;
 }
 
-/** A real daemon process (`node dist/cli/index.js start`) and the CLI pointed at it. */
+/** A real daemon process (`node dist/cli/agentd.cjs start`) and the CLI pointed at it. */
 export class TestDaemon {
   readonly files: DaemonFiles;
   readonly child: ChildProcess;

@@ -8,8 +8,9 @@ const FIX =
   'Fix: run `source scripts/podman-env.sh` in this shell (it installs Podman, builds the image and writes a containers.conf when needed), then run the tests again.';
 
 /**
- * Runs once before all test files: builds dist/ for the e2e tests that start the built CLI and daemon,
- * and checks that Podman can run the test image. It fails the run with the reason; it never skips tests.
+ * Runs once before all test files: builds dist/ (as `npm run build` does) for the e2e tests that start
+ * the built CLI and daemon, and checks that Podman can run the test image. It fails the run with the
+ * reason; it never skips tests.
  */
 export default async function setup(): Promise<void> {
   const [built, podmanProblem] = await Promise.all([buildDist(), checkPodman()]);
@@ -18,6 +19,17 @@ export default async function setup(): Promise<void> {
     process.stderr.write(`test setup: tsc reported type errors; dist/ was emitted anyway:\n${built.all}\n`);
   } else if (built.exitCode !== 0) {
     throw new Error(`test setup: \`tsc -p tsconfig.json\` failed, so dist/ cannot be built:\n${built.all}`);
+  }
+  // dist/cli/agentd.cjs, which bin/agentd runs: the second step of `npm run build`.
+  const bundled = await execa('node', [join(ROOT, 'scripts', 'bundle-cli.mjs')], {
+    cwd: ROOT,
+    reject: false,
+    all: true,
+  });
+  if (bundled.exitCode !== 0) {
+    throw new Error(
+      `test setup: \`node scripts/bundle-cli.mjs\` failed (bin/agentd runs its file):\n${bundled.all}`,
+    );
   }
   if (podmanProblem) throw new Error(`test setup: ${podmanProblem}\n${FIX}`);
 }

@@ -1,8 +1,9 @@
 /**
- * The `agentd` command is bin/agentd, a small sh script that runs dist/cli/index.js. Commands that only
- * talk to the daemon over its Unix socket run without NODE_EXTRA_CA_CERTS (Node 20 parses it at every
- * start); the others keep it. Its list of commands must be exactly the CLI's socket clients, and it must
- * find the package through the symbolic link npm installs it as.
+ * The `agentd` command is bin/agentd, a small sh script that runs dist/cli/agentd.cjs (dist/cli/index.js
+ * in one file, scripts/bundle-cli.mjs). Commands that only talk to the daemon over its Unix socket run
+ * without NODE_EXTRA_CA_CERTS (Node 20 parses it at every start); the others keep it. Its list of
+ * commands must be exactly the CLI's socket clients, and it must find the package through the symbolic
+ * link npm installs it as.
  */
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -27,7 +28,7 @@ function wrapperClientCommands(): string[] {
     .sort();
 }
 
-/** A package dir with the wrapper and a dist/cli/index.js that prints what it was given. */
+/** A package dir with the wrapper and a dist/cli/agentd.cjs that prints what it was given. */
 function fakePackage(): { dir: string; linked: string; direct: string } {
   const dir = makeTempDir('agentd-bin-');
   const pkg = join(dir, 'lib', 'node_modules', 'agentd');
@@ -35,7 +36,7 @@ function fakePackage(): { dir: string; linked: string; direct: string } {
   mkdirSync(join(pkg, 'dist', 'cli'), { recursive: true });
   copyFileSync(BIN, join(pkg, 'bin', 'agentd'));
   writeFileSync(
-    join(pkg, 'dist', 'cli', 'index.js'),
+    join(pkg, 'dist', 'cli', 'agentd.cjs'),
     'process.stdout.write(JSON.stringify({ ca: process.env.NODE_EXTRA_CA_CERTS ?? null, argv: process.argv.slice(2) }));\n',
   );
   // As a global install links it: PREFIX/bin/agentd -> ../lib/node_modules/agentd/bin/agentd.
