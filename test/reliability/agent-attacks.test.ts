@@ -108,7 +108,7 @@ const OUTFILL = [
 /** 200,000 empty files in /tmp (a tmpfs whose size bound counts no empty file). */
 const INODES = `cd /tmp && for i in 1 2 3 4 5 6 7 8 9 10; do seq -f "d\${i}_%g" 1 20000 | xargs touch || exit 9; done; echo made`;
 
-/** A result, then /tmp filled to 3 MB under the 96m memory limit, then a clean exit. */
+/** A result, then /tmp filled to 3 MB under the 96m memory limit, then a 2 s flood of output, then a clean exit. */
 const FULL_MEMORY = [
   'echo kept > "$AGENTD_OUTPUT_DIR/result.txt"',
   'head -c 2000000 /dev/urandom > "$AGENTD_OUTPUT_DIR/random"',
@@ -116,6 +116,8 @@ const FULL_MEMORY = [
   `free=$(( (96 * 1024 * 1024 - ${USED}) / 1024 ))`,
   'head -c $(( (free - 3072) * 1024 )) /dev/zero > /tmp/fill2',
   `echo "used $(( ${USED} / 1048576 )) MiB of 96"`,
+  'timeout 2 yes "flood flood flood flood flood flood flood flood flood flood"',
+  'echo done',
 ].join('\n');
 
 /** keyctl's number, in the perl the test image has (perl-base): the image has no keyctl program. */
@@ -160,6 +162,8 @@ const AGENTS = {
   segv: 'kill -s SEGV $$',
   inodes: INODES,
   'full-memory': FULL_MEMORY,
+  // Stops itself (SIGSTOP): sh's wait never returns for a stopped child, and SIGTERM waits for a SIGCONT.
+  'self-stopped': 'echo before; kill -s STOP $$; echo after',
 } as const;
 type Attack = keyof typeof AGENTS;
 
@@ -217,7 +221,11 @@ beforeAll(async () => {
         agent(
           name,
           script,
-          name === 'inodes' || name === 'full-memory' ? { resources: { memory: '96m' } } : {},
+          name === 'inodes' || name === 'full-memory'
+            ? { resources: { memory: '96m' } }
+            : name === 'self-stopped'
+              ? { timeout: '6s' }
+              : {},
         ),
       ),
       agent('stash', '', { command: ['perl', '-e', STASH] }),
@@ -341,13 +349,30 @@ describe('an agent that fills memory', () => {
     expect(reply.message).toMatch(/^out of memory \(limit 96m\)/);
   });
 
-  it('to just under its limit as it exits: its output is still archived whole', async () => {
+  it('to just under its limit, then floods its output and exits: its output is still archived whole', async () => {
     const { reply, log, output, dir } = await attack('full-memory');
-    expect(reply, log).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
-    expect(log).toMatch(/^used 9\d MiB of 96$/m);
+    expect(reply, log.slice(-2000)).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+    // The flood's first lines are dropped (log_max_bytes), its last and the end kept (`yes`, cut by
+    // timeout, may leave its last line unfinished).
+    expect(log.slice(-200)).toMatch(/flood flood[^\n]*\n(flood )*[a-z ]*done\n$/);
     expect(output).toMatchObject({ files: 2, bytes: 2_000_005, truncated: false, skipped: 0 });
     expect(output.missing).toBeUndefined();
     expect(readFileSync(join(dir, 'out', 'result.txt'), 'utf8')).toBe('kept\n');
+  });
+});
+
+describe('an agent that stops itself', () => {
+  it('is timed out on time: the stop signal waits for a SIGCONT, the kill after the grace period does not', async () => {
+    const { reply, log } = await attack('self-stopped');
+    expect(log).toBe('before\n');
+    expect(reply).toMatchObject({
+      outcome: 'timed_out',
+      exitCode: 137,
+      signal: 'SIGKILL',
+      message: 'session exceeded its timeout of 6s while running',
+    });
+    // 6 s, then stop_grace (2 s); Podman's own --timeout (timeout + grace + 10 s) is not what ended it.
+    expect(reply.durationMs).toBeLessThan(17_000);
   });
 });
 
