@@ -1,6 +1,7 @@
 import { createLogger, type LogFormat } from '../adapters/logger.js';
 import { systemdNotifier } from '../adapters/sd-notify.js';
 import { loadConfig } from '../config/load.js';
+import { ownStrings } from '../config/own-strings.js';
 import type { Settings } from '../config/types.js';
 import { runDaemon } from '../daemon/main.js';
 import { checkUserNamespaces, logPreflight } from '../daemon/preflight.js';
@@ -31,7 +32,8 @@ export async function runStart(options: StartOptions, stderr: NodeJS.WritableStr
   const log = await createLogger(options.logFormat ?? 'json', options.logLevel ?? 'info');
   let settings: Settings;
   try {
-    settings = await loadConfig(options.config === undefined ? {} : { flag: options.config });
+    // Not slices of the file's text, which they would keep for the daemon's life.
+    settings = ownStrings(await loadConfig(options.config === undefined ? {} : { flag: options.config }));
   } catch (error) {
     reportStartFailure(log, stderr, error);
     return EXIT.failed;

@@ -84,8 +84,9 @@ export const DEFAULTS = {
  * Agents one configuration may hold. The file's text is bounded (4 MiB, 16 MiB with its aliases expanded),
  * not how many agents it makes: `- {<<: *d, name: aN}` is some 25 bytes, and 124,000 of them took
  * `agentd validate` to 900 MB. Measured with a real daemon at 10,000 agents (one-line, merged and of 15
- * lines): 87 to 99 MB idle against 71 MB with one agent (2 to 3 KB each), an `agents` reply of 3 to 4 MB
- * that took 17 to 23 MB more while it was sent, a reload's peak 233 to 430 MB (the thread's, given back).
+ * lines): 87 to 92 MB idle against 71 MB with one agent (2 KB each, the text not kept: own-strings.ts),
+ * an `agents` reply of 3 to 4 MB that took 17 to 23 MB more while it was sent, a reload's peak 233 to
+ * 430 MB (the thread's, given back).
  * Counted before the aliases are put in place, the first step whose memory grows with the agents.
  */
 export const MAX_AGENTS = 10_000;

@@ -48,6 +48,25 @@ async function snapshotStrings(dir: string): Promise<string[]> {
   throw new Error(`no heap snapshot written in ${dir}`);
 }
 
+describe("a daemon's configuration file", () => {
+  it('is not kept by the daemon: its agents hold strings of their own, not slices of the text', async () => {
+    // The strings of the loaded agents were views of the file's text, which the daemon kept for its life
+    // (3.9 MB for a 4 MiB file): 98 to 99 MB of idle RSS for 10,000 agents of 15 lines, 92 MB once copied.
+    const files = prepareDaemon({ agents: agents('started') });
+    const head = readFileSync(files.configPath, 'utf8').slice(0, 64);
+    const daemon = launchDaemon(files, {
+      cwd: files.dir,
+      env: { NODE_OPTIONS: '--heapsnapshot-signal=SIGUSR2' },
+    });
+    await daemon.ready();
+    daemon.signal('SIGUSR2');
+    const strings = await snapshotStrings(files.dir);
+    expect(strings.filter((s) => /^started-\d+$/.test(s)).length).toBeGreaterThanOrEqual(200);
+    expect(strings.filter((s) => s.startsWith(head)).length, 'strings that are the whole text').toBe(0);
+    expect(await daemon.stop()).toBe(0);
+  }, 120_000);
+});
+
 describe('a reload that replaces every agent', () => {
   it("leaves nothing of the start's agents in the daemon's heap", async () => {
     const files = prepareDaemon({ agents: agents('started') });
