@@ -1,6 +1,7 @@
 // Part of `npm run build`, after tsc: writes dist/cli/agentd.cjs, the CLI entry bin/agentd runs.
 //
-// It is dist/cli/index.js with the quick path (plain `trigger`, `status`, `history`: quick.ts) in one
+// It is dist/cli/index.js with the quick path (plain `trigger`, `status`, `history`, `wait`, `show`,
+// `cancel`, `logs`: quick.ts) in one
 // CommonJS file. Every agentd command pays its start-up: as 30 ES modules (Node's ESM loader: an
 // asynchronous resolve, read and link per file) a `trigger --quiet` took about 80 ms of CPU where
 // `node -e 0` takes 30; as one CommonJS file about 50 (bench/findings.md, "The CLI's start-up").
@@ -22,9 +23,17 @@ const OUT = join(DIST, 'cli', 'agentd.cjs');
 
 /** The modules loaded with import() that are part of the file: the quick path (src/cli/quick.ts). */
 const INLINED = new Set(
-  ['quick.js', 'trigger-run.js', 'status-run.js', 'history-run.js', 'client-io.js'].map((name) =>
-    join(DIST, 'cli', name),
-  ),
+  [
+    'quick.js',
+    'trigger-run.js',
+    'status-run.js',
+    'history-run.js',
+    'wait-run.js',
+    'show-run.js',
+    'cancel-run.js',
+    'logs-run.js',
+    'client-io.js',
+  ].map((name) => join(DIST, 'cli', name)),
 );
 
 if (!existsSync(ENTRY)) throw new Error(`bundle-cli: ${relative(ROOT, ENTRY)} is missing: run tsc first`);

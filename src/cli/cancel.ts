@@ -1,7 +1,6 @@
 import { Command, Option } from 'clipanion';
+import { runCancel } from './cancel-run.js';
 import { ClientCommand } from './client-command.js';
-import { failOnReply, printJson } from './client-io.js';
-import { EXIT } from './exit-codes.js';
 import { isSessionId } from './validators.js';
 
 export class CancelCommand extends ClientCommand {
@@ -22,21 +21,6 @@ export class CancelCommand extends ClientCommand {
   });
 
   async execute(): Promise<number> {
-    const client = await this.connect(this.json);
-    if (typeof client === 'number') return client;
-    try {
-      const reply = await client.request({ type: 'cancel', sessionId: this.sessionId });
-      if (reply?.type !== 'cancelling')
-        return failOnReply(this.context, this.json, reply, `session ${this.sessionId} was not cancelled`);
-      if (this.json) printJson(this.context, { sessionId: reply.sessionId, wasQueued: reply.wasQueued });
-      else {
-        this.context.stdout.write(
-          `session ${this.sessionId} ${reply.wasQueued ? 'removed from the queue' : 'is being cancelled'}\n`,
-        );
-      }
-      return EXIT.succeeded;
-    } finally {
-      client.close();
-    }
+    return runCancel({ socket: this.socket, sessionId: this.sessionId, json: this.json }, this.context);
   }
 }

@@ -1,5 +1,7 @@
 import { Option } from 'clipanion';
-import { ConfigError, type ConfigProblem, loadConfig } from '../config/load.js';
+// Only types at the top: the loader (zod, the YAML parser, every schema) is loaded when a file is read,
+// not by `agentd help`, which loads every command to list them.
+import type { ConfigProblem } from '../config/load.js';
 import type { Settings } from '../config/types.js';
 import { errorMessage } from '../errors.js';
 
@@ -16,6 +18,7 @@ export async function loadSettingsOrReport(
   flag: string | undefined,
   stderr: NodeJS.WritableStream,
 ): Promise<Settings | undefined> {
+  const { loadConfig } = await import('../config/load.js');
   try {
     return await loadConfig(flag === undefined ? {} : { flag });
   } catch (error) {
@@ -37,6 +40,7 @@ export async function loadSettingsOrFailure(
   flag: string | undefined,
   stderr: NodeJS.WritableStream,
 ): Promise<Settings | ConfigFailure> {
+  const { ConfigError, loadConfig } = await import('../config/load.js');
   try {
     return await loadConfig(flag === undefined ? {} : { flag });
   } catch (error) {

@@ -1,12 +1,6 @@
 import { Command, Option } from 'clipanion';
-import { readEnvFile } from '../config/config-file.js';
-import { type CheckResult, podmanOfHost, runPreflight } from '../daemon/preflight.js';
-import { errorMessage } from '../errors.js';
 import { AgentdCommand } from './agentd-command.js';
-import { failWith, printJson } from './client-io.js';
-import { configOption, loadSettingsOrFailure } from './config-option.js';
-import { parseEnvFile } from './env-file.js';
-import { EXIT } from './exit-codes.js';
+import { configOption } from './config-option.js';
 
 export class DoctorCommand extends AgentdCommand {
   static override paths = [['doctor']];
@@ -43,59 +37,7 @@ export class DoctorCommand extends AgentdCommand {
   });
 
   async execute(): Promise<number> {
-    const out = this.context.stdout;
-    const settings = await loadSettingsOrFailure(this.config, this.context.stderr);
-    if ('error' in settings) {
-      if (this.json) {
-        printJson(this.context, {
-          checks: [{ check: 'configuration', status: 'fail', message: settings.message }],
-          failed: 1,
-          warnings: 0,
-          problems: settings.problems,
-        });
-        return EXIT.failed;
-      }
-      out.write(
-        'fail  configuration: see the problems above; fix them (agentd validate) and run doctor again\n',
-      );
-      return EXIT.failed;
-    }
-    let env: NodeJS.ProcessEnv = process.env;
-    if (this.envFile !== undefined) {
-      try {
-        env = { ...process.env, ...parseEnvFile(await readEnvFile(this.envFile)) };
-      } catch (error) {
-        // With --json one object on stdout too, as for every failure.
-        const message = `cannot read --env-file ${this.envFile}: ${errorMessage(error)}`;
-        return failWith(this.context, this.json, { error: 'usage', message }, EXIT.usage);
-      }
-    }
-    if (!this.json) out.write(`agentd doctor: ${settings.file}, ${settings.agents.length} agent(s)\n`);
-    const results = await runPreflight({
-      settings,
-      podman: podmanOfHost(settings.daemon.podmanTimeoutMs),
-      env,
-      depth: 'full',
-    });
-    const checks: CheckResult[] = [{ check: 'configuration', status: 'ok', message: 'valid' }, ...results];
-    const failed = results.filter((r) => r.status === 'fail').length;
-    const warned = results.filter((r) => r.status === 'warn').length;
-    if (this.json) {
-      printJson(this.context, { file: settings.file, checks, failed, warnings: warned });
-      return failed > 0 ? EXIT.failed : EXIT.succeeded;
-    }
-    out.write(formatResults(checks));
-    out.write(
-      failed > 0
-        ? `${failed} check(s) failed, ${warned} warning(s): sessions will fail until the failures are fixed\n`
-        : `no check failed${warned > 0 ? `, ${warned} warning(s)` : ''}\n`,
-    );
-    return failed > 0 ? EXIT.failed : EXIT.succeeded;
+    const { runDoctor } = await import('./doctor-run.js');
+    return runDoctor({ config: this.config, json: this.json, envFile: this.envFile }, this.context);
   }
-}
-
-export function formatResults(results: CheckResult[]): string {
-  return results
-    .map((r) => `${r.status.padEnd(5)} ${r.check}: ${r.message}\n${r.fix ? `      fix: ${r.fix}\n` : ''}`)
-    .join('');
 }

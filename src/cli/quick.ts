@@ -1,5 +1,5 @@
 import type { LogFormat } from '../adapters/logger.js';
-import { IDEMPOTENCY_KEY_PATTERN } from '../constants.js';
+import { IDEMPOTENCY_KEY_PATTERN, SESSION_ID_PATTERN } from '../constants.js';
 import { durationProblem } from '../duration.js';
 import { HISTORY_MAX_LIMIT, parseSince } from '../sessions/history.js';
 import { OUTCOMES, type Outcome } from '../sessions/types.js';
@@ -7,9 +7,10 @@ import { workUnitProblem } from '../work-unit.js';
 import type { ClientIo } from './client-io.js';
 import { EXIT, EXIT_CODE_MODES, type ExitCodeMode } from './exit-codes.js';
 import { LOG_FORMATS, LOG_LEVELS, type LogLevel } from './log-options.js';
+import { SEQUENCE_NUMBER_PATTERN } from './sequence-number.js';
 
 /**
- * The quick path: `status`, `history` and `trigger` given only the plain forms below run without clipanion, whose
+ * The quick path: `status`, `history`, `trigger`, `wait`, `show`, `cancel` and `logs` given only the plain forms below run without clipanion, whose
  * loading is about a third of these commands' start-up (scripts and hooks call them often); so does
  * `start`, whose daemon would hold clipanion for its whole life. Anything
  * else (help, an unknown, repeated or `--opt=value` option, a value or positional starting with `-`,
@@ -59,6 +60,30 @@ export const QUICK_SPECS: Record<string, QuickSpec> = {
     },
     positionals: [],
     required: 0,
+  },
+  wait: {
+    flags: { '--json': 'json', '--strict': 'strict' },
+    options: { '--socket': 'socket', '--timeout': 'timeout', '--exit-code': 'exitCode' },
+    positionals: ['sessionId'],
+    required: 1,
+  },
+  show: {
+    flags: { '--json': 'json' },
+    options: { '--socket': 'socket' },
+    positionals: ['sessionId'],
+    required: 1,
+  },
+  cancel: {
+    flags: { '--json': 'json' },
+    options: { '--socket': 'socket' },
+    positionals: ['sessionId'],
+    required: 1,
+  },
+  logs: {
+    flags: { '--follow': 'follow', '-f': 'follow', '--json': 'json', '--raw': 'raw' },
+    options: { '--socket': 'socket', '--after': 'after' },
+    positionals: ['sessionId'],
+    required: 1,
   },
   trigger: {
     flags: {
@@ -112,6 +137,8 @@ export function parseQuick(argv: readonly string[]): QuickCommand | undefined {
   }
   if (positional < spec.required) return undefined;
   // Refused by the commands' validators and rules: clipanion says why.
+  if (typeof values.sessionId === 'string' && !SESSION_ID_PATTERN.test(values.sessionId)) return undefined;
+  if (typeof values.after === 'string' && !SEQUENCE_NUMBER_PATTERN.test(values.after)) return undefined;
   if (typeof values.timeout === 'string' && durationProblem(values.timeout) !== undefined) return undefined;
   if (typeof values.key === 'string' && !IDEMPOTENCY_KEY_PATTERN.test(values.key)) return undefined;
   if (typeof values.workUnit === 'string' && workUnitProblem(values.workUnit) !== undefined) return undefined;
@@ -135,7 +162,7 @@ export function parseQuick(argv: readonly string[]): QuickCommand | undefined {
   return { command, values };
 }
 
-/** Runs a plain-form `start`, `status`, `history` or `trigger`; undefined when clipanion must handle argv. */
+/** Runs a plain-form `start` or client command (QUICK_SPECS); undefined when clipanion must handle argv. */
 export async function runQuick(argv: readonly string[], io: ClientIo): Promise<number | undefined> {
   const quick = parseQuick(argv);
   if (!quick) return undefined;
@@ -182,6 +209,39 @@ async function runParsed(quick: QuickCommand, io: ClientIo): Promise<number> {
         workUnit: text('workUnit'),
         since: text('since'),
         limit: text('limit'),
+      },
+      io,
+    );
+  }
+  if (quick.command === 'wait') {
+    const { runWait } = await import('./wait-run.js');
+    return runWait(
+      {
+        socket: text('socket'),
+        sessionId: text('sessionId') ?? '',
+        timeout: text('timeout'),
+        json: flag('json'),
+        exitCode: (text('exitCode') as ExitCodeMode | undefined) ?? 'outcome',
+        strict: flag('strict'),
+      },
+      io,
+    );
+  }
+  if (quick.command === 'show' || quick.command === 'cancel') {
+    const options = { socket: text('socket'), sessionId: text('sessionId') ?? '', json: flag('json') };
+    if (quick.command === 'show') return (await import('./show-run.js')).runShow(options, io);
+    return (await import('./cancel-run.js')).runCancel(options, io);
+  }
+  if (quick.command === 'logs') {
+    const { runLogs } = await import('./logs-run.js');
+    return runLogs(
+      {
+        socket: text('socket'),
+        sessionId: text('sessionId') ?? '',
+        follow: flag('follow'),
+        json: flag('json'),
+        raw: flag('raw'),
+        after: text('after'),
       },
       io,
     );

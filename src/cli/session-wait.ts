@@ -6,6 +6,7 @@ import {
   refusesHeartbeat,
   SILENCE_MS,
   silenceMessage,
+  steadyMs,
 } from './client.js';
 import { resolveSocketPath } from './socket-path.js';
 
@@ -26,7 +27,7 @@ export interface WaitOptions {
   socket?: string | undefined;
   sessionId: string;
   /**
-   * When to stop waiting, by the steady clock (a performance.now() time, not the wall clock, which may be
+   * When to stop waiting, by the steady clock (a steadyMs() time, not the wall clock, which may be
    * set back meanwhile); none: until the outcome.
    */
   deadline?: number | undefined;
@@ -46,25 +47,26 @@ export interface WaitOptions {
  * silenceMs is hung, and the wait ends with a `no_answer` error instead of lasting for ever.
  */
 export async function waitForSession(options: WaitOptions): Promise<WaitResult> {
+  const { sessionId } = options;
   const path = resolveSocketPath(options.socket);
   const reconnectMs = options.reconnectMs ?? RECONNECT_MS;
   let client = options.client;
   let lostSince: number | undefined;
-  let connectedAt = performance.now();
+  let connectedAt = steadyMs();
   let reason = 'the daemon closed the connection';
   try {
     for (;;) {
-      if (options.deadline !== undefined && performance.now() >= options.deadline) return { kind: 'timeout' };
+      if (options.deadline !== undefined && steadyMs() >= options.deadline) return { kind: 'timeout' };
       if (!client) {
         try {
           client = await DaemonClient.connect(path);
-          connectedAt = performance.now();
+          connectedAt = steadyMs();
         } catch (error) {
           if (!(error instanceof DaemonUnreachable)) throw error;
           reason = error.message.split('\n')[0] ?? error.message;
-          if (lostSince !== undefined && performance.now() - lostSince >= reconnectMs)
+          if (lostSince !== undefined && steadyMs() - lostSince >= reconnectMs)
             return { kind: 'lost', reason };
-          lostSince ??= performance.now();
+          lostSince ??= steadyMs();
           await sleep(RETRY_EVERY_MS);
           continue;
         }
@@ -73,8 +75,18 @@ export async function waitForSession(options: WaitOptions): Promise<WaitResult> 
       if (reply === 'timeout') return { kind: 'timeout' };
       // The client checked it against its table (reply-check.ts): a bare {"type":"outcome"}, or one of an
       // outcome this agentd does not know, came as a `bad_reply` error, which ends the wait below.
-      if (reply?.type === 'outcome' && reply.record.outcome !== undefined) {
-        return { kind: 'outcome', record: reply.record };
+      if (reply?.type === 'outcome') {
+        if (reply.record.outcome !== undefined) return { kind: 'outcome', record: reply.record };
+        // The protocol allows it (`logs` of a running session), but `wait` is answered only at the end:
+        // not a lost connection to look for the daemon again for a minute, but a reply to refuse.
+        return {
+          kind: 'error',
+          reply: {
+            type: 'error',
+            code: 'bad_reply',
+            message: `the daemon sent an outcome reply whose record has no outcome (session ${sessionId}, phase ${reply.record.phase}); is something other than agentd listening on the socket?`,
+          },
+        };
       }
       const retry =
         reply === undefined || (reply.type === 'error' && 'retryable' in reply && reply.retryable);
@@ -83,10 +95,10 @@ export async function waitForSession(options: WaitOptions): Promise<WaitResult> 
       client.close();
       client = undefined;
       // A connection that held for a while was a daemon that came back: a new loss gets the full time.
-      if (lostSince === undefined || performance.now() - connectedAt > 5 * RETRY_EVERY_MS) {
-        lostSince = performance.now();
+      if (lostSince === undefined || steadyMs() - connectedAt > 5 * RETRY_EVERY_MS) {
+        lostSince = steadyMs();
         options.onLost?.();
-      } else if (performance.now() - lostSince >= reconnectMs) {
+      } else if (steadyMs() - lostSince >= reconnectMs) {
         return { kind: 'lost', reason };
       }
       await sleep(RETRY_EVERY_MS);
@@ -110,7 +122,7 @@ async function waitOn(client: DaemonClient, options: WaitOptions): Promise<Reply
   for (;;) {
     const reply = await (options.deadline === undefined
       ? client.next()
-      : client.nextWithin(Math.max(1, options.deadline - performance.now())));
+      : client.nextWithin(Math.max(1, options.deadline - steadyMs())));
     if (reply !== 'timeout' && reply?.type === 'heartbeat') continue;
     if (reply !== 'timeout' && refusesHeartbeat(reply)) {
       // A daemon older than heartbeats: it is waited for without them, as before.

@@ -4,6 +4,7 @@ import { IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE, SESSION_ID_PATTERN } fro
 import { durationProblem } from '../duration.js';
 import { parseSince, SINCE_RULE } from '../sessions/history.js';
 import { workUnitProblem } from '../work-unit.js';
+import { SEQUENCE_NUMBER_PATTERN } from './sequence-number.js';
 
 /**
  * typanion validators for option values: clipanion runs them while it parses, and a value that fails
@@ -42,7 +43,7 @@ export const isSessionId = fromProblem((value) =>
 
 /** A line's sequence number (`seq`), 0 or more: where `logs --after` resumes. */
 export const isSequenceNumber = fromProblem((value) =>
-  /^(0|[1-9][0-9]{0,14})$/.test(value)
+  SEQUENCE_NUMBER_PATTERN.test(value)
     ? undefined
     : `${quoted(value)} is not a line number (the \`seq\` of a line of output: 0, 1, 2, ...)`,
 );

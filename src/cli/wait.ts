@@ -1,12 +1,8 @@
 import { Command, Option } from 'clipanion';
-import { parseDuration } from '../duration.js';
 import { ClientCommand } from './client-command.js';
-import { exitCodeForReply, failWith, printJson } from './client-io.js';
-import { EXIT, EXIT_CODE_MODES, exitCodeForRecord } from './exit-codes.js';
-import { outcomeJson, outcomeLine } from './format.js';
-import { waitForSession } from './session-wait.js';
-import { shownOn } from './terminal.js';
+import { EXIT_CODE_MODES } from './exit-codes.js';
 import { isDuration, isOneOf, isSessionId } from './validators.js';
+import { runWait } from './wait-run.js';
 
 export class WaitCommand extends ClientCommand {
   static override paths = [['wait']];
@@ -41,57 +37,16 @@ export class WaitCommand extends ClientCommand {
   });
 
   async execute(): Promise<number> {
-    const io = this.context;
-    const deadline =
-      this.timeout === undefined ? undefined : performance.now() + (parseDuration(this.timeout) ?? 0);
-    const client = await this.connect(this.json);
-    if (typeof client === 'number') return client;
-    const result = await waitForSession({
-      socket: this.socket,
-      sessionId: this.sessionId,
-      deadline,
-      client,
-      onLost: () =>
-        io.stderr.write(
-          `agentd: lost the connection to the daemon; session ${this.sessionId} goes on; waiting for the daemon to come back\n`,
-        ),
-    });
-    switch (result.kind) {
-      case 'outcome': {
-        const code = exitCodeForRecord(result.record, this.exitCode ?? 'outcome', this.strict);
-        if (this.json) printJson(io, outcomeJson(result.record, code));
-        else io.stdout.write(`${shownOn(io.stdout, outcomeLine(result.record))}\n`);
-        return code;
-      }
-      case 'error':
-        return failWith(
-          io,
-          this.json,
-          { error: result.reply.code, message: result.reply.message },
-          exitCodeForReply(result.reply),
-        );
-      case 'timeout':
-        return failWith(
-          io,
-          this.json,
-          {
-            error: 'still_running',
-            sessionId: this.sessionId,
-            message: `session ${this.sessionId} has not finished after ${this.timeout}; it goes on`,
-          },
-          EXIT.stillRunning,
-        );
-      case 'lost':
-        return failWith(
-          io,
-          this.json,
-          {
-            error: 'connection_lost',
-            sessionId: this.sessionId,
-            message: `no daemon came back (${result.reason}); session ${this.sessionId} may still run`,
-          },
-          EXIT.retry,
-        );
-    }
+    return runWait(
+      {
+        socket: this.socket,
+        sessionId: this.sessionId,
+        timeout: this.timeout,
+        json: this.json,
+        exitCode: this.exitCode ?? 'outcome',
+        strict: this.strict,
+      },
+      this.context,
+    );
   }
 }

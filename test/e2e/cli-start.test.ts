@@ -17,6 +17,12 @@ const ROOT = join(import.meta.dirname, '..', '..');
 const BIN = join(ROOT, 'bin', 'agentd');
 const INDEX = join(ROOT, 'dist', 'cli', 'index.js');
 const ID = '0123456789abcdef';
+/** A session the fake daemon keeps no record of (unknown_session, exit 6). */
+const UNKNOWN = 'fedcba9876543210';
+/** A session that runs on: a `wait` is never answered. */
+const RUNNING = '1111111111111111';
+/** A `wait` answered with an outcome reply whose record has no outcome. */
+const NO_OUTCOME = '2222222222222222';
 const AT = '2026-01-01T00:00:00.000Z';
 const RECORD = {
   version: 1,
@@ -47,34 +53,73 @@ beforeAll(async () => {
       text += chunk.toString();
       const end = text.indexOf('\n');
       if (end < 0) return;
-      const request = JSON.parse(text.slice(0, end)) as { type: string; id?: string };
+      const request = JSON.parse(text.slice(0, end)) as { type: string; id?: string; sessionId?: string };
       const base = { v: 2, ...(request.id === undefined ? {} : { id: request.id }) };
+      if (request.type === 'wait' && request.sessionId === RUNNING) return;
+      const unknown = {
+        type: 'error',
+        code: 'unknown_session',
+        message: `no session ${request.sessionId}`,
+        problems: [],
+        retryable: false,
+      };
+      const known = request.sessionId === ID;
+      const outcome = { type: 'outcome', sessionId: ID, agent: 'demo', outcome: 'failed', record: RECORD };
+      const line = { type: 'output', sessionId: ID, stream: 'stdout', time: AT };
       const replies: object[] =
-        request.type === 'trigger'
+        request.type === 'wait' && request.sessionId === NO_OUTCOME
           ? [
-              { type: 'accepted', sessionId: ID, queued: false, position: 0 },
-              { type: 'phase', sessionId: ID, agent: 'demo', phase: 'running' },
-              { type: 'outcome', sessionId: ID, agent: 'demo', outcome: 'failed', record: RECORD },
+              {
+                type: 'outcome',
+                sessionId: NO_OUTCOME,
+                record: { ...RECORD, id: NO_OUTCOME, phase: 'running', outcome: undefined },
+              },
             ]
-          : request.type === 'status'
-            ? [
-                {
-                  type: 'status',
-                  state: 'ready',
-                  pid: 1,
-                  version: '0.0.0',
-                  instanceId: 'i',
-                  socket,
-                  uptimeMs: 1000,
-                  maxSessions: 4,
-                  running: [],
-                  queued: [],
-                  recent: [RECORD],
-                },
-              ]
-            : request.type === 'history'
-              ? [{ type: 'history', sessions: [RECORD, RECORD], more: 0 }]
-              : [{ type: 'error', code: 'not_found', message: `no session ${ID}` }];
+          : ['wait', 'show', 'cancel', 'logs'].includes(request.type) && !known
+            ? [unknown]
+            : request.type === 'wait'
+              ? [{ type: 'heartbeat' }, outcome]
+              : request.type === 'show'
+                ? [{ type: 'session', sessionId: ID, record: RECORD }]
+                : request.type === 'cancel'
+                  ? [{ type: 'cancelling', sessionId: ID, wasQueued: false }]
+                  : request.type === 'logs'
+                    ? [
+                        { ...line, seq: 1, line: 'one' },
+                        { ...line, seq: 2, line: 'two', stream: 'stderr' },
+                        outcome,
+                      ]
+                    : request.type === 'trigger'
+                      ? [
+                          { type: 'accepted', sessionId: ID, queued: false, position: 0 },
+                          { type: 'phase', sessionId: ID, agent: 'demo', phase: 'running' },
+                          {
+                            type: 'outcome',
+                            sessionId: ID,
+                            agent: 'demo',
+                            outcome: 'failed',
+                            record: RECORD,
+                          },
+                        ]
+                      : request.type === 'status'
+                        ? [
+                            {
+                              type: 'status',
+                              state: 'ready',
+                              pid: 1,
+                              version: '0.0.0',
+                              instanceId: 'i',
+                              socket,
+                              uptimeMs: 1000,
+                              maxSessions: 4,
+                              running: [],
+                              queued: [],
+                              recent: [RECORD],
+                            },
+                          ]
+                        : request.type === 'history'
+                          ? [{ type: 'history', sessions: [RECORD, RECORD], more: 0 }]
+                          : [{ type: 'error', code: 'not_found', message: `no session ${ID}` }];
       connection.end(replies.map((reply) => `${JSON.stringify({ ...base, ...reply })}\n`).join(''));
     });
   });
@@ -133,16 +178,26 @@ describe('bin/agentd: the quick path in one file', () => {
     expect(help.stderr).toMatch(/Cannot find module '.*dist\/cli\/cli\.js'/);
   });
 
-  it('loads no ES module and no perf_hooks for a plain trigger or status', async () => {
+  it('loads no ES module and no perf_hooks for a plain trigger, status, wait, show, cancel or logs', async () => {
     const dir = makeTempDir('agentd-e2e-start-loads-');
     const preload = join(dir, 'loads.cjs');
     writeFileSync(
       preload,
       `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(join(dir, 'loads.json'))}, JSON.stringify({ builtins: process.moduleLoadList, files: Object.keys(require.cache) })));\n`,
     );
-    for (const args of [['trigger', 'demo', '--quiet'], ['status']]) {
+    for (const args of [
+      ['trigger', 'demo', '--quiet'],
+      ['status'],
+      ['wait', ID],
+      ['show', ID, '--json'],
+      ['cancel', ID],
+      ['logs', ID],
+    ]) {
       const result = await run(BIN, args, { NODE_OPTIONS: `--require ${preload}` });
-      expect(result.stderr, args.join(' ')).toBe('');
+      // logs prints the session's stderr and its outcome line there.
+      expect(result.stderr, args.join(' ')).toMatch(
+        args[0] === 'logs' ? /^two\nsession 0123456789abcdef failed.*\n$/ : /^$/,
+      );
       const loads = JSON.parse(readFileSync(join(dir, 'loads.json'), 'utf8')) as {
         builtins: string[];
         files: string[];
@@ -170,6 +225,9 @@ describe('bin/agentd: the quick path in one file', () => {
       ['status', '--json', '--bogus'],
       ['history'],
       ['history', '--limit', '0'],
+      // Without the session id (clipanion words the error by the command line: not in the list below).
+      ['wait'],
+      ['cancel', '--json'],
       ['show', ID],
       ['show', ID, '--json'],
       ['--version'],
@@ -186,7 +244,15 @@ describe('bin/agentd: the quick path in one file', () => {
     }
     // And without a daemon: the same message and exit code (69).
     const none = join(makeTempDir('agentd-e2e-start-none-'), 'none.sock');
-    for (const args of [['trigger', 'demo', '--quiet'], ['status', '--json'], ['history']]) {
+    for (const args of [
+      ['trigger', 'demo', '--quiet'],
+      ['status', '--json'],
+      ['history'],
+      ['wait', ID, '--json'],
+      ['show', ID],
+      ['cancel', ID, '--json'],
+      ['logs', ID],
+    ]) {
       const [bin, index] = await Promise.all([
         run(BIN, args, { AGENTD_SOCKET: none }),
         run(INDEX, args, { AGENTD_SOCKET: none }),
@@ -195,4 +261,64 @@ describe('bin/agentd: the quick path in one file', () => {
       expect(bin, args.join(' ')).toEqual(index);
     }
   });
+
+  it('answers wait, show, cancel and logs as their clipanion commands do, errors included', async () => {
+    // `--socket=PATH` is a form the quick path leaves to clipanion: dist/cli/index.js runs the clipanion
+    // command, bin/agentd (given `--socket PATH`) the quick path wherever it takes the line.
+    const lines = [
+      ['wait', ID],
+      ['wait', ID, '--json'],
+      ['wait', ID, '--exit-code', 'command'],
+      ['wait', ID, '--strict', '--timeout', '10m'],
+      ['wait', UNKNOWN],
+      ['wait', UNKNOWN, '--json'],
+      ['wait', RUNNING, '--timeout', '1s'],
+      ['wait', RUNNING, '--json', '--timeout', '1s'],
+      ['wait', NO_OUTCOME],
+      ['wait', NO_OUTCOME, '--json'],
+      ['wait', ID, '--timeout', 'soon'],
+      ['wait', ID, '--timeout', 'soon', '--json'],
+      ['wait', ID, '--exit-code', 'banana'],
+      ['wait', 'not-an-id'],
+      ['wait', ID, '--bogus'],
+      ['show', ID],
+      ['show', ID, '--json'],
+      ['show', UNKNOWN],
+      ['show', UNKNOWN, '--json'],
+      ['show', ID.toUpperCase(), '--json'],
+      ['show', ID, ID],
+      ['cancel', ID],
+      ['cancel', ID, '--json'],
+      ['cancel', UNKNOWN, '--json'],
+      ['logs', ID],
+      ['logs', ID, '--json'],
+      ['logs', ID, '--raw', '--after', '1'],
+      ['logs', ID, '-f'],
+      ['logs', ID, '--after', '-1'],
+      ['logs', UNKNOWN, '--json'],
+    ];
+    for (const args of lines) {
+      {
+        const started = Date.now();
+        const [bin, index] = await Promise.all([
+          run(BIN, [...args, '--socket', socket]),
+          run(INDEX, [...args, `--socket=${socket}`]),
+        ]);
+        expect(bin, args.join(' ')).toEqual(index);
+        if (args[1] === NO_OUTCOME) {
+          // Refused at once as bad_reply (4): not taken for a lost daemon and looked for again for a minute.
+          expect(bin.code).toBe(4);
+          expect(bin.stderr).toMatch(/^agentd: the daemon sent an outcome reply whose record has no outcome/);
+          expect(Date.now() - started).toBeLessThan(20_000);
+        }
+      }
+    }
+    const codes = async (args: string[]) => (await run(BIN, [...args, '--socket', socket])).code;
+    expect(await codes(['wait', ID])).toBe(1);
+    expect(await codes(['wait', UNKNOWN])).toBe(6);
+    expect(await codes(['wait', RUNNING, '--timeout', '1s'])).toBe(7);
+    expect(await codes(['wait', ID, '--timeout', 'soon'])).toBe(2);
+    expect(await codes(['show', UNKNOWN])).toBe(6);
+    expect(await codes(['cancel', ID])).toBe(0);
+  }, 180_000);
 });

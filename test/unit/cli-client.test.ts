@@ -118,6 +118,21 @@ describe('the CLI client when the daemon resets the connection', () => {
     expect(lost).toBe(1);
   });
 
+  it('wait ends with bad_reply at once on an outcome reply whose record has no outcome', async () => {
+    const daemon = await fakeDaemon();
+    const result = waitForSession({ socket: daemon.path, sessionId: ID });
+    const { outcome: _outcome, ...running } = RECORD;
+    answer(await daemon.next(), [
+      { type: 'outcome', sessionId: ID, record: { ...running, phase: 'running' } },
+    ]);
+    // Before, it was taken for a lost connection: the wait looked for the daemon again for 60 s.
+    expect(await Promise.race([result, sleep(2000).then(() => 'still waiting')])).toMatchObject({
+      kind: 'error',
+      reply: { code: 'bad_reply' },
+    });
+    expect(daemon.connections).toHaveLength(1);
+  });
+
   it('a follow resumes after the last line it showed once a reset daemon answers again', async () => {
     const daemon = await fakeDaemon();
     const client = await DaemonClient.connect(daemon.path);

@@ -1,5 +1,6 @@
 /**
- * The quick path (src/cli/quick.ts) runs plain `status` and `trigger` without loading clipanion. Its
+ * The quick path (src/cli/quick.ts) runs plain `status`, `trigger`, `history`, `wait`, `show`, `cancel`
+ * and `logs` without loading clipanion. Its
  * table is written by hand, so this test derives the same table from the clipanion commands and parses
  * every documented command line, and many that are not, both ways: where the quick path takes a line,
  * clipanion must take it too and set every field alike; where clipanion refuses one, the quick path
@@ -18,6 +19,7 @@ const GOOD_VALUES: Record<string, string> = {
   '--limit': '20',
   '--log-format': 'pretty',
   '--log-level': 'debug',
+  '--after': '1200',
 };
 const NOT_FIELDS = new Set(['context', 'cli', 'help', 'path']);
 
@@ -45,7 +47,10 @@ function derivedSpec(cli: Cli, name: string): QuickSpec {
   const definition = definitionOf(cli, name);
   const positionalTokens = definition.usage.split(' ').filter((t) => /^[<[][a-z-]+[>\]]$/.test(t));
   const required = positionalTokens.filter((t) => t.startsWith('<')).length;
-  const values = positionalTokens.map((_, i) => `POSITIONAL${i}`);
+  // A session id must look like one (its validator refuses others): 16 hex digits, told apart by the last.
+  const values = positionalTokens.map((token, i) =>
+    token === '<session-id>' ? `${'0'.repeat(15)}${i}` : `POSITIONAL${i}`,
+  );
   const all = parse(cli, [name, ...values]);
   if (!all) throw new Error(`${name} does not take ${positionalTokens.length} positionals`);
   const positionals = values.map((v) => Object.keys(all).find((key) => all[key] === v) as string);
@@ -69,7 +74,13 @@ function derivedSpec(cli: Cli, name: string): QuickSpec {
 /** Command lines worth comparing: the documented ones, and forms around each option. */
 function commandLines(cli: Cli, name: string): string[][] {
   const definition = definitionOf(cli, name);
-  const documented = (definition.examples ?? []).map(([, line]) => line.replace(/^agentd /, '').split(' '));
+  const documented = (definition.examples ?? []).map(
+    ([, line]) =>
+      line
+        .replace(/^agentd /, '')
+        .split(' | ')[0]
+        ?.split(' ') ?? [],
+  );
   const spec = QUICK_SPECS[name] as QuickSpec;
   const tokens = [
     ...Object.keys(spec.flags),
@@ -81,6 +92,7 @@ function commandLines(cli: Cli, name: string): string[][] {
       o,
     ]),
     'demo',
+    '3f9c2a71b0d4e812',
     'git://h/r.git',
     'third',
     '--bogus',
@@ -105,7 +117,11 @@ describe.each(COMMANDS)('the quick path of %s', (name) => {
   it('runs every documented command line', async () => {
     const cli = await buildCli(name);
     for (const [, line] of definitionOf(cli, name).examples ?? []) {
-      const argv = line.replace(/^agentd /, '').split(' ');
+      const argv =
+        line
+          .replace(/^agentd /, '')
+          .split(' | ')[0]
+          ?.split(' ') ?? [];
       const slow = argv.some((token) =>
         LEFT_TO_CLIPANION[name]?.some((option) => token === option || token.startsWith(`${option}=`)),
       );
@@ -131,7 +147,8 @@ describe.each(COMMANDS)('the quick path of %s', (name) => {
       const got = Object.fromEntries(Object.keys(theirs).map((key) => [key, mine.values[key]]));
       expect(got, argv.join(' ')).toEqual(expected);
     }
-    expect(quick, 'command lines the quick path took').toBeGreaterThan(10);
+    // show and cancel have two options: fewer forms to take.
+    expect(quick, 'command lines the quick path took').toBeGreaterThan(5);
   });
 });
 
@@ -158,7 +175,12 @@ describe('parseQuick', () => {
       [],
       ['start', '--inspect'],
       ['start', '--log-level', 'loud'],
-      ['logs', '0123456789abcdef'],
+      ['logs', '0123456789abcdef', '--after', '-1'],
+      ['logs', '0123456789abcdef', '--after', '01'],
+      ['wait', '0123456789ABCDEF'],
+      ['wait', '0123456789abcdef', '--timeout', 'soon'],
+      ['show'],
+      ['cancel', '0123456789abcdef', 'more'],
       ['toString'],
       ['status', 'constructor'],
       ['status', '--socket', '--json'],

@@ -3,7 +3,7 @@
  * only links and special files.
  */
 import { describe, expect, it } from 'vitest';
-import { outputText } from '../../src/cli/show.js';
+import { outputText } from '../../src/cli/show-run.js';
 import type { SessionRecord } from '../../src/sessions/records.js';
 
 const at = '2026-12-06T00:00:00.000Z';

@@ -4,7 +4,7 @@
  * with indexOf for each one (36,000 such agents read 648 million entries, 0.3 s).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { zoneWarnings } from '../../src/cli/validate.js';
+import { zoneWarnings } from '../../src/cli/validate-run.js';
 import type { AgentConfig } from '../../src/config/types.js';
 
 const savedTz = process.env.TZ;
