@@ -3,7 +3,9 @@
 // one value, the setup marker looked for; whole lines at once where the build can) -> SessionLog (the
 // default 1 MiB bound), a chunk a turn as the reader takes them, as fast as the log
 // takes them; prints the process's CPU per MB. DIST (default ./dist) lets two builds be compared.
-// BENCH_OUTPUT_TEXT=log prints log-like lines instead (below).
+// BENCH_OUTPUT_TEXT=log prints log-like lines instead (below); BENCH_OUTPUT_TEXT=flood:KIND masks a
+// PEM key, a JSON service account file and a token instead, in 60 KB lines of KIND (a worst case of
+// bench/lib/mask-flood-lines.mjs, or `random`, `base64`).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -19,8 +21,14 @@ const mb = Number(process.env.BENCH_OUTPUT_MB ?? 50);
 const dir = mkdtempSync(join(tmpdir(), 'agentd-output-path-'));
 // BENCH_OUTPUT_TEXT=log: log-like lines of varied characters instead of the benchmark's `x`s (what a
 // search of the text for the masked forms costs depends on which bytes are common in it).
-const chunk =
-  process.env.BENCH_OUTPUT_TEXT === 'log'
+const flood = process.env.BENCH_OUTPUT_TEXT?.startsWith('flood:')
+  ? await import('./lib/mask-flood-lines.mjs')
+  : undefined;
+const values = flood ? flood.credentials() : ['bench-token-value-1234'];
+const masker = createMasker(values);
+const chunk = flood
+  ? Buffer.from(`${flood.floodLines(values, masker.forms)[process.env.BENCH_OUTPUT_TEXT.slice(6)]}\n`)
+  : process.env.BENCH_OUTPUT_TEXT === 'log'
     ? Buffer.from(
         Array.from(
           { length: 560 },
@@ -35,7 +43,7 @@ const wall = performance.now();
 try {
   const out = new SessionOutput(
     { logFile: join(dir, 'session.log'), logMaxBytes: 1_048_576, onLine: () => {} },
-    createMasker(['bench-token-value-1234']),
+    masker,
   );
   out.setMarker(marker);
   let drained = () => {};

@@ -82,11 +82,25 @@ export function percentDecoded(line: string, plusIsSpace: boolean): LineView | u
 
 function decodeRun(run: string): string {
   if (run === '+') return ' ';
-  // Most escapes in output are one ASCII character (%20, %2F): no buffer for those.
-  if (run.length === 3 && run.charCodeAt(1) < 0x38)
-    return String.fromCharCode(Number.parseInt(run.slice(1), 16));
+  // Most escapes in output are ASCII (%20, %2F, a run such as %41%42): no buffer for those (a line of
+  // short ASCII runs made a buffer, a hex decode and a UTF-8 check for each).
+  let ascii = '';
+  for (let at = 0; at < run.length; at += 3) {
+    const high = hexDigit(run.charCodeAt(at + 1));
+    if (high >= 8) {
+      ascii = '';
+      break;
+    }
+    ascii += String.fromCharCode((high << 4) | hexDigit(run.charCodeAt(at + 2)));
+  }
+  if (ascii !== '') return ascii;
   const bytes = Buffer.from(run.replaceAll('%', ''), 'hex');
   return bytes.toString(isUtf8(bytes) ? 'utf8' : 'latin1');
+}
+
+/** The value of a hex digit's character code (one PERCENT_ESCAPE has matched). */
+function hexDigit(code: number): number {
+  return code <= 0x39 ? code - 0x30 : (code | 0x20) - 0x57;
 }
 
 /**

@@ -310,14 +310,10 @@ function* assembleSteps(
   // Thousands of forms (a long value's wrapped base64) are looked for in one pass of the line, where a
   // search each cost every line of output 200 µs with a 100 KB value.
   if (large) yield;
-  const indexed = plain.length > INDEXED_FROM ? new FormIndex(plain) : undefined;
+  const indexed = plain.length > INDEXED_FROM ? new FormIndex(plain, escaped) : undefined;
   // What the caller builds of the masker (a search of its forms) is a step of its own.
   if (large) yield;
   const findAll = (needles: string[], text: string, spans: Span[], view?: LineView): void => {
-    if (needles === plain && indexed) {
-      indexed.findAll(text, (at, end) => spans.push(view ? view.source(at, end) : [at, end]));
-      return;
-    }
     for (const needle of needles) {
       // Every occurrence, overlapping ones too (a value of `aaaa` in `aaaaaa`).
       for (let at = text.indexOf(needle); at !== -1; at = text.indexOf(needle, at + 1)) {
@@ -327,8 +323,13 @@ function* assembleSteps(
     }
   };
   const find = (text: string, spans: Span[], view?: LineView): void => {
+    const backslash = escaped.length > 0 && text.includes('\\');
+    if (indexed) {
+      indexed.findAll(text, backslash, (at, end) => spans.push(view ? view.source(at, end) : [at, end]));
+      return;
+    }
     findAll(plain, text, spans, view);
-    if (escaped.length > 0 && text.includes('\\')) findAll(escaped, text, spans, view);
+    if (backslash) findAll(escaped, text, spans, view);
   };
   const spansOf = (line: string): Span[] => {
     const spans: Span[] = [];
@@ -417,37 +418,118 @@ const INDEXED_FROM = 64;
 
 /**
  * Forms (each at least MIN_MASKED_LENGTH characters) found in a text in one pass: each position's
- * first 4 characters, hashed, are looked up in a table, and only where one of the forms starts so are
- * they compared. Every occurrence, overlapping ones too, as a search of each would find.
+ * first 4 characters, as a key rolled on from the position before, are looked up in a table, and only
+ * where one of the forms starts so are they compared. Every occurrence, overlapping ones too, as a search of each would find. The escaped
+ * forms (with a backslash) are in the same index, found only when asked for (a text with a
+ * backslash): one pass of a line for all of them, where a native search each cost every view of a
+ * line with a backslash one pass of it per escaped form (19 for a PEM key, its JSON file and a token).
+ *
+ * The forms of one key are compared as a sorted list with the length each shares with the one before
+ * it: what a text matched of one form says, without comparing, how far it matches the next, so a
+ * position costs at most one comparison of the longest form's characters. Many forms share a long
+ * start (a PEM key's armour and its JSON, shell and repr escapings): a line of that start repeated
+ * made a comparison of each of them at every place it starts.
  */
 class FormIndex {
-  private readonly table = new Uint8Array(1 << 20);
-  private readonly byKey = new Map<number, string[]>();
+  /** A bit of each key some form starts with: 128 KiB, which a CPU's cache holds (a byte each did not). */
+  private readonly table = new Int32Array((1 << 20) >>> 5);
+  private readonly byKey = new Map<number, KeyForms>();
 
-  constructor(forms: readonly string[]) {
-    for (const form of forms) {
-      const key = FormIndex.key(form, 0);
-      this.table[key] = 1;
-      const list = this.byKey.get(key) ?? [];
-      list.push(form);
-      this.byKey.set(key, list);
+  constructor(plain: readonly string[], escaped: readonly string[]) {
+    const lists = new Map<number, { form: string; escaped: boolean }[]>();
+    for (const [forms, isEscaped] of [
+      [plain, false],
+      [escaped, true],
+    ] as const) {
+      for (const form of forms) {
+        const key = FormIndex.key(form, 0);
+        this.table[key >>> 5] = (this.table[key >>> 5] as number) | (1 << (key & 31));
+        const list = lists.get(key) ?? [];
+        list.push({ form, escaped: isEscaped });
+        lists.set(key, list);
+      }
     }
+    for (const [key, list] of lists) {
+      // In code-unit order, as the comparisons below read characters.
+      list.sort((x, y) => (x.form < y.form ? -1 : x.form > y.form ? 1 : 0));
+      const shared = new Int32Array(list.length);
+      for (let i = 1; i < list.length; i++) {
+        const [x, y] = [(list[i - 1] as { form: string }).form, (list[i] as { form: string }).form];
+        let n = 0;
+        while (n < x.length && n < y.length && x.charCodeAt(n) === y.charCodeAt(n)) n++;
+        shared[i] = n;
+      }
+      this.byKey.set(key, {
+        forms: list.map((entry) => entry.form),
+        escaped: Uint8Array.from(list, (entry) => (entry.escaped ? 1 : 0)),
+        shared,
+      });
+    }
+  }
+
+  /**
+   * A key of 4 characters: 5 bits of each (its low ones, where ASCII letters, digits and punctuation
+   * differ most), so that a text's keys roll on by one shift a character.
+   */
+  private static roll(key: number, code: number): number {
+    return ((key << 5) | (code & 0x1f)) & 0xfffff;
   }
 
   private static key(text: string, at: number): number {
-    let h = 0;
-    for (let i = 0; i < MIN_MASKED_LENGTH; i++) h = Math.imul(h ^ text.charCodeAt(at + i), 0x01000193);
-    return (h >>> 12) & 0xfffff;
+    let key = 0;
+    for (let i = 0; i < MIN_MASKED_LENGTH; i++) key = FormIndex.roll(key, text.charCodeAt(at + i));
+    return key;
   }
 
-  findAll(text: string, found: (start: number, end: number) => void): void {
+  findAll(text: string, escaped: boolean, found: (start: number, end: number) => void): void {
+    if (text.length < MIN_MASKED_LENGTH) return;
+    // The key of the 4 characters before `at + 3`, rolled on by one character a position.
+    let key = 0;
+    for (let i = 0; i < MIN_MASKED_LENGTH - 1; i++) key = FormIndex.roll(key, text.charCodeAt(i));
     for (let at = 0; at + MIN_MASKED_LENGTH <= text.length; at++) {
-      const key = FormIndex.key(text, at);
-      if (this.table[key] === 0) continue;
-      for (const form of this.byKey.get(key) ?? [])
-        if (text.startsWith(form, at)) found(at, at + form.length);
+      key = FormIndex.roll(key, text.charCodeAt(at + MIN_MASKED_LENGTH - 1));
+      if (((this.table[key >>> 5] as number) & (1 << (key & 31))) === 0) continue;
+      const list = this.byKey.get(key);
+      if (list !== undefined) FormIndex.match(list, text, at, escaped, found);
     }
   }
+
+  /**
+   * The forms of a list found at text[at]. `matched` is how many characters of the form before the
+   * text has: the next form shares `shared` with it, so if that is more, it has what the text does
+   * not where the one before stopped matching; if less, it (and every form after it, which sorts
+   * after the text there) differs from the text where it leaves the one before.
+   */
+  private static match(
+    list: KeyForms,
+    text: string,
+    at: number,
+    escaped: boolean,
+    found: (start: number, end: number) => void,
+  ): void {
+    const { forms, shared } = list;
+    const room = text.length - at;
+    let matched = 0;
+    for (let i = 0; i < forms.length; i++) {
+      if (i > 0) {
+        const common = shared[i] as number;
+        if (common < matched) return;
+        if (common > matched) continue;
+      }
+      const form = forms[i] as string;
+      const most = Math.min(form.length, room);
+      while (matched < most && text.charCodeAt(at + matched) === form.charCodeAt(matched)) matched++;
+      if (matched === form.length && (escaped || list.escaped[i] === 0)) found(at, at + form.length);
+    }
+  }
+}
+
+/** The forms of one key of a FormIndex, sorted, with what each shares with the one before it. */
+interface KeyForms {
+  readonly forms: readonly string[];
+  /** Of each form, 1 if it has a backslash (looked for only in a text with one). */
+  readonly escaped: Uint8Array;
+  readonly shared: Int32Array;
 }
 
 /** A view of a view's text, as a view of the line. */
