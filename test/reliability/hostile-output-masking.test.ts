@@ -85,7 +85,7 @@ function floodScript(hostile: boolean): string {
 }
 
 describe('hostile output against the masker', () => {
-  it('lines dense in percent escapes, escape sequences and credential prefixes cost the daemon no more than twice random text per MB, status stays fast, nothing leaks', {
+  it('lines dense in percent escapes, escape sequences and credential prefixes cost the daemon less than 2.6 times random text per MB (3.4 before the masker's index), status stays fast, nothing leaks', {
     timeout: 60_000,
   }, async () => {
     const dir = makeTempDir('agentd-rel-maskflood-');
@@ -152,7 +152,9 @@ describe('hostile output against the masker', () => {
     expect(
       hostile.cpuPerMb,
       `daemon CPU per MB of hostile lines; random base64 lines ${random.cpuPerMb.toFixed(0)} ms/MB`,
-    ).toBeLessThan(2 * random.cpuPerMb);
+      // 1.8x measured after 9793c31, 3.4x before it: the bound sits between, with room for the load of a
+      // shared machine (the two runs are one after the other, not interleaved).
+    ).toBeLessThan(2.6 * random.cpuPerMb);
     const [mine = [], beside = []] = hostile.latencies;
     expect(
       percentile(mine, 50),
