@@ -85,7 +85,7 @@ function floodScript(hostile: boolean): string {
 }
 
 describe('hostile output against the masker', () => {
-  it('lines dense in percent escapes, escape sequences and credential prefixes cost the daemon less than 2.6 times random text per MB (3.4 before the masker's index), status stays fast, nothing leaks', {
+  it('lines dense in percent escapes, escape sequences and credential prefixes cost the daemon less than 2.6 times random text per MB (3.4 before the change to the masker), status stays fast, nothing leaks', {
     timeout: 60_000,
   }, async () => {
     const dir = makeTempDir('agentd-rel-maskflood-');
