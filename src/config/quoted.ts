@@ -25,7 +25,10 @@ export function hiddenValue(length: number, what = 'the value'): string {
 }
 
 /** Separators within a value: a path's slashes, a URL's punctuation, spaces, quotes and brackets. */
-const SEPARATORS = /[\s/\\:@,;=?&#%"'`()[\]{}<>|!*$^]+/;
+const SEPARATOR_CHARS = '\\s/\\\\:@,;=?&#%"\'`()[\\]{}<>|!*$^';
+const SEPARATORS = new RegExp(`[${SEPARATOR_CHARS}]+`);
+/** The pieces between them, as a match (hideSecretParts). */
+const PIECES = new RegExp(`[^${SEPARATOR_CHARS}]+`, 'g');
 
 /**
  * A text that looks like a credential value rather than a name, path or word, by how tokens are made:
@@ -42,15 +45,14 @@ const SEPARATORS = /[\s/\\:@,;=?&#%"'`()[\]{}<>|!*$^]+/;
  */
 export function looksLikeSecret(text: string): boolean {
   if (/[\r\n]/.test(text) || text.includes('-----BEGIN') || /^\s*\{\s*"/.test(text)) return true;
-  if (
-    text.length >= 32 &&
-    /^[A-Za-z0-9+/=_-]+$/.test(text) &&
-    !/^[/.~]/.test(text) &&
-    mixedCaseWithDigit(text)
-  ) {
-    return true;
-  }
-  return text.split(SEPARATORS).some(pieceLooksSecret);
+  return base64LooksSecret(text) || text.split(SEPARATORS).some(pieceLooksSecret);
+}
+
+/** 32 characters or more of the base64 alphabet alone, not starting as a path does, mixed case and digits. */
+function base64LooksSecret(text: string): boolean {
+  return (
+    text.length >= 32 && /^[A-Za-z0-9+/=_-]+$/.test(text) && !/^[/.~]/.test(text) && mixedCaseWithDigit(text)
+  );
 }
 
 /** A piece between separators that looks like a token (looksLikeSecret's first two rules). */
@@ -78,19 +80,10 @@ export function hideSecretParts(text: string): string {
   return text.replace(/[^\s"'`]+/g, (word) => {
     const flag = /^(-{1,2}[A-Za-z0-9_.-]+=)(.+)$/.exec(word);
     const [prefix, rest] = flag ? [flag[1] ?? '', flag[2] ?? ''] : ['', word];
-    if (
-      rest.length >= 32 &&
-      /^[A-Za-z0-9+/=_-]+$/.test(rest) &&
-      !/^[/.~]/.test(rest) &&
-      mixedCaseWithDigit(rest)
-    )
-      return `${prefix}${HIDDEN_PART}`;
+    if (base64LooksSecret(rest)) return `${prefix}${HIDDEN_PART}`;
     return prefix + rest.replace(PIECES, (piece) => (pieceLooksSecret(piece) ? HIDDEN_PART : piece));
   });
 }
-
-/** The pieces SEPARATORS leaves (the same characters, as a match). */
-const PIECES = /[^\s/\\:@,;=?&#%"'`()[\]{}<>|!*$^]+/g;
 
 function mixedCaseWithDigit(text: string): boolean {
   return /[a-z]/.test(text) && /[A-Z]/.test(text) && /[0-9]/.test(text);
