@@ -7,6 +7,7 @@ import {
   inputFileName,
   LIMIT_RULE,
 } from '../protocol/messages.js';
+import { DAEMON_STATES } from '../protocol/public-state.js';
 import { reloadReplySchema, replySchema } from '../protocol/replies.js';
 import { OUTPUT_STREAMS } from '../protocol/values.js';
 import { triggerFieldsSchema } from '../sessions/check-trigger.js';
@@ -54,8 +55,8 @@ export const healthSchema = z.object({
 });
 export const readySchema = z.object({
   status: z.enum(['ready', 'not_ready']),
-  /** The daemon machine's state, e.g. `ready`, `degraded`, `reconciling`. */
-  state: z.string(),
+  /** The daemon machine's state as clients see it (`ready`, `degraded`, `opening`, `shutdown.draining`, `failed`). */
+  state: z.enum(DAEMON_STATES),
   /** Why it is not ready. */
   reason: z.string().optional(),
 });
@@ -177,5 +178,5 @@ export const shutdownSchema = z.object({
   /** What was asked for. */
   mode: z.enum(SHUTDOWN_MODES),
   /** The daemon's state once it took the shutdown: `shutdown.draining` (it exits once nothing runs). */
-  state: z.string(),
+  state: z.enum(DAEMON_STATES),
 });
