@@ -97,17 +97,31 @@ async function checkSource(
       ...(judge(value) ?? { status: 'ok', message: `${source.raw} resolves (the value is not shown)` }),
     };
   } catch (error) {
-    return {
-      check,
-      status: 'fail',
-      message: errorMessage(error).replace(/^credential [^:]+: /, ''),
-      fix:
-        refusalFix(error) ??
-        (source.kind === 'env'
-          ? unsetVariableFix(source.name, 'systemd: EnvironmentFile=')
-          : `Create ${source.path}, readable by the daemon's user (mode 0600)`),
-    };
+    return unresolvedSource(check, source, error, 'systemd: EnvironmentFile=');
   }
+}
+
+/**
+ * A check of a credential source that did not resolve: the resolver's error without its own
+ * `credential NAME: ` (the check names it), and the fix; `envHint` says where the daemon's
+ * environment is set (for a variable that is not).
+ */
+export function unresolvedSource(
+  check: string,
+  source: CredentialSource,
+  error: unknown,
+  envHint: string,
+): CheckResult {
+  return {
+    check,
+    status: 'fail',
+    message: errorMessage(error).replace(/^credential [^:]+: /, ''),
+    fix:
+      refusalFix(error) ??
+      (source.kind === 'env'
+        ? unsetVariableFix(source.name, envHint)
+        : `Create ${source.path}, readable by the daemon's user (mode 0600)`),
+  };
 }
 
 function checkTls(tls: { cert: string; key: string }): CheckResult {

@@ -1,7 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
-import { refusalFix, resolveCredentials, unsetVariableFix } from '../adapters/credentials.js';
+import { refusalFix, resolveCredentials } from '../adapters/credentials.js';
 import {
   type CgroupVersion,
   cgroupVersion,
@@ -31,7 +31,7 @@ import { AgentdError, errorMessage } from '../errors.js';
 import { packageFile } from '../package-files.js';
 import { outputArchiveLimit } from '../sessions/run-plan.js';
 import type { CheckResult } from './check-result.js';
-import { checkHttpAndNotify } from './preflight-http.js';
+import { checkHttpAndNotify, unresolvedSource } from './preflight-http.js';
 
 /**
  * The checks behind `agentd doctor`, and the cheap part of them that `agentd start` logs as warnings:
@@ -628,17 +628,9 @@ async function checkCredentials(agents: AgentConfig[], env: NodeJS.ProcessEnv): 
         else
           results.push({ check, status: 'ok', message: `${source.raw} resolves (the value is not shown)` });
       } catch (error) {
-        results.push({
-          check,
-          status: 'fail',
-          // The check already names the credential.
-          message: errorMessage(error).replace(/^credential [^:]+: /, ''),
-          fix:
-            refusalFix(error) ??
-            (source.kind === 'env'
-              ? unsetVariableFix(source.name, 'systemd: EnvironmentFile=, e.g. /etc/agentd/agentd.env')
-              : `Create ${source.path}, readable by the daemon's user (mode 0600)`),
-        });
+        results.push(
+          unresolvedSource(check, source, error, 'systemd: EnvironmentFile=, e.g. /etc/agentd/agentd.env'),
+        );
       }
     }
     // Each resolves alone; together they may not fit in the command's environment (resolveCredentials
