@@ -5,7 +5,6 @@
  * credential value, no webhook query or token-like part of its URL, only each source's kind and name.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { renderAgent } from '../../src/cli/agents.js';
@@ -16,13 +15,10 @@ import { parseConfig } from '../../src/config/load.js';
 import type { Settings } from '../../src/config/types.js';
 import { type AgentView, agentViewSchema, describeAgent } from '../../src/sessions/agent-view.js';
 import { runCliInProcess as run } from '../helpers/cli-in-process.js';
+import { fakeDaemon } from '../helpers/fake-daemon.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
 
-const servers: Server[] = [];
-afterEach(async () => {
-  for (const server of servers.splice(0)) await new Promise((resolve) => server.close(resolve));
-  await cleanupAll();
-});
+afterEach(() => cleanupAll());
 
 const HOOK_KEY = 'whsec-agent-view-6d1f0c9e7d3b2a41';
 const ENV = { HOME: '/home/u', XDG_RUNTIME_DIR: '/run/user/1000', AGENT_HOOK_KEY: HOOK_KEY };
@@ -176,26 +172,6 @@ describe('the agents view: what its sessions reach', () => {
     );
   });
 });
-
-/** A daemon that answers every request line with `reply` (its id added). */
-async function fakeDaemon(reply: object): Promise<string> {
-  const path = join(makeTempDir('agentd-unit-agent-view-'), 'agentd.sock');
-  const server = createServer((socket) => {
-    socket.on('error', () => {});
-    let buffered = '';
-    socket.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      for (let nl = buffered.indexOf('\n'); nl !== -1; nl = buffered.indexOf('\n')) {
-        const { id } = JSON.parse(buffered.slice(0, nl)) as { id?: string };
-        buffered = buffered.slice(nl + 1);
-        socket.write(`${JSON.stringify({ ...reply, ...(id === undefined ? {} : { id }) })}\n`);
-      }
-    });
-  });
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(path, resolve));
-  return path;
-}
 
 describe('agentd agents against a reply that is not a list of agents', () => {
   it('is a bad reply naming the field (exit 4), not {} with exit 0 or "Cannot read properties"', async () => {

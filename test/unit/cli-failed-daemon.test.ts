@@ -3,42 +3,17 @@
  * are answered `error` `failed`, which the CLI prints with the daemon's words and exits 13 (the daemon failed,
  * as `status` does), not 6 "no such session" or 1 "no such host", while the session or host is still there.
  */
-import { createServer, type Server } from 'node:net';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { exitCodeForReply } from '../../src/cli/client-io.js';
 import { EXIT } from '../../src/cli/exit-codes.js';
 import { runCliInProcess as run } from '../helpers/cli-in-process.js';
-import { cleanupAll, makeTempDir } from '../helpers/resources.js';
+import { fakeDaemon } from '../helpers/fake-daemon.js';
+import { cleanupAll } from '../helpers/resources.js';
 
-const servers: Server[] = [];
-afterEach(async () => {
-  for (const server of servers.splice(0)) await new Promise((resolve) => server.close(resolve));
-  await cleanupAll();
-});
+afterEach(() => cleanupAll());
 
 const FAILED = 'the daemon failed: ENOSPC: no space left on device, write; it is exiting, restart it';
 const REPLY = { v: 2, type: 'error', code: 'failed', message: FAILED, problems: [], retryable: false };
-
-/** A daemon that answers every request line with `reply` (its id added). */
-async function fakeDaemon(reply: object): Promise<string> {
-  const path = join(makeTempDir('agentd-unit-cli-failed-'), 'agentd.sock');
-  const server = createServer((socket) => {
-    socket.on('error', () => {});
-    let buffered = '';
-    socket.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      for (let nl = buffered.indexOf('\n'); nl !== -1; nl = buffered.indexOf('\n')) {
-        const { id } = JSON.parse(buffered.slice(0, nl)) as { id?: string };
-        buffered = buffered.slice(nl + 1);
-        socket.write(`${JSON.stringify({ ...reply, ...(id === undefined ? {} : { id }) })}\n`);
-      }
-    });
-  });
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(path, resolve));
-  return path;
-}
 
 describe('the CLI against a failed daemon', () => {
   it('an error `failed` is exit 13 (the daemon failed), whatever the command', () => {

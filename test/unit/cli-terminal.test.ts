@@ -3,14 +3,12 @@
  * server's `remote:` lines kept from a failed clone) never acts on their terminal: every command shows
  * control and format characters visibly on a terminal, and `--json` escapes those JSON leaves raw.
  */
-import { createServer, type Server } from 'node:net';
-import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { buildCli } from '../../src/cli/cli.js';
 import { jsonText, visible } from '../../src/cli/terminal.js';
 import { inertJson, UNSHOWABLE_NAME, visibleKeepingColours } from '../../src/visible-text.js';
-import { makeTempDir } from '../helpers/resources.js';
+import { fakeDaemon } from '../helpers/fake-daemon.js';
 
 const ID = '0123456789abcdef';
 /** OSC 52 (write the clipboard), a title, a C1 CSI (clear the screen), a right-to-left override. */
@@ -31,72 +29,45 @@ const RECORD = {
 // biome-ignore lint/suspicious/noControlCharactersInRegex: what a terminal acts on is the point.
 const ACTS_ON_TERMINAL = /[\u001b\u0080-\u009f\u202a-\u202e\u2066-\u2069]/;
 
-const servers: Server[] = [];
-afterEach(async () => {
-  for (const server of servers.splice(0)) await new Promise((resolve) => server.close(resolve));
-});
-
 /** A daemon that answers show, wait and logs with the hostile record, and cancel with a hostile error. */
-async function daemon(): Promise<string> {
-  const path = join(makeTempDir('agentd-unit-terminal-'), 'agentd.sock');
-  const server = createServer((socket) => {
-    socket.on('error', () => {});
-    let buffered = '';
-    socket.on('data', (data) => {
-      buffered += data;
-      for (let end = buffered.indexOf('\n'); end !== -1; end = buffered.indexOf('\n')) {
-        const request = JSON.parse(buffered.slice(0, end)) as { type: string; id?: unknown };
-        buffered = buffered.slice(end + 1);
-        const base = { v: 2, ...(request.id === undefined ? {} : { id: request.id }) };
-        const send = (reply: object) => socket.write(`${JSON.stringify({ ...base, ...reply })}\n`);
-        const outcome = { type: 'outcome', sessionId: ID, agent: 'a', outcome: 'failed', record: RECORD };
-        if (request.type === 'hello')
-          send({
-            type: 'hello',
-            protocol: 2,
-            protocols: [1, 2],
-            version: 'x',
-            pid: 1,
-            instanceId: 'i',
-            state: 'ready',
-          });
-        else if (request.type === 'show') send({ type: 'session', sessionId: ID, record: RECORD });
-        else if (request.type === 'trigger') {
-          send({ type: 'accepted', sessionId: ID, queued: false, position: 0 });
-          send({
-            type: 'output',
-            sessionId: ID,
-            line: HOSTILE,
-            seq: 1,
-            stream: 'stdout',
-            time: RECORD.acceptedAt,
-          });
-          send(outcome);
-        } else if (request.type === 'wait') send(outcome);
-        else if (request.type === 'logs') {
-          send({
-            type: 'output',
-            sessionId: ID,
-            line: HOSTILE,
-            seq: 1,
-            stream: 'stdout',
-            time: RECORD.acceptedAt,
-          });
-          send(outcome);
-        } else
-          send({
-            type: 'error',
-            code: 'unknown_session',
-            message: `no session ${HOSTILE}`,
-            problems: [],
-            retryable: false,
-          });
-      }
-    });
-  });
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(path, resolve));
-  return path;
+function daemon(): Promise<string> {
+  const outcome = { v: 2, type: 'outcome', sessionId: ID, agent: 'a', outcome: 'failed', record: RECORD };
+  const output = {
+    v: 2,
+    type: 'output',
+    sessionId: ID,
+    line: HOSTILE,
+    seq: 1,
+    stream: 'stdout',
+    time: RECORD.acceptedAt,
+  };
+  const replies: Record<string, object[]> = {
+    hello: [
+      {
+        v: 2,
+        type: 'hello',
+        protocol: 2,
+        protocols: [1, 2],
+        version: 'x',
+        pid: 1,
+        instanceId: 'i',
+        state: 'ready',
+      },
+    ],
+    show: [{ v: 2, type: 'session', sessionId: ID, record: RECORD }],
+    trigger: [{ v: 2, type: 'accepted', sessionId: ID, queued: false, position: 0 }, output, outcome],
+    wait: [outcome],
+    logs: [output, outcome],
+  };
+  const refusal = {
+    v: 2,
+    type: 'error',
+    code: 'unknown_session',
+    message: `no session ${HOSTILE}`,
+    problems: [],
+    retryable: false,
+  };
+  return fakeDaemon((type) => replies[type] ?? refusal);
 }
 
 /** A stream that says it is a terminal, and what was written to it. */

@@ -3,12 +3,12 @@
  * file or its directory and the fix, keeps the errno for a search, exits 1, and leaves nothing behind.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { Cli } from 'clipanion';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildCli } from '../../src/cli/cli.js';
+import { fakeDaemon } from '../helpers/fake-daemon.js';
 import { makeTempDir } from '../helpers/resources.js';
 
 const ID = '0123456789abcdef';
@@ -47,8 +47,7 @@ async function run(
 
 describe('agentd export --output FILE that cannot be made', () => {
   const dir = makeTempDir('agentd-unit-export-output-');
-  const path = join(dir, 'agentd.sock');
-  let server: Server;
+  let path: string;
 
   beforeAll(async () => {
     const recordDir = join(dir, 'records', 'demo', ID);
@@ -66,18 +65,8 @@ describe('agentd export --output FILE that cannot be made', () => {
       recordDir,
     };
     // A daemon that answers every `show` with the record above.
-    server = createServer((socket) => {
-      socket.on('error', () => {});
-      socket.on('data', (chunk: Buffer) => {
-        for (const line of chunk.toString().split('\n').filter(Boolean)) {
-          const { id } = JSON.parse(line) as { id?: string };
-          socket.write(`${JSON.stringify({ type: 'session', id, sessionId: ID, record })}\n`);
-        }
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(path, resolve));
+    path = await fakeDaemon({ type: 'session', sessionId: ID, record });
   });
-  afterAll(() => server.close());
 
   it('a file that exists: kept as it was, and the fix is another path', async () => {
     const existing = join(dir, 'existing.tgz');

@@ -7,13 +7,13 @@
  */
 import { spawnSync } from 'node:child_process';
 import { symlinkSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EXIT, exitCodeForStatus } from '../../src/cli/exit-codes.js';
 import { noHostAnswers } from '../../src/daemon/port.js';
 import type { HostStatus } from '../../src/protocol/replies.js';
 import { runCliInProcess as run } from '../helpers/cli-in-process.js';
+import { fakeDaemon } from '../helpers/fake-daemon.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
 
 afterEach(() => cleanupAll());
@@ -105,25 +105,6 @@ function statusReply(id: string | undefined, fields: Record<string, unknown>): s
   });
 }
 
-/** A daemon on a Unix socket that answers every request with a status reply of `fields`. */
-async function fakeDaemon(fields: Record<string, unknown>): Promise<{ path: string; server: Server }> {
-  const path = join(makeTempDir('agentd-unit-status-'), 'agentd.sock');
-  const server = createServer((socket) => {
-    socket.on('error', () => {});
-    let buffered = '';
-    socket.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      for (let nl = buffered.indexOf('\n'); nl !== -1; nl = buffered.indexOf('\n')) {
-        const request = JSON.parse(buffered.slice(0, nl)) as { id?: string };
-        buffered = buffered.slice(nl + 1);
-        socket.write(`${statusReply(request.id, fields)}\n`);
-      }
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(path, resolve));
-  return { path, server };
-}
-
 describe('agentd status against a daemon in each state', () => {
   it.each([
     [{ state: 'ready' }, EXIT.succeeded, /^agentd 1\.2\.3: ready, pid 4242/],
@@ -170,28 +151,25 @@ describe('agentd status against a daemon in each state', () => {
       /^agentd 1\.2\.3: failed, .*\nthe daemon failed: EIO; it is exiting, restart it\n/,
     ],
   ])('%j: exit %i, the same status printed, the whole object with --json', async (fields, code, text) => {
-    const { path, server } = await fakeDaemon(fields);
-    try {
-      for (const argv of [
-        ['status', '--socket', path],
-        ['status', '--socket', path, '--json'],
-      ]) {
-        const result = await run(argv);
-        expect(result.code, argv.join(' ')).toBe(code);
-        expect(result.stderr, argv.join(' ')).toBe('');
-        if (argv.includes('--json')) {
-          const printed = JSON.parse(result.stdout) as Record<string, unknown>;
-          expect(printed).toEqual(
-            JSON.parse(statusReply(undefined, fields), (key, value) =>
-              key === 'v' || key === 'type' ? undefined : value,
-            ),
-          );
-        } else {
-          expect(result.stdout).toMatch(text);
-        }
+    // Every request is answered with a status reply of `fields`.
+    const path = await fakeDaemon((_type, id) => statusReply(id, fields));
+    for (const argv of [
+      ['status', '--socket', path],
+      ['status', '--socket', path, '--json'],
+    ]) {
+      const result = await run(argv);
+      expect(result.code, argv.join(' ')).toBe(code);
+      expect(result.stderr, argv.join(' ')).toBe('');
+      if (argv.includes('--json')) {
+        const printed = JSON.parse(result.stdout) as Record<string, unknown>;
+        expect(printed).toEqual(
+          JSON.parse(statusReply(undefined, fields), (key, value) =>
+            key === 'v' || key === 'type' ? undefined : value,
+          ),
+        );
+      } else {
+        expect(result.stdout).toMatch(text);
       }
-    } finally {
-      server.close();
     }
   });
 });
