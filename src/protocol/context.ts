@@ -119,6 +119,11 @@ export function replyError(
   connection.send(errorReply(request, code, message, problems, extra));
 }
 
+/** The message of `unknown_session`: the daemon has no record of the session. */
+export function noSuchSession(sessionId: string): string {
+  return `no session ${sessionId}; see \`agentd history\` for known sessions`;
+}
+
 /** An `error` reply as it goes on the wire. */
 export function errorReply(
   request: RequestHead,

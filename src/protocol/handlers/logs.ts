@@ -1,4 +1,4 @@
-import { type Handler, replyError } from '../context.js';
+import { type Handler, noSuchSession, replyError } from '../context.js';
 import { forwardEvent, outcomeReply } from '../follow.js';
 import { Follower } from '../follower.js';
 import { sealedLogHint } from '../sealed-log.js';
@@ -16,7 +16,7 @@ export const logs: Handler<'logs'> = (request, connection, daemon) => {
       request,
       'unknown_session',
       recordDir === undefined
-        ? `no session ${sessionId}; see \`agentd history\` for known sessions`
+        ? noSuchSession(sessionId)
         : `session ${sessionId} is beyond daemon.history, so its log is no longer kept here: ${sealedLogHint(sessionId, recordDir, true)}`,
     );
     return;
