@@ -6,13 +6,13 @@
 
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it, vi } from 'vitest';
 import { ANSWER_TIMEOUT_MS, DaemonClient } from '../../src/cli/client.js';
 import { EXIT } from '../../src/cli/exit-codes.js';
 import { runCliInProcess as run } from '../helpers/cli-in-process.js';
+import { fakeDaemon } from '../helpers/fake-daemon.js';
 import { makeTempDir } from '../helpers/resources.js';
 
 const ID = '0123456789abcdef';
@@ -43,28 +43,6 @@ describe('--json when no daemon answers', () => {
   });
 });
 
-/** A daemon on a Unix socket that answers every request line with `answer` (or never, when undefined). */
-async function fakeDaemon(
-  answer: (request: { id?: string }) => string | undefined,
-): Promise<{ path: string; server: Server }> {
-  const path = join(makeTempDir('agentd-unit-json-'), 'agentd.sock');
-  const server = createServer((socket) => {
-    socket.on('error', () => {});
-    let buffered = '';
-    socket.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      for (let nl = buffered.indexOf('\n'); nl !== -1; nl = buffered.indexOf('\n')) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        const reply = answer(JSON.parse(line) as { id?: string });
-        if (reply !== undefined) socket.write(`${reply}\n`);
-      }
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(path, resolve));
-  return { path, server };
-}
-
 /** Runs a command against real sockets with fake timers, stepping time on until the CLI has given up. */
 async function runPastAnswerTimeout(argv: string[]): Promise<Awaited<ReturnType<typeof run>>> {
   vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
@@ -86,124 +64,86 @@ async function runPastAnswerTimeout(argv: string[]): Promise<Awaited<ReturnType<
 
 describe('a daemon that answers wrong, or not at all', () => {
   it('a request without an answer ends with no_answer, not a wait for ever', async () => {
-    const { path, server } = await fakeDaemon(() => undefined);
-    try {
-      const client = await DaemonClient.connect(path);
-      const reply = await client.request({ type: 'status' }, 200);
-      client.close();
-      expect(reply).toMatchObject({ type: 'error', code: 'no_answer' });
-    } finally {
-      server.close();
-    }
+    const path = await fakeDaemon(() => undefined);
+    const client = await DaemonClient.connect(path);
+    const reply = await client.request({ type: 'status' }, 200);
+    client.close();
+    expect(reply).toMatchObject({ type: 'error', code: 'no_answer' });
   });
 
   it.each(['null', '42', '{}', '"status"'])(
     'a reply %s is a bad reply: exit 4, one JSON object, no stack',
     async (line) => {
-      const { path, server } = await fakeDaemon(() => line);
-      try {
-        for (const argv of [['show', ID], ['agents'], ['status'], ['reload'], ['stop']]) {
-          const result = await run([...argv, '--json', '--socket', path]);
-          expect(result.code, `${argv[0]}: ${result.stderr}`).toBe(EXIT.infrastructure);
-          expect(JSON.parse(result.stdout.trim())).toMatchObject({
-            error: 'bad_reply',
-            code: EXIT.infrastructure,
-          });
-          expect(result.stderr + result.stdout).not.toMatch(/\n\s+at /);
-        }
-      } finally {
-        server.close();
+      const path = await fakeDaemon(() => line);
+      for (const argv of [['show', ID], ['agents'], ['status'], ['reload'], ['stop']]) {
+        const result = await run([...argv, '--json', '--socket', path]);
+        expect(result.code, `${argv[0]}: ${result.stderr}`).toBe(EXIT.infrastructure);
+        expect(JSON.parse(result.stdout.trim())).toMatchObject({
+          error: 'bad_reply',
+          code: EXIT.infrastructure,
+        });
+        expect(result.stderr + result.stdout).not.toMatch(/\n\s+at /);
       }
     },
   );
 
   it('hosts drain and undrain: a reply that is none is exit 4 (the daemon refused nothing), not 1', async () => {
-    const { path, server } = await fakeDaemon(() => '{}');
-    try {
-      for (const type of ['drain', 'undrain']) {
-        const result = await run(['hosts', type, 'build2', '--socket', path]);
-        expect(result.code, `${type}: ${result.stderr}`).toBe(EXIT.infrastructure);
-        expect(result.stderr).toMatch(/^agentd: the daemon sent a line that is not a message/);
-      }
-    } finally {
-      server.close();
+    const path = await fakeDaemon(() => '{}');
+    for (const type of ['drain', 'undrain']) {
+      const result = await run(['hosts', type, 'build2', '--socket', path]);
+      expect(result.code, `${type}: ${result.stderr}`).toBe(EXIT.infrastructure);
+      expect(result.stderr).toMatch(/^agentd: the daemon sent a line that is not a message/);
     }
   });
 
   it('send stops at a reply that is none: exit 4, and the events after it are not sent', async () => {
     const seen: string[] = [];
-    const { path, server } = await fakeDaemon((request) => {
-      seen.push(request.id ?? '');
+    const path = await fakeDaemon((_type, id) => {
+      seen.push(id ?? '');
       return 'null';
     });
     const file = join(makeTempDir('agentd-unit-send-'), 'events.jsonl');
     writeFileSync(file, '{"type":"x"}\n{"type":"y"}\n');
-    try {
-      const result = await run(['send', '--file', file, '--socket', path]);
-      expect(result.code, result.stderr).toBe(EXIT.infrastructure);
-      expect(seen).toEqual(['1']);
-      expect(JSON.parse(result.stdout.trim())).toMatchObject({ line: 1, code: 'bad_reply' });
-      expect(result.stderr).toMatch(/events\.jsonl:1: the daemon sent a line that is not a message/);
-    } finally {
-      server.close();
-    }
+    const result = await run(['send', '--file', file, '--socket', path]);
+    expect(result.code, result.stderr).toBe(EXIT.infrastructure);
+    expect(seen).toEqual(['1']);
+    expect(JSON.parse(result.stdout.trim())).toMatchObject({ line: 1, code: 'bad_reply' });
+    expect(result.stderr).toMatch(/events\.jsonl:1: the daemon sent a line that is not a message/);
   });
 
   it('trigger to a daemon that takes it and never accepts or rejects it ends with no_answer (exit 4)', async () => {
     // Something that answers every line with a message of no kind the trigger waits for.
-    const { path, server } = await fakeDaemon(
+    const path = await fakeDaemon(
       () =>
         '{"type":"hello","protocol":2,"protocols":[1,2],"version":"0.1.0","pid":1,"instanceId":"x","state":"ready"}',
     );
-    try {
-      const result = await runPastAnswerTimeout(['trigger', 'demo', '--json', '--socket', path]);
-      expect(result.code, result.stderr).toBe(EXIT.infrastructure);
-      expect(JSON.parse(result.stdout.trim())).toMatchObject({
-        error: 'no_answer',
-        code: EXIT.infrastructure,
-      });
-    } finally {
-      server.close();
-    }
+    const result = await runPastAnswerTimeout(['trigger', 'demo', '--json', '--socket', path]);
+    expect(result.code, result.stderr).toBe(EXIT.infrastructure);
+    expect(JSON.parse(result.stdout.trim())).toMatchObject({
+      error: 'no_answer',
+      code: EXIT.infrastructure,
+    });
   });
 
   it('logs (without --follow) gives up on a daemon that stops sending the history: no_answer, exit 4', async () => {
-    const { path, server } = await fakeDaemon(() => `{"type":"output","sessionId":"${ID}","line":"first"}`);
-    try {
-      const result = await runPastAnswerTimeout(['logs', ID, '--json', '--socket', path]);
-      expect(result.code, result.stderr).toBe(EXIT.infrastructure);
-      const lines = result.stdout.trim().split('\n');
-      expect(JSON.parse(lines[0] as string)).toMatchObject({ text: 'first' });
-      expect(JSON.parse(lines[1] as string)).toMatchObject({ error: 'no_answer', code: EXIT.infrastructure });
-    } finally {
-      server.close();
-    }
+    const path = await fakeDaemon(() => `{"type":"output","sessionId":"${ID}","line":"first"}`);
+    const result = await runPastAnswerTimeout(['logs', ID, '--json', '--socket', path]);
+    expect(result.code, result.stderr).toBe(EXIT.infrastructure);
+    const lines = result.stdout.trim().split('\n');
+    expect(JSON.parse(lines[0] as string)).toMatchObject({ text: 'first' });
+    expect(JSON.parse(lines[1] as string)).toMatchObject({ error: 'no_answer', code: EXIT.infrastructure });
   });
 
   it('a request that got no answer in time closes the connection: a late reply is never taken for the next one', async () => {
-    const path = join(makeTempDir('agentd-unit-json-'), 'agentd.sock');
     // Answers each request 300 ms late, with its id.
-    const server = createServer((socket) => {
-      socket.on('error', () => {});
-      socket.on('data', (chunk: Buffer) => {
-        for (const line of chunk.toString().split('\n').filter(Boolean)) {
-          const { id } = JSON.parse(line) as { id?: string };
-          setTimeout(() => socket.write(`${JSON.stringify({ type: 'event.result', id })}\n`), 300);
-        }
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(path, resolve));
-    try {
-      const client = await DaemonClient.connect(path);
-      const first = await client.request({ type: 'event', id: '1', event: { type: 'shutdown' } }, 100);
-      expect(first).toMatchObject({ type: 'error', code: 'no_answer' });
-      await new Promise((resolve) => setTimeout(resolve, 400));
-      const second = await client.request({ type: 'event', id: '2', event: { type: 'shutdown' } }, 1000);
-      expect(second).toBeUndefined();
-      client.close();
-    } finally {
-      server.close();
-    }
+    const path = await fakeDaemon({ type: 'event.result' }, { delayMs: 300 });
+    const client = await DaemonClient.connect(path);
+    const first = await client.request({ type: 'event', id: '1', event: { type: 'shutdown' } }, 100);
+    expect(first).toMatchObject({ type: 'error', code: 'no_answer' });
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    const second = await client.request({ type: 'event', id: '2', event: { type: 'shutdown' } }, 1000);
+    expect(second).toBeUndefined();
+    client.close();
   });
 
   it('--socket "" is refused as it is parsed, never taken for the default socket', async () => {
@@ -216,29 +156,19 @@ describe('a daemon that answers wrong, or not at all', () => {
   });
 
   it('a reply without its fields is a bad reply: exit 4, what is missing, no stack', async () => {
-    const { path, server } = await fakeDaemon(() => '{"type":"hosts"}');
-    try {
-      const result = await run(['hosts', '--socket', path]);
-      expect(result.code).toBe(EXIT.infrastructure);
-      expect(result.stderr).toMatch(/^agentd: the daemon sent a malformed hosts reply \(hosts is missing\)/);
-      expect(result.stderr + result.stdout).not.toMatch(/\n\s+at /);
-    } finally {
-      server.close();
-    }
+    const path = await fakeDaemon(() => '{"type":"hosts"}');
+    const result = await run(['hosts', '--socket', path]);
+    expect(result.code).toBe(EXIT.infrastructure);
+    expect(result.stderr).toMatch(/^agentd: the daemon sent a malformed hosts reply \(hosts is missing\)/);
+    expect(result.stderr + result.stdout).not.toMatch(/\n\s+at /);
   });
 
   it('an agents reply without its agents is a bad reply: exit 4, what is missing, no stack', async () => {
-    const { path, server } = await fakeDaemon(() => '{"type":"agents"}');
-    try {
-      const result = await run(['agents', '--socket', path]);
-      expect(result.code).toBe(EXIT.infrastructure);
-      expect(result.stderr).toMatch(
-        /^agentd: the daemon sent a malformed agents reply \(agents is missing\)/,
-      );
-      expect(result.stderr + result.stdout).not.toMatch(/\n\s+at /);
-    } finally {
-      server.close();
-    }
+    const path = await fakeDaemon(() => '{"type":"agents"}');
+    const result = await run(['agents', '--socket', path]);
+    expect(result.code).toBe(EXIT.infrastructure);
+    expect(result.stderr).toMatch(/^agentd: the daemon sent a malformed agents reply \(agents is missing\)/);
+    expect(result.stderr + result.stdout).not.toMatch(/\n\s+at /);
   });
 
   it('export -o to a file that exists, or into a directory that does not, says so (exit 1, no stack), and leaves nothing', async () => {
@@ -257,38 +187,26 @@ describe('a daemon that answers wrong, or not at all', () => {
       outcome: 'succeeded',
       recordDir,
     };
-    const { path, server } = await fakeDaemon(() =>
-      JSON.stringify({ type: 'session', sessionId: ID, record }),
-    );
-    try {
-      const existing = join(dir, 'existing.tgz');
-      writeFileSync(existing, 'keep');
-      for (const output of [existing, join(dir, 'missing', 'x.tgz')]) {
-        const result = await run(['export', ID, '-o', output, '--socket', path]);
-        expect(result.code, result.stderr).toBe(1);
-        expect(result.stderr).toMatch(/^agentd: cannot export session 0123456789abcdef: .*(EEXIST|ENOENT)/);
-        expect(result.stderr).not.toMatch(/\n\s+at /);
-      }
-      expect(existsSync(join(dir, 'missing'))).toBe(false);
-      // A record directory that is gone: no empty file is left behind (a retry would meet EEXIST).
-      const gone = { ...record, recordDir: join(dir, 'records', 'demo', 'gone') };
-      const { path: other, server: second } = await fakeDaemon(() =>
-        JSON.stringify({ type: 'session', sessionId: ID, record: gone }),
-      );
-      try {
-        const result = await run(['export', ID, '-o', join(dir, 'none.tgz'), '--socket', other]);
-        expect(result.code).toBe(1);
-        expect(existsSync(join(dir, 'none.tgz'))).toBe(false);
-      } finally {
-        second.close();
-      }
-      const fresh = join(dir, 'fresh.tgz');
-      const ok = await run(['export', ID, '-o', fresh, '--socket', path]);
-      expect(ok.code, ok.stderr).toBe(0);
-      expect(existsSync(fresh)).toBe(true);
-    } finally {
-      server.close();
+    const path = await fakeDaemon(() => JSON.stringify({ type: 'session', sessionId: ID, record }));
+    const existing = join(dir, 'existing.tgz');
+    writeFileSync(existing, 'keep');
+    for (const output of [existing, join(dir, 'missing', 'x.tgz')]) {
+      const result = await run(['export', ID, '-o', output, '--socket', path]);
+      expect(result.code, result.stderr).toBe(1);
+      expect(result.stderr).toMatch(/^agentd: cannot export session 0123456789abcdef: .*(EEXIST|ENOENT)/);
+      expect(result.stderr).not.toMatch(/\n\s+at /);
     }
+    expect(existsSync(join(dir, 'missing'))).toBe(false);
+    // A record directory that is gone: no empty file is left behind (a retry would meet EEXIST).
+    const gone = { ...record, recordDir: join(dir, 'records', 'demo', 'gone') };
+    const other = await fakeDaemon(() => JSON.stringify({ type: 'session', sessionId: ID, record: gone }));
+    const result = await run(['export', ID, '-o', join(dir, 'none.tgz'), '--socket', other]);
+    expect(result.code).toBe(1);
+    expect(existsSync(join(dir, 'none.tgz'))).toBe(false);
+    const fresh = join(dir, 'fresh.tgz');
+    const ok = await run(['export', ID, '-o', fresh, '--socket', path]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(existsSync(fresh)).toBe(true);
   });
 });
 

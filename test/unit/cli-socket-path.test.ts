@@ -6,36 +6,20 @@
  * the CLI refuses such a path before connecting: exit 69, naming the path and the fix.
  */
 import { mkdirSync, symlinkSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/exit-codes.js';
 import { runCliInProcess as run } from '../helpers/cli-in-process.js';
+import { replyLine, type ScriptedDaemon, scriptedDaemon } from '../helpers/fake-daemon.js';
 import { makeTempDir } from '../helpers/resources.js';
-
-const servers: Server[] = [];
-afterEach(() => {
-  for (const server of servers.splice(0)) server.close();
-});
 
 /**
  * A socket listening at `path` (Node's listen cuts it as connect does: the socket is at its first 108
- * bytes); `seen` gets every request line sent to it.
+ * bytes), answering every request with an error and closing the connection.
  */
-async function planted(path: string): Promise<{ seen: string[] }> {
-  const seen: string[] = [];
-  const server = createServer((socket: Socket) => {
-    socket.on('error', () => {});
-    socket.on('data', (chunk: Buffer) => {
-      seen.push(chunk.toString());
-      socket.end(
-        `${JSON.stringify({ v: 2, type: 'error', code: 'internal', message: 'planted', problems: [], retryable: false })}\n`,
-      );
-    });
-  });
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(path, resolve));
-  return { seen };
+function planted(path: string): Promise<ScriptedDaemon> {
+  const refusal = { type: 'error', code: 'internal', message: 'planted', problems: [], retryable: false };
+  return scriptedDaemon((_request, socket) => socket.end(replyLine(refusal)), { path });
 }
 
 describe('a socket path longer than a Unix socket can have', () => {
@@ -55,7 +39,8 @@ describe('a socket path longer than a Unix socket can have', () => {
       if (argv.includes('--json'))
         expect(JSON.parse(result.stdout.trim())).toMatchObject({ error: 'unreachable', code: 69 });
     }
-    expect(socket.seen).toEqual([]);
+    expect(socket.requests).toEqual([]);
+    expect(socket.connections).toEqual([]);
   });
 
   it('a path of 107 bytes still connects', async () => {
@@ -64,7 +49,7 @@ describe('a socket path longer than a Unix socket can have', () => {
     expect(Buffer.byteLength(path)).toBe(107);
     const socket = await planted(path);
     const result = await run(['agents', '--socket', path]);
-    expect(socket.seen).toHaveLength(1);
+    expect(socket.requests).toHaveLength(1);
     expect(result.stderr).toContain('planted');
   });
 });
@@ -81,7 +66,8 @@ describe('a --socket that is no socket says what is there and the fix', () => {
     expect(result.stderr).toContain(
       `agentd: not connecting to ${link}: ${link} is a symbolic link (to ${real}), and a client connects only to the socket itself, whose owner it can check: give the socket's own path`,
     );
-    expect(socket.seen).toEqual([]);
+    expect(socket.requests).toEqual([]);
+    expect(socket.connections).toEqual([]);
   });
 
   it('a directory (the socket directory given for the socket): give the socket in it', async () => {

@@ -5,51 +5,29 @@
  * the rest of the script never sent.
  */
 import { writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { Cli } from 'clipanion';
 import { describe, expect, it } from 'vitest';
 import { buildCli } from '../../src/cli/cli.js';
 import { EXIT } from '../../src/cli/exit-codes.js';
+import { fakeDaemon } from '../helpers/fake-daemon.js';
 import { makeTempDir } from '../helpers/resources.js';
 
-/** A daemon that answers each event: accepted, or rejected when its agent is `nope`. */
-async function fakeDaemon(): Promise<{ path: string; server: Server; seen: string[] }> {
-  const dir = makeTempDir('agentd-unit-send-pipe-');
-  const path = join(dir, 'agentd.sock');
+/** A daemon that answers each event: accepted, or rejected when its agent is `nope`; `seen` holds their ids. */
+async function eventDaemon(): Promise<{ path: string; seen: string[] }> {
   const seen: string[] = [];
-  const server = createServer((socket) => {
-    socket.on('error', () => {});
-    let buffered = '';
-    socket.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      for (let nl = buffered.indexOf('\n'); nl !== -1; nl = buffered.indexOf('\n')) {
-        const request = JSON.parse(buffered.slice(0, nl)) as {
-          id: string;
-          event: { type: string; agent?: string };
-        };
-        buffered = buffered.slice(nl + 1);
-        seen.push(request.id);
-        const sessionId = request.id.padStart(16, '0');
-        const answer =
-          request.event.agent === 'nope'
-            ? { type: 'trigger.rejected', sessionId, code: 'unknown_agent', reason: 'unknown agent "nope"' }
-            : { type: 'trigger.accepted', sessionId, queued: false, position: 0 };
-        const reply = {
-          v: 2,
-          id: request.id,
-          type: 'event.result',
-          event: request.event,
-          answers: [answer],
-          state: 'ready',
-        };
-        socket.write(`${JSON.stringify(reply)}\n`);
-      }
-    });
+  const path = await fakeDaemon((_type, id = '', request) => {
+    seen.push(id);
+    const event = request.event as { type: string; agent?: string };
+    const sessionId = id.padStart(16, '0');
+    const answer =
+      event.agent === 'nope'
+        ? { type: 'trigger.rejected', sessionId, code: 'unknown_agent', reason: 'unknown agent "nope"' }
+        : { type: 'trigger.accepted', sessionId, queued: false, position: 0 };
+    return { v: 2, type: 'event.result', event, answers: [answer], state: 'ready' };
   });
-  await new Promise<void>((resolve) => server.listen(path, resolve));
-  return { path, server, seen };
+  return { path, seen };
 }
 
 /**
@@ -81,7 +59,7 @@ function stdoutReadOnce(): { stream: Writable; lines: string[]; unhandled: unkno
 }
 
 async function send(events: string[]) {
-  const daemon = await fakeDaemon();
+  const daemon = await eventDaemon();
   const file = join(makeTempDir('agentd-unit-send-pipe-'), 'events.ndjson');
   writeFileSync(file, `${events.join('\n')}\n`);
   const stdout = stdoutReadOnce();
@@ -90,19 +68,15 @@ async function send(events: string[]) {
   stderr.on('data', (chunk: Buffer) => {
     errors += chunk.toString();
   });
-  try {
-    const cli = await buildCli('send');
-    const code = await cli.run(['send', '--file', file, '--socket', daemon.path], {
-      ...Cli.defaultContext,
-      stdout: stdout.stream,
-      stderr,
-    });
-    // Lets a late 'error' of stdout surface before the test ends.
-    await new Promise((resolve) => setImmediate(resolve));
-    return { code, seen: daemon.seen, lines: stdout.lines, unhandled: stdout.unhandled, errors };
-  } finally {
-    daemon.server.close();
-  }
+  const cli = await buildCli('send');
+  const code = await cli.run(['send', '--file', file, '--socket', daemon.path], {
+    ...Cli.defaultContext,
+    stdout: stdout.stream,
+    stderr,
+  });
+  // Lets a late 'error' of stdout surface before the test ends.
+  await new Promise((resolve) => setImmediate(resolve));
+  return { code, seen: daemon.seen, lines: stdout.lines, unhandled: stdout.unhandled, errors };
 }
 
 const TRIGGER = '{"type":"trigger","agent":"demo"}';

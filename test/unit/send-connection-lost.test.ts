@@ -4,40 +4,24 @@
  * daemon": not where in the script, nor that the rest was not sent, and stdout had no line for it.
  */
 import { writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { Cli } from 'clipanion';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildCli } from '../../src/cli/cli.js';
 import { EXIT } from '../../src/cli/exit-codes.js';
+import { replyLine, type ScriptedDaemon, scriptedDaemon } from '../helpers/fake-daemon.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
 
 afterEach(() => cleanupAll());
 
 /** A daemon that answers the first event, then stops: it closes the connection on the second. */
-async function stoppingDaemon(): Promise<{ path: string; close(): void }> {
-  const path = join(makeTempDir('agentd-unit-send-lost-'), 'agentd.sock');
-  const server = createServer((socket) => {
-    socket.on('error', () => {});
-    let buffered = '';
-    let answered = 0;
-    socket.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      for (let nl = buffered.indexOf('\n'); nl !== -1; nl = buffered.indexOf('\n')) {
-        const request = JSON.parse(buffered.slice(0, nl)) as { id: string; event: { type: string } };
-        buffered = buffered.slice(nl + 1);
-        if (answered++ > 0) {
-          socket.destroy();
-          return;
-        }
-        const reply = { v: 2, id: request.id, type: 'event.result', event: request.event, answers: [] };
-        socket.write(`${JSON.stringify({ ...reply, state: 'shutdown.draining' })}\n`);
-      }
-    });
+function stoppingDaemon(): Promise<ScriptedDaemon> {
+  return scriptedDaemon((request, socket, index) => {
+    if (index > 0) return void socket.destroy();
+    const reply = { id: request.id, type: 'event.result', event: request.event, answers: [] };
+    socket.write(replyLine({ ...reply, state: 'shutdown.draining' }));
   });
-  await new Promise<void>((resolve) => server.listen(path, resolve));
-  return { path, close: () => server.close() };
 }
 
 describe('agentd send when the daemon stops under its script', () => {
@@ -65,7 +49,7 @@ describe('agentd send when the daemon stops under its script', () => {
       });
       expect(code, errors).toBe(EXIT.infrastructure);
     } finally {
-      daemon.close();
+      await daemon.close();
     }
     expect(errors).toContain(`${file}:3: lost the connection to the daemon`);
     expect(errors).toContain('the 2 event(s) after it were not sent');
