@@ -4,13 +4,12 @@
  * connection like any other, never an unhandled 'error' event that kills the client with a stack
  * trace, and `wait` and the follow of `trigger`/`logs --follow` look for the daemon again.
  */
-import { createServer, type Server, type Socket } from 'node:net';
-import { join } from 'node:path';
+import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DaemonClient } from '../../src/cli/client.js';
 import { followSession } from '../../src/cli/session-follow.js';
 import { waitForSession } from '../../src/cli/session-wait.js';
-import { makeTempDir } from '../helpers/resources.js';
+import { closeFakeDaemons, replyLine, type ScriptedDaemon, scriptedDaemon } from '../helpers/fake-daemon.js';
 
 const ID = '0123456789abcdef';
 const RECORD = {
@@ -24,36 +23,19 @@ const RECORD = {
   outcome: 'succeeded',
 };
 
-const servers: Server[] = [];
-afterEach(async () => {
-  for (const server of servers.splice(0)) await new Promise((resolve) => server.close(resolve));
-});
+afterEach(closeFakeDaemons);
 
 /**
- * A daemon that reads nothing until told (`pauseOnConnect`): `connections` in order of arrival, so a
+ * A daemon that reads nothing until told (`pauseOnConnect`): its `connections` in order of arrival, so a
  * test can reset one (destroy it while the client's request is unread) or answer it.
  */
-async function fakeDaemon(): Promise<{ path: string; connections: Socket[]; next(): Promise<Socket> }> {
-  const path = join(makeTempDir('agentd-unit-cli-'), 'agentd.sock');
-  const connections: Socket[] = [];
-  const waiters: ((socket: Socket) => void)[] = [];
-  const server = createServer({ pauseOnConnect: true }, (socket) => {
-    socket.on('error', () => {});
-    connections.push(socket);
-    waiters.shift()?.(socket);
-  });
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(path, resolve));
-  let taken = 0;
-  return {
-    path,
-    connections,
-    next: () => {
-      const index = taken++;
-      const ready = connections[index];
-      return ready ? Promise.resolve(ready) : new Promise((resolve) => waiters.push(resolve));
-    },
-  };
+function fakeDaemon(): Promise<ScriptedDaemon> {
+  return scriptedDaemon(() => {}, { pauseOnConnect: true });
+}
+
+/** A daemon that takes every connection and closes it at once. */
+function closingDaemon(): Promise<ScriptedDaemon> {
+  return scriptedDaemon(() => {}, { onConnection: (socket) => socket.destroy() });
 }
 
 /** The client's socket (private): to know its request is in the daemon's queue, and what it saw. */
@@ -81,7 +63,7 @@ async function reset(client: DaemonClient, daemonSide: Socket): Promise<string |
 function answer(socket: Socket, replies: object[]): void {
   socket.resume();
   socket.once('data', () => {
-    for (const reply of replies) socket.write(`${JSON.stringify({ v: 2, ...reply })}\n`);
+    for (const reply of replies) socket.write(replyLine(reply));
   });
 }
 
@@ -140,7 +122,7 @@ describe('the CLI client when the daemon resets the connection', () => {
     const first = await daemon.next();
     // The first line arrives (the follow sends its request on the connection it is given); the daemon then
     // dies with the request unread.
-    first.write(`${JSON.stringify({ v: 2, type: 'output', sessionId: ID, seq: 1, line: 'one' })}\n`);
+    first.write(replyLine({ type: 'output', sessionId: ID, seq: 1, line: 'one' }));
     const result = followSession({
       socket: daemon.path,
       sessionId: ID,
@@ -167,15 +149,7 @@ describe('the CLI client when the daemon resets the connection', () => {
   });
 
   it('a follow gives up on a daemon that takes every connection and closes it, after the reconnect time', async () => {
-    const path = join(makeTempDir('agentd-unit-cli-'), 'agentd.sock');
-    let connections = 0;
-    const server = createServer((socket) => {
-      connections++;
-      socket.on('error', () => {});
-      socket.destroy();
-    });
-    servers.push(server);
-    await new Promise<void>((resolve) => server.listen(path, resolve));
+    const { path, connections } = await closingDaemon();
     const lost: number[] = [];
     const started = Date.now();
     const result = await followSession({
@@ -190,7 +164,7 @@ describe('the CLI client when the daemon resets the connection', () => {
     expect(Date.now() - started).toBeLessThan(10_000);
     // Said once, not once a connection.
     expect(lost).toHaveLength(1);
-    expect(connections).toBeGreaterThan(1);
+    expect(connections.length).toBeGreaterThan(1);
   });
 });
 
@@ -198,13 +172,7 @@ describe('the CLI client when the wall clock is set back', () => {
   afterEach(() => vi.restoreAllMocks());
 
   it('a follow still gives up after the reconnect time, timed by the steady clock', async () => {
-    const path = join(makeTempDir('agentd-unit-cli-'), 'agentd.sock');
-    const server = createServer((socket) => {
-      socket.on('error', () => {});
-      socket.destroy();
-    });
-    servers.push(server);
-    await new Promise<void>((resolve) => server.listen(path, resolve));
+    const { path } = await closingDaemon();
     const wall = Date.now;
     let stepped = false;
     // Once the follow has lost the daemon, the wall clock goes back two hours.

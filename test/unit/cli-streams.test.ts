@@ -5,8 +5,7 @@
  * a bound on one reply line, heartbeats that tell a hung daemon from a quiet session, and a Ctrl-C before
  * the daemon answered a trigger.
  */
-import { createServer, type Server, type Socket } from 'node:net';
-import { join } from 'node:path';
+import type { Socket } from 'node:net';
 import { PassThrough, Writable } from 'node:stream';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -20,7 +19,7 @@ import { waitForSession } from '../../src/cli/session-wait.js';
 import { runTrigger, type TriggerOptions } from '../../src/cli/trigger-run.js';
 import { MAX_REPLY_LINE_BYTES } from '../../src/protocol/limits.js';
 import { collector } from '../helpers/cli-in-process.js';
-import { makeTempDir } from '../helpers/resources.js';
+import { closeFakeDaemons, replyLine as line, type Request, scriptedDaemon } from '../helpers/fake-daemon.js';
 
 const ID = '0123456789abcdef';
 const RECORD = {
@@ -35,43 +34,7 @@ const RECORD = {
   durationMs: 5,
 };
 
-const servers: { server: Server; sockets: Set<Socket> }[] = [];
-afterEach(() => {
-  for (const { server, sockets } of servers.splice(0)) {
-    server.close();
-    // Connections a test left open (a daemon that "hangs") must not hold the server.
-    for (const socket of sockets) socket.destroy();
-  }
-});
-
-type Request = Record<string, unknown> & { type: string };
-
-/** A daemon on a Unix socket: `onRequest` gets every request line, parsed, with its connection. */
-async function fakeDaemon(onRequest: (request: Request, socket: Socket) => void): Promise<string> {
-  const path = join(makeTempDir('agentd-unit-streams-'), 'agentd.sock');
-  const sockets = new Set<Socket>();
-  const server = createServer((socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => {});
-    let buffered = '';
-    socket.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      for (let nl = buffered.indexOf('\n'); nl !== -1; nl = buffered.indexOf('\n')) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        onRequest(JSON.parse(line) as Request, socket);
-      }
-    });
-  });
-  servers.push({ server, sockets });
-  await new Promise<void>((resolve) => server.listen(path, resolve));
-  return path;
-}
-
-function line(reply: object): string {
-  return `${JSON.stringify({ v: 2, ...reply })}\n`;
-}
+afterEach(closeFakeDaemons);
 
 function outputLine(seq: number): string {
   return line({
@@ -205,7 +168,7 @@ describe('memory over a long stream of replies', () => {
   });
 
   it('trigger holds no line it has printed', async () => {
-    const path = await fakeDaemon((request, socket) => {
+    const { path } = await scriptedDaemon((request, socket) => {
       if (request.type !== 'trigger') return;
       socket.write(line({ type: 'accepted', sessionId: ID, queued: false, position: 0 }));
       let seq = 0;
@@ -225,7 +188,7 @@ describe('memory over a long stream of replies', () => {
   });
 
   it('logs holds no line it has printed', async () => {
-    const path = await fakeDaemon((request, socket) => {
+    const { path } = await scriptedDaemon((request, socket) => {
       if (request.type !== 'logs') return;
       let seq = 0;
       const more = () => {
@@ -266,7 +229,7 @@ function stuckStdout(): Writable & { release: () => void } {
 /** A daemon that accepts the trigger (or follows the logs) and floods the output: `bytes` of lines queued. */
 async function floodingDaemon(bytes: number): Promise<{ path: string; socket: () => Socket | undefined }> {
   let connection: Socket | undefined;
-  const path = await fakeDaemon((request, socket) => {
+  const { path } = await scriptedDaemon((request, socket) => {
     if (request.type === 'trigger')
       socket.write(line({ type: 'accepted', sessionId: ID, queued: false, position: 0 }));
     else if (request.type !== 'logs') return;
@@ -341,7 +304,7 @@ describe('a stdout that does not keep up', () => {
 describe('one reply line', () => {
   it('is at most MAX_REPLY_LINE_BYTES: endless bytes without a newline end in bad_reply and a closed connection', async () => {
     let closed = false;
-    const path = await fakeDaemon((_request, socket) => {
+    const { path } = await scriptedDaemon((_request, socket) => {
       socket.on('close', () => {
         closed = true;
       });
@@ -370,7 +333,7 @@ describe('one reply line', () => {
 
   it('a long line under the bound is read whole', async () => {
     const text = 'y'.repeat(3 * 1048576);
-    const path = await fakeDaemon((_request, socket) => {
+    const { path } = await scriptedDaemon((_request, socket) => {
       socket.write(line({ type: 'output', sessionId: ID, line: text, seq: 1 }));
     });
     const client = await DaemonClient.connect(path);
@@ -386,13 +349,10 @@ describe('one reply line', () => {
 });
 
 /** A daemon that answers each request with `replies` and then says nothing (it hangs); `requests` in order. */
-async function hangingDaemon(replies: (request: Request) => object[] = () => []) {
-  const requests: Request[] = [];
-  const path = await fakeDaemon((request, socket) => {
-    requests.push(request);
+function hangingDaemon(replies: (request: Request) => object[] = () => []) {
+  return scriptedDaemon((request, socket) => {
     for (const reply of replies(request)) socket.write(line(reply));
   });
-  return { path, requests };
 }
 
 describe('heartbeats', () => {
@@ -407,7 +367,7 @@ describe('heartbeats', () => {
   });
 
   it('wait: heartbeats keep a quiet session waited for, and the outcome ends it', async () => {
-    const path = await fakeDaemon((request, socket) => {
+    const { path } = await scriptedDaemon((request, socket) => {
       let beats = 0;
       const timer = setInterval(() => {
         if (++beats <= 10) socket.write(line({ type: 'heartbeat' }));
@@ -424,9 +384,7 @@ describe('heartbeats', () => {
   });
 
   it('wait: a daemon older than heartbeats refuses the field; the wait goes on without them', async () => {
-    const requests: Request[] = [];
-    const path = await fakeDaemon((request, socket) => {
-      requests.push(request);
+    const daemon = await scriptedDaemon((request, socket) => {
       if (request.heartbeat !== undefined) {
         socket.write(
           line({
@@ -442,9 +400,9 @@ describe('heartbeats', () => {
       // Quiet for longer than silenceMs: no heartbeats are owed by this daemon.
       setTimeout(() => socket.write(line({ type: 'outcome', sessionId: ID, record: RECORD })), 600);
     });
-    const result = await within(5000, waitForSession({ socket: path, sessionId: ID, silenceMs: 300 }));
+    const result = await within(5000, waitForSession({ socket: daemon.path, sessionId: ID, silenceMs: 300 }));
     expect(result).toEqual({ kind: 'outcome', record: RECORD });
-    expect(requests.map((r) => r.heartbeat)).toEqual([true, undefined]);
+    expect(daemon.requests.map((r) => r.heartbeat)).toEqual([true, undefined]);
   });
 
   it('logs --follow ends with no_answer when the daemon sends nothing for silenceMs', async () => {
