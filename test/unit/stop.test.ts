@@ -6,8 +6,7 @@
  * a real Unix socket, whose "process" is a child this test ends.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DaemonClient } from '../../src/cli/client.js';
@@ -22,6 +21,7 @@ import {
   waitForStop,
 } from '../../src/cli/stop-wait.js';
 import { runCliInProcess as run, runEntryInProcess } from '../helpers/cli-in-process.js';
+import { replyLine, type ScriptedDaemon, scriptedDaemon } from '../helpers/fake-daemon.js';
 import { makeTempDir } from '../helpers/resources.js';
 
 const ID1 = '0123456789abcdef';
@@ -196,13 +196,6 @@ describe('shutdownPlan', () => {
   });
 });
 
-/** A daemon on a Unix socket: answers `status` as `state()` says, and takes events; its process is `child`. */
-interface FakeDaemon {
-  path: string;
-  requests: { type: string; event?: { type: string; mode?: string } }[];
-  close(): Promise<void>;
-}
-
 const cleanups: (() => void | Promise<void>)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
@@ -216,93 +209,63 @@ function sleeper(): ChildProcess {
   return child;
 }
 
+/** A daemon on a Unix socket: answers `status` as `state()` says, and takes events; its process is `pid`. */
 async function fakeDaemon(
   pid: number,
   state: () => string,
-  onEvent: (daemon: FakeDaemon) => void,
+  onEvent: (daemon: ScriptedDaemon) => void,
   /** Answers nothing (true), or nothing to events only (`events`: it answers status, then goes silent). */
   silent: boolean | 'events' = false,
   /** A daemon older than the shutdown event's mode: it refuses the field, as the real one did. */
   older = false,
-): Promise<FakeDaemon> {
-  const path = join(makeTempDir('agentd-unit-stop-'), 'agentd.sock');
-  const sockets = new Set<Socket>();
-  const daemon: FakeDaemon = {
-    path,
-    requests: [],
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy();
-        server.close(() => resolve());
-        rmSync(path, { force: true });
-      }),
-  };
-  const server: Server = createServer((socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => {});
-    let buffered = '';
-    socket.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      for (let nl = buffered.indexOf('\n'); nl !== -1; nl = buffered.indexOf('\n')) {
-        const request = JSON.parse(buffered.slice(0, nl)) as {
-          id?: string;
-          type: string;
-          event?: { type: string; mode?: string };
+): Promise<ScriptedDaemon> {
+  const daemon = await scriptedDaemon((request, socket) => {
+    if (silent === true) return;
+    const base = { id: request.id };
+    if (request.type === 'status') {
+      const status = {
+        ...base,
+        type: 'status',
+        state: state(),
+        pid,
+        version: '0.0.0',
+        instanceId: 'fake',
+        socket: daemon.path,
+        uptimeMs: 1,
+        maxSessions: 4,
+        running: [
+          {
+            id: ID1,
+            agent: 'demo',
+            repo: 'git://x/y.git',
+            phase: 'running',
+            startedAt: new Date(0).toISOString(),
+            elapsedMs: 1,
+          },
+        ],
+        queued: [],
+        recent: [],
+      };
+      socket.write(replyLine(status));
+    } else if (request.type === 'event') {
+      if (silent === 'events') return;
+      const event = request.event;
+      if (older && typeof event === 'object' && event !== null && 'mode' in event) {
+        const refusal = {
+          ...base,
+          type: 'error',
+          code: 'bad_request',
+          message: 'invalid request',
+          problems: [{ path: 'event.mode', message: 'unknown field' }],
+          retryable: false,
         };
-        buffered = buffered.slice(nl + 1);
-        daemon.requests.push(request);
-        if (silent === true) continue;
-        const base = { v: 2, ...(request.id === undefined ? {} : { id: request.id }) };
-        if (request.type === 'status') {
-          const status = {
-            ...base,
-            type: 'status',
-            state: state(),
-            pid,
-            version: '0.0.0',
-            instanceId: 'fake',
-            socket: path,
-            uptimeMs: 1,
-            maxSessions: 4,
-            running: [
-              {
-                id: ID1,
-                agent: 'demo',
-                repo: 'git://x/y.git',
-                phase: 'running',
-                startedAt: new Date(0).toISOString(),
-                elapsedMs: 1,
-              },
-            ],
-            queued: [],
-            recent: [],
-          };
-          socket.write(`${JSON.stringify(status)}\n`);
-        } else if (request.type === 'event') {
-          if (silent === 'events') continue;
-          const event = request.event;
-          if (older && event !== undefined && 'mode' in event) {
-            const refusal = {
-              ...base,
-              type: 'error',
-              code: 'bad_request',
-              message: 'invalid request',
-              problems: [{ path: 'event.mode', message: 'unknown field' }],
-              retryable: false,
-            };
-            socket.write(`${JSON.stringify(refusal)}\n`);
-            continue;
-          }
-          socket.write(
-            `${JSON.stringify({ ...base, type: 'event.result', event, answers: [], state: state() })}\n`,
-          );
-          onEvent(daemon);
-        }
+        socket.write(replyLine(refusal));
+        return;
       }
-    });
+      socket.write(replyLine({ ...base, type: 'event.result', event, answers: [], state: state() }));
+      onEvent(daemon);
+    }
   });
-  await new Promise<void>((resolve) => server.listen(path, resolve));
   cleanups.push(() => daemon.close());
   return daemon;
 }
