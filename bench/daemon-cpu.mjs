@@ -3,6 +3,9 @@
 // Starts one daemon of each build, then in BENCH_CPU_ROUNDS (default 6) rounds, alternating A and B,
 // triggers BENCH_CPU_SESSIONS (default 5) sessions one after the other on its socket and reads the
 // daemon's CPU before and after. Prints each round's ms per session and the medians. Cleans up.
+// BENCH_CPU_AGENT=printer (default demo) runs the output-heavy agent instead, BENCH_CPU_AT_ONCE (default
+// 1) sessions at once each time, BENCH_OUTPUT_MB (default 50) MB each: then the figure is ms per MB of
+// output (`BENCH_CPU_AGENT=printer BENCH_CPU_AT_ONCE=4 BENCH_CPU_SESSIONS=1`: the bench's output case).
 import { spawn } from 'node:child_process';
 import { openSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -27,11 +30,25 @@ if (process.argv[2] === undefined) {
 }
 const rounds = Number(process.env.BENCH_CPU_ROUNDS ?? 6);
 const perRound = Number(process.env.BENCH_CPU_SESSIONS ?? 5);
+const agent = process.env.BENCH_CPU_AGENT ?? 'demo';
+const atOnce = Number(process.env.BENCH_CPU_AT_ONCE ?? 1);
+const outputMb = Number(process.env.BENCH_OUTPUT_MB ?? 50);
+/** What a round's CPU is divided by: sessions, or MB of output for the printer. */
+const units = agent === 'printer' ? perRound * atOnce * outputMb : perRound * atOnce;
+const unit = agent === 'printer' ? 'MB' : 'session';
+// As `agentd trigger --quiet` asks (the bench's output case): no output sent to the follower.
+const fields = (url) => ({
+  agent,
+  repo: url,
+  ...(agent === 'printer' ? { output: false, heartbeat: true } : {}),
+});
 const ticks = 100; // USER_HZ on Linux
 const cpuMs = (pid) => {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticks;
 };
+const sysMs = (pid) =>
+  (Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[12]) * 1000) / ticks;
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const dir = workDir();
@@ -40,7 +57,7 @@ const daemons = [];
 try {
   for (const [i, build] of builds.entries()) {
     const home = join(dir, `d${i}`);
-    const config = writeConfig(home, { maxSessions: 4 });
+    const config = writeConfig(home, { maxSessions: 4, outputMb });
     const log = openSync(join(home, 'daemon.log'), 'a');
     const child = spawn(
       process.execPath,
@@ -52,21 +69,45 @@ try {
     );
     await untilReady(config.socket, { child });
     const { instanceIdOf } = await import(join(build, 'daemon', 'instance-id.js'));
-    daemons.push({ build, child, config, instanceId: instanceIdOf(config.socket, config.stateDir), per: [] });
+    daemons.push({
+      build,
+      child,
+      config,
+      instanceId: instanceIdOf(config.socket, config.stateDir),
+      per: [],
+      sys: [],
+    });
   }
   // A warm-up session each: the first one loads modules the others do not.
-  for (const d of daemons) await triggerOnSocket(d.config.socket, { agent: 'demo', repo: repo.url });
+  for (const d of daemons) await triggerOnSocket(d.config.socket, fields(repo.url));
   for (let r = 0; r < rounds; r++) {
     for (const d of daemons) {
       const before = cpuMs(d.child.pid);
+      const sysBefore = sysMs(d.child.pid);
       for (let s = 0; s < perRound; s++)
-        await triggerOnSocket(d.config.socket, { agent: 'demo', repo: repo.url });
-      d.per.push((cpuMs(d.child.pid) - before) / perRound);
+        await Promise.all(
+          Array.from({ length: atOnce }, () => triggerOnSocket(d.config.socket, fields(repo.url))),
+        );
+      d.per.push((cpuMs(d.child.pid) - before) / units);
+      d.sys.push((sysMs(d.child.pid) - sysBefore) / units);
     }
-    console.log(`round ${r + 1}: ${daemons.map((d) => d.per.at(-1).toFixed(1)).join(' vs ')} ms a session`);
+    // Which build goes first alternates from round to round.
+    daemons.reverse();
+    console.log(
+      `round ${r + 1}: ${builds
+        .map((b) =>
+          daemons
+            .find((d) => d.build === b)
+            .per.at(-1)
+            .toFixed(2),
+        )
+        .join(' vs ')} ms a ${unit}`,
+    );
   }
-  for (const d of daemons)
-    console.log(`${d.build}: median ${median(d.per).toFixed(1)} ms of daemon CPU a session`);
+  for (const d of builds.map((b) => daemons.find((x) => x.build === b)))
+    console.log(
+      `${d.build}: median ${median(d.per).toFixed(2)} (${Math.min(...d.per).toFixed(2)}-${Math.max(...d.per).toFixed(2)}) ms of daemon CPU a ${unit}, of it system time ${median(d.sys).toFixed(2)}`,
+    );
 } finally {
   for (const d of daemons) {
     d.child.kill('SIGTERM');

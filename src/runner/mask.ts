@@ -353,11 +353,15 @@ function* assembleSteps(
     const spans = spansOf(line);
     return spans.length > 0 ? maskSpans(line, spans) : line;
   };
+  // What sends a block line by line wherever it is: searched for with the forms where the caller can
+  // (lineHints), else by needsLines.
+  const lineHints = [...plused, ...backslashedBytes, ...wrapped.hints];
   if (ordered.length === 0)
     return Object.assign((line: string) => line, {
       forms: [],
       identifying: [],
       needsLines: () => false,
+      lineHints: [],
       readings,
       spans: () => [],
       reach,
@@ -368,12 +372,11 @@ function* assembleSteps(
     readings,
     spans: spansOf,
     reach,
-    needsLines: (bytes: Buffer) =>
+    needsLines: (bytes: Buffer, hintsSearched = false) =>
       bytes.includes(0x1b) ||
       hasPercentEscape(bytes) ||
-      plused.some((form) => bytes.includes(form)) ||
-      backslashedBytes.some((s) => bytes.includes(s)) ||
-      wrapped.hinted(bytes),
+      (!hintsSearched && lineHints.some((hint) => bytes.includes(hint))),
+    lineHints,
   });
 }
 
@@ -569,7 +572,7 @@ const WRAPPED_LINE_MAX = 76;
  * A value inside a longer text whose base64 is wrapped (`base64 .env`): wherever the wrap falls, a
  * line ends with the start of one of the value's cores, or starts with the rest of it. Only the ends
  * of a core: a middle line of a core longer than a line (a value of more than about 57 bytes in the
- * middle of a file) is not found. `hinted` says whether a block of lines may hold such a line (the
+ * middle of a file) is not found. `hints` are what a block of lines that may hold such a line holds (the
  * first or last 8 characters of a core), so that blocks without one need not be split into lines.
  */
 type WrappedBase64 = ReturnType<typeof wrappedBase64>;
@@ -597,7 +600,7 @@ function wrappedBase64(cores: string[]) {
     Buffer.from(core.slice(-MIN_DERIVED_LENGTH)),
   ]);
   return {
-    hinted: (bytes: Buffer) => hints.some((hint) => bytes.includes(hint)),
+    hints,
     spans(line: string): Span[] {
       const length = line.length;
       if (cores.length === 0 || length < MIN_DERIVED_LENGTH || length > WRAPPED_LINE_MAX) return [];
@@ -653,7 +656,14 @@ export function maskSpans(line: string, spans: Span[]): string {
  */
 export type Masker = ((line: string) => string) & {
   readonly forms: readonly string[];
-  readonly needsLines: (bytes: Buffer) => boolean;
+  /** `hintsSearched`: the caller looked for `lineHints` in the bytes already (with the forms). */
+  readonly needsLines: (bytes: Buffer, hintsSearched?: boolean) => boolean;
+  /**
+   * Bytes that send a block line by line wherever they are in it (a form with `+` for its spaces, a
+   * value's `printf %q` signs, the ends of its base64 cores): what needsLines looks for besides the
+   * escapes, for a caller that looks for them in the same search as the forms.
+   */
+  readonly lineHints: readonly Buffer[];
   /** Where in the line masking hides something (the mask is maskSpans of these). */
   readonly spans: (line: string) => Span[];
   /**

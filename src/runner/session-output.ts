@@ -10,16 +10,51 @@ interface FormSearch {
 }
 
 /**
- * Up to this many forms (a token has about ten), a block is searched once per form: Buffer.indexOf is
- * native and some 100 times faster per pass than NeedleSet's one pass in JavaScript (measured 0.01 to
+ * Up to this many forms (a token has about ten), a block is searched natively, with the masker's
+ * lineHints (searchEach): Buffer.indexOf is native and some 100 times faster per pass than NeedleSet's one pass in JavaScript (measured 0.01 to
  * 0.2 ms per MB a form against 3.6 ms per MB; NeedleSet for every session raised the daemon's CPU per MB
  * of output from 5.5 to 7.5 ms in the output-heavy benchmark). Beyond, one pass for them all.
  */
 const SEARCHED_EACH_MAX = 32;
 
-function searchEach(forms: readonly Buffer[]): FormSearch {
-  const anchors = forms.map(anchorOf);
-  return { foundIn: (bytes) => anchors.some((anchor) => bytes.indexOf(anchor) !== -1) };
+/**
+ * The forms (from their rarest bytes) and hints, those that hold another one left out, looked for by
+ * first byte: a block without that byte (most blocks, for most first bytes) costs one native scan for
+ * all the needles that start with it, where each needle, and needsLines' each hint, cost a scan of its
+ * own (25 scans of every block for one token; bench/findings.md).
+ */
+function searchEach(forms: readonly Buffer[], hints: readonly Buffer[] = []): FormSearch {
+  const groups = new Map<number, Buffer[]>();
+  for (const needle of fewest([...forms.map((form) => anchorOf(form)), ...hints.map(hintAnchorOf)])) {
+    const first = needle[0] as number;
+    const group = groups.get(first);
+    if (group) group.push(needle);
+    else groups.set(first, [needle]);
+  }
+  const firsts = [...groups.keys()];
+  const lists = [...groups.values()];
+  return {
+    foundIn(bytes) {
+      for (let g = 0; g < firsts.length; g++) {
+        const at = bytes.indexOf(firsts[g] as number);
+        if (at === -1) continue;
+        // Each needle's first place, if any, is at or after its first byte's.
+        for (const needle of lists[g] as Buffer[]) if (bytes.indexOf(needle, at) !== -1) return true;
+      }
+      return false;
+    },
+  };
+}
+
+/**
+ * The needles without repeats, and without those that hold another one: a block that holds such a
+ * needle holds the other too, and either sends it line by line.
+ */
+function fewest(needles: readonly Buffer[]): Buffer[] {
+  const kept: Buffer[] = [];
+  for (const needle of [...needles].sort((a, b) => a.length - b.length))
+    if (needle.length > 0 && !kept.some((shorter) => needle.includes(shorter))) kept.push(needle);
+  return kept;
 }
 
 /** The shortest part of a form a block is searched for instead of the whole form (see anchorOf). */
@@ -34,11 +69,22 @@ const ANCHOR_MIN_BYTES = 12;
  * capital about 0.01 (the search of a block for one token's 17 forms 2.0 to 2.8 ms per MB, from their
  * rarest bytes 1.0 to 1.6; bench/findings.md).
  */
-function anchorOf(form: Buffer): Buffer {
+function anchorOf(form: Buffer, min = ANCHOR_MIN_BYTES): Buffer {
   let best = 0;
-  for (let i = 1; i <= form.length - ANCHOR_MIN_BYTES; i++)
+  for (let i = 1; i <= form.length - min; i++)
     if (commonness(form[i] as number) < commonness(form[best] as number)) best = i;
   return form.subarray(best);
+}
+
+/**
+ * The shortest part of a line's hint (Masker.lineHints: 8 characters of base64, a `+` form, a `\\`
+ * sign) a block is searched for: a hint starting with a lowercase letter or a digit cost a search of
+ * log-like text as much as all the forms (bench/findings.md).
+ */
+const HINT_ANCHOR_MIN_BYTES = 5;
+
+function hintAnchorOf(hint: Buffer): Buffer {
+  return anchorOf(hint, HINT_ANCHOR_MIN_BYTES);
 }
 
 /** How common a byte is in text as programs print it: 2 for lowercase letters, digits, space and usual punctuation, 0 for capitals, 1 for the rest. */
@@ -230,6 +276,8 @@ export class SessionOutput {
    * made 50 MB of output cost 5 s of CPU with a 4 KB value, 29 s with a 100 KB one).
    */
   private needles: FormSearch = searchEach([]);
+  /** `needles` holds the masker's lineHints too: needsLines need not look for them again. */
+  private hintsSearched = false;
   private marker = '';
   private withheld = 0;
   private run: AttachedRun | undefined;
@@ -346,7 +394,7 @@ export class SessionOutput {
     // In valid UTF-8, a form's bytes are in the block exactly where the form is in the decoded text;
     // forms with a line break cannot be within one line, and are never matched line by line either.
     if (this.needles.foundIn(bytes)) return false;
-    if (this.mask.needsLines(bytes)) return false;
+    if (this.mask.needsLines(bytes, this.hintsSearched)) return false;
     const block = this.log.appendBlock(bytes, lines, stream);
     try {
       if (this.options.onBlock) this.options.onBlock(block);
@@ -408,6 +456,11 @@ export class SessionOutput {
     const forms = (this.mask?.forms ?? [])
       .filter((form) => !/[\r\n]/.test(form))
       .map((form) => Buffer.from(form, 'utf8'));
-    this.needles = forms.length > SEARCHED_EACH_MAX ? new NeedleSet(forms) : searchEach(forms);
+    // With few forms, the lines' hints go in the same search (a hint and a form often hold one another).
+    this.hintsSearched = this.mask !== undefined && forms.length <= SEARCHED_EACH_MAX;
+    this.needles =
+      forms.length > SEARCHED_EACH_MAX
+        ? new NeedleSet(forms)
+        : searchEach(forms, this.hintsSearched ? this.mask?.lineHints : []);
   }
 }

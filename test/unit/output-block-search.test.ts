@@ -49,6 +49,26 @@ describe('the search of a block of lines for the masked forms', () => {
     }
   });
 
+  it('never takes a block that holds what only masking line by line sees: wrapped base64 of a value, its hints', async () => {
+    for (const value of VALUES) {
+      const { out, mask, log } = output(value);
+      // A file with the value in it, base64 wrapped at 76 columns (`base64 .env`): the value's core is cut
+      // across lines, so no form is in the block, only a hint (the start or end of a core).
+      for (let shift = 0; shift < 3; shift++) {
+        const wrapped = Buffer.from(`${'#'.repeat(40 + shift)}\nTOKEN=${value}\n${'#'.repeat(40)}\n`)
+          .toString('base64')
+          .replace(/.{76}/g, '$&\n');
+        const lines = `${wrapped}\n`.replace(/\n+$/, '\n');
+        const count = lines.split('\n').length - 1;
+        expect(out.writeBlock(Buffer.from(lines), count, 'stdout'), `${value} ${shift}`).toBe(false);
+      }
+      for (const hint of mask.lineHints)
+        expect(out.writeBlock(block(hint.toString()), 50, 'stdout'), `${value}: ${hint}`).toBe(false);
+      await out.close();
+      expect(JSON.stringify(readSessionLog(log))).not.toContain(value);
+    }
+  });
+
   it('looks for a form from its rarest byte on: a block with that part of one only goes line by line too', async () => {
     const { out } = output('bench-token-value');
     // The value's hex in capitals, from its first capital on (what the block is searched for).
