@@ -6,11 +6,10 @@
  * one `{"error":"connection_lost",...}` object; `wait` and `trigger` wait for the daemon to come back
  * and exit with the session's outcome. No Podman: a fake daemon on a Unix socket.
  */
-import { createServer, type Server, type Socket } from 'node:net';
-import { join } from 'node:path';
+import type { Socket } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type CliResult, runCli, spawnCli, stopCliProcesses } from '../helpers/daemon.js';
-import { makeTempDir } from '../helpers/resources.js';
+import { replyLine, scriptedDaemon } from '../helpers/fake-daemon.js';
 
 const ID = '0123456789abcdef';
 const RECORD = {
@@ -26,26 +25,14 @@ const RECORD = {
   durationMs: 5,
 };
 
-const servers: Server[] = [];
-afterAll(async () => {
-  await stopCliProcesses();
-  for (const server of servers) await new Promise((resolve) => server.close(resolve));
-});
+afterAll(() => stopCliProcesses());
 
 /**
  * A fake daemon: each connection is handed to `handle` with its number (1, 2, ...) and arrives
  * unread (`pauseOnConnect`), so closing it drops the client's request unread.
  */
 async function fakeDaemon(handle: (socket: Socket, n: number) => void): Promise<string> {
-  const path = join(makeTempDir('agentd-e2e-drop-'), 'agentd.sock');
-  let n = 0;
-  const server = createServer({ pauseOnConnect: true }, (socket) => {
-    socket.on('error', () => {});
-    handle(socket, ++n);
-  });
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(path, resolve));
-  return path;
+  return (await scriptedDaemon(() => {}, { pauseOnConnect: true, onConnection: handle })).path;
 }
 
 /** Drops a connection a little after it opened: the client's request is (almost always) unread. */
@@ -62,7 +49,7 @@ function answer(
   socket.resume();
   socket.once('data', (chunk: Buffer) => {
     const request = JSON.parse(chunk.toString().split('\n')[0] ?? '{}') as { type: string };
-    const lines = replies(request).map((reply) => `${JSON.stringify({ v: 2, ...reply })}\n`);
+    const lines = replies(request).map(replyLine);
     for (const [i, line] of lines.entries()) socket.write(line, i === lines.length - 1 ? written : undefined);
   });
 }

@@ -8,9 +8,9 @@
  */
 import { execFile } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { scriptedDaemon } from '../helpers/fake-daemon.js';
 import { makeTempDir } from '../helpers/resources.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -40,94 +40,81 @@ const RECORD = {
   durationMs: 450,
 };
 
-let server: Server;
 let socket = '';
 
 beforeAll(async () => {
-  socket = join(makeTempDir('agentd-e2e-start-'), 'agentd.sock');
-  // Answers each request at once, as a daemon with a recorded session would.
-  server = createServer((connection) => {
-    connection.on('error', () => {});
-    let text = '';
-    connection.on('data', (chunk: Buffer) => {
-      text += chunk.toString();
-      const end = text.indexOf('\n');
-      if (end < 0) return;
-      const request = JSON.parse(text.slice(0, end)) as { type: string; id?: string; sessionId?: string };
-      const base = { v: 2, ...(request.id === undefined ? {} : { id: request.id }) };
-      if (request.type === 'wait' && request.sessionId === RUNNING) return;
-      const unknown = {
-        type: 'error',
-        code: 'unknown_session',
-        message: `no session ${request.sessionId}`,
-        problems: [],
-        retryable: false,
-      };
-      const known = request.sessionId === ID;
-      const outcome = { type: 'outcome', sessionId: ID, agent: 'demo', outcome: 'failed', record: RECORD };
-      const line = { type: 'output', sessionId: ID, stream: 'stdout', time: AT };
-      const replies: object[] =
-        request.type === 'wait' && request.sessionId === NO_OUTCOME
-          ? [
-              {
-                type: 'outcome',
-                sessionId: NO_OUTCOME,
-                record: { ...RECORD, id: NO_OUTCOME, phase: 'running', outcome: undefined },
-              },
-            ]
-          : ['wait', 'show', 'cancel', 'logs'].includes(request.type) && !known
-            ? [unknown]
-            : request.type === 'wait'
-              ? [{ type: 'heartbeat' }, outcome]
-              : request.type === 'show'
-                ? [{ type: 'session', sessionId: ID, record: RECORD }]
-                : request.type === 'cancel'
-                  ? [{ type: 'cancelling', sessionId: ID, wasQueued: false }]
-                  : request.type === 'logs'
+  // Answers a connection's request at once, as a daemon with a recorded session would, and closes it.
+  const daemon = await scriptedDaemon((request, connection, index) => {
+    if (index > 0) return;
+    const base = { v: 2, ...(request.id === undefined ? {} : { id: request.id }) };
+    if (request.type === 'wait' && request.sessionId === RUNNING) return;
+    const unknown = {
+      type: 'error',
+      code: 'unknown_session',
+      message: `no session ${request.sessionId}`,
+      problems: [],
+      retryable: false,
+    };
+    const known = request.sessionId === ID;
+    const outcome = { type: 'outcome', sessionId: ID, agent: 'demo', outcome: 'failed', record: RECORD };
+    const line = { type: 'output', sessionId: ID, stream: 'stdout', time: AT };
+    const replies: object[] =
+      request.type === 'wait' && request.sessionId === NO_OUTCOME
+        ? [
+            {
+              type: 'outcome',
+              sessionId: NO_OUTCOME,
+              record: { ...RECORD, id: NO_OUTCOME, phase: 'running', outcome: undefined },
+            },
+          ]
+        : ['wait', 'show', 'cancel', 'logs'].includes(request.type) && !known
+          ? [unknown]
+          : request.type === 'wait'
+            ? [{ type: 'heartbeat' }, outcome]
+            : request.type === 'show'
+              ? [{ type: 'session', sessionId: ID, record: RECORD }]
+              : request.type === 'cancel'
+                ? [{ type: 'cancelling', sessionId: ID, wasQueued: false }]
+                : request.type === 'logs'
+                  ? [
+                      { ...line, seq: 1, line: 'one' },
+                      { ...line, seq: 2, line: 'two', stream: 'stderr' },
+                      outcome,
+                    ]
+                  : request.type === 'trigger'
                     ? [
-                        { ...line, seq: 1, line: 'one' },
-                        { ...line, seq: 2, line: 'two', stream: 'stderr' },
-                        outcome,
+                        { type: 'accepted', sessionId: ID, queued: false, position: 0 },
+                        { type: 'phase', sessionId: ID, agent: 'demo', phase: 'running' },
+                        {
+                          type: 'outcome',
+                          sessionId: ID,
+                          agent: 'demo',
+                          outcome: 'failed',
+                          record: RECORD,
+                        },
                       ]
-                    : request.type === 'trigger'
+                    : request.type === 'status'
                       ? [
-                          { type: 'accepted', sessionId: ID, queued: false, position: 0 },
-                          { type: 'phase', sessionId: ID, agent: 'demo', phase: 'running' },
                           {
-                            type: 'outcome',
-                            sessionId: ID,
-                            agent: 'demo',
-                            outcome: 'failed',
-                            record: RECORD,
+                            type: 'status',
+                            state: 'ready',
+                            pid: 1,
+                            version: '0.0.0',
+                            instanceId: 'i',
+                            socket,
+                            uptimeMs: 1000,
+                            maxSessions: 4,
+                            running: [],
+                            queued: [],
+                            recent: [RECORD],
                           },
                         ]
-                      : request.type === 'status'
-                        ? [
-                            {
-                              type: 'status',
-                              state: 'ready',
-                              pid: 1,
-                              version: '0.0.0',
-                              instanceId: 'i',
-                              socket,
-                              uptimeMs: 1000,
-                              maxSessions: 4,
-                              running: [],
-                              queued: [],
-                              recent: [RECORD],
-                            },
-                          ]
-                        : request.type === 'history'
-                          ? [{ type: 'history', sessions: [RECORD, RECORD], more: 0 }]
-                          : [{ type: 'error', code: 'not_found', message: `no session ${ID}` }];
-      connection.end(replies.map((reply) => `${JSON.stringify({ ...base, ...reply })}\n`).join(''));
-    });
+                      : request.type === 'history'
+                        ? [{ type: 'history', sessions: [RECORD, RECORD], more: 0 }]
+                        : [{ type: 'error', code: 'not_found', message: `no session ${ID}` }];
+    connection.end(replies.map((reply) => `${JSON.stringify({ ...base, ...reply })}\n`).join(''));
   });
-  await new Promise<void>((resolve) => server.listen(socket, resolve));
-});
-
-afterAll(async () => {
-  await new Promise((resolve) => server?.close(resolve));
+  socket = daemon.path;
 });
 
 interface Run {

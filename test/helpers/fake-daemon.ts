@@ -31,8 +31,11 @@ export interface ScriptOptions {
   path?: string;
   /** Reads nothing on a connection until the test resumes it (to reset one with its request unread). */
   pauseOnConnect?: boolean;
-  /** Each connection as it arrives, before anything is read (a daemon that closes every one, say). */
-  onConnection?: (socket: Socket) => void;
+  /**
+   * Each connection as it arrives, with its number (1 for the first), before anything is read: a daemon
+   * that closes every one, say.
+   */
+  onConnection?: (socket: Socket, number: number) => void;
 }
 
 const open: ScriptedDaemon[] = [];
@@ -54,7 +57,7 @@ export async function scriptedDaemon(script: Script, options: ScriptOptions = {}
     socket.on('close', () => live.delete(socket));
     socket.on('error', () => {});
     waiters.shift()?.(socket);
-    options.onConnection?.(socket);
+    options.onConnection?.(socket, connections.length);
     let buffered = '';
     let index = 0;
     socket.on('data', (chunk: Buffer) => {
