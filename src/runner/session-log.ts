@@ -713,8 +713,6 @@ function pendingBytes(pending: Pending, arena: LogArena): Buffer {
   return pos === out.length ? out : out.subarray(0, pos);
 }
 
-const LF = 0x0a;
-
 /** Bytes of a block's records: `SEQ TIME TOKEN TEXT\n` a line. */
 function blockSize(block: OutputBlock): number {
   const fixed = block.time.length + TOKENS[block.stream].length + 3;
@@ -739,40 +737,24 @@ function digitsIn(from: number, count: number): number {
   return total;
 }
 
-/** Writes a block's records into `out` at `pos` (blockSize bytes), without a string per line; the end. */
+/**
+ * Writes a block's records into `out` at `pos` (blockSize bytes); the end. Built as one Latin-1 string
+ * (each byte of the block one character, so its bytes come out as they are) and written at once: three
+ * Buffer.copy calls a line (number, time and stream, text) cost some 190 ns each, which made encoding
+ * what a flood's writes keep about as costly as finding the lines of all of it (bench/findings.md).
+ */
 function encodeBlock(block: OutputBlock, out: Buffer, pos: number): number {
-  const { bytes } = block;
-  const middle = Buffer.from(` ${block.time} ${TOKENS[block.stream]} `, 'latin1');
-  // The sequence number as ASCII digits, counted up in place.
-  const digits = Buffer.from(String(block.seq), 'latin1');
-  let width = digits.length;
-  let seqBuf = Buffer.alloc(width + 16, 0x30);
-  digits.copy(seqBuf, 16);
-  let seqAt = 16;
+  const middle = ` ${block.time} ${TOKENS[block.stream]} `;
+  const text = block.bytes.toString('latin1');
+  let records = '';
+  let seq = block.seq;
   let at = 0;
   for (let i = 0; i < block.count; i++) {
-    const nl = bytes.indexOf(LF, at);
-    pos += seqBuf.copy(out, pos, seqAt, seqAt + width);
-    pos += middle.copy(out, pos);
-    pos += bytes.copy(out, pos, at, nl + 1);
+    const nl = text.indexOf('\n', at);
+    records += seq++ + middle + text.slice(at, nl + 1);
     at = nl + 1;
-    // Next number: add one from the last digit, carrying.
-    let d = seqBuf.length - 1;
-    while (d >= seqAt && seqBuf[d] === 0x39) seqBuf[d--] = 0x30;
-    if (d >= seqAt) seqBuf[d] = (seqBuf[d] as number) + 1;
-    else {
-      if (seqAt === 0) {
-        const wider = Buffer.alloc(seqBuf.length + 16, 0x30);
-        seqBuf.copy(wider, 16);
-        seqBuf = wider;
-        seqAt = 16;
-      }
-      seqAt--;
-      seqBuf[seqAt] = 0x31;
-      width++;
-    }
   }
-  return pos;
+  return pos + out.write(records, pos, 'latin1');
 }
 
 /** What reads a session's log after a sequence number, a piece at a time (LogReader). */
