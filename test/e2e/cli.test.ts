@@ -1,8 +1,6 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   containerEventsSince,
@@ -13,6 +11,7 @@ import {
   startDaemon,
   type TestDaemon,
 } from '../helpers/daemon.js';
+import { scriptedDaemon } from '../helpers/fake-daemon.js';
 import { TEST_IMAGE } from '../helpers/podman.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
 
@@ -523,18 +522,9 @@ describe('CLI', () => {
 
     it('5: Ctrl-C before the daemon accepted still cancels the session once it is accepted', async () => {
       // A scripted daemon, so "before accepted" is a fact rather than a race.
-      const path = join(makeTempDir('agentd-e2e-fake-'), 'fake.sock');
-      const requests: Record<string, unknown>[] = [];
-      let client: Socket | undefined;
       let arrived: () => void = () => {};
-      const server = createServer((socket) => {
-        client = socket;
-        createInterface({ input: socket }).on('line', (line) => {
-          requests.push(JSON.parse(line) as Record<string, unknown>);
-          arrived();
-        });
-      });
-      await new Promise<void>((resolve) => server.listen(path, resolve));
+      const daemon = await scriptedDaemon(() => arrived());
+      const { path, requests } = daemon;
       const nextRequest = (n: number) =>
         new Promise<void>((resolve) => {
           arrived = () => {
@@ -551,7 +541,8 @@ describe('CLI', () => {
         await new Promise((resolve) => setTimeout(resolve, 300));
         expect(trigger.child.exitCode, 'still waiting for the daemon').toBeNull();
         const id = '0123456789abcdef';
-        const send = (message: object) => client?.write(`${JSON.stringify({ v: 1, ...message })}\n`);
+        const send = (message: object) =>
+          daemon.connections.at(-1)?.write(`${JSON.stringify({ v: 1, ...message })}\n`);
         send({ type: 'accepted', sessionId: id, queued: false, position: 0 });
         await nextRequest(2);
         expect(requests[1]).toMatchObject({ v: 2, type: 'cancel', sessionId: id });
@@ -581,8 +572,7 @@ describe('CLI', () => {
             `agentd: cancelling session ${id}; press Ctrl-C again to leave without waiting\n`,
         });
       } finally {
-        client?.destroy();
-        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await daemon.close();
       }
     });
 
