@@ -21,7 +21,6 @@ import {
   truncateSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -36,6 +35,7 @@ import {
   startDaemon,
   type TestDaemon,
 } from '../helpers/daemon.js';
+import { type ScriptedDaemon, scriptedDaemon } from '../helpers/fake-daemon.js';
 import { type Gate, startGate } from '../helpers/gate.js';
 import { type GitServer, startGitServer } from '../helpers/git-server.js';
 import { makeTempDir, track } from '../helpers/resources.js';
@@ -473,28 +473,14 @@ describe('directories the daemon does not own', () => {
     expect(status.stderr).toMatch(
       /not connecting to \/tmp\/agentd-65534\/agentd.sock: the socket's directory \/tmp\/agentd-65534 is owned by uid 0 \(root\) with mode 0777/,
     );
-    expect(server.connections).toBe(0);
+    expect(server.connections.length).toBe(0);
     await server.close();
   });
 });
 
-/** A Unix socket server that counts connections and answers nothing. */
-async function listenAt(
-  path: string,
-): Promise<{ connections: number; server: Server; close(): Promise<void> }> {
-  const state = { connections: 0 };
-  const server = createServer((socket) => {
-    state.connections++;
-    socket.destroy();
-  });
-  await new Promise<void>((resolve) => server.listen(path, resolve));
-  return {
-    get connections() {
-      return state.connections;
-    },
-    server,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
+/** A Unix socket server that closes every connection and answers nothing; `connections` are counted. */
+function listenAt(path: string): Promise<ScriptedDaemon> {
+  return scriptedDaemon(() => {}, { path, onConnection: (socket) => socket.destroy() });
 }
 
 describe('the CLI checks the socket before sending anything', () => {
@@ -513,12 +499,12 @@ describe('the CLI checks the socket before sending anything', () => {
     );
     const trigger = await runCli(['trigger', 'x', '--socket', path]);
     expect(trigger.code).toBe(69);
-    expect(server.connections).toBe(0);
+    expect(server.connections.length).toBe(0);
     // The same socket owned by the caller is used.
     chownSync(path, 0, 0);
     const trusted = spawnCli(['status'], { env: { AGENTD_SOCKET: path } });
     await trusted.result;
-    expect(server.connections).toBe(1);
+    expect(server.connections.length).toBe(1);
     await server.close();
   });
 });
