@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, constants, existsSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, openSync, readSync, unlinkSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -57,7 +57,8 @@ export interface PodmanClientOptions {
   /**
    * Where podman runs. Podman 4.3's conmon writes a file named `oom` into its working directory when a
    * container is killed for memory: an agent would leave one in whatever directory the daemon started
-   * in (`/` under systemd). The daemon gives its state dir.
+   * in (`/` under systemd). The daemon gives its state dir, and each removal of containers deletes the
+   * file there (nothing reads it: see removeOomFile).
    */
   cwd?: string;
 }
@@ -1184,7 +1185,24 @@ export class PodmanClient implements PodmanPort {
         failure ??= error;
       }
     }
+    this.removeOomFile();
     if (failure !== undefined) throw failure;
+  }
+
+  /**
+   * Deletes the empty `oom` file Podman 4.3's conmon writes into podman's working directory when a
+   * container is killed for memory. agentd never reads it (the setup step reads a session's OOM kills
+   * from its cgroup), and conmon writes it before the container exits, so once a container is removed
+   * it is only a stray file in the state dir. Another container's OOM kill writes it again, and that
+   * container's removal deletes it.
+   */
+  private removeOomFile(): void {
+    if (this.cwd === undefined || this.remote) return;
+    try {
+      unlinkSync(join(this.cwd, 'oom'));
+    } catch {
+      // None was written, or it is gone already.
+    }
   }
 
   async listContainers(

@@ -615,8 +615,9 @@ describe('results out: the output directory and the sealed record', () => {
     },
   );
 
-  it('leaves nothing in the daemon’s working directory when an agent is killed for memory', async () => {
-    // Podman 4.3's conmon writes a file named `oom` where podman runs: the daemon runs it in its state dir.
+  it('leaves nothing in the daemon’s working directory nor its state dir when an agent is killed for memory', async () => {
+    // Podman 4.3's conmon writes a file named `oom` where podman runs: the daemon runs it in its state
+    // dir, and deletes the file once the container is removed.
     const cwd = makeTempDir('agentd-e2e-cwd-');
     const script = 'x=$(head -c 200000000 /dev/zero | tr "\\0" a); echo "$x" | wc -c';
     const d = await startDaemon(
@@ -628,6 +629,7 @@ describe('results out: the output directory and the sealed record', () => {
     expect(reply.outcome, result.stdout + result.stderr).toBe('failed');
     expect(reply.message).toMatch(/out of memory/);
     expect(readdirSync(cwd)).toEqual([]);
+    expect(readdirSync(d.files.stateDir)).not.toContain('oom');
   });
 
   it("archives the output although the command's left-over processes hold every pid", async () => {
