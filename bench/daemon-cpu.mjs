@@ -6,6 +6,10 @@
 // BENCH_CPU_AGENT=printer (default demo) runs the output-heavy agent instead, BENCH_CPU_AT_ONCE (default
 // 1) sessions at once each time, BENCH_OUTPUT_MB (default 50) MB each: then the figure is ms per MB of
 // output (`BENCH_CPU_AGENT=printer BENCH_CPU_AT_ONCE=4 BENCH_CPU_SESSIONS=1`: the bench's output case).
+// BENCH_CPU_NODE_ARGS_A / _B (space-separated) go to node before B's or A's CLI: one build with two
+// settings of node (`BENCH_CPU_NODE_ARGS_B=--max-semi-space-size=1 node bench/daemon-cpu.mjs dist dist`);
+// BENCH_CPU_ENV_A / _B (space-separated NAME=VALUE) are added to that daemon's environment
+// (`BENCH_CPU_ENV_B=MALLOC_ARENA_MAX=2`).
 import { spawn } from 'node:child_process';
 import { openSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -28,6 +32,17 @@ if (process.argv[2] === undefined) {
   console.error('usage: node bench/daemon-cpu.mjs DIST_A [DIST_B]');
   process.exit(2);
 }
+const nodeArgs = ['A', 'B'].map((x) =>
+  (process.env[`BENCH_CPU_NODE_ARGS_${x}`] ?? '').split(' ').filter(Boolean),
+);
+const envs = ['A', 'B'].map((x) =>
+  Object.fromEntries(
+    (process.env[`BENCH_CPU_ENV_${x}`] ?? '')
+      .split(' ')
+      .filter(Boolean)
+      .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+  ),
+);
 const rounds = Number(process.env.BENCH_CPU_ROUNDS ?? 6);
 const perRound = Number(process.env.BENCH_CPU_SESSIONS ?? 5);
 const agent = process.env.BENCH_CPU_AGENT ?? 'demo';
@@ -61,15 +76,16 @@ try {
     const log = openSync(join(home, 'daemon.log'), 'a');
     const child = spawn(
       process.execPath,
-      [join(build, 'cli', 'index.js'), 'start', '--config', config.file],
+      [...nodeArgs[i], join(build, 'cli', 'index.js'), 'start', '--config', config.file],
       {
-        env: { ...process.env, [TOKEN_ENV]: TOKEN },
+        env: { ...process.env, [TOKEN_ENV]: TOKEN, ...envs[i] },
         stdio: ['ignore', log, log],
       },
     );
     await untilReady(config.socket, { child });
     const { instanceIdOf } = await import(join(build, 'daemon', 'instance-id.js'));
     daemons.push({
+      index: i,
       build,
       child,
       config,
@@ -95,18 +111,18 @@ try {
     daemons.reverse();
     console.log(
       `round ${r + 1}: ${builds
-        .map((b) =>
+        .map((_, i) =>
           daemons
-            .find((d) => d.build === b)
+            .find((d) => d.index === i)
             .per.at(-1)
             .toFixed(2),
         )
         .join(' vs ')} ms a ${unit}`,
     );
   }
-  for (const d of builds.map((b) => daemons.find((x) => x.build === b)))
+  for (const d of builds.map((_, i) => daemons.find((x) => x.index === i)))
     console.log(
-      `${d.build}: median ${median(d.per).toFixed(2)} (${Math.min(...d.per).toFixed(2)}-${Math.max(...d.per).toFixed(2)}) ms of daemon CPU a ${unit}, of it system time ${median(d.sys).toFixed(2)}`,
+      `${d.build}${nodeArgs[d.index].length > 0 ? ` (node ${nodeArgs[d.index].join(' ')})` : ''}${process.env[`BENCH_CPU_ENV_${'AB'[d.index]}`] ? ` (${process.env[`BENCH_CPU_ENV_${'AB'[d.index]}`]})` : ''}: median ${median(d.per).toFixed(2)} (${Math.min(...d.per).toFixed(2)}-${Math.max(...d.per).toFixed(2)}) ms of daemon CPU a ${unit}, of it system time ${median(d.sys).toFixed(2)}`,
     );
 } finally {
   for (const d of daemons) {
