@@ -21,8 +21,9 @@ export interface HttpGitServer extends GitServer {
   requests: { method: string; path: string; authorized: boolean; authorization?: string }[];
 }
 
-// Commits made by the helpers must not depend on the host's git configuration.
-const GIT_ENV = {
+// Commits made by the helpers (and tests that build repositories of their own) must not depend on the
+// host's git configuration.
+export const GIT_ENV = {
   GIT_CONFIG_NOSYSTEM: '1',
   GIT_CONFIG_GLOBAL: '/dev/null',
   GIT_AUTHOR_NAME: 'agentd test',

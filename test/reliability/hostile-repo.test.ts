@@ -16,21 +16,12 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, type CliResult, leftoversOfDaemons, startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { type HttpGitServer, startHttpGitServer } from '../helpers/git-server.js';
+import { GIT_ENV, type HttpGitServer, startHttpGitServer } from '../helpers/git-server.js';
 import { randomSessionId } from '../helpers/ids.js';
 import { TEST_IMAGE } from '../helpers/podman.js';
 import { cleanupAll } from '../helpers/resources.js';
 
 const TOKEN = `REPOTOKEN${randomSessionId()}${randomSessionId()}`;
-
-const GIT_ENV = {
-  GIT_CONFIG_NOSYSTEM: '1',
-  GIT_CONFIG_GLOBAL: '/dev/null',
-  GIT_AUTHOR_NAME: 'agentd test',
-  GIT_AUTHOR_EMAIL: 'test@agentd.invalid',
-  GIT_COMMITTER_NAME: 'agentd test',
-  GIT_COMMITTER_EMAIL: 'test@agentd.invalid',
-};
 
 /** Serves the repositories (no token of its own: the front checks it). */
 let backend: HttpGitServer;
