@@ -355,7 +355,9 @@ export function createDaemonPort(options: PortOptions): DaemonPort {
       };
     },
     watch: (listener) => {
-      const subscription = actor.subscribe(() => listener());
+      // An error listener too: XState rethrows a failure its subscribers do not all listen for (an
+      // uncaught exception, where main.ts logs daemon.crashed and exits), and the failed state is news.
+      const subscription = actor.subscribe({ next: () => listener(), error: () => listener() });
       // Session phases change inside child actors, which the root's subscription does not see.
       const unfollow = journal.followAll((event) => {
         if (event.type === 'phase') listener();

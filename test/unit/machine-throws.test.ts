@@ -424,6 +424,7 @@ function portOver(actor: DaemonActor, recorded: Set<string>): DaemonPort {
     record: () => undefined,
     recent: () => [],
     waitingToSeal: () => ({ count: 0, oldest: undefined }),
+    followAll: () => () => {},
   };
   return createDaemonPort({
     actor,
@@ -449,6 +450,31 @@ describe('a daemon machine stopped by an exception in an action', () => {
 
     expect(actor.getSnapshot().status).toBe('error');
     expect(answers).toEqual([{ type: 'trigger.accepted', sessionId: 's1', queued: true, position: 1 }]);
+  });
+
+  it('a client watching the state (subscribe) learns of it, and the failure is not rethrown as an uncaught exception', async () => {
+    const fakes = new Fakes();
+    const actor = await readyDaemon(fakes, throwingDaemon(fakes, new Set(), 'before'));
+    const port = portOver(actor, new Set());
+    const uncaught: unknown[] = [];
+    // XState rethrows (in a timer) a failure that one of the actor's subscribers has no error listener
+    // for; main.ts would never log daemon.crashed and exit as it should, the process would die of it.
+    const onUncaught = (error: unknown) => uncaught.push(error);
+    process.prependListener('uncaughtException', onUncaught);
+    try {
+      const states: string[] = [];
+      const unwatch = port.watch(() => states.push(port.state()));
+
+      port.send({ type: 'trigger', sessionId: 's1', agent: 'demo' });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+
+      expect(actor.getSnapshot().status).toBe('error');
+      expect(uncaught).toEqual([]);
+      expect(states.at(-1)).toBe('failed');
+      unwatch();
+    } finally {
+      process.removeListener('uncaughtException', onUncaught);
+    }
   });
 
   it('one it did not record is rejected with why, and so is every later one; status says failed', async () => {
