@@ -69,6 +69,7 @@ import { watchClock } from './clock-watch.js';
 import { type Hangups, takeHangups } from './hangup.js';
 import { reconcileHost } from './host-reconcile.js';
 import { abandonedWaiting, sortByHost } from './host-recovery.js';
+import { collectWhenIdle } from './idle-collection.js';
 import { instanceIdOf } from './instance-id.js';
 import { SessionJournal } from './journal.js';
 import { Leftovers } from './leftovers.js';
@@ -788,6 +789,21 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
   process.on('SIGINT', onSignal);
   // A step of the system clock while the daemon runs is warned of (daemon.clock_stepped).
   const clock = watchClock(log);
+  // What a busy spell left in the heap is given back once the daemon has been idle a while.
+  const idleCollection = collectWhenIdle({
+    idle: () => {
+      const { sessions, queue } = actor.getSnapshot().context;
+      return queue.length === 0 && Object.keys(sessions).length === 0;
+    },
+    subscribe: (listener) => {
+      // With an error listener: a subscriber without one makes XState rethrow the machine's failure
+      // (an uncaught exception) instead of leaving it to the wait below.
+      const subscription = actor.subscribe({ next: listener, error: () => {} });
+      return () => subscription.unsubscribe();
+    },
+    collect: collectStartGarbage,
+    log,
+  });
   actor.start();
   // The machine holds the agents in force from now on: the settings the daemon started with, and its
   // input, read them there instead of keeping the start's definitions once a reload replaced them.
@@ -850,6 +866,7 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
   // No seal made again from now on (the next start makes them): one would write after writeWaiting.
   keeper.close();
   clock.stop();
+  idleCollection.stop();
   // Once more before the end, for what teardown left (a start would remove it too); a host that does
   // not answer holds the end up for LEFTOVERS_AT_STOP_MS at most (a secret removal under way finishes).
   const sweepDeadline = AbortSignal.timeout(LEFTOVERS_AT_STOP_MS);
