@@ -283,6 +283,12 @@ export class Notifier {
         { event: 'notify.unreadable', left: unread.count, files: unread.files, reason: unread.reason },
         `${unread.count === 1 ? `${unread.files[0]} in the notification outbox` : `${unread.count} files of the notification outbox`} could not be read now (${unread.reason}${unread.count > 1 ? ', the first' : ''}): left in place, not sent by this daemon; the next start reads ${unread.count === 1 ? 'it' : 'them'} again (check the filesystem and the daemon's open file limit)`,
       );
+    // No later than any planned wait from now (waitLeft's bound): a due time further off (a clock set
+    // back, a damaged entry) would be kept and written back as it is, and one past what a date holds made
+    // the notify.abandoned line of a stop throw (new Date(due).toISOString()), ending the stop half-way.
+    const latest = Date.now() + MAX_WAIT_MS;
+    for (const target of entries.flatMap((entry) => entry.targets))
+      if (target.due !== undefined && target.due > latest) target.due = latest;
     const resumed: UnderWay[] = [];
     for (const entry of entries) {
       try {

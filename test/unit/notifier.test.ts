@@ -1079,6 +1079,32 @@ describe('notifier with an outbox (notifications kept across a stop or a crash)'
     await next.notifier.close(0);
   });
 
+  it('a due time past what a date can hold (a damaged entry) is cut too: a stop while it waits writes it back, and does not throw', async () => {
+    const first = setup([target()], undefined, outbox());
+    first.notifier.notify(RECORD);
+    await vi.advanceTimersByTimeAsync(0);
+    first.attempts[0]?.settle(new WebhookError('http_5xx', 'answered 503'));
+    await vi.advanceTimersByTimeAsync(0);
+    await stop(first.notifier);
+    // A number the outbox's schema takes (a safe integer) that is no date: new Date(it).toISOString() throws.
+    const file = join(stateDir, 'notify', `${RECORD.id}.json`);
+    const damaged = JSON.parse(readFileSync(file, 'utf8')) as { targets: { due?: number }[] };
+    for (const t of damaged.targets) t.due = 9_000_000_000_000_000;
+    writeFileSync(file, JSON.stringify(damaged));
+    const next = setup([target()], undefined, outbox());
+    next.notifier.resume(() => undefined);
+    expect(next.lines.find((l) => l.event === 'notify.resumed')).toMatchObject({
+      retryIn: MAX_RETRY_AFTER_MS,
+    });
+    // Stopped while it waits: it is written back for the next start, as any waiting delivery is.
+    await stop(next.notifier);
+    const abandoned = next.lines.find((l) => l.event === 'notify.abandoned');
+    expect(abandoned?.msg).toContain('the next start sends it again when its next attempt is due');
+    const due = Date.now() + MAX_RETRY_AFTER_MS;
+    expect(abandoned?.due).toBe(new Date(due).toISOString());
+    expect(entry().targets).toMatchObject([{ made: 1, due }]);
+  });
+
   it('an entry of an agentd before `due` with a POST made waits the backoff after it, not POSTing at once', async () => {
     const first = setup([target({ backoffMs: 4000 })], undefined, outbox());
     first.notifier.notify(RECORD);
