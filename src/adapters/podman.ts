@@ -1492,7 +1492,14 @@ export class HeldErrorLines {
   release(): void {
     const pieces = this.pieces;
     this.drop();
-    for (const { text, end } of pieces) this.hand(text, end);
+    for (const { text, end } of pieces) {
+      try {
+        this.hand(text, end);
+      } catch {
+        // As for the output reader's consumer: one line's failure is its own. From the hold's timer it was
+        // an uncaught exception, the daemon's end, and the lines held after it were lost.
+      }
+    }
   }
 
   drop(): void {

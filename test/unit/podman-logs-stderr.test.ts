@@ -92,6 +92,29 @@ describe('an attached container’s last "Error: ..." lines', () => {
     expect(lines).toEqual(['stdout working', 'stderr Error: giving up']);
   });
 
+  it('handed on after the hold while the consumer throws: each line is still offered, and nothing reaches the process', async () => {
+    // The held lines go on from a timer (the container printed "Error: ..." and went quiet for the hold's
+    // 1 s): a consumer that throws there was an uncaught exception, which ended the daemon.
+    const uncaught: unknown[] = [];
+    const onUncaught = (error: unknown) => uncaught.push(error);
+    process.prependListener('uncaughtException', onUncaught);
+    try {
+      const lines: string[] = [];
+      const run = podmanWith(
+        'echo working\nsleep 0.05\necho "Error: first" >&2\necho "Error: second" >&2\nsleep 1.3\necho more >&2',
+        1,
+      ).startAttached('c', (text, end, stream) => {
+        lines.push(`${stream}${end ? '' : '+'} ${text}`);
+        if (stream === 'stderr') throw new Error('the consumer failed');
+      });
+      expect(await run.exitCode).toBe(1);
+      expect(uncaught).toEqual([]);
+      expect(lines).toEqual(['stdout working', 'stderr Error: first', 'stderr Error: second', 'stderr more']);
+    } finally {
+      process.removeListener('uncaughtException', onUncaught);
+    }
+  });
+
   it('are podman’s, and left out, when podman fails with its own code (125)', async () => {
     const { lines, exitCode } = await attached(
       podmanWith('echo working\nsleep 0.05\necho "Error: attaching to container c: EOF" >&2', 125),
