@@ -5,6 +5,7 @@ import { ownStrings } from '../config/own-strings.js';
 import type { Settings } from '../config/types.js';
 import { runDaemon } from '../daemon/main.js';
 import { checkUserNamespaces, logPreflight } from '../daemon/preflight.js';
+import { logUncaught } from '../daemon/uncaught.js';
 import { AgentdError } from '../errors.js';
 import type { InspectorServer } from '../inspector/server.js';
 import { localUtcOffset, processTimeZone } from '../time-zone.js';
@@ -30,6 +31,8 @@ export interface StartOptions {
  */
 export async function runStart(options: StartOptions, stderr: NodeJS.WritableStream): Promise<number> {
   const log = await createLogger(options.logFormat ?? 'json', options.logLevel ?? 'info');
+  // For the process's whole life: its exit is Node's, as ever.
+  logUncaught(log);
   let settings: Settings;
   try {
     // Not slices of the file's text, which they would keep for the daemon's life.
