@@ -247,8 +247,13 @@ export function runnerActors(ports: HostPorts, output: OutputSink) {
         if (input.run) await ensureVolumes(port, input.host, input.run.volumes, controller.signal);
       };
       const images = imagesOn(input.host);
+      let out: SessionOutput | undefined;
       void prepare()
-        .then(() => attach(port, output, input, send, controller.signal, images))
+        .then(() =>
+          attach(port, output, input, send, controller.signal, images, (made) => {
+            out = made;
+          }),
+        )
         .catch((error: unknown) =>
           send(
             error instanceof ContainerResetError
@@ -257,7 +262,10 @@ export function runnerActors(ports: HostPorts, output: OutputSink) {
                 ? { type: 'container.unreachable', error }
                 : { type: 'container.lost', error },
           ),
-        );
+        )
+        // However it ended (an exit, a loss, a cancel): the session's log stays open for the next
+        // attachment, and must not hold this one's output until the session ends.
+        .finally(() => out?.detach());
       // The machine cuts a `podman run` short that has not started the setup step yet (a stop).
       receive(() => controller.abort());
       return () => {
@@ -332,6 +340,8 @@ async function attach(
   send: (event: AttachEvent) => void,
   signal: AbortSignal,
   images: ImageCache,
+  /** Told of the attachment's output once it is made, to detach it however the attachment ends. */
+  made: (out: SessionOutput) => void = () => {},
 ): Promise<void> {
   const { sessionId, container, adopted } = input;
   // Dated before `podman run` makes the container: what it learns of its image holds from then on.
@@ -351,6 +361,7 @@ async function attach(
     },
     masker,
   );
+  made(out);
   const setupOutput: string[] = [];
   /** The agent's command runs: no more marker lines are read, but for the setup step's last. */
   let commandStarted = false;

@@ -198,7 +198,8 @@ export class SessionLog {
   private flooded = false;
   private closed = false;
   private wasBacklogged = false;
-  private readonly drainListeners: (() => void)[] = [];
+  /** One per SessionOutput writing to the log now: each attachment of the session takes its own back. */
+  private readonly drainListeners = new Set<() => void>();
   private idleWaiters: (() => void)[] = [];
   private gap: Gap | undefined;
   private retry: NodeJS.Timeout | undefined;
@@ -342,9 +343,13 @@ export class SessionLog {
     return this.droppedPending;
   }
 
-  /** Called (each time) once a backlog has been written down to LOW_WATER. */
-  onDrain(listener: () => void): void {
-    this.drainListeners.push(listener);
+  /** Called (each time) once a backlog has been written down to LOW_WATER, until the returned function is. */
+  onDrain(listener: () => void): () => void {
+    const once = () => listener();
+    this.drainListeners.add(once);
+    return () => {
+      this.drainListeners.delete(once);
+    };
   }
 
   /**
@@ -518,7 +523,7 @@ export class SessionLog {
     }
     if (this.wasBacklogged && this.pending.bytes <= LOW_WATER) {
       this.wasBacklogged = false;
-      for (const listener of this.drainListeners) {
+      for (const listener of [...this.drainListeners]) {
         try {
           listener();
         } catch {

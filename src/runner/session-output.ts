@@ -282,6 +282,7 @@ export class SessionOutput {
   private withheld = 0;
   private run: AttachedRun | undefined;
   private paused = false;
+  private readonly stopDrain: () => void;
 
   /** With no masker, output is withheld (fail closed). */
   constructor(
@@ -290,11 +291,22 @@ export class SessionOutput {
   ) {
     this.log = openSessionLog(options.logFile, options.logMaxBytes, options.onMissed);
     this.setMask(mask);
-    this.log.onDrain(() => {
+    this.stopDrain = this.log.onDrain(() => {
       if (!this.paused) return;
       this.paused = false;
       this.run?.resume();
     });
+  }
+
+  /**
+   * The attachment writing through this output has ended, the log stays open (the container is
+   * followed again by a new attachment, after a loss): the log no longer holds this output. Without it,
+   * every round of a host that answers but cannot be followed left its output (masker, run, handlers)
+   * on the session's log until the session ended.
+   */
+  detach(): void {
+    this.stopDrain();
+    this.run = undefined;
   }
 
   /** Masks with these values from now on; undefined withholds the output (fail closed). */
@@ -413,6 +425,7 @@ export class SessionOutput {
 
   /** Everything logged; the log file closed. */
   close(): Promise<void> {
+    this.detach();
     return this.log.close();
   }
 

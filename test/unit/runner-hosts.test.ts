@@ -9,6 +9,7 @@ import type { AgentConfig } from '../../src/config/types.js';
 import { runnerMachineFor } from '../../src/machines/runner.machine.js';
 import { runnerActors } from '../../src/runner/actors.js';
 import { MASK } from '../../src/runner/mask.js';
+import { closeSessionLog, openSessionLog } from '../../src/runner/session-log.js';
 import { assembleSession } from '../../src/sessions/assemble.js';
 import type { RunResult } from '../../src/sessions/types.js';
 import { FakePodman, type Stream } from '../helpers/fake-podman.js';
@@ -55,7 +56,14 @@ function start(
     ...(options.stopExitMs === undefined ? {} : { delays: { stopExit: options.stopExitMs } }),
   });
   const actor = createActor(machine, { input: { session, host: 'b1' } }).start();
-  return { actor, output, warnings, containerCalls, result: toPromise(actor) as Promise<RunResult> };
+  return {
+    actor,
+    output,
+    warnings,
+    containerCalls,
+    logFile: `${dir}/${trigger.sessionId}.log`,
+    result: toPromise(actor) as Promise<RunResult>,
+  };
 }
 
 async function until(check: () => boolean, what: string): Promise<void> {
@@ -438,6 +446,29 @@ describe('a session whose host answers but cannot be followed', () => {
     expect(result).toMatchObject({ outcome: 'abandoned' });
     // Not at once: its own grace period, from the second loss.
     expect(performance.now() - lostAgainAt).toBeGreaterThan(140);
+  });
+
+  it('holds nothing of each attachment that went round: the session log keeps one drain listener, not one per follow', async () => {
+    const podman = unfollowable();
+    const run = start(podman, 3_600_000, { retryMs: 1, stopExitMs: 50 });
+    const first = await toRunning(podman);
+    podman.broken = true;
+    first.drop();
+    // Each round is an attachment of its own (a new SessionOutput on the session's one open log).
+    for (let i = 0; i < 2000 && podman.follows < 100; i++)
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    expect(podman.follows).toBeGreaterThanOrEqual(100);
+    // The log still being written (the session runs on): the one every attachment wrote to.
+    const log = openSessionLog(run.logFile, 100_000);
+    const listeners = (log as unknown as { drainListeners: { length?: number; size?: number } })
+      .drainListeners;
+    const count = listeners.length ?? listeners.size ?? 0;
+    podman.broken = false;
+    run.actor.send({ type: 'cancel' });
+    await run.result;
+    await closeSessionLog(run.logFile);
+    // The attachment under way at most: each earlier one kept its output (masker, run, handlers) alive.
+    expect(count).toBeLessThanOrEqual(1);
   });
 
   it('ends a cancel within a bound though the attachment never reports the exit', async () => {
