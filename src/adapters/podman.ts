@@ -61,6 +61,14 @@ export interface PodmanClientOptions {
    * file there (nothing reads it: see removeOomFile).
    */
   cwd?: string;
+  /**
+   * How long the output of a streaming podman (`run`, `start --attach`, `logs`) may stay open after
+   * podman exited while none of it comes and the daemon does not hold it back (OUTPUT_AFTER_EXIT_MS by
+   * default): then it is no longer read, and `warn` says so.
+   */
+  outputAfterExitMs?: number;
+  /** Told what the daemon's log should warn of (the daemon gives its logger's warn). */
+  warn?: (fields: Record<string, unknown>, message: string) => void;
 }
 
 export interface CallOptions {
@@ -345,6 +353,13 @@ export function podmanUrl(url: string): string {
 const STREAM_KILL_AFTER_MS = 5000;
 
 /**
+ * A streaming podman's output still open this long after it exited, quiet and not held back by the
+ * daemon, is held by something else (a process podman started that lives on with its stdout): no longer
+ * read. Waiting for its end made the session wait for that process, after its container had exited.
+ */
+export const OUTPUT_AFTER_EXIT_MS = 5000;
+
+/**
  * Spawns a podman whose output goes straight into the daemon's output sockets (`stdio`), in its own
  * process group (DETACHED), and resolves with how it exited: its exit code (undefined when a signal
  * ended it), or `code` when it could not be spawned (ENOENT). A cancel (`signal`) sends it SIGTERM, and
@@ -393,6 +408,31 @@ export function spawnAttached(
   });
 }
 
+/**
+ * Whether `ended` settles before `quietMs` pass in which no output came (`lastOutput`, steady clock) and
+ * the consumer did not hold it back (`paused`): a slow consumer or output still coming is waited for.
+ */
+function endsWithin(
+  ended: Promise<unknown>,
+  quietMs: number,
+  paused: () => boolean,
+  lastOutput: () => number,
+): Promise<boolean> {
+  return new Promise((resolve) => {
+    let timer: NodeJS.Timeout | undefined;
+    const check = () => {
+      const quiet = performance.now() - lastOutput();
+      if (!paused() && quiet >= quietMs) resolve(false);
+      else timer = setTimeout(check, paused() ? quietMs : quietMs - quiet);
+    };
+    timer = setTimeout(check, quietMs);
+    void ended.then(() => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
 /** A narrow client over the podman CLI: the only code in agentd that runs podman. */
 export class PodmanClient implements PodmanPort {
   readonly bin: string;
@@ -415,6 +455,8 @@ export class PodmanClient implements PodmanPort {
   private readonly cwd: string | undefined;
   /** `--url URL [--identity FILE]` before every command, for a remote host. */
   private readonly global: string[];
+  private readonly outputAfterExitMs: number;
+  private readonly warn: (fields: Record<string, unknown>, message: string) => void;
 
   constructor(options: PodmanClientOptions = {}) {
     this.bin = options.bin ?? 'podman';
@@ -424,6 +466,8 @@ export class PodmanClient implements PodmanPort {
     this.now = options.now ?? (() => performance.now());
     this.onCall = options.onCall;
     this.cwd = options.cwd;
+    this.outputAfterExitMs = options.outputAfterExitMs ?? OUTPUT_AFTER_EXIT_MS;
+    this.warn = options.warn ?? (() => {});
     this.global =
       options.url === undefined
         ? []
@@ -906,6 +950,9 @@ export class PodmanClient implements PodmanPort {
     const errLines: string[] = [];
     /** The container has printed: what comes on stderr from now on is its own, not podman's. */
     let printed = false;
+    /** When output last came (steady clock), and whether the daemon holds it back: see outputEnded. */
+    let lastOutput = performance.now();
+    let paused = false;
     const { block } = onLine;
     // Podman's own last words ("Error: ..." when the container went away under it) come on the same
     // stderr as the container's: such lines are held until more output shows they were the container's,
@@ -916,6 +963,7 @@ export class PodmanClient implements PodmanPort {
       outSource,
       (text, end) => {
         printed = true;
+        lastOutput = performance.now();
         held.release();
         onLine(text, end, 'stdout');
       },
@@ -924,6 +972,7 @@ export class PodmanClient implements PodmanPort {
         ...(block && {
           onBlock: (bytes: Buffer, lines: number) => {
             printed = true;
+            lastOutput = performance.now();
             held.release();
             return block(bytes, lines, 'stdout');
           },
@@ -935,6 +984,7 @@ export class PodmanClient implements PodmanPort {
     const err = new OutputReader(
       errSource,
       (text, end) => {
+        lastOutput = performance.now();
         if (!printed) {
           errLines.push(text.length > 1000 ? `${text.slice(0, 1000)}...` : text);
           if (errLines.length > 50) errLines.shift();
@@ -946,6 +996,7 @@ export class PodmanClient implements PodmanPort {
         // Podman's own messages are kept line by line (above), and so is a block that may hold one.
         ...(block && {
           onBlock: (bytes: Buffer, lines: number) => {
+            lastOutput = performance.now();
             if (!printed || bytes.includes(PODMAN_ERROR_PREFIX)) return false;
             held.release();
             return block(bytes, lines, 'stderr');
@@ -978,7 +1029,24 @@ export class PodmanClient implements PodmanPort {
       },
     );
     const exitCode = child.then(async (result) => {
-      await Promise.all([out.done, err.done]);
+      const ended = Promise.all([out.done, err.done]);
+      if (
+        !(await endsWithin(
+          ended,
+          this.outputAfterExitMs,
+          () => paused,
+          () => lastOutput,
+        ))
+      ) {
+        // podman is gone; what holds its sockets is not (a process it started, with its stdout): read no
+        // more, or the session would wait for that process after its container's exit.
+        channels.close(false);
+        await ended;
+        this.warn(
+          { event: 'podman.output_held', operation, waitedMs: this.outputAfterExitMs },
+          `podman exited (${operation}) but its output stayed open ${this.outputAfterExitMs / 1000} s after, held by a process it left running; stopped reading it (look for leftover podman, conmon or ssh processes of the daemon's user)`,
+        );
+      }
       if (result.code === 'ENOENT') {
         throw classifyPodmanFailure({ operation, argv, stderr: '', spawnErrorCode: 'ENOENT' });
       }
@@ -990,10 +1058,12 @@ export class PodmanClient implements PodmanPort {
       exitCode,
       stderr: () => errLines.join('\n'),
       pause: () => {
+        paused = true;
         out.pause();
         err.pause();
       },
       resume: () => {
+        paused = false;
         out.resume();
         err.resume();
       },

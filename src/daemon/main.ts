@@ -192,6 +192,7 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
     config.pullTimeoutMs,
     config.stateDir,
     (port, host) => observePodman(port, (call) => metrics.podmanCall(call, host)),
+    log,
   );
   // Set once the actor exists: a record write that fails makes the daemon degraded.
   let send: (event: DaemonEvent) => void = () => {};
@@ -990,6 +991,7 @@ function hostPorts(
   pullTimeoutMs: number,
   cwd: string,
   wrap: (port: PodmanPort, host: string) => PodmanPort,
+  log: Logger,
 ): (host: string | undefined) => PodmanPort {
   const ports = new Map(
     hosts.map((h) => [
@@ -999,6 +1001,7 @@ function hostPorts(
           timeoutMs,
           pullTimeoutMs,
           cwd,
+          warn: (fields, message) => log.warn({ ...fields, host: h.name }, message),
           ...(h.url === undefined ? {} : { url: h.url }),
           ...(h.identity === undefined ? {} : { identity: h.identity }),
         }),
