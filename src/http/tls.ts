@@ -1,6 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import { errorMessage } from '../errors.js';
+import { kindOf } from '../file-kind.js';
 
 /** What is wrong with daemon.http.tls, naming the setting and the file, and the fix. */
 export interface TlsProblem {
@@ -15,13 +16,26 @@ export interface TlsProblem {
  */
 export function loadTls(tls: { cert: string; key: string }): { cert: Buffer; key: Buffer } | TlsProblem {
   const read = (path: string, key: 'cert' | 'key'): Buffer | TlsProblem => {
+    let fd: number | undefined;
     try {
-      return readFileSync(path);
+      // O_NONBLOCK: a FIFO in its place is refused at once. A blocking open waited for a writer, and
+      // held the event loop meanwhile: the starting daemon answered nothing and took no SIGTERM.
+      fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+      const stat = fstatSync(fd);
+      if (!stat.isFile()) {
+        return {
+          message: `${path} (daemon.http.tls.${key}) is ${kindOf(stat)}, not a regular file`,
+          fix: `Point daemon.http.tls.${key} at the PEM file itself`,
+        };
+      }
+      return readFileSync(fd);
     } catch (error) {
       return {
         message: `cannot read ${path} (daemon.http.tls.${key}): ${(error as NodeJS.ErrnoException).code ?? errorMessage(error)}`,
         fix: "Check the path and that the daemon's user can read it",
       };
+    } finally {
+      if (fd !== undefined) closeSync(fd);
     }
   };
   const cert = read(tls.cert, 'cert');
