@@ -250,8 +250,11 @@ export function runnerActors(ports: HostPorts, output: OutputSink) {
       let out: SessionOutput | undefined;
       void prepare()
         .then(() =>
-          attach(port, output, input, send, controller.signal, images, (made) => {
-            out = made;
+          attach(port, output, input, send, controller.signal, images, {
+            stopped: () => !live,
+            made: (made) => {
+              out = made;
+            },
           }),
         )
         .catch((error: unknown) =>
@@ -340,8 +343,7 @@ async function attach(
   send: (event: AttachEvent) => void,
   signal: AbortSignal,
   images: ImageCache,
-  /** Told of the attachment's output once it is made, to detach it however the attachment ends. */
-  made: (out: SessionOutput) => void = () => {},
+  hooks: AttachHooks = { stopped: () => false, made: () => {} },
 ): Promise<void> {
   const { sessionId, container, adopted } = input;
   // Dated before `podman run` makes the container: what it learns of its image holds from then on.
@@ -351,6 +353,9 @@ async function attach(
   // Their forms are made once for the session (formsOfSession): an attachment again and the output
   // archive's search derive from the same.
   const masker = input.mask === undefined ? undefined : await maskerOf(await formsOfSession(input.mask));
+  // Stopped meanwhile (the session may have ended, and its log been closed with its outcome): an output
+  // made now would open the log again, and nothing would ever close it.
+  if (hooks.stopped()) return;
   const out = new SessionOutput(
     {
       logFile: output.logFile(sessionId),
@@ -361,7 +366,7 @@ async function attach(
     },
     masker,
   );
-  made(out);
+  hooks.made(out);
   const setupOutput: string[] = [];
   /** The agent's command runs: no more marker lines are read, but for the setup step's last. */
   let commandStarted = false;
@@ -950,6 +955,14 @@ const COPY_UNREAD = "[agentd: some output may be missing: Podman's copy could no
 const COPY_EMPTIED = "[agentd: some output is missing: Podman's own copy was emptied before it was read]";
 const READ_AFTER_EXIT =
   '[agentd: some output may be missing: this log was written after the container exited, by a reader that stopped before it was done]';
+
+/** What the attach actor tells its attachment, and is told of it. */
+interface AttachHooks {
+  /** The actor was stopped (the machine left `following`): nobody hears of the attachment any more. */
+  stopped(): boolean;
+  /** The attachment's output, once made: detached however the attachment ends. */
+  made(out: SessionOutput): void;
+}
 
 /**
  * How Podman's copy of a container's output begins (read up to its first stdout line only): with
