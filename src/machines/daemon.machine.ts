@@ -467,11 +467,16 @@ const rejectUnknownCancel = {
 
 /**
  * A host came back and was reconciled: its sessions nobody supervised are settled or adopted (not while
- * shutting down: the next daemon adopts them), and the sessions waiting for it re-attach.
+ * shutting down: the next daemon adopts them), and the sessions waiting for it re-attach. The keys of
+ * those it settled count their window from now, as a session's that ends does.
  */
 function hostUp({ adopt }: { adopt: boolean }) {
   return [
     { type: 'reportSettled', params: ({ event }: { event: HostUpEvent }) => ({ sessions: event.finished }) },
+    {
+      type: 'markKeysFinished',
+      params: ({ event }: { event: HostUpEvent }) => event.finished.map((s) => s.request.sessionId),
+    },
     ...(adopt
       ? [
           { type: 'spawnAdopted', params: ({ event }: { event: HostUpEvent }) => event.adopted } as const,

@@ -4,6 +4,7 @@ import type { AgentConfig } from '../../src/config/types.js';
 import type {
   ClientEvent,
   DaemonEmitted,
+  DaemonInput,
   daemonMachine,
   HostInfo,
   ReconcileResult,
@@ -63,7 +64,7 @@ async function startDaemon(
     reconciled?: ReconcileResult | 'manual';
     /** Hosts whose probes fail from the start, and why. */
     unreachable?: Record<string, string>;
-  } = {},
+  } & Pick<DaemonInput, 'keys' | 'keyWindowMs'> = {},
 ): Promise<Daemon> {
   const fakes = new Fakes({ ...options, reconcile: options.reconciled ?? RECONCILED });
   // Before the start: a probe due on a short interval must not find a host reachable that the test
@@ -74,6 +75,8 @@ async function startDaemon(
       agents: [...AGENTS, PINNED, GPU],
       maxSessions: options.maxSessions ?? 10,
       hosts: options.hosts ?? HOSTS,
+      ...(options.keys ? { keys: options.keys } : {}),
+      ...(options.keyWindowMs ? { keyWindowMs: options.keyWindowMs } : {}),
     },
   });
   let answers: DaemonEmitted[] = [];
@@ -244,6 +247,50 @@ describe('hosts that are down', () => {
     d.fakes.run('r1').finish();
     await settle();
     expect(d.placed()).toEqual({ q1: 'a' });
+  });
+
+  it('lets go of the key of a session a host that comes back settles, as of a session that ends', async () => {
+    const keyWindowMs = 30_000;
+    // r2 was running on `a` when the earlier daemon stopped: its record had no end, so its key stands.
+    const d = await startDaemon({
+      probeIntervalMs: 10,
+      hosts: [{ name: 'a', maxSessions: 1, labels: {} }],
+      reconciled: { ...RECONCILED, down: [{ host: 'a', reason: 'no route to host' }] },
+      unreachable: { a: 'no route to host' },
+      keys: [{ key: 'k', sessionId: 'r2', agent: 'demo' }],
+      keyWindowMs,
+    });
+    const existing = {
+      type: 'trigger.accepted',
+      sessionId: 'r2',
+      queued: false,
+      position: 0,
+      existing: true,
+    };
+    expect(d.send({ type: 'trigger', sessionId: 's1', agent: 'demo', key: 'k' })).toEqual([existing]);
+    d.fakes.hostRecovery.set('a', {
+      summary: { removedContainers: 1, removedSecrets: 0, runningContainers: 0 },
+      adopted: [],
+      finished: [{ request: request('r2'), outcome: { outcome: 'failed', phase: 'running', exitCode: 3 } }],
+    });
+    d.fakes.unreachable.delete('a');
+    await until(() => d.hostState('a') === 'up', 'a up');
+    await settle();
+    expect(d.fakes.reportsOf('r2')).toHaveLength(1);
+    // Only Date is faked: the machine reads the clock, the test moves it (timers stay real).
+    const settledAt = Date.now();
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(settledAt + keyWindowMs - 1_000);
+      expect(d.send({ type: 'trigger', sessionId: 's2', agent: 'demo', key: 'k' })).toEqual([existing]);
+      // Past the window the key makes a new session, as after any other end (it answered r2 for ever).
+      vi.setSystemTime(settledAt + keyWindowMs + 1_000);
+      expect(d.send({ type: 'trigger', sessionId: 's3', agent: 'demo', key: 'k' })).toEqual([
+        { type: 'trigger.accepted', sessionId: 's3', queued: false, position: 0 },
+      ]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('runs the sessions a host that comes back hands back as never started, before newer queued ones', async () => {
