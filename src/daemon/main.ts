@@ -545,6 +545,9 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
           const abandoned = abandonedWaiting(records, host, config.hostDownGraceMs, reason);
           metrics.recovered('settled', abandoned.length);
           settle(abandoned);
+          // Only here are they known: the machine lets go of their keys as of sessions that ended.
+          if (abandoned.length > 0)
+            send({ type: 'sessions.abandoned', sessionIds: abandoned.map((s) => s.request.sessionId) });
         };
         // After a reconciliation the start left going, which recovers them itself if it succeeds.
         const late = startReconciliations.settled(host);

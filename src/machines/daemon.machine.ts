@@ -149,6 +149,11 @@ export type InternalEvent =
   | HostNotice
   /** Finished records were removed from the state dir: their keys are forgotten. */
   | { type: 'records.pruned'; sessionIds: string[] }
+  /**
+   * Sessions of an earlier daemon that waited for a host were settled `abandoned` (abandonWaiting, which
+   * alone knows them): their keys count their window from now, as a session's that ends does.
+   */
+  | { type: 'sessions.abandoned'; sessionIds: string[] }
   /** A child actor failed: an exception in one of its actions (XState sends it, the id its own). */
   | ErrorActorEvent
   /** A failed host or schedule actor's backoff is over: it is started again (a delayed raise, id retry:ID). */
@@ -813,7 +818,7 @@ export const daemonMachine = setup({
     /**
      * Side effect (provided): a host down for longer than the grace period, or whose actor failed while
      * the daemon shuts down (`reason`); the sessions of an earlier daemon that waited for it since the start are settled
-     * `abandoned`.
+     * `abandoned`, and the machine is sent `sessions.abandoned` with them (their keys).
      */
     abandonWaiting: (_, _params: { host: string; reason?: string }) => {},
     /**
@@ -1382,6 +1387,9 @@ export const daemonMachine = setup({
       ],
     },
     'records.pruned': { actions: { type: 'forgetKeys', params: ({ event }) => event.sessionIds } },
+    'sessions.abandoned': {
+      actions: { type: 'markKeysFinished', params: ({ event }) => event.sessionIds },
+    },
     'host.up': { actions: hostUp({ adopt: true }) },
     'host.down': {
       actions: [

@@ -236,6 +236,8 @@ export class Fakes {
   readonly reconciledHosts: string[] = [];
   /** Hosts whose waiting sessions the daemon abandoned (down past the grace period). */
   readonly abandonedHosts: string[] = [];
+  /** The sessions of an earlier daemon that wait for each host (src/daemon/main.ts's `waiting`), by host. */
+  readonly waiting = new Map<string, string[]>();
   /** Session ids told their host went down or came back, with which. */
   readonly hostNotices: { sessionId: string; type: string }[] = [];
 
@@ -433,8 +435,12 @@ export class Fakes {
           this.accepted.push(session.request);
           return { type: 'trigger.recorded' as const, ...answer };
         }),
-        abandonWaiting: (_, { host }) => {
+        abandonWaiting: ({ self }, { host }) => {
           this.abandonedHosts.push(host);
+          // As main.ts does once it has settled them: the machine is told which sessions they were.
+          const sessionIds = this.waiting.get(host) ?? [];
+          this.waiting.delete(host);
+          if (sessionIds.length > 0) self.send({ type: 'sessions.abandoned', sessionIds });
         },
         reportSettled: (_, { sessions }) => {
           for (const s of sessions) {

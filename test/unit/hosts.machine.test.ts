@@ -64,12 +64,15 @@ async function startDaemon(
     reconciled?: ReconcileResult | 'manual';
     /** Hosts whose probes fail from the start, and why. */
     unreachable?: Record<string, string>;
+    /** The sessions of an earlier daemon that wait for each host since the start. */
+    waiting?: Record<string, string[]>;
   } & Pick<DaemonInput, 'keys' | 'keyWindowMs'> = {},
 ): Promise<Daemon> {
   const fakes = new Fakes({ ...options, reconcile: options.reconciled ?? RECONCILED });
   // Before the start: a probe due on a short interval must not find a host reachable that the test
   // means to be down (on a loaded machine the first one can run before the test's next line).
   for (const [host, why] of Object.entries(options.unreachable ?? {})) fakes.unreachable.set(host, why);
+  for (const [host, ids] of Object.entries(options.waiting ?? {})) fakes.waiting.set(host, ids);
   const actor = createActor(fakes.daemon(), {
     input: {
       agents: [...AGENTS, PINNED, GPU],
@@ -330,6 +333,38 @@ describe('hosts that are down', () => {
     await until(() => d.fakes.abandonedHosts.length > 0, 'c abandoned');
     expect(d.fakes.abandonedHosts).toEqual(['c']);
     expect(d.hostState('c')).toBe('down');
+  });
+
+  it('lets go of the keys of what it abandoned, as of sessions that end', async () => {
+    const keyWindowMs = 30_000;
+    // e1 was running on c when the earlier daemon stopped: its record had no end, so its key stands.
+    const d = await startDaemon({
+      probeIntervalMs: 5,
+      downGraceMs: 30,
+      reconciled: { ...RECONCILED, down: [{ host: 'c', reason: 'connection refused' }] },
+      unreachable: { c: 'connection refused' },
+      waiting: { c: ['e1'] },
+      keys: [{ key: 'k', sessionId: 'e1', agent: 'demo' }],
+      keyWindowMs,
+    });
+    await until(() => d.fakes.abandonedHosts.length > 0, 'c abandoned');
+    await settle();
+    const abandonedAt = Date.now();
+    // Only Date is faked: the machine reads the clock, the test moves it (timers stay real).
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(abandonedAt + keyWindowMs - 1_000);
+      expect(d.send({ type: 'trigger', sessionId: 's1', agent: 'demo', key: 'k' })).toEqual([
+        { type: 'trigger.accepted', sessionId: 'e1', queued: false, position: 0, existing: true },
+      ]);
+      // Past the window the key makes a new session (it answered e1 until history pruned its record).
+      vi.setSystemTime(abandonedAt + keyWindowMs + 1_000);
+      expect(d.send({ type: 'trigger', sessionId: 's2', agent: 'demo', key: 'k' })).toEqual([
+        { type: 'trigger.accepted', sessionId: 's2', queued: false, position: 0 },
+      ]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 
