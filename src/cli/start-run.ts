@@ -112,5 +112,9 @@ export async function runStart(options: StartOptions, stderr: NodeJS.WritableStr
     await server?.close();
     // Lines held while stderr took no writes (a full disk under the log file), written if it takes them now.
     log.flush();
+    // Ended here, not by the event loop running dry: Node's teardown after that puts the signals' default
+    // action back for some milliseconds (measured: a SIGTERM 2 to 9 ms after `daemon.stopped` killed the
+    // daemon, exit 143), while exit() keeps taking them. The log is written synchronously.
+    process.exit(code);
   }
 }

@@ -906,7 +906,11 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
   // Notifications of the last outcomes get a moment; a receiver that is down does not hold the stop up.
   await notifier.close(NOTIFY_GRACE_MS);
   await notify.flush();
-  // Only now: until here a signal's default action would have ended the stop mid-way (onSignal).
+  // The stop is done and the process ends within milliseconds; a signal now (a second `agentd stop`, a
+  // Ctrl-C, a SIGHUP after hangups.release) is ignored. Without a listener its default action killed
+  // the process: a clean stop reported as death by that signal (exit 143), its last log lines lost.
+  // Added before onSignal goes, so that no instant is without one; signal listeners hold no process up.
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, ignoreLateSignal);
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
   // Said by daemon.crashed: not a start that failed.
@@ -922,6 +926,9 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
   log.info({ event: 'daemon.stopped', state: stateName(end.value) }, 'agentd stopped');
   return 0;
 }
+
+/** A signal once the stop has finished: the process is ending by itself. */
+function ignoreLateSignal(): void {}
 
 /** The seccomp profile of the local Podman's session containers. */
 interface LocalSeccomp {
