@@ -478,3 +478,34 @@ export class FakePodman implements PodmanPort {
     for (const name of names) this.volumes.delete(name);
   }
 }
+
+/**
+ * A host that answers `inspect` (the container runs) but whose `logs --follow` and `wait` fail once
+ * `broken`: every follow ends at once, and the runner goes round following → lost → checking → following.
+ */
+export class UnfollowablePodman extends FakePodman {
+  broken = false;
+  follows = 0;
+  /** How long a broken `wait` takes to fail. */
+  failAfterMs = 0;
+
+  override followLogs(...args: Parameters<FakePodman['followLogs']>): ReturnType<FakePodman['followLogs']> {
+    if (!this.broken) return super.followLogs(...args);
+    this.follows++;
+    return { exitCode: new Promise<number>(() => {}), stderr: () => '', pause: () => {}, resume: () => {} };
+  }
+
+  override wait(name: string): Promise<number> {
+    if (!this.broken) return super.wait(name);
+    const error = new Error('wait: the connection to the host dropped');
+    if (this.failAfterMs === 0) return Promise.reject(error);
+    return new Promise((_, reject) => setTimeout(() => reject(error), this.failAfterMs));
+  }
+}
+
+/** An UnfollowablePodman as a remote host (the runner asks it whether the container lives).*/
+export function unfollowable(): UnfollowablePodman {
+  const podman = new UnfollowablePodman('auto');
+  podman.remote = true;
+  return podman;
+}

@@ -12,7 +12,7 @@ import { MASK } from '../../src/runner/mask.js';
 import { closeSessionLog, openSessionLog } from '../../src/runner/session-log.js';
 import { assembleSession } from '../../src/sessions/assemble.js';
 import type { RunResult } from '../../src/sessions/types.js';
-import { FakePodman, type Stream } from '../helpers/fake-podman.js';
+import { FakePodman, type Stream, type UnfollowablePodman, unfollowable } from '../helpers/fake-podman.js';
 import { AGENTS, request, resolvedCredentials, SECRET, settle } from '../helpers/machine-fakes.js';
 import { makeTempDir } from '../helpers/resources.js';
 
@@ -315,36 +315,6 @@ describe('a session whose host stops answering', () => {
     expect(await run.result).toMatchObject({ outcome: 'cancelled' });
   });
 });
-
-/**
- * A host that answers `inspect` (the container runs) but whose `logs --follow` and `wait` fail once
- * `broken`: every follow ends at once, and the runner goes round following → lost → checking → following.
- */
-class UnfollowablePodman extends FakePodman {
-  broken = false;
-  follows = 0;
-  /** How long a broken `wait` takes to fail. */
-  failAfterMs = 0;
-
-  override followLogs(...args: Parameters<FakePodman['followLogs']>): ReturnType<FakePodman['followLogs']> {
-    if (!this.broken) return super.followLogs(...args);
-    this.follows++;
-    return { exitCode: new Promise<number>(() => {}), stderr: () => '', pause: () => {}, resume: () => {} };
-  }
-
-  override wait(name: string): Promise<number> {
-    if (!this.broken) return super.wait(name);
-    const error = new Error('wait: the connection to the host dropped');
-    if (this.failAfterMs === 0) return Promise.reject(error);
-    return new Promise((_, reject) => setTimeout(() => reject(error), this.failAfterMs));
-  }
-}
-
-function unfollowable(): UnfollowablePodman {
-  const podman = new UnfollowablePodman('auto');
-  podman.remote = true;
-  return podman;
-}
 
 /** The run's result, or undefined when it has none within `ms`. */
 async function within(run: { result: Promise<RunResult> }, ms: number): Promise<RunResult | undefined> {

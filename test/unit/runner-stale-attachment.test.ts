@@ -24,28 +24,11 @@ import { runnerActors } from '../../src/runner/actors.js';
 import { closeSessionLog } from '../../src/runner/session-log.js';
 import { assembleSession } from '../../src/sessions/assemble.js';
 import type { RunResult } from '../../src/sessions/types.js';
-import { FakePodman } from '../helpers/fake-podman.js';
+import { unfollowable } from '../helpers/fake-podman.js';
 import { AGENTS, request, resolvedCredentials, settle } from '../helpers/machine-fakes.js';
 import { makeTempDir } from '../helpers/resources.js';
 
 const CONTAINER = 'agentd-eeeeeeee-demo-0123456789abcdef';
-
-/** A host that answers `inspect` but whose `logs --follow` and `wait` fail once `broken` (runner-hosts.test.ts). */
-class UnfollowablePodman extends FakePodman {
-  broken = false;
-  follows = 0;
-
-  override followLogs(...args: Parameters<FakePodman['followLogs']>): ReturnType<FakePodman['followLogs']> {
-    if (!this.broken) return super.followLogs(...args);
-    this.follows++;
-    return { exitCode: new Promise<number>(() => {}), stderr: () => '', pause: () => {}, resume: () => {} };
-  }
-
-  override wait(name: string): Promise<number> {
-    if (!this.broken) return super.wait(name);
-    return Promise.reject(new Error('wait: the connection to the host dropped'));
-  }
-}
 
 /** Descriptors of this process open on `path`. */
 function openOn(path: string): number {
@@ -65,8 +48,7 @@ async function until(check: () => boolean, what: string): Promise<void> {
 
 /** A session on an unfollowable host, cancelled while it goes round; its log closed as the journal closes it. */
 async function cancelledWhileGoingRound(stopExitMs: number): Promise<string> {
-  const podman = new UnfollowablePodman('auto');
-  podman.remote = true;
+  const podman = unfollowable();
   const { repoToken: _none, ...agent } = AGENTS[0] as AgentConfig;
   const trigger = request('0123456789abcdef');
   const session = assembleSession(trigger, agent, { credentials: resolvedCredentials().credentials });
