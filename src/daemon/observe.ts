@@ -24,10 +24,12 @@ export function observeDaemon(options: {
   log: Logger;
 }): void {
   const { actor, journal, metrics, notifier, log } = options;
+  // Two followers, not one: the bus keeps a follower's throw from the others, so a fault in the metrics
+  // never costs an operator the notification of an outcome.
   journal.followAll((event) => {
-    metrics.session(event);
     if (event.type === 'outcome') notifier.notify(event.record);
   });
+  journal.followAll((event) => metrics.session(event));
   actor.on('trigger.accepted', (answer) => {
     // A repeated idempotency key is answered with its first session: nothing new was accepted.
     if (answer.existing) return;
