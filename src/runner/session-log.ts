@@ -128,7 +128,7 @@ export function openSessionLog(
 /** Closed logs whose gap note found no room yet (tried again every GAP_RETRY_MS), by path. */
 const owingNotes = new Map<string, SessionLog>();
 /** At most this many of them are kept for writeOwedGapNote. */
-const MAX_OWING_NOTES = 1000;
+export const MAX_OWING_NOTES = 1000;
 
 /**
  * Writes now the gap note a closed log still owes, if any: a copy of the log (the sealed record's) must
@@ -396,13 +396,25 @@ export class SessionLog {
     if (this.gap) this.writeGapNote();
     if (this.gap) {
       owingNotes.set(this.path, this);
-      // A note that can never be written (the path is no file) must not hold its log for the daemon's
-      // life: the oldest are forgotten (their timer still tries).
-      for (const [path] of owingNotes) {
+      // A note that can never be written (the path is no file) must not hold its log, nor a timer, for
+      // the daemon's life: the oldest are given up (their log ends without the note).
+      for (const [path, owing] of owingNotes) {
         if (owingNotes.size <= MAX_OWING_NOTES) break;
         owingNotes.delete(path);
+        owing.giveUpNote();
       }
     }
+  }
+
+  /** Whether a timer still tries to write this log's gap note (for tests). */
+  get retrying(): boolean {
+    return this.retry !== undefined;
+  }
+
+  /** Stops trying to write the gap note of a closed log that owes one (too many owe one). */
+  private giveUpNote(): void {
+    clearInterval(this.retry);
+    this.retry = undefined;
   }
 
   /** The gap note of a closed log, written now (see writeOwedGapNote); throws while there is no room. */

@@ -6,7 +6,12 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { renderSessionLog, SessionLog, writeOwedGapNote } from '../../src/runner/session-log.js';
+import {
+  MAX_OWING_NOTES,
+  renderSessionLog,
+  SessionLog,
+  writeOwedGapNote,
+} from '../../src/runner/session-log.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
 
 afterEach(() => cleanupAll());
@@ -33,6 +38,27 @@ describe('a gap note a closed log owes', () => {
     const once = renderSessionLog(path);
     writeOwedGapNote(path);
     expect(renderSessionLog(path)).toBe(once);
+  });
+
+  it('is given up, timer and all, for the oldest once more logs than the bound owe one', async () => {
+    const dir = makeTempDir('agentd-unit-owed-many-');
+    const logs: SessionLog[] = [];
+    for (let i = 0; i <= MAX_OWING_NOTES; i += 1) {
+      const path = join(dir, `session-${i}.log`);
+      mkdirSync(path);
+      const log = new SessionLog(path, 1024);
+      log.append('lost');
+      await log.close();
+      logs.push(log);
+    }
+    // The oldest no longer tries (no timer held for the daemon's life); every other one still does.
+    expect(logs[0]?.retrying).toBe(false);
+    expect(logs.filter((log) => log.retrying)).toHaveLength(MAX_OWING_NOTES);
+    for (const log of logs.slice(1)) {
+      rmSync(log.path, { recursive: true });
+      writeOwedGapNote(log.path);
+    }
+    expect(logs.filter((log) => log.retrying)).toHaveLength(0);
   });
 
   it('is nothing for a log that owes none', () => {
