@@ -182,15 +182,23 @@ export function logStream(
       },
       // The stored lines, as far as the client has room for them.
       pull(controller) {
-        while (open && reader !== undefined && (controller.desiredSize ?? 0) > 0) {
-          const entries = reader.next();
-          if (entries === undefined) {
-            reader.close();
-            reader = undefined;
-            caughtUp();
-            return;
+        try {
+          while (open && reader !== undefined && (controller.desiredSize ?? 0) > 0) {
+            const entries = reader.next();
+            if (entries === undefined) {
+              reader.close();
+              reader = undefined;
+              caughtUp();
+              return;
+            }
+            for (const item of entries) entry(item);
           }
-          for (const item of entries) entry(item);
+        } catch (error) {
+          // A stream that errors is not cancelled: its reader, follow and place among MAX_STREAMS are
+          // given back here, or each such stream would hold them for the daemon's life.
+          open = false;
+          stop();
+          throw error;
         }
       },
       cancel: stop,
