@@ -307,11 +307,15 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
   /**
    * Records and reports sessions settled without a session actor; resolves once they are recorded. One
    * its host's reconciliation recorded already (before it removed the container it was read from) is not
-   * recorded again.
+   * recorded again. The machine lets go of their keys here, where each outcome is recorded: a host's
+   * reconciliation that records outcomes and then fails (a removal refused, the host gone again) sends
+   * no host.up, and their keys stayed those of running sessions until a restart.
    */
-  const settle = (sessions: readonly SettledSession[]): Promise<void> =>
+  const settle = (sessions: readonly SettledSession[]): Promise<void> => {
+    if (sessions.length > 0)
+      send({ type: 'sessions.settled', sessionIds: sessions.map((s) => s.request.sessionId) });
     // Sealed in the background; a crash before the end is finished by the next start (recover).
-    Promise.all(
+    return Promise.all(
       sessions
         .filter((s) => s.recorded !== true)
         .map(({ request, outcome }) =>
@@ -325,6 +329,7 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
             ),
         ),
     ).then(() => {});
+  };
 
   const seccomp = await seccompProfiled;
   /**
@@ -544,10 +549,8 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
           waiting.delete(host);
           const abandoned = abandonedWaiting(records, host, config.hostDownGraceMs, reason);
           metrics.recovered('settled', abandoned.length);
+          // Only here are they known: settle lets go of their keys as of sessions that ended.
           settle(abandoned);
-          // Only here are they known: the machine lets go of their keys as of sessions that ended.
-          if (abandoned.length > 0)
-            send({ type: 'sessions.abandoned', sessionIds: abandoned.map((s) => s.request.sessionId) });
         };
         // After a reconciliation the start left going, which recovers them itself if it succeeds.
         const late = startReconciliations.settled(host);
@@ -845,6 +848,8 @@ async function supervise(options: DaemonOptions, pidFile: PidFileClaim, hangups:
   // Its status, not a flag beside it: read before stop() makes every machine `stopped`.
   const crashed = actor.getSnapshot().status === 'error';
   actor.stop();
+  // Nothing more for the machine (settle below, a record write that fails): it has stopped.
+  send = () => {};
   // Not released: SIGHUP's default action would end the daemon while it seals and notifies.
   hangups.stopping();
   await reloadLoader.close();

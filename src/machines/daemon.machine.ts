@@ -150,10 +150,12 @@ export type InternalEvent =
   /** Finished records were removed from the state dir: their keys are forgotten. */
   | { type: 'records.pruned'; sessionIds: string[] }
   /**
-   * Sessions of an earlier daemon that waited for a host were settled `abandoned` (abandonWaiting, which
-   * alone knows them): their keys count their window from now, as a session's that ends does.
+   * Sessions settled without a session actor had their outcomes recorded (src/daemon/main.ts's settle):
+   * by a host's reconciliation, also one that failed after it recorded them (no host.up follows), or
+   * abandoned while their host stayed away (abandonWaiting, which alone knows them). Their keys count
+   * their window from now, as a session's that ends does.
    */
-  | { type: 'sessions.abandoned'; sessionIds: string[] }
+  | { type: 'sessions.settled'; sessionIds: string[] }
   /** A child actor failed: an exception in one of its actions (XState sends it, the id its own). */
   | ErrorActorEvent
   /** A failed host or schedule actor's backoff is over: it is started again (a delayed raise, id retry:ID). */
@@ -818,7 +820,7 @@ export const daemonMachine = setup({
     /**
      * Side effect (provided): a host down for longer than the grace period, or whose actor failed while
      * the daemon shuts down (`reason`); the sessions of an earlier daemon that waited for it since the start are settled
-     * `abandoned`, and the machine is sent `sessions.abandoned` with them (their keys).
+     * `abandoned`, and the machine is sent `sessions.settled` with them (their keys).
      */
     abandonWaiting: (_, _params: { host: string; reason?: string }) => {},
     /**
@@ -1387,7 +1389,7 @@ export const daemonMachine = setup({
       ],
     },
     'records.pruned': { actions: { type: 'forgetKeys', params: ({ event }) => event.sessionIds } },
-    'sessions.abandoned': {
+    'sessions.settled': {
       actions: { type: 'markKeysFinished', params: ({ event }) => event.sessionIds },
     },
     'host.up': { actions: hostUp({ adopt: true }) },

@@ -440,7 +440,7 @@ export class Fakes {
           // As main.ts does once it has settled them: the machine is told which sessions they were.
           const sessionIds = this.waiting.get(host) ?? [];
           this.waiting.delete(host);
-          if (sessionIds.length > 0) self.send({ type: 'sessions.abandoned', sessionIds });
+          if (sessionIds.length > 0) self.send({ type: 'sessions.settled', sessionIds });
         },
         reportSettled: (_, { sessions }) => {
           for (const s of sessions) {
