@@ -1278,7 +1278,7 @@ export const daemonMachine = setup({
     scheduleSince: input.scheduleSince ?? {},
     hostInfo: input.hosts ?? [LOCAL_ONLY],
     hosts: [],
-    keys: Object.fromEntries((input.keys ?? []).map((entry) => [entry.key, entry])),
+    keys: keysOfRecords(input.keys ?? []),
     keyWindowMs: input.keyWindowMs ?? KEY_WINDOW_MS,
     keyLimit: input.keyLimit ?? 200,
     maxQueued: input.maxQueued ?? MAX_QUEUED_SESSIONS,
@@ -1783,6 +1783,26 @@ function liveKey(context: DaemonContext, key: string | undefined): KeyEntry | un
   if (entry?.finishedAt !== undefined && Date.now() - entry.finishedAt > context.keyWindowMs)
     return undefined;
   return entry;
+}
+
+/**
+ * The keys of an earlier daemon's records, each to its latest session: a key used again once its window
+ * had passed has two records, read in no set order, and stands for the later one (the one still queued
+ * or running, else the one that finished last), or a trigger repeating it would make another session.
+ */
+function keysOfRecords(entries: readonly KeyEntry[]): Record<string, KeyEntry> {
+  // A Map, not an object: a key named `__proto__` or `constructor` is a key like any other.
+  const keys = new Map<string, KeyEntry>();
+  for (const entry of entries) {
+    const held = keys.get(entry.key);
+    if (
+      held === undefined ||
+      entry.finishedAt === undefined ||
+      (held.finishedAt !== undefined && entry.finishedAt > held.finishedAt)
+    )
+      keys.set(entry.key, entry);
+  }
+  return Object.fromEntries(keys);
 }
 
 /**

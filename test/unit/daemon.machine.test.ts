@@ -1106,6 +1106,23 @@ describe('daemon machine: idempotency keys', () => {
     expect(d.trigger('s2', { key: 'gone' })).toEqual([accepted('s2')]);
   });
 
+  it("gives a key used again after its window the later session of an earlier daemon's, in whatever order its records were read", async () => {
+    const day = 24 * 3600 * 1000;
+    const used = { key: 'k', agent: 'demo', sessionId: 'e1', finishedAt: Date.now() - 2 * day };
+    const usedAgain = [
+      { key: 'k', agent: 'demo', sessionId: 'e2' },
+      { key: 'k', agent: 'demo', sessionId: 'e3', finishedAt: Date.now() - 1000 },
+    ];
+    // The later one still queued or running (e2), or finished within the window (e3): listed first.
+    for (const later of usedAgain) {
+      const d = await startDaemon({ keys: [later, used] });
+      expect(d.trigger('s1', { key: 'k' }), later.sessionId).toEqual([
+        accepted(later.sessionId, { existing: true }),
+      ]);
+      d.actor.stop();
+    }
+  });
+
   it('keeps at most keyLimit keys of finished sessions, the newest', async () => {
     const d = await startDaemon({ keyLimit: 2 });
     for (const n of [1, 2, 3]) {
