@@ -221,6 +221,18 @@ export function classifyPodmanFailure(failure: PodmanFailure, image?: string): P
       failure,
     );
   }
+  // Before UNREACHABLE: a containers.conf that does not parse ends in "unexpected EOF" too, and its fix
+  // is that file, not the engine's API service. Podman reads it on this machine, whatever the --url.
+  const config = containersConfProblem(stderr);
+  if (config !== undefined) {
+    const fix = `${config.fix.charAt(0).toLowerCase()}${config.fix.slice(1)}`;
+    return new PodmanError(
+      'PODMAN_FAILED',
+      `${operation}: ${config.message} (${detail}); ${fix}`,
+      failure,
+      config.fix,
+    );
+  }
   const ssh = sshProblem(failure, detail);
   if (ssh !== undefined) return new PodmanError(ssh.code, `${operation}: ${ssh.message}`, failure, ssh.fix);
   const pull = pullFailure(stderr);
@@ -274,6 +286,29 @@ export function classifyPodmanFailure(failure: PodmanFailure, image?: string): P
     `${operation} failed (exit ${failure.exitCode ?? 'unknown'}): ${detail || 'no error output'} [${truncate(cmd)}]`,
     failure,
   );
+}
+
+/**
+ * Podman refusing to start because of its own configuration file: CONTAINERS_CONF naming a file that is
+ * not there (`CONTAINERS_CONF file: stat PATH: no such file or directory`), or a containers.conf that
+ * cannot be read or parsed (`reading system config "PATH": decode configuration PATH: toml: ...`).
+ */
+function containersConfProblem(stderr: string): { message: string; fix: string } | undefined {
+  const named = /CONTAINERS_CONF file: stat (.+?): /.exec(stderr);
+  if (named !== null) {
+    const path = named[1] ?? '';
+    return {
+      message: `CONTAINERS_CONF names ${path}, which Podman cannot open`,
+      fix: `Point CONTAINERS_CONF, in the environment agentd runs with (systemd: Environment=), at an existing containers.conf, or unset it; \`podman info\` with the same CONTAINERS_CONF must work`,
+    };
+  }
+  const read = /reading (system|user) config \\?"(.+?)\\?"/.exec(stderr);
+  if (read === null) return undefined;
+  const path = read[2] ?? '';
+  return {
+    message: `Podman cannot read its configuration file ${path}`,
+    fix: `Fix ${path} (a containers.conf in TOML: \`podman info\` says what is wrong with it), or point CONTAINERS_CONF, in the environment agentd runs with, at a valid one`,
+  };
 }
 
 /**

@@ -95,3 +95,37 @@ describe('classifyPodmanFailure: errors an operator can act on', () => {
     expect(error.message).toContain('podman create --name agentd-x');
   });
 });
+
+describe('classifyPodmanFailure: a containers.conf Podman cannot use', () => {
+  // What Podman 4.3.1 prints, through logrus, when CONTAINERS_CONF names a missing file and when the
+  // file named does not parse ("unexpected EOF" was taken for an unreachable host).
+  const cases = [
+    {
+      stderr:
+        'time="2026-12-08T02:44:44Z" level=error msg="finding config on system: CONTAINERS_CONF file: stat /etc/agentd/missing.conf: no such file or directory"',
+      names: 'CONTAINERS_CONF names /etc/agentd/missing.conf, which Podman cannot open',
+    },
+    {
+      stderr:
+        'time="2026-12-08T02:44:59Z" level=error msg="reading system config \\"/etc/agentd/bad.conf\\": decode configuration /etc/agentd/bad.conf: toml: line 1 (last key \\"x\\"): unexpected EOF; expected value"',
+      names: 'Podman cannot read its configuration file /etc/agentd/bad.conf',
+    },
+  ];
+  for (const { stderr, names } of cases) {
+    it(`names the file and the fix: ${names.slice(0, 40)}`, () => {
+      const error = classifyPodmanFailure({
+        operation: 'list containers',
+        argv: ['ps'],
+        exitCode: 125,
+        stderr,
+      });
+      expect(error.code).toBe('PODMAN_FAILED');
+      expect(error.message).toContain(`list containers: ${names}`);
+      expect(error.message).toContain('CONTAINERS_CONF, in the environment agentd runs with');
+      expect(error.message).not.toContain('cannot reach the Podman host');
+      expect(error.message).not.toContain('podman.socket');
+      expect(error.message).not.toMatch(/^\s+at /m);
+      expect(error.fix).toMatch(/^(Point|Fix) /);
+    });
+  }
+});
