@@ -91,7 +91,7 @@ export function userLabel(uid: number): string {
   return name === undefined ? `uid ${uid}` : `uid ${uid} (${name})`;
 }
 
-function modeOf(stat: Stats): string {
+export function modeOf(stat: Stats): string {
   return `0${(stat.mode & 0o7777).toString(8).padStart(3, '0')}`;
 }
 
