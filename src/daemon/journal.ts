@@ -379,23 +379,46 @@ export class SessionJournal {
     }));
   }
 
+  /**
+   * The session's container, once it exists. Recovery finds a session's container by its labels, never by
+   * this field (recovery.ts), so at creating it is not written to the state dir on its own: the setup
+   * step's `phase cloning` comes next (or its exit, tearing_down), and that write carries it. A crash in
+   * between costs the recovered record this field, nothing a restart decides (bench/findings.md).
+   */
   container(sessionId: string, container: string): void {
-    this.update(sessionId, (r) => ({ ...r, container }));
+    this.update(sessionId, (r) => ({ ...r, container }), !this.beforeCloning(sessionId));
   }
 
-  /** The commit the session's clone checked out. */
+  /**
+   * The commit the session's clone checked out. Not written on its own: the setup step says `phase
+   * running` right after it (or exits: tearing_down), and that write carries it; recovery decides nothing
+   * by it.
+   */
   commit(sessionId: string, commit: string): void {
-    this.update(sessionId, (r) => ({ ...r, commit }));
+    this.update(sessionId, (r) => ({ ...r, commit }), false);
   }
 
-  /** The image the session's container runs: the reference, and its id and digest when known. */
+  /**
+   * The image the session's container runs: the reference, and its id and digest when known. Known at
+   * the container's start (the usual case) it waits for the cloning write as the container does; read
+   * later (inspected beside the clone), it is written at once, the clone may take long.
+   */
   image(sessionId: string, image: string, id?: string, digest?: string): void {
-    this.update(sessionId, (r) => ({
-      ...r,
-      image,
-      ...(id === undefined ? {} : { imageId: id }),
-      ...(digest === undefined ? {} : { imageDigest: digest }),
-    }));
+    this.update(
+      sessionId,
+      (r) => ({
+        ...r,
+        image,
+        ...(id === undefined ? {} : { imageId: id }),
+        ...(digest === undefined ? {} : { imageDigest: digest }),
+      }),
+      !this.beforeCloning(sessionId),
+    );
+  }
+
+  /** Whether a session is still creating: its next state-dir write (cloning, or tearing_down) comes soon. */
+  private beforeCloning(sessionId: string): boolean {
+    return this.index.get(sessionId)?.phase === 'creating';
   }
 
   /** One line of a session's output, or lines that came at once (already masked, numbered and on their way to its log file). */

@@ -504,3 +504,81 @@ describe('SessionJournal at start, after a stop cut a seal short', () => {
     expect(readdirSync(join(stateDir, 'notify'))).toEqual([]);
   });
 });
+
+describe("SessionJournal writing a successful session's record to the state dir", () => {
+  it('writes it 8 times (each phase recovery decides by, the outcome, its output), carrying the container, image and commit with the next phase', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'agentd-journal-'));
+    dirs.push(stateDir);
+    const { journal, store } = journalIn(stateDir, 100);
+    journal.load(() => {});
+    await journal.recover();
+    // Every synchronous write of the state dir's record (an atomic write and a rename on the event loop).
+    const writes: string[] = [];
+    const put = store.put.bind(store);
+    vi.spyOn(store, 'put').mockImplementation((record) => {
+      writes.push(record.phase);
+      put(record);
+    });
+    const accept = store.accept.bind(store);
+    vi.spyOn(store, 'accept').mockImplementation((record) => {
+      writes.push(`accept ${record.phase}`);
+      accept(record);
+    });
+    const { finishedAt: _f, outcome: _o, ...one } = finished(8);
+    const request = requestOf({ ...one, phase: 'queued' });
+    // As main.ts and the runner tell it, in this order, for a session with a secret on the local Podman.
+    journal.accept(request, 1 << 20);
+    journal.phase(one.id, 'resolving', 'local');
+    journal.phase(one.id, 'creating');
+    journal.containerCall(one.id);
+    journal.container(one.id, 'agentd-x-demo-s');
+    journal.image(one.id, 'localhost/agentd-base:bookworm', 'sha256:1', 'sha256:2');
+    // A daemon killed now: the record says what recovery needs (creating, its container's call started).
+    expect(store.read(one.id)).toMatchObject({ phase: 'creating', containerCallStarted: true });
+    expect(store.read(one.id)).not.toHaveProperty('container');
+    journal.phase(one.id, 'cloning');
+    expect(store.read(one.id)).toMatchObject({
+      phase: 'cloning',
+      container: 'agentd-x-demo-s',
+      image: 'localhost/agentd-base:bookworm',
+      imageId: 'sha256:1',
+      imageDigest: 'sha256:2',
+    });
+    journal.commit(one.id, 'a'.repeat(40));
+    // `show` has it at once; the state dir with the next phase.
+    expect(journal.record(one.id)).toMatchObject({ commit: 'a'.repeat(40) });
+    journal.phase(one.id, 'running');
+    expect(store.read(one.id)).toMatchObject({ phase: 'running', commit: 'a'.repeat(40) });
+    // An image read after the clone began is written at once: the clone may take long.
+    const before = writes.length;
+    journal.image(one.id, 'localhost/agentd-base:bookworm', 'sha256:3');
+    expect(store.read(one.id)).toMatchObject({ imageId: 'sha256:3' });
+    // (Not a successful session's usual write: its image is known at its container's start.)
+    expect(writes.splice(before)).toEqual(['running']);
+    const decided = {
+      outcome: 'succeeded' as const,
+      phase: 'running' as const,
+      kind: 'success' as const,
+      exitCode: 0,
+    };
+    journal.phase(one.id, 'tearing_down', undefined, decided);
+    await journal.finish(request, { ...decided, timings: {} });
+    expect(store.read(one.id)).toMatchObject({
+      outcome: 'succeeded',
+      container: 'agentd-x-demo-s',
+      commit: 'a'.repeat(40),
+      imageId: 'sha256:3',
+    });
+    expect(writes).toEqual([
+      'accept queued',
+      'creating',
+      'creating',
+      'cloning',
+      'running',
+      'tearing_down',
+      'finished',
+      'finished',
+    ]);
+    await journal.settled();
+  });
+});
