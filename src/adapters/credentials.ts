@@ -5,6 +5,7 @@ import type { AgentConfig, CredentialSource } from '../config/types.js';
 import { AgentdError } from '../errors.js';
 import { kindOf } from '../file-kind.js';
 import { SecretValue } from '../secret-value.js';
+import { currentUid, userLabel } from './ownership-checks.js';
 
 /** An agent's credential values, wrapped so that they never serialise. */
 export interface ResolvedCredentials {
@@ -152,6 +153,14 @@ export async function resolveSource(
   } catch (error) {
     if (error instanceof AgentdError) throw error;
     const code = (error as NodeJS.ErrnoException).code ?? 'unknown error';
+    if (code === 'EACCES' || code === 'EPERM') {
+      // The file is there: "check that it exists" and doctor's "Create PATH" sent operators the wrong way.
+      const user = userLabel(currentUid());
+      throw refusal(
+        `credential ${name}: cannot read file ${source.path} (source ${source.raw}): ${code}; the daemon's user, ${user}, may not read it (or search a directory on its path): make it readable by that user, e.g. chown ${currentUid()} ${source.path} && chmod 600 ${source.path}`,
+        `Make ${source.path} readable by the daemon's user, ${user}, and no one else: chown ${currentUid()} ${source.path} && chmod 600 ${source.path} (its directories searchable by that user)`,
+      );
+    }
     throw new AgentdError(
       'CREDENTIAL_UNRESOLVED',
       `credential ${name}: cannot read file ${source.path} (source ${source.raw}): ${code}; check that it exists and the daemon's user can read it`,
