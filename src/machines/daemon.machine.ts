@@ -1705,7 +1705,7 @@ export const daemonMachine = setup({
                   params: ({ event }) => ({
                     trigger: event,
                     code: 'not_accepting' as const,
-                    reason: 'daemon is shutting down',
+                    reason: 'daemon is shutting down: trigger again once it has started again',
                   }),
                 },
               },

@@ -399,7 +399,9 @@ describe('Daemon', () => {
     // Retryable: the same trigger is accepted once the daemon is up again.
     expect(late.code).toBe(75);
     expect(late.stdout).toBe('');
-    expect(late.stderr).toBe('agentd: trigger rejected: daemon is shutting down\n');
+    expect(late.stderr).toBe(
+      'agentd: trigger rejected: daemon is shutting down: trigger again once it has started again\n',
+    );
 
     const rb = await b.result;
     expect(rb.code, rb.stderr).toBe(5);
