@@ -626,7 +626,13 @@ async function checkCredentials(agents: AgentConfig[], env: NodeJS.ProcessEnv): 
         // unfilled: every session would run with it and fail later, in the agent's own words.
         if (value?.byteLength === 0) results.push(emptyCredential(check, name, source));
         else
-          results.push({ check, status: 'ok', message: `${source.raw} resolves (the value is not shown)` });
+          results.push(
+            openCredentialFile(check, source) ?? {
+              check,
+              status: 'ok',
+              message: `${source.raw} resolves (the value is not shown)`,
+            },
+          );
       } catch (error) {
         results.push(
           unresolvedSource(check, source, error, 'systemd: EnvironmentFile=, e.g. /etc/agentd/agentd.env'),
@@ -655,6 +661,30 @@ async function checkCredentials(agents: AgentConfig[], env: NodeJS.ProcessEnv): 
     }
   }
   return results;
+}
+
+/**
+ * A credential file other users may read (any local user has the value) or write (they choose what the
+ * agent gets): a warning with the chmod. The daemon reads it as its own user, so 0600 loses nothing.
+ */
+function openCredentialFile(check: string, source: CredentialSource): CheckResult | undefined {
+  if (source.kind !== 'file') return undefined;
+  let mode: number;
+  try {
+    mode = statSync(source.path).mode & 0o777;
+  } catch {
+    return undefined;
+  }
+  const read = (mode & 0o044) !== 0;
+  const write = (mode & 0o022) !== 0;
+  if (!read && !write) return undefined;
+  const may = read && write ? 'read and write' : read ? 'read' : 'write';
+  return {
+    check,
+    status: 'warn',
+    message: `${source.raw} resolves, but users other than its owner may ${may} ${source.path} (mode 0${mode.toString(8).padStart(3, '0')})`,
+    fix: `chmod 600 ${source.path} (and chown it to the daemon's user if it is not)`,
+  };
 }
 
 /** A credential source that resolves to nothing: a warning, with where to put the value. */

@@ -97,7 +97,7 @@ describe('preflight: a credential source that is refused', () => {
 
   it("fails the credential with which the agent's values no longer fit in its environment", async () => {
     const dir = makeTempDir('agentd-unit-preflight-total-');
-    writeFileSync(join(dir, 'value'), 'v'.repeat(128_000));
+    writeFileSync(join(dir, 'value'), 'v'.repeat(128_000), { mode: 0o600 });
     const env = { HOME: '/home/u', XDG_RUNTIME_DIR: '/run/user/0' };
     const text = [
       'daemon:',

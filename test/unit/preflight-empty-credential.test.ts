@@ -21,7 +21,7 @@ describe('preflight: a credential source that resolves to an empty value', () =>
     const dir = makeTempDir('agentd-unit-preflight-empty-');
     writeFileSync(join(dir, 'empty'), '');
     writeFileSync(join(dir, 'newline'), '\n');
-    writeFileSync(join(dir, 'token'), 'ghp_value\n');
+    writeFileSync(join(dir, 'token'), 'ghp_value\n', { mode: 0o600 });
     const env = { HOME: '/home/u', XDG_RUNTIME_DIR: '/run/user/0', EMPTY_VAR: '', FULL_VAR: 'x' };
     const text = [
       'daemon:',
