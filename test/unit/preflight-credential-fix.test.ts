@@ -7,41 +7,29 @@ import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config/load.js';
-import { runPreflight } from '../../src/daemon/preflight.js';
-import { passingPreflightPodman } from '../helpers/preflight-podman.js';
+import { credentialChecks } from '../helpers/preflight-podman.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
 
 afterEach(cleanupAll);
-
-const podman = passingPreflightPodman();
 
 describe('preflight: a credential source that is refused', () => {
   it('gives the fix for what is wrong with it', async () => {
     const dir = makeTempDir('agentd-unit-preflight-fix-');
     writeFileSync(join(dir, 'nul'), 'abc\0defghijk');
-    const env = { HOME: '/home/u', XDG_RUNTIME_DIR: '/run/user/0', LONG_VAR: 'v'.repeat(200_000) };
-    const text = [
-      'daemon:',
-      `  state_dir: ${join(dir, 'state')}`,
-      'agents:',
-      '  - name: demo',
-      '    image: localhost/agentd-base:bookworm',
-      '    command: ["run"]',
-      '    repo: https://git.example.com/org/app.git',
-      '    credentials:',
-      '      - { name: DEV, source: "file:/dev/zero" }',
-      `      - { name: DIR, source: "file:${dir}" }`,
-      `      - { name: NUL, source: "file:${join(dir, 'nul')}" }`,
-      '      - { name: LONG, source: env:LONG_VAR }',
-      `      - { name: MISSING, source: "file:${join(dir, 'missing')}" }`,
-      '      - { name: UNSET, source: env:UNSET_VAR }',
-    ].join('\n');
-    const settings = parseConfig(text, join(dir, 'agentd.yaml'), env, 0);
-    const results = await runPreflight({ settings, podman, env, depth: 'cheap', uid: 0 });
-    const fixes = Object.fromEntries(
-      results.filter((r) => r.check.startsWith('credential ')).map((r) => [r.check, [r.status, r.fix]]),
+    const credentials = await credentialChecks(
+      dir,
+      [
+        '    credentials:',
+        '      - { name: DEV, source: "file:/dev/zero" }',
+        `      - { name: DIR, source: "file:${dir}" }`,
+        `      - { name: NUL, source: "file:${join(dir, 'nul')}" }`,
+        '      - { name: LONG, source: env:LONG_VAR }',
+        `      - { name: MISSING, source: "file:${join(dir, 'missing')}" }`,
+        '      - { name: UNSET, source: env:UNSET_VAR }',
+      ],
+      { LONG_VAR: 'v'.repeat(200_000) },
     );
+    const fixes = Object.fromEntries(credentials.map((r) => [r.check, [r.status, r.fix]]));
     expect(fixes).toEqual({
       'credential demo/DEV': ['fail', 'Point file:/dev/zero at a regular file that holds only the value'],
       'credential demo/DIR': ['fail', `Point file:${dir} at a regular file that holds only the value`],
@@ -70,21 +58,11 @@ describe('preflight: a credential source that is refused', () => {
     const server = createServer();
     await new Promise<void>((resolve) => server.listen(path, resolve));
     try {
-      const env = { HOME: '/home/u', XDG_RUNTIME_DIR: '/run/user/0' };
-      const text = [
-        'daemon:',
-        `  state_dir: ${join(dir, 'state')}`,
-        'agents:',
-        '  - name: demo',
-        '    image: localhost/agentd-base:bookworm',
-        '    command: ["run"]',
-        '    repo: https://git.example.com/org/app.git',
+      const credentials = await credentialChecks(dir, [
         '    credentials:',
         `      - { name: SOCK, source: "file:${path}" }`,
-      ].join('\n');
-      const settings = parseConfig(text, join(dir, 'agentd.yaml'), env, 0);
-      const results = await runPreflight({ settings, podman, env, depth: 'cheap', uid: 0 });
-      const result = results.find((r) => r.check === 'credential demo/SOCK');
+      ]);
+      const result = credentials.find((r) => r.check === 'credential demo/SOCK');
       expect(result).toMatchObject({
         status: 'fail',
         message: `file ${path} (source file:${path}) is a socket, not a regular file; point the source at a file`,
@@ -98,24 +76,13 @@ describe('preflight: a credential source that is refused', () => {
   it("fails the credential with which the agent's values no longer fit in its environment", async () => {
     const dir = makeTempDir('agentd-unit-preflight-total-');
     writeFileSync(join(dir, 'value'), 'v'.repeat(128_000), { mode: 0o600 });
-    const env = { HOME: '/home/u', XDG_RUNTIME_DIR: '/run/user/0' };
-    const text = [
-      'daemon:',
-      `  state_dir: ${join(dir, 'state')}`,
-      'agents:',
-      '  - name: demo',
-      '    image: localhost/agentd-base:bookworm',
-      '    command: ["run"]',
-      '    repo: https://git.example.com/org/app.git',
+    const credentials = await credentialChecks(dir, [
       '    credentials:',
       ...Array.from(
         { length: 17 },
         (_, i) => `      - { name: C_${i}, source: "file:${join(dir, 'value')}" }`,
       ),
-    ].join('\n');
-    const settings = parseConfig(text, join(dir, 'agentd.yaml'), env, 0);
-    const results = await runPreflight({ settings, podman, env, depth: 'cheap', uid: 0 });
-    const credentials = results.filter((r) => r.check.startsWith('credential '));
+    ]);
     expect(credentials.filter((r) => r.status !== 'ok').map((r) => [r.check, r.status, r.fix])).toEqual([
       [
         'credential demo/C_15',

@@ -7,14 +7,10 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config/load.js';
-import { runPreflight } from '../../src/daemon/preflight.js';
-import { passingPreflightPodman } from '../helpers/preflight-podman.js';
+import { credentialChecks } from '../helpers/preflight-podman.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
 
 afterEach(cleanupAll);
-
-const podman = passingPreflightPodman();
 
 describe('preflight: a credential source that resolves to an empty value', () => {
   it('is a warning with the fix; one with a value is ok', async () => {
@@ -22,25 +18,18 @@ describe('preflight: a credential source that resolves to an empty value', () =>
     writeFileSync(join(dir, 'empty'), '');
     writeFileSync(join(dir, 'newline'), '\n');
     writeFileSync(join(dir, 'token'), 'ghp_value\n', { mode: 0o600 });
-    const env = { HOME: '/home/u', XDG_RUNTIME_DIR: '/run/user/0', EMPTY_VAR: '', FULL_VAR: 'x' };
-    const text = [
-      'daemon:',
-      `  state_dir: ${join(dir, 'state')}`,
-      'agents:',
-      '  - name: demo',
-      '    image: localhost/agentd-base:bookworm',
-      '    command: ["run"]',
-      '    repo: https://git.example.com/org/app.git',
-      `    repo_token: file:${join(dir, 'newline')}`,
-      '    credentials:',
-      `      - { name: A, source: "file:${join(dir, 'empty')}" }`,
-      '      - { name: B, source: env:EMPTY_VAR }',
-      `      - { name: C, source: "file:${join(dir, 'token')}" }`,
-      '      - { name: D, source: env:FULL_VAR }',
-    ].join('\n');
-    const settings = parseConfig(text, join(dir, 'agentd.yaml'), env, 0);
-    const results = await runPreflight({ settings, podman, env, depth: 'cheap', uid: 0 });
-    const credentials = results.filter((r) => r.check.startsWith('credential '));
+    const credentials = await credentialChecks(
+      dir,
+      [
+        `    repo_token: file:${join(dir, 'newline')}`,
+        '    credentials:',
+        `      - { name: A, source: "file:${join(dir, 'empty')}" }`,
+        '      - { name: B, source: env:EMPTY_VAR }',
+        `      - { name: C, source: "file:${join(dir, 'token')}" }`,
+        '      - { name: D, source: env:FULL_VAR }',
+      ],
+      { EMPTY_VAR: '', FULL_VAR: 'x' },
+    );
     expect(credentials.map((r) => [r.check, r.status])).toEqual([
       ['credential demo/A', 'warn'],
       ['credential demo/B', 'warn'],

@@ -6,9 +6,7 @@
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config/load.js';
-import { runPreflight } from '../../src/daemon/preflight.js';
-import { passingPreflightPodman } from '../helpers/preflight-podman.js';
+import { credentialChecks } from '../helpers/preflight-podman.js';
 import { cleanupAll, makeTempDir } from '../helpers/resources.js';
 
 afterEach(cleanupAll);
@@ -22,27 +20,10 @@ describe('preflight: a credential file others may read or write', () => {
       // writeFileSync's mode is cut by the umask: set it exactly.
       chmodSync(join(dir, name), mode);
     }
-    const env = { HOME: '/home/u', XDG_RUNTIME_DIR: '/run/user/0' };
-    const text = [
-      'daemon:',
-      `  state_dir: ${join(dir, 'state')}`,
-      'agents:',
-      '  - name: demo',
-      '    image: localhost/agentd-base:bookworm',
-      '    command: ["run"]',
-      '    repo: https://git.example.com/org/app.git',
+    const credentials = await credentialChecks(dir, [
       '    credentials:',
       ...Object.keys(files).map((name) => `      - { name: ${name}, source: "file:${join(dir, name)}" }`),
-    ].join('\n');
-    const settings = parseConfig(text, join(dir, 'agentd.yaml'), env, 0);
-    const results = await runPreflight({
-      settings,
-      podman: passingPreflightPodman(),
-      env,
-      depth: 'cheap',
-      uid: 0,
-    });
-    const credentials = results.filter((r) => r.check.startsWith('credential '));
+    ]);
     expect(credentials.map((r) => [r.check, r.status])).toEqual([
       ['credential demo/A', 'warn'],
       ['credential demo/B', 'warn'],
